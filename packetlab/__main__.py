@@ -1,0 +1,5 @@
+import sys
+
+from packetlab.cli import main
+
+sys.exit(main())

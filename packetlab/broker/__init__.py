@@ -1,0 +1,1 @@
+"""The PacketLab broker role (not implemented yet)."""

@@ -1,0 +1,1 @@
+"""The controller API: Twisted clients that drive PacketLab endpoints."""

@@ -1,0 +1,1 @@
+"""The PacketLab endpoint role."""

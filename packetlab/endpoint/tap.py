@@ -1,0 +1,12 @@
+"""twistd pktendpoint: placeholder until the endpoint role lands."""
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from packetlab._tapstub import unimplemented_options, unimplemented_service
+
+Options = unimplemented_options("pktendpoint")
+
+
+def makeService(options: usage.Options) -> IService:
+    return unimplemented_service("pktendpoint")

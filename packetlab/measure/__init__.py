@@ -1,0 +1,1 @@
+"""Measurements written against the public controller API."""

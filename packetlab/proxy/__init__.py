@@ -1,0 +1,1 @@
+"""The PacketLab proxy role (not implemented yet)."""

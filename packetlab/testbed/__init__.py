@@ -1,0 +1,1 @@
+"""Network-namespace testbeds for tests, demos and benchmarks."""

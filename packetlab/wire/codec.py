@@ -1,0 +1,99 @@
+"""Encode and decode messages: the fast path derived from the declarations, and
+construct's own interpretation of the same declarations as the reference."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import fields as dc_fields
+from typing import Any
+
+import construct as c
+
+from packetlab.wire.codegen import derive
+from packetlab.wire.constants import BODY_MAX, HEADER_LEN
+from packetlab.wire.errors import EncodeError, MalformedMessage
+from packetlab.wire.messages import ALL_MESSAGES, BY_TYPE, Message
+from packetlab.wire.nodes import RuleError
+
+
+class UnknownType(Exception):
+    """A complete frame whose type code is not a PacketLab message (§1.1)."""
+
+    def __init__(self, msgtype: int) -> None:
+        super().__init__(f"unknown message type 0x{msgtype:02x}")
+        self.msgtype = msgtype
+
+
+_DECODERS: dict[int, Callable[[bytes], Message]] = {}
+_ENCODERS: dict[type, Callable[[Any], bytes]] = {}
+SOURCES: dict[str, str] = {}
+for _cls in ALL_MESSAGES:
+    _dec, _enc, SOURCES[_cls.__name__] = derive(_cls)
+    _DECODERS[int(_cls.TYPE)] = _dec
+    _ENCODERS[_cls] = _enc
+
+_HDR = struct.Struct(">I")
+
+
+def encode(msg: Message) -> bytes:
+    """The whole frame (header and body) for `msg`. Raises EncodeError."""
+    try:
+        enc = _ENCODERS[type(msg)]
+    except KeyError:
+        raise EncodeError(f"not a PacketLab message: {msg!r}") from None
+    return enc(msg)
+
+
+def decode_body(msgtype: int, body: bytes) -> Message:
+    """Decode one body. Raises UnknownType or MalformedMessage."""
+    dec = _DECODERS.get(msgtype)
+    if dec is None:
+        raise UnknownType(msgtype)
+    return dec(body)
+
+
+def decode_frame(frame: bytes) -> Message:
+    """Decode exactly one whole frame (header included)."""
+    if len(frame) < HEADER_LEN:
+        raise MalformedMessage(frame[0] if frame else 0, 0, "frame shorter than its header")
+    (word,) = _HDR.unpack_from(frame, 0)
+    if len(frame) != HEADER_LEN + (word & BODY_MAX):
+        raise MalformedMessage(word >> 24, 0, "frame length does not match its header")
+    return decode_body(word >> 24, bytes(frame[HEADER_LEN:]))
+
+
+# --------------------------------------------------------- the construct reference path
+
+
+def _fieldnames(cls: type) -> list[str]:
+    return [f.name for f in dc_fields(cls)]
+
+
+def construct_decode_body(msgtype: int, body: bytes) -> Message:
+    """Decode with construct's interpreter (slow; for tests and comparison)."""
+    cls = BY_TYPE.get(msgtype)
+    if cls is None:
+        raise UnknownType(msgtype)
+    try:
+        ctr = cls.BODY.parse(body, bodylen=len(body))
+    except RuleError as e:
+        raise MalformedMessage(msgtype, -1, e.rule) from None
+    except c.ConstructError as e:
+        raise MalformedMessage(msgtype, -1, str(e)) from None
+    return cls(*(ctr[name] for name in _fieldnames(cls)))
+
+
+def construct_encode(msg: Message) -> bytes:
+    """Encode with construct's interpreter (slow; for tests and comparison)."""
+    cls = type(msg)
+    values = {name: getattr(msg, name) for name in _fieldnames(cls)}
+    try:
+        body = cls.BODY.build(values)
+    except RuleError as e:
+        raise EncodeError(f"{cls.__name__}: {e.rule}") from None
+    except (c.ConstructError, TypeError, struct.error) as e:
+        raise EncodeError(f"{cls.__name__}: {e}") from None
+    if len(body) > BODY_MAX:
+        raise EncodeError(f"{cls.__name__}: body of {len(body)} bytes > 0xFFFFFF")
+    return _HDR.pack(int(cls.TYPE) << 24 | len(body)) + body

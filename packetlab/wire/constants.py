@@ -1,0 +1,188 @@
+"""Protocol constants of PacketLab 1.1 (PROTOCOL.md §1.2, §1.3, §2.4, §3.2, §3.3)."""
+
+from __future__ import annotations
+
+from enum import IntEnum, IntFlag
+
+HEADER_LEN = 4
+BODY_MAX = 0xFFFFFF
+DEFAULT_CONTROLLER_PORT = 20556
+DEFAULT_PUB_PORT = 20556
+DEFAULT_SUB_PORT = 20557
+DEFAULT_PROXY_SETUP_PORT = 20557
+
+MREAD_MAX = 0x10000
+NDATA_MAX = 0x10000
+NSEND_MAX = 0xFFFFFF - 31
+LINFO_INFO_MAX = 0x10000
+MAX_SKT_CNT = 0x100
+FILTER_MAX = 0x10000
+CHANNEL_MAX = 32
+SNIKEY_MAX = 63
+KEYID_LEN = 32
+
+
+class MsgType(IntEnum):
+    """Message type codes (byte 0 of every frame)."""
+
+    CDATA = 0x20
+    START = 0x21
+    END = 0x22
+    YIELD = 0x23
+    CONT = 0x24
+    MREAD = 0x28
+    MWRITE = 0x29
+    NOPEN = 0x2A
+    NCLOSE = 0x2B
+    NSEND = 0x2C
+    NCAP = 0x2D
+    NCTL = 0x2E
+    XCERT = 0x30
+    XPUB = 0x31
+    XSUB = 0x38
+    RESULT = 0x40
+    MDATA = 0x41
+    NTAG = 0x60
+    NSTAT = 0x61
+    NDATA = 0x62
+    NDROP = 0x63
+    NBLOCK = 0x64
+    LINFO = 0x65
+    SUSPD = 0x68
+    RESUMD = 0x69
+    XNOTIFY = 0x70
+    XREG = 0x80
+
+
+class Status(IntEnum):
+    """`enum pktlab_status` (u16), carried by result, ntag and monitor paths."""
+
+    SUCCESS = 0
+    ECTLBADMSG = 0x10
+    ECTLNOTSUP = 0x11
+    ECTLMONREJ = 0x12
+    ECTLMONUKN = 0x13
+    ECRTBADHDAT = 0x20
+    ECRTNOHDAT = 0x21
+    ECRTBADFRM = 0x22
+    ECRTNOSPACE = 0x23
+    ECRTBADHINT = 0x24
+    ESYSNOBUFS = 0x30
+    ESYSNOPERM = 0x31
+    ESKTINUSE = 0x32
+    ESKTNOTOPEN = 0x33
+    ESKTNOPRFAM = 0x34
+    ESKTNOPROTO = 0x35
+    ESKTNOADDR = 0x36
+    ESKTNOMATCH = 0x37
+    ESKTBADFILT = 0x38
+    ESKTPKTDENY = 0x39
+    ESKTOPNDENY = 0x3A
+    ETCPNOPORT = 0x40
+    EPKTNOTSENT = 0x41
+    EUDPNOPORT = 0x42
+    EPKTTRUNC = 0x43
+    ENORES = 0x44
+    EMEMBADADR = 0x48
+    EPUBBADCHL = 0x50
+    EPUBBADCHN = 0x51
+    EPUBBADADDR = 0x52
+    EPUBBADPR = 0x53
+    EPUBBADXD = 0x54
+    ESUBBADCHL = 0x60
+    ESUBBADCHN = 0x61
+    ESUBBADDA = 0x62
+    EUNKFAULT = 0xFFFF
+
+
+class Family(IntEnum):
+    IP4 = 4
+    IP6 = 6
+
+
+class Proto(IntEnum):
+    RAW = 0x00
+    TCP = 0x06
+    UDP = 0x11
+
+
+ADDR_LEN: dict[int, int] = {Family.IP4: 4, Family.IP6: 16}
+
+
+class NstatCode(IntEnum):
+    ESTABLISHED = 0
+    RESET = 1
+    TIMEOUT = 2
+    PEERCLOSED = 3
+    UNKNOWN = 0xFF
+
+
+class SocketState(IntEnum):
+    """STAT field of a socket block (i8)."""
+
+    FREE = 0
+    OPENING = 1
+    OPEN = 2
+    EOF = 3
+    WFIN = 4
+    END = 5
+    REFUSED = -1
+    RESET = -2
+    TIMEDOUT = -3
+    UNREACH = -4
+    UNKFAULT = -128
+
+
+class NsendErr(IntEnum):
+    """NSENDERR field of a socket block (i8)."""
+
+    SUCCESS = 0
+    NORES = 1
+    BADPKT = 2
+    TIMEDOUT = 3
+    RESET = 4
+    UNREACH = 5
+    WFIN = 6
+    UNKFAULT = 127
+
+
+class NotifMask(IntFlag):
+    """NOTIFMASK bits: a set bit holds that notification type back (§2.4)."""
+
+    NONE = 0
+    NTAG = 1 << 1
+    NSTAT = 1 << 2
+    NDATA = 1 << 3
+    NDROP = 1 << 4
+    NBLOCK = 1 << 5
+
+
+class NctlCommand(IntEnum):
+    TCP_FIN = 1
+
+
+class ProgType(IntEnum):
+    """Byte 0 of an encoded program (§3.4)."""
+
+    EBPF = 0x00
+    WASM = 0x01
+
+
+class TransSup(IntFlag):
+    """TRANSSUP bits in the system block."""
+
+    RAW = 1 << 0
+    TCP = 1 << 1
+    UDP = 1 << 2
+
+
+class HdrMod(IntEnum):
+    """IP4HDRMOD / IP6HDRMOD per-field values."""
+
+    NOCHG = 0
+    CHG = 1
+    ZEROFILL = 2
+
+
+CDATA_HINT_FILTER = b"filter"
+CDATA_HINT_MONITOR = b"monitor"

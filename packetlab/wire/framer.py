@@ -1,0 +1,114 @@
+"""Sans-IO framing: feed bytes, get messages (PROTOCOL.md §1.1).
+
+Every complete frame yields one item: a `Message`, an `Unknown` (type code not defined:
+answer ECTLNOTSUP and carry on) or a `Malformed` (known type, bad body: answer ECTLBADMSG
+and disconnect). Incomplete frames wait for more bytes. Buffering is linear: bytes are
+appended to one buffer and consumed frames are cut off once per feed, never re-copied
+per frame.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from packetlab.wire.codec import _DECODERS
+from packetlab.wire.constants import BODY_MAX, HEADER_LEN
+from packetlab.wire.errors import FrameTooLarge, MalformedMessage
+from packetlab.wire.messages import Message
+
+_HDR = struct.Struct(">I").unpack_from
+
+
+@dataclass(slots=True)
+class Unknown:
+    """A complete frame with an undefined type code."""
+
+    msgtype: int
+    body: bytes
+    offset: int  # stream offset of the frame
+
+
+@dataclass(slots=True)
+class Malformed:
+    """A complete frame of a known type whose body breaks its rules."""
+
+    msgtype: int
+    body: bytes
+    offset: int  # stream offset of the frame
+    error: MalformedMessage
+
+
+Item = Message | Unknown | Malformed
+
+
+class Framer:
+    """Accumulates a byte stream and splits it into decoded frames.
+
+    `max_body` caps the announced body length (the protocol allows 0xFFFFFF); a larger
+    header raises FrameTooLarge, after which the stream cannot be resynchronised.
+    """
+
+    __slots__ = ("_buf", "_pos", "consumed", "max_body")
+
+    def __init__(self, max_body: int = BODY_MAX) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self.consumed = 0  # stream offset of self._buf[0]
+        self.max_body = max_body
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete frame."""
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes = b"") -> Iterator[Item]:
+        """Buffer `data` now; return an iterator over the frames now complete.
+
+        The iterator may be abandoned part-way (backpressure): frames not taken stay
+        buffered and come out of the next `feed()` (which may be given no data).
+        """
+        self._buf += data
+        return self._frames()
+
+    def _frames(self) -> Iterator[Item]:
+        buf = self._buf
+        try:
+            while True:
+                pos = self._pos
+                if len(buf) - pos < HEADER_LEN:
+                    return
+                (word,) = _HDR(buf, pos)
+                ln = word & BODY_MAX
+                if ln > self.max_body:
+                    raise FrameTooLarge(self.consumed + pos, ln, self.max_body)
+                stop = pos + HEADER_LEN + ln
+                if stop > len(buf):
+                    return
+                msgtype = word >> 24
+                body = bytes(buf[pos + HEADER_LEN : stop])
+                self._pos = stop
+                dec = _DECODERS.get(msgtype)
+                if dec is None:
+                    yield Unknown(msgtype, body, self.consumed + pos)
+                    continue
+                try:
+                    msg = dec(body)
+                except MalformedMessage as e:
+                    yield Malformed(msgtype, body, self.consumed + pos, e)
+                else:
+                    yield msg
+        finally:
+            self._compact()
+
+    def _compact(self) -> None:
+        pos = self._pos
+        if pos == len(self._buf):
+            self._buf.clear()
+        elif pos > 65536 or pos * 2 > len(self._buf):
+            del self._buf[:pos]
+        else:
+            return
+        self.consumed += pos
+        self._pos = 0

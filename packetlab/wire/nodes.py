@@ -1,0 +1,138 @@
+"""Construct building blocks the message declarations use beyond construct's own.
+
+Each node works in construct's ordinary parse/build (the readable, slow path) and is also
+understood by `packetlab.wire.codegen`, which turns a declaration into fast straight-line
+Python. Both paths evaluate the same expressions and call the same rule functions, so the
+declaration stays the single description of the layout.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import construct as c
+from construct import this
+
+from packetlab.wire.constants import CHANNEL_MAX
+
+# `this._params.bodylen` is the body length, passed as a parse parameter.
+BODYLEN = this._params.bodylen
+
+# A 4- or 16-byte address whose size follows the message's `family` field.
+Addr = c.Switch(this.family, {4: c.Bytes(4), 6: c.Bytes(16)}, default=c.Error)
+
+
+class RuleError(c.ValidationError):
+    """A declared rule failed; `rule` is its text."""
+
+    def __init__(self, rule: str, path: str | None = None) -> None:
+        super().__init__(rule, path=path)
+        self.rule = rule
+
+
+class Rule(c.Construct):
+    """Checks a predicate over already-parsed fields; consumes no bytes.
+
+    `pred` is a function whose parameter names are field names (and `bodylen`).
+    `on_build` says whether the rule is also checked when encoding (it cannot be when
+    it looks at `bodylen`).
+    """
+
+    def __init__(self, pred: Callable[..., bool], text: str, on_build: bool = True) -> None:
+        super().__init__()
+        self.pred = pred
+        self.text = text
+        self.on_build = on_build
+        self.args = tuple(inspect.signature(pred).parameters)
+        self.flagbuildnone = True
+
+    def _call(self, context: Any) -> bool:
+        vals = []
+        for a in self.args:
+            vals.append(context._params.bodylen if a == "bodylen" else context.get(a))
+        return bool(self.pred(*vals))
+
+    def _parse(self, stream: Any, context: Any, path: str) -> None:
+        if not self._call(context):
+            raise RuleError(self.text, path=path)
+        return None
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> None:
+        if self.on_build and not self._call(context):
+            raise RuleError(self.text, path=path)
+        return None
+
+    def _sizeof(self, context: Any, path: str) -> int:
+        return 0
+
+
+class Cond(c.Subconstruct):
+    """`If` with separate conditions for parsing and building.
+
+    Some forms are told apart by the body length when decoding (result, nstat) but by
+    which fields are set when encoding; one `If` expression cannot say both.
+    """
+
+    def __init__(self, parse: Any, build: Any, subcon: Any) -> None:
+        super().__init__(subcon)
+        self.parse_cond = parse
+        self.build_cond = build
+        self.flagbuildnone = True
+
+    def _parse(self, stream: Any, context: Any, path: str) -> Any:
+        if c.evaluate(self.parse_cond, context):
+            return self.subcon._parsereport(stream, context, path)
+        return None
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        if c.evaluate(self.build_cond, context):
+            return self.subcon._build(obj, stream, context, path)
+        return None
+
+
+class ChannelList(c.Construct):
+    """chlist (§5.2): entries `len:u8 (1..32), id[len]`, terminated by a 0 byte."""
+
+    @staticmethod
+    def fast_decode(body: bytes, off: int) -> tuple[list[bytes], int]:
+        out: list[bytes] = []
+        n = len(body)
+        while True:
+            if off >= n:
+                raise RuleError(f"chlist: missing 0 terminator (offset {off})")
+            ln = body[off]
+            off += 1
+            if ln == 0:
+                return out, off
+            if ln > CHANNEL_MAX:
+                raise RuleError(f"chlist: channel length {ln} > {CHANNEL_MAX} (offset {off - 1})")
+            if off + ln > n:
+                raise RuleError(f"chlist: channel runs past the body (offset {off - 1})")
+            out.append(bytes(body[off : off + ln]))
+            off += ln
+
+    @staticmethod
+    def fast_encode(chans: list[bytes]) -> bytes:
+        parts = []
+        for ch in chans:
+            if not 1 <= len(ch) <= CHANNEL_MAX:
+                raise RuleError(f"chlist: channel length {len(ch)} not in 1..{CHANNEL_MAX}")
+            parts.append(bytes([len(ch)]) + bytes(ch))
+        parts.append(b"\x00")
+        return b"".join(parts)
+
+    def _parse(self, stream: Any, context: Any, path: str) -> list[bytes]:
+        start = stream.tell()
+        rest = stream.read()
+        value, used = self.fast_decode(rest, 0)
+        stream.seek(start + used)
+        return value
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> list[bytes]:
+        stream.write(self.fast_encode(obj))
+        return list(obj)
+
+    def _sizeof(self, context: Any, path: str) -> int:
+        raise c.SizeofError(path=path)

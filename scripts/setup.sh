@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Idempotent set-up: system packages the tests and demos use, then a virtualenv in .venv
+# with packetlab installed (editable, compat mode so twistd sees twisted/plugins).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages: iproute2 for namespace testbeds. Installed only when missing.
+APT_PACKAGES=(iproute2)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.packetlab-installed
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -U pip
+    .venv/bin/python -m pip install -q --disable-pip-version-check \
+        -e ".[dev]" --config-settings editable_mode=compat
+    touch "$stamp"
+fi
