@@ -206,6 +206,7 @@ class Ncap(Message):
         "proto" / u8,
         "endtime" / u64,
         "filter" / c.GreedyBytes,
+        Rule(lambda filter: len(filter) >= 1, "ncap needs a filter program (length >= 12)"),
     )
 
 
