@@ -1,0 +1,97 @@
+"""`pktlab init`: set up a local demo world in ~/.pktlab as the reference init does (§4.1)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from packetlab.ppks import (
+    CertType,
+    DelType,
+    PktlabHome,
+    generate_private_key,
+    issue_certificate,
+    key_id,
+    make_csr,
+    write_key_pair,
+)
+from packetlab.ppks.keys import Ed25519PrivateKey
+
+NOT_BEFORE = 0
+NOT_AFTER = 2147483647
+KEYS = ("k_exper", "k_xc", "k_eop", "k_ep")
+# (file name, type, signer key, subject key)
+CERTS = (
+    ("agent_xc_xc", CertType.AGENT, "k_xc", "k_xc"),
+    ("agent_ep_ep", CertType.AGENT, "k_ep", "k_ep"),
+    ("exppriv_eop_exper", CertType.EXPPRIV, "k_eop", "k_exper"),
+    ("pubcmd_exper_xc", CertType.PUBCMD, "k_exper", "k_xc"),
+    ("subcmd_eop_ep", CertType.SUBCMD, "k_eop", "k_ep"),
+)
+# (file name, type, del_type, requester key)
+CSRS = (
+    ("exppriv_exper", CertType.EXPPRIV, None, "k_exper"),
+    ("delpriv_exp_exper", CertType.DELPRIV, DelType.EXPPRIV, "k_exper"),
+    ("delpriv_rep_eop", CertType.DELPRIV, DelType.REPPRIV, "k_eop"),
+)
+
+_EPILOG = f"""\
+creates, under --home (default ~/.pktlab, or $PKTLAB_HOME):
+  keys/   {", ".join(KEYS)} (PKCS#8, mode 0600) and their .pub files
+  certs/  {", ".join(c[0] + ".cert" for c in CERTS)}
+  csrs/   {", ".join(c[0] + ".csr" for c in CSRS)}
+The agent certs are self-signed; exppriv_eop_exper lets k_exper run experiments on the
+endpoints of k_eop; pubcmd_exper_xc lets controller key k_xc act for k_exper;
+subcmd_eop_ep lets endpoint key k_ep subscribe for k_eop. All are valid from
+{NOT_BEFORE} to {NOT_AFTER} (Unix seconds). The CSRs are for asking other operators for
+privileges (pktlab ppks sign -r FILE ...)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Set up a PacketLab home directory with demo keys, certificates and CSRs, "
+        "like the reference pktlab_init. An existing setup is left alone unless --force."
+    )
+    parser.epilog = _EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--home", type=Path, help="directory to set up (default ~/.pktlab)")
+    parser.add_argument(
+        "--force", action="store_true", help="replace the keys, certs and CSRs of an existing setup"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    home = PktlabHome.at(args.home)
+    if home.exists() and not args.force:
+        print(
+            f"error: {home.root} already holds keys, certs or CSRs; "
+            "nothing changed (use --force to replace them)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        init_home(home)
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"initialised {home.root}")
+    return 0
+
+
+def init_home(home: PktlabHome) -> dict[str, Ed25519PrivateKey]:
+    """Create the demo keys, certificates and CSRs in `home`; returns the keys by name."""
+    home.create_dirs()
+    keys: dict[str, Ed25519PrivateKey] = {}
+    for name in KEYS:
+        keys[name] = generate_private_key()
+        write_key_pair(home.key_path(name), keys[name])
+        print(f"key  {home.key_path(name)}  id {key_id(keys[name]).hex()}")
+    for name, ctype, signer, subject in CERTS:
+        cert = issue_certificate(ctype, keys[signer], keys[subject], NOT_BEFORE, NOT_AFTER)
+        home.cert_path(name).write_bytes(cert.to_pem())
+        print(f"cert {home.cert_path(name)}")
+    for name, ctype, dtype, requester in CSRS:
+        home.csr_path(name).write_bytes(make_csr(ctype, keys[requester], del_type=dtype))
+        print(f"csr  {home.csr_path(name)}")
+    return keys

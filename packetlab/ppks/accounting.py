@@ -1,0 +1,234 @@
+"""Persistent resource accounting (PROTOCOL.md §4.5) that survives restarts and kill -9.
+
+The reference keeps per-certificate counters in LMDB keyed by AKI||serial and debits them
+at session end, so a crash mid-session forgets what was spent. We keep them in SQLite
+(WAL, synchronous=FULL) and debit *before* use: a caller reserves an amount in one
+committed transaction and only then spends it; what is left unspent is refunded at the
+end. A crash can lose a reservation (the budget shrinks a little) but can never let an
+experiment spend more than its certificates allow. See docs/ppks.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .cert import Certificate
+
+__all__ = ["Accounting", "Budget", "Counter", "Meter"]
+
+_SQLITE_MAX = 2**63 - 1  # SQLite INTEGER is signed 64-bit; larger limits are clamped
+
+
+class Counter(enum.Enum):
+    """Persisted counters, with the cert_limit field that bounds each (§4.5)."""
+
+    SEND_PKT = "max_send_pkt"
+    RECV_PKT = "max_recv_pkt"
+    SEND_BYTE = "max_send_byte"
+    RECV_BYTE = "max_recv_byte"
+    RUNTIME = "max_exp_period"  # ns
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rlim (
+    key BLOB NOT NULL,       -- AKI(32) || serial, as in the reference
+    counter TEXT NOT NULL,   -- Counter value (cert_limit field name)
+    used INTEGER NOT NULL,   -- amount reserved so far (spent or in flight)
+    exptime INTEGER NOT NULL, -- notAfter of the cert, Unix seconds
+    PRIMARY KEY (key, counter)
+) WITHOUT ROWID
+"""
+
+
+@dataclass(frozen=True)
+class _Record:
+    key: bytes
+    limit: int
+    exptime: int
+
+
+class Accounting:
+    """A SQLite-backed store of per-certificate usage. One per endpoint process (several
+    processes may share the file: every debit is an IMMEDIATE transaction)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 30.0,
+    ) -> None:
+        self.path = os.fspath(path)
+        self._clock = clock
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
+        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot use WAL journal on {self.path}: {mode}")
+        # FULL: every commit is fsynced, so a reservation survives power loss too.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(_SCHEMA)
+        self.clear_expired()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Accounting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def clear_expired(self, now: float | None = None) -> int:
+        """Delete records of certificates past their notAfter; returns how many."""
+        t = self._clock() if now is None else now
+        cur = self._db.execute("DELETE FROM rlim WHERE exptime < ?", (int(t),))
+        return cur.rowcount
+
+    def budget(self, certs: Sequence[Certificate]) -> Budget:
+        """The budget of a session whose chain holds `certs` (only exppriv/delpriv certs
+        with limits matter). Records are seeded on first sight."""
+        records: dict[Counter, list[_Record]] = {c: [] for c in Counter}
+        for cert in certs:
+            if cert.limits is None:
+                continue
+            for counter in Counter:
+                limit = getattr(cert.limits, counter.value)
+                if limit is not None:
+                    records[counter].append(
+                        _Record(cert.accounting_key, min(limit, _SQLITE_MAX), cert.not_after)
+                    )
+        with self._transaction():
+            for counter, recs in records.items():
+                for r in recs:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO rlim (key, counter, used, exptime)"
+                        " VALUES (?, ?, 0, ?)",
+                        (r.key, counter.value, r.exptime),
+                    )
+        return Budget(self, records)
+
+    # -- used by Budget ---------------------------------------------------------------
+
+    def _transaction(self) -> _Txn:
+        return _Txn(self._db)
+
+    def _used(self, key: bytes, counter: Counter) -> int:
+        row = self._db.execute(
+            "SELECT used FROM rlim WHERE key = ? AND counter = ?", (key, counter.value)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _available(self, recs: Sequence[_Record], counter: Counter) -> int:
+        return min(max(0, r.limit - self._used(r.key, counter)) for r in recs)
+
+    def _set_used(self, key: bytes, counter: Counter, used: int, exptime: int) -> None:
+        # INSERT OR REPLACE: a record cleared as expired mid-session is recreated.
+        self._db.execute(
+            "INSERT OR REPLACE INTO rlim (key, counter, used, exptime) VALUES (?, ?, ?, ?)",
+            (key, counter.value, used, exptime),
+        )
+
+
+class _Txn:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+class Budget:
+    """What one session may still use, counter by counter (min over its certificates)."""
+
+    def __init__(self, acct: Accounting, records: dict[Counter, list[_Record]]) -> None:
+        self._acct = acct
+        self._records = records
+
+    def is_limited(self, counter: Counter) -> bool:
+        return bool(self._records[counter])
+
+    def remaining(self, counter: Counter) -> int | None:
+        """Amount still available (None: unlimited)."""
+        recs = self._records[counter]
+        if not recs:
+            return None
+        return self._acct._available(recs, counter)
+
+    def reserve(self, counter: Counter, amount: int, *, partial: bool = False) -> int:
+        """Debit `amount` before it is used, durably. Returns the amount granted: all of
+        it, or 0 when not enough is left (with `partial`, as much as is left)."""
+        if amount < 0:
+            raise ValueError("amount must be >= 0")
+        recs = self._records[counter]
+        if not recs or amount == 0:
+            return amount
+        acct = self._acct
+        with acct._transaction():
+            avail = acct._available(recs, counter)
+            grant = min(amount, avail) if partial else (amount if avail >= amount else 0)
+            if grant:
+                for r in recs:
+                    acct._set_used(r.key, counter, acct._used(r.key, counter) + grant, r.exptime)
+        return grant
+
+    def refund(self, counter: Counter, amount: int) -> None:
+        """Give back a reserved amount that was not used (never below zero)."""
+        if amount < 0:
+            raise ValueError("amount must be >= 0")
+        recs = self._records[counter]
+        if not recs or amount == 0:
+            return
+        acct = self._acct
+        with acct._transaction():
+            for r in recs:
+                acct._set_used(
+                    r.key, counter, max(0, acct._used(r.key, counter) - amount), r.exptime
+                )
+
+    def meter(self, counter: Counter, chunk: int) -> Meter:
+        return Meter(self, counter, chunk)
+
+
+class Meter:
+    """Per-event spending from reservations taken `chunk` at a time, so the hot path
+    (one packet) does not touch the disk. Call `release()` at session end."""
+
+    def __init__(self, budget: Budget, counter: Counter, chunk: int) -> None:
+        if chunk <= 0:
+            raise ValueError("chunk must be > 0")
+        self._budget = budget
+        self.counter = counter
+        self.chunk = chunk
+        self.held = 0  # reserved and not yet spent
+        self.spent = 0
+
+    def consume(self, n: int) -> bool:
+        """Spend `n` if the budget allows; False (nothing spent) otherwise."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        if n > self.held:
+            if not self._budget.is_limited(self.counter):
+                self.spent += n
+                return True
+            want = max(self.chunk, n - self.held)
+            self.held += self._budget.reserve(self.counter, want, partial=True)
+            if n > self.held:
+                return False
+        self.held -= n
+        self.spent += n
+        return True
+
+    def release(self) -> None:
+        """Refund what was reserved and not spent."""
+        if self.held:
+            self._budget.refund(self.counter, self.held)
+            self.held = 0

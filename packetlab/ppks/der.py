@@ -1,0 +1,159 @@
+"""A minimal strict DER reader: just enough to take PPKS certificates apart.
+
+We read the certificate ourselves (rather than only through `cryptography`) so that every
+rule of PROTOCOL.md §4.3 can be checked on the exact bytes and refused with its own reason
+(unique IDs, extension criticality, the OCTET STRING inside cert_info, ...).
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+
+# Universal tags used by X.509.
+BOOLEAN = 0x01
+INTEGER = 0x02
+BIT_STRING = 0x03
+OCTET_STRING = 0x04
+NULL = 0x05
+OID = 0x06
+UTF8_STRING = 0x0C
+SEQUENCE = 0x30
+SET = 0x31
+UTC_TIME = 0x17
+GENERALIZED_TIME = 0x18
+
+
+class DERError(ValueError):
+    """The bytes are not valid DER for the structure expected."""
+
+
+@dataclass(frozen=True)
+class TLV:
+    tag: int
+    value: bytes
+    raw: bytes  # the whole element, header included
+
+
+def read_tlv(data: bytes, pos: int = 0) -> tuple[TLV, int]:
+    """Read one element at `pos`; return it and the offset just past it."""
+    if pos >= len(data):
+        raise DERError("truncated: missing tag")
+    tag = data[pos]
+    if tag & 0x1F == 0x1F:
+        raise DERError("multi-byte tags are not used in certificates")
+    if pos + 1 >= len(data):
+        raise DERError("truncated: missing length")
+    first = data[pos + 1]
+    hdr = 2
+    if first < 0x80:
+        length = first
+    elif first == 0x80:
+        raise DERError("indefinite length is not DER")
+    else:
+        n = first & 0x7F
+        if n > 4:
+            raise DERError("length field too long")
+        if pos + 2 + n > len(data):
+            raise DERError("truncated: length bytes")
+        lb = data[pos + 2 : pos + 2 + n]
+        length = int.from_bytes(lb, "big")
+        if lb[0] == 0 or length < 0x80:
+            raise DERError("non-minimal length encoding")
+        hdr += n
+    end = pos + hdr + length
+    if end > len(data):
+        raise DERError("truncated: value shorter than its length")
+    return TLV(tag, data[pos + hdr : end], data[pos:end]), end
+
+
+def read_single(data: bytes, tag: int | None = None) -> TLV:
+    """Read exactly one element filling all of `data`."""
+    tlv, end = read_tlv(data)
+    if end != len(data):
+        raise DERError("trailing bytes after element")
+    if tag is not None and tlv.tag != tag:
+        raise DERError(f"expected tag 0x{tag:02x}, got 0x{tlv.tag:02x}")
+    return tlv
+
+
+def children(value: bytes) -> list[TLV]:
+    """Split the contents of a constructed element into its elements."""
+    out = []
+    pos = 0
+    while pos < len(value):
+        tlv, pos = read_tlv(value, pos)
+        out.append(tlv)
+    return out
+
+
+def decode_oid(value: bytes) -> str:
+    if not value:
+        raise DERError("empty OBJECT IDENTIFIER")
+    arcs: list[int] = []
+    acc = 0
+    for i, b in enumerate(value):
+        if acc == 0 and b == 0x80:
+            raise DERError("non-minimal OBJECT IDENTIFIER arc")
+        acc = (acc << 7) | (b & 0x7F)
+        if not b & 0x80:
+            arcs.append(acc)
+            acc = 0
+        elif i == len(value) - 1:
+            raise DERError("truncated OBJECT IDENTIFIER")
+    first = arcs[0]
+    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
+    return ".".join(str(a) for a in head + arcs[1:])
+
+
+def decode_integer(value: bytes) -> int:
+    if not value:
+        raise DERError("empty INTEGER")
+    if len(value) > 1 and (
+        (value[0] == 0 and not value[1] & 0x80) or (value[0] == 0xFF and value[1] & 0x80)
+    ):
+        raise DERError("non-minimal INTEGER")
+    return int.from_bytes(value, "big", signed=True)
+
+
+def decode_boolean(value: bytes) -> bool:
+    if len(value) != 1 or value[0] not in (0x00, 0xFF):
+        raise DERError("bad BOOLEAN")
+    return value[0] == 0xFF
+
+
+def decode_bit_string(value: bytes) -> tuple[bytes, int]:
+    """Return (bytes, number of unused bits in the last byte)."""
+    if not value:
+        raise DERError("empty BIT STRING")
+    unused = value[0]
+    if unused > 7 or (unused and len(value) == 1):
+        raise DERError("bad BIT STRING padding")
+    if unused and value[-1] & ((1 << unused) - 1):
+        raise DERError("BIT STRING padding bits are not zero")
+    return value[1:], unused
+
+
+def decode_time(tlv: TLV) -> int:
+    """UTCTime or GeneralizedTime (Z form, whole seconds) -> Unix seconds."""
+    try:
+        text = tlv.value.decode("ascii")
+    except UnicodeDecodeError as e:
+        raise DERError("time is not ASCII") from e
+    if tlv.tag == UTC_TIME:
+        if len(text) != 13 or not text[:12].isdigit() or text[12] != "Z":
+            raise DERError("bad UTCTime")
+        yy = int(text[:2])
+        year = 2000 + yy if yy < 50 else 1900 + yy
+        rest = text[2:12]
+    elif tlv.tag == GENERALIZED_TIME:
+        if len(text) != 15 or not text[:14].isdigit() or text[14] != "Z":
+            raise DERError("bad GeneralizedTime")
+        year = int(text[:4])
+        rest = text[4:14]
+    else:
+        raise DERError("expected a time")
+    mon, day, hh, mm, ss = (int(rest[i : i + 2]) for i in range(0, 10, 2))
+    if not (1 <= mon <= 12 and 1 <= day <= 31 and hh < 24 and mm < 60 and ss < 60):
+        raise DERError("time field out of range")
+    return calendar.timegm((year, mon, day, hh, mm, ss, 0, 0, 0))

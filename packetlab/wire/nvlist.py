@@ -1,0 +1,184 @@
+"""Name=value lists (PROTOCOL.md §4.3, §5.5, §5.6): cert_info, cert_limit, xdescr, dattr.
+
+Syntax: pairs `name=value;` concatenated, every pair ends with `;`.
+* names: `[A-Za-z0-9_-]+`; in cert_limit a leading `*` marks the pair optional;
+* values: `[A-Za-z0-9_\\-.:\\[\\],/() \\t]*`; xdescr values may also hold the glob
+  characters `*` and `?`.
+
+Sans-IO, stdlib only. Bad input raises `NVListError` with the offset and the rule broken.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+__all__ = [
+    "NVListError",
+    "NVPair",
+    "NVRule",
+    "dattr_match",
+    "encode_nvlist",
+    "glob_match",
+    "parse_nvlist",
+]
+
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+NAME_CHARS = _ALNUM | frozenset("_-")
+VALUE_CHARS = _ALNUM | frozenset("_-.:[],/() \t")
+GLOB_CHARS = frozenset("*?")
+
+
+class NVRule(enum.Enum):
+    """Which syntax rule a name=value list broke."""
+
+    NOT_ASCII = "not_ascii"
+    MISSING_TERMINATOR = "missing_terminator"  # last pair does not end with ';'
+    MISSING_EQUALS = "missing_equals"  # a pair has no '='
+    EMPTY_NAME = "empty_name"
+    BAD_NAME_CHAR = "bad_name_char"
+    OPTIONAL_NOT_ALLOWED = "optional_not_allowed"  # '*name' outside cert_limit
+    BAD_VALUE_CHAR = "bad_value_char"
+    DUPLICATE_NAME = "duplicate_name"
+
+
+class NVListError(ValueError):
+    """A name=value list broke a syntax rule at `offset` (0-based, in characters)."""
+
+    def __init__(self, rule: NVRule, offset: int, detail: str) -> None:
+        super().__init__(f"{rule.value} at offset {offset}: {detail}")
+        self.rule = rule
+        self.offset = offset
+        self.detail = detail
+
+
+class NVPair(NamedTuple):
+    name: str
+    value: str
+    optional: bool = False
+
+
+def parse_nvlist(
+    data: str | bytes,
+    *,
+    allow_optional: bool = False,
+    allow_duplicates: bool = False,
+    allow_glob: bool = False,
+) -> list[NVPair]:
+    """Parse `name=value;...` into pairs, keeping their order.
+
+    `allow_optional` admits the cert_limit `*name` marker; `allow_duplicates` admits
+    repeated names (xdescr); `allow_glob` admits `*` and `?` in values (xdescr, dattr
+    patterns). An empty input is an empty list.
+    """
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError as e:
+            raise NVListError(NVRule.NOT_ASCII, e.start, "byte is not ASCII") from None
+    else:
+        text = data
+        for i, ch in enumerate(text):
+            if ord(ch) > 0x7F:
+                raise NVListError(NVRule.NOT_ASCII, i, f"character {ch!r} is not ASCII")
+    value_chars = VALUE_CHARS | GLOB_CHARS if allow_glob else VALUE_CHARS
+    pairs: list[NVPair] = []
+    seen: set[str] = set()
+    pos = 0
+    while pos < len(text):
+        end = text.find(";", pos)
+        if end < 0:
+            raise NVListError(NVRule.MISSING_TERMINATOR, len(text), "pair does not end with ';'")
+        eq = text.find("=", pos, end)
+        if eq < 0:
+            raise NVListError(NVRule.MISSING_EQUALS, pos, f"{text[pos:end]!r} has no '='")
+        name_start = pos
+        optional = False
+        if text[pos] == "*":
+            if not allow_optional:
+                raise NVListError(
+                    NVRule.OPTIONAL_NOT_ALLOWED, pos, "'*' optional marker is not allowed here"
+                )
+            optional = True
+            name_start = pos + 1
+        name = text[name_start:eq]
+        if not name:
+            raise NVListError(NVRule.EMPTY_NAME, name_start, "empty name")
+        for i, ch in enumerate(name, name_start):
+            if ch not in NAME_CHARS:
+                raise NVListError(NVRule.BAD_NAME_CHAR, i, f"{ch!r} is not allowed in a name")
+        value = text[eq + 1 : end]
+        for i, ch in enumerate(value, eq + 1):
+            if ch not in value_chars:
+                raise NVListError(NVRule.BAD_VALUE_CHAR, i, f"{ch!r} is not allowed in a value")
+        if name in seen and not allow_duplicates:
+            raise NVListError(NVRule.DUPLICATE_NAME, pos, f"name {name!r} appears twice")
+        seen.add(name)
+        pairs.append(NVPair(name, value, optional))
+        pos = end + 1
+    return pairs
+
+
+def encode_nvlist(
+    pairs: Iterable[NVPair | tuple[str, str] | tuple[str, str, bool]],
+    *,
+    allow_optional: bool = True,
+    allow_duplicates: bool = True,
+    allow_glob: bool = True,
+) -> str:
+    """Encode pairs back to text; the result is checked with `parse_nvlist`."""
+    parts = []
+    for p in pairs:
+        name, value = p[0], p[1]
+        optional = bool(p[2]) if len(p) > 2 else False
+        parts.append(f"{'*' if optional else ''}{name}={value};")
+    text = "".join(parts)
+    parse_nvlist(
+        text,
+        allow_optional=allow_optional,
+        allow_duplicates=allow_duplicates,
+        allow_glob=allow_glob,
+    )
+    return text
+
+
+def glob_match(pattern: str, text: str) -> bool:
+    """Shell-style match with `*` (any run, also empty) and `?` (one char); no `[]`."""
+    # Iterative matcher with single backtrack point: linear-ish, no recursion blow-up.
+    p = t = 0
+    star = -1
+    mark = 0
+    while t < len(text):
+        if p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
+            p += 1
+            t += 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star = p
+            mark = t
+            p += 1
+        elif star >= 0:
+            p = star + 1
+            mark += 1
+            t = mark
+        else:
+            return False
+    while p < len(pattern) and pattern[p] == "*":
+        p += 1
+    return p == len(pattern)
+
+
+def dattr_match(xdescr: Sequence[NVPair], dattr: Sequence[NVPair]) -> bool:
+    """Broker matching of an experiment descriptor against endpoint attributes (§5.5).
+
+    Empty dattr or empty xdescr matches. Otherwise for each dattr pair: an xdescr with no
+    pair of that name matches; else at least one of its values (a glob pattern) must match
+    the dattr value. The result is the AND over the dattr pairs.
+    """
+    if not xdescr or not dattr:
+        return True
+    for d in dattr:
+        patterns = [x.value for x in xdescr if x.name == d.name]
+        if patterns and not any(glob_match(pat, d.value) for pat in patterns):
+            return False
+    return True

@@ -1,0 +1,183 @@
+"""Persistent accounting (§4.5): debit before use, survive restarts and SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from ppks_factory import NA, NOW, cert
+
+from packetlab.ppks import Accounting, Certificate, Counter
+
+LIMIT = 1_000_000_000
+
+
+def chain(limit: int = LIMIT, na: int = NA) -> list[Certificate]:
+    return [
+        cert("pubcmd", "exper1", "xc"),
+        cert(
+            "delpriv",
+            "exper",
+            "exper1",
+            del_type="exppriv",
+            limits=f"max_send_byte={limit * 2};",
+            na=na,
+        ),
+        cert("exppriv", "eop", "exper", limits=f"max_send_byte={limit};max_exp_period=50;", na=na),
+    ]
+
+
+def test_wal_and_full_sync(tmp_path: Path) -> None:
+    with Accounting(tmp_path / "a.db", clock=lambda: NOW) as acct:
+        assert acct._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert acct._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_reserve_refund_remaining(tmp_path: Path) -> None:
+    with Accounting(tmp_path / "a.db", clock=lambda: NOW) as acct:
+        b = acct.budget(chain(100))
+        assert b.remaining(Counter.SEND_BYTE) == 100  # min(100, 200)
+        assert b.remaining(Counter.RUNTIME) == 50
+        assert b.remaining(Counter.RECV_BYTE) is None
+        assert b.reserve(Counter.SEND_BYTE, 60) == 60
+        assert b.reserve(Counter.SEND_BYTE, 60) == 0  # all or nothing
+        assert b.reserve(Counter.SEND_BYTE, 60, partial=True) == 40
+        assert b.remaining(Counter.SEND_BYTE) == 0
+        b.refund(Counter.SEND_BYTE, 30)
+        assert b.remaining(Counter.SEND_BYTE) == 30
+        assert b.reserve(Counter.RECV_BYTE, 10**12) == 10**12  # unlimited
+        b.refund(Counter.SEND_BYTE, 10**6)  # never below zero
+        assert b.remaining(Counter.SEND_BYTE) == 100
+        with pytest.raises(ValueError):
+            b.reserve(Counter.SEND_BYTE, -1)
+        with pytest.raises(ValueError):
+            b.refund(Counter.SEND_BYTE, -1)
+
+
+def test_shared_cert_budgets_across_sessions(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    c = chain(100)
+    with Accounting(db, clock=lambda: NOW) as acct:
+        assert acct.budget(c).reserve(Counter.SEND_BYTE, 70) == 70
+    # restart; a second session with the same exppriv but another pubcmd shares the budget
+    other = [cert("pubcmd", "exper", "xc2"), c[2]]
+    with Accounting(db, clock=lambda: NOW) as acct:
+        b = acct.budget(other)
+        assert b.remaining(Counter.SEND_BYTE) == 30
+        # the delpriv's own (larger) budget was debited too
+        assert acct.budget([c[1]]).remaining(Counter.SEND_BYTE) == 200 - 70
+
+
+def test_expired_records_are_cleared(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    c = chain(100, na=NOW + 10)
+    with Accounting(db, clock=lambda: NOW) as acct:
+        acct.budget(c).reserve(Counter.SEND_BYTE, 100)
+    with Accounting(db, clock=lambda: NOW + 11) as acct:  # cleared at open
+        rows = acct._db.execute("SELECT count(*) FROM rlim").fetchone()[0]
+        assert rows == 0
+    with Accounting(db, clock=lambda: NOW) as acct:
+        acct.budget(c).reserve(Counter.SEND_BYTE, 1)
+        # rows: delpriv max_send_byte, exppriv max_send_byte and max_exp_period
+        assert acct.clear_expired(NOW + 11) == 3
+        assert acct.clear_expired(NOW + 11) == 0
+
+
+def test_meter_spends_from_chunks(tmp_path: Path) -> None:
+    with Accounting(tmp_path / "a.db", clock=lambda: NOW) as acct:
+        b = acct.budget(chain(1000))
+        m = b.meter(Counter.SEND_BYTE, chunk=300)
+        assert m.consume(100) and m.held == 200
+        assert b.remaining(Counter.SEND_BYTE) == 700  # whole chunk debited up front
+        assert m.consume(500) and m.spent == 600
+        assert not m.consume(500)  # 400 left in total
+        assert m.consume(400) and m.spent == 1000
+        assert not m.consume(1)
+        m.release()
+        assert b.remaining(Counter.SEND_BYTE) == 0
+        m2 = acct.budget(chain(1000)).meter(Counter.RECV_PKT, chunk=1)
+        assert m2.consume(10**9)  # unlimited counter
+        with pytest.raises(ValueError):
+            b.meter(Counter.SEND_BYTE, chunk=0)
+
+
+def test_meter_release_refunds(tmp_path: Path) -> None:
+    with Accounting(tmp_path / "a.db", clock=lambda: NOW) as acct:
+        b = acct.budget(chain(1000))
+        m = b.meter(Counter.SEND_BYTE, chunk=300)
+        m.consume(1)
+        m.release()
+        assert b.remaining(Counter.SEND_BYTE) == 999
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    bad = tmp_path / "endpt.rlim"
+    bad.write_bytes(b"\x00" * 4096)
+    with pytest.raises(sqlite3.DatabaseError):
+        Accounting(bad)
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys
+    from packetlab.ppks import Accounting, Certificate, Counter, load_certificates
+    certs = load_certificates(open(sys.argv[2], "rb").read())
+    acct = Accounting(sys.argv[1], clock=lambda: int(sys.argv[3]))
+    budget = acct.budget(certs)
+    meter = budget.meter(Counter.SEND_BYTE, chunk=1500)
+    while True:
+        # spend in odd sizes; print only what was really granted and spent
+        if not meter.consume(1234):
+            break
+        print(1234, flush=True)
+    print("exhausted", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_sigkill_mid_debit_never_overspends(tmp_path: Path) -> None:
+    """A real process spends from the budget and is killed with SIGKILL at varying
+    moments (often inside a commit). After each kill the database is reopened: what the
+    dead processes reported spent, plus what is still available, never exceeds the limit."""
+    db = tmp_path / "endpt.rlim.sqlite3"
+    pem = tmp_path / "chain.pem"
+    c = chain(LIMIT)
+    pem.write_bytes(b"".join(x.to_pem() for x in c))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    reported = 0
+    for delay in (0.05, 0.15, 0.3, 0.02):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(db), str(pem), str(NOW)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the child is spending now
+        assert first.strip() == b"1234"
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        lines = [first, *out.splitlines()]
+        reported += sum(int(x) for x in lines if x.strip().isdigit())
+        with Accounting(db, clock=lambda: NOW) as acct:
+            assert acct._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            left = acct.budget(c).remaining(Counter.SEND_BYTE)
+            assert left is not None
+            assert reported + left <= LIMIT, (reported, left)
+    assert reported > 0
+    # drain what is left in this process: the grand total still fits
+    with Accounting(db, clock=lambda: NOW) as acct:
+        b = acct.budget(c)
+        got = b.reserve(Counter.SEND_BYTE, LIMIT, partial=True)
+        assert reported + got <= LIMIT
+        assert b.reserve(Counter.SEND_BYTE, 1) == 0
