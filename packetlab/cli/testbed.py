@@ -1,0 +1,151 @@
+"""``pktlab testbed up|down|status``: namespace testbeds for trying things by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from packetlab.testbed import (
+    Shape,
+    Testbed,
+    TestbedError,
+    TopologyError,
+    chain,
+    down_all,
+    down_by_name,
+    list_testbeds,
+    orphan_namespaces,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="testbed_command", metavar="ACTION")
+    sub.required = True
+    up = sub.add_parser("up", help="create a testbed and leave it running")
+    up.add_argument("--topology", choices=["chain"], default="chain", help="(default: chain)")
+    up.add_argument(
+        "--hops", type=int, default=2, help="routers between endpoint and target (default: 2)"
+    )
+    up.add_argument("--name", help="testbed name (plab-NAME; default: random)")
+    up.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="[LINK=]RATE",
+        help="tbf-shape link LINK (1 = ep-r1; all links if LINK is left out) to RATE, "
+        "e.g. 2=10mbit; repeatable",
+    )
+    up.add_argument("--base", type=int, default=77, help="addresses 10.BASE.L.x (default 77)")
+    up.add_argument("--json", action="store_true", help="print the testbed as JSON")
+    down = sub.add_parser("down", help="tear down a testbed, or all of them")
+    which = down.add_mutually_exclusive_group(required=True)
+    which.add_argument("name", nargs="?", help="testbed name (as printed by up/status)")
+    which.add_argument("--all", action="store_true", help="every plab-* namespace")
+    status = sub.add_parser("status", help="list testbeds")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _shapes(specs: Sequence[str]) -> Shape | dict[int, Shape] | None:
+    if not specs:
+        return None
+    per_link: dict[int, Shape] = {}
+    for spec in specs:
+        link, sep, rate = spec.rpartition("=")
+        if not sep:
+            if len(specs) > 1:
+                raise TopologyError("--shape RATE (all links) cannot be combined with others")
+            return Shape.parse(rate)
+        try:
+            number = int(link)
+        except ValueError:
+            raise TopologyError(f"--shape {spec!r}: LINK must be a link number") from None
+        per_link[number] = Shape.parse(rate)
+    return per_link
+
+
+def _up(args: argparse.Namespace) -> int:
+    topology = chain(args.hops, shape=_shapes(args.shape), base=args.base)
+    tb = Testbed(topology, name=args.name).up(persist=True)
+    if args.json:
+        print(json.dumps(tb.to_dict(), indent=2))
+        return 0
+    ep, tg = tb.netns_name("ep"), tb.topology.address("tg")
+    print(tb.describe())
+    print()
+    print("try:")
+    for cmd, note in (
+        (f"ip route get {tg}", ""),
+        (f"ping -c 3 {tg}", "needs iputils-ping"),
+        ("bash", "a shell on the endpoint"),
+    ):
+        line = f"  ip netns exec {ep} {cmd}"
+        print(f"{line:<50} # {note}" if note else line)
+    print(f"tear down: pktlab testbed down {tb.name}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    infos = list_testbeds()
+    orphans = orphan_namespaces()
+    if args.json:
+        data = {
+            "testbeds": [
+                {
+                    "name": i.name,
+                    "live": i.live,
+                    "created": i.created,
+                    "pid": i.pid,
+                    "persist": i.persist,
+                    "namespaces": {n: f"{i.name}-{n}" for n in i.topology.nodes},
+                    "topology": i.topology.to_dict(),
+                }
+                for i in infos
+            ],
+            "orphan_namespaces": orphans,
+        }
+        print(json.dumps(data, indent=2))
+        return 0
+    if not infos and not orphans:
+        print("no testbeds")
+    for i in infos:
+        state = "live" if i.live else "stale (namespaces missing)"
+        nodes = " ".join(i.topology.nodes)
+        print(f"{i.name}  {i.topology.kind}  {state}  created {i.created}  nodes: {nodes}")
+    if orphans:
+        print("namespaces of no recorded testbed: " + " ".join(orphans))
+        print("remove them with: pktlab testbed down --all")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    if args.all:
+        gone = down_all()
+        print(f"removed {len(gone)} namespaces" + (": " + " ".join(gone) if gone else ""))
+    else:
+        down_by_name(args.name)
+        print(f"removed {args.name}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.testbed_command == "up":
+            return _up(args)
+        if args.testbed_command == "status":
+            return _status(args)
+        return _down(args)
+    except (TestbedError, TopologyError) as exc:
+        print(f"pktlab testbed: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pktlab testbed", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
