@@ -57,7 +57,10 @@ examples:
   pktlab ppks sign pubcmd ~/.pktlab/keys/k_exper 0 2147483647 pubcmd.cert -k k_xc.pub
   pktlab ppks show exppriv.cert -k ~/.pktlab/keys/k_eop.pub
   pktlab ppks verify --mode controller --root ~/.pktlab/keys/k_eop.pub \\
-      pubcmd.cert exppriv.cert"""
+      pubcmd.cert exppriv.cert
+
+Options that take several values (--valid-dest, --monitor-digest, ...) go after the
+positional arguments."""
 
 # cert_limit fields in the order ppksman writes them: (option, field, kind)
 _LIMIT_OPTIONS: tuple[tuple[str, str, str], ...] = (
@@ -255,11 +258,15 @@ def _add_field_options(p: argparse.ArgumentParser) -> None:
         names = [f"--{opt}", f"--{opt.replace('-', '_')}"]
         helptext = _LIMIT_HELP[field]
         if kind in ("digests", "list"):
-            g.add_argument(*names, dest=field, action="extend", nargs="+", help=helptext)
+            metavar = "HEX" if kind == "digests" else "N/WINDOW_NS"
+            metavar = "ADDR[/LEN]" if field == "valid_dest" else metavar
+            g.add_argument(
+                *names, dest=field, action="extend", nargs="+", metavar=metavar, help=helptext
+            )
         elif kind == "bool":
             g.add_argument(*names, dest=field, type=int, choices=(0, 1), help=helptext)
         else:
-            g.add_argument(*names, dest=field, type=int, help=helptext)
+            g.add_argument(*names, dest=field, type=int, metavar="N", help=helptext)
     g.add_argument(
         "--aux-limit",
         "--aux_limit_str",
