@@ -1,1 +1,66 @@
-"""The controller API: Twisted clients that drive PacketLab endpoints."""
+"""The controller API: Twisted programs that drive PacketLab endpoints.
+
+    from packetlab.controller import run_once, tcp_exchange
+
+    async def experiment(session):
+        got = await tcp_exchange(session, "192.0.2.1", 80, b"GET / HTTP/1.0\\r\\n\\r\\n")
+        return got.data
+
+    data = await run_once(reactor, "tcp:20556:interface=127.0.0.1", experiment)
+
+See docs/controller.md.
+"""
+
+from packetlab.controller.addresses import AddressLike, IPAddress, parse_address
+from packetlab.controller.clock import (
+    ClockEstimate,
+    ClockSample,
+    estimate_clock,
+    read_time,
+    sample_clock,
+)
+from packetlab.controller.errors import (
+    ConnectFailed,
+    ControllerError,
+    ProtocolViolation,
+    RequestFailed,
+    SendFailed,
+    SessionClosed,
+    SetupFailed,
+    SocketClosed,
+    Suspended,
+)
+from packetlab.controller.exchange import (
+    Datagram,
+    SentDatagram,
+    TcpExchange,
+    UdpExchange,
+    tcp_exchange,
+    udp_exchange,
+    wait_connected,
+)
+from packetlab.controller.info import (
+    SocketInfo,
+    SystemInfo,
+    read_socket_info,
+    read_socket_state,
+    read_system_info,
+    set_notifmask,
+    set_rbufsz,
+)
+from packetlab.controller.listener import Controller, Outcome, listen, run_once
+from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
+from packetlab.controller.session import EndpointSession
+from packetlab.controller.sockets import Note, Socket
+from packetlab.controller.train import TrainReport, send_train
+
+__all__ = [
+    "DEFAULT_RBUFSZ", "AddressLike", "ClockEstimate", "ClockSample", "ConnectFailed",
+    "Controller", "ControllerError", "Datagram", "EndpointSession", "IPAddress", "Note",
+    "Outcome", "ProtocolViolation", "QueuedSend", "RequestFailed", "SendFailed",
+    "SentDatagram", "SessionClosed", "SetupFailed", "Socket", "SocketClosed", "SocketInfo",
+    "Suspended", "SystemInfo", "TcpExchange", "TrainReport", "UdpExchange",
+    "estimate_clock", "listen", "parse_address", "read_socket_info", "read_socket_state",
+    "read_system_info", "read_time", "run_once", "sample_clock", "send_train",
+    "set_notifmask", "set_rbufsz", "tcp_exchange", "udp_exchange", "wait_connected",
+]  # fmt: skip

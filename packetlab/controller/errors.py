@@ -1,0 +1,116 @@
+"""Exceptions of the controller API.
+
+Every failure a researcher's experiment can see is one of these, so `except ControllerError`
+catches them all. The status code of a failed request is kept as a `Status` member when the
+code is known, as a plain int otherwise.
+"""
+
+from __future__ import annotations
+
+from packetlab.wire import Message, Status
+
+
+def status_name(code: int) -> str:
+    """`ESKTINUSE` for 0x32; `0x1234` for a code the protocol does not define."""
+    try:
+        return Status(code).name
+    except ValueError:
+        return f"0x{code:04x}"
+
+
+def as_status(code: int) -> Status | int:
+    try:
+        return Status(code)
+    except ValueError:
+        return code
+
+
+class ControllerError(Exception):
+    """Base of every controller API error."""
+
+
+class RequestFailed(ControllerError):
+    """The endpoint answered a request with a non-SUCCESS `result`.
+
+    `status` is the code (a `Status` when known), `name` its name, `request` the message
+    that failed; `monindx`/`monerrid` are set for ECTLMONREJ / ECTLMONUKN (§1.2).
+    """
+
+    def __init__(
+        self,
+        request: Message,
+        errid: int,
+        monindx: int | None = None,
+        monerrid: int | None = None,
+    ) -> None:
+        self.request = request
+        self.status = as_status(errid)
+        self.name = status_name(errid)
+        self.monindx = monindx
+        self.monerrid = monerrid
+        text = f"{request.NAME} failed: {self.name} (0x{errid:02x})"
+        if monindx is not None:
+            text += f", monitor {monindx}"
+        if monerrid is not None:
+            text += f" error {monerrid}"
+        super().__init__(text)
+
+
+class SendFailed(ControllerError):
+    """An `ntag` reported that a queued nsend was not sent (errid ≠ SUCCESS, §3.3)."""
+
+    def __init__(self, sktid: int, tag: int, time: int, errid: int) -> None:
+        self.sktid = sktid
+        self.tag = tag
+        self.time = time
+        self.status = as_status(errid)
+        self.name = status_name(errid)
+        super().__init__(f"nsend on socket {sktid} tag {tag} not sent: {self.name}")
+
+
+class SocketClosed(ControllerError):
+    """The socket was closed (nclose) before the awaited event happened."""
+
+    def __init__(self, sktid: int, what: str = "event") -> None:
+        self.sktid = sktid
+        super().__init__(f"socket {sktid} was closed before its {what}")
+
+
+class ConnectFailed(ControllerError):
+    """A TCP connect through the endpoint did not reach ESTABLISHED.
+
+    `state` is the socket STAT (REFUSED, TIMEDOUT, ...) or the nstat code name that ended it.
+    """
+
+    def __init__(self, sktid: int, state: str) -> None:
+        self.sktid = sktid
+        self.state = state
+        super().__init__(f"TCP connect on socket {sktid} failed: {state}")
+
+
+class ProtocolViolation(ControllerError):
+    """The endpoint sent something the protocol does not allow (malformed frame, a response
+    with no request waiting, an mdata for another address, ...). The session is closed."""
+
+
+class SessionClosed(ControllerError):
+    """The session ended before the request or notification could complete.
+
+    `cause` is the underlying error when the end was not a clean close: a
+    `ProtocolViolation`, `Suspended`, or the transport's connection-lost exception.
+    """
+
+    def __init__(self, why: str, cause: BaseException | None = None) -> None:
+        self.cause = cause
+        super().__init__(why if cause is None else f"{why}: {cause}")
+
+
+class Suspended(ControllerError):
+    """The endpoint pre-empted this experiment (`suspd`, §1.4 step 6)."""
+
+    def __init__(self) -> None:
+        super().__init__("the endpoint suspended the experiment (suspd)")
+
+
+class SetupFailed(ControllerError):
+    """The session setup (`cdata` programs, `start`) was refused."""

@@ -1,0 +1,298 @@
+"""Request/response exchanges through an endpoint: TCP (connect, send, read until close)
+and UDP (send datagrams, collect replies). Times in the results are the endpoint's
+(ns since the epoch): nstat/ntag/ndata timestamps, so no controller RTT is in them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from packetlab.controller._deferred import deferred_api
+from packetlab.controller.addresses import AddressLike, IPAddress, parse_address, unpack_address
+from packetlab.controller.errors import ConnectFailed, ControllerError
+from packetlab.controller.info import read_socket_state
+from packetlab.controller.requests import DEFAULT_RBUFSZ
+from packetlab.controller.sockets import _nstat_name
+from packetlab.wire import Ndata, Nstat, NstatCode, Ntag, SocketState, vmem
+
+if TYPE_CHECKING:
+    from packetlab.controller.session import EndpointSession
+
+T = TypeVar("T")
+_U64 = struct.Struct(">Q")
+
+
+def _fired_within(d: Deferred[T], seconds: float, reactor: Any) -> Deferred[bool]:
+    """True as soon as `d` fires, False after `seconds`; `d`'s result is left alone."""
+    w: Deferred[bool] = Deferred()
+    call = reactor.callLater(max(seconds, 0.0), lambda: None if w.called else w.callback(False))
+
+    def fired(result: object) -> object:
+        if not w.called:
+            call.cancel()
+            w.callback(True)
+        return result
+
+    d.addBoth(fired)
+    return w
+
+
+@deferred_api
+async def wait_connected(
+    session: EndpointSession, sktid: int, *, timeout: float = 5.0, poll: float = 0.05
+) -> Nstat:
+    """Wait for the ESTABLISHED nstat of a TCP connect on `sktid`.
+
+    The reference endpoint reports a failed connect only by changing STAT (§3.1), so STAT
+    is polled every `poll` seconds meanwhile. Raises ConnectFailed with the state name
+    (REFUSED, TIMEDOUT, UNREACH, ...), or "no answer in N s" after `timeout`.
+    """
+    sock = session.find_socket(sktid)
+    if sock is None:
+        raise ValueError(f"socket {sktid} is not open")
+    est = sock.wait_established()
+    clock = session.reactor
+    deadline = clock.seconds() + timeout
+    try:
+        while not est.called:
+            left = deadline - clock.seconds()
+            if left <= 0:
+                raise ConnectFailed(sktid, f"not established within {timeout:g} s")
+            if await _fired_within(est, min(poll, left), clock):
+                break
+            state = await read_socket_state(session, sktid)
+            if isinstance(state, int) and state < 0:
+                raise ConnectFailed(sktid, _state_name(state))
+    finally:
+        if not est.called:
+            est.cancel()
+            est.addErrback(lambda _: None)
+    return await est
+
+
+def _state_name(state: int) -> str:
+    try:
+        return SocketState(state).name
+    except ValueError:
+        return f"state {state}"
+
+
+async def _endpoint_time(d: Deferred[bytes]) -> int:
+    return int(_U64.unpack((await d).ljust(8, b"\0")[:8])[0])
+
+
+async def _close_quietly(session: EndpointSession, sktid: int) -> None:
+    if session.find_socket(sktid) is None:
+        return
+    try:
+        await session.nclose(sktid)
+    except ControllerError:
+        pass
+
+
+# ------------------------------------------------------------------------------ TCP
+
+
+@dataclass(slots=True)
+class TcpExchange:
+    """What a TCP exchange through the endpoint saw. Times are endpoint ns.
+
+    `end` says why reading stopped: "peer closed", "limit", "timeout", or the nstat code
+    name (RESET, TIMEOUT, UNKNOWN) of a failed read.
+    """
+
+    raddr: IPAddress
+    rport: int
+    data: bytes
+    end: str
+    started_at: int  # endpoint time when the nopen was handled
+    established_at: int
+    sent_at: int | None  # ntag of the request (None: nothing sent, or not reported)
+    first_data_at: int | None
+    last_data_at: int | None
+    chunks: int  # ndata messages
+
+    @property
+    def connect_ns(self) -> int:
+        return self.established_at - self.started_at
+
+    @property
+    def first_byte_ns(self) -> int | None:
+        """From the request's send (ntag) to the first byte of the answer."""
+        if self.first_data_at is None or self.sent_at is None:
+            return None
+        return self.first_data_at - self.sent_at
+
+
+@deferred_api
+async def tcp_exchange(
+    session: EndpointSession,
+    host: AddressLike,
+    port: int,
+    request: bytes = b"",
+    *,
+    limit: int | None = None,
+    timeout: float = 10.0,
+    connect_timeout: float = 5.0,
+    half_close: bool = False,
+    sktid: int | None = None,
+    rbufsz: int = DEFAULT_RBUFSZ,
+) -> TcpExchange:
+    """Connect from the endpoint to `host:port`, send `request`, and read until the peer
+    closes, `limit` bytes arrived, or `timeout` seconds (local) passed since the connect.
+    `half_close` sends a FIN after the request. The socket is closed at the end."""
+    ra = parse_address(host)
+    if sktid is None:
+        sktid = session.free_sktid()
+    # Pipelined: TIME is sampled by the endpoint just before it handles the nopen.
+    t0 = session.mread(vmem.TIME.addr, vmem.TIME.size)
+    opened = session.nopen_tcp_connect(sktid, ra, port, rbufsz=rbufsz)
+    started = await _endpoint_time(t0)
+    sock = await opened
+    sent_at: list[int] = []
+    chunks: list[bytes] = []
+    first = last = None
+    end = "timeout"
+    try:
+        est = await wait_connected(session, sktid, timeout=connect_timeout)
+        clock = session.reactor
+        deadline = clock.seconds() + timeout
+        if request:
+            q = await session.nsend(sktid, request, ntag=True)
+            assert q.ntag is not None
+            q.ntag.addCallbacks(lambda n: sent_at.append(n.time), lambda _: None)
+        if half_close:
+            await session.nctl_fin(sktid)
+        total = 0
+        while True:
+            note = await sock.get(timeout=max(deadline - clock.seconds(), 0.0))
+            if note is None:
+                end = "timeout" if not sock.ended else "socket closed"
+                break
+            if isinstance(note, Ndata):
+                first = note.time if first is None else first
+                last = note.time
+                chunks.append(note.data)
+                total += len(note.data)
+                if limit is not None and total >= limit:
+                    end = "limit"
+                    break
+            elif isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
+                end = "peer closed" if note.code == NstatCode.PEERCLOSED else _nstat_name(note.code)
+                break
+    finally:
+        await _close_quietly(session, sktid)
+    data = b"".join(chunks)
+    if limit is not None:
+        data = data[:limit]
+    return TcpExchange(
+        ra, port, data, end, started, est.time, sent_at[0] if sent_at else None, first, last,
+        len(chunks),
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ UDP
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """A datagram the endpoint received: payload, source, endpoint receive time (ns)."""
+
+    data: bytes
+    addr: IPAddress
+    port: int
+    time: int
+
+
+@dataclass(slots=True)
+class SentDatagram:
+    size: int
+    tag: int
+    time: int | None = None  # endpoint send time (ntag)
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class UdpExchange:
+    raddr: IPAddress
+    rport: int
+    sent: list[SentDatagram] = field(default_factory=list)
+    replies: list[Datagram] = field(default_factory=list)
+    end: str = "timeout"  # or "expected replies"
+
+    def rtts(self) -> list[int]:
+        """Reply time minus the first send time, per reply (ns)."""
+        t0 = next((s.time for s in self.sent if s.time is not None), None)
+        return [] if t0 is None else [r.time - t0 for r in self.replies]
+
+
+@deferred_api
+async def udp_exchange(
+    session: EndpointSession,
+    host: AddressLike,
+    port: int,
+    payloads: bytes | Sequence[bytes],
+    *,
+    timeout: float = 2.0,
+    expect: int | None = None,
+    lport: int = 0,
+    sktid: int | None = None,
+    rbufsz: int = DEFAULT_RBUFSZ,
+) -> UdpExchange:
+    """Send one or more datagrams from the endpoint to `host:port` and collect replies
+    until `expect` replies came (default: one per datagram) or `timeout` seconds (local)
+    after the sends were queued. Every datagram's send time comes from its ntag."""
+    ra = parse_address(host)
+    items = [payloads] if isinstance(payloads, bytes | bytearray) else list(payloads)
+    want = len(items) if expect is None else expect
+    if sktid is None:
+        sktid = session.free_sktid()
+    sock = await session.nopen_udp(sktid, family=ra.version, lport=lport, rbufsz=rbufsz)
+    out = UdpExchange(ra, port)
+    ntags: list[Deferred[Ntag]] = []
+    try:
+        queued = [session.nsend(sktid, p, to=(ra, port), ntag=True) for p in items]
+        for p, qd in zip(items, queued, strict=True):
+            q = await qd
+            rec = SentDatagram(len(p), q.tag)
+            out.sent.append(rec)
+            assert q.ntag is not None
+            ntags.append(q.ntag)
+            q.ntag.addCallbacks(_set_time(rec), _set_error(rec))
+        clock = session.reactor
+        deadline = clock.seconds() + timeout
+        while len(out.replies) < want:
+            note = await sock.get(timeout=max(deadline - clock.seconds(), 0.0))
+            if note is None:
+                break
+            if isinstance(note, Ndata) and note.raddr is not None and note.rport is not None:
+                addr = unpack_address(note.family, note.raddr)
+                out.replies.append(Datagram(note.data, addr, note.rport, note.time))
+        else:
+            out.end = "expected replies"
+        for d in ntags:  # normally long done: a reply follows its request
+            if not d.called:
+                await _fired_within(d, 1.0, clock)
+    finally:
+        await _close_quietly(session, sktid)
+    return out
+
+
+def _set_time(rec: SentDatagram) -> Callable[[Ntag], None]:
+    def cb(n: Ntag) -> None:
+        rec.time = n.time
+
+    return cb
+
+
+def _set_error(rec: SentDatagram) -> Callable[[Failure], None]:
+    def eb(f: Failure) -> None:
+        rec.error = str(f.value)
+
+    return eb

@@ -1,0 +1,229 @@
+"""The passive controller: listen for endpoints and run an experiment on each (§1.4).
+
+Endpoints are always the TCP clients. For each connection the session sends its setup;
+once `start` succeeded the experiment function runs with the session; when it returns (or
+fails) the session is closed, which is how a PacketLab experiment ends (EOF, §1.4 step 7).
+Every run gives an `Outcome`; failures are logged per endpoint and never stop the listener.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from packetlab.controller._deferred import deferred_api
+from packetlab.controller.errors import ControllerError
+from packetlab.controller.session import EndpointSession
+from packetlab.wire import Cdata
+
+T = TypeVar("T")
+Experiment = Callable[[EndpointSession], "Awaitable[T] | T"]
+
+CLOSE_GRACE = 5.0  # seconds an endpoint gets to take our EOF before the connection is cut
+
+
+@dataclass(slots=True)
+class Outcome(Generic[T]):
+    """The end of one experiment run: its result, or the failure (with `peer`, the
+    endpoint's address, and local start/finish times in seconds since the epoch)."""
+
+    peer: str
+    started: float
+    finished: float
+    result: T | None = None
+    failure: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    def unwrap(self) -> T:
+        """The result, or raise the failure's exception."""
+        if self.failure is not None:
+            self.failure.raiseException()
+        return cast(T, self.result)
+
+
+class _SessionFactory(ServerFactory):
+    def __init__(self, controller: Controller[Any]) -> None:
+        self.controller = controller
+
+    def buildProtocol(self, addr: Any) -> EndpointSession:
+        return self.controller._new_session()
+
+
+class Controller(Generic[T]):
+    """Runs `experiment(session)` for each endpoint that connects.
+
+    `experiment` may be an `async def`, return a Deferred, or return a plain value.
+    `programs` are the encoded monitor programs sent as `cdata` before `start`.
+    `limit` stops listening after that many endpoints connected (None: no limit).
+    `session_options` go to each `EndpointSession` (max_notes, max_bytes, clock_ns).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        experiment: Experiment[T],
+        *,
+        reactor: Any = None,
+        programs: Iterable[bytes | Cdata] = (),
+        limit: int | None = None,
+        **session_options: Any,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.reactor = reactor
+        self.experiment = experiment
+        self.programs = list(programs)
+        self.limit = limit
+        self.session_options = session_options
+        self.outcomes: list[Outcome[T]] = []
+        self.sessions: set[EndpointSession] = set()
+        self.accepted = 0
+        self.port: Any = None  # IListeningPort while listening
+        self._runs: set[Deferred[None]] = set()
+        self._taken = 0
+        self._waiters: dict[int, Deferred[Outcome[T]]] = {}  # by outcome index
+
+    @deferred_api
+    async def listen(self, where: str | IStreamServerEndpoint) -> IListeningPort:
+        """Listen on an endpoint description ("tcp:20556:interface=127.0.0.1") or a
+        server endpoint object (for TLS, pass one)."""
+        ep: Any = serverFromString(self.reactor, where) if isinstance(where, str) else where
+        port: Any = await ep.listen(_SessionFactory(self))
+        self.port = port
+        host = port.getHost()
+        self.log.info("controller listening on {host}", host=host)
+        return port
+
+    def next_outcome(self) -> Deferred[Outcome[T]]:
+        """The next outcome not yet taken by this method (the first call: the first run to
+        finish, and so on); fires at once if it is already there."""
+        i = self._taken
+        self._taken += 1
+        if i < len(self.outcomes):
+            return succeed(self.outcomes[i])
+        d: Deferred[Outcome[T]] = Deferred()
+        self._waiters[i] = d
+        return d
+
+    @deferred_api
+    async def stop(self) -> None:
+        """Stop listening, close the live sessions, and wait for their runs to end."""
+        if self.port is not None:
+            port, self.port = self.port, None
+            await maybeDeferred(port.stopListening)
+        for s in list(self.sessions):
+            s.close()
+        runs = list(self._runs)
+        if runs:
+            await DeferredList(runs, consumeErrors=True)
+
+    # ------------------------------------------------------------------ per endpoint
+
+    def _new_session(self) -> EndpointSession:
+        session = EndpointSession(
+            programs=self.programs, reactor=self.reactor, **self.session_options
+        )
+        self.accepted += 1
+        self.sessions.add(session)
+        session.when_closed().addCallback(lambda _: self.sessions.discard(session))
+        run = Deferred.fromCoroutine(self._run(session))
+        self._runs.add(run)
+        run.addBoth(lambda _: self._runs.discard(run))
+        if self.limit is not None and self.accepted >= self.limit and self.port is not None:
+            port, self.port = self.port, None
+            port.stopListening()
+        return session
+
+    async def _run(self, session: EndpointSession) -> None:
+        started = time.time()
+        result: Any = None
+        failure: Failure | None = None
+        try:
+            await session.ready
+            self.log.info("endpoint {peer} ready; running the experiment", peer=session.peer)
+            result = self.experiment(session)
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException:
+            failure = Failure()
+            self.log.failure("experiment on endpoint {peer} failed", failure, peer=session.peer)
+        await self._close(session)
+        outcome: Outcome[T] = Outcome(session.peer, started, time.time(), result, failure)
+        self.outcomes.append(outcome)
+        if failure is None:
+            self.log.info("endpoint {peer} done", peer=session.peer)
+        d = self._waiters.pop(len(self.outcomes) - 1, None)
+        if d is not None and not d.called:  # (called: cancelled by a timeout)
+            d.callback(outcome)
+
+    async def _close(self, session: EndpointSession) -> None:
+        closed = session.close()
+        if not closed.called:
+            cut = self.reactor.callLater(CLOSE_GRACE, session.abort_connection)
+            await closed
+            if cut.active():
+                cut.cancel()
+
+
+def listen(
+    reactor: Any,
+    where: str | IStreamServerEndpoint,
+    experiment: Experiment[T],
+    **options: Any,
+) -> Deferred[Controller[T]]:
+    """Listen on `where` and run `experiment(session)` for every endpoint that connects.
+    Fires with the `Controller` (its `outcomes`, `next_outcome()`, `stop()`) once listening.
+    `options` go to `Controller`."""
+    ctl: Controller[T] = Controller(experiment, reactor=reactor, **options)
+    return ctl.listen(where).addCallback(lambda _: ctl)
+
+
+@deferred_api
+async def run_once(
+    reactor: Any,
+    where: str | IStreamServerEndpoint,
+    experiment: Experiment[T],
+    *,
+    timeout: float | None = None,
+    on_listening: Callable[[IListeningPort], object] | None = None,
+    **options: Any,
+) -> T:
+    """Run `experiment` against the first endpoint that connects, then stop listening.
+
+    Returns the experiment's result (or raises its error). `on_listening(port)` is called
+    once listening (to start an endpoint pointed at `port.getHost().port`, for instance).
+    `timeout` (seconds) bounds the wait for the endpoint and the run.
+    """
+    ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1, **options)
+    port = await ctl.listen(where)
+    try:
+        if on_listening is not None:
+            on_listening(port)
+        d = ctl.next_outcome()
+        if timeout is not None:
+            d.addTimeout(timeout, reactor)
+        try:
+            outcome = await d
+        except defer.TimeoutError:
+            why = "no endpoint connected" if not ctl.accepted else "the experiment did not end"
+            raise ControllerError(f"no experiment finished within {timeout:g} s ({why})") from None
+    finally:
+        await ctl.stop()
+    return outcome.unwrap()

@@ -1,0 +1,556 @@
+"""One controller ⇄ endpoint session: a Protocol that sends requests and matches responses.
+
+There are no request IDs in PacketLab (§1.1): every request gets exactly one `result` or
+`mdata`, in request order, so pending requests are a FIFO of Deferreds. Notifications can sit
+between responses; they are routed to the `Socket` of their sktid (or to the Deferred of a
+tracked ntag). Each message is one `transport.write` (one TLS record: the reference endpoint
+only answers the first message of a multi-message record, INTEROP.md) with TCP_NODELAY on.
+
+Anything the protocol forbids from the endpoint (a malformed frame, a response with no
+request waiting, ...) ends the session at once with `ProtocolViolation`, and every pending
+Deferred errbacks with `SessionClosed`, so nothing hangs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from packetlab import wire
+from packetlab.controller.errors import (
+    ControllerError,
+    ProtocolViolation,
+    RequestFailed,
+    SendFailed,
+    SessionClosed,
+    SetupFailed,
+    SocketClosed,
+    Suspended,
+)
+from packetlab.controller.requests import RequestMethods
+from packetlab.controller.sockets import DEFAULT_MAX_BYTES, DEFAULT_MAX_NOTES, Note, Socket
+from packetlab.wire import (
+    Cdata,
+    Linfo,
+    Mdata,
+    Message,
+    Mread,
+    Nblock,
+    Nclose,
+    Ndata,
+    Ndrop,
+    Nopen,
+    Nstat,
+    Ntag,
+    Result,
+    Start,
+    Suspd,
+)
+from packetlab.wire.constants import CDATA_HINT_MONITOR, MAX_SKT_CNT
+
+Response = Result | Mdata
+_NOTES = (Ntag, Nstat, Ndata, Ndrop, Nblock)
+
+
+@implementer(IPushProducer)
+class _WriteGate:
+    """Registered with the transport so the session knows when its write buffer is full."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self._waiters: list[Deferred[None]] = []
+
+    def wait(self) -> Deferred[None]:
+        if not self.paused:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiters.append(d)
+        return d
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
+
+
+class _Pending:
+    __slots__ = ("deferred", "on_success", "request")
+
+    def __init__(
+        self,
+        request: Message,
+        deferred: Deferred[Response],
+        on_success: Callable[[], None] | None,
+    ) -> None:
+        self.request = request
+        self.deferred = deferred
+        self.on_success = on_success
+
+
+class EndpointSession(RequestMethods, Protocol):
+    """The controller's end of one endpoint connection.
+
+    On connection it sends the setup: one `cdata` per program in `programs` (encoded
+    programs, sent with hint "monitor"; or ready `Cdata` messages), then `start`. `ready`
+    fires with the session once `start` succeeded, and errbacks with SetupFailed (or
+    SessionClosed) otherwise. Requests may be issued before that; they queue behind `start`.
+
+    `reactor` provides timeouts for `Socket.get(timeout)` and the helpers; `clock_ns` is the
+    local clock (ns since the epoch) used by clock-offset estimation.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        programs: Iterable[bytes | Cdata] = (),
+        reactor: IReactorTime | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+        max_notes: int = DEFAULT_MAX_NOTES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = cast(IReactorTime, default_reactor)
+        self.reactor: Any = reactor  # IReactorTime (typed Any: no mypy-zope here)
+        self.clock_ns = clock_ns
+        self.max_notes = max_notes
+        self.max_bytes = max_bytes
+        self.setup_messages: list[Cdata | Start] = [
+            p if isinstance(p, Cdata) else Cdata(CDATA_HINT_MONITOR, p) for p in programs
+        ]
+        self.setup_messages.append(Start())
+        self.ready: Deferred[EndpointSession] = Deferred()
+        self.linfo: list[Linfo] = []  # monitor info messages (§8.4)
+        self.stray_notes = 0  # notifications for sockets we do not know
+        self.suspended = False
+        self.close_reason: ControllerError | None = None  # None while open or after close()
+        self.peer = "?"
+        self._out: Any = None
+        self._framer = wire.Framer()
+        self._pending: deque[_Pending] = deque()
+        self._sockets: dict[int, Socket] = {}
+        self._opening: set[int] = set()
+        self._tags: dict[int, tuple[int, Deferred[Ntag]]] = {}
+        self._next_tag = 0
+        self._gate = _WriteGate()
+        self._full: set[Socket] = set()
+        self._paused = False
+        self._pumping = False
+        self._closing = False  # we asked for the close (EOF): a clean end
+        self._dead = False  # no more input is processed
+        self._lost = False
+        self._closed_waiters: list[Deferred[None]] = []
+
+    # ---------------------------------------------------------------- Protocol interface
+
+    def connectionMade(self) -> None:
+        self._out = self.transport  # typed Any: zope interfaces confuse mypy
+        peer = self._out.getPeer()
+        host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+        self.peer = str(peer) if host is None else f"{host}:{port}"
+        nodelay = getattr(self._out, "setTcpNoDelay", None)
+        if nodelay is not None:
+            try:
+                nodelay(True)
+            except Exception:  # not a TCP socket underneath (tests, unix sockets)
+                pass
+        self._out.registerProducer(self._gate, True)
+        Deferred.fromCoroutine(self._setup())
+
+    async def _setup(self) -> None:
+        sent = [(m, self.request(m)) for m in self.setup_messages]
+        try:
+            for _msg, d in sent:
+                try:
+                    await d
+                except RequestFailed as e:
+                    raise SetupFailed(f"setup refused: {e}") from e
+        except ControllerError as e:
+            for _, d in sent:
+                d.addErrback(lambda f: None)
+            self.log.warn("endpoint {peer}: {error}", peer=self.peer, error=e)
+            self.close()
+            if not self.ready.called:
+                self.ready.errback(e)
+            return
+        self.ready.callback(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._dead:
+            return
+        self._pump(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = True
+        if not self._dead:
+            if self._closing:
+                self._finish(None)
+            else:
+                self._finish(SessionClosed("connection lost", reason.value))
+        waiters, self._closed_waiters = self._closed_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    # ---------------------------------------------------------------- requests
+
+    def request(
+        self, msg: Message, on_success: Callable[[], None] | None = None
+    ) -> Deferred[Response]:
+        """Send any request message; the Deferred fires with its `Result` or `Mdata`.
+
+        A non-SUCCESS result errbacks with RequestFailed; `on_success` runs just before the
+        Deferred fires on success.
+        """
+        if self._dead or self._closing or self._out is None:
+            return fail(self._closed_error())
+        try:
+            frame = wire.encode(msg)
+        except wire.EncodeError as e:
+            return fail(e)
+        d: Deferred[Response] = Deferred()
+        self._pending.append(_Pending(msg, d, on_success))
+        self._out.write(frame)
+        return d
+
+    @property
+    def pending(self) -> int:
+        """Requests sent and not yet answered."""
+        return len(self._pending)
+
+    def wait_writable(self) -> Deferred[None]:
+        """Fires once the transport's write buffer has room (use it when sending many
+        requests in a loop)."""
+        return self._gate.wait()
+
+    def close(self) -> Deferred[None]:
+        """End the session cleanly: EOF to the endpoint (§1.4 step 7). Fires once the
+        connection is gone."""
+        d: Deferred[None] = Deferred()
+        if self._lost:
+            d.callback(None)
+            return d
+        self._closed_waiters.append(d)
+        if not self._closing and not self._dead:
+            self._closing = True
+            self._unregister_gate()
+            self._out.loseConnection()
+        return d
+
+    def abort(self, error: ControllerError) -> None:
+        """End the session at once with `error` (pending requests errback)."""
+        if self._dead:
+            return
+        self._finish(error)
+        self._unregister_gate()
+        if self._out is not None and not self._lost:
+            self._out.loseConnection()
+
+    def abort_connection(self) -> None:
+        """Cut the connection now (no flushing); for an endpoint that does not close."""
+        if self._out is not None and not self._lost:
+            self._out.abortConnection()
+
+    def when_closed(self) -> Deferred[None]:
+        """Fires once the connection is gone (see `close_reason` for why)."""
+        if self._lost:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._closed_waiters.append(d)
+        return d
+
+    # ---------------------------------------------------------------- sockets and tags
+
+    def socket(self, sktid: int) -> Socket:
+        """The live `Socket` for `sktid`; made now (buffering, unknown family) if none is
+        open, so callbacks can be attached before an nopen sent with `request()`."""
+        sock = self._sockets.get(sktid)
+        if sock is None:
+            if not 0 <= sktid < MAX_SKT_CNT:
+                raise ValueError(f"sktid must be 0..255, got {sktid!r}")
+            sock = self._new_socket(sktid, None, None, True)
+        return sock
+
+    def find_socket(self, sktid: int) -> Socket | None:
+        """The live `Socket` for `sktid`, or None."""
+        return self._sockets.get(sktid)
+
+    def free_sktid(self) -> int:
+        """The lowest sktid with no open or opening socket."""
+        for sktid in range(MAX_SKT_CNT):
+            if sktid not in self._opening and (
+                sktid not in self._sockets or self._sockets[sktid].family is None
+            ):
+                return sktid
+        raise ControllerError("all 256 socket ids are in use")
+
+    def _new_socket(self, sktid: int, family: int | None, proto: int | None, buf: bool) -> Socket:
+        sock = Socket(
+            sktid,
+            family,
+            proto,
+            self.reactor,
+            buffering=buf,
+            max_notes=self.max_notes,
+            max_bytes=self.max_bytes,
+            on_pressure=self._pressure,
+        )
+        self._sockets[sktid] = sock
+        return sock
+
+    def _opened(self, msg: Nopen, buffering: bool) -> Socket:
+        self._opening.discard(msg.sktid)
+        sock = self._sockets.get(msg.sktid)
+        if sock is not None and sock.family is None and not sock.ended:
+            sock.family, sock.proto, sock.buffering = msg.family, msg.proto, buffering
+            return sock
+        if sock is not None:
+            sock.end()
+        return self._new_socket(msg.sktid, msg.family, msg.proto, buffering)
+
+    def _nopen_sent(self, sktid: int) -> None:
+        self._opening.add(sktid)
+
+    def _nopen_done(self, sktid: int) -> None:
+        self._opening.discard(sktid)
+
+    def _closed_socket(self, sktid: int) -> None:
+        sock = self._sockets.pop(sktid, None)
+        if sock is not None:
+            sock.end()
+            self._full.discard(sock)
+            self._update_pause()
+        for tag, (tsk, d) in list(self._tags.items()):
+            if tsk == sktid:
+                del self._tags[tag]
+                d.errback(SocketClosed(sktid, f"ntag {tag}"))
+
+    def _track_tag(self, sktid: int, tag: int | None = None) -> tuple[int, Deferred[Ntag]]:
+        if tag is not None:
+            if tag in self._tags:
+                raise ValueError(f"tag {tag} is already waiting for its ntag")
+        elif len(self._tags) >= 0xFFFF:
+            raise ValueError("all 65535 ntag tags are waiting for their ntag")
+        else:
+            tag = self._next_tag
+            while True:
+                tag = tag % 0xFFFF + 1
+                if tag not in self._tags:
+                    break
+            self._next_tag = tag
+        # Cancelling (a timeout) forgets the tag, so a late ntag goes to the socket's queue.
+        d: Deferred[Ntag] = Deferred(lambda _: self._untrack_tag(tag))
+        self._tags[tag] = (sktid, d)
+        return tag, d
+
+    def _untrack_tag(self, tag: int) -> None:
+        self._tags.pop(tag, None)
+
+    # ---------------------------------------------------------------- input
+
+    def _pump(self, data: bytes = b"") -> None:
+        if self._pumping:  # re-entered from a callback: the outer loop takes these frames
+            if data:
+                self._framer.feed(data)  # buffers at once; the returned iterator is unused
+            return
+        self._pumping = True
+        try:
+            frames = self._framer.feed(data)
+            try:
+                for item in frames:
+                    self._dispatch(item)
+                    if self._paused or self._dead:
+                        break
+            finally:
+                frames.close()  # type: ignore[attr-defined,unused-ignore]
+        except wire.FrameTooLarge as e:
+            self._violation(str(e))
+        finally:
+            self._pumping = False
+
+    def _dispatch(self, item: wire.Item) -> None:
+        if isinstance(item, Result | Mdata):
+            self._on_response(item)
+        elif isinstance(item, _NOTES):
+            self._on_note(item)
+        elif isinstance(item, Linfo):
+            self.linfo.append(item)
+            self.log.info(
+                "endpoint {peer} linfo {name}: {info}",
+                peer=self.peer,
+                name=item.name.decode("utf-8", "replace"),
+                info=item.info[:200].decode("utf-8", "replace"),
+            )
+        elif isinstance(item, Suspd):
+            self.suspended = True
+            self.abort(Suspended())
+        elif isinstance(item, wire.Malformed):
+            self._violation(f"malformed {_type_name(item.msgtype)} from the endpoint: {item.error}")
+        elif isinstance(item, wire.Unknown):
+            self.log.warn(
+                "endpoint {peer} sent unknown message type 0x{t:02x}; ignored",
+                peer=self.peer,
+                t=item.msgtype,
+            )
+        else:
+            self._violation(f"the endpoint sent a {item.NAME} message, which it must not")
+
+    def _on_response(self, msg: Response) -> None:
+        if not self._pending:
+            self._violation(f"the endpoint sent a {msg.NAME} with no request waiting")
+            return
+        p = self._pending.popleft()
+        req = p.request
+        if isinstance(msg, Mdata):
+            if not isinstance(req, Mread):
+                self._pending.appendleft(p)  # so that it fails with the rest
+                self._violation(f"the endpoint answered {req.NAME} with mdata")
+                return
+            if msg.addr != req.addr or len(msg.data) > req.len:
+                self._pending.appendleft(p)
+                self._violation(
+                    f"mdata for 0x{msg.addr:08x} ({len(msg.data)} bytes) answers "
+                    f"mread 0x{req.addr:08x} ({req.len} bytes)"
+                )
+                return
+            p.deferred.callback(msg)
+            return
+        if msg.errid:
+            p.deferred.errback(RequestFailed(req, msg.errid, msg.monindx, msg.monerrid))
+            return
+        if isinstance(req, Mread):
+            self._pending.appendleft(p)
+            self._violation("the endpoint answered mread with result(SUCCESS) instead of mdata")
+            return
+        if isinstance(req, Nclose):
+            self._closed_socket(req.sktid)
+        if p.on_success is not None:
+            p.on_success()
+        p.deferred.callback(msg)
+
+    def _on_note(self, note: Note) -> None:
+        if isinstance(note, Ntag) and note.tag in self._tags:
+            sktid, d = self._tags[note.tag]
+            if sktid == note.sktid:
+                del self._tags[note.tag]
+                if note.errid:
+                    d.errback(SendFailed(note.sktid, note.tag, note.time, note.errid))
+                else:
+                    d.callback(note)
+                return
+        sock = self._sockets.get(note.sktid)
+        if sock is None:
+            self.stray_notes += 1
+            self.log.warn(
+                "endpoint {peer} sent {name} for socket {sktid}, which is not open; dropped",
+                peer=self.peer,
+                name=note.NAME,
+                sktid=note.sktid,
+            )
+            return
+        sock.deliver(note)
+
+    # ---------------------------------------------------------------- backpressure
+
+    def _pressure(self, sock: Socket, full: bool) -> None:
+        if full:
+            self._full.add(sock)
+            if not self._paused:
+                self.log.info(
+                    "endpoint {peer}: socket {sktid} has {n} unread notifications; "
+                    "pausing reads until the experiment takes them (read "
+                    "socket({sktid}).notifications(), or nopen with buffer=False)",
+                    peer=self.peer,
+                    sktid=sock.sktid,
+                    n=sock.queued,
+                )
+        else:
+            self._full.discard(sock)
+        self._update_pause()
+
+    def _update_pause(self) -> None:
+        want = bool(self._full) and not self._dead
+        if want == self._paused:
+            return
+        self._paused = want
+        t = self._out
+        if t is not None and not self._lost and not getattr(t, "disconnecting", False):
+            if want:
+                t.pauseProducing()
+            else:
+                t.resumeProducing()
+        if not want and not self._dead:
+            self._pump()  # frames already buffered
+
+    @property
+    def paused(self) -> bool:
+        """True while reading from the endpoint is paused for a full notification queue."""
+        return self._paused
+
+    # ---------------------------------------------------------------- ending
+
+    def _violation(self, text: str) -> None:
+        err = ProtocolViolation(text)
+        self.log.error("endpoint {peer}: {error}; closing the session", peer=self.peer, error=err)
+        self.abort(err)
+
+    def _closed_error(self) -> SessionClosed:
+        if self.close_reason is not None:
+            if isinstance(self.close_reason, SessionClosed):
+                return self.close_reason
+            return SessionClosed("session ended", self.close_reason)
+        return SessionClosed("session closed")
+
+    def _finish(self, error: ControllerError | None) -> None:
+        """Stop processing input; fail everything that waits."""
+        if self._dead:
+            return
+        self._dead = True
+        self.close_reason = error
+        closed = self._closed_error()
+        pending, self._pending = self._pending, deque()
+        for p in pending:
+            p.deferred.errback(closed)
+        tags, self._tags = self._tags, {}
+        for _, d in tags.values():
+            d.errback(closed)
+        sockets, self._sockets = self._sockets, {}
+        reason = None if error is None else Failure(closed)
+        for sock in sockets.values():
+            sock.end(reason)
+        self._full.clear()
+        self._paused = False
+        self._gate.resumeProducing()
+        if not self.ready.called:
+            self.ready.errback(closed)
+
+    def _unregister_gate(self) -> None:
+        t = self._out
+        if t is not None and not self._lost:
+            try:
+                t.unregisterProducer()
+            except RuntimeError:
+                pass
+
+
+def _type_name(msgtype: int) -> str:
+    cls: Any = wire.BY_TYPE.get(msgtype)
+    return cls.NAME if cls is not None else f"type 0x{msgtype:02x}"

@@ -1,0 +1,235 @@
+"""Fakes for controller unit tests: a scripted endpoint that answers like the reference
+(§1.4, §2, §3), loopback "servers" as Python callables, and helpers to drive Deferreds
+over twisted.test.iosim with a task.Clock."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.test import iosim
+
+from packetlab import wire
+from packetlab.controller import EndpointSession
+from packetlab.wire import (
+    Cdata,
+    Mdata,
+    Message,
+    Mread,
+    Mwrite,
+    Nclose,
+    Nctl,
+    Ndata,
+    Nopen,
+    Nsend,
+    Nstat,
+    NstatCode,
+    Ntag,
+    Proto,
+    Result,
+    SocketState,
+    Start,
+    Status,
+    vmem,
+)
+
+T = TypeVar("T")
+BASE_NS = 1_700_000_000_000_000_000  # endpoint clock at Clock() time 0
+Server = Callable[[bytes], list[bytes]]
+
+
+class FakeEndpoint(Protocol):
+    """Answers each request at once, in order. `tcp_servers[(ip, port)](request)` gives the
+    reply chunks of a TCP peer (then it closes); unknown TCP targets are refused the
+    reference way (STAT = REFUSED, no nstat). `udp_servers` likewise gives reply datagrams.
+    `offset_ns` shifts the endpoint clock from the controller's."""
+
+    def __init__(self, clock: Clock, offset_ns: int = 0) -> None:
+        self.clock = clock
+        self.offset_ns = offset_ns
+        self.framer = wire.Framer()
+        self.received: list[Any] = []
+        self.memory = bytearray()  # the system block, from vmem.SYS_BASE
+        self.tcp_servers: dict[tuple[str, int], Server] = {}
+        self.udp_servers: dict[tuple[str, int], Server] = {}
+        self.tcp_silent: set[tuple[str, int]] = set()
+        self.sockets: dict[int, dict[str, Any]] = {}
+        self.start_status = 0
+        self.time_reads = 0
+
+    def now(self) -> int:
+        return BASE_NS + self.offset_ns + int(self.clock.seconds() * 1e9)
+
+    def send(self, msg: Message) -> None:
+        self.transport.write(wire.encode(msg))  # type: ignore[union-attr]
+
+    def result(self, errid: int = 0) -> None:
+        self.send(Result(errid))
+
+    def dataReceived(self, data: bytes) -> None:
+        for item in self.framer.feed(data):
+            self.received.append(item)
+            self.handle(item)
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Start):
+            self.result(self.start_status)
+        elif isinstance(msg, Cdata):
+            self.result()
+        elif isinstance(msg, Mread):
+            self.send(Mdata(msg.addr, self.read(msg.addr, msg.len)))
+        elif isinstance(msg, Mwrite):
+            self.result()
+        elif isinstance(msg, Nopen):
+            self.nopen(msg)
+        elif isinstance(msg, Nsend):
+            self.nsend(msg)
+        elif isinstance(msg, Nclose):
+            self.sockets.pop(msg.sktid, None)
+            self.result()
+        elif isinstance(msg, Nctl):
+            self.result()
+        else:
+            self.result(Status.ECTLNOTSUP)
+
+    def read(self, addr: int, n: int) -> bytes:
+        if addr == vmem.TIME.addr:
+            self.time_reads += 1
+            return struct.pack(">Q", self.now())[:n]
+        if addr >= vmem.SKT_BASE:
+            sktid, off = divmod(addr - vmem.SKT_BASE, vmem.SKT_STRIDE)
+            block = bytearray(0x80)
+            skt = self.sockets.get(sktid)
+            if skt is not None:
+                struct.pack_into(">BBb", block, 0, skt["family"], skt["proto"], skt["state"])
+            return bytes(block[off : off + n]).ljust(n, b"\0")
+        off = addr - vmem.SYS_BASE
+        return bytes(self.memory[off : off + n]).ljust(n, b"\0")
+
+    def nopen(self, msg: Nopen) -> None:
+        if msg.sktid in self.sockets:
+            self.result(Status.ESKTINUSE)
+            return
+        skt = {"family": msg.family, "proto": msg.proto, "state": SocketState.OPEN, "msg": msg}
+        self.sockets[msg.sktid] = skt
+        self.result()
+        if msg.proto == Proto.TCP and msg.raddr is not None:
+            key = (str(ipaddress.ip_address(msg.raddr)), msg.rport)
+            if key in self.tcp_silent:
+                skt["state"] = SocketState.OPENING  # a SYN into the void
+            elif key in self.tcp_servers:
+                self.send(
+                    Nstat(msg.sktid, msg.family, msg.proto, self.now(), 0, msg.raddr, msg.rport)
+                )
+            else:
+                skt["state"] = SocketState.REFUSED  # the reference sends no nstat (§3.1)
+
+    def nsend(self, msg: Nsend) -> None:
+        skt = self.sockets.get(msg.sktid)
+        if skt is None:
+            self.result(Status.ESKTNOTOPEN)
+            return
+        self.result()
+        when = max(msg.time, self.now())
+        if msg.tag:
+            self.send(Ntag(msg.sktid, msg.tag, when))
+        nopen: Nopen = skt["msg"]
+        if msg.proto == Proto.TCP:
+            assert nopen.raddr is not None
+            server = self.tcp_servers[(str(ipaddress.ip_address(nopen.raddr)), nopen.rport or 0)]
+            for chunk in server(msg.data):
+                self.send(Ndata(msg.sktid, msg.family, msg.proto, self.now(), chunk))
+            self.send(Nstat(msg.sktid, msg.family, msg.proto, self.now(), NstatCode.PEERCLOSED))
+        elif msg.proto == Proto.UDP:
+            assert msg.raddr is not None
+            key = (str(ipaddress.ip_address(msg.raddr)), msg.rport or 0)
+            for reply in self.udp_servers.get(key, lambda d: [])(msg.data):
+                self.send(
+                    Ndata(msg.sktid, msg.family, msg.proto, self.now(), reply, msg.raddr, msg.rport)
+                )
+
+    def requests(self) -> list[str]:
+        return [m.NAME for m in self.received if isinstance(m, Message)]
+
+
+class Rig:
+    """A session and a FakeEndpoint joined by iosim, on a task.Clock."""
+
+    def __init__(self, offset_ns: int = 0, **session_options: Any) -> None:
+        self.clock = Clock()
+        self.session = EndpointSession(
+            reactor=self.clock,
+            clock_ns=lambda: BASE_NS + int(self.clock.seconds() * 1e9),
+            **session_options,
+        )
+        self.endpoint = FakeEndpoint(self.clock, offset_ns)
+        self.pump = iosim.connect(
+            self.session,
+            iosim.makeFakeServer(self.session),
+            self.endpoint,
+            iosim.makeFakeClient(self.endpoint),
+            clock=self.clock,
+        )
+
+    def run(self, d: Deferred[T], step: float = 0.001, limit: float = 60.0) -> T:
+        """Pump bytes and advance the clock until `d` fires; its result (or raise)."""
+        while not d.called and self.clock.seconds() < limit:
+            self.pump.flush()
+            if not d.called:
+                self.clock.advance(step)
+        return result_of(d)
+
+
+def result_of(d: Deferred[T]) -> T:
+    assert d.called, "Deferred has not fired"
+    box: list[Any] = []
+
+    def take(r: Any) -> Any:
+        box.append(r)
+        return None if isinstance(r, Failure) else r  # a failure is consumed here
+
+    d.addBoth(take)
+    (r,) = box
+    if isinstance(r, Failure):
+        r.raiseException()
+    return r  # type: ignore[no-any-return]
+
+
+class WriteLog(StringTransport):
+    """A StringTransport that keeps each write separately and has setTcpNoDelay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.nodelay = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super().write(data)
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.nodelay = enabled
+
+
+def frames(*msgs: Message) -> bytes:
+    return b"".join(wire.encode(m) for m in msgs)
+
+
+def on_string_transport(**options: Any) -> tuple[EndpointSession, WriteLog, Clock]:
+    """A session on a WriteLog transport, setup answered (ready has fired)."""
+    clock = Clock()
+    s = EndpointSession(reactor=clock, **options)
+    t = WriteLog()
+    s.makeConnection(t)
+    s.dataReceived(frames(Result()))
+    assert s.ready.called
+    t.writes.clear()
+    t.clear()
+    return s, t, clock

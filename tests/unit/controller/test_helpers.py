@@ -1,0 +1,178 @@
+"""Helpers over a scripted endpoint: clock estimation, system/socket info, TCP and UDP
+exchanges, scheduled trains."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import pytest
+from ctl_fakes import BASE_NS, Rig, result_of
+
+from packetlab.controller import (
+    ClockSample,
+    ConnectFailed,
+    estimate_clock,
+    read_socket_info,
+    read_system_info,
+    read_time,
+    send_train,
+    set_notifmask,
+    tcp_exchange,
+    udp_exchange,
+    wait_connected,
+)
+from packetlab.controller.clock import estimate_from
+from packetlab.wire import Mwrite, NotifMask, SocketState, TransSup, vmem
+
+
+def test_estimate_picks_the_min_rtt_sample() -> None:
+    samples = [
+        ClockSample(sent=0, endpoint=1_000_500, received=1_000),  # rtt 1000, offset 1_000_000
+        ClockSample(sent=2_000, endpoint=1_002_300, received=2_200),  # rtt 200, offset 1_000_200
+        ClockSample(sent=5_000, endpoint=1_009_000, received=9_000),  # rtt 4000
+    ]
+    est = estimate_from(samples)
+    assert (est.offset, est.rtt, est.error) == (1_000_200, 200, 100)
+    assert est.to_local(est.to_endpoint(123)) == 123
+    with pytest.raises(ValueError):
+        estimate_from([])
+
+
+def test_estimate_clock_against_an_offset_endpoint() -> None:
+    rig = Rig(offset_ns=-3_000_000)  # endpoint 3 ms behind
+    rig.run(rig.session.ready)
+    est = rig.run(estimate_clock(rig.session, samples=5))
+    assert rig.endpoint.time_reads == 5
+    assert len(est.samples) == 5
+    assert abs(est.offset + 3_000_000) <= est.error
+    t = rig.run(read_time(rig.session))
+    assert t == BASE_NS - 3_000_000 + int(rig.clock.seconds() * 1e9)
+
+
+def test_read_system_info_parses_the_block() -> None:
+    rig = Rig()
+    mem = rig.endpoint.memory
+    mem.extend(bytes(vmem.SYS_SPAN))
+
+    def put(region: vmem.Region, data: bytes, at: int = 0) -> None:
+        off = region.addr - vmem.SYS_BASE + at
+        mem[off : off + len(data)] = data
+
+    put(vmem.IP4NO, b"\x02")
+    put(vmem.IP6NO, b"\x01")
+    put(vmem.TRANSSUP, struct.pack(">I", 0b110))
+    put(vmem.IP4LS, bytes([127, 0, 0, 1, 255, 0, 0, 0, 10, 1, 2, 3, 255, 255, 255, 0]))
+    put(vmem.IP6LS, ipaddress.ip_address("::1").packed)
+    put(vmem.BUFMAX, struct.pack(">II", 8 << 20, 1234))
+    put(vmem.IP4DNSNO, b"\x01\x00")
+    put(vmem.IP4DNSLS, bytes([9, 9, 9, 9]))
+    put(vmem.HOSTID, b"probe-7\0junk")
+    info = rig.run(read_system_info(rig.session))
+    assert [str(i) for i in info.ip4] == ["127.0.0.1/8", "10.1.2.3/24"]
+    assert info.ip6 == (ipaddress.ip_address("::1"),)
+    assert info.dns4 == (ipaddress.ip_address("9.9.9.9"),) and info.dns6 == ()
+    assert info.transsup == TransSup.TCP | TransSup.UDP
+    assert (info.bufmax, info.bufused, info.hostid) == (8 << 20, 1234, "probe-7")
+    assert [str(a) for a in info.addresses] == ["127.0.0.1", "10.1.2.3", "::1"]
+
+
+def test_socket_info_and_notifmask() -> None:
+    rig = Rig()
+    rig.run(rig.session.nopen_udp(3))
+    info = rig.run(read_socket_info(rig.session, 3))
+    assert (info.sktid, info.family, info.proto, info.state) == (3, 4, 17, SocketState.OPEN)
+    free = rig.run(read_socket_info(rig.session, 4))
+    assert free.state == SocketState.FREE and free.laddr is None
+    rig.run(set_notifmask(rig.session, 3, NotifMask.NDATA | NotifMask.NTAG))
+    assert rig.endpoint.received[-1] == Mwrite(vmem.skt_addr(3, vmem.SKT_NOTIFMASK), b"\x00\x0a")
+
+
+def test_tcp_exchange_reads_until_peer_close() -> None:
+    rig = Rig()
+    rig.endpoint.tcp_servers[("127.0.0.1", 80)] = lambda req: [b"HTTP/1.0 200 OK\r\n", b"\r\nhi"]
+    got = rig.run(tcp_exchange(rig.session, "127.0.0.1", 80, b"GET / HTTP/1.0\r\n\r\n"))
+    assert got.data == b"HTTP/1.0 200 OK\r\n\r\nhi"
+    assert got.end == "peer closed" and got.chunks == 2
+    assert got.sent_at is not None and got.first_data_at is not None
+    assert got.started_at <= got.established_at <= got.sent_at <= got.first_data_at
+    # pipelined TIME read before the nopen; the socket is closed at the end
+    assert rig.endpoint.requests()[1:3] == ["mread", "nopen"]
+    assert rig.endpoint.requests()[-1] == "nclose" and not rig.endpoint.sockets
+
+
+def test_tcp_exchange_limit() -> None:
+    rig = Rig()
+    rig.endpoint.tcp_servers[("127.0.0.1", 80)] = lambda req: [b"a" * 10, b"b" * 10]
+    got = rig.run(tcp_exchange(rig.session, "127.0.0.1", 80, b"x", limit=15))
+    assert got.data == b"a" * 10 + b"b" * 5 and got.end == "limit"
+
+
+def test_refused_connect_is_found_by_polling_stat() -> None:
+    rig = Rig()
+    with pytest.raises(ConnectFailed, match="REFUSED"):
+        rig.run(tcp_exchange(rig.session, "127.0.0.1", 81, b"x"))
+    assert "mread" in rig.endpoint.requests()[3:]  # STAT polled
+    assert not rig.endpoint.sockets  # closed anyway
+
+
+def test_wait_connected_times_out() -> None:
+    rig = Rig()
+    rig.endpoint.tcp_silent.add(("127.0.0.1", 80))
+    rig.run(rig.session.nopen_tcp_connect(1, "127.0.0.1", 80))
+    with pytest.raises(ConnectFailed, match=r"not established within 0\.2 s"):
+        rig.run(wait_connected(rig.session, 1, timeout=0.2, poll=0.05))
+    assert 3 <= rig.endpoint.requests().count("mread") <= 5
+
+
+def test_udp_exchange_collects_replies_with_times() -> None:
+    rig = Rig()
+    rig.endpoint.udp_servers[("127.0.0.1", 53)] = lambda q: [b"re:" + q]
+    got = rig.run(udp_exchange(rig.session, "127.0.0.1", 53, [b"q1", b"q2"]))
+    assert [r.data for r in got.replies] == [b"re:q1", b"re:q2"]
+    assert all(str(r.addr) == "127.0.0.1" and r.port == 53 for r in got.replies)
+    assert [s.size for s in got.sent] == [2, 2] and all(s.time for s in got.sent)
+    assert got.end == "expected replies"
+    assert len(got.rtts()) == 2
+
+
+def test_udp_exchange_timeout_without_replies() -> None:
+    rig = Rig()
+    got = rig.run(udp_exchange(rig.session, "127.0.0.1", 9, b"void", timeout=0.5))
+    assert got.replies == [] and got.end == "timeout"
+    assert got.sent[0].time is not None
+    assert rig.clock.seconds() >= 0.5
+
+
+def test_send_train_reports_intended_and_sent_times() -> None:
+    rig = Rig()
+    report = rig.run(send_train(rig.session, "127.0.0.1", 9000, 10, 1_000_000))
+    nsends = [m for m in rig.endpoint.received if getattr(m, "NAME", "") == "nsend"]
+    assert len(nsends) == 10
+    assert [m.time for m in nsends] == report.intended
+    assert struct.unpack(">I", nsends[3].data[:4])[0] == 3 and len(nsends[3].data) == 64
+    assert report.intended[1] - report.intended[0] == 1_000_000
+    assert report.sent_count == 10 and report.offsets() == [0] * 10
+    assert report.gaps() == [1_000_000] * 9
+    summary = report.summary()
+    assert summary["abs_gap_error"] == {"min": 0, "p50": 0, "p90": 0, "p99": 0, "max": 0}
+
+
+def test_send_train_records_refused_sends() -> None:
+    rig = Rig()
+    real = rig.endpoint.nsend
+    count = [0]
+
+    def flaky(msg):  # type: ignore[no-untyped-def]
+        count[0] += 1
+        if count[0] == 2:
+            rig.endpoint.result(0x30)  # ESYSNOBUFS
+            return
+        real(msg)
+
+    rig.endpoint.nsend = flaky  # type: ignore[method-assign]
+    report = rig.run(send_train(rig.session, "127.0.0.1", 9000, 3, 1000, start=BASE_NS + 10**9))
+    assert report.errors == [None, "ESYSNOBUFS", None]
+    assert report.sent[1] is None and report.sent_count == 2
+    assert report.intended[0] == BASE_NS + 10**9
+    assert result_of(rig.session.when_closed()) is None if rig.session.close_reason else True

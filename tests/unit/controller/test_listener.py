@@ -1,0 +1,192 @@
+"""The passive controller: an experiment per connecting endpoint, outcomes, errors that do
+not stop the listener, limit/run_once, stop()."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ctl_fakes import FakeEndpoint, result_of
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import globalLogPublisher
+from twisted.test import iosim
+
+from packetlab.controller import (
+    Controller,
+    ControllerError,
+    EndpointSession,
+    SessionClosed,
+    SetupFailed,
+    listen,
+    read_time,
+    run_once,
+)
+from packetlab.wire import Status
+
+
+class Net:
+    """A MemoryReactorClock, and fake endpoints connected to whatever listens on it."""
+
+    def __init__(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.pumps: list[iosim.IOPump] = []
+
+    def connect(self, start_status: int = 0) -> tuple[EndpointSession, FakeEndpoint]:
+        _port, factory, _backlog, _iface = self.reactor.tcpServers[-1]
+        peer = IPv4Address("TCP", "127.0.0.1", 40000 + len(self.pumps))
+        session = factory.buildProtocol(peer)
+        fake = FakeEndpoint(self.reactor)  # type: ignore[arg-type]
+        fake.start_status = start_status
+        self.pumps.append(
+            iosim.connect(
+                session,
+                iosim.FakeTransport(session, isServer=True, peerAddress=peer),
+                fake,
+                iosim.makeFakeClient(fake),
+                clock=self.reactor,
+            )
+        )
+        return session, fake
+
+    def settle(self, rounds: int = 50) -> None:
+        for _ in range(rounds):
+            for p in self.pumps:
+                p.flush()
+            self.reactor.advance(0.01)
+
+
+async def time_experiment(session: EndpointSession) -> int:
+    return await read_time(session)
+
+
+def test_experiment_runs_per_endpoint_and_session_closes() -> None:
+    net = Net()
+    ctl = result_of(listen(net.reactor, "tcp:20556:interface=127.0.0.1", time_experiment))
+    assert isinstance(ctl, Controller)
+    assert net.reactor.tcpServers[0][0] == 20556
+    (s1, f1), (s2, _f2) = net.connect(), net.connect()
+    first = ctl.next_outcome()
+    net.settle()
+    assert len(ctl.outcomes) == 2 and all(o.ok for o in ctl.outcomes)
+    assert result_of(first).peer == "127.0.0.1:40000"
+    assert isinstance(result_of(first).unwrap(), int)
+    assert f1.requests() == ["start", "mread"]
+    assert s1.close_reason is None and s1._lost and s2._lost  # EOF ended them
+    assert ctl.sessions == set()
+
+
+def test_failing_experiment_is_logged_and_listener_carries_on() -> None:
+    net = Net()
+    calls: list[int] = []
+
+    async def flaky(session: EndpointSession) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return "fine"
+
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        ctl = result_of(listen(net.reactor, "tcp:0", flaky))
+        net.connect()
+        net.settle()
+        net.connect()
+        net.settle()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    bad, good = ctl.outcomes
+    assert not bad.ok and bad.failure is not None and bad.failure.check(RuntimeError)
+    with pytest.raises(RuntimeError, match="boom"):
+        bad.unwrap()
+    assert good.unwrap() == "fine"
+    assert any("failed" in e.get("log_format", "") and e.get("log_failure") for e in events)
+
+
+def test_refused_setup_gives_a_failed_outcome_without_running() -> None:
+    net = Net()
+    ran: list[EndpointSession] = []
+    ctl = result_of(listen(net.reactor, "tcp:0", ran.append))
+    net.connect(start_status=Status.ECRTNOHDAT)
+    net.settle()
+    (out,) = ctl.outcomes
+    assert ran == [] and out.failure is not None and out.failure.check(SetupFailed)
+
+
+def test_plain_and_deferred_experiments() -> None:
+    net = Net()
+    ctl = result_of(listen(net.reactor, "tcp:0", lambda s: succeed(s.peer)))
+    net.connect()
+    ctl2 = result_of(listen(net.reactor, "tcp:0", lambda s: 42))
+    net.connect()
+    net.settle()
+    assert ctl.outcomes[0].unwrap() == "127.0.0.1:40000"
+    assert ctl2.outcomes[0].unwrap() == 42
+
+
+def test_run_once_returns_the_result_and_stops_listening() -> None:
+    net = Net()
+    ports: list[Any] = []
+    d = run_once(net.reactor, "tcp:0", time_experiment, on_listening=ports.append)
+    assert len(ports) == 1 and not d.called
+    net.connect()
+    net.settle()
+    assert isinstance(result_of(d), int)
+
+
+def test_limit_stops_listening() -> None:
+    net = Net()
+    ctl = Controller(time_experiment, reactor=net.reactor, limit=1)
+    result_of(ctl.listen("tcp:0"))
+    assert ctl.port is not None
+    net.connect()
+    assert ctl.port is None and ctl.accepted == 1
+
+
+def test_run_once_timeout() -> None:
+    net = Net()
+    d = run_once(net.reactor, "tcp:0", time_experiment, timeout=3)
+    net.reactor.advance(4)
+    net.settle(1)
+    with pytest.raises(ControllerError, match="no experiment finished within 3 s"):
+        result_of(d)
+
+
+def test_stop_closes_live_sessions() -> None:
+    net = Net()
+    never: Deferred[None] = Deferred()
+
+    async def waits(session: EndpointSession) -> None:
+        await session.mread(0x10010000, 8)
+        await never
+
+    ctl = result_of(listen(net.reactor, "tcp:0", waits))
+    session, _ = net.connect()
+    net.settle(2)
+    stopped = ctl.stop()
+    net.settle(2)
+    never.callback(None)
+    net.settle(2)
+    assert result_of(stopped) is None
+    assert session._lost
+
+
+def test_endpoint_vanishing_mid_experiment_fails_the_run() -> None:
+    net = Net()
+    hang: Deferred[None] = Deferred()
+
+    async def slow(session: EndpointSession) -> None:
+        await hang
+        await session.mread(0x10010000, 8)
+
+    ctl = result_of(listen(net.reactor, "tcp:0", slow))
+    _session, fake = net.connect()
+    net.settle(2)
+    fake.transport.loseConnection()  # type: ignore[union-attr]
+    net.settle(2)
+    hang.callback(None)
+    net.settle(2)
+    (out,) = ctl.outcomes
+    assert out.failure is not None and out.failure.check(SessionClosed)

@@ -1,0 +1,292 @@
+"""EndpointSession: setup, FIFO matching of responses, error mapping, bad input, loss."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from ctl_fakes import WriteLog, frames, on_string_transport, result_of
+from twisted.internet.error import ConnectionLost
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+
+from packetlab import wire
+from packetlab.controller import (
+    EndpointSession,
+    ProtocolViolation,
+    RequestFailed,
+    SessionClosed,
+    SetupFailed,
+    Suspended,
+)
+from packetlab.wire import (
+    Cdata,
+    Linfo,
+    Mdata,
+    Mread,
+    Nopen,
+    Nsend,
+    Result,
+    Start,
+    Status,
+    Suspd,
+    vmem,
+)
+
+
+def decode_all(data: bytes) -> list[object]:
+    return list(wire.Framer().feed(data))
+
+
+def test_setup_sends_programs_then_start_one_write_each() -> None:
+    s = EndpointSession(programs=[b"\x01wasm1", Cdata(b"filter", b"\x00x")], reactor=Clock())
+    t = WriteLog()
+    s.makeConnection(t)
+    assert t.nodelay
+    assert [decode_all(w) for w in t.writes] == [
+        [Cdata(b"monitor", b"\x01wasm1")],
+        [Cdata(b"filter", b"\x00x")],
+        [Start()],
+    ]
+    assert not s.ready.called
+    s.dataReceived(frames(Result(), Result()))
+    assert not s.ready.called
+    s.dataReceived(frames(Result()))
+    assert result_of(s.ready) is s
+
+
+def test_setup_refused_fails_ready_and_closes() -> None:
+    s = EndpointSession(programs=[b"\x01m"], reactor=Clock())
+    t = WriteLog()
+    s.makeConnection(t)
+    s.dataReceived(frames(Result(Status.ECRTBADHDAT)))
+    with pytest.raises(SetupFailed, match="ECRTBADHDAT"):
+        result_of(s.ready)
+    assert t.disconnecting
+
+
+def test_start_refused_names_the_status() -> None:
+    s = EndpointSession(reactor=Clock())
+    s.makeConnection(WriteLog())
+    s.dataReceived(frames(Result(Status.ECRTNOHDAT)))
+    with pytest.raises(SetupFailed) as e:
+        result_of(s.ready)
+    cause = e.value.__cause__
+    assert isinstance(cause, RequestFailed) and cause.status == Status.ECRTNOHDAT
+
+
+def test_responses_match_requests_in_order_with_notes_between() -> None:
+    s, t, _ = on_string_transport()
+    a = s.mread(vmem.TIME.addr, 8)
+    b = s.mwrite(vmem.skt_addr(1, vmem.SKT_NOTIFMASK), b"\x00\x08")
+    c = s.mread(vmem.HOSTID.addr, 4)
+    assert s.pending == 3
+    assert len(t.writes) == 3  # one write per message
+    s.dataReceived(
+        frames(
+            Mdata(vmem.TIME.addr, b"\x00" * 7 + b"\x05"),
+            Linfo(b"mon", b"", b"hello"),
+            Result(),
+        )
+    )
+    assert result_of(a) == b"\x00" * 7 + b"\x05"
+    assert result_of(b) == Result()
+    assert not c.called
+    s.dataReceived(frames(Mdata(vmem.HOSTID.addr, b"host")))
+    assert result_of(c) == b"host"
+    assert s.linfo == [Linfo(b"mon", b"", b"hello")]
+
+
+def test_a_response_split_over_reads() -> None:
+    s, _, _ = on_string_transport()
+    d = s.mread(0x10000000, 2)
+    data = frames(Mdata(0x10000000, b"\x01\x00"))
+    for i in range(len(data)):
+        s.dataReceived(data[i : i + 1])
+    assert result_of(d) == b"\x01\x00"
+
+
+def test_error_result_maps_to_request_failed() -> None:
+    s, _, _ = on_string_transport()
+    d = s.nclose(3)
+    s.dataReceived(frames(Result(Status.ESKTNOTOPEN)))
+    with pytest.raises(RequestFailed) as e:
+        result_of(d)
+    assert e.value.status == Status.ESKTNOTOPEN
+    assert e.value.name == "ESKTNOTOPEN"
+    assert "nclose failed: ESKTNOTOPEN (0x33)" in str(e.value)
+
+
+def test_monitor_rejection_carries_monitor_fields() -> None:
+    s, _, _ = on_string_transport()
+    d = s.nopen_udp(2)
+    s.dataReceived(frames(Result(Status.ECTLMONREJ, 1, 77)))
+    with pytest.raises(RequestFailed) as e:
+        result_of(d)
+    assert (e.value.status, e.value.monindx, e.value.monerrid) == (Status.ECTLMONREJ, 1, 77)
+    assert "monitor 1 error 77" in str(e.value)
+
+
+def test_unknown_status_code_keeps_the_number() -> None:
+    s, _, _ = on_string_transport()
+    d = s.mwrite(0x20000070, b"\x00\x00")
+    s.dataReceived(frames(Result(0x7777)))
+    with pytest.raises(RequestFailed) as e:
+        result_of(d)
+    assert e.value.status == 0x7777 and e.value.name == "0x7777"
+
+
+def test_malformed_frame_closes_and_fails_everything() -> None:
+    s, t, _ = on_string_transport()
+    d1 = s.mread(vmem.TIME.addr, 8)
+    d2 = s.nclose(1)
+    s.dataReceived(b"\x40\x00\x00\x03abc")  # a result cannot be 3 bytes long
+    for d in (d1, d2):
+        with pytest.raises(SessionClosed) as e:
+            result_of(d)
+        assert isinstance(e.value.cause, ProtocolViolation)
+        assert "malformed result" in str(e.value)
+    assert t.disconnecting
+    assert isinstance(s.close_reason, ProtocolViolation)
+    # later requests fail at once, later input is ignored
+    with pytest.raises(SessionClosed):
+        result_of(s.mread(0, 1))
+    s.dataReceived(frames(Result()))
+
+
+def test_oversized_frame_header_is_a_violation() -> None:
+    s, t, _ = on_string_transport()
+    s._framer.max_body = 1000
+    d = s.mread(vmem.TIME.addr, 8)
+    s.dataReceived(b"\x41\xff\xff\xff")
+    with pytest.raises(SessionClosed, match="announces"):
+        result_of(d)
+    assert t.disconnecting
+
+
+@pytest.mark.parametrize(
+    ("request_", "answer", "text"),
+    [
+        (None, Result(), "no request waiting"),
+        ("nclose", Mdata(0, b"x"), "answered nclose with mdata"),
+        ("mread", Mdata(0x1234, b"x"), "answers mread"),
+        ("mread", Result(), "instead of mdata"),
+        ("nclose", Nsend(1, 4, 6, 0, 0, b""), "sent a nsend message"),
+    ],
+)
+def test_protocol_violations(request_: str | None, answer: object, text: str) -> None:
+    s, t, _ = on_string_transport()
+    d = None
+    if request_ == "nclose":
+        d = s.nclose(1)
+    elif request_ == "mread":
+        d = s.mread(vmem.TIME.addr, 8)
+    s.dataReceived(frames(answer))  # type: ignore[arg-type]
+    assert isinstance(s.close_reason, ProtocolViolation)
+    assert text in str(s.close_reason)
+    assert t.disconnecting
+    if d is not None:
+        with pytest.raises(SessionClosed):
+            result_of(d)
+
+
+def test_unknown_message_type_is_ignored() -> None:
+    s, t, _ = on_string_transport()
+    d = s.nclose(1)
+    s.dataReceived(b"\x9a\x00\x00\x01z" + frames(Result()))
+    assert result_of(d) == Result()
+    assert s.close_reason is None and not t.disconnecting
+
+
+def test_connection_lost_fails_pending_requests_ntags_and_sockets() -> None:
+    s, _, _ = on_string_transport()
+    opened = s.nopen_udp(4)
+    s.dataReceived(frames(Result()))
+    sock = result_of(opened)
+    sent = s.nsend(4, b"x", to=("127.0.0.1", 9), ntag=True)
+    s.dataReceived(frames(Result()))
+    q = result_of(sent)
+    pending = s.mread(vmem.TIME.addr, 8)
+    note = sock.get()
+    s.connectionLost(Failure(ConnectionLost("gone")))
+    for d in (pending, q.ntag, note):
+        assert d is not None
+        with pytest.raises(SessionClosed, match="connection lost"):
+            result_of(d)
+    assert isinstance(s.close_reason, SessionClosed)
+    assert result_of(s.when_closed()) is None
+
+
+def test_clean_close_ends_socket_iteration_without_error() -> None:
+    s, t, _ = on_string_transport()
+    opened = s.nopen_udp(4)
+    s.dataReceived(frames(Result()))
+    sock = result_of(opened)
+    note = sock.get()
+    closed = s.close()
+    assert t.disconnecting and not closed.called
+    s.connectionLost(Failure(ConnectionLost()))
+    assert result_of(closed) is None
+    assert result_of(note) is None
+    assert s.close_reason is None
+
+
+def test_requests_after_close_fail_at_once() -> None:
+    s, _, _ = on_string_transport()
+    s.close()
+    with pytest.raises(SessionClosed, match="session closed"):
+        result_of(s.nclose(1))
+
+
+def test_suspd_ends_the_session_with_suspended() -> None:
+    s, t, _ = on_string_transport()
+    d = s.mread(vmem.TIME.addr, 8)
+    s.dataReceived(frames(Suspd()))
+    with pytest.raises(SessionClosed) as e:
+        result_of(d)
+    assert isinstance(e.value.cause, Suspended)
+    assert s.suspended and t.disconnecting
+
+
+def test_bad_arguments_fail_without_sending() -> None:
+    s, t, _ = on_string_transport()
+    with pytest.raises(ValueError, match="not an IP address"):
+        result_of(s.nopen_tcp_connect(1, "nowhere", 80))
+    with pytest.raises(ValueError, match="rport"):
+        result_of(s.nopen_tcp_connect(1, "127.0.0.1", 70000))
+    with pytest.raises(ValueError, match="not open here"):
+        result_of(s.nsend(9, b"x"))
+    with pytest.raises(wire.EncodeError):
+        result_of(s.request(Mread(0, 0x10000)))
+    assert t.writes == [] and s.pending == 0
+
+
+def test_nopen_variants_build_the_wire_messages() -> None:
+    s, t, _ = on_string_transport()
+    s.nopen_tcp_connect(1, ipaddress.ip_address("192.0.2.7"), 80, rbufsz=4096)
+    s.nopen_tcp_connect(2, "2001:db8::1", 443, laddr="2001:db8::2", lport=5000)
+    s.nopen_tcp_listen(3, 8080)
+    s.nopen_udp(4, lport=53)
+    s.nopen_raw(5, laddr=b"\x0a\x00\x00\x01")
+    msgs = [decode_all(w)[0] for w in t.writes]
+    z4 = b"\0" * 4
+    assert msgs == [
+        Nopen(1, 4, 6, 4096, z4, 0, bytes([192, 0, 2, 7]), 80),
+        Nopen(
+            2, 6, 6, 1 << 20,
+            ipaddress.ip_address("2001:db8::2").packed, 5000,
+            ipaddress.ip_address("2001:db8::1").packed, 443,
+        ),
+        Nopen(3, 4, 6, 1 << 20, z4, 8080),
+        Nopen(4, 4, 17, 1 << 20, z4, 53),
+        Nopen(5, 4, 0, 1 << 20, b"\x0a\x00\x00\x01"),
+    ]  # fmt: skip
+
+
+def test_end_accepts_the_reference_ectlnotsup_then_closes() -> None:
+    s, t, _ = on_string_transport()
+    d = s.end()
+    s.dataReceived(frames(Result(Status.ECTLNOTSUP)))
+    assert t.disconnecting
+    s.connectionLost(Failure(ConnectionLost()))
+    assert result_of(d) is None
