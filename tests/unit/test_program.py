@@ -89,6 +89,7 @@ def test_round_trip(prog: list[Insn]) -> None:
     assert decode_ebpf(encode_ebpf(prog)) == prog
     assert parse_text(format_text(prog)) == prog
     assert parse_text(format_text(prog, annotate=False)) == prog
+    assert all(describe(insn) for insn in prog)  # any instruction renders
 
 
 @given(st.binary(max_size=64))
