@@ -1,0 +1,164 @@
+"""What each side of a PacketLab TLS link presents and trusts (PROTOCOL.md §4.6).
+
+`Credentials` is a PPKS chain (leaf first) with the private key of the leaf. `ServerEntry`
+is one row of a server's SNI map: credentials, verification mode and trusted roots.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from packetlab.ppks import (
+    AuthMode,
+    Certificate,
+    PPKSError,
+    load_certificates,
+    raw_public_key,
+    read_private_key,
+)
+from packetlab.ppks.keys import PublicKeyLike
+
+__all__ = ["Credentials", "ServerEntry", "TLSConfigError", "normalize_roots"]
+
+StrPath = str | os.PathLike[str]
+
+
+class TLSConfigError(ValueError):
+    """A TLS configuration that cannot work: says which part and why."""
+
+
+def _describe(cert: Certificate) -> str:
+    return f"{cert.cert_type.label} cert with key {cert.public_key.hex()[:16]}..."
+
+
+def normalize_roots(roots: Sequence[PublicKeyLike]) -> tuple[bytes, ...]:
+    """Trusted root keys as raw 32-byte Ed25519 keys (accepts key objects or raw bytes)."""
+    out = []
+    for i, r in enumerate(roots):
+        try:
+            out.append(raw_public_key(r))
+        except (PPKSError, TypeError, AttributeError) as e:
+            raise TLSConfigError(f"trusted root #{i} is not an Ed25519 public key: {e}") from None
+    return tuple(out)
+
+
+class Credentials:
+    """A PPKS certificate chain, leaf first, and the Ed25519 private key of the leaf.
+
+    The leaf goes out as the TLS certificate, the others as extra chain certs. The key must
+    match the leaf's public key (the reference uses `cert_ls[0]`); `TLSConfigError` if not.
+    """
+
+    __slots__ = ("chain", "key")
+
+    def __init__(self, chain: Sequence[Certificate], key: Ed25519PrivateKey) -> None:
+        chain = tuple(chain)
+        if not chain:
+            raise TLSConfigError("empty certificate chain: at least the leaf cert is needed")
+        for i, c in enumerate(chain):
+            if not isinstance(c, Certificate):
+                raise TLSConfigError(f"chain item #{i} is {type(c).__name__}, not a Certificate")
+        if not isinstance(key, Ed25519PrivateKey):
+            raise TLSConfigError(f"private key is {type(key).__name__}, not Ed25519")
+        if raw_public_key(key) != chain[0].public_key:
+            raise TLSConfigError(
+                f"private key (public {raw_public_key(key).hex()[:16]}...) does not match the "
+                f"leaf, the first certificate ({_describe(chain[0])})"
+            )
+        self.chain: tuple[Certificate, ...] = chain
+        self.key = key
+
+    @property
+    def leaf(self) -> Certificate:
+        return self.chain[0]
+
+    @classmethod
+    def from_unordered(cls, certs: Sequence[Certificate], key: Ed25519PrivateKey) -> Credentials:
+        """Put first the cert whose public key is `key`'s (xpmgr's ExpExec lists certs in any
+        order); the others keep their order. A leaf type wins over a CA cert of the same key."""
+        if not isinstance(key, Ed25519PrivateKey):
+            raise TLSConfigError(f"private key is {type(key).__name__}, not Ed25519")
+        pub = raw_public_key(key)
+        matching = [i for i, c in enumerate(certs) if c.public_key == pub]
+        if not matching:
+            raise TLSConfigError(
+                f"no certificate among {len(certs)} has the private key's public key "
+                f"({pub.hex()[:16]}...)"
+            )
+        leaf = next((i for i in matching if not certs[i].cert_type.is_ca), matching[0])
+        return cls([certs[leaf], *(c for i, c in enumerate(certs) if i != leaf)], key)
+
+    @classmethod
+    def load(
+        cls,
+        cert_paths: Sequence[StrPath],
+        key_path: StrPath,
+        passphrase: bytes | None = None,
+        *,
+        any_order: bool = False,
+    ) -> Credentials:
+        """Read PEM/DER cert files (each may hold several PEM blocks) and a PKCS#8 key.
+
+        Without `any_order` the first cert of the first file is the leaf (pktendpt's
+        `ControllerCertChainPath`); with it the leaf is found by key (xpmgr's ExpExec)."""
+        certs: list[Certificate] = []
+        for p in cert_paths:
+            try:
+                certs.extend(load_certificates(Path(p).read_bytes()))
+            except (OSError, PPKSError) as e:
+                raise TLSConfigError(f"certificate file {os.fspath(p)}: {e}") from None
+        try:
+            key = read_private_key(key_path, passphrase)
+        except (OSError, PPKSError) as e:
+            raise TLSConfigError(f"private key file {os.fspath(key_path)}: {e}") from None
+        return cls.from_unordered(certs, key) if any_order else cls(certs, key)
+
+    def __repr__(self) -> str:
+        return f"Credentials({', '.join(c.cert_type.label for c in self.chain)})"
+
+
+class ServerEntry:
+    """One row of a TLS server's SNI map: what to present and how to check the client.
+
+    `require_client_cert=None` applies the reference rule: a client cert is mandatory only if
+    trusted roots are configured or the mode is AGENT (§4.6). Without roots, any root is
+    accepted (only the chain's form is checked).
+    """
+
+    __slots__ = ("_require", "credentials", "mode", "roots")
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        mode: AuthMode | int,
+        roots: Sequence[PublicKeyLike] = (),
+        *,
+        require_client_cert: bool | None = None,
+    ) -> None:
+        if not isinstance(credentials, Credentials):
+            raise TLSConfigError(
+                f"credentials must be Credentials, not {type(credentials).__name__}"
+            )
+        try:
+            self.mode = AuthMode(mode)
+        except ValueError:
+            raise TLSConfigError(f"unknown verification mode {mode!r}") from None
+        self.credentials = credentials
+        self.roots = normalize_roots(roots)
+        self._require = require_client_cert
+
+    @property
+    def client_cert_required(self) -> bool:
+        if self._require is not None:
+            return self._require
+        return bool(self.roots) or self.mode is AuthMode.AGENT
+
+    def __repr__(self) -> str:
+        return (
+            f"ServerEntry({self.credentials!r}, {self.mode.name}, {len(self.roots)} root(s), "
+            f"client cert {'required' if self.client_cert_required else 'optional'})"
+        )

@@ -1,0 +1,433 @@
+"""Twisted side of PacketLab TLS: the PPKS check after the handshake, one record per write.
+
+    app protocol  <-  PeerGate  <-  TLSMemoryBIOProtocol  <-  TCP transport
+
+`PPKSTLSFactory` builds that stack. The gate runs the PPKS chain check when the handshake
+completes and only then connects the application protocol (its `connectionMade` runs on a
+verified link, with the TLS protocol as its transport). On failure it aborts the connection
+and logs the rule that was broken.
+
+The factory uses plain `TLSMemoryBIOProtocol`, not Twisted's default `BufferingTLSTransport`
+which joins the writes of one reactor turn into one TLS record: reference endpoints read one
+message per record (INTEROP.md), so each `transport.write` must become its own record.
+"""
+
+from __future__ import annotations
+
+import enum
+import weakref
+from dataclasses import dataclass
+from typing import Any, cast
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import (
+    IAddress,
+    IHandshakeListener,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.task import Clock
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+from zope.interface import Interface, implementer
+
+from packetlab.ppks import AuthMode, Certificate, ChainError, PPKSError, VerifiedChain, verify_chain
+
+from .context import PeerPolicy, PPKSClientCreator, PPKSServerOptions, RefusedName
+from .credentials import ServerEntry
+
+# zope interfaces are not types to mypy without the mypy-zope plugin, so a `Factory` or a
+# `TCP4ClientEndpoint` would not type-check as its interface; these aliases name the
+# interface expected and accept any object.
+AnyProtocol = Any  # IProtocol provider
+AnyProtocolFactory = Any  # IProtocolFactory provider
+AnyClientEndpoint = Any  # IStreamClientEndpoint provider
+AnyServerEndpoint = Any  # IStreamServerEndpoint provider
+AnyListeningPort = Any  # IListeningPort provider
+AnyReactorTime = Any  # IReactorTime provider
+
+__all__ = [
+    "IPPKSPeerListener",
+    "PPKSClientEndpoint",
+    "PPKSServerEndpoint",
+    "PPKSTLSFactory",
+    "PeerGate",
+    "PeerRefusal",
+    "PeerVerificationError",
+    "VerifiedPeer",
+    "peer_of",
+]
+
+
+class PeerRefusal(enum.Enum):
+    """Why a TLS peer was refused (before any application byte was exchanged)."""
+
+    HANDSHAKE_FAILED = "handshake_failed"  # TLS itself failed (version, alert, no cert...)
+    UNKNOWN_SNIKEY = "unknown_snikey"  # server: no entry for the client's SNI
+    NO_DEFAULT_ENTRY = "no_default_entry"  # server: no SNI sent and no default entry
+    NO_PEER_CERTIFICATE = "no_peer_certificate"  # a certificate was required, none came
+    BAD_CHAIN = "bad_chain"  # the PPKS check refused the chain (see chain_error)
+    CONNECTION_LOST = "connection_lost"  # closed before the peer was verified
+
+
+class PeerVerificationError(Exception):
+    """The peer of a TLS link was refused. `rule` is the most specific reason: the PPKS
+    `Reason` value for a bad chain (e.g. "expired", "untrusted_root"), else the refusal."""
+
+    def __init__(
+        self, refusal: PeerRefusal, detail: str = "", *, chain_error: ChainError | None = None
+    ) -> None:
+        self.refusal = refusal
+        self.detail = detail
+        self.chain_error = chain_error
+        super().__init__(f"{refusal.value}: {detail}" if detail else refusal.value)
+
+    @property
+    def rule(self) -> str:
+        if self.chain_error is not None:
+            return self.chain_error.reason.value
+        return self.refusal.value
+
+
+@dataclass(frozen=True)
+class VerifiedPeer:
+    """What the PPKS check established about the peer.
+
+    `chain` is the verified chain (leaf first, with `root_index`), or None when the peer
+    presented no certificate and none was required, or when the mode is NO_VERIFY.
+    `presented` is every certificate the peer sent (DER, leaf first). `snikey` is the SNI of
+    the connection (sent by us as a client, received as a server); `entry` is the server's
+    SNI map row that served it (None on the client side).
+    """
+
+    mode: AuthMode
+    chain: VerifiedChain | None
+    presented: tuple[bytes, ...]
+    snikey: str | None
+    entry: ServerEntry | None
+
+    @property
+    def leaf(self) -> Certificate | None:
+        return self.chain.leaf if self.chain is not None and self.chain.certs else None
+
+    @property
+    def public_key(self) -> bytes | None:
+        """The raw Ed25519 key of the verified leaf (the peer agent's key)."""
+        leaf = self.leaf
+        return leaf.public_key if leaf is not None else None
+
+
+class IPPKSPeerListener(Interface):
+    """Optional for application protocols: told the verified peer before connectionMade."""
+
+    def peerVerified(peer: VerifiedPeer) -> None:
+        """The peer passed the PPKS check; `makeConnection` follows at once."""
+
+
+def _presented_chain(conn: SSL.Connection, is_client: bool) -> list[bytes]:
+    leaf = conn.get_peer_certificate(as_cryptography=True)
+    if leaf is None:
+        return []
+    rest = conn.get_peer_cert_chain(as_cryptography=True) or []
+    ders = [c.public_bytes(Encoding.DER) for c in rest]
+    # OpenSSL's peer chain includes the leaf on the client side only.
+    if is_client and ders:
+        ders = ders[1:]
+    return [leaf.public_bytes(Encoding.DER), *ders]
+
+
+def _ssl_error_text(err: SSL.Error) -> str:
+    parts = []
+    for item in err.args[0] if err.args and isinstance(err.args[0], list) else ():
+        if isinstance(item, tuple) and item:
+            parts.append(str(item[-1]))
+    return "; ".join(p for p in parts if p) or str(err) or type(err).__name__
+
+
+@implementer(IHandshakeListener)
+class PeerGate(Protocol):
+    """Sits between `TLSMemoryBIOProtocol` and the application protocol; connects the
+    latter only once the peer passed the PPKS check of the connection's `PeerPolicy`."""
+
+    log = Logger()
+
+    def __init__(self, app: AnyProtocol, *, is_client: bool, tcp_nodelay: bool = True) -> None:
+        # Typed Any: zope interfaces are not types to mypy without mypy-zope.
+        self.app: Any = app
+        self.is_client = is_client
+        self.tcp_nodelay = tcp_nodelay
+        self.peer: VerifiedPeer | None = None
+        self.refused: PeerVerificationError | None = None
+        self._app_connected = False
+        self._waiting: list[Deferred[VerifiedPeer]] = []
+
+    # -- application-facing --
+
+    def when_verified(self) -> Deferred[VerifiedPeer]:
+        """Fires with the `VerifiedPeer` once verified, or fails with
+        `PeerVerificationError`. Cancelling it aborts the connection."""
+        if self.peer is not None:
+            return succeed(self.peer)
+        if self.refused is not None:
+            return fail(Failure(self.refused))
+        d: Deferred[VerifiedPeer] = Deferred(self._cancel)
+        self._waiting.append(d)
+        return d
+
+    def _cancel(self, d: Deferred[VerifiedPeer]) -> None:
+        if d in self._waiting:
+            self._waiting.remove(d)
+        if self.transport is not None and self.peer is None:
+            cast(Any, self.transport).abortConnection()
+
+    def _fire(self, result: VerifiedPeer | PeerVerificationError) -> None:
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            if isinstance(result, VerifiedPeer):
+                d.callback(result)
+            else:
+                d.errback(Failure(result))
+
+    # -- IProtocol / IHandshakeListener --
+
+    def connectionMade(self) -> None:
+        if self.tcp_nodelay:
+            # Each message is sent whole as one record; do not let Nagle hold it back.
+            setter = getattr(self.transport, "setTcpNoDelay", None)
+            if setter is not None:
+                try:
+                    setter(True)
+                except OSError:
+                    pass
+
+    def handshakeCompleted(self) -> None:
+        try:
+            peer = self._verify()
+        except PeerVerificationError as e:
+            self._refuse(e)
+            return
+        except Exception as e:  # a peer's certificates must never take more than its link
+            self.log.failure("PPKS check crashed")
+            self._refuse(PeerVerificationError(PeerRefusal.BAD_CHAIN, f"internal error: {e!r}"))
+            return
+        self.peer = peer
+        _PEERS[self.app] = _PEERS[self.transport] = peer
+        self.log.debug(
+            "TLS peer {peer} verified in {mode} mode ({n} cert(s), snikey {snikey})",
+            peer=self._peer_address(),
+            mode=peer.mode.name,
+            n=len(peer.chain.certs) if peer.chain else 0,
+            snikey=peer.snikey,
+        )
+        if IPPKSPeerListener.providedBy(self.app):
+            self.app.peerVerified(peer)
+        self._app_connected = True
+        self.app.makeConnection(self.transport)
+        self._fire(peer)
+
+    def dataReceived(self, data: bytes) -> None:
+        # TLS delivers no application data before the handshake, and none after an abort.
+        if self._app_connected:
+            self.app.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._app_connected:
+            self.app.connectionLost(reason)
+        elif self.refused is None:
+            self._refuse(self._classify_loss(reason), abort=False)
+
+    def logPrefix(self) -> str:
+        app_prefix = getattr(self.app, "logPrefix", None)
+        return f"{app_prefix() if app_prefix else type(self.app).__name__} (PPKS)"
+
+    # -- the check --
+
+    def _connection(self) -> SSL.Connection:
+        return cast(TLSMemoryBIOProtocol, self.transport).getHandle()
+
+    def _snikey(self, conn: SSL.Connection) -> str | None:
+        raw = conn.get_servername()
+        return None if raw is None else raw.decode("ascii", "replace")
+
+    def _verify(self) -> VerifiedPeer:
+        conn = self._connection()
+        policy = conn.get_context().get_app_data()
+        if not isinstance(policy, PeerPolicy):
+            raise PeerVerificationError(
+                PeerRefusal.HANDSHAKE_FAILED, "TLS context carries no PPKS policy"
+            )
+        presented = tuple(_presented_chain(conn, self.is_client))
+        snikey = self._snikey(conn)
+        if policy.mode is AuthMode.NO_VERIFY:
+            return VerifiedPeer(policy.mode, None, presented, snikey, policy.entry)
+        if not presented:
+            if policy.require_cert:
+                raise PeerVerificationError(
+                    PeerRefusal.NO_PEER_CERTIFICATE,
+                    f"the {'server' if self.is_client else 'client'} sent no certificate",
+                )
+            return VerifiedPeer(policy.mode, None, (), snikey, policy.entry)
+        try:
+            chain = verify_chain(policy.mode, presented, policy.roots, policy.clock())
+        except ChainError as e:
+            raise PeerVerificationError(
+                PeerRefusal.BAD_CHAIN, f"{policy.mode.name}: {e}", chain_error=e
+            ) from None
+        except PPKSError as e:  # defensive: verify_chain reports ChainError
+            raise PeerVerificationError(PeerRefusal.BAD_CHAIN, str(e)) from None
+        return VerifiedPeer(policy.mode, chain, presented, snikey, policy.entry)
+
+    def _classify_loss(self, reason: Failure) -> PeerVerificationError:
+        conn: SSL.Connection | None = None
+        if not self.is_client and self.transport is not None:
+            conn = self._connection()
+        if conn is not None and isinstance(conn.get_context().get_app_data(), RefusedName):
+            name = self._snikey(conn)
+            if name is None:
+                return PeerVerificationError(
+                    PeerRefusal.NO_DEFAULT_ENTRY, "client sent no SNI and there is no default"
+                )
+            return PeerVerificationError(PeerRefusal.UNKNOWN_SNIKEY, f"unknown snikey {name!r}")
+        if isinstance(reason.value, SSL.Error):
+            text = _ssl_error_text(reason.value)
+            if not self.is_client and "did not return a certificate" in text:
+                return PeerVerificationError(
+                    PeerRefusal.NO_PEER_CERTIFICATE,
+                    "the client sent no certificate and this entry requires one",
+                )
+            return PeerVerificationError(PeerRefusal.HANDSHAKE_FAILED, text)
+        return PeerVerificationError(
+            PeerRefusal.CONNECTION_LOST, f"before the peer was verified: {reason.getErrorMessage()}"
+        )
+
+    def _peer_address(self) -> str:
+        try:
+            return str(cast(Any, self.transport).getPeer())
+        except Exception:
+            return "?"
+
+    def _refuse(self, err: PeerVerificationError, *, abort: bool = True) -> None:
+        self.refused = err
+        self.log.warn(
+            "refused TLS peer {peer} ({side}): {rule}: {error}",
+            peer=self._peer_address(),
+            side="server" if self.is_client else "client",
+            rule=err.rule,
+            error=str(err),
+        )
+        if abort and self.transport is not None:
+            cast(TLSMemoryBIOProtocol, self.transport).failVerification(Failure(err))
+        self._fire(err)
+
+
+# Peers by application protocol and by TLS protocol: still known after the connection is
+# lost (TLSMemoryBIOProtocol drops its wrapped protocol then), forgotten with the objects.
+_PEERS: weakref.WeakKeyDictionary[object, VerifiedPeer] = weakref.WeakKeyDictionary()
+
+
+def peer_of(protocol_or_transport: object) -> VerifiedPeer | None:
+    """The `VerifiedPeer` of a connection, from its application protocol or from that
+    protocol's transport (None if not verified, or not a PPKS TLS connection)."""
+    try:
+        return _PEERS.get(protocol_or_transport)
+    except TypeError:  # not weak-referenceable: cannot be one of ours
+        return None
+
+
+class PPKSTLSFactory(TLSMemoryBIOFactory):
+    """Wraps `wrapped_factory` in TLS with the PPKS check, one TLS record per write.
+
+    `creator` is a `PPKSClientCreator` (is_client=True) or `PPKSServerOptions`.
+    Listen with it, or connect with it (the returned protocol is the TLS one; use
+    `PPKSClientEndpoint` to get the application protocol once the peer is verified).
+    """
+
+    # Not BufferingTLSTransport: it would join the writes of one reactor turn.
+    protocol = TLSMemoryBIOProtocol
+
+    def __init__(
+        self,
+        creator: PPKSClientCreator | PPKSServerOptions,
+        is_client: bool,
+        wrapped_factory: AnyProtocolFactory,
+        *,
+        tcp_nodelay: bool = True,
+        clock: AnyReactorTime | None = None,
+    ) -> None:
+        if is_client and not isinstance(creator, PPKSClientCreator):
+            raise TypeError("a client PPKSTLSFactory needs a PPKSClientCreator")
+        if not is_client and not isinstance(creator, PPKSServerOptions):
+            raise TypeError("a server PPKSTLSFactory needs PPKSServerOptions")
+        # The clock only serves BufferingTLSTransport, which we do not use; passing one
+        # keeps the base class from importing the global reactor.
+        super().__init__(
+            cast(Any, creator),
+            is_client,
+            wrapped_factory,
+            clock=cast(Any, clock or Clock()),
+        )
+        self.is_client = is_client
+        self.tcp_nodelay = tcp_nodelay
+
+    def buildProtocol(self, addr: IAddress | None) -> TLSMemoryBIOProtocol | None:  # type: ignore[override]
+        app = self.wrappedFactory.buildProtocol(cast(IAddress, addr))
+        if app is None:
+            return None
+        gate = PeerGate(app, is_client=self.is_client, tcp_nodelay=self.tcp_nodelay)
+        return self.protocol(self, gate)
+
+
+@implementer(IStreamClientEndpoint)
+class PPKSClientEndpoint:
+    """Connects over `endpoint` with TLS + the PPKS check. `connect(factory)` fires with
+    the application protocol once the server is verified, or fails with
+    `PeerVerificationError` (or the endpoint's connection error)."""
+
+    def __init__(
+        self,
+        endpoint: AnyClientEndpoint,
+        creator: PPKSClientCreator,
+        *,
+        tcp_nodelay: bool = True,
+    ) -> None:
+        self._endpoint = endpoint
+        self._creator = creator
+        self._tcp_nodelay = tcp_nodelay
+
+    def connect(self, protocolFactory: AnyProtocolFactory) -> Deferred[AnyProtocol]:
+        factory = PPKSTLSFactory(
+            self._creator, True, protocolFactory, tcp_nodelay=self._tcp_nodelay
+        )
+
+        def verified(tls: TLSMemoryBIOProtocol) -> Deferred[AnyProtocol]:
+            gate = cast(PeerGate, tls.wrappedProtocol)
+            return gate.when_verified().addCallback(lambda _: gate.app)
+
+        d: Deferred[TLSMemoryBIOProtocol] = cast(Any, self._endpoint).connect(factory)
+        return d.addCallback(verified)
+
+
+@implementer(IStreamServerEndpoint)
+class PPKSServerEndpoint:
+    """Listens on `endpoint` with TLS + the PPKS check (e.g. around
+    `serverFromString(reactor, "tcp:20556")`, for `StreamServerEndpointService`)."""
+
+    def __init__(
+        self,
+        endpoint: AnyServerEndpoint,
+        options: PPKSServerOptions,
+        *,
+        tcp_nodelay: bool = True,
+    ) -> None:
+        self._endpoint = endpoint
+        self._options = options
+        self._tcp_nodelay = tcp_nodelay
+
+    def listen(self, protocolFactory: AnyProtocolFactory) -> Deferred[AnyListeningPort]:
+        return cast(Any, self._endpoint).listen(
+            PPKSTLSFactory(self._options, False, protocolFactory, tcp_nodelay=self._tcp_nodelay)
+        )
