@@ -161,11 +161,11 @@ class Testbed:
                 _live[self.name] = self
         try:
             self._build()
+            self.is_up = True
+            self._write_state()
         except BaseException:
             self.down()
             raise
-        self.is_up = True
-        self._write_state()
         return self
 
     def _build(self) -> None:
@@ -258,7 +258,7 @@ class Testbed:
         self.is_up = False
         with _live_lock:
             _live.pop(self.name, None)
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             os.unlink(self._state_path())
         if left:
             raise TestbedError(f"could not delete namespaces: {', '.join(left)}")
@@ -320,11 +320,14 @@ class Testbed:
         return os.path.join(state_dir(), f"{self.name}.json")
 
     def _write_state(self) -> None:
-        os.makedirs(state_dir(), exist_ok=True)
         tmp = self._state_path() + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=2)
-        os.replace(tmp, self._state_path())
+        try:
+            os.makedirs(state_dir(), exist_ok=True)
+            with open(tmp, "w") as fh:
+                json.dump(self.to_dict(), fh, indent=2)
+            os.replace(tmp, self._state_path())
+        except OSError as exc:
+            raise TestbedError(f"cannot write the state file {self._state_path()}: {exc}") from exc
 
     @classmethod
     def from_state(cls, name: str) -> Testbed:

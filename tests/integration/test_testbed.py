@@ -10,6 +10,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +33,7 @@ pytest_plugins = ["packetlab.testbed.pytest_fixtures"]
 
 @pytest.fixture(autouse=True)
 def _isolated(
-    request: pytest.FixtureRequest, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Own state directory and namespace prefix, so `down --all` touches only this test's."""
     if request.node.get_closest_marker("root") and os.geteuid() != 0:
@@ -318,6 +319,17 @@ def test_a_clash_fails_without_touching_the_other_namespace() -> None:
         assert not NetNS(tb.netns_name("ep")).exists()
     finally:
         other.delete()
+
+
+@pytest.mark.root
+def test_a_failed_up_is_undone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("PKTLAB_TESTBED_DIR", str(blocker))
+    tb = Testbed(chain(1))
+    with pytest.raises(TestbedError, match="cannot write the state file"):
+        tb.up()
+    assert not any(ns.exists() for ns in tb.namespaces())
 
 
 @pytest.mark.root
