@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,20 +10,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter, IOPump, connectedServerAndClient
 from zope.interface import implementer
 
-from packetlab.ppks import generate_private_key, issue_certificate, private_key_pem, raw_public_key
+from packetlab.ppks import (
+    Reason,
+    generate_private_key,
+    issue_certificate,
+    private_key_pem,
+    raw_public_key,
+)
 from packetlab.tls import (
     AuthMode,
     Credentials,
@@ -492,6 +502,70 @@ def test_tls12_client_refused(world: World) -> None:
     assert out.error is not None and "protocol" in out.error.detail
     assert isinstance(client_app, App) and client_app.lost is not None
     assert client_app.lost.check(SSL.Error)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class PlainCertCreator:
+    """A TLS 1.3 client presenting an ordinary (non-PPKS) Ed25519 certificate."""
+
+    def __init__(self) -> None:
+        key = generate_private_key()
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plain")])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(datetime.datetime(2020, 1, 1))
+            .not_valid_after(datetime.datetime(2035, 1, 1))
+            .sign(key, None)
+        )
+        self.ctx = SSL.Context(SSL.TLS_METHOD)
+        self.ctx.use_certificate(cert)
+        self.ctx.use_privatekey(key)
+        self.ctx.set_verify(SSL.VERIFY_NONE)
+
+    def clientConnectionForTLS(self, tls: TLSMemoryBIOProtocol) -> SSL.Connection:
+        conn = SSL.Connection(self.ctx, None)
+        conn.set_tlsext_host_name(b"exp1")
+        return conn
+
+
+def test_non_ppks_client_cert_refused(world: World) -> None:
+    sf = PPKSTLSFactory(
+        PPKSServerOptions({"exp1": controller_entry(world)}), False, Factory.forProtocol(App)
+    )
+    cf = TLSMemoryBIOFactory(PlainCertCreator(), True, Factory.forProtocol(App), clock=Clock())
+    _client, server, pump = connectedServerAndClient(
+        lambda: sf.buildProtocol(None), lambda: cf.buildProtocol(None), greet=False
+    )
+    out = watch(server.wrappedProtocol)
+    pump.flush()
+    assert_refused(out, PeerRefusal.BAD_CHAIN)
+    assert out.error is not None and out.error.chain_error is not None  # a ppks rule names it
+    assert out.error.rule in {r.value for r in Reason}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_garbage_instead_of_a_client_hello(world: World, seed: int) -> None:
+    sf = PPKSTLSFactory(
+        PPKSServerOptions({"exp1": controller_entry(world)}), False, Factory.forProtocol(App)
+    )
+    server = sf.buildProtocol(None)
+    assert server is not None
+    gate = server.wrappedProtocol
+    assert isinstance(gate, PeerGate)
+    out = watch(gate)
+    transport = StringTransport()
+    server.makeConnection(transport)
+    rnd = random.Random(seed)
+    junk = bytes([0x16, 0x03, 0x01]) + rnd.randbytes(300) if seed % 2 else rnd.randbytes(300)
+    server.dataReceived(junk)
+    assert transport.disconnecting
+    server.connectionLost(Failure(ConnectionDone()))
+    assert_refused(out, PeerRefusal.HANDSHAKE_FAILED)
+    assert gate.app.events == []
 
 
 def test_refusal_is_logged_with_rule(world: World, caplog: pytest.LogCaptureFixture) -> None:
