@@ -374,7 +374,7 @@ def list_testbeds() -> list[TestbedInfo]:
     """Testbeds with a state file, live or stale."""
     try:
         files = sorted(f for f in os.listdir(state_dir()) if f.endswith(".json"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     infos = [_read_state(os.path.join(state_dir(), f)) for f in files]
     return [i for i in infos if i is not None]
@@ -392,7 +392,7 @@ def down_all() -> list[str]:
     gone = [n for n in list_netns() if n.startswith(pre)]
     for name in gone:
         NetNS(name).delete()
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for f in os.listdir(state_dir()):
             if f.startswith(pre) and f.endswith(".json"):
                 with contextlib.suppress(FileNotFoundError):
