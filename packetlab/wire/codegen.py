@@ -42,6 +42,19 @@ def expr_source(expr: Any) -> str:
     return src.replace("len_(", "len(")
 
 
+def _as_bytes(value: Any) -> bytes:
+    """A byte-string field's value as bytes. `bytes(value)` would turn an int into that
+    many zero bytes and a list of ints into bytes; a field value must be bytes-like."""
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"expected bytes, not {type(value).__name__}")
+
+
+def _bytes_expr(v: str) -> str:
+    """Source that yields `v` as bytes; the common case (already bytes) costs one test."""
+    return f"({v} if {v}.__class__ is bytes else as_bytes({v}))"
+
+
 def _is_cond(node: Any) -> bool:
     return isinstance(node, Cond) or (isinstance(node, c.IfThenElse) and node.elsesubcon is c.Pass)
 
@@ -66,6 +79,7 @@ class _Gen:
             "TYPE": int(cls.TYPE),  # type: ignore[attr-defined]
             "BODY_MAX": BODY_MAX,
             "hdr": struct.Struct(">I").pack,
+            "as_bytes": _as_bytes,
         }
         self.counter = 0
         self.dfields = [f.name for f in dc_fields(cls)]
@@ -106,6 +120,8 @@ class _Gen:
                 flush()
                 out.extend(self.decode_node(fname, node, "    "))
             elif isinstance(sub, Rule):
+                if not sub.on_parse:
+                    continue
                 flush()
                 fn = self.name("rule", sub.pred)
                 args = ", ".join("n" if a == "bodylen" else f"v_{a}" for a in sub.args)
@@ -205,15 +221,15 @@ class _Gen:
     def encode_source(self) -> str:
         out = ["def encode(m):"]
         out += [f"    v_{f} = m.{f}" for f in self.dfields]
-        for sub in self.struct.subcons:  # Rebuild fields are computed, not stored
-            if isinstance(sub, c.Renamed) and isinstance(sub.subcon, c.Rebuild):
-                out.append(f"    v_{sub.name} = {expr_source(sub.subcon.func)}")
         out.append("    try:")
         body: list[str] = []
         parts: list[str] = []  # expressions concatenated for the body, in order
         cond_used = False
         run: list[tuple[str, str]] = []
         ind = "        "
+        for sub in self.struct.subcons:  # Rebuild fields are computed, not stored
+            if isinstance(sub, c.Renamed) and isinstance(sub.subcon, c.Rebuild):
+                body.append(f"{ind}v_{sub.name} = {expr_source(sub.subcon.func)}")
 
         def flush() -> None:
             if not run:
@@ -227,7 +243,10 @@ class _Gen:
                         f"{ind}    raise EncodeError('{f} must be {code[:-1]} bytes, "
                         f"not ' + str(len(v_{f})))"
                     )
-            parts.append(f"{pack}({', '.join('v_' + f for f, _ in run)})")
+            args = ", ".join(
+                _bytes_expr(f"v_{f}") if code.endswith("s") else f"v_{f}" for f, code in run
+            )
+            parts.append(f"{pack}({args})")
             run.clear()
 
         for sub in self.struct.subcons:
@@ -276,6 +295,8 @@ class _Gen:
         out += [
             "    except (struct_error, TypeError, OverflowError) as e:",
             "        raise EncodeError(f'{Cls.__name__}: {e}') from None",
+            "    except RuleError as e:",
+            "        raise EncodeError(f'{Cls.__name__}: {e.rule}') from None",
             "    ln = len(b)",
             "    if ln > BODY_MAX:",
             "        raise EncodeError(f'{Cls.__name__}: body of {ln} bytes > 0xFFFFFF')",
@@ -299,18 +320,20 @@ class _Gen:
             if code.endswith("s"):
                 body.append(f"{ind}if len({v}) != {code[:-1]}:")
                 body.append(f"{ind}    raise EncodeError('{fname} must be {code[:-1]} bytes')")
-            parts.append(f"{pack}({v})")
+                parts.append(f"{pack}({_bytes_expr(v)})")
+            else:
+                parts.append(f"{pack}({v})")
         elif isinstance(node, c.Bytes):
             ln = expr_source(node.length)
             body.append(f"{ind}if len({v}) != {ln}:")
             body.append(f"{ind}    raise EncodeError('{fname} length does not match')")
-            parts.append(f"bytes({v})")
+            parts.append(_bytes_expr(v))
         elif isinstance(node, c.GreedyBytes.__class__):
-            parts.append(f"bytes({v})")
+            parts.append(_bytes_expr(v))
         elif isinstance(node, c.Prefixed):
             lcode = self.fixed_code(node.lengthfield)
             pack = self.name("p", struct.Struct(f">{lcode}").pack)
-            parts.append(f"{pack}(len({v})) + bytes({v})")
+            parts.append(f"{pack}(len({v})) + {_bytes_expr(v)}")
         elif isinstance(node, c.Switch):
             body.append(f"{ind}k = {expr_source(node.keyfunc)}")
             kw = "if"
@@ -324,7 +347,7 @@ class _Gen:
             body.append(
                 f"{ind}    raise EncodeError(f'{fname} must be {{ln}} bytes, not {{len({v})}}')"
             )
-            parts.append(f"bytes({v})")
+            parts.append(_bytes_expr(v))
         elif isinstance(node, ChannelList):
             fn = self.name("chl", node.fast_encode)
             parts.append(f"{fn}({v})")

@@ -159,6 +159,11 @@ class Nopen(Message):
         Rule(lambda proto, lport: proto == 0 or lport is not None, "UDP/TCP nopen needs lport"),
         Rule(lambda proto, raddr: proto == 6 or raddr is None, "only TCP nopen has raddr"),
         Rule(lambda raddr, rport: (raddr is None) == (rport is None), "raddr needs rport"),
+        Rule(
+            lambda proto, lport: proto != 0 or lport is None,
+            "raw nopen has no lport",
+            on_parse=False,
+        ),
     )
 
 
@@ -167,6 +172,17 @@ class Nclose(Message):
     sktid: int
     TYPE = MsgType.NCLOSE
     BODY = c.Struct("sktid" / u8, c.Terminated)
+
+
+def _udp_addr_ok(proto: int, raddr: bytes | None, rport: int | None) -> bool:
+    udp = proto == UDP
+    return udp == (raddr is not None) == (rport is not None)
+
+
+# Encode-only: the layout writes raddr/rport for UDP alone, so a stray one would vanish.
+_UDP_ADDR_RULE = Rule(
+    _udp_addr_ok, "UDP needs raddr and rport; other protos carry neither", on_parse=False
+)
 
 
 @dataclass(slots=True)
@@ -181,6 +197,7 @@ class Nsend(Message):
     rport: int | None = None
     TYPE = MsgType.NSEND
     BODY = c.Struct(
+        _UDP_ADDR_RULE,
         "sktid" / u8,
         "family" / u8,
         "proto" / u8,
@@ -378,6 +395,7 @@ class Ndata(Message):
     rport: int | None = None
     TYPE = MsgType.NDATA
     BODY = c.Struct(
+        _UDP_ADDR_RULE,
         "sktid" / u8,
         "family" / u8,
         "proto" / u8,

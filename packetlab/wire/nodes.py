@@ -37,14 +37,19 @@ class Rule(c.Construct):
 
     `pred` is a function whose parameter names are field names (and `bodylen`).
     `on_build` says whether the rule is also checked when encoding (it cannot be when
-    it looks at `bodylen`).
+    it looks at `bodylen`); `on_parse=False` makes an encode-only rule, for a value the
+    layout would otherwise drop silently (decoding cannot produce it, so checking it there
+    would only cost time). When encoding, rules see the values as given.
     """
 
-    def __init__(self, pred: Callable[..., bool], text: str, on_build: bool = True) -> None:
+    def __init__(
+        self, pred: Callable[..., bool], text: str, on_build: bool = True, on_parse: bool = True
+    ) -> None:
         super().__init__()
         self.pred = pred
         self.text = text
         self.on_build = on_build
+        self.on_parse = on_parse
         self.args = tuple(inspect.signature(pred).parameters)
         self.flagbuildnone = True
 
@@ -55,7 +60,7 @@ class Rule(c.Construct):
         return bool(self.pred(*vals))
 
     def _parse(self, stream: Any, context: Any, path: str) -> None:
-        if not self._call(context):
+        if self.on_parse and not self._call(context):
             raise RuleError(self.text, path=path)
         return None
 
@@ -89,7 +94,9 @@ class Cond(c.Subconstruct):
     def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
         if c.evaluate(self.build_cond, context):
             return self.subcon._build(obj, stream, context, path)
-        return None
+        # Not written, but keep the given value in the context: a later Rule must judge
+        # what the caller asked for (the fast encoder does), not None.
+        return obj
 
 
 class ChannelList(c.Construct):
@@ -117,6 +124,8 @@ class ChannelList(c.Construct):
     def fast_encode(chans: list[bytes]) -> bytes:
         parts = []
         for ch in chans:
+            if not isinstance(ch, (bytes, bytearray, memoryview)):
+                raise RuleError(f"chlist: a channel must be bytes, not {type(ch).__name__}")
             if not 1 <= len(ch) <= CHANNEL_MAX:
                 raise RuleError(f"chlist: channel length {len(ch)} not in 1..{CHANNEL_MAX}")
             parts.append(bytes([len(ch)]) + bytes(ch))

@@ -1,0 +1,224 @@
+"""Messages as JSON-able dicts and back (sans-IO), for the `pktlab decode/encode` dissector.
+
+The form of a message: `"type"` is its name as in PROTOCOL.md §1.2 (`Message.NAME`); every
+other key is a field name of the spec (= the dataclass field). Addresses (`laddr`,
+`raddr`) are text (IPv4 dotted, IPv6 compressed), ports and other numbers are integers,
+every other byte string is lowercase hex, `chlist` is a list of hex strings. Fields that
+are absent on the wire (`None`) are left out.
+
+    >>> message_to_json(Nclose(sktid=3))
+    {'type': 'nclose', 'sktid': 3}
+
+A frame whose type code is not a message has the form
+`{"type": "unknown", "code": N, "body": hex}`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import MISSING, fields
+from typing import Any
+
+import construct as c
+
+from packetlab.wire.codec import encode
+from packetlab.wire.constants import HEADER_LEN
+from packetlab.wire.errors import WireError
+from packetlab.wire.messages import ALL_MESSAGES, BY_NAME, Message
+from packetlab.wire.nodes import Cond
+
+__all__ = [
+    "JsonFormError",
+    "frame_from_json",
+    "message_from_json",
+    "message_to_json",
+    "unknown_to_json",
+]
+
+UNKNOWN = "unknown"
+ADDRESS_FIELDS = frozenset({"laddr", "raddr"})
+
+
+class JsonFormError(WireError):
+    """A JSON object that is not the form of a message; `key` names the culprit."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")
+
+
+# ------------------------------------------------------------------ field kinds, derived
+
+
+def _int_bits(body: Any) -> dict[str, int]:
+    """Width in bits of every integer field of a construct body declaration."""
+    out: dict[str, int] = {}
+    for sub in body.subcons:
+        if not (isinstance(sub, c.Renamed) and sub.name):
+            continue
+        node = sub.subcon
+        while isinstance(node, (Cond, c.IfThenElse, c.Rebuild)):
+            node = node.thensubcon if isinstance(node, c.IfThenElse) else node.subcon
+        if isinstance(node, c.FormatField):
+            out[sub.name] = 8 * node.length
+    return out
+
+
+def _kind(name: str, annotation: str) -> str:
+    if annotation.startswith("list"):
+        return "chlist"
+    if "bytes" in annotation:
+        return "addr" if name in ADDRESS_FIELDS else "hex"
+    return "int"
+
+
+def _wire_order(cls: type[Message]) -> list[Any]:
+    """The dataclass fields in the order the body declaration puts them on the wire."""
+    declared = [s.name for s in cls.BODY.subcons if isinstance(s, c.Renamed) and s.name]
+    dfields = fields(cls)  # type: ignore[arg-type]
+    return sorted(dfields, key=lambda f: declared.index(f.name))
+
+
+# name -> [(field, kind, required)] in wire order, and name -> {field: bits}
+_FIELDS: dict[str, list[tuple[str, str, bool]]] = {}
+_BITS: dict[str, dict[str, int]] = {}
+for _cls in ALL_MESSAGES:
+    _FIELDS[_cls.NAME] = [
+        (
+            f.name,
+            _kind(f.name, str(f.type)),
+            f.default is MISSING and f.default_factory is MISSING,
+        )
+        for f in _wire_order(_cls)
+    ]
+    _BITS[_cls.NAME] = _int_bits(_cls.BODY)
+
+
+# -------------------------------------------------------------------------- to JSON
+
+
+def _addr_text(value: bytes) -> str:
+    if len(value) == 4:
+        return str(ipaddress.IPv4Address(bytes(value)))
+    if len(value) == 16:
+        return str(ipaddress.IPv6Address(bytes(value)))
+    return bytes(value).hex()  # not an address size: cannot come from the decoder
+
+
+def message_to_json(msg: Message) -> dict[str, Any]:
+    """The JSON form of `msg`: `type` first, then its fields in wire order."""
+    out: dict[str, Any] = {"type": msg.NAME}
+    for name, kind, _ in _FIELDS[msg.NAME]:
+        value = getattr(msg, name)
+        if value is None:
+            continue
+        if kind == "int":
+            out[name] = int(value)
+        elif kind == "addr":
+            out[name] = _addr_text(value)
+        elif kind == "chlist":
+            out[name] = [bytes(ch).hex() for ch in value]
+        else:
+            out[name] = bytes(value).hex()
+    return out
+
+
+def unknown_to_json(code: int, body: bytes) -> dict[str, Any]:
+    """The JSON form of a frame whose type code is not a PacketLab message."""
+    return {"type": UNKNOWN, "code": code, "body": bytes(body).hex()}
+
+
+# ------------------------------------------------------------------------ from JSON
+
+
+def _hex(key: str, value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise JsonFormError(key, f"expected a hex string, got {type(value).__name__}")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise JsonFormError(key, f"bad hex {value!r}") from None
+
+
+def _int(key: str, value: Any, bits: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JsonFormError(key, f"expected an integer, got {type(value).__name__}")
+    if bits is not None and not 0 <= value < 1 << bits:
+        raise JsonFormError(key, f"{value} does not fit in an unsigned {bits}-bit field")
+    return value
+
+
+def _addr(key: str, value: Any, family: Any) -> bytes:
+    if not isinstance(value, str):
+        raise JsonFormError(key, f"expected an address string, got {type(value).__name__}")
+    if family not in (4, 6) or isinstance(family, bool):
+        raise JsonFormError(key, f"an address needs family 4 or 6, not {family!r}")
+    try:
+        if family == 4:
+            return ipaddress.IPv4Address(value).packed
+        return ipaddress.IPv6Address(value).packed
+    except ValueError:
+        raise JsonFormError(
+            key, f"{value!r} is not an IPv{family} address (family {family})"
+        ) from None
+
+
+def message_from_json(obj: Mapping[str, Any]) -> Message:
+    """The message whose JSON form is `obj`. Raises JsonFormError naming the bad key.
+
+    Integers are range-checked against their wire width here; the rules between fields
+    (lengths, forms) are the encoder's, which raises EncodeError.
+    """
+    if not isinstance(obj, Mapping):
+        raise JsonFormError("type", f"expected a JSON object, got {type(obj).__name__}")
+    name = obj.get("type")
+    if name is None:
+        raise JsonFormError("type", "missing")
+    cls = BY_NAME.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise JsonFormError("type", f"unknown message type name {name!r}")
+    spec = _FIELDS[cls.NAME]
+    extra = set(obj) - {"type"} - {f for f, _, _ in spec}
+    if extra:
+        raise JsonFormError(sorted(extra)[0], f"not a field of {cls.NAME}")
+    bits = _BITS[cls.NAME]
+    kwargs: dict[str, Any] = {}
+    for fname, kind, required in spec:
+        if fname not in obj or obj[fname] is None:
+            if required:
+                raise JsonFormError(fname, f"missing (required by {cls.NAME})")
+            continue
+        value = obj[fname]
+        if kind == "int":
+            kwargs[fname] = _int(fname, value, bits.get(fname))
+        elif kind == "addr":
+            kwargs[fname] = _addr(fname, value, obj.get("family"))
+        elif kind == "chlist":
+            if not isinstance(value, list):
+                raise JsonFormError(fname, f"expected a list, got {type(value).__name__}")
+            kwargs[fname] = [_hex(f"{fname}[{i}]", ch) for i, ch in enumerate(value)]
+        else:
+            kwargs[fname] = _hex(fname, value)
+    return cls(**kwargs)
+
+
+def frame_from_json(obj: Mapping[str, Any]) -> bytes:
+    """The whole frame for a JSON form: a message, or an `unknown` frame written as is.
+
+    An `unknown` form may carry any code 0..255 and any body, so it can also craft
+    frames that are malformed on purpose. Raises JsonFormError or EncodeError.
+    """
+    if isinstance(obj, Mapping) and obj.get("type") == UNKNOWN:
+        extra = set(obj) - {"type", "code", "body"}
+        if extra:
+            raise JsonFormError(sorted(extra)[0], "not a field of unknown")
+        if "code" not in obj:
+            raise JsonFormError("code", "missing (required by unknown)")
+        code = _int("code", obj["code"], 8)
+        body = _hex("body", obj.get("body", ""))
+        if len(body) > 0xFFFFFF:
+            raise JsonFormError("body", f"{len(body)} bytes > 0xFFFFFF")
+        return (code << 24 | len(body)).to_bytes(HEADER_LEN, "big") + body
+    return encode(message_from_json(obj))
