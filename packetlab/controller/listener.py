@@ -28,7 +28,8 @@ from packetlab.controller.session import EndpointSession
 from packetlab.wire import Cdata
 
 T = TypeVar("T")
-Experiment = Callable[[EndpointSession], "Awaitable[T] | T"]
+# An async def, or a function returning a Deferred (a plain value is accepted too).
+Experiment = Callable[[EndpointSession], Awaitable[T]]
 
 CLOSE_GRACE = 5.0  # seconds an endpoint gets to take our EOF before the connection is cut
 

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""A scheduled UDP packet train through a PacketLab endpoint, with a send-time report.
+
+With no arguments everything runs on loopback: a UDP sink, a controller on 127.0.0.1, and
+a real `twistd pktendpoint` child process. The controller schedules N datagrams at fixed
+gaps on the endpoint's clock (each nsend carries its send time), then compares the
+intended times with the endpoint's ntag send times: per-packet offsets and gap statistics.
+
+    python examples/udp_train.py
+    python examples/udp_train.py --count 1000 --gap-us 100
+    python examples/udp_train.py --target 192.0.2.9:9000 --external --listen tcp:20556
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+import sys
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import globalLogBeginner, textFileLogObserver
+
+from packetlab.controller import EndpointSession, TrainReport, run_once, send_train
+from packetlab.controller.local import run_with_local_endpoint
+
+
+class Sink(DatagramProtocol):
+    """Counts datagrams and remembers the sequence numbers (first 4 bytes) it saw."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.count = 0
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.count += 1
+        if len(data) >= 4:
+            self.seen.add(struct.unpack(">I", data[:4])[0])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--count", type=int, default=100, help="datagrams (default: %(default)s)")
+    p.add_argument("--gap-us", type=float, default=1000.0, help="gap in µs (default: %(default)s)")
+    p.add_argument("--size", type=int, default=64, help="payload bytes (default: %(default)s)")
+    p.add_argument("--target", help="IP:PORT to send to (default: a local sink)")
+    p.add_argument("--rows", type=int, default=10, help="packets listed (default: %(default)s)")
+    p.add_argument(
+        "--listen",
+        default="tcp:0:interface=127.0.0.1",
+        help="controller listening address, a Twisted endpoint string (default: %(default)s)",
+    )
+    p.add_argument(
+        "--external",
+        action="store_true",
+        help="do not start an endpoint; wait for one to connect to --listen",
+    )
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds (default: %(default)s)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    return p.parse_args(argv)
+
+
+def us(ns: float | int | None) -> str:
+    return "-" if ns is None else f"{ns / 1e3:10.1f}"
+
+
+def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
+    gap = rep.gap
+    print(
+        f"UDP train to {rep.raddr}:{rep.rport}: {rep.count} datagrams, gap {gap / 1e3:g} µs, "
+        f"sent {rep.sent_count}"
+    )
+    print(f"  {'#':>4}  {'intended µs':>11}  {'sent µs':>10}  {'offset µs':>10}  {'gap µs':>10}")
+    t0 = rep.intended[0]
+    prev: int | None = None
+    for i in range(min(rows, rep.count)):
+        sent = rep.sent[i]
+        off = None if sent is None else sent - rep.intended[i]
+        g = None if sent is None or prev is None else sent - prev
+        rel = None if sent is None else sent - t0
+        err = f"  {rep.errors[i]}" if rep.errors[i] else ""
+        print(f"  {i:>4}  {us(rep.intended[i] - t0):>11}  {us(rel)}  {us(off)}  {us(g)}{err}")
+        prev = sent
+    if rep.count > rows:
+        print(f"  ... ({rep.count - rows} more)")
+    s = rep.summary()
+    for key, label in (
+        ("offset", "send offset (sent - intended)"),
+        ("actual_gap", "actual gap"),
+        ("abs_gap_error", "|gap error|"),
+    ):
+        q: Any = s[key]
+        if q:
+            print(
+                f"  {label:<30} p50 {q['p50'] / 1e3:.1f} µs  p90 {q['p90'] / 1e3:.1f} µs  "
+                f"p99 {q['p99'] / 1e3:.1f} µs  max {q['max'] / 1e3:.1f} µs"
+            )
+    if sink is not None:
+        print(f"  sink received {len(sink.seen)} of {rep.count} datagrams")
+    return 0 if rep.sent_count == rep.count else 1
+
+
+async def main(reactor: Any, args: argparse.Namespace) -> int:
+    if args.count < 1 or args.gap_us < 0:
+        print("error: need --count >= 1 and --gap-us >= 0", file=sys.stderr)
+        return 2
+    sink: Sink | None = None
+    udp: Any = None
+    if args.target is None:
+        sink = Sink()
+        udp = reactor.listenUDP(0, sink, interface="127.0.0.1")
+        host, port = "127.0.0.1", udp.getHost().port
+    else:
+        host, _, p = args.target.rpartition(":")
+        port = int(p)
+    gap = round(args.gap_us * 1000)
+
+    async def experiment(session: EndpointSession) -> TrainReport:
+        return await send_train(session, host, port, args.count, gap, size=args.size)
+
+    try:
+        if args.external:
+            rep = await run_once(
+                reactor,
+                args.listen,
+                experiment,
+                timeout=args.timeout,
+                on_listening=lambda p: print(f"controller listening on {p.getHost()}"),
+            )
+        else:
+            rep = await run_with_local_endpoint(
+                reactor, experiment, listen=args.listen, timeout=args.timeout
+            )
+        if sink is not None:  # let the last datagrams land
+            await task.deferLater(reactor, 0.2)
+    finally:
+        if udp is not None:
+            await defer.maybeDeferred(udp.stopListening)
+    return report(rep, args.rows, sink)
+
+
+def run(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.verbose:
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
+
+    async def entry(reactor: Any) -> None:
+        try:
+            code = await main(reactor, args)
+        except Exception as e:  # a readable line, not a traceback
+            print(f"error: {e}", file=sys.stderr)
+            code = 1
+        if code:
+            raise SystemExit(code)
+
+    task.react(entry)
+
+
+if __name__ == "__main__":
+    run()
