@@ -188,9 +188,9 @@ class EndpointSession(RequestMethods, Protocol):
             for _, d in sent:
                 d.addErrback(lambda f: None)
             self.log.warn("endpoint {peer}: {error}", peer=self.peer, error=e)
-            self.close()
             if not self.ready.called:
                 self.ready.errback(e)
+            self.abort(e)
             return
         self.ready.callback(self)
 
@@ -226,6 +226,12 @@ class EndpointSession(RequestMethods, Protocol):
             frame = wire.encode(msg)
         except wire.EncodeError as e:
             return fail(e)
+        if on_success is None and isinstance(msg, Nopen):  # a raw nopen: track it too
+            nopen = msg
+
+            def on_success() -> None:
+                self._opened(nopen, True)
+
         d: Deferred[Response] = Deferred()
         self._pending.append(_Pending(msg, d, on_success))
         self._out.write(frame)

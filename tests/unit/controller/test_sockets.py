@@ -16,7 +16,7 @@ from packetlab.controller import (
     SocketClosed,
 )
 from packetlab.controller.sockets import Note
-from packetlab.wire import Ndata, Nstat, NstatCode, Ntag, Result, Status, vmem
+from packetlab.wire import Ndata, Nopen, Nstat, NstatCode, Ntag, Result, Status, vmem
 
 
 def ndata(sktid: int, data: bytes, t: int = 1) -> Ndata:
@@ -214,3 +214,13 @@ def test_consumer_taking_notes_inside_dispatch_does_not_reenter() -> None:
     Deferred.fromCoroutine(consume())
     s.dataReceived(frames(*(ndata(1, bytes([65 + i])) for i in range(5))))
     assert got == [b"A", b"B", b"C", b"D", b"E", b"late"]
+
+
+def test_a_raw_nopen_request_gets_a_socket_too() -> None:
+    s, _, _ = on_string_transport()
+    d = s.request(Nopen(9, 4, 17, 4096, b"\0" * 4, 0))
+    s.dataReceived(frames(Result()))
+    result_of(d)
+    sock = s.find_socket(9)
+    assert sock is not None and (sock.family, sock.proto) == (4, 17)
+    s.nsend(9, b"x", to=("127.0.0.1", 7))  # family/proto known
