@@ -444,6 +444,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "gap_ns": gap,
             "sent": s.sent,
             "received": s.received,
+            "raw_err_p10_ns": percentile(s.raw_err, 10),
             "raw_err_p50_ns": percentile(s.raw_err, 50),
             "raw_err_p90_ns": percentile(s.raw_err, 90),
             "gap_err_p50_ns": percentile(s.gap_err, 50),
@@ -471,7 +472,7 @@ def render(report: dict[str, Any]) -> str:
     for r in report["trains"]:
         if "raw_err_p50_ns" not in r:
             rows.append(
-                [r["mode"], fmt(r["gap_ns"], us), f"{r['received']}/{r['sent']}"] + ["-"] * 8
+                [r["mode"], fmt(r["gap_ns"], us), f"{r['received']}/{r['sent']}"] + ["-"] * 10
             )
             continue
         busy = [e["max_busy_ns"] for e in r["extras"] if "max_busy_ns" in e]
@@ -480,6 +481,7 @@ def render(report: dict[str, Any]) -> str:
                 r["mode"],
                 fmt(r["gap_ns"], us),
                 f"{r['received']}/{r['sent']}",
+                fmt(r["raw_err_p10_ns"], us),
                 fmt(r["raw_err_p50_ns"], us),
                 fmt(r["raw_err_p90_ns"], us),
                 fmt(r["gap_err_p50_ns"], us, 3),
@@ -488,7 +490,7 @@ def render(report: dict[str, Any]) -> str:
                 f"{r['burst_fraction']:.3f}",
                 fmt(r["report_err_p50_ns"], us, 3),
                 fmt(r.get("gap_err_ratio_to_native"), 1.0),
-                fmt(max(busy), us, 0) if busy else "-",
+                f"{fmt(median(busy), us, 0)} / {fmt(max(busy), us, 0)}" if busy else "-",
             ]
         )
     out = [
@@ -497,6 +499,7 @@ def render(report: dict[str, Any]) -> str:
                 "mode",
                 "gap µs",
                 "rx/sent",
+                "raw err p10 µs",
                 "raw err p50 µs",
                 "raw err p90 µs",
                 "gap err p50 µs",
@@ -505,7 +508,7 @@ def render(report: dict[str, Any]) -> str:
                 "bursts",
                 "reported-vs-rx p50 µs",
                 "gap err / native",
-                "max busy µs",
+                "busiest slice µs (median train / worst)",
             ],
             rows,
         )

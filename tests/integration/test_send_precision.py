@@ -299,6 +299,21 @@ def test_tx_matcher_pairs_every_send_with_its_stamp(
     assert matcher.take(12345) is None  # never sent
 
 
+def test_tx_matcher_stamps_only_its_own_sends(
+    sender: socket.socket, receiver: socket.socket
+) -> None:
+    matcher = TxStampMatcher(sender)
+    dest = receiver.getsockname()
+    sender.sendto(b"plain", dest)
+    before = realtime_ns()
+    ident = matcher.sendto(b"stamped", dest)
+    sender.sendto(b"plain", dest)
+    ts = matcher.take(ident, before)
+    assert ts is not None and ts >= before
+    assert read_tx_timestamps(sender) == []  # the plain sends were not stamped
+    assert len(drain(receiver)) == 3
+
+
 def test_tx_matcher_without_explicit_ids(sender: socket.socket, receiver: socket.socket) -> None:
     matcher = TxStampMatcher(sender)
     matcher.explicit_ids = False  # what kernels before 6.13 get
