@@ -297,6 +297,8 @@ class _Gen:
             "        raise EncodeError(f'{Cls.__name__}: {e}') from None",
             "    except RuleError as e:",
             "        raise EncodeError(f'{Cls.__name__}: {e.rule}') from None",
+            "    except EncodeError as e:  # a declared rule or size: name the message",
+            "        raise EncodeError(f'{Cls.__name__}: {e}') from None",
             "    ln = len(b)",
             "    if ln > BODY_MAX:",
             "        raise EncodeError(f'{Cls.__name__}: body of {ln} bytes > 0xFFFFFF')",
