@@ -81,9 +81,10 @@ class TimerFd:
     """A wake-up source for the reactor: a ``CLOCK_REALTIME`` timerfd plus an eventfd.
 
     `arm_at` a future time arms the timerfd (absolute, so clock steps are followed).
-    `arm_at` a time already past writes the eventfd instead: an expired hrtimer still needs
-    a timer interrupt to be noticed, which costs 15-75 µs in this VM, against ~1 µs for an
-    eventfd. Both live in a private epoll whose descriptor is what the reactor watches.
+    `arm_at` a time already past writes the eventfd instead: a timerfd armed in the past
+    still waits for a timer interrupt, 21 µs (median) from arming to epoll returning in
+    this VM, against 1.8 µs for an eventfd. Both live in a private epoll whose descriptor
+    is what the reactor watches.
 
     Python 3.11 has no ``os.timerfd_create`` (3.13 has), so the timerfd uses libc through
     ctypes. Arming costs about 1-2 µs; the scheduler arms at most once per wake-up.

@@ -3,15 +3,16 @@
 `PreciseScheduler` keeps a priority queue of sends ordered by (time, arrival). A Linux
 timerfd (`packetlab.endpoint.clock.TimerFd`) wakes the reactor a learned *margin* before the
 earliest deadline; the scheduler then spins on ``CLOCK_REALTIME`` until the deadline, runs the
-send, and keeps spinning through every further send due within the margin, so a train with
+send, and keeps spinning through every gap too short to be worth sleeping, so a train with
 µs gaps is paced by the spin, never by re-arming. Timing never rides on Twisted's ms timers.
 
-Bounds: one service call (one timerfd wake-up) runs for at most ``slice_ns`` plus one send;
-then the scheduler re-arms the timerfd "now" and returns, so every other descriptor and
-timed call gets a reactor iteration before the spin resumes.
+Bound: one service call (one wake-up) runs for at most ``slice_ns`` plus one send and one
+callback; then the scheduler wakes itself "now" (eventfd) and returns, so every other
+descriptor and timed call gets a reactor iteration before the spin resumes.
 
 Sends whose time has passed run at once inside `PreciseScheduler.schedule` (no timer) unless
 earlier sends are still waiting, which keeps the order and the immediate path cheap.
+See docs/sending.md.
 """
 
 from __future__ import annotations
@@ -449,14 +450,16 @@ class PreciseScheduler:
             now = clock()
 
     def _run_deferred(self, match: Callable[[ScheduledSend], bool]) -> None:
-        keep: deque[ScheduledSend] = deque()
-        while self._deferred:
-            send = self._deferred.popleft()
-            if match(send):
+        # In place: the service loop may hold a reference to this deque (a callback can
+        # call cancel_key or stop while the loop runs).
+        deferred = self._deferred
+        due = [s for s in deferred if match(s)]
+        if due:
+            rest = [s for s in deferred if not match(s)]
+            deferred.clear()
+            deferred.extend(rest)
+            for send in due:
                 self._callback(send)
-            else:
-                keep.append(send)
-        self._deferred = keep
 
     def _on_timer(self) -> None:
         now = self._clock()

@@ -413,6 +413,46 @@ def test_cancel_key_first_delivers_callbacks_of_sends_that_ran(rig: Rig) -> None
     assert len(seen) == ran and len(dropped) == 6 - ran
 
 
+def test_cancel_key_from_a_callback_while_the_service_loop_runs(rig: Rig) -> None:
+    base = T0 + 1_000_000
+    seen: list[object] = []
+    dropped: list[ScheduledSend] = []
+
+    def done(send: ScheduledSend) -> None:
+        seen.append(send.key)
+        if send.key == "A":  # e.g. a write error found while reporting: drop socket B
+            dropped.extend(rig.sched.cancel_key("B"))
+
+    rig.sched.schedule(base, lambda: None, done, key="A")
+    rig.sched.schedule(base + 1_000, lambda: None, done, key="B")  # ran, callback waiting
+    late_b = rig.sched.schedule(base + 1_000_000, lambda: None, done, key="B")  # queued
+    rig.sched.schedule(base + 1_000_001, lambda: None, done, key="C")
+    rig.run_all()
+    assert seen == ["A", "B", "C"]
+    assert dropped == [late_b] and late_b.state is SendState.CANCELLED
+
+
+def test_callbacks_after_a_cancel_key_in_a_callback_are_not_lost(rig: Rig) -> None:
+    # cancel_key from a callback while the service loop runs, then a dense burst whose
+    # callbacks are still waiting when the slice ends: they must survive to the next wake.
+    rig.sched.slice_ns = 100_000
+    base = T0 + 1_000_000
+    seen: list[object] = []
+
+    def done(send: ScheduledSend) -> None:
+        seen.append(send.key)
+        if send.key == "A":
+            rig.sched.cancel_key("B")
+
+    rig.sched.schedule(base, lambda: None, done, key="A")
+    rig.sched.schedule(base + 1_000, lambda: None, done, key="B")
+    for i in range(10):
+        rig.sched.schedule(base + 35_000 + i * 1_000, lambda: None, done, key=f"D{i}")
+    rig.sched.schedule(base + 60_000, lambda: None, done, key="F")
+    rig.run_all()
+    assert seen == ["A", "B", *[f"D{i}" for i in range(10)], "F"]
+
+
 def test_many_cancellations_compact_the_heap(rig: Rig) -> None:
     sends = [rig.sched.schedule(T0 + 1_000_000 + i, rig.action(i)) for i in range(3000)]
     for send in sends[:2500]:
