@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from packetlab import wire
+from packetlab.wire import jsonform
 
 TRACES = Path(__file__).resolve().parents[3].parent / "shared" / "spec" / "traces"
 FRAMES = [
@@ -38,3 +39,10 @@ def test_framer_splits_a_whole_session_fed_byte_by_byte() -> None:
     got = [m for i in range(len(stream)) for m in framer.feed(stream[i : i + 1])]
     assert [wire.encode(m) for m in got] == frames  # type: ignore[arg-type]
     assert framer.buffered == 0
+
+
+@pytest.mark.parametrize(("name", "frame"), FRAMES)
+def test_reference_frame_json_form_round_trips(name: str, frame: bytes) -> None:
+    form = jsonform.message_to_json(wire.decode_frame(frame))
+    assert form["type"] == name
+    assert jsonform.frame_from_json(json.loads(json.dumps(form))) == frame
