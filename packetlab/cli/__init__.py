@@ -11,10 +11,14 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("packetlab.cli.decode", "decode PacketLab frames to JSON lines"),
     "encode": ("packetlab.cli.encode", "encode JSON lines to PacketLab frames"),
+    "ppks": ("packetlab.cli.ppks", "PPKS keys, CSRs, certificates and chain checks"),
+    "init": ("packetlab.cli.init", "set up ~/.pktlab with demo keys, certificates and CSRs"),
+    "testbed": ("packetlab.cli.testbed", "network-namespace testbeds: up, down, status"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; sub-command modules are imported only for `only` (all when None)."""
     parser = argparse.ArgumentParser(
         prog="pktlab",
         description="PacketLab tools: wire dissector, experiments, certificates, testbeds.",
@@ -24,12 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (modname, helptext) in COMMANDS.items():
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.set_defaults(_module=modname)
-        importlib.import_module(modname).add_arguments(p)
+        if only is None or name == only:
+            importlib.import_module(modname).add_arguments(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Import only the module of the command asked for: fast start-up, and one broken
+    # optional dependency cannot take the other commands down.
+    chosen = next((a for a in argv if not a.startswith("-")), "")
+    args = build_parser(chosen).parse_args(argv)
     rc: int = importlib.import_module(args._module).run(args)
     return rc
 
