@@ -110,6 +110,11 @@ def report(name: str, server: str, port: int, qid: int, got: Any) -> int:
     return 0 if msg.id == qid and msg.answers else 1
 
 
+def announce(port: Any) -> None:
+    addr = port.getHost()
+    print(f"controller listening on {addr.host}:{addr.port}; waiting for an endpoint", flush=True)
+
+
 async def main(reactor: Any, args: argparse.Namespace) -> int:
     udp: Any = None
     if args.server is None:
@@ -126,7 +131,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
                 args.listen,
                 experiment,
                 timeout=args.timeout,
-                on_listening=lambda p: print(f"controller listening on {p.getHost()}"),
+                on_listening=announce,
             )
         else:
             got = await run_with_local_endpoint(

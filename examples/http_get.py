@@ -90,11 +90,17 @@ def report(url: str, r: dict[str, Any]) -> None:
     )
     print(f"  connect     {ms(got.connect_ns)}  (nopen handled -> ESTABLISHED nstat)")
     print(f"  first byte  {ms(got.first_byte_ns)}  (request ntag -> first ndata)")
-    if got.first_data_at is not None and got.last_data_at is not None:
+    if got.chunks > 1 and got.first_data_at is not None and got.last_data_at is not None:
         print(f"  transfer    {ms(got.last_data_at - got.first_data_at)}  (first -> last ndata)")
     print(f"  end         {got.end}")
-    if body:
-        print(f"  body        {body[:72]!r}{'...' if len(body) > 72 else ''}")
+    text = body.decode("utf-8", "replace").strip()
+    if text:
+        print(f"  body        {text[:72]}{'...' if len(text) > 72 else ''}")
+
+
+def announce(port: Any) -> None:
+    addr = port.getHost()
+    print(f"controller listening on {addr.host}:{addr.port}; waiting for an endpoint", flush=True)
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> int:
@@ -119,7 +125,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
                 args.listen,
                 experiment,
                 timeout=args.timeout,
-                on_listening=lambda p: print(f"controller listening on {p.getHost()}"),
+                on_listening=announce,
             )
         else:
             result = await run_with_local_endpoint(

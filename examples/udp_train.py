@@ -101,6 +101,11 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
     return 0 if rep.sent_count == rep.count else 1
 
 
+def announce(port: Any) -> None:
+    addr = port.getHost()
+    print(f"controller listening on {addr.host}:{addr.port}; waiting for an endpoint", flush=True)
+
+
 async def main(reactor: Any, args: argparse.Namespace) -> int:
     if args.count < 1 or args.gap_us < 0:
         print("error: need --count >= 1 and --gap-us >= 0", file=sys.stderr)
@@ -126,7 +131,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
                 args.listen,
                 experiment,
                 timeout=args.timeout,
-                on_listening=lambda p: print(f"controller listening on {p.getHost()}"),
+                on_listening=announce,
             )
         else:
             rep = await run_with_local_endpoint(

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from packetlab.controller._deferred import deferred_api
@@ -28,19 +28,56 @@ T = TypeVar("T")
 _U64 = struct.Struct(">Q")
 
 
+class _Watch:
+    """Owns `d`'s outcome: `wait(seconds)` fires True once `d` has fired (its result or
+    Failure is then in `value`), False after `seconds`. Waiters are woken from inside `d`'s
+    callback chain, so they must not touch `d` itself; they read `value`."""
+
+    def __init__(self, d: Deferred[Any], reactor: Any) -> None:
+        self.done = False
+        self.value: Any = None
+        self._reactor = reactor
+        self._wake: list[Deferred[bool]] = []
+        d.addBoth(self._fired)
+
+    def _fired(self, value: Any) -> None:
+        self.done, self.value = True, value
+        wake, self._wake = self._wake, []
+        for w in wake:
+            if not w.called:
+                w.callback(True)
+
+    def wait(self, seconds: float) -> Deferred[bool]:
+        if self.done:
+            return succeed(True)
+        w: Deferred[bool] = Deferred()
+
+        def timeout() -> None:
+            if not w.called:
+                w.callback(False)
+
+        call = self._reactor.callLater(max(seconds, 0.0), timeout)
+
+        def settled(r: bool) -> bool:
+            if call.active():
+                call.cancel()
+            return r
+
+        w.addCallback(settled)
+        self._wake.append(w)
+        return w
+
+    def result(self) -> Any:
+        """The value, or raise the failure."""
+        if isinstance(self.value, Failure):
+            self.value.raiseException()
+        return self.value
+
+
 def _fired_within(d: Deferred[T], seconds: float, reactor: Any) -> Deferred[bool]:
-    """True as soon as `d` fires, False after `seconds`; `d`'s result is left alone."""
-    w: Deferred[bool] = Deferred()
-    call = reactor.callLater(max(seconds, 0.0), lambda: None if w.called else w.callback(False))
-
-    def fired(result: object) -> object:
-        if not w.called:
-            call.cancel()
-            w.callback(True)
-        return result
-
-    d.addBoth(fired)
-    return w
+    """True as soon as `d` fires, False after `seconds`. `d` must already consume its own
+    result (its last callbacks return None): this takes it over."""
+    return _Watch(d, reactor).wait(seconds)
 
 
 @deferred_api
@@ -51,29 +88,30 @@ async def wait_connected(
 
     The reference endpoint reports a failed connect only by changing STAT (§3.1), so STAT
     is polled every `poll` seconds meanwhile. Raises ConnectFailed with the state name
-    (REFUSED, TIMEDOUT, UNREACH, ...), or "no answer in N s" after `timeout`.
+    (REFUSED, TIMEDOUT, UNREACH, ...), or "not established within N s" after `timeout`.
     """
     sock = session.find_socket(sktid)
     if sock is None:
         raise ValueError(f"socket {sktid} is not open")
     est = sock.wait_established()
+    watch = _Watch(est, session.reactor)
     clock = session.reactor
     deadline = clock.seconds() + timeout
     try:
-        while not est.called:
+        while not watch.done:
             left = deadline - clock.seconds()
             if left <= 0:
                 raise ConnectFailed(sktid, f"not established within {timeout:g} s")
-            if await _fired_within(est, min(poll, left), clock):
+            if await watch.wait(min(poll, left)):
                 break
             state = await read_socket_state(session, sktid)
-            if isinstance(state, int) and state < 0:
+            if isinstance(state, int) and state < 0 and not watch.done:
                 raise ConnectFailed(sktid, _state_name(state))
     finally:
-        if not est.called:
-            est.cancel()
-            est.addErrback(lambda _: None)
-    return await est
+        if not watch.done:
+            est.cancel()  # the watch takes the CancelledError
+    nstat: Nstat = watch.result()
+    return nstat
 
 
 def _state_name(state: int) -> str:

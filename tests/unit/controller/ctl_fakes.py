@@ -59,7 +59,9 @@ class FakeEndpoint(Protocol):
         self.memory = bytearray()  # the system block, from vmem.SYS_BASE
         self.tcp_servers: dict[tuple[str, int], Server] = {}
         self.udp_servers: dict[tuple[str, int], Server] = {}
-        self.tcp_silent: set[tuple[str, int]] = set()
+        self.tcp_silent: set[tuple[str, int]] = set()  # connects that never complete
+        self.tcp_reset: set[tuple[str, int]] = set()  # connects answered by nstat RESET
+        self.connect_delay = 0.0  # seconds before the connect's nstat
         self.sockets: dict[int, dict[str, Any]] = {}
         self.start_status = 0
         self.time_reads = 0
@@ -125,11 +127,21 @@ class FakeEndpoint(Protocol):
             if key in self.tcp_silent:
                 skt["state"] = SocketState.OPENING  # a SYN into the void
             elif key in self.tcp_servers:
-                self.send(
-                    Nstat(msg.sktid, msg.family, msg.proto, self.now(), 0, msg.raddr, msg.rport)
-                )
+                skt["state"] = SocketState.OPENING
+                self.clock.callLater(self.connect_delay, self.established, msg)
+            elif key in self.tcp_reset:
+                nstat = Nstat(msg.sktid, msg.family, msg.proto, 0, NstatCode.RESET)
+                self.clock.callLater(self.connect_delay, self.late_nstat, nstat)
             else:
                 skt["state"] = SocketState.REFUSED  # the reference sends no nstat (§3.1)
+
+    def established(self, msg: Nopen) -> None:
+        self.sockets[msg.sktid]["state"] = SocketState.OPEN
+        self.send(Nstat(msg.sktid, msg.family, msg.proto, self.now(), 0, msg.raddr, msg.rport))
+
+    def late_nstat(self, nstat: Nstat) -> None:
+        nstat.time = self.now()
+        self.send(nstat)
 
     def nsend(self, msg: Nsend) -> None:
         skt = self.sockets.get(msg.sktid)

@@ -101,6 +101,24 @@ def test_tcp_exchange_reads_until_peer_close() -> None:
     assert rig.endpoint.requests()[-1] == "nclose" and not rig.endpoint.sockets
 
 
+@pytest.mark.parametrize("delay", [0.0, 0.003, 0.12])
+def test_tcp_exchange_with_a_connect_that_takes_time(delay: float) -> None:
+    """The ESTABLISHED nstat arriving while wait_connected sleeps or polls STAT."""
+    rig = Rig()
+    rig.endpoint.connect_delay = delay
+    rig.endpoint.tcp_servers[("127.0.0.1", 80)] = lambda req: [b"ok"]
+    got = rig.run(tcp_exchange(rig.session, "127.0.0.1", 80, b"x"))
+    assert got.data == b"ok" and got.connect_ns >= int(delay * 1e9) - 1
+
+
+def test_connect_reset_by_nstat_while_waiting() -> None:
+    rig = Rig()
+    rig.endpoint.connect_delay = 0.02
+    rig.endpoint.tcp_reset.add(("127.0.0.1", 80))
+    with pytest.raises(ConnectFailed, match="RESET"):
+        rig.run(tcp_exchange(rig.session, "127.0.0.1", 80, b"x"))
+
+
 def test_tcp_exchange_limit() -> None:
     rig = Rig()
     rig.endpoint.tcp_servers[("127.0.0.1", 80)] = lambda req: [b"a" * 10, b"b" * 10]

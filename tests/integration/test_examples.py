@@ -1,0 +1,91 @@
+"""Each example, run as a user would (no arguments: local servers, a controller and a real
+`twistd pktendpoint` on loopback), ends with exit code 0 and prints its results."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from packetlab.controller.local import twistd_command
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TIMEOUT = 90
+
+
+def run_example(name: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=EXAMPLES.parent,
+    )
+    assert proc.returncode == 0, f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_http_get() -> None:
+    out = run_example("http_get.py")
+    assert re.search(r"^endpoint 127\.0\.0\.1:\d+: hostid", out, re.M), out
+    assert re.search(r"^clock offset [+-]\d+\.\d{3} ms ± \d+\.\d{3} ms", out, re.M), out
+    assert re.search(r"^GET http://127\.0\.0\.1:\d+/ through the endpoint$", out, re.M), out
+    assert re.search(r"^  status      HTTP/1\.[01] 200 OK$", out, re.M), out
+    assert re.search(r"^  connect     \d+\.\d{3} ms", out, re.M), out
+    assert re.search(r"^  end         peer closed$", out, re.M), out
+    assert "hello from the packetlab loopback http server" in out
+
+
+def test_dns_query() -> None:
+    out = run_example("dns_query.py", "--name", "probe.example.test")
+    assert re.search(r"^  answer      probe\.example\.test A 192\.0\.2\.53 ttl 60$", out, re.M), out
+    assert re.search(r"^  rtt         \d+\.\d{3} ms", out, re.M), out
+
+
+def test_udp_train() -> None:
+    out = run_example("udp_train.py", "--count", "40", "--gap-us", "500", "--rows", "5")
+    assert "40 datagrams, gap 500 µs, sent 40" in out, out
+    assert re.search(r"^  \|gap error\|\s+p50 [\d.]+ µs", out, re.M), out
+    assert "sink received 40 of 40 datagrams" in out, out
+    assert "... (35 more)" in out
+
+
+@pytest.mark.parametrize("name", ["http_get.py", "dns_query.py", "udp_train.py"])
+def test_help(name: str) -> None:
+    out = run_example(name, "--help")
+    assert "--external" in out and "--listen" in out
+
+
+def test_external_endpoint() -> None:
+    """--external: the example only listens; an endpoint started separately connects."""
+    example = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "dns_query.py"), "--external", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=EXAMPLES.parent,
+    )
+    endpoint = None
+    try:
+        assert example.stdout is not None
+        line = example.stdout.readline()
+        m = re.match(r"controller listening on (127\.0\.0\.1):(\d+); waiting", line)
+        assert m, line
+        endpoint = subprocess.Popen(
+            [*twistd_command(), "-n", "--pidfile=", "--logfile=-", "pktendpoint",
+             "--insecure-plaintext", "--sessions", "1", f"{m[1]}:{m[2]}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        out, err = example.communicate(timeout=TIMEOUT)
+        assert example.returncode == 0, err
+        assert "answer      www.example.com A 192.0.2.53" in out
+        assert endpoint.wait(timeout=TIMEOUT) == 0  # one session, then it stops by itself
+    finally:
+        for p in (example, endpoint):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
