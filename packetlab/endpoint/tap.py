@@ -1,12 +1,169 @@
-"""twistd pktendpoint: placeholder until the endpoint role lands."""
+"""``twistd pktendpoint``: the reference ``pktendpt [-c EP_CONF_PATH] [-m MONITOR_PATH]...
+[ADDR[:PORT]]`` as a twistd plugin (PROTOCOL.md §7.4). See docs/endpoint.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 from twisted.application.service import IService
 from twisted.python import usage
 
-from packetlab._tapstub import unimplemented_options, unimplemented_service
+from packetlab.endpoint.config import KNOWN_KEYS, ConfigError, EndpointConfig, load_config
+from packetlab.endpoint.service import ControllerAddress
 
-Options = unimplemented_options("pktendpoint")
+__all__ = ["Options", "makeService"]
+
+MAX_MONITORS = 16
+
+# Named shortcuts for the config keys an operator overrides most.
+_KEY_OPTIONS = {
+    "buf-max": "BufMax",
+    "transproto": "TransprotoSup",
+    "ipv4": "VMemLocalAddrStrIPv4",
+    "ipv6": "VMemLocalAddrStrIPv6",
+    "dns-ipv4": "VMemLocalDNSAddrStrIPv4",
+    "dns-ipv6": "VMemLocalDNSAddrStrIPv6",
+    "host-id": "HostID",
+}
 
 
-def makeService(options: usage.Options) -> IService:
-    return unimplemented_service("pktendpoint")
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 86400:
+        raise ValueError("must be between 0 and 86400 seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
+class Options(usage.Options):
+    synopsis = "[options] [ADDR[:PORT]]"
+    longdesc = (
+        "Run a PacketLab measurement endpoint. In NoSub mode (the only mode so far) it "
+        "connects to the controller at ADDR[:PORT] (default 127.0.0.1:20556; use "
+        "[IPv6]:PORT for IPv6), runs one experiment session, and connects again for the "
+        "next. Settings come from the reference endpt.conf format (--config, default "
+        "~/.pktlab/endpt.conf) and can be overridden with --set KEY=VALUE or the named "
+        "options below. TLS is not available in this version: --insecure-plaintext runs "
+        "over plain TCP to a loopback controller only. Known config keys: "
+        + ", ".join(KNOWN_KEYS)
+        + "."
+    )
+    optFlags = [
+        ["insecure-plaintext", None, "Talk to the controller over plain TCP (loopback only)."],
+    ]
+    optParameters: list[list[Any]] = [  # type: ignore[assignment]
+        ["config", "c", None, "endpt.conf path (default ~/.pktlab/endpt.conf if it exists)."],
+        ["reconnect-delay", None, 1.0, "Seconds from a session's end to the next connection.",
+         _seconds],
+        ["retry-delay", None, 5.0, "Seconds to wait after a failed connect cycle (5 s of tries).",
+         _seconds],
+        ["sessions", None, 0, "Stop after this many sessions (0 = run until stopped).", _count],
+    ] + [
+        [name, None, None, f"Override config key {key}."] for name, key in _KEY_OPTIONS.items()
+    ]  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["monitor"] = []
+        self["set"] = []
+
+    def opt_monitor(self, path: str) -> None:
+        """An auxiliary monitor (.wasm); repeatable, at most 16. Not supported yet."""
+        self["monitor"].append(path)
+
+    opt_m = opt_monitor
+
+    def opt_set(self, assignment: str) -> None:
+        """Override one config key: --set KEY=VALUE (repeatable)."""
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.strip():
+            raise usage.UsageError(f"--set wants KEY=VALUE, got {assignment!r}")
+        self["set"].append((key.strip(), value.strip()))
+
+    def parseArgs(self, address: str | None = None) -> None:
+        try:
+            self["address"] = ControllerAddress.parse(address or "127.0.0.1")
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+
+    def postOptions(self) -> None:
+        if "address" not in self:
+            self.parseArgs()
+        monitors = self["monitor"]
+        if len(monitors) > MAX_MONITORS:
+            raise usage.UsageError(f"at most {MAX_MONITORS} --monitor files, got {len(monitors)}")
+        for path in monitors:
+            if not Path(path).is_file():
+                raise usage.UsageError(f"--monitor {path}: no such file")
+        if monitors:
+            raise usage.UsageError(
+                "--monitor: monitors are not supported by this version of pktendpoint yet; "
+                "refusing to run experiments without the monitors you asked for"
+            )
+        self["endpoint_config"] = self.build_config()
+        address: ControllerAddress = self["address"]
+        if not self["insecure-plaintext"]:
+            raise usage.UsageError(
+                "TLS to the controller is not available in this version of pktendpoint yet. "
+                "For testing against a controller on this machine, add --insecure-plaintext "
+                "(plain TCP, loopback addresses only)."
+            )
+        if not address.is_loopback:
+            raise usage.UsageError(
+                f"--insecure-plaintext only talks to loopback controllers (127.0.0.0/8, ::1, "
+                f"localhost); {address} is not one. Plain TCP would expose the experiment."
+            )
+
+    def build_config(self) -> EndpointConfig:
+        try:
+            cfg = load_config(self["config"])
+            for name, key in _KEY_OPTIONS.items():
+                if self[name] is not None:
+                    cfg.set(key, self[name], f"--{name}")
+            for key, value in self["set"]:
+                cfg.set(key, value, f"--set {key}")
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        return cfg
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+    from twisted.logger import Logger
+
+    from packetlab.endpoint.clock import realtime_ns
+    from packetlab.endpoint.memory import system_image
+    from packetlab.endpoint.netio import ReactorNetwork
+    from packetlab.endpoint.sender import PreciseScheduler
+    from packetlab.endpoint.service import NoSubService, PlaintextLink
+    from packetlab.endpoint.session import Session
+    from packetlab.endpoint.sockets import Network
+
+    log = Logger(namespace="pktendpoint")
+    cfg: EndpointConfig = options["endpoint_config"]
+    for warning in cfg.warnings:
+        log.warn("config: {warning}", warning=warning)
+    image = system_image(cfg)
+    scheduler = PreciseScheduler(reactor)
+    network: Network = ReactorNetwork(reactor)
+
+    def make_session() -> Session:
+        return Session(cfg, network, scheduler, realtime_ns, image=bytearray(image))
+
+    return NoSubService(
+        reactor,
+        options["address"],
+        PlaintextLink(),
+        make_session,
+        scheduler,
+        retry_delay=options["retry-delay"],
+        reconnect_delay=options["reconnect-delay"],
+        max_sessions=options["sessions"],
+    )

@@ -1,0 +1,69 @@
+"""The seam where request checks plug in: resource limits (PROTOCOL.md §4.5) and monitors (§8).
+
+The session asks its `RequestGate` before handling nopen, nclose, nsend and ncap (monitors
+run before the endpoint's own checks, §8.5), tells it the outcome afterwards, and asks it
+about every received chunk before an ndata goes out. `OpenGate`, the default, allows
+everything; the limits and monitor implementations replace it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from packetlab.endpoint.sockets import Skt
+from packetlab.wire.messages import Message, Result
+
+__all__ = ["NDATA_DELIVER", "NDATA_DROP", "OpenGate", "RequestGate"]
+
+NDATA_DELIVER = -1  # check_ndata: send the ndata
+NDATA_DROP = -2  # check_ndata: drop it silently (any value >= 0 is an nblock monerrid)
+
+
+class RequestGate(Protocol):
+    #: Whether `check_ndata` must be called (False keeps it off the receive hot path).
+    checks_ndata: bool
+
+    def start(self) -> tuple[Result | None, list[bytes]]:
+        """On `start`: an error result (the session then ends), or None and the frames to
+        send after the start result (one linfo per monitor)."""
+        ...
+
+    def check(self, msg: Message) -> Result | None:
+        """Before nopen/nclose/nsend/ncap: None to go on, or the result that answers it."""
+        ...
+
+    def done(self, msg: Message, errid: int) -> None:
+        """After nopen/nclose/nsend/ncap was answered with `errid`."""
+
+    def check_ndata(
+        self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None
+    ) -> int:
+        """NDATA_DELIVER, NDATA_DROP, or a monerrid (0..65535) to send as nblock."""
+        ...
+
+    def close(self) -> None:
+        """The session is over (flush persistent state)."""
+
+
+class OpenGate:
+    """No limits and no monitors."""
+
+    #: The session skips the per-chunk call when this is False (the hot path).
+    checks_ndata = False
+
+    def start(self) -> tuple[Result | None, list[bytes]]:
+        return None, []
+
+    def check(self, msg: Message) -> Result | None:
+        return None
+
+    def done(self, msg: Message, errid: int) -> None:
+        pass
+
+    def check_ndata(
+        self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None
+    ) -> int:
+        return NDATA_DELIVER
+
+    def close(self) -> None:
+        pass

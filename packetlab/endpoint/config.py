@@ -1,0 +1,273 @@
+"""The endpoint configuration: the reference ``endpt.conf`` format (PROTOCOL.md §7.4).
+
+One ``Key value`` per line; ``#`` starts a comment; lists are comma-separated. Unknown
+keys produce a warning, never an error; a bad value is a `ConfigError` naming the file,
+the line and the key. The same per-key parser takes the ``twistd pktendpoint --set
+KEY=VALUE`` overrides, so both paths accept exactly the same values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packetlab.endpoint import netif
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "KNOWN_KEYS",
+    "ConfigError",
+    "EndpointConfig",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_CONFIG_PATH = Path("~/.pktlab/endpt.conf")
+MAX_LOCAL_ADDRS = 256
+MAX_DNS_ADDRS = 16
+MAX_HOSTID = 255
+U32_MAX = 0xFFFFFFFF
+_SNIKEY_RE = re.compile(r"[a-z0-9]{1,63}")
+
+IPv4If = ipaddress.IPv4Interface
+IPv6Addr = ipaddress.IPv6Address
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names where it came from."""
+
+
+@dataclass
+class EndpointConfig:
+    """Parsed endpoint settings, reference defaults where the reference has them."""
+
+    buf_max: int = 8388608
+    transproto_sup: frozenset[str] = frozenset({"tcp", "udp"})
+    ipv4: list[IPv4If] = field(
+        default_factory=lambda: [IPv4If("127.0.0.1/24"), IPv4If("127.0.0.2/24")]
+    )
+    ipv6: list[IPv6Addr] = field(default_factory=list)
+    dns4: list[ipaddress.IPv4Address] = field(default_factory=list)
+    dns6: list[IPv6Addr] = field(default_factory=list)
+    host_id: str = "pktendpt"
+    nosub_mode: bool = True
+    nosub_snikey: str | None = None
+    #: Keys recognised but not used by this version (kept for the features still to come).
+    reserved: dict[str, str] = field(default_factory=dict)
+    #: Human-readable warnings gathered while parsing (unknown keys, ignored features).
+    warnings: list[str] = field(default_factory=list)
+
+    def set(self, key: str, value: str, where: str) -> None:
+        """Apply one ``key value`` pair; `where` (``file:line``) prefixes every message."""
+        handler = _HANDLERS.get(key)
+        if handler is None:
+            if key in _RESERVED_KEYS:
+                self.reserved[key] = value
+                self.warnings.append(f"{where}: {key} is not used by this version of pktendpoint")
+                return
+            hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+            more = f" (did you mean {hint[0]}?)" if hint else ""
+            self.warnings.append(f"{where}: unknown key {key!r} ignored{more}")
+            return
+        try:
+            handler(self, value.strip())
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {key}: {e}") from None
+
+
+# ---------------------------------------------------------------------------- values
+
+
+def _int(value: str, lo: int, hi: int) -> int:
+    try:
+        n = int(value, 0)
+    except ValueError:
+        raise ConfigError(f"expected an integer, got {value!r}") from None
+    if not lo <= n <= hi:
+        raise ConfigError(f"{n} is out of range [{lo}, {hi}]")
+    return n
+
+
+def _bool(value: str) -> bool:
+    if value in ("0", "1"):
+        return value == "1"
+    raise ConfigError(f"expected 0 or 1, got {value!r}")
+
+
+def _items(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _v4_entries(item: str) -> list[IPv4If]:
+    try:
+        return [IPv4If(item)]
+    except ValueError:
+        pass
+    if re.fullmatch(r"[A-Za-z0-9_.:@-]{1,15}", item) and not item[0].isdigit():
+        found = [
+            IPv4If(f"{a.address}/{a.netmask}")
+            for a in netif.interface_addresses(item)
+            if a.address.version == 4
+        ]
+        if not found:
+            raise ConfigError(f"interface {item!r} does not exist or has no IPv4 address")
+        return found
+    raise ConfigError(f"{item!r} is neither an IPv4 address[/mask] nor an interface name")
+
+
+def _v6_entries(item: str) -> list[IPv6Addr]:
+    try:
+        # A prefix length is accepted and ignored: IP6LS carries no mask (§2.2).
+        return [ipaddress.IPv6Interface(item).ip]
+    except ValueError:
+        pass
+    if re.fullmatch(r"[A-Za-z0-9_.@-]{1,15}", item) and not item[0].isdigit():
+        found = [
+            a.address for a in netif.interface_addresses(item) if isinstance(a.address, IPv6Addr)
+        ]
+        if not found:
+            raise ConfigError(f"interface {item!r} does not exist or has no IPv6 address")
+        return found
+    raise ConfigError(f"{item!r} is neither an IPv6 address nor an interface name")
+
+
+def _set_buf_max(cfg: EndpointConfig, value: str) -> None:
+    cfg.buf_max = _int(value, 1, U32_MAX)
+
+
+def _set_transproto(cfg: EndpointConfig, value: str) -> None:
+    protos = {p.lower() for p in _items(value)}
+    bad = protos - {"raw", "tcp", "udp"}
+    if bad:
+        raise ConfigError(f"unknown protocol(s) {', '.join(sorted(bad))} (allowed: raw,tcp,udp)")
+    if "raw" in protos:
+        cfg.warnings.append("TransprotoSup: raw sockets are not supported yet; raw is not offered")
+        protos.discard("raw")
+    cfg.transproto_sup = frozenset(protos)
+
+
+def _set_ipv4(cfg: EndpointConfig, value: str) -> None:
+    entries = [e for item in _items(value) for e in _v4_entries(item)]
+    if len(entries) > MAX_LOCAL_ADDRS:
+        raise ConfigError(f"{len(entries)} addresses, at most {MAX_LOCAL_ADDRS} allowed")
+    cfg.ipv4 = entries
+
+
+def _set_ipv6(cfg: EndpointConfig, value: str) -> None:
+    entries = [e for item in _items(value) for e in _v6_entries(item)]
+    if len(entries) > MAX_LOCAL_ADDRS:
+        raise ConfigError(f"{len(entries)} addresses, at most {MAX_LOCAL_ADDRS} allowed")
+    cfg.ipv6 = entries
+
+
+def _dns(value: str, version: int) -> list[ipaddress.IPv4Address | IPv6Addr]:
+    out: list[ipaddress.IPv4Address | IPv6Addr] = []
+    for item in _items(value):
+        try:
+            addr = ipaddress.ip_address(item)
+        except ValueError:
+            raise ConfigError(f"{item!r} is not an IP address") from None
+        if addr.version != version:
+            raise ConfigError(f"{item!r} is not an IPv{version} address")
+        out.append(addr)
+    if len(out) > MAX_DNS_ADDRS:
+        raise ConfigError(f"{len(out)} addresses, at most {MAX_DNS_ADDRS} allowed")
+    return out
+
+
+def _set_dns4(cfg: EndpointConfig, value: str) -> None:
+    cfg.dns4 = [a for a in _dns(value, 4) if isinstance(a, ipaddress.IPv4Address)]
+
+
+def _set_dns6(cfg: EndpointConfig, value: str) -> None:
+    cfg.dns6 = [a for a in _dns(value, 6) if isinstance(a, IPv6Addr)]
+
+
+def _set_host_id(cfg: EndpointConfig, value: str) -> None:
+    raw = value.encode("utf-8")
+    if len(raw) > MAX_HOSTID:
+        raise ConfigError(f"{len(raw)} bytes long, at most {MAX_HOSTID} allowed")
+    cfg.host_id = value
+
+
+def _set_nosub(cfg: EndpointConfig, value: str) -> None:
+    if not _bool(value):
+        raise ConfigError(
+            "broker (subscription) mode is not implemented yet; set NoSubMode 1 "
+            "and give the controller address on the command line"
+        )
+    cfg.nosub_mode = True
+
+
+def _set_snikey(cfg: EndpointConfig, value: str) -> None:
+    if value and not _SNIKEY_RE.fullmatch(value):
+        raise ConfigError(f"{value!r} is not a snikey (1..63 characters of [a-z0-9])")
+    cfg.nosub_snikey = value or None
+
+
+def _set_rawlkm(cfg: EndpointConfig, value: str) -> None:
+    if _bool(value):
+        cfg.warnings.append("RawModeLKM 1 is not supported; ignored")
+
+
+_HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
+    "BufMax": _set_buf_max,
+    "TransprotoSup": _set_transproto,
+    "VMemLocalAddrStrIPv4": _set_ipv4,
+    "VMemLocalAddrStrIPv6": _set_ipv6,
+    "VMemLocalDNSAddrStrIPv4": _set_dns4,
+    "VMemLocalDNSAddrStrIPv6": _set_dns6,
+    "HostID": _set_host_id,
+    "NoSubMode": _set_nosub,
+    "NoSubModeSNIKey": _set_snikey,
+    "RawModeLKM": _set_rawlkm,
+}
+_RESERVED_KEYS = frozenset(
+    {
+        "BrokerAddr", "BrokerChannel", "AutoExtractChannel", "EndpointAgentCertPath",
+        "BrokerChainRootPath", "EndpointOpPubKeyPath", "SubPrivCertChainPath",
+        "ControllerCertChainPath", "EndpointPrivKey", "EndpointAttr", "RLimDBPath",
+        "WorkerBusyWaitMode", "MonitorReportCrash", "MonitorDeadlineMillsec",
+        "MonitorMemoryMax", "MonitorEnableDebug",
+    }
+)  # fmt: skip
+KNOWN_KEYS: tuple[str, ...] = tuple(sorted(set(_HANDLERS) | _RESERVED_KEYS))
+
+
+def parse_config(
+    lines: Iterable[str], source: str = "endpt.conf", cfg: EndpointConfig | None = None
+) -> EndpointConfig:
+    """Parse ``endpt.conf`` lines into `cfg` (a fresh default config if None)."""
+    cfg = cfg if cfg is not None else EndpointConfig()
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        key, value = [*re.split(r"\s+", text, maxsplit=1), ""][:2]
+        where = f"{source}:{lineno}"
+        if key in seen:
+            cfg.warnings.append(f"{where}: {key} repeated (line {seen[key]}); the last one wins")
+        seen[key] = lineno
+        cfg.set(key, value.strip(), where)
+    return cfg
+
+
+def load_config(path: str | Path | None) -> EndpointConfig:
+    """Read `path`; None means the default ``~/.pktlab/endpt.conf`` if it exists, else the
+    built-in defaults. An explicit path that cannot be read is an error."""
+    if path is None:
+        default = DEFAULT_CONFIG_PATH.expanduser()
+        if not default.is_file():
+            return EndpointConfig()
+        path = default
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read configuration {str(p)!r}: {e}") from None
+    return parse_config(text.splitlines(), str(p))

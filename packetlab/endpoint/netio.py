@@ -1,0 +1,530 @@
+"""Experiment sockets on the reactor: our own non-blocking sockets registered as
+IReadDescriptor/IWriteDescriptor, so we get exact errnos, kernel receive timestamps
+(SO_TIMESTAMPNS) and sends that run exactly when the scheduler says (PROTOCOL.md §3).
+
+`ReactorNetwork` implements the session's `Network`; `UdpIO` and `TcpIO` its `SocketIO`.
+Every event goes to the session's `SocketEvents` methods. A doRead/doWrite never raises
+and never returns a value, so the reactor never disconnects a descriptor behind our back.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from packetlab.endpoint.clock import realtime_ns
+from packetlab.endpoint.sockets import (
+    ConnectFailed,
+    OpenError,
+    PendingSend,
+    Skt,
+    SocketEvents,
+)
+from packetlab.endpoint.timestamps import (
+    RX_ANCBUF_SIZE,
+    enable_rx_timestamps,
+    rx_timestamp_from_ancdata,
+)
+from packetlab.wire.constants import NDATA_MAX, SocketState, Status
+
+__all__ = ["ReactorNetwork", "TcpIO", "UdpIO", "rx_time"]
+
+ANC_SIZE = RX_ANCBUF_SIZE
+_SOL_SOCKET = socket.SOL_SOCKET
+_UDP_READ_BATCH = 64  # datagrams per wake-up, so one busy socket cannot starve the others
+_TCP_READ_BATCH = 4
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+_CONNECT_STATE = {
+    errno.ECONNREFUSED: SocketState.REFUSED,
+    errno.ETIMEDOUT: SocketState.TIMEDOUT,
+    errno.ENETUNREACH: SocketState.UNREACH,
+    errno.EHOSTUNREACH: SocketState.UNREACH,
+    errno.ENETDOWN: SocketState.UNREACH,
+    errno.EHOSTDOWN: SocketState.UNREACH,
+    errno.ECONNRESET: SocketState.RESET,
+    errno.EPIPE: SocketState.RESET,
+}
+_OPEN_STATUS = {
+    errno.EADDRNOTAVAIL: Status.ESKTNOADDR,
+    errno.EINVAL: Status.ESKTNOADDR,
+    errno.EAFNOSUPPORT: Status.ESKTNOADDR,
+    errno.EACCES: Status.ESYSNOPERM,
+    errno.EPERM: Status.ESYSNOPERM,
+    errno.EMFILE: Status.ENORES,
+    errno.ENFILE: Status.ENORES,
+    errno.ENOBUFS: Status.ENORES,
+    errno.ENOMEM: Status.ENORES,
+}
+
+
+class FDReactor(Protocol):
+    """The part of ``IReactorFDSet`` used here (structural, so fakes and the reactor fit)."""
+
+    def addReader(self, reader: Any) -> None: ...
+
+    def removeReader(self, reader: Any) -> None: ...
+
+    def addWriter(self, writer: Any) -> None: ...
+
+    def removeWriter(self, writer: Any) -> None: ...
+
+
+def rx_time(anc: list[tuple[int, int, bytes]], clock: Callable[[], int] = realtime_ns) -> int:
+    """The kernel receive time (SCM_TIMESTAMPNS, CLOCK_REALTIME ns), else `clock()`."""
+    return rx_timestamp_from_ancdata(anc) or clock()
+
+
+def _open_status(err: int, proto_in_use: Status) -> Status:
+    if err == errno.EADDRINUSE:
+        return proto_in_use
+    return _OPEN_STATUS.get(err, Status.EUNKFAULT)
+
+
+def _sockaddr_bytes(family: int, host: str) -> bytes:
+    return socket.inet_pton(_AF[family], host)
+
+
+class _SockIO:
+    """Reactor registration and closing shared by UDP and TCP."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: FDReactor,
+        sock: socket.socket,
+        skt: Skt,
+        events: SocketEvents,
+        clock: Callable[[], int],
+    ) -> None:
+        self._reactor = reactor
+        self._sock = sock
+        self._fd = sock.fileno()
+        self.skt = skt
+        self._events = events
+        self._clock = clock
+        self._reading = False
+        self._writing = False
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def logPrefix(self) -> str:
+        return f"pktendpoint-socket-{self.skt.sktid}"
+
+    def _start_reading(self) -> None:
+        if not self._reading and self._fd >= 0:
+            self._reading = True
+            self._reactor.addReader(self)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._reactor.removeReader(self)
+
+    def _start_writing(self) -> None:
+        if not self._writing and self._fd >= 0:
+            self._writing = True
+            self._reactor.addWriter(self)
+
+    def _stop_writing(self) -> None:
+        if self._writing:
+            self._writing = False
+            self._reactor.removeWriter(self)
+
+    def _shut(self) -> None:
+        self._stop_reading()
+        self._stop_writing()
+        if self._fd >= 0:
+            self._fd = -1
+            self._sock.close()
+
+    def connectionLost(self, reason: Failure) -> None:
+        # The reactor dropped us (reactor shutdown, or a hang-up it saw first).
+        self._reading = self._writing = False
+        if self._fd >= 0:
+            self._lost(reason)
+
+    def _lost(self, reason: Failure) -> None:
+        self._shut()
+
+    def resume_reading(self) -> None:
+        self._start_reading()
+
+
+@implementer(IReadDescriptor, IWriteDescriptor)
+class UdpIO(_SockIO):
+    """A bound UDP socket: datagrams in as ndata, nsend datagrams out with sendto."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._backlog: deque[PendingSend] = deque()  # waiting for send-buffer space
+
+    def doRead(self) -> None:
+        recvmsg = self._sock.recvmsg
+        received = self._events.udp_received
+        skt = self.skt
+        family = _AF[skt.family]
+        clock = self._clock
+        for _ in range(_UDP_READ_BATCH):
+            try:
+                data, anc, _flags, addr = recvmsg(NDATA_MAX, ANC_SIZE)
+            except BlockingIOError:
+                return
+            except InterruptedError:
+                continue
+            except OSError as e:  # e.g. a queued ICMP error: nothing to deliver
+                self.log.debug("socket {sktid}: recv: {e}", sktid=skt.sktid, e=e)
+                return
+            received(skt, data, rx_time(anc, clock), socket.inet_pton(family, addr[0]), addr[1])
+            if self._fd < 0:
+                return
+
+    def send(self, pending: PendingSend) -> bool:
+        """Send now: True once the kernel took it; False if it waits for buffer space
+        (reported later through send_done). Other errors raise OSError."""
+        if not self._backlog:
+            try:
+                self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
+                return True
+            except (BlockingIOError, InterruptedError):
+                pass
+        self._backlog.append(pending)
+        self._start_writing()
+        return False
+
+    def _sendto(self, pending: PendingSend) -> bool:
+        """From the backlog: False when the kernel buffer is still full."""
+        clock = self._clock
+        before = clock()
+        try:
+            self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            self._events.send_done(pending, clock(), e.errno or errno.EIO)
+            return True
+        self._events.send_done(pending, (before + clock()) // 2, 0)
+        return True
+
+    def doWrite(self) -> None:
+        backlog = self._backlog
+        while backlog:
+            if not self._sendto(backlog[0]):
+                return
+            backlog.popleft()
+            if self._fd < 0:
+                return
+        self._stop_writing()
+
+    def shutdown_write(self) -> None:
+        pass  # nctl is TCP only; the session never asks
+
+    def close(self) -> list[PendingSend]:
+        self._shut()
+        unsent = list(self._backlog)
+        self._backlog.clear()
+        return unsent
+
+
+@implementer(IReadDescriptor, IWriteDescriptor)
+class TcpIO(_SockIO):
+    """A TCP connection (or a listener waiting for one): a byte stream both ways."""
+
+    def __init__(
+        self,
+        reactor: FDReactor,
+        sock: socket.socket,
+        skt: Skt,
+        events: SocketEvents,
+        clock: Callable[[], int],
+        listening: bool,
+    ) -> None:
+        super().__init__(reactor, sock, skt, events, clock)
+        self._listening = listening
+        self._connecting = not listening
+        self._wbuf: deque[PendingSend] = deque()
+        self._woff = 0
+        self._fin = False  # nctl FIN requested: shut down once wbuf is written
+        self._fin_done = False
+        if listening:
+            self._start_reading()
+        else:
+            self._start_writing()  # writable = the connect finished (or failed)
+
+    # -- connection set-up -------------------------------------------------------------
+
+    def _check_connect(self) -> None:
+        sock = self._sock
+        err = sock.getsockopt(_SOL_SOCKET, socket.SO_ERROR)
+        if err == 0:
+            try:
+                peer = sock.getpeername()
+            except OSError:
+                return  # still in progress (spurious wake-up)
+            self._connecting = False
+            self._connected(peer)
+            return
+        self._connecting = False
+        self._stop_reading()
+        self._stop_writing()
+        self._events.tcp_connect_failed(self.skt, _CONNECT_STATE.get(err, SocketState.UNKFAULT))
+
+    def _connected(self, peer: tuple[object, ...]) -> None:
+        skt = self.skt
+        host, port = self._sock.getsockname()[:2]
+        raddr = _sockaddr_bytes(skt.family, str(peer[0]))
+        self._events.tcp_established(
+            skt,
+            _sockaddr_bytes(skt.family, host),
+            port,
+            raddr,
+            int(peer[1]),  # type: ignore[call-overload]
+        )
+        if self._fd < 0:
+            return
+        self._start_reading()
+        self._flush()
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:  # ECONNABORTED, EMFILE, ...: keep listening
+            self.log.info("socket {sktid}: accept: {e}", sktid=self.skt.sktid, e=e)
+            return
+        self._stop_reading()  # the listener's fd leaves the reactor before we swap
+        self._sock.close()
+        conn.setblocking(False)
+        _tune_tcp(conn)
+        self._sock = conn
+        self._fd = conn.fileno()
+        self._listening = False
+        self._connected(conn.getpeername())
+
+    # -- reading -----------------------------------------------------------------------
+
+    def doRead(self) -> None:
+        if self._listening:
+            return self._accept()
+        if self._connecting:
+            return self._check_connect()
+        events = self._events
+        skt = self.skt
+        recvmsg = self._sock.recvmsg
+        for _ in range(_TCP_READ_BATCH):
+            room = events.recv_room(skt)
+            if room <= 0:
+                self._stop_reading()
+                events.tcp_blocked(skt)
+                return
+            want = room if room < NDATA_MAX else NDATA_MAX
+            try:
+                data, anc, _flags, _ = recvmsg(want, ANC_SIZE)
+            except BlockingIOError:
+                return
+            except InterruptedError:
+                continue
+            except OSError as e:
+                return self._failed(e.errno or errno.EIO)
+            if not data:
+                self._stop_reading()
+                events.tcp_eof(skt)
+                return
+            events.tcp_received(skt, data, rx_time(anc, self._clock))
+            if len(data) < want or not self._reading:
+                return
+
+    # -- writing -----------------------------------------------------------------------
+
+    def send(self, pending: PendingSend) -> bool:
+        """Append to the stream. True if every byte is in the kernel now; otherwise the
+        rest goes when the socket is writable and send_done reports it."""
+        if self._fin_done:
+            raise OSError(errno.EPIPE, "socket already shut down for writing")
+        wbuf = self._wbuf
+        if wbuf or self._connecting or self._listening:
+            wbuf.append(pending)
+            return False
+        data = pending.data
+        if data:
+            try:
+                n = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as e:
+                wbuf.append(pending)
+                self._failed(e.errno or errno.EIO)
+                return False
+            if n < len(data):
+                wbuf.append(pending)
+                self._woff = n
+                self._start_writing()
+                return False
+        return True
+
+    def doWrite(self) -> None:
+        if self._connecting:
+            return self._check_connect()
+        self._flush()
+
+    def _flush(self) -> None:
+        wbuf = self._wbuf
+        sock = self._sock
+        events = self._events
+        while wbuf:
+            pending = wbuf[0]
+            data = pending.data
+            off = self._woff
+            left = len(data) - off
+            if left:
+                try:
+                    n = sock.send(memoryview(data)[off:] if off else data)
+                except (BlockingIOError, InterruptedError):
+                    self._start_writing()
+                    return
+                except OSError as e:
+                    return self._failed(e.errno or errno.EIO)
+                if n < left:
+                    self._woff = off + n
+                    self._start_writing()
+                    return
+            wbuf.popleft()
+            self._woff = 0
+            events.send_done(pending, self._clock(), 0)  # its last byte is in the kernel
+            if self._fd < 0:
+                return
+        self._stop_writing()
+        if self._fin and not self._fin_done:
+            self._do_fin()
+
+    def shutdown_write(self) -> None:
+        self._fin = True
+        if not self._wbuf and not self._connecting and not self._listening and self._fd >= 0:
+            self._do_fin()
+
+    def _do_fin(self) -> None:
+        self._fin_done = True
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            return self._failed(e.errno or errno.EIO)
+        self._events.tcp_fin_sent(self.skt)
+
+    # -- failure and close -------------------------------------------------------------
+
+    def _failed(self, err: int) -> None:
+        self._stop_reading()
+        self._stop_writing()
+        self._events.tcp_error(self.skt, _CONNECT_STATE.get(err, SocketState.UNKFAULT))
+
+    def _lost(self, reason: Failure) -> None:
+        err = 0
+        if self._fd >= 0:
+            try:
+                err = self._sock.getsockopt(_SOL_SOCKET, socket.SO_ERROR)
+            except OSError:
+                pass
+        if self._connecting:
+            self._connecting = False
+            self._events.tcp_connect_failed(self.skt, _CONNECT_STATE.get(err, SocketState.UNKFAULT))
+        else:
+            self._failed(err)
+
+    def close(self) -> list[PendingSend]:
+        self._shut()
+        unsent = list(self._wbuf)
+        self._wbuf.clear()
+        return unsent
+
+
+def _tune_tcp(sock: socket.socket) -> None:
+    # Segments leave when the controller says so (no Nagle); receive times from the kernel.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    enable_rx_timestamps(sock)
+
+
+class ReactorNetwork:
+    """Makes real sockets for the session (the `Network` seam)."""
+
+    def __init__(self, reactor: FDReactor, clock: Callable[[], int] = realtime_ns) -> None:
+        self._reactor = reactor
+        self._clock = clock
+
+    def _socket(self, family: int, kind: int, in_use: Status) -> socket.socket:
+        try:
+            sock = socket.socket(_AF[family], kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        except OSError as e:
+            raise OpenError(_open_status(e.errno or 0, in_use), f"socket(): {e}") from None
+        if family == 6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        return sock
+
+    @staticmethod
+    def _bind(sock: socket.socket, skt: Skt, laddr: bytes, lport: int, in_use: Status) -> None:
+        host = socket.inet_ntop(_AF[skt.family], laddr)
+        try:
+            sock.bind((host, lport))
+        except OSError as e:
+            sock.close()
+            raise OpenError(
+                _open_status(e.errno or 0, in_use), f"bind {host} port {lport}: {e}"
+            ) from None
+
+    @staticmethod
+    def _record_local(sock: socket.socket, skt: Skt) -> None:
+        host, port = sock.getsockname()[:2]
+        skt.laddr = _sockaddr_bytes(skt.family, host)
+        skt.lport = port
+
+    def open_udp(self, skt: Skt, laddr: bytes, lport: int, events: SocketEvents) -> UdpIO:
+        sock = self._socket(skt.family, socket.SOCK_DGRAM, Status.EUDPNOPORT)
+        enable_rx_timestamps(sock)
+        self._bind(sock, skt, laddr, lport, Status.EUDPNOPORT)
+        self._record_local(sock, skt)
+        io = UdpIO(self._reactor, sock, skt, events, self._clock)
+        io.resume_reading()
+        return io
+
+    def open_tcp(
+        self,
+        skt: Skt,
+        laddr: bytes,
+        lport: int,
+        raddr: bytes | None,
+        rport: int | None,
+        events: SocketEvents,
+    ) -> TcpIO:
+        sock = self._socket(skt.family, socket.SOCK_STREAM, Status.ETCPNOPORT)
+        _tune_tcp(sock)
+        if raddr is None:  # passive open: accept one connection (beyond the reference)
+            sock.setsockopt(_SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._bind(sock, skt, laddr, lport, Status.ETCPNOPORT)
+            try:
+                sock.listen(1)
+            except OSError as e:
+                sock.close()
+                raise OpenError(_open_status(e.errno or 0, Status.ETCPNOPORT), str(e)) from None
+            self._record_local(sock, skt)
+            return TcpIO(self._reactor, sock, skt, events, self._clock, listening=True)
+        if lport or any(laddr):
+            self._bind(sock, skt, laddr, lport, Status.ETCPNOPORT)
+        host = socket.inet_ntop(_AF[skt.family], raddr)
+        skt.raddr, skt.rport = raddr, rport or 0
+        err = sock.connect_ex((host, rport or 0))
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            state = _CONNECT_STATE.get(err, SocketState.UNKFAULT)
+            raise ConnectFailed(state, f"connect {host} port {rport}: {errno.errorcode.get(err)}")
+        self._record_local(sock, skt)
+        return TcpIO(self._reactor, sock, skt, events, self._clock, listening=False)

@@ -1,0 +1,189 @@
+"""The controller connection: feeds the framer into the session, the outbox into the
+transport, with backpressure both ways (PROTOCOL.md §1.1, §1.4).
+
+* Outgoing: we are the transport's streaming producer. While it takes frames they go
+  straight through; when it pauses us, frames wait in the outbox (and ndata keep their
+  budget, so TCP sockets stop reading and UDP sockets drop).
+* Incoming: we stop taking requests from the framer, and pause the transport, while
+  `MAX_QUEUED` (100) or more frames wait in the outbox; below that we carry on.
+
+The transport is whatever the connector gave us (plain TCP today, TLS later): this class
+only needs ITransport + IProducer, and TCP_NODELAY when the transport offers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from packetlab.endpoint.session import Phase, Session, SessionEnd
+from packetlab.wire.framer import Framer, Item
+
+__all__ = ["MAX_QUEUED", "SETUP_TIMEOUT", "ControllerProtocol"]
+
+MAX_QUEUED = 100  # MAX_MSGQ_LEN: stop reading requests while this many frames wait
+SETUP_TIMEOUT = 10.0  # STATE_SET_UP_TIME (s)
+CLOSE_TIMEOUT = 10.0  # at most this long to flush the last frames to a stalled controller
+TRANSPORT_BUFFER = 1 << 20  # bytes the transport may hold before it pauses us
+
+
+@implementer(IPushProducer)
+class ControllerProtocol(Protocol):
+    log = Logger()
+
+    def __init__(self, make_session: Callable[[], Session], reactor: IReactorTime) -> None:
+        self._make_session = make_session
+        self._reactor = reactor
+        self.session: Session | None = None
+        self.framer = Framer()
+        self._items: Iterator[Item] = iter(())
+        self._read_paused = False
+        self._consuming = False
+        self._closing = False
+        self._setup_timer: IDelayedCall | None = None
+        self._close_timer: IDelayedCall | None = None
+        #: Fires with the SessionEnd once the connection is gone.
+        self.done: defer.Deferred[SessionEnd] = defer.Deferred()
+
+    @property
+    def _t(self) -> Any:
+        """The transport with its TCP/TLS extras (producer, abortConnection, ...)."""
+        return self.transport
+
+    def connectionMade(self) -> None:
+        transport = self._t
+        set_nodelay = getattr(transport, "setTcpNoDelay", None)
+        if set_nodelay is not None:
+            set_nodelay(True)
+        if hasattr(transport, "bufferSize"):
+            transport.bufferSize = TRANSPORT_BUFFER
+        self.session = session = self._make_session()
+        transport.registerProducer(self, True)
+        session.outbox.on_drain = self._drained
+        session.outbox.attach(transport.write)
+        self._setup_timer = self._reactor.callLater(SETUP_TIMEOUT, self._setup_expired)
+        self.log.info("controller session started with {peer}", peer=transport.getPeer())
+
+    # -- requests in -------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._refeed(data)
+        self._consume()
+
+    def _refeed(self, data: bytes = b"") -> None:
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()  # the previous iterator was abandoned part-way: frames stay buffered
+        self._items = self.framer.feed(data)
+
+    def _consume(self) -> None:
+        session = self.session
+        if self._consuming or session is None:
+            return
+        self._consuming = True
+        try:
+            outbox = session.outbox
+            for item in self._items:
+                session.handle(item)
+                if session.ended is not None:
+                    self._end(session.ended)
+                    return
+                if len(outbox) >= MAX_QUEUED:
+                    if not self._read_paused:
+                        self._read_paused = True
+                        self._t.pauseProducing()
+                    return
+            if self._setup_timer is not None and session.phase is not Phase.SETUP:
+                self._setup_timer.cancel()
+                self._setup_timer = None
+            if self._read_paused:
+                self._read_paused = False
+                self._t.resumeProducing()
+        finally:
+            self._consuming = False
+
+    def _drained(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        if self._closing:
+            if not len(session.outbox):
+                self._t.loseConnection()
+        elif self._read_paused and len(session.outbox) < MAX_QUEUED:
+            self._refeed()
+            self._consume()
+        elif session.ended is not None:
+            self._end(session.ended)
+
+    # -- frames out (IPushProducer, driven by the transport) ----------------------------
+
+    def pauseProducing(self) -> None:
+        if self.session is not None:
+            self.session.outbox.pause()
+
+    def resumeProducing(self) -> None:
+        if self.session is not None:
+            self.session.outbox.resume()
+
+    def stopProducing(self) -> None:
+        pass  # connectionLost follows
+
+    # -- ending ------------------------------------------------------------------------
+
+    def _setup_expired(self) -> None:
+        self._setup_timer = None
+        if self.session is not None and self.session.expire_setup():
+            self.log.warn("no start within {t} s: closing", t=SETUP_TIMEOUT)
+            self._t.abortConnection()
+
+    def _end(self, end: SessionEnd) -> None:
+        """The session asked to end: flush what is queued, then close."""
+        if self._closing:
+            return
+        self._closing = True
+        self.log.info("session ending: {reason}", reason=end.reason)
+        if self._setup_timer is not None:
+            self._setup_timer.cancel()
+            self._setup_timer = None
+        self._close_timer = self._reactor.callLater(CLOSE_TIMEOUT, self._close_expired)
+        assert self.session is not None
+        if not len(self.session.outbox):
+            self._t.loseConnection()
+
+    def _close_expired(self) -> None:
+        self._close_timer = None
+        self.log.warn("controller did not take the last frames in {t} s", t=CLOSE_TIMEOUT)
+        self._t.abortConnection()
+
+    def end_session(self) -> None:
+        """Close from our side (service stopping): like a controller EOF, no more frames."""
+        if self.transport is not None:
+            self._t.abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        for timer in (self._setup_timer, self._close_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._setup_timer = self._close_timer = None
+        session = self.session
+        end = SessionEnd("controller closed the connection")
+        if session is not None:
+            if session.ended is not None:
+                end = session.ended
+            session.close()
+            self.log.info("session over: {reason}", reason=end.reason)
+        if self.transport is not None:
+            try:
+                self._t.unregisterProducer()
+            except RuntimeError:
+                pass
+        self.done.callback(end)
