@@ -1,0 +1,409 @@
+"""IPv4/IPv6, UDP, ICMP(v6) echo and TCP SYN headers: build and parse, sans-IO, stdlib only.
+
+A PacketLab raw socket sends whole IP packets written by the controller (PROTOCOL.md §3.3)
+and captures whole IP packets (§3.4), so measurements need both directions. Everything
+here works on ``bytes`` that start at the IP header; there is no I/O.
+
+Hand-written ``struct`` code rather than a packet library: these are a handful of fixed
+headers, ``struct`` packs one in about a microsecond, and scapy would cost about a second of
+import time and a large dependency for no gain.
+
+Linux rewrites some IPv4 header fields of raw sends (IP4HDRMOD, §2.2): it always sets
+the total length and the checksum, and it fills in the ID and the source address when they
+are zero. The builders still write correct values, so a packet is also valid when it is
+sent where nothing rewrites it (an ``AF_PACKET`` socket, a pcap file).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+from typing import TypeAlias
+
+Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+AddressLike: TypeAlias = Address | str
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+
+ICMP_ECHO_REPLY = 0
+ICMP_DEST_UNREACH = 3
+ICMP_SOURCE_QUENCH = 4
+ICMP_ECHO = 8
+ICMP_TIME_EXCEEDED = 11
+ICMP_PARAM_PROBLEM = 12
+
+ICMP6_DEST_UNREACH = 1
+ICMP6_PACKET_TOO_BIG = 2
+ICMP6_TIME_EXCEEDED = 3
+ICMP6_PARAM_PROBLEM = 4
+ICMP6_ECHO = 128
+ICMP6_ECHO_REPLY = 129
+
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+IPV4_HEADER_LEN = 20
+IPV6_HEADER_LEN = 40
+IP_DF = 0x2  # "don't fragment", in the 3-bit flags field
+IP_MF = 0x1
+
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_IPV6 = struct.Struct("!IHBB16s16s")
+_UDP = struct.Struct("!HHHH")
+_ICMP_ECHO = struct.Struct("!BBHHH")
+_TCP = struct.Struct("!HHIIBBHHH")
+
+
+class ParseError(ValueError):
+    """Bytes that are not a well-formed packet of the expected kind (truncated, bad fields).
+
+    The only exception the parsers raise for bad input, whatever the bytes are.
+    """
+
+
+def as_address(value: AddressLike) -> Address:
+    """An IPv4Address or IPv6Address from a string or an address object."""
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValueError(f"not an IP address: {value!r}") from exc
+
+
+# -- checksums ------------------------------------------------------------------------------
+
+
+def ones_complement_sum(data: bytes) -> int:
+    """The 16-bit one's complement sum of ``data`` (RFC 1071), padded with a zero byte.
+
+    Uses 2**16 ≡ 1 (mod 2**16 - 1): the sum of the 16-bit words is congruent to the whole
+    buffer read as one big integer, and the end-around carry keeps a non-zero total non-zero.
+    """
+    if len(data) % 2:
+        data += b"\0"
+    total = int.from_bytes(data, "big")
+    if total == 0:
+        return 0
+    return total % 0xFFFF or 0xFFFF
+
+
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum of ``data``: the complement of its one's complement sum."""
+    return ~ones_complement_sum(data) & 0xFFFF
+
+
+def pseudo_header(src: Address, dst: Address, proto: int, length: int) -> bytes:
+    """The pseudo-header that UDP, TCP and ICMPv6 checksums cover (RFC 768, RFC 8200 §8.1)."""
+    if src.version != dst.version:
+        raise ValueError(f"source {src} and destination {dst} are different IP versions")
+    if src.version == 4:
+        return src.packed + dst.packed + struct.pack("!BBH", 0, proto, length)
+    return src.packed + dst.packed + struct.pack("!IxxxB", length, proto)
+
+
+def transport_checksum(src: Address, dst: Address, proto: int, segment: bytes) -> int:
+    """Checksum of a UDP/TCP/ICMPv6 segment (its checksum field zeroed) with pseudo-header.
+
+    0 is sent as 0xFFFF: for UDP a zero checksum means "none" (and is invalid over IPv6).
+    """
+    value = inet_checksum(pseudo_header(src, dst, proto, len(segment)) + segment)
+    return value or 0xFFFF
+
+
+# -- IP headers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IPv4Header:
+    src: ipaddress.IPv4Address
+    dst: ipaddress.IPv4Address
+    proto: int
+    total_length: int
+    ttl: int = 64
+    tos: int = 0
+    ident: int = 0
+    flags: int = 0  # 3 bits: reserved, DF, MF
+    frag_offset: int = 0  # in 8-byte units
+    checksum: int = 0
+    header_length: int = IPV4_HEADER_LEN  # IHL * 4; > 20 means options follow
+
+    version = 4
+
+    @property
+    def payload_length(self) -> int:
+        return self.total_length - self.header_length
+
+
+@dataclass(frozen=True, slots=True)
+class IPv6Header:
+    src: ipaddress.IPv6Address
+    dst: ipaddress.IPv6Address
+    next_header: int
+    payload_length: int
+    hop_limit: int = 64
+    traffic_class: int = 0
+    flow_label: int = 0
+
+    version = 6
+    header_length = IPV6_HEADER_LEN
+
+    @property
+    def total_length(self) -> int:
+        return IPV6_HEADER_LEN + self.payload_length
+
+
+def _check_range(name: str, value: int, bits: int) -> None:
+    if not 0 <= value < 1 << bits:
+        raise ValueError(f"{name} must be in 0..{(1 << bits) - 1}, not {value}")
+
+
+def ipv4_header(
+    src: AddressLike,
+    dst: AddressLike,
+    proto: int,
+    payload_length: int,
+    *,
+    ttl: int = 64,
+    tos: int = 0,
+    ident: int = 0,
+    flags: int = 0,
+    frag_offset: int = 0,
+) -> bytes:
+    """A 20-byte IPv4 header (no options) with a correct header checksum."""
+    s, d = as_address(src), as_address(dst)
+    if s.version != 4 or d.version != 4:
+        raise ValueError(f"IPv4 header needs IPv4 addresses, not {s} -> {d}")
+    for name, value, bits in (
+        ("proto", proto, 8),
+        ("ttl", ttl, 8),
+        ("tos", tos, 8),
+        ("ident", ident, 16),
+        ("flags", flags, 3),
+        ("frag_offset", frag_offset, 13),
+    ):
+        _check_range(name, value, bits)
+    total = IPV4_HEADER_LEN + payload_length
+    if not 0 <= payload_length or total > 0xFFFF:
+        raise ValueError(f"IPv4 packet of {total} bytes does not fit the 16-bit total length")
+    fields = (0x45, tos, total, ident, flags << 13 | frag_offset, ttl, proto, 0, s.packed, d.packed)
+    checksum = inet_checksum(_IPV4.pack(*fields))
+    return _IPV4.pack(*fields[:7], checksum, s.packed, d.packed)
+
+
+def ipv6_header(
+    src: AddressLike,
+    dst: AddressLike,
+    next_header: int,
+    payload_length: int,
+    *,
+    hop_limit: int = 64,
+    traffic_class: int = 0,
+    flow_label: int = 0,
+) -> bytes:
+    """A 40-byte IPv6 header."""
+    s, d = as_address(src), as_address(dst)
+    if s.version != 6 or d.version != 6:
+        raise ValueError(f"IPv6 header needs IPv6 addresses, not {s} -> {d}")
+    for name, value, bits in (
+        ("next_header", next_header, 8),
+        ("payload_length", payload_length, 16),
+        ("hop_limit", hop_limit, 8),
+        ("traffic_class", traffic_class, 8),
+        ("flow_label", flow_label, 20),
+    ):
+        _check_range(name, value, bits)
+    first = 6 << 28 | traffic_class << 20 | flow_label
+    return _IPV6.pack(first, payload_length, next_header, hop_limit, s.packed, d.packed)
+
+
+def parse_ipv4_header(data: bytes) -> IPv4Header:
+    """The IPv4 header at the start of ``data`` (which may be a truncated quote).
+
+    The total length is not checked against ``data``: quotes are cut short, and some routers
+    quote a mangled total length.
+    """
+    if len(data) < IPV4_HEADER_LEN:
+        raise ParseError(f"IPv4 header needs 20 bytes, got {len(data)}")
+    vihl, tos, total, ident, frag, ttl, proto, csum, s, d = _IPV4.unpack_from(data)
+    if vihl >> 4 != 4:
+        raise ParseError(f"IP version {vihl >> 4}, expected 4")
+    ihl = (vihl & 0x0F) * 4
+    if ihl < IPV4_HEADER_LEN:
+        raise ParseError(f"IPv4 header length {ihl} is below 20")
+    if len(data) < ihl:
+        raise ParseError(f"IPv4 header with options needs {ihl} bytes, got {len(data)}")
+    return IPv4Header(
+        src=ipaddress.IPv4Address(s),
+        dst=ipaddress.IPv4Address(d),
+        proto=proto,
+        total_length=total,
+        ttl=ttl,
+        tos=tos,
+        ident=ident,
+        flags=frag >> 13,
+        frag_offset=frag & 0x1FFF,
+        checksum=csum,
+        header_length=ihl,
+    )
+
+
+def parse_ipv6_header(data: bytes) -> IPv6Header:
+    """The fixed IPv6 header at the start of ``data``."""
+    if len(data) < IPV6_HEADER_LEN:
+        raise ParseError(f"IPv6 header needs 40 bytes, got {len(data)}")
+    first, plen, nh, hlim, s, d = _IPV6.unpack_from(data)
+    if first >> 28 != 6:
+        raise ParseError(f"IP version {first >> 28}, expected 6")
+    return IPv6Header(
+        src=ipaddress.IPv6Address(s),
+        dst=ipaddress.IPv6Address(d),
+        next_header=nh,
+        payload_length=plen,
+        hop_limit=hlim,
+        traffic_class=(first >> 20) & 0xFF,
+        flow_label=first & 0xFFFFF,
+    )
+
+
+# Extension headers a reply or a quoted probe may carry.
+_IPV6_EXTENSIONS = {0, 43, 60}  # hop-by-hop, routing, destination options
+_IPV6_FRAGMENT = 44
+_IPV6_NO_NEXT = 59
+
+
+def skip_ipv6_extensions(data: bytes, next_header: int) -> tuple[int, int, int | None]:
+    """Walk extension headers after a fixed IPv6 header.
+
+    Returns ``(upper-layer protocol, its offset in data, fragment ID or None)``. A
+    non-first fragment has no upper-layer header and raises ParseError.
+    """
+    offset = IPV6_HEADER_LEN
+    frag_id: int | None = None
+    for _ in range(8):  # a bound, so that a loop of options cannot spin
+        if next_header in _IPV6_EXTENSIONS:
+            if len(data) < offset + 2:
+                raise ParseError("truncated IPv6 extension header")
+            next_header, ext_len = data[offset], (data[offset + 1] + 1) * 8
+            offset += ext_len
+        elif next_header == _IPV6_FRAGMENT:
+            if len(data) < offset + 8:
+                raise ParseError("truncated IPv6 fragment header")
+            nh, _res, frag, ident = struct.unpack_from("!BBHI", data, offset)
+            if frag >> 3:
+                raise ParseError("a non-first IPv6 fragment has no upper-layer header")
+            next_header, frag_id = nh, ident
+            offset += 8
+        elif next_header == _IPV6_NO_NEXT:
+            raise ParseError("IPv6 packet has no upper-layer header")
+        else:
+            return next_header, offset, frag_id
+    raise ParseError("too many IPv6 extension headers")
+
+
+# -- transport headers ----------------------------------------------------------------------
+
+
+def udp_segment(
+    src: AddressLike, dst: AddressLike, sport: int, dport: int, payload: bytes = b""
+) -> bytes:
+    """A UDP header plus payload, with the pseudo-header checksum for IPv4 or IPv6."""
+    s, d = as_address(src), as_address(dst)
+    _check_range("sport", sport, 16)
+    _check_range("dport", dport, 16)
+    length = 8 + len(payload)
+    if length > 0xFFFF:
+        raise ValueError(f"UDP datagram of {length} bytes does not fit the 16-bit length")
+    segment = _UDP.pack(sport, dport, length, 0) + payload
+    csum = transport_checksum(s, d, PROTO_UDP, segment)
+    return _UDP.pack(sport, dport, length, csum) + payload
+
+
+def icmp_echo(ident: int, seq: int, payload: bytes = b"") -> bytes:
+    """An ICMPv4 echo request (type 8) with its checksum; ICMPv4 has no pseudo-header."""
+    _check_range("ident", ident, 16)
+    _check_range("seq", seq, 16)
+    body = _ICMP_ECHO.pack(ICMP_ECHO, 0, 0, ident, seq) + payload
+    return _ICMP_ECHO.pack(ICMP_ECHO, 0, inet_checksum(body), ident, seq) + payload
+
+
+def icmpv6_echo(
+    src: AddressLike, dst: AddressLike, ident: int, seq: int, payload: bytes = b""
+) -> bytes:
+    """An ICMPv6 echo request (type 128); its checksum covers the IPv6 pseudo-header."""
+    s, d = as_address(src), as_address(dst)
+    _check_range("ident", ident, 16)
+    _check_range("seq", seq, 16)
+    body = _ICMP_ECHO.pack(ICMP6_ECHO, 0, 0, ident, seq) + payload
+    csum = inet_checksum(pseudo_header(s, d, PROTO_ICMPV6, len(body)) + body)
+    return _ICMP_ECHO.pack(ICMP6_ECHO, 0, csum, ident, seq) + payload
+
+
+def tcp_segment(
+    src: AddressLike,
+    dst: AddressLike,
+    sport: int,
+    dport: int,
+    *,
+    seq: int,
+    ack: int = 0,
+    flags: int = TCP_SYN,
+    window: int = 65535,
+    options: bytes = b"",
+    payload: bytes = b"",
+) -> bytes:
+    """A TCP segment with its checksum; ``options`` is padded with NOPs to 4 bytes."""
+    s, d = as_address(src), as_address(dst)
+    _check_range("sport", sport, 16)
+    _check_range("dport", dport, 16)
+    _check_range("seq", seq, 32)
+    _check_range("ack", ack, 32)
+    _check_range("flags", flags, 8)
+    _check_range("window", window, 16)
+    if len(options) % 4:
+        options += b"\x01" * (4 - len(options) % 4)
+    offset = (20 + len(options)) // 4
+    if offset > 15:
+        raise ValueError(f"TCP options of {len(options)} bytes exceed 40")
+    fields = (sport, dport, seq, ack, offset << 4, flags, window)
+    csum = transport_checksum(s, d, PROTO_TCP, _TCP.pack(*fields, 0, 0) + options + payload)
+    return _TCP.pack(*fields, csum, 0) + options + payload
+
+
+def tcp_mss_option(mss: int) -> bytes:
+    """The TCP maximum segment size option (kind 2)."""
+    _check_range("mss", mss, 16)
+    return struct.pack("!BBH", 2, 4, mss)
+
+
+def ip_packet(
+    src: AddressLike,
+    dst: AddressLike,
+    proto: int,
+    payload: bytes,
+    *,
+    ttl: int = 64,
+    tos: int = 0,
+    ident: int = 0,
+    flags: int = 0,
+    flow_label: int = 0,
+) -> bytes:
+    """An IPv4 or IPv6 packet (chosen by the addresses) around a ready transport payload.
+
+    For IPv6, ``tos`` is the traffic class and ``ident``/``flags`` are unused.
+    """
+    s, d = as_address(src), as_address(dst)
+    if s.version == 4:
+        return (
+            ipv4_header(s, d, proto, len(payload), ttl=ttl, tos=tos, ident=ident, flags=flags)
+            + payload
+        )
+    return (
+        ipv6_header(
+            s, d, proto, len(payload), hop_limit=ttl, traffic_class=tos, flow_label=flow_label
+        )
+        + payload
+    )

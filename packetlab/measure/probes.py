@@ -1,0 +1,335 @@
+"""Measurement probes (whole IP packets for a raw socket) and the keys that match replies.
+
+Every probe carries an identity in fields that come back in the reply, so that a reply can
+be matched to the probe that caused it, whatever order replies arrive in:
+
+* UDP (traceroute): the source port names the measurement, and the destination port is
+  ``base_port + index`` (33434 + n by default, like Butskoy's traceroute and classic
+  traceroute). ICMP errors quote the IP header and at least the first 8 bytes of UDP, so
+  both ports come back.
+* ICMP(v6) echo (ping, ICMP traceroute): identifier = measurement, sequence = index. Echo
+  replies carry both, and ICMP errors quote them.
+* TCP SYN: source port = measurement, sequence number = index (the destination port is
+  usually fixed, e.g. 80). ICMP errors quote the sequence number (bytes 4..7), and a SYN-ACK
+  or RST from the target acknowledges ``seq + 1``.
+
+The key deliberately leaves out the probe's source address: Linux fills in a zero source of
+a raw IPv4 send (IP4HDRMOD), and a NAT may rewrite it, but the destination and the ports or
+identifiers survive.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from packetlab.measure.packets import (
+    ICMP6_ECHO,
+    ICMP_ECHO,
+    IP_DF,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    TCP_SYN,
+    Address,
+    AddressLike,
+    ParseError,
+    as_address,
+    icmp_echo,
+    icmpv6_echo,
+    ip_packet,
+    parse_ipv4_header,
+    parse_ipv6_header,
+    skip_ipv6_extensions,
+    tcp_mss_option,
+    tcp_segment,
+    udp_segment,
+)
+
+TRACEROUTE_BASE_PORT = 33434
+# Butskoy traceroute's default UDP payload: 32 bytes counting up from '@' (60-byte IPv4 and
+# 80-byte IPv6 probes), so PacketLab probes can match the native ones byte for byte.
+TRACEROUTE_PAYLOAD = bytes(range(0x40, 0x60))
+# iputils ping's 56-byte payload after its 8-byte timestamp, here as plain counting bytes.
+PING_PAYLOAD = bytes(range(56))
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeKey:
+    """What identifies a probe in its replies.
+
+    ``sport``/``dport`` are the UDP or TCP ports; for ICMP echo ``sport`` is the identifier
+    and ``dport`` is 0. ``seq`` is the ICMP sequence number or the TCP sequence number
+    (0 for UDP, whose index is in ``dport``).
+    """
+
+    proto: int
+    dst: Address
+    sport: int
+    dport: int
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A ready-to-send IP packet and how to recognise its replies."""
+
+    packet: bytes
+    key: ProbeKey
+    src: Address
+    dst: Address
+    ttl: int
+    ip_id: int | None  # IPv4 identification; None for IPv6
+
+    @property
+    def proto(self) -> int:
+        return self.key.proto
+
+    @property
+    def version(self) -> int:
+        return self.dst.version
+
+    def __len__(self) -> int:
+        return len(self.packet)
+
+
+def _addresses(src: AddressLike, dst: AddressLike, *, need_src: bool) -> tuple[Address, Address]:
+    s, d = as_address(src), as_address(dst)
+    if s.version != d.version:
+        raise ValueError(f"source {s} and destination {d} are different IP versions")
+    if need_src and s.is_unspecified:
+        # The UDP/TCP/ICMPv6 checksum covers the source address, so it must be the real one.
+        raise ValueError(
+            f"source address {s} must be the endpoint's address: the checksum depends on it"
+        )
+    return s, d
+
+
+def _ip_id(ip_id: int | None, version: int) -> int | None:
+    if version == 6:
+        return None
+    if ip_id is None:
+        # Like the kernel for unconnected sockets (and the Marionette paper): uniformly random,
+        # but never 0, which Linux would overwrite on a raw send.
+        return random.randrange(1, 0x10000)
+    if not 0 <= ip_id <= 0xFFFF:
+        raise ValueError(f"ip_id must be in 0..65535, not {ip_id}")
+    return ip_id
+
+
+def udp_probe(
+    src: AddressLike,
+    dst: AddressLike,
+    *,
+    sport: int,
+    dport: int,
+    ttl: int = 64,
+    payload: bytes = b"",
+    ip_id: int | None = None,
+    tos: int = 0,
+    flow_label: int = 0,
+    dont_fragment: bool = False,
+) -> Probe:
+    """A UDP datagram in an IPv4/IPv6 packet; matched by (dst, sport, dport)."""
+    s, d = _addresses(src, dst, need_src=True)
+    ident = _ip_id(ip_id, d.version)
+    segment = udp_segment(s, d, sport, dport, payload)
+    packet = ip_packet(
+        s,
+        d,
+        PROTO_UDP,
+        segment,
+        ttl=ttl,
+        tos=tos,
+        ident=ident or 0,
+        flags=IP_DF if dont_fragment else 0,
+        flow_label=flow_label,
+    )
+    return Probe(packet, ProbeKey(PROTO_UDP, d, sport, dport), s, d, ttl, ident)
+
+
+def traceroute_probe(
+    src: AddressLike,
+    dst: AddressLike,
+    ttl: int,
+    *,
+    sport: int,
+    index: int | None = None,
+    base_port: int = TRACEROUTE_BASE_PORT,
+    payload: bytes = TRACEROUTE_PAYLOAD,
+    ip_id: int | None = None,
+    tos: int = 0,
+    flow_label: int = 0,
+) -> Probe:
+    """A classic UDP traceroute probe with hop limit ``ttl`` to ``base_port + index``.
+
+    ``index`` counts probes from 0 (default ``ttl - 1``: one probe per hop), as Butskoy's
+    traceroute increments the destination port for every probe it sends.
+    """
+    if not 1 <= ttl <= 255:
+        raise ValueError(f"ttl must be in 1..255, not {ttl}")
+    n = ttl - 1 if index is None else index
+    if n < 0 or base_port + n > 0xFFFF:
+        raise ValueError(f"destination port {base_port} + {n} is not in 0..65535")
+    return udp_probe(
+        src,
+        dst,
+        sport=sport,
+        dport=base_port + n,
+        ttl=ttl,
+        payload=payload,
+        ip_id=ip_id,
+        tos=tos,
+        flow_label=flow_label,
+    )
+
+
+def echo_probe(
+    src: AddressLike,
+    dst: AddressLike,
+    *,
+    ident: int,
+    seq: int,
+    ttl: int = 64,
+    payload: bytes = PING_PAYLOAD,
+    ip_id: int | None = None,
+    tos: int = 0,
+    flow_label: int = 0,
+    dont_fragment: bool = False,
+) -> Probe:
+    """An ICMP (IPv4) or ICMPv6 echo request; matched by (dst, ident, seq).
+
+    An IPv4 source may be 0.0.0.0 (the kernel fills it in); IPv6 needs the real source
+    because the ICMPv6 checksum covers it.
+    """
+    s = as_address(src)
+    s, d = _addresses(s, dst, need_src=s.version == 6)
+    ident_ip = _ip_id(ip_id, d.version)
+    if d.version == 4:
+        proto, message = PROTO_ICMP, icmp_echo(ident, seq, payload)
+    else:
+        proto, message = PROTO_ICMPV6, icmpv6_echo(s, d, ident, seq, payload)
+    packet = ip_packet(
+        s,
+        d,
+        proto,
+        message,
+        ttl=ttl,
+        tos=tos,
+        ident=ident_ip or 0,
+        flags=IP_DF if dont_fragment else 0,
+        flow_label=flow_label,
+    )
+    return Probe(packet, ProbeKey(proto, d, ident, 0, seq), s, d, ttl, ident_ip)
+
+
+def tcp_syn_probe(
+    src: AddressLike,
+    dst: AddressLike,
+    *,
+    sport: int,
+    dport: int,
+    seq: int,
+    ttl: int = 64,
+    window: int = 65535,
+    mss: int | None = 1460,
+    ip_id: int | None = None,
+    tos: int = 0,
+    flow_label: int = 0,
+    dont_fragment: bool = False,
+) -> Probe:
+    """A TCP SYN; matched by (dst, sport, dport, seq) in a quote, or ack - 1 in a SYN-ACK/RST."""
+    s, d = _addresses(src, dst, need_src=True)
+    ident = _ip_id(ip_id, d.version)
+    options = tcp_mss_option(mss) if mss is not None else b""
+    segment = tcp_segment(
+        s, d, sport, dport, seq=seq, flags=TCP_SYN, window=window, options=options
+    )
+    packet = ip_packet(
+        s,
+        d,
+        PROTO_TCP,
+        segment,
+        ttl=ttl,
+        tos=tos,
+        ident=ident or 0,
+        flags=IP_DF if dont_fragment else 0,
+        flow_label=flow_label,
+    )
+    return Probe(packet, ProbeKey(PROTO_TCP, d, sport, dport, seq), s, d, ttl, ident)
+
+
+def probe_key(packet: bytes) -> ProbeKey:
+    """The key of a probe packet, or of the start of one quoted in an ICMP error.
+
+    Needs the IP header and the first 8 bytes of the transport header, which is what an
+    ICMPv4 error is required to quote (RFC 792). Raises ParseError for anything that is not
+    a UDP, TCP or echo-request packet.
+    """
+    if not packet:
+        raise ParseError("empty packet")
+    version = packet[0] >> 4
+    dst: Address
+    if version == 4:
+        h4 = parse_ipv4_header(packet)
+        if h4.frag_offset:
+            raise ParseError("a non-first IPv4 fragment has no transport header")
+        proto, offset, dst = h4.proto, h4.header_length, h4.dst
+    elif version == 6:
+        h6 = parse_ipv6_header(packet)
+        proto, offset, _frag = skip_ipv6_extensions(packet, h6.next_header)
+        dst = h6.dst
+    else:
+        raise ParseError(f"IP version {version}, expected 4 or 6")
+    head = packet[offset : offset + 8]
+    if len(head) < 8:
+        raise ParseError(f"transport header truncated to {len(head)} bytes (need 8)")
+    if proto == PROTO_UDP:
+        sport, dport = struct.unpack_from("!HH", head)
+        return ProbeKey(PROTO_UDP, dst, sport, dport)
+    if proto == PROTO_TCP:
+        sport, dport, seq = struct.unpack_from("!HHI", head)
+        return ProbeKey(PROTO_TCP, dst, sport, dport, seq)
+    if proto in (PROTO_ICMP, PROTO_ICMPV6):
+        echo = ICMP_ECHO if proto == PROTO_ICMP else ICMP6_ECHO
+        if head[0] != echo:
+            raise ParseError(f"ICMP type {head[0]} is not an echo request")
+        ident, seq = struct.unpack_from("!HH", head, 4)
+        return ProbeKey(proto, dst, ident, 0, seq)
+    raise ParseError(f"IP protocol {proto} is not a probe protocol (UDP, TCP, ICMP echo)")
+
+
+@dataclass(slots=True)
+class ProbeTable(Generic[T]):
+    """Outstanding probes by key; ``match`` finds what a reply's key refers to.
+
+    Values are whatever the caller keeps per probe (the Probe, its send time...).
+    """
+
+    _by_key: dict[ProbeKey, T] = field(default_factory=dict)
+
+    def add(self, key: ProbeKey, value: T) -> None:
+        if key in self._by_key:
+            raise ValueError(f"two outstanding probes with the same key {key}")
+        self._by_key[key] = value
+
+    def get(self, key: ProbeKey) -> T | None:
+        return self._by_key.get(key)
+
+    def pop(self, key: ProbeKey) -> T | None:
+        return self._by_key.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def __iter__(self) -> Iterator[ProbeKey]:
+        return iter(self._by_key)

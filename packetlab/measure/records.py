@@ -1,0 +1,417 @@
+"""Result records for traceroute and ping, JSON-serialisable, and traceroute-style text.
+
+The same records hold PacketLab results and native-tool results (`packetlab.measure.native`),
+so the two can be compared field by field. Every result says where its timestamps came from
+(``send_stamp``/``recv_stamp``, see `Stamp`), because an RTT from user-space clocks and one
+from kernel timestamps are not the same measurement.
+
+Addresses are strings (JSON-friendly); RTTs are microseconds as floats; absolute times are
+``CLOCK_REALTIME`` nanoseconds, like every time in the PacketLab protocol.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from packetlab.measure.replies import ICMP6_PORT_UNREACH, ICMP_PORT_UNREACH, Reply, ReplyKind
+
+__all__ = [
+    "Hop",
+    "PingReply",
+    "PingResult",
+    "RecordError",
+    "RttStats",
+    "Stamp",
+    "TracerouteResult",
+    "format_ping",
+    "format_traceroute",
+    "hop_annotation",
+    "hops_by_ttl",
+    "path_jaccard",
+    "traceroute_jsonl",
+]
+
+
+class RecordError(ValueError):
+    """A JSON object that is not a valid record."""
+
+
+class Stamp(enum.StrEnum):
+    """Where a send or receive timestamp was taken."""
+
+    KERNEL = "kernel"  # SO_TIMESTAMP(NS) on receive; SO_TIMESTAMPING software TX on send
+    USER_BEFORE_SEND = "user-before-send"  # gettimeofday()/clock_gettime() just before send()
+    USER_AFTER_SEND = "user-after-send"  # just after send() returned (reference endpoint ntag)
+    USER_AFTER_RECV = "user-after-recv"  # after recv() returned
+    UNKNOWN = "unknown"
+
+
+def rtt_us_between(send_ns: int, recv_ns: int) -> float:
+    """Round-trip time in microseconds (ns resolution) from two absolute ns times."""
+    return (recv_ns - send_ns) / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One traceroute probe and its answer (``addr`` None: no answer in time)."""
+
+    ttl: int
+    addr: str | None
+    rtt_us: float | None
+    reply_type: str | None = None  # a ReplyKind value
+    code: int | None = None  # ICMP code (None for TCP replies or unknown)
+    probe_send_ns: int | None = None
+    reply_recv_ns: int | None = None
+    reply_ttl: int | None = None  # TTL/hop limit of the reply as received
+    reply_ip_id: int | None = None  # IPv4 ID of the reply (alias resolution)
+
+    @classmethod
+    def from_reply(
+        cls, ttl: int, reply: Reply, *, probe_send_ns: int | None, reply_recv_ns: int | None
+    ) -> Hop:
+        rtt = (
+            rtt_us_between(probe_send_ns, reply_recv_ns)
+            if probe_send_ns is not None and reply_recv_ns is not None
+            else None
+        )
+        return cls(
+            ttl=ttl,
+            addr=str(reply.src),
+            rtt_us=rtt,
+            reply_type=str(reply.kind),
+            code=reply.icmp_code,
+            probe_send_ns=probe_send_ns,
+            reply_recv_ns=reply_recv_ns,
+            reply_ttl=reply.ttl,
+            reply_ip_id=reply.ip_id,
+        )
+
+    @classmethod
+    def timeout(cls, ttl: int, *, probe_send_ns: int | None = None) -> Hop:
+        return cls(ttl=ttl, addr=None, rtt_us=None, probe_send_ns=probe_send_ns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Hop:
+        return _from_dict(cls, obj, required=("ttl", "addr", "rtt_us"), non_null=("ttl",))
+
+
+@dataclass(frozen=True, slots=True)
+class TracerouteResult:
+    """A traceroute: the hops in probe order (several per TTL when more than one probe)."""
+
+    dst: str
+    hops: tuple[Hop, ...]
+    src: str | None = None
+    tool: str = "packetlab"  # "packetlab", "traceroute" (Butskoy), "scamper"
+    method: str = "udp"
+    max_ttl: int | None = None
+    probe_size: int | None = None  # IP length of a probe, when known
+    start_ns: int | None = None
+    send_stamp: str = Stamp.UNKNOWN
+    recv_stamp: str = Stamp.UNKNOWN
+
+    @property
+    def reached(self) -> bool:
+        """Some probe was answered by the destination itself."""
+        return any(h.addr == self.dst for h in self.hops)
+
+    def path(self) -> list[tuple[int, str | None]]:
+        """(ttl, address) per probe, in probe order; None for no answer."""
+        return [(h.ttl, h.addr) for h in self.hops]
+
+    def addresses_by_ttl(self) -> dict[int, frozenset[str]]:
+        """Every TTL probed and the set of addresses that answered it (maybe empty)."""
+        out: dict[int, set[str]] = {}
+        for h in self.hops:
+            bucket = out.setdefault(h.ttl, set())
+            if h.addr is not None:
+                bucket.add(h.addr)
+        return {ttl: frozenset(addrs) for ttl, addrs in sorted(out.items())}
+
+    def to_dict(self) -> dict[str, Any]:
+        obj = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "hops"}
+        obj["hops"] = [h.to_dict() for h in self.hops]
+        return obj
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> TracerouteResult:
+        hops = obj.get("hops")
+        if not isinstance(hops, list):
+            raise RecordError("traceroute result needs a list of hops")
+        rest = {k: v for k, v in obj.items() if k != "hops"}
+        parsed = tuple(Hop.from_dict(h) for h in hops)
+        return _from_dict(
+            cls, {**rest, "hops": parsed}, required=("dst",), non_null=_RESULT_NON_NULL
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> TracerouteResult:
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"not JSON: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise RecordError("a traceroute result is a JSON object")
+        return cls.from_dict(obj)
+
+
+def path_jaccard(a: Iterable[TracerouteResult], b: Iterable[TracerouteResult]) -> float:
+    """Jaccard index of the (ttl, address) pairs seen by two sets of runs.
+
+    The Marionette paper's path congruence (§5.3, criterion C3): aggregate every answered
+    (hop count, hop address) pair over all runs of each implementation, then compare the two
+    sets. 1.0 when both saw nothing.
+    """
+    sa = {(h.ttl, h.addr) for r in a for h in r.hops if h.addr is not None}
+    sb = {(h.ttl, h.addr) for r in b for h in r.hops if h.addr is not None}
+    union = sa | sb
+    return 1.0 if not union else len(sa & sb) / len(union)
+
+
+def traceroute_jsonl(result: TracerouteResult, *, meta: bool = False) -> str:
+    """JSON lines, one object per hop (``ttl``, ``addr``, ``rtt_us``, ...).
+
+    With ``meta``, each line also names ``dst``, ``src`` and ``tool``.
+    """
+    lines = []
+    for hop in result.hops:
+        obj = hop.to_dict()
+        if meta:
+            obj.update(dst=result.dst, src=result.src, tool=result.tool)
+        lines.append(json.dumps(obj, sort_keys=True))
+    return "".join(line + "\n" for line in lines)
+
+
+# -- traceroute-style text --------------------------------------------------------------------
+
+# Butskoy traceroute's annotations for ICMP destination unreachable codes (none: port
+# unreachable, i.e. the destination was reached).
+_V4_UNREACH_NOTE = {0: "!N", 1: "!H", 2: "!P", 5: "!S", 6: "!N", 7: "!H", 9: "!X", 10: "!X"}
+_V4_UNREACH_NOTE |= {11: "!N", 12: "!H", 13: "!X", 14: "!V", 15: "!C"}
+_V6_UNREACH_NOTE = {0: "!N", 1: "!X", 2: "!S", 3: "!H", 5: "!X", 6: "!X"}
+
+
+def hop_annotation(hop: Hop, *, version: int | None = None) -> str:
+    """The ``!X`` note traceroute prints after an RTT ('' for none)."""
+    if hop.reply_type == ReplyKind.PACKET_TOO_BIG:
+        return "!F"
+    if hop.reply_type != ReplyKind.DEST_UNREACHABLE or hop.code is None:
+        return ""
+    v = version or (6 if hop.addr and ":" in hop.addr else 4)
+    if v == 4:
+        if hop.code == ICMP_PORT_UNREACH:
+            return ""
+        if hop.code == 4:
+            return "!F"
+        return _V4_UNREACH_NOTE.get(hop.code, f"!<{hop.code}>")
+    if hop.code == ICMP6_PORT_UNREACH:
+        return ""
+    return _V6_UNREACH_NOTE.get(hop.code, f"!<{hop.code}>")
+
+
+def format_traceroute(result: TracerouteResult) -> str:
+    """Text like Butskoy's ``traceroute -n``: a header line, then one line per TTL."""
+    head = f"traceroute to {result.dst} ({result.dst})"
+    if result.max_ttl is not None:
+        head += f", {result.max_ttl} hops max"
+    if result.probe_size is not None:
+        head += f", {result.probe_size} byte packets"
+    lines = [head]
+    for ttl, hops in sorted(hops_by_ttl(result.hops).items()):
+        line = f"{ttl:2d} "
+        last_addr: str | None = None
+        for hop in hops:
+            if hop.addr is None:
+                line += " *"
+                continue
+            if hop.addr != last_addr:
+                line += f" {hop.addr}"
+                last_addr = hop.addr
+            line += f"  {hop.rtt_us / 1000:.3f} ms" if hop.rtt_us is not None else "  ? ms"
+            note = hop_annotation(hop)
+            if note:
+                line += f" {note}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+# -- ping ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PingReply:
+    """One echo request and its reply (``addr`` None: lost)."""
+
+    seq: int
+    addr: str | None
+    rtt_us: float | None
+    ttl: int | None = None  # TTL/hop limit of the reply
+    size: int | None = None  # bytes of ICMP message in the reply
+    probe_send_ns: int | None = None
+    reply_recv_ns: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> PingReply:
+        return _from_dict(cls, obj, required=("seq", "addr", "rtt_us"), non_null=("seq",))
+
+
+@dataclass(frozen=True, slots=True)
+class RttStats:
+    min_us: float
+    avg_us: float
+    max_us: float
+    mdev_us: float  # ping's "mdev": the population standard deviation
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    dst: str
+    sent: int
+    replies: tuple[PingReply, ...]  # answered probes; lost ones may be listed with addr None
+    src: str | None = None
+    tool: str = "packetlab"  # "packetlab" or "ping" (iputils)
+    start_ns: int | None = None
+    send_stamp: str = Stamp.UNKNOWN
+    recv_stamp: str = Stamp.UNKNOWN
+
+    @property
+    def received(self) -> int:
+        return len({r.seq for r in self.replies if r.addr is not None})
+
+    @property
+    def loss(self) -> float:
+        """Fraction of probes without a reply (0.0 when nothing was sent)."""
+        return 0.0 if self.sent == 0 else max(0.0, 1.0 - self.received / self.sent)
+
+    def rtts_us(self) -> list[float]:
+        return [r.rtt_us for r in self.replies if r.addr is not None and r.rtt_us is not None]
+
+    def stats(self) -> RttStats | None:
+        rtts = self.rtts_us()
+        if not rtts:
+            return None
+        avg = sum(rtts) / len(rtts)
+        mdev = math.sqrt(sum((x - avg) ** 2 for x in rtts) / len(rtts))
+        return RttStats(min(rtts), avg, max(rtts), mdev)
+
+    def to_dict(self) -> dict[str, Any]:
+        obj = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "replies"}
+        obj["replies"] = [r.to_dict() for r in self.replies]
+        return obj
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> PingResult:
+        replies = obj.get("replies")
+        if not isinstance(replies, list):
+            raise RecordError("ping result needs a list of replies")
+        rest = {k: v for k, v in obj.items() if k != "replies"}
+        parsed = tuple(PingReply.from_dict(r) for r in replies)
+        return _from_dict(
+            cls, {**rest, "replies": parsed}, required=("dst", "sent"), non_null=_RESULT_NON_NULL
+        )
+
+
+def format_ping(result: PingResult) -> str:
+    """Text like iputils ``ping -n``: one line per reply, then the summary."""
+    lines = [f"PING {result.dst} ({result.dst})"]
+    for r in result.replies:
+        if r.addr is None:
+            continue
+        size = f"{r.size} bytes" if r.size is not None else "reply"
+        ttl = f" ttl={r.ttl}" if r.ttl is not None else ""
+        rtt = f" time={r.rtt_us / 1000:.3f} ms" if r.rtt_us is not None else ""
+        lines.append(f"{size} from {r.addr}: icmp_seq={r.seq}{ttl}{rtt}")
+    lines.append("")
+    lines.append(f"--- {result.dst} ping statistics ---")
+    lines.append(
+        f"{result.sent} packets transmitted, {result.received} received, "
+        f"{result.loss * 100:.0f}% packet loss"
+    )
+    stats = result.stats()
+    if stats is not None:
+        values = (stats.min_us, stats.avg_us, stats.max_us, stats.mdev_us)
+        lines.append(
+            "rtt min/avg/max/mdev = " + "/".join(f"{v / 1000:.3f}" for v in values) + " ms"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _from_dict(
+    cls: Any, obj: Mapping[str, Any], *, required: Sequence[str], non_null: Sequence[str] = ()
+) -> Any:
+    if not isinstance(obj, Mapping):
+        raise RecordError(f"{cls.__name__} must be a JSON object, not {type(obj).__name__}")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise RecordError(f"{cls.__name__} is missing {', '.join(missing)}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(obj) - set(known)
+    if unknown:
+        raise RecordError(f"{cls.__name__} has unknown fields {', '.join(sorted(unknown))}")
+    for name, value in obj.items():
+        if value is None and name in non_null:
+            raise RecordError(f"{cls.__name__}.{name} must not be null")
+        _check_type(cls.__name__, name, value)
+    return cls(**obj)
+
+
+_INT_FIELDS = {
+    "ttl",
+    "code",
+    "probe_send_ns",
+    "reply_recv_ns",
+    "reply_ttl",
+    "reply_ip_id",
+    "seq",
+    "size",
+    "sent",
+    "max_ttl",
+    "probe_size",
+    "start_ns",
+}
+_FLOAT_FIELDS = {"rtt_us"}
+_RESULT_NON_NULL = ("dst", "sent", "tool", "method", "send_stamp", "recv_stamp")
+_STR_FIELDS = {"addr", "reply_type", "dst", "src", "tool", "method", "send_stamp", "recv_stamp"}
+
+
+def _check_type(owner: str, name: str, value: object) -> None:
+    if value is None:
+        return
+    if name in _INT_FIELDS:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif name in _FLOAT_FIELDS:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    elif name in _STR_FIELDS:
+        ok = isinstance(value, str)
+    else:
+        ok = True  # hops/replies: checked by their own from_dict
+    if not ok:
+        raise RecordError(f"{owner}.{name} has the wrong type: {value!r}")
+
+
+def hops_by_ttl(hops: Iterable[Hop]) -> dict[int, list[Hop]]:
+    """Hops grouped by TTL, each group in probe order."""
+    out: dict[int, list[Hop]] = {}
+    for hop in hops:
+        out.setdefault(hop.ttl, []).append(hop)
+    return out

@@ -1,0 +1,219 @@
+"""Result records: JSON round trips, validation, traceroute/ping text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from packetlab.measure.packets import as_address, inet_checksum, ip_packet
+from packetlab.measure.probes import traceroute_probe
+from packetlab.measure.records import (
+    Hop,
+    PingReply,
+    PingResult,
+    RecordError,
+    Stamp,
+    TracerouteResult,
+    format_ping,
+    format_traceroute,
+    hop_annotation,
+    path_jaccard,
+    traceroute_jsonl,
+)
+from packetlab.measure.replies import ReplyKind, parse_reply
+
+TRACE = TracerouteResult(
+    dst="10.77.3.2",
+    src="10.77.1.1",
+    max_ttl=30,
+    probe_size=60,
+    send_stamp=Stamp.KERNEL,
+    recv_stamp=Stamp.KERNEL,
+    hops=(
+        Hop(1, "10.77.1.2", 56.0, ReplyKind.TIME_EXCEEDED, 0, 1_000, 57_000, 64, 7),
+        Hop.timeout(2, probe_send_ns=2_000),
+        Hop(3, "10.77.3.2", 21.7, ReplyKind.DEST_UNREACHABLE, 3, 3_000, 24_500, 62, 9),
+    ),
+)
+
+
+def test_hop_from_reply() -> None:
+    probe = traceroute_probe("10.77.1.1", "10.77.3.2", 1, sport=1)
+    msg = bytearray(b"\x0b\x00\x00\x00" + bytes(4) + probe.packet)
+    msg[2:4] = inet_checksum(bytes(msg)).to_bytes(2, "big")
+    reply = parse_reply(ip_packet("10.77.1.2", "10.77.1.1", 1, bytes(msg), ttl=64, ident=5))
+    hop = Hop.from_reply(1, reply, probe_send_ns=1_000_000, reply_recv_ns=1_056_789)
+    assert hop == Hop(1, "10.77.1.2", 56.789, "time-exceeded", 0, 1_000_000, 1_056_789, 64, 5)
+    assert Hop.from_reply(1, reply, probe_send_ns=None, reply_recv_ns=5).rtt_us is None
+    assert as_address(hop.addr or "") == reply.src
+
+
+def test_traceroute_json_round_trip() -> None:
+    text = TRACE.to_json()
+    assert json.loads(text)["hops"][0]["rtt_us"] == 56.0
+    assert TracerouteResult.from_json(text) == TRACE
+
+
+def test_traceroute_queries() -> None:
+    assert TRACE.reached
+    assert TRACE.path() == [(1, "10.77.1.2"), (2, None), (3, "10.77.3.2")]
+    assert TRACE.addresses_by_ttl() == {
+        1: frozenset({"10.77.1.2"}),
+        2: frozenset(),
+        3: frozenset({"10.77.3.2"}),
+    }
+
+
+def test_path_jaccard() -> None:
+    other = TracerouteResult(
+        dst=TRACE.dst,
+        hops=(Hop(1, "10.77.1.2", 1.0), Hop(2, "10.77.2.2", 1.0), Hop(3, "10.77.3.2", 1.0)),
+    )
+    assert path_jaccard([TRACE], [TRACE]) == 1.0
+    assert path_jaccard([TRACE], [other]) == pytest.approx(2 / 3)
+    assert path_jaccard([TRACE, other], [other]) == 1.0
+    assert path_jaccard([], []) == 1.0
+
+
+def test_jsonl_one_object_per_hop() -> None:
+    lines = traceroute_jsonl(TRACE).splitlines()
+    objs = [json.loads(line) for line in lines]
+    assert [(o["ttl"], o["addr"], o["rtt_us"]) for o in objs] == [
+        (1, "10.77.1.2", 56.0),
+        (2, None, None),
+        (3, "10.77.3.2", 21.7),
+    ]
+    meta = json.loads(traceroute_jsonl(TRACE, meta=True).splitlines()[0])
+    assert (meta["dst"], meta["tool"]) == ("10.77.3.2", "packetlab")
+    assert Hop.from_dict(objs[0]) == TRACE.hops[0]
+
+
+def test_format_traceroute_like_butskoy() -> None:
+    multi = TracerouteResult(
+        dst="10.77.9.9",
+        max_ttl=3,
+        probe_size=60,
+        hops=(
+            Hop(1, "10.77.1.2", 203.0, ReplyKind.DEST_UNREACHABLE, 0),
+            Hop(1, "10.77.1.2", 8.0, ReplyKind.DEST_UNREACHABLE, 0),
+            Hop(2, None, None),
+            Hop(2, "10.77.2.2", 14.0, ReplyKind.TIME_EXCEEDED, 0),
+            Hop(2, "10.77.2.3", 15.0, ReplyKind.TIME_EXCEEDED, 0),
+        ),
+    )
+    assert format_traceroute(multi) == (
+        "traceroute to 10.77.9.9 (10.77.9.9), 3 hops max, 60 byte packets\n"
+        " 1  10.77.1.2  0.203 ms !N  0.008 ms !N\n"
+        " 2  * 10.77.2.2  0.014 ms 10.77.2.3  0.015 ms\n"
+    )
+    assert format_traceroute(TRACE).splitlines()[1:] == [
+        " 1  10.77.1.2  0.056 ms",
+        " 2  *",
+        " 3  10.77.3.2  0.022 ms",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("hop", "note"),
+    [
+        (Hop(1, "1.2.3.4", 1.0, ReplyKind.DEST_UNREACHABLE, 1), "!H"),
+        (Hop(1, "1.2.3.4", 1.0, ReplyKind.DEST_UNREACHABLE, 3), ""),
+        (Hop(1, "1.2.3.4", 1.0, ReplyKind.DEST_UNREACHABLE, 4), "!F"),
+        (Hop(1, "1.2.3.4", 1.0, ReplyKind.DEST_UNREACHABLE, 13), "!X"),
+        (Hop(1, "1.2.3.4", 1.0, ReplyKind.DEST_UNREACHABLE, 99), "!<99>"),
+        (Hop(1, "fd00::1", 1.0, ReplyKind.DEST_UNREACHABLE, 4), ""),
+        (Hop(1, "fd00::1", 1.0, ReplyKind.DEST_UNREACHABLE, 1), "!X"),
+        (Hop(1, "fd00::1", 1.0, ReplyKind.PACKET_TOO_BIG, 0), "!F"),
+        (Hop(1, "fd00::1", 1.0, ReplyKind.TIME_EXCEEDED, 0), ""),
+    ],
+)
+def test_hop_annotation(hop: Hop, note: str) -> None:
+    assert hop_annotation(hop) == note
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ({"ttl": 1, "addr": None}, "missing rtt_us"),
+        ({"ttl": 1, "addr": None, "rtt_us": None, "colour": 1}, "unknown fields colour"),
+        ({"ttl": "1", "addr": None, "rtt_us": None}, "ttl has the wrong type"),
+        ({"ttl": None, "addr": None, "rtt_us": None}, "must not be null"),
+        ({"ttl": 1, "addr": 5, "rtt_us": None}, "addr has the wrong type"),
+        ({"ttl": 1, "addr": "x", "rtt_us": float("nan")}, "rtt_us has the wrong type"),
+        ({"ttl": True, "addr": "x", "rtt_us": 1}, "ttl has the wrong type"),
+        ([], "must be a JSON object"),
+    ],
+)
+def test_hop_validation(obj: object, message: str) -> None:
+    with pytest.raises(RecordError, match=message):
+        Hop.from_dict(obj)  # type: ignore[arg-type]
+
+
+def test_traceroute_validation() -> None:
+    with pytest.raises(RecordError, match="not JSON"):
+        TracerouteResult.from_json("{")
+    with pytest.raises(RecordError, match="JSON object"):
+        TracerouteResult.from_json("[]")
+    with pytest.raises(RecordError, match="list of hops"):
+        TracerouteResult.from_dict({"dst": "x"})
+    with pytest.raises(RecordError, match="missing dst"):
+        TracerouteResult.from_dict({"hops": []})
+
+
+hop_st = st.builds(
+    Hop,
+    ttl=st.integers(1, 255),
+    addr=st.one_of(st.none(), st.ip_addresses().map(str)),
+    rtt_us=st.one_of(st.none(), st.floats(0, 1e9, allow_nan=False)),
+    reply_type=st.one_of(st.none(), st.sampled_from([k.value for k in ReplyKind])),
+    code=st.one_of(st.none(), st.integers(0, 255)),
+    probe_send_ns=st.one_of(st.none(), st.integers(0, 2**63)),
+    reply_recv_ns=st.one_of(st.none(), st.integers(0, 2**63)),
+)
+
+
+@given(st.lists(hop_st, max_size=8), st.sampled_from(["packetlab", "traceroute", "scamper"]))
+def test_traceroute_round_trip_property(hops: list[Hop], tool: str) -> None:
+    result = TracerouteResult(dst="fd00::1", hops=tuple(hops), tool=tool)
+    assert TracerouteResult.from_json(result.to_json()) == result
+    for line, hop in zip(traceroute_jsonl(result).splitlines(), hops, strict=True):
+        assert Hop.from_dict(json.loads(line)) == hop
+
+
+# -- ping -----------------------------------------------------------------------------------------
+
+PING = PingResult(
+    dst="10.77.3.2",
+    sent=4,
+    replies=(
+        PingReply(1, "10.77.3.2", 47.0, 62, 64, 10, 47_010),
+        PingReply(2, None, None),
+        PingReply(3, "10.77.3.2", 67.0, 62, 64),
+        PingReply(4, "10.77.3.2", 57.0, 62, 64),
+    ),
+)
+
+
+def test_ping_statistics() -> None:
+    assert (PING.received, PING.loss) == (3, 0.25)
+    stats = PING.stats()
+    assert stats is not None
+    assert (stats.min_us, stats.avg_us, stats.max_us) == (47.0, 57.0, 67.0)
+    assert stats.mdev_us == pytest.approx(8.16496, rel=1e-5)
+    empty = PingResult(dst="x", sent=0, replies=())
+    assert empty.stats() is None and empty.loss == 0.0
+
+
+def test_ping_json_and_text() -> None:
+    assert PingResult.from_dict(json.loads(PING.to_json())) == PING
+    text = format_ping(PING)
+    assert "64 bytes from 10.77.3.2: icmp_seq=3 ttl=62 time=0.067 ms" in text
+    assert "4 packets transmitted, 3 received, 25% packet loss" in text
+    assert "rtt min/avg/max/mdev = 0.047/0.057/0.067/0.008 ms" in text
+    with pytest.raises(RecordError, match="list of replies"):
+        PingResult.from_dict({"dst": "x", "sent": 1})
+    with pytest.raises(RecordError, match="missing sent"):
+        PingResult.from_dict({"dst": "x", "replies": []})
