@@ -28,17 +28,13 @@ _KEY_OPTIONS = {
 }
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
+def _seconds(option: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
     if not 0 <= value <= 86400:
-        raise ValueError("must be between 0 and 86400 seconds")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must be >= 0")
+        raise usage.UsageError(f"--{option}: expected seconds from 0 to 86400, got {text!r}")
     return value
 
 
@@ -58,13 +54,8 @@ class Options(usage.Options):
     optFlags = [
         ["insecure-plaintext", None, "Talk to the controller over plain TCP (loopback only)."],
     ]
-    optParameters: list[list[Any]] = [  # type: ignore[assignment]
+    optParameters: list[list[Any]] = [
         ["config", "c", None, "endpt.conf path (default ~/.pktlab/endpt.conf if it exists)."],
-        ["reconnect-delay", None, 1.0, "Seconds from a session's end to the next connection.",
-         _seconds],
-        ["retry-delay", None, 5.0, "Seconds to wait after a failed connect cycle (5 s of tries).",
-         _seconds],
-        ["sessions", None, 0, "Stop after this many sessions (0 = run until stopped).", _count],
     ] + [
         [name, None, None, f"Override config key {key}."] for name, key in _KEY_OPTIONS.items()
     ]  # fmt: skip
@@ -73,6 +64,23 @@ class Options(usage.Options):
         super().__init__()
         self["monitor"] = []
         self["set"] = []
+        self["reconnect-delay"] = 1.0
+        self["retry-delay"] = 5.0
+        self["sessions"] = 0
+
+    def opt_reconnect_delay(self, seconds: str) -> None:
+        """Seconds from a session's end to the next connection [default: 1]."""
+        self["reconnect-delay"] = _seconds("reconnect-delay", seconds)
+
+    def opt_retry_delay(self, seconds: str) -> None:
+        """Seconds to wait after a connect cycle (5 s of tries) failed [default: 5]."""
+        self["retry-delay"] = _seconds("retry-delay", seconds)
+
+    def opt_sessions(self, count: str) -> None:
+        """Stop after this many sessions (0, the default: run until stopped)."""
+        if not count.isdigit():
+            raise usage.UsageError(f"--sessions: expected a count >= 0, got {count!r}")
+        self["sessions"] = int(count)
 
     def opt_monitor(self, path: str) -> None:
         """An auxiliary monitor (.wasm); repeatable, at most 16. Not supported yet."""
@@ -87,9 +95,14 @@ class Options(usage.Options):
             raise usage.UsageError(f"--set wants KEY=VALUE, got {assignment!r}")
         self["set"].append((key.strip(), value.strip()))
 
-    def parseArgs(self, address: str | None = None) -> None:
+    def parseArgs(self, *args: str) -> None:
+        if len(args) > 1:
+            raise usage.UsageError(
+                f"expected at most one controller address ADDR[:PORT], got {len(args)}: "
+                + " ".join(args)
+            )
         try:
-            self["address"] = ControllerAddress.parse(address or "127.0.0.1")
+            self["address"] = ControllerAddress.parse(args[0] if args else "127.0.0.1")
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
 

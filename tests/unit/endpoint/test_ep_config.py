@@ -1,0 +1,119 @@
+"""endpt.conf parsing (PROTOCOL.md §7.4): defaults, every key, clear errors, warnings."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from packetlab.endpoint.config import ConfigError, EndpointConfig, load_config, parse_config
+
+
+def parse(text: str) -> EndpointConfig:
+    return parse_config(text.splitlines(), "t.conf")
+
+
+def test_reference_defaults() -> None:
+    cfg = EndpointConfig()
+    assert cfg.buf_max == 8388608
+    assert cfg.transproto_sup == {"tcp", "udp"}
+    assert [str(i) for i in cfg.ipv4] == ["127.0.0.1/24", "127.0.0.2/24"]
+    assert cfg.ipv6 == [] and cfg.dns4 == [] and cfg.dns6 == []
+    assert cfg.host_id == "pktendpt"
+
+
+def test_every_used_key() -> None:
+    cfg = parse(
+        """
+        # a comment line
+        BufMax 65536   # trailing comment
+        TransprotoSup udp
+        VMemLocalAddrStrIPv4 10.0.0.1/255.255.0.0, 192.0.2.7
+        VMemLocalAddrStrIPv6 ::1,fd00::2/64
+        VMemLocalDNSAddrStrIPv4 9.9.9.9
+        VMemLocalDNSAddrStrIPv6 2001:db8::53
+        HostID my endpoint
+        NoSubMode 1
+        NoSubModeSNIKey abc123
+        """
+    )
+    assert cfg.buf_max == 65536
+    assert cfg.transproto_sup == {"udp"}
+    assert [str(i) for i in cfg.ipv4] == ["10.0.0.1/16", "192.0.2.7/32"]
+    assert cfg.ipv6 == [ipaddress.IPv6Address("::1"), ipaddress.IPv6Address("fd00::2")]
+    assert [str(a) for a in cfg.dns4] == ["9.9.9.9"]
+    assert [str(a) for a in cfg.dns6] == ["2001:db8::53"]
+    assert cfg.host_id == "my endpoint"
+    assert cfg.nosub_snikey == "abc123"
+    assert cfg.warnings == []
+
+
+def test_interface_names_export_their_addresses() -> None:
+    cfg = parse("VMemLocalAddrStrIPv4 lo\nVMemLocalAddrStrIPv6 lo\n")
+    assert ipaddress.IPv4Interface("127.0.0.1/8") in cfg.ipv4
+    assert ipaddress.IPv6Address("::1") in cfg.ipv6
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("BufMax lots", "t.conf:2: BufMax: expected an integer, got 'lots'"),
+        ("BufMax 0", "t.conf:2: BufMax: 0 is out of range"),
+        ("BufMax 4294967296", "out of range"),
+        ("TransprotoSup tcp,sctp", "t.conf:2: TransprotoSup: unknown protocol(s) sctp"),
+        ("VMemLocalAddrStrIPv4 300.1.1.1", "neither an IPv4 address[/mask] nor an interface"),
+        ("VMemLocalAddrStrIPv4 nosuchif0", "interface 'nosuchif0' does not exist"),
+        ("VMemLocalAddrStrIPv6 1.2.3.4", "neither an IPv6 address nor an interface name"),
+        ("VMemLocalDNSAddrStrIPv4 ::1", "'::1' is not an IPv4 address"),
+        ("VMemLocalDNSAddrStrIPv6 dns.example", "'dns.example' is not an IP address"),
+        ("HostID " + "x" * 256, "256 bytes long, at most 255"),
+        ("NoSubMode 0", "broker (subscription) mode is not implemented yet"),
+        ("NoSubMode yes", "expected 0 or 1"),
+        ("NoSubModeSNIKey Upper", "is not a snikey"),
+    ],
+)
+def test_bad_values_name_the_line_and_key(line: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse("HostID fine\n" + line)
+    assert message in str(e.value)
+
+
+def test_too_many_dns_servers() -> None:
+    servers = ",".join(f"10.0.0.{i}" for i in range(17))
+    with pytest.raises(ConfigError, match="17 addresses, at most 16"):
+        parse(f"VMemLocalDNSAddrStrIPv4 {servers}")
+
+
+def test_unknown_and_unused_keys_warn() -> None:
+    cfg = parse("BufMx 5\nBrokerAddr broker.example\nBufMax 10\nBufMax 20\nRawModeLKM 1\n")
+    assert cfg.buf_max == 20
+    assert any("unknown key 'BufMx' ignored (did you mean BufMax?)" in w for w in cfg.warnings)
+    assert any("BrokerAddr is not used" in w for w in cfg.warnings)
+    assert any("t.conf:4: BufMax repeated (line 3)" in w for w in cfg.warnings)
+    assert any("RawModeLKM 1 is not supported" in w for w in cfg.warnings)
+    assert cfg.reserved == {"BrokerAddr": "broker.example"}
+
+
+def test_raw_is_not_offered_yet() -> None:
+    cfg = parse("TransprotoSup raw,tcp")
+    assert cfg.transproto_sup == {"tcp"}
+    assert any("raw sockets are not supported yet" in w for w in cfg.warnings)
+
+
+def test_empty_lists_and_tabs() -> None:
+    cfg = parse("VMemLocalAddrStrIPv4\nHostID\tfoo bar\n")
+    assert cfg.ipv4 == [] and cfg.host_id == "foo bar"
+
+
+def test_load_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("BufMax 1234\n")
+    assert load_config(conf).buf_max == 1234
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_config(tmp_path / "missing.conf")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.pktlab/endpt.conf: defaults
+    assert load_config(None).buf_max == 8388608
+    (tmp_path / ".pktlab").mkdir()
+    (tmp_path / ".pktlab" / "endpt.conf").write_text("BufMax 77\n")
+    assert load_config(None).buf_max == 77

@@ -1,0 +1,133 @@
+"""The controller connection over a StringTransport: order, batching, backpressure,
+setup timeout, malformed input, teardown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ep_fakes import Rig, names, udp_open
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+
+from packetlab import wire
+from packetlab.endpoint.protocol import MAX_QUEUED, SETUP_TIMEOUT, ControllerProtocol
+from packetlab.endpoint.session import SessionEnd
+from packetlab.wire import vmem
+
+
+class Transport(StringTransport):
+    nodelay = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.nodelay = enabled
+
+
+class Conn:
+    def __init__(self) -> None:
+        self.rig = Rig()
+        self.clock = MemoryReactorClock()
+        self.proto = ControllerProtocol(lambda: self.rig.session, self.clock)
+        self.transport = Transport()
+        self.proto.makeConnection(self.transport)
+        self.framer = wire.Framer()
+        self.ended: list[SessionEnd] = []
+        self.proto.done.addCallback(self.ended.append)
+
+    def feed(self, *msgs: wire.Message | bytes) -> None:
+        self.proto.dataReceived(
+            b"".join(m if isinstance(m, bytes) else wire.encode(m) for m in msgs)
+        )
+
+    def out(self) -> list[Any]:
+        data = self.transport.value()
+        self.transport.clear()
+        return list(self.framer.feed(data))
+
+
+def mread(field: vmem.Region = vmem.IP4NO) -> wire.Mread:
+    return wire.Mread(addr=field.addr, len=field.size)
+
+
+def test_nodelay_and_every_request_of_one_read_answered_in_order() -> None:
+    c = Conn()
+    assert c.transport.nodelay
+    assert c.transport.producer is c.proto and c.transport.streaming
+    c.feed(wire.Start(), mread(vmem.IP4NO), wire.Nclose(sktid=3), mread(vmem.IP6NO))
+    assert c.out() == [
+        wire.Result(0),
+        wire.Mdata(addr=vmem.IP4NO.addr, data=b"\x02"),
+        wire.Result(wire.Status.ESKTNOTOPEN),
+        wire.Mdata(addr=vmem.IP6NO.addr, data=b"\x01"),
+    ]
+
+
+def test_frames_split_across_reads() -> None:
+    c = Conn()
+    stream = wire.encode(wire.Start()) + wire.encode(mread())
+    for i in range(len(stream)):
+        c.proto.dataReceived(stream[i : i + 1])
+    assert names(c.out()) == ["result", "mdata"]
+
+
+def test_requests_wait_while_100_frames_are_queued() -> None:
+    c = Conn()
+    c.feed(wire.Start())
+    c.out()
+    c.proto.pauseProducing()  # the transport's buffer is full
+    c.feed(*[mread() for _ in range(MAX_QUEUED + 50)])
+    assert len(c.rig.session.outbox) == MAX_QUEUED
+    assert c.transport.producerState == "paused"  # we stopped reading requests
+    assert c.proto.framer.buffered == 50 * 10
+    assert c.out() == []
+    c.proto.resumeProducing()
+    assert len(c.out()) == MAX_QUEUED + 50
+    assert c.transport.producerState == "producing"
+    assert c.proto.framer.buffered == 0
+
+
+def test_setup_timeout_aborts() -> None:
+    c = Conn()
+    c.clock.advance(SETUP_TIMEOUT - 0.1)
+    assert not c.transport.disconnecting
+    c.clock.advance(0.2)
+    assert c.transport.disconnected  # abortConnection
+    assert c.rig.session.ended is not None
+
+
+def test_no_timeout_once_started() -> None:
+    c = Conn()
+    c.feed(wire.Start())
+    c.clock.advance(SETUP_TIMEOUT * 3)
+    assert not c.transport.disconnecting
+    assert c.clock.getDelayedCalls() == []
+
+
+def test_malformed_answers_and_disconnects_after_flushing() -> None:
+    c = Conn()
+    bad_mread = b"\x28\x00\x00\x06" + b"\x00\x00\x00\x00\x00\x00"  # len 0
+    c.feed(wire.Start(), bad_mread, mread())
+    assert c.out() == [wire.Result(0), wire.Result(wire.Status.ECTLBADMSG)]
+    assert c.transport.disconnecting
+    c.feed(mread())
+    assert c.out() == []
+
+
+def test_end_with_a_paused_transport_closes_once_drained() -> None:
+    c = Conn()
+    c.feed(wire.Start())
+    c.proto.pauseProducing()
+    c.feed(mread(), wire.End())
+    assert not c.transport.disconnecting
+    c.proto.resumeProducing()
+    assert names(c.out()) == ["result", "mdata", "result"]
+    assert c.transport.disconnecting
+
+
+def test_connection_lost_frees_the_session() -> None:
+    c = Conn()
+    c.feed(wire.Start(), udp_open(1))
+    c.out()
+    c.proto.connectionLost(Failure(ConnectionError("gone")))
+    assert c.rig.io(1).closed
+    assert c.ended and c.ended[0].reason == "controller closed the connection"
+    assert c.clock.getDelayedCalls() == []

@@ -1,0 +1,186 @@
+"""NoSub mode: the connect cycle (3 s timeout, 1 s retry, 5 s give-up), reconnects after
+sessions and yields, stopping; and controller address parsing."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from ep_fakes import Rig
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+
+from packetlab import wire
+from packetlab.endpoint.protocol import ControllerProtocol
+from packetlab.endpoint.service import ControllerAddress, NoSubService
+
+ADDR = ControllerAddress("127.0.0.1", 20556)
+
+
+class FakeLink:
+    """Each connect() returns a Deferred the test settles by hand."""
+
+    def __init__(self, reactor: MemoryReactorClock) -> None:
+        self.reactor = reactor
+        self.attempts: list[tuple[float, defer.Deferred[Any], Any]] = []
+
+    def endpoint(self, reactor: object, address: ControllerAddress) -> FakeLink:
+        assert address == ADDR
+        return self
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.attempts.append((self.reactor.seconds(), d, factory))
+        return d
+
+    def times(self) -> list[float]:
+        return [t for t, _, _ in self.attempts]
+
+    def refuse_last(self) -> None:
+        self.attempts[-1][1].errback(Failure(ConnectionRefusedError()))
+
+    def accept_last(self) -> tuple[ControllerProtocol, StringTransport]:
+        _, d, factory = self.attempts[-1]
+        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 20556))
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        d.callback(proto)
+        return proto, transport
+
+
+class Sched:
+    def __init__(self) -> None:
+        self.started = self.stopped = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> list[Any]:
+        self.stopped = True
+        return []
+
+
+def service(**kw: Any) -> tuple[NoSubService, FakeLink, MemoryReactorClock, Sched]:
+    reactor = MemoryReactorClock()
+    link = FakeLink(reactor)
+    sched = Sched()
+    svc = NoSubService(
+        reactor,
+        ADDR,
+        link,
+        lambda: Rig().session,
+        sched,
+        **kw,  # type: ignore[arg-type]
+    )
+    svc.startService()
+    return svc, link, reactor, sched
+
+
+def test_refused_connects_retry_every_second_then_give_up_and_start_again() -> None:
+    _svc, link, reactor, sched = service(retry_delay=5.0)
+    assert sched.started
+    for _ in range(12):
+        link.refuse_last()
+        reactor.advance(reactor.getDelayedCalls()[0].getTime() - reactor.seconds())
+    assert link.times()[:8] == [0, 1, 2, 3, 4, 9, 10, 11]
+
+
+def test_slow_connect_attempts() -> None:
+    _svc, link, reactor, _ = service(retry_delay=2.0)
+    reactor.advance(3)  # the 3 s connect timeout of the endpoint fires
+    link.refuse_last()
+    reactor.advance(1)
+    assert link.times() == [0, 4]
+    reactor.advance(3)
+    link.refuse_last()  # 7 s after the start: give up for 2 s
+    reactor.advance(1.9)
+    assert link.times() == [0, 4]
+    reactor.advance(0.1)
+    assert link.times() == [0, 4, 9]
+
+
+def test_reconnect_after_a_session() -> None:
+    svc, link, reactor, _ = service(reconnect_delay=0.5)
+    proto, transport = link.accept_last()
+    proto.dataReceived(wire.encode(wire.Start()))
+    assert transport.value() == wire.encode(wire.Result(0))
+    proto.connectionLost(Failure(ConnectionError()))
+    assert svc.sessions == 1
+    reactor.advance(0.4)
+    assert len(link.attempts) == 1
+    reactor.advance(0.1)
+    assert len(link.attempts) == 2
+
+
+def test_yield_waits_for_the_resume_hint() -> None:
+    _svc, link, reactor, _ = service(reconnect_delay=0.1)
+    proto, _ = link.accept_last()
+    rhint = time.time_ns() + 30 * 10**9
+    proto.dataReceived(wire.encode(wire.Start()) + wire.encode(wire.Yield(rhint=rhint)))
+    proto.connectionLost(Failure(ConnectionError()))
+    (call,) = reactor.getDelayedCalls()
+    assert 29 < call.getTime() - reactor.seconds() <= 30
+
+
+def test_session_limit_stops_the_reactor() -> None:
+    _svc, link, reactor, _ = service(max_sessions=1)
+    proto, _ = link.accept_last()
+    proto.connectionLost(Failure(ConnectionError()))
+    assert reactor.hasStopped
+
+
+def test_stop_service_ends_the_session_then_the_scheduler() -> None:
+    svc, link, reactor, sched = service()
+    proto, transport = link.accept_last()
+    d = svc.stopService()
+    assert d is not None and transport.disconnected
+    assert not sched.stopped
+    proto.connectionLost(Failure(ConnectionError()))
+    assert sched.stopped and d.called
+    assert reactor.getDelayedCalls() == []
+
+
+def test_stop_service_while_connecting() -> None:
+    svc, link, reactor, sched = service()
+    assert svc.stopService() is None
+    assert link.attempts[0][1].called  # cancelled
+    assert sched.stopped and reactor.getDelayedCalls() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("127.0.0.1", "127.0.0.1", 20556),
+        ("127.0.0.1:5000", "127.0.0.1", 5000),
+        ("localhost:80", "localhost", 80),
+        ("[::1]:7", "::1", 7),
+        ("[::1]", "::1", 20556),
+        ("::1", "::1", 20556),
+        ("::1:20557", "::1", 20557),  # split on the last ':' like the reference
+        ("fe80::1", "fe80::1", 20556),
+        ("controller.example.org:1", "controller.example.org", 1),
+    ],
+)
+def test_address_parsing(text: str, host: str, port: int) -> None:
+    assert ControllerAddress.parse(text) == ControllerAddress(host, port)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "127.0.0.1:0", "127.0.0.1:70000", "[::1", "[1.2.3.4]:5", "bad host!", "a:b:c"]
+)
+def test_bad_addresses(text: str) -> None:
+    with pytest.raises(ValueError, match="controller address"):
+        ControllerAddress.parse(text)
+
+
+def test_loopback_and_str() -> None:
+    assert ControllerAddress.parse("[::1]:9").is_loopback
+    assert ControllerAddress.parse("127.8.9.10").is_loopback
+    assert ControllerAddress.parse("localhost").is_loopback
+    assert not ControllerAddress.parse("192.0.2.1").is_loopback
+    assert not ControllerAddress.parse("example.org").is_loopback
+    assert str(ControllerAddress.parse("::1")) == "[::1]:20556"

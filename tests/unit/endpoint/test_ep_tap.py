@@ -1,0 +1,100 @@
+"""`twistd pktendpoint` options: the reference command line, overrides, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.python import usage
+
+from packetlab.endpoint.service import ControllerAddress, NoSubService
+from packetlab.endpoint.tap import Options, makeService
+
+
+def parse(*argv: str) -> Options:
+    opts = Options()
+    opts.parseOptions(list(argv))
+    return opts
+
+
+def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    opts = parse("--insecure-plaintext")
+    assert opts["address"] == ControllerAddress("127.0.0.1", 20556)
+    assert opts["endpoint_config"].buf_max == 8388608
+    assert opts["reconnect-delay"] == 1.0 and opts["retry-delay"] == 5.0
+    assert opts["sessions"] == 0
+
+
+def test_config_file_and_overrides(tmp_path: Path) -> None:
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("BufMax 1000\nHostID from-file\nTransprotoSup udp\n")
+    opts = parse(
+        "-c", str(conf), "--host-id", "from-option", "--set", "BufMax=2000",
+        "--ipv6", "::1", "--insecure-plaintext", "[::1]:9000",
+    )  # fmt: skip
+    cfg = opts["endpoint_config"]
+    assert (cfg.buf_max, cfg.host_id, cfg.transproto_sup) == (2000, "from-option", {"udp"})
+    assert [str(a) for a in cfg.ipv6] == ["::1"]
+    assert opts["address"] == ControllerAddress("::1", 9000)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "TLS to the controller is not available"),
+        (["--insecure-plaintext", "192.0.2.1:20556"], "only talks to loopback controllers"),
+        (["--insecure-plaintext", "example.org"], "only talks to loopback controllers"),
+        (["--insecure-plaintext", "[::1"], "bad controller address"),
+        (["--insecure-plaintext", "--set", "BufMax"], "--set wants KEY=VALUE"),
+        (
+            ["--insecure-plaintext", "--set", "BufMax=x"],
+            "--set BufMax: BufMax: expected an integer",
+        ),
+        (["--insecure-plaintext", "--buf-max", "-1"], "--buf-max: BufMax: -1 is out of range"),
+        (["--insecure-plaintext", "-c", "/nonexistent/endpt.conf"], "cannot read configuration"),
+        (["--insecure-plaintext", "--reconnect-delay", "soon"], "--reconnect-delay: expected"),
+        (["--insecure-plaintext", "--retry-delay", "-1"], "--retry-delay: expected seconds"),
+        (["--insecure-plaintext", "--sessions", "-2"], "--sessions: expected a count"),
+        (["--insecure-plaintext", "a", "b"], "at most one controller address"),
+    ],
+)
+def test_refusals(argv: list[str], message: str) -> None:
+    with pytest.raises(usage.UsageError, match=message.replace("[", r"\[")):
+        parse(*argv)
+
+
+def test_bad_config_line_is_named(tmp_path: Path) -> None:
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("# ok\nVMemLocalAddrStrIPv4 999.0.0.1\n")
+    with pytest.raises(usage.UsageError, match=r"endpt.conf:2: VMemLocalAddrStrIPv4: "):
+        parse("-c", str(conf), "--insecure-plaintext")
+
+
+def test_monitors_are_refused_until_supported(tmp_path: Path) -> None:
+    wasm = tmp_path / "m.wasm"
+    wasm.write_bytes(b"\0asm")
+    with pytest.raises(usage.UsageError, match="no such file"):
+        parse("-m", str(tmp_path / "missing.wasm"), "--insecure-plaintext")
+    with pytest.raises(usage.UsageError, match="at most 16"):
+        parse(*["-m", str(wasm)] * 17, "--insecure-plaintext")
+    with pytest.raises(usage.UsageError, match="monitors are not supported"):
+        parse("--monitor", str(wasm), "--insecure-plaintext")
+
+
+def test_make_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    svc = makeService(parse("--insecure-plaintext", "--sessions", "1", "127.0.0.1:5555"))
+    assert isinstance(svc, NoSubService)
+    assert svc.address == ControllerAddress("127.0.0.1", 5555)
+    assert svc.max_sessions == 1
+    session = svc.make_session()
+    assert session.config.host_id == "pktendpt"
+    assert svc.scheduler is not None
+    svc.scheduler.stop()
+
+
+def test_help_text_mentions_the_essentials() -> None:
+    text = str(Options())
+    for needle in ("--insecure-plaintext", "--config", "--monitor", "--set", "ADDR[:PORT]"):
+        assert needle in text
