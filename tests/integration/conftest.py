@@ -86,6 +86,12 @@ class RawController:
         assert isinstance(item, wire.Message), f"endpoint sent a bad frame: {item!r}"
         return item
 
+    def next(self, timeout: float = 5.0) -> wire.Message:
+        """The next frame in arrival order, held-back notifications first."""
+        if self.notes:
+            return self.notes.pop(0)
+        return self.recv(timeout)
+
     def response(self, timeout: float = 5.0) -> wire.Message:
         while True:
             msg = self.recv(timeout)
@@ -174,11 +180,13 @@ class EndpointProcess:
         config: str | None = DEFAULT_CONFIG,
         args: Sequence[str] = (),
         listen: str = "127.0.0.1",
+        defer_listen: bool = False,
     ) -> None:
         family = socket.AF_INET6 if ":" in listen else socket.AF_INET
         self.listener = socket.socket(family, socket.SOCK_STREAM)
         self.listener.bind((listen, 0))
-        self.listener.listen(8)
+        if not defer_listen:  # else: the endpoint finds no listener until listen()
+            self.listen()
         port = self.listener.getsockname()[1]
         self.address = f"[{listen}]:{port}" if ":" in listen else f"{listen}:{port}"
         self.logfile = workdir / f"pktendpoint-{port}.log"
@@ -195,6 +203,9 @@ class EndpointProcess:
             argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         self.controllers: list[RawController] = []
+
+    def listen(self) -> None:
+        self.listener.listen(8)
 
     @property
     def pid(self) -> int:
@@ -241,13 +252,17 @@ class EndpointProcess:
 def endpoint_factory(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., EndpointProcess]]:
-    """`start(config=DEFAULT_CONFIG, args=(), listen="127.0.0.1") -> EndpointProcess`."""
+    """`start(config=DEFAULT_CONFIG, args=(), listen="127.0.0.1", defer_listen=False)`
+    returns a running `EndpointProcess`."""
     started: list[EndpointProcess] = []
 
     def start(
-        config: str | None = DEFAULT_CONFIG, args: Sequence[str] = (), listen: str = "127.0.0.1"
+        config: str | None = DEFAULT_CONFIG,
+        args: Sequence[str] = (),
+        listen: str = "127.0.0.1",
+        defer_listen: bool = False,
     ) -> EndpointProcess:
-        ep = EndpointProcess(tmp_path, config, args, listen)
+        ep = EndpointProcess(tmp_path, config, args, listen, defer_listen)
         started.append(ep)
         return ep
 
