@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -34,6 +35,15 @@ CLOSE_TIMEOUT = 10.0  # at most this long to flush the last frames to a stalled 
 TRANSPORT_BUFFER = 1 << 20  # bytes the transport may hold before it pauses us
 
 
+def _socket_descriptor(transport: Any) -> Any:
+    """The socket FileDescriptor under `transport` (itself, or below a TLS wrapper)."""
+    for _ in range(3):
+        if isinstance(transport, FileDescriptor):
+            return transport
+        transport = getattr(transport, "transport", None)
+    return None
+
+
 @implementer(IPushProducer)
 class ControllerProtocol(Protocol):
     log = Logger()
@@ -48,6 +58,7 @@ class ControllerProtocol(Protocol):
         self._consuming = False
         self._closing = False
         self._setup_timer: IDelayedCall | None = None
+        self._fd: Any = None  # the socket FileDescriptor under the transport (see _flush_now)
         self._close_timer: IDelayedCall | None = None
         #: Fires with the SessionEnd once the connection is gone.
         self.done: defer.Deferred[SessionEnd] = defer.Deferred()
@@ -66,6 +77,7 @@ class ControllerProtocol(Protocol):
             transport.bufferSize = TRANSPORT_BUFFER
         self.session = session = self._make_session()
         transport.registerProducer(self, True)
+        self._fd = _socket_descriptor(transport)
         session.outbox.on_drain = self._drained
         session.outbox.attach(transport.write)
         self._setup_timer = self._reactor.callLater(SETUP_TIMEOUT, self._setup_expired)
@@ -78,6 +90,25 @@ class ControllerProtocol(Protocol):
             return
         self._refeed(data)
         self._consume()
+        self._flush_now()
+
+    def _flush_now(self) -> None:
+        """Write the answers now instead of on the reactor's next turn.
+
+        Twisted only buffers in write() and sends when epoll next reports the socket
+        writable: one more epoll round trip per request (~15 µs of a ~100 µs mread round
+        trip here). The socket is almost always writable, so try at once; what does not
+        fit stays buffered exactly as before.
+        """
+        fd = self._fd
+        if fd is not None and fd.connected and not fd.disconnecting:
+            try:
+                pending = fd._tempDataLen or len(fd.dataBuffer) - fd.offset
+            except AttributeError:  # not the FileDescriptor we know: leave it to Twisted
+                self._fd = None
+                return
+            if pending:
+                fd.doWrite()  # an error shows up again on the reactor's own doWrite
 
     def _refeed(self, data: bytes = b"") -> None:
         close = getattr(self._items, "close", None)

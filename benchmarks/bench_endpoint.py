@@ -1,0 +1,391 @@
+"""The endpoint under load: a real ``twistd pktendpoint --insecure-plaintext`` process on
+loopback, driven by a controller written with raw frames in this process.
+
+* ``udp``: immediate UDP nsends (64-byte payload, a tag each, 64 outstanding: a new nsend
+  goes out when an ntag comes back) per second. Goal ≥ 45,000/s.
+* ``tcp``: a TCP download delivered as ndata, MB/s, next to a plain Twisted client reading
+  the same bytes from the same source in the same run. Goal ≥ 500 MB/s.
+* ``mread``: round trip of ``mread(TIME, 8)``, one at a time; p50 goal ≤ 100 µs.
+* ``rss``: resident memory of the endpoint process after ``start``, idle. Goal ≤ 30 MB.
+
+The data source (and the plain Twisted client) run in their own processes, so the three
+parties of a transfer each have a process, as in real use.
+
+Run from the repository root: ``python -m benchmarks.bench_endpoint --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import environment, fmt, markdown_table, percentile, write_json
+from packetlab import wire
+from packetlab.wire import vmem
+
+REPO = Path(__file__).resolve().parent.parent
+HDR = struct.Struct(">I")
+T_RESULT, T_MDATA, T_NTAG, T_NSTAT, T_NDATA = 0x40, 0x41, 0x60, 0x61, 0x62
+LO4 = b"\x7f\x00\x00\x01"
+
+CONFIG = """\
+BufMax 16777216
+TransprotoSup tcp,udp
+VMemLocalAddrStrIPv4 127.0.0.1/8
+NoSubMode 1
+"""
+
+
+class Endpoint:
+    """A twistd pktendpoint child connected to a listener we hold; `ctl` is the socket."""
+
+    def __init__(self, workdir: Path, profile: str | None = None) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        port = self.listener.getsockname()[1]
+        conf = workdir / "endpt.conf"
+        conf.write_text(CONFIG)
+        twistd = Path(sys.executable).with_name("twistd")
+        argv = [str(twistd), "-n", "--pidfile=", f"--logfile={workdir / 'endpoint.log'}"]
+        if profile:
+            argv += ["--profile", profile, "--profiler", "cprofile", "--savestats"]
+        argv += ["pktendpoint", "-c", str(conf), "--insecure-plaintext", f"127.0.0.1:{port}"]
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.proc = subprocess.Popen(argv, env=env, cwd=workdir)
+        self.listener.settimeout(20)
+        self.ctl, _ = self.listener.accept()
+        self.ctl.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.ctl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.reader = FrameReader(self.ctl)
+        self.request(wire.Start())
+
+    def request(self, msg: wire.Message) -> tuple[int, bytes]:
+        self.ctl.sendall(wire.encode(msg))
+        while True:
+            kind, body = self.reader.next()
+            if kind in (T_RESULT, T_MDATA):
+                return kind, body
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> None:
+        self.ctl.close()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.listener.close()
+
+
+class FrameReader:
+    """Splits the endpoint's stream into (type, body) with as little work as possible."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.pos = 0
+
+    def fill(self) -> None:
+        if self.pos:
+            del self.buf[: self.pos]
+            self.pos = 0
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise EOFError("endpoint closed")
+        self.buf += data
+
+    def next(self) -> tuple[int, bytes]:
+        while True:
+            buf, pos = self.buf, self.pos
+            if len(buf) - pos >= 4:
+                (word,) = HDR.unpack_from(buf, pos)
+                end = pos + 4 + (word & 0xFFFFFF)
+                if end <= len(buf):
+                    self.pos = end
+                    return word >> 24, bytes(buf[pos + 4 : end])
+            self.fill()
+
+    def scan(self) -> list[tuple[int, int]]:
+        """Every whole frame buffered now, as (type, body length), reading once if none."""
+        out: list[tuple[int, int]] = []
+        while not out:
+            buf, pos = self.buf, self.pos
+            n = len(buf)
+            while n - pos >= 4:
+                (word,) = HDR.unpack_from(buf, pos)
+                end = pos + 4 + (word & 0xFFFFFF)
+                if end > n:
+                    break
+                out.append((word >> 24, end - pos - 4))
+                pos = end
+            self.pos = pos
+            if not out:
+                self.fill()
+        return out
+
+
+# --------------------------------------------------------------------------- UDP sends
+
+
+def bench_udp(ep: Endpoint, count: int, window: int = 64) -> dict[str, Any]:
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))  # never read: the kernel drops what overflows
+    port = sink.getsockname()[1]
+    kind, body = ep.request(
+        wire.Nopen(sktid=1, family=4, proto=17, rbufsz=1 << 16, laddr=bytes(4), lport=0)
+    )
+    assert kind == T_RESULT and body == b"", body
+    frames = [
+        wire.encode(
+            wire.Nsend(
+                sktid=1,
+                family=4,
+                proto=17,
+                time=0,
+                tag=1 + i % 65535,
+                data=bytes(64),
+                raddr=LO4,
+                rport=port,
+            )
+        )
+        for i in range(window)
+    ]
+    batch = 16
+    sent = tagged = results = 0
+    errors = 0
+    start = time.perf_counter()
+    ep.ctl.sendall(b"".join(frames[:window]))
+    sent = window
+    while tagged < count:
+        for kind, length in ep.reader.scan():
+            if kind == T_NTAG:
+                tagged += 1
+                errors += length != 11
+            elif kind == T_RESULT:
+                results += 1
+                errors += length != 0
+        free = window - (sent - tagged)
+        if free >= batch and sent < count:
+            n = min(free, count - sent)
+            ep.ctl.sendall(b"".join(frames[:n]))
+            sent += n
+    elapsed = time.perf_counter() - start
+    ep.request(wire.Nclose(sktid=1))
+    sink.close()
+    return {
+        "nsends": count,
+        "seconds": elapsed,
+        "per_second": count / elapsed,
+        "errors": errors,
+        "window": window,
+        "payload": 64,
+    }
+
+
+# ----------------------------------------------------------------------------- TCP
+
+
+SOURCE = r"""
+import socket, sys
+size = int(sys.argv[1]); count = int(sys.argv[2])
+ls = socket.create_server(("127.0.0.1", 0))
+print(ls.getsockname()[1], flush=True)
+chunk = bytes(range(256)) * 4096  # 1 MiB
+for _ in range(count):
+    conn, _ = ls.accept()
+    left = size
+    while left > 0:
+        n = conn.send(chunk if left >= len(chunk) else chunk[:left])
+        left -= n
+    conn.close()
+"""
+
+TWISTED_CLIENT = r"""
+import sys, time
+from twisted.internet import protocol, reactor
+port = int(sys.argv[1])
+class Count(protocol.Protocol):
+    n = 0
+    def connectionMade(self):
+        self.t0 = time.perf_counter()
+    def dataReceived(self, data):
+        self.n += len(data)
+    def connectionLost(self, reason):
+        print(self.n, time.perf_counter() - self.t0, flush=True)
+        reactor.stop()
+protocol.ClientCreator(reactor, Count).connectTCP("127.0.0.1", port)
+reactor.run()
+"""
+
+
+def bench_tcp(ep: Endpoint, size: int, rbufsz: int) -> dict[str, Any]:
+    src = subprocess.Popen(
+        [sys.executable, "-c", SOURCE, str(size), "2"], stdout=subprocess.PIPE, text=True
+    )
+    assert src.stdout is not None
+    port = int(src.stdout.readline())
+    try:
+        # 1. plain Twisted client, same source, same size
+        out = subprocess.run(
+            [sys.executable, "-c", TWISTED_CLIENT, str(port)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout.split()
+        plain_bytes, plain_s = int(out[0]), float(out[1])
+        # 2. through the endpoint, as ndata
+        kind, body = ep.request(
+            wire.Nopen(
+                sktid=2,
+                family=4,
+                proto=6,
+                rbufsz=rbufsz,
+                laddr=bytes(4),
+                lport=0,
+                raddr=LO4,
+                rport=port,
+            )
+        )
+        assert kind == T_RESULT and body == b"", body
+        got = frames = 0
+        start = None
+        done = False
+        while not done:
+            for kind, length in ep.reader.scan():
+                if kind == T_NDATA:
+                    if start is None:
+                        start = time.perf_counter()
+                    got += length - 11
+                    frames += 1
+                elif kind == T_NSTAT and length == 12:
+                    done = True  # a code: PEERCLOSED (ESTABLISHED carries an address)
+        elapsed = time.perf_counter() - (start or 0)
+        ep.request(wire.Nclose(sktid=2))
+    finally:
+        src.wait(30)
+    return {
+        "bytes": got,
+        "expected": size,
+        "seconds": elapsed,
+        "mb_per_s": got / elapsed / 1e6,
+        "ndata_frames": frames,
+        "plain_twisted_mb_per_s": plain_bytes / plain_s / 1e6,
+        "rbufsz": rbufsz,
+    }
+
+
+# ---------------------------------------------------------------------------- mread
+
+
+def bench_mread(ep: Endpoint, count: int) -> dict[str, Any]:
+    frame = wire.encode(wire.Mread(addr=vmem.TIME.addr, len=8))
+    ctl, reader = ep.ctl, ep.reader
+    rtts: list[int] = []
+    for _ in range(200):  # warm-up
+        ctl.sendall(frame)
+        reader.next()
+    clock = time.perf_counter_ns
+    for _ in range(count):
+        t0 = clock()
+        ctl.sendall(frame)
+        kind, _ = reader.next()
+        rtts.append(clock() - t0)
+        assert kind == T_MDATA
+    return {
+        "count": count,
+        "p10_us": percentile(rtts, 10) / 1e3,
+        "p50_us": percentile(rtts, 50) / 1e3,
+        "p90_us": percentile(rtts, 90) / 1e3,
+        "p99_us": percentile(rtts, 99) / 1e3,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--udp-count", type=int, default=200_000)
+    ap.add_argument("--tcp-bytes", type=int, default=2 << 30)
+    ap.add_argument("--rbufsz", type=int, default=4 << 20)
+    ap.add_argument("--mread-count", type=int, default=20_000)
+    ap.add_argument("--only", choices=["udp", "tcp", "mread", "rss"], action="append")
+    ap.add_argument("--profile", help="write the endpoint's cProfile stats to this file")
+    ap.add_argument("--json", help="write all results to this JSON file")
+    args = ap.parse_args(argv)
+    only = set(args.only or ["udp", "tcp", "mread", "rss"])
+    results: dict[str, Any] = {"environment": environment()}
+    with tempfile.TemporaryDirectory() as tmp:
+        profile = str(Path(args.profile).resolve()) if args.profile else None
+        ep = Endpoint(Path(tmp), profile)
+        try:
+            if "rss" in only:
+                time.sleep(1.0)
+                results["rss"] = {"idle_rss_mib": ep.rss_kib() / 1024}
+            if "mread" in only:
+                results["mread"] = bench_mread(ep, args.mread_count)
+            if "udp" in only:
+                results["udp"] = bench_udp(ep, args.udp_count)
+            if "tcp" in only:
+                results["tcp"] = bench_tcp(ep, args.tcp_bytes, args.rbufsz)
+            if "rss" in only:
+                results["rss"]["after_rss_mib"] = ep.rss_kib() / 1024
+        finally:
+            ep.stop()
+    rows: list[list[str]] = []
+    ok = True
+
+    def row(what: str, result: str, goal: str, good: bool | None) -> None:
+        nonlocal ok
+        ok &= good is not False
+        rows.append([what, result, goal, "" if good is None else "yes" if good else "no"])
+
+    if "udp" in results:
+        r = results["udp"]
+        good = r["per_second"] >= 45_000 and not r["errors"]
+        row(
+            "immediate UDP nsend (64 B, 64 outstanding)",
+            f"{r['per_second']:,.0f}/s",
+            "≥ 45,000/s",
+            good,
+        )
+    if "tcp" in results:
+        r = results["tcp"]
+        good = r["mb_per_s"] >= 500 and r["bytes"] == r["expected"]
+        row("TCP download as ndata", f"{r['mb_per_s']:,.0f} MB/s", "≥ 500 MB/s", good)
+        plain = f"{r['plain_twisted_mb_per_s']:,.0f} MB/s"
+        row("  plain Twisted client, same source", plain, "(reference)", None)
+    if "mread" in results:
+        r = results["mread"]
+        rtt = " / ".join(fmt(r[k], digits=1) for k in ("p50_us", "p90_us", "p99_us"))
+        row(
+            "mread(TIME) round trip p50 / p90 / p99",
+            f"{rtt} µs",
+            "p50 ≤ 100 µs",
+            r["p50_us"] <= 100,
+        )
+    if "rss" in results:
+        r = results["rss"]
+        row("endpoint idle RSS", f"{r['idle_rss_mib']:.1f} MiB", "≤ 30 MB", r["idle_rss_mib"] <= 30)
+    print(markdown_table(["measure", "result", "goal", "met"], rows))
+    env = results["environment"]
+    print(f"\nPython {env['python']}, {env['cpus']} CPUs, kernel {env['kernel']}, "
+          f"commit {env['commit']} ({env['utc']})")  # fmt: skip
+    if args.json:
+        write_json(args.json, results)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
