@@ -91,47 +91,56 @@ class Endpoint:
 
 
 class FrameReader:
-    """Splits the endpoint's stream into (type, body) with as little work as possible."""
+    """Splits the endpoint's stream into frames with as little work as possible: one
+    recv_into a big buffer, headers parsed in place (the controller must not be the
+    bottleneck of a 1 GB/s measurement)."""
+
+    SIZE = 8 << 20
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buf = bytearray()
-        self.pos = 0
+        self.buf = bytearray(self.SIZE)
+        self.view = memoryview(self.buf)
+        self.start = 0
+        self.end = 0
 
     def fill(self) -> None:
-        if self.pos:
-            del self.buf[: self.pos]
-            self.pos = 0
-        data = self.sock.recv(1 << 20)
-        if not data:
+        if self.start == self.end:
+            self.start = self.end = 0
+        elif self.end > self.SIZE // 2:  # keep the partial frame, make room
+            n = self.end - self.start
+            self.buf[:n] = self.buf[self.start : self.end]
+            self.start, self.end = 0, n
+        got = self.sock.recv_into(self.view[self.end :])
+        if not got:
             raise EOFError("endpoint closed")
-        self.buf += data
+        self.end += got
 
     def next(self) -> tuple[int, bytes]:
         while True:
-            buf, pos = self.buf, self.pos
-            if len(buf) - pos >= 4:
-                (word,) = HDR.unpack_from(buf, pos)
-                end = pos + 4 + (word & 0xFFFFFF)
-                if end <= len(buf):
-                    self.pos = end
-                    return word >> 24, bytes(buf[pos + 4 : end])
+            pos = self.start
+            if self.end - pos >= 4:
+                (word,) = HDR.unpack_from(self.buf, pos)
+                stop = pos + 4 + (word & 0xFFFFFF)
+                if stop <= self.end:
+                    self.start = stop
+                    return word >> 24, bytes(self.buf[pos + 4 : stop])
             self.fill()
 
     def scan(self) -> list[tuple[int, int]]:
         """Every whole frame buffered now, as (type, body length), reading once if none."""
         out: list[tuple[int, int]] = []
+        buf, unpack = self.buf, HDR.unpack_from
         while not out:
-            buf, pos = self.buf, self.pos
-            n = len(buf)
-            while n - pos >= 4:
-                (word,) = HDR.unpack_from(buf, pos)
-                end = pos + 4 + (word & 0xFFFFFF)
-                if end > n:
+            pos, end = self.start, self.end
+            while end - pos >= 4:
+                (word,) = unpack(buf, pos)
+                stop = pos + 4 + (word & 0xFFFFFF)
+                if stop > end:
                     break
-                out.append((word >> 24, end - pos - 4))
-                pos = end
-            self.pos = pos
+                out.append((word >> 24, stop - pos - 4))
+                pos = stop
+            self.start = pos
             if not out:
                 self.fill()
         return out

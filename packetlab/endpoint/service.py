@@ -197,6 +197,7 @@ class NoSubService(service.Service):
             return
         reactor = self.reactor
         factory = Factory.forProtocol(lambda: ControllerProtocol(self.make_session, reactor))  # type: ignore[arg-type]
+        factory.noisy = False  # one "Starting factory" line per connection is noise
         d = self.link.endpoint(reactor, self.address).connect(factory)
         self._connecting = d
         d.addCallbacks(self._connected, self._connect_failed)
