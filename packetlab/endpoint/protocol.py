@@ -146,9 +146,13 @@ class ControllerProtocol(Protocol):
     def _flush_now(self) -> None:
         """Under TLS: push the socket's buffer now rather than on the next reactor turn."""
         fd = self._fd
-        if fd is not None and fd.connected and not fd.disconnecting:
-            if fd._tempDataLen or len(fd.dataBuffer) - fd.offset:
-                fd.doWrite()  # an error shows up again on the reactor's own doWrite
+        if (
+            fd is not None
+            and fd.connected
+            and not fd.disconnecting
+            and (fd._tempDataLen or len(fd.dataBuffer) - fd.offset)
+        ):
+            fd.doWrite()  # an error shows up again on the reactor's own doWrite
 
     def _refeed(self, data: bytes = b"") -> None:
         close = getattr(self._items, "close", None)
