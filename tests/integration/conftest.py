@@ -12,6 +12,7 @@ controller speaking raw wire frames on loopback.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -181,6 +182,7 @@ class EndpointProcess:
         args: Sequence[str] = (),
         listen: str = "127.0.0.1",
         defer_listen: bool = False,
+        nofile: int | None = None,
     ) -> None:
         family = socket.AF_INET6 if ":" in listen else socket.AF_INET
         self.listener = socket.socket(family, socket.SOCK_STREAM)
@@ -199,8 +201,18 @@ class EndpointProcess:
         self.argv = argv
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+
+        def limit() -> None:
+            if nofile is not None:  # a small descriptor limit, to reach ENORES
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.proc = subprocess.Popen(
-            argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            argv,
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=limit,
         )
         self.controllers: list[RawController] = []
 
@@ -252,8 +264,8 @@ class EndpointProcess:
 def endpoint_factory(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., EndpointProcess]]:
-    """`start(config=DEFAULT_CONFIG, args=(), listen="127.0.0.1", defer_listen=False)`
-    returns a running `EndpointProcess`."""
+    """`start(config=DEFAULT_CONFIG, args=(), listen="127.0.0.1", defer_listen=False,
+    nofile=None)` returns a running `EndpointProcess`."""
     started: list[EndpointProcess] = []
 
     def start(
@@ -261,8 +273,9 @@ def endpoint_factory(
         args: Sequence[str] = (),
         listen: str = "127.0.0.1",
         defer_listen: bool = False,
+        nofile: int | None = None,
     ) -> EndpointProcess:
-        ep = EndpointProcess(tmp_path, config, args, listen, defer_listen)
+        ep = EndpointProcess(tmp_path, config, args, listen, defer_listen, nofile)
         started.append(ep)
         return ep
 

@@ -183,3 +183,17 @@ def test_exhausted_budget_drops_counts_and_sends_one_ndrop(controller: RawContro
     assert (ndrop.unitcnt, ndrop.bytecnt) == (4, 400) and ndrop.tfirst <= ndrop.tlast
     assert c.notification(wire.Ndata).data == b"again"
     s.close()
+
+
+def test_out_of_descriptors_answers_enores(
+    endpoint_factory: Callable[..., EndpointProcess],
+) -> None:
+    ep = endpoint_factory(nofile=40)
+    c = ep.accept()
+    c.start()
+    answers = [c.status(nopen(i)) for i in range(40)]
+    assert answers[0] == 0 and S.ENORES in answers
+    assert set(answers) == {0, S.ENORES}
+    assert c.mread(vmem.IP4NO.addr, 1) == b"\x01"  # the session carries on
+    c.ok(wire.Nclose(sktid=0))
+    assert c.status(nopen(200)) == 0  # a freed descriptor is usable again

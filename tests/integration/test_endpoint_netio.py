@@ -1,0 +1,220 @@
+"""The socket layer (packetlab.endpoint.netio) on real loopback sockets, driven by hand
+through a MemoryReactor: partial TCP writes, FIN after the last byte, connect outcomes,
+UDP send backlog, budget stops, and error mapping."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from twisted.internet.testing import MemoryReactor
+
+from packetlab.endpoint.netio import ReactorNetwork, TcpIO, UdpIO
+from packetlab.endpoint.sockets import OpenError, PendingSend, Skt
+from packetlab.wire.constants import SocketState, Status
+
+LO4 = socket.inet_aton("127.0.0.1")
+
+
+class Events:
+    """Records every SocketEvents call; `room` is what recv_room answers."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.room = 1 << 20
+
+    def names(self) -> list[str]:
+        return [n for n, _ in self.calls]
+
+    def args(self, name: str) -> tuple[Any, ...]:
+        """The arguments (after the socket/send) of the first call of `name`."""
+        return next(a for n, a in self.calls if n == name)[1:]
+
+    def recv_room(self, skt: Skt) -> int:
+        return self.room
+
+    def __getattr__(self, name: str) -> Any:
+        def record(*args: Any) -> None:
+            self.calls.append((name, args))
+
+        return record
+
+
+def pump(reactor: MemoryReactor, rounds: int = 50) -> None:
+    """Call doRead/doWrite of registered descriptors, like one reactor turn each."""
+    for _ in range(rounds):
+        for r in list(reactor.readers):
+            r.doRead()
+        for w in list(reactor.writers):
+            w.doWrite()
+
+
+@pytest.fixture
+def net() -> Iterator[tuple[ReactorNetwork, MemoryReactor, Events]]:
+    reactor = MemoryReactor()
+    yield ReactorNetwork(reactor), reactor, Events()
+
+
+def until(cond: Any, reactor: MemoryReactor, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        pump(reactor, 1)
+        time.sleep(0.001)
+
+
+def test_tcp_partial_writes_then_ntag_then_fin(net: Any) -> None:
+    network, reactor, events = net
+    server = socket.create_server(("127.0.0.1", 0))
+    skt = Skt(2, 4, 6, 1 << 20)
+    io = network.open_tcp(skt, bytes(4), 0, LO4, server.getsockname()[1], events)
+    peer, _ = server.accept()
+    until(lambda: "tcp_established" in events.names(), reactor)
+    io._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    blob = bytes(range(256)) * 16384  # 4 MiB: far more than the socket buffers hold
+    p = PendingSend(skt, 5, blob, None, 0)
+    assert io.send(p) is False  # not all written yet
+    io.shutdown_write()  # FIN only after the last byte
+    got = bytearray()
+    peer.setblocking(False)
+    deadline = time.monotonic() + 10
+    while True:
+        assert time.monotonic() < deadline
+        pump(reactor, 1)
+        try:
+            chunk = peer.recv(1 << 20)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            break
+        got += chunk
+    assert bytes(got) == blob
+    names = events.names()
+    assert names.index("send_done") < names.index("tcp_fin_sent")
+    t, err = events.args("send_done")
+    assert err == 0 and t > 0
+    assert io.close() == []
+    server.close()
+    peer.close()
+
+
+def test_tcp_connect_refused(net: Any) -> None:
+    network, reactor, events = net
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    skt = Skt(3, 4, 6, 4096)
+    network.open_tcp(skt, bytes(4), 0, LO4, holder.getsockname()[1], events)
+    until(lambda: "tcp_connect_failed" in events.names(), reactor)
+    assert events.args("tcp_connect_failed") == (SocketState.REFUSED,)
+    holder.close()
+
+
+def test_tcp_budget_stop_eof_and_reset(net: Any) -> None:
+    network, reactor, events = net
+    server = socket.create_server(("127.0.0.1", 0))
+    skt = Skt(2, 4, 6, 1 << 20)
+    io = network.open_tcp(skt, bytes(4), 0, LO4, server.getsockname()[1], events)
+    peer, _ = server.accept()
+    until(lambda: "tcp_established" in events.names(), reactor)
+    events.room = 0
+    peer.sendall(b"data")
+    until(lambda: "tcp_blocked" in events.names(), reactor)
+    assert io not in reactor.readers
+    events.room = 100
+    io.resume_reading()
+    until(lambda: "tcp_received" in events.names(), reactor)
+    data, when = events.args("tcp_received")
+    assert data == b"data" and abs(when - time.time_ns()) < 5 * 10**9
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()  # RST
+    until(lambda: "tcp_error" in events.names(), reactor)
+    assert events.args("tcp_error") == (SocketState.RESET,)
+    io.close()
+    server.close()
+
+
+def test_bind_errors_map_to_status(net: Any) -> None:
+    network, _, events = net
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    with pytest.raises(OpenError) as e:
+        network.open_udp(Skt(1, 4, 17, 0), LO4, port, events)
+    assert e.value.status == Status.EUDPNOPORT
+    with pytest.raises(OpenError) as e:
+        network.open_udp(Skt(1, 4, 17, 0), bytes([192, 0, 2, 77]), 0, events)
+    assert e.value.status == Status.ESKTNOADDR
+    listening = socket.create_server(("127.0.0.1", 0))
+    with pytest.raises(OpenError) as e:
+        network.open_tcp(Skt(2, 4, 6, 0), LO4, listening.getsockname()[1], None, None, events)
+    assert e.value.status == Status.ETCPNOPORT
+    taken.close()
+    listening.close()
+
+
+class FullSocket:
+    """A UDP socket whose send buffer is full for the first `full` sends."""
+
+    def __init__(self, full: int) -> None:
+        self.full = full
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def fileno(self) -> int:
+        return 1000
+
+    def sendto(self, data: bytes, dest: Any) -> int:
+        if self.full:
+            self.full -= 1
+            raise BlockingIOError(errno.EAGAIN, "full")
+        if dest[1] == 0:
+            raise OSError(errno.EINVAL, "port 0")
+        self.sent.append(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_udp_backlog_keeps_order_until_writable() -> None:
+    reactor = MemoryReactor()
+    events = Events()
+    sock = FullSocket(full=2)
+    skt = Skt(1, 4, 17, 0)
+    io = UdpIO(reactor, sock, skt, events, time.time_ns)  # type: ignore[arg-type]
+    sends = [PendingSend(skt, i, b"%d" % i, ("127.0.0.1", 9 if i != 2 else 0), 0) for i in range(4)]
+    assert io.send(sends[0]) is False  # EAGAIN: queued, wait for writable
+    assert io.send(sends[1]) is False  # behind it, even though the buffer may have room
+    assert io in reactor.writers
+    io.doWrite()  # still full once
+    assert sock.sent == []
+    io.doWrite()
+    assert sock.sent == [b"0", b"1"] and io not in reactor.writers
+    assert [a[0] for _, a in events.calls] == sends[:2]
+    assert all(a[2] == 0 for _, a in events.calls)
+    assert io.send(sends[3]) is True
+    sock.full = 1
+    assert io.send(sends[2]) is False
+    io.doWrite()  # port 0 fails: reported as an error, not retried
+    assert events.calls[-1][1][2] == errno.EINVAL
+    assert io.close() == [] and sock.closed
+
+
+def test_tcp_listen_accepts_one(net: Any) -> None:
+    network, reactor, events = net
+    skt = Skt(8, 4, 6, 1 << 16)
+    io = network.open_tcp(skt, LO4, 0, None, None, events)
+    assert isinstance(io, TcpIO) and skt.lport != 0
+    c = socket.create_connection(("127.0.0.1", skt.lport))
+    until(lambda: "tcp_established" in events.names(), reactor)
+    laddr, lport, raddr, rport = events.args("tcp_established")
+    assert (laddr, lport, raddr, rport) == (LO4, skt.lport, LO4, c.getsockname()[1])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", skt.lport))
+    c.close()
+    io.close()
