@@ -1,0 +1,251 @@
+"""UDP traceroute through a PacketLab endpoint, as in the Marionette paper (§5.3).
+
+The controller opens a raw socket on the endpoint, captures ICMP(v6) there with an ncap
+filter, and sends one TTL-limited UDP probe per hop (Butskoy's ports and payload) with
+`nsend(..., ntag=True)`. A hop's RTT is the reply's ndata time minus the probe's ntag time:
+both are taken by the endpoint (this project's endpoint stamps both in the kernel), so the
+controller's distance to the endpoint is not in them.
+
+`open_capture` and `pick_source` are shared with `packetlab.measure.ping`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from packetlab.controller import EndpointSession, Socket, read_system_info, read_time
+from packetlab.controller._deferred import deferred_api
+from packetlab.controller.errors import ControllerError
+from packetlab.controller.filters import tcpdump_filter
+from packetlab.measure.probes import TRACEROUTE_BASE_PORT, traceroute_probe
+from packetlab.measure.records import Hop, Stamp, TracerouteResult
+from packetlab.measure.replies import ParseError, Reply, ReplyKind, parse_reply
+from packetlab.wire import Ndata, Ntag, TransSup
+
+__all__ = [
+    "CAPTURE_FILTERS",
+    "MeasureError",
+    "RawCapture",
+    "close_capture",
+    "open_capture",
+    "pick_source",
+    "traceroute",
+]
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Only ICMP of the probe's family: errors quoting our probes and echo replies. Everything
+# else stays in the endpoint's kernel.
+CAPTURE_FILTERS = {4: "icmp", 6: "icmp6"}
+SETUP_SLACK_S = 30.0  # capture time beyond what the probes need (request round trips)
+
+
+class MeasureError(ControllerError):
+    """The endpoint cannot run this measurement (no raw sockets, no address of the family)."""
+
+
+def as_target(value: str | Address) -> Address:
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"target {value!r} is not an IPv4 or IPv6 address") from None
+
+
+def pick_source(addresses: Sequence[Address], dst: Address) -> Address:
+    """The exported address to send from: of dst's family, loopback only for a loopback
+    dst, link-local only for a link-local dst; the first one that fits otherwise."""
+    same = [a for a in addresses if a.version == dst.version]
+    if not same:
+        raise MeasureError(
+            f"the endpoint exports no IPv{dst.version} address, so it cannot probe {dst}"
+        )
+
+    def scope(a: Address) -> int:  # 0 = the same kind of address as dst, larger = worse
+        if a.is_loopback != dst.is_loopback:
+            return 2
+        return int(a.is_link_local != dst.is_link_local)
+
+    return min(same, key=scope)
+
+
+@dataclass
+class RawCapture:
+    """An open raw socket capturing `expression` on the endpoint until `endtime` (ns)."""
+
+    session: EndpointSession
+    sktid: int
+    sock: Socket
+    src: Address
+    endtime: int
+    opened_at: int  # endpoint time read just before the nopen
+
+
+async def open_capture(
+    session: EndpointSession,
+    dst: Address,
+    *,
+    src: Address | None,
+    duration_s: float,
+    expression: str | None = None,
+) -> RawCapture:
+    """Read the endpoint's addresses (unless `src` is given), open a raw socket there and
+    capture for `duration_s` seconds (plus slack) with a tcpdump filter (default: ICMP of
+    dst's family). Raises MeasureError when the endpoint has no raw sockets."""
+    info_d = read_system_info(session)
+    time_d = read_time(session)
+    info = await info_d
+    now = await time_d
+    if not info.transsup & TransSup.RAW:
+        raise MeasureError(
+            "the endpoint does not offer raw sockets (TRANSSUP has no raw; it needs "
+            "TransprotoSup raw,... in endpt.conf and CAP_NET_RAW)"
+        )
+    if src is None:
+        src = pick_source(info.addresses, dst)
+    elif src.version != dst.version:
+        raise ValueError(f"source {src} and target {dst} are different IP versions")
+    program = tcpdump_filter(expression or CAPTURE_FILTERS[dst.version])
+    sktid = session.free_sktid()
+    sock = await session.nopen_raw(sktid, laddr=src)
+    endtime = now + int((duration_s + SETUP_SLACK_S) * 1e9)
+    try:
+        await session.ncap(sktid, program, endtime=endtime)
+    except BaseException:
+        await close_capture(RawCapture(session, sktid, sock, src, endtime, now))
+        raise
+    return RawCapture(session, sktid, sock, src, endtime, now)
+
+
+async def close_capture(cap: RawCapture) -> None:
+    """nclose, ignoring a session that already ended (its error is reported elsewhere)."""
+    if cap.sock.ended:
+        return
+    try:
+        await cap.session.nclose(cap.sktid)
+    except ControllerError:
+        pass
+
+
+def parse_ndata(note: object) -> tuple[Reply, int] | None:
+    """(reply, kernel receive time) of a captured packet, or None for anything else."""
+    if not isinstance(note, Ndata):
+        return None
+    try:
+        return parse_reply(note.data), note.time
+    except ParseError:
+        return None
+
+
+async def ntag_time(d: Deferred[Ntag] | None, reactor: Any, timeout: float) -> int | None:
+    """The send time of an ntag Deferred, None if it does not come within `timeout`."""
+    if d is None:
+        return None
+    box: list[int | None] = [None]
+
+    def got(tag: Ntag) -> None:
+        box[0] = tag.time
+
+    d.addCallback(got)
+    d.addTimeout(timeout, reactor, onTimeoutCancel=lambda result, t: None)
+    await d
+    return box[0]
+
+
+def _ends_trace(reply: Reply) -> bool:
+    # The destination answered (port unreachable), or a router says it cannot get there
+    # (!H, !N, !X...): further TTLs would only repeat that.
+    return reply.from_destination or reply.kind is ReplyKind.DEST_UNREACHABLE
+
+
+@deferred_api
+async def traceroute(
+    session: EndpointSession,
+    dst: str | Address,
+    *,
+    first_ttl: int = 1,
+    max_ttl: int = 30,
+    wait: float = 2.0,
+    sport: int | None = None,
+    base_port: int = TRACEROUTE_BASE_PORT,
+    src: str | Address | None = None,
+    send_stamp: str = Stamp.KERNEL,
+    recv_stamp: str = Stamp.KERNEL,
+) -> TracerouteResult:
+    """Trace the path to `dst` from the endpoint: one UDP probe per TTL, sequentially, each
+    answered within `wait` seconds or recorded as `Hop.timeout`. Stops at the destination
+    (or a destination unreachable) or after `max_ttl`.
+
+    `sport` is the UDP source port of every probe (default: random, 32768..60999); probe
+    n goes to `base_port + n` like Butskoy's traceroute. `src` defaults to the endpoint's
+    exported address of dst's family. `send_stamp`/`recv_stamp` only label the result:
+    the defaults describe this project's endpoint (kernel TX and RX timestamps).
+    """
+    target = as_target(dst)
+    if not 1 <= first_ttl <= max_ttl <= 255:
+        raise ValueError(f"need 1 <= first_ttl <= max_ttl <= 255, got {first_ttl}, {max_ttl}")
+    if not 0 < wait <= 60:
+        raise ValueError(f"wait must be in (0, 60] seconds, got {wait}")
+    if sport is None:
+        sport = random.randrange(32768, 61000)
+    elif not 0 < sport <= 0xFFFF:
+        raise ValueError(f"sport must be 1..65535, got {sport}")
+    if base_port + (max_ttl - first_ttl) > 0xFFFF or base_port < 1:
+        raise ValueError(f"base_port {base_port} + probes does not fit in 1..65535")
+    source = as_target(src) if src is not None else None
+    reactor = session.reactor
+    probes_n = max_ttl - first_ttl + 1
+    cap = await open_capture(session, target, src=source, duration_s=probes_n * (wait + 1.0))
+    hops: list[Hop] = []
+    start_ns: int | None = None
+    size: int | None = None
+    try:
+        for index, ttl in enumerate(range(first_ttl, max_ttl + 1)):
+            probe = traceroute_probe(
+                cap.src, target, ttl, sport=sport, index=index, base_port=base_port
+            )
+            size = len(probe)
+            queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
+            deadline = reactor.seconds() + wait
+            answer: tuple[Reply, int] | None = None
+            while answer is None:
+                left = deadline - reactor.seconds()
+                if left <= 0:
+                    break
+                note = await cap.sock.get(timeout=left)
+                if note is None:
+                    if cap.sock.ended:
+                        raise MeasureError("the endpoint closed the capture socket")
+                    break
+                got = parse_ndata(note)
+                if got is not None and got[0].key == probe.key:
+                    answer = got
+            sent = await ntag_time(queued.ntag, reactor, wait)
+            if start_ns is None:
+                start_ns = sent
+            if answer is None:
+                hops.append(Hop.timeout(ttl, probe_send_ns=sent))
+                continue
+            reply, recv_ns = answer
+            hops.append(Hop.from_reply(ttl, reply, probe_send_ns=sent, reply_recv_ns=recv_ns))
+            if _ends_trace(reply):
+                break
+    finally:
+        await close_capture(cap)
+    return TracerouteResult(
+        dst=str(target),
+        hops=tuple(hops),
+        src=str(cap.src),
+        max_ttl=max_ttl,
+        probe_size=size,
+        start_ns=start_ns,
+        send_stamp=send_stamp,
+        recv_stamp=recv_stamp,
+    )

@@ -1,0 +1,100 @@
+"""packetlab.measure.ping over a scripted endpoint (iosim, task.Clock)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from test_traceroute_fakes import EP4, EP6, R14, R16, TG4, TG6, RawRig, icmp_packet
+
+from packetlab.controller.filters import tcpdump_filter
+from packetlab.measure.ping import ping
+from packetlab.measure.probes import echo_probe
+from packetlab.measure.records import Stamp
+from packetlab.wire import Nclose
+
+
+@pytest.mark.parametrize(
+    ("src", "path", "expr"), [(EP4, [R14, TG4], "icmp"), (EP6, [R16, TG6], "icmp6")]
+)
+def test_ping_all_answered(src: str, path: list[str], expr: str) -> None:
+    rig = RawRig(path)
+    rig.endpoint.delays[1] = 0.0025
+    start = rig.clock.seconds()
+    result = rig.run(ping(rig.session, path[-1], count=3, interval=0.5, ident=0x4242))
+    assert (result.sent, result.received, result.loss) == (3, 3, 0.0)
+    assert result.src == src and result.dst == path[-1]
+    assert [r.seq for r in result.replies] == [0, 1, 2]
+    assert all(r.addr == path[-1] for r in result.replies)
+    assert result.rtts_us() == pytest.approx([2500, 2500, 2500], abs=0.01)
+    assert all(r.size == 64 and r.ttl == 63 for r in result.replies)
+    assert (result.send_stamp, result.recv_stamp) == (Stamp.KERNEL, Stamp.KERNEL)
+    # the endpoint paces the requests: scheduled send times 0.5 s apart
+    times = [m.time for m in rig.endpoint.raw_sends]
+    assert [b - a for a, b in itertools.pairwise(times)] == [500_000_000] * 2
+    assert [r.probe_send_ns for r in result.replies] == times
+    assert result.start_ns == times[0]
+    probe = echo_probe(src, path[-1], ident=0x4242, seq=1)
+    assert rig.endpoint.raw_sends[1].data[-64:] == probe.packet[-64:]  # ICMP(v6) part
+    (ncap,) = rig.endpoint.ncaps
+    assert ncap.filter == tcpdump_filter(expr)
+    assert any(isinstance(m, Nclose) for m in rig.endpoint.received)
+    # it returns once every reply is in, without waiting out `wait`
+    assert rig.clock.seconds() - start < 1.2
+
+
+def test_lost_and_duplicate_replies() -> None:
+    rig = RawRig([R14, TG4])
+    answers = rig.endpoint.answers
+
+    def flaky(probe: bytes) -> list[tuple[float, bytes]]:
+        seq = int.from_bytes(probe[26:28], "big")
+        if seq == 1:
+            return []  # lost
+        got = answers(probe)
+        return got + got  # duplicated
+
+    rig.endpoint.answers = flaky  # type: ignore[method-assign]
+    start = rig.clock.seconds()
+    result = rig.run(ping(rig.session, TG4, count=3, interval=0.1, wait=1.0))
+    assert (result.sent, result.received) == (3, 2)
+    assert result.loss == pytest.approx(1 / 3)
+    assert [(r.seq, r.addr) for r in result.replies] == [(0, TG4), (1, None), (2, TG4)]
+    assert result.replies[1].probe_send_ns is not None and result.replies[1].rtt_us is None
+    assert rig.clock.seconds() - start >= 1.2  # waited for the lost one
+
+
+def test_foreign_echo_replies_are_ignored() -> None:
+    rig = RawRig([TG4])
+
+    def other(probe: bytes) -> list[tuple[float, bytes]]:
+        seq = int.from_bytes(probe[26:28], "big")
+        foreign = echo_probe(TG4, EP4, ident=0x1111, seq=seq)
+        return [(0.0001, icmp_packet(TG4, EP4, 0, 0, foreign.packet[24:28], foreign.packet[28:]))]
+
+    rig.endpoint.extra = other
+    result = rig.run(ping(rig.session, TG4, count=2, interval=0.01, ident=0x2222))
+    assert result.received == 2
+    assert result.rtts_us() == pytest.approx([1000, 1000], abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"count": 0}, "count"),
+        ({"count": 10_001}, "count"),
+        ({"interval": -1}, "interval"),
+        ({"wait": 0}, "wait"),
+        ({"size": -1}, "size"),
+        ({"ttl": 0}, "ttl"),
+        ({"ident": 70000}, "ident"),
+        ({"dst": "nowhere"}, "not an IPv4 or IPv6"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:
+    rig = RawRig([TG4])
+    args: dict[str, object] = {"dst": TG4, **kwargs}
+    dst = args.pop("dst")
+    with pytest.raises(ValueError, match=message):
+        rig.run(ping(rig.session, dst, **args))  # type: ignore[arg-type]
+    assert rig.endpoint.raw_sends == []

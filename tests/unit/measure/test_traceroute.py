@@ -1,0 +1,210 @@
+"""packetlab.measure.traceroute over a scripted endpoint (iosim, task.Clock)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from test_traceroute_fakes import (
+    EP4,
+    EP6,
+    R14,
+    R16,
+    R24,
+    R26,
+    TG4,
+    TG6,
+    RawRig,
+    icmp_packet,
+)
+
+from packetlab.controller import RequestFailed, SendFailed, SessionClosed
+from packetlab.controller.filters import tcpdump_filter
+from packetlab.measure.probes import traceroute_probe
+from packetlab.measure.records import Stamp
+from packetlab.measure.replies import ReplyKind
+from packetlab.measure.traceroute import MeasureError, pick_source, traceroute
+from packetlab.wire import Nclose, Proto, Status
+
+
+def udp_ports(packet: bytes) -> tuple[int, int]:
+    off = 40 if packet[0] >> 4 == 6 else 20
+    return int.from_bytes(packet[off : off + 2], "big"), int.from_bytes(
+        packet[off + 2 : off + 4], "big"
+    )
+
+
+def ttl_of(packet: bytes) -> int:
+    return packet[7] if packet[0] >> 4 == 6 else packet[8]
+
+
+@pytest.mark.parametrize(
+    ("src", "path", "expr"),
+    [(EP4, [R14, R24, TG4], "icmp"), (EP6, [R16, R26, TG6], "icmp6")],
+)
+def test_trace_to_target(src: str, path: list[str], expr: str) -> None:
+    rig = RawRig(path)
+    result = rig.run(traceroute(rig.session, path[-1], sport=20556, wait=1.0))
+    assert result.path() == [(1, path[0]), (2, path[1]), (3, path[2])]
+    assert result.reached and result.src == src and result.dst == path[-1]
+    assert [h.reply_type for h in result.hops] == [
+        ReplyKind.TIME_EXCEEDED,
+        ReplyKind.TIME_EXCEEDED,
+        ReplyKind.DEST_UNREACHABLE,
+    ]
+    # RTT = ndata time - ntag time; the fake answers TTL n after n ms
+    assert [h.rtt_us for h in result.hops] == pytest.approx([1000, 2000, 3000], abs=1)
+    for h in result.hops:
+        assert h.reply_recv_ns is not None and h.probe_send_ns is not None
+        assert h.rtt_us == (h.reply_recv_ns - h.probe_send_ns) / 1000
+    assert result.start_ns == result.hops[0].probe_send_ns
+    assert (result.send_stamp, result.recv_stamp) == (Stamp.KERNEL, Stamp.KERNEL)
+    assert result.probe_size == (80 if ":" in src else 60) and result.max_ttl == 30
+    # the raw socket: opened on the exported address, filtered, closed afterwards
+    (nopen,) = rig.nopens()
+    assert nopen.proto == Proto.RAW and ipaddress.ip_address(nopen.laddr) == ipaddress.ip_address(
+        src
+    )
+    (ncap,) = rig.endpoint.ncaps
+    assert ncap.filter == tcpdump_filter(expr) and ncap.endtime > result.hops[-1].reply_recv_ns
+    assert any(isinstance(m, Nclose) for m in rig.endpoint.received)
+    # Butskoy's probes: sport fixed, dport 33434 + n, TTL 1, 2, 3, one at a time
+    sends = rig.endpoint.raw_sends
+    assert [udp_ports(m.data) for m in sends] == [(20556, 33434), (20556, 33435), (20556, 33436)]
+    assert [ttl_of(m.data) for m in sends] == [1, 2, 3]
+    assert all(m.tag for m in sends)
+
+
+def test_silent_hop_times_out_after_wait() -> None:
+    rig = RawRig([R14, None, TG4])
+    start = rig.clock.seconds()
+    result = rig.run(traceroute(rig.session, TG4, wait=0.5))
+    assert result.path() == [(1, R14), (2, None), (3, TG4)]
+    silent = result.hops[1]
+    assert silent.rtt_us is None and silent.probe_send_ns is not None
+    assert 0.5 <= rig.clock.seconds() - start < 0.6
+    assert [m.time for m in rig.endpoint.raw_sends] == [0, 0, 0]  # each sent at once
+
+
+def test_stops_at_max_ttl() -> None:
+    rig = RawRig([R14, None, None, None, TG4])
+    result = rig.run(traceroute(rig.session, TG4, max_ttl=3, wait=0.1))
+    assert result.path() == [(1, R14), (2, None), (3, None)]
+    assert not result.reached and len(rig.endpoint.raw_sends) == 3
+
+
+def test_first_ttl() -> None:
+    rig = RawRig([R14, R24, TG4])
+    result = rig.run(traceroute(rig.session, TG4, first_ttl=2, sport=1000))
+    assert result.path() == [(2, R24), (3, TG4)]
+    # the first probe sent goes to the base port, as in traceroute -f
+    assert [udp_ports(m.data)[1] for m in rig.endpoint.raw_sends] == [33434, 33435]
+
+
+def test_router_unreachable_ends_the_trace() -> None:
+    rig = RawRig([R14, R24, TG4])
+    rig.endpoint.unreachable_at[2] = 1  # host unreachable from r2 (!H)
+    result = rig.run(traceroute(rig.session, TG4))
+    assert result.path() == [(1, R14), (2, R24)]
+    assert (result.hops[1].reply_type, result.hops[1].code) == (ReplyKind.DEST_UNREACHABLE, 1)
+    assert len(rig.endpoint.raw_sends) == 2
+
+
+def test_foreign_late_and_garbage_packets_are_ignored() -> None:
+    rig = RawRig([R14, R24, TG4])
+    rig.endpoint.delays[1] = 0.3  # later than the wait: TTL 1 times out, its answer is late
+
+    def extra(probe: bytes) -> list[tuple[float, bytes]]:
+        ttl = ttl_of(probe)
+        other = traceroute_probe(EP4, TG4, ttl, sport=udp_ports(probe)[0] ^ 1)
+        return [
+            (0.0001, b"\x45garbage"),
+            (0.0002, icmp_packet(R24, EP4, 11, 0, bytes(4), other.packet)),  # not ours
+            (0.0003, icmp_packet(TG4, EP4, 8, 0, bytes(4), b"ping")),  # echo request
+        ]
+
+    rig.endpoint.extra = extra
+    result = rig.run(traceroute(rig.session, TG4, wait=0.2))
+    assert result.path() == [(1, None), (2, R24), (3, TG4)]
+    assert result.hops[1].rtt_us == pytest.approx(2000, abs=1)
+
+
+def test_source_can_be_given() -> None:
+    rig = RawRig([R14, TG4])
+    result = rig.run(traceroute(rig.session, TG4, src="127.0.0.1"))
+    assert result.src == "127.0.0.1"
+    assert ipaddress.ip_address(rig.nopens()[0].laddr) == ipaddress.IPv4Address("127.0.0.1")
+
+
+def test_endpoint_without_raw_sockets() -> None:
+    rig = RawRig([TG4], config="TransprotoSup tcp,udp\n")
+    with pytest.raises(MeasureError, match="does not offer raw sockets"):
+        rig.run(traceroute(rig.session, TG4))
+    assert rig.nopens() == []
+
+
+def test_endpoint_without_an_address_of_the_family() -> None:
+    rig = RawRig([TG6], config="TransprotoSup raw,udp\nVMemLocalAddrStrIPv4 10.0.0.1\n")
+    with pytest.raises(MeasureError, match="exports no IPv6 address"):
+        rig.run(traceroute(rig.session, TG6))
+
+
+def test_refused_ncap_closes_the_socket() -> None:
+    rig = RawRig([TG4])
+    rig.endpoint.ncap_status = Status.ESKTBADFILT
+    with pytest.raises(RequestFailed) as err:
+        rig.run(traceroute(rig.session, TG4))
+    assert err.value.name == "ESKTBADFILT"
+    assert any(isinstance(m, Nclose) for m in rig.endpoint.received)
+
+
+def test_failed_send_is_reported() -> None:
+    rig = RawRig([R14, TG4])
+    rig.endpoint.nsend_errid = Status.EPKTNOTSENT
+    with pytest.raises(SendFailed):
+        rig.run(traceroute(rig.session, TG4))
+    assert any(isinstance(m, Nclose) for m in rig.endpoint.received)
+
+
+def test_session_lost_mid_trace() -> None:
+    rig = RawRig([R14, None, TG4])
+    d = traceroute(rig.session, TG4, wait=1.0)
+    rig.clock.callLater(0.5, rig.endpoint.transport.loseConnection)  # type: ignore[union-attr]
+    with pytest.raises((SessionClosed, MeasureError)):
+        rig.run(d)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"dst": "not-an-ip"}, "not an IPv4 or IPv6 address"),
+        ({"first_ttl": 0}, "first_ttl"),
+        ({"first_ttl": 5, "max_ttl": 4}, "first_ttl"),
+        ({"max_ttl": 256}, "max_ttl"),
+        ({"wait": 0}, "wait"),
+        ({"wait": 61}, "wait"),
+        ({"sport": 0}, "sport"),
+        ({"sport": 70000}, "sport"),
+        ({"base_port": 65530}, "base_port"),
+        ({"src": EP6}, "different IP versions"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:
+    rig = RawRig([TG4])
+    args: dict[str, object] = {"dst": TG4, **kwargs}
+    dst = args.pop("dst")
+    with pytest.raises(ValueError, match=message):
+        rig.run(traceroute(rig.session, dst, **args))  # type: ignore[arg-type]
+    assert rig.endpoint.raw_sends == []
+
+
+def test_pick_source() -> None:
+    a = [ipaddress.ip_address(x) for x in ("127.0.0.1", "10.0.0.1", "::1", "fe80::1", "fd00::1")]
+    assert pick_source(a, ipaddress.ip_address("192.0.2.1")) == a[1]
+    assert pick_source(a, ipaddress.ip_address("127.0.0.1")) == a[0]
+    assert pick_source(a, ipaddress.ip_address("2001:db8::1")) == a[4]
+    assert pick_source(a, ipaddress.ip_address("::1")) == a[2]
+    assert pick_source(a, ipaddress.ip_address("fe80::2")) == a[3]
+    assert pick_source(a[:1], ipaddress.ip_address("192.0.2.1")) == a[0]  # better than none
+    with pytest.raises(MeasureError, match="no IPv6"):
+        pick_source(a[:2], ipaddress.ip_address("::2"))

@@ -1,0 +1,196 @@
+"""A scripted endpoint with raw sockets and a simulated path, for the traceroute and ping
+unit tests (imported by them; the checks at the bottom test the simulation itself).
+
+`RawFakeEndpoint` extends the controller tests' `FakeEndpoint`: raw nopen, ncap (records
+the filter), and raw nsend answered like a chain of routers would: time exceeded from
+`path[ttl-1]` after `delays[ttl]` seconds, port unreachable (or an echo reply) from the
+target. ntag times are the task.Clock's send time and ndata times the delivery time, so
+the expected RTT of a hop is exactly its delay.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.test import iosim
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
+
+from ctl_fakes import BASE_NS, FakeEndpoint, result_of
+
+from packetlab.controller import EndpointSession
+from packetlab.endpoint.config import parse_config
+from packetlab.endpoint.memory import system_image
+from packetlab.measure.packets import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    as_address,
+    inet_checksum,
+    ip_packet,
+    pseudo_header,
+)
+from packetlab.wire import Ncap, Ndata, Nopen, Nsend, Ntag, Proto, Status
+
+T = TypeVar("T")
+EP4, R14, R24, TG4 = "10.77.1.1", "10.77.1.2", "10.77.2.2", "10.77.3.2"
+EP6, R16, R26, TG6 = "fd00:77:1::1", "fd00:77:1::2", "fd00:77:2::2", "fd00:77:3::2"
+CONFIG = f"""\
+TransprotoSup raw,tcp,udp
+VMemLocalAddrStrIPv4 127.0.0.1/8,{EP4}/24
+VMemLocalAddrStrIPv6 ::1,{EP6}
+"""
+
+
+def icmp_packet(src: str, dst: str, icmp_type: int, code: int, rest: bytes, body: bytes) -> bytes:
+    v6 = ":" in src
+    msg = struct.pack("!BBH", icmp_type, code, 0) + rest + body
+    ph = pseudo_header(as_address(src), as_address(dst), PROTO_ICMPV6, len(msg)) if v6 else b""
+    msg = msg[:2] + struct.pack("!H", inet_checksum(ph + msg)) + msg[4:]
+    return ip_packet(src, dst, PROTO_ICMPV6 if v6 else PROTO_ICMP, msg, ttl=63)
+
+
+class RawFakeEndpoint(FakeEndpoint):
+    """`path` lists the routers (by TTL) and ends with the target; None = a silent hop."""
+
+    def __init__(self, clock: Clock, path: list[str | None], config: str = CONFIG) -> None:
+        super().__init__(clock)
+        self.memory = system_image(parse_config(config.splitlines()))
+        self.path = path
+        self.delays: dict[int, float] = {}  # ttl -> reply delay (s); default 0.001 * ttl
+        self.extra: Callable[[bytes], list[tuple[float, bytes]]] = lambda probe: []
+        self.ncaps: list[Ncap] = []
+        self.raw_sends: list[Nsend] = []
+        self.ncap_status = 0
+        self.nsend_errid: int | None = None  # ntag error for every raw send
+        self.unreachable_at: dict[int, int] = {}  # ttl -> ICMP code from that router
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Ncap):
+            self.ncaps.append(msg)
+            self.result(self.ncap_status)
+        elif isinstance(msg, Nsend) and msg.proto == Proto.RAW:
+            self.raw_send(msg)
+        else:
+            super().handle(msg)
+
+    def delay(self, ttl: int) -> float:
+        return self.delays.get(ttl, 0.001 * ttl)
+
+    def raw_send(self, msg: Nsend) -> None:
+        if msg.sktid not in self.sockets:
+            self.result(Status.ESKTNOTOPEN)
+            return
+        self.result()
+        when = max(msg.time, self.now())
+        self.clock.callLater((when - self.now()) / 1e9, self.transmit, msg, when)
+
+    def transmit(self, msg: Nsend, when: int) -> None:
+        # times are the scheduled ones (the Clock advances in steps): exact RTTs
+        self.raw_sends.append(msg)
+        if msg.tag:
+            self.send(Ntag(msg.sktid, msg.tag, when, self.nsend_errid))
+            if self.nsend_errid is not None:
+                return
+        for delay, packet in self.answers(msg.data) + self.extra(msg.data):
+            at = when + int(delay * 1e9)
+            self.clock.callLater((at - self.now()) / 1e9, self.deliver, msg, packet, at)
+
+    def deliver(self, msg: Nsend, packet: bytes, at: int) -> None:
+        if msg.sktid in self.sockets:
+            self.send(Ndata(msg.sktid, msg.family, Proto.RAW, at, packet))
+
+    def answers(self, probe: bytes) -> list[tuple[float, bytes]]:
+        v6 = probe[0] >> 4 == 6
+        ttl = probe[7] if v6 else probe[8]
+        proto = probe[6] if v6 else probe[9]
+        src = str(ipaddress.ip_address(probe[8:24] if v6 else probe[12:16]))
+        target = self.path[-1]
+        assert target is not None
+        if proto in (PROTO_ICMP, PROTO_ICMPV6):  # echo request: answer from the target
+            hdr = 40 if v6 else 20
+            echo = bytearray(probe[hdr:])
+            echo[0] = 129 if v6 else 0
+            return [
+                (self.delay(1), icmp_packet(target, src, echo[0], 0, bytes(echo[4:8]), echo[8:]))
+            ]
+        hop = self.path[ttl - 1] if ttl <= len(self.path) else target
+        if hop is None:
+            return []
+        if ttl in self.unreachable_at:
+            kind, code = (1 if v6 else 3), self.unreachable_at[ttl]
+        elif hop == target:
+            kind, code = (1, 4) if v6 else (3, 3)
+        else:
+            kind, code = (3, 0) if v6 else (11, 0)
+        return [(self.delay(ttl), icmp_packet(hop, src, kind, code, bytes(4), probe))]
+
+
+class RawRig:
+    """An EndpointSession and a RawFakeEndpoint joined by iosim on a task.Clock."""
+
+    def __init__(self, path: list[str | None], config: str = CONFIG) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.session = EndpointSession(
+            reactor=self.clock, clock_ns=lambda: BASE_NS + int(self.clock.seconds() * 1e9)
+        )
+        self.endpoint = RawFakeEndpoint(self.clock, path, config)
+        self.pump = iosim.connect(
+            self.session,
+            iosim.makeFakeServer(self.session),
+            self.endpoint,
+            iosim.makeFakeClient(self.endpoint),
+            clock=self.clock,
+        )
+
+    def run(self, d: Deferred[T], step: float = 0.0005, limit: float = 600.0) -> T:
+        end = self.clock.seconds() + limit
+        while not d.called and self.clock.seconds() < end:
+            self.pump.flush()
+            if not d.called:
+                self.clock.advance(step)
+        return result_of(d)
+
+    def nopens(self) -> list[Nopen]:
+        return [m for m in self.endpoint.received if isinstance(m, Nopen)]
+
+
+# -- the simulation itself -----------------------------------------------------------------------
+
+
+def test_fake_answers_time_exceeded_then_port_unreachable() -> None:
+    from packetlab.measure.probes import traceroute_probe
+    from packetlab.measure.replies import ReplyKind, parse_reply
+
+    ep = RawFakeEndpoint(Clock(), [R14, R24, TG4])
+    kinds = []
+    for ttl in (1, 2, 3, 4):
+        probe = traceroute_probe(EP4, TG4, ttl, sport=40000)
+        ((_, packet),) = ep.answers(probe.packet)
+        reply = parse_reply(packet, verify_checksums=True)
+        assert reply.key == probe.key
+        kinds.append((str(reply.src), reply.kind))
+    assert kinds == [
+        (R14, ReplyKind.TIME_EXCEEDED),
+        (R24, ReplyKind.TIME_EXCEEDED),
+        (TG4, ReplyKind.DEST_UNREACHABLE),
+        (TG4, ReplyKind.DEST_UNREACHABLE),
+    ]
+
+
+def test_fake_answers_echo_v6() -> None:
+    from packetlab.measure.probes import echo_probe
+    from packetlab.measure.replies import ReplyKind, parse_reply
+
+    ep = RawFakeEndpoint(Clock(), [R16, TG6])
+    probe = echo_probe(EP6, TG6, ident=7, seq=3)
+    ((_, packet),) = ep.answers(probe.packet)
+    reply = parse_reply(packet, verify_checksums=True)
+    assert (reply.kind, reply.key, str(reply.src)) == (ReplyKind.ECHO_REPLY, probe.key, TG6)
