@@ -1,0 +1,196 @@
+"""`pktlab run`: argument parsing, target/source/listen handling, output, early errors.
+
+The measurements themselves run end to end in tests/integration/test_pktlab_run.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import socket
+
+import pytest
+from twisted.internet.defer import Deferred
+
+from packetlab.cli import run as cli_run
+from packetlab.cli.run import (
+    RunError,
+    build_parser,
+    endpoint_options,
+    listen_description,
+    measure,
+    render,
+    resolve_target,
+    route_source,
+)
+from packetlab.measure.records import Hop, PingReply, PingResult, TracerouteResult
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+def test_defaults() -> None:
+    a = parse("traceroute", "10.0.0.1")
+    assert (a.measurement, a.target, a.family, a.first_ttl, a.max_ttl, a.wait) == (
+        "traceroute", "10.0.0.1", None, 1, 30, 2.0,
+    )  # fmt: skip
+    assert (a.sport, a.port, a.json, a.listen, a.src) == (None, 33434, False, None, None)
+    p = parse("ping", "-6", "-c", "3", "-i", "0.2", "--json", "::1")
+    assert (p.family, p.count, p.interval, p.size, p.ttl, p.json) == (6, 3, 0.2, 56, 64, True)
+
+
+@pytest.mark.parametrize("what", ["traceroute", "ping"])
+def test_help(what: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse(what, "--help")
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "TARGET" in out and "--listen" in out and "examples:" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["traceroute", "--max-ttl", "0", "x"], "--max-ttl: must be 1..255"),
+        (["traceroute", "--max-ttl", "256", "x"], "--max-ttl: must be 1..255"),
+        (["traceroute", "--first-ttl", "abc", "x"], "--first-ttl: expected a number"),
+        (["traceroute", "--wait", "0", "x"], "--wait: must be"),
+        (["traceroute", "--sport", "70000", "x"], "--sport: must be 1..65535"),
+        (["traceroute", "-4", "-6", "x"], "not allowed with argument"),
+        (["ping", "-c", "0", "x"], "--count: must be 1..10000"),
+        (["ping", "-i=-1", "x"], "--interval: must be"),
+        (["ping", "-s", "70000", "x"], "--size: must be"),
+        (["ping"], "TARGET"),
+        (["trace", "x"], "invalid choice"),
+    ],
+)
+def test_bad_options(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse(*argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_resolve_target() -> None:
+    assert resolve_target("10.1.2.3", None) == ipaddress.IPv4Address("10.1.2.3")
+    assert resolve_target("fd00::1", 6) == ipaddress.IPv6Address("fd00::1")
+    assert resolve_target("localhost", 4) == ipaddress.IPv4Address("127.0.0.1")
+    with pytest.raises(RunError, match="is an IPv4 address, but -6 was given"):
+        resolve_target("10.1.2.3", 6)
+    with pytest.raises(RunError, match=r"cannot resolve 'a\.\.b'"):
+        resolve_target("a..b", None)
+
+
+def test_route_source() -> None:
+    assert route_source(ipaddress.IPv4Address("127.0.0.1")) == ipaddress.IPv4Address("127.0.0.1")
+    assert route_source(ipaddress.IPv4Address("127.0.0.9")) == ipaddress.IPv4Address("127.0.0.1")
+    if socket.has_ipv6:
+        try:
+            assert route_source(ipaddress.IPv6Address("::1")) == ipaddress.IPv6Address("::1")
+        except RunError:
+            pytest.skip("no IPv6 loopback here")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20556", "tcp:20556"),
+        ("127.0.0.1:20556", "tcp:20556:interface=127.0.0.1"),
+        ("[::1]:20556", "tcp6:20556:interface=\\:\\:1"),
+        ("tcp:20556:interface=127.0.0.1", "tcp:20556:interface=127.0.0.1"),
+    ],
+)
+def test_listen_description(text: str, expected: str) -> None:
+    assert listen_description(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nowhere", "expected PORT, HOST:PORT"),
+        ("127.0.0.1:http", "bad port 'http'"),
+        ("127.0.0.1:70000", "bad port"),
+        ("[::1]20556", "expected \\[IPv6\\]:PORT"),
+        ("example.com:20556", "is not an IP address"),
+    ],
+)
+def test_bad_listen(text: str, message: str) -> None:
+    with pytest.raises(RunError, match=message):
+        listen_description(text)
+
+
+def test_endpoint_options_configure_raw_sockets_and_the_source() -> None:
+    from packetlab.endpoint.tap import Options
+
+    for src in ("10.77.1.1", "fd00:77:1::1"):
+        o = Options()
+        o.parseOptions(endpoint_options(40000, ipaddress.ip_address(src)))
+        cfg = o["endpoint_config"]
+        assert "raw" in cfg.transproto_sup
+        exported = [str(i.ip) for i in cfg.ipv4] + [str(a) for a in cfg.ipv6]
+        assert src in exported
+        assert str(o["address"]) == "127.0.0.1:40000"
+
+
+def _fails(args: argparse.Namespace) -> BaseException:
+    d = Deferred.fromCoroutine(measure(None, args))
+    box: list[BaseException] = []
+    d.addErrback(lambda f: box.append(f.value))
+    assert box, "measure() should have failed before using the reactor"
+    return box[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["traceroute", "-f", "9", "-m", "5", "10.0.0.1"], "--first-ttl 9 is above --max-ttl 5"),
+        (["traceroute", "--src", "nope", "10.0.0.1"], "--src 'nope' is not an IP address"),
+        (["ping", "--src", "::1", "10.0.0.1"], "--src ::1 is IPv6, the target 10.0.0.1 IPv4"),
+        (["ping", "-6", "10.0.0.1"], "is an IPv4 address, but -6"),
+        (["ping", "--listen", "bogus", "10.0.0.1"], "--listen bogus"),
+    ],
+)
+def test_early_errors(argv: list[str], message: str) -> None:
+    err = _fails(parse(*argv))
+    assert isinstance(err, RunError) and message in str(err)
+
+
+def test_render_traceroute() -> None:
+    result = TracerouteResult(
+        dst="10.0.0.3",
+        src="10.0.0.1",
+        max_ttl=30,
+        probe_size=60,
+        hops=(Hop(1, "10.0.0.2", 12.5, "time-exceeded", 0), Hop.timeout(2)),
+    )
+    text = render(result, False)
+    assert text.splitlines() == [
+        "traceroute to 10.0.0.3 (10.0.0.3), 30 hops max, 60 byte packets",
+        " 1  10.0.0.2  0.013 ms",
+        " 2  *",
+    ]
+    lines = [json.loads(x) for x in render(result, True).splitlines()]
+    assert [(x["ttl"], x["addr"], x["rtt_us"], x["dst"]) for x in lines] == [
+        (1, "10.0.0.2", 12.5, "10.0.0.3"),
+        (2, None, None, "10.0.0.3"),
+    ]
+
+
+def test_render_ping() -> None:
+    result = PingResult(
+        dst="10.0.0.3",
+        sent=2,
+        replies=(PingReply(0, "10.0.0.3", 20.0, 64, 64), PingReply(1, None, None)),
+    )
+    assert "2 packets transmitted, 1 received, 50% packet loss" in render(result, False)
+    lines = [json.loads(x) for x in render(result, True).splitlines()]
+    assert [(x["seq"], x["addr"], x["rtt_us"]) for x in lines] == [
+        (0, "10.0.0.3", 20.0),
+        (1, None, None),
+    ]
+
+
+def test_module_has_the_cli_interface() -> None:
+    assert callable(cli_run.add_arguments) and callable(cli_run.run)
