@@ -144,9 +144,6 @@ def _set_transproto(cfg: EndpointConfig, value: str) -> None:
     bad = protos - {"raw", "tcp", "udp"}
     if bad:
         raise ConfigError(f"unknown protocol(s) {', '.join(sorted(bad))} (allowed: raw,tcp,udp)")
-    if "raw" in protos:
-        cfg.warnings.append("TransprotoSup: raw sockets are not supported yet; raw is not offered")
-        protos.discard("raw")
     cfg.transproto_sup = frozenset(protos)
 
 

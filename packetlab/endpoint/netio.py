@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from packetlab.endpoint.clock import realtime_ns
+from packetlab.endpoint.raw import RawIO, open_raw
 from packetlab.endpoint.sockets import (
     ConnectFailed,
     OpenError,
@@ -460,6 +461,7 @@ class ReactorNetwork:
     def __init__(self, reactor: FDReactor, clock: Callable[[], int] = realtime_ns) -> None:
         self._reactor = reactor
         self._clock = clock
+        self._raw_in_use: set[tuple[str, int]] = set()  # (interface, family) with a raw socket
 
     def _socket(self, family: int, kind: int, in_use: Status) -> socket.socket:
         try:
@@ -528,3 +530,8 @@ class ReactorNetwork:
             raise ConnectFailed(state, f"connect {host} port {rport}: {errno.errorcode.get(err)}")
         self._record_local(sock, skt)
         return TcpIO(self._reactor, sock, skt, events, self._clock, listening=False)
+
+    def open_raw(self, skt: Skt, laddr: bytes, events: SocketEvents) -> RawIO:
+        # The reactor is the real one (it has callLater, for the ncap endtime).
+        reactor: Any = self._reactor
+        return open_raw(reactor, skt, laddr, events, self._raw_in_use, self._clock)

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from twisted.logger import Logger
 
@@ -27,12 +27,15 @@ from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, OpenGate, Reque
 from packetlab.endpoint.config import EndpointConfig
 from packetlab.endpoint.memory import VirtualMemory, system_image
 from packetlab.endpoint.outbox import Outbox
+from packetlab.endpoint.rawpkt import RawPacketDenied, local_address_for, raw_destination
 from packetlab.endpoint.sockets import (
+    CaptureRejected,
     ConnectFailed,
     DropEpisode,
     Network,
     OpenError,
     PendingSend,
+    RawSocketIO,
     Skt,
 )
 from packetlab.wire import codec
@@ -70,6 +73,7 @@ __all__ = ["Phase", "Scheduler", "Session", "SessionEnd"]
 
 TCP = int(Proto.TCP)
 UDP = int(Proto.UDP)
+RAW = int(Proto.RAW)
 U32_MAX = 0xFFFFFFFF
 _NTAG = int(NotifMask.NTAG)
 _NSTAT = int(NotifMask.NSTAT)
@@ -176,6 +180,12 @@ class Session:
         self._blocked: set[Skt] = set()
         self._families = {4: bool(config.ipv4), 6: bool(config.ipv6)}
         self._protos = {TCP: "tcp" in config.transproto_sup, UDP: "udp" in config.transproto_sup}
+        self._protos[RAW] = "raw" in config.transproto_sup
+        # Exported addresses (§2.2 IP4LS/IP6LS): raw nopen and raw nsend sources (§3.1, §3.3).
+        self._exported = {
+            4: [i.ip.packed for i in config.ipv4],
+            6: [a.packed for a in config.ipv6],
+        }
         self._setup: dict[type, Callable[[Any], None]] = {
             Cdata: self._cdata,
             Start: self._start,
@@ -284,6 +294,12 @@ class Session:
             if msg.proto == UDP:
                 skt.io = self.network.open_udp(skt, msg.laddr, msg.lport or 0, self)
                 skt.state = SocketState.OPEN
+            elif msg.proto == RAW:
+                laddr = local_address_for(msg.laddr, self._exported[msg.family])
+                if laddr is None:
+                    return self._answer(msg, Status.ESKTNOADDR)
+                skt.io = self.network.open_raw(skt, laddr, self)
+                skt.state = SocketState.OPEN
             else:
                 skt.io = self.network.open_tcp(
                     skt, msg.laddr, msg.lport or 0, msg.raddr, msg.rport, self
@@ -321,12 +337,18 @@ class Session:
         budget = self.budget
         if budget.used + cost > budget.max:
             return self._answer(msg, Status.ESYSNOBUFS)
-        dest = None
+        dest: tuple[Any, ...] | None = None
         if skt.proto == UDP:
             raddr = msg.raddr
             if raddr is None or len(raddr) != skt.alen:
                 return self._answer(msg, Status.ESKTNOADDR)
             dest = (socket.inet_ntop(_AF[skt.family], raddr), msg.rport or 0)
+        elif skt.proto == RAW:
+            try:
+                dest = raw_destination(skt.family, msg.data, self._exported[skt.family])
+            except RawPacketDenied as e:
+                self.log.info("raw nsend on {sktid} denied: {why}", sktid=skt.sktid, why=str(e))
+                return self._answer(msg, Status.ESKTPKTDENY)
         budget.used += cost
         pending = PendingSend(skt, msg.tag, msg.data, dest, cost)
         self.outbox.put(_OK)
@@ -344,8 +366,17 @@ class Session:
             return self._answer(msg, Status.ESKTNOTOPEN)
         if msg.family != skt.family or msg.proto != skt.proto:
             return self._answer(msg, Status.ESKTNOMATCH)
-        # Capture filters apply to raw sockets only (§3.4); raw sockets are not offered yet.
-        self._answer(msg, Status.ECTLNOTSUP)
+        if skt.proto != RAW:
+            # Capture is for raw sockets only (§3.4; the reference crashes): as nctl on UDP.
+            return self._answer(msg, Status.ECTLNOTSUP)
+        if skt.io is None or skt.state != SocketState.OPEN:
+            return self._answer(msg, Status.ESKTNOTOPEN)
+        try:
+            cast(RawSocketIO, skt.io).capture(msg.filter, msg.endtime)
+        except CaptureRejected as e:
+            self.log.info("ncap on {sktid} refused: {why}", sktid=skt.sktid, why=str(e))
+            return self._answer(msg, e.status)
+        self._answer(msg, Status.SUCCESS)
 
     def _nctl(self, msg: Nctl) -> None:
         skt = self.sockets[msg.sktid]
@@ -391,7 +422,14 @@ class Session:
             err = getattr(send.error, "errno", None) or errno.EIO
             self._drop_send(pending, _NSENDERR_FOR_ERRNO.get(err, NsendErr.UNKFAULT))
         elif send.result is True:
-            self.send_done(pending, send.sent_ns, 0)
+            time = send.sent_ns
+            skt = pending.skt
+            if pending.tag and skt.proto == RAW and skt.io is not None:
+                # The kernel's TX timestamp is closer to the wire (docs/sending.md).
+                stamp = cast(RawSocketIO, skt.io).tx_time(pending, send.sent_before_ns)
+                if stamp is not None:
+                    time = stamp
+            self.send_done(pending, time, 0)
         elif send.result is None:
             self._drop_send(pending, _NSENDERR_FOR_STATE.get(pending.skt.state, NsendErr.UNKFAULT))
         # False: queued in the socket, which reports through send_done later.
@@ -536,6 +574,30 @@ class Session:
         skt.rbufused += cost
         budget.used += cost
         frame = frames.ndata_udp(skt.sktid, skt.family, skt.proto, time, raddr, rport, data)
+        if skt.notifmask & _NDATA:
+            skt.held.append((_NDATA, frame, cost))
+        else:
+            self.outbox.put(frame, skt, cost)
+
+    def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
+        """A captured packet: as a UDP datagram without the address (§3.4, §3.5)."""
+        budget = self.budget
+        room = min(skt.rbufsz - skt.rbufused, budget.max - budget.used) - RECV_BUF_OVERHEAD
+        n = len(data)
+        if n > room:
+            if room <= 0:
+                self._count_drop(skt, time, n)
+                return
+            self._count_drop(skt, time, n - room)
+            data = data[:room]
+        if self.gate.checks_ndata and not self._ndata_allowed(skt, data, time, None, None):
+            return
+        if skt.episode is not None:
+            self._end_episode(skt)
+        cost = len(data) + RECV_BUF_OVERHEAD
+        skt.rbufused += cost
+        budget.used += cost
+        frame = frames.ndata_tcp(skt.sktid, skt.family, skt.proto, time, data)
         if skt.notifmask & _NDATA:
             skt.held.append((_NDATA, frame, cost))
         else:

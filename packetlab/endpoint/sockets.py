@@ -12,7 +12,7 @@ I/O edge reports back. Tests may implement them with in-memory fakes.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from packetlab.wire.constants import Proto, SocketState, Status
 
@@ -20,11 +20,13 @@ if TYPE_CHECKING:
     from packetlab.endpoint.sender import ScheduledSend
 
 __all__ = [
+    "CaptureRejected",
     "ConnectFailed",
     "DropEpisode",
     "Network",
     "OpenError",
     "PendingSend",
+    "RawSocketIO",
     "Skt",
     "SocketEvents",
     "SocketIO",
@@ -50,18 +52,26 @@ class ConnectFailed(Exception):
         self.state = state
 
 
+class CaptureRejected(Exception):
+    """ncap cannot install the capture; `status` is the result errid (ESKTBADFILT)."""
+
+    def __init__(self, status: Status, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
 class PendingSend:
     """One accepted nsend, from `result(SUCCESS)` until it is sent or dropped."""
 
     __slots__ = ("cost", "data", "dest", "handle", "skt", "tag")
 
     def __init__(
-        self, skt: Skt, tag: int, data: bytes, dest: tuple[str, int] | None, cost: int
+        self, skt: Skt, tag: int, data: bytes, dest: tuple[Any, ...] | None, cost: int
     ) -> None:
         self.skt = skt
         self.tag = tag
         self.data = data
-        self.dest = dest  # UDP (host, port) as the socket module wants it; None for TCP
+        self.dest = dest  # UDP/raw sendto address as the socket module wants it; None for TCP
         self.cost = cost
         self.handle: ScheduledSend | None = None
 
@@ -173,6 +183,18 @@ class SocketIO(Protocol):
         ...
 
 
+class RawSocketIO(SocketIO, Protocol):
+    """The I/O side of a raw socket (packetlab.endpoint.raw): capture and TX times."""
+
+    def capture(self, program: bytes, endtime: int) -> None:
+        """Install the encoded eBPF `program` until endpoint time `endtime` (ns); an
+        endtime not in the future stops capturing. Raises `CaptureRejected`."""
+
+    def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
+        """The kernel TX timestamp of a sent `pending` (tagged sends only), or None."""
+        ...
+
+
 class SocketEvents(Protocol):
     """What the I/O edge reports to the session (always from the reactor thread)."""
 
@@ -185,6 +207,9 @@ class SocketEvents(Protocol):
     def tcp_received(self, skt: Skt, data: bytes, time: int) -> None: ...
 
     def udp_received(self, skt: Skt, data: bytes, time: int, raddr: bytes, rport: int) -> None: ...
+
+    def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
+        """A captured IP packet (raw sockets)."""
 
     def tcp_established(
         self, skt: Skt, laddr: bytes, lport: int, raddr: bytes, rport: int
@@ -223,4 +248,9 @@ class Network(Protocol):
         May raise `ConnectFailed` after the socket was created: the nopen is then a
         SUCCESS followed by an nstat with the failure.
         """
+        ...
+
+    def open_raw(self, skt: Skt, laddr: bytes, events: SocketEvents) -> RawSocketIO:
+        """A raw socket on the interface holding the exported address `laddr`: sends whole
+        IP packets, captures nothing until `RawSocketIO.capture`."""
         ...

@@ -41,14 +41,20 @@ def skip_unless_testbed_possible() -> None:
 
 @pytest.fixture
 def testbed_factory() -> Iterator[Callable[..., Testbed]]:
-    """``make(topology=None, *, hops=2, name=None) -> Testbed`` (already up)."""
+    """``make(topology=None, *, hops=2, name=None, tx_checksum_offload=False) -> Testbed``
+    (already up; TX checksum offload off, see `Testbed`)."""
     made: list[Testbed] = []
 
     def make(
-        topology: Topology | None = None, *, hops: int = 2, name: str | None = None
+        topology: Topology | None = None,
+        *,
+        hops: int = 2,
+        name: str | None = None,
+        tx_checksum_offload: bool = False,
     ) -> Testbed:
         skip_unless_testbed_possible()
-        tb = Testbed(topology if topology is not None else chain(hops), name=name)
+        topo = topology if topology is not None else chain(hops)
+        tb = Testbed(topo, name=name, tx_checksum_offload=tx_checksum_offload)
         made.append(tb)
         return tb.up()
 

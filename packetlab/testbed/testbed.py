@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import datetime
+import fcntl
 import json
 import os
 import re
 import secrets
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -61,6 +65,7 @@ ROUTER_SYSCTLS: dict[str, str | int] = {
     "net.ipv6.conf.all.forwarding": 1,
 }
 OPTIONAL_SYSCTLS = ("net.ipv4.icmp_msgs_per_sec", "net.ipv4.icmp_msgs_burst")
+SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17
 
 _live: dict[str, Testbed] = {}
 _live_lock = threading.Lock()
@@ -108,9 +113,16 @@ class Testbed:
 
     __test__ = False
 
-    def __init__(self, topology: Topology, *, name: str | None = None) -> None:
+    def __init__(
+        self, topology: Topology, *, name: str | None = None, tx_checksum_offload: bool = False
+    ) -> None:
         self.topology = topology
         self.name = full_name(name)
+        # veth offloads TX checksums by default, so packets the kernel builds with
+        # CHECKSUM_PARTIAL (UDP from sockets, TCP over IPv6, ...) cross the link with only
+        # the pseudo-header sum in the checksum field, and routers quote them so. A real
+        # NIC finishes them; with False (the default) the kernel does it before the veth.
+        self.tx_checksum_offload = tx_checksum_offload
         self.persist = False
         self.is_up = False
         self._procs: list[subprocess.Popen[Any]] = []
@@ -205,6 +217,10 @@ class Testbed:
         for lk in topo.links:
             if lk.shape is not None:
                 self._apply_shape(lk.number, lk.shape)
+        if not self.tx_checksum_offload:
+            for name in topo.nodes:
+                ifnames = [i.name for i in topo.interfaces(name)]
+                self.ns(name).call(_set_offloads, ifnames, False)
         self._wait_links_up()
 
     def _wait_links_up(self, timeout: float = 3.0) -> None:
@@ -338,6 +354,22 @@ class Testbed:
         tb = cls(info.topology, name=info.name)
         tb.is_up, tb.persist = info.live, info.persist
         return tb
+
+
+def set_tx_checksum_offload(ifname: str, enabled: bool) -> None:
+    """``ethtool -K IFNAME tx on|off`` (ETHTOOL_STXCSUM) in the calling thread's namespace."""
+    value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, int(enabled)), 8)
+    ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            fcntl.ioctl(sock, SIOCETHTOOL, ifreq)
+        except OSError as exc:
+            raise TestbedError(f"cannot set TX checksum offload on {ifname}: {exc}") from exc
+
+
+def _set_offloads(ifnames: Sequence[str], enabled: bool) -> None:
+    for ifname in ifnames:
+        set_tx_checksum_offload(ifname, enabled)
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:

@@ -12,8 +12,6 @@ ep ── r1 ── r2 ── tg (packetlab.testbed.chain(2), ICMP rate limits o
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import os
 import select
 import socket
@@ -46,7 +44,6 @@ pytestmark = pytest.mark.root
 ETH_P_ALL, ETH_P_IP, ETH_P_IPV6 = 0x0003, 0x0800, 0x86DD
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35
-SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17
 SPORT = 20556  # the source port the Marionette paper gave Butskoy's traceroute
 
 
@@ -60,24 +57,11 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def chain(testbed_factory: Callable[..., Testbed]) -> Testbed:
-    tb = testbed_factory(hops=2)
-    # veth offloads TX checksums, so packets the kernel builds with CHECKSUM_PARTIAL (UDP
-    # from sockets, TCP over IPv6...) cross the link with only the pseudo-header sum in the
-    # checksum field. A real NIC finishes them; here we make the kernel do it, so that
+    # Testbeds turn veth TX checksum offload off (Testbed(tx_checksum_offload=False)), so
     # (1) routers quote final checksums, which scamper's udp-paris matches IPv6 replies on,
     # and (2) parse_reply(verify_checksums=True) can check every reply the way it would
     # check packets from a real wire.
-    for node in tb.topology.nodes:
-        for iface in tb.interfaces(node):
-            tb.call(node, _set_tx_checksum_offload, iface.name, enabled=False)
-    return tb
-
-
-def _set_tx_checksum_offload(ifname: str, *, enabled: bool) -> None:
-    value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, int(enabled)), 8)
-    ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value))
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        fcntl.ioctl(sock, SIOCETHTOOL, ifreq)
+    return testbed_factory(hops=2)
 
 
 def expected_path(tb: Testbed, family: int) -> list[tuple[int, str]]:

@@ -95,10 +95,10 @@ def test_unknown_and_unused_keys_warn() -> None:
     assert cfg.reserved == {"BrokerAddr": "broker.example"}
 
 
-def test_raw_is_not_offered_yet() -> None:
+def test_raw_is_offered() -> None:
     cfg = parse("TransprotoSup raw,tcp")
-    assert cfg.transproto_sup == {"tcp"}
-    assert any("raw sockets are not supported yet" in w for w in cfg.warnings)
+    assert cfg.transproto_sup == {"raw", "tcp"}
+    assert not cfg.warnings
 
 
 def test_empty_lists_and_tabs() -> None:
