@@ -50,13 +50,18 @@ class Framer:
     header raises FrameTooLarge, after which the stream cannot be resynchronised.
     """
 
-    __slots__ = ("_buf", "_pos", "consumed", "max_body")
+    __slots__ = ("_base", "_buf", "_pos", "max_body")
 
     def __init__(self, max_body: int = BODY_MAX) -> None:
         self._buf = bytearray()
         self._pos = 0
-        self.consumed = 0  # stream offset of self._buf[0]
+        self._base = 0  # stream offset of self._buf[0]
         self.max_body = max_body
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the next frame not yet taken."""
+        return self._base + self._pos
 
     @property
     def buffered(self) -> int:
@@ -82,7 +87,7 @@ class Framer:
                 (word,) = _HDR(buf, pos)
                 ln = word & BODY_MAX
                 if ln > self.max_body:
-                    raise FrameTooLarge(self.consumed + pos, ln, self.max_body)
+                    raise FrameTooLarge(self._base + pos, ln, self.max_body)
                 stop = pos + HEADER_LEN + ln
                 if stop > len(buf):
                     return
@@ -91,12 +96,12 @@ class Framer:
                 self._pos = stop
                 dec = _DECODERS.get(msgtype)
                 if dec is None:
-                    yield Unknown(msgtype, body, self.consumed + pos)
+                    yield Unknown(msgtype, body, self._base + pos)
                     continue
                 try:
                     msg = dec(body)
                 except MalformedMessage as e:
-                    yield Malformed(msgtype, body, self.consumed + pos, e)
+                    yield Malformed(msgtype, body, self._base + pos, e)
                 else:
                     yield msg
         finally:
@@ -110,5 +115,5 @@ class Framer:
             del self._buf[:pos]
         else:
             return
-        self.consumed += pos
+        self._base += pos
         self._pos = 0
