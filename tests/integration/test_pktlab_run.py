@@ -1,0 +1,157 @@
+"""`pktlab run traceroute|ping` end to end (root): the in-process endpoint inside the
+testbed's ep namespace and on this host's loopback, `--listen` with an external twistd
+pktendpoint, and the error without raw-socket rights.
+
+The command is run as `python -m packetlab.cli.run` (the same module `pktlab run` loads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from packetlab.controller.local import twistd_command
+from packetlab.measure import native
+from packetlab.testbed import Testbed
+
+pytest_plugins = ["packetlab.testbed.pytest_fixtures"]
+pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = [sys.executable, "-m", "packetlab.cli.run"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: raw sockets, eBPF, network namespaces")
+    monkeypatch.setenv("PKTLAB_TESTBED_DIR", str(tmp_path))
+    monkeypatch.setenv("PKTLAB_TESTBED_PREFIX", f"plp{os.getpid() % 100000}-")
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), e.get("PYTHONPATH")]))
+    return e
+
+
+def pktlab_run(
+    *args: str, netns: str | None = None, timeout: float = 60, wrap: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    argv = [*wrap, *RUN, *args]
+    if netns is not None:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, env=env(), cwd=REPO, check=False
+    )
+
+
+@pytest.fixture
+def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
+    return testbed_factory(hops=2)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_traceroute_json_on_the_testbed(tb: Testbed, family: int) -> None:
+    dst = str(tb.addr("tg", family))
+    got = pktlab_run("traceroute", "--json", "--max-ttl", "8", dst, netns=tb.netns_name("ep"))
+    assert got.returncode == 0, got.stderr
+    hops = [json.loads(line) for line in got.stdout.splitlines()]
+    ref = native.run_traceroute(dst, netns=tb.netns_name("ep"), max_ttl=8)
+    assert [(h["ttl"], h["addr"]) for h in hops] == ref.path()
+    assert all(h["rtt_us"] > 0 for h in hops)
+    assert {(h["dst"], h["src"], h["tool"]) for h in hops} == {
+        (dst, str(tb.addr("ep", family)), "packetlab")
+    }
+
+
+def test_traceroute_text_on_the_testbed(tb: Testbed) -> None:
+    dst = str(tb.addr("tg"))
+    got = pktlab_run("traceroute", "-f", "2", dst, netns=tb.netns_name("ep"))
+    assert got.returncode == 0, got.stderr
+    lines = got.stdout.splitlines()
+    assert lines[0] == f"traceroute to {dst} ({dst}), 30 hops max, 60 byte packets"
+    assert [line.split()[:2] for line in lines[1:]] == [["2", "10.77.2.2"], ["3", dst]]
+    assert all(line.endswith(" ms") for line in lines[1:])
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_ping_on_the_testbed(tb: Testbed, family: int) -> None:
+    dst = str(tb.addr("tg", family))
+    got = pktlab_run("ping", "-c", "3", "-i", "0.05", dst, netns=tb.netns_name("ep"))
+    assert got.returncode == 0, got.stderr
+    assert "3 packets transmitted, 3 received, 0% packet loss" in got.stdout
+    assert got.stdout.count(f"bytes from {dst}: icmp_seq=") == 3
+    assert "ttl=62" in got.stdout
+
+
+def test_ping_without_answer_exits_1(tb: Testbed) -> None:
+    got = pktlab_run(
+        "ping", "--json", "-c", "2", "-i", "0.05", "--wait", "0.3", "10.77.3.99",
+        netns=tb.netns_name("ep"),
+    )  # fmt: skip
+    assert got.returncode == 1, got.stderr
+    assert [json.loads(x)["addr"] for x in got.stdout.splitlines()] == [None, None]
+
+
+def test_ping_loopback() -> None:
+    got = pktlab_run("ping", "-c", "2", "-i", "0.05", "127.0.0.1")
+    assert got.returncode == 0, got.stderr
+    assert "2 packets transmitted, 2 received" in got.stdout
+
+
+def test_listen_with_an_external_endpoint(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = subprocess.Popen(
+        [*RUN, "ping", "--json", "-c", "2", "-i", "0.05", "--timeout", "30",
+         "--listen", f"127.0.0.1:{port}", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO,
+    )  # fmt: skip
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("TransprotoSup raw,tcp,udp\nVMemLocalAddrStrIPv4 127.0.0.1/8\n")
+    argv = [*twistd_command(), "-n", "--pidfile=", f"--logfile={tmp_path / 'ep.log'}"]
+    argv += ["pktendpoint", "-c", str(conf), "--insecure-plaintext", f"127.0.0.1:{port}"]
+    time.sleep(0.5)  # let it listen; the endpoint retries anyway
+    ep = subprocess.Popen(argv, env=env(), cwd=tmp_path)
+    try:
+        out, err = run.communicate(timeout=40)
+    finally:
+        ep.terminate()
+        ep.wait(10)
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, err
+    assert "waiting for an endpoint on 127.0.0.1:" in err
+    replies = [json.loads(x) for x in out.splitlines()]
+    assert [(r["seq"], r["addr"]) for r in replies] == [(0, "127.0.0.1"), (1, "127.0.0.1")]
+
+
+def test_without_raw_socket_rights_a_clear_error() -> None:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv (util-linux) to drop CAP_NET_RAW")
+    drop = "-net_raw"
+    got = pktlab_run(
+        "ping", "-c", "1", "127.0.0.1",
+        wrap=(setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}", "--"),
+    )  # fmt: skip
+    assert got.returncode == 2
+    assert "needs raw sockets: run as root" in got.stderr
+    assert "Traceback" not in got.stderr
+
+
+def test_unresolvable_target() -> None:
+    got = pktlab_run("traceroute", "a..b")
+    assert got.returncode == 2 and "cannot resolve 'a..b'" in got.stderr
