@@ -5,7 +5,7 @@ runs through a real ``twistd pktendpoint`` inside ep, driven by a controller in 
 process (listening inside ep); traceroute and scamper run in ep with ``ip netns exec``.
 The three alternate (order rotated each round, as in the Marionette paper §5.3), one probe
 per hop, ``--sport 20556`` for ours and traceroute. Per hop we report each tool's median
-RTT and the offsets ours − traceroute and ours − scamper (difference of the medians).
+RTT and the offsets ours - traceroute and ours - scamper (difference of the medians).
 Optionally ``--ping N`` adds N echo requests from ours and from iputils ping per round.
 
 Timestamps: ours = endpoint ntag (kernel software TX stamp) → ndata (kernel RX stamp);
@@ -78,16 +78,16 @@ async def rounds(
         dst = str(tb.addr("tg", family))
         got: dict[str, list[Any]] = {t: [] for t in (*TOOLS, "ping-ours", "ping")}
 
-        async def ours() -> None:
+        async def ours(got: dict[str, list[Any]] = got, dst: str = dst) -> None:
             got["packetlab"].append(await traceroute(session, dst, max_ttl=10, sport=SPORT))
 
-        async def butskoy() -> None:
+        async def butskoy(got: dict[str, list[Any]] = got, dst: str = dst) -> None:
             tr = native.run_traceroute
             got["traceroute"].append(
                 await threads.deferToThread(tr, dst, netns=ns, max_ttl=10, sport=SPORT)
             )
 
-        async def scamper() -> None:
+        async def scamper(got: dict[str, list[Any]] = got, dst: str = dst) -> None:
             sc = native.run_scamper
             got["scamper"].append(await threads.deferToThread(sc, dst, netns=ns, max_ttl=10))
 
@@ -167,7 +167,7 @@ def report(data: dict[int, dict[str, list[Any]]]) -> tuple[str, dict[str, Any], 
                     "n": [len(a), len(b)],
                 }
     head = ["family", "hop", "ours (µs)", "traceroute (µs)", "scamper (µs)"]
-    head += ["ours − traceroute", "ours − scamper", f"≤ {GOAL_US:g} µs"]
+    head += ["ours - traceroute", "ours - scamper", f"≤ {GOAL_US:g} µs"]
     text = markdown_table(head, rows)
     for family in data:
         text += f"\n\nIPv{family}: all paths identical: {summary[f'v{family}_paths_identical']}"
@@ -222,10 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     def done(result: Any) -> None:
         if result is not None and hasattr(result, "printTraceback"):
             result.printTraceback()
-        reactor.stop()  # type: ignore[attr-defined]
+        reactor.stop()
 
-    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(go()).addBoth(done))  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(go()).addBoth(done))
+    reactor.run()
     if "data" not in box:
         return 2
     text, summary, ok = report(box["data"])
