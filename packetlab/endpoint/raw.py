@@ -42,6 +42,8 @@ _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _ETHERTYPE = {4: 0x0800, 6: 0x86DD}
 _READ_BATCH = 64  # packets per wake-up, so one busy interface cannot starve the rest
 _CAPTURE_RCVBUF = 1 << 20
+_MAX_TIMER_S = 86400.0
+_LOG_TAIL = 4000  # verifier log characters kept in our log (the end holds the verdict)
 
 log = Logger(namespace="packetlab.endpoint.raw")
 
@@ -132,7 +134,7 @@ class RawIO:
                     "socket {sktid}: ncap filter rejected by the kernel verifier: {reason}\n{log}",
                     sktid=self.skt.sktid,
                     reason=e.reason,
-                    log=e.log,
+                    log=e.log[-_LOG_TAIL:],
                 )
             raise CaptureRejected(Status.ESKTBADFILT, str(e)) from None
         self._cancel_stop()
@@ -143,7 +145,16 @@ class RawIO:
                 return
             self._cap.set_filter(loaded)
         self._endtime = endtime
-        self._stop_call = self._reactor.callLater((endtime - now) / 1e9, self._stop)
+        self._arm_stop()
+
+    def _arm_stop(self) -> None:
+        # At most a day per timer: epoll cannot wait for a far-future endtime like 2**63 ns.
+        assert self._endtime is not None
+        delay = (self._endtime - self._clock()) / 1e9
+        if delay > _MAX_TIMER_S:
+            self._stop_call = self._reactor.callLater(_MAX_TIMER_S, self._arm_stop)
+        else:
+            self._stop_call = self._reactor.callLater(max(delay, 0.0), self._stop)
 
     def _cancel_stop(self) -> None:
         if self._stop_call is not None:

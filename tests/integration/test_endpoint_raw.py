@@ -338,6 +338,15 @@ def test_capture_stops_at_endtime(tb: Testbed, ctl: RawController) -> None:
     assert [m for m in ctl.quiet(0.3) if isinstance(m, wire.Ndata)] == []
 
 
+def test_far_future_endtime_captures(tb: Testbed, ctl: RawController) -> None:
+    ctl.ok(raw_open(1, 4))
+    ctl.ok(ncap(1, 4, "icmp", 2**63))
+    probe = echo_probe(ep_addr(tb, 4), tb.addr("tg", 4), ident=8, seq=1)
+    ctl.ok(raw_send(1, 4, probe.packet))
+    assert parse_reply(ctl.notification(wire.Ndata, timeout=3).data).key == probe.key
+    assert ctl.mread(vmem.TIME.addr, 8)  # the endpoint's reactor is still alive
+
+
 def test_budget_truncates_and_counts(tb: Testbed, ctl: RawController) -> None:
     rbufsz = RECV_BUF_OVERHEAD + 40
     ctl.ok(raw_open(1, 4, rbufsz=rbufsz))
