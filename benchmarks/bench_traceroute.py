@@ -10,7 +10,9 @@ Optionally ``--ping N`` adds N echo requests from ours and from iputils ping per
 
 Timestamps: ours = endpoint ntag (kernel software TX stamp) → ndata (kernel RX stamp);
 traceroute and scamper = ``gettimeofday()`` before ``send()`` (user) → ``SO_TIMESTAMP``
-(kernel). Goal: |offset| ≤ 10 µs.
+(kernel). Goal: |offset| ≤ 10 µs. A capture on ep's link (`WireTap`, kernel stamps of each
+probe leaving and its answer arriving) gives every tool's "wire" RTT too; a tool's RTT
+minus the wire RTT of its own probes is what its timestamping adds.
 
 Run as root from the repository root::
 
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -38,8 +42,11 @@ from benchmarks.common import environment, fmt, markdown_table, median, percenti
 from packetlab.controller import EndpointSession, run_once
 from packetlab.controller.local import twistd_command
 from packetlab.measure import native
+from packetlab.measure.packets import ParseError
 from packetlab.measure.ping import ping
+from packetlab.measure.probes import probe_key
 from packetlab.measure.records import PingResult, TracerouteResult
+from packetlab.measure.replies import parse_reply
 from packetlab.measure.traceroute import traceroute
 from packetlab.testbed import Testbed, chain
 
@@ -59,6 +66,60 @@ class InNamespace:
             return TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
 
 
+ETH_P_ALL, PACKET_OUTGOING, SO_TIMESTAMPNS = 0x0003, 4, 35
+
+
+class WireTap:
+    """AF_PACKET capture on ep's link to r1 with kernel timestamps: the probe as it leaves
+    (stamped where the driver takes it, like a software TX stamp) and the reply as it
+    arrives (the same stamp the tools' SO_TIMESTAMP reads). It gives each tool's
+    RTT "on the wire", which tells its send-side overhead apart from the path."""
+
+    def __init__(self, tb: Testbed) -> None:
+        with tb.enter("ep"):
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.bind((tb.iface("ep", "r1"), 0))
+        self.sock.setblocking(False)
+
+    def packets(self) -> list[tuple[bytes, bool, int]]:
+        """Everything captured since the last call: (IP packet, outgoing, kernel ns)."""
+        out = []
+        while True:
+            try:
+                data, anc, _flags, addr = self.sock.recvmsg(65535, 64)
+            except BlockingIOError:
+                return out
+            ns = 0
+            for level, kind, raw in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", raw[:16])
+                    ns = sec * 1_000_000_000 + nsec
+            out.append((data, addr[2] == PACKET_OUTGOING, ns))
+
+    def hop_rtts(self) -> dict[int, float]:
+        """TTL -> wire RTT (µs) of the UDP probes and their ICMP answers just captured."""
+        sent: dict[Any, tuple[int, int]] = {}
+        rtts: dict[int, float] = {}
+        for data, outgoing, ns in self.packets():
+            try:
+                if outgoing:
+                    ttl = data[7] if data[0] >> 4 == 6 else data[8]
+                    sent[probe_key(data)] = (ttl, ns)
+                else:
+                    key = parse_reply(data).key
+                    if key in sent:
+                        ttl, t0 = sent.pop(key)
+                        rtts[ttl] = (ns - t0) / 1000
+            except (ParseError, IndexError):
+                continue
+        return rtts
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def endpoint_config(tb: Testbed) -> str:
     ep = tb.interfaces("ep")[0]
     return (
@@ -74,9 +135,12 @@ async def rounds(
 ) -> dict[int, dict[str, list[Any]]]:
     ns = tb.netns_name("ep")
     out: dict[int, dict[str, list[Any]]] = {}
+    tap = WireTap(tb)
     for family in families:
         dst = str(tb.addr("tg", family))
         got: dict[str, list[Any]] = {t: [] for t in (*TOOLS, "ping-ours", "ping")}
+        for t in TOOLS:
+            got[f"wire-{t}"] = []
 
         async def ours(got: dict[str, list[Any]] = got, dst: str = dst) -> None:
             got["packetlab"].append(await traceroute(session, dst, max_ttl=10, sport=SPORT))
@@ -91,10 +155,14 @@ async def rounds(
             sc = native.run_scamper
             got["scamper"].append(await threads.deferToThread(sc, dst, netns=ns, max_ttl=10))
 
-        steps: list[Callable[[], Any]] = [ours, butskoy, scamper]
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("packetlab", ours), ("traceroute", butskoy), ("scamper", scamper),
+        ]  # fmt: skip
         for i in range(runs):
-            for step in steps[i % 3 :] + steps[: i % 3]:
+            for name, step in steps[i % 3 :] + steps[: i % 3]:
+                tap.packets()  # drop what came before
                 await step()
+                got[f"wire-{name}"].append(tap.hop_rtts())
             if pings:
                 got["ping-ours"].append(await ping(session, dst, count=pings, interval=0.01))
                 got["ping"].append(
@@ -104,6 +172,7 @@ async def rounds(
                 )
             print(f"IPv{family}: round {i + 1}/{runs}", file=sys.stderr)
         out[family] = got
+    tap.close()
     return out
 
 
@@ -126,6 +195,13 @@ def report(data: dict[int, dict[str, list[Any]]]) -> tuple[str, dict[str, Any], 
     ok = True
     for family, got in data.items():
         rtts = {t: hop_rtts(got[t]) for t in TOOLS}
+        wire: dict[str, dict[int, list[float]]] = {}
+        for t in TOOLS:
+            per: dict[int, list[float]] = {}
+            for run in got[f"wire-{t}"]:
+                for ttl, v in run.items():
+                    per.setdefault(ttl, []).append(v)
+            wire[t] = per
         paths = {t: {tuple(r.path()) for r in got[t]} for t in TOOLS}
         same = len(paths["packetlab"] | paths["traceroute"] | paths["scamper"]) == 1
         for ttl in sorted(rtts["packetlab"]):
@@ -139,6 +215,11 @@ def report(data: dict[int, dict[str, list[Any]]]) -> tuple[str, dict[str, Any], 
             d_tr = None if ours is None or med["traceroute"] is None else ours - med["traceroute"]
             d_sc = None if ours is None or med["scamper"] is None else ours - med["scamper"]
             met = all(d is not None and abs(d) <= GOAL_US for d in (d_tr, d_sc))
+            # each tool minus the wire RTT of its own probes: its send-side overhead
+            over: dict[str, float | None] = {}
+            for t in TOOLS:
+                m = med[t]
+                over[t] = m - median(wire[t][ttl]) if m is not None and wire[t].get(ttl) else None
             ok = ok and met
             rows.append(
                 [
@@ -148,6 +229,7 @@ def report(data: dict[int, dict[str, list[Any]]]) -> tuple[str, dict[str, Any], 
                     fmt(d_tr),
                     fmt(d_sc),
                     "yes" if met else "**no**",
+                    " / ".join(fmt(over[t]) for t in TOOLS),
                 ]
             )
             summary[f"v{family}_ttl{ttl}"] = {
@@ -156,8 +238,15 @@ def report(data: dict[int, dict[str, list[Any]]]) -> tuple[str, dict[str, Any], 
                 "n": {t: len(rtts[t].get(ttl, [])) for t in TOOLS},
                 "ours_minus_traceroute_us": d_tr,
                 "ours_minus_scamper_us": d_sc,
+                "wire_median_us": {
+                    t: median(wire[t][ttl]) if wire[t].get(ttl) else None for t in TOOLS
+                },
+                "minus_wire_us": over,
             }
         summary[f"v{family}_paths_identical"] = same
+        summary[f"v{family}_wire_rtts_us"] = {
+            t: {str(k): v for k, v in wire[t].items()} for t in TOOLS
+        }
         if got["ping"]:
             a, b = ping_rtts(got["ping-ours"]), ping_rtts(got["ping"])
             if a and b:
@@ -168,6 +257,7 @@ def report(data: dict[int, dict[str, list[Any]]]) -> tuple[str, dict[str, Any], 
                 }
     head = ["family", "hop", "ours (µs)", "traceroute (µs)", "scamper (µs)"]
     head += ["ours - traceroute", "ours - scamper", f"≤ {GOAL_US:g} µs"]
+    head += ["minus wire RTT: ours / traceroute / scamper"]
     text = markdown_table(head, rows)
     for family in data:
         text += f"\n\nIPv{family}: all paths identical: {summary[f'v{family}_paths_identical']}"
