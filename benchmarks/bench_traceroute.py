@@ -85,7 +85,7 @@ class WireTap:
 
     def packets(self) -> list[tuple[bytes, bool, int]]:
         """Everything captured since the last call: (IP packet, outgoing, kernel ns)."""
-        out = []
+        out: list[tuple[bytes, bool, int]] = []
         while True:
             try:
                 data, anc, _flags, addr = self.sock.recvmsg(65535, 64)
