@@ -10,13 +10,17 @@ running one *sender under test*:
   reactor (timerfd + spin), with a 1 ms `LoopingCall` running to show the reactor stays live.
 * ``scheduler-lead``: the same, with ``lead_ns`` calibrated from kernel TX timestamps so the
   packet (not the ``sendto`` call) leaves at the scheduled time; reports TX timestamps.
+* ``endpoint``: a real ``twistd -n pktendpoint --insecure-plaintext`` process (a child of
+  this one, kept for the whole run), driven by a raw-frame controller in this process: one
+  UDP nopen, then the whole train as nsends with absolute endpoint times (start = the
+  endpoint's TIME, read with mread, plus `ENDPOINT_START_DELAY_NS`, so every nsend is queued
+  before the first is due) and a tag each; the reported send times are the ntag times.
 
 Each packet carries (train, seq, scheduled time). The kernel stamps it when the loopback
 device takes it in, inside the sender's ``sendto``, so receiver scheduling does not matter.
 
-Add a sender under test by subclassing `TrainSender` and listing it in `SENDERS`; e.g. (c)
-"through a real pktendpoint process driven by a controller" only has to implement
-`TrainSender.send_train` (send the `TrainSpec` schedule, return the reported send times).
+Add a sender under test by subclassing `TrainSender` (implement `TrainSender.send_train`:
+send the `TrainSpec` schedule, return the reported send times) and listing it in `SENDERS`.
 
 Run from the repository root: ``python -m benchmarks.bench_send_precision --help``.
 """
@@ -84,6 +88,9 @@ class TrainSender:
     def send_train(self, spec: TrainSpec) -> TrainResult:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Stop whatever the sender keeps between trains (default: nothing)."""
+
 
 class ChildSender(TrainSender):
     """Runs the train in a fresh child interpreter (``--child NAME``), JSON in and out."""
@@ -122,8 +129,132 @@ class SchedulerLeadSender(ChildSender):
     description = "PreciseScheduler, lead learned from TX timestamps, reports TX timestamps"
 
 
+ENDPOINT_START_DELAY_NS = 150_000_000  # first nsend due this long after the endpoint's TIME
+_NTAG = struct.Struct("!BHQ")  # ntag body: sktid, tag, time (errid follows if not SUCCESS)
+_T_RESULT, _T_MDATA, _T_NTAG = 0x40, 0x41, 0x60
+
+
+class EndpointSender(TrainSender):
+    """(c): the train through a real pktendpoint process, as a controller would send it."""
+
+    name = "endpoint"
+    description = (
+        "real twistd pktendpoint process driven by a raw-frame controller; nsends with "
+        "absolute times, reports ntag times"
+    )
+
+    def __init__(self) -> None:
+        self._ep: Any = None
+        self._workdir: Any = None
+        self._rt = 0
+
+    def _endpoint(self, rt_priority: int) -> Any:
+        if self._ep is None:
+            import tempfile
+
+            from benchmarks.bench_endpoint import Endpoint
+
+            self._workdir = tempfile.TemporaryDirectory(prefix="bench-send-ep-")
+            self._ep = Endpoint(Path(self._workdir.name))
+            self._warm_up()
+        if rt_priority != self._rt:
+            # As an operator would: chrt -f PRIO twistd pktendpoint ...
+            os.sched_setscheduler(self._ep.proc.pid, os.SCHED_FIFO, os.sched_param(rt_priority))
+            self._rt = rt_priority
+        return self._ep
+
+    def _warm_up(self) -> None:
+        # As in the scheduler modes: 128 sends at 300 µs so the wake-up margin is learned.
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("127.0.0.1", 0))
+        try:
+            self._train(sink.getsockname(), 0, 128, 300_000, HEADER.size)
+        finally:
+            sink.close()
+
+    def _request(self, msg: Any) -> tuple[int, bytes]:
+
+        kind, body = self._ep.request(msg)
+        if kind == _T_RESULT and body:
+            raise RuntimeError(f"endpoint refused {type(msg).__name__}: result {body.hex()}")
+        return kind, body
+
+    def _train(
+        self, dest: tuple[str, int], train_id: int, count: int, gap: int, size: int
+    ) -> TrainResult:
+        from packetlab import wire
+        from packetlab.wire import vmem
+
+        ep = self._ep
+        self._request(
+            wire.Nopen(sktid=1, family=4, proto=17, rbufsz=1 << 16, laddr=bytes(4), lport=0)
+        )
+        _, now = self._request(wire.Mread(addr=vmem.TIME.addr, len=8))
+        endpoint_now = struct.unpack("!Q", now[-8:])[0]
+        start = endpoint_now + ENDPOINT_START_DELAY_NS
+        spec = TrainSpec(dest, train_id, count, gap, size)
+        items = payloads(spec, start)
+        raddr = socket.inet_aton(dest[0])
+        blob = b"".join(
+            wire.encode(
+                wire.Nsend(
+                    sktid=1,
+                    family=4,
+                    proto=17,
+                    time=when,
+                    tag=i + 1,
+                    data=data,
+                    raddr=raddr,
+                    rport=dest[1],
+                )
+            )
+            for i, (when, data) in enumerate(items)
+        )
+        ep.ctl.sendall(blob)
+        reported: list[int | None] = [None] * count
+        results = tags = errors = 0
+        last_result_ns = 0
+        deadline = time.monotonic() + 30 + count * gap / 1e9
+        while (results < count or tags < count) and time.monotonic() < deadline:
+            kind, body = ep.reader.next()
+            if kind == _T_RESULT:
+                results += 1
+                errors += body != b""
+                last_result_ns = time.time_ns()
+            elif kind == _T_NTAG:
+                _sktid, tag, when = _NTAG.unpack_from(body)
+                tags += 1
+                if len(body) == _NTAG.size:  # no errid: sent
+                    reported[tag - 1] = when
+                else:
+                    errors += 1
+        self._request(wire.Nclose(sktid=1))
+        if results < count or tags < count:
+            raise RuntimeError(f"endpoint train: {results} results, {tags} ntags of {count}")
+        return TrainResult(
+            [w for w, _ in items],
+            reported,
+            {
+                "errors": errors,
+                # > 0: every nsend was queued before the first was due (same host clock)
+                "queued_ahead_ns": start - last_result_ns,
+            },
+        )
+
+    def send_train(self, spec: TrainSpec) -> TrainResult:
+        self._endpoint(spec.rt_priority)
+        host, port = spec.dest
+        return self._train((host, port), spec.train_id, spec.count, spec.gap_ns, spec.size)
+
+    def close(self) -> None:
+        if self._ep is not None:
+            self._ep.stop()
+            self._ep = None
+            self._workdir.cleanup()
+
+
 SENDERS: dict[str, TrainSender] = {
-    s.name: s for s in (NativeSender(), SchedulerSender(), SchedulerLeadSender())
+    s.name: s for s in (NativeSender(), SchedulerSender(), SchedulerLeadSender(), EndpointSender())
 }
 
 
@@ -309,6 +440,7 @@ class Samples:
     gap_err: list[int] = field(default_factory=list)  # |actual gap - intended gap|
     gaps: list[int] = field(default_factory=list)  # actual gaps
     report_err: list[int] = field(default_factory=list)  # |reported send time - rx|
+    report_off: list[int] = field(default_factory=list)  # reported send time - rx (signed)
     sent: int = 0
     received: int = 0
     extras: list[dict[str, Any]] = field(default_factory=list)
@@ -322,6 +454,7 @@ class Samples:
             rep = result.reported[seq]
             if rep is not None:
                 self.report_err.append(abs(rep - ts))
+                self.report_off.append(rep - ts)
             if seq - 1 in rx:
                 gap = ts - rx[seq - 1]
                 self.gaps.append(gap)
@@ -426,14 +559,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown mode(s) {unknown}; choose from {sorted(SENDERS)}")
     samples: dict[tuple[str, int], Samples] = {(m, g): Samples() for m in modes for g in gaps_ns}
     train_id = 1
-    for rep in range(args.repeats):
-        for gap in gaps_ns:
-            for mode in modes:  # interleaved, so every mode sees the same machine conditions
-                spec = TrainSpec(receiver.address, train_id, args.packets, gap, args.size, args.rt)
-                result = SENDERS[mode].send_train(spec)
-                samples[(mode, gap)].add(spec, result, receiver.collect(train_id, args.packets))
-                train_id += 1
-                print(f"repeat {rep + 1}/{args.repeats} gap {gap} ns {mode}: done", file=sys.stderr)
+    try:
+        for rep in range(args.repeats):
+            for gap in gaps_ns:
+                for mode in modes:  # interleaved, so every mode sees the same machine
+                    spec = TrainSpec(
+                        receiver.address, train_id, args.packets, gap, args.size, args.rt
+                    )
+                    result = SENDERS[mode].send_train(spec)
+                    rx = receiver.collect(train_id, args.packets)
+                    samples[(mode, gap)].add(spec, result, rx)
+                    train_id += 1
+                    print(
+                        f"repeat {rep + 1}/{args.repeats} gap {gap} ns {mode}: done",
+                        file=sys.stderr,
+                    )
+    finally:
+        for mode in modes:
+            SENDERS[mode].close()
     report: dict[str, Any] = {"environment": environment(), "args": vars(args), "trains": []}
     for (mode, gap), s in samples.items():
         if not s.raw_err:
@@ -452,6 +595,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "median_gap_ns": percentile(s.gaps, 50),
             "burst_fraction": sum(1 for g in s.gaps if g < gap / 2) / len(s.gaps),
             "report_err_p50_ns": percentile(s.report_err, 50) if s.report_err else None,
+            "report_off_p50_ns": percentile(s.report_off, 50) if s.report_off else None,
             "extras": s.extras,
         }
         report["trains"].append(row)
@@ -472,7 +616,7 @@ def render(report: dict[str, Any]) -> str:
     for r in report["trains"]:
         if "raw_err_p50_ns" not in r:
             rows.append(
-                [r["mode"], fmt(r["gap_ns"], us), f"{r['received']}/{r['sent']}"] + ["-"] * 10
+                [r["mode"], fmt(r["gap_ns"], us), f"{r['received']}/{r['sent']}"] + ["-"] * 11
             )
             continue
         busy = [e["max_busy_ns"] for e in r["extras"] if "max_busy_ns" in e]
@@ -489,6 +633,7 @@ def render(report: dict[str, Any]) -> str:
                 fmt(r["median_gap_ns"], us, 3),
                 f"{r['burst_fraction']:.3f}",
                 fmt(r["report_err_p50_ns"], us, 3),
+                fmt(r["report_off_p50_ns"], us, 3),
                 fmt(r.get("gap_err_ratio_to_native"), 1.0),
                 f"{fmt(median(busy), us, 0)} / {fmt(max(busy), us, 0)}" if busy else "-",
             ]
@@ -506,7 +651,8 @@ def render(report: dict[str, Any]) -> str:
                 "gap err p90 µs",
                 "median gap µs",
                 "bursts",
-                "reported-vs-rx p50 µs",
+                "|reported - rx| p50 µs",
+                "reported minus rx p50 µs",
                 "gap err / native",
                 "busiest slice µs (median train / worst)",
             ],

@@ -331,7 +331,8 @@ class Session:
             return self._answer(msg, Status.ESKTNOTOPEN)
         if msg.family != skt.family or msg.proto != skt.proto:
             return self._answer(msg, Status.ESKTNOMATCH)
-        if not skt.sends:
+        io = skt.io
+        if io is None or not skt.sends:
             return self._answer(msg, Status.ESKTNOTOPEN)
         cost = len(msg.data) + SEND_BUF_OVERHEAD
         budget = self.budget
@@ -354,8 +355,11 @@ class Session:
         self.outbox.put(_OK)
         self.gate.done(msg, 0)
         skt.queued.add(pending)
+        # The timed action is the socket's send alone (docs/sending.md): the scheduler reads
+        # the clock around it, and bookkeeping waits for `_fired`. Every path that closes
+        # `io` cancels the socket's queued sends first, so the bound method never runs late.
         pending.handle = self.scheduler.schedule(
-            msg.time, partial(self._fire, pending), partial(self._fired, pending), skt
+            msg.time, partial(io.send, pending), partial(self._fired, pending), skt
         )
 
     def _ncap(self, msg: Ncap) -> None:
@@ -403,17 +407,10 @@ class Session:
 
     # --------------------------------------------------------------- sending
 
-    def _fire(self, pending: PendingSend) -> bool | None:
-        """The scheduled action: hand the data to the socket, nothing else (timing)."""
-        skt = pending.skt
-        skt.queued.discard(pending)
-        io = skt.io
-        if io is None or not skt.sends:
-            return None
-        return io.send(pending)
-
     def _fired(self, pending: PendingSend, send: Any) -> None:
-        """The scheduler's callback after `_fire`, out of the timing-critical path."""
+        """The scheduler's callback after the send, out of the timing-critical path (held
+        back during dense trains; `cancel_key` delivers it before dropping the rest)."""
+        pending.skt.queued.discard(pending)
         if send.error is not None:
             if not isinstance(send.error, OSError):
                 self.log.error(
@@ -430,8 +427,6 @@ class Session:
                 if stamp is not None:
                     time = stamp
             self.send_done(pending, time, 0)
-        elif send.result is None:
-            self._drop_send(pending, _NSENDERR_FOR_STATE.get(pending.skt.state, NsendErr.UNKFAULT))
         # False: queued in the socket, which reports through send_done later.
 
     def _fire_fin(self, skt: Skt) -> None:
