@@ -28,7 +28,7 @@ from packetlab.measure.records import PingResult, Stamp, TracerouteResult
 T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-EXIT_OK, EXIT_NO_REPLY, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_NO_REPLY, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 EPILOG = """\
 examples:
@@ -451,6 +451,9 @@ def run(args: argparse.Namespace) -> int:
     if "error" in box:
         print(f"pktlab run {args.measurement}: {box['error']}", file=sys.stderr)
         return EXIT_ERROR
+    if "result" not in box:  # the reactor was stopped under us (SIGINT, SIGTERM)
+        print(f"pktlab run {args.measurement}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     result = box["result"]
     sys.stdout.write(render(result, args.json))
     sys.stdout.flush()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -155,3 +156,17 @@ def test_without_raw_socket_rights_a_clear_error() -> None:
 def test_unresolvable_target() -> None:
     got = pktlab_run("traceroute", "a..b")
     assert got.returncode == 2 and "cannot resolve 'a..b'" in got.stderr
+
+
+def test_interrupt_while_waiting_for_an_endpoint() -> None:
+    proc = subprocess.Popen(
+        [*RUN, "ping", "--listen", "127.0.0.1:0", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    line = proc.stderr.readline()  # "waiting for an endpoint on 127.0.0.1:PORT ..."
+    assert "waiting for an endpoint" in line
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
