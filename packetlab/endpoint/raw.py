@@ -82,6 +82,8 @@ class RawIO:
         self._on_close = on_close
         self._ethertype = _ETHERTYPE[skt.family]
         self._scope = capture.ifindex if skt.family == 6 else 0
+        # On loopback every packet is seen twice, going out and coming in: keep the second.
+        self._loopback = capture.ifname == "lo"
         self._endtime: int | None = None  # capture stops at this time; None: not capturing
         self._stop_call: Any = None
         self._ids: dict[PendingSend, int] = {}
@@ -181,12 +183,13 @@ class RawIO:
         return f"pktendpoint-raw-{self.skt.sktid}"
 
     def doRead(self) -> None:
-        recv = self._cap.recv
+        cap = self._cap
+        loopback = self._loopback
         skt = self.skt
         received = self._events.raw_received
         for _ in range(_READ_BATCH):
             try:
-                pkt = recv()
+                pkt = cap.recv_raw() if loopback else cap.recv()
             except InterruptedError:
                 continue
             except OSError as e:
@@ -194,6 +197,8 @@ class RawIO:
                 return
             if pkt is None:
                 return
+            if loopback and pkt.outgoing:
+                continue
             endtime = self._endtime
             if pkt.protocol != self._ethertype or endtime is None or pkt.time_ns >= endtime:
                 continue  # another IP version, or queued before a stop took effect

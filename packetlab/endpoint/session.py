@@ -23,7 +23,13 @@ from twisted.logger import Logger
 
 from packetlab.endpoint import frames
 from packetlab.endpoint.budget import RECV_BUF_OVERHEAD, SEND_BUF_OVERHEAD, Budget
-from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, OpenGate, RequestGate
+from packetlab.endpoint.checks import (
+    NDATA_DELIVER,
+    NDATA_DROP,
+    NDATA_DROP_COUNTED,
+    OpenGate,
+    RequestGate,
+)
 from packetlab.endpoint.config import EndpointConfig
 from packetlab.endpoint.memory import VirtualMemory, system_image
 from packetlab.endpoint.outbox import Outbox
@@ -604,7 +610,9 @@ class Session:
         verdict = self.gate.check_ndata(skt, data, time, raddr, rport)
         if verdict == NDATA_DELIVER:
             return True
-        if verdict != NDATA_DROP:
+        if verdict == NDATA_DROP_COUNTED:  # a receive quota ran out (§4.5)
+            self._count_drop(skt, time, len(data))
+        elif verdict != NDATA_DROP:
             # The monitor's reason (§8.3).
             frame = codec.encode(_nblock(skt, verdict & 0xFFFF, time))
             self._notify(skt, _NBLOCK, frame)

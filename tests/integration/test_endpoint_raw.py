@@ -347,6 +347,20 @@ def test_far_future_endtime_captures(tb: Testbed, ctl: RawController) -> None:
     assert ctl.mread(vmem.TIME.addr, 8)  # the endpoint's reactor is still alive
 
 
+def test_loopback_packets_are_captured_once(
+    tb: Testbed, endpoint: Callable[..., RawEndpoint]
+) -> None:
+    c = endpoint(ep_config(tb, extra4=",127.0.0.1/8")).accept()
+    c.ok(raw_open(1, 4, ipaddress.IPv4Address("127.0.0.1").packed))
+    c.ok(ncap(1, 4, "icmp", time.time_ns() + 10 * SEC))
+    probe = echo_probe("127.0.0.1", "127.0.0.1", ident=3, seq=1)
+    c.ok(raw_send(1, 4, probe.packet))
+    got = [m for m in c.quiet(0.5) if isinstance(m, wire.Ndata)]
+    # Our request (addressed to the interface, so reported, §3.4) and the reply, once each.
+    assert [d.data[20] for d in got] == [8, 0]
+    assert got[0].data[20:] == probe.packet[20:]
+
+
 def test_budget_truncates_and_counts(tb: Testbed, ctl: RawController) -> None:
     rbufsz = RECV_BUF_OVERHEAD + 40
     ctl.ok(raw_open(1, 4, rbufsz=rbufsz))

@@ -1,0 +1,232 @@
+"""RawIO (packetlab.endpoint.raw) over a fake capture socket and a fake reactor clock:
+endtime, version and loopback filtering, filter rejection, TX times, close. The real
+AF_PACKET/IPPROTO_RAW sockets run in tests/integration/test_endpoint_raw.py."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from twisted.internet.task import Clock
+
+from packetlab.endpoint import raw
+from packetlab.endpoint.bpf import PACKET_OUTGOING, CapturedPacket, VerifierError
+from packetlab.endpoint.sockets import CaptureRejected, PendingSend, Skt
+from packetlab.wire.constants import Status
+
+SEC = 1_000_000_000
+T0 = 1_700_000_000 * SEC
+
+
+class FakeCapture:
+    def __init__(self, ifname: str = "eth0") -> None:
+        self.ifname = ifname
+        self.ifindex = 7
+        self.queue: deque[CapturedPacket] = deque()
+        self.filters: list[object] = []
+        self.dropped_all = 0
+        self.drained = 0
+        self.closed = False
+
+    def fileno(self) -> int:
+        return 42
+
+    def recv_raw(self) -> CapturedPacket | None:
+        return self.queue.popleft() if self.queue else None
+
+    def recv(self) -> CapturedPacket | None:
+        while (pkt := self.recv_raw()) is not None and pkt.outgoing:
+            pass
+        return pkt
+
+    def set_filter(self, program: object) -> None:
+        self.filters.append(program)
+
+    def drop_all(self) -> None:
+        self.dropped_all += 1
+
+    def drain(self) -> int:
+        n = len(self.queue)
+        self.drained += n
+        self.queue.clear()
+        return n
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Reactor(Clock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.advance(T0 / SEC)
+        self.readers: set[Any] = set()
+
+    def addReader(self, reader: Any) -> None:
+        self.readers.add(reader)
+
+    def removeReader(self, reader: Any) -> None:
+        self.readers.discard(reader)
+
+    def now_ns(self) -> int:
+        return round(self.seconds() * SEC)
+
+
+class Events:
+    def __init__(self) -> None:
+        self.got: list[tuple[bytes, int]] = []
+
+    def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
+        self.got.append((data, time))
+
+
+class Loaded:
+    def __enter__(self) -> Loaded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@pytest.fixture
+def sender() -> Iterator[socket.socket]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    yield s
+    s.close()
+
+
+class R:
+    """One RawIO over fakes (the sender is a real UDP socket: TX stamps work unprivileged)."""
+
+    def __init__(self, sender: socket.socket, ifname: str) -> None:
+        self.cap, self.reactor, self.events = FakeCapture(ifname), Reactor(), Events()
+        self.closed: list[int] = []
+        self.io = raw.RawIO(
+            self.reactor,
+            Skt(1, 4, 0, 1 << 20),
+            self.events,  # type: ignore[arg-type]
+            sender,
+            self.cap,  # type: ignore[arg-type]
+            self.reactor.now_ns,
+            lambda: self.closed.append(1),
+        )
+
+    def times(self) -> list[int]:
+        return [t for _, t in self.events.got]
+
+
+@pytest.fixture
+def make(sender: socket.socket, monkeypatch: pytest.MonkeyPatch) -> Callable[..., R]:
+    monkeypatch.setattr(raw, "load_ncap_filter", lambda program: Loaded())
+    return lambda ifname="eth0": R(sender, ifname)
+
+
+def pkt(time: int, version: int = 4, outgoing: bool = False) -> CapturedPacket:
+    data = bytes([version << 4 | 5]) + bytes(19)
+    proto = 0x0800 if version == 4 else 0x86DD
+    return CapturedPacket(data, time, PACKET_OUTGOING if outgoing else 0, proto, False)
+
+
+def test_nothing_is_delivered_before_the_first_ncap(make: Callable[..., R]) -> None:
+    r = make()
+    assert r.io in r.reactor.readers
+    r.cap.queue.append(pkt(T0))
+    r.io.doRead()
+    assert r.events.got == []
+
+
+def test_capture_until_endtime(make: Callable[..., R]) -> None:
+    r = make()
+    end = T0 + 2 * SEC
+    r.io.capture(b"prog", end)
+    assert len(r.cap.filters) == 1 and r.cap.dropped_all == 0
+    r.cap.queue.extend([pkt(T0 + 1), pkt(T0 + 2, version=6)])  # another IP version: skipped
+    r.io.doRead()
+    assert r.times() == [T0 + 1]
+    # Packets still queued at endtime: those received before it go out, the rest is dropped.
+    r.cap.queue.extend([pkt(end - 1), pkt(end), pkt(end + 5)])
+    r.reactor.advance(2)
+    assert r.cap.dropped_all == 1
+    assert r.times() == [T0 + 1, end - 1]
+    r.cap.queue.append(pkt(end - 3))  # a late arrival of an early packet: capture is over
+    r.io.doRead()
+    assert len(r.events.got) == 2
+
+
+@pytest.mark.parametrize("endtime", [0, T0 - 1, T0])
+def test_endtime_not_in_the_future_stops(make: Callable[..., R], endtime: int) -> None:
+    r = make()
+    r.io.capture(b"prog", endtime)
+    assert r.cap.filters == [] and r.cap.dropped_all == 1
+    assert r.reactor.getDelayedCalls() == []
+
+
+def test_new_ncap_replaces_filter_and_endtime(make: Callable[..., R]) -> None:
+    r = make()
+    r.io.capture(b"one", T0 + SEC)
+    r.io.capture(b"two", T0 + 5 * SEC)
+    assert len(r.cap.filters) == 2 and len(r.reactor.getDelayedCalls()) == 1
+    r.reactor.advance(2)
+    assert r.cap.dropped_all == 0
+    r.io.capture(b"stop", 0)  # stops a running capture
+    assert r.cap.dropped_all == 1 and r.reactor.getDelayedCalls() == []
+
+
+def test_far_future_endtime_timer_is_capped(make: Callable[..., R]) -> None:
+    r = make()
+    r.io.capture(b"prog", 2**63)
+    (call,) = r.reactor.getDelayedCalls()
+    assert call.getTime() - r.reactor.seconds() == pytest.approx(86400)
+    r.reactor.advance(86400)
+    assert r.cap.dropped_all == 0 and len(r.reactor.getDelayedCalls()) == 1
+
+
+def test_loopback_keeps_only_the_incoming_copy(make: Callable[..., R]) -> None:
+    r = make("lo")
+    r.io.capture(b"prog", T0 + SEC)
+    r.cap.queue.extend([pkt(T0 + 1, outgoing=True), pkt(T0 + 2)])
+    r.io.doRead()
+    assert r.times() == [T0 + 2]
+
+
+def test_rejected_filter_is_esktbadfilt(
+    make: Callable[..., R], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = make()
+
+    def reject(program: bytes) -> None:
+        raise VerifierError(errno.EACCES, "0: (bf) r0 = r2\nR2 !read_ok\nprocessed 1 insns")
+
+    monkeypatch.setattr(raw, "load_ncap_filter", reject)
+    with pytest.raises(CaptureRejected, match="R2 !read_ok") as info:
+        r.io.capture(b"bad", T0 + SEC)
+    assert info.value.status == Status.ESKTBADFILT
+    assert r.cap.filters == [] and r.reactor.getDelayedCalls() == []
+
+
+def test_tagged_sends_get_a_tx_time(make: Callable[..., R]) -> None:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    r = make()
+    tagged = PendingSend(r.io.skt, 3, b"tagged", rx.getsockname(), 0)
+    plain = PendingSend(r.io.skt, 0, b"plain", rx.getsockname(), 0)
+    assert r.io.send(tagged) is True and r.io.send(plain) is True
+    assert rx.recv(100) == b"tagged" and rx.recv(100) == b"plain"
+    stamp = r.io.tx_time(tagged, 0)
+    assert stamp is not None and stamp > 0
+    assert r.io.tx_time(plain, 0) is None
+    assert r.io.tx_time(tagged, 0) is None  # taken once
+    rx.close()
+
+
+def test_close_releases_everything(make: Callable[..., R], sender: socket.socket) -> None:
+    r = make()
+    r.io.capture(b"prog", T0 + SEC)
+    assert r.io.close() == []
+    assert r.cap.closed and sender.fileno() == -1 and r.closed == [1]
+    assert r.io not in r.reactor.readers and r.reactor.getDelayedCalls() == []
+    r.io.close()  # twice is harmless
+    assert r.closed == [1]
