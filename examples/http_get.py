@@ -31,7 +31,7 @@ from packetlab.controller import (
     run_once,
     tcp_exchange,
 )
-from packetlab.controller.local import run_with_local_endpoint
+from packetlab.controller.local import demo_home, run_with_local_endpoint, tls_server
 
 PAGE = b"<html><body><h1>hello from the packetlab loopback http server</h1></body></html>\n"
 
@@ -50,6 +50,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not start an endpoint; wait for one to connect to --listen",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds (default: %(default)s)")
+    p.add_argument(
+        "--home",
+        help="PacketLab home made by `pktlab init` whose certificates the TLS link uses "
+        "(default: a new temporary one)",
+    )
+    p.add_argument(
+        "--insecure-plaintext",
+        action="store_true",
+        help="plain TCP instead of TLS (loopback development only)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     return p.parse_args(argv)
 
@@ -103,6 +113,27 @@ def announce(port: Any) -> None:
     print(f"controller listening on {addr.host}:{addr.port}; waiting for an endpoint", flush=True)
 
 
+def home_of(args: argparse.Namespace) -> Any:
+    """The demo home (made by `pktlab init` if needed); says which link is used."""
+    if args.insecure_plaintext:
+        print("link: plain TCP (--insecure-plaintext)", flush=True)
+        return None
+    home = demo_home(args.home)
+    print(f"link: TLS 1.3, PPKS certificates from {home.root}", flush=True)
+    return home
+
+
+def listen_on(reactor: Any, args: argparse.Namespace) -> Any:
+    """--external: where to listen; TLS unless --insecure-plaintext (default entry, so
+    endpoints that send no SNI are served too)."""
+    home = home_of(args)
+    if home is None:
+        return args.listen
+    from packetlab.tls import gen_snikey
+
+    return tls_server(reactor, args.listen, home, gen_snikey())
+
+
 async def main(reactor: Any, args: argparse.Namespace) -> int:
     web: Any = None
     if args.url is None:
@@ -122,14 +153,19 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
         if args.external:
             result = await run_once(
                 reactor,
-                args.listen,
+                listen_on(reactor, args),
                 experiment,
                 timeout=args.timeout,
                 on_listening=announce,
             )
         else:
             result = await run_with_local_endpoint(
-                reactor, experiment, listen=args.listen, timeout=args.timeout
+                reactor,
+                experiment,
+                listen=args.listen,
+                timeout=args.timeout,
+                plaintext=args.insecure_plaintext,
+                home=home_of(args),
             )
     finally:
         if web is not None:

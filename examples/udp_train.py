@@ -23,7 +23,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from packetlab.controller import EndpointSession, TrainReport, run_once, send_train
-from packetlab.controller.local import run_with_local_endpoint
+from packetlab.controller.local import demo_home, run_with_local_endpoint, tls_server
 
 
 class Sink(DatagramProtocol):
@@ -57,6 +57,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not start an endpoint; wait for one to connect to --listen",
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds (default: %(default)s)")
+    p.add_argument(
+        "--home",
+        help="PacketLab home made by `pktlab init` whose certificates the TLS link uses "
+        "(default: a new temporary one)",
+    )
+    p.add_argument(
+        "--insecure-plaintext",
+        action="store_true",
+        help="plain TCP instead of TLS (loopback development only)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     return p.parse_args(argv)
 
@@ -106,6 +116,27 @@ def announce(port: Any) -> None:
     print(f"controller listening on {addr.host}:{addr.port}; waiting for an endpoint", flush=True)
 
 
+def home_of(args: argparse.Namespace) -> Any:
+    """The demo home (made by `pktlab init` if needed); says which link is used."""
+    if args.insecure_plaintext:
+        print("link: plain TCP (--insecure-plaintext)", flush=True)
+        return None
+    home = demo_home(args.home)
+    print(f"link: TLS 1.3, PPKS certificates from {home.root}", flush=True)
+    return home
+
+
+def listen_on(reactor: Any, args: argparse.Namespace) -> Any:
+    """--external: where to listen; TLS unless --insecure-plaintext (default entry, so
+    endpoints that send no SNI are served too)."""
+    home = home_of(args)
+    if home is None:
+        return args.listen
+    from packetlab.tls import gen_snikey
+
+    return tls_server(reactor, args.listen, home, gen_snikey())
+
+
 async def main(reactor: Any, args: argparse.Namespace) -> int:
     if args.count < 1 or args.gap_us < 0:
         print("error: need --count >= 1 and --gap-us >= 0", file=sys.stderr)
@@ -128,14 +159,19 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
         if args.external:
             rep = await run_once(
                 reactor,
-                args.listen,
+                listen_on(reactor, args),
                 experiment,
                 timeout=args.timeout,
                 on_listening=announce,
             )
         else:
             rep = await run_with_local_endpoint(
-                reactor, experiment, listen=args.listen, timeout=args.timeout
+                reactor,
+                experiment,
+                listen=args.listen,
+                timeout=args.timeout,
+                plaintext=args.insecure_plaintext,
+                home=home_of(args),
             )
         if sink is not None:  # let the last datagrams land
             await task.deferLater(reactor, 0.2)

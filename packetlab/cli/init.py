@@ -41,6 +41,7 @@ creates, under --home (default ~/.pktlab, or $PKTLAB_HOME):
   keys/   {", ".join(KEYS)} (PKCS#8, mode 0600) and their .pub files
   certs/  {", ".join(c[0] + ".cert" for c in CERTS)}
   csrs/   {", ".join(c[0] + ".csr" for c in CSRS)}
+  endpt.conf (the demo endpoint: TLS with these certs), xpmgr.conf (the controller's)
 The agent certs are self-signed; exppriv_eop_exper lets k_exper run experiments on the
 endpoints of k_eop; pubcmd_exper_xc lets controller key k_xc act for k_exper;
 subcmd_eop_ep lets endpoint key k_ep subscribe for k_eop. All are valid from
@@ -94,4 +95,35 @@ def init_home(home: PktlabHome) -> dict[str, Ed25519PrivateKey]:
     for name, ctype, dtype, requester in CSRS:
         home.csr_path(name).write_bytes(make_csr(ctype, keys[requester], del_type=dtype))
         print(f"csr  {home.csr_path(name)}")
+    for name, text in (("endpt.conf", endpoint_conf(home)), ("xpmgr.conf", xpmgr_conf(home))):
+        (home.root / name).write_text(text, encoding="utf-8")
+        print(f"conf {home.root / name}")
     return keys
+
+
+def endpoint_conf(home: PktlabHome) -> str:
+    """The demo endpoint's endpt.conf: NoSub mode, TLS with the demo certificates."""
+    r = home.root.resolve()
+    return f"""\
+# Demo endpoint (written by pktlab init): twistd pktendpoint -c {r / "endpt.conf"} HOST:PORT
+NoSubMode 1
+# TLS to the controller (PROTOCOL.md 4.6): our subcmd chain, its key, the EOp keys we trust
+ControllerCertChainPath {r / "certs/subcmd_eop_ep.cert"}
+EndpointPrivKey {r / "keys/k_ep"}
+EndpointOpPubKeyPath {r / "keys/k_eop.pub"}
+# Persistent resource accounting (SQLite; see docs/security.md)
+RLimDBPath {r / "endpt.rlim.sqlite3"}
+"""
+
+
+def xpmgr_conf(home: PktlabHome) -> str:
+    """The demo controller's credentials in the reference xpmgr.conf form (§7.2)."""
+    r = home.root.resolve()
+    chain = f"{r / 'certs/pubcmd_exper_xc.cert'},{r / 'certs/exppriv_eop_exper.cert'}"
+    return f"""\
+# Demo controller (written by pktlab init), reference xpmgr.conf form
+EnableExpPublication 0
+ControllerPrivkeyPath {r / "keys/k_xc"}
+# IS_DEFAULT:SNIKEY:EXPPRIVCHAIN_PATH:TRUSTEDEOP_PATH:PUB_CHANNEL:OVERRIDE_XDESCRNVP
+ExpExec 1::{chain}:{r / "keys/k_eop.pub"}::
+"""

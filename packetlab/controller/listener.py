@@ -141,6 +141,12 @@ class Controller(Generic[T]):
         session = EndpointSession(
             programs=self.programs, reactor=self.reactor, **self.session_options
         )
+        # The run starts when the session connects: behind TLS, only once the endpoint
+        # passed the PPKS check (a refused one never does, and leaves nothing behind).
+        session.on_connected = self._connected
+        return session
+
+    def _connected(self, session: EndpointSession) -> None:
         self.accepted += 1
         self.sessions.add(session)
         session.when_closed().addCallback(lambda _: self.sessions.discard(session))
@@ -150,7 +156,6 @@ class Controller(Generic[T]):
         if self.limit is not None and self.accepted >= self.limit and self.port is not None:
             port, self.port = self.port, None
             port.stopListening()
-        return session
 
     async def _run(self, session: EndpointSession) -> None:
         started = time.time()

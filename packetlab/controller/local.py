@@ -1,14 +1,19 @@
 """Try an experiment on this machine: start `twistd pktendpoint` as a child process that
 connects to a controller listening on loopback, run the experiment, stop the endpoint.
 
-This only launches the `twistd` command line (it imports nothing of the endpoint role), so
-it works the same with any endpoint that takes `--insecure-plaintext HOST:PORT`.
+This only launches the `twistd` command line (it imports nothing of the endpoint role).
+By default the link is TLS 1.3 with PPKS certificates from a demo home made by
+`pktlab init` (`demo_home`): the controller presents pubcmd_exper_xc + exppriv_eop_exper
+for a fresh snikey and trusts k_eop; the endpoint runs with the home's endpt.conf.
+`plaintext=True` uses `--insecure-plaintext` instead.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -23,6 +28,15 @@ from twisted.python.failure import Failure
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.errors import ControllerError
 from packetlab.controller.listener import Controller, Experiment, Outcome
+from packetlab.ppks import PktlabHome, read_public_key
+from packetlab.tls import (
+    AuthMode,
+    Credentials,
+    PPKSServerEndpoint,
+    PPKSServerOptions,
+    ServerEntry,
+    gen_snikey,
+)
 
 T = TypeVar("T")
 OUTPUT_CAP = 1 << 20  # keep the last MiB of the endpoint's output
@@ -34,6 +48,48 @@ def twistd_command() -> list[str]:
     if exe.exists():
         return [str(exe)]
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+DEMO_FILES = (
+    "endpt.conf",
+    "keys/k_xc",
+    "keys/k_eop.pub",
+    "certs/pubcmd_exper_xc.cert",
+    "certs/exppriv_eop_exper.cert",
+)
+
+
+def demo_home(path: str | os.PathLike[str] | None = None) -> PktlabHome:
+    """A home set up by `pktlab init`: `path` as it is when it already holds the demo
+    files, else `pktlab init --home path` first (None: a new temporary directory)."""
+    root = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix="pktlab-demo-"))
+    if not all((root / f).is_file() for f in DEMO_FILES):
+        proc = subprocess.run(
+            [sys.executable, "-m", "packetlab", "init", "--home", str(root)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise ControllerError(f"pktlab init --home {root} failed: {proc.stderr.strip()}")
+    return PktlabHome.at(root)
+
+
+def tls_server(reactor: Any, where: str, home: PktlabHome, snikey: str) -> PPKSServerEndpoint:
+    """A TLS listening endpoint for the demo controller of `home` (§4.6): its exppriv
+    chain for `snikey` (also the entry for clients without SNI), trusting k_eop."""
+    from twisted.internet.endpoints import serverFromString
+
+    creds = Credentials.load(
+        [home.cert_path("pubcmd_exper_xc"), home.cert_path("exppriv_eop_exper")],
+        home.key_path("k_xc"),
+        any_order=True,
+    )
+    entry = ServerEntry(
+        creds, AuthMode.CONTROLLER_AUTH_ENDPOINT, [read_public_key(home.pubkey_path("k_eop"))]
+    )
+    options = PPKSServerOptions({snikey: entry}, default=entry)
+    return PPKSServerEndpoint(serverFromString(reactor, where), options)
 
 
 class LocalEndpoint(ProcessProtocol):
@@ -62,7 +118,7 @@ class LocalEndpoint(ProcessProtocol):
         extra pktendpoint options."""
         proto = cls()
         mode = ["--insecure-plaintext", controller] if plaintext else [controller]
-        argv = [*twistd_command(), "-n", "--pidfile=", "--logfile=-", "pktendpoint", *mode, *args]
+        argv = [*twistd_command(), "-n", "--pidfile=", "--logfile=-", "pktendpoint", *args, *mode]
         proto.argv = argv
         reactor.spawnProcess(proto, argv[0], argv, env=dict(os.environ if env is None else env))
         proto.running = True
@@ -134,16 +190,28 @@ async def run_with_local_endpoint(
     listen: str = "tcp:0:interface=127.0.0.1",
     endpoint_args: Sequence[str] = (),
     timeout: float = 30.0,
+    plaintext: bool = False,
+    home: str | os.PathLike[str] | PktlabHome | None = None,
     **options: Any,
 ) -> T:
     """Listen on loopback, start a local endpoint pointed at us, run `experiment` on the
     first endpoint that connects, then stop the endpoint. Returns the experiment's result
     or raises its error; an endpoint that exits (or stays away for `timeout` seconds)
-    before connecting gives a ControllerError with the end of its output."""
+    before connecting gives a ControllerError with the end of its output.
+
+    The link is TLS with the certificates of `home` (a `pktlab init` directory; None: a
+    new temporary one, see `demo_home`), or plain TCP with `plaintext=True`."""
     ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1, **options)
-    port = await ctl.listen(listen)
+    ep_args = list(endpoint_args)
+    if plaintext:
+        port = await ctl.listen(listen)
+    else:
+        h = home if isinstance(home, PktlabHome) else demo_home(home)
+        snikey = gen_snikey()
+        port = await ctl.listen(tls_server(reactor, listen, h, snikey))
+        ep_args = ["-c", str(h.root / "endpt.conf"), "--snikey", snikey, *ep_args]
     addr: Any = port.getHost()
-    ep = LocalEndpoint.spawn(reactor, f"{addr.host}:{addr.port}", args=endpoint_args)
+    ep = LocalEndpoint.spawn(reactor, f"{addr.host}:{addr.port}", args=ep_args, plaintext=plaintext)
     try:
         # Wait for the outcome (or its timeout); an endpoint exit before any connection
         # ends the wait early.

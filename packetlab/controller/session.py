@@ -159,10 +159,15 @@ class EndpointSession(RequestMethods, Protocol):
         self._dead = False  # no more input is processed
         self._lost = False
         self._closed_waiters: list[Deferred[None]] = []
+        #: Called first thing in connectionMade: under TLS only once the endpoint's chain
+        #: passed the check (a refused endpoint never connects its session).
+        self.on_connected: Callable[[EndpointSession], object] | None = None
 
     # ---------------------------------------------------------------- Protocol interface
 
     def connectionMade(self) -> None:
+        if self.on_connected is not None:
+            self.on_connected(self)
         self._out = self.transport  # typed Any: zope interfaces confuse mypy
         peer = self._out.getPeer()
         host, port = getattr(peer, "host", None), getattr(peer, "port", None)
@@ -251,7 +256,7 @@ class EndpointSession(RequestMethods, Protocol):
         """End the session cleanly: EOF to the endpoint (§1.4 step 7). Fires once the
         connection is gone."""
         d: Deferred[None] = Deferred()
-        if self._lost:
+        if self._lost or self._out is None:  # gone, or never connected
             d.callback(None)
             return d
         self._closed_waiters.append(d)

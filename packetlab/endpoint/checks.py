@@ -13,10 +13,27 @@ from typing import Protocol
 from packetlab.endpoint.sockets import Skt
 from packetlab.wire.messages import Message, Result
 
-__all__ = ["NDATA_DELIVER", "NDATA_DROP", "OpenGate", "RequestGate"]
+__all__ = [
+    "NDATA_DELIVER",
+    "NDATA_DROP",
+    "NDATA_DROP_COUNTED",
+    "OpenGate",
+    "RequestGate",
+    "SessionRefused",
+]
 
 NDATA_DELIVER = -1  # check_ndata: send the ndata
 NDATA_DROP = -2  # check_ndata: drop it silently (any value >= 0 is an nblock monerrid)
+NDATA_DROP_COUNTED = -3  # check_ndata: drop it and count it (DROPSTAT, ndrop): a quota
+
+
+class SessionRefused(Exception):
+    """The controller's chain does not allow a session now (§1.4 step 2): the endpoint
+    disconnects without one. `rule` names the limit."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(f"{rule}: {detail}")
+        self.rule = rule
 
 
 class RequestGate(Protocol):
@@ -38,7 +55,7 @@ class RequestGate(Protocol):
     def check_ndata(
         self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None
     ) -> int:
-        """NDATA_DELIVER, NDATA_DROP, or a monerrid (0..65535) to send as nblock."""
+        """NDATA_DELIVER, NDATA_DROP(_COUNTED), or a monerrid (0..65535) to send as nblock."""
         ...
 
     def close(self) -> None:

@@ -56,6 +56,12 @@ class EndpointConfig:
     host_id: str = "pktendpt"
     nosub_mode: bool = True
     nosub_snikey: str | None = None
+    #: TLS to the controller (§4.6): our subcmd chain, its key, the trusted EOp keys.
+    controller_chain: list[str] = field(default_factory=list)
+    private_key: str | None = None
+    eop_pubkeys: list[str] = field(default_factory=list)
+    #: Resource accounting database (None: ~/.pktlab/endpt.rlim.sqlite3, docs/ppks.md).
+    rlim_db: str | None = None
     #: Keys recognised but not used by this version (kept for the features still to come).
     reserved: dict[str, str] = field(default_factory=dict)
     #: Human-readable warnings gathered while parsing (unknown keys, ignored features).
@@ -206,6 +212,26 @@ def _set_snikey(cfg: EndpointConfig, value: str) -> None:
     cfg.nosub_snikey = value or None
 
 
+def _paths(value: str) -> list[str]:
+    return [str(Path(p).expanduser()) for p in _items(value)]
+
+
+def _set_chain(cfg: EndpointConfig, value: str) -> None:
+    cfg.controller_chain = _paths(value)
+
+
+def _set_privkey(cfg: EndpointConfig, value: str) -> None:
+    cfg.private_key = str(Path(value).expanduser()) if value else None
+
+
+def _set_eop_keys(cfg: EndpointConfig, value: str) -> None:
+    cfg.eop_pubkeys = _paths(value)
+
+
+def _set_rlim_db(cfg: EndpointConfig, value: str) -> None:
+    cfg.rlim_db = str(Path(value).expanduser()) if value else None
+
+
 def _set_rawlkm(cfg: EndpointConfig, value: str) -> None:
     if _bool(value):
         cfg.warnings.append("RawModeLKM 1 is not supported; ignored")
@@ -222,12 +248,15 @@ _HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
     "NoSubMode": _set_nosub,
     "NoSubModeSNIKey": _set_snikey,
     "RawModeLKM": _set_rawlkm,
+    "ControllerCertChainPath": _set_chain,
+    "EndpointPrivKey": _set_privkey,
+    "EndpointOpPubKeyPath": _set_eop_keys,
+    "RLimDBPath": _set_rlim_db,
 }
 _RESERVED_KEYS = frozenset(
     {
         "BrokerAddr", "BrokerChannel", "AutoExtractChannel", "EndpointAgentCertPath",
-        "BrokerChainRootPath", "EndpointOpPubKeyPath", "SubPrivCertChainPath",
-        "ControllerCertChainPath", "EndpointPrivKey", "EndpointAttr", "RLimDBPath",
+        "BrokerChainRootPath", "SubPrivCertChainPath", "EndpointAttr",
         "WorkerBusyWaitMode", "MonitorReportCrash", "MonitorDeadlineMillsec",
         "MonitorMemoryMax", "MonitorEnableDebug",
     }

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from packetlab.endpoint.checks import SessionRefused
 from packetlab.endpoint.session import Phase, Session, SessionEnd
 from packetlab.wire.framer import Framer, Item
 
@@ -65,6 +66,7 @@ class ControllerProtocol(Protocol):
         self._batch: list[bytes] = []
         self._batch_len = 0
         self._close_timer: IDelayedCall | None = None
+        self._refused: SessionRefused | None = None
         #: Fires with the SessionEnd once the connection is gone.
         self.done: defer.Deferred[SessionEnd] = defer.Deferred()
 
@@ -80,7 +82,18 @@ class ControllerProtocol(Protocol):
             set_nodelay(True)
         if hasattr(transport, "bufferSize"):
             transport.bufferSize = TRANSPORT_BUFFER
-        self.session = session = self._make_session()
+        try:
+            self.session = session = self._make_session()
+        except SessionRefused as e:  # the chain's limits allow no session now (§1.4)
+            self._refused = e
+            self.log.warn(
+                "refusing controller {peer}: {rule}: {error}",
+                peer=transport.getPeer(),
+                rule=e.rule,
+                error=str(e),
+            )
+            transport.abortConnection()
+            return
         transport.registerProducer(self, True)
         self._fd = _socket_descriptor(transport)
         self._direct = self._fd is transport and isinstance(transport, tcp.Connection)
@@ -192,7 +205,7 @@ class ControllerProtocol(Protocol):
             return
         if self._closing:
             if not len(session.outbox):
-                self._t.loseConnection()
+                self._lose()
         elif self._read_paused and len(session.outbox) < MAX_QUEUED:
             self._refeed()
             self._consume()
@@ -232,7 +245,15 @@ class ControllerProtocol(Protocol):
         self._close_timer = self._reactor.callLater(CLOSE_TIMEOUT, self._close_expired)
         assert self.session is not None
         if not len(self.session.outbox):
-            self._t.loseConnection()
+            self._lose()
+
+    def _lose(self) -> None:
+        # TLS waits for the producer to go before its close_notify: unregister first.
+        try:
+            self._t.unregisterProducer()
+        except RuntimeError:
+            pass
+        self._t.loseConnection()
 
     def _close_expired(self) -> None:
         self._close_timer = None
@@ -251,6 +272,8 @@ class ControllerProtocol(Protocol):
         self._setup_timer = self._close_timer = None
         session = self.session
         end = SessionEnd("controller closed the connection")
+        if self._refused is not None:
+            end = SessionEnd(f"controller refused: {self._refused}", clean=False)
         if session is not None:
             if session.ended is not None:
                 end = session.ended

@@ -8,7 +8,9 @@ connect again after `reconnect_delay` (after a ``yield``, not before its resume 
 a long-running controller can run experiment after experiment.
 
 `ControllerLink` is the seam for the transport: `PlaintextLink` (plain TCP, loopback
-only) today; a TLS link wraps the same endpoint later.
+only) or `packetlab.endpoint.tlslink.TLSLink` (TLS 1.3 with PPKS chains, the default).
+With a TLS link, `admission` turns the verified controller chain into the session's
+limits (`make_session(gate)`), or refuses the session (§1.4 step 2).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from twisted.python.failure import Failure
 
 from packetlab.endpoint.protocol import ControllerProtocol
 from packetlab.endpoint.session import Session, SessionEnd
+from packetlab.tls import peer_of
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT
 
 __all__ = [
@@ -122,7 +125,7 @@ def _valid_host(host: str) -> bool:
 
 
 class ControllerLink(Protocol):
-    """How the endpoint reaches a controller (plain TCP now, TLS 1.3 with PPKS later)."""
+    """How the endpoint reaches a controller (TLS 1.3 with PPKS, or plain TCP)."""
 
     def endpoint(self, reactor: object, address: ControllerAddress) -> IStreamClientEndpoint: ...
 
@@ -137,6 +140,12 @@ class PlaintextLink:
             return HostnameEndpoint(reactor, address.host, address.port, timeout=CONNECT_TIMEOUT)
         kind = TCP4ClientEndpoint if ip.version == 4 else TCP6ClientEndpoint
         return kind(reactor, address.host, address.port, timeout=CONNECT_TIMEOUT)
+
+
+class _Admission(Protocol):
+    def gate_for(self, peer: Any) -> Any: ...
+
+    def watch(self, gate: Any, proto: ControllerProtocol, reactor: Any) -> None: ...
 
 
 class _Scheduler(Protocol):
@@ -159,6 +168,7 @@ class NoSubService(service.Service):
         retry_delay: float = 5.0,
         reconnect_delay: float = 1.0,
         max_sessions: int = 0,
+        admission: _Admission | None = None,
     ) -> None:
         self.reactor = reactor
         self.address = address
@@ -168,6 +178,7 @@ class NoSubService(service.Service):
         self.retry_delay = retry_delay
         self.reconnect_delay = reconnect_delay
         self.max_sessions = max_sessions
+        self.admission = admission
         self.sessions = 0
         self._cycle_start = 0.0
         self._timer: IDelayedCall | None = None
@@ -196,11 +207,26 @@ class NoSubService(service.Service):
         if not self.running:
             return
         reactor = self.reactor
-        factory = Factory.forProtocol(lambda: ControllerProtocol(self.make_session, reactor))  # type: ignore[arg-type]
+
+        def build() -> ControllerProtocol:
+            proto = ControllerProtocol(lambda: self._session_for(proto), reactor)  # type: ignore[arg-type]
+            return proto
+
+        factory = Factory.forProtocol(build)
         factory.noisy = False  # one "Starting factory" line per connection is noise
         d = self.link.endpoint(reactor, self.address).connect(factory)
         self._connecting = d
         d.addCallbacks(self._connected, self._connect_failed)
+
+    def _session_for(self, proto: ControllerProtocol) -> Session:
+        if self.admission is None:
+            return self.make_session()
+        gate = self.admission.gate_for(peer_of(proto))  # may raise SessionRefused
+        if gate is None:
+            return self.make_session()
+        session: Session = self.make_session(gate)  # type: ignore[call-arg]
+        self.admission.watch(gate, proto, self.reactor)
+        return session
 
     def _connect_failed(self, failure: Failure) -> None:
         self._connecting = None

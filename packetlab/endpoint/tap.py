@@ -25,6 +25,11 @@ _KEY_OPTIONS = {
     "dns-ipv4": "VMemLocalDNSAddrStrIPv4",
     "dns-ipv6": "VMemLocalDNSAddrStrIPv6",
     "host-id": "HostID",
+    "cert-chain": "ControllerCertChainPath",
+    "private-key": "EndpointPrivKey",
+    "eop-pubkey": "EndpointOpPubKeyPath",
+    "snikey": "NoSubModeSNIKey",
+    "rlim-db": "RLimDBPath",
 }
 
 
@@ -46,10 +51,10 @@ class Options(usage.Options):
         "[IPv6]:PORT for IPv6), runs one experiment session, and connects again for the "
         "next. Settings come from the reference endpt.conf format (--config, default "
         "~/.pktlab/endpt.conf) and can be overridden with --set KEY=VALUE or the named "
-        "options below. TLS is not available in this version: --insecure-plaintext runs "
-        "over plain TCP to a loopback controller only. Known config keys: "
-        + ", ".join(KNOWN_KEYS)
-        + "."
+        "options below. The link is TLS 1.3 with PPKS certificates (ControllerCertChainPath, "
+        "EndpointPrivKey, EndpointOpPubKeyPath; `pktlab init` writes a demo endpt.conf); "
+        "--insecure-plaintext runs over plain TCP to a loopback controller only. "
+        "Known config keys: " + ", ".join(KNOWN_KEYS) + "."
     )
     optFlags = [
         ["insecure-plaintext", None, "Talk to the controller over plain TCP (loopback only)."],
@@ -123,11 +128,13 @@ class Options(usage.Options):
         self["endpoint_config"] = self.build_config()
         address: ControllerAddress = self["address"]
         if not self["insecure-plaintext"]:
-            raise usage.UsageError(
-                "TLS to the controller is not available in this version of pktendpoint yet. "
-                "For testing against a controller on this machine, add --insecure-plaintext "
-                "(plain TCP, loopback addresses only)."
-            )
+            from packetlab.endpoint.tlslink import TLSLink
+
+            try:
+                self["tls_link"] = TLSLink.from_config(self["endpoint_config"])
+            except ConfigError as e:
+                raise usage.UsageError(str(e)) from None
+            return
         if not address.is_loopback:
             raise usage.UsageError(
                 f"--insecure-plaintext only talks to loopback controllers (127.0.0.0/8, ::1, "
@@ -151,11 +158,12 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
     from twisted.logger import Logger
 
+    from packetlab.endpoint.checks import RequestGate
     from packetlab.endpoint.clock import realtime_ns
     from packetlab.endpoint.memory import system_image
     from packetlab.endpoint.netio import ReactorNetwork
     from packetlab.endpoint.sender import PreciseScheduler
-    from packetlab.endpoint.service import NoSubService, PlaintextLink
+    from packetlab.endpoint.service import ControllerLink, NoSubService, PlaintextLink
     from packetlab.endpoint.session import Session
     from packetlab.endpoint.sockets import Network
 
@@ -167,15 +175,34 @@ def makeService(options: Options) -> IService:
     scheduler = PreciseScheduler(reactor)
     network: Network = ReactorNetwork(reactor)
 
-    def make_session() -> Session:
-        return Session(cfg, network, scheduler, realtime_ns, image=bytearray(image))
+    def make_session(gate: RequestGate | None = None) -> Session:
+        return Session(cfg, network, scheduler, realtime_ns, gate=gate, image=bytearray(image))
+
+    link: ControllerLink = PlaintextLink()
+    admission = None
+    if not options["insecure-plaintext"]:
+        from packetlab.endpoint.tlslink import Admission, open_accounting
+
+        link = options["tls_link"]
+        if options["tls_link"].trusts_any_root:
+            log.warn(
+                "no EndpointOpPubKeyPath: any controller chain with a well-formed root is "
+                "accepted (set the endpoint operator keys you trust)"
+            )
+        try:
+            accounting = open_accounting(cfg)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        log.info("resource accounting in {path}", path=accounting.path)
+        admission = Admission(accounting, realtime_ns)
 
     return NoSubService(
         reactor,
         options["address"],
-        PlaintextLink(),
+        link,
         make_session,
         scheduler,
+        admission=admission,
         retry_delay=options["retry-delay"],
         reconnect_delay=options["reconnect-delay"],
         max_sessions=options["sessions"],

@@ -42,7 +42,7 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([], "TLS to the controller is not available"),
+        ([], "TLS to the controller needs ControllerCertChainPath"),
         (["--insecure-plaintext", "192.0.2.1:20556"], "only talks to loopback controllers"),
         (["--insecure-plaintext", "example.org"], "only talks to loopback controllers"),
         (["--insecure-plaintext", "[::1"], "bad controller address"),

@@ -1,0 +1,313 @@
+"""Certificate limits on an endpoint session (PROTOCOL.md §1.4 step 2, §4.5).
+
+`admit` runs the chain checks of §1.4 step 2 on the controller's verified chain (rlim
+begin, priority, monitor digests, end time) and gives a `LimitsGate`, the `RequestGate`
+that enforces every limit during the session:
+
+* valid_dest: TCP nopen → ESKTOPNDENY; UDP nsend → ESKTPKTDENY;
+* max_socket_count: nopens per session → ENORES once used up;
+* send quotas (bytes, packets): persisted (`packetlab.ppks.Accounting`), debited before
+  use; a send the quota cannot cover → ESKTPKTDENY;
+* burst windows (every cert's, plus the built-in 10 Mb/s over 10 s): a send that would
+  overfill a window at its send time → ESKTPKTDENY (refused, not delayed; docs/security.md);
+* receive quotas: data past the quota is dropped and counted (DROPSTAT/ndrop);
+* max_exp_period and notAfter: the session ends at min(notAfter, now + remaining runtime);
+  runtime is debited ahead in `RUNTIME_CHUNK` steps, so a kill -9 loses at most one step.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.logger import Logger
+
+from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP_COUNTED, SessionRefused
+from packetlab.endpoint.sockets import Skt
+from packetlab.ppks import (
+    Accounting,
+    Budget,
+    BurstRate,
+    Certificate,
+    Counter,
+    Limits,
+    Meter,
+    combine_limits,
+    experiment_end_time,
+)
+from packetlab.wire.constants import Proto, Status
+from packetlab.wire.messages import Message, Nopen, Nsend, Result
+
+__all__ = [
+    "NOSUB_PRIORITY",
+    "QUOTA_CHUNK",
+    "RUNTIME_CHUNK",
+    "BurstWindow",
+    "LimitsGate",
+    "SessionRefused",
+    "admit",
+]
+
+TCP = int(Proto.TCP)
+UDP = int(Proto.UDP)
+RAW = int(Proto.RAW)
+NS = 1_000_000_000
+QUOTA_CHUNK = 64 * 1024  # bytes reserved per disk write (at most this is lost on a crash)
+RUNTIME_CHUNK = 5 * NS  # runtime reserved ahead, ns
+# NoSub mode builds its own xdescr, which has no exp_priority: we take 0 (docs/security.md).
+NOSUB_PRIORITY = 0
+
+_DENY_PKT = Result(errid=int(Status.ESKTPKTDENY))
+_DENY_OPEN = Result(errid=int(Status.ESKTOPNDENY))
+_NORES = Result(errid=int(Status.ENORES))
+_NOHDAT = Result(errid=int(Status.ECRTNOHDAT))
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+
+class BurstWindow:
+    """At most `rate.amount` in any window of `rate.window_ns` (§4.5 burst rates).
+
+    Sends are recorded at max(their send time, the latest recorded time), so the deque
+    stays sorted; a send scheduled before an already accounted one is counted as if it
+    were as late as that one (conservative for the windows that follow)."""
+
+    __slots__ = ("entries", "latest", "rate", "total")
+
+    def __init__(self, rate: BurstRate) -> None:
+        self.rate = rate
+        self.entries: deque[tuple[int, int]] = deque()
+        self.total = 0
+        self.latest = 0
+
+    def fits(self, when_ns: int, n: int) -> bool:
+        if n > self.rate.amount:
+            return False
+        t = max(when_ns, self.latest)
+        self._expire(t)
+        return self.total + n <= self.rate.amount
+
+    def add(self, when_ns: int, n: int) -> None:
+        t = max(when_ns, self.latest)
+        self.latest = t
+        self.entries.append((t, n))
+        self.total += n
+
+    def _expire(self, t: int) -> None:
+        start = t - self.rate.window_ns
+        entries = self.entries
+        while entries and entries[0][0] <= start:
+            self.total -= entries.popleft()[1]
+
+
+@dataclass
+class LimitsGate:
+    """The `RequestGate` of a session run under certificate limits."""
+
+    limits: Limits
+    budget: Budget | None
+    clock: Callable[[], int]  # ns since the epoch
+    end_ns: int
+    rule_log: Logger = field(default_factory=Logger)
+    opened: int = 0
+    required_digests: tuple[bytes, ...] = ()
+    #: Digests seen in cdata that matched (filled by the monitor support, later).
+    supplied_digests: set[bytes] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.required_digests = self.limits.monitor_digests
+        b = self.budget
+        limited = b is not None
+        self._send_bytes = b.meter(Counter.SEND_BYTE, QUOTA_CHUNK) if b else None
+        self._send_pkts = b.meter(Counter.SEND_PKT, 64) if b else None
+        self._recv_bytes = b.meter(Counter.RECV_BYTE, QUOTA_CHUNK) if b else None
+        self._recv_pkts = b.meter(Counter.RECV_PKT, 64) if b else None
+        self._runtime = b.meter(Counter.RUNTIME, RUNTIME_CHUNK) if b else None
+        if b is not None and self._runtime is not None and b.is_limited(Counter.RUNTIME):
+            # Runtime is paid ahead: the first step now, the next ones in charge_runtime.
+            self._runtime.held += b.reserve(Counter.RUNTIME, RUNTIME_CHUNK, partial=True)
+        self._byte_windows = [BurstWindow(r) for r in self.limits.burst_rate_byte]
+        self._pkt_windows = [BurstWindow(r) for r in self.limits.burst_rate_pkt]
+        self._started_ns = self.clock()
+        self._runtime_spent = 0
+        self.checks_ndata = limited and (
+            self.limits.max_recv_byte is not None or self.limits.max_recv_pkt is not None
+        )
+        self.denied = 0
+        self.dropped = 0
+        self._closed = False
+
+    # -- RequestGate ------------------------------------------------------------------
+
+    def start(self) -> tuple[Result | None, list[bytes]]:
+        missing = [d for d in self.required_digests if d not in self.supplied_digests]
+        if missing:
+            self.rule_log.warn(
+                "start refused (ECRTNOHDAT): the chain requires {n} monitor(s) not supplied "
+                "through cdata, e.g. {d}",
+                n=len(missing),
+                d=missing[0].hex(),
+            )
+            return _NOHDAT, []
+        return None, []
+
+    def check(self, msg: Message) -> Result | None:
+        if type(msg) is Nopen:
+            return self._check_nopen(msg)
+        if type(msg) is Nsend:
+            return self._check_nsend(msg)
+        return None
+
+    def done(self, msg: Message, errid: int) -> None:
+        if type(msg) is Nopen and errid == 0:
+            self.opened += 1
+        elif type(msg) is Nsend and errid != 0:
+            # Refused after our check (e.g. ESYSNOBUFS): give the send back.
+            self._give_back(len(msg.data))
+
+    def check_ndata(
+        self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None
+    ) -> int:
+        ok = True
+        if self._recv_pkts is not None and not self._recv_pkts.consume(1):
+            ok = False
+        elif self._recv_bytes is not None and not self._recv_bytes.consume(len(data)):
+            if self._recv_pkts is not None:
+                _unspend(self._recv_pkts, 1)  # not received after all
+            ok = False
+        if ok:
+            return NDATA_DELIVER
+        self.dropped += 1
+        return NDATA_DROP_COUNTED
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.charge_runtime()
+        for m in (self._send_bytes, self._send_pkts, self._recv_bytes, self._recv_pkts):
+            if m is not None:
+                m.release()
+        if self._runtime is not None:
+            self._runtime.release()
+
+    # -- runtime ------------------------------------------------------------------------
+
+    def charge_runtime(self) -> bool:
+        """Spend the runtime used so far (reserving ahead); False when it ran out."""
+        if self._runtime is None:
+            return True
+        elapsed = max(0, self.clock() - self._started_ns)
+        due = elapsed - self._runtime_spent
+        if due <= 0:
+            return True
+        # The meter reserves up to RUNTIME_CHUNK ahead, so a crash loses at most that.
+        if self._runtime.consume(due):
+            self._runtime_spent += due
+            return True
+        return False
+
+    # -- checks -------------------------------------------------------------------------
+
+    def _deny(self, result: Result, rule: str, **kw: Any) -> Result:
+        self.denied += 1
+        self.rule_log.info("request refused by certificate limit {rule} {kw}", rule=rule, kw=kw)
+        return result
+
+    def _check_nopen(self, msg: Nopen) -> Result | None:
+        cap = self.limits.max_socket_count
+        if cap is not None and self.opened >= cap:
+            return self._deny(_NORES, "max_socket_count", limit=cap)
+        if msg.proto == TCP and msg.raddr is not None and self.limits.valid_dest:
+            dest = _addr(msg.family, msg.raddr)
+            if dest is None or not self.limits.dest_allowed(dest):
+                return self._deny(_DENY_OPEN, "valid_dest", dest=str(dest))
+        return None
+
+    def _check_nsend(self, msg: Nsend) -> Result | None:
+        if msg.proto != TCP and self.limits.valid_dest:
+            raddr = msg.raddr if msg.proto == UDP else _ip_header_dst(msg.family, msg.data)
+            dest = _addr(msg.family, raddr) if raddr is not None else None
+            if dest is None or not self.limits.dest_allowed(dest):
+                return self._deny(_DENY_PKT, "valid_dest", dest=str(dest))
+        n = len(msg.data)
+        when = max(msg.time, self.clock())
+        for w in self._byte_windows:
+            if not w.fits(when, n):
+                return self._deny(_DENY_PKT, "max_burst_rate_byte", rate=str(w.rate))
+        for w in self._pkt_windows:
+            if not w.fits(when, 1):
+                return self._deny(_DENY_PKT, "max_burst_rate_pkt", rate=str(w.rate))
+        if self._send_pkts is not None and not self._send_pkts.consume(1):
+            return self._deny(_DENY_PKT, "max_send_pkt")
+        if self._send_bytes is not None and not self._send_bytes.consume(n):
+            if self._send_pkts is not None:
+                _unspend(self._send_pkts, 1)
+            return self._deny(_DENY_PKT, "max_send_byte")
+        for w in self._byte_windows:
+            w.add(when, n)
+        for w in self._pkt_windows:
+            w.add(when, 1)
+        return None
+
+    def _give_back(self, n: int) -> None:
+        if self._send_pkts is not None:
+            _unspend(self._send_pkts, 1)
+        if self._send_bytes is not None:
+            _unspend(self._send_bytes, n)
+
+
+def _unspend(meter: Meter, n: int) -> None:
+    """Return `n` spent units to the meter's reservation (refunded at release)."""
+    n = min(n, meter.spent)
+    meter.spent -= n
+    meter.held += n
+
+
+def _ip_header_dst(family: int, packet: bytes) -> bytes | None:
+    """The destination of a raw packet: its IP header's (§3.3)."""
+    if family == 4 and len(packet) >= 20:
+        return packet[16:20]
+    if family == 6 and len(packet) >= 40:
+        return packet[24:40]
+    return None
+
+
+def _addr(family: int, raw: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    af = _AF.get(family)
+    if af is None or len(raw) != (4 if family == 4 else 16):
+        return None
+    return ipaddress.ip_address(socket.inet_ntop(af, raw))
+
+
+def admit(
+    certs: Sequence[Certificate],
+    accounting: Accounting | None,
+    clock: Callable[[], int],
+    *,
+    priority: int = NOSUB_PRIORITY,
+    log: Logger | None = None,
+) -> LimitsGate:
+    """§1.4 step 2 on the verified controller chain (leaf first): rlim begin, priority,
+    monitor digests, end time. Raises `SessionRefused` (the endpoint then disconnects)."""
+    limits = combine_limits(certs)
+    if not limits.priority_allowed(priority):
+        raise SessionRefused(
+            "max_num_priority",
+            f"experiment priority {priority} > max_num_priority {limits.max_num_priority}",
+        )
+    if len(limits.monitor_digests) > 100:
+        raise SessionRefused("monitor", f"{len(limits.monitor_digests)} digests (at most 100)")
+    budget = accounting.budget(certs) if accounting is not None else None
+    now = clock()
+    remaining = budget.remaining(Counter.RUNTIME) if budget is not None else None
+    if remaining is None and limits.max_exp_period is not None:
+        remaining = limits.max_exp_period  # no accounting: per-session runtime only
+    end_ns = experiment_end_time(certs, now, remaining)
+    if end_ns <= now:
+        why = "max_exp_period used up" if remaining == 0 else "a certificate has expired"
+        raise SessionRefused("max_exp_period" if remaining == 0 else "not_after", why)
+    return LimitsGate(limits, budget, clock, end_ns, rule_log=log or Logger())

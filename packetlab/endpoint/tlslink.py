@@ -1,0 +1,137 @@
+"""The endpoint's TLS 1.3 link to a controller (PROTOCOL.md §4.6) and the session admission
+that follows it (§1.4 step 2, §4.5).
+
+The endpoint is the TLS client: it presents `ControllerCertChainPath` (its subcmd chain)
+with `EndpointPrivKey`, sends SNI = `NoSubModeSNIKey` (if set), and checks the controller's
+chain in ENDPOINT_AUTH_CONTROLLER mode against the `EndpointOpPubKeyPath` keys. Only then
+does a session start, under the limits of that chain (`packetlab.endpoint.limits`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from packetlab.endpoint.config import ConfigError, EndpointConfig
+from packetlab.endpoint.limits import LimitsGate, SessionRefused, admit
+from packetlab.ppks import Accounting, PktlabHome, PPKSError, read_public_key
+from packetlab.tls import (
+    AuthMode,
+    Credentials,
+    PPKSClientCreator,
+    PPKSClientEndpoint,
+    TLSConfigError,
+    VerifiedPeer,
+)
+
+__all__ = ["Admission", "TLSLink", "open_accounting"]
+
+log = Logger(namespace="pktendpoint")
+RUNTIME_TICK = 1.0  # s between runtime debits (each reserves up to RUNTIME_CHUNK ahead)
+
+
+@dataclass
+class TLSLink:
+    """`ControllerLink` over TLS with PPKS chains."""
+
+    creator: PPKSClientCreator
+    trusts_any_root: bool
+
+    @classmethod
+    def from_config(cls, cfg: EndpointConfig) -> TLSLink:
+        """Load the credentials named by the config; `ConfigError` says what is missing."""
+        if not cfg.controller_chain or not cfg.private_key:
+            raise ConfigError(
+                "TLS to the controller needs ControllerCertChainPath (the subcmd chain) and "
+                "EndpointPrivKey (its key); set them in endpt.conf or with --cert-chain and "
+                "--private-key (pktlab init writes a demo endpt.conf), or use "
+                "--insecure-plaintext for a loopback controller"
+            )
+        try:
+            creds = Credentials.load(cfg.controller_chain, cfg.private_key)
+        except TLSConfigError as e:
+            raise ConfigError(f"ControllerCertChainPath/EndpointPrivKey: {e}") from None
+        roots = []
+        for path in cfg.eop_pubkeys:
+            try:
+                roots.append(read_public_key(path))
+            except (OSError, PPKSError, ValueError) as e:
+                raise ConfigError(f"EndpointOpPubKeyPath: {path}: {e}") from None
+        creator = PPKSClientCreator(
+            creds, AuthMode.ENDPOINT_AUTH_CONTROLLER, roots, snikey=cfg.nosub_snikey
+        )
+        return cls(creator, trusts_any_root=not roots)
+
+    def endpoint(self, reactor: object, address: object) -> IStreamClientEndpoint:
+        from packetlab.endpoint.service import ControllerAddress, PlaintextLink
+
+        assert isinstance(address, ControllerAddress)
+        tcp = PlaintextLink().endpoint(reactor, address)
+        return PPKSClientEndpoint(tcp, self.creator)
+
+
+def open_accounting(cfg: EndpointConfig) -> Accounting:
+    """The accounting store of `RLimDBPath` (default ~/.pktlab/endpt.rlim.sqlite3)."""
+    path = cfg.rlim_db or str(PktlabHome.at().accounting_db)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return Accounting(path)
+    except Exception as e:  # sqlite3.Error, OSError: a clear one-line error
+        raise ConfigError(f"RLimDBPath: cannot open accounting database {path!r}: {e}") from None
+
+
+@dataclass
+class Admission:
+    """Turns a verified controller peer into the `LimitsGate` of its session."""
+
+    accounting: Accounting | None
+    clock: Callable[[], int]
+
+    def gate_for(self, peer: VerifiedPeer | None) -> LimitsGate | None:
+        """None for a plaintext link (no chain, no limits). Raises `SessionRefused`."""
+        if peer is None:
+            return None
+        if peer.chain is None or not peer.chain.certs:
+            raise SessionRefused("no_chain", "the controller presented no usable chain")
+        gate = admit(peer.chain.certs, self.accounting, self.clock, log=log)
+        log.info(
+            "controller chain admitted: {n} cert(s), experiment ends in {t:.1f} s, "
+            "{d} monitor digest(s) required",
+            n=len(peer.chain.certs),
+            t=(gate.end_ns - self.clock()) / 1e9,
+            d=len(gate.required_digests),
+        )
+        return gate
+
+    def watch(self, gate: LimitsGate, proto: Any, reactor: Any) -> None:
+        """End the session at the experiment end time (§4.5) and pay its runtime ahead
+        every `RUNTIME_TICK` seconds; both stop when the session is over."""
+
+        def expire(why: str) -> None:
+            log.warn("experiment end time reached ({why}): disconnecting", why=why)
+            proto.end_session()
+
+        def tick() -> None:
+            if not gate.charge_runtime():
+                stop()
+                expire("max_exp_period used up")
+
+        end = reactor.callLater(max(0.0, (gate.end_ns - self.clock()) / 1e9), expire, "end")
+        loop = LoopingCall(tick)
+        loop.clock = reactor
+        loop.start(RUNTIME_TICK, now=False)
+
+        def stop(_: object = None) -> object:
+            if end.active():
+                end.cancel()
+            if loop.running:
+                loop.stop()
+            return _
+
+        proto.done.addBoth(stop)

@@ -1,0 +1,277 @@
+"""A real `twistd pktendpoint` over TLS 1.3 with PPKS chains from `pktlab init` (§4.6):
+sessions with our controller, refusals both ways, and certificate limits end to end (§4.5)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from conftest import RawController
+from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init, udp_sink
+from twisted.internet import reactor, task
+from twisted.logger import globalLogPublisher
+
+from packetlab import wire
+from packetlab.controller import Controller, EndpointSession, read_system_info
+from packetlab.controller.local import LocalEndpoint, run_with_local_endpoint, tls_server
+from packetlab.ppks import BurstRate, CertLimits, CertType, parse_controller_exp_chain
+from packetlab.ppks.limits import parse_valid_dest
+from packetlab.tls import peer_of
+from packetlab.wire import vmem
+from packetlab.wire.constants import Proto, Status
+
+S = Status
+TIMEOUT = 30.0
+LO = ipaddress.IPv4Address("127.0.0.1").packed
+LO2 = ipaddress.IPv4Address("127.0.0.2").packed
+
+
+# --------------------------------------------------------------------- our controller
+
+
+@pytest_twisted.ensureDeferred
+async def test_session_over_tls_with_pktlab_init_certificates(tmp_path: Path) -> None:
+    home = pktlab_init(tmp_path / "home")
+
+    async def experiment(session: EndpointSession) -> Any:
+        info = await read_system_info(session)
+        peer = peer_of(session)
+        return info, peer
+
+    info, peer = await run_with_local_endpoint(reactor, experiment, home=home, timeout=TIMEOUT)
+    assert info.ip4  # the endpoint answered over TLS
+    # The controller verified the endpoint's subcmd chain against the trusted k_eop.
+    assert peer is not None and peer.chain is not None
+    assert peer.chain.leaf.cert_type is CertType.SUBCMD
+    assert peer.chain.top.authority_key_id == home.certificate("subcmd_eop_ep").authority_key_id
+
+
+@pytest_twisted.ensureDeferred
+async def test_controller_refuses_endpoint_with_untrusted_chain(tmp_path: Path) -> None:
+    a = pktlab_init(tmp_path / "a")
+    b = pktlab_init(tmp_path / "b")  # another EOp: its subcmd chain is not trusted by a
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+
+    async def experiment(session: EndpointSession) -> None:
+        raise AssertionError("no experiment may run on a refused endpoint")
+
+    ctl: Controller[None] = Controller(experiment, reactor=reactor)
+    port = await ctl.listen(tls_server(reactor, "tcp:0:interface=127.0.0.1", a, "exp"))
+    # The endpoint of b trusts a's EOp key, so it accepts the controller; not vice versa.
+    ep = LocalEndpoint.spawn(
+        reactor,
+        f"127.0.0.1:{port.getHost().port}",
+        args=["-c", str(b.root / "endpt.conf"), "--eop-pubkey", str(a.pubkey_path("k_eop"))],
+        plaintext=False,
+    )
+    try:
+        for _ in range(100):
+            if any(e.get("rule") == "untrusted_root" for e in events):
+                break
+            await task.deferLater(reactor, 0.1, lambda: None)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+        await ctl.stop()
+        await ep.stop(reactor)
+    refusals = [e for e in events if e.get("rule") == "untrusted_root"]
+    assert refusals and refusals[0]["side"] == "client"
+    assert ctl.outcomes == []  # no session ran
+
+
+# ------------------------------------------------------- the endpoint refuses controllers
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Any:
+    """(home, start(chain, *args) -> (TLSController, TLSEndpoint)); all stopped after."""
+    home = pktlab_init(tmp_path / "home")
+    started: list[Any] = []
+
+    def start(chain: list[Path], *args: str, key: Path | None = None) -> Any:
+        ctl = TLSController(chain, key or home.key_path("k_xc"), tmp_path)
+        ep = TLSEndpoint(home, ctl.address, tmp_path, *args)
+        started.append((ctl, ep))
+        return ctl, ep
+
+    yield home, start
+    for ctl, ep in started:
+        ep.stop()
+        ctl.close()
+
+
+def _refused(ctl: TLSController) -> bool:
+    """True when the endpoint closed the TLS link right after the handshake."""
+    try:
+        c = ctl.accept()
+    except (OSError, ssl_error()):
+        return True
+    try:
+        c.send(wire.Start())
+        c.recv(5.0)
+    except (EOFError, OSError, ssl_error()):
+        return True
+    return False
+
+
+def ssl_error() -> type[Exception]:
+    import ssl
+
+    return ssl.SSLError
+
+
+def test_endpoint_refuses_chain_of_another_eop(world: Any, tmp_path: Path) -> None:
+    _home, start = world
+    other = pktlab_init(tmp_path / "other")
+    ctl, ep = start(controller_chain(other, tmp_path / "c"), key=other.key_path("k_xc"))
+    assert _refused(ctl)
+    out = ep.wait_log("refused TLS peer")
+    assert "untrusted_root" in out
+    assert "controller session started" not in out
+
+
+def test_endpoint_refuses_expired_chain(world: Any, tmp_path: Path) -> None:
+    home, start = world
+    chain = controller_chain(home, tmp_path / "c", not_after=int(time.time()) - 60)
+    ctl, ep = start(chain)
+    assert _refused(ctl)
+    out = ep.wait_log("refused TLS peer")
+    assert "expired" in out
+    assert "controller session started" not in out
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def _session(world: Any, tmp_path: Path, limits: CertLimits, *args: str) -> RawController:
+    home, start = world
+    ctl, _ = start(controller_chain(home, tmp_path / "c", limits=limits), *args)
+    c = ctl.accept()
+    c.start()
+    return c
+
+
+def _udp_open(c: RawController, sktid: int) -> None:
+    c.ok(wire.Nopen(sktid=sktid, family=4, proto=int(Proto.UDP), rbufsz=65536, laddr=LO, lport=0))
+
+
+def _udp_send(c: RawController, sktid: int, raddr: bytes, port: int, data: bytes) -> int:
+    msg = wire.Nsend(sktid, 4, int(Proto.UDP), 0, 0, data, raddr, port)
+    return c.status(msg)
+
+
+def test_valid_dest_tcp_nopen_and_udp_nsend(world: Any, tmp_path: Path) -> None:
+    c = _session(world, tmp_path, CertLimits(valid_dest=parse_valid_dest("v", "127.0.0.1/32")))
+    sink, port = udp_sink()
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.2", 0))
+    tcp.listen(1)
+    try:
+        nopen = wire.Nopen(1, 4, int(Proto.TCP), 65536, LO, 0, LO2, tcp.getsockname()[1])
+        assert c.status(nopen) == S.ESKTOPNDENY
+        _udp_open(c, 2)
+        assert _udp_send(c, 2, LO2, port, b"x") == S.ESKTPKTDENY
+        assert _udp_send(c, 2, LO, port, b"ok") == 0
+        assert sink.recv(100) == b"ok"
+    finally:
+        sink.close()
+        tcp.close()
+        c.close()
+
+
+def test_max_socket_count(world: Any, tmp_path: Path) -> None:
+    c = _session(world, tmp_path, CertLimits(max_socket_count=2))
+    try:
+        _udp_open(c, 1)
+        c.ok(wire.Nclose(sktid=1))
+        _udp_open(c, 2)  # the count is of nopens in the session, not of open sockets
+        nopen = wire.Nopen(sktid=3, family=4, proto=int(Proto.UDP), rbufsz=65536, laddr=LO, lport=0)
+        assert c.status(nopen) == S.ENORES
+    finally:
+        c.close()
+
+
+def test_send_byte_quota(world: Any, tmp_path: Path) -> None:
+    c = _session(world, tmp_path, CertLimits(max_send_byte=1000, max_send_pkt=3))
+    sink, port = udp_sink()
+    try:
+        _udp_open(c, 1)
+        assert _udp_send(c, 1, LO, port, b"a" * 600) == 0
+        assert _udp_send(c, 1, LO, port, b"b" * 600) == S.ESKTPKTDENY  # 400 bytes left
+        assert _udp_send(c, 1, LO, port, b"c" * 400) == 0
+        assert _udp_send(c, 1, LO, port, b"") == 0  # the 3rd packet: 0 bytes still fit
+        assert _udp_send(c, 1, LO, port, b"") == S.ESKTPKTDENY  # 3 packets is the cap
+    finally:
+        sink.close()
+        c.close()
+
+
+def test_burst_window(world: Any, tmp_path: Path) -> None:
+    limits = CertLimits(max_burst_rate_pkt=(BurstRate(2, 3_600_000_000_000),))  # 2 per hour
+    c = _session(world, tmp_path, limits)
+    sink, port = udp_sink()
+    try:
+        _udp_open(c, 1)
+        assert _udp_send(c, 1, LO, port, b"1") == 0
+        assert _udp_send(c, 1, LO, port, b"2") == 0
+        assert _udp_send(c, 1, LO, port, b"3") == S.ESKTPKTDENY
+    finally:
+        sink.close()
+        c.close()
+
+
+def test_receive_quota_drops_and_counts(world: Any, tmp_path: Path) -> None:
+    c = _session(world, tmp_path, CertLimits(max_recv_pkt=2))
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    try:
+        c.ok(wire.Nopen(sktid=1, family=4, proto=int(Proto.UDP), rbufsz=65536, laddr=LO, lport=0))
+        # The socket's local port, from its memory block (LPORT, §2.2).
+        base = vmem.SKT_BASE + 1 * vmem.SKT_STRIDE
+        lport = int.from_bytes(c.mread(base + vmem.SKT_LPORT.addr, 2))
+        for i in range(4):
+            peer.sendto(b"d%d" % i, ("127.0.0.1", lport))
+        got = [c.notification(wire.Ndata).data for _ in range(2)]
+        assert got == [b"d0", b"d1"]
+        assert not [m for m in c.quiet(0.5) if isinstance(m, wire.Ndata)]
+        # The two dropped datagrams are counted in DROPSTAT (§3.5).
+        assert int.from_bytes(c.mread(base + vmem.SKT_DROPPKTS.addr, 4)) == 2
+    finally:
+        peer.close()
+        c.close()
+
+
+def test_required_monitor_digest_refuses_start(world: Any, tmp_path: Path) -> None:
+    home, start = world
+    limits = CertLimits(monitor_digests=(b"\x11" * 32,))
+    ctl, ep = start(controller_chain(home, tmp_path / "c", limits=limits))
+    c = ctl.accept()
+    assert c.status(wire.Start()) == S.ECRTNOHDAT
+    assert c.closed_by_peer()
+    assert "ECRTNOHDAT" in ep.wait_log("start refused")
+
+
+def test_exp_period_ends_the_session(world: Any, tmp_path: Path) -> None:
+    c = _session(world, tmp_path, CertLimits(max_exp_period=1_500_000_000))
+    t0 = time.monotonic()
+    assert c.closed_by_peer(timeout=10.0)
+    assert 1.0 < time.monotonic() - t0 < 6.0
+    c.close()
+
+
+def test_chain_is_what_the_endpoint_checks(world: Any, tmp_path: Path) -> None:
+    # The chain our tests build is the one the endpoint's admission parses (§4.4 helper).
+    home, _ = world
+    from packetlab.ppks import load_certificates
+
+    paths = controller_chain(home, tmp_path / "c")
+    certs = [load_certificates(p.read_bytes())[0] for p in paths]
+    info = parse_controller_exp_chain(
+        certs, home.public_key("k_xc"), roots=[home.public_key("k_eop")]
+    )
+    assert info.channel == certs[1].authority_key_id

@@ -1,0 +1,165 @@
+"""Helpers for the endpoint TLS tests: a demo world made by the real `pktlab init`,
+controller chains with chosen limits, a blocking TLS controller (stdlib ssl) that speaks
+raw frames, and a real `twistd pktendpoint` over TLS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import REPO, RawController, twistd
+
+from packetlab.ppks import (
+    CertLimits,
+    PktlabHome,
+    issue_certificate,
+    read_private_key,
+)
+
+NB, NA = 0, 2**31 - 1
+
+
+def pktlab_init(home: Path) -> PktlabHome:
+    """`pktlab init --home HOME`, the real command."""
+    subprocess.run(
+        [sys.executable, "-m", "packetlab", "init", "--home", str(home)],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+    )
+    return PktlabHome.at(home)
+
+
+def controller_chain(
+    home: PktlabHome,
+    out: Path,
+    *,
+    limits: CertLimits | None = None,
+    not_after: int = NA,
+    eop: str = "k_eop",
+) -> list[Path]:
+    """pubcmd(k_exper -> k_xc) + exppriv(EOP -> k_exper, `limits`) as PEM files."""
+    exper = read_private_key(home.key_path("k_exper"))
+    xc = read_private_key(home.key_path("k_xc"))
+    eop_key = read_private_key(home.key_path(eop))
+    exppriv = issue_certificate("exppriv", eop_key, exper, NB, not_after, limits=limits)
+    pubcmd = issue_certificate("pubcmd", exper, xc, NB, not_after)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "pubcmd.cert", out / "exppriv.cert"]
+    paths[0].write_bytes(pubcmd.to_pem())
+    paths[1].write_bytes(exppriv.to_pem())
+    return paths
+
+
+class TLSController:
+    """A loopback TLS server (the controller side of §4.6) handing out `RawController`s.
+
+    It presents `chain` with `key` and asks no client certificate (an empty TRUSTEDEOP:
+    the reference then accepts endpoints without one)."""
+
+    def __init__(self, chain: list[Path], key: Path, workdir: Path) -> None:
+        bundle = workdir / f"bundle-{id(self)}.pem"
+        bundle.write_bytes(b"".join(p.read_bytes() for p in chain))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_cert_chain(str(bundle), str(key))
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.num_tickets = 0
+        self.ctx = ctx
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.controllers: list[RawController] = []
+
+    def accept(self, timeout: float = 15.0) -> RawController:
+        """The next endpoint whose TLS handshake completes (ssl.SSLError if it fails)."""
+        self.listener.settimeout(timeout)
+        sock, _ = self.listener.accept()
+        sock.settimeout(timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tls = self.ctx.wrap_socket(sock, server_side=True)
+        ctl = RawController(tls)  # type: ignore[arg-type]
+        self.controllers.append(ctl)
+        return ctl
+
+    def close(self) -> None:
+        for c in self.controllers:
+            c.close()
+        self.listener.close()
+
+
+class TLSEndpoint:
+    """`twistd -n pktendpoint -c HOME/endpt.conf ADDRESS` (TLS)."""
+
+    def __init__(self, home: PktlabHome, address: str, workdir: Path, *args: str) -> None:
+        self.logfile = workdir / f"pktendpoint-{time.monotonic_ns()}.log"
+        self.argv = [
+            *twistd(),
+            "-n",
+            "--pidfile=",
+            f"--logfile={self.logfile}",
+            "pktendpoint",
+            "-c",
+            str(home.root / "endpt.conf"),
+            "--ipv4",
+            "127.0.0.1/8",
+            "--reconnect-delay",
+            "0.05",
+            *args,
+            address,
+        ]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            self.argv, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+
+    def output(self) -> str:
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            if text in out:
+                return out
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not in the endpoint log:\n{self.output()[-4000:]}")
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(5)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def udp_sink() -> tuple[socket.socket, int]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.settimeout(0.5)
+    return s, s.getsockname()[1]
+
+
+def drain(sock: socket.socket) -> int:
+    n = 0
+    while True:
+        try:
+            sock.recv(65536)
+            n += 1
+        except (TimeoutError, BlockingIOError):
+            return n

@@ -1,0 +1,278 @@
+"""Certificate limits on an endpoint session (packetlab.endpoint.limits, §1.4 step 2, §4.5)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+from twisted.python import usage
+
+from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP_COUNTED, SessionRefused
+from packetlab.endpoint.config import ConfigError, EndpointConfig, parse_config
+from packetlab.endpoint.limits import QUOTA_CHUNK, BurstWindow, LimitsGate, admit
+from packetlab.endpoint.sockets import Skt
+from packetlab.endpoint.tap import Options
+from packetlab.endpoint.tlslink import TLSLink, open_accounting
+from packetlab.ppks import (
+    Accounting,
+    BurstRate,
+    CertLimits,
+    Counter,
+    generate_private_key,
+    issue_certificate,
+    write_key_pair,
+)
+from packetlab.ppks.limits import parse_valid_dest
+from packetlab.wire.constants import Proto, Status
+from packetlab.wire.messages import Nclose, Nopen, Nsend, Result
+
+NOW = 1_800_000_000
+NS = 1_000_000_000
+LO = ipaddress.IPv4Address("127.0.0.1").packed
+FAR = ipaddress.IPv4Address("192.0.2.1").packed
+UDP, TCP = int(Proto.UDP), int(Proto.TCP)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ns = NOW * NS
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+def chain(limits: CertLimits | None = None, not_after: int = 2**31 - 1) -> list[object]:
+    eop, exper, xc = (generate_private_key() for _ in range(3))
+    return [
+        issue_certificate("pubcmd", exper, xc, 0, not_after),
+        issue_certificate("exppriv", eop, exper, 0, not_after, limits=limits),
+    ]
+
+
+def gate(tmp_path: Path, limits: CertLimits, clock: Clock | None = None) -> LimitsGate:
+    acct = Accounting(tmp_path / "rlim.sqlite3", clock=lambda: NOW)
+    return admit(chain(limits), acct, clock or Clock())  # type: ignore[arg-type]
+
+
+def nsend(data: bytes, raddr: bytes = LO, time: int = 0, proto: int = UDP) -> Nsend:
+    return Nsend(1, 4, proto, time, 0, data, raddr if proto == UDP else None, 9)
+
+
+def udp_nopen(sktid: int = 1) -> Nopen:
+    return Nopen(sktid, 4, UDP, 65536, LO, 0)
+
+
+DENY = Result(errid=int(Status.ESKTPKTDENY))
+
+
+# -------------------------------------------------------------------------- windows
+
+
+def test_burst_window_slides() -> None:
+    w = BurstWindow(BurstRate(10, 100))
+    assert w.fits(0, 6)
+    w.add(0, 6)
+    assert not w.fits(50, 5)
+    assert w.fits(50, 4)
+    w.add(50, 4)
+    assert not w.fits(99, 1)
+    assert w.fits(100, 6)  # the first entry left the window
+    assert not w.fits(100, 11)  # larger than the window can ever hold
+
+
+def test_out_of_order_send_is_counted_at_the_latest_time() -> None:
+    w = BurstWindow(BurstRate(2, 100))
+    w.add(500, 1)
+    w.add(10, 1)  # scheduled earlier than an accounted send: counted at 500
+    assert not w.fits(550, 1)
+    assert w.fits(600, 2)
+
+
+# ---------------------------------------------------------------------------- admit
+
+
+def test_admit_refuses_priority_above_max(tmp_path: Path) -> None:
+    with pytest.raises(SessionRefused) as e:
+        admit(chain(CertLimits(max_num_priority=0)), None, Clock(), priority=1)  # type: ignore[arg-type]
+    assert e.value.rule == "max_num_priority"
+    # NoSub mode has no exp_priority: 0, allowed by any max_num_priority.
+    admit(chain(CertLimits(max_num_priority=0)), None, Clock())  # type: ignore[arg-type]
+
+
+def test_admit_refuses_when_runtime_is_used_up(tmp_path: Path) -> None:
+    certs = chain(CertLimits(max_exp_period=10))
+    acct = Accounting(tmp_path / "rlim.sqlite3", clock=lambda: NOW)
+    acct.budget(certs).reserve(Counter.RUNTIME, 10)  # type: ignore[arg-type]
+    with pytest.raises(SessionRefused, match="max_exp_period"):
+        admit(certs, acct, Clock())  # type: ignore[arg-type]
+
+
+def test_end_time_is_min_of_not_after_and_runtime(tmp_path: Path) -> None:
+    clock = Clock()
+    g = admit(chain(CertLimits(max_exp_period=30 * NS)), None, clock)  # type: ignore[arg-type]
+    assert g.end_ns == clock.ns + 30 * NS
+    g = admit(chain(not_after=NOW + 5), None, clock)  # type: ignore[arg-type]
+    assert g.end_ns == (NOW + 5) * NS
+
+
+def test_required_digests_refuse_start(tmp_path: Path) -> None:
+    g = gate(tmp_path, CertLimits(monitor_digests=(b"\x01" * 32,)))
+    error, extra = g.start()
+    assert error == Result(errid=int(Status.ECRTNOHDAT)) and extra == []
+    g.supplied_digests.add(b"\x01" * 32)
+    assert g.start() == (None, [])
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def test_valid_dest(tmp_path: Path) -> None:
+    g = gate(tmp_path, CertLimits(valid_dest=parse_valid_dest("v", "127.0.0.0/8")))
+    tcp_far = Nopen(1, 4, TCP, 65536, LO, 0, FAR, 80)
+    assert g.check(tcp_far) == Result(errid=int(Status.ESKTOPNDENY))
+    assert g.check(Nopen(1, 4, TCP, 65536, LO, 0, LO, 80)) is None
+    assert g.check(nsend(b"x", FAR)) == DENY
+    assert g.check(nsend(b"x", LO)) is None
+    raw = bytes(16) + FAR
+    assert g.check(Nsend(1, 4, int(Proto.RAW), 0, 0, raw)) == DENY
+
+
+def test_socket_count_counts_successful_nopens(tmp_path: Path) -> None:
+    g = gate(tmp_path, CertLimits(max_socket_count=1))
+    assert g.check(udp_nopen()) is None
+    g.done(udp_nopen(), int(Status.ESKTINUSE))  # failed: not counted
+    assert g.check(udp_nopen()) is None
+    g.done(udp_nopen(), 0)
+    g.done(Nclose(1), 0)
+    assert g.check(udp_nopen(2)) == Result(errid=int(Status.ENORES))
+
+
+def test_send_quota_persists_and_refunds(tmp_path: Path) -> None:
+    g = gate(tmp_path, CertLimits(max_send_byte=1000))
+    assert g.check(nsend(b"a" * 700)) is None
+    assert g.check(nsend(b"b" * 400)) == DENY
+    g.done(nsend(b"c" * 300), 0)
+    assert g.check(nsend(b"d" * 300)) is None
+    g.done(nsend(b"d" * 300), int(Status.ESYSNOBUFS))  # not sent after all: given back
+    assert g.check(nsend(b"e" * 300)) is None
+    assert g.check(nsend(b"f")) == DENY
+    g.close()
+    assert g.budget is not None and g.budget.remaining(Counter.SEND_BYTE) == 0
+
+
+def test_reservation_is_durable_before_the_send(tmp_path: Path) -> None:
+    certs = chain(CertLimits(max_send_byte=10 * QUOTA_CHUNK))
+    db = tmp_path / "rlim.sqlite3"
+    g = admit(certs, Accounting(db, clock=lambda: NOW), Clock())  # type: ignore[arg-type]
+    assert g.check(nsend(b"x" * 100)) is None
+    # Another process (a restarted endpoint) already sees the chunk as used.
+    other = Accounting(db, clock=lambda: NOW).budget(certs)  # type: ignore[arg-type]
+    assert other.remaining(Counter.SEND_BYTE) == 9 * QUOTA_CHUNK
+
+
+def test_burst_rate_refuses_instead_of_delaying(tmp_path: Path) -> None:
+    clock = Clock()
+    g = gate(tmp_path, CertLimits(max_burst_rate_byte=(BurstRate(100, NS),)), clock)
+    assert g.check(nsend(b"x" * 80)) is None
+    assert g.check(nsend(b"x" * 30)) == DENY
+    assert g.check(nsend(b"x" * 30, time=clock.ns + 2 * NS)) is None  # scheduled later
+
+
+def test_default_send_burst_applies(tmp_path: Path) -> None:
+    g = gate(tmp_path, CertLimits())
+    big = b"x" * 65000
+    sent = sum(g.check(nsend(big)) is None for _ in range(200))
+    assert sent == 12_500_000 // 65000
+
+
+def test_receive_quota_drops_and_counts(tmp_path: Path) -> None:
+    g = gate(tmp_path, CertLimits(max_recv_byte=10, max_recv_pkt=5))
+    skt = Skt(1, 4, UDP, 65536)
+    assert g.checks_ndata
+    assert g.check_ndata(skt, b"12345678", 0, LO, 9) == NDATA_DELIVER
+    assert g.check_ndata(skt, b"123", 0, LO, 9) == NDATA_DROP_COUNTED
+    assert g.check_ndata(skt, b"12", 0, LO, 9) == NDATA_DELIVER
+    assert g.dropped == 1
+
+
+def test_no_receive_limits_keeps_ndata_off_the_gate(tmp_path: Path) -> None:
+    assert not gate(tmp_path, CertLimits(max_send_byte=5)).checks_ndata
+
+
+def test_runtime_is_paid_ahead(tmp_path: Path) -> None:
+    clock = Clock()
+    certs = chain(CertLimits(max_exp_period=60 * NS))
+    acct = Accounting(tmp_path / "rlim.sqlite3", clock=lambda: NOW)
+    g = admit(certs, acct, clock)  # type: ignore[arg-type]
+    budget = acct.budget(certs)  # type: ignore[arg-type]
+    assert budget.remaining(Counter.RUNTIME) == 55 * NS  # one 5 s step held ahead
+    clock.ns += 7 * NS
+    assert g.charge_runtime()
+    left = budget.remaining(Counter.RUNTIME)
+    assert left is not None and left <= 53 * NS
+    g.close()
+    assert budget.remaining(Counter.RUNTIME) == 53 * NS  # exactly what ran
+    clock.ns += 60 * NS
+    g2 = admit(certs, acct, clock)  # type: ignore[arg-type]
+    clock.ns += 60 * NS
+    assert not g2.charge_runtime()
+
+
+# ------------------------------------------------------------------ config and TLS link
+
+
+def test_config_keys(tmp_path: Path) -> None:
+    cfg = parse_config(
+        [
+            "ControllerCertChainPath ~/a.cert, /b.cert",
+            "EndpointPrivKey /k",
+            "EndpointOpPubKeyPath /e1.pub,/e2.pub",
+            "RLimDBPath /db",
+        ]
+    )
+    assert cfg.controller_chain[1] == "/b.cert" and not cfg.controller_chain[0].startswith("~")
+    assert cfg.private_key == "/k" and cfg.eop_pubkeys == ["/e1.pub", "/e2.pub"]
+    assert cfg.rlim_db == "/db" and not cfg.warnings
+
+
+def test_tls_link_needs_credentials() -> None:
+    with pytest.raises(ConfigError, match="needs ControllerCertChainPath"):
+        TLSLink.from_config(EndpointConfig())
+
+
+def test_tls_link_errors_name_the_file(tmp_path: Path) -> None:
+    key = generate_private_key()
+    priv, _ = write_key_pair(tmp_path / "k", key)
+    cert = tmp_path / "c.cert"
+    cert.write_bytes(issue_certificate("subcmd", generate_private_key(), key, 0, 10).to_pem())
+    cfg = EndpointConfig(controller_chain=[str(tmp_path / "missing")], private_key=str(priv))
+    with pytest.raises(ConfigError, match="missing"):
+        TLSLink.from_config(cfg)
+    cfg = EndpointConfig(controller_chain=[str(cert)], private_key=str(priv))
+    cfg.eop_pubkeys = [str(tmp_path / "nope.pub")]
+    with pytest.raises(ConfigError, match=r"EndpointOpPubKeyPath.*nope\.pub"):
+        TLSLink.from_config(cfg)
+    wrong, _ = write_key_pair(tmp_path / "k2", generate_private_key())
+    cfg = EndpointConfig(controller_chain=[str(cert)], private_key=str(wrong))
+    with pytest.raises(ConfigError, match="ControllerCertChainPath/EndpointPrivKey"):
+        TLSLink.from_config(cfg)
+    cfg = EndpointConfig(controller_chain=[str(cert)], private_key=str(priv))
+    link = TLSLink.from_config(cfg)
+    assert link.trusts_any_root
+
+
+def test_accounting_path_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "lmdb"
+    bad.write_bytes(b"\x00" * 4096)  # not SQLite (e.g. the reference's LMDB file)
+    with pytest.raises(ConfigError, match="RLimDBPath"):
+        open_accounting(EndpointConfig(rlim_db=str(bad)))
+
+
+def test_tap_tls_options(tmp_path: Path) -> None:
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("NoSubMode 1\n")
+    with pytest.raises(usage.UsageError, match="needs ControllerCertChainPath"):
+        Options().parseOptions(["-c", str(conf), "127.0.0.1:1"])
+    with pytest.raises(usage.UsageError, match="not a snikey"):
+        Options().parseOptions(["-c", str(conf), "--snikey", "Bad!", "127.0.0.1:1"])
