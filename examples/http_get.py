@@ -114,9 +114,13 @@ def announce(port: Any) -> None:
 
 
 def home_of(args: argparse.Namespace) -> Any:
-    """The demo home (made by `pktlab init` if needed); says which link is used."""
+    """--home (set up by `pktlab init` if needed), or None: run_with_local_endpoint then
+    makes a temporary one and removes it afterwards. Says which link is used."""
     if args.insecure_plaintext:
         print("link: plain TCP (--insecure-plaintext)", flush=True)
+        return None
+    if args.home is None:
+        print("link: TLS 1.3, PPKS certificates from a temporary `pktlab init` home", flush=True)
         return None
     home = demo_home(args.home)
     print(f"link: TLS 1.3, PPKS certificates from {home.root}", flush=True)
@@ -126,9 +130,11 @@ def home_of(args: argparse.Namespace) -> Any:
 def listen_on(reactor: Any, args: argparse.Namespace) -> Any:
     """--external: where to listen; TLS unless --insecure-plaintext (default entry, so
     endpoints that send no SNI are served too)."""
-    home = home_of(args)
-    if home is None:
+    if args.insecure_plaintext:
+        print("link: plain TCP (--insecure-plaintext)", flush=True)
         return args.listen
+    home = demo_home(args.home)  # None: a new temporary home, kept (its path is printed)
+    print(f"link: TLS 1.3, PPKS certificates from {home.root}", flush=True)
     from packetlab.tls import gen_snikey
 
     return tls_server(reactor, args.listen, home, gen_snikey())

@@ -11,6 +11,7 @@ for a fresh snikey and trusts k_eop; the endpoint runs with the home's endpt.con
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -203,10 +204,13 @@ async def run_with_local_endpoint(
     new temporary one, see `demo_home`), or plain TCP with `plaintext=True`."""
     ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1, **options)
     ep_args = list(endpoint_args)
+    cleanup: list[Path] = []
     if plaintext:
         port = await ctl.listen(listen)
     else:
         h = home if isinstance(home, PktlabHome) else demo_home(home)
+        if home is None:  # our temporary home goes when the run ends
+            cleanup.append(h.root)
         snikey = gen_snikey()
         port = await ctl.listen(tls_server(reactor, listen, h, snikey))
         ep_args = ["-c", str(h.root / "endpt.conf"), "--snikey", snikey, *ep_args]
@@ -251,3 +255,5 @@ async def run_with_local_endpoint(
     finally:
         await ctl.stop()
         await ep.stop(reactor)
+        for path in cleanup:
+            shutil.rmtree(path, ignore_errors=True)
