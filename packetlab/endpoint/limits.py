@@ -54,7 +54,6 @@ __all__ = [
 
 TCP = int(Proto.TCP)
 UDP = int(Proto.UDP)
-RAW = int(Proto.RAW)
 NS = 1_000_000_000
 QUOTA_CHUNK = 64 * 1024  # bytes reserved per disk write (at most this is lost on a crash)
 RUNTIME_CHUNK = 5 * NS  # runtime reserved ahead, ns
@@ -221,8 +220,9 @@ class LimitsGate:
         cap = self.limits.max_socket_count
         if cap is not None and self.opened >= cap:
             return self._deny(_NORES, "max_socket_count", limit=cap)
-        if msg.proto == TCP and msg.raddr is not None and self.limits.valid_dest:
-            dest = _addr(msg.family, msg.raddr)
+        if msg.proto == TCP and self.limits.valid_dest:
+            # A passive open (no raddr) would accept any peer: refused under valid_dest.
+            dest = _addr(msg.family, msg.raddr) if msg.raddr is not None else None
             if dest is None or not self.limits.dest_allowed(dest):
                 return self._deny(_DENY_OPEN, "valid_dest", dest=str(dest))
         return None

@@ -132,6 +132,9 @@ def test_valid_dest(tmp_path: Path) -> None:
     tcp_far = Nopen(1, 4, TCP, 65536, LO, 0, FAR, 80)
     assert g.check(tcp_far) == Result(errid=int(Status.ESKTOPNDENY))
     assert g.check(Nopen(1, 4, TCP, 65536, LO, 0, LO, 80)) is None
+    passive = Nopen(1, 4, TCP, 65536, LO, 8080)  # accepts any peer: not under valid_dest
+    assert g.check(passive) == Result(errid=int(Status.ESKTOPNDENY))
+    assert gate(tmp_path, CertLimits()).check(passive) is None
     assert g.check(nsend(b"x", FAR)) == DENY
     assert g.check(nsend(b"x", LO)) is None
     raw = bytes(16) + FAR
