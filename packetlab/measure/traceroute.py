@@ -23,7 +23,7 @@ from packetlab.controller import EndpointSession, Socket, read_system_info, read
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.errors import ControllerError
 from packetlab.controller.filters import tcpdump_filter
-from packetlab.measure.probes import TRACEROUTE_BASE_PORT, traceroute_probe
+from packetlab.measure.probes import TRACEROUTE_BASE_PORT, Probe, ProbeTable, traceroute_probe
 from packetlab.measure.records import Hop, Stamp, TracerouteResult
 from packetlab.measure.replies import ParseError, Reply, ReplyKind, parse_reply
 from packetlab.wire import Ndata, Ntag, TransSup
@@ -44,6 +44,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # else stays in the endpoint's kernel.
 CAPTURE_FILTERS = {4: "icmp", 6: "icmp6"}
 SETUP_SLACK_S = 30.0  # capture time beyond what the probes need (request round trips)
+PACED_LEAD_S = 0.05  # paced: the first probe leaves this long after the clock was read
 
 
 class MeasureError(ControllerError):
@@ -165,6 +166,87 @@ def _ends_trace(reply: Reply) -> bool:
     return reply.from_destination or reply.kind is ReplyKind.DEST_UNREACHABLE
 
 
+async def _sequential(
+    session: EndpointSession, cap: RawCapture, probes: list[Probe], wait: float
+) -> list[Hop]:
+    """One probe in flight: send, wait for its answer (or `wait` s), then the next."""
+    reactor = session.reactor
+    hops: list[Hop] = []
+    for probe in probes:
+        queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
+        deadline = reactor.seconds() + wait
+        answer: tuple[Reply, int] | None = None
+        while answer is None:
+            left = deadline - reactor.seconds()
+            if left <= 0:
+                break
+            note = await cap.sock.get(timeout=left)
+            if note is None:
+                if cap.sock.ended:
+                    raise MeasureError("the endpoint closed the capture socket")
+                break
+            got = parse_ndata(note)
+            if got is not None and got[0].key == probe.key:
+                answer = got
+        sent = await ntag_time(queued.ntag, reactor, wait)
+        if answer is None:
+            hops.append(Hop.timeout(probe.ttl, probe_send_ns=sent))
+            continue
+        reply, recv_ns = answer
+        hops.append(Hop.from_reply(probe.ttl, reply, probe_send_ns=sent, reply_recv_ns=recv_ns))
+        if _ends_trace(reply):
+            break
+    return hops
+
+
+async def _paced(
+    session: EndpointSession, cap: RawCapture, probes: list[Probe], wait: float, pace: float
+) -> list[Hop]:
+    """Every probe queued at once with endpoint send times `pace` s apart; answers are
+    collected until all TTLs up to the end of the path have one, or `wait` s after the
+    last send. TTLs beyond the first that ends the trace are dropped from the result."""
+    reactor = session.reactor
+    table: ProbeTable[int] = ProbeTable()
+    for i, probe in enumerate(probes):
+        table.add(probe.key, i)
+    start = await read_time(session) + int(PACED_LEAD_S * 1e9)
+    local_start = reactor.seconds()
+    sends = [
+        session.nsend(cap.sktid, p.packet, time=start + int(i * pace * 1e9), ntag=True)
+        for i, p in enumerate(probes)
+    ]
+    queued = [await d for d in sends]
+    answers: dict[int, tuple[Reply, int]] = {}
+    end_at = len(probes)  # index of the first probe that ends the trace, when known
+    deadline = local_start + PACED_LEAD_S + (len(probes) - 1) * pace + wait
+    while not all(i in answers for i in range(min(end_at + 1, len(probes)))):
+        left = deadline - reactor.seconds()
+        if left <= 0:
+            break
+        note = await cap.sock.get(timeout=left)
+        if note is None:
+            if cap.sock.ended:
+                raise MeasureError("the endpoint closed the capture socket")
+            break
+        got = parse_ndata(note)
+        if got is None:
+            continue
+        which = table.pop(got[0].key)
+        if which is not None:  # else not ours, or a duplicate
+            answers[which] = got
+            if _ends_trace(got[0]):
+                end_at = min(end_at, which)
+    sent = [await ntag_time(q.ntag, reactor, 1.0) for q in queued]
+    hops = []
+    for i, probe in enumerate(probes[: end_at + 1]):
+        if i not in answers:
+            hops.append(Hop.timeout(probe.ttl, probe_send_ns=sent[i]))
+            continue
+        reply, recv_ns = answers[i]
+        hops.append(Hop.from_reply(probe.ttl, reply, probe_send_ns=sent[i], reply_recv_ns=recv_ns))
+    return hops
+
+
 @deferred_api
 async def traceroute(
     session: EndpointSession,
@@ -176,23 +258,30 @@ async def traceroute(
     sport: int | None = None,
     base_port: int = TRACEROUTE_BASE_PORT,
     src: str | Address | None = None,
+    pace: float | None = None,
     send_stamp: str = Stamp.KERNEL,
     recv_stamp: str = Stamp.KERNEL,
 ) -> TracerouteResult:
-    """Trace the path to `dst` from the endpoint: one UDP probe per TTL, sequentially, each
-    answered within `wait` seconds or recorded as `Hop.timeout`. Stops at the destination
-    (or a destination unreachable) or after `max_ttl`.
+    """Trace the path to `dst` from the endpoint: one UDP probe per TTL, each answered
+    within `wait` seconds or recorded as `Hop.timeout`. Stops at the destination (or a
+    destination unreachable) or after `max_ttl`.
 
-    `sport` is the UDP source port of every probe (default: random, 32768..60999); probe
-    n goes to `base_port + n` like Butskoy's traceroute. `src` defaults to the endpoint's
-    exported address of dst's family. `send_stamp`/`recv_stamp` only label the result:
-    the defaults describe this project's endpoint (kernel TX and RX timestamps).
+    Probes go one at a time (the paper's method; a controller round trip per hop) unless
+    `pace` (seconds) is given: then all TTLs are queued at once with endpoint send times
+    `pace` apart, and the run takes about max_ttl * pace + wait whatever the controller's
+    distance. `sport` is the UDP source port of every probe (default: random,
+    32768..60999); probe n goes to `base_port + n` like Butskoy's traceroute. `src`
+    defaults to the endpoint's exported address of dst's family. `send_stamp`/`recv_stamp`
+    only label the result: the defaults describe this project's endpoint (kernel TX and RX
+    timestamps).
     """
     target = as_target(dst)
     if not 1 <= first_ttl <= max_ttl <= 255:
         raise ValueError(f"need 1 <= first_ttl <= max_ttl <= 255, got {first_ttl}, {max_ttl}")
     if not 0 < wait <= 60:
         raise ValueError(f"wait must be in (0, 60] seconds, got {wait}")
+    if pace is not None and not 0 <= pace <= 10:
+        raise ValueError(f"pace must be 0..10 seconds, got {pace}")
     if sport is None:
         sport = random.randrange(32768, 61000)
     elif not 0 < sport <= 0xFFFF:
@@ -200,43 +289,18 @@ async def traceroute(
     if base_port + (max_ttl - first_ttl) > 0xFFFF or base_port < 1:
         raise ValueError(f"base_port {base_port} + probes does not fit in 1..65535")
     source = as_target(src) if src is not None else None
-    reactor = session.reactor
-    probes_n = max_ttl - first_ttl + 1
-    cap = await open_capture(session, target, src=source, duration_s=probes_n * (wait + 1.0))
-    hops: list[Hop] = []
-    start_ns: int | None = None
-    size: int | None = None
+    n = max_ttl - first_ttl + 1
+    budget = n * (wait + 1.0) if pace is None else PACED_LEAD_S + n * pace + wait
+    cap = await open_capture(session, target, src=source, duration_s=budget)
     try:
-        for index, ttl in enumerate(range(first_ttl, max_ttl + 1)):
-            probe = traceroute_probe(
-                cap.src, target, ttl, sport=sport, index=index, base_port=base_port
-            )
-            size = len(probe)
-            queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
-            deadline = reactor.seconds() + wait
-            answer: tuple[Reply, int] | None = None
-            while answer is None:
-                left = deadline - reactor.seconds()
-                if left <= 0:
-                    break
-                note = await cap.sock.get(timeout=left)
-                if note is None:
-                    if cap.sock.ended:
-                        raise MeasureError("the endpoint closed the capture socket")
-                    break
-                got = parse_ndata(note)
-                if got is not None and got[0].key == probe.key:
-                    answer = got
-            sent = await ntag_time(queued.ntag, reactor, wait)
-            if start_ns is None:
-                start_ns = sent
-            if answer is None:
-                hops.append(Hop.timeout(ttl, probe_send_ns=sent))
-                continue
-            reply, recv_ns = answer
-            hops.append(Hop.from_reply(ttl, reply, probe_send_ns=sent, reply_recv_ns=recv_ns))
-            if _ends_trace(reply):
-                break
+        probes = [
+            traceroute_probe(cap.src, target, ttl, sport=sport, index=i, base_port=base_port)
+            for i, ttl in enumerate(range(first_ttl, max_ttl + 1))
+        ]
+        if pace is None:
+            hops = await _sequential(session, cap, probes, wait)
+        else:
+            hops = await _paced(session, cap, probes, wait, pace)
     finally:
         await close_capture(cap)
     return TracerouteResult(
@@ -244,8 +308,8 @@ async def traceroute(
         hops=tuple(hops),
         src=str(cap.src),
         max_ttl=max_ttl,
-        probe_size=size,
-        start_ns=start_ns,
+        probe_size=len(probes[0].packet),
+        start_ns=next((h.probe_send_ns for h in hops if h.probe_send_ns is not None), None),
         send_stamp=send_stamp,
         recv_stamp=recv_stamp,
     )

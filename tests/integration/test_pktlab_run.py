@@ -75,6 +75,14 @@ def test_traceroute_json_on_the_testbed(tb: Testbed, family: int) -> None:
     }
 
 
+def test_paced_traceroute_on_the_testbed(tb: Testbed) -> None:
+    dst = str(tb.addr("tg", 6))
+    got = pktlab_run("traceroute", "--json", "--pace", "0.001", dst, netns=tb.netns_name("ep"))
+    assert got.returncode == 0, got.stderr
+    hops = [json.loads(line) for line in got.stdout.splitlines()]
+    assert [h["addr"] for h in hops] == ["fd00:77:1::2", "fd00:77:2::2", dst]
+
+
 def test_traceroute_text_on_the_testbed(tb: Testbed) -> None:
     dst = str(tb.addr("tg"))
     got = pktlab_run("traceroute", "-f", "2", dst, netns=tb.netns_name("ep"))

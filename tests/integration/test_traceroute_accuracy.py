@@ -121,6 +121,7 @@ async def test_hop_addresses_identical_to_traceroute_and_scamper(
 
     async def experiment(session: EndpointSession) -> Any:
         runs = [await traceroute(session, dst, max_ttl=10, sport=SPORT) for _ in range(3)]
+        runs.append(await traceroute(session, dst, max_ttl=10, sport=SPORT, pace=0.001))
         echo = await ping(session, dst, count=3, interval=0.05)
         return runs, echo
 

@@ -37,6 +37,7 @@ def test_defaults() -> None:
         "traceroute", "10.0.0.1", None, 1, 30, 2.0,
     )  # fmt: skip
     assert (a.sport, a.port, a.json, a.listen, a.src) == (None, 33434, False, None, None)
+    assert a.pace is None and parse("traceroute", "--pace", "0.001", "x").pace == 0.001
     p = parse("ping", "-6", "-c", "3", "-i", "0.2", "--json", "::1")
     assert (p.family, p.count, p.interval, p.size, p.ttl, p.json) == (6, 3, 0.2, 56, 64, True)
 
@@ -59,6 +60,7 @@ def test_help(what: str, capsys: pytest.CaptureFixture[str]) -> None:
         (["traceroute", "--wait", "0", "x"], "--wait: must be"),
         (["traceroute", "--sport", "70000", "x"], "--sport: must be 1..65535"),
         (["traceroute", "-4", "-6", "x"], "not allowed with argument"),
+        (["traceroute", "--pace", "11", "x"], "--pace: must be 0..10"),
         (["ping", "-c", "0", "x"], "--count: must be 1..10000"),
         (["ping", "-i=-1", "x"], "--interval: must be"),
         (["ping", "-s", "70000", "x"], "--size: must be"),

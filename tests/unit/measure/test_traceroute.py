@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 
 import pytest
 from test_traceroute_fakes import (
@@ -208,3 +209,42 @@ def test_pick_source() -> None:
     assert pick_source(a[:1], ipaddress.ip_address("192.0.2.1")) == a[0]  # better than none
     with pytest.raises(MeasureError, match="no IPv6"):
         pick_source(a[:2], ipaddress.ip_address("::2"))
+
+
+@pytest.mark.parametrize(("dst", "path"), [(TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])])
+def test_paced_probes_are_scheduled_by_the_endpoint(dst: str, path: list[str]) -> None:
+    rig = RawRig(path)
+    start = rig.clock.seconds()
+    result = rig.run(traceroute(rig.session, dst, max_ttl=6, pace=0.01, wait=0.5))
+    # every TTL is sent (the endpoint has them all queued), the result ends at the target
+    assert result.path() == [(1, path[0]), (2, path[1]), (3, path[2])]
+    assert [h.rtt_us for h in result.hops] == pytest.approx([1000, 2000, 3000], abs=0.01)
+    times = [m.time for m in rig.endpoint.raw_sends]
+    assert len(times) == 6 and times[0] > 0
+    assert [b - a for a, b in itertools.pairwise(times)] == [10_000_000] * 5
+    assert [h.probe_send_ns for h in result.hops] == times[:3]
+    # it returns once TTLs 1..3 are answered: well before max_ttl * pace + wait
+    assert rig.clock.seconds() - start < 0.2
+
+
+def test_paced_with_silent_hops() -> None:
+    rig = RawRig([R14, None, None, TG4])  # TTLs 2 and 3 silent, the target at 4
+    start = rig.clock.seconds()
+    result = rig.run(traceroute(rig.session, TG4, max_ttl=3, pace=0.001, wait=0.3))
+    assert result.path() == [(1, R14), (2, None), (3, None)]
+    assert all(h.probe_send_ns is not None for h in result.hops)
+    assert rig.clock.seconds() - start >= 0.3
+
+
+def test_paced_answers_out_of_order() -> None:
+    rig = RawRig([R14, R24, TG4])
+    rig.endpoint.delays = {1: 0.05, 2: 0.03, 3: 0.001}  # TTL 3 answers first
+    result = rig.run(traceroute(rig.session, TG4, max_ttl=5, pace=0.0, wait=1.0))
+    assert result.path() == [(1, R14), (2, R24), (3, TG4)]
+    assert [h.rtt_us for h in result.hops] == pytest.approx([50_000, 30_000, 1000], abs=0.01)
+
+
+def test_bad_pace() -> None:
+    rig = RawRig([TG4])
+    with pytest.raises(ValueError, match="pace"):
+        rig.run(traceroute(rig.session, TG4, pace=-1))
