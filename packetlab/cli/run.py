@@ -8,8 +8,9 @@ endpoint needs for raw sockets (root, or CAP_NET_RAW and CAP_BPF). The timestamp
 endpoint's kernel stamps, so sharing the reactor with the controller does not change an RTT.
 
 With ``--listen ADDR`` no endpoint is started: the controller waits for an endpoint
-started elsewhere (``twistd -n pktendpoint --insecure-plaintext HOST:PORT``) and runs the
-measurement on the first one that connects.
+started elsewhere (``twistd -n pktendpoint --insecure-plaintext --transproto raw,tcp,udp
+--ipv4 SRC HOST:PORT``) and runs the measurement on the first one that connects (plain TCP
+only for now: no TLS listener).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ examples:
   pktlab run ping -c 3 -i 0.2 127.0.0.1
   pktlab run traceroute --json 10.77.3.2          # one JSON object per hop
   pktlab run traceroute --listen 127.0.0.1:20556 192.0.2.1
-      # then, elsewhere: twistd -n pktendpoint --insecure-plaintext 127.0.0.1:20556
+      # then: twistd -n pktendpoint --insecure-plaintext --transproto raw,tcp,udp \\
+      #           --ipv4 SRC 127.0.0.1:20556      (SRC: the endpoint's address to send from)
 
 RTTs are endpoint times: reply kernel receive time (ndata) minus probe send time (ntag;
 a kernel TX timestamp on this project's endpoint). See docs/traceroute.md.
