@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ppks": ("packetlab.cli.ppks", "PPKS keys, CSRs, certificates and chain checks"),
     "init": ("packetlab.cli.init", "set up ~/.pktlab with demo keys, certificates and CSRs"),
     "testbed": ("packetlab.cli.testbed", "network-namespace testbeds: up, down, status"),
+    "run": ("packetlab.cli.run", "run a measurement (traceroute, ping) through an endpoint"),
 }
 
 
