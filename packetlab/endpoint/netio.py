@@ -13,7 +13,7 @@ import errno
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
 from twisted.logger import Logger
@@ -31,6 +31,8 @@ from packetlab.endpoint.sockets import (
 )
 from packetlab.endpoint.timestamps import (
     RX_ANCBUF_SIZE,
+    SocketWatcher,
+    TxStampMatcher,
     enable_rx_timestamps,
     rx_timestamp_from_ancdata,
 )
@@ -41,6 +43,11 @@ __all__ = ["ReactorNetwork", "TcpIO", "UdpIO", "rx_time"]
 ANC_SIZE = RX_ANCBUF_SIZE
 _SOL_SOCKET = socket.SOL_SOCKET
 _UDP_READ_BATCH = 64  # datagrams per wake-up, so one busy socket cannot starve the others
+_UDP_RETRY_S = 0.001  # send-buffer retry of a TX-stamped socket (it cannot wait for writable)
+# Sends closer than this to the socket's previous send are not stamped: a stamped send
+# costs ~1-2 µs more, and at each scheduler yield the reactor drains the queued stamps
+# (~3 µs each), so a dense train (7.3 µs gaps) with stamps falls behind and never catches up.
+_STAMP_MIN_GAP_NS = 30_000
 _TCP_READ_BATCH = 4
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 
@@ -164,11 +171,93 @@ class _SockIO:
 
 @implementer(IReadDescriptor, IWriteDescriptor)
 class UdpIO(_SockIO):
-    """A bound UDP socket: datagrams in as ndata, nsend datagrams out with sendto."""
+    """A bound UDP socket: datagrams in as ndata, nsend datagrams out with sendto.
+
+    After `stamp_tx`, tagged sends ask for a kernel TX timestamp (`tx_time`, for ntag). The
+    stamps wait on the socket's error queue, which raises EPOLLERR, and Twisted's epoll
+    reactor drops a descriptor on EPOLLERR without EPOLLIN; so such a socket is watched
+    through a `SocketWatcher` and never registered with the reactor itself.
+    """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._backlog: deque[PendingSend] = deque()  # waiting for send-buffer space
+        self._watcher: SocketWatcher | None = None
+        self._matcher: TxStampMatcher | None = None
+        self._ids: dict[PendingSend, int] = {}  # tagged sends -> TX stamp id
+        self._retry: Any = None  # the pending callLater of a stamped socket's backlog
+        self._last_send = 0  # clock at the previous send (stamped sockets)
+
+    def stamp_tx(self, watcher: SocketWatcher) -> bool:
+        """Stamp tagged sends from now on; move the socket from the reactor to `watcher`.
+        False (and nothing changed) if the kernel refuses TX timestamps."""
+        try:
+            matcher = TxStampMatcher(self._sock)
+        except OSError as e:
+            self.log.info("socket {sktid}: no TX timestamps ({e})", sktid=self.skt.sktid, e=e)
+            return False
+        reading = self._reading
+        self._stop_reading()
+        self._matcher = matcher
+        self._watcher = watcher
+        watcher.watch(
+            self._sock, on_readable=self.doRead, on_tx=matcher.feed, on_error=self._sock_error
+        )
+        self._reading = True  # watch() starts with reading on
+        if not reading:
+            self._stop_reading()
+        return True
+
+    def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
+        """The kernel TX timestamp of a sent tagged `pending`, or None (not stamped)."""
+        ident = self._ids.pop(pending, None)
+        if ident is None or self._matcher is None:
+            return None
+        return self._matcher.take(ident, not_before)
+
+    def _sock_error(self, err: int) -> None:
+        self.log.debug("socket {sktid}: {e}", sktid=self.skt.sktid, e=errno.errorcode.get(err))
+
+    def _start_reading(self) -> None:
+        if self._watcher is None:
+            return super()._start_reading()
+        if not self._reading and self._fd >= 0:
+            self._reading = True
+            self._watcher.set_reading(self._sock, True)
+
+    def _stop_reading(self) -> None:
+        if self._watcher is None:
+            return super()._stop_reading()
+        if self._reading:
+            self._reading = False
+            self._watcher.set_reading(self._sock, False)
+
+    def _start_writing(self) -> None:
+        if self._watcher is None:
+            return super()._start_writing()
+        if self._retry is None and self._fd >= 0:
+            self._retry = cast(Any, self._reactor).callLater(_UDP_RETRY_S, self._retry_write)
+
+    def _stop_writing(self) -> None:
+        if self._watcher is None:
+            return super()._stop_writing()
+        if self._retry is not None:
+            if self._retry.active():
+                self._retry.cancel()
+            self._retry = None
+
+    def _retry_write(self) -> None:
+        self._retry = None
+        self.doWrite()
+        if self._backlog:
+            self._start_writing()  # still full: try again later
+
+    def _shut(self) -> None:
+        if self._watcher is not None and self._fd >= 0:
+            self._watcher.unwatch(self._sock)
+            self._reading = False
+        self._ids.clear()
+        super()._shut()
 
     def doRead(self) -> None:
         recvmsg = self._sock.recvmsg
@@ -195,7 +284,15 @@ class UdpIO(_SockIO):
         (reported later through send_done). Other errors raise OSError."""
         if not self._backlog:
             try:
-                self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
+                if pending.tag and self._matcher is not None:
+                    now = self._clock()
+                    last, self._last_send = self._last_send, now
+                    if now - last >= _STAMP_MIN_GAP_NS:
+                        self._ids[pending] = self._matcher.sendto(pending.data, pending.dest)
+                    else:
+                        self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
+                else:
+                    self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
                 return True
             except (BlockingIOError, InterruptedError):
                 pass
@@ -458,9 +555,17 @@ def _tune_tcp(sock: socket.socket) -> None:
 class ReactorNetwork:
     """Makes real sockets for the session (the `Network` seam)."""
 
-    def __init__(self, reactor: FDReactor, clock: Callable[[], int] = realtime_ns) -> None:
+    def __init__(
+        self, reactor: FDReactor, clock: Callable[[], int] = realtime_ns, tx_stamps: bool = True
+    ) -> None:
         self._reactor = reactor
         self._clock = clock
+        # UDP ntag times from kernel TX timestamps; the stamped sockets live in the watcher.
+        self._watcher = SocketWatcher(reactor) if tx_stamps else None
+        trigger = getattr(reactor, "addSystemEventTrigger", None)
+        if self._watcher is not None and trigger is not None:
+            # Leave before the reactor disconnects its readers (it would log a lost epoll).
+            trigger("before", "shutdown", self._watcher.close)
         self._raw_in_use: set[tuple[str, int]] = set()  # (interface, family) with a raw socket
 
     def _socket(self, family: int, kind: int, in_use: Status) -> socket.socket:
@@ -495,6 +600,8 @@ class ReactorNetwork:
         self._bind(sock, skt, laddr, lport, Status.EUDPNOPORT)
         self._record_local(sock, skt)
         io = UdpIO(self._reactor, sock, skt, events, self._clock)
+        if self._watcher is not None:
+            io.stamp_tx(self._watcher)
         io.resume_reading()
         return io
 

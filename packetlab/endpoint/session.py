@@ -137,6 +137,8 @@ class Scheduler(Protocol):
 
     def cancel_key(self, key: Hashable) -> list[Any]: ...
 
+    def observe_send_latency(self, ns: int) -> None: ...
+
 
 class Phase(enum.Enum):
     SETUP = "setup"
@@ -427,11 +429,14 @@ class Session:
         elif send.result is True:
             time = send.sent_ns
             skt = pending.skt
-            if pending.tag and skt.proto == RAW and skt.io is not None:
-                # The kernel's TX timestamp is closer to the wire (docs/sending.md).
-                stamp = cast(RawSocketIO, skt.io).tx_time(pending, send.sent_before_ns)
+            if pending.tag and skt.proto != TCP and skt.io is not None:
+                # The kernel's TX timestamp is closer to the wire (docs/sending.md); it also
+                # teaches the scheduler how long a send takes to reach the device (lead).
+                tx_time = getattr(skt.io, "tx_time", None)  # UDP and raw sockets
+                stamp = tx_time(pending, send.sent_before_ns) if tx_time is not None else None
                 if stamp is not None:
                     time = stamp
+                    self.scheduler.observe_send_latency(stamp - send.sent_before_ns)
             self.send_done(pending, time, 0)
         # False: queued in the socket, which reports through send_done later.
 
