@@ -46,6 +46,11 @@ class Message:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}  # type: ignore[attr-defined]
 
 
+# The socket head most socket messages start with, and the UDP peer nsend/ndata carry.
+_SKT_HEAD = ("sktid" / u8, "family" / u8, "proto" / u8)
+_UDP_PEER = ("raddr" / c.If(this.proto == UDP, Addr), "rport" / c.If(this.proto == UDP, u16))
+
+
 def _family_ok(family: int) -> bool:
     return family in (4, 6)
 
@@ -139,9 +144,7 @@ class Nopen(Message):
     rport: int | None = None
     TYPE = MsgType.NOPEN
     BODY = c.Struct(
-        "sktid" / u8,
-        "family" / u8,
-        "proto" / u8,
+        *_SKT_HEAD,
         "rbufsz" / u32,
         _FAMILY_RULE,
         Rule(lambda proto: proto in (0, 6, 17), "proto must be 0 (raw), 6 (TCP) or 17 (UDP)"),
@@ -198,13 +201,10 @@ class Nsend(Message):
     TYPE = MsgType.NSEND
     BODY = c.Struct(
         _UDP_ADDR_RULE,
-        "sktid" / u8,
-        "family" / u8,
-        "proto" / u8,
+        *_SKT_HEAD,
         "time" / u64,
         "tag" / u16,
-        "raddr" / c.If(this.proto == UDP, Addr),
-        "rport" / c.If(this.proto == UDP, u16),
+        *_UDP_PEER,
         "data" / c.GreedyBytes,
     )
 
@@ -218,9 +218,7 @@ class Ncap(Message):
     filter: bytes
     TYPE = MsgType.NCAP
     BODY = c.Struct(
-        "sktid" / u8,
-        "family" / u8,
-        "proto" / u8,
+        *_SKT_HEAD,
         "endtime" / u64,
         "filter" / c.GreedyBytes,
         Rule(lambda filter: len(filter) >= 1, "ncap needs a filter program (length >= 12)"),
@@ -236,9 +234,7 @@ class Nctl(Message):
     command: int
     TYPE = MsgType.NCTL
     BODY = c.Struct(
-        "sktid" / u8,
-        "family" / u8,
-        "proto" / u8,
+        *_SKT_HEAD,
         "time" / u64,
         Rule(lambda proto: proto == 6, "nctl proto must be TCP (6)"),
         "command" / u8,
@@ -364,9 +360,7 @@ class Nstat(Message):
     rport: int | None = None
     TYPE = MsgType.NSTAT
     BODY = c.Struct(
-        "sktid" / u8,
-        "family" / u8,
-        "proto" / u8,
+        *_SKT_HEAD,
         "time" / u64,
         "code" / Cond(BODYLEN == 12, this.raddr == None, u8),  # noqa: E711
         "raddr" / Cond(BODYLEN != 12, this.raddr != None, Addr),  # noqa: E711
@@ -396,12 +390,9 @@ class Ndata(Message):
     TYPE = MsgType.NDATA
     BODY = c.Struct(
         _UDP_ADDR_RULE,
-        "sktid" / u8,
-        "family" / u8,
-        "proto" / u8,
+        *_SKT_HEAD,
         "time" / u64,
-        "raddr" / c.If(this.proto == UDP, Addr),
-        "rport" / c.If(this.proto == UDP, u16),
+        *_UDP_PEER,
         "data" / c.GreedyBytes,
     )
 
@@ -417,9 +408,7 @@ class Ndrop(Message):
     bytecnt: int
     TYPE = MsgType.NDROP
     BODY = c.Struct(
-        "sktid" / u8,
-        "family" / u8,
-        "proto" / u8,
+        *_SKT_HEAD,
         "tfirst" / u64,
         "tlast" / u64,
         "unitcnt" / u32,
@@ -437,9 +426,7 @@ class Nblock(Message):
     time: int
     TYPE = MsgType.NBLOCK
     BODY = c.Struct(
-        "sktid" / u8,
-        "family" / u8,
-        "proto" / u8,
+        *_SKT_HEAD,
         "monerrid" / u16,
         "time" / u64,
         c.Terminated,
