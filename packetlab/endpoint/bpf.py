@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from packetlab.endpoint.netif import all_interface_addresses
 from packetlab.wire.program import MAX_FILTER_LEN, Insn, ProgramError, ebpf_insns
 
 __all__ = [
@@ -238,46 +239,9 @@ def attach_drop_all(sock: socket.socket) -> None:
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class _IfAddrs(ctypes.Structure):
-    pass
-
-
-_IfAddrs._fields_ = [
-    ("ifa_next", ctypes.POINTER(_IfAddrs)),
-    ("ifa_name", ctypes.c_char_p),
-    ("ifa_flags", ctypes.c_uint),
-    ("ifa_addr", ctypes.c_void_p),
-    ("ifa_netmask", ctypes.c_void_p),
-    ("ifa_ifu", ctypes.c_void_p),
-    ("ifa_data", ctypes.c_void_p),
-]
-
-
 def _all_addresses() -> list[tuple[str, IPAddress]]:
     """(interface, address) pairs of the calling thread's network namespace (getifaddrs)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    head = ctypes.POINTER(_IfAddrs)()
-    if libc.getifaddrs(ctypes.byref(head)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"getifaddrs: {os.strerror(err)}")
-    out: list[tuple[str, IPAddress]] = []
-    try:
-        node = head
-        while node:
-            ifa = node.contents
-            if ifa.ifa_addr:
-                family = ctypes.c_ushort.from_address(ifa.ifa_addr).value
-                addr: IPAddress | None = None
-                if family == socket.AF_INET:
-                    addr = ipaddress.IPv4Address(ctypes.string_at(ifa.ifa_addr + 4, 4))
-                elif family == socket.AF_INET6:
-                    addr = ipaddress.IPv6Address(ctypes.string_at(ifa.ifa_addr + 8, 16))
-                if addr is not None:
-                    out.append((ifa.ifa_name.decode(), addr))
-            node = ifa.ifa_next
-    finally:
-        libc.freeifaddrs(head)
-    return out
+    return [(a.name, a.address) for a in all_interface_addresses()]
 
 
 def interface_addresses(ifname: str) -> list[IPAddress]:
