@@ -20,18 +20,16 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from twisted.internet import defer, task
-from twisted.logger import globalLogBeginner, textFileLogObserver
+from _common import add_link_args, react, run_experiment
+from twisted.internet import defer
 from twisted.web import resource, server, static
 
 from packetlab.controller import (
     EndpointSession,
     estimate_clock,
     read_system_info,
-    run_once,
     tcp_exchange,
 )
-from packetlab.controller.local import demo_home, run_with_local_endpoint, tls_server
 
 PAGE = b"<html><body><h1>hello from the packetlab loopback http server</h1></body></html>\n"
 
@@ -39,28 +37,7 @@ PAGE = b"<html><body><h1>hello from the packetlab loopback http server</h1></bod
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", help="page to fetch (default: a local server this script starts)")
-    p.add_argument(
-        "--listen",
-        default="tcp:0:interface=127.0.0.1",
-        help="controller listening address, a Twisted endpoint string (default: %(default)s)",
-    )
-    p.add_argument(
-        "--external",
-        action="store_true",
-        help="do not start an endpoint; wait for one to connect to --listen",
-    )
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds (default: %(default)s)")
-    p.add_argument(
-        "--home",
-        help="PacketLab home made by `pktlab init` whose certificates the TLS link uses "
-        "(default: a new temporary one)",
-    )
-    p.add_argument(
-        "--insecure-plaintext",
-        action="store_true",
-        help="plain TCP instead of TLS (loopback development only)",
-    )
-    p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    add_link_args(p)
     return p.parse_args(argv)
 
 
@@ -108,38 +85,6 @@ def report(url: str, r: dict[str, Any]) -> None:
         print(f"  body        {text[:72]}{'...' if len(text) > 72 else ''}")
 
 
-def announce(port: Any) -> None:
-    addr = port.getHost()
-    print(f"controller listening on {addr.host}:{addr.port}; waiting for an endpoint", flush=True)
-
-
-def home_of(args: argparse.Namespace) -> Any:
-    """--home (set up by `pktlab init` if needed), or None: run_with_local_endpoint then
-    makes a temporary one and removes it afterwards. Says which link is used."""
-    if args.insecure_plaintext:
-        print("link: plain TCP (--insecure-plaintext)", flush=True)
-        return None
-    if args.home is None:
-        print("link: TLS 1.3, PPKS certificates from a temporary `pktlab init` home", flush=True)
-        return None
-    home = demo_home(args.home)
-    print(f"link: TLS 1.3, PPKS certificates from {home.root}", flush=True)
-    return home
-
-
-def listen_on(reactor: Any, args: argparse.Namespace) -> Any:
-    """--external: where to listen; TLS unless --insecure-plaintext (default entry, so
-    endpoints that send no SNI are served too)."""
-    if args.insecure_plaintext:
-        print("link: plain TCP (--insecure-plaintext)", flush=True)
-        return args.listen
-    home = demo_home(args.home)  # None: a new temporary home, kept (its path is printed)
-    print(f"link: TLS 1.3, PPKS certificates from {home.root}", flush=True)
-    from packetlab.tls import gen_snikey
-
-    return tls_server(reactor, args.listen, home, gen_snikey())
-
-
 async def main(reactor: Any, args: argparse.Namespace) -> int:
     web: Any = None
     if args.url is None:
@@ -156,23 +101,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
     host = socket.gethostbyname(parts.hostname)  # the endpoint talks to IP addresses
     experiment = make_experiment(host, parts.port or 80, parts.path or "/")
     try:
-        if args.external:
-            result = await run_once(
-                reactor,
-                listen_on(reactor, args),
-                experiment,
-                timeout=args.timeout,
-                on_listening=announce,
-            )
-        else:
-            result = await run_with_local_endpoint(
-                reactor,
-                experiment,
-                listen=args.listen,
-                timeout=args.timeout,
-                plaintext=args.insecure_plaintext,
-                home=home_of(args),
-            )
+        result = await run_experiment(reactor, args, experiment)
     finally:
         if web is not None:
             await defer.maybeDeferred(web.stopListening)
@@ -181,20 +110,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
 
 
 def run(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.verbose:
-        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
-
-    async def entry(reactor: Any) -> None:
-        try:
-            code = await main(reactor, args)
-        except Exception as e:  # a readable line, not a traceback
-            print(f"error: {e}", file=sys.stderr)
-            code = 1
-        if code:
-            raise SystemExit(code)
-
-    task.react(entry)
+    react(main, parse_args(argv))
 
 
 if __name__ == "__main__":

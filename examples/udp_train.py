@@ -18,12 +18,11 @@ import struct
 import sys
 from typing import Any
 
+from _common import add_link_args, react, run_experiment
 from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import globalLogBeginner, textFileLogObserver
 
-from packetlab.controller import EndpointSession, TrainReport, run_once, send_train
-from packetlab.controller.local import demo_home, run_with_local_endpoint, tls_server
+from packetlab.controller import EndpointSession, TrainReport, send_train
 
 
 class Sink(DatagramProtocol):
@@ -46,28 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=64, help="payload bytes (default: %(default)s)")
     p.add_argument("--target", help="IP:PORT to send to (default: a local sink)")
     p.add_argument("--rows", type=int, default=10, help="packets listed (default: %(default)s)")
-    p.add_argument(
-        "--listen",
-        default="tcp:0:interface=127.0.0.1",
-        help="controller listening address, a Twisted endpoint string (default: %(default)s)",
-    )
-    p.add_argument(
-        "--external",
-        action="store_true",
-        help="do not start an endpoint; wait for one to connect to --listen",
-    )
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds (default: %(default)s)")
-    p.add_argument(
-        "--home",
-        help="PacketLab home made by `pktlab init` whose certificates the TLS link uses "
-        "(default: a new temporary one)",
-    )
-    p.add_argument(
-        "--insecure-plaintext",
-        action="store_true",
-        help="plain TCP instead of TLS (loopback development only)",
-    )
-    p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    add_link_args(p, timeout=60.0)
     return p.parse_args(argv)
 
 
@@ -111,38 +89,6 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
     return 0 if rep.sent_count == rep.count else 1
 
 
-def announce(port: Any) -> None:
-    addr = port.getHost()
-    print(f"controller listening on {addr.host}:{addr.port}; waiting for an endpoint", flush=True)
-
-
-def home_of(args: argparse.Namespace) -> Any:
-    """--home (set up by `pktlab init` if needed), or None: run_with_local_endpoint then
-    makes a temporary one and removes it afterwards. Says which link is used."""
-    if args.insecure_plaintext:
-        print("link: plain TCP (--insecure-plaintext)", flush=True)
-        return None
-    if args.home is None:
-        print("link: TLS 1.3, PPKS certificates from a temporary `pktlab init` home", flush=True)
-        return None
-    home = demo_home(args.home)
-    print(f"link: TLS 1.3, PPKS certificates from {home.root}", flush=True)
-    return home
-
-
-def listen_on(reactor: Any, args: argparse.Namespace) -> Any:
-    """--external: where to listen; TLS unless --insecure-plaintext (default entry, so
-    endpoints that send no SNI are served too)."""
-    if args.insecure_plaintext:
-        print("link: plain TCP (--insecure-plaintext)", flush=True)
-        return args.listen
-    home = demo_home(args.home)  # None: a new temporary home, kept (its path is printed)
-    print(f"link: TLS 1.3, PPKS certificates from {home.root}", flush=True)
-    from packetlab.tls import gen_snikey
-
-    return tls_server(reactor, args.listen, home, gen_snikey())
-
-
 async def main(reactor: Any, args: argparse.Namespace) -> int:
     if args.count < 1 or args.gap_us < 0:
         print("error: need --count >= 1 and --gap-us >= 0", file=sys.stderr)
@@ -162,23 +108,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
         return await send_train(session, host, port, args.count, gap, size=args.size)
 
     try:
-        if args.external:
-            rep = await run_once(
-                reactor,
-                listen_on(reactor, args),
-                experiment,
-                timeout=args.timeout,
-                on_listening=announce,
-            )
-        else:
-            rep = await run_with_local_endpoint(
-                reactor,
-                experiment,
-                listen=args.listen,
-                timeout=args.timeout,
-                plaintext=args.insecure_plaintext,
-                home=home_of(args),
-            )
+        rep = await run_experiment(reactor, args, experiment)
         if sink is not None:  # let the last datagrams land
             await task.deferLater(reactor, 0.2)
     finally:
@@ -188,20 +118,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
 
 
 def run(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.verbose:
-        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
-
-    async def entry(reactor: Any) -> None:
-        try:
-            code = await main(reactor, args)
-        except Exception as e:  # a readable line, not a traceback
-            print(f"error: {e}", file=sys.stderr)
-            code = 1
-        if code:
-            raise SystemExit(code)
-
-    task.react(entry)
+    react(main, parse_args(argv))
 
 
 if __name__ == "__main__":
