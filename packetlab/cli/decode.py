@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
+from packetlab.cli.filterio import run_filter
 from packetlab.wire import BY_TYPE, HEADER_LEN, Framer, Malformed, Unknown
 from packetlab.wire.jsonform import message_to_json, unknown_to_json
 
 CHUNK = 1 << 16
 _NOT_HEX = re.compile(rb"[^0-9a-fA-F \t\n\r\f\v]")
-EXIT_BAD_INPUT = 2
 
 EPILOG = """\
 output: one JSON object per frame. "type" is the message name of PROTOCOL.md §1.2, the
@@ -149,22 +148,7 @@ def _emit(framer: Framer, chunk: bytes, out: IO[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        stream: IO[bytes] = (
-            sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
-        )
-    except OSError as e:
-        print(f"pktlab decode: cannot open {args.file}: {e.strerror}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
+    def work(stream: IO[bytes]) -> None:
         decode_stream(read_hex(stream) if args.hex else read_raw(stream), sys.stdout)
-    except BadInput as e:
-        print(f"pktlab decode: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except BrokenPipeError:  # the reader went away (`| head`): not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
-    return 0
+
+    return run_filter("decode", args.file, work, BadInput)

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import IO
 
+from packetlab.cli.filterio import run_filter
 from packetlab.wire import WireError
 from packetlab.wire.jsonform import JsonFormError, frame_from_json
-
-EXIT_BAD_INPUT = 2
 
 EPILOG = """\
 input: one JSON object per line, as `pktlab decode` prints them: {"type": NAME, FIELD:
@@ -86,23 +84,10 @@ def encode_stream(lines: IO[bytes], out: IO[bytes], as_hex: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        lines: IO[bytes] = (
-            sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
-        )
-    except OSError as e:
-        print(f"pktlab encode: cannot open {args.file}: {e.strerror}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    sys.stdout.flush()
-    try:
-        encode_stream(lines, sys.stdout.buffer, args.hex)
-    except BadLine as e:
-        print(f"pktlab encode: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except BrokenPipeError:  # the reader went away: not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    finally:
-        if lines is not sys.stdin.buffer:
-            lines.close()
-    return 0
+    sys.stdout.flush()  # text already written goes before our bytes
+    return run_filter(
+        "encode",
+        args.file,
+        lambda lines: encode_stream(lines, sys.stdout.buffer, args.hex),
+        BadLine,
+    )
