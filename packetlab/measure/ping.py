@@ -18,9 +18,9 @@ from packetlab.measure.records import PingReply, PingResult, Stamp
 from packetlab.measure.replies import Reply, ReplyKind
 from packetlab.measure.traceroute import (
     Address,
-    MeasureError,
     as_target,
     close_capture,
+    next_note,
     ntag_time,
     open_capture,
     parse_ndata,
@@ -100,13 +100,8 @@ async def ping(
         queued = [await d for d in sends]
         deadline = local_start + LEAD_S + span + wait
         while len(replies) < count:
-            left = deadline - reactor.seconds()
-            if left <= 0:
-                break
-            note = await cap.sock.get(timeout=left)
+            note = await next_note(cap, deadline)
             if note is None:
-                if cap.sock.ended:
-                    raise MeasureError("the endpoint closed the capture socket")
                 break
             if not isinstance(note, Ndata):
                 continue

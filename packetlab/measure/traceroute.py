@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from packetlab.controller import EndpointSession, Socket, read_system_info, read_time
+from packetlab.controller import EndpointSession, Note, Socket, read_system_info, read_time
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.errors import ControllerError
 from packetlab.controller.filters import tcpdump_filter
@@ -135,6 +135,18 @@ async def close_capture(cap: RawCapture) -> None:
         pass
 
 
+async def next_note(cap: RawCapture, deadline: float) -> Note | None:
+    """The capture socket's next notification, or None once `deadline` (reactor seconds)
+    has passed. Raises MeasureError when the endpoint closed the socket."""
+    left = deadline - cap.session.reactor.seconds()
+    if left <= 0:
+        return None
+    note = await cap.sock.get(timeout=left)
+    if note is None and cap.sock.ended:
+        raise MeasureError("the endpoint closed the capture socket")
+    return note
+
+
 def parse_ndata(note: object) -> tuple[Reply, int] | None:
     """(reply, kernel receive time) of a captured packet, or None for anything else."""
     if not isinstance(note, Ndata):
@@ -177,13 +189,8 @@ async def _sequential(
         deadline = reactor.seconds() + wait
         answer: tuple[Reply, int] | None = None
         while answer is None:
-            left = deadline - reactor.seconds()
-            if left <= 0:
-                break
-            note = await cap.sock.get(timeout=left)
+            note = await next_note(cap, deadline)
             if note is None:
-                if cap.sock.ended:
-                    raise MeasureError("the endpoint closed the capture socket")
                 break
             got = parse_ndata(note)
             if got is not None and got[0].key == probe.key:
@@ -220,13 +227,8 @@ async def _paced(
     end_at = len(probes)  # index of the first probe that ends the trace, when known
     deadline = local_start + PACED_LEAD_S + (len(probes) - 1) * pace + wait
     while not all(i in answers for i in range(min(end_at + 1, len(probes)))):
-        left = deadline - reactor.seconds()
-        if left <= 0:
-            break
-        note = await cap.sock.get(timeout=left)
+        note = await next_note(cap, deadline)
         if note is None:
-            if cap.sock.ended:
-                raise MeasureError("the endpoint closed the capture socket")
             break
         got = parse_ndata(note)
         if got is None:
