@@ -48,6 +48,17 @@ def twistd() -> list[str]:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM a child that still runs; SIGKILL it if it is not gone within 5 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class RawController:
     """One accepted endpoint connection; blocking socket, raw frames, bounded waits.
 
@@ -248,13 +259,7 @@ class EndpointProcess:
     def stop(self) -> None:
         for c in self.controllers:
             c.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self.listener.close()

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import REPO, RawController, twistd
+from conftest import REPO, RawController, stop_process, twistd
 
 from packetlab.ppks import (
     CertLimits,
@@ -138,13 +138,7 @@ class TLSEndpoint:
         self.proc.wait(5)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 def udp_sink() -> tuple[socket.socket, int]:
