@@ -549,24 +549,34 @@ class Session:
                 skt.io.resume_reading()
 
     def tcp_received(self, skt: Skt, data: bytes, time: int) -> None:
-        cost = len(data) + RECV_BUF_OVERHEAD
+        # The reader asked recv_room() first; TCP is never truncated (flow control instead).
         if self.gate.checks_ndata and not self._ndata_allowed(skt, data, time, None, None):
             return
-        skt.rbufused += cost
-        self.budget.used += cost
         frame = frames.ndata_tcp(skt.sktid, skt.family, skt.proto, time, data)
-        if skt.notifmask & _NDATA:
-            skt.held.append((_NDATA, frame, cost))
-        else:
-            self.outbox.put(frame, skt, cost)
+        self._deliver(skt, frame, len(data) + RECV_BUF_OVERHEAD)
 
     def udp_received(self, skt: Skt, data: bytes, time: int, raddr: bytes, rport: int) -> None:
-        extra = RECV_BUF_OVERHEAD + skt.alen + 2
+        self._datagram(skt, data, time, RECV_BUF_OVERHEAD + skt.alen + 2, raddr, rport)
+
+    def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
+        """A captured packet: as a UDP datagram without the address (§3.4, §3.5)."""
+        self._datagram(skt, data, time, RECV_BUF_OVERHEAD, None, None)
+
+    def _datagram(
+        self,
+        skt: Skt,
+        data: bytes,
+        time: int,
+        extra: int,
+        raddr: bytes | None,
+        rport: int | None,
+    ) -> None:
+        """One UDP datagram (raddr set) or captured packet (raddr None): truncate to the
+        free budget or drop when there is none, counting the loss (§3.5), then deliver."""
         budget = self.budget
         room = min(skt.rbufsz - skt.rbufused, budget.max - budget.used) - extra
         n = len(data)
         if n > room:
-            # Truncate to the free space, or drop when there is none (§3.5).
             if room <= 0:
                 self._count_drop(skt, time, n)
                 return
@@ -576,34 +586,16 @@ class Session:
             return
         if skt.episode is not None:
             self._end_episode(skt)
-        cost = len(data) + extra
-        skt.rbufused += cost
-        budget.used += cost
-        frame = frames.ndata_udp(skt.sktid, skt.family, skt.proto, time, raddr, rport, data)
-        if skt.notifmask & _NDATA:
-            skt.held.append((_NDATA, frame, cost))
+        if raddr is None or rport is None:  # a captured packet: no address part
+            frame = frames.ndata_tcp(skt.sktid, skt.family, skt.proto, time, data)
         else:
-            self.outbox.put(frame, skt, cost)
+            frame = frames.ndata_udp(skt.sktid, skt.family, skt.proto, time, raddr, rport, data)
+        self._deliver(skt, frame, len(data) + extra)
 
-    def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
-        """A captured packet: as a UDP datagram without the address (§3.4, §3.5)."""
-        budget = self.budget
-        room = min(skt.rbufsz - skt.rbufused, budget.max - budget.used) - RECV_BUF_OVERHEAD
-        n = len(data)
-        if n > room:
-            if room <= 0:
-                self._count_drop(skt, time, n)
-                return
-            self._count_drop(skt, time, n - room)
-            data = data[:room]
-        if self.gate.checks_ndata and not self._ndata_allowed(skt, data, time, None, None):
-            return
-        if skt.episode is not None:
-            self._end_episode(skt)
-        cost = len(data) + RECV_BUF_OVERHEAD
+    def _deliver(self, skt: Skt, frame: bytes, cost: int) -> None:
+        """Charge an ndata's budget and queue it, or hold it while NDATA is masked (§2.4)."""
         skt.rbufused += cost
-        budget.used += cost
-        frame = frames.ndata_tcp(skt.sktid, skt.family, skt.proto, time, data)
+        self.budget.used += cost
         if skt.notifmask & _NDATA:
             skt.held.append((_NDATA, frame, cost))
         else:
