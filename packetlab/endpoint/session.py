@@ -331,14 +331,25 @@ class Session:
         self._free(skt)
         self._answer(msg, Status.SUCCESS)
 
-    def _nsend(self, msg: Nsend) -> None:
+    def _target(self, msg: Nsend | Ncap) -> Skt | None:
+        """Gate the request, then find its socket: ESKTNOTOPEN when the socket is free,
+        ESKTNOMATCH when the request's family/proto differ from the socket's (§1.3).
+        None means the request has been answered."""
         if not self._gate(msg):
-            return
+            return None
         skt = self.sockets[msg.sktid]
         if skt is None:
-            return self._answer(msg, Status.ESKTNOTOPEN)
+            self._answer(msg, Status.ESKTNOTOPEN)
+            return None
         if msg.family != skt.family or msg.proto != skt.proto:
-            return self._answer(msg, Status.ESKTNOMATCH)
+            self._answer(msg, Status.ESKTNOMATCH)
+            return None
+        return skt
+
+    def _nsend(self, msg: Nsend) -> None:
+        skt = self._target(msg)
+        if skt is None:
+            return
         io = skt.io
         if io is None or not skt.sends:
             return self._answer(msg, Status.ESKTNOTOPEN)
@@ -371,13 +382,9 @@ class Session:
         )
 
     def _ncap(self, msg: Ncap) -> None:
-        if not self._gate(msg):
-            return
-        skt = self.sockets[msg.sktid]
+        skt = self._target(msg)
         if skt is None:
-            return self._answer(msg, Status.ESKTNOTOPEN)
-        if msg.family != skt.family or msg.proto != skt.proto:
-            return self._answer(msg, Status.ESKTNOMATCH)
+            return
         if skt.proto != RAW:
             # Capture is for raw sockets only (§3.4; the reference crashes): as nctl on UDP.
             return self._answer(msg, Status.ECTLNOTSUP)
