@@ -375,7 +375,7 @@ class PreciseScheduler:
         """Drop a queued send (no action, no on_done). False if it already ran or was dropped."""
         if send.state is not _PENDING:
             return False
-        send.state = _CANCELLED
+        _release(send)
         self._live -= 1
         self._maybe_compact()
         return True
@@ -573,7 +573,7 @@ class PreciseScheduler:
     def _drop(self, match: Callable[[ScheduledSend], bool]) -> list[ScheduledSend]:
         dropped = [s for _, _, s in self._heap if s.state is _PENDING and match(s)]
         for send in dropped:
-            send.state = _CANCELLED
+            _release(send)
         self._live -= len(dropped)
         self._maybe_compact()
         dropped.sort(key=lambda s: (s.when_ns, s.seq))
@@ -591,3 +591,13 @@ class PreciseScheduler:
 
 def _spent() -> None:
     """Placeholder action after a send ran, so the handle does not pin the payload."""
+
+
+def _release(send: ScheduledSend) -> None:
+    """Cancel `send` and let go of what it holds. A cancelled entry may sit in the heap
+    until it reaches the top or a compaction (a send for 2**64-1 ns never does); its action
+    and callback pin the payload, the socket and the whole session (issue 15)."""
+    send.state = _CANCELLED
+    send.action = _spent
+    send.on_done = None
+    send.key = None
