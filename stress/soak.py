@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""Soak a real ``twistd pktendpoint`` with a mixed workload and watch what it holds.
+
+One controller session after another (the endpoint reconnects 0.05 s after each), each a
+mix of memory reads and writes, a UDP exchange with an echo server, a TCP exchange with an
+echo server, raw ICMP echoes with a capture (when run as root), a send queued for the far
+future, and one of four endings (end, EOF, yield, a malformed frame). Every `--interval`
+seconds the endpoint's RSS, open descriptors and CPU use are written to a CSV; at the end
+a PNG plot and the RSS slope after warm-up (least squares, MB/hour) are written.
+
+As root the whole run happens in a fresh network namespace (``unshare --net``), so the raw
+capture on ``lo`` sees our packets only and nothing leaves the namespace.
+
+    .venv/bin/python stress/soak.py --duration 3600 --out soak-out
+
+See docs/reliability.md for the last results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration")]
+
+from conftest import EndpointProcess, RawController  # noqa: E402
+from procstat import Sample, sample  # noqa: E402
+
+from packetlab import wire  # noqa: E402
+from packetlab.wire import vmem  # noqa: E402
+
+FAR = (1 << 64) - 1
+LO = b"\x7f\x00\x00\x01"
+ANY = bytes(4)
+_NETNS_ENV = "PKTLAB_SOAK_IN_NETNS"
+
+
+def config(raw: bool) -> str:
+    return (
+        "BufMax 8388608\n"
+        f"TransprotoSup {'tcp,udp,raw' if raw else 'tcp,udp'}\n"
+        "VMemLocalAddrStrIPv4 127.0.0.1/8\n"
+        "HostID pktendpoint-soak\n"
+        "NoSubMode 1\n"
+    )
+
+
+# ---------------------------------------------------------------------- echo servers
+
+
+class _TcpEcho(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.settimeout(30)
+        try:
+            while data := sock.recv(65536):
+                sock.sendall(data)
+        except OSError:
+            pass
+
+
+class _Tcp(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def udp_echo(stop: threading.Event) -> tuple[socket.socket, threading.Thread]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                data, addr = sock.recvfrom(65536)
+                sock.sendto(data, addr)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return sock, t
+
+
+# ------------------------------------------------------------------------- workload
+
+
+@dataclass
+class Counters:
+    sessions: int = 0
+    requests: int = 0
+    udp_datagrams: int = 0
+    tcp_bytes: int = 0
+    raw_packets: int = 0
+    captured: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _drain_ndata(c: RawController, sktid: int, want: int, timeout: float) -> int:
+    """Payload bytes of ndata on `sktid` until `want` bytes came or `timeout` passed."""
+    got = 0
+    deadline = time.monotonic() + timeout
+    while got < want and (left := deadline - time.monotonic()) > 0:
+        try:
+            m = c.notification(wire.Ndata, lambda n: n.sktid == sktid, timeout=left)
+        except TimeoutError:
+            break
+        got += len(m.data)
+    return got
+
+
+def one_session(
+    c: RawController, n: int, udp_port: int, tcp_port: int, raw: bool, k: Counters
+) -> None:
+    c.start()
+    k.requests += 1
+    for region in (vmem.HOSTID, vmem.IP4NO, vmem.BUFMAX, vmem.BUFUSED, vmem.TIME):
+        c.mread(region.addr, region.size)
+    k.requests += 5
+    c.mwrite(vmem.skt_addr(1, vmem.SKT_NOTIFMASK), b"\x00\x00")  # nothing held back
+    k.requests += 1
+
+    # UDP: 50 datagrams to the echo server, their echoes back as ndata.
+    c.ok(wire.Nopen(sktid=1, family=4, proto=17, rbufsz=1 << 20, laddr=LO, lport=0))
+    payload = (n.to_bytes(4, "big") * 128)[:512]
+    for i in range(50):
+        c.ok(
+            wire.Nsend(
+                sktid=1, family=4, proto=17, time=0, tag=i + 1, data=payload,
+                raddr=LO, rport=udp_port,
+            )
+        )
+    k.requests += 51
+    k.udp_datagrams += _drain_ndata(c, 1, 50 * len(payload), 5.0) // len(payload)
+
+    # TCP: 256 KiB through the echo server.
+    c.ok(wire.Nopen(sktid=2, family=4, proto=6, rbufsz=1 << 20, laddr=ANY, lport=0, raddr=LO, rport=tcp_port))
+    c.notification(wire.Nstat, lambda m: m.sktid == 2)
+    chunk = bytes(range(256)) * 256
+    for _ in range(4):
+        c.ok(wire.Nsend(sktid=2, family=4, proto=6, time=0, tag=0, data=chunk))
+    k.requests += 5
+    k.tcp_bytes += _drain_ndata(c, 2, 4 * len(chunk), 10.0)
+
+    # Raw: ICMP echoes to ourselves, captured on lo (request and reply).
+    if raw:
+        from packetlab.controller.filters import tcpdump_filter
+        from packetlab.measure.probes import echo_probe
+
+        ident = n & 0xFFFF
+        c.ok(wire.Nopen(sktid=3, family=4, proto=0, rbufsz=1 << 20, laddr=LO))
+        prog = tcpdump_filter(f"icmp and icmp[4:2] == {ident}")
+        c.ok(wire.Ncap(sktid=3, family=4, proto=0, endtime=FAR, filter=prog))
+        for seq in range(10):
+            probe = echo_probe("127.0.0.1", "127.0.0.1", ident=ident, seq=seq)
+            c.ok(wire.Nsend(sktid=3, family=4, proto=0, time=0, tag=0, data=probe.packet))
+        k.requests += 12
+        k.raw_packets += 10
+        got = 0
+        deadline = time.monotonic() + 3.0
+        while got < 20 and (left := deadline - time.monotonic()) > 0:
+            try:
+                c.notification(wire.Ndata, lambda m: m.sktid == 3, timeout=left)
+            except TimeoutError:
+                break
+            got += 1
+        k.captured += got
+
+    # A send that never comes due, and a closed socket with one queued (defects 1, 2).
+    c.ok(wire.Nsend(sktid=1, family=4, proto=17, time=FAR, tag=99, data=payload, raddr=LO, rport=udp_port))
+    c.ok(wire.Nclose(sktid=2))
+    k.requests += 2
+
+    ending = n % 4
+    if ending == 0:
+        c.ok(wire.End())
+        c.closed_by_peer()
+    elif ending == 1:
+        c.ok(wire.Yield(rhint=0))
+        c.closed_by_peer()
+    elif ending == 2:
+        c.send(b"\x28\x00\x00\x06" + bytes(6))  # mread of length 0: malformed
+        r = c.response()
+        if r != wire.Result(wire.Status.ECTLBADMSG):
+            k.errors.append(f"session {n}: malformed frame answered {r!r}")
+        c.closed_by_peer()
+    k.requests += 1
+    c.close()  # ending 3: EOF from the controller with everything still open
+    k.sessions += 1
+
+
+# -------------------------------------------------------------------------- output
+
+
+def slope_mb_per_hour(rows: list[dict[str, float]], warmup_s: float) -> float | None:
+    pts = [(r["t_s"], r["rss_kib"] / 1024) for r in rows if r["t_s"] >= warmup_s]
+    if len(pts) < 3:
+        return None
+    n = len(pts)
+    mx = sum(t for t, _ in pts) / n
+    my = sum(v for _, v in pts) / n
+    sxx = sum((t - mx) ** 2 for t, _ in pts)
+    sxy = sum((t - mx) * (v - my) for t, v in pts)
+    return sxy / sxx * 3600 if sxx else None
+
+
+def plot(rows: list[dict[str, float]], warmup_s: float, slope: float | None, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [r["t_s"] / 60 for r in rows]
+    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    axes[0].plot(t, [r["rss_kib"] / 1024 for r in rows], color="tab:blue")
+    axes[0].set_ylabel("RSS (MiB)")
+    axes[0].axvline(warmup_s / 60, color="grey", linestyle=":", label="end of warm-up")
+    title = "pktendpoint soak"
+    if slope is not None:
+        title += f": RSS slope after warm-up {slope:+.2f} MB/hour"
+    axes[0].set_title(title)
+    axes[0].legend(loc="lower right")
+    axes[1].plot(t, [r["fds"] for r in rows], color="tab:green")
+    axes[1].set_ylabel("open fds")
+    axes[2].plot(t, [r["cpu_pct"] for r in rows], color="tab:red")
+    axes[2].set_ylabel("CPU (% of a core)")
+    axes[2].set_xlabel("minutes")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def _reexec_in_netns(argv: list[str]) -> int:
+    unshare = shutil.which("unshare")
+    ip = shutil.which("ip")
+    if unshare is None or ip is None:
+        print("soak: unshare/ip not found: running in the current namespace", file=sys.stderr)
+        return -1
+    env = dict(os.environ, **{_NETNS_ENV: "1"})
+    script = f'{ip} link set lo up && exec "$@"'
+    cmd = [unshare, "--net", "--", "sh", "-c", script, "soak", sys.executable, *argv]
+    return subprocess.call(cmd, env=env)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=3600, help="seconds to run [3600]")
+    ap.add_argument("--interval", type=float, default=10, help="seconds between samples [10]")
+    ap.add_argument("--warmup", type=float, default=600, help="seconds excluded from the slope [600]")
+    ap.add_argument("--pause", type=float, default=0.1, help="seconds between sessions [0.1]")
+    ap.add_argument("--out", type=Path, default=Path("soak-out"), help="output directory")
+    ap.add_argument("--no-raw", action="store_true", help="no raw sockets and captures")
+    ap.add_argument("--no-netns", action="store_true", help="stay in the current namespace")
+    args = ap.parse_args()
+
+    root = os.geteuid() == 0
+    if root and not args.no_netns and not os.environ.get(_NETNS_ENV):
+        rc = _reexec_in_netns([str(Path(__file__).resolve()), *sys.argv[1:]])
+        if rc >= 0:
+            return rc
+    raw = root and not args.no_raw
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = args.out / "soak.csv", args.out / "soak.png"
+
+    stop = threading.Event()
+    udp_sock, _ = udp_echo(stop)
+    tcp = _Tcp(("127.0.0.1", 0), _TcpEcho)
+    threading.Thread(target=tcp.serve_forever, daemon=True).start()
+    udp_port, tcp_port = udp_sock.getsockname()[1], tcp.server_address[1]
+
+    workdir = Path(tempfile.mkdtemp(prefix="pktlab-soak-"))
+    ep = EndpointProcess(workdir, config(raw), args=["--reconnect-delay", "0.05"])
+    k = Counters()
+    rows: list[dict[str, float]] = []
+    t0 = time.monotonic()
+    last: Sample | None = None
+
+    def take() -> None:
+        nonlocal last
+        s = sample(ep.pid)
+        cpu = 0.0 if last is None else 100 * (s.cpu_s - last.cpu_s) / (s.at - last.at)
+        last = s
+        row = {
+            "t_s": round(s.at - t0, 1),
+            "rss_kib": s.rss_kib,
+            "fds": s.fds,
+            "cpu_pct": round(cpu, 1),
+            "sessions": k.sessions,
+            "requests": k.requests,
+        }
+        rows.append(row)
+        with csv_path.open("a" if len(rows) > 1 else "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if len(rows) == 1:
+                w.writeheader()
+            w.writerow(row)
+        print(
+            f"[{row['t_s']:7.0f} s] rss {s.rss_kib / 1024:6.1f} MiB  fds {s.fds:3d}  "
+            f"cpu {cpu:5.1f} %  sessions {k.sessions}  errors {len(k.errors)}",
+            flush=True,
+        )
+
+    try:
+        n = 0
+        next_sample = time.monotonic()
+        while time.monotonic() - t0 < args.duration:
+            if n and time.monotonic() >= next_sample:  # from the first session's end on
+                take()
+                next_sample += args.interval
+            if ep.proc.poll() is not None:
+                k.errors.append(f"endpoint exited with {ep.proc.returncode}")
+                break
+            c = ep.accept()
+            try:
+                one_session(c, n, udp_port, tcp_port, raw, k)
+            except (AssertionError, TimeoutError, EOFError, OSError) as e:
+                k.errors.append(f"session {n}: {type(e).__name__}: {e}")
+                c.close()
+            ep.controllers.clear()
+            n += 1
+            time.sleep(args.pause)
+        take()
+    finally:
+        stop.set()
+        ep.stop()
+        tcp.shutdown()
+        udp_sock.close()
+
+    slope = slope_mb_per_hour(rows, args.warmup)
+    plot(rows, args.warmup, slope, png_path)
+    first, final = rows[0], rows[-1]
+    after = [r for r in rows if r["t_s"] >= args.warmup] or rows
+    print(
+        f"\n{k.sessions} sessions, {k.requests} requests, {k.udp_datagrams} UDP datagrams "
+        f"echoed, {k.tcp_bytes / 2**20:.0f} MiB TCP echoed, {k.raw_packets} raw sends, "
+        f"{k.captured} packets captured, {len(k.errors)} errors\n"
+        f"RSS {first['rss_kib'] / 1024:.1f} MiB at start, {after[0]['rss_kib'] / 1024:.1f} MiB "
+        f"after warm-up, {final['rss_kib'] / 1024:.1f} MiB at the end "
+        f"(max {max(r['rss_kib'] for r in rows) / 1024:.1f}); fds {first['fds']} -> "
+        f"{final['fds']} (max {max(r['fds'] for r in rows)}); slope after "
+        f"{args.warmup:.0f} s: {'n/a' if slope is None else f'{slope:+.2f} MB/hour'}\n"
+        f"wrote {csv_path} and {png_path}"
+    )
+    for e in k.errors[:20]:
+        print("  error:", e)
+    return 1 if k.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
