@@ -22,6 +22,7 @@ import argparse
 import csv
 import os
 import shutil
+import signal
 import socket
 import socketserver
 import subprocess
@@ -140,15 +141,25 @@ def one_session(
     for i in range(50):
         c.ok(
             wire.Nsend(
-                sktid=1, family=4, proto=17, time=0, tag=i + 1, data=payload,
-                raddr=LO, rport=udp_port,
+                sktid=1,
+                family=4,
+                proto=17,
+                time=0,
+                tag=i + 1,
+                data=payload,
+                raddr=LO,
+                rport=udp_port,
             )
         )
     k.requests += 51
     k.udp_datagrams += _drain_ndata(c, 1, 50 * len(payload), 5.0) // len(payload)
 
     # TCP: 256 KiB through the echo server.
-    c.ok(wire.Nopen(sktid=2, family=4, proto=6, rbufsz=1 << 20, laddr=ANY, lport=0, raddr=LO, rport=tcp_port))
+    c.ok(
+        wire.Nopen(
+            sktid=2, family=4, proto=6, rbufsz=1 << 20, laddr=ANY, lport=0, raddr=LO, rport=tcp_port
+        )
+    )
     c.notification(wire.Nstat, lambda m: m.sktid == 2)
     chunk = bytes(range(256)) * 256
     for _ in range(4):
@@ -181,7 +192,11 @@ def one_session(
         k.captured += got
 
     # A send that never comes due, and a closed socket with one queued (defects 1, 2).
-    c.ok(wire.Nsend(sktid=1, family=4, proto=17, time=FAR, tag=99, data=payload, raddr=LO, rport=udp_port))
+    c.ok(
+        wire.Nsend(
+            sktid=1, family=4, proto=17, time=FAR, tag=99, data=payload, raddr=LO, rport=udp_port
+        )
+    )
     c.ok(wire.Nclose(sktid=2))
     k.requests += 2
 
@@ -264,12 +279,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=3600, help="seconds to run [3600]")
     ap.add_argument("--interval", type=float, default=10, help="seconds between samples [10]")
-    ap.add_argument("--warmup", type=float, default=600, help="seconds excluded from the slope [600]")
+    ap.add_argument(
+        "--warmup", type=float, default=600, help="seconds excluded from the slope [600]"
+    )
     ap.add_argument("--pause", type=float, default=0.1, help="seconds between sessions [0.1]")
     ap.add_argument("--out", type=Path, default=Path("soak-out"), help="output directory")
     ap.add_argument("--no-raw", action="store_true", help="no raw sockets and captures")
     ap.add_argument("--no-netns", action="store_true", help="stay in the current namespace")
     args = ap.parse_args()
+    # SIGTERM (kill, timeout) must still stop the endpoint and write the plot.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     root = os.geteuid() == 0
     if root and not args.no_netns and not os.environ.get(_NETNS_ENV):
@@ -338,6 +357,8 @@ def main() -> int:
             n += 1
             time.sleep(args.pause)
         take()
+    except KeyboardInterrupt:
+        print("interrupted: stopping and writing what was sampled", flush=True)
     finally:
         stop.set()
         ep.stop()

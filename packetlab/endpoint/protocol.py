@@ -28,11 +28,14 @@ from packetlab.endpoint.checks import SessionRefused
 from packetlab.endpoint.session import Phase, Session, SessionEnd
 from packetlab.wire.framer import Framer, Item
 
-__all__ = ["MAX_QUEUED", "SETUP_TIMEOUT", "ControllerProtocol"]
+__all__ = ["LINGER_TIMEOUT", "MAX_QUEUED", "SETUP_TIMEOUT", "ControllerProtocol"]
 
 MAX_QUEUED = 100  # MAX_MSGQ_LEN: stop reading requests while this many frames wait
 SETUP_TIMEOUT = 10.0  # STATE_SET_UP_TIME (s)
 CLOSE_TIMEOUT = 10.0  # at most this long to flush the last frames to a stalled controller
+# After the last frame went to the transport we read (and drop) what the controller still
+# sends until it closes, for at most this long; then we close (see _lose).
+LINGER_TIMEOUT = 2.0
 # Bytes the transport may hold before it pauses us. Twisted also reads with this size, and
 # above glibc's mmap threshold (128 KiB) every read would cost mmap+mremap+munmap.
 TRANSPORT_BUFFER = 120 * 1024
@@ -66,6 +69,7 @@ class ControllerProtocol(Protocol):
         self._batch: list[bytes] = []
         self._batch_len = 0
         self._close_timer: IDelayedCall | None = None
+        self._linger_timer: IDelayedCall | None = None
         self._refused: SessionRefused | None = None
         #: Fires with the SessionEnd once the connection is gone.
         self.done: defer.Deferred[SessionEnd] = defer.Deferred()
@@ -248,12 +252,28 @@ class ControllerProtocol(Protocol):
             self._lose()
 
     def _lose(self) -> None:
+        """Every answer is with the transport: half-close, and read until the controller
+        closes, at most LINGER_TIMEOUT (then close; the flush stays bounded by
+        CLOSE_TIMEOUT). Closing at once would make the kernel answer bytes the
+        controller still sends with a reset, and a reset discards the answers the
+        controller has received but not yet read (issue 15)."""
+        self._send_batch()
         # TLS waits for the producer to go before its close_notify: unregister first.
         try:
             self._t.unregisterProducer()
         except RuntimeError:
             pass
-        self._t.loseConnection()
+        fd = self._fd
+        if fd is None:  # not a socket (tests): nothing to linger on
+            self._t.loseConnection()
+            return
+        if fd is not self._t:
+            self._t.loseConnection()  # TLS: close_notify after the last record
+        fd.loseWriteConnection()  # FIN once everything written so far has left
+        if self._read_paused:
+            self._read_paused = False
+            self._t.resumeProducing()
+        self._linger_timer = self._reactor.callLater(LINGER_TIMEOUT, fd.loseConnection)
 
     def _close_expired(self) -> None:
         self._close_timer = None
@@ -266,10 +286,10 @@ class ControllerProtocol(Protocol):
             self._t.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        for timer in (self._setup_timer, self._close_timer):
+        for timer in (self._setup_timer, self._close_timer, self._linger_timer):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._setup_timer = self._close_timer = None
+        self._setup_timer = self._close_timer = self._linger_timer = None
         session = self.session
         end = SessionEnd("controller closed the connection")
         if self._refused is not None:

@@ -1,0 +1,146 @@
+"""How a real endpoint closes the controller connection (issue 15, defect 3).
+
+After ECTLBADMSG or `end` every answer queued before it must reach the controller, then a
+clean end of stream (FIN; over TLS a close_notify first), never a reset, even while the
+controller keeps sending (PROTOCOL.md §1.4: answer, then disconnect). A reset would make
+the controller's kernel throw away answers it had received but not yet read.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import EndpointProcess, RawController
+from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init
+
+from packetlab import wire
+from packetlab.wire import vmem
+
+BAD_NCLOSE = b"\x2b\x00\x00\x00"  # nclose with an empty body: malformed
+MREAD = wire.Mread(addr=vmem.SYS_BASE, len=65535)
+
+
+def read_to_end(sock: socket.socket, timeout: float = 10.0) -> tuple[list[wire.Item], str]:
+    """Every frame until the stream ends; and how it ended ("eof", "reset", "timeout")."""
+    framer = wire.Framer()
+    items: list[wire.Item] = []
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data = sock.recv(1 << 20)
+        except ConnectionResetError:
+            return items, "reset"
+        except ssl.SSLEOFError:  # TCP FIN without close_notify (ragged EOFs not suppressed)
+            return items, "eof without close_notify"
+        except TimeoutError:
+            break
+        if not data:
+            return items, "eof"
+        items.extend(framer.feed(data))
+    return items, "timeout"
+
+
+def misbehave(c: RawController) -> tuple[list[wire.Item], str]:
+    """Two 64 KiB mreads and a malformed nclose in one write; 8 more bytes 0.3 s later
+    (the controller has not seen the answers yet); then read everything."""
+    c.start()
+    c.send(wire.encode(MREAD) * 2 + BAD_NCLOSE)
+    time.sleep(0.3)
+    try:
+        c.sock.sendall(b"\x00" * 8)
+    except OSError:
+        pass  # already reset: read_to_end reports it
+    return read_to_end(c.sock)
+
+
+def expected() -> list[type]:
+    return [wire.Mdata, wire.Mdata, wire.Result]
+
+
+def check(items: list[wire.Item], how: str) -> None:
+    assert [type(i) for i in items] == expected(), items
+    assert items[2] == wire.Result(wire.Status.ECTLBADMSG)
+    assert how == "eof", f"the stream ended with {how}, not a clean close"
+
+
+def test_answers_before_a_malformed_frame_arrive_then_a_clean_close(
+    endpoint_factory: Callable[..., EndpointProcess],
+) -> None:
+    ep = endpoint_factory(args=["--reconnect-delay", "0.05"])
+    c = ep.accept()
+    check(*misbehave(c))
+    c.close()
+    # The endpoint is healthy and takes the next session.
+    c2 = ep.accept()
+    c2.start()
+    assert c2.mread(vmem.IP4NO.addr, 1) == b"\x01"
+
+
+def test_end_after_pipelined_requests_flushes_everything_then_closes(
+    endpoint_factory: Callable[..., EndpointProcess],
+) -> None:
+    ep = endpoint_factory()
+    c = ep.accept()
+    c.start()
+    c.send(wire.encode(MREAD) * 8 + wire.encode(wire.End()) + wire.encode(MREAD) * 4)
+    time.sleep(0.3)
+    c.sock.sendall(wire.encode(MREAD) * 4)  # the controller is still talking: discarded
+    items, how = read_to_end(c.sock)
+    assert [type(i) for i in items] == [wire.Mdata] * 8 + [wire.Result], items
+    assert items[-1] == wire.Result(0)
+    assert how == "eof", how
+
+
+def test_endpoint_closes_within_a_bound_while_the_controller_keeps_talking(
+    endpoint_factory: Callable[..., EndpointProcess],
+) -> None:
+    """A controller that never stops sending cannot hold the connection open."""
+    ep = endpoint_factory()
+    c = ep.accept()
+    c.start()
+    c.send(wire.End())
+    assert c.response() == wire.Result(0)
+    c.sock.settimeout(0.05)
+    deadline = time.monotonic() + 20
+    ended = None
+    while time.monotonic() < deadline:
+        try:
+            c.sock.sendall(wire.encode(MREAD))
+            time.sleep(0.05)
+        except OSError as e:  # EPIPE or a reset: the endpoint has let go
+            ended = e
+            break
+    assert ended is not None, "the endpoint kept the connection open for 20 s"
+    assert ep.proc.poll() is None
+
+
+@pytest.fixture
+def tls_pair(tmp_path: Path) -> tuple[TLSController, TLSEndpoint]:
+    home = pktlab_init(tmp_path / "home")
+    chain = controller_chain(home, tmp_path / "chain")
+    ctl = TLSController(chain, home.key_path("k_xc"), tmp_path)
+    ep = TLSEndpoint(home, ctl.address, tmp_path)
+    yield ctl, ep  # type: ignore[misc]
+    ep.stop()
+    ctl.close()
+
+
+def test_over_tls_too(tls_pair: tuple[TLSController, TLSEndpoint]) -> None:
+    ctl, _ = tls_pair
+    ctl.listener.settimeout(15)
+    sock, _ = ctl.listener.accept()
+    sock.settimeout(15)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # Ragged EOFs not suppressed: a FIN without close_notify shows up as SSLEOFError.
+    tls = ctl.ctx.wrap_socket(sock, server_side=True, suppress_ragged_eofs=False)
+    c = RawController(tls)  # type: ignore[arg-type]
+    try:
+        check(*misbehave(c))
+    finally:
+        c.close()
