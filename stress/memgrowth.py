@@ -14,6 +14,7 @@ Scenarios:
   cycles   connect, start, EOF (a connect/disconnect cycle)
   bigbody  a session sending one ~16 MiB frame (an mwrite, an unknown type, alternately)
   fuzz     random and mutated frames, 1000 per session (a malformed one ends the session)
+  tinysends  BufMax filled with empty sends queued for 2**64-1 ns, then EOF
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from conftest import DEFAULT_CONFIG, EndpointProcess, RawController  # noqa: E40
 from procstat import rss_kib  # noqa: E402
 
 from packetlab import wire  # noqa: E402
+from packetlab.endpoint.budget import SEND_BUF_OVERHEAD  # noqa: E402
 from packetlab.wire import vmem  # noqa: E402
 
 MIB_COLUMNS = (
@@ -46,7 +48,8 @@ MIB_COLUMNS = (
     ("free", "free_kib"),
     ("mmap", "mmap_kib"),
 )
-BIG = (1 << 24) - 64  # a body just under the 16 MiB frame limit
+BIG = (1 << 24) - 64
+LO = b"\x7f\x00\x00\x01"  # a body just under the 16 MiB frame limit
 
 
 def cycles(c: RawController, n: int, rng: random.Random) -> int:
@@ -63,6 +66,22 @@ def bigbody(c: RawController, n: int, rng: random.Random) -> int:
     else:
         c.send(wire.Mwrite(addr=vmem.SYS_BASE, data=bytes(BIG)))  # read-only bytes
     c.response(timeout=60)
+    c.close()
+    return 1
+
+
+def tinysends(c: RawController, n: int, rng: random.Random) -> int:
+    """BufMax filled with empty sends for 2**64-1 ns (~72k for 8 MiB), then EOF."""
+    c.start()
+    c.ok(wire.Nopen(sktid=1, family=4, proto=17, rbufsz=1 << 20, laddr=LO, lport=0))
+    bufmax = int.from_bytes(c.mread(vmem.BUFMAX.addr, 4), "big")
+    count = bufmax // SEND_BUF_OVERHEAD
+    send = wire.Nsend(
+        sktid=1, family=4, proto=17, time=(1 << 64) - 1, tag=0, data=b"", raddr=LO, rport=9
+    )
+    c.send(wire.encode(send) * count)
+    for _ in range(count):
+        c.response(timeout=60)
     c.close()
     return 1
 
@@ -141,6 +160,7 @@ SCENARIOS: dict[str, Callable[[RawController, int, random.Random], int]] = {
     "cycles": cycles,
     "bigbody": bigbody,
     "fuzz": fuzz,
+    "tinysends": tinysends,
 }
 
 
@@ -171,13 +191,11 @@ def main() -> int:
     t0 = time.monotonic()
     readings: list[tuple[int, dict[str, int]]] = []
     try:
-        while done < args.rounds:
+        measure = False
+        while True:
             c = ep.accept()
-            done += run(c, sessions, rng)
-            sessions += 1
-            ep.controllers.clear()
-            if done >= next_mark or done >= args.rounds:
-                time.sleep(0.3)  # let the session be torn down
+            if measure:
+                # The endpoint connected again: the last session is completely torn down.
                 info = allocator(ep.pid, probe)
                 readings.append((done, info))
                 print(
@@ -188,6 +206,13 @@ def main() -> int:
                     flush=True,
                 )
                 next_mark += every
+            if done >= args.rounds:
+                c.close()
+                break
+            done += run(c, sessions, rng)
+            sessions += 1
+            ep.controllers.clear()
+            measure = done >= next_mark or done >= args.rounds
     finally:
         alive = ep.proc.poll() is None
         ep.stop()

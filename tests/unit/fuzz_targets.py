@@ -23,9 +23,14 @@ for _p in (str(_HERE / "endpoint"),):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from ep_fakes import T0, Rig  # noqa: E402
+from ep_fakes import T0, FakeClock, FakeNetwork, FakeTimer, Rig  # noqa: E402
+from twisted.internet.testing import MemoryReactor  # noqa: E402
 
 from packetlab import wire  # noqa: E402
+from packetlab.endpoint.config import EndpointConfig  # noqa: E402
+from packetlab.endpoint.memory import system_image  # noqa: E402
+from packetlab.endpoint.sender import PreciseScheduler  # noqa: E402
+from packetlab.endpoint.session import Session  # noqa: E402
 from packetlab.ppks import CertificateError, CertLimits, issue_certificate  # noqa: E402
 from packetlab.ppks.cert import load_certificates, parse_certificate  # noqa: E402
 from packetlab.wire import vmem  # noqa: E402
@@ -81,11 +86,35 @@ def _check_budget(rig: Rig) -> None:
     assert 0 <= b.used <= b.max, f"budget used {b.used} of {b.max}"
 
 
+class _FreshRig(Rig):
+    """A Rig on the shared config and system image: building those from scratch (address
+    parsing, the image) is most of a Rig's cost, and they are the same for every input."""
+
+    _shared: tuple[EndpointConfig, bytes] | None = None
+
+    def __init__(self) -> None:
+        if _FreshRig._shared is None:
+            config = Rig().config
+            _FreshRig._shared = (config, bytes(system_image(config)))
+        config, image = _FreshRig._shared
+        self.config = config
+        self.clock = FakeClock()
+        self.timer = FakeTimer()
+        self.reactor = MemoryReactor()
+        self.scheduler = PreciseScheduler(self.reactor, clock=self.clock, timer=self.timer)
+        self.scheduler.start()
+        self.net = FakeNetwork()
+        self.session = Session(config, self.net, self.scheduler, self.clock, image=bytearray(image))
+        self.frames = []
+        self.session.outbox.attach(self.frames.append)
+        self._seen = 0
+
+
 def fuzz_session(data: bytes) -> None:
     """Any frames, after a start (if the first byte is even): each request gets exactly
     one response (result or mdata) until the session ends, the budget stays within
     [0, BufMax], and closing the session gives everything back."""
-    rig = Rig()
+    rig = _FreshRig()
     items: list[wire.Item] = []
     if data[:1] and data[0] % 2 == 0:
         items.append(wire.Start())
