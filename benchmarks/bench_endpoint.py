@@ -20,6 +20,7 @@ import argparse
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -45,25 +46,144 @@ NoSubMode 1
 """
 
 
-class Endpoint:
-    """A twistd pktendpoint child connected to a listener we hold; `ctl` is the socket."""
+def tls_world(workdir: Path) -> tuple[str, ssl.SSLContext]:
+    """The endpoint's TLS lines for endpt.conf, and the controller's server context: the
+    demo world of the real `pktlab init` (subcmd chain for the endpoint; pubcmd + exppriv
+    with k_xc for the controller), TLS 1.3, no session tickets, as the reference runs."""
+    home = workdir / "home"
+    subprocess.run(
+        [sys.executable, "-m", "packetlab", "init", "--home", str(home)],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    conf = "".join(
+        line + "\n"
+        for line in (home / "endpt.conf").read_text().splitlines()
+        if line.split(" ", 1)[0] in ("ControllerCertChainPath", "EndpointPrivKey",
+                                     "EndpointOpPubKeyPath")
+    )  # fmt: skip
+    bundle = workdir / "controller-chain.pem"
+    bundle.write_bytes(
+        (home / "certs/pubcmd_exper_xc.cert").read_bytes()
+        + (home / "certs/exppriv_eop_exper.cert").read_bytes()
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(str(bundle), str(home / "keys/k_xc"))
+    ctx.verify_mode = ssl.CERT_NONE  # an empty TRUSTEDEOP: no client certificate asked
+    ctx.num_tickets = 0
+    return conf, ctx
 
-    def __init__(self, workdir: Path, profile: str | None = None) -> None:
+
+class TLSSocket:
+    """The controller's end of the TLS link, as lean as a Python controller gets: stdlib
+    `ssl.SSLObject` over memory BIOs on a blocking socket. `sendall` seals every frame of
+    its argument into its own record (as a PacketLab controller must: the reference
+    endpoint reads one message per record) and sends them all with one `sendall`;
+    `recv_into` reads the socket once and decrypts every whole record it brought."""
+
+    RECV = 1 << 18
+
+    def __init__(self, sock: socket.socket, ctx: ssl.SSLContext, server_side: bool) -> None:
+        self.sock = sock
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_side=server_side)
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._pump()
+        self._push()
+
+    def _push(self) -> None:
+        if self.outgoing.pending:
+            self.sock.sendall(self.outgoing.read())
+
+    def _pump(self) -> bool:
+        self._push()
+        data = self.sock.recv(self.RECV)
+        if not data:
+            self.incoming.write_eof()
+            return False
+        self.incoming.write(data)
+        return True
+
+    def sendall(self, data: bytes) -> None:
+        write, pos, end = self.obj.write, 0, len(data)
+        while pos < end:
+            stop = pos + 4 + (HDR.unpack_from(data, pos)[0] & 0xFFFFFF)
+            write(data[pos:stop])
+            pos = stop
+        self._push()
+
+    def recv_into(self, view: memoryview) -> int:
+        read, total, room = self.obj.read, 0, len(view)
+        while True:
+            try:
+                while total < room:
+                    total += read(room - total, view[total:])
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLZeroReturnError:
+                return total
+            if total or not self._pump():
+                return total
+
+    def setsockopt(self, *args: Any) -> None:
+        self.sock.setsockopt(*args)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Endpoint:
+    """A twistd pktendpoint child connected to a listener we hold; `ctl` is the socket
+    (a `TLSSocket` over TLS 1.3 when `tls`, the real link; else plain TCP).
+
+    `extra_conf` is appended to endpt.conf; `null` runs the do-nothing endpoint
+    (`benchmarks.null_endpoint`) instead, to measure the controller's own ceiling."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        profile: str | None = None,
+        *,
+        tls: bool = True,
+        extra_conf: str = "",
+        null: bool = False,
+    ) -> None:
+        self.tls = tls
         self.listener = socket.create_server(("127.0.0.1", 0))
         port = self.listener.getsockname()[1]
         conf = workdir / "endpt.conf"
-        conf.write_text(CONFIG)
+        ctx = None
+        text = CONFIG + extra_conf
+        if tls:
+            lines, ctx = tls_world(workdir)
+            text += lines
+        conf.write_text(text)
         twistd = Path(sys.executable).with_name("twistd")
         argv = [str(twistd), "-n", "--pidfile=", f"--logfile={workdir / 'endpoint.log'}"]
         if profile:
             argv += ["--profile", profile, "--profiler", "cprofile", "--savestats"]
-        argv += ["pktendpoint", "-c", str(conf), "--insecure-plaintext", f"127.0.0.1:{port}"]
+        argv += ["pktendpoint", "-c", str(conf)]
+        if not tls:
+            argv.append("--insecure-plaintext")
+        argv.append(f"127.0.0.1:{port}")
+        if null:
+            argv = [sys.executable, "-m", "benchmarks.null_endpoint", f"127.0.0.1:{port}"]
+            argv += ["--tls"] if tls else []
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(argv, env=env, cwd=workdir)
         self.listener.settimeout(20)
-        self.ctl, _ = self.listener.accept()
-        self.ctl.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.ctl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        ctl, _ = self.listener.accept()
+        ctl.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ctl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.ctl: Any = TLSSocket(ctl, ctx, True) if ctx is not None else ctl
         self.reader = FrameReader(self.ctl)
         self.request(wire.Start())
 
