@@ -4,8 +4,9 @@ the benchmark's controller is not what limits a measure (`bench_endpoint.py --nu
 It connects to the controller (TLS 1.3 client over stdlib `ssl.SSLObject` memory BIOs, or
 plain TCP), answers every request of one read at once, in one `send`, one record per
 frame: `nsend` with a SUCCESS result and an ntag (the datagram is not sent), `mread` with
-8 zero bytes, `nopen` of TCP by relaying the source's bytes as ndata (one recv of up to
-64 KiB per ndata) and an nstat PEERCLOSED at the end; anything else with SUCCESS.
+8 zero bytes, `nopen` of TCP by reading the source to its end and sending one constant
+64 KiB ndata per 64 KiB read, then an nstat PEERCLOSED; anything else with SUCCESS. Frames
+are found by their headers; nothing is decoded beyond the fields used.
 
     python -m benchmarks.null_endpoint HOST:PORT [--tls]
 """
@@ -14,14 +15,15 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import sys
 import time
 
-from packetlab import wire
 from packetlab.endpoint import frames
-from packetlab.wire import Mread, Nopen, Nsend
 
+T_NSEND, T_MREAD, T_NOPEN = 0x2C, 0x28, 0x2A
 _OK = frames.result(0)
+_NS = struct.Struct(">Q")
 PEERCLOSED = 3
 
 
@@ -30,6 +32,7 @@ class Link:
         self.sock = sock
         self.obj: ssl.SSLObject | None = None
         self.view = memoryview(bytearray(1 << 18))
+        self.raw = memoryview(bytearray(1 << 18))
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -51,15 +54,15 @@ class Link:
             self.sock.sendall(self.outgoing.read())
 
     def _feed(self) -> bool:
-        data = self.sock.recv(1 << 18)
-        if not data:
+        n = self.sock.recv_into(self.raw)
+        if not n:
             return False
-        self.incoming.write(data)
+        self.incoming.write(self.raw[:n])
         return True
 
     def recv(self) -> bytes:
         if self.obj is None:
-            return self.sock.recv(1 << 18)
+            return self.sock.recv(1 << 16)
         read, view, total = self.obj.read, self.view, 0
         while True:
             try:
@@ -85,31 +88,57 @@ def main(argv: list[str]) -> None:
     host, _, port = argv[0].rpartition(":")
     link = Link(socket.create_connection((host, int(port))), "--tls" in argv)
     link.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    framer = wire.Framer()
-    ntag, mdata = frames.ntag, frames.mdata
+    ntag_head = frames.ntag(0, 0, 0)[:5]  # header + sktid 0: the tag and time follow
+    hdr = struct.Struct(">I")
+    buf = b""
     while True:
         data = link.recv()
         if not data:
             return
+        buf += data
         out: list[bytes] = []
         relay = None
-        for msg in framer.feed(data):
-            if isinstance(msg, Nsend):
+        pos, end = 0, len(buf)
+        while end - pos >= 4:  # frames scanned in place: no decoding beyond what is used
+            (word,) = hdr.unpack_from(buf, pos)
+            stop = pos + 4 + (word & 0xFFFFFF)
+            if stop > end:
+                break
+            kind = word >> 24
+            if kind == T_NSEND:  # body: sktid family proto time(8) tag(2) ...
                 out.append(_OK)
-                out.append(ntag(msg.sktid, msg.tag, time.time_ns()))
-            elif isinstance(msg, Mread):
-                out.append(mdata(msg.addr, bytes(8)))
+                tag = buf[pos + 15 : pos + 17]
+                out.append(ntag_head[:4] + buf[pos + 4 : pos + 5] + tag + _NS.pack(time.time_ns()))
+            elif kind == T_MREAD:  # body: addr(4) len(2)
+                out.append(frames.mdata(int.from_bytes(buf[pos + 4 : pos + 8], "big"), bytes(8)))
             else:
                 out.append(_OK)
-                if isinstance(msg, Nopen) and msg.proto == 6:
-                    relay = msg
+                if kind == T_NOPEN and buf[pos + 6] == 6:  # TCP: relay the source
+                    relay = buf[pos + 4 : stop]
+            pos = stop
+        buf = buf[pos:]
         link.send(out)
-        if relay is not None and relay.raddr is not None and relay.rport is not None:
-            src = socket.create_connection((socket.inet_ntoa(relay.raddr), relay.rport))
-            while chunk := src.recv(1 << 16):
-                link.send([frames.ndata_tcp(relay.sktid, 4, 6, time.time_ns(), chunk)])
-            src.close()
-            link.send([frames.nstat_code(relay.sktid, 4, 6, time.time_ns(), PEERCLOSED)])
+        if relay is not None:
+            _relay(link, relay)
+
+
+def _relay(link: Link, nopen: bytes) -> None:
+    """Read the source to its end; one constant 64 KiB ndata per 64 KiB read."""
+    raddr, rport = socket.inet_ntoa(nopen[13:17]), int.from_bytes(nopen[17:19], "big")
+    sktid = nopen[0]
+    src = socket.create_connection((raddr, rport))
+    chunk = memoryview(bytearray(1 << 16))
+    ndata = frames.ndata_tcp(sktid, 4, 6, 0, bytes(1 << 16))
+    got = 0
+    while n := src.recv_into(chunk):
+        got += n
+        while got >= 1 << 16:
+            link.send([ndata])
+            got -= 1 << 16
+    if got:
+        link.send([frames.ndata_tcp(sktid, 4, 6, 0, bytes(got))])
+    src.close()
+    link.send([frames.nstat_code(sktid, 4, 6, time.time_ns(), PEERCLOSED)])
 
 
 if __name__ == "__main__":
