@@ -181,3 +181,61 @@ def test_sigkill_mid_debit_never_overspends(tmp_path: Path) -> None:
         got = b.reserve(Counter.SEND_BYTE, LIMIT, partial=True)
         assert reported + got <= LIMIT
         assert b.reserve(Counter.SEND_BYTE, 1) == 0
+
+
+# ------------------------------------------------------------- background reservations
+
+
+def used(db: Path) -> int:
+    """What the database says is reserved for the exppriv's send bytes (a fresh reader)."""
+    con = sqlite3.connect(db)
+    try:
+        row = con.execute(
+            "SELECT max(used) FROM rlim WHERE counter = 'max_send_byte'"
+        ).fetchone()
+        return int(row[0] or 0)
+    finally:
+        con.close()
+
+
+def test_prefetch_reserves_the_next_chunk_before_it_is_needed(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with Accounting(db, clock=lambda: NOW, prefetch=True) as acct:
+        m = acct.budget(chain(10_000)).meter(Counter.SEND_BYTE, 1000)
+        assert m.consume(100)  # first chunk: reserved on this thread
+        assert used(db) == 1000 and m._next is None
+        assert m.consume(450)  # held 450 < 500: the next chunk goes to the worker
+        assert m._next is not None
+        assert m._next.result(timeout=10) == 1000
+        assert used(db) == 2000  # committed before any of it is spent
+        assert m.consume(900)  # takes the prefetched chunk without touching the disk
+        assert m.spent == 1450 and m.held + m.spent == 2000
+        m.release()
+        assert used(db) == m.spent == 1450
+
+
+def test_prefetch_never_spends_more_than_is_debited(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    sizes = [((i * 7919) % 300) + 1 for i in range(3000)]
+    with Accounting(db, clock=lambda: NOW, prefetch=True) as acct:
+        m = acct.budget(chain(100_000)).meter(Counter.SEND_BYTE, 4096)
+        refused = 0
+        for n in sizes:
+            if m.consume(n):
+                assert used(db) >= m.spent  # nothing spent before it is debited
+            else:
+                refused += 1
+        assert used(db) <= 100_000  # the limit holds
+        assert m.spent > 100_000 - 300 and refused  # used up, then refused
+        m.release()
+        assert used(db) == m.spent
+
+
+def test_release_waits_for_the_reservation_in_flight(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with Accounting(db, clock=lambda: NOW, prefetch=True) as acct:
+        m = acct.budget(chain(10_000)).meter(Counter.SEND_BYTE, 1000)
+        assert m.consume(600)
+        assert m._next is not None  # in flight (or done): refunded either way
+        m.release()
+        assert used(db) == 600 and m.held == 0 and m._next is None
