@@ -7,12 +7,13 @@ committed transaction and only then spends it; what is left unspent is refunded 
 end. A crash can lose a reservation (the budget shrinks a little) but can never let an
 experiment spend more than its certificates allow. See docs/ppks.md.
 
-With `prefetch=True` a `Meter` takes its next reservation in a background thread when
-half of the current one is spent, so the commit (an fsync, milliseconds) is not on the
-caller's thread while packets are being sent. Nothing changes for the guarantee: a meter
-spends only what a committed reservation holds; if the next one has not come back when it
-is needed, the caller waits for it (or reserves itself), exactly as without prefetch. A
-crash may then lose up to two chunks of budget instead of one.
+With `prefetch=True` a `Meter` tops its reservation back up to one chunk in a background
+thread once less than half a chunk is left, so the commit (an fsync, milliseconds) is not
+on the caller's thread while packets are being sent. Nothing changes for the guarantee: a
+meter spends only what a committed reservation holds; if the top-up has not come back when
+it is needed, the caller waits for it (or reserves itself), exactly as without prefetch.
+What is reserved and unspent (held + in flight) stays within one chunk, so a crash loses
+at most one chunk of budget, as before.
 """
 
 from __future__ import annotations
@@ -234,9 +235,9 @@ class Meter:
     """Per-event spending from reservations taken `chunk` at a time, so the hot path
     (one packet) does not touch the disk. Call `release()` at session end.
 
-    With an `Accounting(prefetch=True)` the next chunk is reserved in the background once
-    half of the current one is spent (see the module docstring); `held` only ever grows
-    on the caller's thread, from a reservation that has been committed."""
+    With an `Accounting(prefetch=True)` the reservation is topped up to a chunk in the
+    background once less than half a chunk is held (see the module docstring); `held`
+    only ever grows on the caller's thread, from a reservation that has been committed."""
 
     def __init__(self, budget: Budget, counter: Counter, chunk: int) -> None:
         if chunk <= 0:
@@ -248,6 +249,7 @@ class Meter:
         self.spent = 0
         self._worker = budget._acct._worker if budget.is_limited(counter) else None
         self._next: Future[int] | None = None  # the background reservation in flight
+        self._asked = 0  # ... and what it asked for
 
     def consume(self, n: int) -> bool:
         """Spend `n` if the budget allows; False (nothing spent) otherwise."""
@@ -270,10 +272,14 @@ class Meter:
         return True
 
     def _prefetch(self) -> None:
-        self._take_next(wait=False)
-        if self._next is None and self.held < self.chunk // 2:
-            self._next = self._worker.submit(  # type: ignore[union-attr]
-                self._budget.reserve, self.counter, self.chunk, partial=True
+        self._take_next(wait=False)  # may find the budget used up and stop prefetching
+        worker = self._worker
+        if worker is not None and self._next is None and self.held < self.chunk // 2:
+            # Top up to one chunk: held + in flight never exceed a chunk, so a crash
+            # loses at most one chunk, as without prefetch.
+            self._asked = self.chunk - self.held
+            self._next = worker.submit(
+                self._budget.reserve, self.counter, self._asked, partial=True
             )
 
     def _take_next(self, *, wait: bool) -> None:
@@ -283,7 +289,7 @@ class Meter:
             self._next = None
             grant = nxt.result()
             self.held += grant
-            if grant < self.chunk:  # the budget is (nearly) used up: no more prefetching
+            if grant < self._asked:  # the budget is (nearly) used up: no more prefetching
                 self._worker = None
 
     def release(self) -> None:
