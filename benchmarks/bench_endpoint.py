@@ -53,10 +53,17 @@ NoSubMode 1
 """
 
 
-def tls_world(workdir: Path) -> tuple[str, ssl.SSLContext]:
+# Certificate limits for `limits=True`: far above what a run spends, but present, so every
+# send and receive is metered and debited in the accounting database (SQLite, fsync).
+LIMITS = "max_send_pkt=1000000000;max_send_byte=1000000000000;max_recv_pkt=1000000000;"
+LIMITS += "max_recv_byte=1000000000000;max_exp_period=100000000000000;"
+
+
+def tls_world(workdir: Path, limits: bool = False) -> tuple[str, ssl.SSLContext]:
     """The endpoint's TLS lines for endpt.conf, and the controller's server context: the
     demo world of the real `pktlab init` (subcmd chain for the endpoint; pubcmd + exppriv
-    with k_xc for the controller), TLS 1.3, no session tickets, as the reference runs."""
+    with k_xc for the controller), TLS 1.3, no session tickets, as the reference runs.
+    With `limits`, the exppriv is reissued with `LIMITS` (accounting on)."""
     home = workdir / "home"
     subprocess.run(
         [sys.executable, "-m", "packetlab", "init", "--home", str(home)],
@@ -71,11 +78,17 @@ def tls_world(workdir: Path) -> tuple[str, ssl.SSLContext]:
         if line.split(" ", 1)[0] in ("ControllerCertChainPath", "EndpointPrivKey",
                                      "EndpointOpPubKeyPath", "RLimDBPath")
     )  # fmt: skip
+    exppriv = (home / "certs/exppriv_eop_exper.cert").read_bytes()
+    if limits:
+        from packetlab.ppks import issue_certificate, read_private_key
+
+        keys = {k: read_private_key(home / "keys" / k) for k in ("k_eop", "k_exper")}
+        cert = issue_certificate(
+            "exppriv", keys["k_eop"], keys["k_exper"], 0, 2**31 - 1, limits=LIMITS
+        )
+        exppriv = cert.to_pem()
     bundle = workdir / "controller-chain.pem"
-    bundle.write_bytes(
-        (home / "certs/pubcmd_exper_xc.cert").read_bytes()
-        + (home / "certs/exppriv_eop_exper.cert").read_bytes()
-    )
+    bundle.write_bytes((home / "certs/pubcmd_exper_xc.cert").read_bytes() + exppriv)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(str(bundle), str(home / "keys/k_xc"))
@@ -153,7 +166,8 @@ class Endpoint:
     (a `TLSSocket` over TLS 1.3 when `tls`, the real link; else plain TCP).
 
     `extra_conf` is appended to endpt.conf; `null` runs the do-nothing endpoint
-    (`benchmarks.null_endpoint`) instead, to measure the controller's own ceiling."""
+    (`benchmarks.null_endpoint`) instead, to measure the controller's own ceiling;
+    `limits` gives the controller's chain certificate limits (accounting on, TLS only)."""
 
     def __init__(
         self,
@@ -163,6 +177,7 @@ class Endpoint:
         tls: bool = True,
         extra_conf: str = "",
         null: bool = False,
+        limits: bool = False,
     ) -> None:
         self.tls = tls
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -171,7 +186,7 @@ class Endpoint:
         ctx = None
         text = CONFIG + extra_conf
         if tls:
-            lines, ctx = tls_world(workdir)
+            lines, ctx = tls_world(workdir, limits)
             text += lines
         conf.write_text(text)
         twistd = Path(sys.executable).with_name("twistd")
