@@ -227,8 +227,8 @@ class Budget:
                     r.key, counter, max(0, acct._used(r.key, counter) - amount), r.exptime
                 )
 
-    def meter(self, counter: Counter, chunk: int) -> Meter:
-        return Meter(self, counter, chunk)
+    def meter(self, counter: Counter, chunk: int, *, max_chunk: int | None = None) -> Meter:
+        return Meter(self, counter, chunk, max_chunk=max_chunk)
 
 
 class Meter:
@@ -239,12 +239,18 @@ class Meter:
     background once less than half a chunk is held (see the module docstring); `held`
     only ever grows on the caller's thread, from a reservation that has been committed."""
 
-    def __init__(self, budget: Budget, counter: Counter, chunk: int) -> None:
+    def __init__(
+        self, budget: Budget, counter: Counter, chunk: int, *, max_chunk: int | None = None
+    ) -> None:
         if chunk <= 0:
             raise ValueError("chunk must be > 0")
         self._budget = budget
         self.counter = counter
         self.chunk = chunk
+        # A burst that outruns the reservations (the caller had to reserve itself) doubles
+        # the chunk, up to max_chunk: fewer commits on the caller's thread in a burst, at
+        # most max_chunk lost on a crash.
+        self.max_chunk = max(chunk, max_chunk or chunk)
         self.held = 0  # reserved and not yet spent
         self.spent = 0
         self._worker = budget._acct._worker if budget.is_limited(counter) else None
@@ -261,6 +267,8 @@ class Meter:
                 return True
             self._take_next(wait=True)
             if n > self.held:
+                if self.spent:  # not the first reservation: the top-ups did not keep up
+                    self.chunk = min(2 * self.chunk, self.max_chunk)
                 want = max(self.chunk, n - self.held)
                 self.held += self._budget.reserve(self.counter, want, partial=True)
                 if n > self.held:

@@ -254,3 +254,19 @@ def test_prefetch_with_a_budget_smaller_than_chunks(tmp_path: Path, limit: int) 
         assert granted == limit and used(db) == limit
         m.release()
         assert used(db) == limit
+
+
+def test_chunk_grows_when_a_burst_outruns_the_reservations(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with Accounting(db, clock=lambda: NOW) as acct:  # no prefetch: every refill is a stall
+        m = acct.budget(chain(10**6)).meter(Counter.SEND_BYTE, 64, max_chunk=512)
+        commits = []
+        for _ in range(2000):
+            before = m.held
+            assert m.consume(1)
+            if m.held > before:
+                commits.append(m.held + 1)
+        assert commits == [64, 128, 256, 512, 512, 512, 512, 512][: len(commits)]
+        assert used(db) - m.spent <= 512  # unspent stays within max_chunk
+        m.release()
+        assert used(db) == 2000
