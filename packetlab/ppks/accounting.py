@@ -247,7 +247,7 @@ class Meter:
         self._budget = budget
         self.counter = counter
         self.chunk = chunk
-        # A burst that outruns the reservations (the caller had to reserve itself) doubles
+        # A burst that outruns the reservations (the caller must wait for a commit) doubles
         # the chunk, up to max_chunk: fewer commits on the caller's thread in a burst, at
         # most max_chunk lost on a crash.
         self.max_chunk = max(chunk, max_chunk or chunk)
@@ -265,10 +265,10 @@ class Meter:
             if not self._budget.is_limited(self.counter):
                 self.spent += n
                 return True
+            if self.spent:  # ran dry after the first reservation: the top-ups are too small
+                self.chunk = min(2 * self.chunk, self.max_chunk)
             self._take_next(wait=True)
             if n > self.held:
-                if self.spent:  # not the first reservation: the top-ups did not keep up
-                    self.chunk = min(2 * self.chunk, self.max_chunk)
                 want = max(self.chunk, n - self.held)
                 self.held += self._budget.reserve(self.counter, want, partial=True)
                 if n > self.held:
