@@ -167,7 +167,9 @@ class Endpoint:
 
     `extra_conf` is appended to endpt.conf; `null` runs the do-nothing endpoint
     (`benchmarks.null_endpoint`) instead, to measure the controller's own ceiling;
-    `limits` gives the controller's chain certificate limits (accounting on, TLS only)."""
+    `limits` gives the controller's chain certificate limits (accounting on, TLS only);
+    `repo` is the checkout whose packetlab the endpoint runs (a baseline, for before and
+    after in one run)."""
 
     def __init__(
         self,
@@ -178,6 +180,7 @@ class Endpoint:
         extra_conf: str = "",
         null: bool = False,
         limits: bool = False,
+        repo: Path = REPO,
     ) -> None:
         self.tls = tls
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -200,7 +203,7 @@ class Endpoint:
         if null:
             argv = [sys.executable, "-m", "benchmarks.null_endpoint", f"127.0.0.1:{port}"]
             argv += ["--tls"] if tls else []
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = dict(os.environ, PYTHONPATH=str(repo))
         self.proc = subprocess.Popen(argv, env=env, cwd=workdir)
         self.listener.settimeout(20)
         ctl, _ = self.listener.accept()
@@ -503,14 +506,18 @@ def bare_reactor_rss_kib() -> int:
     return int(out.stdout.split()[-1])
 
 
-def run_endpoint(tmp: Path, tls: bool, null: bool, only: set[str], args: Any) -> dict[str, Any]:
-    """Every measure of `only` against one endpoint process (ours, or the do-nothing one)."""
+def run_endpoint(
+    tmp: Path, tls: bool, null: bool, only: set[str], args: Any, repo: Path | None = None
+) -> dict[str, Any]:
+    """Every measure of `only` against one endpoint process (ours, the do-nothing one, or
+    ours from the baseline checkout `repo`)."""
     out: dict[str, Any] = {}
-    name = f"{'null' if null else 'ours'}-{'tls' if tls else 'tcp'}"
+    who = "null" if null else "base" if repo else "ours"
+    name = f"{who}-{'tls' if tls else 'tcp'}"
     workdir = tmp / name
     workdir.mkdir()
     profile = str(Path(args.profile).resolve()) + f".{name}" if args.profile and not null else None
-    ep = Endpoint(workdir, profile, tls=tls, null=null)
+    ep = Endpoint(workdir, profile, tls=tls, null=null, repo=repo or REPO)
     try:
         if "rss" in only and not null:
             time.sleep(1.0)
@@ -547,6 +554,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the do-nothing endpoint runs that show the controller's own ceiling",
     )
+    ap.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="also run the endpoint of another checkout over TLS (e.g. a `git worktree` of "
+        "the commit before a change): before and after in one run",
+    )
     ap.add_argument("--profile", help="write the endpoint's cProfile stats to FILE.ours-LINK")
     ap.add_argument("--json", help="write all results to this JSON file")
     args = ap.parse_args(argv)
@@ -557,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for link in links:
             runs[f"ours-{link}"] = run_endpoint(Path(tmp), link == "tls", False, only, args)
+        if args.baseline:
+            base = Path(args.baseline).resolve()
+            runs["base-tls"] = run_endpoint(Path(tmp), True, False, only, args, base)
         if not args.no_null and only - {"rss"}:
             for link in links:
                 runs[f"null-{link}"] = run_endpoint(Path(tmp), link == "tls", True, only, args)
@@ -613,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
         ok &= good is not False
         rows.append([
             names[key], ref, cell("ours-tls", key), cell("ours-tcp", key),
-            ceiling(key, "tls"), goal, "" if good is None else "yes" if good else "**no**",
+            cell("base-tls", key), ceiling(key, "tls"), goal,
+            "" if good is None else "yes" if good else "**no**",
         ])  # fmt: skip
     if "rss" in only:
         bare = results["bare_reactor_rss_mib"]
@@ -621,17 +638,19 @@ def main(argv: list[str] | None = None) -> int:
             r = runs[f"ours-{link}"]["rss"]
             good = r["idle_rss_mib"] <= bare + RSS_ALLOWANCE_MIB
             ok &= good or link != "tls"
+            base_rss = runs.get("base-tls", {}).get("rss") if link == "tls" else None
             rows.append([
                 f"idle RSS after start ({link.upper()})", "22.9 MB (C, 3 processes)",
                 f"{r['idle_rss_mib']:.1f} MiB" if link == "tls" else "-",
                 f"{r['idle_rss_mib']:.1f} MiB" if link == "tcp" else "-",
+                f"{base_rss['idle_rss_mib']:.1f} MiB" if base_rss else "-",
                 f"bare reactor + TLS: {bare:.1f} MiB",
                 f"≤ {bare + RSS_ALLOWANCE_MIB:.1f} MiB", "yes" if good else "**no**",
             ])  # fmt: skip
     if "tcp" in only and "ours-tls" in runs:
         plain = runs["ours-tls"]["tcp"]["plain_twisted_mb_per_s"]
         rows.append(["  plain Twisted client, same source", "", f"{plain:,.0f} MB/s",
-                     "", "", "(context)", ""])  # fmt: skip
+                     "", "", "", "(context)", ""])  # fmt: skip
     print(
         markdown_table(
             [
@@ -639,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                 "reference 1.1.0 (TLS, issue 14)",
                 "ours TLS",
                 "ours plain TCP",
+                "baseline TLS (--baseline)",
                 "controller ceiling (do-nothing endpoint, TLS)",
                 "goal (TLS)",
                 "met",
