@@ -10,11 +10,14 @@ running one *sender under test*:
   reactor (timerfd + spin), with a 1 ms `LoopingCall` running to show the reactor stays live.
 * ``scheduler-lead``: the same, with ``lead_ns`` calibrated from kernel TX timestamps so the
   packet (not the ``sendto`` call) leaves at the scheduled time; reports TX timestamps.
-* ``endpoint``: a real ``twistd -n pktendpoint --insecure-plaintext`` process (a child of
+* ``endpoint``: a real ``twistd -n pktendpoint`` process over TLS (a child of
   this one, kept for the whole run), driven by a raw-frame controller in this process: one
   UDP nopen, then the whole train as nsends with absolute endpoint times (start = the
   endpoint's TIME, read with mread, plus `ENDPOINT_START_DELAY_NS`, so every nsend is queued
   before the first is due) and a tag each; the reported send times are the ntag times.
+* ``endpoint-tcp``: the same over plain TCP (``--insecure-plaintext``).
+* ``endpoint-limits``: the same over TLS, the controller's chain carrying certificate
+  limits, so every send is metered and debited in the accounting database.
 
 Each packet carries (train, seq, scheduled time). The kernel stamps it when the loopback
 device takes it in, inside the sender's ``sendto``, so receiver scheduling does not matter.
@@ -135,18 +138,22 @@ _T_RESULT, _T_MDATA, _T_NTAG = 0x40, 0x41, 0x60
 
 
 class EndpointSender(TrainSender):
-    """(c): the train through a real pktendpoint process, as a controller would send it."""
+    """(c): the train through a real pktendpoint process, as a controller would send it:
+    over TLS 1.3 (the real link, one record per nsend), plain TCP, or TLS with certificate
+    limits (every send metered and debited in the accounting database)."""
 
     name = "endpoint"
     description = (
-        "real twistd pktendpoint process driven by a raw-frame controller; nsends with "
-        "absolute times, reports ntag times"
+        "real twistd pktendpoint process over TLS driven by a raw-frame controller; nsends "
+        "with absolute times, reports ntag times"
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = True, limits: bool = False) -> None:
         self._ep: Any = None
         self._workdir: Any = None
         self._rt = 0
+        self.tls = tls
+        self.limits = limits
 
     def _endpoint(self, rt_priority: int) -> Any:
         if self._ep is None:
@@ -155,7 +162,7 @@ class EndpointSender(TrainSender):
             from benchmarks.bench_endpoint import Endpoint
 
             self._workdir = tempfile.TemporaryDirectory(prefix="bench-send-ep-")
-            self._ep = Endpoint(Path(self._workdir.name))
+            self._ep = Endpoint(Path(self._workdir.name), tls=self.tls, limits=self.limits)
             self._warm_up()
         if rt_priority != self._rt:
             # As an operator would: chrt -f PRIO twistd pktendpoint ...
@@ -253,6 +260,16 @@ class EndpointSender(TrainSender):
             self._workdir.cleanup()
 
 
+class EndpointTCPSender(EndpointSender):
+    name = "endpoint-tcp"
+    description = "the same over plain TCP (--insecure-plaintext)"
+
+
+class EndpointLimitsSender(EndpointSender):
+    name = "endpoint-limits"
+    description = "the same over TLS with certificate limits (every send debited, SQLite)"
+
+
 SENDERS: dict[str, TrainSender] = {
     s.name: s
     for s in (
@@ -260,6 +277,8 @@ SENDERS: dict[str, TrainSender] = {
         SchedulerSender(),
         SchedulerLeadSender(),
         EndpointSender(),
+        EndpointTCPSender(tls=False),
+        EndpointLimitsSender(limits=True),
     )
 }
 

@@ -38,6 +38,7 @@ from packetlab.controller.errors import (
 )
 from packetlab.controller.requests import RequestMethods
 from packetlab.controller.sockets import DEFAULT_MAX_BYTES, DEFAULT_MAX_NOTES, Note, Socket
+from packetlab.tls.directwrite import frame_writer, socket_connection
 from packetlab.wire import (
     Cdata,
     Linfo,
@@ -145,6 +146,8 @@ class EndpointSession(RequestMethods, Protocol):
         self.close_reason: ControllerError | None = None  # None while open or after close()
         self.peer = "?"
         self._out: Any = None
+        self._link: Any = None  # corkable frame writer over _out (packetlab.tls.directwrite)
+        self._write: Callable[[bytes], None] = lambda frame: None
         self._framer = wire.Framer()
         self._pending: deque[_Pending] = deque()
         self._sockets: dict[int, Socket] = {}
@@ -179,6 +182,12 @@ class EndpointSession(RequestMethods, Protocol):
             except Exception:  # not a TCP socket underneath (tests, unix sockets)
                 pass
         self._out.registerProducer(self._gate, True)
+        # Requests written in one read or one reactor turn (a train's nsends) leave in one
+        # send, one TLS record each; not over fake transports, which have no socket.
+        self._link = link = frame_writer(self._out)
+        if socket_connection(self._out) is not None:
+            link.batch_turns(self.reactor)
+        self._write = link.write
         Deferred.fromCoroutine(self._setup())
 
     async def _setup(self) -> None:
@@ -206,6 +215,8 @@ class EndpointSession(RequestMethods, Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
+        if self._link is not None:
+            self._link.discard()
         if not self._dead:
             if self._closing:
                 self._finish(None)
@@ -239,7 +250,7 @@ class EndpointSession(RequestMethods, Protocol):
 
         d: Deferred[Response] = Deferred()
         self._pending.append(_Pending(msg, d, on_success))
-        self._out.write(frame)
+        self._write(frame)
         return d
 
     @property
@@ -262,6 +273,7 @@ class EndpointSession(RequestMethods, Protocol):
         self._closed_waiters.append(d)
         if not self._closing and not self._dead:
             self._closing = True
+            self._link.flush()
             self._unregister_gate()
             self._out.loseConnection()
         return d
@@ -273,6 +285,7 @@ class EndpointSession(RequestMethods, Protocol):
         self._finish(error)
         self._unregister_gate()
         if self._out is not None and not self._lost:
+            self._link.flush()
             self._out.loseConnection()
 
     def abort_connection(self) -> None:

@@ -57,6 +57,9 @@ UDP = int(Proto.UDP)
 NS = 1_000_000_000
 QUOTA_CHUNK = 64 * 1024  # bytes reserved per disk write (at most this is lost on a crash)
 RUNTIME_CHUNK = 5 * NS  # runtime reserved ahead, ns
+# Packets reserved per disk write grow from 64 up to this in a burst (e.g. a 1000-nsend
+# train checked on arrival): a crash loses at most this many packets of budget.
+PKT_CHUNK_MAX = 4096
 # NoSub mode builds its own xdescr, which has no exp_priority: we take 0 (docs/security.md).
 NOSUB_PRIORITY = 0
 
@@ -121,9 +124,9 @@ class LimitsGate:
         b = self.budget
         limited = b is not None
         self._send_bytes = b.meter(Counter.SEND_BYTE, QUOTA_CHUNK) if b else None
-        self._send_pkts = b.meter(Counter.SEND_PKT, 64) if b else None
+        self._send_pkts = b.meter(Counter.SEND_PKT, 64, max_chunk=PKT_CHUNK_MAX) if b else None
         self._recv_bytes = b.meter(Counter.RECV_BYTE, QUOTA_CHUNK) if b else None
-        self._recv_pkts = b.meter(Counter.RECV_PKT, 64) if b else None
+        self._recv_pkts = b.meter(Counter.RECV_PKT, 64, max_chunk=PKT_CHUNK_MAX) if b else None
         self._runtime = b.meter(Counter.RUNTIME, RUNTIME_CHUNK) if b else None
         if b is not None and self._runtime is not None and b.is_limited(Counter.RUNTIME):
             # Runtime is paid ahead: the first step now, the next ones in charge_runtime.

@@ -7,8 +7,10 @@ transport, with backpressure both ways (PROTOCOL.md §1.1, §1.4).
 * Incoming: we stop taking requests from the framer, and pause the transport, while
   `MAX_QUEUED` (100) or more frames wait in the outbox; below that we carry on.
 
-The transport is whatever the connector gave us (plain TCP today, TLS later): this class
-only needs ITransport + IProducer, and TCP_NODELAY when the transport offers it.
+The transport is whatever the connector gave us (TLS or plain TCP): this class only needs
+ITransport + IProducer, and TCP_NODELAY when the transport offers it. Frames go out through
+`packetlab.tls.directwrite.frame_writer`: corked during each read and each reactor turn,
+then one `send` (one TLS record per frame).
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from twisted.internet import defer, tcp
-from twisted.internet.abstract import FileDescriptor
+from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -26,6 +27,7 @@ from zope.interface import implementer
 
 from packetlab.endpoint.checks import SessionRefused
 from packetlab.endpoint.session import Phase, Session, SessionEnd
+from packetlab.tls.directwrite import frame_writer, socket_connection
 from packetlab.wire.framer import Framer, Item
 
 __all__ = ["LINGER_TIMEOUT", "MAX_QUEUED", "SETUP_TIMEOUT", "ControllerProtocol"]
@@ -39,15 +41,6 @@ LINGER_TIMEOUT = 2.0
 # Bytes the transport may hold before it pauses us. Twisted also reads with this size, and
 # above glibc's mmap threshold (128 KiB) every read would cost mmap+mremap+munmap.
 TRANSPORT_BUFFER = 120 * 1024
-
-
-def _socket_descriptor(transport: Any) -> Any:
-    """The socket FileDescriptor under `transport` (itself, or below a TLS wrapper)."""
-    for _ in range(3):
-        if isinstance(transport, FileDescriptor):
-            return transport
-        transport = getattr(transport, "transport", None)
-    return None
 
 
 @implementer(IPushProducer)
@@ -64,10 +57,7 @@ class ControllerProtocol(Protocol):
         self._consuming = False
         self._closing = False
         self._setup_timer: IDelayedCall | None = None
-        self._fd: Any = None  # the socket FileDescriptor under the transport (see _flush_now)
-        self._direct = False  # plain TCP: answers to one read are sent directly
-        self._batch: list[bytes] = []
-        self._batch_len = 0
+        self._link: Any = None  # corkable frame writer over the transport (directwrite)
         self._close_timer: IDelayedCall | None = None
         self._linger_timer: IDelayedCall | None = None
         self._refused: SessionRefused | None = None
@@ -99,10 +89,12 @@ class ControllerProtocol(Protocol):
             transport.abortConnection()
             return
         transport.registerProducer(self, True)
-        self._fd = _socket_descriptor(transport)
-        self._direct = self._fd is transport and isinstance(transport, tcp.Connection)
+        # Frames written by timers and socket events (ntag, ndata) leave once per reactor
+        # turn; the answers to a read at the end of that read.
+        self._link = link = frame_writer(transport)
+        link.batch_turns(self._reactor)
         session.outbox.on_drain = self._drained
-        session.outbox.attach(transport.write)
+        session.outbox.attach(link.write)
         self._setup_timer = self._reactor.callLater(SETUP_TIMEOUT, self._setup_expired)
         self.log.info("controller session started with {peer}", peer=transport.getPeer())
 
@@ -111,65 +103,14 @@ class ControllerProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
-        if self._direct and self.session is not None:
-            outbox = self.session.outbox
-            outbox.writer = self._collect
-            try:
-                self._refeed(data)
-                self._consume()
-            finally:
-                outbox.writer = self._t.write
-                self._send_batch()
-        else:
+        # The answers to one read leave together: one send, one TLS record each.
+        link = self._link
+        link.cork()
+        try:
             self._refeed(data)
             self._consume()
-            self._flush_now()
-
-    # Twisted's write() only buffers; the bytes go out when epoll next reports the socket
-    # writable: one more reactor turn and two epoll_ctl calls per request, ~20 µs of a
-    # ~100 µs mread round trip here. The socket is nearly always writable, so the answers
-    # to one read are sent at once, and whatever does not fit is left to Twisted.
-
-    def _collect(self, frame: bytes) -> None:
-        self._batch.append(frame)
-        self._batch_len += len(frame)
-        if self._batch_len >= TRANSPORT_BUFFER:
-            self._send_batch()  # bounded: large answers go to the transport as they come
-
-    def _send_batch(self) -> None:
-        """Plain TCP: send the collected frames directly when Twisted holds nothing."""
-        batch = self._batch
-        if not batch:
-            return
-        data = batch[0] if len(batch) == 1 else b"".join(batch)
-        batch.clear()
-        self._batch_len = 0
-        fd = self._fd
-        if (
-            fd.connected
-            and not fd.disconnecting
-            and not fd._tempDataLen
-            and not (len(fd.dataBuffer) - fd.offset)
-        ):
-            try:
-                sent = fd.socket.send(data)
-            except OSError:  # full, or an error Twisted's own write path will report
-                sent = 0
-            if sent == len(data):
-                return
-            data = data[sent:]
-        self._t.write(data)
-
-    def _flush_now(self) -> None:
-        """Under TLS: push the socket's buffer now rather than on the next reactor turn."""
-        fd = self._fd
-        if (
-            fd is not None
-            and fd.connected
-            and not fd.disconnecting
-            and (fd._tempDataLen or len(fd.dataBuffer) - fd.offset)
-        ):
-            fd.doWrite()  # an error shows up again on the reactor's own doWrite
+        finally:
+            link.uncork()
 
     def _refeed(self, data: bytes = b"") -> None:
         close = getattr(self._items, "close", None)
@@ -224,7 +165,12 @@ class ControllerProtocol(Protocol):
 
     def resumeProducing(self) -> None:
         if self.session is not None:
-            self.session.outbox.resume()
+            link = self._link
+            link.cork()  # the drained frames (and answers to requests it lets in) together
+            try:
+                self.session.outbox.resume()
+            finally:
+                link.uncork()
 
     def stopProducing(self) -> None:
         pass  # connectionLost follows
@@ -257,13 +203,13 @@ class ControllerProtocol(Protocol):
         CLOSE_TIMEOUT). Closing at once would make the kernel answer bytes the
         controller still sends with a reset, and a reset discards the answers the
         controller has received but not yet read (issue 15)."""
-        self._send_batch()
+        self._link.flush()
         # TLS waits for the producer to go before its close_notify: unregister first.
         try:
             self._t.unregisterProducer()
         except RuntimeError:
             pass
-        fd = self._fd
+        fd = socket_connection(self.transport)
         if fd is None:  # not a socket (tests): nothing to linger on
             self._t.loseConnection()
             return
@@ -290,6 +236,8 @@ class ControllerProtocol(Protocol):
             if timer is not None and timer.active():
                 timer.cancel()
         self._setup_timer = self._close_timer = self._linger_timer = None
+        if self._link is not None:
+            self._link.discard()
         session = self.session
         end = SessionEnd("controller closed the connection")
         if self._refused is not None:

@@ -81,7 +81,9 @@ def open_accounting(cfg: EndpointConfig) -> Accounting:
     path = cfg.rlim_db or str(PktlabHome.at().accounting_db)
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return Accounting(path)
+        # prefetch: the next quota chunk is committed (fsync) by a worker thread, not by
+        # the reactor in the middle of a scheduled train.
+        return Accounting(path, prefetch=True)
     except Exception as e:  # sqlite3.Error, OSError: a clear one-line error
         raise ConfigError(f"RLimDBPath: cannot open accounting database {path!r}: {e}") from None
 

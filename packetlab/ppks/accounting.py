@@ -6,6 +6,14 @@ at session end, so a crash mid-session forgets what was spent. We keep them in S
 committed transaction and only then spends it; what is left unspent is refunded at the
 end. A crash can lose a reservation (the budget shrinks a little) but can never let an
 experiment spend more than its certificates allow. See docs/ppks.md.
+
+With `prefetch=True` a `Meter` tops its reservation back up to one chunk in a background
+thread once less than half a chunk is left, so the commit (an fsync, milliseconds) is not
+on the caller's thread while packets are being sent. Nothing changes for the guarantee: a
+meter spends only what a committed reservation holds; if the top-up has not come back when
+it is needed, the caller waits for it (or reserves itself), exactly as without prefetch.
+What is reserved and unspent (held + in flight) stays within one chunk, so a crash loses
+at most one chunk of budget, as before.
 """
 
 from __future__ import annotations
@@ -13,8 +21,10 @@ from __future__ import annotations
 import enum
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .cert import Certificate
@@ -62,11 +72,20 @@ class Accounting:
         *,
         clock: Callable[[], float] = time.time,
         timeout: float = 30.0,
+        prefetch: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         self._clock = clock
+        # One connection, used by the caller's thread and (with prefetch) one worker; the
+        # lock serialises them (sqlite3 objects must not be used by two threads at once).
+        self._lock = threading.RLock()
+        self._worker: ThreadPoolExecutor | None = None
+        if prefetch:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="pktlab-accounting")
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
-        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self._db = sqlite3.connect(
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot use WAL journal on {self.path}: {mode}")
@@ -76,7 +95,10 @@ class Accounting:
         self.clear_expired()
 
     def close(self) -> None:
-        self._db.close()
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)  # reservations in flight are committed first
+        with self._lock:
+            self._db.close()
 
     def __enter__(self) -> Accounting:
         return self
@@ -87,8 +109,9 @@ class Accounting:
     def clear_expired(self, now: float | None = None) -> int:
         """Delete records of certificates past their notAfter; returns how many."""
         t = self._clock() if now is None else now
-        cur = self._db.execute("DELETE FROM rlim WHERE exptime < ?", (int(t),))
-        return cur.rowcount
+        with self._lock:
+            cur = self._db.execute("DELETE FROM rlim WHERE exptime < ?", (int(t),))
+            return cur.rowcount
 
     def budget(self, certs: Sequence[Certificate]) -> Budget:
         """The budget of a session whose chain holds `certs` (only exppriv/delpriv certs
@@ -116,7 +139,7 @@ class Accounting:
     # -- used by Budget ---------------------------------------------------------------
 
     def _transaction(self) -> _Txn:
-        return _Txn(self._db)
+        return _Txn(self._db, self._lock)
 
     def _used(self, key: bytes, counter: Counter) -> int:
         row = self._db.execute(
@@ -136,14 +159,23 @@ class Accounting:
 
 
 class _Txn:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
         self._db = db
+        self._lock = lock
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()
 
 
 class Budget:
@@ -161,7 +193,8 @@ class Budget:
         recs = self._records[counter]
         if not recs:
             return None
-        return self._acct._available(recs, counter)
+        with self._acct._lock:
+            return self._acct._available(recs, counter)
 
     def reserve(self, counter: Counter, amount: int, *, partial: bool = False) -> int:
         """Debit `amount` before it is used, durably. Returns the amount granted: all of
@@ -194,22 +227,35 @@ class Budget:
                     r.key, counter, max(0, acct._used(r.key, counter) - amount), r.exptime
                 )
 
-    def meter(self, counter: Counter, chunk: int) -> Meter:
-        return Meter(self, counter, chunk)
+    def meter(self, counter: Counter, chunk: int, *, max_chunk: int | None = None) -> Meter:
+        return Meter(self, counter, chunk, max_chunk=max_chunk)
 
 
 class Meter:
     """Per-event spending from reservations taken `chunk` at a time, so the hot path
-    (one packet) does not touch the disk. Call `release()` at session end."""
+    (one packet) does not touch the disk. Call `release()` at session end.
 
-    def __init__(self, budget: Budget, counter: Counter, chunk: int) -> None:
+    With an `Accounting(prefetch=True)` the reservation is topped up to a chunk in the
+    background once less than half a chunk is held (see the module docstring); `held`
+    only ever grows on the caller's thread, from a reservation that has been committed."""
+
+    def __init__(
+        self, budget: Budget, counter: Counter, chunk: int, *, max_chunk: int | None = None
+    ) -> None:
         if chunk <= 0:
             raise ValueError("chunk must be > 0")
         self._budget = budget
         self.counter = counter
         self.chunk = chunk
+        # A burst that outruns the reservations (the caller must wait for a commit) doubles
+        # the chunk, up to max_chunk: fewer commits on the caller's thread in a burst, at
+        # most max_chunk lost on a crash.
+        self.max_chunk = max(chunk, max_chunk or chunk)
         self.held = 0  # reserved and not yet spent
         self.spent = 0
+        self._worker = budget._acct._worker if budget.is_limited(counter) else None
+        self._next: Future[int] | None = None  # the background reservation in flight
+        self._asked = 0  # ... and what it asked for
 
     def consume(self, n: int) -> bool:
         """Spend `n` if the budget allows; False (nothing spent) otherwise."""
@@ -219,16 +265,44 @@ class Meter:
             if not self._budget.is_limited(self.counter):
                 self.spent += n
                 return True
-            want = max(self.chunk, n - self.held)
-            self.held += self._budget.reserve(self.counter, want, partial=True)
+            if self.spent:  # ran dry after the first reservation: the top-ups are too small
+                self.chunk = min(2 * self.chunk, self.max_chunk)
+            self._take_next(wait=True)
             if n > self.held:
-                return False
+                want = max(self.chunk, n - self.held)
+                self.held += self._budget.reserve(self.counter, want, partial=True)
+                if n > self.held:
+                    return False
         self.held -= n
         self.spent += n
+        if self._worker is not None and self.held < self.chunk // 2:
+            self._prefetch()
         return True
 
+    def _prefetch(self) -> None:
+        self._take_next(wait=False)  # may find the budget used up and stop prefetching
+        worker = self._worker
+        if worker is not None and self._next is None and self.held < self.chunk // 2:
+            # Top up to one chunk: held + in flight never exceed a chunk, so a crash
+            # loses at most one chunk, as without prefetch.
+            self._asked = self.chunk - self.held
+            self._next = worker.submit(
+                self._budget.reserve, self.counter, self._asked, partial=True
+            )
+
+    def _take_next(self, *, wait: bool) -> None:
+        """Add a finished background reservation to `held` (waiting for it if `wait`)."""
+        nxt = self._next
+        if nxt is not None and (wait or nxt.done()):
+            self._next = None
+            grant = nxt.result()
+            self.held += grant
+            if grant < self._asked:  # the budget is (nearly) used up: no more prefetching
+                self._worker = None
+
     def release(self) -> None:
-        """Refund what was reserved and not spent."""
+        """Refund what was reserved and not spent (a reservation in flight included)."""
+        self._take_next(wait=True)
         if self.held:
             self._budget.refund(self.counter, self.held)
             self.held = 0

@@ -7,9 +7,11 @@ completes and only then connects the application protocol (its `connectionMade` 
 verified link, with the TLS protocol as its transport). On failure it aborts the connection
 and logs the rule that was broken.
 
-The factory uses plain `TLSMemoryBIOProtocol`, not Twisted's default `BufferingTLSTransport`
-which joins the writes of one reactor turn into one TLS record: reference endpoints read one
-message per record (INTEROP.md), so each `transport.write` must become its own record.
+The factory uses `PPKSTLSProtocol`, not Twisted's default `BufferingTLSTransport` which
+joins the writes of one reactor turn into one TLS record: reference endpoints read one
+message per record (INTEROP.md), so each `transport.write` must become its own record. It
+does keep the records of one read (or, with `batch_turns`, one reactor turn) together and
+hands them to the kernel in one `send` (`packetlab.tls.directwrite`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, cast
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
+from OpenSSL.SSL import WantReadError
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import (
     IAddress,
@@ -39,6 +42,7 @@ from packetlab.ppks import AuthMode, Certificate, ChainError, PPKSError, Verifie
 
 from .context import PeerPolicy, PPKSClientCreator, PPKSServerOptions, RefusedName
 from .credentials import ServerEntry
+from .directwrite import Corked, DirectWriter, socket_connection
 
 # zope interfaces are not types to mypy without the mypy-zope plugin, so a `Factory` or a
 # `TCP4ClientEndpoint` would not type-check as its interface; these aliases name the
@@ -55,6 +59,7 @@ __all__ = [
     "PPKSClientEndpoint",
     "PPKSServerEndpoint",
     "PPKSTLSFactory",
+    "PPKSTLSProtocol",
     "PeerGate",
     "PeerRefusal",
     "PeerVerificationError",
@@ -164,6 +169,7 @@ class PeerGate(Protocol):
         self.refused: PeerVerificationError | None = None
         self._app_connected = False
         self._waiting: list[Deferred[VerifiedPeer]] = []
+        self._held: list[bytes] | None = None
 
     # -- application-facing --
 
@@ -232,7 +238,21 @@ class PeerGate(Protocol):
     def dataReceived(self, data: bytes) -> None:
         # TLS delivers no application data before the handshake, and none after an abort.
         if self._app_connected:
-            self.app.dataReceived(data)
+            held = self._held
+            if held is not None:
+                held.append(data)
+            else:
+                self.app.dataReceived(data)
+
+    def hold(self) -> None:
+        """Keep the records decrypted from now on (one read of the socket, see
+        `PPKSTLSProtocol.dataReceived`) to deliver them in one piece on `release()`."""
+        self._held = []
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held and self._app_connected:
+            self.app.dataReceived(held[0] if len(held) == 1 else b"".join(held))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._app_connected:
@@ -338,6 +358,108 @@ def peer_of(protocol_or_transport: object) -> VerifiedPeer | None:
         return None
 
 
+# Bytes taken from OpenSSL's send BIO per read (a cork's worth of records in one or two).
+_BIO_CHUNK = 1 << 17
+
+
+class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
+    """`TLSMemoryBIOProtocol` that writes one record per `write()` and sends the records
+    of one read, or of one cork, with one `send`.
+
+    Twisted's own protocol seals each write into a record and hands it to the TCP
+    transport at once: one buffered write, one `startWriting`/`stopWriting` (two
+    `epoll_ctl`) and one `send` per message. Here the writes made while corked (always
+    during `dataReceived`; see `Corked` for more) are kept as a list of frames; when the
+    cork ends each is sealed (`SSL_write`, one record each, as before) and everything
+    OpenSSL produced is read from the memory BIO once and sent directly when the socket
+    is idle (`DirectWriter`), else through the transport (its buffer limit still pauses
+    the producer). Handshake and alert bytes are never held back.
+    """
+
+    _direct: DirectWriter | None = None
+    _sealing = False  # _emit is feeding OpenSSL: read its BIO once, after the last record
+
+    def makeConnection(self, transport: Any) -> None:
+        conn = socket_connection(transport)
+        self._direct = DirectWriter(conn) if conn is transport else None
+        super().makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        # OpenSSL gives the application one record per read call; the gate gets them all
+        # and hands them on as one piece, and what the application writes meanwhile
+        # leaves in one send.
+        gate: Any = self.wrappedProtocol
+        holds = isinstance(gate, PeerGate)
+        self.cork()
+        try:
+            if holds:
+                gate.hold()
+                try:
+                    super().dataReceived(data)
+                finally:
+                    gate.release()
+            else:
+                super().dataReceived(data)
+        finally:
+            self.uncork()
+
+    def write(self, data: bytes) -> None:
+        if not self._collect(data):
+            super().write(data)
+
+    def _emit(self, frames: list[bytes]) -> None:
+        # As TLSMemoryBIOProtocol.write: nothing after loseConnection unless a producer
+        # is registered, nothing after an abort or once TLS is gone.
+        if self._aborted or self._tlsConnection is None:
+            return
+        if self.disconnecting and self._producer is None:
+            return
+        self._sealing = True
+        try:
+            for frame in frames:
+                self._write(frame)  # one record per frame (16 KiB pieces if longer)
+        finally:
+            self._sealing = False
+        self._flushSendBIO()
+
+    def _flushSendBIO(self) -> None:
+        if self._sealing or self._tlsConnection is None:
+            return
+        conn = self._tlsConnection
+        try:
+            data = conn.bio_read(_BIO_CHUNK)
+        except WantReadError:  # nothing to send
+            return
+        if len(data) == _BIO_CHUNK:
+            parts = [data]
+            try:
+                while True:
+                    parts.append(conn.bio_read(_BIO_CHUNK))
+            except WantReadError:
+                pass
+            data = b"".join(parts)
+        if self._direct is not None:
+            self._direct.send(data)
+        else:
+            cast(Any, self.transport).write(data)
+
+    def unregisterProducer(self) -> None:
+        self.flush()  # the frames go before a close_notify the base may send now
+        super().unregisterProducer()
+
+    def loseConnection(self) -> None:
+        self.flush()
+        super().loseConnection()
+
+    def abortConnection(self) -> None:
+        self.discard()
+        super().abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.discard()
+        super().connectionLost(reason)
+
+
 class PPKSTLSFactory(TLSMemoryBIOFactory):
     """Wraps `wrapped_factory` in TLS with the PPKS check, one TLS record per write.
 
@@ -347,7 +469,7 @@ class PPKSTLSFactory(TLSMemoryBIOFactory):
     """
 
     # Not BufferingTLSTransport: it would join the writes of one reactor turn.
-    protocol = TLSMemoryBIOProtocol
+    protocol = PPKSTLSProtocol
 
     def __init__(
         self,

@@ -45,16 +45,24 @@ SUBCMD = issue_certificate("subcmd", eop, ep, NB, NA)
 
 
 class RecordCounter(FakeEndpoint):
-    """Counts the TLS records' worth of writes: each dataReceived call the gate delivers
-    after decryption is one record's plaintext here, so frames per call show packing."""
+    """Counts the frames in each TLS record: the TLS protocol hands the gate one record's
+    plaintext per dataReceived call (the gate joins the records of one socket read for
+    the application), so frames per gate call show packing."""
 
     def __init__(self, clock: Any) -> None:
         super().__init__(clock)
         self.frames_per_read: list[int] = []
 
-    def dataReceived(self, data: bytes) -> None:
-        self.frames_per_read.append(len(list(Framer().feed(data))))
-        super().dataReceived(data)
+    def connectionMade(self) -> None:
+        gate = self.transport.wrappedProtocol  # type: ignore[attr-defined]
+        deliver = gate.dataReceived
+
+        def per_record(data: bytes) -> None:
+            self.frames_per_read.append(len(list(Framer().feed(data))))
+            deliver(data)
+
+        gate.dataReceived = per_record
+        super().connectionMade()
 
 
 async def tls_controller(experiment: Any) -> tuple[Controller[Any], int]:

@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from cryptography import x509
@@ -52,6 +52,7 @@ from packetlab.tls import (
     is_valid_snikey,
     peer_of,
 )
+from packetlab.tls.protocol import PPKSTLSProtocol
 from packetlab.wire import Framer, Mread, Mwrite, Result, encode
 
 NB, NA = 0, 2**31 - 1  # the validity pktlab_init uses
@@ -889,3 +890,109 @@ def test_context_settings(world: World) -> None:
     assert ctx.set_options(0) & SSL.OP_NO_TICKET  # set_options returns the mask
     assert ctx.get_session_cache_mode() == SSL.SESS_CACHE_OFF
     assert ctx.get_verify_mode() == SSL.VERIFY_PEER
+
+
+# --------------------------------------------------------------------------- batching
+
+
+class Echo(App):
+    """Answers every frame it receives with the same frame, one write each (unless
+    `quiet`: the client side of a link of two Echos)."""
+
+    quiet = False
+    calls = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        self.calls += 1
+        if not self.quiet:
+            for msg in Framer().feed(data):
+                cast(Any, self.transport).write(encode(msg))  # type: ignore[arg-type]
+
+
+def app_records(stream: list[bytes], start: int) -> list[list[tuple[int, int]]]:
+    """The TLS records of each transport write from index `start` on."""
+    return [tls_records(chunk) for chunk in stream[start:]]
+
+
+def test_corked_writes_one_record_each_in_one_transport_write(world: World) -> None:
+    link_ = link(endpoint_creator(world), PPKSServerOptions({"exp1": controller_entry(world)}))
+    tls, sio = link_.server_tls, link_.pump.serverIO
+    assert isinstance(tls, PPKSTLSProtocol)
+    msgs = frames(6)
+    before = len(sio.stream)
+    tls.cork()
+    for m in msgs:
+        link_.server_app.transport.write(m)
+    assert len(sio.stream) == before  # held while corked
+    tls.uncork()
+    writes = app_records(sio.stream, before)
+    assert len(writes) == 1  # one write to the transport...
+    assert [(t, n - 17) for t, n in writes[0]] == [(TLS_RECORD_APPDATA, len(m)) for m in msgs]
+    link_.pump.flush()  # ...holding one record per message, which the peer reads whole
+    assert link_.client_app.data == b"".join(msgs)
+
+
+def test_answers_to_one_read_leave_in_one_write(world: World) -> None:
+    link_ = link(
+        endpoint_creator(world), PPKSServerOptions({"exp1": controller_entry(world)}), Echo
+    )
+    cast(Echo, link_.client_app).quiet = True
+    msgs = frames(8)
+    for m in msgs:  # eight records, delivered to the server in one read
+        link_.client_app.transport.write(m)
+    sio = link_.pump.serverIO
+    written: list[bytes] = []
+    write = sio.write
+
+    def spy(data: bytes) -> None:
+        written.append(data)
+        write(data)
+
+    sio.write = spy  # type: ignore[method-assign]
+    link_.pump.flush()
+    server = cast(Echo, link_.server_app)
+    assert server.data == b"".join(msgs) and server.calls == 1  # one piece for the app
+    writes = app_records(written, 0)
+    assert len(writes) == 1 and len(writes[0]) == len(msgs)  # eight records, one write
+    assert link_.client_app.data == b"".join(msgs)
+
+
+def test_turn_batching_holds_writes_until_the_turn_ends(world: World) -> None:
+    link_ = link(endpoint_creator(world), PPKSServerOptions({"exp1": controller_entry(world)}))
+    clock = Clock()
+    tls, sio = link_.server_tls, link_.pump.serverIO
+    assert isinstance(tls, PPKSTLSProtocol)
+    tls.batch_turns(clock)
+    before = len(sio.stream)
+    for m in frames(3):
+        tls.write(m)
+    assert len(sio.stream) == before
+    clock.advance(0)
+    assert [len(w) for w in app_records(sio.stream, before)] == [3]
+
+
+def test_close_sends_corked_frames_before_close_notify(world: World) -> None:
+    link_ = link(endpoint_creator(world), PPKSServerOptions({"exp1": controller_entry(world)}))
+    tls = link_.server_tls
+    assert isinstance(tls, PPKSTLSProtocol)
+    msgs = frames(4)
+    tls.cork()
+    for m in msgs:
+        tls.write(m)
+    tls.loseConnection()
+    link_.pump.flush()
+    assert link_.client_app.data == b"".join(msgs)
+    assert "connectionLost" in link_.client_app.events
+
+
+def test_abort_drops_corked_frames(world: World) -> None:
+    link_ = link(endpoint_creator(world), PPKSServerOptions({"exp1": controller_entry(world)}))
+    tls = link_.server_tls
+    assert isinstance(tls, PPKSTLSProtocol)
+    tls.cork()
+    tls.write(frames(1)[0])
+    tls.abortConnection()
+    tls.uncork()
+    link_.pump.flush()
+    assert link_.client_app.data == b""

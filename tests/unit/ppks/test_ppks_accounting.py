@@ -181,3 +181,92 @@ def test_sigkill_mid_debit_never_overspends(tmp_path: Path) -> None:
         got = b.reserve(Counter.SEND_BYTE, LIMIT, partial=True)
         assert reported + got <= LIMIT
         assert b.reserve(Counter.SEND_BYTE, 1) == 0
+
+
+# ------------------------------------------------------------- background reservations
+
+
+def used(db: Path) -> int:
+    """What the database says is reserved for the exppriv's send bytes (a fresh reader)."""
+    con = sqlite3.connect(db)
+    try:
+        row = con.execute("SELECT max(used) FROM rlim WHERE counter = 'max_send_byte'").fetchone()
+        return int(row[0] or 0)
+    finally:
+        con.close()
+
+
+def test_prefetch_reserves_the_next_chunk_before_it_is_needed(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with Accounting(db, clock=lambda: NOW, prefetch=True) as acct:
+        m = acct.budget(chain(10_000)).meter(Counter.SEND_BYTE, 1000)
+        assert m.consume(100)  # first chunk: reserved on this thread
+        assert used(db) == 1000 and m._next is None
+        assert m.consume(450)  # held 450 < 500: the top-up (550) goes to the worker
+        assert m._next is not None
+        assert m._next.result(timeout=10) == 550
+        assert used(db) == 1550  # committed before any of it is spent
+        assert m.consume(900)  # takes the top-up without touching the disk
+        assert m.spent == 1450 and m.held + m.spent == 1550
+        m.release()
+        assert used(db) == m.spent == 1450
+
+
+def test_prefetch_never_spends_more_than_is_debited(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    sizes = [((i * 7919) % 300) + 1 for i in range(3000)]
+    with Accounting(db, clock=lambda: NOW, prefetch=True) as acct:
+        m = acct.budget(chain(100_000)).meter(Counter.SEND_BYTE, 4096)
+        refused = 0
+        for n in sizes:
+            if m.consume(n):
+                assert used(db) >= m.spent  # nothing spent before it is debited
+                assert used(db) - m.spent <= 4096 + 300  # unspent: within one chunk
+            else:
+                refused += 1
+        assert used(db) <= 100_000  # the limit holds
+        assert m.spent > 100_000 - 300 and refused  # used up, then refused
+        m.release()
+        assert used(db) == m.spent
+
+
+def test_release_waits_for_the_reservation_in_flight(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with Accounting(db, clock=lambda: NOW, prefetch=True) as acct:
+        m = acct.budget(chain(10_000)).meter(Counter.SEND_BYTE, 1000)
+        assert m.consume(600)
+        assert m._next is not None  # in flight (or done): refunded either way
+        m.release()
+        assert used(db) == 600 and m.held == 0 and m._next is None
+
+
+@pytest.mark.parametrize("limit", [3, 64, 100, 1000])
+def test_prefetch_with_a_budget_smaller_than_chunks(tmp_path: Path, limit: int) -> None:
+    db = tmp_path / "a.db"
+    with Accounting(db, clock=lambda: NOW, prefetch=True) as acct:
+        m = acct.budget(chain(limit)).meter(Counter.SEND_BYTE, 64)
+        granted = 0
+        for _ in range(limit + 50):
+            if m.consume(1):
+                granted += 1
+            if m._next is not None:
+                m._next.result(timeout=10)  # let every background reservation land
+        assert granted == limit and used(db) == limit
+        m.release()
+        assert used(db) == limit
+
+
+def test_chunk_grows_when_a_burst_outruns_the_reservations(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with Accounting(db, clock=lambda: NOW) as acct:  # no prefetch: every refill is a stall
+        m = acct.budget(chain(10**6)).meter(Counter.SEND_BYTE, 64, max_chunk=512)
+        commits = []
+        for _ in range(2000):
+            before = m.held
+            assert m.consume(1)
+            if m.held > before:
+                commits.append(m.held + 1)
+        assert commits == [64, 128, 256, 512, 512, 512, 512, 512][: len(commits)]
+        assert used(db) - m.spent <= 512  # unspent stays within max_chunk
+        m.release()
+        assert used(db) == 2000

@@ -1,0 +1,190 @@
+"""The cheapest way to drive OpenSSL from Python, per PacketLab message: seal small frames
+as one TLS 1.3 record each into a memory BIO and read the BIO once (what a link's write
+does), and open such records one by one (what its read does), with pyOpenSSL
+(`SSL.Connection` on memory BIOs, what Twisted's TLS uses) and with the standard
+library (`ssl.SSLObject` + `ssl.MemoryBIO`). Same OpenSSL underneath, same cipher.
+
+Run from the repository root: ``python -m benchmarks.bench_tls_records``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ssl
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
+
+from benchmarks.common import environment, markdown_table, median, write_json
+
+FRAME = bytes(87)  # an nsend with a 64-byte UDP payload
+
+
+def _cert(workdir: Path) -> tuple[Path, Path]:
+    key = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, None)
+    )
+    cpath, kpath = workdir / "cert.pem", workdir / "key.pem"
+    cpath.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kpath.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cpath, kpath
+
+
+class Stdlib:
+    name = "stdlib ssl.SSLObject + MemoryBIO"
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        sctx.load_cert_chain(str(cert), str(key))
+        sctx.num_tickets = 0
+        cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        cctx.check_hostname = False
+        cctx.verify_mode = ssl.CERT_NONE
+        self.sin, self.sout, self.cin, self.cout = (ssl.MemoryBIO() for _ in range(4))
+        self.server = sctx.wrap_bio(self.sin, self.sout, server_side=True)
+        self.client = cctx.wrap_bio(self.cin, self.cout, server_side=False)
+        for _ in range(10):
+            for side in (self.client, self.server):
+                try:
+                    side.do_handshake()
+                except ssl.SSLWantReadError:
+                    pass
+            self.sin.write(self.cout.read())
+            self.cin.write(self.sout.read())
+        self.buf = memoryview(bytearray(1 << 16))
+
+    def seal(self, frames: list[bytes]) -> bytes:
+        write = self.server.write
+        for f in frames:
+            write(f)
+        return self.sout.read()
+
+    def open(self, records: bytes, n: int) -> int:
+        self.cin.write(records)
+        read, buf, got = self.client.read, self.buf, 0
+        for _ in range(n):
+            got += read(len(buf), buf)
+        return got
+
+
+class PyOpenSSL:
+    name = "pyOpenSSL Connection + memory BIO"
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        sctx = SSL.Context(SSL.TLS_METHOD)
+        sctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+        sctx.use_certificate_file(str(cert))
+        sctx.use_privatekey_file(str(key))
+        sctx.set_options(SSL.OP_NO_TICKET)
+        cctx = SSL.Context(SSL.TLS_METHOD)
+        cctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+        self.server = SSL.Connection(sctx, None)
+        self.server.set_accept_state()
+        self.client = SSL.Connection(cctx, None)
+        self.client.set_connect_state()
+        for _ in range(10):
+            for side in (self.client, self.server):
+                try:
+                    side.do_handshake()
+                except SSL.WantReadError:
+                    pass
+            self._move(self.client, self.server)
+            self._move(self.server, self.client)
+
+    @staticmethod
+    def _move(src: SSL.Connection, dst: SSL.Connection) -> None:
+        try:
+            dst.bio_write(src.bio_read(1 << 17))
+        except SSL.WantReadError:
+            pass
+
+    def seal(self, frames: list[bytes]) -> bytes:
+        send = self.server.send
+        for f in frames:
+            send(f)
+        return self.server.bio_read(1 << 17)
+
+    def open(self, records: bytes, n: int) -> int:
+        self.client.bio_write(records)
+        recv, got = self.client.recv, 0
+        for _ in range(n):
+            got += len(recv(1 << 15))
+        return got
+
+
+def _run(impl: Any, frames: list[bytes], loops: int) -> tuple[float, float]:
+    """Seconds spent sealing and opening `loops` batches (each batch opened after it is
+    sealed: the records must be read in order)."""
+    clock, sealing, opening = time.perf_counter, 0.0, 0.0
+    size = len(frames) * (len(FRAME) + 22)  # 5-byte header, 1 type byte, 16-byte tag
+    for _ in range(loops):
+        t0 = clock()
+        records = impl.seal(frames)
+        t1 = clock()
+        got = impl.open(records, len(frames))
+        t2 = clock()
+        sealing += t1 - t0
+        opening += t2 - t1
+        assert len(records) == size and got == len(frames) * len(FRAME), (len(records), got)
+    return sealing, opening
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, default=64, help="frames per batch (64)")
+    ap.add_argument("--loops", type=int, default=500, help="batches per timed run (500)")
+    ap.add_argument("--json", help="write the results to this JSON file")
+    args = ap.parse_args(argv)
+    frames = [FRAME] * args.batch
+    rows, results = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = _cert(Path(tmp))
+        for impl in (PyOpenSSL(cert, key), Stdlib(cert, key)):
+            seal, opened = [], []
+            for _ in range(7):
+                s, o = _run(impl, frames, args.loops)
+                seal.append(s)
+                opened.append(o)
+            per = args.loops * args.batch
+            s_us, o_us = median(seal) / per * 1e6, median(opened) / per * 1e6
+            results[impl.name] = {"seal_us": s_us, "open_us": o_us}
+            rows.append([impl.name, f"{s_us:.2f}", f"{o_us:.2f}", f"{1 / (s_us + o_us):.2f}"])
+    print(f"{args.batch} frames of {len(FRAME)} B per batch, one record each; medians of 7 runs")
+    print(markdown_table(
+        ["library", "seal µs/record", "open µs/record", "M records/s (both)"], rows
+    ))  # fmt: skip
+    env = environment()
+    print(f"\nPython {env['python']}, {ssl.OPENSSL_VERSION}, commit {env['commit']}")
+    if args.json:
+        write_json(args.json, {"environment": env, "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
