@@ -186,8 +186,23 @@ class Identity:
         self.cert_path = workdir / f"{name}.agent.cert"
         self.cert_path.write_bytes(agent.to_pem())
         self.subcmd = issue_certificate("subcmd", eop, key, 0, 2**31 - 1)
+        self.subcmd_path = workdir / f"{name}.subcmd.cert"
+        self.subcmd_path.write_bytes(self.subcmd.to_pem())
         self.eopkey = raw_public_key(eop)
         self.channel = key_id(eop)
+
+    def endpoint_args(self) -> list[str]:
+        """pktendpoint options making this identity the endpoint's (both links)."""
+        return [
+            "--private-key",
+            str(self.key_path),
+            "--cert-chain",
+            str(self.subcmd_path),
+            "--set",
+            f"EndpointAgentCertPath={self.cert_path}",
+            "--set",
+            f"SubPrivCertChainPath={self.subcmd_path}",
+        ]
 
     def subscribe(self, port: int, dattr: bytes = b"") -> RawClient:
         """Connect, send xcert + xsub pipelined, and expect two SUCCESS results."""
