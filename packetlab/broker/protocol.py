@@ -283,9 +283,26 @@ class BrokerProtocol(Protocol):
 
     def _send(self, pub: Publication, channel: bytes) -> None:
         session = self.session
-        if session is not None and self.f.registry.claim(pub, session.agent_key):
-            self._t.write(pub.frame(channel))
-            self.log.debug("notify id={id} peer={peer}", id=pub.pub_id, peer=session.peer)
+        registry = self.f.registry
+        if session is None or not registry.claim(pub, session.agent_key):
+            return
+        if registry.store is None:
+            self._write_notify(pub, channel)
+            return
+        # Shared record: another broker may have sent these bytes to this endpoint.
+        def claimed(first: bool) -> None:
+            if first:
+                self._write_notify(pub, channel)
+
+        d = registry.store.claim(pub, session.agent_key)
+        d.addCallback(claimed)
+        d.addErrback(lambda f: self.log.failure("shared delivery record", f))
+
+    def _write_notify(self, pub: Publication, channel: bytes) -> None:
+        if self._closing or not pub.live or self.transport is None:
+            return
+        self._t.write(pub.frame(channel))
+        self.log.debug("notify id={id} peer={peer}", id=pub.pub_id, peer=self.peer)
 
     def pauseProducing(self) -> None:
         self._paused = True

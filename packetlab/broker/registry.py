@@ -21,13 +21,24 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from packetlab.wire.codec import encode
 from packetlab.wire.messages import Xnotify
 from packetlab.wire.nvlist import NVPair, dattr_match
 
 __all__ = ["Publication", "Registry", "Subscriber", "SubscriberLink", "channel_label"]
+
+
+class SharedStore(Protocol):
+    """Where several brokers share publications and delivery records (`redis_store`)."""
+
+    def published(self, pub: Publication) -> None: ...
+
+    def withdrawn(self, pub: Publication) -> None: ...
+
+    def claim(self, pub: Publication, agent_key: bytes) -> Any:
+        """A Deferred firing True if no broker sent `pub`'s bytes to `agent_key` yet."""
 
 
 class SubscriberLink(Protocol):
@@ -58,6 +69,7 @@ class Publication:
     peer: str = "?"
     live: bool = True
     delivered: int = 0
+    origin: str | None = None  # shared-store key of a publication made at another broker
     _frames: dict[bytes, bytes] = field(default_factory=dict)
 
     def frame(self, channel: bytes) -> bytes:
@@ -78,6 +90,7 @@ class Registry:
         self._xdescr_refs: dict[bytes, int] = {}  # xdescr bytes -> live publications
         self._ids = itertools.count(1)
         self.notified = 0
+        self.store: SharedStore | None = None
 
     # ---------------------------------------------------------------- subscribers
 
@@ -126,13 +139,17 @@ class Registry:
         pub_end_ns: int | None = None,
         publisher: bytes = b"",
         peer: str = "?",
+        origin: str | None = None,
     ) -> tuple[Publication, int]:
         """Add a publication and offer it to every matching subscriber; returns it and
         the number of subscribers it was offered to."""
         pub = Publication(
             next(self._ids), channels, xdescr, pairs, priority, pub_end_ns, publisher, peer
         )
+        pub.origin = origin
         self.publications[pub.pub_id] = pub
+        if self.store is not None and origin is None:
+            self.store.published(pub)
         self._xdescr_refs[xdescr] = self._xdescr_refs.get(xdescr, 0) + 1
         for ch in channels:
             self._pubs_by_channel.setdefault(ch, {})[pub.pub_id] = pub
@@ -153,6 +170,8 @@ class Registry:
             return
         pub.live = False
         del self.publications[pub.pub_id]
+        if self.store is not None and pub.origin is None:
+            self.store.withdrawn(pub)
         for ch in pub.channels:
             pubs = self._pubs_by_channel.get(ch)
             if pubs is not None:
@@ -217,7 +236,7 @@ class Registry:
                 "xdescr": p.xdescr.decode("ascii", "replace"),
                 "priority": p.priority,
                 "pub_end_ns": p.pub_end_ns,
-                "publisher": p.peer,
+                "publisher": p.peer if p.origin is None else f"another broker ({p.origin})",
                 "delivered": p.delivered,
             }
             for p in self.publications.values()

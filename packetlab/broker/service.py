@@ -47,6 +47,7 @@ class BrokerService(service.Service):
         status: str | None = None,
         registry: Registry | None = None,
         throttle: Throttle | None = None,
+        store: str = "memory:",
     ) -> None:
         self.reactor = reactor
         self.options = server_options(credentials)
@@ -58,6 +59,8 @@ class BrokerService(service.Service):
             role: BrokerFactory(role, self.registry, self.throttle, reactor) for role in Role
         }
         self.ports: dict[str, Any] = {}
+        self.store_url = store
+        self.store: Any = None
 
     def startService(self) -> None:
         super().startService()
@@ -69,6 +72,11 @@ class BrokerService(service.Service):
         self.reactor.stop()
 
     async def _listen(self) -> None:
+        if self.store_url.startswith("redis://"):
+            from .redis_store import RedisStore
+
+            self.store = RedisStore(self.reactor, self.store_url, self.registry)
+            await self.store.start()
         for role, where in self.where.items():
             ep = PPKSServerEndpoint(serverFromString(self.reactor, where), self.options)
             port = await ep.listen(self.factories[role])
@@ -101,4 +109,6 @@ class BrokerService(service.Service):
         for f in self.factories.values():
             for conn in list(f.connections):
                 conn.close()
+        if self.store is not None:
+            ds.append(self.store.stop())
         return defer.DeferredList(ds).addCallback(lambda _: None)

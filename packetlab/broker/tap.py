@@ -71,7 +71,12 @@ class Options(usage.Options):
         self["broker_config"] = cfg
         self["credentials"] = _credentials(cfg)
         if cfg.store != "memory:":
-            raise usage.UsageError(f"--store {cfg.store!r}: expected memory:")
+            from .redis_store import parse_redis_url
+
+            try:
+                parse_redis_url(cfg.store)
+            except ValueError as e:
+                raise usage.UsageError(f"--store: {e} (or memory:, the default)") from None
 
 
 def _credentials(cfg: BrokerConfig) -> Any:
@@ -108,5 +113,6 @@ def makeService(options: Options) -> IService:
         subscribe=cfg.subscribe,
         status=cfg.status,
         throttle=throttle,
+        store=cfg.store,
     )
     return svc
