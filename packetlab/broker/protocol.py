@@ -289,6 +289,7 @@ class BrokerProtocol(Protocol):
         if registry.store is None:
             self._write_notify(pub, channel)
             return
+
         # Shared record: another broker may have sent these bytes to this endpoint.
         def claimed(first: bool) -> None:
             if first:
