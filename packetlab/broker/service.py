@@ -87,9 +87,15 @@ class BrokerService(service.Service):
         if self.status_where is not None:
             from .status import status_site
 
-            port = await serverFromString(self.reactor, self.status_where).listen(
-                status_site(self.status)
-            )
+            try:
+                port = await serverFromString(self.reactor, self.status_where).listen(
+                    status_site(self.status)
+                )
+            except Exception as e:  # the broker matters more than its status page
+                self.log.warn(
+                    "no status page: cannot listen on {where}: {e}", where=self.status_where, e=e
+                )
+                return
             self.ports["status"] = port
             self.log.info("pktbroker status page on http {host}", host=port.getHost())
 

@@ -143,6 +143,8 @@ BrokerPrivKey {r / "keys/k_brk"}
 PublishListen tcp:20556
 SubscribeListen tcp:20557
 Store memory:
+# HTTP/JSON status (pktlab broker status); loopback only
+StatusListen tcp:20558:interface=127.0.0.1
 """
 
 

@@ -53,12 +53,17 @@ class BrokerProcess:
         self.start()
 
     def start(self) -> None:
+        # Our own broker.conf: the home's one listens for status on a fixed port.
+        conf = self.workdir / "broker.conf"
+        conf.write_text("StatusListen tcp:0:interface=127.0.0.1\nErrorDelay 0.5\n")
         argv = [
             *twistd(),
             "-n",
             "--pidfile=",
             f"--logfile={self.logfile}",
             "pktbroker",
+            "--config",
+            str(conf),
             "--publish",
             f"tcp:{self.pub_port}:interface=127.0.0.1",
             "--subscribe",
@@ -73,7 +78,10 @@ class BrokerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
-        self.wait_log("subscribe port listening", since=self.mark)
+        out = self.wait_log("pktbroker status page on http", since=self.mark)
+        self.status_port = int(
+            out[self.mark :].split("status page on http")[1].split("port=")[1].split(")")[0]
+        )
 
     def output(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""

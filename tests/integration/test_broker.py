@@ -168,3 +168,37 @@ async def test_publish_api_raises_the_broker_code(home: PktlabHome, broker: Brok
     with pytest.raises(PublishRefused) as info:
         await publish(reactor, f"127.0.0.1:{broker.pub_port}", b"sni_key=nocontroller;", creds)
     assert info.value.status is wire.Status.EPUBBADADDR
+
+
+def test_pktlab_broker_status_lists_channels_and_publications(
+    home: PktlabHome, broker: BrokerProcess, ident: object
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    e = ident("st")  # type: ignore[operator]
+    s = e.subscribe(broker.sub_port)
+    pub = publish_raw(home, broker, b"controller_addr=127.0.0.1:4;sni_key=status;")
+    assert isinstance(s.recv(), wire.Xnotify)
+    url = f"http://127.0.0.1:{broker.status_port}/"
+    out = subprocess.run(
+        [sys.executable, "-m", "packetlab", "broker", "status", "--url", url, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    st = json.loads(out)
+    chan = next(c for c in st["channels"] if c["channel"] == e.channel.hex())
+    assert chan["private"] and chan["subscribers"] >= 1 and chan["publications"] >= 1
+    mine = [p for p in st["publications"] if p["xdescr"].endswith("sni_key=status;")]
+    assert mine and mine[0]["delivered"] >= 1
+    text = subprocess.run(
+        [sys.executable, "-m", "packetlab", "broker", "status", "--url", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "live publication(s)" in text and e.channel.hex() in text
+    pub.close()
+    s.close()
