@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -200,13 +201,15 @@ class BrokerProtocol(Protocol):
         elif answer.what == "xpub":
             self._cancel_idle()
             self.f.throttle.forget(self.who)
+            t0 = time.perf_counter()
             made = session.publish_pending()
             if made is None:
                 return
             pub, offered = made
             self.log.info(
                 "publish id={id} peer={peer} channels={channels} priority={prio} "
-                "xdescr={xdescr!r} offered={n}",
+                "xdescr={xdescr!r} offered={n} fanout_ms={ms:.1f}",
+                ms=(time.perf_counter() - t0) * 1000,
                 id=pub.pub_id,
                 peer=session.peer,
                 channels=",".join(channel_label(c) for c in pub.channels),

@@ -31,7 +31,7 @@ def server_options(credentials: Credentials) -> PPKSServerOptions:
     """TLS for both ports: our agent chain to every client (they send no SNI), client
     agent certificate required, any root (agent certs are self-signed)."""
     entry = ServerEntry(credentials, AuthMode.AGENT, (), require_client_cert=True)
-    return PPKSServerOptions(default=entry)
+    return PPKSServerOptions(default=entry, release_buffers=True)
 
 
 class BrokerService(service.Service):
