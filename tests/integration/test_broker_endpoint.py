@@ -199,3 +199,49 @@ def test_two_experiments_at_once(
         p2.close()
     finally:
         ep.stop()
+
+
+def test_yield_runs_the_same_xdescr_again_after_its_hint(
+    home: PktlabHome, broker: BrokerProcess, ctl: TLSController, tmp_path: Path
+) -> None:
+    ep = endpoint(home, broker, tmp_path)
+    try:
+        ep.wait_log("Broker subscription finished")
+        pub = Publisher(home, broker, xd(ctl, "yieldy"))
+        c = ctl.accept()
+        c.start()
+        t0 = time.monotonic()
+        c.ok(wire.Yield(rhint=time.time_ns() + 1_000_000_000))
+        c.close()
+        again = ctl.accept()  # the same experiment, from the start
+        assert time.monotonic() - t0 >= 0.9
+        again.start()
+        again.close()
+        out = ep.wait_log("experiment #1 over: controller closed")
+        assert out.count("experiment #1: connecting to controller") == 2
+        pub.close()
+    finally:
+        ep.stop()
+
+
+def test_priority_above_the_controller_chain_max_is_refused(
+    home: PktlabHome, broker: BrokerProcess, tmp_path: Path
+) -> None:
+    from packetlab.ppks import CertLimits
+
+    chain = controller_chain(home, tmp_path / "lim", limits=CertLimits(max_num_priority=3))
+    ctl = TLSController(chain, home.key_path("k_xc"), tmp_path)
+    ep = endpoint(home, broker, tmp_path)
+    try:
+        ep.wait_log("Broker subscription finished")
+        pub = Publisher(home, broker, xd(ctl, "toohigh", "exp_priority=5;"))
+        try:  # refused right after the handshake (the abort may beat our handshake end)
+            assert ctl.accept().closed_by_peer()
+        except OSError:
+            pass
+        out = ep.wait_log("experiment #1 over")
+        assert "max_num_priority" in out
+        pub.close()
+    finally:
+        ep.stop()
+        ctl.close()
