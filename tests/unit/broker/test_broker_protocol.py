@@ -205,3 +205,32 @@ def test_subscribed_client_may_idle() -> None:
     p.dataReceived(sub_frames())
     w.clock.advance(IDLE_TIMEOUT * 10)
     assert not t.disconnecting
+
+
+def test_fanout_sends_one_batch_per_reactor_turn_in_order() -> None:
+    w = World()
+    w.factories[Role.SUBSCRIBE].fanout.batch = 3
+    subs = []
+    for i in range(7):
+        p, t = w.connect(Role.SUBSCRIBE, f"10.0.1.{i}")
+        p.session.agent_key = bytes([i]) * 32  # type: ignore[union-attr]
+        p.dataReceived(sub_frames())
+        frames(t)
+        subs.append(t)
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(
+        encode(Xpub([b"public"], ZERO, XD))
+        + encode(Xpub([b"public"], ZERO, b"controller_addr=h2;"))
+    )
+    got = [len(frames(t)) for t in subs]
+    assert sum(got) == 3  # the first batch at once, the rest in later turns
+    w.clock.advance(0)
+    w.clock.advance(0)
+    w.clock.advance(0)
+    w.clock.advance(0)
+    w.clock.advance(0)
+    later = [frames(t) for t in subs]
+    assert sum(got) + sum(len(f) for f in later) == 14
+    for f in later:  # one link's notifications stay in publication order
+        xds = [m.xdescr for m in f if isinstance(m, Xnotify)]
+        assert xds == sorted(xds, key=lambda x: x != XD)
