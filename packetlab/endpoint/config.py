@@ -31,6 +31,7 @@ MAX_LOCAL_ADDRS = 256
 MAX_DNS_ADDRS = 16
 MAX_HOSTID = 255
 U32_MAX = 0xFFFFFFFF
+MONITOR_MEMORY_MIN = 131072  # MonitorMemoryMax floor: the 2-page host memory (§7.4)
 _SNIKEY_RE = re.compile(r"[a-z0-9]{1,63}")
 
 IPv4If = ipaddress.IPv4Interface
@@ -62,6 +63,13 @@ class EndpointConfig:
     eop_pubkeys: list[str] = field(default_factory=list)
     #: Resource accounting database (None: ~/.pktlab/endpt.rlim.sqlite3, docs/ppks.md).
     rlim_db: str | None = None
+    #: Monitors (§7.4, §8): MonitorReportCrash, MonitorDeadlineMillsec, MonitorMemoryMax,
+    #: MonitorEnableDebug; where persistent monitor memory lives (None: under ~/.pktlab).
+    monitor_report_crash: bool = False
+    monitor_deadline_ms: int = 100
+    monitor_memory_max: int = 1048576
+    monitor_debug: bool = False
+    monitor_persistent_path: str | None = None
     #: Keys recognised but not used by this version (kept for the features still to come).
     reserved: dict[str, str] = field(default_factory=dict)
     #: Human-readable warnings gathered while parsing (unknown keys, ignored features).
@@ -232,6 +240,29 @@ def _set_rlim_db(cfg: EndpointConfig, value: str) -> None:
     cfg.rlim_db = str(Path(value).expanduser()) if value else None
 
 
+def _set_report_crash(cfg: EndpointConfig, value: str) -> None:
+    cfg.monitor_report_crash = _bool(value)
+
+
+def _set_deadline(cfg: EndpointConfig, value: str) -> None:
+    cfg.monitor_deadline_ms = _int(value, 1, 60000)
+
+
+def _set_memory_max(cfg: EndpointConfig, value: str) -> None:
+    n = _int(value, 0, U32_MAX)
+    if n < MONITOR_MEMORY_MIN:
+        cfg.warnings.append(f"MonitorMemoryMax {n} is below the minimum; {MONITOR_MEMORY_MIN} used")
+    cfg.monitor_memory_max = max(n, MONITOR_MEMORY_MIN)
+
+
+def _set_monitor_debug(cfg: EndpointConfig, value: str) -> None:
+    cfg.monitor_debug = _bool(value)
+
+
+def _set_persistent_path(cfg: EndpointConfig, value: str) -> None:
+    cfg.monitor_persistent_path = str(Path(value).expanduser()) if value else None
+
+
 def _set_rawlkm(cfg: EndpointConfig, value: str) -> None:
     if _bool(value):
         cfg.warnings.append("RawModeLKM 1 is not supported; ignored")
@@ -252,13 +283,17 @@ _HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
     "EndpointPrivKey": _set_privkey,
     "EndpointOpPubKeyPath": _set_eop_keys,
     "RLimDBPath": _set_rlim_db,
+    "MonitorReportCrash": _set_report_crash,
+    "MonitorDeadlineMillsec": _set_deadline,
+    "MonitorMemoryMax": _set_memory_max,
+    "MonitorEnableDebug": _set_monitor_debug,
+    "MonitorPersistentPath": _set_persistent_path,
 }
 _RESERVED_KEYS = frozenset(
     {
         "BrokerAddr", "BrokerChannel", "AutoExtractChannel", "EndpointAgentCertPath",
         "BrokerChainRootPath", "SubPrivCertChainPath", "EndpointAttr",
-        "WorkerBusyWaitMode", "MonitorReportCrash", "MonitorDeadlineMillsec",
-        "MonitorMemoryMax", "MonitorEnableDebug",
+        "WorkerBusyWaitMode",
     }
 )  # fmt: skip
 KNOWN_KEYS: tuple[str, ...] = tuple(sorted(set(_HANDLERS) | _RESERVED_KEYS))

@@ -88,7 +88,8 @@ class Options(usage.Options):
         self["sessions"] = int(count)
 
     def opt_monitor(self, path: str) -> None:
-        """An auxiliary monitor (.wasm); repeatable, at most 16. Not supported yet."""
+        """An aux monitor (.wasm) run on every session after the chain's monitors;
+        repeatable, at most 16 (docs/monitors.md)."""
         self["monitor"].append(path)
 
     opt_m = opt_monitor
@@ -120,12 +121,13 @@ class Options(usage.Options):
         for path in monitors:
             if not Path(path).is_file():
                 raise usage.UsageError(f"--monitor {path}: no such file")
-        if monitors:
-            raise usage.UsageError(
-                "--monitor: monitors are not supported by this version of pktendpoint yet; "
-                "refusing to run experiments without the monitors you asked for"
-            )
         self["endpoint_config"] = self.build_config()
+        from packetlab.endpoint.monitors import MonitorHost
+
+        try:  # a bad aux monitor stops the daemon here, with the reason
+            self["monitor_host"] = MonitorHost.from_config(self["endpoint_config"], monitors)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
         address: ControllerAddress = self["address"]
         if not self["insecure-plaintext"]:
             from packetlab.endpoint.tlslink import TLSLink
@@ -158,9 +160,10 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
     from twisted.logger import Logger
 
-    from packetlab.endpoint.checks import RequestGate
+    from packetlab.endpoint.checks import OpenGate, RequestGate
     from packetlab.endpoint.clock import realtime_ns
     from packetlab.endpoint.memory import system_image
+    from packetlab.endpoint.monitors import MonitorGate, MonitorHost
     from packetlab.endpoint.netio import ReactorNetwork
     from packetlab.endpoint.sender import PreciseScheduler
     from packetlab.endpoint.service import ControllerLink, NoSubService, PlaintextLink
@@ -175,8 +178,16 @@ def makeService(options: Options) -> IService:
     scheduler = PreciseScheduler(reactor)
     network: Network = ReactorNetwork(reactor)
 
+    monitors: MonitorHost = options["monitor_host"]
+    for aux in monitors.aux:
+        log.info("aux monitor {path} ({d})", path=aux.path, d=aux.compiled.digest.hex())
+
     def make_session(gate: RequestGate | None = None) -> Session:
-        return Session(cfg, network, scheduler, realtime_ns, gate=gate, image=bytearray(image))
+        gate = monitors.gate(gate if gate is not None else OpenGate())
+        session = Session(cfg, network, scheduler, realtime_ns, gate=gate, image=bytearray(image))
+        if isinstance(gate, MonitorGate):
+            gate.attach(session.memory)
+        return session
 
     link: ControllerLink = PlaintextLink()
     admission = None
