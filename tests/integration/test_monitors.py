@@ -186,7 +186,7 @@ def test_cert_monitors_over_tls(tls_world: Any, tmp_path: Path) -> None:
     a = wat2wasm(monitor_wat(ALLOW | {"nopen": "(i32.const 21)"}))
     b = wat2wasm(monitor_wat(ALLOW | COUNTER, initialize=REPORT))
     other = wat2wasm(monitor_wat(ALLOW))
-    ctl, ep = tls_world(CertLimits(monitor_digests=(abi.digest(b), abi.digest(a))))
+    ctl, _ep = tls_world(CertLimits(monitor_digests=(abi.digest(b), abi.digest(a))))
     # Session 1: only one of the two programs: start refused, session closed.
     c = ctl.accept()
     assert c.request(wire.Cdata(b"monitor", abi.encode(a))) == wire.Result(0)
