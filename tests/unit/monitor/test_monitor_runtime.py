@@ -319,3 +319,15 @@ def test_debug_is_silent_when_disabled() -> None:
     inst = box.instantiate(compile_monitor(wasm(wat)), host)
     assert inst.check("nclose", (1, inst.pm, 256)) == 0
     assert host.debugged == []
+
+
+def test_retarget_memory_import() -> None:
+    from packetlab.monitor.build import retarget_memory_import
+
+    src = monitor_wat(ALLOW).replace('(import "monitor" "memory"', '(import "env" "memory"')
+    with pytest.raises(MonitorLoadError, match="env.memory"):
+        compile_monitor(wasm(src))
+    fixed = retarget_memory_import(wasm(src))
+    c = compile_monitor(fixed)
+    assert c.checks == frozenset(abi.CHECKS)
+    assert retarget_memory_import(fixed) == fixed  # nothing left to rename
