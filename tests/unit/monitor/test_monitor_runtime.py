@@ -325,7 +325,7 @@ def test_retarget_memory_import() -> None:
     from packetlab.monitor.build import retarget_memory_import
 
     src = monitor_wat(ALLOW).replace('(import "monitor" "memory"', '(import "env" "memory"')
-    with pytest.raises(MonitorLoadError, match="env.memory"):
+    with pytest.raises(MonitorLoadError, match=r"env\.memory"):
         compile_monitor(wasm(src))
     fixed = retarget_memory_import(wasm(src))
     c = compile_monitor(fixed)
