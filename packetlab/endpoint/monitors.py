@@ -38,7 +38,7 @@ from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.memory import VirtualMemory
 from packetlab.endpoint.sockets import Skt
 from packetlab.monitor import abi
-from packetlab.monitor.calls import KIND, ndata_args, nopen_args, nsend_args
+from packetlab.monitor.calls import ndata_args, nopen_args, nsend_args
 from packetlab.monitor.persist import PersistentMemory, aux_key, cert_key
 from packetlab.monitor.runtime import (
     Box,
@@ -247,16 +247,16 @@ class MonitorGate:
     # -- requests ----------------------------------------------------------------------
 
     def check(self, msg: Message) -> Result | None:
-        args_of = _ARGS.get(type(msg))
-        if args_of is not None:
-            kind, curpkt_of = KIND[type(msg)], _CURPKT[type(msg)]
+        plan = _PLAN.get(type(msg))
+        if plan is not None:
+            kind, args_of, curpkt_of = plan
             curpkt = curpkt_of(msg)
             for idx, inst in enumerate(self.monitors):
                 rv = inst.check(kind, args_of(inst, msg), curpkt)
                 if rv:
                     return self._rejected(idx, inst, kind, rv)
         verdict = self.inner.check(msg)
-        if verdict is not None and args_of is not None:
+        if verdict is not None and plan is not None:
             self._results(msg, verdict.errid)
         return verdict
 
@@ -273,13 +273,15 @@ class MonitorGate:
         self._results(msg, errid)
 
     def _results(self, msg: Message, errid: int) -> None:
-        kind = KIND.get(type(msg))
-        watchers = self._with_results.get(kind, ()) if kind is not None else ()
+        plan = _PLAN.get(type(msg))
+        if plan is None:
+            return
+        kind, args_of, curpkt_of = plan
+        watchers = self._with_results.get(kind)
         if watchers:
-            args_of = _ARGS[type(msg)]
-            curpkt = _CURPKT[type(msg)](msg)
+            curpkt = curpkt_of(msg)
             for inst in watchers:
-                inst.result(kind, args_of(inst, msg), errid, curpkt)  # type: ignore[arg-type]
+                inst.result(kind, args_of(inst, msg), errid, curpkt)
 
     def check_ndata(
         self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None
@@ -350,15 +352,15 @@ def _persistent_keys(certs: Sequence[Certificate]) -> dict[bytes, bytes]:
     return keys
 
 
-_ARGS: dict[type, Callable[[Instance, Any], tuple[int, ...]]] = {
-    Nopen: nopen_args,
-    Nclose: lambda inst, m: (m.sktid, inst.pm, PM_LEN),
-    Nsend: nsend_args,
-    Ncap: lambda inst, m: (m.sktid, m.family, m.proto, m.endtime, inst.pm, PM_LEN),
-}
-_CURPKT: dict[type, Callable[[Any], bytes]] = {
-    Nopen: lambda m: b"",
-    Nclose: lambda m: b"",
-    Nsend: lambda m: m.data,
-    Ncap: lambda m: m.filter,
+_Plan = tuple[str, Callable[[Instance, Any], tuple[int, ...]], Callable[[Any], bytes]]
+#: Per checked request type: (kind, its argument list, its CURPKT_DATA).
+_PLAN: dict[type, _Plan] = {
+    Nopen: ("nopen", nopen_args, lambda m: b""),
+    Nclose: ("nclose", lambda inst, m: (m.sktid, inst.pm, PM_LEN), lambda m: b""),
+    Nsend: ("nsend", nsend_args, lambda m: m.data),
+    Ncap: (
+        "ncap",
+        lambda inst, m: (m.sktid, m.family, m.proto, m.endtime, inst.pm, PM_LEN),
+        lambda m: m.filter,
+    ),
 }

@@ -384,6 +384,8 @@ class Instance:
         self._malloc: _Raw | None = None
         self._free: _Raw | None = None
         self._init: _Raw | None = None
+        self._scratch = memoryview(b"")
+        self._pm = memoryview(b"")
 
     # -- setup ------------------------------------------------------------------------
 
@@ -431,6 +433,14 @@ class Instance:
             self.scratch = self._alloc(SCRATCH_LEN)
         except MonitorCrash as e:
             raise MonitorLoadError(f"malloc failed: {e}") from None
+        # Views over the two host buffers: memories never move and never shrink, so they
+        # stay valid, and a slice assignment is far cheaper than a ctypes memmove.
+        self._scratch = memoryview(
+            (_c.c_uint8 * SCRATCH_LEN).from_address(self._base + self.scratch)
+        ).cast("B")
+        self._pm = memoryview((_c.c_uint8 * abi.PM_LEN).from_address(self._base + self.pm)).cast(
+            "B"
+        )
         self.write(self.pm, pm[: abi.PM_LEN].ljust(abi.PM_LEN, b"\0"))
 
     def _alloc(self, n: int) -> int:
@@ -519,12 +529,12 @@ class Instance:
 
     def stage(self, data: bytes) -> int:
         """Put a check's address/port bytes in the scratch buffer; its wasm address."""
-        _c.memmove(self._base + self.scratch, data, len(data))
+        self._scratch[: len(data)] = data
         return self.scratch
 
     def persistent(self) -> bytes:
         """The 256 bytes of persistent memory, as the monitor left them."""
-        return _c.string_at(self._base + self.pm, abi.PM_LEN)
+        return self._pm.tobytes()
 
     # -- calls ------------------------------------------------------------------------
 
