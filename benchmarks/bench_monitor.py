@@ -122,7 +122,7 @@ def call_cost(n: int = 20000) -> dict[str, float]:
     raw = (time.perf_counter() - t0) / n * 1e6
     func = inst._checks["nsend"].func
     store = box.store
-    box.deadline_ticks = 1 << 40  # Func.__call__ bypasses the box's deadline bookkeeping
+    box.deadline_ns = 1 << 62  # Func.__call__ bypasses the box's deadline bookkeeping
     m = max(1, n // 10)
     t0 = time.perf_counter()
     for _ in range(m):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packetlab.endpoint import netif
+from packetlab.ppks import BurstRate
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -70,6 +71,13 @@ class EndpointConfig:
     monitor_memory_max: int = 1048576
     monitor_debug: bool = False
     monitor_persistent_path: str | None = None
+    #: Operator policy on every experiment (docs/endpoint.md, packetlab.endpoint.policy).
+    capture_filter: str | None = None
+    capture_snaplen: int | None = None
+    capture_anon_mask4: bytes | None = None
+    capture_anon_mask6: bytes | None = None
+    exp_send_rate_pkt: BurstRate | None = None
+    exp_send_rate_byte: BurstRate | None = None
     #: Keys recognised but not used by this version (kept for the features still to come).
     reserved: dict[str, str] = field(default_factory=dict)
     #: Human-readable warnings gathered while parsing (unknown keys, ignored features).
@@ -263,6 +271,38 @@ def _set_persistent_path(cfg: EndpointConfig, value: str) -> None:
     cfg.monitor_persistent_path = str(Path(value).expanduser()) if value else None
 
 
+def _set_capture_filter(cfg: EndpointConfig, value: str) -> None:
+    cfg.capture_filter = value or None
+
+
+def _set_snaplen(cfg: EndpointConfig, value: str) -> None:
+    cfg.capture_snaplen = _int(value, 1, 0x10000) if value else None
+
+
+def _set_mask4(cfg: EndpointConfig, value: str) -> None:
+    from packetlab.endpoint.policy import parse_anon_mask
+
+    cfg.capture_anon_mask4 = parse_anon_mask(value, 4) if value else None
+
+
+def _set_mask6(cfg: EndpointConfig, value: str) -> None:
+    from packetlab.endpoint.policy import parse_anon_mask
+
+    cfg.capture_anon_mask6 = parse_anon_mask(value, 6) if value else None
+
+
+def _set_rate_pkt(cfg: EndpointConfig, value: str) -> None:
+    from packetlab.endpoint.policy import parse_rate
+
+    cfg.exp_send_rate_pkt = parse_rate(value) if value else None
+
+
+def _set_rate_byte(cfg: EndpointConfig, value: str) -> None:
+    from packetlab.endpoint.policy import parse_rate
+
+    cfg.exp_send_rate_byte = parse_rate(value) if value else None
+
+
 def _set_rawlkm(cfg: EndpointConfig, value: str) -> None:
     if _bool(value):
         cfg.warnings.append("RawModeLKM 1 is not supported; ignored")
@@ -288,6 +328,12 @@ _HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
     "MonitorMemoryMax": _set_memory_max,
     "MonitorEnableDebug": _set_monitor_debug,
     "MonitorPersistentPath": _set_persistent_path,
+    "CaptureFilter": _set_capture_filter,
+    "CaptureSnaplen": _set_snaplen,
+    "CaptureAnonMask4": _set_mask4,
+    "CaptureAnonMask6": _set_mask6,
+    "ExpSendRatePkt": _set_rate_pkt,
+    "ExpSendRateByte": _set_rate_byte,
 }
 _RESERVED_KEYS = frozenset(
     {

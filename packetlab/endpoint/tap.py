@@ -122,10 +122,12 @@ class Options(usage.Options):
             if not Path(path).is_file():
                 raise usage.UsageError(f"--monitor {path}: no such file")
         self["endpoint_config"] = self.build_config()
+        from packetlab.endpoint import policy
         from packetlab.endpoint.monitors import MonitorHost
 
-        try:  # a bad aux monitor stops the daemon here, with the reason
+        try:  # a bad aux monitor or capture filter stops the daemon here, with the reason
             self["monitor_host"] = MonitorHost.from_config(self["endpoint_config"], monitors)
+            self["policy"] = policy.from_config(self["endpoint_config"])
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         address: ControllerAddress = self["address"]
@@ -165,6 +167,7 @@ def makeService(options: Options) -> IService:
     from packetlab.endpoint.memory import system_image
     from packetlab.endpoint.monitors import MonitorGate, MonitorHost
     from packetlab.endpoint.netio import ReactorNetwork
+    from packetlab.endpoint.policy import PolicyGate, PolicyNetwork
     from packetlab.endpoint.sender import PreciseScheduler
     from packetlab.endpoint.service import ControllerLink, NoSubService, PlaintextLink
     from packetlab.endpoint.session import Session
@@ -182,8 +185,15 @@ def makeService(options: Options) -> IService:
     for aux in monitors.aux:
         log.info("aux monitor {path} ({d})", path=aux.path, d=aux.compiled.digest.hex())
 
+    capture, rate_pkt, rate_byte = options["policy"]
+    if capture.active:
+        network = PolicyNetwork(network, capture)
+
     def make_session(gate: RequestGate | None = None) -> Session:
-        gate = monitors.gate(gate if gate is not None else OpenGate())
+        gate = gate if gate is not None else OpenGate()
+        if rate_pkt is not None or rate_byte is not None:
+            gate = PolicyGate(gate, realtime_ns, rate_pkt, rate_byte)
+        gate = monitors.gate(gate)  # monitors first, then the endpoint's own checks
         session = Session(cfg, network, scheduler, realtime_ns, gate=gate, image=bytearray(image))
         if isinstance(gate, MonitorGate):
             gate.attach(session.memory)

@@ -20,11 +20,11 @@ deadline. So the hot path has no extra ctypes call for the deadline.
 from __future__ import annotations
 
 import ctypes
-import math
 import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from time import monotonic_ns as _now
 from typing import Any, Protocol
 
 import wasmtime
@@ -43,7 +43,11 @@ __all__ = [
     "compile_monitor",
 ]
 
-TICK_S = 0.005  # epoch tick: a deadline is kept to within one tick
+# Epoch tick: a fifth of the deadline (20 ms for the default 100 ms, so a spinning call is
+# cut off 100-120 ms after it began; the reference was seen at 110-120 ms), 1 ms at least.
+# Each tick takes the GIL briefly, so fewer ticks cost the reactor less.
+MAX_TICK_S = 0.020
+MIN_TICK_S = 0.001
 SCRATCH_LEN = 64  # laddr[16] raddr[16] lport[2] rport[2] of a check, staged in wasm memory
 MAX_TABLE_ELEMENTS = 100_000
 MAX_DEBUG_LEN = 4096
@@ -88,16 +92,18 @@ def engine() -> wasmtime.Engine:
 
 
 class _Ticker:
-    """Advances the engine epoch every TICK_S while at least one box is open."""
+    """Advances the engine epoch every `tick_s` while at least one box is open."""
 
     def __init__(self) -> None:
         self.ticks = 0
+        self.tick_s = MAX_TICK_S
         self._users = 0
         self._lock = threading.Lock()
         self._stop: threading.Event | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, tick_s: float) -> None:
         with self._lock:
+            self.tick_s = tick_s if self._users == 0 else min(self.tick_s, tick_s)
             self._users += 1
             if self._stop is None:
                 self._stop = threading.Event()
@@ -115,7 +121,7 @@ class _Ticker:
 
     def _run(self, stop: threading.Event) -> None:
         eng = engine()
-        while not stop.wait(TICK_S):
+        while not stop.wait(self.tick_s):
             self.ticks += 1
             eng.increment_epoch()
 
@@ -306,19 +312,19 @@ class Box:
         self.ctx = _c.cast(self.store._context(), _VP).value
         self.trap = _VP()
         self.trap_addr = _c.addressof(self.trap)
-        self.deadline_ticks = max(1, math.ceil(settings.deadline_ms / 1000 / TICK_S))
+        self.deadline_ns = settings.deadline_ms * 1_000_000
         self.started = 0
         self.instances: list[Instance] = []
         self._epoch_cb = _EPOCH_CB(self._on_deadline)
         store_ptr = _c.cast(self.store.ptr(), _VP).value
         _set_epoch_callback(store_ptr, _c.cast(self._epoch_cb, _VP).value, None, None)
         self.store.set_epoch_deadline(1)
-        _ticker.acquire()
+        _ticker.acquire(min(MAX_TICK_S, max(MIN_TICK_S, settings.deadline_ms / 5000)))
         self._open = True
 
     def _on_deadline(self, ctx: Any, data: Any, delta: Any, kind: Any) -> int:
         # Runs inside wasm once the epoch passed the deadline (at most once per tick).
-        if _ticker.ticks - self.started > self.deadline_ticks:
+        if _now() - self.started > self.deadline_ns:
             msg = f"deadline of {self.settings.deadline_ms} ms exceeded".encode()
             return int(_error_new(msg) or 0)
         delta[0] = 1
@@ -328,7 +334,7 @@ class Box:
     def call(self, raw: _Raw, args: Sequence[int]) -> int:
         """Call `raw` with `args`; its i32 result (0 if none). Raises `MonitorCrash`."""
         raw.pack(raw.buf, 0, *args)
-        self.started = _ticker.ticks
+        self.started = _now()
         err = _call_unchecked(self.ctx, raw.fn, raw.buf_addr, raw.n, self.trap_addr)
         if err or self.trap.value:
             raise MonitorCrash(self._failure(err))
@@ -408,7 +414,7 @@ class Instance:
             else:
                 assert isinstance(imp.type, wasmtime.FuncType)
                 imports.append(_wasi_stub(store, imp.type))
-        box.started = _ticker.ticks
+        box.started = _now()
         try:
             instance = wasmtime.Instance(store, self.compiled.module, imports)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
