@@ -139,3 +139,18 @@ def test_init_requires_the_monitor(tmp_path: Path) -> None:
     cert = PktlabHome.at(tmp_path / "home").certificate("exppriv_eop_exper")
     assert cert.limits is not None
     assert cert.limits.monitor_digests == (abi.digest(wasm.read_bytes()),)
+
+
+@needs_clang
+def test_tutorial_write_test_and_require_a_monitor(tmp_path: Path) -> None:
+    """docs/monitors.md, "write, test and require your first monitor", as commands."""
+    wasm = build("tcp_only.c", tmp_path)
+    home = tmp_path / "demo"
+    pktlab("init", "--home", str(home), "--monitor", str(wasm))
+    script = str(EXAMPLES / "require_monitor.py")
+    run = [sys.executable, script, "--home", str(home)]
+    ok = subprocess.run([*run, str(wasm)], capture_output=True, text=True, timeout=120)
+    assert "tcp socket: opened" in ok.stdout, ok.stdout + ok.stderr
+    assert "udp socket: nopen failed: ECTLMONREJ (0x12), monitor 0 error 1" in ok.stdout
+    refused = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert "ECRTNOHDAT" in refused.stdout
