@@ -38,7 +38,7 @@ from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.memory import VirtualMemory
 from packetlab.endpoint.sockets import Skt
 from packetlab.monitor import abi
-from packetlab.monitor.calls import ndata_args, nopen_args, nsend_args
+from packetlab.monitor.calls import nopen_args, nsend_args
 from packetlab.monitor.persist import PersistentMemory, aux_key, cert_key
 from packetlab.monitor.runtime import (
     Box,
@@ -233,6 +233,8 @@ class MonitorGate:
             frames.append(codec.encode(Linfo(name=_LINFO_NAME, aux=index, info=info)))
         for kind in abi.REQUESTS:
             self._with_results[kind] = [m for m in self.monitors if kind in m.compiled.results]
+        if not any(self._with_results.values()):
+            self.done = self.inner.done  # type: ignore[method-assign]  # nothing to call
         self.checks_ndata = True
         return None, extra + frames
 
@@ -249,10 +251,9 @@ class MonitorGate:
     def check(self, msg: Message) -> Result | None:
         plan = _PLAN.get(type(msg))
         if plan is not None:
-            kind, args_of, curpkt_of = plan
-            curpkt = curpkt_of(msg)
+            kind, run = plan[0], plan[3]
             for idx, inst in enumerate(self.monitors):
-                rv = inst.check(kind, args_of(inst, msg), curpkt)
+                rv = run(inst, msg)
                 if rv:
                     return self._rejected(idx, inst, kind, rv)
         verdict = self.inner.check(msg)
@@ -276,7 +277,7 @@ class MonitorGate:
         plan = _PLAN.get(type(msg))
         if plan is None:
             return
-        kind, args_of, curpkt_of = plan
+        kind, args_of, curpkt_of, _ = plan
         watchers = self._with_results.get(kind)
         if watchers:
             curpkt = curpkt_of(msg)
@@ -287,8 +288,7 @@ class MonitorGate:
         self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None
     ) -> int:
         for idx, inst in enumerate(self.monitors):
-            args = ndata_args(inst, skt.sktid, skt.family, skt.proto, time, raddr, rport, len(data))
-            rv = inst.check("ndata", args, data)
+            rv = inst.check_ndata(skt.sktid, skt.family, skt.proto, time, raddr, rport, data)
             if rv:
                 if rv >= CRASH:
                     _log_crash(idx, inst, "ndata")
@@ -352,13 +352,23 @@ def _persistent_keys(certs: Sequence[Certificate]) -> dict[bytes, bytes]:
     return keys
 
 
-_Plan = tuple[str, Callable[[Instance, Any], tuple[int, ...]], Callable[[Any], bytes]]
-#: Per checked request type: (kind, its argument list, its CURPKT_DATA).
+_Args = Callable[[Instance, Any], tuple[int, ...]]
+_Plan = tuple[str, _Args, Callable[[Any], bytes], Callable[[Instance, Any], int]]
+
+
+def _plan(kind: str, args_of: _Args, curpkt_of: Callable[[Any], bytes]) -> _Plan:
+    def run(inst: Instance, m: Any) -> int:
+        return inst.check(kind, args_of(inst, m), curpkt_of(m))
+
+    return kind, args_of, curpkt_of, run
+
+
+#: Per checked request type: (kind, its argument list, its CURPKT_DATA, the check call).
 _PLAN: dict[type, _Plan] = {
-    Nopen: ("nopen", nopen_args, lambda m: b""),
-    Nclose: ("nclose", lambda inst, m: (m.sktid, inst.pm, PM_LEN), lambda m: b""),
-    Nsend: ("nsend", nsend_args, lambda m: m.data),
-    Ncap: (
+    Nopen: _plan("nopen", nopen_args, lambda m: b""),
+    Nclose: _plan("nclose", lambda inst, m: (m.sktid, inst.pm, PM_LEN), lambda m: b""),
+    Nsend: ("nsend", nsend_args, lambda m: m.data, Instance.check_nsend),  # the hot path
+    Ncap: _plan(
         "ncap",
         lambda inst, m: (m.sktid, m.family, m.proto, m.endtime, inst.pm, PM_LEN),
         lambda m: m.filter,

@@ -331,3 +331,35 @@ def test_retarget_memory_import() -> None:
     c = compile_monitor(fixed)
     assert c.checks == frozenset(abi.CHECKS)
     assert retarget_memory_import(fixed) == fixed  # nothing left to rename
+
+
+def test_hot_paths_pass_the_same_arguments_as_the_generic_path() -> None:
+    from packetlab.monitor.calls import ndata_args, nsend_args
+    from packetlab.wire.messages import Nsend
+
+    # rv = a hash of every argument and of the staged raddr/rport bytes
+    def body(kind: str) -> str:
+        acc = "(i32.const 7)"
+        for n in abi.CHECK_PARAMS[kind]:
+            v = f"(local.get ${n})"
+            if n == "time":
+                v = f"(i32.xor (i32.wrap_i64 {v}) (i32.wrap_i64 (i64.shr_u {v} (i64.const 32))))"
+            elif n in ("raddr", "rport"):
+                v = f"(if (result i32) {v} (then (i32.load {v})) (else (i32.const 5)))"
+            acc = f"(i32.add (i32.mul {acc} (i32.const 31)) {v})"
+        return f"(i32.and {acc} (i32.const 0xffff))"
+
+    inst = load(monitor_wat({"nsend": body("nsend"), "ndata": body("ndata")}))
+    lo = bytes([127, 0, 0, 1])
+    for m in (
+        Nsend(1, 4, 17, 2**40 + 3, 9, b"abc", lo, 53),
+        Nsend(2, 6, 17, 5, 0, b"", bytes(range(16)), 65535),
+        Nsend(3, 4, 6, 0, 1, b"xyz"),
+    ):
+        assert inst.check_nsend(m) == inst.check("nsend", nsend_args(inst, m), m.data)
+        args = ndata_args(inst, m.sktid, m.family, m.proto, m.time, m.raddr, m.rport, 3)
+        hot = inst.check_ndata(m.sktid, m.family, m.proto, m.time, m.raddr, m.rport, b"abc")
+        assert hot == inst.check("ndata", args, b"abc")
+    missing = load(monitor_wat({"nclose": "(i32.const 0)"}))
+    assert missing.check_nsend(Nsend(1, 4, 6, 0, 0, b"x")) == abi.MONITOR_CRASH
+    assert missing.check_ndata(1, 4, 6, 0, None, None, b"x") == abi.MONITOR_CRASH
