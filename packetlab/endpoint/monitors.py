@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
@@ -38,22 +38,17 @@ from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.memory import VirtualMemory
 from packetlab.endpoint.sockets import Skt
 from packetlab.monitor import abi
+from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
 from packetlab.monitor.calls import nopen_args, nsend_args
 from packetlab.monitor.persist import PersistentMemory, aux_key, cert_key
-from packetlab.monitor.runtime import (
-    Box,
-    Compiled,
-    Instance,
-    MonitorCrash,
-    MonitorLoadError,
-    Settings,
-    compile_monitor,
-)
 from packetlab.ppks import Certificate, default_home
 from packetlab.wire import codec
 from packetlab.wire.constants import CDATA_HINT_MONITOR, Status
 from packetlab.wire.messages import Linfo, Message, Ncap, Nclose, Nopen, Nsend, Result
 from packetlab.wire.program import PKTLAB_WASM
+
+if TYPE_CHECKING:  # wasmtime loads only when a monitor is compiled (~12 MiB of RSS)
+    from packetlab.monitor.runtime import Box, Compiled, Instance
 
 __all__ = ["MAX_AUX", "AuxMonitor", "MonitorGate", "MonitorHost", "settings_of"]
 
@@ -101,6 +96,8 @@ class MonitorHost:
     def from_config(cls, cfg: EndpointConfig, aux_paths: Sequence[str] = ()) -> MonitorHost:
         """Compile and check the aux monitors now, so a bad one stops the daemon with a
         clear `ConfigError` instead of refusing every session."""
+        from packetlab.monitor.runtime import compile_monitor
+
         if len(aux_paths) > MAX_AUX:
             raise ConfigError(f"at most {MAX_AUX} aux monitors, got {len(aux_paths)}")
         aux = []
@@ -128,6 +125,8 @@ class MonitorHost:
         return self._store
 
     def compile(self, wasm: bytes) -> Compiled:
+        from packetlab.monitor.runtime import compile_monitor
+
         d = abi.digest(wasm)
         got = self._cache.get(d)
         if got is None:
@@ -212,6 +211,8 @@ class MonitorGate:
         if not entries:
             self._bypass()
             return None, extra
+        from packetlab.monitor.runtime import Box
+
         box = self.box = Box(self.settings)
         store = self.host.store
         for idx, (d, compiled, key) in enumerate(entries):
@@ -352,8 +353,8 @@ def _persistent_keys(certs: Sequence[Certificate]) -> dict[bytes, bytes]:
     return keys
 
 
-_Args = Callable[[Instance, Any], tuple[int, ...]]
-_Plan = tuple[str, _Args, Callable[[Any], bytes], Callable[[Instance, Any], int]]
+_Args = Callable[["Instance", Any], tuple[int, ...]]
+_Plan = tuple[str, _Args, Callable[[Any], bytes], Callable[["Instance", Any], int]]
 
 
 def _plan(kind: str, args_of: _Args, curpkt_of: Callable[[Any], bytes]) -> _Plan:
@@ -367,7 +368,7 @@ def _plan(kind: str, args_of: _Args, curpkt_of: Callable[[Any], bytes]) -> _Plan
 _PLAN: dict[type, _Plan] = {
     Nopen: _plan("nopen", nopen_args, lambda m: b""),
     Nclose: _plan("nclose", lambda inst, m: (m.sktid, inst.pm, PM_LEN), lambda m: b""),
-    Nsend: ("nsend", nsend_args, lambda m: m.data, Instance.check_nsend),  # the hot path
+    Nsend: ("nsend", nsend_args, lambda m: m.data, lambda inst, m: inst.check_nsend(m)),
     Ncap: _plan(
         "ncap",
         lambda inst, m: (m.sktid, m.family, m.proto, m.endtime, inst.pm, PM_LEN),

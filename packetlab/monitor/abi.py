@@ -7,6 +7,7 @@ load-time type checks and its raw argument layouts from these tables.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Final
 
 from packetlab.wire.program import PKTLAB_WASM
@@ -23,10 +24,32 @@ __all__ = [
     "PM_LEN",
     "REQUESTS",
     "RESULT_SUFFIX",
+    "MonitorCrash",
+    "MonitorLoadError",
+    "Settings",
     "Sig",
     "digest",
     "encode",
 ]
+
+
+class MonitorLoadError(Exception):
+    """A module the host refuses to run (bad bytes, imports or exports, failed setup)."""
+
+
+class MonitorCrash(Exception):
+    """A call into a monitor trapped, ran past its deadline, or broke the ABI."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The endpoint's monitor settings (§7.4)."""
+
+    deadline_ms: int = 100  # MonitorDeadlineMillsec
+    memory_max: int = 1048576  # MonitorMemoryMax (bytes per monitor memory)
+    debug: bool = False  # MonitorEnableDebug
+    report_crash: bool = False  # MonitorReportCrash
+
 
 I32: Final = "i32"
 I64: Final = "i64"

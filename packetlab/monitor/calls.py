@@ -9,9 +9,13 @@ through ``read_vmem_region(CURPKT_DATA, ...)`` from `Instance.curpkt`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from packetlab.monitor.abi import PM_LEN
-from packetlab.monitor.runtime import Instance
 from packetlab.wire.messages import Message, Ncap, Nclose, Ndata, Nopen, Nsend
+
+if TYPE_CHECKING:  # the runtime (and wasmtime) load only when a monitor runs
+    from packetlab.monitor.runtime import Instance
 
 __all__ = ["KIND", "check_args", "ndata_args", "nopen_args", "nsend_args"]
 

@@ -31,6 +31,7 @@ import wasmtime
 from wasmtime import _bindings as ffi
 
 from packetlab.monitor import abi
+from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
 
 __all__ = [
     "Box",
@@ -51,24 +52,6 @@ MIN_TICK_S = 0.001
 SCRATCH_LEN = 64  # laddr[16] raddr[16] lport[2] rport[2] of a check, staged in wasm memory
 MAX_TABLE_ELEMENTS = 100_000
 MAX_DEBUG_LEN = 4096
-
-
-class MonitorLoadError(Exception):
-    """A module the host refuses to run (bad bytes, imports or exports, failed setup)."""
-
-
-class MonitorCrash(Exception):
-    """A call into a monitor trapped, ran past its deadline, or broke the ABI."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The endpoint's monitor settings (§7.4)."""
-
-    deadline_ms: int = 100  # MonitorDeadlineMillsec
-    memory_max: int = 1048576  # MonitorMemoryMax (bytes per monitor memory)
-    debug: bool = False  # MonitorEnableDebug
-    report_crash: bool = False  # MonitorReportCrash
 
 
 # ---------------------------------------------------------------------------- engine
