@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+from packetlab.monitor import abi
 from packetlab.ppks import (
+    CertLimits,
     CertType,
     DelType,
     PktlabHome,
@@ -66,6 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="store_true", help="replace the keys, certs and CSRs of an existing setup"
     )
+    parser.add_argument(
+        "--monitor",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="WASM",
+        help="require this monitor: its digest goes into exppriv_eop_exper's monitor= "
+        "limit (repeatable; docs/monitors.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        init_home(home)
+        digests = [abi.digest(p.read_bytes()) for p in args.monitor]
+        init_home(home, digests)
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -86,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def init_home(home: PktlabHome) -> dict[str, Ed25519PrivateKey]:
-    """Create the demo keys, certificates and CSRs in `home`; returns the keys by name."""
+def init_home(home: PktlabHome, monitors: Sequence[bytes] = ()) -> dict[str, Ed25519PrivateKey]:
+    """Create the demo keys, certificates and CSRs in `home`; returns the keys by name.
+    `monitors` (digests) are required by the exppriv certificate."""
     home.create_dirs()
     keys: dict[str, Ed25519PrivateKey] = {}
     for name in KEYS:
@@ -95,7 +109,12 @@ def init_home(home: PktlabHome) -> dict[str, Ed25519PrivateKey]:
         write_key_pair(home.key_path(name), keys[name])
         print(f"key  {home.key_path(name)}  id {key_id(keys[name]).hex()}")
     for name, ctype, signer, subject in CERTS:
-        cert = issue_certificate(ctype, keys[signer], keys[subject], NOT_BEFORE, NOT_AFTER)
+        limits = None
+        if monitors and ctype is CertType.EXPPRIV:
+            limits = CertLimits(monitor_digests=tuple(monitors))
+        cert = issue_certificate(
+            ctype, keys[signer], keys[subject], NOT_BEFORE, NOT_AFTER, limits=limits
+        )
         home.cert_path(name).write_bytes(cert.to_pem())
         print(f"cert {home.cert_path(name)}")
     for name, ctype, dtype, requester in CSRS:

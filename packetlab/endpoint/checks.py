@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from packetlab.endpoint.sockets import Skt
+from packetlab.wire.constants import Status
 from packetlab.wire.messages import Message, Result
 
 __all__ = [
@@ -40,6 +41,10 @@ class RequestGate(Protocol):
     #: Whether `check_ndata` must be called (False keeps it off the receive hot path).
     checks_ndata: bool
 
+    def program(self, hint: bytes, data: bytes) -> Status:
+        """A `cdata` program during SETUP (hint "filter" or "monitor"): its result."""
+        ...
+
     def start(self) -> tuple[Result | None, list[bytes]]:
         """On `start`: an error result (the session then ends), or None and the frames to
         send after the start result (one linfo per monitor)."""
@@ -67,6 +72,9 @@ class OpenGate:
 
     #: The session skips the per-chunk call when this is False (the hot path).
     checks_ndata = False
+
+    def program(self, hint: bytes, data: bytes) -> Status:
+        return Status.ECRTBADHDAT  # no chain, so no digest can match (§1.4 step 3)
 
     def start(self) -> tuple[Result | None, list[bytes]]:
         return None, []

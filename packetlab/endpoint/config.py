@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packetlab.endpoint import netif
+from packetlab.ppks import BurstRate
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -31,6 +32,7 @@ MAX_LOCAL_ADDRS = 256
 MAX_DNS_ADDRS = 16
 MAX_HOSTID = 255
 U32_MAX = 0xFFFFFFFF
+MONITOR_MEMORY_MIN = 131072  # MonitorMemoryMax floor: the 2-page host memory (§7.4)
 _SNIKEY_RE = re.compile(r"[a-z0-9]{1,63}")
 
 IPv4If = ipaddress.IPv4Interface
@@ -72,6 +74,20 @@ class EndpointConfig:
     endpoint_attr: str = ""
     #: Experiments run at once in broker mode (ours; the reference runs one).
     max_experiments: int = 1
+    #: Monitors (§7.4, §8): MonitorReportCrash, MonitorDeadlineMillsec, MonitorMemoryMax,
+    #: MonitorEnableDebug; where persistent monitor memory lives (None: under ~/.pktlab).
+    monitor_report_crash: bool = False
+    monitor_deadline_ms: int = 100
+    monitor_memory_max: int = 1048576
+    monitor_debug: bool = False
+    monitor_persistent_path: str | None = None
+    #: Operator policy on every experiment (docs/endpoint.md, packetlab.endpoint.policy).
+    capture_filter: str | None = None
+    capture_snaplen: int | None = None
+    capture_anon_mask4: bytes | None = None
+    capture_anon_mask6: bytes | None = None
+    exp_send_rate_pkt: BurstRate | None = None
+    exp_send_rate_byte: BurstRate | None = None
     #: Keys recognised but not used by this version (kept for the features still to come).
     reserved: dict[str, str] = field(default_factory=dict)
     #: Human-readable warnings gathered while parsing (unknown keys, ignored features).
@@ -291,6 +307,61 @@ def _set_rlim_db(cfg: EndpointConfig, value: str) -> None:
     cfg.rlim_db = str(Path(value).expanduser()) if value else None
 
 
+def _set_report_crash(cfg: EndpointConfig, value: str) -> None:
+    cfg.monitor_report_crash = _bool(value)
+
+
+def _set_deadline(cfg: EndpointConfig, value: str) -> None:
+    cfg.monitor_deadline_ms = _int(value, 1, 60000)
+
+
+def _set_memory_max(cfg: EndpointConfig, value: str) -> None:
+    n = _int(value, 0, U32_MAX)
+    if n < MONITOR_MEMORY_MIN:
+        cfg.warnings.append(f"MonitorMemoryMax {n} is below the minimum; {MONITOR_MEMORY_MIN} used")
+    cfg.monitor_memory_max = max(n, MONITOR_MEMORY_MIN)
+
+
+def _set_monitor_debug(cfg: EndpointConfig, value: str) -> None:
+    cfg.monitor_debug = _bool(value)
+
+
+def _set_persistent_path(cfg: EndpointConfig, value: str) -> None:
+    cfg.monitor_persistent_path = str(Path(value).expanduser()) if value else None
+
+
+def _set_capture_filter(cfg: EndpointConfig, value: str) -> None:
+    cfg.capture_filter = value or None
+
+
+def _set_snaplen(cfg: EndpointConfig, value: str) -> None:
+    cfg.capture_snaplen = _int(value, 1, 0x10000) if value else None
+
+
+def _set_mask4(cfg: EndpointConfig, value: str) -> None:
+    from packetlab.endpoint.policy import parse_anon_mask
+
+    cfg.capture_anon_mask4 = parse_anon_mask(value, 4) if value else None
+
+
+def _set_mask6(cfg: EndpointConfig, value: str) -> None:
+    from packetlab.endpoint.policy import parse_anon_mask
+
+    cfg.capture_anon_mask6 = parse_anon_mask(value, 6) if value else None
+
+
+def _set_rate_pkt(cfg: EndpointConfig, value: str) -> None:
+    from packetlab.endpoint.policy import parse_rate
+
+    cfg.exp_send_rate_pkt = parse_rate(value) if value else None
+
+
+def _set_rate_byte(cfg: EndpointConfig, value: str) -> None:
+    from packetlab.endpoint.policy import parse_rate
+
+    cfg.exp_send_rate_byte = parse_rate(value) if value else None
+
+
 def _set_rawlkm(cfg: EndpointConfig, value: str) -> None:
     if _bool(value):
         cfg.warnings.append("RawModeLKM 1 is not supported; ignored")
@@ -319,11 +390,21 @@ _HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
     "SubPrivCertChainPath": _set_subpriv,
     "EndpointAttr": _set_endpoint_attr,
     "MaxConcurrentExperiments": _set_max_experiments,
+    "MonitorReportCrash": _set_report_crash,
+    "MonitorDeadlineMillsec": _set_deadline,
+    "MonitorMemoryMax": _set_memory_max,
+    "MonitorEnableDebug": _set_monitor_debug,
+    "MonitorPersistentPath": _set_persistent_path,
+    "CaptureFilter": _set_capture_filter,
+    "CaptureSnaplen": _set_snaplen,
+    "CaptureAnonMask4": _set_mask4,
+    "CaptureAnonMask6": _set_mask6,
+    "ExpSendRatePkt": _set_rate_pkt,
+    "ExpSendRateByte": _set_rate_byte,
 }
 _RESERVED_KEYS = frozenset(
     {
-        "WorkerBusyWaitMode", "MonitorReportCrash", "MonitorDeadlineMillsec",
-        "MonitorMemoryMax", "MonitorEnableDebug",
+        "WorkerBusyWaitMode",
     }
 )  # fmt: skip
 KNOWN_KEYS: tuple[str, ...] = tuple(sorted(set(_HANDLERS) | _RESERVED_KEYS))

@@ -116,8 +116,10 @@ class LimitsGate:
     rule_log: Logger = field(default_factory=Logger)
     opened: int = 0
     required_digests: tuple[bytes, ...] = ()
-    #: Digests seen in cdata that matched (filled by the monitor support, later).
+    #: Digests seen in cdata that matched (filled by `packetlab.endpoint.monitors`).
     supplied_digests: set[bytes] = field(default_factory=set)
+    #: The chain (leaf first): monitors key their persistent memory by its certificates.
+    certs: tuple[Certificate, ...] = ()
 
     def __post_init__(self) -> None:
         self.required_digests = self.limits.monitor_digests
@@ -143,6 +145,10 @@ class LimitsGate:
         self._closed = False
 
     # -- RequestGate ------------------------------------------------------------------
+
+    def program(self, hint: bytes, data: bytes) -> Status:
+        # Programs are loaded by the MonitorGate in front of this gate; alone, none can be.
+        return Status.ECRTBADHDAT
 
     def start(self) -> tuple[Result | None, list[bytes]]:
         missing = [d for d in self.required_digests if d not in self.supplied_digests]
@@ -313,4 +319,4 @@ def admit(
     if end_ns <= now:
         why = "max_exp_period used up" if remaining == 0 else "a certificate has expired"
         raise SessionRefused("max_exp_period" if remaining == 0 else "not_after", why)
-    return LimitsGate(limits, budget, clock, end_ns, rule_log=log or Logger())
+    return LimitsGate(limits, budget, clock, end_ns, rule_log=log or Logger(), certs=tuple(certs))

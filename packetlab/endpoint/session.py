@@ -232,11 +232,10 @@ class Session:
             self.outbox.put(_R[Status.ECTLNOTSUP])
 
     def _cdata(self, msg: Cdata) -> None:
-        # No certificate chain lists program digests yet, so no program can match (§1.4.3).
         if msg.hint not in (CDATA_HINT_FILTER, CDATA_HINT_MONITOR):
             self.outbox.put(_R[Status.ECRTBADHINT])
-        else:
-            self.outbox.put(_R[Status.ECRTBADHDAT])
+        else:  # matched against the chain's digests and loaded by the gate (§1.4.3, §8.1)
+            self.outbox.put(_R[self.gate.program(msg.hint, msg.data)])
 
     def _start(self, msg: Start) -> None:
         error, extra = self.gate.start()

@@ -93,7 +93,8 @@ class Options(usage.Options):
         self["sessions"] = int(count)
 
     def opt_monitor(self, path: str) -> None:
-        """An auxiliary monitor (.wasm); repeatable, at most 16. Not supported yet."""
+        """An aux monitor (.wasm) run on every session after the chain's monitors;
+        repeatable, at most 16 (docs/monitors.md)."""
         self["monitor"].append(path)
 
     opt_m = opt_monitor
@@ -126,14 +127,17 @@ class Options(usage.Options):
         for path in monitors:
             if not Path(path).is_file():
                 raise usage.UsageError(f"--monitor {path}: no such file")
-        if monitors:
-            raise usage.UsageError(
-                "--monitor: monitors are not supported by this version of pktendpoint yet; "
-                "refusing to run experiments without the monitors you asked for"
-            )
         self["endpoint_config"] = cfg = self.build_config()
         if self["broker"] is not None:
             cfg.nosub_mode = False
+        from packetlab.endpoint import policy
+        from packetlab.endpoint.monitors import MonitorHost
+
+        try:  # a bad aux monitor or capture filter stops the daemon here, with the reason
+            self["monitor_host"] = MonitorHost.from_config(cfg, monitors)
+            self["policy"] = policy.from_config(cfg)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
         address: ControllerAddress = self["address"]
         if not cfg.nosub_mode:
             self._broker_mode(cfg)
@@ -186,10 +190,12 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
     from twisted.logger import Logger
 
-    from packetlab.endpoint.checks import RequestGate
+    from packetlab.endpoint.checks import OpenGate, RequestGate
     from packetlab.endpoint.clock import realtime_ns
     from packetlab.endpoint.memory import system_image
+    from packetlab.endpoint.monitors import MonitorGate, MonitorHost
     from packetlab.endpoint.netio import ReactorNetwork
+    from packetlab.endpoint.policy import PolicyGate, PolicyNetwork
     from packetlab.endpoint.sender import PreciseScheduler
     from packetlab.endpoint.service import ControllerLink, NoSubService, PlaintextLink
     from packetlab.endpoint.session import Session
@@ -203,8 +209,23 @@ def makeService(options: Options) -> IService:
     scheduler = PreciseScheduler(reactor)
     network: Network = ReactorNetwork(reactor)
 
+    monitors: MonitorHost = options["monitor_host"]
+    for aux in monitors.aux:
+        log.info("aux monitor {path} ({d})", path=aux.path, d=aux.compiled.digest.hex())
+
+    capture, rate_pkt, rate_byte = options["policy"]
+    if capture.active:
+        network = PolicyNetwork(network, capture)
+
     def make_session(gate: RequestGate | None = None) -> Session:
-        return Session(cfg, network, scheduler, realtime_ns, gate=gate, image=bytearray(image))
+        gate = gate if gate is not None else OpenGate()
+        if rate_pkt is not None or rate_byte is not None:
+            gate = PolicyGate(gate, realtime_ns, rate_pkt, rate_byte)
+        gate = monitors.gate(gate)  # monitors first, then the endpoint's own checks
+        session = Session(cfg, network, scheduler, realtime_ns, gate=gate, image=bytearray(image))
+        if isinstance(gate, MonitorGate):
+            gate.attach(session.memory)
+        return session
 
     link: ControllerLink = PlaintextLink()
     admission = None

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 from twisted.python import usage
+from wasmtime import wat2wasm
 
 from packetlab.endpoint.service import ControllerAddress, NoSubService
 from packetlab.endpoint.tap import Options, makeService
+from packetlab.monitor.template import monitor_wat
 
 
 def parse(*argv: str) -> Options:
@@ -71,15 +73,19 @@ def test_bad_config_line_is_named(tmp_path: Path) -> None:
         parse("-c", str(conf), "--insecure-plaintext")
 
 
-def test_monitors_are_refused_until_supported(tmp_path: Path) -> None:
+def test_aux_monitors_are_checked_at_startup(tmp_path: Path) -> None:
     wasm = tmp_path / "m.wasm"
     wasm.write_bytes(b"\0asm")
     with pytest.raises(usage.UsageError, match="no such file"):
         parse("-m", str(tmp_path / "missing.wasm"), "--insecure-plaintext")
     with pytest.raises(usage.UsageError, match="at most 16"):
         parse(*["-m", str(wasm)] * 17, "--insecure-plaintext")
-    with pytest.raises(usage.UsageError, match="monitors are not supported"):
+    with pytest.raises(usage.UsageError, match=r"m\.wasm: not a valid WebAssembly module"):
         parse("--monitor", str(wasm), "--insecure-plaintext")
+    good = tmp_path / "ok.wasm"
+    good.write_bytes(wat2wasm(monitor_wat({"nsend": "(i32.const 0)"})))
+    opts = parse("-m", str(good), "-m", str(good), "--insecure-plaintext")
+    assert [a.path for a in opts["monitor_host"].aux] == [str(good)] * 2
 
 
 def test_make_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,233 @@
+"""`pktlab monitor`: build, digest and try out WebAssembly monitors (docs/monitors.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+_DESCRIPTION = """\
+Tools for PacketLab monitors (PROTOCOL.md §8): WebAssembly programs that an endpoint runs
+on every request and every received packet of an experiment."""
+
+_EPILOG = """\
+examples:
+  pktlab monitor build examples/monitors/tcp_only.c -o tcp_only.wasm
+  pktlab monitor digest tcp_only.wasm
+  pktlab monitor test tcp_only.wasm --messages examples/monitors/messages.jsonl
+  pktlab init --monitor tcp_only.wasm     # require it in the demo certificates
+  twistd pktendpoint -m tcp_only.wasm ... # or run it as an operator (aux) monitor
+
+C sources are built with clang --target=wasm32 (Debian: apt-get install clang lld)
+against the header we ship (pktlab monitor build --print-include shows where it is);
+WAT sources with wasmtime's assembler."""
+
+_TEST_EPILOG = """\
+input: JSON lines as `pktlab decode` prints them ({"type": "nsend", ...}); nopen, nclose,
+nsend, ncap and ndata are checked, other lines are passed over. Output: one JSON line per
+message with the monitor's rv, the verdict, and the endpoint's answer
+({"type": "result", "errid": 18, "monindx": 0, "monerrid": 5}, an nblock, "drop", or
+"pass" when the endpoint would go on to its own checks). CURPKT_DATA is the message's
+data (nsend/ndata) or filter (ncap); the rest of the vmem map is that of a default
+endpoint with no socket open. The persistent memory starts as zeros, or from --pm FILE
+(and is written back there at the end)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = _DESCRIPTION
+    parser.epilog = _EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+
+    b = sub.add_parser("build", help="build a monitor from C or WAT and print its digest")
+    b.add_argument("source", type=Path, nargs="?", help="SRC.c or SRC.wat")
+    b.add_argument("-o", "--output", type=Path, help="the .wasm to write")
+    b.add_argument("--cflag", action="append", default=[], help="extra clang flag (repeatable)")
+    b.add_argument(
+        "--print-include", action="store_true", help="print the directory of pktlab_monitor.h"
+    )
+
+    d = sub.add_parser("digest", help="print SHA-256(0x01 || wasm), the certificate digest")
+    d.add_argument("files", type=Path, nargs="+", metavar="FILE", help=".wasm module(s)")
+
+    t = sub.add_parser(
+        "test",
+        help="run a monitor on messages outside any endpoint and print each verdict",
+        epilog=_TEST_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument("file", type=Path, metavar="FILE", help=".wasm (or .c/.wat, built first)")
+    t.add_argument("--messages", default="-", metavar="JSONL", help="messages (default: stdin)")
+    t.add_argument("--pm", type=Path, metavar="FILE", help="persistent memory file (256 bytes)")
+    t.add_argument("--deadline-ms", type=int, default=100, help="MonitorDeadlineMillsec [100]")
+    t.add_argument("--memory-max", type=int, default=1048576, help="MonitorMemoryMax [1048576]")
+    t.add_argument("--report-crash", action="store_true", help="as MonitorReportCrash 1")
+    t.add_argument("--debug", action="store_true", help="as MonitorEnableDebug 1")
+
+
+def run(args: argparse.Namespace) -> int:
+    from packetlab.monitor.build import BuildError
+    from packetlab.monitor.runtime import MonitorLoadError
+
+    try:
+        if args.action == "build":
+            return _build(args)
+        if args.action == "digest":
+            return _digest(args)
+        return _test(args)
+    except (BuildError, MonitorLoadError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _load(path: Path) -> bytes:
+    from packetlab.monitor.build import build
+
+    if path.suffix.lower() in (".c", ".wat"):
+        return build(path)
+    return path.read_bytes()
+
+
+def _build(args: argparse.Namespace) -> int:
+    from packetlab.monitor import abi
+    from packetlab.monitor.build import INCLUDE_DIR, build, write_module
+    from packetlab.monitor.runtime import compile_monitor
+
+    if args.print_include:
+        print(INCLUDE_DIR)
+        return 0
+    if args.source is None or args.output is None:
+        print("error: build needs SRC and -o OUT.wasm", file=sys.stderr)
+        return 2
+    wasm = build(args.source, tuple(args.cflag))
+    compiled = compile_monitor(wasm)  # the endpoint's own load checks
+    write_module(wasm, args.output)
+    for note in compiled.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{abi.digest(wasm).hex()}  {args.output}")
+    return 0
+
+
+def _digest(args: argparse.Namespace) -> int:
+    from packetlab.monitor import abi
+
+    for path in args.files:
+        print(f"{abi.digest(path.read_bytes()).hex()}  {path}")
+    return 0
+
+
+class _TestHost:
+    """The vmem of a default endpoint with no socket open; debug lines to stderr."""
+
+    def __init__(self) -> None:
+        from packetlab.endpoint.budget import Budget
+        from packetlab.endpoint.clock import realtime_ns
+        from packetlab.endpoint.config import EndpointConfig
+        from packetlab.endpoint.memory import VirtualMemory, system_image
+
+        cfg = EndpointConfig()
+        self.memory = VirtualMemory(
+            system_image(cfg), [None] * 256, Budget(cfg.buf_max), realtime_ns,
+            lambda s, n: None, lambda s, m: None,
+        )  # fmt: skip
+        self.flushes = 0
+
+    def read_vmem(self, addr: int, length: int) -> bytes:
+        return self.memory.read(addr, length)
+
+    def flush(self, instance: Any) -> None:
+        self.flushes += 1
+
+    def debug(self, instance: Any, text: str) -> None:
+        print(f"debug: {text}", file=sys.stderr)
+
+
+def _test(args: argparse.Namespace) -> int:
+    from packetlab.monitor import abi
+    from packetlab.monitor.calls import KIND, check_args
+    from packetlab.monitor.runtime import Box, MonitorCrash, Settings, compile_monitor
+    from packetlab.wire.errors import WireError
+    from packetlab.wire.jsonform import message_from_json, message_to_json
+    from packetlab.wire.messages import Nblock, Ndata, Result
+
+    compiled = compile_monitor(_load(args.file))
+    for note in compiled.notes:
+        print(f"note: {note}", file=sys.stderr)
+    settings = Settings(args.deadline_ms, args.memory_max, args.debug, args.report_crash)
+    pm = args.pm.read_bytes() if args.pm is not None and args.pm.exists() else b""
+    box = Box(settings)
+    host = _TestHost()
+    out = sys.stdout
+    try:
+        inst = box.instantiate(compiled, host, pm)
+        try:
+            info = inst.initialize()
+        except MonitorCrash as e:
+            _emit(out, {"initialize": "crash", "why": str(e), "answer": message_to_json(
+                Result(int(_status("ECTLMONUKN")), 0))})  # fmt: skip
+            return 1
+        _emit(out, {"initialize": "ok", "linfo": info.hex()})
+        src: IO[str] = sys.stdin if args.messages == "-" else open(args.messages)  # noqa: SIM115
+        bad = 0
+        with src:
+            for lineno, line in enumerate(src, 1):
+                text = line.strip()
+                if not text or text.startswith("#"):
+                    continue
+                try:
+                    msg = message_from_json(json.loads(text))
+                except (ValueError, WireError) as e:
+                    print(f"{args.messages}:{lineno}: {e}", file=sys.stderr)
+                    bad += 1
+                    continue
+                if type(msg) not in KIND:
+                    _emit(out, {"line": lineno, "type": msg.NAME, "verdict": "not checked"})
+                    continue
+                kind, cargs, curpkt = check_args(inst, msg)
+                before = inst.crashes
+                rv = inst.check(kind, cargs, curpkt)
+                row: dict[str, Any] = {"line": lineno, "type": kind, "rv": rv}
+                crashed = inst.crashes > before or rv >= abi.MONITOR_CRASH
+                row["verdict"] = (
+                    "crash" if crashed else "allow" if rv == 0
+                    else "reject" if rv > 0 else "reject (reason hidden)"
+                )  # fmt: skip
+                if crashed:
+                    row["why"] = inst.last_crash or f"rv {rv} >= 65535"
+                if isinstance(msg, Ndata):
+                    if rv == 0:
+                        row["answer"] = "deliver"
+                    elif crashed and not settings.report_crash:
+                        row["answer"] = "drop"
+                    else:
+                        code = 0 if crashed else rv & 0xFFFF
+                        row["answer"] = message_to_json(
+                            Nblock(msg.sktid, msg.family, msg.proto, code, msg.time)
+                        )
+                elif rv == 0:
+                    row["answer"] = "pass"
+                elif crashed and settings.report_crash:
+                    row["answer"] = message_to_json(Result(int(_status("ECTLMONUKN")), 0))
+                else:
+                    code = rv if 0 < rv < abi.MONITOR_CRASH and not crashed else 0
+                    row["answer"] = message_to_json(Result(int(_status("ECTLMONREJ")), 0, code))
+                _emit(out, row)
+        if args.pm is not None:
+            args.pm.write_bytes(inst.persistent())
+        return 2 if bad else 0
+    finally:
+        box.close()
+
+
+def _status(name: str) -> int:
+    from packetlab.wire.constants import Status
+
+    return int(Status[name])
+
+
+def _emit(out: IO[str], obj: dict[str, Any]) -> None:
+    out.write(json.dumps(obj) + "\n")
+    out.flush()

@@ -1,0 +1,377 @@
+"""Monitors on an endpoint session (PROTOCOL.md §8.1, §8.3-§8.5).
+
+`MonitorHost` is process-wide: the monitor settings, the aux monitors of ``--monitor``
+(compiled and checked at startup), a cache of compiled certificate monitors, and the
+persistent-memory store. `MonitorHost.gate` wraps a session's `RequestGate` (certificate
+limits, or none) in a `MonitorGate`:
+
+* SETUP: ``cdata(hint="monitor", 0x01||wasm)`` is matched by SHA-256 against the digests of
+  the controller's chain and compiled (ECRTBADHDAT otherwise); ``start`` is refused with
+  ECRTNOHDAT while a required digest is missing (the inner gate's check), then every
+  monitor (cdata order, then the aux ones) is instantiated in one box and initialized; a
+  load failure or a crash there answers ``result(ECTLMONUKN, monindx)`` and ends the
+  session; else one ``linfo(name="monitor", aux=monindx in host byte order)`` per monitor
+  follows the start result.
+* Requests: monitors run first, in list order; the first non-zero rv wins (ECTLMONREJ with
+  monindx and monerrid, the reason hidden for rv < 0; a crash is ECTLMONUKN with
+  MonitorReportCrash 1, else ECTLMONREJ with monerrid 0). Then the inner gate's checks,
+  the real handling, and every monitor's optional ``*_result`` callback.
+* ndata: checked before delivery: nblock(rv) for 1 <= rv < 65535, nblock(low 16 bits)
+  for rv < 0 (§8.5), a crash drops it (nblock(0) with MonitorReportCrash 1).
+* Persistent memory: loaded when the monitor is instantiated, stored on
+  ``persistent_memory_flush()`` and at session end.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+
+from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate
+from packetlab.endpoint.config import ConfigError, EndpointConfig
+from packetlab.endpoint.memory import VirtualMemory
+from packetlab.endpoint.sockets import Skt
+from packetlab.monitor import abi
+from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
+from packetlab.monitor.calls import nopen_args, nsend_args
+from packetlab.monitor.persist import PersistentMemory, aux_key, cert_key
+from packetlab.ppks import Certificate, default_home
+from packetlab.wire import codec
+from packetlab.wire.constants import CDATA_HINT_MONITOR, Status
+from packetlab.wire.messages import Linfo, Message, Ncap, Nclose, Nopen, Nsend, Result
+from packetlab.wire.program import PKTLAB_WASM
+
+if TYPE_CHECKING:  # wasmtime loads only when a monitor is compiled (~12 MiB of RSS)
+    from packetlab.monitor.runtime import Box, Compiled, Instance
+
+__all__ = ["MAX_AUX", "AuxMonitor", "MonitorGate", "MonitorHost", "settings_of"]
+
+log = Logger(namespace="pktendpoint.monitor")
+MAX_AUX = 16
+CACHE = 32  # compiled certificate monitors kept between sessions
+CRASH = abi.MONITOR_CRASH
+PM_LEN = abi.PM_LEN
+_MONUKN = int(Status.ECTLMONUKN)
+_MONREJ = int(Status.ECTLMONREJ)
+_LINFO_NAME = b"monitor"
+
+
+def settings_of(cfg: EndpointConfig) -> Settings:
+    return Settings(
+        deadline_ms=cfg.monitor_deadline_ms,
+        memory_max=cfg.monitor_memory_max,
+        debug=cfg.monitor_debug,
+        report_crash=cfg.monitor_report_crash,
+    )
+
+
+@dataclass(frozen=True)
+class AuxMonitor:
+    path: str
+    compiled: Compiled
+
+
+class MonitorHost:
+    """The endpoint's monitors: settings, aux monitors, compiled-module cache, storage."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        aux: Sequence[AuxMonitor] = (),
+        persistent_path: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.aux = list(aux)
+        self.persistent_path = persistent_path or str(default_home() / "endpt.persistent.sqlite3")
+        self._store: PersistentMemory | None = None
+        self._cache: OrderedDict[bytes, Compiled] = OrderedDict()
+
+    @classmethod
+    def from_config(cls, cfg: EndpointConfig, aux_paths: Sequence[str] = ()) -> MonitorHost:
+        """Compile and check the aux monitors now, so a bad one stops the daemon with a
+        clear `ConfigError` instead of refusing every session."""
+        from packetlab.monitor.runtime import compile_monitor
+
+        if len(aux_paths) > MAX_AUX:
+            raise ConfigError(f"at most {MAX_AUX} aux monitors, got {len(aux_paths)}")
+        aux = []
+        for p in aux_paths:
+            try:
+                wasm = Path(p).read_bytes()
+            except OSError as e:
+                raise ConfigError(f"--monitor {p}: {e.strerror or e}") from None
+            try:
+                compiled = compile_monitor(wasm)
+            except MonitorLoadError as e:
+                raise ConfigError(f"--monitor {p}: {e}") from None
+            for note in compiled.notes:
+                log.warn("aux monitor {path}: {note}", path=p, note=note)
+            aux.append(AuxMonitor(p, compiled))
+        return cls(settings_of(cfg), aux, cfg.monitor_persistent_path)
+
+    @property
+    def store(self) -> PersistentMemory:
+        """Opened on first use: an endpoint that never runs a monitor never creates it."""
+        if self._store is None:
+            Path(self.persistent_path).parent.mkdir(parents=True, exist_ok=True)
+            self._store = PersistentMemory(self.persistent_path)
+            log.info("monitor persistent memory in {path}", path=self.persistent_path)
+        return self._store
+
+    def compile(self, wasm: bytes) -> Compiled:
+        from packetlab.monitor.runtime import compile_monitor
+
+        d = abi.digest(wasm)
+        got = self._cache.get(d)
+        if got is None:
+            got = compile_monitor(wasm)
+            self._cache[d] = got
+            while len(self._cache) > CACHE:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(d)
+        return got
+
+    def gate(self, inner: RequestGate) -> RequestGate:
+        """`inner` with monitors in front, or `inner` itself when no monitor can run
+        (no aux monitor and no digest required by the chain): nothing on the hot path."""
+        required: tuple[bytes, ...] = getattr(inner, "required_digests", ())
+        if not self.aux and not required:
+            return inner
+        return MonitorGate(self, inner, required, getattr(inner, "certs", ()))
+
+
+class MonitorGate:
+    """The `RequestGate` of a session with monitors (see the module docstring)."""
+
+    def __init__(
+        self,
+        host: MonitorHost,
+        inner: RequestGate,
+        required: Sequence[bytes],
+        certs: Sequence[Certificate] = (),
+    ) -> None:
+        self.host = host
+        self.inner = inner
+        self.settings = host.settings
+        self.required = frozenset(required)
+        self.keys = _persistent_keys(certs)
+        self.checks_ndata = inner.checks_ndata
+        self.monitors: list[Instance] = []
+        self.box: Box | None = None
+        self._supplied: list[tuple[bytes, Compiled]] = []
+        self._memory: VirtualMemory | None = None
+        self._pm_keys: dict[Instance, bytes] = {}
+        self._with_results: dict[str, list[Instance]] = {}
+        self._closed = False
+
+    def attach(self, memory: VirtualMemory) -> None:
+        """The session's vmem, read by read_vmem_region outside CURPKT."""
+        self._memory = memory
+
+    # -- SETUP -------------------------------------------------------------------------
+
+    def program(self, hint: bytes, data: bytes) -> Status:
+        if hint != CDATA_HINT_MONITOR:
+            return Status.ECRTBADHDAT  # no chain lists filter digests (§1.4 step 3)
+        if not data or data[0] != PKTLAB_WASM:
+            log.info("cdata monitor refused: not an encoded WASM program")
+            return Status.ECRTBADHDAT
+        d = abi.digest(data[1:])
+        if d not in self.required:
+            log.info("cdata monitor {d} refused: the chain does not list it", d=d.hex())
+            return Status.ECRTBADHDAT
+        if any(s == d for s, _ in self._supplied):
+            return Status.SUCCESS  # the same program again: already loaded once
+        try:
+            compiled = self.host.compile(data[1:])
+        except MonitorLoadError as e:
+            log.warn("cdata monitor {d} refused: {e}", d=d.hex(), e=str(e))
+            return Status.ECRTBADHDAT
+        self._supplied.append((d, compiled))
+        supplied = getattr(self.inner, "supplied_digests", None)
+        if supplied is not None:
+            supplied.add(d)
+        return Status.SUCCESS
+
+    def start(self) -> tuple[Result | None, list[bytes]]:
+        error, extra = self.inner.start()
+        if error is not None:
+            return error, extra
+        entries = [(d, c, self.keys.get(d, aux_key(d))) for d, c in self._supplied]
+        entries += [
+            (a.compiled.digest, a.compiled, aux_key(a.compiled.digest)) for a in self.host.aux
+        ]
+        if not entries:
+            self._bypass()
+            return None, extra
+        from packetlab.monitor.runtime import Box
+
+        box = self.box = Box(self.settings)
+        store = self.host.store
+        for idx, (d, compiled, key) in enumerate(entries):
+            try:
+                inst = box.instantiate(compiled, self, store.load(key))
+            except MonitorLoadError as e:
+                log.warn("monitor {i} ({d}) failed to load: {e}", i=idx, d=d.hex()[:16], e=str(e))
+                return Result(_MONUKN, idx), []
+            self._pm_keys[inst] = key
+            self.monitors.append(inst)
+        frames = []
+        for idx, inst in enumerate(self.monitors):
+            try:
+                info = inst.initialize()
+            except MonitorCrash as e:
+                log.warn("monitor {i}: initialize crashed: {e}", i=idx, e=str(e))
+                return Result(_MONUKN, idx), []
+            index = idx.to_bytes(2, sys.byteorder)  # host order, as the reference [QUIRK]
+            frames.append(codec.encode(Linfo(name=_LINFO_NAME, aux=index, info=info)))
+        for kind in abi.REQUESTS:
+            self._with_results[kind] = [m for m in self.monitors if kind in m.compiled.results]
+        if not any(self._with_results.values()):
+            self.done = self.inner.done  # type: ignore[method-assign]  # nothing to call
+        self.checks_ndata = True
+        return None, extra + frames
+
+    def _bypass(self) -> None:
+        """No monitor runs in this session: the inner gate's methods straight through."""
+        inner = self.inner
+        self.check = inner.check  # type: ignore[method-assign]
+        self.done = inner.done  # type: ignore[method-assign]
+        self.check_ndata = inner.check_ndata  # type: ignore[method-assign]
+        self.checks_ndata = inner.checks_ndata
+
+    # -- requests ----------------------------------------------------------------------
+
+    def check(self, msg: Message) -> Result | None:
+        plan = _PLAN.get(type(msg))
+        if plan is not None:
+            kind, run = plan[0], plan[3]
+            for idx, inst in enumerate(self.monitors):
+                rv = run(inst, msg)
+                if rv:
+                    return self._rejected(idx, inst, kind, rv)
+        verdict = self.inner.check(msg)
+        if verdict is not None and plan is not None:
+            self._results(msg, verdict.errid)
+        return verdict
+
+    def _rejected(self, idx: int, inst: Instance, kind: str, rv: int) -> Result:
+        if rv >= CRASH:
+            _log_crash(idx, inst, kind)
+            if self.settings.report_crash:
+                return Result(_MONUKN, idx)
+            return Result(_MONREJ, idx, 0)
+        return Result(_MONREJ, idx, rv if rv > 0 else 0)
+
+    def done(self, msg: Message, errid: int) -> None:
+        self.inner.done(msg, errid)
+        self._results(msg, errid)
+
+    def _results(self, msg: Message, errid: int) -> None:
+        plan = _PLAN.get(type(msg))
+        if plan is None:
+            return
+        kind, args_of, curpkt_of, _ = plan
+        watchers = self._with_results.get(kind)
+        if watchers:
+            curpkt = curpkt_of(msg)
+            for inst in watchers:
+                inst.result(kind, args_of(inst, msg), errid, curpkt)
+
+    def check_ndata(
+        self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None
+    ) -> int:
+        for idx, inst in enumerate(self.monitors):
+            rv = inst.check_ndata(skt.sktid, skt.family, skt.proto, time, raddr, rport, data)
+            if rv:
+                if rv >= CRASH:
+                    _log_crash(idx, inst, "ndata")
+                    return 0 if self.settings.report_crash else NDATA_DROP
+                return rv & 0xFFFF  # a negative rv: its low 16 bits (§8.5)
+        if self.inner.checks_ndata:
+            return self.inner.check_ndata(skt, data, time, raddr, rport)
+        return NDATA_DELIVER
+
+    # -- host side of the instances ------------------------------------------------------
+
+    def read_vmem(self, addr: int, length: int) -> bytes:
+        if self._memory is None:
+            return bytes(length)
+        return self._memory.read(addr, length)
+
+    def flush(self, instance: Instance) -> None:
+        key = self._pm_keys.get(instance)
+        if key is not None:
+            self.host.store.store(key, instance.persistent())
+
+    def debug(self, instance: Instance, text: str) -> None:
+        idx = self.monitors.index(instance) if instance in self.monitors else -1
+        log.info("monitor {i} debug: {text}", i=idx, text=text)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._pm_keys:
+                items = [(k, inst.persistent()) for inst, k in self._pm_keys.items()]
+                self.host.store.store_many(items)
+        finally:
+            if self.box is not None:
+                self.box.close()
+            self.monitors = []
+            self.inner.close()
+
+
+def _log_crash(idx: int, inst: Instance, kind: str) -> None:
+    # Every crash is counted; the log gets the 1st, 2nd, 4th, 8th... of each monitor.
+    n = inst.crashes
+    if n & (n - 1) == 0:
+        log.warn(
+            "monitor {i} crashed in {kind} ({n} crash(es) so far): {why}",
+            i=idx,
+            kind=kind,
+            n=n,
+            why=inst.last_crash,
+        )
+
+
+def _persistent_keys(certs: Sequence[Certificate]) -> dict[bytes, bytes]:
+    """digest -> AKI||serial||index of the first certificate (chain order) listing it."""
+    keys: dict[bytes, bytes] = {}
+    for cert in certs:
+        digests = cert.limits.monitor_digests if cert.limits is not None else None
+        for i, d in enumerate(digests or ()):
+            keys.setdefault(d, cert_key(cert.authority_key_id, cert.serial_bytes, i))
+    return keys
+
+
+_Args = Callable[["Instance", Any], tuple[int, ...]]
+_Plan = tuple[str, _Args, Callable[[Any], bytes], Callable[["Instance", Any], int]]
+
+
+def _plan(kind: str, args_of: _Args, curpkt_of: Callable[[Any], bytes]) -> _Plan:
+    def run(inst: Instance, m: Any) -> int:
+        return inst.check(kind, args_of(inst, m), curpkt_of(m))
+
+    return kind, args_of, curpkt_of, run
+
+
+#: Per checked request type: (kind, its argument list, its CURPKT_DATA, the check call).
+_PLAN: dict[type, _Plan] = {
+    Nopen: _plan("nopen", nopen_args, lambda m: b""),
+    Nclose: _plan("nclose", lambda inst, m: (m.sktid, inst.pm, PM_LEN), lambda m: b""),
+    Nsend: ("nsend", nsend_args, lambda m: m.data, lambda inst, m: inst.check_nsend(m)),
+    Ncap: _plan(
+        "ncap",
+        lambda inst, m: (m.sktid, m.family, m.proto, m.endtime, inst.pm, PM_LEN),
+        lambda m: m.filter,
+    ),
+}

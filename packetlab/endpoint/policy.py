@@ -1,0 +1,280 @@
+"""Operator policy without WebAssembly (beyond the reference; docs/endpoint.md).
+
+``endpt.conf`` keys applied to every experiment on the endpoint:
+
+* ``CaptureFilter EXPR``: a tcpdump expression ANDed with every ncap filter: a captured
+  packet reaches the experiment only if both the experiment's filter and this one match
+  (libpcap compiles it for raw IP packets; ``pcap_offline_filter`` runs it per packet).
+* ``CaptureSnaplen N``: captured packets are cut to at most N bytes.
+* ``CaptureAnonMask4 MASK`` / ``CaptureAnonMask6 MASK``: the source and destination
+  addresses of captured packets are ANDed with the mask (e.g. ``255.255.255.0`` keeps the
+  /24); the IPv4 header checksum is recomputed, transport checksums are left as they are.
+* ``ExpSendRatePkt COUNT/SECONDS`` and ``ExpSendRateByte COUNT/SECONDS``: at most COUNT
+  packets (bytes) sent in any window of SECONDS per experiment; a send over the cap is
+  refused with ESKTPKTDENY, as a certificate's burst rate (§4.5).
+
+The capture keys act on the packets a raw socket captures, before the session sees them
+(`PolicyNetwork` wraps the session's events for raw sockets); the rate caps are a
+`RequestGate` in front of the certificate limits (`PolicyGate`), after the monitors.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import ipaddress
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from packetlab.endpoint.checks import RequestGate
+from packetlab.endpoint.config import ConfigError, EndpointConfig
+from packetlab.endpoint.limits import BurstWindow
+from packetlab.endpoint.sockets import Network, Skt
+from packetlab.ppks import BurstRate
+from packetlab.wire.constants import Status
+from packetlab.wire.messages import Message, Nsend, Result
+
+__all__ = [
+    "CaptureFilter",
+    "CapturePolicy",
+    "PolicyGate",
+    "PolicyNetwork",
+    "parse_anon_mask",
+    "parse_rate",
+]
+
+DLT_RAW = 12  # packets start at the IP header (Linux libpcap's value)
+NS = 1_000_000_000
+_DENY = Result(errid=int(Status.ESKTPKTDENY))
+
+
+class _Program(ctypes.Structure):
+    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.c_void_p)]
+
+
+class _PktHdr(ctypes.Structure):
+    _fields_ = [
+        ("tv_sec", ctypes.c_long),
+        ("tv_usec", ctypes.c_long),
+        ("caplen", ctypes.c_uint32),
+        ("len", ctypes.c_uint32),
+    ]
+
+
+_lock = threading.Lock()  # pcap_compile is not reentrant in older libpcaps
+
+
+def _libpcap() -> Any:
+    for name in ("libpcap.so.0.8", ctypes.util.find_library("pcap"), "libpcap.so.1"):
+        if not name:
+            continue
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        lib.pcap_open_dead.restype = ctypes.c_void_p
+        lib.pcap_open_dead.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.pcap_compile.argtypes = [
+            ctypes.c_void_p, ctypes.POINTER(_Program), ctypes.c_char_p, ctypes.c_int,
+            ctypes.c_uint32,
+        ]  # fmt: skip
+        lib.pcap_geterr.restype = ctypes.c_char_p
+        lib.pcap_geterr.argtypes = [ctypes.c_void_p]
+        lib.pcap_close.argtypes = [ctypes.c_void_p]
+        lib.pcap_offline_filter.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p]
+        return lib
+    raise ConfigError("CaptureFilter needs libpcap (apt-get install libpcap0.8)")
+
+
+class CaptureFilter:
+    """A tcpdump expression compiled once, run on each captured IP packet."""
+
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+        self._lib = lib = _libpcap()
+        self._prog = _Program()
+        with _lock:
+            handle = lib.pcap_open_dead(DLT_RAW, 262144)
+            try:
+                expr = expression.encode()
+                if lib.pcap_compile(handle, ctypes.byref(self._prog), expr, 1, 0) != 0:
+                    why = (lib.pcap_geterr(handle) or b"?").decode(errors="replace")
+                    raise ConfigError(f"bad capture filter {expression!r}: {why}")
+            finally:
+                lib.pcap_close(handle)
+        self._hdr = _PktHdr()
+        self._prog_addr = ctypes.addressof(self._prog)
+        self._hdr_addr = ctypes.addressof(self._hdr)
+
+    def matches(self, packet: bytes) -> bool:
+        hdr = self._hdr
+        hdr.caplen = hdr.len = len(packet)
+        return bool(self._lib.pcap_offline_filter(self._prog_addr, self._hdr_addr, packet))
+
+
+def parse_anon_mask(text: str, version: int) -> bytes:
+    """An address mask (``255.255.255.0``) or a prefix length (``24``) as mask bytes."""
+    try:
+        if text.isdigit():
+            net = ipaddress.ip_network(f"{'0.0.0.0' if version == 4 else '::'}/{text}")
+            return net.netmask.packed
+        mask = ipaddress.ip_address(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is neither an IPv{version} mask nor a prefix length") from None
+    if mask.version != version:
+        raise ConfigError(f"{text!r} is not an IPv{version} mask")
+    return mask.packed  # any mask, non-contiguous ones too
+
+
+def parse_rate(text: str) -> BurstRate:
+    """``COUNT/SECONDS`` (seconds may be fractional) as a sliding-window rate."""
+    count, sep, seconds = text.partition("/")
+    try:
+        c, s = int(count), float(seconds)
+    except ValueError:
+        c, s = -1, 0.0
+    if not sep or c < 0 or not 0 < s <= 86400:
+        raise ConfigError(f"expected COUNT/SECONDS (e.g. 1000/1), got {text!r}")
+    return BurstRate(c, int(s * NS))
+
+
+@dataclass
+class CapturePolicy:
+    """The capture keys of the config (None/empty: not set)."""
+
+    filter: CaptureFilter | None = None
+    snaplen: int | None = None
+    mask4: bytes | None = None
+    mask6: bytes | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.filter or self.snaplen is not None or self.mask4 or self.mask6)
+
+    def apply(self, packet: bytes) -> bytes | None:
+        """The packet as the experiment may see it, or None when it must not."""
+        f = self.filter
+        if f is not None and not f.matches(packet):
+            return None
+        if packet:
+            v = packet[0] >> 4
+            if v == 4 and self.mask4 is not None and len(packet) >= 20:
+                packet = _anon4(packet, self.mask4)
+            elif v == 6 and self.mask6 is not None and len(packet) >= 40:
+                packet = _anon6(packet, self.mask6)
+        if self.snaplen is not None and len(packet) > self.snaplen:
+            packet = packet[: self.snaplen]
+        return packet
+
+
+def _and(a: bytes, m: bytes) -> bytes:
+    return bytes(x & y for x, y in zip(a, m, strict=True))
+
+
+def _anon4(p: bytes, mask: bytes) -> bytes:
+    ihl = (p[0] & 0x0F) * 4
+    b = bytearray(p)
+    b[12:16] = _and(p[12:16], mask)
+    b[16:20] = _and(p[16:20], mask)
+    if 20 <= ihl <= len(b):
+        b[10:12] = b"\0\0"
+        s = sum(struct.unpack(f">{ihl // 2}H", bytes(b[:ihl])))
+        while s >> 16:
+            s = (s & 0xFFFF) + (s >> 16)
+        b[10:12] = struct.pack(">H", ~s & 0xFFFF)
+    return bytes(b)
+
+
+def _anon6(p: bytes, mask: bytes) -> bytes:
+    return p[:8] + _and(p[8:24], mask) + _and(p[24:40], mask) + p[40:]
+
+
+class _PolicyEvents:
+    """The session's events for one raw socket, with the capture policy in front."""
+
+    def __init__(self, events: Any, policy: CapturePolicy) -> None:
+        self._events = events
+        self._policy = policy
+
+    def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
+        packet = self._policy.apply(data)
+        if packet is not None:
+            self._events.raw_received(skt, packet, time)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._events, name)
+
+
+def from_config(cfg: EndpointConfig) -> tuple[CapturePolicy, BurstRate | None, BurstRate | None]:
+    """The policy of the config's keys (`ConfigError` for a bad filter expression)."""
+    capture = CapturePolicy(
+        filter=CaptureFilter(cfg.capture_filter) if cfg.capture_filter else None,
+        snaplen=cfg.capture_snaplen,
+        mask4=cfg.capture_anon_mask4,
+        mask6=cfg.capture_anon_mask6,
+    )
+    return capture, cfg.exp_send_rate_pkt, cfg.exp_send_rate_byte
+
+
+class PolicyNetwork:
+    """A `Network` whose raw sockets report captures through the capture policy."""
+
+    def __init__(self, network: Network, policy: CapturePolicy) -> None:
+        self._network = network
+        self._policy = policy
+
+    def open_raw(self, skt: Skt, laddr: bytes, events: Any) -> Any:
+        return self._network.open_raw(skt, laddr, _PolicyEvents(events, self._policy))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._network, name)
+
+
+class PolicyGate:
+    """Per-experiment send rate caps, in front of `inner` (the certificate limits)."""
+
+    def __init__(
+        self,
+        inner: RequestGate,
+        clock: Callable[[], int],
+        pkt: BurstRate | None,
+        byte: BurstRate | None,
+    ) -> None:
+        self.inner = inner
+        self.clock = clock
+        self._pkt = BurstWindow(pkt) if pkt is not None else None
+        self._byte = BurstWindow(byte) if byte is not None else None
+        self.checks_ndata = inner.checks_ndata
+        self.denied = 0
+        # The rest of the gate is the inner one's.
+        self.program = inner.program
+        self.start = inner.start
+        self.done = inner.done
+        self.check_ndata = inner.check_ndata
+        self.close = inner.close
+
+    def check(self, msg: Message) -> Result | None:
+        if type(msg) is Nsend:
+            assert isinstance(msg, Nsend)
+            n = len(msg.data)
+            when = max(msg.time, self.clock())  # an immediate send (time 0) goes now
+            pkt, byte = self._pkt, self._byte
+            if (pkt is not None and not pkt.fits(when, 1)) or (
+                byte is not None and not byte.fits(when, n)
+            ):
+                self.denied += 1
+                return _DENY
+            verdict = self.inner.check(msg)
+            if verdict is None:
+                if pkt is not None:
+                    pkt.add(when, 1)
+                if byte is not None:
+                    byte.add(when, n)
+            return verdict
+        return self.inner.check(msg)
+
+    def __getattr__(self, name: str) -> Any:  # required_digests, certs, ... of the inner
+        return getattr(self.inner, name)

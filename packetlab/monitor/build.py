@@ -1,0 +1,191 @@
+"""Building monitors: C with Debian's clang/lld for wasm32, or WebAssembly text.
+
+C is compiled without a libc against the shipped header ``pktlab_monitor.h`` (the ABI,
+the host functions, a bump malloc). The reference builds with wasi-sdk and
+``--import-memory=monitor,memory``; Debian's lld (14) can only import ``env.memory``, so
+the memory import is renamed in the binary afterwards (one import entry rewritten; the
+module is otherwise lld's output). WAT goes through wasmtime's own assembler.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import wasmtime
+
+from packetlab.monitor import abi
+
+__all__ = [
+    "INCLUDE_DIR",
+    "BuildError",
+    "build",
+    "find_clang",
+    "retarget_memory_import",
+]
+
+INCLUDE_DIR = Path(__file__).with_name("include")
+_CLANGS = ("clang", "clang-19", "clang-18", "clang-17", "clang-16", "clang-15", "clang-14")
+C_FLAGS = (
+    "--target=wasm32",
+    "-O2",
+    "-nostdlib",
+    "-fno-builtin",
+    "-Wall",
+    "-Wl,--no-entry",
+    "-Wl,--import-memory",
+    f"-Wl,--initial-memory={abi.MEMORY_MIN_PAGES * 65536}",
+    "-Wl,-z,stack-size=16384",
+    "-Wl,--strip-all",
+)
+
+
+class BuildError(Exception):
+    """A monitor source that does not build; the message says why."""
+
+
+def find_clang() -> str | None:
+    for name in _CLANGS:
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    return None
+
+
+def build(source: Path, extra_flags: tuple[str, ...] = ()) -> bytes:
+    """The wasm module of a ``.c`` or ``.wat`` source. Raises `BuildError`."""
+    suffix = source.suffix.lower()
+    if suffix == ".wat":
+        try:
+            text = source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise BuildError(f"cannot read {source}: {e}") from None
+        try:
+            return bytes(wasmtime.wat2wasm(text))
+        except wasmtime.WasmtimeError as e:
+            raise BuildError(f"{source}: {e}") from None
+    if suffix == ".c":
+        return retarget_memory_import(_build_c(source, extra_flags))
+    raise BuildError(f"{source}: expected a .c or .wat source")
+
+
+def _build_c(source: Path, extra_flags: tuple[str, ...]) -> bytes:
+    clang = find_clang()
+    if clang is None:
+        raise BuildError("no clang found: install clang and lld (apt-get install clang lld)")
+    with tempfile.TemporaryDirectory(prefix="pktlab-monitor-") as tmp:
+        out = Path(tmp) / "out.wasm"
+        argv = [clang, *C_FLAGS, "-I", str(INCLUDE_DIR), *extra_flags, "-o", str(out), str(source)]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise BuildError(f"cannot run {clang}: {e}") from None
+        if proc.returncode != 0:
+            hint = ""
+            if "wasm-ld" in proc.stderr and "not found" in proc.stderr:
+                hint = "\n(wasm-ld is missing: apt-get install lld)"
+            raise BuildError(f"{clang} failed:\n{proc.stderr.strip()}{hint}")
+        return out.read_bytes()
+
+
+# ------------------------------------------------------------------ binary rewriting
+
+
+def _uleb(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data):
+            raise BuildError("truncated LEB128 in the module")
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, pos
+
+
+def _leb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _name(s: str) -> bytes:
+    raw = s.encode()
+    return _leb(len(raw)) + raw
+
+
+def retarget_memory_import(wasm: bytes, module: str = abi.MEMORY_MODULE) -> bytes:
+    """Rename the import ``env.memory`` to ``<module>.memory`` (what lld < 17 cannot do).
+    A module without that import comes back unchanged."""
+    if wasm[:8] != b"\0asm\x01\0\0\0":
+        raise BuildError("not a WebAssembly binary module")
+    pos = 8
+    while pos < len(wasm):
+        sec_id = wasm[pos]
+        size, body = _uleb(wasm, pos + 1)
+        end = body + size
+        if sec_id == 2:  # the import section
+            new = _rewrite_imports(wasm[body:end], module)
+            if new is None:
+                return wasm
+            return wasm[:pos] + bytes([2]) + _leb(len(new)) + new + wasm[end:]
+        pos = end
+    return wasm
+
+
+def _rewrite_imports(sec: bytes, module: str) -> bytes | None:
+    count, pos = _uleb(sec, 0)
+    out = bytearray(_leb(count))
+    changed = False
+    for _ in range(count):
+        mlen, p = _uleb(sec, pos)
+        mod = sec[p : p + mlen]
+        p += mlen
+        nlen, p = _uleb(sec, p)
+        name = sec[p : p + nlen]
+        p += nlen
+        kind = sec[p]
+        desc_start = p
+        p += 1
+        if kind == 0:  # func: type index
+            _, p = _uleb(sec, p)
+        elif kind == 1:  # table: reftype, limits
+            p += 1
+            p = _skip_limits(sec, p)
+        elif kind == 2:  # memory: limits
+            p = _skip_limits(sec, p)
+        elif kind == 3:  # global: valtype, mut
+            p += 2
+        else:
+            raise BuildError(f"unknown import kind {kind}")
+        if kind == 2 and mod == b"env" and name == b"memory":
+            out += _name(module) + _name("memory")
+            changed = True
+        else:
+            out += sec[pos:desc_start]
+        out += sec[desc_start:p]
+        pos = p
+    return bytes(out) + sec[pos:] if changed else None
+
+
+def _skip_limits(sec: bytes, p: int) -> int:
+    flags = sec[p]
+    _, p = _uleb(sec, p + 1)
+    if flags & 1:
+        _, p = _uleb(sec, p)
+    return p
+
+
+def write_module(wasm: bytes, out: Path) -> None:
+    """Write atomically (a half-written module would have another digest)."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(wasm)
+    os.replace(tmp, out)

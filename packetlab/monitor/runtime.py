@@ -1,0 +1,672 @@
+"""Running monitors under wasmtime (PROTOCOL.md §8.2): compile, check, box, call.
+
+* `compile_monitor` compiles a module once and checks its imports and exports against the
+  ABI (`packetlab.monitor.abi`); a shape the reference refuses is a `MonitorLoadError`.
+* A `Box` is one wasmtime store (one per session, as the reference's one store shared by
+  all monitors): memory capped by the store limiter (`MonitorMemoryMax`), every call cut
+  off by epoch interruption after `MonitorDeadlineMillsec`.
+* An `Instance` is one instantiated monitor with its host memory, its host functions and
+  its 256-byte persistent memory. Calls into it take the raw path
+  (``wasmtime_func_call_unchecked`` through one ctypes prototype, ~1.5 µs instead of the
+  ~40 µs of `wasmtime.Func.__call__`): that path does no type checks, so every function
+  is checked against its ABI signature once, when the module is compiled.
+
+The epoch ticker thread runs only while a box is open. A call's start tick is recorded in
+Python (one attribute store); the store's epoch-deadline callback, which wasmtime runs at
+most once per tick while wasm code runs, traps the call once it is older than the
+deadline. So the hot path has no extra ctypes call for the deadline.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from time import monotonic_ns as _now
+from typing import Any, Protocol
+
+import wasmtime
+from wasmtime import _bindings as ffi
+
+from packetlab.monitor import abi
+from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
+
+__all__ = [
+    "Box",
+    "Compiled",
+    "Host",
+    "Instance",
+    "MonitorCrash",
+    "MonitorLoadError",
+    "Settings",
+    "compile_monitor",
+]
+
+# Epoch tick: a fifth of the deadline (20 ms for the default 100 ms, so a spinning call is
+# cut off 100-120 ms after it began; the reference was seen at 110-120 ms), 1 ms at least.
+# Each tick takes the GIL briefly, so fewer ticks cost the reactor less.
+MAX_TICK_S = 0.020
+MIN_TICK_S = 0.001
+SCRATCH_LEN = 64  # laddr[16] raddr[16] lport[2] rport[2] of a check, staged in wasm memory
+MAX_TABLE_ELEMENTS = 100_000
+MAX_DEBUG_LEN = 4096
+
+
+# ---------------------------------------------------------------------------- engine
+
+_engine: wasmtime.Engine | None = None
+
+
+def engine() -> wasmtime.Engine:
+    """The process-wide engine (compiled modules belong to it)."""
+    global _engine
+    if _engine is None:
+        cfg = wasmtime.Config()
+        cfg.epoch_interruption = True
+        # Memories never move, so an instance keeps its memory's base address (the host
+        # writes arguments there on every call). Each 32-bit memory reserves 4 GiB of
+        # address space anyway, so growth up to the cap needs no move.
+        cfg.memory_may_move = False
+        cfg.cranelift_opt_level = "speed"
+        _engine = wasmtime.Engine(cfg)
+    return _engine
+
+
+class _Ticker:
+    """Advances the engine epoch every `tick_s` while at least one box is open."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.tick_s = MAX_TICK_S
+        self._users = 0
+        self._lock = threading.Lock()
+        self._stop: threading.Event | None = None
+
+    def acquire(self, tick_s: float) -> None:
+        with self._lock:
+            self.tick_s = tick_s if self._users == 0 else min(self.tick_s, tick_s)
+            self._users += 1
+            if self._stop is None:
+                self._stop = threading.Event()
+                t = threading.Thread(
+                    target=self._run, args=(self._stop,), name="monitor-epoch", daemon=True
+                )
+                t.start()
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._stop is not None:
+                self._stop.set()
+                self._stop = None
+
+    def _run(self, stop: threading.Event) -> None:
+        eng = engine()
+        while not stop.wait(self.tick_s):
+            self.ticks += 1
+            eng.increment_epoch()
+
+
+_ticker = _Ticker()
+
+
+# ----------------------------------------------------------------------- raw calls
+
+_c = ctypes
+_VP = _c.c_void_p
+
+
+def _proto(name: str, restype: Any, *argtypes: Any) -> Any:
+    """`name` of the wasmtime C library with a prototype of plain pointers (no per-call
+    type conversion of wrapper objects)."""
+    addr = _c.cast(getattr(ffi.dll, name), _VP).value
+    assert addr is not None, name
+    return _c.CFUNCTYPE(restype, *argtypes)(addr)
+
+
+_call_unchecked = _proto("wasmtime_func_call_unchecked", _VP, _VP, _VP, _VP, _c.c_size_t, _VP)
+_func_new_unchecked = _proto("wasmtime_func_new_unchecked", None, _VP, _VP, _VP, _VP, _VP, _VP)
+_caller_context = _proto("wasmtime_caller_context", _VP, _VP)
+_memory_data_size = _proto("wasmtime_memory_data_size", _c.c_size_t, _VP, _VP)
+_trap_new = _proto("wasmtime_trap_new", _VP, _c.c_char_p, _c.c_size_t)
+_error_new = _proto("wasmtime_error_new", _VP, _c.c_char_p)
+_HOSTFN = _c.CFUNCTYPE(_c.c_size_t, _VP, _VP, _VP, _c.c_size_t)
+_set_epoch_callback = _proto("wasmtime_store_epoch_deadline_callback", None, _VP, _VP, _VP, _VP)
+_EPOCH_CB = _c.CFUNCTYPE(_c.c_size_t, _VP, _VP, _c.POINTER(_c.c_uint64), _c.POINTER(_c.c_uint8))
+_SLOT = _c.sizeof(ffi.wasmtime_val_raw_t)  # 16
+_RV = struct.Struct("<i")
+_U32 = struct.Struct("<I")
+_PORT = struct.Struct(">H")
+
+_SLOT_FMT = {abi.I32: f"I{_SLOT - 4}x", abi.I64: f"Q{_SLOT - 8}x"}
+
+
+def _layout(params: Sequence[str]) -> struct.Struct:
+    return struct.Struct("<" + "".join(_SLOT_FMT[p] for p in params))
+
+
+class _Raw:
+    """One export called through the raw path: its slots buffer and argument layout."""
+
+    __slots__ = ("buf", "buf_addr", "fn", "func", "n", "pack", "results")
+
+    def __init__(self, func: wasmtime.Func, sig: abi.Sig) -> None:
+        params, results = sig
+        self.func = func  # keeps the wasmtime_func_t alive
+        self.fn = _c.addressof(func._func)
+        self.n = max(len(params), len(results), 1)
+        self.buf = (_c.c_uint8 * (self.n * _SLOT))()
+        self.buf_addr = _c.addressof(self.buf)
+        self.pack = _layout(params).pack_into
+        self.results = len(results)
+
+
+# --------------------------------------------------------------------------- compile
+
+
+def _sig_of(ft: wasmtime.FuncType) -> abi.Sig:
+    return tuple(str(t) for t in ft.params), tuple(str(t) for t in ft.results)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A module that passed the ABI checks; reusable across boxes."""
+
+    module: wasmtime.Module
+    digest: bytes
+    checks: frozenset[str]  # kinds with a correctly typed check export
+    results: dict[str, abi.Sig]  # kinds with a `*_result` callback, and its type
+    has_initialize: bool
+    notes: tuple[str, ...] = ()  # what is missing or ignored (for the operator's log)
+
+
+def compile_monitor(wasm: bytes) -> Compiled:
+    """Compile `wasm` and check it against the ABI. Raises `MonitorLoadError`."""
+    try:
+        module = wasmtime.Module(engine(), wasm)
+    except wasmtime.WasmtimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid module"
+        raise MonitorLoadError(f"not a valid WebAssembly module: {first}") from None
+    has_memory = False
+    for imp in module.imports:
+        where = f"{imp.module}.{imp.name}"
+        ty = imp.type
+        if imp.module == abi.MEMORY_MODULE and imp.name == abi.MEMORY_NAME:
+            if not isinstance(ty, wasmtime.MemoryType):
+                raise MonitorLoadError(f"import {where} must be a memory")
+            _check_memory(ty)
+            has_memory = True
+        elif imp.module == abi.HOST_MODULE:
+            want = abi.HOST_FUNCS.get(imp.name or "")
+            if want is None:
+                raise MonitorLoadError(f"imports unknown host function {where}")
+            if not isinstance(ty, wasmtime.FuncType) or _sig_of(ty) != want:
+                raise MonitorLoadError(f"import {where} has the wrong type (want {want})")
+        elif imp.module == abi.WASI_MODULE:
+            if not isinstance(ty, wasmtime.FuncType) or not _numeric(_sig_of(ty)):
+                raise MonitorLoadError(f"import {where}: only WASI functions can be stubbed")
+        else:
+            raise MonitorLoadError(f"imports {where}, which the host does not provide")
+    if not has_memory:
+        raise MonitorLoadError(
+            "the module must import its memory as monitor.memory (--import-memory=monitor,memory)"
+        )
+    exports = {
+        e.name: _sig_of(e.type) for e in module.exports if isinstance(e.type, wasmtime.FuncType)
+    }
+    for name, want in abi.ALLOC.items():
+        if exports.get(name) != want:
+            what = "does not export" if name not in exports else "exports a wrongly typed"
+            raise MonitorLoadError(f"the module {what} {name} {want}")
+    notes: list[str] = []
+    checks = set()
+    for kind in abi.CHECKS:
+        name = abi.CHECK_PREFIX + kind
+        got = exports.get(name)
+        if got == abi.check_sig(kind):
+            checks.add(kind)
+        else:
+            notes.append(f"{name} {'missing' if got is None else 'wrongly typed'} (crash if used)")
+    results: dict[str, abi.Sig] = {}
+    for kind in abi.REQUESTS:
+        name = abi.RESULT_PREFIX + kind + abi.RESULT_SUFFIX
+        got = exports.get(name)
+        if got is not None:
+            if got in abi.result_sigs(kind):
+                results[kind] = got
+            else:
+                notes.append(f"{name} wrongly typed: ignored")
+    init = exports.get("initialize")
+    if init is not None and init != abi.INITIALIZE:
+        raise MonitorLoadError(f"initialize has the wrong type (want {abi.INITIALIZE})")
+    return Compiled(
+        module, abi.digest(wasm), frozenset(checks), results, init is not None, tuple(notes)
+    )
+
+
+def _check_memory(ty: wasmtime.MemoryType) -> None:
+    # The host memory is 2 pages with no maximum; wasmtime refuses other shapes too, but
+    # the operator deserves to know which rule a module broke (§8.5).
+    lim = ty.limits
+    if ty.is_64 or getattr(ty, "is_shared", False):
+        raise MonitorLoadError("monitor.memory must be a 32-bit unshared memory")
+    if lim.min > abi.MEMORY_MIN_PAGES:
+        raise MonitorLoadError(
+            f"monitor.memory asks for {lim.min} pages; the host memory has "
+            f"{abi.MEMORY_MIN_PAGES} (grow it at run time instead)"
+        )
+    if lim.max is not None:
+        raise MonitorLoadError("monitor.memory declares a maximum; the host memory has none")
+
+
+def _numeric(sig: abi.Sig) -> bool:
+    return all(t in ("i32", "i64", "f32", "f64") for t in (*sig[0], *sig[1]))
+
+
+# -------------------------------------------------------------------------- the box
+
+
+class Host(Protocol):
+    """What an instance asks of the endpoint (or of ``pktlab monitor test``)."""
+
+    def read_vmem(self, addr: int, length: int) -> bytes:
+        """`length` bytes of the vmem map outside CURPKT (§2.2), read-only."""
+        ...
+
+    def flush(self, instance: Instance) -> None:
+        """Store `instance.persistent()` (persistent_memory_flush)."""
+
+    def debug(self, instance: Instance, text: str) -> None:
+        """monitor_debug(), when debugging is enabled."""
+
+
+class Box:
+    """One wasmtime store: the memory cap, the deadline, the instances of one session."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._open = False
+        self.settings = settings
+        self.store = wasmtime.Store(engine())
+        self.store.set_limits(
+            memory_size=max(settings.memory_max, abi.MEMORY_MIN_PAGES * 65536),
+            table_elements=MAX_TABLE_ELEMENTS,
+        )
+        self.ctx = _c.cast(self.store._context(), _VP).value
+        self.trap = _VP()
+        self.trap_addr = _c.addressof(self.trap)
+        self.deadline_ns = settings.deadline_ms * 1_000_000
+        self.started = 0
+        self.instances: list[Instance] = []
+        self._epoch_cb = _EPOCH_CB(self._on_deadline)
+        store_ptr = _c.cast(self.store.ptr(), _VP).value
+        _set_epoch_callback(store_ptr, _c.cast(self._epoch_cb, _VP).value, None, None)
+        self.store.set_epoch_deadline(1)
+        _ticker.acquire(min(MAX_TICK_S, max(MIN_TICK_S, settings.deadline_ms / 5000)))
+        self._open = True
+
+    def _on_deadline(self, ctx: Any, data: Any, delta: Any, kind: Any) -> int:
+        # Runs inside wasm once the epoch passed the deadline (at most once per tick).
+        if _now() - self.started > self.deadline_ns:
+            msg = f"deadline of {self.settings.deadline_ms} ms exceeded".encode()
+            return int(_error_new(msg) or 0)
+        delta[0] = 1
+        kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+        return 0
+
+    def call(self, raw: _Raw, args: Sequence[int]) -> int:
+        """Call `raw` with `args`; its i32 result (0 if none). Raises `MonitorCrash`."""
+        raw.pack(raw.buf, 0, *args)
+        self.started = _now()
+        err = _call_unchecked(self.ctx, raw.fn, raw.buf_addr, raw.n, self.trap_addr)
+        if err or self.trap.value:
+            raise MonitorCrash(self._failure(err))
+        return _RV.unpack_from(raw.buf)[0] if raw.results else 0
+
+    def _failure(self, err: int | None) -> str:
+        if self.trap.value:
+            ptr = _c.cast(_VP(self.trap.value), _c.POINTER(ffi.wasm_trap_t))
+            self.trap.value = None
+            trap = wasmtime.Trap._from_ptr(ptr)  # takes ownership
+            text = trap.message
+        else:
+            e = wasmtime.WasmtimeError._from_ptr(  # takes ownership
+                _c.cast(_VP(err), _c.POINTER(ffi.wasmtime_error_t))
+            )
+            text = str(e)
+        return _summary(text)
+
+    def instantiate(self, compiled: Compiled, host: Host, pm: bytes = b"") -> Instance:
+        """A new instance of `compiled` in this box. Raises `MonitorLoadError`."""
+        inst = Instance(self, compiled, host)
+        inst.setup(pm)
+        self.instances.append(inst)
+        return inst
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            _ticker.release()
+            self.instances.clear()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class Instance:
+    """One monitor running in a box."""
+
+    def __init__(self, box: Box, compiled: Compiled, host: Host) -> None:
+        self.box = box
+        self.compiled = compiled
+        self.host = host
+        self.curpkt = b""  # CURPKT_DATA: the message being checked
+        self.pm = 0
+        self.scratch = 0
+        self.crashes = 0
+        self.last_crash = ""
+        self._base = 0
+        self._mem_ptr = 0
+        self._keep: list[Any] = []  # callbacks and funcs that must outlive the store
+        self._checks: dict[str, _Raw] = {}
+        self._results: dict[str, _Raw] = {}
+        self._malloc: _Raw | None = None
+        self._free: _Raw | None = None
+        self._init: _Raw | None = None
+        self._nsend: _Raw | None = None
+        self._ndata: _Raw | None = None
+        self._scratch = memoryview(b"")
+        self._pm = memoryview(b"")
+
+    # -- setup ------------------------------------------------------------------------
+
+    def setup(self, pm: bytes) -> None:
+        box, store = self.box, self.box.store
+        try:
+            memory = wasmtime.Memory(store, wasmtime.MemoryType(wasmtime.Limits(2, None)))
+        except wasmtime.WasmtimeError as e:
+            raise MonitorLoadError(f"cannot make the host memory: {e}") from None
+        self._keep.append(memory)
+        self._mem_ptr = _c.addressof(memory._memory)
+        data = ffi.wasmtime_memory_data(store._context(), _c.byref(memory._memory))
+        self._base = _c.cast(data, _VP).value or 0
+        imports: list[Any] = []
+        for imp in self.compiled.module.imports:
+            if imp.module == abi.MEMORY_MODULE:
+                imports.append(memory)
+            elif imp.module == abi.HOST_MODULE:
+                imports.append(self._host_func(imp.name or ""))
+            else:
+                assert isinstance(imp.type, wasmtime.FuncType)
+                imports.append(_wasi_stub(store, imp.type))
+        box.started = _now()
+        try:
+            instance = wasmtime.Instance(store, self.compiled.module, imports)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
+            raise MonitorLoadError(f"instantiation failed: {_summary(str(e))}") from None
+        exports = instance.exports(store)
+
+        def raw(name: str, sig: abi.Sig) -> _Raw:
+            f = exports[name]
+            assert isinstance(f, wasmtime.Func)
+            return _Raw(f, sig)
+
+        self._malloc = raw("malloc", abi.ALLOC["malloc"])
+        self._free = raw("free", abi.ALLOC["free"])
+        for kind in self.compiled.checks:
+            self._checks[kind] = raw(abi.CHECK_PREFIX + kind, abi.check_sig(kind))
+        self._nsend = self._checks.get("nsend")
+        self._ndata = self._checks.get("ndata")
+        for kind, sig in self.compiled.results.items():
+            self._results[kind] = raw(abi.RESULT_PREFIX + kind + abi.RESULT_SUFFIX, sig)
+        if self.compiled.has_initialize:
+            self._init = raw("initialize", abi.INITIALIZE)
+        try:
+            self.pm = self._alloc(abi.PM_LEN)
+            self.scratch = self._alloc(SCRATCH_LEN)
+        except MonitorCrash as e:
+            raise MonitorLoadError(f"malloc failed: {e}") from None
+        # Views over the two host buffers: memories never move and never shrink, so they
+        # stay valid, and a slice assignment is far cheaper than a ctypes memmove.
+        self._scratch = memoryview(
+            (_c.c_uint8 * SCRATCH_LEN).from_address(self._base + self.scratch)
+        ).cast("B")
+        self._pm = memoryview((_c.c_uint8 * abi.PM_LEN).from_address(self._base + self.pm)).cast(
+            "B"
+        )
+        self.write(self.pm, pm[: abi.PM_LEN].ljust(abi.PM_LEN, b"\0"))
+
+    def _alloc(self, n: int) -> int:
+        """malloc(n) in the monitor, checked to lie inside its memory."""
+        assert self._malloc is not None
+        ptr = self.box.call(self._malloc, (n,)) & 0xFFFFFFFF
+        if ptr == 0 or ptr + n > self.memory_size():
+            raise MonitorCrash(f"malloc({n}) returned {ptr:#x}, outside the memory")
+        return ptr
+
+    def _host_func(self, name: str) -> wasmtime.Func:
+        params, results = abi.HOST_FUNCS[name]
+        impl: Callable[[Sequence[int]], int | None] = getattr(self, "_h_" + name)
+        layout = _layout(params)
+        ret = _c.c_int32
+        size = max(len(params), len(results), 1) * _SLOT
+
+        def callback(env: int, caller: int, args: int, nargs: int) -> int:
+            try:
+                slots = (_c.c_uint8 * size).from_address(args)
+                rv = impl(layout.unpack_from(slots) if params else ())
+                if results:
+                    ret.from_address(args).value = int(rv or 0)
+                return 0
+            except Exception as e:  # a bug here must not unwind through wasm frames
+                msg = f"host function {name} failed: {e!r}".encode()
+                return int(_trap_new(msg, len(msg)) or 0)
+
+        cb = _HOSTFN(callback)
+        ft = wasmtime.FuncType([_valtype(p) for p in params], [_valtype(r) for r in results])
+        func = ffi.wasmtime_func_t()
+        _func_new_unchecked(
+            self.box.ctx, _c.cast(ft.ptr(), _VP).value, _c.cast(cb, _VP).value, None, None,
+            _c.addressof(func),
+        )  # fmt: skip
+        self._keep += [cb, ft, func]
+        return wasmtime.Func._from_raw(func)
+
+    # -- host functions (§8.2) ---------------------------------------------------------
+
+    def _h_read_vmem_region(self, args: Sequence[int]) -> int:
+        addr, buf, n = args
+        if n == 0:
+            return 0
+        if buf + n > self.memory_size():
+            return -1
+        if addr < 0x1000000:  # CURPKT_DATA: the message being checked; zeros beyond it
+            data = self.curpkt[addr : addr + n]
+            if len(data) < n:
+                data = data.ljust(n, b"\0")
+        else:
+            data = self.host.read_vmem(addr, n)
+        self.write(buf, data)
+        return 0
+
+    def _h_persistent_memory_flush(self, args: Sequence[int]) -> int:
+        self.host.flush(self)
+        return 0
+
+    def _h_endpoint_debug_enabled(self, args: Sequence[int]) -> int:
+        return 1 if self.box.settings.debug else 0
+
+    def _h_monitor_debug(self, args: Sequence[int]) -> None:
+        if not self.box.settings.debug:
+            return
+        ptr = args[0]
+        size = self.memory_size()
+        if ptr >= size:
+            return
+        raw = _c.string_at(self._base + ptr, min(MAX_DEBUG_LEN, size - ptr))
+        self.host.debug(self, raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
+
+    # -- memory -----------------------------------------------------------------------
+
+    def memory_size(self) -> int:
+        return int(_memory_data_size(self.box.ctx, self._mem_ptr))
+
+    def write(self, ptr: int, data: bytes) -> None:
+        """Copy `data` to `ptr` (the caller has checked the range)."""
+        _c.memmove(self._base + ptr, data, len(data))
+
+    def read(self, ptr: int, n: int) -> bytes:
+        if ptr + n > self.memory_size():
+            raise MonitorCrash(f"{n} bytes at {ptr:#x} are outside the monitor's memory")
+        return _c.string_at(self._base + ptr, n)
+
+    def stage(self, data: bytes) -> int:
+        """Put a check's address/port bytes in the scratch buffer; its wasm address."""
+        self._scratch[: len(data)] = data
+        return self.scratch
+
+    def persistent(self) -> bytes:
+        """The 256 bytes of persistent memory, as the monitor left them."""
+        return self._pm.tobytes()
+
+    # -- calls ------------------------------------------------------------------------
+
+    def has_check(self, kind: str) -> bool:
+        return kind in self._checks
+
+    # The two hot checks, inlined: calls.nsend_args/ndata_args + check + Box.call in one
+    # function each (the same arguments; tests hold the two paths equal).
+
+    def check_nsend(self, m: Any) -> int:
+        """rv of check_pktlab_message_nsend for the Nsend `m` (as `check`)."""
+        raw = self._nsend
+        data = m.data
+        if raw is None:
+            self.curpkt = data
+            return self._crashed(f"{abi.CHECK_PREFIX}nsend is not exported")
+        raddr = m.raddr
+        if raddr is None or m.rport is None:
+            raw.pack(raw.buf, 0, m.sktid, m.family, m.proto, m.time, m.tag, 0, 0, 0, 0,
+                     len(data), self.pm, abi.PM_LEN)  # fmt: skip
+        else:
+            n = len(raddr)
+            s = self.scratch
+            sc = self._scratch
+            sc[:n] = raddr
+            sc[n : n + 2] = _PORT.pack(m.rport)
+            raw.pack(raw.buf, 0, m.sktid, m.family, m.proto, m.time, m.tag, n, s, 2, s + n,
+                     len(data), self.pm, abi.PM_LEN)  # fmt: skip
+        self.curpkt = data
+        box = self.box
+        box.started = _now()
+        err = _call_unchecked(box.ctx, raw.fn, raw.buf_addr, raw.n, box.trap_addr)
+        if err or box.trap.value:
+            return self._crashed(box._failure(err))
+        rv: int = _RV.unpack_from(raw.buf)[0]
+        return rv
+
+    def check_ndata(
+        self,
+        sktid: int,
+        family: int,
+        proto: int,
+        time: int,
+        raddr: bytes | None,
+        rport: int | None,
+        data: bytes,
+    ) -> int:
+        """rv of check_pktlab_message_ndata for received `data` (as `check`)."""
+        raw = self._ndata
+        if raw is None:
+            self.curpkt = data
+            return self._crashed(f"{abi.CHECK_PREFIX}ndata is not exported")
+        if raddr is None or rport is None:
+            raw.pack(raw.buf, 0, sktid, family, proto, time, 0, 0, 0, 0, len(data), self.pm,
+                     abi.PM_LEN)  # fmt: skip
+        else:
+            n = len(raddr)
+            s = self.scratch
+            sc = self._scratch
+            sc[:n] = raddr
+            sc[n : n + 2] = _PORT.pack(rport)
+            raw.pack(raw.buf, 0, sktid, family, proto, time, n, s, 2, s + n, len(data),
+                     self.pm, abi.PM_LEN)  # fmt: skip
+        self.curpkt = data
+        box = self.box
+        box.started = _now()
+        err = _call_unchecked(box.ctx, raw.fn, raw.buf_addr, raw.n, box.trap_addr)
+        if err or box.trap.value:
+            return self._crashed(box._failure(err))
+        rv: int = _RV.unpack_from(raw.buf)[0]
+        return rv
+
+    def check(self, kind: str, args: Sequence[int], curpkt: bytes = b"") -> int:
+        """rv of check_pktlab_message_<kind>; MONITOR_CRASH for a trap, a timeout or a
+        missing export (§8.5)."""
+        raw = self._checks.get(kind)
+        self.curpkt = curpkt
+        if raw is None:
+            return self._crashed(f"{abi.CHECK_PREFIX}{kind} is not exported")
+        try:
+            return self.box.call(raw, args)
+        except MonitorCrash as e:
+            return self._crashed(str(e))
+
+    def result(self, kind: str, args: Sequence[int], errid: int, curpkt: bytes = b"") -> None:
+        """The optional pktlab_message_<kind>_result callback; a crash there is counted."""
+        raw = self._results.get(kind)
+        if raw is None:
+            return
+        self.curpkt = curpkt
+        try:
+            self.box.call(raw, (*args, errid))
+        except MonitorCrash as e:
+            self._crashed(str(e))
+
+    def initialize(self) -> bytes:
+        """Call initialize(info, pm, 256) if exported; the info bytes for linfo (§8.4).
+        Raises `MonitorCrash`."""
+        if self._init is None:
+            return b""
+        assert self._free is not None
+        info = self._alloc(abi.INFO_MAX)
+        n = self.box.call(self._init, (info, self.pm, abi.PM_LEN)) & 0xFFFFFFFF
+        if n > abi.INFO_MAX:
+            raise MonitorCrash(f"initialize returned {n} bytes of info (at most {abi.INFO_MAX})")
+        data = self.read(info, n)
+        try:
+            self.box.call(self._free, (info,))
+        except MonitorCrash as e:
+            self._crashed(str(e))
+        return data
+
+    def _crashed(self, why: str) -> int:
+        self.crashes += 1
+        self.last_crash = why
+        return abi.MONITOR_CRASH
+
+
+def _valtype(name: str) -> wasmtime.ValType:
+    return wasmtime.ValType.i64() if name == abi.I64 else wasmtime.ValType.i32()
+
+
+def _wasi_stub(store: wasmtime.Store, ft: wasmtime.FuncType) -> wasmtime.Func:
+    """An empty WASI function: does nothing, returns zeros (§8.2)."""
+    n = len(ft.results)
+    zero = [0.0 if str(t) in ("f32", "f64") else 0 for t in ft.results]
+
+    def stub(*args: Any) -> Any:
+        return None if n == 0 else zero[0] if n == 1 else list(zero)
+
+    return wasmtime.Func(store, ft, stub)
+
+
+def _summary(text: str) -> str:
+    """The cause of a wasmtime error in one line (its first line is often only
+    "error while executing at wasm backtrace:")."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        return "trap"
+    cause = [ln for ln in lines if not ln.startswith(("error while", "0:", "1:", "2:", "note:"))]
+    return (cause[-1] if cause else lines[0])[:200]

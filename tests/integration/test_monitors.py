@@ -1,0 +1,208 @@
+"""Monitors on a real `twistd pktendpoint` (PROTOCOL.md §8): aux monitors over loopback
+plain TCP, certificate monitors delivered by cdata over TLS, persistent memory across
+sessions and across kill -9."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DEFAULT_CONFIG, REPO, RawController, twistd
+from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init, udp_sink
+from wasmtime import wat2wasm
+
+from packetlab import wire
+from packetlab.monitor import abi
+from packetlab.monitor.template import monitor_wat
+from packetlab.ppks import CertLimits
+from packetlab.wire.constants import Status
+
+S = Status
+LO = ipaddress.IPv4Address("127.0.0.1").packed
+ALLOW = {k: "(i32.const 0)" for k in abi.CHECKS}
+MONREJ, MONUKN = int(S.ECTLMONREJ), int(S.ECTLMONUKN)
+# Reject UDP sends whose destination port is odd; ndata of "blockme" -> nblock(77).
+PORT_POLICY = {
+    "nsend": "(i32.and (i32.load8_u (i32.add (local.get $rport) (i32.const 1))) (i32.const 1))",
+    "ndata": "(drop (call $read_vmem_region (i32.const 0) (i32.const 300) (i32.const 1)))"
+    " (select (i32.const 77) (i32.const 0) (i32.eq (i32.load8_u (i32.const 300)) (i32.const 98)))",
+}
+# Counts nclose requests in pm[0..4] and flushes each time; initialize reports the count.
+COUNTER = {
+    "nclose": "(i32.store (local.get $pm) (i32.add (i32.load (local.get $pm)) (i32.const 1)))"
+    " (drop (call $persistent_memory_flush)) (i32.const 0)"
+}
+REPORT = "(i32.store (local.get $info) (i32.load (local.get $pm))) (i32.const 4)"
+
+
+def module(tmp: Path, name: str, checks: dict[str, str], **kw: Any) -> Path:
+    path = tmp / f"{name}.wasm"
+    path.write_bytes(wat2wasm(monitor_wat(ALLOW | checks, **kw)))
+    return path
+
+
+def conf(tmp: Path, extra: str = "") -> str:
+    return DEFAULT_CONFIG + f"MonitorPersistentPath {tmp / 'pm.sqlite3'}\n" + extra
+
+
+def started(c: RawController, n: int) -> list[wire.Linfo]:
+    c.send(wire.Start())
+    assert c.response() == wire.Result(0)
+    infos = [c.notification(wire.Linfo) for _ in range(n)]
+    return infos
+
+
+def udp_open(c: RawController, sktid: int = 1) -> None:
+    c.ok(wire.Nopen(sktid=sktid, family=4, proto=17, rbufsz=1 << 20, laddr=LO, lport=0))
+
+
+def nsend(sktid: int, port: int, data: bytes = b"x", tag: int = 0) -> wire.Nsend:
+    return wire.Nsend(sktid=sktid, family=4, proto=17, time=0, tag=tag, data=data, raddr=LO,
+                      rport=port)  # fmt: skip
+
+
+def free_port(odd: bool) -> tuple[socket.socket, int]:
+    while True:
+        s, port = udp_sink()
+        if port % 2 == int(odd):
+            return s, port
+        s.close()
+
+
+def test_aux_monitors_on_a_real_endpoint(endpoint_factory: Any, tmp_path: Path) -> None:
+    a = module(tmp_path, "a", {}, initialize="(i32.store8 (local.get $info) (i32.const 65))"
+               " (i32.const 1)")  # fmt: skip
+    b = module(tmp_path, "b", PORT_POLICY)
+    ep = endpoint_factory(conf(tmp_path), args=["--monitor", str(a), "-m", str(b)])
+    c = ep.accept()
+    infos = started(c, 2)
+    assert [(i.name, i.aux, i.info) for i in infos] == [
+        (b"monitor", b"\x00\x00", b"A"),
+        (b"monitor", b"\x01\x00", b""),  # aux index in host (little-endian) order
+    ]
+    udp_open(c)
+    odd, odd_port = free_port(odd=True)
+    even, even_port = free_port(odd=False)
+    try:
+        assert c.request(nsend(1, odd_port, tag=3)) == wire.Result(MONREJ, 1, 1)
+        assert c.request(nsend(1, even_port, tag=4)) == wire.Result(0)
+        assert c.notification(wire.Ntag).tag == 4  # no ntag for the rejected send
+        assert even.recv(100) == b"x"
+        with pytest.raises(TimeoutError):
+            odd.recv(100)  # never sent
+        # ndata: "blockme" -> nblock(77); anything else delivered
+        me = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        lport = int.from_bytes(c.mread(0x20000000 + 0x400 + 0x30, 2), "big")
+        me.sendto(b"blockme", ("127.0.0.1", lport))
+        nb = c.notification(wire.Nblock)
+        assert (nb.sktid, nb.monerrid) == (1, 77)
+        me.sendto(b"fine", ("127.0.0.1", lport))
+        assert c.notification(wire.Ndata).data == b"fine"
+        me.close()
+    finally:
+        odd.close()
+        even.close()
+
+
+def test_spinning_monitor_costs_one_deadline_and_the_session_survives(
+    endpoint_factory: Any, tmp_path: Path
+) -> None:
+    spin = module(tmp_path, "spin", {
+        "nopen": "(if (i32.eq (local.get $sktid) (i32.const 1)) (then (loop (br 0))))"
+                 " (i32.const 0)"
+    })  # fmt: skip
+    ep = endpoint_factory(conf(tmp_path, "MonitorReportCrash 1\n"), args=["-m", str(spin)])
+    c = ep.accept()
+    started(c, 1)
+    t0 = time.monotonic()
+    r = c.request(wire.Nopen(sktid=1, family=4, proto=17, rbufsz=4096, laddr=LO, lport=0))
+    took = time.monotonic() - t0
+    assert r == wire.Result(MONUKN, 0)
+    assert took < 5  # cut off (the deadline is 100 ms; the machine may be loaded)
+    udp_open(c, sktid=2)  # same session, same monitor instance
+    assert "crashed in nopen" in ep.output()
+
+
+def test_bad_aux_monitor_stops_the_daemon(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wasm"
+    bad.write_bytes(wat2wasm("(module (memory 2))"))
+    proc = subprocess.run(
+        [*twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext", "-m", str(bad)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "must import its memory as monitor.memory" in proc.stdout + proc.stderr
+
+
+def test_persistent_memory_survives_kill9(endpoint_factory: Any, tmp_path: Path) -> None:
+    counter = module(tmp_path, "counter", COUNTER, initialize=REPORT)
+    ep = endpoint_factory(conf(tmp_path), args=["-m", str(counter)])
+    c = ep.accept()
+    assert started(c, 1)[0].info == bytes(4)
+    for _ in range(3):
+        c.request(wire.Nclose(sktid=1))  # ESKTNOTOPEN; the monitor counts it first
+    ep.proc.kill()  # kill -9 with the session open: only flushed bytes count
+    ep.proc.wait(5)
+    ep2 = endpoint_factory(conf(tmp_path), args=["-m", str(counter)])
+    c2 = ep2.accept()
+    assert started(c2, 1)[0].info == (3).to_bytes(4, "little")
+    c2.request(wire.Nclose(sktid=1))
+    c2.close()
+    c3 = ep2.accept()  # the next session of the same endpoint
+    assert started(c3, 1)[0].info == (4).to_bytes(4, "little")
+
+
+# ------------------------------------------------------------- certificate monitors
+
+
+@pytest.fixture
+def tls_world(tmp_path: Path) -> Any:
+    home = pktlab_init(tmp_path / "home")
+    (home.root / "endpt.conf").write_text(
+        (home.root / "endpt.conf").read_text() + f"MonitorPersistentPath {tmp_path / 'pm.db'}\n"
+    )
+    started_: list[Any] = []
+
+    def start(limits: CertLimits, *args: str) -> tuple[TLSController, TLSEndpoint]:
+        chain = controller_chain(home, tmp_path / f"c{len(started_)}", limits=limits)
+        ctl = TLSController(chain, home.key_path("k_xc"), tmp_path)
+        ep = TLSEndpoint(home, ctl.address, tmp_path, *args)
+        started_.append((ctl, ep))
+        return ctl, ep
+
+    yield start
+    for ctl, ep in started_:
+        ep.stop()
+        ctl.close()
+
+
+def test_cert_monitors_over_tls(tls_world: Any, tmp_path: Path) -> None:
+    a = wat2wasm(monitor_wat(ALLOW | {"nopen": "(i32.const 21)"}))
+    b = wat2wasm(monitor_wat(ALLOW | COUNTER, initialize=REPORT))
+    other = wat2wasm(monitor_wat(ALLOW))
+    ctl, _ep = tls_world(CertLimits(monitor_digests=(abi.digest(b), abi.digest(a))))
+    # Session 1: only one of the two programs: start refused, session closed.
+    c = ctl.accept()
+    assert c.request(wire.Cdata(b"monitor", abi.encode(a))) == wire.Result(0)
+    assert c.request(wire.Cdata(b"monitor", abi.encode(other))).errid == S.ECRTBADHDAT
+    assert c.request(wire.Start()) == wire.Result(int(S.ECRTNOHDAT))
+    assert c.closed_by_peer()
+    # Session 2: both, in the order b, a: b is monindx 0.
+    for _ in range(2):
+        c = ctl.accept()
+        for prog in (b, a):
+            assert c.request(wire.Cdata(b"monitor", abi.encode(prog))) == wire.Result(0)
+        infos = started(c, 2)
+        c.request(wire.Nclose(sktid=1))
+        assert c.request(
+            wire.Nopen(sktid=1, family=4, proto=17, rbufsz=4096, laddr=LO, lport=0)
+        ) == wire.Result(MONREJ, 1, 21)
+        c.close()
+    # The second session saw the count of the first (keyed by the cert, not the digest).
+    assert infos[0].info == (1).to_bytes(4, "little")

@@ -1,0 +1,393 @@
+"""Monitors on an endpoint session over fakes: every row of PROTOCOL.md §8.3 and §8.5."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wasmtime
+from ep_fakes import LO4, Rig, tcp_open, udp_open, udp_send
+
+from packetlab import wire
+from packetlab.endpoint.checks import OpenGate, RequestGate
+from packetlab.endpoint.config import EndpointConfig, parse_config
+from packetlab.endpoint.limits import admit
+from packetlab.endpoint.monitors import AuxMonitor, MonitorGate, MonitorHost
+from packetlab.endpoint.session import Session
+from packetlab.monitor import abi
+from packetlab.monitor.persist import PersistentMemory, cert_key
+from packetlab.monitor.runtime import Settings, compile_monitor
+from packetlab.monitor.template import monitor_wat
+from packetlab.ppks import CertLimits, generate_private_key, issue_certificate
+from packetlab.wire.constants import Status
+
+S = Status
+ALLOW = {k: "(i32.const 0)" for k in abi.CHECKS}
+MONREJ, MONUKN = int(S.ECTLMONREJ), int(S.ECTLMONUKN)
+
+
+def w(checks: dict[str, str] | None = None, **kw: Any) -> bytes:
+    return wasmtime.wat2wasm(monitor_wat(ALLOW | (checks or {}), **kw))
+
+
+def host(tmp_path: Path, *aux: bytes, **settings: Any) -> MonitorHost:
+    mons = [AuxMonitor(f"aux{i}.wasm", compile_monitor(m)) for i, m in enumerate(aux)]
+    return MonitorHost(Settings(**settings), mons, str(tmp_path / "pm.sqlite3"))
+
+
+def rig(gate: RequestGate) -> Rig:
+    r = Rig()
+    r.session = Session(r.config, r.net, r.scheduler, r.clock, gate=gate)
+    r.frames.clear()
+    r.session.outbox.attach(r.frames.append)
+    if isinstance(gate, MonitorGate):
+        gate.attach(r.session.memory)
+    return r
+
+
+def aux_rig(tmp_path: Path, *aux: bytes, **settings: Any) -> Rig:
+    return rig(host(tmp_path, *aux, **settings).gate(OpenGate()))
+
+
+def started(r: Rig, n: int) -> list[wire.Message]:
+    """Start; the start result and then one linfo per monitor."""
+    out = r.send(wire.Start())
+    assert out[0] == wire.Result(0), out
+    assert [m.NAME for m in out[1:]] == ["linfo"] * n
+    return out[1:]
+
+
+def reject(rv: int) -> dict[str, str]:
+    return {k: f"(i32.const {rv})" for k in abi.CHECKS}
+
+
+# ---------------------------------------------------------------------- start, linfo
+
+
+def test_no_monitor_leaves_the_gate_alone(tmp_path: Path) -> None:
+    inner = OpenGate()
+    assert host(tmp_path).gate(inner) is inner
+
+
+def test_linfo_per_monitor_after_start_with_host_order_index(tmp_path: Path) -> None:
+    init = "(i32.store8 (local.get $info) (i32.const 0x41)) (i32.const 1)"
+    r = aux_rig(tmp_path, w(), w(initialize=init), w())
+    infos = started(r, 3)
+    assert [m.aux for m in infos] == [i.to_bytes(2, sys.byteorder) for i in range(3)]
+    assert [m.name for m in infos] == [b"monitor"] * 3
+    assert [m.info for m in infos] == [b"", b"A", b""]
+
+
+def test_allow_all_lets_requests_through(tmp_path: Path) -> None:
+    r = aux_rig(tmp_path, w())
+    started(r, 1)
+    assert r.send(udp_open()) == [wire.Result(0)]
+    assert r.send(udp_send(tag=0)) == [wire.Result(0)]
+    assert len(r.io(1).sent) == 1
+
+
+# ---------------------------------------------------------------------- requests
+
+
+def test_reject_with_reason_and_list_order(tmp_path: Path) -> None:
+    r = aux_rig(tmp_path, w(), w({"nopen": "(i32.const 5)"}), w(reject(9)))
+    started(r, 3)
+    assert r.send(udp_open()) == [wire.Result(MONREJ, 1, 5)]  # the first non-zero wins
+    assert r.session.sockets[1] is None  # a rejected socket stays FREE
+
+
+def test_negative_rv_hides_the_reason(tmp_path: Path) -> None:
+    r = aux_rig(tmp_path, w(reject(-7)))
+    started(r, 1)
+    assert r.send(udp_open()) == [wire.Result(MONREJ, 0, 0)]
+
+
+@pytest.mark.parametrize("report", [False, True])
+@pytest.mark.parametrize("how", ["trap", "big", "missing"])
+def test_crash_answers_per_report_crash(tmp_path: Path, report: bool, how: str) -> None:
+    bodies = {"trap": {"nopen": "unreachable"}, "big": {"nopen": "(i32.const 65535)"}}
+    mod = w(bodies.get(how, {}))
+    if how == "missing":
+        mod = wasmtime.wat2wasm(monitor_wat({"nsend": "(i32.const 0)"}))
+    r = aux_rig(tmp_path, w(), mod, report_crash=report)
+    started(r, 2)
+    want = wire.Result(MONUKN, 1) if report else wire.Result(MONREJ, 1, 0)
+    assert r.send(udp_open()) == [want]
+    assert r.session.sockets[1] is None
+
+
+def test_monitors_run_before_the_endpoints_own_checks(tmp_path: Path) -> None:
+    r = aux_rig(
+        tmp_path,
+        w({"nopen": "(i32.eq (local.get $sktid) (i32.const 1))", "nclose": "(i32.const 3)"}),
+    )
+    started(r, 1)
+    assert r.send(udp_open(sktid=2)) == [wire.Result(0)]
+    # sktid 1 free but rejected; family 6 (not configured) still gets the monitor's answer
+    assert r.send(udp_open(sktid=1)) == [wire.Result(MONREJ, 0, 1)]
+    bad_family = wire.Nopen(sktid=1, family=6, proto=17, rbufsz=1, laddr=bytes(16), lport=0)
+    assert r.send(bad_family) == [wire.Result(MONREJ, 0, 1)]
+    assert r.send(wire.Nclose(sktid=2)) == [wire.Result(MONREJ, 0, 3)]
+    assert r.session.sockets[2] is not None  # a rejected nclose leaves the socket OPEN
+
+
+def test_rejected_nsend_is_never_sent_and_gets_no_ntag(tmp_path: Path) -> None:
+    # Reject UDP sends to port 53 (rport bytes 0x00 0x35 at the rport pointer).
+    body = "(i32.eq (i32.load8_u (i32.add (local.get $rport) (i32.const 1))) (i32.const 53))"
+    r = aux_rig(tmp_path, w({"nsend": body}))
+    started(r, 1)
+    assert r.send(udp_open()) == [wire.Result(0)]
+    assert r.send(udp_send(tag=5)) == [wire.Result(MONREJ, 0, 1)]
+    assert r.io(1).sent == []
+    other = wire.Nsend(sktid=1, family=4, proto=17, time=0, tag=6, data=b"x", raddr=LO4, rport=54)
+    out = r.send(other)
+    assert out[0] == wire.Result(0)
+    assert len(r.io(1).sent) == 1
+    assert [m.tag for m in out if isinstance(m, wire.Ntag)] == [6]
+
+
+def test_check_arguments_and_curpkt(tmp_path: Path) -> None:
+    # nsend: reason = payload byte 2 (read through CURPKT_DATA) + 256 * (time >> 40)
+    body = (
+        "(drop (call $read_vmem_region (i32.const 2) (i32.const 300) (i32.const 1)))"
+        " (i32.add (i32.load8_u (i32.const 300))"
+        " (i32.shl (i32.wrap_i64 (i64.shr_u (local.get $time) (i64.const 40)))"
+        " (i32.const 8)))"
+    )
+    r = aux_rig(tmp_path, w({"nsend": body}))
+    started(r, 1)
+    r.send(udp_open())
+    msg = udp_send(data=b"ab\x07d", time=3 << 40)
+    assert r.send(msg) == [wire.Result(MONREJ, 0, 7 + 3 * 256)]
+
+
+def test_tcp_nopen_arguments(tmp_path: Path) -> None:
+    # reason = raddrlen * 1000 + rport (low byte) + laddrlen
+    body = (
+        "(i32.add (i32.add (i32.mul (local.get $raddrlen) (i32.const 1000))"
+        " (i32.load8_u (i32.add (local.get $rport) (i32.const 1))))"
+        " (i32.add (local.get $laddrlen) (local.get $lportlen)))"
+    )
+    r = aux_rig(tmp_path, w({"nopen": body}))
+    started(r, 1)
+    assert r.send(tcp_open(rport=80)) == [wire.Result(MONREJ, 0, 4000 + 80 + 4 + 2)]
+
+
+def test_result_callbacks_get_the_errid(tmp_path: Path) -> None:
+    # Each callback stores its errid in pm[sktid]; a rejecting monitor's request never
+    # reaches the real handling, so no callback then.
+    store = "(i32.store8 (i32.add (local.get $pm) (local.get $sktid)) (local.get $errid))"
+    mod = w(results={"nopen": store, "nclose": store})
+    h = host(tmp_path, mod)
+    r = rig(h.gate(OpenGate()))
+    started(r, 1)
+    r.send(udp_open(sktid=1))
+    r.send(udp_open(sktid=1))  # ESKTINUSE
+    r.send(wire.Nclose(sktid=9))  # ESKTNOTOPEN
+    gate = r.session.gate
+    assert isinstance(gate, MonitorGate)
+    pm = gate.monitors[0].persistent()
+    assert pm[1] == int(S.ESKTINUSE) and pm[9] == int(S.ESKTNOTOPEN)
+
+
+# ---------------------------------------------------------------------- ndata
+
+
+def ndata_rig(tmp_path: Path, rv: str, report: bool = False) -> Rig:
+    r = aux_rig(tmp_path, w({"ndata": rv}), report_crash=report)
+    started(r, 1)
+    assert r.send(udp_open()) == [wire.Result(0)]
+    return r
+
+
+@pytest.mark.parametrize(
+    ("rv", "report", "want"),
+    [
+        ("(i32.const 0)", False, "ndata"),
+        ("(i32.const 7)", False, 7),
+        ("(i32.const -3)", False, 0xFFFD),  # §8.5: low 16 bits, not silent
+        ("unreachable", False, None),  # crash: dropped silently
+        ("unreachable", True, 0),  # crash with ReportCrash: nblock(0)
+        ("(i32.const 70000)", True, 0),
+    ],
+)
+def test_ndata_verdicts(tmp_path: Path, rv: str, report: bool, want: Any) -> None:
+    r = ndata_rig(tmp_path, rv, report)
+    r.session.udp_received(r.skt(1), b"hello", 123, LO4, 53)
+    out = r.new()
+    if want == "ndata":
+        assert [m.NAME for m in out] == ["ndata"]
+    elif want is None:
+        assert out == []
+    else:
+        assert out == [wire.Nblock(sktid=1, family=4, proto=17, monerrid=want, time=123)]
+
+
+def test_ndata_sees_the_payload_and_source(tmp_path: Path) -> None:
+    body = (
+        "(drop (call $read_vmem_region (i32.const 0) (i32.const 300) (i32.const 1)))"
+        " (i32.add (i32.load8_u (i32.const 300)) (i32.load8_u (local.get $raddr)))"
+    )
+    r = ndata_rig(tmp_path, body)
+    r.session.udp_received(r.skt(1), b"\x05rest", 9, LO4, 53)
+    assert r.new()[0] == wire.Nblock(sktid=1, family=4, proto=17, monerrid=5 + 127, time=9)
+
+
+# ---------------------------------------------------------------------- load failures
+
+
+@pytest.mark.parametrize(
+    "init",
+    ["unreachable", "(loop (br 0)) (i32.const 0)", "(i32.const 0x20000)"],
+)
+def test_initialize_failure_answers_monukn_and_ends(tmp_path: Path, init: str) -> None:
+    r = aux_rig(tmp_path, w(), w(initialize=init), deadline_ms=20)
+    assert r.send(wire.Start()) == [wire.Result(MONUKN, 1)]
+    assert r.session.ended is not None
+
+
+def test_instantiation_failure_answers_monukn(tmp_path: Path) -> None:
+    r = aux_rig(tmp_path, w(extra='  (data (i32.const 300000) "x")\n'))
+    assert r.send(wire.Start()) == [wire.Result(MONUKN, 0)]
+    assert r.session.ended is not None
+
+
+def test_deadline_keeps_the_session_and_the_monitor(tmp_path: Path) -> None:
+    spin = "(if (i32.eq (local.get $sktid) (i32.const 1)) (then (loop (br 0)))) (i32.const 0)"
+    r = aux_rig(tmp_path, w({"nopen": spin}), deadline_ms=20, report_crash=True)
+    started(r, 1)
+    assert r.send(udp_open(sktid=1)) == [wire.Result(MONUKN, 0)]
+    assert r.send(udp_open(sktid=2)) == [wire.Result(0)]
+
+
+# ---------------------------------------------------------------------- certificates
+
+
+def cert_chain(digests: list[bytes]) -> list[Any]:
+    eop, exper, xc = (generate_private_key() for _ in range(3))
+    limits = CertLimits(monitor_digests=tuple(digests))
+    return [
+        issue_certificate("pubcmd", exper, xc, 0, 2**31 - 1),
+        issue_certificate("exppriv", eop, exper, 0, 2**31 - 1, limits=limits),
+    ]
+
+
+def cert_rig(h: MonitorHost, certs: list[Any]) -> Rig:
+    return rig(h.gate(admit(certs, None, lambda: 1_700_000_000 * 10**9)))
+
+
+def test_cdata_matched_against_the_chain(tmp_path: Path) -> None:
+    a, b, other = w(), w(reject(4)), w(reject(5))
+    certs = cert_chain([abi.digest(a), abi.digest(b)])
+    h = host(tmp_path, w())  # plus one aux monitor, after the cert ones
+    r = cert_rig(h, certs)
+    bad = [
+        wire.Cdata(b"monitor", abi.encode(other)),  # not in the chain
+        wire.Cdata(b"monitor", b"\x00" + a),  # not a WASM program
+        wire.Cdata(b"filter", b"\x00"),  # no filter digests in any chain
+        wire.Cdata(b"bogus", b""),
+    ]
+    got = [r.send(m)[0].errid for m in bad]
+    assert got == [S.ECRTBADHDAT, S.ECRTBADHDAT, S.ECRTBADHDAT, S.ECRTBADHINT]
+    assert r.send(wire.Cdata(b"monitor", abi.encode(b))) == [wire.Result(0)]
+    assert r.send(wire.Cdata(b"monitor", abi.encode(a))) == [wire.Result(0)]
+    started(r, 3)
+    # cdata order: b is monitor 0 and rejects first
+    assert r.send(udp_open()) == [wire.Result(MONREJ, 0, 4)]
+
+
+def test_start_refused_while_a_digest_is_missing(tmp_path: Path) -> None:
+    a, b = w(), w(reject(3))
+    r = cert_rig(host(tmp_path), cert_chain([abi.digest(a), abi.digest(b)]))
+    assert r.send(wire.Cdata(b"monitor", abi.encode(a))) == [wire.Result(0)]
+    assert r.send(wire.Start()) == [wire.Result(int(S.ECRTNOHDAT))]
+    assert r.session.ended is not None
+
+
+def test_cdata_load_failure_answers_start_with_monukn(tmp_path: Path) -> None:
+    bad = w(initialize="unreachable")
+    r = cert_rig(host(tmp_path), cert_chain([abi.digest(bad)]))
+    assert r.send(wire.Cdata(b"monitor", abi.encode(bad))) == [wire.Result(0)]
+    assert r.send(wire.Start()) == [wire.Result(MONUKN, 0)]
+
+
+def test_uncompilable_cdata_is_refused(tmp_path: Path) -> None:
+    junk = b"\x00asm\x01\x00\x00\x00\xff"
+    r = cert_rig(host(tmp_path), cert_chain([abi.digest(junk)]))
+    assert r.send(wire.Cdata(b"monitor", abi.encode(junk)))[0].errid == S.ECRTBADHDAT
+
+
+# ---------------------------------------------------------------------- persistent memory
+
+COUNTER = (
+    "(i32.store (local.get $pm) (i32.add (i32.load (local.get $pm)) (i32.const 1))) (i32.const 0)"
+)
+FLUSHING = (
+    "(i32.store (local.get $pm) (i32.add (i32.load (local.get $pm)) (i32.const 1)))"
+    " (drop (call $persistent_memory_flush)) (i32.const 0)"
+)
+
+
+def test_cert_monitor_memory_persists_under_the_reference_key(tmp_path: Path) -> None:
+    first, mod = w(), w({"nclose": COUNTER})
+    certs = cert_chain([abi.digest(first), abi.digest(mod)])
+    h = host(tmp_path)
+    for _ in range(3):
+        r = cert_rig(h, certs)
+        r.send(wire.Cdata(b"monitor", abi.encode(first)), wire.Cdata(b"monitor", abi.encode(mod)))
+        started(r, 2)
+        r.send(wire.Nclose(sktid=1), wire.Nclose(sktid=1))
+        r.session.close()
+    exppriv = certs[1]
+    key = cert_key(exppriv.authority_key_id, exppriv.serial_bytes, 1)
+    assert key[-2:] == (1).to_bytes(2, sys.byteorder)
+    assert PersistentMemory(tmp_path / "pm.sqlite3").load(key)[:4] == (6).to_bytes(4, "little")
+
+
+def test_aux_memory_is_keyed_by_digest_and_trimmed(tmp_path: Path) -> None:
+    mod = w({"nclose": FLUSHING})
+    h = host(tmp_path, mod)
+    r = rig(h.gate(OpenGate()))
+    started(r, 1)
+    r.send(wire.Nclose(sktid=1))
+    # flushed by the monitor itself, before the session ends
+    pm = PersistentMemory(tmp_path / "pm.sqlite3")
+    assert pm.load(abi.digest(mod))[:1] == b"\x01"
+    raw = pm._db.execute("SELECT data FROM pm").fetchall()
+    assert [bytes(x[0]) for x in raw] == [b"\x01"]  # trailing zeros trimmed
+    r.session.close()
+    r2 = rig(h.gate(OpenGate()))
+    started(r2, 1)
+    r2.send(wire.Nclose(sktid=1))
+    assert pm.load(abi.digest(mod))[:1] == b"\x02"
+
+
+def test_config_keys() -> None:
+    cfg = parse_config(
+        [
+            "MonitorReportCrash 1",
+            "MonitorDeadlineMillsec 250",
+            "MonitorMemoryMax 4096",
+            "MonitorEnableDebug 1",
+            "MonitorPersistentPath /x/pm.db",
+        ]
+    )
+    assert cfg.monitor_report_crash and cfg.monitor_debug
+    assert cfg.monitor_deadline_ms == 250 and cfg.monitor_persistent_path == "/x/pm.db"
+    assert cfg.monitor_memory_max == 131072 and "below the minimum" in cfg.warnings[0]
+    assert EndpointConfig().monitor_deadline_ms == 100
+
+
+def test_an_endpoint_without_monitors_does_not_load_wasmtime() -> None:
+    import subprocess
+
+    code = (
+        "import sys, packetlab.endpoint.tap, packetlab.endpoint.monitors, packetlab.cli.init\n"
+        "from packetlab.endpoint.tap import Options\n"
+        "Options().parseOptions(['--insecure-plaintext'])\n"
+        "print('wasmtime' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # ~12 MiB of RSS saved

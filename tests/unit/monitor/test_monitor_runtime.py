@@ -1,0 +1,365 @@
+"""The monitor runtime (PROTOCOL.md §8.2): ABI checks at load, the raw call path, the
+deadline and the memory cap, and hostile modules."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import wasmtime
+
+from packetlab.monitor import abi
+from packetlab.monitor.runtime import (
+    Box,
+    Instance,
+    MonitorCrash,
+    MonitorLoadError,
+    Settings,
+    compile_monitor,
+)
+from packetlab.monitor.template import monitor_wat
+
+ALLOW = {kind: "(i32.const 0)" for kind in abi.CHECKS}
+
+
+class Host:
+    def __init__(self) -> None:
+        self.flushed: list[bytes] = []
+        self.debugged: list[str] = []
+
+    def read_vmem(self, addr: int, length: int) -> bytes:
+        return bytes((addr + i) & 0xFF for i in range(length))
+
+    def flush(self, instance: Instance) -> None:
+        self.flushed.append(instance.persistent())
+
+    def debug(self, instance: Instance, text: str) -> None:
+        self.debugged.append(text)
+
+
+def wasm(wat: str) -> bytes:
+    return wasmtime.wat2wasm(wat)
+
+
+def load(wat: str, settings: Settings | None = None, pm: bytes = b"") -> Instance:
+    box = Box(settings or Settings())
+    return box.instantiate(compile_monitor(wasm(wat)), Host(), pm)
+
+
+def refused(wat: str | bytes, match: str) -> None:
+    with pytest.raises(MonitorLoadError, match=match):
+        compile_monitor(wat if isinstance(wat, bytes) else wasm(wat))
+
+
+NSEND = (1, 4, 17, 2**40 + 5, 7, 0, 0, 0, 0, 3)
+
+
+def nsend_args(inst: Instance, time: int = 2**40 + 5) -> tuple[int, ...]:
+    return (1, 4, 17, time, 7, 0, 0, 0, 0, 3, inst.pm, abi.PM_LEN)
+
+
+# ------------------------------------------------------------------------- load checks
+
+
+def test_digest_is_sha256_of_the_encoded_program() -> None:
+    import hashlib
+
+    w = wasm(monitor_wat(ALLOW))
+    assert abi.digest(w) == hashlib.sha256(b"\x01" + w).digest()
+    assert compile_monitor(w).digest == abi.digest(w)
+
+
+def test_invalid_bytes_are_refused() -> None:
+    refused(b"\x00asm\x01\x00\x00\x00garbage", "not a valid WebAssembly module")
+    refused(b"", "not a valid WebAssembly module")
+
+
+@pytest.mark.parametrize(
+    ("memory", "match"),
+    [
+        ("(memory 3)", "asks for 3 pages"),
+        ("(memory 2 10)", "declares a maximum"),
+        ("(memory 1 2)", "declares a maximum"),
+    ],
+)
+def test_memory_import_shapes(memory: str, match: str) -> None:
+    wat = monitor_wat(ALLOW).replace(
+        '(import "monitor" "memory" (memory 2))', f'(import "monitor" "memory" {memory})'
+    )
+    refused(wat, match)
+
+
+def test_smaller_memory_import_is_accepted() -> None:
+    wat = monitor_wat(ALLOW).replace("(memory 2))", "(memory 1))")
+    inst = load(wat)
+    assert inst.memory_size() >= 2 * 65536  # the host memory is 2 pages all the same
+
+
+def test_own_memory_is_refused() -> None:
+    wat = (
+        '(module (memory 2) (func (export "malloc") (param i32) (result i32) i32.const 0)'
+        ' (func (export "free") (param i32)))'
+    )
+    refused(wat, "must import its memory as monitor.memory")
+
+
+def test_unknown_imports_are_refused() -> None:
+    base = monitor_wat(ALLOW)
+    refused(
+        base.replace("(module", '(module (import "env" "launch" (func)) ', 1),
+        "unknown host function env.launch",
+    )
+    refused(base.replace("(module", '(module (import "os" "system" (func)) ', 1), "os.system")
+    bad = '(import "env" "read_vmem_region" (func $x (param i32) (result i32)))'
+    refused(base.replace("(module", f"(module {bad}", 1), "wrong type")
+
+
+def test_malloc_and_free_are_required() -> None:
+    base = monitor_wat(ALLOW)
+    refused(base.replace('(export "malloc")', ""), "does not export malloc")
+    refused(
+        base.replace('(func (export "free") (param i32))', '(func (export "free"))'),
+        "wrongly typed free",
+    )
+
+
+def test_missing_and_mistyped_checks_are_noted_not_refused() -> None:
+    checks = {"nsend": "(i32.const 0)"}
+    wat = monitor_wat(checks).replace(
+        ")\n", '  (func (export "check_pktlab_message_nclose") (result i32) i32.const 0)\n)', 1
+    )
+    c = compile_monitor(wasm(monitor_wat(checks)))
+    assert c.checks == {"nsend"}
+    assert any("nopen missing" in n for n in c.notes)
+    assert wat  # the mistyped variant compiles too:
+    wat2 = monitor_wat(checks) + ""
+    wat2 = wat2[: wat2.rindex(")")] + (
+        '(func (export "check_pktlab_message_nclose") (result i32) i32.const 0))'
+    )
+    c2 = compile_monitor(wasm(wat2))
+    assert "nclose" not in c2.checks and any("nclose wrongly typed" in n for n in c2.notes)
+
+
+def test_wasi_imports_are_stubbed() -> None:
+    wat = monitor_wat(
+        {"nsend": "(call $fd_write (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0))"}
+    )
+    wat = wat.replace(
+        "(module",
+        '(module (import "wasi_snapshot_preview1" "fd_write" '
+        "(func $fd_write (param i32 i32 i32 i32) (result i32)))",
+        1,
+    )
+    inst = load(wat)
+    assert inst.check("nsend", nsend_args(inst)) == 0  # the stub returns 0
+
+
+# ------------------------------------------------------------------------- calls
+
+
+def test_raw_path_passes_every_argument_and_the_whole_64_bit_time() -> None:
+    # Each check returns a hash of its arguments; the raw path must agree with wasmtime's
+    # checked call for random values.
+    bodies = {}
+    for kind, names in abi.CHECK_PARAMS.items():
+        acc = "(i32.const 0)"
+        for n in names:
+            v = f"(local.get ${n})"
+            if n in ("time", "endtime"):
+                v = f"(i32.xor (i32.wrap_i64 {v}) (i32.wrap_i64 (i64.shr_u {v} (i64.const 32))))"
+            acc = f"(i32.add (i32.mul {acc} (i32.const 31)) {v})"
+        bodies[kind] = f"(i32.and {acc} (i32.const 0xfff))"
+    inst = load(monitor_wat(bodies))
+    store = inst.box.store
+    rng = random.Random(7)
+    for kind, types in abi.CHECKS.items():
+        func = inst._checks[kind].func
+        for _ in range(20):
+            args = [rng.getrandbits(63 if t == abi.I64 else 31) for t in types]
+            assert inst.check(kind, args) == func(store, *args), kind
+
+
+def test_rv_values_pass_through() -> None:
+    for rv in (0, 1, 65534, 65535, 70000, -1, -3):
+        inst = load(monitor_wat({"nclose": f"(i32.const {rv})"}))
+        assert inst.check("nclose", (1, inst.pm, 256)) == rv
+
+
+def test_trap_is_a_crash_and_the_instance_keeps_working() -> None:
+    inst = load(
+        monitor_wat(
+            {
+                "nclose": "(if (i32.eq (local.get $sktid) (i32.const 9))"
+                " (then unreachable)) (i32.const 0)"
+            }
+        )
+    )
+    assert inst.check("nclose", (9, inst.pm, 256)) == abi.MONITOR_CRASH
+    assert "unreachable" in inst.last_crash
+    assert inst.check("nclose", (1, inst.pm, 256)) == 0
+    assert inst.crashes == 1
+
+
+def test_missing_check_is_a_crash() -> None:
+    inst = load(monitor_wat({"nclose": "(i32.const 0)"}))
+    assert inst.check("nsend", nsend_args(inst)) == abi.MONITOR_CRASH
+    assert "not exported" in inst.last_crash
+
+
+def test_deadline_cuts_a_spinning_monitor_and_it_keeps_working() -> None:
+    wat = monitor_wat(
+        {
+            "nclose": "(if (i32.eq (local.get $sktid) (i32.const 1))"
+            " (then (loop (br 0)))) (i32.const 0)"
+        }
+    )
+    inst = load(wat, Settings(deadline_ms=20))
+    assert inst.check("nclose", (1, inst.pm, 256)) == abi.MONITOR_CRASH
+    assert "deadline of 20 ms exceeded" in inst.last_crash
+    assert inst.check("nclose", (2, inst.pm, 256)) == 0
+
+
+def test_memory_cap_makes_grow_fail() -> None:
+    # Grow by 64 pages (4 MiB): refused under a 1 MiB cap, allowed under 8 MiB.
+    body = "(i32.eq (memory.grow (i32.const 64)) (i32.const -1))"
+    small = load(monitor_wat({"nclose": body}), Settings(memory_max=1 << 20))
+    assert small.check("nclose", (1, small.pm, 256)) == 1
+    big = load(monitor_wat({"nclose": body}), Settings(memory_max=8 << 20))
+    assert big.check("nclose", (1, big.pm, 256)) == 0
+
+
+def test_memory_bomb_in_a_loop_stays_under_the_cap() -> None:
+    body = "(loop (br_if 0 (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) (memory.size)"
+    inst = load(monitor_wat({"nclose": body}), Settings(memory_max=1 << 20))
+    assert inst.check("nclose", (1, inst.pm, 256)) == 16  # 1 MiB in 64 KiB pages
+
+
+def test_huge_table_fails_to_instantiate() -> None:
+    wat = monitor_wat(ALLOW, extra="  (table 100000000 funcref)\n")
+    with pytest.raises(MonitorLoadError, match="instantiation failed"):
+        load(wat)
+
+
+def test_data_beyond_the_memory_fails_to_instantiate() -> None:
+    wat = monitor_wat(ALLOW, extra='  (data (i32.const 200000) "x")\n')
+    with pytest.raises(MonitorLoadError, match="instantiation failed"):
+        load(wat)
+
+
+def test_infinite_start_function_is_cut_off() -> None:
+    wat = monitor_wat(ALLOW, extra="  (func $spin (loop (br 0)))\n  (start $spin)\n")
+    with pytest.raises(MonitorLoadError, match="deadline"):
+        load(wat, Settings(deadline_ms=20))
+
+
+def test_initialize_gets_pm_and_returns_info() -> None:
+    init = (
+        "(i32.store8 (local.get $info) (i32.load8_u (local.get $pm)))"
+        " (i32.store8 (i32.add (local.get $info) (i32.const 1)) (local.get $pmlen))"
+        " (i32.const 2)"
+    )
+    inst = load(monitor_wat(ALLOW, initialize=init), pm=b"\x2a")
+    assert inst.initialize() == bytes([0x2A, 0])  # pmlen 256 & 0xff
+
+
+def test_initialize_that_claims_too_much_info_crashes() -> None:
+    inst = load(monitor_wat(ALLOW, initialize="(i32.const 0x10001)"))
+    with pytest.raises(MonitorCrash, match="bytes of info"):
+        inst.initialize()
+
+
+def test_infinite_initialize_is_cut_off() -> None:
+    inst = load(
+        monitor_wat(ALLOW, initialize="(loop (br 0)) (i32.const 0)"), Settings(deadline_ms=20)
+    )
+    with pytest.raises(MonitorCrash, match="deadline"):
+        inst.initialize()
+
+
+def test_bogus_malloc_fails_the_load() -> None:
+    wat = monitor_wat(ALLOW).replace("(local.get $p))", "(i32.const -16))", 1)
+    with pytest.raises(MonitorLoadError, match="malloc failed"):
+        load(wat)
+
+
+def test_host_functions() -> None:
+    extra = '  (data (i32.const 100) "hello\\00")\n'
+    body = (
+        "(drop (call $read_vmem_region (i32.const 1) (i32.const 200) (i32.const 3)))"
+        " (drop (call $read_vmem_region (i32.const 0x10030000) (i32.const 210)"
+        " (i32.const 2)))"
+        " (call $monitor_debug (i32.const 100))"
+        " (i32.store8 (local.get $pm) (i32.const 5))"
+        " (drop (call $persistent_memory_flush))"
+        " (i32.add (i32.add (i32.load8_u (i32.const 200)) (i32.load8_u (i32.const 202)))"
+        " (i32.add (i32.load8_u (i32.const 211)) (call $endpoint_debug_enabled)))"
+    )
+    box = Box(Settings(debug=True))
+    host = Host()
+    inst = box.instantiate(compile_monitor(wasm(monitor_wat({"ncap": body}, extra=extra))), host)
+    rv = inst.check("ncap", (1, 4, 0, 0, inst.pm, 256), b"\x00abc")
+    # CURPKT_DATA[1..3] = "abc"; vmem 0x10030001 -> host's pattern 0x01; debug enabled: 1
+    assert rv == ord("a") + ord("c") + 0x01 + 1
+    assert host.debugged == ["hello"]
+    assert host.flushed == [b"\x05" + bytes(255)]
+
+
+def test_read_vmem_outside_the_monitor_memory_fails() -> None:
+    body = "(call $read_vmem_region (i32.const 0) (i32.const 0xfffffff0) (i32.const 64))"
+    inst = load(monitor_wat({"ncap": body}))
+    assert inst.check("ncap", (1, 4, 0, 0, inst.pm, 256), b"abc") == -1
+
+
+def test_debug_is_silent_when_disabled() -> None:
+    host = Host()
+    box = Box(Settings(debug=False))
+    wat = monitor_wat(
+        {"nclose": "(call $monitor_debug (i32.const 0)) (call $endpoint_debug_enabled)"}
+    )
+    inst = box.instantiate(compile_monitor(wasm(wat)), host)
+    assert inst.check("nclose", (1, inst.pm, 256)) == 0
+    assert host.debugged == []
+
+
+def test_retarget_memory_import() -> None:
+    from packetlab.monitor.build import retarget_memory_import
+
+    src = monitor_wat(ALLOW).replace('(import "monitor" "memory"', '(import "env" "memory"')
+    with pytest.raises(MonitorLoadError, match=r"env\.memory"):
+        compile_monitor(wasm(src))
+    fixed = retarget_memory_import(wasm(src))
+    c = compile_monitor(fixed)
+    assert c.checks == frozenset(abi.CHECKS)
+    assert retarget_memory_import(fixed) == fixed  # nothing left to rename
+
+
+def test_hot_paths_pass_the_same_arguments_as_the_generic_path() -> None:
+    from packetlab.monitor.calls import ndata_args, nsend_args
+    from packetlab.wire.messages import Nsend
+
+    # rv = a hash of every argument and of the staged raddr/rport bytes
+    def body(kind: str) -> str:
+        acc = "(i32.const 7)"
+        for n in abi.CHECK_PARAMS[kind]:
+            v = f"(local.get ${n})"
+            if n == "time":
+                v = f"(i32.xor (i32.wrap_i64 {v}) (i32.wrap_i64 (i64.shr_u {v} (i64.const 32))))"
+            elif n in ("raddr", "rport"):
+                v = f"(if (result i32) {v} (then (i32.load {v})) (else (i32.const 5)))"
+            acc = f"(i32.add (i32.mul {acc} (i32.const 31)) {v})"
+        return f"(i32.and {acc} (i32.const 0xffff))"
+
+    inst = load(monitor_wat({"nsend": body("nsend"), "ndata": body("ndata")}))
+    lo = bytes([127, 0, 0, 1])
+    for m in (
+        Nsend(1, 4, 17, 2**40 + 3, 9, b"abc", lo, 53),
+        Nsend(2, 6, 17, 5, 0, b"", bytes(range(16)), 65535),
+        Nsend(3, 4, 6, 0, 1, b"xyz"),
+    ):
+        assert inst.check_nsend(m) == inst.check("nsend", nsend_args(inst, m), m.data)
+        args = ndata_args(inst, m.sktid, m.family, m.proto, m.time, m.raddr, m.rport, 3)
+        hot = inst.check_ndata(m.sktid, m.family, m.proto, m.time, m.raddr, m.rport, b"abc")
+        assert hot == inst.check("ndata", args, b"abc")
+    missing = load(monitor_wat({"nclose": "(i32.const 0)"}))
+    assert missing.check_nsend(Nsend(1, 4, 6, 0, 0, b"x")) == abi.MONITOR_CRASH
+    assert missing.check_ndata(1, 4, 6, 0, None, None, b"x") == abi.MONITOR_CRASH
