@@ -139,15 +139,42 @@ def _read_config(path: Path) -> dict[str, str]:
 
 
 class ProxyService(service.MultiService):
-    def __init__(self, proxy: Any) -> None:
+    """Listens on both ports (logging the addresses actually bound, so port 0 works) and
+    closes every live connection when stopped."""
+
+    def __init__(self, proxy: Any, ports: list[tuple[str, Any, Any]]) -> None:
         super().__init__()
         self.proxy = proxy
+        self.ports = ports  # (name, server endpoint, factory)
+        self.listening: dict[str, Any] = {}
+
+    def startService(self) -> None:
+        super().startService()
+        for name, ep, factory in self.ports:
+            d = ep.listen(factory)
+            d.addCallback(self._listening, name)
+            d.addErrback(self._failed, name)
+
+    def _listening(self, port: Any, name: str) -> None:
+        self.listening[name] = port
+        host = port.getHost()
+        log.info("{name} port listening on {host}:{port}", name=name, host=host.host,
+                 port=host.port)  # fmt: skip
+
+    def _failed(self, f: Any, name: str) -> None:
+        from twisted.internet import reactor
+
+        log.error("cannot listen on the {name} port: {why}", name=name, why=f.getErrorMessage())
+        reactor.stop()
 
     def stopService(self) -> Any:
-        d = super().stopService()
+        super().stopService()
         log.info("stopping: {stats}", stats=self.proxy.stats_line())
+        ports, self.listening = list(self.listening.values()), {}
         self.proxy.close_all()
-        return d
+        from twisted.internet.defer import DeferredList, maybeDeferred
+
+        return DeferredList([maybeDeferred(p.stopListening) for p in ports])
 
 
 def makeService(options: usage.Options) -> IService:
@@ -172,14 +199,17 @@ def makeService(options: usage.Options) -> IService:
             per_snikey=options["backlog-per-snikey"], total=options["backlog-max"]
         ),
     )
-    top = ProxyService(proxy)
-    for where, factory in ((options["setup"], proxy.setup_factory()),
-                           (options["endpoints"], proxy.endpoint_factory())):  # fmt: skip
+    ports = []
+    wanted = [
+        ("setup", options["setup"], proxy.setup_factory()),
+        ("endpoints", options["endpoints"], proxy.endpoint_factory()),
+    ]
+    for name, where, factory in wanted:
         try:
-            ep = serverFromString(reactor, where)
+            ports.append((name, serverFromString(reactor, where), factory))
         except (ValueError, KeyError, TypeError) as e:
             raise usage.UsageError(f"bad endpoint {where!r}: {e}") from None
-        internet.StreamServerEndpointService(ep, factory).setServiceParent(top)
+    top = ProxyService(proxy, ports)
     interval = options["stats-interval"]
     if interval:
         stats_file = options["stats-file"]
