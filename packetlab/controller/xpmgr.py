@@ -361,13 +361,14 @@ class Manager:
             self.wrap_up()
             return
         self._say("xpmgr: exiting now")
+        self._exit_code = self._exit_code or 130
         for w in list(self.workers):
             if w.process is not None:
                 w.process.kill()
             w.finish("interrupted")
+            self._report(w)  # now: its mlet's exit is not awaited
         if self.single is not None:
             self.single.kill()
-        self._exit_code = self._exit_code or 130
         self._finish()
 
     def _maybe_finish(self) -> None:
