@@ -155,6 +155,9 @@ class _MletSide(Protocol):
         self.worker = worker
         self.splitter = FrameSplitter()
 
+    def connectionMade(self) -> None:
+        self.worker.mlet_connected(self)
+
     def dataReceived(self, data: bytes) -> None:
         try:
             frames = self.splitter.feed(data)
@@ -292,6 +295,8 @@ class EndpointWorker(Protocol):
         ours.close()  # adoptStreamConnection dup()s the descriptor
         self.mlet = side
         self.state = "relay"
+
+    def mlet_connected(self, side: _MletSide) -> None:
         # Backpressure: a full endpoint link pauses reading from the mlet and back.
         tcp = getattr(self.transport, "transport", self.transport)
         mt: Any = side.transport

@@ -151,7 +151,10 @@ class SetupProtocol(_Conn):
     def refuse(self, reason: str, text: str, *, alert: bytes = b"") -> None:
         if self._closing:
             return
-        self.proxy.stats.registration_failures += 1
+        if self.state == "backlog":  # a closing backlog must not be handed to an endpoint
+            self.proxy.registry.discard(self.snikey or "", self)
+        else:
+            self.proxy.stats.registration_failures += 1
         self.proxy.log.warn(
             "setup {peer}: {text}; closing", peer=self.peer_text, text=text, reason=reason
         )
