@@ -27,6 +27,8 @@ from packetlab.wire.constants import Status
 from .clienthello import DEFAULT_HELLO_CAP, ClientHelloReader, HelloError
 from .registry import BacklogRegistry, ProxyStats, RegistryFull
 from .relay import RelayEnd
+from .splice import SpliceRelay
+from .splice import available as splice_available
 
 __all__ = ["PREAMBLE", "Proxy"]
 
@@ -50,6 +52,7 @@ class Proxy:
         hello_timeout: float = 10.0,
         setup_timeout: float = 10.0,
         registry: BacklogRegistry[SetupProtocol] | None = None,
+        use_splice: bool | None = None,
     ) -> None:
         self.reactor = reactor
         self.tls_options = tls_options
@@ -59,6 +62,8 @@ class Proxy:
         self.registry: BacklogRegistry[SetupProtocol] = registry or BacklogRegistry()
         self.stats = ProxyStats()
         self.live: set[RelayEnd] = set()
+        self.relays: set[SpliceRelay] = set()
+        self.use_splice = splice_available() if use_splice is None else use_splice
 
     def setup_factory(self) -> Factory:
         return _factory(lambda: SetupProtocol(self))
@@ -73,6 +78,8 @@ class Proxy:
         return json.dumps(self.stats.as_dict(self.registry))  # type: ignore[arg-type]
 
     def close_all(self) -> None:
+        for relay in list(self.relays):
+            relay.fail("proxy stopping")
         for conn in list(self.live):
             if conn.transport is not None:
                 conn.transport.loseConnection()
@@ -94,6 +101,7 @@ class _Conn(RelayEnd):
         self.peer_text = "?"
         self._timer: IDelayedCall | None = None
         self._closing = False
+        self.kernel = False  # relayed by SpliceRelay: the transport only closes
 
     def connectionMade(self) -> None:
         self.proxy.live.add(self)
@@ -126,6 +134,15 @@ class _Conn(RelayEnd):
         self.proxy.live.discard(self)
         if self.spliced:
             self.relay_lost(reason)
+
+
+def _unbuffered(*transports: Any) -> bool:
+    """splice(2) needs plain TCP transports with nothing left in Twisted's write buffer."""
+    return all(
+        hasattr(t, "fileno") and hasattr(t, "stopReading") and not getattr(t, "dataBuffer", b"")
+        and not getattr(t, "_tempDataBuffer", [])
+        for t in transports
+    )  # fmt: skip
 
 
 class SetupProtocol(_Conn):
@@ -284,6 +301,7 @@ class EndpointProtocol(_Conn):
     def __init__(self, proxy: Proxy) -> None:
         super().__init__(proxy)
         self.reader = ClientHelloReader(proxy.hello_cap)
+        self.relay: SpliceRelay | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -335,16 +353,40 @@ class EndpointProtocol(_Conn):
             return
         self._disarm()
         backlog.state = "spliced"
-        self.splice(backlog)
         self.proxy.stats.splices += 1
         self.proxy.stats.active_splices += 1
+        kernel = self.proxy.use_splice and _unbuffered(self.transport, backlog.transport)
         self.proxy.log.info(
-            "endpoint {peer} spliced to backlog {backlog} (snikey {snikey})",
+            "endpoint {peer} spliced to backlog {backlog} (snikey {snikey}{how})",
             peer=self.peer_text,
             backlog=backlog.peer_text,
             snikey=hello.sni,
+            how=", splice(2)" if kernel else "",
         )
+        if kernel:
+            self.kernel = backlog.kernel = True
+            stats = self.proxy.stats
+            self.relay = SpliceRelay(
+                self.proxy.reactor,
+                self.transport,
+                backlog.transport,
+                a_to_b=hello.raw,
+                count_ab=lambda n: setattr(stats, "bytes_to_manager", stats.bytes_to_manager + n),
+                count_ba=lambda n: setattr(stats, "bytes_to_endpoint", stats.bytes_to_endpoint + n),
+                done=self._relay_done,
+            )
+            if not self.relay.finished:
+                self.proxy.relays.add(self.relay)
+            return
+        self.splice(backlog)
         self.relay_data(hello.raw)
+
+    def _relay_done(self, error: str | None) -> None:
+        if self.relay is not None:
+            self.proxy.relays.discard(self.relay)
+        if error:
+            self.proxy.log.info("splice of endpoint {peer} ended: {error}", peer=self.peer_text,
+                                error=error)  # fmt: skip
 
     def readConnectionLost(self) -> None:
         if self.spliced:
@@ -353,7 +395,7 @@ class EndpointProtocol(_Conn):
             self.refuse("eof", "closed before a complete ClientHello")
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.spliced:
+        if self.spliced or self.kernel:
             self.proxy.stats.active_splices -= 1
         super().connectionLost(reason)
 

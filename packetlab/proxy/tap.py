@@ -64,6 +64,7 @@ class Options(usage.Options):
         "agent_prx_prx cert and k_prx key that `pktlab init` writes. Counters are logged "
         "every --stats-interval seconds (and written as JSON to --stats-file)."
     )
+    optFlags = [["no-splice", None, "Relay in Python instead of with splice(2) (Linux)."]]
     optParameters: list[list[Any]] = [
         ["config", "c", None, "Config file of 'Key value' lines (keys: "
          + ", ".join(_CONFIG_KEYS) + ")."],
@@ -195,6 +196,7 @@ def makeService(options: usage.Options) -> IService:
         hello_cap=options["hello-cap"],
         hello_timeout=options["hello-timeout"],
         setup_timeout=options["setup-timeout"],
+        use_splice=False if options["no-splice"] else None,
         registry=BacklogRegistry(
             per_snikey=options["backlog-per-snikey"], total=options["backlog-max"]
         ),
@@ -216,8 +218,10 @@ def makeService(options: usage.Options) -> IService:
 
         def report() -> None:
             log.info("counters: {stats}", stats=proxy.stats_line())
-            if stats_file:
-                Path(stats_file).write_text(proxy.stats_json() + "\n", encoding="utf-8")
+            if stats_file:  # replaced whole, so a reader never sees half a file
+                tmp = Path(f"{stats_file}.tmp")
+                tmp.write_text(proxy.stats_json() + "\n", encoding="utf-8")
+                tmp.replace(stats_file)
 
         internet.TimerService(interval, report).setServiceParent(top)
     log.info("pktproxy: setup {s}, endpoints {e}", s=options["setup"], e=options["endpoints"])

@@ -99,8 +99,11 @@ class ProxyProc(Proc):
                 stats = {}
             if wait_for is None and stats:
                 return stats
-            if wait_for is not None and eval(wait_for, {}, stats):  # a test-written condition
-                return stats
+            try:
+                if wait_for is not None and stats and eval(wait_for, {}, stats):  # test-written
+                    return stats
+            except (NameError, KeyError):
+                pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"counters never satisfied {wait_for!r}: {stats}")
             time.sleep(0.05)

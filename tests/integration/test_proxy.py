@@ -41,6 +41,7 @@ def connect(port: int) -> socket.socket:
 def test_registration_then_splice_forwards_hello_unchanged_both_ways(proxy: ProxyProc) -> None:
     backlog = register(proxy.setup, "splice1")
     proxy.wait_log(r"backlog .* registered for snikey splice1")
+    # (this module's proxy relays with splice(2); the load tests below run both relays)
     hello = client_hello("splice1")
     ep = connect(proxy.endpoints)
     ep.sendall(hello + b"more from the endpoint")
@@ -225,8 +226,14 @@ async def _pair(
     )
 
 
-def test_200_concurrent_splices_lose_no_byte_and_stay_bounded(tmp_path: Path, home: Path) -> None:
-    proxy = ProxyProc(tmp_path, home, "--backlog-per-snikey", "256")
+RELAYS = pytest.mark.parametrize("relay", [(), ("--no-splice",)], ids=["splice", "python"])
+
+
+@RELAYS
+def test_200_concurrent_splices_lose_no_byte_and_stay_bounded(
+    tmp_path: Path, home: Path, relay: tuple[str, ...]
+) -> None:
+    proxy = ProxyProc(tmp_path, home, "--backlog-per-snikey", "256", *relay)
     try:
         n, size = 200, 256 * 1024
         backlogs = [register(proxy.setup, "load1") for _ in range(n)]
@@ -262,8 +269,11 @@ def test_200_concurrent_splices_lose_no_byte_and_stay_bounded(tmp_path: Path, ho
         proxy.stop()
 
 
-def test_slow_manager_pauses_the_endpoint_instead_of_buffering(tmp_path: Path, home: Path) -> None:
-    proxy = ProxyProc(tmp_path, home)
+@RELAYS
+def test_slow_manager_pauses_the_endpoint_instead_of_buffering(
+    tmp_path: Path, home: Path, relay: tuple[str, ...]
+) -> None:
+    proxy = ProxyProc(tmp_path, home, *relay)
     try:
         backlog = register(proxy.setup, "slow1")
         proxy.counters("backlog == 1")
