@@ -251,3 +251,39 @@ def test_bad_config_and_mlet_are_clear_errors(tmp_path: Path, home: Path) -> Non
                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
     assert run.returncode == 1
     assert "is not an executable file, a .py file or a Python module path" in run.stderr
+
+
+def test_active_mode_with_agent_certs_checked_both_ways(
+    tmp_path: Path, home: Path, c_mlet: Path, web: int, procs: list[object]
+) -> None:
+    """The manager presents agent_xc_xc and checks the proxy against k_prx; the proxy
+    requires a manager agent cert chaining to k_xc."""
+    proxy = ProxyProc(tmp_path, home, "--manager-roots", str(home / "keys/k_xc.pub"))
+    procs.append(proxy)
+    conf = active_conf(home, tmp_path / "active.conf", "agentsni",
+                       f"BacklogConnAgentCertPath {home / 'certs/agent_xc_xc.cert'}",
+                       f"ProxyCertRootPath {home / 'keys/k_prx.pub'}")  # fmt: skip
+    xp = XpmgrProc(tmp_path, conf, [str(c_mlet), "127.0.0.1", str(web)], "-n", "1",
+                   addr=f"127.0.0.1:{proxy.setup}")  # fmt: skip
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{proxy.endpoints}", "--snikey",
+                              "agentsni", "--sessions", "1"))  # fmt: skip
+    assert xp.wait_exit() == 0, xp.text()
+    assert xp.result_lines()[0]["status"] == "done"
+
+
+def test_active_mode_refuses_a_proxy_it_does_not_trust(
+    tmp_path: Path, home: Path, c_mlet: Path, procs: list[object]
+) -> None:
+    proxy = ProxyProc(tmp_path, home)
+    procs.append(proxy)
+    conf = active_conf(home, tmp_path / "active.conf", "distrust",
+                       f"ProxyCertRootPath {home / 'keys/k_eop.pub'}",
+                       "BootstrapBacklogTimeout 1500000000")  # fmt: skip
+    xp = XpmgrProc(tmp_path, conf, [str(c_mlet), "127.0.0.1", "1"],
+                   addr=f"127.0.0.1:{proxy.setup}")  # fmt: skip
+    procs.append(xp)
+    assert xp.wait_exit(15) == 1
+    text = xp.text()
+    assert "TLS setup with the proxy failed" in text and "untrusted" in text, text
+    assert "bootstrap timed out with 0 backlog connection established" in text
