@@ -52,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", metavar="FILE",
                         help="per-endpoint JSON lines (default ResultsPath, else "
                         "./xpmgr-results.jsonl; '-' for stdout)")  # fmt: skip
-    parser.add_argument("mlet", metavar="MLET")
-    parser.add_argument("mlet_args", metavar="MLET_ARGS", nargs=argparse.REMAINDER)
+    parser.add_argument("mlet", metavar="MLET", help="the experiment program run per endpoint")
+    parser.add_argument("mlet_args", metavar="MLET_ARGS", nargs=argparse.REMAINDER,
+                        help="its arguments")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
