@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -135,6 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     if not argv:
         print("usage: python -m packetlab.controller.pymlet TARGET [ARGS...]", file=sys.stderr)
         sys.exit(2)
+
+    # A Ctrl-C in the terminal reaches the whole process group; the manager decides when
+    # an mlet ends (its first SIGINT lets running mlets finish, the second SIGTERMs them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     async def entry(reactor: Any) -> None:
         try:
