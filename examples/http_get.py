@@ -10,6 +10,7 @@ endpoint measured.
     python examples/http_get.py
     python examples/http_get.py --url http://192.0.2.10:8080/index.html --external \\
         --listen tcp:20556        # wait for a remote endpoint instead of starting one
+    pktlab xpmgr examples/http_get.py http://192.0.2.10:8080/   # as an mlet (docs/xpmgr.md)
 """
 
 from __future__ import annotations
@@ -107,6 +108,19 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
             await defer.maybeDeferred(web.stopListening)
     report(url, result)
     return 0
+
+
+async def mlet(session: EndpointSession, args: list[str]) -> None:
+    """As an mlet of `pktlab xpmgr` (docs/xpmgr.md): `pktlab xpmgr examples/http_get.py URL`
+    fetches URL from every endpoint that connects to the manager."""
+    if len(args) != 1:
+        raise SystemExit("usage: pktlab xpmgr ... examples/http_get.py http://IP[:PORT]/PATH")
+    parts = urlsplit(args[0])
+    if parts.scheme != "http" or not parts.hostname:
+        raise SystemExit(f"only http:// URLs are supported, got {args[0]!r}")
+    host = socket.gethostbyname(parts.hostname)
+    experiment = make_experiment(host, parts.port or 80, parts.path or "/")
+    report(args[0], await experiment(session))
 
 
 def run(argv: list[str] | None = None) -> None:

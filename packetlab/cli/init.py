@@ -47,6 +47,7 @@ creates, under --home (default ~/.pktlab, or $PKTLAB_HOME):
   keys/   {", ".join(KEYS)} (PKCS#8, mode 0600) and their .pub files
   certs/  {", ".join(c[0] + ".cert" for c in CERTS)}
   csrs/   {", ".join(c[0] + ".csr" for c in CSRS)}
+  keys/k_prx, certs/agent_prx_prx.cert: the proxy's agent identity (twistd pktproxy)
   endpt.conf (the demo endpoint: TLS with these certs), xpmgr.conf (the controller's),
   broker.conf (the broker: twistd -n pktbroker)
 The agent certs are self-signed; exppriv_eop_exper lets k_exper run experiments on the
@@ -120,6 +121,7 @@ def init_home(home: PktlabHome, monitors: Sequence[bytes] = ()) -> dict[str, Ed2
     for name, ctype, dtype, requester in CSRS:
         home.csr_path(name).write_bytes(make_csr(ctype, keys[requester], del_type=dtype))
         print(f"csr  {home.csr_path(name)}")
+    _proxy_identity(home, keys)
     confs = (
         ("endpt.conf", endpoint_conf(home)),
         ("xpmgr.conf", xpmgr_conf(home)),
@@ -178,3 +180,13 @@ ControllerPrivkeyPath {r / "keys/k_xc"}
 # IS_DEFAULT:SNIKEY:EXPPRIVCHAIN_PATH:TRUSTEDEOP_PATH:PUB_CHANNEL:OVERRIDE_XDESCRNVP
 ExpExec 1::{chain}:{r / "keys/k_eop.pub"}::
 """
+
+
+def _proxy_identity(home: PktlabHome, keys: dict[str, Ed25519PrivateKey]) -> None:
+    """The proxy's agent key and self-signed agent cert (twistd pktproxy's default)."""
+    keys["k_prx"] = generate_private_key()
+    write_key_pair(home.key_path("k_prx"), keys["k_prx"])
+    cert = issue_certificate(CertType.AGENT, keys["k_prx"], keys["k_prx"], NOT_BEFORE, NOT_AFTER)
+    home.cert_path("agent_prx_prx").write_bytes(cert.to_pem())
+    print(f"key  {home.key_path('k_prx')}  id {key_id(keys['k_prx']).hex()}")
+    print(f"cert {home.cert_path('agent_prx_prx')}")

@@ -113,6 +113,9 @@ class EndpointSession(RequestMethods, Protocol):
     fires with the session once `start` succeeded, and errbacks with SetupFailed (or
     SessionClosed) otherwise. Requests may be issued before that; they queue behind `start`.
 
+    With `start=False` (and no programs) nothing is sent and `ready` fires on connection:
+    an mlet gets a session its experiment manager has already started (§7.3).
+
     `reactor` provides timeouts for `Socket.get(timeout)` and the helpers; `clock_ns` is the
     local clock (ns since the epoch) used by clock-offset estimation.
     """
@@ -127,6 +130,7 @@ class EndpointSession(RequestMethods, Protocol):
         clock_ns: Callable[[], int] = time.time_ns,
         max_notes: int = DEFAULT_MAX_NOTES,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        start: bool = True,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -139,7 +143,8 @@ class EndpointSession(RequestMethods, Protocol):
         self.setup_messages: list[Cdata | Start] = [
             p if isinstance(p, Cdata) else Cdata(CDATA_HINT_MONITOR, p) for p in programs
         ]
-        self.setup_messages.append(Start())
+        if start:  # False: already started (an mlet: the manager sent cdata and start)
+            self.setup_messages.append(Start())
         self.ready: Deferred[EndpointSession] = Deferred()
         self.linfo: list[Linfo] = []  # monitor info messages (§8.4)
         self.stray_notes = 0  # notifications for sockets we do not know

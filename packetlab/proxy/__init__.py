@@ -1,1 +1,1 @@
-"""The PacketLab proxy role (not implemented yet)."""
+"""The PacketLab proxy role: `twistd pktproxy`, SNI routing to backlogs (docs/proxy.md)."""

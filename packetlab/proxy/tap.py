@@ -1,12 +1,228 @@
-"""twistd pktproxy: placeholder until the proxy role lands."""
+"""``twistd pktproxy``: the SNI-routing proxy for controllers behind NAT (PROTOCOL.md §6).
+See docs/proxy.md."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twisted.application import internet, service
 from twisted.application.service import IService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
 from twisted.python import usage
 
-from packetlab._tapstub import unimplemented_options, unimplemented_service
+from packetlab.ppks import PktlabHome, PPKSError, read_public_key
+from packetlab.tls import AuthMode, Credentials, PPKSServerOptions, ServerEntry, TLSConfigError
+from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
-Options = unimplemented_options("pktproxy")
+__all__ = ["AGENT_CERT", "AGENT_KEY", "Options", "makeService"]
+
+AGENT_CERT = "agent_prx_prx"  # written by `pktlab init`
+AGENT_KEY = "k_prx"
+log = Logger(namespace="pktproxy")
+
+# config key -> option name; the config file holds "Key value" lines, options override it
+_CONFIG_KEYS = {
+    "SetupEndpoint": "setup",
+    "EndpointsEndpoint": "endpoints",
+    "AgentCertPath": "cert",
+    "PrivateKeyPath": "private-key",
+    "ManagerRootPath": "manager-roots",
+    "HelloCap": "hello-cap",
+    "HelloTimeout": "hello-timeout",
+    "SetupTimeout": "setup-timeout",
+    "BacklogPerSNIKey": "backlog-per-snikey",
+    "BacklogMax": "backlog-max",
+    "StatsInterval": "stats-interval",
+    "StatsFile": "stats-file",
+}
+_DEFAULTS: dict[str, Any] = {
+    "setup": f"tcp:{DEFAULT_PROXY_SETUP_PORT}",
+    "endpoints": f"tcp:{DEFAULT_CONTROLLER_PORT}",
+    "hello-cap": 16384,
+    "hello-timeout": 10.0,
+    "setup-timeout": 10.0,
+    "backlog-per-snikey": 64,
+    "backlog-max": 4096,
+    "stats-interval": 60.0,
+}
+_NUMBERS = {"hello-cap": int, "backlog-per-snikey": int, "backlog-max": int,
+            "hello-timeout": float, "setup-timeout": float, "stats-interval": float}  # fmt: skip
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE] [--cert AGENT_CERT] [--private-key KEY] [--setup ENDPOINT] " \
+        "[--endpoints ENDPOINT]"  # fmt: skip
+    longdesc = (
+        "The PacketLab proxy: experiment managers behind NAT register idle 'backlog' "
+        "connections for their snikey on the setup port (TLS 1.3, xreg, then the raw "
+        "PKTLAB preamble); endpoints connect to the endpoints port as if it were the "
+        "controller, and the proxy routes each one by the SNI of its TLS ClientHello to a "
+        "backlog of that snikey without terminating TLS, then relays bytes both ways. "
+        "ENDPOINTs are Twisted endpoint strings. The agent identity defaults to the "
+        "agent_prx_prx cert and k_prx key that `pktlab init` writes. Counters are logged "
+        "every --stats-interval seconds (and written as JSON to --stats-file)."
+    )
+    optFlags = [["no-splice", None, "Relay in Python instead of with splice(2) (Linux)."]]
+    optParameters: list[list[Any]] = [
+        ["config", "c", None, "Config file of 'Key value' lines (keys: "
+         + ", ".join(_CONFIG_KEYS) + ")."],
+        ["cert", None, None, "Agent certificate (PEM) [~/.pktlab/certs/agent_prx_prx.cert]."],
+        ["private-key", None, None, "Its private key [~/.pktlab/keys/k_prx]."],
+        ["setup", None, None, f"Setup port for managers [{_DEFAULTS['setup']}]."],
+        ["endpoints", None, None, f"Port for endpoints [{_DEFAULTS['endpoints']}]."],
+        ["manager-roots", None, None,
+         "Comma list of public keys a manager's agent cert must chain to (default: any "
+         "manager, with or without a cert)."],
+        ["home", None, None, "pktlab home for the defaults [~/.pktlab or $PKTLAB_HOME]."],
+        ["hello-cap", None, None, "Largest ClientHello accepted, bytes [16384]."],
+        ["hello-timeout", None, None, "Seconds an endpoint has to send its ClientHello [10]."],
+        ["setup-timeout", None, None, "Seconds a manager has to finish registering [10]."],
+        ["backlog-per-snikey", None, None, "Idle backlog connections per snikey [64]."],
+        ["backlog-max", None, None, "Idle backlog connections in all [4096]."],
+        ["stats-interval", None, None, "Seconds between counter log lines, 0: never [60]."],
+        ["stats-file", None, None, "Write the counters as JSON to this file at each interval."],
+    ]  # fmt: skip
+
+    def postOptions(self) -> None:
+        cfg: dict[str, str] = {}
+        if self["config"]:
+            cfg = _read_config(Path(self["config"]))
+        for key, opt in _CONFIG_KEYS.items():
+            if self[opt] is None and key in cfg:
+                self[opt] = cfg[key]
+        for opt, value in _DEFAULTS.items():
+            if self[opt] is None:
+                self[opt] = value
+        for opt, kind in _NUMBERS.items():
+            try:
+                self[opt] = kind(self[opt])
+            except ValueError:
+                raise usage.UsageError(f"--{opt}: not a number: {self[opt]!r}") from None
+            if self[opt] < 0 or (kind is int and self[opt] == 0):
+                raise usage.UsageError(f"--{opt}: must be positive, got {self[opt]}")
+        home = PktlabHome.at(self["home"])
+        cert: str | Path = self["cert"] or home.cert_path(AGENT_CERT)
+        keyfile: str | Path = self["private-key"] or home.key_path(AGENT_KEY)
+        try:
+            self["credentials"] = Credentials.load([cert], keyfile)
+        except TLSConfigError as e:
+            raise usage.UsageError(
+                f"proxy identity: {e} (run `pktlab init`, which writes {AGENT_CERT}.cert and "
+                f"{AGENT_KEY}, or give --cert and --private-key)"
+            ) from None
+        roots = []
+        for p in filter(None, (self["manager-roots"] or "").split(",")):
+            try:
+                roots.append(read_public_key(p.strip()))
+            except (OSError, PPKSError, ValueError) as e:
+                raise usage.UsageError(f"--manager-roots: {p}: {e}") from None
+        self["roots"] = roots
+
+
+def _read_config(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise usage.UsageError(f"--config: {e}") from None
+    cfg: dict[str, str] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, _, value = line.partition(" ")
+        if key not in _CONFIG_KEYS or not value.strip():
+            known = ", ".join(_CONFIG_KEYS)
+            raise usage.UsageError(f"{path}:{n}: unknown key or no value: {raw!r} (keys: {known})")
+        cfg[key] = value.strip()
+    return cfg
+
+
+class ProxyService(service.MultiService):
+    """Listens on both ports (logging the addresses actually bound, so port 0 works) and
+    closes every live connection when stopped."""
+
+    def __init__(self, proxy: Any, ports: list[tuple[str, Any, Any]]) -> None:
+        super().__init__()
+        self.proxy = proxy
+        self.ports = ports  # (name, server endpoint, factory)
+        self.listening: dict[str, Any] = {}
+
+    def startService(self) -> None:
+        super().startService()
+        for name, ep, factory in self.ports:
+            d = ep.listen(factory)
+            d.addCallback(self._listening, name)
+            d.addErrback(self._failed, name)
+
+    def _listening(self, port: Any, name: str) -> None:
+        self.listening[name] = port
+        host = port.getHost()
+        log.info("{name} port listening on {host}:{port}", name=name, host=host.host,
+                 port=host.port)  # fmt: skip
+
+    def _failed(self, f: Any, name: str) -> None:
+        from twisted.internet import reactor
+
+        log.error("cannot listen on the {name} port: {why}", name=name, why=f.getErrorMessage())
+        reactor.stop()
+
+    def stopService(self) -> Any:
+        super().stopService()
+        log.info("stopping: {stats}", stats=self.proxy.stats_line())
+        ports, self.listening = list(self.listening.values()), {}
+        self.proxy.close_all()
+        from twisted.internet.defer import DeferredList, maybeDeferred
+
+        return DeferredList([maybeDeferred(p.stopListening) for p in ports])
 
 
 def makeService(options: usage.Options) -> IService:
-    return unimplemented_service("pktproxy")
+    from twisted.internet import reactor
+
+    from packetlab.proxy.registry import BacklogRegistry
+    from packetlab.proxy.server import Proxy
+
+    entry = ServerEntry(
+        options["credentials"],
+        AuthMode.AGENT,
+        options["roots"],
+        require_client_cert=bool(options["roots"]),
+    )
+    proxy = Proxy(
+        reactor,
+        PPKSServerOptions({}, default=entry),
+        hello_cap=options["hello-cap"],
+        hello_timeout=options["hello-timeout"],
+        setup_timeout=options["setup-timeout"],
+        use_splice=False if options["no-splice"] else None,
+        registry=BacklogRegistry(
+            per_snikey=options["backlog-per-snikey"], total=options["backlog-max"]
+        ),
+    )
+    ports = []
+    wanted = [
+        ("setup", options["setup"], proxy.setup_factory()),
+        ("endpoints", options["endpoints"], proxy.endpoint_factory()),
+    ]
+    for name, where, factory in wanted:
+        try:
+            ports.append((name, serverFromString(reactor, where), factory))
+        except (ValueError, KeyError, TypeError) as e:
+            raise usage.UsageError(f"bad endpoint {where!r}: {e}") from None
+    top = ProxyService(proxy, ports)
+    interval = options["stats-interval"]
+    if interval:
+        stats_file = options["stats-file"]
+
+        def report() -> None:
+            log.info("counters: {stats}", stats=proxy.stats_line())
+            if stats_file:  # replaced whole, so a reader never sees half a file
+                tmp = Path(f"{stats_file}.tmp")
+                tmp.write_text(proxy.stats_json() + "\n", encoding="utf-8")
+                tmp.replace(stats_file)
+
+        internet.TimerService(interval, report).setServiceParent(top)
+    log.info("pktproxy: setup {s}, endpoints {e}", s=options["setup"], e=options["endpoints"])
+    return top

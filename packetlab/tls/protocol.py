@@ -65,6 +65,7 @@ __all__ = [
     "PeerVerificationError",
     "VerifiedPeer",
     "peer_of",
+    "verify_peer",
 ]
 
 
@@ -143,6 +144,42 @@ def _presented_chain(conn: SSL.Connection, is_client: bool) -> list[bytes]:
     if is_client and ders:
         ders = ders[1:]
     return [leaf.public_bytes(Encoding.DER), *ders]
+
+
+def _servername(conn: SSL.Connection) -> str | None:
+    raw = conn.get_servername()
+    return None if raw is None else raw.decode("ascii", "replace")
+
+
+def verify_peer(conn: SSL.Connection, is_client: bool) -> VerifiedPeer:
+    """The PPKS check of a finished handshake on `conn`, under the `PeerPolicy` its context
+    carries (PeerGate's check; also used by links that drive pyOpenSSL themselves, such as
+    the proxy handoff). Raises `PeerVerificationError`."""
+    policy = conn.get_context().get_app_data()
+    if not isinstance(policy, PeerPolicy):
+        raise PeerVerificationError(
+            PeerRefusal.HANDSHAKE_FAILED, "TLS context carries no PPKS policy"
+        )
+    presented = tuple(_presented_chain(conn, is_client))
+    snikey = _servername(conn)
+    if policy.mode is AuthMode.NO_VERIFY:
+        return VerifiedPeer(policy.mode, None, presented, snikey, policy.entry)
+    if not presented:
+        if policy.require_cert:
+            raise PeerVerificationError(
+                PeerRefusal.NO_PEER_CERTIFICATE,
+                f"the {'server' if is_client else 'client'} sent no certificate",
+            )
+        return VerifiedPeer(policy.mode, None, (), snikey, policy.entry)
+    try:
+        chain = verify_chain(policy.mode, presented, policy.roots, policy.clock())
+    except ChainError as e:
+        raise PeerVerificationError(
+            PeerRefusal.BAD_CHAIN, f"{policy.mode.name}: {e}", chain_error=e
+        ) from None
+    except PPKSError as e:  # defensive: verify_chain reports ChainError
+        raise PeerVerificationError(PeerRefusal.BAD_CHAIN, str(e)) from None
+    return VerifiedPeer(policy.mode, chain, presented, snikey, policy.entry)
 
 
 def _ssl_error_text(err: SSL.Error) -> str:
@@ -269,44 +306,15 @@ class PeerGate(Protocol):
     def _connection(self) -> SSL.Connection:
         return cast(TLSMemoryBIOProtocol, self.transport).getHandle()
 
-    def _snikey(self, conn: SSL.Connection) -> str | None:
-        raw = conn.get_servername()
-        return None if raw is None else raw.decode("ascii", "replace")
-
     def _verify(self) -> VerifiedPeer:
-        conn = self._connection()
-        policy = conn.get_context().get_app_data()
-        if not isinstance(policy, PeerPolicy):
-            raise PeerVerificationError(
-                PeerRefusal.HANDSHAKE_FAILED, "TLS context carries no PPKS policy"
-            )
-        presented = tuple(_presented_chain(conn, self.is_client))
-        snikey = self._snikey(conn)
-        if policy.mode is AuthMode.NO_VERIFY:
-            return VerifiedPeer(policy.mode, None, presented, snikey, policy.entry)
-        if not presented:
-            if policy.require_cert:
-                raise PeerVerificationError(
-                    PeerRefusal.NO_PEER_CERTIFICATE,
-                    f"the {'server' if self.is_client else 'client'} sent no certificate",
-                )
-            return VerifiedPeer(policy.mode, None, (), snikey, policy.entry)
-        try:
-            chain = verify_chain(policy.mode, presented, policy.roots, policy.clock())
-        except ChainError as e:
-            raise PeerVerificationError(
-                PeerRefusal.BAD_CHAIN, f"{policy.mode.name}: {e}", chain_error=e
-            ) from None
-        except PPKSError as e:  # defensive: verify_chain reports ChainError
-            raise PeerVerificationError(PeerRefusal.BAD_CHAIN, str(e)) from None
-        return VerifiedPeer(policy.mode, chain, presented, snikey, policy.entry)
+        return verify_peer(self._connection(), self.is_client)
 
     def _classify_loss(self, reason: Failure) -> PeerVerificationError:
         conn: SSL.Connection | None = None
         if not self.is_client and self.transport is not None:
             conn = self._connection()
         if conn is not None and isinstance(conn.get_context().get_app_data(), RefusedName):
-            name = self._snikey(conn)
+            name = _servername(conn)
             if name is None:
                 return PeerVerificationError(
                     PeerRefusal.NO_DEFAULT_ENTRY, "client sent no SNI and there is no default"

@@ -1,0 +1,146 @@
+"""`pktlab xpmgr`: the experiment manager, command line as the reference pktxpmgr (§7.1).
+
+pktlab xpmgr [-hs] [-c XPMGR_CONF_PATH] [-a ADDR[:PORT]] [-p PUBLISH_ADDR[:PORT]]
+             [-n ATTEMPT_CNT] [-i HOSTID] MLET [MLET_ARGS ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+USAGE = (
+    "pktlab xpmgr [-hs] [-c XPMGR_CONF_PATH] [-a ADDR[:PORT]] [-p PUBLISH_ADDR[:PORT]] "
+    "[-n ATTEMPT_CNT] [-i HOSTID] MLET [MLET_ARGS ...]"
+)
+EPILOG = """\
+MLET is a program that speaks PacketLab unencrypted on fd 0 (EPADDR in its environment
+holds the endpoint's address), or a Python experiment: a .py file or a module path whose
+`async def mlet(session, args)` gets a started controller session (see docs/xpmgr.md).
+
+Passive mode (default) listens on -a (default 0.0.0.0:20556). With `EnableProxyMode 1`
+in xpmgr.conf, -a is the proxy's setup port (default port 20557) and the manager keeps
+TargetBacklogConn backlog connections there per snikey.
+
+Each endpoint's outcome is one JSON line (hostid, address, status, exit code, linfo,
+output) in ResultsPath (xpmgr.conf) or --results (default ./xpmgr-results.jsonl); a
+progress line (seen/running/done/failed) goes to stderr. The first SIGINT wraps up
+(stop accepting, wait for running mlets), the second exits at once."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = USAGE
+    parser.description = "Experiment manager: accept endpoints and run an mlet on each."
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("-s", action="store_true", dest="singleton",
+                        help="singleton-mlet mode: one mlet gets every endpoint over fd 0 "
+                        "(SCM_RIGHTS)")  # fmt: skip
+    parser.add_argument("-c", dest="config", metavar="XPMGR_CONF_PATH",
+                        help="config [~/.pktlab/xpmgr.conf, else ./xpmgr.conf]")  # fmt: skip
+    parser.add_argument("-a", dest="address", metavar="ADDR[:PORT]",
+                        help="listen address (passive) or proxy setup port (active)")  # fmt: skip
+    parser.add_argument("-p", dest="publish", metavar="PUBLISH_ADDR[:PORT]",
+                        help="controller address to publish (default: inferred)")  # fmt: skip
+    parser.add_argument("-n", dest="attempts", type=int, metavar="ATTEMPT_CNT",
+                        help="wrap up after this many endpoints completed TLS setup")  # fmt: skip
+    parser.add_argument("-i", dest="hostid", metavar="HOSTID",
+                        help="publish hostid=HOSTID (a glob the broker matches)")  # fmt: skip
+    parser.add_argument("--results", metavar="FILE",
+                        help="per-endpoint JSON lines (default ResultsPath, else "
+                        "./xpmgr-results.jsonl; '-' for stdout)")  # fmt: skip
+    parser.add_argument("mlet", metavar="MLET", help="the experiment program run per endpoint")
+    parser.add_argument("mlet_args", metavar="MLET_ARGS", nargs=argparse.REMAINDER,
+                        help="its arguments")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from packetlab.controller.xpmgrconf import (
+        XpmgrConfigError,
+        default_config_path,
+        load_xpmgr_config,
+    )
+
+    if args.attempts is not None and args.attempts < 1:
+        print("pktlab xpmgr: -n must be at least 1", file=sys.stderr)
+        return 2
+    path = Path(args.config) if args.config else default_config_path()
+    try:
+        cfg = load_xpmgr_config(path)
+    except XpmgrConfigError as e:
+        hint = "" if args.config else " (run `pktlab init` to write a demo one, or give -c)"
+        print(f"pktlab xpmgr: config: {e}{hint}", file=sys.stderr)
+        return 1
+    if cfg.enable_publication:
+        print(
+            "pktlab xpmgr: EnableExpPublication 1 is not supported by this version yet; "
+            "set it to 0 (endpoints then connect by NoSub mode or through a proxy)",
+            file=sys.stderr,
+        )
+        return 1
+    results_path = args.results or cfg.results_path or "xpmgr-results.jsonl"
+    return _serve(args, cfg, results_path)
+
+
+def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
+    from twisted.internet import defer, task
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    from packetlab.controller.xpmgr import Manager, ManagerError, parse_host_port
+    from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
+
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
+        redirectStandardIO=False,
+    )
+    port = DEFAULT_PROXY_SETUP_PORT if cfg.enable_proxy else DEFAULT_CONTROLLER_PORT
+    try:
+        address = parse_host_port(args.address, port) if args.address else None
+    except ValueError as e:
+        print(f"pktlab xpmgr: -a: {e}", file=sys.stderr)
+        return 2
+    results = sys.stdout
+    if results_path != "-":
+        results = open(results_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+    code = [1]
+
+    async def main(reactor: Any) -> None:
+        try:
+            manager = Manager(
+                reactor,
+                cfg,
+                [args.mlet, *args.mlet_args],
+                address=address,
+                attempts=args.attempts,
+                singleton=args.singleton,
+                results=results,
+            )
+        except ManagerError as e:
+            print(f"pktlab xpmgr: {e}", file=sys.stderr)
+            return
+        signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(manager.interrupt))
+        try:
+            await manager.start()
+        except Exception as e:
+            print(f"pktlab xpmgr: cannot start: {e}", file=sys.stderr)
+            return
+        code[0] = await manager.finished
+
+    try:
+        task.react(lambda reactor: defer.Deferred.fromCoroutine(main(reactor)))
+    except SystemExit:
+        pass
+    finally:
+        if results is not sys.stdout:
+            results.close()
+    return code[0]

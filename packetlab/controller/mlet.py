@@ -1,0 +1,382 @@
+"""Mlets: experiment programs that speak PacketLab unencrypted on fd 0 (PROTOCOL.md §7.3).
+
+`EndpointWorker` is the manager's end of one endpoint connection (the application
+protocol under TLS): it submits the monitor programs (`cdata`), sends `start`, reads the
+endpoint's HostID, then hands the session to an mlet over a Unix socketpair and relays
+whole messages both ways: each message toward the endpoint is one write (one TLS record,
+INTEROP.md), `linfo` from the endpoint is logged and not forwarded, and each direction
+pauses the other's source when its buffer is full. EOF on either side ends the session.
+
+`MletProcess` runs one mlet: ``execve(MLET, ARGS)`` with the socket on fd 0 and only
+``EPADDR`` in the environment (default mode), or once for all endpoints (``-s``), each
+endpoint's socket then passed over fd 0 with SCM_RIGHTS and the NUL-terminated address.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from packetlab import wire
+from packetlab.wire import vmem
+from packetlab.wire.constants import BODY_MAX, HEADER_LEN, MsgType
+
+__all__ = ["EndpointWorker", "FrameSplitter", "MletProcess", "python_mlet_argv"]
+
+OUTPUT_KEEP = 65536  # bytes of each mlet's stdout kept for its result line
+
+
+class FrameSplitter:
+    """Cuts a byte stream into whole PacketLab frames (type, frame bytes), sans-IO."""
+
+    def __init__(self, max_body: int = BODY_MAX) -> None:
+        self._buf = bytearray()
+        self.max_body = max_body
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self._buf += data
+        out = []
+        pos = 0
+        buf = self._buf
+        while len(buf) - pos >= HEADER_LEN:
+            (word,) = struct.unpack_from(">I", buf, pos)
+            length = word & 0xFFFFFF
+            if length > self.max_body:
+                raise wire.FrameTooLarge(pos, length, self.max_body)
+            end = pos + HEADER_LEN + length
+            if end > len(buf):
+                break
+            out.append((word >> 24, bytes(buf[pos:end])))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return out
+
+
+def python_mlet_argv(mlet: str, args: Sequence[str]) -> list[str] | None:
+    """The command that runs `mlet` as a Python experiment (a ``.py`` file or a module
+    path such as ``examples.http_get`` or ``pkg.mod:function``), or None when it is a
+    program to execute as it is."""
+    is_file = os.path.isfile(mlet)
+    if is_file and os.access(mlet, os.X_OK) and not mlet.endswith(".py"):
+        return None
+    name = mlet.split(":", 1)[0]
+    looks_like_module = all(p.isidentifier() for p in name.split("."))
+    if mlet.endswith(".py") or (not is_file and looks_like_module):
+        return [sys.executable, "-m", "packetlab.controller.pymlet", mlet, *args]
+    return None
+
+
+class MletProcess(ProcessProtocol):
+    """One mlet child. stdout passes through to ours line by line (and the last
+    `OUTPUT_KEEP` bytes are kept); stderr passes through as it comes."""
+
+    log = Logger()
+
+    def __init__(self, label: str, on_exit: Callable[[MletProcess], None]) -> None:
+        self.label = label
+        self.on_exit = on_exit
+        self.output = bytearray()
+        self._line = bytearray()
+        self.exit_code: int | None = None
+        self.signal: int | None = None
+        self.running = False
+        self.pid: int | None = None
+
+    @classmethod
+    def spawn(
+        cls,
+        reactor: Any,
+        argv: Sequence[str],
+        fd0: int,
+        env: dict[str, str],
+        label: str,
+        on_exit: Callable[[MletProcess], None],
+    ) -> MletProcess:
+        proto = cls(label, on_exit)
+        proc = reactor.spawnProcess(
+            proto, argv[0], list(argv), env=env, childFDs={0: fd0, 1: "r", 2: "r"}
+        )
+        proto.pid = proc.pid
+        proto.running = True
+        return proto
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        if len(self.output) > OUTPUT_KEEP:
+            del self.output[: len(self.output) - OUTPUT_KEEP]
+        self._line += data
+        cut = self._line.rfind(b"\n") + 1
+        if cut:  # whole lines only, so that mlets running at once do not interleave mid-line
+            sys.stdout.buffer.write(bytes(self._line[:cut]))
+            sys.stdout.flush()
+            del self._line[:cut]
+
+    def errReceived(self, data: bytes) -> None:
+        sys.stderr.buffer.write(data)
+        sys.stderr.flush()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.running = False
+        if self._line:
+            sys.stdout.buffer.write(bytes(self._line) + b"\n")
+            sys.stdout.flush()
+            self._line.clear()
+        if reason.check(ProcessDone):
+            self.exit_code = 0
+        elif isinstance(reason.value, ProcessTerminated):
+            self.exit_code = reason.value.exitCode
+            self.signal = reason.value.signal
+        self.on_exit(self)
+
+    def kill(self, sig: str = "TERM") -> None:
+        t: Any = self.transport
+        if self.running and t is not None:
+            try:
+                t.signalProcess(sig)
+            except Exception:  # exited in between
+                pass
+
+
+class _MletSide(Protocol):
+    """Our end of the socketpair toward the mlet."""
+
+    def __init__(self, worker: EndpointWorker) -> None:
+        self.worker = worker
+        self.splitter = FrameSplitter()
+
+    def connectionMade(self) -> None:
+        self.worker.mlet_connected(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            frames = self.splitter.feed(data)
+        except wire.WireError as e:
+            self.worker.finish(f"mlet sent a bad frame: {e}")
+            return
+        for _, frame in frames:
+            self.worker.to_endpoint(frame)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.worker.mlet_gone()
+
+
+class EndpointWorker(Protocol):
+    """The manager's end of one endpoint connection; see the module docstring.
+
+    `setup_for(worker)` gives the encoded programs to submit; `launch(worker, fd)` starts
+    (or hands the fd to) the mlet; `done(worker)` is called once at the end."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        *,
+        setup_for: Callable[[EndpointWorker], list[bytes]],
+        launch: Callable[[EndpointWorker, socket.socket], None],
+        done: Callable[[EndpointWorker], None],
+        read_hostid: bool = True,
+    ) -> None:
+        self.reactor = reactor
+        self._setup_for = setup_for
+        self._launch = launch
+        self._done = done
+        self.read_hostid = read_hostid
+        self.address = "?"
+        self.hostid: str | None = None
+        self.snikey: str | None = None
+        self.state = "setup"  # setup -> relay -> closed
+        self.error: str | None = None
+        self.linfo: list[dict[str, str]] = []
+        self.started = time.time()
+        self.finished: float | None = None
+        self.mlet: _MletSide | None = None
+        self.process: MletProcess | None = None
+        self._splitter = FrameSplitter()
+        self._awaiting: list[str] = []  # what each pending setup answer is for
+        self._held: list[bytes] = []  # endpoint frames that came before the mlet
+        self._ended = False
+
+    # ---------------------------------------------------------------- endpoint side
+
+    def connectionMade(self) -> None:
+        peer: Any = self.transport.getPeer()  # type: ignore[union-attr]
+        self.address = str(getattr(peer, "host", peer))
+        try:
+            programs = self._setup_for(self)
+        except Exception as e:
+            self.fail(f"setup: {e}")
+            return
+        for p in programs:
+            self._send(wire.Cdata(b"monitor", p), "cdata")
+        self._send(wire.Start(), "start")
+        if self.read_hostid:
+            self._send(wire.Mread(vmem.HOSTID.addr, vmem.HOSTID.size), "hostid")
+
+    def _send(self, msg: wire.Message, what: str) -> None:
+        self._awaiting.append(what)
+        self.transport.write(wire.encode(msg))  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.state == "closed":
+            return
+        try:
+            frames = self._splitter.feed(data)
+        except wire.WireError as e:
+            self.fail(f"endpoint sent a bad frame: {e}")
+            return
+        for mtype, frame in frames:
+            if mtype == MsgType.LINFO:
+                self._linfo(frame)
+            elif self.state == "setup" and self._awaiting:
+                self._setup_answer(frame)
+            elif self.mlet is not None and self.mlet.transport is not None:
+                self.mlet.transport.write(frame)
+            else:
+                self._held.append(frame)
+            if self.state == "closed":
+                return
+
+    def _setup_answer(self, frame: bytes) -> None:
+        what = self._awaiting.pop(0)
+        try:
+            msg = wire.decode_frame(frame)
+        except wire.WireError as e:
+            self.fail(f"bad answer to {what}: {e}")
+            return
+        if what == "hostid":
+            if isinstance(msg, wire.Mdata):
+                self.hostid = msg.data.split(b"\0", 1)[0].decode("utf-8", "replace")
+        elif not isinstance(msg, wire.Result) or msg.errid != 0:
+            self.fail(f"endpoint refused {what}: {_describe(msg)}")
+            return
+        if not self._awaiting:
+            self._start_mlet()
+
+    def _linfo(self, frame: bytes) -> None:
+        try:
+            msg = wire.decode_frame(frame)
+        except wire.WireError:
+            return
+        if isinstance(msg, wire.Linfo):
+            entry = {k: getattr(msg, k).decode("utf-8", "replace") for k in ("name", "aux", "info")}
+            self.linfo.append(entry)
+            self.log.info(
+                "endpoint {addr} linfo {name} ({aux}): {info}", addr=self.address, **entry
+            )
+
+    def _start_mlet(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._launch(self, theirs)
+        except Exception as e:
+            ours.close()
+            theirs.close()
+            self.fail(f"cannot start the mlet: {e}")
+            return
+        finally:
+            if theirs.fileno() != -1:
+                theirs.close()
+        ours.setblocking(False)
+        side = _MletSide(self)
+        factory = Factory.forProtocol(lambda: side)
+        self.reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX, factory)
+        ours.close()  # adoptStreamConnection dup()s the descriptor
+        self.mlet = side
+        self.state = "relay"
+
+    def mlet_connected(self, side: _MletSide) -> None:
+        # Backpressure: a full endpoint link pauses reading from the mlet and back.
+        tcp = getattr(self.transport, "transport", self.transport)
+        mt: Any = side.transport
+        self.transport.registerProducer(mt, True)  # type: ignore[union-attr]
+        mt.registerProducer(tcp, True)
+        held, self._held = self._held, []
+        for frame in held:
+            mt.write(frame)
+
+    def to_endpoint(self, frame: bytes) -> None:
+        if self.state == "relay" and self.transport is not None:
+            self.transport.write(frame)  # one message, one TLS record
+
+    def mlet_gone(self) -> None:
+        self.mlet = None
+        if self.state == "relay":
+            self.finish(None)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.state == "setup":
+            self.error = self.error or f"endpoint closed during setup: {reason.getErrorMessage()}"
+        self._end()
+        if self.mlet is not None and self.mlet.transport is not None:
+            self.mlet.transport.loseConnection()
+
+    # ---------------------------------------------------------------- ending
+
+    def fail(self, why: str) -> None:
+        self.log.warn("endpoint {addr}: {why}", addr=self.address, why=why)
+        self.finish(why)
+
+    def finish(self, error: str | None) -> None:
+        if error and not self.error:
+            self.error = error
+        if self.state != "closed":
+            self.state = "closed"
+            if self.transport is not None:
+                try:
+                    cast(Any, self.transport).unregisterProducer()
+                except Exception:
+                    pass
+                self.transport.loseConnection()
+        if self.mlet is not None and self.mlet.transport is not None:
+            self.mlet.transport.loseConnection()
+        self._end()
+
+    def _end(self) -> None:
+        self.state = "closed"
+        if self._ended:
+            return
+        self._ended = True
+        self.finished = time.time()
+        self._done(self)
+
+    def result(self) -> dict[str, Any]:
+        ok = self.error is None and (self.process is None or (self.process.exit_code == 0))
+        out: dict[str, Any] = {
+            "hostid": self.hostid,
+            "address": self.address,
+            "snikey": self.snikey,
+            "status": "done" if ok else "failed",
+            "started": round(self.started, 6),
+            "finished": round(self.finished or time.time(), 6),
+        }
+        if self.error:
+            out["error"] = self.error
+        if self.process is not None:
+            out["exit_code"] = self.process.exit_code
+            if self.process.signal is not None:
+                out["signal"] = self.process.signal
+            out["output"] = self.process.output.decode("utf-8", "replace")
+        if self.linfo:
+            out["linfo"] = self.linfo
+        return out
+
+
+def _describe(msg: object) -> str:
+    if isinstance(msg, wire.Result):
+        try:
+            return wire.Status(msg.errid).name
+        except ValueError:
+            return f"error 0x{msg.errid:04x}"
+    return type(msg).__name__

@@ -1,0 +1,408 @@
+"""The experiment manager (`pktlab xpmgr`, the reference `pktxpmgr`; PROTOCOL.md §7).
+
+It accepts endpoints (passive: listening on ADDR; active: backlog connections to a proxy),
+serves each one the TLS chain of its snikey's ExpExec, submits the monitor programs that
+chain requires, sends `start`, and hands the session to an mlet (`packetlab.controller.mlet`).
+Many endpoints run at once, one mlet each (or all in one `-s` mlet). A progress line says
+how many endpoints were seen, run, finished and failed; each endpoint's outcome is one JSON
+line (hostid, address, exit status, linfo, output) in the results file.
+
+`-n` caps the endpoints that complete TLS setup; then the manager wraps up: it stops
+accepting, waits for the running mlets and exits. The first SIGINT wraps up the same way,
+the second exits at once (the running mlets get SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from packetlab.controller.backlog import BacklogPool
+from packetlab.controller.mlet import EndpointWorker, MletProcess, python_mlet_argv
+from packetlab.controller.programs import ProgramDir, monitor_digests
+from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
+from packetlab.ppks import PPKSError, read_public_key
+from packetlab.tls import (
+    AuthMode,
+    Credentials,
+    PPKSClientCreator,
+    PPKSServerEndpoint,
+    PPKSServerOptions,
+    PPKSTLSFactory,
+    ServerEntry,
+    TLSConfigError,
+    gen_snikey,
+    peer_of,
+)
+from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
+
+__all__ = ["HostPort", "Manager", "ManagerError", "parse_host_port"]
+
+
+class ManagerError(Exception):
+    """A setup problem that stops the manager (config, certificates, bootstrap)."""
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_host_port(text: str, default_port: int) -> HostPort:
+    """``ADDR[:PORT]`` (``[v6]:PORT`` or a bare IPv6 address too); port 0 picks a free
+    port (passive mode prints it). Raises ValueError."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad address {text!r}: expected [IPv6]:PORT")
+        port = rest[1:] if rest else str(default_port)
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, str(default_port)
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"bad address {text!r}: expected ADDR[:PORT] with PORT 0..65535")
+    return HostPort(host, int(port))
+
+
+@dataclass
+class _Exp:
+    spec: ExpExec
+    snikey: str
+    credentials: Credentials
+    entry: ServerEntry
+    programs: list[bytes]
+
+
+class Manager:
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        cfg: XpmgrConfig,
+        mlet: Sequence[str],
+        *,
+        address: HostPort | None = None,
+        attempts: int | None = None,
+        singleton: bool = False,
+        results: IO[str] | None = None,
+        progress: IO[str] | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.cfg = cfg
+        self.mlet_argv = self._mlet_argv(mlet)
+        self.active = cfg.enable_proxy
+        default_port = DEFAULT_PROXY_SETUP_PORT if self.active else DEFAULT_CONTROLLER_PORT
+        self.address = address or HostPort("0.0.0.0", default_port)
+        self.attempts = attempts
+        self.singleton = singleton
+        self.results = results
+        self.progress = progress if progress is not None else sys.stderr
+        self.seen = self.running = self.done = self.failed = 0
+        self.verified = 0  # endpoints that completed TLS setup (what -n counts)
+        self.wrapping_up = False
+        self.finished: Deferred[int] = Deferred()
+        self.port: Any = None
+        self.pools: list[BacklogPool] = []
+        self.workers: set[EndpointWorker] = set()
+        self.single: MletProcess | None = None
+        self._control: socket.socket | None = None
+        self._exit_code = 0
+        self._last = ""
+        self._exps = self._load_exps()
+        self._by_entry = {id(e.entry): e for e in self._exps}
+        self.options = PPKSServerOptions(
+            {e.snikey: e.entry for e in self._exps},
+            default=next((e.entry for e in self._exps if e.spec.is_default), None),
+        )
+
+    # ---------------------------------------------------------------- set-up
+
+    @staticmethod
+    def _mlet_argv(mlet: Sequence[str]) -> list[str]:
+        if not mlet:
+            raise ManagerError("no MLET given")
+        py = python_mlet_argv(mlet[0], mlet[1:])
+        if py is not None:
+            return py
+        path = mlet[0]
+        if not os.path.isfile(path) or not os.access(path, os.X_OK):
+            raise ManagerError(
+                f"MLET {path!r} is not an executable file, a .py file or a Python module path"
+            )
+        return [os.path.abspath(path), *mlet[1:]]
+
+    def _load_exps(self) -> list[_Exp]:
+        cfg = self.cfg
+        if not cfg.controller_privkey:
+            raise ManagerError("ControllerPrivkeyPath is required")
+        try:
+            programs = ProgramDir(cfg.program_dir)
+        except ValueError as e:
+            raise ManagerError(str(e)) from None
+        for s in programs.skipped:
+            self.log.warn("ProgramDirPath: skipped {what}", what=s)
+        exps = []
+        for spec in cfg.exp_exec:
+            try:
+                creds = Credentials.load(spec.chain, cfg.controller_privkey, any_order=True)
+                roots = [read_public_key(p) for p in spec.trusted_eop]
+            except (TLSConfigError, OSError, PPKSError, ValueError) as e:
+                raise ManagerError(f"{spec.where}: {e}") from None
+            entry = ServerEntry(creds, AuthMode.CONTROLLER_AUTH_ENDPOINT, roots)
+            digests = monitor_digests(creds.chain)
+            found, missing = programs.for_digests(digests)
+            for d in missing:
+                self.log.warn(
+                    "{where}: no program in ProgramDirPath with digest {d}; endpoints will "
+                    "refuse start",
+                    where=spec.where,
+                    d=d.hex(),
+                )
+            exps.append(_Exp(spec, spec.snikey or gen_snikey(), creds, entry, found))
+        return exps
+
+    @property
+    def snikeys(self) -> list[str]:
+        return [e.snikey for e in self._exps]
+
+    # ---------------------------------------------------------------- running
+
+    def worker_factory(self) -> Factory[Any]:
+        def build() -> EndpointWorker:
+            return EndpointWorker(
+                self.reactor, setup_for=self._setup_for, launch=self._launch, done=self._done
+            )
+
+        f: Factory[Any] = Factory.forProtocol(build)
+        f.noisy = False
+        return f
+
+    def start(self) -> Deferred[Any]:
+        """Start accepting endpoints; fires once listening (passive) or once the backlog
+        bootstrap is under way (active)."""
+        if self.singleton:
+            self._start_singleton()
+        if self.active:
+            return self._start_active()
+        where = f"tcp:{self.address.port}:interface={self.address.host.replace(':', chr(92) + ':')}"
+        ep = PPKSServerEndpoint(serverFromString(self.reactor, where), self.options)
+        d: Deferred[Any] = ep.listen(self.worker_factory())
+
+        def listening(port: Any) -> Any:
+            self.port = port
+            host = port.getHost()
+            self.log.info("xpmgr listening on {h}:{p} (passive mode)", h=host.host, p=host.port)
+            keys = ", ".join(self.snikeys)
+            self._say(f"xpmgr: listening on {host.host}:{host.port}; snikeys {keys}")
+            return port
+
+        return d.addCallback(listening)
+
+    def _start_active(self) -> Deferred[Any]:
+        cfg = self.cfg
+        creds = None
+        if cfg.backlog_agent_cert:
+            try:
+                creds = Credentials.load([cfg.backlog_agent_cert], cfg.controller_privkey or "")
+            except TLSConfigError as e:
+                raise ManagerError(f"BacklogConnAgentCertPath: {e}") from None
+        try:
+            roots = [read_public_key(p) for p in cfg.proxy_cert_roots]
+        except (OSError, PPKSError, ValueError) as e:
+            raise ManagerError(f"ProxyCertRootPath: {e}") from None
+        creator = PPKSClientCreator(creds, AuthMode.AGENT, roots)
+        server = PPKSTLSFactory(self.options, False, self.worker_factory())
+        for exp in self._exps:
+            pool = BacklogPool(
+                self.reactor,
+                self.address.host,
+                self.address.port,
+                exp.snikey,
+                creator,
+                server,
+                target=cfg.target_backlog,
+                step_timeout=cfg.backlog_timeout_ns / 1e9,
+                max_claims=self.attempts,
+            )
+            self.pools.append(pool)
+            pool.start()
+        keys = ", ".join(self.snikeys)
+        self._say(f"xpmgr: active mode, backlogs to proxy {self.address}; snikeys {keys}")
+        self.reactor.callLater(cfg.bootstrap_timeout_ns / 1e9, self._bootstrap_check)
+        return Deferred.fromCoroutine(_nothing())
+
+    def _bootstrap_check(self) -> None:
+        if self.wrapping_up or any(p.registered for p in self.pools):
+            return
+        why = next((p.hard_failure for p in self.pools if p.hard_failure), None)
+        self.log.error(
+            "endpoint greeting bootstrap timed out with 0 backlog connection established{why}",
+            why=f" ({why})" if why else "",
+        )
+        self._say("xpmgr: FATAL: no backlog connection to the proxy could be established")
+        self._exit_code = 1
+        self.wrap_up()
+
+    def _start_singleton(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.single = MletProcess.spawn(
+                self.reactor, self.mlet_argv, theirs.fileno(), {}, "singleton", self._single_exit
+            )
+        finally:
+            theirs.close()
+        ours.settimeout(5.0)
+        self._control = ours
+
+    def _single_exit(self, proc: MletProcess) -> None:
+        self.log.info("singleton mlet exited (code {c})", c=proc.exit_code)
+        if proc.exit_code:
+            self._exit_code = 1
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        self.wrap_up()
+        self._maybe_finish()
+
+    # ---------------------------------------------------------------- per endpoint
+
+    def _setup_for(self, worker: EndpointWorker) -> list[bytes]:
+        peer = peer_of(worker)
+        exp = self._by_entry.get(id(peer.entry)) if peer is not None else None
+        self.seen += 1
+        self.verified += 1
+        self.running += 1
+        self.workers.add(worker)
+        worker.snikey = exp.snikey if exp else None
+        self._progress()
+        if self.attempts is not None and self.verified >= self.attempts:
+            self.log.info("{n} endpoint(s) attempted as asked (-n); wrapping up", n=self.verified)
+            self.wrap_up()
+        if exp is None:
+            raise ValueError("no ExpExec entry served this endpoint")
+        return exp.programs
+
+    def _launch(self, worker: EndpointWorker, sock: socket.socket) -> None:
+        if self.singleton:
+            if self._control is None:
+                raise RuntimeError("the singleton mlet is gone")
+            socket.send_fds(self._control, [worker.address.encode() + b"\0"], [sock.fileno()])
+            return
+        worker.process = MletProcess.spawn(
+            self.reactor,
+            self.mlet_argv,
+            sock.fileno(),
+            {"EPADDR": worker.address},
+            worker.address,
+            lambda proc: self._mlet_exit(worker),
+        )
+
+    def _mlet_exit(self, worker: EndpointWorker) -> None:
+        if worker.state != "closed":  # it exited without closing fd 0 (a child holds it)
+            worker.finish(None)
+        else:
+            self._report(worker)
+
+    def _done(self, worker: EndpointWorker) -> None:
+        if worker.process is None or not worker.process.running:
+            self._report(worker)
+
+    def _report(self, worker: EndpointWorker) -> None:
+        if worker not in self.workers:
+            return
+        self.workers.discard(worker)
+        result = worker.result()
+        self.running -= 1
+        if result["status"] == "done":
+            self.done += 1
+        else:
+            self.failed += 1
+        if self.results is not None:
+            self.results.write(json.dumps(result) + "\n")
+            self.results.flush()
+        self._progress()
+        self._maybe_finish()
+
+    # ---------------------------------------------------------------- ending
+
+    def wrap_up(self) -> None:
+        """Stop greeting endpoints; finish once the running mlets are done."""
+        if self.wrapping_up:
+            return
+        self.wrapping_up = True
+        if self.port is not None:
+            port, self.port = self.port, None
+            port.stopListening()
+        for pool in self.pools:
+            pool.stop()
+        self._maybe_finish()
+
+    def interrupt(self) -> None:
+        """SIGINT: the first wraps up, the second exits now."""
+        if not self.wrapping_up:
+            self._say(f"xpmgr: wrapping up ({self.running} running); interrupt again to exit")
+            self.wrap_up()
+            return
+        self._say("xpmgr: exiting now")
+        self._exit_code = self._exit_code or 130
+        for w in list(self.workers):
+            if w.process is not None:
+                w.process.kill()
+            w.finish("interrupted")
+            self._report(w)  # now: its mlet's exit is not awaited
+        if self.single is not None:
+            self.single.kill()
+        self._finish()
+
+    def _maybe_finish(self) -> None:
+        if not self.wrapping_up or self.running:
+            return
+        if self.singleton and self.single is not None and self.single.running:
+            if self._control is not None:  # EOF on its control socket: no more endpoints
+                self._control.close()
+                self._control = None
+            return
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.finished.called:
+            if self._last != self._summary():
+                self._say(self._summary())
+            self.finished.callback(self._exit_code)
+
+    # ---------------------------------------------------------------- output
+
+    def _summary(self) -> str:
+        return (
+            f"xpmgr: endpoints seen {self.seen}, running {self.running}, "
+            f"done {self.done}, failed {self.failed}"
+        )
+
+    def _progress(self) -> None:
+        self._last = self._summary()
+        self._say(self._last)
+
+    def _say(self, text: str) -> None:
+        self.progress.write(text + "\n")
+        self.progress.flush()
+
+
+async def _nothing() -> None:
+    return None

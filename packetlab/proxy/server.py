@@ -1,0 +1,403 @@
+"""The proxy's two ports (PROTOCOL.md §6, BROKER-PROXY-OBSERVED.md §4-§5).
+
+Setup port (managers): TLS 1.3 agent server; `xreg(snikey)` → `result`; the manager's
+close_notify; at once the raw `PKTLAB` preamble; its 6-byte echo. The socket then idles in
+the `BacklogRegistry` under that snikey.
+
+Endpoint port: peek the whole ClientHello (`ClientHelloReader`, TLS is not terminated),
+take a backlog of its SNI, write the ClientHello bytes to it unchanged, then relay both
+ways (`RelayEnd`). Every refusal is one log line, one counter and a clean close.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Factory, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from packetlab import wire
+from packetlab.tls import PPKSServerOptions
+from packetlab.tls.handoff import HandoffError, TLSHandoff
+from packetlab.wire.constants import Status
+
+from .clienthello import DEFAULT_HELLO_CAP, ClientHelloReader, HelloError
+from .registry import BacklogRegistry, ProxyStats, RegistryFull
+from .relay import RelayEnd
+from .splice import SpliceRelay
+from .splice import available as splice_available
+
+__all__ = ["PREAMBLE", "Proxy"]
+
+PREAMBLE = b"PKTLAB"
+# TLS alert record: fatal unrecognized_name, sent before closing an endpoint we cannot route.
+_ALERT_UNRECOGNIZED_NAME = bytes.fromhex("15030300020270")
+_SETUP_BUFFER_CAP = 65536  # TLS bytes a registering manager may have in flight
+
+
+class Proxy:
+    """State shared by both ports: the registry, the counters and the settings."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        tls_options: PPKSServerOptions,
+        *,
+        hello_cap: int = DEFAULT_HELLO_CAP,
+        hello_timeout: float = 10.0,
+        setup_timeout: float = 10.0,
+        registry: BacklogRegistry[SetupProtocol] | None = None,
+        use_splice: bool | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.tls_options = tls_options
+        self.hello_cap = hello_cap
+        self.hello_timeout = hello_timeout
+        self.setup_timeout = setup_timeout
+        self.registry: BacklogRegistry[SetupProtocol] = registry or BacklogRegistry()
+        self.stats = ProxyStats()
+        self.live: set[RelayEnd] = set()
+        self.relays: set[SpliceRelay] = set()
+        self.use_splice = splice_available() if use_splice is None else use_splice
+
+    def setup_factory(self) -> Factory:
+        return _factory(lambda: SetupProtocol(self))
+
+    def endpoint_factory(self) -> Factory:
+        return _factory(lambda: EndpointProtocol(self))
+
+    def stats_line(self) -> str:
+        return self.stats.line(self.registry)  # type: ignore[arg-type]
+
+    def stats_json(self) -> str:
+        return json.dumps(self.stats.as_dict(self.registry))  # type: ignore[arg-type]
+
+    def close_all(self) -> None:
+        for relay in list(self.relays):
+            relay.fail("proxy stopping")
+        for conn in list(self.live):
+            if conn.transport is not None:
+                conn.transport.loseConnection()
+
+    def later(self, delay: float, f: Any, *args: Any) -> IDelayedCall:
+        return self.reactor.callLater(delay, f, *args)
+
+
+def _factory(build: Any) -> Factory:
+    f = Factory()
+    f.buildProtocol = lambda addr: build()  # type: ignore[method-assign]
+    f.noisy = False
+    return f
+
+
+class _Conn(RelayEnd):
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.peer_text = "?"
+        self._timer: IDelayedCall | None = None
+        self._closing = False
+        self.kernel = False  # relayed by SpliceRelay: the transport only closes
+
+    def connectionMade(self) -> None:
+        self.proxy.live.add(self)
+        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        self.peer_text = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+
+    def _arm(self, seconds: float, why: str) -> None:
+        self._timer = self.proxy.later(seconds, self._expired, why)
+
+    def _disarm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _expired(self, why: str) -> None:
+        self._timer = None
+        self.refuse("timeout", why)
+
+    def refuse(self, reason: str, text: str, *, alert: bytes = b"") -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        self._closing = True
+        self._disarm()
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._disarm()
+        self.proxy.live.discard(self)
+        if self.spliced:
+            self.relay_lost(reason)
+
+
+def _unbuffered(*transports: Any) -> bool:
+    """splice(2) needs plain TCP transports with nothing left in Twisted's write buffer."""
+    return all(
+        hasattr(t, "fileno") and hasattr(t, "stopReading") and not getattr(t, "dataBuffer", b"")
+        and not getattr(t, "_tempDataBuffer", [])
+        for t in transports
+    )  # fmt: skip
+
+
+class SetupProtocol(_Conn):
+    """A manager's setup connection, later a backlog, later one end of a splice."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        super().__init__(proxy)
+        self.tls: TLSHandoff | None = None
+        self.framer = wire.Framer(max_body=1024)
+        self.snikey: str | None = None
+        self.state = "tls"  # tls -> close_notify -> echo -> backlog -> spliced
+        self._echo = b""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.tls = TLSHandoff(
+            self.proxy.tls_options.serverConnectionForTLS(None),  # type: ignore[arg-type]
+            is_client=False,
+        )
+        t = self.proxy.setup_timeout
+        self._arm(t, f"registration not done in {t:g} s")
+
+    def refuse(self, reason: str, text: str, *, alert: bytes = b"") -> None:
+        if self._closing:
+            return
+        if self.state == "backlog":  # a closing backlog must not be handed to an endpoint
+            self.proxy.registry.discard(self.snikey or "", self)
+        else:
+            self.proxy.stats.registration_failures += 1
+        self.proxy.log.warn(
+            "setup {peer}: {text}; closing", peer=self.peer_text, text=text, reason=reason
+        )
+        self._close()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self.state == "spliced":
+            self.relay_data(data)
+        elif self.state in ("tls", "close_notify"):
+            self._tls_data(data)
+        elif self.state == "echo":
+            self._echo_data(data)
+        else:  # an idle backlog must stay silent until an endpoint is spliced to it
+            self.refuse("idle_data", f"{len(data)} unexpected byte(s) on an idle backlog")
+
+    def _tls_data(self, data: bytes) -> None:
+        assert self.tls is not None
+        try:
+            step = self.tls.receive(data)
+        except HandoffError as e:
+            self.refuse("tls", str(e))
+            return
+        if self.tls.buffered > _SETUP_BUFFER_CAP:
+            self.refuse("flood", f"more than {_SETUP_BUFFER_CAP} bytes of TLS in flight")
+            return
+        out = step.out
+        if step.data:
+            out += self._frames(step.data)
+        if out:
+            self.transport.write(out)  # type: ignore[union-attr]
+        if self._closing:
+            return
+        if step.closed:
+            if self.state != "close_notify":
+                self.refuse("early_close", "close_notify before a registration")
+                return
+            # The observed order: the manager's close_notify, then at once the raw preamble.
+            self.state = "echo"
+            self.transport.write(PREAMBLE)  # type: ignore[union-attr]
+            if step.rest:
+                self._echo_data(step.rest)
+
+    def _frames(self, data: bytes) -> bytes:
+        assert self.tls is not None
+        try:
+            items = list(self.framer.feed(data))
+        except wire.WireError as e:
+            self.refuse("bad_frame", f"bad frame: {e}")
+            return b""
+        for item in items:
+            if self.state != "tls" or not isinstance(item, wire.Xreg):
+                what = type(item).__name__ if self.state == "tls" else "a second message"
+                self.refuse("bad_message", f"expected one xreg, got {what}")
+                return b""
+            snikey = item.snikey.decode("ascii")
+            status = Status.SUCCESS
+            full = self.proxy.registry.full(snikey)
+            if full:  # a soft failure for the manager: it warns and tries again
+                self.proxy.log.warn("setup {peer}: refusing xreg: {e}", peer=self.peer_text, e=full)
+                status = Status.ENORES
+            self.snikey = snikey if status == Status.SUCCESS else None
+            self.state = "close_notify"
+            out = self.tls.send(wire.encode(wire.Result(int(status))))
+            if status != Status.SUCCESS:
+                self.proxy.stats.registration_failures += 1
+            return out
+        return b""
+
+    def _echo_data(self, data: bytes) -> None:
+        self._echo += data
+        if not PREAMBLE.startswith(self._echo[: len(PREAMBLE)]):
+            self.refuse("bad_echo", f"preamble echo {self._echo[:6]!r} is not {PREAMBLE!r}")
+            return
+        if len(self._echo) < len(PREAMBLE):
+            return
+        if len(self._echo) > len(PREAMBLE) or self.snikey is None:
+            why = "bytes after the preamble echo" if self.snikey else "xreg was refused"
+            self.refuse("bad_echo", why)
+            return
+        try:
+            self.proxy.registry.add(self.snikey, self)
+        except RegistryFull as e:
+            self.refuse("full", str(e))
+            return
+        self._disarm()
+        self.state = "backlog"
+        self.proxy.stats.registrations += 1
+        self.proxy.log.info(
+            "backlog {peer} registered for snikey {snikey} ({n} idle)",
+            peer=self.peer_text,
+            snikey=self.snikey,
+            n=self.proxy.registry.count(self.snikey),
+        )
+
+    def readConnectionLost(self) -> None:
+        if self.spliced:
+            self.relay_eof()
+        else:
+            self._leave()
+            if self.transport is not None:
+                self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self.spliced:
+            self._leave()
+        super().connectionLost(reason)
+
+    def _leave(self) -> None:
+        if self.state == "backlog" and self.snikey is not None:
+            if self.proxy.registry.discard(self.snikey, self):
+                self.proxy.log.info(
+                    "backlog {peer} for snikey {snikey} closed by the manager",
+                    peer=self.peer_text,
+                    snikey=self.snikey,
+                )
+            self.state = "gone"
+
+    def count(self, n: int) -> None:
+        self.proxy.stats.bytes_to_endpoint += n
+
+
+class EndpointProtocol(_Conn):
+    """An endpoint's connection: ClientHello peek, then one end of a splice."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        super().__init__(proxy)
+        self.reader = ClientHelloReader(proxy.hello_cap)
+        self.relay: SpliceRelay | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._arm(
+            self.proxy.hello_timeout, f"no complete ClientHello in {self.proxy.hello_timeout:g} s"
+        )
+
+    def refuse(self, reason: str, text: str, *, alert: bytes = b"") -> None:
+        if self._closing:
+            return
+        self.proxy.stats.refusals[reason] += 1
+        self.proxy.log.warn(
+            "endpoint {peer} refused ({reason}): {text}",
+            peer=self.peer_text,
+            reason=reason,
+            text=text,
+        )
+        if alert and self.transport is not None:
+            self.transport.write(alert)
+            self._closing = True
+            self._disarm()
+            self.transport.loseConnection()
+            return
+        self._close()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.spliced:
+            self.relay_data(data)
+            return
+        if self._closing:
+            return
+        try:
+            hello = self.reader.feed(data)
+        except HelloError as e:
+            self.refuse(e.reason, str(e))
+            return
+        if hello is None:
+            return
+        if hello.sni is None:
+            self.refuse("no_sni", "ClientHello without SNI", alert=_ALERT_UNRECOGNIZED_NAME)
+            return
+        backlog = self.proxy.registry.take(hello.sni)
+        if backlog is None:
+            self.refuse(
+                "unknown_snikey",
+                f"no backlog connection for snikey {hello.sni!r}",
+                alert=_ALERT_UNRECOGNIZED_NAME,
+            )
+            return
+        self._disarm()
+        backlog.state = "spliced"
+        self.proxy.stats.splices += 1
+        self.proxy.stats.active_splices += 1
+        kernel = self.proxy.use_splice and _unbuffered(self.transport, backlog.transport)
+        self.proxy.log.info(
+            "endpoint {peer} spliced to backlog {backlog} (snikey {snikey}{how})",
+            peer=self.peer_text,
+            backlog=backlog.peer_text,
+            snikey=hello.sni,
+            how=", splice(2)" if kernel else "",
+        )
+        if kernel:
+            self.kernel = backlog.kernel = True
+            stats = self.proxy.stats
+            self.relay = SpliceRelay(
+                self.proxy.reactor,
+                self.transport,
+                backlog.transport,
+                a_to_b=hello.raw,
+                count_ab=lambda n: setattr(stats, "bytes_to_manager", stats.bytes_to_manager + n),
+                count_ba=lambda n: setattr(stats, "bytes_to_endpoint", stats.bytes_to_endpoint + n),
+                done=self._relay_done,
+            )
+            if not self.relay.finished:
+                self.proxy.relays.add(self.relay)
+            return
+        self.splice(backlog)
+        self.relay_data(hello.raw)
+
+    def _relay_done(self, error: str | None) -> None:
+        if self.relay is not None:
+            self.proxy.relays.discard(self.relay)
+        if error:
+            self.proxy.log.info("splice of endpoint {peer} ended: {error}", peer=self.peer_text,
+                                error=error)  # fmt: skip
+
+    def readConnectionLost(self) -> None:
+        if self.spliced:
+            self.relay_eof()
+        elif not self._closing:
+            self.refuse("eof", "closed before a complete ClientHello")
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.spliced or self.kernel:
+            self.proxy.stats.active_splices -= 1
+        super().connectionLost(reason)
+
+    def count(self, n: int) -> None:
+        self.proxy.stats.bytes_to_manager += n

@@ -1,0 +1,202 @@
+"""Zero-copy relay with splice(2): socket → pipe → socket, the bytes never enter Python.
+
+Used on Linux once an endpoint is routed (`RelayEnd` is the portable path). Each direction
+has its own pipe (grown to `PIPE_SIZE`). Backpressure is the kernel's: while a
+direction's pipe cannot be emptied into its destination, its source is not read, and the
+destination is watched for writability instead. EOF is forwarded as a write shutdown once
+the pipe is empty (per-direction half-close). Both TCP sockets are driven through
+duplicated descriptors registered with the reactor; the Twisted transports are taken off
+the reactor for the relay and closed when it ends.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from twisted.logger import Logger
+
+__all__ = ["PIPE_SIZE", "SpliceRelay", "available"]
+
+PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+
+
+def available() -> bool:
+    return hasattr(os, "splice")
+
+
+class _End:
+    """One TCP socket in the reactor: readable feeds `out`, writable drains `into`."""
+
+    def __init__(self, relay: SpliceRelay, transport: Any, name: str) -> None:
+        self.relay = relay
+        self.transport = transport
+        self.name = name
+        self.sock = socket.socket(fileno=os.dup(transport.fileno()))
+        self.sock.setblocking(False)
+        self.fd = self.sock.fileno()
+        self.out: _Direction | None = None
+        self.into: _Direction | None = None
+        self.reading = self.writing = False
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def logPrefix(self) -> str:
+        return f"splice-{self.name}"
+
+    def doRead(self) -> None:
+        if self.out is not None:
+            self.out.pump()
+
+    def doWrite(self) -> None:
+        if self.into is not None:
+            self.into.pump()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.relay.fail(f"{self.name}: {reason.getErrorMessage()}")
+
+    def want(self, read: bool, write: bool) -> None:
+        r = self.relay.reactor
+        if read != self.reading:
+            (r.addReader if read else r.removeReader)(self)
+            self.reading = read
+        if write != self.writing:
+            (r.addWriter if write else r.removeWriter)(self)
+            self.writing = write
+
+
+class _Direction:
+    def __init__(self, relay: SpliceRelay, src: _End, dst: _End, pending: bytes,
+                 count: Callable[[int], None]) -> None:  # fmt: skip
+        self.relay = relay
+        self.src, self.dst = src, dst
+        src.out, dst.into = self, self
+        self.pending = pending
+        self.count = count
+        self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self.cap = fcntl.fcntl(self.pipe_w, _F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # above /proc/sys/fs/pipe-max-size: keep the default
+            self.cap = 65536
+        self.inpipe = 0
+        self.eof = False
+        self.shut = False
+
+    def pump(self) -> None:
+        """Move what can move now; then say which events this direction waits for."""
+        try:
+            while True:
+                if not self._drain():
+                    break
+                if self.eof or self.inpipe >= self.cap:
+                    break
+                n = os.splice(self.src.fd, self.pipe_w, self.cap - self.inpipe, flags=_FLAGS)
+                if n == 0:
+                    self.eof = True
+                else:
+                    self.inpipe += n
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            self.relay.fail(f"{self.src.name} -> {self.dst.name}: {e.strerror}")
+            return
+        if self.eof and not self.pending and not self.inpipe and not self.shut:
+            self.shut = True
+            try:
+                self.dst.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        self.relay.update()
+
+    def _drain(self) -> bool:
+        """Empty the pending bytes and the pipe into dst; False if dst is full."""
+        while self.pending:
+            try:
+                n = self.dst.sock.send(self.pending)
+            except BlockingIOError:
+                return False
+            self.count(n)
+            self.pending = self.pending[n:]
+        while self.inpipe:
+            try:
+                n = os.splice(self.pipe_r, self.dst.fd, self.inpipe, flags=_FLAGS)
+            except BlockingIOError:
+                return False
+            self.inpipe -= n
+            self.count(n)
+        return True
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.pending or self.inpipe)
+
+    def close(self) -> None:
+        for fd in (self.pipe_r, self.pipe_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class SpliceRelay:
+    """Relays between the TCP transports `a` and `b`; `a_to_b` is written to b first (the
+    buffered ClientHello). `count_ab`/`count_ba` get the bytes moved; `done(error)` once."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        a: Any,
+        b: Any,
+        *,
+        a_to_b: bytes = b"",
+        count_ab: Callable[[int], None] = lambda n: None,
+        count_ba: Callable[[int], None] = lambda n: None,
+        done: Callable[[str | None], None] = lambda error: None,
+    ) -> None:
+        self.reactor = reactor
+        self._done = done
+        self.finished = False
+        for t in (a, b):  # the transports leave the reactor; our descriptors take over
+            t.stopReading()
+            t.stopWriting()
+        self.a, self.b = _End(self, a, "endpoint"), _End(self, b, "manager")
+        self.ab = _Direction(self, self.a, self.b, a_to_b, count_ab)
+        self.ba = _Direction(self, self.b, self.a, b"", count_ba)
+        self.ab.pump()
+        self.ba.pump()
+
+    def update(self) -> None:
+        if self.finished:
+            return
+        if self.ab.shut and self.ba.shut:
+            self._end(None)
+            return
+        for end, out, into in ((self.a, self.ab, self.ba), (self.b, self.ba, self.ab)):
+            end.want(read=not out.eof and not out.blocked, write=into.blocked)
+
+    def fail(self, why: str) -> None:
+        if not self.finished:
+            self._end(why)
+
+    def _end(self, error: str | None) -> None:
+        self.finished = True
+        for end in (self.a, self.b):
+            end.want(read=False, write=False)
+            end.sock.close()
+            # The original descriptor: an orderly close after a clean end (abort would
+            # reset the connection and drop bytes still in the kernel's send buffer).
+            if error is None:
+                end.transport.loseConnection()
+            else:
+                end.transport.abortConnection()
+        for d in (self.ab, self.ba):
+            d.close()
+        self._done(error)

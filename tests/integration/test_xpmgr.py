@@ -1,0 +1,289 @@
+"""`pktlab xpmgr` with real processes: our TLS endpoint (NoSub mode) connecting directly
+(passive mode) or through `twistd pktproxy` by SNI (active mode); a C mlet compiled here
+and Python mlets; -n, -s, SIGINT wrap-up, many endpoints at once, JSON results."""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pxworld import (
+    REPO,
+    EndpointProc,
+    ProxyProc,
+    XpmgrProc,
+    active_conf,
+    compile_c_mlet,
+    http_server,
+)
+from tls_world import pktlab_init
+
+BODY = b"hello from the xpmgr test server\n"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pktlab_init(tmp_path_factory.mktemp("xphome") / "home").root
+
+
+@pytest.fixture(scope="module")
+def c_mlet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_c_mlet(tmp_path_factory.mktemp("mlet"))
+
+
+@pytest.fixture
+def web() -> Iterator[int]:
+    with http_server(BODY) as port:
+        yield port
+
+
+@pytest.fixture
+def procs() -> Iterator[list[object]]:
+    started: list[object] = []
+    yield started
+    for p in reversed(started):
+        p.stop()  # type: ignore[attr-defined]
+
+
+def test_passive_c_mlet_on_our_endpoint(
+    tmp_path: Path, home: Path, c_mlet: Path, web: int, procs: list[object]
+) -> None:
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(c_mlet), "127.0.0.1", str(web)], "-n", "1")
+    procs.append(xp)
+    ep = EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1")
+    procs.append(ep)
+    assert xp.wait_exit() == 0, xp.text()
+    out = xp.text()
+    assert "HTTP/1.0 200 OK" in out
+    assert "xpmgr: endpoints seen 1, running 0, done 1, failed 0" in out
+    [r] = xp.result_lines()
+    assert r["status"] == "done" and r["exit_code"] == 0
+    assert r["hostid"] == "pktendpt" and r["address"] == "127.0.0.1"
+    assert "endpoint 127.0.0.1 hostid pktendpt" in r["output"]
+
+
+def test_passive_python_mlet_through_the_controller_api(
+    tmp_path: Path, home: Path, web: int, procs: list[object]
+) -> None:
+    mlet = [str(REPO / "examples/http_get.py"), f"http://127.0.0.1:{web}/"]
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", mlet, "-n", "1")
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
+    assert xp.wait_exit() == 0, xp.text()
+    [r] = xp.result_lines()
+    assert r["status"] == "done", r
+    assert "status      HTTP/1.0 200 OK" in r["output"]
+    assert "endpoint 127.0.0.1: hostid 'pktendpt'" in r["output"]
+
+
+def test_active_mode_through_pktproxy_by_sni(
+    tmp_path: Path, home: Path, c_mlet: Path, web: int, procs: list[object]
+) -> None:
+    proxy = ProxyProc(tmp_path, home)
+    procs.append(proxy)
+    conf = active_conf(home, tmp_path / "active.conf", "xpsni1", "TargetBacklogConn 3")
+    xp = XpmgrProc(tmp_path, conf, [str(c_mlet), "127.0.0.1", str(web)], "-n", "2",
+                   addr=f"127.0.0.1:{proxy.setup}")  # fmt: skip
+    procs.append(xp)
+    proxy.counters("backlog == 2")  # -n 2 caps the 3 wanted backlogs at 2
+    eps = [EndpointProc(tmp_path, home, f"127.0.0.1:{proxy.endpoints}", "--snikey", "xpsni1",
+                        "--sessions", "1") for _ in range(2)]  # fmt: skip
+    procs.extend(eps)
+    assert xp.wait_exit() == 0, xp.text()
+    results = xp.result_lines()
+    assert [r["status"] for r in results] == ["done", "done"], results
+    assert all(r["snikey"] == "xpsni1" and r["hostid"] == "pktendpt" for r in results)
+    stats = proxy.counters("splices == 2 and active_splices == 0")
+    assert stats["registrations"] >= 2
+    # at -n the manager closed its unused backlogs: none stays registered
+    proxy.counters("backlog == 0")
+
+
+def test_active_mode_replenishes_backlogs(
+    tmp_path: Path, home: Path, c_mlet: Path, web: int, procs: list[object]
+) -> None:
+    proxy = ProxyProc(tmp_path, home)
+    procs.append(proxy)
+    conf = active_conf(home, tmp_path / "active.conf", "xpsni2", "TargetBacklogConn 2")
+    xp = XpmgrProc(tmp_path, conf, [str(c_mlet), "127.0.0.1", str(web)],
+                   addr=f"127.0.0.1:{proxy.setup}")  # fmt: skip
+    procs.append(xp)
+    proxy.counters("backlog == 2")
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{proxy.endpoints}", "--snikey",
+                              "xpsni2", "--sessions", "3"))  # fmt: skip
+    xp.wait_log(r"done 3, failed 0", timeout=30)
+    proxy.counters("splices == 3 and backlog == 2")  # each one used was replaced
+
+
+def test_active_mode_bootstrap_fails_without_a_proxy(
+    tmp_path: Path, home: Path, c_mlet: Path, procs: list[object]
+) -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+    conf = active_conf(
+        home, tmp_path / "active.conf", "xpsni3", "BootstrapBacklogTimeout 1000000000"
+    )
+    xp = XpmgrProc(tmp_path, conf, [str(c_mlet), "127.0.0.1", "1"], addr=f"127.0.0.1:{port}")
+    procs.append(xp)
+    assert xp.wait_exit(15) == 1
+    assert "bootstrap timed out with 0 backlog connection established" in xp.text()
+
+
+def test_many_endpoints_at_once_one_mlet_each(
+    tmp_path: Path, home: Path, c_mlet: Path, web: int, procs: list[object]
+) -> None:
+    n = 4
+    xp = XpmgrProc(
+        tmp_path, home / "xpmgr.conf", [str(c_mlet), "127.0.0.1", str(web)], "-n", str(n)
+    )
+    procs.append(xp)
+    port = xp.port()
+    procs.extend(
+        EndpointProc(tmp_path, home, f"127.0.0.1:{port}", "--sessions", "1", "--host-id", f"ep{i}")
+        for i in range(n)
+    )
+    assert xp.wait_exit(60) == 0, xp.text()
+    results = xp.result_lines()
+    assert sorted(r["hostid"] for r in results) == [f"ep{i}" for i in range(n)]
+    assert all(r["status"] == "done" for r in results)
+    assert f"xpmgr: endpoints seen {n}, running 0, done {n}, failed 0" in xp.text()
+
+
+def test_failed_mlet_is_counted_and_reported(
+    tmp_path: Path, home: Path, c_mlet: Path, procs: list[object]
+) -> None:
+    # port 1 on loopback: the connect fails, the mlet exits 1
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(c_mlet), "127.0.0.1", "1"], "-n", "1")
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
+    assert xp.wait_exit() == 0
+    [r] = xp.result_lines()
+    assert r["status"] == "failed" and r["exit_code"] == 1
+    assert "failed 1" in xp.text()
+
+
+SLOW_MLET = """
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from packetlab.controller import read_system_info
+
+async def mlet(session, args):
+    info = await read_system_info(session)
+    print("started on", info.hostid, flush=True)
+    await deferLater(reactor, float(args[0]), lambda: None)
+    print("finished on", info.hostid, flush=True)
+"""
+
+
+def test_sigint_wraps_up_then_exits(tmp_path: Path, home: Path, procs: list[object]) -> None:
+    mlet = tmp_path / "slow_mlet.py"
+    mlet.write_text(textwrap.dedent(SLOW_MLET))
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet), "2"])
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
+    xp.wait_log(r"started on pktendpt")
+    xp.proc.send_signal(signal.SIGINT)
+    xp.wait_log(r"wrapping up \(1 running\)")
+    assert xp.wait_exit() == 0, xp.text()  # the running mlet was allowed to finish
+    assert "finished on pktendpt" in xp.text()
+    [r] = xp.result_lines()
+    assert r["status"] == "done"
+
+
+def test_second_sigint_exits_at_once(tmp_path: Path, home: Path, procs: list[object]) -> None:
+    mlet = tmp_path / "slow_mlet.py"
+    mlet.write_text(textwrap.dedent(SLOW_MLET))
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet), "60"])
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
+    xp.wait_log(r"started on pktendpt")
+    xp.proc.send_signal(signal.SIGINT)
+    xp.wait_log(r"wrapping up")
+    t0 = time.monotonic()
+    xp.proc.send_signal(signal.SIGINT)
+    assert xp.wait_exit(10) == 130
+    assert time.monotonic() - t0 < 5
+    [r] = xp.result_lines()
+    assert r["status"] == "failed" and r["error"] == "interrupted"
+
+
+def test_singleton_mode_passes_every_endpoint_to_one_mlet(
+    tmp_path: Path, home: Path, web: int, procs: list[object]
+) -> None:
+    mlet = [str(REPO / "examples/http_get.py"), f"http://127.0.0.1:{web}/"]
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", mlet, "-s", "-n", "2")
+    procs.append(xp)
+    port = xp.port()
+    procs.extend(
+        EndpointProc(tmp_path, home, f"127.0.0.1:{port}", "--sessions", "1", "--host-id", f"s{i}")
+        for i in range(2)
+    )
+    assert xp.wait_exit(60) == 0, xp.text()
+    out = xp.text()
+    assert out.count("status      HTTP/1.0 200 OK") == 2
+    assert "hostid 's0'" in out and "hostid 's1'" in out
+    # one mlet process served both: the results carry no per-endpoint exit code
+    results = xp.result_lines()
+    assert sorted(r["hostid"] for r in results) == ["s0", "s1"]
+    assert all(r["status"] == "done" and "exit_code" not in r for r in results)
+
+
+def test_bad_config_and_mlet_are_clear_errors(tmp_path: Path, home: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.conf"
+    bad.write_text("EnableExpPublication 0\nControllerPrivkeyPath x\nExpExec 1:UPPER:a:::\n")
+    run = subprocess.run([sys.executable, "-m", "packetlab", "xpmgr", "-c", str(bad), "true"],
+                         capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert run.returncode == 1
+    assert "bad.conf:3: ExpExec SNIKEY 'UPPER' must be 1..63 of [a-z0-9]" in run.stderr
+    run = subprocess.run([sys.executable, "-m", "packetlab", "xpmgr", "-c",
+                          str(home / "xpmgr.conf"), "/nonexistent/mlet"],
+                         capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 1
+    assert "is not an executable file, a .py file or a Python module path" in run.stderr
+
+
+def test_active_mode_with_agent_certs_checked_both_ways(
+    tmp_path: Path, home: Path, c_mlet: Path, web: int, procs: list[object]
+) -> None:
+    """The manager presents agent_xc_xc and checks the proxy against k_prx; the proxy
+    requires a manager agent cert chaining to k_xc."""
+    proxy = ProxyProc(tmp_path, home, "--manager-roots", str(home / "keys/k_xc.pub"))
+    procs.append(proxy)
+    conf = active_conf(home, tmp_path / "active.conf", "agentsni",
+                       f"BacklogConnAgentCertPath {home / 'certs/agent_xc_xc.cert'}",
+                       f"ProxyCertRootPath {home / 'keys/k_prx.pub'}")  # fmt: skip
+    xp = XpmgrProc(tmp_path, conf, [str(c_mlet), "127.0.0.1", str(web)], "-n", "1",
+                   addr=f"127.0.0.1:{proxy.setup}")  # fmt: skip
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{proxy.endpoints}", "--snikey",
+                              "agentsni", "--sessions", "1"))  # fmt: skip
+    assert xp.wait_exit() == 0, xp.text()
+    assert xp.result_lines()[0]["status"] == "done"
+
+
+def test_active_mode_refuses_a_proxy_it_does_not_trust(
+    tmp_path: Path, home: Path, c_mlet: Path, procs: list[object]
+) -> None:
+    proxy = ProxyProc(tmp_path, home)
+    procs.append(proxy)
+    conf = active_conf(home, tmp_path / "active.conf", "distrust",
+                       f"ProxyCertRootPath {home / 'keys/k_eop.pub'}",
+                       "BootstrapBacklogTimeout 1500000000")  # fmt: skip
+    xp = XpmgrProc(tmp_path, conf, [str(c_mlet), "127.0.0.1", "1"],
+                   addr=f"127.0.0.1:{proxy.setup}")  # fmt: skip
+    procs.append(xp)
+    assert xp.wait_exit(15) == 1
+    text = xp.text()
+    assert "TLS setup with the proxy failed" in text and "untrusted" in text, text
+    assert "bootstrap timed out with 0 backlog connection established" in text

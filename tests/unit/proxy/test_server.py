@@ -1,0 +1,233 @@
+"""The proxy's Protocols over fake transports (no reactor): registration in the observed
+order with real TLS in memory (TLSHandoff on both sides), routing, relaying with
+half-close, refusals and timeouts on a task.Clock, and the manager-side backlog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from OpenSSL import SSL
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from packetlab import wire
+from packetlab.ppks import generate_private_key, issue_certificate
+from packetlab.proxy.registry import BacklogRegistry
+from packetlab.proxy.server import PREAMBLE, Proxy, SetupProtocol
+from packetlab.tls import AuthMode, Credentials, PPKSClientCreator, PPKSServerOptions, ServerEntry
+from packetlab.tls.handoff import HandoffError, TLSHandoff
+
+
+class HalfCloseTransport(StringTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.write_closed = False
+        self.producer_registrations: list[Any] = []
+
+    def loseWriteConnection(self) -> None:
+        self.write_closed = True
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer_registrations.append(producer)
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+
+@pytest.fixture(scope="module")
+def options() -> PPKSServerOptions:
+    key = generate_private_key()
+    cert = issue_certificate("agent", key, key, 0, 2**31 - 1)
+    return PPKSServerOptions({}, default=ServerEntry(Credentials([cert], key), AuthMode.AGENT,
+                                                      require_client_cert=False))  # fmt: skip
+
+
+def make_proxy(options: PPKSServerOptions, **kw: Any) -> tuple[Proxy, Clock]:
+    clock = Clock()
+    return Proxy(clock, options, registry=BacklogRegistry(per_snikey=2), **kw), clock
+
+
+def client() -> TLSHandoff:
+    return TLSHandoff(
+        PPKSClientCreator(None, AuthMode.AGENT).clientConnectionForTLS(None), is_client=True
+    )  # type: ignore[arg-type]
+
+
+def register(
+    proxy: Proxy, snikey: str = "k1", *, echo: bytes = PREAMBLE
+) -> tuple[SetupProtocol, HalfCloseTransport]:
+    proto = proxy.setup_factory().buildProtocol(None)
+    assert isinstance(proto, SetupProtocol)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+
+    def server_out() -> bytes:
+        out = t.value()
+        t.clear()
+        return out
+
+    proto.dataReceived(tls.start())
+    step = tls.receive(server_out())
+    assert step.handshake_done
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(snikey.encode()))))
+    step = tls.receive(server_out())
+    assert list(wire.Framer().feed(step.data)) == [wire.Result()]
+    proto.dataReceived(tls.close())  # the manager's close_notify
+    assert server_out() == PREAMBLE  # at once, raw
+    proto.dataReceived(echo)
+    return proto, t
+
+
+def test_registration_in_the_observed_order(options: PPKSServerOptions) -> None:
+    proxy, _ = make_proxy(options)
+    proto, t = register(proxy)
+    assert proto.state == "backlog" and proxy.registry.count("k1") == 1
+    assert proxy.stats.registrations == 1 and not t.disconnecting
+
+
+def test_endpoint_spliced_to_the_backlog_and_relayed_with_half_close(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, _ = make_proxy(options)
+    backlog, bt = register(proxy)
+    ep = proxy.endpoint_factory().buildProtocol(None)
+    et = HalfCloseTransport()
+    ep.makeConnection(et)
+    hello = client_hello("k1")
+    ep.dataReceived(hello[:7])
+    assert bt.value() == b""
+    ep.dataReceived(hello[7:])
+    assert bt.value() == hello  # forwarded unchanged
+    assert et.producer is bt and bt.producer is et  # backpressure both ways
+    backlog.dataReceived(b"server flight")
+    assert et.value() == b"server flight"
+    ep.readConnectionLost()  # endpoint FIN -> manager write side closed
+    assert bt.write_closed and not bt.disconnecting
+    backlog.dataReceived(b"more")  # the other direction still flows
+    assert et.value().endswith(b"more")
+    backlog.readConnectionLost()
+    assert et.write_closed
+    backlog.writeConnectionLost()
+    ep.writeConnectionLost()
+    assert et.disconnecting and bt.disconnecting
+    assert proxy.stats.splices == 1
+    assert (proxy.stats.bytes_to_manager, proxy.stats.bytes_to_endpoint) == (len(hello), 17)
+
+
+def client_hello(sni: str | None) -> bytes:
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    conn = SSL.Connection(ctx, None)
+    if sni:
+        conn.set_tlsext_host_name(sni.encode())
+    conn.set_connect_state()
+    with pytest.raises(SSL.WantReadError):
+        conn.do_handshake()
+    return conn.bio_read(65536)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (client_hello("nosuch"), "unknown_snikey"),
+        (client_hello(None), "no_sni"),
+        (b"\x00" * 10, "not_tls"),
+    ],
+)
+def test_endpoint_refusals(options: PPKSServerOptions, data: bytes, reason: str) -> None:
+    proxy, _ = make_proxy(options)
+    ep = proxy.endpoint_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    ep.makeConnection(t)
+    ep.dataReceived(data)
+    assert t.disconnecting and proxy.stats.refusals[reason] == 1
+
+
+def test_hello_timeout(options: PPKSServerOptions) -> None:
+    proxy, clock = make_proxy(options, hello_timeout=2.0)
+    ep = proxy.endpoint_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    ep.makeConnection(t)
+    ep.dataReceived(client_hello("k")[:10])
+    clock.advance(1.9)
+    assert not t.disconnecting
+    clock.advance(0.2)
+    assert t.disconnecting and proxy.stats.refusals["timeout"] == 1
+
+
+def test_setup_timeout_and_registry_cap(options: PPKSServerOptions) -> None:
+    proxy, clock = make_proxy(options, setup_timeout=1.0)
+    register(proxy)
+    register(proxy)
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    clock.advance(1.0)
+    assert t.disconnecting and proxy.stats.registration_failures == 1
+    # a third backlog for k1 (cap 2): xreg answered ENORES, a soft failure for the manager
+    with pytest.raises(AssertionError):
+        register(proxy)
+    assert proxy.registry.count("k1") == 2
+
+
+def test_idle_backlog_that_talks_is_dropped(options: PPKSServerOptions) -> None:
+    proxy, _ = make_proxy(options)
+    proto, t = register(proxy)
+    proto.dataReceived(b"unexpected")
+    assert t.disconnecting and proxy.registry.count("k1") == 0
+
+
+def test_idle_backlog_closed_by_the_manager_leaves_the_registry(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, _ = make_proxy(options)
+    proto, _ = register(proxy)
+    proto.readConnectionLost()
+    assert proxy.registry.count("k1") == 0
+
+
+def test_handoff_keeps_the_bytes_after_close_notify(options: PPKSServerOptions) -> None:
+    server = TLSHandoff(options.serverConnectionForTLS(None), is_client=False)  # type: ignore[arg-type]
+    c = client()
+    step = server.receive(c.start())
+    finished = c.receive(step.out).out
+    step2 = server.receive(finished + c.send(b"app") + c.close() + b"RAW BYTES")
+    assert step2.data == b"app" and step2.closed and step2.rest == b"RAW BYTES"
+    assert server.receive(b"more raw").rest == b"more raw"
+
+
+def test_handoff_refuses_garbage_records(options: PPKSServerOptions) -> None:
+    server = TLSHandoff(options.serverConnectionForTLS(None), is_client=False)  # type: ignore[arg-type]
+    with pytest.raises(HandoffError, match="TLS record of"):
+        server.receive(b"\x16\x03\x01\xff\xff")
+
+
+def test_manager_backlog_finds_an_overlapping_preamble() -> None:
+    from packetlab.controller.backlog import BacklogConnection
+
+    class Pool:
+        creator = PPKSClientCreator(None, AuthMode.AGENT)
+        reactor = Clock()
+        step_timeout = 2.0
+        where = "proxy"
+        established_with: list[Any] = []
+        claimed_with: list[Any] = []
+
+        def established(self, conn: Any) -> None:
+            self.established_with.append(conn)
+
+        def claimed(self, conn: Any) -> None:
+            self.claimed_with.append(conn)
+
+    pool = Pool()
+    conn = BacklogConnection(pool)  # type: ignore[arg-type]
+    t = StringTransport()
+    conn.makeConnection(t)
+    conn.state = "preamble"
+    t.clear()
+    conn.dataReceived(b"\x17\x03\x03\x00\x02xxPKPKT")
+    assert pool.established_with == []
+    conn.dataReceived(b"LAB")
+    assert t.value() == PREAMBLE and pool.established_with == [conn] and conn.state == "idle"

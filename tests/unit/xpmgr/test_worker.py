@@ -1,0 +1,133 @@
+"""EndpointWorker (the manager's end of one endpoint) over fake transports: the setup
+sequence (cdata by digest, start, HostID), refusals, linfo interception, one write per
+message toward the endpoint, EOF handling."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.python.failure import Failure
+
+from packetlab import wire
+from packetlab.controller.mlet import EndpointWorker, FrameSplitter
+from packetlab.wire import vmem
+
+
+class Writes(StringTransport):
+    """Records each write separately (one write = one TLS record on a real link)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        super().write(data)
+
+
+def frames(data: bytes) -> list[Any]:
+    return [wire.decode_frame(f) for _, f in FrameSplitter().feed(data)]
+
+
+class Harness:
+    def __init__(self, programs: list[bytes]) -> None:
+        self.reactor = MemoryReactor()
+        self.launched: list[socket.socket] = []
+        self.done: list[EndpointWorker] = []
+        self.worker = EndpointWorker(
+            self.reactor,
+            setup_for=lambda w: programs,
+            launch=lambda w, s: self.launched.append(s),
+            done=self.done.append,
+        )
+        self.ep = Writes()
+        self.worker.makeConnection(self.ep)
+        self.mlet: Writes | None = None
+
+    def answer(self, *msgs: wire.Message) -> None:
+        self.worker.dataReceived(b"".join(wire.encode(m) for m in msgs))
+        if self.reactor.adoptedStreamConnections and self.mlet is None:
+            _, _, factory = self.reactor.adoptedStreamConnections[0]
+            side = factory.buildProtocol(None)
+            self.mlet = Writes()
+            side.makeConnection(self.mlet)
+
+
+def started(programs: list[bytes] = ()) -> Harness:  # type: ignore[assignment]
+    h = Harness(list(programs))
+    h.answer(*[wire.Result()] * (len(programs) + 1), wire.Mdata(vmem.HOSTID.addr, b"ep7\0\0"))
+    return h
+
+
+def test_setup_sends_programs_then_start_then_reads_hostid() -> None:
+    h = Harness([b"\x01wasm-a", b"\x00ebpf-b"])
+    assert frames(h.ep.value()) == [
+        wire.Cdata(b"monitor", b"\x01wasm-a"),
+        wire.Cdata(b"monitor", b"\x00ebpf-b"),
+        wire.Start(),
+        wire.Mread(vmem.HOSTID.addr, vmem.HOSTID.size),
+    ]
+    assert len(h.ep.writes) == 4  # one message per write
+    assert not h.launched
+    h.answer(wire.Result(), wire.Result(), wire.Result(), wire.Mdata(vmem.HOSTID.addr, b"ep7\0"))
+    assert len(h.launched) == 1 and h.worker.state == "relay"
+    assert h.worker.hostid == "ep7"
+
+
+def test_refused_start_fails_the_endpoint_without_an_mlet() -> None:
+    h = Harness([])
+    h.answer(wire.Result(int(wire.Status.ECTLMONUKN), monindx=0))
+    assert h.worker.error == "endpoint refused start: ECTLMONUKN"
+    assert h.ep.disconnecting and not h.launched
+    assert h.done == [h.worker] and h.worker.result()["status"] == "failed"
+
+
+def test_relay_both_ways_with_linfo_intercepted() -> None:
+    h = started()
+    assert h.mlet is not None
+    ndata = wire.encode(wire.Ndata(1, 4, 6, 5, b"payload"))
+    linfo = wire.encode(wire.Linfo(b"mon", b"aux", b"something happened"))
+    h.worker.dataReceived(ndata[:3])
+    h.worker.dataReceived(ndata[3:] + linfo)
+    assert h.mlet.value() == ndata  # linfo is not forwarded
+    assert h.worker.linfo == [{"name": "mon", "aux": "aux", "info": "something happened"}]
+    h.ep.writes.clear()
+    two = wire.encode(wire.Mread(0, 8)) + wire.encode(wire.Nclose(1))
+    mlet_side = h.worker.mlet  # the protocol on our end of the socketpair
+    assert mlet_side is not None
+    mlet_side.dataReceived(two[:5])
+    mlet_side.dataReceived(two[5:])
+    assert h.ep.writes == [wire.encode(wire.Mread(0, 8)), wire.encode(wire.Nclose(1))]
+    assert h.worker.result()["linfo"][0]["name"] == "mon"
+
+
+def test_frames_before_the_mlet_are_held_for_it() -> None:
+    h = Harness([])
+    nstat = wire.encode(wire.Nstat(1, 4, 6, 9, 3))
+    h.worker.dataReceived(wire.encode(wire.Result()))  # start
+    h.worker.dataReceived(wire.encode(wire.Mdata(vmem.HOSTID.addr, b"x")) + nstat)
+    h.answer()
+    assert h.mlet is not None and h.mlet.value() == nstat
+
+
+def test_mlet_eof_closes_the_endpoint_and_endpoint_eof_closes_the_mlet() -> None:
+    h = started()
+    assert h.worker.mlet is not None and h.mlet is not None
+    h.worker.mlet.connectionLost(None)  # type: ignore[arg-type]
+    assert h.ep.disconnecting and h.done == [h.worker]
+    assert h.worker.result()["status"] == "done"
+    h2 = started()
+    h2.worker.connectionLost(Failure(ConnectionDone()))
+    assert h2.mlet is not None and h2.mlet.disconnecting
+
+
+def test_bad_frame_from_the_mlet_ends_the_session() -> None:
+    h = started()
+    assert h.worker.mlet is not None
+    h.worker.mlet.splitter.max_body = 16
+    h.worker.mlet.dataReceived(b"\x28\xff\xff\xff")
+    assert h.worker.error is not None and "mlet sent a bad frame" in h.worker.error
+    assert h.ep.disconnecting

@@ -1,0 +1,100 @@
+"""xpmgr.conf (PROTOCOL.md §7.2): every key, ExpExec fields, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from packetlab.controller.xpmgrconf import XpmgrConfigError, parse_xpmgr_config
+
+FULL = """\
+# every key of the reference template
+EnableExpPublication 1
+BrokerAddr broker.example.org:20556
+PubAgentCertPath certs/agent_xc_xc.cert
+BrokerCertRootPath keys/bop.pub,keys/bop2.pub
+PubControllerAddr 192.0.2.1:20600
+PubPeriod 30000000000
+PubExpPriority 7
+PubCountry USA,GBR
+PubLocation IO91*,FN*
+GreetPeriodAfterPubEnd 5000000000
+ControllerPrivkeyPath keys/k_xc
+ProgramDirPath progs
+EnableProxyMode 1
+BacklogConnAgentCertPath certs/agent_xc_xc.cert
+ProxyCertRootPath keys/bop.pub
+TargetBacklogConn 10
+BacklogConnTimeout 3000000000
+BootstrapBacklogTimeout 9000000000
+ResultsPath out.jsonl
+ExpExec 1::certs/exppriv.cert,certs/pubcmd.cert:keys/eop.pub::
+ExpExec 0:snic0:certs/a.cert:keys/eop.pub:7075626c6963,:foo=a:b;bar=c;
+"""
+
+
+def test_every_key() -> None:
+    c = parse_xpmgr_config(FULL)
+    assert c.enable_publication and c.broker_addr == "broker.example.org:20556"
+    assert c.broker_cert_roots == ["keys/bop.pub", "keys/bop2.pub"]
+    assert (c.pub_period_ns, c.pub_exp_priority) == (30_000_000_000, 7)
+    assert c.pub_country == ["USA", "GBR"] and c.pub_location == ["IO91*", "FN*"]
+    assert c.greet_after_pub_end_ns == 5_000_000_000
+    assert c.enable_proxy and c.target_backlog == 10
+    assert (c.backlog_timeout_ns, c.bootstrap_timeout_ns) == (3_000_000_000, 9_000_000_000)
+    assert c.program_dir == "progs" and c.results_path == "out.jsonl"
+    first, second = c.exp_exec
+    assert first.is_default and first.snikey is None
+    assert first.chain == ["certs/exppriv.cert", "certs/pubcmd.cert"]
+    assert first.pub_channels == [b""]  # the root EOp's keyid
+    assert not second.is_default and second.snikey == "snic0"
+    assert second.pub_channels == [b"public", b""]
+    assert second.override == "foo=a:b;bar=c;"  # the last field takes the rest of the line
+    assert c.default_exp is first
+
+
+def test_defaults() -> None:
+    c = parse_xpmgr_config("EnableExpPublication 0\nControllerPrivkeyPath k\nExpExec 0::c:::\n")
+    assert (c.target_backlog, c.backlog_timeout_ns, c.bootstrap_timeout_ns) == (
+        2,
+        2_000_000_000,
+        5_000_000_000,
+    )
+    assert not c.enable_proxy and c.default_exp is None
+
+
+BASE = "EnableExpPublication 0\nControllerPrivkeyPath k\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ControllerPrivkeyPath k\nExpExec 1::c:::\n", "EnableExpPublication is required"),
+        ("EnableExpPublication 0\nExpExec 1::c:::\n", "ControllerPrivkeyPath is required"),
+        (BASE, "at least one ExpExec"),
+        (BASE + "ExpExec 1::c::\n", "needs 6 ':'-separated fields"),
+        (BASE + "ExpExec 2::c:::\n", "IS_DEFAULT must be 0 or 1"),
+        (BASE + "ExpExec 1:Abc:c:::\n", "SNIKEY 'Abc' must be 1..63 of [a-z0-9]"),
+        (BASE + "ExpExec 1:" + "a" * 64 + ":c:::\n", "must be 1..63"),
+        (BASE + "ExpExec 1:::::\n", "EXPPRIVCHAIN_PATH is required"),
+        (BASE + "ExpExec 1::c:::\nExpExec 1::d:::\n", "a second default ExpExec"),
+        (BASE + "ExpExec 0:k:c:::\nExpExec 0:k:d:::\n", "same SNIKEY"),
+        (BASE + "ExpExec 0::c::zz:\n", "PUB_CHANNEL 'zz' is not hex"),
+        (BASE + "ExpExec 0::c:::sni_key=x;\n", "may not set 'sni_key'"),
+        (BASE + "ExpExec 0::c:::hostid=h1;\n", "may not set 'hostid'"),
+        (BASE + "ExpExec 0::c:::novalue;\n", "is not name=value"),
+        (BASE + "TargetBacklogConn 0\nExpExec 0::c:::\n", "must be at least 1"),
+        (BASE + "EnableProxyMode yes\nExpExec 0::c:::\n", "expected 0 or 1"),
+        (BASE + "PubCountry usa\nExpExec 0::c:::\n", "ISO 3166-1 alpha-3"),
+        (BASE + "TargetBacklog 3\nExpExec 0::c:::\n", "did you mean TargetBacklogConn"),
+        ("EnableExpPublication 1\nControllerPrivkeyPath k\nExpExec 0::c:::\n", "needs BrokerAddr"),
+        (
+            "EnableExpPublication 1\nBrokerAddr b\nControllerPrivkeyPath k\nExpExec 0::c:::\n",
+            "needs TRUSTEDEOP_PATH",
+        ),
+    ],
+)
+def test_errors_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(XpmgrConfigError, match=None) as e:
+        parse_xpmgr_config(text, "x.conf")
+    assert message in str(e.value)
+    assert str(e.value).startswith("x.conf")
