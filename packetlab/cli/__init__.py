@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("packetlab.cli.init", "set up ~/.pktlab with demo keys, certificates and CSRs"),
     "testbed": ("packetlab.cli.testbed", "network-namespace testbeds: up, down, status"),
     "run": ("packetlab.cli.run", "run a measurement (traceroute, ping) through an endpoint"),
+    "wrap": ("packetlab.cli.wrap", "run an unmodified program through an endpoint"),
 }
 
 
