@@ -111,11 +111,11 @@ class Timeline:
             self._anchor = (virtual, endpoint)
 
     def shift(self, endpoint_ns: int) -> None:
-        """Advance the anchor's virtual side by an endpoint interval that ended a step
-        the program did not see (a DNS lookup before the connect)."""
+        """Move the anchor's virtual side later by an endpoint interval spent before the
+        anchored endpoint time (a DNS lookup before the connect's TIME sample)."""
         if self._anchor is not None:
             v, e = self._anchor
-            self._anchor = (v + endpoint_ns, e + endpoint_ns)
+            self._anchor = (v + endpoint_ns, e)
 
     def at(self, endpoint_time: int | None, deliver: Callable[[], object]) -> None:
         """Run `deliver` when the program's clock reaches the endpoint time (mapped
