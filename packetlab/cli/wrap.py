@@ -47,11 +47,21 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def dns_server(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """ADDR, ADDR:PORT or [V6]:PORT (default port 53)."""
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else "53"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
     try:
-        return ipaddress.ip_address(text)
+        addr = ipaddress.ip_address(host)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}")
+    return addr, int(port)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,11 +97,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dns",
-        type=_address,
+        type=dns_server,
         action="append",
-        metavar="ADDR",
-        help="DNS server the endpoint queries (repeatable; default: the endpoint's own; "
-        "the in-process endpoint takes /etc/resolv.conf's)",
+        metavar="ADDR[:PORT]",
+        help="DNS server the endpoint queries for CMD's names (repeatable; default: the "
+        "endpoint's own; the in-process endpoint takes /etc/resolv.conf's)",
     )
     parser.add_argument(
         "--connect-timeout",
@@ -211,7 +221,7 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
         return result.status
 
     if args.listen is None:
-        dns = [str(a) for a in args.dns] if args.dns else resolv_conf_servers()
+        dns = [str(a) for a, _ in args.dns] if args.dns else resolv_conf_servers()
         status: int = await _in_process(reactor, experiment, args.wait, dns)
         return status
     from twisted.internet import defer

@@ -65,12 +65,12 @@ def addresses_in(reply: bytes, qid: int, qtype: int) -> tuple[int, list[IPAddres
 async def resolve(
     session: EndpointSession,
     name: str,
-    servers: list[IPAddress],
+    servers: list[tuple[IPAddress, int]],
     *,
     timeout: float = 3.0,
 ) -> Answer:
-    """Addresses of `name`: A first, AAAA if there is no A, from the first server that
-    answers. An address literal or "localhost" needs no query."""
+    """Addresses of `name`: A first, AAAA if there is no A, from the first server
+    (address, port) that answers. An address literal or "localhost" needs no query."""
     lit = literal(name)
     if lit is not None:
         return Answer((lit,), None, None)
@@ -81,9 +81,9 @@ async def resolve(
     first_sent: int | None = None
     errors: list[str] = []
     for qtype in (dns.A, dns.AAAA):
-        for server in servers:
+        for server, port in servers:
             qid, msg = query(name, qtype)
-            got = await udp_exchange(session, server, 53, msg, timeout=timeout)
+            got = await udp_exchange(session, server, port, msg, timeout=timeout)
             sent = got.sent[0].time if got.sent else None
             first_sent = first_sent if first_sent is not None else sent
             if not got.replies:

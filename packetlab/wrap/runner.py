@@ -29,7 +29,7 @@ class WrapOptions:
     timings: str | None = None  # --timings FILE
     fidelity: bool = False  # the program's clock follows the endpoint's intervals
     socks_env: bool = False  # ALL_PROXY only, no LD_PRELOAD
-    dns: list[IPAddress] = field(default_factory=list)  # override the endpoint's servers
+    dns: list[tuple[IPAddress, int]] = field(default_factory=list)  # instead of the endpoint's
     connect_timeout: float = 20.0
     drain: float = 2.0  # seconds to let relays finish after the program exits
 
@@ -57,7 +57,7 @@ async def wrap(
     dns = list(opts.dns)
     if not dns:
         info = await read_system_info(session)
-        dns = [*info.dns4, *info.dns6]
+        dns = [(a, 53) for a in info.dns4] + [(a, 53) for a in info.dns6]
     tmp = tempfile.mkdtemp(prefix="pktlab-wrap-")
     clock = VirtualClock(os.path.join(tmp, "clock")) if opts.fidelity else None
     timings = TimingLog(opts.timings)

@@ -69,7 +69,7 @@ class WrapFactory(Factory):
         session: EndpointSession,
         reactor: Any,
         *,
-        dns_servers: list[IPAddress],
+        dns_servers: list[tuple[IPAddress, int]],
         timings: TimingLog,
         clock: VirtualClock | None = None,
         connect_timeout: float = 20.0,

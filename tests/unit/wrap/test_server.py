@@ -45,7 +45,7 @@ def setup(tmp_path: Path) -> tuple[Rig, WrapFactory, Any, Program]:
     rig = Rig()
     rig.run(rig.session.ready)
     log = TimingLog(str(tmp_path / "t.jsonl"))
-    factory = WrapFactory(rig.session, rig.clock, dns_servers=[DNS], timings=log)
+    factory = WrapFactory(rig.session, rig.clock, dns_servers=[(DNS, 53)], timings=log)
     proto = factory.buildProtocol(None)
     t = Program()
     proto.makeConnection(t)

@@ -1,0 +1,280 @@
+"""`pktlab wrap` with real programs (curl, dig, kdig, openssl, python) through a real
+endpoint (in this process, and a twistd one with --listen), against local servers on
+loopback (tests/integration/wrap_servers.py). Every test also reads --timings to see that
+the traffic went through the endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, stop_process, twistd
+
+PKTLAB = [sys.executable, "-m", "packetlab"]
+NAME = "www.wrap.test"
+
+
+def _need(*tools: str) -> None:
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool} (scripts/setup.sh installs it)")
+
+
+def _proxychains() -> None:
+    from packetlab.wrap.shim import ShimError, proxychains_lib
+
+    try:
+        proxychains_lib()
+    except ShimError as e:
+        pytest.skip(str(e))
+
+
+class Servers:
+    def __init__(self, root: Path, proc: subprocess.Popen[str], ports: dict[str, int]) -> None:
+        self.root, self.proc, self.ports = root, proc, ports
+        self.cert = root / "cert.pem"
+
+    def url(self, kind: str, path: str, host: str = "127.0.0.1") -> str:
+        return f"{kind}://{host}:{self.ports[kind]}/{path}"
+
+    @property
+    def dns(self) -> str:
+        return f"127.0.0.1:{self.ports['dns']}"
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    _need("openssl")
+    root = tmp_path_factory.mktemp("www")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(root / "key.pem"), "-out", str(root / "cert.pem"),
+         "-days", "2", "-subj", f"/CN={NAME}",
+         "-addext", f"subjectAltName=DNS:{NAME},IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (root / "index.html").write_bytes(b"hello through the endpoint\n")
+    (root / "big.bin").write_bytes(os.urandom(3 << 20))
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("wrap_servers.py")), str(root)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    try:
+        yield Servers(root, proc, json.loads(line))
+    finally:
+        stop_process(proc)
+
+
+def wrap(
+    tmp_path: Path,
+    cmd: Sequence[str],
+    *options: str,
+    timeout: float = 60,
+    stdin: str | None = None,
+) -> tuple[subprocess.CompletedProcess[bytes], list[dict[str, Any]]]:
+    _proxychains()
+    tfile = tmp_path / f"timings-{time.monotonic_ns()}.jsonl"
+    argv = [*PKTLAB, "wrap", "--timings", str(tfile), *options, "--", *cmd]
+    done = subprocess.run(
+        argv, capture_output=True, timeout=timeout, cwd=REPO,
+        input=stdin.encode() if stdin is not None else None,
+    )  # fmt: skip
+    lines = tfile.read_text().splitlines() if tfile.exists() else []
+    return done, [json.loads(x) for x in lines]
+
+
+def test_curl_http_stdout_and_status_pass_through(tmp_path: Path, servers: Servers) -> None:
+    _need("curl")
+    done, timings = wrap(tmp_path, ["curl", "-s", servers.url("http", "index.html")])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"hello through the endpoint\n"  # nothing else on stdout
+    (t,) = timings
+    assert t["proto"] == "tcp" and t["port"] == servers.ports["http"] and t["error"] is None
+    assert t["bytes_down"] > len(done.stdout) and t["bytes_up"] > 0
+    for key in ("connect_ns", "first_byte_ns", "transfer_ns"):
+        assert t[key] is not None and t[key] >= 0
+    assert t["connected"] <= t["request_sent"] <= t["first_byte"] <= t["last_byte"]
+
+
+def test_curl_https_by_name_end_to_end_tls(tmp_path: Path, servers: Servers) -> None:
+    _need("curl")
+    url = servers.url("https", "big.bin", host=NAME)
+    done, timings = wrap(
+        tmp_path, ["curl", "-sS", "--cacert", str(servers.cert), url], "--dns", servers.dns
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (servers.root / "big.bin").read_bytes()
+    (t,) = timings
+    assert t["host"] == NAME and t["addr"] == "127.0.0.1"  # resolved by the endpoint
+    assert t["dns_ns"] is not None and t["bytes_down"] > 3 << 20
+
+
+def test_exit_status_and_failures_pass_through(tmp_path: Path, servers: Servers) -> None:
+    done, _ = wrap(tmp_path, ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (done.returncode, done.stdout) == (3, b"out\n") and b"err" in done.stderr
+    done, _ = wrap(tmp_path, ["sh", "-c", "kill -9 $$"])
+    assert done.returncode == 128 + signal.SIGKILL
+    done, _ = wrap(tmp_path, ["no-such-program-pktlab"])
+    assert done.returncode == 127 and b"command not found" in done.stderr
+    assert done.stdout == b""
+
+
+def test_refused_connection_is_a_connection_error_in_the_program(
+    tmp_path: Path, servers: Servers
+) -> None:
+    _need("curl")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done, timings = wrap(tmp_path, ["curl", "-s", f"http://127.0.0.1:{port}/"])
+    assert done.returncode == 7  # curl: failed to connect
+    assert "REFUSED" in timings[0]["error"] or "RESET" in timings[0]["error"]
+
+
+def test_unknown_name_fails_in_the_program(tmp_path: Path, servers: Servers) -> None:
+    _need("curl")
+    done, timings = wrap(
+        tmp_path, ["curl", "-s", f"http://nx.wrap.test:{servers.ports['http']}/"],
+        "--dns", servers.dns,
+    )  # fmt: skip
+    assert done.returncode != 0 and done.stdout == b""
+    assert "no such name" in timings[0]["error"]
+
+
+def test_python_urllib(tmp_path: Path, servers: Servers) -> None:
+    script = (
+        "import urllib.request\n"
+        f"print(urllib.request.urlopen('{servers.url('http', 'slow/50')}').read().decode(), end='')\n"
+    )
+    done, timings = wrap(tmp_path, ["python3", "-c", script])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"slow 50\n"
+    (t,) = timings
+    assert t["first_byte_ns"] >= 50_000_000  # the server's 50 ms, seen by the endpoint
+
+
+def test_openssl_s_client(tmp_path: Path, servers: Servers) -> None:
+    _need("openssl")
+    target = f"127.0.0.1:{servers.ports['https']}"
+    done, timings = wrap(
+        tmp_path,
+        ["openssl", "s_client", "-connect", target, "-CAfile", str(servers.cert), "-quiet"],
+        stdin="GET /index.html HTTP/1.0\r\n\r\n",
+    )
+    assert b"hello through the endpoint" in done.stdout
+    assert timings and timings[0]["port"] == servers.ports["https"]
+
+
+@pytest.mark.parametrize("tool", ["dig", "kdig"])
+def test_dns_over_tcp(tmp_path: Path, servers: Servers, tool: str) -> None:
+    _need(tool)
+    port = str(servers.ports["dns"])
+    done, timings = wrap(tmp_path, [tool, "+tcp", "+short", "@127.0.0.1", "-p", port, NAME])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == b"127.0.0.1"
+    assert [t["port"] for t in timings] == [servers.ports["dns"]]
+
+
+def test_several_connections_at_once(tmp_path: Path, servers: Servers) -> None:
+    _need("curl")
+    urls = [servers.url("http", f"slow/{200 + i}") for i in range(6)]
+    done, timings = wrap(
+        tmp_path, ["curl", "-s", "--parallel", "--parallel-immediate", "--parallel-max", "6", *urls]
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split(b"\n")[:-1]) == [b"slow %d" % (200 + i) for i in range(6)]
+    assert len(timings) == 6
+    # they overlapped at the endpoint: all connected before the first answer came
+    assert max(t["connected"] for t in timings) < min(t["first_byte"] for t in timings)
+
+
+def test_children_are_wrapped_too(tmp_path: Path, servers: Servers) -> None:
+    _need("curl")
+    url = servers.url("http", "index.html")
+    done, timings = wrap(tmp_path, ["sh", "-c", f"curl -s {url}; (curl -s {url}) | cat"])
+    assert done.returncode == 0
+    assert done.stdout == b"hello through the endpoint\n" * 2
+    assert len(timings) == 2
+
+
+def test_socks_env_mode_for_socks_aware_tools(tmp_path: Path, servers: Servers) -> None:
+    _need("curl")
+    done, timings = wrap(
+        tmp_path, ["curl", "-s", servers.url("http", "index.html", host=NAME)],
+        "--socks-env", "--dns", servers.dns,
+    )  # fmt: skip
+    assert done.stdout == b"hello through the endpoint\n"
+    assert timings[0]["host"] == NAME  # socks5h: the name went to the endpoint
+
+
+def test_timing_fidelity_shim_changes_only_the_programs_clock(tmp_path: Path) -> None:
+    from packetlab.wrap.shim import ShimError, clock_shim
+    from packetlab.wrap.vclock import VirtualClock
+
+    try:
+        lib = clock_shim()
+    except ShimError as e:
+        pytest.skip(str(e))
+    vc = VirtualClock(str(tmp_path / "clock"))
+    now = vc.virtual()
+    time.sleep(0.01)
+    vc.due(now)  # hide the last 10 ms from the program
+    env = dict(os.environ, LD_PRELOAD=str(lib), PKTLAB_WRAP_CLOCK=str(tmp_path / "clock"))
+    code = "import time; print(time.monotonic_ns(), time.time_ns())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    mono, wall = map(int, out.stdout.split())
+    assert 9_000_000 <= time.monotonic_ns() - mono < 2_000_000_000
+    assert 9_000_000 <= time.time_ns() - wall < 2_000_000_000
+    vc.close()
+
+
+@pytest.fixture
+def listen_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_remote_endpoint_gone_mid_transfer(
+    tmp_path: Path, servers: Servers, listen_port: int
+) -> None:
+    """--listen with a twistd endpoint that is killed while curl downloads: curl fails
+    with a transfer error, pktlab wrap ends promptly with curl's status, nothing hangs."""
+    _need("curl")
+    _proxychains()
+    url = servers.url("http", "drip/50000000")  # ~12 s of slow data
+    wrap_proc = subprocess.Popen(
+        [*PKTLAB, "wrap", "--listen", f"127.0.0.1:{listen_port}", "--", "curl", "-s",
+         "-o", os.devnull, url],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(1.0)
+    ep = subprocess.Popen(
+        [*twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
+         "--config", os.devnull, "--transproto", "tcp,udp", f"127.0.0.1:{listen_port}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(2.5)
+        assert wrap_proc.poll() is None  # still downloading
+        ep.send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        out, err = wrap_proc.communicate(timeout=20)
+        assert time.monotonic() - t0 < 10
+        assert wrap_proc.returncode not in (0, 125), err
+        assert out == b""
+    finally:
+        stop_process(ep)
+        stop_process(wrap_proc)
