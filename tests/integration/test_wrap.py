@@ -154,10 +154,9 @@ def test_unknown_name_fails_in_the_program(tmp_path: Path, servers: Servers) -> 
 
 
 def test_python_urllib(tmp_path: Path, servers: Servers) -> None:
-    script = (
-        "import urllib.request\n"
-        f"print(urllib.request.urlopen('{servers.url('http', 'slow/50')}').read().decode(), end='')\n"
-    )
+    url = servers.url("http", "slow/50")
+    script = f"import urllib.request as u; print(u.urlopen({url!r}).read().decode(), end='')"
+
     done, timings = wrap(tmp_path, ["python3", "-c", script])
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"slow 50\n"

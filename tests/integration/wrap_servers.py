@@ -15,8 +15,9 @@ import json
 import sys
 
 from twisted.internet import reactor, ssl
-from twisted.internet.defer import succeed
+from twisted.internet.defer import fail, succeed
 from twisted.names import dns, server
+from twisted.names.error import DomainError
 from twisted.web import resource, static
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -57,10 +58,6 @@ class Answers:
     def query(self, query, timeout=None):  # type: ignore[no-untyped-def]
         name = query.name.name
         if name.startswith(b"nx"):
-            from twisted.names.error import DomainError
-
-            from twisted.internet.defer import fail
-
             return fail(DomainError(name))
         if query.type != dns.A:
             return succeed(([], [], []))
