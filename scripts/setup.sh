@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 
 # System packages: iproute2 for namespace testbeds, libpcap0.8 to compile tcpdump capture
 # filters (loaded with ctypes), traceroute (Butskoy), scamper and iputils-ping as the native
-# baselines that packetlab.measure compares with. Installed only when missing.
-APT_PACKAGES=(iproute2 libpcap0.8 traceroute scamper iputils-ping)
+# baselines that packetlab.measure compares with; proxychains4 (pktlab wrap's TCP
+# interception), curl, bind9-dnsutils, knot-dnsutils and gcc for pktlab wrap and its tests.
+# Installed only when missing.
+APT_PACKAGES=(iproute2 libpcap0.8 traceroute scamper iputils-ping proxychains4 curl
+    bind9-dnsutils knot-dnsutils gcc)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -27,3 +30,6 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$sta
         -e ".[dev]" --config-settings editable_mode=compat
     touch "$stamp"
 fi
+
+# pktlab wrap's LD_PRELOAD shim (UDP through the endpoint, clock for --fidelity).
+.venv/bin/python -m packetlab.wrap.shim >/dev/null || echo "setup: libpktwrap.so not built (no C compiler?)" >&2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,8 +18,9 @@ from twisted.logger import Logger
 from packetlab.controller import EndpointSession, IPAddress, read_system_info
 from packetlab.wrap.launch import FORWARDED_SIGNALS, child_env, proxychains_conf, spawn
 from packetlab.wrap.server import WrapFactory
-from packetlab.wrap.shim import clock_shim, proxychains_lib
+from packetlab.wrap.shim import ShimError, proxychains_lib, wrap_shim
 from packetlab.wrap.timeline import TimingLog
+from packetlab.wrap.udpmap import UdpMap
 from packetlab.wrap.vclock import VirtualClock
 
 log = Logger(namespace="packetlab.wrap")
@@ -49,11 +51,17 @@ async def wrap(
     program starts if it cannot be started."""
     if reactor is None:
         reactor = session.reactor
+    # Ours first: its connect() sees UDP sockets before proxychains' (TCP only) does.
     preload: list[str] = []
+    try:
+        preload.append(str(wrap_shim()))
+    except ShimError as e:
+        if opts.fidelity:
+            raise
+        print(f"pktlab wrap: {e}; UDP is not intercepted", file=sys.stderr)
+    udp = bool(preload) and not opts.socks_env
     if not opts.socks_env:
         preload.append(str(proxychains_lib()))
-    if opts.fidelity:
-        preload.append(str(clock_shim()))
     dns = list(opts.dns)
     if not dns:
         info = await read_system_info(session)
@@ -66,6 +74,9 @@ async def wrap(
         connect_timeout=opts.connect_timeout,
     )  # fmt: skip
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    udpmap = UdpMap(session, reactor, timings, clock)
+    if udp:
+        udpmap.listen(os.path.join(tmp, "udp.sock"))
     session.when_closed().addCallback(lambda _: factory.abort_all())
     old_handlers: dict[signal.Signals, Any] = {}
     try:
@@ -79,6 +90,8 @@ async def wrap(
             dict(os.environ), host=host.host, port=host.port, conf_path=conf,
             preload=preload, clock_path=clock.path if clock else None,
         )  # fmt: skip
+        if udp:
+            env["PKTLAB_WRAP_UDP"] = os.path.join(tmp, "udp.sock")
         child = spawn(reactor, argv, env)
         for signo in FORWARDED_SIGNALS:
             try:
@@ -93,6 +106,9 @@ async def wrap(
             signal.signal(signo, handler)
         await port.stopListening()
         factory.abort_all()
+        closing = udpmap.close()
+        if closing is not None:
+            await closing
         timings.close()
         if clock is not None:
             clock.close()

@@ -1,7 +1,10 @@
-"""Build and find the clock shim (csrc/pktwrap_clock.c) and proxychains-ng.
+"""Build and find our LD_PRELOAD shim libpktwrap.so and proxychains-ng.
 
-`python -m packetlab.wrap.shim` builds the shim (scripts/setup.sh runs it); `pktlab wrap
---fidelity` builds it on first use when a C compiler is there.
+libpktwrap.so = csrc/pktwrap_udp.c (UDP datagrams through the endpoint, via relay ports)
++ csrc/pktwrap_clock.c (the program's clocks, for timing fidelity); each part acts only
+when its environment variable is set. `python -m packetlab.wrap.shim` builds it
+(scripts/setup.sh runs it); `pktlab wrap` builds it on first use when a C compiler is
+there.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("csrc") / "pktwrap_clock.c"
-LIBNAME = "libpktwrap_clock.so"
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = (CSRC / "pktwrap_clock.c", CSRC / "pktwrap_udp.c")
+LIBNAME = "libpktwrap.so"
 PROXYCHAINS_LIBS = (
     "/usr/lib/x86_64-linux-gnu/libproxychains.so.4",
     "/usr/lib/aarch64-linux-gnu/libproxychains.so.4",
@@ -29,29 +33,31 @@ class ShimError(RuntimeError):
 
 def _candidates() -> list[Path]:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "packetlab"
-    return [SOURCE.parent.parent / LIBNAME, cache / LIBNAME]
+    return [CSRC.parent / LIBNAME, cache / LIBNAME]
 
 
-def clock_shim(build: bool = True) -> Path:
-    """The built shim, newer than its source; built now if missing (and `build`)."""
+def wrap_shim(build: bool = True) -> Path:
+    """The built shim, newer than its sources; built now if missing (and `build`)."""
+    newest = max(src.stat().st_mtime for src in SOURCES)
     for path in _candidates():
-        if path.exists() and path.stat().st_mtime >= SOURCE.stat().st_mtime:
+        if path.exists() and path.stat().st_mtime >= newest:
             return path
     if not build:
-        raise ShimError(f"the clock shim is not built: run {sys.executable} -m packetlab.wrap.shim")
-    return build_clock_shim()
+        raise ShimError(f"libpktwrap.so is not built: run {sys.executable} -m packetlab.wrap.shim")
+    return build_shim()
 
 
-def build_clock_shim() -> Path:
+def build_shim() -> Path:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        raise ShimError("no C compiler (cc/gcc) to build the clock shim")
+        raise ShimError("no C compiler (cc/gcc) to build libpktwrap.so")
     errors = []
     for out in _candidates():
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(f".{os.getpid()}.tmp")
-            cmd = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(tmp), str(SOURCE), "-ldl"]
+            cmd = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(tmp), *map(str, SOURCES)]
+            cmd += ["-ldl", "-lpthread"]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise ShimError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()}")
@@ -59,7 +65,7 @@ def build_clock_shim() -> Path:
             return out
         except OSError as e:
             errors.append(f"{out}: {e}")
-    raise ShimError("cannot write the clock shim: " + "; ".join(errors))
+    raise ShimError("cannot write libpktwrap.so: " + "; ".join(errors))
 
 
 def proxychains_lib() -> Path:
@@ -76,7 +82,7 @@ def proxychains_lib() -> Path:
 
 if __name__ == "__main__":
     try:
-        print(build_clock_shim())
+        print(build_shim())
     except ShimError as exc:
         print(f"packetlab.wrap.shim: {exc}", file=sys.stderr)
         sys.exit(1)

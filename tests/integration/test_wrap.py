@@ -186,6 +186,38 @@ def test_dns_over_tcp(tmp_path: Path, servers: Servers, tool: str) -> None:
     assert [t["port"] for t in timings] == [servers.ports["dns"]]
 
 
+@pytest.mark.parametrize("tool", ["dig", "kdig"])
+def test_dns_over_udp(tmp_path: Path, servers: Servers, tool: str) -> None:
+    _need(tool)
+    port = str(servers.ports["dns"])
+    done, timings = wrap(tmp_path, [tool, "+short", "@127.0.0.1", "-p", port, NAME])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == b"127.0.0.1"
+    (t,) = timings
+    assert (t["proto"], t["port"], t["datagrams_up"], t["datagrams_down"]) == (
+        "udp", servers.ports["dns"], 1, 1,
+    )  # fmt: skip
+    assert t["first_byte"] >= t["request_sent"]
+
+
+def test_unconnected_udp_socket_sees_the_real_peer(tmp_path: Path, servers: Servers) -> None:
+    """sendto/recvfrom without connect: the program is told the server's address, not
+    the relay port's."""
+    port = servers.ports["dns"]
+    script = (
+        "import socket, struct\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "q = struct.pack('>HHHHHH', 7, 0x100, 1, 0, 0, 0) + b'\\x01a\\x00\\x00\\x01\\x00\\x01'\n"
+        f"s.sendto(q, ('127.0.0.1', {port}))\n"
+        "data, peer = s.recvfrom(512)\n"
+        "print(peer[0], peer[1], data[:2] == q[:2])\n"
+    )
+    done, timings = wrap(tmp_path, ["python3", "-c", script])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"127.0.0.1 {port} True\n".encode()
+    assert timings[0]["datagrams_up"] == 1
+
+
 def test_several_connections_at_once(tmp_path: Path, servers: Servers) -> None:
     _need("curl")
     urls = [servers.url("http", f"slow/{200 + i}") for i in range(6)]
@@ -219,11 +251,11 @@ def test_socks_env_mode_for_socks_aware_tools(tmp_path: Path, servers: Servers) 
 
 
 def test_timing_fidelity_shim_changes_only_the_programs_clock(tmp_path: Path) -> None:
-    from packetlab.wrap.shim import ShimError, clock_shim
+    from packetlab.wrap.shim import ShimError, wrap_shim
     from packetlab.wrap.vclock import VirtualClock
 
     try:
-        lib = clock_shim()
+        lib = wrap_shim()
     except ShimError as e:
         pytest.skip(str(e))
     vc = VirtualClock(str(tmp_path / "clock"))
