@@ -33,7 +33,7 @@ from packetlab.wrap.socks5 import Cmd, Rep, Socks5Handshake
 from packetlab.wrap.tcp import TcpRelay
 from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog
 from packetlab.wrap.udp import UdpRelay, bind_host
-from packetlab.wrap.vclock import VirtualClock
+from packetlab.wrap.vclock import CONNECT, VirtualClock
 
 HANDSHAKE_TIMEOUT = 30.0
 
@@ -114,7 +114,7 @@ class SocksProtocol(Protocol):
     def connectionMade(self) -> None:
         f = self.factory
         f.live.add(self)
-        self._accepted_v = f.clock.virtual() if f.clock is not None else 0
+        self._accepted_v = f.clock.acted(CONNECT) if f.clock is not None else 0
         self._timer = f.reactor.callLater(HANDSHAKE_TIMEOUT, self._handshake_timeout)
 
     def _handshake_timeout(self) -> None:

@@ -27,6 +27,7 @@ from packetlab.controller import (
 )
 from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, vmem
 from packetlab.wrap.timeline import ConnTiming, Timeline
+from packetlab.wrap.vclock import SEND
 
 WINDOW = 512 * 1024
 
@@ -87,7 +88,7 @@ class TcpRelay:
         n = len(data)
         self.rec.bytes_up += n
         self._unacked += n
-        self._send_v.append(self.timeline.now())
+        self._send_v.append(self.timeline.acted(SEND))
         d = self.session.nsend(self.sktid, data, ntag=True)
         d.addCallbacks(self._queued(n), self._send_failed)
         if self._unacked > WINDOW and not self._client_paused:

@@ -105,6 +105,10 @@ class Timeline:
         """The program's virtual time now (0 without a clock)."""
         return self.clock.virtual() if self.clock is not None else 0
 
+    def acted(self, slot: int) -> int:
+        """When the program did what we are handling (VirtualClock.acted; 0 without)."""
+        return self.clock.acted(slot) if self.clock is not None else 0
+
     def anchor(self, virtual: int, endpoint: int) -> None:
         """The program acted at `virtual`; the endpoint carried it out at `endpoint`."""
         if self.clock is not None:

@@ -8,12 +8,16 @@ shared file both sides map:
     offset 0: int64 offset_ns    written by the wrapper
     offset 8: int64 high_water   the largest virtual CLOCK_MONOTONIC value any wrapped
                                  process has read (atomic max, written by the shim)
+    offset 16: int64 connect     virtual time of the program's latest TCP connect() call
+    offset 24: int64 send        virtual time of its latest send on a socket (shim)
 
 When an endpoint event is handed to the program, the wrapper asks for it to happen at
 a virtual time `target` = (virtual time of the program action that caused it) + (the
-interval the endpoint measured). `due(target)` says how long to hold the event (the
-target is still ahead) or raises the offset so that the program's clock reads `target`
-now, never below what the program has already seen: virtual time stays monotonic.
+interval the endpoint measured); the program's action time comes from the shim's marks
+(`acted`) when they are fresh, else from when our event loop noticed it. `due(target)`
+says how long to hold the event (the target is still ahead) or raises the offset so that
+the program's clock reads `target` now, never below what the program has already seen:
+virtual time stays monotonic.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ import time
 from collections.abc import Callable
 
 _LAYOUT = struct.Struct("<qq")
+_SLOT = struct.Struct("<q")
 SIZE = 4096
+CONNECT, SEND = 2, 3  # slots the shim marks
+FRESH_NS = {CONNECT: 100_000_000, SEND: 20_000_000}
 
 
 class VirtualClock:
@@ -35,7 +42,7 @@ class VirtualClock:
         self.path = path
         self._now = now
         self._map: mmap.mmap | None = None
-        self._local = bytearray(_LAYOUT.size)  # no file: a clock nobody else reads
+        self._local = bytearray(32)  # no file: a clock nobody else reads
         self.hidden = 0  # ns taken out of the program's clock so far
         if path is not None:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -57,6 +64,19 @@ class VirtualClock:
     def virtual(self, real: int | None = None) -> int:
         """The program's CLOCK_MONOTONIC at real time `real` (default now)."""
         return (self._now() if real is None else real) - self._read()[0]
+
+    def acted(self, slot: int) -> int:
+        """The virtual time of the program's latest connect (CONNECT) or send (SEND) as the
+        shim marked it, if that is recent (it was the action we are now handling); else
+        now. Never later than now."""
+        now = self.virtual()
+        buf = self._map if self._map is not None else self._local
+        if len(buf) < 8 * (slot + 1):
+            return now
+        mark = int(_SLOT.unpack_from(buf, 8 * slot)[0])
+        if now - FRESH_NS[slot] < mark <= now:
+            return mark
+        return now
 
     def due(self, target: int) -> int:
         """ns to wait before an event meant for virtual time `target` is delivered (0: now,

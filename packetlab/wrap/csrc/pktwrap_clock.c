@@ -8,6 +8,9 @@
  * Clocks adjusted: REALTIME, MONOTONIC, MONOTONIC_RAW, BOOTTIME and their COARSE forms,
  * gettimeofday(), time(). CPU-time clocks are left alone. Without the variable (or if the
  * file cannot be mapped) every call passes through unchanged.
+ * Slots 2 and 3 are the virtual CLOCK_MONOTONIC of the program's latest TCP connect() and
+ * latest send on a socket (pktwrap_udp.c marks them): the wrapper anchors the endpoint's
+ * intervals there instead of at the moment its own event loop noticed the action.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -21,7 +24,8 @@
 
 typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
 
-static volatile int64_t *shared; /* [0] offset ns, [1] high-water monotonic ns */
+/* [0] offset ns, [1] high-water, [2] last TCP connect, [3] last socket send (virtual ns) */
+static volatile int64_t *shared;
 static clock_gettime_fn real_clock_gettime;
 
 __attribute__((constructor)) static void pktwrap_clock_init(void)
@@ -83,6 +87,19 @@ int clock_gettime(clockid_t id, struct timespec *ts)
     if (id == CLOCK_MONOTONIC)
         note_high_water((int64_t)ts->tv_sec * 1000000000LL + ts->tv_nsec);
     return rc;
+}
+
+/* Record the program's virtual time now in slot 2 or 3 (no-op without a clock file). */
+__attribute__((visibility("hidden"))) void pktwrap_mark(int slot)
+{
+    struct timespec ts;
+    if (shared == NULL || real_clock_gettime == NULL)
+        return;
+    if (real_clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return;
+    int64_t v = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec -
+                __atomic_load_n(&shared[0], __ATOMIC_ACQUIRE);
+    __atomic_store_n(&shared[slot], v, __ATOMIC_RELEASE);
 }
 
 int gettimeofday(struct timeval *tv, void *tz)

@@ -8,6 +8,8 @@
  * program sends to L leave the endpoint for D; D's answers come back from L.
  * Loopback destinations are relayed too (the endpoint's loopback is not ours).
  * Map request: family(1) port(2, network order) addr(4 or 16); answer: port(2), 0 = no.
+ * The same hooks mark the virtual time of TCP connects and socket sends for --fidelity
+ * (pktwrap_mark, pktwrap_clock.c).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -18,10 +20,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define MAX_MAPS 512
+#define MAX_TRACKED_FD 65536
+
+void pktwrap_mark(int slot);
+#define MARK_CONNECT 2
+#define MARK_SEND 3
+
+/* fds that connect()ed over TCP/IP: their write()s are sends worth marking */
+static unsigned char tcp_fd[MAX_TRACKED_FD / 8];
+
+static void track_fd(int fd)
+{
+    if (fd >= 0 && fd < MAX_TRACKED_FD)
+        __atomic_or_fetch(&tcp_fd[fd / 8], (unsigned char)(1u << (fd % 8)), __ATOMIC_RELAXED);
+}
+
+static int tracked(int fd)
+{
+    return fd >= 0 && fd < MAX_TRACKED_FD &&
+           (__atomic_load_n(&tcp_fd[fd / 8], __ATOMIC_RELAXED) >> (fd % 8)) & 1;
+}
 
 struct map {
     struct sockaddr_storage dst, relay;
@@ -39,6 +62,9 @@ typedef ssize_t (*recvfrom_fn)(int, void *, size_t, int, struct sockaddr *, sock
 typedef ssize_t (*recvmsg_fn)(int, struct msghdr *, int);
 typedef int (*recvmmsg_fn)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
 typedef int (*getpeername_fn)(int, struct sockaddr *, socklen_t *);
+typedef ssize_t (*send_fn)(int, const void *, size_t, int);
+typedef ssize_t (*write_fn)(int, const void *, size_t);
+typedef ssize_t (*writev_fn)(int, const struct iovec *, int);
 
 #define NEXT(name) ((name##_fn)dlsym(RTLD_NEXT, #name))
 
@@ -48,7 +74,7 @@ static const char *ctl_path(void)
     return (p != NULL && *p != '\0') ? p : NULL;
 }
 
-static int is_udp_inet(int fd, const struct sockaddr *sa)
+static int inet_type(int fd, const struct sockaddr *sa)
 {
     if (sa == NULL || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
         return 0;
@@ -56,7 +82,12 @@ static int is_udp_inet(int fd, const struct sockaddr *sa)
     socklen_t len = sizeof type;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
         return 0;
-    return type == SOCK_DGRAM;
+    return type;
+}
+
+static int is_udp_inet(int fd, const struct sockaddr *sa)
+{
+    return inet_type(fd, sa) == SOCK_DGRAM;
 }
 
 static int same(const struct sockaddr *a, const struct sockaddr_storage *b)
@@ -179,7 +210,12 @@ static void from_relay(struct sockaddr *sa, socklen_t *len)
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct sockaddr_storage relay;
-    if (is_udp_inet(fd, addr)) {
+    int type = inet_type(fd, addr);
+    if (type == SOCK_STREAM) {
+        pktwrap_mark(MARK_CONNECT);
+        track_fd(fd);
+    }
+    if (type == SOCK_DGRAM) {
         int r = to_relay(addr, &relay);
         if (r < 0) {
             errno = ENETUNREACH;
@@ -191,10 +227,31 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
     return NEXT(connect)(fd, addr, len);
 }
 
+ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+    pktwrap_mark(MARK_SEND);
+    return NEXT(send)(fd, buf, n, flags);
+}
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+    if (tracked(fd))
+        pktwrap_mark(MARK_SEND);
+    return NEXT(write)(fd, buf, n);
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+    if (tracked(fd))
+        pktwrap_mark(MARK_SEND);
+    return NEXT(writev)(fd, iov, n);
+}
+
 ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
                socklen_t len)
 {
     struct sockaddr_storage relay;
+    pktwrap_mark(MARK_SEND);
     if (is_udp_inet(fd, addr)) {
         int r = to_relay(addr, &relay);
         if (r < 0) {
@@ -211,6 +268,7 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     struct sockaddr_storage relay;
+    pktwrap_mark(MARK_SEND);
     if (msg != NULL && is_udp_inet(fd, msg->msg_name)) {
         int r = to_relay(msg->msg_name, &relay);
         if (r < 0) {
