@@ -46,12 +46,15 @@ def curl_cmd(url: str) -> list[str]:
     return ["curl", "-s", "-o", os.devnull, "-w", fmt_, url]
 
 
-def run_mode(tb: Testbed, mode: str, url: str, timings: Path) -> tuple[float, float, Any]:
+def run_mode(
+    tb: Testbed, mode: str, url: str, timings: Path, prio: list[str]
+) -> tuple[float, float, Any]:
     cmd = curl_cmd(url)
     if mode != "native":
         extra = ["--fidelity"] if mode.endswith("--fidelity") else []
         cmd = [sys.executable, "-m", "packetlab", "wrap", "--listen", f"127.0.0.1:{CTL_PORT}",
                "--wait", "20", "--timings", str(timings), *extra, "--", *cmd]  # fmt: skip
+    cmd = [*prio, *cmd]
     done = tb.run("ep", cmd, timeout=60, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{mode}: exit {done.returncode}: {done.stderr.strip()[-400:]}")
@@ -67,24 +70,44 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--delay-ms", type=float, default=20.0, help="controller link delay, each way")
+    ap.add_argument(
+        "--server-delay-ms",
+        type=float,
+        default=0.0,
+        help="put the HTTP server behind a relay adding this delay each way (0: direct)",
+    )
+    ap.add_argument("--rt", action="store_true", help="run curl, wrap and the endpoint SCHED_FIFO")
     ap.add_argument("--settle", type=float, default=0.5, help="seconds of quiet before a run")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
+    # --rt: every process of the measurement (curl, pktlab wrap, the endpoint) runs under
+    # SCHED_FIFO, so that on a shared machine neither side waits for a CPU.
+    prio = ["chrt", "-f", "20"] if args.rt else []
     www = Path(tempfile.mkdtemp(prefix="wrapbench-"))
     (www / "page.html").write_bytes(b"<html>" + b"x" * 2000 + b"</html>\n")
     with Testbed(chain(1)) as tb:
         tb.up()
         tg = tb.addr("tg")
-        tb.popen("tg", [sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", str(tg),
-                        "--directory", str(www)], stdout=subprocess.DEVNULL,
+        # The server, directly on tg's address, or behind a relay adding --server-delay-ms
+        # each way (a farther server: this kernel has no netem).
+        far = args.server_delay_ms > 0
+        bind = "127.0.0.1" if far else str(tg)
+        tb.popen("tg", [sys.executable, "-m", "http.server", str(HTTP_PORT + far), "--bind",
+                        bind, "--directory", str(www)], stdout=subprocess.DEVNULL,
                  stderr=subprocess.DEVNULL)  # fmt: skip
+        if far:
+            srv_relay = tb.popen("tg", [sys.executable, "-m", "benchmarks.delay_relay",
+                                        str(HTTP_PORT), str(HTTP_PORT + 1),
+                                        str(args.server_delay_ms), str(tg), "127.0.0.1"],
+                                 cwd=REPO, stdout=subprocess.PIPE, text=True)  # fmt: skip
+            srv_relay.stdout.readline()  # type: ignore[union-attr]
         relay = tb.popen("ep", [sys.executable, "-m", "benchmarks.delay_relay", str(RELAY_PORT),
                                 str(CTL_PORT), str(args.delay_ms)], cwd=REPO,
                          stdout=subprocess.PIPE, text=True)  # fmt: skip
         relay.stdout.readline()  # type: ignore[union-attr]
-        tb.popen("ep", [*twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
+        tb.popen("ep", [*prio, *twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
                         "--config", os.devnull, "--transproto", "tcp,udp",
                         "--reconnect-delay", "0.05", "--retry-delay", "0.3",
                         f"127.0.0.1:{RELAY_PORT}"], cwd=REPO, stdout=subprocess.DEVNULL,
@@ -99,7 +122,7 @@ def main() -> None:
             order = MODES[i % 3 :] + MODES[: i % 3]
             for mode in order:
                 time.sleep(args.settle)  # let the previous run's processes finish exiting
-                c, s, rec = run_mode(tb, mode, url, tfile)
+                c, s, rec = run_mode(tb, mode, url, tfile, prio)
                 if i < 0:
                     continue
                 r = results[mode]
@@ -125,8 +148,9 @@ def main() -> None:
             verdict[f"{mode}/{key}"] = {"median_us": med, "native_us": ref, "tolerance_us": tol,
                                         "within": ok, **summarize(r[key])}  # fmt: skip
         rows.append(row)
-    print(f"controller link delay {args.delay_ms:g} ms each way, {args.runs} runs per mode, "
-          "medians in µs (curl -w)\n")  # fmt: skip
+    print(f"controller link delay {args.delay_ms:g} ms each way, server relay delay "
+          f"{args.server_delay_ms:g} ms each way, {args.runs} runs per mode, medians in µs "
+          "(curl -w)\n")  # fmt: skip
     print(markdown_table(
         ["mode", "time_connect", "Δ native", "within goal", "time_starttransfer", "Δ native",
          "within goal"], rows))  # fmt: skip
@@ -136,6 +160,7 @@ def main() -> None:
               f" µs, connect + first byte {median(ep['ep_first']):.0f} µs")  # fmt: skip
     if args.json:
         out = {"environment": environment(), "delay_ms": args.delay_ms, "runs": args.runs,
+               "server_delay_ms": args.server_delay_ms,
                "results": results, "verdict": verdict}  # fmt: skip
         write_json(args.json, out)
 

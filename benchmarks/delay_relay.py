@@ -1,11 +1,11 @@
 """A TCP relay that delays every chunk by a fixed time in both directions: a slow
 controller link for benchmarks, since this kernel has no netem.
 
-    python -m benchmarks.delay_relay LISTEN_PORT TARGET_PORT DELAY_MS [HOST]
+    python -m benchmarks.delay_relay LISTEN_PORT TARGET_PORT DELAY_MS [HOST [TARGET_HOST]]
 
-Accepts on HOST:LISTEN_PORT (default 127.0.0.1), connects to HOST:TARGET_PORT for each
-connection, and forwards each chunk DELAY_MS after it arrived, in order (a constant
-one-way delay, like a long path; bandwidth is not limited).
+Accepts on HOST:LISTEN_PORT (default 127.0.0.1), connects to TARGET_HOST:TARGET_PORT
+(default: HOST) for each connection, and forwards each chunk DELAY_MS after it arrived,
+in order (a constant one-way delay, like a long path; bandwidth is not limited).
 """
 
 from __future__ import annotations
@@ -68,8 +68,9 @@ class _Inbound(_Half):
 def main() -> None:
     listen_port, target_port, delay_ms = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     host = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
+    target_host = sys.argv[5] if len(sys.argv) > 5 else host
     _Half.delay = delay_ms / 1000
-    _Inbound.target = (host, target_port)
+    _Inbound.target = (target_host, target_port)
     f = protocol.ServerFactory()
     f.protocol = _Inbound
     port = reactor.listenTCP(listen_port, f, interface=host)  # type: ignore[attr-defined]

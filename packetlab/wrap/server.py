@@ -201,8 +201,10 @@ class SocksProtocol(Protocol):
         self.transport.registerProducer(relay, True)
         # The program's connect() returns when it reads this reply: with timing fidelity,
         # at its accept time + the endpoint's DNS and connect intervals.
-        assert rec.connect_start is not None and rec.connected is not None
-        timeline.anchor(self._accepted_v, rec.connect_start)
+        assert rec.connect_issued is not None and rec.connected is not None
+        # The program's connect() maps to the endpoint's connect() (just after the nopen:
+        # the endpoint's own handling of the request is not part of the handshake).
+        timeline.anchor(self._accepted_v, rec.connect_issued)
         if rec.dns_sent is not None and rec.dns_answered is not None:
             timeline.shift(rec.dns_answered - rec.dns_sent)
         timeline.at(rec.connected, self._connected)
@@ -211,6 +213,7 @@ class SocksProtocol(Protocol):
         if self._gone or self.relay is None:
             return
         self.transport.write(socks5.reply(Rep.SUCCEEDED))
+        self.relay.start()
         self.transport.resumeProducing()
         rest, self.hs.rest = self.hs.rest, b""
         if rest:

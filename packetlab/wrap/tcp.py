@@ -59,6 +59,8 @@ class TcpRelay:
         self._peer_closed = False  # server's FIN forwarded to the program
         self._done = False
         self._send_v: list[int] = []  # virtual times of chunks awaiting their ntag
+        self._started = False  # SOCKS reply sent: endpoint data may go to the program
+        self._early: list[bytes | None] = []  # data (None: FIN) from before that
 
     # ------------------------------------------------------------------ connecting
 
@@ -66,19 +68,32 @@ class TcpRelay:
         """Open the endpoint socket; raises ControllerError (ConnectFailed, ...)."""
         s = self.session
         sktid = s.free_sktid()
-        t0 = s.mread(vmem.TIME.addr, vmem.TIME.size)  # pipelined: sampled before the nopen
+        # Pipelined TIME reads bracket the nopen: the endpoint handles them in order, so
+        # the first is sampled just before its connect() call and the second just after.
+        t0 = s.mread(vmem.TIME.addr, vmem.TIME.size)
         opened = s.nopen_tcp_connect(sktid, addr, port, buffer=False)
-        raw = await t0
-        self.rec.connect_start = int.from_bytes(raw[:8], "big")
+        t1 = s.mread(vmem.TIME.addr, vmem.TIME.size)
+        self.rec.connect_start = int.from_bytes((await t0)[:8], "big")
         self.sock = await opened
         self.sktid = sktid
-        self.sock.add_callback(self._note)
+        self.sock.add_callback(self._note)  # before anything can arrive (buffer=False)
         try:
+            self.rec.connect_issued = int.from_bytes((await t1)[:8], "big")
             est = await wait_connected(s, sktid, timeout=timeout)
         except BaseException:
             self._close_endpoint()
             raise
         self.rec.connected = est.time
+
+    def start(self) -> None:
+        """The program has its SOCKS reply: what the server already sent may follow."""
+        self._started = True
+        early, self._early = self._early, []
+        for item in early:
+            if item is None:
+                self._peer_fin()
+            else:
+                self._write(item)
 
     # ------------------------------------------------------------------ program side
 
@@ -168,10 +183,15 @@ class TcpRelay:
                 self.timeline.at(note.time, self.abort)
 
     def _write(self, data: bytes) -> None:
-        if not self._done:
+        if not self._started:
+            self._early.append(data)  # a server that speaks first; bounded by its rbufsz
+        elif not self._done:
             self.client.write(data)
 
     def _peer_fin(self) -> None:
+        if not self._started:
+            self._early.append(None)
+            return
         if self._done or self._peer_closed:
             return
         self._peer_closed = True

@@ -34,6 +34,7 @@ class ConnTiming:
     dns_sent: int | None = None  # the endpoint's DNS query (ntag)
     dns_answered: int | None = None  # its answer (ndata)
     connect_start: int | None = None  # endpoint TIME just before the nopen
+    connect_issued: int | None = None  # endpoint TIME just after it (connect() called)
     connected: int | None = None  # ESTABLISHED nstat
     request_sent: int | None = None  # ntag of the program's first bytes
     first_byte: int | None = None  # first ndata
@@ -54,6 +55,7 @@ class ConnTiming:
         return {
             "dns_ns": diff(self.dns_answered, self.dns_sent),
             "connect_ns": diff(self.connected, self.connect_start),
+            "handshake_ns": diff(self.connected, self.connect_issued),
             "first_byte_ns": diff(self.first_byte, self.request_sent),
             "transfer_ns": diff(self.last_byte, self.first_byte),
         }

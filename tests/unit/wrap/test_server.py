@@ -194,3 +194,22 @@ def test_reply_for_errors() -> None:
     assert reply_for(ConnectFailed(1, "not established within 5 s")) == Rep.TTL_EXPIRED
     assert reply_for(RequestFailed(Nopen(1, 4, 6, 0, b"\0" * 4, 0), 3)) == Rep.NOT_ALLOWED
     assert reply_for(RuntimeError()) == Rep.GENERAL_FAILURE
+
+
+def test_a_server_that_speaks_first_is_heard_after_the_reply(tmp_path: Path) -> None:
+    from packetlab.wire import Ndata, Nopen
+
+    rig, _factory, proto, t = setup(tmp_path)
+    rig.endpoint.tcp_servers[SERVER] = lambda req: [b"250 ok\r\n"]
+    plain = rig.endpoint.established
+
+    def banner_first(msg: Nopen) -> None:  # the banner arrives with the ESTABLISHED nstat
+        rig.endpoint.send(
+            Ndata(msg.sktid, msg.family, msg.proto, rig.endpoint.now(), b"220 hi\r\n")
+        )
+        plain(msg)
+
+    rig.endpoint.established = banner_first  # type: ignore[method-assign]
+    proto.dataReceived(GREETING + connect_req(ipaddress.ip_address(SERVER[0]), 80))
+    settle(rig)
+    assert t.value() == b"\x05\x00" + reply(Rep.SUCCEEDED) + b"220 hi\r\n"
