@@ -76,14 +76,14 @@ def main() -> None:
         default=0.0,
         help="put the HTTP server behind a relay adding this delay each way (0: direct)",
     )
-    ap.add_argument("--rt", action="store_true", help="run curl, wrap and the endpoint SCHED_FIFO")
+    ap.add_argument("--rt", action="store_true", help="run curl, wrap, endpoint, server SCHED_FIFO")
     ap.add_argument("--settle", type=float, default=0.5, help="seconds of quiet before a run")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
-    # --rt: every process of the measurement (curl, pktlab wrap, the endpoint) runs under
-    # SCHED_FIFO, so that on a shared machine neither side waits for a CPU.
+    # --rt: every process of the measurement (curl, pktlab wrap, the endpoint, the server)
+    # runs under SCHED_FIFO, so that on a shared machine neither side waits for a CPU.
     prio = ["chrt", "-f", "20"] if args.rt else []
     www = Path(tempfile.mkdtemp(prefix="wrapbench-"))
     (www / "page.html").write_bytes(b"<html>" + b"x" * 2000 + b"</html>\n")
@@ -94,11 +94,11 @@ def main() -> None:
         # each way (a farther server: this kernel has no netem).
         far = args.server_delay_ms > 0
         bind = "127.0.0.1" if far else str(tg)
-        tb.popen("tg", [sys.executable, "-m", "http.server", str(HTTP_PORT + far), "--bind",
+        tb.popen("tg", [*prio, sys.executable, "-m", "http.server", str(HTTP_PORT + far), "--bind",
                         bind, "--directory", str(www)], stdout=subprocess.DEVNULL,
                  stderr=subprocess.DEVNULL)  # fmt: skip
         if far:
-            srv_relay = tb.popen("tg", [sys.executable, "-m", "benchmarks.delay_relay",
+            srv_relay = tb.popen("tg", [*prio, sys.executable, "-m", "benchmarks.delay_relay",
                                         str(HTTP_PORT), str(HTTP_PORT + 1),
                                         str(args.server_delay_ms), str(tg), "127.0.0.1"],
                                  cwd=REPO, stdout=subprocess.PIPE, text=True)  # fmt: skip
@@ -116,7 +116,8 @@ def main() -> None:
         url = f"http://{tg}:{HTTP_PORT}/page.html"
         tfile = www / "timings.jsonl"
         results: dict[str, dict[str, list[float]]] = {
-            m: {"connect": [], "start": [], "ep_connect": [], "ep_first": []} for m in MODES
+            m: {"connect": [], "start": [], "ep_connect": [], "ep_handshake": [], "ep_first": []}
+            for m in MODES
         }
         for i in range(-1, args.runs):  # round -1 warms up (page cache, imports)
             order = MODES[i % 3 :] + MODES[: i % 3]
@@ -130,6 +131,7 @@ def main() -> None:
                 r["start"].append(s)
                 if rec is not None:
                     r["ep_connect"].append(rec["connect_ns"] / 1e3)
+                    r["ep_handshake"].append(rec["handshake_ns"] / 1e3)
                     # curl's starttransfer counts from its start: connect + first byte
                     r["ep_first"].append((rec["connect_ns"] + rec["first_byte_ns"]) / 1e3)
             print(f"round {i + 1}/{args.runs}", file=sys.stderr, end="\r")
@@ -156,8 +158,10 @@ def main() -> None:
          "within goal"], rows))  # fmt: skip
     ep = results["wrap"]
     if ep["ep_connect"]:
-        print(f"\nendpoint's own view (--timings, median): connect {median(ep['ep_connect']):.0f}"
-              f" µs, connect + first byte {median(ep['ep_first']):.0f} µs")  # fmt: skip
+        print(f"\nendpoint's own view (--timings, median, wrap runs): nopen to ESTABLISHED "
+              f"{median(ep['ep_connect']):.0f} µs, connect() to ESTABLISHED "
+              f"{median(ep['ep_handshake']):.0f} µs, nopen to first byte "
+              f"{median(ep['ep_first']):.0f} µs")  # fmt: skip
     if args.json:
         out = {"environment": environment(), "delay_ms": args.delay_ms, "runs": args.runs,
                "server_delay_ms": args.server_delay_ms,

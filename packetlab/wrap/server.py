@@ -31,7 +31,7 @@ from packetlab.wrap import socks5
 from packetlab.wrap.resolve import ResolveError, resolve
 from packetlab.wrap.socks5 import Cmd, Rep, Socks5Handshake
 from packetlab.wrap.tcp import TcpRelay
-from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog
+from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog, send_now
 from packetlab.wrap.udp import UdpRelay, bind_host
 from packetlab.wrap.vclock import CONNECT, VirtualClock
 
@@ -212,7 +212,11 @@ class SocksProtocol(Protocol):
     def _connected(self) -> None:
         if self._gone or self.relay is None:
             return
-        self.transport.write(socks5.reply(Rep.SUCCEEDED))
+        answer = socks5.reply(Rep.SUCCEEDED)
+        if self.factory.clock is not None:
+            send_now(self.transport, answer)  # the program's connect() returns now
+        else:
+            self.transport.write(answer)
         self.relay.start()
         self.transport.resumeProducing()
         rest, self.hs.rest = self.hs.rest, b""

@@ -26,7 +26,7 @@ from packetlab.controller import (
     wait_connected,
 )
 from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, vmem
-from packetlab.wrap.timeline import ConnTiming, Timeline
+from packetlab.wrap.timeline import ConnTiming, Timeline, send_now
 from packetlab.wrap.vclock import SEND
 
 WINDOW = 512 * 1024
@@ -185,7 +185,11 @@ class TcpRelay:
     def _write(self, data: bytes) -> None:
         if not self._started:
             self._early.append(data)  # a server that speaks first; bounded by its rbufsz
-        elif not self._done:
+        elif self._done:
+            return
+        elif self.timeline.clock is not None:
+            send_now(self.client, data)
+        else:
             self.client.write(data)
 
     def _peer_fin(self) -> None:

@@ -92,6 +92,28 @@ class TimingLog:
             self._file = None
 
 
+def send_now(transport: Any, data: bytes) -> None:
+    """Write `data` to a TCP transport with the send() call made right now when nothing is
+    buffered ahead of it, instead of at the event loop's next turn: with timing fidelity
+    the program's clock was just set for this very moment. Falls back to write()."""
+    sock: Any = getattr(transport, "socket", None)
+    idle = (
+        sock is not None
+        and not transport.disconnecting
+        and len(transport.dataBuffer) == transport.offset
+        and not transport._tempDataBuffer
+    )
+    if idle:
+        try:
+            data = data[sock.send(data) :]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            pass  # write() meets the error again and handles it the Twisted way
+    if data:
+        transport.write(data)
+
+
 class Timeline:
     """Delivers endpoint events to the program in order, each at its virtual due time."""
 
