@@ -231,6 +231,35 @@ def test_several_connections_at_once(tmp_path: Path, servers: Servers) -> None:
     assert max(t["connected"] for t in timings) < min(t["first_byte"] for t in timings)
 
 
+def test_congruence_200_pages_native_vs_wrapped(tmp_path: Path, servers: Servers) -> None:
+    """The paper's web-content check (C3): 200 pages over HTTPS (slow, failing and large
+    ones among them), fetched by curl natively and through pktlab wrap; every body and
+    status code must be the same (paper: 0.84 before cleaning)."""
+    _need("curl")
+    url = servers.url("https", "page/[1-200]", host="127.0.0.1")
+
+    def fetch(outdir: Path, wrapped: bool) -> dict[str, bytes]:
+        outdir.mkdir()
+        cmd = ["curl", "-s", "--cacert", str(servers.cert), url, "-o", f"{outdir}/#1",
+               "-w", "%{http_code}\n"]  # fmt: skip
+        if wrapped:
+            done, timings = wrap(tmp_path, cmd, timeout=120)
+            assert timings and all(t["error"] is None for t in timings)
+        else:
+            done = subprocess.run(cmd, capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        codes = done.stdout.split()
+        assert len(codes) == 200
+        pages = {p.name: p.read_bytes() for p in outdir.iterdir()}
+        pages["codes"] = b" ".join(codes)
+        return pages
+
+    native, wrapped = fetch(tmp_path / "native", False), fetch(tmp_path / "wrapped", True)
+    same = sum(native[k] == wrapped.get(k) for k in native)
+    assert same / len(native) == 1.0  # C3
+    assert native["codes"].count(b"500") == 11 and len(native["23"]) == 1 << 20
+
+
 def test_children_are_wrapped_too(tmp_path: Path, servers: Servers) -> None:
     _need("curl")
     url = servers.url("http", "index.html")

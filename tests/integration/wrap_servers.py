@@ -5,13 +5,15 @@
 serves DIR over HTTP and HTTPS (certificate DIR/cert.pem + DIR/key.pem, made by the
 test), and DNS over UDP and TCP (every A question answered with HOST's address, default
 127.0.0.1; names starting with "nx" get NXDOMAIN). Paths: /slow/N waits N ms before
-answering, /fail gives 500, /drip/N sends N bytes slowly. Prints one JSON line with the
-ports, then serves until killed.
+answering, /fail gives 500, /drip/N sends N bytes slowly, /page/N is one of 200
+deterministic pages (every 10th slow, every 17th failing, every 23rd 1 MB). Prints one
+JSON line with the ports, then serves until killed.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sys
 
 from twisted.internet import reactor, ssl
@@ -34,6 +36,8 @@ class Slow(resource.Resource):
         if kind == "slow":
             reactor.callLater(n / 1000, lambda: (request.write(b"slow %d\n" % n), request.finish()))
             return NOT_DONE_YET
+        if kind == "page":
+            return self.page(request, n)
         if kind == "drip":
             left = [n]
 
@@ -49,6 +53,19 @@ class Slow(resource.Resource):
             more()
             return NOT_DONE_YET
         return b"?"
+
+    def page(self, request, n):  # type: ignore[no-untyped-def]
+        if n % 17 == 0:
+            request.setResponseCode(500)
+            return b"page %d failed\n" % n
+        if n % 23 == 0:
+            body = random.Random(n).randbytes(1 << 20)
+        else:
+            body = (b"page %d\n" % n) * (n % 50 + 1)
+        if n % 10 == 0:
+            reactor.callLater(0.05, lambda: (request.write(body), request.finish()))
+            return NOT_DONE_YET
+        return body
 
 
 class Answers:
@@ -69,7 +86,7 @@ def main() -> None:
     root_dir = sys.argv[1]
     addr = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
     root = static.File(root_dir)
-    for kind in ("slow", "fail", "drip"):
+    for kind in ("slow", "fail", "drip", "page"):
         root.putChild(kind.encode(), Slow())
     site = Site(root)
     http = reactor.listenTCP(0, site, interface=addr)
