@@ -1,29 +1,37 @@
 """``pktlab run traceroute|ping TARGET``: a measurement through a PacketLab endpoint.
 
-By default the endpoint runs **in this process**: the `pktendpoint` service
-(`packetlab.endpoint.tap.makeService`) is started in the same Twisted reactor as the
-controller and connects to it over loopback, exporting the address this host would send
-from to TARGET. No second program, config file or certificate is needed; it needs what an
-endpoint needs for raw sockets (root, or CAP_NET_RAW and CAP_BPF). The timestamps are the
-endpoint's kernel stamps, so sharing the reactor with the controller does not change an RTT.
+By default the endpoint runs **in this process** (`packetlab.cli.link`): the
+`pktendpoint` service is started in the same Twisted reactor as the controller and
+connects to it over loopback with TLS, exporting the address this host would send from to
+TARGET. It needs what an endpoint needs for raw sockets (root, or CAP_NET_RAW and
+CAP_BPF). The timestamps are the endpoint's kernel stamps, so sharing the reactor with
+the controller does not change an RTT. With ``--listen ADDR`` no endpoint is started: the
+controller waits for one started elsewhere (TLS with the certificates of ``--home``).
 
-With ``--listen ADDR`` no endpoint is started: the controller waits for an endpoint
-started elsewhere (``twistd -n pktendpoint --insecure-plaintext --transproto raw,tcp,udp
---ipv4 SRC HOST:PORT``) and runs the measurement on the first one that connects (plain TCP
-only for now: no TLS listener).
+Results are printed as they come (a progress line on stderr on a terminal); the first
+Ctrl-C stops sending and prints what was gathered and the summary (exit 130), a second
+one quits at once. `packetlab.cli.interrupt` and `packetlab.cli.report` do that.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
-import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from packetlab.cli.interrupt import run_reactor
+from packetlab.cli.link import (
+    Link,
+    LinkError,
+    add_link_arguments,
+    route_source,
+    run_on_link,
+)
+from packetlab.cli.report import PingReport, TracerouteReport
+from packetlab.controller.stop import StopSignal
 from packetlab.measure.records import PingResult, Stamp, TracerouteResult
 
 T = TypeVar("T")
@@ -46,7 +54,7 @@ a kernel TX timestamp on this project's endpoint). See docs/traceroute.md.
 """
 
 
-class RunError(Exception):
+class RunError(LinkError):
     """A problem worth one line on stderr (exit status 2)."""
 
 
@@ -63,31 +71,29 @@ def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str],
     return parse
 
 
+def _wait(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+    p.add_argument(
+        flag,
+        "--wait",
+        dest="wait",
+        type=_positive(float, "--wait", 0.001, 60),
+        default=2.0,
+        metavar="S",
+        help=f"seconds to wait for {what} [default: 2]",
+    )
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET", help="IPv4/IPv6 address or host name")
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", dest="family", action="store_const", const=4, help="use IPv4")
     fam.add_argument("-6", dest="family", action="store_const", const=6, help="use IPv6")
-    p.add_argument(
-        "--wait",
-        type=_positive(float, "--wait", 0.001, 60),
-        default=2.0,
-        metavar="S",
-        help="seconds to wait for a reply (ping: after the last request) [default: 2]",
-    )
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p.add_argument(
         "--src",
         metavar="ADDR",
         help="source address (an address of the endpoint; default: the route's source "
         "address, or the endpoint's first exported address of the family with --listen)",
-    )
-    p.add_argument(
-        "--listen",
-        metavar="ADDR",
-        help="do not start an endpoint: listen on ADDR (PORT, HOST:PORT, [V6]:PORT or a "
-        "Twisted endpoint string like tcp:20556) and measure from the first endpoint "
-        "that connects",
     )
     p.add_argument(
         "--timeout",
@@ -98,6 +104,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "the in-process endpoint, no limit with --listen)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    add_link_arguments(p)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,14 +118,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     tr = sub.add_parser(
         "traceroute",
-        help="UDP traceroute, one probe per hop",
-        description="UDP traceroute like Butskoy's `traceroute -n -q 1`: one TTL-limited "
-        "UDP probe per hop (ports 33434+n, 32-byte payload) from the endpoint's raw "
-        "socket, ICMP answers captured there. Stops at the target or --max-ttl.",
+        help="UDP traceroute",
+        description="UDP traceroute like Butskoy's `traceroute -n`: TTL-limited UDP probes "
+        "(ports 33434+n, 32-byte payload) from the endpoint's raw socket, ICMP answers "
+        "captured there. Every hop is probed at once; a silent hop is waited for --wait "
+        "s, or 10 times the RTT of a later hop that answered. Stops at the target or "
+        "--max-ttl. Each hop is printed as soon as it and the hops before it are known.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(tr)
+    _wait(tr, "-w", "each probe's answer")
+    tr.add_argument(
+        "-q",
+        "--queries",
+        type=_positive(int, "--queries", 1, 10),
+        default=1,
+        metavar="N",
+        help="probes per hop [default: 1]",
+    )
+    tr.add_argument(
+        "--sequential",
+        action="store_true",
+        help="one probe at a time, each waiting for its answer (the Marionette paper's "
+        "method; a silent hop costs the whole --wait)",
+    )
     tr.add_argument(
         "-f",
         "--first-ttl",
@@ -147,8 +171,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive(float, "--pace", 0, 10),
         default=None,
         metavar="S",
-        help="send every TTL at once, S seconds apart on the endpoint's clock, instead of "
-        "one probe at a time (faster through a distant endpoint)",
+        help="probes S seconds apart on the endpoint's clock [default: 0, all at once]",
     )
     tr.add_argument(
         "-p",
@@ -167,6 +190,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(pg)
+    _wait(pg, "-W", "a reply after the last request")
+    pg.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the header and the statistics (text output)",
+    )
+    pg.add_argument(
+        "-w",
+        "--deadline",
+        type=_positive(float, "--deadline", 0.001, 86400),
+        default=None,
+        metavar="S",
+        help="stop after S seconds whatever was sent, print the statistics (like ping -w)",
+    )
     pg.add_argument(
         "-c",
         "--count",
@@ -224,17 +262,6 @@ def resolve_target(target: str, family: int | None) -> Address:
     return ipaddress.ip_address(str(infos[0][4][0]).split("%", 1)[0])
 
 
-def route_source(dst: Address) -> Address:
-    """The address this host would send from to `dst` (a connected UDP socket's name)."""
-    af = socket.AF_INET if dst.version == 4 else socket.AF_INET6
-    with socket.socket(af, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect((str(dst), 33434))
-        except OSError as e:
-            raise RunError(f"no route to {dst}: {e.strerror or e}") from None
-        return ipaddress.ip_address(str(s.getsockname()[0]).split("%", 1)[0])
-
-
 def check_raw_permission() -> None:
     """The in-process endpoint needs raw sockets; say so before starting anything."""
     try:
@@ -246,119 +273,52 @@ def check_raw_permission() -> None:
         ) from None
 
 
-def listen_description(text: str) -> str:
-    """--listen ADDR as a Twisted server endpoint string."""
-    text = text.strip()
-    if text.split(":", 1)[0] in ("tcp", "tcp6", "unix", "ssl"):
-        return text
-    if text.isdigit():
-        host, port = "", text
-    elif text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise RunError(f"--listen {text}: expected [IPv6]:PORT")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            raise RunError(f"--listen {text}: expected PORT, HOST:PORT or an endpoint string")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise RunError(f"--listen {text}: bad port {port!r}")
-    if not host:
-        return f"tcp:{port}"
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise RunError(f"--listen {text}: {host!r} is not an IP address") from None
-    if ip.version == 6:
-        return f"tcp6:{port}:interface={str(ip).replace(':', chr(92) + ':')}"
-    return f"tcp:{port}:interface={ip}"
-
-
 # -- running ---------------------------------------------------------------------------------------
 
 
-def endpoint_options(port: int, src: Address) -> list[str]:
-    """pktendpoint options for the in-process endpoint: loopback controller at `port`,
-    raw sockets, `src` exported; ~/.pktlab/endpt.conf is not read."""
-    fam = "--ipv4" if src.version == 4 else "--ipv6"
-    return [
-        "--insecure-plaintext",
-        "--config",
-        os.devnull,
-        "--transproto",
-        "raw,tcp,udp",
-        fam,
-        str(src),
-        "--host-id",
-        "pktlab-run",
-        "--reconnect-delay",
-        "0.05",
-        f"127.0.0.1:{port}",
-    ]
-
-
-async def run_in_process(
-    reactor: Any, experiment: Callable[[Any], Awaitable[T]], src: Address, timeout: float
-) -> T:
-    """Listen on loopback, start the endpoint service in this reactor pointed at us, run
-    `experiment` on its session, stop both."""
-    from twisted.internet import defer
-    from twisted.python import usage
-
-    from packetlab.controller import Controller, ControllerError
-    from packetlab.endpoint.tap import Options, makeService
-
-    ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1)
-    port = await ctl.listen("tcp:0:interface=127.0.0.1")
-    options = Options()
-    try:
-        host: Any = port.getHost()
-        options.parseOptions(endpoint_options(host.port, src))
-    except usage.UsageError as e:
-        await ctl.stop()
-        raise RunError(f"cannot configure the in-process endpoint: {e}") from None
-    service = makeService(options)
-    service.startService()
-    try:
-        d = ctl.next_outcome()
-        d.addTimeout(timeout, reactor)
-        try:
-            outcome = await d
-        except defer.TimeoutError:
-            why = "the endpoint did not connect" if not ctl.accepted else "it did not end"
-            raise ControllerError(f"no result within {timeout:g} s ({why})") from None
-        return outcome.unwrap()
-    finally:
-        await ctl.stop()
-        stopped = service.stopService()
-        if stopped is not None:
-            await stopped
-
-
-def _experiment(args: argparse.Namespace, dst: Address, src: Address | None, stamp: str) -> Any:
+def _experiment(
+    args: argparse.Namespace,
+    dst: Address,
+    src: Address | None,
+    stamp: str,
+    report: TracerouteReport | PingReport,
+    stop: StopSignal,
+) -> Callable[[Any], Awaitable[TracerouteResult | PingResult]]:
+    from packetlab.controller import read_system_info
     from packetlab.measure.ping import ping
-    from packetlab.measure.traceroute import traceroute
+    from packetlab.measure.traceroute import pick_source, traceroute
 
-    if args.measurement == "traceroute":
+    async def source(session: Any) -> Address:
+        if src is not None:
+            return src
+        info = await read_system_info(session)
+        return pick_source(info.addresses, dst)
 
-        async def trace(session: Any) -> TracerouteResult:
-            return await traceroute(
-                session,
-                dst,
-                first_ttl=args.first_ttl,
-                max_ttl=args.max_ttl,
-                wait=args.wait,
-                sport=args.sport,
-                base_port=args.port,
-                src=src,
-                pace=args.pace,
-                send_stamp=stamp,
-                recv_stamp=stamp,
-            )
-
-        return trace
+    async def trace(session: Any) -> TracerouteResult:
+        assert isinstance(report, TracerouteReport)
+        frm = await source(session)
+        report.start(str(frm))
+        return await traceroute(
+            session,
+            dst,
+            first_ttl=args.first_ttl,
+            max_ttl=args.max_ttl,
+            wait=args.wait,
+            sport=args.sport,
+            base_port=args.port,
+            src=frm,
+            pace=None if args.sequential else (args.pace or 0.0),
+            queries=args.queries,
+            send_stamp=stamp,
+            recv_stamp=stamp,
+            on_hop=report.hop,
+            stop=stop,
+        )
 
     async def echo(session: Any) -> PingResult:
+        assert isinstance(report, PingReport)
+        frm = await source(session)
+        report.start(str(frm))
         return await ping(
             session,
             dst,
@@ -367,29 +327,51 @@ def _experiment(args: argparse.Namespace, dst: Address, src: Address | None, sta
             wait=args.wait,
             size=args.size,
             ttl=args.ttl,
-            src=src,
+            src=frm,
             send_stamp=stamp,
             recv_stamp=stamp,
+            on_reply=report.reply,
+            stop=stop,
         )
 
-    return echo
+    return trace if args.measurement == "traceroute" else echo
 
 
 def _budget(args: argparse.Namespace) -> float:
     """Default --timeout of the in-process run: the measurement's own worst case + 30 s."""
     if args.measurement == "traceroute":
-        n = args.max_ttl - args.first_ttl + 1
-        work = n * (args.wait + 0.5) if args.pace is None else n * args.pace + args.wait
+        n = (args.max_ttl - args.first_ttl + 1) * args.queries
+        pace = args.pace or 0.0
+        work = n * (args.wait + 0.5) if args.sequential else n * pace + args.wait
     else:
         work = (args.count - 1) * args.interval + args.wait
     return work + 30.0
 
 
-async def measure(reactor: Any, args: argparse.Namespace) -> TracerouteResult | PingResult:
-    from packetlab.controller import run_once
+def _report(reactor: Any, args: argparse.Namespace, dst: Address) -> TracerouteReport | PingReport:
+    name = None if args.target == str(dst) else args.target
+    if args.measurement == "traceroute":
+        size = (20 if dst.version == 4 else 40) + 8 + 32  # Butskoy's probe
+        return TracerouteReport(
+            reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
+            queries=args.queries, size=size,
+        )  # fmt: skip
+    return PingReport(
+        reactor, args.json, str(dst), name=name, count=args.count, size=args.size,
+        quiet=args.quiet,
+    )  # fmt: skip
 
+
+async def measure(
+    reactor: Any, args: argparse.Namespace, stop: StopSignal | None = None
+) -> tuple[TracerouteResult | PingResult, TracerouteReport | PingReport]:
+    """Run the measurement of `args`, printing as it goes; the result and its report
+    (whose `finish` prints the summary)."""
+    if stop is None:
+        stop = StopSignal()
     if args.measurement == "traceroute" and args.first_ttl > args.max_ttl:
         raise RunError(f"--first-ttl {args.first_ttl} is above --max-ttl {args.max_ttl}")
+    link = Link.from_args(args)
     dst = resolve_target(args.target, args.family)
     src: Address | None = None
     if args.src is not None:
@@ -399,79 +381,70 @@ async def measure(reactor: Any, args: argparse.Namespace) -> TracerouteResult | 
             raise RunError(f"--src {args.src!r} is not an IP address") from None
         if src.version != dst.version:
             raise RunError(f"--src {src} is IPv{src.version}, the target {dst} IPv{dst.version}")
-    if args.listen is not None:
-        where = listen_description(args.listen)
-        experiment = _experiment(args, dst, src, Stamp.UNKNOWN)
+    prog = f"pktlab run {args.measurement}"
+
+    def refused(text: str) -> None:
+        print(f"{prog}: {text}", file=sys.stderr)
+
+    deadline = getattr(args, "deadline", None)
+    if deadline is not None:
+        reactor.callLater(deadline, stop.request, "deadline")
+    if not link.in_process:
 
         def listening(port: Any) -> None:
             h = port.getHost()
-            print(f"waiting for an endpoint on {h.host}:{h.port} ...", file=sys.stderr)
+            print(
+                f"waiting for an endpoint on {h.host}:{h.port} ({link.describe()}) ...",
+                file=sys.stderr,
+            )
 
-        result: TracerouteResult | PingResult = await run_once(
-            reactor, where, experiment, timeout=args.timeout, on_listening=listening
-        )
-        return result
+        report = _report(reactor, args, dst)
+        experiment = _experiment(args, dst, src, Stamp.UNKNOWN, report, stop)
+        try:
+            result: TracerouteResult | PingResult = await run_on_link(
+                reactor,
+                link,
+                experiment,
+                timeout=args.timeout,
+                on_listening=listening,
+                on_refusal=refused,
+            )
+        finally:
+            report.close()
+        return result, report
     check_raw_permission()
     if src is None:
         src = route_source(dst)
-    experiment = _experiment(args, dst, src, Stamp.KERNEL)
+    report = _report(reactor, args, dst)
+    experiment = _experiment(args, dst, src, Stamp.KERNEL, report, stop)
     timeout = args.timeout if args.timeout is not None else _budget(args)
-    return await run_in_process(reactor, experiment, src, timeout)
-
-
-def render(result: TracerouteResult | PingResult, as_json: bool) -> str:
-    from packetlab.measure.records import format_ping, format_traceroute, traceroute_jsonl
-
-    if isinstance(result, TracerouteResult):
-        return traceroute_jsonl(result, meta=True) if as_json else format_traceroute(result)
-    if not as_json:
-        return format_ping(result)
-    lines = []
-    for r in result.replies:
-        obj = r.to_dict()
-        obj.update(dst=result.dst, src=result.src, tool=result.tool)
-        lines.append(json.dumps(obj, sort_keys=True) + "\n")
-    return "".join(lines)
+    try:
+        result = await run_on_link(
+            reactor,
+            link,
+            experiment,
+            addresses=[src],
+            transproto="raw,tcp,udp",
+            timeout=timeout,
+        )
+    finally:
+        report.close()
+    return result, report
 
 
 def run(args: argparse.Namespace) -> int:
-    from twisted.internet import reactor as global_reactor
-    from twisted.internet.defer import Deferred
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    async def main(reactor: Any, stop: StopSignal) -> int:
+        result, report = await measure(reactor, args, stop)
+        interrupted = stop.requested and stop.reason == "interrupted"
+        if isinstance(report, TracerouteReport):
+            assert isinstance(result, TracerouteResult)
+            report.finish(result, interrupted)
+            return EXIT_OK
+        assert isinstance(report, PingReport) and isinstance(result, PingResult)
+        report.finish(result, interrupted)
+        return EXIT_NO_REPLY if result.received == 0 else EXIT_OK
 
-    from packetlab.controller import ControllerError
-
-    reactor: Any = global_reactor
-    if args.verbose:
-        globalLogBeginner.beginLoggingTo(
-            [textFileLogObserver(sys.stderr)], redirectStandardIO=False
-        )
-    box: dict[str, Any] = {}
-
-    async def main() -> None:
-        try:
-            box["result"] = await measure(reactor, args)
-        except (RunError, ControllerError, ValueError, OSError) as e:
-            box["error"] = str(e) or type(e).__name__
-        except Exception as e:  # a bug: keep the type in the message
-            box["error"] = f"{type(e).__name__}: {e}"
-        finally:
-            reactor.callWhenRunning(reactor.stop)
-
-    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(main()))
-    reactor.run(installSignalHandlers=True)
-    if "error" in box:
-        print(f"pktlab run {args.measurement}: {box['error']}", file=sys.stderr)
-        return EXIT_ERROR
-    if "result" not in box:  # the reactor was stopped under us (SIGINT, SIGTERM)
-        print(f"pktlab run {args.measurement}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    result = box["result"]
-    sys.stdout.write(render(result, args.json))
-    sys.stdout.flush()
-    if isinstance(result, PingResult) and result.received == 0:
-        return EXIT_NO_REPLY
-    return EXIT_OK
+    return run_reactor(main, prog=f"pktlab run {args.measurement}", verbose=args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,24 +7,18 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
-import socket
 
 import pytest
 from twisted.internet.defer import Deferred
 
 from packetlab.cli import run as cli_run
+from packetlab.cli.link import LinkError
 from packetlab.cli.run import (
     RunError,
     build_parser,
-    endpoint_options,
-    listen_description,
     measure,
-    render,
     resolve_target,
-    route_source,
 )
-from packetlab.measure.records import Hop, PingReply, PingResult, TracerouteResult
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -38,8 +32,14 @@ def test_defaults() -> None:
     )  # fmt: skip
     assert (a.sport, a.port, a.json, a.listen, a.src) == (None, 33434, False, None, None)
     assert a.pace is None and parse("traceroute", "--pace", "0.001", "x").pace == 0.001
+    assert (a.queries, a.sequential) == (1, False)
+    t = parse("traceroute", "-q", "3", "-w", "0.5", "--sequential", "x")
+    assert (t.queries, t.wait, t.sequential) == (3, 0.5, True)
     p = parse("ping", "-6", "-c", "3", "-i", "0.2", "--json", "::1")
     assert (p.family, p.count, p.interval, p.size, p.ttl, p.json) == (6, 3, 0.2, 56, 64, True)
+    assert (p.wait, p.deadline) == (2.0, None)
+    w = parse("ping", "-W", "0.5", "-w", "10", "x")  # iputils: -W reply wait, -w deadline
+    assert (w.wait, w.deadline) == (0.5, 10.0)
 
 
 @pytest.mark.parametrize("what", ["traceroute", "ping"])
@@ -85,57 +85,6 @@ def test_resolve_target() -> None:
         resolve_target("a..b", None)
 
 
-def test_route_source() -> None:
-    assert route_source(ipaddress.IPv4Address("127.0.0.1")) == ipaddress.IPv4Address("127.0.0.1")
-    assert route_source(ipaddress.IPv4Address("127.0.0.9")) == ipaddress.IPv4Address("127.0.0.1")
-    if socket.has_ipv6:
-        try:
-            assert route_source(ipaddress.IPv6Address("::1")) == ipaddress.IPv6Address("::1")
-        except RunError:
-            pytest.skip("no IPv6 loopback here")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("20556", "tcp:20556"),
-        ("127.0.0.1:20556", "tcp:20556:interface=127.0.0.1"),
-        ("[::1]:20556", "tcp6:20556:interface=\\:\\:1"),
-        ("tcp:20556:interface=127.0.0.1", "tcp:20556:interface=127.0.0.1"),
-    ],
-)
-def test_listen_description(text: str, expected: str) -> None:
-    assert listen_description(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("nowhere", "expected PORT, HOST:PORT"),
-        ("127.0.0.1:http", "bad port 'http'"),
-        ("127.0.0.1:70000", "bad port"),
-        ("[::1]20556", "expected \\[IPv6\\]:PORT"),
-        ("example.com:20556", "is not an IP address"),
-    ],
-)
-def test_bad_listen(text: str, message: str) -> None:
-    with pytest.raises(RunError, match=message):
-        listen_description(text)
-
-
-def test_endpoint_options_configure_raw_sockets_and_the_source() -> None:
-    from packetlab.endpoint.tap import Options
-
-    for src in ("10.77.1.1", "fd00:77:1::1"):
-        o = Options()
-        o.parseOptions(endpoint_options(40000, ipaddress.ip_address(src)))
-        cfg = o["endpoint_config"]
-        assert "raw" in cfg.transproto_sup
-        exported = [str(i.ip) for i in cfg.ipv4] + [str(a) for a in cfg.ipv6]
-        assert src in exported
-        assert str(o["address"]) == "127.0.0.1:40000"
-
-
 def _fails(args: argparse.Namespace) -> BaseException:
     d = Deferred.fromCoroutine(measure(None, args))
     box: list[BaseException] = []
@@ -156,42 +105,7 @@ def _fails(args: argparse.Namespace) -> BaseException:
 )
 def test_early_errors(argv: list[str], message: str) -> None:
     err = _fails(parse(*argv))
-    assert isinstance(err, RunError) and message in str(err)
-
-
-def test_render_traceroute() -> None:
-    result = TracerouteResult(
-        dst="10.0.0.3",
-        src="10.0.0.1",
-        max_ttl=30,
-        probe_size=60,
-        hops=(Hop(1, "10.0.0.2", 12.5, "time-exceeded", 0), Hop.timeout(2)),
-    )
-    text = render(result, False)
-    assert text.splitlines() == [
-        "traceroute to 10.0.0.3 (10.0.0.3), 30 hops max, 60 byte packets",
-        " 1  10.0.0.2  0.013 ms",
-        " 2  *",
-    ]
-    lines = [json.loads(x) for x in render(result, True).splitlines()]
-    assert [(x["ttl"], x["addr"], x["rtt_us"], x["dst"]) for x in lines] == [
-        (1, "10.0.0.2", 12.5, "10.0.0.3"),
-        (2, None, None, "10.0.0.3"),
-    ]
-
-
-def test_render_ping() -> None:
-    result = PingResult(
-        dst="10.0.0.3",
-        sent=2,
-        replies=(PingReply(0, "10.0.0.3", 20.0, 64, 64), PingReply(1, None, None)),
-    )
-    assert "2 packets transmitted, 1 received, 50% packet loss" in render(result, False)
-    lines = [json.loads(x) for x in render(result, True).splitlines()]
-    assert [(x["seq"], x["addr"], x["rtt_us"]) for x in lines] == [
-        (0, "10.0.0.3", 20.0),
-        (1, None, None),
-    ]
+    assert isinstance(err, LinkError) and message in str(err)
 
 
 def test_module_has_the_cli_interface() -> None:
