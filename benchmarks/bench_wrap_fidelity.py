@@ -53,7 +53,8 @@ def run_mode(
     if mode != "native":
         extra = ["--fidelity"] if mode.endswith("--fidelity") else []
         cmd = [sys.executable, "-m", "packetlab", "wrap", "--listen", f"127.0.0.1:{CTL_PORT}",
-               "--wait", "20", "--timings", str(timings), *extra, "--", *cmd]  # fmt: skip
+               "--insecure-plaintext", "--wait", "20", "--timings", str(timings), *extra,
+               "--", *cmd]  # fmt: skip
     cmd = [*prio, *cmd]
     done = tb.run("ep", cmd, timeout=60, check=False)
     if done.returncode != 0:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from packetlab.cli.run import RunError, listen_description
+from packetlab.cli.link import Link, LinkError, add_link_arguments, run_on_link
 
 EXIT_WRAP_FAILED = 125
 
@@ -25,15 +24,17 @@ examples:
   pktlab wrap -- curl -s https://example.net/          # endpoint in this process
   pktlab wrap --timings t.jsonl -- python3 fetch.py     # endpoint-side times per connection
   pktlab wrap --fidelity -- curl -w '%{time_connect}\\n' -o /dev/null -s http://192.0.2.80/
-  pktlab wrap --listen 127.0.0.1:20556 -- dig +tcp @192.0.2.53 example.net
-      # then: twistd -n pktendpoint --insecure-plaintext --transproto tcp,udp \\
-      #           --dns-ipv4 DNS 127.0.0.1:20556
+  pktlab wrap --listen 20556 -- dig @192.0.2.53 example.net
+      # then, where the endpoint runs (its endpt.conf from `pktlab init`, with DNS):
+      #   twistd -n pktendpoint -c ~/.pktlab/endpt.conf --dns-ipv4 DNS CONTROLLER:20556
 
 Interception: proxychains-ng (LD_PRELOAD, Debian package proxychains4) sends every TCP
 connect and name lookup of CMD and its children to a SOCKS5 server bound to the endpoint
-session; --socks-env only sets ALL_PROXY (for SOCKS-aware tools). UDP goes through the
-endpoint for SOCKS5 UDP ASSOCIATE clients only. --fidelity makes CMD's clocks show the
-endpoint's intervals instead of the controller link's delay.
+session; our libpktwrap.so sends their UDP datagrams through loopback relay ports to the
+endpoint; --socks-env only sets ALL_PROXY (for SOCKS-aware tools). --fidelity makes CMD's
+clocks show the endpoint's intervals instead of the controller link's delay.
+Exit status: CMD's (128+N if signal N killed it); 125 if pktlab wrap failed, 126/127 if
+CMD cannot be run. See docs/wrap.md.
 """
 
 
@@ -71,12 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument(
-        "--listen",
-        metavar="ADDR",
-        help="do not start an endpoint: listen on ADDR (PORT, HOST:PORT, [V6]:PORT or a "
-        "Twisted endpoint string) and wrap CMD through the first endpoint that connects",
-    )
+    add_link_arguments(parser)
     parser.add_argument(
         "--timings",
         metavar="FILE",
@@ -113,9 +109,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait",
         type=_seconds,
-        default=30.0,
+        default=None,
         metavar="S",
-        help="seconds to wait for the endpoint to connect [default: 30]",
+        help="with --listen: give up if no endpoint connected within S seconds [default: "
+        "wait as long as it takes]",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
@@ -138,62 +135,13 @@ def resolv_conf_servers(path: str = "/etc/resolv.conf") -> list[str]:
     return out
 
 
-def endpoint_options(port: int, dns: Sequence[str]) -> list[str]:
-    """pktendpoint options of the in-process endpoint: loopback controller at `port`,
-    TCP and UDP, `dns` exported as its DNS servers; ~/.pktlab/endpt.conf is not read."""
-    opts = ["--insecure-plaintext", "--config", os.devnull, "--transproto", "tcp,udp",
-            "--host-id", "pktlab-wrap", "--reconnect-delay", "0.05"]  # fmt: skip
-    v4 = [d for d in dns if ipaddress.ip_address(d).version == 4][:16]
-    v6 = [d for d in dns if ipaddress.ip_address(d).version == 6][:16]
-    if v4:
-        opts += ["--dns-ipv4", ",".join(v4)]
-    if v6:
-        opts += ["--dns-ipv6", ",".join(v6)]
-    return [*opts, f"127.0.0.1:{port}"]
-
-
-async def _in_process(reactor: Any, experiment: Any, wait: float, dns: Sequence[str]) -> Any:
-    from twisted.internet import defer
-    from twisted.python import usage
-
-    from packetlab.controller import Controller, ControllerError
-    from packetlab.endpoint.tap import Options, makeService
-
-    ctl: Controller[Any] = Controller(experiment, reactor=reactor, limit=1)
-    port = await ctl.listen("tcp:0:interface=127.0.0.1")
-    options = Options()
-    try:
-        host: Any = port.getHost()
-        options.parseOptions(endpoint_options(host.port, dns))
-    except usage.UsageError as e:
-        await ctl.stop()
-        raise RunError(f"cannot configure the in-process endpoint: {e}") from None
-    service = makeService(options)
-    service.startService()
-    try:
-        return await _outcome(reactor, ctl, wait, defer, ControllerError)
-    finally:
-        await ctl.stop()
-        stopped = service.stopService()
-        if stopped is not None:
-            await stopped
-
-
-async def _outcome(reactor: Any, ctl: Any, wait: float, defer: Any, error: Any) -> Any:
-    d = ctl.next_outcome()
-    timer = reactor.callLater(wait, lambda: None if ctl.accepted else d.cancel())
-    try:
-        outcome = await d
-    except defer.CancelledError:
-        raise error(f"no endpoint connected within {wait:g} s") from None
-    finally:
-        if timer.active():
-            timer.cancel()
-    return outcome.unwrap()
+class WrapError(Exception):
+    """A problem worth one line on stderr (exit status 125)."""
 
 
 async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
-    from packetlab.controller import Controller, ControllerError
+    from twisted.internet.defer import CancelledError, Deferred
+
     from packetlab.wrap.launch import find_program
     from packetlab.wrap.runner import WrapOptions, wrap
 
@@ -201,17 +149,24 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
-        raise RunError("no command given (pktlab wrap [options] -- CMD ARGS...)")
+        raise WrapError("no command given (pktlab wrap [options] -- CMD ARGS...)")
     find_program(argv[0])  # 126/127 before any endpoint is started
+    link = Link.from_args(args)
+    dns = list(args.dns or [])
+    if not dns and link.in_process:
+        # The in-process endpoint stands for this host: its resolver's servers.
+        dns = [(ipaddress.ip_address(a), 53) for a in resolv_conf_servers()]
     opts = WrapOptions(
         timings=args.timings,
         fidelity=args.fidelity,
         socks_env=args.socks_env,
-        dns=list(args.dns or []),
+        dns=dns,
         connect_timeout=args.connect_timeout,
     )
+    started: list[bool] = []
 
     async def experiment(session: Any) -> int:
+        started.append(True)
         result = await wrap(session, argv, opts, reactor)
         if args.verbose and result.hidden_ns:
             print(
@@ -220,21 +175,24 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
             )  # fmt: skip
         return result.status
 
-    if args.listen is None:
-        dns = [str(a) for a, _ in args.dns] if args.dns else resolv_conf_servers()
-        status: int = await _in_process(reactor, experiment, args.wait, dns)
-        return status
-    from twisted.internet import defer
+    def listening(port: Any) -> None:
+        h = port.getHost()
+        print(f"pktlab wrap: waiting for an endpoint on {h.host}:{h.port} "
+              f"({link.describe()}) ...", file=sys.stderr)  # fmt: skip
 
-    where = listen_description(args.listen)
-    ctl: Controller[int] = Controller(experiment, reactor=reactor, limit=1)
-    port = await ctl.listen(where)
-    h: Any = port.getHost()
-    print(f"pktlab wrap: waiting for an endpoint on {h.host}:{h.port} ...", file=sys.stderr)
+    def refused(text: str) -> None:
+        print(f"pktlab wrap: {text}", file=sys.stderr)
+
+    running: Deferred[int] = Deferred.fromCoroutine(
+        run_on_link(reactor, link, experiment, on_listening=listening, on_refusal=refused)
+    )
+    if args.wait is not None:
+        timer = reactor.callLater(args.wait, lambda: None if started else running.cancel())
+        running.addBoth(lambda r: (timer.cancel() if timer.active() else None, r)[1])
     try:
-        status = await _outcome(reactor, ctl, args.wait, defer, ControllerError)
-    finally:
-        await ctl.stop()
+        status: int = await running
+    except CancelledError:
+        raise WrapError(f"no endpoint connected within {args.wait:g} s") from None
     return status
 
 
@@ -259,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
             box["status"] = await wrap_command(reactor, args)
         except LaunchError as e:
             box["error"], box["status"] = str(e), e.status
-        except (RunError, ControllerError, ShimError, ValueError, OSError) as e:
+        except (WrapError, LinkError, ControllerError, ShimError, ValueError, OSError) as e:
             box["error"] = str(e) or type(e).__name__
         except Exception as e:  # a bug: keep the type in the message
             box["error"] = f"{type(e).__name__}: {e}"

@@ -351,18 +351,22 @@ def test_remote_endpoint_gone_mid_transfer(
     _proxychains()
     url = servers.url("http", "drip/50000000")  # ~12 s of slow data
     wrap_proc = subprocess.Popen(
-        [*PKTLAB, "wrap", "--listen", f"127.0.0.1:{listen_port}", "--", "curl", "-s",
-         "-o", os.devnull, url],
+        [*PKTLAB, "wrap", "-v", "--listen", f"127.0.0.1:{listen_port}", "--insecure-plaintext",
+         "--", "curl", "-s", "-o", os.devnull, url],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    time.sleep(1.0)
     ep = subprocess.Popen(
         [*twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
          "--config", os.devnull, "--transproto", "tcp,udp", f"127.0.0.1:{listen_port}"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        time.sleep(2.5)
+        assert wrap_proc.stderr is not None
+        deadline = time.monotonic() + 30
+        for raw in wrap_proc.stderr:  # -v: the controller logs the session's start
+            if b"running the experiment" in raw or time.monotonic() > deadline:
+                break
+        time.sleep(1.5)
         assert wrap_proc.poll() is None  # still downloading
         ep.send_signal(signal.SIGKILL)
         t0 = time.monotonic()

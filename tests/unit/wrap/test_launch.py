@@ -8,7 +8,7 @@ import pytest
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.python.failure import Failure
 
-from packetlab.cli.wrap import build_parser, endpoint_options, resolv_conf_servers
+from packetlab.cli.wrap import build_parser, dns_server, resolv_conf_servers
 from packetlab.wrap.launch import (
     LaunchError,
     child_env,
@@ -70,13 +70,21 @@ def test_resolv_conf(tmp_path: Path) -> None:
     assert resolv_conf_servers(str(tmp_path / "missing")) == []
 
 
-def test_endpoint_options_export_dns() -> None:
-    opts = endpoint_options(999, ["10.0.0.53", "2001:db8::53"])
-    assert opts[opts.index("--dns-ipv4") + 1] == "10.0.0.53"
-    assert opts[opts.index("--dns-ipv6") + 1] == "2001:db8::53"
-    assert opts[-1] == "127.0.0.1:999" and "--insecure-plaintext" in opts
+def test_dns_server_option() -> None:
+    import argparse
+    import ipaddress
+
+    assert dns_server("10.0.0.53") == (ipaddress.ip_address("10.0.0.53"), 53)
+    assert dns_server("10.0.0.53:5353") == (ipaddress.ip_address("10.0.0.53"), 5353)
+    assert dns_server("[2001:db8::1]:54") == (ipaddress.ip_address("2001:db8::1"), 54)
+    assert dns_server("2001:db8::1") == (ipaddress.ip_address("2001:db8::1"), 53)
+    for bad in ("example.net", "10.0.0.1:0", "10.0.0.1:x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            dns_server(bad)
 
 
 def test_parser_keeps_the_command_and_its_options() -> None:
     args = build_parser().parse_args(["--timings", "t", "--", "curl", "-s", "--max-time", "3"])
     assert args.command == ["--", "curl", "-s", "--max-time", "3"] and args.timings == "t"
+    args = build_parser().parse_args(["--listen", "20556", "--insecure-plaintext", "--", "id"])
+    assert args.listen == "20556" and args.insecure_plaintext and args.command == ["--", "id"]
