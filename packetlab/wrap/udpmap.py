@@ -74,7 +74,10 @@ class _Flow:
             if q.ntag is not None:
                 q.ntag.addCallbacks(lambda n: self._sent(v, n), lambda f: None)
 
-        d.addCallbacks(queued, lambda f: None)
+        def failed(f: Any) -> None:  # refused by the endpoint (valid_dest, quota): dropped
+            self.rec.error = self.rec.error or str(f.value)
+
+        d.addCallbacks(queued, failed)
 
     def _sent(self, v: int, note: Ntag) -> None:
         if self.rec.request_sent is None:

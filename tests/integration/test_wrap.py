@@ -295,6 +295,41 @@ def test_slow_reader_backpressure_keeps_memory_bounded(tmp_path: Path, servers: 
     assert t["bytes_down"] > 64 << 20
 
 
+def test_certificate_limits_apply_to_wrapped_traffic(tmp_path: Path, servers: Servers) -> None:
+    """TLS link from a `pktlab init` home whose exppriv allows only 192.0.2.0/24: a TCP
+    connect elsewhere fails in the program as a connection error and never leaves the
+    endpoint; a UDP query elsewhere is dropped (dig times out)."""
+    _need("curl", "dig")
+    home = tmp_path / "home"
+    run = [*PKTLAB]
+    subprocess.run([*run, "init", "--home", str(home)], check=True, capture_output=True)
+    subprocess.run(
+        [*run, "ppks", "sign", "exppriv", str(home / "keys/k_eop"), "0", "1900000000",
+         str(home / "certs/exppriv_eop_exper.cert"), "-r", str(home / "csrs/exppriv_exper.csr"),
+         "--valid-dest", "192.0.2.0/24"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with socket.socket() as lsn:  # a server nobody may reach
+        lsn.bind(("127.0.0.1", 0))
+        lsn.listen(8)
+        lsn.setblocking(False)
+        port = lsn.getsockname()[1]
+        done, timings = wrap(
+            tmp_path, ["curl", "-sS", f"http://127.0.0.1:{port}/"], "--home", str(home)
+        )
+        assert done.returncode == 7, done.stderr  # curl: could not connect
+        with pytest.raises(BlockingIOError):
+            lsn.accept()  # nothing left the endpoint
+    assert "ESKTOPNDENY" in timings[0]["error"]
+    dns = str(servers.ports["dns"])
+    done, timings = wrap(
+        tmp_path, ["dig", "+short", "+time=1", "+tries=1", "@127.0.0.1", "-p", dns, NAME],
+        "--home", str(home),
+    )  # fmt: skip
+    assert done.returncode == 9, done.stdout  # dig: no reply
+    assert "ESKTPKTDENY" in timings[0]["error"] and timings[0]["datagrams_down"] == 0
+
+
 def test_children_are_wrapped_too(tmp_path: Path, servers: Servers) -> None:
     _need("curl")
     url = servers.url("http", "index.html")
