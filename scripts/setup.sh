@@ -6,9 +6,16 @@ cd "$(dirname "$0")/.."
 
 # System packages: iproute2 for namespace testbeds, libpcap0.8 to compile tcpdump capture
 # filters (loaded with ctypes), traceroute (Butskoy), scamper and iputils-ping as the native
-# baselines that packetlab.measure compares with; redis-server for broker scale-out tests;
-# clang and lld build C monitors for wasm32 (pktlab monitor build). Installed only when missing.
-APT_PACKAGES=(iproute2 libpcap0.8 traceroute scamper iputils-ping redis-server clang lld)
+# baselines that packetlab.measure compares with. The rest, one per line with its reason:
+APT_PACKAGES=(
+    iproute2 libpcap0.8 traceroute scamper iputils-ping
+    redis-server                      # broker scale-out (--store redis://) and its tests
+    clang lld                         # pktlab monitor build: C monitors for wasm32
+    proxychains4                      # pktlab wrap: TCP interception for non-SOCKS programs
+    curl bind9-dnsutils knot-dnsutils # programs pktlab wrap's tests run unmodified
+    gcc                               # pktlab wrap's UDP shim, C mlets in the xpmgr tests
+)
+# Installed only when missing.
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -28,3 +35,6 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$sta
         -e ".[dev]" --config-settings editable_mode=compat
     touch "$stamp"
 fi
+
+# pktlab wrap's LD_PRELOAD shim (UDP through the endpoint, clock for --fidelity).
+.venv/bin/python -m packetlab.wrap.shim >/dev/null || echo "setup: libpktwrap.so not built (no C compiler?)" >&2

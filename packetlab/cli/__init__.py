@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("packetlab.cli.broker", "a running broker's channels and publications"),
     "monitor": ("packetlab.cli.monitor", "build, digest and test WebAssembly monitors"),
     "xpmgr": ("packetlab.cli.xpmgr", "experiment manager: accept endpoints, run an mlet on each"),
+    "wrap": ("packetlab.cli.wrap", "run an unmodified program through an endpoint"),
 }
 
 

@@ -1,0 +1,352 @@
+/* pktwrap_udp: LD_PRELOAD UDP redirection for `pktlab wrap`.
+ *
+ * proxychains-ng carries TCP only. This part of the shim sends a wrapped program's UDP
+ * datagrams through the endpoint without touching their payload: a destination D is
+ * replaced by a loopback relay address L that the wrapper opened for D (asked once over
+ * the unix socket $PKTLAB_WRAP_UDP), and L is replaced by D again wherever the program
+ * is told a peer address (recvfrom, recvmsg, recvmmsg, getpeername). Datagrams the
+ * program sends to L leave the endpoint for D; D's answers come back from L.
+ * Loopback destinations are relayed too (the endpoint's loopback is not ours).
+ * Map request: family(1) port(2, network order) addr(4 or 16); answer: port(2), 0 = no.
+ * The same hooks mark the virtual time of TCP connects and socket sends for --fidelity
+ * (pktwrap_mark, pktwrap_clock.c).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_MAPS 512
+#define MAX_TRACKED_FD 65536
+
+void pktwrap_mark(int slot);
+#define MARK_CONNECT 2
+#define MARK_SEND 3
+
+/* fds that connect()ed over TCP/IP: their write()s are sends worth marking */
+static unsigned char tcp_fd[MAX_TRACKED_FD / 8];
+
+static void track_fd(int fd)
+{
+    if (fd >= 0 && fd < MAX_TRACKED_FD)
+        __atomic_or_fetch(&tcp_fd[fd / 8], (unsigned char)(1u << (fd % 8)), __ATOMIC_RELAXED);
+}
+
+static int tracked(int fd)
+{
+    return fd >= 0 && fd < MAX_TRACKED_FD &&
+           (__atomic_load_n(&tcp_fd[fd / 8], __ATOMIC_RELAXED) >> (fd % 8)) & 1;
+}
+
+struct map {
+    struct sockaddr_storage dst, relay;
+};
+
+static struct map maps[MAX_MAPS];
+static int nmaps;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+typedef int (*connect_fn)(int, const struct sockaddr *, socklen_t);
+typedef ssize_t (*sendto_fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+typedef ssize_t (*sendmsg_fn)(int, const struct msghdr *, int);
+typedef int (*sendmmsg_fn)(int, struct mmsghdr *, unsigned int, int);
+typedef ssize_t (*recvfrom_fn)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+typedef ssize_t (*recvmsg_fn)(int, struct msghdr *, int);
+typedef int (*recvmmsg_fn)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
+typedef int (*getpeername_fn)(int, struct sockaddr *, socklen_t *);
+typedef ssize_t (*send_fn)(int, const void *, size_t, int);
+typedef ssize_t (*write_fn)(int, const void *, size_t);
+typedef ssize_t (*writev_fn)(int, const struct iovec *, int);
+
+#define NEXT(name) ((name##_fn)dlsym(RTLD_NEXT, #name))
+
+static const char *ctl_path(void)
+{
+    const char *p = getenv("PKTLAB_WRAP_UDP");
+    return (p != NULL && *p != '\0') ? p : NULL;
+}
+
+static int inet_type(int fd, const struct sockaddr *sa)
+{
+    if (sa == NULL || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+        return 0;
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+        return 0;
+    return type;
+}
+
+static int is_udp_inet(int fd, const struct sockaddr *sa)
+{
+    return inet_type(fd, sa) == SOCK_DGRAM;
+}
+
+static int same(const struct sockaddr *a, const struct sockaddr_storage *b)
+{
+    if (a->sa_family != b->ss_family)
+        return 0;
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+}
+
+static socklen_t addr_len(int family)
+{
+    return family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
+/* Ask the wrapper for D's relay port. */
+static int ask(const struct sockaddr *dst, struct sockaddr_storage *relay)
+{
+    const char *path = ctl_path();
+    if (path == NULL)
+        return -1;
+    unsigned char req[19];
+    size_t n;
+    if (dst->sa_family == AF_INET) {
+        const struct sockaddr_in *d = (const void *)dst;
+        req[0] = 4;
+        memcpy(req + 1, &d->sin_port, 2);
+        memcpy(req + 3, &d->sin_addr, 4);
+        n = 7;
+    } else {
+        const struct sockaddr_in6 *d = (const void *)dst;
+        req[0] = 6;
+        memcpy(req + 1, &d->sin6_port, 2);
+        memcpy(req + 3, &d->sin6_addr, 16);
+        n = 19;
+    }
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -1;
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    strncpy(un.sun_path, path, sizeof un.sun_path - 1);
+    unsigned char ans[2];
+    int ok = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0 &&
+             write(s, req, n) == (ssize_t)n && read(s, ans, 2) == 2;
+    close(s);
+    if (!ok || (ans[0] == 0 && ans[1] == 0))
+        return -1;
+    memset(relay, 0, sizeof *relay);
+    if (dst->sa_family == AF_INET) {
+        struct sockaddr_in *r = (void *)relay;
+        r->sin_family = AF_INET;
+        r->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        memcpy(&r->sin_port, ans, 2);
+    } else {
+        struct sockaddr_in6 *r = (void *)relay;
+        r->sin6_family = AF_INET6;
+        r->sin6_addr = in6addr_loopback;
+        memcpy(&r->sin6_port, ans, 2);
+    }
+    return 0;
+}
+
+/* D -> L (asking the wrapper the first time); 0 if D is not to be relayed. */
+static int to_relay(const struct sockaddr *dst, struct sockaddr_storage *relay)
+{
+    if (ctl_path() == NULL)
+        return 0;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < nmaps; i++) {
+        if (same(dst, &maps[i].dst)) {
+            *relay = maps[i].relay;
+            pthread_mutex_unlock(&lock);
+            return 1;
+        }
+        if (same(dst, &maps[i].relay)) { /* already a relay address */
+            pthread_mutex_unlock(&lock);
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    struct sockaddr_storage r;
+    if (ask(dst, &r) != 0)
+        return -1;
+    pthread_mutex_lock(&lock);
+    if (nmaps < MAX_MAPS) {
+        memset(&maps[nmaps].dst, 0, sizeof maps[nmaps].dst);
+        memcpy(&maps[nmaps].dst, dst, addr_len(dst->sa_family));
+        maps[nmaps].relay = r;
+        nmaps++;
+    }
+    pthread_mutex_unlock(&lock);
+    *relay = r;
+    return 1;
+}
+
+/* L -> D in a peer address the program is given. */
+static void from_relay(struct sockaddr *sa, socklen_t *len)
+{
+    if (sa == NULL || len == NULL || *len < sizeof(sa_family_t))
+        return;
+    if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+        return;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < nmaps; i++) {
+        if (same(sa, &maps[i].relay)) {
+            socklen_t n = addr_len(maps[i].dst.ss_family);
+            memcpy(sa, &maps[i].dst, *len < n ? *len : n);
+            *len = n;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    struct sockaddr_storage relay;
+    int type = inet_type(fd, addr);
+    if (type == SOCK_STREAM) {
+        pktwrap_mark(MARK_CONNECT);
+        track_fd(fd);
+    }
+    if (type == SOCK_DGRAM) {
+        int r = to_relay(addr, &relay);
+        if (r < 0) {
+            errno = ENETUNREACH;
+            return -1;
+        }
+        if (r > 0)
+            return NEXT(connect)(fd, (struct sockaddr *)&relay, addr_len(relay.ss_family));
+    }
+    return NEXT(connect)(fd, addr, len);
+}
+
+ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+    pktwrap_mark(MARK_SEND);
+    return NEXT(send)(fd, buf, n, flags);
+}
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+    if (tracked(fd))
+        pktwrap_mark(MARK_SEND);
+    return NEXT(write)(fd, buf, n);
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+    if (tracked(fd))
+        pktwrap_mark(MARK_SEND);
+    return NEXT(writev)(fd, iov, n);
+}
+
+ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+               socklen_t len)
+{
+    struct sockaddr_storage relay;
+    pktwrap_mark(MARK_SEND);
+    if (is_udp_inet(fd, addr)) {
+        int r = to_relay(addr, &relay);
+        if (r < 0) {
+            errno = ENETUNREACH;
+            return -1;
+        }
+        if (r > 0)
+            return NEXT(sendto)(fd, buf, n, flags, (struct sockaddr *)&relay,
+                                addr_len(relay.ss_family));
+    }
+    return NEXT(sendto)(fd, buf, n, flags, addr, len);
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    struct sockaddr_storage relay;
+    pktwrap_mark(MARK_SEND);
+    if (msg != NULL && is_udp_inet(fd, msg->msg_name)) {
+        int r = to_relay(msg->msg_name, &relay);
+        if (r < 0) {
+            errno = ENETUNREACH;
+            return -1;
+        }
+        if (r > 0) {
+            struct msghdr copy = *msg;
+            copy.msg_name = &relay;
+            copy.msg_namelen = addr_len(relay.ss_family);
+            return NEXT(sendmsg)(fd, &copy, flags);
+        }
+    }
+    return NEXT(sendmsg)(fd, msg, flags);
+}
+
+int sendmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags)
+{
+    struct sockaddr_storage relay[64];
+    void *names[64];
+    socklen_t lens[64];
+    if (n > 64)
+        n = 64; /* a short count is allowed: the caller sends the rest again */
+    for (unsigned int i = 0; i < n; i++) {
+        names[i] = vec[i].msg_hdr.msg_name;
+        lens[i] = vec[i].msg_hdr.msg_namelen;
+        if (is_udp_inet(fd, names[i])) {
+            int r = to_relay(names[i], &relay[i]);
+            if (r < 0) {
+                if (i == 0) {
+                    errno = ENETUNREACH;
+                    return -1;
+                }
+                n = i;
+                break;
+            }
+            if (r > 0) {
+                vec[i].msg_hdr.msg_name = &relay[i];
+                vec[i].msg_hdr.msg_namelen = addr_len(relay[i].ss_family);
+            }
+        }
+    }
+    int rc = NEXT(sendmmsg)(fd, vec, n, flags);
+    for (unsigned int i = 0; i < n; i++) {
+        vec[i].msg_hdr.msg_name = names[i];
+        vec[i].msg_hdr.msg_namelen = lens[i];
+    }
+    return rc;
+}
+
+ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *len)
+{
+    ssize_t rc = NEXT(recvfrom)(fd, buf, n, flags, addr, len);
+    if (rc >= 0)
+        from_relay(addr, len);
+    return rc;
+}
+
+ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    ssize_t rc = NEXT(recvmsg)(fd, msg, flags);
+    if (rc >= 0 && msg != NULL)
+        from_relay(msg->msg_name, &msg->msg_namelen);
+    return rc;
+}
+
+int recvmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags, struct timespec *timeout)
+{
+    int rc = NEXT(recvmmsg)(fd, vec, n, flags, timeout);
+    for (int i = 0; i < rc; i++)
+        from_relay(vec[i].msg_hdr.msg_name, &vec[i].msg_hdr.msg_namelen);
+    return rc;
+}
+
+int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    int rc = NEXT(getpeername)(fd, addr, len);
+    if (rc == 0)
+        from_relay(addr, len);
+    return rc;
+}

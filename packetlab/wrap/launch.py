@@ -1,0 +1,129 @@
+"""Start the wrapped program pointed at the SOCKS server, and report how it ended.
+
+Interception (docs/wrap.md): by default proxychains-ng's LD_PRELOAD library
+(Debian's proxychains4) hooks connect() and the name lookup calls of every dynamically
+linked program and its children and sends them through our SOCKS server, names resolved
+remotely (`proxy_dns`). `socks_env` instead only sets ALL_PROXY for SOCKS-aware tools.
+With timing fidelity the clock shim is preloaded too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+
+EXIT_WRAP_FAILED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND = 125, 126, 127
+
+
+class LaunchError(Exception):
+    def __init__(self, text: str, status: int = EXIT_WRAP_FAILED) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+def proxychains_conf(host: str, port: int, read_timeout: float) -> str:
+    return (
+        "# written by pktlab wrap\n"
+        "strict_chain\n"
+        "quiet_mode\n"
+        "proxy_dns\n"
+        "remote_dns_subnet 224\n"
+        f"tcp_read_time_out {int(read_timeout * 1000)}\n"
+        "tcp_connect_time_out 10000\n"
+        "[ProxyList]\n"
+        f"socks5 {host} {port}\n"
+    )
+
+
+def child_env(
+    base: dict[str, str],
+    *,
+    host: str,
+    port: int,
+    conf_path: str | None,
+    preload: Sequence[str],
+    clock_path: str | None,
+) -> dict[str, str]:
+    """The program's environment: ours plus the proxy settings."""
+    env = dict(base)
+    url = f"socks5h://{host}:{port}"
+    env["PKTLAB_WRAP_SOCKS"] = f"{host}:{port}"
+    if conf_path is None:  # SOCKS-aware tools only
+        env["ALL_PROXY"] = env["all_proxy"] = url
+        for k in ("NO_PROXY", "no_proxy"):
+            env.pop(k, None)
+    else:
+        env["PROXYCHAINS_CONF_FILE"] = conf_path
+        env["PROXYCHAINS_QUIET_MODE"] = "1"
+        # A proxy setting would make SOCKS-aware tools talk to us through ourselves.
+        for k in ("ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY",
+                  "https_proxy"):  # fmt: skip
+            env.pop(k, None)
+    if clock_path is not None:
+        env["PKTLAB_WRAP_CLOCK"] = clock_path
+    if preload:
+        old = env.get("LD_PRELOAD", "")
+        env["LD_PRELOAD"] = " ".join([*preload, old]).strip()
+    return env
+
+
+def find_program(name: str) -> str:
+    if os.sep in name:
+        if not os.path.exists(name):
+            raise LaunchError(f"{name}: no such file", EXIT_NOT_FOUND)
+        if not os.access(name, os.X_OK) or os.path.isdir(name):
+            raise LaunchError(f"{name}: not executable", EXIT_NOT_EXECUTABLE)
+        return name
+    found = shutil.which(name)
+    if found is None:
+        raise LaunchError(f"{name}: command not found", EXIT_NOT_FOUND)
+    return found
+
+
+def exit_status(reason: Failure) -> int:
+    """The shell's view: the exit code, or 128 + the signal that killed the program."""
+    value: Any = reason.value
+    sig = getattr(value, "signal", None)
+    if sig:
+        return 128 + int(sig)
+    code = getattr(value, "exitCode", None)
+    return int(code) if code is not None else EXIT_WRAP_FAILED
+
+
+class Child(ProcessProtocol):
+    """The wrapped program, with our stdin/stdout/stderr: nothing is copied."""
+
+    def __init__(self) -> None:
+        self.ended: Deferred[int] = Deferred()
+        self.pid: int | None = None
+
+    def connectionMade(self) -> None:
+        self.pid = self.transport.pid if self.transport is not None else None
+
+    def processEnded(self, reason: Failure) -> None:
+        if not self.ended.called:
+            self.ended.callback(exit_status(reason))
+
+    def signal(self, signo: int) -> None:
+        if self.transport is not None and not self.ended.called:
+            try:
+                self.transport.signalProcess(signo)
+            except Exception:  # already gone
+                pass
+
+
+def spawn(reactor: Any, argv: Sequence[str], env: dict[str, str]) -> Child:
+    path = find_program(argv[0])
+    child = Child()
+    reactor.spawnProcess(child, path, list(argv), env=env, childFDs={0: 0, 1: 1, 2: 2})
+    return child
+
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

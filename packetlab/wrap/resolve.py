@@ -1,0 +1,103 @@
+"""Name resolution from the endpoint: a DNS query over the endpoint's UDP socket to the
+endpoint's own DNS server (system info IP4DNSLS/IP6DNSLS), as a program running there
+would do. Twisted's own DNS codec (twisted.names.dns) builds and parses the messages.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.names import dns
+
+from packetlab.controller import EndpointSession, IPAddress, udp_exchange
+
+
+class ResolveError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    addresses: tuple[IPAddress, ...]
+    sent: int | None  # endpoint ns of the first query (ntag); None: no query needed
+    answered: int | None  # endpoint ns of the answer that settled it
+
+
+LOCALHOST = (ipaddress.IPv4Address("127.0.0.1"),)
+
+
+def literal(name: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return None
+
+
+def query(name: str, qtype: int) -> tuple[int, bytes]:
+    qid = secrets.randbelow(0x10000)
+    m = dns.Message(id=qid, recDes=1)
+    m.queries = [dns.Query(name.encode("idna"), qtype)]
+    return qid, m.toStr()
+
+
+def addresses_in(reply: bytes, qid: int, qtype: int) -> tuple[int, list[IPAddress]]:
+    """(rcode, addresses of `qtype`) of a DNS reply to query `qid`."""
+    m = dns.Message()
+    try:
+        m.fromStr(reply)
+    except Exception as e:  # twisted.names raises assorted errors on garbage
+        raise ResolveError(f"malformed DNS answer ({type(e).__name__})") from None
+    if m.id != qid or not m.answer:
+        raise ResolveError("DNS answer does not match the query")
+    out: list[IPAddress] = []
+    for rr in m.answers:
+        payload: Any = rr.payload
+        if rr.type == qtype == dns.A:
+            out.append(ipaddress.IPv4Address(payload.address))
+        elif rr.type == qtype == dns.AAAA:
+            out.append(ipaddress.IPv6Address(payload.address))
+    return int(m.rCode), out
+
+
+async def resolve(
+    session: EndpointSession,
+    name: str,
+    servers: list[tuple[IPAddress, int]],
+    *,
+    timeout: float = 3.0,
+) -> Answer:
+    """Addresses of `name`: A first, AAAA if there is no A, from the first server
+    (address, port) that answers. An address literal or "localhost" needs no query."""
+    lit = literal(name)
+    if lit is not None:
+        return Answer((lit,), None, None)
+    if name.rstrip(".").lower() == "localhost":
+        return Answer(LOCALHOST, None, None)
+    if not servers:
+        raise ResolveError(f"cannot resolve {name!r}: the endpoint has no DNS server")
+    first_sent: int | None = None
+    errors: list[str] = []
+    for qtype in (dns.A, dns.AAAA):
+        for server, port in servers:
+            qid, msg = query(name, qtype)
+            got = await udp_exchange(session, server, port, msg, timeout=timeout)
+            sent = got.sent[0].time if got.sent else None
+            first_sent = first_sent if first_sent is not None else sent
+            if not got.replies:
+                errors.append(f"no answer from {server}")
+                continue
+            try:
+                rcode, found = addresses_in(got.replies[0].data, qid, qtype)
+            except ResolveError as e:
+                errors.append(f"{server}: {e}")
+                continue
+            if found:
+                return Answer(tuple(found), first_sent, got.replies[0].time)
+            if rcode == dns.ENAME:
+                raise ResolveError(f"cannot resolve {name!r}: no such name ({server})")
+            break  # an answer without addresses of this type: try the next type
+    why = "; ".join(errors) or "no address"
+    raise ResolveError(f"cannot resolve {name!r}: {why}")

@@ -1,0 +1,126 @@
+"""`wrap(session, argv)`: run one program with its traffic going out from the endpoint of
+`session`, as a controller experiment (public controller API only)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from packetlab.controller import EndpointSession, IPAddress, read_system_info
+from packetlab.wrap.launch import FORWARDED_SIGNALS, child_env, proxychains_conf, spawn
+from packetlab.wrap.server import WrapFactory
+from packetlab.wrap.shim import ShimError, proxychains_lib, wrap_shim
+from packetlab.wrap.timeline import TimingLog
+from packetlab.wrap.udpmap import UdpMap
+from packetlab.wrap.vclock import VirtualClock
+
+log = Logger(namespace="packetlab.wrap")
+
+
+@dataclass
+class WrapOptions:
+    timings: str | None = None  # --timings FILE
+    fidelity: bool = False  # the program's clock follows the endpoint's intervals
+    socks_env: bool = False  # ALL_PROXY only, no LD_PRELOAD
+    dns: list[tuple[IPAddress, int]] = field(default_factory=list)  # instead of the endpoint's
+    connect_timeout: float = 20.0
+    drain: float = 2.0  # seconds to let relays finish after the program exits
+
+
+@dataclass
+class WrapResult:
+    status: int
+    timings: TimingLog
+    hidden_ns: int = 0  # total taken out of the program's clock
+
+
+async def wrap(
+    session: EndpointSession, argv: Sequence[str], opts: WrapOptions, reactor: Any = None
+) -> WrapResult:
+    """Run `argv` through the endpoint of `session`; fires with its exit status once it
+    and its wrapped connections have ended. Raises LaunchError / ShimError before the
+    program starts if it cannot be started."""
+    if reactor is None:
+        reactor = session.reactor
+    # Ours first: its connect() sees UDP sockets before proxychains' (TCP only) does.
+    preload: list[str] = []
+    try:
+        preload.append(str(wrap_shim()))
+    except ShimError as e:
+        if opts.fidelity:
+            raise
+        print(f"pktlab wrap: {e}; UDP is not intercepted", file=sys.stderr)
+    udp = bool(preload) and not opts.socks_env
+    if not opts.socks_env:
+        preload.append(str(proxychains_lib()))
+    dns = list(opts.dns)
+    if not dns:
+        info = await read_system_info(session)
+        dns = [(a, 53) for a in info.dns4] + [(a, 53) for a in info.dns6]
+    tmp = tempfile.mkdtemp(prefix="pktlab-wrap-")
+    clock = VirtualClock(os.path.join(tmp, "clock")) if opts.fidelity else None
+    timings = TimingLog(opts.timings)
+    factory = WrapFactory(
+        session, reactor, dns_servers=dns, timings=timings, clock=clock,
+        connect_timeout=opts.connect_timeout,
+    )  # fmt: skip
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    udpmap = UdpMap(session, reactor, timings, clock)
+    if udp:
+        udpmap.listen(os.path.join(tmp, "udp.sock"))
+    session.when_closed().addCallback(lambda _: factory.abort_all())
+    old_handlers: dict[signal.Signals, Any] = {}
+    try:
+        host = port.getHost()
+        conf = None
+        if not opts.socks_env:
+            conf = os.path.join(tmp, "proxychains.conf")
+            with open(conf, "w", encoding="utf-8") as f:
+                f.write(proxychains_conf(host.host, host.port, opts.connect_timeout + 15))
+        env = child_env(
+            dict(os.environ), host=host.host, port=host.port, conf_path=conf,
+            preload=preload, clock_path=clock.path if clock else None,
+        )  # fmt: skip
+        if udp:
+            env["PKTLAB_WRAP_UDP"] = os.path.join(tmp, "udp.sock")
+        child = spawn(reactor, argv, env)
+        for signo in FORWARDED_SIGNALS:
+            try:
+                old_handlers[signo] = signal.signal(signo, lambda n, _f: child.signal(n))
+            except ValueError:  # not the main thread (tests): leave signals alone
+                pass
+        status = await child.ended
+        await _drain(reactor, factory, opts.drain)
+        return WrapResult(status, timings, clock.hidden if clock else 0)
+    finally:
+        for signo, handler in old_handlers.items():
+            signal.signal(signo, handler)
+        await port.stopListening()
+        factory.abort_all()
+        closing = udpmap.close()
+        if closing is not None:
+            await closing
+        timings.close()
+        if clock is not None:
+            clock.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _drain(reactor: Any, factory: WrapFactory, seconds: float) -> None:
+    """The program is gone; its connections close within moments. Wait for that (so their
+    timings are complete), at most `seconds`."""
+    waited = 0.0
+    while factory.live and waited < seconds:
+        d: Deferred[None] = Deferred()
+        reactor.callLater(0.01, d.callback, None)
+        await d
+        waited += 0.01

@@ -1,0 +1,264 @@
+"""The SOCKS5 server of `pktlab wrap`, bound to one endpoint session.
+
+Listens on loopback for the wrapped program (no authentication: only local processes
+reach it). CONNECT opens a TCP connection from the endpoint (`TcpRelay`), resolving a
+domain name through the endpoint's DNS server first; UDP ASSOCIATE opens a relay port
+whose datagrams leave from endpoint UDP sockets (`UdpRelay`); BIND is refused with
+"command not supported". Every connection gets a `ConnTiming` (written to the
+`TimingLog` when it ends) and a `Timeline` (timing fidelity when a `VirtualClock` is given).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from packetlab.controller import (
+    ConnectFailed,
+    ControllerError,
+    EndpointSession,
+    IPAddress,
+    RequestFailed,
+)
+from packetlab.wrap import socks5
+from packetlab.wrap.resolve import ResolveError, resolve
+from packetlab.wrap.socks5 import Cmd, Rep, Socks5Handshake
+from packetlab.wrap.tcp import TcpRelay
+from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog, send_now
+from packetlab.wrap.udp import UdpRelay, bind_host
+from packetlab.wrap.vclock import CONNECT, VirtualClock
+
+HANDSHAKE_TIMEOUT = 30.0
+
+_STATE_REPLY = {
+    "REFUSED": Rep.CONNECTION_REFUSED,
+    "RESET": Rep.CONNECTION_REFUSED,
+    "TIMEDOUT": Rep.TTL_EXPIRED,
+    "UNREACH": Rep.HOST_UNREACHABLE,
+}
+
+
+def reply_for(error: BaseException) -> Rep:
+    """The SOCKS reply for a failed connect."""
+    if isinstance(error, ResolveError):
+        return Rep.HOST_UNREACHABLE
+    if isinstance(error, ConnectFailed):
+        if error.state.startswith("not established"):
+            return Rep.TTL_EXPIRED
+        return _STATE_REPLY.get(error.state, Rep.GENERAL_FAILURE)
+    if isinstance(error, RequestFailed):
+        # The endpoint (its certificate limits, a monitor, its transport support) said no.
+        return Rep.NOT_ALLOWED
+    return Rep.GENERAL_FAILURE
+
+
+class WrapFactory(Factory):
+    """Shared state of one wrapped run: the session, DNS servers, timings, clock."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        session: EndpointSession,
+        reactor: Any,
+        *,
+        dns_servers: list[tuple[IPAddress, int]],
+        timings: TimingLog,
+        clock: VirtualClock | None = None,
+        connect_timeout: float = 20.0,
+    ) -> None:
+        self.session = session
+        self.reactor = reactor
+        self.dns_servers = dns_servers
+        self.timings = timings
+        self.clock = clock
+        self.connect_timeout = connect_timeout
+        self.live: set[SocksProtocol] = set()
+        self.refused = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        p = SocksProtocol()
+        p.factory = self
+        return p
+
+    def abort_all(self) -> None:
+        """The session is gone: reset every wrapped connection."""
+        for p in list(self.live):
+            p.transport.abortConnection()
+
+
+@implementer(IHalfCloseableProtocol)
+class SocksProtocol(Protocol):
+    factory: WrapFactory
+    transport: Any  # ITCPTransport (typed Any: no mypy-zope here)
+    log = Logger()
+
+    def __init__(self) -> None:
+        self.hs = Socks5Handshake()
+        self.relay: TcpRelay | None = None
+        self.udp: UdpRelay | None = None
+        self.udp_port: Any = None
+        self.rec: ConnTiming | None = None
+        self.timeline: Timeline | None = None
+        self._accepted_v = 0
+        self._timer: Any = None
+        self._gone = False
+
+    def connectionMade(self) -> None:
+        f = self.factory
+        f.live.add(self)
+        self._accepted_v = f.clock.acted(CONNECT) if f.clock is not None else 0
+        self._timer = f.reactor.callLater(HANDSHAKE_TIMEOUT, self._handshake_timeout)
+
+    def _handshake_timeout(self) -> None:
+        self._timer = None
+        self.log.info("SOCKS handshake timed out")
+        self.transport.abortConnection()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.relay is not None:
+            self.relay.from_client(data)
+            return
+        if self.udp is not None:
+            return  # nothing flows on an association's control connection
+        for event in self.hs.feed(data):
+            if isinstance(event, socks5.Send):
+                self.transport.write(event.data)
+            elif isinstance(event, socks5.Refuse):
+                self._refuse(event.data, event.why)
+            else:
+                self._stop_timer()
+                # Hold the program's early data until the endpoint connection is up.
+                self.transport.pauseProducing()
+                Deferred.fromCoroutine(self._request(event))
+
+    def _refuse(self, data: bytes, why: str) -> None:
+        self.factory.refused += 1
+        self.log.info("SOCKS request refused: {why}", why=why)
+        if data:
+            self.transport.write(data)
+        self.transport.loseConnection()
+
+    async def _request(self, req: socks5.Request) -> None:
+        f = self.factory
+        rec = f.timings.new(
+            "udp" if req.cmd == Cmd.UDP_ASSOCIATE else "tcp", str(req.host), req.port
+        )
+        self.rec = rec
+        self.timeline = Timeline(f.clock, f.reactor, rec)
+        if req.cmd == Cmd.CONNECT:
+            await self._connect(req, rec, self.timeline)
+        elif req.cmd == Cmd.UDP_ASSOCIATE:
+            self._associate(rec, self.timeline)
+        else:
+            rec.error = f"{req.cmd.name} is not supported"
+            self._refuse(socks5.reply(Rep.COMMAND_NOT_SUPPORTED), rec.error)
+            f.timings.finished(rec)
+
+    async def _resolve(self, name: str, rec: ConnTiming) -> IPAddress:
+        f = self.factory
+        answer = await resolve(f.session, name, f.dns_servers)
+        if answer.sent is not None and rec.dns_sent is None:
+            rec.dns_sent, rec.dns_answered = answer.sent, answer.answered
+        return answer.addresses[0]
+
+    async def _connect(self, req: socks5.Request, rec: ConnTiming, timeline: Timeline) -> None:
+        f = self.factory
+        relay = TcpRelay(f.session, self.transport, rec, timeline, self._relay_done)
+        try:
+            if isinstance(req.host, str):
+                addr = await self._resolve(req.host, rec)
+            else:
+                addr = req.host
+            rec.addr = str(addr)
+            await relay.connect(addr, req.port, f.connect_timeout)
+        except (ControllerError, ResolveError, ValueError) as e:
+            rec.error = str(e) or type(e).__name__
+            self.log.info(
+                "connect to {host}:{port} failed: {e}", host=req.host, port=req.port, e=rec.error
+            )
+            if not self._gone:
+                self.transport.write(socks5.reply(reply_for(e)))
+                self.transport.loseConnection()
+            f.timings.finished(rec)
+            return
+        if self._gone:
+            relay.client_gone()
+            return
+        self.relay = relay
+        self.transport.registerProducer(relay, True)
+        # The program's connect() returns when it reads this reply: with timing fidelity,
+        # at its accept time + the endpoint's DNS and connect intervals.
+        assert rec.connect_issued is not None and rec.connected is not None
+        # The program's connect() maps to the endpoint's connect() (just after the nopen:
+        # the endpoint's own handling of the request is not part of the handshake).
+        timeline.anchor(self._accepted_v, rec.connect_issued)
+        if rec.dns_sent is not None and rec.dns_answered is not None:
+            timeline.shift(rec.dns_answered - rec.dns_sent)
+        timeline.at(rec.connected, self._connected)
+
+    def _connected(self) -> None:
+        if self._gone or self.relay is None:
+            return
+        answer = socks5.reply(Rep.SUCCEEDED)
+        if self.factory.clock is not None:
+            send_now(self.transport, answer)  # the program's connect() returns now
+        else:
+            self.transport.write(answer)
+        self.relay.start()
+        self.transport.resumeProducing()
+        rest, self.hs.rest = self.hs.rest, b""
+        if rest:
+            self.relay.from_client(rest)
+
+    def _associate(self, rec: ConnTiming, timeline: Timeline) -> None:
+        f = self.factory
+        peer = self.transport.getPeer()
+        relay = UdpRelay(f.session, peer.host, rec, timeline, lambda name: self._resolve(name, rec))
+        try:
+            port = f.reactor.listenUDP(0, relay, interface=bind_host(peer.host))
+        except OSError as e:
+            rec.error = str(e)
+            self._refuse(socks5.reply(Rep.GENERAL_FAILURE), f"UDP relay: {e}")
+            f.timings.finished(rec)
+            return
+        self.udp, self.udp_port = relay, port
+        h = port.getHost()
+        self.transport.write(socks5.reply(Rep.SUCCEEDED, ipaddress.ip_address(h.host), h.port))
+        self.transport.resumeProducing()
+
+    def _relay_done(self, rec: ConnTiming) -> None:
+        self.factory.timings.finished(rec)
+
+    # IHalfCloseableProtocol
+    def readConnectionLost(self) -> None:
+        if self.relay is not None:
+            self.relay.client_fin()
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._gone = True
+        self._stop_timer()
+        self.factory.live.discard(self)
+        if self.relay is not None:
+            self.relay.client_gone()
+        if self.udp is not None:
+            self.udp.close()
+            if self.rec is not None:
+                self.factory.timings.finished(self.rec)

@@ -1,0 +1,88 @@
+"""Build and find our LD_PRELOAD shim libpktwrap.so and proxychains-ng.
+
+libpktwrap.so = csrc/pktwrap_udp.c (UDP datagrams through the endpoint, via relay ports)
++ csrc/pktwrap_clock.c (the program's clocks, for timing fidelity); each part acts only
+when its environment variable is set. `python -m packetlab.wrap.shim` builds it
+(scripts/setup.sh runs it); `pktlab wrap` builds it on first use when a C compiler is
+there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = (CSRC / "pktwrap_clock.c", CSRC / "pktwrap_udp.c")
+LIBNAME = "libpktwrap.so"
+PROXYCHAINS_LIBS = (
+    "/usr/lib/x86_64-linux-gnu/libproxychains.so.4",
+    "/usr/lib/aarch64-linux-gnu/libproxychains.so.4",
+    "/usr/lib/libproxychains.so.4",
+    "/usr/lib/libproxychains4.so",
+    "/usr/local/lib/libproxychains4.so",
+)
+
+
+class ShimError(RuntimeError):
+    pass
+
+
+def _candidates() -> list[Path]:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "packetlab"
+    return [CSRC.parent / LIBNAME, cache / LIBNAME]
+
+
+def wrap_shim(build: bool = True) -> Path:
+    """The built shim, newer than its sources; built now if missing (and `build`)."""
+    newest = max(src.stat().st_mtime for src in SOURCES)
+    for path in _candidates():
+        if path.exists() and path.stat().st_mtime >= newest:
+            return path
+    if not build:
+        raise ShimError(f"libpktwrap.so is not built: run {sys.executable} -m packetlab.wrap.shim")
+    return build_shim()
+
+
+def build_shim() -> Path:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise ShimError("no C compiler (cc/gcc) to build libpktwrap.so")
+    errors = []
+    for out in _candidates():
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(f".{os.getpid()}.tmp")
+            cmd = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(tmp), *map(str, SOURCES)]
+            cmd += ["-ldl", "-lpthread"]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise ShimError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()}")
+            os.replace(tmp, out)
+            return out
+        except OSError as e:
+            errors.append(f"{out}: {e}")
+    raise ShimError("cannot write libpktwrap.so: " + "; ".join(errors))
+
+
+def proxychains_lib() -> Path:
+    """libproxychains of Debian's proxychains4 (or $PKTLAB_PROXYCHAINS_LIB)."""
+    env = os.environ.get("PKTLAB_PROXYCHAINS_LIB")
+    for cand in ([env] if env else []) + list(PROXYCHAINS_LIBS):
+        if cand and os.path.exists(cand):
+            return Path(cand)
+    raise ShimError(
+        "proxychains-ng is not installed (Debian: apt-get install proxychains4); "
+        "set PKTLAB_PROXYCHAINS_LIB to its libproxychains.so.4, or use --socks-env"
+    )
+
+
+if __name__ == "__main__":
+    try:
+        print(build_shim())
+    except ShimError as exc:
+        print(f"packetlab.wrap.shim: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,241 @@
+"""One wrapped TCP connection: the program's local socket ⇄ an endpoint TCP socket.
+
+Program → endpoint: each chunk becomes an nsend with an ntag; at most `WINDOW` bytes
+may be sent and not yet reported sent (ntag) before the program's socket is paused.
+Endpoint → program: ndata is written to the program's socket in order (through the
+`Timeline`); when that socket's buffer is full, the endpoint socket's NDATA
+notifications are held back (NOTIFMASK), so the endpoint stops reading once its
+receive budget is used and TCP flow control reaches the server.
+FIN from the program → nctl FIN; PEERCLOSED → half-close towards the program; RESET or
+TIMEOUT → the program's socket is reset. Both sides done → nclose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from packetlab.controller import (
+    ControllerError,
+    EndpointSession,
+    IPAddress,
+    Socket,
+    set_notifmask,
+    wait_connected,
+)
+from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, vmem
+from packetlab.wrap.timeline import ConnTiming, Timeline, send_now
+from packetlab.wrap.vclock import SEND
+
+WINDOW = 512 * 1024
+
+
+class TcpRelay:
+    """Bytes of one connection, after the SOCKS CONNECT succeeded."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        session: EndpointSession,
+        client: Any,  # ITCPTransport of the program's connection
+        rec: ConnTiming,
+        timeline: Timeline,
+        on_done: Any,
+    ) -> None:
+        self.session = session
+        self.client = client
+        self.rec = rec
+        self.timeline = timeline
+        self._on_done = on_done
+        self.sktid: int | None = None
+        self.sock: Socket | None = None
+        self._unacked = 0
+        self._client_paused = False
+        self._held = False
+        self._fin_sent = False  # program's FIN forwarded
+        self._peer_closed = False  # server's FIN forwarded to the program
+        self._done = False
+        self._send_v: list[int] = []  # virtual times of chunks awaiting their ntag
+        self._started = False  # SOCKS reply sent: endpoint data may go to the program
+        self._early: list[bytes | None] = []  # data (None: FIN) from before that
+
+    # ------------------------------------------------------------------ connecting
+
+    async def connect(self, addr: IPAddress, port: int, timeout: float) -> None:
+        """Open the endpoint socket; raises ControllerError (ConnectFailed, ...)."""
+        s = self.session
+        sktid = s.free_sktid()
+        # Pipelined TIME reads bracket the nopen: the endpoint handles them in order, so
+        # the first is sampled just before its connect() call and the second just after.
+        t0 = s.mread(vmem.TIME.addr, vmem.TIME.size)
+        opened = s.nopen_tcp_connect(sktid, addr, port, buffer=False)
+        t1 = s.mread(vmem.TIME.addr, vmem.TIME.size)
+        self.rec.connect_start = int.from_bytes((await t0)[:8], "big")
+        self.sock = await opened
+        self.sktid = sktid
+        self.sock.add_callback(self._note)  # before anything can arrive (buffer=False)
+        try:
+            self.rec.connect_issued = int.from_bytes((await t1)[:8], "big")
+            est = await wait_connected(s, sktid, timeout=timeout)
+        except BaseException:
+            self._close_endpoint()
+            raise
+        self.rec.connected = est.time
+
+    def start(self) -> None:
+        """The program has its SOCKS reply: what the server already sent may follow."""
+        self._started = True
+        early, self._early = self._early, []
+        for item in early:
+            if item is None:
+                self._peer_fin()
+            else:
+                self._write(item)
+
+    # ------------------------------------------------------------------ program side
+
+    def from_client(self, data: bytes) -> None:
+        if self.sktid is None or self._done or not data:
+            return
+        n = len(data)
+        self.rec.bytes_up += n
+        self._unacked += n
+        self._send_v.append(self.timeline.acted(SEND))
+        d = self.session.nsend(self.sktid, data, ntag=True)
+        d.addCallbacks(self._queued(n), self._send_failed)
+        if self._unacked > WINDOW and not self._client_paused:
+            self._client_paused = True
+            self.client.pauseProducing()
+
+    def _queued(self, n: int) -> Any:
+        def queued(q: Any) -> None:
+            if q.ntag is not None:
+                q.ntag.addCallbacks(self._sent(n), self._send_failed)
+
+        return queued
+
+    def _sent(self, n: int) -> Any:
+        def sent(note: Ntag) -> None:
+            v = self._send_v.pop(0) if self._send_v else self.timeline.now()
+            if self.rec.request_sent is None:
+                self.rec.request_sent = note.time
+            self.timeline.anchor(v, note.time)
+            self._unacked -= n
+            if self._client_paused and self._unacked <= WINDOW // 2 and not self._done:
+                self._client_paused = False
+                self.client.resumeProducing()
+
+        return sent
+
+    def _send_failed(self, failure: Any) -> None:
+        if not self._done:
+            self.rec.error = self.rec.error or f"send failed: {failure.value}"
+            self.abort()
+
+    def client_fin(self) -> None:
+        """The program shut down its sending side."""
+        if self.sktid is None or self._fin_sent or self._done:
+            return
+        self._fin_sent = True
+        self.session.nctl_fin(self.sktid).addErrback(self._send_failed)
+        self._maybe_done()
+
+    def client_gone(self) -> None:
+        """The program's socket is closed (both ways, or reset)."""
+        self._finish()
+
+    # producer for the program's transport: hold ndata back while its buffer is full
+    def pauseProducing(self) -> None:
+        self._set_held(True)
+
+    def resumeProducing(self) -> None:
+        self._set_held(False)
+
+    def stopProducing(self) -> None:
+        self._finish()
+
+    def _set_held(self, held: bool) -> None:
+        if held == self._held or self.sktid is None or self._done:
+            return
+        self._held = held
+        mask = NotifMask.NDATA if held else NotifMask.NONE
+        set_notifmask(self.session, self.sktid, mask).addErrback(lambda f: None)
+
+    # ------------------------------------------------------------------ endpoint side
+
+    def _note(self, note: Any) -> None:
+        if isinstance(note, Ndata):
+            data = note.data
+            self.rec.bytes_down += len(data)
+            if self.rec.first_byte is None:
+                self.rec.first_byte = note.time
+            self.rec.last_byte = note.time
+            self.timeline.at(note.time, lambda: self._write(data))
+        elif isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
+            if note.code == NstatCode.PEERCLOSED:
+                self.rec.peer_closed = note.time
+                self.timeline.at(note.time, self._peer_fin)
+            else:
+                self.rec.error = self.rec.error or _code_name(note.code)
+                self.timeline.at(note.time, self.abort)
+
+    def _write(self, data: bytes) -> None:
+        if not self._started:
+            self._early.append(data)  # a server that speaks first; bounded by its rbufsz
+        elif self._done:
+            return
+        elif self.timeline.clock is not None:
+            send_now(self.client, data)
+        else:
+            self.client.write(data)
+
+    def _peer_fin(self) -> None:
+        if not self._started:
+            self._early.append(None)
+            return
+        if self._done or self._peer_closed:
+            return
+        self._peer_closed = True
+        try:
+            self.client.loseWriteConnection()
+        except AttributeError:  # not half-closeable: close entirely
+            self.client.loseConnection()
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if self._fin_sent and self._peer_closed:
+            self.client.loseConnection()
+
+    # ------------------------------------------------------------------ ending
+
+    def abort(self) -> None:
+        """Reset the program's connection (endpoint error, session gone)."""
+        if self._done:
+            return
+        self.timeline.cancel()
+        self.client.abortConnection()
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self.timeline.cancel()
+        self._close_endpoint()
+        self._on_done(self.rec)
+
+    def _close_endpoint(self) -> None:
+        if self.sktid is None or self.session.find_socket(self.sktid) is None:
+            return
+        d: Deferred[Any] = self.session.nclose(self.sktid)
+        d.addErrback(lambda f: f.trap(ControllerError))
+
+
+def _code_name(code: int) -> str:
+    try:
+        return NstatCode(code).name
+    except ValueError:
+        return f"nstat code {code}"

@@ -1,0 +1,414 @@
+"""`pktlab wrap` with real programs (curl, dig, kdig, openssl, python) through a real
+endpoint (in this process, and a twistd one with --listen), against local servers on
+loopback (tests/integration/wrap_servers.py). Every test also reads --timings to see that
+the traffic went through the endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, stop_process, twistd
+
+PKTLAB = [sys.executable, "-m", "packetlab"]
+NAME = "www.wrap.test"
+
+
+def _need(*tools: str) -> None:
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool} (scripts/setup.sh installs it)")
+
+
+def _proxychains() -> None:
+    from packetlab.wrap.shim import ShimError, proxychains_lib
+
+    try:
+        proxychains_lib()
+    except ShimError as e:
+        pytest.skip(str(e))
+
+
+class Servers:
+    def __init__(self, root: Path, proc: subprocess.Popen[str], ports: dict[str, int]) -> None:
+        self.root, self.proc, self.ports = root, proc, ports
+        self.cert = root / "cert.pem"
+
+    def url(self, kind: str, path: str, host: str = "127.0.0.1") -> str:
+        return f"{kind}://{host}:{self.ports[kind]}/{path}"
+
+    @property
+    def dns(self) -> str:
+        return f"127.0.0.1:{self.ports['dns']}"
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    _need("openssl")
+    root = tmp_path_factory.mktemp("www")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(root / "key.pem"), "-out", str(root / "cert.pem"),
+         "-days", "2", "-subj", f"/CN={NAME}",
+         "-addext", f"subjectAltName=DNS:{NAME},IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (root / "index.html").write_bytes(b"hello through the endpoint\n")
+    (root / "big.bin").write_bytes(os.urandom(3 << 20))
+    with open(root / "zeros.bin", "wb") as f:  # sparse: 64 MiB served fast
+        f.truncate(64 << 20)
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("wrap_servers.py")), str(root)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    try:
+        yield Servers(root, proc, json.loads(line))
+    finally:
+        stop_process(proc)
+
+
+def wrap(
+    tmp_path: Path,
+    cmd: Sequence[str],
+    *options: str,
+    timeout: float = 60,
+    stdin: str | None = None,
+) -> tuple[subprocess.CompletedProcess[bytes], list[dict[str, Any]]]:
+    _proxychains()
+    tfile = tmp_path / f"timings-{time.monotonic_ns()}.jsonl"
+    argv = [*PKTLAB, "wrap", "--timings", str(tfile), *options, "--", *cmd]
+    done = subprocess.run(
+        argv, capture_output=True, timeout=timeout, cwd=REPO,
+        input=stdin.encode() if stdin is not None else None,
+    )  # fmt: skip
+    lines = tfile.read_text().splitlines() if tfile.exists() else []
+    return done, [json.loads(x) for x in lines]
+
+
+def test_curl_http_stdout_and_status_pass_through(tmp_path: Path, servers: Servers) -> None:
+    _need("curl")
+    done, timings = wrap(tmp_path, ["curl", "-s", servers.url("http", "index.html")])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"hello through the endpoint\n"  # nothing else on stdout
+    (t,) = timings
+    assert t["proto"] == "tcp" and t["port"] == servers.ports["http"] and t["error"] is None
+    assert t["bytes_down"] > len(done.stdout) and t["bytes_up"] > 0
+    for key in ("connect_ns", "first_byte_ns", "transfer_ns"):
+        assert t[key] is not None and t[key] >= 0
+    assert t["connected"] <= t["request_sent"] <= t["first_byte"] <= t["last_byte"]
+
+
+def test_curl_https_by_name_end_to_end_tls(tmp_path: Path, servers: Servers) -> None:
+    _need("curl")
+    url = servers.url("https", "big.bin", host=NAME)
+    done, timings = wrap(
+        tmp_path, ["curl", "-sS", "--cacert", str(servers.cert), url], "--dns", servers.dns
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (servers.root / "big.bin").read_bytes()
+    (t,) = timings
+    assert t["host"] == NAME and t["addr"] == "127.0.0.1"  # resolved by the endpoint
+    assert t["dns_ns"] is not None and t["bytes_down"] > 3 << 20
+
+
+def test_exit_status_and_failures_pass_through(tmp_path: Path, servers: Servers) -> None:
+    done, _ = wrap(tmp_path, ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (done.returncode, done.stdout) == (3, b"out\n") and b"err" in done.stderr
+    done, _ = wrap(tmp_path, ["sh", "-c", "kill -9 $$"])
+    assert done.returncode == 128 + signal.SIGKILL
+    done, _ = wrap(tmp_path, ["no-such-program-pktlab"])
+    assert done.returncode == 127 and b"command not found" in done.stderr
+    assert done.stdout == b""
+
+
+def test_refused_connection_is_a_connection_error_in_the_program(
+    tmp_path: Path, servers: Servers
+) -> None:
+    _need("curl")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done, timings = wrap(tmp_path, ["curl", "-s", f"http://127.0.0.1:{port}/"])
+    assert done.returncode == 7  # curl: failed to connect
+    assert "REFUSED" in timings[0]["error"] or "RESET" in timings[0]["error"]
+
+
+def test_unknown_name_fails_in_the_program(tmp_path: Path, servers: Servers) -> None:
+    _need("curl")
+    done, timings = wrap(
+        tmp_path, ["curl", "-s", f"http://nx.wrap.test:{servers.ports['http']}/"],
+        "--dns", servers.dns,
+    )  # fmt: skip
+    assert done.returncode != 0 and done.stdout == b""
+    assert "no such name" in timings[0]["error"]
+
+
+def test_python_urllib(tmp_path: Path, servers: Servers) -> None:
+    url = servers.url("http", "slow/50")
+    script = f"import urllib.request as u; print(u.urlopen({url!r}).read().decode(), end='')"
+
+    done, timings = wrap(tmp_path, ["python3", "-c", script])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"slow 50\n"
+    (t,) = timings
+    assert t["first_byte_ns"] >= 50_000_000  # the server's 50 ms, seen by the endpoint
+
+
+def test_openssl_s_client(tmp_path: Path, servers: Servers) -> None:
+    _need("openssl")
+    target = f"127.0.0.1:{servers.ports['https']}"
+    done, timings = wrap(
+        tmp_path,
+        ["openssl", "s_client", "-connect", target, "-CAfile", str(servers.cert), "-quiet"],
+        stdin="GET /index.html HTTP/1.0\r\n\r\n",
+    )
+    assert b"hello through the endpoint" in done.stdout
+    assert timings and timings[0]["port"] == servers.ports["https"]
+
+
+@pytest.mark.parametrize("tool", ["dig", "kdig"])
+def test_dns_over_tcp(tmp_path: Path, servers: Servers, tool: str) -> None:
+    _need(tool)
+    port = str(servers.ports["dns"])
+    done, timings = wrap(tmp_path, [tool, "+tcp", "+short", "@127.0.0.1", "-p", port, NAME])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == b"127.0.0.1"
+    assert [t["port"] for t in timings] == [servers.ports["dns"]]
+
+
+@pytest.mark.parametrize("tool", ["dig", "kdig"])
+def test_dns_over_udp(tmp_path: Path, servers: Servers, tool: str) -> None:
+    _need(tool)
+    port = str(servers.ports["dns"])
+    done, timings = wrap(tmp_path, [tool, "+short", "@127.0.0.1", "-p", port, NAME])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == b"127.0.0.1"
+    (t,) = timings
+    assert (t["proto"], t["port"], t["datagrams_up"], t["datagrams_down"]) == (
+        "udp", servers.ports["dns"], 1, 1,
+    )  # fmt: skip
+    assert t["first_byte"] >= t["request_sent"]
+
+
+def test_unconnected_udp_socket_sees_the_real_peer(tmp_path: Path, servers: Servers) -> None:
+    """sendto/recvfrom without connect: the program is told the server's address, not
+    the relay port's."""
+    port = servers.ports["dns"]
+    script = (
+        "import socket, struct\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "q = struct.pack('>HHHHHH', 7, 0x100, 1, 0, 0, 0) + b'\\x01a\\x00\\x00\\x01\\x00\\x01'\n"
+        f"s.sendto(q, ('127.0.0.1', {port}))\n"
+        "data, peer = s.recvfrom(512)\n"
+        "print(peer[0], peer[1], data[:2] == q[:2])\n"
+    )
+    done, timings = wrap(tmp_path, ["python3", "-c", script])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"127.0.0.1 {port} True\n".encode()
+    assert timings[0]["datagrams_up"] == 1
+
+
+def test_several_connections_at_once(tmp_path: Path, servers: Servers) -> None:
+    _need("curl")
+    urls = [servers.url("http", f"slow/{200 + i}") for i in range(6)]
+    done, timings = wrap(
+        tmp_path, ["curl", "-s", "--parallel", "--parallel-immediate", "--parallel-max", "6", *urls]
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split(b"\n")[:-1]) == [b"slow %d" % (200 + i) for i in range(6)]
+    assert len(timings) == 6
+    # they overlapped at the endpoint: all connected before the first answer came
+    assert max(t["connected"] for t in timings) < min(t["first_byte"] for t in timings)
+
+
+def test_congruence_200_pages_native_vs_wrapped(tmp_path: Path, servers: Servers) -> None:
+    """The paper's web-content check (C3): 200 pages over HTTPS (slow, failing and large
+    ones among them), fetched by curl natively and through pktlab wrap; every body and
+    status code must be the same (paper: 0.84 before cleaning)."""
+    _need("curl")
+    url = servers.url("https", "page/[1-200]", host="127.0.0.1")
+
+    def fetch(outdir: Path, wrapped: bool) -> dict[str, bytes]:
+        outdir.mkdir()
+        cmd = ["curl", "-s", "--cacert", str(servers.cert), url, "-o", f"{outdir}/#1",
+               "-w", "%{http_code}\n"]  # fmt: skip
+        if wrapped:
+            done, timings = wrap(tmp_path, cmd, timeout=120)
+            assert timings and all(t["error"] is None for t in timings)
+        else:
+            done = subprocess.run(cmd, capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        codes = done.stdout.split()
+        assert len(codes) == 200
+        pages = {p.name: p.read_bytes() for p in outdir.iterdir()}
+        pages["codes"] = b" ".join(codes)
+        return pages
+
+    native, wrapped = fetch(tmp_path / "native", False), fetch(tmp_path / "wrapped", True)
+    same = sum(native[k] == wrapped.get(k) for k in native)
+    assert same / len(native) == 1.0  # C3
+    assert native["codes"].count(b"500") == 11 and len(native["23"]) == 1 << 20
+
+
+def test_slow_reader_backpressure_keeps_memory_bounded(tmp_path: Path, servers: Servers) -> None:
+    """64 MiB from a fast server to a program that reads slowly: the wrapper holds the
+    endpoint socket's data back (NOTIFMASK) instead of buffering it; its peak memory stays
+    far below the transfer's size, and every byte arrives."""
+    _need("curl")
+    reader = (
+        "import sys, time\n"
+        "n = 0\n"
+        "while chunk := sys.stdin.buffer.read(1 << 20):\n"
+        "    n += len(chunk); time.sleep(0.02)\n"
+        "print(n)\n"
+    )
+    url = servers.url("http", "zeros.bin")
+    cmd = f"curl -s {url} | python3 -c '{reader}'"
+    probe = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True)\n"
+        "sys.stderr.buffer.write(done.stderr)\n"
+        "print(done.returncode, done.stdout.decode().strip(),"
+        " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    tfile = tmp_path / "t.jsonl"
+    argv = [sys.executable, "-c", probe, *PKTLAB, "wrap", "--timings", str(tfile),
+            "--", "sh", "-c", cmd]  # fmt: skip
+    _proxychains()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO)
+    status, count, maxrss_kib = done.stdout.split()
+    assert (status, count) == ("0", str(64 << 20)), done.stderr
+    assert int(maxrss_kib) < 100 * 1024  # peak RSS, KiB: ~55 MiB idle; 64 MiB went through
+    (t,) = [json.loads(x) for x in tfile.read_text().splitlines()]
+    assert t["bytes_down"] > 64 << 20
+
+
+def test_certificate_limits_apply_to_wrapped_traffic(tmp_path: Path, servers: Servers) -> None:
+    """TLS link from a `pktlab init` home whose exppriv allows only 192.0.2.0/24: a TCP
+    connect elsewhere fails in the program as a connection error and never leaves the
+    endpoint; a UDP query elsewhere is dropped (dig times out)."""
+    _need("curl", "dig")
+    home = tmp_path / "home"
+    run = [*PKTLAB]
+    subprocess.run([*run, "init", "--home", str(home)], check=True, capture_output=True)
+    subprocess.run(
+        [*run, "ppks", "sign", "exppriv", str(home / "keys/k_eop"), "0", "1900000000",
+         str(home / "certs/exppriv_eop_exper.cert"), "-r", str(home / "csrs/exppriv_exper.csr"),
+         "--valid-dest", "192.0.2.0/24"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with socket.socket() as lsn:  # a server nobody may reach
+        lsn.bind(("127.0.0.1", 0))
+        lsn.listen(8)
+        lsn.setblocking(False)
+        port = lsn.getsockname()[1]
+        done, timings = wrap(
+            tmp_path, ["curl", "-sS", f"http://127.0.0.1:{port}/"], "--home", str(home)
+        )
+        assert done.returncode == 7, done.stderr  # curl: could not connect
+        with pytest.raises(BlockingIOError):
+            lsn.accept()  # nothing left the endpoint
+    assert "ESKTOPNDENY" in timings[0]["error"]
+    dns = str(servers.ports["dns"])
+    done, timings = wrap(
+        tmp_path, ["dig", "+short", "+time=1", "+tries=1", "@127.0.0.1", "-p", dns, NAME],
+        "--home", str(home),
+    )  # fmt: skip
+    assert done.returncode == 9, done.stdout  # dig: no reply
+    assert "ESKTPKTDENY" in timings[0]["error"] and timings[0]["datagrams_down"] == 0
+
+
+def test_children_are_wrapped_too(tmp_path: Path, servers: Servers) -> None:
+    _need("curl")
+    url = servers.url("http", "index.html")
+    done, timings = wrap(tmp_path, ["sh", "-c", f"curl -s {url}; (curl -s {url}) | cat"])
+    assert done.returncode == 0
+    assert done.stdout == b"hello through the endpoint\n" * 2
+    assert len(timings) == 2
+
+
+def test_socks_env_mode_for_socks_aware_tools(tmp_path: Path, servers: Servers) -> None:
+    _need("curl")
+    done, timings = wrap(
+        tmp_path, ["curl", "-s", servers.url("http", "index.html", host=NAME)],
+        "--socks-env", "--dns", servers.dns,
+    )  # fmt: skip
+    assert done.stdout == b"hello through the endpoint\n"
+    assert timings[0]["host"] == NAME  # socks5h: the name went to the endpoint
+
+
+def test_timing_fidelity_shim_changes_only_the_programs_clock(tmp_path: Path) -> None:
+    from packetlab.wrap.shim import ShimError, wrap_shim
+    from packetlab.wrap.vclock import VirtualClock
+
+    try:
+        lib = wrap_shim()
+    except ShimError as e:
+        pytest.skip(str(e))
+    vc = VirtualClock(str(tmp_path / "clock"))
+    now = vc.virtual()
+    time.sleep(0.01)
+    vc.due(now)  # hide the last 10 ms from the program
+    env = dict(os.environ, LD_PRELOAD=str(lib), PKTLAB_WRAP_CLOCK=str(tmp_path / "clock"))
+    code = "import time; print(time.monotonic_ns(), time.time_ns())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    mono, wall = map(int, out.stdout.split())
+    assert 9_000_000 <= time.monotonic_ns() - mono < 2_000_000_000
+    assert 9_000_000 <= time.time_ns() - wall < 2_000_000_000
+    vc.close()
+
+
+@pytest.fixture
+def listen_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_remote_endpoint_gone_mid_transfer(
+    tmp_path: Path, servers: Servers, listen_port: int
+) -> None:
+    """--listen with a twistd endpoint that is killed while curl downloads: curl fails
+    with a transfer error, pktlab wrap ends promptly with curl's status, nothing hangs."""
+    _need("curl")
+    _proxychains()
+    url = servers.url("http", "drip/50000000")  # ~12 s of slow data
+    wrap_proc = subprocess.Popen(
+        [*PKTLAB, "wrap", "-v", "--listen", f"127.0.0.1:{listen_port}", "--insecure-plaintext",
+         "--", "curl", "-s", "-o", os.devnull, url],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    ep = subprocess.Popen(
+        [*twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
+         "--config", os.devnull, "--transproto", "tcp,udp", f"127.0.0.1:{listen_port}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert wrap_proc.stderr is not None
+        deadline = time.monotonic() + 30
+        for raw in wrap_proc.stderr:  # -v: the controller logs the session's start
+            if b"running the experiment" in raw or time.monotonic() > deadline:
+                break
+        time.sleep(1.5)
+        assert wrap_proc.poll() is None  # still downloading
+        ep.send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        out, err = wrap_proc.communicate(timeout=20)
+        assert time.monotonic() - t0 < 10
+        assert wrap_proc.returncode not in (0, 125), err
+        assert out == b""
+    finally:
+        stop_process(ep)
+        stop_process(wrap_proc)

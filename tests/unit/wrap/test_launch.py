@@ -1,0 +1,90 @@
+"""Child environment, exit statuses and the CLI's helpers of pktlab wrap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.python.failure import Failure
+
+from packetlab.cli.wrap import build_parser, dns_server, resolv_conf_servers
+from packetlab.wrap.launch import (
+    LaunchError,
+    child_env,
+    exit_status,
+    find_program,
+    proxychains_conf,
+)
+
+
+def test_proxychains_env_drops_proxy_variables_and_keeps_preloads() -> None:
+    env = child_env(
+        {"ALL_PROXY": "x", "https_proxy": "y", "LD_PRELOAD": "/old.so", "PATH": "/bin"},
+        host="127.0.0.1", port=1080, conf_path="/tmp/pc.conf",
+        preload=["/pc.so", "/clock.so"], clock_path="/tmp/clock",
+    )  # fmt: skip
+    assert "ALL_PROXY" not in env and "https_proxy" not in env
+    assert env["LD_PRELOAD"] == "/pc.so /clock.so /old.so"
+    assert env["PROXYCHAINS_CONF_FILE"] == "/tmp/pc.conf"
+    assert env["PKTLAB_WRAP_CLOCK"] == "/tmp/clock" and env["PATH"] == "/bin"
+
+
+def test_socks_env_mode_sets_all_proxy_only() -> None:
+    env = child_env(
+        {"NO_PROXY": "localhost"}, host="127.0.0.1", port=1080, conf_path=None,
+        preload=[], clock_path=None,
+    )  # fmt: skip
+    assert env["ALL_PROXY"] == env["all_proxy"] == "socks5h://127.0.0.1:1080"
+    assert "NO_PROXY" not in env and "LD_PRELOAD" not in env
+
+
+def test_proxychains_conf_names_our_server() -> None:
+    conf = proxychains_conf("127.0.0.1", 4321, 35)
+    assert "socks5 127.0.0.1 4321" in conf and "proxy_dns" in conf
+    assert "tcp_read_time_out 35000" in conf and "localnet" not in conf
+
+
+def test_exit_status_like_a_shell() -> None:
+    assert exit_status(Failure(ProcessDone(0))) == 0
+    assert exit_status(Failure(ProcessTerminated(exitCode=3))) == 3
+    assert exit_status(Failure(ProcessTerminated(signal=9))) == 137
+
+
+def test_find_program(tmp_path: Path) -> None:
+    assert find_program("sh").endswith("/sh")
+    with pytest.raises(LaunchError) as e:
+        find_program("no-such-program-pktlab")
+    assert e.value.status == 127
+    f = tmp_path / "data"
+    f.write_text("x")
+    with pytest.raises(LaunchError) as e:
+        find_program(str(f))
+    assert e.value.status == 126
+
+
+def test_resolv_conf(tmp_path: Path) -> None:
+    p = tmp_path / "resolv.conf"
+    p.write_text("# c\nnameserver 10.0.0.53\nnameserver fe80::1%eth0\nnameserver bogus\nsearch x\n")
+    assert resolv_conf_servers(str(p)) == ["10.0.0.53", "fe80::1"]
+    assert resolv_conf_servers(str(tmp_path / "missing")) == []
+
+
+def test_dns_server_option() -> None:
+    import argparse
+    import ipaddress
+
+    assert dns_server("10.0.0.53") == (ipaddress.ip_address("10.0.0.53"), 53)
+    assert dns_server("10.0.0.53:5353") == (ipaddress.ip_address("10.0.0.53"), 5353)
+    assert dns_server("[2001:db8::1]:54") == (ipaddress.ip_address("2001:db8::1"), 54)
+    assert dns_server("2001:db8::1") == (ipaddress.ip_address("2001:db8::1"), 53)
+    for bad in ("example.net", "10.0.0.1:0", "10.0.0.1:x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            dns_server(bad)
+
+
+def test_parser_keeps_the_command_and_its_options() -> None:
+    args = build_parser().parse_args(["--timings", "t", "--", "curl", "-s", "--max-time", "3"])
+    assert args.command == ["--", "curl", "-s", "--max-time", "3"] and args.timings == "t"
+    args = build_parser().parse_args(["--listen", "20556", "--insecure-plaintext", "--", "id"])
+    assert args.listen == "20556" and args.insecure_plaintext and args.command == ["--", "id"]

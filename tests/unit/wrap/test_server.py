@@ -1,0 +1,215 @@
+"""The SOCKS5 server bound to a session, over a scripted endpoint (ctl_fakes) and a
+StringTransport for the program's side: replies, relaying, timings, errors."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.names import dns
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
+from ctl_fakes import BASE_NS, Rig
+
+from packetlab.wrap.server import WrapFactory, reply_for
+from packetlab.wrap.socks5 import Rep, encode_address, reply
+from packetlab.wrap.timeline import TimingLog
+
+SERVER = ("192.0.2.80", 80)
+DNS = ipaddress.IPv4Address("192.0.2.53")
+GREETING = b"\x05\x01\x00"
+
+
+def connect_req(host: Any, port: int) -> bytes:
+    return b"\x05\x01\x00" + encode_address(host, port)
+
+
+class Program(StringTransport):
+    """The program's end as the SOCKS protocol sees it."""
+
+    def __init__(self) -> None:
+        super().__init__(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        self.aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        self.loseConnection()
+
+
+def setup(tmp_path: Path) -> tuple[Rig, WrapFactory, Any, Program]:
+    rig = Rig()
+    rig.run(rig.session.ready)
+    log = TimingLog(str(tmp_path / "t.jsonl"))
+    factory = WrapFactory(rig.session, rig.clock, dns_servers=[(DNS, 53)], timings=log)
+    proto = factory.buildProtocol(None)
+    t = Program()
+    proto.makeConnection(t)
+    return rig, factory, proto, t
+
+
+def settle(rig: Rig, rounds: int = 50) -> None:
+    for _ in range(rounds):
+        rig.pump.flush()
+        rig.clock.advance(0.001)
+
+
+def http_server(request: bytes) -> list[bytes]:
+    assert request.startswith(b"GET ")
+    return [b"HTTP/1.0 200 OK\r\n\r\n", b"hello"]
+
+
+def test_connect_relays_both_ways_and_records_endpoint_times(tmp_path: Path) -> None:
+    rig, factory, proto, t = setup(tmp_path)
+    rig.endpoint.tcp_servers[SERVER] = http_server
+    proto.dataReceived(GREETING)
+    assert t.value() == b"\x05\x00"
+    t.clear()
+    proto.dataReceived(connect_req(ipaddress.ip_address(SERVER[0]), SERVER[1]))
+    settle(rig)
+    assert t.value() == reply(Rep.SUCCEEDED)
+    t.clear()
+    proto.dataReceived(b"GET / HTTP/1.0\r\n\r\n")
+    settle(rig)
+    assert t.value() == b"HTTP/1.0 200 OK\r\n\r\nhello"
+    assert t.disconnecting  # PEERCLOSED: the server's FIN reaches the program
+    proto.connectionLost(None)
+    settle(rig)
+    (rec,) = factory.timings.records
+    assert rec.proto == "tcp" and rec.addr == SERVER[0] and rec.error is None
+    assert rec.bytes_up == 18 and rec.bytes_down == 24
+    assert BASE_NS <= rec.connect_start <= rec.connected <= rec.request_sent  # type: ignore[operator]
+    assert rec.request_sent <= rec.first_byte <= rec.last_byte <= rec.peer_closed  # type: ignore[operator]
+    factory.timings.close()
+    line = json.loads((tmp_path / "t.jsonl").read_text())
+    assert line["connect_ns"] == rec.connected - rec.connect_start  # type: ignore[operator]
+    assert line["first_byte_ns"] == rec.first_byte - rec.request_sent  # type: ignore[operator]
+    assert "nclose" in rig.endpoint.requests()
+
+
+def test_early_data_waits_for_the_connect(tmp_path: Path) -> None:
+    rig, _factory, proto, t = setup(tmp_path)
+    rig.endpoint.tcp_servers[SERVER] = http_server
+    proto.dataReceived(GREETING + connect_req(ipaddress.ip_address(SERVER[0]), 80) + b"GET /")
+    proto.dataReceived(b" HTTP/1.0\r\n\r\n")
+    settle(rig)
+    assert t.value().endswith(b"hello")
+
+
+def test_refused_connect_gets_connection_refused(tmp_path: Path) -> None:
+    rig, factory, proto, t = setup(tmp_path)
+    proto.dataReceived(GREETING + connect_req(ipaddress.ip_address("192.0.2.9"), 9))
+    settle(rig, 200)
+    assert t.value() == b"\x05\x00" + reply(Rep.CONNECTION_REFUSED)
+    assert t.disconnecting
+    (rec,) = factory.timings.records
+    assert "REFUSED" in (rec.error or "")
+
+
+def test_reset_connect_and_silent_connect(tmp_path: Path) -> None:
+    rig, factory, proto, t = setup(tmp_path)
+    rig.endpoint.tcp_reset.add(("192.0.2.9", 9))
+    proto.dataReceived(GREETING + connect_req(ipaddress.ip_address("192.0.2.9"), 9))
+    settle(rig, 200)
+    assert t.value()[2:4] == bytes([5, Rep.CONNECTION_REFUSED])
+    rig, factory, proto, t = setup(tmp_path)
+    factory.connect_timeout = 0.05
+    rig.endpoint.tcp_silent.add(("192.0.2.9", 9))
+    proto.dataReceived(GREETING + connect_req(ipaddress.ip_address("192.0.2.9"), 9))
+    settle(rig, 200)
+    assert t.value()[2:4] == bytes([5, Rep.TTL_EXPIRED])
+
+
+def dns_server(answer: str | None) -> Any:
+    def serve(query: bytes) -> list[bytes]:
+        q = dns.Message()
+        q.fromStr(query)
+        r = dns.Message(id=q.id, answer=1)
+        r.queries = q.queries
+        if answer is None:
+            r.rCode = dns.ENAME
+        elif q.queries[0].type == dns.A:
+            r.answers = [dns.RRHeader(q.queries[0].name.name, payload=dns.Record_A(answer))]
+        return [r.toStr()]
+
+    return serve
+
+
+def test_names_resolve_through_the_endpoints_dns_server(tmp_path: Path) -> None:
+    rig, factory, proto, t = setup(tmp_path)
+    rig.endpoint.udp_servers[(str(DNS), 53)] = dns_server(SERVER[0])
+    rig.endpoint.tcp_servers[SERVER] = http_server
+    proto.dataReceived(GREETING + connect_req("www.example", 80))
+    settle(rig, 100)
+    assert t.value() == b"\x05\x00" + reply(Rep.SUCCEEDED)
+    proto.connectionLost(None)
+    settle(rig)
+    (rec,) = factory.timings.records
+    assert rec.host == "www.example" and rec.addr == SERVER[0]
+    assert rec.dns_sent is not None and rec.dns_answered is not None
+
+
+def test_unknown_name_is_host_unreachable(tmp_path: Path) -> None:
+    rig, factory, proto, t = setup(tmp_path)
+    rig.endpoint.udp_servers[(str(DNS), 53)] = dns_server(None)
+    proto.dataReceived(GREETING + connect_req("nx.example", 80))
+    settle(rig, 100)
+    assert t.value() == b"\x05\x00" + reply(Rep.HOST_UNREACHABLE)
+    assert "no such name" in (factory.timings.records[0].error or "")
+
+
+def test_bind_is_not_supported(tmp_path: Path) -> None:
+    _rig, _factory, proto, t = setup(tmp_path)
+    proto.dataReceived(
+        GREETING + b"\x05\x02\x00" + encode_address(ipaddress.ip_address("0.0.0.0"), 0)
+    )
+    assert t.value() == b"\x05\x00" + reply(Rep.COMMAND_NOT_SUPPORTED)
+    assert t.disconnecting
+
+
+def test_garbage_is_closed_and_counted(tmp_path: Path) -> None:
+    _rig, factory, proto, t = setup(tmp_path)
+    proto.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+    assert t.value() == b"" and t.disconnecting and factory.refused == 1
+
+
+def test_session_gone_resets_every_program_connection(tmp_path: Path) -> None:
+    rig, factory, proto, t = setup(tmp_path)
+    rig.endpoint.tcp_servers[SERVER] = lambda req: []
+    proto.dataReceived(GREETING + connect_req(ipaddress.ip_address(SERVER[0]), 80))
+    settle(rig)
+    factory.abort_all()
+    assert t.aborted
+
+
+def test_reply_for_errors() -> None:
+    from packetlab.controller import ConnectFailed, RequestFailed
+    from packetlab.wire import Nopen
+
+    assert reply_for(ConnectFailed(1, "UNREACH")) == Rep.HOST_UNREACHABLE
+    assert reply_for(ConnectFailed(1, "not established within 5 s")) == Rep.TTL_EXPIRED
+    assert reply_for(RequestFailed(Nopen(1, 4, 6, 0, b"\0" * 4, 0), 3)) == Rep.NOT_ALLOWED
+    assert reply_for(RuntimeError()) == Rep.GENERAL_FAILURE
+
+
+def test_a_server_that_speaks_first_is_heard_after_the_reply(tmp_path: Path) -> None:
+    from packetlab.wire import Ndata, Nopen
+
+    rig, _factory, proto, t = setup(tmp_path)
+    rig.endpoint.tcp_servers[SERVER] = lambda req: [b"250 ok\r\n"]
+    plain = rig.endpoint.established
+
+    def banner_first(msg: Nopen) -> None:  # the banner arrives with the ESTABLISHED nstat
+        rig.endpoint.send(
+            Ndata(msg.sktid, msg.family, msg.proto, rig.endpoint.now(), b"220 hi\r\n")
+        )
+        plain(msg)
+
+    rig.endpoint.established = banner_first  # type: ignore[method-assign]
+    proto.dataReceived(GREETING + connect_req(ipaddress.ip_address(SERVER[0]), 80))
+    settle(rig)
+    assert t.value() == b"\x05\x00" + reply(Rep.SUCCEEDED) + b"220 hi\r\n"
