@@ -95,9 +95,8 @@ class MonitorHost:
     @classmethod
     def from_config(cls, cfg: EndpointConfig, aux_paths: Sequence[str] = ()) -> MonitorHost:
         """Compile and check the aux monitors now, so a bad one stops the daemon with a
-        clear `ConfigError` instead of refusing every session."""
-        from packetlab.monitor.runtime import compile_monitor
-
+        clear `ConfigError` instead of refusing every session. Without aux monitors
+        wasmtime is not imported (~12 MiB of RSS an endpoint without monitors saves)."""
         if len(aux_paths) > MAX_AUX:
             raise ConfigError(f"at most {MAX_AUX} aux monitors, got {len(aux_paths)}")
         aux = []
@@ -106,6 +105,8 @@ class MonitorHost:
                 wasm = Path(p).read_bytes()
             except OSError as e:
                 raise ConfigError(f"--monitor {p}: {e.strerror or e}") from None
+            from packetlab.monitor.runtime import compile_monitor
+
             try:
                 compiled = compile_monitor(wasm)
             except MonitorLoadError as e:

@@ -88,10 +88,10 @@ def test_too_many_dns_servers() -> None:
 
 
 def test_unknown_and_unused_keys_warn() -> None:
-    cfg = parse("BufMx 5\nMonitorEnableDebug 1\nBufMax 10\nBufMax 20\nRawModeLKM 1\n")
+    cfg = parse("BufMx 5\nWorkerBusyWaitMode 1\nBufMax 10\nBufMax 20\nRawModeLKM 1\n")
     assert cfg.buf_max == 20
     assert any("unknown key 'BufMx' ignored (did you mean BufMax?)" in w for w in cfg.warnings)
-    assert any("MonitorEnableDebug is not used" in w for w in cfg.warnings)
+    assert any("WorkerBusyWaitMode is not used" in w for w in cfg.warnings)
     assert any("t.conf:4: BufMax repeated (line 3)" in w for w in cfg.warnings)
     assert any("RawModeLKM 1 is not supported" in w for w in cfg.warnings)
     assert cfg.reserved == {"MonitorEnableDebug": "1"}

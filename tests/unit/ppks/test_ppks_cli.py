@@ -57,6 +57,7 @@ def test_init_creates_the_reference_layout(home: PktlabHome) -> None:
         "pubcmd_exper_xc",
         "subcmd_eop_ep",
         "agent_bop_brk",
+        "agent_prx_prx",
     }
     csrs = {p.stem for p in home.csrs_dir.iterdir()}
     assert csrs == {"exppriv_exper", "delpriv_exp_exper", "delpriv_rep_eop"}
