@@ -94,7 +94,7 @@ def test_unknown_and_unused_keys_warn() -> None:
     assert any("WorkerBusyWaitMode is not used" in w for w in cfg.warnings)
     assert any("t.conf:4: BufMax repeated (line 3)" in w for w in cfg.warnings)
     assert any("RawModeLKM 1 is not supported" in w for w in cfg.warnings)
-    assert cfg.reserved == {"MonitorEnableDebug": "1"}
+    assert cfg.reserved == {"WorkerBusyWaitMode": "1"}
 
 
 def test_broker_mode_keys() -> None:
