@@ -87,8 +87,7 @@ class PendingSend:
         self.handle: ScheduledSend | None = None
 
     def __call__(self) -> bool:
-        assert self.io is not None
-        return self.io.send(self)
+        return self.io.send(self)  # type: ignore[union-attr]  # set by the session
 
 
 class DropEpisode:
