@@ -600,8 +600,9 @@ def _spent() -> None:
 def _release(send: ScheduledSend) -> None:
     """Cancel `send` and let go of what it holds. A cancelled entry may sit in the heap
     until it reaches the top or a compaction (a send for 2**64-1 ns never does); its action
-    and callback pin the payload, the socket and the whole session (issue 15)."""
+    and callback pin the payload, the socket and the whole session (issue 15). The key
+    stays: `cancel_key` callers read it, and a key is a small handle (the endpoint's is a
+    socket's sans-IO state, already emptied when its sends are cancelled)."""
     send.state = _CANCELLED
     send.action = _spent
     send.on_done = None
-    send.key = None
