@@ -171,6 +171,7 @@ def main() -> int:
     ap.add_argument("--checkpoints", type=int, default=10, help="RSS readings [10]")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # still stop the endpoint
     run = SCENARIOS[args.scenario]
     rng = random.Random(args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="pktlab-memgrowth-"))

@@ -62,6 +62,8 @@ class ScheduledSend:
     After the action ran: ``sent_before_ns``/``sent_after_ns`` are ``CLOCK_REALTIME`` readings
     taken immediately before and after the action (the packet reached the kernel between
     them), ``result`` is what the action returned and ``error`` the exception it raised.
+    ``action`` is still the action that ran while ``on_done`` runs (so one callback can
+    serve every send: no per-send closure), and is dropped right after.
     """
 
     __slots__ = (
@@ -414,10 +416,10 @@ class PreciseScheduler:
         after = self._clock()
         send.sent_after_ns = after
         send.state = _DONE
-        send.action = _spent
         self._live -= 1
         self.stats.sent += 1
         if send.on_done is None:
+            send.action = _spent
             return
         if not self._deferred:
             heap = self._heap
@@ -436,6 +438,7 @@ class PreciseScheduler:
             self.log.failure("on_done callback for {send!r} failed", send=send)
         finally:
             self._in_callback -= 1
+            send.action = _spent
 
     def _flush_in_slack(self, now: int) -> None:
         """Run waiting callbacks while the next timed send is far enough away."""
@@ -521,10 +524,11 @@ class PreciseScheduler:
                 now = clock()
                 send.sent_after_ns = now
                 send.state = _DONE
-                send.action = _spent
                 sent += 1
                 if send.on_done is not None:
                     deferred.append(send)
+                else:
+                    send.action = _spent
         finally:
             self._in_service = False
             self._live -= sent
@@ -596,8 +600,9 @@ def _spent() -> None:
 def _release(send: ScheduledSend) -> None:
     """Cancel `send` and let go of what it holds. A cancelled entry may sit in the heap
     until it reaches the top or a compaction (a send for 2**64-1 ns never does); its action
-    and callback pin the payload, the socket and the whole session (issue 15)."""
+    and callback pin the payload, the socket and the whole session (issue 15). The key
+    stays: `cancel_key` callers read it, and a key is a small handle (the endpoint's is a
+    socket's sans-IO state, already emptied when its sends are cancelled)."""
     send.state = _CANCELLED
     send.action = _spent
     send.on_done = None
-    send.key = None

@@ -211,6 +211,7 @@ class Session:
             End: self._end_request,
         }
         self._handlers = self._setup
+        self._on_fired = self._fired  # one bound method for every send, not one per send
 
     # ------------------------------------------------------------------ requests
 
@@ -369,16 +370,14 @@ class Session:
                 self.log.info("raw nsend on {sktid} denied: {why}", sktid=skt.sktid, why=str(e))
                 return self._answer(msg, Status.ESKTPKTDENY)
         budget.used += cost
-        pending = PendingSend(skt, msg.tag, msg.data, dest, cost)
+        pending = PendingSend(skt, msg.tag, msg.data, dest, cost, io)
         self.outbox.put(_OK)
         self.gate.done(msg, 0)
         skt.queued.add(pending)
         # The timed action is the socket's send alone (docs/sending.md): the scheduler reads
         # the clock around it, and bookkeeping waits for `_fired`. Every path that closes
-        # `io` cancels the socket's queued sends first, so the bound method never runs late.
-        pending.handle = self.scheduler.schedule(
-            msg.time, partial(io.send, pending), partial(self._fired, pending), skt
-        )
+        # `io` cancels the socket's queued sends first, so the send never runs late.
+        pending.handle = self.scheduler.schedule(msg.time, pending, self._on_fired, skt)
 
     def _ncap(self, msg: Ncap) -> None:
         skt = self._target(msg)
@@ -421,9 +420,10 @@ class Session:
 
     # --------------------------------------------------------------- sending
 
-    def _fired(self, pending: PendingSend, send: Any) -> None:
+    def _fired(self, send: Any) -> None:
         """The scheduler's callback after the send, out of the timing-critical path (held
         back during dense trains; `cancel_key` delivers it before dropping the rest)."""
+        pending: PendingSend = send.action  # the action that ran (see ScheduledSend)
         pending.skt.queued.discard(pending)
         if send.error is not None:
             if not isinstance(send.error, OSError):

@@ -61,19 +61,33 @@ class CaptureRejected(Exception):
 
 
 class PendingSend:
-    """One accepted nsend, from `result(SUCCESS)` until it is sent or dropped."""
+    """One accepted nsend, from `result(SUCCESS)` until it is sent or dropped.
 
-    __slots__ = ("cost", "data", "dest", "handle", "skt", "tag")
+    Calling it is the scheduled action: the socket's send alone. Being its own action
+    (rather than a closure over it) keeps a queued send at about 500 bytes of memory:
+    BufMax charges it its payload plus only `SEND_BUF_OVERHEAD` (docs/reliability.md)."""
+
+    __slots__ = ("cost", "data", "dest", "handle", "io", "skt", "tag")
 
     def __init__(
-        self, skt: Skt, tag: int, data: bytes, dest: tuple[Any, ...] | None, cost: int
+        self,
+        skt: Skt,
+        tag: int,
+        data: bytes,
+        dest: tuple[Any, ...] | None,
+        cost: int,
+        io: SocketIO | None = None,
     ) -> None:
         self.skt = skt
         self.tag = tag
         self.data = data
         self.dest = dest  # UDP/raw sendto address as the socket module wants it; None for TCP
         self.cost = cost
+        self.io = io  # the socket it goes out on
         self.handle: ScheduledSend | None = None
+
+    def __call__(self) -> bool:
+        return self.io.send(self)  # type: ignore[union-attr]  # set by the session
 
 
 class DropEpisode:
