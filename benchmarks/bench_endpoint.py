@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import environment, markdown_table, percentile, write_json
+from benchmarks.common import environment, markdown_table, median, percentile, write_json
 from packetlab import wire
 from packetlab.wire import vmem
 
@@ -506,33 +506,36 @@ def bare_reactor_rss_kib() -> int:
     return int(out.stdout.split()[-1])
 
 
-def run_endpoint(
-    tmp: Path, tls: bool, null: bool, only: set[str], args: Any, repo: Path | None = None
-) -> dict[str, Any]:
-    """Every measure of `only` against one endpoint process (ours, the do-nothing one, or
-    ours from the baseline checkout `repo`)."""
-    out: dict[str, Any] = {}
-    who = "null" if null else "base" if repo else "ours"
-    name = f"{who}-{'tls' if tls else 'tcp'}"
-    workdir = tmp / name
-    workdir.mkdir()
-    profile = str(Path(args.profile).resolve()) + f".{name}" if args.profile and not null else None
-    ep = Endpoint(workdir, profile, tls=tls, null=null, repo=repo or REPO)
-    try:
-        if "rss" in only and not null:
-            time.sleep(1.0)
-            out["rss"] = {"idle_rss_mib": ep.rss_kib() / 1024}
-        if "mread" in only:
-            out["mread"] = bench_mread(ep, args.mread_count)
-        if "udp" in only:
-            out["udp"] = bench_udp(ep, args.udp_count)
-        if "tcp" in only:
-            out["tcp"] = bench_tcp(ep, args.tcp_bytes, args.rbufsz, plain_client=not null)
-        if "rss" in only and not null:
-            out["rss"]["after_rss_mib"] = ep.rss_kib() / 1024
-    finally:
-        ep.stop()
-    print(f"{name}: done", file=sys.stderr)
+def start_endpoints(tmp: Path, links: list[str], args: Any) -> dict[str, Endpoint]:
+    """Every endpoint of the run, kept for all rounds: ours over each link, the baseline
+    checkout's over TLS, the do-nothing one over each link."""
+    plan: list[tuple[str, bool, bool, Path]] = [
+        (f"ours-{link}", link == "tls", False, REPO) for link in links
+    ]
+    if args.baseline:
+        plan.append(("base-tls", True, False, Path(args.baseline).resolve()))
+    if not args.no_null:
+        plan += [(f"null-{link}", link == "tls", True, REPO) for link in links]
+    eps: dict[str, Endpoint] = {}
+    for name, tls, null, repo in plan:
+        workdir = tmp / name
+        workdir.mkdir()
+        profile = None
+        if args.profile and not null:
+            profile = str(Path(args.profile).resolve()) + f".{name}"
+        eps[name] = Endpoint(workdir, profile, tls=tls, null=null, repo=repo)
+    return eps
+
+
+def summarize_runs(samples: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The median round (by the measure's main figure), with the range over rounds."""
+    main = {"per_second": max, "mb_per_s": max, "p50_us": min}[key]
+    values = sorted(r[key] for r in samples)
+    mid = values[len(values) // 2]
+    out = dict(next(r for r in samples if r[key] == mid))
+    out["rounds"] = len(samples)
+    out["range"] = [values[0], values[-1]]
+    out["best"] = main(values)
     return out
 
 
@@ -542,6 +545,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tcp-bytes", type=int, default=2 << 30)
     ap.add_argument("--rbufsz", type=int, default=4 << 20)
     ap.add_argument("--mread-count", type=int, default=20_000)
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="times every endpoint takes every measure, interleaved (3); medians reported",
+    )
     ap.add_argument("--only", choices=["udp", "tcp", "mread", "rss"], action="append")
     ap.add_argument(
         "--link",
@@ -565,17 +574,43 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     only = set(args.only or ["udp", "tcp", "mread", "rss"])
     links = args.link or ["tls", "tcp"]
-    results: dict[str, Any] = {"environment": environment(), "runs": {}}
-    runs = results["runs"]
+    results: dict[str, Any] = {"environment": environment(), "runs": {}, "rounds": {}}
+    runs, rounds = results["runs"], results["rounds"]
+    figure = {"udp": "per_second", "tcp": "mb_per_s", "mread": "p50_us"}
     with tempfile.TemporaryDirectory() as tmp:
-        for link in links:
-            runs[f"ours-{link}"] = run_endpoint(Path(tmp), link == "tls", False, only, args)
-        if args.baseline:
-            base = Path(args.baseline).resolve()
-            runs["base-tls"] = run_endpoint(Path(tmp), True, False, only, args, base)
-        if not args.no_null and only - {"rss"}:
-            for link in links:
-                runs[f"null-{link}"] = run_endpoint(Path(tmp), link == "tls", True, only, args)
+        eps = start_endpoints(Path(tmp), links, args)
+        try:
+            if "rss" in only:
+                time.sleep(1.0)
+                for name, ep in eps.items():
+                    if not name.startswith("null"):
+                        runs.setdefault(name, {})["rss"] = {"idle_rss_mib": ep.rss_kib() / 1024}
+            # Rounds: every endpoint takes each measure in turn, so all of them see the
+            # same machine (which other jobs load); medians and ranges over rounds.
+            for rnd in range(args.rounds):
+                for key in ("mread", "udp", "tcp"):
+                    if key not in only:
+                        continue
+                    for name, ep in eps.items():
+                        if key == "mread":
+                            r = bench_mread(ep, args.mread_count)
+                        elif key == "udp":
+                            r = bench_udp(ep, args.udp_count)
+                        else:
+                            plain = name == "ours-tls"
+                            r = bench_tcp(ep, args.tcp_bytes, args.rbufsz, plain_client=plain)
+                        rounds.setdefault(name, {}).setdefault(key, []).append(r)
+                print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+            if "rss" in only:
+                for name, ep in eps.items():
+                    if name in runs and "rss" in runs[name]:
+                        runs[name]["rss"]["after_rss_mib"] = ep.rss_kib() / 1024
+        finally:
+            for ep in eps.values():
+                ep.stop()
+    for name, per_key in rounds.items():
+        for key, samples in per_key.items():
+            runs.setdefault(name, {})[key] = summarize_runs(samples, figure[key])
     if "rss" in only:
         results["bare_reactor_rss_mib"] = bare_reactor_rss_kib() / 1024
     results["environment"]["loadavg_1min_after"] = round(os.getloadavg()[0], 2)
@@ -586,11 +621,12 @@ def main(argv: list[str] | None = None) -> int:
         r = runs.get(run, {}).get(key)
         if r is None:
             return "-"
+        lo, hi = r["range"]
         if key == "udp":
-            return f"{r['per_second']:,.0f}/s"
+            return f"{r['per_second']:,.0f}/s ({lo / 1e3:.1f}k-{hi / 1e3:.1f}k)"
         if key == "tcp":
-            return f"{r['mb_per_s']:,.0f} MB/s"
-        return f"{r['p50_us']:.1f} / {r['p99_us']:.1f} µs"
+            return f"{r['mb_per_s']:,.0f} MB/s ({lo:.0f}-{hi:.0f})"
+        return f"{r['p50_us']:.1f} / {r['p99_us']:.1f} µs ({lo:.0f}-{hi:.0f})"
 
     def ceiling(key: str, link: str) -> str:
         ours, null = runs.get(f"ours-{link}", {}).get(key), runs.get(f"null-{link}", {}).get(key)
@@ -648,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"≤ {bare + RSS_ALLOWANCE_MIB:.1f} MiB", "yes" if good else "**no**",
             ])  # fmt: skip
     if "tcp" in only and "ours-tls" in runs:
-        plain = runs["ours-tls"]["tcp"]["plain_twisted_mb_per_s"]
+        plain = median(r["plain_twisted_mb_per_s"] for r in rounds["ours-tls"]["tcp"])
         rows.append(["  plain Twisted client, same source", "", f"{plain:,.0f} MB/s",
                      "", "", "", "(context)", ""])  # fmt: skip
     print(
