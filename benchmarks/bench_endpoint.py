@@ -539,6 +539,44 @@ def summarize_runs(samples: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return out
 
 
+def soak(seconds: float, tcp_bytes: int) -> dict[str, Any]:
+    """Our endpoint over TLS under mixed load (mreads, nsend bursts, TCP downloads, in turn)
+    for `seconds`, its RSS sampled after every step: is it flat?"""
+    samples: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ep = Endpoint(Path(tmp), tls=True)
+        try:
+            time.sleep(1.0)
+            start = time.monotonic()
+            idle = ep.rss_kib() / 1024
+            steps = 0
+            while time.monotonic() - start < seconds:
+                bench_mread(ep, 500)
+                bench_udp(ep, 5000)
+                bench_tcp(ep, tcp_bytes, 4 << 20, plain_client=False)
+                steps += 1
+                samples.append((time.monotonic() - start, ep.rss_kib() / 1024))
+        finally:
+            ep.stop()
+    # Least-squares slope over the second half (after warm-up), MiB per minute.
+    half = samples[len(samples) // 2 :] or samples
+    n = len(half)
+    mt = sum(t for t, _ in half) / n
+    mr = sum(r for _, r in half) / n
+    var = sum((t - mt) ** 2 for t, _ in half) or 1.0
+    slope = sum((t - mt) * (r - mr) for t, r in half) / var * 60
+    return {
+        "seconds": seconds,
+        "steps": steps,
+        "idle_rss_mib": idle,
+        "first_rss_mib": samples[0][1] if samples else None,
+        "last_rss_mib": samples[-1][1] if samples else None,
+        "max_rss_mib": max(r for _, r in samples) if samples else None,
+        "slope_second_half_mib_per_min": slope,
+        "samples": samples,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--udp-count", type=int, default=200_000)
@@ -569,9 +607,27 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the endpoint of another checkout over TLS (e.g. a `git worktree` of "
         "the commit before a change): before and after in one run",
     )
+    ap.add_argument(
+        "--soak",
+        type=float,
+        metavar="SECONDS",
+        help="instead: mixed load (mread, nsend bursts, TCP downloads of --tcp-bytes) on our "
+        "endpoint over TLS for SECONDS, and its RSS over time (is it flat?)",
+    )
     ap.add_argument("--profile", help="write the endpoint's cProfile stats to FILE.ours-LINK")
     ap.add_argument("--json", help="write all results to this JSON file")
     args = ap.parse_args(argv)
+    if args.soak:
+        r = soak(args.soak, args.tcp_bytes)
+        print(
+            f"TLS endpoint under mixed load for {r['seconds']:.0f} s ({r['steps']} steps): RSS "
+            f"idle {r['idle_rss_mib']:.1f}, after the first step {r['first_rss_mib']:.1f}, "
+            f"last {r['last_rss_mib']:.1f}, max {r['max_rss_mib']:.1f} MiB; slope over the "
+            f"second half {r['slope_second_half_mib_per_min']:+.3f} MiB/min"
+        )
+        if args.json:
+            write_json(args.json, {"environment": environment(), "soak": r})
+        return 0
     only = set(args.only or ["udp", "tcp", "mread", "rss"])
     links = args.link or ["tls", "tcp"]
     results: dict[str, Any] = {"environment": environment(), "runs": {}, "rounds": {}}
