@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import environment, markdown_table, percentile, write_json
+from benchmarks.common import environment, markdown_table, median, percentile, write_json
 from packetlab import wire
 from packetlab.wire import vmem
 
@@ -506,34 +506,75 @@ def bare_reactor_rss_kib() -> int:
     return int(out.stdout.split()[-1])
 
 
-def run_endpoint(
-    tmp: Path, tls: bool, null: bool, only: set[str], args: Any, repo: Path | None = None
-) -> dict[str, Any]:
-    """Every measure of `only` against one endpoint process (ours, the do-nothing one, or
-    ours from the baseline checkout `repo`)."""
-    out: dict[str, Any] = {}
-    who = "null" if null else "base" if repo else "ours"
-    name = f"{who}-{'tls' if tls else 'tcp'}"
-    workdir = tmp / name
-    workdir.mkdir()
-    profile = str(Path(args.profile).resolve()) + f".{name}" if args.profile and not null else None
-    ep = Endpoint(workdir, profile, tls=tls, null=null, repo=repo or REPO)
-    try:
-        if "rss" in only and not null:
-            time.sleep(1.0)
-            out["rss"] = {"idle_rss_mib": ep.rss_kib() / 1024}
-        if "mread" in only:
-            out["mread"] = bench_mread(ep, args.mread_count)
-        if "udp" in only:
-            out["udp"] = bench_udp(ep, args.udp_count)
-        if "tcp" in only:
-            out["tcp"] = bench_tcp(ep, args.tcp_bytes, args.rbufsz, plain_client=not null)
-        if "rss" in only and not null:
-            out["rss"]["after_rss_mib"] = ep.rss_kib() / 1024
-    finally:
-        ep.stop()
-    print(f"{name}: done", file=sys.stderr)
+def start_endpoints(tmp: Path, links: list[str], args: Any) -> dict[str, Endpoint]:
+    """Every endpoint of the run, kept for all rounds: ours over each link, the baseline
+    checkout's over TLS, the do-nothing one over each link."""
+    plan: list[tuple[str, bool, bool, Path]] = [
+        (f"ours-{link}", link == "tls", False, REPO) for link in links
+    ]
+    if args.baseline:
+        plan.append(("base-tls", True, False, Path(args.baseline).resolve()))
+    if not args.no_null:
+        plan += [(f"null-{link}", link == "tls", True, REPO) for link in links]
+    eps: dict[str, Endpoint] = {}
+    for name, tls, null, repo in plan:
+        workdir = tmp / name
+        workdir.mkdir()
+        profile = None
+        if args.profile and not null:
+            profile = str(Path(args.profile).resolve()) + f".{name}"
+        eps[name] = Endpoint(workdir, profile, tls=tls, null=null, repo=repo)
+    return eps
+
+
+def summarize_runs(samples: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The median round (by the measure's main figure), with the range over rounds."""
+    main = {"per_second": max, "mb_per_s": max, "p50_us": min}[key]
+    values = sorted(r[key] for r in samples)
+    mid = values[len(values) // 2]
+    out = dict(next(r for r in samples if r[key] == mid))
+    out["rounds"] = len(samples)
+    out["range"] = [values[0], values[-1]]
+    out["best"] = main(values)
     return out
+
+
+def soak(seconds: float, tcp_bytes: int) -> dict[str, Any]:
+    """Our endpoint over TLS under mixed load (mreads, nsend bursts, TCP downloads, in turn)
+    for `seconds`, its RSS sampled after every step: is it flat?"""
+    samples: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ep = Endpoint(Path(tmp), tls=True)
+        try:
+            time.sleep(1.0)
+            start = time.monotonic()
+            idle = ep.rss_kib() / 1024
+            steps = 0
+            while time.monotonic() - start < seconds:
+                bench_mread(ep, 500)
+                bench_udp(ep, 5000)
+                bench_tcp(ep, tcp_bytes, 4 << 20, plain_client=False)
+                steps += 1
+                samples.append((time.monotonic() - start, ep.rss_kib() / 1024))
+        finally:
+            ep.stop()
+    # Least-squares slope over the second half (after warm-up), MiB per minute.
+    half = samples[len(samples) // 2 :] or samples
+    n = len(half)
+    mt = sum(t for t, _ in half) / n
+    mr = sum(r for _, r in half) / n
+    var = sum((t - mt) ** 2 for t, _ in half) or 1.0
+    slope = sum((t - mt) * (r - mr) for t, r in half) / var * 60
+    return {
+        "seconds": seconds,
+        "steps": steps,
+        "idle_rss_mib": idle,
+        "first_rss_mib": samples[0][1] if samples else None,
+        "last_rss_mib": samples[-1][1] if samples else None,
+        "max_rss_mib": max(r for _, r in samples) if samples else None,
+        "slope_second_half_mib_per_min": slope,
+        "samples": samples,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -542,6 +583,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tcp-bytes", type=int, default=2 << 30)
     ap.add_argument("--rbufsz", type=int, default=4 << 20)
     ap.add_argument("--mread-count", type=int, default=20_000)
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="times every endpoint takes every measure, interleaved (3); medians reported",
+    )
     ap.add_argument("--only", choices=["udp", "tcp", "mread", "rss"], action="append")
     ap.add_argument(
         "--link",
@@ -560,22 +607,66 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the endpoint of another checkout over TLS (e.g. a `git worktree` of "
         "the commit before a change): before and after in one run",
     )
+    ap.add_argument(
+        "--soak",
+        type=float,
+        metavar="SECONDS",
+        help="instead: mixed load (mread, nsend bursts, TCP downloads of --tcp-bytes) on our "
+        "endpoint over TLS for SECONDS, and its RSS over time (is it flat?)",
+    )
     ap.add_argument("--profile", help="write the endpoint's cProfile stats to FILE.ours-LINK")
     ap.add_argument("--json", help="write all results to this JSON file")
     args = ap.parse_args(argv)
+    if args.soak:
+        r = soak(args.soak, args.tcp_bytes)
+        print(
+            f"TLS endpoint under mixed load for {r['seconds']:.0f} s ({r['steps']} steps): RSS "
+            f"idle {r['idle_rss_mib']:.1f}, after the first step {r['first_rss_mib']:.1f}, "
+            f"last {r['last_rss_mib']:.1f}, max {r['max_rss_mib']:.1f} MiB; slope over the "
+            f"second half {r['slope_second_half_mib_per_min']:+.3f} MiB/min"
+        )
+        if args.json:
+            write_json(args.json, {"environment": environment(), "soak": r})
+        return 0
     only = set(args.only or ["udp", "tcp", "mread", "rss"])
     links = args.link or ["tls", "tcp"]
-    results: dict[str, Any] = {"environment": environment(), "runs": {}}
-    runs = results["runs"]
+    results: dict[str, Any] = {"environment": environment(), "runs": {}, "rounds": {}}
+    runs, rounds = results["runs"], results["rounds"]
+    figure = {"udp": "per_second", "tcp": "mb_per_s", "mread": "p50_us"}
     with tempfile.TemporaryDirectory() as tmp:
-        for link in links:
-            runs[f"ours-{link}"] = run_endpoint(Path(tmp), link == "tls", False, only, args)
-        if args.baseline:
-            base = Path(args.baseline).resolve()
-            runs["base-tls"] = run_endpoint(Path(tmp), True, False, only, args, base)
-        if not args.no_null and only - {"rss"}:
-            for link in links:
-                runs[f"null-{link}"] = run_endpoint(Path(tmp), link == "tls", True, only, args)
+        eps = start_endpoints(Path(tmp), links, args)
+        try:
+            if "rss" in only:
+                time.sleep(1.0)
+                for name, ep in eps.items():
+                    if not name.startswith("null"):
+                        runs.setdefault(name, {})["rss"] = {"idle_rss_mib": ep.rss_kib() / 1024}
+            # Rounds: every endpoint takes each measure in turn, so all of them see the
+            # same machine (which other jobs load); medians and ranges over rounds.
+            for rnd in range(args.rounds):
+                for key in ("mread", "udp", "tcp"):
+                    if key not in only:
+                        continue
+                    for name, ep in eps.items():
+                        if key == "mread":
+                            r = bench_mread(ep, args.mread_count)
+                        elif key == "udp":
+                            r = bench_udp(ep, args.udp_count)
+                        else:
+                            plain = name == "ours-tls"
+                            r = bench_tcp(ep, args.tcp_bytes, args.rbufsz, plain_client=plain)
+                        rounds.setdefault(name, {}).setdefault(key, []).append(r)
+                print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+            if "rss" in only:
+                for name, ep in eps.items():
+                    if name in runs and "rss" in runs[name]:
+                        runs[name]["rss"]["after_rss_mib"] = ep.rss_kib() / 1024
+        finally:
+            for ep in eps.values():
+                ep.stop()
+    for name, per_key in rounds.items():
+        for key, samples in per_key.items():
+            runs.setdefault(name, {})[key] = summarize_runs(samples, figure[key])
     if "rss" in only:
         results["bare_reactor_rss_mib"] = bare_reactor_rss_kib() / 1024
     results["environment"]["loadavg_1min_after"] = round(os.getloadavg()[0], 2)
@@ -586,11 +677,12 @@ def main(argv: list[str] | None = None) -> int:
         r = runs.get(run, {}).get(key)
         if r is None:
             return "-"
+        lo, hi = r["range"]
         if key == "udp":
-            return f"{r['per_second']:,.0f}/s"
+            return f"{r['per_second']:,.0f}/s ({lo / 1e3:.1f}k-{hi / 1e3:.1f}k)"
         if key == "tcp":
-            return f"{r['mb_per_s']:,.0f} MB/s"
-        return f"{r['p50_us']:.1f} / {r['p99_us']:.1f} µs"
+            return f"{r['mb_per_s']:,.0f} MB/s ({lo:.0f}-{hi:.0f})"
+        return f"{r['p50_us']:.1f} / {r['p99_us']:.1f} µs ({lo:.0f}-{hi:.0f})"
 
     def ceiling(key: str, link: str) -> str:
         ours, null = runs.get(f"ours-{link}", {}).get(key), runs.get(f"null-{link}", {}).get(key)
@@ -648,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"≤ {bare + RSS_ALLOWANCE_MIB:.1f} MiB", "yes" if good else "**no**",
             ])  # fmt: skip
     if "tcp" in only and "ours-tls" in runs:
-        plain = runs["ours-tls"]["tcp"]["plain_twisted_mb_per_s"]
+        plain = median(r["plain_twisted_mb_per_s"] for r in rounds["ours-tls"]["tcp"])
         rows.append(["  plain Twisted client, same source", "", f"{plain:,.0f} MB/s",
                      "", "", "", "(context)", ""])  # fmt: skip
     print(

@@ -5,8 +5,8 @@ It connects to the controller (TLS 1.3 client over stdlib `ssl.SSLObject` memory
 plain TCP), answers every request of one read at once, in one `send`, one record per
 frame: `nsend` with a SUCCESS result and an ntag (the datagram is not sent), `mread` with
 8 zero bytes, `nopen` of TCP by reading the source to its end and sending one constant
-64 KiB ndata per 64 KiB read, then an nstat PEERCLOSED; anything else with SUCCESS. Frames
-are found by their headers; nothing is decoded beyond the fields used.
+64 KiB ndata per 64 KiB read (`_relay`), then an nstat PEERCLOSED; anything else with
+SUCCESS. Frames are found by their headers; nothing is decoded beyond the fields used.
 
     python -m benchmarks.null_endpoint HOST:PORT [--tls]
 """
@@ -123,18 +123,22 @@ def main(argv: list[str]) -> None:
 
 
 def _relay(link: Link, nopen: bytes) -> None:
-    """Read the source to its end; one constant 64 KiB ndata per 64 KiB read."""
+    """Read the source to its end, up to 1 MiB per read; one constant 64 KiB ndata per
+    64 KiB read, all those of one read sent together (big socket buffers on both sides,
+    so the blocking reads and writes overlap with the peers' work)."""
     raddr, rport = socket.inet_ntoa(nopen[13:17]), int.from_bytes(nopen[17:19], "big")
     sktid = nopen[0]
     src = socket.create_connection((raddr, rport))
-    chunk = memoryview(bytearray(1 << 16))
+    src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    link.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    chunk = memoryview(bytearray(1 << 20))
     ndata = frames.ndata_tcp(sktid, 4, 6, 0, bytes(1 << 16))
     got = 0
     while n := src.recv_into(chunk):
         got += n
-        while got >= 1 << 16:
-            link.send([ndata])
-            got -= 1 << 16
+        if got >= 1 << 16:
+            link.send([ndata] * (got >> 16))
+            got &= 0xFFFF
     if got:
         link.send([frames.ndata_tcp(sktid, 4, 6, 0, bytes(got))])
     src.close()

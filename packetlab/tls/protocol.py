@@ -366,8 +366,8 @@ def peer_of(protocol_or_transport: object) -> VerifiedPeer | None:
         return None
 
 
-# Bytes taken from OpenSSL's send BIO per read (a cork's worth of records in one or two).
-_BIO_CHUNK = 1 << 17
+# Bytes taken from OpenSSL's send BIO per read (a cork's worth of records in one or two),
+_BIO_CHUNK = 1 << 16  # below glibc's mmap threshold (128 KiB): no mmap+munmap per read
 
 
 class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):

@@ -131,3 +131,49 @@ def test_connection_lost_frees_the_session() -> None:
     assert c.rig.io(1).closed
     assert c.ended and c.ended[0].reason == "controller closed the connection"
     assert c.clock.getDelayedCalls() == []
+
+
+def count_writes(c: Conn) -> list[bytes]:
+    writes: list[bytes] = []
+    write = c.transport.write
+
+    def spy(data: bytes) -> None:
+        writes.append(data)
+        write(data)
+
+    c.transport.write = spy  # type: ignore[method-assign]
+    return writes
+
+
+def test_answers_to_one_read_leave_in_one_write() -> None:
+    c = Conn()
+    c.feed(wire.Start())
+    c.out()
+    writes = count_writes(c)
+    c.feed(mread(vmem.IP4NO), mread(vmem.IP6NO), mread(vmem.IP4NO))
+    assert len(writes) == 1  # one transport write (one send) for the three answers
+    assert names(c.out()) == ["mdata", "mdata", "mdata"]
+
+
+def test_frames_written_outside_reads_leave_once_per_turn() -> None:
+    c = Conn()
+    c.feed(wire.Start())
+    c.out()
+    writes = count_writes(c)
+    outbox = c.rig.session.outbox
+    outbox.put(wire.encode(wire.Ntag(sktid=1, tag=1, time=5)))  # e.g. timers, socket events
+    outbox.put(wire.encode(wire.Ntag(sktid=1, tag=2, time=6)))
+    assert writes == []  # held until the reactor turn ends
+    c.clock.advance(0)
+    assert len(writes) == 1
+    assert [m.tag for m in c.out()] == [1, 2]
+
+
+def test_frames_held_for_the_turn_go_out_before_the_close() -> None:
+    c = Conn()
+    c.feed(wire.Start())
+    c.out()
+    c.rig.session.outbox.put(wire.encode(wire.Ntag(sktid=1, tag=7, time=5)))
+    c.feed(wire.End())  # the session ends in the same turn
+    assert c.transport.disconnecting
+    assert names(c.out()) == ["ntag", "result"]
