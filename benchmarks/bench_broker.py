@@ -56,10 +56,10 @@ def wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: floa
     raise RuntimeError(f"{text!r} not seen in {path}:\n{path.read_text()[-3000:]}")
 
 
-def start_broker(home: Path, work: Path, name: str, store: str) -> tuple[Any, int, int]:
+def start_broker(home: Path, work: Path, name: str, store: str, batch: int) -> tuple[Any, int, int]:
     pub, sub = free_port(), free_port()
     conf = work / f"{name}.conf"
-    conf.write_text(f"Store {store}\n")
+    conf.write_text(f"Store {store}\nFanOutBatch {batch}\n")
     log = work / f"{name}.log"
     twistd = Path(sys.executable).with_name("twistd")
     proc = subprocess.Popen(
@@ -120,7 +120,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit("--brokers 2 needs redis-server (apt install redis-server)")
         rproc, store = start_redis(work)
         procs.append(rproc)
-    brokers = [start_broker(home.root, work, f"b{i}", store) for i in range(args.brokers)]
+    brokers = [
+        start_broker(home.root, work, f"b{i}", store, args.batch) for i in range(args.brokers)
+    ]
     procs += [b[0] for b in brokers]
     pids = [b[0].pid for b in brokers]
     roots = [home.public_key("k_bop")]
@@ -223,6 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "subscribers": n,
             "brokers": args.brokers,
             "store": "redis" if args.brokers == 2 else "memory",
+            "fanout_batch": args.batch,
             "connect_s": connect_s,
             "notify_all_s": times,
             "notify_all_median_s": median(times),
@@ -268,6 +271,7 @@ def main() -> None:
     ap.add_argument("--brokers", type=int, choices=(1, 2), default=1)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--parallel", type=int, default=200, help="handshakes in flight")
+    ap.add_argument("--batch", type=int, default=65536, help="broker FanOutBatch")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     r = run(args)
