@@ -363,6 +363,11 @@ class BrokerProtocol(Protocol):
         # No log line per notification: at 10,000 subscribers it would cost more than the
         # write (the publish line has the count, the status page the per-pub total).
         self._t.write(pub.frame(channel))
+        # Push it to the socket now: waiting for the reactor to report 10,000 sockets
+        # writable costs more than the sends (the socket is nearly always writable).
+        tcp = getattr(self._t, "transport", None)
+        if tcp is not None and getattr(tcp, "connected", False) and not tcp.disconnecting:
+            tcp.doWrite()
 
     def pauseProducing(self) -> None:
         self._paused = True
