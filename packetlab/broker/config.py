@@ -39,6 +39,7 @@ class BrokerConfig:
     status: str | None = None  # endpoint string of the HTTP/JSON status page
     error_delay: float = 0.5  # first delay of an error answer (s); doubles per error
     error_delay_max: float = 30.0
+    fanout_batch: int = 65536  # notifications written per reactor turn
     warnings: list[str] = field(default_factory=list)
 
     def set(self, key: str, value: str, where: str) -> None:
@@ -113,6 +114,12 @@ def _set_delay_max(c: BrokerConfig, v: str) -> None:
     c.error_delay_max = _seconds(v)
 
 
+def _set_batch(c: BrokerConfig, v: str) -> None:
+    if not v.isdigit() or not 1 <= int(v) <= 1_000_000:
+        raise ConfigError(f"expected a count from 1 to 1000000, got {v!r}")
+    c.fanout_batch = int(v)
+
+
 _HANDLERS: dict[str, Callable[[BrokerConfig, str], None]] = {
     "BrokerCertPath": _set_cert,
     "BrokerPrivKey": _set_key,
@@ -122,6 +129,7 @@ _HANDLERS: dict[str, Callable[[BrokerConfig, str], None]] = {
     "StatusListen": _set_status,
     "ErrorDelay": _set_delay,
     "ErrorDelayMax": _set_delay_max,
+    "FanOutBatch": _set_batch,
 }
 KNOWN_KEYS = tuple(_HANDLERS)
 

@@ -48,6 +48,7 @@ class BrokerService(service.Service):
         registry: Registry | None = None,
         throttle: Throttle | None = None,
         store: str = "memory:",
+        fanout_batch: int = 65536,
     ) -> None:
         self.reactor = reactor
         self.options = server_options(credentials)
@@ -58,6 +59,8 @@ class BrokerService(service.Service):
         self.factories = {
             role: BrokerFactory(role, self.registry, self.throttle, reactor) for role in Role
         }
+        for f in self.factories.values():
+            f.fanout.batch = fanout_batch
         self.ports: dict[str, Any] = {}
         self.store_url = store
         self.store: Any = None

@@ -31,7 +31,7 @@ class Options(usage.Options):
         "Twisted endpoint string, e.g. tcp:20556:interface=127.0.0.1 or "
         "tcp6:20557:interface=\\:\\:. Settings in FILE (default ~/.pktlab/broker.conf if "
         "it exists) use the keys BrokerCertPath, BrokerPrivKey, PublishListen, "
-        "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax; options win."
+        "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax, FanOutBatch; options win."
     )
     optParameters: list[list[Any]] = [
         ["config", "c", None, "broker.conf path (default ~/.pktlab/broker.conf if it exists)."],
@@ -114,5 +114,6 @@ def makeService(options: Options) -> IService:
         status=cfg.status,
         throttle=throttle,
         store=cfg.store,
+        fanout_batch=cfg.fanout_batch,
     )
     return svc
