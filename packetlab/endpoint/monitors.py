@@ -96,12 +96,12 @@ class MonitorHost:
     def from_config(cls, cfg: EndpointConfig, aux_paths: Sequence[str] = ()) -> MonitorHost:
         """Compile and check the aux monitors now, so a bad one stops the daemon with a
         clear `ConfigError` instead of refusing every session."""
-        from packetlab.monitor.runtime import compile_monitor
-
         if len(aux_paths) > MAX_AUX:
             raise ConfigError(f"at most {MAX_AUX} aux monitors, got {len(aux_paths)}")
         aux = []
         for p in aux_paths:
+            from packetlab.monitor.runtime import compile_monitor
+
             try:
                 wasm = Path(p).read_bytes()
             except OSError as e:
