@@ -132,6 +132,8 @@ EndpointPrivKey {r / "keys/k_ep"}
 EndpointOpPubKeyPath {r / "keys/k_eop.pub"}
 # Persistent resource accounting (SQLite; see docs/security.md)
 RLimDBPath {r / "endpt.rlim.sqlite3"}
+# Persistent memory of monitors (SQLite; see docs/monitors.md)
+MonitorPersistentPath {r / "endpt.persistent.sqlite3"}
 """
 
 
