@@ -165,7 +165,7 @@ class MonitorGate:
         self.checks_ndata = inner.checks_ndata
         self.monitors: list[Instance] = []
         self.box: Box | None = None
-        self._supplied: list[tuple[bytes, Compiled]] = []
+        self._supplied: list[tuple[bytes, Compiled | MonitorLoadError]] = []
         self._memory: VirtualMemory | None = None
         self._pm_keys: dict[Instance, bytes] = {}
         self._with_results: dict[str, list[Instance]] = {}
@@ -190,10 +190,14 @@ class MonitorGate:
         if any(s == d for s, _ in self._supplied):
             return Status.SUCCESS  # the same program again: already loaded once
         try:
-            compiled = self.host.compile(data[1:])
+            compiled: Compiled | MonitorLoadError = self.host.compile(data[1:])
         except MonitorLoadError as e:
-            log.warn("cdata monitor {d} refused: {e}", d=d.hex(), e=str(e))
-            return Status.ECRTBADHDAT
+            if e.decode:  # not WebAssembly at all: the program cannot be decoded
+                log.warn("cdata monitor {d} refused: {e}", d=d.hex(), e=str(e))
+                return Status.ECRTBADHDAT
+            # A load failure (memory shape, imports, exports) shows at start as in the
+            # reference (§8.5): result(ECTLMONUKN, monindx).
+            compiled = e
         self._supplied.append((d, compiled))
         supplied = getattr(self.inner, "supplied_digests", None)
         if supplied is not None:
@@ -217,6 +221,8 @@ class MonitorGate:
         store = self.host.store
         for idx, (d, compiled, key) in enumerate(entries):
             try:
+                if isinstance(compiled, MonitorLoadError):
+                    raise compiled
                 inst = box.instantiate(compiled, self, store.load(key))
             except MonitorLoadError as e:
                 log.warn("monitor {i} ({d}) failed to load: {e}", i=idx, d=d.hex()[:16], e=str(e))

@@ -188,7 +188,7 @@ def compile_monitor(wasm: bytes) -> Compiled:
         module = wasmtime.Module(engine(), wasm)
     except wasmtime.WasmtimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid module"
-        raise MonitorLoadError(f"not a valid WebAssembly module: {first}") from None
+        raise MonitorLoadError(f"not a valid WebAssembly module: {first}", decode=True) from None
     has_memory = False
     for imp in module.imports:
         where = f"{imp.module}.{imp.name}"
