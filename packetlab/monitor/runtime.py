@@ -11,10 +11,12 @@
   ~40 µs of `wasmtime.Func.__call__`): that path does no type checks, so every function
   is checked against its ABI signature once, when the module is compiled.
 
-The epoch ticker thread runs only while a box is open. A call's start tick is recorded in
+The epoch ticker thread runs only while a box is open. A call's start time is recorded in
 Python (one attribute store); the store's epoch-deadline callback, which wasmtime runs at
 most once per tick while wasm code runs, traps the call once it is older than the
-deadline. So the hot path has no extra ctypes call for the deadline.
+deadline. So the hot path has no extra ctypes call for the deadline. The ticker takes the
+GIL once per tick; while a monitor spins in wasm the GIL is free (ctypes releases it), so
+the ticks that matter come on time.
 """
 
 from __future__ import annotations
@@ -137,7 +139,6 @@ _set_epoch_callback = _proto("wasmtime_store_epoch_deadline_callback", None, _VP
 _EPOCH_CB = _c.CFUNCTYPE(_c.c_size_t, _VP, _VP, _c.POINTER(_c.c_uint64), _c.POINTER(_c.c_uint8))
 _SLOT = _c.sizeof(ffi.wasmtime_val_raw_t)  # 16
 _RV = struct.Struct("<i")
-_U32 = struct.Struct("<I")
 _PORT = struct.Struct(">H")
 
 _SLOT_FMT = {abi.I32: f"I{_SLOT - 4}x", abi.I64: f"Q{_SLOT - 8}x"}
@@ -531,9 +532,6 @@ class Instance:
         return self._pm.tobytes()
 
     # -- calls ------------------------------------------------------------------------
-
-    def has_check(self, kind: str) -> bool:
-        return kind in self._checks
 
     # The two hot checks, inlined: calls.nsend_args/ndata_args + check + Box.call in one
     # function each (the same arguments; tests hold the two paths equal).
