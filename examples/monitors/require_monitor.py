@@ -46,12 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--home", required=True, help="a pktlab init directory")
     args = p.parse_args(argv)
     programs = [encode(m.read_bytes()) for m in args.monitors]
-    extra = ["--set", f"MonitorPersistentPath={Path(args.home) / 'endpt.persistent.sqlite3'}"]
 
     async def run(reactor: Any) -> None:
         try:
             lines = await run_with_local_endpoint(
-                reactor, experiment, home=args.home, programs=programs, endpoint_args=extra
+                reactor, experiment, home=args.home, programs=programs
             )
         except ControllerError as e:
             print(f"experiment refused: {e}")

@@ -151,6 +151,8 @@ BrokerChainRootPath {r / "keys/k_bop.pub"}
 EndpointAgentCertPath {r / "certs/agent_ep_ep.cert"}
 SubPrivCertChainPath {r / "certs/subcmd_eop_ep.cert"}
 AutoExtractChannel 1
+# Persistent memory of monitors (SQLite; see docs/monitors.md)
+MonitorPersistentPath {r / "endpt.persistent.sqlite3"}
 """
 
 

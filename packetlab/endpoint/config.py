@@ -14,9 +14,12 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packetlab.endpoint import netif
-from packetlab.ppks import BurstRate
+
+if TYPE_CHECKING:
+    from packetlab.ppks import BurstRate
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",

@@ -101,12 +101,12 @@ class MonitorHost:
             raise ConfigError(f"at most {MAX_AUX} aux monitors, got {len(aux_paths)}")
         aux = []
         for p in aux_paths:
+            from packetlab.monitor.runtime import compile_monitor
+
             try:
                 wasm = Path(p).read_bytes()
             except OSError as e:
                 raise ConfigError(f"--monitor {p}: {e.strerror or e}") from None
-            from packetlab.monitor.runtime import compile_monitor
-
             try:
                 compiled = compile_monitor(wasm)
             except MonitorLoadError as e:
@@ -166,7 +166,7 @@ class MonitorGate:
         self.checks_ndata = inner.checks_ndata
         self.monitors: list[Instance] = []
         self.box: Box | None = None
-        self._supplied: list[tuple[bytes, Compiled]] = []
+        self._supplied: list[tuple[bytes, Compiled | MonitorLoadError]] = []
         self._memory: VirtualMemory | None = None
         self._pm_keys: dict[Instance, bytes] = {}
         self._with_results: dict[str, list[Instance]] = {}
@@ -191,10 +191,14 @@ class MonitorGate:
         if any(s == d for s, _ in self._supplied):
             return Status.SUCCESS  # the same program again: already loaded once
         try:
-            compiled = self.host.compile(data[1:])
+            compiled: Compiled | MonitorLoadError = self.host.compile(data[1:])
         except MonitorLoadError as e:
-            log.warn("cdata monitor {d} refused: {e}", d=d.hex(), e=str(e))
-            return Status.ECRTBADHDAT
+            if e.decode:  # not WebAssembly at all: the program cannot be decoded
+                log.warn("cdata monitor {d} refused: {e}", d=d.hex(), e=str(e))
+                return Status.ECRTBADHDAT
+            # A load failure (memory shape, imports, exports) shows at start as in the
+            # reference (§8.5): result(ECTLMONUKN, monindx).
+            compiled = e
         self._supplied.append((d, compiled))
         supplied = getattr(self.inner, "supplied_digests", None)
         if supplied is not None:
@@ -218,6 +222,8 @@ class MonitorGate:
         store = self.host.store
         for idx, (d, compiled, key) in enumerate(entries):
             try:
+                if isinstance(compiled, MonitorLoadError):
+                    raise compiled
                 inst = box.instantiate(compiled, self, store.load(key))
             except MonitorLoadError as e:
                 log.warn("monitor {i} ({d}) failed to load: {e}", i=idx, d=d.hex()[:16], e=str(e))

@@ -34,7 +34,13 @@ __all__ = [
 
 
 class MonitorLoadError(Exception):
-    """A module the host refuses to run (bad bytes, imports or exports, failed setup)."""
+    """A module the host refuses to run (bad bytes, imports or exports, failed setup).
+    `decode` is True when the bytes are not a WebAssembly module at all; the other
+    failures are the reference's load (link) failures (§8.5)."""
+
+    def __init__(self, message: str, *, decode: bool = False) -> None:
+        super().__init__(message)
+        self.decode = decode
 
 
 class MonitorCrash(Exception):

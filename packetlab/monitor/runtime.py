@@ -11,10 +11,11 @@
   ~40 µs of `wasmtime.Func.__call__`): that path does no type checks, so every function
   is checked against its ABI signature once, when the module is compiled.
 
-The epoch ticker thread runs only while a box is open. A call's start tick is recorded in
-Python (one attribute store); the store's epoch-deadline callback, which wasmtime runs at
-most once per tick while wasm code runs, traps the call once it is older than the
-deadline. So the hot path has no extra ctypes call for the deadline.
+The epoch ticks only while a box is open, from a POSIX timer that calls wasmtime directly
+(no Python, no GIL). A call's start time is recorded in Python (one attribute store); the
+store's epoch-deadline callback, which wasmtime runs at most once per tick while wasm code
+runs, traps the call once it is older than the deadline. So the hot path has no extra
+ctypes call for the deadline.
 """
 
 from __future__ import annotations
@@ -74,21 +75,53 @@ def engine() -> wasmtime.Engine:
     return _engine
 
 
+class _Sigevent(ctypes.Structure):
+    # struct sigevent (glibc, 64 bytes) for SIGEV_THREAD: value, signo, notify, function,
+    # attributes, padding.
+    _fields_ = [
+        ("value", ctypes.c_void_p),
+        ("signo", ctypes.c_int),
+        ("notify", ctypes.c_int),
+        ("function", ctypes.c_void_p),
+        ("attribute", ctypes.c_void_p),
+        ("pad", ctypes.c_byte * 32),
+    ]
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("sec", ctypes.c_long), ("nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("interval", _Timespec), ("value", _Timespec)]
+
+
+_SIGEV_THREAD = 2
+_CLOCK_MONOTONIC = 1
+
+
 class _Ticker:
-    """Advances the engine epoch every `tick_s` while at least one box is open."""
+    """Advances the engine epoch every `tick_s` while at least one box is open.
+
+    A POSIX timer with SIGEV_THREAD calls ``wasmtime_engine_increment_epoch(engine)``
+    itself, from a libc thread: no Python code and no GIL, so the ticks never stall the
+    reactor (a Python ticker thread must take the GIL for every tick, and on a loaded
+    machine the reactor then waits for it to be scheduled). Where that timer cannot be
+    made (not glibc), a Python thread ticks instead."""
 
     def __init__(self) -> None:
-        self.ticks = 0
         self.tick_s = MAX_TICK_S
         self._users = 0
         self._lock = threading.Lock()
         self._stop: threading.Event | None = None
+        self._timer: ctypes.c_void_p | None = None
+        self._libc: Any = None
 
     def acquire(self, tick_s: float) -> None:
         with self._lock:
             self.tick_s = tick_s if self._users == 0 else min(self.tick_s, tick_s)
             self._users += 1
-            if self._stop is None:
+            if self._users == 1 and not self._start_timer():
                 self._stop = threading.Event()
                 t = threading.Thread(
                     target=self._run, args=(self._stop,), name="monitor-epoch", daemon=True
@@ -98,14 +131,42 @@ class _Ticker:
     def release(self) -> None:
         with self._lock:
             self._users -= 1
-            if self._users == 0 and self._stop is not None:
-                self._stop.set()
-                self._stop = None
+            if self._users == 0:
+                if self._timer is not None:
+                    self._libc.timer_delete(self._timer)
+                    self._timer = None
+                if self._stop is not None:
+                    self._stop.set()
+                    self._stop = None
+
+    def _start_timer(self) -> bool:
+        try:
+            libc = self._libc = self._libc or ctypes.CDLL(None, use_errno=True)
+            func = _c.cast(ffi.dll.wasmtime_engine_increment_epoch, _VP).value
+            ev = _Sigevent()
+            ev.value = _c.cast(engine().ptr(), _VP).value
+            ev.notify = _SIGEV_THREAD
+            ev.function = func
+            timer = _VP()
+            libc.timer_create.argtypes = [_c.c_int, _c.c_void_p, _c.c_void_p]
+            libc.timer_settime.argtypes = [_VP, _c.c_int, _c.c_void_p, _c.c_void_p]
+            libc.timer_delete.argtypes = [_VP]
+            if libc.timer_create(_CLOCK_MONOTONIC, _c.byref(ev), _c.byref(timer)) != 0:
+                return False
+            ns = int(self.tick_s * 1e9)
+            period = _Timespec(ns // 1_000_000_000, ns % 1_000_000_000)
+            spec = _Itimerspec(period, period)
+            if libc.timer_settime(timer, 0, _c.byref(spec), None) != 0:
+                libc.timer_delete(timer)
+                return False
+        except (OSError, AttributeError):
+            return False
+        self._timer = timer
+        return True
 
     def _run(self, stop: threading.Event) -> None:
         eng = engine()
         while not stop.wait(self.tick_s):
-            self.ticks += 1
             eng.increment_epoch()
 
 
@@ -137,7 +198,6 @@ _set_epoch_callback = _proto("wasmtime_store_epoch_deadline_callback", None, _VP
 _EPOCH_CB = _c.CFUNCTYPE(_c.c_size_t, _VP, _VP, _c.POINTER(_c.c_uint64), _c.POINTER(_c.c_uint8))
 _SLOT = _c.sizeof(ffi.wasmtime_val_raw_t)  # 16
 _RV = struct.Struct("<i")
-_U32 = struct.Struct("<I")
 _PORT = struct.Struct(">H")
 
 _SLOT_FMT = {abi.I32: f"I{_SLOT - 4}x", abi.I64: f"Q{_SLOT - 8}x"}
@@ -188,7 +248,7 @@ def compile_monitor(wasm: bytes) -> Compiled:
         module = wasmtime.Module(engine(), wasm)
     except wasmtime.WasmtimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid module"
-        raise MonitorLoadError(f"not a valid WebAssembly module: {first}") from None
+        raise MonitorLoadError(f"not a valid WebAssembly module: {first}", decode=True) from None
     has_memory = False
     for imp in module.imports:
         where = f"{imp.module}.{imp.name}"
@@ -531,9 +591,6 @@ class Instance:
         return self._pm.tobytes()
 
     # -- calls ------------------------------------------------------------------------
-
-    def has_check(self, kind: str) -> bool:
-        return kind in self._checks
 
     # The two hot checks, inlined: calls.nsend_args/ndata_args + check + Box.call in one
     # function each (the same arguments; tests hold the two paths equal).

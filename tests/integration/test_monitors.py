@@ -206,3 +206,62 @@ def test_cert_monitors_over_tls(tls_world: Any, tmp_path: Path) -> None:
         c.close()
     # The second session saw the count of the first (keyed by the cert, not the digest).
     assert infos[0].info == (1).to_bytes(4, "little")
+
+
+# nopen: sktid 1 -> -5 (hidden), 2 -> trap, 3 -> 1 if a 4 MiB grow fails (memory cap);
+# ndata: first byte 'n' -> -3 (nblock fffd), 'c' -> trap (dropped without ReportCrash)
+ROWS = {
+    "nopen": "(if (result i32) (i32.eq (local.get $sktid) (i32.const 1)) (then (i32.const -5))"
+    " (else (if (result i32) (i32.eq (local.get $sktid) (i32.const 2)) (then unreachable)"
+    " (else (if (result i32) (i32.eq (local.get $sktid) (i32.const 3))"
+    " (then (i32.eq (memory.grow (i32.const 64)) (i32.const -1))) (else (i32.const 0)))))))",
+    "ndata": "(drop (call $read_vmem_region (i32.const 0) (i32.const 300) (i32.const 1)))"
+    " (if (result i32) (i32.eq (i32.load8_u (i32.const 300)) (i32.const 110))"
+    " (then (i32.const -3)) (else (if (result i32) (i32.eq (i32.load8_u (i32.const 300))"
+    " (i32.const 99)) (then unreachable) (else (i32.const 0)))))",
+}
+
+
+def test_rows_without_report_crash(endpoint_factory: Any, tmp_path: Path) -> None:
+    mon = module(tmp_path, "rows", ROWS)
+    ep = endpoint_factory(conf(tmp_path), args=["-m", str(mon)])
+    c = ep.accept()
+    started(c, 1)
+
+    def nopen(sktid: int) -> wire.Message:
+        return c.request(wire.Nopen(sktid=sktid, family=4, proto=17, rbufsz=1 << 16, laddr=LO,
+                                    lport=0))  # fmt: skip
+
+    assert nopen(1) == wire.Result(MONREJ, 0, 0)  # negative: reason hidden
+    assert nopen(2) == wire.Result(MONREJ, 0, 0)  # crash, MonitorReportCrash 0
+    assert nopen(3) == wire.Result(MONREJ, 0, 1)  # grow refused by MonitorMemoryMax (1 MiB)
+    assert nopen(4) == wire.Result(0)
+    lport = int.from_bytes(c.mread(0x20000000 + 4 * 0x400 + 0x30, 2), "big")
+    me = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for payload in (b"no", b"crash", b"ok"):
+            me.sendto(payload, ("127.0.0.1", lport))
+        nb = c.notification(wire.Nblock)
+        assert (nb.sktid, nb.monerrid) == (4, 0xFFFD)
+        assert c.notification(wire.Ndata).data == b"ok"  # the crash was dropped silently
+    finally:
+        me.close()
+
+
+def test_trap_in_initialize_refuses_start(endpoint_factory: Any, tmp_path: Path) -> None:
+    ok = module(tmp_path, "ok", {})
+    bad = module(tmp_path, "bad", {}, initialize="unreachable")
+    ep = endpoint_factory(conf(tmp_path), args=["-m", str(ok), "-m", str(bad)])
+    c = ep.accept()
+    assert c.request(wire.Start()) == wire.Result(MONUKN, 1)
+    assert c.closed_by_peer()
+
+
+def test_cdata_monitor_with_a_maximum_fails_start_over_tls(tls_world: Any) -> None:
+    src = monitor_wat(ALLOW).replace('"memory" (memory 2))', '"memory" (memory 2 8))')
+    bad = wat2wasm(src)
+    ctl, _ep = tls_world(CertLimits(monitor_digests=(abi.digest(bad),)))
+    c = ctl.accept()
+    assert c.request(wire.Cdata(b"monitor", abi.encode(bad))) == wire.Result(0)
+    assert c.request(wire.Start()) == wire.Result(MONUKN, 0)
+    assert c.closed_by_peer()

@@ -391,3 +391,18 @@ def test_an_endpoint_without_monitors_does_not_load_wasmtime() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # ~12 MiB of RSS saved
+
+
+@pytest.mark.parametrize(
+    "memory",
+    ["(memory 3)", "(memory 2 4)"],  # §8.5: more than 2 pages, or any maximum
+)
+def test_cdata_with_a_bad_memory_shape_fails_at_start(tmp_path: Path, memory: str) -> None:
+    src = monitor_wat(ALLOW).replace('"memory" (memory 2))', f'"memory" {memory})')
+    bad = wasmtime.wat2wasm(src)
+    good = w()
+    r = cert_rig(host(tmp_path), cert_chain([abi.digest(good), abi.digest(bad)]))
+    assert r.send(wire.Cdata(b"monitor", abi.encode(good))) == [wire.Result(0)]
+    assert r.send(wire.Cdata(b"monitor", abi.encode(bad))) == [wire.Result(0)]
+    assert r.send(wire.Start()) == [wire.Result(MONUKN, 1)]
+    assert r.session.ended is not None
