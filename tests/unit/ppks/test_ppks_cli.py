@@ -55,6 +55,7 @@ def test_init_creates_the_reference_layout(home: PktlabHome) -> None:
         "exppriv_eop_exper",
         "pubcmd_exper_xc",
         "subcmd_eop_ep",
+        "agent_prx_prx",  # the proxy's identity (twistd pktproxy)
     }
     csrs = {p.stem for p in home.csrs_dir.iterdir()}
     assert csrs == {"exppriv_exper", "delpriv_exp_exper", "delpriv_rep_eop"}
@@ -65,6 +66,8 @@ def test_init_creates_the_reference_layout(home: PktlabHome) -> None:
     parse_endpoint_rep_chain([home.certificate("subcmd_eop_ep")], ep, [eop], NOW)
     verify_chain(AuthMode.AGENT, [home.certificate("agent_xc_xc")], [xc], NOW)
     verify_chain(AuthMode.AGENT, [home.certificate("agent_ep_ep")], [ep], NOW)
+    prx = home.public_key("k_prx")
+    verify_chain(AuthMode.AGENT, [home.certificate("agent_prx_prx")], [prx], NOW)
 
 
 def test_init_leaves_an_existing_setup_alone(
