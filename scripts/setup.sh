@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # System packages: iproute2 for namespace testbeds, libpcap0.8 to compile tcpdump capture
 # filters (loaded with ctypes), traceroute (Butskoy), scamper and iputils-ping as the native
 # baselines that packetlab.measure compares with. Installed only when missing.
-APT_PACKAGES=(iproute2 libpcap0.8 traceroute scamper iputils-ping)
+APT_PACKAGES=(iproute2 libpcap0.8 traceroute scamper iputils-ping redis-server)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,12 +1,119 @@
-"""twistd pktbroker: placeholder until the broker role lands."""
+"""``twistd pktbroker``: the PacketLab broker (PROTOCOL.md §5). See docs/broker.md."""
+
+from __future__ import annotations
+
+from typing import Any
 
 from twisted.application.service import IService
 from twisted.python import usage
 
-from packetlab._tapstub import unimplemented_options, unimplemented_service
+from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT
 
-Options = unimplemented_options("pktbroker")
+from .config import BROKER_CERT, BROKER_KEY, BrokerConfig, ConfigError, load_config
+
+__all__ = ["Options", "makeService"]
 
 
-def makeService(options: usage.Options) -> IService:
-    return unimplemented_service("pktbroker")
+class Options(usage.Options):
+    synopsis = (
+        "[--config FILE] [--cert AGENT_CERT] [--private-key KEY] [--publish ENDPOINT] "
+        "[--subscribe ENDPOINT] [--store URL]"
+    )
+    longdesc = (
+        "Run a PacketLab broker: controllers publish experiments on the publish port, "
+        "endpoints subscribe on the subscribe port, and the broker notifies every "
+        "subscribed endpoint whose attributes match. Both ports speak TLS 1.3 with PPKS "
+        "agent certificates; the broker's own agent certificate must be signed by the "
+        "broker-operator key its clients trust (BrokerChainRootPath / BrokerCertRootPath). "
+        f"After `pktlab init` the defaults just work: certs/{BROKER_CERT}.cert and "
+        f"keys/{BROKER_KEY} in ~/.pktlab (or $PKTLAB_HOME), ports {DEFAULT_PUB_PORT} "
+        f"(publish) and {DEFAULT_SUB_PORT} (subscribe) on all addresses. ENDPOINT is a "
+        "Twisted endpoint string, e.g. tcp:20556:interface=127.0.0.1 or "
+        "tcp6:20557:interface=\\:\\:. Settings in FILE (default ~/.pktlab/broker.conf if "
+        "it exists) use the keys BrokerCertPath, BrokerPrivKey, PublishListen, "
+        "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax, FanOutBatch; options win."
+    )
+    optParameters: list[list[Any]] = [
+        ["config", "c", None, "broker.conf path (default ~/.pktlab/broker.conf if it exists)."],
+        ["cert", None, None,
+         f"Agent certificate (PEM, leaf first) [default: ~/.pktlab/certs/{BROKER_CERT}.cert]."],
+        ["private-key", None, None,
+         f"Private key of the agent certificate [default: ~/.pktlab/keys/{BROKER_KEY}]."],
+        ["publish", None, None,
+         f"Where controllers publish [default: tcp:{DEFAULT_PUB_PORT}, all addresses]."],
+        ["subscribe", None, None,
+         f"Where endpoints subscribe [default: tcp:{DEFAULT_SUB_PORT}, all addresses]."],
+        ["store", None, None,
+         "Shared state: memory: (default, this process only) or redis://HOST:PORT/N "
+         "to share publications and delivery records with other brokers."],
+    ]  # fmt: skip
+
+    def postOptions(self) -> None:
+        from packetlab.ppks import PktlabHome
+
+        try:
+            cfg = load_config(self["config"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        for opt, key in (
+            ("cert", "BrokerCertPath"),
+            ("private-key", "BrokerPrivKey"),
+            ("publish", "PublishListen"),
+            ("subscribe", "SubscribeListen"),
+            ("store", "Store"),
+        ):
+            if self[opt] is not None:
+                try:
+                    cfg.set(key, self[opt], f"--{opt}")
+                except ConfigError as e:
+                    raise usage.UsageError(str(e)) from None
+        cfg.apply_home_defaults(PktlabHome.at())
+        self["broker_config"] = cfg
+        self["credentials"] = _credentials(cfg)
+        if cfg.store != "memory:":
+            from .redis_store import parse_redis_url
+
+            try:
+                parse_redis_url(cfg.store)
+            except ValueError as e:
+                raise usage.UsageError(f"--store: {e} (or memory:, the default)") from None
+
+
+def _credentials(cfg: BrokerConfig) -> Any:
+    from packetlab.tls import Credentials, TLSConfigError
+
+    assert cfg.private_key is not None
+    try:
+        return Credentials.load(cfg.cert, cfg.private_key)
+    except TLSConfigError as e:
+        raise usage.UsageError(
+            f"broker agent certificate: {e}. Run `pktlab init` to create the broker-operator "
+            f"key k_bop and the broker certificate {BROKER_CERT} (or give --cert and "
+            "--private-key)."
+        ) from None
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+    from twisted.logger import Logger
+
+    from .service import BrokerService
+
+    log = Logger(namespace="pktbroker")
+    cfg: BrokerConfig = options["broker_config"]
+    for warning in cfg.warnings:
+        log.warn("config: {warning}", warning=warning)
+    from .throttle import Throttle
+
+    throttle = Throttle(base=cfg.error_delay, cap=max(cfg.error_delay, cfg.error_delay_max))
+    svc = BrokerService(
+        reactor,
+        options["credentials"],
+        publish=cfg.publish,
+        subscribe=cfg.subscribe,
+        status=cfg.status,
+        throttle=throttle,
+        store=cfg.store,
+        fanout_batch=cfg.fanout_batch,
+    )
+    return svc

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "testbed": ("packetlab.cli.testbed", "network-namespace testbeds: up, down, status"),
     "run": ("packetlab.cli.run", "run a measurement (traceroute, ping) through an endpoint"),
     "xpmgr": ("packetlab.cli.xpmgr", "experiment manager: accept endpoints, run an mlet on each"),
+    "broker": ("packetlab.cli.broker", "a running broker's channels and publications"),
 }
 
 

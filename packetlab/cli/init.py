@@ -20,7 +20,7 @@ from packetlab.ppks.keys import Ed25519PrivateKey
 
 NOT_BEFORE = 0
 NOT_AFTER = 2147483647
-KEYS = ("k_exper", "k_xc", "k_eop", "k_ep")
+KEYS = ("k_exper", "k_xc", "k_eop", "k_ep", "k_bop", "k_brk")
 # (file name, type, signer key, subject key)
 CERTS = (
     ("agent_xc_xc", CertType.AGENT, "k_xc", "k_xc"),
@@ -28,6 +28,9 @@ CERTS = (
     ("exppriv_eop_exper", CertType.EXPPRIV, "k_eop", "k_exper"),
     ("pubcmd_exper_xc", CertType.PUBCMD, "k_exper", "k_xc"),
     ("subcmd_eop_ep", CertType.SUBCMD, "k_eop", "k_ep"),
+    # The broker: its operator key k_bop signs its agent cert (clients list k_bop.pub as
+    # BrokerChainRootPath / BrokerCertRootPath; BROKER-PROXY-OBSERVED.md section 0).
+    ("agent_bop_brk", CertType.AGENT, "k_bop", "k_brk"),
 )
 # (file name, type, del_type, requester key)
 CSRS = (
@@ -42,10 +45,13 @@ creates, under --home (default ~/.pktlab, or $PKTLAB_HOME):
   certs/  {", ".join(c[0] + ".cert" for c in CERTS)}
   csrs/   {", ".join(c[0] + ".csr" for c in CSRS)}
   keys/k_prx, certs/agent_prx_prx.cert: the proxy's agent identity (twistd pktproxy)
-  endpt.conf (the demo endpoint: TLS with these certs), xpmgr.conf (the controller's)
+  endpt.conf (the demo endpoint: TLS with these certs), xpmgr.conf (the controller's),
+  broker.conf (the broker: twistd -n pktbroker)
 The agent certs are self-signed; exppriv_eop_exper lets k_exper run experiments on the
 endpoints of k_eop; pubcmd_exper_xc lets controller key k_xc act for k_exper;
-subcmd_eop_ep lets endpoint key k_ep subscribe for k_eop. All are valid from
+subcmd_eop_ep lets endpoint key k_ep subscribe for k_eop; agent_bop_brk is the broker's
+TLS identity, signed by the broker-operator key k_bop (`twistd -n pktbroker` uses it, and
+endpoints and controllers trust k_bop.pub as their broker root). All are valid from
 {NOT_BEFORE} to {NOT_AFTER} (Unix seconds). The CSRs are for asking other operators for
 privileges (pktlab ppks sign -r FILE ...)."""
 
@@ -97,7 +103,12 @@ def init_home(home: PktlabHome) -> dict[str, Ed25519PrivateKey]:
         home.csr_path(name).write_bytes(make_csr(ctype, keys[requester], del_type=dtype))
         print(f"csr  {home.csr_path(name)}")
     _proxy_identity(home, keys)
-    for name, text in (("endpt.conf", endpoint_conf(home)), ("xpmgr.conf", xpmgr_conf(home))):
+    confs = (
+        ("endpt.conf", endpoint_conf(home)),
+        ("xpmgr.conf", xpmgr_conf(home)),
+        ("broker.conf", broker_conf(home)),
+    )
+    for name, text in confs:
         (home.root / name).write_text(text, encoding="utf-8")
         print(f"conf {home.root / name}")
     return keys
@@ -115,6 +126,27 @@ EndpointPrivKey {r / "keys/k_ep"}
 EndpointOpPubKeyPath {r / "keys/k_eop.pub"}
 # Persistent resource accounting (SQLite; see docs/security.md)
 RLimDBPath {r / "endpt.rlim.sqlite3"}
+# Broker mode (NoSubMode 0; docs/broker.md): subscribe at BrokerAddr for our EOp's channel
+BrokerAddr 127.0.0.1
+BrokerChainRootPath {r / "keys/k_bop.pub"}
+EndpointAgentCertPath {r / "certs/agent_ep_ep.cert"}
+SubPrivCertChainPath {r / "certs/subcmd_eop_ep.cert"}
+AutoExtractChannel 1
+"""
+
+
+def broker_conf(home: PktlabHome) -> str:
+    """The demo broker's broker.conf (docs/broker.md)."""
+    r = home.root.resolve()
+    return f"""\
+# Demo broker (written by pktlab init): twistd -n pktbroker
+BrokerCertPath {r / "certs/agent_bop_brk.cert"}
+BrokerPrivKey {r / "keys/k_brk"}
+PublishListen tcp:20556
+SubscribeListen tcp:20557
+Store memory:
+# HTTP/JSON status (pktlab broker status); loopback only
+StatusListen tcp:20558:interface=127.0.0.1
 """
 
 

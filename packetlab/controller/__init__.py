@@ -49,6 +49,14 @@ from packetlab.controller.info import (
     set_rbufsz,
 )
 from packetlab.controller.listener import Controller, Outcome, listen, run_once
+from packetlab.controller.publish import (
+    Publication,
+    PublishCredentials,
+    PublishError,
+    PublishRefused,
+    make_xdescr,
+    publish,
+)
 from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
 from packetlab.controller.session import EndpointSession
 from packetlab.controller.sockets import Note, Socket
@@ -57,10 +65,12 @@ from packetlab.controller.train import TrainReport, send_train
 __all__ = [
     "DEFAULT_RBUFSZ", "AddressLike", "ClockEstimate", "ClockSample", "ConnectFailed",
     "Controller", "ControllerError", "Datagram", "EndpointSession", "IPAddress", "Note",
-    "Outcome", "ProtocolViolation", "QueuedSend", "RequestFailed", "SendFailed",
+    "Outcome", "ProtocolViolation", "Publication", "PublishCredentials", "PublishError",
+    "PublishRefused", "QueuedSend", "RequestFailed", "SendFailed",
     "SentDatagram", "SessionClosed", "SetupFailed", "Socket", "SocketClosed", "SocketInfo",
     "Suspended", "SystemInfo", "TcpExchange", "TrainReport", "UdpExchange",
-    "estimate_clock", "listen", "parse_address", "read_socket_info", "read_socket_state",
+    "estimate_clock", "listen", "make_xdescr", "parse_address", "publish", "read_socket_info",
+    "read_socket_state",
     "read_system_info", "read_time", "run_once", "sample_clock", "send_train",
     "set_notifmask", "set_rbufsz", "tcp_exchange", "udp_exchange", "wait_connected",
 ]  # fmt: skip

@@ -52,6 +52,7 @@ from packetlab.wire import (
     Nstat,
     Ntag,
     Result,
+    Resumd,
     Start,
     Suspd,
 )
@@ -214,6 +215,8 @@ class EndpointSession(RequestMethods, Protocol):
         if not self._dead:
             if self._closing:
                 self._finish(None)
+            elif self.suspended:
+                self._finish(Suspended())
             else:
                 self._finish(SessionClosed("connection lost", reason.value))
         waiters, self._closed_waiters = self._closed_waiters, []
@@ -416,8 +419,13 @@ class EndpointSession(RequestMethods, Protocol):
                 info=item.info[:200].decode("utf-8", "replace"),
             )
         elif isinstance(item, Suspd):
+            # Pre-empted. The reference endpoint closes next (the loss then says
+            # Suspended); ours holds the session and sends resumd later: requests wait.
             self.suspended = True
-            self.abort(Suspended())
+            self.log.info("endpoint {peer} suspended the experiment (suspd)", peer=self.peer)
+        elif isinstance(item, Resumd):
+            self.suspended = False
+            self.log.info("endpoint {peer} resumed the experiment (resumd)", peer=self.peer)
         elif isinstance(item, wire.Malformed):
             self._violation(f"malformed {_type_name(item.msgtype)} from the endpoint: {item.error}")
         elif isinstance(item, wire.Unknown):

@@ -62,6 +62,16 @@ class EndpointConfig:
     eop_pubkeys: list[str] = field(default_factory=list)
     #: Resource accounting database (None: ~/.pktlab/endpt.rlim.sqlite3, docs/ppks.md).
     rlim_db: str | None = None
+    #: Broker mode (NoSubMode 0, §5.3; docs/broker.md).
+    broker_addr: str | None = None
+    broker_channels: list[str] | None = None  # BrokerChannel entries (hex); "" = auto here
+    auto_extract_channel: bool = True
+    agent_cert: str | None = None
+    broker_roots: list[str] = field(default_factory=list)
+    subpriv_chain: list[str] = field(default_factory=list)
+    endpoint_attr: str = ""
+    #: Experiments run at once in broker mode (ours; the reference runs one).
+    max_experiments: int = 1
     #: Keys recognised but not used by this version (kept for the features still to come).
     reserved: dict[str, str] = field(default_factory=dict)
     #: Human-readable warnings gathered while parsing (unknown keys, ignored features).
@@ -198,12 +208,61 @@ def _set_host_id(cfg: EndpointConfig, value: str) -> None:
 
 
 def _set_nosub(cfg: EndpointConfig, value: str) -> None:
-    if not _bool(value):
-        raise ConfigError(
-            "broker (subscription) mode is not implemented yet; set NoSubMode 1 "
-            "and give the controller address on the command line"
-        )
-    cfg.nosub_mode = True
+    cfg.nosub_mode = _bool(value)
+
+
+def _set_broker_addr(cfg: EndpointConfig, value: str) -> None:
+    cfg.broker_addr = value or None
+
+
+def _set_broker_channel(cfg: EndpointConfig, value: str) -> None:
+    # Entries stay as given: an empty entry is where auto-extracted channels go (§5.3).
+    if not value:
+        cfg.broker_channels = None
+        return
+    entries = [v.strip() for v in value.split(",")]
+    for e in entries:
+        if e and (len(e) % 2 or not 1 <= len(e) // 2 <= 32 or not _is_hex(e)):
+            raise ConfigError(f"{e!r} is not a channel: 1..32 bytes in hex")
+    cfg.broker_channels = entries
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _set_auto_extract(cfg: EndpointConfig, value: str) -> None:
+    cfg.auto_extract_channel = _bool(value)
+
+
+def _set_agent_cert(cfg: EndpointConfig, value: str) -> None:
+    cfg.agent_cert = str(Path(value).expanduser()) if value else None
+
+
+def _set_broker_roots(cfg: EndpointConfig, value: str) -> None:
+    cfg.broker_roots = _paths(value)
+
+
+def _set_subpriv(cfg: EndpointConfig, value: str) -> None:
+    cfg.subpriv_chain = _paths(value)
+
+
+def _set_endpoint_attr(cfg: EndpointConfig, value: str) -> None:
+    from packetlab.wire.nvlist import NVListError, parse_nvlist
+
+    try:
+        parse_nvlist(value)
+    except NVListError as e:
+        raise ConfigError(f"{value!r} is not a name=value; list without wildcards: {e}") from None
+    cfg.endpoint_attr = value
+
+
+def _set_max_experiments(cfg: EndpointConfig, value: str) -> None:
+    cfg.max_experiments = _int(value, 1, 64)
 
 
 def _set_snikey(cfg: EndpointConfig, value: str) -> None:
@@ -252,11 +311,17 @@ _HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
     "EndpointPrivKey": _set_privkey,
     "EndpointOpPubKeyPath": _set_eop_keys,
     "RLimDBPath": _set_rlim_db,
+    "BrokerAddr": _set_broker_addr,
+    "BrokerChannel": _set_broker_channel,
+    "AutoExtractChannel": _set_auto_extract,
+    "EndpointAgentCertPath": _set_agent_cert,
+    "BrokerChainRootPath": _set_broker_roots,
+    "SubPrivCertChainPath": _set_subpriv,
+    "EndpointAttr": _set_endpoint_attr,
+    "MaxConcurrentExperiments": _set_max_experiments,
 }
 _RESERVED_KEYS = frozenset(
     {
-        "BrokerAddr", "BrokerChannel", "AutoExtractChannel", "EndpointAgentCertPath",
-        "BrokerChainRootPath", "SubPrivCertChainPath", "EndpointAttr",
         "WorkerBusyWaitMode", "MonitorReportCrash", "MonitorDeadlineMillsec",
         "MonitorMemoryMax", "MonitorEnableDebug",
     }

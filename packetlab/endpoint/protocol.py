@@ -26,7 +26,9 @@ from zope.interface import implementer
 
 from packetlab.endpoint.checks import SessionRefused
 from packetlab.endpoint.session import Phase, Session, SessionEnd
+from packetlab.wire.codec import encode
 from packetlab.wire.framer import Framer, Item
+from packetlab.wire.messages import Resumd, Suspd
 
 __all__ = ["MAX_QUEUED", "SETUP_TIMEOUT", "ControllerProtocol"]
 
@@ -67,6 +69,8 @@ class ControllerProtocol(Protocol):
         self._batch_len = 0
         self._close_timer: IDelayedCall | None = None
         self._refused: SessionRefused | None = None
+        self.suspended = False  # pre-empted: see suspend()
+        self._out_paused = False  # the transport paused us
         #: Fires with the SessionEnd once the connection is gone.
         self.done: defer.Deferred[SessionEnd] = defer.Deferred()
 
@@ -106,6 +110,9 @@ class ControllerProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
+            return
+        if self.suspended:  # bytes already in flight when we paused: keep them for later
+            self._refeed(data)
             return
         if self._direct and self.session is not None:
             outbox = self.session.outbox
@@ -175,7 +182,7 @@ class ControllerProtocol(Protocol):
 
     def _consume(self) -> None:
         session = self.session
-        if self._consuming or session is None:
+        if self._consuming or session is None or self.suspended:
             return
         self._consuming = True
         try:
@@ -215,12 +222,43 @@ class ControllerProtocol(Protocol):
     # -- frames out (IPushProducer, driven by the transport) ----------------------------
 
     def pauseProducing(self) -> None:
+        self._out_paused = True
         if self.session is not None:
             self.session.outbox.pause()
 
     def resumeProducing(self) -> None:
-        if self.session is not None:
+        self._out_paused = False
+        if self.session is not None and not self.suspended:
             self.session.outbox.resume()
+
+    # -- pre-emption (broker mode, docs/broker.md) -----------------------------------
+
+    def suspend(self) -> None:
+        """A higher-priority experiment pre-empts this one: tell the controller (`suspd`),
+        then hold the session as it is: no request is read, notifications wait in the
+        outbox (their budgets stay charged, so TCP sockets stop reading and UDP drops,
+        §3.5). Sockets, budgets and accounting are kept for `resume()`."""
+        session = self.session
+        if self.suspended or self._closing or session is None or self.transport is None:
+            return
+        self.suspended = True
+        session.outbox.pause()
+        self._t.write(encode(Suspd()))  # ahead of the held notifications
+        self._t.pauseProducing()
+
+    def resume(self) -> None:
+        """The pre-empting experiment ended: `resumd`, then carry on where we stopped."""
+        session = self.session
+        if not self.suspended or session is None or self.transport is None:
+            return
+        self.suspended = False
+        self._t.write(encode(Resumd()))
+        if not self._out_paused:
+            session.outbox.resume()
+        if not self._read_paused:
+            self._t.resumeProducing()
+        self._refeed()
+        self._consume()
 
     def stopProducing(self) -> None:
         pass  # connectionLost follows

@@ -30,6 +30,8 @@ _KEY_OPTIONS = {
     "eop-pubkey": "EndpointOpPubKeyPath",
     "snikey": "NoSubModeSNIKey",
     "rlim-db": "RLimDBPath",
+    "broker": "BrokerAddr",
+    "max-experiments": "MaxConcurrentExperiments",
 }
 
 
@@ -46,10 +48,13 @@ def _seconds(option: str, text: str) -> float:
 class Options(usage.Options):
     synopsis = "[options] [ADDR[:PORT]]"
     longdesc = (
-        "Run a PacketLab measurement endpoint. In NoSub mode (the only mode so far) it "
-        "connects to the controller at ADDR[:PORT] (default 127.0.0.1:20556; use "
-        "[IPv6]:PORT for IPv6), runs one experiment session, and connects again for the "
-        "next. Settings come from the reference endpt.conf format (--config, default "
+        "Run a PacketLab measurement endpoint. In NoSub mode it connects to the "
+        "controller at ADDR[:PORT] (default 127.0.0.1:20556; use [IPv6]:PORT for IPv6), "
+        "runs one experiment session, and connects again for the next. In broker mode "
+        "(NoSubMode 0 in the config, or --broker HOST[:PORT]) it subscribes to a broker "
+        "(default port 20557) and runs the experiments published to it (docs/broker.md); "
+        "no ADDR is given then. Settings come from the reference endpt.conf format "
+        "(--config, default "
         "~/.pktlab/endpt.conf) and can be overridden with --set KEY=VALUE or the named "
         "options below. The link is TLS 1.3 with PPKS certificates (ControllerCertChainPath, "
         "EndpointPrivKey, EndpointOpPubKeyPath; `pktlab init` writes a demo endpt.conf); "
@@ -101,6 +106,7 @@ class Options(usage.Options):
         self["set"].append((key.strip(), value.strip()))
 
     def parseArgs(self, *args: str) -> None:
+        self["address_given"] = bool(args)
         if len(args) > 1:
             raise usage.UsageError(
                 f"expected at most one controller address ADDR[:PORT], got {len(args)}: "
@@ -125,8 +131,13 @@ class Options(usage.Options):
                 "--monitor: monitors are not supported by this version of pktendpoint yet; "
                 "refusing to run experiments without the monitors you asked for"
             )
-        self["endpoint_config"] = self.build_config()
+        self["endpoint_config"] = cfg = self.build_config()
+        if self["broker"] is not None:
+            cfg.nosub_mode = False
         address: ControllerAddress = self["address"]
+        if not cfg.nosub_mode:
+            self._broker_mode(cfg)
+            return
         if not self["insecure-plaintext"]:
             from packetlab.endpoint.tlslink import TLSLink
 
@@ -140,6 +151,23 @@ class Options(usage.Options):
                 f"--insecure-plaintext only talks to loopback controllers (127.0.0.0/8, ::1, "
                 f"localhost); {address} is not one. Plain TCP would expose the experiment."
             )
+
+    def _broker_mode(self, cfg: EndpointConfig) -> None:
+        from packetlab.endpoint.subscriber import BrokerSettings
+        from packetlab.endpoint.tlslink import TLSLink
+
+        if self.get("address_given"):
+            raise usage.UsageError(
+                "broker mode (NoSubMode 0 / --broker): the controller address comes from "
+                "each published experiment; give no ADDR"
+            )
+        if self["insecure-plaintext"]:
+            raise usage.UsageError("--insecure-plaintext is for NoSub mode only")
+        try:
+            self["broker_settings"] = BrokerSettings.from_config(cfg)
+            self["tls_link"] = TLSLink.from_config(cfg)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
 
     def build_config(self) -> EndpointConfig:
         try:
@@ -196,6 +224,8 @@ def makeService(options: Options) -> IService:
         log.info("resource accounting in {path}", path=accounting.path)
         admission = Admission(accounting, realtime_ns)
 
+    if not cfg.nosub_mode:
+        return _broker_service(reactor, options, make_session, admission, scheduler)
     return NoSubService(
         reactor,
         options["address"],
@@ -207,3 +237,33 @@ def makeService(options: Options) -> IService:
         reconnect_delay=options["reconnect-delay"],
         max_sessions=options["sessions"],
     )
+
+
+def _broker_service(
+    reactor: Any, options: Options, make_session: Any, admission: Any, scheduler: Any
+) -> IService:
+    from packetlab.endpoint.clock import realtime_ns
+    from packetlab.endpoint.pool import ExperimentPool
+    from packetlab.endpoint.runner import BrokerModeService, ExperimentRunner
+    from packetlab.endpoint.subscriber import BrokerSettings, BrokerSubscriber
+
+    cfg: EndpointConfig = options["endpoint_config"]
+    settings: BrokerSettings = options["broker_settings"]
+    link = options["tls_link"]
+    runner = ExperimentRunner(
+        reactor,
+        ExperimentPool(max_running=cfg.max_experiments),
+        link.for_snikey,
+        make_session,
+        admission,
+        realtime_ns,
+    )
+    top = BrokerModeService(runner, scheduler)
+    BrokerSubscriber(
+        reactor,
+        str(settings.address),
+        lambda: settings.endpoint(reactor),
+        settings.plan,
+        runner.notify,
+    ).setServiceParent(top)
+    return top

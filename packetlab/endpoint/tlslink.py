@@ -42,6 +42,8 @@ class TLSLink:
 
     creator: PPKSClientCreator
     trusts_any_root: bool
+    credentials: Credentials | None = None
+    roots: tuple[Any, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: EndpointConfig) -> TLSLink:
@@ -66,7 +68,16 @@ class TLSLink:
         creator = PPKSClientCreator(
             creds, AuthMode.ENDPOINT_AUTH_CONTROLLER, roots, snikey=cfg.nosub_snikey
         )
-        return cls(creator, trusts_any_root=not roots)
+        return cls(creator, not roots, creds, tuple(roots))
+
+    def for_snikey(self, snikey: str | None) -> TLSLink:
+        """The same link sending another SNI (broker mode: the xdescr's sni_key)."""
+        if snikey == self.creator.snikey:
+            return self
+        creator = PPKSClientCreator(
+            self.credentials, AuthMode.ENDPOINT_AUTH_CONTROLLER, self.roots, snikey=snikey
+        )
+        return TLSLink(creator, self.trusts_any_root, self.credentials, self.roots)
 
     def endpoint(self, reactor: object, address: object) -> IStreamClientEndpoint:
         from packetlab.endpoint.service import ControllerAddress, PlaintextLink
@@ -93,13 +104,15 @@ class Admission:
     accounting: Accounting | None
     clock: Callable[[], int]
 
-    def gate_for(self, peer: VerifiedPeer | None) -> LimitsGate | None:
-        """None for a plaintext link (no chain, no limits). Raises `SessionRefused`."""
+    def gate_for(self, peer: VerifiedPeer | None, priority: int | None = None) -> LimitsGate | None:
+        """None for a plaintext link (no chain, no limits). Raises `SessionRefused`, also
+        when `priority` (the xdescr's exp_priority) is above the chain's max_num_priority."""
         if peer is None:
             return None
         if peer.chain is None or not peer.chain.certs:
             raise SessionRefused("no_chain", "the controller presented no usable chain")
-        gate = admit(peer.chain.certs, self.accounting, self.clock, log=log)
+        extra = {} if priority is None else {"priority": priority}
+        gate = admit(peer.chain.certs, self.accounting, self.clock, log=log, **extra)
         log.info(
             "controller chain admitted: {n} cert(s), experiment ends in {t:.1f} s, "
             "{d} monitor digest(s) required",

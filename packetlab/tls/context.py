@@ -154,6 +154,7 @@ class PPKSServerOptions:
         default: ServerEntry | None = None,
         *,
         clock: Clock = time.time,
+        release_buffers: bool = False,
     ) -> None:
         self._clock = clock
         self._contexts: dict[str, SSL.Context] = {}
@@ -164,6 +165,10 @@ class PPKSServerOptions:
         self._lobby.set_verify(_server_verify_flags(False), _accept_any)
         self._lobby.set_app_data(None)  # a failure here is not about the SNI
         self._lobby.set_tlsext_servername_callback(self._select)
+        if release_buffers:
+            # Free OpenSSL's ~34 KiB of record buffers while a connection is idle: for
+            # servers holding many quiet links (the broker), not for data paths.
+            self._lobby.set_mode(SSL.MODE_RELEASE_BUFFERS)
         for name, entry in (entries or {}).items():
             self.add(name, entry)
         if default is not None:

@@ -98,3 +98,9 @@ def test_external_endpoint() -> None:
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_publish_experiment_through_a_broker() -> None:
+    out = run_example("publish_experiment.py", "--endpoints", "2")
+    assert out.count("SystemInfo(") == 2
+    assert "publication closed" in out

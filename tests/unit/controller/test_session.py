@@ -27,6 +27,7 @@ from packetlab.wire import (
     Nopen,
     Nsend,
     Result,
+    Resumd,
     Start,
     Status,
     Suspd,
@@ -238,14 +239,25 @@ def test_requests_after_close_fail_at_once() -> None:
         result_of(s.nclose(1))
 
 
-def test_suspd_ends_the_session_with_suspended() -> None:
-    s, t, _ = on_string_transport()
+def test_suspd_then_close_ends_the_session_with_suspended() -> None:
+    # the reference endpoint closes right after suspd
+    s, _, _ = on_string_transport()
     d = s.mread(vmem.TIME.addr, 8)
     s.dataReceived(frames(Suspd()))
+    assert s.suspended and not d.called  # held, not failed: ours may resume
+    s.connectionLost(Failure(ConnectionLost()))
     with pytest.raises(SessionClosed) as e:
         result_of(d)
     assert isinstance(e.value.cause, Suspended)
-    assert s.suspended and t.disconnecting
+
+
+def test_suspd_then_resumd_carries_on() -> None:
+    s, t, _ = on_string_transport()
+    d = s.mread(vmem.TIME.addr, 8)
+    s.dataReceived(frames(Suspd()))
+    s.dataReceived(frames(Resumd(), Mdata(vmem.TIME.addr, b"\0" * 8)))
+    assert not s.suspended and result_of(d) == b"\0" * 8
+    assert not t.disconnecting
 
 
 def test_bad_arguments_fail_without_sending() -> None:

@@ -68,7 +68,9 @@ def test_interface_names_export_their_addresses() -> None:
         ("VMemLocalDNSAddrStrIPv4 ::1", "'::1' is not an IPv4 address"),
         ("VMemLocalDNSAddrStrIPv6 dns.example", "'dns.example' is not an IP address"),
         ("HostID " + "x" * 256, "256 bytes long, at most 255"),
-        ("NoSubMode 0", "broker (subscription) mode is not implemented yet"),
+        ("BrokerChannel zz", "'zz' is not a channel"),
+        ("EndpointAttr hostid=a*;", "without wildcards"),
+        ("MaxConcurrentExperiments 0", "out of range"),
         ("NoSubMode yes", "expected 0 or 1"),
         ("NoSubModeSNIKey Upper", "is not a snikey"),
     ],
@@ -86,13 +88,24 @@ def test_too_many_dns_servers() -> None:
 
 
 def test_unknown_and_unused_keys_warn() -> None:
-    cfg = parse("BufMx 5\nBrokerAddr broker.example\nBufMax 10\nBufMax 20\nRawModeLKM 1\n")
+    cfg = parse("BufMx 5\nMonitorEnableDebug 1\nBufMax 10\nBufMax 20\nRawModeLKM 1\n")
     assert cfg.buf_max == 20
     assert any("unknown key 'BufMx' ignored (did you mean BufMax?)" in w for w in cfg.warnings)
-    assert any("BrokerAddr is not used" in w for w in cfg.warnings)
+    assert any("MonitorEnableDebug is not used" in w for w in cfg.warnings)
     assert any("t.conf:4: BufMax repeated (line 3)" in w for w in cfg.warnings)
     assert any("RawModeLKM 1 is not supported" in w for w in cfg.warnings)
-    assert cfg.reserved == {"BrokerAddr": "broker.example"}
+    assert cfg.reserved == {"MonitorEnableDebug": "1"}
+
+
+def test_broker_mode_keys() -> None:
+    cfg = parse(
+        "NoSubMode 0\nBrokerAddr 10.0.0.1\nBrokerChannel 7075626c6963,\n"
+        "AutoExtractChannel 0\nEndpointAttr hostid=h1;\nMaxConcurrentExperiments 2\n"
+    )
+    assert not cfg.nosub_mode and cfg.broker_addr == "10.0.0.1"
+    assert cfg.broker_channels == ["7075626c6963", ""]
+    assert not cfg.auto_extract_channel
+    assert cfg.endpoint_attr == "hostid=h1;" and cfg.max_experiments == 2
 
 
 def test_raw_is_offered() -> None:

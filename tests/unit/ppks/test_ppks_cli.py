@@ -18,6 +18,7 @@ from packetlab.ppks import (
     load_certificates,
     parse_controller_exp_chain,
     parse_endpoint_rep_chain,
+    raw_public_key,
     read_private_key,
     verify_chain,
     write_key_pair,
@@ -56,6 +57,7 @@ def test_init_creates_the_reference_layout(home: PktlabHome) -> None:
         "pubcmd_exper_xc",
         "subcmd_eop_ep",
         "agent_prx_prx",  # the proxy's identity (twistd pktproxy)
+        "agent_bop_brk",
     }
     csrs = {p.stem for p in home.csrs_dir.iterdir()}
     assert csrs == {"exppriv_exper", "delpriv_exp_exper", "delpriv_rep_eop"}
@@ -68,6 +70,10 @@ def test_init_creates_the_reference_layout(home: PktlabHome) -> None:
     verify_chain(AuthMode.AGENT, [home.certificate("agent_ep_ep")], [ep], NOW)
     prx = home.public_key("k_prx")
     verify_chain(AuthMode.AGENT, [home.certificate("agent_prx_prx")], [prx], NOW)
+    # the broker's agent cert is signed by the broker-operator key clients trust
+    bop = home.public_key("k_bop")
+    brk = verify_chain(AuthMode.AGENT, [home.certificate("agent_bop_brk")], [bop], NOW)
+    assert brk.leaf.public_key == raw_public_key(home.public_key("k_brk"))
 
 
 def test_init_leaves_an_existing_setup_alone(

@@ -1,0 +1,166 @@
+"""The broker configuration file (``broker.conf``), in the ``Key value`` style of the
+reference configs: one pair per line, ``#`` comments. Unknown keys are warnings; a bad
+value is a `ConfigError` naming the file, the line and the key. See docs/broker.md.
+
+Defaults are those of a home set up by ``pktlab init``: the broker agent certificate
+``certs/agent_bop_brk.cert`` and its key ``keys/k_brk``, listening on every address on
+ports 20556 (publish) and 20557 (subscribe), state in memory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packetlab.ppks import PktlabHome
+from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT
+
+__all__ = ["BROKER_CERT", "BROKER_KEY", "BrokerConfig", "ConfigError", "load_config"]
+
+BROKER_CERT = "agent_bop_brk"  # pktlab init: k_bop -> k_brk, type agent
+BROKER_KEY = "k_brk"
+DEFAULT_CONFIG_NAME = "broker.conf"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message says where and why."""
+
+
+@dataclass
+class BrokerConfig:
+    cert: list[str] = field(default_factory=list)  # agent cert (+ chain), leaf first
+    private_key: str | None = None
+    publish: str = f"tcp:{DEFAULT_PUB_PORT}"
+    subscribe: str = f"tcp:{DEFAULT_SUB_PORT}"
+    store: str = "memory:"
+    status: str | None = None  # endpoint string of the HTTP/JSON status page
+    error_delay: float = 0.5  # first delay of an error answer (s); doubles per error
+    error_delay_max: float = 30.0
+    fanout_batch: int = 65536  # notifications written per reactor turn
+    warnings: list[str] = field(default_factory=list)
+
+    def set(self, key: str, value: str, where: str) -> None:
+        handler = _HANDLERS.get(key)
+        if handler is None:
+            hint = difflib.get_close_matches(key, list(_HANDLERS), n=1)
+            more = f" (did you mean {hint[0]}?)" if hint else ""
+            self.warnings.append(f"{where}: unknown key {key!r} ignored{more}")
+            return
+        try:
+            handler(self, value.strip())
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {key}: {e}") from None
+
+    def apply_home_defaults(self, home: PktlabHome) -> None:
+        """Fill the credentials from a ``pktlab init`` home when none were given."""
+        if not self.cert:
+            self.cert = [str(home.cert_path(BROKER_CERT))]
+        if self.private_key is None:
+            self.private_key = str(home.key_path(BROKER_KEY))
+
+
+def _seconds(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise ConfigError(f"expected seconds, got {value!r}") from None
+    if not 0 <= v <= 3600:
+        raise ConfigError(f"{v} is out of range [0, 3600]")
+    return v
+
+
+def _nonempty(value: str) -> str:
+    if not value:
+        raise ConfigError("empty value")
+    return value
+
+
+def _paths(value: str) -> list[str]:
+    return [str(Path(p.strip()).expanduser()) for p in value.split(",") if p.strip()]
+
+
+def _set_cert(c: BrokerConfig, v: str) -> None:
+    c.cert = _paths(_nonempty(v))
+
+
+def _set_key(c: BrokerConfig, v: str) -> None:
+    c.private_key = str(Path(_nonempty(v)).expanduser())
+
+
+def _set_publish(c: BrokerConfig, v: str) -> None:
+    c.publish = _nonempty(v)
+
+
+def _set_subscribe(c: BrokerConfig, v: str) -> None:
+    c.subscribe = _nonempty(v)
+
+
+def _set_store(c: BrokerConfig, v: str) -> None:
+    c.store = _nonempty(v)
+
+
+def _set_status(c: BrokerConfig, v: str) -> None:
+    c.status = v or None
+
+
+def _set_delay(c: BrokerConfig, v: str) -> None:
+    c.error_delay = _seconds(v)
+
+
+def _set_delay_max(c: BrokerConfig, v: str) -> None:
+    c.error_delay_max = _seconds(v)
+
+
+def _set_batch(c: BrokerConfig, v: str) -> None:
+    if not v.isdigit() or not 1 <= int(v) <= 1_000_000:
+        raise ConfigError(f"expected a count from 1 to 1000000, got {v!r}")
+    c.fanout_batch = int(v)
+
+
+_HANDLERS: dict[str, Callable[[BrokerConfig, str], None]] = {
+    "BrokerCertPath": _set_cert,
+    "BrokerPrivKey": _set_key,
+    "PublishListen": _set_publish,
+    "SubscribeListen": _set_subscribe,
+    "Store": _set_store,
+    "StatusListen": _set_status,
+    "ErrorDelay": _set_delay,
+    "ErrorDelayMax": _set_delay_max,
+    "FanOutBatch": _set_batch,
+}
+KNOWN_KEYS = tuple(_HANDLERS)
+
+
+def parse_config(lines: Iterable[str], source: str) -> BrokerConfig:
+    cfg = BrokerConfig()
+    for lineno, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        key, value = [*re.split(r"\s+", text, maxsplit=1), ""][:2]
+        cfg.set(key, value, f"{source}:{lineno}")
+    return cfg
+
+
+def load_config(path: str | None, home: PktlabHome | None = None) -> BrokerConfig:
+    """Read `path`; None means ``broker.conf`` in the pktlab home if it exists, else the
+    defaults. An explicit path that cannot be read is an error."""
+    home = home or PktlabHome.at()
+    if path is None:
+        default = home.root / DEFAULT_CONFIG_NAME
+        cfg = (
+            parse_config(default.read_text("utf-8").splitlines(), str(default))
+            if default.is_file()
+            else BrokerConfig()
+        )
+    else:
+        p = Path(path).expanduser()
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read configuration {str(p)!r}: {e}") from None
+        cfg = parse_config(text.splitlines(), str(p))
+    return cfg

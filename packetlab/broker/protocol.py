@@ -1,0 +1,379 @@
+"""The broker's connections: a thin Protocol around `BrokerSession` (PROTOCOL.md §5).
+
+* Input: a `Framer` capped at `MAX_FRAME`; pipelined frames split across TLS records
+  are just bytes. Each xcert/xsub/xpub gets one `result`, in order. An error answer is
+  held back by the `Throttle` delay; meanwhile later frames wait (the transport is
+  paused), so the order holds and a flood costs us nothing.
+* Output to a subscriber: offered publications wait in a small per-link queue of
+  references and are written while the transport takes them (we are its push
+  producer). A slow subscriber only grows its own queue (bounded by the number of live
+  publications); nobody else waits for it. The delivery record is written just before
+  the bytes go out (`Registry.claim`).
+* A client that neither subscribes nor publishes within `IDLE_TIMEOUT` is closed; a
+  subscriber or publisher then idles as long as it likes (the reference sends nothing).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from packetlab.tls import peer_of
+from packetlab.wire.codec import encode
+from packetlab.wire.constants import Status
+from packetlab.wire.errors import FrameTooLarge
+from packetlab.wire.framer import Framer, Item
+from packetlab.wire.messages import Result
+
+from .registry import Publication, Registry, channel_label
+from .session import Answer, BrokerSession, Role
+from .throttle import Throttle
+
+__all__ = ["IDLE_TIMEOUT", "MAX_FRAME", "BrokerFactory", "BrokerProtocol", "FanOut"]
+
+MAX_FRAME = 65536  # bytes of body: an xcert is ~400, an xdescr at most 4096
+IDLE_TIMEOUT = 30.0  # s from connect to the first successful xsub/xpub
+
+_RESULT_OK = encode(Result(0))
+
+
+class FanOut:
+    """Spreads one publication's notifications over reactor turns, `batch` per turn
+    (`FanOutBatch`): with a small batch the kernel sends each batch while the next one
+    is encrypted and other connections get served in between; one turn has the least
+    overhead (faster here, hence the large default). Offers of one link stay in order."""
+
+    def __init__(self, reactor: IReactorTime, batch: int = 65536) -> None:
+        self.reactor = reactor
+        self.batch = batch
+        self.queue: deque[tuple[BrokerProtocol, Publication, bytes]] = deque()
+        self._direct = 0  # sent at once in this turn
+        self._turn: IDelayedCall | None = None
+        self._since = 0.0  # when the current burst began
+        self._count = 0
+
+    log = Logger(namespace="pktbroker")
+
+    def add(self, link: BrokerProtocol, pub: Publication, channel: bytes) -> None:
+        if self._count == 0:
+            self._since = time.perf_counter()
+        self._count += 1
+        if not self.queue and self._direct < self.batch:
+            self._direct += 1
+            self._schedule()
+            link.deliver(pub, channel)
+            return
+        self.queue.append((link, pub, channel))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._turn is None:
+            self._turn = self.reactor.callLater(0, self._run)
+
+    def _run(self) -> None:
+        self._turn = None
+        self._direct = 0
+        q = self.queue
+        for _ in range(min(self.batch, len(q))):
+            link, pub, channel = q.popleft()
+            link.deliver(pub, channel)
+        if q:
+            self._schedule()
+        elif self._count:
+            self.log.info(
+                "fan-out n={n} ms={ms:.1f}",
+                n=self._count,
+                ms=(time.perf_counter() - self._since) * 1000,
+            )
+            self._count = 0
+
+
+class BrokerFactory(Factory):
+    """Builds the protocol of one port; shares the registry, throttle and reactor."""
+
+    noisy = False
+
+    def __init__(
+        self, role: Role, registry: Registry, throttle: Throttle, reactor: IReactorTime
+    ) -> None:
+        self.role = role
+        self.registry = registry
+        self.throttle = throttle
+        self.reactor = reactor
+        self.connections: set[BrokerProtocol] = set()
+        self.fanout = FanOut(reactor)
+
+    def buildProtocol(self, addr: Any) -> BrokerProtocol:
+        return BrokerProtocol(self)
+
+
+@implementer(IPushProducer)
+class BrokerProtocol(Protocol):
+    log = Logger(namespace="pktbroker")
+
+    def __init__(self, factory: BrokerFactory) -> None:
+        self.f = factory
+        self.session: BrokerSession | None = None
+        self.framer = Framer(MAX_FRAME)
+        self._items: Iterator[Item] = iter(())
+        self._held: IDelayedCall | None = None  # an error answer waiting for its delay
+        self._idle: IDelayedCall | None = None
+        self._closing = False
+        self._queue: deque[tuple[Publication, bytes]] | None = None
+        self._paused = False
+        self._expiry: dict[int, IDelayedCall] = {}
+        self.peer = "?"
+        self.who: bytes | str = "?"
+
+    @property
+    def _t(self) -> Any:
+        return self.transport
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def connectionMade(self) -> None:
+        verified = peer_of(self)
+        try:
+            self.peer = str(self._t.getPeer().host)
+        except Exception:
+            pass
+        key = verified.public_key if verified is not None else None
+        if key is None:  # AGENT mode requires a cert; a plain link in tests has none
+            key = b""
+        self.who = key or self.peer
+        self.session = BrokerSession(
+            self.f.role,
+            key,
+            self.f.registry,
+            link=self if self.f.role is Role.SUBSCRIBE else None,
+            peer=f"{self.peer} agent={key.hex()[:16]}",
+        )
+        self.f.connections.add(self)
+        self._t.registerProducer(self, True)
+        self._idle = self.f.reactor.callLater(IDLE_TIMEOUT, self._idle_expired)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.f.connections.discard(self)
+        for timer in (self._held, self._idle, *self._expiry.values()):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._held = self._idle = None
+        self._expiry.clear()
+        self._queue = None
+        if self.session is None:
+            return
+        for pub in self.session.close():
+            self._log_end(pub, "publisher closed the connection")
+        if self.session.subscriber is not None:
+            self.log.info(
+                "unsubscribe peer={peer} reason={why}",
+                peer=self.session.peer,
+                why=reason.getErrorMessage(),
+            )
+
+    def _idle_expired(self) -> None:
+        self._idle = None
+        self.log.info(
+            "closing idle {role} client peer={peer}: no xsub/xpub within {t} s",
+            role=self.f.role.value,
+            peer=self.peer,
+            t=IDLE_TIMEOUT,
+        )
+        self._close()
+
+    def _close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            self._t.unregisterProducer()
+        except RuntimeError:
+            pass
+        self._t.loseConnection()
+
+    def close(self) -> None:
+        """Service stopping: close the link (its publications end with it)."""
+        self._close()
+
+    # ------------------------------------------------------------------ input
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+        self._items = self.framer.feed(data)
+        self._consume()
+
+    def _consume(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        try:
+            for item in self._items:
+                answer = session.handle(item)
+                if not answer.ok:
+                    self._hold(answer)
+                    return
+                self._t.write(_RESULT_OK)
+                self._accepted(answer)
+                if self._closing or self._held is not None:
+                    return
+        except FrameTooLarge as e:
+            self._hold(
+                Answer(Status.ECTLBADMSG, "frame", str(e), close=True),
+                send=False,
+            )
+
+    def _accepted(self, answer: Answer) -> None:
+        session = self.session
+        assert session is not None
+        if answer.what == "xsub":
+            self._cancel_idle()
+            self.f.throttle.forget(self.who)
+            n = session.activate()
+            sub = session.subscriber
+            assert sub is not None
+            self.log.info(
+                "subscribe peer={peer} channels={channels} dattr={dattr!r} live_offered={n}",
+                peer=session.peer,
+                channels=",".join(channel_label(c) for c in sub.channels),
+                dattr=";".join(f"{p.name}={p.value}" for p in sub.dattr),
+                n=n,
+            )
+        elif answer.what == "xpub":
+            self._cancel_idle()
+            self.f.throttle.forget(self.who)
+            made = session.publish_pending()
+            if made is None:
+                return
+            pub, offered = made
+            self.log.info(
+                "publish id={id} peer={peer} channels={channels} priority={prio} "
+                "xdescr={xdescr!r} offered={n}",
+                id=pub.pub_id,
+                peer=session.peer,
+                channels=",".join(channel_label(c) for c in pub.channels),
+                prio=pub.priority,
+                xdescr=pub.xdescr.decode("ascii", "replace"),
+                n=offered,
+            )
+            if pub.pub_end_ns is not None:
+                now_ns = self.f.reactor.seconds() * 1e9
+                delay = max(0.0, (pub.pub_end_ns - now_ns) / 1e9)
+                self._expiry[pub.pub_id] = self.f.reactor.callLater(delay, self._expire, pub)
+
+    def _cancel_idle(self) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+
+    def _expire(self, pub: Publication) -> None:
+        self._expiry.pop(pub.pub_id, None)
+        if self.session is not None and pub.live:
+            self.session.end_publication(pub)
+            self._log_end(pub, "pub_end reached")
+
+    def _log_end(self, pub: Publication, why: str) -> None:
+        self.log.info(
+            "publication end id={id} peer={peer} delivered={n} reason={why}",
+            id=pub.pub_id,
+            peer=pub.peer,
+            n=pub.delivered,
+            why=why,
+        )
+
+    def _hold(self, answer: Answer, *, send: bool = True) -> None:
+        """Answer an error after the throttle's delay; nothing else is read meanwhile."""
+        delay = self.f.throttle.delay(self.who, self.f.reactor.seconds())
+        self.log.warn(
+            "refuse {what} peer={peer} code=0x{code:04x} ({name}) reason={reason} "
+            "delay={delay:.1f}s{closing}",
+            what=answer.what,
+            peer=self.session.peer if self.session else self.peer,
+            code=int(answer.status),
+            name=answer.status.name,
+            reason=answer.reason,
+            delay=delay,
+            closing=" then close" if answer.close else "",
+        )
+        self._t.pauseProducing()
+        self._held = self.f.reactor.callLater(delay, self._release, answer, send)
+
+    def _release(self, answer: Answer, send: bool) -> None:
+        self._held = None
+        if self._closing:
+            return
+        if send:
+            self._t.write(encode(Result(int(answer.status))))
+        if answer.close:
+            self._close()
+            return
+        self._t.resumeProducing()
+        self._consume()
+
+    # ------------------------------------------------------------------ output
+
+    def offer(self, pub: Publication, channel: bytes) -> None:
+        """Registry: `pub` matches this subscriber; send it when the transport takes it."""
+        if not self._closing:
+            self.f.fanout.add(self, pub, channel)
+
+    def deliver(self, pub: Publication, channel: bytes) -> None:
+        """The fan-out's turn for this link: write now, or queue while paused."""
+        if self._closing:
+            return
+        if self._queue is None:
+            if not self._paused:
+                self._send(pub, channel)
+                return
+            self._queue = deque()
+        self._queue.append((pub, channel))
+
+    def _send(self, pub: Publication, channel: bytes) -> None:
+        session = self.session
+        registry = self.f.registry
+        if session is None or not registry.claim(pub, session.agent_key):
+            return
+        if registry.store is None:
+            self._write_notify(pub, channel)
+            return
+
+        # Shared record: another broker may have sent these bytes to this endpoint.
+        def claimed(first: bool) -> None:
+            if first:
+                self._write_notify(pub, channel)
+
+        d = registry.store.claim(pub, session.agent_key)
+        d.addCallback(claimed)
+        d.addErrback(lambda f: self.log.failure("shared delivery record", f))
+
+    def _write_notify(self, pub: Publication, channel: bytes) -> None:
+        if self._closing or not pub.live or self.transport is None:
+            return
+        # No log line per notification: at 10,000 subscribers it would cost more than the
+        # write (the publish line has the count, the status page the per-pub total).
+        self._t.write(pub.frame(channel))
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        queue = self._queue
+        while queue and not self._paused and not self._closing:
+            self._send(*queue.popleft())
+        if not queue:
+            self._queue = None
+
+    def stopProducing(self) -> None:
+        self._queue = None

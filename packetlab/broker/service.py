@@ -1,0 +1,123 @@
+"""`BrokerService`: the publish and subscribe ports (PROTOCOL.md §5.1) over TLS 1.3 in
+agent mode (§4.6), sharing one registry; optionally an HTTP/JSON status page.
+
+The broker presents its agent certificate (signed by the broker-operator key that clients
+list as their broker root) and requires the client's agent certificate, checked for form
+only (agent certs are self-signed, BROKER-PROXY-OBSERVED.md §1.1, §3.1): its key is the
+client's identity, which the xsub/xpub chains must then lead to.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from packetlab.tls import AuthMode, Credentials, PPKSServerEndpoint, PPKSServerOptions, ServerEntry
+
+from .protocol import BrokerFactory
+from .registry import Registry
+from .session import Role
+from .throttle import Throttle
+
+__all__ = ["BrokerService", "server_options"]
+
+
+def server_options(credentials: Credentials) -> PPKSServerOptions:
+    """TLS for both ports: our agent chain to every client (they send no SNI), client
+    agent certificate required, any root (agent certs are self-signed)."""
+    entry = ServerEntry(credentials, AuthMode.AGENT, (), require_client_cert=True)
+    return PPKSServerOptions(default=entry, release_buffers=True)
+
+
+class BrokerService(service.Service):
+    log = Logger(namespace="pktbroker")
+
+    def __init__(
+        self,
+        reactor: Any,
+        credentials: Credentials,
+        *,
+        publish: str,
+        subscribe: str,
+        status: str | None = None,
+        registry: Registry | None = None,
+        throttle: Throttle | None = None,
+        store: str = "memory:",
+        fanout_batch: int = 65536,
+    ) -> None:
+        self.reactor = reactor
+        self.options = server_options(credentials)
+        self.registry = registry or Registry()
+        self.throttle = throttle or Throttle()
+        self.where = {Role.PUBLISH: publish, Role.SUBSCRIBE: subscribe}
+        self.status_where = status
+        self.factories = {
+            role: BrokerFactory(role, self.registry, self.throttle, reactor) for role in Role
+        }
+        for f in self.factories.values():
+            f.fanout.batch = fanout_batch
+        self.ports: dict[str, Any] = {}
+        self.store_url = store
+        self.store: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        d = defer.ensureDeferred(self._listen())
+        d.addErrback(self._listen_failed)
+
+    def _listen_failed(self, failure: Any) -> None:
+        self.log.failure("pktbroker cannot listen; stopping", failure)
+        self.reactor.stop()
+
+    async def _listen(self) -> None:
+        if self.store_url.startswith("redis://"):
+            from .redis_store import RedisStore
+
+            self.store = RedisStore(self.reactor, self.store_url, self.registry)
+            await self.store.start()
+        for role, where in self.where.items():
+            ep = PPKSServerEndpoint(serverFromString(self.reactor, where), self.options)
+            port = await ep.listen(self.factories[role])
+            self.ports[role.value] = port
+            self.log.info(
+                "pktbroker {role} port listening on {host}", role=role.value, host=port.getHost()
+            )
+        if self.status_where is not None:
+            from .status import status_site
+
+            try:
+                port = await serverFromString(self.reactor, self.status_where).listen(
+                    status_site(self.status)
+                )
+            except Exception as e:  # the broker matters more than its status page
+                self.log.warn(
+                    "no status page: cannot listen on {where}: {e}", where=self.status_where, e=e
+                )
+                return
+            self.ports["status"] = port
+            self.log.info("pktbroker status page on http {host}", host=port.getHost())
+
+    def status(self) -> dict[str, object]:
+        out = self.registry.status()
+        out["connections"] = {r.value: len(f.connections) for r, f in self.factories.items()}
+        out["listening"] = {k: str(p.getHost()) for k, p in self.ports.items()}
+        return out
+
+    def status_json(self) -> bytes:
+        return json.dumps(self.status(), indent=2).encode() + b"\n"
+
+    def stopService(self) -> defer.Deferred[None] | None:
+        super().stopService()
+        ports, self.ports = self.ports, {}
+        ds = [defer.maybeDeferred(p.stopListening) for p in ports.values()]
+        for f in self.factories.values():
+            for conn in list(f.connections):
+                conn.close()
+        if self.store is not None:
+            ds.append(self.store.stop())
+        return defer.DeferredList(ds).addCallback(lambda _: None)

@@ -1,0 +1,71 @@
+"""`pktlab broker status`: what a running `twistd pktbroker` holds (its HTTP/JSON status
+page, `StatusListen` in broker.conf; docs/broker.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:20558/"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Show a running broker's channels (subscriber and publication counts), its live "
+        "publications and its connections, from its status page (StatusListen in "
+        "broker.conf; pktlab init sets tcp:20558 on loopback)."
+    )
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    st = sub.add_parser("status", help="print the broker's status")
+    st.add_argument("--url", default=DEFAULT_URL, help=f"status page (default {DEFAULT_URL})")
+    st.add_argument("--json", action="store_true", help="print the raw JSON")
+
+
+def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        data: dict[str, Any] = json.loads(r.read())
+    return data
+
+
+def render(st: dict[str, Any]) -> str:
+    conns = st.get("connections", {})
+    lines = [
+        f"listening: {', '.join(f'{k} {v}' for k, v in st.get('listening', {}).items())}",
+        f"connections: {conns.get('publish', 0)} publisher(s), "
+        f"{conns.get('subscribe', 0)} subscriber(s); {st.get('endpoints', 0)} endpoint key(s) "
+        f"subscribed; {st.get('notified', 0)} notification(s) sent",
+        "",
+        f"{'CHANNEL':<66} {'KIND':<8} {'SUBS':>6} {'PUBS':>6}",
+    ]
+    for ch in st.get("channels", []):
+        kind = "private" if ch["private"] else "public"
+        lines.append(
+            f"{ch['channel']:<66} {kind:<8} {ch['subscribers']:>6} {ch['publications']:>6}"
+        )
+    pubs = st.get("publications", [])
+    lines += ["", f"{len(pubs)} live publication(s)"]
+    for p in pubs:
+        lines.append(
+            f"  #{p['id']} prio {p['priority']} delivered {p['delivered']} "
+            f"from {p['publisher']}: {p['xdescr']}"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        st = fetch(args.url)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        print(
+            f"error: no broker status at {args.url}: {e} (is twistd pktbroker running with "
+            "StatusListen set?)",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(st, indent=2) if args.json else render(st))
+    return 0

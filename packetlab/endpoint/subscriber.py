@@ -1,0 +1,228 @@
+"""Broker mode (``NoSubMode 0``): the endpoint's subscription link (PROTOCOL.md §5.3;
+BROKER-PROXY-OBSERVED.md §1).
+
+TLS 1.3 in agent mode to `BrokerAddr` (default port 20557): we present
+`EndpointAgentCertPath` with `EndpointPrivKey`, send no SNI, and accept only a broker agent
+certificate signed by a `BrokerChainRootPath` key. The xcerts and the xsub go out
+pipelined, each message its own TLS record; then every xnotify is handed to the runner.
+
+Unlike the reference (which reconnects at once, forever, after any error), every
+failure waits: `backoff_base` doubling up to `backoff_cap` (5 s, the reference's pause
+after a refused connect), with jitter; a subscription confirmed by the broker resets it.
+So a restarted broker has every endpoint back within `backoff_cap` plus a handshake.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.application import service
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from packetlab.endpoint.config import ConfigError, EndpointConfig
+from packetlab.endpoint.service import ControllerAddress, PlaintextLink
+from packetlab.endpoint.subscription import (
+    BrokerReader,
+    Event,
+    SubscriptionPlan,
+    plan_subscription,
+)
+from packetlab.ppks import PPKSError, load_certificates, raw_public_key, read_public_key
+from packetlab.tls import (
+    AuthMode,
+    Credentials,
+    PPKSClientCreator,
+    PPKSClientEndpoint,
+    TLSConfigError,
+)
+from packetlab.wire.constants import DEFAULT_SUB_PORT
+from packetlab.wire.framer import Framer
+from packetlab.wire.messages import Xnotify
+
+__all__ = ["BrokerSettings", "BrokerSubscriber"]
+
+MAX_FRAME = 65536  # an xnotify is a channel and an xdescr of a few hundred bytes
+
+OnNotify = Callable[[bytes, bytes], None]  # (channel, xdescr)
+
+
+class _BrokerLink(Protocol):
+    log = Logger(namespace="pktendpoint")
+
+    def __init__(self, owner: BrokerSubscriber) -> None:
+        self.owner = owner
+        self.framer = Framer(MAX_FRAME)
+        self.reader = BrokerReader(owner.plan.results_expected)
+
+    def connectionMade(self) -> None:
+        tcp = getattr(self.transport, "transport", None)  # below TLS
+        if tcp is not None and hasattr(tcp, "setTcpKeepAlive"):
+            tcp.setTcpKeepAlive(True)  # the reference's only liveness check
+        self.owner.link = self
+        for frame in self.owner.plan.frames():
+            self.transport.write(frame)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            items = list(self.framer.feed(data))
+        except Exception as e:  # FrameTooLarge: the stream is lost
+            self._reset(str(e))
+            return
+        for item in items:
+            event, detail = self.reader.feed(item)
+            if event is Event.SUBSCRIBED:
+                self.owner.subscribed()
+            elif event is Event.NOTIFY:
+                assert isinstance(detail, Xnotify)
+                self.owner.on_notify(detail.channel, detail.xdescr)
+            elif event is Event.IGNORE:
+                self.log.warn("broker: {why}; ignored", why=detail)
+            elif event is Event.RESET:
+                self._reset(str(detail))
+                return
+
+    def _reset(self, why: str) -> None:
+        self.log.warn("broker {addr}: {why}; resetting", addr=self.owner.address, why=why)
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.owner.lost(self, reason)
+
+
+class BrokerSubscriber(service.Service):
+    log = Logger(namespace="pktendpoint")
+
+    def __init__(
+        self,
+        reactor: Any,
+        address: str,
+        endpoint: Callable[[], Any],
+        plan: SubscriptionPlan,
+        on_notify: OnNotify,
+        *,
+        backoff_base: float = 0.25,
+        backoff_cap: float = 5.0,
+    ) -> None:
+        self.reactor = reactor
+        self.address = address
+        self._endpoint = endpoint  # a fresh client endpoint (TLS to the broker) per try
+        self.plan = plan
+        self.on_notify = on_notify
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.failures = 0
+        self.subscriptions = 0
+        self.link: _BrokerLink | None = None
+        self._timer: IDelayedCall | None = None
+        self._connecting: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._connect()
+
+    def _connect(self) -> None:
+        self._timer = None
+        if not self.running:
+            return
+        factory = Factory.forProtocol(lambda: _BrokerLink(self))
+        factory.noisy = False
+        d = self._endpoint().connect(factory)
+        self._connecting = d
+        d.addErrback(self._connect_failed)
+
+    def _connect_failed(self, failure: Failure) -> None:
+        self._connecting = None
+        if not self.running:
+            return
+        self._retry(f"cannot connect: {failure.getErrorMessage()}")
+
+    def subscribed(self) -> None:
+        self.failures = 0
+        self.subscriptions += 1
+        self.log.info(
+            "Broker subscription finished: {addr}, {n} channel(s), dattr {dattr!r}",
+            addr=self.address,
+            n=len(self.plan.chlist),
+            dattr=self.plan.dattr.decode("ascii", "replace"),
+        )
+
+    def lost(self, link: _BrokerLink, reason: Failure) -> None:
+        self._connecting = None
+        if self.link is link:
+            self.link = None
+        if self.running:
+            self._retry(f"link lost: {reason.getErrorMessage()}")
+
+    def _retry(self, why: str) -> None:
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** min(self.failures, 16))
+        delay *= random.uniform(0.8, 1.0)  # spread a crowd of endpoints after a restart
+        self.failures += 1
+        self.log.info(
+            "broker {addr}: {why}; reconnecting in {d:.2f} s", addr=self.address, why=why, d=delay
+        )
+        self._timer = self.reactor.callLater(delay, self._connect)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+        if self.link is not None and self.link.transport is not None:
+            self.link.transport.loseConnection()
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Broker mode, loaded and checked from endpt.conf: where, with what, and the plan."""
+
+    address: ControllerAddress
+    creator: PPKSClientCreator
+    plan: SubscriptionPlan
+
+    @classmethod
+    def from_config(cls, cfg: EndpointConfig) -> BrokerSettings:
+        """`ConfigError` names the key that is missing or wrong."""
+        if not cfg.broker_addr:
+            raise ConfigError("broker mode (NoSubMode 0) needs BrokerAddr (HOST[:PORT])")
+        try:
+            address = ControllerAddress.parse(cfg.broker_addr, DEFAULT_SUB_PORT)
+        except ValueError as e:
+            raise ConfigError(f"BrokerAddr: {e}") from None
+        if not cfg.broker_roots:
+            raise ConfigError(
+                "broker mode needs BrokerChainRootPath: the broker-operator key(s) whose "
+                "signature on the broker's agent certificate we trust"
+            )
+        if not cfg.agent_cert or not cfg.private_key:
+            raise ConfigError(
+                "broker mode needs EndpointAgentCertPath (our agent certificate) and "
+                "EndpointPrivKey (its key)"
+            )
+        try:
+            creds = Credentials.load([cfg.agent_cert], cfg.private_key)
+            roots = [read_public_key(p) for p in cfg.broker_roots]
+            eops = [raw_public_key(read_public_key(p)) for p in cfg.eop_pubkeys]
+            chain = [c for p in cfg.subpriv_chain for c in load_certificates(_read(p))]
+            plan = plan_subscription(
+                chain, eops, cfg.broker_channels, cfg.auto_extract_channel, cfg.endpoint_attr
+            )
+        except (TLSConfigError, OSError, PPKSError, ValueError) as e:
+            raise ConfigError(f"broker mode: {e}") from None
+        return cls(address, PPKSClientCreator(creds, AuthMode.AGENT, roots), plan)
+
+    def endpoint(self, reactor: Any) -> Any:
+        return PPKSClientEndpoint(PlaintextLink().endpoint(reactor, self.address), self.creator)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()

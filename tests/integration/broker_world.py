@@ -1,0 +1,221 @@
+"""Helpers for the broker tests: a real `twistd pktbroker` process, and a blocking TLS
+client (stdlib ssl) that speaks raw frames to it as the reference clients do (agent cert,
+no SNI, each message split into records)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import REPO, stop_process, twistd
+
+from packetlab import wire
+from packetlab.ppks import PktlabHome
+
+
+def free_port() -> int:
+    """A port free right now on 127.0.0.1 (for a broker that must restart on it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pythonpath_env(home: PktlabHome | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    if home is not None:
+        env["PKTLAB_HOME"] = str(home.root)
+    return env
+
+
+class BrokerProcess:
+    """`twistd -n pktbroker` on 127.0.0.1 with the credentials of a `pktlab init` home."""
+
+    def __init__(
+        self,
+        home: PktlabHome,
+        workdir: Path,
+        *args: str,
+        pub_port: int | None = None,
+        sub_port: int | None = None,
+    ) -> None:
+        self.home = home
+        self.workdir = workdir
+        self.pub_port = pub_port or free_port()
+        self.sub_port = sub_port or free_port()
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.logfile = workdir / "pktbroker.log"
+        self.start()
+
+    def start(self) -> None:
+        # Our own broker.conf: the home's one listens for status on a fixed port.
+        conf = self.workdir / "broker.conf"
+        conf.write_text("StatusListen tcp:0:interface=127.0.0.1\nErrorDelay 0.5\n")
+        argv = [
+            *twistd(),
+            "-n",
+            "--pidfile=",
+            f"--logfile={self.logfile}",
+            "pktbroker",
+            "--config",
+            str(conf),
+            "--publish",
+            f"tcp:{self.pub_port}:interface=127.0.0.1",
+            "--subscribe",
+            f"tcp:{self.sub_port}:interface=127.0.0.1",
+            *self.args,
+        ]
+        self.mark = len(self.output())
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=self.workdir,
+            env=pythonpath_env(self.home),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        out = self.wait_log("pktbroker status page on http", since=self.mark)
+        self.status_port = int(
+            out[self.mark :].split("status page on http")[1].split("port=")[1].split(")")[0]
+        )
+
+    def output(self) -> str:
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def wait_log(self, text: str, timeout: float = 15.0, since: int = 0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            if text in out[since:]:
+                return out
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not in the broker log:\n{self.output()[-4000:]}")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+
+class RawClient:
+    """One TLS connection to a broker port, presenting `cert` with `key` (an agent cert)."""
+
+    def __init__(self, port: int, cert: Path, key: Path, timeout: float = 10.0) -> None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # the broker's agent cert is PPKS, checked elsewhere
+        ctx.load_cert_chain(str(cert), str(key))
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = ctx.wrap_socket(raw)
+        self.framer = wire.Framer()
+        self.ready: list[wire.Item] = []
+
+    def send(self, *msgs: wire.Message | bytes, split: bool = True) -> None:
+        """Each message as header and body in separate TLS records (as the reference)."""
+        for m in msgs:
+            data = m if isinstance(m, bytes) else wire.encode(m)
+            if split and len(data) > 4:
+                self.sock.sendall(data[:4])
+                self.sock.sendall(data[4:])
+            else:
+                self.sock.sendall(data)
+
+    def recv(self, timeout: float = 10.0) -> wire.Item:
+        deadline = time.monotonic() + timeout
+        while not self.ready:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no frame from the broker")
+            self.sock.settimeout(left)
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("broker closed the connection")
+            self.ready.extend(self.framer.feed(data))
+        return self.ready.pop(0)
+
+    def quiet(self, seconds: float) -> list[wire.Item]:
+        """Everything that arrives within `seconds` (expected: nothing)."""
+        got: list[wire.Item] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                got.append(self.recv(max(0.01, deadline - time.monotonic())))
+            except (TimeoutError, ssl.SSLError):
+                break
+            except ConnectionError:
+                break
+        return got
+
+    def closed_by_peer(self, timeout: float = 10.0) -> bool:
+        try:
+            while True:
+                self.recv(timeout)
+        except ConnectionError:
+            return True
+        except (TimeoutError, OSError):
+            return False
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Identity:
+    """An endpoint (or controller) agent of the demo EOp: its key, self-signed agent cert,
+    and subcmd (k_eop -> key) for subscribing on the EOp's private channel."""
+
+    def __init__(self, home: PktlabHome, workdir: Path, name: str) -> None:
+        from packetlab.ppks import (
+            generate_private_key,
+            issue_certificate,
+            key_id,
+            raw_public_key,
+            write_key_pair,
+        )
+
+        key = generate_private_key()
+        eop = home.private_key("k_eop")
+        self.key_path = workdir / f"{name}.key"
+        write_key_pair(self.key_path, key)
+        agent = issue_certificate("agent", key, key, 0, 2**31 - 1)
+        self.cert_path = workdir / f"{name}.agent.cert"
+        self.cert_path.write_bytes(agent.to_pem())
+        self.subcmd = issue_certificate("subcmd", eop, key, 0, 2**31 - 1)
+        self.subcmd_path = workdir / f"{name}.subcmd.cert"
+        self.subcmd_path.write_bytes(self.subcmd.to_pem())
+        self.eopkey = raw_public_key(eop)
+        self.channel = key_id(eop)
+
+    def endpoint_args(self) -> list[str]:
+        """pktendpoint options making this identity the endpoint's (both links)."""
+        return [
+            "--private-key",
+            str(self.key_path),
+            "--cert-chain",
+            str(self.subcmd_path),
+            "--set",
+            f"EndpointAgentCertPath={self.cert_path}",
+            "--set",
+            f"SubPrivCertChainPath={self.subcmd_path}",
+        ]
+
+    def subscribe(self, port: int, dattr: bytes = b"") -> RawClient:
+        """Connect, send xcert + xsub pipelined, and expect two SUCCESS results."""
+        c = RawClient(port, self.cert_path, self.key_path)
+        c.send(wire.Xcert(self.subcmd.der), wire.Xsub([self.channel], self.eopkey, dattr))
+        assert c.recv() == wire.Result(0)
+        assert c.recv() == wire.Result(0)
+        return c

@@ -1,0 +1,204 @@
+"""A real `twistd pktbroker` (after `pktlab init`, no other setup) with subscribers and
+publishers speaking raw frames over TLS, and our `publish()` API (PROTOCOL.md §5,
+BROKER-PROXY-OBSERVED.md §1-§3, §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from broker_world import BrokerProcess, Identity, RawClient
+from tls_world import pktlab_init
+from twisted.internet import reactor, threads
+
+from packetlab import wire
+from packetlab.controller import PublishCredentials, PublishRefused, make_xdescr, publish
+from packetlab.ppks import PktlabHome, key_id
+
+XD = b"controller_addr=127.0.0.1:20600;sni_key=exp1;"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
+    return pktlab_init(tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="module")
+def broker(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    b = BrokerProcess(home, tmp_path_factory.mktemp("broker"))
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def ident(home: PktlabHome, tmp_path: Path) -> Iterator[object]:
+    def make(name: str) -> Identity:
+        return Identity(home, tmp_path, name)
+
+    yield make
+
+
+def raw_publisher(home: PktlabHome, broker: BrokerProcess) -> RawClient:
+    return RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
+
+
+def publish_raw(home: PktlabHome, broker: BrokerProcess, xdescr: bytes) -> RawClient:
+    """pktxpmgr's sequence: xcerts leaf first, then xpub, each in lockstep."""
+    p = raw_publisher(home, broker)
+    for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
+        p.send(wire.Xcert(home.certificate(name).der))
+        assert p.recv() == wire.Result(0)
+    eop = home.public_key("k_eop")
+    from packetlab.ppks import raw_public_key
+
+    p.send(wire.Xpub([key_id(eop)], raw_public_key(eop), xdescr))
+    assert p.recv() == wire.Result(0)
+    return p
+
+
+def test_subscribe_then_publish_notifies_and_late_subscriber_gets_it(
+    home: PktlabHome, broker: BrokerProcess, ident: object
+) -> None:
+    a = ident("a")  # type: ignore[operator]
+    sa = a.subscribe(broker.sub_port, b"hostid=pktendpt;endpoint_country=USA;")
+    pub = publish_raw(home, broker, b"endpoint_country=USA;" + XD)
+    assert sa.recv() == wire.Xnotify(a.channel, b"endpoint_country=USA;" + XD)
+    late = ident("late")  # type: ignore[operator]
+    sl = late.subscribe(broker.sub_port)
+    assert sl.recv() == wire.Xnotify(a.channel, b"endpoint_country=USA;" + XD)
+    # the publisher goes: a new subscriber gets nothing
+    pub.close()
+    broker.wait_log("publisher closed the connection")
+    after = ident("after")  # type: ignore[operator]
+    sa2 = after.subscribe(broker.sub_port)
+    assert sa2.quiet(0.5) == []
+    for c in (sa, sl, sa2):
+        c.close()
+
+
+def test_non_matching_dattr_is_not_notified(
+    home: PktlabHome, broker: BrokerProcess, ident: object
+) -> None:
+    gbr = ident("gbr")  # type: ignore[operator]
+    s = gbr.subscribe(broker.sub_port, b"endpoint_country=GBR;")
+    pub = publish_raw(home, broker, b"endpoint_country=USA;controller_addr=127.0.0.1:1;")
+    assert s.quiet(0.7) == []
+    pub.close()
+    s.close()
+
+
+def test_reconnected_endpoint_is_not_sent_the_same_xdescr_again(
+    home: PktlabHome, broker: BrokerProcess, ident: object
+) -> None:
+    e = ident("re")  # type: ignore[operator]
+    s = e.subscribe(broker.sub_port)
+    pub = publish_raw(home, broker, b"controller_addr=127.0.0.1:2;")
+    assert isinstance(s.recv(), wire.Xnotify)
+    s.close()
+    s = e.subscribe(broker.sub_port)  # same agent key: the reference would crash on a replay
+    assert s.quiet(0.7) == []
+    s.close()
+    pub.close()
+
+
+@pytest.mark.parametrize(
+    "case", ["forged chain", "wrong channel", "malformed frame", "oversized xdescr"]
+)
+def test_bad_input_gets_its_code_and_the_broker_stays_up(
+    home: PktlabHome, broker: BrokerProcess, ident: object, case: str
+) -> None:
+    e = ident("bad")  # type: ignore[operator]
+    mark = len(broker.output())
+    if case == "forged chain":
+        from packetlab.ppks import generate_private_key, issue_certificate, read_private_key
+
+        ep_key = read_private_key(e.key_path)
+        forged = issue_certificate("subcmd", generate_private_key(), ep_key, 0, 2**31 - 1)
+        c = RawClient(broker.sub_port, e.cert_path, e.key_path)
+        c.send(wire.Xcert(forged.der), wire.Xsub([e.channel], e.eopkey, b""))
+        assert c.recv() == wire.Result(0)
+        assert c.recv() == wire.Result(int(wire.Status.ESUBBADCHN))
+        text = "code=0x0061 (ESUBBADCHN)"
+    elif case == "wrong channel":
+        c = RawClient(broker.sub_port, e.cert_path, e.key_path)
+        c.send(wire.Xcert(e.subcmd.der), wire.Xsub([b"\x01" * 32], e.eopkey, b""))
+        assert c.recv() == wire.Result(0)
+        assert c.recv() == wire.Result(int(wire.Status.ESUBBADCHN))
+        text = "is not proven by the chain"
+    elif case == "malformed frame":
+        c = RawClient(broker.sub_port, e.cert_path, e.key_path)
+        c.send(bytes([0x38, 0, 0, 3, 9, 1, 2]), split=False)  # chlist runs past the body
+        assert c.recv() == wire.Result(int(wire.Status.ESUBBADCHL))
+        text = "malformed xsub"
+    else:
+        c = raw_publisher(home, broker)
+        big = b"controller_addr=127.0.0.1:3;x=" + b"y" * 5000 + b";"
+        c.send(wire.Xpub([b"public"], bytes(32), big))
+        assert c.recv() == wire.Result(int(wire.Status.EPUBBADXD))
+        text = "code=0x0054 (EPUBBADXD) reason=xdescr is"
+    c.close()
+    assert text in broker.wait_log(text, since=mark)[mark:]
+    assert broker.running
+    ok = ident("ok")  # type: ignore[operator]
+    ok.subscribe(broker.sub_port).close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_publish_api_reaches_a_subscriber_and_close_ends_it(
+    home: PktlabHome, broker: BrokerProcess, ident: object
+) -> None:
+    e = ident("api")  # type: ignore[operator]
+    s = e.subscribe(broker.sub_port)
+    creds = PublishCredentials.from_home(home)
+    xd = make_xdescr("127.0.0.1:20601", sni_key="apitest", exp_priority=1)
+    pub = await publish(reactor, f"127.0.0.1:{broker.pub_port}", xd, creds)
+    got = await threads.deferToThread(s.recv)
+    assert got == wire.Xnotify(key_id(home.public_key("k_eop")), xd)
+    assert pub.live
+    await pub.close()
+    assert not pub.live
+    s.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_publish_api_raises_the_broker_code(home: PktlabHome, broker: BrokerProcess) -> None:
+    creds = PublishCredentials.from_home(home)
+    with pytest.raises(PublishRefused) as info:
+        await publish(reactor, f"127.0.0.1:{broker.pub_port}", b"sni_key=nocontroller;", creds)
+    assert info.value.status is wire.Status.EPUBBADADDR
+
+
+def test_pktlab_broker_status_lists_channels_and_publications(
+    home: PktlabHome, broker: BrokerProcess, ident: object
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    e = ident("st")  # type: ignore[operator]
+    s = e.subscribe(broker.sub_port)
+    pub = publish_raw(home, broker, b"controller_addr=127.0.0.1:4;sni_key=status;")
+    assert isinstance(s.recv(), wire.Xnotify)
+    url = f"http://127.0.0.1:{broker.status_port}/"
+    out = subprocess.run(
+        [sys.executable, "-m", "packetlab", "broker", "status", "--url", url, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    st = json.loads(out)
+    chan = next(c for c in st["channels"] if c["channel"] == e.channel.hex())
+    assert chan["private"] and chan["subscribers"] >= 1 and chan["publications"] >= 1
+    mine = [p for p in st["publications"] if p["xdescr"].endswith("sni_key=status;")]
+    assert mine and mine[0]["delivered"] >= 1
+    text = subprocess.run(
+        [sys.executable, "-m", "packetlab", "broker", "status", "--url", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "live publication(s)" in text and e.channel.hex() in text
+    pub.close()
+    s.close()

@@ -1,0 +1,236 @@
+"""BrokerProtocol over fakes: results in order, pipelined and split frames, delayed errors,
+fan-out with backpressure, publication lifetime, bounded input."""
+
+from __future__ import annotations
+
+import time
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from packetlab.broker.protocol import IDLE_TIMEOUT, MAX_FRAME, BrokerFactory, BrokerProtocol
+from packetlab.broker.registry import Registry
+from packetlab.broker.session import Role
+from packetlab.broker.throttle import Throttle
+from packetlab.wire import Framer, Result, Xcert, Xnotify, Xpub, Xsub, encode
+from packetlab.wire.messages import Message
+
+XD = b"controller_addr=127.0.0.1:20600;sni_key=abc;"
+ZERO = bytes(32)
+
+
+class World:
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.registry = Registry()
+        self.throttle = Throttle(base=1.0, cap=8.0)
+        self.factories = {
+            r: BrokerFactory(r, self.registry, self.throttle, self.clock) for r in Role
+        }
+
+    def connect(self, role: Role, host: str = "10.0.0.1") -> tuple[BrokerProtocol, StringTransport]:
+        p = self.factories[role].buildProtocol(None)
+        t = StringTransport(peerAddress=IPv4Address("TCP", host, 1234))
+        p.makeConnection(t)
+        return p, t
+
+
+def frames(t: StringTransport) -> list[Message]:
+    out = list(Framer().feed(t.value()))
+    t.clear()
+    return out  # type: ignore[return-value]
+
+
+def sub_frames(channel: bytes = b"public", dattr: bytes = b"") -> bytes:
+    return encode(Xsub([channel], ZERO, dattr))
+
+
+def test_pipelined_frames_split_anywhere_get_one_result_each_in_order() -> None:
+    w = World()
+    p, t = w.connect(Role.PUBLISH)
+    data = encode(Xpub([b"public"], ZERO, XD)) + encode(Xpub([b"p2"], ZERO, b"controller_addr=h;"))
+    for i in range(len(data)):  # one byte at a time
+        p.dataReceived(data[i : i + 1])
+    assert frames(t) == [Result(0), Result(0)]
+    assert len(w.registry.publications) == 2
+
+
+def test_subscriber_gets_live_publication_after_its_result() -> None:
+    w = World()
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    sp, st = w.connect(Role.SUBSCRIBE)
+    sp.dataReceived(sub_frames())
+    assert frames(st) == [Result(0), Xnotify(b"public", XD)]
+    # and a new publication goes out at once
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h2;")))
+    assert frames(st) == [Xnotify(b"public", b"controller_addr=h2;")]
+
+
+def test_error_answer_is_delayed_and_later_frames_wait_for_it() -> None:
+    w = World()
+    p, t = w.connect(Role.SUBSCRIBE)
+    bad = encode(Xsub([b"x" * 32], ZERO, b""))  # private channel, no chain
+    p.dataReceived(bad + sub_frames())
+    assert t.value() == b"" and t.producerState == "paused"
+    w.clock.advance(0.99)
+    assert t.value() == b""
+    w.clock.advance(0.02)
+    assert frames(t) == [Result(0x61), Result(0)]  # ESUBBADCHN, then the good xsub
+    assert t.producerState == "producing"
+    # errors in a row wait twice as long each time
+    p2, t2 = w.connect(Role.SUBSCRIBE, "10.0.0.9")
+    p2.dataReceived(bad)
+    w.clock.advance(1.01)
+    p2.dataReceived(bad)
+    w.clock.advance(1.9)
+    assert frames(t2) == [Result(0x61)]
+    w.clock.advance(0.2)
+    assert frames(t2) == [Result(0x61)]
+
+
+def test_malformed_xsub_gets_esubbadchl_and_the_link_stays() -> None:
+    w = World()
+    p, t = w.connect(Role.SUBSCRIBE)
+    p.dataReceived(bytes([0x38, 0, 0, 3, 5, 1, 2]))  # chlist runs past the body
+    w.clock.advance(1)
+    assert frames(t) == [Result(0x60)]
+    assert not t.disconnecting
+
+
+def test_unknown_frame_gets_ectlnotsup_then_close() -> None:
+    w = World()
+    p, t = w.connect(Role.SUBSCRIBE)
+    p.dataReceived(bytes([0x99, 0, 0, 0]) + sub_frames())
+    w.clock.advance(1)
+    assert frames(t) == [Result(0x11)]
+    assert t.disconnecting
+    assert not w.registry.subscribers  # the xsub after it was never taken
+
+
+def test_xpub_on_the_subscribe_port_is_refused() -> None:
+    w = World()
+    p, t = w.connect(Role.SUBSCRIBE)
+    p.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    w.clock.advance(1)
+    assert frames(t) == [Result(0x11)] and t.disconnecting
+    assert not w.registry.publications
+
+
+def test_oversized_frame_closes_without_reading_it() -> None:
+    w = World()
+    p, t = w.connect(Role.PUBLISH)
+    n = MAX_FRAME + 1
+    p.dataReceived(bytes([0x31, n >> 16, (n >> 8) & 0xFF, n & 0xFF]) + b"\0" * 100)
+    w.clock.advance(1)
+    assert t.value() == b"" and t.disconnecting
+
+
+def test_garbage_xcert_is_refused_with_the_chain_code() -> None:
+    w = World()
+    p, t = w.connect(Role.PUBLISH)
+    p.dataReceived(encode(Xcert(b"not a certificate")))
+    w.clock.advance(1)
+    assert frames(t) == [Result(0x51)]  # EPUBBADCHN
+
+
+def test_publisher_close_ends_its_publications() -> None:
+    w = World()
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    assert len(w.registry.publications) == 1
+    pp.connectionLost(None)  # type: ignore[arg-type]
+    assert not w.registry.publications
+    sp, st = w.connect(Role.SUBSCRIBE)
+    sp.dataReceived(sub_frames())
+    assert frames(st) == [Result(0)]
+
+
+def test_pub_end_ends_the_publication() -> None:
+    w = World()
+    w.clock.advance(time.time())  # pub_end is checked against wall time too
+    end = time.time_ns() + 10**10
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, b"pub_end=%d;" % end + XD)))
+    assert len(w.registry.publications) == 1
+    w.clock.advance(9.5)
+    assert len(w.registry.publications) == 1
+    w.clock.advance(1.0)
+    assert not w.registry.publications
+
+
+def test_slow_subscriber_queues_alone_and_gets_it_on_resume() -> None:
+    w = World()
+    slow, st = w.connect(Role.SUBSCRIBE, "10.0.0.2")
+    fast, ft = w.connect(Role.SUBSCRIBE, "10.0.0.3")
+    # distinct agents (the peer address stands in for the key on a plain link)
+    slow.session.agent_key = b"S" * 32  # type: ignore[union-attr]
+    fast.session.agent_key = b"F" * 32  # type: ignore[union-attr]
+    slow.dataReceived(sub_frames())
+    fast.dataReceived(sub_frames())
+    frames(st), frames(ft)
+    slow.pauseProducing()  # its transport is full
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    assert frames(ft) == [Xnotify(b"public", XD)]
+    assert st.value() == b""
+    slow.resumeProducing()
+    assert frames(st) == [Xnotify(b"public", XD)]
+
+
+def test_queued_offer_of_an_ended_publication_is_dropped() -> None:
+    w = World()
+    sp, st = w.connect(Role.SUBSCRIBE)
+    sp.dataReceived(sub_frames())
+    frames(st)
+    sp.pauseProducing()
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    pp.connectionLost(None)  # type: ignore[arg-type]
+    sp.resumeProducing()
+    assert st.value() == b""
+
+
+def test_idle_client_is_closed() -> None:
+    w = World()
+    _, t = w.connect(Role.SUBSCRIBE)
+    w.clock.advance(IDLE_TIMEOUT + 0.1)
+    assert t.disconnecting
+
+
+def test_subscribed_client_may_idle() -> None:
+    w = World()
+    p, t = w.connect(Role.SUBSCRIBE)
+    p.dataReceived(sub_frames())
+    w.clock.advance(IDLE_TIMEOUT * 10)
+    assert not t.disconnecting
+
+
+def test_fanout_sends_one_batch_per_reactor_turn_in_order() -> None:
+    w = World()
+    w.factories[Role.SUBSCRIBE].fanout.batch = 3
+    subs = []
+    for i in range(7):
+        p, t = w.connect(Role.SUBSCRIBE, f"10.0.1.{i}")
+        p.session.agent_key = bytes([i]) * 32  # type: ignore[union-attr]
+        p.dataReceived(sub_frames())
+        frames(t)
+        subs.append(t)
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(
+        encode(Xpub([b"public"], ZERO, XD))
+        + encode(Xpub([b"public"], ZERO, b"controller_addr=h2;"))
+    )
+    got = [len(frames(t)) for t in subs]
+    assert sum(got) == 3  # the first batch at once, the rest in later turns
+    w.clock.advance(0)
+    w.clock.advance(0)
+    w.clock.advance(0)
+    w.clock.advance(0)
+    w.clock.advance(0)
+    later = [frames(t) for t in subs]
+    assert sum(got) + sum(len(f) for f in later) == 14
+    for f in later:  # one link's notifications stay in publication order
+        xds = [m.xdescr for m in f if isinstance(m, Xnotify)]
+        assert xds == sorted(xds, key=lambda x: x != XD)
