@@ -90,3 +90,34 @@ def test_refused_publication_ends_the_manager(
         assert "publication to" in xp.text() and "broker refused the" in xp.text()
     finally:
         xp.stop()
+
+
+def test_proxy_mode_publication_brings_a_broker_endpoint_through_the_proxy(
+    home: PktlabHome, tmp_path: Path, broker: BrokerProcess
+) -> None:
+    from pxworld import ProxyProc
+
+    proxy = ProxyProc(tmp_path, home.root)
+    conf = pub_conf(home, tmp_path / "pub.conf", broker, "PubPeriod 60000000000",
+                    "EnableProxyMode 1")  # fmt: skip
+    c_mlet = compile_c_mlet(tmp_path)
+    with http_server() as web:
+        # -p: the proxy's endpoints port is not the default 20556 in a test
+        xp = XpmgrProc(tmp_path, conf, [str(c_mlet), "127.0.0.1", str(web)], "-n", "1",
+                       "-p", f"127.0.0.1:{proxy.endpoints}",
+                       addr=f"127.0.0.1:{proxy.setup}")  # fmt: skip
+        ident = Identity(home, tmp_path, "ep")
+        ep = EndpointProc(tmp_path, home.root, None, "--broker", f"127.0.0.1:{broker.sub_port}",
+                          "--ipv4", "127.0.0.1/8", *ident.endpoint_args())  # fmt: skip
+        try:
+            assert xp.wait_exit(60) == 0, xp.text()
+            text = xp.text()
+            # published only once a backlog was registered at the proxy
+            assert text.index("ready for snikey pubsni") < text.index("published to")
+            [r] = xp.result_lines()
+            assert r["status"] == "done" and "HTTP/1.0 200 OK" in r["output"]
+            proxy.counters("splices == 1")
+        finally:
+            ep.stop()
+            xp.stop()
+            proxy.stop()
