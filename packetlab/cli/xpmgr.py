@@ -74,13 +74,6 @@ def run(args: argparse.Namespace) -> int:
         hint = "" if args.config else " (run `pktlab init` to write a demo one, or give -c)"
         print(f"pktlab xpmgr: config: {e}{hint}", file=sys.stderr)
         return 1
-    if cfg.enable_publication:
-        print(
-            "pktlab xpmgr: EnableExpPublication 1 is not supported by this version yet; "
-            "set it to 0 (endpoints then connect by NoSub mode or through a proxy)",
-            file=sys.stderr,
-        )
-        return 1
     results_path = args.results or cfg.results_path or "xpmgr-results.jsonl"
     return _serve(args, cfg, results_path)
 
@@ -124,6 +117,8 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
                 attempts=args.attempts,
                 singleton=args.singleton,
                 results=results,
+                publish_addr=args.publish,
+                hostid=args.hostid,
             )
         except ManagerError as e:
             print(f"pktlab xpmgr: {e}", file=sys.stderr)

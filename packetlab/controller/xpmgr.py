@@ -103,13 +103,20 @@ class Manager:
         singleton: bool = False,
         results: IO[str] | None = None,
         progress: IO[str] | None = None,
+        publish_addr: str | None = None,
+        hostid: str | None = None,
     ) -> None:
         self.reactor = reactor
         self.cfg = cfg
         self.mlet_argv = self._mlet_argv(mlet)
         self.active = cfg.enable_proxy
         default_port = DEFAULT_PROXY_SETUP_PORT if self.active else DEFAULT_CONTROLLER_PORT
+        self.address_given = address is not None
         self.address = address or HostPort("0.0.0.0", default_port)
+        self.publish_addr = publish_addr
+        self.hostid = hostid
+        self.publications: list[Any] = []  # live `Publication`s (packetlab.controller.publish)
+        self._publishing = False
         self.attempts = attempts
         self.singleton = singleton
         self.results = results
@@ -211,6 +218,7 @@ class Manager:
             self.log.info("xpmgr listening on {h}:{p} (passive mode)", h=host.host, p=host.port)
             keys = ", ".join(self.snikeys)
             self._say(f"xpmgr: listening on {host.host}:{host.port}; snikeys {keys}")
+            self._start_publication()
             return port
 
         return d.addCallback(listening)
@@ -240,6 +248,7 @@ class Manager:
                 target=cfg.target_backlog,
                 step_timeout=cfg.backlog_timeout_ns / 1e9,
                 max_claims=self.attempts,
+                on_change=self._start_publication,  # publish once a backlog is up (§6.3)
             )
             self.pools.append(pool)
             pool.start()
@@ -340,6 +349,64 @@ class Manager:
         self._progress()
         self._maybe_finish()
 
+    # ---------------------------------------------------------------- publication
+
+    def _start_publication(self) -> None:
+        if not self.cfg.enable_publication or self._publishing or self.wrapping_up:
+            return
+        if self.active and not any(p.registered for p in self.pools):
+            return
+        self._publishing = True
+        Deferred.fromCoroutine(self._publish()).addErrback(self._publish_failed)
+
+    async def _publish(self) -> None:
+        from packetlab.controller.publish import publish
+        from packetlab.controller.xpmgrpub import controller_addr, publication_items
+
+        cfg = self.cfg
+        where = (self.address.host, self.address.port)
+        if self.port is not None:
+            host = self.port.getHost()
+            where = (self.address.host, host.port)
+        addr = controller_addr(cfg, publish_arg=self.publish_addr, active=self.active,
+                               address=where, address_given=self.address_given)  # fmt: skip
+        snikeys = {id(e.spec): e.snikey for e in self._exps}
+        items = publication_items(cfg, snikeys, addr=addr, hostid=self.hostid)
+        for item in items:
+            pub = await publish(self.reactor, cfg.broker_addr, item.xdescr, item.credentials,
+                                channels=item.channels)  # fmt: skip
+            self.publications.append(pub)
+            pub.ended.addCallback(self._publication_ended, pub)
+            self._say(f"xpmgr: published to {cfg.broker_addr}: {item.xdescr.decode()}")
+            if self.wrapping_up:  # -n or SIGINT while publishing
+                pub.close()
+        if cfg.pub_period_ns:
+            self.reactor.callLater(cfg.pub_period_ns / 1e9, self._publication_over)
+
+    def _publish_failed(self, f: Any) -> None:
+        self.log.error("exp publication to broker failed: {why}", why=f.getErrorMessage())
+        self._say(f"xpmgr: FATAL: publication to {self.cfg.broker_addr} failed: "
+                  f"{f.getErrorMessage()}")  # fmt: skip
+        self._exit_code = 1
+        self.wrap_up()
+
+    def _publication_ended(self, _: object, pub: Any) -> None:
+        if pub in self.publications:
+            self.publications.remove(pub)
+            if not self.wrapping_up:
+                self.log.warn("broker EOF: the publication is over (not republished)")
+
+    def _publication_over(self) -> None:
+        """pub_end reached: stop publishing; greet for GreetPeriodAfterPubEnd more."""
+        self.log.info("max publication time reached; stopping publication")
+        self._stop_publishing()
+        self.reactor.callLater(self.cfg.greet_after_pub_end_ns / 1e9, self.wrap_up)
+
+    def _stop_publishing(self) -> None:
+        pubs, self.publications = self.publications, []
+        for pub in pubs:
+            pub.close()  # the close ends the publication (OBSERVED §3.4)
+
     # ---------------------------------------------------------------- ending
 
     def wrap_up(self) -> None:
@@ -347,6 +414,7 @@ class Manager:
         if self.wrapping_up:
             return
         self.wrapping_up = True
+        self._stop_publishing()
         if self.port is not None:
             port, self.port = self.port, None
             port.stopListening()

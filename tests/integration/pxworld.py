@@ -138,11 +138,13 @@ class XpmgrProc(Proc):
 
 
 class EndpointProc(Proc):
-    """`twistd pktendpoint` over TLS with the demo home's endpt.conf."""
+    """`twistd pktendpoint` over TLS with the demo home's endpt.conf (`address` None:
+    broker mode, given by `args`)."""
 
-    def __init__(self, tmp: Path, home: Path, address: str, *args: str) -> None:
+    def __init__(self, tmp: Path, home: Path, address: str | None, *args: str) -> None:
         argv = [*twistd(), "-n", "--pidfile=", "--logfile=-", "pktendpoint", "-c",
-                str(home / "endpt.conf"), "--reconnect-delay", "0.1", *args, address]  # fmt: skip
+                str(home / "endpt.conf"), "--reconnect-delay", "0.1", *args,
+                *([address] if address else [])]  # fmt: skip
         super().__init__(argv, tmp / f"pktendpoint-{id(self)}.log", tmp)
 
 

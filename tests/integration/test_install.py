@@ -123,13 +123,3 @@ def test_pktlab_help(installed: tuple[Path, dict[str, str]]) -> None:
                   cwd=bindir.parent, env=env)  # fmt: skip
     assert frames.returncode == 0, frames.stderr
     assert len(frames.stdout.splitlines()) == 28
-
-
-def test_pktbroker_placeholder_says_not_implemented(
-    installed: tuple[Path, dict[str, str]],
-) -> None:
-    bindir, env = installed
-    args = ("--nodaemon", "--pidfile=", "--logfile=-", "pktbroker")
-    done = _run(twistd(bindir, *args), cwd=bindir.parent, env=env)
-    assert done.returncode != 0
-    assert "pktbroker is not implemented yet" in done.stdout + done.stderr

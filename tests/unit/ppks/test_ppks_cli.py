@@ -56,6 +56,7 @@ def test_init_creates_the_reference_layout(home: PktlabHome) -> None:
         "exppriv_eop_exper",
         "pubcmd_exper_xc",
         "subcmd_eop_ep",
+        "agent_prx_prx",  # the proxy's identity (twistd pktproxy)
         "agent_bop_brk",
         "agent_prx_prx",
     }
@@ -68,6 +69,8 @@ def test_init_creates_the_reference_layout(home: PktlabHome) -> None:
     parse_endpoint_rep_chain([home.certificate("subcmd_eop_ep")], ep, [eop], NOW)
     verify_chain(AuthMode.AGENT, [home.certificate("agent_xc_xc")], [xc], NOW)
     verify_chain(AuthMode.AGENT, [home.certificate("agent_ep_ep")], [ep], NOW)
+    prx = home.public_key("k_prx")
+    verify_chain(AuthMode.AGENT, [home.certificate("agent_prx_prx")], [prx], NOW)
     # the broker's agent cert is signed by the broker-operator key clients trust
     bop = home.public_key("k_bop")
     brk = verify_chain(AuthMode.AGENT, [home.certificate("agent_bop_brk")], [bop], NOW)

@@ -1,0 +1,70 @@
+"""`twistd pktproxy` options: config file, defaults from the pktlab init home, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.python import usage
+
+from packetlab.cli.init import init_home
+from packetlab.ppks import PktlabHome
+from packetlab.proxy.tap import Options
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tap") / "home"
+    init_home(PktlabHome.at(root))
+    return root
+
+
+def parse(*args: str) -> Options:
+    o = Options()
+    o.parseOptions(list(args))
+    return o
+
+
+def test_defaults_from_the_home(home: Path) -> None:
+    o = parse("--home", str(home))
+    assert (o["setup"], o["endpoints"]) == ("tcp:20557", "tcp:20556")
+    assert o["credentials"].leaf.cert_type.label == "agent"
+    assert o["roots"] == [] and o["hello-cap"] == 16384 and o["hello-timeout"] == 10.0
+
+
+def test_config_file_and_options_override_it(home: Path, tmp_path: Path) -> None:
+    conf = tmp_path / "proxy.conf"
+    conf.write_text(
+        "# proxy\nSetupEndpoint tcp:3000\nEndpointsEndpoint tcp:3001\nHelloCap 4096\n"
+        f"ManagerRootPath {home / 'keys/k_xc.pub'}\n"
+    )
+    o = parse("--home", str(home), "--config", str(conf), "--endpoints", "tcp:4001")
+    assert (o["setup"], o["endpoints"], o["hello-cap"]) == ("tcp:3000", "tcp:4001", 4096)
+    assert len(o["roots"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "text", "message"),
+    [
+        ((), "Nope 1\n", "unknown key or no value"),
+        (("--hello-cap", "x"), None, "--hello-cap: not a number"),
+        (("--backlog-max", "0"), None, "--backlog-max: must be positive"),
+        (("--manager-roots", "/nonexistent.pub"), None, "--manager-roots: /nonexistent.pub"),
+    ],
+)
+def test_errors(home: Path, tmp_path: Path, args: tuple[str, ...], text: str | None,
+                message: str) -> None:  # fmt: skip
+    extra: list[str] = []
+    if text is not None:
+        conf = tmp_path / "bad.conf"
+        conf.write_text(text)
+        extra = ["--config", str(conf)]
+    with pytest.raises(usage.UsageError, match=None) as e:
+        parse("--home", str(home), *extra, *args)
+    assert message in str(e.value)
+
+
+def test_missing_identity_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(usage.UsageError) as e:
+        parse("--home", str(tmp_path / "empty"))
+    assert "run `pktlab init`" in str(e.value) and "--cert" in str(e.value)
