@@ -71,15 +71,15 @@ def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str],
     return parse
 
 
-def _wait(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+def _wait(p: argparse.ArgumentParser, flag: str, what: str, default: float) -> None:
     p.add_argument(
         flag,
         "--wait",
         dest="wait",
         type=_positive(float, "--wait", 0.001, 60),
-        default=2.0,
+        default=default,
         metavar="S",
-        help=f"seconds to wait for {what} [default: 2]",
+        help=f"seconds to wait for {what} [default: {default:g}]",
     )
 
 
@@ -128,7 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(tr)
-    _wait(tr, "-w", "each probe's answer")
+    _wait(tr, "-w", "each probe's answer, as traceroute -w", 5.0)
     tr.add_argument(
         "-q",
         "--queries",
@@ -190,7 +190,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(pg)
-    _wait(pg, "-W", "a reply after the last request")
+    _wait(pg, "-W", "a reply after the last request", 2.0)
     pg.add_argument(
         "-q",
         "--quiet",
