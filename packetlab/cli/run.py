@@ -118,11 +118,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     tr = sub.add_parser(
         "traceroute",
-        help="UDP traceroute",
-        description="UDP traceroute like Butskoy's `traceroute -n`: TTL-limited UDP probes "
-        "(ports 33434+n, 32-byte payload) from the endpoint's raw socket, ICMP answers "
-        "captured there. Every hop is probed at once; a silent hop is waited for --wait "
-        "s, or 10 times the RTT of a later hop that answered. Stops at the target or "
+        help="traceroute (UDP, ICMP or TCP probes)",
+        description="traceroute like Butskoy's `traceroute -n`: TTL-limited probes (UDP to "
+        "ports 33434+n with a 32-byte payload; -I ICMP echo; -T TCP SYN to port 80) from "
+        "the endpoint's raw socket, answers captured there. Every hop is probed at once; "
+        "a silent hop is waited for --wait s, or 10 times the RTT of a later hop that "
+        "answered. Stops at the target or "
         "--max-ttl. Each hop is printed as soon as it and the hops before it are known.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -136,6 +137,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         metavar="N",
         help="probes per hop [default: 1]",
+    )
+    proto = tr.add_mutually_exclusive_group()
+    proto.add_argument(
+        "-P",
+        "--protocol",
+        choices=["udp", "icmp", "tcp"],
+        default="udp",
+        help="probe protocol [default: udp]",
+    )
+    proto.add_argument(
+        "-I", dest="protocol", action="store_const", const="icmp", help="ICMP echo probes"
+    )
+    proto.add_argument(
+        "-T", dest="protocol", action="store_const", const="tcp", help="TCP SYN probes"
     )
     tr.add_argument(
         "--sequential",
@@ -177,9 +192,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-p",
         "--port",
         type=_positive(int, "--port", 1, 65535),
-        default=33434,
+        default=None,
         metavar="PORT",
-        help="destination port of the first probe, +1 per probe [default: 33434]",
+        help="UDP: destination port of the first probe, +1 per probe [default: 33434]; "
+        "TCP: the destination port [default: 80]",
     )
     pg = sub.add_parser(
         "ping",
@@ -305,7 +321,8 @@ def _experiment(
             max_ttl=args.max_ttl,
             wait=args.wait,
             sport=args.sport,
-            base_port=args.port,
+            base_port=args.port or (80 if args.protocol == "tcp" else 33434),
+            method=args.protocol,
             src=frm,
             pace=None if args.sequential else (args.pace or 0.0),
             queries=args.queries,
@@ -351,7 +368,9 @@ def _budget(args: argparse.Namespace) -> float:
 def _report(reactor: Any, args: argparse.Namespace, dst: Address) -> TracerouteReport | PingReport:
     name = None if args.target == str(dst) else args.target
     if args.measurement == "traceroute":
-        size = (20 if dst.version == 4 else 40) + 8 + 32  # Butskoy's probe
+        # Butskoy's probes: UDP or ICMP header + 32 bytes; a TCP SYN with an MSS option
+        tail = 24 if args.protocol == "tcp" else 8 + 32
+        size = (20 if dst.version == 4 else 40) + tail
         return TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             queries=args.queries, size=size,
