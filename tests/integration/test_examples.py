@@ -11,10 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import readline
 
 from packetlab.controller.local import twistd_command
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
 TIMEOUT = 90
 
 
@@ -82,9 +85,9 @@ def test_external_endpoint() -> None:
     endpoint = None
     try:
         assert example.stdout is not None
-        line = example.stdout.readline()
+        line = readline(example.stdout)
         if line.startswith("link:"):  # which link the controller uses, then where
-            line = example.stdout.readline()
+            line = readline(example.stdout)
         m = re.match(r"controller listening on (127\.0\.0\.1):(\d+); waiting", line)
         assert m, line
         endpoint = subprocess.Popen(
@@ -113,8 +116,8 @@ def test_ctrl_c_while_waiting_exits_130_quietly() -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=EXAMPLES.parent,
     )  # fmt: skip
     assert example.stdout is not None
-    assert example.stdout.readline().startswith("link:")
-    assert "waiting for an endpoint" in example.stdout.readline()
+    assert readline(example.stdout).startswith("link:")
+    assert "waiting for an endpoint" in readline(example.stdout)
     example.send_signal(signal.SIGINT)
     _, err = example.communicate(timeout=TIMEOUT)
     assert example.returncode == 130 and "interrupted" in err and "Traceback" not in err
