@@ -22,7 +22,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from packetlab.cli.interrupt import run_reactor
+from packetlab.cli.interrupt import quit_on_interrupt, run_reactor
 from packetlab.cli.link import (
     Link,
     LinkError,
@@ -336,6 +336,8 @@ def _experiment(
         assert isinstance(report, PingReport)
         frm = await source(session)
         report.start(str(frm))
+        if args.deadline is not None:  # -w: seconds of measuring, as ping -w
+            session.reactor.callLater(args.deadline, stop.request, "deadline")
         return await ping(
             session,
             dst,
@@ -360,8 +362,8 @@ def _budget(args: argparse.Namespace) -> float:
         n = (args.max_ttl - args.first_ttl + 1) * args.queries
         pace = args.pace or 0.0
         work = n * (args.wait + 0.5) if args.sequential else n * pace + args.wait
-    else:
-        work = (args.count - 1) * args.interval + args.wait
+    else:  # (-i 0 goes as fast as replies come back: allow 10 ms a request for that)
+        work = (args.count - 1) * args.interval + args.wait + args.count * 0.01
     return work + 30.0
 
 
@@ -405,9 +407,6 @@ async def measure(
     def refused(text: str) -> None:
         print(f"{prog}: {text}", file=sys.stderr)
 
-    deadline = getattr(args, "deadline", None)
-    if deadline is not None:
-        reactor.callLater(deadline, stop.request, "deadline")
     if not link.in_process:
 
         def listening(port: Any) -> None:
@@ -473,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quit_on_interrupt("pktlab run")
     return run(build_parser().parse_args(argv))
 
 

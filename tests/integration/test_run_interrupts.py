@@ -117,3 +117,13 @@ def test_ten_thousand_requests_without_interval(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     assert "10000 packets transmitted, 10000 received, 0% packet loss" in out
+
+
+def test_a_run_cut_by_its_timeout_is_one_line(tmp_path: Path) -> None:
+    proc = start(tmp_path, "ping", "--timeout", "3", "-c", "100", "-i", "0.5", "127.0.0.1")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip().splitlines()[-1] == (
+        "pktlab run ping: no result within 3 s: the experiment did not end"
+    )
+    assert "Traceback" not in err
