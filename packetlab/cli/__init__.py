@@ -43,6 +43,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from packetlab.cli.interrupt import quit_on_interrupt
+
+    quit_on_interrupt()
     try:
         # Import only the module of the command asked for: fast start-up, and one broken
         # optional dependency cannot take the other commands down.

@@ -19,15 +19,14 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from packetlab.controller.errors import ControllerError
-from packetlab.controller.stop import StopSignal
+if TYPE_CHECKING:  # imported when running: `quit_on_interrupt` must come before them
+    from packetlab.controller.stop import StopSignal
 
-__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "run_reactor"]
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "quit_on_interrupt", "run_reactor"]
 
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
-EXPECTED = (ControllerError, ValueError, OSError)
 
 
 def _flush() -> None:
@@ -36,6 +35,20 @@ def _flush() -> None:
             stream.flush()
         except Exception:  # a closed pipe: nothing more to say
             pass
+
+
+def quit_on_interrupt(prog: str = "pktlab") -> None:
+    """Until a command installs its own handling: Ctrl-C ends the process at once, 130,
+    with one line (there is nothing to wrap up while starting, and a KeyboardInterrupt
+    raised in the middle of an import could end in a traceback)."""
+
+    def quit_now(signum: int, frame: Any) -> None:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        _flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, quit_now)
 
 
 def run_reactor(
@@ -53,10 +66,17 @@ def run_reactor(
     from twisted.internet.defer import Deferred
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    if verbose:
-        globalLogBeginner.beginLoggingTo(
-            [textFileLogObserver(sys.stderr)], redirectStandardIO=False
-        )
+    from packetlab.controller.errors import ControllerError
+    from packetlab.controller.stop import StopSignal
+
+    expected = (ControllerError, ValueError, OSError)
+
+    # The log goes to stderr with -v only: otherwise Twisted would print the critical
+    # events (a failed experiment's traceback) on its own, next to our one-line error.
+    observer: Any = textFileLogObserver(sys.stderr) if verbose else (lambda event: None)
+    globalLogBeginner.beginLoggingTo(
+        [observer], discardBuffer=not verbose, redirectStandardIO=False
+    )
     stop = StopSignal()
     box: dict[str, Any] = {}
     signals = [0]
@@ -86,7 +106,7 @@ def run_reactor(
     async def body() -> None:
         try:
             box["code"] = await main(reactor, stop)
-        except EXPECTED as e:
+        except expected as e:
             box["error"] = str(e) or type(e).__name__
         except Exception as e:  # a bug: say what, keep the traceback for -v
             box["error"] = f"internal error: {type(e).__name__}: {e}"

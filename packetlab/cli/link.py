@@ -441,9 +441,6 @@ async def run_in_process(
     Returns the experiment's result or raises its error; `timeout` (seconds, None: no
     limit) bounds the whole run.
     """
-    from twisted.python import usage
-
-    from packetlab.endpoint.tap import Options, makeService
     from packetlab.tls import PPKSServerEndpoint, gen_snikey
 
     tmp: Path | None = None
@@ -467,9 +464,7 @@ async def run_in_process(
             timeout=timeout,
             creds=creds,
             on_refusal=on_refusal,
-            start=lambda port: _start_endpoint(
-                port, addresses, transproto, tls, usage, Options, makeService
-            ),
+            start=lambda port: _start_endpoint(port, addresses, transproto, tls),
         )
     finally:
         if tmp is not None:
@@ -477,18 +472,17 @@ async def run_in_process(
 
 
 def _start_endpoint(
-    port: Any,
-    addresses: Sequence[Address],
-    transproto: str,
-    tls: tuple[PktlabHome, str] | None,
-    usage: Any,
-    options_class: Any,
-    make_service: Any,
+    port: Any, addresses: Sequence[Address], transproto: str, tls: tuple[PktlabHome, str] | None
 ) -> Any:
-    options = options_class()
+    """The `pktendpoint` service, configured for our listening `port`, started."""
+    from twisted.python import usage
+
+    from packetlab.endpoint.tap import Options, makeService
+
+    options = Options()
     try:
         options.parseOptions(_endpoint_options(port.getHost().port, addresses, transproto, tls))
-        service = make_service(options)
+        service = makeService(options)
     except usage.UsageError as e:
         raise LinkError(f"cannot configure the in-process endpoint: {e}") from None
     service.startService()

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from packetlab.cli.interrupt import run_reactor
+from packetlab.cli.interrupt import quit_on_interrupt, run_reactor
 from packetlab.cli.link import (
     Link,
     LinkError,
@@ -71,15 +71,15 @@ def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str],
     return parse
 
 
-def _wait(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+def _wait(p: argparse.ArgumentParser, flag: str, what: str, default: float) -> None:
     p.add_argument(
         flag,
         "--wait",
         dest="wait",
         type=_positive(float, "--wait", 0.001, 60),
-        default=2.0,
+        default=default,
         metavar="S",
-        help=f"seconds to wait for {what} [default: 2]",
+        help=f"seconds to wait for {what} [default: {default:g}]",
     )
 
 
@@ -118,17 +118,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     tr = sub.add_parser(
         "traceroute",
-        help="UDP traceroute",
-        description="UDP traceroute like Butskoy's `traceroute -n`: TTL-limited UDP probes "
-        "(ports 33434+n, 32-byte payload) from the endpoint's raw socket, ICMP answers "
-        "captured there. Every hop is probed at once; a silent hop is waited for --wait "
-        "s, or 10 times the RTT of a later hop that answered. Stops at the target or "
+        help="traceroute (UDP, ICMP or TCP probes)",
+        description="traceroute like Butskoy's `traceroute -n`: TTL-limited probes (UDP to "
+        "ports 33434+n with a 32-byte payload; -I ICMP echo; -T TCP SYN to port 80) from "
+        "the endpoint's raw socket, answers captured there. Every hop is probed at once; "
+        "a silent hop is waited for --wait s, or 10 times the RTT of a later hop that "
+        "answered. Stops at the target or "
         "--max-ttl. Each hop is printed as soon as it and the hops before it are known.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(tr)
-    _wait(tr, "-w", "each probe's answer")
+    _wait(tr, "-w", "each probe's answer, as traceroute -w", 5.0)
     tr.add_argument(
         "-q",
         "--queries",
@@ -136,6 +137,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         metavar="N",
         help="probes per hop [default: 1]",
+    )
+    proto = tr.add_mutually_exclusive_group()
+    proto.add_argument(
+        "-P",
+        "--protocol",
+        choices=["udp", "icmp", "tcp"],
+        default="udp",
+        help="probe protocol [default: udp]",
+    )
+    proto.add_argument(
+        "-I", dest="protocol", action="store_const", const="icmp", help="ICMP echo probes"
+    )
+    proto.add_argument(
+        "-T", dest="protocol", action="store_const", const="tcp", help="TCP SYN probes"
     )
     tr.add_argument(
         "--sequential",
@@ -177,9 +192,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-p",
         "--port",
         type=_positive(int, "--port", 1, 65535),
-        default=33434,
+        default=None,
         metavar="PORT",
-        help="destination port of the first probe, +1 per probe [default: 33434]",
+        help="UDP: destination port of the first probe, +1 per probe [default: 33434]; "
+        "TCP: the destination port [default: 80]",
     )
     pg = sub.add_parser(
         "ping",
@@ -190,7 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(pg)
-    _wait(pg, "-W", "a reply after the last request")
+    _wait(pg, "-W", "a reply after the last request", 2.0)
     pg.add_argument(
         "-q",
         "--quiet",
@@ -305,7 +321,8 @@ def _experiment(
             max_ttl=args.max_ttl,
             wait=args.wait,
             sport=args.sport,
-            base_port=args.port,
+            base_port=args.port or (80 if args.protocol == "tcp" else 33434),
+            method=args.protocol,
             src=frm,
             pace=None if args.sequential else (args.pace or 0.0),
             queries=args.queries,
@@ -319,6 +336,8 @@ def _experiment(
         assert isinstance(report, PingReport)
         frm = await source(session)
         report.start(str(frm))
+        if args.deadline is not None:  # -w: seconds of measuring, as ping -w
+            session.reactor.callLater(args.deadline, stop.request, "deadline")
         return await ping(
             session,
             dst,
@@ -343,15 +362,17 @@ def _budget(args: argparse.Namespace) -> float:
         n = (args.max_ttl - args.first_ttl + 1) * args.queries
         pace = args.pace or 0.0
         work = n * (args.wait + 0.5) if args.sequential else n * pace + args.wait
-    else:
-        work = (args.count - 1) * args.interval + args.wait
+    else:  # (-i 0 goes as fast as replies come back: allow 10 ms a request for that)
+        work = (args.count - 1) * args.interval + args.wait + args.count * 0.01
     return work + 30.0
 
 
 def _report(reactor: Any, args: argparse.Namespace, dst: Address) -> TracerouteReport | PingReport:
     name = None if args.target == str(dst) else args.target
     if args.measurement == "traceroute":
-        size = (20 if dst.version == 4 else 40) + 8 + 32  # Butskoy's probe
+        # Butskoy's probes: UDP or ICMP header + 32 bytes; a TCP SYN with an MSS option
+        tail = 24 if args.protocol == "tcp" else 8 + 32
+        size = (20 if dst.version == 4 else 40) + tail
         return TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             queries=args.queries, size=size,
@@ -386,9 +407,6 @@ async def measure(
     def refused(text: str) -> None:
         print(f"{prog}: {text}", file=sys.stderr)
 
-    deadline = getattr(args, "deadline", None)
-    if deadline is not None:
-        reactor.callLater(deadline, stop.request, "deadline")
     if not link.in_process:
 
         def listening(port: Any) -> None:
@@ -454,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quit_on_interrupt("pktlab run")
     return run(build_parser().parse_args(argv))
 
 

@@ -60,6 +60,7 @@ from packetlab.controller.publish import (
 from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
 from packetlab.controller.session import EndpointSession
 from packetlab.controller.sockets import Note, Socket
+from packetlab.controller.stop import StopSignal
 from packetlab.controller.train import TrainReport, send_train
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "Outcome", "ProtocolViolation", "Publication", "PublishCredentials", "PublishError",
     "PublishRefused", "QueuedSend", "RequestFailed", "SendFailed",
     "SentDatagram", "SessionClosed", "SetupFailed", "Socket", "SocketClosed", "SocketInfo",
+    "StopSignal",
     "Suspended", "SystemInfo", "TcpExchange", "TrainReport", "UdpExchange",
     "estimate_clock", "listen", "make_xdescr", "parse_address", "publish", "read_socket_info",
     "read_socket_state",

@@ -314,3 +314,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     rep = yield
     setattr(item, f"rep_{rep.when}", rep)
     return rep
+
+
+def readline(stream: Any) -> str:
+    """One line from a child's pipe, read a byte at a time: nothing is left in a Python
+    buffer, so a later `communicate()` gets the rest whole."""
+    out = bytearray()
+    while not out.endswith(b"\n"):
+        byte = os.read(stream.fileno(), 1)
+        if not byte:
+            break
+        out += byte
+    return out.decode()

@@ -11,10 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import readline
 
 from packetlab.controller.local import twistd_command
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
 TIMEOUT = 90
 
 
@@ -82,9 +85,9 @@ def test_external_endpoint() -> None:
     endpoint = None
     try:
         assert example.stdout is not None
-        line = example.stdout.readline()
+        line = readline(example.stdout)
         if line.startswith("link:"):  # which link the controller uses, then where
-            line = example.stdout.readline()
+            line = readline(example.stdout)
         m = re.match(r"controller listening on (127\.0\.0\.1):(\d+); waiting", line)
         assert m, line
         endpoint = subprocess.Popen(
@@ -108,3 +111,31 @@ def test_publish_experiment_through_a_broker() -> None:
     out = run_example("publish_experiment.py", "--endpoints", "2")
     assert out.count("SystemInfo(") == 2
     assert "publication closed" in out
+def test_ctrl_c_while_waiting_exits_130_quietly() -> None:
+    import signal
+
+    example = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "dns_query.py"), "--listen", "127.0.0.1:0",
+         "--insecure-plaintext"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert example.stdout is not None
+    assert readline(example.stdout).startswith("link:")
+    assert "waiting for an endpoint" in readline(example.stdout)
+    example.send_signal(signal.SIGINT)
+    _, err = example.communicate(timeout=TIMEOUT)
+    assert example.returncode == 130 and "interrupted" in err and "Traceback" not in err
+
+
+def test_an_expected_error_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "dns_query.py"), "--home", str(tmp_path / "none")],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"dns_query.py: --home {tmp_path / 'none'} lacks keys/k_xc, certs/pubcmd_exper_xc.cert, "
+        "certs/exppriv_eop_exper.cert, keys/k_ep, certs/subcmd_eop_ep.cert, keys/k_eop.pub (the "
+        f"in-process endpoint needs both sides of a demo link): run `pktlab init --home "
+        f"{tmp_path / 'none'}`, or use --insecure-plaintext"
+    ]

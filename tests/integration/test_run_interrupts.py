@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import readline
 
 pytestmark = pytest.mark.root
 
 REPO = Path(__file__).resolve().parents[2]
+
+
 PKTLAB = [sys.executable, "-m", "packetlab"]
 
 
@@ -39,7 +42,7 @@ def start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
 def test_first_ctrl_c_prints_what_was_gathered_and_the_statistics(tmp_path: Path) -> None:
     proc = start(tmp_path, "ping", "-c", "50", "-i", "0.2", "127.0.0.1")
     assert proc.stdout is not None
-    lines = [proc.stdout.readline() for _ in range(4)]  # the header and 3 replies, streamed
+    lines = [readline(proc.stdout) for _ in range(4)]  # the header and 3 replies, streamed
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -57,7 +60,7 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path: Path) ->
     # as soon as the controller listens (the endpoint is starting), and a little later
     proc = start(tmp_path, "ping", "-v", "-c", "50", "-i", "0.2", "127.0.0.1")
     assert proc.stderr is not None
-    while "starting on" not in (line := proc.stderr.readline()):
+    while "starting on" not in (line := readline(proc.stderr)):
         assert line, "the run ended before it started listening"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -76,10 +79,10 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path: Path) ->
 def test_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
     proc = start(tmp_path, "ping", "-c", "50", "-i", "0.2", "-W", "30", "127.0.0.1")
     assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.readline()
-    proc.stdout.readline()  # running
+    readline(proc.stdout)
+    readline(proc.stdout)  # running
     proc.send_signal(signal.SIGINT)
-    assert "stopping" in proc.stderr.readline() + proc.stderr.readline()
+    assert "stopping" in readline(proc.stderr) + readline(proc.stderr)
     proc.send_signal(signal.SIGINT)  # during the grace for replies in flight
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback (most recent" not in err
@@ -91,7 +94,7 @@ def test_json_interrupted_ends_with_a_summary(tmp_path: Path) -> None:
 
     proc = start(tmp_path, "ping", "--json", "-c", "50", "-i", "0.2", "127.0.0.1")
     assert proc.stdout is not None
-    first = json.loads(proc.stdout.readline())
+    first = json.loads(readline(proc.stdout))
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -114,3 +117,13 @@ def test_ten_thousand_requests_without_interval(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     assert "10000 packets transmitted, 10000 received, 0% packet loss" in out
+
+
+def test_a_run_cut_by_its_timeout_is_one_line(tmp_path: Path) -> None:
+    proc = start(tmp_path, "ping", "--timeout", "3", "-c", "100", "-i", "0.5", "127.0.0.1")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip().splitlines()[-1] == (
+        "pktlab run ping: no result within 3 s: the experiment did not end"
+    )
+    assert "Traceback" not in err

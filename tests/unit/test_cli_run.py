@@ -28,9 +28,12 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_defaults() -> None:
     a = parse("traceroute", "10.0.0.1")
     assert (a.measurement, a.target, a.family, a.first_ttl, a.max_ttl, a.wait) == (
-        "traceroute", "10.0.0.1", None, 1, 30, 2.0,
+        "traceroute", "10.0.0.1", None, 1, 30, 5.0,
     )  # fmt: skip
-    assert (a.sport, a.port, a.json, a.listen, a.src) == (None, 33434, False, None, None)
+    assert (a.sport, a.port, a.json, a.listen, a.src) == (None, None, False, None, None)
+    assert a.protocol == "udp" and parse("traceroute", "-T", "x").protocol == "tcp"
+    assert parse("traceroute", "-I", "x").protocol == "icmp"
+    assert parse("traceroute", "--protocol", "tcp", "x").protocol == "tcp"
     assert a.pace is None and parse("traceroute", "--pace", "0.001", "x").pace == 0.001
     assert (a.queries, a.sequential) == (1, False)
     t = parse("traceroute", "-q", "3", "-w", "0.5", "--sequential", "x")
