@@ -203,12 +203,11 @@ class UdpMap:
 
     def relay_port(self, request: bytes) -> int:
         """The relay port for the destination in a shim's request (0: cannot)."""
-        try:
-            fam, port = request[0], struct.unpack_from(">H", request, 1)[0]
-            raw = request[3:7] if fam == 4 else request[3:19]
-            dst = ipaddress.ip_address(raw)
-        except (ValueError, struct.error, IndexError):
+        size = {4: 4, 6: 16}.get(request[0] if request else 0)
+        if size is None or len(request) != 3 + size:
             return 0
+        fam, port = request[0], struct.unpack_from(">H", request, 1)[0]
+        dst = ipaddress.ip_address(request[3:])
         key = (dst, port)
         if key in self.relays:
             return self.relays[key][1]

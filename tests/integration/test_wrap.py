@@ -377,6 +377,39 @@ def listen_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_twistd_endpoint_with_listen(tmp_path: Path, servers: Servers, listen_port: int) -> None:
+    """The same programs through a separate `twistd pktendpoint` that connects to
+    `pktlab wrap --listen` (names resolved from the endpoint, at the test's DNS server)."""
+    _need("curl", "dig")
+    _proxychains()
+    script = (
+        f"curl -s --cacert {servers.cert} https://{NAME}:{servers.ports['https']}/index.html"
+        f" && dig +short @127.0.0.1 -p {servers.ports['dns']} {NAME}"
+    )
+    tfile = tmp_path / "t.jsonl"
+    wrap_proc = subprocess.Popen(
+        [*PKTLAB, "wrap", "--listen", f"127.0.0.1:{listen_port}", "--insecure-plaintext",
+         "--dns", servers.dns, "--timings", str(tfile), "--wait", "30", "--", "sh", "-c",
+         script],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    ep = subprocess.Popen(
+        [*twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
+         "--config", os.devnull, "--transproto", "tcp,udp", "--reconnect-delay", "0.05",
+         "--retry-delay", "0.2", f"127.0.0.1:{listen_port}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        out, err = wrap_proc.communicate(timeout=60)
+    finally:
+        stop_process(ep)
+        stop_process(wrap_proc)
+    assert wrap_proc.returncode == 0, err
+    assert out == b"hello through the endpoint\n127.0.0.1\n"
+    protos = sorted(json.loads(x)["proto"] for x in tfile.read_text().splitlines())
+    assert protos == ["tcp", "udp"]
+
+
 def test_remote_endpoint_gone_mid_transfer(
     tmp_path: Path, servers: Servers, listen_port: int
 ) -> None:
