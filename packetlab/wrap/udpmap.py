@@ -23,7 +23,7 @@ from packetlab.controller import ControllerError, EndpointSession, IPAddress
 from packetlab.controller.addresses import unpack_address
 from packetlab.wire import Ndata, Ntag
 from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog
-from packetlab.wrap.vclock import VirtualClock
+from packetlab.wrap.vclock import SEND, VirtualClock
 
 MAX_DESTINATIONS = 256
 MAX_FLOWS = 128  # endpoint UDP sockets (the session has 256 socket ids)
@@ -196,7 +196,8 @@ class UdpMap:
         self._listening: Any = None
 
     def now(self) -> int:
-        return self.clock.virtual() if self.clock is not None else 0
+        """When the program sent what we are handling (the shim's mark; virtual ns)."""
+        return self.clock.acted(SEND) if self.clock is not None else 0
 
     def listen(self, path: str) -> None:
         self._listening = self.reactor.listenUNIX(path, MapServer(self), mode=0o600)
