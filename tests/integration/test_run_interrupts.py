@@ -61,7 +61,9 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path: Path) ->
         assert line, "the run ended before it started listening"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and "interrupted" in err and "Traceback (most recent" not in err, err
+    assert (
+        proc.returncode == 130 and "interrupted" in err and "Traceback (most recent" not in err
+    ), err
     for delay in (0.5, 1.0):
         proc = start(tmp_path, "ping", "-c", "50", "-i", "0.2", "127.0.0.1")
         time.sleep(delay)
