@@ -144,6 +144,7 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
 
     from packetlab.wrap.launch import find_program
     from packetlab.wrap.runner import WrapOptions, wrap
+    from packetlab.wrap.shim import proxychains_lib
 
     argv = list(args.command)
     if argv and argv[0] == "--":
@@ -151,6 +152,8 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
     if not argv:
         raise WrapError("no command given (pktlab wrap [options] -- CMD ARGS...)")
     find_program(argv[0])  # 126/127 before any endpoint is started
+    if not args.socks_env:
+        proxychains_lib()  # "not installed" before any endpoint is started
     link = Link.from_args(args)
     dns = list(args.dns or [])
     if not dns and link.in_process:

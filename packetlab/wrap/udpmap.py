@@ -23,7 +23,7 @@ from packetlab.controller import ControllerError, EndpointSession, IPAddress
 from packetlab.controller.addresses import unpack_address
 from packetlab.wire import Ndata, Ntag
 from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog
-from packetlab.wrap.vclock import VirtualClock
+from packetlab.wrap.vclock import SEND, VirtualClock
 
 MAX_DESTINATIONS = 256
 MAX_FLOWS = 128  # endpoint UDP sockets (the session has 256 socket ids)
@@ -196,19 +196,19 @@ class UdpMap:
         self._listening: Any = None
 
     def now(self) -> int:
-        return self.clock.virtual() if self.clock is not None else 0
+        """When the program sent what we are handling (the shim's mark; virtual ns)."""
+        return self.clock.acted(SEND) if self.clock is not None else 0
 
     def listen(self, path: str) -> None:
         self._listening = self.reactor.listenUNIX(path, MapServer(self), mode=0o600)
 
     def relay_port(self, request: bytes) -> int:
         """The relay port for the destination in a shim's request (0: cannot)."""
-        try:
-            fam, port = request[0], struct.unpack_from(">H", request, 1)[0]
-            raw = request[3:7] if fam == 4 else request[3:19]
-            dst = ipaddress.ip_address(raw)
-        except (ValueError, struct.error, IndexError):
+        size = {4: 4, 6: 16}.get(request[0] if request else 0)
+        if size is None or len(request) != 3 + size:
             return 0
+        fam, port = request[0], struct.unpack_from(">H", request, 1)[0]
+        dst = ipaddress.ip_address(request[3:])
         key = (dst, port)
         if key in self.relays:
             return self.relays[key][1]

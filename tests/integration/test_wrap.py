@@ -377,6 +377,87 @@ def listen_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_twistd_endpoint_with_listen(tmp_path: Path, servers: Servers, listen_port: int) -> None:
+    """The same programs through a separate `twistd pktendpoint` that connects to
+    `pktlab wrap --listen` (names resolved from the endpoint, at the test's DNS server)."""
+    _need("curl", "dig")
+    _proxychains()
+    script = (
+        f"curl -s --cacert {servers.cert} https://{NAME}:{servers.ports['https']}/index.html"
+        f" && dig +short @127.0.0.1 -p {servers.ports['dns']} {NAME}"
+    )
+    tfile = tmp_path / "t.jsonl"
+    wrap_proc = subprocess.Popen(
+        [*PKTLAB, "wrap", "--listen", f"127.0.0.1:{listen_port}", "--insecure-plaintext",
+         "--dns", servers.dns, "--timings", str(tfile), "--wait", "30", "--", "sh", "-c",
+         script],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    ep = subprocess.Popen(
+        [*twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
+         "--config", os.devnull, "--transproto", "tcp,udp", "--reconnect-delay", "0.05",
+         "--retry-delay", "0.2", f"127.0.0.1:{listen_port}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        out, err = wrap_proc.communicate(timeout=60)
+    finally:
+        stop_process(ep)
+        stop_process(wrap_proc)
+    assert wrap_proc.returncode == 0, err
+    assert out == b"hello through the endpoint\n127.0.0.1\n"
+    protos = sorted(json.loads(x)["proto"] for x in tfile.read_text().splitlines())
+    assert protos == ["tcp", "udp"]
+
+
+@pytest.mark.parametrize("fidelity", [False, True])
+def test_fidelity_hides_a_slow_controller_link(
+    tmp_path: Path, servers: Servers, listen_port: int, fidelity: bool
+) -> None:
+    """The endpoint's link to the controller goes through a relay adding 50 ms each way.
+    A Python client timing its own HTTP fetch (a connect and a request: two controller
+    round trips, >= 200 ms) sees that delay plainly, and with --fidelity only the
+    endpoint's intervals (loopback: far below one controller round trip)."""
+    _proxychains()
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.delay_relay", "0", str(listen_port), "50"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert relay.stdout is not None
+    relay_port = relay.stdout.readline().strip()
+    url = servers.url("http", "index.html")
+    script = (
+        "import time, urllib.request as u\n"
+        f"t = time.monotonic(); body = u.urlopen({url!r}).read()\n"
+        "print(round((time.monotonic() - t) * 1000), len(body))\n"
+    )
+    extra = ["--fidelity"] if fidelity else []
+    wrap_proc = subprocess.Popen(
+        [*PKTLAB, "wrap", "--listen", f"127.0.0.1:{listen_port}", "--insecure-plaintext",
+         *extra, "--", "python3", "-c", script],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(0.5)
+    ep = subprocess.Popen(
+        [*twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
+         "--config", os.devnull, "--transproto", "tcp,udp", "--retry-delay", "0.2",
+         f"127.0.0.1:{relay_port}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        out, err = wrap_proc.communicate(timeout=60)
+    finally:
+        for p in (ep, relay, wrap_proc):
+            stop_process(p)
+    assert wrap_proc.returncode == 0, err
+    elapsed_ms, size = map(int, out.split())
+    assert size == len("hello through the endpoint\n")
+    if fidelity:
+        assert elapsed_ms < 100  # the 200 ms of controller round trips are hidden
+    else:
+        assert elapsed_ms >= 200
+
+
 def test_remote_endpoint_gone_mid_transfer(
     tmp_path: Path, servers: Servers, listen_port: int
 ) -> None:

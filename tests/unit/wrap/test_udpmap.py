@@ -1,0 +1,77 @@
+"""The shim's map requests (family, port, address → relay port): valid ones get a port,
+malformed or oversized ones an answer of 0 or a closed connection, never an exception."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from packetlab.wrap.timeline import TimingLog
+from packetlab.wrap.udpmap import MapServer, UdpMap
+
+
+class Port:
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("UDP", "127.0.0.1", self.number)
+
+
+class Reactor:
+    """listenUDP only: records (interface, protocol) and hands out port numbers."""
+
+    def __init__(self) -> None:
+        self.udp: list[tuple[str, Any]] = []
+
+    def listenUDP(self, port: int, proto: Any, interface: str = "") -> Port:
+        self.udp.append((interface, proto))
+        return Port(40000 + len(self.udp))
+
+
+def make() -> tuple[UdpMap, Reactor]:
+    reactor = Reactor()
+    return UdpMap(None, reactor, TimingLog(None), None), reactor  # type: ignore[arg-type]
+
+
+def ask(udpmap: UdpMap, data: bytes) -> tuple[bytes, bool]:
+    proto: Any = MapServer(udpmap).buildProtocol(None)
+    t = StringTransport()
+    proto.makeConnection(t)
+    proto.dataReceived(data)
+    return t.value(), t.disconnecting
+
+
+def test_one_relay_port_per_destination() -> None:
+    udpmap, reactor = make()
+    v4 = bytes([4]) + struct.pack(">H", 53) + bytes([192, 0, 2, 53])
+    answer, closed = ask(udpmap, v4)
+    assert closed and len(answer) == 2
+    assert ask(udpmap, v4)[0] == answer  # the same destination: the same port
+    v6 = bytes([6]) + struct.pack(">H", 53) + bytes(15) + b"\x01"
+    ask(udpmap, v6)
+    assert [u[0] for u in reactor.udp] == ["127.0.0.1", "::1"]
+    assert len(udpmap.relays) == 2
+
+
+def test_a_request_split_in_pieces_is_answered_once_complete() -> None:
+    udpmap, _ = make()
+    proto: Any = MapServer(udpmap).buildProtocol(None)
+    t = StringTransport()
+    proto.makeConnection(t)
+    req = bytes([4]) + struct.pack(">H", 53) + bytes([192, 0, 2, 1])
+    for i in range(len(req)):
+        proto.dataReceived(req[i : i + 1])
+    assert len(t.value()) == 2 and t.disconnecting
+
+
+def test_bad_requests() -> None:
+    udpmap, _ = make()
+    assert ask(udpmap, bytes([9, 0, 53, 1, 2, 3, 4])) == (b"\0\0", True)  # unknown family
+    assert ask(udpmap, b"\x04" + b"\x00" * 30)[1]  # too long: closed
+    assert udpmap.relay_port(b"\x04\x00") == 0
+    assert udpmap.relay_port(b"") == 0
+    assert udpmap.relays == {}
