@@ -46,8 +46,7 @@ def free_port() -> int:
 def second_endpoint(home: Path, work: Path) -> list[str]:
     """A second endpoint identity of the demo EOp: key, self-signed agent cert, and the
     subcmd certificate (k_eop -> key) that lets it subscribe and serve controllers."""
-    from packetlab.ppks import PktlabHome, generate_private_key, issue_certificate
-    from packetlab.ppks import write_key_pair
+    from packetlab.ppks import PktlabHome, generate_private_key, issue_certificate, write_key_pair
 
     eop = PktlabHome.at(home).private_key("k_eop")
     key = generate_private_key()
@@ -140,9 +139,14 @@ def main() -> int:
     procs = Processes(work)
     try:
         pub, sub = free_port(), free_port()
-        print(f"broker:    twistd -n pktbroker (publish 127.0.0.1:{pub}, subscribe 127.0.0.1:{sub})")
+        print(
+            f"broker:    twistd -n pktbroker (publish 127.0.0.1:{pub}, subscribe 127.0.0.1:{sub})"
+        )
+        conf = work / "broker.conf"  # the demo broker's, with its status page on a free port
+        conf.write_text((home / "broker.conf").read_text()
+                        + f"StatusListen tcp:{free_port()}:interface=127.0.0.1\n")  # fmt: skip
         procs.start("broker", [str(BIN / "twistd"), "-n", "--pidfile=", "pktbroker",
-                               "--config", str(home / "broker.conf"),
+                               "--config", str(conf),
                                "--publish", f"tcp:{pub}:interface=127.0.0.1",
                                "--subscribe", f"tcp:{sub}:interface=127.0.0.1"])  # fmt: skip
         procs.wait_for("broker", str(sub))
@@ -154,11 +158,11 @@ def main() -> int:
                                "--rlim-db", str(work / f"{name}.rlim.sqlite3"),
                                *extra])  # fmt: skip
         deadline = time.monotonic() + 20
-        while procs.log("broker").count("subscribe ok") + procs.log("broker").count("xsub") < 2:
+        while procs.log("broker").count("] subscribe peer=") < 2:
             if time.monotonic() > deadline:
                 break  # the experiment's own timeout reports what is missing
             time.sleep(0.1)
-        print("endpoints: demo-ep1, demo-ep2 (twistd -n pktendpoint, broker mode)")
+        print("endpoints: demo-ep1, demo-ep2 (twistd -n pktendpoint, broker mode), subscribed")
         conf = work / "xpmgr.conf"
         conf.write_text(
             (home / "xpmgr.conf").read_text().replace("EnableExpPublication 0\n", "")
@@ -179,7 +183,9 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 xp.send_signal(signal.SIGINT)
                 code = xp.wait(15)
-        lines = [json.loads(x) for x in results.read_text().splitlines()] if results.exists() else []
+        lines = (
+            [json.loads(x) for x in results.read_text().splitlines()] if results.exists() else []
+        )
         print()
         for r in sorted(lines, key=lambda r: str(r.get("hostid"))):
             print(f"== endpoint {r.get('hostid')} ({r.get('address')}): {r.get('status')}")

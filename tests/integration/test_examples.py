@@ -111,6 +111,8 @@ def test_publish_experiment_through_a_broker() -> None:
     out = run_example("publish_experiment.py", "--endpoints", "2")
     assert out.count("SystemInfo(") == 2
     assert "publication closed" in out
+
+
 def test_ctrl_c_while_waiting_exits_130_quietly() -> None:
     import signal
 
@@ -139,3 +141,19 @@ def test_an_expected_error_is_one_line(tmp_path: Path) -> None:
         f"in-process endpoint needs both sides of a demo link): run `pktlab init --home "
         f"{tmp_path / 'none'}`, or use --insecure-plaintext"
     ]
+
+
+def test_system_demo_runs_one_experiment_on_two_subscribed_endpoints(tmp_path: Path) -> None:
+    """README command 1: broker, two broker-mode endpoints, xpmgr publishing, results."""
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "system_demo.py"), "--home", str(tmp_path / "home")],
+        capture_output=True, text=True, timeout=180, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for host in ("demo-ep1", "demo-ep2"):
+        assert f"== endpoint {host} (127.0.0.1): done" in out
+        assert f"hostid '{host}'" in out
+    assert out.count("status      HTTP/1.0 200 OK") == 2
+    assert out.count("body        hello from the PacketLab system demo") == 2
+    assert "2 of 2 endpoints ran the experiment (xpmgr exit 0)" in out

@@ -58,7 +58,6 @@ def test_init_creates_the_reference_layout(home: PktlabHome) -> None:
         "subcmd_eop_ep",
         "agent_prx_prx",  # the proxy's identity (twistd pktproxy)
         "agent_bop_brk",
-        "agent_prx_prx",
     }
     csrs = {p.stem for p in home.csrs_dir.iterdir()}
     assert csrs == {"exppriv_exper", "delpriv_exp_exper", "delpriv_rep_eop"}
