@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 
 # System packages: iproute2 for namespace testbeds, libpcap0.8 to compile tcpdump capture
 # filters (loaded with ctypes), traceroute (Butskoy), scamper and iputils-ping as the native
-# baselines that packetlab.measure compares with. Installed only when missing.
-APT_PACKAGES=(iproute2 libpcap0.8 traceroute scamper iputils-ping)
+# baselines that packetlab.measure compares with; iperf3 (the throughput server and its
+# native client), dnsutils (dig) and curl are the baselines of the dns/http/throughput
+# measurements. Installed only when missing.
+APT_PACKAGES=(iproute2 libpcap0.8 traceroute scamper iputils-ping iperf3 dnsutils curl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -16,6 +16,7 @@ only for now: no TLS listener).
 from __future__ import annotations
 
 import argparse
+import importlib
 import ipaddress
 import json
 import os
@@ -30,6 +31,9 @@ T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 EXIT_OK, EXIT_NO_REPLY, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# Sub-commands in their own modules (packetlab.cli.run_NAME, see run_command.py).
+MODULE_COMMANDS = ("dns", "http")
 
 EPILOG = """\
 examples:
@@ -199,6 +203,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="TTL / hop limit [default: 64]",
     )
+    for name in MODULE_COMMANDS:
+        importlib.import_module(f"packetlab.cli.run_{name}").add_parser(sub)
 
 
 # -- targets and addresses ---------------------------------------------------------------------
@@ -277,9 +283,9 @@ def listen_description(text: str) -> str:
 # -- running ---------------------------------------------------------------------------------------
 
 
-def endpoint_options(port: int, src: Address) -> list[str]:
+def endpoint_options(port: int, src: Address, extra: Sequence[str] = ()) -> list[str]:
     """pktendpoint options for the in-process endpoint: loopback controller at `port`,
-    raw sockets, `src` exported; ~/.pktlab/endpt.conf is not read."""
+    raw sockets, `src` exported, then `extra`; ~/.pktlab/endpt.conf is not read."""
     fam = "--ipv4" if src.version == 4 else "--ipv6"
     return [
         "--insecure-plaintext",
@@ -293,12 +299,17 @@ def endpoint_options(port: int, src: Address) -> list[str]:
         "pktlab-run",
         "--reconnect-delay",
         "0.05",
+        *extra,
         f"127.0.0.1:{port}",
     ]
 
 
 async def run_in_process(
-    reactor: Any, experiment: Callable[[Any], Awaitable[T]], src: Address, timeout: float
+    reactor: Any,
+    experiment: Callable[[Any], Awaitable[T]],
+    src: Address,
+    timeout: float,
+    extra: Sequence[str] = (),
 ) -> T:
     """Listen on loopback, start the endpoint service in this reactor pointed at us, run
     `experiment` on its session, stop both."""
@@ -313,7 +324,7 @@ async def run_in_process(
     options = Options()
     try:
         host: Any = port.getHost()
-        options.parseOptions(endpoint_options(host.port, src))
+        options.parseOptions(endpoint_options(host.port, src, extra))
     except usage.UsageError as e:
         await ctl.stop()
         raise RunError(f"cannot configure the in-process endpoint: {e}") from None
@@ -441,6 +452,9 @@ def run(args: argparse.Namespace) -> int:
 
     from packetlab.controller import ControllerError
 
+    if getattr(args, "_command", None) is not None:
+        rc: int = importlib.import_module("packetlab.cli.run_command").run_command(args)
+        return rc
     reactor: Any = global_reactor
     if args.verbose:
         globalLogBeginner.beginLoggingTo(

@@ -1,0 +1,245 @@
+"""What every record-printing `pktlab run` sub-command shares (dns, http, throughput, ...).
+
+A sub-command module declares a `Command`: its options, an experiment that emits result
+records (dicts with a "type") as they come, a one-line text form of a record, and a
+summary. This module adds the link options (in-process endpoint by default, `--listen`),
+runs the experiment, prints each record at once (a table row, or a JSON line with
+`--json`) and ends with one `"type": "summary"` record. Records go to stdout, progress
+and diagnostics to stderr (the progress line only on a terminal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from packetlab.cli.run import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_NO_REPLY,
+    EXIT_OK,
+    RunError,
+    listen_description,
+    route_source,
+    run_in_process,
+)
+
+Record = dict[str, Any]
+Emit = Callable[[Record], None]
+Experiment = Callable[[Any], Awaitable[None]]  # session -> None, emitting records
+
+RESOLV_CONF = Path("/etc/resolv.conf")
+BUF_MAX = 256 << 20  # the in-process endpoint's BufMax: room for a masked bulk download
+
+
+class Progress:
+    """One status line on a terminal (rewritten in place); nothing when not a terminal."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self._shown = False
+
+    def __call__(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K" + text)
+            self.stream.flush()
+            self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+
+
+@dataclass
+class Command:
+    """A measurement sub-command. `experiment(args, emit, progress)` returns the coroutine
+    function run on the endpoint session; `row(record)` is its text form (None: not
+    shown); `summary(records)` the fields of the final summary record; `budget(args)` the
+    default --timeout (s) with the in-process endpoint; `target(args)` the address the
+    in-process endpoint should send from a route to (None: loopback)."""
+
+    name: str
+    help: str
+    description: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    experiment: Callable[[argparse.Namespace, Emit, Progress], Experiment]
+    row: Callable[[Record], str | None]
+    summary: Callable[[list[Record]], Record]
+    budget: Callable[[argparse.Namespace], float]
+    epilog: str = ""
+    target: Callable[[argparse.Namespace], str | None] = field(default=lambda args: None)
+    header: str | None = None  # first line of the table
+
+
+def add_link_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    p.add_argument(
+        "--listen",
+        metavar="ADDR",
+        help="do not start an endpoint: listen on ADDR (PORT, HOST:PORT, [V6]:PORT or a "
+        "Twisted endpoint string like tcp:20556) and measure from the first endpoint "
+        "that connects",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="give up after S seconds (default: the measurement's worst case + 30 s with "
+        "the in-process endpoint, no limit with --listen)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+
+
+def add_command(sub: Any, cmd: Command) -> argparse.ArgumentParser:
+    """Register `cmd` under `pktlab run` (the one line each module adds to run.py)."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        cmd.name,
+        help=cmd.help,
+        description=cmd.description,
+        epilog=cmd.epilog or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmd.configure(p)
+    add_link_options(p)
+    p.set_defaults(_command=cmd)
+    return p
+
+
+def resolv_conf_servers(path: Path = RESOLV_CONF) -> tuple[list[str], list[str]]:
+    """(IPv4, IPv6) nameservers of resolv.conf; empty when it is missing."""
+    from packetlab.measure.dns import resolver_of
+
+    try:
+        text = path.read_text()
+    except OSError:
+        return [], []
+    servers = [ipaddress.ip_address(a) for a in resolver_of(text)]
+    return [str(a) for a in servers if a.version == 4], [str(a) for a in servers if a.version == 6]
+
+
+def in_process_options(path: Path = RESOLV_CONF) -> list[str]:
+    """pktendpoint options beyond run.py's: DNS servers from resolv.conf and a BufMax
+    big enough for a bulk transfer held while its ndata are masked."""
+    v4, v6 = resolv_conf_servers(path)
+    out = ["--buf-max", str(BUF_MAX)]
+    if v4:
+        out += ["--dns-ipv4", ",".join(v4[:16])]
+    if v6:
+        out += ["--dns-ipv6", ",".join(v6[:16])]
+    return out
+
+
+def render(cmd: Command, record: Record, as_json: bool) -> str | None:
+    if as_json:
+        return json.dumps(record, sort_keys=True)
+    return cmd.row(record)
+
+
+async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: Progress) -> None:
+    from twisted.internet import defer
+
+    from packetlab.controller import run_once
+
+    cmd: Command = args._command
+    experiment = cmd.experiment(args, emit, progress)
+    if args.listen is not None:
+        where = listen_description(args.listen)
+
+        def listening(port: Any) -> None:
+            h = port.getHost()
+            print(f"waiting for an endpoint on {h.host}:{h.port} ...", file=sys.stderr)
+
+        d = run_once(reactor, where, experiment, timeout=args.timeout, on_listening=listening)
+        try:
+            await d
+        except defer.TimeoutError:
+            raise RunError(f"no result within {args.timeout:g} s") from None
+        return
+    target = cmd.target(args)
+    src: Any = ipaddress.ip_address("127.0.0.1")
+    if target is not None:
+        addr = ipaddress.ip_address(target)
+        src = addr if addr.is_loopback else route_source(addr)
+    timeout = args.timeout if args.timeout is not None else cmd.budget(args) + 30.0
+    await run_in_process(reactor, experiment, src, timeout, in_process_options())
+
+
+def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run `args._command` in the global reactor; print records as they come."""
+    from twisted.internet import reactor as global_reactor
+    from twisted.internet.defer import Deferred
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from packetlab.controller import ControllerError
+
+    stdout = sys.stdout if out is None else out
+    cmd: Command = args._command
+    reactor: Any = global_reactor
+    if args.verbose:
+        globalLogBeginner.beginLoggingTo(
+            [textFileLogObserver(sys.stderr)], redirectStandardIO=False
+        )
+    records: list[Record] = []
+    progress = Progress()
+    shown_header = [False]
+
+    def emit(record: Record) -> None:
+        records.append(record)
+        line = render(cmd, record, args.json)
+        if line is None:
+            return
+        progress.clear()
+        if not args.json and cmd.header and not shown_header[0]:
+            stdout.write(cmd.header + "\n")
+            shown_header[0] = True
+        stdout.write(line + "\n")
+        stdout.flush()
+
+    box: dict[str, Any] = {}
+
+    async def main() -> None:
+        try:
+            await execute(reactor, args, emit, progress)
+            box["done"] = True
+        except (RunError, ControllerError, ValueError, OSError) as e:
+            box["error"] = str(e) or type(e).__name__
+        except Exception as e:  # a bug: keep the type in the message
+            box["error"] = f"{type(e).__name__}: {e}"
+        finally:
+            reactor.callWhenRunning(reactor.stop)
+
+    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(main()))
+    reactor.run(installSignalHandlers=True)
+    progress.clear()
+    if "error" in box:
+        print(f"pktlab run {cmd.name}: {box['error']}", file=sys.stderr)
+        return EXIT_ERROR
+    if "done" not in box:
+        print(f"pktlab run {cmd.name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    summary: Record = {"type": "summary", "measurement": cmd.name, **cmd.summary(records)}
+    failed = sum(1 for r in records if "error" in r)
+    summary.setdefault("errors", failed)
+    line = render(cmd, summary, args.json)
+    if line is not None:
+        stdout.write(line + "\n")
+    stdout.flush()
+    return EXIT_NO_REPLY if failed else EXIT_OK
+
+
+def parse_args(cmd: Command, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse `argv` for `cmd` alone (tests and `python -m packetlab.cli.run_NAME`)."""
+    parser = argparse.ArgumentParser(prog=f"pktlab run {cmd.name}")
+    sub = parser.add_subparsers(dest="measurement")
+    add_command(sub, cmd)
+    return parser.parse_args([cmd.name, *argv])
