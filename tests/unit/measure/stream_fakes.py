@@ -27,10 +27,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 from ctl_fakes import BASE_NS, FakeEndpoint, result_of
 
 from packetlab.controller import EndpointSession
-from packetlab.wire import Message, Mwrite, Ndata, Nopen, Nsend, Nstat, NstatCode, Ntag, Proto, vmem
+from packetlab.endpoint.config import parse_config
+from packetlab.endpoint.memory import system_image
+from packetlab.wire import (
+    Message,
+    Mwrite,
+    Ndata,
+    Nopen,
+    NotifMask,
+    Nsend,
+    Nstat,
+    NstatCode,
+    Ntag,
+    Proto,
+    vmem,
+)
 
 T = TypeVar("T")
-NDATA, NTAG = 0x4, 0x1  # NotifMask bits (§2.4)
+NDATA, NTAG = int(NotifMask.NDATA), int(NotifMask.NTAG)
 
 
 class Peer:
@@ -59,6 +73,10 @@ class StreamFakeEndpoint(FakeEndpoint):
         self.held: dict[int, list[tuple[int, Message]]] = {}
         self.rbufused: dict[int, int] = {}
         self.chunk = 1 << 16  # bytes per ndata (one recv)
+        self.rate: float | None = None  # TCP send rate (bytes/s); None: instant
+        self.link_free = 0  # endpoint ns when the simulated link is idle again
+        self.unsent = 0  # queued TCP payload not sent yet (in BUFUSED)
+        self.memory = system_image(parse_config(["BufMax 268435456"]))
 
     def handle(self, msg: Any) -> None:
         if isinstance(msg, Nopen) and msg.proto == Proto.TCP and msg.raddr is not None:
@@ -75,7 +93,11 @@ class StreamFakeEndpoint(FakeEndpoint):
                 return
         if isinstance(msg, Nsend) and msg.sktid in self.live:
             self.result()
-            when = max(msg.time, self.now())
+            when = max(msg.time, self.now(), self.link_free)
+            if self.rate is not None:
+                when += int(len(msg.data) / self.rate * 1e9)
+                self.link_free = when
+            self.unsent += len(msg.data)
             self.clock.callLater((when - self.now()) / 1e9, self._sent, msg, when)
             return
         if isinstance(msg, Mwrite) and msg.addr >= vmem.SKT_BASE:
@@ -87,6 +109,8 @@ class StreamFakeEndpoint(FakeEndpoint):
         super().handle(msg)
 
     def read(self, addr: int, n: int) -> bytes:
+        if addr == vmem.BUFUSED.addr:
+            return struct.pack(">I", self.unsent + sum(self.rbufused.values()))[:n]
         if addr >= vmem.SKT_BASE:
             sktid, off = divmod(addr - vmem.SKT_BASE, vmem.SKT_STRIDE)
             block = bytearray(super().read(vmem.SKT_BASE + sktid * vmem.SKT_STRIDE, 0x80))
@@ -115,6 +139,7 @@ class StreamFakeEndpoint(FakeEndpoint):
             self.rbufused[nopen.sktid] += len(piece)
 
     def _sent(self, msg: Nsend, when: int) -> None:
+        self.unsent -= len(msg.data)
         if msg.tag:
             self._notify(msg.sktid, NTAG, Ntag(msg.sktid, msg.tag, when))
         peer = self.live.get(msg.sktid)
