@@ -10,6 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
+import itertools
+
 from ctl_fakes import Rig
 
 from packetlab.measure.clocksync import ClockRound, clock_sync, fit_drift
@@ -59,7 +61,7 @@ def test_send_gap_train() -> None:
     r = rig.run(send_gap(rig.session, "127.0.0.1", 9, count=20, gap_ns=1_000_000, lead_ns=10**8))
     sends = [m for m in rig.endpoint.received if isinstance(m, Nsend)]
     assert len(sends) == 20
-    assert [b.time - a.time for a, b in zip(sends, sends[1:])] == [1_000_000] * 19
+    assert [b.time - a.time for a, b in itertools.pairwise(sends)] == [1_000_000] * 19
     d = r.to_dict()
     assert (d["type"], d["count"], d["sent"], d["gap_us"], d["dst"]) == (
         "sendgap", 20, 20, 1000.0, "127.0.0.1:9",
