@@ -33,7 +33,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 EXIT_OK, EXIT_NO_REPLY, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # Sub-commands in their own modules (packetlab.cli.run_NAME, see run_command.py).
-MODULE_COMMANDS = ("dns", "http", "throughput", "sendgap", "clocksync")
+MODULE_COMMANDS = ("dns", "http", "throughput", "sendgap", "clocksync", "alias")
 
 EPILOG = """\
 examples:

@@ -78,6 +78,7 @@ class Command:
     epilog: str = ""
     target: Callable[[argparse.Namespace], str | None] = field(default=lambda args: None)
     header: str | None = None  # first line of the table
+    multi: bool = False  # the experiment takes a list of sessions (--endpoints N)
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
@@ -111,6 +112,14 @@ def add_command(sub: Any, cmd: Command) -> argparse.ArgumentParser:
     )
     cmd.configure(p)
     add_link_options(p)
+    if cmd.multi:
+        p.add_argument(
+            "--endpoints",
+            type=int,
+            default=1,
+            metavar="N",
+            help="with --listen: wait for N endpoints and measure from all of them [1]",
+        )
     p.set_defaults(_command=cmd)
     return p
 
@@ -152,6 +161,15 @@ async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: 
 
     cmd: Command = args._command
     experiment = cmd.experiment(args, emit, progress)
+    if cmd.multi:
+        many = experiment
+        if args.listen is not None and args.endpoints > 1:
+            await _with_pool(reactor, args, many)
+            return
+
+        async def experiment(session: Any) -> None:
+            await many([session])
+
     if args.listen is not None:
         where = listen_description(args.listen)
 
@@ -172,6 +190,24 @@ async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: 
         src = addr if addr.is_loopback else route_source(addr)
     timeout = args.timeout if args.timeout is not None else cmd.budget(args) + 30.0
     await run_in_process(reactor, experiment, src, timeout, in_process_options())
+
+
+async def _with_pool(reactor: Any, args: argparse.Namespace, experiment: Experiment) -> None:
+    """--listen with --endpoints N: wait for N endpoints, run on all of them at once."""
+    from packetlab.controller import Controller
+    from packetlab.measure.pool import SessionPool
+
+    pool = SessionPool(args.endpoints, reactor)
+    ctl: Controller[None] = Controller(pool.experiment, reactor=reactor, limit=args.endpoints)
+    port = await ctl.listen(listen_description(args.listen))
+    h: Any = port.getHost()
+    print(f"waiting for {args.endpoints} endpoints on {h.host}:{h.port} ...", file=sys.stderr)
+    try:
+        sessions = await pool.wait(args.timeout)
+        await experiment(sessions)
+    finally:
+        pool.release()
+        await ctl.stop()
 
 
 def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
