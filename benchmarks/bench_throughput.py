@@ -36,7 +36,7 @@ def packetlab_run(tb: Testbed, server: str, direction: str, nbytes: int) -> floa
     argv = [
         "ip", "netns", "exec", tb.netns_name("ep"), sys.executable, "-m", "packetlab", "run",
         "throughput", "--json", "--server", server, "--direction", direction,
-        "--bytes", str(nbytes),
+        "--bytes", str(nbytes), "--insecure-plaintext",  # no certificate send cap
     ]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
     record = json.loads(out.stdout.splitlines()[0])

@@ -1,6 +1,7 @@
-"""What every example shares: the link options (--listen, --external, --home,
---insecure-plaintext, --timeout, -v), running the experiment on a local or an external
-endpoint, and the Twisted entry point that turns errors into an exit status.
+"""What every example shares: the link options of every controller-side command
+(`packetlab.cli.link`: --listen, --home, --insecure-plaintext) plus --timeout and -v,
+running the experiment on that link, and the Twisted entry point that turns errors into
+one line and an exit status (no traceback for an expected error, 130 for Ctrl-C).
 
 The examples import it as `_common` (run as `python examples/NAME.py`, their folder is
 first on sys.path).
@@ -9,42 +10,25 @@ first on sys.path).
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet import task
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
-from packetlab.controller import EndpointSession, run_once
-from packetlab.controller.local import demo_home, run_with_local_endpoint, tls_server
+from packetlab.cli.link import Link, LinkError, add_link_arguments, route_source, run_on_link
+from packetlab.controller import ControllerError, EndpointSession
 
 T = TypeVar("T")
 
 
 def add_link_args(p: argparse.ArgumentParser, *, timeout: float = 30.0) -> None:
-    """The options that choose the endpoint and the link; `timeout` is the default."""
-    p.add_argument(
-        "--listen",
-        default="tcp:0:interface=127.0.0.1",
-        help="controller listening address, a Twisted endpoint string (default: %(default)s)",
-    )
-    p.add_argument(
-        "--external",
-        action="store_true",
-        help="do not start an endpoint; wait for one to connect to --listen",
-    )
+    """The link options, --timeout (`timeout` is the default) and -v."""
+    add_link_arguments(p)
     p.add_argument("--timeout", type=float, default=timeout, help="seconds (default: %(default)s)")
-    p.add_argument(
-        "--home",
-        help="PacketLab home made by `pktlab init` whose certificates the TLS link uses "
-        "(default: a new temporary one)",
-    )
-    p.add_argument(
-        "--insecure-plaintext",
-        action="store_true",
-        help="plain TCP instead of TLS (loopback development only)",
-    )
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
 
 
@@ -53,75 +37,66 @@ def announce(port: Any) -> None:
     print(f"controller listening on {addr.host}:{addr.port}; waiting for an endpoint", flush=True)
 
 
-def home_of(args: argparse.Namespace) -> Any:
-    """--home (set up by `pktlab init` if needed), or None: run_with_local_endpoint then
-    makes a temporary one and removes it afterwards. Says which link is used."""
-    if args.insecure_plaintext:
-        print("link: plain TCP (--insecure-plaintext)", flush=True)
-        return None
-    if args.home is None:
-        print("link: TLS 1.3, PPKS certificates from a temporary `pktlab init` home", flush=True)
-        return None
-    home = demo_home(args.home)
-    print(f"link: TLS 1.3, PPKS certificates from {home.root}", flush=True)
-    return home
-
-
-def listen_on(reactor: Any, args: argparse.Namespace) -> Any:
-    """--external: where to listen; TLS unless --insecure-plaintext (default entry, so
-    endpoints that send no SNI are served too)."""
-    if args.insecure_plaintext:
-        print("link: plain TCP (--insecure-plaintext)", flush=True)
-        return args.listen
-    home = demo_home(args.home)  # None: a new temporary home, kept (its path is printed)
-    print(f"link: TLS 1.3, PPKS certificates from {home.root}", flush=True)
-    from packetlab.tls import gen_snikey
-
-    return tls_server(reactor, args.listen, home, gen_snikey())
+def exported_for(hosts: Sequence[str]) -> list[Any]:
+    """The addresses an in-process endpoint exports to reach `hosts` (each host's route
+    source; 127.0.0.1 for none)."""
+    out: list[Any] = []
+    for h in hosts:
+        try:
+            a = route_source(ipaddress.ip_address(h))
+        except ValueError:
+            continue
+        if a not in out:
+            out.append(a)
+    return out or [ipaddress.IPv4Address("127.0.0.1")]
 
 
 async def run_experiment(
     reactor: Any,
     args: argparse.Namespace,
     experiment: Callable[[EndpointSession], Awaitable[T]],
+    *,
+    targets: Sequence[str] = (),
 ) -> T:
-    """The experiment's result, on an endpoint that connects to --listen (--external) or
-    on a `twistd pktendpoint` child process started here."""
-    result: T
-    if args.external:
-        result = await run_once(
-            reactor,
-            listen_on(reactor, args),
-            experiment,
-            timeout=args.timeout,
-            on_listening=announce,
-        )
-    else:
-        result = await run_with_local_endpoint(
-            reactor,
-            experiment,
-            listen=args.listen,
-            timeout=args.timeout,
-            plaintext=args.insecure_plaintext,
-            home=home_of(args),
-        )
+    """The experiment's result, on an endpoint started in this process (exporting the
+    source address toward `targets`) or, with --listen, on the first one that connects."""
+    link = Link.from_args(args)
+    print(f"link: {link.describe()}", flush=True)
+    result: T = await run_on_link(
+        reactor,
+        link,
+        experiment,
+        addresses=exported_for(targets),
+        timeout=args.timeout,
+        on_listening=announce,
+        on_refusal=lambda text: print(f"warning: {text}", file=sys.stderr, flush=True),
+    )
     return result
 
 
 def react(
     main: Callable[[Any, argparse.Namespace], Awaitable[int]], args: argparse.Namespace
 ) -> None:
-    """Run `main(reactor, args)`; exit with its status (an error: one line, status 1)."""
+    """Run `main(reactor, args)`; exit with its status. An expected error (a link,
+    endpoint or argument problem) is one line and status 1; Ctrl-C exits 130."""
     if args.verbose:
         globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
 
     async def entry(reactor: Any) -> None:
         try:
             code = await main(reactor, args)
-        except Exception as e:  # a readable line, not a traceback
+        except (LinkError, ControllerError, ValueError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             code = 1
         if code:
             raise SystemExit(code)
 
-    task.react(entry)
+    def interrupted(signum: int, frame: Any) -> None:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130)
+
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        task.react(entry)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

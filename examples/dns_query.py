@@ -2,14 +2,14 @@
 """DNS query through a PacketLab endpoint.
 
 With no arguments everything runs on loopback: a tiny DNS responder (Twisted, UDP) that
-answers every A query with a fixed address, a controller on 127.0.0.1, and a real
-`twistd pktendpoint` child process. The experiment sends the query from the endpoint's
-UDP socket and prints the answer with the endpoint's own send (ntag) and receive (ndata)
-timestamps.
+answers every A query with a fixed address, a controller on 127.0.0.1, and a PacketLab
+endpoint in this process (the `twistd pktendpoint` service), linked over TLS 1.3. The
+experiment sends the query from the endpoint's UDP socket and prints the answer with the
+endpoint's own send (ntag) and receive (ndata) timestamps.
 
     python examples/dns_query.py
     python examples/dns_query.py --name www.example.com --server 192.0.2.53:53 \\
-        --external --listen tcp:20556   # wait for a remote endpoint instead
+        --listen tcp:20556   # wait for a remote endpoint instead
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
         port = int(p) if p else 53
     experiment, qid = make_experiment(args.name, server, port)
     try:
-        got = await run_experiment(reactor, args, experiment)
+        got = await run_experiment(reactor, args, experiment, targets=[server])
     finally:
         if udp is not None:
             await defer.maybeDeferred(udp.stopListening)

@@ -2,13 +2,14 @@
 """HTTP GET through a PacketLab endpoint.
 
 With no arguments everything runs on loopback: a small HTTP server, a controller listening
-on 127.0.0.1, and a real `twistd pktendpoint` child process that connects to it. The
+on 127.0.0.1, and a PacketLab endpoint in this process (the `twistd pktendpoint`
+service) that connects to it over TLS 1.3. The
 experiment reads the endpoint's clock and system info, then fetches the page from the
 endpoint (TCP nopen, nsend, ndata until the server closes) and prints the timings the
 endpoint measured.
 
     python examples/http_get.py
-    python examples/http_get.py --url http://192.0.2.10:8080/index.html --external \\
+    python examples/http_get.py --url http://192.0.2.10:8080/index.html \\
         --listen tcp:20556        # wait for a remote endpoint instead of starting one
 """
 
@@ -101,7 +102,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
     host = socket.gethostbyname(parts.hostname)  # the endpoint talks to IP addresses
     experiment = make_experiment(host, parts.port or 80, parts.path or "/")
     try:
-        result = await run_experiment(reactor, args, experiment)
+        result = await run_experiment(reactor, args, experiment, targets=[host])
     finally:
         if web is not None:
             await defer.maybeDeferred(web.stopListening)

@@ -2,13 +2,14 @@
 """A scheduled UDP packet train through a PacketLab endpoint, with a send-time report.
 
 With no arguments everything runs on loopback: a UDP sink, a controller on 127.0.0.1, and
-a real `twistd pktendpoint` child process. The controller schedules N datagrams at fixed
-gaps on the endpoint's clock (each nsend carries its send time), then compares the
-intended times with the endpoint's ntag send times: per-packet offsets and gap statistics.
+a PacketLab endpoint in this process (the `twistd pktendpoint` service), linked over TLS.
+The controller schedules N datagrams at fixed gaps on the endpoint's clock (each nsend
+carries its send time), then compares the intended times with the endpoint's ntag send
+times: per-packet offsets and gap statistics.
 
     python examples/udp_train.py
     python examples/udp_train.py --count 1000 --gap-us 100
-    python examples/udp_train.py --target 192.0.2.9:9000 --external --listen tcp:20556
+    python examples/udp_train.py --target 192.0.2.9:9000 --listen tcp:20556
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
         return await send_train(session, host, port, args.count, gap, size=args.size)
 
     try:
-        rep = await run_experiment(reactor, args, experiment)
+        rep = await run_experiment(reactor, args, experiment, targets=[host])
         if sink is not None:  # let the last datagrams land
             await task.deferLater(reactor, 0.2)
     finally:

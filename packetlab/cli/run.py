@@ -19,12 +19,18 @@ import argparse
 import importlib
 import ipaddress
 import json
-import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from packetlab.cli.link import (
+    Link,
+    LinkError,
+    add_link_arguments,
+    route_source,
+    run_on_link,
+)
 from packetlab.measure.records import PingResult, Stamp, TracerouteResult
 
 T = TypeVar("T")
@@ -50,7 +56,7 @@ a kernel TX timestamp on this project's endpoint). See docs/traceroute.md.
 """
 
 
-class RunError(Exception):
+class RunError(LinkError):
     """A problem worth one line on stderr (exit status 2)."""
 
 
@@ -87,13 +93,6 @@ def _common(p: argparse.ArgumentParser) -> None:
         "address, or the endpoint's first exported address of the family with --listen)",
     )
     p.add_argument(
-        "--listen",
-        metavar="ADDR",
-        help="do not start an endpoint: listen on ADDR (PORT, HOST:PORT, [V6]:PORT or a "
-        "Twisted endpoint string like tcp:20556) and measure from the first endpoint "
-        "that connects",
-    )
-    p.add_argument(
         "--timeout",
         type=_positive(float, "--timeout", 1, 86400),
         default=None,
@@ -102,6 +101,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "the in-process endpoint, no limit with --listen)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    add_link_arguments(p)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -230,17 +230,6 @@ def resolve_target(target: str, family: int | None) -> Address:
     return ipaddress.ip_address(str(infos[0][4][0]).split("%", 1)[0])
 
 
-def route_source(dst: Address) -> Address:
-    """The address this host would send from to `dst` (a connected UDP socket's name)."""
-    af = socket.AF_INET if dst.version == 4 else socket.AF_INET6
-    with socket.socket(af, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect((str(dst), 33434))
-        except OSError as e:
-            raise RunError(f"no route to {dst}: {e.strerror or e}") from None
-        return ipaddress.ip_address(str(s.getsockname()[0]).split("%", 1)[0])
-
-
 def check_raw_permission() -> None:
     """The in-process endpoint needs raw sockets; say so before starting anything."""
     try:
@@ -252,98 +241,7 @@ def check_raw_permission() -> None:
         ) from None
 
 
-def listen_description(text: str) -> str:
-    """--listen ADDR as a Twisted server endpoint string."""
-    text = text.strip()
-    if text.split(":", 1)[0] in ("tcp", "tcp6", "unix", "ssl"):
-        return text
-    if text.isdigit():
-        host, port = "", text
-    elif text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise RunError(f"--listen {text}: expected [IPv6]:PORT")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            raise RunError(f"--listen {text}: expected PORT, HOST:PORT or an endpoint string")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise RunError(f"--listen {text}: bad port {port!r}")
-    if not host:
-        return f"tcp:{port}"
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise RunError(f"--listen {text}: {host!r} is not an IP address") from None
-    if ip.version == 6:
-        return f"tcp6:{port}:interface={str(ip).replace(':', chr(92) + ':')}"
-    return f"tcp:{port}:interface={ip}"
-
-
 # -- running ---------------------------------------------------------------------------------------
-
-
-def endpoint_options(port: int, src: Address, extra: Sequence[str] = ()) -> list[str]:
-    """pktendpoint options for the in-process endpoint: loopback controller at `port`,
-    raw sockets, `src` exported, then `extra`; ~/.pktlab/endpt.conf is not read."""
-    fam = "--ipv4" if src.version == 4 else "--ipv6"
-    return [
-        "--insecure-plaintext",
-        "--config",
-        os.devnull,
-        "--transproto",
-        "raw,tcp,udp",
-        fam,
-        str(src),
-        "--host-id",
-        "pktlab-run",
-        "--reconnect-delay",
-        "0.05",
-        *extra,
-        f"127.0.0.1:{port}",
-    ]
-
-
-async def run_in_process(
-    reactor: Any,
-    experiment: Callable[[Any], Awaitable[T]],
-    src: Address,
-    timeout: float,
-    extra: Sequence[str] = (),
-) -> T:
-    """Listen on loopback, start the endpoint service in this reactor pointed at us, run
-    `experiment` on its session, stop both."""
-    from twisted.internet import defer
-    from twisted.python import usage
-
-    from packetlab.controller import Controller, ControllerError
-    from packetlab.endpoint.tap import Options, makeService
-
-    ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1)
-    port = await ctl.listen("tcp:0:interface=127.0.0.1")
-    options = Options()
-    try:
-        host: Any = port.getHost()
-        options.parseOptions(endpoint_options(host.port, src, extra))
-    except usage.UsageError as e:
-        await ctl.stop()
-        raise RunError(f"cannot configure the in-process endpoint: {e}") from None
-    service = makeService(options)
-    service.startService()
-    try:
-        d = ctl.next_outcome()
-        d.addTimeout(timeout, reactor)
-        try:
-            outcome = await d
-        except defer.TimeoutError:
-            why = "the endpoint did not connect" if not ctl.accepted else "it did not end"
-            raise ControllerError(f"no result within {timeout:g} s ({why})") from None
-        return outcome.unwrap()
-    finally:
-        await ctl.stop()
-        stopped = service.stopService()
-        if stopped is not None:
-            await stopped
 
 
 def _experiment(args: argparse.Namespace, dst: Address, src: Address | None, stamp: str) -> Any:
@@ -397,10 +295,9 @@ def _budget(args: argparse.Namespace) -> float:
 
 
 async def measure(reactor: Any, args: argparse.Namespace) -> TracerouteResult | PingResult:
-    from packetlab.controller import run_once
-
     if args.measurement == "traceroute" and args.first_ttl > args.max_ttl:
         raise RunError(f"--first-ttl {args.first_ttl} is above --max-ttl {args.max_ttl}")
+    link = Link.from_args(args)
     dst = resolve_target(args.target, args.family)
     src: Address | None = None
     if args.src is not None:
@@ -410,16 +307,27 @@ async def measure(reactor: Any, args: argparse.Namespace) -> TracerouteResult | 
             raise RunError(f"--src {args.src!r} is not an IP address") from None
         if src.version != dst.version:
             raise RunError(f"--src {src} is IPv{src.version}, the target {dst} IPv{dst.version}")
-    if args.listen is not None:
-        where = listen_description(args.listen)
-        experiment = _experiment(args, dst, src, Stamp.UNKNOWN)
+
+    def refused(text: str) -> None:
+        print(f"pktlab run {args.measurement}: {text}", file=sys.stderr)
+
+    if not link.in_process:
 
         def listening(port: Any) -> None:
             h = port.getHost()
-            print(f"waiting for an endpoint on {h.host}:{h.port} ...", file=sys.stderr)
+            print(
+                f"waiting for an endpoint on {h.host}:{h.port} ({link.describe()}) ...",
+                file=sys.stderr,
+            )
 
-        result: TracerouteResult | PingResult = await run_once(
-            reactor, where, experiment, timeout=args.timeout, on_listening=listening
+        experiment = _experiment(args, dst, src, Stamp.UNKNOWN)
+        result: TracerouteResult | PingResult = await run_on_link(
+            reactor,
+            link,
+            experiment,
+            timeout=args.timeout,
+            on_listening=listening,
+            on_refusal=refused,
         )
         return result
     check_raw_permission()
@@ -427,7 +335,16 @@ async def measure(reactor: Any, args: argparse.Namespace) -> TracerouteResult | 
         src = route_source(dst)
     experiment = _experiment(args, dst, src, Stamp.KERNEL)
     timeout = args.timeout if args.timeout is not None else _budget(args)
-    return await run_in_process(reactor, experiment, src, timeout)
+    result = await run_on_link(
+        reactor,
+        link,
+        experiment,
+        addresses=[src],
+        transproto="raw,tcp,udp",
+        timeout=timeout,
+        on_refusal=refused,
+    )
+    return result
 
 
 def render(result: TracerouteResult | PingResult, as_json: bool) -> str:

@@ -112,6 +112,7 @@ COMMAND = Command(
     epilog=EPILOG,
     target=lambda args: args.targets[0],
     multi=True,
+    raw=True,
 )
 
 

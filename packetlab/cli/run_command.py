@@ -19,16 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from packetlab.cli.run import (
-    EXIT_ERROR,
-    EXIT_INTERRUPTED,
-    EXIT_NO_REPLY,
-    EXIT_OK,
-    RunError,
-    listen_description,
+from packetlab.cli.link import (
+    Link,
+    add_link_arguments,
+    listening_endpoint,
     route_source,
-    run_in_process,
+    run_on_link,
 )
+from packetlab.cli.run import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_REPLY, EXIT_OK, RunError
 
 Record = dict[str, Any]
 Emit = Callable[[Record], None]
@@ -79,17 +77,12 @@ class Command:
     target: Callable[[argparse.Namespace], str | None] = field(default=lambda args: None)
     header: str | None = None  # first line of the table
     multi: bool = False  # the experiment takes a list of sessions (--endpoints N)
+    raw: bool = False  # the in-process endpoint needs raw sockets
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
+    """--json, --timeout, -v, and the link options of every pktlab run command (cli/link)."""
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
-    p.add_argument(
-        "--listen",
-        metavar="ADDR",
-        help="do not start an endpoint: listen on ADDR (PORT, HOST:PORT, [V6]:PORT or a "
-        "Twisted endpoint string like tcp:20556) and measure from the first endpoint "
-        "that connects",
-    )
     p.add_argument(
         "--timeout",
         type=float,
@@ -99,6 +92,7 @@ def add_link_options(p: argparse.ArgumentParser) -> None:
         "the in-process endpoint, no limit with --listen)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    add_link_arguments(p)
 
 
 def add_command(sub: Any, cmd: Command) -> argparse.ArgumentParser:
@@ -155,53 +149,56 @@ def render(cmd: Command, record: Record, as_json: bool) -> str | None:
 
 
 async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: Progress) -> None:
-    from twisted.internet import defer
-
-    from packetlab.controller import run_once
-
     cmd: Command = args._command
+    link = Link.from_args(args)
     experiment = cmd.experiment(args, emit, progress)
     if cmd.multi:
         many = experiment
-        if args.listen is not None and args.endpoints > 1:
-            await _with_pool(reactor, args, many)
+        if not link.in_process and args.endpoints > 1:
+            await _with_pool(reactor, link, args, many)
             return
 
         async def experiment(session: Any) -> None:
             await many([session])
 
-    if args.listen is not None:
-        where = listen_description(args.listen)
+    def refused(text: str) -> None:
+        print(f"pktlab run {cmd.name}: {text}", file=sys.stderr)
+
+    if not link.in_process:
 
         def listening(port: Any) -> None:
             h = port.getHost()
-            print(f"waiting for an endpoint on {h.host}:{h.port} ...", file=sys.stderr)
+            print(f"waiting for an endpoint on {h.host}:{h.port} ({link.describe()}) ...",
+                  file=sys.stderr)  # fmt: skip
 
-        d = run_once(reactor, where, experiment, timeout=args.timeout, on_listening=listening)
-        try:
-            await d
-        except defer.TimeoutError:
-            raise RunError(f"no result within {args.timeout:g} s") from None
+        await run_on_link(reactor, link, experiment, timeout=args.timeout,
+                          on_listening=listening, on_refusal=refused)  # fmt: skip
         return
     target = cmd.target(args)
     src: Any = ipaddress.ip_address("127.0.0.1")
     if target is not None:
         addr = ipaddress.ip_address(target)
         src = addr if addr.is_loopback else route_source(addr)
+    transproto = "raw,tcp,udp" if cmd.raw else "tcp,udp"
     timeout = args.timeout if args.timeout is not None else cmd.budget(args) + 30.0
-    await run_in_process(reactor, experiment, src, timeout, in_process_options())
+    await run_on_link(reactor, link, experiment, addresses=[src], transproto=transproto,
+                      timeout=timeout, on_refusal=refused, extra=in_process_options())  # fmt: skip
 
 
-async def _with_pool(reactor: Any, args: argparse.Namespace, experiment: Experiment) -> None:
+async def _with_pool(
+    reactor: Any, link: Link, args: argparse.Namespace, experiment: Experiment
+) -> None:
     """--listen with --endpoints N: wait for N endpoints, run on all of them at once."""
     from packetlab.controller import Controller
     from packetlab.measure.pool import SessionPool
 
     pool = SessionPool(args.endpoints, reactor)
     ctl: Controller[None] = Controller(pool.experiment, reactor=reactor, limit=args.endpoints)
-    port = await ctl.listen(listen_description(args.listen))
+    where, _creds = listening_endpoint(reactor, link)
+    port = await ctl.listen(where)
     h: Any = port.getHost()
-    print(f"waiting for {args.endpoints} endpoints on {h.host}:{h.port} ...", file=sys.stderr)
+    print(f"waiting for {args.endpoints} endpoints on {h.host}:{h.port} ({link.describe()}) ...",
+          file=sys.stderr)  # fmt: skip
     try:
         sessions = await pool.wait(args.timeout)
         await experiment(sessions)

@@ -18,6 +18,16 @@ def status_name(code: int) -> str:
         return f"0x{code:04x}"
 
 
+def status_text(code: int) -> str:
+    """`ESKTNOADDR (0x36): the local address is not one the endpoint exports...`: the
+    name, the code and the one-line meaning declared with `Status`."""
+    try:
+        st = Status(code)
+    except ValueError:
+        return f"0x{code:04x} (a status code PacketLab does not define)"
+    return f"{st.name} (0x{code:02x}): {st.meaning}"
+
+
 def as_status(code: int) -> Status | int:
     try:
         return Status(code)
@@ -48,7 +58,7 @@ class RequestFailed(ControllerError):
         self.name = status_name(errid)
         self.monindx = monindx
         self.monerrid = monerrid
-        text = f"{request.NAME} failed: {self.name} (0x{errid:02x})"
+        text = f"{request.NAME} failed: {status_text(errid)}"
         if monindx is not None:
             text += f", monitor {monindx}"
         if monerrid is not None:
@@ -65,7 +75,7 @@ class SendFailed(ControllerError):
         self.time = time
         self.status = as_status(errid)
         self.name = status_name(errid)
-        super().__init__(f"nsend on socket {sktid} tag {tag} not sent: {self.name}")
+        super().__init__(f"nsend on socket {sktid} tag {tag} not sent: {status_text(errid)}")
 
 
 class SocketClosed(ControllerError):

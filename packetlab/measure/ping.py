@@ -1,36 +1,42 @@
 """ICMP(v6) echo ("ping") through a PacketLab endpoint's raw socket.
 
-All echo requests are queued at once with endpoint send times `interval` apart (nsend
-`time`), so the endpoint paces them itself; replies come back through an ncap capture. An
-RTT is the reply's ndata time minus the request's ntag time, both taken by the endpoint.
+Echo requests are queued with endpoint send times `interval` apart (nsend `time`), so the
+endpoint paces them itself, a little ahead of their time (`AHEAD_S`, at most `WINDOW`
+without their ntag); replies come back through an ncap capture and are read as they
+arrive, while sending goes on. An RTT is the reply's ndata time minus the request's ntag
+time, both taken by the endpoint.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
-from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
-from packetlab.controller import EndpointSession, QueuedSend, read_time
+from packetlab.controller import EndpointSession, QueuedSend, SessionClosed, read_time
 from packetlab.controller._deferred import deferred_api
-from packetlab.measure.probes import PING_PAYLOAD, Probe, ProbeTable, echo_probe
+from packetlab.controller.stop import StopSignal
+from packetlab.measure.flight import GRACE_S, Waker
+from packetlab.measure.probes import PING_PAYLOAD, ProbeTable, echo_probe
 from packetlab.measure.records import PingReply, PingResult, Stamp
 from packetlab.measure.replies import Reply, ReplyKind
 from packetlab.measure.traceroute import (
     Address,
+    RawCapture,
     as_target,
     close_capture,
-    next_note,
-    ntag_time,
     open_capture,
     parse_ndata,
 )
-from packetlab.wire import Ndata
+from packetlab.wire import Ndata, Ntag
 
 __all__ = ["MAX_COUNT", "ping"]
 
 MAX_COUNT = 10_000
 LEAD_S = 0.05  # the first request leaves this long after the endpoint's clock was read
+AHEAD_S = 0.2  # a request is queued at most this long before its send time...
+WINDOW = 256  # ...and at most this many wait for their ntag (a stop stops sending at once)
 
 
 def _payload(size: int) -> bytes:
@@ -59,10 +65,18 @@ async def ping(
     src: str | Address | None = None,
     send_stamp: str = Stamp.KERNEL,
     recv_stamp: str = Stamp.KERNEL,
+    on_reply: Callable[[PingReply], object] | None = None,
+    stop: StopSignal | None = None,
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
-    `wait` seconds after the last one for replies. Lost requests are listed with
-    `addr=None`. `ident` is the ICMP identifier (default random)."""
+    `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
+    iputils ping); lost requests are listed with `addr=None`. `ident` is the ICMP
+    identifier (default random).
+
+    `on_reply(reply)` is called for each answered request the moment its reply is in.
+    When `stop` is requested, no further request is sent, replies in flight are awaited
+    for up to `GRACE_S` (or `wait`, if shorter), and the result holds what was sent.
+    """
     target = as_target(dst)
     if not 1 <= count <= MAX_COUNT:
         raise ValueError(f"count must be 1..{MAX_COUNT}, got {count}")
@@ -79,66 +93,179 @@ async def ping(
     elif not 0 <= ident <= 0xFFFF:
         raise ValueError(f"ident must be 0..65535, got {ident}")
     source = as_target(src) if src is not None else None
-    reactor = session.reactor
     span = (count - 1) * interval
     cap = await open_capture(session, target, src=source, duration_s=LEAD_S + span + wait)
-    payload = _payload(size)
-    table: ProbeTable[int] = ProbeTable()
-    probes: list[Probe] = []
-    sends: list[Deferred[QueuedSend]] = []
-    replies: dict[int, tuple[Reply, int, int]] = {}  # seq -> reply, recv time, ICMP size
+    run = _PingRun(session, cap, target, ident, ttl, _payload(size), on_reply)
     try:
-        start = await read_time(session) + int(LEAD_S * 1e9)
-        local_start = reactor.seconds()
-        for seq in range(count):
-            p = echo_probe(cap.src, target, ident=ident, seq=seq, ttl=ttl, payload=payload)
-            probes.append(p)
-            table.add(p.key, seq)
-            at = start + int(seq * interval * 1e9)
-            sends.append(session.nsend(cap.sktid, p.packet, time=at, ntag=True))
-            await session.wait_writable()
-        queued = [await d for d in sends]
-        deadline = local_start + LEAD_S + span + wait
-        while len(replies) < count:
-            note = await next_note(cap, deadline)
-            if note is None:
-                break
-            if not isinstance(note, Ndata):
-                continue
-            got = parse_ndata(note)
-            if got is None or got[0].kind is not ReplyKind.ECHO_REPLY:
-                continue
-            which = table.pop(got[0].key)
-            if which is not None:  # else not ours, or a duplicate
-                replies[which] = (got[0], got[1], _icmp_size(got[0], note.data))
-        sent = [await ntag_time(q.ntag, reactor, 1.0) for q in queued]
+        await run.send(count, interval, stop)
+        await run.collect(count, interval, wait, stop)
     finally:
+        run.detach()
         await close_capture(cap)
-    out: list[PingReply] = []
-    for seq in range(count):
-        if seq not in replies:
-            out.append(PingReply(seq, None, None, probe_send_ns=sent[seq]))
-            continue
-        reply, recv_ns, icmp_size = replies[seq]
-        sent_ns = sent[seq]
-        rtt = (recv_ns - sent_ns) / 1000.0 if sent_ns is not None else None
-        out.append(
-            PingReply(
-                seq,
-                str(reply.src),
-                rtt,
-                ttl=reply.ttl,
-                size=icmp_size,
-                probe_send_ns=sent[seq],
-                reply_recv_ns=recv_ns,
-            )
-        )
+    sent = [seq for seq in range(1, run.queued + 1) if seq not in run.unsent]
+    out = [run.record(seq) for seq in sent]
     return PingResult(
         dst=str(target),
-        sent=count,
+        sent=len(sent),
         replies=tuple(out),
         src=str(cap.src),
-        start_ns=sent[0],
+        start_ns=run.sent_ns.get(1),
         send_stamp=send_stamp,
         recv_stamp=recv_stamp,
     )
+
+
+class _PingRun:
+    """The state of one ping: requests queued, their send times, replies in."""
+
+    def __init__(
+        self,
+        session: EndpointSession,
+        cap: RawCapture,
+        target: Address,
+        ident: int,
+        ttl: int,
+        payload: bytes,
+        on_reply: Callable[[PingReply], object] | None,
+    ) -> None:
+        self.session, self.cap, self.target = session, cap, target
+        self.ident, self.ttl, self.payload = ident, ttl, payload
+        self.on_reply = on_reply
+        self.reactor = session.reactor
+        self.waker = Waker(self.reactor)
+        self.table: ProbeTable[int] = ProbeTable()
+        self.queued = 0  # requests handed to the endpoint: seq 1..queued
+        self.in_flight = 0  # queued, ntag not in yet
+        self.sent_ns: dict[int, int] = {}  # seq -> ntag time
+        self.unsent: set[int] = set()  # seq whose ntag said "not sent" (or never came)
+        self.replies: dict[int, tuple[Reply, int, int]] = {}  # seq -> reply, time, size
+        self.settled: set[int] = set()  # answered, or known not to have been sent
+        self.told: set[int] = set()
+        self.failure: BaseException | None = None
+        cap.sock.buffering = False  # every note goes to the callback: never a full queue
+        self._remove = cap.sock.add_callback(self._note)
+
+    def detach(self) -> None:
+        self._remove()
+
+    # -- arrivals --
+
+    def _note(self, note: object) -> None:
+        if not isinstance(note, Ndata):
+            return
+        got = parse_ndata(note)
+        if got is None or got[0].kind is not ReplyKind.ECHO_REPLY:
+            return
+        seq = self.table.pop(got[0].key)
+        if seq is None:  # not ours, or a duplicate
+            return
+        self.replies[seq] = (got[0], got[1], _icmp_size(got[0], note.data))
+        self.settled.add(seq)
+        self._tell(seq)
+        self.waker.poke()
+
+    def _ntag(self, seq: int, tag: Ntag | None) -> None:
+        self.in_flight -= 1
+        if tag is None:
+            self.unsent.add(seq)
+            self.settled.add(seq)
+        else:
+            self.sent_ns[seq] = tag.time
+            self._tell(seq)
+        self.waker.poke()
+
+    def _tell(self, seq: int) -> None:
+        if self.on_reply is None or seq in self.told:
+            return
+        if seq in self.replies and seq in self.sent_ns:
+            self.told.add(seq)
+            self.on_reply(self.record(seq))
+
+    def record(self, seq: int) -> PingReply:
+        sent_ns = self.sent_ns.get(seq)
+        if seq not in self.replies:
+            return PingReply(seq, None, None, probe_send_ns=sent_ns)
+        reply, recv_ns, icmp_size = self.replies[seq]
+        rtt = (recv_ns - sent_ns) / 1000.0 if sent_ns is not None else None
+        return PingReply(
+            seq,
+            str(reply.src),
+            rtt,
+            ttl=reply.ttl,
+            size=icmp_size,
+            probe_send_ns=sent_ns,
+            reply_recv_ns=recv_ns,
+        )
+
+    # -- sending --
+
+    async def send(self, count: int, interval: float, stop: StopSignal | None) -> None:
+        """Queue the requests with endpoint send times `interval` apart, at most AHEAD_S
+        before their time and WINDOW at a time, so that a stop stops them promptly."""
+        start = await read_time(self.session) + int(LEAD_S * 1e9)
+        local_start = self.reactor.seconds() + LEAD_S
+        for i in range(count):
+            due = local_start + i * interval - AHEAD_S
+            while self.failure is None and not (stop is not None and stop.requested):
+                if self.in_flight < WINDOW and self.reactor.seconds() >= due:
+                    break
+                await self.waker.sleep(due if self.in_flight < WINDOW else None, stop)
+            if self.failure is not None:
+                raise self.failure
+            if stop is not None and stop.requested:
+                return
+            seq = i + 1
+            p = echo_probe(
+                self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
+                payload=self.payload,
+            )  # fmt: skip
+            self.table.add(p.key, seq)
+            d = self.session.nsend(
+                self.cap.sktid, p.packet, time=start + int(i * interval * 1e9), ntag=True
+            )
+            self.queued, self.in_flight = seq, self.in_flight + 1
+            d.addCallbacks(self._queued(seq), self._failed)
+            if seq % 64 == 0:
+                await self.session.wait_writable()
+
+    def _queued(self, seq: int) -> Callable[[QueuedSend], None]:
+        def cb(q: QueuedSend) -> None:
+            assert q.ntag is not None
+            q.ntag.addCallbacks(lambda tag: self._ntag(seq, tag), lambda f: self._no_ntag(seq, f))
+
+        return cb
+
+    def _no_ntag(self, seq: int, f: Failure) -> None:
+        if f.check(SessionClosed) and self.failure is None:
+            self.failure = f.value
+        self._ntag(seq, None)
+
+    def _failed(self, f: Failure) -> None:
+        self.in_flight -= 1
+        if self.failure is None:
+            self.failure = f.value
+        self.waker.poke()
+
+    # -- waiting --
+
+    async def collect(
+        self, count: int, interval: float, wait: float, stop: StopSignal | None
+    ) -> None:
+        """Wait for the replies: until every request sent is answered, `wait` s after the
+        last request's time, or briefly once a stop was requested."""
+        deadline = self.reactor.seconds() + LEAD_S + AHEAD_S + wait
+        stopped_at: float | None = None
+        while True:
+            if self.failure is not None:
+                raise self.failure
+            now = self.reactor.seconds()
+            if stop is not None and stop.requested and stopped_at is None:
+                stopped_at = now
+                deadline = min(deadline, now + min(wait, GRACE_S))
+            if now >= deadline or (self.in_flight == 0 and len(self.settled) >= self.queued):
+                break
+            await self.waker.sleep(deadline, stop if stopped_at is None else None)
+        # ntags still missing: unsent (the socket is about to close)
+        for seq in range(1, self.queued + 1):
+            if seq not in self.sent_ns:
+                self.unsent.add(seq)

@@ -279,7 +279,7 @@ async def throughput(
         await ctl.expect(State.DISPLAY_RESULTS)
         ctl.send_state(State.IPERF_DONE)
         await _closed_by_server(ctl_stream)  # the server is free for the next test
-    except (Iperf3Error, StreamError, RequestFailed) as e:
+    except (Iperf3Error, StreamError, RequestFailed, ThroughputError) as e:
         result.error = str(e)
     except ValueError as e:  # nothing past the skipped part
         result.error = str(e)
@@ -392,6 +392,13 @@ class _Upload:
             if got.ntag is not None:
                 self.ntags.append(got.ntag)
         if refused is not None:
+            if refused.name == "ESKTPKTDENY":
+                raise ThroughputError(
+                    f"the endpoint refused the sends (ESKTPKTDENY): its send limits (the "
+                    f"reference endpoint's built-in 10 Mb/s over 10 s, or its certificates') "
+                    f"do not allow {total} bytes now; ask for at most 12 MB per 10 s, or use "
+                    "an endpoint whose certificates allow more"
+                )
             raise refused
         if await read_time(session) > start:
             raise StreamError(

@@ -13,20 +13,30 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.python.failure import Failure
 
-from packetlab.controller import EndpointSession, Note, Socket, read_system_info, read_time
+from packetlab.controller import (
+    EndpointSession,
+    Note,
+    QueuedSend,
+    Socket,
+    read_system_info,
+    read_time,
+)
 from packetlab.controller._deferred import deferred_api
-from packetlab.controller.errors import ControllerError
+from packetlab.controller.errors import ControllerError, RequestFailed
 from packetlab.controller.filters import tcpdump_filter
+from packetlab.controller.stop import StopSignal
+from packetlab.measure.flight import GRACE_S, Waker
 from packetlab.measure.probes import TRACEROUTE_BASE_PORT, Probe, ProbeTable, traceroute_probe
 from packetlab.measure.records import Hop, Stamp, TracerouteResult
 from packetlab.measure.replies import ParseError, Reply, ReplyKind, parse_reply
-from packetlab.wire import Ndata, Ntag, TransSup
+from packetlab.wire import Ndata, Ntag, Status, TransSup
 
 __all__ = [
     "CAPTURE_FILTERS",
@@ -115,7 +125,15 @@ async def open_capture(
         raise ValueError(f"source {src} and target {dst} are different IP versions")
     program = tcpdump_filter(expression or CAPTURE_FILTERS[dst.version])
     sktid = session.free_sktid()
-    sock = await session.nopen_raw(sktid, laddr=src)
+    try:
+        sock = await session.nopen_raw(sktid, laddr=src)
+    except RequestFailed as e:
+        if e.status != Status.ESKTNOADDR:
+            raise
+        have = ", ".join(str(a) for a in info.addresses) or "none"
+        raise MeasureError(
+            f"ESKTNOADDR: {src} is not one of the endpoint's addresses (it has {have})"
+        ) from None
     endtime = now + int((duration_s + SETUP_SLACK_S) * 1e9)
     try:
         await session.ncap(sktid, program, endtime=endtime)
@@ -135,13 +153,28 @@ async def close_capture(cap: RawCapture) -> None:
         pass
 
 
-async def next_note(cap: RawCapture, deadline: float) -> Note | None:
+async def next_note(
+    cap: RawCapture, deadline: float, stop: StopSignal | None = None
+) -> Note | None:
     """The capture socket's next notification, or None once `deadline` (reactor seconds)
-    has passed. Raises MeasureError when the endpoint closed the socket."""
+    has passed or `stop` was requested. Raises MeasureError when the endpoint closed the
+    socket."""
     left = deadline - cap.session.reactor.seconds()
-    if left <= 0:
+    if left <= 0 or (stop is not None and stop.requested):
         return None
-    note = await cap.sock.get(timeout=left)
+    got = cap.sock.get(timeout=left)
+    asked: Deferred[str] | None = None
+    if stop is not None:
+        asked = stop.when_requested()
+        asked.addCallback(lambda _: got.cancel())
+        asked.addErrback(lambda f: f.trap(CancelledError))
+    try:
+        note = await got
+    except CancelledError:
+        return None
+    finally:
+        if asked is not None and not asked.called:
+            asked.cancel()
     if note is None and cap.sock.ended:
         raise MeasureError("the endpoint closed the capture socket")
     return note
@@ -178,18 +211,37 @@ def _ends_trace(reply: Reply) -> bool:
     return reply.from_destination or reply.kind is ReplyKind.DEST_UNREACHABLE
 
 
+HopCallback = Callable[[Hop], object]
+
+
+def _end_of_ttl(probes: list[Probe], i: int) -> int:
+    """Index just past the probes with the TTL of probe i (they are in TTL order)."""
+    j = i
+    while j < len(probes) and probes[j].ttl == probes[i].ttl:
+        j += 1
+    return j
+
+
 async def _sequential(
-    session: EndpointSession, cap: RawCapture, probes: list[Probe], wait: float
+    session: EndpointSession,
+    cap: RawCapture,
+    probes: list[Probe],
+    wait: float,
+    on_hop: HopCallback | None,
+    stop: StopSignal | None,
 ) -> list[Hop]:
     """One probe in flight: send, wait for its answer (or `wait` s), then the next."""
     reactor = session.reactor
     hops: list[Hop] = []
-    for probe in probes:
+    end = len(probes)
+    i = 0
+    while i < end and not (stop is not None and stop.requested):
+        probe = probes[i]
         queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
         deadline = reactor.seconds() + wait
         answer: tuple[Reply, int] | None = None
         while answer is None:
-            note = await next_note(cap, deadline)
+            note = await next_note(cap, deadline, stop)
             if note is None:
                 break
             got = parse_ndata(note)
@@ -197,56 +249,148 @@ async def _sequential(
                 answer = got
         sent = await ntag_time(queued.ntag, reactor, wait)
         if answer is None:
-            hops.append(Hop.timeout(probe.ttl, probe_send_ns=sent))
-            continue
-        reply, recv_ns = answer
-        hops.append(Hop.from_reply(probe.ttl, reply, probe_send_ns=sent, reply_recv_ns=recv_ns))
-        if _ends_trace(reply):
-            break
+            hop = Hop.timeout(probe.ttl, probe_send_ns=sent)
+        else:
+            hop = Hop.from_reply(probe.ttl, answer[0], probe_send_ns=sent, reply_recv_ns=answer[1])
+            if _ends_trace(answer[0]):
+                end = min(end, _end_of_ttl(probes, i))  # the rest of this TTL's probes
+        hops.append(hop)
+        if on_hop is not None:
+            on_hop(hop)
+        i += 1
     return hops
 
 
-async def _paced(
-    session: EndpointSession, cap: RawCapture, probes: list[Probe], wait: float, pace: float
-) -> list[Hop]:
-    """Every probe queued at once with endpoint send times `pace` s apart; answers are
-    collected until all TTLs up to the end of the path have one, or `wait` s after the
-    last send. TTLs beyond the first that ends the trace are dropped from the result."""
-    reactor = session.reactor
-    table: ProbeTable[int] = ProbeTable()
-    for i, probe in enumerate(probes):
-        table.add(probe.key, i)
-    start = await read_time(session) + int(PACED_LEAD_S * 1e9)
-    local_start = reactor.seconds()
-    sends = [
-        session.nsend(cap.sktid, p.packet, time=start + int(i * pace * 1e9), ntag=True)
-        for i, p in enumerate(probes)
-    ]
-    queued = [await d for d in sends]
-    answers: dict[int, tuple[Reply, int]] = {}
-    end_at = len(probes)  # index of the first probe that ends the trace, when known
-    deadline = local_start + PACED_LEAD_S + (len(probes) - 1) * pace + wait
-    while not all(i in answers for i in range(min(end_at + 1, len(probes)))):
-        note = await next_note(cap, deadline)
-        if note is None:
-            break
+# How long a silent probe is waited for once a later hop (NEAR) or another probe of the
+# same hop (HERE) answered: that many times their RTT (Butskoy traceroute's -w 5,3,10).
+HERE, NEAR = 3.0, 10.0
+
+
+class _Parallel:
+    """Every probe queued at once, with endpoint send times `pace` s apart; answers taken
+    as they arrive; hops told in TTL order as soon as each is settled (answered, or given
+    up on: `wait` s, or less once a later hop answered, as native traceroute does)."""
+
+    def __init__(
+        self,
+        session: EndpointSession,
+        cap: RawCapture,
+        probes: list[Probe],
+        on_hop: HopCallback | None,
+    ) -> None:
+        self.session, self.cap, self.probes, self.on_hop = session, cap, probes, on_hop
+        self.reactor = session.reactor
+        self.waker = Waker(self.reactor)
+        self.table: ProbeTable[int] = ProbeTable()
+        for i, probe in enumerate(probes):
+            self.table.add(probe.key, i)
+        self.answers: dict[int, tuple[Reply, int]] = {}
+        self.sent: dict[int, int] = {}
+        self.failure: BaseException | None = None
+        self.end = len(probes)  # probes past the TTL that ends the trace are not waited for
+        self.hops: list[Hop] = []
+        cap.sock.buffering = False
+        self._remove = cap.sock.add_callback(self._note)
+
+    def _note(self, note: object) -> None:
         got = parse_ndata(note)
         if got is None:
-            continue
-        which = table.pop(got[0].key)
-        if which is not None:  # else not ours, or a duplicate
-            answers[which] = got
-            if _ends_trace(got[0]):
-                end_at = min(end_at, which)
-    sent = [await ntag_time(q.ntag, reactor, 1.0) for q in queued]
-    hops = []
-    for i, probe in enumerate(probes[: end_at + 1]):
-        if i not in answers:
-            hops.append(Hop.timeout(probe.ttl, probe_send_ns=sent[i]))
-            continue
-        reply, recv_ns = answers[i]
-        hops.append(Hop.from_reply(probe.ttl, reply, probe_send_ns=sent[i], reply_recv_ns=recv_ns))
-    return hops
+            return
+        i = self.table.pop(got[0].key)
+        if i is None:  # not ours, or a duplicate
+            return
+        self.answers[i] = got
+        if _ends_trace(got[0]):
+            self.end = min(self.end, _end_of_ttl(self.probes, i))
+        self.waker.poke()
+
+    def _ntag(self, i: int, tag: Ntag) -> None:
+        self.sent[i] = tag.time
+        self.waker.poke()
+
+    def _failed(self, f: Failure) -> None:
+        if self.failure is None:
+            self.failure = f.value
+        self.waker.poke()
+
+    async def run(self, wait: float, pace: float, stop: StopSignal | None) -> list[Hop]:
+        try:
+            t0 = self.reactor.seconds()
+            start = await read_time(self.session) + int(PACED_LEAD_S * 1e9)
+            now = self.reactor.seconds()
+            # our send-time estimate of probe i, and the floor of a shortened wait: the
+            # controller's distance to the endpoint, which every answer also travels
+            local = [now + PACED_LEAD_S + i * pace for i in range(len(self.probes))]
+            floor = max(0.05, 2 * (now - t0))
+            for i, p in enumerate(self.probes):
+                d = self.session.nsend(
+                    self.cap.sktid, p.packet, time=start + int(i * pace * 1e9), ntag=True
+                )
+                d.addCallbacks(self._queued(i), self._failed)
+            stop_by: float | None = None
+            while len(self.hops) < self.end:
+                if self.failure is not None:
+                    raise self.failure
+                now = self.reactor.seconds()
+                if stop is not None and stop.requested and stop_by is None:
+                    stop_by = now + min(wait, GRACE_S)
+                due = self._settle(local, wait, floor, now, stop_by)
+                if due is None:
+                    continue
+                await self.waker.sleep(due, stop if stop_by is None else None)
+            return self.hops
+        finally:
+            self._remove()
+
+    def _queued(self, i: int) -> Callable[[QueuedSend], None]:
+        def cb(q: QueuedSend) -> None:
+            assert q.ntag is not None
+            q.ntag.addCallbacks(lambda tag: self._ntag(i, tag), self._failed)
+
+        return cb
+
+    def _settle(
+        self, local: list[float], wait: float, floor: float, now: float, stop_by: float | None
+    ) -> float | None:
+        """Tell the next hop if it is settled (then None: look again), else return when
+        it will be given up on."""
+        i = len(self.hops)
+        probe = self.probes[i]
+        if i in self.answers and i in self.sent:
+            reply, recv_ns = self.answers[i]
+            hop = Hop.from_reply(
+                probe.ttl, reply, probe_send_ns=self.sent[i], reply_recv_ns=recv_ns
+            )
+        else:
+            give_up = local[i] + self._patience(i, wait, floor)
+            if i in self.answers:  # answered, its ntag not in yet: it cannot be long
+                give_up = local[i] + wait + 1.0
+            if stop_by is not None:
+                give_up = min(give_up, stop_by)
+            if now < give_up:
+                return give_up
+            if i in self.answers:
+                reply, recv_ns = self.answers[i]
+                hop = Hop.from_reply(probe.ttl, reply, probe_send_ns=None, reply_recv_ns=recv_ns)
+            else:
+                hop = Hop.timeout(probe.ttl, probe_send_ns=self.sent.get(i))
+        self.hops.append(hop)
+        if self.on_hop is not None:
+            self.on_hop(hop)
+        return None
+
+    def _patience(self, i: int, wait: float, floor: float) -> float:
+        """`wait`, shortened once the same hop (HERE) or a later hop (NEAR) answered: that
+        many times the longest of their RTTs, but at least `floor`."""
+        ttl = self.probes[i].ttl
+        longest = 0.0
+        for j, (_, recv_ns) in self.answers.items():
+            sent = self.sent.get(j)
+            if sent is None or self.probes[j].ttl < ttl or j >= self.end:
+                continue
+            factor = HERE if self.probes[j].ttl == ttl else NEAR
+            longest = max(longest, factor * (recv_ns - sent) / 1e9)
+        return wait if longest == 0.0 else min(wait, max(floor, longest))
 
 
 @deferred_api
@@ -261,8 +405,11 @@ async def traceroute(
     base_port: int = TRACEROUTE_BASE_PORT,
     src: str | Address | None = None,
     pace: float | None = None,
+    queries: int = 1,
     send_stamp: str = Stamp.KERNEL,
     recv_stamp: str = Stamp.KERNEL,
+    on_hop: HopCallback | None = None,
+    stop: StopSignal | None = None,
 ) -> TracerouteResult:
     """Trace the path to `dst` from the endpoint: one UDP probe per TTL, each answered
     within `wait` seconds or recorded as `Hop.timeout`. Stops at the destination (or a
@@ -270,12 +417,18 @@ async def traceroute(
 
     Probes go one at a time (the paper's method; a controller round trip per hop) unless
     `pace` (seconds) is given: then all TTLs are queued at once with endpoint send times
-    `pace` apart, and the run takes about max_ttl * pace + wait whatever the controller's
-    distance. `sport` is the UDP source port of every probe (default: random,
-    32768..60999); probe n goes to `base_port + n` like Butskoy's traceroute. `src`
-    defaults to the endpoint's exported address of dst's family. `send_stamp`/`recv_stamp`
-    only label the result: the defaults describe this project's endpoint (kernel TX and RX
-    timestamps).
+    `pace` apart, and a silent hop is waited for `wait` s, or only 10 times the RTT of a
+    later hop that answered (at least 50 ms), like native traceroute. `queries` probes go
+    to each TTL (traceroute -q).
+
+    `on_hop(hop)` is called for each probe in TTL order as soon as it is settled (answered
+    or given up on). When `stop` is requested no further probe is sent (sequential) or
+    waited for beyond `GRACE_S`, and the result holds the hops settled so far.
+
+    `sport` is the UDP source port of every probe (default: random, 32768..60999); probe n
+    goes to `base_port + n` like Butskoy's traceroute. `src` defaults to the endpoint's
+    exported address of dst's family. `send_stamp`/`recv_stamp` only label the result: the
+    defaults describe this project's endpoint (kernel TX and RX timestamps).
     """
     target = as_target(dst)
     if not 1 <= first_ttl <= max_ttl <= 255:
@@ -290,19 +443,24 @@ async def traceroute(
         raise ValueError(f"sport must be 1..65535, got {sport}")
     if base_port + (max_ttl - first_ttl) > 0xFFFF or base_port < 1:
         raise ValueError(f"base_port {base_port} + probes does not fit in 1..65535")
+    if not 1 <= queries <= 10:
+        raise ValueError(f"queries must be 1..10 probes per hop, got {queries}")
     source = as_target(src) if src is not None else None
-    n = max_ttl - first_ttl + 1
+    n = (max_ttl - first_ttl + 1) * queries
+    if base_port + n - 1 > 0xFFFF:
+        raise ValueError(f"base_port {base_port} + {n} probes does not fit in 1..65535")
     budget = n * (wait + 1.0) if pace is None else PACED_LEAD_S + n * pace + wait
     cap = await open_capture(session, target, src=source, duration_s=budget)
     try:
+        ttls = [ttl for ttl in range(first_ttl, max_ttl + 1) for _ in range(queries)]
         probes = [
             traceroute_probe(cap.src, target, ttl, sport=sport, index=i, base_port=base_port)
-            for i, ttl in enumerate(range(first_ttl, max_ttl + 1))
+            for i, ttl in enumerate(ttls)
         ]
         if pace is None:
-            hops = await _sequential(session, cap, probes, wait)
+            hops = await _sequential(session, cap, probes, wait, on_hop, stop)
         else:
-            hops = await _paced(session, cap, probes, wait, pace)
+            hops = await _Parallel(session, cap, probes, on_hop).run(wait, pace, stop)
     finally:
         await close_capture(cap)
     return TracerouteResult(

@@ -55,44 +55,53 @@ class MsgType(IntEnum):
 
 
 class Status(IntEnum):
-    """`enum pktlab_status` (u16), carried by result, ntag and monitor paths."""
+    """`enum pktlab_status` (u16), carried by result, ntag and monitor paths. Each member
+    carries `meaning`, one line for a person (PROTOCOL.md §1.3)."""
 
-    SUCCESS = 0
-    ECTLBADMSG = 0x10
-    ECTLNOTSUP = 0x11
-    ECTLMONREJ = 0x12
-    ECTLMONUKN = 0x13
-    ECRTBADHDAT = 0x20
-    ECRTNOHDAT = 0x21
-    ECRTBADFRM = 0x22
-    ECRTNOSPACE = 0x23
-    ECRTBADHINT = 0x24
-    ESYSNOBUFS = 0x30
-    ESYSNOPERM = 0x31
-    ESKTINUSE = 0x32
-    ESKTNOTOPEN = 0x33
-    ESKTNOPRFAM = 0x34
-    ESKTNOPROTO = 0x35
-    ESKTNOADDR = 0x36
-    ESKTNOMATCH = 0x37
-    ESKTBADFILT = 0x38
-    ESKTPKTDENY = 0x39
-    ESKTOPNDENY = 0x3A
-    ETCPNOPORT = 0x40
-    EPKTNOTSENT = 0x41
-    EUDPNOPORT = 0x42
-    EPKTTRUNC = 0x43
-    ENORES = 0x44
-    EMEMBADADR = 0x48
-    EPUBBADCHL = 0x50
-    EPUBBADCHN = 0x51
-    EPUBBADADDR = 0x52
-    EPUBBADPR = 0x53
-    EPUBBADXD = 0x54
-    ESUBBADCHL = 0x60
-    ESUBBADCHN = 0x61
-    ESUBBADDA = 0x62
-    EUNKFAULT = 0xFFFF
+    meaning: str
+
+    def __new__(cls, value: int, meaning: str = "") -> Status:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.meaning = meaning
+        return member
+
+    SUCCESS = 0, "success"
+    ECTLBADMSG = 0x10, "malformed message, or an unknown nctl command"
+    ECTLNOTSUP = 0x11, "message type not supported by this endpoint (or nctl on a non-TCP socket)"
+    ECTLMONREJ = 0x12, "a monitor rejected the request"
+    ECTLMONUKN = 0x13, "a monitor failed (crashed, did not load or initialise)"
+    ECRTBADHDAT = 0x20, "program refused: undecodable, bad eBPF, or not in the certificate chain"
+    ECRTNOHDAT = 0x21, "not every monitor the certificate chain requires was supplied"
+    ECRTBADFRM = 0x22, "bad program format"
+    ECRTNOSPACE = 0x23, "no space for the program"
+    ECRTBADHINT = 0x24, 'cdata hint is neither "filter" nor "monitor"'
+    ESYSNOBUFS = 0x30, "the endpoint's send buffer (BufMax) is full"
+    ESYSNOPERM = 0x31, "not permitted"
+    ESKTINUSE = 0x32, "that socket id is already in use"
+    ESKTNOTOPEN = 0x33, "that socket is not open"
+    ESKTNOPRFAM = 0x34, "address family not supported by the endpoint"
+    ESKTNOPROTO = 0x35, "transport protocol not offered by the endpoint (TransprotoSup)"
+    ESKTNOADDR = 0x36, "the local address is not one the endpoint exports, or cannot be bound"
+    ESKTNOMATCH = 0x37, "family or protocol differ from the socket's"
+    ESKTBADFILT = 0x38, "capture filter refused (too large, undecodable, or by the kernel)"
+    ESKTPKTDENY = 0x39, "send denied: destination not allowed, spoofed source, or over limits"
+    ESKTOPNDENY = 0x3A, "connection denied: destination not allowed (valid_dest)"
+    ETCPNOPORT = 0x40, "TCP port already in use"
+    EPKTNOTSENT = 0x41, "the queued packet was not sent"
+    EUDPNOPORT = 0x42, "UDP port already in use"
+    EPKTTRUNC = 0x43, "the packet was truncated"
+    ENORES = 0x44, "no resources left: the socket quota is used up"
+    EMEMBADADR = 0x48, "memory address or range not readable/writable"
+    EPUBBADCHL = 0x50, "broker: bad channel list"
+    EPUBBADCHN = 0x51, "broker: bad channel"
+    EPUBBADADDR = 0x52, "broker: bad controller address"
+    EPUBBADPR = 0x53, "broker: bad priority"
+    EPUBBADXD = 0x54, "broker: bad experiment description"
+    ESUBBADCHL = 0x60, "broker: bad channel list"
+    ESUBBADCHN = 0x61, "broker: bad channel"
+    ESUBBADDA = 0x62, "broker: bad descriptor attribute"
+    EUNKFAULT = 0xFFFF, "failure on the endpoint (e.g. a raw socket could not be opened)"
 
 
 class Family(IntEnum):

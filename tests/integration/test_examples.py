@@ -1,8 +1,10 @@
-"""Each example, run as a user would (no arguments: local servers, a controller and a real
-`twistd pktendpoint` on loopback), ends with exit code 0 and prints its results."""
+"""Each example, run as a user would (no arguments: local servers, a controller and an
+endpoint in the same process, linked over TLS), ends with exit code 0 and prints its
+results; with --listen it waits for a real `twistd pktendpoint`."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +25,7 @@ def run_example(name: str, *args: str) -> str:
         text=True,
         timeout=TIMEOUT,
         cwd=EXAMPLES.parent,
+        env={**os.environ, "PKTLAB_HOME": str(EXAMPLES.parent / ".cache" / "no-such-home")},
     )
     assert proc.returncode == 0, f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
@@ -56,16 +59,17 @@ def test_udp_train() -> None:
 @pytest.mark.parametrize("name", ["http_get.py", "dns_query.py", "udp_train.py"])
 def test_help(name: str) -> None:
     out = run_example(name, "--help")
-    assert "--external" in out and "--listen" in out
+    assert "--listen" in out and "--home" in out and "--insecure-plaintext" in out
 
 
 def test_external_endpoint() -> None:
-    """--external: the example only listens; an endpoint started separately connects."""
+    """--listen: the example only listens; an endpoint started separately connects."""
     example = subprocess.Popen(
         [
             sys.executable,
             str(EXAMPLES / "dns_query.py"),
-            "--external",
+            "--listen",
+            "127.0.0.1:0",
             "--insecure-plaintext",
             "--timeout",
             "60",

@@ -1,7 +1,12 @@
 """`pktlab run throughput` against a stock `iperf3 -s` on the namespace testbed (a
 100 Mbit/s tbf-shaped link), beside native iperf3 against the very same server: the
 paper's C1 with a loose bound (a shared machine; benchmarks/bench_throughput.py measures
-it properly), and the failures a user meets (no server, a busy one)."""
+it properly), and the failures a user meets (no server).
+
+The in-process endpoint runs with --insecure-plaintext: over TLS its certificate limits
+apply, including the reference endpoint's built-in send cap (10 Mb/s over 10 s), which
+refuses uploads of more than 12.5 MB per 10 s (tested in test_upload_over_the_send_cap).
+"""
 
 from __future__ import annotations
 
@@ -54,7 +59,7 @@ def test_throughput_matches_native_iperf3(tb: Testbed, direction: str) -> None:
     tg = str(tb.addr("tg"))
     rc, records, err = pktlab_in(
         tb, "ep", "throughput", "--json", "--server", tg, "--direction", direction,
-        "--bytes", str(NBYTES), "--runs", "2",
+        "--bytes", str(NBYTES), "--runs", "2", "--insecure-plaintext",
     )  # fmt: skip
     assert rc == 0, err
     runs, summary = records[:-1], records[-1]
@@ -77,9 +82,20 @@ def test_no_server_and_table_output(tb: Testbed) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     got = subprocess.run(
         ["ip", "netns", "exec", tb.netns_name("ep"), sys.executable, "-m", "packetlab", "run",
-         "throughput", "--server", f"{tb.addr('tg')}:5999", "--bytes", "4M"],
+         "throughput", "--server", f"{tb.addr('tg')}:5999", "--bytes", "4M",
+         "--insecure-plaintext"],
         capture_output=True, text=True, timeout=60, env=env, cwd=REPO,
     )  # fmt: skip
     assert got.returncode == 1
     assert "error: connect to" in got.stdout and ("RESET" in got.stdout or "REFUSED" in got.stdout)
     assert got.stdout.splitlines()[-1] == "# 0 of 1 runs"
+
+
+def test_upload_over_the_send_cap(tb: Testbed) -> None:
+    """Over TLS the built-in 10 Mb/s-over-10 s cap refuses a 25 MiB upload: a clear error."""
+    rc, records, err = pktlab_in(
+        tb, "ep", "throughput", "--json", "--server", str(tb.addr("tg")),
+        "--direction", "upload", "--bytes", "25M",
+    )  # fmt: skip
+    assert rc == 1, err
+    assert "refused the sends (ESKTPKTDENY)" in str(records[0]["error"])

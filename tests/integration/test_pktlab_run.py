@@ -37,6 +37,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.skip("needs root: raw sockets, eBPF, network namespaces")
     monkeypatch.setenv("PKTLAB_TESTBED_DIR", str(tmp_path))
     monkeypatch.setenv("PKTLAB_TESTBED_PREFIX", f"plp{os.getpid() % 100000}-")
+    monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "pktlab-home"))  # not this host's
 
 
 def env() -> dict[str, str]:
@@ -124,7 +125,7 @@ def test_listen_with_an_external_endpoint(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     run = subprocess.Popen(
         [*RUN, "ping", "--json", "-c", "2", "-i", "0.05", "--timeout", "30",
-         "--listen", f"127.0.0.1:{port}", "127.0.0.1"],
+         "--insecure-plaintext", "--listen", f"127.0.0.1:{port}", "127.0.0.1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO,
     )  # fmt: skip
     conf = tmp_path / "endpt.conf"
@@ -168,7 +169,7 @@ def test_unresolvable_target() -> None:
 
 def test_interrupt_while_waiting_for_an_endpoint() -> None:
     proc = subprocess.Popen(
-        [*RUN, "ping", "--listen", "127.0.0.1:0", "127.0.0.1"],
+        [*RUN, "ping", "--insecure-plaintext", "--listen", "127.0.0.1:0", "127.0.0.1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO,
     )  # fmt: skip
     assert proc.stderr is not None

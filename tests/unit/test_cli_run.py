@@ -8,21 +8,18 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import socket
 
 import pytest
 from twisted.internet.defer import Deferred
 
 from packetlab.cli import run as cli_run
+from packetlab.cli.link import LinkError
 from packetlab.cli.run import (
     RunError,
     build_parser,
-    endpoint_options,
-    listen_description,
     measure,
     render,
     resolve_target,
-    route_source,
 )
 from packetlab.measure.records import Hop, PingReply, PingResult, TracerouteResult
 
@@ -85,57 +82,6 @@ def test_resolve_target() -> None:
         resolve_target("a..b", None)
 
 
-def test_route_source() -> None:
-    assert route_source(ipaddress.IPv4Address("127.0.0.1")) == ipaddress.IPv4Address("127.0.0.1")
-    assert route_source(ipaddress.IPv4Address("127.0.0.9")) == ipaddress.IPv4Address("127.0.0.1")
-    if socket.has_ipv6:
-        try:
-            assert route_source(ipaddress.IPv6Address("::1")) == ipaddress.IPv6Address("::1")
-        except RunError:
-            pytest.skip("no IPv6 loopback here")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("20556", "tcp:20556"),
-        ("127.0.0.1:20556", "tcp:20556:interface=127.0.0.1"),
-        ("[::1]:20556", "tcp6:20556:interface=\\:\\:1"),
-        ("tcp:20556:interface=127.0.0.1", "tcp:20556:interface=127.0.0.1"),
-    ],
-)
-def test_listen_description(text: str, expected: str) -> None:
-    assert listen_description(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("nowhere", "expected PORT, HOST:PORT"),
-        ("127.0.0.1:http", "bad port 'http'"),
-        ("127.0.0.1:70000", "bad port"),
-        ("[::1]20556", "expected \\[IPv6\\]:PORT"),
-        ("example.com:20556", "is not an IP address"),
-    ],
-)
-def test_bad_listen(text: str, message: str) -> None:
-    with pytest.raises(RunError, match=message):
-        listen_description(text)
-
-
-def test_endpoint_options_configure_raw_sockets_and_the_source() -> None:
-    from packetlab.endpoint.tap import Options
-
-    for src in ("10.77.1.1", "fd00:77:1::1"):
-        o = Options()
-        o.parseOptions(endpoint_options(40000, ipaddress.ip_address(src)))
-        cfg = o["endpoint_config"]
-        assert "raw" in cfg.transproto_sup
-        exported = [str(i.ip) for i in cfg.ipv4] + [str(a) for a in cfg.ipv6]
-        assert src in exported
-        assert str(o["address"]) == "127.0.0.1:40000"
-
-
 def _fails(args: argparse.Namespace) -> BaseException:
     d = Deferred.fromCoroutine(measure(None, args))
     box: list[BaseException] = []
@@ -156,7 +102,7 @@ def _fails(args: argparse.Namespace) -> BaseException:
 )
 def test_early_errors(argv: list[str], message: str) -> None:
     err = _fails(parse(*argv))
-    assert isinstance(err, RunError) and message in str(err)
+    assert isinstance(err, LinkError) and message in str(err)
 
 
 def test_render_traceroute() -> None:

@@ -8,6 +8,7 @@ import pytest
 from test_traceroute_fakes import EP4, EP6, R14, R16, TG4, TG6, RawRig, icmp_packet
 
 from packetlab.controller.filters import tcpdump_filter
+from packetlab.controller.stop import StopSignal
 from packetlab.measure.ping import ping
 from packetlab.measure.probes import echo_probe
 from packetlab.measure.records import Stamp
@@ -24,7 +25,7 @@ def test_ping_all_answered(src: str, path: list[str], expr: str) -> None:
     result = rig.run(ping(rig.session, path[-1], count=3, interval=0.5, ident=0x4242))
     assert (result.sent, result.received, result.loss) == (3, 3, 0.0)
     assert result.src == src and result.dst == path[-1]
-    assert [r.seq for r in result.replies] == [0, 1, 2]
+    assert [r.seq for r in result.replies] == [1, 2, 3]  # like iputils
     assert all(r.addr == path[-1] for r in result.replies)
     assert result.rtts_us() == pytest.approx([2500, 2500, 2500], abs=0.01)
     assert all(r.size == 64 and r.ttl == 63 for r in result.replies)
@@ -34,7 +35,7 @@ def test_ping_all_answered(src: str, path: list[str], expr: str) -> None:
     assert [b - a for a, b in itertools.pairwise(times)] == [500_000_000] * 2
     assert [r.probe_send_ns for r in result.replies] == times
     assert result.start_ns == times[0]
-    probe = echo_probe(src, path[-1], ident=0x4242, seq=1)
+    probe = echo_probe(src, path[-1], ident=0x4242, seq=2)
     assert rig.endpoint.raw_sends[1].data[-64:] == probe.packet[-64:]  # ICMP(v6) part
     (ncap,) = rig.endpoint.ncaps
     assert ncap.filter == tcpdump_filter(expr)
@@ -49,7 +50,7 @@ def test_lost_and_duplicate_replies() -> None:
 
     def flaky(probe: bytes) -> list[tuple[float, bytes]]:
         seq = int.from_bytes(probe[26:28], "big")
-        if seq == 1:
+        if seq == 2:
             return []  # lost
         got = answers(probe)
         return got + got  # duplicated
@@ -59,7 +60,7 @@ def test_lost_and_duplicate_replies() -> None:
     result = rig.run(ping(rig.session, TG4, count=3, interval=0.1, wait=1.0))
     assert (result.sent, result.received) == (3, 2)
     assert result.loss == pytest.approx(1 / 3)
-    assert [(r.seq, r.addr) for r in result.replies] == [(0, TG4), (1, None), (2, TG4)]
+    assert [(r.seq, r.addr) for r in result.replies] == [(1, TG4), (2, None), (3, TG4)]
     assert result.replies[1].probe_send_ns is not None and result.replies[1].rtt_us is None
     assert rig.clock.seconds() - start >= 1.2  # waited for the lost one
 
@@ -98,3 +99,45 @@ def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         rig.run(ping(rig.session, dst, **args))  # type: ignore[arg-type]
     assert rig.endpoint.raw_sends == []
+
+
+def test_each_reply_is_told_the_moment_it_is_in() -> None:
+    rig = RawRig([R14, TG4])
+    told: list[tuple[int, float]] = []
+    d = ping(
+        rig.session, TG4, count=4, interval=1.0,
+        on_reply=lambda r: told.append((r.seq, rig.clock.seconds())),
+    )  # fmt: skip
+    start = rig.clock.seconds()
+    result = rig.run(d)
+    assert [seq for seq, _ in told] == [1, 2, 3, 4]
+    # reply n is told ~(n-1) s after the start, long before the run ends
+    assert [round(t - start) for _, t in told] == [0, 1, 2, 3]
+    assert [r.rtt_us for r in result.replies] == pytest.approx([1000] * 4, abs=0.01)
+
+
+def test_a_stop_stops_sending_and_returns_what_was_gathered() -> None:
+    rig = RawRig([R14, TG4])
+    stop = StopSignal()
+    told: list[int] = []
+    d = ping(
+        rig.session, TG4, count=20, interval=1.0, stop=stop, on_reply=lambda r: told.append(r.seq)
+    )
+    rig.clock.callLater(4.5, stop.request)
+    start = rig.clock.seconds()
+    result = rig.run(d)
+    assert 4.5 <= rig.clock.seconds() - start < 5.6  # brief grace, not the 15 s left
+    assert result.sent == len(rig.endpoint.raw_sends) < 7
+    assert result.received == result.sent and told == list(range(1, result.sent + 1))
+    assert stop.watched
+
+
+def test_many_requests_without_interval_complete() -> None:
+    """Replies are read while sending: 1,000 notes (4 times the socket queue's bound) never
+    fill a queue and stall the session. (10,000 run for real in test_run_interrupts.py.)"""
+    rig = RawRig([TG4])
+    rig.endpoint.delays[1] = 0.0001
+    result = rig.run(ping(rig.session, TG4, count=1000, interval=0), step=0.001)
+    assert (result.sent, result.received) == (1000, 1000)
+    assert [r.seq for r in result.replies] == list(range(1, 1001))
+    assert not rig.session.paused

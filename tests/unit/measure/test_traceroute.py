@@ -21,6 +21,7 @@ from test_traceroute_fakes import (
 
 from packetlab.controller import RequestFailed, SendFailed, SessionClosed
 from packetlab.controller.filters import tcpdump_filter
+from packetlab.controller.stop import StopSignal
 from packetlab.measure.probes import traceroute_probe
 from packetlab.measure.records import Stamp
 from packetlab.measure.replies import ReplyKind
@@ -216,12 +217,13 @@ def test_paced_probes_are_scheduled_by_the_endpoint(dst: str, path: list[str]) -
     rig = RawRig(path)
     start = rig.clock.seconds()
     result = rig.run(traceroute(rig.session, dst, max_ttl=6, pace=0.01, wait=0.5))
-    # every TTL is sent (the endpoint has them all queued), the result ends at the target
+    # the result ends at the target; the probes still queued beyond it are dropped with
+    # the capture socket once the target answered
     assert result.path() == [(1, path[0]), (2, path[1]), (3, path[2])]
     assert [h.rtt_us for h in result.hops] == pytest.approx([1000, 2000, 3000], abs=0.01)
     times = [m.time for m in rig.endpoint.raw_sends]
-    assert len(times) == 6 and times[0] > 0
-    assert [b - a for a, b in itertools.pairwise(times)] == [10_000_000] * 5
+    assert 3 <= len(times) < 6 and times[0] > 0
+    assert [b - a for a, b in itertools.pairwise(times)] == [10_000_000] * (len(times) - 1)
     assert [h.probe_send_ns for h in result.hops] == times[:3]
     # it returns once TTLs 1..3 are answered: well before max_ttl * pace + wait
     assert rig.clock.seconds() - start < 0.2
@@ -238,13 +240,74 @@ def test_paced_with_silent_hops() -> None:
 
 def test_paced_answers_out_of_order() -> None:
     rig = RawRig([R14, R24, TG4])
-    rig.endpoint.delays = {1: 0.05, 2: 0.03, 3: 0.001}  # TTL 3 answers first
+    rig.endpoint.delays = {1: 0.05, 2: 0.03, 3: 0.01}  # TTL 3 answers first, TTL 1 last
     result = rig.run(traceroute(rig.session, TG4, max_ttl=5, pace=0.0, wait=1.0))
     assert result.path() == [(1, R14), (2, R24), (3, TG4)]
-    assert [h.rtt_us for h in result.hops] == pytest.approx([50_000, 30_000, 1000], abs=0.01)
+    assert [h.rtt_us for h in result.hops] == pytest.approx([50_000, 30_000, 10_000], abs=0.01)
 
 
 def test_bad_pace() -> None:
     rig = RawRig([TG4])
     with pytest.raises(ValueError, match="pace"):
         rig.run(traceroute(rig.session, TG4, pace=-1))
+
+
+def test_parallel_gives_up_on_silent_hops_once_a_later_hop_answered() -> None:
+    """Like native traceroute (-w 5,3,10): a silent hop is waited for 10 times the RTT of
+    a later hop that answered (at least 50 ms), not the whole `wait`."""
+    rig = RawRig([R14, None, None, TG4])
+    start = rig.clock.seconds()
+    result = rig.run(traceroute(rig.session, TG4, max_ttl=8, pace=0.0, wait=5.0))
+    assert result.path() == [(1, R14), (2, None), (3, None), (4, TG4)]
+    assert rig.clock.seconds() - start < 0.2  # not 5 s
+
+
+def test_parallel_waits_the_whole_wait_when_nothing_later_answers() -> None:
+    rig = RawRig([R14, None, None, None, TG4])  # the target is beyond max_ttl
+    start = rig.clock.seconds()
+    result = rig.run(traceroute(rig.session, TG4, max_ttl=4, pace=0.0, wait=0.7))
+    assert result.path() == [(1, R14), (2, None), (3, None), (4, None)]
+    assert 0.7 <= rig.clock.seconds() - start < 0.8
+
+
+@pytest.mark.parametrize("pace", [None, 0.0])
+def test_hops_are_told_in_ttl_order_as_soon_as_settled(pace: float | None) -> None:
+    rig = RawRig([R14, R24, None, TG4])
+    rig.endpoint.delays = {1: 0.02, 2: 0.001, 4: 0.005}
+    told: list[tuple[int, str | None, float]] = []
+    start = rig.clock.seconds()
+    d = traceroute(
+        rig.session, TG4, pace=pace, wait=1.0,
+        on_hop=lambda h: told.append((h.ttl, h.addr, rig.clock.seconds() - start)),
+    )  # fmt: skip
+    result = rig.run(d)
+    assert [(t, a) for t, a, _ in told] == result.path() == [
+        (1, R14), (2, R24), (3, None), (4, TG4)
+    ]  # fmt: skip
+    assert told[0][2] < 0.1  # the first hop long before the end
+    if pace is None:  # one at a time: the silent hop costs the whole wait
+        assert told[2][2] >= 1.0
+    else:  # in parallel: TTL 2 is told with TTL 1, the silent TTL 3 once TTL 4 answered
+        assert told[1][2] == told[0][2] and told[2][2] < 0.2
+
+
+def test_several_queries_per_hop() -> None:
+    rig = RawRig([R14, TG4])
+    result = rig.run(traceroute(rig.session, TG4, queries=3, pace=0.0, sport=1000))
+    assert result.path() == [(1, R14)] * 3 + [(2, TG4)] * 3
+    assert [udp_ports(m.data)[1] for m in rig.endpoint.raw_sends][:6] == list(range(33434, 33440))
+    seq = rig.run(traceroute(rig.session, TG4, queries=2, sport=1001))
+    assert seq.path() == [(1, R14), (1, R14), (2, TG4), (2, TG4)]
+
+
+@pytest.mark.parametrize("pace", [None, 0.0])
+def test_a_stop_returns_the_hops_settled(pace: float | None) -> None:
+    rig = RawRig([R14, None, None, None, None, None, TG4])
+    stop = StopSignal()
+    d = traceroute(rig.session, TG4, pace=pace, wait=5.0, max_ttl=6, stop=stop)
+    rig.clock.callLater(2.5, stop.request)
+    start = rig.clock.seconds()
+    result = rig.run(d)
+    assert 2.5 <= rig.clock.seconds() - start < 3.6
+    assert result.path()[0] == (1, R14)
+    assert len(result.hops) < 6 if pace is None else len(result.hops) == 6

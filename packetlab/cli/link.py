@@ -1,0 +1,615 @@
+"""The link options every controller-side command shares, and running an experiment on it.
+
+One option set (`add_link_arguments`) for `pktlab run ...` and the examples:
+
+* **where the endpoint is**: by default an endpoint runs *in this process* (the
+  `pktendpoint` service, `packetlab.endpoint.tap.makeService`, in the same reactor,
+  connecting over loopback); `--listen ADDR` starts none and waits for an endpoint started
+  elsewhere to connect to ADDR;
+* **how the link is secured**: TLS 1.3 with PPKS chains (§4.6) from a `pktlab init` home
+  (`--home`, default `$PKTLAB_HOME` or `~/.pktlab`; the reference pktlab_init layout and
+  its `xpmgr.conf` are read as they are); `--insecure-plaintext` (plain TCP, loopback
+  endpoints only) only when asked.
+
+`run_on_link(reactor, link, experiment, ...)` runs an experiment function on the first
+endpoint of that link and returns its result; every failure on the way is a one-line
+`LinkError` (a `ControllerError`) that says what to do. A TLS refusal is diagnosed on the
+side that sees it and reported here: which chain we presented, which root it ends at,
+what the endpoint (in-process: its own words) or we (the endpoint's chain) objected to.
+
+`run_in_process(reactor, experiment, ...)` is the in-process endpoint on its own, for
+controllers written against the API (docs/controller.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import ipaddress
+import os
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from packetlab.controller.errors import ControllerError
+from packetlab.ppks import PktlabHome, default_home
+
+T = TypeVar("T")
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Experiment = Callable[[Any], Awaitable[T]]
+
+__all__ = [
+    "ControllerCredentials",
+    "Link",
+    "LinkError",
+    "add_link_arguments",
+    "listen_description",
+    "route_source",
+    "run_in_process",
+    "run_on_link",
+]
+
+# The pktlab_init file names (PROTOCOL.md §4.1) each side of a demo link needs.
+CONTROLLER_FILES = ("keys/k_xc", "certs/pubcmd_exper_xc.cert", "certs/exppriv_eop_exper.cert")
+ENDPOINT_FILES = ("keys/k_ep", "certs/subcmd_eop_ep.cert", "keys/k_eop.pub")
+
+
+class LinkError(ControllerError):
+    """A link problem, in one line that says what to do about it."""
+
+
+# -- options -------------------------------------------------------------------------------------
+
+
+def add_link_arguments(parser: argparse.ArgumentParser) -> None:
+    """--listen, --home, --insecure-plaintext (and nothing else: the command's own options
+    stay the command's)."""
+    g = parser.add_argument_group(
+        "link",
+        "By default an endpoint runs in this process. The link is TLS 1.3 with the PPKS "
+        "certificates of a `pktlab init` home unless --insecure-plaintext.",
+    )
+    g.add_argument(
+        "--listen",
+        metavar="ADDR",
+        help="start no endpoint: listen on ADDR (PORT, HOST:PORT, [V6]:PORT or a Twisted "
+        "endpoint string like tcp:20556) and measure from the first endpoint that connects",
+    )
+    g.add_argument(
+        "--home",
+        metavar="DIR",
+        help="PacketLab home whose certificates the TLS link uses (made by `pktlab init`, or "
+        "the reference pktlab_init; default: $PKTLAB_HOME or ~/.pktlab; the in-process "
+        "endpoint falls back to a temporary demo home when the default one is not set up)",
+    )
+    g.add_argument(
+        "--insecure-plaintext",
+        action="store_true",
+        help="plain TCP instead of TLS (endpoints only allow it to a loopback controller)",
+    )
+
+
+@dataclass(frozen=True)
+class Link:
+    """Where the endpoint is and how the link is secured (see the module docstring).
+
+    `listen`: None for an in-process endpoint, else the Twisted server endpoint string to
+    wait on. `home`: the `--home` given (None: the default home). `plaintext`: no TLS.
+    """
+
+    listen: str | None = None
+    home: Path | None = None
+    plaintext: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Link:
+        listen = getattr(args, "listen", None)
+        home = getattr(args, "home", None)
+        return cls(
+            listen_description(listen) if listen is not None else None,
+            Path(home).expanduser() if home is not None else None,
+            bool(getattr(args, "insecure_plaintext", False)),
+        )
+
+    @property
+    def in_process(self) -> bool:
+        return self.listen is None
+
+    def describe(self) -> str:
+        """ "TLS 1.3, PPKS certificates from ~/.pktlab" and the like, for a status line."""
+        if self.plaintext:
+            return "plain TCP (--insecure-plaintext)"
+        return f"TLS 1.3, PPKS certificates from {self.home or default_home()}"
+
+
+def listen_description(text: str) -> str:
+    """--listen ADDR as a Twisted server endpoint string."""
+    text = text.strip()
+    if text.split(":", 1)[0] in ("tcp", "tcp6", "unix"):
+        return text
+    if text.isdigit():
+        host, port = "", text
+    elif text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise LinkError(f"--listen {text}: expected [IPv6]:PORT")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise LinkError(f"--listen {text}: expected PORT, HOST:PORT or an endpoint string")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise LinkError(f"--listen {text}: bad port {port!r}")
+    if not host:
+        return f"tcp:{port}"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise LinkError(f"--listen {text}: {host!r} is not an IP address") from None
+    if ip.version == 6:
+        return f"tcp6:{port}:interface={str(ip).replace(':', chr(92) + ':')}"
+    return f"tcp:{port}:interface={ip}"
+
+
+def route_source(dst: Address) -> Address:
+    """The address this host would send from to `dst` (a connected UDP socket's name): what
+    an in-process endpoint exports to reach `dst`."""
+    af = socket.AF_INET if dst.version == 4 else socket.AF_INET6
+    with socket.socket(af, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((str(dst), 33434))
+        except OSError as e:
+            raise LinkError(f"no route to {dst}: {e.strerror or e}") from None
+        return ipaddress.ip_address(str(s.getsockname()[0]).split("%", 1)[0])
+
+
+# -- credentials ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ControllerCredentials:
+    """The controller's side of a TLS link: its chain (pubcmd → ... → exppriv, any order),
+    its private key, the EOp keys it trusts endpoints under (none: any endpoint), and the
+    snikey of the entry (None: random). `source` says where they were read."""
+
+    chain: tuple[Path, ...]
+    key: Path
+    trusted: tuple[Path, ...]
+    snikey: str | None = None
+    source: str = ""
+
+    @classmethod
+    def from_home(cls, home: PktlabHome) -> ControllerCredentials:
+        """From `home/xpmgr.conf` (reference form: ControllerPrivkeyPath and the default
+        ExpExec entry) if there is one, else the pktlab_init file names."""
+        conf = home.root / "xpmgr.conf"
+        if conf.is_file():
+            return cls._from_xpmgr(conf, home.root)
+        missing = [f for f in CONTROLLER_FILES if not (home.root / f).is_file()]
+        if missing:
+            raise LinkError(
+                f"no controller credentials in {home.root} (missing {', '.join(missing)}): "
+                f"run `pktlab init --home {home.root}`, pass --home DIR, or use "
+                "--insecure-plaintext with a loopback endpoint"
+            )
+        eop = home.pubkey_path("k_eop")
+        return cls(
+            (home.cert_path("pubcmd_exper_xc"), home.cert_path("exppriv_eop_exper")),
+            home.key_path("k_xc"),
+            (eop,) if eop.is_file() else (),
+            source=str(home.root),
+        )
+
+    @classmethod
+    def _from_xpmgr(cls, conf: Path, base: Path) -> ControllerCredentials:
+        def path(text: str) -> Path:  # relative paths: to the home, then to the cwd
+            p = Path(text.strip()).expanduser()
+            return p if p.is_absolute() or not (base / p).exists() else base / p
+
+        key: Path | None = None
+        entries: list[tuple[bool, list[str]]] = []
+        for n, raw in enumerate(conf.read_text(encoding="utf-8").splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            name, _, value = line.partition(" ")
+            if name == "ControllerPrivkeyPath":
+                key = path(value)
+            elif name == "ExpExec":
+                fields = value.strip().split(":", 5)
+                if len(fields) < 4:
+                    raise LinkError(
+                        f"{conf}:{n}: ExpExec: expected IS_DEFAULT:SNIKEY:EXPPRIVCHAIN_PATH:"
+                        f"TRUSTEDEOP_PATH:PUB_CHANNEL:OVERRIDE_XDESCRNVP, got {value.strip()!r}"
+                    )
+                entries.append((fields[0].strip() == "1", fields))
+        if key is None:
+            raise LinkError(f"{conf}: no ControllerPrivkeyPath (the controller's private key)")
+        if not entries:
+            raise LinkError(f"{conf}: no ExpExec entry (the controller's certificate chain)")
+        fields = next((f for default, f in entries if default), entries[0][1])
+        chain = tuple(path(p) for p in fields[2].split(",") if p.strip())
+        trusted = tuple(path(p) for p in fields[3].split(",") if p.strip())
+        for p in (key, *chain, *trusted):
+            if not p.is_file():
+                raise LinkError(f"{conf}: {p} does not exist")
+        return cls(chain, key, trusted, fields[1].strip() or None, source=str(conf))
+
+    def server_options(self) -> Any:
+        """`PPKSServerOptions` serving this chain for its snikey and as the default entry
+        (endpoints that send no SNI)."""
+        from packetlab.ppks import read_public_key
+        from packetlab.tls import (
+            AuthMode,
+            Credentials,
+            PPKSServerOptions,
+            ServerEntry,
+            TLSConfigError,
+            gen_snikey,
+        )
+
+        try:
+            creds = Credentials.load(list(self.chain), self.key, any_order=True)
+            roots = [read_public_key(p) for p in self.trusted]
+        except (TLSConfigError, ValueError, OSError) as e:
+            raise LinkError(
+                f"the controller credentials from {self.source} are unusable: {e}"
+            ) from None
+        entry = ServerEntry(creds, AuthMode.CONTROLLER_AUTH_ENDPOINT, roots)
+        return PPKSServerOptions({self.snikey or gen_snikey(): entry}, default=entry)
+
+    def describe(self) -> str:
+        """Which chain we present and which EOp root it ends at, for refusal messages."""
+        from packetlab.ppks import CertType, key_id, load_certificates, read_public_key
+
+        roots = []
+        for p in self.chain:
+            with contextlib.suppress(Exception):  # loading the chain reports real errors
+                for cert in load_certificates(p.read_bytes()):
+                    if cert.cert_type is CertType.EXPPRIV:
+                        roots.append(cert.authority_key_id.hex()[:16])
+        trusted = []
+        for p in self.trusted:
+            try:
+                trusted.append(f"{p.name} (id {key_id(read_public_key(p)).hex()[:16]})")
+            except Exception:
+                trusted.append(p.name)
+        text = "our chain " + " + ".join(p.name for p in self.chain)
+        if roots:
+            text += f" ends at EOp key id {', '.join(roots)}"
+        if trusted:
+            return text + f"; we trust endpoints under {', '.join(trusted)}"
+        return text + "; we accept any endpoint"
+
+
+def _quiet_demo_home(root: Path) -> PktlabHome:
+    """`pktlab init` into `root` without its listing on stdout."""
+    from packetlab.cli.init import init_home
+
+    home = PktlabHome.at(root)
+    with contextlib.redirect_stdout(io.StringIO()):
+        init_home(home)
+    return home
+
+
+# -- refusals -----------------------------------------------------------------------------------
+
+
+_PEER_RE = re.compile(r"host='([^']*)', port=(\d+)")
+
+
+def _peer_text(peer: object) -> str:
+    """ "127.0.0.1:4321" for Twisted's "IPv4Address(type='TCP', host='127.0.0.1', ...)"."""
+    m = _PEER_RE.search(str(peer))
+    return f"{m.group(1)}:{m.group(2)}" if m else str(peer)
+
+
+@dataclass
+class _Refusals:
+    """TLS peers refused during a run: by us (the endpoint's chain) or, in-process, by the
+    endpoint (our chain), as `PeerGate` logs them. `on_refusal` hears each kind once."""
+
+    creds: ControllerCredentials | None = None
+    on_refusal: Callable[[str], object] | None = None
+    on_first: Callable[[str], object] | None = None
+    seen: list[str] = field(default_factory=list)
+    _told: set[str] = field(default_factory=set)
+
+    def observe(self, event: dict[str, Any]) -> None:
+        fmt = event.get("log_format") or ""
+        if not fmt.startswith("refused TLS peer"):
+            return
+        peer, rule, error = _peer_text(event.get("peer")), event.get("rule"), event.get("error")
+        ours = f" ({self.creds.describe()})" if self.creds is not None else ""
+        if event.get("side") == "server":  # the endpoint refused the controller: our chain
+            text = f"the endpoint refused our certificate chain: {rule}: {error}{ours}"
+        elif rule == "connection_lost":
+            text = (
+                f"endpoint {peer} closed the TLS link before its chain was checked: that is "
+                f"how an endpoint refuses a controller chain it does not trust{ours}; its "
+                "log names the rule (is our EOp key in its EndpointOpPubKeyPath?)"
+            )
+        elif rule == "handshake_failed":
+            text = (
+                f"TLS handshake with endpoint {peer} failed ({error}); an endpoint with "
+                "--insecure-plaintext needs a controller with --insecure-plaintext too"
+            )
+        else:
+            text = f"refused endpoint {peer}: {error}{ours}"
+        self.seen.append(text)
+        if self.on_first is not None and len(self.seen) == 1:
+            self.on_first(text)
+        if self.on_refusal is not None and rule not in self._told:
+            self._told.add(str(rule))
+            self.on_refusal(text)
+
+
+@contextlib.contextmanager
+def _watch_refusals(
+    creds: ControllerCredentials | None, on_refusal: Callable[[str], object] | None
+) -> Iterator[_Refusals]:
+    from twisted.logger import globalLogPublisher
+
+    box = _Refusals(creds, on_refusal)
+    observer: Any = box.observe  # an ILogObserver: a callable taking the event dict
+    globalLogPublisher.addObserver(observer)
+    try:
+        yield box
+    finally:
+        globalLogPublisher.removeObserver(observer)
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+def _endpoint_options(
+    port: int,
+    addresses: Sequence[Address],
+    transproto: str,
+    tls: tuple[PktlabHome, str] | None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """pktendpoint options for the in-process endpoint: loopback controller at `port`,
+    `addresses` exported, then `extra`; ~/.pktlab/endpt.conf is not read."""
+    opts = ["--config", os.devnull, "--transproto", transproto, "--host-id", "pktlab-run"]
+    for version, flag in ((4, "--ipv4"), (6, "--ipv6")):
+        mine = [str(a) for a in addresses if a.version == version]
+        if mine:
+            opts += [flag, ",".join(mine)]
+    opts += ["--reconnect-delay", "0.05", "--retry-delay", "0.5"]
+    if tls is None:
+        opts.append("--insecure-plaintext")
+    else:
+        home, snikey = tls
+        opts += [
+            "--cert-chain",
+            str(home.cert_path("subcmd_eop_ep")),
+            "--private-key",
+            str(home.key_path("k_ep")),
+            "--eop-pubkey",
+            str(home.pubkey_path("k_eop")),
+            "--snikey",
+            snikey,
+            "--rlim-db",
+            str(home.accounting_db),
+        ]
+    return [*opts, *extra, f"127.0.0.1:{port}"]
+
+
+def _in_process_home(home: Path | None) -> tuple[PktlabHome, Path | None]:
+    """The home for an in-process TLS link, and a temporary directory to remove after: the
+    given home (which must be complete), else the default one if complete, else a new
+    temporary demo home."""
+    need = CONTROLLER_FILES + ENDPOINT_FILES
+    if home is not None:
+        h = PktlabHome.at(home)
+        missing = [f for f in need if not (h.root / f).is_file()]
+        if missing:
+            raise LinkError(
+                f"--home {h.root} lacks {', '.join(missing)} (the in-process endpoint needs "
+                f"both sides of a demo link): run `pktlab init --home {h.root}`, or use "
+                "--insecure-plaintext"
+            )
+        return h, None
+    h = PktlabHome.at(None)
+    if all((h.root / f).is_file() for f in need):
+        return h, None
+    tmp = Path(tempfile.mkdtemp(prefix="pktlab-link-"))
+    return _quiet_demo_home(tmp), tmp
+
+
+async def run_in_process(
+    reactor: Any,
+    experiment: Experiment[T],
+    *,
+    addresses: Sequence[Address] = (ipaddress.IPv4Address("127.0.0.1"),),
+    transproto: str = "tcp,udp",
+    plaintext: bool = False,
+    home: str | os.PathLike[str] | None = None,
+    timeout: float | None = 30.0,
+    on_refusal: Callable[[str], object] | None = None,
+    extra: Sequence[str] = (),
+) -> T:
+    """Run `experiment(session)` on an endpoint started in this reactor, then stop it.
+
+    The endpoint is the `twistd pktendpoint` service itself, exporting `addresses` and
+    offering `transproto` ("tcp,udp"; "raw,tcp,udp" for raw sockets, which need root or
+    CAP_NET_RAW + CAP_BPF). It connects to a controller listening on 127.0.0.1 over TLS
+    with the certificates of `home` (a `pktlab init` home; None: ~/.pktlab when it has
+    both sides of the demo link, else a temporary one), or plain TCP with `plaintext`.
+    Returns the experiment's result or raises its error; `timeout` (seconds, None: no
+    limit) bounds the whole run. `extra`: more pktendpoint options (DNS servers, BufMax).
+    """
+    from twisted.python import usage
+
+    from packetlab.endpoint.tap import Options, makeService
+    from packetlab.tls import PPKSServerEndpoint, gen_snikey
+
+    tmp: Path | None = None
+    tls: tuple[PktlabHome, str] | None = None
+    where: Any = "tcp:0:interface=127.0.0.1"
+    creds: ControllerCredentials | None = None
+    if not plaintext:
+        h, tmp = _in_process_home(Path(home) if home is not None else None)
+        snikey = gen_snikey()
+        creds = ControllerCredentials.from_home(h)
+        creds = ControllerCredentials(creds.chain, creds.key, creds.trusted, snikey, creds.source)
+        tls = (h, snikey)
+        from twisted.internet.endpoints import serverFromString
+
+        where = PPKSServerEndpoint(serverFromString(reactor, where), creds.server_options())
+    try:
+        return await _run(
+            reactor,
+            where,
+            experiment,
+            timeout=timeout,
+            creds=creds,
+            on_refusal=on_refusal,
+            start=lambda port: _start_endpoint(
+                port, addresses, transproto, tls, usage, Options, makeService, extra
+            ),
+        )
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _start_endpoint(
+    port: Any,
+    addresses: Sequence[Address],
+    transproto: str,
+    tls: tuple[PktlabHome, str] | None,
+    usage: Any,
+    options_class: Any,
+    make_service: Any,
+    extra: Sequence[str] = (),
+) -> Any:
+    options = options_class()
+    try:
+        opts = _endpoint_options(port.getHost().port, addresses, transproto, tls, extra)
+        options.parseOptions(opts)
+        service = make_service(options)
+    except usage.UsageError as e:
+        raise LinkError(f"cannot configure the in-process endpoint: {e}") from None
+    service.startService()
+    return service
+
+
+async def _run(
+    reactor: Any,
+    where: Any,
+    experiment: Experiment[T],
+    *,
+    timeout: float | None,
+    creds: ControllerCredentials | None,
+    on_refusal: Callable[[str], object] | None,
+    start: Callable[[Any], Any] | None = None,
+    on_listening: Callable[[Any], object] | None = None,
+) -> T:
+    """Listen on `where`, call `start(port)` (the in-process endpoint; returns a service to
+    stop) or `on_listening(port)`, run `experiment` on the first endpoint, stop all."""
+    from twisted.internet import defer
+    from twisted.internet.error import CannotListenError
+
+    from packetlab.controller import Controller
+
+    ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1)
+    try:
+        port = await ctl.listen(where)
+    except CannotListenError as e:
+        where_ = f"{e.interface or '*'}:{e.port}"
+        raise LinkError(f"cannot listen on {where_}: {e.socketError}") from None
+    service: Any = None
+    with _watch_refusals(creds, on_refusal) as refusals:
+        try:
+            if start is not None:
+                service = start(port)
+            if on_listening is not None:
+                on_listening(port)
+            d = ctl.next_outcome()
+            if timeout is not None:
+                d.addTimeout(timeout, reactor)
+            if start is not None:  # in-process: a refusal will not go away by waiting
+
+                def give_up(text: str) -> None:
+                    if not d.called:
+                        d.errback(LinkError(text))
+
+                refusals.on_first = lambda text: reactor.callLater(0, give_up, text)
+            try:
+                outcome = await d
+            except defer.TimeoutError:
+                why = "the experiment did not end"
+                if not ctl.accepted:
+                    why = "no endpoint connected"
+                    if refusals.seen:
+                        why += "; " + refusals.seen[-1]
+                raise LinkError(f"no result within {timeout:g} s: {why}") from None
+            return outcome.unwrap()
+        finally:
+            await ctl.stop()
+            if service is not None:
+                stopped = service.stopService()
+                if stopped is not None:
+                    await stopped
+
+
+def listening_endpoint(reactor: Any, link: Link) -> tuple[Any, ControllerCredentials | None]:
+    """What to listen on for `link.listen` (TLS with the home's credentials unless
+    plaintext), and those credentials."""
+    assert link.listen is not None
+    if link.plaintext:
+        return link.listen, None
+    from twisted.internet.endpoints import serverFromString
+
+    from packetlab.tls import PPKSServerEndpoint
+
+    creds = ControllerCredentials.from_home(PktlabHome.at(link.home))
+    return PPKSServerEndpoint(serverFromString(reactor, link.listen), creds.server_options()), creds
+
+
+async def run_on_link(
+    reactor: Any,
+    link: Link,
+    experiment: Experiment[T],
+    *,
+    addresses: Sequence[Address] = (),
+    transproto: str = "tcp,udp",
+    timeout: float | None = None,
+    on_listening: Callable[[Any], object] | None = None,
+    on_refusal: Callable[[str], object] | None = None,
+    extra: Sequence[str] = (),
+) -> T:
+    """Run `experiment(session)` on the first endpoint of `link` and return its result.
+
+    In-process: the endpoint exports `addresses` (default 127.0.0.1) and offers
+    `transproto`. With `link.listen`: `on_listening(port)` once listening (say where we
+    wait). `on_refusal(text)` hears each TLS refusal as it happens (a wrong chain, an
+    untrusted endpoint). `timeout` (seconds, None: none) bounds the whole run.
+    """
+    if link.in_process:
+        return await run_in_process(
+            reactor,
+            experiment,
+            addresses=addresses or (ipaddress.IPv4Address("127.0.0.1"),),
+            transproto=transproto,
+            plaintext=link.plaintext,
+            home=link.home,
+            timeout=timeout,
+            on_refusal=on_refusal,
+            extra=extra,
+        )
+    where, creds = listening_endpoint(reactor, link)
+    return await _run(
+        reactor,
+        where,
+        experiment,
+        timeout=timeout,
+        creds=creds,
+        on_refusal=on_refusal,
+        on_listening=on_listening,
+    )

@@ -1,0 +1,56 @@
+"""Probes in flight: the pieces ping and traceroute share to read replies *while* they send.
+
+Replies are taken from the capture socket by a callback the moment they arrive (the
+socket keeps no queue, so a long run can never fill it and stall the session, which would
+hold back the very nsend results the sender waits for). The sender and the waiting loop
+sleep on a `Waker`, which any arrival, a deadline or a `StopSignal` wakes up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+
+from packetlab.controller.stop import StopSignal
+
+__all__ = ["GRACE_S", "Waker"]
+
+GRACE_S = 1.0  # after a stop request: how long replies already in flight are awaited
+
+
+class Waker:
+    """`await waker.sleep(until, stop)` returns at the next `poke()`, at `until` (reactor
+    seconds, None: no limit) or when `stop` is requested, whichever comes first."""
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self._d: Deferred[None] | None = None
+
+    def poke(self) -> None:
+        d, self._d = self._d, None
+        if d is not None and not d.called:
+            d.callback(None)
+
+    async def sleep(self, until: float | None = None, stop: StopSignal | None = None) -> None:
+        if stop is not None and stop.requested:
+            return
+        d: Deferred[None] = Deferred()
+        self._d = d
+        timer = None
+        if until is not None:
+            timer = self.reactor.callLater(max(0.0, until - self.reactor.seconds()), self.poke)
+        asked: Deferred[str] | None = None
+        if stop is not None:
+            asked = stop.when_requested()
+            asked.addCallback(lambda _: self.poke())
+            asked.addErrback(lambda f: f.trap(CancelledError))
+        try:
+            await d
+        finally:
+            if timer is not None and timer.active():
+                timer.cancel()
+            if asked is not None and not asked.called:
+                asked.cancel()
+            if self._d is d:
+                self._d = None

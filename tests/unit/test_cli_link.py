@@ -1,0 +1,171 @@
+"""The link options shared by every controller-side command (`packetlab.cli.link`):
+parsing, credentials from a home (pktlab init names and the reference xpmgr.conf), the
+in-process endpoint's options, refusal messages. Links run for real in
+tests/integration/test_link.py."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+from pathlib import Path
+
+import pytest
+
+from packetlab.cli.init import init_home
+from packetlab.cli.link import (
+    ControllerCredentials,
+    Link,
+    LinkError,
+    _endpoint_options,
+    _Refusals,
+    add_link_arguments,
+    listen_description,
+    route_source,
+)
+from packetlab.ppks import PktlabHome
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_link_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_defaults_are_in_process_tls_from_the_default_home() -> None:
+    link = Link.from_args(parse())
+    assert link == Link(None, None, False) and link.in_process
+    assert link.describe().startswith("TLS 1.3, PPKS certificates from ")
+
+
+def test_options() -> None:
+    link = Link.from_args(parse("--listen", "127.0.0.1:0", "--home", "/x", "--insecure-plaintext"))
+    assert link == Link("tcp:0:interface=127.0.0.1", Path("/x"), True)
+    assert not link.in_process and "plain TCP" in link.describe()
+
+
+def test_route_source() -> None:
+    assert route_source(ipaddress.IPv4Address("127.0.0.1")) == ipaddress.IPv4Address("127.0.0.1")
+    assert route_source(ipaddress.IPv4Address("127.0.0.9")) == ipaddress.IPv4Address("127.0.0.1")
+    if socket.has_ipv6:
+        try:
+            assert route_source(ipaddress.IPv6Address("::1")) == ipaddress.IPv6Address("::1")
+        except LinkError:
+            pytest.skip("no IPv6 loopback here")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20556", "tcp:20556"),
+        ("127.0.0.1:20556", "tcp:20556:interface=127.0.0.1"),
+        ("[::1]:20556", "tcp6:20556:interface=\\:\\:1"),
+        ("tcp:20556:interface=127.0.0.1", "tcp:20556:interface=127.0.0.1"),
+    ],
+)
+def test_listen_description(text: str, expected: str) -> None:
+    assert listen_description(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nowhere", "expected PORT, HOST:PORT"),
+        ("127.0.0.1:http", "bad port 'http'"),
+        ("127.0.0.1:70000", "bad port"),
+        ("[::1]20556", "expected \\[IPv6\\]:PORT"),
+        ("example.com:20556", "is not an IP address"),
+    ],
+)
+def test_bad_listen(text: str, message: str) -> None:
+    with pytest.raises(LinkError, match=message):
+        listen_description(text)
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_endpoint_options_configure_the_link_and_the_addresses(tls: bool, tmp_path: Path) -> None:
+    from packetlab.endpoint.tap import Options
+
+    home = PktlabHome.at(tmp_path)
+    if tls:
+        init_home(home)
+    o = Options()
+    addrs = [ipaddress.ip_address("10.77.1.1"), ipaddress.ip_address("fd00:77:1::1")]
+    o.parseOptions(_endpoint_options(40000, addrs, "raw,tcp,udp", (home, "ab1") if tls else None))
+    cfg = o["endpoint_config"]
+    assert "raw" in cfg.transproto_sup
+    exported = [str(i.ip) for i in cfg.ipv4] + [str(a) for a in cfg.ipv6]
+    assert exported == ["10.77.1.1", "fd00:77:1::1"]
+    assert str(o["address"]) == "127.0.0.1:40000"
+    assert o["insecure-plaintext"] is not tls
+    if tls:
+        assert cfg.nosub_snikey == "ab1"
+
+
+def test_credentials_from_a_pktlab_init_home(tmp_path: Path) -> None:
+    home = PktlabHome.at(tmp_path)
+    init_home(home)
+    (tmp_path / "xpmgr.conf").unlink()  # the bare pktlab_init layout
+    c = ControllerCredentials.from_home(home)
+    assert [p.name for p in c.chain] == ["pubcmd_exper_xc.cert", "exppriv_eop_exper.cert"]
+    assert c.key.name == "k_xc" and [p.name for p in c.trusted] == ["k_eop.pub"]
+    c.server_options()  # loads
+    assert "ends at EOp key id" in c.describe() and "k_eop.pub (id " in c.describe()
+
+
+def test_credentials_from_a_reference_xpmgr_conf(tmp_path: Path) -> None:
+    home = PktlabHome.at(tmp_path)
+    init_home(home)
+    # relative paths, chain in the other order, a non-default entry first
+    (tmp_path / "xpmgr.conf").write_text(
+        "EnableExpPublication 0\nControllerPrivkeyPath keys/k_xc\n"
+        "ExpExec 0:abc:certs/pubcmd_exper_xc.cert:::\n"
+        "ExpExec 1:mykey:certs/exppriv_eop_exper.cert,certs/pubcmd_exper_xc.cert:keys/k_eop.pub::\n"
+    )
+    c = ControllerCredentials.from_home(home)
+    assert c.snikey == "mykey" and c.key == tmp_path / "keys/k_xc"
+    assert [p.name for p in c.chain] == ["exppriv_eop_exper.cert", "pubcmd_exper_xc.cert"]
+    assert c.server_options().snikeys == frozenset({"mykey"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("EnableExpPublication 0\n", "no ControllerPrivkeyPath"),
+        ("ControllerPrivkeyPath keys/k_xc\n", "no ExpExec entry"),
+        ("ControllerPrivkeyPath keys/k_xc\nExpExec 1:x\n", "xpmgr.conf:2: ExpExec: expected"),
+        ("ControllerPrivkeyPath keys/nope\nExpExec 1::certs/a.cert:::\n", "does not exist"),
+    ],
+)
+def test_bad_xpmgr_conf(text: str, message: str, tmp_path: Path) -> None:
+    home = PktlabHome.at(tmp_path)
+    init_home(home)
+    (tmp_path / "xpmgr.conf").write_text(text)
+    with pytest.raises(LinkError, match=message):
+        ControllerCredentials.from_home(home)
+
+
+def test_an_empty_home_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(LinkError, match=r"no controller credentials in .*run `pktlab init --home"):
+        ControllerCredentials.from_home(PktlabHome.at(tmp_path))
+
+
+def _event(side: str, rule: str, error: str) -> dict[str, object]:
+    peer = "IPv4Address(type='TCP', host='127.0.0.1', port=4321)"
+    fmt = "refused TLS peer {peer} ({side}): {rule}: {error}"
+    return {"log_format": fmt, "peer": peer, "side": side, "rule": rule, "error": error}
+
+
+def test_refusal_messages_name_the_cause_once_per_kind() -> None:
+    told: list[str] = []
+    box = _Refusals(None, told.append)
+    box.observe({"log_format": "something else"})
+    box.observe(_event("client", "connection_lost", "before the peer was verified"))
+    box.observe(_event("client", "connection_lost", "before the peer was verified"))
+    box.observe(_event("client", "handshake_failed", "wrong version number"))
+    box.observe(_event("server", "untrusted_root", "bad_chain: untrusted_root: cert #1"))
+    assert len(box.seen) == 4 and len(told) == 3
+    assert "endpoint 127.0.0.1:4321 closed the TLS link before its chain was checked" in told[0]
+    assert "EndpointOpPubKeyPath" in told[0]
+    assert "--insecure-plaintext" in told[1]
+    assert told[2].startswith("the endpoint refused our certificate chain: untrusted_root")
