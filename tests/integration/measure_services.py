@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from twisted.internet import protocol, reactor, ssl
+from twisted.internet.error import CannotListenError
 from twisted.names import dns, server
 from twisted.names.authority import FileAuthority
 from twisted.web import resource
@@ -121,9 +122,14 @@ def main(argv: list[str]) -> None:
     kind = argv[0]
     if kind == "dns":
         f = server.DNSServerFactory(authorities=[Zone()])
-        udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(f), interface="127.0.0.1")
-        port = udp.getHost().port
-        reactor.listenTCP(port, f, interface="127.0.0.1")
+        for _ in range(50):  # the UDP port's number may be taken for TCP: try another
+            udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(f), interface="127.0.0.1")
+            port = udp.getHost().port
+            try:
+                reactor.listenTCP(port, f, interface="127.0.0.1")
+                break
+            except CannotListenError:
+                udp.stopListening()
     elif kind == "http":
         port = reactor.listenTCP(0, RouterFactory(), interface="127.0.0.1").getHost().port
     else:

@@ -183,3 +183,30 @@ def test_https_untrusted_and_plain_http(
     assert rc == 0, err
     assert records[0]["status"] == 200 and records[1]["status"] == 200
     assert "tls_us" not in records[0]
+
+
+@needs_dig
+@needs_curl
+def test_compare_end_to_end(dns_port: int, https_port: int, pki: dict[str, Path]) -> None:
+    """`pktlab compare dns|http` on a small run: C3 = 1.0, verdicts in the JSON summary."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def compare(*args: str) -> tuple[int, list[dict[str, Any]]]:
+        got = subprocess.run(
+            [sys.executable, "-m", "packetlab", "compare", *args, "--runs", "2", "--json"],
+            capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
+        )  # fmt: skip
+        return got.returncode, [json.loads(x) for x in got.stdout.splitlines()]
+
+    rc, records = compare("dns", "--server", f"127.0.0.1:{dns_port}", "a.test", "www.test",
+                          "nope.test", "-t", "A", "-t", "AAAA")  # fmt: skip
+    assert rc == 0, records
+    runs, summary = records[:-1], records[-1]
+    assert [r["impl"] for r in runs] == ["packetlab", "native", "native", "packetlab"]
+    assert summary["type"] == "summary" and summary["c3"] == 1.0 and summary["c3_holds"] is True
+    assert summary["c1"] is None and summary["c2_p"] is None
+    rc, records = compare("http", "--cacert", str(pki["ca"]), "--connect-to", "127.0.0.1",
+                          *(f"https://localhost:{https_port}/{p}" for p in ("page/4", "chunked",
+                                                                             "close")))  # fmt: skip
+    assert rc == 0, records
+    assert records[-1]["c3"] == 1.0 and records[-1]["c3_holds"] is True
