@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import environment, fmt, markdown_table, write_json
+from packetlab.cli.compare import SPECS, plot
 from packetlab.measure.baselines import run_iperf3
 from packetlab.measure.congruence import c1, c2
 from packetlab.testbed import Shape, Testbed, chain
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", action="append", help="tbf rate of the link [100mbit, 1gbit]")
     ap.add_argument("--bytes", type=int, default=25 << 20, help="bytes per transfer [25 MiB]")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--plots", type=Path, help="write a CDF plot per case into this directory")
     args = ap.parse_args(argv)
     rates = args.rate or ["100mbit", "1gbit"]
     rows, figures = [], []
@@ -73,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
                             assert got.mbit_s is not None
                             nt.append(got.mbit_s)
                 v1, v2 = c1(pl, nt), c2(pl, nt)
+                if args.plots:
+                    args.plots.mkdir(parents=True, exist_ok=True)
+                    plot(str(args.plots / f"throughput-{rate}-{direction}.png"),
+                         SPECS["throughput"], f"{direction} at {rate}",
+                         [{"values": pl}], [{"values": nt}])  # fmt: skip
                 figures.append(
                     {"rate": rate, "direction": direction, "pl": pl, "nt": nt,
                      "c1": v1.to_dict(), "c2": v2.to_dict()}

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("packetlab.cli.init", "set up ~/.pktlab with demo keys, certificates and CSRs"),
     "testbed": ("packetlab.cli.testbed", "network-namespace testbeds: up, down, status"),
     "run": ("packetlab.cli.run", "run a measurement (traceroute, ping) through an endpoint"),
+    "campaign": ("packetlab.cli.campaign", "one measurement over many endpoints at once"),
     "compare": (
         "packetlab.cli.compare",
         "a measurement through an endpoint vs the native tool: C1-C3",

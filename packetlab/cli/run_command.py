@@ -14,7 +14,7 @@ import argparse
 import ipaddress
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -30,7 +30,7 @@ from packetlab.cli.run import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_REPLY, EXIT_
 
 Record = dict[str, Any]
 Emit = Callable[[Record], None]
-Experiment = Callable[[Any], Awaitable[None]]  # session -> None, emitting records
+Experiment = Callable[[Any], Coroutine[Any, Any, None]]  # session -> None, emitting records
 
 RESOLV_CONF = Path("/etc/resolv.conf")
 BUF_MAX = 256 << 20  # the in-process endpoint's BufMax: room for a masked bulk download
@@ -78,6 +78,7 @@ class Command:
     header: str | None = None  # first line of the table
     multi: bool = False  # the experiment takes a list of sessions (--endpoints N)
     raw: bool = False  # the in-process endpoint needs raw sockets
+    split: str | None = None  # the args list `pktlab campaign --split` deals out (targets)
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:

@@ -144,6 +144,7 @@ COMMAND = Command(
     summary=summary,
     budget=budget,
     epilog=EPILOG,
+    split="names",
 )
 
 

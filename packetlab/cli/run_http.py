@@ -140,6 +140,7 @@ COMMAND = Command(
     summary=summary,
     budget=budget,
     epilog=EPILOG,
+    split="urls",
     header=HEADER,
 )
 

@@ -210,3 +210,62 @@ def test_compare_end_to_end(dns_port: int, https_port: int, pki: dict[str, Path]
                                                                              "close")))  # fmt: skip
     assert rc == 0, records
     assert records[-1]["c3"] == 1.0 and records[-1]["c3_holds"] is True
+
+
+def test_campaign_two_endpoints(dns_port: int) -> None:
+    """`pktlab campaign dns --split` with two real endpoints that connect by themselves:
+    the names are dealt out, every record is tagged with its endpoint's hostid."""
+    import socket
+
+    from conftest import twistd
+
+    with socket.socket() as s:  # a free port for the controller
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    names = ["a.test", "v6.test", "mx.test", "www.test", "nope.test"]
+    ctl = subprocess.Popen(
+        [sys.executable, "-m", "packetlab", "campaign", "dns", "--listen", f"127.0.0.1:{port}",
+         "--endpoints", "2", "--split", "--insecure-plaintext", "--json", "--timeout", "60",
+         "--server", f"127.0.0.1:{dns_port}", *names],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert ctl.stderr is not None
+    assert "waiting for 2 endpoints" in ctl.stderr.readline()
+    eps = [
+        subprocess.Popen(
+            [
+                *twistd(),
+                "-n",
+                "--pidfile=",
+                "pktendpoint",
+                "--insecure-plaintext",
+                "--config",
+                os.devnull,
+                "--host-id",
+                f"ep{i}",
+                "--reconnect-delay",
+                "30",
+                f"127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=REPO,
+        )
+        for i in (1, 2)
+    ]
+    try:
+        out, err = ctl.communicate(timeout=90)
+    finally:
+        for p in eps:
+            p.terminate()
+            p.wait(10)
+    assert ctl.returncode == 0, err
+    records = [json.loads(x) for x in out.splitlines()]
+    got = [r for r in records if r["type"] == "dns"]
+    assert sorted(r["qname"] for r in got) == sorted(n + "." for n in names)
+    assert {r["endpoint"] for r in got} == {"ep1", "ep2"}
+    summary = records[-1]
+    assert summary["type"] == "summary" and summary["endpoints"] == 2
+    assert sorted(summary["per_endpoint"].values()) == [2, 3]
