@@ -104,6 +104,9 @@ async def campaign(reactor: Any, args: argparse.Namespace, emit: Any, progress: 
         parts = deal(list(getattr(args, cmd.split)), n) if split and cmd.split else None
         for i in range(n):
             a = copy.copy(args)
+            if getattr(a, "pcap", None):  # one file per endpoint: FILE-HOSTID.pcap
+                stem, dot, ext = str(a.pcap).rpartition(".")
+                a.pcap = f"{stem}-{names[i]}.{ext}" if dot else f"{a.pcap}-{names[i]}"
             if parts is not None:
                 assert cmd.split is not None
                 setattr(a, cmd.split, parts[i])

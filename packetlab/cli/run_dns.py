@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from packetlab.cli.run import RunError
@@ -71,6 +72,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--norecurse", action="store_true", help="clear the RD bit (ask an authoritative server)"
     )
+    p.add_argument("--pcap", metavar="FILE", help="write the packets (endpoint times) as pcap")
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
@@ -80,6 +82,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     server, port = split_server(args.server) if args.server else (None, None)
     if not 0 < args.wait <= 60 or not 1 <= args.tries <= 10:
         raise RunError("--wait must be in (0, 60] and --tries 1..10")
+
+    from packetlab.measure.pcap import PcapRecorder
+
+    recorder = PcapRecorder() if args.pcap else None
 
     async def run(session: Any) -> None:
         total = len(args.names) * len(types)
@@ -98,8 +104,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     timeout=args.wait,
                     attempts=args.tries,
                     recursion=not args.norecurse,
+                    recorder=recorder,
                 )
                 emit(result.to_dict())
+        if recorder is not None:
+            n = recorder.save(args.pcap)
+            print(f"wrote {n} packets to {args.pcap}", file=sys.stderr)
 
     return run
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from packetlab.cli.run import RunError
@@ -47,6 +48,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="'NAME: VALUE'",
         help="extra request header (repeatable)",
     )
+    p.add_argument("--pcap", metavar="FILE", help="write the packets (endpoint times) as pcap")
     p.add_argument(
         "--max-time",
         type=float,
@@ -78,6 +80,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         except OSError as e:
             raise RunError(f"--cacert {args.cacert}: {e.strerror or e}") from None
 
+    from packetlab.measure.pcap import PcapRecorder
+
+    recorder = PcapRecorder() if args.pcap else None
+
     async def run(session: Any) -> None:
         for i, url in enumerate(args.urls, 1):
             progress(f"http {i}/{len(args.urls)}: {url}")
@@ -90,8 +96,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 insecure=args.insecure,
                 timeout=args.max_time,
                 headers=headers,
+                recorder=recorder,
             )
             emit(result.to_dict())
+        if recorder is not None:
+            n = recorder.save(args.pcap)
+            print(f"wrote {n} packets to {args.pcap}", file=sys.stderr)
 
     return run
 

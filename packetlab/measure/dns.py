@@ -31,6 +31,7 @@ from packetlab.controller import (
     udp_exchange,
 )
 from packetlab.controller._deferred import deferred_api
+from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.stream import StreamError, TcpStream
 
 __all__ = ["DnsAnswer", "DnsError", "DnsResult", "dns_query", "parse_qtype", "resolver_of"]
@@ -168,11 +169,23 @@ async def _over_udp(
     server: AddressLike,
     timeout: float,
     attempts: int,
+    recorder: PcapRecorder | None = None,
 ) -> dns.message.Message | None:
     wire = query.to_wire()
+    local: tuple[str, int] | None = None
+    if recorder is not None:  # a port we choose, so the capture can show it
+        info = await read_system_info(session)
+        mine = [a for a in info.addresses if a.version == parse_address(server).version]
+        local = (str(mine[0]) if mine else "0.0.0.0", random.randrange(49152, 65536))
     for _ in range(attempts):
-        ex = await udp_exchange(session, server, result.port, wire, timeout=timeout)
+        lport = local[1] if local else 0
+        ex = await udp_exchange(session, server, result.port, wire, timeout=timeout, lport=lport)
         sent = ex.sent[0].time if ex.sent else None
+        if recorder is not None and local is not None:
+            if sent is not None:
+                recorder.udp(sent, local[0], local[1], str(server), result.port, wire)
+            for r in ex.replies:
+                recorder.udp(r.time, str(r.addr), r.port, local[0], local[1], r.data)
         for reply in ex.replies:
             msg = _parse(query, reply.data)
             if msg is None:
@@ -191,11 +204,14 @@ async def _over_tcp(
     result: DnsResult,
     server: AddressLike,
     timeout: float,
+    recorder: PcapRecorder | None = None,
 ) -> None:
     wire = query.to_wire()
     result.proto = "tcp"
     try:
-        stream = await TcpStream.connect(session, server, result.port, timeout=timeout)
+        stream = await TcpStream.connect(
+            session, server, result.port, timeout=timeout, recorder=recorder
+        )
     except ControllerError as e:
         result.error = f"TCP connect to {result.server}: {e}"
         return
@@ -232,11 +248,13 @@ async def dns_query(
     recursion: bool = True,
     edns: bool = True,
     tcp_fallback: bool = True,
+    recorder: PcapRecorder | None = None,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
     memory) for `qname`/`qtype` from the endpoint. Over UDP a lost query is sent again
     (`attempts` in all, `timeout` s each) and a truncated answer is asked again over TCP
     (unless `tcp_fallback` is off). A result always comes back; failures are in `error`.
+    `recorder` collects the exchanged packets for a pcap file.
     """
     rtype = parse_qtype(qtype)
     try:
@@ -254,12 +272,12 @@ async def dns_query(
         query.flags &= ~dns.flags.RD
     result = DnsResult(name.to_text(), rtype, str(addr), port, "udp")
     if tcp:
-        await _over_tcp(session, query, result, addr, timeout)
+        await _over_tcp(session, query, result, addr, timeout, recorder)
         return result
-    msg = await _over_udp(session, query, result, addr, timeout, attempts)
+    msg = await _over_udp(session, query, result, addr, timeout, attempts, recorder)
     if msg is not None and msg.flags & dns.flags.TC and tcp_fallback:
         tcp_result = DnsResult(result.qname, rtype, result.server, port, "tcp", truncated=True)
-        await _over_tcp(session, query, tcp_result, addr, timeout)
+        await _over_tcp(session, query, tcp_result, addr, timeout, recorder)
         return tcp_result
     if msg is not None and msg.flags & dns.flags.TC:
         result.truncated = True

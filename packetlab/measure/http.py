@@ -30,6 +30,7 @@ from OpenSSL import SSL
 from packetlab.controller import AddressLike, ControllerError, EndpointSession, parse_address
 from packetlab.controller._deferred import deferred_api
 from packetlab.measure.dns import dns_query
+from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.stream import Chunk, StreamError, TcpStream
 
 __all__ = ["HttpError", "HttpResult", "http_get", "parse_url"]
@@ -263,6 +264,7 @@ async def http_get(
     headers: list[tuple[str, str]] | None = None,
     max_body: int = MAX_BODY,
     keep_body: bool = False,
+    recorder: PcapRecorder | None = None,
 ) -> HttpResult:
     """GET `url` from the endpoint (HTTP/1.1, one request, `Connection: close`).
 
@@ -270,6 +272,7 @@ async def http_get(
     the address (like curl --resolve). HTTPS verifies the server's certificate and name
     unless `insecure`. Failures after the URL was accepted (refused, TLS, timeout, bad
     HTTP) come back in `error`. `timeout` bounds the whole exchange after the connect.
+    `recorder` collects the connection's packets for a pcap file (TLS stays encrypted).
     """
     u = parse_url(url)
     result = HttpResult(url)
@@ -279,7 +282,9 @@ async def http_get(
     addr = parse_address(connect_to)
     result.server = f"[{addr}]:{u.port}" if addr.version == 6 else f"{addr}:{u.port}"
     try:
-        stream = await TcpStream.connect(session, addr, u.port, timeout=connect_timeout)
+        stream = await TcpStream.connect(
+            session, addr, u.port, timeout=connect_timeout, recorder=recorder
+        )
     except ControllerError as e:
         result.error = f"connect to {result.server}: {e}"
         return result

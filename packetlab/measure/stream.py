@@ -22,9 +22,11 @@ from packetlab.controller import (
     QueuedSend,
     Socket,
     parse_address,
+    read_socket_info,
     read_time,
     wait_connected,
 )
+from packetlab.measure.pcap import PcapRecorder, TcpFlow
 from packetlab.wire import Ndata, Nstat, NstatCode, Ntag
 
 __all__ = ["Chunk", "StreamError", "StreamTimeout", "TcpStream"]
@@ -66,8 +68,10 @@ class TcpStream:
     established_at: int  # the ESTABLISHED nstat
     eof: bool = False  # the peer closed its side
     received: int = 0  # payload bytes read so far
+    flow: TcpFlow | None = None  # set when recording to a pcap
     _buffer: bytearray = field(default_factory=bytearray, repr=False)
     _buffer_time: int | None = field(default=None, repr=False)
+    _last_time: int = field(default=0, repr=False)
 
     @classmethod
     async def connect(
@@ -79,9 +83,11 @@ class TcpStream:
         timeout: float = 5.0,
         rbufsz: int = DEFAULT_RBUFSZ,
         sktid: int | None = None,
+        recorder: PcapRecorder | None = None,
     ) -> TcpStream:
         """Connect from the endpoint; raises ConnectFailed (REFUSED, not established
-        within `timeout` s, ...) after closing the socket."""
+        within `timeout` s, ...) after closing the socket. With `recorder`, the
+        connection's packets are recorded (its local address and port are read once)."""
         ra = parse_address(host)
         if sktid is None:
             sktid = session.free_sktid()
@@ -94,14 +100,34 @@ class TcpStream:
         except BaseException:
             await _close(session, sktid)
             raise
-        return cls(session, sktid, sock, ra, port, started, est.time)
+        stream = cls(session, sktid, sock, ra, port, started, est.time)
+        stream._last_time = est.time
+        if recorder is not None:
+            info = await read_socket_info(session, sktid)
+            local = info.laddr if info.laddr is not None else ra
+            stream.flow = recorder.tcp(local, info.lport, ra, port)
+            stream.flow.connected(started, est.time)
+        return stream
 
     def send(self, data: bytes, *, time: int = 0, ntag: bool = False) -> Deferred[Ntag] | None:
         """Queue `data` (at endpoint time `time`); with `ntag` the Deferred of its send
         time. The nsend's own answer is not awaited: a refusal ends the session's
         requests in order, and the next `recv` sees the socket end."""
-        d = self.session.nsend(self.sktid, data, time=time, ntag=ntag)
-        if not ntag:
+        wanted, flow = ntag, self.flow
+        d = self.session.nsend(self.sktid, data, time=time, ntag=ntag or flow is not None)
+        if flow is not None:  # recorded now (stream order), timed by its ntag
+            indexes = flow.sent(self._last_time, data)
+            recorder = flow.recorder
+
+            def track(q: QueuedSend) -> QueuedSend:
+                if q.ntag is not None:
+                    q.ntag.addCallback(self._sent, recorder, indexes)
+                    if not wanted:
+                        q.ntag.addErrback(lambda _: None)
+                return q
+
+            d.addCallback(track)
+        if not wanted:
             d.addErrback(lambda _: None)
             return None
         out: Deferred[Ntag] = Deferred()
@@ -112,6 +138,11 @@ class TcpStream:
 
         d.addCallbacks(queued, out.errback)
         return out
+
+    def _sent(self, tag: Ntag, recorder: PcapRecorder, indexes: list[int]) -> Ntag:
+        recorder.retime(indexes, tag.time)
+        self._last_time = max(self._last_time, tag.time)
+        return tag
 
     async def recv(self, timeout: float) -> Chunk | None:
         """The next chunk the endpoint received; None once the peer closed (EOF).
@@ -133,10 +164,16 @@ class TcpStream:
                 break
             if isinstance(note, Ndata):
                 self.received += len(note.data)
+                self._last_time = max(self._last_time, note.time)
+                if self.flow is not None:
+                    self.flow.received(note.time, note.data)
                 return Chunk(note.data, note.time)
             if isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
                 if note.code == NstatCode.PEERCLOSED:
                     self.eof = True
+                    if self.flow is not None:
+                        self.flow.closed(note.time, by_peer=True)
+                        self.flow = None
                     return None
                 raise StreamError(f"connection to {self.raddr}:{self.rport}: "
                                   f"{_nstat_name(note.code)}")  # fmt: skip
@@ -170,6 +207,9 @@ class TcpStream:
 
     async def close(self) -> None:
         """nclose, ignoring a session that already ended."""
+        if self.flow is not None:  # we close first (no endpoint time for it: the last one)
+            self.flow.closed(self._last_time, by_peer=False)
+            self.flow = None
         await _close(self.session, self.sktid)
 
 
