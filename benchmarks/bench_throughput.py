@@ -32,7 +32,7 @@ from packetlab.testbed import Shape, Testbed, chain
 REPO = Path(__file__).resolve().parent.parent
 
 
-def packetlab_run(tb: Testbed, server: str, direction: str, nbytes: int) -> float:
+def packetlab_run(tb: Testbed, server: str, direction: str, nbytes: int) -> float | None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     argv = [
         "ip", "netns", "exec", tb.netns_name("ep"), sys.executable, "-m", "packetlab", "run",
@@ -41,8 +41,9 @@ def packetlab_run(tb: Testbed, server: str, direction: str, nbytes: int) -> floa
     ]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
     record = json.loads(out.stdout.splitlines()[0])
-    if record.get("mbit_s") is None:
-        raise RuntimeError(f"pktlab run throughput: {record.get('error')} {out.stderr}")
+    if record.get("mbit_s") is None:  # reported, not fatal: the table says how many failed
+        print(f"pktlab run throughput: {record.get('error')}", file=sys.stderr)
+        return None
     return float(record["mbit_s"])
 
 
@@ -68,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                     order = ("pl", "nt") if i % 2 == 0 else ("nt", "pl")
                     for who in order:
                         if who == "pl":
-                            pl.append(packetlab_run(tb, server, direction, args.bytes))
+                            got_pl = packetlab_run(tb, server, direction, args.bytes)
+                            if got_pl is not None:
+                                pl.append(got_pl)
                         else:
                             got = run_iperf3(server, direction=direction, nbytes=args.bytes,
                                              netns=tb.netns_name("ep"))  # fmt: skip
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                      "c1": v1.to_dict(), "c2": v2.to_dict()}
                 )  # fmt: skip
                 rows.append([
-                    rate, direction, args.runs, fmt(v1.detail["mean_nt"]),
+                    rate, direction, f"{len(pl)}/{len(nt)}", fmt(v1.detail["mean_nt"]),
                     fmt(v1.detail["mean_pl"]), f"{v1.value * 100:.2f} %",
                     "yes" if v1.value <= 0.02 else "no", fmt(v2.detail["ks_d"], digits=3),
                     fmt(v2.value, digits=3), "yes" if v2.holds else "no",

@@ -74,6 +74,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-time", type=float, default=60.0, metavar="S", help="seconds per transfer [60]"
     )
+    p.add_argument(
+        "--lead",
+        type=float,
+        default=None,
+        metavar="S",
+        help="upload: schedule the sends S s ahead [0.5 s + the data at 20 MB/s]",
+    )
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
@@ -96,6 +103,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 direction=args.direction,
                 nbytes=args.bytes,
                 timeout=args.max_time,
+                lead=args.lead,
                 progress=show,
             )
             emit(r.to_dict())

@@ -206,8 +206,8 @@ async def throughput(
     progress: Progress | None = None,
 ) -> ThroughputResult:
     """One iperf3 test of `nbytes` from (download) or to (upload) `server:port`, timed by
-    the endpoint. `lead` (upload) is how far ahead the sends are scheduled (default: 0.2 s
-    plus the time to ship the data at 50 MB/s). `timeout` bounds the transfer. Failures
+    the endpoint. `lead` (upload) is how far ahead the sends are scheduled (default: 0.5 s
+    plus the time to ship the data at 20 MB/s). `timeout` bounds the transfer. Failures
     after the start come back in `error`; arguments the endpoint cannot satisfy raise
     ThroughputError."""
     if direction not in ("download", "upload"):
@@ -258,7 +258,7 @@ async def throughput(
             await upload.queue(key, lead)
         else:
             session.nsend(data_sktid, key).addErrback(lambda _: None)
-        await ctl.expect(State.TEST_START, timeout=10.0 + (lead or 0.2 + nbytes / 50e6))
+        await ctl.expect(State.TEST_START, timeout=10.0 + (lead or 0.5 + nbytes / 20e6))
         await ctl.expect(State.TEST_RUNNING)
         if transfer is not None:
             await transfer.run(data_sktid, ctl, timeout, poll, progress)
@@ -371,7 +371,7 @@ class _Upload:
     async def queue(self, key: bytes, lead: float | None) -> None:
         session, total = self.session, self.result.bytes
         if lead is None:
-            lead = 0.2 + total / 50e6
+            lead = 0.5 + total / 20e6
         self.base = await _bufused(session)
         self.start = start = await read_time(session) + int(lead * 1e9)
         block = b"\0" * iperf3.BLOCK
