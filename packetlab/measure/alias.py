@@ -54,19 +54,46 @@ class IdSample:
     endpoint: str  # hostid or index
     time_ns: int  # controller clock
     ip_id: int
+    error_ns: int = 0  # the ID was assigned within time_ns +- error_ns
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "ipid", "addr": self.addr, "endpoint": self.endpoint,
-                "time_ns": self.time_ns, "ip_id": self.ip_id}  # fmt: skip
+                "time_ns": self.time_ns, "ip_id": self.ip_id,
+                "error_ns": self.error_ns}  # fmt: skip
 
 
-def _unwrap_steps(series: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """(dt ns, dID mod 2^16) between consecutive samples, ordered by time."""
-    s = sorted(series)
-    return [(b[0] - a[0], (b[1] - a[1]) % ID_SPACE) for a, b in itertools.pairwise(s)]
+Point = tuple[int, int] | tuple[int, int, int]  # (time ns, IP-ID[, error ns])
 
 
-def velocity(series: Sequence[tuple[int, int]]) -> float | None:
+def _err(p: Point) -> int:
+    return p[2] if len(p) > 2 else 0
+
+
+def _ordered(series: Sequence[Point]) -> list[Point]:
+    """By time; two samples whose time intervals overlap may have happened in either
+    order, so a pair that would step the counter backwards is swapped (the "bounds" of
+    the test: the order is only known up to each sample's error)."""
+    s = sorted(series, key=lambda p: p[0])
+    for _ in range(len(s)):
+        swapped = False
+        for i in range(len(s) - 1):
+            x, y = s[i], s[i + 1]
+            backward = (y[1] - x[1]) % ID_SPACE >= ID_SPACE // 2
+            if backward and y[0] - x[0] <= _err(x) + _err(y):
+                s[i], s[i + 1] = y, x
+                swapped = True
+        if not swapped:
+            break
+    return s
+
+
+def _unwrap_steps(series: Sequence[Point]) -> list[tuple[int, int]]:
+    """(dt ns, dID mod 2^16) between consecutive samples, in (bounded) time order."""
+    s = _ordered(series)
+    return [(max(b[0] - a[0], 0), (b[1] - a[1]) % ID_SPACE) for a, b in itertools.pairwise(s)]
+
+
+def velocity(series: Sequence[Point]) -> float | None:
     """IDs per second of a counter (None: not a usable counter: fewer than 3 samples, a
     step of 0 or one of half the ID space or more, which is not a forward move)."""
     steps = _unwrap_steps(series)
@@ -77,20 +104,24 @@ def velocity(series: Sequence[tuple[int, int]]) -> float | None:
 
 
 def monotonic_bounds(
-    a: Sequence[tuple[int, int]],
-    b: Sequence[tuple[int, int]],
+    a: Sequence[Point],
+    b: Sequence[Point],
     *,
     slack: float = 2.0,
     min_bound: int = 16,
 ) -> bool:
-    """MIDAR's monotonic bounds test on two (time ns, IP-ID) series: True when their merge
-    could come from one counter. Each step must be > 0 and at most `slack` times what the
-    faster counter advances in that time (at least `min_bound`)."""
+    """MIDAR's monotonic bounds test on two (time ns, IP-ID[, error ns]) series: True
+    when their merge could come from one counter. Each step must be > 0 and at most
+    `slack` times what the faster counter advances in that time plus the samples' errors
+    (at least `min_bound`)."""
     va, vb = velocity(a), velocity(b)
     if va is None or vb is None:
         return False
     v = max(va, vb)
-    for dt, d in _unwrap_steps([*a, *b]):
+    merged = _ordered([*a, *b])
+    for x, y in itertools.pairwise(merged):
+        dt = max(y[0] - x[0], 0) + _err(x) + _err(y)
+        d = (y[1] - x[1]) % ID_SPACE
         if d == 0 or d > max(min_bound, slack * v * dt / 1e9):
             return False
     return True
@@ -98,9 +129,9 @@ def monotonic_bounds(
 
 def alias_pairs(samples: Sequence[IdSample], **bounds: Any) -> list[tuple[str, str]]:
     """Every pair of addresses whose merged series passes `monotonic_bounds`, sorted."""
-    series: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    series: dict[str, list[Point]] = defaultdict(list)
     for s in samples:
-        series[s.addr].append((s.time_ns, s.ip_id))
+        series[s.addr].append((s.time_ns, s.ip_id, s.error_ns))
     usable = sorted(a for a, ser in series.items() if velocity(ser) is not None)
     return [
         (x, y)
@@ -166,10 +197,13 @@ async def _probe_from(
     finally:
         await close_capture(cap)
     out = []
+    clock_err = min(r.error_ns for r in model.rounds)
     for i, (recv_ns, ip_id) in got.items():
         s_ns = sent[i]
         mid = recv_ns if s_ns is None else (s_ns + recv_ns) // 2
-        out.append(IdSample(targets[slots[i][1]], name, model.to_local(mid), ip_id))
+        half = (recv_ns - mid) if s_ns is not None else 1_000_000
+        out.append(IdSample(targets[slots[i][1]], name, model.to_local(mid), ip_id,
+                            half + clock_err))  # fmt: skip
     return out
 
 

@@ -118,3 +118,21 @@ def test_session_pool() -> None:
     Deferred.fromCoroutine(slow.wait(2)).addErrback(lambda f: errors.append(str(f.value)))
     clock.advance(3)
     assert errors == ["only 1 of 3 endpoints connected within 2 s"]
+
+
+def test_order_is_only_known_up_to_each_samples_error() -> None:
+    # a shared counter; two samples 1 ms apart were stamped the wrong way round (their
+    # times carry 2 ms of error): with the errors the merge is still one counter
+    ta, tb = interleaved(10, 2)
+    shared = counter_samples(sorted(ta + tb), 500, 300)
+    a = [s for s in shared if s[0] in ta]
+    b = [s for s in shared if s[0] in tb]
+    (t1, i1), (t2, i2) = a[3], b[3]
+    a[3], b[3] = (t2, i1), (t1, i2)  # swap the times: out of order by one slot
+    assert not monotonic_bounds(a, b)
+    a_err = [(t, i, 2 * MS) for t, i in a]
+    b_err = [(t, i, 2 * MS) for t, i in b]
+    assert monotonic_bounds(a_err, b_err)
+    # the errors do not make independent counters look shared
+    c = [(t, i, 2 * MS) for t, i in counter_samples(tb, 30000, 300)]
+    assert not monotonic_bounds(a_err, c)
