@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 "link",
                 "direction",
-                "n",
+                "n PL/NT",
                 "NT Mbit/s",
                 "PL Mbit/s",
                 "C1 err",
