@@ -1,7 +1,7 @@
 """What every example shares: the link options of every controller-side command
 (`packetlab.cli.link`: --listen, --home, --insecure-plaintext) plus --timeout and -v,
-running the experiment on that link, and the Twisted entry point that turns errors into
-one line and an exit status (no traceback for an expected error, 130 for Ctrl-C).
+running the experiment on that link, and the entry point that turns errors into one line
+and an exit status (no traceback for an expected error, 130 for Ctrl-C).
 
 The examples import it as `_common` (run as `python examples/NAME.py`, their folder is
 first on sys.path).
@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
-from twisted.internet import task
-from twisted.logger import globalLogBeginner, textFileLogObserver
-
-from packetlab.cli.link import Link, LinkError, add_link_arguments, route_source, run_on_link
-from packetlab.controller import ControllerError, EndpointSession
+from packetlab.cli.interrupt import run_reactor
+from packetlab.cli.link import Link, add_link_arguments, route_source, run_on_link
+from packetlab.controller import EndpointSession
 
 T = TypeVar("T")
 
@@ -77,26 +75,10 @@ async def run_experiment(
 def react(
     main: Callable[[Any, argparse.Namespace], Awaitable[int]], args: argparse.Namespace
 ) -> None:
-    """Run `main(reactor, args)`; exit with its status. An expected error (a link,
-    endpoint or argument problem) is one line and status 1; Ctrl-C exits 130."""
-    if args.verbose:
-        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
-
-    async def entry(reactor: Any) -> None:
-        try:
-            code = await main(reactor, args)
-        except (LinkError, ControllerError, ValueError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            code = 1
-        if code:
-            raise SystemExit(code)
-
-    def interrupted(signum: int, frame: Any) -> None:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130)
-
-    signal.signal(signal.SIGINT, interrupted)
-    try:
-        task.react(entry)
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    """Run `main(reactor, args)` and exit with its status, as `pktlab run` does: an
+    expected error (a link, endpoint or argument problem) is one line and status 2;
+    Ctrl-C exits 130 without a traceback."""
+    prog = Path(sys.argv[0]).name
+    sys.exit(
+        run_reactor(lambda reactor, stop: main(reactor, args), prog=prog, verbose=args.verbose)
+    )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 1: set up, then run a real PacketLab experiment end to end on loopback.
-# Each example starts its own local server, a controller listening on 127.0.0.1, and a real
-# `twistd pktendpoint` process that connects to it over TLS 1.3 with PPKS certificates
+# Each example starts its own local server, a controller listening on 127.0.0.1, and an
+# endpoint in the same process (the `twistd pktendpoint` service) that connects to it
+# over TLS 1.3 with PPKS certificates
 # (made once by `pktlab init` in .cache/pktlab-demo); the controller drives the endpoint and
 # prints what the endpoint measured.
 set -euo pipefail

@@ -29,6 +29,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="pktlab",
         description="PacketLab tools: wire dissector, experiments, certificates, testbeds.",
     )
+    from packetlab import __version__
+
+    parser.add_argument("--version", action="version", version=f"pktlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (modname, helptext) in COMMANDS.items():
@@ -41,11 +44,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Import only the module of the command asked for: fast start-up, and one broken
-    # optional dependency cannot take the other commands down.
-    chosen = next((a for a in argv if not a.startswith("-")), "")
-    args = build_parser(chosen).parse_args(argv)
-    rc: int = importlib.import_module(args._module).run(args)
+    try:
+        # Import only the module of the command asked for: fast start-up, and one broken
+        # optional dependency cannot take the other commands down.
+        chosen = next((a for a in argv if not a.startswith("-")), "")
+        args = build_parser(chosen).parse_args(argv)
+        rc: int = importlib.import_module(args._module).run(args)
+    except KeyboardInterrupt:  # Ctrl-C during start-up: no traceback
+        print("\npktlab: interrupted", file=sys.stderr)
+        return 130
     return rc
 
 

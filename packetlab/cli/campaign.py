@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from packetlab.cli.link import Link, add_link_arguments, listening_endpoint
-from packetlab.cli.run import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_REPLY, EXIT_OK, RunError
+from packetlab.cli.run import EXIT_NO_REPLY, EXIT_OK, RunError
 from packetlab.cli.run_command import Command, Progress, Record
 
 MEASUREMENTS = ("dns", "http", "throughput", "sendgap", "clocksync")
@@ -132,17 +132,11 @@ async def campaign(reactor: Any, args: argparse.Namespace, emit: Any, progress: 
 
 
 def run(args: argparse.Namespace) -> int:
-    from twisted.internet import reactor as global_reactor
-    from twisted.internet.defer import Deferred, FirstError
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.internet.defer import FirstError
 
-    from packetlab.controller import ControllerError
+    from packetlab.cli.interrupt import run_reactor
 
     cmd: Command = args._command
-    reactor: Any = global_reactor
-    if args.verbose:
-        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)],
-                                         redirectStandardIO=False)  # fmt: skip
     records: list[Record] = []
     progress = Progress()
 
@@ -158,42 +152,28 @@ def run(args: argparse.Namespace) -> int:
                 else "\n".join(f"[{record['endpoint']}] {x}" for x in row.splitlines())
             )
         if line is not None:
-            progress.clear()
-            print(line, flush=True)
+            progress.write(line, sys.stdout)
 
-    box: dict[str, Any] = {}
-
-    async def main() -> None:
+    async def main(reactor: Any, stop: Any) -> int:
+        progress.start(reactor, sys.stdout)
         try:
-            box["endpoints"] = await campaign(reactor, args, emit, progress)
-        except FirstError as e:
-            box["error"] = str(e.subFailure.value)
-        except (RunError, ControllerError, ValueError, OSError) as e:
-            box["error"] = str(e) or type(e).__name__
-        except Exception as e:
-            box["error"] = f"{type(e).__name__}: {e}"
+            endpoints = await campaign(reactor, args, emit, progress)
+        except FirstError as e:  # one endpoint's run failed: its error, not the wrapper
+            e.subFailure.raiseException()
         finally:
-            reactor.callWhenRunning(reactor.stop)
+            progress.clear()
+        failed = sum(1 for r in records if "error" in r)
+        tags = sorted({str(r.get("endpoint")) for r in records})
+        summary = {
+            "type": "summary",
+            "measurement": cmd.name,
+            "endpoints": endpoints,
+            "records": len(records),
+            "errors": failed,
+            "per_endpoint": {e: sum(1 for r in records if r.get("endpoint") == e) for e in tags},
+        }
+        text = f"# {endpoints} endpoints, {len(records)} records, {failed} errors"
+        print(json.dumps(summary, sort_keys=True) if args.json else text, flush=True)
+        return EXIT_NO_REPLY if failed else EXIT_OK
 
-    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(main()))
-    reactor.run(installSignalHandlers=True)
-    progress.clear()
-    if "error" in box:
-        print(f"pktlab campaign {cmd.name}: {box['error']}", file=sys.stderr)
-        return EXIT_ERROR
-    if "endpoints" not in box:
-        print(f"pktlab campaign {cmd.name}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    failed = sum(1 for r in records if "error" in r)
-    tags = sorted({str(r.get("endpoint")) for r in records})
-    summary = {
-        "type": "summary",
-        "measurement": cmd.name,
-        "endpoints": box["endpoints"],
-        "records": len(records),
-        "errors": failed,
-        "per_endpoint": {e: sum(1 for r in records if r.get("endpoint") == e) for e in tags},
-    }
-    text = f"# {box['endpoints']} endpoints, {len(records)} records, {failed} errors"
-    print(json.dumps(summary, sort_keys=True) if args.json else text)
-    return EXIT_NO_REPLY if failed else EXIT_OK
+    return run_reactor(main, prog=f"pktlab campaign {cmd.name}", verbose=args.verbose)

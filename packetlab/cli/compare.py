@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from packetlab.cli.link import Link, add_link_arguments, route_source, run_on_link
-from packetlab.cli.run import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, RunError
+from packetlab.cli.run import EXIT_OK, RunError
 from packetlab.cli.run_command import Progress, in_process_options
 
 EPILOG = """\
@@ -359,82 +359,62 @@ def table(name: str, spec: Spec, summary: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from twisted.internet import reactor as global_reactor
-    from twisted.internet.defer import Deferred
     from twisted.internet.threads import deferToThread
-    from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    from packetlab.controller import ControllerError
-    from packetlab.measure.native import NativeToolError
+    from packetlab.cli.interrupt import run_reactor
 
-    reactor: Any = global_reactor
     name = args.measurement
     spec = SPECS[name]
-    if args.verbose:
-        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)],
-                                         redirectStandardIO=False)  # fmt: skip
-    box: dict[str, Any] = {}
     pl: list[Sample] = []
     nt: list[Sample] = []
     progress = Progress()
 
     def emit(rec: dict[str, Any]) -> None:
         if args.json:
-            print(json.dumps(rec, sort_keys=True), flush=True)
+            progress.write(json.dumps(rec, sort_keys=True), sys.stdout)
 
-    async def main() -> None:
+    async def main(reactor: Any, stop: Any) -> int:
+        if args.listen is not None:
+            raise RunError("compare runs the native tool on this host, so the endpoint "
+                           "must be the in-process one: drop --listen")  # fmt: skip
+        if not 1 <= args.runs <= 10_000:
+            raise RunError("--runs must be 1..10000")
+        link = Link.from_args(args)
+        packetlab, native = spec.packetlab(args), spec.native(args)
+
+        async def experiment(session: Any) -> None:
+            for i in range(args.runs):
+                for who in ("packetlab", "native") if i % 2 == 0 else ("native", "packetlab"):
+                    progress(f"{name} run {i + 1}/{args.runs}: {who}")
+                    if who == "packetlab":
+                        s = await packetlab(session)
+                        pl.append(s)
+                    else:
+                        s = await deferToThread(native)
+                        nt.append(s)
+                    emit({"type": "compare-run", "measurement": name, "run": i + 1,
+                          "impl": who, "values": s["values"], "items": len(s["items"]),
+                          **{k: v for k, v in s["record"].items() if k != "type"}})  # fmt: skip
+
+        target = spec.target(args)
+        src = route_source(_ip(target)) if target is not None else _ip("127.0.0.1")
+        timeout = args.timeout if args.timeout is not None else args.runs * 120.0 + 30
+        progress.start(reactor, sys.stdout)
         try:
-            if args.listen is not None:
-                raise RunError("compare runs the native tool on this host, so the endpoint "
-                               "must be the in-process one: drop --listen")  # fmt: skip
-            if not 1 <= args.runs <= 10_000:
-                raise RunError("--runs must be 1..10000")
-            link = Link.from_args(args)
-            packetlab, native = spec.packetlab(args), spec.native(args)
-
-            async def experiment(session: Any) -> None:
-                for i in range(args.runs):
-                    for who in ("packetlab", "native") if i % 2 == 0 else ("native", "packetlab"):
-                        progress(f"{name} run {i + 1}/{args.runs}: {who}")
-                        if who == "packetlab":
-                            s = await packetlab(session)
-                            pl.append(s)
-                        else:
-                            s = await deferToThread(native)
-                            nt.append(s)
-                        emit({"type": "compare-run", "measurement": name, "run": i + 1,
-                              "impl": who, "values": s["values"], "items": len(s["items"]),
-                              **{k: v for k, v in s["record"].items() if k != "type"}})  # fmt: skip
-                progress.clear()
-
-            target = spec.target(args)
-            src = route_source(_ip(target)) if target is not None else _ip("127.0.0.1")
-            timeout = args.timeout if args.timeout is not None else args.runs * 120.0 + 30
             await run_on_link(reactor, link, experiment, addresses=[src],
                               transproto="raw,tcp,udp" if spec.raw else "tcp,udp",
                               timeout=timeout, extra=in_process_options())  # fmt: skip
-            box["done"] = True
-        except (RunError, ControllerError, NativeToolError, ValueError, OSError) as e:
-            box["error"] = str(e) or type(e).__name__
-        except Exception as e:
-            box["error"] = f"{type(e).__name__}: {e}"
         finally:
-            reactor.callWhenRunning(reactor.stop)
+            progress.clear()
+        summary = {"type": "summary", "measurement": name, "runs": args.runs,
+                   **criteria(spec, pl, nt)}  # fmt: skip
+        if args.plot and spec.c1_bound is not None:
+            plot(args.plot, spec, name, pl, nt)
+        if args.json:
+            emit(summary)
+        else:
+            print(table(name, spec, summary), flush=True)
+        held = [summary[k] for k in ("c1_holds", "c2_holds", "c3_holds") if summary[k] is not None]
+        return EXIT_OK if all(held) else 1
 
-    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(main()))
-    reactor.run(installSignalHandlers=True)
-    if "error" in box:
-        print(f"pktlab compare {name}: {box['error']}", file=sys.stderr)
-        return EXIT_ERROR
-    if "done" not in box:
-        print(f"pktlab compare {name}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    summary = {"type": "summary", "measurement": name, "runs": args.runs, **criteria(spec, pl, nt)}
-    if args.plot and spec.c1_bound is not None:
-        plot(args.plot, spec, name, pl, nt)
-    if args.json:
-        emit(summary)
-    else:
-        print(table(name, spec, summary))
-    held = [summary[k] for k in ("c1_holds", "c2_holds", "c3_holds") if summary[k] is not None]
-    return EXIT_OK if all(held) else 1
+    return run_reactor(main, prog=f"pktlab compare {name}", verbose=args.verbose)

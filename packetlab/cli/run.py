@@ -1,16 +1,16 @@
 """``pktlab run traceroute|ping TARGET``: a measurement through a PacketLab endpoint.
 
-By default the endpoint runs **in this process**: the `pktendpoint` service
-(`packetlab.endpoint.tap.makeService`) is started in the same Twisted reactor as the
-controller and connects to it over loopback, exporting the address this host would send
-from to TARGET. No second program, config file or certificate is needed; it needs what an
-endpoint needs for raw sockets (root, or CAP_NET_RAW and CAP_BPF). The timestamps are the
-endpoint's kernel stamps, so sharing the reactor with the controller does not change an RTT.
+By default the endpoint runs **in this process** (`packetlab.cli.link`): the
+`pktendpoint` service is started in the same Twisted reactor as the controller and
+connects to it over loopback with TLS, exporting the address this host would send from to
+TARGET. It needs what an endpoint needs for raw sockets (root, or CAP_NET_RAW and
+CAP_BPF). The timestamps are the endpoint's kernel stamps, so sharing the reactor with
+the controller does not change an RTT. With ``--listen ADDR`` no endpoint is started: the
+controller waits for one started elsewhere (TLS with the certificates of ``--home``).
 
-With ``--listen ADDR`` no endpoint is started: the controller waits for an endpoint
-started elsewhere (``twistd -n pktendpoint --insecure-plaintext --transproto raw,tcp,udp
---ipv4 SRC HOST:PORT``) and runs the measurement on the first one that connects (plain TCP
-only for now: no TLS listener).
+Results are printed as they come (a progress line on stderr on a terminal); the first
+Ctrl-C stops sending and prints what was gathered and the summary (exit 130), a second
+one quits at once. `packetlab.cli.interrupt` and `packetlab.cli.report` do that.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import ipaddress
-import json
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from packetlab.cli.interrupt import run_reactor
 from packetlab.cli.link import (
     Link,
     LinkError,
@@ -31,6 +31,8 @@ from packetlab.cli.link import (
     route_source,
     run_on_link,
 )
+from packetlab.cli.report import PingReport, TracerouteReport
+from packetlab.controller.stop import StopSignal
 from packetlab.measure.records import PingResult, Stamp, TracerouteResult
 
 T = TypeVar("T")
@@ -73,18 +75,23 @@ def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str],
     return parse
 
 
+def _wait(p: argparse.ArgumentParser, flag: str, what: str, default: float) -> None:
+    p.add_argument(
+        flag,
+        "--wait",
+        dest="wait",
+        type=_positive(float, "--wait", 0.001, 60),
+        default=default,
+        metavar="S",
+        help=f"seconds to wait for {what} [default: {default:g}]",
+    )
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET", help="IPv4/IPv6 address or host name")
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", dest="family", action="store_const", const=4, help="use IPv4")
     fam.add_argument("-6", dest="family", action="store_const", const=6, help="use IPv6")
-    p.add_argument(
-        "--wait",
-        type=_positive(float, "--wait", 0.001, 60),
-        default=2.0,
-        metavar="S",
-        help="seconds to wait for a reply (ping: after the last request) [default: 2]",
-    )
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p.add_argument(
         "--src",
@@ -115,14 +122,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     tr = sub.add_parser(
         "traceroute",
-        help="UDP traceroute, one probe per hop",
-        description="UDP traceroute like Butskoy's `traceroute -n -q 1`: one TTL-limited "
-        "UDP probe per hop (ports 33434+n, 32-byte payload) from the endpoint's raw "
-        "socket, ICMP answers captured there. Stops at the target or --max-ttl.",
+        help="traceroute (UDP, ICMP or TCP probes)",
+        description="traceroute like Butskoy's `traceroute -n`: TTL-limited probes (UDP to "
+        "ports 33434+n with a 32-byte payload; -I ICMP echo; -T TCP SYN to port 80) from "
+        "the endpoint's raw socket, answers captured there. Every hop is probed at once; "
+        "a silent hop is waited for --wait s, or 10 times the RTT of a later hop that "
+        "answered. Stops at the target or "
+        "--max-ttl. Each hop is printed as soon as it and the hops before it are known.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(tr)
+    _wait(tr, "-w", "each probe's answer, as traceroute -w", 5.0)
+    tr.add_argument(
+        "-q",
+        "--queries",
+        type=_positive(int, "--queries", 1, 10),
+        default=1,
+        metavar="N",
+        help="probes per hop [default: 1]",
+    )
+    proto = tr.add_mutually_exclusive_group()
+    proto.add_argument(
+        "-P",
+        "--protocol",
+        choices=["udp", "icmp", "tcp"],
+        default="udp",
+        help="probe protocol [default: udp]",
+    )
+    proto.add_argument(
+        "-I", dest="protocol", action="store_const", const="icmp", help="ICMP echo probes"
+    )
+    proto.add_argument(
+        "-T", dest="protocol", action="store_const", const="tcp", help="TCP SYN probes"
+    )
+    tr.add_argument(
+        "--sequential",
+        action="store_true",
+        help="one probe at a time, each waiting for its answer (the Marionette paper's "
+        "method; a silent hop costs the whole --wait)",
+    )
     tr.add_argument(
         "-f",
         "--first-ttl",
@@ -151,16 +190,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive(float, "--pace", 0, 10),
         default=None,
         metavar="S",
-        help="send every TTL at once, S seconds apart on the endpoint's clock, instead of "
-        "one probe at a time (faster through a distant endpoint)",
+        help="probes S seconds apart on the endpoint's clock [default: 0, all at once]",
     )
     tr.add_argument(
         "-p",
         "--port",
         type=_positive(int, "--port", 1, 65535),
-        default=33434,
+        default=None,
         metavar="PORT",
-        help="destination port of the first probe, +1 per probe [default: 33434]",
+        help="UDP: destination port of the first probe, +1 per probe [default: 33434]; "
+        "TCP: the destination port [default: 80]",
     )
     pg = sub.add_parser(
         "ping",
@@ -171,6 +210,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(pg)
+    _wait(pg, "-W", "a reply after the last request", 2.0)
+    pg.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the header and the statistics (text output)",
+    )
+    pg.add_argument(
+        "-w",
+        "--deadline",
+        type=_positive(float, "--deadline", 0.001, 86400),
+        default=None,
+        metavar="S",
+        help="stop after S seconds whatever was sent, print the statistics (like ping -w)",
+    )
     pg.add_argument(
         "-c",
         "--count",
@@ -244,30 +298,50 @@ def check_raw_permission() -> None:
 # -- running ---------------------------------------------------------------------------------------
 
 
-def _experiment(args: argparse.Namespace, dst: Address, src: Address | None, stamp: str) -> Any:
+def _experiment(
+    args: argparse.Namespace,
+    dst: Address,
+    src: Address | None,
+    stamp: str,
+    report: TracerouteReport | PingReport,
+    stop: StopSignal,
+) -> Callable[[Any], Awaitable[TracerouteResult | PingResult]]:
+    from packetlab.controller import read_system_info
     from packetlab.measure.ping import ping
-    from packetlab.measure.traceroute import traceroute
+    from packetlab.measure.traceroute import pick_source, traceroute
 
-    if args.measurement == "traceroute":
+    async def source(session: Any) -> Address:
+        if src is not None:
+            return src
+        info = await read_system_info(session)
+        return pick_source(info.addresses, dst)
 
-        async def trace(session: Any) -> TracerouteResult:
-            return await traceroute(
-                session,
-                dst,
-                first_ttl=args.first_ttl,
-                max_ttl=args.max_ttl,
-                wait=args.wait,
-                sport=args.sport,
-                base_port=args.port,
-                src=src,
-                pace=args.pace,
-                send_stamp=stamp,
-                recv_stamp=stamp,
-            )
-
-        return trace
+    async def trace(session: Any) -> TracerouteResult:
+        assert isinstance(report, TracerouteReport)
+        frm = await source(session)
+        report.start(str(frm))
+        return await traceroute(
+            session,
+            dst,
+            first_ttl=args.first_ttl,
+            max_ttl=args.max_ttl,
+            wait=args.wait,
+            sport=args.sport,
+            base_port=args.port or (80 if args.protocol == "tcp" else 33434),
+            method=args.protocol,
+            src=frm,
+            pace=None if args.sequential else (args.pace or 0.0),
+            queries=args.queries,
+            send_stamp=stamp,
+            recv_stamp=stamp,
+            on_hop=report.hop,
+            stop=stop,
+        )
 
     async def echo(session: Any) -> PingResult:
+        assert isinstance(report, PingReport)
+        frm = await source(session)
+        report.start(str(frm))
         return await ping(
             session,
             dst,
@@ -276,25 +350,50 @@ def _experiment(args: argparse.Namespace, dst: Address, src: Address | None, sta
             wait=args.wait,
             size=args.size,
             ttl=args.ttl,
-            src=src,
+            src=frm,
             send_stamp=stamp,
             recv_stamp=stamp,
+            on_reply=report.reply,
+            stop=stop,
         )
 
-    return echo
+    return trace if args.measurement == "traceroute" else echo
 
 
 def _budget(args: argparse.Namespace) -> float:
     """Default --timeout of the in-process run: the measurement's own worst case + 30 s."""
     if args.measurement == "traceroute":
-        n = args.max_ttl - args.first_ttl + 1
-        work = n * (args.wait + 0.5) if args.pace is None else n * args.pace + args.wait
+        n = (args.max_ttl - args.first_ttl + 1) * args.queries
+        pace = args.pace or 0.0
+        work = n * (args.wait + 0.5) if args.sequential else n * pace + args.wait
     else:
         work = (args.count - 1) * args.interval + args.wait
     return work + 30.0
 
 
-async def measure(reactor: Any, args: argparse.Namespace) -> TracerouteResult | PingResult:
+def _report(reactor: Any, args: argparse.Namespace, dst: Address) -> TracerouteReport | PingReport:
+    name = None if args.target == str(dst) else args.target
+    if args.measurement == "traceroute":
+        # Butskoy's probes: UDP or ICMP header + 32 bytes; a TCP SYN with an MSS option
+        tail = 24 if args.protocol == "tcp" else 8 + 32
+        size = (20 if dst.version == 4 else 40) + tail
+        return TracerouteReport(
+            reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
+            queries=args.queries, size=size,
+        )  # fmt: skip
+    return PingReport(
+        reactor, args.json, str(dst), name=name, count=args.count, size=args.size,
+        quiet=args.quiet,
+    )  # fmt: skip
+
+
+async def measure(
+    reactor: Any, args: argparse.Namespace, stop: StopSignal | None = None
+) -> tuple[TracerouteResult | PingResult, TracerouteReport | PingReport]:
+    """Run the measurement of `args`, printing as it goes; the result and its report
+    (whose `finish` prints the summary)."""
+    if stop is None:
+        stop = StopSignal()
     if args.measurement == "traceroute" and args.first_ttl > args.max_ttl:
         raise RunError(f"--first-ttl {args.first_ttl} is above --max-ttl {args.max_ttl}")
     link = Link.from_args(args)
@@ -307,10 +406,14 @@ async def measure(reactor: Any, args: argparse.Namespace) -> TracerouteResult | 
             raise RunError(f"--src {args.src!r} is not an IP address") from None
         if src.version != dst.version:
             raise RunError(f"--src {src} is IPv{src.version}, the target {dst} IPv{dst.version}")
+    prog = f"pktlab run {args.measurement}"
 
     def refused(text: str) -> None:
-        print(f"pktlab run {args.measurement}: {text}", file=sys.stderr)
+        print(f"{prog}: {text}", file=sys.stderr)
 
+    deadline = getattr(args, "deadline", None)
+    if deadline is not None:
+        reactor.callLater(deadline, stop.request, "deadline")
     if not link.in_process:
 
         def listening(port: Any) -> None:
@@ -320,89 +423,57 @@ async def measure(reactor: Any, args: argparse.Namespace) -> TracerouteResult | 
                 file=sys.stderr,
             )
 
-        experiment = _experiment(args, dst, src, Stamp.UNKNOWN)
-        result: TracerouteResult | PingResult = await run_on_link(
-            reactor,
-            link,
-            experiment,
-            timeout=args.timeout,
-            on_listening=listening,
-            on_refusal=refused,
-        )
-        return result
+        report = _report(reactor, args, dst)
+        experiment = _experiment(args, dst, src, Stamp.UNKNOWN, report, stop)
+        try:
+            result: TracerouteResult | PingResult = await run_on_link(
+                reactor,
+                link,
+                experiment,
+                timeout=args.timeout,
+                on_listening=listening,
+                on_refusal=refused,
+            )
+        finally:
+            report.close()
+        return result, report
     check_raw_permission()
     if src is None:
         src = route_source(dst)
-    experiment = _experiment(args, dst, src, Stamp.KERNEL)
+    report = _report(reactor, args, dst)
+    experiment = _experiment(args, dst, src, Stamp.KERNEL, report, stop)
     timeout = args.timeout if args.timeout is not None else _budget(args)
-    result = await run_on_link(
-        reactor,
-        link,
-        experiment,
-        addresses=[src],
-        transproto="raw,tcp,udp",
-        timeout=timeout,
-        on_refusal=refused,
-    )
-    return result
-
-
-def render(result: TracerouteResult | PingResult, as_json: bool) -> str:
-    from packetlab.measure.records import format_ping, format_traceroute, traceroute_jsonl
-
-    if isinstance(result, TracerouteResult):
-        return traceroute_jsonl(result, meta=True) if as_json else format_traceroute(result)
-    if not as_json:
-        return format_ping(result)
-    lines = []
-    for r in result.replies:
-        obj = r.to_dict()
-        obj.update(dst=result.dst, src=result.src, tool=result.tool)
-        lines.append(json.dumps(obj, sort_keys=True) + "\n")
-    return "".join(lines)
+    try:
+        result = await run_on_link(
+            reactor,
+            link,
+            experiment,
+            addresses=[src],
+            transproto="raw,tcp,udp",
+            timeout=timeout,
+        )
+    finally:
+        report.close()
+    return result, report
 
 
 def run(args: argparse.Namespace) -> int:
-    from twisted.internet import reactor as global_reactor
-    from twisted.internet.defer import Deferred
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    from packetlab.controller import ControllerError
-
-    if getattr(args, "_command", None) is not None:
+    if getattr(args, "_command", None) is not None:  # a module's measurement (run_NAME.py)
         rc: int = importlib.import_module("packetlab.cli.run_command").run_command(args)
         return rc
-    reactor: Any = global_reactor
-    if args.verbose:
-        globalLogBeginner.beginLoggingTo(
-            [textFileLogObserver(sys.stderr)], redirectStandardIO=False
-        )
-    box: dict[str, Any] = {}
 
-    async def main() -> None:
-        try:
-            box["result"] = await measure(reactor, args)
-        except (RunError, ControllerError, ValueError, OSError) as e:
-            box["error"] = str(e) or type(e).__name__
-        except Exception as e:  # a bug: keep the type in the message
-            box["error"] = f"{type(e).__name__}: {e}"
-        finally:
-            reactor.callWhenRunning(reactor.stop)
+    async def main(reactor: Any, stop: StopSignal) -> int:
+        result, report = await measure(reactor, args, stop)
+        interrupted = stop.requested and stop.reason == "interrupted"
+        if isinstance(report, TracerouteReport):
+            assert isinstance(result, TracerouteResult)
+            report.finish(result, interrupted)
+            return EXIT_OK
+        assert isinstance(report, PingReport) and isinstance(result, PingResult)
+        report.finish(result, interrupted)
+        return EXIT_NO_REPLY if result.received == 0 else EXIT_OK
 
-    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(main()))
-    reactor.run(installSignalHandlers=True)
-    if "error" in box:
-        print(f"pktlab run {args.measurement}: {box['error']}", file=sys.stderr)
-        return EXIT_ERROR
-    if "result" not in box:  # the reactor was stopped under us (SIGINT, SIGTERM)
-        print(f"pktlab run {args.measurement}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    result = box["result"]
-    sys.stdout.write(render(result, args.json))
-    sys.stdout.flush()
-    if isinstance(result, PingResult) and result.received == 0:
-        return EXIT_NO_REPLY
-    return EXIT_OK
+    return run_reactor(main, prog=f"pktlab run {args.measurement}", verbose=args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:

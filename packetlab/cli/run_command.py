@@ -26,7 +26,7 @@ from packetlab.cli.link import (
     route_source,
     run_on_link,
 )
-from packetlab.cli.run import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_REPLY, EXIT_OK, RunError
+from packetlab.cli.run import EXIT_NO_REPLY, EXIT_OK
 
 Record = dict[str, Any]
 Emit = Callable[[Record], None]
@@ -37,24 +37,33 @@ BUF_MAX = 256 << 20  # the in-process endpoint's BufMax: room for a masked bulk 
 
 
 class Progress:
-    """One status line on a terminal (rewritten in place); nothing when not a terminal."""
+    """A measurement's status as it goes (`progress("dns 3/10: ...")`), drawn by
+    `packetlab.cli.progress` on a terminal once a run takes over a second; record lines
+    go through `write` so the two never mix. Before `start` (tests) it only remembers."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.enabled = stream.isatty()
-        self._shown = False
+    def __init__(self) -> None:
+        self.text = ""
+        self._line: Any = None
+
+    def start(self, reactor: Any, out: TextIO) -> None:
+        from packetlab.cli.progress import Progress as Line
+
+        self._line = Line(reactor, lambda: self.text, out=out)
 
     def __call__(self, text: str) -> None:
-        if self.enabled:
-            self.stream.write("\r\x1b[K" + text)
-            self.stream.flush()
-            self._shown = True
+        self.text = text
+
+    def write(self, line: str, out: TextIO) -> None:
+        if self._line is not None:
+            self._line.write(line)
+        else:
+            out.write(line + "\n")
+            out.flush()
 
     def clear(self) -> None:
-        if self._shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._shown = False
+        if self._line is not None:
+            self._line.stop()
+            self._line = None
 
 
 @dataclass
@@ -209,20 +218,12 @@ async def _with_pool(
 
 
 def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Run `args._command` in the global reactor; print records as they come."""
-    from twisted.internet import reactor as global_reactor
-    from twisted.internet.defer import Deferred
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    from packetlab.controller import ControllerError
+    """Run `args._command` in the global reactor (Ctrl-C and errors as every pktlab run
+    command: packetlab.cli.interrupt); print records as they come, then the summary."""
+    from packetlab.cli.interrupt import run_reactor
 
     stdout = sys.stdout if out is None else out
     cmd: Command = args._command
-    reactor: Any = global_reactor
-    if args.verbose:
-        globalLogBeginner.beginLoggingTo(
-            [textFileLogObserver(sys.stderr)], redirectStandardIO=False
-        )
     records: list[Record] = []
     progress = Progress()
     shown_header = [False]
@@ -232,43 +233,27 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         line = render(cmd, record, args.json)
         if line is None:
             return
-        progress.clear()
         if not args.json and cmd.header and not shown_header[0]:
-            stdout.write(cmd.header + "\n")
+            progress.write(cmd.header, stdout)
             shown_header[0] = True
-        stdout.write(line + "\n")
-        stdout.flush()
+        progress.write(line, stdout)
 
-    box: dict[str, Any] = {}
-
-    async def main() -> None:
+    async def main(reactor: Any, stop: Any) -> int:
+        progress.start(reactor, stdout)
         try:
             await execute(reactor, args, emit, progress)
-            box["done"] = True
-        except (RunError, ControllerError, ValueError, OSError) as e:
-            box["error"] = str(e) or type(e).__name__
-        except Exception as e:  # a bug: keep the type in the message
-            box["error"] = f"{type(e).__name__}: {e}"
         finally:
-            reactor.callWhenRunning(reactor.stop)
+            progress.clear()
+        summary: Record = {"type": "summary", "measurement": cmd.name, **cmd.summary(records)}
+        failed = sum(1 for r in records if "error" in r)
+        summary.setdefault("errors", failed)
+        line = render(cmd, summary, args.json)
+        if line is not None:
+            stdout.write(line + "\n")
+        stdout.flush()
+        return EXIT_NO_REPLY if failed else EXIT_OK
 
-    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(main()))
-    reactor.run(installSignalHandlers=True)
-    progress.clear()
-    if "error" in box:
-        print(f"pktlab run {cmd.name}: {box['error']}", file=sys.stderr)
-        return EXIT_ERROR
-    if "done" not in box:
-        print(f"pktlab run {cmd.name}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    summary: Record = {"type": "summary", "measurement": cmd.name, **cmd.summary(records)}
-    failed = sum(1 for r in records if "error" in r)
-    summary.setdefault("errors", failed)
-    line = render(cmd, summary, args.json)
-    if line is not None:
-        stdout.write(line + "\n")
-    stdout.flush()
-    return EXIT_NO_REPLY if failed else EXIT_OK
+    return run_reactor(main, prog=f"pktlab run {cmd.name}", verbose=args.verbose)
 
 
 def parse_args(cmd: Command, argv: Sequence[str]) -> argparse.Namespace:

@@ -52,6 +52,7 @@ from packetlab.controller.listener import Controller, Outcome, listen, run_once
 from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
 from packetlab.controller.session import EndpointSession
 from packetlab.controller.sockets import Note, Socket
+from packetlab.controller.stop import StopSignal
 from packetlab.controller.train import TrainReport, send_train
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "Controller", "ControllerError", "Datagram", "EndpointSession", "IPAddress", "Note",
     "Outcome", "ProtocolViolation", "QueuedSend", "RequestFailed", "SendFailed",
     "SentDatagram", "SessionClosed", "SetupFailed", "Socket", "SocketClosed", "SocketInfo",
+    "StopSignal",
     "Suspended", "SystemInfo", "TcpExchange", "TrainReport", "UdpExchange",
     "estimate_clock", "listen", "parse_address", "read_socket_info", "read_socket_state",
     "read_system_info", "read_time", "run_once", "sample_clock", "send_train",

@@ -7,22 +7,24 @@ import statistics
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.addresses import AddressLike, IPAddress, parse_address
 from packetlab.controller.clock import read_time
 from packetlab.controller.errors import RequestFailed
 from packetlab.controller.exchange import _close_quietly, _fired_within
-from packetlab.controller.requests import DEFAULT_RBUFSZ
+from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
 from packetlab.wire import Ntag
 
 if TYPE_CHECKING:
-    from twisted.python.failure import Failure
-
     from packetlab.controller.session import EndpointSession
 
 _SEQ = struct.Struct(">I")
+MAX_PENDING = 32768  # packets waiting for their ntag at most (tags are 16 bits)
 
 
 def default_payload(size: int) -> Callable[[int], bytes]:
@@ -113,7 +115,10 @@ async def send_train(
     endpoint's current time (default 50 ms plus 20 µs per packet, time for the nsends to
     reach the endpoint before their moment). Payloads are `payload(i)`, a fixed `payload`,
     or the sequence number padded to `size` bytes. A packet whose ntag has not come
-    `ntag_timeout` s after the train's last moment is reported as "no ntag".
+    `ntag_timeout` s after the train's last moment, and after the last ntag that did come
+    (an endpoint that is behind still gets its time), is reported as "no ntag". At most
+    `MAX_PENDING` packets wait for their ntag at once (tags are 16 bits); notifications are
+    read while the train is queued.
     """
     if count < 1 or gap < 0:
         raise ValueError(f"need count >= 1 and gap >= 0, got count={count} gap={gap}")
@@ -132,25 +137,29 @@ async def send_train(
         report = TrainReport(ra, port, gap, [start + i * gap for i in range(count)])
         report.sent = [None] * count
         report.errors = [None] * count
-        queued = []
+        flow = _Flow(report, clock)
         for i, t in enumerate(report.intended):
             data = make(i) if callable(make) else make
-            queued.append(session.nsend(sktid, data, time=t, to=(ra, port), ntag=True))
-            if i % 64 == 63:
+            d = session.nsend(sktid, data, time=t, to=(ra, port), ntag=True)
+            flow.track(i, d)
+            if flow.waiting >= MAX_PENDING:  # ntags are tracked per tag: never run out
+                await flow.below(MAX_PENDING // 2)
+            elif i % 64 == 63:
                 await session.wait_writable()
-        pending = []
-        for i, d in enumerate(queued):
-            try:
-                q = await d
-            except RequestFailed as e:
-                report.errors[i] = e.name
+            if flow.failure is not None:
+                raise flow.failure
+        while flow.pending and flow.failure is None:
+            i, nd = next(iter(flow.pending.items()))
+            # an endpoint that is behind but still sending gets its time
+            until = max(deadline, flow.last + ntag_timeout)
+            if not await _fired_within(nd, until - clock.seconds(), clock):
+                if clock.seconds() >= max(deadline, flow.last + ntag_timeout):
+                    break
                 continue
-            assert q.ntag is not None
-            q.ntag.addCallbacks(_store(report, i), _store_error(report, i))
-            pending.append(q.ntag)
-        for nd in pending:
-            if not nd.called:
-                await _fired_within(nd, deadline - clock.seconds(), clock)
+            if flow.pending.get(i) is nd:
+                del flow.pending[i]
+        if flow.failure is not None:
+            raise flow.failure
         for i, when in enumerate(report.sent):
             if when is None and report.errors[i] is None:
                 report.errors[i] = "no ntag"
@@ -159,15 +168,66 @@ async def send_train(
     return report
 
 
-def _store(report: TrainReport, i: int) -> Callable[[Ntag], None]:
-    def cb(n: Ntag) -> None:
-        report.sent[i] = n.time
+class _Flow:
+    """The train's packets between their nsend and their ntag: results go into the report
+    as they come (notifications are read while the train is still being queued), and
+    `below(n)` waits until fewer than n are waiting for their ntag."""
 
-    return cb
+    def __init__(self, report: TrainReport, clock: Any) -> None:
+        self.report = report
+        self.clock = clock
+        self.last = clock.seconds()  # when the last ntag (or refusal) came
+        self.pending: dict[int, Deferred[Any]] = {}  # packet -> its nsend, then its ntag
+        self.failure: BaseException | None = None
+        self._room: list[tuple[int, Deferred[None]]] = []
 
+    @property
+    def waiting(self) -> int:
+        return len(self.pending)
 
-def _store_error(report: TrainReport, i: int) -> Callable[[Failure], None]:
-    def eb(f: Failure) -> None:
-        report.errors[i] = getattr(f.value, "name", None) or str(f.value)
+    def track(self, i: int, d: Deferred[QueuedSend]) -> None:
+        def queued(q: QueuedSend) -> None:
+            assert q.ntag is not None
+            nd = q.ntag.addCallbacks(self._sent(i), self._not_sent(i))
+            if not nd.called:
+                self.pending[i] = nd
 
-    return eb
+        def refused(f: Failure) -> None:
+            if f.check(RequestFailed):
+                self.report.errors[i] = cast(RequestFailed, f.value).name
+            elif self.failure is None:  # the session ended: no use queuing more
+                self.failure = f.value
+            self._done(i)
+
+        self.pending[i] = d
+        d.addCallbacks(queued, refused)
+
+    def _sent(self, i: int) -> Callable[[Ntag], None]:
+        def cb(n: Ntag) -> None:
+            self.report.sent[i] = n.time
+            self._done(i)
+
+        return cb
+
+    def _not_sent(self, i: int) -> Callable[[Failure], None]:
+        def eb(f: Failure) -> None:
+            self.report.errors[i] = getattr(f.value, "name", None) or str(f.value)
+            self._done(i)
+
+        return eb
+
+    def _done(self, i: int) -> None:
+        self.last = self.clock.seconds()
+        self.pending.pop(i, None)
+        ready = [d for n, d in self._room if self.waiting < n]
+        self._room = [(n, d) for n, d in self._room if self.waiting >= n]
+        for d in ready:
+            d.callback(None)
+
+    def below(self, n: int) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        if self.waiting < n:
+            d.callback(None)
+        else:
+            self._room.append((n, d))
+        return d

@@ -67,11 +67,26 @@ class Options(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()
+        self._failed = False
         self["monitor"] = []
         self["set"] = []
         self["reconnect-delay"] = 1.0
         self["retry-delay"] = 5.0
         self["sessions"] = 0
+
+    def parseOptions(self, options: Any = None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError:
+            self._failed = True
+            raise
+
+    def getUsage(self, width: int | None = None) -> str:
+        # twistd prints the usage before an option or config error: after one, a pointer
+        # to --help instead of the whole list, so the error line is what stands out.
+        if self._failed:
+            return "(twistd pktendpoint --help lists the options)"
+        return str(super().getUsage(width))
 
     def opt_reconnect_delay(self, seconds: str) -> None:
         """Seconds from a session's end to the next connection [default: 1]."""
@@ -168,6 +183,16 @@ def makeService(options: Options) -> IService:
     from packetlab.endpoint.sockets import Network
 
     log = Logger(namespace="pktendpoint")
+    parent = getattr(options, "parent", None)
+    if parent is not None and not parent.get("nodaemon", True):
+        import sys
+
+        print(
+            "pktendpoint: going to the background (twistd without -n): log in "
+            f"{parent.get('logfile') or 'twistd.log'}, pid in {parent.get('pidfile') or 'none'}; "
+            "use `twistd -n pktendpoint ...` to stay in the foreground",
+            file=sys.stderr,
+        )
     cfg: EndpointConfig = options["endpoint_config"]
     for warning in cfg.warnings:
         log.warn("config: {warning}", warning=warning)

@@ -2,7 +2,7 @@
 
 Echo requests are queued with endpoint send times `interval` apart (nsend `time`), so the
 endpoint paces them itself, a little ahead of their time (`AHEAD_S`, at most `WINDOW`
-without their ntag); replies come back through an ncap capture and are read as they
+unanswered); replies come back through an ncap capture and are read as they
 arrive, while sending goes on. An RTT is the reply's ndata time minus the request's ntag
 time, both taken by the endpoint.
 """
@@ -36,7 +36,8 @@ __all__ = ["MAX_COUNT", "ping"]
 MAX_COUNT = 10_000
 LEAD_S = 0.05  # the first request leaves this long after the endpoint's clock was read
 AHEAD_S = 0.2  # a request is queued at most this long before its send time...
-WINDOW = 256  # ...and at most this many wait for their ntag (a stop stops sending at once)
+WINDOW = 256  # ...and at most this many are unanswered (for less than `wait`): flow
+# control like ping -f, so that replies never pile up faster than they are read
 
 
 def _payload(size: int) -> bytes:
@@ -97,7 +98,7 @@ async def ping(
     cap = await open_capture(session, target, src=source, duration_s=LEAD_S + span + wait)
     run = _PingRun(session, cap, target, ident, ttl, _payload(size), on_reply)
     try:
-        await run.send(count, interval, stop)
+        await run.send(count, interval, wait, stop)
         await run.collect(count, interval, wait, stop)
     finally:
         run.detach()
@@ -136,6 +137,7 @@ class _PingRun:
         self.table: ProbeTable[int] = ProbeTable()
         self.queued = 0  # requests handed to the endpoint: seq 1..queued
         self.in_flight = 0  # queued, ntag not in yet
+        self.open: dict[int, float] = {}  # seq -> when it is given up on, unanswered ones
         self.sent_ns: dict[int, int] = {}  # seq -> ntag time
         self.unsent: set[int] = set()  # seq whose ntag said "not sent" (or never came)
         self.replies: dict[int, tuple[Reply, int, int]] = {}  # seq -> reply, time, size
@@ -161,6 +163,7 @@ class _PingRun:
             return
         self.replies[seq] = (got[0], got[1], _icmp_size(got[0], note.data))
         self.settled.add(seq)
+        self.open.pop(seq, None)
         self._tell(seq)
         self.waker.poke()
 
@@ -169,6 +172,7 @@ class _PingRun:
         if tag is None:
             self.unsent.add(seq)
             self.settled.add(seq)
+            self.open.pop(seq, None)
         else:
             self.sent_ns[seq] = tag.time
             self._tell(seq)
@@ -199,17 +203,19 @@ class _PingRun:
 
     # -- sending --
 
-    async def send(self, count: int, interval: float, stop: StopSignal | None) -> None:
+    async def send(self, count: int, interval: float, wait: float, stop: StopSignal | None) -> None:
         """Queue the requests with endpoint send times `interval` apart, at most AHEAD_S
-        before their time and WINDOW at a time, so that a stop stops them promptly."""
+        before their time and while fewer than WINDOW are unanswered, so that a stop stops
+        them promptly and replies never come faster than they are read."""
         start = await read_time(self.session) + int(LEAD_S * 1e9)
         local_start = self.reactor.seconds() + LEAD_S
         for i in range(count):
             due = local_start + i * interval - AHEAD_S
             while self.failure is None and not (stop is not None and stop.requested):
-                if self.in_flight < WINDOW and self.reactor.seconds() >= due:
+                room = self._room()
+                if room is None and self.reactor.seconds() >= due:
                     break
-                await self.waker.sleep(due if self.in_flight < WINDOW else None, stop)
+                await self.waker.sleep(due if room is None else room, stop)
             if self.failure is not None:
                 raise self.failure
             if stop is not None and stop.requested:
@@ -224,9 +230,23 @@ class _PingRun:
                 self.cap.sktid, p.packet, time=start + int(i * interval * 1e9), ntag=True
             )
             self.queued, self.in_flight = seq, self.in_flight + 1
+            self.open[seq] = max(self.reactor.seconds(), local_start + i * interval) + wait
             d.addCallbacks(self._queued(seq), self._failed)
             if seq % 64 == 0:
                 await self.session.wait_writable()
+
+    def _room(self) -> float | None:
+        """None when another request may go, else when the oldest unanswered one is given
+        up on (and makes room)."""
+        now = self.reactor.seconds()
+        while self.open:
+            seq, give_up = next(iter(self.open.items()))
+            if give_up > now:
+                break
+            del self.open[seq]
+        if len(self.open) < WINDOW:
+            return None
+        return next(iter(self.open.values()))
 
     def _queued(self, seq: int) -> Callable[[QueuedSend], None]:
         def cb(q: QueuedSend) -> None:

@@ -33,7 +33,11 @@ __all__ = [
     "hop_annotation",
     "hops_by_ttl",
     "path_jaccard",
+    "ping_line",
+    "ping_statistics",
+    "traceroute_header",
     "traceroute_jsonl",
+    "traceroute_line",
 ]
 
 
@@ -220,29 +224,41 @@ def hop_annotation(hop: Hop, *, version: int | None = None) -> str:
     return _V6_UNREACH_NOTE.get(hop.code, f"!<{hop.code}>")
 
 
+def traceroute_header(
+    dst: str, *, name: str | None = None, max_ttl: int | None = None, size: int | None = None
+) -> str:
+    """``traceroute to NAME (ADDR), 30 hops max, 60 byte packets`` (no newline)."""
+    head = f"traceroute to {name or dst} ({dst})"
+    if max_ttl is not None:
+        head += f", {max_ttl} hops max"
+    if size is not None:
+        head += f", {size} byte packets"
+    return head
+
+
+def traceroute_line(ttl: int, hops: Sequence[Hop]) -> str:
+    """One TTL's line like Butskoy's ``traceroute -n`` (no newline)."""
+    line = f"{ttl:2d} "
+    last_addr: str | None = None
+    for hop in hops:
+        if hop.addr is None:
+            line += " *"
+            continue
+        if hop.addr != last_addr:
+            line += f" {hop.addr}"
+            last_addr = hop.addr
+        line += f"  {hop.rtt_us / 1000:.3f} ms" if hop.rtt_us is not None else "  ? ms"
+        note = hop_annotation(hop)
+        if note:
+            line += f" {note}"
+    return line
+
+
 def format_traceroute(result: TracerouteResult) -> str:
     """Text like Butskoy's ``traceroute -n``: a header line, then one line per TTL."""
-    head = f"traceroute to {result.dst} ({result.dst})"
-    if result.max_ttl is not None:
-        head += f", {result.max_ttl} hops max"
-    if result.probe_size is not None:
-        head += f", {result.probe_size} byte packets"
-    lines = [head]
+    lines = [traceroute_header(result.dst, max_ttl=result.max_ttl, size=result.probe_size)]
     for ttl, hops in sorted(hops_by_ttl(result.hops).items()):
-        line = f"{ttl:2d} "
-        last_addr: str | None = None
-        for hop in hops:
-            if hop.addr is None:
-                line += " *"
-                continue
-            if hop.addr != last_addr:
-                line += f" {hop.addr}"
-                last_addr = hop.addr
-            line += f"  {hop.rtt_us / 1000:.3f} ms" if hop.rtt_us is not None else "  ? ms"
-            note = hop_annotation(hop)
-            if note:
-                line += f" {note}"
-        lines.append(line)
+        lines.append(traceroute_line(ttl, hops))
     return "\n".join(lines) + "\n"
 
 
@@ -328,28 +344,38 @@ class PingResult:
         )
 
 
-def format_ping(result: PingResult) -> str:
-    """Text like iputils ``ping -n``: one line per reply, then the summary."""
-    lines = [f"PING {result.dst} ({result.dst})"]
-    for r in result.replies:
-        if r.addr is None:
-            continue
-        size = f"{r.size} bytes" if r.size is not None else "reply"
-        ttl = f" ttl={r.ttl}" if r.ttl is not None else ""
-        rtt = f" time={r.rtt_us / 1000:.3f} ms" if r.rtt_us is not None else ""
-        lines.append(f"{size} from {r.addr}: icmp_seq={r.seq}{ttl}{rtt}")
-    lines.append("")
-    lines.append(f"--- {result.dst} ping statistics ---")
-    lines.append(
+def ping_line(r: PingReply) -> str:
+    """``64 bytes from ADDR: icmp_seq=N ttl=T time=X ms`` (no newline; r answered)."""
+    size = f"{r.size} bytes" if r.size is not None else "reply"
+    ttl = f" ttl={r.ttl}" if r.ttl is not None else ""
+    rtt = f" time={r.rtt_us / 1000:.3f} ms" if r.rtt_us is not None else ""
+    return f"{size} from {r.addr}: icmp_seq={r.seq}{ttl}{rtt}"
+
+
+def ping_statistics(result: PingResult, elapsed_ms: float | None = None) -> list[str]:
+    """iputils ping's closing lines: the title, the counts, the RTT summary."""
+    counts = (
         f"{result.sent} packets transmitted, {result.received} received, "
         f"{result.loss * 100:.0f}% packet loss"
     )
+    if elapsed_ms is not None:
+        counts += f", time {elapsed_ms:.0f}ms"
+    lines = [f"--- {result.dst} ping statistics ---", counts]
     stats = result.stats()
     if stats is not None:
         values = (stats.min_us, stats.avg_us, stats.max_us, stats.mdev_us)
         lines.append(
             "rtt min/avg/max/mdev = " + "/".join(f"{v / 1000:.3f}" for v in values) + " ms"
         )
+    return lines
+
+
+def format_ping(result: PingResult) -> str:
+    """Text like iputils ``ping -n``: one line per reply, then the summary."""
+    lines = [f"PING {result.dst} ({result.dst})"]
+    lines += [ping_line(r) for r in result.replies if r.addr is not None]
+    lines.append("")
+    lines += ping_statistics(result)
     return "\n".join(lines) + "\n"
 
 

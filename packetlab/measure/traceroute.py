@@ -33,7 +33,15 @@ from packetlab.controller.errors import ControllerError, RequestFailed
 from packetlab.controller.filters import tcpdump_filter
 from packetlab.controller.stop import StopSignal
 from packetlab.measure.flight import GRACE_S, Waker
-from packetlab.measure.probes import TRACEROUTE_BASE_PORT, Probe, ProbeTable, traceroute_probe
+from packetlab.measure.probes import (
+    TRACEROUTE_BASE_PORT,
+    TRACEROUTE_PAYLOAD,
+    Probe,
+    ProbeTable,
+    echo_probe,
+    tcp_syn_probe,
+    traceroute_probe,
+)
 from packetlab.measure.records import Hop, Stamp, TracerouteResult
 from packetlab.measure.replies import ParseError, Reply, ReplyKind, parse_reply
 from packetlab.wire import Ndata, Ntag, Status, TransSup
@@ -212,6 +220,18 @@ def _ends_trace(reply: Reply) -> bool:
 
 
 HopCallback = Callable[[Hop], object]
+METHODS = ("udp", "icmp", "tcp")
+
+
+def _probe(
+    method: str, src: Address, dst: Address, ttl: int, i: int, sport: int, port: int
+) -> Probe:
+    """Probe i (TTL `ttl`) of a traceroute by `method`; each identifies itself by i."""
+    if method == "icmp":
+        return echo_probe(src, dst, ident=sport, seq=i + 1, ttl=ttl, payload=TRACEROUTE_PAYLOAD)
+    if method == "tcp":
+        return tcp_syn_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl)
+    return traceroute_probe(src, dst, ttl, sport=sport, index=i, base_port=port)
 
 
 def _end_of_ttl(probes: list[Probe], i: int) -> int:
@@ -406,6 +426,7 @@ async def traceroute(
     src: str | Address | None = None,
     pace: float | None = None,
     queries: int = 1,
+    method: str = "udp",
     send_stamp: str = Stamp.KERNEL,
     recv_stamp: str = Stamp.KERNEL,
     on_hop: HopCallback | None = None,
@@ -425,8 +446,12 @@ async def traceroute(
     or given up on). When `stop` is requested no further probe is sent (sequential) or
     waited for beyond `GRACE_S`, and the result holds the hops settled so far.
 
-    `sport` is the UDP source port of every probe (default: random, 32768..60999); probe n
-    goes to `base_port + n` like Butskoy's traceroute. `src` defaults to the endpoint's
+    `method` is the probe: "udp" (Butskoy's default), "icmp" (echo requests, like
+    traceroute -I: identifier `sport`, sequence number = probe index) or "tcp" (SYNs to
+    port `base_port`, like traceroute -T: source port `sport`, sequence number = probe
+    index; the target answers SYN-ACK or RST). `sport` is the source port (ICMP: the
+    identifier) of every probe (default: random, 32768..60999); UDP probe n goes to
+    `base_port + n` like Butskoy's traceroute. `src` defaults to the endpoint's
     exported address of dst's family. `send_stamp`/`recv_stamp` only label the result: the
     defaults describe this project's endpoint (kernel TX and RX timestamps).
     """
@@ -445,17 +470,21 @@ async def traceroute(
         raise ValueError(f"base_port {base_port} + probes does not fit in 1..65535")
     if not 1 <= queries <= 10:
         raise ValueError(f"queries must be 1..10 probes per hop, got {queries}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     source = as_target(src) if src is not None else None
     n = (max_ttl - first_ttl + 1) * queries
-    if base_port + n - 1 > 0xFFFF:
+    if method == "udp" and base_port + n - 1 > 0xFFFF:
         raise ValueError(f"base_port {base_port} + {n} probes does not fit in 1..65535")
     budget = n * (wait + 1.0) if pace is None else PACED_LEAD_S + n * pace + wait
-    cap = await open_capture(session, target, src=source, duration_s=budget)
+    expression = None
+    if method == "tcp":  # the target's SYN-ACK or RST as well as the routers' ICMP
+        expression = f"{CAPTURE_FILTERS[target.version]} or (tcp and src host {target})"
+    cap = await open_capture(session, target, src=source, duration_s=budget, expression=expression)
     try:
         ttls = [ttl for ttl in range(first_ttl, max_ttl + 1) for _ in range(queries)]
         probes = [
-            traceroute_probe(cap.src, target, ttl, sport=sport, index=i, base_port=base_port)
-            for i, ttl in enumerate(ttls)
+            _probe(method, cap.src, target, ttl, i, sport, base_port) for i, ttl in enumerate(ttls)
         ]
         if pace is None:
             hops = await _sequential(session, cap, probes, wait, on_hop, stop)
@@ -467,6 +496,7 @@ async def traceroute(
         dst=str(target),
         hops=tuple(hops),
         src=str(cap.src),
+        method=method,
         max_ttl=max_ttl,
         probe_size=len(probes[0].packet),
         start_ns=next((h.probe_send_ns for h in hops if h.probe_send_ns is not None), None),

@@ -102,3 +102,33 @@ def test_external_endpoint() -> None:
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_ctrl_c_while_waiting_exits_130_quietly() -> None:
+    import signal
+
+    example = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "dns_query.py"), "--listen", "127.0.0.1:0",
+         "--insecure-plaintext"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert example.stdout is not None
+    assert example.stdout.readline().startswith("link:")
+    assert "waiting for an endpoint" in example.stdout.readline()
+    example.send_signal(signal.SIGINT)
+    _, err = example.communicate(timeout=TIMEOUT)
+    assert example.returncode == 130 and "interrupted" in err and "Traceback" not in err
+
+
+def test_an_expected_error_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "dns_query.py"), "--home", str(tmp_path / "none")],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"dns_query.py: --home {tmp_path / 'none'} lacks keys/k_xc, certs/pubcmd_exper_xc.cert, "
+        "certs/exppriv_eop_exper.cert, keys/k_ep, certs/subcmd_eop_ep.cert, keys/k_eop.pub (the "
+        f"in-process endpoint needs both sides of a demo link): run `pktlab init --home "
+        f"{tmp_path / 'none'}`, or use --insecure-plaintext"
+    ]

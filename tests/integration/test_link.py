@@ -79,7 +79,7 @@ def test_listen_over_tls_with_a_real_endpoint(tmp_path: Path) -> None:
     assert got.returncode == 0, got.stderr + log
     assert "2 packets transmitted, 2 received" in got.stdout
     assert f"(TLS 1.3, PPKS certificates from {home})" in got.stderr
-    assert "refused" not in log
+    assert "refused TLS peer" not in log and "ENDPOINT_AUTH_CONTROLLER" in log
 
 
 def test_an_untrusted_chain_is_explained_on_the_controller(tmp_path: Path) -> None:

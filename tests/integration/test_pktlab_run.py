@@ -67,7 +67,12 @@ def test_traceroute_json_on_the_testbed(tb: Testbed, family: int) -> None:
     dst = str(tb.addr("tg", family))
     got = pktlab_run("traceroute", "--json", "--max-ttl", "8", dst, netns=tb.netns_name("ep"))
     assert got.returncode == 0, got.stderr
-    hops = [json.loads(line) for line in got.stdout.splitlines()]
+    lines = [json.loads(line) for line in got.stdout.splitlines()]
+    hops = [x for x in lines if x["type"] == "hop"]
+    (summary,) = [x for x in lines if x["type"] == "summary"]
+    assert (summary["stop_reason"], summary["reached"], summary["hop_count"]) == (
+        "COMPLETED", True, 3,
+    )  # fmt: skip
     ref = native.run_traceroute(dst, netns=tb.netns_name("ep"), max_ttl=8)
     assert [(h["ttl"], h["addr"]) for h in hops] == ref.path()
     assert all(h["rtt_us"] > 0 for h in hops)
@@ -80,7 +85,7 @@ def test_paced_traceroute_on_the_testbed(tb: Testbed) -> None:
     dst = str(tb.addr("tg", 6))
     got = pktlab_run("traceroute", "--json", "--pace", "0.001", dst, netns=tb.netns_name("ep"))
     assert got.returncode == 0, got.stderr
-    hops = [json.loads(line) for line in got.stdout.splitlines()]
+    hops = [json.loads(line) for line in got.stdout.splitlines()][:-1]  # then the summary
     assert [h["addr"] for h in hops] == ["fd00:77:1::2", "fd00:77:2::2", dst]
 
 
@@ -110,7 +115,9 @@ def test_ping_without_answer_exits_1(tb: Testbed) -> None:
         netns=tb.netns_name("ep"),
     )  # fmt: skip
     assert got.returncode == 1, got.stderr
-    assert [json.loads(x)["addr"] for x in got.stdout.splitlines()] == [None, None]
+    lines = [json.loads(x) for x in got.stdout.splitlines()]
+    assert [(x["seq"], x["addr"]) for x in lines[:-1]] == [(1, None), (2, None)]
+    assert (lines[-1]["type"], lines[-1]["sent"], lines[-1]["received"]) == ("summary", 2, 0)
 
 
 def test_ping_loopback() -> None:
@@ -144,8 +151,8 @@ def test_listen_with_an_external_endpoint(tmp_path: Path) -> None:
             run.wait()
     assert run.returncode == 0, err
     assert "waiting for an endpoint on 127.0.0.1:" in err
-    replies = [json.loads(x) for x in out.splitlines()]
-    assert [(r["seq"], r["addr"]) for r in replies] == [(0, "127.0.0.1"), (1, "127.0.0.1")]
+    replies = [json.loads(x) for x in out.splitlines()][:-1]
+    assert [(r["seq"], r["addr"]) for r in replies] == [(1, "127.0.0.1"), (2, "127.0.0.1")]
 
 
 def test_without_raw_socket_rights_a_clear_error() -> None:
@@ -179,3 +186,27 @@ def test_interrupt_while_waiting_for_an_endpoint() -> None:
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_traceroute_to_a_silent_target_streams_and_gives_up_like_native(tb: Testbed) -> None:
+    """Hops 1 and 2 answer, nothing beyond: the answered hops are printed at once, and the
+    run takes about --wait (every TTL probed at once), as native traceroute does."""
+    ns = tb.netns_name("ep")
+    argv = ["ip", "netns", "exec", ns, *RUN, "traceroute", "-m", "6", "-w", "2", "10.77.3.99"]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO
+    )
+    assert proc.stdout is not None
+    header = proc.stdout.readline()
+    first = proc.stdout.readline()
+    first_at = time.monotonic() - start
+    still_running = proc.poll() is None
+    rest, err = proc.communicate(timeout=60)
+    total = time.monotonic() - start
+    assert proc.returncode == 0, err
+    assert header.startswith("traceroute to 10.77.3.99") and first.split()[:2] == ["1", "10.77.1.2"]
+    assert still_running, "the first hop should be printed before the run ends"
+    assert first_at < total - 1.0
+    assert [x.split()[0] for x in rest.splitlines()] == ["2", "3", "4", "5", "6"]
+    assert total < 2 + 5, f"{total:.1f} s: silent hops should cost one --wait, not one each"

@@ -60,7 +60,7 @@ def test_dns_bad_type_is_an_early_error() -> None:
 
     a = parse("dns", "-t", "BOGUS", "x.test")
     with pytest.raises(DnsError, match="unknown record type"):
-        run_dns.experiment(a, lambda r: None, Progress(io.StringIO()))
+        run_dns.experiment(a, lambda r: None, Progress())
 
 
 def test_dns_rows() -> None:
@@ -105,10 +105,10 @@ def test_http_bad_url_and_cacert_are_early_errors(tmp_path: Path) -> None:
     from packetlab.measure.http import HttpError
 
     with pytest.raises(HttpError):
-        run_http.experiment(parse("http", "ftp://x/"), lambda r: None, Progress(io.StringIO()))
+        run_http.experiment(parse("http", "ftp://x/"), lambda r: None, Progress())
     a = parse("http", "--cacert", str(tmp_path / "missing.pem"), "https://x.test/")
     with pytest.raises(RunError, match="--cacert"):
-        run_http.experiment(a, lambda r: None, Progress(io.StringIO()))
+        run_http.experiment(a, lambda r: None, Progress())
 
 
 def test_throughput_options() -> None:
@@ -152,9 +152,10 @@ def test_resolv_conf_feeds_the_in_process_endpoint(tmp_path: Path) -> None:
     assert "--dns-ipv4" not in in_process_options(tmp_path / "missing")
 
 
-def test_progress_only_on_a_terminal() -> None:
+def test_progress_before_start_only_remembers() -> None:
     out = io.StringIO()
-    p = Progress(out)
+    p = Progress()
     p("working")
+    p.write("a record", out)
     p.clear()
-    assert out.getvalue() == ""
+    assert (p.text, out.getvalue()) == ("working", "a record\n")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 
 import pytest
 from twisted.internet.defer import Deferred
@@ -18,10 +17,8 @@ from packetlab.cli.run import (
     RunError,
     build_parser,
     measure,
-    render,
     resolve_target,
 )
-from packetlab.measure.records import Hop, PingReply, PingResult, TracerouteResult
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -31,12 +28,21 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_defaults() -> None:
     a = parse("traceroute", "10.0.0.1")
     assert (a.measurement, a.target, a.family, a.first_ttl, a.max_ttl, a.wait) == (
-        "traceroute", "10.0.0.1", None, 1, 30, 2.0,
+        "traceroute", "10.0.0.1", None, 1, 30, 5.0,
     )  # fmt: skip
-    assert (a.sport, a.port, a.json, a.listen, a.src) == (None, 33434, False, None, None)
+    assert (a.sport, a.port, a.json, a.listen, a.src) == (None, None, False, None, None)
+    assert a.protocol == "udp" and parse("traceroute", "-T", "x").protocol == "tcp"
+    assert parse("traceroute", "-I", "x").protocol == "icmp"
+    assert parse("traceroute", "--protocol", "tcp", "x").protocol == "tcp"
     assert a.pace is None and parse("traceroute", "--pace", "0.001", "x").pace == 0.001
+    assert (a.queries, a.sequential) == (1, False)
+    t = parse("traceroute", "-q", "3", "-w", "0.5", "--sequential", "x")
+    assert (t.queries, t.wait, t.sequential) == (3, 0.5, True)
     p = parse("ping", "-6", "-c", "3", "-i", "0.2", "--json", "::1")
     assert (p.family, p.count, p.interval, p.size, p.ttl, p.json) == (6, 3, 0.2, 56, 64, True)
+    assert (p.wait, p.deadline) == (2.0, None)
+    w = parse("ping", "-W", "0.5", "-w", "10", "x")  # iputils: -W reply wait, -w deadline
+    assert (w.wait, w.deadline) == (0.5, 10.0)
 
 
 @pytest.mark.parametrize("what", ["traceroute", "ping"])
@@ -103,41 +109,6 @@ def _fails(args: argparse.Namespace) -> BaseException:
 def test_early_errors(argv: list[str], message: str) -> None:
     err = _fails(parse(*argv))
     assert isinstance(err, LinkError) and message in str(err)
-
-
-def test_render_traceroute() -> None:
-    result = TracerouteResult(
-        dst="10.0.0.3",
-        src="10.0.0.1",
-        max_ttl=30,
-        probe_size=60,
-        hops=(Hop(1, "10.0.0.2", 12.5, "time-exceeded", 0), Hop.timeout(2)),
-    )
-    text = render(result, False)
-    assert text.splitlines() == [
-        "traceroute to 10.0.0.3 (10.0.0.3), 30 hops max, 60 byte packets",
-        " 1  10.0.0.2  0.013 ms",
-        " 2  *",
-    ]
-    lines = [json.loads(x) for x in render(result, True).splitlines()]
-    assert [(x["ttl"], x["addr"], x["rtt_us"], x["dst"]) for x in lines] == [
-        (1, "10.0.0.2", 12.5, "10.0.0.3"),
-        (2, None, None, "10.0.0.3"),
-    ]
-
-
-def test_render_ping() -> None:
-    result = PingResult(
-        dst="10.0.0.3",
-        sent=2,
-        replies=(PingReply(0, "10.0.0.3", 20.0, 64, 64), PingReply(1, None, None)),
-    )
-    assert "2 packets transmitted, 1 received, 50% packet loss" in render(result, False)
-    lines = [json.loads(x) for x in render(result, True).splitlines()]
-    assert [(x["seq"], x["addr"], x["rtt_us"]) for x in lines] == [
-        (0, "10.0.0.3", 20.0),
-        (1, None, None),
-    ]
 
 
 def test_module_has_the_cli_interface() -> None:

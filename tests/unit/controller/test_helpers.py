@@ -194,3 +194,37 @@ def test_send_train_records_refused_sends() -> None:
     assert report.sent[1] is None and report.sent_count == 2
     assert report.intended[0] == BASE_NS + 10**9
     assert result_of(rig.session.when_closed()) is None if rig.session.close_reason else True
+
+
+def test_send_train_bounds_the_packets_waiting_for_their_ntag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ntag tags are 16 bits: a train longer than that (100,000 packets) must not have them
+    all waiting at once. The fake endpoint sends each ntag at the packet's time, like a
+    real one."""
+    from packetlab.controller import train
+    from packetlab.wire import Ntag
+
+    monkeypatch.setattr(train, "MAX_PENDING", 16)
+    rig = Rig()
+    ep = rig.endpoint
+
+    def scheduled(msg):  # type: ignore[no-untyped-def]
+        ep.result()
+        when = max(msg.time, ep.now())
+        ep.clock.callLater((when - ep.now()) / 1e9, ep.send, Ntag(msg.sktid, msg.tag, when))
+
+    ep.nsend = scheduled  # type: ignore[method-assign]
+    most = [0]
+    track = rig.session._track_tag
+
+    def counting(sktid, tag=None):  # type: ignore[no-untyped-def]
+        got = track(sktid, tag)
+        most[0] = max(most[0], len(rig.session._tags))
+        return got
+
+    rig.session._track_tag = counting  # type: ignore[method-assign]
+    report = rig.run(send_train(rig.session, "127.0.0.1", 9000, 200, 10_000_000))
+    assert report.sent_count == 200 and report.errors == [None] * 200
+    assert report.offsets() == [0] * 200
+    assert 8 <= most[0] <= 16

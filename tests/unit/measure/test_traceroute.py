@@ -311,3 +311,25 @@ def test_a_stop_returns_the_hops_settled(pace: float | None) -> None:
     assert 2.5 <= rig.clock.seconds() - start < 3.6
     assert result.path()[0] == (1, R14)
     assert len(result.hops) < 6 if pace is None else len(result.hops) == 6
+
+
+@pytest.mark.parametrize("method", ["icmp", "tcp"])
+@pytest.mark.parametrize(("dst", "path"), [(TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])])
+def test_icmp_and_tcp_probes(method: str, dst: str, path: list[str]) -> None:
+    rig = RawRig(path)
+    result = rig.run(traceroute(rig.session, dst, method=method, pace=0.0, base_port=80))
+    assert result.path() == [(1, path[0]), (2, path[1]), (3, dst)]
+    assert result.method == method and result.reached
+    want = {"icmp": ReplyKind.ECHO_REPLY, "tcp": ReplyKind.TCP_SYNACK}[method]
+    assert result.hops[-1].reply_type == want
+    assert [h.rtt_us for h in result.hops] == pytest.approx([1000, 2000, 3000], abs=0.01)
+    (ncap,) = rig.endpoint.ncaps
+    icmp = "icmp6" if ":" in dst else "icmp"
+    expr = icmp if method == "icmp" else f"{icmp} or (tcp and src host {dst})"
+    assert ncap.filter == tcpdump_filter(expr)
+
+
+def test_unknown_method() -> None:
+    rig = RawRig([TG4])
+    with pytest.raises(ValueError, match="method must be one of udp, icmp, tcp"):
+        rig.run(traceroute(rig.session, TG4, method="sctp"))

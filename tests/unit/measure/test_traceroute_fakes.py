@@ -31,10 +31,15 @@ from packetlab.endpoint.memory import system_image
 from packetlab.measure.packets import (
     PROTO_ICMP,
     PROTO_ICMPV6,
+    PROTO_TCP,
+    TCP_ACK,
+    TCP_RST,
+    TCP_SYN,
     as_address,
     inet_checksum,
     ip_packet,
     pseudo_header,
+    tcp_segment,
 )
 from packetlab.wire import Ncap, Ndata, Nopen, Nsend, Ntag, Proto, Status
 
@@ -113,16 +118,25 @@ class RawFakeEndpoint(FakeEndpoint):
         src = str(ipaddress.ip_address(probe[8:24] if v6 else probe[12:16]))
         target = self.path[-1]
         assert target is not None
+        hop = self.path[ttl - 1] if ttl <= len(self.path) else target
+        if hop is None:
+            return []
+        if hop != target and proto in (PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP):
+            kind, code = (3, 0) if v6 else (11, 0)  # time exceeded, quoting the probe
+            return [(self.delay(ttl), icmp_packet(hop, src, kind, code, bytes(4), probe))]
+        if proto == PROTO_TCP:  # the target: SYN-ACK to port 80, RST elsewhere
+            hdr = 40 if v6 else 20
+            sport, dport, seq = struct.unpack_from("!HHI", probe, hdr)
+            flags = TCP_SYN | TCP_ACK if dport == 80 else TCP_RST | TCP_ACK
+            ack = (seq + 1) & 0xFFFFFFFF
+            seg = tcp_segment(target, src, dport, sport, seq=7, ack=ack, flags=flags)
+            return [(self.delay(ttl), ip_packet(target, src, PROTO_TCP, seg, ttl=63))]
         if proto in (PROTO_ICMP, PROTO_ICMPV6):  # echo request: answer from the target
             hdr = 40 if v6 else 20
             echo = bytearray(probe[hdr:])
             echo[0] = 129 if v6 else 0
-            return [
-                (self.delay(1), icmp_packet(target, src, echo[0], 0, bytes(echo[4:8]), echo[8:]))
-            ]
-        hop = self.path[ttl - 1] if ttl <= len(self.path) else target
-        if hop is None:
-            return []
+            late = self.delay(ttl if ttl <= len(self.path) else 1)  # ping: delays[1]
+            return [(late, icmp_packet(target, src, echo[0], 0, bytes(echo[4:8]), echo[8:]))]
         if ttl in self.unreachable_at:
             kind, code = (1 if v6 else 3), self.unreachable_at[ttl]
         elif hop == target:

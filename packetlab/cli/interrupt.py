@@ -1,0 +1,119 @@
+"""Running a controller-side command in the reactor, with the interrupts a person expects.
+
+`run_reactor(main, prog=...)` runs `main(reactor, stop)` and returns its exit status:
+
+* the first Ctrl-C (SIGINT) requests `stop` when the measurement watches it: sending
+  stops, the replies in flight are awaited briefly, and `main` prints what was gathered
+  and its summary; the status is then 130. When nothing watches `stop` yet (start-up,
+  waiting for an endpoint) there is nothing to gather: the command ends at once, 130;
+* a second Ctrl-C ends the process at once (130);
+* an expected error (`ControllerError`, `ValueError`, `OSError`) is one line on stderr,
+  `PROG: message`, status 2; anything else is a bug: one line naming the exception
+  (the traceback with -v), status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from packetlab.controller.errors import ControllerError
+from packetlab.controller.stop import StopSignal
+
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "run_reactor"]
+
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+EXPECTED = (ControllerError, ValueError, OSError)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe: nothing more to say
+            pass
+
+
+def run_reactor(
+    main: Callable[[Any, StopSignal], Awaitable[int]],
+    *,
+    prog: str,
+    verbose: bool = False,
+    reactor: Any = None,
+) -> int:
+    """Run `main(reactor, stop)` in the (global) reactor; its exit status (see above)."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    from twisted.internet.defer import Deferred
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    if verbose:
+        globalLogBeginner.beginLoggingTo(
+            [textFileLogObserver(sys.stderr)], redirectStandardIO=False
+        )
+    stop = StopSignal()
+    box: dict[str, Any] = {}
+    signals = [0]
+
+    def first_interrupt() -> None:
+        if stop.watched and "code" not in box:
+            print(
+                f"\n{prog}: stopping: waiting briefly for replies in flight "
+                "(Ctrl-C again to quit now)",
+                file=sys.stderr,
+                flush=True,
+            )
+            stop.request("interrupted")
+            return
+        box.setdefault("interrupted", True)
+        if reactor.running:
+            reactor.stop()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        signals[0] += 1
+        if signals[0] > 1:
+            print(f"\n{prog}: interrupted", file=sys.stderr)
+            _flush()
+            os._exit(EXIT_INTERRUPTED)
+        reactor.callFromThread(first_interrupt)
+
+    async def body() -> None:
+        try:
+            box["code"] = await main(reactor, stop)
+        except EXPECTED as e:
+            box["error"] = str(e) or type(e).__name__
+        except Exception as e:  # a bug: say what, keep the traceback for -v
+            box["error"] = f"internal error: {type(e).__name__}: {e}"
+            if verbose:
+                traceback.print_exc()
+        finally:
+            if reactor.running:
+                reactor.stop()
+
+    def started() -> None:
+        # after the reactor's own handlers are in place, so that ours win
+        signal.signal(signal.SIGINT, on_signal)
+        Deferred.fromCoroutine(body())
+
+    reactor.callWhenRunning(started)
+    try:
+        reactor.run()
+    except KeyboardInterrupt:  # before our handler was installed
+        box.setdefault("interrupted", True)
+    _flush()
+    if "error" in box:
+        print(f"{prog}: {box['error']}", file=sys.stderr)
+        return EXIT_ERROR
+    if "code" not in box:  # stopped under us: Ctrl-C before anything ran, or SIGTERM
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if stop.requested and stop.reason == "interrupted":
+        return EXIT_INTERRUPTED
+    code: int = box["code"]
+    return code

@@ -1,0 +1,63 @@
+"""A progress line on stderr for runs longer than a second, on a terminal only.
+
+The line is redrawn in place a few times a second (`\\r`, erase to the end of line) from
+a function that describes the state; `write(text)` prints a result line on stdout after
+clearing it, so results and progress never mix on the screen. Off a terminal (a pipe, a
+file) nothing is drawn and `write` is a plain print.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+__all__ = ["Progress"]
+
+CLEAR = "\r\x1b[K"
+
+
+class Progress:
+    def __init__(
+        self,
+        reactor: Any,
+        describe: Callable[[], str],
+        *,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        enabled: bool | None = None,
+        delay: float = 1.0,
+        every: float = 0.25,
+    ) -> None:
+        self.reactor = reactor
+        self.describe = describe
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.enabled = self.err.isatty() if enabled is None else enabled
+        self.every = every
+        self.shown = False
+        self._call: Any = reactor.callLater(delay, self._tick) if self.enabled else None
+
+    def write(self, line: str) -> None:
+        """A result line on stdout, at once (flushed): the moment it is known."""
+        self._clear()
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self._clear()
+
+    def _clear(self) -> None:
+        if self.shown:
+            self.err.write(CLEAR)
+            self.err.flush()
+            self.shown = False
+
+    def _tick(self) -> None:
+        self.err.write(CLEAR + self.describe())
+        self.err.flush()
+        self.shown = True
+        self._call = self.reactor.callLater(self.every, self._tick)

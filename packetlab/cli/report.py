@@ -1,0 +1,216 @@
+"""What `pktlab run` prints while a measurement runs and when it ends.
+
+Each hop or reply is written the moment it is known, as the native tool would print it
+(Butskoy traceroute, iputils ping) or as one JSON line (`"type": "hop"` / `"reply"`), and
+the run ends with its summary: ping's statistics, or in JSON a `"type": "summary"` record
+in the spirit of scamper's (start and stop times, stop reason, hop count, whether the
+target was reached; sent, received, loss and RTT min/avg/max/mdev in µs).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from packetlab.cli.progress import Progress
+from packetlab.measure.records import (
+    Hop,
+    PingReply,
+    PingResult,
+    TracerouteResult,
+    ping_line,
+    ping_statistics,
+    traceroute_header,
+    traceroute_line,
+)
+from packetlab.measure.replies import ReplyKind
+
+__all__ = ["PingReport", "TracerouteReport", "traceroute_stop_reason"]
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, sort_keys=True)
+
+
+def traceroute_stop_reason(result: TracerouteResult, interrupted: bool) -> str:
+    """scamper's names: COMPLETED (the target answered), UNREACH (a router said it cannot
+    get there), HOPLIMIT (max TTL reached), INTERRUPTED."""
+    if interrupted:
+        return "INTERRUPTED"
+    last = next((h for h in reversed(result.hops) if h.addr is not None), None)
+    if last is not None and last.addr == result.dst:
+        return "COMPLETED"
+    if last is not None and last.reply_type == ReplyKind.DEST_UNREACHABLE:
+        return "UNREACH"
+    return "HOPLIMIT"
+
+
+class _Report:
+    def __init__(self, reactor: Any, as_json: bool, dst: str, name: str | None) -> None:
+        self.as_json = as_json
+        self.dst, self.name = dst, name if name and name != dst else None
+        self.started = time.time()
+        self.progress = Progress(reactor, self.describe)
+        self.src: str | None = None
+
+    def describe(self) -> str:
+        return f"{time.time() - self.started:.1f} s"
+
+    def write(self, line: str) -> None:
+        self.progress.write(line)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+class TracerouteReport(_Report):
+    """Prints a TTL's line once its `queries` probes are settled (they come in order)."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        as_json: bool,
+        dst: str,
+        *,
+        name: str | None,
+        max_ttl: int,
+        queries: int,
+        size: int,
+    ) -> None:
+        super().__init__(reactor, as_json, dst, name)
+        self.max_ttl, self.queries, self.size = max_ttl, queries, size
+        self.pending: list[Hop] = []
+        self.settled = 0
+
+    def describe(self) -> str:
+        return f"traceroute {self.dst}: {self.settled} probes settled, {super().describe()}"
+
+    def start(self, src: str | None) -> None:
+        self.src = src
+        if not self.as_json:
+            self.write(
+                traceroute_header(self.dst, name=self.name, max_ttl=self.max_ttl, size=self.size)
+            )
+
+    def hop(self, hop: Hop) -> None:
+        self.settled += 1
+        if self.as_json:
+            obj = hop.to_dict()
+            obj.update(type="hop", dst=self.dst, src=self.src, tool="packetlab")
+            self.write(_dumps(obj))
+            return
+        if self.pending and self.pending[0].ttl != hop.ttl:
+            self._flush()
+        self.pending.append(hop)
+        if len(self.pending) >= self.queries:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.write(traceroute_line(self.pending[0].ttl, self.pending))
+            self.pending = []
+
+    def finish(self, result: TracerouteResult, interrupted: bool) -> None:
+        self._flush()
+        self.close()
+        if not self.as_json:
+            return
+        self.write(
+            _dumps(
+                {
+                    "type": "summary",
+                    "measurement": "traceroute",
+                    "tool": "packetlab",
+                    "dst": result.dst,
+                    "name": self.name,
+                    "src": result.src,
+                    "start_time": round(self.started, 6),
+                    "stop_time": round(time.time(), 6),
+                    "stop_reason": traceroute_stop_reason(result, interrupted),
+                    "hop_count": len({h.ttl for h in result.hops}),
+                    "probe_count": len(result.hops),
+                    "reached": result.reached,
+                    "max_ttl": result.max_ttl,
+                    "send_stamp": result.send_stamp,
+                    "recv_stamp": result.recv_stamp,
+                }
+            )
+        )
+
+
+class PingReport(_Report):
+    def __init__(
+        self,
+        reactor: Any,
+        as_json: bool,
+        dst: str,
+        *,
+        name: str | None,
+        count: int,
+        size: int,
+        quiet: bool = False,
+    ) -> None:
+        super().__init__(reactor, as_json, dst, name)
+        self.count, self.size, self.quiet = count, size, quiet
+        self.received = 0
+        self.last_seq = 0
+
+    def describe(self) -> str:
+        return f"ping {self.dst}: {self.received} of {self.count} answered, {super().describe()}"
+
+    def start(self, src: str | None) -> None:
+        self.src = src
+        if self.as_json:
+            return
+        who = f"{self.name or self.dst} ({self.dst})"
+        if ":" in self.dst:  # iputils: "PING ::1(::1) 56 data bytes"
+            self.write(f"PING {self.name or self.dst}({self.dst}) {self.size} data bytes")
+        else:
+            self.write(f"PING {who} {self.size}({self.size + 28}) bytes of data.")
+
+    def reply(self, r: PingReply) -> None:
+        self.received += 1
+        if self.as_json:
+            self._json(r)
+        elif not self.quiet:
+            self.write(ping_line(r))
+
+    def _json(self, r: PingReply) -> None:
+        obj = r.to_dict()
+        obj.update(type="reply", dst=self.dst, src=self.src, tool="packetlab")
+        self.write(_dumps(obj))
+
+    def finish(self, result: PingResult, interrupted: bool) -> None:
+        self.close()
+        elapsed_ms = (time.time() - self.started) * 1000
+        if not self.as_json:
+            self.write("")
+            for line in ping_statistics(result, elapsed_ms):
+                self.write(line)
+            return
+        for r in result.replies:
+            if r.addr is None:
+                self._json(r)
+        stats = result.stats()
+        summary: dict[str, Any] = {
+            "type": "summary",
+            "measurement": "ping",
+            "tool": "packetlab",
+            "dst": result.dst,
+            "name": self.name,
+            "src": result.src,
+            "start_time": round(self.started, 6),
+            "stop_time": round(time.time(), 6),
+            "stop_reason": "INTERRUPTED" if interrupted else "COMPLETED",
+            "sent": result.sent,
+            "received": result.received,
+            "loss": round(result.loss, 6),
+            "send_stamp": result.send_stamp,
+            "recv_stamp": result.recv_stamp,
+        }
+        for key in ("min", "avg", "max", "mdev"):
+            summary[f"rtt_{key}_us"] = (
+                None if stats is None else round(getattr(stats, f"{key}_us"), 3)
+            )
+        self.write(_dumps(summary))

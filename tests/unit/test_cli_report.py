@@ -1,0 +1,154 @@
+"""What `pktlab run` prints as a measurement goes (packetlab.cli.report) and the progress
+line (packetlab.cli.progress), over a task.Clock and string streams."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from twisted.internet.task import Clock
+
+from packetlab.cli.progress import CLEAR, Progress
+from packetlab.cli.report import PingReport, TracerouteReport, traceroute_stop_reason
+from packetlab.measure.records import Hop, PingReply, PingResult, TracerouteResult
+
+HOPS = (
+    Hop(1, "10.0.0.2", 12.5, "time-exceeded", 0),
+    Hop(2, None, None),
+    Hop(3, "10.0.0.3", 20.0, "dest-unreachable", 3),
+)
+TRACE = TracerouteResult(dst="10.0.0.3", src="10.0.0.1", max_ttl=30, probe_size=60, hops=HOPS)
+
+
+def test_traceroute_text_is_printed_hop_by_hop(capsys: pytest.CaptureFixture[str]) -> None:
+    r = TracerouteReport(
+        Clock(), False, "10.0.0.3", name="tg.example", max_ttl=30, queries=1, size=60
+    )
+    r.start("10.0.0.1")
+    r.hop(HOPS[0])
+    assert capsys.readouterr().out == (
+        "traceroute to tg.example (10.0.0.3), 30 hops max, 60 byte packets\n"
+        " 1  10.0.0.2  0.013 ms\n"
+    )  # the first hop is out before the run ends
+    r.hop(HOPS[1])
+    r.hop(HOPS[2])
+    r.finish(TRACE, interrupted=False)
+    assert capsys.readouterr().out == " 2  *\n 3  10.0.0.3  0.020 ms\n"
+
+
+def test_traceroute_queries_share_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    r = TracerouteReport(Clock(), False, "10.0.0.3", name=None, max_ttl=30, queries=3, size=60)
+    r.start(None)
+    for h in (HOPS[0], HOPS[0], Hop(1, None, None)):
+        r.hop(h)
+    assert capsys.readouterr().out.splitlines()[1:] == [" 1  10.0.0.2  0.013 ms  0.013 ms *"]
+
+
+def test_traceroute_json_lines_and_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    r = TracerouteReport(Clock(), True, "10.0.0.3", name=None, max_ttl=30, queries=1, size=60)
+    r.start("10.0.0.1")
+    for h in HOPS:
+        r.hop(h)
+    r.finish(TRACE, interrupted=False)
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(x["type"], x.get("ttl"), x.get("addr")) for x in lines[:3]] == [
+        ("hop", 1, "10.0.0.2"), ("hop", 2, None), ("hop", 3, "10.0.0.3"),
+    ]  # fmt: skip
+    assert lines[0]["src"] == "10.0.0.1" and lines[0]["dst"] == "10.0.0.3"
+    s = lines[3]
+    assert (s["type"], s["measurement"], s["stop_reason"], s["hop_count"], s["reached"]) == (
+        "summary", "traceroute", "COMPLETED", 3, True,
+    )  # fmt: skip
+    assert s["start_time"] <= s["stop_time"]
+
+
+@pytest.mark.parametrize(
+    ("hops", "interrupted", "reason"),
+    [
+        (HOPS, False, "COMPLETED"),
+        (HOPS, True, "INTERRUPTED"),
+        (HOPS[:2], False, "HOPLIMIT"),
+        ((HOPS[0], Hop(2, "10.0.0.9", 1.0, "dest-unreachable", 1)), False, "UNREACH"),
+    ],
+)
+def test_stop_reasons(hops: tuple[Hop, ...], interrupted: bool, reason: str) -> None:
+    result = TracerouteResult(dst="10.0.0.3", hops=hops)
+    assert traceroute_stop_reason(result, interrupted) == reason
+
+
+PING = PingResult(
+    dst="10.0.0.3",
+    sent=3,
+    src="10.0.0.1",
+    replies=(
+        PingReply(1, "10.0.0.3", 20.0, 64, 64),
+        PingReply(2, None, None),
+        PingReply(3, "10.0.0.3", 40.0, 64, 64),
+    ),
+)
+
+
+def test_ping_text_like_iputils(capsys: pytest.CaptureFixture[str]) -> None:
+    r = PingReport(Clock(), False, "10.0.0.3", name="tg", count=3, size=56)
+    r.start("10.0.0.1")
+    r.reply(PING.replies[0])
+    assert capsys.readouterr().out == (
+        "PING tg (10.0.0.3) 56(84) bytes of data.\n"
+        "64 bytes from 10.0.0.3: icmp_seq=1 ttl=64 time=0.020 ms\n"
+    )
+    r.reply(PING.replies[2])
+    r.finish(PING, interrupted=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == ""
+    assert out[2] == "--- 10.0.0.3 ping statistics ---"
+    assert out[3].startswith("3 packets transmitted, 2 received, 33% packet loss, time ")
+    assert out[4] == "rtt min/avg/max/mdev = 0.020/0.030/0.040/0.010 ms"
+
+
+def test_ping_v6_header(capsys: pytest.CaptureFixture[str]) -> None:
+    PingReport(Clock(), False, "::1", name=None, count=1, size=56).start("::1")
+    assert capsys.readouterr().out == "PING ::1(::1) 56 data bytes\n"
+
+
+def test_ping_json_lines_and_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    r = PingReport(Clock(), True, "10.0.0.3", name=None, count=3, size=56)
+    r.start("10.0.0.1")
+    r.reply(PING.replies[0])
+    r.reply(PING.replies[2])
+    r.finish(PING, interrupted=False)
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(x["type"], x.get("seq"), x.get("addr")) for x in lines[:3]] == [
+        ("reply", 1, "10.0.0.3"), ("reply", 3, "10.0.0.3"), ("reply", 2, None),
+    ]  # fmt: skip
+    s = lines[3]
+    assert (s["sent"], s["received"], s["loss"], s["stop_reason"]) == (3, 2, 0.333333, "COMPLETED")
+    assert (s["rtt_min_us"], s["rtt_avg_us"], s["rtt_max_us"], s["rtt_mdev_us"]) == (
+        20.0, 30.0, 40.0, 10.0,
+    )  # fmt: skip
+
+
+def test_progress_appears_after_a_second_and_never_mixes_with_results() -> None:
+    clock, out, err = Clock(), io.StringIO(), io.StringIO()
+    state = ["1 of 10"]
+    p = Progress(clock, lambda: state[0], out=out, err=err, enabled=True)
+    p.write("early result")
+    clock.advance(0.5)
+    assert err.getvalue() == ""  # short runs show no progress
+    clock.advance(0.6)
+    assert err.getvalue() == CLEAR + "1 of 10"
+    state[0] = "2 of 10"
+    p.write("late result")  # clears the line first
+    clock.advance(0.25)
+    assert err.getvalue() == CLEAR + "1 of 10" + CLEAR + CLEAR + "2 of 10"
+    p.stop()
+    assert err.getvalue().endswith(CLEAR) and not clock.getDelayedCalls()
+    assert out.getvalue() == "early result\nlate result\n"
+
+
+def test_no_progress_off_a_terminal() -> None:
+    clock, err = Clock(), io.StringIO()  # StringIO is not a tty
+    p = Progress(clock, lambda: "x", out=io.StringIO(), err=err)
+    clock.advance(5)
+    p.stop()
+    assert err.getvalue() == "" and not clock.getDelayedCalls()
