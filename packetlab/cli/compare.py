@@ -250,6 +250,12 @@ def _trace_nt(args: argparse.Namespace) -> Callable[[], Sample]:
     return run
 
 
+def _server_host(text: str) -> str:
+    from packetlab.cli.run_throughput import split_host_port
+
+    return split_host_port(text, 5201)[0]
+
+
 def _ip(text: str) -> Any:
     import ipaddress
 
@@ -261,10 +267,7 @@ def _ip(text: str) -> Any:
 
 SPECS: dict[str, Spec] = {
     "throughput": Spec("TCP throughput vs iperf3 (C1, C2)", _tput_configure, _tput_pl,
-                       _tput_nt, "Mbit/s", 0.06,
-                       target=lambda a: a.server.rsplit(":", 1)[0].strip("[]")
-                       if a.server.count(":") == 1 or a.server.startswith("[")
-                       else a.server),
+                       _tput_nt, "Mbit/s", 0.06, target=lambda a: _server_host(a.server)),
     "dns": Spec("DNS answers vs dig (C3)", _dns_configure, _dns_pl, _dns_nt),
     "http": Spec("HTTP(S) bodies vs curl (C3)", _http_configure, _http_pl, _http_nt),
     "ping": Spec("echo RTTs vs iputils ping (C1, C2)", _ping_configure, _ping_pl, _ping_nt,
