@@ -14,6 +14,7 @@ APT_PACKAGES=(
     proxychains4                      # pktlab wrap: TCP interception for non-SOCKS programs
     curl bind9-dnsutils knot-dnsutils # programs pktlab wrap's tests run unmodified
     gcc                               # pktlab wrap's UDP shim, C mlets in the xpmgr tests
+    iperf3                            # pktlab run throughput: the server and native baseline
 )
 # Installed only when missing.
 missing=()

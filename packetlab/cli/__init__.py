@@ -19,6 +19,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("packetlab.cli.monitor", "build, digest and test WebAssembly monitors"),
     "xpmgr": ("packetlab.cli.xpmgr", "experiment manager: accept endpoints, run an mlet on each"),
     "wrap": ("packetlab.cli.wrap", "run an unmodified program through an endpoint"),
+    "campaign": ("packetlab.cli.campaign", "one measurement over many endpoints at once"),
+    "compare": (
+        "packetlab.cli.compare",
+        "a measurement through an endpoint vs the native tool: C1-C3",
+    ),
 }
 
 

@@ -370,9 +370,10 @@ def _endpoint_options(
     addresses: Sequence[Address],
     transproto: str,
     tls: tuple[PktlabHome, str] | None,
+    extra: Sequence[str] = (),
 ) -> list[str]:
     """pktendpoint options for the in-process endpoint: loopback controller at `port`,
-    `addresses` exported; ~/.pktlab/endpt.conf is not read."""
+    `addresses` exported, then `extra`; ~/.pktlab/endpt.conf is not read."""
     opts = ["--config", os.devnull, "--transproto", transproto, "--host-id", "pktlab-run"]
     for version, flag in ((4, "--ipv4"), (6, "--ipv6")):
         mine = [str(a) for a in addresses if a.version == version]
@@ -395,7 +396,7 @@ def _endpoint_options(
             "--rlim-db",
             str(home.accounting_db),
         ]
-    return [*opts, f"127.0.0.1:{port}"]
+    return [*opts, *extra, f"127.0.0.1:{port}"]
 
 
 def _in_process_home(home: Path | None) -> tuple[PktlabHome, Path | None]:
@@ -430,6 +431,7 @@ async def run_in_process(
     home: str | os.PathLike[str] | None = None,
     timeout: float | None = 30.0,
     on_refusal: Callable[[str], object] | None = None,
+    extra: Sequence[str] = (),
 ) -> T:
     """Run `experiment(session)` on an endpoint started in this reactor, then stop it.
 
@@ -439,7 +441,7 @@ async def run_in_process(
     with the certificates of `home` (a `pktlab init` home; None: ~/.pktlab when it has
     both sides of the demo link, else a temporary one), or plain TCP with `plaintext`.
     Returns the experiment's result or raises its error; `timeout` (seconds, None: no
-    limit) bounds the whole run.
+    limit) bounds the whole run. `extra`: more pktendpoint options (DNS servers, BufMax).
     """
     from packetlab.tls import PPKSServerEndpoint, gen_snikey
 
@@ -464,7 +466,7 @@ async def run_in_process(
             timeout=timeout,
             creds=creds,
             on_refusal=on_refusal,
-            start=lambda port: _start_endpoint(port, addresses, transproto, tls),
+            start=lambda port: _start_endpoint(port, addresses, transproto, tls, extra),
         )
     finally:
         if tmp is not None:
@@ -472,7 +474,11 @@ async def run_in_process(
 
 
 def _start_endpoint(
-    port: Any, addresses: Sequence[Address], transproto: str, tls: tuple[PktlabHome, str] | None
+    port: Any,
+    addresses: Sequence[Address],
+    transproto: str,
+    tls: tuple[PktlabHome, str] | None,
+    extra: Sequence[str] = (),
 ) -> Any:
     """The `pktendpoint` service, configured for our listening `port`, started."""
     from twisted.python import usage
@@ -481,7 +487,8 @@ def _start_endpoint(
 
     options = Options()
     try:
-        options.parseOptions(_endpoint_options(port.getHost().port, addresses, transproto, tls))
+        opts = _endpoint_options(port.getHost().port, addresses, transproto, tls, extra)
+        options.parseOptions(opts)
         service = makeService(options)
     except usage.UsageError as e:
         raise LinkError(f"cannot configure the in-process endpoint: {e}") from None
@@ -548,6 +555,20 @@ async def _run(
                     await stopped
 
 
+def listening_endpoint(reactor: Any, link: Link) -> tuple[Any, ControllerCredentials | None]:
+    """What to listen on for `link.listen` (TLS with the home's credentials unless
+    plaintext), and those credentials."""
+    assert link.listen is not None
+    if link.plaintext:
+        return link.listen, None
+    from twisted.internet.endpoints import serverFromString
+
+    from packetlab.tls import PPKSServerEndpoint
+
+    creds = ControllerCredentials.from_home(PktlabHome.at(link.home))
+    return PPKSServerEndpoint(serverFromString(reactor, link.listen), creds.server_options()), creds
+
+
 async def run_on_link(
     reactor: Any,
     link: Link,
@@ -558,6 +579,7 @@ async def run_on_link(
     timeout: float | None = None,
     on_listening: Callable[[Any], object] | None = None,
     on_refusal: Callable[[str], object] | None = None,
+    extra: Sequence[str] = (),
 ) -> T:
     """Run `experiment(session)` on the first endpoint of `link` and return its result.
 
@@ -576,17 +598,9 @@ async def run_on_link(
             home=link.home,
             timeout=timeout,
             on_refusal=on_refusal,
+            extra=extra,
         )
-    assert link.listen is not None
-    where: Any = link.listen
-    creds: ControllerCredentials | None = None
-    if not link.plaintext:
-        from twisted.internet.endpoints import serverFromString
-
-        from packetlab.tls import PPKSServerEndpoint
-
-        creds = ControllerCredentials.from_home(PktlabHome.at(link.home))
-        where = PPKSServerEndpoint(serverFromString(reactor, link.listen), creds.server_options())
+    where, creds = listening_endpoint(reactor, link)
     return await _run(
         reactor,
         where,

@@ -16,6 +16,7 @@ one quits at once. `packetlab.cli.interrupt` and `packetlab.cli.report` do that.
 from __future__ import annotations
 
 import argparse
+import importlib
 import ipaddress
 import socket
 import sys
@@ -38,6 +39,9 @@ T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 EXIT_OK, EXIT_NO_REPLY, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# Sub-commands in their own modules (packetlab.cli.run_NAME, see run_command.py).
+MODULE_COMMANDS = ("dns", "http", "throughput", "sendgap", "clocksync", "alias")
 
 EPILOG = """\
 examples:
@@ -253,6 +257,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="TTL / hop limit [default: 64]",
     )
+    for name in MODULE_COMMANDS:
+        importlib.import_module(f"packetlab.cli.run_{name}").add_parser(sub)
 
 
 # -- targets and addresses ---------------------------------------------------------------------
@@ -451,6 +457,10 @@ async def measure(
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "_command", None) is not None:  # a module's measurement (run_NAME.py)
+        rc: int = importlib.import_module("packetlab.cli.run_command").run_command(args)
+        return rc
+
     async def main(reactor: Any, stop: StopSignal) -> int:
         result, report = await measure(reactor, args, stop)
         interrupted = stop.requested and stop.reason == "interrupted"

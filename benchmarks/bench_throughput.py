@@ -1,0 +1,120 @@
+"""TCP pipe saturation through an endpoint against native iperf3 (the Marionette paper's
+§5.2 and its C1/C2), on the namespace testbed.
+
+Chain ``ep — r1 — tg`` with the r1-tg link shaped by tbf to each ``--rate``; a stock
+``iperf3 -s`` in tg. Per round, in alternating order: ``pktlab run throughput`` inside ep
+(the in-process endpoint; download: ndata masked, endpoint receive stamps, first MiB
+ignored; upload: sends scheduled ahead, ntags masked, the iperf3 server's receiver figure)
+and native ``iperf3 -c`` inside ep against the same server (``end.sum_received``).
+Reports means, C1 (|1 - mean PL / mean NT|, goal <= 2 %) and C2 (KS p >= 0.05).
+
+Run as root from the repository root::
+
+    .venv/bin/python -m benchmarks.bench_throughput --runs 20 --rate 100mbit --rate 1gbit
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import environment, fmt, markdown_table, write_json
+from packetlab.cli.compare import SPECS, plot
+from packetlab.measure.baselines import run_iperf3
+from packetlab.measure.congruence import c1, c2
+from packetlab.testbed import Shape, Testbed, chain
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def packetlab_run(tb: Testbed, server: str, direction: str, nbytes: int) -> float | None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    argv = [
+        "ip", "netns", "exec", tb.netns_name("ep"), sys.executable, "-m", "packetlab", "run",
+        "throughput", "--json", "--server", server, "--direction", direction,
+        "--bytes", str(nbytes), "--insecure-plaintext",  # no certificate send cap
+    ]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    record = json.loads(out.stdout.splitlines()[0])
+    if record.get("mbit_s") is None:  # reported, not fatal: the table says how many failed
+        print(f"pktlab run throughput: {record.get('error')}", file=sys.stderr)
+        return None
+    return float(record["mbit_s"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=20, help="rounds per rate and direction")
+    ap.add_argument("--rate", action="append", help="tbf rate of the link [100mbit, 1gbit]")
+    ap.add_argument("--bytes", type=int, default=25 << 20, help="bytes per transfer [25 MiB]")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--plots", type=Path, help="write a CDF plot per case into this directory")
+    args = ap.parse_args(argv)
+    rates = args.rate or ["100mbit", "1gbit"]
+    rows, figures = [], []
+    for rate in rates:
+        with Testbed(chain(1, shape={2: Shape.parse(rate)})) as tb:
+            tb.popen("tg", ["iperf3", "-s"], stdout=subprocess.DEVNULL)
+            time.sleep(0.3)
+            server = str(tb.addr("tg"))
+            for direction in ("download", "upload"):
+                pl: list[float] = []
+                nt: list[float] = []
+                for i in range(args.runs):
+                    order = ("pl", "nt") if i % 2 == 0 else ("nt", "pl")
+                    for who in order:
+                        if who == "pl":
+                            got_pl = packetlab_run(tb, server, direction, args.bytes)
+                            if got_pl is not None:
+                                pl.append(got_pl)
+                        else:
+                            got = run_iperf3(server, direction=direction, nbytes=args.bytes,
+                                             netns=tb.netns_name("ep"))  # fmt: skip
+                            assert got.mbit_s is not None
+                            nt.append(got.mbit_s)
+                v1, v2 = c1(pl, nt), c2(pl, nt)
+                if args.plots:
+                    args.plots.mkdir(parents=True, exist_ok=True)
+                    plot(str(args.plots / f"throughput-{rate}-{direction}.png"),
+                         SPECS["throughput"], f"{direction} at {rate}",
+                         [{"values": pl}], [{"values": nt}])  # fmt: skip
+                figures.append(
+                    {"rate": rate, "direction": direction, "pl": pl, "nt": nt,
+                     "c1": v1.to_dict(), "c2": v2.to_dict()}
+                )  # fmt: skip
+                rows.append([
+                    rate, direction, f"{len(pl)}/{len(nt)}", fmt(v1.detail["mean_nt"]),
+                    fmt(v1.detail["mean_pl"]), f"{v1.value * 100:.2f} %",
+                    "yes" if v1.value <= 0.02 else "no", fmt(v2.detail["ks_d"], digits=3),
+                    fmt(v2.value, digits=3), "yes" if v2.holds else "no",
+                ])  # fmt: skip
+                print(rows[-1], file=sys.stderr)
+    print(
+        markdown_table(
+            [
+                "link",
+                "direction",
+                "n PL/NT",
+                "NT Mbit/s",
+                "PL Mbit/s",
+                "C1 err",
+                "C1 <= 2 %",
+                "KS D",
+                "KS p",
+                "C2",
+            ],
+            rows,
+        )
+    )
+    if args.json:
+        write_json(args.json, {"environment": environment(), "results": figures})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,423 @@
+"""``pktlab compare MEASUREMENT ...``: congruence built in. Runs the PacketLab
+measurement (through the in-process endpoint) and the native tool on the same target,
+back to back in alternating order, `--runs` times, and reports the Marionette paper's
+criteria (§3.2): C1 relative mean error, C2 two-sample KS test, C3 Jaccard index, each
+with its verdict, optionally with a CDF plot like the paper's Figs 2-3.
+
+Native tools: iperf3 (throughput), dig (dns), curl (http), iputils ping (ping), Butskoy
+traceroute (traceroute), all from Debian (scripts/setup.sh). They run on this host, so the
+endpoint is always the in-process one (no --listen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packetlab.cli.link import Link, add_link_arguments, route_source, run_on_link
+from packetlab.cli.run import EXIT_OK, RunError
+from packetlab.cli.run_command import Progress, in_process_options
+
+EPILOG = """\
+examples:
+  pktlab compare throughput --server 10.77.2.2 --runs 20 --insecure-plaintext
+  pktlab compare dns --server 127.0.0.1:5353 a.test www.test --runs 5
+  pktlab compare http --cacert ca.pem --connect-to 127.0.0.1 https://localhost:8443/p/1
+  pktlab compare ping 10.77.3.2 --runs 10 --json
+  pktlab compare traceroute 10.77.3.2 --runs 5 --plot rtt.svg
+
+Exit status: 0 when every criterion holds, 1 when one does not, 2 on errors.
+See docs/congruence.md.
+"""
+
+Sample = dict[str, Any]  # {"values": [float], "items": [hashable], "record": {...}}
+
+
+@dataclass
+class Spec:
+    """One measurement: how to run each side once, and which criteria apply."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    packetlab: Callable[[argparse.Namespace], Callable[[Any], Any]]  # args -> async(session)
+    native: Callable[[argparse.Namespace], Callable[[], Sample]]
+    unit: str = ""  # of the values (C1/C2)
+    c1_bound: float | None = None  # None: no C1/C2 (a set measurement)
+    raw: bool = False
+    target: Callable[[argparse.Namespace], str | None] = lambda args: None
+
+
+# -- throughput ----------------------------------------------------------------------------------
+
+
+def _tput_configure(p: argparse.ArgumentParser) -> None:
+    from packetlab.cli.run_throughput import size
+
+    p.add_argument("--server", required=True, metavar="HOST[:PORT]", help="iperf3 server")
+    p.add_argument("--direction", choices=("download", "upload"), default="download")
+    p.add_argument("--bytes", type=size, default=25 << 20, metavar="N", help="per transfer [25M]")
+
+
+def _tput_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
+    from packetlab.cli.run_throughput import split_host_port
+    from packetlab.measure.throughput import throughput
+
+    host, port = split_host_port(args.server, 5201)
+
+    async def run(session: Any) -> Sample:
+        r = await throughput(session, host, port, direction=args.direction, nbytes=args.bytes)
+        if r.mbit_s is None:
+            raise RunError(f"packetlab throughput: {r.error}")
+        return {"values": [r.mbit_s], "items": [], "record": r.to_dict()}
+
+    return run
+
+
+def _tput_nt(args: argparse.Namespace) -> Callable[[], Sample]:
+    from packetlab.cli.run_throughput import split_host_port
+    from packetlab.measure.baselines import run_iperf3
+
+    host, port = split_host_port(args.server, 5201)
+
+    def run() -> Sample:
+        r = run_iperf3(host, port=port, direction=args.direction, nbytes=args.bytes)
+        return {"values": [r.mbit_s], "items": [], "record": r.to_dict()}
+
+    return run
+
+
+# -- dns -----------------------------------------------------------------------------------------
+
+
+def _dns_configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", metavar="NAME", nargs="+")
+    p.add_argument("-t", "--type", dest="types", action="append", metavar="TYPE")
+    p.add_argument("--tcp", action="store_true")
+    p.add_argument("--server", required=True, metavar="ADDR[:PORT]", help="DNS server")
+
+
+def _dns_items(r: Any) -> list[Hashable]:
+    if r.error is not None:
+        return [(r.qname, r.qtype, "error")]  # a failure matches only a failure
+    return [(r.qname, r.qtype, r.rcode, *a) for a in sorted(r.answer_set())] or [
+        (r.qname, r.qtype, r.rcode)
+    ]
+
+
+def _dns_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
+    from packetlab.cli.run_dns import split_server
+    from packetlab.measure.dns import dns_query
+
+    server, port = split_server(args.server)
+
+    async def run(session: Any) -> Sample:
+        items: list[Hashable] = []
+        for name in args.names:
+            for t in args.types or ["A"]:
+                r = await dns_query(session, name, t, server=server, port=port or 53, tcp=args.tcp)
+                items += _dns_items(r)
+        return {"values": [], "items": items, "record": {"answers": len(items)}}
+
+    return run
+
+
+def _dns_nt(args: argparse.Namespace) -> Callable[[], Sample]:
+    from packetlab.cli.run_dns import split_server
+    from packetlab.measure.baselines import run_dig
+    from packetlab.measure.dns import parse_qtype
+
+    server, port = split_server(args.server)
+
+    def run() -> Sample:
+        items: list[Hashable] = []
+        for name in args.names:
+            for t in args.types or ["A"]:
+                r = run_dig(name, parse_qtype(t), server=server, port=port or 53, tcp=args.tcp)
+                items += _dns_items(r)
+        return {"values": [], "items": items, "record": {"answers": len(items)}}
+
+    return run
+
+
+# -- http ----------------------------------------------------------------------------------------
+
+
+def _http_configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("urls", metavar="URL", nargs="+")
+    p.add_argument("--cacert", metavar="FILE")
+    p.add_argument("-k", "--insecure", action="store_true")
+    p.add_argument("--connect-to", metavar="ADDR")
+
+
+def _http_item(r: Any) -> Hashable:
+    # the paper's (site, body) tuples; a failure is a marker that matches only a failure
+    return (r.url, "failed") if r.status is None else (r.url, r.status, r.body_sha256)
+
+
+def _http_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
+    from packetlab.measure.http import http_get
+
+    async def run(session: Any) -> Sample:
+        items = []
+        for url in args.urls:
+            r = await http_get(session, url, connect_to=args.connect_to, cafile=args.cacert,
+                               insecure=args.insecure)  # fmt: skip
+            items.append(_http_item(r))
+        return {"values": [], "items": items, "record": {"urls": len(items)}}
+
+    return run
+
+
+def _http_nt(args: argparse.Namespace) -> Callable[[], Sample]:
+    from packetlab.measure.baselines import run_curl
+
+    def run() -> Sample:
+        items = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for url in args.urls:
+                r = run_curl(url, Path(tmp) / "body", cacert=args.cacert, insecure=args.insecure,
+                             connect_to=args.connect_to)  # fmt: skip
+                items.append(_http_item(r))
+        return {"values": [], "items": items, "record": {"urls": len(items)}}
+
+    return run
+
+
+# -- ping and traceroute -------------------------------------------------------------------------
+
+
+def _ping_configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("-c", "--count", type=int, default=5, metavar="N", help="per run [5]")
+    p.add_argument("-i", "--interval", type=float, default=0.2, metavar="S", help="[0.2 s]")
+
+
+def _ping_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
+    from packetlab.measure.ping import ping
+
+    async def run(session: Any) -> Sample:
+        r = await ping(session, args.target, count=args.count, interval=args.interval,
+                       src=route_source(_ip(args.target)))  # fmt: skip
+        return {"values": r.rtts_us(), "items": [], "record": {"received": r.received}}
+
+    return run
+
+
+def _ping_nt(args: argparse.Namespace) -> Callable[[], Sample]:
+    from packetlab.measure.native import run_ping
+
+    def run() -> Sample:
+        r = run_ping(args.target, count=args.count, interval=args.interval)
+        return {"values": r.rtts_us(), "items": [], "record": {"received": r.received}}
+
+    return run
+
+
+def _trace_configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("-m", "--max-ttl", type=int, default=30, metavar="N")
+
+
+def _last_rtt(r: Any) -> list[float]:
+    answered = [h.rtt_us for h in r.hops if h.addr is not None and h.rtt_us is not None]
+    return answered[-1:] if r.reached else []
+
+
+def _trace_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
+    from packetlab.measure.traceroute import traceroute
+
+    async def run(session: Any) -> Sample:
+        r = await traceroute(session, args.target, max_ttl=args.max_ttl, sport=20556,
+                             src=route_source(_ip(args.target)))  # fmt: skip
+        return {"values": _last_rtt(r), "items": r.path(), "record": {"hops": len(r.hops)}}
+
+    return run
+
+
+def _trace_nt(args: argparse.Namespace) -> Callable[[], Sample]:
+    from packetlab.measure.native import run_traceroute
+
+    def run() -> Sample:
+        r = run_traceroute(args.target, max_ttl=args.max_ttl, sport=20556)
+        return {"values": _last_rtt(r), "items": r.path(), "record": {"hops": len(r.hops)}}
+
+    return run
+
+
+def _server_host(text: str) -> str:
+    from packetlab.cli.run_throughput import split_host_port
+
+    return split_host_port(text, 5201)[0]
+
+
+def _ip(text: str) -> Any:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise RunError(f"{text!r} is not an IP address") from None
+
+
+SPECS: dict[str, Spec] = {
+    "throughput": Spec("TCP throughput vs iperf3 (C1, C2)", _tput_configure, _tput_pl,
+                       _tput_nt, "Mbit/s", 0.06, target=lambda a: _server_host(a.server)),
+    "dns": Spec("DNS answers vs dig (C3)", _dns_configure, _dns_pl, _dns_nt),
+    "http": Spec("HTTP(S) bodies vs curl (C3)", _http_configure, _http_pl, _http_nt),
+    "ping": Spec("echo RTTs vs iputils ping (C1, C2)", _ping_configure, _ping_pl, _ping_nt,
+                 "us", 0.10, raw=True, target=lambda a: a.target),
+    "traceroute": Spec("paths (C3) and last-hop RTTs (C1, C2) vs traceroute", _trace_configure,
+                       _trace_pl, _trace_nt, "us", 0.10, raw=True, target=lambda a: a.target),
+}  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n")[0].split("``: ", 1)[-1]
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    sub = parser.add_subparsers(dest="measurement", metavar="MEASUREMENT")
+    sub.required = True
+    for name, spec in SPECS.items():
+        p = sub.add_parser(name, help=spec.help, description=spec.help, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        spec.configure(p)
+        p.add_argument("--runs", type=int, default=10, metavar="N", help="runs per side [10]")
+        p.add_argument("--json", action="store_true", help="JSON lines")
+        p.add_argument("--plot", metavar="FILE", help="CDF plot of the values (.png or .svg)")
+        p.add_argument("--timeout", type=float, default=None, metavar="S")
+        p.add_argument("-v", "--verbose", action="store_true")
+        add_link_arguments(p)
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+def criteria(spec: Spec, pl: list[Sample], nt: list[Sample]) -> dict[str, Any]:
+    """The summary's c1, c2_p, c3 and a verdict per criterion (None where it does not
+    apply)."""
+    from packetlab.measure.congruence import c1, c2, c3
+
+    out: dict[str, Any] = {"c1": None, "c1_holds": None, "c2_p": None, "c2_holds": None,
+                           "ks_d": None, "c3": None, "c3_holds": None}  # fmt: skip
+    if spec.c1_bound is not None:
+        a = [v for s in pl for v in s["values"]]
+        b = [v for s in nt for v in s["values"]]
+        if a and b:
+            v1, v2 = c1(a, b, spec.c1_bound), c2(a, b)
+            out.update(c1=v1.value, c1_holds=v1.holds, c1_bound=spec.c1_bound,
+                       mean_pl=v1.detail["mean_pl"], mean_nt=v1.detail["mean_nt"],
+                       c2_p=v2.value, c2_holds=v2.holds, ks_d=v2.detail["ks_d"])  # fmt: skip
+    if any(s["items"] for s in pl + nt):
+        v3 = c3([i for s in pl for i in s["items"]], [i for s in nt for i in s["items"]])
+        out.update(c3=v3.value, c3_holds=v3.holds, only_pl=v3.detail["only_pl"],
+                   only_nt=v3.detail["only_nt"])  # fmt: skip
+    return out
+
+
+def plot(path: str, spec: Spec, name: str, pl: list[Sample], nt: list[Sample]) -> None:
+    """Empirical CDFs of both sides' values, like the paper's Figs 2-3."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, samples, style in (("PacketLab", pl, "-"), ("native", nt, "--")):
+        xs = sorted(v for s in samples for v in s["values"])
+        if xs:
+            ax.step(xs, [(i + 1) / len(xs) for i in range(len(xs))], style, where="post",
+                    label=label)  # fmt: skip
+    ax.set_xlabel(f"{name} ({spec.unit})")
+    ax.set_ylabel("CDF")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def table(name: str, spec: Spec, summary: dict[str, Any]) -> str:
+    def verdict(v: bool | None) -> str:
+        return "-" if v is None else ("holds" if v else "FAILS")
+
+    rows = [f"{name}: {summary['runs']} runs per side, alternating"]
+    if summary["c1"] is not None:
+        rows.append(f"  means        PacketLab {summary['mean_pl']:.3f} {spec.unit}, "
+                    f"native {summary['mean_nt']:.3f} {spec.unit}")  # fmt: skip
+        bound = f"{summary['c1_bound'] * 100:.0f} %"
+        rows.append(f"  C1 |1-PL/NT| {summary['c1'] * 100:8.3f} %   <= {bound}   "
+                    f"{verdict(summary['c1_holds'])}")  # fmt: skip
+        rows.append(f"  C2 KS p      {summary['c2_p']:8.3f}     >= 0.05   "
+                    f"{verdict(summary['c2_holds'])} (D {summary['ks_d']:.3f})")  # fmt: skip
+    if summary["c3"] is not None:
+        rows.append(f"  C3 Jaccard   {summary['c3']:8.3f}     >= 0.9    "
+                    f"{verdict(summary['c3_holds'])} (only PacketLab {summary['only_pl']}, "
+                    f"only native {summary['only_nt']})")  # fmt: skip
+    return "\n".join(rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    from twisted.internet.threads import deferToThread
+
+    from packetlab.cli.interrupt import run_reactor
+
+    name = args.measurement
+    spec = SPECS[name]
+    pl: list[Sample] = []
+    nt: list[Sample] = []
+    progress = Progress()
+
+    def emit(rec: dict[str, Any]) -> None:
+        if args.json:
+            progress.write(json.dumps(rec, sort_keys=True), sys.stdout)
+
+    async def main(reactor: Any, stop: Any) -> int:
+        if args.listen is not None:
+            raise RunError("compare runs the native tool on this host, so the endpoint "
+                           "must be the in-process one: drop --listen")  # fmt: skip
+        if not 1 <= args.runs <= 10_000:
+            raise RunError("--runs must be 1..10000")
+        link = Link.from_args(args)
+        packetlab, native = spec.packetlab(args), spec.native(args)
+
+        async def experiment(session: Any) -> None:
+            for i in range(args.runs):
+                for who in ("packetlab", "native") if i % 2 == 0 else ("native", "packetlab"):
+                    progress(f"{name} run {i + 1}/{args.runs}: {who}")
+                    if who == "packetlab":
+                        s = await packetlab(session)
+                        pl.append(s)
+                    else:
+                        s = await deferToThread(native)
+                        nt.append(s)
+                    emit({"type": "compare-run", "measurement": name, "run": i + 1,
+                          "impl": who, "values": s["values"], "items": len(s["items"]),
+                          **{k: v for k, v in s["record"].items() if k != "type"}})  # fmt: skip
+
+        target = spec.target(args)
+        src = route_source(_ip(target)) if target is not None else _ip("127.0.0.1")
+        timeout = args.timeout if args.timeout is not None else args.runs * 120.0 + 30
+        progress.start(reactor, sys.stdout)
+        try:
+            await run_on_link(reactor, link, experiment, addresses=[src],
+                              transproto="raw,tcp,udp" if spec.raw else "tcp,udp",
+                              timeout=timeout, extra=in_process_options())  # fmt: skip
+        finally:
+            progress.clear()
+        summary = {"type": "summary", "measurement": name, "runs": args.runs,
+                   **criteria(spec, pl, nt)}  # fmt: skip
+        if args.plot and spec.c1_bound is not None:
+            plot(args.plot, spec, name, pl, nt)
+        if args.json:
+            emit(summary)
+        else:
+            print(table(name, spec, summary), flush=True)
+        held = [summary[k] for k in ("c1_holds", "c2_holds", "c3_holds") if summary[k] is not None]
+        return EXIT_OK if all(held) else 1
+
+    return run_reactor(main, prog=f"pktlab compare {name}", verbose=args.verbose)

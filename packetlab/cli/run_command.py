@@ -1,0 +1,264 @@
+"""What every record-printing `pktlab run` sub-command shares (dns, http, throughput, ...).
+
+A sub-command module declares a `Command`: its options, an experiment that emits result
+records (dicts with a "type") as they come, a one-line text form of a record, and a
+summary. This module adds the link options (in-process endpoint by default, `--listen`),
+runs the experiment, prints each record at once (a table row, or a JSON line with
+`--json`) and ends with one `"type": "summary"` record. Records go to stdout, progress
+and diagnostics to stderr (the progress line only on a terminal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from packetlab.cli.link import (
+    Link,
+    add_link_arguments,
+    listening_endpoint,
+    route_source,
+    run_on_link,
+)
+from packetlab.cli.run import EXIT_NO_REPLY, EXIT_OK
+
+Record = dict[str, Any]
+Emit = Callable[[Record], None]
+Experiment = Callable[[Any], Coroutine[Any, Any, None]]  # session -> None, emitting records
+
+RESOLV_CONF = Path("/etc/resolv.conf")
+BUF_MAX = 256 << 20  # the in-process endpoint's BufMax: room for a masked bulk download
+
+
+class Progress:
+    """A measurement's status as it goes (`progress("dns 3/10: ...")`), drawn by
+    `packetlab.cli.progress` on a terminal once a run takes over a second; record lines
+    go through `write` so the two never mix. Before `start` (tests) it only remembers."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._line: Any = None
+
+    def start(self, reactor: Any, out: TextIO) -> None:
+        from packetlab.cli.progress import Progress as Line
+
+        self._line = Line(reactor, lambda: self.text, out=out)
+
+    def __call__(self, text: str) -> None:
+        self.text = text
+
+    def write(self, line: str, out: TextIO) -> None:
+        if self._line is not None:
+            self._line.write(line)
+        else:
+            out.write(line + "\n")
+            out.flush()
+
+    def clear(self) -> None:
+        if self._line is not None:
+            self._line.stop()
+            self._line = None
+
+
+@dataclass
+class Command:
+    """A measurement sub-command. `experiment(args, emit, progress)` returns the coroutine
+    function run on the endpoint session; `row(record)` is its text form (None: not
+    shown); `summary(records)` the fields of the final summary record; `budget(args)` the
+    default --timeout (s) with the in-process endpoint; `target(args)` the address the
+    in-process endpoint should send from a route to (None: loopback)."""
+
+    name: str
+    help: str
+    description: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    experiment: Callable[[argparse.Namespace, Emit, Progress], Experiment]
+    row: Callable[[Record], str | None]
+    summary: Callable[[list[Record]], Record]
+    budget: Callable[[argparse.Namespace], float]
+    epilog: str = ""
+    target: Callable[[argparse.Namespace], str | None] = field(default=lambda args: None)
+    header: str | None = None  # first line of the table
+    multi: bool = False  # the experiment takes a list of sessions (--endpoints N)
+    raw: bool = False  # the in-process endpoint needs raw sockets
+    split: str | None = None  # the args list `pktlab campaign --split` deals out (targets)
+
+
+def add_link_options(p: argparse.ArgumentParser) -> None:
+    """--json, --timeout, -v, and the link options of every pktlab run command (cli/link)."""
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="give up after S seconds (default: the measurement's worst case + 30 s with "
+        "the in-process endpoint, no limit with --listen)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    add_link_arguments(p)
+
+
+def add_command(sub: Any, cmd: Command) -> argparse.ArgumentParser:
+    """Register `cmd` under `pktlab run` (the one line each module adds to run.py)."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        cmd.name,
+        help=cmd.help,
+        description=cmd.description,
+        epilog=cmd.epilog or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmd.configure(p)
+    add_link_options(p)
+    if cmd.multi:
+        p.add_argument(
+            "--endpoints",
+            type=int,
+            default=1,
+            metavar="N",
+            help="with --listen: wait for N endpoints and measure from all of them [1]",
+        )
+    p.set_defaults(_command=cmd)
+    return p
+
+
+def resolv_conf_servers(path: Path = RESOLV_CONF) -> tuple[list[str], list[str]]:
+    """(IPv4, IPv6) nameservers of resolv.conf; empty when it is missing."""
+    from packetlab.measure.dns import resolver_of
+
+    try:
+        text = path.read_text()
+    except OSError:
+        return [], []
+    servers = [ipaddress.ip_address(a) for a in resolver_of(text)]
+    return [str(a) for a in servers if a.version == 4], [str(a) for a in servers if a.version == 6]
+
+
+def in_process_options(path: Path = RESOLV_CONF) -> list[str]:
+    """pktendpoint options beyond run.py's: DNS servers from resolv.conf and a BufMax
+    big enough for a bulk transfer held while its ndata are masked."""
+    v4, v6 = resolv_conf_servers(path)
+    out = ["--buf-max", str(BUF_MAX)]
+    if v4:
+        out += ["--dns-ipv4", ",".join(v4[:16])]
+    if v6:
+        out += ["--dns-ipv6", ",".join(v6[:16])]
+    return out
+
+
+def render(cmd: Command, record: Record, as_json: bool) -> str | None:
+    if as_json:
+        return json.dumps(record, sort_keys=True)
+    return cmd.row(record)
+
+
+async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: Progress) -> None:
+    cmd: Command = args._command
+    link = Link.from_args(args)
+    experiment = cmd.experiment(args, emit, progress)
+    if cmd.multi:
+        many = experiment
+        if not link.in_process and args.endpoints > 1:
+            await _with_pool(reactor, link, args, many)
+            return
+
+        async def experiment(session: Any) -> None:
+            await many([session])
+
+    def refused(text: str) -> None:
+        print(f"pktlab run {cmd.name}: {text}", file=sys.stderr)
+
+    if not link.in_process:
+
+        def listening(port: Any) -> None:
+            h = port.getHost()
+            print(f"waiting for an endpoint on {h.host}:{h.port} ({link.describe()}) ...",
+                  file=sys.stderr)  # fmt: skip
+
+        await run_on_link(reactor, link, experiment, timeout=args.timeout,
+                          on_listening=listening, on_refusal=refused)  # fmt: skip
+        return
+    target = cmd.target(args)
+    src: Any = ipaddress.ip_address("127.0.0.1")
+    if target is not None:
+        addr = ipaddress.ip_address(target)
+        src = addr if addr.is_loopback else route_source(addr)
+    transproto = "raw,tcp,udp" if cmd.raw else "tcp,udp"
+    timeout = args.timeout if args.timeout is not None else cmd.budget(args) + 30.0
+    await run_on_link(reactor, link, experiment, addresses=[src], transproto=transproto,
+                      timeout=timeout, on_refusal=refused, extra=in_process_options())  # fmt: skip
+
+
+async def _with_pool(
+    reactor: Any, link: Link, args: argparse.Namespace, experiment: Experiment
+) -> None:
+    """--listen with --endpoints N: wait for N endpoints, run on all of them at once."""
+    from packetlab.controller import Controller
+    from packetlab.measure.pool import SessionPool
+
+    pool = SessionPool(args.endpoints, reactor)
+    ctl: Controller[None] = Controller(pool.experiment, reactor=reactor, limit=args.endpoints)
+    where, _creds = listening_endpoint(reactor, link)
+    port = await ctl.listen(where)
+    h: Any = port.getHost()
+    print(f"waiting for {args.endpoints} endpoints on {h.host}:{h.port} ({link.describe()}) ...",
+          file=sys.stderr)  # fmt: skip
+    try:
+        sessions = await pool.wait(args.timeout)
+        await experiment(sessions)
+    finally:
+        pool.release()
+        await ctl.stop()
+
+
+def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run `args._command` in the global reactor (Ctrl-C and errors as every pktlab run
+    command: packetlab.cli.interrupt); print records as they come, then the summary."""
+    from packetlab.cli.interrupt import run_reactor
+
+    stdout = sys.stdout if out is None else out
+    cmd: Command = args._command
+    records: list[Record] = []
+    progress = Progress()
+    shown_header = [False]
+
+    def emit(record: Record) -> None:
+        records.append(record)
+        line = render(cmd, record, args.json)
+        if line is None:
+            return
+        if not args.json and cmd.header and not shown_header[0]:
+            progress.write(cmd.header, stdout)
+            shown_header[0] = True
+        progress.write(line, stdout)
+
+    async def main(reactor: Any, stop: Any) -> int:
+        progress.start(reactor, stdout)
+        try:
+            await execute(reactor, args, emit, progress)
+        finally:
+            progress.clear()
+        summary: Record = {"type": "summary", "measurement": cmd.name, **cmd.summary(records)}
+        failed = sum(1 for r in records if "error" in r)
+        summary.setdefault("errors", failed)
+        line = render(cmd, summary, args.json)
+        if line is not None:
+            stdout.write(line + "\n")
+        stdout.flush()
+        return EXIT_NO_REPLY if failed else EXIT_OK
+
+    return run_reactor(main, prog=f"pktlab run {cmd.name}", verbose=args.verbose)
+
+
+def parse_args(cmd: Command, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse `argv` for `cmd` alone (tests and `python -m packetlab.cli.run_NAME`)."""
+    parser = argparse.ArgumentParser(prog=f"pktlab run {cmd.name}")
+    sub = parser.add_subparsers(dest="measurement")
+    add_command(sub, cmd)
+    return parser.parse_args([cmd.name, *argv])

@@ -1,0 +1,164 @@
+"""``pktlab run dns NAME...``: DNS queries from the endpoint (packetlab.measure.dns)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from packetlab.cli.run import RunError
+from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
+
+EPILOG = """\
+examples:
+  pktlab run dns example.com                      # A, from the endpoint's DNS server
+  pktlab run dns --type AAAA --type MX example.com
+  pktlab run dns --tcp --server 192.0.2.53 example.com
+  pktlab run dns --json --server 127.0.0.1:5353 a.test b.test
+
+The default server is the endpoint's first configured DNS address (its memory; the
+in-process endpoint takes /etc/resolv.conf). A truncated UDP answer is asked again over
+TCP. RTT: reply ndata stamp minus query ntag stamp, both taken by the endpoint.
+Exit status: 0 all answered, 1 some query got no answer, 2 error. See docs/dns.md.
+"""
+
+
+def split_server(text: str) -> tuple[str, int | None]:
+    """ADDR, ADDR:PORT or [V6]:PORT."""
+    import ipaddress
+
+    text = text.strip()
+    host, port = text, None
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise RunError(f"--server {text}: expected [IPv6]:PORT")
+        port = rest[1:] or None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise RunError(f"--server {text}: {host!r} is not an IP address") from None
+    if port is None:
+        return host, None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise RunError(f"--server {text}: bad port {port!r}")
+    return host, int(port)
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", metavar="NAME", nargs="+", help="names to look up")
+    p.add_argument(
+        "-t",
+        "--type",
+        dest="types",
+        action="append",
+        metavar="TYPE",
+        help="record type (A, AAAA, MX, TXT, ANY, TYPE65, ...); repeat for several [default: A]",
+    )
+    p.add_argument("--tcp", action="store_true", help="ask over TCP (default: UDP)")
+    p.add_argument(
+        "--server",
+        metavar="ADDR[:PORT]",
+        help="DNS server (default: the endpoint's configured DNS server, port 53)",
+    )
+    p.add_argument(
+        "--wait", type=float, default=2.0, metavar="S", help="seconds per try [default: 2]"
+    )
+    p.add_argument(
+        "--tries", type=int, default=2, metavar="N", help="UDP tries per query [default: 2]"
+    )
+    p.add_argument(
+        "--norecurse", action="store_true", help="clear the RD bit (ask an authoritative server)"
+    )
+    p.add_argument("--pcap", metavar="FILE", help="write the packets (endpoint times) as pcap")
+
+
+def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
+    from packetlab.measure.dns import dns_query, parse_qtype
+
+    types = [parse_qtype(t) for t in (args.types or ["A"])]
+    server, port = split_server(args.server) if args.server else (None, None)
+    if not 0 < args.wait <= 60 or not 1 <= args.tries <= 10:
+        raise RunError("--wait must be in (0, 60] and --tries 1..10")
+
+    from packetlab.measure.pcap import PcapRecorder
+
+    recorder = PcapRecorder() if args.pcap else None
+
+    async def run(session: Any) -> None:
+        total = len(args.names) * len(types)
+        n = 0
+        for name in args.names:
+            for qtype in types:
+                n += 1
+                progress(f"dns {n}/{total}: {name} {qtype}")
+                result = await dns_query(
+                    session,
+                    name,
+                    qtype,
+                    server=server,
+                    port=port or 53,
+                    tcp=args.tcp,
+                    timeout=args.wait,
+                    attempts=args.tries,
+                    recursion=not args.norecurse,
+                    recorder=recorder,
+                )
+                emit(result.to_dict())
+        if recorder is not None:
+            n = recorder.save(args.pcap)
+            print(f"wrote {n} packets to {args.pcap}", file=sys.stderr)
+
+    return run
+
+
+def row(r: Record) -> str | None:
+    if r["type"] == "summary":
+        return f";; {r['queries']} queries, {r['answered']} answered, {r['answers']} answers"
+    head = f";; {r['qname']} {r['qtype']} @{r['server']}#{r['port']} ({r['proto']})"
+    if "error" in r:
+        return f"{head}: {r['error']}"
+    lines = [f"{head}: {r['rcode']}, {r['rtt_us']:.0f} us" if r["rtt_us"] is not None else head]
+    for a in r["answers"]:
+        lines.append(f"{a['name']}\t{a['ttl']}\tIN\t{a['type']}\t{a['data']}")
+    return "\n".join(lines)
+
+
+def summary(records: list[Record]) -> Record:
+    got = [r for r in records if r["type"] == "dns"]
+    ok = [r for r in got if "error" not in r]
+    rtts = sorted(r["rtt_us"] for r in ok if r.get("rtt_us") is not None)
+    return {
+        "queries": len(got),
+        "answered": len(ok),
+        "answers": sum(len(r["answers"]) for r in ok),
+        "rtt_us_median": rtts[len(rtts) // 2] if rtts else None,
+    }
+
+
+def budget(args: argparse.Namespace) -> float:
+    tries = 1 if args.tcp else args.tries
+    return len(args.names) * len(args.types or ["A"]) * (tries + 1) * args.wait
+
+
+COMMAND = Command(
+    name="dns",
+    help="DNS queries over UDP or TCP",
+    description="Ask a DNS server from the endpoint (UDP, or TCP with --tcp; a truncated "
+    "UDP answer is retried over TCP) and print the answer section like dig.",
+    configure=configure,
+    experiment=experiment,
+    row=row,
+    summary=summary,
+    budget=budget,
+    epilog=EPILOG,
+    split="names",
+)
+
+
+def add_parser(sub: Any) -> None:
+    from packetlab.cli.run_command import add_command
+
+    add_command(sub, COMMAND)

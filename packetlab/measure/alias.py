@@ -1,0 +1,248 @@
+"""MIDAR-style alias resolution: IP-ID time series from one or more endpoints, probed at
+synchronised times, and the monotonic bounds test (Keys et al., "Internet-Scale IPv4
+Alias Resolution with MIDAR", ToN 2013).
+
+Two addresses are aliases (one router) when their replies draw IP-IDs from one shared
+counter. Probing every candidate in turn, from several endpoints at interleaved moments,
+gives one time series of (time, IP-ID) per address. For a shared counter the merged
+series of two addresses, ordered by time, still only moves forward, at the counter's
+pace; for independent counters it jumps back and forth. The test (`monotonic_bounds`)
+unwraps the merged series and requires every step to be positive and at most what the
+faster of the two counters could have advanced in the time between (its own velocity
+times the gap, with slack). Each address must first pass alone (a usable counter).
+
+Endpoints are synchronised with `clock_sync`: every endpoint's probe i is scheduled at
+the endpoint time that corresponds to one global local-clock slot, so the series from
+different endpoints interleave on one time axis. A sample's time is the middle of the
+probe's send (ntag) and its reply's arrival (ndata), both endpoint stamps mapped to the
+controller clock: the moment the target most likely assigned the ID.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred, gatherResults
+
+from packetlab.controller import EndpointSession, QueuedSend, read_system_info
+from packetlab.controller._deferred import deferred_api
+from packetlab.measure.clocksync import ClockModel, clock_sync
+from packetlab.measure.probes import ProbeTable, echo_probe
+from packetlab.measure.replies import ReplyKind
+from packetlab.measure.traceroute import (
+    as_target,
+    close_capture,
+    next_note,
+    ntag_time,
+    open_capture,
+    parse_ndata,
+)
+
+__all__ = ["IdSample", "alias_pairs", "alias_sets", "collect_ip_ids", "monotonic_bounds"]
+
+ID_SPACE = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class IdSample:
+    addr: str
+    endpoint: str  # hostid or index
+    time_ns: int  # controller clock
+    ip_id: int
+    error_ns: int = 0  # the ID was assigned within time_ns +- error_ns
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "ipid", "addr": self.addr, "endpoint": self.endpoint,
+                "time_ns": self.time_ns, "ip_id": self.ip_id,
+                "error_ns": self.error_ns}  # fmt: skip
+
+
+Point = tuple[int, int] | tuple[int, int, int]  # (time ns, IP-ID[, error ns])
+
+
+def _err(p: Point) -> int:
+    return p[2] if len(p) > 2 else 0
+
+
+def _ordered(series: Sequence[Point]) -> list[Point]:
+    """By time; two samples whose time intervals overlap may have happened in either
+    order, so a pair that would step the counter backwards is swapped (the "bounds" of
+    the test: the order is only known up to each sample's error)."""
+    s = sorted(series, key=lambda p: p[0])
+    for _ in range(len(s)):
+        swapped = False
+        for i in range(len(s) - 1):
+            x, y = s[i], s[i + 1]
+            backward = (y[1] - x[1]) % ID_SPACE >= ID_SPACE // 2
+            if backward and y[0] - x[0] <= _err(x) + _err(y):
+                s[i], s[i + 1] = y, x
+                swapped = True
+        if not swapped:
+            break
+    return s
+
+
+def _unwrap_steps(series: Sequence[Point]) -> list[tuple[int, int]]:
+    """(dt ns, dID mod 2^16) between consecutive samples, in (bounded) time order."""
+    s = _ordered(series)
+    return [(max(b[0] - a[0], 0), (b[1] - a[1]) % ID_SPACE) for a, b in itertools.pairwise(s)]
+
+
+def velocity(series: Sequence[Point]) -> float | None:
+    """IDs per second of a counter (None: not a usable counter: fewer than 3 samples, a
+    step of 0 or one of half the ID space or more, which is not a forward move)."""
+    steps = _unwrap_steps(series)
+    if len(steps) < 2 or any(d == 0 or d >= ID_SPACE // 2 for _, d in steps):
+        return None
+    span = sum(dt for dt, _ in steps)
+    return sum(d for _, d in steps) / (span / 1e9) if span > 0 else None
+
+
+def monotonic_bounds(
+    a: Sequence[Point],
+    b: Sequence[Point],
+    *,
+    slack: float = 2.0,
+    min_bound: int = 16,
+) -> bool:
+    """MIDAR's monotonic bounds test on two (time ns, IP-ID[, error ns]) series: True
+    when their merge could come from one counter. Each step must be > 0 and at most
+    `slack` times what the faster counter advances in that time plus the samples' errors
+    (at least `min_bound`)."""
+    va, vb = velocity(a), velocity(b)
+    if va is None or vb is None:
+        return False
+    v = max(va, vb)
+    merged = _ordered([*a, *b])
+    for x, y in itertools.pairwise(merged):
+        dt = max(y[0] - x[0], 0) + _err(x) + _err(y)
+        d = (y[1] - x[1]) % ID_SPACE
+        if d == 0 or d > max(min_bound, slack * v * dt / 1e9):
+            return False
+    return True
+
+
+def alias_pairs(samples: Sequence[IdSample], **bounds: Any) -> list[tuple[str, str]]:
+    """Every pair of addresses whose merged series passes `monotonic_bounds`, sorted."""
+    series: dict[str, list[Point]] = defaultdict(list)
+    for s in samples:
+        series[s.addr].append((s.time_ns, s.ip_id, s.error_ns))
+    usable = sorted(a for a, ser in series.items() if velocity(ser) is not None)
+    return [
+        (x, y)
+        for x, y in itertools.combinations(usable, 2)
+        if monotonic_bounds(series[x], series[y], **bounds)
+    ]
+
+
+def alias_sets(pairs: Sequence[tuple[str, str]]) -> list[list[str]]:
+    """Connected components of the pairs (routers), each sorted."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for x, y in pairs:
+        parent[find(x)] = find(y)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for x in parent:
+        groups[find(x)].append(x)
+    return sorted(sorted(g) for g in groups.values())
+
+
+async def _probe_from(
+    session: EndpointSession,
+    model: ClockModel,
+    name: str,
+    targets: list[str],
+    slots: list[tuple[int, int, int]],  # (local ns, target index, seq)
+    wait: float,
+) -> list[IdSample]:
+    first = as_target(targets[0])
+    span_s = (slots[-1][0] - slots[0][0]) / 1e9 if slots else 0.0
+    cap = await open_capture(session, first, src=None, duration_s=span_s + wait + 1.0)
+    ident = random.randrange(1, 0x10000)
+    table: ProbeTable[int] = ProbeTable()
+    sends: list[Deferred[QueuedSend]] = []
+    for i, (local, ti, seq) in enumerate(slots):
+        p = echo_probe(cap.src, as_target(targets[ti]), ident=ident, seq=seq)
+        table.add(p.key, i)
+        sends.append(session.nsend(cap.sktid, p.packet, time=model.to_endpoint(local), ntag=True))
+        if i % 64 == 63:
+            await session.wait_writable()
+    got: dict[int, tuple[int, int]] = {}  # slot -> (recv endpoint ns, ip id)
+    try:
+        queued = [await d for d in sends]
+        reactor = session.reactor
+        deadline = reactor.seconds() + (slots[-1][0] - _now_local(session)) / 1e9 + wait
+        while len(got) < len(slots):
+            note = await next_note(cap, deadline)
+            if note is None:
+                break
+            parsed = parse_ndata(note)
+            if parsed is None or parsed[0].kind is not ReplyKind.ECHO_REPLY:
+                continue
+            which = table.pop(parsed[0].key)
+            if which is not None and parsed[0].ip_id is not None:
+                got[which] = (parsed[1], parsed[0].ip_id)
+        sent = [await ntag_time(q.ntag, reactor, 1.0) for q in queued]
+    finally:
+        await close_capture(cap)
+    out = []
+    clock_err = min(r.error_ns for r in model.rounds)
+    for i, (recv_ns, ip_id) in got.items():
+        s_ns = sent[i]
+        mid = recv_ns if s_ns is None else (s_ns + recv_ns) // 2
+        half = (recv_ns - mid) if s_ns is not None else 1_000_000
+        out.append(IdSample(targets[slots[i][1]], name, model.to_local(mid), ip_id,
+                            half + clock_err))  # fmt: skip
+    return out
+
+
+def _now_local(session: EndpointSession) -> int:
+    return int(session.clock_ns())
+
+
+@deferred_api
+async def collect_ip_ids(
+    sessions: Sequence[EndpointSession],
+    targets: Sequence[str],
+    *,
+    rounds: int = 10,
+    spacing: float = 0.002,
+    lead: float = 0.3,
+    wait: float = 1.0,
+    sync_rounds: int = 3,
+) -> list[IdSample]:
+    """Probe every target `rounds` times from every endpoint: one ICMP echo per global
+    slot `spacing` s apart, slots dealt round-robin over (target, endpoint), so each
+    target's series alternates between endpoints. Returns every answered sample."""
+    if not sessions or not targets:
+        raise ValueError("need at least one endpoint and one target")
+    models = [await clock_sync(s, rounds=sync_rounds, interval=0.05) for s in sessions]
+    infos = [await read_system_info(s) for s in sessions]
+    names = [info.hostid or f"endpoint{i}" for i, info in enumerate(infos)]
+    start = _now_local(sessions[0]) + int(lead * 1e9)
+    per: list[list[tuple[int, int, int]]] = [[] for _ in sessions]
+    k = 0
+    for r in range(rounds):
+        for ti in range(len(targets)):
+            for ei in range(len(sessions)):
+                per[ei].append((start + int(k * spacing * 1e9), ti, r))
+                k += 1
+    results = await gatherResults(
+        [
+            Deferred.fromCoroutine(_probe_from(s, m, n, list(targets), slots, wait))
+            for s, m, n, slots in zip(sessions, models, names, per, strict=True)
+        ],
+        consumeErrors=True,
+    )
+    return sorted(itertools.chain.from_iterable(results), key=lambda s: s.time_ns)

@@ -1,0 +1,79 @@
+"""The Marionette paper's congruence criteria (§3.2) between PacketLab and native results.
+
+* C1: |1 - mean(PL) / mean(NT)| <= c (the paper: 6 % for throughput, 10 % for latency);
+* C2: a two-sample Kolmogorov-Smirnov test finds no significant difference (alpha 0.05;
+  scipy's `ks_2samp`, exact for small samples);
+* C3: the Jaccard index of the two result sets >= 0.9.
+
+Sans-IO; scipy is imported only by `c2`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["C1_LATENCY", "C1_THROUGHPUT", "C3_MIN", "Verdict", "c1", "c2", "c3", "jaccard"]
+
+C1_THROUGHPUT = 0.06
+C1_LATENCY = 0.10
+C2_ALPHA = 0.05
+C3_MIN = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One criterion: its value, the bound, and whether it holds."""
+
+    criterion: str
+    value: float
+    bound: float
+    holds: bool
+    detail: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "criterion": self.criterion,
+            "value": self.value,
+            "bound": self.bound,
+            "holds": self.holds,
+            **self.detail,
+        }
+
+
+def c1(
+    packetlab: Sequence[float], native: Sequence[float], bound: float = C1_THROUGHPUT
+) -> Verdict:
+    if not packetlab or not native:
+        raise ValueError("C1 needs samples on both sides")
+    pl, nt = statistics.fmean(packetlab), statistics.fmean(native)
+    if nt == 0:
+        raise ValueError("C1: the native mean is 0")
+    err = abs(1 - pl / nt)
+    return Verdict("C1", err, bound, err <= bound, {"mean_pl": pl, "mean_nt": nt})
+
+
+def c2(packetlab: Sequence[float], native: Sequence[float], alpha: float = C2_ALPHA) -> Verdict:
+    """Holds when the KS test's p-value is at least `alpha` (no significant difference)."""
+    if not packetlab or not native:
+        raise ValueError("C2 needs samples on both sides")
+    from scipy.stats import ks_2samp
+
+    res = ks_2samp(list(packetlab), list(native))
+    p = float(res.pvalue)
+    return Verdict("C2", p, alpha, p >= alpha, {"ks_d": float(res.statistic)})
+
+
+def jaccard(a: Iterable[Hashable], b: Iterable[Hashable]) -> float:
+    sa, sb = set(a), set(b)
+    if not sa and not sb:
+        return 1.0
+    return len(sa & sb) / len(sa | sb)
+
+
+def c3(packetlab: Iterable[Hashable], native: Iterable[Hashable], bound: float = C3_MIN) -> Verdict:
+    sa, sb = set(packetlab), set(native)
+    j = jaccard(sa, sb)
+    return Verdict("C3", j, bound, j >= bound, {"only_pl": len(sa - sb), "only_nt": len(sb - sa)})

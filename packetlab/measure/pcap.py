@@ -1,0 +1,138 @@
+"""Packets an endpoint sent and received, as a pcap file Wireshark opens, with the
+endpoint's timestamps (nanosecond pcap, LINKTYPE_RAW: IPv4/IPv6 packets).
+
+A PacketLab endpoint reports payloads and times, not the packets its kernel built, so a
+`PcapRecorder` writes what each side of a flow saw: UDP datagrams as sent (ntag time) and
+received (ndata time), and a TCP connection as a synthetic flow (SYN, SYN-ACK, ACK at the
+connect's times, then one segment per nsend and per ndata with sequence numbers counting
+the stream's bytes, FINs at the end), so Wireshark reassembles it and decodes DNS, TLS or
+HTTP as usual. Segment sizes follow the endpoint's nsends and recv()s, not the wire's MSS;
+window, options and ACK timing are not the kernel's.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from packetlab.measure.packets import (
+    PROTO_UDP,
+    AddressLike,
+    as_address,
+    ip_packet,
+    tcp_segment,
+    udp_segment,
+)
+
+__all__ = ["LINKTYPE_RAW", "PcapRecorder", "TcpFlow", "read_pcap"]
+
+LINKTYPE_RAW = 101
+_MAGIC_NS = 0xA1B23C4D
+_HEADER = struct.Struct("<IHHiIII")
+_RECORD = struct.Struct("<IIII")
+SYN, FIN, ACK, PSH = 0x02, 0x01, 0x10, 0x08
+PROTO_TCP = 6
+_MAX_SEG = 65535 - 60 - 20  # payload per synthetic segment (IPv6 + TCP headers fit)
+
+
+@dataclass
+class TcpFlow:
+    """One connection's state in a recorder: addresses, ports, next sequence numbers."""
+
+    recorder: PcapRecorder
+    local: AddressLike
+    lport: int
+    remote: AddressLike
+    rport: int
+    seq: int = 1000  # ours
+    ack: int = 5000  # theirs
+
+    def _seg(self, time: int, outgoing: bool, flags: int, data: bytes = b"") -> list[int]:
+        """Record one segment (several if `data` is large); their indexes in the recorder."""
+        done: list[int] = []
+        while len(data) > _MAX_SEG:  # an IP packet holds at most 65535 bytes
+            done += self._seg(time, outgoing, ACK, data[:_MAX_SEG])
+            data = data[_MAX_SEG:]
+        if outgoing:
+            src, sport, dst, dport, seq, ack = (self.local, self.lport, self.remote,
+                                                self.rport, self.seq, self.ack)  # fmt: skip
+        else:
+            src, sport, dst, dport, seq, ack = (self.remote, self.rport, self.local,
+                                                self.lport, self.ack, self.seq)  # fmt: skip
+        seg = tcp_segment(src, dst, sport, dport, seq=seq, ack=ack if flags & ACK else 0,
+                          flags=flags, payload=data)  # fmt: skip
+        done.append(self.recorder.add(time, ip_packet(src, dst, PROTO_TCP, seg)))
+        step = len(data) + (1 if flags & (SYN | FIN) else 0)
+        if outgoing:
+            self.seq = (self.seq + step) & 0xFFFFFFFF
+        else:
+            self.ack = (self.ack + step) & 0xFFFFFFFF
+        return done
+
+    def connected(self, started: int, established: int) -> None:
+        self._seg(started, True, SYN)
+        self._seg(established, False, SYN | ACK)
+        self._seg(established, True, ACK)
+
+    def sent(self, time: int, data: bytes) -> list[int]:
+        """Record an nsend when it is queued (stream order); `PcapRecorder.retime` puts in
+        its ntag time once known."""
+        return self._seg(time, True, PSH | ACK, data)
+
+    def received(self, time: int, data: bytes) -> None:
+        self._seg(time, False, PSH | ACK, data)
+
+    def closed(self, time: int, *, by_peer: bool) -> None:
+        self._seg(time, not by_peer, FIN | ACK)
+        self._seg(time, by_peer, FIN | ACK)
+
+
+@dataclass
+class PcapRecorder:
+    """Collects (endpoint ns, IP packet) and writes them, sorted by time, as pcap."""
+
+    packets: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def add(self, time: int, packet: bytes) -> int:
+        self.packets.append((time, packet))
+        return len(self.packets) - 1
+
+    def retime(self, indexes: list[int], time: int) -> None:
+        for i in indexes:
+            self.packets[i] = (time, self.packets[i][1])
+
+    def udp(self, time: int, src: AddressLike, sport: int, dst: AddressLike, dport: int,
+            data: bytes) -> None:  # fmt: skip
+        seg = udp_segment(src, dst, sport, dport, data)
+        self.add(time, ip_packet(src, dst, PROTO_UDP, seg))
+
+    def tcp(self, local: AddressLike, lport: int, remote: AddressLike, rport: int) -> TcpFlow:
+        as_address(local), as_address(remote)  # validate now
+        return TcpFlow(self, local, lport, remote, rport)
+
+    def write(self, out: BinaryIO) -> int:
+        out.write(_HEADER.pack(_MAGIC_NS, 2, 4, 0, 0, 0xFFFF, LINKTYPE_RAW))
+        for time, pkt in sorted(self.packets, key=lambda p: p[0]):
+            sec, nsec = divmod(time, 1_000_000_000)
+            out.write(_RECORD.pack(sec, nsec, len(pkt), len(pkt)) + pkt)
+        return len(self.packets)
+
+    def save(self, path: str | Path) -> int:
+        with open(path, "wb") as f:
+            return self.write(f)
+
+
+def read_pcap(data: bytes) -> list[tuple[int, bytes]]:
+    """(ns, packet) of a file this module wrote (for tests and round trips)."""
+    magic, _maj, _min, _tz, _sig, _snap, linktype = _HEADER.unpack_from(data)
+    if magic != _MAGIC_NS or linktype != LINKTYPE_RAW:
+        raise ValueError("not a nanosecond LINKTYPE_RAW pcap")
+    out, off = [], _HEADER.size
+    while off < len(data):
+        sec, nsec, incl, _orig = _RECORD.unpack_from(data, off)
+        off += _RECORD.size
+        out.append((sec * 1_000_000_000 + nsec, data[off : off + incl]))
+        off += incl
+    return out

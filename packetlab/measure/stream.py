@@ -1,0 +1,222 @@
+"""A TCP connection from the endpoint that the controller reads and writes piece by piece.
+
+`tcp_exchange` (controller) sends one request and reads until the peer closes; DNS over
+TCP, TLS and the iperf3 control channel need a conversation instead: send, read exactly
+what the protocol says, send again. `TcpStream` is that, on the public controller API.
+Every time it reports is the endpoint's (ns): the connect from TIME read just before the
+nopen to the ESTABLISHED nstat, each chunk from its ndata stamp, each send from its ntag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from twisted.internet.defer import Deferred
+
+from packetlab.controller import (
+    DEFAULT_RBUFSZ,
+    AddressLike,
+    ControllerError,
+    EndpointSession,
+    IPAddress,
+    QueuedSend,
+    Socket,
+    parse_address,
+    read_socket_info,
+    read_time,
+    wait_connected,
+)
+from packetlab.measure.pcap import PcapRecorder, TcpFlow
+from packetlab.wire import Ndata, Nstat, NstatCode, Ntag
+
+__all__ = ["Chunk", "StreamError", "StreamTimeout", "TcpStream"]
+
+
+class StreamError(ControllerError):
+    """The connection ended in a way the protocol did not expect (reset, early close)."""
+
+
+class StreamTimeout(StreamError):
+    """Nothing arrived in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Bytes the endpoint received with one recv(), and when (endpoint ns)."""
+
+    data: bytes
+    time: int
+
+
+def _nstat_name(code: int) -> str:
+    try:
+        return NstatCode(code).name
+    except ValueError:
+        return f"nstat {code}"
+
+
+@dataclass(eq=False)
+class TcpStream:
+    """An open TCP connection (make one with `TcpStream.connect`)."""
+
+    session: EndpointSession
+    sktid: int
+    sock: Socket
+    raddr: IPAddress
+    rport: int
+    started_at: int  # endpoint TIME just before the nopen was handled
+    established_at: int  # the ESTABLISHED nstat
+    eof: bool = False  # the peer closed its side
+    received: int = 0  # payload bytes read so far
+    flow: TcpFlow | None = None  # set when recording to a pcap
+    _buffer: bytearray = field(default_factory=bytearray, repr=False)
+    _buffer_time: int | None = field(default=None, repr=False)
+    _last_time: int = field(default=0, repr=False)
+
+    @classmethod
+    async def connect(
+        cls,
+        session: EndpointSession,
+        host: AddressLike,
+        port: int,
+        *,
+        timeout: float = 5.0,
+        rbufsz: int = DEFAULT_RBUFSZ,
+        sktid: int | None = None,
+        recorder: PcapRecorder | None = None,
+    ) -> TcpStream:
+        """Connect from the endpoint; raises ConnectFailed (REFUSED, not established
+        within `timeout` s, ...) after closing the socket. With `recorder`, the
+        connection's packets are recorded (its local address and port are read once)."""
+        ra = parse_address(host)
+        if sktid is None:
+            sktid = session.free_sktid()
+        t0 = read_time(session)  # pipelined: sampled just before the nopen is handled
+        opened = session.nopen_tcp_connect(sktid, ra, port, rbufsz=rbufsz)
+        started = await t0
+        sock = await opened
+        try:
+            est = await wait_connected(session, sktid, timeout=timeout)
+        except BaseException:
+            await _close(session, sktid)
+            raise
+        stream = cls(session, sktid, sock, ra, port, started, est.time)
+        stream._last_time = est.time
+        if recorder is not None:
+            info = await read_socket_info(session, sktid)
+            local = info.laddr if info.laddr is not None else ra
+            stream.flow = recorder.tcp(local, info.lport, ra, port)
+            stream.flow.connected(started, est.time)
+        return stream
+
+    def send(self, data: bytes, *, time: int = 0, ntag: bool = False) -> Deferred[Ntag] | None:
+        """Queue `data` (at endpoint time `time`); with `ntag` the Deferred of its send
+        time. The nsend's own answer is not awaited: a refusal ends the session's
+        requests in order, and the next `recv` sees the socket end."""
+        wanted, flow = ntag, self.flow
+        d = self.session.nsend(self.sktid, data, time=time, ntag=ntag or flow is not None)
+        if flow is not None:  # recorded now (stream order), timed by its ntag
+            indexes = flow.sent(self._last_time, data)
+            recorder = flow.recorder
+
+            def track(q: QueuedSend) -> QueuedSend:
+                if q.ntag is not None:
+                    q.ntag.addCallback(self._sent, recorder, indexes)
+                    if not wanted:
+                        q.ntag.addErrback(lambda _: None)
+                return q
+
+            d.addCallback(track)
+        if not wanted:
+            d.addErrback(lambda _: None)
+            return None
+        out: Deferred[Ntag] = Deferred()
+
+        def queued(q: QueuedSend) -> None:
+            assert q.ntag is not None
+            q.ntag.chainDeferred(out)
+
+        d.addCallbacks(queued, out.errback)
+        return out
+
+    def _sent(self, tag: Ntag, recorder: PcapRecorder, indexes: list[int]) -> Ntag:
+        recorder.retime(indexes, tag.time)
+        self._last_time = max(self._last_time, tag.time)
+        return tag
+
+    async def recv(self, timeout: float) -> Chunk | None:
+        """The next chunk the endpoint received; None once the peer closed (EOF).
+        Raises StreamTimeout after `timeout` s, StreamError on a reset or a closed socket."""
+        if self._buffer:
+            chunk = Chunk(bytes(self._buffer), self._buffer_time or 0)
+            self._buffer.clear()
+            return chunk
+        clock = self.session.reactor
+        deadline = clock.seconds() + timeout
+        while not self.eof:
+            left = deadline - clock.seconds()
+            if left <= 0:
+                break
+            note = await self.sock.get(timeout=left)
+            if note is None:
+                if self.sock.ended:
+                    raise StreamError(f"socket {self.sktid} was closed")
+                break
+            if isinstance(note, Ndata):
+                self.received += len(note.data)
+                self._last_time = max(self._last_time, note.time)
+                if self.flow is not None:
+                    self.flow.received(note.time, note.data)
+                return Chunk(note.data, note.time)
+            if isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
+                if note.code == NstatCode.PEERCLOSED:
+                    self.eof = True
+                    if self.flow is not None:
+                        self.flow.closed(note.time, by_peer=True)
+                        self.flow = None
+                    return None
+                raise StreamError(f"connection to {self.raddr}:{self.rport}: "
+                                  f"{_nstat_name(note.code)}")  # fmt: skip
+        if self.eof:
+            return None
+        raise StreamTimeout(f"nothing from {self.raddr}:{self.rport} within {timeout:g} s")
+
+    async def read_exactly(self, n: int, timeout: float) -> Chunk:
+        """Exactly `n` bytes (what is left over stays for the next read); the time is the
+        stamp of the chunk that completed them. Raises StreamError on an early EOF."""
+        clock = self.session.reactor
+        deadline = clock.seconds() + timeout
+        out = bytearray()
+        last = 0
+        while len(out) < n:
+            chunk = await self.recv(max(deadline - clock.seconds(), 0.0))
+            if chunk is None:
+                raise StreamError(f"{self.raddr}:{self.rport} closed after {len(out)} of {n} bytes")
+            out += chunk.data
+            last = chunk.time
+        if len(out) > n:
+            self._buffer[:0] = out[n:]
+            self._buffer_time = last
+        return Chunk(bytes(out[:n]), last)
+
+    def unread(self, data: bytes, time: int) -> None:
+        """Put bytes back: the next `recv` returns them first."""
+        if data:
+            self._buffer[:0] = data
+            self._buffer_time = time
+
+    async def close(self) -> None:
+        """nclose, ignoring a session that already ended."""
+        if self.flow is not None:  # we close first (no endpoint time for it: the last one)
+            self.flow.closed(self._last_time, by_peer=False)
+            self.flow = None
+        await _close(self.session, self.sktid)
+
+
+async def _close(session: EndpointSession, sktid: int) -> None:
+    if session.find_socket(sktid) is None:
+        return
+    try:
+        await session.nclose(sktid)
+    except ControllerError:
+        pass

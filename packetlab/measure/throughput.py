@@ -1,0 +1,443 @@
+"""TCP pipe saturation (the Marionette paper's §5.2) through an endpoint, against a stock
+iperf3 server.
+
+Download: the data socket's ndata are masked (NOTIFMASK NDATA) before any data flows, so
+the endpoint holds what it receives (with each recv()'s timestamp) instead of sending it
+to the controller during the transfer; its receive budget is sized for the whole transfer.
+Once RBUFUSED says every byte is in, the controller ends the test and clears the mask; the
+held ndata then arrive. Throughput = 8 * (N - b) / (t1 - t0), with t0 and b the stamp and
+byte count of the first ndata past 1 MiB and t1 the stamp of the one that completed N.
+
+Upload: ntags are masked on the data socket; every block is queued with one nsend
+scheduled `lead` seconds ahead, so all nsends have reached the endpoint before the first
+byte leaves and no controller traffic competes with the transfer. The endpoint's BUFUSED
+falling back says the last byte was handed to the kernel; then the test ends and the
+held ntags arrive. The receiver's figure (`mbit_s`) is the iperf3 server's own (bytes over
+its stream's duration, as native `iperf3` prints for the receiver); `sender_mbit_s` is
+the endpoint's, from the ntag stamps with the first 1 MiB ignored.
+
+The paper waited a fixed 10 s instead of polling; one 4-byte mread every `poll` seconds
+is the only controller traffic during the transfer here.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+
+from packetlab.controller import (
+    AddressLike,
+    ControllerError,
+    EndpointSession,
+    RequestFailed,
+    parse_address,
+    read_system_info,
+    read_time,
+    set_notifmask,
+    wait_connected,
+)
+from packetlab.controller._deferred import deferred_api
+from packetlab.measure import iperf3
+from packetlab.measure.iperf3 import DEFAULT_PORT, Iperf3Error, State
+from packetlab.measure.stream import StreamError, TcpStream
+from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, vmem
+
+__all__ = ["DEFAULT_BYTES", "SKIP", "ThroughputError", "ThroughputResult", "throughput"]
+
+MIB = 1 << 20
+DEFAULT_BYTES = 25 * MIB  # the paper's transfer
+SKIP = MIB  # ignored at the start (slow start), as in the paper
+_U32 = struct.Struct(">I")
+Progress = Callable[[int, int], None]  # (bytes so far, bytes in all)
+
+
+class ThroughputError(ControllerError):
+    """The measurement cannot run as asked (too large for the endpoint, server refused)."""
+
+
+@dataclass(slots=True)
+class ThroughputResult:
+    direction: str  # "download" or "upload"
+    server: str
+    port: int
+    bytes: int  # transferred
+    seconds: float | None = None  # the measured span (after the first `skip` bytes)
+    mbit_s: float | None = None  # 10^6 bit/s
+    skip: int = SKIP
+    measured_bytes: int | None = None  # N - b
+    method: str = ""  # where mbit_s comes from
+    sender_mbit_s: float | None = None  # upload: endpoint ntag stamps
+    server_bytes: int | None = None  # what the iperf3 server counted
+    server_seconds: float | None = None
+    server_mbit_s: float | None = None
+    start_ns: int | None = None  # endpoint time of the first data byte
+    chunks: int = 0  # ndata (download) or nsends (upload)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "throughput",
+            "direction": self.direction,
+            "server": self.server,
+            "port": self.port,
+            "bytes": self.bytes,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+            return out
+        out.update(
+            seconds=self.seconds,
+            mbit_s=self.mbit_s,
+            skip=self.skip,
+            measured_bytes=self.measured_bytes,
+            method=self.method,
+            server_bytes=self.server_bytes,
+            server_seconds=self.server_seconds,
+            server_mbit_s=self.server_mbit_s,
+            start_ns=self.start_ns,
+            chunks=self.chunks,
+        )
+        if self.sender_mbit_s is not None:
+            out["sender_mbit_s"] = self.sender_mbit_s
+        return out
+
+
+def rate_after(stamps: list[tuple[int, int]], total: int, skip: int) -> tuple[int, int, int]:
+    """From (cumulative bytes, endpoint ns) in arrival order: (b, t0, t1) where t0 is the
+    first stamp at which `skip` bytes were in (b of them) and t1 the one completing `total`.
+    Raises ValueError when there is nothing left to measure."""
+    b = t0 = t1 = None
+    for cum, t in stamps:
+        if t0 is None and cum >= skip:
+            b, t0 = cum, t
+        if cum >= total:
+            t1 = t
+            break
+    if b is None or t0 is None or t1 is None or t1 <= t0 or b >= total:
+        raise ValueError("no data past the skipped part to measure")
+    return b, t0, t1
+
+
+def mbit(nbytes: int, ns: int) -> float:
+    return nbytes * 8 / ns * 1e3  # bits per ns * 1e9 / 1e6
+
+
+class _Control:
+    """The iperf3 control channel over an endpoint TCP stream."""
+
+    def __init__(self, stream: TcpStream, timeout: float) -> None:
+        self.stream = stream
+        self.timeout = timeout
+
+    async def state(self, timeout: float | None = None) -> State:
+        got = await self.stream.read_exactly(1, self.timeout if timeout is None else timeout)
+        state = iperf3.parse_state(got.data)
+        if state in (State.ACCESS_DENIED, State.SERVER_ERROR):
+            detail = ""
+            if state == State.SERVER_ERROR:
+                try:
+                    codes = await self.stream.read_exactly(8, 1.0)
+                    i_errno, errno = struct.unpack(">ii", codes.data)
+                    detail = f" (i_errno {i_errno}, errno {errno})"
+                except StreamError:
+                    pass
+            what = "is busy (access denied)" if state == State.ACCESS_DENIED else "failed"
+            raise Iperf3Error(f"the iperf3 server {what}{detail}")
+        if state == State.SERVER_TERMINATE:
+            raise Iperf3Error("the iperf3 server terminated the test")
+        return state
+
+    async def expect(self, *states: State, timeout: float | None = None) -> State:
+        state = await self.state(timeout)
+        if state not in states:
+            names = "/".join(s.name for s in states)
+            raise Iperf3Error(f"iperf3 server said {state.name}, expected {names}")
+        return state
+
+    def send_state(self, state: State) -> None:
+        self.stream.send(iperf3.state_byte(state))
+
+    async def read_json(self) -> dict[str, Any]:
+        head = await self.stream.read_exactly(4, self.timeout)
+        body = await self.stream.read_exactly(iperf3.json_length(head.data), self.timeout)
+        return iperf3.decode_json(body.data)
+
+
+async def _bufused(session: EndpointSession) -> int:
+    return int(_U32.unpack((await session.mread(vmem.BUFUSED.addr, 4)).ljust(4, b"\0"))[0])
+
+
+async def _rbufused(session: EndpointSession, sktid: int) -> int:
+    raw = await session.mread(vmem.skt_addr(sktid, vmem.SKT_RBUFUSED), 4)
+    return int(_U32.unpack(raw.ljust(4, b"\0"))[0])
+
+
+async def _closed_by_server(stream: TcpStream, timeout: float = 5.0) -> None:
+    try:
+        while await stream.recv(timeout) is not None:
+            pass
+    except StreamError:
+        pass
+
+
+async def _sleep(session: EndpointSession, seconds: float) -> None:
+    d: Deferred[None] = Deferred()
+    session.reactor.callLater(seconds, d.callback, None)
+    await d
+
+
+@deferred_api
+async def throughput(
+    session: EndpointSession,
+    server: AddressLike,
+    port: int = DEFAULT_PORT,
+    *,
+    direction: str = "download",
+    nbytes: int = DEFAULT_BYTES,
+    skip: int = SKIP,
+    lead: float | None = None,
+    timeout: float = 60.0,
+    poll: float = 0.005,
+    progress: Progress | None = None,
+) -> ThroughputResult:
+    """One iperf3 test of `nbytes` from (download) or to (upload) `server:port`, timed by
+    the endpoint. `lead` (upload) is how far ahead the sends are scheduled (default: 0.5 s
+    plus the time to ship the data at 20 MB/s). `timeout` bounds the transfer. Failures
+    after the start come back in `error`; arguments the endpoint cannot satisfy raise
+    ThroughputError."""
+    if direction not in ("download", "upload"):
+        raise ValueError(f"direction must be download or upload, got {direction!r}")
+    if not 0 <= skip < nbytes:
+        raise ValueError(f"need 0 <= skip < bytes, got skip={skip} bytes={nbytes}")
+    addr = parse_address(server)
+    info = await read_system_info(session)
+    need = nbytes + 2 * MIB
+    if need > info.bufmax - info.bufused:
+        raise ThroughputError(
+            f"{nbytes} bytes do not fit the endpoint's buffer budget (BufMax {info.bufmax}, "
+            f"{info.bufused} in use): the method holds the whole transfer at the endpoint; "
+            "ask for fewer bytes or raise BufMax"
+        )
+    result = ThroughputResult(direction, str(addr), port, nbytes, skip=skip)
+    try:
+        ctl_stream = await TcpStream.connect(session, addr, port)
+    except ControllerError as e:
+        result.error = f"connect to {addr}:{port}: {e}"
+        return result
+    ctl = _Control(ctl_stream, timeout=10.0)
+    data_sktid: int | None = None
+    ntags: list[Deferred[Ntag]] = []  # upload: consumed here if the test fails
+    upload: _Upload | None = None
+    try:
+        key = iperf3.cookie()
+        ctl_stream.send(key)
+        await ctl.expect(State.PARAM_EXCHANGE)
+        params = iperf3.parameters(nbytes, reverse=direction == "download")
+        ctl_stream.send(iperf3.encode_json(params))
+        await ctl.expect(State.CREATE_STREAMS)
+        data_sktid = session.free_sktid()
+        mask = NotifMask.NDATA if direction == "download" else NotifMask.NTAG
+        transfer = _Download(session, result) if direction == "download" else None
+        opened = session.nopen_tcp_connect(
+            data_sktid, addr, port, rbufsz=need if transfer else 64 * 1024, buffer=False
+        )
+        masked = set_notifmask(session, data_sktid, mask)  # before any data can arrive
+        sock = await opened
+        await masked
+        if transfer is not None:
+            sock.add_callback(transfer.note)
+        await wait_connected(session, data_sktid, timeout=10.0)
+        if transfer is None:
+            upload = _Upload(session, result, data_sktid)
+            ntags = upload.ntags
+            await upload.queue(key, lead)
+        else:
+            session.nsend(data_sktid, key).addErrback(lambda _: None)
+        await ctl.expect(State.TEST_START, timeout=10.0 + (lead or 0.5 + nbytes / 20e6))
+        await ctl.expect(State.TEST_RUNNING)
+        if transfer is not None:
+            await transfer.run(data_sktid, ctl, timeout, poll, progress)
+        else:
+            assert upload is not None
+            await upload.run(ctl, timeout, poll, progress)
+        await ctl.expect(State.EXCHANGE_RESULTS)
+        seconds = (result.seconds or 0.0) + 0.0
+        ctl_stream.send(iperf3.encode_json(iperf3.client_results(nbytes, seconds)))
+        got = await ctl.read_json()
+        server_bytes, server_seconds = iperf3.stream_result(got)
+        result.server_bytes, result.server_seconds = server_bytes, server_seconds
+        if server_seconds > 0:
+            result.server_mbit_s = server_bytes * 8 / server_seconds / 1e6
+        if direction == "upload":
+            result.mbit_s, result.method = result.server_mbit_s, "iperf3-server"
+            result.seconds, result.measured_bytes = server_seconds, server_bytes
+        await ctl.expect(State.DISPLAY_RESULTS)
+        ctl.send_state(State.IPERF_DONE)
+        await _closed_by_server(ctl_stream)  # the server is free for the next test
+    except (Iperf3Error, StreamError, RequestFailed, ThroughputError) as e:
+        result.error = str(e)
+    except ValueError as e:  # nothing past the skipped part
+        result.error = str(e)
+    except defer.TimeoutError:
+        result.error = f"the endpoint's notifications did not come within {timeout:g} s"
+    finally:
+        for d in ntags:
+            d.addErrback(lambda _: None)
+        if data_sktid is not None and session.find_socket(data_sktid) is not None:
+            try:
+                await session.nclose(data_sktid)
+            except ControllerError:
+                pass
+        await ctl_stream.close()
+    if result.error is not None:
+        result.mbit_s = None
+    return result
+
+
+class _Download:
+    """Counts the data socket's ndata (held, then released) with their stamps."""
+
+    def __init__(self, session: EndpointSession, result: ThroughputResult) -> None:
+        self.session = session
+        self.result = result
+        self.received = 0
+        self.stamps: list[tuple[int, int]] = []
+        self.closed = False
+        self._waiter: Deferred[None] | None = None
+
+    def note(self, note: object) -> None:
+        if isinstance(note, Ndata):
+            self.received += len(note.data)
+            self.stamps.append((self.received, note.time))
+        elif isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
+            self.closed = True
+        else:
+            return
+        if self._waiter is not None and (self.received >= self.result.bytes or self.closed):
+            w, self._waiter = self._waiter, None
+            w.callback(None)
+
+    async def run(
+        self, sktid: int, ctl: _Control, timeout: float, poll: float, progress: Progress | None
+    ) -> None:
+        session, total = self.session, self.result.bytes
+        clock = session.reactor
+        deadline = clock.seconds() + timeout
+        while True:  # the transfer: the only controller traffic is this poll
+            used = await _rbufused(session, sktid)
+            if progress is not None:
+                progress(min(used, total), total)
+            if used >= total:
+                break
+            if clock.seconds() > deadline:
+                raise StreamError(f"only {used} of {total} bytes arrived within {timeout:g} s")
+            await _sleep(session, poll)
+        ctl.send_state(State.TEST_END)
+        self._waiter = Deferred()
+        await set_notifmask(session, sktid, 0)  # release the held ndata
+        waiter = self._waiter
+        if waiter is not None:  # not all in yet
+            waiter.addTimeout(timeout, clock)
+            await waiter
+        r = self.result
+        b, t0, t1 = rate_after(self.stamps, total, r.skip)
+        r.seconds = (t1 - t0) / 1e9
+        r.measured_bytes = total - b
+        r.mbit_s = mbit(total - b, t1 - t0)
+        r.method = "ndata-stamps"
+        r.start_ns = self.stamps[0][1]
+        r.chunks = len(self.stamps)
+
+
+class _Upload:
+    """Queues the cookie and every block at one endpoint time `lead` s ahead (the server
+    starts its clock on the cookie, so its duration is the transfer's), then waits for
+    BUFUSED to fall back and ends the test."""
+
+    def __init__(self, session: EndpointSession, result: ThroughputResult, sktid: int) -> None:
+        self.session = session
+        self.result = result
+        self.sktid = sktid
+        self.ntags: list[Deferred[Ntag]] = []  # consumed by the caller if the test fails
+        self.sizes: list[int] = []
+        self.base = 0
+        self.start = 0
+
+    async def queue(self, key: bytes, lead: float | None) -> None:
+        session, total = self.session, self.result.bytes
+        if lead is None:
+            lead = 0.5 + total / 20e6
+        self.base = await _bufused(session)
+        self.start = start = await read_time(session) + int(lead * 1e9)
+        block = b"\0" * iperf3.BLOCK
+        self.sizes = [min(iperf3.BLOCK, total - off) for off in range(0, total, iperf3.BLOCK)]
+        queued = [session.nsend(self.sktid, key, time=start)]
+        for i, size in enumerate(self.sizes):
+            data = block if size == len(block) else block[:size]
+            queued.append(session.nsend(self.sktid, data, time=start, ntag=True))
+            if i % 16 == 15:
+                await session.wait_writable()
+        refused: RequestFailed | None = None
+        for q in queued:  # every answer is taken, so none is left unhandled
+            try:
+                got = await q
+            except RequestFailed as e:
+                refused = refused or e
+                continue
+            if got.ntag is not None:
+                self.ntags.append(got.ntag)
+        if refused is not None:
+            if refused.name == "ESKTPKTDENY":
+                raise ThroughputError(
+                    f"the endpoint refused the sends (ESKTPKTDENY): its send limits (the "
+                    f"reference endpoint's built-in 10 Mb/s over 10 s, or its certificates') "
+                    f"do not allow {total} bytes now; ask for at most 12 MB per 10 s, or use "
+                    "an endpoint whose certificates allow more"
+                )
+            raise refused
+        if await read_time(session) > start:
+            raise StreamError(
+                f"queueing took longer than the lead ({lead:g} s): the sends would compete "
+                "with the transfer; give a longer lead"
+            )
+
+    async def run(
+        self, ctl: _Control, timeout: float, poll: float, progress: Progress | None
+    ) -> None:
+        session, total, result = self.session, self.result.bytes, self.result
+        clock = session.reactor
+        deadline = clock.seconds() + timeout
+        while True:  # BUFUSED falls back once the last block went to the kernel
+            used = await _bufused(session)
+            left = max(0, used - self.base)
+            if progress is not None:
+                progress(max(0, total - left), total)
+            if left <= 4096:
+                break
+            if clock.seconds() > deadline:
+                raise StreamError(f"the endpoint had not sent {left} of {total} bytes in time")
+            await _sleep(session, poll)
+        ctl.send_state(State.TEST_END)
+        await set_notifmask(session, self.sktid, 0)  # release the held ntags
+        times: list[int] = []
+        for d in self.ntags:
+            d.addTimeout(10.0, clock)
+            times.append((await d).time)
+        self.ntags.clear()
+        stamps = []
+        cum = 0
+        for size, t in zip(self.sizes, times, strict=True):
+            cum += size
+            stamps.append((cum, t))
+        result.chunks = len(stamps)
+        result.start_ns = times[0]
+        try:
+            b, t0, t1 = rate_after(stamps, total, result.skip)
+        except ValueError:
+            return  # too few blocks past the skip: the server's figure stands alone
+        result.sender_mbit_s = mbit(total - b, t1 - t0)

@@ -1,0 +1,150 @@
+"""Real local services for the measurement tests, run as a child process:
+
+    python measure_services.py dns                  # prints "PORT" (UDP and TCP)
+    python measure_services.py http                 # prints "PORT"
+    python measure_services.py https CERT KEY       # prints "PORT"
+
+DNS: a Twisted names authoritative server for `test.` (A/AAAA/CNAME/TXT/MX, a name whose
+answer needs more than 512 bytes). HTTP(S): Twisted web with pages /page/N (N-dependent
+bytes, Content-Length), /chunked (Transfer-Encoding: chunked), /slow (chunks 50 ms apart),
+/empty (204) and /close (a body ended by closing the connection: TLS close_notify on
+HTTPS), all on 127.0.0.1, port 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+from twisted.internet import protocol, reactor, ssl
+from twisted.internet.error import CannotListenError
+from twisted.names import dns, server
+from twisted.names.authority import FileAuthority
+from twisted.web import resource
+from twisted.web import server as webserver
+
+
+def page(n: int) -> bytes:
+    """Body of /page/N (also used by the tests to check the hash)."""
+    seed = hashlib.sha256(str(n).encode()).digest()
+    return (seed * (1 + n * 37 % 400))[: 1000 + n * 997 % 60000]
+
+
+class Zone(FileAuthority):
+    def __init__(self) -> None:
+        FileAuthority.__init__(self, None)
+        soa = dns.Record_SOA(mname=b"ns.test", rname=b"h.test", serial=1, ttl=60)
+        self.soa = (b"test", soa)
+        self.records = {
+            b"test": [soa],
+            b"a.test": [dns.Record_A("192.0.2.1", ttl=300), dns.Record_A("192.0.2.2", ttl=300)],
+            b"v6.test": [dns.Record_AAAA("2001:db8::1", ttl=300)],
+            b"www.test": [dns.Record_CNAME(b"v6.test", ttl=60)],
+            b"mx.test": [dns.Record_MX(10, b"a.test", ttl=60)],
+            b"big.test": [dns.Record_TXT(b"%03d" % i + b"x" * 180, ttl=60) for i in range(8)],
+        }
+
+
+class Paged(resource.Resource):
+    isLeaf = True
+
+    def render_GET(self, request: webserver.Request) -> bytes | int:
+        path = request.path.decode()
+        if path.startswith("/page/"):
+            return page(int(path.rsplit("/", 1)[1]))
+        if path == "/empty":
+            request.setResponseCode(204)
+            return b""
+        if path in ("/chunked", "/slow"):
+            parts = [page(i)[:3000] for i in range(5)]
+            delay = 0.05 if path == "/slow" else 0.0
+
+            def more() -> None:
+                if parts:
+                    request.write(parts.pop(0))
+                    reactor.callLater(delay, more)
+                else:
+                    request.finish()
+
+            more()
+            return webserver.NOT_DONE_YET
+        request.setResponseCode(404)
+        return b"not found"
+
+
+class CloseDelimited(protocol.Protocol):
+    """/close: the status line and headers, the body, then the connection closes."""
+
+    def dataReceived(self, data: bytes) -> None:
+        if b"\r\n\r\n" in data:
+            body = page(7)
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + body)
+            self.transport.loseConnection()
+
+
+class Router(protocol.Protocol):
+    """Dispatch on the request line: /close to CloseDelimited, the rest to Twisted web."""
+
+    def __init__(self, site: webserver.Site) -> None:
+        self.site = site
+        self.buf = b""
+        self.inner: protocol.Protocol | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.dataReceived(data)
+            return
+        self.buf += data
+        if b"\r\n" not in self.buf:
+            return
+        if self.buf.split(b" ", 2)[1:2] == [b"/close"]:
+            self.inner = CloseDelimited()
+        else:
+            self.inner = self.site.buildProtocol(self.transport.getPeer())
+        self.inner.makeConnection(self.transport)
+        self.inner.dataReceived(self.buf)
+
+    def connectionLost(self, reason: object = None) -> None:
+        if self.inner is not None:
+            self.inner.connectionLost(reason)  # type: ignore[arg-type]
+
+
+class RouterFactory(protocol.Factory):
+    def __init__(self) -> None:
+        self.site = webserver.Site(Paged())
+
+    def buildProtocol(self, addr: object) -> Router:
+        return Router(self.site)
+
+
+def main(argv: list[str]) -> None:
+    kind = argv[0]
+    if kind == "dns":
+        f = server.DNSServerFactory(authorities=[Zone()])
+        for _ in range(50):  # the UDP port's number may be taken for TCP: try another
+            udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(f), interface="127.0.0.1")
+            port = udp.getHost().port
+            try:
+                reactor.listenTCP(port, f, interface="127.0.0.1")
+                break
+            except CannotListenError:
+                udp.stopListening()
+    elif kind == "http":
+        port = reactor.listenTCP(0, RouterFactory(), interface="127.0.0.1").getHost().port
+    else:
+        pem = Path(argv[1]).read_text() + Path(argv[2]).read_text()
+        cert = ssl.PrivateCertificate.loadPEM(pem)
+        # ALPN offered by curl (h2, http/1.1) needs a server answer, or OpenSSL alerts.
+        options = ssl.CertificateOptions(
+            privateKey=cert.privateKey.original,
+            certificate=cert.original,
+            acceptableProtocols=[b"http/1.1"],
+        )
+        port = reactor.listenSSL(0, RouterFactory(), options, interface="127.0.0.1").getHost().port
+    print(port, flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

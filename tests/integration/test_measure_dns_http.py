@@ -1,0 +1,272 @@
+"""`pktlab run dns|http` end to end against real local services (a Twisted names server,
+Twisted web over HTTP and HTTPS), through the in-process endpoint, with the native tools
+(dig, curl) on the same servers: the answer sets and the bodies must be the same (the
+paper's C3 = 1.0)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "tests" / "unit" / "measure"))
+
+from web_pki import make_pki  # noqa: E402
+
+RUN = [sys.executable, "-m", "packetlab", "run"]
+
+
+def service(*args: str) -> Iterator[int]:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "measure_services.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.strip().isdigit():
+            proc.kill()
+            pytest.fail(f"service {args} did not start: {line} {proc.communicate()[1]}")
+        yield int(line)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def dns_port() -> Iterator[int]:
+    yield from service("dns")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def https_port(pki: dict[str, Path]) -> Iterator[int]:
+    yield from service("https", str(pki["server"]), str(pki["key"]))
+
+
+@pytest.fixture(scope="module")
+def http_port() -> Iterator[int]:
+    yield from service("http")
+
+
+def pktlab(*args: str, timeout: float = 180) -> tuple[int, list[dict[str, Any]], str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    got = subprocess.run(
+        [*RUN, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
+    )
+    records = [json.loads(line) for line in got.stdout.splitlines() if line.startswith("{")]
+    return got.returncode, records, got.stderr
+
+
+def dig(port: int, name: str, qtype: str, *opts: str) -> set[tuple[str, str, str]]:
+    out = subprocess.run(
+        ["dig", "+noall", "+answer", "-p", str(port), "@127.0.0.1", *opts, name, qtype],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    ).stdout
+    got = set()
+    for line in out.splitlines():
+        name_, _ttl, _cls, rtype, data = line.split(None, 4)
+        got.add((name_, rtype, data))
+    return got
+
+
+needs_dig = pytest.mark.skipif(shutil.which("dig") is None, reason="dig (dnsutils) missing")
+needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl missing")
+
+QUERIES = [
+    ("a.test", "A"),
+    ("v6.test", "AAAA"),
+    ("www.test", "AAAA"),  # CNAME then AAAA
+    ("mx.test", "MX"),
+    ("big.test", "TXT"),  # more than 512 bytes
+    ("nope.test", "A"),
+]
+
+
+@needs_dig
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_dns_answers_match_dig(dns_port: int, tcp: bool) -> None:
+    names = [n for n, _ in QUERIES]
+    rc, records, err = pktlab(
+        "dns", "--json", "--server", f"127.0.0.1:{dns_port}", *(["--tcp"] if tcp else []),
+        "--wait", "10",  # a loaded machine: slow answers are not lost ones
+        "-t", "A", "-t", "AAAA", "-t", "MX", "-t", "TXT", *names,
+    )  # fmt: skip
+    assert rc == 0, err
+    by_query = {(r["qname"], r["qtype"]): r for r in records if r["type"] == "dns"}
+    for name, qtype in QUERIES:
+        rec = by_query[(name + ".", qtype)]
+        ours = {(a["name"], a["type"], a["data"]) for a in rec["answers"]}
+        assert ours == dig(dns_port, name, qtype, *(["+tcp"] if tcp else [])), (name, qtype)
+        assert rec["proto"] == ("tcp" if tcp else "udp")
+        assert rec["rtt_us"] > 0
+    assert by_query[("nope.test.", "A")]["rcode"] == "NXDOMAIN"
+    assert by_query[("a.test.", "A")]["rcode"] == "NOERROR"
+    summary = records[-1]
+    assert summary["type"] == "summary" and summary["queries"] == len(names) * 4
+
+
+def test_dns_table_and_no_server(dns_port: int, tmp_path: Path) -> None:
+    rc, _, _ = pktlab("dns", "--server", f"127.0.0.1:{dns_port}", "a.test")
+    assert rc == 0
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    got = subprocess.run(
+        [*RUN, "dns", "--server", f"127.0.0.1:{dns_port}", "a.test"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert "a.test.\t300\tIN\tA\t192.0.2.1" in got.stdout
+    # a server that does not answer: an error record and exit status 1
+    rc, records, _ = pktlab("dns", "--json", "--server", "127.0.0.1:9", "--wait", "0.3", "a.test")
+    assert rc == 1 and "no answer" in records[0]["error"]
+
+
+@needs_curl
+def test_https_bodies_match_curl(https_port: int, pki: dict[str, Path]) -> None:
+    paths = ["/page/1", "/page/2", "/page/33", "/chunked", "/close", "/empty", "/slow"]
+    urls = [f"https://localhost:{https_port}{p}" for p in paths]
+    rc, records, err = pktlab(
+        "http", "--json", "--cacert", str(pki["ca"]), "--connect-to", "127.0.0.1", *urls
+    )
+    assert rc == 0, err
+    got = [r for r in records if r["type"] == "http"]
+    assert [r["url"] for r in got] == urls
+    for r in got:
+        curl = subprocess.run(
+            ["curl", "-sS", "--cacert", str(pki["ca"]), "-o", "-", "-w", "%{http_code}", r["url"]],
+            capture_output=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        body, code = curl[:-3], int(curl[-3:])
+        assert (r["status"], r["body_len"], r["body_sha256"]) == (
+            code, len(body), hashlib.sha256(body).hexdigest(),
+        ), r["url"]  # fmt: skip
+        assert 0 < r["connect_us"] <= r["tls_us"] <= r["first_byte_us"] <= r["total_us"]
+        assert r["tls_version"] == "TLSv1.3"
+    slow = got[-1]
+    assert slow["total_us"] - slow["first_byte_us"] > 150_000  # 4 gaps of 50 ms
+
+
+def test_https_untrusted_and_plain_http(
+    https_port: int, http_port: int, pki: dict[str, Path]
+) -> None:
+    rc, records, _ = pktlab(
+        "http", "--json", f"https://127.0.0.1:{https_port}/page/1",
+        "--cacert", str(pki["other-ca"]),
+    )  # fmt: skip
+    assert rc == 1
+    assert records[0]["error"] == "TLS: certificate verify failed" and "status" not in records[0]
+    rc, records, err = pktlab(
+        "http",
+        "--json",
+        f"http://127.0.0.1:{http_port}/page/5",
+        f"http://127.0.0.1:{http_port}/close",
+    )
+    assert rc == 0, err
+    assert records[0]["status"] == 200 and records[1]["status"] == 200
+    assert "tls_us" not in records[0]
+
+
+@needs_dig
+@needs_curl
+def test_compare_end_to_end(dns_port: int, https_port: int, pki: dict[str, Path]) -> None:
+    """`pktlab compare dns|http` on a small run: C3 = 1.0, verdicts in the JSON summary."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def compare(*args: str) -> tuple[int, list[dict[str, Any]]]:
+        got = subprocess.run(
+            [sys.executable, "-m", "packetlab", "compare", *args, "--runs", "2", "--json"],
+            capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
+        )  # fmt: skip
+        return got.returncode, [json.loads(x) for x in got.stdout.splitlines()]
+
+    rc, records = compare("dns", "--server", f"127.0.0.1:{dns_port}", "a.test", "www.test",
+                          "nope.test", "-t", "A", "-t", "AAAA")  # fmt: skip
+    assert rc == 0, records
+    runs, summary = records[:-1], records[-1]
+    assert [r["impl"] for r in runs] == ["packetlab", "native", "native", "packetlab"]
+    assert summary["type"] == "summary" and summary["c3"] == 1.0 and summary["c3_holds"] is True
+    assert summary["c1"] is None and summary["c2_p"] is None
+    rc, records = compare("http", "--cacert", str(pki["ca"]), "--connect-to", "127.0.0.1",
+                          *(f"https://localhost:{https_port}/{p}" for p in ("page/4", "chunked",
+                                                                             "close")))  # fmt: skip
+    assert rc == 0, records
+    assert records[-1]["c3"] == 1.0 and records[-1]["c3_holds"] is True
+
+
+def test_campaign_two_endpoints(dns_port: int) -> None:
+    """`pktlab campaign dns --split` with two real endpoints that connect by themselves:
+    the names are dealt out, every record is tagged with its endpoint's hostid."""
+    import socket
+
+    from conftest import twistd
+
+    with socket.socket() as s:  # a free port for the controller
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    names = ["a.test", "v6.test", "mx.test", "www.test", "nope.test"]
+    ctl = subprocess.Popen(
+        [sys.executable, "-m", "packetlab", "campaign", "dns", "--listen", f"127.0.0.1:{port}",
+         "--endpoints", "2", "--split", "--insecure-plaintext", "--json", "--timeout", "150",
+         "--server", f"127.0.0.1:{dns_port}", *names],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert ctl.stderr is not None
+    assert "waiting for 2 endpoints" in ctl.stderr.readline()
+    eps = [
+        subprocess.Popen(
+            [
+                *twistd(),
+                "-n",
+                "--pidfile=",
+                "pktendpoint",
+                "--insecure-plaintext",
+                "--config",
+                os.devnull,
+                "--host-id",
+                f"ep{i}",
+                "--reconnect-delay",
+                "30",
+                f"127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=REPO,
+        )
+        for i in (1, 2)
+    ]
+    try:
+        out, err = ctl.communicate(timeout=180)
+    finally:
+        for p in eps:
+            p.terminate()
+            p.wait(10)
+    assert ctl.returncode == 0, err
+    records = [json.loads(x) for x in out.splitlines()]
+    got = [r for r in records if r["type"] == "dns"]
+    assert sorted(r["qname"] for r in got) == sorted(n + "." for n in names)
+    assert {r["endpoint"] for r in got} == {"ep1", "ep2"}
+    summary = records[-1]
+    assert summary["type"] == "summary" and summary["endpoints"] == 2
+    assert sorted(summary["per_endpoint"].values()) == [2, 3]

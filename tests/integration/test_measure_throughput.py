@@ -1,0 +1,101 @@
+"""`pktlab run throughput` against a stock `iperf3 -s` on the namespace testbed (a
+100 Mbit/s tbf-shaped link), beside native iperf3 against the very same server: the
+paper's C1 with a loose bound (a shared machine; benchmarks/bench_throughput.py measures
+it properly), and the failures a user meets (no server).
+
+The in-process endpoint runs with --insecure-plaintext: over TLS its certificate limits
+apply, including the reference endpoint's built-in send cap (10 Mb/s over 10 s), which
+refuses uploads of more than 12.5 MB per 10 s (tested in test_upload_over_the_send_cap).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from packetlab.measure.baselines import run_iperf3
+from packetlab.testbed import Shape, Testbed, chain
+
+pytest_plugins = ["packetlab.testbed.pytest_fixtures"]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 missing (scripts/setup.sh)"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+NBYTES = 8 << 20
+
+
+def pktlab_in(tb: Testbed, node: str, *args: str) -> tuple[int, list[dict[str, object]], str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    got = subprocess.run(
+        ["ip", "netns", "exec", tb.netns_name(node), sys.executable, "-m", "packetlab", "run",
+         *args],
+        capture_output=True, text=True, timeout=180, env=env, cwd=REPO,
+    )  # fmt: skip
+    return got.returncode, [json.loads(x) for x in got.stdout.splitlines()], got.stderr
+
+
+@pytest.fixture
+def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: network namespaces")
+    t = testbed_factory(chain(1, shape={2: Shape.parse("100mbit")}))
+    t.popen("tg", ["iperf3", "-s", "-p", "5201"], stdout=subprocess.DEVNULL)
+    time.sleep(0.3)
+    return t
+
+
+@pytest.mark.parametrize("direction", ["download", "upload"])
+def test_throughput_matches_native_iperf3(tb: Testbed, direction: str) -> None:
+    tg = str(tb.addr("tg"))
+    rc, records, err = pktlab_in(
+        tb, "ep", "throughput", "--json", "--server", tg, "--direction", direction,
+        "--bytes", str(NBYTES), "--runs", "2", "--insecure-plaintext",
+    )  # fmt: skip
+    assert rc == 0, err
+    runs, summary = records[:-1], records[-1]
+    assert [r["type"] for r in runs] == ["throughput", "throughput"]
+    assert summary["type"] == "summary" and summary["ok"] == 2
+    for r in runs:
+        assert (r["direction"], r["bytes"], r["server"], r["port"]) == (direction, NBYTES, tg, 5201)
+        assert 0 < r["server_bytes"] <= NBYTES  # upload: what arrived before TEST_END, as native
+        assert 60 < r["mbit_s"] < 110  # a 100 Mbit/s link
+    native = [
+        run_iperf3(tg, direction=direction, nbytes=NBYTES, netns=tb.netns_name("ep")).mbit_s
+        for _ in range(2)
+    ]
+    ours = sum(r["mbit_s"] for r in runs) / 2  # type: ignore[misc]
+    theirs = sum(native) / 2  # type: ignore[arg-type]
+    assert abs(1 - ours / theirs) < 0.06  # the paper's C1 bound for throughput
+
+
+def test_no_server_and_table_output(tb: Testbed) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    got = subprocess.run(
+        ["ip", "netns", "exec", tb.netns_name("ep"), sys.executable, "-m", "packetlab", "run",
+         "throughput", "--server", f"{tb.addr('tg')}:5999", "--bytes", "4M",
+         "--insecure-plaintext"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert got.returncode == 1
+    assert "error: connect to" in got.stdout and ("RESET" in got.stdout or "REFUSED" in got.stdout)
+    assert got.stdout.splitlines()[-1] == "# 0 of 1 runs"
+
+
+def test_upload_over_the_send_cap(tb: Testbed) -> None:
+    """Over TLS the built-in 10 Mb/s-over-10 s cap refuses a 25 MiB upload: a clear error."""
+    rc, records, err = pktlab_in(
+        tb, "ep", "throughput", "--json", "--server", str(tb.addr("tg")),
+        "--direction", "upload", "--bytes", "25M",
+    )  # fmt: skip
+    assert rc == 1, err
+    assert "refused the sends (ESKTPKTDENY)" in str(records[0]["error"])

@@ -1,0 +1,194 @@
+"""A scripted endpoint whose TCP peers hold a conversation, for the DNS/HTTP/throughput
+unit tests (imported by them).
+
+`StreamFakeEndpoint` extends the controller tests' `FakeEndpoint`: a TCP connect to a key
+in `peers` makes a `Peer` (from its factory) that sees every nsend as it is "sent"
+(at its scheduled time) and answers with `write(data, delay)` / `close(delay)`. It also
+keeps a notification mask per socket like the real endpoint (§2.4: masked ndata and ntag
+are held, with their times, and released in order when the bit is cleared) and reports
+RBUFUSED, so the bulk-transfer method can be checked without a network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.test import iosim
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
+
+from ctl_fakes import BASE_NS, FakeEndpoint, result_of
+
+from packetlab.controller import EndpointSession
+from packetlab.endpoint.config import parse_config
+from packetlab.endpoint.memory import system_image
+from packetlab.wire import (
+    Message,
+    Mwrite,
+    Ndata,
+    Nopen,
+    NotifMask,
+    Nsend,
+    Nstat,
+    NstatCode,
+    Ntag,
+    Proto,
+    vmem,
+)
+
+T = TypeVar("T")
+NDATA, NTAG = int(NotifMask.NDATA), int(NotifMask.NTAG)
+
+
+class Peer:
+    """One TCP connection's far end. Subclasses override `received`."""
+
+    def __init__(self) -> None:
+        self.link: Callable[[bytes | None, float], None] = lambda data, delay: None
+        self.got = bytearray()
+
+    def received(self, data: bytes) -> None:
+        self.got += data
+
+    def write(self, data: bytes, delay: float = 0.0) -> None:
+        self.link(data, delay)
+
+    def close(self, delay: float = 0.0) -> None:
+        self.link(None, delay)
+
+
+class StreamFakeEndpoint(FakeEndpoint):
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.peers: dict[tuple[str, int], Callable[[], Peer]] = {}
+        self.live: dict[int, Peer] = {}
+        self.masks: dict[int, int] = {}
+        self.held: dict[int, list[tuple[int, Message]]] = {}
+        self.rbufused: dict[int, int] = {}
+        self.chunk = 1 << 16  # bytes per ndata (one recv)
+        self.rate: float | None = None  # TCP send rate (bytes/s); None: instant
+        self.link_free = 0  # endpoint ns when the simulated link is idle again
+        self.unsent = 0  # queued TCP payload not sent yet (in BUFUSED)
+        self.memory = system_image(parse_config(["BufMax 268435456"]))
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Nopen) and msg.proto == Proto.TCP and msg.raddr is not None:
+            key = (str(ipaddress.ip_address(msg.raddr)), msg.rport or 0)
+            if key in self.peers:
+                self.tcp_servers[key] = lambda data: []  # connects
+                super().handle(msg)
+                peer = self.peers[key]()
+                peer.link = self._linker(msg)
+                self.live[msg.sktid] = peer
+                self.masks[msg.sktid] = 0
+                self.held[msg.sktid] = []
+                self.rbufused[msg.sktid] = 0
+                return
+        if isinstance(msg, Nsend) and msg.sktid in self.live:
+            self.result()
+            when = max(msg.time, self.now(), self.link_free)
+            if self.rate is not None:
+                when += int(len(msg.data) / self.rate * 1e9)
+                self.link_free = when
+            self.unsent += len(msg.data)
+            self.clock.callLater((when - self.now()) / 1e9, self._sent, msg, when)
+            return
+        if isinstance(msg, Mwrite) and msg.addr >= vmem.SKT_BASE:
+            sktid, off = divmod(msg.addr - vmem.SKT_BASE, vmem.SKT_STRIDE)
+            if off == vmem.SKT_NOTIFMASK.addr and sktid in self.masks:
+                self.result()
+                self._mask(sktid, struct.unpack(">H", msg.data)[0])
+                return
+        super().handle(msg)
+
+    def read(self, addr: int, n: int) -> bytes:
+        if addr == vmem.BUFUSED.addr:
+            return struct.pack(">I", self.unsent + sum(self.rbufused.values()))[:n]
+        if addr >= vmem.SKT_BASE:
+            sktid, off = divmod(addr - vmem.SKT_BASE, vmem.SKT_STRIDE)
+            block = bytearray(super().read(vmem.SKT_BASE + sktid * vmem.SKT_STRIDE, 0x80))
+            struct.pack_into(">I", block, vmem.SKT_RBUFUSED.addr, self.rbufused.get(sktid, 0))
+            return bytes(block[off : off + n]).ljust(n, b"\0")
+        return super().read(addr, n)
+
+    def _linker(self, nopen: Nopen) -> Callable[[bytes | None, float], None]:
+        def link(data: bytes | None, delay: float) -> None:
+            self.clock.callLater(delay, self._arrive, nopen, data)
+
+        return link
+
+    def _arrive(self, nopen: Nopen, data: bytes | None) -> None:
+        if nopen.sktid not in self.live:
+            return
+        if data is None:
+            note: Message = Nstat(nopen.sktid, nopen.family, Proto.TCP, self.now(),
+                                  NstatCode.PEERCLOSED)  # fmt: skip
+            self.send(note)
+            return
+        for i in range(0, len(data), self.chunk):
+            piece = data[i : i + self.chunk]
+            self._notify(nopen.sktid, NDATA, Ndata(nopen.sktid, nopen.family, Proto.TCP,
+                                                   self.now(), piece))  # fmt: skip
+            self.rbufused[nopen.sktid] += len(piece)
+
+    def _sent(self, msg: Nsend, when: int) -> None:
+        self.unsent -= len(msg.data)
+        if msg.tag:
+            self._notify(msg.sktid, NTAG, Ntag(msg.sktid, msg.tag, when))
+        peer = self.live.get(msg.sktid)
+        if peer is not None:
+            peer.received(msg.data)
+
+    def _notify(self, sktid: int, bit: int, note: Message) -> None:
+        if self.masks.get(sktid, 0) & bit:
+            self.held[sktid].append((bit, note))
+        else:
+            self._out(sktid, note)
+
+    def _out(self, sktid: int, note: Message) -> None:
+        if isinstance(note, Ndata):
+            self.rbufused[sktid] = max(0, self.rbufused[sktid] - len(note.data))
+        self.send(note)
+
+    def _mask(self, sktid: int, mask: int) -> None:
+        cleared = self.masks[sktid] & ~mask
+        self.masks[sktid] = mask
+        keep = [h for h in self.held[sktid] if not h[0] & cleared]
+        out = [h for h in self.held[sktid] if h[0] & cleared]
+        self.held[sktid] = keep
+        for _, note in out:
+            self._out(sktid, note)
+
+
+class StreamRig:
+    """An EndpointSession and a StreamFakeEndpoint joined by iosim on a task.Clock."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.session = EndpointSession(
+            reactor=self.clock, clock_ns=lambda: BASE_NS + int(self.clock.seconds() * 1e9)
+        )
+        self.endpoint = StreamFakeEndpoint(self.clock)
+        self.pump = iosim.connect(
+            self.session,
+            iosim.makeFakeServer(self.session),
+            self.endpoint,
+            iosim.makeFakeClient(self.endpoint),
+            clock=self.clock,
+        )
+
+    def run(self, d: Deferred[T], step: float = 0.001, limit: float = 600.0) -> T:
+        end = self.clock.seconds() + limit
+        while not d.called and self.clock.seconds() < end:
+            self.pump.flush()
+            if not d.called:
+                self.clock.advance(step)
+        return result_of(d)

@@ -1,0 +1,138 @@
+"""The monotonic bounds test and alias grouping on synthetic IP-ID series (shared and
+independent counters, wrap-around, velocities, too few samples), the responder's reply
+builder, and the session pool."""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+
+import pytest
+from twisted.internet.task import Clock
+
+from packetlab.measure.alias import IdSample, alias_pairs, alias_sets, monotonic_bounds, velocity
+from packetlab.measure.pool import SessionPool
+from packetlab.measure.replies import ReplyKind, parse_reply
+from packetlab.testbed.ipid_responder import Counter, checksum, reply
+
+MS = 1_000_000
+
+
+def counter_samples(times: list[int], start: int, rate: float) -> list[tuple[int, int]]:
+    """A counter at `rate` IDs/s (plus 1 per reply) read at `times` (ns)."""
+    out, value, last = [], start, times[0]
+    for t in times:
+        value += 1 + int(rate * (t - last) / 1e9)
+        last = t
+        out.append((t, value % 65536))
+    return out
+
+
+def interleaved(n: int, k: int, spacing: int = 2 * MS) -> list[list[int]]:
+    """Sample times of k addresses probed in turn, `spacing` apart."""
+    return [[(r * k + i) * spacing for r in range(n)] for i in range(k)]
+
+
+def test_shared_counter_passes_and_independent_ones_fail() -> None:
+    ta, tb, tc = interleaved(10, 3)
+    shared = counter_samples(sorted(ta + tb), 65000, 500)  # wraps through 0
+    a = [s for s in shared if s[0] in ta]
+    b = [s for s in shared if s[0] in tb]
+    c = counter_samples(tc, 30000, 500)
+    assert monotonic_bounds(a, b)
+    assert not monotonic_bounds(a, c) and not monotonic_bounds(b, c)
+
+
+def test_close_independent_counters_are_caught_by_the_bound() -> None:
+    # two counters only 3 IDs apart at the same velocity: steps forward, but interleaving
+    # them gives steps of ~0 or backwards
+    ta, tb = interleaved(20, 2)
+    a = counter_samples(ta, 1000, 100)
+    b = counter_samples(tb, 1003, 100)
+    assert not monotonic_bounds(a, b)
+
+
+def test_velocity_needs_a_forward_counter() -> None:
+    assert velocity([(0, 5), (MS, 6)]) is None  # two samples only
+    assert velocity([(0, 5), (MS, 5), (2 * MS, 6)]) is None  # a repeated ID
+    assert velocity([(0, 5), (MS, 40000), (2 * MS, 40001)]) is None  # a jump back
+    assert velocity([(0, 0), (0, 0)]) is None
+    assert velocity([(0, 10), (10 * MS, 20), (20 * MS, 30)]) == pytest.approx(1000)
+
+
+def test_alias_pairs_and_sets() -> None:
+    rng = random.Random(7)
+    times = interleaved(12, 5)
+    shared = counter_samples(sorted(times[0] + times[1] + times[2]), rng.randrange(65536), 300)
+    samples = [
+        IdSample(f"10.0.0.{i}", "ep", t, v) for i in range(3) for t, v in shared if t in times[i]
+    ]
+    samples += [IdSample("10.0.0.3", "ep", t, v) for t, v in counter_samples(times[3], 100, 300)]
+    samples += [IdSample("10.0.0.4", "ep", t, 0) for t in times[4]]  # IP-ID always 0
+    pairs = alias_pairs(samples)
+    assert pairs == [("10.0.0.0", "10.0.0.1"), ("10.0.0.0", "10.0.0.2"), ("10.0.0.1", "10.0.0.2")]
+    assert alias_sets(pairs) == [["10.0.0.0", "10.0.0.1", "10.0.0.2"]]
+    assert alias_sets([("b", "c"), ("x", "y"), ("a", "b")]) == [["a", "b", "c"], ["x", "y"]]
+    assert samples[0].to_dict()["type"] == "ipid"
+
+
+def test_responder_reply_is_a_valid_echo_reply_from_the_shared_counter() -> None:
+    from packetlab.measure.probes import echo_probe
+
+    shared = Counter(0.0, start=41)
+    counters = {socket.inet_aton("10.0.0.1"): shared, socket.inet_aton("10.0.0.2"): shared}
+    ids = []
+    for dst in ("10.0.0.1", "10.0.0.2", "10.0.0.1"):
+        req = echo_probe("10.9.9.9", dst, ident=7, seq=3, ip_id=99).packet
+        out = reply(req, counters)
+        assert out is not None
+        r = parse_reply(out, verify_checksums=True)
+        assert r.kind is ReplyKind.ECHO_REPLY and str(r.src) == dst and r.key.seq == 3
+        ids.append(r.ip_id)
+    assert ids == [42, 43, 44]
+    other = echo_probe("10.9.9.9", "10.0.0.3", ident=7, seq=3).packet
+    assert reply(other, counters) is None  # not ours
+    assert reply(b"\x45" + b"\0" * 10, counters) is None  # garbage
+    assert checksum(struct.pack("!H", 0xFFFF)) == 0
+
+
+def test_session_pool() -> None:
+    clock = Clock()
+    pool = SessionPool(2, clock)
+    a, b, extra = object(), object(), object()
+    runs = [pool.experiment(a), pool.experiment(b)]  # type: ignore[arg-type]
+    from twisted.internet.defer import Deferred
+
+    ds = [Deferred.fromCoroutine(r) for r in runs]
+    got = Deferred.fromCoroutine(pool.wait(5))
+    assert got.called and got.result == [a, b]  # type: ignore[attr-defined]
+    late = Deferred.fromCoroutine(pool.experiment(extra))  # type: ignore[arg-type]
+    assert late.called  # nothing for a third endpoint
+    assert not any(d.called for d in ds)
+    pool.release()
+    assert all(d.called for d in ds)
+    slow = SessionPool(3, clock)
+    Deferred.fromCoroutine(slow.experiment(a))  # type: ignore[arg-type]
+    errors: list[str] = []
+    Deferred.fromCoroutine(slow.wait(2)).addErrback(lambda f: errors.append(str(f.value)))
+    clock.advance(3)
+    assert errors == ["only 1 of 3 endpoints connected within 2 s"]
+
+
+def test_order_is_only_known_up_to_each_samples_error() -> None:
+    # a shared counter; two samples 1 ms apart were stamped the wrong way round (their
+    # times carry 2 ms of error): with the errors the merge is still one counter
+    ta, tb = interleaved(10, 2)
+    shared = counter_samples(sorted(ta + tb), 500, 300)
+    a = [s for s in shared if s[0] in ta]
+    b = [s for s in shared if s[0] in tb]
+    (t1, i1), (t2, i2) = a[3], b[3]
+    a[3], b[3] = (t2, i1), (t1, i2)  # swap the times: out of order by one slot
+    assert not monotonic_bounds(a, b)
+    a_err = [(t, i, 2 * MS) for t, i in a]
+    b_err = [(t, i, 2 * MS) for t, i in b]
+    assert monotonic_bounds(a_err, b_err)
+    # the errors do not make independent counters look shared
+    c = [(t, i, 2 * MS) for t, i in counter_samples(tb, 30000, 300)]
+    assert not monotonic_bounds(a_err, c)

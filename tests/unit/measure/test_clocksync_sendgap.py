@@ -1,0 +1,72 @@
+"""Clock offset/drift and the send-gap trains through the scripted endpoint, and the
+drift fit on exact data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
+
+import itertools
+
+from ctl_fakes import Rig
+
+from packetlab.measure.clocksync import ClockRound, clock_sync, fit_drift
+from packetlab.measure.sendgap import send_gap
+from packetlab.wire import Nsend
+
+
+def test_fit_recovers_offset_and_drift() -> None:
+    # +250 us at t=0, drifting +20 ppm (20 us per s), sampled every 2 s with 10 us error
+    rounds = [ClockRound(10**18 + i * 2 * 10**9, 250_000 + 40_000 * i, 20_000) for i in range(8)]
+    m = fit_drift(rounds)
+    assert m.offset_ns == pytest.approx(250_000)
+    assert m.drift_ppm == pytest.approx(20.0)
+    assert max(abs(x) for x in m.residuals_ns()) < 1e-6
+    t = 10**18 + 5 * 10**9
+    assert m.to_endpoint(t) == t + 350_000
+    assert m.to_local(m.to_endpoint(t)) == pytest.approx(t, abs=1)
+    d = m.to_dict()
+    assert (d["rounds"], d["span_s"], d["min_rtt_us"]) == (8, 14.0, 20.0)
+
+
+def test_fit_weights_tight_rounds_more() -> None:
+    good = [ClockRound(i * 10**9, 1000, 2_000) for i in range(5)]
+    bad = ClockRound(5 * 10**9, 500_000, 2_000_000)  # a 1 ms error bound
+    m = fit_drift([*good, bad])
+    assert abs(m.offset_ns - 1000) < 100 and abs(m.drift_ppm) < 0.1
+    with pytest.raises(ValueError):
+        fit_drift([])
+    single = fit_drift(good[:1])
+    assert single.offset_ns == pytest.approx(1000) and single.drift_ppm == 0.0
+
+
+def test_clock_sync_sees_the_endpoint_offset() -> None:
+    rig = Rig(offset_ns=3_000_000)  # the endpoint's clock is 3 ms ahead
+    seen: list[ClockRound] = []
+    m = rig.run(clock_sync(rig.session, rounds=4, interval=0.5, samples=3, on_round=seen.append))
+    assert len(seen) == 4 and len(m.rounds) == 4
+    assert all(abs(r.offset_ns - 3_000_000) <= r.error_ns for r in seen)
+    assert m.drift_ppm == pytest.approx(0.0, abs=1.0)
+    assert seen[1].local_ns - seen[0].local_ns >= 500_000_000  # rounds `interval` apart
+    with pytest.raises(ValueError):
+        rig.run(clock_sync(rig.session, rounds=0))
+
+
+def test_send_gap_train() -> None:
+    rig = Rig()
+    r = rig.run(send_gap(rig.session, "127.0.0.1", 9, count=20, gap_ns=1_000_000, lead_ns=10**8))
+    sends = [m for m in rig.endpoint.received if isinstance(m, Nsend)]
+    assert len(sends) == 20
+    assert [b.time - a.time for a, b in itertools.pairwise(sends)] == [1_000_000] * 19
+    d = r.to_dict()
+    assert (d["type"], d["count"], d["sent"], d["gap_us"], d["dst"]) == (
+        "sendgap", 20, 20, 1000.0, "127.0.0.1:9",
+    )  # fmt: skip
+    # the fake sends at the scheduled instant: no error at all
+    assert d["abs_offset_us"]["max"] == 0 and d["abs_gap_error_us"]["max"] == 0
+    pkts = r.packets()
+    assert len(pkts) == 20 and pkts[3]["offset_us"] == 0 and pkts[3]["type"] == "sendgap-packet"

@@ -1,0 +1,249 @@
+"""HTTP(S) GET through the scripted endpoint: TLS at the controller against a real
+pyOpenSSL server on memory BIOs (verification, SNI, wrong CA, wrong name), HTTP framing
+(Content-Length, chunked, close-delimited, 204, slow), timings from endpoint stamps,
+and bad servers."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from OpenSSL import SSL
+from stream_fakes import Peer, StreamRig
+from web_pki import make_pki
+
+from packetlab.measure.http import HttpError, http_get, parse_url
+
+BODY = bytes(range(256)) * 40
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+)
+
+
+class Http(Peer):
+    """Answers the first complete request with `response` in `pieces`, `gap` s apart,
+    then closes (or not)."""
+
+    def __init__(self, response: bytes, pieces: int = 1, gap: float = 0.0, close: bool = True):
+        super().__init__()
+        self.response, self.pieces, self.gap, self.closes = response, pieces, gap, close
+        self.requests: list[bytes] = []
+
+    def received(self, data: bytes) -> None:
+        super().received(data)
+        if b"\r\n\r\n" in self.got and not self.requests:
+            self.requests.append(bytes(self.got))
+            self.answer(self.write)
+
+    def answer(self, write: object) -> None:
+        n = len(self.response)
+        step = -(-n // self.pieces)
+        for i in range(self.pieces):
+            write(self.response[i * step : (i + 1) * step], self.gap * i)  # type: ignore[operator]
+        if self.closes:
+            self.close(self.gap * self.pieces)
+
+
+class Https(Http):
+    """The same over TLS: a pyOpenSSL server connection on memory BIOs."""
+
+    def __init__(self, pki: dict[str, Path], response: bytes, **kw: object) -> None:
+        super().__init__(response, **kw)  # type: ignore[arg-type]
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.use_certificate_file(str(pki["server"]))
+        ctx.use_privatekey_file(str(pki["key"]))
+        self.sni: list[bytes | None] = []
+        ctx.set_tlsext_servername_callback(lambda c: self.sni.append(c.get_servername()))
+        self.tls = SSL.Connection(ctx, None)
+        self.tls.set_accept_state()
+        self.plain = bytearray()
+
+    def flush(self, delay: float = 0.0) -> None:
+        out = b""
+        while True:
+            try:
+                out += self.tls.bio_read(65536)
+            except SSL.WantReadError:
+                break
+        if out:
+            self.write(out, delay)
+
+    def received(self, data: bytes) -> None:
+        self.tls.bio_write(data)
+        try:
+            self.tls.do_handshake()
+            while True:
+                self.plain += self.tls.recv(65536)
+        except (SSL.WantReadError, SSL.ZeroReturnError):
+            pass
+        except SSL.Error:  # the client gave up (bad certificate): nothing more
+            return
+        self.flush()
+        if b"\r\n\r\n" in self.plain and not self.requests:
+            self.requests.append(bytes(self.plain))
+
+            def write(data: bytes, delay: float) -> None:
+                self.tls.sendall(data)
+                self.flush(delay)
+
+            self.answer(write)
+
+    def close(self, delay: float = 0.0) -> None:
+        self.tls.shutdown()  # close_notify
+        self.flush(delay)
+        super().close(delay)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def rig_with(peer: object, port: int = 80) -> StreamRig:
+    rig = StreamRig()
+    rig.endpoint.peers[("192.0.2.80", port)] = lambda: peer  # type: ignore[assignment,return-value]
+    return rig
+
+
+def test_plain_get_with_content_length() -> None:
+    peer = Http(OK, pieces=3, gap=0.01)
+    rig = rig_with(peer)
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/a/b?c=d"))
+    assert (r.status, r.reason, r.body_len, r.error) == (200, "OK", len(BODY), None)
+    assert r.body_sha256 == hashlib.sha256(BODY).hexdigest()
+    request = peer.requests[0]
+    assert request.startswith(b"GET /a/b?c=d HTTP/1.1\r\n")
+    assert b"\r\nhost: 192.0.2.80\r\n" in request.lower()
+    assert b"connection: close" in request.lower()
+    # endpoint stamps: three pieces 10 ms apart; the last body byte came 20 ms after the first
+    assert r.first_byte_us is not None and r.total_us is not None
+    assert r.total_us - r.first_byte_us == pytest.approx(20_000, abs=1500)
+    assert r.connect_us is not None and r.tls_us is None
+    d = r.to_dict()
+    assert d["type"] == "http" and d["status"] == 200 and "body" not in d
+
+
+@pytest.mark.parametrize(
+    ("response", "body"),
+    [
+        (CHUNKED, b"hello world"),
+        (b"HTTP/1.1 200 OK\r\n\r\nuntil the end", b"until the end"),  # close-delimited
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b""),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", b"ok"),
+    ],
+    ids=["chunked", "close-delimited", "204", "100-continue"],
+)
+def test_http_framing(response: bytes, body: bytes) -> None:
+    rig = rig_with(Http(response, pieces=4, gap=0.005))
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/", keep_body=True))
+    assert r.error is None and r.body == body and r.body_len == len(body)
+    assert r.body_sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_https_verified_with_sni(pki: dict[str, Path]) -> None:
+    peer = Https(pki, CHUNKED, pieces=2, gap=0.02)
+    rig = rig_with(peer, 443)
+    r = rig.run(
+        http_get(rig.session, "https://www.test/x", connect_to="192.0.2.80", cafile=str(pki["ca"]))
+    )
+    assert (r.error, r.status, r.body_len) == (None, 200, 11)
+    assert peer.sni == [b"www.test"]
+    assert r.tls_version in ("TLSv1.3", "TLSv1.2")
+    assert r.connect_us is not None and r.tls_us is not None and r.first_byte_us is not None
+    assert r.connect_us <= r.tls_us <= r.first_byte_us <= (r.total_us or 0)
+    assert b"GET /x HTTP/1.1" in peer.requests[0]
+
+
+def test_https_to_an_address_checks_the_ip_san(pki: dict[str, Path]) -> None:
+    rig = StreamRig()
+    rig.endpoint.peers[("127.0.0.1", 443)] = lambda: Https(pki, OK)
+    r = rig.run(http_get(rig.session, "https://127.0.0.1/", cafile=str(pki["ca"])))
+    assert (r.error, r.status) == (None, 200)
+
+
+def test_https_untrusted_ca_is_an_error_without_status(pki: dict[str, Path]) -> None:
+    rig = rig_with(Https(pki, OK), 443)
+    r = rig.run(
+        http_get(rig.session, "https://www.test/", connect_to="192.0.2.80",
+                 cafile=str(pki["other-ca"]))
+    )  # fmt: skip
+    assert r.status is None and r.error is not None and "certificate verify failed" in r.error
+    assert "status" not in r.to_dict() and r.to_dict()["error"] == r.error
+
+
+def test_https_wrong_name(pki: dict[str, Path]) -> None:
+    rig = rig_with(Https(pki, OK), 443)
+    r = rig.run(
+        http_get(rig.session, "https://other.example/", connect_to="192.0.2.80",
+                 cafile=str(pki["ca"]))
+    )  # fmt: skip
+    assert r.error == "TLS: the certificate is not valid for other.example"
+
+
+def test_https_insecure_skips_verification(pki: dict[str, Path]) -> None:
+    rig = rig_with(Https(pki, OK), 443)
+    r = rig.run(
+        http_get(rig.session, "https://other.example/", connect_to="192.0.2.80", insecure=True)
+    )
+    assert (r.error, r.status, r.body_len) == (None, 200, len(BODY))
+
+
+class Blurt(Http):
+    """Answers whatever arrives with plain HTTP (a plain server on the HTTPS port)."""
+
+    def received(self, data: bytes) -> None:
+        self.requests.append(data)
+        self.answer(self.write)
+
+
+def test_plain_http_to_a_tls_port_is_a_handshake_error(pki: dict[str, Path]) -> None:
+    rig = rig_with(Blurt(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"), 443)
+    r = rig.run(http_get(rig.session, "https://192.0.2.80/", cafile=str(pki["ca"])))
+    assert r.status is None and (r.error or "").startswith("TLS: ")
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "received 5 bytes, expected 10"),
+        (b"garbage\r\n\r\n", "RemoteProtocolError"),
+        (b"", "closed the connection without a response"),
+    ],
+    ids=["short-body", "garbage", "empty"],
+)
+def test_bad_servers(response: bytes, message: str) -> None:
+    rig = rig_with(Http(response))
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/"))
+    assert r.status is None and message in (r.error or "")
+
+
+def test_silent_server_times_out() -> None:
+    rig = rig_with(Http(b"", close=False))
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/", timeout=2.0))
+    assert r.error == "nothing from 192.0.2.80:80 within 2 s"
+
+
+def test_body_limit() -> None:
+    rig = rig_with(Http(OK))
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/", max_body=100))
+    assert r.error is not None and "body larger than 100 bytes" in r.error
+
+
+def test_refused() -> None:
+    rig = StreamRig()
+    r = rig.run(http_get(rig.session, "http://192.0.2.81:8080/"))
+    assert r.error is not None and r.error.startswith("connect to 192.0.2.81:8080:")
+
+
+def test_urls() -> None:
+    u = parse_url("https://[2001:db8::1]:8443/p?q")
+    assert (u.scheme, u.host, u.port, u.target, u.authority) == (
+        "https", "2001:db8::1", 8443, "/p?q", "[2001:db8::1]:8443",
+    )  # fmt: skip
+    assert parse_url("http://x.test").target == "/"
+    assert parse_url("http://x.test:80").authority == "x.test"
+    for bad in ("ftp://x/", "http:///p", "http://x:99999/"):
+        with pytest.raises(HttpError):
+            parse_url(bad)

@@ -1,0 +1,234 @@
+"""Throughput through the scripted endpoint against a scripted iperf3 server: the
+protocol (cookie, parameters, states, results), the paper's method (ndata masked during a
+download and released after; ntags masked during an upload whose sends are scheduled
+ahead; the first MiB ignored), the rate arithmetic, and failures."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+from stream_fakes import Peer, StreamRig
+
+from packetlab.measure import iperf3
+from packetlab.measure.iperf3 import Iperf3Error, State
+from packetlab.measure.throughput import (
+    MIB,
+    ThroughputError,
+    rate_after,
+    throughput,
+)
+from packetlab.wire import Mread, Mwrite, Ndata, NotifMask, Nsend, vmem
+
+SERVER = ("192.0.2.5", 5201)
+RATE = 10e6  # bytes/s of the simulated link (80 Mbit/s)
+
+
+class FakeIperf3:
+    """A scripted `iperf3 -s`: the first connection is the control channel, the second the
+    data stream. Downloads are sent at RATE in 64 KiB pieces; uploads are timed on arrival
+    like iperf3 does (from the cookie to TEST_END)."""
+
+    def __init__(self, rig: StreamRig, *, deny: bool = False, fail_at: State | None = None):
+        self.rig = rig
+        self.deny = deny
+        self.fail_at = fail_at
+        self.conns = 0
+        self.params: dict[str, object] = {}
+        self.client_results: dict[str, object] = {}
+        self.ctl = Peer()
+        self.data = Peer()
+        self.cookie = b""
+        self.started = 0.0
+        self.ended = 0.0
+        self.got = 0
+        self.done = False
+        self.ctl.received = self._ctl  # type: ignore[method-assign]
+        self.data.received = self._data  # type: ignore[method-assign]
+
+    def connect(self) -> Peer:
+        self.conns += 1
+        return self.ctl if self.conns == 1 else self.data
+
+    def state(self, s: State) -> None:
+        self.ctl.write(struct.pack("b", s))
+
+    def _ctl(self, data: bytes) -> None:
+        buf = self.ctl.got
+        buf += data
+        if not self.cookie:
+            if len(buf) < iperf3.COOKIE_SIZE:
+                return
+            self.cookie = bytes(buf[: iperf3.COOKIE_SIZE])
+            del buf[: iperf3.COOKIE_SIZE]
+            if self.deny:
+                self.state(State.ACCESS_DENIED)
+                return
+            self.state(State.PARAM_EXCHANGE)
+        if not self.params and len(buf) >= 4:
+            (n,) = struct.unpack(">I", buf[:4])
+            if len(buf) < 4 + n:
+                return
+            self.params = json.loads(bytes(buf[4 : 4 + n]))
+            del buf[: 4 + n]
+            if self.fail_at == State.CREATE_STREAMS:
+                self.ctl.write(struct.pack("b", State.SERVER_ERROR) + struct.pack(">ii", 111, 0))
+                return
+            self.state(State.CREATE_STREAMS)
+        if buf[:1] == struct.pack("b", State.TEST_END):
+            del buf[:1]
+            self.ended = self.rig.clock.seconds()
+            self.state(State.EXCHANGE_RESULTS)
+        if not self.client_results and self.ended and len(buf) >= 4:
+            (n,) = struct.unpack(">I", buf[:4])
+            if len(buf) < 4 + n:
+                return
+            self.client_results = json.loads(bytes(buf[4 : 4 + n]))
+            del buf[: 4 + n]
+            secs = self.ended - self.started
+            ours = iperf3.client_results(self.got, secs)
+            self.ctl.write(iperf3.encode_json(ours))
+            self.state(State.DISPLAY_RESULTS)
+        if buf[:1] == struct.pack("b", State.IPERF_DONE):
+            del buf[:1]
+            self.done = True
+            self.ctl.close(0.001)
+
+    def _data(self, data: bytes) -> None:
+        if not self.started:
+            assert data[: iperf3.COOKIE_SIZE] == self.cookie
+            data = data[iperf3.COOKIE_SIZE :]
+            self.started = self.rig.clock.seconds()
+            self.state(State.TEST_START)
+            self.state(State.TEST_RUNNING)
+            if self.params.get("reverse"):
+                total = int(self.params["num"])  # type: ignore[call-overload]
+                piece = 1 << 16
+                for off in range(0, total, piece):
+                    n = min(piece, total - off)
+                    self.data.write(b"x" * n, (off + n) / RATE)
+                self.got = total
+        self.got += len(data)
+
+
+def rig_with_server(**kw: object) -> tuple[StreamRig, FakeIperf3]:
+    rig = StreamRig()
+    server = FakeIperf3(rig, **kw)  # type: ignore[arg-type]
+    rig.endpoint.peers[SERVER] = server.connect
+    return rig, server
+
+
+def test_download_follows_the_paper() -> None:
+    rig, server = rig_with_server()
+    n = 4 * MIB
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=n, direction="download"))
+    assert r.error is None, r.error
+    assert server.params["reverse"] is True and server.params["num"] == n
+    assert server.params["tcp"] is True and server.params["parallel"] == 1
+    assert server.done
+    # the rate from endpoint stamps, first MiB ignored: exactly the simulated link's
+    assert r.method == "ndata-stamps" and r.measured_bytes == 3 * MIB
+    assert r.mbit_s == pytest.approx(RATE * 8 / 1e6, rel=5e-3)  # 1 ms clock steps
+    assert r.chunks == n // (1 << 16)
+    sent = rig.endpoint.received
+    mask = vmem.SKT_NOTIFMASK.addr
+    writes = [m for m in sent if isinstance(m, Mwrite) and (m.addr - vmem.SKT_BASE) % 0x400 == mask]
+    # NDATA held from before the connect until the transfer was over, then released
+    assert [struct.unpack(">H", m.data)[0] for m in writes] == [int(NotifMask.NDATA), 0]
+    first_release = sent.index(writes[1])
+    polls = [m for m in sent[:first_release] if isinstance(m, Mread)]
+    assert len(polls) > 10  # RBUFUSED polled during the transfer, nothing else
+    d = r.to_dict()
+    assert d["type"] == "throughput" and d["direction"] == "download" and d["bytes"] == n
+    assert "sender_mbit_s" not in d
+
+
+def test_no_ndata_reaches_the_controller_during_a_download() -> None:
+    rig, server = rig_with_server()
+    seen: list[float] = []
+    orig = rig.session._on_note
+
+    def spy(note: object) -> None:
+        if isinstance(note, Ndata) and note.sktid != 0:
+            seen.append(rig.clock.seconds())
+        orig(note)  # type: ignore[arg-type]
+
+    rig.session._on_note = spy  # type: ignore[method-assign]
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=4 * MIB))
+    assert r.error is None
+    assert seen and min(seen) >= server.started + 4 * MIB / RATE  # all after the transfer
+
+
+def test_upload_sends_are_scheduled_ahead_with_ntags_held() -> None:
+    rig, server = rig_with_server()
+    rig.endpoint.rate = RATE
+    n = 4 * MIB
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=n, direction="upload", lead=0.5))
+    assert r.error is None, r.error
+    assert "reverse" not in server.params  # presence alone means reverse to iperf3
+    assert server.got == n and server.done
+    sends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 1]
+    # the cookie first, then every block, all at one endpoint time
+    assert sends[0].data == server.cookie and sum(len(m.data) for m in sends[1:]) == n
+    assert len({m.time for m in sends}) == 1 and sends[0].time > 0
+    assert all(m.tag for m in sends[1:]) and not sends[0].tag
+    # the receiver's figure is the server's; the sender's from ntag stamps, first MiB out
+    assert r.method == "iperf3-server" and r.server_bytes == n
+    assert r.mbit_s == r.server_mbit_s
+    assert r.sender_mbit_s == pytest.approx(RATE * 8 / 1e6, rel=0.05)
+    assert r.chunks == n // iperf3.BLOCK
+
+
+def test_server_busy_and_server_error() -> None:
+    rig, _ = rig_with_server(deny=True)
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=4 * MIB))
+    assert r.error == "the iperf3 server is busy (access denied)" and r.mbit_s is None
+    rig, _ = rig_with_server(fail_at=State.CREATE_STREAMS)
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=4 * MIB))
+    assert r.error == "the iperf3 server failed (i_errno 111, errno 0)"
+    assert "mbit_s" not in r.to_dict()
+
+
+def test_refused_and_too_big() -> None:
+    rig = StreamRig()
+    r = rig.run(throughput(rig.session, "192.0.2.6", nbytes=4 * MIB))
+    assert r.error is not None and r.error.startswith("connect to 192.0.2.6:5201")
+    with pytest.raises(ThroughputError, match="do not fit the endpoint's buffer budget"):
+        rig.run(throughput(rig.session, "192.0.2.5", nbytes=300 * MIB))
+    with pytest.raises(ValueError, match="direction"):
+        rig.run(throughput(rig.session, "192.0.2.5", direction="sideways"))
+    with pytest.raises(ValueError, match="skip"):
+        rig.run(throughput(rig.session, "192.0.2.5", nbytes=MIB))
+
+
+def test_rate_arithmetic() -> None:
+    # 4 chunks of 1 MiB, 10 ms apart: b = 1 MiB at t0 = 0, t1 = 30 ms
+    stamps = [((i + 1) * MIB, i * 10_000_000) for i in range(4)]
+    assert rate_after(stamps, 4 * MIB, MIB) == (MIB, 0, 30_000_000)
+    with pytest.raises(ValueError):
+        rate_after(stamps[:1], MIB, MIB)
+    with pytest.raises(ValueError):
+        rate_after([(MIB, 5)], 2 * MIB, MIB)  # never completed
+
+
+def test_protocol_pieces() -> None:
+    c = iperf3.cookie()
+    assert (
+        len(c) == 37
+        and c.endswith(b"\0")
+        and set(c[:-1]) <= set(b"abcdefghijklmnopqrstuvwxyz234567")
+    )
+    assert iperf3.parse_state(b"\xfe") == State.SERVER_ERROR
+    with pytest.raises(Iperf3Error, match="unknown iperf3 state 99"):
+        iperf3.parse_state(b"\x63")
+    with pytest.raises(Iperf3Error):
+        iperf3.json_length(struct.pack(">I", 10 << 20))
+    with pytest.raises(Iperf3Error):
+        iperf3.decode_json(b"[1]")
+    with pytest.raises(Iperf3Error):
+        iperf3.stream_result({"streams": []})
+    assert iperf3.stream_result({"streams": [{"bytes": 5, "start_time": 0, "end_time": 2.5}]}) == (
+        5,
+        2.5,
+    )

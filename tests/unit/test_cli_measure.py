@@ -1,0 +1,161 @@
+"""`pktlab run dns|http|throughput`: argument parsing, early errors, the text and JSON
+forms of records and summaries, and the in-process endpoint's options. The measurements
+run end to end in tests/integration/test_measure_*.py."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from packetlab.cli import run_dns, run_http, run_throughput
+from packetlab.cli.run import RunError, build_parser
+from packetlab.cli.run_command import Progress, in_process_options, render, resolv_conf_servers
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+def test_registered_beside_traceroute_and_ping(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("--help")
+    out = capsys.readouterr().out
+    for name in ("traceroute", "ping", "dns", "http", "throughput"):
+        assert name in out
+
+
+@pytest.mark.parametrize("name", ["dns", "http", "throughput"])
+def test_help_has_link_options_and_examples(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse(name, "--help")
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--listen" in out and "--json" in out and "examples:" in out
+
+
+def test_dns_options() -> None:
+    a = parse("dns", "-t", "aaaa", "-t", "MX", "--tcp", "--server", "[::1]:5353", "x.test")
+    assert (a.names, a.types, a.tcp, a.server, a.json) == (
+        ["x.test"],
+        ["aaaa", "MX"],
+        True,
+        "[::1]:5353",
+        False,
+    )
+    assert run_dns.split_server("[::1]:5353") == ("::1", 5353)
+    assert run_dns.split_server("192.0.2.1") == ("192.0.2.1", None)
+    assert run_dns.split_server("192.0.2.1:53") == ("192.0.2.1", 53)
+    assert run_dns.split_server("2001:db8::1") == ("2001:db8::1", None)
+    for bad in ("dns.example", "192.0.2.1:0", "[::1"):
+        with pytest.raises(RunError):
+            run_dns.split_server(bad)
+
+
+def test_dns_bad_type_is_an_early_error() -> None:
+    from packetlab.measure.dns import DnsError
+
+    a = parse("dns", "-t", "BOGUS", "x.test")
+    with pytest.raises(DnsError, match="unknown record type"):
+        run_dns.experiment(a, lambda r: None, Progress())
+
+
+def test_dns_rows() -> None:
+    rec = {
+        "type": "dns", "qname": "a.test.", "qtype": "A", "server": "192.0.2.53", "port": 53,
+        "proto": "udp", "rcode": "NOERROR", "rtt_us": 412.4,
+        "answers": [{"name": "a.test.", "type": "A", "ttl": 60, "data": "192.0.2.1"}],
+    }  # fmt: skip
+    assert run_dns.row(rec) == (
+        ";; a.test. A @192.0.2.53#53 (udp): NOERROR, 412 us\na.test.\t60\tIN\tA\t192.0.2.1"
+    )
+    err = {**rec, "error": "no answer"}
+    assert run_dns.row(err) == ";; a.test. A @192.0.2.53#53 (udp): no answer"
+    s = run_dns.summary([rec, err])
+    assert (s["queries"], s["answered"], s["answers"], s["rtt_us_median"]) == (2, 1, 1, 412.4)
+
+
+def test_http_options_and_rows() -> None:
+    a = parse("http", "-k", "-H", "X-A: b", "--connect-to", "10.0.0.1", "https://x.test/")
+    assert (a.insecure, a.header, a.connect_to, a.urls) == (
+        True,
+        ["X-A: b"],
+        "10.0.0.1",
+        ["https://x.test/"],
+    )
+    assert run_http._headers(["X-A: b", "Y:c"]) == [("X-A", "b"), ("Y", "c")]
+    with pytest.raises(RunError, match="expected 'NAME: VALUE'"):
+        run_http._headers(["nocolon"])
+    ok = {
+        "type": "http", "url": "https://x.test/", "status": 200, "body_len": 5,
+        "connect_us": 100.0, "tls_us": 900.0, "first_byte_us": 1500.0, "total_us": 1600.0,
+    }  # fmt: skip
+    assert run_http.row(ok) == (
+        " 200          5     0.100     0.900     1.500     1.600  https://x.test/"
+    )
+    bad = {"type": "http", "url": "https://x.test/", "error": "TLS: certificate verify failed"}
+    assert run_http.row(bad).endswith("https://x.test/  TLS: certificate verify failed")  # type: ignore[union-attr]
+    assert run_http.summary([ok, bad]) == {"urls": 2, "fetched": 1, "bytes": 5}
+
+
+def test_http_bad_url_and_cacert_are_early_errors(tmp_path: Path) -> None:
+    from packetlab.measure.http import HttpError
+
+    with pytest.raises(HttpError):
+        run_http.experiment(parse("http", "ftp://x/"), lambda r: None, Progress())
+    a = parse("http", "--cacert", str(tmp_path / "missing.pem"), "https://x.test/")
+    with pytest.raises(RunError, match="--cacert"):
+        run_http.experiment(a, lambda r: None, Progress())
+
+
+def test_throughput_options() -> None:
+    a = parse("throughput", "--server", "10.0.0.2:5202", "--direction", "upload", "--bytes", "8M")
+    assert (a.direction, a.bytes, a.runs) == ("upload", 8 << 20, 1)
+    assert parse("throughput", "--server", "10.0.0.2").bytes == 25 << 20
+    assert run_throughput.split_host_port("10.0.0.2:5202", 5201) == ("10.0.0.2", 5202)
+    assert run_throughput.split_host_port("[::1]", 5201) == ("::1", 5201)
+    assert run_throughput.COMMAND.target(a) == "10.0.0.2"
+    for bad in ("1K", "x", "5G"):
+        with pytest.raises(SystemExit):
+            parse("throughput", "--server", "10.0.0.2", "--bytes", bad)
+    with pytest.raises(SystemExit):
+        parse("throughput")  # --server is required
+    with pytest.raises(RunError):
+        run_throughput.split_host_port("iperf.example", 5201)
+
+
+def test_throughput_rows() -> None:
+    r = {"type": "throughput", "direction": "download", "bytes": 26214400, "seconds": 2.1,
+         "mbit_s": 95.6, "method": "ndata-stamps", "server_mbit_s": 95.1}  # fmt: skip
+    assert "95.6 Mbit/s" in (run_throughput.row(r) or "")
+    s = run_throughput.summary([r, {**r, "mbit_s": 97.6}, {"type": "throughput", "error": "x"}])
+    assert (s["runs"], s["ok"], s["mbit_s_mean"]) == (3, 2, pytest.approx(96.6))
+    assert run_throughput.row({"type": "summary", **s}) == "# 2 of 3 runs, mean 96.6 Mbit/s"
+
+
+def test_json_render_sorts_keys() -> None:
+    line = render(run_dns.COMMAND, {"type": "summary", "b": 1, "a": 2}, True)
+    assert line == json.dumps({"a": 2, "b": 1, "type": "summary"})
+
+
+def test_resolv_conf_feeds_the_in_process_endpoint(tmp_path: Path) -> None:
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 10.0.0.53\nnameserver fd00::53\nnameserver fe80::1%eth0\n")
+    assert resolv_conf_servers(conf) == (["10.0.0.53"], ["fd00::53"])
+    opts = in_process_options(conf)
+    assert opts[opts.index("--dns-ipv4") + 1] == "10.0.0.53"
+    assert opts[opts.index("--dns-ipv6") + 1] == "fd00::53"
+    assert "--buf-max" in opts
+    assert "--dns-ipv4" not in in_process_options(tmp_path / "missing")
+
+
+def test_progress_before_start_only_remembers() -> None:
+    out = io.StringIO()
+    p = Progress()
+    p("working")
+    p.write("a record", out)
+    p.clear()
+    assert (p.text, out.getvalue()) == ("working", "a record\n")
