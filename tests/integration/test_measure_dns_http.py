@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import twistd
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -217,8 +218,6 @@ def test_campaign_two_endpoints(dns_port: int) -> None:
     """`pktlab campaign dns --split` with two real endpoints that connect by themselves:
     the names are dealt out, every record is tagged with its endpoint's hostid."""
     import socket
-
-    from conftest import twistd
 
     with socket.socket() as s:  # a free port for the controller
         s.bind(("127.0.0.1", 0))
