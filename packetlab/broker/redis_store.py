@@ -145,11 +145,18 @@ class RedisStore:
 
     async def _add(self, key: str, fields: dict[str, str], h: str) -> None:
         r = self.redis
-        await r.hmset(key, fields)
-        await r.expire(key, TTL)
-        await r.sadd(f"{P}pubs", key)
-        await r.incr(f"{P}xref:{h}")
-        await r.publish(self.events, f"add {key}")
+        # One connection executes in order: send all five, then wait once (the others
+        # see the "add" only after the hash exists).
+        await defer.gatherResults(
+            [
+                r.hmset(key, fields),
+                r.expire(key, TTL),
+                r.sadd(f"{P}pubs", key),
+                r.incr(f"{P}xref:{h}"),
+                r.publish(self.events, f"add {key}"),
+            ],
+            consumeErrors=True,
+        )
 
     def withdrawn(self, pub: Publication) -> None:
         key = self._local.pop(pub.pub_id, None)

@@ -123,3 +123,15 @@ def test_pktlab_help(installed: tuple[Path, dict[str, str]]) -> None:
                   cwd=bindir.parent, env=env)  # fmt: skip
     assert frames.returncode == 0, frames.stderr
     assert len(frames.stdout.splitlines()) == 28
+
+
+def test_pktbroker_without_credentials_says_what_to_do(
+    installed: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    # The installed plugin loads; with an empty home it refuses with a usage error naming
+    # `pktlab init` (after which `twistd -n pktbroker` runs with no arguments).
+    bindir, env = installed
+    args = ("--nodaemon", "--pidfile=", "--logfile=-", "pktbroker")
+    done = _run(twistd(bindir, *args), cwd=bindir.parent, env={**env, "PKTLAB_HOME": str(tmp_path)})
+    assert done.returncode != 0
+    assert "pktlab init" in done.stdout + done.stderr
