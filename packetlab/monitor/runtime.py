@@ -71,6 +71,9 @@ def engine() -> wasmtime.Engine:
         # address space anyway, so growth up to the cap needs no move.
         cfg.memory_may_move = False
         cfg.cranelift_opt_level = "speed"
+        # No compile thread pool: twistd may fork (daemonize) after the aux monitors were
+        # compiled, and a child would then queue compile jobs to threads it does not have.
+        cfg.parallel_compilation = False
         _engine = wasmtime.Engine(cfg)
     return _engine
 
