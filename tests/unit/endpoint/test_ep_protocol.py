@@ -6,11 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from ep_fakes import Rig, names, udp_open
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from packetlab import wire
-from packetlab.endpoint.protocol import MAX_QUEUED, SETUP_TIMEOUT, ControllerProtocol
+from packetlab.endpoint.protocol import (
+    LINGER_TIMEOUT,
+    MAX_QUEUED,
+    SETUP_TIMEOUT,
+    ControllerProtocol,
+)
 from packetlab.endpoint.session import SessionEnd
 from packetlab.wire import vmem
 
@@ -177,3 +183,50 @@ def test_frames_held_for_the_turn_go_out_before_the_close() -> None:
     c.feed(wire.End())  # the session ends in the same turn
     assert c.transport.disconnecting
     assert names(c.out()) == ["ntag", "result"]
+
+
+class SocketLike(FileDescriptor):
+    """A connected socket descriptor without a socket: what `_lose` sees under the
+    controller connection (plain TCP, or below TLS)."""
+
+    def __init__(self, reactor: MemoryReactorClock) -> None:
+        super().__init__(reactor)
+        self.connected = 1
+        self.written = b""
+        self.lost: list[Failure] = []
+        self.startReading()  # as a connected tcp.Connection does
+
+    def writeSomeData(self, data: bytes) -> int:  # type: ignore[override]
+        self.written += bytes(data)
+        return len(data)
+
+    def _closeWriteConnection(self) -> None:
+        self.write_shut = True
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.lost.append(reason)
+        super().connectionLost(reason)
+
+    def getPeer(self) -> str:  # type: ignore[override]
+        return "peer"
+
+
+def test_after_badmsg_the_endpoint_half_closes_reads_on_then_closes() -> None:
+    rig = Rig()
+    clock = MemoryReactorClock()
+    proto = ControllerProtocol(lambda: rig.session, clock)
+    fd = SocketLike(clock)
+    fd.protocol = proto  # type: ignore[attr-defined]
+    proto.makeConnection(fd)
+    proto.dataReceived(wire.encode(wire.Start()) + b"\x2b\x00\x00\x00")  # malformed nclose
+    fd.doWrite()  # the socket takes everything
+    framer = wire.Framer()
+    assert list(framer.feed(fd.written)) == [wire.Result(0), wire.Result(wire.Status.ECTLBADMSG)]
+    # Half-closed (FIN after the answers), still reading, not yet closed.
+    assert getattr(fd, "write_shut", False) and not fd.lost and not fd.disconnecting
+    assert fd in clock.readers
+    proto.dataReceived(b"more bytes from the controller")  # read and dropped
+    clock.advance(LINGER_TIMEOUT)
+    assert fd.lost  # then closed
+    proto.connectionLost(fd.lost[0])
+    assert clock.getDelayedCalls() == []
