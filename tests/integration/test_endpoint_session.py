@@ -134,13 +134,16 @@ def test_eof_frees_every_socket(shared_endpoint: EndpointProcess) -> None:
 def test_connect_retries_until_the_controller_listens(
     endpoint_factory: Callable[..., EndpointProcess],
 ) -> None:
-    # Nothing listens for 2.5 s: the endpoint retries every second (refused at once).
+    # Nothing listens until the endpoint has been refused twice (it retries every second,
+    # refused at once); polled, not slept, so a slow start-up cannot outrun the test.
     ep = endpoint_factory(defer_listen=True)
-    time.sleep(2.5)
+    deadline = time.monotonic() + 30
+    while ep.output().count("retrying in 1.0 s") < 2:
+        assert time.monotonic() < deadline, ep.output()
+        time.sleep(0.1)
     ep.listen()
     c = ep.accept(timeout=5)
     c.start()
-    assert "retrying in 1.0 s" in ep.output()
 
 
 def test_gives_up_after_five_seconds_then_starts_a_new_cycle(
