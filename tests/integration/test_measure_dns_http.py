@@ -218,7 +218,7 @@ def test_campaign_two_endpoints(dns_port: int) -> None:
     the names are dealt out, every record is tagged with its endpoint's hostid."""
     import socket
 
-    from conftest import twistd
+    from packetlab.controller.local import twistd_command
 
     with socket.socket() as s:  # a free port for the controller
         s.bind(("127.0.0.1", 0))
@@ -236,7 +236,7 @@ def test_campaign_two_endpoints(dns_port: int) -> None:
     eps = [
         subprocess.Popen(
             [
-                *twistd(),
+                *twistd_command(),
                 "-n",
                 "--pidfile=",
                 "pktendpoint",
