@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import twistd
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -219,6 +218,8 @@ def test_campaign_two_endpoints(dns_port: int) -> None:
     the names are dealt out, every record is tagged with its endpoint's hostid."""
     import socket
 
+    from packetlab.controller.local import twistd_command
+
     with socket.socket() as s:  # a free port for the controller
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -235,7 +236,7 @@ def test_campaign_two_endpoints(dns_port: int) -> None:
     eps = [
         subprocess.Popen(
             [
-                *twistd(),
+                *twistd_command(),
                 "-n",
                 "--pidfile=",
                 "pktendpoint",
