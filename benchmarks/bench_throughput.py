@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from benchmarks.common import environment, fmt, markdown_table, write_json
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     for rate in rates:
         with Testbed(chain(1, shape={2: Shape.parse(rate)})) as tb:
             tb.popen("tg", ["iperf3", "-s"], stdout=subprocess.DEVNULL)
-            time.sleep(0.3)
+            tb.wait_listening("tg", 5201)
             server = str(tb.addr("tg"))
             for direction in ("download", "upload"):
                 pl: list[float] = []

@@ -299,6 +299,20 @@ class Testbed:
         self._procs.append(proc)
         return proc
 
+    def wait_listening(self, node: str, port: int, timeout: float = 10.0) -> None:
+        """Return once something in ``node`` listens on TCP ``port`` (a server just
+        started with :meth:`popen` is not ready at once, least of all on a loaded host)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.run(node, ["ss", "-ltnH", f"sport = :{port}"], check=False).stdout
+            if out.strip():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"nothing listens on TCP port {port} in {node} after {timeout:g} s"
+                )
+            time.sleep(0.05)
+
     def enter(self, node: str) -> AbstractContextManager[None]:
         """Switch the calling thread into ``node``'s namespace for a ``with`` body."""
         return self.ns(node).enter()

@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
         pytest.skip("needs root: network namespaces")
     t = testbed_factory(chain(1, shape={2: Shape.parse("100mbit")}))
     t.popen("tg", ["iperf3", "-s", "-p", "5201"], stdout=subprocess.DEVNULL)
-    time.sleep(0.3)
+    t.wait_listening("tg", 5201)
     return t
 
 
@@ -61,7 +60,7 @@ def test_throughput_matches_native_iperf3(tb: Testbed, direction: str) -> None:
         tb, "ep", "throughput", "--json", "--server", tg, "--direction", direction,
         "--bytes", str(NBYTES), "--runs", "2", "--insecure-plaintext",
     )  # fmt: skip
-    assert rc == 0, err
+    assert rc == 0, (err, records)
     runs, summary = records[:-1], records[-1]
     assert [r["type"] for r in runs] == ["throughput", "throughput"]
     assert summary["type"] == "summary" and summary["ok"] == 2
