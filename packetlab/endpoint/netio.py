@@ -284,13 +284,9 @@ class UdpIO(_SockIO):
         (reported later through send_done). Other errors raise OSError."""
         if not self._backlog:
             try:
-                if pending.tag and self._matcher is not None:
-                    now = self._clock()
-                    last, self._last_send = self._last_send, now
-                    if now - last >= _STAMP_MIN_GAP_NS:
-                        self._ids[pending] = self._matcher.sendto(pending.data, pending.dest)
-                    else:
-                        self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
+                matcher = self._stamper() if pending.tag else None
+                if matcher is not None:
+                    self._ids[pending] = matcher.sendto(pending.data, pending.dest)
                 else:
                     self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
                 return True
@@ -300,18 +296,33 @@ class UdpIO(_SockIO):
         self._start_writing()
         return False
 
+    def _stamper(self) -> TxStampMatcher | None:
+        """The matcher to send the next tagged send with, if it gets a TX stamp: the socket
+        stamps, and its previous send was at least `_STAMP_MIN_GAP_NS` ago."""
+        if self._matcher is None:
+            return None
+        now = self._clock()
+        last, self._last_send = self._last_send, now
+        return self._matcher if now - last >= _STAMP_MIN_GAP_NS else None
+
     def _sendto(self, pending: PendingSend) -> bool:
         """From the backlog: False when the kernel buffer is still full."""
         clock = self._clock
+        matcher = self._stamper() if pending.tag else None
         before = clock()
         try:
-            self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
+            if matcher is not None:
+                ident = matcher.sendto(pending.data, pending.dest)
+            else:
+                self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:
             self._events.send_done(pending, clock(), e.errno or errno.EIO)
             return True
-        self._events.send_done(pending, (before + clock()) // 2, 0)
+        after = clock()
+        stamp = matcher.take(ident, before) if matcher is not None else None
+        self._events.send_done(pending, stamp if stamp is not None else (before + after) // 2, 0)
         return True
 
     def doWrite(self) -> None:
@@ -444,6 +455,9 @@ class TcpIO(_SockIO):
                 return
 
     # -- writing -----------------------------------------------------------------------
+
+    def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
+        return None  # a stream has no per-send stamp: its last byte in the kernel is the time
 
     def send(self, pending: PendingSend) -> bool:
         """Append to the stream. True if every byte is in the kernel now; otherwise the
