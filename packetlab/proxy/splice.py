@@ -1,14 +1,19 @@
-"""Zero-copy relay with splice(2): socket → pipe → socket, the bytes never enter Python.
+"""The socket relays, once an endpoint is routed (`RelayEnd` is the portable path).
 
-Used on Linux once an endpoint is routed (`RelayEnd` is the portable path). Each direction
-has its own pipe (grown to `PIPE_SIZE`). Backpressure is the kernel's: while a
-direction's pipe cannot be emptied into its destination, its source is not read, and the
-destination is watched for writability instead. EOF is forwarded as a write shutdown once
-the pipe is empty (per-direction half-close). Both TCP sockets are driven through
-duplicated descriptors registered with the reactor; the Twisted transports are taken off
-the reactor for the relay and closed when it ends.
+Both TCP sockets leave Twisted's transports and are driven directly through duplicated
+descriptors registered with the reactor; the transports are closed when the relay ends.
+Per direction, in one of two modes:
+
+* copy (the default): `recv_into` one buffer shared by every relay, then `send` from it;
+  what the destination does not take is kept (at most one read) and the source is not
+  read until it has gone;
+* splice: splice(2) socket → pipe → socket (a pipe grown to `PIPE_SIZE`), the bytes
+  never enter Python; while the pipe cannot be emptied the source is not read.
+
+Backpressure is the kernel's either way: a blocked direction watches its destination
+for writability instead of its source for input. EOF is forwarded as a write shutdown
+once nothing of that direction is held (per-direction half-close).
 """
-
 from __future__ import annotations
 
 import fcntl
