@@ -8,50 +8,14 @@ import gc
 import socket
 
 import pytest
+from broker_fakes import pump, tls_pair
 from OpenSSL import SSL
 
 from packetlab.broker.tlsmem import release_bio_buffers
-from packetlab.ppks import generate_private_key, issue_certificate
-from packetlab.tls import AuthMode, Credentials, PPKSClientCreator, PPKSServerOptions, ServerEntry
-
-
-def agent() -> Credentials:
-    k = generate_private_key()
-    return Credentials([issue_certificate("agent", k, k, 0, 2**31 - 1)], k)
-
-
-def pump(a: SSL.Connection, b: SSL.Connection) -> None:
-    for _ in range(10):
-        moved = False
-        for x in (a, b):
-            try:
-                x.do_handshake()
-            except SSL.WantReadError:
-                pass
-        for x, y in ((a, b), (b, a)):
-            try:
-                data = x.bio_read(1 << 16)
-            except SSL.WantReadError:
-                continue
-            y.bio_write(data)
-            moved = True
-        if not moved:
-            return
-
-
-def pair() -> tuple[SSL.Connection, SSL.Connection]:
-    server = PPKSServerOptions(
-        default=ServerEntry(agent(), AuthMode.AGENT, (), require_client_cert=True)
-    ).serverConnectionForTLS(None)  # type: ignore[arg-type]
-    client = PPKSClientCreator(agent(), AuthMode.AGENT).clientConnectionForTLS(None)  # type: ignore[arg-type]
-    server.set_accept_state()
-    client.set_connect_state()
-    pump(client, server)
-    return client, server
 
 
 def test_swapped_bios_keep_the_session_going_both_ways() -> None:
-    client, server = pair()
+    client, server = tls_pair()
     old = (server._into_ssl, server._from_ssl)  # type: ignore[attr-defined]
     assert release_bio_buffers(server)
     assert (server._into_ssl, server._from_ssl) != old  # type: ignore[attr-defined]
@@ -68,7 +32,7 @@ def test_swapped_bios_keep_the_session_going_both_ways() -> None:
 
 
 def test_pending_bytes_in_either_bio_mean_no_swap() -> None:
-    client, server = pair()
+    client, server = tls_pair()
     client.send(b"unread")
     server.bio_write(client.bio_read(1 << 16))  # in the server's input BIO, not yet read
     assert not release_bio_buffers(server)
@@ -106,7 +70,7 @@ def test_the_handshake_buffers_are_given_back() -> None:
         gc.collect()
         return int(libc.mallinfo2().uordblks)
 
-    servers = [pair()[1] for _ in range(50)]
+    servers = [tls_pair()[1] for _ in range(50)]
     before = used()
     for s in servers:
         assert release_bio_buffers(s)
