@@ -302,7 +302,7 @@ class BrokerProtocol(Protocol):
     def _release_tls_buffers(self) -> None:
         self._lean = None
         conn = getattr(self._t, "_tlsConnection", None)  # TLSMemoryBIOProtocol's
-        if conn is not None:
+        if conn is not None and not self._closing:
             release_bio_buffers(conn)
 
     def _expire(self, pub: Publication) -> None:
