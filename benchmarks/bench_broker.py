@@ -49,33 +49,52 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+class BrokerLog:
+    """A broker's log, written to a file this process holds open (`twistd --logfile=-`).
+
+    twistd's own log file rotates at 1 MB (10,000 subscribe lines are ~2 MB), which renamed
+    it under the reader (FileNotFoundError in the two-broker run) and hid the fan-out lines
+    in the rotated part; an open descriptor survives rotation and a removed directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = path.open("w+b")
+
+    def text(self) -> str:
+        return os.pread(self.file.fileno(), os.fstat(self.file.fileno()).st_size, 0).decode(
+            errors="replace"
+        )
+
+
+def wait_for(log: BrokerLog, text: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
+        if text in log.text():
             return
         if proc.poll() is not None:
             break
         time.sleep(0.05)
-    raise RuntimeError(f"{text!r} not seen in {path}:\n{path.read_text()[-3000:]}")
+    raise RuntimeError(f"{text!r} not seen in {log.path}:\n{log.text()[-3000:]}")
 
 
-def start_broker(home: Path, work: Path, name: str, store: str, batch: int) -> tuple[Any, int, int]:
+def start_broker(
+    home: Path, work: Path, name: str, store: str, batch: int
+) -> tuple[Any, int, int, BrokerLog]:
     pub, sub = free_port(), free_port()
     conf = work / f"{name}.conf"
     conf.write_text(f"Store {store}\nFanOutBatch {batch}\n")
-    log = work / f"{name}.log"
+    log = BrokerLog(work / f"{name}.log")
     twistd = Path(sys.executable).with_name("twistd")
     proc = subprocess.Popen(
-        [str(twistd), "-n", "--pidfile=", f"--logfile={log}", "pktbroker", "--config", str(conf),
+        [str(twistd), "-n", "--pidfile=", "--logfile=-", "pktbroker", "--config", str(conf),
          "--publish", f"tcp:{pub}:interface=127.0.0.1",
          "--subscribe", f"tcp:{sub}:interface=127.0.0.1:backlog=4096"],
         env={**os.environ, "PKTLAB_HOME": str(home), "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
+        stdout=log.file,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     wait_for(log, "subscribe port listening", proc)
-    return proc, pub, sub
+    return proc, pub, sub, log
 
 
 def start_redis(work: Path) -> tuple[Any, str]:
@@ -249,8 +268,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for p in protos:
             p.transport.abortConnection()
         fanout = []  # the broker's own time to match, encrypt and hand over every xnotify
-        for i in range(len(brokers)):
-            for line in (work / f"b{i}.log").read_text().splitlines():
+        for b in brokers:
+            for line in b[3].text().splitlines():
                 if "fan-out n=" in line:
                     fanout.append(float(line.split(" ms=")[1].split()[0]))
         per_sub = (sum(loaded) - sum(idle)) * 1024 / n

@@ -36,6 +36,7 @@ from packetlab.wire.messages import Result
 from .registry import Publication, Registry, channel_label
 from .session import Answer, BrokerSession, Role
 from .throttle import Throttle
+from .tlsmem import release_bio_buffers
 
 __all__ = ["IDLE_TIMEOUT", "MAX_FRAME", "BrokerFactory", "BrokerProtocol", "FanOut"]
 
@@ -118,6 +119,22 @@ class BrokerFactory(Factory):
 @implementer(IPushProducer)
 class BrokerProtocol(Protocol):
     log = Logger(namespace="pktbroker")
+    # One per connection: our attributes in slots (Twisted's own still use a dict).
+    __slots__ = (
+        "_closing",
+        "_expiry",
+        "_held",
+        "_idle",
+        "_items",
+        "_lean",
+        "_paused",
+        "_queue",
+        "f",
+        "framer",
+        "peer",
+        "session",
+        "who",
+    )  # fmt: skip
 
     def __init__(self, factory: BrokerFactory) -> None:
         self.f = factory
@@ -130,6 +147,7 @@ class BrokerProtocol(Protocol):
         self._queue: deque[tuple[Publication, bytes]] | None = None
         self._paused = False
         self._expiry: dict[int, IDelayedCall] = {}
+        self._lean: IDelayedCall | None = None
         self.peer = "?"
         self.who: bytes | str = "?"
 
@@ -162,10 +180,10 @@ class BrokerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.f.connections.discard(self)
-        for timer in (self._held, self._idle, *self._expiry.values()):
+        for timer in (self._held, self._idle, self._lean, *self._expiry.values()):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._held = self._idle = None
+        self._held = self._idle = self._lean = None
         self._expiry.clear()
         self._queue = None
         if self.session is None:
@@ -276,6 +294,16 @@ class BrokerProtocol(Protocol):
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
+        # The link now idles, maybe for days: after this turn (the result has gone out)
+        # give back the handshake's BIO buffers (packetlab.broker.tlsmem).
+        if self._lean is None:
+            self._lean = self.f.reactor.callLater(0, self._release_tls_buffers)
+
+    def _release_tls_buffers(self) -> None:
+        self._lean = None
+        conn = getattr(self._t, "_tlsConnection", None)  # TLSMemoryBIOProtocol's
+        if conn is not None and not self._closing:
+            release_bio_buffers(conn)
 
     def _expire(self, pub: Publication) -> None:
         self._expiry.pop(pub.pub_id, None)

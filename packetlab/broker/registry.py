@@ -48,7 +48,7 @@ class SubscriberLink(Protocol):
         """Queue `pub` for this subscriber, to be sent on `channel`."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscriber:
     agent_key: bytes
     channels: tuple[bytes, ...]

@@ -55,6 +55,21 @@ _OK_XCERT = Answer(Status.SUCCESS, "xcert")
 
 
 class BrokerSession:
+    # One per connection (10,000s on a busy broker): no per-instance dict.
+    __slots__ = (
+        "_pending_pub",
+        "agent_key",
+        "clock",
+        "closed",
+        "link",
+        "peer",
+        "publications",
+        "registry",
+        "role",
+        "subscriber",
+        "xcerts",
+    )  # fmt: skip
+
     def __init__(
         self,
         role: Role,

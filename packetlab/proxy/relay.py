@@ -34,6 +34,13 @@ class RelayEnd(Protocol):
         self.peer, other.peer = other, self
         self.spliced = other.spliced = True
         mine, theirs = self._t(), other._t()
+        for t in (mine, theirs):  # no Nagle delay on a relayed small message
+            set_nodelay = getattr(t, "setTcpNoDelay", None)
+            if set_nodelay is not None:
+                try:
+                    set_nodelay(True)
+                except OSError:
+                    pass
         mine.registerProducer(theirs, True)
         theirs.registerProducer(mine, True)
 

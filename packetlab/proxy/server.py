@@ -27,7 +27,7 @@ from packetlab.wire.constants import Status
 from .clienthello import DEFAULT_HELLO_CAP, ClientHelloReader, HelloError
 from .registry import BacklogRegistry, ProxyStats, RegistryFull
 from .relay import RelayEnd
-from .splice import SpliceRelay
+from .splice import RELAY_MODES, SpliceRelay
 from .splice import available as splice_available
 
 __all__ = ["PREAMBLE", "Proxy"]
@@ -52,7 +52,7 @@ class Proxy:
         hello_timeout: float = 10.0,
         setup_timeout: float = 10.0,
         registry: BacklogRegistry[SetupProtocol] | None = None,
-        use_splice: bool | None = None,
+        relay: str | None = None,
     ) -> None:
         self.reactor = reactor
         self.tls_options = tls_options
@@ -63,7 +63,12 @@ class Proxy:
         self.stats = ProxyStats()
         self.live: set[RelayEnd] = set()
         self.relays: set[SpliceRelay] = set()
-        self.use_splice = splice_available() if use_splice is None else use_splice
+        # "copy"/"splice": SpliceRelay on the sockets (Linux); "python": RelayEnd.
+        self.relay = relay or ("copy" if splice_available() else "python")
+        if self.relay not in (*RELAY_MODES, "python"):
+            raise ValueError(f"relay {self.relay!r}: not one of {', '.join(RELAY_MODES)}, python")
+        if self.relay == "splice" and not splice_available():
+            raise ValueError("relay splice: this system has no splice(2)")
 
     def setup_factory(self) -> Factory:
         return _factory(lambda: SetupProtocol(self))
@@ -137,7 +142,7 @@ class _Conn(RelayEnd):
 
 
 def _unbuffered(*transports: Any) -> bool:
-    """splice(2) needs plain TCP transports with nothing left in Twisted's write buffer."""
+    """SpliceRelay needs plain TCP transports with nothing left in Twisted's write buffer."""
     return all(
         hasattr(t, "fileno") and hasattr(t, "stopReading") and not getattr(t, "dataBuffer", b"")
         and not getattr(t, "_tempDataBuffer", [])
@@ -355,13 +360,14 @@ class EndpointProtocol(_Conn):
         backlog.state = "spliced"
         self.proxy.stats.splices += 1
         self.proxy.stats.active_splices += 1
-        kernel = self.proxy.use_splice and _unbuffered(self.transport, backlog.transport)
+        mode = self.proxy.relay
+        kernel = mode != "python" and _unbuffered(self.transport, backlog.transport)
         self.proxy.log.info(
             "endpoint {peer} spliced to backlog {backlog} (snikey {snikey}{how})",
             peer=self.peer_text,
             backlog=backlog.peer_text,
             snikey=hello.sni,
-            how=", splice(2)" if kernel else "",
+            how=f", {mode} relay" if kernel else ", python relay",
         )
         if kernel:
             self.kernel = backlog.kernel = True
@@ -374,6 +380,7 @@ class EndpointProtocol(_Conn):
                 count_ab=lambda n: setattr(stats, "bytes_to_manager", stats.bytes_to_manager + n),
                 count_ba=lambda n: setattr(stats, "bytes_to_endpoint", stats.bytes_to_endpoint + n),
                 done=self._relay_done,
+                mode=mode,
             )
             if not self.relay.finished:
                 self.proxy.relays.add(self.relay)

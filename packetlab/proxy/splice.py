@@ -1,14 +1,19 @@
-"""Zero-copy relay with splice(2): socket → pipe → socket, the bytes never enter Python.
+"""The socket relays, once an endpoint is routed (`RelayEnd` is the portable path).
 
-Used on Linux once an endpoint is routed (`RelayEnd` is the portable path). Each direction
-has its own pipe (grown to `PIPE_SIZE`). Backpressure is the kernel's: while a
-direction's pipe cannot be emptied into its destination, its source is not read, and the
-destination is watched for writability instead. EOF is forwarded as a write shutdown once
-the pipe is empty (per-direction half-close). Both TCP sockets are driven through
-duplicated descriptors registered with the reactor; the Twisted transports are taken off
-the reactor for the relay and closed when it ends.
+Both TCP sockets leave Twisted's transports and are driven directly through duplicated
+descriptors registered with the reactor; the transports are closed when the relay ends.
+Per direction, in one of two modes:
+
+* copy (the default): `recv_into` one buffer shared by every relay, then `send` from it;
+  what the destination does not take is kept (at most one read) and the source is not
+  read until it has gone;
+* splice: splice(2) socket → pipe → socket (a pipe grown to `PIPE_SIZE`), the bytes
+  never enter Python; while the pipe cannot be emptied the source is not read.
+
+Backpressure is the kernel's either way: a blocked direction watches its destination
+for writability instead of its source for input. EOF is forwarded as a write shutdown
+once nothing of that direction is held (per-direction half-close).
 """
-
 from __future__ import annotations
 
 import fcntl
@@ -19,15 +24,30 @@ from typing import Any
 
 from twisted.logger import Logger
 
-__all__ = ["PIPE_SIZE", "SpliceRelay", "available"]
+__all__ = ["COPY_CHUNK", "PIPE_SIZE", "RELAY_MODES", "SpliceRelay", "available"]
+
+RELAY_MODES = ("copy", "splice")  # SpliceRelay's; "python" is RelayEnd (portable)
 
 PIPE_SIZE = 1 << 20
+COPY_CHUNK = 256 * 1024  # bytes per recv_into of the copy relay
+_COPY_ROUNDS = 16  # recv/send pairs per readiness event before other connections' turn
+_SCRATCH = bytearray(COPY_CHUNK)
+_SCRATCH_VIEW = memoryview(_SCRATCH)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 
 def available() -> bool:
     return hasattr(os, "splice")
+
+
+def _nodelay(sock: socket.socket) -> None:
+    # Relay each piece at once: with Nagle a small message (PacketLab's are mostly small)
+    # could wait for the ACK of the previous one, adding a delayed-ACK stall per hop.
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # not TCP (tests use socketpairs)
+        pass
 
 
 class _End:
@@ -39,6 +59,7 @@ class _End:
         self.name = name
         self.sock = socket.socket(fileno=os.dup(transport.fileno()))
         self.sock.setblocking(False)
+        _nodelay(self.sock)
         self.fd = self.sock.fileno()
         self.out: _Direction | None = None
         self.into: _Direction | None = None
@@ -72,6 +93,9 @@ class _End:
 
 
 class _Direction:
+    """src → dst. Subclasses move the bytes (`_move`, `_flush`, `blocked`); the pending
+    bytes (the buffered ClientHello, or what dst did not take) go first."""
+
     def __init__(self, relay: SpliceRelay, src: _End, dst: _End, pending: bytes,
                  count: Callable[[int], None]) -> None:  # fmt: skip
         self.relay = relay
@@ -79,34 +103,19 @@ class _Direction:
         src.out, dst.into = self, self
         self.pending = pending
         self.count = count
-        self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            self.cap = fcntl.fcntl(self.pipe_w, _F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:  # above /proc/sys/fs/pipe-max-size: keep the default
-            self.cap = 65536
-        self.inpipe = 0
         self.eof = False
         self.shut = False
 
     def pump(self) -> None:
         """Move what can move now; then say which events this direction waits for."""
         try:
-            while True:
-                if not self._drain():
-                    break
-                if self.eof or self.inpipe >= self.cap:
-                    break
-                n = os.splice(self.src.fd, self.pipe_w, self.cap - self.inpipe, flags=_FLAGS)
-                if n == 0:
-                    self.eof = True
-                else:
-                    self.inpipe += n
+            self._move()
         except BlockingIOError:
             pass
         except OSError as e:
             self.relay.fail(f"{self.src.name} -> {self.dst.name}: {e.strerror}")
             return
-        if self.eof and not self.pending and not self.inpipe and not self.shut:
+        if self.eof and not self.blocked and not self.shut:
             self.shut = True
             try:
                 self.dst.sock.shutdown(socket.SHUT_WR)
@@ -114,8 +123,12 @@ class _Direction:
                 pass
         self.relay.update()
 
+    def _move(self) -> None:
+        raise NotImplementedError
+
     def _drain(self) -> bool:
-        """Empty the pending bytes and the pipe into dst; False if dst is full."""
+        """Empty the pending bytes, then what the subclass holds, into dst; False if dst
+        is full."""
         while self.pending:
             try:
                 n = self.dst.sock.send(self.pending)
@@ -123,6 +136,40 @@ class _Direction:
                 return False
             self.count(n)
             self.pending = self.pending[n:]
+        return self._flush()
+
+    def _flush(self) -> bool:
+        return True
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.pending)
+
+    def close(self) -> None:
+        pass
+
+
+class _SpliceDirection(_Direction):
+    """socket → pipe → socket with splice(2): the bytes never enter Python."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self.cap = fcntl.fcntl(self.pipe_w, _F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # above /proc/sys/fs/pipe-max-size: keep the default
+            self.cap = 65536
+        self.inpipe = 0
+
+    def _move(self) -> None:
+        while self._drain() and not self.eof and self.inpipe < self.cap:
+            n = os.splice(self.src.fd, self.pipe_w, self.cap - self.inpipe, flags=_FLAGS)
+            if n == 0:
+                self.eof = True
+            else:
+                self.inpipe += n
+
+    def _flush(self) -> bool:
         while self.inpipe:
             try:
                 n = os.splice(self.pipe_r, self.dst.fd, self.inpipe, flags=_FLAGS)
@@ -144,6 +191,33 @@ class _Direction:
                 pass
 
 
+class _CopyDirection(_Direction):
+    """recv_into one buffer shared by every relay (the reactor runs one pump at a time),
+    then send from it; only what dst does not take is kept (as `pending`), and src is
+    not read again until it has gone. Copies twice, but through a cache-hot buffer, and
+    the sender's pages are freed at once (spliced pages stay referenced until the far
+    side has read them, so the sender's kernel allocates fresh, cold ones)."""
+
+    def _move(self) -> None:
+        view = _SCRATCH_VIEW
+        for _ in range(_COPY_ROUNDS):  # then let other connections have the reactor
+            if not self._drain() or self.eof:
+                return
+            n = self.src.sock.recv_into(_SCRATCH)
+            if n == 0:
+                self.eof = True
+                return
+            try:
+                sent = self.dst.sock.send(view[:n])
+            except BlockingIOError:
+                sent = 0
+            if sent:
+                self.count(sent)
+            if sent < n:
+                self.pending = bytes(view[sent:n])
+                return
+
+
 class SpliceRelay:
     """Relays between the TCP transports `a` and `b`; `a_to_b` is written to b first (the
     buffered ClientHello). `count_ab`/`count_ba` get the bytes moved; `done(error)` once."""
@@ -160,7 +234,11 @@ class SpliceRelay:
         count_ab: Callable[[int], None] = lambda n: None,
         count_ba: Callable[[int], None] = lambda n: None,
         done: Callable[[str | None], None] = lambda error: None,
+        mode: str = "splice",
     ) -> None:
+        if mode not in RELAY_MODES:
+            raise ValueError(f"relay mode {mode!r}: not one of {', '.join(RELAY_MODES)}")
+        direction = _SpliceDirection if mode == "splice" else _CopyDirection
         self.reactor = reactor
         self._done = done
         self.finished = False
@@ -168,8 +246,8 @@ class SpliceRelay:
             t.stopReading()
             t.stopWriting()
         self.a, self.b = _End(self, a, "endpoint"), _End(self, b, "manager")
-        self.ab = _Direction(self, self.a, self.b, a_to_b, count_ab)
-        self.ba = _Direction(self, self.b, self.a, b"", count_ba)
+        self.ab: _Direction = direction(self, self.a, self.b, a_to_b, count_ab)
+        self.ba: _Direction = direction(self, self.b, self.a, b"", count_ba)
         self.ab.pump()
         self.ba.pump()
 

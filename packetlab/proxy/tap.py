@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key
+from packetlab.proxy.splice import available as splice_available
 from packetlab.tls import AuthMode, Credentials, PPKSServerOptions, ServerEntry, TLSConfigError
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
@@ -36,7 +37,9 @@ _CONFIG_KEYS = {
     "BacklogMax": "backlog-max",
     "StatsInterval": "stats-interval",
     "StatsFile": "stats-file",
+    "Relay": "relay",
 }
+_RELAYS = ("copy", "splice", "python")  # packetlab.proxy.splice.RELAY_MODES + RelayEnd
 _DEFAULTS: dict[str, Any] = {
     "setup": f"tcp:{DEFAULT_PROXY_SETUP_PORT}",
     "endpoints": f"tcp:{DEFAULT_CONTROLLER_PORT}",
@@ -64,7 +67,7 @@ class Options(usage.Options):
         "agent_prx_prx cert and k_prx key that `pktlab init` writes. Counters are logged "
         "every --stats-interval seconds (and written as JSON to --stats-file)."
     )
-    optFlags = [["no-splice", None, "Relay in Python instead of with splice(2) (Linux)."]]
+    optFlags = [["no-splice", None, "Same as --relay python."]]
     optParameters: list[list[Any]] = [
         ["config", "c", None, "Config file of 'Key value' lines (keys: "
          + ", ".join(_CONFIG_KEYS) + ")."],
@@ -83,6 +86,10 @@ class Options(usage.Options):
         ["backlog-max", None, None, "Idle backlog connections in all [4096]."],
         ["stats-interval", None, None, "Seconds between counter log lines, 0: never [60]."],
         ["stats-file", None, None, "Write the counters as JSON to this file at each interval."],
+        ["relay", None, None,
+         "How bytes are relayed once an endpoint is routed: copy (recv_into/send through "
+         "one buffer; the fastest here), splice (splice(2), zero-copy through a pipe) or "
+         "python (Twisted transports, portable) [copy on Linux, else python]."],
     ]  # fmt: skip
 
     def postOptions(self) -> None:
@@ -102,6 +109,14 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{opt}: not a number: {self[opt]!r}") from None
             if self[opt] < 0 or (kind is int and self[opt] == 0):
                 raise usage.UsageError(f"--{opt}: must be positive, got {self[opt]}")
+        if self["no-splice"]:
+            if self["relay"] not in (None, "python"):
+                raise usage.UsageError("--no-splice contradicts --relay " + self["relay"])
+            self["relay"] = "python"
+        if self["relay"] is not None and self["relay"] not in _RELAYS:
+            raise usage.UsageError(f"--relay: {self['relay']!r} is not one of {', '.join(_RELAYS)}")
+        if self["relay"] == "splice" and not splice_available():
+            raise usage.UsageError("--relay splice: this system has no splice(2)")
         home = PktlabHome.at(self["home"])
         cert: str | Path = self["cert"] or home.cert_path(AGENT_CERT)
         keyfile: str | Path = self["private-key"] or home.key_path(AGENT_KEY)
@@ -196,7 +211,7 @@ def makeService(options: usage.Options) -> IService:
         hello_cap=options["hello-cap"],
         hello_timeout=options["hello-timeout"],
         setup_timeout=options["setup-timeout"],
-        use_splice=False if options["no-splice"] else None,
+        relay=options["relay"],
         registry=BacklogRegistry(
             per_snikey=options["backlog-per-snikey"], total=options["backlog-max"]
         ),

@@ -41,7 +41,7 @@ def connect(port: int) -> socket.socket:
 def test_registration_then_splice_forwards_hello_unchanged_both_ways(proxy: ProxyProc) -> None:
     backlog = register(proxy.setup, "splice1")
     proxy.wait_log(r"backlog .* registered for snikey splice1")
-    # (this module's proxy relays with splice(2); the load tests below run both relays)
+    # (this module's proxy uses the default copy relay; the load tests below run all three)
     hello = client_hello("splice1")
     ep = connect(proxy.endpoints)
     ep.sendall(hello + b"more from the endpoint")
@@ -226,7 +226,11 @@ async def _pair(
     )
 
 
-RELAYS = pytest.mark.parametrize("relay", [(), ("--no-splice",)], ids=["splice", "python"])
+RELAYS = pytest.mark.parametrize(
+    "relay",
+    [("--relay", "copy"), ("--relay", "splice"), ("--no-splice",)],
+    ids=["copy", "splice", "python"],
+)
 
 
 @RELAYS

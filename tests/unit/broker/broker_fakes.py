@@ -1,9 +1,11 @@
 """PPKS material for the broker unit tests: an EOp, an endpoint, an experimenter and a
-controller, with the chains `pktlab init` would make."""
+controller, with the chains `pktlab init` would make; a TLS pair in memory."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from OpenSSL import SSL
 
 from packetlab.ppks import (
     Certificate,
@@ -13,6 +15,7 @@ from packetlab.ppks import (
     raw_public_key,
 )
 from packetlab.ppks.keys import Ed25519PrivateKey
+from packetlab.tls import AuthMode, Credentials, PPKSClientCreator, PPKSServerOptions, ServerEntry
 
 NB, NA = 0, 2**31 - 1
 
@@ -59,3 +62,40 @@ def make_world(limits: str | None = None) -> World:
         issue_certificate("pubcmd", exper, xc, NB, NA),
         issue_certificate("exppriv", eop, exper, NB, NA, limits=limits),
     )
+
+
+def agent() -> Credentials:
+    k = generate_private_key()
+    return Credentials([issue_certificate("agent", k, k, 0, 2**31 - 1)], k)
+
+
+def pump(a: SSL.Connection, b: SSL.Connection) -> None:
+    for _ in range(10):
+        moved = False
+        for x in (a, b):
+            try:
+                x.do_handshake()
+            except SSL.WantReadError:
+                pass
+        for x, y in ((a, b), (b, a)):
+            try:
+                data = x.bio_read(1 << 16)
+            except SSL.WantReadError:
+                continue
+            y.bio_write(data)
+            moved = True
+        if not moved:
+            return
+
+
+def tls_pair() -> tuple[SSL.Connection, SSL.Connection]:
+    """A client and a broker-like server (agent certs both ways) after the handshake,
+    over memory BIOs."""
+    server = PPKSServerOptions(
+        default=ServerEntry(agent(), AuthMode.AGENT, (), require_client_cert=True)
+    ).serverConnectionForTLS(None)  # type: ignore[arg-type]
+    client = PPKSClientCreator(agent(), AuthMode.AGENT).clientConnectionForTLS(None)  # type: ignore[arg-type]
+    server.set_accept_state()
+    client.set_connect_state()
+    pump(client, server)
+    return client, server

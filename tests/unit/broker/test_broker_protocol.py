@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from broker_fakes import tls_pair
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -234,3 +235,17 @@ def test_fanout_sends_one_batch_per_reactor_turn_in_order() -> None:
     for f in later:  # one link's notifications stay in publication order
         xds = [m.xdescr for m in f if isinstance(m, Xnotify)]
         assert xds == sorted(xds, key=lambda x: x != XD)
+
+
+def test_idle_link_gives_back_its_tls_bio_buffers_after_the_result() -> None:
+    w = World()
+    p, t = w.connect(Role.SUBSCRIBE)
+    _client, server = tls_pair()  # real pyOpenSSL, after a handshake
+    t._tlsConnection = server  # type: ignore[attr-defined]  # as TLSMemoryBIOProtocol has
+    bios = (server._into_ssl, server._from_ssl)  # type: ignore[attr-defined]
+    p.dataReceived(sub_frames())
+    assert frames(t) == [Result(0)]
+    assert (server._into_ssl, server._from_ssl) == bios  # type: ignore[attr-defined]
+    w.clock.advance(0)  # the turn after the result
+    assert (server._into_ssl, server._from_ssl) != bios  # type: ignore[attr-defined]
+    assert not w.clock.getDelayedCalls() or all(c.getTime() > 0 for c in w.clock.getDelayedCalls())

@@ -50,6 +50,8 @@ def test_config_file_and_options_override_it(home: Path, tmp_path: Path) -> None
         (("--hello-cap", "x"), None, "--hello-cap: not a number"),
         (("--backlog-max", "0"), None, "--backlog-max: must be positive"),
         (("--manager-roots", "/nonexistent.pub"), None, "--manager-roots: /nonexistent.pub"),
+        (("--relay", "zero"), None, "--relay: 'zero' is not one of copy, splice, python"),
+        (("--relay", "copy", "--no-splice"), None, "--no-splice contradicts --relay copy"),
     ],
 )
 def test_errors(home: Path, tmp_path: Path, args: tuple[str, ...], text: str | None,
@@ -68,3 +70,12 @@ def test_missing_identity_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(usage.UsageError) as e:
         parse("--home", str(tmp_path / "empty"))
     assert "run `pktlab init`" in str(e.value) and "--cert" in str(e.value)
+
+
+def test_relay_mode_from_option_config_or_no_splice(home: Path, tmp_path: Path) -> None:
+    assert parse("--home", str(home))["relay"] is None  # the Proxy picks (copy on Linux)
+    assert parse("--home", str(home), "--no-splice")["relay"] == "python"
+    conf = tmp_path / "proxy.conf"
+    conf.write_text("Relay splice\n")
+    assert parse("--home", str(home), "--config", str(conf))["relay"] == "splice"
+    assert parse("--home", str(home), "--config", str(conf), "--relay", "copy")["relay"] == "copy"
