@@ -36,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration")]
 
+import conftest  # noqa: E402
 from conftest import EndpointProcess, RawController  # noqa: E402
 from procstat import Sample, sample  # noqa: E402
 
@@ -221,6 +222,16 @@ def one_session(
 # -------------------------------------------------------------------------- output
 
 
+def probe_endpoint(pid: int, probe: Path, timeout: float = 300) -> None:
+    """Between sessions: ask the endpoint (SIGUSR1) for its allocator figures and wait for
+    them (with tracemalloc a dump takes seconds; a session meanwhile would time out)."""
+    lines = probe.read_text().count("\n")
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while probe.read_text().count("\n") == lines and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def slope_mb_per_hour(rows: list[dict[str, float]], warmup_s: float) -> float | None:
     pts = [(r["t_s"], r["rss_kib"] / 1024) for r in rows if r["t_s"] >= warmup_s]
     if len(pts) < 3:
@@ -286,6 +297,22 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("soak-out"), help="output directory")
     ap.add_argument("--no-raw", action="store_true", help="no raw sockets and captures")
     ap.add_argument("--no-netns", action="store_true", help="stay in the current namespace")
+    ap.add_argument(
+        "--probe",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="run the endpoint under stress/twistd_mallinfo.py and write its allocator "
+        "figures to OUT/probe.jsonl every SECONDS [0: off]",
+    )
+    ap.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="with --probe: trace allocations (FRAMES deep); each probe names what grew "
+        "since the end of warm-up [0: off]",
+    )
     args = ap.parse_args()
     # SIGTERM (kill, timeout) must still stop the endpoint and write the plot.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -306,6 +333,17 @@ def main() -> int:
     udp_port, tcp_port = udp_sock.getsockname()[1], tcp.server_address[1]
 
     workdir = Path(tempfile.mkdtemp(prefix="pktlab-soak-"))
+    probe = args.out / "probe.jsonl"
+    if args.probe:
+        probe.write_text("")
+        conftest.twistd = lambda: [
+            sys.executable,
+            str(Path(__file__).with_name("twistd_mallinfo.py")),
+            str(probe),
+        ]
+        if args.tracemalloc:
+            os.environ["PKTLAB_TRACEMALLOC"] = str(args.tracemalloc)
+            os.environ["PKTLAB_TRACEMALLOC_BASE_S"] = str(args.warmup)
     ep = EndpointProcess(workdir, config(raw), args=["--reconnect-delay", "0.05"])
     k = Counters()
     rows: list[dict[str, float]] = []
@@ -339,11 +377,14 @@ def main() -> int:
 
     try:
         n = 0
-        next_sample = time.monotonic()
+        next_sample = next_probe = time.monotonic()
         while time.monotonic() - t0 < args.duration:
             if n and time.monotonic() >= next_sample:  # from the first session's end on
                 take()
                 next_sample += args.interval
+            if args.probe and n and time.monotonic() >= next_probe:
+                probe_endpoint(ep.pid, probe)
+                next_probe += args.probe
             if ep.proc.poll() is not None:
                 k.errors.append(f"endpoint exited with {ep.proc.returncode}")
                 break
