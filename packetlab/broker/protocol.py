@@ -41,6 +41,7 @@ __all__ = ["IDLE_TIMEOUT", "MAX_FRAME", "BrokerFactory", "BrokerProtocol", "FanO
 
 MAX_FRAME = 65536  # bytes of body: an xcert is ~400, an xdescr at most 4096
 IDLE_TIMEOUT = 30.0  # s from connect to the first successful xsub/xpub
+CLOSE_TIMEOUT = 5.0  # s a closing link waits for the peer's close_notify or FIN
 
 _RESULT_OK = encode(Result(0))
 
@@ -126,6 +127,7 @@ class BrokerProtocol(Protocol):
         self._items: Iterator[Item] = iter(())
         self._held: IDelayedCall | None = None  # an error answer waiting for its delay
         self._idle: IDelayedCall | None = None
+        self._abort: IDelayedCall | None = None
         self._closing = False
         self._queue: deque[tuple[Publication, bytes]] | None = None
         self._paused = False
@@ -162,10 +164,10 @@ class BrokerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.f.connections.discard(self)
-        for timer in (self._held, self._idle, *self._expiry.values()):
+        for timer in (self._held, self._idle, self._abort, *self._expiry.values()):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._held = self._idle = None
+        self._held = self._idle = self._abort = None
         self._expiry.clear()
         self._queue = None
         if self.session is None:
@@ -197,7 +199,12 @@ class BrokerProtocol(Protocol):
             self._t.unregisterProducer()
         except RuntimeError:
             pass
+        # TLS closes once the peer's close_notify (or FIN) is read: read again (an error
+        # answer paused reading, and the link stayed open for good), and cut off a peer
+        # that sends neither.
+        self._t.resumeProducing()
         self._t.loseConnection()
+        self._abort = self.f.reactor.callLater(CLOSE_TIMEOUT, self._t.abortConnection)
 
     def close(self) -> None:
         """Service stopping: close the link (its publications end with it)."""
