@@ -32,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration")]
@@ -109,6 +110,7 @@ class Counters:
     tcp_bytes: int = 0
     raw_packets: int = 0
     captured: int = 0
+    preemptions: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -126,7 +128,13 @@ def _drain_ndata(c: RawController, sktid: int, want: int, timeout: float) -> int
 
 
 def one_session(
-    c: RawController, n: int, udp_port: int, tcp_port: int, raw: bool, k: Counters
+    c: RawController,
+    n: int,
+    udp_port: int,
+    tcp_port: int,
+    raw: bool,
+    k: Counters,
+    endings: tuple[int, ...] = (0, 1, 2, 3),
 ) -> None:
     c.start()
     k.requests += 1
@@ -201,7 +209,7 @@ def one_session(
     c.ok(wire.Nclose(sktid=2))
     k.requests += 2
 
-    ending = n % 4
+    ending = endings[n % len(endings)]
     if ending == 0:
         c.ok(wire.End())
         c.closed_by_peer()
@@ -217,6 +225,87 @@ def one_session(
     k.requests += 1
     c.close()  # ending 3: EOF from the controller with everything still open
     k.sessions += 1
+
+
+# ----------------------------------------------------------------------- pre-emption
+
+
+class BrokerWorld:
+    """`pktlab init` home, a real `twistd pktbroker`, a TLS controller and a `twistd
+    pktendpoint --broker` subscribed to it: experiments arrive as publications."""
+
+    def __init__(self, workdir: Path) -> None:
+        from broker_world import BrokerProcess, RawClient
+        from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init
+
+        self.RawClient = RawClient
+        self.home = pktlab_init(workdir / "home")
+        self.broker = BrokerProcess(self.home, workdir)
+        chain = controller_chain(self.home, workdir / "chain")
+        self.ctl = TLSController(chain, self.home.key_path("k_xc"), workdir)
+        self.ep = TLSEndpoint(self.home, f"--broker=127.0.0.1:{self.broker.sub_port}", workdir)
+        self.ep.wait_log("Broker subscription finished", timeout=30)
+        self.proc = self.ep.proc
+        self.pid = self.proc.pid
+
+    def publish(self, sni: str, priority: int) -> Any:
+        """pktxpmgr's publication: xcerts leaf first, then xpub, in lockstep."""
+        from packetlab.ppks import key_id, raw_public_key
+
+        home = self.home
+        p = self.RawClient(
+            self.broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc")
+        )
+        for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
+            p.send(wire.Xcert(home.certificate(name).der))
+            assert p.recv() == wire.Result(0)
+        eop = home.public_key("k_eop")
+        xd = f"exp_priority={priority};controller_addr={self.ctl.address};sni_key={sni};"
+        p.send(wire.Xpub([key_id(eop)], raw_public_key(eop), xd.encode()))
+        assert p.recv() == wire.Result(0)
+        return p
+
+    def stop(self) -> None:
+        self.ep.stop()
+        self.ctl.close()
+        self.broker.stop()
+
+
+def preempt_round(
+    w: BrokerWorld, n: int, udp_port: int, tcp_port: int, raw: bool, k: Counters
+) -> None:
+    """A priority-1 experiment runs (a socket open, a far-future send queued); a
+    priority-5 one pre-empts it (suspd), runs the mixed session and ends; the first is
+    resumed (resumd) and answers what it was sent while suspended."""
+    pa = w.publish(f"low{n}", 1)
+    a = w.ctl.accept()
+    try:
+        a.start()
+        a.mread(vmem.HOSTID.addr, vmem.HOSTID.size)
+        a.ok(wire.Nopen(sktid=1, family=4, proto=17, rbufsz=1 << 16, laddr=LO, lport=0))
+        far = wire.Nsend(
+            sktid=1, family=4, proto=17, time=FAR, tag=7, data=bytes(512), raddr=LO, rport=9
+        )
+        a.ok(far)
+        k.requests += 4
+        pb = w.publish(f"high{n}", 5)
+        try:
+            got = a.recv()
+            assert got == wire.Suspd(), f"expected suspd, got {got!r}"
+            a.send(wire.Mread(addr=vmem.HOSTID.addr, len=vmem.HOSTID.size))  # held
+            b = w.ctl.accept()
+            one_session(b, n, udp_port, tcp_port, raw, k, endings=(0, 2, 3))
+        finally:
+            pb.close()
+        got = a.recv(timeout=10)
+        assert got == wire.Resumd(), f"expected resumd, got {got!r}"
+        assert isinstance(a.response(), wire.Mdata)
+        k.requests += 1
+        k.preemptions += 1
+    finally:
+        a.close()
+        pa.close()
+        w.ctl.controllers.clear()
 
 
 # -------------------------------------------------------------------------- output
@@ -298,6 +387,12 @@ def main() -> int:
     ap.add_argument("--no-raw", action="store_true", help="no raw sockets and captures")
     ap.add_argument("--no-netns", action="store_true", help="stay in the current namespace")
     ap.add_argument(
+        "--preempt",
+        action="store_true",
+        help="broker mode: every session is a priority-5 experiment pre-empting a running "
+        "priority-1 one (real pktbroker, endpoint over TLS; raw off)",
+    )
+    ap.add_argument(
         "--probe",
         type=float,
         default=0,
@@ -344,7 +439,12 @@ def main() -> int:
         if args.tracemalloc:
             os.environ["PKTLAB_TRACEMALLOC"] = str(args.tracemalloc)
             os.environ["PKTLAB_TRACEMALLOC_BASE_S"] = str(args.warmup)
-    ep = EndpointProcess(workdir, config(raw), args=["--reconnect-delay", "0.05"])
+    if args.preempt:
+        raw = False
+        world = BrokerWorld(workdir)
+        ep: Any = world
+    else:
+        ep = EndpointProcess(workdir, config(raw), args=["--reconnect-delay", "0.05"])
     k = Counters()
     rows: list[dict[str, float]] = []
     t0 = time.monotonic()
@@ -362,6 +462,7 @@ def main() -> int:
             "cpu_pct": round(cpu, 1),
             "sessions": k.sessions,
             "requests": k.requests,
+            "preemptions": k.preemptions,
         }
         rows.append(row)
         with csv_path.open("a" if len(rows) > 1 else "w", newline="") as f:
@@ -371,7 +472,8 @@ def main() -> int:
             w.writerow(row)
         print(
             f"[{row['t_s']:7.0f} s] rss {s.rss_kib / 1024:6.1f} MiB  fds {s.fds:3d}  "
-            f"cpu {cpu:5.1f} %  sessions {k.sessions}  errors {len(k.errors)}",
+            f"cpu {cpu:5.1f} %  sessions {k.sessions}  pre-emptions {k.preemptions}  "
+            f"errors {len(k.errors)}",
             flush=True,
         )
 
@@ -388,13 +490,19 @@ def main() -> int:
             if ep.proc.poll() is not None:
                 k.errors.append(f"endpoint exited with {ep.proc.returncode}")
                 break
-            c = ep.accept()
-            try:
-                one_session(c, n, udp_port, tcp_port, raw, k)
-            except (AssertionError, TimeoutError, EOFError, OSError) as e:
-                k.errors.append(f"session {n}: {type(e).__name__}: {e}")
-                c.close()
-            ep.controllers.clear()
+            if args.preempt:
+                try:
+                    preempt_round(world, n, udp_port, tcp_port, raw, k)
+                except (AssertionError, TimeoutError, EOFError, OSError) as e:
+                    k.errors.append(f"round {n}: {type(e).__name__}: {e}")
+            else:
+                c = ep.accept()
+                try:
+                    one_session(c, n, udp_port, tcp_port, raw, k)
+                except (AssertionError, TimeoutError, EOFError, OSError) as e:
+                    k.errors.append(f"session {n}: {type(e).__name__}: {e}")
+                    c.close()
+                ep.controllers.clear()
             n += 1
             time.sleep(args.pause)
         take()
@@ -413,7 +521,8 @@ def main() -> int:
     print(
         f"\n{k.sessions} sessions, {k.requests} requests, {k.udp_datagrams} UDP datagrams "
         f"echoed, {k.tcp_bytes / 2**20:.0f} MiB TCP echoed, {k.raw_packets} raw sends, "
-        f"{k.captured} packets captured, {len(k.errors)} errors\n"
+        f"{k.captured} packets captured, {k.preemptions} pre-emptions, "
+        f"{len(k.errors)} errors\n"
         f"RSS {first['rss_kib'] / 1024:.1f} MiB at start, {after[0]['rss_kib'] / 1024:.1f} MiB "
         f"after warm-up, {final['rss_kib'] / 1024:.1f} MiB at the end "
         f"(max {max(r['rss_kib'] for r in rows) / 1024:.1f}); fds {first['fds']} -> "
