@@ -204,7 +204,17 @@ class BrokerProtocol(Protocol):
         # that sends neither.
         self._t.resumeProducing()
         self._t.loseConnection()
-        self._abort = self.f.reactor.callLater(CLOSE_TIMEOUT, self._t.abortConnection)
+        self._abort = self.f.reactor.callLater(CLOSE_TIMEOUT, self._cut_off)
+
+    def _cut_off(self) -> None:
+        self._abort = None
+        self.log.info(
+            "aborting {role} link peer={peer}: no close_notify or FIN within {t} s of closing",
+            role=self.f.role.value,
+            peer=self.peer,
+            t=CLOSE_TIMEOUT,
+        )
+        self._t.abortConnection()
 
     def close(self) -> None:
         """Service stopping: close the link (its publications end with it)."""
