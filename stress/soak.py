@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import signal
@@ -321,6 +322,26 @@ def probe_endpoint(pid: int, probe: Path, timeout: float = 300) -> None:
         time.sleep(0.1)
 
 
+def probe_summary(probe: Path, warmup_s: float) -> str:
+    """The allocator's view after warm-up: a leak grows "in use" and the object count."""
+    rows = [json.loads(line) for line in probe.read_text().splitlines() if line]
+    rows = [r for r in rows if r["t_s"] >= warmup_s] or rows
+    if not rows:
+        return "probe: no readings"
+
+    def span(key: str, scale: float = 1.0, fmt: str = ".1f") -> str:
+        v = [r[key] / scale for r in rows if key in r]
+        if not v:
+            return "n/a"
+        return f"{v[0]:{fmt}} -> {v[-1]:{fmt}} (min {min(v):{fmt}}, max {max(v):{fmt}})"
+
+    return (
+        f"probe after warm-up ({len(rows)} readings): heap in use {span('in_use_kib', 1024)} "
+        f"MiB, free in heap {span('free_kib', 1024)} MiB, "
+        f"Python objects {span('py_objects', fmt=',.0f')}"
+    )
+
+
 def slope_mb_per_hour(rows: list[dict[str, float]], warmup_s: float) -> float | None:
     pts = [(r["t_s"], r["rss_kib"] / 1024) for r in rows if r["t_s"] >= warmup_s]
     if len(pts) < 3:
@@ -530,6 +551,8 @@ def main() -> int:
         f"{args.warmup:.0f} s: {'n/a' if slope is None else f'{slope:+.2f} MB/hour'}\n"
         f"wrote {csv_path} and {png_path}"
     )
+    if args.probe:
+        print(probe_summary(probe, args.warmup))
     for e in k.errors[:20]:
         print("  error:", e)
     return 1 if k.errors else 0
