@@ -164,12 +164,15 @@ class BrokerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.f.connections.discard(self)
-        for timer in (self._held, self._idle, self._abort, *self._expiry.values()):
+        for timer in (self._held, self._idle, *self._expiry.values()):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._held = self._idle = self._abort = None
+        self._held = self._idle = None
         self._expiry.clear()
         self._queue = None
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
+        self._abort = None
         if self.session is None:
             return
         for pub in self.session.close():
