@@ -10,6 +10,13 @@ and leaves the input as OUT/crash-*; replay it with `--replay FILE`.
     .venv/bin/python stress/fuzz.py framer --runs 1000000 --out fuzz-out
     .venv/bin/python stress/fuzz.py session --runs 1000000 --out fuzz-out
     .venv/bin/python stress/fuzz.py cert --runs 1000000 --out fuzz-out
+
+On a shared machine, split a target over processes (niced; each its own --out and
+-seed, later ones also reading the first one's corpus); the inputs tried add up:
+
+    nice -n 15 .venv/bin/python stress/fuzz.py session --runs 500000 --out f1 -seed=1 &
+    nice -n 15 .venv/bin/python stress/fuzz.py session --runs 500000 --out f2 -seed=2 \
+        f1/corpus-session &
 """
 
 from __future__ import annotations
