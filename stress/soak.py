@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import signal
@@ -32,10 +33,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration")]
 
+import conftest  # noqa: E402
 from conftest import EndpointProcess, RawController  # noqa: E402
 from procstat import Sample, sample  # noqa: E402
 
@@ -108,6 +111,7 @@ class Counters:
     tcp_bytes: int = 0
     raw_packets: int = 0
     captured: int = 0
+    preemptions: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -125,7 +129,13 @@ def _drain_ndata(c: RawController, sktid: int, want: int, timeout: float) -> int
 
 
 def one_session(
-    c: RawController, n: int, udp_port: int, tcp_port: int, raw: bool, k: Counters
+    c: RawController,
+    n: int,
+    udp_port: int,
+    tcp_port: int,
+    raw: bool,
+    k: Counters,
+    endings: tuple[int, ...] = (0, 1, 2, 3),
 ) -> None:
     c.start()
     k.requests += 1
@@ -200,7 +210,7 @@ def one_session(
     c.ok(wire.Nclose(sktid=2))
     k.requests += 2
 
-    ending = n % 4
+    ending = endings[n % len(endings)]
     if ending == 0:
         c.ok(wire.End())
         c.closed_by_peer()
@@ -218,7 +228,118 @@ def one_session(
     k.sessions += 1
 
 
+# ----------------------------------------------------------------------- pre-emption
+
+
+class BrokerWorld:
+    """`pktlab init` home, a real `twistd pktbroker`, a TLS controller and a `twistd
+    pktendpoint --broker` subscribed to it: experiments arrive as publications."""
+
+    def __init__(self, workdir: Path) -> None:
+        from broker_world import BrokerProcess, RawClient
+        from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init
+
+        self.RawClient = RawClient
+        self.home = pktlab_init(workdir / "home")
+        self.broker = BrokerProcess(self.home, workdir)
+        chain = controller_chain(self.home, workdir / "chain")
+        self.ctl = TLSController(chain, self.home.key_path("k_xc"), workdir)
+        self.ep = TLSEndpoint(self.home, f"--broker=127.0.0.1:{self.broker.sub_port}", workdir)
+        self.ep.wait_log("Broker subscription finished", timeout=30)
+        self.proc = self.ep.proc
+        self.pid = self.proc.pid
+
+    def publish(self, sni: str, priority: int) -> Any:
+        """pktxpmgr's publication: xcerts leaf first, then xpub, in lockstep."""
+        from packetlab.ppks import key_id, raw_public_key
+
+        home = self.home
+        p = self.RawClient(
+            self.broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc")
+        )
+        for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
+            p.send(wire.Xcert(home.certificate(name).der))
+            assert p.recv() == wire.Result(0)
+        eop = home.public_key("k_eop")
+        xd = f"exp_priority={priority};controller_addr={self.ctl.address};sni_key={sni};"
+        p.send(wire.Xpub([key_id(eop)], raw_public_key(eop), xd.encode()))
+        assert p.recv() == wire.Result(0)
+        return p
+
+    def stop(self) -> None:
+        self.ep.stop()
+        self.ctl.close()
+        self.broker.stop()
+
+
+def preempt_round(
+    w: BrokerWorld, n: int, udp_port: int, tcp_port: int, raw: bool, k: Counters
+) -> None:
+    """A priority-1 experiment runs (a socket open, a far-future send queued); a
+    priority-5 one pre-empts it (suspd), runs the mixed session and ends; the first is
+    resumed (resumd) and answers what it was sent while suspended."""
+    pa = w.publish(f"low{n}", 1)
+    a = w.ctl.accept()
+    try:
+        a.start()
+        a.mread(vmem.HOSTID.addr, vmem.HOSTID.size)
+        a.ok(wire.Nopen(sktid=1, family=4, proto=17, rbufsz=1 << 16, laddr=LO, lport=0))
+        far = wire.Nsend(
+            sktid=1, family=4, proto=17, time=FAR, tag=7, data=bytes(512), raddr=LO, rport=9
+        )
+        a.ok(far)
+        k.requests += 4
+        pb = w.publish(f"high{n}", 5)
+        try:
+            got = a.recv()
+            assert got == wire.Suspd(), f"expected suspd, got {got!r}"
+            a.send(wire.Mread(addr=vmem.HOSTID.addr, len=vmem.HOSTID.size))  # held
+            b = w.ctl.accept()
+            one_session(b, n, udp_port, tcp_port, raw, k, endings=(0, 2, 3))
+        finally:
+            pb.close()
+        got = a.recv(timeout=10)
+        assert got == wire.Resumd(), f"expected resumd, got {got!r}"
+        assert isinstance(a.response(), wire.Mdata)
+        k.requests += 1
+        k.preemptions += 1
+    finally:
+        a.close()
+        pa.close()
+        w.ctl.controllers.clear()
+
+
 # -------------------------------------------------------------------------- output
+
+
+def probe_endpoint(pid: int, probe: Path, timeout: float = 300) -> None:
+    """Between sessions: ask the endpoint (SIGUSR1) for its allocator figures and wait for
+    them (with tracemalloc a dump takes seconds; a session meanwhile would time out)."""
+    lines = probe.read_text().count("\n")
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while probe.read_text().count("\n") == lines and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def probe_summary(probe: Path, warmup_s: float) -> str:
+    """The allocator's view after warm-up: a leak grows "in use" and the object count."""
+    rows = [json.loads(line) for line in probe.read_text().splitlines() if line]
+    rows = [r for r in rows if r["t_s"] >= warmup_s] or rows
+    if not rows:
+        return "probe: no readings"
+
+    def span(key: str, scale: float = 1.0, fmt: str = ".1f") -> str:
+        v = [r[key] / scale for r in rows if key in r]
+        if not v:
+            return "n/a"
+        return f"{v[0]:{fmt}} -> {v[-1]:{fmt}} (min {min(v):{fmt}}, max {max(v):{fmt}})"
+
+    return (
+        f"probe after warm-up ({len(rows)} readings): heap in use {span('in_use_kib', 1024)} "
+        f"MiB, free in heap {span('free_kib', 1024)} MiB, "
+        f"Python objects {span('py_objects', fmt=',.0f')}"
+    )
 
 
 def slope_mb_per_hour(rows: list[dict[str, float]], warmup_s: float) -> float | None:
@@ -286,6 +407,28 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("soak-out"), help="output directory")
     ap.add_argument("--no-raw", action="store_true", help="no raw sockets and captures")
     ap.add_argument("--no-netns", action="store_true", help="stay in the current namespace")
+    ap.add_argument(
+        "--preempt",
+        action="store_true",
+        help="broker mode: every session is a priority-5 experiment pre-empting a running "
+        "priority-1 one (real pktbroker, endpoint over TLS; raw off)",
+    )
+    ap.add_argument(
+        "--probe",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="run the endpoint under stress/twistd_mallinfo.py and write its allocator "
+        "figures to OUT/probe.jsonl every SECONDS [0: off]",
+    )
+    ap.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="with --probe: trace allocations (FRAMES deep); each probe names what grew "
+        "since the end of warm-up [0: off]",
+    )
     args = ap.parse_args()
     # SIGTERM (kill, timeout) must still stop the endpoint and write the plot.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -306,7 +449,23 @@ def main() -> int:
     udp_port, tcp_port = udp_sock.getsockname()[1], tcp.server_address[1]
 
     workdir = Path(tempfile.mkdtemp(prefix="pktlab-soak-"))
-    ep = EndpointProcess(workdir, config(raw), args=["--reconnect-delay", "0.05"])
+    probe = args.out / "probe.jsonl"
+    if args.probe:
+        probe.write_text("")
+        conftest.twistd = lambda: [
+            sys.executable,
+            str(Path(__file__).with_name("twistd_mallinfo.py")),
+            str(probe),
+        ]
+        if args.tracemalloc:
+            os.environ["PKTLAB_TRACEMALLOC"] = str(args.tracemalloc)
+            os.environ["PKTLAB_TRACEMALLOC_BASE_S"] = str(args.warmup)
+    if args.preempt:
+        raw = False
+        world = BrokerWorld(workdir)
+        ep: Any = world
+    else:
+        ep = EndpointProcess(workdir, config(raw), args=["--reconnect-delay", "0.05"])
     k = Counters()
     rows: list[dict[str, float]] = []
     t0 = time.monotonic()
@@ -324,6 +483,7 @@ def main() -> int:
             "cpu_pct": round(cpu, 1),
             "sessions": k.sessions,
             "requests": k.requests,
+            "preemptions": k.preemptions,
         }
         rows.append(row)
         with csv_path.open("a" if len(rows) > 1 else "w", newline="") as f:
@@ -333,27 +493,37 @@ def main() -> int:
             w.writerow(row)
         print(
             f"[{row['t_s']:7.0f} s] rss {s.rss_kib / 1024:6.1f} MiB  fds {s.fds:3d}  "
-            f"cpu {cpu:5.1f} %  sessions {k.sessions}  errors {len(k.errors)}",
+            f"cpu {cpu:5.1f} %  sessions {k.sessions}  pre-emptions {k.preemptions}  "
+            f"errors {len(k.errors)}",
             flush=True,
         )
 
     try:
         n = 0
-        next_sample = time.monotonic()
+        next_sample = next_probe = time.monotonic()
         while time.monotonic() - t0 < args.duration:
             if n and time.monotonic() >= next_sample:  # from the first session's end on
                 take()
                 next_sample += args.interval
+            if args.probe and n and time.monotonic() >= next_probe:
+                probe_endpoint(ep.pid, probe)
+                next_probe += args.probe
             if ep.proc.poll() is not None:
                 k.errors.append(f"endpoint exited with {ep.proc.returncode}")
                 break
-            c = ep.accept()
-            try:
-                one_session(c, n, udp_port, tcp_port, raw, k)
-            except (AssertionError, TimeoutError, EOFError, OSError) as e:
-                k.errors.append(f"session {n}: {type(e).__name__}: {e}")
-                c.close()
-            ep.controllers.clear()
+            if args.preempt:
+                try:
+                    preempt_round(world, n, udp_port, tcp_port, raw, k)
+                except (AssertionError, TimeoutError, EOFError, OSError) as e:
+                    k.errors.append(f"round {n}: {type(e).__name__}: {e}")
+            else:
+                c = ep.accept()
+                try:
+                    one_session(c, n, udp_port, tcp_port, raw, k)
+                except (AssertionError, TimeoutError, EOFError, OSError) as e:
+                    k.errors.append(f"session {n}: {type(e).__name__}: {e}")
+                    c.close()
+                ep.controllers.clear()
             n += 1
             time.sleep(args.pause)
         take()
@@ -372,7 +542,8 @@ def main() -> int:
     print(
         f"\n{k.sessions} sessions, {k.requests} requests, {k.udp_datagrams} UDP datagrams "
         f"echoed, {k.tcp_bytes / 2**20:.0f} MiB TCP echoed, {k.raw_packets} raw sends, "
-        f"{k.captured} packets captured, {len(k.errors)} errors\n"
+        f"{k.captured} packets captured, {k.preemptions} pre-emptions, "
+        f"{len(k.errors)} errors\n"
         f"RSS {first['rss_kib'] / 1024:.1f} MiB at start, {after[0]['rss_kib'] / 1024:.1f} MiB "
         f"after warm-up, {final['rss_kib'] / 1024:.1f} MiB at the end "
         f"(max {max(r['rss_kib'] for r in rows) / 1024:.1f}); fds {first['fds']} -> "
@@ -380,6 +551,8 @@ def main() -> int:
         f"{args.warmup:.0f} s: {'n/a' if slope is None else f'{slope:+.2f} MB/hour'}\n"
         f"wrote {csv_path} and {png_path}"
     )
+    if args.probe:
+        print(probe_summary(probe, args.warmup))
     for e in k.errors[:20]:
         print("  error:", e)
     return 1 if k.errors else 0

@@ -1,19 +1,29 @@
 #!/usr/bin/env python3
 """Run twistd with a SIGUSR1 handler that appends the allocator's view of the process to
 a file: RSS, glibc heap size, bytes in use and free (mallinfo2), mmapped bytes, Python's
-allocated blocks and object count. Used by stress/memgrowth.py to tell a leak (bytes in
-use grow) from an allocator high-water mark (in use flat, free space grows, then stays).
+allocated blocks and object count, the garbage collector's counts. Used by
+stress/memgrowth.py and stress/soak.py (`--probe`) to tell a leak (bytes in use grow)
+from an allocator high-water mark (in use flat, free space grows, then stays).
+
+With PKTLAB_TRACEMALLOC=FRAMES in the environment, tracemalloc traces every allocation
+(FRAMES deep) and each row also names what grew most since the base snapshot (the first
+dump at least PKTLAB_TRACEMALLOC_BASE_S seconds after start, default 600) and since the
+previous dump, by source line, and which object types grew in number.
 
     python stress/twistd_mallinfo.py OUTFILE [twistd arguments...]
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import gc
 import json
+import os
 import signal
 import sys
+import time
+import tracemalloc
 from types import FrameType
 
 
@@ -43,19 +53,44 @@ def _rss_kib() -> int:
     return 0
 
 
+_TOP = 12
+
+
+def _grown(new: tracemalloc.Snapshot, old: tracemalloc.Snapshot) -> list[str]:
+    stats = new.compare_to(old, "lineno")
+    stats.sort(key=lambda s: s.size_diff, reverse=True)
+    return [
+        f"{s.size_diff:+d} B {s.count_diff:+d} blocks ({s.size} B now) {s.traceback[0]}"
+        for s in stats[:_TOP]
+        if s.size_diff > 0
+    ]
+
+
 def main() -> None:
     out = sys.argv[1]
     libc = ctypes.CDLL("libc.so.6")
     mallinfo2 = getattr(libc, "mallinfo2", None)  # glibc >= 2.33
     if mallinfo2 is not None:
         mallinfo2.restype = _MallInfo2
+    frames = int(os.environ.get("PKTLAB_TRACEMALLOC", "0"))
+    base_after = float(os.environ.get("PKTLAB_TRACEMALLOC_BASE_S", "600"))
+    if frames:
+        tracemalloc.start(frames)
+    started = time.monotonic()
+    base: dict[str, object] = {}  # the base snapshot and type counts, once taken
 
     def dump(signum: int, frame: FrameType | None) -> None:
-        gc.collect()
-        row = {
+        t0 = time.monotonic()
+        collected = gc.collect()
+        objects = gc.get_objects()
+        row: dict[str, object] = {
+            "t_s": round(time.monotonic() - started, 1),
             "rss_kib": _rss_kib(),
             "py_blocks": sys.getallocatedblocks(),
-            "py_objects": len(gc.get_objects()),
+            "py_objects": len(objects),
+            "gc_collected": collected,
+            "gc_counts": [s["collections"] for s in gc.get_stats()],
+            "gc_garbage": len(gc.garbage),
         }
         if mallinfo2 is not None:
             m = mallinfo2()
@@ -65,6 +100,23 @@ def main() -> None:
                 "free_kib": m.fordblks // 1024,
                 "mmap_kib": m.hblkhd // 1024,
             }
+        if frames:
+            types = collections.Counter(type(o).__name__ for o in objects)
+            snap = tracemalloc.take_snapshot()
+            row["traced_kib"] = tracemalloc.get_traced_memory()[0] // 1024
+            if not base and row["t_s"] >= base_after:  # type: ignore[operator]
+                base.update(snap=snap, types=types, t_s=row["t_s"])
+            if base:
+                row["base_t_s"] = base["t_s"]
+                row["grown_since_base"] = _grown(snap, base["snap"])  # type: ignore[arg-type]
+                old = base["types"]
+                assert isinstance(old, collections.Counter)
+                grown = sorted(((n - old[k], k, n) for k, n in types.items()), reverse=True)
+                row["types_grown_since_base"] = [
+                    f"{k} {d:+d} ({n})" for d, k, n in grown[:_TOP] if d > 0
+                ]
+        del objects
+        row["dump_s"] = round(time.monotonic() - t0, 2)
         with open(out, "a") as f:
             f.write(json.dumps(row) + "\n")
 

@@ -42,6 +42,7 @@ __all__ = ["IDLE_TIMEOUT", "MAX_FRAME", "BrokerFactory", "BrokerProtocol", "FanO
 
 MAX_FRAME = 65536  # bytes of body: an xcert is ~400, an xdescr at most 4096
 IDLE_TIMEOUT = 30.0  # s from connect to the first successful xsub/xpub
+CLOSE_TIMEOUT = 5.0  # s a closing link waits for the peer's close_notify or FIN
 
 _RESULT_OK = encode(Result(0))
 
@@ -143,6 +144,7 @@ class BrokerProtocol(Protocol):
         self._items: Iterator[Item] = iter(())
         self._held: IDelayedCall | None = None  # an error answer waiting for its delay
         self._idle: IDelayedCall | None = None
+        self._abort: IDelayedCall | None = None
         self._closing = False
         self._queue: deque[tuple[Publication, bytes]] | None = None
         self._paused = False
@@ -186,6 +188,9 @@ class BrokerProtocol(Protocol):
         self._held = self._idle = self._lean = None
         self._expiry.clear()
         self._queue = None
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
+        self._abort = None
         if self.session is None:
             return
         for pub in self.session.close():
@@ -215,7 +220,22 @@ class BrokerProtocol(Protocol):
             self._t.unregisterProducer()
         except RuntimeError:
             pass
+        # TLS closes once the peer's close_notify (or FIN) is read: read again (an error
+        # answer paused reading, and the link stayed open for good), and cut off a peer
+        # that sends neither.
+        self._t.resumeProducing()
         self._t.loseConnection()
+        self._abort = self.f.reactor.callLater(CLOSE_TIMEOUT, self._cut_off)
+
+    def _cut_off(self) -> None:
+        self._abort = None
+        self.log.info(
+            "aborting {role} link peer={peer}: no close_notify or FIN within {t} s of closing",
+            role=self.f.role.value,
+            peer=self.peer,
+            t=CLOSE_TIMEOUT,
+        )
+        self._t.abortConnection()
 
     def close(self) -> None:
         """Service stopping: close the link (its publications end with it)."""

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from packetlab.tls import AuthMode, Credentials, PPKSServerEndpoint, PPKSServerOptions, ServerEntry
 
-from .protocol import BrokerFactory
+from .protocol import IDLE_TIMEOUT, BrokerFactory
 from .registry import Registry
 from .session import Role
 from .throttle import Throttle
@@ -53,7 +53,9 @@ class BrokerService(service.Service):
         self.reactor = reactor
         self.options = server_options(credentials)
         self.registry = registry or Registry()
-        self.throttle = throttle or Throttle()
+        # Not `throttle or Throttle()`: an empty Throttle is falsy (it has __len__), so the
+        # configured ErrorDelay/ErrorDelayMax were silently replaced by the defaults.
+        self.throttle = throttle if throttle is not None else Throttle()
         self.where = {Role.PUBLISH: publish, Role.SUBSCRIBE: subscribe}
         self.status_where = status
         self.factories = {
@@ -81,7 +83,13 @@ class BrokerService(service.Service):
             self.store = RedisStore(self.reactor, self.store_url, self.registry)
             await self.store.start()
         for role, where in self.where.items():
-            ep = PPKSServerEndpoint(serverFromString(self.reactor, where), self.options)
+            # The idle deadline covers the handshake too: a client that never finishes it
+            # (silent, or a ClientHello one byte at a time) must not keep its descriptor.
+            ep = PPKSServerEndpoint(
+                serverFromString(self.reactor, where),
+                self.options,
+                handshake_timeout=(IDLE_TIMEOUT, self.reactor),
+            )
             port = await ep.listen(self.factories[role])
             self.ports[role.value] = port
             self.log.info(

@@ -197,11 +197,22 @@ class PeerGate(Protocol):
 
     log = Logger()
 
-    def __init__(self, app: AnyProtocol, *, is_client: bool, tcp_nodelay: bool = True) -> None:
+    def __init__(
+        self,
+        app: AnyProtocol,
+        *,
+        is_client: bool,
+        tcp_nodelay: bool = True,
+        handshake_timeout: tuple[float, AnyReactorTime] | None = None,
+    ) -> None:
         # Typed Any: zope interfaces are not types to mypy without mypy-zope.
         self.app: Any = app
         self.is_client = is_client
         self.tcp_nodelay = tcp_nodelay
+        # (seconds, clock): a peer that has not finished the handshake by then is cut off
+        # (the application's own timeouts start only once it is connected).
+        self.handshake_timeout = handshake_timeout
+        self._deadline: Any = None
         self.peer: VerifiedPeer | None = None
         self.refused: PeerVerificationError | None = None
         self._app_connected = False
@@ -238,6 +249,9 @@ class PeerGate(Protocol):
     # -- IProtocol / IHandshakeListener --
 
     def connectionMade(self) -> None:
+        if self.handshake_timeout is not None:
+            seconds, clock = self.handshake_timeout
+            self._deadline = cast(Any, clock).callLater(seconds, self._handshake_expired)
         if self.tcp_nodelay:
             # Each message is sent whole as one record; do not let Nagle hold it back.
             setter = getattr(self.transport, "setTcpNoDelay", None)
@@ -247,7 +261,22 @@ class PeerGate(Protocol):
                 except OSError:
                     pass
 
+    def _handshake_expired(self) -> None:
+        self._deadline = None
+        seconds = self.handshake_timeout[0] if self.handshake_timeout else 0
+        self._refuse(  # aborts the connection
+            PeerVerificationError(
+                PeerRefusal.HANDSHAKE_FAILED, f"TLS handshake not done in {seconds:g} s"
+            )
+        )
+
+    def _disarm(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
     def handshakeCompleted(self) -> None:
+        self._disarm()
         try:
             peer = self._verify()
         except PeerVerificationError as e:
@@ -292,6 +321,7 @@ class PeerGate(Protocol):
             self.app.dataReceived(held[0] if len(held) == 1 else b"".join(held))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._disarm()
         if self._app_connected:
             self.app.connectionLost(reason)
         elif self.refused is None:
@@ -504,6 +534,7 @@ class PPKSTLSFactory(TLSMemoryBIOFactory):
         *,
         tcp_nodelay: bool = True,
         clock: AnyReactorTime | None = None,
+        handshake_timeout: tuple[float, AnyReactorTime] | None = None,
     ) -> None:
         if is_client and not isinstance(creator, PPKSClientCreator):
             raise TypeError("a client PPKSTLSFactory needs a PPKSClientCreator")
@@ -519,12 +550,18 @@ class PPKSTLSFactory(TLSMemoryBIOFactory):
         )
         self.is_client = is_client
         self.tcp_nodelay = tcp_nodelay
+        self.handshake_timeout = handshake_timeout
 
     def buildProtocol(self, addr: IAddress | None) -> TLSMemoryBIOProtocol | None:  # type: ignore[override]
         app = self.wrappedFactory.buildProtocol(cast(IAddress, addr))
         if app is None:
             return None
-        gate = PeerGate(app, is_client=self.is_client, tcp_nodelay=self.tcp_nodelay)
+        gate = PeerGate(
+            app,
+            is_client=self.is_client,
+            tcp_nodelay=self.tcp_nodelay,
+            handshake_timeout=self.handshake_timeout,
+        )
         return self.protocol(self, gate)
 
 
@@ -561,7 +598,9 @@ class PPKSClientEndpoint:
 @implementer(IStreamServerEndpoint)
 class PPKSServerEndpoint:
     """Listens on `endpoint` with TLS + the PPKS check (e.g. around
-    `serverFromString(reactor, "tcp:20556")`, for `StreamServerEndpointService`)."""
+    `serverFromString(reactor, "tcp:20556")`, for `StreamServerEndpointService`).
+    `handshake_timeout` (seconds, clock): a client still in the handshake by then is cut
+    off (a slow or silent client would otherwise hold its descriptor for good)."""
 
     def __init__(
         self,
@@ -569,12 +608,20 @@ class PPKSServerEndpoint:
         options: PPKSServerOptions,
         *,
         tcp_nodelay: bool = True,
+        handshake_timeout: tuple[float, AnyReactorTime] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._options = options
         self._tcp_nodelay = tcp_nodelay
+        self._handshake_timeout = handshake_timeout
 
     def listen(self, protocolFactory: AnyProtocolFactory) -> Deferred[AnyListeningPort]:
         return cast(Any, self._endpoint).listen(
-            PPKSTLSFactory(self._options, False, protocolFactory, tcp_nodelay=self._tcp_nodelay)
+            PPKSTLSFactory(
+                self._options,
+                False,
+                protocolFactory,
+                tcp_nodelay=self._tcp_nodelay,
+                handshake_timeout=self._handshake_timeout,
+            )
         )

@@ -42,8 +42,10 @@ class BrokerProcess:
         *args: str,
         pub_port: int | None = None,
         sub_port: int | None = None,
+        error_delay: float = 0.5,
     ) -> None:
         self.home = home
+        self.error_delay = error_delay
         self.workdir = workdir
         self.pub_port = pub_port or free_port()
         self.sub_port = sub_port or free_port()
@@ -55,7 +57,7 @@ class BrokerProcess:
     def start(self) -> None:
         # Our own broker.conf: the home's one listens for status on a fixed port.
         conf = self.workdir / "broker.conf"
-        conf.write_text("StatusListen tcp:0:interface=127.0.0.1\nErrorDelay 0.5\n")
+        conf.write_text(f"StatusListen tcp:0:interface=127.0.0.1\nErrorDelay {self.error_delay}\n")
         argv = [
             *twistd(),
             "-n",

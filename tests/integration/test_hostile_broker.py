@@ -1,0 +1,314 @@
+"""Hostile clients against a real ``twistd pktbroker`` on both ports (issue 15).
+
+The endpoint's fault harness, pointed at the broker: mutated and malformed xcert/xsub/
+xpub frames, oversized frames, connection floods and slow peers (slowloris) on the
+publish and the subscribe port. Each bad input gets a result with a specific code and a
+`refuse` log line naming it (or, where no answer is possible, a close with a log line);
+the broker never dies, still serves a well-behaved subscriber and publisher, and after
+each scenario holds no more descriptors than before and is within `RSS_BOUND_KIB` of its
+resident memory. The broker runs with ErrorDelay 0: the throttle that slows down repeat
+offenders (tested in tests/unit/broker) would otherwise make each error cost seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from broker_world import BrokerProcess, Identity, RawClient
+from procstat import Sample, sample, settle
+from pxworld import client_hello, closed_by_peer
+from tls_world import pktlab_init
+
+from packetlab import wire
+from packetlab.broker.protocol import IDLE_TIMEOUT, MAX_FRAME
+from packetlab.ppks import PktlabHome, key_id, raw_public_key
+
+RSS_BOUND_KIB = 16 * 1024
+FLOOD_BOUND_KIB = 64 * 1024  # the first flood: OpenSSL state of 900 connections
+STATUSES = {int(s) for s in wire.Status}
+XD = b"controller_addr=127.0.0.1:9;sni_key=hostile;"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
+    return pktlab_init(tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="module")
+def broker(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    b = BrokerProcess(home, tmp_path_factory.mktemp("broker"), error_delay=0)
+    yield b
+    b.stop()
+
+
+class Port:
+    """One of the broker's ports and a client identity allowed on it."""
+
+    def __init__(self, home: PktlabHome, broker: BrokerProcess, role: str, tmp: Path) -> None:
+        self.role = role
+        self.home = home
+        if role == "pub":
+            self.port = broker.pub_port
+            self.cert, self.key = home.cert_path("agent_xc_xc"), home.key_path("k_xc")
+        else:
+            self.port = broker.sub_port
+            self.ident = Identity(home, tmp, f"hostile-{role}")
+            self.cert, self.key = self.ident.cert_path, self.ident.key_path
+
+    def client(self) -> RawClient:
+        return RawClient(self.port, self.cert, self.key)
+
+    def seeds(self) -> list[bytes]:
+        """Valid frames of this port to mutate from."""
+        home = self.home
+        if self.role == "pub":
+            eop = home.public_key("k_eop")
+            return [
+                wire.encode(wire.Xcert(home.certificate("pubcmd_exper_xc").der)),
+                wire.encode(wire.Xcert(home.certificate("exppriv_eop_exper").der)),
+                wire.encode(wire.Xpub([key_id(eop)], raw_public_key(eop), XD)),
+            ]
+        i = self.ident
+        return [
+            wire.encode(wire.Xcert(i.subcmd.der)),
+            wire.encode(wire.Xsub([i.channel], i.eopkey, b"endpoint_country=USA;")),
+        ]
+
+
+@pytest.fixture(params=["pub", "sub"])
+def port(
+    request: pytest.FixtureRequest, home: PktlabHome, broker: BrokerProcess, tmp_path: Path
+) -> Port:
+    return Port(home, broker, request.param, tmp_path)
+
+
+def healthy(home: PktlabHome, broker: BrokerProcess, tmp: Path) -> None:
+    """A fresh endpoint subscribes and is notified of a fresh publication."""
+    ident = Identity(home, tmp, f"healthy{time.monotonic_ns()}")
+    sub = ident.subscribe(broker.sub_port)
+    pub = RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
+    for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
+        pub.send(wire.Xcert(home.certificate(name).der))
+        assert pub.recv() == wire.Result(0)
+    eop = home.public_key("k_eop")
+    xd = f"controller_addr=127.0.0.1:9;sni_key=h{time.monotonic_ns()};".encode()
+    pub.send(wire.Xpub([key_id(eop)], raw_public_key(eop), xd))
+    assert pub.recv() == wire.Result(0)
+    note = sub.recv()
+    assert isinstance(note, wire.Xnotify) and note.xdescr == xd, note
+    pub.close()
+    sub.close()
+
+
+def baseline(home: PktlabHome, broker: BrokerProcess, tmp: Path) -> Sample:
+    healthy(home, broker, tmp)
+    return sample(broker.proc.pid)  # type: ignore[union-attr]
+
+
+def check(
+    name: str,
+    home: PktlabHome,
+    broker: BrokerProcess,
+    tmp: Path,
+    before: Sample,
+    bound_kib: int = RSS_BOUND_KIB,
+) -> None:
+    assert broker.running, f"broker died in {name}:\n{broker.output()[-3000:]}"
+    healthy(home, broker, tmp)
+    pid = broker.proc.pid  # type: ignore[union-attr]
+    after = settle(pid, fds=before.fds, seconds=15)
+    assert after.fds <= before.fds, f"{name}: descriptors {before.fds} -> {after.fds}"
+    grew = after.rss_kib - before.rss_kib
+    assert grew <= bound_kib, f"{name}: RSS grew by {grew / 1024:.1f} MiB"
+    report = os.environ.get("PKTLAB_HOSTILE_REPORT")
+    if report:
+        with open(report, "a") as f:
+            row = {"role": "broker", "scenario": name, "rss_before_kib": before.rss_kib}
+            row |= {"rss_after_kib": after.rss_kib, "fds_before": before.fds}
+            f.write(json.dumps(row | {"fds_after": after.fds}) + "\n")
+
+
+def mutate(rng: random.Random, frame: bytes) -> bytes:
+    """One hostile variant of a valid frame."""
+    body = bytearray(frame[4:])
+    kind = rng.randrange(6)
+    t = frame[0]
+    if kind == 0 and body:  # flip bytes
+        for _ in range(rng.randint(1, 8)):
+            body[rng.randrange(len(body))] = rng.randrange(256)
+    elif kind == 1:  # truncate, with a header that says so
+        del body[rng.randrange(len(body) + 1) :]
+    elif kind == 2:  # random body of the same type
+        body = bytearray(rng.randbytes(rng.randint(0, 600)))
+    elif kind == 3:  # another type: every message type, unknown ones too
+        t = rng.randrange(256)
+    elif kind == 4 and len(body) > 4:  # a length field inside the body lies
+        at = rng.randrange(len(body) - 1)
+        body[at : at + 2] = rng.choice([b"\xff\xff", b"\x00\x00", b"\x7f\xff", b"\x00\x01"])
+    else:  # bytes inserted in the middle
+        at = rng.randrange(len(body) + 1)
+        body[at:at] = rng.randbytes(rng.randint(1, 40))
+    return bytes([t]) + len(body).to_bytes(3, "big") + bytes(body)
+
+
+def test_mutated_frames_get_a_specific_code_each(
+    home: PktlabHome, broker: BrokerProcess, port: Port, tmp_path: Path
+) -> None:
+    """600 mutated frames per port, 24 pipelined per connection: every answer is a
+    result with a known code, every refusal has its log line with code and reason."""
+    before = baseline(home, broker, tmp_path)
+    rng = random.Random(f"broker-{port.role}")
+    seeds = port.seeds()
+    refusals = errors = answers = 0
+    mark = len(broker.output())
+    for _ in range(25):
+        c = port.client()
+        frames = [mutate(rng, rng.choice(seeds)) for _ in range(24)]
+        try:
+            c.send(b"".join(frames), split=False)
+        except OSError:
+            pass  # closed after a frame it cannot answer; counted below
+        for item in c.quiet(0.6):
+            assert isinstance(item, wire.Result), f"answer {item!r}"
+            assert item.errid in STATUSES, f"unknown code {item.errid}"
+            answers += 1
+            errors += item.errid != 0
+        c.close()
+    out = broker.output()[mark:]
+    refusals = out.count(" refuse ")
+    assert answers >= 25, f"only {answers} answers to 600 frames"
+    assert errors > 0 and refusals >= errors, (errors, refusals, out[-2000:])
+    assert "Traceback" not in out and "Unhandled" not in out, out[-3000:]
+    for line in out.splitlines():
+        if " refuse " in line:
+            assert "code=0x" in line and "reason=" in line, line
+    check(f"mutated frames on {port.role}", home, broker, tmp_path, before)
+
+
+def test_oversized_and_never_ending_frames_are_cut_off(
+    home: PktlabHome, broker: BrokerProcess, port: Port, tmp_path: Path
+) -> None:
+    """A header announcing 16 MiB is refused at once (the frame cap is 64 KiB), without
+    reading the body; a frame that never ends is closed by the idle timeout (see
+    test_slow_peers_are_closed_by_their_deadline)."""
+    before = baseline(home, broker, tmp_path)
+    mark = len(broker.output())
+    for length in (MAX_FRAME + 1, 0xFFFFFF):
+        c = port.client()
+        c.send(bytes([0x30]) + length.to_bytes(3, "big") + bytes(1000), split=False)
+        assert c.closed_by_peer(timeout=10)
+        c.close()
+    text = broker.wait_log(f"(limit {MAX_FRAME})", since=mark)[mark:]
+    assert "code=0x" in text and "ECTLBADMSG" in text, text[-2000:]
+    check(f"oversized frames on {port.role}", home, broker, tmp_path, before)
+
+
+def flood(home: PktlabHome, broker: BrokerProcess, tmp: Path) -> None:
+    """300 idle TCP connections, 100 garbage ones and 50 full TLS clients that say
+    nothing, on each port at once; a healthy client is served meanwhile."""
+    socks: list[socket.socket] = []
+    clients: list[RawClient] = []
+    for p in (Port(home, broker, "pub", tmp), Port(home, broker, "sub", tmp)):
+        for i in range(400):
+            s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+            if i >= 300:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: broker\r\n\r\n")
+            socks.append(s)
+        clients += [p.client() for _ in range(50)]
+    try:
+        assert sample(broker.proc.pid).fds > 600  # type: ignore[union-attr]  # all accepted
+        healthy(home, broker, tmp)  # served while flooded
+        for s in socks[300:400] + socks[700:]:  # the garbage: refused at once
+            assert closed_by_peer(s) == b""
+    finally:
+        for s in socks:
+            s.close()
+        for c in clients:
+            c.close()
+
+
+def test_connection_flood_leaves_service_and_memory_intact(
+    home: PktlabHome, broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """Two floods of 900 connections: every descriptor comes back after each; the
+    memory the first one took (TLS state of 900 handshakes: tens of MB) is reused by the
+    second, not taken again."""
+    before = baseline(home, broker, tmp_path)
+    flood(home, broker, tmp_path)
+    check("connection flood", home, broker, tmp_path, before, bound_kib=FLOOD_BOUND_KIB)
+    first = sample(broker.proc.pid)  # type: ignore[union-attr]
+    flood(home, broker, tmp_path)
+    check("second connection flood", home, broker, tmp_path, first)
+    assert "refused TLS peer" in broker.output()
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the peer closed `sock` (EOF, reset, TLS close_notify)."""
+    sock.setblocking(False)
+    try:
+        if isinstance(sock, ssl.SSLSocket):
+            return sock.recv(1) == b""  # nothing else comes before the close
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
+    except OSError:
+        return True
+
+
+def test_slow_peers_are_closed_by_their_deadline(
+    home: PktlabHome, broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """Slowloris on both ports: silent TCP connections, ClientHellos sent one byte per
+    0.5 s, and TLS clients sending an xcert one record of one byte per 0.5 s. None may
+    hold a descriptor past IDLE_TIMEOUT (a deadline from accept to the first xsub/xpub):
+    the handshake has it too, not just the time after it."""
+    before = baseline(home, broker, tmp_path)
+    hello = client_hello(None)
+    # (raw socket to watch, what to send one byte at a time, how to send it)
+    slow: list[tuple[socket.socket, bytes, object]] = []
+    mark = len(broker.output())
+    for role in ("pub", "sub"):
+        p = Port(home, broker, role, tmp_path)
+        for i in range(30):
+            s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+            slow.append((s, hello if i % 2 else b"", s.send))
+        for _ in range(5):
+            c = p.client()
+            slow.append((c.sock, p.seeds()[0], c.sock.send))
+    started = time.monotonic()
+    deadline = started + IDLE_TIMEOUT + 15
+    sent = 0
+    try:
+        open_ = slow
+        while open_ and time.monotonic() < deadline:
+            time.sleep(0.5)
+            still = []
+            for s, data, send in open_:
+                if _closed(s):
+                    continue
+                if sent < len(data):
+                    try:
+                        send(data[sent : sent + 1])  # type: ignore[operator]
+                    except OSError:
+                        continue
+                still.append((s, data, send))
+            open_ = still
+            sent += 1
+        took = time.monotonic() - started
+        assert not open_, f"{len(open_)} of {len(slow)} slow peers still open after {took:.0f} s"
+        assert took > IDLE_TIMEOUT - 5  # closed by the deadline, not by an error
+    finally:
+        for s, _, _ in slow:
+            s.close()
+    out = broker.output()[mark:]
+    assert "TLS handshake not done" in out, out[-3000:]
+    assert "closing idle" in out, out[-3000:]
+    check("slow peers", home, broker, tmp_path, before)

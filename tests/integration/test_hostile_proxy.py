@@ -1,0 +1,322 @@
+"""Hostile peers against a real ``twistd pktproxy`` (issue 15).
+
+The endpoint's fault harness, pointed at the proxy: mutated, split, oversized and
+never-ending TLS ClientHellos on the endpoints port; bad xreg frames (after a real TLS
+handshake) on the setup port; connection floods and slow peers (slowloris) on each.
+Every bad input is refused with a log line and a counter naming the reason, the proxy
+never dies and still registers and splices a well-behaved pair, and after each scenario
+it holds no more descriptors than before and is within `RSS_BOUND_KIB` of its resident
+memory. (tests/integration/test_proxy.py has one example of each refusal; this file
+has hundreds of variants.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from procstat import Sample, settle
+from pxworld import ProxyProc, client_hello, closed_by_peer, register
+from tls_world import pktlab_init
+
+from packetlab import wire
+from packetlab.tls import AuthMode, PPKSClientCreator
+from packetlab.tls.handoff import TLSHandoff
+
+RSS_BOUND_KIB = 16 * 1024
+HELLO_TIMEOUT = 0.5
+SETUP_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProc]:
+    home = pktlab_init(tmp_path_factory.mktemp("pxhome") / "home").root
+    p = ProxyProc(tmp_path_factory.mktemp("proxy"), home, "--hello-cap", "4096",
+                  "--hello-timeout", str(HELLO_TIMEOUT),
+                  "--setup-timeout", str(SETUP_TIMEOUT))  # fmt: skip
+    yield p
+    p.stop()
+
+
+def connect(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def healthy(proxy: ProxyProc) -> None:
+    """A manager registers and an endpoint's hello reaches it unchanged."""
+    key = f"healthy{time.monotonic_ns()}"
+    backlog = register(proxy.setup, key)
+    hello = client_hello(key)
+    ep = connect(proxy.endpoints)
+    ep.sendall(hello)
+    backlog.settimeout(10)
+    got = b""
+    while len(got) < len(hello):
+        chunk = backlog.recv(65536)
+        assert chunk, "backlog closed before the hello came"
+        got += chunk
+    assert got == hello
+    ep.close()
+    backlog.close()
+
+
+def pid(proxy: ProxyProc) -> int:
+    return proxy.proc.pid
+
+
+def baseline(proxy: ProxyProc) -> Sample:
+    healthy(proxy)
+    return settle(pid(proxy), fds=0, seconds=2)
+
+
+def check(name: str, proxy: ProxyProc, before: Sample, bound_kib: int = RSS_BOUND_KIB) -> None:
+    assert proxy.proc.poll() is None, f"proxy died in {name}:\n{proxy.text()[-3000:]}"
+    healthy(proxy)
+    after = settle(pid(proxy), fds=before.fds, seconds=15)
+    report = os.environ.get("PKTLAB_HOSTILE_REPORT")
+    if report:
+        with open(report, "a") as f:
+            row = {"role": "proxy", "scenario": name, "rss_before_kib": before.rss_kib}
+            row |= {"rss_after_kib": after.rss_kib, "fds_before": before.fds}
+            f.write(json.dumps(row | {"fds_after": after.fds}) + "\n")
+    assert after.fds <= before.fds, f"{name}: descriptors {before.fds} -> {after.fds}"
+    grew = after.rss_kib - before.rss_kib
+    assert grew <= bound_kib, f"{name}: RSS grew by {grew / 1024:.1f} MiB"
+    assert "Traceback" not in proxy.text(), proxy.text()[-3000:]
+
+
+def refusals(proxy: ProxyProc) -> int:
+    return sum(proxy.counters()["refusals"].values())
+
+
+def mutate_hello(rng: random.Random, hello: bytes) -> bytes:
+    b = bytearray(hello)
+    kind = rng.randrange(7)
+    if kind == 0:  # flip bytes anywhere (record header, handshake header, extensions)
+        for _ in range(rng.randint(1, 6)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+    elif kind == 1:  # flip bytes in the record and handshake headers only
+        b[rng.randrange(9)] = rng.randrange(256)
+    elif kind == 2:  # a length inside the hello lies
+        at = rng.randrange(5, len(b) - 2)
+        b[at : at + 2] = rng.choice([b"\xff\xff", b"\x00\x00", b"\x40\x00", b"\x00\x01"])
+    elif kind == 3:  # truncated (never completes: the hello timeout ends it)
+        del b[rng.randrange(1, len(b)) :]
+    elif kind == 4:  # bytes inserted, record length adjusted to cover them
+        at = rng.randrange(9, len(b))
+        b[at:at] = rng.randbytes(rng.randint(1, 300))
+        b[3:5] = (len(b) - 5).to_bytes(2, "big")
+    elif kind == 5:  # random bytes after a TLS handshake record header
+        body = rng.randbytes(rng.randint(0, 600))
+        b = bytearray(b"\x16\x03\x01" + len(body).to_bytes(2, "big") + body)
+    else:  # random garbage
+        b = bytearray(rng.randbytes(rng.randint(1, 400)))
+    return bytes(b)
+
+
+def test_mutated_and_split_hellos_are_refused_with_their_reason(proxy: ProxyProc) -> None:
+    """400 mutated ClientHellos (SNIs nobody registered), half of them split into
+    random pieces: each is closed with a counted, logged reason, within the hello
+    timeout when it never completes."""
+    before = baseline(proxy)
+    rng = random.Random("proxy-hellos")
+    hellos = [client_hello(f"nobody{i}") for i in range(4)] + [client_hello(None)]
+    was = refusals(proxy)
+    n = 400
+    for i in range(n):
+        data = mutate_hello(rng, rng.choice(hellos))
+        s = connect(proxy.endpoints)
+        try:
+            if i % 2:
+                cuts = sorted(rng.sample(range(1, len(data)), min(5, len(data) - 1)))
+                for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True):
+                    s.sendall(data[a:b])
+            else:
+                s.sendall(data)
+        except OSError:
+            pass  # refused before we were done
+        t0 = time.monotonic()
+        closed_by_peer(s, timeout=10)
+        assert time.monotonic() - t0 < HELLO_TIMEOUT + 5
+        s.close()
+    stats = proxy.counters(f"sum(refusals.values()) >= {was + n}")
+    reasons = set(stats["refusals"])
+    assert {"unknown_snikey", "malformed", "timeout"} <= reasons, stats
+    assert len(proxy.text().split(" refused (")) > n
+    check("mutated ClientHellos", proxy, before)
+
+
+def test_oversized_and_never_ending_hellos(proxy: ProxyProc) -> None:
+    """Hellos above the cap (one record of 16 KiB, records chained without end) are
+    refused as too large without buffering them; one sent a byte per 0.1 s, or one
+    announcing 16 KiB and stopping, ends at the hello timeout."""
+    before = baseline(proxy)
+    big = client_hello("big", pad=8000)
+    chained = b"".join(
+        b"\x16\x03\x01\x01\x00" + (b"\x01\x00\xff\xff" if i == 0 else b"") + bytes(256)
+        for i in range(64)
+    )
+    for data in (big, chained, b"\x16\x03\x01\x40\x00" + bytes(16384)):
+        s = connect(proxy.endpoints)
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        closed_by_peer(s)
+        s.close()
+    proxy.counters("refusals.get('too_large', 0) >= 3")
+    hello = client_hello("slowpoke")
+    for data, every in ((hello, 0.1), (b"\x16\x03\x01\x40\x00" + bytes(100), 10.0)):
+        s = connect(proxy.endpoints)
+        t0 = time.monotonic()
+        for b in data:
+            try:
+                s.send(bytes([b]))
+            except OSError:
+                break
+            s.settimeout(every)
+            try:
+                if s.recv(1) == b"":
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        took = time.monotonic() - t0
+        s.close()
+        assert HELLO_TIMEOUT - 0.1 < took < HELLO_TIMEOUT + 3, took
+    proxy.wait_log(rf"refused \(timeout\): no complete ClientHello in {HELLO_TIMEOUT:g} s")
+    check("oversized and never-ending ClientHellos", proxy, before)
+
+
+def _tls_setup(port: int) -> tuple[socket.socket, TLSHandoff]:
+    """A manager's setup connection after a real TLS handshake (no xreg yet)."""
+    s = connect(port)
+    tls = TLSHandoff(
+        PPKSClientCreator(None, AuthMode.AGENT).clientConnectionForTLS(None),  # type: ignore[arg-type]
+        is_client=True,
+    )
+    s.sendall(tls.start())
+    while True:
+        data = s.recv(65536)
+        assert data, "proxy closed during the handshake"
+        step = tls.receive(data)
+        if step.out:
+            s.sendall(step.out)
+        if step.handshake_done:
+            return s, tls
+
+
+def bad_xreg(rng: random.Random) -> bytes:
+    good = wire.encode(wire.Xreg(b"snikeyok"))
+
+    def xreg(body: bytes) -> bytes:
+        return bytes([good[0]]) + len(body).to_bytes(3, "big") + body
+
+    kind = rng.randrange(6)
+    if kind == 0:  # non-ASCII snikey
+        return xreg(bytes(rng.randrange(128, 256) for _ in range(8)))
+    if kind == 1:  # body above the setup port's 1024-byte frame cap
+        return bytes([good[0]]) + (2048).to_bytes(3, "big") + bytes(2048)
+    if kind == 2:  # another message type
+        return bytes([rng.randrange(256)]) + good[1:]
+    if kind == 3:  # a snikey out of the rules: empty, too long, upper case, punctuation
+        return xreg(rng.choice([b"", b"a" * 64, b"SNIKEY", b"sni-key", b"sni key", b"\x00"]))
+    if kind == 4:  # random body
+        return xreg(rng.randbytes(rng.randint(0, 100)))
+    return good + good  # two xregs: one is all a setup connection may send
+
+
+def test_bad_xreg_is_refused_with_its_reason(proxy: ProxyProc) -> None:
+    """120 bad xreg frames, each after a real TLS handshake: each connection is closed,
+    counted as a registration failure, and logged with what was wrong."""
+    before = baseline(proxy)
+    rng = random.Random("proxy-xreg")
+    was = proxy.counters()["registration_failures"]
+    n = 120
+    closed = 0
+    for _ in range(n):
+        s, tls = _tls_setup(proxy.setup)
+        try:
+            s.sendall(tls.send(bad_xreg(rng)))
+        except OSError:
+            pass
+        # A bad frame closes at once; a good-looking xreg gets its result and waits for
+        # close_notify, which never comes: the setup timeout ends it.
+        closed_by_peer(s, timeout=SETUP_TIMEOUT + 5)
+        closed += 1
+        s.close()
+    assert closed == n
+    proxy.counters(f"registration_failures >= {was + n}")
+    text = proxy.text()
+    for why in ("expected one xreg", "bad frame", "registration not done"):
+        assert why in text, why
+    check("bad xreg", proxy, before)
+
+
+def test_connection_flood_on_both_ports(proxy: ProxyProc) -> None:
+    """400 silent connections on each port and 100 on the setup port that finish TLS
+    and say nothing: a well-behaved pair is served meanwhile, the timeouts close every
+    one, and every descriptor comes back."""
+    before = baseline(proxy)
+    refused, failed = refusals(proxy), proxy.counters()["registration_failures"]
+    socks = [connect(proxy.endpoints) for _ in range(400)]
+    socks += [connect(proxy.setup) for _ in range(400)]
+    socks += [_tls_setup(proxy.setup)[0] for _ in range(100)]
+    healthy(proxy)
+    t0 = time.monotonic()
+    for s in socks:
+        closed_by_peer(s, timeout=SETUP_TIMEOUT + 10)
+        s.close()
+    assert time.monotonic() - t0 < SETUP_TIMEOUT + 15
+    proxy.counters(f"sum(refusals.values()) >= {refused + 400}")
+    proxy.counters(f"registration_failures >= {failed + 500}")
+    check("connection flood", proxy, before)
+
+
+def test_slow_peers_are_cut_off_at_their_deadline(proxy: ProxyProc) -> None:
+    """Slowloris: 50 endpoints sending a ClientHello a byte per 0.05 s, 50 managers
+    doing the TLS handshake a byte per 0.05 s: every one is closed by its timeout (the
+    deadline is absolute, so trickling bytes does not extend it)."""
+    before = baseline(proxy)
+    hello = client_hello("trickle")
+    tls = TLSHandoff(
+        PPKSClientCreator(None, AuthMode.AGENT).clientConnectionForTLS(None),  # type: ignore[arg-type]
+        is_client=True,
+    )
+    start = tls.start()
+    slow = [(connect(proxy.endpoints), hello) for _ in range(50)]
+    slow += [(connect(proxy.setup), start) for _ in range(50)]
+    t0 = time.monotonic()
+    open_ = slow
+    sent = 0
+    while open_ and time.monotonic() - t0 < SETUP_TIMEOUT + 10:
+        still = []
+        for s, data in open_:
+            try:
+                if sent < len(data):
+                    s.send(data[sent : sent + 1])
+                if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                continue
+            still.append((s, data))
+        open_ = still
+        sent += 1
+        time.sleep(0.05)
+    took = time.monotonic() - t0
+    for s, _ in slow:
+        s.close()
+    assert not open_, f"{len(open_)} slow peers still open after {took:.1f} s"
+    assert took < SETUP_TIMEOUT + 5
+    proxy.wait_log(rf"registration not done in {SETUP_TIMEOUT:g} s")
+    check("slow peers", proxy, before)

@@ -1,0 +1,73 @@
+"""Broker defects found by the hostile-client harness (issue 15;
+tests/integration/test_hostile_broker.py), each pinned over fakes."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from packetlab.broker.protocol import CLOSE_TIMEOUT, BrokerFactory, BrokerProtocol
+from packetlab.broker.registry import Registry
+from packetlab.broker.service import BrokerService
+from packetlab.broker.session import Role
+from packetlab.broker.throttle import Throttle
+from packetlab.ppks import generate_private_key, issue_certificate
+from packetlab.tls import Credentials
+from packetlab.wire import Framer, Result
+
+
+class Transport(StringTransport):
+    aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        self.loseConnection()
+
+
+def connect(clock: Clock) -> tuple[BrokerProtocol, Transport]:
+    f = BrokerFactory(Role.SUBSCRIBE, Registry(), Throttle(base=1.0), clock)
+    p = f.buildProtocol(None)
+    t = Transport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1234))
+    p.makeConnection(t)
+    return p, t
+
+
+def test_a_link_closed_after_an_error_reads_again_then_is_cut_off() -> None:
+    """Closing after an error answer: reading was paused for the answer's delay, and TLS
+    waits for the peer's close_notify, so the link stayed open for good. It reads again
+    (the close_notify or FIN ends it) and is aborted if the peer sends neither."""
+    clock = Clock()
+    p, t = connect(clock)
+    p.dataReceived(bytes([0x99, 0, 0, 0]))  # unknown type: ECTLNOTSUP, then close
+    assert t.producerState == "paused"  # the answer waits for its delay
+    clock.advance(1)
+    assert list(Framer().feed(t.value())) == [Result(0x11)]
+    assert t.disconnecting and t.producerState == "producing"
+    clock.advance(CLOSE_TIMEOUT - 0.1)
+    assert not t.aborted
+    clock.advance(0.1)
+    assert t.aborted
+
+
+def test_a_link_that_closes_in_time_leaves_no_timer() -> None:
+    clock = Clock()
+    p, t = connect(clock)
+    p.dataReceived(bytes([0x99, 0, 0, 0]))
+    clock.advance(1)
+    p.connectionLost()
+    assert clock.getDelayedCalls() == []
+    assert not t.aborted
+
+
+def test_the_configured_throttle_is_used() -> None:
+    """`throttle or Throttle()` replaced an empty (falsy: it has __len__) configured
+    Throttle by the default one: ErrorDelay 0 still delayed errors by 0.5 s and up."""
+    key = generate_private_key()
+    agent = issue_certificate("agent", key, key, 0, 2**31 - 1)
+    mine = Throttle(base=0)
+    svc = BrokerService(
+        Clock(), Credentials([agent], key), publish="tcp:0", subscribe="tcp:0", throttle=mine
+    )
+    assert svc.throttle is mine
+    assert all(f.throttle is mine for f in svc.factories.values())

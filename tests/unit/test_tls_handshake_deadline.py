@@ -1,0 +1,96 @@
+"""A TLS server's handshake deadline (PPKSServerEndpoint / PPKSTLSFactory
+`handshake_timeout`): a client that never finishes the handshake is cut off with a
+specific refusal, one that finishes in time is not (issue 15: slowloris on the broker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.test.iosim import connectedServerAndClient
+
+from packetlab.ppks import AuthMode, generate_private_key, issue_certificate
+from packetlab.tls import Credentials, PPKSClientCreator, PPKSServerOptions, ServerEntry
+from packetlab.tls.protocol import PeerGate, PeerRefusal, PPKSTLSFactory
+
+NB, NA = 0, 2**31 - 1
+
+
+def server_options() -> PPKSServerOptions:
+    key = generate_private_key()
+    agent = issue_certificate("agent", key, key, NB, NA)
+    return PPKSServerOptions(default=ServerEntry(Credentials([agent], key), AuthMode.NO_VERIFY))
+
+
+class App(Protocol):
+    made = False
+
+    def connectionMade(self) -> None:
+        self.made = True
+
+
+def server(clock: Clock, seconds: float | None = 30.0) -> PPKSTLSFactory:
+    return PPKSTLSFactory(
+        server_options(),
+        False,
+        Factory.forProtocol(App),
+        handshake_timeout=None if seconds is None else (seconds, clock),
+    )
+
+
+def gate_of(tls: Any) -> PeerGate:
+    gate = tls.wrappedProtocol
+    assert isinstance(gate, PeerGate)
+    return gate
+
+
+def test_a_silent_client_is_cut_off_at_the_deadline() -> None:
+    clock = Clock()
+    tls: Any = server(clock).buildProtocol(None)
+    gate = gate_of(tls)
+    transport = StringTransport()
+    tls.makeConnection(transport)
+    clock.advance(29.9)
+    assert not transport.disconnecting and gate.refused is None
+    tls.dataReceived(b"\x16\x03\x01\x00")  # a trickle does not extend the deadline
+    clock.advance(0.1)
+    assert gate.refused is not None
+    assert gate.refused.refusal is PeerRefusal.HANDSHAKE_FAILED
+    assert "TLS handshake not done in 30 s" in str(gate.refused)
+    assert transport.disconnecting or transport.disconnected
+    assert not gate.app.made
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_client_that_goes_away_leaves_no_timer() -> None:
+    clock = Clock()
+    tls: Any = server(clock).buildProtocol(None)
+    tls.makeConnection(StringTransport())
+    assert len(clock.getDelayedCalls()) == 1
+    tls.connectionLost(Exception("gone"))
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_handshake_in_time_disarms_the_deadline() -> None:
+    clock = Clock()
+    creator = PPKSClientCreator(None, AuthMode.NO_VERIFY)
+    cf = PPKSTLSFactory(creator, True, Factory.forProtocol(App))
+    sf = server(clock)
+    server_tls, _client_tls, pump = connectedServerAndClient(
+        lambda: sf.buildProtocol(None), lambda: cf.buildProtocol(None), greet=False
+    )
+    pump.flush()
+    gate = gate_of(server_tls)
+    assert gate.peer is not None and gate.app.made
+    assert clock.getDelayedCalls() == []
+    clock.advance(60)
+    assert gate.refused is None
+
+
+def test_no_deadline_unless_asked() -> None:
+    clock = Clock()
+    tls: Any = server(clock, None).buildProtocol(None)
+    tls.makeConnection(StringTransport())
+    assert clock.getDelayedCalls() == []
