@@ -31,7 +31,7 @@ from packetlab.controller import (
     udp_exchange,
 )
 from packetlab.controller._deferred import deferred_api
-from packetlab.measure.pcap import PcapRecorder
+from packetlab.measure.pcap import PcapRecorder, local_udp_end
 from packetlab.measure.stream import StreamError, TcpStream
 
 __all__ = ["DnsAnswer", "DnsError", "DnsResult", "dns_query", "parse_qtype", "resolver_of"]
@@ -174,9 +174,7 @@ async def _over_udp(
     wire = query.to_wire()
     local: tuple[str, int] | None = None
     if recorder is not None:  # a port we choose, so the capture can show it
-        info = await read_system_info(session)
-        mine = [a for a in info.addresses if a.version == parse_address(server).version]
-        local = (str(mine[0]) if mine else "0.0.0.0", random.randrange(49152, 65536))
+        local = await local_udp_end(session, server)
     for _ in range(attempts):
         lport = local[1] if local else 0
         ex = await udp_exchange(session, server, result.port, wire, timeout=timeout, lport=lport)
