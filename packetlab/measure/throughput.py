@@ -415,10 +415,14 @@ class _Upload:
         if refused is not None:
             if refused.name == "ESKTPKTDENY":
                 raise ThroughputError(
-                    f"the endpoint refused the sends (ESKTPKTDENY): its send limits (the "
-                    f"reference endpoint's built-in 10 Mb/s over 10 s, or its certificates') "
-                    f"do not allow {total} bytes now; ask for at most 12 MB per 10 s, or use "
-                    "an endpoint whose certificates allow more"
+                    f"the endpoint refused the sends (ESKTPKTDENY): its send window does not "
+                    f"allow {total} bytes now. Without a max_burst_rate_byte limit in the "
+                    "operator's exppriv certificate an endpoint allows 12,500,000 bytes per "
+                    "10 s (the reference's built-in 10 Mb/s); ask for less, or have the "
+                    "operator grant more: pktlab init --max-burst-rate-byte "
+                    "1250000000/10000000000 for the in-process endpoint, pktlab ppks sign "
+                    "... --max-burst-rate-byte for others (this project's endpoint; the "
+                    "reference applies 10 Mb/s always). See docs/throughput.md"
                 )
             raise refused
         if await read_time(session) > start:
