@@ -29,6 +29,7 @@ from packetlab.measure.congruence import c1, c2
 from packetlab.testbed import Shape, Testbed, chain
 
 REPO = Path(__file__).resolve().parent.parent
+LAST_RECORD: dict[str, object] = {}  # the last PacketLab record (server figure, chunks)
 
 
 def packetlab_run(
@@ -59,6 +60,8 @@ def packetlab_run(
         print(f"pktlab run throughput failed: {out.stderr.strip()[-400:]}", file=sys.stderr)
         return None
     record = json.loads(lines[0])
+    LAST_RECORD.clear()
+    LAST_RECORD.update(record)
     if record.get("mbit_s") is None:  # reported, not fatal: the table says how many failed
         print(f"pktlab run throughput: {record.get('error')}", file=sys.stderr)
         return None
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             server = str(tb.addr("tg"))
             for direction in args.direction or ("download", "upload"):
                 pl: list[float] = []
+                pl_server: list[object] = []  # the iperf3 server's figure of each PL run
                 nt: list[float] = []
                 for i in range(args.runs):
                     order = ("pl", "nt") if i % 2 == 0 else ("nt", "pl")
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                             )
                             if got_pl is not None:
                                 pl.append(got_pl)
+                                pl_server.append(LAST_RECORD.get("server_mbit_s"))
                         else:
                             got = run_iperf3(server, direction=direction, nbytes=args.bytes,
                                              netns=tb.netns_name("ep"))  # fmt: skip
@@ -131,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                          [{"values": pl}], [{"values": nt}])  # fmt: skip
                 figures.append(
                     {"rate": rate, "direction": direction, "pl": pl, "nt": nt,
+                     "pl_server": pl_server, "burst_bytes": burst,
                      "c1": v1.to_dict(), "c2": v2.to_dict()}
                 )  # fmt: skip
                 rows.append([
