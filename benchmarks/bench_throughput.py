@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from benchmarks.common import environment, fmt, markdown_table, write_json
@@ -39,7 +41,7 @@ def packetlab_run(
     nbytes: int,
     spy: Path | None = None,
     *,
-    tls: bool = False,
+    home: Path | None = None,
 ) -> float | None:
     """One `pktlab run throughput` in ep; under py-spy (collapsed stacks into `spy`) if set."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -52,7 +54,8 @@ def packetlab_run(
         "ip", "netns", "exec", tb.netns_name("ep"), *prefix, sys.executable, "-m", "packetlab",
         "run", "throughput", "--json", "--server", server, "--direction", direction,
         "--bytes", str(nbytes),
-        *([] if tls else ["--insecure-plaintext"]),  # plaintext: no certificate send cap
+        # plaintext: no certificates, no send window; TLS: a home whose exppriv grants one
+        *(["--home", str(home)] if home else ["--insecure-plaintext"]),
     ]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
@@ -66,6 +69,17 @@ def packetlab_run(
         print(f"pktlab run throughput: {record.get('error')}", file=sys.stderr)
         return None
     return float(record["mbit_s"])
+
+
+def tls_home() -> Path:
+    """A `pktlab init` home whose exppriv grants 10 Gb/s over 10 s (docs/throughput.md)."""
+    home = Path(tempfile.mkdtemp(prefix="bench-tp-")) / "home"
+    subprocess.run(
+        [sys.executable, "-m", "packetlab", "init", "--home", str(home),
+         "--max-burst-rate-byte", "12500000000/10000000000"],
+        check=True, capture_output=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    return home
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     args = ap.parse_args(argv)
     rates = args.rate or ["100mbit", "1gbit"]
+    home = tls_home() if args.tls else None
     rows, figures = [], []
     for rate in rates:
         shape = Shape.parse(rate)
@@ -118,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                             if args.py_spy is not None:
                                 spy = args.py_spy / f"{rate}-{direction}-{i}.txt"
                             got_pl = packetlab_run(
-                                tb, server, direction, args.bytes, spy, tls=args.tls
+                                tb, server, direction, args.bytes, spy, home=home
                             )
                             if got_pl is not None:
                                 pl.append(got_pl)
@@ -163,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             rows,
         )
     )
+    if home is not None:
+        shutil.rmtree(home.parent, ignore_errors=True)
     if args.json:
         write_json(args.json, {"environment": environment(), "results": figures})
     return 0
