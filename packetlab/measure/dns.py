@@ -224,7 +224,10 @@ async def _over_tcp(
             return
         assert ntag is not None
         sent = await ntag
-        result.rtt_us = (head.time - sent.time) / 1000
+        # A TCP ntag is stamped once send() returned; on a loaded endpoint that can be after
+        # the answer's kernel receive stamp: then the round trip is not known (None).
+        if head.time >= sent.time:
+            result.rtt_us = (head.time - sent.time) / 1000
         _fill(result, msg, length)
     except StreamError as e:
         result.error = str(e)
