@@ -4,6 +4,7 @@ builder, and the session pool."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import socket
 import struct
@@ -146,7 +147,7 @@ def test_midar_windows_pair_only_neighbours_in_velocity() -> None:
     assert wins[0] == ["a0", "a1", "a2", "a3"] and wins[1] == ["a2", "a3", "a4", "a5"]
     # every two neighbours in velocity share a window; far ones never do
     order = sorted(v, key=v.__getitem__)
-    for x, y in zip(order, order[1:], strict=False):
+    for x, y in itertools.pairwise(order):
         assert any(x in w and y in w for w in wins)
     assert not any("a0" in w and "a9" in w for w in wins)
     assert velocity_windows({"a": 1.0, "b": 2.0}, 50) == [["a", "b"]]
