@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from benchmarks.common import environment, fmt, markdown_table, write_json
@@ -29,21 +31,55 @@ from packetlab.measure.congruence import c1, c2
 from packetlab.testbed import Shape, Testbed, chain
 
 REPO = Path(__file__).resolve().parent.parent
+LAST_RECORD: dict[str, object] = {}  # the last PacketLab record (server figure, chunks)
 
 
-def packetlab_run(tb: Testbed, server: str, direction: str, nbytes: int) -> float | None:
+def packetlab_run(
+    tb: Testbed,
+    server: str,
+    direction: str,
+    nbytes: int,
+    spy: Path | None = None,
+    *,
+    home: Path | None = None,
+) -> float | None:
+    """One `pktlab run throughput` in ep; under py-spy (collapsed stacks into `spy`) if set."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    prefix: list[str] = []
+    if spy is not None:
+        spy.parent.mkdir(parents=True, exist_ok=True)
+        py_spy = str(Path(sys.executable).with_name("py-spy"))
+        prefix = [py_spy, "record", "-r", "500", "-f", "raw", "-o", str(spy), "--"]
     argv = [
-        "ip", "netns", "exec", tb.netns_name("ep"), sys.executable, "-m", "packetlab", "run",
-        "throughput", "--json", "--server", server, "--direction", direction,
-        "--bytes", str(nbytes), "--insecure-plaintext",  # no certificate send cap
+        "ip", "netns", "exec", tb.netns_name("ep"), *prefix, sys.executable, "-m", "packetlab",
+        "run", "throughput", "--json", "--server", server, "--direction", direction,
+        "--bytes", str(nbytes),
+        # plaintext: no certificates, no send window; TLS: a home whose exppriv grants one
+        *(["--home", str(home)] if home else ["--insecure-plaintext"]),
     ]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
-    record = json.loads(out.stdout.splitlines()[0])
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        print(f"pktlab run throughput failed: {out.stderr.strip()[-400:]}", file=sys.stderr)
+        return None
+    record = json.loads(lines[0])
+    LAST_RECORD.clear()
+    LAST_RECORD.update(record)
     if record.get("mbit_s") is None:  # reported, not fatal: the table says how many failed
         print(f"pktlab run throughput: {record.get('error')}", file=sys.stderr)
         return None
     return float(record["mbit_s"])
+
+
+def tls_home() -> Path:
+    """A `pktlab init` home whose exppriv grants 10 Gb/s over 10 s (docs/throughput.md)."""
+    home = Path(tempfile.mkdtemp(prefix="bench-tp-")) / "home"
+    subprocess.run(
+        [sys.executable, "-m", "packetlab", "init", "--home", str(home),
+         "--max-burst-rate-byte", "12500000000/10000000000"],
+        check=True, capture_output=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    return home
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,24 +89,55 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bytes", type=int, default=25 << 20, help="bytes per transfer [25 MiB]")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--plots", type=Path, help="write a CDF plot per case into this directory")
+    ap.add_argument(
+        "--burst-ms", type=float, default=10.0,
+        help="tbf bucket of the shaped link in ms of traffic [10, the testbed's default]: "
+        "native iperf3 averages over the whole transfer, bucket burst included, while the "
+        "paper's method ignores the first MiB",
+    )  # fmt: skip
+    ap.add_argument(
+        "--direction", action="append", choices=("download", "upload"),
+        help="only this direction (repeatable) [both]",
+    )  # fmt: skip
+    ap.add_argument(
+        "--tls", action="store_true",
+        help="the endpoint over TLS (pktlab init's chains; uploads need a send-rate limit "
+        "above 10 Mb/s: see docs/throughput.md) instead of --insecure-plaintext",
+    )  # fmt: skip
+    ap.add_argument(
+        "--py-spy", type=Path, metavar="DIR",
+        help="profile each PacketLab run with py-spy (pip install py-spy): collapsed stacks "
+        "DIR/RATE-DIRECTION-N.txt",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     rates = args.rate or ["100mbit", "1gbit"]
+    home = tls_home() if args.tls else None
     rows, figures = [], []
     for rate in rates:
-        with Testbed(chain(1, shape={2: Shape.parse(rate)})) as tb:
+        shape = Shape.parse(rate)
+        burst = max(3000, int(shape.rate_bit / 8 * args.burst_ms / 1000))
+        shape = Shape(shape.rate_bit, burst_bytes=burst, latency_ms=shape.latency_ms)
+        with Testbed(chain(1, shape={2: shape})) as tb:
             tb.popen("tg", ["iperf3", "-s"], stdout=subprocess.DEVNULL)
             tb.wait_listening("tg", 5201)
             server = str(tb.addr("tg"))
-            for direction in ("download", "upload"):
+            for direction in args.direction or ("download", "upload"):
                 pl: list[float] = []
+                pl_server: list[object] = []  # the iperf3 server's figure of each PL run
                 nt: list[float] = []
                 for i in range(args.runs):
                     order = ("pl", "nt") if i % 2 == 0 else ("nt", "pl")
                     for who in order:
                         if who == "pl":
-                            got_pl = packetlab_run(tb, server, direction, args.bytes)
+                            spy = None
+                            if args.py_spy is not None:
+                                spy = args.py_spy / f"{rate}-{direction}-{i}.txt"
+                            got_pl = packetlab_run(
+                                tb, server, direction, args.bytes, spy, home=home
+                            )
                             if got_pl is not None:
                                 pl.append(got_pl)
+                                pl_server.append(LAST_RECORD.get("server_mbit_s"))
                         else:
                             got = run_iperf3(server, direction=direction, nbytes=args.bytes,
                                              netns=tb.netns_name("ep"))  # fmt: skip
@@ -84,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                          [{"values": pl}], [{"values": nt}])  # fmt: skip
                 figures.append(
                     {"rate": rate, "direction": direction, "pl": pl, "nt": nt,
+                     "pl_server": pl_server, "burst_bytes": burst,
                      "c1": v1.to_dict(), "c2": v2.to_dict()}
                 )  # fmt: skip
                 rows.append([
@@ -110,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             rows,
         )
     )
+    if home is not None:
+        shutil.rmtree(home.parent, ignore_errors=True)
     if args.json:
         write_json(args.json, {"environment": environment(), "results": figures})
     return 0

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from packetlab.monitor import abi
 from packetlab.ppks import (
+    BurstRate,
+    CertificateError,
     CertLimits,
     CertType,
     DelType,
@@ -20,6 +22,7 @@ from packetlab.ppks import (
     write_key_pair,
 )
 from packetlab.ppks.keys import Ed25519PrivateKey
+from packetlab.ppks.limits import parse_burst_rates
 
 NOT_BEFORE = 0
 NOT_AFTER = 2147483647
@@ -79,6 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="require this monitor: its digest goes into exppriv_eop_exper's monitor= "
         "limit (repeatable; docs/monitors.md)",
     )
+    parser.add_argument(
+        "--max-burst-rate-byte",
+        metavar="BYTES/WINDOW_NS",
+        help="send window of exppriv_eop_exper (e.g. 1250000000/10000000000 = 1 Gb/s over "
+        "10 s; several comma-separated): the operator's grant, which replaces the built-in "
+        "10 Mb/s window on this project's endpoint (docs/security.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,9 +100,15 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    rates: tuple[BurstRate, ...] = ()
     try:
+        if args.max_burst_rate_byte:
+            rates = parse_burst_rates("max_burst_rate_byte", args.max_burst_rate_byte)
         digests = [abi.digest(p.read_bytes()) for p in args.monitor]
-        init_home(home, digests)
+        init_home(home, digests, send_rates=rates)
+    except CertificateError as e:
+        print(f"error: --max-burst-rate-byte: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -100,9 +116,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def init_home(home: PktlabHome, monitors: Sequence[bytes] = ()) -> dict[str, Ed25519PrivateKey]:
+def init_home(
+    home: PktlabHome, monitors: Sequence[bytes] = (), *, send_rates: Sequence[BurstRate] = ()
+) -> dict[str, Ed25519PrivateKey]:
     """Create the demo keys, certificates and CSRs in `home`; returns the keys by name.
-    `monitors` (digests) are required by the exppriv certificate."""
+    `monitors` (digests) are required by the exppriv certificate, and `send_rates` are its
+    max_burst_rate_byte."""
     home.create_dirs()
     keys: dict[str, Ed25519PrivateKey] = {}
     for name in KEYS:
@@ -111,8 +130,11 @@ def init_home(home: PktlabHome, monitors: Sequence[bytes] = ()) -> dict[str, Ed2
         print(f"key  {home.key_path(name)}  id {key_id(keys[name]).hex()}")
     for name, ctype, signer, subject in CERTS:
         limits = None
-        if monitors and ctype is CertType.EXPPRIV:
-            limits = CertLimits(monitor_digests=tuple(monitors))
+        if (monitors or send_rates) and ctype is CertType.EXPPRIV:
+            limits = CertLimits(
+                monitor_digests=tuple(monitors) or None,
+                max_burst_rate_byte=tuple(send_rates) or None,
+            )
         cert = issue_certificate(
             ctype, keys[signer], keys[subject], NOT_BEFORE, NOT_AFTER, limits=limits
         )

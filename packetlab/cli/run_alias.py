@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 from typing import Any
 
+from packetlab.cli import pcapout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
@@ -18,8 +19,12 @@ examples:
       # their probes interleaved on one time axis
 
 Every candidate gets an ICMP echo in turn, one global slot every --spacing ms, dealt
-round-robin over (address, endpoint). Pairs whose merged IP-ID series passes the
-monotonic bounds test are aliases. See docs/alias.md.
+round-robin over (address, endpoint). MIDAR's four stages: estimation (--rounds probes
+per address: its counter's velocity), discovery (neighbours in velocity, in windows of
+--window addresses), elimination and corroboration (fresh probes of the candidate pairs,
+then of every pair inside each alias set). Pairs whose merged IP-ID series pass the
+monotonic bounds test in every stage are aliases; --single-stage tests every pair on one
+probing run. See docs/alias.md.
 """
 
 
@@ -30,6 +35,19 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="ms between consecutive probes (all endpoints) [2]")  # fmt: skip
     p.add_argument("--wait", type=float, default=1.0, metavar="S", help="reply wait [1 s]")
     p.add_argument("--samples", action="store_true", help="also print every IP-ID sample")
+    p.add_argument("--single-stage", action="store_true",
+                   help="one probing run, every pair tested (no MIDAR stages)")  # fmt: skip
+    p.add_argument("--discovery-rounds", type=int, default=10, metavar="N",
+                   help="probes per address in each discovery window [10]")  # fmt: skip
+    p.add_argument("--elimination-rounds", type=int, default=20, metavar="N",
+                   help="probes per address in elimination [20]")  # fmt: skip
+    p.add_argument("--corroboration-rounds", type=int, default=20, metavar="N",
+                   help="probes per address in corroboration [20]")  # fmt: skip
+    p.add_argument("--window", type=int, default=50, metavar="N",
+                   help="discovery: addresses compared together, by velocity [50]")  # fmt: skip
+    p.add_argument("--velocity-ratio", type=float, default=3.0, metavar="R",
+                   help="discovery: pair only velocities within a factor R [3]")  # fmt: skip
+    pcapout.add_option(p)
 
 
 def _targets(args: argparse.Namespace) -> list[str]:
@@ -49,16 +67,19 @@ def _targets(args: argparse.Namespace) -> list[str]:
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.alias import alias_pairs, alias_sets, collect_ip_ids, velocity
+    from packetlab.measure.midar import StageReport, midar
 
     targets = _targets(args)
     if not 2 <= args.rounds <= 10_000 or not 0.05 <= args.spacing <= 10_000:
         raise RunError("--rounds must be 2..10000 and --spacing 0.05..10000 ms")
+    stage_rounds = (args.discovery_rounds, args.elimination_rounds, args.corroboration_rounds)
+    if not all(2 <= n <= 10_000 for n in stage_rounds):
+        raise RunError("--discovery/elimination/corroboration-rounds must be 2..10000")
+    if args.window < 2 or args.velocity_ratio < 1:
+        raise RunError("--window must be >= 2 and --velocity-ratio >= 1")
+    recorder = pcapout.recorder_for(args)
 
-    async def run(sessions: Any) -> None:
-        progress(f"alias: {len(targets)} addresses x {args.rounds} rounds")
-        samples = await collect_ip_ids(
-            sessions, targets, rounds=args.rounds, spacing=args.spacing / 1000, wait=args.wait
-        )
+    def series_records(samples: list[Any]) -> None:
         if args.samples:
             for s in samples:
                 emit(s.to_dict())
@@ -68,12 +89,41 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             emit({"type": "ipid-series", "addr": t, "samples": len(series),
                   "endpoints": len({s.endpoint for s in samples if s.addr == t}),
                   "usable": v is not None, "ids_per_s": v})  # fmt: skip
-        pairs = alias_pairs(samples)
+
+    def stage(st: StageReport) -> None:
+        emit(st.to_dict())
+        progress(f"alias: {st.stage} done: {st.pairs} pairs kept")
+
+    async def run(sessions: Any) -> None:
+        spacing = args.spacing / 1000
+        if args.single_stage:
+            progress(f"alias: {len(targets)} addresses x {args.rounds} rounds")
+            samples = await collect_ip_ids(
+                sessions, targets, rounds=args.rounds, spacing=spacing, wait=args.wait,
+                recorder=recorder,
+            )  # fmt: skip
+            series_records(samples)
+            pairs = alias_pairs(samples)
+            sets = alias_sets(pairs)
+        else:
+            progress(f"alias: estimation, {len(targets)} addresses x {args.rounds} rounds")
+            got = await midar(
+                sessions, targets, estimation_rounds=args.rounds,
+                discovery_rounds=args.discovery_rounds,
+                elimination_rounds=args.elimination_rounds,
+                corroboration_rounds=args.corroboration_rounds, window=args.window,
+                velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
+                recorder=recorder, on_stage=stage,
+            )  # fmt: skip
+            series_records(got.estimation)
+            pairs, sets = got.pairs, got.sets
+            for g in got.inconsistent:
+                emit({"type": "alias-inconsistent", "set": g})
         for a, b in pairs:
             emit({"type": "alias", "a": a, "b": b})
-        emit({"type": "alias-sets", "sets": alias_sets(pairs)})
+        emit({"type": "alias-sets", "sets": sets})
 
-    return run
+    return pcapout.recording(args, recorder, run)
 
 
 def row(r: Record) -> str | None:
@@ -85,6 +135,12 @@ def row(r: Record) -> str | None:
         return f"{r['a']} {r['b']}"
     if t == "alias-sets":
         return "\n".join("# router: " + " ".join(s) for s in r["sets"]) or None
+    if t == "alias-stage":
+        return (f"# {r['stage']}: {r['addresses']} addresses x {r['rounds']} rounds, "
+                f"{r['samples']} samples, {r['tested']} pairs tested, "
+                f"{r['pairs']} kept")  # fmt: skip
+    if t == "alias-inconsistent":
+        return "# split by corroboration (not every pair passed): " + " ".join(r["set"])
     if t == "summary":
         return f"# {r['pairs']} alias pairs"
     return None
@@ -95,7 +151,12 @@ def summary(records: list[Record]) -> Record:
 
 
 def budget(args: argparse.Namespace) -> float:
-    return len(args.targets) * args.rounds * args.spacing / 1000 * 4 + args.wait + 15
+    rounds = args.rounds
+    if not args.single_stage:  # every stage at most every address; discovery windows overlap
+        rounds += 2 * args.discovery_rounds + args.elimination_rounds
+        rounds += args.corroboration_rounds
+    stages = 1 if args.single_stage else 4
+    return len(args.targets) * rounds * args.spacing / 1000 * 4 + stages * (args.wait + 2) + 15
 
 
 COMMAND = Command(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
+from packetlab.cli import pcapout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
@@ -72,7 +72,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--norecurse", action="store_true", help="clear the RD bit (ask an authoritative server)"
     )
-    p.add_argument("--pcap", metavar="FILE", help="write the packets (endpoint times) as pcap")
+    pcapout.add_option(p)
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
@@ -83,9 +83,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     if not 0 < args.wait <= 60 or not 1 <= args.tries <= 10:
         raise RunError("--wait must be in (0, 60] and --tries 1..10")
 
-    from packetlab.measure.pcap import PcapRecorder
-
-    recorder = PcapRecorder() if args.pcap else None
+    recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
         total = len(args.names) * len(types)
@@ -107,11 +105,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     recorder=recorder,
                 )
                 emit(result.to_dict())
-        if recorder is not None:
-            n = recorder.save(args.pcap)
-            print(f"wrote {n} packets to {args.pcap}", file=sys.stderr)
 
-    return run
+    return pcapout.recording(args, recorder, run)
 
 
 def row(r: Record) -> str | None:

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
+from packetlab.cli import pcapout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
@@ -48,7 +48,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="'NAME: VALUE'",
         help="extra request header (repeatable)",
     )
-    p.add_argument("--pcap", metavar="FILE", help="write the packets (endpoint times) as pcap")
+    pcapout.add_option(p)
     p.add_argument(
         "--max-time",
         type=float,
@@ -80,9 +80,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         except OSError as e:
             raise RunError(f"--cacert {args.cacert}: {e.strerror or e}") from None
 
-    from packetlab.measure.pcap import PcapRecorder
-
-    recorder = PcapRecorder() if args.pcap else None
+    recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
         for i, url in enumerate(args.urls, 1):
@@ -99,11 +97,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 recorder=recorder,
             )
             emit(result.to_dict())
-        if recorder is not None:
-            n = recorder.save(args.pcap)
-            print(f"wrote {n} packets to {args.pcap}", file=sys.stderr)
 
-    return run
+    return pcapout.recording(args, recorder, run)
 
 
 def _ms(v: float | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from packetlab.cli import pcapout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
@@ -31,6 +32,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="first send this long after the clock read [200 ms]: the nsends "
                    "must all reach the endpoint before their time")  # fmt: skip
     p.add_argument("--packets", action="store_true", help="also one record per datagram")
+    pcapout.add_option(p)
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
@@ -42,19 +44,20 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError("--count must be 1..100000 and --trains 1..10000")
     if not 0 <= args.gap_us <= 10_000_000 or not 4 <= args.size <= 65000:
         raise RunError("--gap-us must be 0..1e7 and --size 4..65000")
+    recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
         for t in range(args.trains):
             progress(f"sendgap train {t + 1}/{args.trains}")
             r = await send_gap(session, host, port, count=args.count,
                                gap_ns=int(args.gap_us * 1000), size=args.size, train=t,
-                               lead_ns=int(args.lead_ms * 1e6))  # fmt: skip
+                               lead_ns=int(args.lead_ms * 1e6), recorder=recorder)  # fmt: skip
             if args.packets:
                 for rec in r.packets():
                     emit(rec)
             emit(r.to_dict())
 
-    return run
+    return pcapout.recording(args, recorder, run)
 
 
 def _q(q: dict[str, float]) -> str:

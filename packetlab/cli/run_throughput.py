@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from packetlab.cli import pcapout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
@@ -81,6 +82,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="upload: schedule the sends S s ahead [0.5 s + the data at 20 MB/s]",
     )
+    pcapout.add_option(p)
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
@@ -89,6 +91,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     host, port = split_host_port(args.server, 5201)
     if not 1 <= args.runs <= 10_000:
         raise RunError("--runs must be 1..10000")
+    recorder = pcapout.recorder_for(args)  # all runs in one file (every byte: mind the size)
 
     async def run(session: Any) -> None:
         for i in range(args.runs):
@@ -105,10 +108,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 timeout=args.max_time,
                 lead=args.lead,
                 progress=show,
+                recorder=recorder,
             )
             emit(r.to_dict())
 
-    return run
+    return pcapout.recording(args, recorder, run)
 
 
 def row(r: Record) -> str | None:

@@ -18,13 +18,10 @@ Register use of the translation (eBPF socket filters return the accepted length 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
+from packetlab.pcap import libpcap
+from packetlab.pcap.libpcap import DLT_RAW, ClassicInsn
 from packetlab.wire import program as P
 from packetlab.wire.program import Insn
 
@@ -44,8 +41,6 @@ __all__ = [
     "text_filter",
 ]
 
-DLT_RAW = 12  # Linux libpcap's value (OpenBSD uses 14)
-PCAP_NETMASK_UNKNOWN = 0xFFFF_FFFF
 SNAPLEN = 0xFFFF  # r0 = 0xffff accepts the whole packet (§3.4)
 
 # Classic BPF (linux/filter.h, pcap/bpf.h); sizes, modes, ALU ops and jump ops share the
@@ -90,68 +85,7 @@ class LibpcapUnavailable(FilterError, RuntimeError):
     """libpcap (Debian package libpcap0.8) is not installed."""
 
 
-@dataclass(frozen=True, slots=True)
-class ClassicInsn:
-    """One classic BPF instruction (struct sock_filter)."""
-
-    code: int
-    jt: int = 0
-    jf: int = 0
-    k: int = 0
-
-
-# --- libpcap ---------------------------------------------------------------------------
-
-
-class _PcapInsn(ctypes.Structure):
-    _fields_ = [
-        ("code", ctypes.c_ushort),
-        ("jt", ctypes.c_ubyte),
-        ("jf", ctypes.c_ubyte),
-        ("k", ctypes.c_uint32),
-    ]
-
-
-class _PcapProgram(ctypes.Structure):
-    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.POINTER(_PcapInsn))]
-
-
-_pcap: Any = None
-_pcap_lock = threading.Lock()  # pcap_compile is not reentrant in older libpcaps
-
-
-def _libpcap() -> Any:
-    global _pcap
-    if _pcap is not None:
-        return _pcap
-    names = ["libpcap.so.0.8", ctypes.util.find_library("pcap"), "libpcap.so.1", "libpcap.so"]
-    for name in names:
-        if not name:
-            continue
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        lib.pcap_open_dead.restype = ctypes.c_void_p
-        lib.pcap_open_dead.argtypes = [ctypes.c_int, ctypes.c_int]
-        lib.pcap_compile.restype = ctypes.c_int
-        lib.pcap_compile.argtypes = [
-            ctypes.c_void_p,
-            ctypes.POINTER(_PcapProgram),
-            ctypes.c_char_p,
-            ctypes.c_int,
-            ctypes.c_uint32,
-        ]
-        lib.pcap_geterr.restype = ctypes.c_char_p
-        lib.pcap_geterr.argtypes = [ctypes.c_void_p]
-        lib.pcap_freecode.argtypes = [ctypes.POINTER(_PcapProgram)]
-        lib.pcap_close.argtypes = [ctypes.c_void_p]
-        _pcap = lib
-        return lib
-    raise LibpcapUnavailable(
-        "libpcap not found (tried libpcap.so.0.8, libpcap.so.1, libpcap.so); "
-        "install it with: apt-get install libpcap0.8"
-    )
+# --- libpcap (packetlab.pcap) ---------------------------------------------------------
 
 
 def compile_classic(
@@ -159,30 +93,13 @@ def compile_classic(
 ) -> list[ClassicInsn]:
     """Compile a tcpdump expression with libpcap into classic BPF for ``linktype``."""
     try:
-        raw = expression.encode("ascii")
-    except UnicodeEncodeError:
-        raise FilterSyntaxError(expression, "expression is not ASCII") from None
-    if b"\0" in raw:
-        raise FilterSyntaxError(expression, "expression contains a NUL byte")
-    lib = _libpcap()
-    with _pcap_lock:
-        handle = lib.pcap_open_dead(linktype, snaplen)
-        if not handle:
-            raise FilterError(f"pcap_open_dead({linktype}, {snaplen}) failed")
-        try:
-            prog = _PcapProgram()
-            rc = lib.pcap_compile(
-                handle, ctypes.byref(prog), raw, int(optimize), PCAP_NETMASK_UNKNOWN
-            )
-            if rc != 0:
-                message = (lib.pcap_geterr(handle) or b"unknown error").decode(errors="replace")
-                raise FilterSyntaxError(expression, message)
-            try:
-                return [ClassicInsn(i.code, i.jt, i.jf, i.k) for i in prog.bf_insns[: prog.bf_len]]
-            finally:
-                lib.pcap_freecode(ctypes.byref(prog))
-        finally:
-            lib.pcap_close(handle)
+        return libpcap.compile_classic(
+            expression, snaplen=snaplen, optimize=optimize, linktype=linktype
+        )
+    except libpcap.PcapSyntaxError as e:
+        raise FilterSyntaxError(expression, e.pcap_message) from None
+    except libpcap.LibpcapUnavailable as e:
+        raise LibpcapUnavailable(str(e)) from None
 
 
 # --- classic -> eBPF -------------------------------------------------------------------

@@ -560,6 +560,25 @@ class TcpIO(_SockIO):
         return unsent
 
 
+_RCVBUF_FLOOR = 1 << 20  # rbufsz above which the kernel buffer is sized, not autotuned
+_RCVBUF_MAX = 4 << 20
+_SO_RCVBUFFORCE = 33
+
+
+def _size_rcvbuf(sock: socket.socket, rbufsz: int) -> None:
+    # A socket asked to hold a lot (rbufsz > 1 MiB: a bulk transfer) gets a kernel buffer
+    # of min(rbufsz, 4 MiB) before connecting. Autotuning keeps the window near 64 KiB at
+    # namespace/LAN RTTs, under a millisecond at 1 Gbit/s, so a Python endpoint that is
+    # not scheduled for a few ms would stall the sender (docs/congruence.md).
+    if rbufsz <= _RCVBUF_FLOOR:
+        return
+    size = min(rbufsz, _RCVBUF_MAX)
+    try:
+        sock.setsockopt(_SOL_SOCKET, _SO_RCVBUFFORCE, size)  # CAP_NET_ADMIN
+    except OSError:
+        sock.setsockopt(_SOL_SOCKET, socket.SO_RCVBUF, size)  # capped at net.core.rmem_max
+
+
 def _tune_tcp(sock: socket.socket) -> None:
     # Segments leave when the controller says so (no Nagle); receive times from the kernel.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -630,6 +649,7 @@ class ReactorNetwork:
     ) -> TcpIO:
         sock = self._socket(skt.family, socket.SOCK_STREAM, Status.ETCPNOPORT)
         _tune_tcp(sock)
+        _size_rcvbuf(sock, skt.rbufsz)
         if raddr is None:  # passive open: accept one connection (beyond the reference)
             sock.setsockopt(_SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._bind(sock, skt, laddr, lport, Status.ETCPNOPORT)

@@ -20,11 +20,8 @@ The capture keys act on the packets a raw socket captures, before the session se
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import ipaddress
 import struct
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +30,7 @@ from packetlab.endpoint.checks import RequestGate
 from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.limits import BurstWindow
 from packetlab.endpoint.sockets import Network, Skt
+from packetlab.pcap.libpcap import LibpcapUnavailable, OfflineFilter, PcapSyntaxError
 from packetlab.ppks import BurstRate
 from packetlab.wire.constants import Status
 from packetlab.wire.messages import Message, Nsend, Result
@@ -46,73 +44,19 @@ __all__ = [
     "parse_rate",
 ]
 
-DLT_RAW = 12  # packets start at the IP header (Linux libpcap's value)
 NS = 1_000_000_000
 _DENY = Result(errid=int(Status.ESKTPKTDENY))
 
 
-class _Program(ctypes.Structure):
-    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.c_void_p)]
-
-
-class _PktHdr(ctypes.Structure):
-    _fields_ = [
-        ("tv_sec", ctypes.c_long),
-        ("tv_usec", ctypes.c_long),
-        ("caplen", ctypes.c_uint32),
-        ("len", ctypes.c_uint32),
-    ]
-
-
-_lock = threading.Lock()  # pcap_compile is not reentrant in older libpcaps
-
-
-def _libpcap() -> Any:
-    for name in ("libpcap.so.0.8", ctypes.util.find_library("pcap"), "libpcap.so.1"):
-        if not name:
-            continue
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        lib.pcap_open_dead.restype = ctypes.c_void_p
-        lib.pcap_open_dead.argtypes = [ctypes.c_int, ctypes.c_int]
-        lib.pcap_compile.argtypes = [
-            ctypes.c_void_p, ctypes.POINTER(_Program), ctypes.c_char_p, ctypes.c_int,
-            ctypes.c_uint32,
-        ]  # fmt: skip
-        lib.pcap_geterr.restype = ctypes.c_char_p
-        lib.pcap_geterr.argtypes = [ctypes.c_void_p]
-        lib.pcap_close.argtypes = [ctypes.c_void_p]
-        lib.pcap_offline_filter.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p]
-        return lib
-    raise ConfigError("CaptureFilter needs libpcap (apt-get install libpcap0.8)")
-
-
-class CaptureFilter:
+class CaptureFilter(OfflineFilter):
     """A tcpdump expression compiled once, run on each captured IP packet."""
 
     def __init__(self, expression: str) -> None:
-        self.expression = expression
-        self._lib = lib = _libpcap()
-        self._prog = _Program()
-        with _lock:
-            handle = lib.pcap_open_dead(DLT_RAW, 262144)
-            try:
-                expr = expression.encode()
-                if lib.pcap_compile(handle, ctypes.byref(self._prog), expr, 1, 0) != 0:
-                    why = (lib.pcap_geterr(handle) or b"?").decode(errors="replace")
-                    raise ConfigError(f"bad capture filter {expression!r}: {why}")
-            finally:
-                lib.pcap_close(handle)
-        self._hdr = _PktHdr()
-        self._prog_addr = ctypes.addressof(self._prog)
-        self._hdr_addr = ctypes.addressof(self._hdr)
-
-    def matches(self, packet: bytes) -> bool:
-        hdr = self._hdr
-        hdr.caplen = hdr.len = len(packet)
-        return bool(self._lib.pcap_offline_filter(self._prog_addr, self._hdr_addr, packet))
+        try:
+            super().__init__(expression)
+        except (PcapSyntaxError, LibpcapUnavailable) as e:
+            why = e.pcap_message if isinstance(e, PcapSyntaxError) else str(e)
+            raise ConfigError(f"bad capture filter {expression!r}: {why}") from None
 
 
 def parse_anon_mask(text: str, version: int) -> bytes:

@@ -32,6 +32,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from packetlab.controller import EndpointSession, QueuedSend, read_system_info
 from packetlab.controller._deferred import deferred_api
 from packetlab.measure.clocksync import ClockModel, clock_sync
+from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.probes import ProbeTable, echo_probe
 from packetlab.measure.replies import ReplyKind
 from packetlab.measure.traceroute import (
@@ -42,6 +43,7 @@ from packetlab.measure.traceroute import (
     open_capture,
     parse_ndata,
 )
+from packetlab.wire import Ndata
 
 __all__ = ["IdSample", "alias_pairs", "alias_sets", "collect_ip_ids", "monotonic_bounds"]
 
@@ -165,6 +167,7 @@ async def _probe_from(
     targets: list[str],
     slots: list[tuple[int, int, int]],  # (local ns, target index, seq)
     wait: float,
+    recorder: PcapRecorder | None = None,
 ) -> list[IdSample]:
     first = as_target(targets[0])
     span_s = (slots[-1][0] - slots[0][0]) / 1e9 if slots else 0.0
@@ -172,8 +175,10 @@ async def _probe_from(
     ident = random.randrange(1, 0x10000)
     table: ProbeTable[int] = ProbeTable()
     sends: list[Deferred[QueuedSend]] = []
+    probes: list[bytes] = []
     for i, (local, ti, seq) in enumerate(slots):
         p = echo_probe(cap.src, as_target(targets[ti]), ident=ident, seq=seq)
+        probes.append(p.packet)
         table.add(p.key, i)
         sends.append(session.nsend(cap.sktid, p.packet, time=model.to_endpoint(local), ntag=True))
         if i % 64 == 63:
@@ -187,6 +192,8 @@ async def _probe_from(
             note = await next_note(cap, deadline)
             if note is None:
                 break
+            if recorder is not None and isinstance(note, Ndata):
+                recorder.add(note.time, note.data)  # every captured packet, as captured
             parsed = parse_ndata(note)
             if parsed is None or parsed[0].kind is not ReplyKind.ECHO_REPLY:
                 continue
@@ -196,6 +203,10 @@ async def _probe_from(
         sent = [await ntag_time(q.ntag, reactor, 1.0) for q in queued]
     finally:
         await close_capture(cap)
+    if recorder is not None:
+        for t, packet in zip(sent, probes, strict=False):
+            if t is not None:  # sent (an ntag came): the probe as the endpoint sent it
+                recorder.add(t, packet)
     out = []
     clock_err = min(r.error_ns for r in model.rounds)
     for i, (recv_ns, ip_id) in got.items():
@@ -221,10 +232,12 @@ async def collect_ip_ids(
     lead: float = 0.3,
     wait: float = 1.0,
     sync_rounds: int = 3,
+    recorder: PcapRecorder | None = None,
 ) -> list[IdSample]:
     """Probe every target `rounds` times from every endpoint: one ICMP echo per global
     slot `spacing` s apart, slots dealt round-robin over (target, endpoint), so each
-    target's series alternates between endpoints. Returns every answered sample."""
+    target's series alternates between endpoints. Returns every answered sample.
+    `recorder` gets every probe sent and every packet captured (all endpoints' times)."""
     if not sessions or not targets:
         raise ValueError("need at least one endpoint and one target")
     models = [await clock_sync(s, rounds=sync_rounds, interval=0.05) for s in sessions]
@@ -240,7 +253,7 @@ async def collect_ip_ids(
                 k += 1
     results = await gatherResults(
         [
-            Deferred.fromCoroutine(_probe_from(s, m, n, list(targets), slots, wait))
+            Deferred.fromCoroutine(_probe_from(s, m, n, list(targets), slots, wait, recorder))
             for s, m, n, slots in zip(sessions, models, names, per, strict=True)
         ],
         consumeErrors=True,

@@ -31,7 +31,7 @@ from packetlab.controller import (
     udp_exchange,
 )
 from packetlab.controller._deferred import deferred_api
-from packetlab.measure.pcap import PcapRecorder
+from packetlab.measure.pcap import PcapRecorder, local_udp_end
 from packetlab.measure.stream import StreamError, TcpStream
 
 __all__ = ["DnsAnswer", "DnsError", "DnsResult", "dns_query", "parse_qtype", "resolver_of"]
@@ -174,9 +174,7 @@ async def _over_udp(
     wire = query.to_wire()
     local: tuple[str, int] | None = None
     if recorder is not None:  # a port we choose, so the capture can show it
-        info = await read_system_info(session)
-        mine = [a for a in info.addresses if a.version == parse_address(server).version]
-        local = (str(mine[0]) if mine else "0.0.0.0", random.randrange(49152, 65536))
+        local = await local_udp_end(session, server)
     for _ in range(attempts):
         lport = local[1] if local else 0
         ex = await udp_exchange(session, server, result.port, wire, timeout=timeout, lport=lport)
@@ -226,7 +224,10 @@ async def _over_tcp(
             return
         assert ntag is not None
         sent = await ntag
-        result.rtt_us = (head.time - sent.time) / 1000
+        # A TCP ntag is stamped once send() returned; on a loaded endpoint that can be after
+        # the answer's kernel receive stamp: then the round trip is not known (None).
+        if head.time >= sent.time:
+            result.rtt_us = (head.time - sent.time) / 1000
         _fill(result, msg, length)
     except StreamError as e:
         result.error = str(e)

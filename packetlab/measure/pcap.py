@@ -12,11 +12,14 @@ window, options and ACK timing are not the kernel's.
 
 from __future__ import annotations
 
+import random
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from packetlab.controller import AddressLike as Remote
+from packetlab.controller import EndpointSession, parse_address, read_system_info
 from packetlab.measure.packets import (
     PROTO_UDP,
     AddressLike,
@@ -26,7 +29,7 @@ from packetlab.measure.packets import (
     udp_segment,
 )
 
-__all__ = ["LINKTYPE_RAW", "PcapRecorder", "TcpFlow", "read_pcap"]
+__all__ = ["LINKTYPE_RAW", "PcapRecorder", "TcpFlow", "local_udp_end", "read_pcap"]
 
 LINKTYPE_RAW = 101
 _MAGIC_NS = 0xA1B23C4D
@@ -122,6 +125,14 @@ class PcapRecorder:
     def save(self, path: str | Path) -> int:
         with open(path, "wb") as f:
             return self.write(f)
+
+
+async def local_udp_end(session: EndpointSession, remote: Remote) -> tuple[str, int]:
+    """An endpoint address of `remote`'s family and a random ephemeral port to bind: a
+    UDP measurement that records a pcap binds it, so the capture can show its port."""
+    info = await read_system_info(session)
+    mine = [a for a in info.addresses if a.version == parse_address(remote).version]
+    return (str(mine[0]) if mine else "0.0.0.0", random.randrange(49152, 65536))
 
 
 def read_pcap(data: bytes) -> list[tuple[int, bytes]]:

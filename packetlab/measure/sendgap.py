@@ -10,6 +10,7 @@ from typing import Any
 
 from packetlab.controller import AddressLike, EndpointSession, TrainReport, send_train
 from packetlab.controller._deferred import deferred_api
+from packetlab.measure.pcap import PcapRecorder, local_udp_end
 
 __all__ = ["SendGapResult", "send_gap"]
 
@@ -67,8 +68,21 @@ async def send_gap(
     size: int = 64,
     train: int = 0,
     lead_ns: int | None = None,
+    recorder: PcapRecorder | None = None,
 ) -> SendGapResult:
     """One train of `count` datagrams `gap_ns` apart to `host:port`, the first `lead_ns`
-    after the endpoint's clock was read (default: send_train's 50 ms + 20 µs a packet)."""
-    report = await send_train(session, host, port, count, gap_ns, size=size, lead=lead_ns)
+    after the endpoint's clock was read (default: send_train's 50 ms + 20 µs a packet).
+    `recorder` gets every datagram sent, at its ntag time (from a port chosen here)."""
+
+    def payload(i: int) -> bytes:  # the sequence number, zero-padded (send_train's default)
+        return i.to_bytes(4, "big").ljust(max(size, 4), b"\0")
+
+    local, lport = await local_udp_end(session, host) if recorder is not None else ("", 0)
+    report = await send_train(
+        session, host, port, count, gap_ns, payload=payload, lead=lead_ns, lport=lport
+    )
+    if recorder is not None:
+        for i, sent in enumerate(report.sent):
+            if sent is not None:
+                recorder.udp(sent, local, lport, str(report.raddr), port, payload(i))
     return SendGapResult(train, report)

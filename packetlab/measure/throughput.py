@@ -36,6 +36,7 @@ from packetlab.controller import (
     EndpointSession,
     RequestFailed,
     parse_address,
+    read_socket_info,
     read_system_info,
     read_time,
     set_notifmask,
@@ -44,6 +45,7 @@ from packetlab.controller import (
 from packetlab.controller._deferred import deferred_api
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import DEFAULT_PORT, Iperf3Error, State
+from packetlab.measure.pcap import PcapRecorder, TcpFlow
 from packetlab.measure.stream import StreamError, TcpStream
 from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, vmem
 
@@ -204,12 +206,14 @@ async def throughput(
     timeout: float = 60.0,
     poll: float = 0.005,
     progress: Progress | None = None,
+    recorder: PcapRecorder | None = None,
 ) -> ThroughputResult:
     """One iperf3 test of `nbytes` from (download) or to (upload) `server:port`, timed by
     the endpoint. `lead` (upload) is how far ahead the sends are scheduled (default: 0.5 s
     plus the time to ship the data at 20 MB/s). `timeout` bounds the transfer. Failures
     after the start come back in `error`; arguments the endpoint cannot satisfy raise
-    ThroughputError."""
+    ThroughputError. `recorder` collects both connections' packets for a pcap file (the
+    data connection as the endpoint's recv()s and nsends, at their endpoint times)."""
     if direction not in ("download", "upload"):
         raise ValueError(f"direction must be download or upload, got {direction!r}")
     if not 0 <= skip < nbytes:
@@ -225,7 +229,7 @@ async def throughput(
         )
     result = ThroughputResult(direction, str(addr), port, nbytes, skip=skip)
     try:
-        ctl_stream = await TcpStream.connect(session, addr, port)
+        ctl_stream = await TcpStream.connect(session, addr, port, recorder=recorder)
     except ControllerError as e:
         result.error = f"connect to {addr}:{port}: {e}"
         return result
@@ -251,13 +255,22 @@ async def throughput(
         await masked
         if transfer is not None:
             sock.add_callback(transfer.note)
-        await wait_connected(session, data_sktid, timeout=10.0)
+        est = await wait_connected(session, data_sktid, timeout=10.0)
+        flow: TcpFlow | None = None
+        if recorder is not None:
+            sinfo = await read_socket_info(session, data_sktid)
+            flow = recorder.tcp(sinfo.laddr or addr, sinfo.lport, addr, port)
+            flow.connected(est.time, est.time)
         if transfer is None:
             upload = _Upload(session, result, data_sktid)
+            upload.flow = flow
             ntags = upload.ntags
             await upload.queue(key, lead)
         else:
+            transfer.flow = flow
             session.nsend(data_sktid, key).addErrback(lambda _: None)
+            if flow is not None:
+                flow.sent(est.time, key)
         await ctl.expect(State.TEST_START, timeout=10.0 + (lead or 0.5 + nbytes / 20e6))
         await ctl.expect(State.TEST_RUNNING)
         if transfer is not None:
@@ -278,6 +291,8 @@ async def throughput(
             result.seconds, result.measured_bytes = server_seconds, server_bytes
         await ctl.expect(State.DISPLAY_RESULTS)
         ctl.send_state(State.IPERF_DONE)
+        if flow is not None and result.start_ns is not None:
+            flow.closed(result.start_ns + int((result.seconds or 0) * 1e9), by_peer=False)
         await _closed_by_server(ctl_stream)  # the server is free for the next test
     except (Iperf3Error, StreamError, RequestFailed, ThroughputError) as e:
         result.error = str(e)
@@ -308,12 +323,15 @@ class _Download:
         self.received = 0
         self.stamps: list[tuple[int, int]] = []
         self.closed = False
+        self.flow: TcpFlow | None = None
         self._waiter: Deferred[None] | None = None
 
     def note(self, note: object) -> None:
         if isinstance(note, Ndata):
             self.received += len(note.data)
             self.stamps.append((self.received, note.time))
+            if self.flow is not None:
+                self.flow.received(note.time, note.data)
         elif isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
             self.closed = True
         else:
@@ -367,9 +385,12 @@ class _Upload:
         self.sizes: list[int] = []
         self.base = 0
         self.start = 0
+        self.flow: TcpFlow | None = None
+        self.key = b""
 
     async def queue(self, key: bytes, lead: float | None) -> None:
         session, total = self.session, self.result.bytes
+        self.key = key
         if lead is None:
             lead = 0.5 + total / 20e6
         self.base = await _bufused(session)
@@ -394,10 +415,14 @@ class _Upload:
         if refused is not None:
             if refused.name == "ESKTPKTDENY":
                 raise ThroughputError(
-                    f"the endpoint refused the sends (ESKTPKTDENY): its send limits (the "
-                    f"reference endpoint's built-in 10 Mb/s over 10 s, or its certificates') "
-                    f"do not allow {total} bytes now; ask for at most 12 MB per 10 s, or use "
-                    "an endpoint whose certificates allow more"
+                    f"the endpoint refused the sends (ESKTPKTDENY): its send window does not "
+                    f"allow {total} bytes now. Without a max_burst_rate_byte limit in the "
+                    "operator's exppriv certificate an endpoint allows 12,500,000 bytes per "
+                    "10 s (the reference's built-in 10 Mb/s); ask for less, or have the "
+                    "operator grant more: pktlab init --max-burst-rate-byte "
+                    "1250000000/10000000000 for the in-process endpoint, pktlab ppks sign "
+                    "... --max-burst-rate-byte for others (this project's endpoint; the "
+                    "reference applies 10 Mb/s always). See docs/throughput.md"
                 )
             raise refused
         if await read_time(session) > start:
@@ -429,6 +454,10 @@ class _Upload:
             d.addTimeout(10.0, clock)
             times.append((await d).time)
         self.ntags.clear()
+        if self.flow is not None:  # the cookie at the scheduled start, each block at its ntag
+            self.flow.sent(self.start, self.key)
+            for size, t in zip(self.sizes, times, strict=True):
+                self.flow.sent(t, bytes(size))
         stamps = []
         cum = 0
         for size, t in zip(self.sizes, times, strict=True):

@@ -242,7 +242,14 @@ def combine_limits(
 
     Counters, priority and socket count take the minimum; valid_dest is an AND of the
     per-cert lists; every burst window applies (plus the built-in default send window
-    unless `default_send_burst` is None); monitor digests are the union, in order.
+    unless `default_send_burst` is None, or an exppriv certificate of the chain sets
+    max_burst_rate_byte); monitor digests are the union, in order.
+
+    The built-in window stands in for an operator who said nothing. An exppriv certificate
+    is the endpoint operator's own grant (signed by the EOp key), so byte windows it sets
+    replace the built-in one: the way to allow more than 10 Mb/s (beyond the reference,
+    which always adds it; docs/security.md). A delpriv (signed by the experimenter) cannot
+    lift it, and every window of every certificate still applies.
     src_ip_spoofing is granted only when every limit-bearing cert says 1 (the reference
     never grants it, §4.5 QUIRK; we apply the intended AND, absent meaning no).
     Certificates of leaf types carry no cert_limit and are skipped.
@@ -257,6 +264,8 @@ def combine_limits(
             parts.append(CertLimits())
     monitors: list[bytes] = []
     filters: list[bytes] = []
+    if any(_operator_sets_byte_rate(c) for c in certs):
+        default_send_burst = None
     byte_rates: list[BurstRate] = [default_send_burst] if default_send_burst else []
     pkt_rates: list[BurstRate] = []
     dests = []
@@ -286,6 +295,14 @@ def combine_limits(
         valid_dest=tuple(dests),
         src_ip_spoofing=bool(parts) and all(p.src_ip_spoofing for p in parts),
     )
+
+
+def _operator_sets_byte_rate(c: Certificate | CertLimits) -> bool:
+    from .cert import CertType
+
+    if isinstance(c, CertLimits) or c.cert_type is not CertType.EXPPRIV or c.limits is None:
+        return False
+    return bool(c.limits.max_burst_rate_byte)
 
 
 def experiment_end_time(

@@ -53,14 +53,16 @@ def true_pairs(prefix: str) -> set[tuple[str, str]]:
     return {(a[0], a[1]), (a[0], a[2]), (a[1], a[2])}
 
 
-def test_one_endpoint_cli(testbed_factory: Callable[..., Testbed]) -> None:
+def test_one_endpoint_cli(testbed_factory: Callable[..., Testbed], tmp_path: Path) -> None:
+    """MIDAR's four stages (the default) through the CLI, with the probes in a pcap."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     tb = testbed_factory(chain(1))
     cands = [*responder(tb, "tg", "10.77.2", "to-r1"), "10.77.1.2", "10.77.2.1"]  # + r1
+    pcap = tmp_path / "alias.pcap"
     got = subprocess.run(
         ["ip", "netns", "exec", tb.netns_name("ep"), sys.executable, "-m", "packetlab", "run",
-         "alias", "--json", "--rounds", "12", *cands],
+         "alias", "--json", "--rounds", "12", "--pcap", str(pcap), *cands],
         capture_output=True, text=True, timeout=120, env=env(), cwd=REPO,
     )  # fmt: skip
     assert got.returncode == 0, got.stderr
@@ -72,6 +74,22 @@ def test_one_endpoint_cli(testbed_factory: Callable[..., Testbed]) -> None:
     (sets,) = [r["sets"] for r in records if r["type"] == "alias-sets"]
     assert sets == [[f"10.77.2.{i}" for i in SHARED]]
     assert records[-1] == {"type": "summary", "measurement": "alias", "pairs": 3, "errors": 0}
+    stages = {r["stage"]: r for r in records if r["type"] == "alias-stage"}
+    assert list(stages) == ["estimation", "discovery", "elimination", "corroboration"]
+    assert stages["estimation"]["addresses"] == 7
+    usable = sum(1 for r in series.values() if r["usable"])
+    assert stages["discovery"]["addresses"] == usable >= 5
+    assert stages["discovery"]["pairs"] >= 3  # candidates, false ones possible
+    assert stages["elimination"]["pairs"] >= 3
+    assert stages["corroboration"] == {**stages["corroboration"], "addresses": 3, "pairs": 3}
+    # The pcap: every probe (ICMP echo request) and every reply, with endpoint times.
+    from packetlab.measure.pcap import read_pcap
+
+    packets = read_pcap(pcap.read_bytes())
+    kinds = [(p[9], p[20]) for _, p in packets if p[0] >> 4 == 4]  # (protocol, ICMP type)
+    probes = sum(s["samples"] for s in stages.values())
+    assert kinds.count((1, 8)) >= probes and kinds.count((1, 0)) >= probes
+    assert f"wrote {len(packets)} packets to {pcap}" in got.stderr
 
 
 @pytest_twisted.ensureDeferred

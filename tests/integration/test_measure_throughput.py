@@ -54,11 +54,12 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
 
 
 @pytest.mark.parametrize("direction", ["download", "upload"])
-def test_throughput_matches_native_iperf3(tb: Testbed, direction: str) -> None:
+def test_throughput_matches_native_iperf3(tb: Testbed, direction: str, tmp_path: Path) -> None:
     tg = str(tb.addr("tg"))
+    pcap = tmp_path / "tp.pcap"
     rc, records, err = pktlab_in(
         tb, "ep", "throughput", "--json", "--server", tg, "--direction", direction,
-        "--bytes", str(NBYTES), "--runs", "2", "--insecure-plaintext",
+        "--bytes", str(NBYTES), "--runs", "2", "--insecure-plaintext", "--pcap", str(pcap),
     )  # fmt: skip
     assert rc == 0, (err, records)
     runs, summary = records[:-1], records[-1]
@@ -75,6 +76,10 @@ def test_throughput_matches_native_iperf3(tb: Testbed, direction: str) -> None:
     ours = sum(r["mbit_s"] for r in runs) / 2  # type: ignore[misc]
     theirs = sum(native) / 2  # type: ignore[arg-type]
     assert abs(1 - ours / theirs) < 0.06  # the paper's C1 bound for throughput
+    from packetlab.measure.pcap import read_pcap
+
+    tcp = [p for _, p in read_pcap(pcap.read_bytes()) if p[9] == 6]
+    assert sum(len(p) - 40 for p in tcp) >= 2 * NBYTES  # both runs' data connections
 
 
 def test_no_server_and_table_output(tb: Testbed) -> None:
@@ -98,3 +103,30 @@ def test_upload_over_the_send_cap(tb: Testbed) -> None:
     )  # fmt: skip
     assert rc == 1, err
     assert "refused the sends (ESKTPKTDENY)" in str(records[0]["error"])
+    assert "--max-burst-rate-byte" in str(records[0]["error"])  # the way out, named
+
+
+def test_upload_over_tls_with_the_operators_send_window(tb: Testbed, tmp_path: Path) -> None:
+    """The operator's exppriv certificate grants 1 Gb/s over 10 s: the same 25 MiB upload
+    runs over TLS, and the pcap holds the data connection."""
+    home = tmp_path / "home"
+    init = subprocess.run(
+        [sys.executable, "-m", "packetlab", "init", "--home", str(home),
+         "--max-burst-rate-byte", "1250000000/10000000000"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    pcap = tmp_path / "up.pcap"
+    rc, records, err = pktlab_in(
+        tb, "ep", "throughput", "--json", "--server", str(tb.addr("tg")), "--home", str(home),
+        "--direction", "upload", "--bytes", "25M", "--pcap", str(pcap),
+    )  # fmt: skip
+    assert rc == 0, (err, records)
+    assert "error" not in records[0] and 60 < float(records[0]["mbit_s"]) < 110  # type: ignore[arg-type]
+    from packetlab.measure.pcap import read_pcap
+
+    packets = read_pcap(pcap.read_bytes())
+    tcp = [p for _, p in packets if p[9] == 6]
+    payload = sum(len(p) - 40 for p in tcp)  # IPv4 + TCP headers of our synthetic segments
+    assert payload >= 25 << 20  # every byte of the upload (and the control connection's)

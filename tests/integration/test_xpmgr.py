@@ -287,3 +287,27 @@ def test_active_mode_refuses_a_proxy_it_does_not_trust(
     text = xp.text()
     assert "TLS setup with the proxy failed" in text and "untrusted" in text, text
     assert "bootstrap timed out with 0 backlog connection established" in text
+
+
+def test_campaign_through_the_manager(
+    tmp_path: Path, home: Path, web: int, procs: list[object]
+) -> None:
+    """A `pktlab run` measurement as the mlet (packetlab.cli.campaign_mlet): each endpoint
+    the manager reaches runs it, every record a JSON line tagged with the hostid."""
+    import json
+
+    mlet = ["packetlab.cli.campaign_mlet", "http", f"http://127.0.0.1:{web}/"]
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", mlet, "-n", "2")
+    procs.append(xp)
+    port = xp.port()
+    procs.extend(
+        EndpointProc(tmp_path, home, f"127.0.0.1:{port}", "--sessions", "1", "--host-id", f"v{i}")
+        for i in range(2)
+    )
+    assert xp.wait_exit(60) == 0, xp.text()
+    records = [json.loads(x) for x in xp.text().splitlines() if x.startswith('{"')]
+    http = [r for r in records if r.get("type") == "http"]
+    assert sorted(r["endpoint"] for r in http) == ["v0", "v1"]
+    assert all(r["status"] == 200 and r["body_len"] == len(BODY) for r in http)
+    summaries = [r for r in records if r.get("type") == "summary" and "measurement" in r]
+    assert sorted(r["endpoint"] for r in summaries) == ["v0", "v1"]

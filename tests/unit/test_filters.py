@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from packetlab.controller import filters as F
 from packetlab.controller.filters import (
     ClassicInsn,
     FilterSyntaxError,
@@ -30,6 +29,7 @@ from packetlab.controller.filters import (
     tcpdump_filter,
     text_filter,
 )
+from packetlab.pcap import libpcap
 from packetlab.wire.program import Insn, ProgramTextError, decode_ebpf, encode_ebpf
 
 MASK32, MASK64 = 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF
@@ -37,8 +37,8 @@ MASK32, MASK64 = 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF
 
 def _libpcap_available() -> bool:
     try:
-        F._libpcap()
-    except F.LibpcapUnavailable:
+        libpcap.libpcap()
+    except libpcap.LibpcapUnavailable:
         return False
     return True
 

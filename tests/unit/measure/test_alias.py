@@ -4,6 +4,7 @@ builder, and the session pool."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import socket
 import struct
@@ -136,3 +137,18 @@ def test_order_is_only_known_up_to_each_samples_error() -> None:
     # the errors do not make independent counters look shared
     c = [(t, i, 2 * MS) for t, i in counter_samples(tb, 30000, 300)]
     assert not monotonic_bounds(a_err, c)
+
+
+def test_midar_windows_pair_only_neighbours_in_velocity() -> None:
+    from packetlab.measure.midar import velocity_windows
+
+    v = {f"a{i}": float(10 * (i + 1)) for i in range(10)}
+    wins = velocity_windows(v, 4)
+    assert wins[0] == ["a0", "a1", "a2", "a3"] and wins[1] == ["a2", "a3", "a4", "a5"]
+    # every two neighbours in velocity share a window; far ones never do
+    order = sorted(v, key=v.__getitem__)
+    for x, y in itertools.pairwise(order):
+        assert any(x in w and y in w for w in wins)
+    assert not any("a0" in w and "a9" in w for w in wins)
+    assert velocity_windows({"a": 1.0, "b": 2.0}, 50) == [["a", "b"]]
+    assert velocity_windows({"a": 1.0}, 50) == []

@@ -3,6 +3,7 @@ drift fit on exact data."""
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from ctl_fakes import Rig
 
 from packetlab.measure.clocksync import ClockRound, clock_sync, fit_drift
 from packetlab.measure.sendgap import send_gap
-from packetlab.wire import Nsend
+from packetlab.wire import Nopen, Nsend
 
 
 def test_fit_recovers_offset_and_drift() -> None:
@@ -70,3 +71,23 @@ def test_send_gap_train() -> None:
     assert d["abs_offset_us"]["max"] == 0 and d["abs_gap_error_us"]["max"] == 0
     pkts = r.packets()
     assert len(pkts) == 20 and pkts[3]["offset_us"] == 0 and pkts[3]["type"] == "sendgap-packet"
+
+
+def test_send_gap_pcap_holds_each_datagram_at_its_send_time() -> None:
+    from packetlab.measure.pcap import PcapRecorder, read_pcap
+
+    rig = Rig()
+    rec = PcapRecorder()
+    rig.run(send_gap(rig.session, "127.0.0.1", 9, count=5, gap_ns=1_000_000, size=16,
+                     lead_ns=10**8, recorder=rec))  # fmt: skip
+    sends = [m for m in rig.endpoint.received if isinstance(m, Nsend)]
+    (nopen,) = [m for m in rig.endpoint.received if isinstance(m, Nopen)]
+    assert nopen.lport is not None and nopen.lport >= 49152  # bound, so the pcap can show it
+    buf = io.BytesIO()
+    rec.write(buf)
+    pkts = read_pcap(buf.getvalue())
+    assert [t for t, _ in pkts] == [s.time for s in sends]
+    for i, (_, p) in enumerate(pkts):
+        assert p[9] == 17 and p[16:20] == bytes([127, 0, 0, 1])  # UDP to 127.0.0.1
+        assert int.from_bytes(p[20:22], "big") == nopen.lport
+        assert int.from_bytes(p[22:24], "big") == 9 and p[28:] == sends[i].data

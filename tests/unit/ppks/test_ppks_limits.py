@@ -127,3 +127,31 @@ def test_experiment_end_time() -> None:
     assert experiment_end_time([], now, 1) == now + 1
     with pytest.raises(ValueError):
         experiment_end_time([], now, None)
+
+
+def test_the_operators_exppriv_window_replaces_the_built_in_one() -> None:
+    """An exppriv certificate (the EOp's grant) that sets max_burst_rate_byte lifts the
+    built-in 10 Mb/s window; a delpriv (the experimenter's) cannot, and every window of
+    every certificate still applies."""
+    from packetlab.ppks import generate_private_key, issue_certificate
+
+    eop, exper, dele = (generate_private_key() for _ in range(3))
+    fast = CertLimits(max_burst_rate_byte=(BurstRate(1_250_000_000, 10 * NS_PER_S),))
+    exppriv = issue_certificate("exppriv", eop, exper, 0, 2**31 - 1, limits=fast)
+    assert combine_limits([exppriv]).burst_rate_byte == fast.max_burst_rate_byte
+    plain = issue_certificate("exppriv", eop, exper, 0, 2**31 - 1)
+    delpriv = issue_certificate(
+        "delpriv", exper, dele, 0, 2**31 - 1, del_type="exppriv", limits=fast
+    )
+    assert combine_limits([plain, delpriv]).burst_rate_byte == (
+        DEFAULT_SEND_BURST,
+        *fast.max_burst_rate_byte,
+    )
+    slow = CertLimits(max_burst_rate_byte=(BurstRate(1000, NS_PER_S),))
+    del_slow = issue_certificate(
+        "delpriv", exper, dele, 0, 2**31 - 1, del_type="exppriv", limits=slow
+    )
+    assert combine_limits([exppriv, del_slow]).burst_rate_byte == (
+        *fast.max_burst_rate_byte,
+        *slow.max_burst_rate_byte,
+    )

@@ -1,0 +1,63 @@
+"""A `pktlab run` measurement as an mlet of the experiment manager (`pktlab xpmgr`), so a
+campaign can run on whatever endpoints the manager reaches (broker, proxy, backlog)::
+
+    pktlab xpmgr -c xpmgr.conf packetlab.cli.campaign_mlet dns example.com --type AAAA
+
+Each endpoint's session runs the measurement with the options of ``pktlab run NAME``;
+every record is one JSON line on stdout (the manager passes mlet output through line by
+line) tagged with ``"endpoint"`` (the endpoint's HOSTID, else its address), then the
+endpoint's summary record. `pktlab campaign` is the same for endpoints that connect to it
+directly (``--listen``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from packetlab.cli.campaign import MEASUREMENTS, command_of
+from packetlab.cli.run_command import Command, Progress, Record
+
+__all__ = ["mlet", "parser"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="packetlab.cli.campaign_mlet",
+        description="a pktlab run measurement as an xpmgr mlet (JSON lines on stdout)",
+    )
+    sub = p.add_subparsers(dest="measurement", metavar="MEASUREMENT", required=True)
+    for name in MEASUREMENTS:
+        cmd = command_of(name)
+        sp = sub.add_parser(name, help=cmd.help, description=cmd.description)
+        cmd.configure(sp)
+        sp.set_defaults(_command=cmd, json=True)
+    return p
+
+
+async def mlet(session: Any, argv: list[str]) -> None:
+    """Run the measurement `argv` names on `session` (called by pymlet per endpoint)."""
+    from packetlab.controller import read_system_info
+
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # argparse said why on stderr
+        raise ValueError(f"bad mlet arguments {argv!r}") from e
+    cmd: Command = args._command
+    info = await read_system_info(session)
+    name = info.hostid or str(session.peer)
+    records: list[Record] = []
+
+    def emit(record: Record) -> None:
+        records.append(record)
+        print(json.dumps({**record, "endpoint": name}, sort_keys=True), flush=True)
+
+    if getattr(args, "pcap", None):  # one file per endpoint, as pktlab campaign
+        stem, dot, ext = str(args.pcap).rpartition(".")
+        args.pcap = f"{stem}-{name}.{ext}" if dot else f"{args.pcap}-{name}"
+    await cmd.experiment(args, emit, Progress())(session)
+    summary: Record = {"type": "summary", "measurement": cmd.name, **cmd.summary(records)}
+    summary.setdefault("errors", sum(1 for r in records if "error" in r))
+    print(json.dumps({**summary, "endpoint": name}, sort_keys=True), file=sys.stdout, flush=True)

@@ -1,0 +1,44 @@
+"""``--pcap FILE`` of the ``pktlab run`` measurements: one option, one recorder, one save."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from packetlab.measure.pcap import PcapRecorder
+
+HELP = "also write the packets the endpoint sent and received (endpoint times) as pcap"
+
+
+def add_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pcap", metavar="FILE", help=HELP)
+
+
+def recorder_for(args: argparse.Namespace) -> PcapRecorder | None:
+    if not getattr(args, "pcap", None):
+        return None
+    from packetlab.measure.pcap import PcapRecorder
+
+    return PcapRecorder()
+
+
+def recording(
+    args: argparse.Namespace,
+    recorder: PcapRecorder | None,
+    run: Callable[[Any], Coroutine[Any, Any, None]],
+) -> Callable[[Any], Coroutine[Any, Any, None]]:
+    """`run`, then the pcap written, also when the run failed or was stopped half way."""
+    if recorder is None:
+        return run
+
+    async def wrapped(session: Any) -> None:
+        try:
+            await run(session)
+        finally:
+            n = recorder.save(args.pcap)
+            print(f"wrote {n} packets to {args.pcap}", file=sys.stderr)
+
+    return wrapped
