@@ -33,7 +33,7 @@ from packetlab.cli.link import (
 )
 from packetlab.cli.report import PingReport, TracerouteReport
 from packetlab.controller.stop import StopSignal
-from packetlab.measure.records import PingResult, Stamp, TracerouteResult
+from packetlab.measure.records import Hop, PingResult, Stamp, TracerouteResult
 
 T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -146,15 +146,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     proto.add_argument(
         "-P",
         "--protocol",
-        choices=["udp", "icmp", "tcp"],
+        "--method",
+        dest="protocol",
+        type=str.lower,
+        choices=["udp", "icmp", "tcp", "udp-paris", "icmp-paris"],
         default="udp",
-        help="probe protocol [default: udp]",
+        help="probe protocol or scamper's method name [default: udp]",
     )
     proto.add_argument(
         "-I", dest="protocol", action="store_const", const="icmp", help="ICMP echo probes"
     )
     proto.add_argument(
         "-T", dest="protocol", action="store_const", const="tcp", help="TCP SYN probes"
+    )
+    tr.add_argument(
+        "--paris",
+        action="store_true",
+        help="Paris traceroute: every probe one flow (constant ports, or ICMP checksum), "
+        "so a per-flow load balancer sends all of them one way (-P udp-paris/icmp-paris; "
+        "TCP probes are one flow anyway)",
+    )
+    tr.add_argument(
+        "-n",
+        dest="numeric",
+        action="store_true",
+        help="print hop addresses only (no reverse DNS lookup of their names)",
     )
     tr.add_argument(
         "--sequential",
@@ -306,9 +322,12 @@ def _experiment(
     report: TracerouteReport | PingReport,
     stop: StopSignal,
 ) -> Callable[[Any], Awaitable[TracerouteResult | PingResult]]:
+    from twisted.internet.defer import Deferred, succeed
+
     from packetlab.controller import read_system_info
     from packetlab.measure.ping import ping
-    from packetlab.measure.traceroute import pick_source, traceroute
+    from packetlab.measure.rdns import ReverseNames
+    from packetlab.measure.traceroute import PARIS, pick_source, traceroute
 
     async def source(session: Any) -> Address:
         if src is not None:
@@ -320,7 +339,18 @@ def _experiment(
         assert isinstance(report, TracerouteReport)
         frm = await source(session)
         report.start(str(frm))
-        return await traceroute(
+        names = None if args.numeric else ReverseNames(session)
+        report.names = None if names is None else names.names
+        shown: Deferred[object] = succeed(None)  # hops are printed in order, named
+
+        def on_hop(hop: Hop) -> None:
+            if names is None:
+                report.hop(hop)
+                return
+            named = names.lookup(hop.addr) if hop.addr is not None else succeed(None)
+            shown.addCallback(lambda _: named).addCallback(lambda _: report.hop(hop))
+
+        result = await traceroute(
             session,
             dst,
             first_ttl=args.first_ttl,
@@ -328,15 +358,17 @@ def _experiment(
             wait=args.wait,
             sport=args.sport,
             base_port=args.port or (80 if args.protocol == "tcp" else 33434),
-            method=args.protocol,
+            method=PARIS[args.protocol] if args.paris and args.protocol in PARIS else args.protocol,
             src=frm,
             pace=None if args.sequential else (args.pace or 0.0),
             queries=args.queries,
             send_stamp=stamp,
             recv_stamp=stamp,
-            on_hop=report.hop,
+            on_hop=on_hop,
             stop=stop,
         )
+        await shown
+        return result
 
     async def echo(session: Any) -> PingResult:
         assert isinstance(report, PingReport)
@@ -360,6 +392,21 @@ def _experiment(
         )
 
     return trace if args.measurement == "traceroute" else echo
+
+
+def _endpoint_extra(args: argparse.Namespace) -> list[str]:
+    """More in-process endpoint options: this host's DNS servers, to name the hops."""
+    if args.measurement != "traceroute" or args.numeric:
+        return []
+    from packetlab.cli.run_command import resolv_conf_servers
+
+    v4, v6 = resolv_conf_servers()
+    out = []
+    if v4:
+        out += ["--dns-ipv4", ",".join(v4[:16])]
+    if v6:
+        out += ["--dns-ipv6", ",".join(v6[:16])]
+    return out
 
 
 def _budget(args: argparse.Namespace) -> float:
@@ -450,6 +497,7 @@ async def measure(
             addresses=[src],
             transproto="raw,tcp,udp",
             timeout=timeout,
+            extra=_endpoint_extra(args),
         )
     finally:
         report.close()
