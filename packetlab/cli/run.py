@@ -173,6 +173,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print hop addresses only (no reverse DNS lookup of their names)",
     )
     tr.add_argument(
+        "--names",
+        action="store_true",
+        help="with --json, look up hop names too (JSON lines are addresses only by "
+        "default, as scamper's, and never wait for DNS)",
+    )
+    tr.add_argument(
         "--sequential",
         action="store_true",
         help="one probe at a time, each waiting for its answer (the Marionette paper's "
@@ -339,7 +345,7 @@ def _experiment(
         assert isinstance(report, TracerouteReport)
         frm = await source(session)
         report.start(str(frm))
-        names = None if args.numeric else ReverseNames(session)
+        names = ReverseNames(session) if _names_wanted(args) else None
         report.names = None if names is None else names.names
         shown: Deferred[object] = succeed(None)  # hops are printed in order, named
 
@@ -394,9 +400,14 @@ def _experiment(
     return trace if args.measurement == "traceroute" else echo
 
 
+def _names_wanted(args: argparse.Namespace) -> bool:
+    """Hop names: in text unless -n (as traceroute), in JSON with --names."""
+    return not args.numeric and (not args.json or args.names)
+
+
 def _endpoint_extra(args: argparse.Namespace) -> list[str]:
     """More in-process endpoint options: this host's DNS servers, to name the hops."""
-    if args.measurement != "traceroute" or args.numeric:
+    if args.measurement != "traceroute" or not _names_wanted(args):
         return []
     from packetlab.cli.run_command import resolv_conf_servers
 

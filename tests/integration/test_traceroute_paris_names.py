@@ -153,7 +153,7 @@ def test_hops_are_named_as_native_traceroute_names_them(named: Testbed) -> None:
     want = [["1", "r1.example.test", f"({named.addr('r1')})"], ["2", r2, f"({r2})"]]
     want.append(["3", "tg.example.test", f"({dst})"])
     assert names(ours.stdout) == names(native.stdout) == want
-    # -n: no lookups, addresses only; --json names each hop
+    # -n: no lookups, addresses only; --json --names names each hop
     bare = subprocess.run(
         ["ip", "netns", "exec", ns, *RUN, "traceroute", "-n", dst], capture_output=True,
         text=True, timeout=60, env=env(), cwd=REPO, check=True,
@@ -162,8 +162,8 @@ def test_hops_are_named_as_native_traceroute_names_them(named: Testbed) -> None:
         str(named.addr("r1")), r2, dst,
     ]  # fmt: skip
     js = subprocess.run(
-        ["ip", "netns", "exec", ns, *RUN, "traceroute", "--json", dst], capture_output=True,
-        text=True, timeout=60, env=env(), cwd=REPO, check=True,
+        ["ip", "netns", "exec", ns, *RUN, "traceroute", "--json", "--names", dst],
+        capture_output=True, text=True, timeout=60, env=env(), cwd=REPO, check=True,
     )  # fmt: skip
     hops = [json.loads(x) for x in js.stdout.splitlines()][:-1]
     assert [h["name"] for h in hops] == ["r1.example.test", None, "tg.example.test"]
