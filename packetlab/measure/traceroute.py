@@ -330,6 +330,7 @@ class _Parallel:
         self.failure: BaseException | None = None
         self.end = len(probes)  # probes past the TTL that ends the trace are not waited for
         self.hops: list[Hop] = []
+        self.floor = float("inf")  # no wait is shortened before `_distance` is known
         cap.sock.buffering = False
         self._remove = cap.sock.add_callback(self._note)
 
@@ -357,16 +358,19 @@ class _Parallel:
     async def run(self, wait: float, pace: float, stop: StopSignal | None) -> list[Hop]:
         try:
             t0 = self.reactor.seconds()
-            start = await read_time(self.session) + int(PACED_LEAD_S * 1e9)
-            now = self.reactor.seconds()
-            # our send-time estimate of probe i, and the floor of a shortened wait: the
-            # controller's distance to the endpoint, which every answer also travels
-            local = [now + PACED_LEAD_S + i * pace for i in range(len(self.probes))]
-            floor = max(0.05, 2 * (now - t0))
+            n = len(self.probes)
+            if pace == 0:  # all at once: time 0 sends as soon as the endpoint has them
+                clock = read_time(self.session)  # only to learn our distance to it
+                clock.addCallbacks(lambda _: self._distance(t0), self._failed)
+                times, local = [0] * n, [t0] * n
+            else:  # paced by the endpoint's clock, from just after now
+                start = await read_time(self.session) + int(PACED_LEAD_S * 1e9)
+                now = self.reactor.seconds()
+                self._distance(t0)
+                times = [start + int(i * pace * 1e9) for i in range(n)]
+                local = [now + PACED_LEAD_S + i * pace for i in range(n)]
             for i, p in enumerate(self.probes):
-                d = self.session.nsend(
-                    self.cap.sktid, p.packet, time=start + int(i * pace * 1e9), ntag=True
-                )
+                d = self.session.nsend(self.cap.sktid, p.packet, time=times[i], ntag=True)
                 d.addCallbacks(self._queued(i), self._failed)
             stop_by: float | None = None
             while len(self.hops) < self.end:
@@ -375,13 +379,19 @@ class _Parallel:
                 now = self.reactor.seconds()
                 if stop is not None and stop.requested and stop_by is None:
                     stop_by = now + min(wait, GRACE_S)
-                due = self._settle(local, wait, floor, now, stop_by)
+                due = self._settle(local, wait, self.floor, now, stop_by)
                 if due is None:
                     continue
                 await self.waker.sleep(due, stop if stop_by is None else None)
             return self.hops
         finally:
             self._remove()
+
+    def _distance(self, t0: float) -> None:
+        """A request answered, sent at `t0`: the floor of a shortened wait is twice that
+        round trip (our distance to the endpoint, which every answer also travels)."""
+        self.floor = max(0.05, 2 * (self.reactor.seconds() - t0))
+        self.waker.poke()
 
     def _queued(self, i: int) -> Callable[[QueuedSend], None]:
         def cb(q: QueuedSend) -> None:
