@@ -151,7 +151,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=str.lower,
         choices=["udp", "icmp", "tcp", "udp-paris", "icmp-paris"],
         default="udp",
-        help="probe protocol or scamper's method name [default: udp]",
+        metavar="METHOD",
+        help="probes: udp, icmp, tcp, or scamper's udp-paris, icmp-paris [default: udp]",
     )
     proto.add_argument(
         "-I", dest="protocol", action="store_const", const="icmp", help="ICMP echo probes"
@@ -315,6 +316,20 @@ def check_raw_permission() -> None:
             "the in-process endpoint needs raw sockets: run as root (or give this Python "
             "CAP_NET_RAW and CAP_BPF), or use --listen and an endpoint that has them"
         ) from None
+
+
+def check_local_address(src: Address) -> None:
+    """The in-process endpoint sends from this host: --src must be one of its addresses."""
+    family = socket.AF_INET if src.version == 4 else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((str(src), 0))
+        except OSError as e:
+            raise RunError(
+                f"--src {src} is not an address of this host ({e.strerror}), where the "
+                "in-process endpoint runs: give one of its addresses, or use --listen and "
+                "an endpoint that has it"
+            ) from None
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -497,6 +512,8 @@ async def measure(
     check_raw_permission()
     if src is None:
         src = route_source(dst)
+    else:
+        check_local_address(src)
     report = _report(reactor, args, dst)
     experiment = _experiment(args, dst, src, Stamp.KERNEL, report, stop)
     timeout = args.timeout if args.timeout is not None else _budget(args)
