@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import io
 import ipaddress
 import os
@@ -369,7 +370,7 @@ def _endpoint_options(
     port: int,
     addresses: Sequence[Address],
     transproto: str,
-    tls: tuple[PktlabHome, str] | None,
+    tls: tuple[PktlabHome, str, Path] | None,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """pktendpoint options for the in-process endpoint: loopback controller at `port`,
@@ -383,7 +384,7 @@ def _endpoint_options(
     if tls is None:
         opts.append("--insecure-plaintext")
     else:
-        home, snikey = tls
+        home, snikey, rlim = tls
         opts += [
             "--cert-chain",
             str(home.cert_path("subcmd_eop_ep")),
@@ -394,15 +395,16 @@ def _endpoint_options(
             "--snikey",
             snikey,
             "--rlim-db",
-            str(home.accounting_db),
+            str(rlim),
         ]
     return [*opts, *extra, f"127.0.0.1:{port}"]
 
 
-def _in_process_home(home: Path | None) -> tuple[PktlabHome, Path | None]:
-    """The home for an in-process TLS link, and a temporary directory to remove after: the
-    given home (which must be complete), else the default one if complete, else a new
-    temporary demo home."""
+def _in_process_home(home: Path | None) -> tuple[PktlabHome, bool]:
+    """The home for an in-process TLS link, and whether it is the cached demo home: the
+    given home (which must be complete), else the default one if complete, else the demo
+    home cached in `demo_link_cache()` (made once: issuing its certificates costs more than
+    the rest of a run's start)."""
     need = CONTROLLER_FILES + ENDPOINT_FILES
     if home is not None:
         h = PktlabHome.at(home)
@@ -413,12 +415,28 @@ def _in_process_home(home: Path | None) -> tuple[PktlabHome, Path | None]:
                 f"both sides of a demo link): run `pktlab init --home {h.root}`, or use "
                 "--insecure-plaintext"
             )
-        return h, None
+        return h, False
     h = PktlabHome.at(None)
     if all((h.root / f).is_file() for f in need):
-        return h, None
-    tmp = Path(tempfile.mkdtemp(prefix="pktlab-link-"))
-    return _quiet_demo_home(tmp), tmp
+        return h, False
+    cache = demo_link_cache()
+    cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # made in place (its xpmgr.conf names its own paths), under a lock: a run started at
+    # the same time waits, then finds it complete
+    with open(cache.parent / "demo-link.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not all((cache / f).is_file() for f in need):
+            shutil.rmtree(cache, ignore_errors=True)
+            _quiet_demo_home(cache)
+    return PktlabHome.at(cache), True
+
+
+def demo_link_cache() -> Path:
+    """Where `pktlab run` keeps the demo certificates of its in-process link when there is
+    no complete `pktlab init` home: ``$XDG_CACHE_HOME/pktlab/demo-link`` (default
+    ``~/.cache/pktlab/demo-link``). Only that loopback link in one process uses them."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pktlab" / "demo-link"
 
 
 async def run_in_process(
@@ -445,16 +463,20 @@ async def run_in_process(
     """
     from packetlab.tls import PPKSServerEndpoint, gen_snikey
 
-    tmp: Path | None = None
-    tls: tuple[PktlabHome, str] | None = None
+    tmp: Path | None = None  # the cached demo home's per-run accounting database
+    tls: tuple[PktlabHome, str, Path] | None = None
     where: Any = "tcp:0:interface=127.0.0.1"
     creds: ControllerCredentials | None = None
     if not plaintext:
-        h, tmp = _in_process_home(Path(home) if home is not None else None)
+        h, cached = _in_process_home(Path(home) if home is not None else None)
+        rlim = h.accounting_db
+        if cached:  # resource use is counted per run, not across the runs sharing it
+            tmp = Path(tempfile.mkdtemp(prefix="pktlab-link-"))
+            rlim = tmp / "endpt.rlim.sqlite3"
         snikey = gen_snikey()
         creds = ControllerCredentials.from_home(h)
         creds = ControllerCredentials(creds.chain, creds.key, creds.trusted, snikey, creds.source)
-        tls = (h, snikey)
+        tls = (h, snikey, rlim)
         from twisted.internet.endpoints import serverFromString
 
         where = PPKSServerEndpoint(serverFromString(reactor, where), creds.server_options())
@@ -477,7 +499,7 @@ def _start_endpoint(
     port: Any,
     addresses: Sequence[Address],
     transproto: str,
-    tls: tuple[PktlabHome, str] | None,
+    tls: tuple[PktlabHome, str, Path] | None,
     extra: Sequence[str] = (),
 ) -> Any:
     """The `pktendpoint` service, configured for our listening `port`, started."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from packetlab.cli.progress import Progress
@@ -82,6 +83,8 @@ class TracerouteReport(_Report):
         self.max_ttl, self.queries, self.size = max_ttl, queries, size
         self.pending: list[Hop] = []
         self.settled = 0
+        # address -> name (None: none) once looked up, when names are shown (not -n)
+        self.names: Mapping[str, str | None] | None = None
 
     def describe(self) -> str:
         return f"traceroute {self.dst}: {self.settled} probes settled, {super().describe()}"
@@ -98,6 +101,8 @@ class TracerouteReport(_Report):
         if self.as_json:
             obj = hop.to_dict()
             obj.update(type="hop", dst=self.dst, src=self.src, tool="packetlab")
+            if self.names is not None:
+                obj["name"] = self.names.get(hop.addr) if hop.addr is not None else None
             self.write(_dumps(obj))
             return
         if self.pending and self.pending[0].ttl != hop.ttl:
@@ -108,7 +113,7 @@ class TracerouteReport(_Report):
 
     def _flush(self) -> None:
         if self.pending:
-            self.write(traceroute_line(self.pending[0].ttl, self.pending))
+            self.write(traceroute_line(self.pending[0].ttl, self.pending, self.names))
             self.pending = []
 
     def finish(self, result: TracerouteResult, interrupted: bool) -> None:
@@ -121,6 +126,7 @@ class TracerouteReport(_Report):
                 {
                     "type": "summary",
                     "measurement": "traceroute",
+                    "method": result.method,
                     "tool": "packetlab",
                     "dst": result.dst,
                     "name": self.name,

@@ -33,7 +33,7 @@ from packetlab.cli.link import (
 )
 from packetlab.cli.report import PingReport, TracerouteReport
 from packetlab.controller.stop import StopSignal
-from packetlab.measure.records import PingResult, Stamp, TracerouteResult
+from packetlab.measure.records import Hop, PingResult, Stamp, TracerouteResult
 
 T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -146,15 +146,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     proto.add_argument(
         "-P",
         "--protocol",
-        choices=["udp", "icmp", "tcp"],
+        "--method",
+        dest="protocol",
+        type=str.lower,
+        choices=["udp", "icmp", "tcp", "udp-paris", "icmp-paris"],
         default="udp",
-        help="probe protocol [default: udp]",
+        metavar="METHOD",
+        help="probes: udp, icmp, tcp, or scamper's udp-paris, icmp-paris [default: udp]",
     )
     proto.add_argument(
         "-I", dest="protocol", action="store_const", const="icmp", help="ICMP echo probes"
     )
     proto.add_argument(
         "-T", dest="protocol", action="store_const", const="tcp", help="TCP SYN probes"
+    )
+    tr.add_argument(
+        "--paris",
+        action="store_true",
+        help="Paris traceroute: every probe one flow (constant ports, or ICMP checksum), "
+        "so a per-flow load balancer sends all of them one way (-P udp-paris/icmp-paris; "
+        "TCP probes are one flow anyway)",
+    )
+    tr.add_argument(
+        "-n",
+        dest="numeric",
+        action="store_true",
+        help="print hop addresses only (no reverse DNS lookup of their names)",
+    )
+    tr.add_argument(
+        "--names",
+        action="store_true",
+        help="with --json, look up hop names too (JSON lines are addresses only by "
+        "default, as scamper's, and never wait for DNS)",
     )
     tr.add_argument(
         "--sequential",
@@ -295,6 +318,20 @@ def check_raw_permission() -> None:
         ) from None
 
 
+def check_local_address(src: Address) -> None:
+    """The in-process endpoint sends from this host: --src must be one of its addresses."""
+    family = socket.AF_INET if src.version == 4 else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((str(src), 0))
+        except OSError as e:
+            raise RunError(
+                f"--src {src} is not an address of this host ({e.strerror}), where the "
+                "in-process endpoint runs: give one of its addresses, or use --listen and "
+                "an endpoint that has it"
+            ) from None
+
+
 # -- running ---------------------------------------------------------------------------------------
 
 
@@ -306,9 +343,12 @@ def _experiment(
     report: TracerouteReport | PingReport,
     stop: StopSignal,
 ) -> Callable[[Any], Awaitable[TracerouteResult | PingResult]]:
+    from twisted.internet.defer import Deferred, succeed
+
     from packetlab.controller import read_system_info
     from packetlab.measure.ping import ping
-    from packetlab.measure.traceroute import pick_source, traceroute
+    from packetlab.measure.rdns import ReverseNames
+    from packetlab.measure.traceroute import PARIS, pick_source, traceroute
 
     async def source(session: Any) -> Address:
         if src is not None:
@@ -320,7 +360,18 @@ def _experiment(
         assert isinstance(report, TracerouteReport)
         frm = await source(session)
         report.start(str(frm))
-        return await traceroute(
+        names = ReverseNames(session) if _names_wanted(args) else None
+        report.names = None if names is None else names.names
+        shown: Deferred[object] = succeed(None)  # hops are printed in order, named
+
+        def on_hop(hop: Hop) -> None:
+            if names is None:
+                report.hop(hop)
+                return
+            named = names.lookup(hop.addr) if hop.addr is not None else succeed(None)
+            shown.addCallback(lambda _: named).addCallback(lambda _: report.hop(hop))
+
+        result = await traceroute(
             session,
             dst,
             first_ttl=args.first_ttl,
@@ -328,15 +379,17 @@ def _experiment(
             wait=args.wait,
             sport=args.sport,
             base_port=args.port or (80 if args.protocol == "tcp" else 33434),
-            method=args.protocol,
+            method=PARIS[args.protocol] if args.paris and args.protocol in PARIS else args.protocol,
             src=frm,
             pace=None if args.sequential else (args.pace or 0.0),
             queries=args.queries,
             send_stamp=stamp,
             recv_stamp=stamp,
-            on_hop=report.hop,
+            on_hop=on_hop,
             stop=stop,
         )
+        await shown
+        return result
 
     async def echo(session: Any) -> PingResult:
         assert isinstance(report, PingReport)
@@ -360,6 +413,26 @@ def _experiment(
         )
 
     return trace if args.measurement == "traceroute" else echo
+
+
+def _names_wanted(args: argparse.Namespace) -> bool:
+    """Hop names: in text unless -n (as traceroute), in JSON with --names."""
+    return not args.numeric and (not args.json or args.names)
+
+
+def _endpoint_extra(args: argparse.Namespace) -> list[str]:
+    """More in-process endpoint options: this host's DNS servers, to name the hops."""
+    if args.measurement != "traceroute" or not _names_wanted(args):
+        return []
+    from packetlab.cli.run_command import resolv_conf_servers
+
+    v4, v6 = resolv_conf_servers()
+    out = []
+    if v4:
+        out += ["--dns-ipv4", ",".join(v4[:16])]
+    if v6:
+        out += ["--dns-ipv6", ",".join(v6[:16])]
+    return out
 
 
 def _budget(args: argparse.Namespace) -> float:
@@ -439,6 +512,8 @@ async def measure(
     check_raw_permission()
     if src is None:
         src = route_source(dst)
+    else:
+        check_local_address(src)
     report = _report(reactor, args, dst)
     experiment = _experiment(args, dst, src, Stamp.KERNEL, report, stop)
     timeout = args.timeout if args.timeout is not None else _budget(args)
@@ -450,6 +525,7 @@ async def measure(
             addresses=[src],
             transproto="raw,tcp,udp",
             timeout=timeout,
+            extra=_endpoint_extra(args),
         )
     finally:
         report.close()

@@ -13,6 +13,14 @@ be matched to the probe that caused it, whatever order replies arrive in:
   usually fixed, e.g. 80). ICMP errors quote the sequence number (bytes 4..7), and a SYN-ACK
   or RST from the target acknowledges ``seq + 1``.
 
+Paris traceroute (Augustin et al., IMC 2006; scamper's udp-paris and icmp-paris) keeps
+every field a per-flow load balancer hashes constant across the probes of a trace, so all
+of them follow one path: the ports (UDP; the first 4 bytes of the transport header) or the
+ICMP type, code and checksum. The UDP probe's index then goes in its checksum, which ICMP
+errors quote (key ``seq``); the echo probe's index stays in its sequence number. Two
+payload bytes are chosen to make each checksum come out as wanted (`paris_udp_probe`,
+`paris_echo_probe`).
+
 The key deliberately leaves out the probe's source address: Linux fills in a zero source of
 a raw IPv4 send (IP4HDRMOD), and a NAT may rewrite it, but the destination and the ports or
 identifiers survive.
@@ -22,7 +30,7 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -56,6 +64,7 @@ TRACEROUTE_BASE_PORT = 33434
 TRACEROUTE_PAYLOAD = bytes(range(0x40, 0x60))
 # iputils ping's 56-byte payload after its 8-byte timestamp, here as plain counting bytes.
 PING_PAYLOAD = bytes(range(56))
+_SUM = struct.Struct("!H")
 
 T = TypeVar("T")
 
@@ -265,13 +274,86 @@ def tcp_syn_probe(
     return Probe(packet, ProbeKey(PROTO_TCP, d, sport, dport, seq), s, d, ttl, ident)
 
 
-def probe_key(packet: bytes) -> ProbeKey:
-    """The key of a probe packet, or of the start of one quoted in an ICMP error.
+def _ones_add(a: int, b: int) -> int:
+    s = a + b
+    return (s & 0xFFFF) + (s >> 16)
 
-    Needs the IP header and the first 8 bytes of the transport header, which is what an
-    ICMPv4 error is required to quote (RFC 792). Raises ParseError for anything that is not
-    a UDP, TCP or echo-request packet.
-    """
+
+def _steer_checksum(build: Callable[[bytes], bytes], payload: bytes, at: int, want: int) -> bytes:
+    """`build(payload)` (a segment with its checksum at byte `at`) with the payload's first
+    two bytes chosen so that the checksum is `want` (RFC 1624's arithmetic, reversed)."""
+    if len(payload) < 2:
+        raise ValueError("a checksum-steered probe needs a payload of 2 bytes or more")
+    rest = payload[2:]
+    (natural,) = _SUM.unpack_from(build(b"\0\0" + rest), at)
+    word = _ones_add(~want & 0xFFFF, natural)
+    for w in (word, word ^ 0xFFFF):  # one's complement has two zeros: try the other one
+        segment = build(_SUM.pack(w) + rest)
+        if _SUM.unpack_from(segment, at)[0] == want:
+            return segment
+    raise ValueError(f"no payload word gives checksum {want:#06x}")  # pragma: no cover
+
+
+def paris_udp_probe(
+    src: AddressLike,
+    dst: AddressLike,
+    ttl: int,
+    *,
+    sport: int,
+    dport: int = TRACEROUTE_BASE_PORT,
+    index: int,
+    payload: bytes = TRACEROUTE_PAYLOAD,
+    ip_id: int | None = None,
+) -> Probe:
+    """A Paris traceroute UDP probe: fixed ports (one flow for a per-flow load balancer),
+    probe ``index`` (0..65533) carried as UDP checksum ``index + 1``; key ``seq`` is that
+    checksum (`Reply.quoted_sum` gives it back from an ICMP error)."""
+    if not 1 <= ttl <= 255:
+        raise ValueError(f"ttl must be in 1..255, not {ttl}")
+    if not 0 <= index <= 0xFFFD:
+        raise ValueError(f"Paris probe index must be in 0..65533, not {index}")
+    s, d = _addresses(src, dst, need_src=True)
+    ident = _ip_id(ip_id, d.version)
+    want = index + 1  # never 0: a zero UDP checksum means "none" (IPv4) or is invalid (IPv6)
+    segment = _steer_checksum(lambda p: udp_segment(s, d, sport, dport, p), payload, 6, want)
+    packet = ip_packet(s, d, PROTO_UDP, segment, ttl=ttl, ident=ident or 0)
+    return Probe(packet, ProbeKey(PROTO_UDP, d, sport, dport, want), s, d, ttl, ident)
+
+
+def paris_echo_probe(
+    src: AddressLike,
+    dst: AddressLike,
+    ttl: int,
+    *,
+    ident: int,
+    seq: int,
+    checksum: int,
+    payload: bytes = TRACEROUTE_PAYLOAD,
+    ip_id: int | None = None,
+) -> Probe:
+    """A Paris traceroute ICMP(v6) echo request: identifier and ICMP checksum the same
+    for every probe of a trace (one flow), sequence ``seq`` per probe; matched as
+    `echo_probe`."""
+    s, d = _addresses(src, dst, need_src=True)
+    ip_ident = _ip_id(ip_id, d.version)
+    _check_16("checksum", checksum)
+    if d.version == 4:
+        proto = PROTO_ICMP
+        segment = _steer_checksum(lambda p: icmp_echo(ident, seq, p), payload, 2, checksum)
+    else:
+        proto = PROTO_ICMPV6
+        segment = _steer_checksum(lambda p: icmpv6_echo(s, d, ident, seq, p), payload, 2, checksum)
+    packet = ip_packet(s, d, proto, segment, ttl=ttl, ident=ip_ident or 0)
+    return Probe(packet, ProbeKey(proto, d, ident, 0, seq), s, d, ttl, ip_ident)
+
+
+def _check_16(name: str, value: int) -> None:
+    if not 0 <= value <= 0xFFFF:
+        raise ValueError(f"{name} must be in 0..65535, not {value}")
+
+
+def _quoted_transport(packet: bytes) -> tuple[int, Address, bytes]:
+    """(protocol, destination, first 8 transport bytes) of a packet or a quoted one."""
     if not packet:
         raise ParseError("empty packet")
     version = packet[0] >> 4
@@ -290,6 +372,29 @@ def probe_key(packet: bytes) -> ProbeKey:
     head = packet[offset : offset + 8]
     if len(head) < 8:
         raise ParseError(f"transport header truncated to {len(head)} bytes (need 8)")
+    return proto, dst, head
+
+
+def quoted_checksum(packet: bytes) -> int | None:
+    """The UDP or ICMP checksum of a probe quoted in an ICMP error (None for TCP, whose
+    checksum is beyond the 8 bytes an error must quote). Raises ParseError as `probe_key`."""
+    proto, _dst, head = _quoted_transport(packet)
+    if proto == PROTO_UDP:
+        return int(_SUM.unpack_from(head, 6)[0])
+    if proto in (PROTO_ICMP, PROTO_ICMPV6):
+        return int(_SUM.unpack_from(head, 2)[0])
+    return None
+
+
+def probe_key(packet: bytes) -> ProbeKey:
+    """The key of a probe packet, or of the start of one quoted in an ICMP error.
+
+    Needs the IP header and the first 8 bytes of the transport header, which is what an
+    ICMPv4 error is required to quote (RFC 792). Raises ParseError for anything that is not
+    a UDP, TCP or echo-request packet. (A Paris UDP probe's key also has its checksum, in
+    ``seq``: see `quoted_checksum`.)
+    """
+    proto, dst, head = _quoted_transport(packet)
     if proto == PROTO_UDP:
         sport, dport = struct.unpack_from("!HH", head)
         return ProbeKey(PROTO_UDP, dst, sport, dport)

@@ -236,8 +236,11 @@ def traceroute_header(
     return head
 
 
-def traceroute_line(ttl: int, hops: Sequence[Hop]) -> str:
-    """One TTL's line like Butskoy's ``traceroute -n`` (no newline)."""
+def traceroute_line(
+    ttl: int, hops: Sequence[Hop], names: Mapping[str, str | None] | None = None
+) -> str:
+    """One TTL's line like Butskoy's ``traceroute -n`` (no newline); with `names` (address
+    -> PTR name or None) like plain ``traceroute``: ``name (addr)``, ``addr (addr)``."""
     line = f"{ttl:2d} "
     last_addr: str | None = None
     for hop in hops:
@@ -245,7 +248,10 @@ def traceroute_line(ttl: int, hops: Sequence[Hop]) -> str:
             line += " *"
             continue
         if hop.addr != last_addr:
-            line += f" {hop.addr}"
+            if names is None:
+                line += f" {hop.addr}"
+            else:
+                line += f" {names.get(hop.addr) or hop.addr} ({hop.addr})"
             last_addr = hop.addr
         line += f"  {hop.rtt_us / 1000:.3f} ms" if hop.rtt_us is not None else "  ? ms"
         note = hop_annotation(hop)

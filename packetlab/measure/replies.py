@@ -43,7 +43,7 @@ from packetlab.measure.packets import (
     pseudo_header,
     skip_ipv6_extensions,
 )
-from packetlab.measure.probes import ProbeKey, probe_key
+from packetlab.measure.probes import ProbeKey, probe_key, quoted_checksum
 
 __all__ = ["NotAReply", "ParseError", "Reply", "ReplyKind", "parse_reply"]
 
@@ -96,6 +96,7 @@ class Reply:
     quoted_ttl: int | None = None  # TTL the probe had left when it reached the replier
     quoted_ip_id: int | None = None  # the probe's IPv4 ID as quoted
     mtu: int | None = None  # next-hop MTU of "fragmentation needed" / "packet too big"
+    quoted_sum: int | None = None  # the probe's UDP/ICMP checksum as quoted (Paris probes)
 
     @property
     def is_error(self) -> bool:
@@ -222,6 +223,7 @@ def _parse_icmp(
     if quoted_version != (6 if v6 else 4):
         raise ParseError(f"ICMP{'v6' if v6 else ''} error quotes an IPv{quoted_version} packet")
     key = probe_key(quote)
+    quoted_sum = quoted_checksum(quote)
     if v6:
         quoted_ttl, quoted_id = parse_ipv6_header(quote).hop_limit, None
     else:
@@ -240,6 +242,7 @@ def _parse_icmp(
         quoted_ttl=quoted_ttl,
         quoted_ip_id=quoted_id,
         mtu=mtu,
+        quoted_sum=quoted_sum,
     )
 
 

@@ -11,6 +11,7 @@ controller's distance to the endpoint is not in them.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import random
 from collections.abc import Callable, Sequence
@@ -37,8 +38,11 @@ from packetlab.measure.probes import (
     TRACEROUTE_BASE_PORT,
     TRACEROUTE_PAYLOAD,
     Probe,
+    ProbeKey,
     ProbeTable,
     echo_probe,
+    paris_echo_probe,
+    paris_udp_probe,
     tcp_syn_probe,
     traceroute_probe,
 )
@@ -220,7 +224,10 @@ def _ends_trace(reply: Reply) -> bool:
 
 
 HopCallback = Callable[[Hop], object]
-METHODS = ("udp", "icmp", "tcp")
+# scamper's method names. TCP probes are one flow already (fixed ports; the index is in
+# the sequence number), so TCP is Paris too, like scamper's and tcptraceroute's.
+METHODS = ("udp", "icmp", "tcp", "udp-paris", "icmp-paris")
+PARIS = {"udp": "udp-paris", "icmp": "icmp-paris", "tcp": "tcp"}
 
 
 def _probe(
@@ -229,9 +236,20 @@ def _probe(
     """Probe i (TTL `ttl`) of a traceroute by `method`; each identifies itself by i."""
     if method == "icmp":
         return echo_probe(src, dst, ident=sport, seq=i + 1, ttl=ttl, payload=TRACEROUTE_PAYLOAD)
+    if method == "icmp-paris":  # the checksum held at the identifier's value: any constant
+        return paris_echo_probe(src, dst, ttl, ident=sport, seq=i + 1, checksum=sport)
     if method == "tcp":
         return tcp_syn_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl)
+    if method == "udp-paris":
+        return paris_udp_probe(src, dst, ttl, sport=sport, dport=port, index=i)
     return traceroute_probe(src, dst, ttl, sport=sport, index=i, base_port=port)
+
+
+def reply_key(method: str, reply: Reply) -> ProbeKey:
+    """The key of the probe `reply` answers: a Paris UDP probe is told by its checksum."""
+    if method == "udp-paris" and reply.quoted_sum is not None:
+        return dataclasses.replace(reply.key, seq=reply.quoted_sum)
+    return reply.key
 
 
 def _end_of_ttl(probes: list[Probe], i: int) -> int:
@@ -246,6 +264,7 @@ async def _sequential(
     session: EndpointSession,
     cap: RawCapture,
     probes: list[Probe],
+    method: str,
     wait: float,
     on_hop: HopCallback | None,
     stop: StopSignal | None,
@@ -265,7 +284,7 @@ async def _sequential(
             if note is None:
                 break
             got = parse_ndata(note)
-            if got is not None and got[0].key == probe.key:
+            if got is not None and reply_key(method, got[0]) == probe.key:
                 answer = got
         sent = await ntag_time(queued.ntag, reactor, wait)
         if answer is None:
@@ -296,9 +315,11 @@ class _Parallel:
         session: EndpointSession,
         cap: RawCapture,
         probes: list[Probe],
+        method: str,
         on_hop: HopCallback | None,
     ) -> None:
         self.session, self.cap, self.probes, self.on_hop = session, cap, probes, on_hop
+        self.method = method
         self.reactor = session.reactor
         self.waker = Waker(self.reactor)
         self.table: ProbeTable[int] = ProbeTable()
@@ -309,6 +330,7 @@ class _Parallel:
         self.failure: BaseException | None = None
         self.end = len(probes)  # probes past the TTL that ends the trace are not waited for
         self.hops: list[Hop] = []
+        self.floor = float("inf")  # no wait is shortened before `_distance` is known
         cap.sock.buffering = False
         self._remove = cap.sock.add_callback(self._note)
 
@@ -316,7 +338,7 @@ class _Parallel:
         got = parse_ndata(note)
         if got is None:
             return
-        i = self.table.pop(got[0].key)
+        i = self.table.pop(reply_key(self.method, got[0]))
         if i is None:  # not ours, or a duplicate
             return
         self.answers[i] = got
@@ -336,16 +358,19 @@ class _Parallel:
     async def run(self, wait: float, pace: float, stop: StopSignal | None) -> list[Hop]:
         try:
             t0 = self.reactor.seconds()
-            start = await read_time(self.session) + int(PACED_LEAD_S * 1e9)
-            now = self.reactor.seconds()
-            # our send-time estimate of probe i, and the floor of a shortened wait: the
-            # controller's distance to the endpoint, which every answer also travels
-            local = [now + PACED_LEAD_S + i * pace for i in range(len(self.probes))]
-            floor = max(0.05, 2 * (now - t0))
+            n = len(self.probes)
+            if pace == 0:  # all at once: time 0 sends as soon as the endpoint has them
+                clock = read_time(self.session)  # only to learn our distance to it
+                clock.addCallbacks(lambda _: self._distance(t0), self._failed)
+                times, local = [0] * n, [t0] * n
+            else:  # paced by the endpoint's clock, from just after now
+                start = await read_time(self.session) + int(PACED_LEAD_S * 1e9)
+                now = self.reactor.seconds()
+                self._distance(t0)
+                times = [start + int(i * pace * 1e9) for i in range(n)]
+                local = [now + PACED_LEAD_S + i * pace for i in range(n)]
             for i, p in enumerate(self.probes):
-                d = self.session.nsend(
-                    self.cap.sktid, p.packet, time=start + int(i * pace * 1e9), ntag=True
-                )
+                d = self.session.nsend(self.cap.sktid, p.packet, time=times[i], ntag=True)
                 d.addCallbacks(self._queued(i), self._failed)
             stop_by: float | None = None
             while len(self.hops) < self.end:
@@ -354,13 +379,19 @@ class _Parallel:
                 now = self.reactor.seconds()
                 if stop is not None and stop.requested and stop_by is None:
                     stop_by = now + min(wait, GRACE_S)
-                due = self._settle(local, wait, floor, now, stop_by)
+                due = self._settle(local, wait, self.floor, now, stop_by)
                 if due is None:
                     continue
                 await self.waker.sleep(due, stop if stop_by is None else None)
             return self.hops
         finally:
             self._remove()
+
+    def _distance(self, t0: float) -> None:
+        """A request answered, sent at `t0`: the floor of a shortened wait is twice that
+        round trip (our distance to the endpoint, which every answer also travels)."""
+        self.floor = max(0.05, 2 * (self.reactor.seconds() - t0))
+        self.waker.poke()
 
     def _queued(self, i: int) -> Callable[[QueuedSend], None]:
         def cb(q: QueuedSend) -> None:
@@ -449,7 +480,11 @@ async def traceroute(
     `method` is the probe: "udp" (Butskoy's default), "icmp" (echo requests, like
     traceroute -I: identifier `sport`, sequence number = probe index) or "tcp" (SYNs to
     port `base_port`, like traceroute -T: source port `sport`, sequence number = probe
-    index; the target answers SYN-ACK or RST). `sport` is the source port (ICMP: the
+    index; the target answers SYN-ACK or RST). "udp-paris" and "icmp-paris" are Paris
+    traceroute's (scamper's names): every probe of the trace is one flow for a per-flow
+    load balancer. UDP to the fixed port `base_port`, the probe index in the UDP checksum;
+    ICMP with a constant checksum (= `sport`), the index in the sequence number ("tcp" is
+    one flow already). `sport` is the source port (ICMP: the
     identifier) of every probe (default: random, 32768..60999); UDP probe n goes to
     `base_port + n` like Butskoy's traceroute. `src` defaults to the endpoint's
     exported address of dst's family. `send_stamp`/`recv_stamp` only label the result: the
@@ -466,14 +501,16 @@ async def traceroute(
         sport = random.randrange(32768, 61000)
     elif not 0 < sport <= 0xFFFF:
         raise ValueError(f"sport must be 1..65535, got {sport}")
-    if base_port + (max_ttl - first_ttl) > 0xFFFF or base_port < 1:
-        raise ValueError(f"base_port {base_port} + probes does not fit in 1..65535")
+    if not 1 <= base_port <= 0xFFFF:
+        raise ValueError(f"base_port must be 1..65535, got {base_port}")
     if not 1 <= queries <= 10:
         raise ValueError(f"queries must be 1..10 probes per hop, got {queries}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     source = as_target(src) if src is not None else None
     n = (max_ttl - first_ttl + 1) * queries
+    if method == "udp-paris" and n > 0xFFFE:
+        raise ValueError(f"{n} Paris probes: at most 65534 (the index is the UDP checksum)")
     if method == "udp" and base_port + n - 1 > 0xFFFF:
         raise ValueError(f"base_port {base_port} + {n} probes does not fit in 1..65535")
     budget = n * (wait + 1.0) if pace is None else PACED_LEAD_S + n * pace + wait
@@ -487,9 +524,9 @@ async def traceroute(
             _probe(method, cap.src, target, ttl, i, sport, base_port) for i, ttl in enumerate(ttls)
         ]
         if pace is None:
-            hops = await _sequential(session, cap, probes, wait, on_hop, stop)
+            hops = await _sequential(session, cap, probes, method, wait, on_hop, stop)
         else:
-            hops = await _Parallel(session, cap, probes, on_hop).run(wait, pace, stop)
+            hops = await _Parallel(session, cap, probes, method, on_hop).run(wait, pace, stop)
     finally:
         await close_capture(cap)
     return TracerouteResult(

@@ -91,7 +91,8 @@ def test_endpoint_options_configure_the_link_and_the_addresses(tls: bool, tmp_pa
         init_home(home)
     o = Options()
     addrs = [ipaddress.ip_address("10.77.1.1"), ipaddress.ip_address("fd00:77:1::1")]
-    o.parseOptions(_endpoint_options(40000, addrs, "raw,tcp,udp", (home, "ab1") if tls else None))
+    link = (home, "ab1", home.accounting_db) if tls else None
+    o.parseOptions(_endpoint_options(40000, addrs, "raw,tcp,udp", link))
     cfg = o["endpoint_config"]
     assert "raw" in cfg.transproto_sup
     exported = [str(i.ip) for i in cfg.ipv4] + [str(a) for a in cfg.ipv6]
@@ -169,3 +170,24 @@ def test_refusal_messages_name_the_cause_once_per_kind() -> None:
     assert "EndpointOpPubKeyPath" in told[0]
     assert "--insecure-plaintext" in told[1]
     assert told[2].startswith("the endpoint refused our certificate chain: untrusted_root")
+
+
+def test_the_demo_link_home_is_made_once_and_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from packetlab.cli.link import _in_process_home, demo_link_cache
+
+    monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "no-home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    home, cached = _in_process_home(None)
+    assert cached and home.root == demo_link_cache() == tmp_path / "cache/pktlab/demo-link"
+    key = home.root / "keys/k_xc"
+    made = key.stat().st_mtime_ns
+    again, cached = _in_process_home(None)
+    assert cached and again.root == home.root and key.stat().st_mtime_ns == made
+    assert ControllerCredentials.from_home(home).key == key  # usable where it is
+    names = {p.name for p in (tmp_path / "cache/pktlab").iterdir()}
+    assert names == {"demo-link", "demo-link.lock"}
+    key.unlink()  # an incomplete cache is made again
+    third, _ = _in_process_home(None)
+    assert third.root == home.root and key.is_file()

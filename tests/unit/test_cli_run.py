@@ -113,3 +113,21 @@ def test_early_errors(argv: list[str], message: str) -> None:
 
 def test_module_has_the_cli_interface() -> None:
     assert callable(cli_run.add_arguments) and callable(cli_run.run)
+
+
+def test_src_must_be_an_address_of_this_host_for_the_in_process_endpoint() -> None:
+    from packetlab.cli.run import RunError, check_local_address
+
+    check_local_address(ipaddress.ip_address("127.0.0.1"))
+    with pytest.raises(RunError, match=r"--src 192\.0\.2\.77 is not an address of this host"):
+        check_local_address(ipaddress.ip_address("192.0.2.77"))
+
+
+def test_paris_and_scamper_method_names() -> None:
+    from packetlab.cli.run import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["traceroute", "-P", "UDP-Paris", "x"]).protocol == "udp-paris"
+    assert p.parse_args(["traceroute", "--method", "icmp-paris", "x"]).protocol == "icmp-paris"
+    args = p.parse_args(["traceroute", "--paris", "-I", "-n", "x"])
+    assert (args.paris, args.protocol, args.numeric) == (True, "icmp", True)

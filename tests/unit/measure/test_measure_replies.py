@@ -84,6 +84,7 @@ def test_time_exceeded_v4_minimal_quote() -> None:
         ip_id=999,
         quoted_ttl=0,
         quoted_ip_id=4242,
+        quoted_sum=int.from_bytes(probe.packet[26:28], "big"),  # the probe's UDP checksum
     )
     assert reply.is_error and not reply.from_destination
 

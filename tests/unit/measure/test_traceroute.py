@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import zlib
 
 import pytest
 from test_traceroute_fakes import (
@@ -333,3 +334,70 @@ def test_unknown_method() -> None:
     rig = RawRig([TG4])
     with pytest.raises(ValueError, match="method must be one of udp, icmp, tcp"):
         rig.run(traceroute(rig.session, TG4, method="sctp"))
+
+
+def flow_of(packet: bytes) -> bytes:
+    """What a per-flow load balancer hashes: addresses, protocol, the first 4 transport
+    bytes (ports, or ICMP type, code and checksum), IPv6 traffic class and flow label."""
+    if packet[0] >> 4 == 6:
+        return packet[0:4] + packet[6:7] + packet[8:40] + packet[40:44]
+    return packet[1:2] + packet[9:10] + packet[12:20] + packet[20:24]
+
+
+class EcmpPath(RawRig):
+    """Hop 2 is one of two routers, chosen by a hash of the probe's flow (as Linux's
+    fib_multipath_hash_policy=1 or a router's ECMP does)."""
+
+    OTHER = {R24: "10.77.9.2", R26: "fd00:77:9::2"}
+
+    def __init__(self, path: list[str | None]) -> None:
+        super().__init__(path)
+        plain = self.endpoint.answers
+        second = path[1]
+        assert second is not None
+
+        def answers(probe: bytes) -> list[tuple[float, bytes]]:
+            self.endpoint.path[1] = (second, self.OTHER[second])[zlib.crc32(flow_of(probe)) % 2]
+            return plain(probe)
+
+        self.endpoint.answers = answers  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("pace", [None, 0.0])
+@pytest.mark.parametrize("method", ["udp-paris", "icmp-paris"])
+@pytest.mark.parametrize(("dst", "path"), [(TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])])
+def test_paris_probes_are_one_flow(
+    method: str, dst: str, path: list[str], pace: float | None
+) -> None:
+    rig = EcmpPath(list(path))
+    result = rig.run(traceroute(rig.session, dst, method=method, queries=8, pace=pace))
+    assert result.method == method and result.reached
+    sends = [m.data for m in rig.endpoint.raw_sends]
+    assert len({flow_of(p) for p in sends}) == 1  # one flow: one path through the ECMP hop
+    assert len({p for p in sends}) == len(sends)  # yet every probe is a different packet
+    hop2 = {h.addr for h in result.hops if h.ttl == 2}
+    assert len(hop2) == 1 and hop2 <= {path[1], EcmpPath.OTHER[path[1]]}
+    assert [h.ttl for h in result.hops] == [1] * 8 + [2] * 8 + [3] * 8
+    assert all(h.addr is not None and h.rtt_us is not None for h in result.hops)
+
+
+def test_classic_udp_probes_take_both_ecmp_paths() -> None:
+    rig = EcmpPath([R14, R24, TG4])
+    result = rig.run(traceroute(rig.session, TG4, queries=10, max_ttl=3, pace=0.0, sport=999))
+    assert len({flow_of(m.data) for m in rig.endpoint.raw_sends}) == 30
+    # 10 flows through the ECMP hop (a deterministic hash): both of its routers
+    assert {h.addr for h in result.hops if h.ttl == 2} == {R24, "10.77.9.2"}
+
+
+def test_paris_udp_probe_is_told_by_its_checksum() -> None:
+    rig = RawRig([R14, TG4])
+    result = rig.run(traceroute(rig.session, TG4, method="udp-paris", sport=4000, base_port=53))
+    sends = [m.data for m in rig.endpoint.raw_sends]
+    assert [udp_ports(p) for p in sends] == [(4000, 53), (4000, 53)]
+    assert [int.from_bytes(p[26:28], "big") for p in sends] == [1, 2]  # index + 1
+    from packetlab.measure.packets import PROTO_UDP, as_address, inet_checksum, pseudo_header
+
+    for p in sends:  # still a valid UDP checksum
+        ph = pseudo_header(as_address(EP4), as_address(TG4), PROTO_UDP, len(p) - 20)
+        assert inet_checksum(ph + p[20:]) == 0
+    assert result.path() == [(1, R14), (2, TG4)] and len(sends[0]) == 60

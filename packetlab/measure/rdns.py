@@ -1,0 +1,85 @@
+"""Names of hop addresses (PTR lookups) asked from the endpoint, as traceroute shows them.
+
+Native traceroute resolves each hop with the resolver of the host it runs on; here that
+host is the endpoint, so the PTR queries go from the endpoint to its DNS server (from its
+memory, `VMemLocalDNSAddrStr*`) with `packetlab.measure.dns`. Lookups run in parallel,
+each address once; a failure (no server, no answer, NXDOMAIN) is a missing name, never an
+error: the address is shown instead, as traceroute does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred, succeed
+
+if TYPE_CHECKING:
+    from packetlab.controller import EndpointSession
+
+__all__ = ["ReverseNames"]
+
+
+class ReverseNames:
+    """PTR names from the endpoint's resolver: `lookup(addr)` fires with the name (no
+    trailing dot) or None, within about `timeout` x `attempts` seconds."""
+
+    def __init__(
+        self,
+        session: EndpointSession,
+        *,
+        server: str | None = None,
+        timeout: float = 1.0,
+        attempts: int = 2,
+    ) -> None:
+        self.session, self.server = session, server
+        self.timeout, self.attempts = timeout, attempts
+        self.names: dict[str, str | None] = {}
+        self._waiting: dict[str, list[Deferred[str | None]]] = {}
+        self._no_server = False
+
+    def lookup(self, addr: str) -> Deferred[str | None]:
+        """A new Deferred for each call (callers may chain it), one query per address."""
+        if addr in self.names:
+            return succeed(self.names[addr])
+        d: Deferred[str | None] = Deferred()
+        waiting = self._waiting.get(addr)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._waiting[addr] = [d]
+        Deferred.fromCoroutine(self._ask(addr))
+        return d
+
+    async def _ask(self, addr: str) -> None:
+        name: str | None = None
+        try:
+            name = await self._ptr(addr)
+        except Exception:  # a name is a nicety: any failure shows the address
+            name = None
+        self.names[addr] = name
+        for d in self._waiting.pop(addr, []):
+            d.callback(name)
+
+    async def _ptr(self, addr: str) -> str | None:
+        if self._no_server:
+            return None
+        import dns.reversename  # here: dnspython's import is only paid when names are shown
+
+        from packetlab.measure.dns import DnsError, dns_query
+
+        qname = dns.reversename.from_address(addr).to_text()
+        try:
+            got = await dns_query(
+                self.session,
+                qname,
+                "PTR",
+                server=self.server,
+                timeout=self.timeout,
+                attempts=self.attempts,
+                edns=False,
+            )
+        except DnsError:  # the endpoint has no DNS server: no names at all
+            self._no_server = True
+            return None
+        ptrs = [a.data for a in got.answers if a.type == "PTR"]
+        return ptrs[0].rstrip(".") if ptrs else None
