@@ -79,6 +79,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="require this monitor: its digest goes into exppriv_eop_exper's monitor= "
         "limit (repeatable; docs/monitors.md)",
     )
+    parser.add_argument(
+        "--reflex",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="WASM",
+        help="allow this reflex: its digest goes into exppriv_eop_exper's reflex= limit "
+        "(repeatable; docs/reflexes.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         digests = [abi.digest(p.read_bytes()) for p in args.monitor]
-        init_home(home, digests)
+        reflexes = [abi.digest(p.read_bytes()) for p in args.reflex]
+        init_home(home, digests, reflexes)
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -100,9 +110,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def init_home(home: PktlabHome, monitors: Sequence[bytes] = ()) -> dict[str, Ed25519PrivateKey]:
+def init_home(
+    home: PktlabHome, monitors: Sequence[bytes] = (), reflexes: Sequence[bytes] = ()
+) -> dict[str, Ed25519PrivateKey]:
     """Create the demo keys, certificates and CSRs in `home`; returns the keys by name.
-    `monitors` (digests) are required by the exppriv certificate."""
+    `monitors` (digests) are required by the exppriv certificate; `reflexes` (digests)
+    are allowed by it."""
     home.create_dirs()
     keys: dict[str, Ed25519PrivateKey] = {}
     for name in KEYS:
@@ -111,8 +124,10 @@ def init_home(home: PktlabHome, monitors: Sequence[bytes] = ()) -> dict[str, Ed2
         print(f"key  {home.key_path(name)}  id {key_id(keys[name]).hex()}")
     for name, ctype, signer, subject in CERTS:
         limits = None
-        if monitors and ctype is CertType.EXPPRIV:
-            limits = CertLimits(monitor_digests=tuple(monitors))
+        if (monitors or reflexes) and ctype is CertType.EXPPRIV:
+            limits = CertLimits(
+                monitor_digests=tuple(monitors) or None, reflex_digests=tuple(reflexes) or None
+            )
         cert = issue_certificate(
             ctype, keys[signer], keys[subject], NOT_BEFORE, NOT_AFTER, limits=limits
         )
