@@ -303,15 +303,21 @@ class UdpIO(_SockIO):
     def _sendto(self, pending: PendingSend) -> bool:
         """From the backlog: False when the kernel buffer is still full."""
         clock = self._clock
+        matcher = self._matcher if pending.tag else None
         before = clock()
         try:
-            self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
+            if matcher is not None:
+                ident = matcher.sendto(pending.data, pending.dest)
+            else:
+                self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:
             self._events.send_done(pending, clock(), e.errno or errno.EIO)
             return True
-        self._events.send_done(pending, (before + clock()) // 2, 0)
+        after = clock()
+        stamp = matcher.take(ident, before) if matcher is not None else None
+        self._events.send_done(pending, stamp if stamp is not None else (before + after) // 2, 0)
         return True
 
     def doWrite(self) -> None:
@@ -444,6 +450,9 @@ class TcpIO(_SockIO):
                 return
 
     # -- writing -----------------------------------------------------------------------
+
+    def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
+        return None  # a stream has no per-send stamp: its last byte in the kernel is the time
 
     def send(self, pending: PendingSend) -> bool:
         """Append to the stream. True if every byte is in the kernel now; otherwise the

@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from packetlab.endpoint.checks import SessionRefused
 from packetlab.endpoint.session import Phase, Session, SessionEnd
-from packetlab.tls.directwrite import frame_writer
+from packetlab.tls.directwrite import frame_writer, socket_connection
 from packetlab.wire.codec import encode
 from packetlab.wire.framer import Framer, Item
 from packetlab.wire.messages import Resumd, Suspd
@@ -44,15 +44,6 @@ LINGER_TIMEOUT = 2.0
 # Bytes the transport may hold before it pauses us. Twisted also reads with this size, and
 # above glibc's mmap threshold (128 KiB) every read would cost mmap+mremap+munmap.
 TRANSPORT_BUFFER = 120 * 1024
-
-
-def _socket_descriptor(transport: Any) -> Any:
-    """The socket FileDescriptor under `transport` (itself, or below a TLS wrapper)."""
-    for _ in range(3):
-        if isinstance(transport, FileDescriptor):
-            return transport
-        transport = getattr(transport, "transport", None)
-    return None
 
 
 @implementer(IPushProducer)
@@ -263,7 +254,7 @@ class ControllerProtocol(Protocol):
             self._t.unregisterProducer()
         except RuntimeError:
             pass
-        fd = _socket_descriptor(self.transport)
+        fd = socket_connection(self.transport, FileDescriptor)
         if fd is None:  # not a socket (tests): nothing to linger on
             self._t.loseConnection()
             return

@@ -87,7 +87,7 @@ class ReflexService:
     def install(self, session: Session) -> ReflexGate:
         """Put reflexes in front of `session`'s gate and vmem (# reflex hook)."""
         gate = ReflexGate(self, session, session.gate)
-        session.gate = gate
+        session.gate = session.receiving.gate = gate
         session.memory = ReflexMemory(session.memory, gate)  # type: ignore[assignment]
         session.extension = gate.request
         return gate

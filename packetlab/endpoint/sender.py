@@ -33,6 +33,7 @@ from packetlab.endpoint.clock import ReaderReactor, Timer, TimerFd, realtime_ns
 
 __all__ = [
     "PreciseScheduler",
+    "RollingQuantile",
     "ScheduledSend",
     "SchedulerStats",
     "SendState",
@@ -114,6 +115,45 @@ class ScheduledSend:
         )
 
 
+class RollingQuantile:
+    """A quantile of the last `window` samples, recomputed every `every` samples (a sort of
+    at most `window` ints, so the cost per sample stays small and bounded)."""
+
+    __slots__ = ("_every", "_next", "_pending", "_quantile", "_samples", "_window", "value")
+
+    def __init__(self, window: int, quantile: float, every: int, initial: int = 0) -> None:
+        if window < 1 or every < 1:
+            raise ValueError("window and update_every must be >= 1")
+        if not 0.0 <= quantile <= 1.0:
+            raise ValueError(f"quantile must be in [0, 1], got {quantile}")
+        self._window = window
+        self._quantile = quantile
+        self._every = every
+        self._samples: list[int] = []
+        self._next = 0
+        self._pending = 0
+        self.value = initial  #: the quantile at the last update (`initial` before)
+
+    def add(self, sample: int) -> bool:
+        """Record `sample`; True when `value` was just recomputed."""
+        samples = self._samples
+        if len(samples) < self._window:
+            samples.append(sample)
+        else:
+            samples[self._next] = sample
+            self._next = (self._next + 1) % self._window
+        self._pending += 1
+        if self._pending < self._every:
+            return False
+        self._pending = 0
+        ordered = sorted(samples)
+        self.value = ordered[min(len(ordered) - 1, int(self._quantile * len(ordered)))]
+        return True
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+
 class WakeupEstimator:
     """Learns how late timerfd wake-ups arrive and turns that into a wake-up margin.
 
@@ -134,40 +174,24 @@ class WakeupEstimator:
     ) -> None:
         if not 0 <= min_ns <= max_ns:
             raise ValueError(f"need 0 <= min_ns <= max_ns, got {min_ns}, {max_ns}")
-        if window < 1 or update_every < 1:
-            raise ValueError("window and update_every must be >= 1")
         if not 0.0 < quantile <= 1.0:
             raise ValueError(f"quantile must be in (0, 1], got {quantile}")
         if pad_ns < 0:
             raise ValueError(f"pad_ns must be >= 0, got {pad_ns}")
         self._min = min_ns
         self._max = max_ns
-        self._window = window
-        self._quantile = quantile
         self._pad = pad_ns
-        self._every = update_every
-        self._samples: list[int] = []
-        self._next = 0
-        self._pending = 0
+        self._latency = RollingQuantile(window, quantile, update_every)
         self.margin_ns = min(max(initial_ns, min_ns), max_ns)
 
     def observe(self, latency_ns: int) -> None:
-        latency_ns = max(latency_ns, 0)
-        if len(self._samples) < self._window:
-            self._samples.append(latency_ns)
-        else:
-            self._samples[self._next] = latency_ns
-            self._next = (self._next + 1) % self._window
-        self._pending += 1
-        if self._pending >= self._every:
-            self._pending = 0
-            ordered = sorted(self._samples)
-            q = ordered[min(len(ordered) - 1, int(self._quantile * len(ordered)))]
+        if self._latency.add(max(latency_ns, 0)):
+            q = self._latency.value
             self.margin_ns = min(max(q + self._pad, self._min), self._max)
 
     @property
     def samples(self) -> int:
-        return len(self._samples)
+        return len(self._latency)
 
 
 @dataclass
@@ -251,9 +275,7 @@ class PreciseScheduler:
         self.min_sleep_ns = min_sleep_ns
         self._lead = 0
         self.lead_ns = lead_ns
-        self._lead_samples: list[int] = []
-        self._lead_next = 0
-        self._lead_pending = 0
+        self._lead_learned = RollingQuantile(_LEAD_WINDOW, 0.25, _LEAD_EVERY)
         self.stats = SchedulerStats()
         self._heap: list[tuple[int, int, ScheduledSend]] = []
         self._deferred: deque[ScheduledSend] = deque()  # ran, on_done not yet called
@@ -316,17 +338,9 @@ class PreciseScheduler:
         25th percentile of the last 64 samples (updated every 16), clamped to [0, 1 ms]: a
         low quantile, so cold-cache outliers do not pull sends ahead of their time.
         """
-        sample = min(max(int(latency_ns), 0), _MAX_LEAD_NS)
-        if len(self._lead_samples) < _LEAD_WINDOW:
-            self._lead_samples.append(sample)
-        else:
-            self._lead_samples[self._lead_next] = sample
-            self._lead_next = (self._lead_next + 1) % _LEAD_WINDOW
-        self._lead_pending += 1
-        if self._lead_pending >= _LEAD_EVERY:
-            self._lead_pending = 0
-            ordered = sorted(self._lead_samples)
-            self._lead = ordered[len(ordered) // 4]
+        learned = self._lead_learned
+        if learned.add(min(max(int(latency_ns), 0), _MAX_LEAD_NS)):
+            self._lead = learned.value
 
     def schedule(
         self,

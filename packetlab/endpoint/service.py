@@ -5,7 +5,8 @@ Connect cycle as the reference worker: TCP connect timeout 3 s, retried every 1 
 up 5 s after the cycle started. The reference worker then exits; a daemon keeps going, so
 we start a new cycle after `retry_delay` and log each give-up. After a session ends we
 connect again after `reconnect_delay` (after a ``yield``, not before its resume hint), so
-a long-running controller can run experiment after experiment.
+a long-running controller can run experiment after experiment. Twisted's `ClientService`
+runs the connections; `ConnectCycle` is its retry policy (on the service's clock).
 
 `ControllerLink` is the seam for the transport: `PlaintextLink` (plain TCP, loopback
 only) or `packetlab.endpoint.tlslink.TLSLink` (TLS 1.3 with PPKS chains, the default).
@@ -22,12 +23,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.application import service
+from twisted.application.internet import ClientService
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.interfaces import IDelayedCall, IReactorCore, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IProtocolFactory,
+    IReactorCore,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from packetlab.endpoint.protocol import ControllerProtocol
 from packetlab.endpoint.session import Session, SessionEnd
@@ -38,6 +46,7 @@ __all__ = [
     "CONNECT_GIVE_UP",
     "CONNECT_RETRY",
     "CONNECT_TIMEOUT",
+    "ConnectCycle",
     "ControllerAddress",
     "ControllerLink",
     "NoSubService",
@@ -154,6 +163,79 @@ class _Scheduler(Protocol):
     def stop(self) -> object: ...
 
 
+class ConnectCycle:
+    """The retry policy of the connect cycle, for `ClientService` (which asks it how long
+    to wait after each failed attempt or ended session). Attempts are retried every
+    `CONNECT_RETRY` until `CONNECT_GIVE_UP` after the cycle's first attempt started; then
+    a new cycle starts after `retry_delay`. After a session the wait is the one
+    `session_over` set."""
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, address: ControllerAddress, retry_delay: float) -> None:
+        self.clock = clock
+        self.address = address
+        self.retry_delay = retry_delay
+        self._cycle_start: float | None = None
+        self._after_session: float | None = None
+        self._why = ""
+
+    def attempt_started(self) -> None:
+        if self._cycle_start is None:
+            self._cycle_start = self.clock.seconds()
+
+    def attempt_failed(self, failure: Failure) -> Failure:
+        self._why = failure.getErrorMessage()
+        return failure
+
+    def session_over(self, delay: float) -> None:
+        self._after_session = delay
+        self._cycle_start = None
+
+    def __call__(self, attempt: int) -> float:
+        if self._after_session is not None:
+            delay, self._after_session = self._after_session, None
+            self.log.info("next connection to {addr} in {d:.3f} s", addr=str(self.address), d=delay)
+            return delay
+        start = self._cycle_start if self._cycle_start is not None else self.clock.seconds()
+        elapsed = self.clock.seconds() - start
+        if elapsed + CONNECT_RETRY < CONNECT_GIVE_UP:
+            self.log.info(
+                "cannot reach controller {addr}: {why}; retrying in {d} s",
+                addr=str(self.address),
+                why=self._why,
+                d=CONNECT_RETRY,
+            )
+            return CONNECT_RETRY
+        self.log.warn(
+            "gave up reaching controller {addr} after {t:.1f} s ({why}); next attempt in {d} s",
+            addr=str(self.address),
+            t=elapsed,
+            why=self._why,
+            d=self.retry_delay,
+        )
+        self._cycle_start = None
+        return self.retry_delay
+
+
+@implementer(IStreamClientEndpoint)
+class _CycleEndpoint:
+    """The link's endpoint, made anew for each attempt, telling the cycle about it."""
+
+    def __init__(
+        self, reactor: object, link: ControllerLink, address: ControllerAddress, cycle: ConnectCycle
+    ) -> None:
+        self._reactor = reactor
+        self._link = link
+        self._address = address
+        self._cycle = cycle
+
+    def connect(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
+        self._cycle.attempt_started()
+        d = self._link.endpoint(self._reactor, self._address).connect(factory)
+        return d.addErrback(self._cycle.attempt_failed)
+
+
 class NoSubService(service.Service):
     log = Logger()
 
@@ -175,48 +257,33 @@ class NoSubService(service.Service):
         self.link = link
         self.make_session = make_session
         self.scheduler = scheduler
-        self.retry_delay = retry_delay
         self.reconnect_delay = reconnect_delay
         self.max_sessions = max_sessions
         self.admission = admission
         self.sessions = 0
-        self._cycle_start = 0.0
-        self._timer: IDelayedCall | None = None
-        self._connecting: defer.Deferred[Any] | None = None
         self.protocol: ControllerProtocol | None = None
+        clock: Any = reactor
+        self.cycle = ConnectCycle(clock, address, retry_delay)
+
+        def build() -> ControllerProtocol:
+            proto = ControllerProtocol(lambda: self._session_for(proto), clock)
+            return proto
+
+        factory = Factory.forProtocol(build)
+        factory.noisy = False  # one "Starting factory" line per connection is noise
+        self._client = ClientService(
+            _CycleEndpoint(reactor, link, address, self.cycle),
+            factory,
+            retryPolicy=self.cycle,
+            clock=clock,
+            prepareConnection=self._connected,
+        )
 
     def startService(self) -> None:
         super().startService()
         if self.scheduler is not None:
             self.scheduler.start()
-        self._start_cycle()
-
-    def _later(self, delay: float, f: Callable[[], None]) -> None:
-        self._timer = self.reactor.callLater(delay, f)  # type: ignore[attr-defined]
-
-    def _now(self) -> float:
-        return float(self.reactor.seconds())  # type: ignore[attr-defined]
-
-    def _start_cycle(self) -> None:
-        self._timer = None
-        self._cycle_start = self._now()
-        self._attempt()
-
-    def _attempt(self) -> None:
-        self._timer = None
-        if not self.running:
-            return
-        reactor = self.reactor
-
-        def build() -> ControllerProtocol:
-            proto = ControllerProtocol(lambda: self._session_for(proto), reactor)  # type: ignore[arg-type]
-            return proto
-
-        factory = Factory.forProtocol(build)
-        factory.noisy = False  # one "Starting factory" line per connection is noise
-        d = self.link.endpoint(reactor, self.address).connect(factory)
-        self._connecting = d
-        d.addCallbacks(self._connected, self._connect_failed)
+        self._client.startService()
 
     def _session_for(self, proto: ControllerProtocol) -> Session:
         if self.admission is None:
@@ -228,69 +295,43 @@ class NoSubService(service.Service):
         self.admission.watch(gate, proto, self.reactor)
         return session
 
-    def _connect_failed(self, failure: Failure) -> None:
-        self._connecting = None
-        if not self.running or failure.check(defer.CancelledError):
-            return
-        elapsed = self._now() - self._cycle_start
-        if elapsed + CONNECT_RETRY < CONNECT_GIVE_UP:
-            self.log.info(
-                "cannot reach controller {addr}: {why}; retrying in {d} s",
-                addr=str(self.address),
-                why=failure.getErrorMessage(),
-                d=CONNECT_RETRY,
-            )
-            self._later(CONNECT_RETRY, self._attempt)
-        else:
-            self.log.warn(
-                "gave up reaching controller {addr} after {t:.1f} s ({why}); next attempt in {d} s",
-                addr=str(self.address),
-                t=elapsed,
-                why=failure.getErrorMessage(),
-                d=self.retry_delay,
-            )
-            self._later(self.retry_delay, self._start_cycle)
-
-    def _connected(self, proto: ControllerProtocol) -> None:
-        self._connecting = None
+    def _connected(self, proto: Any) -> None:
+        # `proto` is ClientService's proxy of our ControllerProtocol (same attributes).
         self.protocol = proto
         self.sessions += 1
         proto.done.addCallback(self._session_over)
 
     def _session_over(self, end: SessionEnd) -> None:
+        # Runs inside the connection's connectionLost, before ClientService asks the
+        # cycle how long to wait.
         self.protocol = None
         if not self.running:
             return
         if self.max_sessions and self.sessions >= self.max_sessions:
             self.log.info("ran {n} session(s) as asked; stopping", n=self.sessions)
+            self._client.stopService()
             self.reactor.stop()
             return
         delay = self.reconnect_delay
         if end.rhint is not None:
             wait = (end.rhint - time.time_ns()) / 1e9
             delay = max(delay, min(wait, MAX_YIELD_WAIT))
-        self.log.info("next connection to {addr} in {d:.3f} s", addr=str(self.address), d=delay)
-        self._later(delay, self._start_cycle)
+        self.cycle.session_over(delay)
 
     def stopService(self) -> defer.Deferred[None] | None:
         super().stopService()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        if self._connecting is not None:
-            self._connecting.cancel()
-            self._connecting = None
         proto, self.protocol = self.protocol, None
-        if proto is None:
+        if proto is not None:
+            proto.end_session()  # abort: a stopping endpoint sends nothing more
+        stopped = self._client.stopService()
+        if stopped.called:
             self._stop_scheduler()
             return None
-        done = proto.done
-        proto.end_session()
 
-        def stopped(_: object) -> None:
+        def done(_: object) -> None:
             self._stop_scheduler()
 
-        return done.addBoth(stopped)
+        return stopped.addBoth(done)
 
     def _stop_scheduler(self) -> None:
         if self.scheduler is not None:

@@ -184,6 +184,11 @@ class SocketIO(Protocol):
         now; False: the rest is reported later with `send_done`. May raise OSError."""
         ...
 
+    def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
+        """The kernel TX timestamp of `pending`, which `send` took at once, or None (the
+        session then uses the scheduler's reading around the send)."""
+        ...
+
     def shutdown_write(self) -> None:
         """TCP FIN once everything handed over so far is written; report `tcp_fin_sent`."""
 
@@ -203,10 +208,6 @@ class RawSocketIO(SocketIO, Protocol):
     def capture(self, program: bytes, endtime: int) -> None:
         """Install the encoded eBPF `program` until endpoint time `endtime` (ns); an
         endtime not in the future stops capturing. Raises `CaptureRejected`."""
-
-    def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
-        """The kernel TX timestamp of a sent `pending` (tagged sends only), or None."""
-        ...
 
 
 class SocketEvents(Protocol):

@@ -24,17 +24,25 @@ from typing import Any
 
 from twisted.internet import tcp
 
-__all__ = ["CORK_LIMIT", "Corked", "DirectWriter", "PlainFrameWriter", "frame_writer"]
+__all__ = [
+    "CORK_LIMIT",
+    "Corked",
+    "DirectWriter",
+    "PlainFrameWriter",
+    "frame_writer",
+    "socket_connection",
+]
 
 # Bytes collected while corked before they are emitted anyway: bounds the memory a long
 # read (or a busy turn) holds outside the transport, whose own limit drives backpressure.
 CORK_LIMIT = 64 * 1024
 
 
-def socket_connection(transport: Any) -> tcp.Connection | None:
-    """The TCP connection under `transport` (itself, or below TLS/wrapping protocols)."""
+def socket_connection(transport: Any, kind: type = tcp.Connection) -> Any:
+    """The TCP connection (or other `kind` of descriptor) under `transport`: itself, or
+    below TLS/wrapping protocols; None if there is none."""
     for _ in range(4):
-        if isinstance(transport, tcp.Connection):
+        if isinstance(transport, kind):
             return transport
         transport = getattr(transport, "transport", None)
     return None

@@ -996,3 +996,26 @@ def test_abort_drops_corked_frames(world: World) -> None:
     tls.uncork()
     link_.pump.flush()
     assert link_.client_app.data == b""
+
+
+def test_pinned_tls_memory_bio_internals(world: World) -> None:
+    """What PPKSTLSProtocol overrides or reads of Twisted's TLSMemoryBIOProtocol: if this
+    fails after a Twisted upgrade, packetlab/tls/protocol.py must be revisited first
+    (records would be sealed or sent out of order, or after close)."""
+    import inspect
+
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+    link_ = link(endpoint_creator(world), PPKSServerOptions({"exp1": controller_entry(world)}))
+    tls = link_.server_tls
+    assert isinstance(tls, PPKSTLSProtocol)
+    # State read by _emit: set by the base class on every connection.
+    assert tls._aborted is False and tls._producer is None
+    assert isinstance(tls._tlsConnection, SSL.Connection)
+    # _write seals one piece (records of at most 16 KiB) and then flushes the send BIO
+    # through _flushSendBIO, the method we override to send the records of a cork at once.
+    write_src = inspect.getsource(TLSMemoryBIOProtocol._write)
+    assert "self._tlsConnection.send(" in write_src and "self._flushSendBIO()" in write_src
+    assert "self._flushSendBIO()" in inspect.getsource(TLSMemoryBIOProtocol._flushReceiveBIO)
+    # write() is the public entry the base class routes through _write.
+    assert "self._write(" in inspect.getsource(TLSMemoryBIOProtocol.write)

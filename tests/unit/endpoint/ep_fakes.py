@@ -77,6 +77,9 @@ class FakeIO:
             self.unsent.append(pending)
         return self.complete
 
+    def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
+        return None  # no kernel stamps: the scheduler's reading is the time
+
     def finish(self, time: int) -> None:
         """Report every still-unsent send as written at `time`."""
         pending, self.unsent = self.unsent, []

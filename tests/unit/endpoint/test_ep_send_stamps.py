@@ -22,7 +22,7 @@ def _stamping(rig: Rig, sktid: int) -> list[int]:
         handed.append(not_before + STAMP_AFTER_NS)
         return handed[-1]
 
-    rig.io(sktid).tx_time = tx_time  # type: ignore[attr-defined]
+    rig.io(sktid).tx_time = tx_time  # type: ignore[method-assign]
     return handed
 
 
@@ -57,7 +57,7 @@ def test_tcp_sends_never_ask_for_a_tx_stamp() -> None:
     rig = Rig().started()
     rig.send(tcp_open(2))
     asked: list[PendingSend] = []
-    rig.io(2).tx_time = lambda p, nb: asked.append(p)  # type: ignore[attr-defined]
+    rig.io(2).tx_time = lambda p, nb: asked.append(p)  # type: ignore[method-assign,assignment]
     got = rig.send(tcp_send(2, tag=9))
     assert names(got) == ["result", "ntag"] and asked == []
 

@@ -664,3 +664,19 @@ def test_timerfd_closed_use_is_a_clear_error() -> None:
             use()
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_rolling_quantile_updates_every_n_samples_over_its_window() -> None:
+    from packetlab.endpoint.sender import RollingQuantile
+
+    q = RollingQuantile(window=4, quantile=0.25, every=2, initial=-1)
+    assert not q.add(40) and q.value == -1  # not yet: every 2 samples
+    assert q.add(10) and q.value == 10  # sorted [10, 40]: index int(0.5) = 0
+    q.add(30)
+    q.add(20)
+    assert q.value == 20  # [10, 20, 30, 40]: index 1
+    q.add(50)
+    q.add(60)  # the window slides: 40 and 10 are gone
+    assert len(q) == 4 and q.value == 30  # [20, 30, 50, 60]
+    with pytest.raises(ValueError):
+        RollingQuantile(window=0, quantile=0.5, every=1)

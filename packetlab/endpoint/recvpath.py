@@ -1,0 +1,211 @@
+"""The receive path of a session, sans-IO (PROTOCOL.md §2.4, §3.5): ndata, budgets, drop
+episodes and notification masks.
+
+Sockets report what they read through `tcp_received`, `udp_received` and `raw_received`
+(the entry points of everything that arrives; `datagram` is where UDP and captured packets
+meet). Each ndata is charged to the socket's rbufsz and to BufMax until the outbox hands
+it to the transport (`release`); a TCP socket stops reading while it has no room and
+resumes (`unblock`) once a useful amount is free again.
+
+Notifications of every kind pass `notify`, which holds them while the socket's notifmask
+masks their type and releases them in order when the mask is cleared.
+"""
+
+from __future__ import annotations
+
+from packetlab.endpoint import frames
+from packetlab.endpoint.budget import RECV_BUF_OVERHEAD, Budget
+from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, NDATA_DROP_COUNTED, RequestGate
+from packetlab.endpoint.outbox import Outbox
+from packetlab.endpoint.sockets import DropEpisode, Skt
+from packetlab.wire import codec
+from packetlab.wire.constants import NDATA_MAX, NotifMask
+from packetlab.wire.messages import Nblock
+
+__all__ = ["ReceivePath"]
+
+U32_MAX = 0xFFFFFFFF
+_NDATA = int(NotifMask.NDATA)
+_NDROP = int(NotifMask.NDROP)
+_NBLOCK = int(NotifMask.NBLOCK)
+
+
+class ReceivePath:
+    """ndata in, budgets back out; one per session."""
+
+    def __init__(self, budget: Budget, gate: RequestGate) -> None:
+        self.budget = budget
+        self.gate = gate
+        self.outbox = Outbox(self.release)
+        self.blocked: set[Skt] = set()  # TCP sockets that stopped reading for want of room
+
+    # -- notifications and masks (§2.4) ---------------------------------------------------
+
+    def notify(self, skt: Skt, bit: int, frame: bytes, cost: int = 0) -> None:
+        """Queue a notification, or hold it while `bit` is masked on the socket."""
+        if skt.notifmask & bit:
+            skt.held.append((bit, frame, cost))
+        else:
+            self.outbox.put(frame, skt, cost)
+
+    def set_notifmask(self, skt: Skt, mask: int) -> None:
+        cleared = skt.notifmask & ~mask
+        skt.notifmask = mask
+        if cleared and skt.held:
+            # Release the held notifications of every cleared type, in order (§2.4;
+            # NBLOCK too, unlike the reference).
+            keep = [h for h in skt.held if not h[0] & cleared]
+            out = [h for h in skt.held if h[0] & cleared]
+            skt.held.clear()
+            skt.held.extend(keep)
+            for _, frame, cost in out:
+                self.outbox.put(frame, skt, cost)
+
+    def set_rbufsz(self, skt: Skt, rbufsz: int) -> None:
+        skt.rbufsz = rbufsz
+        if skt.read_blocked:
+            self.unblock()
+
+    # -- budgets (§3.5) -------------------------------------------------------------------
+
+    def release(self, skt: Skt, cost: int) -> None:
+        """An ndata left for the transport: its charge comes back."""
+        skt.rbufused -= cost
+        self.budget.used -= cost
+        if self.blocked:
+            self.unblock()
+
+    def unspend(self, cost: int) -> None:
+        """A send's charge comes back (sent or dropped)."""
+        self.budget.used -= cost
+        if self.blocked:
+            self.unblock()
+
+    def recv_room(self, skt: Skt) -> int:
+        budget = self.budget
+        return min(skt.rbufsz - skt.rbufused, budget.max - budget.used) - RECV_BUF_OVERHEAD
+
+    def tcp_blocked(self, skt: Skt) -> None:
+        skt.read_blocked = True
+        self.blocked.add(skt)
+
+    def unblock(self) -> None:
+        for skt in list(self.blocked):
+            # Wait for a useful amount of room, not a few bytes (no trickle of tiny ndata).
+            want = min(NDATA_MAX, max(1, skt.rbufsz // 4 - RECV_BUF_OVERHEAD))
+            if self.recv_room(skt) >= want and skt.io is not None:
+                self.blocked.discard(skt)
+                skt.read_blocked = False
+                skt.io.resume_reading()
+
+    def forget(self, skt: Skt) -> int:
+        """The socket is freed: drop its held notifications silently; returns their cost
+        (the caller gives it back with the rest)."""
+        held = sum(cost for _, _, cost in skt.held)
+        skt.held.clear()
+        skt.rbufused -= held
+        self.blocked.discard(skt)
+        return held
+
+    # -- what sockets read ----------------------------------------------------------------
+
+    def tcp_received(self, skt: Skt, data: bytes, time: int) -> None:
+        # The reader asked recv_room() first; TCP is never truncated (flow control instead).
+        if self.gate.checks_ndata and not self._ndata_allowed(skt, data, time, None, None):
+            return
+        frame = frames.ndata_tcp(skt.sktid, skt.family, skt.proto, time, data)
+        self.deliver(skt, frame, len(data) + RECV_BUF_OVERHEAD)
+
+    def udp_received(self, skt: Skt, data: bytes, time: int, raddr: bytes, rport: int) -> None:
+        self.datagram(skt, data, time, RECV_BUF_OVERHEAD + skt.alen + 2, raddr, rport)
+
+    def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
+        """A captured packet: as a UDP datagram without the address (§3.4, §3.5)."""
+        self.datagram(skt, data, time, RECV_BUF_OVERHEAD, None, None)
+
+    def datagram(
+        self,
+        skt: Skt,
+        data: bytes,
+        time: int,
+        extra: int,
+        raddr: bytes | None,
+        rport: int | None,
+    ) -> None:
+        """One UDP datagram (raddr set) or captured packet (raddr None): truncate to the
+        free budget or drop when there is none, counting the loss (§3.5), then deliver."""
+        budget = self.budget
+        room = min(skt.rbufsz - skt.rbufused, budget.max - budget.used) - extra
+        n = len(data)
+        if n > room:
+            if room <= 0:
+                self.count_drop(skt, time, n)
+                return
+            self.count_drop(skt, time, n - room)
+            data = data[:room]
+        if self.gate.checks_ndata and not self._ndata_allowed(skt, data, time, raddr, rport):
+            return
+        if skt.episode is not None:
+            self._end_episode(skt)
+        if raddr is None or rport is None:  # a captured packet: no address part
+            frame = frames.ndata_tcp(skt.sktid, skt.family, skt.proto, time, data)
+        else:
+            frame = frames.ndata_udp(skt.sktid, skt.family, skt.proto, time, raddr, rport, data)
+        self.deliver(skt, frame, len(data) + extra)
+
+    def deliver(self, skt: Skt, frame: bytes, cost: int) -> None:
+        """Charge an ndata's budget and queue it, or hold it while NDATA is masked (§2.4)."""
+        skt.rbufused += cost
+        self.budget.used += cost
+        if skt.notifmask & _NDATA:
+            skt.held.append((_NDATA, frame, cost))
+        else:
+            self.outbox.put(frame, skt, cost)
+
+    def _ndata_allowed(
+        self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None
+    ) -> bool:
+        verdict = self.gate.check_ndata(skt, data, time, raddr, rport)
+        if verdict == NDATA_DELIVER:
+            return True
+        if verdict == NDATA_DROP_COUNTED:  # a receive quota ran out (§4.5)
+            self.count_drop(skt, time, len(data))
+        elif verdict != NDATA_DROP:
+            # The monitor's reason (§8.3).
+            nblock = Nblock(
+                sktid=skt.sktid,
+                family=skt.family,
+                proto=skt.proto,
+                monerrid=verdict & 0xFFFF,
+                time=time,
+            )
+            self.notify(skt, _NBLOCK, codec.encode(nblock))
+        return False
+
+    # -- drop episodes (beyond 1.1.0: one ndrop per episode) ------------------------------
+
+    def count_drop(self, skt: Skt, time: int, lost: int) -> None:
+        skt.drop_pkts += 1
+        skt.drop_bytes += lost
+        ep = skt.episode
+        if ep is None:
+            ep = skt.episode = DropEpisode(time)
+        ep.last = time
+        ep.units += 1
+        ep.bytes += lost
+
+    def _end_episode(self, skt: Skt) -> None:
+        """One ndrop per episode, sent when a datagram is accepted again."""
+        ep = skt.episode
+        assert ep is not None
+        skt.episode = None
+        frame = frames.ndrop(
+            skt.sktid,
+            skt.family,
+            skt.proto,
+            ep.first,
+            ep.last,
+            min(ep.units, U32_MAX),
+            min(ep.bytes, U32_MAX),
+        )
+        self.notify(skt, _NDROP, frame)
