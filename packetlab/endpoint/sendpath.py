@@ -142,7 +142,7 @@ class SendPath:
         skt.nsenderr = int(err)
         skt.nsenderrtag = pending.tag
         if pending.tag:
-            frame = frames.ntag(skt.sktid, pending.tag, self.clock(), _EPKTNOTSENT)
+            frame = frames.ntag_error(skt.sktid, pending.tag, self.clock(), _EPKTNOTSENT)
             self.receive.notify(skt, _NTAG, frame)
 
     def drop_queued(self, skt: Skt, err: NsendErr | None) -> None:

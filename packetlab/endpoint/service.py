@@ -288,7 +288,9 @@ class NoSubService(service.Service):
     def _session_for(self, proto: ControllerProtocol) -> Session:
         if self.admission is None:
             return self.make_session()
-        gate = self.admission.gate_for(peer_of(proto))  # may raise SessionRefused
+        # By the transport: the application protocol the TLS gate knows is ClientService's
+        # proxy of `proto`, not `proto` itself.
+        gate = self.admission.gate_for(peer_of(proto.transport))  # may raise SessionRefused
         if gate is None:
             return self.make_session()
         session: Session = self.make_session(gate)  # type: ignore[call-arg]

@@ -21,7 +21,7 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import fields as dc_fields
-from typing import Any
+from typing import Any, cast
 
 import construct as c
 
@@ -355,6 +355,73 @@ class _Gen:
             parts.append(f"{fn}({v})")
         else:
             raise TypeError(f"{self.cls.__name__}.{fname}: unsupported node {node!r}")
+
+
+def derive_packer(cls: type, *present: str) -> Callable[..., bytes]:
+    """An unchecked frame packer for one form of `cls`: a function of the `present` fields
+    (in declaration order) that returns the whole frame, header folded into the first
+    `struct` call. Optional fields (If/Cond) not named are left out; rules are not
+    checked (hot paths pass values they made; tests compare with `encode`). Its source
+    is the function's `source` attribute."""
+    names = [sub.name for sub in cls.BODY.subcons if isinstance(sub, c.Renamed) and sub.name]  # type: ignore[attr-defined]
+    unknown = set(present) - set(names)
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {sorted(unknown)}")
+    if [n for n in names if n in present] != list(present):
+        raise TypeError(f"{cls.__name__}: give the fields in declaration order ({names})")
+    ns: dict[str, Any] = {}
+    parts: list[str] = []  # expressions joined with + after the header
+    lengths: list[str] = []  # variable lengths
+    fixed = 0
+    run: list[tuple[str, str]] = [("HDR", "I")]  # HDR: replaced by the header below
+
+    def flush() -> None:
+        nonlocal fixed
+        if not run:
+            return
+        fmt = ">" + "".join(code for _, code in run)
+        key = f"p{len(ns)}"
+        ns[key] = struct.Struct(fmt).pack
+        parts.append(f"{key}({', '.join(v for v, _ in run)})")
+        fixed += struct.calcsize(fmt)
+        run.clear()
+
+    for sub in cls.BODY.subcons:  # type: ignore[attr-defined]
+        if not (isinstance(sub, c.Renamed) and sub.name):
+            continue  # rules and Terminated: nothing to write
+        fname, node = sub.name, sub.subcon
+        if _is_cond(node):
+            if fname not in present:
+                continue
+            node = _cond_parts(node, parsing=False)[1]
+        elif fname not in present:
+            raise TypeError(f"{cls.__name__}.{fname} is not optional")
+        code = _Gen.fixed_code(node)
+        if code is not None and not code.endswith("s"):
+            run.append((fname, code))
+            continue
+        flush()  # a byte string: appended as it is
+        if isinstance(node, c.Prefixed):
+            lcode = _Gen.fixed_code(node.lengthfield)
+            key = f"p{len(ns)}"
+            ns[key] = struct.Struct(f">{lcode}").pack
+            parts.append(f"{key}(len({fname}))")
+            fixed += struct.calcsize(f">{lcode}")
+        elif not isinstance(node, (c.Bytes, c.Switch, c.GreedyBytes.__class__)):
+            raise TypeError(f"{cls.__name__}.{fname}: unsupported node {node!r}")
+        parts.append(fname)
+        lengths.append(f"len({fname})")
+    flush()
+    ns["T"] = mtype = int(cls.TYPE) << 24  # type: ignore[attr-defined]
+    # A constant-size form has its header computed now; otherwise type | body length.
+    hdr = f"T | ({' + '.join([str(fixed - 4), *lengths])})" if lengths else str(mtype | fixed - 4)
+    parts[0] = parts[0].replace("HDR", hdr, 1)
+    src = f"def pack({', '.join(present)}):\n    return {' + '.join(parts)}\n"
+    exec(compile(src, f"<packetlab.wire packer for {cls.__name__}{present}>", "exec"), ns)
+    pack: Any = ns["pack"]
+    pack.source = src
+    pack.__name__ = pack.__qualname__ = f"pack_{cls.__name__.lower()}"
+    return cast(Callable[..., bytes], pack)
 
 
 def derive(cls: type) -> tuple[Callable[[bytes], Any], Callable[[Any], bytes], str]:

@@ -1,4 +1,4 @@
-"""The endpoint's hand-packed hot frames equal the wire layer's encoding of the same message."""
+"""The endpoint's generated hot frame packers equal the wire layer's encoding of a message."""
 
 from __future__ import annotations
 
@@ -32,7 +32,10 @@ def test_mdata(addr: int, data: bytes) -> None:
 @given(u8, u16, u64, st.sampled_from([0, 0x41, 0xFFFF]))
 def test_ntag(sktid: int, tag: int, time: int, errid: int) -> None:
     expected = wire.encode(wire.Ntag(sktid=sktid, tag=tag, time=time, errid=errid))
-    assert frames.ntag(sktid, tag, time, errid) == expected
+    if errid == 0:
+        assert frames.ntag(sktid, tag, time) == expected
+    else:
+        assert frames.ntag_error(sktid, tag, time, errid) == expected
 
 
 @given(u8, family_addr, u64, st.sampled_from([1, 2, 3, 0xFF]), u16)
@@ -73,3 +76,18 @@ def test_ndata_of_the_largest_chunk() -> None:
     assert frames.ndata_tcp(1, 4, 6, 5, data) == wire.encode(
         wire.Ndata(sktid=1, family=4, proto=6, time=5, data=data)
     )
+
+
+def test_packers_are_generated_from_the_declarations() -> None:
+    import pytest
+
+    from packetlab.wire.codegen import derive_packer
+
+    # One struct call with the header folded in, then the byte strings as they are.
+    assert frames.ndata_udp.source.count("p0(") == 1  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="declaration order"):
+        derive_packer(wire.Ntag, "tag", "sktid", "time")
+    with pytest.raises(TypeError, match="not optional"):
+        derive_packer(wire.Ntag, "sktid", "time")
+    with pytest.raises(TypeError, match="no field"):
+        derive_packer(wire.Ntag, "sktid", "tag", "time", "nope")

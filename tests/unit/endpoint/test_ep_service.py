@@ -184,3 +184,28 @@ def test_loopback_and_str() -> None:
     assert not ControllerAddress.parse("192.0.2.1").is_loopback
     assert not ControllerAddress.parse("example.org").is_loopback
     assert str(ControllerAddress.parse("::1")) == "[::1]:20556"
+
+
+def test_admission_sees_the_verified_peer_of_the_connection() -> None:
+    """ClientService hands the TLS layer a proxy of our protocol: the session's limits
+    must still come from the peer verified on that connection (found by its transport)."""
+    from packetlab.tls.protocol import _PEERS
+
+    peer = object()
+    asked: list[object] = []
+
+    class Admission:
+        def gate_for(self, p: object) -> None:
+            asked.append(p)
+
+        def watch(self, gate: object, proto: object, reactor: object) -> None:
+            raise AssertionError("no gate, nothing to watch")
+
+    _svc, link, _reactor, _ = service(admission=Admission())
+    _, d, factory = link.attempts[-1]
+    proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 20556))
+    transport = StringTransport()
+    _PEERS[transport] = peer  # type: ignore[index]  # as PeerGate records a verified peer
+    proto.makeConnection(transport)
+    d.callback(proto)
+    assert asked == [peer]
