@@ -181,7 +181,8 @@ class ReflexGate:
         self.session = session
         self.inner = inner
         self.listed = listed_digests(inner)
-        log.info("reflex digests listed: {n}", n="any" if self.listed is None else len(self.listed))
+        n = "any" if self.listed is None else len(self.listed)
+        log.debug("reflex digests the chain lists: {n}", n=n)
         self.preloaded: dict[bytes, ReflexCompiled] = {}
         self.attached: dict[Skt, Attached] = {}
         self.by_sktid: dict[int, Attached] = {}
