@@ -449,6 +449,7 @@ class Instance:
         self.crashes = 0
         self.last_crash = ""
         self._base = 0
+        self._size = 0  # memory size last seen (a lower bound: memories only grow)
         self._mem_ptr = 0
         self._keep: list[Any] = []  # callbacks and funcs that must outlive the store
         self._checks: dict[str, _Raw] = {}
@@ -595,12 +596,17 @@ class Instance:
     def memory_size(self) -> int:
         return int(_memory_data_size(self.box.ctx, self._mem_ptr))
 
+    def _refresh_size(self) -> int:
+        self._size = self.memory_size()
+        return self._size
+
     def write(self, ptr: int, data: bytes) -> None:
         """Copy `data` to `ptr` (the caller has checked the range)."""
         _c.memmove(self._base + ptr, data, len(data))
 
     def read(self, ptr: int, n: int) -> bytes:
-        if ptr + n > self.memory_size():
+        # Memories never shrink: a range inside the size last seen needs no C call.
+        if ptr + n > self._size and ptr + n > self._refresh_size():
             raise MonitorCrash(f"{n} bytes at {ptr:#x} are outside the monitor's memory")
         return _c.string_at(self._base + ptr, n)
 
