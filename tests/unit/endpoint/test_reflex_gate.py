@@ -17,6 +17,7 @@ from packetlab.endpoint.monitors import AuxMonitor, MonitorHost
 from packetlab.endpoint.reflexes import ReflexGate, ReflexService
 from packetlab.endpoint.session import Session
 from packetlab.monitor import abi as mabi
+from packetlab.monitor.build import build, find_clang
 from packetlab.monitor.runtime import Settings, compile_monitor
 from packetlab.monitor.template import monitor_wat
 from packetlab.ppks import CertLimits, generate_private_key, issue_certificate
@@ -393,3 +394,39 @@ def test_session_close_closes_the_reflexes() -> None:
     assert send(r, attach(1, w(ECHO))) == [wire.Result(0)]
     r.session.close()
     assert g.attached == {}
+
+
+# ---------------------------------------------------------------------- AIMD example
+
+
+def _aimd_state(r: Rig) -> tuple[int, ...]:
+    (m,) = send(r, wire.Mread(rw.block_addr(1, rw.B_STATE), 36))
+    return struct.unpack(">9I", m.data)
+
+
+@pytest.mark.skipif(find_clang() is None, reason="clang/lld not installed")
+def test_aimd_example_grows_halves_and_times_out() -> None:
+    aimd = build(Path(__file__).resolve().parents[3] / "examples" / "reflexes" / "aimd.c")
+    params = FAR4 + struct.pack(">HHII", 9000, 100, 0, 50_000)  # 100 B, no end, 50 ms RTO
+    r, _ = make_rig()
+    opened(r)
+    assert send(r, attach(1, aimd, params)) == [wire.Result(0)]
+    io = r.io(1)
+    assert len(io.sent) == 1 and io.sent[0].dest == ("192.0.2.1", 9000)
+
+    def ack(seq: int) -> None:
+        pkt = next(p for p in io.sent if struct.unpack(">I", p.data[:4])[0] == seq)
+        r.session.udp_received(r.skt(1), pkt.data[:12], T0, FAR4, 9000)
+
+    ack(0)  # cwnd 1 -> 2: two more
+    assert len(io.sent) == 3
+    ack(1)
+    ack(2)  # cwnd 2.5, 3.x: the window keeps filling
+    cwnd, nxt, high, acks, halvings = _aimd_state(r)[:5]
+    assert (cwnd, high, acks, halvings) == (2900, 3, 3, 0) and nxt - high == 2
+    ack(nxt - 1)  # a gap: the packets between were lost
+    cwnd2, _, high2, _, halvings2 = _aimd_state(r)[:5]
+    assert halvings2 == 1 and cwnd2 == cwnd // 2 and high2 == nxt
+    r.run_timer_to(r.clock.now + 10**9)  # no ack for a second: timeout, one packet again
+    state = _aimd_state(r)
+    assert state[0] == 1000 and state[5] == 1
