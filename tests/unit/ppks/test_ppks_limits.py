@@ -10,6 +10,7 @@ from ppks_factory import NA, cert
 from packetlab.ppks import (
     DEFAULT_SEND_BURST,
     BurstRate,
+    CertificateError,
     CertLimits,
     combine_limits,
     experiment_end_time,
@@ -127,3 +128,15 @@ def test_experiment_end_time() -> None:
     assert experiment_end_time([], now, 1) == now + 1
     with pytest.raises(ValueError):
         experiment_end_time([], now, None)
+
+
+def test_reflex_limit_round_trips_and_is_absent_by_default() -> None:
+    text = "monitor=" + "bb" * 32 + ";reflex=" + "cc" * 32 + "dd" * 32 + ";max_send_pkt=5;"
+    a = lim(text)
+    assert a.reflex_digests == (b"\xcc" * 32, b"\xdd" * 32)
+    assert "".join(f"{p.name}={p.value};" for p in a.to_pairs()) == text
+    plain = lim("monitor=" + "bb" * 32 + ";max_send_pkt=5;")
+    assert plain.reflex_digests is None  # and no reflex pair is written back
+    assert [p.name for p in plain.to_pairs()] == ["monitor", "max_send_pkt"]
+    with pytest.raises(CertificateError):
+        lim("reflex=abc;")
