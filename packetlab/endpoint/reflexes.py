@@ -280,6 +280,9 @@ class ReflexGate:
             return out.put(_R[Status.ESKTNOTOPEN])
         if skt in self.attached:
             return out.put(_R[Status.ESKTINUSE])
+        old = self.by_sktid.get(msg.sktid)
+        if old is not None:  # left by a socket closed since: its box goes now
+            self._drop(old, rw.STAT_DETACHED)
         if msg.program:
             status, compiled = self._load(msg.digest, msg.program)
             if compiled is None:
@@ -385,6 +388,9 @@ class ReflexGate:
 
         def fire() -> None:
             if self.attached.get(a.skt) is not a:
+                return
+            if self.session.sockets[a.skt.sktid] is not a.skt:  # its socket was closed
+                self._drop(a, rw.STAT_DETACHED)
                 return
             try:
                 a.inst.call("reflex_timer", (self.session.clock(), a.inst.ctx))

@@ -430,3 +430,21 @@ def test_aimd_example_grows_halves_and_times_out() -> None:
     r.run_timer_to(r.clock.now + 10**9)  # no ack for a second: timeout, one packet again
     state = _aimd_state(r)
     assert state[0] == 1000 and state[5] == 1
+
+
+def test_a_timer_of_a_closed_socket_sends_nothing_on_its_successor() -> None:
+    wat = reflex_wat(
+        "(i32.const 0)",
+        init="(drop (call $reflex_timer_at (i64.add (call $reflex_now) (i64.const 1000))))"
+        " (i32.const 0)",
+        timer="(i32.store (i32.const 16) (i32.const 0x0100007f))"  # 127.0.0.1
+        " (drop (call $reflex_send (i32.const 1) (i32.const 0) (i32.const 1)"
+        " (i32.const 16) (i32.const 4) (i32.const 9) (i64.const 0) (i32.const 0))) (i32.const 0)",
+    )
+    r, g = make_rig()
+    opened(r)
+    assert send(r, attach(1, w(wat))) == [wire.Result(0)]
+    assert send(r, wire.Nclose(1)) == [wire.Result(0)]
+    assert send(r, udp_open(1)) == [wire.Result(0)]  # a new socket with the same id
+    r.run_timer_to(r.clock.now + 10_000_000)
+    assert r.io(1).sent == [] and g.attached == {}
