@@ -448,3 +448,28 @@ def test_a_timer_of_a_closed_socket_sends_nothing_on_its_successor() -> None:
     assert send(r, udp_open(1)) == [wire.Result(0)]  # a new socket with the same id
     r.run_timer_to(r.clock.now + 10_000_000)
     assert r.io(1).sent == [] and g.attached == {}
+
+
+def test_memory_cap_holds_and_reports_are_bounded() -> None:
+    bomb = reflex_wat(
+        "(i32.store offset=1024 (local.get $ctx) (memory.grow (i32.const 1000)))"
+        " (block $done (loop $l (br_if $done (i32.ge_u (local.get $len) (i32.const 100)))"
+        " (drop (call $reflex_report (local.get $data) (i32.const 1)))"
+        " (local.set $len (i32.add (local.get $len) (i32.const 1))) (br $l)))"
+        " (i32.const 0)"
+    )
+    r, _ = make_rig(memory_max=1 << 20)
+    opened(r)
+    assert send(r, attach(1, w(bomb))) == [wire.Result(0)]
+    r.session.udp_received(r.skt(1), b"a", T0, FAR4, 1)
+    reports = frames(r)
+    assert len(reports) == 16  # MAX_REPORTS per call; the rest refused
+    (m,) = send(r, wire.Mread(rw.block_addr(1, rw.B_STATE), 4))
+    assert m.data == b"\xff\xff\xff\xff"  # memory.grow past MonitorMemoryMax: -1
+    assert block(r, 1)[0] == rw.STAT_RUNNING
+
+
+def test_malformed_detach() -> None:
+    r, _ = make_rig()
+    opened(r)
+    assert send(r, Unknown(rw.RDETACH, b"\x01\x02", 0)) == [wire.Result(int(S.ECTLBADMSG))]
