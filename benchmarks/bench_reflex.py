@@ -188,6 +188,51 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     return results[0]
 
 
+def cpu_per_packet(n: int) -> dict[str, float]:
+    """The endpoint's CPU time per received datagram, in µs (process time: what load does
+    not change), over the unit tests' fake sockets, with certificate limits: plain ndata
+    delivery, and the responder reflex answering (and passing it on)."""
+    sys.path.insert(0, str(REPO / "tests" / "unit" / "endpoint"))
+    from ep_fakes import T0, Rig, udp_open
+
+    from packetlab import wire
+    from packetlab.endpoint.limits import admit
+    from packetlab.endpoint.reflexes import ReflexService
+    from packetlab.endpoint.session import Session
+    from packetlab.monitor.abi import Settings, encode
+    from packetlab.ppks import CertLimits, generate_private_key, issue_certificate
+    from packetlab.reflex import wire as rw
+    from packetlab.wire.framer import Unknown
+
+    wasm = build(RESPONDER)
+    eop, exper, xc = (generate_private_key() for _ in range(3))
+    chain = [
+        issue_certificate("pubcmd", exper, xc, 0, 2**31 - 1),
+        issue_certificate("exppriv", eop, exper, 0, 2**31 - 1,
+                          limits=CertLimits(reflex_digests=(abi.digest(wasm),))),
+    ]  # fmt: skip
+    out = {}
+    for mode in ("ndata only", "reflex"):
+        r = Rig()
+        gate = admit(chain, None, lambda: 1_700_000_000 * 10**9)
+        r.session = Session(r.config, r.net, r.scheduler, r.clock, gate=gate)
+        r.session.outbox.attach(lambda f: None)
+        ReflexService(Settings()).install(r.session)
+        for item in (wire.Start(), udp_open(1)):
+            r.session.handle(item)
+        if mode == "reflex":
+            f = rw.Attach(1, abi.digest(wasm), b"\x01", encode(wasm)).frame()
+            r.session.handle(Unknown(f[0], f[4:], 0))
+        skt, io_ = r.skt(1), r.io(1)
+        data = bytes(4) + b"probe" * 8
+        c = time.process_time_ns()
+        for _ in range(n):
+            r.session.udp_received(skt, data, T0, b"\x7f\0\0\1", 4242)
+            io_.sent.clear()
+        out[mode] = (time.process_time_ns() - c) / n / 1e3
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--packets", type=int, default=100, help="probes per round and mode [100]")
@@ -195,7 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delay-ms", type=float, default=5.0, help="controller link delay, each way")
     p.add_argument("--gap-ms", type=float, default=2.0, help="pause between probes [2]")
     p.add_argument("--json", type=Path, help="write the results here too")
+    p.add_argument(
+        "--cpu", type=int, metavar="N", help="only: CPU µs per packet over fakes, N packets"
+    )
     args = p.parse_args(argv)
+    if args.cpu:
+        for mode, us in cpu_per_packet(args.cpu).items():
+            print(f"{mode}: {us:.1f} µs CPU per packet")
+        return 0
 
     async def go(reactor: Any) -> None:
         report(args, await run(reactor, args))
