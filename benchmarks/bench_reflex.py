@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import shutil
 import struct
 import subprocess
@@ -241,9 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gap-ms", type=float, default=2.0, help="pause between probes [2]")
     p.add_argument("--json", type=Path, help="write the results here too")
     p.add_argument(
+        "--pin",
+        type=int,
+        metavar="CPU",
+        help="run everything on this CPU (no cross-CPU wake-up between client and endpoint)",
+    )
+    p.add_argument(
         "--cpu", type=int, metavar="N", help="only: CPU µs per packet over fakes, N packets"
     )
     args = p.parse_args(argv)
+    if args.pin is not None:  # the endpoint and the relay inherit it
+        os.sched_setaffinity(0, {args.pin})
     if args.cpu:
         for mode, us in cpu_per_packet(args.cpu).items():
             print(f"{mode}: {us:.1f} µs CPU per packet")
@@ -264,7 +273,8 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> None:
             mode, int(rc["n"]), f"{rc['p10']:.1f}", f"{rc['p50']:.1f}", f"{rc['p90']:.1f}",
             f"{rtt['p50']:.1f}", f"{rtt['p90']:.1f}",
         ])  # fmt: skip
-    print(f"controller link: +{args.delay_ms:g} ms each way (delay relay), over TLS")
+    pinned = f", all on CPU {args.pin}" if args.pin is not None else ""
+    print(f"controller link: +{args.delay_ms:g} ms each way (delay relay), over TLS{pinned}")
     headers = [
         "logic in", "n", "reaction p10 µs", "reaction p50 µs", "reaction p90 µs",
         "client RTT p50 µs", "client RTT p90 µs",
