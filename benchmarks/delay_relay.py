@@ -43,6 +43,10 @@ class _Half(protocol.Protocol):
 
 class _Outbound(_Half):
     def attach(self, inbound: _Half) -> None:
+        # No Nagle on either leg: a delayed small write must not wait for a delayed ACK
+        # (40 ms), or every request/answer exchange gains it on top of the set delay.
+        self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
+        inbound.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
         self.peer = inbound
         inbound.peer = self
         for chunk in inbound.early:

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("packetlab.cli.run", "run a measurement (traceroute, ping) through an endpoint"),
     "broker": ("packetlab.cli.broker", "a running broker's channels and publications"),
     "monitor": ("packetlab.cli.monitor", "build, digest and test WebAssembly monitors"),
+    "reflex": ("packetlab.cli.reflex", "build, digest and test endpoint reflexes"),
     "xpmgr": ("packetlab.cli.xpmgr", "experiment manager: accept endpoints, run an mlet on each"),
     "wrap": ("packetlab.cli.wrap", "run an unmodified program through an endpoint"),
     "campaign": ("packetlab.cli.campaign", "one measurement over many endpoints at once"),

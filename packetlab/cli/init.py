@@ -89,6 +89,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "10 s; several comma-separated): the operator's grant, which replaces the built-in "
         "10 Mb/s window on this project's endpoint (docs/security.md)",
     )
+    parser.add_argument(
+        "--reflex",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="WASM",
+        help="allow this reflex: its digest goes into exppriv_eop_exper's reflex= limit "
+        "(repeatable; docs/reflexes.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         if args.max_burst_rate_byte:
             rates = parse_burst_rates("max_burst_rate_byte", args.max_burst_rate_byte)
         digests = [abi.digest(p.read_bytes()) for p in args.monitor]
-        init_home(home, digests, send_rates=rates)
+        reflexes = [abi.digest(p.read_bytes()) for p in args.reflex]
+        init_home(home, digests, reflexes, send_rates=rates)
     except CertificateError as e:
         print(f"error: --max-burst-rate-byte: {e}", file=sys.stderr)
         return 2
@@ -117,11 +127,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def init_home(
-    home: PktlabHome, monitors: Sequence[bytes] = (), *, send_rates: Sequence[BurstRate] = ()
+    home: PktlabHome,
+    monitors: Sequence[bytes] = (),
+    reflexes: Sequence[bytes] = (),
+    *,
+    send_rates: Sequence[BurstRate] = (),
 ) -> dict[str, Ed25519PrivateKey]:
     """Create the demo keys, certificates and CSRs in `home`; returns the keys by name.
-    `monitors` (digests) are required by the exppriv certificate, and `send_rates` are its
-    max_burst_rate_byte."""
+    `monitors` (digests) are required by the exppriv certificate, `reflexes` (digests) are
+    allowed by it, and `send_rates` are its max_burst_rate_byte."""
     home.create_dirs()
     keys: dict[str, Ed25519PrivateKey] = {}
     for name in KEYS:
@@ -130,9 +144,10 @@ def init_home(
         print(f"key  {home.key_path(name)}  id {key_id(keys[name]).hex()}")
     for name, ctype, signer, subject in CERTS:
         limits = None
-        if (monitors or send_rates) and ctype is CertType.EXPPRIV:
+        if (monitors or reflexes or send_rates) and ctype is CertType.EXPPRIV:
             limits = CertLimits(
                 monitor_digests=tuple(monitors) or None,
+                reflex_digests=tuple(reflexes) or None,
                 max_burst_rate_byte=tuple(send_rates) or None,
             )
         cert = issue_certificate(

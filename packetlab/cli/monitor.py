@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,19 +37,35 @@ endpoint with no socket open. The persistent memory starts as zeros, or from --p
 (and is written back there at the end)."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = _DESCRIPTION
-    parser.epilog = _EPILOG
+@dataclass(frozen=True)
+class Toolkit:
+    """What differs between `pktlab monitor` and `pktlab reflex` (one toolkit, two kinds
+    of program): names, texts, the endpoint's load checks, and the `test` runner."""
+
+    name: str
+    header: str
+    description: str
+    epilog: str
+    test_help: str
+    test_epilog: str
+    compile: Callable[[bytes], Any]
+    add_test_options: Callable[[argparse.ArgumentParser], None]
+    test: Callable[[argparse.Namespace], int]
+
+
+def add_toolkit_arguments(parser: argparse.ArgumentParser, kit: Toolkit) -> None:
+    parser.description = kit.description
+    parser.epilog = kit.epilog
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
 
-    b = sub.add_parser("build", help="build a monitor from C or WAT and print its digest")
+    b = sub.add_parser("build", help=f"build a {kit.name} from C or WAT and print its digest")
     b.add_argument("source", type=Path, nargs="?", help="SRC.c or SRC.wat")
     b.add_argument("-o", "--output", type=Path, help="the .wasm to write")
     b.add_argument("--cflag", action="append", default=[], help="extra clang flag (repeatable)")
     b.add_argument(
-        "--print-include", action="store_true", help="print the directory of pktlab_monitor.h"
+        "--print-include", action="store_true", help=f"print the directory of {kit.header}"
     )
 
     d = sub.add_parser("digest", help="print SHA-256(0x01 || wasm), the certificate digest")
@@ -55,35 +73,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     t = sub.add_parser(
         "test",
-        help="run a monitor on messages outside any endpoint and print each verdict",
-        epilog=_TEST_EPILOG,
+        help=kit.test_help,
+        epilog=kit.test_epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("file", type=Path, metavar="FILE", help=".wasm (or .c/.wat, built first)")
     t.add_argument("--messages", default="-", metavar="JSONL", help="messages (default: stdin)")
-    t.add_argument("--pm", type=Path, metavar="FILE", help="persistent memory file (256 bytes)")
     t.add_argument("--deadline-ms", type=int, default=100, help="MonitorDeadlineMillsec [100]")
     t.add_argument("--memory-max", type=int, default=1048576, help="MonitorMemoryMax [1048576]")
-    t.add_argument("--report-crash", action="store_true", help="as MonitorReportCrash 1")
     t.add_argument("--debug", action="store_true", help="as MonitorEnableDebug 1")
+    kit.add_test_options(t)
+    parser.set_defaults(_toolkit=kit)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_toolkit_arguments(parser, MONITOR)
+
+
+def _monitor_test_options(t: argparse.ArgumentParser) -> None:
+    t.add_argument("--pm", type=Path, metavar="FILE", help="persistent memory file (256 bytes)")
+    t.add_argument("--report-crash", action="store_true", help="as MonitorReportCrash 1")
 
 
 def run(args: argparse.Namespace) -> int:
     from packetlab.monitor.build import BuildError
     from packetlab.monitor.runtime import MonitorLoadError
 
+    kit: Toolkit = getattr(args, "_toolkit", MONITOR)
     try:
         if args.action == "build":
-            return _build(args)
+            return _build(args, kit)
         if args.action == "digest":
             return _digest(args)
-        return _test(args)
+        return kit.test(args)
     except (BuildError, MonitorLoadError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
 
-def _load(path: Path) -> bytes:
+def load(path: Path) -> bytes:
     from packetlab.monitor.build import build
 
     if path.suffix.lower() in (".c", ".wat"):
@@ -91,10 +119,9 @@ def _load(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _build(args: argparse.Namespace) -> int:
+def _build(args: argparse.Namespace, kit: Toolkit) -> int:
     from packetlab.monitor import abi
     from packetlab.monitor.build import INCLUDE_DIR, build, write_module
-    from packetlab.monitor.runtime import compile_monitor
 
     if args.print_include:
         print(INCLUDE_DIR)
@@ -103,7 +130,7 @@ def _build(args: argparse.Namespace) -> int:
         print("error: build needs SRC and -o OUT.wasm", file=sys.stderr)
         return 2
     wasm = build(args.source, tuple(args.cflag))
-    compiled = compile_monitor(wasm)  # the endpoint's own load checks
+    compiled = kit.compile(wasm)  # the endpoint's own load checks
     write_module(wasm, args.output)
     for note in compiled.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -119,7 +146,7 @@ def _digest(args: argparse.Namespace) -> int:
     return 0
 
 
-class _TestHost:
+class VmemHost:
     """The vmem of a default endpoint with no socket open; debug lines to stderr."""
 
     def __init__(self) -> None:
@@ -153,23 +180,23 @@ def _test(args: argparse.Namespace) -> int:
     from packetlab.wire.jsonform import message_from_json, message_to_json
     from packetlab.wire.messages import Nblock, Ndata, Result
 
-    compiled = compile_monitor(_load(args.file))
+    compiled = compile_monitor(load(args.file))
     for note in compiled.notes:
         print(f"note: {note}", file=sys.stderr)
     settings = Settings(args.deadline_ms, args.memory_max, args.debug, args.report_crash)
     pm = args.pm.read_bytes() if args.pm is not None and args.pm.exists() else b""
     box = Box(settings)
-    host = _TestHost()
+    host = VmemHost()
     out = sys.stdout
     try:
         inst = box.instantiate(compiled, host, pm)
         try:
             info = inst.initialize()
         except MonitorCrash as e:
-            _emit(out, {"initialize": "crash", "why": str(e), "answer": message_to_json(
+            emit(out, {"initialize": "crash", "why": str(e), "answer": message_to_json(
                 Result(int(_status("ECTLMONUKN")), 0))})  # fmt: skip
             return 1
-        _emit(out, {"initialize": "ok", "linfo": info.hex()})
+        emit(out, {"initialize": "ok", "linfo": info.hex()})
         src: IO[str] = sys.stdin if args.messages == "-" else open(args.messages)  # noqa: SIM115
         bad = 0
         with src:
@@ -184,7 +211,7 @@ def _test(args: argparse.Namespace) -> int:
                     bad += 1
                     continue
                 if type(msg) not in KIND:
-                    _emit(out, {"line": lineno, "type": msg.NAME, "verdict": "not checked"})
+                    emit(out, {"line": lineno, "type": msg.NAME, "verdict": "not checked"})
                     continue
                 kind, cargs, curpkt = check_args(inst, msg)
                 before = inst.crashes
@@ -214,7 +241,7 @@ def _test(args: argparse.Namespace) -> int:
                 else:
                     code = rv if 0 < rv < abi.MONITOR_CRASH and not crashed else 0
                     row["answer"] = message_to_json(Result(int(_status("ECTLMONREJ")), 0, code))
-                _emit(out, row)
+                emit(out, row)
         if args.pm is not None:
             args.pm.write_bytes(inst.persistent())
         return 2 if bad else 0
@@ -228,6 +255,25 @@ def _status(name: str) -> int:
     return int(Status[name])
 
 
-def _emit(out: IO[str], obj: dict[str, Any]) -> None:
+def emit(out: IO[str], obj: dict[str, Any]) -> None:
     out.write(json.dumps(obj) + "\n")
     out.flush()
+
+
+def _compile_monitor(wasm: bytes) -> Any:
+    from packetlab.monitor.runtime import compile_monitor
+
+    return compile_monitor(wasm)
+
+
+MONITOR = Toolkit(
+    name="monitor",
+    header="pktlab_monitor.h",
+    description=_DESCRIPTION,
+    epilog=_EPILOG,
+    test_help="run a monitor on messages outside any endpoint and print each verdict",
+    test_epilog=_TEST_EPILOG,
+    compile=_compile_monitor,
+    add_test_options=_monitor_test_options,
+    test=_test,
+)

@@ -66,6 +66,7 @@ positional arguments."""
 _LIMIT_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("filter-digest", "filter", "digests"),
     ("monitor-digest", "monitor", "digests"),
+    ("reflex-digest", "reflex", "digests"),
     ("max-num-priority", "max_num_priority", "int"),
     ("max-socket-count", "max_socket_count", "int"),
     ("max-exp-period", "max_exp_period", "int"),
@@ -81,6 +82,7 @@ _LIMIT_OPTIONS: tuple[tuple[str, str, str], ...] = (
 _LIMIT_HELP = {
     "filter": "SHA-256 digests (hex) of eBPF filter programs",
     "monitor": "SHA-256 digests (hex) of encoded monitor programs (sha256(0x01 || wasm))",
+    "reflex": "SHA-256 digests (hex) of encoded reflex programs (docs/reflexes.md)",
     "max_num_priority": "highest experiment priority allowed",
     "max_socket_count": "sockets an experiment may open",
     "max_exp_period": "total experiment run time, in ns",

@@ -36,6 +36,7 @@ from packetlab.controller.errors import (
     SocketClosed,
     Suspended,
 )
+from packetlab.controller.reflexes import ReflexMethods, private_frame
 from packetlab.controller.requests import RequestMethods
 from packetlab.controller.sockets import DEFAULT_MAX_BYTES, DEFAULT_MAX_NOTES, Note, Socket
 from packetlab.tls.directwrite import frame_writer, socket_connection
@@ -105,7 +106,7 @@ class _Pending:
         self.on_success = on_success
 
 
-class EndpointSession(RequestMethods, Protocol):
+class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
     """The controller's end of one endpoint connection.
 
     On connection it sends the setup: one `cdata` per program in `programs` (encoded
@@ -247,7 +248,7 @@ class EndpointSession(RequestMethods, Protocol):
         if self._dead or self._closing or self._out is None:
             return fail(self._closed_error())
         try:
-            frame = wire.encode(msg)
+            frame = private_frame(msg) or wire.encode(msg)  # reflex hook: private requests
         except wire.EncodeError as e:
             return fail(e)
         if on_success is None and isinstance(msg, Nopen):  # a raw nopen: track it too
@@ -442,6 +443,8 @@ class EndpointSession(RequestMethods, Protocol):
         elif isinstance(item, wire.Malformed):
             self._violation(f"malformed {_type_name(item.msgtype)} from the endpoint: {item.error}")
         elif isinstance(item, wire.Unknown):
+            if self._reflex_note(item):  # reflex hook: rreport, rdetached
+                return
             self.log.warn(
                 "endpoint {peer} sent unknown message type 0x{t:02x}; ignored",
                 peer=self.peer,

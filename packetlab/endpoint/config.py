@@ -84,6 +84,9 @@ class EndpointConfig:
     monitor_memory_max: int = 1048576
     monitor_debug: bool = False
     monitor_persistent_path: str | None = None
+    #: ReflexEnable 0 forbids reflexes (docs/reflexes.md); they run under the monitor
+    #: deadline and memory cap.
+    reflex_enable: bool = True
     #: Operator policy on every experiment (docs/endpoint.md, packetlab.endpoint.policy).
     capture_filter: str | None = None
     capture_snaplen: int | None = None
@@ -329,6 +332,10 @@ def _set_monitor_debug(cfg: EndpointConfig, value: str) -> None:
     cfg.monitor_debug = _bool(value)
 
 
+def _set_reflex_enable(cfg: EndpointConfig, value: str) -> None:
+    cfg.reflex_enable = _bool(value)
+
+
 def _set_persistent_path(cfg: EndpointConfig, value: str) -> None:
     cfg.monitor_persistent_path = str(Path(value).expanduser()) if value else None
 
@@ -398,6 +405,7 @@ _HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
     "MonitorMemoryMax": _set_memory_max,
     "MonitorEnableDebug": _set_monitor_debug,
     "MonitorPersistentPath": _set_persistent_path,
+    "ReflexEnable": _set_reflex_enable,  # reflexes (docs/reflexes.md)
     "CaptureFilter": _set_capture_filter,
     "CaptureSnaplen": _set_snaplen,
     "CaptureAnonMask4": _set_mask4,

@@ -56,7 +56,7 @@ from packetlab.wire.constants import (
     SocketState,
     Status,
 )
-from packetlab.wire.framer import Item, Malformed
+from packetlab.wire.framer import Item, Malformed, Unknown
 from packetlab.wire.messages import (
     Cdata,
     End,
@@ -80,6 +80,7 @@ _NSTAT = int(NotifMask.NSTAT)
 _OK = frames.RESULT_SUCCESS
 _R = {s: frames.result(int(s)) for s in Status}
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+_HINTS = (CDATA_HINT_FILTER, CDATA_HINT_MONITOR)
 
 # nstat code sent when a TCP socket enters a failed state (§3.2; REFUSED is the peer's RST).
 _NSTAT_FOR_STATE = {
@@ -182,6 +183,8 @@ class Session:
             for phase, table in _REQUESTS.items()
         }
         self._handlers = self._tables[Phase.SETUP]
+        # reflex hook: private-use frames (0x90-0xFF) go here (packetlab.endpoint.reflexes)
+        self.extension: Callable[[Unknown], None] | None = None
 
     def _move(self, event: str) -> None:
         """Take the phase transition `event` (a KeyError is a bug: see _TRANSITIONS)."""
@@ -202,13 +205,15 @@ class Session:
             self.log.warn("malformed request, ending the session: {error}", error=item.error)
             self.outbox.put(_R[Status.ECTLBADMSG])
             self._finish(SessionEnd(f"malformed request: {item.error}", clean=False))
+        elif self.extension is not None and type(item) is Unknown:  # reflex hook
+            self.extension(item)
         else:
             # Unknown types, requests not allowed in this phase, and messages that only
             # flow from the endpoint (§1.1: answer ECTLNOTSUP and carry on).
             self.outbox.put(_R[Status.ECTLNOTSUP])
 
     def _cdata(self, msg: Cdata) -> None:
-        if msg.hint not in (CDATA_HINT_FILTER, CDATA_HINT_MONITOR):
+        if msg.hint not in _HINTS and (self.extension is None or msg.hint != b"reflex"):
             self.outbox.put(_R[Status.ECRTBADHINT])
         else:  # matched against the chain's digests and loaded by the gate (§1.4.3, §8.1)
             self.outbox.put(_R[self.gate.program(msg.hint, msg.data)])

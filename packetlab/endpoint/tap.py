@@ -242,6 +242,10 @@ def makeService(options: Options) -> IService:
     if capture.active:
         network = PolicyNetwork(network, capture)
 
+    from packetlab.endpoint.reflexes import ReflexService  # reflex hook
+
+    reflexes = ReflexService.from_config(cfg)  # reflex hook
+
     def make_session(gate: RequestGate | None = None) -> Session:
         gate = gate if gate is not None else OpenGate()
         if rate_pkt is not None or rate_byte is not None:
@@ -250,6 +254,7 @@ def makeService(options: Options) -> IService:
         session = Session(cfg, network, scheduler, realtime_ns, gate=gate, image=bytearray(image))
         if isinstance(gate, MonitorGate):
             gate.attach(session.memory)
+        reflexes.install(session)  # reflex hook (docs/reflexes.md)
         return session
 
     link: ControllerLink = PlaintextLink()

@@ -247,42 +247,12 @@ class Compiled:
 
 def compile_monitor(wasm: bytes) -> Compiled:
     """Compile `wasm` and check it against the ABI. Raises `MonitorLoadError`."""
-    try:
-        module = wasmtime.Module(engine(), wasm)
-    except wasmtime.WasmtimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid module"
-        raise MonitorLoadError(f"not a valid WebAssembly module: {first}", decode=True) from None
-    has_memory = False
-    for imp in module.imports:
-        where = f"{imp.module}.{imp.name}"
-        ty = imp.type
-        if imp.module == abi.MEMORY_MODULE and imp.name == abi.MEMORY_NAME:
-            if not isinstance(ty, wasmtime.MemoryType):
-                raise MonitorLoadError(f"import {where} must be a memory")
-            _check_memory(ty)
-            has_memory = True
-        elif imp.module == abi.HOST_MODULE:
-            want = abi.HOST_FUNCS.get(imp.name or "")
-            if want is None:
-                raise MonitorLoadError(f"imports unknown host function {where}")
-            if not isinstance(ty, wasmtime.FuncType) or _sig_of(ty) != want:
-                raise MonitorLoadError(f"import {where} has the wrong type (want {want})")
-        elif imp.module == abi.WASI_MODULE:
-            if not isinstance(ty, wasmtime.FuncType) or not _numeric(_sig_of(ty)):
-                raise MonitorLoadError(f"import {where}: only WASI functions can be stubbed")
-        else:
-            raise MonitorLoadError(f"imports {where}, which the host does not provide")
-    if not has_memory:
-        raise MonitorLoadError(
-            "the module must import its memory as monitor.memory (--import-memory=monitor,memory)"
-        )
+    module = load_module(wasm)
+    check_imports(module, abi.HOST_FUNCS)
     exports = {
         e.name: _sig_of(e.type) for e in module.exports if isinstance(e.type, wasmtime.FuncType)
     }
-    for name, want in abi.ALLOC.items():
-        if exports.get(name) != want:
-            what = "does not export" if name not in exports else "exports a wrongly typed"
-            raise MonitorLoadError(f"the module {what} {name} {want}")
+    check_alloc(exports)
     notes: list[str] = []
     checks = set()
     for kind in abi.CHECKS:
@@ -307,6 +277,52 @@ def compile_monitor(wasm: bytes) -> Compiled:
     return Compiled(
         module, abi.digest(wasm), frozenset(checks), results, init is not None, tuple(notes)
     )
+
+
+def load_module(wasm: bytes) -> wasmtime.Module:
+    """Compile `wasm` with the engine. Raises `MonitorLoadError` (decode=True)."""
+    try:
+        return wasmtime.Module(engine(), wasm)
+    except wasmtime.WasmtimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid module"
+        raise MonitorLoadError(f"not a valid WebAssembly module: {first}", decode=True) from None
+
+
+def check_imports(module: wasmtime.Module, host_funcs: dict[str, abi.Sig]) -> None:
+    """The memory import and only known, correctly typed host functions (monitors and
+    reflexes share this; `host_funcs` is the table of the kind of program)."""
+    has_memory = False
+    for imp in module.imports:
+        where = f"{imp.module}.{imp.name}"
+        ty = imp.type
+        if imp.module == abi.MEMORY_MODULE and imp.name == abi.MEMORY_NAME:
+            if not isinstance(ty, wasmtime.MemoryType):
+                raise MonitorLoadError(f"import {where} must be a memory")
+            _check_memory(ty)
+            has_memory = True
+        elif imp.module == abi.HOST_MODULE:
+            want = host_funcs.get(imp.name or "")
+            if want is None:
+                raise MonitorLoadError(f"imports unknown host function {where}")
+            if not isinstance(ty, wasmtime.FuncType) or _sig_of(ty) != want:
+                raise MonitorLoadError(f"import {where} has the wrong type (want {want})")
+        elif imp.module == abi.WASI_MODULE:
+            if not isinstance(ty, wasmtime.FuncType) or not _numeric(_sig_of(ty)):
+                raise MonitorLoadError(f"import {where}: only WASI functions can be stubbed")
+        else:
+            raise MonitorLoadError(f"imports {where}, which the host does not provide")
+    if not has_memory:
+        raise MonitorLoadError(
+            "the module must import its memory as monitor.memory (--import-memory=monitor,memory)"
+        )
+
+
+def check_alloc(exports: dict[str, abi.Sig]) -> None:
+    """`malloc` and `free` exported with the ABI's types."""
+    for name, want in abi.ALLOC.items():
+        if exports.get(name) != want:
+            what = "does not export" if name not in exports else "exports a wrongly typed"
+            raise MonitorLoadError(f"the module {what} {name} {want}")
 
 
 def _check_memory(ty: wasmtime.MemoryType) -> None:
@@ -420,6 +436,9 @@ class Box:
 class Instance:
     """One monitor running in a box."""
 
+    #: Host functions by name (a reflex instance adds its own).
+    HOST_FUNCS: dict[str, abi.Sig] = abi.HOST_FUNCS
+
     def __init__(self, box: Box, compiled: Compiled, host: Host) -> None:
         self.box = box
         self.compiled = compiled
@@ -430,6 +449,7 @@ class Instance:
         self.crashes = 0
         self.last_crash = ""
         self._base = 0
+        self._size = 0  # memory size last seen (a lower bound: memories only grow)
         self._mem_ptr = 0
         self._keep: list[Any] = []  # callbacks and funcs that must outlive the store
         self._checks: dict[str, _Raw] = {}
@@ -441,6 +461,7 @@ class Instance:
         self._ndata: _Raw | None = None
         self._scratch = memoryview(b"")
         self._pm = memoryview(b"")
+        self._exports: Any = None  # the instance's exports, once set up
 
     # -- setup ------------------------------------------------------------------------
 
@@ -468,7 +489,7 @@ class Instance:
             instance = wasmtime.Instance(store, self.compiled.module, imports)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
             raise MonitorLoadError(f"instantiation failed: {_summary(str(e))}") from None
-        exports = instance.exports(store)
+        exports = self._exports = instance.exports(store)
 
         def raw(name: str, sig: abi.Sig) -> _Raw:
             f = exports[name]
@@ -509,10 +530,10 @@ class Instance:
         return ptr
 
     def _host_func(self, name: str) -> wasmtime.Func:
-        params, results = abi.HOST_FUNCS[name]
+        params, results = self.HOST_FUNCS[name]
         impl: Callable[[Sequence[int]], int | None] = getattr(self, "_h_" + name)
         layout = _layout(params)
-        ret = _c.c_int32
+        ret = _c.c_int64 if results == (abi.I64,) else _c.c_int32
         size = max(len(params), len(results), 1) * _SLOT
 
         def callback(env: int, caller: int, args: int, nargs: int) -> int:
@@ -575,12 +596,17 @@ class Instance:
     def memory_size(self) -> int:
         return int(_memory_data_size(self.box.ctx, self._mem_ptr))
 
+    def _refresh_size(self) -> int:
+        self._size = self.memory_size()
+        return self._size
+
     def write(self, ptr: int, data: bytes) -> None:
         """Copy `data` to `ptr` (the caller has checked the range)."""
         _c.memmove(self._base + ptr, data, len(data))
 
     def read(self, ptr: int, n: int) -> bytes:
-        if ptr + n > self.memory_size():
+        # Memories never shrink: a range inside the size last seen needs no C call.
+        if ptr + n > self._size and ptr + n > self._refresh_size():
             raise MonitorCrash(f"{n} bytes at {ptr:#x} are outside the monitor's memory")
         return _c.string_at(self._base + ptr, n)
 

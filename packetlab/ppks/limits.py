@@ -61,7 +61,7 @@ def _bad(reason: Reason, name: str, value: str, why: str) -> CertificateError:
 
 
 def parse_digests(name: str, value: str) -> tuple[bytes, ...]:
-    reason = Reason.BAD_MONITOR_DIGESTS if name == "monitor" else Reason.BAD_FILTER_DIGESTS
+    reason = Reason.BAD_FILTER_DIGESTS if name == "filter" else Reason.BAD_MONITOR_DIGESTS
     if not value or len(value) % DIGEST_HEX_LEN:
         raise _bad(reason, name, value, "must be whole 64-hex-digit SHA-256 digests")
     try:
@@ -134,6 +134,9 @@ class CertLimits:
     max_burst_rate_pkt: tuple[BurstRate, ...] | None = None
     valid_dest: tuple[IPNetwork, ...] | None = None
     src_ip_spoofing: bool | None = None
+    # Reflex programs the experimenter may attach (docs/reflexes.md; not a reference name:
+    # the reference keeps it as an aux field, and certificates without it are unchanged).
+    reflex_digests: tuple[bytes, ...] | None = None
     optional: frozenset[str] = frozenset()  # names written with the '*' marker
     aux: tuple[NVPair, ...] = ()  # names we do not interpret, kept in order
 
@@ -147,7 +150,7 @@ class CertLimits:
             name, value = p.name, p.value
             if p.optional:
                 optional.add(name)
-            if name in ("monitor", "filter"):
+            if name in ("monitor", "filter", "reflex"):
                 kw[f"{name}_digests"] = parse_digests(name, value)
             elif name in _DECIMALS:
                 kw[name] = parse_decimal(name, value)
@@ -170,6 +173,8 @@ class CertLimits:
             out.append(("filter", "".join(d.hex() for d in self.filter_digests)))
         if self.monitor_digests is not None:
             out.append(("monitor", "".join(d.hex() for d in self.monitor_digests)))
+        if self.reflex_digests is not None:
+            out.append(("reflex", "".join(d.hex() for d in self.reflex_digests)))
         for name in ("max_num_priority", "max_socket_count", *COUNTERS_PPKSMAN_ORDER):
             v = getattr(self, name)
             if v is not None:

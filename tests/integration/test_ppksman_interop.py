@@ -409,3 +409,18 @@ def test_csrs_both_ways(ppksman: PPKSMan, world: dict[str, Path], tmp_path: Path
     path = tmp_path / "signed_by_us.cert"
     path.write_bytes(signed.to_pem())
     _no_warnings(ppksman.show_cert(path, w / "eop.pub"))
+
+
+def test_a_reflex_limit_shows_clean_in_ppksman(ppksman: PPKSMan, tmp_path: Path) -> None:
+    """The reflex= limit (docs/reflexes.md) is not a reference name: ppksman must still
+    show the certificate without a warning, the limit text as it is."""
+    eop, exper = generate_private_key(), generate_private_key()
+    write_key_pair(tmp_path / "eop", eop)
+    cert = issue_certificate(
+        "exppriv", eop, exper, NB, NA, limits="monitor=" + "ab" * 32 + ";reflex=" + "cd" * 32 + ";"
+    )
+    path = tmp_path / "exppriv.cert"
+    path.write_bytes(cert.to_pem())
+    r = ppksman.show_cert(path, tmp_path / "eop.pub")
+    _no_warnings(r)
+    assert f"'{cert.limit_text}'" in r.stdout

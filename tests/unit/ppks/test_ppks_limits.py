@@ -10,6 +10,7 @@ from ppks_factory import NA, cert
 from packetlab.ppks import (
     DEFAULT_SEND_BURST,
     BurstRate,
+    CertificateError,
     CertLimits,
     combine_limits,
     experiment_end_time,
@@ -155,3 +156,15 @@ def test_the_operators_exppriv_window_replaces_the_built_in_one() -> None:
         *fast.max_burst_rate_byte,
         *slow.max_burst_rate_byte,
     )
+
+
+def test_reflex_limit_round_trips_and_is_absent_by_default() -> None:
+    text = "monitor=" + "bb" * 32 + ";reflex=" + "cc" * 32 + "dd" * 32 + ";max_send_pkt=5;"
+    a = lim(text)
+    assert a.reflex_digests == (b"\xcc" * 32, b"\xdd" * 32)
+    assert "".join(f"{p.name}={p.value};" for p in a.to_pairs()) == text
+    plain = lim("monitor=" + "bb" * 32 + ";max_send_pkt=5;")
+    assert plain.reflex_digests is None  # and no reflex pair is written back
+    assert [p.name for p in plain.to_pairs()] == ["monitor", "max_send_pkt"]
+    with pytest.raises(CertificateError):
+        lim("reflex=abc;")

@@ -1,0 +1,282 @@
+"""AIMD congestion control at the endpoint (a reflex) vs in the controller (docs/reflexes.md).
+
+A namespace testbed ``ep - r1 - tg`` with the r1-tg link shaped by tbf (``--rate``,
+``--tbf-latency-ms`` of queue). A UDP acker on ``tg`` echoes the first 12 bytes of
+every datagram.
+In ``ep`` a real ``twistd pktendpoint`` over TLS reaches its controller through
+``benchmarks/delay_relay.py`` (``--ctl-delay-ms`` each way, well above the path RTT).
+Two runs of ``--seconds`` each:
+
+* **reflex**: ``examples/reflexes/aimd.c`` sends and reacts to each ack at the endpoint;
+* **controller**: the same AIMD in the controller, one (slow) controller RTT away.
+
+Reported per run: the rate acknowledged over the second half (wire bytes: payload plus
+42 bytes of UDP, IP and Ethernet headers, which tbf counts) against the link rate, the
+queueing delay (smoothed RTT minus the minimum RTT, at the end and the largest seen),
+window halvings and timeouts. Goal: the reflex converges to the link rate within 10 %
+and keeps the queue bounded.
+
+Needs root (network namespaces). Run from the repository root:
+``python -m benchmarks.bench_reflex_aimd --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+AIMD = REPO / "examples" / "reflexes" / "aimd.c"
+HEADERS = 42  # UDP 8 + IPv4 20 + Ethernet 14: what tbf counts beyond the payload
+ACKER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+while True:
+    data, addr = s.recvfrom(2048)
+    s.sendto(data[:12], addr)
+"""
+
+
+# ------------------------------------------------------------------ inside the ep namespace
+
+
+def _state(data: bytes) -> dict[str, int]:
+    names = ("cwnd_milli", "next", "high", "acks", "halvings", "timeouts", "minrtt_us",
+             "srtt_us", "maxqueue_us")  # fmt: skip
+    out = dict(zip(names, struct.unpack(">9I", data[:36]), strict=True))
+    out["last_ack_ns"] = struct.unpack(">Q", data[44:52])[0]
+    return out
+
+
+async def reflex_run(session: Any, reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from twisted.internet import task
+
+    from packetlab.monitor.build import build
+
+    sock = await session.nopen_udp(1)
+    params = (
+        bytes(map(int, args.target.split(".")))
+        + struct.pack(">HHII", args.port, args.size, 0, 200_000)
+    )  # fmt: skip
+    reflex = await session.attach_reflex(sock, build(AIMD), params)
+    samples = []
+    t_end = time.monotonic() + args.seconds
+    while time.monotonic() < t_end:
+        await task.deferLater(reactor, 0.25)
+        samples.append(_state(await reflex.state(0, 52)))
+    status = await reflex.status()
+    await reflex.detach()
+    return {"samples": samples, "denied": status.denied, "lasterr": status.lasterr}
+
+
+async def controller_run(session: Any, reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from packetlab.wire import Ndata
+
+    sock = await session.nopen_udp(1)
+    to = (args.target, args.port)
+    st = {"cwnd_milli": 1000, "next": 0, "high": 0, "acks": 0, "halvings": 0, "timeouts": 0,
+          "minrtt_us": 2**32 - 1, "srtt_us": 0, "maxqueue_us": 0, "last_ack_ns": 0}  # fmt: skip
+    recover = 0
+    failed: list[Any] = []
+
+    def fill() -> None:
+        cwnd = max(1, st["cwnd_milli"] // 1000)
+        while st["next"] - st["high"] < cwnd:
+            payload = struct.pack(">IQ", st["next"], time.time_ns()).ljust(args.size, b"\0")
+            session.nsend(1, payload, to=to).addErrback(failed.append)
+            st["next"] += 1
+
+    fill()
+    samples = []
+    t_end = time.monotonic() + args.seconds
+    next_sample = time.monotonic() + 0.25
+    while time.monotonic() < t_end:
+        note = await sock.get(0.2)
+        if time.monotonic() >= next_sample:
+            samples.append(dict(st))
+            next_sample += 0.25
+        if note is None:  # 200 ms without an ack: timeout
+            st["cwnd_milli"] = 1000
+            st["timeouts"] += 1
+            st["high"] = recover = st["next"]
+            fill()
+            continue
+        if not isinstance(note, Ndata) or len(note.data) < 12:
+            continue
+        seq, sent = struct.unpack(">IQ", note.data[:12])
+        if seq + 1 <= st["high"]:
+            continue
+        if seq > st["high"] and seq >= recover:
+            st["cwnd_milli"] = max(1000, st["cwnd_milli"] // 2)
+            st["halvings"] += 1
+            recover = st["next"]
+        else:
+            st["cwnd_milli"] += 1_000_000 // st["cwnd_milli"]
+        st["high"] = seq + 1
+        st["acks"] += 1
+        st["last_ack_ns"] = note.time
+        rtt = max(0, (note.time - sent) // 1000)
+        st["minrtt_us"] = min(st["minrtt_us"], rtt)
+        st["srtt_us"] = (st["srtt_us"] * 7 + rtt) // 8 if st["srtt_us"] else rtt
+        st["maxqueue_us"] = max(st["maxqueue_us"], st["srtt_us"] - st["minrtt_us"])
+        fill()
+    return {"samples": samples, "denied": len(failed), "lasterr": 0}
+
+
+def inside(args: argparse.Namespace) -> None:
+    """Runs in the ep namespace: a TLS endpoint behind the delay relay, one run."""
+    from twisted.internet import defer, task
+
+    from packetlab.cli.init import init_home
+    from packetlab.controller.listener import Controller
+    from packetlab.controller.local import LocalEndpoint, tls_server
+    from packetlab.monitor.build import build
+    from packetlab.ppks import PktlabHome
+    from packetlab.reflex import abi
+    from packetlab.tls import gen_snikey
+
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-aimd-"))
+    home = PktlabHome.at(tmp / "home")
+    with contextlib.redirect_stdout(io.StringIO()):
+        init_home(home, reflexes=[abi.digest(build(AIMD))])
+    run = reflex_run if args.mode == "reflex" else controller_run
+
+    async def go(reactor: Any) -> None:
+        snikey = gen_snikey()
+
+        async def exp(session: Any) -> dict[str, Any]:
+            return await run(session, reactor, args)
+
+        ctl: Controller[dict[str, Any]] = Controller(exp, reactor=reactor, limit=1)
+        port = await ctl.listen(tls_server(reactor, "tcp:0:interface=127.0.0.1", home, snikey))
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.delay_relay", "0", str(port.getHost().port),
+             str(args.ctl_delay_ms)],
+            stdout=subprocess.PIPE, cwd=REPO,
+        )  # fmt: skip
+        assert relay.stdout is not None
+        relay_port = int(relay.stdout.readline())
+        ep = LocalEndpoint.spawn(
+            reactor, f"127.0.0.1:{relay_port}",
+            args=["-c", str(home.root / "endpt.conf"), "--snikey", snikey], plaintext=False,
+        )  # fmt: skip
+        try:
+            outcome = await ctl.next_outcome().addTimeout(args.seconds + 60, reactor)
+            print(json.dumps(outcome.unwrap()), flush=True)
+        finally:
+            await ctl.stop()
+            await ep.stop(reactor)
+            relay.terminate()
+            relay.wait()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    task.react(lambda r: defer.ensureDeferred(go(r)))
+
+
+# ------------------------------------------------------------------------------- outside
+
+
+def summarize_run(res: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    s = res["samples"]
+    mid, end = s[len(s) // 2], s[-1]
+    dt = (end["last_ack_ns"] - mid["last_ack_ns"]) / 1e9
+    acks = end["acks"] - mid["acks"]
+    rate = acks * (args.size + HEADERS) * 8 / dt if dt > 0 else 0.0
+    return {
+        "rate_bit_s": rate,
+        "of_link": rate / args.rate,
+        "queue_end_ms": (end["srtt_us"] - end["minrtt_us"]) / 1e3,
+        "queue_max_ms": end["maxqueue_us"] / 1e3,
+        "min_rtt_ms": end["minrtt_us"] / 1e3,
+        "halvings": end["halvings"],
+        "timeouts": end["timeouts"],
+        "acks": end["acks"],
+        "denied": res["denied"],
+    }
+
+
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    from packetlab.testbed import Shape, chain, testbed
+
+    name = f"rfx{os.getpid() % 100000}"
+    out: dict[str, Any] = {}
+    shape = Shape(args.rate, latency_ms=args.tbf_latency_ms)
+    with testbed(chain(1, shape={2: shape}), name=name) as tb:
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        tb.popen("tg", [sys.executable, "-c", ACKER, str(args.port)])
+        time.sleep(0.5)
+        for mode in args.modes:
+            print(f"{mode}: {args.seconds:g} s ...", file=sys.stderr, flush=True)
+            proc = tb.popen(
+                "ep",
+                [sys.executable, "-m", "benchmarks.bench_reflex_aimd", "--inside",
+                 "--mode", mode, "--target", str(tb.addr("tg")), "--port", str(args.port),
+                 "--size", str(args.size), "--seconds", str(args.seconds),
+                 "--ctl-delay-ms", str(args.ctl_delay_ms)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+            )  # fmt: skip
+            stdout, stderr = proc.communicate(timeout=args.seconds + 120)
+            lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                raise RuntimeError(f"{mode} run failed ({proc.returncode}):\n{stderr[-3000:]}")
+            out[mode] = summarize_run(json.loads(lines[-1]), args)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rate", type=int, default=4_000_000, help="link rate, bit/s [4000000]")
+    p.add_argument("--size", type=int, default=1000, help="payload bytes [1000]")
+    p.add_argument("--seconds", type=float, default=8.0, help="per run [8]")
+    p.add_argument(
+        "--tbf-latency-ms", type=float, default=5.0, help="tbf queue bound (drop beyond) [5]"
+    )
+    p.add_argument("--ctl-delay-ms", type=float, default=10.0, help="controller link, each way")
+    p.add_argument("--port", type=int, default=9400, help="the acker's UDP port on tg")
+    p.add_argument("--modes", nargs="+", default=["reflex", "controller"])
+    p.add_argument("--json", type=Path, help="write the results here too")
+    p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--mode", help=argparse.SUPPRESS)
+    p.add_argument("--target", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.inside:
+        inside(args)
+        return 0
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    from benchmarks.common import environment, markdown_table, write_json
+
+    res = run_all(args)
+    print(f"link {args.rate / 1e6:g} Mbit/s (tbf, {args.tbf_latency_ms:g} ms queue), controller "
+          f"link +{args.ctl_delay_ms:g} ms each way, over TLS")  # fmt: skip
+    rows = [
+        [m, f"{r['rate_bit_s'] / 1e6:.2f}", f"{100 * r['of_link']:.1f} %",
+         f"{r['min_rtt_ms']:.2f}", f"{r['queue_end_ms']:.1f}", f"{r['queue_max_ms']:.1f}",
+         r["halvings"], r["timeouts"], r["denied"]]
+        for m, r in res.items()
+    ]  # fmt: skip
+    headers = ["AIMD in", "Mbit/s (2nd half)", "of link", "min RTT ms", "queue ms (end)",
+               "queue ms (max)", "halvings", "timeouts", "refused sends"]  # fmt: skip
+    print(markdown_table(headers, rows))
+    if args.json is not None:
+        write_json(args.json, {"env": environment(), "args": vars(args) | {"json": None},
+                               "results": res})  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

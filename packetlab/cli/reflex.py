@@ -1,0 +1,166 @@
+"""`pktlab reflex`: build, digest and try out reflexes (docs/reflexes.md); the monitor
+toolkit (`packetlab.cli.monitor`) with the reflex ABI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from ipaddress import ip_address
+from typing import IO, Any
+
+from packetlab.cli.monitor import Toolkit, VmemHost, add_toolkit_arguments, emit, load
+
+_DESCRIPTION = """\
+Tools for PacketLab reflexes: WebAssembly programs an experiment attaches to an endpoint
+socket, run at the endpoint on every packet the socket receives (docs/reflexes.md)."""
+
+_EPILOG = """\
+examples:
+  pktlab reflex build examples/reflexes/udp_responder.c -o udp_responder.wasm
+  pktlab reflex digest udp_responder.wasm
+  pktlab reflex test udp_responder.wasm --messages examples/reflexes/packets.jsonl
+  pktlab init --reflex udp_responder.wasm   # allow it in the demo certificates
+  pktlab ppks sign exppriv ... --reflex-digest HEX
+
+C sources include pktlab_reflex.h (pktlab reflex build --print-include shows where);
+clang and lld: apt-get install clang lld."""
+
+_TEST_EPILOG = """\
+input: JSON lines as `pktlab decode` prints them; each ndata is a packet the reflex's
+socket receives (other lines are passed over). Output: one JSON line per packet with
+"deliver" (the packet goes on to the controller) or "consume", the sends the reflex
+asked for (which the endpoint then checks as nsends), its reports, an armed timer, or
+the crash that would detach it."""
+
+
+def _compile(wasm: bytes) -> Any:
+    from packetlab.reflex.runtime import compile_reflex
+
+    return compile_reflex(wasm)
+
+
+def _test_options(t: argparse.ArgumentParser) -> None:
+    t.add_argument(
+        "--params", default="", metavar="HEX", help="the parameters to attach with (hex)"
+    )
+
+
+class _Host(VmemHost):
+    def __init__(self) -> None:
+        super().__init__()
+        self.timer: int | None = None
+
+    def now(self) -> int:
+        from packetlab.endpoint.clock import realtime_ns
+
+        return realtime_ns()
+
+    def timer_at(self, instance: Any, when_ns: int) -> None:
+        instance.timer_request = when_ns
+
+
+def _test(args: argparse.Namespace) -> int:
+    from packetlab.monitor.runtime import Box, MonitorCrash, Settings
+    from packetlab.reflex import abi
+    from packetlab.reflex.runtime import ReflexInstance
+    from packetlab.wire.errors import WireError
+    from packetlab.wire.jsonform import message_from_json
+    from packetlab.wire.messages import Ndata
+
+    compiled = _compile(load(args.file))
+    try:
+        params = bytes.fromhex(args.params)
+    except ValueError:
+        print("error: --params must be hex", file=sys.stderr)
+        return 2
+    if len(params) > abi.PARAMS_LEN:
+        print(f"error: --params: at most {abi.PARAMS_LEN} bytes", file=sys.stderr)
+        return 2
+    box = Box(Settings(args.deadline_ms, args.memory_max, args.debug, False))
+    out = sys.stdout
+    try:
+        inst = ReflexInstance(box, compiled, _Host())
+        inst.setup(b"")
+        inst.set_params(0, params)
+        try:
+            rv = inst.call("reflex_init", (inst.ctx, 0))
+        except MonitorCrash as e:
+            emit(out, {"init": "crash", "why": str(e)})
+            return 1
+        emit(out, {"init": "ok" if rv == 0 else f"refused ({rv})", **_effects(inst)})
+        src: IO[str] = sys.stdin if args.messages == "-" else open(args.messages)  # noqa: SIM115
+        bad = 0
+        with src:
+            for lineno, line in enumerate(src, 1):
+                text = line.strip()
+                if not text or text.startswith("#"):
+                    continue
+                try:
+                    msg = message_from_json(json.loads(text))
+                except (ValueError, WireError) as e:
+                    print(f"{args.messages}:{lineno}: {e}", file=sys.stderr)
+                    bad += 1
+                    continue
+                if not isinstance(msg, Ndata):
+                    emit(out, {"line": lineno, "type": msg.NAME, "verdict": "not a packet"})
+                    continue
+                row: dict[str, Any] = {"line": lineno}
+                try:
+                    flags = inst.packet(
+                        msg.sktid, msg.family, msg.proto, msg.time, msg.raddr, msg.rport,
+                        msg.data,
+                    )  # fmt: skip
+                except MonitorCrash as e:
+                    row |= {"verdict": "crash (detached)", "why": str(e)}
+                    emit(out, row)
+                    return 1
+                row["verdict"] = "deliver" if flags & abi.PASS else "consume"
+                emit(out, row | _effects(inst))
+        emit(out, {"state": inst.ctx_bytes(abi.PARAMS_LEN, abi.STATE_LEN).rstrip(b"\0").hex()})
+        return 2 if bad else 0
+    finally:
+        box.close()
+
+
+def _effects(inst: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    if inst.emits:
+        sends = []
+        for e in inst.emits:
+            send: dict[str, Any] = {"sktid": e.sktid, "data": e.data.hex()}
+            if e.raddr is not None:
+                send |= {"raddr": str(ip_address(e.raddr)), "rport": e.rport}
+            sends.append(send | {"time": e.time, "tag": e.tag})
+        row["sends"] = sends
+        inst.emits = []
+    if inst.reports:
+        row["reports"] = [r.hex() for r in inst.reports]
+        inst.reports = []
+    if inst.timer_request is not None:
+        row["timer"] = inst.timer_request
+        inst.timer_request = None
+    return row
+
+
+REFLEX = Toolkit(
+    name="reflex",
+    header="pktlab_reflex.h",
+    description=_DESCRIPTION,
+    epilog=_EPILOG,
+    test_help="run a reflex on packets outside any endpoint and print what it does",
+    test_epilog=_TEST_EPILOG,
+    compile=_compile,
+    add_test_options=_test_options,
+    test=_test,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_toolkit_arguments(parser, REFLEX)
+
+
+def run(args: argparse.Namespace) -> int:
+    from packetlab.cli.monitor import run as run_toolkit
+
+    return run_toolkit(args)

@@ -1,0 +1,234 @@
+"""The controller's reflex API (docs/reflexes.md): attach, configure, read, detach.
+
+Mixed into `EndpointSession`. The first call reads the endpoint's CAPS record with an
+ordinary ``mread``; a reference endpoint answers zeros and the call fails with
+`ReflexUnsupported` before anything private was sent. Reports (``rreport``) and
+detach notices (``rdetached``) of a reflex come to its `Reflex` handle.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+
+from packetlab.controller.errors import ControllerError
+from packetlab.monitor.abi import encode
+from packetlab.reflex import abi
+from packetlab.reflex import wire as rw
+from packetlab.wire import Message, Result
+from packetlab.wire.constants import MsgType
+
+if TYPE_CHECKING:
+    from packetlab.controller.sockets import Socket
+    from packetlab.wire.framer import Unknown
+
+__all__ = [
+    "Reflex",
+    "ReflexMethods",
+    "ReflexStatus",
+    "ReflexUnsupported",
+    "private_frame",
+]
+
+_HEAD = struct.Struct(">B3xIIIIIH6x32s")
+MAX_REPORTS = 100_000  # kept per reflex until taken (older ones are dropped)
+
+
+class ReflexUnsupported(ControllerError):
+    """The endpoint does not run reflexes (a reference endpoint, or ReflexEnable 0)."""
+
+
+class PrivateRequest(Message):
+    """A request of the reflex extension: its own frame, answered by `result`."""
+
+    def __init__(self, name: str, frame: bytes) -> None:
+        self.NAME = name  # type: ignore[misc]
+        self.frame = frame
+
+    def __repr__(self) -> str:
+        return f"{self.NAME}({len(self.frame)} bytes)"
+
+
+PrivateRequest.TYPE = MsgType.RESULT  # never used: the frame is sent as it is
+
+
+def private_frame(msg: Message) -> bytes | None:
+    """The frame of a private request, None for a PacketLab message (reflex hook)."""
+    return msg.frame if isinstance(msg, PrivateRequest) else None
+
+
+@dataclass(frozen=True)
+class ReflexStatus:
+    """A reflex's vmem block header: state (reflex.wire STAT_*) and counters."""
+
+    stat: int
+    runs: int
+    sent: int
+    denied: int
+    passed: int
+    reports: int
+    lasterr: int
+    digest: bytes
+
+    @property
+    def running(self) -> bool:
+        return self.stat == rw.STAT_RUNNING
+
+
+class Reflex:
+    """The controller's handle on one attached reflex."""
+
+    def __init__(self, session: ReflexMethods, sktid: int, digest: bytes) -> None:
+        self.session = session
+        self.sktid = sktid
+        self.digest = digest
+        self.reports: deque[rw.Report] = deque(maxlen=MAX_REPORTS)
+        self.on_report: Callable[[rw.Report], object] | None = None
+        #: Fires with the `rw.Detached` notice when the endpoint detaches the reflex.
+        self.detached: Deferred[rw.Detached] = Deferred()
+        self._waiters: deque[Deferred[rw.Report]] = deque()
+
+    def _report(self, rep: rw.Report) -> None:
+        if self._waiters:
+            self._waiters.popleft().callback(rep)
+        elif self.on_report is not None:
+            self.on_report(rep)
+        else:
+            self.reports.append(rep)
+
+    def next_report(self) -> Deferred[rw.Report]:
+        """The next report (at once if one is waiting)."""
+        if self.reports:
+            return succeed(self.reports.popleft())
+        d: Deferred[rw.Report] = Deferred()
+        self._waiters.append(d)
+        return d
+
+    def configure(self, params: bytes, offset: int = 0) -> Deferred[Result]:
+        return self.session.configure_reflex(self.sktid, params, offset)
+
+    def state(self, offset: int = 0, length: int = abi.STATE_LEN) -> Deferred[bytes]:
+        return self.session.reflex_state(self.sktid, offset, length)
+
+    def status(self) -> Deferred[ReflexStatus]:
+        return self.session.reflex_status(self.sktid)
+
+    def detach(self) -> Deferred[Result]:
+        return self.session.detach_reflex(self.sktid)
+
+
+def _sktid(sock: Socket | int) -> int:
+    return sock if isinstance(sock, int) else sock.sktid
+
+
+class ReflexMethods:
+    """Mixed into EndpointSession (which provides `request` and `mread`)."""
+
+    _reflex_caps: rw.Caps | bool | None = False  # False: not read yet
+    _reflex_handles: dict[int, Reflex] | None = None
+
+    def request(self, msg: Message, on_success: Callable[[], None] | None = None) -> Any:
+        raise NotImplementedError
+
+    def mread(self, addr: int, length: int) -> Deferred[bytes]:
+        raise NotImplementedError
+
+    def mwrite(self, addr: int, data: bytes) -> Deferred[Result]:
+        raise NotImplementedError
+
+    def reflex_caps(self) -> Deferred[rw.Caps | None]:
+        """The endpoint's CAPS record (read once), or None from a reference endpoint."""
+        if self._reflex_caps is not False:
+            return succeed(self._reflex_caps)  # type: ignore[arg-type]
+
+        def got(data: bytes) -> rw.Caps | None:
+            caps = rw.Caps.decode(data)
+            self._reflex_caps = caps
+            return caps
+
+        return self.mread(rw.CAPS, rw.CAPS_LEN).addCallback(got)
+
+    def attach_reflex(
+        self, sock: Socket | int, module: bytes, params: bytes = b"", *, preloaded: bool = False
+    ) -> Deferred[Reflex]:
+        """Attach the reflex `module` (wasm bytes) to `sock` with `params` (at most 1024
+        bytes, the start of its context). `preloaded`: the program was sent by
+        ``cdata(hint="reflex")`` at setup, so only its digest goes now."""
+        sktid = _sktid(sock)
+        if len(params) > abi.PARAMS_LEN:
+            return fail(ValueError(f"params of {len(params)} bytes (at most {abi.PARAMS_LEN})"))
+        digest = abi.digest(module)
+        program = b"" if preloaded else encode(module)
+        frame = rw.Attach(sktid, digest, bytes(params), program).frame()
+
+        def check(caps: rw.Caps | None) -> Deferred[Any]:
+            if caps is None:
+                raise ReflexUnsupported("the endpoint does not support reflexes (CAPS reads 0)")
+            if not caps.allowed:
+                raise ReflexUnsupported("the endpoint's operator forbids reflexes")
+            return self.request(PrivateRequest("rattach", frame))
+
+        def attached(_: object) -> Reflex:
+            handle = Reflex(self, sktid, digest)
+            if self._reflex_handles is None:
+                self._reflex_handles = {}
+            self._reflex_handles[sktid] = handle
+            return handle
+
+        return self.reflex_caps().addCallback(check).addCallback(attached)
+
+    def detach_reflex(self, sock: Socket | int) -> Deferred[Result]:
+        sktid = _sktid(sock)
+        d: Deferred[Result] = self.request(PrivateRequest("rdetach", rw.detach_frame(sktid)))
+        return d
+
+    def configure_reflex(
+        self, sock: Socket | int, params: bytes, offset: int = 0
+    ) -> Deferred[Result]:
+        """Write `params` at `offset` of the reflex's parameters (it gets reflex_configure)."""
+        if offset < 0 or offset + len(params) > abi.PARAMS_LEN:
+            return fail(ValueError(f"parameters are {abi.PARAMS_LEN} bytes"))
+        return self.mwrite(rw.block_addr(_sktid(sock), rw.B_PARAMS + offset), params)
+
+    def reflex_state(
+        self, sock: Socket | int, offset: int = 0, length: int = abi.STATE_LEN
+    ) -> Deferred[bytes]:
+        """`length` bytes of the reflex's state at `offset`."""
+        if offset < 0 or length < 1 or offset + length > abi.STATE_LEN:
+            return fail(ValueError(f"the state is {abi.STATE_LEN} bytes"))
+        return self.mread(rw.block_addr(_sktid(sock), rw.B_STATE + offset), length)
+
+    def reflex_status(self, sock: Socket | int) -> Deferred[ReflexStatus]:
+        def parse(data: bytes) -> ReflexStatus:
+            return ReflexStatus(*_HEAD.unpack_from(data))
+
+        return self.mread(rw.block_addr(_sktid(sock)), _HEAD.size).addCallback(parse)
+
+    def reflex(self, sock: Socket | int) -> Reflex | None:
+        return (self._reflex_handles or {}).get(_sktid(sock))
+
+    def _reflex_note(self, item: Unknown) -> bool:
+        """An rreport or rdetached from the endpoint; False for any other type (reflex
+        hook)."""
+        if item.msgtype not in (rw.RREPORT, rw.RDETACHED) or not self._reflex_handles:
+            return False
+        try:
+            if item.msgtype == rw.RREPORT:
+                rep = rw.Report.decode(item.body)
+                handle = self._reflex_handles.get(rep.sktid)
+                if handle is not None:
+                    handle._report(rep)
+                return handle is not None
+            det = rw.Detached.decode(item.body)
+        except rw.BadMessage:
+            return False
+        handle = self._reflex_handles.pop(det.sktid, None)
+        if handle is not None and not handle.detached.called:
+            handle.detached.callback(det)
+        return handle is not None
+

@@ -1,0 +1,1 @@
+"""Endpoint-side reflexes: WebAssembly programs run per received packet (docs/reflexes.md)."""

@@ -1,0 +1,201 @@
+"""The reflex protocol extension on the wire (docs/reflexes.md): private-use message
+types (PROTOCOL.md §1.2: 0x90-0xFF) and a private vmem region.
+
+Negotiation never shows a reference peer anything it does not understand:
+
+* the controller first reads `CAPS` with an ordinary ``mread``; a reference endpoint
+  answers zeros (unmapped vmem reads as 0, §2.1), and the controller then sends nothing
+  else of the extension;
+* the endpoint sends the extension's notifications (`RREPORT`, `RDETACHED`) only for a
+  reflex the controller attached, so a reference controller never receives one.
+
+All integers are big-endian, as in the rest of the protocol.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from packetlab.wire.constants import HEADER_LEN
+
+__all__ = [
+    "CAPS",
+    "CAPS_ALLOWED",
+    "CAPS_LEN",
+    "CAPS_MAGIC",
+    "CDATA_HINT_REFLEX",
+    "RATTACH",
+    "RDETACH",
+    "RDETACHED",
+    "RREPORT",
+    "Attach",
+    "Caps",
+    "Detached",
+    "Report",
+    "block_addr",
+    "decode_attach",
+    "decode_detach",
+    "frame",
+]
+
+CDATA_HINT_REFLEX: Final = b"reflex"
+
+# Message types (private use, §1.2).
+RATTACH: Final = 0x90  # C→E request: attach a reflex to a socket; answered by `result`
+RDETACH: Final = 0x91  # C→E request: detach it; answered by `result`
+RREPORT: Final = 0xC0  # E→C notification: a record the reflex reported
+RDETACHED: Final = 0xC1  # E→C notification: the endpoint detached a failing reflex
+
+# vmem (§2.2 leaves 0x60000000 and up unmapped in the reference).
+CAPS: Final = 0x60000000
+CAPS_LEN: Final = 16
+CAPS_MAGIC: Final = b"PKRX"
+CAPS_VERSION: Final = 1
+CAPS_ALLOWED: Final = 0x0001  # flags: this endpoint runs reflexes in this session
+BLOCK_BASE: Final = 0x60100000
+BLOCK_STRIDE: Final = 0x1000
+BLOCK_SPAN: Final = 256 * BLOCK_STRIDE
+REGION_END: Final = BLOCK_BASE + BLOCK_SPAN
+# Offsets in a socket's reflex block.
+B_STAT: Final = 0x000  # u8: DetachReason (0 none attached, 1 running, ...)
+B_COUNTERS: Final = 0x004  # u32 runs, sends, denied, passed, reports; u16 last denial errid
+B_DIGEST: Final = 0x020  # 32 bytes
+B_PARAMS: Final = 0x400  # 1024 bytes, RW
+B_STATE: Final = 0x800  # 1024 bytes, R
+
+STAT_NONE: Final = 0
+STAT_RUNNING: Final = 1
+STAT_CRASHED: Final = 2  # detached: trap or ABI violation
+STAT_SLOW: Final = 3  # detached: deadline exceeded
+STAT_DETACHED: Final = 4  # detached by the controller (or its socket closed)
+
+_HDR = struct.Struct(">I")
+_CAPS = struct.Struct(">4sHHHHHH")
+_ATTACH = struct.Struct(">BB32sH")
+_NOTE = struct.Struct(">BQ")
+_DETACHED = struct.Struct(">BQB")
+
+
+def block_addr(sktid: int, offset: int = 0) -> int:
+    return BLOCK_BASE + sktid * BLOCK_STRIDE + offset
+
+
+def frame(msgtype: int, body: bytes) -> bytes:
+    return _HDR.pack(msgtype << 24 | len(body)) + body
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The CAPS record: `magic` PKRX, version, flags, ctx sizes, sends per call."""
+
+    version: int = CAPS_VERSION
+    flags: int = 0
+    params_len: int = 0
+    state_len: int = 0
+    max_emits: int = 0
+    magic: bytes = CAPS_MAGIC
+
+    def encode(self) -> bytes:
+        return _CAPS.pack(
+            self.magic, self.version, self.flags, self.params_len, self.state_len,
+            self.max_emits, 0,
+        )  # fmt: skip
+
+    @classmethod
+    def decode(cls, data: bytes) -> Caps | None:
+        """None when `data` is not a CAPS record (a reference endpoint's zeros)."""
+        if len(data) < CAPS_LEN or data[:4] != CAPS_MAGIC:
+            return None
+        magic, version, flags, plen, slen, emits, _ = _CAPS.unpack_from(data)
+        return cls(version, flags, plen, slen, emits, magic)
+
+    @property
+    def allowed(self) -> bool:
+        return bool(self.flags & CAPS_ALLOWED)
+
+
+@dataclass(frozen=True)
+class Attach:
+    """rattach: `sktid:u8 flags:u8 digest[32] paramlen:u16 params[paramlen] program[rest]`;
+    `program` is the encoded program (0x01 || wasm), or empty when it came by cdata."""
+
+    sktid: int
+    digest: bytes
+    params: bytes = b""
+    program: bytes = b""
+    flags: int = 0
+
+    def frame(self) -> bytes:
+        body = _ATTACH.pack(self.sktid, self.flags, self.digest, len(self.params))
+        return frame(RATTACH, body + self.params + self.program)
+
+
+class BadMessage(ValueError):
+    """A private message whose body does not fit its layout."""
+
+
+def decode_attach(body: bytes) -> Attach:
+    if len(body) < _ATTACH.size:
+        raise BadMessage(f"rattach body of {len(body)} bytes (at least {_ATTACH.size})")
+    sktid, flags, digest, plen = _ATTACH.unpack_from(body)
+    end = _ATTACH.size + plen
+    if end > len(body):
+        raise BadMessage(f"rattach paramlen {plen} runs past the body")
+    return Attach(sktid, digest, body[_ATTACH.size : end], body[end:], flags)
+
+
+def detach_frame(sktid: int) -> bytes:
+    """rdetach: `sktid:u8`."""
+    return frame(RDETACH, bytes([sktid]))
+
+
+def decode_detach(body: bytes) -> int:
+    if len(body) != 1:
+        raise BadMessage(f"rdetach body of {len(body)} bytes (must be 1)")
+    return body[0]
+
+
+@dataclass(frozen=True)
+class Report:
+    """rreport: `sktid:u8 time:u64 data[rest]` (time: the endpoint clock, ns)."""
+
+    sktid: int
+    time: int
+    data: bytes
+
+    def frame(self) -> bytes:
+        return frame(RREPORT, _NOTE.pack(self.sktid, self.time) + self.data)
+
+    @classmethod
+    def decode(cls, body: bytes) -> Report:
+        if len(body) < _NOTE.size:
+            raise BadMessage(f"rreport body of {len(body)} bytes (at least {_NOTE.size})")
+        sktid, time = _NOTE.unpack_from(body)
+        return cls(sktid, time, body[_NOTE.size :])
+
+
+@dataclass(frozen=True)
+class Detached:
+    """rdetached: `sktid:u8 time:u64 reason:u8 text[rest]` (reason: STAT_CRASHED or
+    STAT_SLOW; text: UTF-8, why)."""
+
+    sktid: int
+    time: int
+    reason: int
+    text: str
+
+    def frame(self) -> bytes:
+        body = _DETACHED.pack(self.sktid, self.time, self.reason)
+        return frame(RDETACHED, body + self.text.encode("utf-8")[:512])
+
+    @classmethod
+    def decode(cls, body: bytes) -> Detached:
+        if len(body) < _DETACHED.size:
+            raise BadMessage(f"rdetached body of {len(body)} bytes (at least {_DETACHED.size})")
+        sktid, time, reason = _DETACHED.unpack_from(body)
+        return cls(sktid, time, reason, body[_DETACHED.size :].decode("utf-8", "replace"))
+
+
+assert HEADER_LEN == _HDR.size

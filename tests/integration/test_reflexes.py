@@ -1,0 +1,164 @@
+"""Reflexes on a real `twistd pktendpoint` over TLS (docs/reflexes.md): the UDP responder
+answers datagrams at the endpoint, the certificate decides which reflexes may run, an
+operator can forbid them, and a reference-like endpoint (zeros in CAPS) is never sent
+anything private."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor, task
+from wasmtime import wat2wasm
+
+from packetlab.cli.init import init_home
+from packetlab.controller import EndpointSession, RequestFailed
+from packetlab.controller.local import run_with_local_endpoint
+from packetlab.controller.reflexes import ReflexUnsupported
+from packetlab.monitor.build import build, find_clang
+from packetlab.ppks import PktlabHome
+from packetlab.reflex import abi
+from packetlab.reflex import wire as rw
+from packetlab.reflex.template import reflex_wat
+from packetlab.wire import Ndata, Ntag
+from packetlab.wire.constants import Status
+
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT = 60.0
+TRAP = wat2wasm(reflex_wat("(unreachable)"))
+
+pytestmark = pytest.mark.skipif(find_clang() is None, reason="clang/lld not installed")
+
+
+@pytest.fixture(scope="module")
+def responder() -> bytes:
+    return build(REPO / "examples" / "reflexes" / "udp_responder.c")
+
+
+def home_with(tmp: Path, *reflexes: bytes, conf: str = "") -> PktlabHome:
+    home = PktlabHome.at(tmp / "home")
+    init_home(home, reflexes=[abi.digest(r) for r in reflexes])
+    if conf:
+        path = home.root / "endpt.conf"
+        path.write_text(path.read_text() + conf)
+    return home
+
+
+def checksum(data: bytes) -> bytes:
+    s = 0
+    for b in data[4:]:
+        s = (s * 31 + b) & 0xFFFFFFFF
+    return struct.pack(">I", s) + data[4:]
+
+
+async def lport_of(session: EndpointSession, sktid: int) -> int:
+    data = await session.mread(0x20000000 + sktid * 0x400 + 0x30, 2)
+    return int.from_bytes(data, "big")
+
+
+async def poll_recv(sock: socket.socket, tries: int = 200) -> bytes:
+    for _ in range(tries):
+        try:
+            return sock.recv(2048)
+        except BlockingIOError:
+            await task.deferLater(reactor, 0.01)
+    raise AssertionError("no reply from the reflex")
+
+
+@pytest_twisted.ensureDeferred
+async def test_udp_responder_over_tls(tmp_path: Path, responder: bytes) -> None:
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.setblocking(False)
+
+    async def experiment(session: EndpointSession) -> Any:
+        sock = await session.nopen_udp(1, laddr="127.0.0.1")
+        port = await lport_of(session, 1)
+        reflex = await session.attach_reflex(sock, responder, b"\x01")  # and pass on
+        replies = []
+        for i in range(5):
+            payload = bytes(4) + f"probe {i}".encode()
+            client.sendto(payload, ("127.0.0.1", port))
+            replies.append((payload, await poll_recv(client)))
+        notes = [await sock.get(5.0) for _ in range(10)]
+        status = await reflex.status()
+        state = await reflex.state(0, 4)
+        await reflex.detach()
+        client.sendto(b"after", ("127.0.0.1", port))
+        after = await sock.get(5.0)
+        return replies, notes, status, state, after
+
+    replies, notes, status, state, after = await run_with_local_endpoint(
+        reactor, experiment, home=home_with(tmp_path, responder), timeout=TIMEOUT
+    )
+    client.close()
+    for payload, reply in replies:
+        assert reply == checksum(payload)
+    ndata = [n for n in notes if isinstance(n, Ndata)]
+    ntags = [n for n in notes if isinstance(n, Ntag)]
+    assert len(ndata) == len(ntags) == 5
+    for nd, nt in zip(ndata, ntags, strict=True):
+        assert nt.tag == 1 and nt.time >= nd.time  # kernel RX stamp, then the reply's TX
+    assert (status.stat, status.runs, status.sent, status.denied, status.passed) == (1, 5, 5, 0, 5)
+    assert state == struct.pack(">I", 5)
+    assert isinstance(after, Ndata) and after.data == b"after"  # detached: plain ndata
+
+
+@pytest_twisted.ensureDeferred
+async def test_trapping_reflex_is_detached_and_the_session_goes_on(tmp_path: Path) -> None:
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+
+    async def experiment(session: EndpointSession) -> Any:
+        sock = await session.nopen_udp(1, laddr="127.0.0.1")
+        port = await lport_of(session, 1)
+        reflex = await session.attach_reflex(sock, TRAP)
+        client.sendto(b"boom", ("127.0.0.1", port))
+        det = await reflex.detached
+        note = await sock.get(5.0)
+        status = await session.reflex_status(1)
+        return det, note, status
+
+    det, note, status = await run_with_local_endpoint(
+        reactor, experiment, home=home_with(tmp_path, TRAP), timeout=TIMEOUT
+    )
+    client.close()
+    assert isinstance(det, rw.Detached) and det.reason == rw.STAT_CRASHED
+    assert "unreachable" in det.text
+    assert isinstance(note, Ndata) and note.data == b"boom"
+    assert status.stat == rw.STAT_CRASHED
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_certificate_decides(tmp_path: Path, responder: bytes) -> None:
+    async def experiment(session: EndpointSession) -> Any:
+        sock = await session.nopen_udp(1, laddr="127.0.0.1")
+        try:
+            await session.attach_reflex(sock, responder)
+        except RequestFailed as e:
+            return e.status
+        return None
+
+    status = await run_with_local_endpoint(
+        reactor, experiment, home=home_with(tmp_path, TRAP), timeout=TIMEOUT
+    )
+    assert status == Status.ECRTBADHDAT
+
+
+@pytest_twisted.ensureDeferred
+async def test_operator_forbids_reflexes(tmp_path: Path, responder: bytes) -> None:
+    async def experiment(session: EndpointSession) -> Any:
+        sock = await session.nopen_udp(1, laddr="127.0.0.1")
+        try:
+            await session.attach_reflex(sock, responder)
+        except ReflexUnsupported as e:
+            return str(e)
+        return None
+
+    home = home_with(tmp_path, responder, conf="ReflexEnable 0\n")
+    why = await run_with_local_endpoint(reactor, experiment, home=home, timeout=TIMEOUT)
+    assert why is not None and "forbids" in why

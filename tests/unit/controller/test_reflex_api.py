@@ -1,0 +1,65 @@
+"""The controller's reflex API over fakes: the CAPS probe keeps a reference endpoint from
+ever seeing a private type; attach/detach frames byte for byte; reports and detach
+notices reach the handle; malformed private notifications do not end the session."""
+
+from __future__ import annotations
+
+import pytest
+from ctl_fakes import Rig, frames, on_string_transport, result_of
+
+from packetlab import wire
+from packetlab.controller import RequestFailed
+from packetlab.controller.reflexes import ReflexUnsupported
+from packetlab.reflex import abi
+from packetlab.reflex import wire as rw
+from packetlab.wire import Mdata, Result, Status
+from packetlab.wire.framer import Unknown
+
+WASM = b"\0asm\x01\0\0\0"
+
+
+def test_a_reference_endpoint_sees_only_an_mread() -> None:
+    r = Rig()
+    r.run(r.session.ready)
+    with pytest.raises(ReflexUnsupported, match="does not support"):
+        r.run(r.session.attach_reflex(1, WASM))
+    assert not [m for m in r.endpoint.received if isinstance(m, Unknown)]
+    assert r.endpoint.requests()[-1] == "mread"
+
+
+def test_attach_detach_reports_and_notices() -> None:
+    s, t, _ = on_string_transport()
+    d = s.attach_reflex(3, WASM, b"\x01\x02")
+    assert t.writes[-1] == wire.encode(wire.Mread(rw.CAPS, rw.CAPS_LEN))
+    caps = rw.Caps(flags=rw.CAPS_ALLOWED, params_len=1024, state_len=1024, max_emits=64)
+    s.dataReceived(frames(Mdata(rw.CAPS, caps.encode())))
+    want = rw.Attach(3, abi.digest(WASM), b"\x01\x02", b"\x01" + WASM).frame()
+    assert t.writes[-1] == want
+    s.dataReceived(frames(Result()))
+    reflex = result_of(d)
+    assert s.reflex(3) is reflex
+    s.dataReceived(rw.Report(3, 5, b"hi").frame() + rw.frame(rw.RREPORT, b"\x03"))  # 2nd short
+    assert result_of(reflex.next_report()) == rw.Report(3, 5, b"hi")
+    s.dataReceived(rw.Detached(3, 6, rw.STAT_SLOW, "deadline").frame())
+    notice = result_of(reflex.detached)
+    assert notice.reason == rw.STAT_SLOW and s.reflex(3) is None
+    d2 = s.detach_reflex(3)
+    assert t.writes[-1] == rw.detach_frame(3)
+    s.dataReceived(frames(Result(int(Status.ESKTNOTOPEN))))
+    with pytest.raises(RequestFailed, match="ESKTNOTOPEN"):
+        result_of(d2)
+    assert s.close_reason is None  # the session goes on
+
+
+def test_forbidden_and_bad_arguments() -> None:
+    s, _t, _ = on_string_transport()
+    d = s.attach_reflex(1, WASM)
+    s.dataReceived(frames(Mdata(rw.CAPS, rw.Caps(flags=0).encode())))
+    with pytest.raises(ReflexUnsupported, match="forbids"):
+        result_of(d)
+    with pytest.raises(ValueError):
+        result_of(s.attach_reflex(1, WASM, bytes(1025)))
+    with pytest.raises(ValueError):
+        result_of(s.reflex_state(1, 1000, 100))
+    with pytest.raises(ValueError):
+        result_of(s.configure_reflex(1, bytes(10), 1020))
