@@ -35,13 +35,13 @@ from packetlab.controller import (
     ControllerError,
     EndpointSession,
     RequestFailed,
+    deferred_api,
     parse_address,
     read_system_info,
     read_time,
     set_notifmask,
     wait_connected,
 )
-from packetlab.controller._deferred import deferred_api
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import DEFAULT_PORT, Iperf3Error, State
 from packetlab.measure.stream import StreamError, TcpStream
