@@ -380,19 +380,6 @@ def test_config_keys() -> None:
     assert EndpointConfig().monitor_deadline_ms == 100
 
 
-def test_an_endpoint_without_monitors_does_not_load_wasmtime() -> None:
-    import subprocess
-
-    code = (
-        "import sys, packetlab.endpoint.tap, packetlab.endpoint.monitors, packetlab.cli.init\n"
-        "from packetlab.endpoint.tap import Options\n"
-        "Options().parseOptions(['--insecure-plaintext'])\n"
-        "print('wasmtime' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"  # ~12 MiB of RSS saved
-
-
 @pytest.mark.parametrize(
     "memory",
     ["(memory 3)", "(memory 2 4)"],  # §8.5: more than 2 pages, or any maximum

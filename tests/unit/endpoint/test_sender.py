@@ -1,18 +1,16 @@
-"""PreciseScheduler queue logic over a fake clock and a fake timer; TimerFd on the kernel."""
+"""PreciseScheduler queue logic over a fake clock and a fake timer (TimerFd on the kernel:
+tests/integration/test_timerfd.py)."""
 
 from __future__ import annotations
 
 import functools
-import os
-import select
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 
-from packetlab.endpoint.clock import TimerFd, realtime_ns
 from packetlab.endpoint.sender import (
     PreciseScheduler,
     ScheduledSend,
@@ -615,52 +613,3 @@ def test_wakeup_margin_ignores_rare_stalls_and_is_clamped() -> None:
 def test_bad_estimator_settings_are_rejected(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         WakeupEstimator(**kwargs)  # type: ignore[arg-type]
-
-
-# -- the kernel timerfd --------------------------------------------------------------------
-
-
-@pytest.fixture
-def timerfd() -> Iterator[TimerFd]:
-    timer = TimerFd()
-    yield timer
-    timer.close()
-
-
-def _readable(fd: int, timeout_ms: int = 0) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(timeout_ms))
-
-
-def test_timerfd_armed_in_the_past_is_readable_at_once(timerfd: TimerFd) -> None:
-    timerfd.arm_at(realtime_ns() - 1_000)
-    assert _readable(timerfd.fileno())  # the eventfd: no timer interrupt to wait for
-    timerfd.arm_at(0)  # a second kick while one is pending is harmless
-    timerfd.acknowledge()
-    assert not _readable(timerfd.fileno())
-    timerfd.acknowledge()  # nothing to consume: no error
-
-
-def test_timerfd_future_and_disarm(timerfd: TimerFd) -> None:
-    timerfd.arm_at(realtime_ns() + 10_000_000_000)
-    assert not _readable(timerfd.fileno())
-    timerfd.arm_at(realtime_ns() + 2_000_000)  # re-arming replaces the old deadline
-    assert _readable(timerfd.fileno(), 1000)
-    timerfd.acknowledge()
-    assert not _readable(timerfd.fileno())
-    timerfd.arm_at(realtime_ns() + 1_000_000)
-    timerfd.disarm()
-    assert not _readable(timerfd.fileno(), 20)
-
-
-def test_timerfd_closed_use_is_a_clear_error() -> None:
-    timer = TimerFd()
-    fd = timer.fileno()
-    timer.close()
-    timer.close()  # idempotent
-    for use in (timer.fileno, timer.acknowledge, lambda: timer.arm_at(realtime_ns())):
-        with pytest.raises(ValueError, match="closed"):
-            use()
-    with pytest.raises(OSError):
-        os.fstat(fd)

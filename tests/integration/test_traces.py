@@ -11,7 +11,7 @@ import pytest
 from packetlab import wire
 from packetlab.wire import jsonform
 
-TRACES = Path(__file__).resolve().parents[3].parent / "shared" / "spec" / "traces"
+TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "traces"
 FRAMES = [
     pytest.param(f["name"], bytes.fromhex(f["hex"]), id=f"{p.stem}-{i}-{f['name']}")
     for p in sorted(TRACES.glob("*.session.json"))

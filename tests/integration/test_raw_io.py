@@ -1,6 +1,7 @@
 """RawIO (packetlab.endpoint.raw) over a fake capture socket and a fake reactor clock:
-endtime, version and loopback filtering, filter rejection, TX times, close. The real
-AF_PACKET/IPPROTO_RAW sockets run in tests/integration/test_endpoint_raw.py."""
+endtime, version and loopback filtering, filter rejection, TX times, close. The sender is
+a real UDP socket (TX stamps over loopback), hence integration; the real
+AF_PACKET/IPPROTO_RAW sockets run in test_endpoint_raw.py."""
 
 from __future__ import annotations
 
