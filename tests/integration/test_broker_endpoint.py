@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from broker_world import BrokerProcess, Identity, RawClient
+from testkit.poll import poll_until
 from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init
 
 from packetlab import wire
@@ -121,8 +122,13 @@ def test_broker_restart_every_endpoint_resubscribes_within_10s(
     try:
         for ep in eps:
             ep.wait_log("Broker subscription finished")
+        stopped = [len(ep.output()) for ep in eps]
         broker.stop()
-        time.sleep(1.0)  # endpoints back off against a refused port meanwhile
+        for ep, mark in zip(eps, stopped, strict=True):  # each backs off twice, refused
+            poll_until(
+                lambda ep=ep, mark=mark: ep.output()[mark:].count("cannot connect") >= 2,
+                what=lambda ep=ep: f"two refused attempts:\n{ep.output()[-3000:]}",
+            )
         marks = [len(ep.output()) for ep in eps]
         restarted = time.monotonic()
         broker.start()

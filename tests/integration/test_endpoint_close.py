@@ -8,6 +8,7 @@ the controller's kernel throw away answers it had received but not yet read.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import EndpointProcess, RawController
+from testkit.poll import poll_until
 from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init
 
 from packetlab import wire
@@ -46,12 +48,18 @@ def read_to_end(sock: socket.socket, timeout: float = 10.0) -> tuple[list[wire.I
     return items, "timeout"
 
 
+def answering(sock: socket.socket) -> None:
+    """Return once the endpoint's answers are arriving (peeked, not read: the controller
+    has not seen them yet), i.e. it has handled what was sent so far."""
+    poll_until(lambda: select.select([sock], [], [], 0)[0], what="the endpoint's answers")
+
+
 def misbehave(c: RawController) -> tuple[list[wire.Item], str]:
-    """Two 64 KiB mreads and a malformed nclose in one write; 8 more bytes 0.3 s later
-    (the controller has not seen the answers yet); then read everything."""
+    """Two 64 KiB mreads and a malformed nclose in one write; 8 more bytes once answers
+    arrive (the controller has not read them yet); then read everything."""
     c.start()
     c.send(wire.encode(MREAD) * 2 + BAD_NCLOSE)
-    time.sleep(0.3)
+    answering(c.sock)
     try:
         c.sock.sendall(b"\x00" * 8)
     except OSError:
@@ -89,7 +97,7 @@ def test_end_after_pipelined_requests_flushes_everything_then_closes(
     c = ep.accept()
     c.start()
     c.send(wire.encode(MREAD) * 8 + wire.encode(wire.End()) + wire.encode(MREAD) * 4)
-    time.sleep(0.3)
+    answering(c.sock)
     c.sock.sendall(wire.encode(MREAD) * 4)  # the controller is still talking: discarded
     items, how = read_to_end(c.sock)
     assert [type(i) for i in items] == [wire.Mdata] * 8 + [wire.Result], items

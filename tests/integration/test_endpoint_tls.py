@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import pytest_twisted
 from conftest import RawController
+from testkit.poll import poll_until_async
 from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init, udp_sink
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.logger import globalLogPublisher
 
 from packetlab import wire
@@ -71,10 +72,10 @@ async def test_controller_refuses_endpoint_with_untrusted_chain(tmp_path: Path) 
         plaintext=False,
     )
     try:
-        for _ in range(100):
-            if any(e.get("rule") == "untrusted_root" for e in events):
-                break
-            await task.deferLater(reactor, 0.1, lambda: None)
+        await poll_until_async(
+            lambda: any(e.get("rule") == "untrusted_root" for e in events),
+            what="the endpoint's refusal of the untrusted root",
+        )
     finally:
         globalLogPublisher.removeObserver(events.append)
         await ctl.stop()
