@@ -1,4 +1,5 @@
-"""Fakes for the endpoint's unit tests: a clock, a timer, and an in-memory `Network`.
+"""Fakes for the endpoint's unit tests: an in-memory `Network` and a `Rig` (the clock and
+timer are testkit's, re-exported here).
 
 The scheduler is the real `PreciseScheduler` driven by the fake clock and timer; only
 the kernel sockets are replaced (the integration tests run the real ones).
@@ -10,6 +11,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
+from testkit.clock import T0, FakeClock, FakeTimer  # noqa: F401 (T0 re-exported)
 from twisted.internet.testing import MemoryReactor
 
 from packetlab import wire
@@ -18,41 +20,6 @@ from packetlab.endpoint.sender import PreciseScheduler
 from packetlab.endpoint.session import Session
 from packetlab.endpoint.sockets import ConnectFailed, OpenError, PendingSend, Skt, SocketEvents
 from packetlab.wire.constants import SocketState
-
-T0 = 1_700_000_000_000_000_000
-
-
-class FakeClock:
-    """`now`, moving `step` ns per read so the scheduler's spin loops end."""
-
-    def __init__(self, now: int = T0, step: int = 10) -> None:
-        self.now = now
-        self.step = step
-
-    def __call__(self) -> int:
-        value = self.now
-        self.now += self.step
-        return value
-
-
-class FakeTimer:
-    def __init__(self) -> None:
-        self.armed_at: int | None = None
-
-    def fileno(self) -> int:
-        return 99
-
-    def arm_at(self, when_ns: int) -> None:
-        self.armed_at = when_ns
-
-    def disarm(self) -> None:
-        self.armed_at = None
-
-    def acknowledge(self) -> None:
-        self.armed_at = None
-
-    def close(self) -> None:
-        pass
 
 
 class FakeIO:
