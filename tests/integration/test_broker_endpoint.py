@@ -5,6 +5,7 @@ connects to the controller with the xdescr's sni_key and the experiment runs
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,10 @@ def ctl(home: PktlabHome, tmp_path: Path) -> Iterator[TLSController]:
     c = TLSController(chain, home.key_path("k_xc"), tmp_path)
     yield c
     c.close()
+
+
+def refused_twice(ep: TLSEndpoint, since: int) -> bool:
+    return ep.output()[since:].count("cannot connect") >= 2
 
 
 def endpoint(home: PktlabHome, broker: BrokerProcess, tmp_path: Path, *args: str) -> TLSEndpoint:
@@ -126,8 +131,8 @@ def test_broker_restart_every_endpoint_resubscribes_within_10s(
         broker.stop()
         for ep, mark in zip(eps, stopped, strict=True):  # each backs off twice, refused
             poll_until(
-                lambda ep=ep, mark=mark: ep.output()[mark:].count("cannot connect") >= 2,
-                what=lambda ep=ep: f"two refused attempts:\n{ep.output()[-3000:]}",
+                functools.partial(refused_twice, ep, mark),
+                what=f"two refused attempts in {ep.logfile}",
             )
         marks = [len(ep.output()) for ep in eps]
         restarted = time.monotonic()

@@ -40,7 +40,7 @@ class Blob(Protocol):
     """Sends the factory's blob and closes, whatever it was sent."""
 
     def connectionMade(self) -> None:
-        self.transport.write(self.factory.blob)  # type: ignore[attr-defined, union-attr]
+        self.transport.write(self.factory.blob)  # type: ignore[union-attr]
         self.transport.loseConnection()  # type: ignore[union-attr]
 
 
@@ -64,7 +64,7 @@ async def on_endpoint(experiment: Any, **options: Any) -> Any:
 async def tcp_server(blob: bytes) -> Any:
     f = Factory.forProtocol(Blob)
     f.blob = blob  # type: ignore[attr-defined]
-    return reactor.listenTCP(0, f, interface="127.0.0.1")  # type: ignore[attr-defined]
+    return reactor.listenTCP(0, f, interface="127.0.0.1")  # type: ignore[arg-type]
 
 
 @pytest_twisted.ensureDeferred

@@ -12,7 +12,7 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -129,12 +129,12 @@ def test_endpoint_closes_within_a_bound_while_the_controller_keeps_talking(
 
 
 @pytest.fixture
-def tls_pair(tmp_path: Path) -> tuple[TLSController, TLSEndpoint]:
+def tls_pair(tmp_path: Path) -> Iterator[tuple[TLSController, TLSEndpoint]]:
     home = pktlab_init(tmp_path / "home")
     chain = controller_chain(home, tmp_path / "chain")
     ctl = TLSController(chain, home.key_path("k_xc"), tmp_path)
     ep = TLSEndpoint(home, ctl.address, tmp_path)
-    yield ctl, ep  # type: ignore[misc]
+    yield ctl, ep
     ep.stop()
     ctl.close()
 
@@ -147,7 +147,7 @@ def test_over_tls_too(tls_pair: tuple[TLSController, TLSEndpoint]) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     # Ragged EOFs not suppressed: a FIN without close_notify shows up as SSLEOFError.
     tls = ctl.ctx.wrap_socket(sock, server_side=True, suppress_ragged_eofs=False)
-    c = RawController(tls)  # type: ignore[arg-type]
+    c = RawController(tls)
     try:
         check(*misbehave(c))
     finally:

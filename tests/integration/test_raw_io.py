@@ -89,7 +89,7 @@ class R:
         self.cap, self.reactor, self.events = FakeCapture(ifname), FakeClock(T0, step=0), Events()
         self.closed: list[int] = []
         self.io = raw.RawIO(
-            self.reactor,
+            self.reactor,  # type: ignore[arg-type]
             Skt(1, 4, 0, 1 << 20),
             self.events,  # type: ignore[arg-type]
             sender,

@@ -36,7 +36,7 @@ class FakeClock(MemoryReactorClock):
     def now_ns(self) -> int:
         return self.now
 
-    @property  # type: ignore[override]
+    @property
     def rightNow(self) -> float:  # Clock's float seconds, derived from `now`
         return self.now / SEC
 
