@@ -1,5 +1,6 @@
 # mypy: disable-error-code="union-attr"
 # (transports and wrapped protocols are Optional until connected; the harness connects them)
+# Run as a child process: imports only the standard library, Twisted and packetlab.
 """Real local services for the measurement tests, run as a child process:
 
     python measure_services.py dns                  # prints "PORT" (UDP and TCP)
@@ -20,7 +21,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from testkit.net import port_of
 from twisted.internet import protocol, ssl
 from twisted.internet import reactor as _reactor
 from twisted.internet.error import CannotListenError
@@ -138,7 +138,7 @@ def main(argv: list[str]) -> None:
             except CannotListenError:
                 udp.stopListening()
     elif kind == "http":
-        port = port_of(reactor.listenTCP(0, RouterFactory(), interface="127.0.0.1"))
+        port = reactor.listenTCP(0, RouterFactory(), interface="127.0.0.1").getHost().port
     else:
         pem = Path(argv[1]).read_text() + Path(argv[2]).read_text()
         cert = ssl.PrivateCertificate.loadPEM(pem)
