@@ -11,7 +11,8 @@
 See docs/controller.md.
 """
 
-from packetlab.controller.addresses import AddressLike, IPAddress, parse_address
+from packetlab.controller._deferred import deferred_api
+from packetlab.controller.addresses import AddressLike, IPAddress, parse_address, unpack_address
 from packetlab.controller.clock import (
     ClockEstimate,
     ClockSample,
@@ -39,6 +40,7 @@ from packetlab.controller.exchange import (
     udp_exchange,
     wait_connected,
 )
+from packetlab.controller.filters import tcpdump_filter
 from packetlab.controller.info import (
     SocketInfo,
     SystemInfo,
@@ -71,8 +73,10 @@ __all__ = [
     "SentDatagram", "SessionClosed", "SetupFailed", "Socket", "SocketClosed", "SocketInfo",
     "StopSignal",
     "Suspended", "SystemInfo", "TcpExchange", "TrainReport", "UdpExchange",
-    "estimate_clock", "listen", "make_xdescr", "parse_address", "publish", "read_socket_info",
+    "deferred_api", "estimate_clock", "listen", "make_xdescr", "parse_address", "publish",
+    "read_socket_info",
     "read_socket_state",
     "read_system_info", "read_time", "run_once", "sample_clock", "send_train",
-    "set_notifmask", "set_rbufsz", "tcp_exchange", "udp_exchange", "wait_connected",
+    "set_notifmask", "set_rbufsz", "tcp_exchange", "tcpdump_filter", "udp_exchange",
+    "unpack_address", "wait_connected",
 ]  # fmt: skip

@@ -595,11 +595,21 @@ class ReactorNetwork:
         self._clock = clock
         # UDP ntag times from kernel TX timestamps; the stamped sockets live in the watcher.
         self._watcher = SocketWatcher(reactor) if tx_stamps else None
+        self._shutdown_trigger: object = None
         trigger = getattr(reactor, "addSystemEventTrigger", None)
         if self._watcher is not None and trigger is not None:
             # Leave before the reactor disconnects its readers (it would log a lost epoll).
-            trigger("before", "shutdown", self._watcher.close)
+            self._shutdown_trigger = trigger("before", "shutdown", self._watcher.close)
         self._raw_in_use: set[tuple[str, int]] = set()  # (interface, family) with a raw socket
+
+    def close(self) -> None:
+        """Give back what the network holds in the reactor (the TX-stamp watcher): an
+        endpoint stopped while its reactor runs on (in-process) leaves nothing behind."""
+        if self._watcher is not None:
+            self._watcher.close()
+        if self._shutdown_trigger is not None:
+            self._reactor.removeSystemEventTrigger(self._shutdown_trigger)  # type: ignore[attr-defined]
+            self._shutdown_trigger = None
 
     def _socket(self, family: int, kind: int, in_use: Status) -> socket.socket:
         try:

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import IService
 from twisted.python import usage
 
 from packetlab.endpoint.config import KNOWN_KEYS, ConfigError, EndpointConfig, load_config
 from packetlab.endpoint.service import ControllerAddress
+
+if TYPE_CHECKING:  # imported when a service is made (keeps `twistd --help` light)
+    from packetlab.endpoint.netio import ReactorNetwork
+    from packetlab.endpoint.sender import PreciseScheduler
 
 __all__ = ["Options", "makeService"]
 
@@ -232,7 +236,8 @@ def makeService(options: Options) -> IService:
         log.warn("config: {warning}", warning=warning)
     image = system_image(cfg)
     scheduler = PreciseScheduler(reactor)
-    network: Network = ReactorNetwork(reactor)
+    sockets = ReactorNetwork(reactor)
+    network: Network = sockets
 
     monitors: MonitorHost = options["monitor_host"]
     for aux in monitors.aux:
@@ -275,19 +280,37 @@ def makeService(options: Options) -> IService:
         log.info("resource accounting in {path}", path=accounting.path)
         admission = Admission(accounting, realtime_ns)
 
+    lifecycle = _Lifecycle(scheduler, sockets)
     if not cfg.nosub_mode:
-        return _broker_service(reactor, options, make_session, admission, scheduler)
+        return _broker_service(reactor, options, make_session, admission, lifecycle)
     return NoSubService(
         reactor,
         options["address"],
         link,
         make_session,
-        scheduler,
+        lifecycle,
         admission=admission,
         retry_delay=options["retry-delay"],
         reconnect_delay=options["reconnect-delay"],
         max_sessions=options["sessions"],
     )
+
+
+class _Lifecycle:
+    """What the service starts and, once its sessions have ended, stops: the send
+    scheduler, then the network's reactor resources."""
+
+    def __init__(self, scheduler: PreciseScheduler, network: ReactorNetwork) -> None:
+        self.scheduler = scheduler
+        self.network = network
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def stop(self) -> object:
+        result = self.scheduler.stop()
+        self.network.close()
+        return result
 
 
 def _broker_service(

@@ -29,8 +29,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults
 
-from packetlab.controller import EndpointSession, QueuedSend, read_system_info
-from packetlab.controller._deferred import deferred_api
+from packetlab.controller import EndpointSession, QueuedSend, deferred_api, read_system_info
 from packetlab.measure.clocksync import ClockModel, clock_sync
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.probes import ProbeTable, echo_probe

@@ -17,8 +17,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from packetlab.controller import ClockEstimate, EndpointSession, estimate_clock
-from packetlab.controller._deferred import deferred_api
+from packetlab.controller import ClockEstimate, EndpointSession, deferred_api, estimate_clock
 
 __all__ = ["ClockModel", "ClockRound", "clock_sync", "fit_drift"]
 

@@ -26,11 +26,11 @@ from packetlab.controller import (
     AddressLike,
     ControllerError,
     EndpointSession,
+    deferred_api,
     parse_address,
     read_system_info,
     udp_exchange,
 )
-from packetlab.controller._deferred import deferred_api
 from packetlab.measure.pcap import PcapRecorder, local_udp_end
 from packetlab.measure.stream import StreamError, TcpStream
 

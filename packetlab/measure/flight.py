@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 
-from packetlab.controller.stop import StopSignal
+from packetlab.controller import StopSignal
 
 __all__ = ["GRACE_S", "Waker"]
 

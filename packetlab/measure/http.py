@@ -27,8 +27,13 @@ from urllib.parse import urlsplit
 import h11
 from OpenSSL import SSL
 
-from packetlab.controller import AddressLike, ControllerError, EndpointSession, parse_address
-from packetlab.controller._deferred import deferred_api
+from packetlab.controller import (
+    AddressLike,
+    ControllerError,
+    EndpointSession,
+    deferred_api,
+    parse_address,
+)
 from packetlab.measure.dns import dns_query
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.stream import Chunk, StreamError, TcpStream

@@ -29,8 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from packetlab.controller import EndpointSession
-from packetlab.controller._deferred import deferred_api
+from packetlab.controller import EndpointSession, deferred_api
 from packetlab.measure.alias import IdSample, Point, alias_sets, collect_ip_ids, monotonic_bounds
 from packetlab.measure.alias import velocity as series_velocity
 from packetlab.measure.pcap import PcapRecorder

@@ -14,9 +14,14 @@ from collections.abc import Callable
 
 from twisted.python.failure import Failure
 
-from packetlab.controller import EndpointSession, QueuedSend, SessionClosed, read_time
-from packetlab.controller._deferred import deferred_api
-from packetlab.controller.stop import StopSignal
+from packetlab.controller import (
+    EndpointSession,
+    QueuedSend,
+    SessionClosed,
+    StopSignal,
+    deferred_api,
+    read_time,
+)
 from packetlab.measure.flight import GRACE_S, Waker
 from packetlab.measure.probes import PING_PAYLOAD, ProbeTable, echo_probe
 from packetlab.measure.records import PingReply, PingResult, Stamp

@@ -8,8 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from packetlab.controller import AddressLike, EndpointSession, TrainReport, send_train
-from packetlab.controller._deferred import deferred_api
+from packetlab.controller import (
+    AddressLike,
+    EndpointSession,
+    TrainReport,
+    deferred_api,
+    send_train,
+)
 from packetlab.measure.pcap import PcapRecorder, local_udp_end
 
 __all__ = ["SendGapResult", "send_gap"]

@@ -35,6 +35,7 @@ from packetlab.controller import (
     ControllerError,
     EndpointSession,
     RequestFailed,
+    deferred_api,
     parse_address,
     read_socket_info,
     read_system_info,
@@ -42,7 +43,6 @@ from packetlab.controller import (
     set_notifmask,
     wait_connected,
 )
-from packetlab.controller._deferred import deferred_api
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import DEFAULT_PORT, Iperf3Error, State
 from packetlab.measure.pcap import PcapRecorder, TcpFlow

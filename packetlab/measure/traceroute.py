@@ -22,17 +22,18 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from packetlab.controller import (
+    ControllerError,
     EndpointSession,
     Note,
     QueuedSend,
+    RequestFailed,
     Socket,
+    StopSignal,
+    deferred_api,
     read_system_info,
     read_time,
+    tcpdump_filter,
 )
-from packetlab.controller._deferred import deferred_api
-from packetlab.controller.errors import ControllerError, RequestFailed
-from packetlab.controller.filters import tcpdump_filter
-from packetlab.controller.stop import StopSignal
 from packetlab.measure.flight import GRACE_S, Waker
 from packetlab.measure.probes import (
     TRACEROUTE_BASE_PORT,

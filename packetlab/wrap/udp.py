@@ -18,8 +18,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from packetlab.controller import ControllerError, EndpointSession, IPAddress, parse_address
-from packetlab.controller.addresses import unpack_address
+from packetlab.controller import (
+    ControllerError,
+    EndpointSession,
+    IPAddress,
+    parse_address,
+    unpack_address,
+)
 from packetlab.wire import Ndata, Ntag
 from packetlab.wrap.socks5 import BadDatagram, Host, encode_udp, parse_udp
 from packetlab.wrap.timeline import ConnTiming, Timeline

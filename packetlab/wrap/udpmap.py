@@ -19,8 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 
-from packetlab.controller import ControllerError, EndpointSession, IPAddress
-from packetlab.controller.addresses import unpack_address
+from packetlab.controller import ControllerError, EndpointSession, IPAddress, unpack_address
 from packetlab.wire import Ndata, Ntag
 from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog
 from packetlab.wrap.vclock import SEND, VirtualClock

@@ -7,6 +7,8 @@ controller speaking raw wire frames on loopback.
   log is then printed).
 * `shared_endpoint` is one module-wide endpoint (default config plus ::1) that reconnects
   0.05 s after each session; `controller` is a started session on it for one test.
+* `clean_reactor` (testkit.dirty, autouse): a test that leaves delayed calls or open
+  sockets on the global reactor fails, naming them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from testkit.dirty import clean_reactor  # noqa: F401 (autouse: every test leaves the reactor clean)
 
 from packetlab import wire
 

@@ -214,8 +214,9 @@ def register(
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     tls = TLSHandoff(
-        PPKSClientCreator(None, AuthMode.AGENT).clientConnectionForTLS(None), is_client=True
-    )  # type: ignore[arg-type]
+        PPKSClientCreator(None, AuthMode.AGENT).clientConnectionForTLS(None),  # type: ignore[arg-type]
+        is_client=True,
+    )
     sock.sendall(tls.start())
     framer = wire.Framer()
     while True:

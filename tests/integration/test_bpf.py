@@ -62,7 +62,7 @@ def udp_payload(pkt: CapturedPacket) -> bytes:
 
 def collect(cap: CaptureSocket, count: int, timeout: float = 3.0) -> list[CapturedPacket]:
     """Up to ``count`` packets, then a quiet period to catch any extra ones."""
-    got = []
+    got: list[CapturedPacket] = []
     deadline = time.monotonic() + timeout
     while len(got) < count and (pkt := cap.wait(max(0.0, deadline - time.monotonic()))):
         got.append(pkt)

@@ -5,12 +5,14 @@ connects to the controller with the xdescr's sni_key and the experiment runs
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from broker_world import BrokerProcess, Identity, RawClient
+from testkit.poll import poll_until
 from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init
 
 from packetlab import wire
@@ -36,6 +38,10 @@ def ctl(home: PktlabHome, tmp_path: Path) -> Iterator[TLSController]:
     c = TLSController(chain, home.key_path("k_xc"), tmp_path)
     yield c
     c.close()
+
+
+def refused_twice(ep: TLSEndpoint, since: int) -> bool:
+    return ep.output()[since:].count("cannot connect") >= 2
 
 
 def endpoint(home: PktlabHome, broker: BrokerProcess, tmp_path: Path, *args: str) -> TLSEndpoint:
@@ -121,8 +127,13 @@ def test_broker_restart_every_endpoint_resubscribes_within_10s(
     try:
         for ep in eps:
             ep.wait_log("Broker subscription finished")
+        stopped = [len(ep.output()) for ep in eps]
         broker.stop()
-        time.sleep(1.0)  # endpoints back off against a refused port meanwhile
+        for ep, mark in zip(eps, stopped, strict=True):  # each backs off twice, refused
+            poll_until(
+                functools.partial(refused_twice, ep, mark),
+                what=f"two refused attempts in {ep.logfile}",
+            )
         marks = [len(ep.output()) for ep in eps]
         restarted = time.monotonic()
         broker.start()

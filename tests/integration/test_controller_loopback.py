@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from testkit.poll import poll_until_async
 from twisted.internet import reactor, task
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
@@ -39,7 +40,7 @@ class Blob(Protocol):
     """Sends the factory's blob and closes, whatever it was sent."""
 
     def connectionMade(self) -> None:
-        self.transport.write(self.factory.blob)  # type: ignore[attr-defined, union-attr]
+        self.transport.write(self.factory.blob)  # type: ignore[union-attr]
         self.transport.loseConnection()  # type: ignore[union-attr]
 
 
@@ -63,7 +64,7 @@ async def on_endpoint(experiment: Any, **options: Any) -> Any:
 async def tcp_server(blob: bytes) -> Any:
     f = Factory.forProtocol(Blob)
     f.blob = blob  # type: ignore[attr-defined]
-    return reactor.listenTCP(0, f, interface="127.0.0.1")  # type: ignore[attr-defined]
+    return reactor.listenTCP(0, f, interface="127.0.0.1")  # type: ignore[arg-type]
 
 
 @pytest_twisted.ensureDeferred
@@ -146,7 +147,9 @@ async def test_send_train_reaches_the_sink_with_ntag_times() -> None:
             return await send_train(session, "127.0.0.1", udp.getHost().port, 50, 1_000_000)
 
         rep = await on_endpoint(experiment)
-        await task.deferLater(reactor, 0.2)
+        await poll_until_async(
+            lambda: len(sink.got) >= 50, what=lambda: f"{len(sink.got)}/50 datagrams"
+        )
     finally:
         await maybeDeferred(udp.stopListening)
     assert rep.sent_count == 50 and rep.errors == [None] * 50

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_twisted
+from testkit.net import port_of
 from tls_world import pktlab_init
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -111,7 +112,7 @@ async def _run(home: PktlabHome, server: Any, snikey: str, wait: float) -> tuple
 
     ctl: Controller[int] = Controller(experiment, reactor=reactor, limit=1)
     port = await ctl.listen(server)
-    ep = OneRecordEndpoint(home, port.getHost().port, snikey)
+    ep = OneRecordEndpoint(home, port_of(port), snikey)
     ep.start()
     try:
         outcome = await ctl.next_outcome().addTimeout(wait, reactor)

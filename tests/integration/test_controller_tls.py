@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_twisted
+from testkit.net import port_of
 from twisted.internet import reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
@@ -54,7 +55,7 @@ class RecordCounter(FakeEndpoint):
         self.frames_per_read: list[int] = []
 
     def connectionMade(self) -> None:
-        gate = self.transport.wrappedProtocol  # type: ignore[attr-defined]
+        gate = self.transport.wrappedProtocol  # type: ignore[union-attr]
         deliver = gate.dataReceived
 
         def per_record(data: bytes) -> None:
@@ -74,7 +75,7 @@ async def tls_controller(experiment: Any) -> tuple[Controller[Any], int]:
     )
     ctl: Controller[Any] = Controller(experiment, reactor=reactor, limit=1)
     port = await ctl.listen(server)
-    return ctl, int(port.getHost().port)
+    return ctl, port_of(port)
 
 
 async def tls_endpoint(port: int, fake: FakeEndpoint) -> None:
@@ -131,7 +132,7 @@ async def test_backpressure_through_tls_loses_nothing() -> None:
 
     ctl, port = await tls_controller(experiment)
     ctl.session_options = {"max_notes": 4}
-    fake = FakeEndpoint(reactor)
+    fake = FakeEndpoint(reactor)  # type: ignore[arg-type]
     chunks = [blob[i : i + 65536] for i in range(0, len(blob), 65536)]
     fake.tcp_servers[("127.0.0.1", 80)] = lambda req: chunks
     try:

@@ -8,14 +8,16 @@ the controller's kernel throw away answers it had received but not yet read.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import EndpointProcess, RawController
+from testkit.poll import poll_until
 from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init
 
 from packetlab import wire
@@ -46,12 +48,18 @@ def read_to_end(sock: socket.socket, timeout: float = 10.0) -> tuple[list[wire.I
     return items, "timeout"
 
 
+def answering(sock: socket.socket) -> None:
+    """Return once the endpoint's answers are arriving (peeked, not read: the controller
+    has not seen them yet), i.e. it has handled what was sent so far."""
+    poll_until(lambda: select.select([sock], [], [], 0)[0], what="the endpoint's answers")
+
+
 def misbehave(c: RawController) -> tuple[list[wire.Item], str]:
-    """Two 64 KiB mreads and a malformed nclose in one write; 8 more bytes 0.3 s later
-    (the controller has not seen the answers yet); then read everything."""
+    """Two 64 KiB mreads and a malformed nclose in one write; 8 more bytes once answers
+    arrive (the controller has not read them yet); then read everything."""
     c.start()
     c.send(wire.encode(MREAD) * 2 + BAD_NCLOSE)
-    time.sleep(0.3)
+    answering(c.sock)
     try:
         c.sock.sendall(b"\x00" * 8)
     except OSError:
@@ -89,7 +97,7 @@ def test_end_after_pipelined_requests_flushes_everything_then_closes(
     c = ep.accept()
     c.start()
     c.send(wire.encode(MREAD) * 8 + wire.encode(wire.End()) + wire.encode(MREAD) * 4)
-    time.sleep(0.3)
+    answering(c.sock)
     c.sock.sendall(wire.encode(MREAD) * 4)  # the controller is still talking: discarded
     items, how = read_to_end(c.sock)
     assert [type(i) for i in items] == [wire.Mdata] * 8 + [wire.Result], items
@@ -121,12 +129,12 @@ def test_endpoint_closes_within_a_bound_while_the_controller_keeps_talking(
 
 
 @pytest.fixture
-def tls_pair(tmp_path: Path) -> tuple[TLSController, TLSEndpoint]:
+def tls_pair(tmp_path: Path) -> Iterator[tuple[TLSController, TLSEndpoint]]:
     home = pktlab_init(tmp_path / "home")
     chain = controller_chain(home, tmp_path / "chain")
     ctl = TLSController(chain, home.key_path("k_xc"), tmp_path)
     ep = TLSEndpoint(home, ctl.address, tmp_path)
-    yield ctl, ep  # type: ignore[misc]
+    yield ctl, ep
     ep.stop()
     ctl.close()
 
@@ -139,7 +147,7 @@ def test_over_tls_too(tls_pair: tuple[TLSController, TLSEndpoint]) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     # Ragged EOFs not suppressed: a FIN without close_notify shows up as SSLEOFError.
     tls = ctl.ctx.wrap_socket(sock, server_side=True, suppress_ragged_eofs=False)
-    c = RawController(tls)  # type: ignore[arg-type]
+    c = RawController(tls)
     try:
         check(*misbehave(c))
     finally:

@@ -186,7 +186,7 @@ def test_udp_backlog_keeps_order_until_writable() -> None:
     events = Events()
     sock = FullSocket(full=2)
     skt = Skt(1, 4, 17, 0)
-    io = UdpIO(reactor, sock, skt, events, time.time_ns)  # type: ignore[arg-type]
+    io = UdpIO(reactor, sock, skt, events, time.time_ns)
     sends = [PendingSend(skt, i, b"%d" % i, ("127.0.0.1", 9 if i != 2 else 0), 0) for i in range(4)]
     assert io.send(sends[0]) is False  # EAGAIN: queued, wait for writable
     assert io.send(sends[1]) is False  # behind it, even though the buffer may have room

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 from conftest import EndpointProcess, RawController
+from testkit.poll import poll_until
 
 from packetlab import wire
 from packetlab.wire import vmem
@@ -137,10 +138,7 @@ def test_connect_retries_until_the_controller_listens(
     # Nothing listens until the endpoint has been refused twice (it retries every second,
     # refused at once); polled, not slept, so a slow start-up cannot outrun the test.
     ep = endpoint_factory(defer_listen=True)
-    deadline = time.monotonic() + 30
-    while ep.output().count("retrying in 1.0 s") < 2:
-        assert time.monotonic() < deadline, ep.output()
-        time.sleep(0.1)
+    poll_until(lambda: ep.output().count("retrying in 1.0 s") >= 2, timeout=30, what=ep.output)
     ep.listen()
     c = ep.accept(timeout=5)
     c.start()
@@ -150,10 +148,7 @@ def test_gives_up_after_five_seconds_then_starts_a_new_cycle(
     endpoint_factory: Callable[..., EndpointProcess],
 ) -> None:
     ep = endpoint_factory(defer_listen=True, args=["--retry-delay", "0.5"])
-    deadline = time.monotonic() + 15
-    while "gave up reaching controller" not in ep.output():
-        assert time.monotonic() < deadline, ep.output()
-        time.sleep(0.2)
+    poll_until(lambda: "gave up reaching controller" in ep.output(), timeout=15, what=ep.output)
     ep.listen()
     ep.accept(timeout=5).start()
 

@@ -150,7 +150,12 @@ def test_small_budget_download_arrives_whole(
     c.ok(connect(2, server.getsockname()[1], rbufsz=64 * 1024))
     conn, _ = server.accept()
     c.notification(wire.Nstat)
-    sender = threading.Thread(target=lambda: (conn.sendall(blob), conn.close()))
+
+    def send_all() -> None:
+        conn.sendall(blob)
+        conn.close()
+
+    sender = threading.Thread(target=send_all)
     sender.start()
     time.sleep(0.3)  # do not read: the endpoint must stop reading, not buffer 8 MiB
     used = int.from_bytes(c.mread(vmem.BUFUSED.addr, 4), "big")

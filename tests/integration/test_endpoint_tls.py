@@ -7,14 +7,16 @@ import ipaddress
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import pytest_twisted
 from conftest import RawController
+from testkit.net import port_of
+from testkit.poll import poll_until_async
 from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init, udp_sink
-from twisted.internet import reactor, task
-from twisted.logger import globalLogPublisher
+from twisted.internet import reactor
+from twisted.logger import ILogObserver, globalLogPublisher
 
 from packetlab import wire
 from packetlab.controller import Controller, EndpointSession, read_system_info
@@ -56,7 +58,7 @@ async def test_controller_refuses_endpoint_with_untrusted_chain(tmp_path: Path) 
     a = pktlab_init(tmp_path / "a")
     b = pktlab_init(tmp_path / "b")  # another EOp: its subcmd chain is not trusted by a
     events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
+    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
 
     async def experiment(session: EndpointSession) -> None:
         raise AssertionError("no experiment may run on a refused endpoint")
@@ -66,17 +68,17 @@ async def test_controller_refuses_endpoint_with_untrusted_chain(tmp_path: Path) 
     # The endpoint of b trusts a's EOp key, so it accepts the controller; not vice versa.
     ep = LocalEndpoint.spawn(
         reactor,
-        f"127.0.0.1:{port.getHost().port}",
+        f"127.0.0.1:{port_of(port)}",
         args=["-c", str(b.root / "endpt.conf"), "--eop-pubkey", str(a.pubkey_path("k_eop"))],
         plaintext=False,
     )
     try:
-        for _ in range(100):
-            if any(e.get("rule") == "untrusted_root" for e in events):
-                break
-            await task.deferLater(reactor, 0.1, lambda: None)
+        await poll_until_async(
+            lambda: any(e.get("rule") == "untrusted_root" for e in events),
+            what="the endpoint's refusal of the untrusted root",
+        )
     finally:
-        globalLogPublisher.removeObserver(events.append)
+        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
         await ctl.stop()
         await ep.stop(reactor)
     refusals = [e for e in events if e.get("rule") == "untrusted_root"]

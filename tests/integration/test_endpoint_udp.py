@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import DEFAULT_CONFIG, EndpointProcess, RawController
+from testkit.poll import poll_until
 
 from packetlab import wire
 from packetlab.endpoint.budget import RECV_BUF_OVERHEAD
@@ -172,9 +173,11 @@ def test_exhausted_budget_drops_counts_and_sends_one_ndrop(controller: RawContro
     c.mwrite(vmem.skt_addr(1, vmem.SKT_NOTIFMASK), NotifMask.NDATA.to_bytes(2, "big"))
     for _ in range(6):
         s.sendto(bytes(100), dest)
-    time.sleep(0.3)
-    dropstat = c.mread(vmem.skt_addr(1, vmem.SKT_DROPSTAT), 8)
-    assert dropstat == (400).to_bytes(4, "big") + (4).to_bytes(4, "big")
+    dropped = (400).to_bytes(4, "big") + (4).to_bytes(4, "big")  # 4 datagrams, 400 bytes
+    poll_until(
+        lambda: c.mread(vmem.skt_addr(1, vmem.SKT_DROPSTAT), 8) == dropped,
+        what=lambda: f"dropstat {c.mread(vmem.skt_addr(1, vmem.SKT_DROPSTAT), 8).hex()}",
+    )
     c.mwrite(vmem.skt_addr(1, vmem.SKT_NOTIFMASK), b"\0\0")
     assert [c.notification(wire.Ndata).data for _ in range(2)] == [bytes(100)] * 2
     assert c.quiet(0.2) == []  # no ndrop until a datagram is accepted again

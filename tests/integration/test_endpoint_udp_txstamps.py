@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from testkit.clock import FakeClock
 from twisted.internet.testing import MemoryReactorClock
 
 from packetlab.endpoint.netio import ReactorNetwork, UdpIO
@@ -33,16 +34,6 @@ class Events:
             self.calls.append((name, args))
 
         return record
-
-
-class StillClock:
-    """A clock that moves only when told (so "µs apart" cannot become a VM stall)."""
-
-    def __init__(self) -> None:
-        self.now = time.time_ns()
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @pytest.fixture
@@ -95,7 +86,7 @@ def test_tagged_send_gets_a_tx_stamp_and_the_socket_survives_it(rig: Any) -> Non
 
 def test_untagged_and_dense_sends_are_not_stamped(rig: Any) -> None:
     _, reactor, events, sink = rig
-    clock = StillClock()
+    clock = FakeClock(time.time_ns(), step=0)  # moves only when told (no VM stall)
     network = ReactorNetwork(reactor, clock=clock)
     skt = Skt(2, 4, 17, 1 << 16)
     io = network.open_udp(skt, LO4, 0, events)

@@ -136,7 +136,7 @@ def malformed(h: Hostile) -> None:
 
 def pipelined(h: Hostile) -> None:
     c = h.session()
-    requests = []
+    requests: list[wire.Message] = []
     for i in range(2000):
         requests.append(wire.Mread(addr=vmem.HOSTID.addr, len=16))
         requests.append(udp_open(i % 200 + 1))  # half of these find the socket in use

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from testkit.net import port_of
 
 from packetlab.testbed import Testbed, Topology, chain
 
@@ -124,7 +125,7 @@ async def test_two_endpoints_interleaved(
     ctl: Controller[None] = Controller(pool.experiment, reactor=reactor, limit=2)
     with tb.enter("ep1"):
         port = await ctl.listen(tls_server(reactor, f"tcp:0:interface={ep1}", home, snikey))
-    where = f"{ep1}:{port.getHost().port}"
+    where = f"{ep1}:{port_of(port)}"
     eps: list[Any] = []
     try:
         for node in ("ep1", "ep2"):

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 NBYTES = 8 << 20
 
 
-def pktlab_in(tb: Testbed, node: str, *args: str) -> tuple[int, list[dict[str, object]], str]:
+def pktlab_in(tb: Testbed, node: str, *args: str) -> tuple[int, list[dict[str, Any]], str]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     got = subprocess.run(
         ["ip", "netns", "exec", tb.netns_name(node), sys.executable, "-m", "packetlab", "run",
@@ -73,7 +74,7 @@ def test_throughput_matches_native_iperf3(tb: Testbed, direction: str, tmp_path:
         run_iperf3(tg, direction=direction, nbytes=NBYTES, netns=tb.netns_name("ep")).mbit_s
         for _ in range(2)
     ]
-    ours = sum(r["mbit_s"] for r in runs) / 2  # type: ignore[misc]
+    ours = sum(r["mbit_s"] for r in runs) / 2
     theirs = sum(native) / 2  # type: ignore[arg-type]
     assert abs(1 - ours / theirs) < 0.06  # the paper's C1 bound for throughput
     from packetlab.measure.pcap import read_pcap

@@ -183,9 +183,9 @@ def tls_world(tmp_path: Path) -> Any:
 
 
 def test_cert_monitors_over_tls(tls_world: Any, tmp_path: Path) -> None:
-    a = wat2wasm(monitor_wat(ALLOW | {"nopen": "(i32.const 21)"}))
-    b = wat2wasm(monitor_wat(ALLOW | COUNTER, initialize=REPORT))
-    other = wat2wasm(monitor_wat(ALLOW))
+    a = bytes(wat2wasm(monitor_wat(ALLOW | {"nopen": "(i32.const 21)"})))
+    b = bytes(wat2wasm(monitor_wat(ALLOW | COUNTER, initialize=REPORT)))
+    other = bytes(wat2wasm(monitor_wat(ALLOW)))
     ctl, _ep = tls_world(CertLimits(monitor_digests=(abi.digest(b), abi.digest(a))))
     # Session 1: only one of the two programs: start refused, session closed.
     c = ctl.accept()
@@ -259,7 +259,7 @@ def test_trap_in_initialize_refuses_start(endpoint_factory: Any, tmp_path: Path)
 
 def test_cdata_monitor_with_a_maximum_fails_start_over_tls(tls_world: Any) -> None:
     src = monitor_wat(ALLOW).replace('"memory" (memory 2))', '"memory" (memory 2 8))')
-    bad = wat2wasm(src)
+    bad = bytes(wat2wasm(src))
     ctl, _ep = tls_world(CertLimits(monitor_digests=(abi.digest(bad),)))
     c = ctl.accept()
     assert c.request(wire.Cdata(b"monitor", abi.encode(bad))) == wire.Result(0)

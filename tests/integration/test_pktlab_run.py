@@ -14,12 +14,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import readline
+from testkit.poll import wait_tcp_listening
 
 from packetlab.controller.local import twistd_command
 from packetlab.measure import native
@@ -142,7 +142,7 @@ def test_listen_with_an_external_endpoint(tmp_path: Path) -> None:
     conf.write_text("TransprotoSup raw,tcp,udp\nVMemLocalAddrStrIPv4 127.0.0.1/8\n")
     argv = [*twistd_command(), "-n", "--pidfile=", f"--logfile={tmp_path / 'ep.log'}"]
     argv += ["pktendpoint", "-c", str(conf), "--insecure-plaintext", f"127.0.0.1:{port}"]
-    time.sleep(0.5)  # let it listen; the endpoint retries anyway
+    wait_tcp_listening(port, timeout=30)  # the endpoint would retry, but a second later
     ep = subprocess.Popen(argv, env=env(), cwd=tmp_path)
     try:
         out, err = run.communicate(timeout=40)

@@ -300,7 +300,7 @@ def test_we_reissue_ppksman_certs_byte_for_byte(ppksman: PPKSMan, world: dict[st
             aux_info=aux or None,
             limits=theirs.limit_text,
             serial=theirs.serial,
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
         assert ours.der == theirs.der, name
 

@@ -170,8 +170,9 @@ def test_setup_refuses_a_message_other_than_xreg(proxy: ProxyProc) -> None:
 
     s = connect(proxy.setup)
     tls = TLSHandoff(
-        PPKSClientCreator(None, AuthMode.AGENT).clientConnectionForTLS(None), is_client=True
-    )  # type: ignore[arg-type]
+        PPKSClientCreator(None, AuthMode.AGENT).clientConnectionForTLS(None),  # type: ignore[arg-type]
+        is_client=True,
+    )
     s.sendall(tls.start())
     while True:
         step = tls.receive(s.recv(65536))

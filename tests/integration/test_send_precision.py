@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from testkit.poll import poll_until_async
 from twisted.internet import reactor as _reactor
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.task import LoopingCall, deferLater
@@ -45,11 +46,7 @@ async def sleep(seconds: float) -> None:
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await sleep(0.002)
+    await poll_until_async(cond, timeout=timeout, interval=0.002, reactor=reactor)
 
 
 def udp_socket(bind: bool = True) -> socket.socket:
@@ -181,8 +178,14 @@ async def test_cancel_key_drops_queued_sends_of_a_closed_socket(
     dropped = scheduler.cancel_key("closing")
     assert [s.key for s in dropped] == ["closing"] * 10
     await wait_for(lambda: len(done) == 10)
-    await sleep(0.05)
-    assert [HEADER.unpack_from(d)[0] for d, _ in drain(receiver)] == list(range(0, 20, 2))
+    got: list[bytes] = []
+
+    def received_ten() -> bool:
+        got.extend(d for d, _ in drain(receiver))
+        return len(got) >= 10
+
+    await wait_for(received_ten)
+    assert [HEADER.unpack_from(d)[0] for d in got] == list(range(0, 20, 2))
     assert scheduler.pending() == 0
 
 

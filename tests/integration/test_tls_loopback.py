@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import pytest_twisted
@@ -19,7 +19,7 @@ from twisted.internet import reactor, threads
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 
 from packetlab.ppks import generate_private_key, issue_certificate, private_key_pem
@@ -224,7 +224,7 @@ def warnings_with_rule() -> tuple[list[dict[str, Any]], Any]:
         if event.get("log_level") is LogLevel.warn and "rule" in event:
             seen.append(event)
 
-    globalLogPublisher.addObserver(observer)
+    globalLogPublisher.addObserver(cast(ILogObserver, observer))
     return seen, observer
 
 
@@ -247,7 +247,7 @@ async def test_openssl_s_client_refusals(servers: Servers, tmp_path: Path) -> No
         tls12 = await s_client(port, tmp_path, "-servername", "exp1", "-tls1_2")
         unknown = await s_client(port, tmp_path, "-servername", "nosuchkey")
     finally:
-        globalLogPublisher.removeObserver(observer)
+        globalLogPublisher.removeObserver(cast(ILogObserver, observer))
     assert b"PPKS-OK" not in tls12.stdout and b"PPKS-OK" not in unknown.stdout
     rules = [e["rule"] for e in seen]
     assert rules == ["handshake_failed", "unknown_snikey"], rules

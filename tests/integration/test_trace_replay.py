@@ -35,7 +35,7 @@ def load(name: str) -> list[dict[str, str]]:
     path = TRACES / f"{name}.session.json"
     if not path.exists():
         pytest.skip(f"reference trace {path} not found")
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    return json.loads(path.read_text())
 
 
 def need_root_port(kind: int, port: int) -> socket.socket:

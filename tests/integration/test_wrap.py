@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, stop_process, twistd
+from testkit.poll import wait_tcp_listening
 
 PKTLAB = [sys.executable, "-m", "packetlab"]
 NAME = "www.wrap.test"
@@ -440,7 +441,7 @@ def test_fidelity_hides_a_slow_controller_link(
          *extra, "--", "python3", "-c", script],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    time.sleep(0.5)
+    wait_tcp_listening(listen_port, timeout=30)
     ep = subprocess.Popen(
         [*twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
          "--config", os.devnull, "--transproto", "tcp,udp", "--retry-delay", "0.2",

@@ -85,7 +85,7 @@ class TLSController:
         sock.settimeout(timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls = self.ctx.wrap_socket(sock, server_side=True)
-        ctl = RawController(tls)  # type: ignore[arg-type]
+        ctl = RawController(tls)
         self.controllers.append(ctl)
         return ctl
 

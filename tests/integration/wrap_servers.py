@@ -15,13 +15,17 @@ from __future__ import annotations
 import json
 import random
 import sys
+from typing import Any
 
-from twisted.internet import reactor, ssl
+from twisted.internet import reactor as _reactor
+from twisted.internet import ssl
 from twisted.internet.defer import fail, succeed
 from twisted.names import dns, server
 from twisted.names.error import DomainError
 from twisted.web import resource, static
 from twisted.web.server import NOT_DONE_YET, Site
+
+reactor: Any = _reactor  # the global reactor (mypy sees too little of it)
 
 
 class Slow(resource.Resource):

@@ -15,6 +15,7 @@ import hashlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -104,7 +105,13 @@ class _FreshRig(Rig):
         self.scheduler = PreciseScheduler(self.reactor, clock=self.clock, timer=self.timer)
         self.scheduler.start()
         self.net = FakeNetwork()
-        self.session = Session(config, self.net, self.scheduler, self.clock, image=bytearray(image))
+        self.session = Session(
+            config,
+            self.net,  # type: ignore[arg-type]
+            self.scheduler,
+            self.clock,
+            image=bytearray(image),
+        )
         self.frames = []
         self.session.outbox.attach(self.frames.append)
         self._seen = 0
@@ -179,7 +186,7 @@ def _cert_seeds() -> list[bytes]:
 
 
 def _frame_seeds() -> list[bytes]:
-    udp = dict(sktid=1, family=4, proto=17)
+    udp: dict[str, Any] = dict(sktid=1, family=4, proto=17)
     msgs: list[wire.Message] = [
         wire.Mread(addr=vmem.HOSTID.addr, len=16),
         wire.Mwrite(addr=vmem.skt_addr(1, vmem.SKT_NOTIFMASK), data=b"\x00\x07"),

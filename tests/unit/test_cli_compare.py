@@ -36,7 +36,7 @@ def test_options() -> None:
         parse("nothing")
 
 
-def samples(values: list[list[float]], items: list[list[object]] | None = None) -> list[dict]:  # type: ignore[type-arg]
+def samples(values: list[list[float]], items: list[list[object]] | None = None) -> list[dict]:
     items = items or [[] for _ in values]
     return [{"values": v, "items": i, "record": {}} for v, i in zip(values, items, strict=True)]
 

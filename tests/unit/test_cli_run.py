@@ -91,7 +91,7 @@ def test_resolve_target() -> None:
 def _fails(args: argparse.Namespace) -> BaseException:
     d = Deferred.fromCoroutine(measure(None, args))
     box: list[BaseException] = []
-    d.addErrback(lambda f: box.append(f.value))
+    d.addErrback(lambda f: box.append(f.value))  # type: ignore[call-overload]
     assert box, "measure() should have failed before using the reactor"
     return box[0]
 

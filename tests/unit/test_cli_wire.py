@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from packetlab.cli import main
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_HEX = REPO / "examples" / "every_message.hex"
 EXAMPLE_JSONL = REPO / "examples" / "every_message.jsonl"
-PKTLAB = REPO / ".venv" / "bin" / "pktlab"
 
 
 def hex_without_comments(path: Path) -> str:
@@ -256,30 +254,3 @@ def test_help_has_an_example(command: str, capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     assert "--hex" in out
     assert re.search(rf"examples:\n  (echo .*\| )?pktlab {command}", out)
-
-
-# ------------------------------------------------------------ the installed entry point
-
-
-def test_installed_entry_point() -> None:
-    assert PKTLAB.exists(), f"{PKTLAB} missing: run scripts/setup.sh to install packetlab"
-    done = subprocess.run(
-        [str(PKTLAB), "decode", "--hex", str(EXAMPLE_HEX)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout.splitlines() == EXAMPLE_JSONL.read_text().splitlines()
-    bad = subprocess.run(
-        [str(PKTLAB), "decode", "--hex"],
-        input="21000000 2c0000",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert bad.returncode == 2
-    assert bad.stdout == '{"type": "start"}\n'
-    assert "truncated frame at byte offset 4" in bad.stderr

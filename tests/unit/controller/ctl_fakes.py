@@ -211,7 +211,7 @@ def result_of(d: Deferred[T]) -> T:
     (r,) = box
     if isinstance(r, Failure):
         r.raiseException()
-    return r  # type: ignore[no-any-return]
+    return r
 
 
 class WriteLog(StringTransport):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 from ctl_fakes import WriteLog, frames, on_string_transport, result_of
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -142,7 +144,8 @@ def test_malformed_frame_closes_and_fails_everything() -> None:
     d1 = s.mread(vmem.TIME.addr, 8)
     d2 = s.nclose(1)
     s.dataReceived(b"\x40\x00\x00\x03abc")  # a result cannot be 3 bytes long
-    for d in (d1, d2):
+    waiting: list[Deferred[Any]] = [d1, d2]
+    for d in waiting:
         with pytest.raises(SessionClosed) as e:
             result_of(d)
         assert isinstance(e.value.cause, ProtocolViolation)
@@ -177,7 +180,7 @@ def test_oversized_frame_header_is_a_violation() -> None:
 )
 def test_protocol_violations(request_: str | None, answer: object, text: str) -> None:
     s, t, _ = on_string_transport()
-    d = None
+    d: Deferred[Any] | None = None
     if request_ == "nclose":
         d = s.nclose(1)
     elif request_ == "mread":
@@ -210,7 +213,8 @@ def test_connection_lost_fails_pending_requests_ntags_and_sockets() -> None:
     pending = s.mread(vmem.TIME.addr, 8)
     note = sock.get()
     s.connectionLost(Failure(ConnectionLost("gone")))
-    for d in (pending, q.ntag, note):
+    waiting: list[Deferred[Any] | None] = [pending, q.ntag, note]
+    for d in waiting:
         assert d is not None
         with pytest.raises(SessionClosed, match="connection lost"):
             result_of(d)

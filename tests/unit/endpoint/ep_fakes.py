@@ -1,4 +1,5 @@
-"""Fakes for the endpoint's unit tests: a clock, a timer, and an in-memory `Network`.
+"""Fakes for the endpoint's unit tests: an in-memory `Network` and a `Rig` (the clock and
+timer are testkit's, re-exported here).
 
 The scheduler is the real `PreciseScheduler` driven by the fake clock and timer; only
 the kernel sockets are replaced (the integration tests run the real ones).
@@ -10,6 +11,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
+from testkit.clock import T0, FakeClock, FakeTimer  # noqa: F401 (T0 re-exported)
 from twisted.internet.testing import MemoryReactor
 
 from packetlab import wire
@@ -18,41 +20,6 @@ from packetlab.endpoint.sender import PreciseScheduler
 from packetlab.endpoint.session import Session
 from packetlab.endpoint.sockets import ConnectFailed, OpenError, PendingSend, Skt, SocketEvents
 from packetlab.wire.constants import SocketState
-
-T0 = 1_700_000_000_000_000_000
-
-
-class FakeClock:
-    """`now`, moving `step` ns per read so the scheduler's spin loops end."""
-
-    def __init__(self, now: int = T0, step: int = 10) -> None:
-        self.now = now
-        self.step = step
-
-    def __call__(self) -> int:
-        value = self.now
-        self.now += self.step
-        return value
-
-
-class FakeTimer:
-    def __init__(self) -> None:
-        self.armed_at: int | None = None
-
-    def fileno(self) -> int:
-        return 99
-
-    def arm_at(self, when_ns: int) -> None:
-        self.armed_at = when_ns
-
-    def disarm(self) -> None:
-        self.armed_at = None
-
-    def acknowledge(self) -> None:
-        self.armed_at = None
-
-    def close(self) -> None:
-        pass
 
 
 class FakeIO:
@@ -148,18 +115,18 @@ class Rig:
         self.scheduler = PreciseScheduler(self.reactor, clock=self.clock, timer=self.timer)
         self.scheduler.start()
         self.net = FakeNetwork()
-        self.session = Session(config, self.net, self.scheduler, self.clock)
+        self.session = Session(config, self.net, self.scheduler, self.clock)  # type: ignore[arg-type]
         self.frames: list[bytes] = []
         self.session.outbox.attach(self.frames.append)
         self._seen = 0
 
-    def new(self) -> list[wire.Message]:
+    def new(self) -> list[Any]:  # decoded frames, checked by the tests
         """Frames written since the last call, decoded."""
         got = [wire.decode_frame(f) for f in self.frames[self._seen :]]
         self._seen = len(self.frames)
         return got
 
-    def send(self, *items: wire.Item) -> list[wire.Message]:
+    def send(self, *items: wire.Item) -> list[Any]:
         for item in items:
             self.session.handle(item)
         return self.new()

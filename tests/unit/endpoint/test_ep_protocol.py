@@ -196,7 +196,7 @@ class SocketLike(FileDescriptor):
         self.lost: list[Failure] = []
         self.startReading()  # as a connected tcp.Connection does
 
-    def writeSomeData(self, data: bytes) -> int:  # type: ignore[override]
+    def writeSomeData(self, data: bytes) -> int:
         self.written += bytes(data)
         return len(data)
 
@@ -207,7 +207,7 @@ class SocketLike(FileDescriptor):
         self.lost.append(reason)
         super().connectionLost(reason)
 
-    def getPeer(self) -> str:  # type: ignore[override]
+    def getPeer(self) -> str:
         return "peer"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from typing import Any
 
 from ep_fakes import T0, Rig, errids, tcp_open, tcp_send, udp_open, udp_send
 
@@ -22,7 +23,7 @@ class Payload(bytearray):
     """A payload we can hold a weak reference to (bytes cannot have one)."""
 
 
-def _gone(ref: weakref.ref[object]) -> bool:
+def _gone(ref: weakref.ref[Any]) -> bool:
     gc.collect()
     return ref() is None
 

@@ -71,10 +71,10 @@ def service(**kw: Any) -> tuple[NoSubService, FakeLink, MemoryReactorClock, Sche
     svc = NoSubService(
         reactor,
         ADDR,
-        link,
+        link,  # type: ignore[arg-type]
         lambda: Rig().session,
         sched,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
     svc.startService()
     return svc, link, reactor, sched

@@ -422,7 +422,7 @@ def test_udp_over_budget_truncates_then_drops_and_counts() -> None:
     assert got[1] == wire.Ndrop(
         sktid=1, family=4, proto=17, tfirst=T0 + 2, tlast=T0 + 2, unitcnt=1, bytecnt=50
     )
-    assert len(got[2].data) == 50  # type: ignore[attr-defined]
+    assert len(got[2].data) == 50
     # The next accepted datagram ends the second episode with one ndrop.
     rig.session.udp_received(skt, b"ok", T0 + 5, LO4, 53)
     got = rig.new()
@@ -477,8 +477,8 @@ def test_masked_nblock_is_flushed_too() -> None:
         def check_ndata(self, *args: object) -> int:
             return 7
 
-    rig.session.gate.checks_ndata = True  # type: ignore[misc]
-    rig.session.gate.check_ndata = Blocking().check_ndata  # type: ignore[method-assign]
+    rig.session.gate.checks_ndata = True
+    rig.session.gate.check_ndata = Blocking().check_ndata  # type: ignore[assignment]
     set_mask(rig, 1, NotifMask.NBLOCK)
     rig.session.udp_received(rig.skt(1), b"no", T0, LO4, 53)
     assert rig.new() == []

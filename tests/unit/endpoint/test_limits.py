@@ -6,6 +6,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+from testkit.clock import FakeClock
 from twisted.python import usage
 
 from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP_COUNTED, SessionRefused
@@ -34,12 +35,8 @@ FAR = ipaddress.IPv4Address("192.0.2.1").packed
 UDP, TCP = int(Proto.UDP), int(Proto.TCP)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.ns = NOW * NS
-
-    def __call__(self) -> int:
-        return self.ns
+def still_clock() -> FakeClock:
+    return FakeClock(NOW * NS, step=0)
 
 
 def chain(limits: CertLimits | None = None, not_after: int = 2**31 - 1) -> list[object]:
@@ -50,9 +47,9 @@ def chain(limits: CertLimits | None = None, not_after: int = 2**31 - 1) -> list[
     ]
 
 
-def gate(tmp_path: Path, limits: CertLimits, clock: Clock | None = None) -> LimitsGate:
+def gate(tmp_path: Path, limits: CertLimits, clock: FakeClock | None = None) -> LimitsGate:
     acct = Accounting(tmp_path / "rlim.sqlite3", clock=lambda: NOW)
-    return admit(chain(limits), acct, clock or Clock())  # type: ignore[arg-type]
+    return admit(chain(limits), acct, clock or still_clock())  # type: ignore[arg-type]
 
 
 def nsend(data: bytes, raddr: bytes = LO, time: int = 0, proto: int = UDP) -> Nsend:
@@ -94,10 +91,10 @@ def test_out_of_order_send_is_counted_at_the_latest_time() -> None:
 
 def test_admit_refuses_priority_above_max(tmp_path: Path) -> None:
     with pytest.raises(SessionRefused) as e:
-        admit(chain(CertLimits(max_num_priority=0)), None, Clock(), priority=1)  # type: ignore[arg-type]
+        admit(chain(CertLimits(max_num_priority=0)), None, still_clock(), priority=1)  # type: ignore[arg-type]
     assert e.value.rule == "max_num_priority"
     # NoSub mode has no exp_priority: 0, allowed by any max_num_priority.
-    admit(chain(CertLimits(max_num_priority=0)), None, Clock())  # type: ignore[arg-type]
+    admit(chain(CertLimits(max_num_priority=0)), None, still_clock())  # type: ignore[arg-type]
 
 
 def test_admit_refuses_when_runtime_is_used_up(tmp_path: Path) -> None:
@@ -105,13 +102,13 @@ def test_admit_refuses_when_runtime_is_used_up(tmp_path: Path) -> None:
     acct = Accounting(tmp_path / "rlim.sqlite3", clock=lambda: NOW)
     acct.budget(certs).reserve(Counter.RUNTIME, 10)  # type: ignore[arg-type]
     with pytest.raises(SessionRefused, match="max_exp_period"):
-        admit(certs, acct, Clock())  # type: ignore[arg-type]
+        admit(certs, acct, still_clock())  # type: ignore[arg-type]
 
 
 def test_end_time_is_min_of_not_after_and_runtime(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = still_clock()
     g = admit(chain(CertLimits(max_exp_period=30 * NS)), None, clock)  # type: ignore[arg-type]
-    assert g.end_ns == clock.ns + 30 * NS
+    assert g.end_ns == clock.now + 30 * NS
     g = admit(chain(not_after=NOW + 5), None, clock)  # type: ignore[arg-type]
     assert g.end_ns == (NOW + 5) * NS
 
@@ -167,7 +164,7 @@ def test_send_quota_persists_and_refunds(tmp_path: Path) -> None:
 def test_reservation_is_durable_before_the_send(tmp_path: Path) -> None:
     certs = chain(CertLimits(max_send_byte=10 * QUOTA_CHUNK))
     db = tmp_path / "rlim.sqlite3"
-    g = admit(certs, Accounting(db, clock=lambda: NOW), Clock())  # type: ignore[arg-type]
+    g = admit(certs, Accounting(db, clock=lambda: NOW), still_clock())  # type: ignore[arg-type]
     assert g.check(nsend(b"x" * 100)) is None
     # Another process (a restarted endpoint) already sees the chunk as used.
     other = Accounting(db, clock=lambda: NOW).budget(certs)  # type: ignore[arg-type]
@@ -175,11 +172,11 @@ def test_reservation_is_durable_before_the_send(tmp_path: Path) -> None:
 
 
 def test_burst_rate_refuses_instead_of_delaying(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = still_clock()
     g = gate(tmp_path, CertLimits(max_burst_rate_byte=(BurstRate(100, NS),)), clock)
     assert g.check(nsend(b"x" * 80)) is None
     assert g.check(nsend(b"x" * 30)) == DENY
-    assert g.check(nsend(b"x" * 30, time=clock.ns + 2 * NS)) is None  # scheduled later
+    assert g.check(nsend(b"x" * 30, time=clock.now + 2 * NS)) is None  # scheduled later
 
 
 def test_default_send_burst_applies(tmp_path: Path) -> None:
@@ -204,21 +201,21 @@ def test_no_receive_limits_keeps_ndata_off_the_gate(tmp_path: Path) -> None:
 
 
 def test_runtime_is_paid_ahead(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = still_clock()
     certs = chain(CertLimits(max_exp_period=60 * NS))
     acct = Accounting(tmp_path / "rlim.sqlite3", clock=lambda: NOW)
     g = admit(certs, acct, clock)  # type: ignore[arg-type]
     budget = acct.budget(certs)  # type: ignore[arg-type]
     assert budget.remaining(Counter.RUNTIME) == 55 * NS  # one 5 s step held ahead
-    clock.ns += 7 * NS
+    clock.now += 7 * NS
     assert g.charge_runtime()
     left = budget.remaining(Counter.RUNTIME)
     assert left is not None and left <= 53 * NS
     g.close()
     assert budget.remaining(Counter.RUNTIME) == 53 * NS  # exactly what ran
-    clock.ns += 60 * NS
+    clock.now += 60 * NS
     g2 = admit(certs, acct, clock)  # type: ignore[arg-type]
-    clock.ns += 60 * NS
+    clock.now += 60 * NS
     assert not g2.charge_runtime()
 
 

@@ -54,6 +54,17 @@ class RawNetwork(FakeNetwork):
         return io
 
 
+def raw_net(r: Rig) -> RawNetwork:
+    assert isinstance(r.net, RawNetwork)
+    return r.net
+
+
+def raw_io(r: Rig, sktid: int) -> FakeRawIO:
+    io = r.io(sktid)
+    assert isinstance(io, FakeRawIO)
+    return io
+
+
 def rig(**cfg: Any) -> Rig:
     cfg.setdefault("transproto_sup", frozenset({"raw", "tcp", "udp"}))
     cfg.setdefault("ipv4", [ipaddress.IPv4Interface("192.0.2.10/24"),
@@ -104,7 +115,7 @@ def test_raw_is_offered_only_when_configured() -> None:
 def test_zero_laddr_means_the_first_exported_address() -> None:
     r = rig()
     assert errids(r.send(raw_open(1), raw_open(2, 6))) == [0, 0]
-    assert r.net.raw_laddrs == [A4, A6]
+    assert raw_net(r).raw_laddrs == [A4, A6]
     assert r.skt(1).state == SocketState.OPEN
     laddr = r.session.memory.read(vmem.skt_addr(1, vmem.SKT_LADDR), 4)
     assert laddr == A4
@@ -172,7 +183,7 @@ def test_raw_send_denied() -> None:
 def test_ntag_carries_the_kernel_tx_time_when_there_is_one() -> None:
     r = rig()
     r.send(raw_open(1))
-    r.io(1).stamps[5] = T0 + 12345
+    raw_io(r, 1).stamps[5] = T0 + 12345
     got = r.send(raw_send(ipv4(), tag=5), raw_send(ipv4(), tag=6))
     tags = [m for m in got if isinstance(m, wire.Ntag)]
     assert [t.tag for t in tags] == [5, 6]
@@ -199,11 +210,11 @@ def test_ncap_checks_in_order() -> None:
     assert errids(r.send(ncap(family=6))) == [S.ESKTNOMATCH]
     assert errids(r.send(ncap(sktid=2))) == [S.ESKTNOMATCH]  # proto raw on a UDP socket
     assert errids(r.send(ncap(sktid=2, proto=17))) == [S.ECTLNOTSUP]  # capture is raw only
-    r.io(1).reject = "kernel verifier rejected the filter: R2 !read_ok"
+    raw_io(r, 1).reject = "kernel verifier rejected the filter: R2 !read_ok"
     assert errids(r.send(ncap())) == [S.ESKTBADFILT]
-    r.io(1).reject = None
+    raw_io(r, 1).reject = None
     assert errids(r.send(ncap(endtime=T0 + 5))) == [0]
-    assert r.io(1).captures == [(b"\x00prog", T0 + 5)]
+    assert raw_io(r, 1).captures == [(b"\x00prog", T0 + 5)]
 
 
 def test_ncap_after_close_is_not_open() -> None:
@@ -235,7 +246,7 @@ def test_raw_budget_truncates_then_drops_and_counts() -> None:
     r.session.outbox.resume()
     got = r.new()
     assert names(got) == ["ndata", "ndrop", "ndata"]
-    assert len(got[2].data) == 50  # type: ignore[attr-defined]
+    assert len(got[2].data) == 50
     r.session.raw_received(skt, b"ok", T0 + 4)
     got = r.new()
     assert got[0] == wire.Ndrop(

@@ -1,18 +1,17 @@
-"""PreciseScheduler queue logic over a fake clock and a fake timer; TimerFd on the kernel."""
+"""PreciseScheduler queue logic over a fake clock and a fake timer (TimerFd on the kernel:
+tests/integration/test_timerfd.py)."""
 
 from __future__ import annotations
 
 import functools
-import os
-import select
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
+from testkit.clock import T0, FakeClock, FakeTimer
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 
-from packetlab.endpoint.clock import TimerFd, realtime_ns
 from packetlab.endpoint.sender import (
     PreciseScheduler,
     ScheduledSend,
@@ -20,54 +19,12 @@ from packetlab.endpoint.sender import (
     WakeupEstimator,
 )
 
-T0 = 1_700_000_000_000_000_000  # a plausible CLOCK_REALTIME, ns
-
-
-class FakeClock:
-    """Returns ``now`` and moves it ``step`` ns on every read, so spin loops end."""
-
-    def __init__(self, now: int = T0, step: int = 100) -> None:
-        self.now = now
-        self.step = step
-        self.reads = 0
-
-    def __call__(self) -> int:
-        self.reads += 1
-        value = self.now
-        self.now += self.step
-        return value
-
-
-class FakeTimer:
-    def __init__(self) -> None:
-        self.armed_at: int | None = None
-        self.arms: list[int] = []
-        self.acks = 0
-        self.closed = False
-
-    def fileno(self) -> int:
-        return 99
-
-    def arm_at(self, when_ns: int) -> None:
-        self.armed_at = when_ns
-        self.arms.append(when_ns)
-
-    def disarm(self) -> None:
-        self.armed_at = None
-
-    def acknowledge(self) -> None:
-        self.acks += 1
-        self.armed_at = None  # a one-shot timerfd is spent once it fired
-
-    def close(self) -> None:
-        self.closed = True
-
 
 class Rig:
     """A started scheduler on fakes, plus a log of what the actions and callbacks saw."""
 
     def __init__(self, **kwargs: object) -> None:
-        self.clock = FakeClock()
+        self.clock = FakeClock(step=100)
         self.timer = FakeTimer()
         self.reactor = MemoryReactor()
         self.wakeup = WakeupEstimator(initial_ns=50_000, min_ns=10_000)
@@ -532,7 +489,7 @@ def test_stop_delivers_waiting_callbacks(rig: Rig) -> None:
 
 
 def test_schedule_before_start_or_after_stop_raises() -> None:
-    sched = PreciseScheduler(MemoryReactor(), clock=FakeClock(), timer=FakeTimer())
+    sched = PreciseScheduler(MemoryReactor(), clock=FakeClock(step=100), timer=FakeTimer())
     with pytest.raises(RuntimeError, match="not running"):
         sched.schedule(0, lambda: None)
     sched.start()
@@ -568,7 +525,7 @@ def test_non_callable_action_is_rejected(rig: Rig) -> None:
 )
 def test_bad_scheduler_settings_are_rejected(kwargs: dict[str, int], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        PreciseScheduler(MemoryReactor(), clock=FakeClock(), timer=FakeTimer(), **kwargs)  # type: ignore[arg-type]
+        PreciseScheduler(MemoryReactor(), clock=FakeClock(step=100), timer=FakeTimer(), **kwargs)  # type: ignore[arg-type]
 
 
 def test_reactor_dropping_the_timer_is_logged_when_sends_are_queued(rig: Rig) -> None:
@@ -615,55 +572,6 @@ def test_wakeup_margin_ignores_rare_stalls_and_is_clamped() -> None:
 def test_bad_estimator_settings_are_rejected(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         WakeupEstimator(**kwargs)  # type: ignore[arg-type]
-
-
-# -- the kernel timerfd --------------------------------------------------------------------
-
-
-@pytest.fixture
-def timerfd() -> Iterator[TimerFd]:
-    timer = TimerFd()
-    yield timer
-    timer.close()
-
-
-def _readable(fd: int, timeout_ms: int = 0) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(timeout_ms))
-
-
-def test_timerfd_armed_in_the_past_is_readable_at_once(timerfd: TimerFd) -> None:
-    timerfd.arm_at(realtime_ns() - 1_000)
-    assert _readable(timerfd.fileno())  # the eventfd: no timer interrupt to wait for
-    timerfd.arm_at(0)  # a second kick while one is pending is harmless
-    timerfd.acknowledge()
-    assert not _readable(timerfd.fileno())
-    timerfd.acknowledge()  # nothing to consume: no error
-
-
-def test_timerfd_future_and_disarm(timerfd: TimerFd) -> None:
-    timerfd.arm_at(realtime_ns() + 10_000_000_000)
-    assert not _readable(timerfd.fileno())
-    timerfd.arm_at(realtime_ns() + 2_000_000)  # re-arming replaces the old deadline
-    assert _readable(timerfd.fileno(), 1000)
-    timerfd.acknowledge()
-    assert not _readable(timerfd.fileno())
-    timerfd.arm_at(realtime_ns() + 1_000_000)
-    timerfd.disarm()
-    assert not _readable(timerfd.fileno(), 20)
-
-
-def test_timerfd_closed_use_is_a_clear_error() -> None:
-    timer = TimerFd()
-    fd = timer.fileno()
-    timer.close()
-    timer.close()  # idempotent
-    for use in (timer.fileno, timer.acknowledge, lambda: timer.arm_at(realtime_ns())):
-        with pytest.raises(ValueError, match="closed"):
-            use()
-    with pytest.raises(OSError):
-        os.fstat(fd)
 
 
 def test_rolling_quantile_updates_every_n_samples_over_its_window() -> None:

@@ -107,7 +107,7 @@ def test_session_pool() -> None:
 
     ds = [Deferred.fromCoroutine(r) for r in runs]
     got = Deferred.fromCoroutine(pool.wait(5))
-    assert got.called and got.result == [a, b]  # type: ignore[attr-defined]
+    assert got.called and got.result == [a, b]
     late = Deferred.fromCoroutine(pool.experiment(extra))  # type: ignore[arg-type]
     assert late.called  # nothing for a third endpoint
     assert not any(d.called for d in ds)

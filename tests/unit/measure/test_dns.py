@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dns.flags
 import dns.message
+import dns.rcode
 import dns.rrset
 import pytest
 
@@ -32,7 +33,7 @@ def answer(query: bytes, *records: str, tc: bool = False, rcode: int = 0) -> byt
         r.answer.append(dns.rrset.from_text(name, int(ttl), "IN", rtype, data))
     if tc:
         r.flags |= dns.flags.TC
-    r.set_rcode(rcode)
+    r.set_rcode(dns.rcode.Rcode(rcode))
     return r.to_wire()
 
 

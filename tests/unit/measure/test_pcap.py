@@ -112,11 +112,11 @@ def test_dns_over_udp_and_tcp_recorded() -> None:
     q, a = [decode(p) for _, p in read_pcap(_bytes(rec))]
     assert (q["dport"], a["sport"], q["sport"] == a["dport"]) == (53, 53, True)
     assert 49152 <= q["sport"] < 65536  # type: ignore[operator]
-    rig = StreamRig()
-    rig.endpoint.tcp_servers[SERVER] = tcp_server("a.example. 1 A 192.0.2.1")
-    rig.endpoint.peers.pop(SERVER, None)
+    srig = StreamRig()
+    srig.endpoint.tcp_servers[SERVER] = tcp_server("a.example. 1 A 192.0.2.1")
+    srig.endpoint.peers.pop(SERVER, None)
     rec = PcapRecorder()
-    r = rig.run(dns_query(rig.session, "a.example", server="192.0.2.53", tcp=True, recorder=rec))
+    r = srig.run(dns_query(srig.session, "a.example", server="192.0.2.53", tcp=True, recorder=rec))
     assert r.error is None
     import dns.message
 

@@ -69,7 +69,8 @@ def test_trace_to_target(src: str, path: list[str], expr: str) -> None:
         src
     )
     (ncap,) = rig.endpoint.ncaps
-    assert ncap.filter == tcpdump_filter(expr) and ncap.endtime > result.hops[-1].reply_recv_ns
+    last = result.hops[-1].reply_recv_ns
+    assert ncap.filter == tcpdump_filter(expr) and last is not None and ncap.endtime > last
     assert any(isinstance(m, Nclose) for m in rig.endpoint.received)
     # Butskoy's probes: sport fixed, dport 33434 + n, TTL 1, 2, 3, one at a time
     sends = rig.endpoint.raw_sends

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -100,7 +100,7 @@ class RawFakeEndpoint(FakeEndpoint):
         # times are the scheduled ones (the Clock advances in steps): exact RTTs
         self.raw_sends.append(msg)
         if msg.tag:
-            self.send(Ntag(msg.sktid, msg.tag, when, self.nsend_errid))
+            self.send(Ntag(msg.sktid, msg.tag, when, self.nsend_errid or 0))
             if self.nsend_errid is not None:
                 return
         for delay, packet in self.answers(msg.data) + self.extra(msg.data):
@@ -136,7 +136,7 @@ class RawFakeEndpoint(FakeEndpoint):
             echo = bytearray(probe[hdr:])
             echo[0] = 129 if v6 else 0
             late = self.delay(ttl if ttl <= len(self.path) else 1)  # ping: delays[1]
-            return [(late, icmp_packet(target, src, echo[0], 0, bytes(echo[4:8]), echo[8:]))]
+            return [(late, icmp_packet(target, src, echo[0], 0, bytes(echo[4:8]), bytes(echo[8:])))]
         if ttl in self.unreachable_at:
             kind, code = (1 if v6 else 3), self.unreachable_at[ttl]
         elif hop == target:
@@ -149,13 +149,13 @@ class RawFakeEndpoint(FakeEndpoint):
 class RawRig:
     """An EndpointSession and a RawFakeEndpoint joined by iosim on a task.Clock."""
 
-    def __init__(self, path: list[str | None], config: str = CONFIG) -> None:
+    def __init__(self, path: Sequence[str | None], config: str = CONFIG) -> None:
         self.clock = Clock()
         self.clock.advance(1000)
         self.session = EndpointSession(
             reactor=self.clock, clock_ns=lambda: BASE_NS + int(self.clock.seconds() * 1e9)
         )
-        self.endpoint = RawFakeEndpoint(self.clock, path, config)
+        self.endpoint = RawFakeEndpoint(self.clock, list(path), config)
         self.pump = iosim.connect(
             self.session,
             iosim.makeFakeServer(self.session),

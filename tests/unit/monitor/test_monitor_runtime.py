@@ -38,7 +38,7 @@ class Host:
 
 
 def wasm(wat: str) -> bytes:
-    return wasmtime.wat2wasm(wat)
+    return bytes(wasmtime.wat2wasm(wat))
 
 
 def load(wat: str, settings: Settings | None = None, pm: bytes = b"") -> Instance:

@@ -70,7 +70,7 @@ def test_allowed_ignored_extensions_are_accepted() -> None:
     assert parse_certificate(build("exper", "xc", exts)).cert_type is PUB
 
 
-def _replace(exts: list, i: int, new: object) -> list:  # type: ignore[type-arg]
+def _replace(exts: list, i: int, new: object) -> list:
     out = list(exts)
     if new is None:
         del out[i]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 from ppks_factory import NA, NB, NOW, build, cert, good, key, pub, resign, std_exts
@@ -27,7 +28,7 @@ ENDP = AuthMode.CONTROLLER_AUTH_ENDPOINT
 AGENT = AuthMode.AGENT
 
 
-def controller_chain(n_del: int, **exppriv_kw: object) -> list[Certificate]:
+def controller_chain(n_del: int, **exppriv_kw: Any) -> list[Certificate]:
     """pubcmd(exper_n -> xc), delpriv(exper_{i-1} -> exper_i)..., exppriv(eop -> exper_0)."""
     names = ["exper"] + [f"exper{i}" for i in range(1, n_del + 1)]
     chain = [cert("pubcmd", names[-1], "xc")]
@@ -179,7 +180,7 @@ def _ca_leaf() -> list[Certificate | bytes]:
 
 
 CHAIN_CORPUS: dict[
-    str, tuple[AuthMode, Callable[[], list[Certificate | bytes]], list[str], Reason, int | None]
+    str, tuple[AuthMode, Callable[[], Sequence[Certificate | bytes]], list[str], Reason, int | None]
 ] = {
     "empty": (CTRL, lambda: [], ["eop"], Reason.EMPTY_CHAIN, None),
     "too many": (

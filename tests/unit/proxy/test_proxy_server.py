@@ -1,3 +1,5 @@
+# mypy: disable-error-code="union-attr"
+# (transports and wrapped protocols are Optional until connected; the harness connects them)
 """The proxy's Protocols over fake transports (no reactor): registration in the observed
 order with real TLS in memory (TLSHandoff on both sides), routing, relaying with
 half-close, refusals and timeouts on a task.Clock, and the manager-side backlog."""
@@ -51,8 +53,9 @@ def make_proxy(options: PPKSServerOptions, **kw: Any) -> tuple[Proxy, Clock]:
 
 def client() -> TLSHandoff:
     return TLSHandoff(
-        PPKSClientCreator(None, AuthMode.AGENT).clientConnectionForTLS(None), is_client=True
-    )  # type: ignore[arg-type]
+        PPKSClientCreator(None, AuthMode.AGENT).clientConnectionForTLS(None),  # type: ignore[arg-type]
+        is_client=True,
+    )
 
 
 def register(

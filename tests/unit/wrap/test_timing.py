@@ -6,25 +6,18 @@ import json
 import struct
 from pathlib import Path
 
+from testkit.clock import FakeClock
 from twisted.internet.task import Clock
 
 from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog
 from packetlab.wrap.vclock import VirtualClock
 
 
-class Now:
-    def __init__(self) -> None:
-        self.t = 1_000_000_000
-
-    def __call__(self) -> int:
-        return self.t
-
-
 def test_due_hides_the_delay_but_never_goes_below_what_was_seen(tmp_path: Path) -> None:
-    now = Now()
+    now = FakeClock(1_000_000_000, step=0)
     vc = VirtualClock(str(tmp_path / "clock"), now=now)
     start = vc.virtual()
-    now.t += 50_000_000  # 50 ms later the endpoint's answer arrives; it took 2 ms there
+    now.now += 50_000_000  # 50 ms later the endpoint's answer arrives; it took 2 ms there
     assert vc.due(start + 2_000_000) == 0
     assert vc.virtual() == start + 2_000_000
     assert vc.hidden == 48_000_000
@@ -32,7 +25,7 @@ def test_due_hides_the_delay_but_never_goes_below_what_was_seen(tmp_path: Path) 
     with open(tmp_path / "clock", "r+b") as f:
         f.seek(8)
         f.write(struct.pack("<q", start + 10_000_000))
-    now.t += 30_000_000
+    now.now += 30_000_000
     assert vc.due(start + 3_000_000) == 0
     assert vc.virtual() == start + 10_000_000
     # a target ahead of virtual time is held
@@ -44,9 +37,9 @@ def test_due_hides_the_delay_but_never_goes_below_what_was_seen(tmp_path: Path) 
 
 
 def test_offset_is_shared_through_the_file(tmp_path: Path) -> None:
-    now = Now()
+    now = FakeClock(1_000_000_000, step=0)
     vc = VirtualClock(str(tmp_path / "clock"), now=now)
-    now.t += 1000
+    now.now += 1000
     vc.due(vc.virtual() - 400)
     raw = (tmp_path / "clock").read_bytes()
     assert struct.unpack_from("<q", raw, 0)[0] == 400
@@ -62,7 +55,7 @@ def test_timeline_without_a_clock_delivers_at_once() -> None:
 
 
 def test_timeline_holds_early_events_in_order() -> None:
-    now = Now()
+    now = FakeClock(1_000_000_000, step=0)
     reactor = Clock()
     vc = VirtualClock(None, now=now)
     rec = ConnTiming(1, "tcp", "h", 1)
@@ -73,22 +66,22 @@ def test_timeline_holds_early_events_in_order() -> None:
     tl.at(5_000 + 3_000_000, lambda: got.append("a"))  # due at v0 + 3 ms: held
     tl.at(5_000 + 1_000, lambda: got.append("b"))  # earlier, but after "a" in order
     assert got == []
-    now.t += 3_000_000
+    now.now += 3_000_000
     reactor.advance(0.003)
     assert got == ["a", "b"]
-    now.t += 10_000_000  # late event: delivered at once, 10 ms hidden
+    now.now += 10_000_000  # late event: delivered at once, 10 ms hidden
     tl.at(5_000 + 4_000_000, lambda: got.append("c"))
     assert got[-1] == "c" and rec.hidden_ns == 9_000_000
 
 
 def test_timeline_shift_accounts_for_a_lookup() -> None:
-    now = Now()
+    now = FakeClock(1_000_000_000, step=0)
     vc = VirtualClock(None, now=now)
     tl = Timeline(vc, Clock(), ConnTiming(1, "tcp", "h", 1))
     v0 = vc.virtual()
     tl.anchor(v0, 1_000)
     tl.shift(500)
-    now.t += 10_000
+    now.now += 10_000
     tl.at(1_000 + 700, lambda: None)
     assert vc.virtual() == v0 + 500 + 700
 

@@ -5,6 +5,7 @@ a TRUSTEDEOP key."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,12 +67,20 @@ def test_channels_in_place_and_reverse_config_order(home: PktlabHome) -> None:
 
 def test_controller_addr_rules(home: PktlabHome) -> None:
     cfg = parse_xpmgr_config(conf(home, "ExpExec 0::CHAIN:EOP::"))
-    kw = {"active": False, "address": ("127.0.0.1", 20600), "address_given": True}
+    kw: dict[str, Any] = {"active": False, "address": ("127.0.0.1", 20600), "address_given": True}
     assert controller_addr(cfg, publish_arg="192.0.2.9:3333", **kw) == "192.0.2.9:3333"
     assert controller_addr(cfg, publish_arg=None, **kw) == "127.0.0.1:20600"
-    active = {"active": True, "address": ("198.51.100.2", 20557), "address_given": True}
+    active: dict[str, Any] = {
+        "active": True,
+        "address": ("198.51.100.2", 20557),
+        "address_given": True,
+    }
     assert controller_addr(cfg, publish_arg=None, **active) == "198.51.100.2"  # no port
-    anyaddr = {"active": False, "address": ("0.0.0.0", 20556), "address_given": False}
+    anyaddr: dict[str, Any] = {
+        "active": False,
+        "address": ("0.0.0.0", 20556),
+        "address_given": False,
+    }
     assert controller_addr(cfg, publish_arg=None, **anyaddr) == "127.0.0.1"  # toward broker
     cfg.pub_controller_addr = "203.0.113.1"
     assert controller_addr(cfg, publish_arg=None, **kw) == "203.0.113.1"

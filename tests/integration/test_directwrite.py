@@ -58,7 +58,7 @@ def test_pinned_twisted_attributes(pair: Any) -> None:
     conn, _peer, reactor = pair
     assert isinstance(conn, FileDescriptor)
     # The socket Twisted sends on, and its two-level write buffer.
-    assert isinstance(conn.socket, socket.socket)
+    assert isinstance(conn.socket, socket.socket)  # type: ignore[attr-defined]
     assert conn.dataBuffer == b"" and conn.offset == 0 and conn._tempDataLen == 0
     assert conn._tempDataBuffer == []
     assert conn.connected and not conn.disconnecting

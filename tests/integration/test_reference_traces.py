@@ -13,7 +13,7 @@ from ctl_fakes import on_string_transport, result_of
 from packetlab import wire
 from packetlab.wire import Ndata, Nopen, Nsend, Nstat, NstatCode
 
-TRACES = Path(__file__).resolve().parents[3].parent / "shared" / "spec" / "traces"
+TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "traces"
 
 
 def load(name: str) -> tuple[list[wire.Message], list[bytes]]:

@@ -1,6 +1,7 @@
 """RawIO (packetlab.endpoint.raw) over a fake capture socket and a fake reactor clock:
-endtime, version and loopback filtering, filter rejection, TX times, close. The real
-AF_PACKET/IPPROTO_RAW sockets run in tests/integration/test_endpoint_raw.py."""
+endtime, version and loopback filtering, filter rejection, TX times, close. The sender is
+a real UDP socket (TX stamps over loopback), hence integration; the real
+AF_PACKET/IPPROTO_RAW sockets run in test_endpoint_raw.py."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import errno
 import socket
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
-from twisted.internet.task import Clock
+from testkit.clock import FakeClock
 
 from packetlab.endpoint import raw
 from packetlab.endpoint.bpf import PACKET_OUTGOING, CapturedPacket, VerifierError
@@ -59,22 +59,6 @@ class FakeCapture:
         self.closed = True
 
 
-class Reactor(Clock):
-    def __init__(self) -> None:
-        super().__init__()
-        self.advance(T0 / SEC)
-        self.readers: set[Any] = set()
-
-    def addReader(self, reader: Any) -> None:
-        self.readers.add(reader)
-
-    def removeReader(self, reader: Any) -> None:
-        self.readers.discard(reader)
-
-    def now_ns(self) -> int:
-        return round(self.seconds() * SEC)
-
-
 class Events:
     def __init__(self) -> None:
         self.got: list[tuple[bytes, int]] = []
@@ -102,10 +86,10 @@ class R:
     """One RawIO over fakes (the sender is a real UDP socket: TX stamps work unprivileged)."""
 
     def __init__(self, sender: socket.socket, ifname: str) -> None:
-        self.cap, self.reactor, self.events = FakeCapture(ifname), Reactor(), Events()
+        self.cap, self.reactor, self.events = FakeCapture(ifname), FakeClock(T0, step=0), Events()
         self.closed: list[int] = []
         self.io = raw.RawIO(
-            self.reactor,
+            self.reactor,  # type: ignore[arg-type]
             Skt(1, 4, 0, 1 << 20),
             self.events,  # type: ignore[arg-type]
             sender,
