@@ -84,7 +84,8 @@ def test_classic_udp_probes_are_spread_over_both_paths(ecmp: Testbed) -> None:
     # 20 flows (destination port 33434 + n, 40000 + n): all on one path has a 2**-19 chance
     lines = trace(ecmp, "-q", "10", "-m", "4")
     again = trace(ecmp, "-q", "10", "-m", "4", "-p", "40000")
-    assert second_hops(lines) | second_hops(again) == {str(ecmp.addr("ra")), str(ecmp.addr("rb"))}
+    answered = (second_hops(lines) | second_hops(again)) - {None}  # (None: a lost answer)
+    assert answered == {str(ecmp.addr("ra")), str(ecmp.addr("rb"))}
     assert lines[-1]["method"] == "udp" and lines[-1]["reached"]
 
 
@@ -93,8 +94,8 @@ def test_paris_probes_keep_one_path(ecmp: Testbed, how: list[str]) -> None:
     paths = set()
     for sport in ("40001", "40002", "40003", "40004", "40005", "40006"):
         lines = trace(ecmp, *how, "-q", "8", "-m", "4", "--sport", sport)
-        # (an answer may be lost to the host's global ICMP rate limit, shared with other
-        # tests: the path is what counts)
+        # (an answer may be lost on a loaded host, e.g. to the global ICMP rate limit that
+        # other tests share: the path is what counts)
         hop2 = second_hops(lines) - {None}
         assert len(hop2) == 1, f"--sport {sport}: one flow, yet hop 2 was {hop2}"
         paths |= hop2
