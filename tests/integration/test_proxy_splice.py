@@ -190,3 +190,21 @@ def test_reset_on_one_side_ends_the_relay_with_an_error(mode: str, pairs: Any) -
 def test_unknown_mode_refused(pairs: Any) -> None:
     with pytest.raises(ValueError, match="relay mode 'zero'"):
         make("zero", pairs)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_relayed_tcp_sockets_get_nodelay(mode: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        left = socket.create_connection(("127.0.0.1", port))
+        a, _ = server.accept()
+        right = socket.create_connection(("127.0.0.1", port))
+        b, _ = server.accept()
+    try:
+        relay = SpliceRelay(WatchReactor(), SockTransport(a), SockTransport(b), mode=mode)
+        for s in (a, b):
+            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        relay.fail("test over")
+    finally:
+        for s in (left, right, a, b):
+            s.close()

@@ -24,11 +24,15 @@ from packetlab.tls.handoff import HandoffError, TLSHandoff
 class HalfCloseTransport(StringTransport):
     def __init__(self) -> None:
         super().__init__()
+        self.nodelay = False
         self.write_closed = False
         self.producer_registrations: list[Any] = []
 
     def loseWriteConnection(self) -> None:
         self.write_closed = True
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.nodelay = enabled
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         self.producer_registrations.append(producer)
@@ -105,6 +109,7 @@ def test_endpoint_spliced_to_the_backlog_and_relayed_with_half_close(
     ep.dataReceived(hello[7:])
     assert bt.value() == hello  # forwarded unchanged
     assert et.producer is bt and bt.producer is et  # backpressure both ways
+    assert et.nodelay and bt.nodelay  # no Nagle wait for a relayed small message
     backlog.dataReceived(b"server flight")
     assert et.value() == b"server flight"
     ep.readConnectionLost()  # endpoint FIN -> manager write side closed
