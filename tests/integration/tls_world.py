@@ -124,7 +124,8 @@ class TLSEndpoint:
     def output(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
 
-    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+    def wait_log(self, text: str, timeout: float = 30.0) -> str:
+        # A deadline, not a wait: on a loaded host twistd alone can take 10 s to start.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             out = self.output()
