@@ -14,6 +14,7 @@ Backpressure is the kernel's either way: a blocked direction watches its destina
 for writability instead of its source for input. EOF is forwarded as a write shutdown
 once nothing of that direction is held (per-direction half-close).
 """
+
 from __future__ import annotations
 
 import fcntl

@@ -16,9 +16,9 @@ from packetlab.broker.tlsmem import release_bio_buffers
 
 def test_swapped_bios_keep_the_session_going_both_ways() -> None:
     client, server = tls_pair()
-    old = (server._into_ssl, server._from_ssl)  # type: ignore[attr-defined]
+    old = (server._into_ssl, server._from_ssl)
     assert release_bio_buffers(server)
-    assert (server._into_ssl, server._from_ssl) != old  # type: ignore[attr-defined]
+    assert (server._into_ssl, server._from_ssl) != old
     client.send(b"xsub")
     pump(client, server)
     assert server.recv(100) == b"xsub"

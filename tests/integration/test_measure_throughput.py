@@ -124,7 +124,7 @@ def test_upload_over_tls_with_the_operators_send_window(tb: Testbed, tmp_path: P
         "--direction", "upload", "--bytes", "25M", "--pcap", str(pcap),
     )  # fmt: skip
     assert rc == 0, (err, records)
-    assert "error" not in records[0] and 60 < float(records[0]["mbit_s"]) < 110  # type: ignore[arg-type]
+    assert "error" not in records[0] and 60 < float(records[0]["mbit_s"]) < 110
     from packetlab.measure.pcap import read_pcap
 
     packets = read_pcap(pcap.read_bytes())

@@ -135,7 +135,7 @@ def test_relays_both_ways_with_the_hello_first_and_half_close(mode: str, pairs: 
     assert ep.recv(10) == b""
     assert ends == [None] and relay.finished
     assert relay.a.transport.closed == relay.b.transport.closed == "clean"
-    assert relay.counted == {"ab": len(b"HELLOup1"), "ba": len(b"down1down2")}  # type: ignore[attr-defined]
+    assert relay.counted == {"ab": len(b"HELLOup1"), "ba": len(b"down1down2")}
     assert not reactor.readers and not reactor.writers
 
 

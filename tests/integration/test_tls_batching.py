@@ -80,7 +80,7 @@ class Writer(Protocol):
         while not self.paused and self.next < len(frames):
             write(frames[self.next])
             self.next += 1
-            held = self.tcp._tempDataLen + len(self.tcp.dataBuffer) - self.tcp.offset  # type: ignore[union-attr,operator]
+            held = self.tcp._tempDataLen + len(self.tcp.dataBuffer) - self.tcp.offset
             self.max_held = max(self.max_held, held)
         if self.next == len(frames) and not self.done.called:
             self.done.callback(None)

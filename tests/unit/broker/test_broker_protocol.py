@@ -242,10 +242,10 @@ def test_idle_link_gives_back_its_tls_bio_buffers_after_the_result() -> None:
     p, t = w.connect(Role.SUBSCRIBE)
     _client, server = tls_pair()  # real pyOpenSSL, after a handshake
     t._tlsConnection = server  # type: ignore[attr-defined]  # as TLSMemoryBIOProtocol has
-    bios = (server._into_ssl, server._from_ssl)  # type: ignore[attr-defined]
+    bios = (server._into_ssl, server._from_ssl)
     p.dataReceived(sub_frames())
     assert frames(t) == [Result(0)]
-    assert (server._into_ssl, server._from_ssl) == bios  # type: ignore[attr-defined]
+    assert (server._into_ssl, server._from_ssl) == bios
     w.clock.advance(0)  # the turn after the result
-    assert (server._into_ssl, server._from_ssl) != bios  # type: ignore[attr-defined]
+    assert (server._into_ssl, server._from_ssl) != bios
     assert not w.clock.getDelayedCalls() or all(c.getTime() > 0 for c in w.clock.getDelayedCalls())

@@ -102,7 +102,7 @@ def test_blocked_tcp_reader_resumes_when_a_useful_amount_is_free() -> None:
     parts = _Parts(bufmax=8 * 1024)
     skt = Skt(2, 4, 6, 8 * 1024)
     io = FakeIO(skt, parts.receive)  # type: ignore[arg-type]
-    skt.io = io  # type: ignore[assignment]
+    skt.io = io
     parts.receive.outbox.pause()
     parts.receive.tcp_received(skt, b"x" * 7000, 1)
     parts.receive.tcp_blocked(skt)
@@ -125,7 +125,7 @@ def test_every_send_ends_in_send_done_with_the_budget_back() -> None:
     parts = _Parts()
     skt = parts.udp()
     io = FakeIO(skt, parts.send)  # type: ignore[arg-type]
-    skt.io = io  # type: ignore[assignment]
+    skt.io = io
     now = parts.clock.now
     parts.send.submit(_pending(parts, skt, tag=5), 0)  # taken at once
     io.complete = False
@@ -145,7 +145,7 @@ def test_failed_socket_drops_what_it_held_and_what_waits() -> None:
     parts = _Parts()
     skt = Skt(2, 4, 6, 1 << 20)
     io = FakeIO(skt, parts.send)  # type: ignore[arg-type]
-    skt.io = io  # type: ignore[assignment]
+    skt.io = io
     io.complete = False
     parts.send.submit(_pending(parts, skt, tag=1), 0)  # handed over, not yet written
     parts.send.submit(_pending(parts, skt, tag=2), parts.clock.now + 10**9)  # still waiting

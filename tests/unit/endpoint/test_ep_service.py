@@ -205,7 +205,7 @@ def test_admission_sees_the_verified_peer_of_the_connection() -> None:
     _, d, factory = link.attempts[-1]
     proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 20556))
     transport = StringTransport()
-    _PEERS[transport] = peer  # type: ignore[index]  # as PeerGate records a verified peer
+    _PEERS[transport] = peer  # type: ignore[assignment]  # a stand-in; as PeerGate records a verified peer
     proto.makeConnection(transport)
     d.callback(proto)
     assert asked == [peer]

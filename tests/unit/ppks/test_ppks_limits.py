@@ -152,6 +152,7 @@ def test_the_operators_exppriv_window_replaces_the_built_in_one() -> None:
     del_slow = issue_certificate(
         "delpriv", exper, dele, 0, 2**31 - 1, del_type="exppriv", limits=slow
     )
+    assert fast.max_burst_rate_byte is not None and slow.max_burst_rate_byte is not None
     assert combine_limits([exppriv, del_slow]).burst_rate_byte == (
         *fast.max_burst_rate_byte,
         *slow.max_burst_rate_byte,
