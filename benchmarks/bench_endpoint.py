@@ -450,27 +450,54 @@ def bench_tcp(ep: Endpoint, size: int, rbufsz: int, *, plain_client: bool = True
 # ---------------------------------------------------------------------------- mread
 
 
-def bench_mread(ep: Endpoint, count: int) -> dict[str, Any]:
+def bench_mread(ep: Endpoint, count: int, wake: str = "split") -> dict[str, Any]:
+    """`wake`: "split" (controller and endpoint block, each on its CPU), "pinned" (both on
+    CPU 0: no cross-CPU wake-up) or "spin" (the controller polls its socket instead of
+    sleeping). See bench_wakeup: on this VM a cross-CPU wake-up is the largest cost."""
     frame = wire.encode(wire.Mread(addr=vmem.TIME.addr, len=8))
     ctl, reader = ep.ctl, ep.reader
-    rtts: list[int] = []
-    for _ in range(200):  # warm-up
-        ctl.sendall(frame)
-        reader.next()
-    clock = time.perf_counter_ns
-    for _ in range(count):
-        t0 = clock()
-        ctl.sendall(frame)
-        kind, _ = reader.next()
-        rtts.append(clock() - t0)
-        assert kind == T_MDATA
+    raw: socket.socket = ctl.sock if isinstance(ctl, TLSSocket) else ctl
+    mine = os.sched_getaffinity(0)
+    theirs = os.sched_getaffinity(ep.proc.pid)
+    if wake == "pinned":
+        cpu = {min(mine)}
+        os.sched_setaffinity(0, cpu)
+        os.sched_setaffinity(ep.proc.pid, cpu)  # the reactor's thread
+    elif wake == "spin":
+        raw.setblocking(False)
+    try:
+        rtts: list[int] = []
+        for _ in range(200):  # warm-up
+            ctl.sendall(frame)
+            _spin(reader.next)
+        clock = time.perf_counter_ns
+        for _ in range(count):
+            t0 = clock()
+            ctl.sendall(frame)
+            kind, _ = _spin(reader.next)
+            rtts.append(clock() - t0)
+            assert kind == T_MDATA
+    finally:
+        raw.setblocking(True)
+        os.sched_setaffinity(0, mine)
+        os.sched_setaffinity(ep.proc.pid, theirs)
     return {
+        "wake": wake,
         "count": count,
         "p10_us": percentile(rtts, 10) / 1e3,
         "p50_us": percentile(rtts, 50) / 1e3,
         "p90_us": percentile(rtts, 90) / 1e3,
         "p99_us": percentile(rtts, 99) / 1e3,
     }
+
+
+def _spin(read: Any) -> Any:
+    """`read()`, retried while a non-blocking socket has nothing (the "spin" mode)."""
+    while True:
+        try:
+            return read()
+        except BlockingIOError:
+            continue
 
 
 # Goals over TLS (issue 14): the reference 1.1.0 endpoint's figures over TLS 1.3, measured
@@ -591,6 +618,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--only", choices=["udp", "tcp", "mread", "rss"], action="append")
     ap.add_argument(
+        "--wake",
+        choices=["split", "pinned", "spin"],
+        action="append",
+        help="mread: how controller and endpoint wake (default split; more than one: each, "
+        "reported as mread-MODE); see benchmarks/bench_wakeup.py",
+    )
+    ap.add_argument(
         "--link",
         choices=["tls", "tcp"],
         action="append",
@@ -643,13 +677,16 @@ def main(argv: list[str] | None = None) -> int:
                         runs.setdefault(name, {})["rss"] = {"idle_rss_mib": ep.rss_kib() / 1024}
             # Rounds: every endpoint takes each measure in turn, so all of them see the
             # same machine (which other jobs load); medians and ranges over rounds.
+            wakes = args.wake or ["split"]
+            keys = [f"mread-{w}" if len(wakes) > 1 else "mread" for w in wakes] + ["udp", "tcp"]
             for rnd in range(args.rounds):
-                for key in ("mread", "udp", "tcp"):
-                    if key not in only:
+                for key in keys:
+                    if key.split("-")[0] not in only:
                         continue
                     for name, ep in eps.items():
-                        if key == "mread":
-                            r = bench_mread(ep, args.mread_count)
+                        if key.startswith("mread"):
+                            wake = key.split("-")[1] if "-" in key else wakes[0]
+                            r = bench_mread(ep, args.mread_count, wake)
                         elif key == "udp":
                             r = bench_udp(ep, args.udp_count)
                         else:
@@ -666,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
                 ep.stop()
     for name, per_key in rounds.items():
         for key, samples in per_key.items():
-            runs.setdefault(name, {})[key] = summarize_runs(samples, figure[key])
+            runs.setdefault(name, {})[key] = summarize_runs(samples, figure[key.split("-")[0]])
     if "rss" in only:
         results["bare_reactor_rss_mib"] = bare_reactor_rss_kib() / 1024
     results["environment"]["loadavg_1min_after"] = round(os.getloadavg()[0], 2)
@@ -698,12 +735,13 @@ def main(argv: list[str] | None = None) -> int:
         "tcp": "TCP download delivered as ndata",
         "mread": "mread(TIME, 8) round trip p50 / p99",
     }
-    for key in ("udp", "tcp", "mread"):
-        if key not in only:
+    for key in ("udp", "tcp", *(k for k in keys if k.startswith("mread"))):
+        base = key.split("-")[0]
+        if base not in only:
             continue
-        lo, hi = REFERENCE[key]
+        lo, hi = REFERENCE[base]
         ref = {"udp": f"{lo / 1e3:.1f}k - {hi / 1e3:.1f}k", "tcp": f"{lo} - {hi} MB/s",
-               "mread": "44 ms (Nagle)"}[key]  # fmt: skip
+               "mread": "44 ms (Nagle)"}[base]  # fmt: skip
         tls = runs.get("ours-tls", {}).get(key)
         good: bool | None = None
         if tls is not None:
@@ -720,7 +758,8 @@ def main(argv: list[str] | None = None) -> int:
             goal = "(over TLS)"
         ok &= good is not False
         rows.append([
-            names[key], ref, cell("ours-tls", key), cell("ours-tcp", key),
+            names[base] + (f" ({key[6:]})" if "-" in key else ""), ref,
+            cell("ours-tls", key), cell("ours-tcp", key),
             cell("base-tls", key), ceiling(key, "tls"), goal,
             "" if good is None else "yes" if good else "**no**",
         ])  # fmt: skip

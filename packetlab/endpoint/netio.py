@@ -284,13 +284,9 @@ class UdpIO(_SockIO):
         (reported later through send_done). Other errors raise OSError."""
         if not self._backlog:
             try:
-                if pending.tag and self._matcher is not None:
-                    now = self._clock()
-                    last, self._last_send = self._last_send, now
-                    if now - last >= _STAMP_MIN_GAP_NS:
-                        self._ids[pending] = self._matcher.sendto(pending.data, pending.dest)
-                    else:
-                        self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
+                matcher = self._stamper() if pending.tag else None
+                if matcher is not None:
+                    self._ids[pending] = matcher.sendto(pending.data, pending.dest)
                 else:
                     self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
                 return True
@@ -300,10 +296,19 @@ class UdpIO(_SockIO):
         self._start_writing()
         return False
 
+    def _stamper(self) -> TxStampMatcher | None:
+        """The matcher to send the next tagged send with, if it gets a TX stamp: the socket
+        stamps, and its previous send was at least `_STAMP_MIN_GAP_NS` ago."""
+        if self._matcher is None:
+            return None
+        now = self._clock()
+        last, self._last_send = self._last_send, now
+        return self._matcher if now - last >= _STAMP_MIN_GAP_NS else None
+
     def _sendto(self, pending: PendingSend) -> bool:
         """From the backlog: False when the kernel buffer is still full."""
         clock = self._clock
-        matcher = self._matcher if pending.tag else None
+        matcher = self._stamper() if pending.tag else None
         before = clock()
         try:
             if matcher is not None:

@@ -368,6 +368,7 @@ def peer_of(protocol_or_transport: object) -> VerifiedPeer | None:
 
 # Bytes taken from OpenSSL's send BIO per read (a cork's worth of records in one or two),
 _BIO_CHUNK = 1 << 16  # below glibc's mmap threshold (128 KiB): no mmap+munmap per read
+_RECORD_MAX = 1 << 14  # TLS plaintext per record
 
 
 class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
@@ -418,14 +419,30 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
     def _emit(self, frames: list[bytes]) -> None:
         # As TLSMemoryBIOProtocol.write: nothing after loseConnection unless a producer
         # is registered, nothing after an abort or once TLS is gone.
-        if self._aborted or self._tlsConnection is None:
+        if self._aborted or self._tlsConnection is None or self._lostTLSConnection:
             return
         if self.disconnecting and self._producer is None:
             return
+        seal = self._tlsConnection.send
         self._sealing = True
         try:
-            for frame in frames:
-                self._write(frame)  # one record per frame (16 KiB pieces if longer)
+            for i, frame in enumerate(frames):
+                if len(frame) > _RECORD_MAX:
+                    self._write(frame)  # Twisted's loop: one record per 16 KiB piece
+                    continue
+                # One record, sealed directly (Twisted's _write costs ~0.5 µs more per
+                # record); its error handling as in _write.
+                try:
+                    sent = seal(frame)
+                except WantReadError:  # not in TLS 1.3 on memory BIOs; as Twisted would
+                    for rest in frames[i:]:
+                        self._write(rest)
+                    break
+                except SSL.Error:
+                    self._tlsShutdownFinished(Failure())
+                    return
+                if sent < len(frame):
+                    self._write(frame[sent:])
         finally:
             self._sealing = False
         self._flushSendBIO()

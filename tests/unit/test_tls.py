@@ -1010,7 +1010,9 @@ def test_pinned_tls_memory_bio_internals(world: World) -> None:
     tls = link_.server_tls
     assert isinstance(tls, PPKSTLSProtocol)
     # State read by _emit: set by the base class on every connection.
-    assert tls._aborted is False and tls._producer is None
+    assert tls._aborted is False and tls._producer is None and tls._lostTLSConnection is False
+    # What _emit calls when sealing fails, as the base class's _write does.
+    assert "self._tlsShutdownFinished(Failure())" in inspect.getsource(TLSMemoryBIOProtocol._write)
     assert isinstance(tls._tlsConnection, SSL.Connection)
     # _write seals one piece (records of at most 16 KiB) and then flushes the send BIO
     # through _flushSendBIO, the method we override to send the records of a cork at once.

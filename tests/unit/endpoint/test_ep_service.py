@@ -209,3 +209,25 @@ def test_admission_sees_the_verified_peer_of_the_connection() -> None:
     proto.makeConnection(transport)
     d.callback(proto)
     assert asked == [peer]
+
+
+def test_connect_cycle_policy_on_its_own_clock() -> None:
+    from twisted.internet.task import Clock
+
+    from packetlab.endpoint.service import CONNECT_RETRY, ConnectCycle
+
+    clock = Clock()
+    cycle = ConnectCycle(clock, ADDR, retry_delay=7.0)
+    cycle.attempt_started()  # the cycle starts with its first attempt
+    clock.advance(3.0)  # a connect that timed out
+    assert cycle(1) == CONNECT_RETRY
+    clock.advance(1.0)
+    cycle.attempt_started()  # not a new cycle
+    clock.advance(0.5)
+    assert cycle(2) == 7.0  # 4.5 s in: another retry would end past 5 s, give up
+    cycle.attempt_started()  # a new cycle
+    assert cycle(3) == CONNECT_RETRY
+    cycle.session_over(12.5)  # after a session: its wait, once, then a fresh cycle
+    assert cycle(1) == 12.5
+    cycle.attempt_started()
+    assert cycle(1) == CONNECT_RETRY
