@@ -231,4 +231,3 @@ class ReflexMethods:
         if handle is not None and not handle.detached.called:
             handle.detached.callback(det)
         return handle is not None
-
