@@ -29,7 +29,7 @@ from packetlab.wire.constants import Status
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 60.0
-TRAP = wat2wasm(reflex_wat("(unreachable)"))
+TRAP = bytes(wat2wasm(reflex_wat("(unreachable)")))
 
 pytestmark = pytest.mark.skipif(find_clang() is None, reason="clang/lld not installed")
 

@@ -44,7 +44,7 @@ SPIN = reflex_wat("(loop $l (br $l)) (i32.const 0)")
 
 
 def w(wat: str) -> bytes:
-    return wasmtime.wat2wasm(wat)
+    return bytes(wasmtime.wat2wasm(wat))
 
 
 def encoded(wasm: bytes) -> bytes:
@@ -66,7 +66,7 @@ def make_rig(
     gate: RequestGate | None = None, enabled: bool = True, **settings: Any
 ) -> tuple[Rig, ReflexGate]:
     r = Rig()
-    r.session = Session(r.config, r.net, r.scheduler, r.clock, gate=gate or OpenGate())
+    r.session = Session(r.config, r.net, r.scheduler, r.clock, gate=gate or OpenGate())  # type: ignore[arg-type]
     r.frames.clear()
     r.session.outbox.attach(r.frames.append)
     g = ReflexService(Settings(**settings), enabled).install(r.session)
