@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -176,8 +176,7 @@ def _test(args: argparse.Namespace) -> int:
     from packetlab.monitor import abi
     from packetlab.monitor.calls import KIND, check_args
     from packetlab.monitor.runtime import Box, MonitorCrash, Settings, compile_monitor
-    from packetlab.wire.errors import WireError
-    from packetlab.wire.jsonform import message_from_json, message_to_json
+    from packetlab.wire.jsonform import message_to_json
     from packetlab.wire.messages import Nblock, Ndata, Result
 
     compiled = compile_monitor(load(args.file))
@@ -197,19 +196,9 @@ def _test(args: argparse.Namespace) -> int:
                 Result(int(_status("ECTLMONUKN")), 0))})  # fmt: skip
             return 1
         emit(out, {"initialize": "ok", "linfo": info.hex()})
-        src: IO[str] = sys.stdin if args.messages == "-" else open(args.messages)  # noqa: SIM115
-        bad = 0
-        with src:
-            for lineno, line in enumerate(src, 1):
-                text = line.strip()
-                if not text or text.startswith("#"):
-                    continue
-                try:
-                    msg = message_from_json(json.loads(text))
-                except (ValueError, WireError) as e:
-                    print(f"{args.messages}:{lineno}: {e}", file=sys.stderr)
-                    bad += 1
-                    continue
+        messages = MessageLines(args.messages)
+        with messages:
+            for lineno, msg in messages:
                 if type(msg) not in KIND:
                     emit(out, {"line": lineno, "type": msg.NAME, "verdict": "not checked"})
                     continue
@@ -244,7 +233,7 @@ def _test(args: argparse.Namespace) -> int:
                 emit(out, row)
         if args.pm is not None:
             args.pm.write_bytes(inst.persistent())
-        return 2 if bad else 0
+        return 2 if messages.bad else 0
     finally:
         box.close()
 
@@ -253,6 +242,37 @@ def _status(name: str) -> int:
     from packetlab.wire.constants import Status
 
     return int(Status[name])
+
+
+class MessageLines:
+    """The messages of a `test` input file (`-`: stdin), one JSON message per line; blank
+    and `#` lines skipped. A line that is no message is reported on stderr with its number
+    and counted in `bad`, and the rest still run (both toolkits' `test` read this way)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.bad = 0
+        self._src: IO[str] = sys.stdin if path == "-" else open(path)  # noqa: SIM115
+
+    def __enter__(self) -> MessageLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._src.close()
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        from packetlab.wire.errors import WireError
+        from packetlab.wire.jsonform import message_from_json
+
+        for lineno, line in enumerate(self._src, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            try:
+                yield lineno, message_from_json(json.loads(text))
+            except (ValueError, WireError) as e:
+                print(f"{self.path}:{lineno}: {e}", file=sys.stderr)
+                self.bad += 1
 
 
 def emit(out: IO[str], obj: dict[str, Any]) -> None:

@@ -4,12 +4,18 @@ toolkit (`packetlab.cli.monitor`) with the reflex ABI."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from ipaddress import ip_address
-from typing import IO, Any
+from typing import Any
 
-from packetlab.cli.monitor import Toolkit, VmemHost, add_toolkit_arguments, emit, load
+from packetlab.cli.monitor import (
+    MessageLines,
+    Toolkit,
+    VmemHost,
+    add_toolkit_arguments,
+    emit,
+    load,
+)
 
 _DESCRIPTION = """\
 Tools for PacketLab reflexes: WebAssembly programs an experiment attaches to an endpoint
@@ -64,8 +70,6 @@ def _test(args: argparse.Namespace) -> int:
     from packetlab.monitor.runtime import Box, MonitorCrash, Settings
     from packetlab.reflex import abi
     from packetlab.reflex.runtime import ReflexInstance
-    from packetlab.wire.errors import WireError
-    from packetlab.wire.jsonform import message_from_json
     from packetlab.wire.messages import Ndata
 
     compiled = _compile(load(args.file))
@@ -89,19 +93,9 @@ def _test(args: argparse.Namespace) -> int:
             emit(out, {"init": "crash", "why": str(e)})
             return 1
         emit(out, {"init": "ok" if rv == 0 else f"refused ({rv})", **_effects(inst)})
-        src: IO[str] = sys.stdin if args.messages == "-" else open(args.messages)  # noqa: SIM115
-        bad = 0
-        with src:
-            for lineno, line in enumerate(src, 1):
-                text = line.strip()
-                if not text or text.startswith("#"):
-                    continue
-                try:
-                    msg = message_from_json(json.loads(text))
-                except (ValueError, WireError) as e:
-                    print(f"{args.messages}:{lineno}: {e}", file=sys.stderr)
-                    bad += 1
-                    continue
+        messages = MessageLines(args.messages)
+        with messages:
+            for lineno, msg in messages:
                 if not isinstance(msg, Ndata):
                     emit(out, {"line": lineno, "type": msg.NAME, "verdict": "not a packet"})
                     continue
@@ -118,7 +112,7 @@ def _test(args: argparse.Namespace) -> int:
                 row["verdict"] = "deliver" if flags & abi.PASS else "consume"
                 emit(out, row | _effects(inst))
         emit(out, {"state": inst.ctx_bytes(abi.PARAMS_LEN, abi.STATE_LEN).rstrip(b"\0").hex()})
-        return 2 if bad else 0
+        return 2 if messages.bad else 0
     finally:
         box.close()
 
