@@ -26,7 +26,6 @@ import io
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -164,13 +163,9 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     ctl: Controller[dict[str, Any]] = Controller(exp, reactor=reactor, limit=1)
     port = await ctl.listen(tls_server(reactor, "tcp:0:interface=127.0.0.1", home, snikey))
-    relay = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.delay_relay", "0", str(port.getHost().port),
-         str(args.delay_ms)],
-        stdout=subprocess.PIPE, cwd=REPO,
-    )  # fmt: skip
-    assert relay.stdout is not None
-    relay_port = int(relay.stdout.readline())
+    from benchmarks import delay_relay
+
+    relay, relay_port = delay_relay.spawn(port.getHost().port, args.delay_ms)
     ep = LocalEndpoint.spawn(
         reactor,
         f"127.0.0.1:{relay_port}",

@@ -162,13 +162,9 @@ def inside(args: argparse.Namespace) -> None:
 
         ctl: Controller[dict[str, Any]] = Controller(exp, reactor=reactor, limit=1)
         port = await ctl.listen(tls_server(reactor, "tcp:0:interface=127.0.0.1", home, snikey))
-        relay = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.delay_relay", "0", str(port.getHost().port),
-             str(args.ctl_delay_ms)],
-            stdout=subprocess.PIPE, cwd=REPO,
-        )  # fmt: skip
-        assert relay.stdout is not None
-        relay_port = int(relay.stdout.readline())
+        from benchmarks import delay_relay
+
+        relay, relay_port = delay_relay.spawn(port.getHost().port, args.ctl_delay_ms)
         ep = LocalEndpoint.spawn(
             reactor, f"127.0.0.1:{relay_port}",
             args=["-c", str(home.root / "endpt.conf"), "--snikey", snikey], plaintext=False,

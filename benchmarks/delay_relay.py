@@ -10,7 +10,9 @@ in order (a constant one-way delay, like a long path; bandwidth is not limited).
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import protocol, reactor
@@ -67,6 +69,17 @@ class _Inbound(_Half):
             p.attach(self)
 
         d.addCallbacks(connected, lambda f: self.transport.loseConnection())  # type: ignore[union-attr]
+
+
+def spawn(target_port: int, delay_ms: float) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a relay on an ephemeral loopback port in front of `target_port`: the process
+    (terminate it when done) and the port it listens on."""
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.delay_relay", "0", str(target_port), str(delay_ms)],
+        stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert relay.stdout is not None
+    return relay, int(relay.stdout.readline())
 
 
 def main() -> None:
