@@ -172,16 +172,25 @@ class FakeEndpoint(Protocol):
 
 
 class Rig:
-    """A session and a FakeEndpoint joined by iosim, on a task.Clock."""
+    """A session and a FakeEndpoint (or what `endpoint` makes from the clock) joined by
+    iosim, on a task.Clock that starts at `start` seconds."""
 
-    def __init__(self, offset_ns: int = 0, **session_options: Any) -> None:
+    def __init__(
+        self,
+        offset_ns: int = 0,
+        *,
+        endpoint: Callable[[Clock], FakeEndpoint] | None = None,
+        start: float = 0.0,
+        **session_options: Any,
+    ) -> None:
         self.clock = Clock()
+        self.clock.advance(start)
         self.session = EndpointSession(
             reactor=self.clock,
             clock_ns=lambda: BASE_NS + int(self.clock.seconds() * 1e9),
             **session_options,
         )
-        self.endpoint = FakeEndpoint(self.clock, offset_ns)
+        self.endpoint = endpoint(self.clock) if endpoint else FakeEndpoint(self.clock, offset_ns)
         self.pump = iosim.connect(
             self.session,
             iosim.makeFakeServer(self.session),
@@ -191,8 +200,12 @@ class Rig:
         )
 
     def run(self, d: Deferred[T], step: float = 0.001, limit: float = 60.0) -> T:
-        """Pump bytes and advance the clock until `d` fires; its result (or raise)."""
-        while not d.called and self.clock.seconds() < limit:
+        """Pump bytes and advance the clock until `d` fires or the clock reads `limit` s;
+        its result (or raise)."""
+        return self.drive(d, step, until=limit)
+
+    def drive(self, d: Deferred[T], step: float, until: float) -> T:
+        while not d.called and self.clock.seconds() < until:
             self.pump.flush()
             if not d.called:
                 self.clock.advance(step)

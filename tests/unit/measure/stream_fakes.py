@@ -20,13 +20,11 @@ from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.test import iosim
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
-from ctl_fakes import BASE_NS, FakeEndpoint, result_of
+from ctl_fakes import FakeEndpoint, Rig
 
-from packetlab.controller import EndpointSession
 from packetlab.endpoint.config import parse_config
 from packetlab.endpoint.memory import system_image
 from packetlab.wire import (
@@ -167,28 +165,14 @@ class StreamFakeEndpoint(FakeEndpoint):
             self._out(sktid, note)
 
 
-class StreamRig:
+class StreamRig(Rig):
     """An EndpointSession and a StreamFakeEndpoint joined by iosim on a task.Clock."""
 
+    endpoint: StreamFakeEndpoint
+
     def __init__(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(1000)
-        self.session = EndpointSession(
-            reactor=self.clock, clock_ns=lambda: BASE_NS + int(self.clock.seconds() * 1e9)
-        )
-        self.endpoint = StreamFakeEndpoint(self.clock)
-        self.pump = iosim.connect(
-            self.session,
-            iosim.makeFakeServer(self.session),
-            self.endpoint,
-            iosim.makeFakeClient(self.endpoint),
-            clock=self.clock,
-        )
+        super().__init__(endpoint=StreamFakeEndpoint, start=1000)
 
     def run(self, d: Deferred[T], step: float = 0.001, limit: float = 600.0) -> T:
-        end = self.clock.seconds() + limit
-        while not d.called and self.clock.seconds() < end:
-            self.pump.flush()
-            if not d.called:
-                self.clock.advance(step)
-        return result_of(d)
+        """As Rig.run, with `limit` counted from now."""
+        return self.drive(d, step, until=self.clock.seconds() + limit)

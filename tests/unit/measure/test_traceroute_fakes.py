@@ -19,13 +19,11 @@ from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.test import iosim
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
-from ctl_fakes import BASE_NS, FakeEndpoint, result_of
+from ctl_fakes import FakeEndpoint, Rig
 
-from packetlab.controller import EndpointSession
 from packetlab.endpoint.config import parse_config
 from packetlab.endpoint.memory import system_image
 from packetlab.measure.packets import (
@@ -146,31 +144,19 @@ class RawFakeEndpoint(FakeEndpoint):
         return [(self.delay(ttl), icmp_packet(hop, src, kind, code, bytes(4), probe))]
 
 
-class RawRig:
+class RawRig(Rig):
     """An EndpointSession and a RawFakeEndpoint joined by iosim on a task.Clock."""
 
+    endpoint: RawFakeEndpoint
+
     def __init__(self, path: Sequence[str | None], config: str = CONFIG) -> None:
-        self.clock = Clock()
-        self.clock.advance(1000)
-        self.session = EndpointSession(
-            reactor=self.clock, clock_ns=lambda: BASE_NS + int(self.clock.seconds() * 1e9)
-        )
-        self.endpoint = RawFakeEndpoint(self.clock, list(path), config)
-        self.pump = iosim.connect(
-            self.session,
-            iosim.makeFakeServer(self.session),
-            self.endpoint,
-            iosim.makeFakeClient(self.endpoint),
-            clock=self.clock,
+        super().__init__(
+            endpoint=lambda clock: RawFakeEndpoint(clock, list(path), config), start=1000
         )
 
     def run(self, d: Deferred[T], step: float = 0.0005, limit: float = 600.0) -> T:
-        end = self.clock.seconds() + limit
-        while not d.called and self.clock.seconds() < end:
-            self.pump.flush()
-            if not d.called:
-                self.clock.advance(step)
-        return result_of(d)
+        """As Rig.run, with `limit` counted from now."""
+        return self.drive(d, step, until=self.clock.seconds() + limit)
 
     def nopens(self) -> list[Nopen]:
         return [m for m in self.endpoint.received if isinstance(m, Nopen)]
