@@ -33,7 +33,7 @@ from packetlab.wire.codec import encode
 from packetlab.wire.framer import Framer, Item
 from packetlab.wire.messages import Resumd, Suspd
 
-__all__ = ["LINGER_TIMEOUT", "MAX_QUEUED", "SETUP_TIMEOUT", "ControllerProtocol"]
+__all__ = ["FLUSH_EVERY", "LINGER_TIMEOUT", "MAX_QUEUED", "SETUP_TIMEOUT", "ControllerProtocol"]
 
 MAX_QUEUED = 100  # MAX_MSGQ_LEN: stop reading requests while this many frames wait
 SETUP_TIMEOUT = 10.0  # STATE_SET_UP_TIME (s)
@@ -41,6 +41,12 @@ CLOSE_TIMEOUT = 10.0  # at most this long to flush the last frames to a stalled 
 # After the last frame went to the transport we read (and drop) what the controller still
 # sends until it closes, for at most this long; then we close (see _lose).
 LINGER_TIMEOUT = 2.0
+# A long read's answers leave every FLUSH_EVERY requests (one send, one TLS record per
+# frame) rather than at its end, so the controller reads them and sends more requests
+# while we handle the rest of the read (each on its CPU) instead of waiting for the
+# whole read; a short read's answers still leave in one send. Measured with
+# bench_endpoint (docs/performance.md, "Endpoint over TLS").
+FLUSH_EVERY = 16
 # Bytes the transport may hold before it pauses us. Twisted also reads with this size, and
 # above glibc's mmap threshold (128 KiB) every read would cost mmap+mremap+munmap.
 TRANSPORT_BUFFER = 120 * 1024
@@ -133,11 +139,17 @@ class ControllerProtocol(Protocol):
         self._consuming = True
         try:
             outbox = session.outbox
+            flush = self._link.flush
+            left = FLUSH_EVERY
             for item in self._items:
                 session.handle(item)
                 if session.ended is not None:
                     self._end(session.ended)
                     return
+                left -= 1
+                if not left:
+                    left = FLUSH_EVERY
+                    flush()
                 if len(outbox) >= MAX_QUEUED:
                     if not self._read_paused:
                         self._read_paused = True
