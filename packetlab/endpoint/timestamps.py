@@ -304,8 +304,7 @@ class TxStampMatcher:
                 if stamp is None or stamp.kind != SCM_TSTAMP_SND:
                     continue
                 if stamp.id == ident:
-                    ts = stamp.ts_ns
-                    return None if ts < not_before_ns else ts
+                    return None if stamp.ts_ns < not_before_ns else stamp.ts_ns
                 stamps[stamp.id] = stamp.ts_ns
                 if len(stamps) > self._keep:
                     del stamps[next(iter(stamps))]
