@@ -10,7 +10,8 @@ transport, with backpressure both ways (PROTOCOL.md §1.1, §1.4).
 The transport is whatever the connector gave us (TLS or plain TCP): this class only needs
 ITransport + IProducer, and TCP_NODELAY when the transport offers it. Frames go out through
 `packetlab.tls.directwrite.frame_writer`: corked during each read and each reactor turn,
-then one `send` (one TLS record per frame).
+then one `send` (one TLS record per frame); a long read's answers leave every
+`FLUSH_EVERY` requests.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ class ControllerProtocol(Protocol):
             return
         transport.registerProducer(self, True)
         # Frames written by timers and socket events (ntag, ndata) leave once per reactor
-        # turn; the answers to a read at the end of that read.
+        # turn; the answers to a read at the end of that read (a long read: every
+        # FLUSH_EVERY requests).
         self._link = link = frame_writer(transport)
         link.batch_turns(self._reactor)
         session.outbox.on_drain = self._drained
@@ -117,7 +119,8 @@ class ControllerProtocol(Protocol):
         if self.suspended:  # bytes already in flight when we paused: keep them for later
             self._refeed(data)
             return
-        # The answers to one read leave together: one send, one TLS record each.
+        # The answers to one read leave together (a long read's in chunks, see
+        # FLUSH_EVERY): one send, one TLS record each.
         link = self._link
         link.cork()
         try:
