@@ -87,6 +87,7 @@ ALERT_NAMES = {
 # a few hundred bytes; more than this is a peer to cut off, not to buffer for.
 _MAX_HANDSHAKE = 1 << 16
 _SEQ_LIMIT = 1 << 64
+_HEADER = struct.Struct(">BHH").pack  # TLSCiphertext header: type, legacy version, length
 
 
 def alert_name(description: int) -> str:
@@ -244,11 +245,25 @@ class RecordLayer:
         )
 
     def seal_many(self, frames: list[bytes]) -> bytes:
-        """One record per frame (split as `seal` does), joined."""
-        seal = self.write.seal
+        """One record per frame (split as `seal` does), joined. The hot path of a link:
+        `TrafficKeys.seal` inlined."""
+        keys = self.write
+        if keys.seq + len(frames) >= _SEQ_LIMIT - 1:
+            return b"".join(map(self.seal, frames))
+        encrypt, iv, seq, header_of = keys.aead.encrypt, keys._iv, keys.seq, _HEADER
         out = []
         for frame in frames:
-            out.append(seal(frame) if len(frame) <= MAX_PLAINTEXT else self.seal(frame))
+            n = len(frame)
+            if n > MAX_PLAINTEXT:
+                keys.seq = seq
+                out.append(self.seal(frame))
+                seq = keys.seq
+                continue
+            header = header_of(APPLICATION_DATA, 0x0303, n + 1 + _TAG)
+            out.append(header)
+            out.append(encrypt((iv ^ seq).to_bytes(12, "big"), frame + b"\x17", header))
+            seq += 1
+        keys.seq = seq
         return b"".join(out)
 
     def close_notify(self) -> bytes:
@@ -283,72 +298,104 @@ class RecordLayer:
         pos = 0
         chunks = got.chunks
         out: list[bytes] = []
-        while end_all - pos >= 5:
-            length = (buf[pos + 3] << 8) | buf[pos + 4]
-            if length > MAX_CIPHERTEXT:
-                raise RecordError(
-                    RECORD_OVERFLOW,
-                    f"TLS record of {length} bytes (at most {MAX_CIPHERTEXT}; record_overflow)",
-                )
-            end = pos + 5 + length
-            if end > end_all:
-                break
-            if buf[pos] != APPLICATION_DATA:
-                raise RecordError(
-                    UNEXPECTED_MESSAGE,
-                    f"TLS record of outer type {buf[pos]} after the handshake (unexpected_message)",
-                )
-            if length < _TAG + 1:
-                raise RecordError(
-                    DECODE_ERROR, f"TLS record of {length} bytes is too short (decode_error)"
-                )
-            plain = self.read.open(buf[pos : pos + 5], view[pos + 5 : end])
-            pos = end
-            got.records += 1
-            inner = plain[-1]
-            if inner == APPLICATION_DATA:
-                content = plain[:-1]
-            else:
-                stripped = plain.rstrip(b"\x00")  # §5.4 padding
-                if not stripped:
+        # The hot loop: application data records, with TrafficKeys.open inlined; anything
+        # else goes through _other (and the keys are reloaded: a KeyUpdate changes them).
+        keys = self.read
+        decrypt, iv, seq = keys.aead.decrypt, keys._iv, keys.seq
+        count = 0
+        try:
+            while end_all - pos >= 5:
+                length = (buf[pos + 3] << 8) | buf[pos + 4]
+                if length > MAX_CIPHERTEXT:
                     raise RecordError(
-                        UNEXPECTED_MESSAGE, "TLS record of padding only (unexpected_message)"
+                        RECORD_OVERFLOW,
+                        f"TLS record of {length} bytes (at most {MAX_CIPHERTEXT}; record_overflow)",
                     )
-                inner = stripped[-1]
-                content = stripped[:-1]
-            if len(content) > MAX_PLAINTEXT:
-                raise RecordError(
-                    RECORD_OVERFLOW,
-                    f"TLS record with {len(content)} bytes of content (record_overflow)",
-                )
-            if inner == APPLICATION_DATA:
-                if self._hs:
+                end = pos + 5 + length
+                if end > end_all:
+                    break
+                if buf[pos] != APPLICATION_DATA:
                     raise RecordError(
                         UNEXPECTED_MESSAGE,
-                        "application data inside a split handshake message (unexpected_message)",
+                        f"TLS record of outer type {buf[pos]} after the handshake "
+                        "(unexpected_message)",
                     )
-                if content:
-                    chunks.append(content)
-            elif inner == HANDSHAKE:
-                if not content:
+                if length <= _TAG:
                     raise RecordError(
-                        UNEXPECTED_MESSAGE, "empty TLS handshake record (unexpected_message)"
+                        DECODE_ERROR, f"TLS record of {length} bytes is too short (decode_error)"
                     )
-                self._handshake(content, out)
-            elif inner == ALERT:
-                if self._alert(content):
+                if seq >= _SEQ_LIMIT - 1:
+                    raise RecordError(INTERNAL_ERROR, "TLS record sequence number exhausted")
+                try:
+                    plain = decrypt(
+                        (iv ^ seq).to_bytes(12, "big"), view[pos + 5 : end], buf[pos : pos + 5]
+                    )
+                except InvalidTag:
+                    raise RecordError(
+                        BAD_RECORD_MAC,
+                        f"TLS record {seq} does not authenticate (bad_record_mac)",
+                    ) from None
+                seq += 1
+                count += 1
+                pos = end
+                if plain[-1] == APPLICATION_DATA and not self._hs:
+                    if len(plain) > MAX_PLAINTEXT + 1:
+                        raise RecordError(
+                            RECORD_OVERFLOW,
+                            f"TLS record with {len(plain) - 1} bytes of content (record_overflow)",
+                        )
+                    if len(plain) > 1:
+                        chunks.append(plain[:-1])
+                    continue
+                keys.seq = seq
+                closed = self._other(plain, chunks, out)
+                keys = self.read
+                decrypt, iv, seq = keys.aead.decrypt, keys._iv, keys.seq
+                if closed:
                     self.closed = got.closed = True
                     break
-            else:
-                raise RecordError(
-                    UNEXPECTED_MESSAGE,
-                    f"TLS record of inner type {inner} after the handshake (unexpected_message)",
-                )
-        view.release()
+        finally:
+            keys.seq = seq
+        got.records = count
         self._buf = b"" if self.closed or pos == end_all else buf[pos:]
         if out:
             got.out = b"".join(out)
         return got
+
+    def _other(self, plain: bytes, chunks: list[bytes], out: list[bytes]) -> bool:
+        """A record that is not plain application data; True at close_notify."""
+        stripped = plain.rstrip(b"\x00")  # §5.4 padding
+        if not stripped:
+            raise RecordError(UNEXPECTED_MESSAGE, "TLS record of padding only (unexpected_message)")
+        inner = stripped[-1]
+        content = stripped[:-1]
+        if len(content) > MAX_PLAINTEXT:
+            raise RecordError(
+                RECORD_OVERFLOW,
+                f"TLS record with {len(content)} bytes of content (record_overflow)",
+            )
+        if inner == APPLICATION_DATA:
+            if self._hs:
+                raise RecordError(
+                    UNEXPECTED_MESSAGE,
+                    "application data inside a split handshake message (unexpected_message)",
+                )
+            if content:
+                chunks.append(content)
+            return False
+        if inner == HANDSHAKE:
+            if not content:
+                raise RecordError(
+                    UNEXPECTED_MESSAGE, "empty TLS handshake record (unexpected_message)"
+                )
+            self._handshake(content, out)
+            return False
+        if inner == ALERT:
+            return self._alert(content)
+        raise RecordError(
+            UNEXPECTED_MESSAGE,
+            f"TLS record of inner type {inner} after the handshake (unexpected_message)",
+        )
 
     def _alert(self, content: bytes) -> bool:
         """True at close_notify; raises at a fatal alert."""
