@@ -543,6 +543,23 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
             return
         self._records = layer
 
+    def release_openssl(self) -> bool:
+        """Free the OpenSSL connection (its SSL object, BIOs and buffers, ~30 KB) once the
+        Python record layer carries the link and the peer has been checked; True if done.
+        For servers holding many quiet links (the broker). After it, `getHandle()` is
+        None; the verified peer stays known (`peer_of`)."""
+        if self._records is None or self._lostTLSConnection or self._tlsConnection is None:
+            return False
+        gate = self.wrappedProtocol
+        if isinstance(gate, PeerGate) and gate.peer is None:
+            return False  # not checked yet (or refused): the check reads the connection
+        self._tlsConnection = None
+        return True
+
+    def getPeerCertificate(self) -> Any:
+        conn = self._tlsConnection
+        return None if conn is None else conn.get_peer_certificate()
+
     def _receive_records(self, records: RecordLayer, data: bytes) -> None:
         if self._lostTLSConnection:
             return
@@ -602,11 +619,13 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
     def _emit(self, frames: list[bytes]) -> None:
         # As TLSMemoryBIOProtocol.write: nothing after loseConnection unless a producer
         # is registered, nothing after an abort or once TLS is gone.
-        if self._aborted or self._tlsConnection is None or self._lostTLSConnection:
+        records = self._records
+        if self._aborted or self._lostTLSConnection:
+            return
+        if records is None and self._tlsConnection is None:
             return
         if self.disconnecting and self._producer is None:
             return
-        records = self._records
         if records is not None:
             self._send(records.seal_many(frames))
             return

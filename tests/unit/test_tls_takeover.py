@@ -6,6 +6,8 @@ a peer's alert, a truncated stream."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -25,6 +27,7 @@ from packetlab.tls import (
     PPKSServerOptions,
     PPKSTLSFactory,
     ServerEntry,
+    peer_of,
     takeover,
 )
 from packetlab.tls.protocol import PPKSTLSProtocol
@@ -229,3 +232,31 @@ def test_key_update_needs_the_python_path(monkeypatch: pytest.MonkeyPatch) -> No
     lk = link()
     with pytest.raises(RuntimeError):
         lk.client.key_update()
+
+
+def test_release_openssl_frees_the_connection_and_the_link_goes_on() -> None:
+    lk = link()
+    exchange(lk)
+    conn = weakref.ref(lk.server.getHandle())
+    assert lk.server.release_openssl()
+    gc.collect()
+    assert conn() is None  # the SSL object, its BIOs and buffers are gone
+    assert lk.server.getHandle() is None and lk.server.getPeerCertificate() is None
+    assert peer_of(lk.server_app) is not None  # the checked peer stays known
+    assert not lk.server.release_openssl()  # once
+    exchange(lk)
+    lk.client.key_update(request=True)
+    lk.pump.flush()
+    exchange(lk)
+    lk.server.loseConnection()
+    lk.pump.flush()
+    assert lk.server_app.lost is not None and lk.server_app.lost.check(ConnectionDone)
+    assert lk.client_app.lost is not None and lk.client_app.lost.check(ConnectionDone)
+
+
+def test_release_openssl_only_on_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(takeover.ENV, "openssl")
+    lk = link()
+    assert not lk.server.release_openssl()
+    assert lk.server.getHandle() is not None
+    exchange(lk)
