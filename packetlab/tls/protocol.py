@@ -553,7 +553,7 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
         gate = self.wrappedProtocol
         if isinstance(gate, PeerGate) and gate.peer is None:
             return False  # not checked yet (or refused): the check reads the connection
-        self._tlsConnection = None
+        self._tlsConnection = cast(Any, None)  # TLSMemoryBIOProtocol types it as always set
         return True
 
     def getPeerCertificate(self) -> Any:
