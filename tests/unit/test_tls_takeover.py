@@ -260,3 +260,38 @@ def test_release_openssl_only_on_the_python_path(monkeypatch: pytest.MonkeyPatch
     assert not lk.server.release_openssl()
     assert lk.server.getHandle() is not None
     exchange(lk)
+
+
+def record_lengths(stream: bytes) -> list[int]:
+    out, pos = [], 0
+    while pos < len(stream):
+        n = int.from_bytes(stream[pos + 3 : pos + 5], "big")
+        assert stream[pos : pos + 3] == b"\x17\x03\x03"
+        out.append(n)
+        pos += 5 + n
+    assert pos == len(stream)
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 87, 16383, 16384, 16385, 40_000, 3 * 16384])
+def test_records_are_cut_as_openssl_cuts_them(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    def written(mode: str) -> list[int]:
+        monkeypatch.setenv(takeover.ENV, mode)
+        lk = link()
+        assert lk.client.record_path == mode
+        sent: list[bytes] = []
+        transport: Any = lk.client.transport
+        real = transport.write
+
+        def spy(data: bytes) -> None:
+            sent.append(data)
+            real(data)
+
+        transport.write = spy
+        lk.client.write(bytes(size))
+        lk.client.write(b"next")
+        lk.pump.flush()
+        assert lk.server_app.data == bytes(size) + b"next"
+        return record_lengths(b"".join(sent))
+
+    assert written("python") == written("openssl")
