@@ -525,7 +525,11 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
     def _take_over(self) -> None:
         conn = self._tlsConnection
         written = self._drain_bio()
-        mode = record_mode(self.record_layer)
+        try:
+            mode = record_mode(self.record_layer)
+        except ValueError as e:  # a typo in the environment must not cost the link
+            self.log.error("TLS record layer: {error}; using auto", error=str(e))
+            mode = "auto"
         is_client = getattr(self.factory, "is_client", None)
         layer = None
         if mode != "openssl" and is_client is not None:

@@ -295,3 +295,23 @@ def test_records_are_cut_as_openssl_cuts_them(monkeypatch: pytest.MonkeyPatch, s
         return record_lengths(b"".join(sent))
 
     assert written("python") == written("openssl")
+
+
+def test_a_bad_mode_in_the_environment_is_logged_and_auto_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if event.get("log_level") is LogLevel.error:
+            seen.append(formatEvent(event))
+
+    monkeypatch.setenv(takeover.ENV, "gnutls")
+    globalLogPublisher.addObserver(cast(ILogObserver, observer))
+    try:
+        lk = link()
+    finally:
+        globalLogPublisher.removeObserver(cast(ILogObserver, observer))
+    assert lk.client.record_path == lk.server.record_path == "python"
+    assert any("PACKETLAB_TLS_RECORDS='gnutls'" in line for line in seen)
+    exchange(lk)
