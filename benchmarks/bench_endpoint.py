@@ -181,6 +181,7 @@ class Endpoint:
         null: bool = False,
         limits: bool = False,
         repo: Path = REPO,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.tls = tls
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -203,8 +204,9 @@ class Endpoint:
         if null:
             argv = [sys.executable, "-m", "benchmarks.null_endpoint", f"127.0.0.1:{port}"]
             argv += ["--tls"] if tls else []
-        env = dict(os.environ, PYTHONPATH=str(repo))
-        self.proc = subprocess.Popen(argv, env=env, cwd=workdir)
+        self.proc = subprocess.Popen(
+            argv, env=dict(os.environ, PYTHONPATH=str(repo), **(env or {})), cwd=workdir
+        )
         self.listener.settimeout(20)
         ctl, _ = self.listener.accept()
         ctl.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -550,16 +552,25 @@ def start_endpoints(tmp: Path, links: list[str], args: Any) -> dict[str, Endpoin
     if args.baseline:
         base = Path(args.baseline).resolve()
         plan += [(f"base-{link}", link == "tls", False, base, "") for link in links]
+    elif args.openssl_records:
+        plan.append(("base-tls", True, False, REPO, ""))
     if not args.no_null:
         plan += [(f"null-{link}", link == "tls", True, REPO, "") for link in links]
     eps: dict[str, Endpoint] = {}
     for name, tls, null, repo, conf in plan:
+        env = (
+            {"PACKETLAB_TLS_RECORDS": "openssl"}
+            if name == "base-tls" and not args.baseline
+            else None
+        )
         workdir = tmp / name
         workdir.mkdir()
         profile = None
         if args.profile and not null:
             profile = str(Path(args.profile).resolve()) + f".{name}"
-        eps[name] = Endpoint(workdir, profile, tls=tls, null=null, repo=repo, extra_conf=conf)
+        eps[name] = Endpoint(
+            workdir, profile, tls=tls, null=null, repo=repo, extra_conf=conf, env=env
+        )
     return eps
 
 
@@ -664,6 +675,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CHECKOUT",
         help="also run the endpoint of another checkout over each link (e.g. a `git "
         "worktree` of the commit before a change): before and after in one run",
+    )
+    ap.add_argument(
+        "--openssl-records",
+        action="store_true",
+        help="also run our endpoint over TLS with pyOpenSSL sealing and opening the records "
+        "(PACKETLAB_TLS_RECORDS=openssl; ours-tls uses the Python record layer), in the "
+        "base-tls column: both record paths in one run",
     )
     ap.add_argument(
         "--soak",

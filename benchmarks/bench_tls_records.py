@@ -96,7 +96,7 @@ class Stdlib:
 class PyOpenSSL:
     name = "pyOpenSSL Connection + memory BIO"
 
-    def __init__(self, cert: Path, key: Path) -> None:
+    def __init__(self, cert: Path, key: Path, keylog: Any = None) -> None:
         sctx = SSL.Context(SSL.TLS_METHOD)
         sctx.set_min_proto_version(SSL.TLS1_3_VERSION)
         sctx.use_certificate_file(str(cert))
@@ -104,6 +104,8 @@ class PyOpenSSL:
         sctx.set_options(SSL.OP_NO_TICKET)
         cctx = SSL.Context(SSL.TLS_METHOD)
         cctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+        if keylog is not None:
+            keylog(cctx)
         self.server = SSL.Connection(sctx, None)
         self.server.set_accept_state()
         self.client = SSL.Connection(cctx, None)
@@ -138,6 +140,32 @@ class PyOpenSSL:
         return got
 
 
+class PythonRecords(PyOpenSSL):
+    """What a PacketLab link does after the handshake: OpenSSL (pyOpenSSL) shakes hands,
+    then `packetlab.tls.records` seals and opens with `cryptography`'s AEAD."""
+
+    name = "packetlab.tls.records (Python, cryptography AEAD)"
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        from packetlab.tls.records import RecordLayer
+        from packetlab.tls.takeover import take_over, watch_secrets
+
+        super().__init__(cert, key, keylog=watch_secrets)
+        client = take_over(self.client, True, b"")
+        assert client is not None, "no secrets from the keylog callback"
+        self.cipher = self.client.get_cipher_name()
+        self.reader = client
+        self.writer = RecordLayer(client.read.suite, client.write.secret, client.read.secret)
+
+    def seal(self, frames: list[bytes]) -> bytes:
+        return self.writer.seal_many(frames)
+
+    def open(self, records: bytes, n: int) -> int:
+        got = self.reader.receive(records)
+        assert got.records == n
+        return sum(map(len, got.chunks))
+
+
 def _run(impl: Any, frames: list[bytes], loops: int) -> tuple[float, float]:
     """Seconds spent sealing and opening `loops` batches (each batch opened after it is
     sealed: the records must be read in order)."""
@@ -165,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = _cert(Path(tmp))
-        for impl in (PyOpenSSL(cert, key), Stdlib(cert, key)):
+        for impl in (PyOpenSSL(cert, key), Stdlib(cert, key), PythonRecords(cert, key)):
             seal, opened = [], []
             for _ in range(7):
                 s, o = _run(impl, frames, args.loops)

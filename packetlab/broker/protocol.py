@@ -321,8 +321,15 @@ class BrokerProtocol(Protocol):
 
     def _release_tls_buffers(self) -> None:
         self._lean = None
+        if self._closing:
+            return
+        # With the Python record layer the whole OpenSSL connection goes (~30 KB); on the
+        # pyOpenSSL path, at least the handshake's BIO buffers.
+        release = getattr(self._t, "release_openssl", None)
+        if release is not None and release():
+            return
         conn = getattr(self._t, "_tlsConnection", None)  # TLSMemoryBIOProtocol's
-        if conn is not None and not self._closing:
+        if conn is not None:
             release_bio_buffers(conn)
 
     def _expire(self, pub: Publication) -> None:

@@ -32,6 +32,7 @@ from packetlab.ppks import AuthMode, is_valid_snikey
 from packetlab.ppks.keys import PublicKeyLike
 
 from .credentials import Credentials, ServerEntry, TLSConfigError, normalize_roots
+from .takeover import watch_secrets
 
 __all__ = ["PPKSClientCreator", "PPKSServerOptions", "PeerPolicy", "RefusedName"]
 
@@ -70,6 +71,7 @@ def _base_context(*, server: bool) -> SSL.Context:
     # session cache means no ticket is ever resumable (tests check it).
     ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_COMPRESSION)
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    watch_secrets(ctx)  # the Python record layer takes over after the handshake
     if server:
         ctx.set_session_id(_SESSION_ID_CONTEXT)
     return ctx

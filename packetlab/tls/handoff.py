@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from OpenSSL import SSL
 
 from .protocol import VerifiedPeer, _ssl_error_text, verify_peer
+from .takeover import forget_secrets
 
 __all__ = ["HandoffError", "Step", "TLSHandoff"]
 
@@ -128,6 +129,7 @@ class TLSHandoff:
                 return
             self.handshake_done = True
             step.handshake_done = True
+            forget_secrets(self.conn)  # this link stays on pyOpenSSL: drop the keylog lines
             try:
                 self.peer = step.peer = verify_peer(self.conn, self.is_client)
             except Exception as e:  # PeerVerificationError: the refused peer's rule

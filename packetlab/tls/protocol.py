@@ -31,6 +31,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
+from twisted.internet.main import CONNECTION_LOST
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import Clock
 from twisted.logger import Logger
@@ -43,6 +44,8 @@ from packetlab.ppks import AuthMode, Certificate, ChainError, PPKSError, Verifie
 from .context import PeerPolicy, PPKSClientCreator, PPKSServerOptions, RefusedName
 from .credentials import ServerEntry
 from .directwrite import Corked, DirectWriter, socket_connection
+from .records import MAX_CIPHERTEXT, RecordError, RecordLayer, alert_name
+from .takeover import forget_secrets, record_mode, take_over
 
 # zope interfaces are not types to mypy without the mypy-zope plugin, so a `Factory` or a
 # `TCP4ClientEndpoint` would not type-check as its interface; these aliases name the
@@ -399,6 +402,7 @@ def peer_of(protocol_or_transport: object) -> VerifiedPeer | None:
 # Bytes taken from OpenSSL's send BIO per read (a cork's worth of records in one or two),
 _BIO_CHUNK = 1 << 16  # below glibc's mmap threshold (128 KiB): no mmap+munmap per read
 _RECORD_MAX = 1 << 14  # TLS plaintext per record
+_RECORD_TYPES = frozenset((20, 21, 22, 23))  # change_cipher_spec .. application_data
 
 
 class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
@@ -409,19 +413,37 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
     transport at once: one buffered write, one `startWriting`/`stopWriting` (two
     `epoll_ctl`) and one `send` per message. Here the writes made while corked (always
     during `dataReceived`; see `Corked` for more) are kept as a list of frames; when the
-    cork ends each is sealed (`SSL_write`, one record each, as before) and everything
-    OpenSSL produced is read from the memory BIO once and sent directly when the socket
+    cork ends each is sealed (one record each) and sent at once, directly when the socket
     is idle (`DirectWriter`), else through the transport (its buffer limit still pauses
     the producer). Handshake and alert bytes are never held back.
+
+    OpenSSL does the handshake, fed one whole record at a time so that it never reads past
+    its end; then the Python record layer (`packetlab.tls.records`, keyed through
+    `packetlab.tls.takeover`) seals and opens the records, unless its secrets or cipher
+    are not available or `record_layer` / $PACKETLAB_TLS_RECORDS says "openssl": then
+    pyOpenSSL carries on as before.
     """
+
+    log = Logger()
+    # "auto", "python" or "openssl"; None: $PACKETLAB_TLS_RECORDS (default auto).
+    record_layer: str | None = None
 
     _direct: DirectWriter | None = None
     _sealing = False  # _emit is feeding OpenSSL: read its BIO once, after the last record
+    _records: RecordLayer | None = None  # the Python record layer, once it took over
+    _rx = b""  # the start of a handshake record not yet whole
 
     def makeConnection(self, transport: Any) -> None:
         conn = socket_connection(transport)
         self._direct = DirectWriter(conn) if conn is transport else None
         super().makeConnection(transport)
+
+    @property
+    def record_path(self) -> str:
+        """Who seals the records now: "python", "openssl" (or "handshake" before)."""
+        if self._records is not None:
+            return "python"
+        return "openssl" if self._handshakeDone else "handshake"
 
     def dataReceived(self, data: bytes) -> None:
         # OpenSSL gives the application one record per read call; the gate gets them all
@@ -434,24 +456,182 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
             if holds:
                 gate.hold()
                 try:
-                    super().dataReceived(data)
+                    self._receive(data)
                 finally:
                     gate.release()
             else:
-                super().dataReceived(data)
+                self._receive(data)
         finally:
             self.uncork()
+
+    def _receive(self, data: bytes) -> None:
+        records = self._records
+        if records is not None:
+            self._receive_records(records, data)
+        elif self._handshakeDone:
+            TLSMemoryBIOProtocol.dataReceived(self, data)
+        else:
+            self._receive_handshake(data)
+
+    def _receive_handshake(self, data: bytes) -> None:
+        # Whole records, one at a time, so OpenSSL never takes a byte past its handshake.
+        buf = self._rx + data if self._rx else data
+        pos, end_all = 0, len(buf)
+        conn = self._tlsConnection
+        while not self._handshakeDone and end_all - pos >= 5:
+            length = (buf[pos + 3] << 8) | buf[pos + 4]
+            if length <= MAX_CIPHERTEXT and buf[pos] in _RECORD_TYPES and buf[pos + 1] == 3:
+                end = pos + 5 + length
+            else:  # not a TLS record: all to OpenSSL, which fails it with its own alert
+                end = end_all
+            if end > end_all:
+                break
+            conn.bio_write(buf[pos:end])
+            pos = end
+            self._checkHandshakeStatus()
+            if self._lostTLSConnection or self._aborted:
+                self._rx = b""
+                return
+        rest = buf[pos:] if pos else buf
+        if not self._handshakeDone:
+            self._rx = rest
+            return
+        self._rx = b""
+        if self._appSendBuffer:
+            self._unbufferPendingWrites()
+        if rest:
+            self._receive(rest)
+        elif self._records is None:
+            self._flushReceiveBIO()
+
+    def _checkHandshakeStatus(self) -> None:
+        # TLSMemoryBIOProtocol's, with the hand-over between the handshake's end and the
+        # gate's check (the application may write as soon as it is connected).
+        if self._aborted:
+            return
+        try:
+            self._tlsConnection.do_handshake()
+        except WantReadError:
+            self._flushSendBIO()
+            return
+        except SSL.Error:
+            self._tlsShutdownFinished(Failure())
+            return
+        self._handshakeDone = True
+        self._take_over()
+        if IHandshakeListener.providedBy(self.wrappedProtocol):
+            self.wrappedProtocol.handshakeCompleted()
+
+    def _take_over(self) -> None:
+        conn = self._tlsConnection
+        written = self._drain_bio()
+        try:
+            mode = record_mode(self.record_layer)
+        except ValueError as e:  # a typo in the environment must not cost the link
+            self.log.error("TLS record layer: {error}; using auto", error=str(e))
+            mode = "auto"
+        is_client = getattr(self.factory, "is_client", None)
+        layer = None
+        if mode != "openssl" and is_client is not None:
+            layer = take_over(conn, is_client, written)
+        forget_secrets(conn)
+        if written:
+            self._send(written)  # a server's tickets, a client's Finished
+        if layer is None:
+            if mode == "python":
+                self.log.warn(
+                    "TLS record layer: staying on pyOpenSSL for {cipher} (secrets or "
+                    "cipher not available)",
+                    cipher=conn.get_cipher_name(),
+                )
+            return
+        self._records = layer
+
+    def release_openssl(self) -> bool:
+        """Free the OpenSSL connection (its SSL object, BIOs and buffers, ~30 KB) once the
+        Python record layer carries the link and the peer has been checked; True if done.
+        For servers holding many quiet links (the broker). After it, `getHandle()` is
+        None; the verified peer stays known (`peer_of`)."""
+        if self._records is None or self._lostTLSConnection or self._tlsConnection is None:
+            return False
+        gate = self.wrappedProtocol
+        if isinstance(gate, PeerGate) and gate.peer is None:
+            return False  # not checked yet (or refused): the check reads the connection
+        self._tlsConnection = cast(Any, None)  # TLSMemoryBIOProtocol types it as always set
+        return True
+
+    def getPeerCertificate(self) -> Any:
+        conn = self._tlsConnection
+        return None if conn is None else conn.get_peer_certificate()
+
+    def _receive_records(self, records: RecordLayer, data: bytes) -> None:
+        if self._lostTLSConnection:
+            return
+        try:
+            got = records.receive(data)
+        except RecordError as e:
+            self._record_failed(records, e)
+            return
+        if got.out:
+            self._send(got.out)
+        if got.chunks and not self._aborted:
+            deliver = self.wrappedProtocol.dataReceived  # one record per call, as OpenSSL
+            for chunk in got.chunks:
+                deliver(chunk)
+                if self._aborted or self._lostTLSConnection:
+                    break
+        if got.closed and not self._lostTLSConnection:
+            self._shutdownTLS()  # our close_notify, then the TCP close
+            self._tlsShutdownFinished(None)
+
+    def _record_failed(self, records: RecordLayer, err: RecordError) -> None:
+        self.log.warn(
+            "TLS record layer: closing the link to {peer}: {error}{alert}",
+            peer=_address_of(self.transport),
+            error=str(err),
+            alert="" if err.alert is None else f"; sent the fatal alert {alert_name(err.alert)}",
+        )
+        if err.alert is not None and not records.sent_close:
+            self._send(records.fatal_alert(err.alert))
+        else:
+            records.sent_close = True
+        if self._reason is None:
+            self._reason = Failure(err)
+        self._tlsShutdownFinished(None)
 
     def write(self, data: bytes) -> None:
         if not self._collect(data):
             super().write(data)
 
+    def _write(self, data: bytes) -> None:
+        records = self._records
+        if records is None:
+            super()._write(data)
+        elif not self._lostTLSConnection:
+            self._send(records.seal(data))
+
+    def key_update(self, request: bool = True) -> None:
+        """Send a KeyUpdate (asking the peer to update too when `request`), Python record
+        layer only (RFC 8446 §4.6.3)."""
+        records = self._records
+        if records is None:
+            raise RuntimeError("KeyUpdate needs the Python record layer")
+        self.flush()
+        if not self._lostTLSConnection and not records.sent_close:
+            self._send(records.key_update(request))
+
     def _emit(self, frames: list[bytes]) -> None:
         # As TLSMemoryBIOProtocol.write: nothing after loseConnection unless a producer
         # is registered, nothing after an abort or once TLS is gone.
-        if self._aborted or self._tlsConnection is None or self._lostTLSConnection:
+        records = self._records
+        if self._aborted or self._lostTLSConnection:
+            return
+        if records is None and self._tlsConnection is None:
             return
         if self.disconnecting and self._producer is None:
+            return
+        if records is not None:
+            self._send(records.seal_many(frames))
             return
         seal = self._tlsConnection.send
         self._sealing = True
@@ -477,26 +657,47 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
             self._sealing = False
         self._flushSendBIO()
 
-    def _flushSendBIO(self) -> None:
-        if self._sealing or self._tlsConnection is None:
-            return
+    def _drain_bio(self) -> bytes:
         conn = self._tlsConnection
+        parts = []
         try:
-            data = conn.bio_read(_BIO_CHUNK)
-        except WantReadError:  # nothing to send
-            return
-        if len(data) == _BIO_CHUNK:
-            parts = [data]
-            try:
-                while True:
-                    parts.append(conn.bio_read(_BIO_CHUNK))
-            except WantReadError:
-                pass
-            data = b"".join(parts)
+            while True:
+                chunk = conn.bio_read(_BIO_CHUNK)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                if len(chunk) < _BIO_CHUNK:
+                    break
+        except WantReadError:  # nothing (more) to send
+            pass
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _send(self, data: bytes) -> None:
         if self._direct is not None:
             self._direct.send(data)
         else:
             cast(Any, self.transport).write(data)
+
+    def _flushSendBIO(self) -> None:
+        # With the record layer OpenSSL writes nothing more (its last bytes were sent at
+        # the hand-over).
+        if self._sealing or self._tlsConnection is None or self._records is not None:
+            return
+        data = self._drain_bio()
+        if data:
+            self._send(data)
+
+    def _shutdownTLS(self) -> None:
+        records = self._records
+        if records is None:
+            super()._shutdownTLS()
+            return
+        # As SSL_shutdown: send our close_notify; the TCP connection closes once the
+        # peer's has come too (TLSMemoryBIOProtocol waits for it likewise).
+        if not records.sent_close and not self._lostTLSConnection:
+            self._send(records.close_notify())
+        if records.closed:
+            cast(Any, self.transport).loseConnection()
 
     def unregisterProducer(self) -> None:
         self.flush()  # the frames go before a close_notify the base may send now
@@ -512,7 +713,23 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.discard()
+        records = self._records
+        if records is not None and not self._lostTLSConnection:
+            # The TCP stream ended without the peer's close_notify: a truncation, as
+            # TLSMemoryBIOProtocol reports it (OpenSSL's unexpected EOF).
+            self._lostTLSConnection = True
+            if self._reason is None and not records.closed:
+                self._reason = Failure(CONNECTION_LOST)
         super().connectionLost(reason)
+
+
+def _address_of(transport: Any) -> str:
+    try:
+        peer = transport.getPeer()
+    except Exception:
+        return "?"
+    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+    return f"{host}:{port}" if host is not None else str(peer)
 
 
 class PPKSTLSFactory(TLSMemoryBIOFactory):
