@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "integration")]
 
 import conftest  # noqa: E402
 from conftest import DEFAULT_CONFIG, EndpointProcess, RawController  # noqa: E402

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "integration")]
 
 import conftest  # noqa: E402
 from conftest import EndpointProcess, RawController  # noqa: E402
@@ -235,19 +235,41 @@ class BrokerWorld:
     """`pktlab init` home, a real `twistd pktbroker`, a TLS controller and a `twistd
     pktendpoint --broker` subscribed to it: experiments arrive as publications."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, broker_probe: Path | None = None) -> None:
+        import broker_world
+        import tls_world
         from broker_world import BrokerProcess, RawClient
         from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init
 
         self.RawClient = RawClient
         self.home = pktlab_init(workdir / "home")
-        self.broker = BrokerProcess(self.home, workdir)
+        if broker_probe is None:
+            self.broker = BrokerProcess(self.home, workdir)
+        else:  # probed too, without tracemalloc (it would slow the broker's start-up)
+            traced = os.environ.pop("PKTLAB_TRACEMALLOC", None)
+            broker_world.twistd = lambda: mallinfo_twistd(broker_probe)
+            try:
+                self.broker = BrokerProcess(self.home, workdir)
+            finally:
+                broker_world.twistd = conftest.twistd
+                if traced is not None:
+                    os.environ["PKTLAB_TRACEMALLOC"] = traced
+        tls_world.twistd = conftest.twistd
         chain = controller_chain(self.home, workdir / "chain")
         self.ctl = TLSController(chain, self.home.key_path("k_xc"), workdir)
-        self.ep = TLSEndpoint(self.home, f"--broker=127.0.0.1:{self.broker.sub_port}", workdir)
-        self.ep.wait_log("Broker subscription finished", timeout=30)
+        try:
+            self.ep = TLSEndpoint(self.home, f"--broker=127.0.0.1:{self.broker.sub_port}", workdir)
+            self.ep.wait_log("Broker subscription finished", timeout=30)
+        except BaseException:  # leave no daemon behind
+            if hasattr(self, "ep"):
+                self.ep.stop()
+            self.ctl.close()
+            self.broker.stop()
+            raise
         self.proc = self.ep.proc
         self.pid = self.proc.pid
+        assert self.broker.proc is not None
+        self.broker_pid = self.broker.proc.pid
 
     def publish(self, sni: str, priority: int) -> Any:
         """pktxpmgr's publication: xcerts leaf first, then xpub, in lockstep."""
@@ -312,9 +334,14 @@ def preempt_round(
 # -------------------------------------------------------------------------- output
 
 
+def mallinfo_twistd(probe: Path) -> list[str]:
+    return [sys.executable, str(Path(__file__).with_name("twistd_mallinfo.py")), str(probe)]
+
+
 def probe_endpoint(pid: int, probe: Path, timeout: float = 300) -> None:
-    """Between sessions: ask the endpoint (SIGUSR1) for its allocator figures and wait for
-    them (with tracemalloc a dump takes seconds; a session meanwhile would time out)."""
+    """Between sessions: ask the endpoint (or the broker) (SIGUSR1) for its allocator
+    figures and wait for them (with tracemalloc a dump takes seconds; a session
+    meanwhile would time out)."""
     lines = probe.read_text().count("\n")
     os.kill(pid, signal.SIGUSR1)
     deadline = time.monotonic() + timeout
@@ -342,8 +369,10 @@ def probe_summary(probe: Path, warmup_s: float) -> str:
     )
 
 
-def slope_mb_per_hour(rows: list[dict[str, float]], warmup_s: float) -> float | None:
-    pts = [(r["t_s"], r["rss_kib"] / 1024) for r in rows if r["t_s"] >= warmup_s]
+def slope_mb_per_hour(
+    rows: list[dict[str, float]], warmup_s: float, key: str = "rss_kib"
+) -> float | None:
+    pts = [(r["t_s"], r[key] / 1024) for r in rows if r["t_s"] >= warmup_s and key in r]
     if len(pts) < 3:
         return None
     n = len(pts)
@@ -362,7 +391,11 @@ def plot(rows: list[dict[str, float]], warmup_s: float, slope: float | None, png
 
     t = [r["t_s"] / 60 for r in rows]
     fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    axes[0].plot(t, [r["rss_kib"] / 1024 for r in rows], color="tab:blue")
+    axes[0].plot(t, [r["rss_kib"] / 1024 for r in rows], color="tab:blue", label="endpoint")
+    if "broker_rss_kib" in rows[0]:
+        b = slope_mb_per_hour(rows, warmup_s, "broker_rss_kib")
+        label = "broker" + ("" if b is None else f" ({b:+.2f} MB/hour)")
+        axes[0].plot(t, [r["broker_rss_kib"] / 1024 for r in rows], color="tab:purple", label=label)
     axes[0].set_ylabel("RSS (MiB)")
     axes[0].axvline(warmup_s / 60, color="grey", linestyle=":", label="end of warm-up")
     title = "pktendpoint soak"
@@ -370,7 +403,10 @@ def plot(rows: list[dict[str, float]], warmup_s: float, slope: float | None, png
         title += f": RSS slope after warm-up {slope:+.2f} MB/hour"
     axes[0].set_title(title)
     axes[0].legend(loc="lower right")
-    axes[1].plot(t, [r["fds"] for r in rows], color="tab:green")
+    axes[1].plot(t, [r["fds"] for r in rows], color="tab:green", label="endpoint")
+    if "broker_fds" in rows[0]:
+        axes[1].plot(t, [r["broker_fds"] for r in rows], color="tab:purple", label="broker")
+        axes[1].legend(loc="lower right")
     axes[1].set_ylabel("open fds")
     axes[2].plot(t, [r["cpu_pct"] for r in rows], color="tab:red")
     axes[2].set_ylabel("CPU (% of a core)")
@@ -439,6 +475,7 @@ def main() -> int:
         if rc >= 0:
             return rc
     raw = root and not args.no_raw
+    args.out = args.out.resolve()  # the daemons run in their own directory
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = args.out / "soak.csv", args.out / "soak.png"
 
@@ -450,19 +487,17 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="pktlab-soak-"))
     probe = args.out / "probe.jsonl"
+    broker_probe = args.out / "broker-probe.jsonl"
     if args.probe:
         probe.write_text("")
-        conftest.twistd = lambda: [
-            sys.executable,
-            str(Path(__file__).with_name("twistd_mallinfo.py")),
-            str(probe),
-        ]
+        broker_probe.write_text("")
+        conftest.twistd = lambda: mallinfo_twistd(probe)
         if args.tracemalloc:
             os.environ["PKTLAB_TRACEMALLOC"] = str(args.tracemalloc)
             os.environ["PKTLAB_TRACEMALLOC_BASE_S"] = str(args.warmup)
     if args.preempt:
         raw = False
-        world = BrokerWorld(workdir)
+        world = BrokerWorld(workdir, broker_probe if args.probe else None)
         ep: Any = world
     else:
         ep = EndpointProcess(workdir, config(raw), args=["--reconnect-delay", "0.05"])
@@ -485,6 +520,9 @@ def main() -> int:
             "requests": k.requests,
             "preemptions": k.preemptions,
         }
+        if args.preempt:  # the broker too: it sees every publication and subscription
+            b = sample(world.broker_pid)
+            row |= {"broker_rss_kib": b.rss_kib, "broker_fds": b.fds}
         rows.append(row)
         with csv_path.open("a" if len(rows) > 1 else "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(row))
@@ -494,7 +532,12 @@ def main() -> int:
         print(
             f"[{row['t_s']:7.0f} s] rss {s.rss_kib / 1024:6.1f} MiB  fds {s.fds:3d}  "
             f"cpu {cpu:5.1f} %  sessions {k.sessions}  pre-emptions {k.preemptions}  "
-            f"errors {len(k.errors)}",
+            f"errors {len(k.errors)}"
+            + (
+                f"  broker rss {row['broker_rss_kib'] / 1024:6.1f} MiB fds {row['broker_fds']}"
+                if args.preempt
+                else ""
+            ),
             flush=True,
         )
 
@@ -507,6 +550,8 @@ def main() -> int:
                 next_sample += args.interval
             if args.probe and n and time.monotonic() >= next_probe:
                 probe_endpoint(ep.pid, probe)
+                if args.preempt:
+                    probe_endpoint(world.broker_pid, broker_probe)
                 next_probe += args.probe
             if ep.proc.poll() is not None:
                 k.errors.append(f"endpoint exited with {ep.proc.returncode}")
@@ -551,10 +596,21 @@ def main() -> int:
         f"{args.warmup:.0f} s: {'n/a' if slope is None else f'{slope:+.2f} MB/hour'}\n"
         f"wrote {csv_path} and {png_path}"
     )
+    if args.preempt:
+        b = slope_mb_per_hour(rows, args.warmup, "broker_rss_kib")
+        kib = [r["broker_rss_kib"] for r in rows]
+        print(
+            f"broker RSS {kib[0] / 1024:.1f} MiB at start, {after[0]['broker_rss_kib'] / 1024:.1f} "
+            f"MiB after warm-up, {kib[-1] / 1024:.1f} MiB at the end (max {max(kib) / 1024:.1f}); "
+            f"fds {first['broker_fds']} -> {final['broker_fds']}; slope after "
+            f"{args.warmup:.0f} s: {'n/a' if b is None else f'{b:+.2f} MB/hour'}"
+        )
     if args.probe:
         print(probe_summary(probe, args.warmup))
-    for e in k.errors[:20]:
-        print("  error:", e)
+        if args.preempt:
+            print("broker", probe_summary(broker_probe, args.warmup))
+    for err in k.errors[:20]:
+        print("  error:", err)
     return 1 if k.errors else 0
 
 

@@ -5,10 +5,14 @@ allocated blocks and object count, the garbage collector's counts. Used by
 stress/memgrowth.py and stress/soak.py (`--probe`) to tell a leak (bytes in use grow)
 from an allocator high-water mark (in use flat, free space grows, then stays).
 
-With PKTLAB_TRACEMALLOC=FRAMES in the environment, tracemalloc traces every allocation
-(FRAMES deep) and each row also names what grew most since the base snapshot (the first
-dump at least PKTLAB_TRACEMALLOC_BASE_S seconds after start, default 600) and since the
-previous dump, by source line, and which object types grew in number.
+Each row also counts open descriptors and the reactor's pending timers (a timer per
+session that is never cancelled grows both the reactor's heap and what it keeps alive).
+
+With PKTLAB_TRACEMALLOC=FRAMES in the environment, tracemalloc starts (FRAMES deep) at the
+first dump at least PKTLAB_TRACEMALLOC_BASE_S seconds after start (default 600; tracing
+from the start makes start-up 20x slower), and each later row names what grew most since
+then (what was allocated since and is still alive), by source line (one frame) or by
+traceback (more), and which object types grew in number.
 
     python stress/twistd_mallinfo.py OUTFILE [twistd arguments...]
 """
@@ -56,11 +60,14 @@ def _rss_kib() -> int:
 _TOP = 12
 
 
-def _grown(new: tracemalloc.Snapshot, old: tracemalloc.Snapshot) -> list[str]:
-    stats = new.compare_to(old, "lineno")
+def _grown(new: tracemalloc.Snapshot, old: tracemalloc.Snapshot, frames: int) -> list[str]:
+    """What grew most, by source line (one frame) or by whole traceback (more): the
+    callers tell one allocation site's users apart."""
+    stats = new.compare_to(old, "traceback" if frames > 1 else "lineno")
     stats.sort(key=lambda s: s.size_diff, reverse=True)
     return [
-        f"{s.size_diff:+d} B {s.count_diff:+d} blocks ({s.size} B now) {s.traceback[0]}"
+        f"{s.size_diff:+d} B {s.count_diff:+d} blocks ({s.size} B now) "
+        + " <- ".join(str(f) for f in reversed(s.traceback))  # most recent call first
         for s in stats[:_TOP]
         if s.size_diff > 0
     ]
@@ -74,8 +81,6 @@ def main() -> None:
         mallinfo2.restype = _MallInfo2
     frames = int(os.environ.get("PKTLAB_TRACEMALLOC", "0"))
     base_after = float(os.environ.get("PKTLAB_TRACEMALLOC_BASE_S", "600"))
-    if frames:
-        tracemalloc.start(frames)
     started = time.monotonic()
     base: dict[str, object] = {}  # the base snapshot and type counts, once taken
 
@@ -91,7 +96,12 @@ def main() -> None:
             "gc_collected": collected,
             "gc_counts": [s["collections"] for s in gc.get_stats()],
             "gc_garbage": len(gc.garbage),
+            "fds": len(os.listdir("/proc/self/fd")),
         }
+        if "twisted.internet.reactor" in sys.modules:
+            from twisted.internet import reactor
+
+            row["timers"] = len(reactor.getDelayedCalls())
         if mallinfo2 is not None:
             m = mallinfo2()
             row |= {
@@ -102,13 +112,14 @@ def main() -> None:
             }
         if frames:
             types = collections.Counter(type(o).__name__ for o in objects)
-            snap = tracemalloc.take_snapshot()
-            row["traced_kib"] = tracemalloc.get_traced_memory()[0] // 1024
             if not base and row["t_s"] >= base_after:  # type: ignore[operator]
-                base.update(snap=snap, types=types, t_s=row["t_s"])
-            if base:
+                tracemalloc.start(frames)
+                base.update(snap=tracemalloc.take_snapshot(), types=types, t_s=row["t_s"])
+            elif base:
+                snap = tracemalloc.take_snapshot()
+                row["traced_kib"] = tracemalloc.get_traced_memory()[0] // 1024
                 row["base_t_s"] = base["t_s"]
-                row["grown_since_base"] = _grown(snap, base["snap"])  # type: ignore[arg-type]
+                row["grown_since_base"] = _grown(snap, base["snap"], frames)  # type: ignore[arg-type]
                 old = base["types"]
                 assert isinstance(old, collections.Counter)
                 grown = sorted(((n - old[k], k, n) for k, n in types.items()), reverse=True)

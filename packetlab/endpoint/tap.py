@@ -289,6 +289,9 @@ def makeService(options: Options) -> IService:
         admission = Admission(accounting, realtime_ns)
 
     lifecycle = _Lifecycle(scheduler, sockets)
+    from packetlab.heaptrim import trim_after_startup  # start-up memory hook
+
+    trim_after_startup(reactor)  # start-up memory hook (docs/performance.md, Memory)
     if not cfg.nosub_mode:
         return _broker_service(reactor, options, make_session, admission, lifecycle)
     return NoSubService(

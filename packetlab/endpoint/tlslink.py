@@ -94,8 +94,9 @@ def open_accounting(cfg: EndpointConfig) -> Accounting:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # prefetch: the next quota chunk is committed (fsync) by a worker thread, not by
         # the reactor in the middle of a scheduled train.
-        return Accounting(path, prefetch=True)
-    except Exception as e:  # sqlite3.Error, OSError: a clear one-line error
+        # lazy: SQLite is loaded when a chain with limits first needs it (docs/performance.md)
+        return Accounting(path, prefetch=True, lazy=True)
+    except Exception as e:  # sqlite3.Error, OSError, ValueError: a clear one-line error
         raise ConfigError(f"RLimDBPath: cannot open accounting database {path!r}: {e}") from None
 
 

@@ -11,7 +11,6 @@ transaction, so a kill -9 at any point leaves either the old or the new bytes.
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -41,6 +40,8 @@ class PersistentMemory:
     """A SQLite store of 256-byte monitor memories. One per endpoint process."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        import sqlite3  # here, not at import: an endpoint without monitors never loads it
+
         self.path = os.fspath(path)
         self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]

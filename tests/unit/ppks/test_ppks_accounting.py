@@ -205,3 +205,39 @@ def test_chunk_grows_when_a_burst_outruns_the_reservations(tmp_path: Path) -> No
         assert used(db) - m.spent <= 512  # unspent stays within max_chunk
         m.release()
         assert used(db) == 2000
+
+
+# ------------------------------------------------------------ lazy opening (the endpoint)
+
+
+def test_lazy_opens_only_for_a_chain_with_limits(tmp_path: Path) -> None:
+    """The endpoint's store: no database work (nor SQLite loaded) until a chain with
+    limits needs it; then the same guarantees as an eager store."""
+    db = tmp_path / "sub" / "a.db"
+    db.parent.mkdir()
+    with Accounting(db, clock=lambda: NOW, lazy=True) as acct:
+        assert acct._conn is None and db.exists() and db.stat().st_size == 0
+        unlimited = [cert("pubcmd", "exper1", "xc")]
+        b = acct.budget(unlimited)
+        assert b.remaining(Counter.SEND_BYTE) is None
+        assert b.reserve(Counter.SEND_BYTE, 10**9) == 10**9
+        assert acct._conn is None  # still nothing opened
+        limited = chain(100)
+        b = acct.budget(limited)
+        assert acct._conn is not None
+        assert acct._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert b.reserve(Counter.SEND_BYTE, 60) == 60
+    with Accounting(db, clock=lambda: NOW, lazy=True) as acct:  # persisted, as eagerly
+        assert acct.budget(limited).remaining(Counter.SEND_BYTE) == 40
+
+
+def test_lazy_still_refuses_a_bad_path_at_once(tmp_path: Path) -> None:
+    bad = tmp_path / "endpt.rlim"
+    bad.write_bytes(b"\x00" * 4096)
+    with pytest.raises(ValueError, match="not an SQLite 3 database"):
+        Accounting(bad, lazy=True)
+    with pytest.raises(OSError):
+        Accounting(tmp_path / "missing-dir" / "a.db", lazy=True)
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(OSError):
+        Accounting(tmp_path / "dir.db", lazy=True)
