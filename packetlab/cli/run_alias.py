@@ -34,7 +34,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spacing", type=float, default=2.0, metavar="MS",
                    help="ms between consecutive probes (all endpoints) [2]")  # fmt: skip
     p.add_argument("--wait", type=float, default=1.0, metavar="S", help="reply wait [1 s]")
-    p.add_argument("--samples", action="store_true", help="also print every IP-ID sample")
+    p.add_argument("--samples", action="store_true",
+                   help="also print every IP-ID sample, with its MIDAR stage")  # fmt: skip
     p.add_argument("--single-stage", action="store_true",
                    help="one probing run, every pair tested (no MIDAR stages)")  # fmt: skip
     p.add_argument("--discovery-rounds", type=int, default=10, metavar="N",
@@ -79,10 +80,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError("--window must be >= 2 and --velocity-ratio >= 1")
     recorder = pcapout.recorder_for(args)
 
-    def series_records(samples: list[Any]) -> None:
+    def series_records(samples: list[Any], by_stage: dict[str, list[Any]] | None = None) -> None:
         if args.samples:
-            for s in samples:
-                emit(s.to_dict())
+            for name, got in (by_stage or {"": samples}).items():
+                for s in got:
+                    emit({**s.to_dict(), "stage": name} if name else s.to_dict())
         for t in targets:
             series = [(s.time_ns, s.ip_id) for s in samples if s.addr == t]
             v = velocity(series)
@@ -115,7 +117,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
                 recorder=recorder, on_stage=stage,
             )  # fmt: skip
-            series_records(got.estimation)
+            series_records(got.estimation, got.by_stage)
             pairs, sets = got.pairs, got.sets
             for g in got.inconsistent:
                 emit({"type": "alias-inconsistent", "set": g})

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.python.failure import Failure
 
 from packetlab.controller import EndpointSession, QueuedSend, deferred_api, read_system_info
 from packetlab.measure.clocksync import ClockModel, clock_sync
@@ -42,11 +43,12 @@ from packetlab.measure.traceroute import (
     open_capture,
     parse_ndata,
 )
-from packetlab.wire import Ndata
+from packetlab.wire import Ndata, Ntag
 
 __all__ = ["IdSample", "alias_pairs", "alias_sets", "collect_ip_ids", "monotonic_bounds"]
 
 ID_SPACE = 1 << 16
+LATE_S = 30.0  # how long the last probe may be late before its stage gives up on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,11 +188,29 @@ async def _probe_from(
     try:
         queued = [await d for d in sends]
         reactor = session.reactor
-        deadline = reactor.seconds() + (slots[-1][0] - _now_local(session)) / 1e9 + wait
+        # Replies are awaited until `wait` after the last probe actually left (its ntag),
+        # never only until `wait` after its slot: under load the queueing or the endpoint's
+        # scheduler runs late, and a fixed deadline then cut a stage's last replies off,
+        # leaving an address too few samples for a velocity and its true pairs untested.
+        left_at: list[float] = []
+
+        def went(tag: Ntag | Failure) -> Ntag | Failure:  # sent, or never will be
+            left_at.append(reactor.seconds())
+            return tag
+
+        last = queued[-1].ntag
+        if last is not None:
+            last.addBoth(went)
+        planned = reactor.seconds() + max(0.0, (slots[-1][0] - _now_local(session)) / 1e9)
+        planned += wait
         while len(got) < len(slots):
-            note = await next_note(cap, deadline)
-            if note is None:
+            now = reactor.seconds()
+            end = max(planned, left_at[0] + wait) if left_at else planned + LATE_S
+            if now >= end:
                 break
+            note = await next_note(cap, min(end, now + 0.1))
+            if note is None:
+                continue
             if recorder is not None and isinstance(note, Ndata):
                 recorder.add(note.time, note.data)  # every captured packet, as captured
             parsed = parse_ndata(note)

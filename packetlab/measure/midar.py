@@ -63,6 +63,7 @@ class MidarResult:
     stages: list[StageReport] = field(default_factory=list)
     samples: list[IdSample] = field(default_factory=list)  # every stage's
     estimation: list[IdSample] = field(default_factory=list)
+    by_stage: dict[str, list[IdSample]] = field(default_factory=dict)  # the same, per stage
 
 
 def _series(samples: Sequence[IdSample]) -> dict[str, list[Point]]:
@@ -119,12 +120,14 @@ async def midar(
         raise ValueError("need window >= 2 and velocity_ratio >= 1")
     stages: list[StageReport] = []
     every: list[IdSample] = []
+    by_stage: dict[str, list[IdSample]] = {}
 
-    async def probe(addrs: Sequence[str], rounds: int) -> list[IdSample]:
+    async def probe(stage: str, addrs: Sequence[str], rounds: int) -> list[IdSample]:
         got = await collect_ip_ids(
             sessions, list(addrs), rounds=rounds, spacing=spacing, wait=wait, recorder=recorder
         )
         every.extend(got)
+        by_stage.setdefault(stage, []).extend(got)
         return got
 
     def report(st: StageReport) -> None:
@@ -133,7 +136,7 @@ async def midar(
             on_stage(st)
 
     # 1. estimation
-    est = await probe(targets, estimation_rounds)
+    est = await probe("estimation", targets, estimation_rounds)
     series = _series(est)
     velocities = {t: series_velocity(series.get(t, [])) for t in targets}
     usable = {t: v for t, v in velocities.items() if v is not None}
@@ -145,7 +148,7 @@ async def midar(
     windows = velocity_windows(usable, window)
     disc_samples = 0
     for win in windows:
-        got = await probe(win, discovery_rounds)
+        got = await probe("discovery", win, discovery_rounds)
         disc_samples += len(got)
         pairs = [
             (a, b) if a < b else (b, a)
@@ -161,7 +164,7 @@ async def midar(
     kept: list[Pair] = []
     if candidates:
         addrs = sorted({a for p in candidates for a in p})
-        got = await probe(addrs, elimination_rounds)
+        got = await probe("elimination", addrs, elimination_rounds)
         kept = _passing(got, sorted(candidates))
         report(StageReport("elimination", len(addrs), elimination_rounds, len(got), len(kept),
                            len(candidates)))  # fmt: skip
@@ -174,7 +177,7 @@ async def midar(
     groups = alias_sets(kept)
     if groups:
         addrs = sorted(a for g in groups for a in g)
-        got = await probe(addrs, corroboration_rounds)
+        got = await probe("corroboration", addrs, corroboration_rounds)
         inside = [p for g in groups for p in itertools.combinations(g, 2)]
         final = sorted(_passing(got, inside))
         for g in groups:
@@ -185,4 +188,6 @@ async def midar(
                            len(final), len(inside)))  # fmt: skip
     else:
         report(StageReport("corroboration", 0, corroboration_rounds, 0, 0))
-    return MidarResult(velocities, final, alias_sets(final), inconsistent, stages, every, est)
+    return MidarResult(
+        velocities, final, alias_sets(final), inconsistent, stages, every, est, by_stage
+    )

@@ -54,6 +54,19 @@ def true_pairs(prefix: str) -> set[tuple[str, str]]:
     return {(a[0], a[1]), (a[0], a[2]), (a[1], a[2])}
 
 
+def explain(records: list[dict[str, Any]], stderr: str = "") -> str:
+    """The per-stage MIDAR records (stages, series, pairs) and the raw samples, for the
+    message of a failed assertion: which stage lost a pair, and on what evidence."""
+    lines = [json.dumps(r) for r in records if r["type"] != "ipid"]
+    samples = [r for r in records if r["type"] == "ipid"]
+    t0 = min((r["time_ns"] for r in samples), default=0)
+    for r in sorted(samples, key=lambda r: (r.get("stage", ""), r["addr"], r["time_ns"])):
+        lines.append(f"  {r.get('stage', '')[:5]} {r['addr']:<12} "
+                     f"t={(r['time_ns'] - t0) / 1e6:9.3f} ms "
+                     f"+-{r['error_ns'] / 1e3:8.1f} us  id={r['ip_id']}")  # fmt: skip
+    return "\n".join(["MIDAR records:", *lines, "stderr:", stderr[-2000:]])
+
+
 def test_one_endpoint_cli(testbed_factory: Callable[..., Testbed], tmp_path: Path) -> None:
     """MIDAR's four stages (the default) through the CLI, with the probes in a pcap."""
     if os.geteuid() != 0:
@@ -63,13 +76,13 @@ def test_one_endpoint_cli(testbed_factory: Callable[..., Testbed], tmp_path: Pat
     pcap = tmp_path / "alias.pcap"
     got = subprocess.run(
         ["ip", "netns", "exec", tb.netns_name("ep"), sys.executable, "-m", "packetlab", "run",
-         "alias", "--json", "--rounds", "12", "--pcap", str(pcap), *cands],
+         "alias", "--json", "--samples", "--rounds", "12", "--pcap", str(pcap), *cands],
         capture_output=True, text=True, timeout=120, env=env(), cwd=REPO,
     )  # fmt: skip
     assert got.returncode == 0, got.stderr
     records = [json.loads(x) for x in got.stdout.splitlines()]
     pairs = {(r["a"], r["b"]) for r in records if r["type"] == "alias"}
-    assert pairs == true_pairs("10.77.2")
+    assert pairs == true_pairs("10.77.2"), explain(records, got.stderr)
     series = {r["addr"]: r for r in records if r["type"] == "ipid-series"}
     assert all(series[a]["samples"] == 12 for a in cands[:5])
     (sets,) = [r["sets"] for r in records if r["type"] == "alias-sets"]

@@ -4,10 +4,12 @@ builder, and the session pool."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import socket
 import struct
+from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
@@ -152,3 +154,25 @@ def test_midar_windows_pair_only_neighbours_in_velocity() -> None:
     assert not any("a0" in w and "a9" in w for w in wins)
     assert velocity_windows({"a": 1.0, "b": 2.0}, 50) == [["a", "b"]]
     assert velocity_windows({"a": 1.0}, 50) == []
+
+
+@pytest.mark.parametrize("late", [0.0, 2.5])
+def test_replies_are_awaited_after_late_probes_left(late: float) -> None:
+    # An endpoint whose scheduler sends every probe `late` s after its slot (a loaded
+    # machine): replies are still awaited `wait` after the last probe left, so every probe
+    # gives a sample; a deadline of `wait` after the last *slot* lost them all.
+    from test_traceroute_fakes import TG4, RawRig
+
+    from packetlab.measure.alias import collect_ip_ids
+
+    rig = RawRig([TG4])
+    ep = rig.endpoint
+    send = ep.raw_send
+
+    def delayed(msg: Any) -> None:
+        send(dataclasses.replace(msg, time=msg.time + int(late * 1e9)))
+
+    ep.raw_send = delayed  # type: ignore[method-assign]
+    got = rig.run(collect_ip_ids([rig.session], [TG4], rounds=5, spacing=0.002, wait=1.0))
+    assert len(got) == 5 and {s.addr for s in got} == {TG4}
+    assert all(0 < s.error_ns < 0.1e9 for s in got)  # half the (fake) RTT, not the lateness

@@ -16,6 +16,7 @@ from packetlab.measure.iperf3 import Iperf3Error, State
 from packetlab.measure.throughput import (
     MIB,
     ThroughputError,
+    end_poll,
     rate_after,
     throughput,
 )
@@ -210,6 +211,17 @@ def test_rate_arithmetic() -> None:
         rate_after(stamps[:1], MIB, MIB)
     with pytest.raises(ValueError):
         rate_after([(MIB, 5)], 2 * MIB, MIB)  # never completed
+
+
+def test_upload_end_poll_tightens_near_the_end() -> None:
+    poll = 0.005
+    assert end_poll(poll, None, 1.0, 8 * MIB) == poll  # no pace seen yet
+    assert end_poll(poll, (1.0, 8 * MIB), 1.0, 8 * MIB) == poll  # no progress
+    # 100 MB/s seen: 8 MiB left is 84 ms away: the usual poll
+    assert end_poll(poll, (1.0, 8 * MIB + 500_000), 1.005, 8 * MIB) == poll
+    # 200 kB left at 100 MB/s: 2 ms away, half of it
+    assert end_poll(poll, (1.0, 700_000), 1.005, 200_000) == pytest.approx(0.001)
+    assert end_poll(poll, (1.0, 600_000), 1.005, 10_000) == poll / 10  # the floor
 
 
 def test_protocol_pieces() -> None:
