@@ -27,11 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import environment, fmt, markdown_table, median, write_json
+from benchmarks.common import environment, fmt, markdown_table, median, summarize, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 SNIKEY = "benchsni"
 CHUNK = 256 * 1024
+MSG = 100  # bytes per request and per response in the latency check
 
 
 def _server_ctx(home: Path) -> ssl.SSLContext:
@@ -83,16 +84,26 @@ def cpu_self() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def sink(home: Path, mode: str, proxy_setup: int, size: int, ready: Any, done: Any) -> None:
+def _accept_or_register(mode: str, proxy_setup: int, ready: Any) -> socket.socket:
     if mode == "direct":
         lsock = socket.create_server(("127.0.0.1", 0))
         ready.send(lsock.getsockname()[1])
         raw, _ = lsock.accept()
         lsock.close()
+        return raw
+    raw = _register(proxy_setup)
+    ready.send(0)
+    return raw
+
+
+def sink(home: Path, mode: str, proxy_setup: int, size: int, tls: bool, ready: Any,
+         done: Any) -> None:  # fmt: skip
+    raw = _accept_or_register(mode, proxy_setup, ready)
+    conn: socket.socket
+    if tls:
+        conn = _server_ctx(home).wrap_socket(raw, server_side=True)
     else:
-        raw = _register(proxy_setup)
-        ready.send(0)
-    conn = _server_ctx(home).wrap_socket(raw, server_side=True)
+        conn, size = raw, size + len(_client_hello())
     cpu0 = cpu_self()
     total = 0
     buf = bytearray(CHUNK)
@@ -103,12 +114,17 @@ def sink(home: Path, mode: str, proxy_setup: int, size: int, ready: Any, done: A
     done.send((total, cpu_self() - cpu0))
 
 
-def source(port: int, size: int) -> float:
-    """Seconds from connect to the sink's "ok" after all `size` bytes."""
+def source(port: int, size: int, tls: bool) -> float:
+    """Seconds from connect to the sink's "ok" after all `size` bytes. Without TLS the
+    source still sends a ClientHello first (the proxy routes by its SNI), then raw bytes."""
     data = os.urandom(CHUNK)
     t0 = time.perf_counter()
     raw = socket.create_connection(("127.0.0.1", port))
-    conn = _client_ctx().wrap_socket(raw, server_hostname=SNIKEY)
+    if tls:
+        conn: Any = _client_ctx().wrap_socket(raw, server_hostname=SNIKEY)
+    else:
+        conn = raw
+        conn.sendall(_client_hello())
     sent = 0
     while sent < size:
         conn.sendall(data)
@@ -119,23 +135,35 @@ def source(port: int, size: int) -> float:
     return elapsed
 
 
-def transfer(home: Path, mode: str, size: int, proxy: tuple[int, int]) -> tuple[float, float]:
-    """MB/s of one transfer, and the CPU seconds its source and sink spent on it (the sink
-    runs in its own process)."""
+def _client_hello() -> bytes:
+    """A real TLS ClientHello with SNI=SNIKEY (what the proxy routes on), as bytes."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = _client_ctx().wrap_bio(inc, out, server_hostname=SNIKEY)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def transfer(home: Path, mode: str, size: int, proxy: tuple[int, int],
+             tls: bool = True) -> tuple[float, float, float]:  # fmt: skip
+    """MB/s of one transfer, and the CPU seconds its source and its sink (its own
+    process) spent on it."""
     ctx = mp.get_context("fork")
     ready_r, ready_w = ctx.Pipe(False)
     done_r, done_w = ctx.Pipe(False)
-    p = ctx.Process(target=sink, args=(home, mode, proxy[0], size, ready_w, done_w))
+    p = ctx.Process(target=sink, args=(home, mode, proxy[0], size, tls, ready_w, done_w))
     p.start()
     port = ready_r.recv()
     cpu0 = cpu_self()
-    seconds = source(port if mode == "direct" else proxy[1], size)
+    seconds = source(port if mode == "direct" else proxy[1], size, tls)
     cpu = cpu_self() - cpu0
     got, sink_cpu = done_r.recv()
     p.join(10)
-    if got != size:
+    if got != size + (0 if tls else len(_client_hello())):
         raise SystemExit(f"{mode}: the sink got {got} of {size} bytes")
-    return size / seconds / 1e6, cpu + sink_cpu
+    return size / seconds / 1e6, cpu, sink_cpu
 
 
 def start_proxy(home: Path, tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int, int]:
@@ -164,6 +192,40 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def echo(home: Path, mode: str, proxy_setup: int, ready: Any) -> None:
+    """The sink of the latency test: TLS server echoing every message until EOF."""
+    raw = _accept_or_register(mode, proxy_setup, ready)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = _server_ctx(home).wrap_socket(raw, server_side=True)
+    while data := conn.recv(65536):
+        conn.sendall(data)
+    conn.close()
+
+
+def round_trips(home: Path, mode: str, count: int, proxy: tuple[int, int]) -> list[float]:
+    """Microseconds per request/response of MSG bytes over TLS, `count` of them."""
+    ctx = mp.get_context("fork")
+    ready_r, ready_w = ctx.Pipe(False)
+    p = ctx.Process(target=echo, args=(home, mode, proxy[0], ready_w))
+    p.start()
+    port = ready_r.recv()
+    raw = socket.create_connection(("127.0.0.1", port if mode == "direct" else proxy[1]))
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = _client_ctx().wrap_socket(raw, server_hostname=SNIKEY)
+    msg = os.urandom(MSG)
+    rtts = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        conn.sendall(msg)
+        got = 0
+        while got < MSG:
+            got += len(conn.recv(MSG - got))
+        rtts.append((time.perf_counter() - t0) * 1e6)
+    conn.close()
+    p.join(10)
+    return rtts
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=512, help="MiB per transfer (default 512)")
@@ -173,63 +235,96 @@ def main(argv: list[str] | None = None) -> int:
                          "each, every round runs direct then each (default copy; e.g. "
                          "copy,splice,python)")  # fmt: skip
     ap.add_argument("--no-splice", action="store_true", help="same as --relay python")
+    ap.add_argument(
+        "--plain",
+        action="store_true",
+        help="also time plain bytes (no TLS; context only, the goal is over TLS)",
+    )
+    ap.add_argument("--rtt", type=int, default=2000, metavar="N",
+                    help=f"request/response round trips of {MSG} bytes per round for the "
+                         "latency check (default 2000; 0: none)")  # fmt: skip
     ap.add_argument("--json", help="write the results as JSON to this file")
     args = ap.parse_args(argv)
     relays = ["python"] if args.no_splice else args.relay.split(",")
+    variants = ["tls", "plain"] if args.plain else ["tls"]
     size = args.size << 20
     gib = size / 2**30
+    keys = ("direct", "proxy", "ratio", "proxy_cpu", "cpu_ratio", "src_cpu_direct",
+            "sink_cpu_direct", "src_cpu", "sink_cpu")  # fmt: skip
+    res: dict[str, dict[str, dict[str, list[float]]]]
+    res = {v: {r: {k: [] for k in keys} for r in relays} for v in variants}
+    rtt: dict[str, list[float]] = {r: [] for r in ["direct", *relays]}
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as d:
         tmp = Path(d)
         subprocess.run([sys.executable, "-m", "packetlab", "init", "--home", str(tmp / "home")],
                        check=True, capture_output=True)  # fmt: skip
         home = tmp / "home"
         proxies = {r: start_proxy(home, tmp / r, "--relay", r) for r in relays}
-        res: dict[str, dict[str, list[float]]] = {
-            r: {k: [] for k in ("direct", "proxy", "ratio", "proxy_cpu", "cpu_ratio")}
-            for r in relays
-        }
         try:
             for i in range(args.runs):
-                a, a_cpu = transfer(home, "direct", size, (0, 0))
-                line = [f"run {i + 1}: direct {a:.0f} MB/s"]
-                for r, (proc, setup, endpoints) in proxies.items():
-                    cpu0 = cpu_seconds(proc.pid)
-                    b, b_cpu = transfer(home, "proxy", size, (setup, endpoints))
-                    pcpu = cpu_seconds(proc.pid) - cpu0
-                    x = res[r]
-                    x["direct"].append(a)
-                    x["proxy"].append(b)
-                    x["ratio"].append(b / a)
-                    x["proxy_cpu"].append(pcpu / gib)
-                    # CPU of the whole transfer, direct / through the proxy: the rate the
-                    # proxy leaves when the CPUs are the limit (load disturbs it far less)
-                    x["cpu_ratio"].append(a_cpu / (b_cpu + pcpu))
-                    line.append(f"{r} {b:.0f} MB/s (x{b / a:.2f}, proxy {pcpu / gib:.2f} s/GiB, "
-                                f"CPU x{x['cpu_ratio'][-1]:.2f})")  # fmt: skip
-                print(", ".join(line), flush=True)
+                for v in variants:
+                    tls = v == "tls"
+                    a, a_src, a_sink = transfer(home, "direct", size, (0, 0), tls)
+                    line = [f"run {i + 1} {v}: direct {a:.0f} MB/s"]
+                    for r, (proc, setup, endpoints) in proxies.items():
+                        cpu0 = cpu_seconds(proc.pid)
+                        b, b_src, b_sink = transfer(home, "proxy", size, (setup, endpoints), tls)
+                        pcpu = cpu_seconds(proc.pid) - cpu0
+                        cpu = {"src_cpu_direct": a_src, "sink_cpu_direct": a_sink,
+                               "src_cpu": b_src, "sink_cpu": b_sink, "proxy_cpu": pcpu}  # fmt: skip
+                        g = {k: c / gib for k, c in cpu.items()}
+                        # CPU of the whole transfer, direct / through the proxy: the rate
+                        # the proxy leaves when the CPUs are the limit (load disturbs it
+                        # far less)
+                        cpu_ratio = (a_src + a_sink) / (b_src + b_sink + pcpu)
+                        sample = {"direct": a, "proxy": b, "ratio": b / a, **g,
+                                  "cpu_ratio": cpu_ratio}  # fmt: skip
+                        for k, val in sample.items():
+                            res[v][r][k].append(val)
+                        line.append(
+                            f"{r} {b:.0f} MB/s (x{b / a:.2f}, CPU x{sample['cpu_ratio']:.2f}; "
+                            f"s/GiB source {g['src_cpu_direct']:.2f}->{g['src_cpu']:.2f}, sink "
+                            f"{g['sink_cpu_direct']:.2f}->{g['sink_cpu']:.2f}, proxy "
+                            f"{g['proxy_cpu']:.2f})"
+                        )
+                    print(", ".join(line), flush=True)
+                if args.rtt:
+                    rtt["direct"] += round_trips(home, "direct", args.rtt, (0, 0))
+                    for r, (_, setup, endpoints) in proxies.items():
+                        rtt[r] += round_trips(home, "proxy", args.rtt, (setup, endpoints))
         finally:
             for proc, _, _ in proxies.values():
                 proc.terminate()
                 proc.wait(10)
-    rows = [
-        (r, fmt(median(x["direct"]), 1, 0), fmt(median(x["proxy"]), 1, 0),
-         f"{median(x['ratio']):.2f} ({min(x['ratio']):.2f}-{max(x['ratio']):.2f})",
-         fmt(median(x["proxy_cpu"])), fmt(median(x["cpu_ratio"])))
-        for r, x in res.items()
-    ]  # fmt: skip
-    print()
-    print(markdown_table(["relay", "direct MB/s", "through pktproxy MB/s", "ratio (min-max)",
-                          "proxy CPU s/GiB", "CPU ratio"], rows))  # fmt: skip
     ok = True
-    for r, x in res.items():
+    for v in variants:
+        rows = [
+            (r, fmt(median(x["direct"]), 1, 0), fmt(median(x["proxy"]), 1, 0),
+             f"{median(x['ratio']):.2f} ({min(x['ratio']):.2f}-{max(x['ratio']):.2f})",
+             f"{median(x['src_cpu_direct']):.2f} / {median(x['src_cpu']):.2f}",
+             f"{median(x['sink_cpu_direct']):.2f} / {median(x['sink_cpu']):.2f}",
+             fmt(median(x["proxy_cpu"])), fmt(median(x["cpu_ratio"])))
+            for r, x in res[v].items()
+        ]  # fmt: skip
+        print(f"\n{v}:")
+        print(markdown_table(["relay", "direct MB/s", "through pktproxy MB/s", "ratio (min-max)",
+                              "source CPU s/GiB direct / proxied",
+                              "sink CPU s/GiB direct / proxied", "proxy CPU s/GiB",
+                              "CPU ratio"], rows))  # fmt: skip
+    if args.rtt:
+        print(f"\nround trip of {MSG} bytes over TLS, microseconds ({args.rtt} x {args.runs}):")
+        print(markdown_table(["path", "p10", "median", "p90", "p99"],
+                             [(r, *(fmt(summarize(v)[f"p{q}"], 1, 0) for q in (10, 50, 90, 99)))
+                              for r, v in rtt.items()]))  # fmt: skip
+    for r, x in res["tls"].items():
         ratio = median(x["ratio"])
         ok &= ratio >= 0.8
         verdict = "met" if ratio >= 0.8 else "MISSED"
-        print(f"{r}: ratio median {ratio:.2f} (goal >= 0.80: {verdict}), "
+        print(f"{r}: TLS ratio median {ratio:.2f} (goal >= 0.80: {verdict}), "
               f"CPU ratio {median(x['cpu_ratio']):.2f}")  # fmt: skip
     if args.json:
         write_json(args.json, {"environment": environment(), "size_mib": args.size,
-                               "relays": res})  # fmt: skip
+                               "relays": res["tls"], "variants": res, "rtt_us": rtt})  # fmt: skip
     return 0 if ok else 1
 
 
