@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 SNIKEY = "benchsni"
 CHUNK = 256 * 1024
 MSG = 100  # bytes per request and per response in the latency check
+PIN: tuple[int, int] | None = None  # --pin: the CPUs of source and sink
 
 
 def _server_ctx(home: Path) -> ssl.SSLContext:
@@ -98,6 +99,8 @@ def _accept_or_register(mode: str, proxy_setup: int, ready: Any) -> socket.socke
 
 def sink(home: Path, mode: str, proxy_setup: int, size: int, tls: bool, ready: Any,
          done: Any) -> None:  # fmt: skip
+    if PIN:
+        os.sched_setaffinity(0, {PIN[1]})
     raw = _accept_or_register(mode, proxy_setup, ready)
     conn: socket.socket
     if tls:
@@ -118,6 +121,9 @@ def source(port: int, size: int, tls: bool) -> float:
     """Seconds from connect to the sink's "ok" after all `size` bytes. Without TLS the
     source still sends a ClientHello first (the proxy routes by its SNI), then raw bytes."""
     data = os.urandom(CHUNK)
+    cpus = os.sched_getaffinity(0)
+    if PIN:
+        os.sched_setaffinity(0, {PIN[0]})
     t0 = time.perf_counter()
     raw = socket.create_connection(("127.0.0.1", port))
     if tls:
@@ -132,6 +138,7 @@ def source(port: int, size: int, tls: bool) -> float:
     assert conn.recv(2) == b"ok"
     elapsed = time.perf_counter() - t0
     conn.close()
+    os.sched_setaffinity(0, cpus)
     return elapsed
 
 
@@ -166,14 +173,19 @@ def transfer(home: Path, mode: str, size: int, proxy: tuple[int, int],
     return size / seconds / 1e6, cpu, sink_cpu
 
 
-def start_proxy(home: Path, tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int, int]:
+def start_proxy(home: Path, tmp: Path, relay: str) -> tuple[subprocess.Popen[bytes], int, int]:
+    """`relay` is MODE[+VAR=VALUE...]: the proxy's --relay and its environment (e.g.
+    copy+PYTHONPATH=/tmp/old, an older tree of the code, for an A/B in one run)."""
+    mode, *assignments = relay.split("+")
+    env = dict(os.environ)
+    env.update(a.split("=", 1) for a in assignments)
     tmp.mkdir(exist_ok=True)
     log = tmp / "pktproxy.log"
     twistd = Path(sys.executable).with_name("twistd")
     argv = [str(twistd), "-n", "--pidfile=", f"--logfile={log}", "pktproxy", "--home", str(home),
             "--setup", "tcp:0:interface=127.0.0.1", "--endpoints", "tcp:0:interface=127.0.0.1",
-            "--stats-interval", "0", *extra]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=tmp)
+            "--stats-interval", "0", "--relay", mode]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=tmp, env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         text = log.read_text() if log.exists() else ""
@@ -233,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--relay", default="copy",
                     help="comma list of the proxy's --relay modes to compare, one proxy "
                          "each, every round runs direct then each (default copy; e.g. "
-                         "copy,splice,python)")  # fmt: skip
+                         "copy,splice,python; MODE+VAR=VALUE also sets the proxy's "
+                         "environment, e.g. copy+PYTHONPATH=/tmp/old runs an older tree of "
+                         "the code for an A/B)")  # fmt: skip
     ap.add_argument("--no-splice", action="store_true", help="same as --relay python")
     ap.add_argument(
         "--plain",
@@ -243,8 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rtt", type=int, default=2000, metavar="N",
                     help=f"request/response round trips of {MSG} bytes per round for the "
                          "latency check (default 2000; 0: none)")  # fmt: skip
+    ap.add_argument("--pin", metavar="SRC,SINK",
+                    help="diagnostic: run source and sink on these CPUs (e.g. 0,1); the "
+                         "proxy stays unpinned")  # fmt: skip
     ap.add_argument("--json", help="write the results as JSON to this file")
     args = ap.parse_args(argv)
+    global PIN
+    if args.pin:
+        src_cpu, sink_cpu = (int(c) for c in args.pin.split(","))
+        PIN = (src_cpu, sink_cpu)
     relays = ["python"] if args.no_splice else args.relay.split(",")
     variants = ["tls", "plain"] if args.plain else ["tls"]
     size = args.size << 20
@@ -259,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, "-m", "packetlab", "init", "--home", str(tmp / "home")],
                        check=True, capture_output=True)  # fmt: skip
         home = tmp / "home"
-        proxies = {r: start_proxy(home, tmp / r, "--relay", r) for r in relays}
+        proxies = {r: start_proxy(home, tmp / f"proxy{i}", r) for i, r in enumerate(relays)}
         try:
             for i in range(args.runs):
                 for v in variants:

@@ -164,11 +164,15 @@ class _SpliceDirection(_Direction):
 
     def _move(self) -> None:
         while self._drain() and not self.eof and self.inpipe < self.cap:
-            n = os.splice(self.src.fd, self.pipe_w, self.cap - self.inpipe, flags=_FLAGS)
+            room = self.cap - self.inpipe
+            n = os.splice(self.src.fd, self.pipe_w, room, flags=_FLAGS)
             if n == 0:
                 self.eof = True
             else:
                 self.inpipe += n
+                if n < room:  # src is empty (or the pipe's slots are): no EAGAIN round
+                    self._drain()
+                    return
 
     def _flush(self) -> bool:
         while self.inpipe:
@@ -195,7 +199,9 @@ class _SpliceDirection(_Direction):
 class _CopyDirection(_Direction):
     """recv_into one buffer shared by every relay (the reactor runs one pump at a time),
     then send from it; only what dst does not take is kept (as `pending`), and src is
-    not read again until it has gone. Copies twice, but through a cache-hot buffer, and
+    not read again until it has gone. A short read ends the turn (the socket is empty;
+    level-triggered epoll calls again when more comes), which saves a failing recv and
+    its exception per readiness event. Copies twice, but through a cache-hot buffer, and
     the sender's pages are freed at once (spliced pages stay referenced until the far
     side has read them, so the sender's kernel allocates fresh, cold ones)."""
 
@@ -216,6 +222,8 @@ class _CopyDirection(_Direction):
                 self.count(sent)
             if sent < n:
                 self.pending = bytes(view[sent:n])
+                return
+            if n < COPY_CHUNK:  # src is empty: skip the recv that would only say EAGAIN
                 return
 
 
