@@ -178,7 +178,7 @@ def start_proxy(home: Path, tmp: Path, relay: str) -> tuple[subprocess.Popen[byt
     copy+PYTHONPATH=/tmp/old, an older tree of the code, for an A/B in one run)."""
     mode, *assignments = relay.split("+")
     env = dict(os.environ)
-    env.update(a.split("=", 1) for a in assignments)
+    env.update(a.partition("=")[::2] for a in assignments)
     tmp.mkdir(exist_ok=True)
     log = tmp / "pktproxy.log"
     twistd = Path(sys.executable).with_name("twistd")
