@@ -31,6 +31,10 @@ RELAY_MODES = ("copy", "splice")  # SpliceRelay's; "python" is RelayEnd (portabl
 
 PIPE_SIZE = 1 << 20
 COPY_CHUNK = 256 * 1024  # bytes per recv_into of the copy relay
+# A read shorter than this ends the turn: it was a message, not a stream, so the socket
+# is empty and another read would only say EAGAIN (level-triggered epoll calls again when
+# more comes). After a longer read more is likely on its way: read on.
+SMALL_READ = 16 * 1024
 _COPY_ROUNDS = 16  # recv/send pairs per readiness event before other connections' turn
 _SCRATCH = bytearray(COPY_CHUNK)
 _SCRATCH_VIEW = memoryview(_SCRATCH)
@@ -170,7 +174,7 @@ class _SpliceDirection(_Direction):
                 self.eof = True
             else:
                 self.inpipe += n
-                if n < room:  # src is empty (or the pipe's slots are): no EAGAIN round
+                if n < SMALL_READ:  # src is empty: no splice that only says EAGAIN
                     self._drain()
                     return
 
@@ -199,11 +203,10 @@ class _SpliceDirection(_Direction):
 class _CopyDirection(_Direction):
     """recv_into one buffer shared by every relay (the reactor runs one pump at a time),
     then send from it; only what dst does not take is kept (as `pending`), and src is
-    not read again until it has gone. A short read ends the turn (the socket is empty;
-    level-triggered epoll calls again when more comes), which saves a failing recv and
-    its exception per readiness event. Copies twice, but through a cache-hot buffer, and
-    the sender's pages are freed at once (spliced pages stay referenced until the far
-    side has read them, so the sender's kernel allocates fresh, cold ones)."""
+    not read again until it has gone (and a `SMALL_READ` ends the turn). Copies twice,
+    but through a cache-hot buffer, and the sender's pages are freed at once (spliced
+    pages stay referenced until the far side has read them, so the sender's kernel
+    allocates fresh, cold ones)."""
 
     def _move(self) -> None:
         view = _SCRATCH_VIEW
@@ -223,7 +226,7 @@ class _CopyDirection(_Direction):
             if sent < n:
                 self.pending = bytes(view[sent:n])
                 return
-            if n < COPY_CHUNK:  # src is empty: skip the recv that would only say EAGAIN
+            if n < SMALL_READ:  # src is empty: skip the recv that would only say EAGAIN
                 return
 
 
