@@ -7,6 +7,10 @@ between. In proxy mode the sink first registers a backlog connection (TLS, xreg,
 PKTLAB preamble) and then runs its TLS server over that socket, so the TLS session is
 end to end and the proxy only relays bytes. Direct and proxied transfers alternate in one
 run; the headline is the median of the per-pair ratios. Goal: proxy >= 0.8x direct.
+Source and sink run Python's ssl on blocking sockets by default (`tls`: the least CPU per
+byte, so the proxy's share is the largest); `twisted` runs them on our links' own TLS
+stack, `plain` sends raw bytes behind a ClientHello (context only). Each round also times
+100-byte request/response round trips direct and through each relay (`--rtt`).
 
 Run from the repository root: ``python -m benchmarks.bench_proxy --help``.
 """
