@@ -31,6 +31,10 @@ RELAY_MODES = ("copy", "splice")  # SpliceRelay's; "python" is RelayEnd (portabl
 
 PIPE_SIZE = 1 << 20
 COPY_CHUNK = 256 * 1024  # bytes per recv_into of the copy relay
+# A read shorter than this ends the turn: it was a message, not a stream, so the socket
+# is empty and another read would only say EAGAIN (level-triggered epoll calls again when
+# more comes). After a longer read more is likely on its way: read on.
+SMALL_READ = 16 * 1024
 _COPY_ROUNDS = 16  # recv/send pairs per readiness event before other connections' turn
 _SCRATCH = bytearray(COPY_CHUNK)
 _SCRATCH_VIEW = memoryview(_SCRATCH)
@@ -164,11 +168,15 @@ class _SpliceDirection(_Direction):
 
     def _move(self) -> None:
         while self._drain() and not self.eof and self.inpipe < self.cap:
-            n = os.splice(self.src.fd, self.pipe_w, self.cap - self.inpipe, flags=_FLAGS)
+            room = self.cap - self.inpipe
+            n = os.splice(self.src.fd, self.pipe_w, room, flags=_FLAGS)
             if n == 0:
                 self.eof = True
             else:
                 self.inpipe += n
+                if n < SMALL_READ:  # src is empty: no splice that only says EAGAIN
+                    self._drain()
+                    return
 
     def _flush(self) -> bool:
         while self.inpipe:
@@ -195,9 +203,10 @@ class _SpliceDirection(_Direction):
 class _CopyDirection(_Direction):
     """recv_into one buffer shared by every relay (the reactor runs one pump at a time),
     then send from it; only what dst does not take is kept (as `pending`), and src is
-    not read again until it has gone. Copies twice, but through a cache-hot buffer, and
-    the sender's pages are freed at once (spliced pages stay referenced until the far
-    side has read them, so the sender's kernel allocates fresh, cold ones)."""
+    not read again until it has gone (and a `SMALL_READ` ends the turn). Copies twice,
+    but through a cache-hot buffer, and the sender's pages are freed at once (spliced
+    pages stay referenced until the far side has read them, so the sender's kernel
+    allocates fresh, cold ones)."""
 
     def _move(self) -> None:
         view = _SCRATCH_VIEW
@@ -216,6 +225,8 @@ class _CopyDirection(_Direction):
                 self.count(sent)
             if sent < n:
                 self.pending = bytes(view[sent:n])
+                return
+            if n < SMALL_READ:  # src is empty: skip the recv that would only say EAGAIN
                 return
 
 

@@ -140,6 +140,29 @@ def test_relays_both_ways_with_the_hello_first_and_half_close(mode: str, pairs: 
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_small_read_ends_the_turn_and_a_bulk_read_reads_on(mode: str, pairs: Any) -> None:
+    ep, _a, _b, mgr = pairs
+    relay, reactor, _ends = make(mode, pairs, hello=b"")
+    ep.sendall(b"msg")
+    ep.shutdown(socket.SHUT_WR)
+    reactor.turn()
+    assert recv_all(mgr) == b"msg"  # relayed at once ...
+    assert not relay.ab.eof  # ... without a second read in that turn
+    reactor.turn()
+    assert mgr.recv(10) == b""  # the FIN behind it, on the next turn
+
+    bulk = os.urandom(4 * splice.SMALL_READ)
+    mgr.sendall(bulk)
+    mgr.shutdown(socket.SHUT_WR)
+    reactor.turn()  # one turn: the bulk read reads on and finds the FIN
+    assert relay.ba.eof and relay.ba.shut
+    got = b""
+    while len(got) <= len(bulk) and (chunk := ep.recv(1 << 20)):
+        got += chunk
+    assert got == bulk
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_full_destination_stops_reading_the_source(mode: str, pairs: Any) -> None:
     ep, _a, b, mgr = pairs
     b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
