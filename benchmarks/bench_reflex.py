@@ -21,11 +21,8 @@ Run from the repository root: ``python -m benchmarks.bench_reflex --help``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
-import shutil
 import struct
 import sys
 import tempfile
@@ -37,18 +34,14 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
 from benchmarks.common import environment, markdown_table, summarize, write_json
-from packetlab.cli.init import init_home
 from packetlab.controller import EndpointSession
-from packetlab.controller.listener import Controller
-from packetlab.controller.local import LocalEndpoint, tls_server
 from packetlab.monitor.build import build
-from packetlab.ppks import PktlabHome
 from packetlab.reflex import abi
-from packetlab.tls import gen_snikey
 from packetlab.wire import Ndata, Ntag
 
 REPO = Path(__file__).resolve().parent.parent
 RESPONDER = REPO / "examples" / "reflexes" / "udp_responder.c"
+PROBE = "benchmarks.bench_reflex_probe"
 
 
 def reply_of(probe: bytes) -> bytes:
@@ -154,47 +147,24 @@ async def _ndata(sock: Any) -> Ndata:
 
 
 async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.reflex_world import run_experiment
+
     wasm = build(RESPONDER)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-reflex-"))
-    home = PktlabHome.at(tmp / "home")
-    with contextlib.redirect_stdout(io.StringIO()):
-        init_home(home, reflexes=[abi.digest(wasm)])
-    snikey = gen_snikey()
-    results: list[dict[str, Any]] = []
 
     async def exp(session: EndpointSession) -> dict[str, Any]:
         return await experiment(session, reactor, wasm, args)
 
-    ctl: Controller[dict[str, Any]] = Controller(exp, reactor=reactor, limit=1)
-    port = await ctl.listen(tls_server(reactor, "tcp:0:interface=127.0.0.1", home, snikey))
-    from benchmarks import delay_relay
-
-    relay, relay_port = delay_relay.spawn(port.getHost().port, args.delay_ms)
-    ep_args = ["-c", str(home.root / "endpt.conf"), "--snikey", snikey]
     if not args.breakdown:
-        ep = LocalEndpoint.spawn(reactor, f"127.0.0.1:{relay_port}", args=ep_args, plaintext=False)
-    else:  # the same endpoint with timing probes (benchmarks/bench_reflex_probe.py)
-        ep = LocalEndpoint()
-        argv = [
-            sys.executable, "-m", "benchmarks.bench_reflex_probe", str(tmp / "probe.jsonl"),
-            "-n", "--pidfile=", "--logfile=-", "pktendpoint", *ep_args, f"127.0.0.1:{relay_port}",
-        ]  # fmt: skip
-        reactor.spawnProcess(ep, sys.executable, argv, env=dict(os.environ), path=str(REPO))
-        ep.running = True
-    try:
-        outcome = await ctl.next_outcome().addTimeout(600, reactor)
-        results.append(outcome.unwrap())
-    finally:
-        await ctl.stop()
-        await ep.stop(reactor)
-        relay.terminate()
-        relay.wait()
-        if args.breakdown:
-            if not (tmp / "probe.jsonl").exists():
-                print(ep.tail(), file=sys.stderr)
-            results[0]["breakdown"] = breakdown(tmp / "probe.jsonl")
-        shutil.rmtree(tmp, ignore_errors=True)
-    return results[0]
+        return await run_experiment(reactor, exp, sources=[RESPONDER], ctl_delay_ms=args.delay_ms)
+    # The same endpoint with timing probes (benchmarks/bench_reflex_probe.py).
+    with tempfile.TemporaryDirectory(prefix="bench-reflex-probe-") as tmp:
+        probe = Path(tmp) / "probe.jsonl"
+        res = await run_experiment(
+            reactor, exp, sources=[RESPONDER], ctl_delay_ms=args.delay_ms,
+            endpoint_argv=lambda a: [sys.executable, "-m", PROBE, str(probe), *a],
+        )  # fmt: skip
+        res["breakdown"] = breakdown(probe)
+    return res
 
 
 STEPS = (

@@ -23,15 +23,10 @@ Needs root (network namespaces). Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -137,49 +132,20 @@ async def controller_run(session: Any, reactor: Any, args: argparse.Namespace) -
 
 def inside(args: argparse.Namespace) -> None:
     """Runs in the ep namespace: a TLS endpoint behind the delay relay, one run."""
-    from twisted.internet import defer, task
+    from benchmarks.reflex_world import inside, run_experiment
 
-    from packetlab.cli.init import init_home
-    from packetlab.controller.listener import Controller
-    from packetlab.controller.local import LocalEndpoint, tls_server
-    from packetlab.monitor.build import build
-    from packetlab.ppks import PktlabHome
-    from packetlab.reflex import abi
-    from packetlab.tls import gen_snikey
-
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-aimd-"))
-    home = PktlabHome.at(tmp / "home")
-    with contextlib.redirect_stdout(io.StringIO()):
-        init_home(home, reflexes=[abi.digest(build(AIMD))])
     run = reflex_run if args.mode == "reflex" else controller_run
 
-    async def go(reactor: Any) -> None:
-        snikey = gen_snikey()
-
+    async def go(reactor: Any) -> dict[str, Any]:
         async def exp(session: Any) -> dict[str, Any]:
             return await run(session, reactor, args)
 
-        ctl: Controller[dict[str, Any]] = Controller(exp, reactor=reactor, limit=1)
-        port = await ctl.listen(tls_server(reactor, "tcp:0:interface=127.0.0.1", home, snikey))
-        from benchmarks import delay_relay
-
-        relay, relay_port = delay_relay.spawn(port.getHost().port, args.ctl_delay_ms)
-        ep = LocalEndpoint.spawn(
-            reactor, f"127.0.0.1:{relay_port}",
-            args=["-c", str(home.root / "endpt.conf"), "--snikey", snikey], plaintext=False,
+        return await run_experiment(
+            reactor, exp, sources=[AIMD], ctl_delay_ms=args.ctl_delay_ms,
+            timeout=args.seconds + 60,
         )  # fmt: skip
-        try:
-            outcome = await ctl.next_outcome().addTimeout(args.seconds + 60, reactor)
-            print(json.dumps(outcome.unwrap()), flush=True)
-        finally:
-            await ctl.stop()
-            await ep.stop(reactor)
-            relay.terminate()
-            relay.wait()
-            shutil.rmtree(tmp, ignore_errors=True)
 
-    task.react(lambda r: defer.ensureDeferred(go(r)))
+    inside(go)
 
 
 # ------------------------------------------------------------------------------- outside
@@ -205,13 +171,14 @@ def summarize_run(res: dict[str, Any], args: argparse.Namespace) -> dict[str, An
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.reflex_world import child_env, child_result
     from packetlab.testbed import Shape, chain, testbed
 
     name = f"rfx{os.getpid() % 100000}"
     out: dict[str, Any] = {}
     shape = Shape(args.rate, latency_ms=args.tbf_latency_ms)
     with testbed(chain(1, shape={2: shape}), name=name) as tb:
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = child_env()
         tb.popen("tg", [sys.executable, "-c", ACKER, str(args.port)])
         time.sleep(0.5)
         for mode in args.modes:
@@ -224,11 +191,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                  "--ctl-delay-ms", str(args.ctl_delay_ms)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
             )  # fmt: skip
-            stdout, stderr = proc.communicate(timeout=args.seconds + 120)
-            lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                raise RuntimeError(f"{mode} run failed ({proc.returncode}):\n{stderr[-3000:]}")
-            out[mode] = summarize_run(json.loads(lines[-1]), args)
+            res = child_result(proc, f"{mode} run", args.seconds + 120)
+            out[mode] = summarize_run(res, args)
     return out
 
 
