@@ -536,22 +536,40 @@ def bare_reactor_rss_kib() -> int:
 def start_endpoints(tmp: Path, links: list[str], args: Any) -> dict[str, Endpoint]:
     """Every endpoint of the run, kept for all rounds: ours over each link, the baseline
     checkout's over TLS, the do-nothing one over each link."""
-    plan: list[tuple[str, bool, bool, Path]] = [
-        (f"ours-{link}", link == "tls", False, REPO) for link in links
+    plan: list[tuple[str, bool, bool, Path, str]] = [
+        (f"ours-{link}", link == "tls", False, REPO, "") for link in links
     ]
+    if args.busy_poll_us:
+        conf = f"BusyPollUs {args.busy_poll_us}\n"
+        plan += [(f"busy-{link}", link == "tls", False, REPO, conf) for link in links]
     if args.baseline:
-        plan.append(("base-tls", True, False, Path(args.baseline).resolve()))
+        plan.append(("base-tls", True, False, Path(args.baseline).resolve(), ""))
     if not args.no_null:
-        plan += [(f"null-{link}", link == "tls", True, REPO) for link in links]
+        plan += [(f"null-{link}", link == "tls", True, REPO, "") for link in links]
     eps: dict[str, Endpoint] = {}
-    for name, tls, null, repo in plan:
+    for name, tls, null, repo, conf in plan:
         workdir = tmp / name
         workdir.mkdir()
         profile = None
         if args.profile and not null:
             profile = str(Path(args.profile).resolve()) + f".{name}"
-        eps[name] = Endpoint(workdir, profile, tls=tls, null=null, repo=repo)
+        eps[name] = Endpoint(workdir, profile, tls=tls, null=null, repo=repo, extra_conf=conf)
     return eps
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(eps: dict[str, Endpoint], seconds: float = 2.0) -> dict[str, float]:
+    """The share of a CPU each endpoint uses while nothing is asked of it (busy-poll must
+    go back to blocking)."""
+    time.sleep(0.5)  # past any busy-poll window of the last request
+    before = {name: cpu_seconds(ep.proc.pid) for name, ep in eps.items()}
+    time.sleep(seconds)
+    return {name: (cpu_seconds(eps[name].proc.pid) - t) / seconds for name, t in before.items()}
 
 
 def summarize_runs(samples: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -648,6 +666,14 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: mixed load (mread, nsend bursts, TCP downloads of --tcp-bytes) on our "
         "endpoint over TLS for SECONDS, and its RSS over time (is it flat?)",
     )
+    ap.add_argument(
+        "--busy-poll-us",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run our endpoint with BusyPollUs N (reported as busy-LINK, with its CPU "
+        "use at idle): busy-poll on vs off in one run",
+    )
     ap.add_argument("--profile", help="write the endpoint's cProfile stats to FILE.ours-LINK")
     ap.add_argument("--json", help="write all results to this JSON file")
     args = ap.parse_args(argv)
@@ -698,6 +724,8 @@ def main(argv: list[str] | None = None) -> int:
                 for name, ep in eps.items():
                     if name in runs and "rss" in runs[name]:
                         runs[name]["rss"]["after_rss_mib"] = ep.rss_kib() / 1024
+            if args.busy_poll_us:
+                results["idle_cpu"] = idle_cpu(eps)
         finally:
             for ep in eps.values():
                 ep.stop()
@@ -797,6 +825,12 @@ def main(argv: list[str] | None = None) -> int:
             rows,
         )
     )
+    for name in (n for n in runs if n.startswith("busy-")):
+        figures = [f"{key} {cell(name, key)}" for key in runs[name] if key != "rss"]
+        print(f"\nBusyPollUs {args.busy_poll_us}, {name[5:].upper()}: " + "; ".join(figures))
+    if "idle_cpu" in results:
+        print("CPU use at idle (share of one CPU): " + ", ".join(
+            f"{name} {share:.1%}" for name, share in results["idle_cpu"].items()))  # fmt: skip
     env = results["environment"]
     print(f"\nPython {env['python']}, {env['cpus']} CPUs, kernel {env['kernel']}, "
           f"commit {env['commit']} ({env['utc']}), load {env['loadavg_1min']} → "

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packetlab.endpoint import netif
+from packetlab.endpoint.busypoll import MAX_BUSY_POLL_US
 
 if TYPE_CHECKING:
     from packetlab.ppks import BurstRate
@@ -87,6 +88,9 @@ class EndpointConfig:
     #: ReflexEnable 0 forbids reflexes (docs/reflexes.md); they run under the monitor
     #: deadline and memory cap.
     reflex_enable: bool = True
+    #: BusyPollUs: µs the reactor keeps polling without blocking after I/O (0: off;
+    #: packetlab.endpoint.busypoll, docs/endpoint.md).
+    busy_poll_us: int = 0
     #: Operator policy on every experiment (docs/endpoint.md, packetlab.endpoint.policy).
     capture_filter: str | None = None
     capture_snaplen: int | None = None
@@ -336,6 +340,10 @@ def _set_reflex_enable(cfg: EndpointConfig, value: str) -> None:
     cfg.reflex_enable = _bool(value)
 
 
+def _set_busy_poll(cfg: EndpointConfig, value: str) -> None:
+    cfg.busy_poll_us = _int(value, 0, MAX_BUSY_POLL_US)
+
+
 def _set_persistent_path(cfg: EndpointConfig, value: str) -> None:
     cfg.monitor_persistent_path = str(Path(value).expanduser()) if value else None
 
@@ -406,6 +414,7 @@ _HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
     "MonitorEnableDebug": _set_monitor_debug,
     "MonitorPersistentPath": _set_persistent_path,
     "ReflexEnable": _set_reflex_enable,  # reflexes (docs/reflexes.md)
+    "BusyPollUs": _set_busy_poll,  # reactor busy-poll (docs/endpoint.md)
     "CaptureFilter": _set_capture_filter,
     "CaptureSnaplen": _set_snaplen,
     "CaptureAnonMask4": _set_mask4,

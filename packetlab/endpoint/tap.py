@@ -235,6 +235,14 @@ def makeService(options: Options) -> IService:
     for warning in cfg.warnings:
         log.warn("config: {warning}", warning=warning)
     image = system_image(cfg)
+    if cfg.busy_poll_us:
+        from packetlab.endpoint.busypoll import BusyPollUnsupported, install
+
+        try:
+            install(reactor, cfg.busy_poll_us)
+        except BusyPollUnsupported as e:
+            raise usage.UsageError(str(e)) from None
+        log.info("busy-poll: {us} µs after each reactor turn with I/O", us=cfg.busy_poll_us)
     scheduler = PreciseScheduler(reactor)
     sockets = ReactorNetwork(reactor)
     network: Network = sockets
