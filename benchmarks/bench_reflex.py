@@ -154,13 +154,16 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     async def exp(session: EndpointSession) -> dict[str, Any]:
         return await experiment(session, reactor, wasm, args)
 
+    conf = f"BusyPollUs {args.busy_poll_us}\n" if args.busy_poll_us else ""
     if not args.breakdown:
-        return await run_experiment(reactor, exp, sources=[RESPONDER], ctl_delay_ms=args.delay_ms)
+        return await run_experiment(
+            reactor, exp, sources=[RESPONDER], conf=conf, ctl_delay_ms=args.delay_ms
+        )
     # The same endpoint with timing probes (benchmarks/bench_reflex_probe.py).
     with tempfile.TemporaryDirectory(prefix="bench-reflex-probe-") as tmp:
         probe = Path(tmp) / "probe.jsonl"
         res = await run_experiment(
-            reactor, exp, sources=[RESPONDER], ctl_delay_ms=args.delay_ms,
+            reactor, exp, sources=[RESPONDER], conf=conf, ctl_delay_ms=args.delay_ms,
             endpoint_argv=lambda a: [sys.executable, "-m", PROBE, str(probe), *a],
         )  # fmt: skip
         res["breakdown"] = breakdown(probe)
@@ -260,6 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run everything on this CPU (no cross-CPU wake-up between client and endpoint)",
     )
     p.add_argument(
+        "--busy-poll-us",
+        type=int,
+        default=0,
+        metavar="N",
+        help="BusyPollUs N in the endpoint's endpt.conf (reactor busy-poll) [0: off]",
+    )
+    p.add_argument(
         "--breakdown",
         action="store_true",
         help="run the endpoint with timing probes and print where the reflex's reaction goes",
@@ -291,7 +301,9 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> None:
             f"{rtt['p50']:.1f}", f"{rtt['p90']:.1f}",
         ])  # fmt: skip
     pinned = f", all on CPU {args.pin}" if args.pin is not None else ""
-    print(f"controller link: +{args.delay_ms:g} ms each way (delay relay), over TLS{pinned}")
+    poll = f"BusyPollUs {args.busy_poll_us}" if args.busy_poll_us else "no busy-poll"
+    print(f"controller link: +{args.delay_ms:g} ms each way (delay relay), over TLS{pinned}; "
+          f"{poll}: endpoint CPU {100 * res.get('endpoint_cpu', 0):.0f} % of one core")  # fmt: skip
     headers = [
         "logic in", "n", "reaction p10 µs", "reaction p50 µs", "reaction p90 µs",
         "client RTT p50 µs", "client RTT p90 µs",

@@ -12,9 +12,11 @@ Two runs of ``--seconds`` each:
 
 Reported per run: the rate acknowledged over the second half (wire bytes: payload plus
 42 bytes of UDP, IP and Ethernet headers, which tbf counts) against the link rate, the
-queueing delay (smoothed RTT minus the minimum RTT, at the end and the largest seen),
-window halvings and timeouts. Goal: the reflex converges to the link rate within 10 %
-and keeps the queue bounded.
+queueing delay the sender sees (smoothed RTT minus the minimum RTT, at the end and the
+largest seen), window halvings and timeouts; and the bottleneck queue itself, sampled from
+the tbf qdisc on r1 (``tc -s qdisc``, every ``--qdisc-every-ms``): backlog p50/p95/max in
+bytes and packets, the share of samples at least half full, drops. Goal: the reflex
+converges to the link rate within 10 % and keeps the queue bounded.
 
 Needs root (network namespaces). Run from the repository root:
 ``python -m benchmarks.bench_reflex_aimd --help``.
@@ -23,10 +25,12 @@ Needs root (network namespaces). Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -151,6 +155,61 @@ def inside(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------- outside
 
 
+class QdiscSampler:
+    """Reads the bottleneck's tbf counters (``tc -s -j qdisc show``) every `every_s` in a
+    thread: the queue the sender builds, in bytes and packets, and the drops."""
+
+    def __init__(self, netns: str, dev: str, every_s: float) -> None:
+        self.argv = ["tc", "-n", netns, "-s", "-j", "qdisc", "show", "dev", dev]
+        self.every_s = every_s
+        self.samples: list[dict[str, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qdisc-sampler", daemon=True)
+
+    def read(self) -> dict[str, float]:
+        out = subprocess.run(self.argv, capture_output=True, text=True, check=True).stdout
+        q = next(q for q in json.loads(out) if q.get("kind") == "tbf")
+        return {"t": time.monotonic(), "backlog": q["backlog"], "qlen": q["qlen"],
+                "drops": q["drops"], "packets": q["packets"]}  # fmt: skip
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self.read())
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> QdiscSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def queue_summary(samples: list[dict[str, float]], limit_bytes: int) -> dict[str, Any]:
+    """The tbf queue over a run, from the first packet on: p50/p95/max backlog (bytes,
+    packets), the share of samples at least half full, drops and packets sent."""
+    from benchmarks.common import percentile
+
+    first = samples[0]
+    busy = [s for s in samples if s["packets"] > first["packets"]]
+    if not busy:
+        return {"samples": 0}
+    last = samples[-1]
+    sent = last["packets"] - first["packets"]
+    drops = last["drops"] - first["drops"]
+    b = [s["backlog"] for s in busy]
+    q = [s["qlen"] for s in busy]
+    return {
+        "samples": len(busy),
+        "limit_bytes": limit_bytes,
+        "backlog_p50": percentile(b, 50), "backlog_p95": percentile(b, 95), "backlog_max": max(b),
+        "qlen_p95": percentile(q, 95), "qlen_max": max(q),
+        "half_full": sum(1 for x in b if 2 * x >= limit_bytes) / len(b),
+        "packets": sent, "drops": drops, "drop_share": drops / (sent + drops) if sent else 0.0,
+    }  # fmt: skip
+
+
 def summarize_run(res: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     s = res["samples"]
     mid, end = s[len(s) // 2], s[-1]
@@ -180,6 +239,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     with testbed(chain(1, shape={2: shape}), name=name) as tb:
         env = child_env()
         tb.popen("tg", [sys.executable, "-c", ACKER, str(args.port)])
+        dev = tb.iface("r1", "tg")  # the bottleneck: r1's tbf toward tg queues the data
+        # tbf's byte limit: what `latency` allows at the rate, plus the bucket (tc-tbf(8)).
+        limit = int(args.rate / 8 * args.tbf_latency_ms / 1e3) + shape.burst
         time.sleep(0.5)
         for mode in args.modes:
             print(f"{mode}: {args.seconds:g} s ...", file=sys.stderr, flush=True)
@@ -191,8 +253,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                  "--ctl-delay-ms", str(args.ctl_delay_ms)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
             )  # fmt: skip
-            res = child_result(proc, f"{mode} run", args.seconds + 120)
-            out[mode] = summarize_run(res, args)
+            with QdiscSampler(tb.netns_name("r1"), dev, args.qdisc_every_ms / 1e3) as q:
+                res = child_result(proc, f"{mode} run", args.seconds + 120)
+            out[mode] = summarize_run(res, args) | {"queue": queue_summary(q.samples, limit)}
     return out
 
 
@@ -207,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ctl-delay-ms", type=float, default=10.0, help="controller link, each way")
     p.add_argument("--port", type=int, default=9400, help="the acker's UDP port on tg")
     p.add_argument("--modes", nargs="+", default=["reflex", "controller"])
+    p.add_argument(
+        "--qdisc-every-ms", type=float, default=20.0, help="tbf backlog sampling period [20]"
+    )
     p.add_argument("--json", type=Path, help="write the results here too")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
@@ -219,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         print("needs root (network namespaces)", file=sys.stderr)
         return 2
     from benchmarks.common import environment, markdown_table, write_json
+    from packetlab.testbed import Shape
 
     res = run_all(args)
     print(f"link {args.rate / 1e6:g} Mbit/s (tbf, {args.tbf_latency_ms:g} ms queue), controller "
@@ -231,6 +298,19 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     headers = ["AIMD in", "Mbit/s (2nd half)", "of link", "min RTT ms", "queue ms (end)",
                "queue ms (max)", "halvings", "timeouts", "refused sends"]  # fmt: skip
+    print(markdown_table(headers, rows))
+    limit = int(args.rate / 8 * args.tbf_latency_ms / 1e3) + Shape(args.rate).burst
+    print(f"\nthe tbf queue (tc -s qdisc, every {args.qdisc_every_ms:g} ms; limit {limit} bytes):")
+    rows = []
+    for m, r in res.items():
+        q = r["queue"]
+        rows.append([
+            m, q["samples"], f"{q['backlog_p50']:.0f}", f"{q['backlog_p95']:.0f}",
+            f"{q['backlog_max']:.0f}", f"{q['qlen_p95']:.0f}", f"{q['qlen_max']:.0f}",
+            f"{100 * q['half_full']:.1f} %", q["drops"], f"{100 * q['drop_share']:.2f} %",
+        ])  # fmt: skip
+    headers = ["AIMD in", "samples", "backlog p50 B", "p95 B", "max B", "qlen p95", "qlen max",
+               "≥ half full", "drops", "of packets"]  # fmt: skip
     print(markdown_table(headers, rows))
     if args.json is not None:
         write_json(args.json, {"env": environment(), "args": vars(args) | {"json": None},

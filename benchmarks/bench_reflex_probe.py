@@ -13,7 +13,8 @@ datagram's kernel RX stamp.
 * ``sent``: the client's ``sendto`` (bench_reflex puts its CLOCK_REALTIME in the probe);
 * ``idle``: the reactor went into ``epoll_wait`` (the last time before the datagram; a
   negative value means the endpoint was asleep when the datagram arrived);
-* ``wake``: ``epoll_wait`` returned; ``doread``: the socket's doRead began;
+* ``wake``: ``epoll_wait`` returned (with ``BusyPollUs``: the spinning poll did);
+  ``doread``: the socket's doRead began;
 * ``recv``: ``recvmsg`` returned (the receive path begins); ``gate``: the reflex gate;
 * ``wasm_in``/``wasm_out``: ``reflex_packet`` ran (wasmtime call with its host calls);
 * ``nsend``: the reflex's send enters the nsend path; ``submit``: its checks (monitors,
@@ -80,7 +81,10 @@ def install() -> None:
     epollreactor.install()
     from twisted.internet import reactor
 
-    reactor._poller = _Poller(reactor._poller)  # type: ignore[attr-defined]
+    def wrap_poller() -> None:  # once running: around BusyPollUs's spinning poller, if any
+        reactor._poller = _Poller(reactor._poller)  # type: ignore[attr-defined]
+
+    reactor.callWhenRunning(wrap_poller)  # type: ignore[attr-defined]
 
     from packetlab.endpoint import netio, recvpath, reflexes, sendpath, timestamps
     from packetlab.reflex import runtime

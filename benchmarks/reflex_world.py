@@ -3,7 +3,8 @@ allows the reflexes, a TLS controller, an endpoint (optionally behind the delay 
 and the run of a benchmark's half inside a namespace.
 
 * `run_experiment`: one experiment on a fresh local endpoint over TLS; the home's
-  certificates list the given reflexes; cleans everything up.
+  certificates list the given reflexes; adds the endpoint's CPU share over the run to the
+  result (``endpoint_cpu``); cleans everything up.
 * `inside`: the namespace half of a benchmark: loopback up, run the experiment on the
   reactor, print its result as one JSON line.
 * `child_result`: that JSON line, read from the namespace child (or its error output).
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,8 +81,12 @@ async def run_experiment(
             reactor.spawnProcess(ep, argv[0], argv, env=dict(os.environ), path=str(REPO))
             ep.running = True
         try:
+            t0, cpu0 = time.monotonic(), _cpu_s(ep)
             outcome = await ctl.next_outcome().addTimeout(timeout, reactor)
-            return outcome.unwrap()
+            result = outcome.unwrap()
+            # The endpoint's CPU share over the run (what BusyPollUs costs, for one).
+            result["endpoint_cpu"] = (_cpu_s(ep) - cpu0) / (time.monotonic() - t0)
+            return result
         except Exception:
             print(ep.tail(60), file=sys.stderr)
             raise
@@ -92,6 +98,15 @@ async def run_experiment(
             relay.terminate()
             relay.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _cpu_s(ep: Any) -> float:
+    """User + system CPU seconds of the endpoint process so far (0 if gone)."""
+    try:
+        fields = Path(f"/proc/{ep.transport.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, AttributeError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def inside(go: Callable[[Any], Awaitable[dict[str, Any]]]) -> None:

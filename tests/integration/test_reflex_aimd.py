@@ -2,7 +2,7 @@
 `benchmarks/bench_reflex_aimd.py` with real processes (testbed, acker, TLS endpoint,
 delay relay): it fills the link and backs off on losses. The numbers against the
 controller-side AIMD are the benchmark's (docs/reflexes.md); the bounds here are loose
-because the machine is shared."""
+because the machine is shared. The queue is read from the tbf qdisc (`tc -s qdisc`)."""
 
 from __future__ import annotations
 
@@ -28,3 +28,10 @@ def test_aimd_reflex_fills_a_shaped_link(tmp_path: Path) -> None:
     assert r["denied"] == 0  # every send passed the endpoint's checks
     assert r["halvings"] > 0  # it found the link's limit and backed off
     assert 0.7 < r["of_link"] < 1.1  # the rate acknowledged is the link's
+    # The queue, read from tbf itself: bounded, and not kept overflowing (a sender that
+    # ignored its losses would fill it for good and lose a large share of its packets).
+    q = r["queue"]
+    assert q["samples"] > 20
+    assert 0 < q["backlog_max"] <= q["limit_bytes"]
+    assert q["drops"] > 0 and q["drop_share"] < 0.10
+    assert q["half_full"] < 0.95
