@@ -321,6 +321,7 @@ def bench_udp(ep: Endpoint, count: int, window: int = 64) -> dict[str, Any]:
     batch = 16
     sent = tagged = results = 0
     errors = 0
+    cpu = cpu_seconds(ep.proc.pid)
     start = time.perf_counter()
     ep.ctl.sendall(b"".join(frames[:window]))
     sent = window
@@ -338,12 +339,15 @@ def bench_udp(ep: Endpoint, count: int, window: int = 64) -> dict[str, Any]:
             ep.ctl.sendall(b"".join(frames[:n]))
             sent += n
     elapsed = time.perf_counter() - start
+    cpu = cpu_seconds(ep.proc.pid) - cpu
     ep.request(wire.Nclose(sktid=1))
     sink.close()
     return {
         "nsends": count,
         "seconds": elapsed,
         "per_second": count / elapsed,
+        # the endpoint's own CPU per nsend: what the machine's load moves least
+        "endpoint_cpu_us": cpu / count * 1e6,
         "errors": errors,
         "window": window,
         "payload": 64,
@@ -535,7 +539,8 @@ def bare_reactor_rss_kib() -> int:
 
 def start_endpoints(tmp: Path, links: list[str], args: Any) -> dict[str, Endpoint]:
     """Every endpoint of the run, kept for all rounds: ours over each link, the baseline
-    checkout's over TLS, the do-nothing one over each link."""
+    checkout's and the do-nothing one over each link; with --busy-poll-us, ours again
+    with BusyPollUs."""
     plan: list[tuple[str, bool, bool, Path, str]] = [
         (f"ours-{link}", link == "tls", False, REPO, "") for link in links
     ]
@@ -543,7 +548,8 @@ def start_endpoints(tmp: Path, links: list[str], args: Any) -> dict[str, Endpoin
         conf = f"BusyPollUs {args.busy_poll_us}\n"
         plan += [(f"busy-{link}", link == "tls", False, REPO, conf) for link in links]
     if args.baseline:
-        plan.append(("base-tls", True, False, Path(args.baseline).resolve(), ""))
+        base = Path(args.baseline).resolve()
+        plan += [(f"base-{link}", link == "tls", False, base, "") for link in links]
     if not args.no_null:
         plan += [(f"null-{link}", link == "tls", True, REPO, "") for link in links]
     eps: dict[str, Endpoint] = {}
@@ -656,8 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--baseline",
         metavar="CHECKOUT",
-        help="also run the endpoint of another checkout over TLS (e.g. a `git worktree` of "
-        "the commit before a change): before and after in one run",
+        help="also run the endpoint of another checkout over each link (e.g. a `git "
+        "worktree` of the commit before a change): before and after in one run",
     )
     ap.add_argument(
         "--soak",
@@ -744,7 +750,10 @@ def main(argv: list[str] | None = None) -> int:
             return "-"
         lo, hi = r["range"]
         if key == "udp":
-            return f"{r['per_second']:,.0f}/s ({lo / 1e3:.1f}k-{hi / 1e3:.1f}k)"
+            return (
+                f"{r['per_second']:,.0f}/s ({lo / 1e3:.1f}k-{hi / 1e3:.1f}k), "
+                f"{r['endpoint_cpu_us']:.1f} µs CPU/nsend"
+            )
         if key == "tcp":
             return f"{r['mb_per_s']:,.0f} MB/s ({lo:.0f}-{hi:.0f})"
         return f"{r['p50_us']:.1f} / {r['p99_us']:.1f} µs ({lo:.0f}-{hi:.0f})"
@@ -825,9 +834,11 @@ def main(argv: list[str] | None = None) -> int:
             rows,
         )
     )
-    for name in (n for n in runs if n.startswith("busy-")):
+    extra = {"busy": f"BusyPollUs {args.busy_poll_us}", "base": "baseline"}
+    for name in (n for n in runs if n.startswith("busy-") or n == "base-tcp"):
         figures = [f"{key} {cell(name, key)}" for key in runs[name] if key != "rss"]
-        print(f"\nBusyPollUs {args.busy_poll_us}, {name[5:].upper()}: " + "; ".join(figures))
+        kind, link = name.split("-")
+        print(f"\n{extra[kind]}, {link.upper()}: " + "; ".join(figures))
     if "idle_cpu" in results:
         print("CPU use at idle (share of one CPU): " + ", ".join(
             f"{name} {share:.1%}" for name, share in results["idle_cpu"].items()))  # fmt: skip

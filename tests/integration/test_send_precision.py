@@ -302,6 +302,16 @@ def test_tx_matcher_pairs_every_send_with_its_stamp(
     assert matcher.take(12345) is None  # never sent
 
 
+def test_tx_matcher_keeps_at_most_keep_unclaimed_stamps(
+    sender: socket.socket, receiver: socket.socket
+) -> None:
+    matcher = TxStampMatcher(sender, keep=4)
+    before = realtime_ns()
+    ids = [matcher.sendto(b"x", receiver.getsockname()) for _ in range(10)]
+    assert matcher.take(ids[-1], before) is not None  # read past the nine before it
+    assert [matcher.take(i, before) is not None for i in ids[:-1]] == [False] * 5 + [True] * 4
+
+
 def test_tx_matcher_stamps_only_its_own_sends(
     sender: socket.socket, receiver: socket.socket
 ) -> None:

@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 
 from packetlab import wire
 from packetlab.endpoint.protocol import (
+    FLUSH_EVERY,
     LINGER_TIMEOUT,
     MAX_QUEUED,
     SETUP_TIMEOUT,
@@ -159,6 +160,19 @@ def test_answers_to_one_read_leave_in_one_write() -> None:
     c.feed(mread(vmem.IP4NO), mread(vmem.IP6NO), mread(vmem.IP4NO))
     assert len(writes) == 1  # one transport write (one send) for the three answers
     assert names(c.out()) == ["mdata", "mdata", "mdata"]
+
+
+def test_a_long_reads_answers_leave_in_chunks_in_order() -> None:
+    """So the controller can read answers and send more while the rest is handled."""
+    c = Conn()
+    c.feed(wire.Start())
+    c.out()
+    writes = count_writes(c)
+    n = 2 * FLUSH_EVERY + 3
+    c.feed(*(wire.Mread(addr=vmem.IP4NO.addr, len=i % 4 + 1) for i in range(n)))
+    assert len(writes) == 3  # two full chunks, then the rest at the end of the read
+    assert all(len(w) == len(writes[0]) for w in writes[:2])
+    assert [len(m.data) for m in c.out()] == [i % 4 + 1 for i in range(n)]
 
 
 def test_frames_written_outside_reads_leave_once_per_turn() -> None:
