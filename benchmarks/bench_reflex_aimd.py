@@ -169,8 +169,10 @@ class QdiscSampler:
     def read(self) -> dict[str, float]:
         out = subprocess.run(self.argv, capture_output=True, text=True, check=True).stdout
         q = next(q for q in json.loads(out) if q.get("kind") == "tbf")
+        o = q["options"]  # rate in bytes/s, lat in µs: tbf's byte limit is rate * lat + burst
         return {"t": time.monotonic(), "backlog": q["backlog"], "qlen": q["qlen"],
-                "drops": q["drops"], "packets": q["packets"]}  # fmt: skip
+                "drops": q["drops"], "packets": q["packets"],
+                "limit": int(o["rate"] * o["lat"] / 1e6) + o["burst"]}  # fmt: skip
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -186,12 +188,14 @@ class QdiscSampler:
         self._thread.join()
 
 
-def queue_summary(samples: list[dict[str, float]], limit_bytes: int) -> dict[str, Any]:
+def queue_summary(samples: list[dict[str, float]]) -> dict[str, Any]:
     """The tbf queue over a run, from the first packet on: p50/p95/max backlog (bytes,
-    packets), the share of samples at least half full, drops and packets sent."""
+    packets) against tbf's limit, the share of samples at least half full, drops and
+    packets sent."""
     from benchmarks.common import percentile
 
     first = samples[0]
+    limit_bytes = int(first["limit"])
     busy = [s for s in samples if s["packets"] > first["packets"]]
     if not busy:
         return {"samples": 0}
@@ -240,8 +244,6 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         env = child_env()
         tb.popen("tg", [sys.executable, "-c", ACKER, str(args.port)])
         dev = tb.iface("r1", "tg")  # the bottleneck: r1's tbf toward tg queues the data
-        # tbf's byte limit: what `latency` allows at the rate, plus the bucket (tc-tbf(8)).
-        limit = int(args.rate / 8 * args.tbf_latency_ms / 1e3) + shape.burst
         time.sleep(0.5)
         for mode in args.modes:
             print(f"{mode}: {args.seconds:g} s ...", file=sys.stderr, flush=True)
@@ -255,7 +257,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             )  # fmt: skip
             with QdiscSampler(tb.netns_name("r1"), dev, args.qdisc_every_ms / 1e3) as q:
                 res = child_result(proc, f"{mode} run", args.seconds + 120)
-            out[mode] = summarize_run(res, args) | {"queue": queue_summary(q.samples, limit)}
+            out[mode] = summarize_run(res, args) | {"queue": queue_summary(q.samples)}
     return out
 
 
@@ -285,7 +287,6 @@ def main(argv: list[str] | None = None) -> int:
         print("needs root (network namespaces)", file=sys.stderr)
         return 2
     from benchmarks.common import environment, markdown_table, write_json
-    from packetlab.testbed import Shape
 
     res = run_all(args)
     print(f"link {args.rate / 1e6:g} Mbit/s (tbf, {args.tbf_latency_ms:g} ms queue), controller "
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     headers = ["AIMD in", "Mbit/s (2nd half)", "of link", "min RTT ms", "queue ms (end)",
                "queue ms (max)", "halvings", "timeouts", "refused sends"]  # fmt: skip
     print(markdown_table(headers, rows))
-    limit = int(args.rate / 8 * args.tbf_latency_ms / 1e3) + Shape(args.rate).burst
+    limit = next(iter(res.values()))["queue"]["limit_bytes"]
     print(f"\nthe tbf queue (tc -s qdisc, every {args.qdisc_every_ms:g} ms; limit {limit} bytes):")
     rows = []
     for m, r in res.items():
