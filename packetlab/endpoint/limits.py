@@ -125,10 +125,12 @@ class LimitsGate:
         self.required_digests = self.limits.monitor_digests
         b = self.budget
         limited = b is not None
-        self._send_bytes = b.meter(Counter.SEND_BYTE, QUOTA_CHUNK) if b else None
-        self._send_pkts = b.meter(Counter.SEND_PKT, 64, max_chunk=PKT_CHUNK_MAX) if b else None
-        self._recv_bytes = b.meter(Counter.RECV_BYTE, QUOTA_CHUNK) if b else None
-        self._recv_pkts = b.meter(Counter.RECV_PKT, 64, max_chunk=PKT_CHUNK_MAX) if b else None
+        # No meter for a counter no certificate limits: nothing to debit, and no call per
+        # packet on the send and receive paths.
+        self._send_bytes = _meter(b, Counter.SEND_BYTE, QUOTA_CHUNK)
+        self._send_pkts = _meter(b, Counter.SEND_PKT, 64, PKT_CHUNK_MAX)
+        self._recv_bytes = _meter(b, Counter.RECV_BYTE, QUOTA_CHUNK)
+        self._recv_pkts = _meter(b, Counter.RECV_PKT, 64, PKT_CHUNK_MAX)
         self._runtime = b.meter(Counter.RUNTIME, RUNTIME_CHUNK) if b else None
         if b is not None and self._runtime is not None and b.is_limited(Counter.RUNTIME):
             # Runtime is paid ahead: the first step now, the next ones in charge_runtime.
@@ -243,7 +245,8 @@ class LimitsGate:
             if dest is None or not self.limits.dest_allowed(dest):
                 return self._deny(_DENY_PKT, "valid_dest", dest=str(dest))
         n = len(msg.data)
-        when = max(msg.time, self.clock())
+        windows = self._byte_windows or self._pkt_windows
+        when = max(msg.time, self.clock()) if windows else 0
         for w in self._byte_windows:
             if not w.fits(when, n):
                 return self._deny(_DENY_PKT, "max_burst_rate_byte", rate=str(w.rate))
@@ -267,6 +270,14 @@ class LimitsGate:
             _unspend(self._send_pkts, 1)
         if self._send_bytes is not None:
             _unspend(self._send_bytes, n)
+
+
+def _meter(
+    budget: Budget | None, counter: Counter, chunk: int, max_chunk: int | None = None
+) -> Meter | None:
+    if budget is None or not budget.is_limited(counter):
+        return None
+    return budget.meter(counter, chunk, max_chunk=max_chunk)
 
 
 def _unspend(meter: Meter, n: int) -> None:

@@ -11,7 +11,7 @@ The transport is whatever the connector gave us (TLS or plain TCP): this class o
 ITransport + IProducer, and TCP_NODELAY when the transport offers it. Frames go out through
 `packetlab.tls.directwrite.frame_writer`: corked during each read and each reactor turn,
 then one `send` (one TLS record per frame); a long read's answers leave every
-`FLUSH_EVERY` requests.
+`FLUSH_AFTER` seconds of work.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from packetlab.wire.codec import encode
 from packetlab.wire.framer import Framer, Item
 from packetlab.wire.messages import Resumd, Suspd
 
-__all__ = ["FLUSH_EVERY", "LINGER_TIMEOUT", "MAX_QUEUED", "SETUP_TIMEOUT", "ControllerProtocol"]
+__all__ = ["FLUSH_AFTER", "LINGER_TIMEOUT", "MAX_QUEUED", "SETUP_TIMEOUT", "ControllerProtocol"]
 
 MAX_QUEUED = 100  # MAX_MSGQ_LEN: stop reading requests while this many frames wait
 SETUP_TIMEOUT = 10.0  # STATE_SET_UP_TIME (s)
@@ -42,12 +42,13 @@ CLOSE_TIMEOUT = 10.0  # at most this long to flush the last frames to a stalled 
 # After the last frame went to the transport we read (and drop) what the controller still
 # sends until it closes, for at most this long; then we close (see _lose).
 LINGER_TIMEOUT = 2.0
-# A long read's answers leave every FLUSH_EVERY requests (one send, one TLS record per
-# frame) rather than at its end, so the controller reads them and sends more requests
-# while we handle the rest of the read (each on its CPU) instead of waiting for the
-# whole read; a short read's answers still leave in one send. Measured with
-# bench_endpoint (docs/performance.md, "Endpoint over TLS").
-FLUSH_EVERY = 16
+# A long read's answers leave every FLUSH_AFTER seconds of work on it (one send, one TLS
+# record per frame) rather than at its end, so the controller reads them and sends more
+# requests while we handle the rest of the read (each on its CPU) instead of waiting for
+# the whole read; a short read's answers still leave in one send. Time, not a count:
+# requests that cost little (plain TCP) need no split, and a split costs a send and a
+# wake-up of the controller. Picked with bench_endpoint (docs/performance.md).
+FLUSH_AFTER = 300e-6
 # Bytes the transport may hold before it pauses us. Twisted also reads with this size, and
 # above glibc's mmap threshold (128 KiB) every read would cost mmap+mremap+munmap.
 TRANSPORT_BUFFER = 120 * 1024
@@ -103,7 +104,7 @@ class ControllerProtocol(Protocol):
         transport.registerProducer(self, True)
         # Frames written by timers and socket events (ntag, ndata) leave once per reactor
         # turn; the answers to a read at the end of that read (a long read: every
-        # FLUSH_EVERY requests).
+        # FLUSH_AFTER seconds of work).
         self._link = link = frame_writer(transport)
         link.batch_turns(self._reactor)
         session.outbox.on_drain = self._drained
@@ -120,7 +121,7 @@ class ControllerProtocol(Protocol):
             self._refeed(data)
             return
         # The answers to one read leave together (a long read's in chunks, see
-        # FLUSH_EVERY): one send, one TLS record each.
+        # FLUSH_AFTER): one send, one TLS record each.
         link = self._link
         link.cork()
         try:
@@ -143,16 +144,16 @@ class ControllerProtocol(Protocol):
         try:
             outbox = session.outbox
             flush = self._link.flush
-            left = FLUSH_EVERY
+            now = self._reactor.seconds
+            due = now() + FLUSH_AFTER
             for item in self._items:
                 session.handle(item)
                 if session.ended is not None:
                     self._end(session.ended)
                     return
-                left -= 1
-                if not left:
-                    left = FLUSH_EVERY
+                if now() >= due:
                     flush()
+                    due = now() + FLUSH_AFTER
                 if len(outbox) >= MAX_QUEUED:
                     if not self._read_paused:
                         self._read_paused = True

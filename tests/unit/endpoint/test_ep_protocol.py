@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 
 from packetlab import wire
 from packetlab.endpoint.protocol import (
-    FLUSH_EVERY,
+    FLUSH_AFTER,
     LINGER_TIMEOUT,
     MAX_QUEUED,
     SETUP_TIMEOUT,
@@ -162,17 +162,32 @@ def test_answers_to_one_read_leave_in_one_write() -> None:
     assert names(c.out()) == ["mdata", "mdata", "mdata"]
 
 
+class Ticking(MemoryReactorClock):
+    """Each reading of the time is `step` seconds after the previous one (work going on)."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+    def seconds(self) -> float:
+        self.rightNow += self.step
+        return self.rightNow
+
+
 def test_a_long_reads_answers_leave_in_chunks_in_order() -> None:
     """So the controller can read answers and send more while the rest is handled."""
     c = Conn()
     c.feed(wire.Start())
     c.out()
     writes = count_writes(c)
-    n = 2 * FLUSH_EVERY + 3
+    c.proto._reactor = Ticking(FLUSH_AFTER / 3.96)  # each request takes a quarter of it
+    n = 20
     c.feed(*(wire.Mread(addr=vmem.IP4NO.addr, len=i % 4 + 1) for i in range(n)))
-    assert len(writes) == 3  # two full chunks, then the rest at the end of the read
-    assert all(len(w) == len(writes[0]) for w in writes[:2])
+    assert len(writes) == 5  # after every fourth request; the last chunk at the read's end
     assert [len(m.data) for m in c.out()] == [i % 4 + 1 for i in range(n)]
+    writes.clear()
+    c.feed(mread(), mread())  # a short read: one send
+    assert len(writes) == 1
 
 
 def test_frames_written_outside_reads_leave_once_per_turn() -> None:
