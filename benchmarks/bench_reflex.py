@@ -21,10 +21,8 @@ Run from the repository root: ``python -m benchmarks.bench_reflex --help``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
+import json
 import os
-import shutil
 import struct
 import sys
 import tempfile
@@ -36,18 +34,14 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
 from benchmarks.common import environment, markdown_table, summarize, write_json
-from packetlab.cli.init import init_home
 from packetlab.controller import EndpointSession
-from packetlab.controller.listener import Controller
-from packetlab.controller.local import LocalEndpoint, tls_server
 from packetlab.monitor.build import build
-from packetlab.ppks import PktlabHome
 from packetlab.reflex import abi
-from packetlab.tls import gen_snikey
 from packetlab.wire import Ndata, Ntag
 
 REPO = Path(__file__).resolve().parent.parent
 RESPONDER = REPO / "examples" / "reflexes" / "udp_responder.c"
+PROBE = "benchmarks.bench_reflex_probe"
 
 
 def reply_of(probe: bytes) -> bytes:
@@ -71,7 +65,11 @@ class Client(DatagramProtocol):
         if d is not None:
             d.callback(now)
 
-    def probe(self, reactor: Any, payload: bytes, port: int, timeout: float) -> defer.Deferred[int]:
+    def probe(self, reactor: Any, seq: int, port: int, timeout: float) -> defer.Deferred[int]:
+        """Send probe `seq` (48 bytes: 4 for the checksum, the sequence number, the send
+        time on CLOCK_REALTIME for --breakdown, padding)."""
+        sent = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        payload = b"\0\0\0\0" + struct.pack(">IQ", seq, sent) + b"probe" * 6 + b"pr"
         d: defer.Deferred[int] = defer.Deferred()
         self.waiters[reply_of(payload)] = d
         self.transport.write(payload, ("127.0.0.1", port))  # type: ignore[union-attr]
@@ -97,9 +95,8 @@ async def experiment(
                 reflex = await session.attach_reflex(sock, wasm, b"\x01")  # and pass on
             for _ in range(args.packets):
                 seq += 1
-                payload = b"\0\0\0\0" + struct.pack(">I", seq) + b"probe" * 8
                 t0 = time.monotonic_ns()
-                got = client.probe(reactor, payload, lport, 10.0)
+                got = client.probe(reactor, seq, lport, 10.0)
                 if mode == "reflex":
                     t1 = await got
                     nd, nt = await _pair(sock)
@@ -150,45 +147,68 @@ async def _ndata(sock: Any) -> Ndata:
 
 
 async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.reflex_world import run_experiment
+
     wasm = build(RESPONDER)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-reflex-"))
-    home = PktlabHome.at(tmp / "home")
-    with contextlib.redirect_stdout(io.StringIO()):
-        init_home(home, reflexes=[abi.digest(wasm)])
-    snikey = gen_snikey()
-    results: list[dict[str, Any]] = []
 
     async def exp(session: EndpointSession) -> dict[str, Any]:
         return await experiment(session, reactor, wasm, args)
 
-    ctl: Controller[dict[str, Any]] = Controller(exp, reactor=reactor, limit=1)
-    port = await ctl.listen(tls_server(reactor, "tcp:0:interface=127.0.0.1", home, snikey))
-    from benchmarks import delay_relay
+    conf = f"BusyPollUs {args.busy_poll_us}\n" if args.busy_poll_us else ""
+    if not args.breakdown:
+        return await run_experiment(
+            reactor, exp, sources=[RESPONDER], conf=conf, ctl_delay_ms=args.delay_ms
+        )
+    # The same endpoint with timing probes (benchmarks/bench_reflex_probe.py).
+    with tempfile.TemporaryDirectory(prefix="bench-reflex-probe-") as tmp:
+        probe = Path(tmp) / "probe.jsonl"
+        res = await run_experiment(
+            reactor, exp, sources=[RESPONDER], conf=conf, ctl_delay_ms=args.delay_ms,
+            endpoint_argv=lambda a: [sys.executable, "-m", PROBE, str(probe), *a],
+        )  # fmt: skip
+        res["breakdown"] = breakdown(probe)
+    return res
 
-    relay, relay_port = delay_relay.spawn(port.getHost().port, args.delay_ms)
-    ep = LocalEndpoint.spawn(
-        reactor,
-        f"127.0.0.1:{relay_port}",
-        args=["-c", str(home.root / "endpt.conf"), "--snikey", snikey],
-        plaintext=False,
-    )
-    try:
-        outcome = await ctl.next_outcome().addTimeout(600, reactor)
-        results.append(outcome.unwrap())
-    finally:
-        await ctl.stop()
-        await ep.stop(reactor)
-        relay.terminate()
-        relay.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return results[0]
+
+STEPS = (
+    ("sent", "the client's sendto (its clock)"),
+    ("idle", "reactor entered epoll_wait"),
+    ("wake", "epoll_wait returned"),
+    ("doread", "socket doRead"),
+    ("recv", "recvmsg returned"),
+    ("gate", "reflex gate"),
+    ("wasm_in", "reflex_packet called"),
+    ("wasm_out", "reflex_packet returned"),
+    ("nsend", "its send enters the nsend path"),
+    ("submit", "nsend checks passed"),
+    ("sendmsg_in", "sendmsg called"),
+    ("sendmsg_out", "sendmsg returned"),
+    ("tx", "kernel TX stamp"),
+    ("done", "reflex gate returned"),
+)
+
+
+def breakdown(path: Path) -> dict[str, dict[str, float]]:
+    """Per step of the reflex's datagrams (bench_reflex_probe.py): µs after the kernel RX
+    stamp (p10, p50, p90)."""
+    steps: dict[str, list[float]] = {name: [] for name, _ in STEPS}
+    if not path.exists():
+        raise RuntimeError(f"the probing endpoint wrote no {path.name}")
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if "wasm_in" not in rec or "tx" not in rec:
+            continue  # a controller round's datagram
+        for name in steps:
+            if name in rec:
+                steps[name].append(rec[name] / 1e3)
+    return {name: summarize(v) for name, v in steps.items() if v}
 
 
 def cpu_per_packet(n: int) -> dict[str, float]:
     """The endpoint's CPU time per received datagram, in µs (process time: what load does
     not change), over the unit tests' fake sockets, with certificate limits: plain ndata
     delivery, and the responder reflex answering (and passing it on)."""
-    sys.path.insert(0, str(REPO / "tests" / "unit" / "endpoint"))
+    sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "unit" / "endpoint")]
     from ep_fakes import T0, Rig, udp_open
 
     from packetlab import wire
@@ -243,6 +263,18 @@ def main(argv: list[str] | None = None) -> int:
         help="run everything on this CPU (no cross-CPU wake-up between client and endpoint)",
     )
     p.add_argument(
+        "--busy-poll-us",
+        type=int,
+        default=0,
+        metavar="N",
+        help="BusyPollUs N in the endpoint's endpt.conf (reactor busy-poll) [0: off]",
+    )
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="run the endpoint with timing probes and print where the reflex's reaction goes",
+    )
+    p.add_argument(
         "--cpu", type=int, metavar="N", help="only: CPU µs per packet over fakes, N packets"
     )
     args = p.parse_args(argv)
@@ -269,12 +301,22 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> None:
             f"{rtt['p50']:.1f}", f"{rtt['p90']:.1f}",
         ])  # fmt: skip
     pinned = f", all on CPU {args.pin}" if args.pin is not None else ""
-    print(f"controller link: +{args.delay_ms:g} ms each way (delay relay), over TLS{pinned}")
+    poll = f"BusyPollUs {args.busy_poll_us}" if args.busy_poll_us else "no busy-poll"
+    print(f"controller link: +{args.delay_ms:g} ms each way (delay relay), over TLS{pinned}; "
+          f"{poll}: endpoint CPU {100 * res.get('endpoint_cpu', 0):.0f} % of one core")  # fmt: skip
     headers = [
         "logic in", "n", "reaction p10 µs", "reaction p50 µs", "reaction p90 µs",
         "client RTT p50 µs", "client RTT p90 µs",
     ]  # fmt: skip
     print(markdown_table(headers, rows))
+    if "breakdown" in res:
+        print("\nwhere the reflex's reaction goes (µs after the kernel RX stamp):")
+        rows = []
+        for name, what in STEPS:
+            st = res["breakdown"].get(name)
+            if st is not None:
+                rows.append([name, what, *(f"{st[q]:.1f}" for q in ("p10", "p50", "p90"))])
+        print(markdown_table(["step", "", "p10", "p50", "p90"], rows))
     if args.json is not None:
         write_json(args.json, {"env": environment(), "args": vars(args) | {"json": None},
                                "results": res})  # fmt: skip

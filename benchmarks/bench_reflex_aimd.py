@@ -12,9 +12,11 @@ Two runs of ``--seconds`` each:
 
 Reported per run: the rate acknowledged over the second half (wire bytes: payload plus
 42 bytes of UDP, IP and Ethernet headers, which tbf counts) against the link rate, the
-queueing delay (smoothed RTT minus the minimum RTT, at the end and the largest seen),
-window halvings and timeouts. Goal: the reflex converges to the link rate within 10 %
-and keeps the queue bounded.
+queueing delay the sender sees (smoothed RTT minus the minimum RTT, at the end and the
+largest seen), window halvings and timeouts; and the bottleneck queue itself, sampled from
+the tbf qdisc on r1 (``tc -s qdisc``, every ``--qdisc-every-ms``): backlog p50/p95/max in
+bytes and packets, the share of samples at least half full, drops. Goal: the reflex
+converges to the link rate within 10 % and keeps the queue bounded.
 
 Needs root (network namespaces). Run from the repository root:
 ``python -m benchmarks.bench_reflex_aimd --help``.
@@ -23,15 +25,12 @@ Needs root (network namespaces). Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -137,52 +136,82 @@ async def controller_run(session: Any, reactor: Any, args: argparse.Namespace) -
 
 def inside(args: argparse.Namespace) -> None:
     """Runs in the ep namespace: a TLS endpoint behind the delay relay, one run."""
-    from twisted.internet import defer, task
+    from benchmarks.reflex_world import inside, run_experiment
 
-    from packetlab.cli.init import init_home
-    from packetlab.controller.listener import Controller
-    from packetlab.controller.local import LocalEndpoint, tls_server
-    from packetlab.monitor.build import build
-    from packetlab.ppks import PktlabHome
-    from packetlab.reflex import abi
-    from packetlab.tls import gen_snikey
-
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-aimd-"))
-    home = PktlabHome.at(tmp / "home")
-    with contextlib.redirect_stdout(io.StringIO()):
-        init_home(home, reflexes=[abi.digest(build(AIMD))])
     run = reflex_run if args.mode == "reflex" else controller_run
 
-    async def go(reactor: Any) -> None:
-        snikey = gen_snikey()
-
+    async def go(reactor: Any) -> dict[str, Any]:
         async def exp(session: Any) -> dict[str, Any]:
             return await run(session, reactor, args)
 
-        ctl: Controller[dict[str, Any]] = Controller(exp, reactor=reactor, limit=1)
-        port = await ctl.listen(tls_server(reactor, "tcp:0:interface=127.0.0.1", home, snikey))
-        from benchmarks import delay_relay
-
-        relay, relay_port = delay_relay.spawn(port.getHost().port, args.ctl_delay_ms)
-        ep = LocalEndpoint.spawn(
-            reactor, f"127.0.0.1:{relay_port}",
-            args=["-c", str(home.root / "endpt.conf"), "--snikey", snikey], plaintext=False,
+        return await run_experiment(
+            reactor, exp, sources=[AIMD], ctl_delay_ms=args.ctl_delay_ms,
+            timeout=args.seconds + 60,
         )  # fmt: skip
-        try:
-            outcome = await ctl.next_outcome().addTimeout(args.seconds + 60, reactor)
-            print(json.dumps(outcome.unwrap()), flush=True)
-        finally:
-            await ctl.stop()
-            await ep.stop(reactor)
-            relay.terminate()
-            relay.wait()
-            shutil.rmtree(tmp, ignore_errors=True)
 
-    task.react(lambda r: defer.ensureDeferred(go(r)))
+    inside(go)
 
 
 # ------------------------------------------------------------------------------- outside
+
+
+class QdiscSampler:
+    """Reads the bottleneck's tbf counters (``tc -s -j qdisc show``) every `every_s` in a
+    thread: the queue the sender builds, in bytes and packets, and the drops."""
+
+    def __init__(self, netns: str, dev: str, every_s: float) -> None:
+        self.argv = ["tc", "-n", netns, "-s", "-j", "qdisc", "show", "dev", dev]
+        self.every_s = every_s
+        self.samples: list[dict[str, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qdisc-sampler", daemon=True)
+
+    def read(self) -> dict[str, float]:
+        out = subprocess.run(self.argv, capture_output=True, text=True, check=True).stdout
+        q = next(q for q in json.loads(out) if q.get("kind") == "tbf")
+        o = q["options"]  # rate in bytes/s, lat in µs: tbf's byte limit is rate * lat + burst
+        return {"t": time.monotonic(), "backlog": q["backlog"], "qlen": q["qlen"],
+                "drops": q["drops"], "packets": q["packets"],
+                "limit": int(o["rate"] * o["lat"] / 1e6) + o["burst"]}  # fmt: skip
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self.read())
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> QdiscSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def queue_summary(samples: list[dict[str, float]]) -> dict[str, Any]:
+    """The tbf queue over a run, from the first packet on: p50/p95/max backlog (bytes,
+    packets) against tbf's limit, the share of samples at least half full, drops and
+    packets sent."""
+    from benchmarks.common import percentile
+
+    first = samples[0]
+    limit_bytes = int(first["limit"])
+    busy = [s for s in samples if s["packets"] > first["packets"]]
+    if not busy:
+        return {"samples": 0}
+    last = samples[-1]
+    sent = last["packets"] - first["packets"]
+    drops = last["drops"] - first["drops"]
+    b = [s["backlog"] for s in busy]
+    q = [s["qlen"] for s in busy]
+    return {
+        "samples": len(busy),
+        "limit_bytes": limit_bytes,
+        "backlog_p50": percentile(b, 50), "backlog_p95": percentile(b, 95), "backlog_max": max(b),
+        "qlen_p95": percentile(q, 95), "qlen_max": max(q),
+        "half_full": sum(1 for x in b if 2 * x >= limit_bytes) / len(b),
+        "packets": sent, "drops": drops, "drop_share": drops / (sent + drops) if sent else 0.0,
+    }  # fmt: skip
 
 
 def summarize_run(res: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -205,14 +234,16 @@ def summarize_run(res: dict[str, Any], args: argparse.Namespace) -> dict[str, An
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.reflex_world import child_env, child_result
     from packetlab.testbed import Shape, chain, testbed
 
     name = f"rfx{os.getpid() % 100000}"
     out: dict[str, Any] = {}
     shape = Shape(args.rate, latency_ms=args.tbf_latency_ms)
     with testbed(chain(1, shape={2: shape}), name=name) as tb:
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = child_env()
         tb.popen("tg", [sys.executable, "-c", ACKER, str(args.port)])
+        dev = tb.iface("r1", "tg")  # the bottleneck: r1's tbf toward tg queues the data
         time.sleep(0.5)
         for mode in args.modes:
             print(f"{mode}: {args.seconds:g} s ...", file=sys.stderr, flush=True)
@@ -224,11 +255,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                  "--ctl-delay-ms", str(args.ctl_delay_ms)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
             )  # fmt: skip
-            stdout, stderr = proc.communicate(timeout=args.seconds + 120)
-            lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                raise RuntimeError(f"{mode} run failed ({proc.returncode}):\n{stderr[-3000:]}")
-            out[mode] = summarize_run(json.loads(lines[-1]), args)
+            with QdiscSampler(tb.netns_name("r1"), dev, args.qdisc_every_ms / 1e3) as q:
+                res = child_result(proc, f"{mode} run", args.seconds + 120)
+            out[mode] = summarize_run(res, args) | {"queue": queue_summary(q.samples)}
     return out
 
 
@@ -243,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ctl-delay-ms", type=float, default=10.0, help="controller link, each way")
     p.add_argument("--port", type=int, default=9400, help="the acker's UDP port on tg")
     p.add_argument("--modes", nargs="+", default=["reflex", "controller"])
+    p.add_argument(
+        "--qdisc-every-ms", type=float, default=20.0, help="tbf backlog sampling period [20]"
+    )
     p.add_argument("--json", type=Path, help="write the results here too")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
@@ -267,6 +299,19 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     headers = ["AIMD in", "Mbit/s (2nd half)", "of link", "min RTT ms", "queue ms (end)",
                "queue ms (max)", "halvings", "timeouts", "refused sends"]  # fmt: skip
+    print(markdown_table(headers, rows))
+    limit = next(iter(res.values()))["queue"]["limit_bytes"]
+    print(f"\nthe tbf queue (tc -s qdisc, every {args.qdisc_every_ms:g} ms; limit {limit} bytes):")
+    rows = []
+    for m, r in res.items():
+        q = r["queue"]
+        rows.append([
+            m, q["samples"], f"{q['backlog_p50']:.0f}", f"{q['backlog_p95']:.0f}",
+            f"{q['backlog_max']:.0f}", f"{q['qlen_p95']:.0f}", f"{q['qlen_max']:.0f}",
+            f"{100 * q['half_full']:.1f} %", q["drops"], f"{100 * q['drop_share']:.2f} %",
+        ])  # fmt: skip
+    headers = ["AIMD in", "samples", "backlog p50 B", "p95 B", "max B", "qlen p95", "qlen max",
+               "≥ half full", "drops", "of packets"]  # fmt: skip
     print(markdown_table(headers, rows))
     if args.json is not None:
         write_json(args.json, {"env": environment(), "args": vars(args) | {"json": None},

@@ -17,16 +17,12 @@ Needs root. Run from the repository root: ``python -m benchmarks.bench_reflex_ha
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -97,60 +93,27 @@ def native_connects(target: str, port: int, count: int) -> list[float]:
 
 
 def inside(args: argparse.Namespace) -> None:
-    from twisted.internet import defer, task
+    from benchmarks.reflex_world import inside, run_experiment
 
-    from packetlab.cli.init import init_home
-    from packetlab.controller.listener import Controller
-    from packetlab.controller.local import LocalEndpoint, tls_server
-    from packetlab.monitor.build import build
-    from packetlab.ppks import PktlabHome
-    from packetlab.reflex import abi
-    from packetlab.tls import gen_snikey
-
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-handshake-"))
-    home = PktlabHome.at(tmp / "home")
-    with contextlib.redirect_stdout(io.StringIO()):
-        init_home(home, reflexes=[abi.digest(build(HANDSHAKE))])
-    conf = home.root / "endpt.conf"
-    conf.write_text(
-        conf.read_text() + f"TransprotoSup raw,tcp,udp\nVMemLocalAddrStrIPv4 {args.source_iface}\n"
-    )
-
-    async def go(reactor: Any) -> None:
-        snikey = gen_snikey()
-
+    async def go(reactor: Any) -> dict[str, Any]:
         async def exp(session: Any) -> dict[str, Any]:
             return await handshakes(session, reactor, args)
 
-        ctl: Controller[dict[str, Any]] = Controller(exp, reactor=reactor, limit=1)
-        port = await ctl.listen(tls_server(reactor, "tcp:0:interface=127.0.0.1", home, snikey))
-        ep = LocalEndpoint.spawn(
-            reactor, f"127.0.0.1:{port.getHost().port}",
-            args=["-c", str(conf), "--snikey", snikey], plaintext=False,
-        )  # fmt: skip
-        try:
-            outcome = await ctl.next_outcome().addTimeout(120, reactor)
-            res = outcome.unwrap()
-            res["native_us"] = native_connects(args.target, args.port, args.count)
-            print(json.dumps(res), flush=True)
-        except Exception:
-            print(ep.tail(60), file=sys.stderr)
-            raise
-        finally:
-            await ctl.stop()
-            await ep.stop(reactor)
-            shutil.rmtree(tmp, ignore_errors=True)
+        conf = f"TransprotoSup raw,tcp,udp\nVMemLocalAddrStrIPv4 {args.source_iface}\n"
+        res = await run_experiment(reactor, exp, sources=[HANDSHAKE], conf=conf, timeout=120)
+        res["native_us"] = native_connects(args.target, args.port, args.count)
+        return res
 
-    task.react(lambda r: defer.ensureDeferred(go(r)))
+    inside(go)
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.reflex_world import child_env, child_result
     from packetlab.testbed import chain, testbed
 
     name = f"rhs{os.getpid() % 100000}"
     with testbed(chain(1), name=name) as tb:
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = child_env()
         server = tb.popen(
             "tg", [sys.executable, "-c", SERVER, str(args.port)], stdout=subprocess.PIPE,
             text=True,
@@ -175,11 +138,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
              "--count", str(args.count), "--sport", str(args.sport)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
         )  # fmt: skip
-        stdout, stderr = proc.communicate(timeout=300)
-        lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"handshake run failed ({proc.returncode}):\n{stderr[-4000:]}")
-        res: dict[str, Any] = json.loads(lines[-1])
+        res = child_result(proc, "handshake run", 300)
         server.terminate()
         accepted_out, _ = server.communicate(timeout=10)
         accepted = [int(ln.split()[1]) for ln in accepted_out.splitlines() if ln.startswith("acc")]

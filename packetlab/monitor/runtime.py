@@ -534,11 +534,11 @@ class Instance:
         impl: Callable[[Sequence[int]], int | None] = getattr(self, "_h_" + name)
         layout = _layout(params)
         ret = _c.c_int64 if results == (abi.I64,) else _c.c_int32
-        size = max(len(params), len(results), 1) * _SLOT
+        slots_t = _c.c_uint8 * (max(len(params), len(results), 1) * _SLOT)  # once, not per call
 
         def callback(env: int, caller: int, args: int, nargs: int) -> int:
             try:
-                slots = (_c.c_uint8 * size).from_address(args)
+                slots = slots_t.from_address(args)
                 rv = impl(layout.unpack_from(slots) if params else ())
                 if results:
                     ret.from_address(args).value = int(rv or 0)

@@ -15,7 +15,7 @@ import ctypes
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import wasmtime
 
@@ -58,9 +58,8 @@ def compile_reflex(wasm: bytes) -> ReflexCompiled:
     )
 
 
-@dataclass(frozen=True)
-class Emit:
-    """One send a reflex asked for."""
+class Emit(NamedTuple):
+    """One send a reflex asked for (a tuple: made on every reflex_send, cheaply)."""
 
     sktid: int
     data: bytes

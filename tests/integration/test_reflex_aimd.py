@@ -2,21 +2,17 @@
 `benchmarks/bench_reflex_aimd.py` with real processes (testbed, acker, TLS endpoint,
 delay relay): it fills the link and backs off on losses. The numbers against the
 controller-side AIMD are the benchmark's (docs/reflexes.md); the bounds here are loose
-because the machine is shared."""
+because the machine is shared. The queue is read from the tbf qdisc (`tc -s qdisc`)."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.reflex_world import run_benchmark
 from packetlab.monitor.build import find_clang
-
-REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.root,
@@ -26,16 +22,16 @@ pytestmark = [
 
 
 def test_aimd_reflex_fills_a_shaped_link(tmp_path: Path) -> None:
-    out = tmp_path / "aimd.json"
     port = 20000 + os.getpid() % 20000
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_reflex_aimd", "--seconds", "4",
-         "--modes", "reflex", "--port", str(port), "--json", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(out.read_text())["results"]["reflex"]
+    args = ["--seconds", "4", "--modes", "reflex", "--port", str(port)]
+    r = run_benchmark("bench_reflex_aimd", args, tmp_path / "aimd.json", 300)["reflex"]
     assert r["denied"] == 0  # every send passed the endpoint's checks
     assert r["halvings"] > 0  # it found the link's limit and backed off
     assert 0.7 < r["of_link"] < 1.1  # the rate acknowledged is the link's
+    # The queue, read from tbf itself: bounded, and not kept overflowing (a sender that
+    # ignored its losses would fill it for good and lose a large share of its packets).
+    q = r["queue"]
+    assert q["samples"] > 20
+    assert 0 < q["backlog_max"] <= q["limit_bytes"]
+    assert q["drops"] > 0 and q["drop_share"] < 0.10
+    assert q["half_full"] < 0.95

@@ -5,17 +5,13 @@ the kernel stamps are in order (SYN TX < SYN-ACK RX < ACK TX)."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.reflex_world import run_benchmark
 from packetlab.monitor.build import find_clang
-
-REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.root,
@@ -25,16 +21,9 @@ pytestmark = [
 
 
 def test_reflex_completes_tcp_handshakes(tmp_path: Path) -> None:
-    out = tmp_path / "hs.json"
     port = 20000 + os.getpid() % 20000
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_reflex_handshake", "--count", "5",
-         "--port", str(port), "--json", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(out.read_text())["results"]
+    args = ["--count", "5", "--port", str(port)]
+    r = run_benchmark("bench_reflex_handshake", args, tmp_path / "hs.json", 300)
     assert r["ok"] == r["n"] == 5
     assert r["accepted"] == 5  # the server saw each handshake complete
     assert r["options"]["mss"] == 1460 and r["options"]["sack"] == 1
