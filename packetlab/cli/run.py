@@ -138,9 +138,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-q",
         "--queries",
         type=_positive(int, "--queries", 1, 10),
-        default=1,
+        default=3,
         metavar="N",
-        help="probes per hop [default: 1]",
+        help="probes per hop [default: 3, as traceroute]",
+    )
+    tr.add_argument(
+        "-N",
+        "--sim-queries",
+        dest="squeries",
+        type=_positive(int, "--sim-queries", 1, 1000),
+        default=None,
+        metavar="N",
+        help="at most N probes in flight, the next sent as one is answered or given up "
+        "on, as traceroute -N [default: all at once]",
     )
     proto = tr.add_mutually_exclusive_group()
     proto.add_argument(
@@ -149,10 +159,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--method",
         dest="protocol",
         type=str.lower,
-        choices=["udp", "icmp", "tcp", "udp-paris", "icmp-paris"],
+        choices=["udp", "icmp", "tcp", "tcp-ack", "udp-paris", "icmp-paris"],
         default="udp",
         metavar="METHOD",
-        help="probes: udp, icmp, tcp, or scamper's udp-paris, icmp-paris [default: udp]",
+        help="probes: udp, icmp, tcp (SYN), or scamper's tcp-ack (bare ACKs), udp-paris, "
+        "icmp-paris [default: udp]",
     )
     proto.add_argument(
         "-I", dest="protocol", action="store_const", const="icmp", help="ICMP echo probes"
@@ -348,7 +359,7 @@ def _experiment(
     from packetlab.controller import read_system_info
     from packetlab.measure.ping import ping
     from packetlab.measure.rdns import ReverseNames
-    from packetlab.measure.traceroute import PARIS, pick_source, traceroute
+    from packetlab.measure.traceroute import PARIS, TCP_METHODS, pick_source, traceroute
 
     async def source(session: Any) -> Address:
         if src is not None:
@@ -378,11 +389,12 @@ def _experiment(
             max_ttl=args.max_ttl,
             wait=args.wait,
             sport=args.sport,
-            base_port=args.port or (80 if args.protocol == "tcp" else 33434),
+            base_port=args.port or (80 if args.protocol in TCP_METHODS else 33434),
             method=PARIS[args.protocol] if args.paris and args.protocol in PARIS else args.protocol,
             src=frm,
             pace=None if args.sequential else (args.pace or 0.0),
             queries=args.queries,
+            squeries=args.squeries,
             send_stamp=stamp,
             recv_stamp=stamp,
             on_hop=on_hop,
@@ -440,7 +452,12 @@ def _budget(args: argparse.Namespace) -> float:
     if args.measurement == "traceroute":
         n = (args.max_ttl - args.first_ttl + 1) * args.queries
         pace = args.pace or 0.0
-        work = n * (args.wait + 0.5) if args.sequential else n * pace + args.wait
+        if args.sequential:
+            work = n * (args.wait + 0.5)
+        elif args.squeries:
+            work = -(-n // args.squeries) * args.wait + args.wait
+        else:
+            work = n * pace + args.wait
     else:  # (-i 0 goes as fast as replies come back: allow 10 ms a request for that)
         work = (args.count - 1) * args.interval + args.wait + args.count * 0.01
     return work + 30.0
@@ -450,7 +467,7 @@ def _report(reactor: Any, args: argparse.Namespace, dst: Address) -> TracerouteR
     name = None if args.target == str(dst) else args.target
     if args.measurement == "traceroute":
         # Butskoy's probes: UDP or ICMP header + 32 bytes; a TCP SYN with an MSS option
-        tail = 24 if args.protocol == "tcp" else 8 + 32
+        tail = {"tcp": 24, "tcp-ack": 20}.get(args.protocol, 8 + 32)
         size = (20 if dst.version == 4 else 40) + tail
         return TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
@@ -471,6 +488,8 @@ async def measure(
         stop = StopSignal()
     if args.measurement == "traceroute" and args.first_ttl > args.max_ttl:
         raise RunError(f"--first-ttl {args.first_ttl} is above --max-ttl {args.max_ttl}")
+    if args.measurement == "traceroute" and args.squeries and (args.sequential or args.pace):
+        raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
     link = Link.from_args(args)
     dst = resolve_target(args.target, args.family)
     src: Address | None = None

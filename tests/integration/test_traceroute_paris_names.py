@@ -156,14 +156,14 @@ def test_hops_are_named_as_native_traceroute_names_them(named: Testbed) -> None:
     assert names(ours.stdout) == names(native.stdout) == want
     # -n: no lookups, addresses only; --json --names names each hop
     bare = subprocess.run(
-        ["ip", "netns", "exec", ns, *RUN, "traceroute", "-n", dst], capture_output=True,
+        ["ip", "netns", "exec", ns, *RUN, "traceroute", "-n", "-q", "1", dst], capture_output=True,
         text=True, timeout=60, env=env(), cwd=REPO, check=True,
     )  # fmt: skip
     assert [line.split()[1] for line in bare.stdout.splitlines()[1:]] == [
         str(named.addr("r1")), r2, dst,
     ]  # fmt: skip
     js = subprocess.run(
-        ["ip", "netns", "exec", ns, *RUN, "traceroute", "--json", "--names", dst],
+        ["ip", "netns", "exec", ns, *RUN, "traceroute", "--json", "--names", "-q", "1", dst],
         capture_output=True, text=True, timeout=60, env=env(), cwd=REPO, check=True,
     )  # fmt: skip
     hops = [json.loads(x) for x in js.stdout.splitlines()][:-1]
