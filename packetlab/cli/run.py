@@ -31,7 +31,7 @@ from packetlab.cli.link import (
     route_source,
     run_on_link,
 )
-from packetlab.cli.report import PingReport, TracerouteReport
+from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
 from packetlab.controller.stop import StopSignal
 from packetlab.measure.records import Hop, PingResult, Stamp, TracerouteResult
 
@@ -39,6 +39,12 @@ T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 EXIT_OK, EXIT_NO_REPLY, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# traceroute --mda: the Paris method of each probe protocol (the flow is varied)
+MDA_METHOD = {
+    "udp": "udp-paris", "udp-paris": "udp-paris", "icmp": "icmp-paris",
+    "icmp-paris": "icmp-paris", "tcp": "tcp",
+}  # fmt: skip
 
 # Sub-commands in their own modules (packetlab.cli.run_NAME, see run_command.py).
 MODULE_COMMANDS = ("dns", "http", "throughput", "sendgap", "clocksync", "alias")
@@ -177,6 +183,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Paris traceroute: every probe one flow (constant ports, or ICMP checksum), "
         "so a per-flow load balancer sends all of them one way (-P udp-paris/icmp-paris; "
         "TCP probes are one flow anyway)",
+    )
+    tr.add_argument(
+        "--mda",
+        action="store_true",
+        help="multipath detection (Paris traceroute's MDA, scamper's tracelb): vary the "
+        "flow of Paris probes until every interface of each hop behind a per-flow load "
+        "balancer is found with --confidence; prints each hop's interfaces",
+    )
+    tr.add_argument(
+        "--confidence",
+        type=_positive(float, "--confidence", 50, 99.9),
+        default=95.0,
+        metavar="PCT",
+        help="with --mda: the chance of finding every next hop of an interface [default: 95]",
     )
     tr.add_argument(
         "-n",
@@ -351,10 +371,10 @@ def _experiment(
     dst: Address,
     src: Address | None,
     stamp: str,
-    report: TracerouteReport | PingReport,
+    report: TracerouteReport | PingReport | MdaReport,
     stop: StopSignal,
-) -> Callable[[Any], Awaitable[TracerouteResult | PingResult]]:
-    from twisted.internet.defer import Deferred, succeed
+) -> Callable[[Any], Awaitable[Any]]:
+    from twisted.internet.defer import Deferred, DeferredList, succeed
 
     from packetlab.controller import read_system_info
     from packetlab.measure.ping import ping
@@ -403,6 +423,40 @@ def _experiment(
         await shown
         return result
 
+    async def tracelb(session: Any) -> Any:
+        from packetlab.measure.mda import mda_trace
+
+        assert isinstance(report, MdaReport)
+        frm = await source(session)
+        report.start(str(frm))
+        names = ReverseNames(session) if _names_wanted(args) else None
+        report.names = None if names is None else names.names
+        shown: Deferred[object] = succeed(None)  # hops are printed in order, named
+
+        def on_hop(hop: Any) -> None:
+            if names is None:
+                report.hop(hop)
+                return
+            named = DeferredList([names.lookup(a) for a in hop.addrs])
+            shown.addCallback(lambda _: named).addCallback(lambda _: report.hop(hop))
+
+        result = await mda_trace(
+            session,
+            dst,
+            first_ttl=args.first_ttl,
+            max_ttl=args.max_ttl,
+            wait=args.wait,
+            confidence=args.confidence / 100,
+            method=MDA_METHOD[args.protocol],
+            sport=args.sport,
+            base_port=args.port or (80 if args.protocol in TCP_METHODS else 33434),
+            src=frm,
+            on_hop=on_hop,
+            stop=stop,
+        )
+        await shown
+        return result
+
     async def echo(session: Any) -> PingResult:
         assert isinstance(report, PingReport)
         frm = await source(session)
@@ -424,7 +478,9 @@ def _experiment(
             stop=stop,
         )
 
-    return trace if args.measurement == "traceroute" else echo
+    if args.measurement == "traceroute":
+        return tracelb if args.mda else trace
+    return echo
 
 
 def _names_wanted(args: argparse.Namespace) -> bool:
@@ -452,7 +508,9 @@ def _budget(args: argparse.Namespace) -> float:
     if args.measurement == "traceroute":
         n = (args.max_ttl - args.first_ttl + 1) * args.queries
         pace = args.pace or 0.0
-        if args.sequential:
+        if args.mda:  # rounds of probes: a few per TTL, each at most one --wait
+            work = (args.max_ttl - args.first_ttl + 1) * 6 * args.wait
+        elif args.sequential:
             work = n * (args.wait + 0.5)
         elif args.squeries:
             work = -(-n // args.squeries) * args.wait + args.wait
@@ -463,8 +521,15 @@ def _budget(args: argparse.Namespace) -> float:
     return work + 30.0
 
 
-def _report(reactor: Any, args: argparse.Namespace, dst: Address) -> TracerouteReport | PingReport:
+def _report(
+    reactor: Any, args: argparse.Namespace, dst: Address
+) -> TracerouteReport | PingReport | MdaReport:
     name = None if args.target == str(dst) else args.target
+    if args.measurement == "traceroute" and args.mda:
+        return MdaReport(
+            reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
+            method=MDA_METHOD[args.protocol], confidence=args.confidence / 100,
+        )  # fmt: skip
     if args.measurement == "traceroute":
         # Butskoy's probes: UDP or ICMP header + 32 bytes; a TCP SYN with an MSS option
         tail = {"tcp": 24, "tcp-ack": 20}.get(args.protocol, 8 + 32)
@@ -481,13 +546,17 @@ def _report(reactor: Any, args: argparse.Namespace, dst: Address) -> TracerouteR
 
 async def measure(
     reactor: Any, args: argparse.Namespace, stop: StopSignal | None = None
-) -> tuple[TracerouteResult | PingResult, TracerouteReport | PingReport]:
+) -> tuple[Any, TracerouteReport | PingReport | MdaReport]:
     """Run the measurement of `args`, printing as it goes; the result and its report
     (whose `finish` prints the summary)."""
     if stop is None:
         stop = StopSignal()
     if args.measurement == "traceroute" and args.first_ttl > args.max_ttl:
         raise RunError(f"--first-ttl {args.first_ttl} is above --max-ttl {args.max_ttl}")
+    if args.measurement == "traceroute" and args.mda and args.protocol not in MDA_METHOD:
+        raise RunError(f"--mda varies the flow of udp, icmp or tcp probes, not {args.protocol}")
+    if args.measurement == "traceroute" and args.mda and (args.sequential or args.squeries):
+        raise RunError("--mda sends its own rounds of probes: not with --sequential or -N")
     if args.measurement == "traceroute" and args.squeries and (args.sequential or args.pace):
         raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
     link = Link.from_args(args)
@@ -517,7 +586,7 @@ async def measure(
         report = _report(reactor, args, dst)
         experiment = _experiment(args, dst, src, Stamp.UNKNOWN, report, stop)
         try:
-            result: TracerouteResult | PingResult = await run_on_link(
+            result: Any = await run_on_link(
                 reactor,
                 link,
                 experiment,
@@ -559,6 +628,9 @@ def run(args: argparse.Namespace) -> int:
     async def main(reactor: Any, stop: StopSignal) -> int:
         result, report = await measure(reactor, args, stop)
         interrupted = stop.requested and stop.reason == "interrupted"
+        if isinstance(report, MdaReport):
+            report.finish(result, interrupted)
+            return EXIT_OK
         if isinstance(report, TracerouteReport):
             assert isinstance(result, TracerouteResult)
             report.finish(result, interrupted)

@@ -190,7 +190,9 @@ class MdaPlan:
             here = self.seen[ttl]
             before = self.seen.get(ttl - 1, {})
             addrs = sorted({a for a in here.values() if a is not None}, key=_addr_order)
-            links = {(before.get(f), a) for f, a in here.items() if a is not None}
+            # (a flow first probed at this TTL, for node control one further, has no
+            # known predecessor; one whose probe there was lost has None)
+            links = {(before[f], a) for f, a in here.items() if a is not None and f in before}
             out.append(
                 MdaHop(
                     ttl,

@@ -34,6 +34,10 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate(tmp_path, monkeypatch)
+
+
+def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: raw sockets, eBPF, network namespaces")
     monkeypatch.setenv("PKTLAB_TESTBED_DIR", str(tmp_path))
@@ -53,6 +57,11 @@ def diamond() -> Topology:
 
 @pytest.fixture
 def ecmp(testbed_factory: Callable[..., Testbed]) -> Testbed:
+    return ecmp_diamond(testbed_factory)
+
+
+def ecmp_diamond(testbed_factory: Callable[..., Testbed]) -> Testbed:
+    """The diamond, r1 balancing per flow (5-tuple) over ra and rb."""
     tb = testbed_factory(diamond())
     net = tb.topology.link_interfaces(tb.topology.link_between("r2", "tg"))[0].ipv4.network
     ra, rb = tb.addr("ra"), tb.addr("rb")
