@@ -377,7 +377,6 @@ def _experiment(
     from twisted.internet.defer import Deferred, DeferredList, succeed
 
     from packetlab.controller import read_system_info
-    from packetlab.measure.ping import ping
     from packetlab.measure.rdns import ReverseNames
     from packetlab.measure.traceroute import PARIS, TCP_METHODS, pick_source, traceroute
 
@@ -463,6 +462,8 @@ def _experiment(
         report.start(str(frm))
         if args.deadline is not None:  # -w: seconds of measuring, as ping -w
             session.reactor.callLater(args.deadline, stop.request, "deadline")
+        from packetlab.measure.ping import ping  # (only here: traceroute need not load it)
+
         return await ping(
             session,
             dst,
