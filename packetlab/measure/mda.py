@@ -34,6 +34,14 @@ from packetlab.measure.probes import (
     tcp_syn_probe,
 )
 from packetlab.measure.replies import Reply, ReplyKind
+from packetlab.measure.traceroute import (
+    CAPTURE_FILTERS,
+    as_target,
+    close_capture,
+    open_capture,
+    parse_ndata,
+    reply_key,
+)
 
 __all__ = ["MDA_METHODS", "MdaHop", "MdaPlan", "MdaResult", "mda_trace", "stopping_points"]
 
@@ -253,15 +261,6 @@ async def mda_trace(
     called as each TTL is finished. `method`: "udp-paris" (flows in the UDP source port,
     like scamper's udp-sport), "icmp-paris" (flows in the ICMP checksum) or "tcp" (SYNs,
     flows in the source port)."""
-    from packetlab.measure.traceroute import (
-        CAPTURE_FILTERS,
-        as_target,
-        close_capture,
-        open_capture,
-        parse_ndata,
-        reply_key,
-    )
-
     target = as_target(dst)
     if not 1 <= first_ttl <= max_ttl <= 255:
         raise ValueError(f"need 1 <= first_ttl <= max_ttl <= 255, got {first_ttl}, {max_ttl}")
@@ -295,7 +294,7 @@ async def mda_trace(
         got = parse_ndata(n)
         if got is None:
             return
-        i = table.pop(reply_key("udp-paris" if method == "udp-paris" else method, got[0]))
+        i = table.pop(reply_key(method, got[0]))
         if i is not None:
             answers[i] = got
             waker.poke()
