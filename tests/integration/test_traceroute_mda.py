@@ -53,7 +53,8 @@ def need(tool: str) -> None:
 def test_mda_finds_every_interface_as_scamper_tracelb_does(ecmp: Testbed) -> None:
     need("scamper")
     tg = str(ecmp.addr("tg"))
-    lines = ours(ecmp, "--mda", tg)
+    # MDA is probabilistic by design: at 99 % a branch is missed with probability 1/128
+    lines = ours(ecmp, "--mda", "--confidence", "99", tg)
     hops = {x["ttl"]: set(x["addrs"]) for x in lines if x["type"] == "mda-hop"}
     name = {str(ecmp.addr(n)): n for n in ("r1", "ra", "rb", "r2", "tg")}
     assert {t: {name[a] for a in s} for t, s in hops.items()} == {
@@ -64,29 +65,33 @@ def test_mda_finds_every_interface_as_scamper_tracelb_does(ecmp: Testbed) -> Non
     assert summary["reached"] and summary["stop_reason"] == "COMPLETED"
     # the links found: r2 behind both branches
     (three,) = [x for x in lines if x.get("ttl") == 3]
-    assert {tuple(link) for link in three["links"]} == {
+    assert {tuple(link) for link in three["links"] if link[0] is not None} == {
         (str(ecmp.addr("ra")), str(ecmp.addr("r2"))),
         (str(ecmp.addr("rb")), str(ecmp.addr("r2"))),
     }
     theirs = subprocess.run(
         ["ip", "netns", "exec", ecmp.netns_name("ep"), "scamper", "-O", "json", "-c",
-         "tracelb -P udp-sport", "-i", tg], capture_output=True, text=True, timeout=120,
+         "tracelb -P udp-sport -c 99", "-i", tg], capture_output=True, text=True, timeout=120,
         check=True,
     ).stdout  # fmt: skip
     (trace,) = [json.loads(x) for x in theirs.splitlines() if '"type":"tracelb"' in x]
     found = set(re.findall(r'"addr":"([^"]+)"', json.dumps(trace, separators=(",", ":"))))
-    assert found == set[str]().union(*hops.values())
+    # all scamper found, ours found (ours must find both branches, above; scamper may
+    # miss one with its own 1 % chance)
+    mine = set[str]().union(*hops.values())
+    assert found <= mine and {str(ecmp.addr(n)) for n in ("r1", "r2", "tg")} <= found
 
 
 def test_mda_text_output(ecmp: Testbed) -> None:
     tg = str(ecmp.addr("tg"))
     argv = ["ip", "netns", "exec", ecmp.netns_name("ep"), *RUN, "traceroute", "--mda", "-n"]
+    argv += ["--confidence", "99"]
     got = subprocess.run(
         [*argv, tg], capture_output=True, text=True, timeout=120, env=env(), cwd=REPO,
         check=True,
     )  # fmt: skip
     lines = got.stdout.splitlines()
-    assert lines[0] == f"tracelb to {tg} ({tg}), 30 hops max, udp-paris, confidence 95%"
+    assert lines[0] == f"tracelb to {tg} ({tg}), 30 hops max, udp-paris, confidence 99%"
     ra, rb = sorted([str(ecmp.addr("ra")), str(ecmp.addr("rb"))])
     assert lines[2] == f" 2  {ra}  {rb}"
     assert lines[4] == f" 4  {tg}"
