@@ -43,7 +43,7 @@ from packetlab.testbed import Testbed, chain
 REPO = Path(__file__).resolve().parent.parent
 SILENT_NET = "10.77.99.0/24"
 SILENT_DST = "10.77.99.1"
-IMPORTS = "import packetlab.cli as c; c.build_parser()"
+IMPORTS = "import packetlab.cli as c; c.build_parser(\"run\")"
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> float:
@@ -82,6 +82,9 @@ def main() -> int:
     ap.add_argument(
         "--before", metavar="DIR", type=Path, help="also time this checkout (an earlier commit)"
     )
+    ap.add_argument(
+        "--quick", action="store_true", help="only the answering path (no 10 s native runs)"
+    )
     args = ap.parse_args()
     pycache = tempfile.mkdtemp(prefix="pktlab-bench-pyc-")
     env = python_env(pycache)
@@ -99,6 +102,8 @@ def main() -> int:
             "silent -q 3 -m 10": (["-n", "-q", "3", "-m", "10", SILENT_DST],) * 2,
             "names -q 3": (["-q", "3", tg], ["-q", "3", tg]),
         }
+        if args.quick:
+            del scenarios["silent -q 3 -m 10"], scenarios["names -q 3"]
         # name -> (argv suffix, environment, working directory) of extra runs of ours
         variants = {
             "answering -q 3, no bytecode": (answering3[0], python_env("", bytecode=False), REPO)
@@ -111,6 +116,10 @@ def main() -> int:
             "python -c pass": [sys.executable, "-c", "pass"],
             "imports of pktlab run": [sys.executable, "-c", IMPORTS],
         }
+        floor_env = dict.fromkeys(floors, (env, REPO))
+        if args.before is not None:
+            floors["imports of pktlab run, before"] = floors["imports of pktlab run"]
+            floor_env["imports of pktlab run, before"] = (old, args.before)
         for mine, _ in scenarios.values():  # warm up: bytecode, demo certificates
             timed([*ours, *mine], env)
         for mine, venv, cwd in variants.values():
@@ -126,7 +135,7 @@ def main() -> int:
             for name, (mine, venv, cwd) in variants.items():
                 variant_times[name].append(timed([*ours, *mine], venv, cwd))
             for name, argv in floors.items():
-                floor_times[name].append(timed(argv, env))
+                floor_times[name].append(timed(argv, *floor_env[name]))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     finally:
         tb.down()
