@@ -43,7 +43,7 @@ from packetlab.testbed import Testbed, chain
 REPO = Path(__file__).resolve().parent.parent
 SILENT_NET = "10.77.99.0/24"
 SILENT_DST = "10.77.99.1"
-IMPORTS = "import packetlab.cli as c; c.build_parser(\"run\")"
+IMPORTS = 'import packetlab.cli as c; c.build_parser("run")'
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> float:
