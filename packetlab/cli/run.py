@@ -54,7 +54,8 @@ examples:
   pktlab run traceroute 192.0.2.1                 # endpoint in this process (needs root)
   pktlab run traceroute -6 --max-ttl 16 example.net
   pktlab run ping -c 3 -i 0.2 127.0.0.1
-  pktlab run traceroute --json 10.77.3.2          # one JSON object per hop
+  pktlab run traceroute --json 10.77.3.2          # one JSON object per probe
+  pktlab run traceroute -n --mda 10.77.6.2        # every interface of every hop
   pktlab run traceroute --listen 127.0.0.1:20556 192.0.2.1
       # then: twistd -n pktendpoint --insecure-plaintext --transproto raw,tcp,udp \\
       #           --ipv4 SRC 127.0.0.1:20556      (SRC: the endpoint's address to send from)
@@ -129,12 +130,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tr = sub.add_parser(
         "traceroute",
         help="traceroute (UDP, ICMP or TCP probes)",
-        description="traceroute like Butskoy's `traceroute -n`: TTL-limited probes (UDP to "
-        "ports 33434+n with a 32-byte payload; -I ICMP echo; -T TCP SYN to port 80) from "
-        "the endpoint's raw socket, answers captured there. Every hop is probed at once; "
-        "a silent hop is waited for --wait s, or 10 times the RTT of a later hop that "
-        "answered. Stops at the target or "
-        "--max-ttl. Each hop is printed as soon as it and the hops before it are known.",
+        description="traceroute like Butskoy's `traceroute`: TTL-limited probes, 3 per hop "
+        "(UDP to ports 33434+n with a 32-byte payload; -I ICMP echo; -T TCP SYN to port 80; "
+        "-P tcp-ack bare ACKs) from the endpoint's raw socket, answers captured there. "
+        "Every hop is probed at once (-N: at most N probes in flight); a silent hop is "
+        "waited for --wait s, or 10 times the RTT of a later hop that answered. Stops at "
+        "the target or --max-ttl. Each hop is printed as soon as it and the hops before it "
+        "are known. --mda finds every path through per-flow load balancers.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
