@@ -333,6 +333,7 @@ class _Parallel:
             self.table.add(probe.key, i)
         self.answers: dict[int, tuple[Reply, int]] = {}
         self.sent: dict[int, int] = {}
+        self.tagged_at: dict[int, float] = {}  # when each probe's ntag came (reactor time)
         self.failure: BaseException | None = None
         self.end = len(probes)  # probes past the TTL that ends the trace are not waited for
         self.hops: list[Hop] = []
@@ -355,6 +356,7 @@ class _Parallel:
 
     def _ntag(self, i: int, tag: Ntag) -> None:
         self.sent[i] = tag.time
+        self.tagged_at[i] = self.reactor.seconds()
         self.waker.poke()
 
     def _failed(self, f: Failure) -> None:
@@ -455,7 +457,11 @@ class _Parallel:
                 probe.ttl, reply, probe_send_ns=self.sent[i], reply_recv_ns=recv_ns
             )
         else:
-            give_up = local[i] + self._patience(i, wait, floor)
+            # A shortened wait counts from when the probe is known to have left (its ntag
+            # came): a busy endpoint may send the last of many queued probes late.
+            give_up = local[i] + wait
+            if i in self.tagged_at:
+                give_up = min(give_up, self.tagged_at[i] + self._patience(i, wait, floor))
             if i in self.answers:  # answered, its ntag not in yet: it cannot be long
                 give_up = local[i] + wait + 1.0
             if stop_by is not None:

@@ -1,5 +1,5 @@
-"""`pktlab run traceroute --mda`, `-P tcp-ack` and `-N` against scamper and Butskoy
-traceroute on the testbed (root, namespaces).
+"""`pktlab run traceroute --mda`, `-P tcp-ack`, `-N` and the default `-q 3` layout against
+scamper and Butskoy traceroute on the testbed (root, namespaces).
 
 MDA runs on the per-flow ECMP diamond of test_traceroute_paris_names (r1 balances the
 5-tuple over ra and rb): ours must find both branches, as scamper's tracelb does.
@@ -122,3 +122,23 @@ def test_n_probes_in_flight_like_traceroute_n(tb: Testbed) -> None:
         hops = [x for x in lines if x["type"] == "hop"]
         ref = native.run_traceroute(dst, netns=tb.netns_name("ep"), queries=3, sim_queries=int(n))
         assert [(h["ttl"], h["addr"]) for h in hops] == ref.path()
+
+
+def test_default_output_has_traceroutes_layout(tb: Testbed) -> None:
+    """Without options both print 3 probes per hop in the same layout (RTTs masked)."""
+    need("traceroute")
+    dst = str(tb.addr("tg"))
+    ns = ["ip", "netns", "exec", tb.netns_name("ep")]
+    mine = subprocess.run(
+        [*ns, *RUN, "traceroute", "-n", dst], capture_output=True, text=True, timeout=120,
+        env=env(), cwd=REPO, check=True,
+    ).stdout  # fmt: skip
+    theirs = subprocess.run(
+        [*ns, "traceroute", "-n", dst], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+
+    def masked(text: str) -> list[str]:
+        return [re.sub(r"\d+\.\d+ ms", "X ms", line) for line in text.splitlines()]
+
+    assert masked(mine) == masked(theirs)
+    assert masked(mine)[1] == f" 1  {tb.addr('r1')}  X ms  X ms  X ms"
