@@ -338,6 +338,24 @@ def test_squeries_keeps_at_most_n_probes_in_flight() -> None:
     assert one.path() == [(1, R14), (2, None), (3, R34)]  # TTL 3 only after 2's wait
 
 
+def test_a_probe_the_endpoint_sends_late_is_waited_for_from_when_it_left() -> None:
+    """A busy endpoint sends the last of many queued probes late: the shortened wait (a
+    later hop answered) counts from the probe's ntag, not from when it was queued."""
+    rig = RawRig([R14, R24, TG4])
+    real = rig.endpoint.transmit
+
+    def transmit(msg: Any, when: int) -> None:
+        if ttl_of(msg.data) == 2:  # sent 0.3 s late, answered 2 ms after
+            rig.clock.callLater(0.3, real, msg, when + 300_000_000)
+        else:
+            real(msg, when)
+
+    rig.endpoint.transmit = transmit  # type: ignore[method-assign]
+    result = rig.run(traceroute(rig.session, TG4, pace=0.0, wait=5.0, max_ttl=4))
+    assert result.path() == [(1, R14), (2, R24), (3, TG4)]
+    assert result.hops[1].rtt_us == pytest.approx(2000, abs=0.01)
+
+
 def test_bad_squeries() -> None:
     rig = RawRig([TG4])
     with pytest.raises(ValueError, match="squeries"):
