@@ -114,6 +114,19 @@ def test_tcp_ack_probes_trace_the_path_scamper_traces(tb: Testbed, family: int) 
     assert lines[-1]["method"] == "tcp-ack" and lines[-1]["reached"]
 
 
+@pytest.mark.parametrize(("flag", "method"), [("-T", "tcp"), ("-I", "icmp")])
+def test_tcp_syn_and_icmp_probes_trace_the_path_scamper_traces(
+    tb: Testbed, flag: str, method: str
+) -> None:
+    need("scamper")
+    dst = str(tb.addr("tg"))
+    lines = ours(tb, flag, "-q", "1", dst)
+    hops = [x for x in lines if x["type"] == "hop"]
+    ref = native.run_scamper(dst, netns=tb.netns_name("ep"), method=method, dport=80)
+    assert [(h["ttl"], h["addr"]) for h in hops] == ref.path()
+    assert hops[-1]["reply_type"] == ref.hops[-1].reply_type
+
+
 def test_n_probes_in_flight_like_traceroute_n(tb: Testbed) -> None:
     need("traceroute")
     dst = str(tb.addr("tg"))
