@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packetlab.cli.progress import Progress
 from packetlab.measure.records import (
@@ -27,7 +27,10 @@ from packetlab.measure.records import (
 )
 from packetlab.measure.replies import ReplyKind
 
-__all__ = ["PingReport", "TracerouteReport", "traceroute_stop_reason"]
+if TYPE_CHECKING:
+    from packetlab.measure.mda import MdaHop, MdaResult
+
+__all__ = ["MdaReport", "PingReport", "TracerouteReport", "traceroute_stop_reason"]
 
 
 def _dumps(obj: dict[str, Any]) -> str:
@@ -220,3 +223,83 @@ class PingReport(_Report):
                 None if stats is None else round(getattr(stats, f"{key}_us"), 3)
             )
         self.write(_dumps(summary))
+
+
+class MdaReport(_Report):
+    """`traceroute --mda`: one line (or `"type": "mda-hop"` JSON line) per TTL with every
+    interface found there, then a summary like scamper's tracelb record."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        as_json: bool,
+        dst: str,
+        *,
+        name: str | None,
+        max_ttl: int,
+        method: str,
+        confidence: float,
+    ) -> None:
+        super().__init__(reactor, as_json, dst, name)
+        self.max_ttl, self.method, self.confidence = max_ttl, method, confidence
+        self.ttls = 0
+        self.names: Mapping[str, str | None] | None = None
+
+    def describe(self) -> str:
+        return f"traceroute --mda {self.dst}: {self.ttls} hops done, {super().describe()}"
+
+    def start(self, src: str | None) -> None:
+        self.src = src
+        if not self.as_json:
+            self.write(
+                f"tracelb to {self.name or self.dst} ({self.dst}), {self.max_ttl} hops max, "
+                f"{self.method}, confidence {self.confidence * 100:g}%"
+            )
+
+    def hop(self, hop: MdaHop) -> None:
+        self.ttls += 1
+        if self.as_json:
+            obj = hop.to_dict()
+            obj.update(type="mda-hop", dst=self.dst, src=self.src, tool="packetlab")
+            if self.names is not None:
+                obj["names"] = [self.names.get(a) for a in hop.addrs]
+            self.write(_dumps(obj))
+            return
+        shown = [a if self.names is None else f"{self.names.get(a) or a} ({a})" for a in hop.addrs]
+        self.write(f"{hop.ttl:2d}  " + ("  ".join(shown) if shown else "*"))
+
+    def finish(self, result: MdaResult, interrupted: bool) -> None:
+        self.close()
+        if not self.as_json:
+            return
+        nodes = {a for h in result.hops for a in h.addrs}
+        links = {(h.ttl, link) for h in result.hops for link in h.links if link[0] is not None}
+        last = next((h for h in reversed(result.hops) if h.addrs), None)
+        reason = "COMPLETED" if result.reached else "HOPLIMIT"
+        if interrupted:
+            reason = "INTERRUPTED"
+        elif not result.reached and last is not None and last.ttl < result.hops[-1].ttl:
+            reason = "GAPLIMIT"
+        self.write(
+            _dumps(
+                {
+                    "type": "summary",
+                    "measurement": "tracelb",
+                    "method": result.method,
+                    "confidence": result.confidence,
+                    "tool": "packetlab",
+                    "dst": result.dst,
+                    "name": self.name,
+                    "src": result.src,
+                    "start_time": round(self.started, 6),
+                    "stop_time": round(time.time(), 6),
+                    "stop_reason": reason,
+                    "hop_count": len(result.hops),
+                    "node_count": len(nodes),
+                    "link_count": len(links),
+                    "probe_count": result.probe_count,
+                    "reached": result.reached,
+                    "max_ttl": self.max_ttl,
+                }
+            )
+        )

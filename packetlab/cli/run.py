@@ -31,7 +31,7 @@ from packetlab.cli.link import (
     route_source,
     run_on_link,
 )
-from packetlab.cli.report import PingReport, TracerouteReport
+from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
 from packetlab.controller.stop import StopSignal
 from packetlab.measure.records import Hop, PingResult, Stamp, TracerouteResult
 
@@ -39,6 +39,12 @@ T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 EXIT_OK, EXIT_NO_REPLY, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# traceroute --mda: the Paris method of each probe protocol (the flow is varied)
+MDA_METHOD = {
+    "udp": "udp-paris", "udp-paris": "udp-paris", "icmp": "icmp-paris",
+    "icmp-paris": "icmp-paris", "tcp": "tcp",
+}  # fmt: skip
 
 # Sub-commands in their own modules (packetlab.cli.run_NAME, see run_command.py).
 MODULE_COMMANDS = ("dns", "http", "throughput", "sendgap", "clocksync", "alias")
@@ -48,7 +54,8 @@ examples:
   pktlab run traceroute 192.0.2.1                 # endpoint in this process (needs root)
   pktlab run traceroute -6 --max-ttl 16 example.net
   pktlab run ping -c 3 -i 0.2 127.0.0.1
-  pktlab run traceroute --json 10.77.3.2          # one JSON object per hop
+  pktlab run traceroute --json 10.77.3.2          # one JSON object per probe
+  pktlab run traceroute -n --mda 10.77.6.2        # every interface of every hop
   pktlab run traceroute --listen 127.0.0.1:20556 192.0.2.1
       # then: twistd -n pktendpoint --insecure-plaintext --transproto raw,tcp,udp \\
       #           --ipv4 SRC 127.0.0.1:20556      (SRC: the endpoint's address to send from)
@@ -123,12 +130,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tr = sub.add_parser(
         "traceroute",
         help="traceroute (UDP, ICMP or TCP probes)",
-        description="traceroute like Butskoy's `traceroute -n`: TTL-limited probes (UDP to "
-        "ports 33434+n with a 32-byte payload; -I ICMP echo; -T TCP SYN to port 80) from "
-        "the endpoint's raw socket, answers captured there. Every hop is probed at once; "
-        "a silent hop is waited for --wait s, or 10 times the RTT of a later hop that "
-        "answered. Stops at the target or "
-        "--max-ttl. Each hop is printed as soon as it and the hops before it are known.",
+        description="traceroute like Butskoy's `traceroute`: TTL-limited probes, 3 per hop "
+        "(UDP to ports 33434+n with a 32-byte payload; -I ICMP echo; -T TCP SYN to port 80; "
+        "-P tcp-ack bare ACKs) from the endpoint's raw socket, answers captured there. "
+        "Every hop is probed at once (-N: at most N probes in flight); a silent hop is "
+        "waited for --wait s, or 10 times the RTT of a later hop that answered. Stops at "
+        "the target or --max-ttl. Each hop is printed as soon as it and the hops before it "
+        "are known. --mda finds every path through per-flow load balancers.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -138,9 +146,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-q",
         "--queries",
         type=_positive(int, "--queries", 1, 10),
-        default=1,
+        default=3,
         metavar="N",
-        help="probes per hop [default: 1]",
+        help="probes per hop [default: 3, as traceroute]",
+    )
+    tr.add_argument(
+        "-N",
+        "--sim-queries",
+        dest="squeries",
+        type=_positive(int, "--sim-queries", 1, 1000),
+        default=None,
+        metavar="N",
+        help="at most N probes in flight, the next sent as one is answered or given up "
+        "on, as traceroute -N [default: all at once]",
     )
     proto = tr.add_mutually_exclusive_group()
     proto.add_argument(
@@ -149,10 +167,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--method",
         dest="protocol",
         type=str.lower,
-        choices=["udp", "icmp", "tcp", "udp-paris", "icmp-paris"],
+        choices=["udp", "icmp", "tcp", "tcp-ack", "udp-paris", "icmp-paris"],
         default="udp",
         metavar="METHOD",
-        help="probes: udp, icmp, tcp, or scamper's udp-paris, icmp-paris [default: udp]",
+        help="probes: udp, icmp, tcp (SYN), or scamper's tcp-ack (bare ACKs), udp-paris, "
+        "icmp-paris [default: udp]",
     )
     proto.add_argument(
         "-I", dest="protocol", action="store_const", const="icmp", help="ICMP echo probes"
@@ -166,6 +185,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Paris traceroute: every probe one flow (constant ports, or ICMP checksum), "
         "so a per-flow load balancer sends all of them one way (-P udp-paris/icmp-paris; "
         "TCP probes are one flow anyway)",
+    )
+    tr.add_argument(
+        "--mda",
+        action="store_true",
+        help="multipath detection (Paris traceroute's MDA, scamper's tracelb): vary the "
+        "flow of Paris probes until every interface of each hop behind a per-flow load "
+        "balancer is found with --confidence; prints each hop's interfaces",
+    )
+    tr.add_argument(
+        "--confidence",
+        type=_positive(float, "--confidence", 50, 99.9),
+        default=95.0,
+        metavar="PCT",
+        help="with --mda: the chance of finding every next hop of an interface [default: 95]",
     )
     tr.add_argument(
         "-n",
@@ -340,15 +373,14 @@ def _experiment(
     dst: Address,
     src: Address | None,
     stamp: str,
-    report: TracerouteReport | PingReport,
+    report: TracerouteReport | PingReport | MdaReport,
     stop: StopSignal,
-) -> Callable[[Any], Awaitable[TracerouteResult | PingResult]]:
-    from twisted.internet.defer import Deferred, succeed
+) -> Callable[[Any], Awaitable[Any]]:
+    from twisted.internet.defer import Deferred, DeferredList, succeed
 
     from packetlab.controller import read_system_info
-    from packetlab.measure.ping import ping
     from packetlab.measure.rdns import ReverseNames
-    from packetlab.measure.traceroute import PARIS, pick_source, traceroute
+    from packetlab.measure.traceroute import PARIS, TCP_METHODS, pick_source, traceroute
 
     async def source(session: Any) -> Address:
         if src is not None:
@@ -378,13 +410,48 @@ def _experiment(
             max_ttl=args.max_ttl,
             wait=args.wait,
             sport=args.sport,
-            base_port=args.port or (80 if args.protocol == "tcp" else 33434),
+            base_port=args.port or (80 if args.protocol in TCP_METHODS else 33434),
             method=PARIS[args.protocol] if args.paris and args.protocol in PARIS else args.protocol,
             src=frm,
             pace=None if args.sequential else (args.pace or 0.0),
             queries=args.queries,
+            squeries=args.squeries,
             send_stamp=stamp,
             recv_stamp=stamp,
+            on_hop=on_hop,
+            stop=stop,
+        )
+        await shown
+        return result
+
+    async def tracelb(session: Any) -> Any:
+        from packetlab.measure.mda import mda_trace
+
+        assert isinstance(report, MdaReport)
+        frm = await source(session)
+        report.start(str(frm))
+        names = ReverseNames(session) if _names_wanted(args) else None
+        report.names = None if names is None else names.names
+        shown: Deferred[object] = succeed(None)  # hops are printed in order, named
+
+        def on_hop(hop: Any) -> None:
+            if names is None:
+                report.hop(hop)
+                return
+            named = DeferredList([names.lookup(a) for a in hop.addrs])
+            shown.addCallback(lambda _: named).addCallback(lambda _: report.hop(hop))
+
+        result = await mda_trace(
+            session,
+            dst,
+            first_ttl=args.first_ttl,
+            max_ttl=args.max_ttl,
+            wait=args.wait,
+            confidence=args.confidence / 100,
+            method=MDA_METHOD[args.protocol],
+            sport=args.sport,
+            base_port=args.port or (80 if args.protocol in TCP_METHODS else 33434),
+            src=frm,
             on_hop=on_hop,
             stop=stop,
         )
@@ -397,6 +464,8 @@ def _experiment(
         report.start(str(frm))
         if args.deadline is not None:  # -w: seconds of measuring, as ping -w
             session.reactor.callLater(args.deadline, stop.request, "deadline")
+        from packetlab.measure.ping import ping  # (only here: traceroute need not load it)
+
         return await ping(
             session,
             dst,
@@ -412,7 +481,9 @@ def _experiment(
             stop=stop,
         )
 
-    return trace if args.measurement == "traceroute" else echo
+    if args.measurement == "traceroute":
+        return tracelb if args.mda else trace
+    return echo
 
 
 def _names_wanted(args: argparse.Namespace) -> bool:
@@ -440,17 +511,31 @@ def _budget(args: argparse.Namespace) -> float:
     if args.measurement == "traceroute":
         n = (args.max_ttl - args.first_ttl + 1) * args.queries
         pace = args.pace or 0.0
-        work = n * (args.wait + 0.5) if args.sequential else n * pace + args.wait
+        if args.mda:  # rounds of probes: a few per TTL, each at most one --wait
+            work = (args.max_ttl - args.first_ttl + 1) * 6 * args.wait
+        elif args.sequential:
+            work = n * (args.wait + 0.5)
+        elif args.squeries:
+            work = -(-n // args.squeries) * args.wait + args.wait
+        else:
+            work = n * pace + args.wait
     else:  # (-i 0 goes as fast as replies come back: allow 10 ms a request for that)
         work = (args.count - 1) * args.interval + args.wait + args.count * 0.01
     return work + 30.0
 
 
-def _report(reactor: Any, args: argparse.Namespace, dst: Address) -> TracerouteReport | PingReport:
+def _report(
+    reactor: Any, args: argparse.Namespace, dst: Address
+) -> TracerouteReport | PingReport | MdaReport:
     name = None if args.target == str(dst) else args.target
+    if args.measurement == "traceroute" and args.mda:
+        return MdaReport(
+            reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
+            method=MDA_METHOD[args.protocol], confidence=args.confidence / 100,
+        )  # fmt: skip
     if args.measurement == "traceroute":
         # Butskoy's probes: UDP or ICMP header + 32 bytes; a TCP SYN with an MSS option
-        tail = 24 if args.protocol == "tcp" else 8 + 32
+        tail = {"tcp": 24, "tcp-ack": 20}.get(args.protocol, 8 + 32)
         size = (20 if dst.version == 4 else 40) + tail
         return TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
@@ -464,13 +549,19 @@ def _report(reactor: Any, args: argparse.Namespace, dst: Address) -> TracerouteR
 
 async def measure(
     reactor: Any, args: argparse.Namespace, stop: StopSignal | None = None
-) -> tuple[TracerouteResult | PingResult, TracerouteReport | PingReport]:
+) -> tuple[Any, TracerouteReport | PingReport | MdaReport]:
     """Run the measurement of `args`, printing as it goes; the result and its report
     (whose `finish` prints the summary)."""
     if stop is None:
         stop = StopSignal()
     if args.measurement == "traceroute" and args.first_ttl > args.max_ttl:
         raise RunError(f"--first-ttl {args.first_ttl} is above --max-ttl {args.max_ttl}")
+    if args.measurement == "traceroute" and args.mda and args.protocol not in MDA_METHOD:
+        raise RunError(f"--mda varies the flow of udp, icmp or tcp probes, not {args.protocol}")
+    if args.measurement == "traceroute" and args.mda and (args.sequential or args.squeries):
+        raise RunError("--mda sends its own rounds of probes: not with --sequential or -N")
+    if args.measurement == "traceroute" and args.squeries and (args.sequential or args.pace):
+        raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
     link = Link.from_args(args)
     dst = resolve_target(args.target, args.family)
     src: Address | None = None
@@ -498,7 +589,7 @@ async def measure(
         report = _report(reactor, args, dst)
         experiment = _experiment(args, dst, src, Stamp.UNKNOWN, report, stop)
         try:
-            result: TracerouteResult | PingResult = await run_on_link(
+            result: Any = await run_on_link(
                 reactor,
                 link,
                 experiment,
@@ -540,6 +631,9 @@ def run(args: argparse.Namespace) -> int:
     async def main(reactor: Any, stop: StopSignal) -> int:
         result, report = await measure(reactor, args, stop)
         interrupted = stop.requested and stop.reason == "interrupted"
+        if isinstance(report, MdaReport):
+            report.finish(result, interrupted)
+            return EXIT_OK
         if isinstance(report, TracerouteReport):
             assert isinstance(result, TracerouteResult)
             report.finish(result, interrupted)

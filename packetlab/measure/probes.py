@@ -12,6 +12,9 @@ be matched to the probe that caused it, whatever order replies arrive in:
 * TCP SYN: source port = measurement, sequence number = index (the destination port is
   usually fixed, e.g. 80). ICMP errors quote the sequence number (bytes 4..7), and a SYN-ACK
   or RST from the target acknowledges ``seq + 1``.
+* TCP ACK (scamper's tcp-ack): the same, with the index in the acknowledgment number too:
+  a host answers a stray ACK with a RST whose sequence number is that acknowledgment
+  number (RFC 9293 §3.10.7.1), and ICMP errors quote the sequence number.
 
 Paris traceroute (Augustin et al., IMC 2006; scamper's udp-paris and icmp-paris) keeps
 every field a per-flow load balancer hashes constant across the probes of a trace, so all
@@ -42,6 +45,7 @@ from packetlab.measure.packets import (
     PROTO_ICMPV6,
     PROTO_TCP,
     PROTO_UDP,
+    TCP_ACK,
     TCP_SYN,
     Address,
     AddressLike,
@@ -271,6 +275,27 @@ def tcp_syn_probe(
         flags=IP_DF if dont_fragment else 0,
         flow_label=flow_label,
     )
+    return Probe(packet, ProbeKey(PROTO_TCP, d, sport, dport, seq), s, d, ttl, ident)
+
+
+def tcp_ack_probe(
+    src: AddressLike,
+    dst: AddressLike,
+    *,
+    sport: int,
+    dport: int,
+    seq: int,
+    ttl: int = 64,
+    window: int = 65535,
+    ip_id: int | None = None,
+) -> Probe:
+    """A bare TCP ACK (no connection anywhere: a firewall keeping no state lets it through,
+    and the target answers RST); sequence and acknowledgment numbers are both `seq`, so a
+    quote (seq) and the target's RST (its seq = our ack) give the same key."""
+    s, d = _addresses(src, dst, need_src=True)
+    ident = _ip_id(ip_id, d.version)
+    segment = tcp_segment(s, d, sport, dport, seq=seq, ack=seq, flags=TCP_ACK, window=window)
+    packet = ip_packet(s, d, PROTO_TCP, segment, ttl=ttl, ident=ident or 0)
     return Probe(packet, ProbeKey(PROTO_TCP, d, sport, dport, seq), s, d, ttl, ident)
 
 

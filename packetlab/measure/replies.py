@@ -5,7 +5,8 @@
 * ICMP/ICMPv6 time exceeded, destination unreachable, packet too big, parameter problem:
   the quoted probe header gives the key;
 * ICMP/ICMPv6 echo reply: identifier and sequence give the key;
-* TCP SYN-ACK or RST from the target of a SYN probe: ports and ``ack - 1`` give the key.
+* TCP SYN-ACK or RST from the target of a SYN probe: ports and ``ack - 1`` give the key;
+  a RST without ACK (the answer to an ACK probe): ports and its ``seq``.
 
 Anything else raises `NotAReply`, and malformed bytes raise `ParseError` (its base class),
 which is the only exception `parse_reply` raises for any input.
@@ -251,9 +252,12 @@ def _parse_tcp(
 ) -> Reply:
     if len(body) < IPV4_HEADER_LEN:  # a TCP header is 20 bytes as well
         raise ParseError(f"TCP header truncated to {len(body)} bytes (need 20)")
-    sport, dport, _seq, ack, _off, flags = struct.unpack_from("!HHIIBB", body)
+    sport, dport, seq, ack, _off, flags = struct.unpack_from("!HHIIBB", body)
+    if flags & TCP_RST and not flags & TCP_ACK:  # answers an ACK probe: its seq is our ack
+        key = ProbeKey(PROTO_TCP, src, dport, sport, seq)
+        return Reply(ReplyKind.TCP_RST, src=src, dst=dst, key=key, ttl=ttl, size=size, ip_id=ip_id)
     if not flags & TCP_ACK:
-        raise NotAReply("TCP segment without ACK cannot answer a SYN probe")
+        raise NotAReply("TCP segment without ACK or RST cannot answer a SYN or ACK probe")
     if flags & TCP_RST:
         kind = ReplyKind.TCP_RST
     elif flags & TCP_SYN:

@@ -44,6 +44,7 @@ from packetlab.measure.probes import (
     echo_probe,
     paris_echo_probe,
     paris_udp_probe,
+    tcp_ack_probe,
     tcp_syn_probe,
     traceroute_probe,
 )
@@ -227,8 +228,9 @@ def _ends_trace(reply: Reply) -> bool:
 HopCallback = Callable[[Hop], object]
 # scamper's method names. TCP probes are one flow already (fixed ports; the index is in
 # the sequence number), so TCP is Paris too, like scamper's and tcptraceroute's.
-METHODS = ("udp", "icmp", "tcp", "udp-paris", "icmp-paris")
-PARIS = {"udp": "udp-paris", "icmp": "icmp-paris", "tcp": "tcp"}
+METHODS = ("udp", "icmp", "tcp", "tcp-ack", "udp-paris", "icmp-paris")
+PARIS = {"udp": "udp-paris", "icmp": "icmp-paris", "tcp": "tcp", "tcp-ack": "tcp-ack"}
+TCP_METHODS = ("tcp", "tcp-ack")
 
 
 def _probe(
@@ -241,6 +243,8 @@ def _probe(
         return paris_echo_probe(src, dst, ttl, ident=sport, seq=i + 1, checksum=sport)
     if method == "tcp":
         return tcp_syn_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl)
+    if method == "tcp-ack":
+        return tcp_ack_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl)
     if method == "udp-paris":
         return paris_udp_probe(src, dst, ttl, sport=sport, dport=port, index=i)
     return traceroute_probe(src, dst, ttl, sport=sport, index=i, base_port=port)
@@ -304,6 +308,7 @@ async def _sequential(
 # How long a silent probe is waited for once a later hop (NEAR) or another probe of the
 # same hop (HERE) answered: that many times their RTT (Butskoy traceroute's -w 5,3,10).
 HERE, NEAR = 3.0, 10.0
+INF = float("inf")
 
 
 class _Parallel:
@@ -328,9 +333,11 @@ class _Parallel:
             self.table.add(probe.key, i)
         self.answers: dict[int, tuple[Reply, int]] = {}
         self.sent: dict[int, int] = {}
+        self.tagged_at: dict[int, float] = {}  # when each probe's ntag came (reactor time)
         self.failure: BaseException | None = None
         self.end = len(probes)  # probes past the TTL that ends the trace are not waited for
         self.hops: list[Hop] = []
+        self.next = 0  # the first probe not sent yet
         self.floor = float("inf")  # no wait is shortened before `_distance` is known
         cap.sock.buffering = False
         self._remove = cap.sock.add_callback(self._note)
@@ -349,6 +356,7 @@ class _Parallel:
 
     def _ntag(self, i: int, tag: Ntag) -> None:
         self.sent[i] = tag.time
+        self.tagged_at[i] = self.reactor.seconds()
         self.waker.poke()
 
     def _failed(self, f: Failure) -> None:
@@ -356,7 +364,11 @@ class _Parallel:
             self.failure = f.value
         self.waker.poke()
 
-    async def run(self, wait: float, pace: float, stop: StopSignal | None) -> list[Hop]:
+    async def run(
+        self, wait: float, pace: float, stop: StopSignal | None, window: int | None = None
+    ) -> list[Hop]:
+        """`window`: at most that many probes in flight (sent, neither answered nor
+        `wait` s old), the next one sent as one leaves (traceroute -N); None: all."""
         try:
             t0 = self.reactor.seconds()
             n = len(self.probes)
@@ -370,9 +382,11 @@ class _Parallel:
                 self._distance(t0)
                 times = [start + int(i * pace * 1e9) for i in range(n)]
                 local = [now + PACED_LEAD_S + i * pace for i in range(n)]
-            for i, p in enumerate(self.probes):
-                d = self.session.nsend(self.cap.sktid, p.packet, time=times[i], ntag=True)
-                d.addCallbacks(self._queued(i), self._failed)
+            if window is None:
+                for i in range(n):
+                    self._send(i, times[i])
+            else:
+                local = [INF] * n  # when each was sent; not yet
             stop_by: float | None = None
             while len(self.hops) < self.end:
                 if self.failure is not None:
@@ -380,13 +394,42 @@ class _Parallel:
                 now = self.reactor.seconds()
                 if stop is not None and stop.requested and stop_by is None:
                     stop_by = now + min(wait, GRACE_S)
+                if window is not None and stop_by is None:
+                    self._fill(window, local, wait, now)
                 due = self._settle(local, wait, self.floor, now, stop_by)
                 if due is None:
                     continue
-                await self.waker.sleep(due, stop if stop_by is None else None)
+                if window is not None:
+                    due = min(due, self._next_expiry(local, wait))
+                until = None if due == INF else due
+                await self.waker.sleep(until, stop if stop_by is None else None)
             return self.hops
         finally:
             self._remove()
+
+    def _send(self, i: int, time: int) -> None:
+        d = self.session.nsend(self.cap.sktid, self.probes[i].packet, time=time, ntag=True)
+        d.addCallbacks(self._queued(i), self._failed)
+        self.next = i + 1
+
+    def _in_flight(self, local: list[float], wait: float, now: float) -> list[int]:
+        settled = len(self.hops)
+        return [
+            j for j in range(settled, self.next) if j not in self.answers and now < local[j] + wait
+        ]
+
+    def _fill(self, window: int, local: list[float], wait: float, now: float) -> None:
+        """Send the next probes (at once) while fewer than `window` are in flight."""
+        flying = len(self._in_flight(local, wait, now))
+        while self.next < self.end and flying < window:
+            local[self.next] = now
+            self._send(self.next, 0)
+            flying += 1
+
+    def _next_expiry(self, local: list[float], wait: float) -> float:
+        """When the next probe in flight stops holding its place in the window."""
+        flying = self._in_flight(local, wait, self.reactor.seconds())
+        return min((local[j] + wait for j in flying), default=INF)
 
     def _distance(self, t0: float) -> None:
         """A request answered, sent at `t0`: the floor of a shortened wait is twice that
@@ -414,7 +457,11 @@ class _Parallel:
                 probe.ttl, reply, probe_send_ns=self.sent[i], reply_recv_ns=recv_ns
             )
         else:
-            give_up = local[i] + self._patience(i, wait, floor)
+            # A shortened wait counts from when the probe is known to have left (its ntag
+            # came): a busy endpoint may send the last of many queued probes late.
+            give_up = local[i] + wait
+            if i in self.tagged_at:
+                give_up = min(give_up, self.tagged_at[i] + self._patience(i, wait, floor))
             if i in self.answers:  # answered, its ntag not in yet: it cannot be long
                 give_up = local[i] + wait + 1.0
             if stop_by is not None:
@@ -458,6 +505,7 @@ async def traceroute(
     src: str | Address | None = None,
     pace: float | None = None,
     queries: int = 1,
+    squeries: int | None = None,
     method: str = "udp",
     send_stamp: str = Stamp.KERNEL,
     recv_stamp: str = Stamp.KERNEL,
@@ -472,7 +520,9 @@ async def traceroute(
     `pace` (seconds) is given: then all TTLs are queued at once with endpoint send times
     `pace` apart, and a silent hop is waited for `wait` s, or only 10 times the RTT of a
     later hop that answered (at least 50 ms), like native traceroute. `queries` probes go
-    to each TTL (traceroute -q).
+    to each TTL (traceroute -q). With `pace`, `squeries` (traceroute -N) keeps at most that
+    many probes in flight, sending the next as one is answered or `wait` s old (None: all
+    at once; `pace` is then ignored: each probe leaves as a place frees up).
 
     `on_hop(hop)` is called for each probe in TTL order as soon as it is settled (answered
     or given up on). When `stop` is requested no further probe is sent (sequential) or
@@ -481,7 +531,9 @@ async def traceroute(
     `method` is the probe: "udp" (Butskoy's default), "icmp" (echo requests, like
     traceroute -I: identifier `sport`, sequence number = probe index) or "tcp" (SYNs to
     port `base_port`, like traceroute -T: source port `sport`, sequence number = probe
-    index; the target answers SYN-ACK or RST). "udp-paris" and "icmp-paris" are Paris
+    index; the target answers SYN-ACK or RST) or "tcp-ack" (bare ACKs, like scamper's
+    tcp-ack: the index in the sequence and acknowledgment numbers; the target answers
+    RST). "udp-paris" and "icmp-paris" are Paris
     traceroute's (scamper's names): every probe of the trace is one flow for a per-flow
     load balancer. UDP to the fixed port `base_port`, the probe index in the UDP checksum;
     ICMP with a constant checksum (= `sport`), the index in the sequence number ("tcp" is
@@ -506,6 +558,8 @@ async def traceroute(
         raise ValueError(f"base_port must be 1..65535, got {base_port}")
     if not 1 <= queries <= 10:
         raise ValueError(f"queries must be 1..10 probes per hop, got {queries}")
+    if squeries is not None and not 1 <= squeries <= 1000:
+        raise ValueError(f"squeries must be 1..1000 probes in flight, got {squeries}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     source = as_target(src) if src is not None else None
@@ -514,9 +568,14 @@ async def traceroute(
         raise ValueError(f"{n} Paris probes: at most 65534 (the index is the UDP checksum)")
     if method == "udp" and base_port + n - 1 > 0xFFFF:
         raise ValueError(f"base_port {base_port} + {n} probes does not fit in 1..65535")
-    budget = n * (wait + 1.0) if pace is None else PACED_LEAD_S + n * pace + wait
+    if pace is None:
+        budget = n * (wait + 1.0)
+    elif squeries:  # each place in the window held at most `wait` s per probe
+        budget = -(-n // squeries) * wait + wait
+    else:
+        budget = PACED_LEAD_S + n * pace + wait
     expression = None
-    if method == "tcp":  # the target's SYN-ACK or RST as well as the routers' ICMP
+    if method in TCP_METHODS:  # the target's SYN-ACK or RST as well as the routers' ICMP
         expression = f"{CAPTURE_FILTERS[target.version]} or (tcp and src host {target})"
     cap = await open_capture(session, target, src=source, duration_s=budget, expression=expression)
     try:
@@ -527,7 +586,8 @@ async def traceroute(
         if pace is None:
             hops = await _sequential(session, cap, probes, method, wait, on_hop, stop)
         else:
-            hops = await _Parallel(session, cap, probes, method, on_hop).run(wait, pace, stop)
+            run = _Parallel(session, cap, probes, method, on_hop)
+            hops = await run.run(wait, 0.0 if squeries else pace, stop, squeries)
     finally:
         await close_capture(cap)
     return TracerouteResult(

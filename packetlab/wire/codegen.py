@@ -17,10 +17,16 @@ fast path.
 
 from __future__ import annotations
 
+import hashlib
+import marshal
+import os
 import re
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import fields as dc_fields
+from pathlib import Path
+from types import CodeType
 from typing import Any, cast
 
 import construct as c
@@ -30,6 +36,38 @@ from packetlab.wire.errors import EncodeError, MalformedMessage
 from packetlab.wire.nodes import ChannelList, Cond, Rule, RuleError
 
 _FMT = {"B": 1, "H": 2, "I": 4, "L": 4, "Q": 8}
+
+
+def code_cache_dir() -> Path:
+    """Where compiled fast paths are kept: ``$XDG_CACHE_HOME/pktlab/wire-code`` (default
+    ``~/.cache/pktlab/wire-code``), one file per Python version and generated source."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pktlab" / "wire-code"
+
+
+def compile_cached(src: str, filename: str) -> CodeType:
+    """compile(src), kept on disk like a .pyc: the generated sources are the same on every
+    start, and compiling them was about half of importing packetlab.wire (every
+    `pktlab` command pays it). The file is named by a hash of the source, the file name
+    and the interpreter; one that cannot be read or written is simply compiled again."""
+    tag = sys.implementation.cache_tag or "python"
+    digest = hashlib.sha256(f"{tag}\0{filename}\0{src}".encode()).hexdigest()[:32]
+    path = code_cache_dir() / f"{digest}.{tag}.code"
+    try:
+        code = marshal.loads(path.read_bytes())
+        if isinstance(code, CodeType) and code.co_filename == filename:
+            return code
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    code = compile(src, filename, "exec")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(marshal.dumps(code))
+        os.replace(tmp, path)  # whole or not at all, whoever else writes it too
+    except OSError:
+        pass
+    return code
 
 
 def expr_source(expr: Any) -> str:
@@ -417,7 +455,7 @@ def derive_packer(cls: type, *present: str) -> Callable[..., bytes]:
     hdr = f"T | ({' + '.join([str(fixed - 4), *lengths])})" if lengths else str(mtype | fixed - 4)
     parts[0] = parts[0].replace("HDR", hdr, 1)
     src = f"def pack({', '.join(present)}):\n    return {' + '.join(parts)}\n"
-    exec(compile(src, f"<packetlab.wire packer for {cls.__name__}{present}>", "exec"), ns)
+    exec(compile_cached(src, f"<packetlab.wire packer for {cls.__name__}{present}>"), ns)
     pack: Any = ns["pack"]
     pack.source = src
     pack.__name__ = pack.__qualname__ = f"pack_{cls.__name__.lower()}"
@@ -428,6 +466,5 @@ def derive(cls: type) -> tuple[Callable[[bytes], Any], Callable[[Any], bytes], s
     """Return (decode_body, encode_frame, generated source) for a message class."""
     gen = _Gen(cls, cls.BODY)  # type: ignore[attr-defined]
     src = gen.decode_source() + "\n\n" + gen.encode_source() + "\n"
-    code = compile(src, f"<packetlab.wire fast path for {cls.__name__}>", "exec")
-    exec(code, gen.ns)
+    exec(compile_cached(src, f"<packetlab.wire fast path for {cls.__name__}>"), gen.ns)
     return gen.ns["decode"], gen.ns["encode"], src

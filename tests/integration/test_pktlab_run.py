@@ -68,7 +68,9 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
 @pytest.mark.parametrize("family", [4, 6])
 def test_traceroute_json_on_the_testbed(tb: Testbed, family: int) -> None:
     dst = str(tb.addr("tg", family))
-    got = pktlab_run("traceroute", "--json", "--max-ttl", "8", dst, netns=tb.netns_name("ep"))
+    got = pktlab_run(
+        "traceroute", "--json", "-q", "1", "--max-ttl", "8", dst, netns=tb.netns_name("ep")
+    )
     assert got.returncode == 0, got.stderr
     lines = [json.loads(line) for line in got.stdout.splitlines()]
     hops = [x for x in lines if x["type"] == "hop"]
@@ -86,7 +88,9 @@ def test_traceroute_json_on_the_testbed(tb: Testbed, family: int) -> None:
 
 def test_paced_traceroute_on_the_testbed(tb: Testbed) -> None:
     dst = str(tb.addr("tg", 6))
-    got = pktlab_run("traceroute", "--json", "--pace", "0.001", dst, netns=tb.netns_name("ep"))
+    got = pktlab_run(
+        "traceroute", "--json", "-q", "1", "--pace", "0.001", dst, netns=tb.netns_name("ep")
+    )
     assert got.returncode == 0, got.stderr
     hops = [json.loads(line) for line in got.stdout.splitlines()][:-1]  # then the summary
     assert [h["addr"] for h in hops] == ["fd00:77:1::2", "fd00:77:2::2", dst]
@@ -94,7 +98,7 @@ def test_paced_traceroute_on_the_testbed(tb: Testbed) -> None:
 
 def test_traceroute_text_on_the_testbed(tb: Testbed) -> None:
     dst = str(tb.addr("tg"))
-    got = pktlab_run("traceroute", "-f", "2", dst, netns=tb.netns_name("ep"))
+    got = pktlab_run("traceroute", "-q", "1", "-f", "2", dst, netns=tb.netns_name("ep"))
     assert got.returncode == 0, got.stderr
     lines = got.stdout.splitlines()
     assert lines[0] == f"traceroute to {dst} ({dst}), 30 hops max, 60 byte packets"
@@ -196,7 +200,8 @@ def test_traceroute_to_a_silent_target_streams_and_gives_up_like_native(tb: Test
     and the measurement takes about one --wait (every TTL probed at once), as native
     traceroute does, not one --wait per silent hop."""
     ns = tb.netns_name("ep")
-    argv = ["ip", "netns", "exec", ns, *RUN, "traceroute", "--json", "-m", "6", "-w", "2"]
+    argv = ["ip", "netns", "exec", ns, *RUN, "traceroute", "--json", "-q", "1"]
+    argv += ["-m", "6", "-w", "2"]
     proc = subprocess.Popen(
         [*argv, "10.77.3.99"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=env(), cwd=REPO,

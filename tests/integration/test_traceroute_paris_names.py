@@ -34,6 +34,10 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate(tmp_path, monkeypatch)
+
+
+def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: raw sockets, eBPF, network namespaces")
     monkeypatch.setenv("PKTLAB_TESTBED_DIR", str(tmp_path))
@@ -53,6 +57,11 @@ def diamond() -> Topology:
 
 @pytest.fixture
 def ecmp(testbed_factory: Callable[..., Testbed]) -> Testbed:
+    return ecmp_diamond(testbed_factory)
+
+
+def ecmp_diamond(testbed_factory: Callable[..., Testbed]) -> Testbed:
+    """The diamond, r1 balancing per flow (5-tuple) over ra and rb."""
     tb = testbed_factory(diamond())
     net = tb.topology.link_interfaces(tb.topology.link_between("r2", "tg"))[0].ipv4.network
     ra, rb = tb.addr("ra"), tb.addr("rb")
@@ -156,14 +165,14 @@ def test_hops_are_named_as_native_traceroute_names_them(named: Testbed) -> None:
     assert names(ours.stdout) == names(native.stdout) == want
     # -n: no lookups, addresses only; --json --names names each hop
     bare = subprocess.run(
-        ["ip", "netns", "exec", ns, *RUN, "traceroute", "-n", dst], capture_output=True,
+        ["ip", "netns", "exec", ns, *RUN, "traceroute", "-n", "-q", "1", dst], capture_output=True,
         text=True, timeout=60, env=env(), cwd=REPO, check=True,
     )  # fmt: skip
     assert [line.split()[1] for line in bare.stdout.splitlines()[1:]] == [
         str(named.addr("r1")), r2, dst,
     ]  # fmt: skip
     js = subprocess.run(
-        ["ip", "netns", "exec", ns, *RUN, "traceroute", "--json", "--names", dst],
+        ["ip", "netns", "exec", ns, *RUN, "traceroute", "--json", "--names", "-q", "1", dst],
         capture_output=True, text=True, timeout=60, env=env(), cwd=REPO, check=True,
     )  # fmt: skip
     hops = [json.loads(x) for x in js.stdout.splitlines()][:-1]

@@ -10,7 +10,8 @@ import pytest
 from twisted.internet.task import Clock
 
 from packetlab.cli.progress import CLEAR, Progress
-from packetlab.cli.report import PingReport, TracerouteReport, traceroute_stop_reason
+from packetlab.cli.report import MdaReport, PingReport, TracerouteReport, traceroute_stop_reason
+from packetlab.measure.mda import MdaHop, MdaResult
 from packetlab.measure.records import Hop, PingReply, PingResult, TracerouteResult
 
 HOPS = (
@@ -152,3 +153,49 @@ def test_no_progress_off_a_terminal() -> None:
     clock.advance(5)
     p.stop()
     assert err.getvalue() == "" and not clock.getDelayedCalls()
+
+
+MDA_HOPS = (
+    MdaHop(1, ("10.0.0.1",), 11),
+    MdaHop(2, ("10.0.1.2", "10.0.2.2"), 15, (("10.0.0.1", "10.0.1.2"), ("10.0.0.1", "10.0.2.2"))),
+    MdaHop(3, ("10.0.0.3",), 12, (("10.0.1.2", "10.0.0.3"), ("10.0.2.2", "10.0.0.3"))),
+)
+MDA = MdaResult("10.0.0.3", "10.0.0.9", "udp-paris", 0.95, MDA_HOPS, 38, True)
+
+
+def test_mda_text_one_line_per_hop_with_every_interface(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    r = MdaReport(
+        Clock(), False, "10.0.0.3", name=None, max_ttl=30, method="udp-paris", confidence=0.95
+    )
+    r.start("10.0.0.9")
+    r.names = {"10.0.1.2": "ra.example"}
+    for h in MDA_HOPS:
+        r.hop(h)
+    r.finish(MDA, interrupted=False)
+    assert capsys.readouterr().out.splitlines() == [
+        "tracelb to 10.0.0.3 (10.0.0.3), 30 hops max, udp-paris, confidence 95%",
+        " 1  10.0.0.1 (10.0.0.1)",
+        " 2  ra.example (10.0.1.2)  10.0.2.2 (10.0.2.2)",
+        " 3  10.0.0.3 (10.0.0.3)",
+    ]
+
+
+def test_mda_json_lines_and_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    r = MdaReport(Clock(), True, "10.0.0.3", name=None, max_ttl=30, method="tcp", confidence=0.99)
+    r.start("10.0.0.9")
+    for h in MDA_HOPS:
+        r.hop(h)
+    r.finish(MDA, interrupted=True)
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(x["type"], x.get("ttl")) for x in lines] == [
+        ("mda-hop", 1), ("mda-hop", 2), ("mda-hop", 3), ("summary", None),
+    ]  # fmt: skip
+    assert lines[1]["addrs"] == ["10.0.1.2", "10.0.2.2"] and lines[1]["probes"] == 15
+    assert lines[2]["links"] == [["10.0.1.2", "10.0.0.3"], ["10.0.2.2", "10.0.0.3"]]
+    s = lines[3]
+    assert (s["measurement"], s["stop_reason"], s["node_count"], s["link_count"]) == (
+        "tracelb", "INTERRUPTED", 4, 4,
+    )  # fmt: skip
+    assert (s["probe_count"], s["reached"], s["confidence"]) == (38, True, 0.95)

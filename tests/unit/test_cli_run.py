@@ -35,9 +35,13 @@ def test_defaults() -> None:
     assert parse("traceroute", "-I", "x").protocol == "icmp"
     assert parse("traceroute", "--protocol", "tcp", "x").protocol == "tcp"
     assert a.pace is None and parse("traceroute", "--pace", "0.001", "x").pace == 0.001
-    assert (a.queries, a.sequential) == (1, False)
-    t = parse("traceroute", "-q", "3", "-w", "0.5", "--sequential", "x")
-    assert (t.queries, t.wait, t.sequential) == (3, 0.5, True)
+    assert (a.queries, a.sequential, a.squeries) == (3, False, None)  # native's -q 3
+    t = parse("traceroute", "-q", "1", "-w", "0.5", "--sequential", "x")
+    assert (t.queries, t.wait, t.sequential) == (1, 0.5, True)
+    assert parse("traceroute", "-N", "16", "x").squeries == 16
+    assert parse("traceroute", "-P", "TCP-ACK", "x").protocol == "tcp-ack"
+    m = parse("traceroute", "--mda", "--confidence", "99", "x")
+    assert (a.mda, a.confidence, m.mda, m.confidence) == (False, 95.0, True, 99.0)
     p = parse("ping", "-6", "-c", "3", "-i", "0.2", "--json", "::1")
     assert (p.family, p.count, p.interval, p.size, p.ttl, p.json) == (6, 3, 0.2, 56, 64, True)
     assert (p.wait, p.deadline) == (2.0, None)
@@ -64,6 +68,9 @@ def test_help(what: str, capsys: pytest.CaptureFixture[str]) -> None:
         (["traceroute", "--sport", "70000", "x"], "--sport: must be 1..65535"),
         (["traceroute", "-4", "-6", "x"], "not allowed with argument"),
         (["traceroute", "--pace", "11", "x"], "--pace: must be 0..10"),
+        (["traceroute", "-N", "0", "x"], "--sim-queries: must be 1..1000"),
+        (["traceroute", "--confidence", "100", "x"], "--confidence: must be 50..99.9"),
+        (["traceroute", "-P", "sctp", "x"], "invalid choice"),
         (["ping", "-c", "0", "x"], "--count: must be 1..10000"),
         (["ping", "-i=-1", "x"], "--interval: must be"),
         (["ping", "-s", "70000", "x"], "--size: must be"),
@@ -101,6 +108,9 @@ def _fails(args: argparse.Namespace) -> BaseException:
     [
         (["traceroute", "-f", "9", "-m", "5", "10.0.0.1"], "--first-ttl 9 is above --max-ttl 5"),
         (["traceroute", "--src", "nope", "10.0.0.1"], "--src 'nope' is not an IP address"),
+        (["traceroute", "-N", "2", "--sequential", "10.0.0.1"], "not with --sequential"),
+        (["traceroute", "--mda", "-P", "tcp-ack", "10.0.0.1"], "not tcp-ack"),
+        (["traceroute", "--mda", "-N", "4", "10.0.0.1"], "not with --sequential or -N"),
         (["ping", "--src", "::1", "10.0.0.1"], "--src ::1 is IPv6, the target 10.0.0.1 IPv4"),
         (["ping", "-6", "10.0.0.1"], "is an IPv4 address, but -6"),
         (["ping", "--listen", "bogus", "10.0.0.1"], "--listen bogus"),

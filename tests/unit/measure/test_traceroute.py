@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import struct
 import zlib
+from typing import Any
 
 import pytest
 from test_traceroute_fakes import (
@@ -28,6 +30,8 @@ from packetlab.measure.records import Stamp
 from packetlab.measure.replies import ReplyKind
 from packetlab.measure.traceroute import MeasureError, pick_source, traceroute
 from packetlab.wire import Nclose, Proto, Status
+
+R34 = "10.0.3.1"  # a third router
 
 
 def udp_ports(packet: bytes) -> tuple[int, int]:
@@ -302,6 +306,62 @@ def test_several_queries_per_hop() -> None:
     assert seq.path() == [(1, R14), (1, R14), (2, TG4), (2, TG4)]
 
 
+def test_tcp_ack_probes_are_bare_acks_numbered_in_seq_and_ack() -> None:
+    rig = RawRig([R14, TG4])
+    rig.run(traceroute(rig.session, TG4, method="tcp-ack", pace=0.0, base_port=443, sport=999))
+    for i, m in enumerate(rig.endpoint.raw_sends):
+        sport, dport, seq, ack, _, flags = struct.unpack_from("!HHIIBB", m.data, 20)
+        assert (sport, dport, seq, ack, flags) == (999, 443, i + 1, i + 1, 0x10)
+
+
+def test_squeries_keeps_at_most_n_probes_in_flight() -> None:
+    """traceroute -N 2: two probes in flight; the next leaves as one is answered, or once
+    a silent one is `wait` s old."""
+    rig = RawRig([R14, None, R34, TG4])
+    rig.endpoint.delays = {1: 0.01, 3: 0.01, 4: 0.01}
+    sent: list[float] = []
+    start = rig.clock.seconds()
+    real = rig.endpoint.transmit
+
+    def transmit(msg: Any, when: int) -> None:
+        sent.append(rig.clock.seconds() - start)
+        real(msg, when)
+
+    rig.endpoint.transmit = transmit  # type: ignore[method-assign]
+    result = rig.run(traceroute(rig.session, TG4, pace=0.0, squeries=2, wait=0.5, max_ttl=6))
+    assert result.path() == [(1, R14), (2, None), (3, R34), (4, TG4)]
+    # TTL 1 and 2 at once; 3 once 1 is answered (~10 ms); 4 once 3 is; 5.. never, since
+    # 4 ends the trace before the silent TTL 2 leaves the window
+    assert len(sent) == 4
+    assert sent[1] - sent[0] < 0.005 and 0.01 <= sent[2] < 0.05 and 0.02 <= sent[3] < 0.1
+    one = rig.run(traceroute(rig.session, TG4, pace=0.0, squeries=1, wait=0.3, max_ttl=3))
+    assert one.path() == [(1, R14), (2, None), (3, R34)]  # TTL 3 only after 2's wait
+
+
+def test_a_probe_the_endpoint_sends_late_is_waited_for_from_when_it_left() -> None:
+    """A busy endpoint sends the last of many queued probes late: the shortened wait (a
+    later hop answered) counts from the probe's ntag, not from when it was queued."""
+    rig = RawRig([R14, R24, TG4])
+    real = rig.endpoint.transmit
+
+    def transmit(msg: Any, when: int) -> None:
+        if ttl_of(msg.data) == 2:  # sent 0.3 s late, answered 2 ms after
+            rig.clock.callLater(0.3, real, msg, when + 300_000_000)
+        else:
+            real(msg, when)
+
+    rig.endpoint.transmit = transmit  # type: ignore[method-assign]
+    result = rig.run(traceroute(rig.session, TG4, pace=0.0, wait=5.0, max_ttl=4))
+    assert result.path() == [(1, R14), (2, R24), (3, TG4)]
+    assert result.hops[1].rtt_us == pytest.approx(2000, abs=0.01)
+
+
+def test_bad_squeries() -> None:
+    rig = RawRig([TG4])
+    with pytest.raises(ValueError, match="squeries"):
+        rig.run(traceroute(rig.session, TG4, pace=0.0, squeries=0))
+
+
 @pytest.mark.parametrize("pace", [None, 0.0])
 def test_a_stop_returns_the_hops_settled(pace: float | None) -> None:
     rig = RawRig([R14, None, None, None, None, None, TG4])
@@ -315,14 +375,15 @@ def test_a_stop_returns_the_hops_settled(pace: float | None) -> None:
     assert len(result.hops) < 6 if pace is None else len(result.hops) == 6
 
 
-@pytest.mark.parametrize("method", ["icmp", "tcp"])
+@pytest.mark.parametrize("method", ["icmp", "tcp", "tcp-ack"])
 @pytest.mark.parametrize(("dst", "path"), [(TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])])
 def test_icmp_and_tcp_probes(method: str, dst: str, path: list[str]) -> None:
     rig = RawRig(path)
     result = rig.run(traceroute(rig.session, dst, method=method, pace=0.0, base_port=80))
     assert result.path() == [(1, path[0]), (2, path[1]), (3, dst)]
     assert result.method == method and result.reached
-    want = {"icmp": ReplyKind.ECHO_REPLY, "tcp": ReplyKind.TCP_SYNACK}[method]
+    want = {"icmp": ReplyKind.ECHO_REPLY, "tcp": ReplyKind.TCP_SYNACK}.get(method)
+    want = want or ReplyKind.TCP_RST
     assert result.hops[-1].reply_type == want
     assert [h.rtt_us for h in result.hops] == pytest.approx([1000, 2000, 3000], abs=0.01)
     (ncap,) = rig.endpoint.ncaps

@@ -124,7 +124,10 @@ class RawFakeEndpoint(FakeEndpoint):
             return [(self.delay(ttl), icmp_packet(hop, src, kind, code, bytes(4), probe))]
         if proto == PROTO_TCP:  # the target: SYN-ACK to port 80, RST elsewhere
             hdr = 40 if v6 else 20
-            sport, dport, seq = struct.unpack_from("!HHI", probe, hdr)
+            sport, dport, seq, their_ack = struct.unpack_from("!HHII", probe, hdr)
+            if not probe[hdr + 13] & TCP_SYN:  # a stray ACK: RST, seq = its ack (RFC 9293)
+                seg = tcp_segment(target, src, dport, sport, seq=their_ack, flags=TCP_RST)
+                return [(self.delay(ttl), ip_packet(target, src, PROTO_TCP, seg, ttl=63))]
             flags = TCP_SYN | TCP_ACK if dport == 80 else TCP_RST | TCP_ACK
             ack = (seq + 1) & 0xFFFFFFFF
             seg = tcp_segment(target, src, dport, sport, seq=7, ack=ack, flags=flags)
