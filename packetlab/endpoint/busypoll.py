@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_BUSY_POLL_US", "BusyPollUnsupported", "SpinningPoller", "install"]
+__all__ = ["MAX_BUSY_POLL_US", "BusyPollUnsupported", "SpinningPoller", "check", "install"]
 
 MAX_BUSY_POLL_US = 1_000_000  # BusyPollUs above 1 s is a mistake, not a latency trade
 
@@ -74,6 +74,16 @@ class SpinningPoller:
         return getattr(self._epoll, name)
 
 
+def check(reactor: Any) -> None:
+    """Raise `BusyPollUnsupported` unless `reactor` has an epoll object to spin on."""
+    poller = getattr(reactor, "_poller", None)
+    if not isinstance(poller, (select.epoll, SpinningPoller)):
+        raise BusyPollUnsupported(
+            f"BusyPollUs needs Twisted's epoll reactor; this one is {type(reactor).__name__} "
+            "(run twistd with --reactor=epoll, or set BusyPollUs 0)"
+        )
+
+
 def install(reactor: Any, busy_poll_us: int) -> SpinningPoller | None:
     """Make `reactor` spin up to `busy_poll_us` µs after each turn with I/O; 0 does
     nothing. Installing twice keeps one wrapper with the longer window (the endpoint and
@@ -84,11 +94,7 @@ def install(reactor: Any, busy_poll_us: int) -> SpinningPoller | None:
         return poller
     if busy_poll_us <= 0:
         return None
-    if not isinstance(poller, select.epoll):
-        raise BusyPollUnsupported(
-            f"BusyPollUs needs Twisted's epoll reactor; this one is {type(reactor).__name__} "
-            "(run twistd with --reactor=epoll, or set BusyPollUs 0)"
-        )
+    check(reactor)
     spinning = SpinningPoller(poller, busy_poll_us / 1e6)
     reactor._poller = spinning
     return spinning

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +148,14 @@ class Options(usage.Options):
             if not Path(path).is_file():
                 raise usage.UsageError(f"--monitor {path}: no such file")
         self["endpoint_config"] = cfg = self.build_config()
+        reactor = sys.modules.get("twisted.internet.reactor")  # twistd installed it already
+        if cfg.busy_poll_us and reactor is not None:
+            from packetlab.endpoint.busypoll import BusyPollUnsupported, check
+
+            try:  # a one-line error here rather than a traceback from makeService
+                check(reactor)
+            except BusyPollUnsupported as e:
+                raise usage.UsageError(str(e)) from None
         if self["broker"] is not None:
             cfg.nosub_mode = False
         from packetlab.endpoint import policy
@@ -223,8 +232,6 @@ def makeService(options: Options) -> IService:
     log = Logger(namespace="pktendpoint")
     parent = getattr(options, "parent", None)
     if parent is not None and not parent.get("nodaemon", True):
-        import sys
-
         print(
             "pktendpoint: going to the background (twistd without -n): log in "
             f"{parent.get('logfile') or 'twistd.log'}, pid in {parent.get('pidfile') or 'none'}; "

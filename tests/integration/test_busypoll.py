@@ -8,12 +8,15 @@ import inspect
 import resource
 import select
 import socket
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.epollreactor import EPollReactor
 
+from packetlab.controller.local import twistd_command
 from packetlab.endpoint.busypoll import SpinningPoller, install
 
 
@@ -86,3 +89,38 @@ def test_install_zero_leaves_the_reactor_alone(world: tuple) -> None:
     epoll = reactor._poller
     assert install(reactor, 0) is None
     assert reactor._poller is epoll
+
+
+def test_twistd_with_another_reactor_says_so_in_one_line(tmp_path: Path) -> None:
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("BusyPollUs 200\n")
+    got = subprocess.run(
+        [*twistd_command(), "-n", "--reactor=poll", "--pidfile=", "pktendpoint", "-c", str(conf),
+         "--insecure-plaintext", "127.0.0.1:1"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert got.returncode == 1
+    last = (got.stdout + got.stderr).strip().splitlines()[-1]
+    assert last.endswith("BusyPollUs needs Twisted's epoll reactor; this one is PollReactor "
+                         "(run twistd with --reactor=epoll, or set BusyPollUs 0)")  # fmt: skip
+    assert "Traceback" not in got.stderr
+
+
+def test_the_endpoint_busy_polls_when_configured(tmp_path: Path) -> None:
+    conf, log = tmp_path / "endpt.conf", tmp_path / "endpoint.log"
+    conf.write_text("BusyPollUs 150\n")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(30)
+        port = listener.getsockname()[1]
+        proc = subprocess.Popen(
+            [*twistd_command(), "-n", "--pidfile=", f"--logfile={log}", "pktendpoint", "-c",
+             str(conf), "--insecure-plaintext", f"127.0.0.1:{port}"],
+            cwd=tmp_path,
+        )  # fmt: skip
+        try:
+            conn, _ = listener.accept()  # the endpoint came up and connected
+            conn.close()
+            assert "busy-poll: 150 µs after each reactor turn with I/O" in log.read_text()
+        finally:
+            proc.terminate()
+            proc.wait(30)
