@@ -1,4 +1,7 @@
-"""Give back the memory a TLS link's handshake left in its memory BIOs.
+"""Give back the memory a TLS link's handshake left in its memory BIOs (the fallback).
+
+With the Python record layer the broker frees the whole OpenSSL connection instead
+(`PPKSTLSProtocol.release_openssl`); this serves links that stay on pyOpenSSL.
 
 pyOpenSSL connects each `SSL.Connection` without a socket to two OpenSSL memory BIOs
 (Twisted's TLS protocol feeds one, drains the other). A memory BIO's buffer never
