@@ -378,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         src_cpu, sink_cpu = (int(c) for c in args.pin.split(","))
         PIN = (src_cpu, sink_cpu)
     relays = ["python"] if args.no_splice else args.relay.split(",")
+    if len(set(relays)) != len(relays):
+        ap.error(f"--relay: a mode given twice ({args.relay})")
     variants = args.variants.split(",")
     if not set(variants) <= {"tls", "twisted", "plain"}:
         ap.error(f"--variants: {args.variants!r} (tls, twisted, plain)")
