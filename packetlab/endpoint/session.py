@@ -170,6 +170,8 @@ class Session:
         self.send_done = send.send_done
         self.phase = Phase.SETUP
         self.ended: SessionEnd | None = None
+        #: Called once when the session is closed (after everything it held is freed).
+        self.close_hooks: list[Callable[[], None]] = []
         self._families = {4: bool(config.ipv4), 6: bool(config.ipv6)}
         self._protos = {TCP: "tcp" in config.transproto_sup, UDP: "udp" in config.transproto_sup}
         self._protos[RAW] = "raw" in config.transproto_sup
@@ -470,6 +472,9 @@ class Session:
         self._free_all()
         self.outbox.clear()
         self.gate.close()
+        hooks, self.close_hooks = self.close_hooks, []
+        for hook in hooks:
+            hook()
 
     @property
     def open_sockets(self) -> int:

@@ -266,6 +266,10 @@ def makeService(options: Options) -> IService:
 
     reflexes = ReflexService.from_config(cfg)  # reflex hook
 
+    from packetlab.heaptrim import IdleTrim, trim_after_startup  # memory hooks
+
+    idle = IdleTrim(reactor)  # heap trim when no session is open (docs/reliability.md)
+
     def make_session(gate: RequestGate | None = None) -> Session:
         gate = gate if gate is not None else OpenGate()
         if rate_pkt is not None or rate_byte is not None:
@@ -275,6 +279,7 @@ def makeService(options: Options) -> IService:
         if isinstance(gate, MonitorGate):
             gate.attach(session.memory)
         reflexes.install(session)  # reflex hook (docs/reflexes.md)
+        session.close_hooks.append(idle.opened())  # trim the heap when none is left
         return session
 
     link: ControllerLink = PlaintextLink()
@@ -296,8 +301,6 @@ def makeService(options: Options) -> IService:
         admission = Admission(accounting, realtime_ns)
 
     lifecycle = _Lifecycle(scheduler, sockets)
-    from packetlab.heaptrim import trim_after_startup  # start-up memory hook
-
     trim_after_startup(reactor)  # start-up memory hook (docs/performance.md, Memory)
     if not cfg.nosub_mode:
         return _broker_service(reactor, options, make_session, admission, lifecycle)

@@ -28,3 +28,42 @@ def test_trim_heap_releases_freed_blocks() -> None:
     blocks = [bytes(2048) + i.to_bytes(4, "big") for i in range(12_000)]
     del blocks
     assert heaptrim.trim_heap() is True
+
+
+def _idle(clock: MemoryReactorClock) -> tuple[heaptrim.IdleTrim, list[float]]:
+    trims: list[float] = []
+    idle = heaptrim.IdleTrim(clock, lambda: trims.append(clock.seconds()), interval=30, settle=0.5)
+    return idle, trims
+
+
+def test_idle_trim_runs_when_the_last_session_ends() -> None:
+    clock = MemoryReactorClock()
+    idle, trims = _idle(clock)
+    first, second = idle.opened(), idle.opened()
+    first()
+    clock.advance(5)
+    assert trims == []  # one session still open
+    second()
+    assert trims == []  # not inside connectionLost: after the settle time
+    clock.advance(0.5)
+    assert trims == [5.5] and idle.live == 0
+
+
+def test_idle_trim_is_cancelled_by_a_new_session_and_rate_limited() -> None:
+    clock = MemoryReactorClock()
+    idle, trims = _idle(clock)
+    idle.opened()()
+    clock.advance(0.2)
+    back = idle.opened()  # reconnect within the settle time: no trim
+    clock.advance(1)
+    assert trims == [] and not clock.getDelayedCalls()
+    back()
+    back()  # a second close of the same session counts once
+    assert idle.live == 0
+    clock.advance(0.5)
+    assert trims == [1.7]
+    idle.opened()()  # ends again at once: the next trim waits for the interval
+    clock.advance(10)
+    assert trims == [1.7]
+    clock.advance(20)
+    assert trims == [1.7, 31.7] and idle.trims == 2

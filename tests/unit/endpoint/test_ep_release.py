@@ -96,3 +96,14 @@ def test_ended_session_frees_sends_of_every_socket() -> None:
     assert rig.send(wire.End()) == [wire.Result(0)]
     assert session.budget.used == 0
     assert all(_gone(r) for r in refs)
+
+
+def test_close_hooks_run_once_after_everything_is_freed() -> None:
+    rig = Rig().started()
+    rig.send(udp_open(1))
+    seen: list[int] = []
+    rig.session.close_hooks.append(lambda: seen.append(rig.session.open_sockets))
+    rig.session.close()
+    assert seen == [0]  # sockets already freed when the hook runs
+    rig.session.close()
+    assert seen == [0]  # hooks are consumed: a second close calls nothing
