@@ -27,8 +27,10 @@ __all__ = ["IdleTrim", "trim_after_startup", "trim_heap"]
 STARTUP_SETTLE_S = 0.5
 #: Seconds between trims while idle: a trim costs milliseconds, sessions may come fast.
 IDLE_TRIM_INTERVAL_S = 30.0
-#: Seconds after the last session ends: a quick reconnect cancels the trim.
-IDLE_SETTLE_S = 0.5
+#: Seconds after the last session ends (0: the next reactor turn). With no session
+#: there is no scheduled send to disturb; sessions that follow each other within a
+#: second (a broker's pre-emptions) would otherwise never leave room for a trim.
+IDLE_SETTLE_S = 0.0
 
 
 def trim_heap() -> bool:
@@ -51,8 +53,9 @@ def trim_after_startup(reactor: Any, delay: float = STARTUP_SETTLE_S) -> None:
 
 class IdleTrim:
     """Trim the heap once no session is open: `opened()` when a session starts, `closed()`
-    when it ends. The trim runs `settle` s after the count reaches zero, not if a session
-    opened meanwhile, and not sooner than `interval` s after the previous one."""
+    when it ends. The trim runs `settle` s after the count reaches zero (by default on the
+    next reactor turn, never inside connectionLost), not if a session opened meanwhile,
+    and not sooner than `interval` s after the previous one."""
 
     def __init__(
         self,
