@@ -29,7 +29,8 @@ from benchmarks.common import environment, markdown_table, median, write_json
 FRAME = bytes(87)  # an nsend with a 64-byte UDP payload
 
 
-def _cert(workdir: Path) -> tuple[Path, Path]:
+def self_signed_cert(workdir: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed Ed25519 certificate and key in `workdir` (PEM paths)."""
     key = ed25519.Ed25519PrivateKey.generate()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
     now = datetime.datetime.now(datetime.UTC)
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     frames = [FRAME] * args.batch
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        cert, key = _cert(Path(tmp))
+        cert, key = self_signed_cert(Path(tmp))
         for impl in (PyOpenSSL(cert, key), Stdlib(cert, key), PythonRecords(cert, key)):
             seal, opened = [], []
             for _ in range(7):

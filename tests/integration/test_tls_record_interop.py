@@ -6,7 +6,6 @@ are on wherever OpenSSL is the server."""
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import random
 import shutil
@@ -19,16 +18,13 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import NameOID
 from twisted.internet import defer, reactor, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
+from benchmarks.bench_tls_records import self_signed_cert
 from packetlab.ppks import generate_private_key, issue_certificate
 from packetlab.tls import (
     AuthMode,
@@ -184,30 +180,6 @@ async def test_ten_megabytes_echoed_byte_exact_with_key_updates(
 # ------------------------------------------------------------------ the standard library
 
 
-def self_signed(tmp: Path) -> tuple[Path, Path]:
-    key = ed25519.Ed25519PrivateKey.generate()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "interop")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, None)
-    )
-    cpath, kpath = tmp / "cert.pem", tmp / "key.pem"
-    cpath.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    kpath.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cpath, kpath
 
 
 async def python_client(port: int, cipher: str | None = None) -> Sink:
@@ -227,7 +199,7 @@ async def python_client(port: int, cipher: str | None = None) -> Sink:
 @pytest.mark.parametrize("cipher", ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"])
 @pytest_twisted.ensureDeferred
 async def test_stdlib_ssl_server_echoes_byte_exact(tmp_path: Path, cipher: str) -> None:
-    cert, key = self_signed(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(cert, key)  # tickets on: 2 NewSessionTickets per connection
@@ -336,7 +308,7 @@ class LineProcess:
 @pytest.mark.skipif(OPENSSL is None, reason="no openssl command line tool")
 @pytest_twisted.ensureDeferred
 async def test_openssl_s_server_key_updates_both_ways(tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     server = LineProcess([str(OPENSSL), *S_SERVER, "-cert", str(cert), "-key", str(key)])
     client = None
     try:
