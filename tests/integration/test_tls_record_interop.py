@@ -180,8 +180,6 @@ async def test_ten_megabytes_echoed_byte_exact_with_key_updates(
 # ------------------------------------------------------------------ the standard library
 
 
-
-
 async def python_client(port: int, cipher: str | None = None) -> Sink:
     """Our TLS client on the Python record layer (offering only `cipher` if given)."""
     creator = PPKSClientCreator(None, AuthMode.NO_VERIFY)
