@@ -40,10 +40,11 @@ REPO = Path(__file__).resolve().parent.parent
 #   MiB: 0.25 % of 25 MiB at 100 Mbit/s, 0.5 % at 1 Gbit/s.
 BURST_MS = 1.0
 MIN_BURST = 64 * 1024
-# * the queue: tbf drops what would wait longer than this; 2 ms (250 kB at 1 Gbit/s, 25 kB
-#   at 100 Mbit/s) is many times the testbed's sub-millisecond BDP, not the 50 ms (6 MB)
-#   in which a sender's surplus vanished uncounted.
-QUEUE_MS = 2.0
+# * the queue: 256 KiB (2.1 ms at 1 Gbit/s, 21 ms at 100 Mbit/s), many times the testbed's
+#   sub-millisecond BDP, not the 50 ms (6 MB at 1 Gbit/s) in which a sender's surplus
+#   vanished uncounted; 2 ms at 100 Mbit/s (25 kB) dropped thousands of packets per
+#   download in BBR's start-up (host default) and cost up to 18 %.
+QUEUE_BYTES = 256 * 1024
 # * the same socket buffer limits for both tools (autotuning's ceilings, net.ipv4.tcp_*mem
 #   max in ep and tg): native iperf3 parked up to 4 MiB in its send buffer and tg's 32 MiB
 #   receive buffer held up to 11 MB unread when its last write returned and it sent
@@ -142,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"the bucket in ms of traffic at each rate [{BURST_MS:g}]",
     )  # fmt: skip
     ap.add_argument(
-        "--queue-ms", type=float, default=QUEUE_MS,
-        help=f"tbf queue: packets that would wait longer are dropped [{QUEUE_MS:g}]",
+        "--queue", type=int, default=QUEUE_BYTES, metavar="BYTES",
+        help=f"tbf queue at any rate: what would wait longer than this takes is dropped "
+        f"[{QUEUE_BYTES}]",
     )  # fmt: skip
     ap.add_argument(
         "--sndbuf", type=int, default=SNDBUF_MAX, metavar="BYTES",
@@ -179,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     for rate in rates:
         shape = Shape.parse(rate)
         burst = args.burst or max(MIN_BURST, int(shape.rate_bit / 8 * args.burst_ms / 1000))
-        shape = Shape(shape.rate_bit, burst_bytes=burst, latency_ms=args.queue_ms)
+        queue_ms = args.queue * 8 / shape.rate_bit * 1000
+        shape = Shape(shape.rate_bit, burst_bytes=burst, latency_ms=queue_ms)
         with Testbed(chain(1, shape={2: shape})) as tb:
             if not args.host_link:
                 make_wire(tb, sndbuf=args.sndbuf, rcvbuf=args.rcvbuf)
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                          [{"values": pl}], [{"values": nt}])  # fmt: skip
                 figures.append(
                     {"rate": rate, "direction": direction, "pl": pl, "nt": nt,
-                     "pl_server": pl_server, "burst_bytes": burst, "queue_ms": args.queue_ms,
+                     "pl_server": pl_server, "burst_bytes": burst, "queue_ms": queue_ms,
                      "wire": not args.host_link, "load": loads,
                      "c1": v1.to_dict(), "c2": v2.to_dict()}
                 )  # fmt: skip
