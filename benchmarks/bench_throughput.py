@@ -31,11 +31,26 @@ from packetlab.measure.congruence import c1, c2
 from packetlab.testbed import Shape, Testbed, chain
 
 REPO = Path(__file__).resolve().parent.parent
-# The shaped link's bucket: 10 ms at 100 Mbit/s, 1 ms at 1 Gbit/s; two 64 KiB GSO packets
-# pass it whole. Its burst, which native iperf3 counts and the paper's method does not
-# (inside the first MiB), is then 0.5 % of a 25 MiB transfer at every rate; the testbed's
-# 10 ms at 1 Gbit/s (1.25 MB) made that 4.8 % (docs/congruence.md).
-BURST = 128 * 1024
+# The shaped link, the same bottleneck for both tools (docs/congruence.md, "The link"):
+# * the bucket: what tbf needs to hold the rate, 1 ms of traffic (its watchdog is an
+#   hrtimer, so the man page's rate/HZ, 4 ms here, is not needed: 1 ms held 1 Gbit/s and
+#   256 us did not), and at least 64 KiB: with 32 KiB (or 12.5 kB) at 100 Mbit/s every
+#   PacketLab download failed ("no data past the skipped part"), with 64 KiB none did.
+#   Native iperf3 counts the bucket's burst, the paper's method skips it with the first
+#   MiB: 0.25 % of 25 MiB at 100 Mbit/s, 0.5 % at 1 Gbit/s.
+BURST_MS = 1.0
+MIN_BURST = 64 * 1024
+# * the queue: 256 KiB (2.1 ms at 1 Gbit/s, 21 ms at 100 Mbit/s), many times the testbed's
+#   sub-millisecond BDP, not the 50 ms (6 MB at 1 Gbit/s) in which a sender's surplus
+#   vanished uncounted; 2 ms at 100 Mbit/s (25 kB) dropped thousands of packets per
+#   download in BBR's start-up (host default) and cost up to 18 %.
+QUEUE_BYTES = 256 * 1024
+# * the same socket buffer limits for both tools (autotuning's ceilings, net.ipv4.tcp_*mem
+#   max in ep and tg): native iperf3 parked up to 4 MiB in its send buffer and tg's 32 MiB
+#   receive buffer held up to 11 MB unread when its last write returned and it sent
+#   TEST_END, and the server counts only what it has read by then.
+SNDBUF_MAX = 512 * 1024
+RCVBUF_MAX = 1 << 20
 LAST_RECORD: dict[str, object] = {}  # the last PacketLab record (server figure, chunks)
 
 
@@ -76,6 +91,28 @@ def packetlab_run(
     return float(record["mbit_s"])
 
 
+def make_wire(tb: Testbed, *, sndbuf: int, rcvbuf: int) -> None:
+    """Make the chain behave like a wire and give both tools the same TCP buffers.
+
+    veth hands each packet to the backlog of the CPU that sent it; when the sender (or
+    tbf's watchdog) moves between CPUs, two backlogs drain at once and tg sees the packets
+    out of order: native iperf3's uploads had up to 450 spurious fast retransmits each
+    (DSACKs, TCPSACKReorder; tbf and the veths dropped nothing). Steering every veth's
+    receive processing to CPU 0 (RPS) keeps order, as a wire does.
+    """
+    for node in tb.topology.nodes:
+        for iface in tb.interfaces(node):
+            queue = f"/sys/class/net/{iface.name}/queues/rx-0/rps_cpus"
+            tb.run(node, ["sh", "-c", f"echo 1 > {queue}"])
+    # ep: uploads' send buffer, whoever sends; downloads' receive buffer, 8 MiB: what the
+    # endpoint's SO_RCVBUFFORCE of 4 MiB for a bulk receive gives (the kernel doubles it).
+    tb.ns("ep").set_sysctls({"net.ipv4.tcp_wmem": f"4096 16384 {sndbuf}",
+                             "net.ipv4.tcp_rmem": f"4096 131072 {8 << 20}"})  # fmt: skip
+    # tg: the iperf3 server both tools talk to.
+    tb.ns("tg").set_sysctls({"net.ipv4.tcp_wmem": f"4096 16384 {sndbuf}",
+                             "net.ipv4.tcp_rmem": f"4096 131072 {rcvbuf}"})  # fmt: skip
+
+
 def tls_home() -> Path:
     """A `pktlab init` home whose exppriv grants 10 Gb/s over 10 s (docs/throughput.md)."""
     home = Path(tempfile.mkdtemp(prefix="bench-tp-")) / "home"
@@ -95,15 +132,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--plots", type=Path, help="write a CDF plot per case into this directory")
     ap.add_argument(
-        "--burst", type=int, default=BURST, metavar="BYTES",
-        help=f"tbf bucket of the shaped link [{BURST}, at any rate]: native iperf3 averages "
-        "over the whole transfer, the bucket's burst at veth speed included, while the "
-        "paper's method ignores the first MiB, so a bucket of B bytes favours native by "
+        "--burst", type=int, metavar="BYTES",
+        help="tbf bucket of the shaped link in bytes [--burst-ms of traffic]: native iperf3 "
+        "averages over the whole transfer, the bucket's burst at veth speed included, while "
+        "the paper's method ignores the first MiB, so a bucket of B bytes favours native by "
         "about B / --bytes",
     )  # fmt: skip
     ap.add_argument(
-        "--burst-ms", type=float,
-        help="the bucket in ms of traffic at each rate instead (the testbed's default: 10)",
+        "--burst-ms", type=float, default=BURST_MS,
+        help=f"the bucket in ms of traffic at each rate [{BURST_MS:g}]",
+    )  # fmt: skip
+    ap.add_argument(
+        "--queue", type=int, default=QUEUE_BYTES, metavar="BYTES",
+        help=f"tbf queue at any rate: what would wait longer than this takes is dropped "
+        f"[{QUEUE_BYTES}]",
+    )  # fmt: skip
+    ap.add_argument(
+        "--sndbuf", type=int, default=SNDBUF_MAX, metavar="BYTES",
+        help=f"TCP send buffer ceiling in ep and tg, both tools [{SNDBUF_MAX}]",
+    )  # fmt: skip
+    ap.add_argument(
+        "--rcvbuf", type=int, default=RCVBUF_MAX, metavar="BYTES",
+        help=f"TCP receive buffer ceiling of the iperf3 server in tg [{RCVBUF_MAX}]",
+    )  # fmt: skip
+    ap.add_argument(
+        "--host-link", action="store_true",
+        help="leave veth receive processing on any CPU and the hosts' TCP buffer limits as "
+        "they are (the link before this fix: veth reorders, docs/congruence.md)",
     )  # fmt: skip
     ap.add_argument(
         "--direction", action="append", choices=("download", "upload"),
@@ -125,11 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     rows, figures = [], []
     for rate in rates:
         shape = Shape.parse(rate)
-        burst = args.burst
-        if args.burst_ms is not None:
-            burst = max(3000, int(shape.rate_bit / 8 * args.burst_ms / 1000))
-        shape = Shape(shape.rate_bit, burst_bytes=burst, latency_ms=shape.latency_ms)
+        burst = args.burst or max(MIN_BURST, int(shape.rate_bit / 8 * args.burst_ms / 1000))
+        queue_ms = args.queue * 8 / shape.rate_bit * 1000
+        shape = Shape(shape.rate_bit, burst_bytes=burst, latency_ms=queue_ms)
         with Testbed(chain(1, shape={2: shape})) as tb:
+            if not args.host_link:
+                make_wire(tb, sndbuf=args.sndbuf, rcvbuf=args.rcvbuf)
             tb.popen("tg", ["iperf3", "-s"], stdout=subprocess.DEVNULL)
             tb.wait_listening("tg", 5201)
             server = str(tb.addr("tg"))
@@ -165,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                          [{"values": pl}], [{"values": nt}])  # fmt: skip
                 figures.append(
                     {"rate": rate, "direction": direction, "pl": pl, "nt": nt,
-                     "pl_server": pl_server, "burst_bytes": burst, "load": loads,
+                     "pl_server": pl_server, "burst_bytes": burst, "queue_ms": queue_ms,
+                     "wire": not args.host_link, "load": loads,
                      "c1": v1.to_dict(), "c2": v2.to_dict()}
                 )  # fmt: skip
                 rows.append([
