@@ -33,7 +33,7 @@ from packetlab.cli.link import (
 )
 from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
 from packetlab.controller.stop import StopSignal
-from packetlab.measure.records import Hop, PingResult, Stamp, TracerouteResult
+from packetlab.measure.records import PingResult, Stamp, TracerouteResult
 
 T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -388,21 +388,30 @@ def _experiment(
         info = await read_system_info(session)
         return pick_source(info.addresses, dst)
 
+    def named_hops(
+        session: Any, addrs_of: Callable[[Any], list[Any]]
+    ) -> tuple[Callable[[Any], None], Deferred[object]]:
+        """An `on_hop` that prints hops in order, each once its addresses' names are looked
+        up (not with -n), and the Deferred that fires when the last one is printed."""
+        assert isinstance(report, TracerouteReport | MdaReport)
+        names = ReverseNames(session) if _names_wanted(args) else None
+        report.names = None if names is None else names.names
+        shown: Deferred[object] = succeed(None)
+
+        def on_hop(hop: Any) -> None:
+            if names is None:
+                report.hop(hop)
+                return
+            named = DeferredList([names.lookup(a) for a in addrs_of(hop)])
+            shown.addCallback(lambda _: named).addCallback(lambda _: report.hop(hop))
+
+        return on_hop, shown
+
     async def trace(session: Any) -> TracerouteResult:
         assert isinstance(report, TracerouteReport)
         frm = await source(session)
         report.start(str(frm))
-        names = ReverseNames(session) if _names_wanted(args) else None
-        report.names = None if names is None else names.names
-        shown: Deferred[object] = succeed(None)  # hops are printed in order, named
-
-        def on_hop(hop: Hop) -> None:
-            if names is None:
-                report.hop(hop)
-                return
-            named = names.lookup(hop.addr) if hop.addr is not None else succeed(None)
-            shown.addCallback(lambda _: named).addCallback(lambda _: report.hop(hop))
-
+        on_hop, shown = named_hops(session, lambda hop: [] if hop.addr is None else [hop.addr])
         result = await traceroute(
             session,
             dst,
@@ -430,17 +439,7 @@ def _experiment(
         assert isinstance(report, MdaReport)
         frm = await source(session)
         report.start(str(frm))
-        names = ReverseNames(session) if _names_wanted(args) else None
-        report.names = None if names is None else names.names
-        shown: Deferred[object] = succeed(None)  # hops are printed in order, named
-
-        def on_hop(hop: Any) -> None:
-            if names is None:
-                report.hop(hop)
-                return
-            named = DeferredList([names.lookup(a) for a in hop.addrs])
-            shown.addCallback(lambda _: named).addCallback(lambda _: report.hop(hop))
-
+        on_hop, shown = named_hops(session, lambda hop: hop.addrs)
         result = await mda_trace(
             session,
             dst,
