@@ -15,8 +15,9 @@ import json
 import sys
 from typing import Any
 
+from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.link import Link, add_link_arguments, listening_endpoint
-from packetlab.cli.run import EXIT_NO_REPLY, EXIT_OK, RunError
+from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Progress, Record
 
 MEASUREMENTS = ("dns", "http", "throughput", "sendgap", "clocksync")

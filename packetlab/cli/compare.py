@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packetlab.cli.exits import EXIT_OK
 from packetlab.cli.link import Link, add_link_arguments, route_source, run_on_link
-from packetlab.cli.run import EXIT_OK, RunError
+from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Progress, in_process_options
 
 EPILOG = """\

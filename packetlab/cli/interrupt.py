@@ -21,12 +21,12 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from packetlab.cli.exits import EXIT_ERROR, EXIT_INTERRUPTED
+
 if TYPE_CHECKING:  # imported when running: `quit_on_interrupt` must come before them
     from packetlab.controller.stop import StopSignal
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "quit_on_interrupt", "run_reactor"]
-
-EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
 def _flush() -> None:

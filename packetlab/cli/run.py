@@ -23,6 +23,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.interrupt import quit_on_interrupt, run_reactor
 from packetlab.cli.link import (
     Link,
@@ -38,7 +39,6 @@ from packetlab.measure.records import PingResult, Stamp, TracerouteResult
 T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-EXIT_OK, EXIT_NO_REPLY, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # traceroute --mda: the Paris method of each probe protocol (the flow is varied)
 MDA_METHOD = {

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.link import (
     Link,
     add_link_arguments,
@@ -26,7 +27,6 @@ from packetlab.cli.link import (
     route_source,
     run_on_link,
 )
-from packetlab.cli.run import EXIT_NO_REPLY, EXIT_OK
 
 Record = dict[str, Any]
 Emit = Callable[[Record], None]

@@ -12,8 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from packetlab.ppks import Certificate
-from packetlab.ppks.limits import combine_limits
+from packetlab.ppks import Certificate, combine_limits
 from packetlab.wire.program import PKTLAB_EBPF, PKTLAB_WASM, program_digest
 
 __all__ = ["ProgramDir", "monitor_digests"]

@@ -14,13 +14,10 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from packetlab.endpoint import netif
 from packetlab.endpoint.busypoll import MAX_BUSY_POLL_US
-
-if TYPE_CHECKING:
-    from packetlab.ppks import BurstRate
+from packetlab.ppks.limits import NS_PER_S, BurstRate
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -28,7 +25,9 @@ __all__ = [
     "ConfigError",
     "EndpointConfig",
     "load_config",
+    "parse_anon_mask",
     "parse_config",
+    "parse_rate",
 ]
 
 DEFAULT_CONFIG_PATH = Path("~/.pktlab/endpt.conf")
@@ -348,6 +347,32 @@ def _set_persistent_path(cfg: EndpointConfig, value: str) -> None:
     cfg.monitor_persistent_path = str(Path(value).expanduser()) if value else None
 
 
+def parse_anon_mask(text: str, version: int) -> bytes:
+    """An address mask (``255.255.255.0``) or a prefix length (``24``) as mask bytes."""
+    try:
+        if text.isdigit():
+            net = ipaddress.ip_network(f"{'0.0.0.0' if version == 4 else '::'}/{text}")
+            return net.netmask.packed
+        mask = ipaddress.ip_address(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is neither an IPv{version} mask nor a prefix length") from None
+    if mask.version != version:
+        raise ConfigError(f"{text!r} is not an IPv{version} mask")
+    return mask.packed  # any mask, non-contiguous ones too
+
+
+def parse_rate(text: str) -> BurstRate:
+    """``COUNT/SECONDS`` (seconds may be fractional) as a sliding-window rate."""
+    count, sep, seconds = text.partition("/")
+    try:
+        c, s = int(count), float(seconds)
+    except ValueError:
+        c, s = -1, 0.0
+    if not sep or c < 0 or not 0 < s <= 86400:
+        raise ConfigError(f"expected COUNT/SECONDS (e.g. 1000/1), got {text!r}")
+    return BurstRate(c, int(s * NS_PER_S))
+
+
 def _set_capture_filter(cfg: EndpointConfig, value: str) -> None:
     cfg.capture_filter = value or None
 
@@ -357,26 +382,18 @@ def _set_snaplen(cfg: EndpointConfig, value: str) -> None:
 
 
 def _set_mask4(cfg: EndpointConfig, value: str) -> None:
-    from packetlab.endpoint.policy import parse_anon_mask
-
     cfg.capture_anon_mask4 = parse_anon_mask(value, 4) if value else None
 
 
 def _set_mask6(cfg: EndpointConfig, value: str) -> None:
-    from packetlab.endpoint.policy import parse_anon_mask
-
     cfg.capture_anon_mask6 = parse_anon_mask(value, 6) if value else None
 
 
 def _set_rate_pkt(cfg: EndpointConfig, value: str) -> None:
-    from packetlab.endpoint.policy import parse_rate
-
     cfg.exp_send_rate_pkt = parse_rate(value) if value else None
 
 
 def _set_rate_byte(cfg: EndpointConfig, value: str) -> None:
-    from packetlab.endpoint.policy import parse_rate
-
     cfg.exp_send_rate_byte = parse_rate(value) if value else None
 
 

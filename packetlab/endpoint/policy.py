@@ -20,7 +20,6 @@ The capture keys act on the packets a raw socket captures, before the session se
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,11 +39,8 @@ __all__ = [
     "CapturePolicy",
     "PolicyGate",
     "PolicyNetwork",
-    "parse_anon_mask",
-    "parse_rate",
 ]
 
-NS = 1_000_000_000
 _DENY = Result(errid=int(Status.ESKTPKTDENY))
 
 
@@ -57,32 +53,6 @@ class CaptureFilter(OfflineFilter):
         except (PcapSyntaxError, LibpcapUnavailable) as e:
             why = e.pcap_message if isinstance(e, PcapSyntaxError) else str(e)
             raise ConfigError(f"bad capture filter {expression!r}: {why}") from None
-
-
-def parse_anon_mask(text: str, version: int) -> bytes:
-    """An address mask (``255.255.255.0``) or a prefix length (``24``) as mask bytes."""
-    try:
-        if text.isdigit():
-            net = ipaddress.ip_network(f"{'0.0.0.0' if version == 4 else '::'}/{text}")
-            return net.netmask.packed
-        mask = ipaddress.ip_address(text)
-    except ValueError:
-        raise ConfigError(f"{text!r} is neither an IPv{version} mask nor a prefix length") from None
-    if mask.version != version:
-        raise ConfigError(f"{text!r} is not an IPv{version} mask")
-    return mask.packed  # any mask, non-contiguous ones too
-
-
-def parse_rate(text: str) -> BurstRate:
-    """``COUNT/SECONDS`` (seconds may be fractional) as a sliding-window rate."""
-    count, sep, seconds = text.partition("/")
-    try:
-        c, s = int(count), float(seconds)
-    except ValueError:
-        c, s = -1, 0.0
-    if not sep or c < 0 or not 0 < s <= 86400:
-        raise ConfigError(f"expected COUNT/SECONDS (e.g. 1000/1), got {text!r}")
-    return BurstRate(c, int(s * NS))
 
 
 @dataclass

@@ -12,6 +12,7 @@ from .cert import (
     load_certificates,
     parse_certificate,
 )
+from .chainlimits import Limits, combine_limits, experiment_end_time
 from .errors import CertificateError, ChainError, CSRError, KeyFileError, PPKSError, Reason
 from .issue import CertRequest, issue_certificate, make_csr, parse_csr, sign_csr
 from .keys import (
@@ -26,14 +27,7 @@ from .keys import (
     read_public_key,
     write_key_pair,
 )
-from .limits import (
-    DEFAULT_SEND_BURST,
-    BurstRate,
-    CertLimits,
-    Limits,
-    combine_limits,
-    experiment_end_time,
-)
+from .limits import DEFAULT_SEND_BURST, BurstRate, CertLimits
 from .snikey import generate_snikey, is_valid_snikey
 from .store import PktlabHome, default_home
 from .verify import (

@@ -8,14 +8,8 @@ import struct
 import pytest
 
 from packetlab.endpoint.checks import OpenGate
-from packetlab.endpoint.config import ConfigError, parse_config
-from packetlab.endpoint.policy import (
-    CaptureFilter,
-    CapturePolicy,
-    PolicyGate,
-    parse_anon_mask,
-    parse_rate,
-)
+from packetlab.endpoint.config import ConfigError, parse_anon_mask, parse_config, parse_rate
+from packetlab.endpoint.policy import CaptureFilter, CapturePolicy, PolicyGate
 from packetlab.measure.packets import ip_packet, udp_segment
 from packetlab.ppks import BurstRate
 from packetlab.wire.constants import Status
