@@ -294,7 +294,6 @@ class RecordLayer:
             return got  # nothing after close_notify counts (§6.1)
         buf = self._buf + data if self._buf else data
         end_all = len(buf)
-        view = memoryview(buf)
         pos = 0
         chunks = got.chunks
         out: list[bytes] = []
@@ -303,6 +302,7 @@ class RecordLayer:
         keys = self.read
         decrypt, iv, seq = keys.aead.decrypt, keys._iv, keys.seq
         count = 0
+        split = bool(self._hs)  # a handshake message is open: every record goes to _other
         try:
             while end_all - pos >= 5:
                 length = (buf[pos + 3] << 8) | buf[pos + 4]
@@ -327,8 +327,10 @@ class RecordLayer:
                 if seq >= _SEQ_LIMIT - 1:
                     raise RecordError(INTERNAL_ERROR, "TLS record sequence number exhausted")
                 try:
+                    # A bytes slice, not a memoryview: cryptography's buffer path costs
+                    # ~0.3 µs more per call than the copy of a small record.
                     plain = decrypt(
-                        (iv ^ seq).to_bytes(12, "big"), view[pos + 5 : end], buf[pos : pos + 5]
+                        (iv ^ seq).to_bytes(12, "big"), buf[pos + 5 : end], buf[pos : pos + 5]
                     )
                 except InvalidTag:
                     raise RecordError(
@@ -338,7 +340,7 @@ class RecordLayer:
                 seq += 1
                 count += 1
                 pos = end
-                if plain[-1] == APPLICATION_DATA and not self._hs:
+                if plain[-1] == APPLICATION_DATA and not split:
                     if len(plain) > MAX_PLAINTEXT + 1:
                         raise RecordError(
                             RECORD_OVERFLOW,
@@ -351,6 +353,7 @@ class RecordLayer:
                 closed = self._other(plain, chunks, out)
                 keys = self.read
                 decrypt, iv, seq = keys.aead.decrypt, keys._iv, keys.seq
+                split = bool(self._hs)
                 if closed:
                     self.closed = got.closed = True
                     break
