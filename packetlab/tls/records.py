@@ -88,6 +88,10 @@ ALERT_NAMES = {
 _MAX_HANDSHAKE = 1 << 16
 _SEQ_LIMIT = 1 << 64
 _HEADER = struct.Struct(">BHH").pack  # TLSCiphertext header: type, legacy version, length
+# Application-data headers by content length, for the small frames of a link (answers,
+# ntags, ndata of small packets): a dict hit is cheaper than the pack. At most this many.
+_CACHED_HEADERS = 512
+_HEADERS: dict[int, bytes] = {}
 
 
 def alert_name(description: int) -> str:
@@ -250,18 +254,23 @@ class RecordLayer:
         keys = self.write
         if keys.seq + len(frames) >= _SEQ_LIMIT - 1:
             return b"".join(map(self.seal, frames))
-        encrypt, iv, seq, header_of = keys.aead.encrypt, keys._iv, keys.seq, _HEADER
-        out = []
+        encrypt, iv, seq, headers = keys.aead.encrypt, keys._iv, keys.seq, _HEADERS
+        out: list[bytes] = []
+        put = out.append
         for frame in frames:
             n = len(frame)
             if n > MAX_PLAINTEXT:
                 keys.seq = seq
-                out.append(self.seal(frame))
+                put(self.seal(frame))
                 seq = keys.seq
                 continue
-            header = header_of(APPLICATION_DATA, 0x0303, n + 1 + _TAG)
-            out.append(header)
-            out.append(encrypt((iv ^ seq).to_bytes(12, "big"), frame + b"\x17", header))
+            header = headers.get(n)
+            if header is None:
+                header = _HEADER(APPLICATION_DATA, 0x0303, n + 1 + _TAG)
+                if n < _CACHED_HEADERS:
+                    headers[n] = header
+            put(header)
+            put(encrypt((iv ^ seq).to_bytes(12, "big"), frame + b"\x17", header))
             seq += 1
         keys.seq = seq
         return b"".join(out)
