@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import ssl
 import sys
 import tempfile
@@ -167,6 +168,34 @@ class PythonRecords(PyOpenSSL):
         return sum(map(len, got.chunks))
 
 
+class BaselineRecords:
+    """`packetlab.tls.records` of another checkout (its file loaded as a separate module),
+    keyed with the secrets of `ours`' handshake: the record layer before and after a
+    change, interleaved in one process."""
+
+    def __init__(self, checkout: Path, ours: PythonRecords) -> None:
+        path = checkout / "packetlab" / "tls" / "records.py"
+        spec = importlib.util.spec_from_file_location("baseline_records", path)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"no record layer at {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        self.name = f"packetlab.tls.records of {checkout}"
+        suite = module.SUITES[ours.reader.read.suite.name]
+        read, write = ours.reader.read.secret, ours.reader.write.secret
+        self.writer = module.RecordLayer(suite, write, read)
+        self.reader = module.RecordLayer(suite, read, write)
+
+    def seal(self, frames: list[bytes]) -> bytes:
+        return bytes(self.writer.seal_many(frames))
+
+    def open(self, records: bytes, n: int) -> int:
+        got = self.reader.receive(records)
+        assert got.records == n
+        return sum(map(len, got.chunks))
+
+
 def _run(impl: Any, frames: list[bytes], loops: int) -> tuple[float, float]:
     """Seconds spent sealing and opening `loops` batches (each batch opened after it is
     sealed: the records must be read in order)."""
@@ -188,23 +217,39 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=64, help="frames per batch (64)")
     ap.add_argument("--loops", type=int, default=500, help="batches per timed run (500)")
+    ap.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        type=Path,
+        help="also time the Python record layer of another checkout (e.g. a `git worktree` "
+        "of the commit before a change), interleaved with ours",
+    )
     ap.add_argument("--json", help="write the results to this JSON file")
     args = ap.parse_args(argv)
     frames = [FRAME] * args.batch
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = self_signed_cert(Path(tmp))
-        for impl in (PyOpenSSL(cert, key), Stdlib(cert, key), PythonRecords(cert, key)):
-            seal, opened = [], []
-            for _ in range(7):
+        ours = PythonRecords(cert, key)
+        impls: list[Any] = [PyOpenSSL(cert, key), Stdlib(cert, key), ours]
+        if args.baseline:
+            impls.append(BaselineRecords(args.baseline, ours))
+        times: dict[str, tuple[list[float], list[float]]] = {i.name: ([], []) for i in impls}
+        for _ in range(7):  # interleaved: a load change hits every row alike
+            for impl in impls:
                 s, o = _run(impl, frames, args.loops)
-                seal.append(s)
-                opened.append(o)
+                times[impl.name][0].append(s)
+                times[impl.name][1].append(o)
+        for impl in impls:
+            seal, opened = times[impl.name]
             per = args.loops * args.batch
             s_us, o_us = median(seal) / per * 1e6, median(opened) / per * 1e6
             results[impl.name] = {"seal_us": s_us, "open_us": o_us}
             rows.append([impl.name, f"{s_us:.2f}", f"{o_us:.2f}", f"{1 / (s_us + o_us):.2f}"])
-    print(f"{args.batch} frames of {len(FRAME)} B per batch, one record each; medians of 7 runs")
+    print(
+        f"{args.batch} frames of {len(FRAME)} B per batch, one record each; medians of 7 "
+        "interleaved runs"
+    )
     print(markdown_table(
         ["library", "seal µs/record", "open µs/record", "M records/s (both)"], rows
     ))  # fmt: skip

@@ -154,7 +154,9 @@ class ControllerProtocol(Protocol):
                 if now() >= due:
                     flush()
                     due = now() + FLUSH_AFTER
-                if len(outbox) >= MAX_QUEUED:
+                # Frames wait only while the outbox is paused (otherwise each is written
+                # at once); the flag first spares a len() call per request.
+                if outbox.paused and len(outbox) >= MAX_QUEUED:
                     if not self._read_paused:
                         self._read_paused = True
                         self._t.pauseProducing()

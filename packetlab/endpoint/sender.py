@@ -375,8 +375,7 @@ class PreciseScheduler:
         ):
             # Past due and nothing queued before it: send now, no timer round trip.
             self.stats.immediate += 1
-            self._live += 1
-            self._fire(send, now)
+            self._fire(send, now)  # never in the heap: not counted in _live
             return send
         heapq.heappush(heap, (when_ns, send.seq, send))
         self._live += 1
@@ -430,7 +429,6 @@ class PreciseScheduler:
         after = self._clock()
         send.sent_after_ns = after
         send.state = _DONE
-        self._live -= 1
         self.stats.sent += 1
         if send.on_done is None:
             send.action = _spent

@@ -149,6 +149,10 @@ class Session:
         self.clock = clock
         self.gate: RequestGate = gate if gate is not None else OpenGate()
         self.budget = Budget(config.buf_max)
+        # The last UDP destination: (raw address, port) and its sendto form. A train
+        # sends to one address; inet_ntop per nsend cost ~0.35 µs.
+        self._dest_key: tuple[bytes, int] | None = None
+        self._dest: tuple[str, int] = ("", 0)
         self.sockets: list[Skt | None] = [None] * MAX_SKT_CNT
         self.receiving = receive = ReceivePath(self.budget, self.gate)
         self.sending = send = SendPath(scheduler, clock, receive)
@@ -343,7 +347,11 @@ class Session:
             raddr = msg.raddr
             if raddr is None or len(raddr) != skt.alen:
                 return self._answer(msg, Status.ESKTNOADDR)
-            dest = (socket.inet_ntop(_AF[skt.family], raddr), msg.rport or 0)
+            key = (raddr, msg.rport or 0)
+            if key != self._dest_key:  # the length check above fixes the family
+                self._dest_key = key
+                self._dest = (socket.inet_ntop(_AF[skt.family], raddr), key[1])
+            dest = self._dest
         elif skt.proto == RAW:
             try:
                 dest = raw_destination(skt.family, msg.data, self._exported[skt.family])

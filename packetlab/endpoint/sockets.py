@@ -33,6 +33,9 @@ __all__ = [
 ]
 
 TCP = int(Proto.TCP)
+# Looked up once: an Enum member's attribute access costs ~0.1 µs (Python 3.11), per nsend.
+_OPEN = SocketState.OPEN
+_SENDS_TCP = frozenset((SocketState.OPENING, SocketState.OPEN, SocketState.EOF))
 UDP = int(Proto.UDP)
 
 
@@ -165,12 +168,8 @@ class Skt:
     def sends(self) -> bool:
         """Whether the socket can take nsends now (TCP also while connecting)."""
         if self.proto == TCP:
-            return not self.fin_fired and self.state in (
-                SocketState.OPENING,
-                SocketState.OPEN,
-                SocketState.EOF,
-            )
-        return self.state == SocketState.OPEN
+            return not self.fin_fired and self.state in _SENDS_TCP
+        return self.state == _OPEN
 
     def __repr__(self) -> str:
         return f"<Skt {self.sktid} family={self.family} proto={self.proto} {self.state.name}>"

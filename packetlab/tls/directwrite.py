@@ -121,20 +121,26 @@ class Corked:
         if turn is not None and turn.active():
             turn.cancel()
 
-    def _collect(self, frame: bytes) -> bool:
-        """Keep `frame` if corked (or start a turn's batch); False: write it now."""
-        if not self._cork_depth and self._cork_turn is None:
-            if self._cork_reactor is None:
-                return False
-            self._cork_turn = self._cork_reactor.callLater(0, self._end_turn)
+    def write(self, frame: bytes) -> None:
+        """Collect `frame` if corked (or in a turn's batch), else `_write_now` it."""
         frames = self._cork_frames
-        if frames is None:
+        if frames is None:  # the first frame of a batch, or none is open
+            if not self._cork_depth and self._cork_turn is None:
+                if self._cork_reactor is None:
+                    self._write_now(frame)
+                    return
+                self._cork_turn = self._cork_reactor.callLater(0, self._end_turn)
             self._cork_frames = frames = []
+        # A batch is open (only a cork or a turn opens one, and the flush that ends them
+        # closes it): the hot path of a link, one list append per frame.
         frames.append(frame)
-        self._cork_bytes += len(frame)
-        if self._cork_bytes >= CORK_LIMIT:
+        n = self._cork_bytes + len(frame)
+        self._cork_bytes = n
+        if n >= CORK_LIMIT:
             self.flush()
-        return True
+
+    def _write_now(self, frame: bytes) -> None:
+        raise NotImplementedError
 
     def _end_turn(self) -> None:
         self._cork_turn = None
@@ -154,9 +160,8 @@ class PlainFrameWriter(Corked):
         conn = socket_connection(transport)
         self._direct = DirectWriter(conn) if conn is transport else None
 
-    def write(self, frame: bytes) -> None:
-        if not self._collect(frame):
-            self._emit([frame])
+    def _write_now(self, frame: bytes) -> None:
+        self._emit([frame])
 
     def _emit(self, frames: list[bytes]) -> None:
         data = frames[0] if len(frames) == 1 else b"".join(frames)

@@ -599,9 +599,10 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
             self._reason = Failure(err)
         self._tlsShutdownFinished(None)
 
-    def write(self, data: bytes) -> None:
-        if not self._collect(data):
-            super().write(data)
+    write = Corked.write  # not TLSMemoryBIOProtocol's (both bases define it)
+
+    def _write_now(self, data: bytes) -> None:
+        TLSMemoryBIOProtocol.write(self, data)
 
     def _write(self, data: bytes) -> None:
         records = self._records
