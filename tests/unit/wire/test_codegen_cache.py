@@ -122,4 +122,4 @@ def test_a_rule_reading_more_than_constants_is_refused() -> None:
     code = compile("def pred2(x):\n    return helper is not None\n", "<t>", "exec")
     exec(code, glob)
     with pytest.raises(TypeError, match="only constants"):
-        codegen._constants(glob["pred2"])
+        codegen._constants(glob["pred2"])  # type: ignore[arg-type]
