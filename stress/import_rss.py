@@ -5,6 +5,8 @@ Each step imports the next group of modules (in the order `twistd pktendpoint` l
 them) and prints VmRSS after it and the difference; the first steps are the bare reactor
 with TLS that `benchmarks/bench_endpoint.py --only rss` measures as the base. Steps of
 a few hundred KiB are within the allocator's granularity: compare medians of --runs.
+construct is not among them: the endpoint loads the wire codec's derived code kept on
+disk (`packetlab.wire.codegen`); the first run after a change derives it (with construct).
 
     .venv/bin/python stress/import_rss.py --runs 3
 """
@@ -30,8 +32,7 @@ STEPS = [
         "ClientService, endpoints (automat)",
         "twisted.internet.endpoints,twisted.application.internet",
     ),
-    ("construct", "construct"),
-    ("packetlab.wire (declarations, fast codec)", "packetlab.wire"),
+    ("packetlab.wire (messages, the derived codec kept on disk)", "packetlab.wire"),
     ("endpoint session (sans-IO)", "packetlab.endpoint.session"),
     ("packetlab.ppks", "packetlab.ppks"),
     ("packetlab.tls", "packetlab.tls"),
@@ -75,9 +76,9 @@ def main() -> int:
         )
         runs.append([int(x) / 1024 for x in out.stdout.split()])
     med = [statistics.median(col) for col in zip(*runs, strict=True)]
-    print(f"{'python':45s} {med[0]:6.1f} MiB")
+    print(f"{'python':58s} {med[0]:6.1f} MiB")
     for (label, _), prev, now in zip(STEPS, med, med[1:], strict=False):  # med: one more
-        print(f"{label:45s} {now:6.1f} MiB  {now - prev:+5.1f}")
+        print(f"{label:58s} {now:6.1f} MiB  {now - prev:+5.1f}")
     print(
         f"the endpoint's imports (sqlite3 aside) over the bare reactor + TLS: "
         f"{med[-2] - med[1]:+.1f} MiB (median of {args.runs} runs)"

@@ -10,8 +10,19 @@ from typing import TYPE_CHECKING, Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from packetlab.endpoint.config import KNOWN_KEYS, ConfigError, EndpointConfig, load_config
-from packetlab.endpoint.service import ControllerAddress
+from packetlab.heaptrim import drop_unused_modules
+
+# What twistd's plugin scan alone needed (unittest, trial): forgotten before our own
+# imports, which reuse its memory (docs/performance.md, Memory). A no-op where in use.
+drop_unused_modules()
+
+from packetlab.endpoint.config import (  # noqa: E402
+    KNOWN_KEYS,
+    ConfigError,
+    EndpointConfig,
+    load_config,
+)
+from packetlab.endpoint.service import ControllerAddress  # noqa: E402
 
 if TYPE_CHECKING:  # imported when a service is made (keeps `twistd --help` light)
     from packetlab.endpoint.netio import ReactorNetwork
