@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from packetlab.heaptrim import drop_unused_modules
+from packetlab.heaptrim import drop_scan_leftovers
 
-# What twistd's plugin scan alone needed (unittest, trial): forgotten before our own
-# imports, which reuse its memory (docs/performance.md, Memory). A no-op where in use.
-drop_unused_modules()
+# What twistd's plugin scan alone needed (unittest, trial, argparse): forgotten before our
+# own imports, which reuse its memory (docs/performance.md, Memory). A no-op where in use.
+drop_scan_leftovers()
 
 from packetlab.endpoint.config import (  # noqa: E402
     KNOWN_KEYS,
