@@ -13,11 +13,15 @@ and after in one run.
 
     .venv/bin/python stress/rss_variants.py --rounds 3 '' collect collect,freeze collect,trim
     .venv/bin/python stress/rss_variants.py --rounds 5 --baseline ../base ''
+
+`--maps` prints, once, resident KiB per mapping (/proc/PID/smaps, by file name; heap,
+stack and anonymous mappings by kind) of the first variant next to a bare reactor's.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import statistics
 import subprocess
@@ -31,6 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import benchmarks.bench_endpoint as bench  # noqa: E402
+
+BARE_IDLE = (  # the bare reactor with TLS loaded, idle until killed
+    "from twisted.internet import reactor\nimport twisted.protocols.tls, OpenSSL.SSL\n"
+    "from twisted.internet import ssl\nreactor.run()"
+)
 
 LAUNCHER = r"""
 import ctypes, gc, os, sys
@@ -47,6 +56,36 @@ run()
 """
 
 
+def mappings(pid: int) -> collections.Counter[str]:
+    """Resident KiB of process `pid` per mapping name (a file's base name, [heap], ...)."""
+    out: collections.Counter[str] = collections.Counter()
+    name = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and not head[0].endswith(":"):
+            name = head[5].rsplit("/", 1)[-1] if len(head) > 5 else "[anonymous]"
+        elif head[0] == "Rss:":
+            out[name] += int(head[1])
+    return out
+
+
+def compare_maps(variant: str) -> None:
+    """Print resident KiB per mapping of our endpoint (`variant`) and a bare reactor."""
+    os.environ["PKTLAB_RSS_VARIANT"] = variant
+    bare = subprocess.Popen([sys.executable, "-c", BARE_IDLE])
+    with tempfile.TemporaryDirectory() as tmp:
+        ep = bench.Endpoint(Path(tmp), tls=True)
+        time.sleep(1.5)
+        ours, base = mappings(ep.proc.pid), mappings(bare.pid)
+        ep.stop()
+    bare.kill()
+    bare.wait()
+    print(f"{'mapping':40s} {'ours':>8s} {'bare':>8s} {'diff':>8s}  (KiB resident)")
+    for name in sorted(set(ours) | set(base), key=lambda n: base[n] - ours[n]):
+        if ours[name] != base[name]:
+            print(f"{name[:40]:40s} {ours[name]:8d} {base[name]:8d} {ours[name] - base[name]:+8d}")
+
+
 def mib(kib: tuple[int, int]) -> tuple[float, float]:
     return kib[0] / 1024, kib[1] / 1024
 
@@ -57,6 +96,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--settle", type=float, default=1.5, help="seconds idle before RSS [1.5]")
     ap.add_argument("--baseline", metavar="CHECKOUT", help="also run this checkout's endpoint")
+    ap.add_argument("--maps", action="store_true", help="resident KiB per mapping, once")
     args = ap.parse_args()
     real_popen = subprocess.Popen
 
@@ -93,6 +133,8 @@ def main() -> int:
             f"  {[round(r, 1) for r, _ in xs]}  +{m - base:.1f} over bare"
             f" (anonymous +{anon - base_anon:.1f}, file +{m - anon - base + base_anon:.1f})"
         )
+    if args.maps:
+        compare_maps(args.variants[0])
     return 0
 
 
