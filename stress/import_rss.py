@@ -7,6 +7,9 @@ with TLS that `benchmarks/bench_endpoint.py --only rss` measures as the base. St
 a few hundred KiB are within the allocator's granularity: compare medians of --runs.
 construct is not among them: the endpoint loads the wire codec's derived code kept on
 disk (`packetlab.wire.codegen`); the first run after a change derives it (with construct).
+The tap step includes `heaptrim.drop_scan_leftovers` (unittest, trial, argparse); under
+twistd the tap is imported right after the scan, before the rest, which then reuse the
+memory it frees: here the rest is already loaded, so the steps only approximate that.
 
     .venv/bin/python stress/import_rss.py --runs 3
 """
@@ -36,9 +39,15 @@ STEPS = [
     ("endpoint session (sans-IO)", "packetlab.endpoint.session"),
     ("packetlab.ppks", "packetlab.ppks"),
     ("packetlab.tls", "packetlab.tls"),
-    ("endpoint tap, service, protocol", "packetlab.endpoint.tap,packetlab.endpoint.service"),
+    (
+        "endpoint tap (drops the scan's leftovers), service",
+        "packetlab.endpoint.tap,packetlab.endpoint.service",
+    ),
     ("endpoint monitors, reflexes", "packetlab.endpoint.monitors,packetlab.endpoint.reflexes"),
-    ("endpoint netio, raw, bpf, sender", "packetlab.endpoint.netio,packetlab.endpoint.sender"),
+    (
+        "endpoint netio, sender (raw: on first use)",
+        "packetlab.endpoint.netio,packetlab.endpoint.sender",
+    ),
     ("sqlite3 (only with a chain with limits)", "sqlite3"),
 ]
 
