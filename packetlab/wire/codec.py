@@ -71,6 +71,7 @@ def _fieldnames(cls: type) -> list[str]:
 def construct_decode_body(msgtype: int, body: bytes) -> Message:
     """Decode with construct's interpreter (slow; for tests and comparison)."""
     import construct as c  # only here: the fast path runs without it
+
     cls = BY_TYPE.get(msgtype)
     if cls is None:
         raise UnknownType(msgtype)
@@ -86,6 +87,7 @@ def construct_decode_body(msgtype: int, body: bytes) -> Message:
 def construct_encode(msg: Message) -> bytes:
     """Encode with construct's interpreter (slow; for tests and comparison)."""
     import construct as c
+
     cls = type(msg)
     values = {name: getattr(msg, name) for name in _fieldnames(cls)}
     try:
