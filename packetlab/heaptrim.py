@@ -34,9 +34,9 @@ __all__ = [
 #: What twistd's plugin scan imports and a daemon never uses, in the order they can go:
 #: unpickling Twisted's own dropin.cache names trial's reporter interfaces, so every
 #: twistd program imports `twisted.trial.itrial`, and with it the whole of `unittest`
-#: (~1.4 MiB of RSS), whose `unittest.main` imports `argparse` (twistd itself uses
-#: `twisted.python.usage`).
-SCAN_LEFTOVERS = (("unittest", "twisted.trial"), ("argparse",))
+#: (~1.4 MiB of RSS) and `difflib`; `unittest.main` imports `argparse` (twistd itself
+#: uses `twisted.python.usage`).
+SCAN_LEFTOVERS = (("unittest", "twisted.trial"), ("argparse",), ("difflib",))
 
 #: Seconds after the reactor starts: past the listening and connecting of start-up.
 STARTUP_SETTLE_S = 0.5
