@@ -522,8 +522,8 @@ from twisted.internet import reactor
 import twisted.protocols.tls, OpenSSL.SSL
 from twisted.internet import ssl
 def rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+    for line in open("/proc/self/smaps_rollup"):
+        if line.startswith(("Rss:", "Anonymous:")):
             print(int(line.split()[1]), flush=True)
     reactor.stop()
 reactor.callLater(1.0, rss)
@@ -531,12 +531,31 @@ reactor.run()
 """
 
 
-def bare_reactor_rss_kib() -> int:
-    """RSS of a bare Twisted reactor with TLS loaded, idle for 1 s (the memory goal's base)."""
+def smaps_kib(pid: int) -> tuple[int, int]:
+    """(resident, anonymous) KiB of process `pid` (/proc/PID/smaps_rollup); resident minus
+    anonymous is file-backed (shared libraries, mostly)."""
+    rss = anon = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Anonymous:"):
+            anon = int(line.split()[1])
+    return rss, anon
+
+
+def bare_reactor_smaps_kib() -> tuple[int, int]:
+    """(resident, anonymous) KiB of a bare Twisted reactor with TLS loaded, idle for 1 s
+    (the memory goal's base)."""
     out = subprocess.run(
         [sys.executable, "-c", BARE_REACTOR], capture_output=True, text=True, check=True
     )
-    return int(out.stdout.split()[-1])
+    rss, anon = (int(x) for x in out.stdout.split()[-2:])
+    return rss, anon
+
+
+def bare_reactor_rss_kib() -> int:
+    """RSS of a bare Twisted reactor with TLS loaded, idle for 1 s (the memory goal's base)."""
+    return bare_reactor_smaps_kib()[0]
 
 
 def start_endpoints(tmp: Path, links: list[str], args: Any) -> dict[str, Endpoint]:

@@ -5,6 +5,11 @@ Each step imports the next group of modules (in the order `twistd pktendpoint` l
 them) and prints VmRSS after it and the difference; the first steps are the bare reactor
 with TLS that `benchmarks/bench_endpoint.py --only rss` measures as the base. Steps of
 a few hundred KiB are within the allocator's granularity: compare medians of --runs.
+construct is not among them: the endpoint loads the wire codec's derived code kept on
+disk (`packetlab.wire.codegen`); the first run after a change derives it (with construct).
+The tap step includes `heaptrim.drop_scan_leftovers` (unittest, trial, argparse); under
+twistd the tap is imported right after the scan, before the rest, which then reuse the
+memory it frees: here the rest is already loaded, so the steps only approximate that.
 
     .venv/bin/python stress/import_rss.py --runs 3
 """
@@ -30,14 +35,19 @@ STEPS = [
         "ClientService, endpoints (automat)",
         "twisted.internet.endpoints,twisted.application.internet",
     ),
-    ("construct", "construct"),
-    ("packetlab.wire (declarations, fast codec)", "packetlab.wire"),
+    ("packetlab.wire (messages, the derived codec kept on disk)", "packetlab.wire"),
     ("endpoint session (sans-IO)", "packetlab.endpoint.session"),
     ("packetlab.ppks", "packetlab.ppks"),
     ("packetlab.tls", "packetlab.tls"),
-    ("endpoint tap, service, protocol", "packetlab.endpoint.tap,packetlab.endpoint.service"),
+    (
+        "endpoint tap (drops the scan's leftovers), service",
+        "packetlab.endpoint.tap,packetlab.endpoint.service",
+    ),
     ("endpoint monitors, reflexes", "packetlab.endpoint.monitors,packetlab.endpoint.reflexes"),
-    ("endpoint netio, raw, bpf, sender", "packetlab.endpoint.netio,packetlab.endpoint.sender"),
+    (
+        "endpoint netio, sender (raw: on first use)",
+        "packetlab.endpoint.netio,packetlab.endpoint.sender",
+    ),
     ("sqlite3 (only with a chain with limits)", "sqlite3"),
 ]
 
@@ -75,9 +85,9 @@ def main() -> int:
         )
         runs.append([int(x) / 1024 for x in out.stdout.split()])
     med = [statistics.median(col) for col in zip(*runs, strict=True)]
-    print(f"{'python':45s} {med[0]:6.1f} MiB")
+    print(f"{'python':58s} {med[0]:6.1f} MiB")
     for (label, _), prev, now in zip(STEPS, med, med[1:], strict=False):  # med: one more
-        print(f"{label:45s} {now:6.1f} MiB  {now - prev:+5.1f}")
+        print(f"{label:58s} {now:6.1f} MiB  {now - prev:+5.1f}")
     print(
         f"the endpoint's imports (sqlite3 aside) over the bare reactor + TLS: "
         f"{med[-2] - med[1]:+.1f} MiB (median of {args.runs} runs)"

@@ -6,14 +6,22 @@ Each variant starts `benchmarks.bench_endpoint.Endpoint` (a real `twistd pktendp
 over TLS, after `start`) through a launcher that, 0.3 s after the reactor runs, applies
 the variant's steps: ``collect`` (gc.collect), ``freeze`` (gc.freeze), ``trim`` (glibc
 malloc_trim(0)). The empty variant is the code as it is. Variants are interleaved per
-round; medians are printed.
+round; medians are printed, resident and anonymous (resident minus anonymous is
+file-backed: shared libraries' pages). `--baseline CHECKOUT` adds the endpoint of another
+checkout (e.g. a `git worktree` of the commit before a change), interleaved too: before
+and after in one run.
 
     .venv/bin/python stress/rss_variants.py --rounds 3 '' collect collect,freeze collect,trim
+    .venv/bin/python stress/rss_variants.py --rounds 5 --baseline ../base ''
+
+`--maps` prints, once, resident KiB per mapping (/proc/PID/smaps, by file name; heap,
+stack and anonymous mappings by kind) of the first variant next to a bare reactor's.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import statistics
 import subprocess
@@ -27,6 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import benchmarks.bench_endpoint as bench  # noqa: E402
+
+BARE_IDLE = (  # the bare reactor with TLS loaded, idle until killed
+    "from twisted.internet import reactor\nimport twisted.protocols.tls, OpenSSL.SSL\n"
+    "from twisted.internet import ssl\nreactor.run()"
+)
 
 LAUNCHER = r"""
 import ctypes, gc, os, sys
@@ -43,11 +56,47 @@ run()
 """
 
 
+def mappings(pid: int) -> collections.Counter[str]:
+    """Resident KiB of process `pid` per mapping name (a file's base name, [heap], ...)."""
+    out: collections.Counter[str] = collections.Counter()
+    name = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and not head[0].endswith(":"):
+            name = head[5].rsplit("/", 1)[-1] if len(head) > 5 else "[anonymous]"
+        elif head[0] == "Rss:":
+            out[name] += int(head[1])
+    return out
+
+
+def compare_maps(variant: str) -> None:
+    """Print resident KiB per mapping of our endpoint (`variant`) and a bare reactor."""
+    os.environ["PKTLAB_RSS_VARIANT"] = variant
+    bare = subprocess.Popen([sys.executable, "-c", BARE_IDLE])
+    with tempfile.TemporaryDirectory() as tmp:
+        ep = bench.Endpoint(Path(tmp), tls=True)
+        time.sleep(1.5)
+        ours, base = mappings(ep.proc.pid), mappings(bare.pid)
+        ep.stop()
+    bare.kill()
+    bare.wait()
+    print(f"{'mapping':40s} {'ours':>8s} {'bare':>8s} {'diff':>8s}  (KiB resident)")
+    for name in sorted(set(ours) | set(base), key=lambda n: base[n] - ours[n]):
+        if ours[name] != base[name]:
+            print(f"{name[:40]:40s} {ours[name]:8d} {base[name]:8d} {ours[name] - base[name]:+8d}")
+
+
+def mib(kib: tuple[int, int]) -> tuple[float, float]:
+    return kib[0] / 1024, kib[1] / 1024
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("variants", nargs="+", help="comma-separated steps ('' for none)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--settle", type=float, default=1.5, help="seconds idle before RSS [1.5]")
+    ap.add_argument("--baseline", metavar="CHECKOUT", help="also run this checkout's endpoint")
+    ap.add_argument("--maps", action="store_true", help="resident KiB per mapping, once")
     args = ap.parse_args()
     real_popen = subprocess.Popen
 
@@ -57,23 +106,35 @@ def main() -> int:
         return real_popen(argv, **kw)
 
     bench.subprocess.Popen = popen  # type: ignore[assignment,misc]
-    rss: dict[str, list[float]] = {v: [] for v in args.variants}
-    bare: list[float] = []
+    runs = [(v, REPO, v) for v in args.variants]
+    if args.baseline:
+        runs.append(("baseline", Path(args.baseline).resolve(), ""))
+    rss: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in runs}
+    bare: list[tuple[float, float]] = []
     for _ in range(args.rounds):
-        for v in args.variants:
-            os.environ["PKTLAB_RSS_VARIANT"] = v
+        for name, repo, steps in runs:
+            os.environ["PKTLAB_RSS_VARIANT"] = steps
             with tempfile.TemporaryDirectory() as tmp:
-                ep = bench.Endpoint(Path(tmp), tls=True)
+                ep = bench.Endpoint(Path(tmp), tls=True, repo=repo)
                 time.sleep(args.settle)
-                rss[v].append(ep.rss_kib() / 1024)
+                rss[name].append(mib(bench.smaps_kib(ep.proc.pid)))
                 ep.stop()
-        bare.append(bench.bare_reactor_rss_kib() / 1024)
-    base = statistics.median(bare)
-    print(f"{'bare reactor + TLS':24s} {base:6.1f} MiB  {[round(x, 1) for x in bare]}")
-    for v, xs in rss.items():
-        m = statistics.median(xs)
-        each = [round(x, 1) for x in xs]
-        print(f"{v or '(as is)':24s} {m:6.1f} MiB  +{m - base:4.1f} over bare  {each}")
+        bare.append(mib(bench.bare_reactor_smaps_kib()))
+    base, base_anon = (statistics.median(col) for col in zip(*bare, strict=True))
+    print(f"{'':24s} {'resident':>9s} {'anonymous':>10s} {'file':>6s}  resident each round")
+    print(
+        f"{'bare reactor + TLS':24s} {base:5.1f} MiB {base_anon:6.1f} MiB {base - base_anon:6.1f}"
+        f"  {[round(r, 1) for r, _ in bare]}"
+    )
+    for name, xs in rss.items():
+        m, anon = (statistics.median(col) for col in zip(*xs, strict=True))
+        print(
+            f"{name or '(as is)':24s} {m:5.1f} MiB {anon:6.1f} MiB {m - anon:6.1f}"
+            f"  {[round(r, 1) for r, _ in xs]}  +{m - base:.1f} over bare"
+            f" (anonymous +{anon - base_anon:.1f}, file +{m - anon - base + base_anon:.1f})"
+        )
+    if args.maps:
+        compare_maps(args.variants[0])
     return 0
 
 

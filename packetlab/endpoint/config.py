@@ -8,7 +8,6 @@ KEY=VALUE`` overrides, so both paths accept exactly the same values.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
@@ -110,6 +109,8 @@ class EndpointConfig:
                 self.reserved[key] = value
                 self.warnings.append(f"{where}: {key} is not used by this version of pktendpoint")
                 return
+            import difflib  # only for this message: idle RSS (docs/performance.md)
+
             hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
             more = f" (did you mean {hint[0]}?)" if hint else ""
             self.warnings.append(f"{where}: unknown key {key!r} ignored{more}")

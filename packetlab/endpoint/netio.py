@@ -13,7 +13,7 @@ import errno
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
 from twisted.logger import Logger
@@ -21,7 +21,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from packetlab.endpoint.clock import realtime_ns
-from packetlab.endpoint.raw import RawIO, open_raw
 from packetlab.endpoint.sockets import (
     ConnectFailed,
     OpenError,
@@ -37,6 +36,9 @@ from packetlab.endpoint.timestamps import (
     rx_timestamp_from_ancdata,
 )
 from packetlab.wire.constants import NDATA_MAX, SocketState, Status
+
+if TYPE_CHECKING:  # raw sockets are loaded on the first raw nopen (idle RSS, issue 14)
+    from packetlab.endpoint.raw import RawIO
 
 __all__ = ["ReactorNetwork", "TcpIO", "UdpIO", "rx_time"]
 
@@ -683,6 +685,8 @@ class ReactorNetwork:
         return TcpIO(self._reactor, sock, skt, events, self._clock, listening=False)
 
     def open_raw(self, skt: Skt, laddr: bytes, events: SocketEvents) -> RawIO:
+        from packetlab.endpoint.raw import open_raw
+
         # The reactor is the real one (it has callLater, for the ncap endtime).
         reactor: Any = self._reactor
         return open_raw(reactor, skt, laddr, events, self._raw_in_use, self._clock)

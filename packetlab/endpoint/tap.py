@@ -10,8 +10,19 @@ from typing import TYPE_CHECKING, Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from packetlab.endpoint.config import KNOWN_KEYS, ConfigError, EndpointConfig, load_config
-from packetlab.endpoint.service import ControllerAddress
+from packetlab.heaptrim import drop_scan_leftovers
+
+# What twistd's plugin scan alone needed (unittest, trial, argparse): forgotten before our
+# own imports, which reuse its memory (docs/performance.md, Memory). A no-op where in use.
+drop_scan_leftovers()
+
+from packetlab.endpoint.config import (  # noqa: E402
+    KNOWN_KEYS,
+    ConfigError,
+    EndpointConfig,
+    load_config,
+)
+from packetlab.endpoint.service import ControllerAddress  # noqa: E402
 
 if TYPE_CHECKING:  # imported when a service is made (keeps `twistd --help` light)
     from packetlab.endpoint.netio import ReactorNetwork
@@ -241,7 +252,7 @@ def makeService(options: Options) -> IService:
     cfg: EndpointConfig = options["endpoint_config"]
     for warning in cfg.warnings:
         log.warn("config: {warning}", warning=warning)
-    image = system_image(cfg)
+    system_image(cfg)  # a config the image cannot hold fails now, not at the first session
     if cfg.busy_poll_us:
         from packetlab.endpoint.busypoll import BusyPollUnsupported, install
 
@@ -275,7 +286,10 @@ def makeService(options: Options) -> IService:
         if rate_pkt is not None or rate_byte is not None:
             gate = PolicyGate(gate, realtime_ns, rate_pkt, rate_byte)
         gate = monitors.gate(gate)  # monitors first, then the endpoint's own checks
-        session = Session(cfg, network, scheduler, realtime_ns, gate=gate, image=bytearray(image))
+        # Made afresh (~0.15 ms) rather than copied from a template kept all along: the
+        # image is 193 KiB, mostly zeros (idle RSS, docs/performance.md).
+        image = system_image(cfg)
+        session = Session(cfg, network, scheduler, realtime_ns, gate=gate, image=image)
         if isinstance(gate, MonitorGate):
             gate.attach(session.memory)
         reflexes.install(session)  # reflex hook (docs/reflexes.md)

@@ -1,5 +1,6 @@
 """Encode and decode messages: the fast path derived from the declarations, and
-construct's own interpretation of the same declarations as the reference."""
+construct's own interpretation of the same declarations as the reference (the only part
+that imports construct, when called)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,10 @@ from collections.abc import Callable
 from dataclasses import fields as dc_fields
 from typing import Any
 
-import construct as c
-
 from packetlab.wire.codegen import derive
 from packetlab.wire.constants import BODY_MAX, HEADER_LEN
-from packetlab.wire.errors import EncodeError, MalformedMessage
+from packetlab.wire.errors import EncodeError, MalformedMessage, RuleError
 from packetlab.wire.messages import ALL_MESSAGES, BY_TYPE, Message
-from packetlab.wire.nodes import RuleError
 
 
 class UnknownType(Exception):
@@ -72,6 +70,8 @@ def _fieldnames(cls: type) -> list[str]:
 
 def construct_decode_body(msgtype: int, body: bytes) -> Message:
     """Decode with construct's interpreter (slow; for tests and comparison)."""
+    import construct as c  # only here: the fast path runs without it
+
     cls = BY_TYPE.get(msgtype)
     if cls is None:
         raise UnknownType(msgtype)
@@ -86,6 +86,8 @@ def construct_decode_body(msgtype: int, body: bytes) -> Message:
 
 def construct_encode(msg: Message) -> bytes:
     """Encode with construct's interpreter (slow; for tests and comparison)."""
+    import construct as c
+
     cls = type(msg)
     values = {name: getattr(msg, name) for name in _fieldnames(cls)}
     try:

@@ -34,3 +34,13 @@ class FrameTooLarge(WireError):
         super().__init__(
             f"frame at stream offset {offset} announces a {length}-byte body (limit {limit})"
         )
+
+
+class RuleError(Exception):
+    """A declared rule failed while a fast path ran; `rule` is its text. Internal: the
+    codec turns it into MalformedMessage or EncodeError. (`packetlab.wire.nodes.RuleError`,
+    which construct's own parse/build raises, is one of these.)"""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(rule)
+        self.rule = rule

@@ -15,7 +15,7 @@ from typing import Any
 import construct as c
 from construct import this
 
-from packetlab.wire.constants import CHANNEL_MAX
+from packetlab.wire import chlist, errors
 
 # `this._params.bodylen` is the body length, passed as a parse parameter.
 BODYLEN = this._params.bodylen
@@ -24,11 +24,11 @@ BODYLEN = this._params.bodylen
 Addr = c.Switch(this.family, {4: c.Bytes(4), 6: c.Bytes(16)}, default=c.Error)
 
 
-class RuleError(c.ValidationError):
-    """A declared rule failed; `rule` is its text."""
+class RuleError(errors.RuleError, c.ValidationError):
+    """A declared rule failed in construct's parse/build; `rule` is its text."""
 
     def __init__(self, rule: str, path: str | None = None) -> None:
-        super().__init__(rule, path=path)
+        c.ValidationError.__init__(self, rule, path=path)
         self.rule = rule
 
 
@@ -100,37 +100,10 @@ class Cond(c.Subconstruct):
 
 
 class ChannelList(c.Construct):
-    """chlist (§5.2): entries `len:u8 (1..32), id[len]`, terminated by a 0 byte."""
+    """chlist (§5.2), with the codec of `packetlab.wire.chlist`."""
 
-    @staticmethod
-    def fast_decode(body: bytes, off: int) -> tuple[list[bytes], int]:
-        out: list[bytes] = []
-        n = len(body)
-        while True:
-            if off >= n:
-                raise RuleError(f"chlist: missing 0 terminator (offset {off})")
-            ln = body[off]
-            off += 1
-            if ln == 0:
-                return out, off
-            if ln > CHANNEL_MAX:
-                raise RuleError(f"chlist: channel length {ln} > {CHANNEL_MAX} (offset {off - 1})")
-            if off + ln > n:
-                raise RuleError(f"chlist: channel runs past the body (offset {off - 1})")
-            out.append(bytes(body[off : off + ln]))
-            off += ln
-
-    @staticmethod
-    def fast_encode(chans: list[bytes]) -> bytes:
-        parts = []
-        for ch in chans:
-            if not isinstance(ch, (bytes, bytearray, memoryview)):
-                raise RuleError(f"chlist: a channel must be bytes, not {type(ch).__name__}")
-            if not 1 <= len(ch) <= CHANNEL_MAX:
-                raise RuleError(f"chlist: channel length {len(ch)} not in 1..{CHANNEL_MAX}")
-            parts.append(bytes([len(ch)]) + bytes(ch))
-        parts.append(b"\x00")
-        return b"".join(parts)
+    fast_decode = staticmethod(chlist.decode)
+    fast_encode = staticmethod(chlist.encode)
 
     def _parse(self, stream: Any, context: Any, path: str) -> list[bytes]:
         start = stream.tell()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import platform
+import sys
+import types
+import weakref
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock
@@ -67,3 +71,38 @@ def test_idle_trim_is_cancelled_by_a_new_session_and_rate_limited() -> None:
     assert trims == [1.7]
     clock.advance(20)
     assert trims == [1.7, 31.7] and idle.trims == 2
+
+
+# ------------------------------------------------ modules only twistd's plugin scan needed
+
+
+@pytest.fixture
+def fake_tree(monkeypatch: pytest.MonkeyPatch) -> dict[str, types.ModuleType]:
+    """`zzleft` (a package), `zzleft.sub` defining a class, and `zzuser` that uses neither."""
+    mods = {n: types.ModuleType(n) for n in ("zzleft", "zzleft.sub", "zzuser")}
+    mods["zzleft.sub"].Thing = type("Thing", (), {"__module__": "zzleft.sub"})  # type: ignore[attr-defined]
+    mods["zzleft"].sub = mods["zzleft.sub"]  # type: ignore[attr-defined]
+    for name, mod in mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    return mods
+
+
+def test_unused_modules_are_forgotten_and_load_again(
+    fake_tree: dict[str, types.ModuleType],
+) -> None:
+    gone = weakref.ref(fake_tree.pop("zzleft.sub"))
+    assert heaptrim.drop_unused_modules(["zzleft"]) == ["zzleft", "zzleft.sub"]
+    assert "zzleft" not in sys.modules and "zzleft.sub" not in sys.modules
+    fake_tree.pop("zzleft")
+    gc.collect()
+    assert gone() is None  # freed, not only unlisted
+    assert heaptrim.drop_unused_modules(["zzleft"]) == []
+
+
+@pytest.mark.parametrize("use", ["module", "object", "instance"])
+def test_modules_in_use_are_all_kept(fake_tree: dict[str, types.ModuleType], use: str) -> None:
+    thing = fake_tree["zzleft.sub"].Thing
+    value = {"module": fake_tree["zzleft.sub"], "object": thing, "instance": thing()}[use]
+    fake_tree["zzuser"].ref = value  # type: ignore[attr-defined]
+    assert heaptrim.drop_unused_modules(["zzleft"]) == []
+    assert sys.modules["zzleft.sub"] is fake_tree["zzleft.sub"]

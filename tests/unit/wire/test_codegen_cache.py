@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import CodeType
 from typing import Any
 
 import pytest
 
+from packetlab import wire
 from packetlab.wire import codegen
 
 SRC = "def f(x):\n    return x + 1\n"
@@ -49,3 +51,75 @@ def test_an_unwritable_cache_still_compiles(
     (tmp_path / "pktlab").write_text("a file where the directory would go")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert run(codegen.compile_cached(SRC, "<test f>")) == 42
+
+
+# ------------------------------------------- derived code kept without construct (issue 14)
+
+
+@pytest.fixture
+def fresh_kept(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty on-disk store and no derived code in memory."""
+    monkeypatch.setattr(codegen, "_bundle", None)
+    return cache
+
+
+def _no_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make deriving impossible: only kept code can load now."""
+    monkeypatch.setattr(codegen, "_bundle", None)
+    monkeypatch.setitem(sys.modules, "packetlab.wire.sourcegen", None)  # import fails
+
+
+def test_kept_code_runs_without_the_generator(
+    fresh_kept: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    msgs = [
+        wire.Nsend(
+            sktid=1, family=4, proto=17, time=5, tag=7, data=b"x", raddr=b"\1\2\3\4", rport=9
+        ),
+        wire.Xreg(snikey=b"abc1"),  # a rule reading a compiled pattern
+        wire.Xpub(chlist=[b"a", b"bc"], eopkey=b"k" * wire.constants.KEYID_LEN),  # chlist codec
+        wire.Result(errid=int(wire.Status.ECTLMONUKN), monindx=3),  # rule reading constants
+    ]
+    derived = {type(m): codegen.derive(type(m)) for m in msgs}
+    packer = codegen.derive_packer(wire.Ntag, "sktid", "tag", "time")
+    assert [p.name for p in fresh_kept.glob("derived-*")]  # kept on disk
+    _no_generator(monkeypatch)
+    for m in msgs:
+        dec, enc, src = codegen.derive(type(m))
+        assert src == derived[type(m)][2]
+        frame = enc(m)
+        assert frame == wire.encode(m) and dec(frame[4:]) == m
+    bad = wire.encode(wire.Xreg(snikey=b"abc1")).replace(b"abc1", b"ABC1")
+    with pytest.raises(wire.MalformedMessage, match="snikey"):
+        codegen.derive(wire.Xreg)[0](bad[4:])
+    with pytest.raises(wire.MalformedMessage, match="chlist"):
+        codegen.derive(wire.Xpub)[0](b"\x05ab")
+    again = codegen.derive_packer(wire.Ntag, "sktid", "tag", "time")
+    assert again(1, 2, 3) == packer(1, 2, 3) and again.source == packer.source  # type: ignore[attr-defined]
+
+
+def test_damaged_kept_code_is_derived_again(
+    fresh_kept: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    codegen.derive(wire.Mread)
+    (path,) = fresh_kept.glob("derived-*")
+    for junk in (b"", b"\x00garbage", b"N"):
+        path.write_bytes(junk)
+        monkeypatch.setattr(codegen, "_bundle", None)
+        dec, enc, _ = codegen.derive(wire.Mread)
+        assert dec(enc(wire.Mread(addr=1, len=2))[4:]) == wire.Mread(addr=1, len=2)
+
+
+def test_a_rule_reading_more_than_constants_is_refused() -> None:
+    helper = len
+
+    def pred(x: int) -> bool:
+        return helper is not None
+
+    with pytest.raises(TypeError, match="closures"):
+        codegen._constants(pred)  # type: ignore[arg-type]
+    glob = {"helper": object()}
+    code = compile("def pred2(x):\n    return helper is not None\n", "<t>", "exec")
+    exec(code, glob)
+    with pytest.raises(TypeError, match="only constants"):
+        codegen._constants(glob["pred2"])  # type: ignore[arg-type]
