@@ -155,6 +155,8 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         return await experiment(session, reactor, wasm, args)
 
     conf = f"BusyPollUs {args.busy_poll_us}\n" if args.busy_poll_us else ""
+    if args.reflex_warm_us is not None:
+        conf += f"ReflexWarmUs {args.reflex_warm_us}\n"
     if not args.breakdown:
         return await run_experiment(
             reactor, exp, sources=[RESPONDER], conf=conf, ctl_delay_ms=args.delay_ms
@@ -270,6 +272,13 @@ def main(argv: list[str] | None = None) -> int:
         help="BusyPollUs N in the endpoint's endpt.conf (reactor busy-poll) [0: off]",
     )
     p.add_argument(
+        "--reflex-warm-us",
+        type=int,
+        metavar="N",
+        help="ReflexWarmUs N in endpt.conf: rehearse the reflex every N µs while "
+        "busy-polling [endpoint default: 100; 0: off]",
+    )
+    p.add_argument(
         "--breakdown",
         action="store_true",
         help="run the endpoint with timing probes and print where the reflex's reaction goes",
@@ -302,6 +311,8 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> None:
         ])  # fmt: skip
     pinned = f", all on CPU {args.pin}" if args.pin is not None else ""
     poll = f"BusyPollUs {args.busy_poll_us}" if args.busy_poll_us else "no busy-poll"
+    if args.busy_poll_us and args.reflex_warm_us is not None:
+        poll += f", ReflexWarmUs {args.reflex_warm_us}"
     print(f"controller link: +{args.delay_ms:g} ms each way (delay relay), over TLS{pinned}; "
           f"{poll}: endpoint CPU {100 * res.get('endpoint_cpu', 0):.0f} % of one core")  # fmt: skip
     headers = [

@@ -45,6 +45,7 @@ from packetlab.wire.messages import Message, Nsend, Result
 from packetlab.wire.program import PKTLAB_WASM
 
 if TYPE_CHECKING:  # wasmtime loads only when a reflex is compiled
+    from packetlab.endpoint.reflexwarm import Rehearsal
     from packetlab.endpoint.session import Session
     from packetlab.monitor.runtime import Box, Instance
     from packetlab.reflex.runtime import ReflexCompiled, ReflexInstance
@@ -67,10 +68,31 @@ class ReflexService:
         self.settings = settings
         self.enabled = enabled
         self._cache: dict[bytes, ReflexCompiled] = {}
+        #: Rehearse attached UDP reflexes (packetlab.endpoint.reflexwarm): set by `warm_on`
+        #: when the endpoint busy-polls; the spin then calls `rehearse`.
+        self.warming = False
+        self.rehearsals: list[Rehearsal] = []
 
     @classmethod
     def from_config(cls, cfg: EndpointConfig) -> ReflexService:
         return cls(settings_of(cfg), cfg.reflex_enable)
+
+    def warm_on(self, spinner: Any, every_us: int) -> None:
+        """Rehearse attached reflexes every `every_us` µs of `spinner`'s busy-poll spin
+        (a `packetlab.endpoint.busypoll.SpinningPoller`); 0 does nothing."""
+        if every_us > 0 and spinner is not None:
+            self.warming = True
+            spinner.on_spin = self.rehearse
+            spinner.spin_every = every_us / 1e6
+
+    def rehearse(self) -> None:
+        """Run every live rehearsal once (the spin's `on_spin`)."""
+        for r in self.rehearsals:
+            try:
+                r.run()
+            except Exception as e:  # a shadow must never break the real endpoint
+                log.info("reflex rehearsal stopped: {e!r}", e=e)
+                r.ok = False
 
     def compile(self, wasm: bytes) -> ReflexCompiled:
         from packetlab.reflex.runtime import compile_reflex
@@ -112,8 +134,8 @@ class Attached:
     """One socket's reflex and its counters."""
 
     __slots__ = (
-        "box", "denied", "digest", "inst", "lasterr", "passed", "reports", "runs", "sent",
-        "skt", "stat", "timer",
+        "box", "denied", "digest", "inst", "lasterr", "passed", "rehearsal", "reports", "runs",
+        "sent", "skt", "stat", "timer",
     )  # fmt: skip
 
     def __init__(self, skt: Skt, digest: bytes, box: Box, inst: ReflexInstance) -> None:
@@ -125,6 +147,7 @@ class Attached:
         self.runs = self.sent = self.denied = self.passed = self.reports = 0
         self.lasterr = 0
         self.timer: Any = None
+        self.rehearsal: Rehearsal | None = None  # its shadow while the endpoint busy-polls
 
 
 class _Snapshot:
@@ -241,6 +264,8 @@ class ReflexGate:
             return NDATA_DELIVER
         a.runs += 1
         self._after(a)
+        if a.rehearsal is not None:  # after the sends: replayed by the busy-poll spin
+            a.rehearsal.feed(data, time, raddr, rport)
         if flags & abi.PASS:
             a.passed += 1
             return NDATA_DELIVER
@@ -319,7 +344,23 @@ class ReflexGate:
             return out.put(_R[Status.EUNKFAULT])
         out.put(_OK)
         log.info("reflex {d} attached to socket {s}", d=msg.digest.hex()[:16], s=msg.sktid)
+        if self.service.warming and skt.proto == UDP:
+            self._rehearse(a, compiled, msg.params)
         self._after(a)
+
+    def _rehearse(self, a: Attached, compiled: ReflexCompiled, params: bytes) -> None:
+        from packetlab.endpoint.reflexwarm import Rehearsal
+
+        try:
+            r = Rehearsal(self.service, compiled, a.skt, params)
+        except Exception as e:  # the real reflex runs anyway, only colder
+            log.info("no rehearsal for the reflex on socket {s}: {e!r}", s=a.skt.sktid, e=e)
+            return
+        if r.ok:
+            a.rehearsal = r
+            self.service.rehearsals.append(r)
+        else:
+            r.close()
 
     def _detach_request(self, sktid: int) -> None:
         a = self.by_sktid.get(sktid)
@@ -424,6 +465,12 @@ class ReflexGate:
             self.session.scheduler.cancel_key(a.timer)
             a.timer = None
         a.stat = stat
+        r = a.rehearsal
+        if r is not None:
+            a.rehearsal = None
+            if r in self.service.rehearsals:
+                self.service.rehearsals.remove(r)
+            r.close()
         try:
             ctx = a.inst.ctx_bytes(0, abi.CTX_LEN)
         except MonitorCrash:
@@ -456,6 +503,8 @@ class ReflexGate:
         if a is None or self.session.sockets[sktid] is not a.skt:
             return
         a.inst.set_params(offset, data)
+        if a.rehearsal is not None:
+            a.rehearsal.write_params(offset, data)
         try:
             a.inst.call("reflex_configure", (a.inst.ctx,))
         except MonitorCrash as e:

@@ -1,0 +1,163 @@
+"""Keep a reflex's path warm while the endpoint busy-polls (docs/reflexes.md, "Why the
+path is slow when not hot").
+
+On the VMs we measure on, the CPU loses the endpoint's code from its caches and branch
+predictors within a millisecond or so whether the vCPU sleeps or spins (other tenants
+share the core): the same Python function runs 2x slower 0.3 ms after its last run and
+3-6x slower after 8-16 ms. A reflex's reaction comes after milliseconds of spinning, so
+every step of its path (receive, gate, wasm call, nsend checks, scheduler, send) runs
+cold. Running the same code on other data every ~100 µs keeps most of it warm.
+
+`Rehearsal`: a shadow session over a null network, with a UDP socket of the same id and a
+new instance of the same compiled reflex (its own box and state, the attach's
+parameters), that replays the real socket's latest packet through the same code as a
+real one. Nothing it does reaches the real session, the network or the controller: its
+sends go to a socket that drops them, its frames are discarded, its timers never fire.
+`ReflexService.rehearse` (the busy-poll spin's `on_spin`, every ``ReflexWarmUs`` µs) runs
+the live rehearsals; none exist unless busy-poll is on and a reflex is attached.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from packetlab.endpoint.clock import realtime_ns
+from packetlab.endpoint.config import EndpointConfig
+from packetlab.endpoint.sender import PreciseScheduler
+from packetlab.endpoint.sockets import OpenError, PendingSend, Skt, SocketEvents
+from packetlab.reflex import wire as rw
+from packetlab.wire.constants import Status
+from packetlab.wire.messages import Nopen, Start
+
+if TYPE_CHECKING:
+    from packetlab.endpoint.reflexes import ReflexGate, ReflexService
+    from packetlab.reflex.runtime import ReflexCompiled
+
+__all__ = ["Rehearsal"]
+
+
+class _NullIO:
+    """A socket whose sends go nowhere."""
+
+    __slots__ = ()
+
+    def send(self, pending: PendingSend) -> bool:
+        return True
+
+    def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
+        return None
+
+    def shutdown_write(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> list[PendingSend]:
+        return []
+
+
+class _NullNetwork:
+    """UDP sockets that drop what they send; nothing else."""
+
+    def open_udp(self, skt: Skt, laddr: bytes, lport: int, events: SocketEvents) -> _NullIO:
+        skt.laddr, skt.lport = laddr, lport or 9
+        return _NullIO()
+
+    def open_tcp(self, *args: Any) -> Any:
+        raise OpenError(Status.ECTLNOTSUP, "rehearsal: UDP only")
+
+    def open_raw(self, *args: Any) -> Any:
+        raise OpenError(Status.ECTLNOTSUP, "rehearsal: UDP only")
+
+
+class _NullReactor:
+    """The shadow scheduler's reactor: its timer is never watched (timers never fire)."""
+
+    def addReader(self, reader: Any) -> None:
+        pass
+
+    def removeReader(self, reader: Any) -> None:
+        pass
+
+
+class _NullTimer:
+    def fileno(self) -> int:
+        return -1
+
+    def arm_at(self, when_ns: int) -> None:
+        pass
+
+    def disarm(self) -> None:
+        pass
+
+    def acknowledge(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Rehearsal:
+    """The shadow of one attached UDP reflex (see the module docstring). `feed` keeps the
+    real socket's latest packet; `run` replays it. `ok` turns False for good once the
+    shadow cannot run (its reflex trapped or refused to start)."""
+
+    def __init__(
+        self,
+        service: ReflexService,
+        compiled: ReflexCompiled,
+        skt: Skt,
+        params: bytes,
+    ) -> None:
+        from packetlab.endpoint.reflexes import ReflexService
+        from packetlab.endpoint.session import Session
+
+        shadow_service = ReflexService(service.settings)
+        self.scheduler = PreciseScheduler(_NullReactor(), timer=_NullTimer())
+        self.scheduler.start()
+        self.session = Session(EndpointConfig(), _NullNetwork(), self.scheduler, realtime_ns)
+        self.session.outbox.attach(_discard)
+        self.gate: ReflexGate = shadow_service.install(self.session)
+        self.gate.preloaded[compiled.digest] = compiled
+        self.sktid = skt.sktid
+        self.packet: tuple[bytes, int, bytes, int] | None = None
+        self.runs = 0
+        s = self.session
+        s.handle(Start())
+        s.handle(
+            Nopen(
+                sktid=skt.sktid, family=skt.family, proto=skt.proto, rbufsz=1 << 20,
+                laddr=bytes(skt.alen), lport=0,
+            )
+        )  # fmt: skip
+        self.skt = s.sockets[skt.sktid]
+        self.gate._attach(rw.Attach(skt.sktid, compiled.digest, params, b""))
+        self.ok = self.skt is not None and self.skt in self.gate.attached
+
+    def feed(self, data: bytes, time: int, raddr: bytes | None, rport: int | None) -> None:
+        if raddr is not None and rport is not None:
+            self.packet = (data, time, raddr, rport)
+
+    def write_params(self, offset: int, data: bytes) -> None:
+        self.gate.write_params(self.sktid, offset, data)
+
+    def run(self) -> None:
+        """Replay the latest packet through the shadow (nothing before the first)."""
+        pkt = self.packet
+        skt = self.skt
+        if pkt is None or skt is None or not self.ok:
+            return
+        self.session.udp_received(skt, pkt[0], pkt[1], pkt[2], pkt[3])
+        self.runs += 1
+        if skt not in self.gate.attached:  # the shadow reflex trapped: stop rehearsing
+            self.ok = False
+
+    def close(self) -> None:
+        self.ok = False
+        self.gate.close()
+        self.scheduler.stop()
+
+
+def _discard(frame: bytes) -> None:
+    pass
