@@ -187,7 +187,10 @@ STEPS = (
     ("sendmsg_out", "sendmsg returned"),
     ("tx", "kernel TX stamp"),
     ("done", "reflex gate returned"),
+    ("minflt", "page faults during the path (a count, not µs)"),
+    ("gc", "garbage collections during the path (a count, not µs)"),
 )
+COUNTS = ("minflt", "gc")  # steps that count events: reported with their mean
 
 
 def breakdown(path: Path) -> dict[str, dict[str, float]]:
@@ -202,8 +205,12 @@ def breakdown(path: Path) -> dict[str, dict[str, float]]:
             continue  # a controller round's datagram
         for name in steps:
             if name in rec:
-                steps[name].append(rec[name] / 1e3)
-    return {name: summarize(v) for name, v in steps.items() if v}
+                steps[name].append(rec[name] / (1 if name in COUNTS else 1e3))
+    out = {name: summarize(v) for name, v in steps.items() if v}
+    for name in COUNTS:
+        if steps[name]:
+            out[name]["mean"] = sum(steps[name]) / len(steps[name])
+    return out
 
 
 def cpu_per_packet(n: int) -> dict[str, float]:
@@ -326,8 +333,9 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> None:
         for name, what in STEPS:
             st = res["breakdown"].get(name)
             if st is not None:
-                rows.append([name, what, *(f"{st[q]:.1f}" for q in ("p10", "p50", "p90"))])
-        print(markdown_table(["step", "", "p10", "p50", "p90"], rows))
+                mean = f"{st['mean']:.2f}" if "mean" in st else ""
+                rows.append([name, what, *(f"{st[q]:.1f}" for q in ("p10", "p50", "p90")), mean])
+        print(markdown_table(["step", "", "p10", "p50", "p90", "mean (counts)"], rows))
     if args.json is not None:
         write_json(args.json, {"env": environment(), "args": vars(args) | {"json": None},
                                "results": res})  # fmt: skip

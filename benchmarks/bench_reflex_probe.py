@@ -27,7 +27,9 @@ Each probe costs ~0.2-0.5 µs, which the figures include.
 
 from __future__ import annotations
 
+import gc
 import json
+import resource
 import sys
 import time
 from typing import Any
@@ -37,6 +39,16 @@ _RT = time.CLOCK_REALTIME
 _records: list[dict[str, int]] = []
 _cur: dict[str, int] = {}
 _last = {"idle": 0, "wake": 0, "doread": 0}
+_gc = [0]  # garbage collections so far (gc.callbacks)
+
+
+def _count_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc[0] += 1
+
+
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _mark(name: str) -> None:
@@ -79,6 +91,7 @@ def install() -> None:
     from twisted.internet import epollreactor
 
     epollreactor.install()
+    gc.callbacks.append(_count_gc)
     from twisted.internet import reactor
 
     def wrap_poller() -> None:  # once running: around BusyPollUs's spinning poller, if any
@@ -101,13 +114,23 @@ def install() -> None:
 
     def udp_received(self: Any, skt: Any, data: bytes, t: int, raddr: bytes, rport: int) -> None:
         global _cur
+        if not isinstance(skt.io, netio.UdpIO):  # a rehearsal (reflexwarm.py): not timed
+            saved, _cur = _cur, {}
+            try:
+                return orig_udp(self, skt, data, t, raddr, rport)
+            finally:
+                _cur = saved
         _cur = {"rx": t, **_last, "recv": _now(_RT)}
         if len(data) >= 16:  # bench_reflex's probes carry their send time
             _cur["sent"] = int.from_bytes(data[8:16], "big")
+        faults, gcs = _faults(), _gc[0]
         try:
             orig_udp(self, skt, data, t, raddr, rport)
         finally:
             _cur["end"] = _now(_RT)
+            # Not times: page faults and garbage collections during the path (+rx, see dump).
+            _cur["minflt"] = _faults() - faults + t
+            _cur["gc"] = _gc[0] - gcs + t
             _records.append(_cur)
 
     recvpath.ReceivePath.udp_received = udp_received  # type: ignore[method-assign]
@@ -125,7 +148,7 @@ def install() -> None:
     orig_done = sendpath.SendPath.send_done
 
     def send_done(self: Any, pending: Any, t: int, err: int) -> None:
-        if pending.tag and not err:
+        if pending.tag and not err and isinstance(pending.skt.io, netio.UdpIO):
             # The reply of the latest datagram, whenever its stamp is read.
             for rec in reversed(_records[-4:]):
                 if "sendmsg_in" in rec and "tx" not in rec:

@@ -34,7 +34,7 @@ class SpinningPoller:
     """An epoll object whose `poll` spins with timeout 0 for up to `window` seconds after
     a poll that returned events; everything else goes to the wrapped epoll object."""
 
-    __slots__ = ("_active", "_clock", "_epoll", "on_spin", "spin_every", "spins", "window")
+    __slots__ = ("_active", "_clock", "_epoll", "on_spin", "spins", "window")
 
     def __init__(
         self, epoll: Any, window: float, clock: Callable[[], float] = time.perf_counter
@@ -44,10 +44,9 @@ class SpinningPoller:
         self.window = window
         self._active = False  # the last poll returned events: spin before blocking
         self.spins = 0  # polls that found their events while spinning (for tests, benches)
-        # Called every `spin_every` s while spinning (the reflexes' rehearsal keeps their
-        # path warm, packetlab.endpoint.reflexwarm); never while blocked.
+        # Called on every turn of the spin, never while blocked (the reflexes' rehearsal
+        # keeps their path warm, packetlab.endpoint.reflexwarm); does no real I/O.
         self.on_spin: Callable[[], object] | None = None
-        self.spin_every = 0.0
 
     def poll(self, timeout: float = -1, maxevents: int = -1) -> list[tuple[int, int]]:
         poll = self._epoll.poll
@@ -61,19 +60,16 @@ class SpinningPoller:
         if timeout is not None and timeout >= 0:
             end = min(end, start + timeout)  # a timer is due: never spin past it
         on_spin = self.on_spin
-        every = self.spin_every
-        due = start + every
         while True:
             events = poll(0, maxevents)
             if events:
                 self.spins += 1
                 return events
+            if on_spin is not None:
+                on_spin()
             now = clock()
             if now >= end:
                 break
-            if on_spin is not None and now >= due:
-                on_spin()
-                due = clock() + every
         if timeout is not None and timeout >= 0:
             timeout = max(0.0, timeout - (now - start))
         events = poll(timeout, maxevents)

@@ -27,6 +27,7 @@ dispatch and the "reflex" cdata hint (session.py), and `install` (tap.py).
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ MAX_OUTBOX_REPORTS = 10_000  # reports are dropped (counted) while the outbox is
 _R = {s: struct.pack(">IH", 0x40 << 24 | 2, int(s)) for s in Status}
 _OK = struct.pack(">I", 0x40 << 24)
 _BLOCK_HEAD = struct.Struct(">B3xIIIIIH6x32s")
+_perf = time.perf_counter
 
 
 class ReflexService:
@@ -68,10 +70,11 @@ class ReflexService:
         self.settings = settings
         self.enabled = enabled
         self._cache: dict[bytes, ReflexCompiled] = {}
-        #: Rehearse attached UDP reflexes (packetlab.endpoint.reflexwarm): set by `warm_on`
-        #: when the endpoint busy-polls; the spin then calls `rehearse`.
-        self.warming = False
+        #: While the endpoint busy-polls, attached UDP reflexes are rehearsed every
+        #: `warm_every` s of its spin (`warm_on`, packetlab.endpoint.reflexwarm).
+        self.warm_every = 0.0
         self.rehearsals: list[Rehearsal] = []
+        self._due = 0.0
 
     @classmethod
     def from_config(cls, cfg: EndpointConfig) -> ReflexService:
@@ -79,14 +82,21 @@ class ReflexService:
 
     def warm_on(self, spinner: Any, every_us: int) -> None:
         """Rehearse attached reflexes every `every_us` µs of `spinner`'s busy-poll spin
-        (a `packetlab.endpoint.busypoll.SpinningPoller`); 0 does nothing."""
-        if every_us > 0 and spinner is not None:
-            self.warming = True
-            spinner.on_spin = self.rehearse
-            spinner.spin_every = every_us / 1e6
+        (a `packetlab.endpoint.busypoll.SpinningPoller`); None or 0: never."""
+        if spinner is not None and every_us > 0:
+            self.warm_every = every_us / 1e6
+            spinner.on_spin = self.spin
+
+    def spin(self) -> None:
+        """One turn of the busy-poll spin: rehearse when due."""
+        if self.rehearsals:
+            now = _perf()
+            if now >= self._due:
+                self.rehearse()
+                self._due = _perf() + self.warm_every
 
     def rehearse(self) -> None:
-        """Run every live rehearsal once (the spin's `on_spin`)."""
+        """Run every live rehearsal once."""
         for r in self.rehearsals:
             try:
                 r.run()
@@ -344,7 +354,7 @@ class ReflexGate:
             return out.put(_R[Status.EUNKFAULT])
         out.put(_OK)
         log.info("reflex {d} attached to socket {s}", d=msg.digest.hex()[:16], s=msg.sktid)
-        if self.service.warming and skt.proto == UDP:
+        if self.service.warm_every > 0 and skt.proto == UDP:
             self._rehearse(a, compiled, msg.params)
         self._after(a)
 

@@ -13,20 +13,26 @@ new instance of the same compiled reflex (its own box and state, the attach's
 parameters), that replays the real socket's latest packet through the same code as a
 real one. Nothing it does reaches the real session, the network or the controller: its
 sends go to a socket that drops them, its frames are discarded, its timers never fire.
-`ReflexService.rehearse` (the busy-poll spin's `on_spin`, every ``ReflexWarmUs`` µs) runs
-the live rehearsals; none exist unless busy-poll is on and a reflex is attached.
+`ReflexService.spin` (the busy-poll spin's `on_spin`) runs the live rehearsals every
+``ReflexWarmUs`` µs; none exist unless busy-poll is on and a reflex is attached.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any
 
 from packetlab.endpoint.clock import realtime_ns
 from packetlab.endpoint.config import EndpointConfig
 from packetlab.endpoint.sender import PreciseScheduler
 from packetlab.endpoint.sockets import OpenError, PendingSend, Skt, SocketEvents
+from packetlab.endpoint.timestamps import (
+    RX_ANCBUF_SIZE,
+    TxStampMatcher,
+    enable_rx_timestamps,
+)
 from packetlab.reflex import wire as rw
-from packetlab.wire.constants import Status
+from packetlab.wire.constants import NDATA_MAX, Status
 from packetlab.wire.messages import Nopen, Start
 
 if TYPE_CHECKING:
@@ -57,12 +63,65 @@ class _NullIO:
         return []
 
 
+class _LoopIO(_NullIO):
+    """A loopback UDP socket that sends to itself, with the real sockets' timestamps: the
+    shadow's sends and reads take the kernel paths of the real ones (stamped sendmsg, its
+    TX stamp, recvmsg with the RX stamp) without anything leaving the host."""
+
+    __slots__ = ("ids", "matcher", "sock", "to")
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            enable_rx_timestamps(self.sock)
+            self.sock.bind(("127.0.0.1", 0))
+            self.to = self.sock.getsockname()
+            self.matcher = TxStampMatcher(self.sock)
+        except OSError:
+            self.sock.close()
+            raise
+        self.ids: dict[PendingSend, int] = {}  # stamped sends -> their stamp id
+
+    def send(self, pending: PendingSend) -> bool:
+        try:
+            if pending.tag:
+                self.ids[pending] = self.matcher.sendto(pending.data, self.to)
+            else:
+                self.sock.sendto(pending.data, self.to)
+        except OSError:
+            pass
+        return True
+
+    def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
+        ident = self.ids.pop(pending, None)
+        return None if ident is None else self.matcher.take(ident, not_before)
+
+    def receive(self) -> None:
+        """Read back one datagram the shadow sent itself (with its RX stamp), if any."""
+        try:
+            self.sock.recvmsg(NDATA_MAX, RX_ANCBUF_SIZE)
+        except OSError:
+            pass
+
+    def close(self) -> list[PendingSend]:
+        self.sock.close()
+        return []
+
+
 class _NullNetwork:
-    """UDP sockets that drop what they send; nothing else."""
+    """UDP sockets whose sends never leave the host; nothing else."""
+
+    def __init__(self) -> None:
+        self.loop: _LoopIO | None = None
 
     def open_udp(self, skt: Skt, laddr: bytes, lport: int, events: SocketEvents) -> _NullIO:
         skt.laddr, skt.lport = laddr, lport or 9
-        return _NullIO()
+        try:
+            self.loop = _LoopIO()
+        except OSError:  # no loopback (a bare namespace): no kernel part in the rehearsal
+            return _NullIO()
+        return self.loop
 
     def open_tcp(self, *args: Any) -> Any:
         raise OpenError(Status.ECTLNOTSUP, "rehearsal: UDP only")
@@ -116,7 +175,8 @@ class Rehearsal:
         shadow_service = ReflexService(service.settings)
         self.scheduler = PreciseScheduler(_NullReactor(), timer=_NullTimer())
         self.scheduler.start()
-        self.session = Session(EndpointConfig(), _NullNetwork(), self.scheduler, realtime_ns)
+        self.net = _NullNetwork()
+        self.session = Session(EndpointConfig(), self.net, self.scheduler, realtime_ns)
         self.session.outbox.attach(_discard)
         self.gate: ReflexGate = shadow_service.install(self.session)
         self.gate.preloaded[compiled.digest] = compiled
@@ -148,6 +208,8 @@ class Rehearsal:
         skt = self.skt
         if pkt is None or skt is None or not self.ok:
             return
+        if self.net.loop is not None:
+            self.net.loop.receive()
         self.session.udp_received(skt, pkt[0], pkt[1], pkt[2], pkt[3])
         self.runs += 1
         if skt not in self.gate.attached:  # the shadow reflex trapped: stop rehearsing
@@ -157,6 +219,8 @@ class Rehearsal:
         self.ok = False
         self.gate.close()
         self.scheduler.stop()
+        if self.net.loop is not None:
+            self.net.loop.close()
 
 
 def _discard(frame: bytes) -> None:
