@@ -74,6 +74,7 @@ class ReflexService:
         #: `warm_every` s of its spin (`warm_on`, packetlab.endpoint.reflexwarm).
         self.warm_every = 0.0
         self.rehearsals: list[Rehearsal] = []
+        self.rehearse_loopback = True  # the shadow's sends take a loopback socket's path
         self._due = 0.0
 
     @classmethod
@@ -362,7 +363,9 @@ class ReflexGate:
         from packetlab.endpoint.reflexwarm import Rehearsal
 
         try:
-            r = Rehearsal(self.service, compiled, a.skt, params)
+            r = Rehearsal(
+                self.service.settings, compiled, a.skt, params, self.service.rehearse_loopback
+            )
         except Exception as e:  # the real reflex runs anyway, only colder
             log.info("no rehearsal for the reflex on socket {s}: {e!r}", s=a.skt.sktid, e=e)
             return

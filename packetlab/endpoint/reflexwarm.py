@@ -36,7 +36,8 @@ from packetlab.wire.constants import NDATA_MAX, Status
 from packetlab.wire.messages import Nopen, Start
 
 if TYPE_CHECKING:
-    from packetlab.endpoint.reflexes import ReflexGate, ReflexService
+    from packetlab.endpoint.reflexes import ReflexGate
+    from packetlab.monitor.abi import Settings
     from packetlab.reflex.runtime import ReflexCompiled
 
 __all__ = ["Rehearsal"]
@@ -112,11 +113,14 @@ class _LoopIO(_NullIO):
 class _NullNetwork:
     """UDP sockets whose sends never leave the host; nothing else."""
 
-    def __init__(self) -> None:
+    def __init__(self, loopback: bool) -> None:
+        self.loopback = loopback
         self.loop: _LoopIO | None = None
 
     def open_udp(self, skt: Skt, laddr: bytes, lport: int, events: SocketEvents) -> _NullIO:
         skt.laddr, skt.lport = laddr, lport or 9
+        if not self.loopback:
+            return _NullIO()
         try:
             self.loop = _LoopIO()
         except OSError:  # no loopback (a bare namespace): no kernel part in the rehearsal
@@ -164,18 +168,19 @@ class Rehearsal:
 
     def __init__(
         self,
-        service: ReflexService,
+        settings: Settings,
         compiled: ReflexCompiled,
         skt: Skt,
         params: bytes,
+        loopback: bool = True,
     ) -> None:
         from packetlab.endpoint.reflexes import ReflexService
         from packetlab.endpoint.session import Session
 
-        shadow_service = ReflexService(service.settings)
+        shadow_service = ReflexService(settings)
         self.scheduler = PreciseScheduler(_NullReactor(), timer=_NullTimer())
         self.scheduler.start()
-        self.net = _NullNetwork()
+        self.net = _NullNetwork(loopback)
         self.session = Session(EndpointConfig(), self.net, self.scheduler, realtime_ns)
         self.session.outbox.attach(_discard)
         self.gate: ReflexGate = shadow_service.install(self.session)
