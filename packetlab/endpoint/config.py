@@ -93,7 +93,7 @@ class EndpointConfig:
     busy_poll_us: int = 0
     #: ReflexWarmUs: while busy-polling, rehearse attached reflexes every N µs to keep
     #: their path warm (0: off; packetlab.endpoint.reflexwarm, docs/reflexes.md).
-    reflex_warm_us: int = 0
+    reflex_warm_us: int = 100
     #: Operator policy on every experiment (docs/endpoint.md, packetlab.endpoint.policy).
     capture_filter: str | None = None
     capture_snaplen: int | None = None

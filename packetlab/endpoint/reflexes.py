@@ -214,6 +214,7 @@ class ReflexGate:
         self.service = service
         self.session = session
         self.inner = inner
+        self.log = log  # a rehearsal's shadow gate logs nothing (reflexwarm.py)
         self.listed = listed_digests(inner)
         n = "any" if self.listed is None else len(self.listed)
         log.debug("reflex digests the chain lists: {n}", n=n)
@@ -336,7 +337,7 @@ class ReflexGate:
             inst.setup(b"")
         except MonitorLoadError as e:
             box.close()
-            log.warn("reflex {d} failed to load: {e}", d=msg.digest.hex()[:16], e=str(e))
+            self.log.warn("reflex {d} failed to load: {e}", d=msg.digest.hex()[:16], e=str(e))
             return out.put(_R[Status.ECRTBADHDAT])
         a = Attached(skt, msg.digest, box, inst)
         inst.set_params(0, msg.params)
@@ -351,10 +352,10 @@ class ReflexGate:
             return
         if rv:
             self._drop(a, rw.STAT_DETACHED)
-            log.info("reflex on socket {s} refused to start (rv {rv})", s=msg.sktid, rv=rv)
+            self.log.info("reflex on socket {s} refused to start (rv {rv})", s=msg.sktid, rv=rv)
             return out.put(_R[Status.EUNKFAULT])
         out.put(_OK)
-        log.info("reflex {d} attached to socket {s}", d=msg.digest.hex()[:16], s=msg.sktid)
+        self.log.info("reflex {d} attached to socket {s}", d=msg.digest.hex()[:16], s=msg.sktid)
         if self.service.warm_every > 0 and skt.proto == UDP:
             self._rehearse(a, compiled, msg.params)
         self._after(a)
@@ -461,7 +462,7 @@ class ReflexGate:
     def _fail(self, a: Attached, why: str, answer: bytes | None = None) -> None:
         slow = "deadline" in why
         stat = rw.STAT_SLOW if slow else rw.STAT_CRASHED
-        log.warn("reflex on socket {s} detached: {why}", s=a.skt.sktid, why=why)
+        self.log.warn("reflex on socket {s} detached: {why}", s=a.skt.sktid, why=why)
         self._drop(a, stat)
         if answer is not None:
             self.session.outbox.put(answer)
@@ -546,7 +547,7 @@ class _Host:
         pass  # reflexes have no persistent memory
 
     def debug(self, instance: Instance, text: str) -> None:
-        log.info("reflex debug: {text}", text=text)
+        self.gate.log.info("reflex debug: {text}", text=text)
 
     def now(self) -> int:
         return self.gate.session.clock()

@@ -22,6 +22,8 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, Any
 
+from twisted.logger import Logger, LogPublisher
+
 from packetlab.endpoint.clock import realtime_ns
 from packetlab.endpoint.config import EndpointConfig
 from packetlab.endpoint.sender import PreciseScheduler
@@ -184,6 +186,7 @@ class Rehearsal:
         self.session = Session(EndpointConfig(), self.net, self.scheduler, realtime_ns)
         self.session.outbox.attach(_discard)
         self.gate: ReflexGate = shadow_service.install(self.session)
+        self.gate.log = Logger(observer=LogPublisher())  # no observers: the shadow is silent
         self.gate.preloaded[compiled.digest] = compiled
         self.sktid = skt.sktid
         self.packet: tuple[bytes, int, bytes, int] | None = None
@@ -228,5 +231,5 @@ class Rehearsal:
             self.net.loop.close()
 
 
-def _discard(frame: bytes) -> None:
+def _discard(item: object) -> None:
     pass

@@ -97,7 +97,7 @@ def test_a_shadow_that_traps_stops_rehearsing_alone() -> None:
 
 
 def test_config_key() -> None:
-    assert parse_config([]).reflex_warm_us == 0
-    assert parse_config(["ReflexWarmUs 100"]).reflex_warm_us == 100
+    assert parse_config([]).reflex_warm_us == 100  # only while BusyPollUs spins
+    assert parse_config(["ReflexWarmUs 0"]).reflex_warm_us == 0
     with pytest.raises(ConfigError, match="ReflexWarmUs"):
         parse_config(["ReflexWarmUs -1"])
