@@ -13,7 +13,8 @@ datagram's kernel RX stamp.
 * ``sent``: the client's ``sendto`` (bench_reflex puts its CLOCK_REALTIME in the probe);
 * ``idle``: the reactor went into ``epoll_wait`` (the last time before the datagram; a
   negative value means the endpoint was asleep when the datagram arrived);
-* ``wake``: ``epoll_wait`` returned (with ``BusyPollUs``: the spinning poll did);
+* ``wake``: ``epoll_wait`` returned (with ``BusyPollUs``: the spinning poll did; a reflex
+  socket the spin reads itself, reflexwarm.SpinReader: the same time as ``doread``);
   ``doread``: the socket's doRead began;
 * ``recv``: ``recvmsg`` returned (the receive path begins); ``gate``: the reflex gate;
 * ``wasm_in``/``wasm_out``: ``reflex_packet`` ran (wasmtime call with its host calls);
@@ -40,6 +41,7 @@ _records: list[dict[str, int]] = []
 _cur: dict[str, int] = {}
 _last = {"idle": 0, "wake": 0, "doread": 0}
 _gc = [0]  # garbage collections so far (gc.callbacks)
+_spin_read = [False]  # inside SpinReader.poll (the busy-poll spin reads reflex sockets)
 
 
 def _count_gc(phase: str, info: dict[str, int]) -> None:
@@ -99,16 +101,28 @@ def install() -> None:
 
     reactor.callWhenRunning(wrap_poller)  # type: ignore[attr-defined]
 
-    from packetlab.endpoint import netio, recvpath, reflexes, sendpath, timestamps
+    from packetlab.endpoint import netio, recvpath, reflexes, reflexwarm, sendpath, timestamps
     from packetlab.reflex import runtime
 
     orig_doread = netio.UdpIO.doRead
 
     def doread(self: Any) -> None:
-        _last["doread"] = _now(_RT)
+        _last["doread"] = now = _now(_RT)
+        if _spin_read[0]:  # read from the busy-poll spin: no reactor wake-up or dispatch
+            _last["wake"] = now
         orig_doread(self)
 
     netio.UdpIO.doRead = doread  # type: ignore[method-assign]
+    orig_spin_poll = reflexwarm.SpinReader.poll
+
+    def spin_poll(self: Any) -> bool:
+        _spin_read[0] = True
+        try:
+            return orig_spin_poll(self)
+        finally:
+            _spin_read[0] = False
+
+    reflexwarm.SpinReader.poll = spin_poll  # type: ignore[method-assign]
 
     orig_udp = recvpath.ReceivePath.udp_received
 

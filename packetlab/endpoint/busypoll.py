@@ -44,9 +44,10 @@ class SpinningPoller:
         self.window = window
         self._active = False  # the last poll returned events: spin before blocking
         self.spins = 0  # polls that found their events while spinning (for tests, benches)
-        # Called on every turn of the spin, never while blocked (the reflexes' rehearsal
-        # keeps their path warm, packetlab.endpoint.reflexwarm); does no real I/O.
-        self.on_spin: Callable[[], object] | None = None
+        # Called on every turn of the spin, never while blocked (the reflexes' sockets
+        # and rehearsal, packetlab.endpoint.reflexwarm): true when it read a socket
+        # itself; the poll then returns no events, so the reactor gets its turn.
+        self.on_spin: Callable[[], bool] | None = None
 
     def poll(self, timeout: float = -1, maxevents: int = -1) -> list[tuple[int, int]]:
         poll = self._epoll.poll
@@ -65,8 +66,9 @@ class SpinningPoller:
             if events:
                 self.spins += 1
                 return events
-            if on_spin is not None:
-                on_spin()
+            if on_spin is not None and on_spin():
+                self.spins += 1
+                return events
             now = clock()
             if now >= end:
                 break

@@ -46,7 +46,7 @@ from packetlab.wire.messages import Message, Nsend, Result
 from packetlab.wire.program import PKTLAB_WASM
 
 if TYPE_CHECKING:  # wasmtime loads only when a reflex is compiled
-    from packetlab.endpoint.reflexwarm import Rehearsal
+    from packetlab.endpoint.reflexwarm import Rehearsal, SpinReader
     from packetlab.endpoint.session import Session
     from packetlab.monitor.runtime import Box, Instance
     from packetlab.reflex.runtime import ReflexCompiled, ReflexInstance
@@ -74,6 +74,7 @@ class ReflexService:
         #: `warm_every` s of its spin (`warm_on`, packetlab.endpoint.reflexwarm).
         self.warm_every = 0.0
         self.rehearsals: list[Rehearsal] = []
+        self.reader: SpinReader | None = None  # set while the endpoint busy-polls
         self.rehearse_loopback = True  # the shadow's sends take a loopback socket's path
         self._due = 0.0
 
@@ -82,19 +83,29 @@ class ReflexService:
         return cls(settings_of(cfg), cfg.reflex_enable)
 
     def warm_on(self, spinner: Any, every_us: int) -> None:
-        """Rehearse attached reflexes every `every_us` µs of `spinner`'s busy-poll spin
-        (a `packetlab.endpoint.busypoll.SpinningPoller`); None or 0: never."""
-        if spinner is not None and every_us > 0:
-            self.warm_every = every_us / 1e6
-            spinner.on_spin = self.spin
+        """Read attached UDP reflexes' sockets from `spinner`'s busy-poll spin (a
+        `packetlab.endpoint.busypoll.SpinningPoller`; None: nothing) and rehearse them
+        every `every_us` µs of it (0: never)."""
+        if spinner is None:
+            return
+        from packetlab.endpoint.reflexwarm import SpinReader
 
-    def spin(self) -> None:
-        """One turn of the busy-poll spin: rehearse when due."""
+        self.reader = SpinReader()
+        self.warm_every = every_us / 1e6 if every_us > 0 else 0.0
+        spinner.on_spin = self.spin
+
+    def spin(self) -> bool:
+        """One turn of the busy-poll spin: read the reflexes' sockets (True if one was
+        read), else rehearse when due."""
+        reader = self.reader
+        if reader is not None and reader.poll():
+            return True
         if self.rehearsals:
             now = _perf()
             if now >= self._due:
                 self.rehearse()
                 self._due = _perf() + self.warm_every
+        return False
 
     def rehearse(self) -> None:
         """Run every live rehearsal once."""
@@ -356,8 +367,12 @@ class ReflexGate:
             return out.put(_R[Status.EUNKFAULT])
         out.put(_OK)
         self.log.info("reflex {d} attached to socket {s}", d=msg.digest.hex()[:16], s=msg.sktid)
-        if self.service.warm_every > 0 and skt.proto == UDP:
-            self._rehearse(a, compiled, msg.params)
+        service = self.service
+        if skt.proto == UDP:
+            if service.reader is not None:
+                service.reader.add(skt.io)
+            if service.warm_every > 0:
+                self._rehearse(a, compiled, msg.params)
         self._after(a)
 
     def _rehearse(self, a: Attached, compiled: ReflexCompiled, params: bytes) -> None:
@@ -479,6 +494,8 @@ class ReflexGate:
             self.session.scheduler.cancel_key(a.timer)
             a.timer = None
         a.stat = stat
+        if self.service.reader is not None:
+            self.service.reader.remove(a.skt.io)
         r = a.rehearsal
         if r is not None:
             a.rehearsal = None

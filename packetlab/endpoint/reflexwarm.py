@@ -1,5 +1,11 @@
-"""Keep a reflex's path warm while the endpoint busy-polls (docs/reflexes.md, "Why the
-path is slow when not hot").
+"""A reflex's path while the endpoint busy-polls (docs/reflexes.md, "Why the path is
+slow when not hot"): its socket read straight from the spin, and the path kept warm.
+
+`SpinReader`: the attached reflexes' UDP sockets in an epoll set of their own, which the
+busy-poll spin (`SpinningPoller.on_spin`) polls on every turn; a datagram is read at once
+by the socket's own `doRead` (the same receive path, checks and all), without the
+reactor's dispatch and the socket watcher's second epoll in between. The reactor still
+watches the sockets (it reads them whenever it gets there first, and their TX stamps).
 
 On the VMs we measure on, the CPU loses the endpoint's code from its caches and branch
 predictors within a millisecond or so whether the vCPU sleeps or spins (other tenants
@@ -13,12 +19,14 @@ new instance of the same compiled reflex (its own box and state, the attach's
 parameters), that replays the real socket's latest packet through the same code as a
 real one. Nothing it does reaches the real session, the network or the controller: its
 sends go to a socket that drops them, its frames are discarded, its timers never fire.
-`ReflexService.spin` (the busy-poll spin's `on_spin`) runs the live rehearsals every
-``ReflexWarmUs`` µs; none exist unless busy-poll is on and a reflex is attached.
+`ReflexService.spin` (the busy-poll spin's `on_spin`) polls the `SpinReader` and runs the
+live rehearsals every ``ReflexWarmUs`` µs; none exist unless busy-poll is on and a
+reflex is attached.
 """
 
 from __future__ import annotations
 
+import select
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +50,73 @@ if TYPE_CHECKING:
     from packetlab.monitor.abi import Settings
     from packetlab.reflex.runtime import ReflexCompiled
 
-__all__ = ["Rehearsal"]
+__all__ = ["Rehearsal", "SpinReader"]
+
+_IN = select.EPOLLIN
+_log = Logger(namespace="pktendpoint.reflex")
+
+
+class SpinReader:
+    """The sockets the spin reads directly (see the module docstring). A socket is a
+    reader with `fileno()`, `reading` and `doRead()` (`packetlab.endpoint.netio.UdpIO`)."""
+
+    def __init__(self) -> None:
+        self._epoll: select.epoll | None = None
+        self._ios: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._ios)
+
+    def add(self, io: Any) -> None:
+        if io is None or not hasattr(io, "doRead") or not hasattr(io, "reading"):
+            return
+        fd = io.fileno()
+        if fd < 0:
+            return
+        if self._epoll is None:
+            self._epoll = select.epoll()
+        self._forget(fd)  # a closed socket's number, reused
+        self._epoll.register(fd, _IN)
+        self._ios[fd] = io
+
+    def remove(self, io: Any) -> None:
+        for fd, known in list(self._ios.items()):
+            if known is io:
+                self._forget(fd)
+
+    def _forget(self, fd: int) -> None:
+        if self._ios.pop(fd, None) is not None and self._epoll is not None:
+            try:
+                self._epoll.unregister(fd)
+            except OSError:
+                pass  # closed already: the kernel dropped it from the set
+
+    def poll(self) -> bool:
+        """Read every socket with a datagram waiting; True if one was read."""
+        if not self._ios or self._epoll is None:
+            return False
+        read = False
+        for fd, ev in self._epoll.poll(0):
+            if not ev & _IN:  # EPOLLERR alone: TX stamps, the socket watcher's part
+                continue
+            io = self._ios.get(fd)
+            if io is None or io.fileno() != fd:  # closed since it was added
+                self._forget(fd)
+                continue
+            if not io.reading:  # paused for want of budget: the session resumes it
+                continue
+            read = True
+            try:
+                io.doRead()
+            except Exception:  # what the reactor's dispatch would have logged
+                _log.failure("reading reflex socket fd {fd}", fd=fd)
+        return read
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        self._ios.clear()
 
 
 class _NullIO:
