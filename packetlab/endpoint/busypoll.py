@@ -62,11 +62,12 @@ class SpinningPoller:
             end = min(end, start + timeout)  # a timer is due: never spin past it
         on_spin = self.on_spin
         while True:
+            # on_spin first: a reflex socket it reads skips the reactor's dispatch.
+            if on_spin is not None and on_spin():
+                self.spins += 1
+                return []
             events = poll(0, maxevents)
             if events:
-                self.spins += 1
-                return events
-            if on_spin is not None and on_spin():
                 self.spins += 1
                 return events
             now = clock()
