@@ -263,6 +263,7 @@ class Rehearsal:
         self.gate.log = Logger(observer=LogPublisher())  # no observers: the shadow is silent
         self.gate.preloaded[compiled.digest] = compiled
         self.sktid = skt.sktid
+        self.real = skt
         self.packet: tuple[bytes, int, bytes, int] | None = None
         self.runs = 0
         s = self.session
@@ -288,8 +289,8 @@ class Rehearsal:
         """Replay the latest packet through the shadow (nothing before the first)."""
         pkt = self.packet
         skt = self.skt
-        if pkt is None or skt is None or not self.ok:
-            return
+        if pkt is None or skt is None or not self.ok or self.real.io is None:
+            return  # nothing yet, failed, or the real socket was closed (detach is lazy)
         if self.net.loop is not None:
             self.net.loop.receive()
         self.session.udp_received(skt, pkt[0], pkt[1], pkt[2], pkt[3])

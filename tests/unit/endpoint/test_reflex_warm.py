@@ -57,6 +57,17 @@ def test_rehearsal_replays_the_latest_packet_without_touching_the_session() -> N
     assert r.session.budget.used == used
 
 
+def test_a_closed_socket_is_not_rehearsed() -> None:
+    r, g, _ = warm_rig()
+    opened(r)
+    send(r, attach(1, w(ECHO), b"\x01"))
+    r.session.udp_received(r.skt(1), b"ping", T0, LO4, 4242)
+    (reh,) = g.service.rehearsals
+    assert send(r, wire.Nclose(1))[-1] == wire.Result(0)
+    g.service.rehearse()
+    assert reh.runs == 0
+
+
 def test_the_spin_rehearses_at_most_once_per_period() -> None:
     r, g, p = warm_rig(every_us=10)
     opened(r)
