@@ -112,3 +112,20 @@ def test_config_key() -> None:
     assert parse_config(["ReflexWarmUs 0"]).reflex_warm_us == 0
     with pytest.raises(ConfigError, match="ReflexWarmUs"):
         parse_config(["ReflexWarmUs -1"])
+
+
+def test_on_spin_runs_first_in_each_turn_and_a_read_ends_the_poll() -> None:
+    calls: list[str] = []
+    p, ep = spinner([EV, [], [], EV], window_us=1000)
+    reads = iter([False, True])
+
+    def on_spin() -> bool:
+        calls.append(f"spin after {len(ep.calls)} polls")
+        return next(reads, False)
+
+    p.on_spin = on_spin
+    p.poll(-1, 8)  # blocking: no on_spin
+    assert calls == []
+    assert p.poll(-1, 8) == []  # the second turn's on_spin read a socket itself
+    assert calls == ["spin after 1 polls", "spin after 2 polls"]
+    assert ep.calls == [-1, 0]  # on_spin came before each turn's poll; none after the read
