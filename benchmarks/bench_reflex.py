@@ -155,6 +155,8 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         return await experiment(session, reactor, wasm, args)
 
     conf = f"BusyPollUs {args.busy_poll_us}\n" if args.busy_poll_us else ""
+    if args.reflex_warm_us is not None:
+        conf += f"ReflexWarmUs {args.reflex_warm_us}\n"
     if not args.breakdown:
         return await run_experiment(
             reactor, exp, sources=[RESPONDER], conf=conf, ctl_delay_ms=args.delay_ms
@@ -185,7 +187,10 @@ STEPS = (
     ("sendmsg_out", "sendmsg returned"),
     ("tx", "kernel TX stamp"),
     ("done", "reflex gate returned"),
+    ("minflt", "page faults during the path (a count, not µs)"),
+    ("gc", "garbage collections during the path (a count, not µs)"),
 )
+COUNTS = ("minflt", "gc")  # steps that count events: reported with their mean
 
 
 def breakdown(path: Path) -> dict[str, dict[str, float]]:
@@ -200,8 +205,12 @@ def breakdown(path: Path) -> dict[str, dict[str, float]]:
             continue  # a controller round's datagram
         for name in steps:
             if name in rec:
-                steps[name].append(rec[name] / 1e3)
-    return {name: summarize(v) for name, v in steps.items() if v}
+                steps[name].append(rec[name] / (1 if name in COUNTS else 1e3))
+    out = {name: summarize(v) for name, v in steps.items() if v}
+    for name in COUNTS:
+        if steps[name]:
+            out[name]["mean"] = sum(steps[name]) / len(steps[name])
+    return out
 
 
 def cpu_per_packet(n: int) -> dict[str, float]:
@@ -270,6 +279,13 @@ def main(argv: list[str] | None = None) -> int:
         help="BusyPollUs N in the endpoint's endpt.conf (reactor busy-poll) [0: off]",
     )
     p.add_argument(
+        "--reflex-warm-us",
+        type=int,
+        metavar="N",
+        help="ReflexWarmUs N in endpt.conf: rehearse the reflex every N µs while "
+        "busy-polling [endpoint default: 100; 0: off]",
+    )
+    p.add_argument(
         "--breakdown",
         action="store_true",
         help="run the endpoint with timing probes and print where the reflex's reaction goes",
@@ -302,6 +318,8 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> None:
         ])  # fmt: skip
     pinned = f", all on CPU {args.pin}" if args.pin is not None else ""
     poll = f"BusyPollUs {args.busy_poll_us}" if args.busy_poll_us else "no busy-poll"
+    if args.busy_poll_us and args.reflex_warm_us is not None:
+        poll += f", ReflexWarmUs {args.reflex_warm_us}"
     print(f"controller link: +{args.delay_ms:g} ms each way (delay relay), over TLS{pinned}; "
           f"{poll}: endpoint CPU {100 * res.get('endpoint_cpu', 0):.0f} % of one core")  # fmt: skip
     headers = [
@@ -315,8 +333,9 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> None:
         for name, what in STEPS:
             st = res["breakdown"].get(name)
             if st is not None:
-                rows.append([name, what, *(f"{st[q]:.1f}" for q in ("p10", "p50", "p90"))])
-        print(markdown_table(["step", "", "p10", "p50", "p90"], rows))
+                mean = f"{st['mean']:.2f}" if "mean" in st else ""
+                rows.append([name, what, *(f"{st[q]:.1f}" for q in ("p10", "p50", "p90")), mean])
+        print(markdown_table(["step", "", "p10", "p50", "p90", "mean (counts)"], rows))
     if args.json is not None:
         write_json(args.json, {"env": environment(), "args": vars(args) | {"json": None},
                                "results": res})  # fmt: skip

@@ -13,7 +13,8 @@ datagram's kernel RX stamp.
 * ``sent``: the client's ``sendto`` (bench_reflex puts its CLOCK_REALTIME in the probe);
 * ``idle``: the reactor went into ``epoll_wait`` (the last time before the datagram; a
   negative value means the endpoint was asleep when the datagram arrived);
-* ``wake``: ``epoll_wait`` returned (with ``BusyPollUs``: the spinning poll did);
+* ``wake``: ``epoll_wait`` returned (with ``BusyPollUs``: the spinning poll did; a reflex
+  socket the spin reads itself, reflexwarm.SpinReader: the same time as ``doread``);
   ``doread``: the socket's doRead began;
 * ``recv``: ``recvmsg`` returned (the receive path begins); ``gate``: the reflex gate;
 * ``wasm_in``/``wasm_out``: ``reflex_packet`` ran (wasmtime call with its host calls);
@@ -27,7 +28,9 @@ Each probe costs ~0.2-0.5 µs, which the figures include.
 
 from __future__ import annotations
 
+import gc
 import json
+import resource
 import sys
 import time
 from typing import Any
@@ -37,6 +40,17 @@ _RT = time.CLOCK_REALTIME
 _records: list[dict[str, int]] = []
 _cur: dict[str, int] = {}
 _last = {"idle": 0, "wake": 0, "doread": 0}
+_gc = [0]  # garbage collections so far (gc.callbacks)
+_spin_read = [False]  # inside SpinReader.poll (the busy-poll spin reads reflex sockets)
+
+
+def _count_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc[0] += 1
+
+
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _mark(name: str) -> None:
@@ -79,6 +93,7 @@ def install() -> None:
     from twisted.internet import epollreactor
 
     epollreactor.install()
+    gc.callbacks.append(_count_gc)
     from twisted.internet import reactor
 
     def wrap_poller() -> None:  # once running: around BusyPollUs's spinning poller, if any
@@ -86,28 +101,50 @@ def install() -> None:
 
     reactor.callWhenRunning(wrap_poller)  # type: ignore[attr-defined]
 
-    from packetlab.endpoint import netio, recvpath, reflexes, sendpath, timestamps
+    from packetlab.endpoint import netio, recvpath, reflexes, reflexwarm, sendpath, timestamps
     from packetlab.reflex import runtime
 
     orig_doread = netio.UdpIO.doRead
 
     def doread(self: Any) -> None:
-        _last["doread"] = _now(_RT)
+        _last["doread"] = now = _now(_RT)
+        if _spin_read[0]:  # read from the busy-poll spin: no reactor wake-up or dispatch
+            _last["wake"] = now
         orig_doread(self)
 
     netio.UdpIO.doRead = doread  # type: ignore[method-assign]
+    orig_spin_poll = reflexwarm.SpinReader.poll
+
+    def spin_poll(self: Any) -> bool:
+        _spin_read[0] = True
+        try:
+            return orig_spin_poll(self)
+        finally:
+            _spin_read[0] = False
+
+    reflexwarm.SpinReader.poll = spin_poll  # type: ignore[method-assign]
 
     orig_udp = recvpath.ReceivePath.udp_received
 
     def udp_received(self: Any, skt: Any, data: bytes, t: int, raddr: bytes, rport: int) -> None:
         global _cur
+        if not isinstance(skt.io, netio.UdpIO):  # a rehearsal (reflexwarm.py): not timed
+            saved, _cur = _cur, {}
+            try:
+                return orig_udp(self, skt, data, t, raddr, rport)
+            finally:
+                _cur = saved
         _cur = {"rx": t, **_last, "recv": _now(_RT)}
         if len(data) >= 16:  # bench_reflex's probes carry their send time
             _cur["sent"] = int.from_bytes(data[8:16], "big")
+        faults, gcs = _faults(), _gc[0]
         try:
             orig_udp(self, skt, data, t, raddr, rport)
         finally:
             _cur["end"] = _now(_RT)
+            # Not times: page faults and garbage collections during the path (+rx, see dump).
+            _cur["minflt"] = _faults() - faults + t
+            _cur["gc"] = _gc[0] - gcs + t
             _records.append(_cur)
 
     recvpath.ReceivePath.udp_received = udp_received  # type: ignore[method-assign]
@@ -125,7 +162,7 @@ def install() -> None:
     orig_done = sendpath.SendPath.send_done
 
     def send_done(self: Any, pending: Any, t: int, err: int) -> None:
-        if pending.tag and not err:
+        if pending.tag and not err and isinstance(pending.skt.io, netio.UdpIO):
             # The reply of the latest datagram, whenever its stamp is read.
             for rec in reversed(_records[-4:]):
                 if "sendmsg_in" in rec and "tx" not in rec:

@@ -34,7 +34,7 @@ class SpinningPoller:
     """An epoll object whose `poll` spins with timeout 0 for up to `window` seconds after
     a poll that returned events; everything else goes to the wrapped epoll object."""
 
-    __slots__ = ("_active", "_clock", "_epoll", "spins", "window")
+    __slots__ = ("_active", "_clock", "_epoll", "on_spin", "spins", "window")
 
     def __init__(
         self, epoll: Any, window: float, clock: Callable[[], float] = time.perf_counter
@@ -44,6 +44,10 @@ class SpinningPoller:
         self.window = window
         self._active = False  # the last poll returned events: spin before blocking
         self.spins = 0  # polls that found their events while spinning (for tests, benches)
+        # Called on every turn of the spin, never while blocked (the reflexes' sockets
+        # and rehearsal, packetlab.endpoint.reflexwarm): true when it read a socket
+        # itself; the poll then returns no events, so the reactor gets its turn.
+        self.on_spin: Callable[[], bool] | None = None
 
     def poll(self, timeout: float = -1, maxevents: int = -1) -> list[tuple[int, int]]:
         poll = self._epoll.poll
@@ -56,7 +60,12 @@ class SpinningPoller:
         end = start + self.window
         if timeout is not None and timeout >= 0:
             end = min(end, start + timeout)  # a timer is due: never spin past it
+        on_spin = self.on_spin
         while True:
+            # on_spin first: a reflex socket it reads skips the reactor's dispatch.
+            if on_spin is not None and on_spin():
+                self.spins += 1
+                return []
             events = poll(0, maxevents)
             if events:
                 self.spins += 1

@@ -89,6 +89,9 @@ class EndpointConfig:
     #: BusyPollUs: µs the reactor keeps polling without blocking after I/O (0: off;
     #: packetlab.endpoint.busypoll, docs/endpoint.md).
     busy_poll_us: int = 0
+    #: ReflexWarmUs: while busy-polling, rehearse attached reflexes every N µs to keep
+    #: their path warm (0: off; packetlab.endpoint.reflexwarm, docs/reflexes.md).
+    reflex_warm_us: int = 100
     #: Operator policy on every experiment (docs/endpoint.md, packetlab.endpoint.policy).
     capture_filter: str | None = None
     capture_snaplen: int | None = None
@@ -344,6 +347,10 @@ def _set_busy_poll(cfg: EndpointConfig, value: str) -> None:
     cfg.busy_poll_us = _int(value, 0, MAX_BUSY_POLL_US)
 
 
+def _set_reflex_warm(cfg: EndpointConfig, value: str) -> None:
+    cfg.reflex_warm_us = _int(value, 0, MAX_BUSY_POLL_US)
+
+
 def _set_persistent_path(cfg: EndpointConfig, value: str) -> None:
     cfg.monitor_persistent_path = str(Path(value).expanduser()) if value else None
 
@@ -433,6 +440,7 @@ _HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
     "MonitorPersistentPath": _set_persistent_path,
     "ReflexEnable": _set_reflex_enable,  # reflexes (docs/reflexes.md)
     "BusyPollUs": _set_busy_poll,  # reactor busy-poll (docs/endpoint.md)
+    "ReflexWarmUs": _set_reflex_warm,  # reflex rehearsal while busy-polling (docs/reflexes.md)
     "CaptureFilter": _set_capture_filter,
     "CaptureSnaplen": _set_snaplen,
     "CaptureAnonMask4": _set_mask4,

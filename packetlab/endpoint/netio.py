@@ -128,6 +128,11 @@ class _SockIO:
     def fileno(self) -> int:
         return self._fd
 
+    @property
+    def reading(self) -> bool:
+        """Open and reading (not paused for want of receive budget)."""
+        return self._reading and self._fd >= 0
+
     def logPrefix(self) -> str:
         return f"pktendpoint-socket-{self.skt.sktid}"
 

@@ -27,6 +27,7 @@ dispatch and the "reflex" cdata hint (session.py), and `install` (tap.py).
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ from packetlab.wire.messages import Message, Nsend, Result
 from packetlab.wire.program import PKTLAB_WASM
 
 if TYPE_CHECKING:  # wasmtime loads only when a reflex is compiled
+    from packetlab.endpoint.reflexwarm import Rehearsal, SpinReader
     from packetlab.endpoint.session import Session
     from packetlab.monitor.runtime import Box, Instance
     from packetlab.reflex.runtime import ReflexCompiled, ReflexInstance
@@ -58,6 +60,7 @@ MAX_OUTBOX_REPORTS = 10_000  # reports are dropped (counted) while the outbox is
 _R = {s: struct.pack(">IH", 0x40 << 24 | 2, int(s)) for s in Status}
 _OK = struct.pack(">I", 0x40 << 24)
 _BLOCK_HEAD = struct.Struct(">B3xIIIIIH6x32s")
+_perf = time.perf_counter
 
 
 class ReflexService:
@@ -67,10 +70,51 @@ class ReflexService:
         self.settings = settings
         self.enabled = enabled
         self._cache: dict[bytes, ReflexCompiled] = {}
+        #: While the endpoint busy-polls, attached UDP reflexes are rehearsed every
+        #: `warm_every` s of its spin (`warm_on`, packetlab.endpoint.reflexwarm).
+        self.warm_every = 0.0
+        self.rehearsals: list[Rehearsal] = []
+        self.reader: SpinReader | None = None  # set while the endpoint busy-polls
+        self.rehearse_loopback = True  # the shadow's sends take a loopback socket's path
+        self._due = 0.0
 
     @classmethod
     def from_config(cls, cfg: EndpointConfig) -> ReflexService:
         return cls(settings_of(cfg), cfg.reflex_enable)
+
+    def warm_on(self, spinner: Any, every_us: int) -> None:
+        """Read attached UDP reflexes' sockets from `spinner`'s busy-poll spin (a
+        `packetlab.endpoint.busypoll.SpinningPoller`; None: nothing) and rehearse them
+        every `every_us` µs of it (0: never)."""
+        if spinner is None:
+            return
+        from packetlab.endpoint.reflexwarm import SpinReader
+
+        self.reader = SpinReader()
+        self.warm_every = every_us / 1e6 if every_us > 0 else 0.0
+        spinner.on_spin = self.spin
+
+    def spin(self) -> bool:
+        """One turn of the busy-poll spin: read the reflexes' sockets (True if one was
+        read), else rehearse when due."""
+        reader = self.reader
+        if reader is not None and reader.poll():
+            return True
+        if self.rehearsals:
+            now = _perf()
+            if now >= self._due:
+                self.rehearse()
+                self._due = _perf() + self.warm_every
+        return False
+
+    def rehearse(self) -> None:
+        """Run every live rehearsal once."""
+        for r in self.rehearsals:
+            try:
+                r.run()
+            except Exception as e:  # a shadow must never break the real endpoint
+                log.info("reflex rehearsal stopped: {e!r}", e=e)
+                r.ok = False
 
     def compile(self, wasm: bytes) -> ReflexCompiled:
         from packetlab.reflex.runtime import compile_reflex
@@ -112,8 +156,8 @@ class Attached:
     """One socket's reflex and its counters."""
 
     __slots__ = (
-        "box", "denied", "digest", "inst", "lasterr", "passed", "reports", "runs", "sent",
-        "skt", "stat", "timer",
+        "box", "denied", "digest", "inst", "lasterr", "passed", "rehearsal", "reports", "runs",
+        "sent", "skt", "stat", "timer",
     )  # fmt: skip
 
     def __init__(self, skt: Skt, digest: bytes, box: Box, inst: ReflexInstance) -> None:
@@ -125,6 +169,7 @@ class Attached:
         self.runs = self.sent = self.denied = self.passed = self.reports = 0
         self.lasterr = 0
         self.timer: Any = None
+        self.rehearsal: Rehearsal | None = None  # its shadow while the endpoint busy-polls
 
 
 class _Snapshot:
@@ -180,6 +225,7 @@ class ReflexGate:
         self.service = service
         self.session = session
         self.inner = inner
+        self.log = log  # a rehearsal's shadow gate logs nothing (reflexwarm.py)
         self.listed = listed_digests(inner)
         n = "any" if self.listed is None else len(self.listed)
         log.debug("reflex digests the chain lists: {n}", n=n)
@@ -241,6 +287,8 @@ class ReflexGate:
             return NDATA_DELIVER
         a.runs += 1
         self._after(a)
+        if a.rehearsal is not None:  # after the sends: replayed by the busy-poll spin
+            a.rehearsal.feed(data, time, raddr, rport)
         if flags & abi.PASS:
             a.passed += 1
             return NDATA_DELIVER
@@ -300,7 +348,7 @@ class ReflexGate:
             inst.setup(b"")
         except MonitorLoadError as e:
             box.close()
-            log.warn("reflex {d} failed to load: {e}", d=msg.digest.hex()[:16], e=str(e))
+            self.log.warn("reflex {d} failed to load: {e}", d=msg.digest.hex()[:16], e=str(e))
             return out.put(_R[Status.ECRTBADHDAT])
         a = Attached(skt, msg.digest, box, inst)
         inst.set_params(0, msg.params)
@@ -315,11 +363,33 @@ class ReflexGate:
             return
         if rv:
             self._drop(a, rw.STAT_DETACHED)
-            log.info("reflex on socket {s} refused to start (rv {rv})", s=msg.sktid, rv=rv)
+            self.log.info("reflex on socket {s} refused to start (rv {rv})", s=msg.sktid, rv=rv)
             return out.put(_R[Status.EUNKFAULT])
         out.put(_OK)
-        log.info("reflex {d} attached to socket {s}", d=msg.digest.hex()[:16], s=msg.sktid)
+        self.log.info("reflex {d} attached to socket {s}", d=msg.digest.hex()[:16], s=msg.sktid)
+        service = self.service
+        if skt.proto == UDP:
+            if service.reader is not None:
+                service.reader.add(skt.io)
+            if service.warm_every > 0:
+                self._rehearse(a, compiled, msg.params)
         self._after(a)
+
+    def _rehearse(self, a: Attached, compiled: ReflexCompiled, params: bytes) -> None:
+        from packetlab.endpoint.reflexwarm import Rehearsal
+
+        try:
+            r = Rehearsal(
+                self.service.settings, compiled, a.skt, params, self.service.rehearse_loopback
+            )
+        except Exception as e:  # the real reflex runs anyway, only colder
+            log.info("no rehearsal for the reflex on socket {s}: {e!r}", s=a.skt.sktid, e=e)
+            return
+        if r.ok:
+            a.rehearsal = r
+            self.service.rehearsals.append(r)
+        else:
+            r.close()
 
     def _detach_request(self, sktid: int) -> None:
         a = self.by_sktid.get(sktid)
@@ -407,7 +477,7 @@ class ReflexGate:
     def _fail(self, a: Attached, why: str, answer: bytes | None = None) -> None:
         slow = "deadline" in why
         stat = rw.STAT_SLOW if slow else rw.STAT_CRASHED
-        log.warn("reflex on socket {s} detached: {why}", s=a.skt.sktid, why=why)
+        self.log.warn("reflex on socket {s} detached: {why}", s=a.skt.sktid, why=why)
         self._drop(a, stat)
         if answer is not None:
             self.session.outbox.put(answer)
@@ -424,6 +494,14 @@ class ReflexGate:
             self.session.scheduler.cancel_key(a.timer)
             a.timer = None
         a.stat = stat
+        if self.service.reader is not None:
+            self.service.reader.remove(a.skt.io)
+        r = a.rehearsal
+        if r is not None:
+            a.rehearsal = None
+            if r in self.service.rehearsals:
+                self.service.rehearsals.remove(r)
+            r.close()
         try:
             ctx = a.inst.ctx_bytes(0, abi.CTX_LEN)
         except MonitorCrash:
@@ -456,6 +534,8 @@ class ReflexGate:
         if a is None or self.session.sockets[sktid] is not a.skt:
             return
         a.inst.set_params(offset, data)
+        if a.rehearsal is not None:
+            a.rehearsal.write_params(offset, data)
         try:
             a.inst.call("reflex_configure", (a.inst.ctx,))
         except MonitorCrash as e:
@@ -484,7 +564,7 @@ class _Host:
         pass  # reflexes have no persistent memory
 
     def debug(self, instance: Instance, text: str) -> None:
-        log.info("reflex debug: {text}", text=text)
+        self.gate.log.info("reflex debug: {text}", text=text)
 
     def now(self) -> int:
         return self.gate.session.clock()

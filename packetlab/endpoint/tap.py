@@ -253,11 +253,12 @@ def makeService(options: Options) -> IService:
     for warning in cfg.warnings:
         log.warn("config: {warning}", warning=warning)
     system_image(cfg)  # a config the image cannot hold fails now, not at the first session
+    spinner = None
     if cfg.busy_poll_us:
         from packetlab.endpoint.busypoll import BusyPollUnsupported, install
 
         try:
-            install(reactor, cfg.busy_poll_us)
+            spinner = install(reactor, cfg.busy_poll_us)
         except BusyPollUnsupported as e:
             raise usage.UsageError(str(e)) from None
         log.info("busy-poll: {us} µs after each reactor turn with I/O", us=cfg.busy_poll_us)
@@ -276,6 +277,7 @@ def makeService(options: Options) -> IService:
     from packetlab.endpoint.reflexes import ReflexService  # reflex hook
 
     reflexes = ReflexService.from_config(cfg)  # reflex hook
+    reflexes.warm_on(spinner, cfg.reflex_warm_us)  # reflex hook (docs/reflexes.md)
 
     from packetlab.heaptrim import IdleTrim, trim_after_startup  # memory hooks
 
