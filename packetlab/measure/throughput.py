@@ -5,8 +5,9 @@ Download: the data socket's ndata are masked (NOTIFMASK NDATA) before any data f
 the endpoint holds what it receives (with each recv()'s timestamp) instead of sending it
 to the controller during the transfer; its receive budget is sized for the whole transfer.
 Once RBUFUSED has passed N and stays put for a poll, the controller clears the mask; the
-held ndata arrive, and TEST_END goes once they hold all N bytes. Throughput = 8 * (N - b) / (t1 - t0), with t0 and b the stamp and
-byte count of the first ndata past 1 MiB and t1 the stamp of the one that completed N.
+held ndata arrive, and TEST_END goes once they hold all N bytes. Throughput =
+8 * (N - b) / (t1 - t0), with t0 and b the stamp and byte count of the first ndata past
+1 MiB and t1 the stamp of the one that completed N.
 
 Upload: ntags are masked on the data socket; every block is queued with one nsend
 scheduled `lead` seconds ahead, so all nsends have reached the endpoint before the first
@@ -75,6 +76,7 @@ class ThroughputResult:
     measured_bytes: int | None = None  # N - b
     method: str = ""  # where mbit_s comes from
     sender_mbit_s: float | None = None  # upload: endpoint ntag stamps
+    whole_mbit_s: float | None = None  # native download: iperf3's figure, nothing skipped
     server_bytes: int | None = None  # what the iperf3 server counted
     server_seconds: float | None = None
     server_mbit_s: float | None = None
@@ -107,6 +109,8 @@ class ThroughputResult:
         )
         if self.sender_mbit_s is not None:
             out["sender_mbit_s"] = self.sender_mbit_s
+        if self.whole_mbit_s is not None:
+            out["whole_mbit_s"] = self.whole_mbit_s
         return out
 
 
@@ -385,9 +389,7 @@ class _Download:
             await waiter
         ctl.send_state(State.TEST_END)
         if self.received < total:
-            raise StreamError(
-                f"the data connection closed after {self.received} of {total} bytes"
-            )
+            raise StreamError(f"the data connection closed after {self.received} of {total} bytes")
         r = self.result
         b, t0, t1 = rate_after(self.stamps, total, r.skip)
         r.seconds = (t1 - t0) / 1e9
