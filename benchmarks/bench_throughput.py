@@ -5,7 +5,9 @@ Chain ``ep — r1 — tg`` with the r1-tg link shaped by tbf to each ``--rate``;
 ``iperf3 -s`` in tg. Per round, in alternating order: ``pktlab run throughput`` inside ep
 (the in-process endpoint; download: ndata masked, endpoint receive stamps, first MiB
 ignored; upload: sends scheduled ahead, ntags masked, the iperf3 server's receiver figure)
-and native ``iperf3 -c`` inside ep against the same server (``end.sum_received``).
+and native ``iperf3 -c`` inside ep against the same server (downloads: its 0.1 s receive
+reports with the first MiB skipped, as the paper's native client and our figure do;
+uploads: ``end.sum_received``, the server's figure, as ours).
 Reports means, C1 (|1 - mean PL / mean NT|, goal <= 2 %) and C2 (KS p >= 0.05).
 
 Run as root from the repository root::
@@ -52,6 +54,7 @@ QUEUE_BYTES = 256 * 1024
 SNDBUF_MAX = 512 * 1024
 RCVBUF_MAX = 1 << 20
 LAST_RECORD: dict[str, object] = {}  # the last PacketLab record (server figure, chunks)
+ERRORS: list[str] = []  # every failed PacketLab run's error, kept in --json
 
 
 def packetlab_run(
@@ -81,12 +84,14 @@ def packetlab_run(
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         print(f"pktlab run throughput failed: {out.stderr.strip()[-400:]}", file=sys.stderr)
+        ERRORS.append(out.stderr.strip()[-400:])
         return None
     record = json.loads(lines[0])
     LAST_RECORD.clear()
     LAST_RECORD.update(record)
     if record.get("mbit_s") is None:  # reported, not fatal: the table says how many failed
         print(f"pktlab run throughput: {record.get('error')}", file=sys.stderr)
+        ERRORS.append(str(record.get("error")))
         return None
     return float(record["mbit_s"])
 
@@ -193,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 pl: list[float] = []
                 pl_server: list[object] = []  # the iperf3 server's figure of each PL run
                 nt: list[float] = []
+                nt_whole: list[float] = []  # downloads: iperf3's figure, nothing skipped
+                ERRORS.clear()
                 loads: list[float] = []  # 1-min load average, every round (others' jobs)
                 for i in range(args.runs):
                     loads.append(os.getloadavg()[0])
@@ -213,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                                              netns=tb.netns_name("ep"))  # fmt: skip
                             assert got.mbit_s is not None
                             nt.append(got.mbit_s)
+                            nt_whole.append(got.whole_mbit_s or got.mbit_s)
                 v1, v2 = c1(pl, nt), c2(pl, nt)
                 if args.plots:
                     args.plots.mkdir(parents=True, exist_ok=True)
@@ -221,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
                          [{"values": pl}], [{"values": nt}])  # fmt: skip
                 figures.append(
                     {"rate": rate, "direction": direction, "pl": pl, "nt": nt,
-                     "pl_server": pl_server, "burst_bytes": burst, "queue_ms": queue_ms,
+                     "pl_server": pl_server, "nt_whole": nt_whole, "pl_errors": list(ERRORS),
+                     "c1_whole": c1(pl, nt_whole).to_dict(), "c2_whole": c2(pl, nt_whole).to_dict(),
+                     "burst_bytes": burst, "queue_ms": queue_ms,
                      "wire": not args.host_link, "load": loads,
                      "c1": v1.to_dict(), "c2": v2.to_dict()}
                 )  # fmt: skip

@@ -106,9 +106,22 @@ def drop_unused_modules(roots: Iterable[str]) -> list[str]:
     return sorted(drop)
 
 
-def trim_after_startup(reactor: Any, delay: float = STARTUP_SETTLE_S) -> None:
-    """Call `trim_heap` once, `delay` seconds after `reactor` starts running."""
-    reactor.callWhenRunning(lambda: reactor.callLater(delay, trim_heap))
+def trim_after_startup(
+    reactor: Any,
+    delay: float = STARTUP_SETTLE_S,
+    busy: Callable[[], bool] = lambda: False,
+    trim_heap: Callable[[], object] = trim_heap,
+) -> None:
+    """Call `trim_heap` once, `delay` seconds after `reactor` starts running, unless
+    `busy()` then (a session is open: the full collection and trim stall the reactor for
+    20-40 ms, mid-transfer for an endpoint started inside a running `pktlab run`; IdleTrim
+    trims once the session is over)."""
+
+    def trim() -> None:
+        if not busy():
+            trim_heap()
+
+    reactor.callWhenRunning(lambda: reactor.callLater(delay, trim))
 
 
 class IdleTrim:

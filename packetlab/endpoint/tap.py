@@ -317,7 +317,7 @@ def makeService(options: Options) -> IService:
         admission = Admission(accounting, realtime_ns)
 
     lifecycle = _Lifecycle(scheduler, sockets)
-    trim_after_startup(reactor)  # start-up memory hook (docs/performance.md, Memory)
+    trim_after_startup(reactor, busy=lambda: idle.live > 0)  # start-up memory hook
     if not cfg.nosub_mode:
         return _broker_service(reactor, options, make_session, admission, lifecycle)
     return NoSubService(

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from packetlab.measure.dns import DnsAnswer, DnsResult
 from packetlab.measure.http import HttpResult
 from packetlab.measure.native import NativeToolError, _address, _run
-from packetlab.measure.throughput import ThroughputResult
+from packetlab.measure.throughput import SKIP, ThroughputResult
 
 __all__ = [
     "curl_argv",
@@ -26,19 +27,49 @@ __all__ = [
     "run_curl",
     "run_dig",
     "run_iperf3",
+    "skip_from_intervals",
 ]
 
 
 # -- iperf3 -------------------------------------------------------------------------------------
 
 
+#: iperf3's shortest report interval: the resolution of the native download's t0 and b.
+IPERF3_INTERVAL = 0.1
+
+
 def iperf3_argv(server: str, *, port: int = 5201, direction: str, nbytes: int) -> list[str]:
-    reverse = ["-R"] if direction == "download" else []
-    return ["iperf3", "-c", _address(server), "-p", str(port), "-n", str(nbytes), "-J", *reverse]
+    # A download reports every 0.1 s, so the paper's first-MiB skip can be applied to it.
+    extra = ["-R", "-i", str(IPERF3_INTERVAL)] if direction == "download" else []
+    return ["iperf3", "-c", _address(server), "-p", str(port), "-n", str(nbytes), "-J", *extra]
 
 
-def parse_iperf3_json(text: str, *, direction: str, server: str, port: int) -> ThroughputResult:
-    """The receiver's figure (`end.sum_received`), as iperf3 prints it for the receiver."""
+def skip_from_intervals(
+    intervals: list[dict[str, Any]], skip: int
+) -> tuple[int, float, float, int]:
+    """The paper's §5.2 figure from iperf3's receive reports: (b, t0, t1, total) with t0
+    the end of the first report by which `skip` bytes were in (b of them) and t1 the end
+    of the last. Raises ValueError when no report ends past the skip before the last."""
+    cum, b, t0 = 0, None, None
+    for it in intervals:
+        got = it["sum"]
+        cum += int(got["bytes"])
+        if b is None and cum >= skip:
+            b, t0 = cum, float(got["end"])
+    t1 = float(intervals[-1]["sum"]["end"]) if intervals else 0.0
+    if b is None or t0 is None or b >= cum or t1 <= t0:
+        raise ValueError("no report past the skipped part")
+    return b, t0, t1, cum
+
+
+def parse_iperf3_json(
+    text: str, *, direction: str, server: str, port: int, skip: int = SKIP
+) -> ThroughputResult:
+    """A download: 8 (N - b) / (t1 - t0) from the receive reports, the first `skip` bytes
+    ignored as the paper's native client does (§5.2) and as our ndata-stamp figure does
+    (`whole_mbit_s` keeps iperf3's own figure over the whole transfer, `end.sum_received`).
+    An upload: the receiver's figure (`end.sum_received`), which is also ours (the same
+    server's count of the same whole transfer)."""
     try:
         obj = json.loads(text)
         if "error" in obj:
@@ -49,9 +80,10 @@ def parse_iperf3_json(text: str, *, direction: str, server: str, port: int) -> T
             float(got["seconds"]),
             float(got["bits_per_second"]),
         )
+        intervals = obj.get("intervals") or []
     except (ValueError, KeyError, TypeError) as e:
         raise NativeToolError(f"unparsable iperf3 JSON: {e!r}") from None
-    return ThroughputResult(
+    result = ThroughputResult(
         direction,
         server,
         port,
@@ -61,7 +93,17 @@ def parse_iperf3_json(text: str, *, direction: str, server: str, port: int) -> T
         skip=0,
         measured_bytes=nbytes,
         method="iperf3-native",
+        whole_mbit_s=bps / 1e6,
     )
+    if direction == "download":
+        try:
+            b, t0, t1, total = skip_from_intervals(intervals, skip)
+        except (ValueError, KeyError, TypeError):
+            return result  # too short for a report past the skip: the whole figure
+        result.skip, result.measured_bytes, result.seconds = b, total - b, t1 - t0
+        result.mbit_s = (total - b) * 8 / (t1 - t0) / 1e6
+        result.method = "iperf3-intervals"
+    return result
 
 
 def run_iperf3(

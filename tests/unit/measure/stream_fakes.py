@@ -71,6 +71,7 @@ class StreamFakeEndpoint(FakeEndpoint):
         self.held: dict[int, list[tuple[int, Message]]] = {}
         self.rbufused: dict[int, int] = {}
         self.chunk = 1 << 16  # bytes per ndata (one recv)
+        self.overhead = 0  # RBUFUSED charged per ndata beyond its bytes (the real one: 116)
         self.rate: float | None = None  # TCP send rate (bytes/s); None: instant
         self.link_free = 0  # endpoint ns when the simulated link is idle again
         self.unsent = 0  # queued TCP payload not sent yet (in BUFUSED)
@@ -134,7 +135,7 @@ class StreamFakeEndpoint(FakeEndpoint):
             piece = data[i : i + self.chunk]
             self._notify(nopen.sktid, NDATA, Ndata(nopen.sktid, nopen.family, Proto.TCP,
                                                    self.now(), piece))  # fmt: skip
-            self.rbufused[nopen.sktid] += len(piece)
+            self.rbufused[nopen.sktid] += len(piece) + self.overhead
 
     def _sent(self, msg: Nsend, when: int) -> None:
         self.unsent -= len(msg.data)
@@ -152,7 +153,7 @@ class StreamFakeEndpoint(FakeEndpoint):
 
     def _out(self, sktid: int, note: Message) -> None:
         if isinstance(note, Ndata):
-            self.rbufused[sktid] = max(0, self.rbufused[sktid] - len(note.data))
+            self.rbufused[sktid] = max(0, self.rbufused[sktid] - len(note.data) - self.overhead)
         self.send(note)
 
     def _mask(self, sktid: int, mask: int) -> None:

@@ -108,9 +108,13 @@ class FakeIperf3:
                 piece = 1 << 16
                 for off in range(0, total, piece):
                     n = min(piece, total - off)
-                    self.data.write(b"x" * n, (off + n) / RATE)
+                    self.rig.clock.callLater((off + n) / RATE, self._send, n)
                 self.got = total
         self.got += len(data)
+
+    def _send(self, n: int) -> None:
+        if not self.ended:  # like iperf3: its sender stops at TEST_END
+            self.data.write(b"x" * n)
 
 
 def rig_with_server(**kw: object) -> tuple[StreamRig, FakeIperf3]:
@@ -143,6 +147,38 @@ def test_download_follows_the_paper() -> None:
     d = r.to_dict()
     assert d["type"] == "throughput" and d["direction"] == "download" and d["bytes"] == n
     assert "sender_mbit_s" not in d
+
+
+def test_download_ends_only_when_every_byte_is_in() -> None:
+    # The real endpoint charges each held ndata 116 bytes beyond its data, so RBUFUSED
+    # passes N before the last bytes arrive; a TEST_END then stops the server short.
+    rig, server = rig_with_server()
+    rig.endpoint.chunk = 4096
+    rig.endpoint.overhead = 116  # 2.8 % of a 4 KiB recv: RBUFUSED >= N 110 KiB early
+    n = 4 * MIB
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=n, direction="download"))
+    assert r.error is None, r.error
+    assert r.chunks == n // 4096 and r.measured_bytes == 3 * MIB
+    assert server.ended >= server.started + n / RATE  # TEST_END after the last byte
+    assert r.mbit_s == pytest.approx(RATE * 8 / 1e6, rel=5e-3)
+
+
+def test_download_cut_short_is_an_error() -> None:
+    rig, server = rig_with_server()
+    rig.endpoint.peers[SERVER] = server.connect
+    orig = server._send
+
+    def short(n: int) -> None:  # the server closes the stream before N bytes
+        if server.data is not None and rig.clock.seconds() - server.started > 0.2:
+            server.data.close()
+            server._send = lambda n: None  # type: ignore[method-assign]
+            return
+        orig(n)
+
+    server._send = short  # type: ignore[method-assign]
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=4 * MIB, timeout=5.0))
+    assert r.mbit_s is None and r.error is not None
+    assert "closed after" in r.error or "arrived within" in r.error, r.error
 
 
 def test_no_ndata_reaches_the_controller_during_a_download() -> None:
