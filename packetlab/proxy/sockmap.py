@@ -41,6 +41,7 @@ from typing import Any
 
 from packetlab.wire.program import (
     BPF_ADD,
+    BPF_ALU,
     BPF_ALU64,
     BPF_CALL,
     BPF_DW,
@@ -64,7 +65,7 @@ from packetlab.wire.program import (
 
 __all__ = ["INFLIGHT_LIMIT", "Sockmap", "SockmapUnavailable", "shared", "tcp_counts"]
 
-INFLIGHT_LIMIT = 4 << 20  # redirected bytes per direction not yet acked by the far peer
+INFLIGHT_LIMIT = 4 << 20  # redirected bytes per direction waiting on the peer's psock queue
 MAX_SLOTS = 1 << 16  # two per splice
 CONSUMED_HOLD = (1 << 63) - 1  # ustate.consumed at the start: pass until user space flips
 
@@ -139,11 +140,14 @@ def btf_member_offset(struct_name: str, member: str, path: str = _VMLINUX_BTF) -
     raise OSError(errno.ENOENT, f"{path}: no struct {struct_name} member {member}")
 
 
-def verdict_program(slots: int, socks: int, kstate: int, ustate: int, acked_off: int,
-                    limit: int = INFLIGHT_LIMIT) -> bytes:  # fmt: skip
+def verdict_program(
+    slots: int, socks: int, kstate: int, ustate: int, offsets: tuple[int, int, int],
+    limit: int = INFLIGHT_LIMIT,
+) -> bytes:  # fmt: skip
     """The sk_skb verdict program (see the module docstring), as struct bpf_insn bytes.
     Registers: r6 skb, r7 scratch, r8 &kstate[slot], r9 &ustate[slot]; stack: fp-8 the
-    cookie, fp-12 the slot, fp-24 the peer's bytes_acked."""
+    cookie, fp-12 the slot, fp-24 the bytes written into the peer socket. `offsets`: of
+    bytes_acked, write_seq and snd_una in the kernel's struct tcp_sock."""
     ldx_dw = BPF_LDX | BPF_MEM | BPF_DW
     stx_dw = BPF_STX | BPF_MEM | BPF_DW
     a: list[bytes | tuple[str, int, int, int]] = []  # tuples: jumps to labels, fixed below
@@ -176,12 +180,15 @@ def verdict_program(slots: int, socks: int, kstate: int, ustate: int, acked_off:
     # passing already (user space holds passed bytes not yet moved): keep passing, in order
     emit(_ins(ldx_dw, 1, 8, 8), _ins(ldx_dw, 2, 9, 0))
     jump("count_pass", BPF_JMP | BPF_JNE | BPF_X, 1, 2)
-    # the peer's bytes_acked: in flight = redirected + outbase - acked
+    # on the peer's psock queue = redirected + outbase - what the peer's socket has taken
     emit(_lookup(socks, -8))
     jump("count_pass", BPF_JMP | BPF_JEQ | BPF_K, 0, 0)
     emit(_mov(7, 0), _mov(1, 0), _call(_FN_SKC_TO_TCP_SOCK))
     jump("release_pass", BPF_JMP | BPF_JEQ | BPF_K, 0, 0)
-    emit(_ins(ldx_dw, 2, 0, acked_off), _ins(stx_dw, REG_FP, 2, -24))
+    # written into the peer = bytes_acked + (write_seq - snd_una), the last two u32
+    emit(_ins(ldx_dw, 2, 0, offsets[0]), _ins(BPF_LDX | BPF_MEM | BPF_W, 3, 0, offsets[1]),
+         _ins(BPF_LDX | BPF_MEM | BPF_W, 4, 0, offsets[2]), _ins(BPF_ALU | BPF_SUB | BPF_X, 3, 4),
+         _ins(BPF_ALU64 | BPF_ADD | BPF_X, 2, 3), _ins(stx_dw, REG_FP, 2, -24))  # fmt: skip
     emit(_mov(1, 7), _call(_FN_SK_RELEASE))
     emit(_ins(ldx_dw, 1, 8, 0), _ins(ldx_dw, 2, 9, 8), _ins(BPF_ALU64 | BPF_ADD | BPF_X, 1, 2),
          _ins(ldx_dw, 2, REG_FP, -24), _ins(BPF_ALU64 | BPF_SUB | BPF_X, 1, 2))  # fmt: skip
@@ -278,9 +285,10 @@ class Sockmap:
                                      (_MAP_ARRAY, 4, 16), (_MAP_ARRAY, 4, 16)):  # fmt: skip
                 fds.append(_map(kind, key, value, MAX_SLOTS))
             self.slots, self.socks, self.kstate, self.ustate = fds
-            acked_off = btf_member_offset("tcp_sock", "bytes_acked")
+            offsets = tuple(btf_member_offset("tcp_sock", m)
+                            for m in ("bytes_acked", "write_seq", "snd_una"))  # fmt: skip
             self.prog = self._load(verdict_program(self.slots, self.socks, self.kstate,
-                                                   self.ustate, acked_off, limit))  # fmt: skip
+                                                   self.ustate, offsets, limit))  # type: ignore[arg-type]  # fmt: skip
             fds.append(self.prog)
             _bpf(_PROG_ATTACH, struct.pack("<IIII", self.socks, self.prog, _SK_SKB_VERDICT, 0))
         except OSError as e:

@@ -279,6 +279,7 @@ class _SockmapDirection(_Direction):
         self.rcvd0 = r1 - queued
         self.outbase = self.dst_written0 = sockmap.tcp_counts(self.dst.sock)[0]
         self.released = (-1, -1)
+        self.raw = -1  # bytes we read that the program never saw; -1: not known yet
         self.counted = 0  # redirected bytes given to count()
         self.last_out = -1
 
@@ -361,12 +362,19 @@ class _SockmapDirection(_Direction):
             self._later(0)
 
     def _release(self) -> None:
-        """src is empty and all we read is in dst: if nothing else arrived, let the kernel
-        redirect again (consumed := passed), with what we wrote counted as dst's."""
+        """src is empty and all we read is in dst: once we have read every passed byte,
+        let the kernel redirect again (consumed := passed), what we wrote counted as dst's.
+        The first time, bytes queued before the program saw src (read by us, never
+        passed) are told apart by TCP_INFO: every byte received must be read or
+        redirected; afterwards every byte we read was passed."""
         redirected, passed = self.sm.counters(self.slot)
-        received = sockmap.tcp_counts(self.src.sock)[1] - self.rcvd0
-        if received - self.read - redirected != 0:  # passed bytes on their way to us
-            self._later(0.01)
+        if self.raw < 0:
+            received = sockmap.tcp_counts(self.src.sock)[1] - self.rcvd0
+            if received - self.read - redirected != 0:  # passed bytes on their way to us
+                self._later(0.01)
+                return
+            self.raw = self.read - passed
+        elif self.read - self.raw != passed:  # on their way: src becomes readable
             return
         state = (passed, self.dst_written0 + self.wrote)
         if state != self.released:
