@@ -27,7 +27,6 @@ from packetlab.wire.constants import Status
 from .clienthello import DEFAULT_HELLO_CAP, ClientHelloReader, HelloError
 from .registry import BacklogRegistry, ProxyStats, RegistryFull
 from .relay import RelayEnd
-from .sockmap import available as sockmap_unavailable
 from .splice import RELAY_MODES, SpliceRelay
 from .splice import available as splice_available
 
@@ -64,23 +63,12 @@ class Proxy:
         self.stats = ProxyStats()
         self.live: set[RelayEnd] = set()
         self.relays: set[SpliceRelay] = set()
-        # "copy"/"splice"/"sockmap": SpliceRelay on the sockets (Linux); "python": RelayEnd;
-        # "auto": sockmap where BPF allows it, else copy.
+        # "copy"/"splice": SpliceRelay on the sockets (Linux); "python": RelayEnd.
         self.relay = relay or ("copy" if splice_available() else "python")
-        if self.relay not in (*RELAY_MODES, "python", "auto"):
-            raise ValueError(
-                f"relay {self.relay!r}: not one of {', '.join(RELAY_MODES)}, python, auto"
-            )
+        if self.relay not in (*RELAY_MODES, "python"):
+            raise ValueError(f"relay {self.relay!r}: not one of {', '.join(RELAY_MODES)}, python")
         if self.relay == "splice" and not splice_available():
             raise ValueError("relay splice: this system has no splice(2)")
-        if self.relay in ("sockmap", "auto"):
-            why = sockmap_unavailable()
-            fallback = "copy" if splice_available() else "python"
-            self.log.info(
-                "relay {asked}: {how}", asked=self.relay,
-                how=f"{why}; using the {fallback} relay" if why else "BPF sockmap",
-            )  # fmt: skip
-            self.relay = fallback if why else "sockmap"
 
     def setup_factory(self) -> Factory:
         return _factory(lambda: SetupProtocol(self))

@@ -39,7 +39,7 @@ _CONFIG_KEYS = {
     "StatsFile": "stats-file",
     "Relay": "relay",
 }
-_RELAYS = ("copy", "splice", "sockmap", "python", "auto")  # splice.RELAY_MODES, RelayEnd, auto
+_RELAYS = ("copy", "splice", "python")  # packetlab.proxy.splice.RELAY_MODES + RelayEnd
 _DEFAULTS: dict[str, Any] = {
     "setup": f"tcp:{DEFAULT_PROXY_SETUP_PORT}",
     "endpoints": f"tcp:{DEFAULT_CONTROLLER_PORT}",
@@ -88,11 +88,8 @@ class Options(usage.Options):
         ["stats-file", None, None, "Write the counters as JSON to this file at each interval."],
         ["relay", None, None,
          "How bytes are relayed once an endpoint is routed: copy (recv_into/send through "
-         "one buffer), splice (splice(2), zero-copy through a pipe), sockmap (the kernel "
-         "redirects each packet to the other socket with a BPF sockmap: Linux 5.13+, root "
-         "or CAP_BPF+CAP_NET_ADMIN; else copy, with a log line), auto (sockmap if "
-         "possible, else copy) or python (Twisted transports, portable) [copy on Linux, "
-         "else python]."],
+         "one buffer; the fastest here), splice (splice(2), zero-copy through a pipe) or "
+         "python (Twisted transports, portable) [copy on Linux, else python]."],
     ]  # fmt: skip
 
     def postOptions(self) -> None:

@@ -229,8 +229,8 @@ async def _pair(
 
 RELAYS = pytest.mark.parametrize(
     "relay",
-    [("--relay", "copy"), ("--relay", "splice"), ("--no-splice",), ("--relay", "sockmap")],
-    ids=["copy", "splice", "python", "sockmap"],
+    [("--relay", "copy"), ("--relay", "splice"), ("--no-splice",)],
+    ids=["copy", "splice", "python"],
 )
 
 

@@ -50,7 +50,7 @@ def test_config_file_and_options_override_it(home: Path, tmp_path: Path) -> None
         (("--hello-cap", "x"), None, "--hello-cap: not a number"),
         (("--backlog-max", "0"), None, "--backlog-max: must be positive"),
         (("--manager-roots", "/nonexistent.pub"), None, "--manager-roots: /nonexistent.pub"),
-        (("--relay", "zero"), None, "--relay: 'zero' is not one of copy, splice, sockmap, python, auto"),
+        (("--relay", "zero"), None, "--relay: 'zero' is not one of copy, splice, python"),
         (("--relay", "copy", "--no-splice"), None, "--no-splice contradicts --relay copy"),
     ],
 )
