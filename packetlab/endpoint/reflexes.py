@@ -380,7 +380,11 @@ class ReflexGate:
 
         try:
             r = Rehearsal(
-                self.service.settings, compiled, a.skt, params, self.service.rehearse_loopback
+                ReflexService(self.service.settings),
+                compiled,
+                a.skt,
+                params,
+                self.service.rehearse_loopback,
             )
         except Exception as e:  # the real reflex runs anyway, only colder
             log.info("no rehearsal for the reflex on socket {s}: {e!r}", s=a.skt.sktid, e=e)

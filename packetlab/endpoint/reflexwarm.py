@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import select
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.logger import Logger, LogPublisher
 
@@ -46,8 +46,7 @@ from packetlab.wire.constants import NDATA_MAX, Status
 from packetlab.wire.messages import Nopen, Start
 
 if TYPE_CHECKING:
-    from packetlab.endpoint.reflexes import ReflexGate
-    from packetlab.monitor.abi import Settings
+    from packetlab.endpoint.session import Session
     from packetlab.reflex.runtime import ReflexCompiled
 
 __all__ = ["Rehearsal", "SpinReader"]
@@ -237,6 +236,13 @@ class _NullTimer:
         pass
 
 
+class ShadowService(Protocol):
+    """A fresh `reflexes.ReflexService` of the real one's settings (passed in: reflexes.py
+    imports this module, not the other way round)."""
+
+    def install(self, session: Session) -> Any: ...
+
+
 class Rehearsal:
     """The shadow of one attached UDP reflex (see the module docstring). `feed` keeps the
     real socket's latest packet; `run` replays it. `ok` turns False for good once the
@@ -244,22 +250,20 @@ class Rehearsal:
 
     def __init__(
         self,
-        settings: Settings,
+        shadow_service: ShadowService,
         compiled: ReflexCompiled,
         skt: Skt,
         params: bytes,
         loopback: bool = True,
     ) -> None:
-        from packetlab.endpoint.reflexes import ReflexService
         from packetlab.endpoint.session import Session
 
-        shadow_service = ReflexService(settings)
         self.scheduler = PreciseScheduler(_NullReactor(), timer=_NullTimer())
         self.scheduler.start()
         self.net = _NullNetwork(loopback)
         self.session = Session(EndpointConfig(), self.net, self.scheduler, realtime_ns)
         self.session.outbox.attach(_discard)
-        self.gate: ReflexGate = shadow_service.install(self.session)
+        self.gate = shadow_service.install(self.session)
         self.gate.log = Logger(observer=LogPublisher())  # no observers: the shadow is silent
         self.gate.preloaded[compiled.digest] = compiled
         self.sktid = skt.sktid

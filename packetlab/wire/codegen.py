@@ -27,8 +27,7 @@ from types import CodeType, FunctionType
 from typing import Any, cast
 
 from packetlab.wire import chlist
-from packetlab.wire.constants import BODY_MAX
-from packetlab.wire.errors import EncodeError, MalformedMessage, RuleError
+from packetlab.wire.fastns import fast_path_ns
 
 
 def code_cache_dir() -> Path:
@@ -63,35 +62,12 @@ def compile_cached(src: str, filename: str) -> CodeType:
     return code
 
 
-def _as_bytes(value: Any) -> bytes:
-    """A byte-string field's value as bytes. `bytes(value)` would turn an int into that
-    many zero bytes and a list of ints into bytes; a field value must be bytes-like."""
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise TypeError(f"expected bytes, not {type(value).__name__}")
-
-
-def fast_path_ns(cls: type) -> dict[str, Any]:
-    """The names every derived decoder/encoder of `cls` uses besides its own."""
-    return {
-        "Malformed": MalformedMessage,
-        "RuleError": RuleError,
-        "EncodeError": EncodeError,
-        "struct_error": struct.error,
-        "Cls": cls,
-        "TYPE": int(cls.TYPE),  # type: ignore[attr-defined]
-        "BODY_MAX": BODY_MAX,
-        "hdr": struct.Struct(">I").pack,
-        "as_bytes": _as_bytes,
-    }
-
-
 # ------------------------------------------------------------ derived code kept on disk
 
 # What the derived code is made from: a change to any of these derives it afresh.
 _INPUTS = (
     "layouts.py", "messages.py", "nodes.py", "chlist.py", "constants.py", "errors.py",
-    "sourcegen.py", "codegen.py",
+    "sourcegen.py", "codegen.py", "fastns.py",
 )  # fmt: skip
 _CHLIST = {chlist.decode: "decode", chlist.encode: "encode"}
 _bundle: dict[str, Any] | None = None  # key -> (code, recipe, source), as kept on disk

@@ -18,35 +18,6 @@ import construct as c
 from construct import this
 
 from packetlab.wire.constants import CHANNEL_MAX, KEYID_LEN, SNIKEY_MAX, Proto, Status
-from packetlab.wire.messages import (
-    Cdata,
-    Cont,
-    End,
-    Linfo,
-    Mdata,
-    Mread,
-    Mwrite,
-    Nblock,
-    Ncap,
-    Nclose,
-    Nctl,
-    Ndata,
-    Ndrop,
-    Nopen,
-    Nsend,
-    Nstat,
-    Ntag,
-    Result,
-    Resumd,
-    Start,
-    Suspd,
-    Xcert,
-    Xnotify,
-    Xpub,
-    Xreg,
-    Xsub,
-    Yield,
-)
 from packetlab.wire.nodes import BODYLEN, Addr, ChannelList, Cond, Rule
 
 u8, u16, u32, u64 = c.Int8ub, c.Int16ub, c.Int32ub, c.Int64ub
@@ -92,25 +63,25 @@ _MONREJ = int(Status.ECTLMONREJ)
 _MONUKN = int(Status.ECTLMONUKN)
 
 
-BODIES: dict[type, Any] = {
-    Cdata: c.Struct("hint" / c.Prefixed(u8, c.GreedyBytes), "data" / c.GreedyBytes),
-    Start: c.Struct(c.Terminated),
-    End: c.Struct(c.Terminated),
-    Yield: c.Struct("rhint" / u64, c.Terminated),
-    Cont: c.Struct(c.Terminated),
-    Mread: c.Struct(
+BODIES: dict[str, Any] = {  # by message class name: messages.py imports this lazily
+    "Cdata": c.Struct("hint" / c.Prefixed(u8, c.GreedyBytes), "data" / c.GreedyBytes),
+    "Start": c.Struct(c.Terminated),
+    "End": c.Struct(c.Terminated),
+    "Yield": c.Struct("rhint" / u64, c.Terminated),
+    "Cont": c.Struct(c.Terminated),
+    "Mread": c.Struct(
         "addr" / u32,
         "len" / u16,
         c.Terminated,
         Rule(lambda len: len > 0, "mread len must be > 0"),
         Rule(lambda addr, len: addr + len <= 1 << 32, "mread addr+len must be <= 2^32"),
     ),
-    Mwrite: c.Struct(
+    "Mwrite": c.Struct(
         "addr" / u32,
         "data" / c.GreedyBytes,
         Rule(lambda addr, data: addr + len(data) <= 1 << 32, "mwrite addr+len must be <= 2^32"),
     ),
-    Nopen: c.Struct(
+    "Nopen": c.Struct(
         *_SKT_HEAD,
         "rbufsz" / u32,
         _FAMILY_RULE,
@@ -135,8 +106,8 @@ BODIES: dict[type, Any] = {
             on_parse=False,
         ),
     ),
-    Nclose: c.Struct("sktid" / u8, c.Terminated),
-    Nsend: c.Struct(
+    "Nclose": c.Struct("sktid" / u8, c.Terminated),
+    "Nsend": c.Struct(
         _UDP_ADDR_RULE,
         *_SKT_HEAD,
         "time" / u64,
@@ -144,29 +115,29 @@ BODIES: dict[type, Any] = {
         *_UDP_PEER,
         "data" / c.GreedyBytes,
     ),
-    Ncap: c.Struct(
+    "Ncap": c.Struct(
         *_SKT_HEAD,
         "endtime" / u64,
         "filter" / c.GreedyBytes,
         Rule(lambda filter: len(filter) >= 1, "ncap needs a filter program (length >= 12)"),
     ),
-    Nctl: c.Struct(
+    "Nctl": c.Struct(
         *_SKT_HEAD,
         "time" / u64,
         Rule(lambda proto: proto == 6, "nctl proto must be TCP (6)"),
         "command" / u8,
         c.Terminated,
     ),
-    Xcert: c.Struct(
+    "Xcert": c.Struct(
         "cert" / c.GreedyBytes, Rule(lambda cert: len(cert) >= 1, "xcert needs a certificate")
     ),
-    Xpub: c.Struct(
+    "Xpub": c.Struct(
         "chlist" / ChannelList(), "eopkey" / c.Bytes(KEYID_LEN), "xdescr" / c.GreedyBytes
     ),
-    Xsub: c.Struct(
+    "Xsub": c.Struct(
         "chlist" / ChannelList(), "eopkey" / c.Bytes(KEYID_LEN), "dattr" / c.GreedyBytes
     ),
-    Result: c.Struct(
+    "Result": c.Struct(
         Rule(
             lambda bodylen: bodylen in (0, 2, 4, 6),
             "result length must be 0, 2, 4 or 6",
@@ -184,8 +155,8 @@ BODIES: dict[type, Any] = {
             "ECTLMONREJ needs monindx and monerrid, ECTLMONUKN needs monindx, others neither",
         ),
     ),
-    Mdata: c.Struct("addr" / u32, "data" / c.GreedyBytes),
-    Ntag: c.Struct(
+    "Mdata": c.Struct("addr" / u32, "data" / c.GreedyBytes),
+    "Ntag": c.Struct(
         Rule(lambda bodylen: bodylen in (11, 13), "ntag length must be 11 or 13", on_build=False),
         "sktid" / u8,
         "tag" / u16,
@@ -193,7 +164,7 @@ BODIES: dict[type, Any] = {
         "errid" / Cond(BODYLEN == 13, this.errid != 0, u16),
         c.Terminated,
     ),
-    Nstat: c.Struct(
+    "Nstat": c.Struct(
         *_SKT_HEAD,
         "time" / u64,
         "code" / Cond(BODYLEN == 12, this.raddr == None, u8),  # noqa: E711
@@ -206,14 +177,14 @@ BODIES: dict[type, Any] = {
         ),
         Rule(lambda raddr, rport: (raddr is None) == (rport is None), "raddr needs rport"),
     ),
-    Ndata: c.Struct(
+    "Ndata": c.Struct(
         _UDP_ADDR_RULE,
         *_SKT_HEAD,
         "time" / u64,
         *_UDP_PEER,
         "data" / c.GreedyBytes,
     ),
-    Ndrop: c.Struct(
+    "Ndrop": c.Struct(
         *_SKT_HEAD,
         "tfirst" / u64,
         "tlast" / u64,
@@ -221,13 +192,13 @@ BODIES: dict[type, Any] = {
         "bytecnt" / u32,
         c.Terminated,
     ),
-    Nblock: c.Struct(
+    "Nblock": c.Struct(
         *_SKT_HEAD,
         "monerrid" / u16,
         "time" / u64,
         c.Terminated,
     ),
-    Linfo: c.Struct(
+    "Linfo": c.Struct(
         "namelen" / c.Rebuild(u32, c.len_(this.name)),
         "auxlen" / c.Rebuild(u32, c.len_(this.aux)),
         "infolen" / c.Rebuild(u32, c.len_(this.info)),
@@ -236,9 +207,9 @@ BODIES: dict[type, Any] = {
         "info" / c.Bytes(this.infolen),
         c.Terminated,
     ),
-    Suspd: c.Struct(c.Terminated),
-    Resumd: c.Struct(c.Terminated),
-    Xnotify: c.Struct(
+    "Suspd": c.Struct(c.Terminated),
+    "Resumd": c.Struct(c.Terminated),
+    "Xnotify": c.Struct(
         "channel" / c.Prefixed(u8, c.GreedyBytes),
         Rule(
             lambda channel: 1 <= len(channel) <= CHANNEL_MAX,
@@ -246,7 +217,7 @@ BODIES: dict[type, Any] = {
         ),
         "xdescr" / c.GreedyBytes,
     ),
-    Xreg: c.Struct(
+    "Xreg": c.Struct(
         "snikey" / c.GreedyBytes,
         Rule(
             lambda snikey: _SNIKEY_RE.match(snikey) is not None,

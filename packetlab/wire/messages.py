@@ -27,7 +27,7 @@ class _Layout:
     def __get__(self, obj: object, cls: type) -> Any:
         from packetlab.wire.layouts import BODIES
 
-        return BODIES[cls]
+        return BODIES[cls.__name__]
 
 
 class Message:

@@ -25,7 +25,7 @@ from typing import Any
 import construct as c
 
 from packetlab.wire import chlist
-from packetlab.wire.codegen import fast_path_ns
+from packetlab.wire.fastns import fast_path_ns
 from packetlab.wire.nodes import ChannelList, Cond, Rule
 
 _FMT = {"B": 1, "H": 2, "I": 4, "L": 4, "Q": 8}

@@ -48,7 +48,7 @@ def test_rehearsal_replays_the_latest_packet_without_touching_the_session() -> N
     for _ in range(5):
         g.service.rehearse()
     assert reh.runs == 5
-    shadow = reh.gate.attached[reh.skt]  # type: ignore[index]
+    shadow = reh.gate.attached[reh.skt]
     assert (shadow.runs, shadow.sent, shadow.passed) == (5, 5, 5)
     # The real socket sent nothing more; no frame, counter or budget moved.
     assert [p.data for p in r.io(1).sent] == [b"Ring"]
