@@ -104,8 +104,12 @@ class Local:
     def stop(self) -> None:
         for p in self.procs:
             p.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
+        for p in self.procs:
+            try:
                 p.wait(10)
+            except subprocess.TimeoutExpired:  # never leave a daemon behind
+                p.kill()
+                p.wait()
 
 
 async def experiment(session: EndpointSession) -> Any:

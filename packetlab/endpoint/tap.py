@@ -227,6 +227,11 @@ class Options(usage.Options):
 
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
+
+    from packetlab.sigterm import install_sigterm
+
+    install_sigterm(reactor)  # not Twisted's handler: it can deadlock on its log lock
+    from twisted.internet import reactor
     from twisted.logger import Logger
 
     from packetlab.endpoint.checks import OpenGate, RequestGate
