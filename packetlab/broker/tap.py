@@ -99,7 +99,6 @@ def makeService(options: Options) -> IService:
     from packetlab.sigterm import install_sigterm
 
     install_sigterm(reactor)  # not Twisted's handler: it can deadlock on its log lock
-    from twisted.internet import reactor
     from twisted.logger import Logger
 
     from .service import BrokerService

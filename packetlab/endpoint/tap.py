@@ -231,7 +231,6 @@ def makeService(options: Options) -> IService:
     from packetlab.sigterm import install_sigterm
 
     install_sigterm(reactor)  # not Twisted's handler: it can deadlock on its log lock
-    from twisted.internet import reactor
     from twisted.logger import Logger
 
     from packetlab.endpoint.checks import OpenGate, RequestGate

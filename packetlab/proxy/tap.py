@@ -199,7 +199,6 @@ def makeService(options: usage.Options) -> IService:
     from packetlab.sigterm import install_sigterm
 
     install_sigterm(reactor)  # not Twisted's handler: it can deadlock on its log lock
-    from twisted.internet import reactor
 
     from packetlab.proxy.registry import BacklogRegistry
     from packetlab.proxy.server import Proxy
