@@ -80,7 +80,12 @@ class BrokerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
-        out = self.wait_log("pktbroker status page on http", since=self.mark)
+        try:
+            # 30 s: a loaded 2-CPU machine has taken over 15 s to import and listen.
+            out = self.wait_log("pktbroker status page on http", timeout=30.0, since=self.mark)
+        except BaseException:
+            self.stop()  # a broker that never said it listens must not outlive the test
+            raise
         self.status_port = int(
             out[self.mark :].split("status page on http")[1].split("port=")[1].split(")")[0]
         )
