@@ -25,6 +25,8 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from .relay import tune
+
 __all__ = ["COPY_CHUNK", "PIPE_SIZE", "RELAY_MODES", "SpliceRelay", "available"]
 
 RELAY_MODES = ("copy", "splice")  # SpliceRelay's; "python" is RelayEnd (portable)
@@ -46,15 +48,6 @@ def available() -> bool:
     return hasattr(os, "splice")
 
 
-def _nodelay(sock: socket.socket) -> None:
-    # Relay each piece at once: with Nagle a small message (PacketLab's are mostly small)
-    # could wait for the ACK of the previous one, adding a delayed-ACK stall per hop.
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:  # not TCP (tests use socketpairs)
-        pass
-
-
 class _End:
     """One TCP socket in the reactor: readable feeds `out`, writable drains `into`."""
 
@@ -64,7 +57,7 @@ class _End:
         self.name = name
         self.sock = socket.socket(fileno=os.dup(transport.fileno()))
         self.sock.setblocking(False)
-        _nodelay(self.sock)
+        tune(self.sock)
         self.fd = self.sock.fileno()
         self.out: _Direction | None = None
         self.into: _Direction | None = None

@@ -6,14 +6,17 @@ the source being read instead of buffering), per-direction half-close, and a cle
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import struct
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from packetlab.proxy import splice
+from packetlab.proxy.relay import NOTSENT_LOWAT
 from packetlab.proxy.splice import RELAY_MODES, SpliceRelay
 
 MODES = [m for m in RELAY_MODES if m != "splice" or splice.available()]
@@ -215,19 +218,71 @@ def test_unknown_mode_refused(pairs: Any) -> None:
         make("zero", pairs)
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_relayed_tcp_sockets_get_nodelay(mode: str) -> None:
+@pytest.fixture
+def tcp_pairs() -> Iterator[tuple[socket.socket, socket.socket, socket.socket, socket.socket]]:
+    """`pairs` over loopback TCP: endpoint <-> a | relay | b <-> manager."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        left = socket.create_connection(("127.0.0.1", port))
+        ep = socket.create_connection(("127.0.0.1", port))
         a, _ = server.accept()
-        right = socket.create_connection(("127.0.0.1", port))
+        mgr = socket.create_connection(("127.0.0.1", port))
         b, _ = server.accept()
-    try:
-        relay = SpliceRelay(WatchReactor(), SockTransport(a), SockTransport(b), mode=mode)
-        for s in (a, b):
-            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-        relay.fail("test over")
-    finally:
-        for s in (left, right, a, b):
-            s.close()
+    for s in (ep, mgr):
+        s.setblocking(False)
+    yield ep, a, b, mgr
+    for s in (ep, a, b, mgr):
+        s.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_relayed_tcp_sockets_get_nodelay_and_notsent_lowat(mode: str, tcp_pairs: Any) -> None:
+    _ep, a, b, _mgr = tcp_pairs
+    relay = SpliceRelay(WatchReactor(), SockTransport(a), SockTransport(b), mode=mode)
+    for s in (a, b):
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT) == NOTSENT_LOWAT
+    relay.fail("test over")
+
+
+_SIOCOUTQNSD = 0x894B  # bytes in a TCP socket's send queue not sent yet
+
+
+def unsent(sock: socket.socket) -> int:
+    return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQNSD, b"\0" * 4))[0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_unsent_bytes_toward_a_manager_that_stops_reading_stay_bounded(
+    mode: str, tcp_pairs: Any
+) -> None:
+    """Without TCP_NOTSENT_LOWAT the relay's socket to a manager that stalls mid-transfer
+    queues up to its send buffer (grown by then to tcp_wmem's maximum, 4 MiB by default)
+    of bytes the window has no room for; with it, at most the low-water mark and one
+    more write. Not a byte is lost either way."""
+    ep, _a, b, mgr = tcp_pairs
+    relay, reactor, _ends = make(mode, tcp_pairs, hello=b"")
+    data = os.urandom(64 << 20)
+    sent, got, most = 0, bytearray(), 0
+
+    def step(read: bool) -> None:
+        nonlocal sent, most
+        if sent < len(data):
+            try:
+                sent += ep.send(data[sent : sent + (1 << 20)])
+            except BlockingIOError:
+                pass
+        reactor.turn()
+        most = max(most, unsent(b))
+        if read:
+            got.extend(recv_all(mgr))
+
+    while len(got) < 16 << 20:  # a bulk transfer gets going (the send buffer grows) ...
+        step(read=True)
+    most = 0
+    for _ in range(300):  # ... then the manager stops reading
+        step(read=False)
+    assert relay.a not in reactor.readers and relay.b in reactor.writers  # backpressure
+    assert most <= NOTSENT_LOWAT + splice.COPY_CHUNK, most
+    while len(got) < len(data):
+        step(read=True)
+    assert got == data
