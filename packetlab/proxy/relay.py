@@ -9,7 +9,6 @@ pending bytes are flushed.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
@@ -17,29 +16,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-__all__ = ["NOTSENT_LOWAT", "RelayEnd", "tune"]
-
-# Unsent bytes a relayed socket may hold in the kernel (TCP_NOTSENT_LOWAT). Left alone,
-# Linux lets a relay queue up to the whole send buffer (tcp_wmem's maximum, 4 MiB) of bytes
-# its peer's window has no room for yet; those are then pushed out later by the *peer's*
-# window-update ACKs, i.e. in the reading process's own system calls (the sink of a bulk
-# transfer pays the proxy's transmit work), and cost kernel memory per splice. Bytes in
-# flight (sent, not yet acknowledged) do not count, so a long fast path keeps its window;
-# at 1 MiB a 10 Gbit/s link has ~0.8 ms of bytes queued for the relay's next wake-up.
-NOTSENT_LOWAT = 1 << 20
-_TCP_OPTIONS = [(socket.TCP_NODELAY, 1)]  # a small message goes at once (no Nagle wait)
-if hasattr(socket, "TCP_NOTSENT_LOWAT"):  # Linux, macOS
-    _TCP_OPTIONS.append((socket.TCP_NOTSENT_LOWAT, NOTSENT_LOWAT))
-
-
-def tune(sock: Any) -> None:
-    """The TCP options of every relayed socket (`_TCP_OPTIONS`); a socket that is not TCP
-    (tests relay over socketpairs) is left as it is."""
-    for opt, value in _TCP_OPTIONS:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, opt, value)
-        except OSError:
-            return
+__all__ = ["RelayEnd"]
 
 
 @implementer(IHalfCloseableProtocol)
@@ -57,10 +34,13 @@ class RelayEnd(Protocol):
         self.peer, other.peer = other, self
         self.spliced = other.spliced = True
         mine, theirs = self._t(), other._t()
-        for t in (mine, theirs):
-            handle = getattr(t, "getHandle", None)
-            if handle is not None:
-                tune(handle())
+        for t in (mine, theirs):  # no Nagle delay on a relayed small message
+            set_nodelay = getattr(t, "setTcpNoDelay", None)
+            if set_nodelay is not None:
+                try:
+                    set_nodelay(True)
+                except OSError:
+                    pass
         mine.registerProducer(theirs, True)
         theirs.registerProducer(mine, True)
 
