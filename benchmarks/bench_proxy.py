@@ -10,7 +10,9 @@ run; the headline is the median of the per-pair ratios. Goal: proxy >= 0.8x dire
 Source and sink run Python's ssl on blocking sockets by default (`tls`: the least CPU per
 byte, so the proxy's share is the largest); `twisted` runs them on our links' own TLS
 stack, `plain` sends raw bytes behind a ClientHello (context only). Each round also times
-100-byte request/response round trips direct and through each relay (`--rtt`).
+100-byte request/response round trips direct and through each relay (`--rtt`). Besides
+MB/s: CPU seconds per GiB and wake-ups (voluntary context switches) per GiB of source,
+sink and proxy.
 
 Run from the repository root: ``python -m benchmarks.bench_proxy --help``.
 """
