@@ -45,8 +45,8 @@ _SCRATCH_VIEW = memoryview(_SCRATCH)
 # Linux's autotuning, seeing the relay read fast, grows it to many MiB (8 MiB measured,
 # up to tcp_rmem's maximum) and a sender on the same host keeps megabytes queued there,
 # which makes its own sending dearer (likely: its TCP cannot reuse the pages they hold):
-# the benchmark's source spent 0.62-0.70 s/GiB through the proxy against 0.41-0.45
-# directly, and the same as directly with this (docs/performance.md, Proxy, session 6).
+# the benchmark's source spent 20-70 % more CPU per GiB through the proxy than directly,
+# and the same as directly with this (docs/performance.md, Proxy, session 6).
 # The window left (~half the 2x that Linux books) still carries > 2.5 GB/s at 100 us,
 # more than the relay moves per core (~2 GiB/s), so no throughput is lost; a farther
 # peer (a real endpoint or manager) keeps autotuning and its full window.
