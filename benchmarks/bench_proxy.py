@@ -10,7 +10,9 @@ run; the headline is the median of the per-pair ratios. Goal: proxy >= 0.8x dire
 Source and sink run Python's ssl on blocking sockets by default (`tls`: the least CPU per
 byte, so the proxy's share is the largest); `twisted` runs them on our links' own TLS
 stack, `plain` sends raw bytes behind a ClientHello (context only). Each round also times
-100-byte request/response round trips direct and through each relay (`--rtt`).
+100-byte request/response round trips direct and through each relay (`--rtt`). Besides
+MB/s: CPU seconds per GiB and wake-ups (voluntary context switches) per GiB of source,
+sink and proxy.
 
 Run from the repository root: ``python -m benchmarks.bench_proxy --help``.
 """
@@ -89,6 +91,12 @@ def cpu_self() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def sleeps_self() -> int:
+    """Voluntary context switches of this process so far: how often it blocked (and was
+    woken again), the wake-ups a relay can add or save."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+
+
 def _accept_or_register(mode: str, proxy_setup: int, ready: Any) -> socket.socket:
     if mode == "direct":
         lsock = socket.create_server(("127.0.0.1", 0))
@@ -111,14 +119,14 @@ def sink(home: Path, mode: str, proxy_setup: int, size: int, tls: bool, ready: A
         conn = _server_ctx(home).wrap_socket(raw, server_side=True)
     else:
         conn, size = raw, size + len(_client_hello())
-    cpu0 = cpu_self()
+    cpu0, sleeps0 = cpu_self(), sleeps_self()
     total = 0
     buf = bytearray(CHUNK)
     while total < size and (n := conn.recv_into(buf)):
         total += n
     conn.sendall(b"ok")
     conn.close()
-    done.send((total, cpu_self() - cpu0))
+    done.send((total, cpu_self() - cpu0, sleeps_self() - sleeps0))
 
 
 def source(port: int, size: int, tls: bool) -> float:
@@ -171,7 +179,7 @@ def twisted_sink(home: Path, mode: str, proxy_setup: int, size: int, ready: Any,
     from twisted.internet.protocol import Factory, Protocol
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
-    cpu0 = cpu_self()
+    cpu0, sleeps0 = cpu_self(), sleeps_self()
 
     class Sink(Protocol):
         total = 0
@@ -183,7 +191,7 @@ def twisted_sink(home: Path, mode: str, proxy_setup: int, size: int, ready: Any,
                 self.transport.loseConnection()  # type: ignore[union-attr]
 
         def connectionLost(self, reason: Any = None) -> None:
-            done.send((self.total, cpu_self() - cpu0))
+            done.send((self.total, cpu_self() - cpu0, sleeps_self() - sleeps0))
             reactor.stop()
 
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as our links do
@@ -203,7 +211,7 @@ def twisted_source(home: Path, port: int, size: int, result: Any) -> None:
     from zope.interface import implementer
 
     data = os.urandom(CHUNK)
-    t0, cpu0 = time.perf_counter(), cpu_self()
+    t0, cpu0, sleeps0 = time.perf_counter(), cpu_self(), sleeps_self()
 
     @implementer(IHandshakeListener)
     class Source(Protocol):
@@ -226,7 +234,8 @@ def twisted_source(home: Path, port: int, size: int, result: Any) -> None:
         def dataReceived(self, data: bytes) -> None:
             self.got += data
             if self.got == b"ok":
-                result.send((time.perf_counter() - t0, cpu_self() - cpu0))
+                result.send((time.perf_counter() - t0, cpu_self() - cpu0,
+                             sleeps_self() - sleeps0))  # fmt: skip
                 self.transport.loseConnection()  # type: ignore[union-attr]
 
         def connectionLost(self, reason: Any = None) -> None:
@@ -251,10 +260,11 @@ def _client_hello() -> bytes:
 
 
 def transfer(home: Path, mode: str, size: int, proxy: tuple[int, int],
-             variant: str = "tls") -> tuple[float, float, float]:  # fmt: skip
-    """MB/s of one transfer, and the CPU seconds its source and its sink (its own
-    process) spent on it. `variant`: tls (blocking sockets with Python's ssl: the least
-    CPU per byte), twisted (our stack's TLS: Twisted + pyOpenSSL), plain (no TLS)."""
+             variant: str = "tls") -> tuple[float, float, float, int, int]:  # fmt: skip
+    """MB/s of one transfer, the CPU seconds its source and its sink (its own process)
+    spent on it, and how often each of them blocked. `variant`: tls (blocking sockets
+    with Python's ssl: the least CPU per byte), twisted (our stack's TLS: Twisted +
+    pyOpenSSL), plain (no TLS)."""
     ctx = mp.get_context("fork")
     ready_r, ready_w = ctx.Pipe(False)
     done_r, done_w = ctx.Pipe(False)
@@ -270,17 +280,17 @@ def transfer(home: Path, mode: str, size: int, proxy: tuple[int, int],
         res_r, res_w = ctx.Pipe(False)
         q = ctx.Process(target=twisted_source, args=(home, port, size, res_w))
         q.start()
-        seconds, cpu = res_r.recv()
+        seconds, cpu, src_sleeps = res_r.recv()
         q.join(10)
     else:
-        cpu0 = cpu_self()
+        cpu0, sleeps0 = cpu_self(), sleeps_self()
         seconds = source(port, size, variant == "tls")
-        cpu = cpu_self() - cpu0
-    got, sink_cpu = done_r.recv()
+        cpu, src_sleeps = cpu_self() - cpu0, sleeps_self() - sleeps0
+    got, sink_cpu, sink_sleeps = done_r.recv()
     p.join(10)
     if got != size + (len(_client_hello()) if variant == "plain" else 0):
         raise SystemExit(f"{mode}: the sink got {got} of {size} bytes")
-    return size / seconds / 1e6, cpu, sink_cpu
+    return size / seconds / 1e6, cpu, sink_cpu, src_sleeps, sink_sleeps
 
 
 def start_proxy(home: Path, tmp: Path, relay: str) -> tuple[subprocess.Popen[bytes], int, int]:
@@ -306,6 +316,12 @@ def start_proxy(home: Path, tmp: Path, relay: str) -> tuple[subprocess.Popen[byt
         time.sleep(0.05)
     proc.kill()
     raise SystemExit(f"pktproxy did not start:\n{log.read_text() if log.exists() else ''}")
+
+
+def sleeps(pid: int) -> int:
+    """Voluntary context switches of a process's main thread (the reactor's)."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^voluntary_ctxt_switches:\s*(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -386,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     size = args.size << 20
     gib = size / 2**30
     keys = ("direct", "proxy", "ratio", "proxy_cpu", "cpu_ratio", "src_cpu_direct",
-            "sink_cpu_direct", "src_cpu", "sink_cpu")  # fmt: skip
+            "sink_cpu_direct", "src_cpu", "sink_cpu", "src_sleeps_direct", "sink_sleeps_direct",
+            "src_sleeps", "sink_sleeps", "proxy_sleeps")  # fmt: skip
     res: dict[str, dict[str, dict[str, list[float]]]]
     res = {v: {r: {k: [] for k in keys} for r in relays} for v in variants}
     rtt: dict[str, list[float]] = {r: [] for r in ["direct", *relays]}
@@ -399,12 +416,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for i in range(args.runs):
                 for v in variants:
-                    a, a_src, a_sink = transfer(home, "direct", size, (0, 0), v)
+                    a, a_src, a_sink, *a_sleeps = transfer(home, "direct", size, (0, 0), v)
                     line = [f"run {i + 1} {v}: direct {a:.0f} MB/s"]
                     for r, (proc, setup, endpoints) in proxies.items():
-                        cpu0 = cpu_seconds(proc.pid)
-                        b, b_src, b_sink = transfer(home, "proxy", size, (setup, endpoints), v)
+                        cpu0, sleeps0 = cpu_seconds(proc.pid), sleeps(proc.pid)
+                        b, b_src, b_sink, *b_sleeps = transfer(home, "proxy", size,
+                                                               (setup, endpoints), v)  # fmt: skip
                         pcpu = cpu_seconds(proc.pid) - cpu0
+                        # blocked-and-woken per GiB: source, sink (direct, proxied), proxy
+                        wakes = (*a_sleeps, *b_sleeps, sleeps(proc.pid) - sleeps0)
+                        w = {k: n / gib for k, n in zip(("src_sleeps_direct",
+                             "sink_sleeps_direct", "src_sleeps", "sink_sleeps", "proxy_sleeps"),
+                             wakes, strict=True)}  # fmt: skip
                         cpu = {"src_cpu_direct": a_src, "sink_cpu_direct": a_sink,
                                "src_cpu": b_src, "sink_cpu": b_sink, "proxy_cpu": pcpu}  # fmt: skip
                         g = {k: c / gib for k, c in cpu.items()}
@@ -412,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                         # the proxy leaves when the CPUs are the limit (load disturbs it
                         # far less)
                         cpu_ratio = (a_src + a_sink) / (b_src + b_sink + pcpu)
-                        sample = {"direct": a, "proxy": b, "ratio": b / a, **g,
+                        sample = {"direct": a, "proxy": b, "ratio": b / a, **g, **w,
                                   "cpu_ratio": cpu_ratio}  # fmt: skip
                         for k, val in sample.items():
                             res[v][r][k].append(val)
@@ -420,7 +443,10 @@ def main(argv: list[str] | None = None) -> int:
                             f"{r} {b:.0f} MB/s (x{b / a:.2f}, CPU x{sample['cpu_ratio']:.2f}; "
                             f"s/GiB source {g['src_cpu_direct']:.2f}->{g['src_cpu']:.2f}, sink "
                             f"{g['sink_cpu_direct']:.2f}->{g['sink_cpu']:.2f}, proxy "
-                            f"{g['proxy_cpu']:.2f})"
+                            f"{g['proxy_cpu']:.2f}; wake-ups/GiB source "
+                            f"{w['src_sleeps_direct']:.0f}->{w['src_sleeps']:.0f}, sink "
+                            f"{w['sink_sleeps_direct']:.0f}->{w['sink_sleeps']:.0f}, proxy "
+                            f"{w['proxy_sleeps']:.0f})"
                         )
                     print(", ".join(line), flush=True)
                 if args.rtt:
@@ -438,14 +464,19 @@ def main(argv: list[str] | None = None) -> int:
              f"{median(x['ratio']):.2f} ({min(x['ratio']):.2f}-{max(x['ratio']):.2f})",
              f"{median(x['src_cpu_direct']):.2f} / {median(x['src_cpu']):.2f}",
              f"{median(x['sink_cpu_direct']):.2f} / {median(x['sink_cpu']):.2f}",
-             fmt(median(x["proxy_cpu"])), fmt(median(x["cpu_ratio"])))
+             fmt(median(x["proxy_cpu"])), fmt(median(x["cpu_ratio"])),
+             f"{median(x['src_sleeps_direct']):.0f} / {median(x['src_sleeps']):.0f}",
+             f"{median(x['sink_sleeps_direct']):.0f} / {median(x['sink_sleeps']):.0f}",
+             f"{median(x['proxy_sleeps']):.0f}")
             for r, x in res[v].items()
         ]  # fmt: skip
         print(f"\n{v}:")
         print(markdown_table(["relay", "direct MB/s", "through pktproxy MB/s", "ratio (min-max)",
                               "source CPU s/GiB direct / proxied",
                               "sink CPU s/GiB direct / proxied", "proxy CPU s/GiB",
-                              "CPU ratio"], rows))  # fmt: skip
+                              "CPU ratio", "source wake-ups/GiB direct / proxied",
+                              "sink wake-ups/GiB direct / proxied", "proxy wake-ups/GiB"],
+                             rows))  # fmt: skip
     if args.rtt:
         print(f"\nround trip of {MSG} bytes over TLS, microseconds ({args.rtt} x {args.runs}):")
         print(markdown_table(["path", "p10", "median", "p90", "p99"],

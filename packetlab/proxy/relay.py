@@ -16,6 +16,8 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .splice import near_rcvbuf
+
 __all__ = ["RelayEnd"]
 
 
@@ -41,6 +43,9 @@ class RelayEnd(Protocol):
                     set_nodelay(True)
                 except OSError:
                     pass
+            handle = getattr(t, "getHandle", None)
+            if handle is not None:  # a near peer: a fixed receive buffer (see splice.py)
+                near_rcvbuf(handle())
         mine.registerProducer(theirs, True)
         theirs.registerProducer(mine, True)
 

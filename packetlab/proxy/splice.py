@@ -20,12 +20,14 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import struct
 from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import Logger
 
-__all__ = ["COPY_CHUNK", "PIPE_SIZE", "RELAY_MODES", "SpliceRelay", "available"]
+__all__ = ["COPY_CHUNK", "NEAR_RCVBUF", "NEAR_RTT_US", "PIPE_SIZE", "RELAY_MODES", "SpliceRelay",
+           "available", "near_rcvbuf"]  # fmt: skip
 
 RELAY_MODES = ("copy", "splice")  # SpliceRelay's; "python" is RelayEnd (portable)
 
@@ -38,6 +40,19 @@ SMALL_READ = 16 * 1024
 _COPY_ROUNDS = 16  # recv/send pairs per readiness event before other connections' turn
 _SCRATCH = bytearray(COPY_CHUNK)
 _SCRATCH_VIEW = memoryview(_SCRATCH)
+# A relayed socket whose peer is this near (the kernel's smoothed round trip, from the
+# handshake, at most NEAR_RTT_US) gets a fixed receive buffer of NEAR_RCVBUF. Otherwise
+# Linux's autotuning, seeing the relay read fast, grows it to many MiB (8 MiB measured,
+# up to tcp_rmem's maximum) and a sender on the same host keeps megabytes queued there,
+# which makes its own sending dearer (likely: its TCP cannot reuse the pages they hold):
+# the benchmark's source spent 20-70 % more CPU per GiB through the proxy than directly,
+# and the same as directly with this (docs/performance.md, Proxy, session 6).
+# The window left (~half the 2x that Linux books) still carries > 2.5 GB/s at 100 us,
+# more than the relay moves per core (~2 GiB/s), so no throughput is lost; a farther
+# peer (a real endpoint or manager) keeps autotuning and its full window.
+NEAR_RTT_US = 100
+NEAR_RCVBUF = 256 * 1024
+_TCPI_RTT = 68  # offset of tcpi_rtt (u32, microseconds) in struct tcp_info
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
@@ -55,6 +70,21 @@ def _nodelay(sock: socket.socket) -> None:
         pass
 
 
+def near_rcvbuf(sock: Any) -> bool:
+    """Give `sock` the NEAR_RCVBUF receive buffer if its peer is near; True if it did."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_RTT + 4)
+    except (OSError, AttributeError):  # not TCP (tests use socketpairs), not Linux
+        return False
+    if len(info) < _TCPI_RTT + 4:
+        return False
+    (rtt,) = struct.unpack_from("I", info, _TCPI_RTT)
+    if not 0 < rtt <= NEAR_RTT_US:  # 0: no round trip measured yet
+        return False
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, NEAR_RCVBUF)
+    return True
+
+
 class _End:
     """One TCP socket in the reactor: readable feeds `out`, writable drains `into`."""
 
@@ -65,6 +95,7 @@ class _End:
         self.sock = socket.socket(fileno=os.dup(transport.fileno()))
         self.sock.setblocking(False)
         _nodelay(self.sock)
+        self.near = near_rcvbuf(self.sock)
         self.fd = self.sock.fileno()
         self.out: _Direction | None = None
         self.into: _Direction | None = None

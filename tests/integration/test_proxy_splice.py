@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -216,7 +217,7 @@ def test_unknown_mode_refused(pairs: Any) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_relayed_tcp_sockets_get_nodelay(mode: str) -> None:
+def test_relayed_tcp_sockets_get_nodelay_and_a_near_peer_a_fixed_rcvbuf(mode: str) -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         left = socket.create_connection(("127.0.0.1", port))
@@ -225,8 +226,16 @@ def test_relayed_tcp_sockets_get_nodelay(mode: str) -> None:
         b, _ = server.accept()
     try:
         relay = SpliceRelay(WatchReactor(), SockTransport(a), SockTransport(b), mode=mode)
-        for s in (a, b):
+        for s, end in ((a, relay.a), (b, relay.b)):
             assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            # loopback: a near peer (the handshake's round trip takes ~10-50 us), so a fixed
+            # buffer instead of autotuning (Linux books twice the size asked for)
+            info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 72)
+            near = struct.unpack_from("I", info, 68)[0] <= splice.NEAR_RTT_US
+            assert end.near == near
+            if near:
+                assert s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * splice.NEAR_RCVBUF
+        assert relay.a.near or relay.b.near  # a loaded machine may slow one handshake
         relay.fail("test over")
     finally:
         for s in (left, right, a, b):

@@ -6,6 +6,8 @@ half-close, refusals and timeouts on a task.Clock, and the manager-side backlog.
 
 from __future__ import annotations
 
+import socket
+import struct
 from typing import Any
 
 import pytest
@@ -17,13 +19,30 @@ from packetlab import wire
 from packetlab.ppks import generate_private_key, issue_certificate
 from packetlab.proxy.registry import BacklogRegistry
 from packetlab.proxy.server import PREAMBLE, Proxy, SetupProtocol
+from packetlab.proxy.splice import NEAR_RCVBUF
 from packetlab.tls import AuthMode, Credentials, PPKSClientCreator, PPKSServerOptions, ServerEntry
 from packetlab.tls.handoff import HandoffError, TLSHandoff
+
+
+class NearSocket:
+    """A transport's socket whose peer is 20 us away (tcpi_rtt); records setsockopt."""
+
+    def __init__(self) -> None:
+        self.set: list[tuple[int, int, int]] = []
+
+    def getsockopt(self, level: int, opt: int, size: int) -> bytes:
+        info = bytearray(size)
+        struct.pack_into("I", info, 68, 20)
+        return bytes(info)
+
+    def setsockopt(self, level: int, opt: int, value: int) -> None:
+        self.set.append((level, opt, value))
 
 
 class HalfCloseTransport(StringTransport):
     def __init__(self) -> None:
         super().__init__()
+        self.handle = NearSocket()
         self.nodelay = False
         self.write_closed = False
         self.producer_registrations: list[Any] = []
@@ -33,6 +52,9 @@ class HalfCloseTransport(StringTransport):
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         self.nodelay = enabled
+
+    def getHandle(self) -> NearSocket:
+        return self.handle
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         self.producer_registrations.append(producer)
@@ -110,6 +132,8 @@ def test_endpoint_spliced_to_the_backlog_and_relayed_with_half_close(
     assert bt.value() == hello  # forwarded unchanged
     assert et.producer is bt and bt.producer is et  # backpressure both ways
     assert et.nodelay and bt.nodelay  # no Nagle wait for a relayed small message
+    for t in (et, bt):  # a near peer: a fixed receive buffer, no autotuning
+        assert t.handle.set == [(socket.SOL_SOCKET, socket.SO_RCVBUF, NEAR_RCVBUF)]
     backlog.dataReceived(b"server flight")
     assert et.value() == b"server flight"
     ep.readConnectionLost()  # endpoint FIN -> manager write side closed
