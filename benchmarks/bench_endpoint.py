@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from benchmarks.common import environment, markdown_table, median, percentile, write_json
 from benchmarks.raw_flow import (
@@ -192,7 +192,7 @@ class TLSSocket:
         while True:
             try:
                 while total < room:
-                    total += read(room - total, view[total:])
+                    total += cast(int, read(room - total, view[total:]))
             except ssl.SSLWantReadError:
                 pass
             except ssl.SSLZeroReturnError:
@@ -304,7 +304,7 @@ class FrameReader:
 
     SIZE = 8 << 20
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: Any) -> None:
         self.sock = sock
         self.buf = bytearray(self.SIZE)
         self.view = memoryview(self.buf)
@@ -1036,8 +1036,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"≤ {bare + RSS_ALLOWANCE_MIB:.1f} MiB", "yes" if good else "**no**",
             ])  # fmt: skip
     if "tcp" in only and "ours-tls" in runs:
-        plain = median(r["plain_twisted_mb_per_s"] for r in rounds["ours-tls"]["tcp"])
-        rows.append(["  plain Twisted client, same source", "", f"{plain:,.0f} MB/s",
+        plain_mb = median(r["plain_twisted_mb_per_s"] for r in rounds["ours-tls"]["tcp"])
+        rows.append(["  plain Twisted client, same source", "", f"{plain_mb:,.0f} MB/s",
                      "", "", "", "(context)", ""])  # fmt: skip
     print(
         markdown_table(

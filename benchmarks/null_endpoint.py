@@ -124,7 +124,8 @@ def main(argv: list[str]) -> None:
                 return
             continue
         out: list[bytes] = []
-        after = None
+        tcp: bytes | None = None
+        flow: tuple[int, int] | None = None
         for kind, body, _ in link.frames(data):
             if kind == T_NSEND:  # body: sktid family proto time(8) tag(2) ...
                 out += [_OK, frames.ntag(body[0], body[11] << 8 | body[12], time.time_ns())]
@@ -133,15 +134,15 @@ def main(argv: list[str]) -> None:
             else:
                 out.append(_OK)
                 if kind == T_NOPEN and body[2] == 6:  # TCP: the download
-                    after = body
+                    tcp = body
                 elif kind == T_NOPEN and body[2] == 17 and (n := plan()):
-                    after = (body[0], n)
-        if isinstance(after, tuple):
-            nsend_flow(link, out, *after)
+                    flow = (body[0], n)
+        if flow is not None:
+            nsend_flow(link, out, *flow)
             continue
         link.send(out)
-        if after is not None:
-            download(link, after)
+        if tcp is not None:
+            download(link, tcp)
 
 
 def nsend_flow(link: Link, out: list[bytes], sktid: int, count: int) -> None:

@@ -22,6 +22,7 @@ import ssl
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 HDR = struct.Struct(">I")  # a frame header: type (8 bits), body length (24 bits)
 TLS_HEADER = 5  # content type, version, length (16 bits)
@@ -122,7 +123,7 @@ class RecordOpener:
             write(data[pos:stop])
             n = 0
             try:
-                n = read(len(buf), buf)
+                n = cast(int, read(len(buf), buf))  # typeshed says bytes: with a buffer, int
             except ssl.SSLWantReadError:  # a non-application record (none expected)
                 pass
             yield bytes(buf[:n]), start + stop
