@@ -613,7 +613,7 @@ def bench_tcp(ep: Endpoint, size: int, rbufsz: int, *, plain_client: bool = True
                 continue
             check.feed(flow.frames())  # it may be over: open and check what came
         assert check.first_at is not None
-        elapsed = flow.arrivals.at(check.done_at) - flow.arrivals.at(check.first_at)
+        elapsed = flow.arrivals.span(check.first_at, check.done_at)
         got, frames = check.got, check.frames
         flow.finish()
         ep.request(wire.Nclose(sktid=2))

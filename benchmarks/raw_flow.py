@@ -249,9 +249,17 @@ class Arrivals:
         self.ends.append(end)
         self.times.append(t)
 
-    def at(self, offset: int) -> float:
-        """The time of the read that brought raw byte `offset - 1` (a unit ending there)."""
+    def at(self, offset: int, before: bool = False) -> float:
+        """The time of the read that brought raw byte `offset - 1` (a unit ending there);
+        with `before`, of the read before it (the first entry: the flow's start)."""
         i = bisect.bisect_left(self.ends, offset)
         if i == len(self.ends):
             raise ValueError(f"offset {offset} past the last read ({self.ends[-1:]})")
-        return self.times[i]
+        return self.times[max(i - before, 0)]
+
+    def span(self, first: int, last: int) -> float:
+        """Seconds from the arrival of raw offset `first` to that of `last`; from the read
+        before when one read brought both (a whole flow in one read: timed from the read
+        before it, never zero)."""
+        t0, t1 = self.at(first), self.at(last)
+        return t1 - t0 if t1 > t0 else t1 - self.at(first, before=True)

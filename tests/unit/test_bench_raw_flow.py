@@ -178,3 +178,6 @@ def test_arrivals_map_offsets_to_the_read_that_brought_them() -> None:
     assert (a.at(1), a.at(100), a.at(101), a.at(250)) == (1.0, 1.0, 2.0, 2.0)
     with pytest.raises(ValueError, match="past the last read"):
         a.at(251)
+    assert a.at(101, before=True) == 1.0 and a.at(0, before=True) == 0.0
+    assert a.span(50, 200) == 1.0
+    assert a.span(150, 200) == 1.0  # one read brought both: from the read before
