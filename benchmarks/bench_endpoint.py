@@ -156,7 +156,11 @@ class TLSSocket:
             self.incoming.write_eof()
             return False
         end = self._have + n
-        pos = walk_units(self._buf, 0, end, True).pos
+        buf = self._buf
+        if end == n and end >= 5 and 5 + (buf[3] << 8 | buf[4]) == end:
+            self.incoming.write(self._raw[:end])  # one whole record: the round-trip case
+            return True
+        pos = walk_units(buf, 0, end, True).pos
         if pos:
             self.incoming.write(self._raw[:pos])
             self._buf[: end - pos] = bytes(self._raw[pos:end])
