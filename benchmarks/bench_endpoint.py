@@ -1058,7 +1058,7 @@ def main(argv: list[str] | None = None) -> int:
         busy = null.get("controller_cpu")
         spent = f"; controller CPU {busy['user']:.0%} + {busy['system']:.0%} kernel" if busy else ""
         return (
-            f"{cell(f'null-{link}', key)} ({ratio:.1f}x ours: ≥ {CEILING_RATIO:g}x {holds}{spent})"
+            f"{cell(f'null-{link}', key)} ({ratio:.2f}x ours: ≥ {CEILING_RATIO:g}x {holds}{spent})"
         )
 
     names = {
