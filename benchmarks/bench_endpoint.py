@@ -634,11 +634,12 @@ def bench_tcp(ep: Endpoint, size: int, rbufsz: int, *, plain_client: bool = True
                     times, t0 = usage(resource.RUSAGE_SELF), time.perf_counter()
                 if not (plain >= need and flow.pos == flow.end and flow.last == nstat):
                     continue
-            elif plain < need:
+            else:
                 idle += 1
                 if idle * flow.IDLE_S > 30:
                     raise FlowMismatch(f"download stalled after {plain} of {size} bytes")
-                continue
+                if plain < need:
+                    continue
             if t0 and not mine:  # the receiving, not the check below
                 mine = _cpu_share(times, time.perf_counter() - t0)
             check.feed(flow.frames())  # it may be over: open and check what came
