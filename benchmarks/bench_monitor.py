@@ -27,7 +27,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from benchmarks.bench_endpoint import FrameReader, bench_tcp, bench_udp
+from benchmarks.bench_endpoint import FrameReader, TLSSocket, bench_tcp, bench_udp
 from benchmarks.common import environment, markdown_table, write_json
 from packetlab import wire
 from packetlab.cli.init import init_home
@@ -76,7 +76,7 @@ class TLSEndpoint:
         sock, _ = self.listener.accept()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.ctl = self.ctx.wrap_socket(sock, server_side=True)
+        self.ctl = TLSSocket(sock, self.ctx, True)  # a raw flow's link (bench_endpoint)
         self.reader = FrameReader(self.ctl)
         kind, _ = self.request(wire.Start())
         assert kind == T_RESULT
