@@ -184,9 +184,8 @@ def make_wire(tb: Testbed, *, sndbuf: int, rcvbuf: int) -> None:
         for iface in tb.interfaces(node):
             queue = f"/sys/class/net/{iface.name}/queues/rx-0/rps_cpus"
             tb.run(node, ["sh", "-c", f"echo 1 > {queue}"])
-    # ep: uploads' send buffer, whoever sends; downloads' receive buffer, 8 MiB: autotuning
-    # then reaches about the 4 MiB window the endpoint clamps a bulk receive to (its forced
-    # buffer is twice that, so its kernel ACKs on arrival: endpoint/netio.py).
+    # ep: uploads' send buffer, whoever sends; downloads' receive buffer, 8 MiB: what the
+    # endpoint's SO_RCVBUFFORCE of 4 MiB for a bulk receive gives (the kernel doubles it).
     tb.ns("ep").set_sysctls({"net.ipv4.tcp_wmem": f"4096 16384 {sndbuf}",
                              "net.ipv4.tcp_rmem": f"4096 131072 {8 << 20}"})  # fmt: skip
     # tg: the iperf3 server both tools talk to.

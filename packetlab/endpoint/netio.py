@@ -568,21 +568,15 @@ class TcpIO(_SockIO):
 
 
 _RCVBUF_FLOOR = 1 << 20  # rbufsz above which the kernel buffer is sized, not autotuned
-_RCVBUF_MAX = 8 << 20
-_WINDOW_MAX = 4 << 20  # the receive window of a bulk receive (TCP_WINDOW_CLAMP)
+_RCVBUF_MAX = 4 << 20
 _SO_RCVBUFFORCE = 33
-_TCP_WINDOW_CLAMP = 10
 
 
 def _size_rcvbuf(sock: socket.socket, rbufsz: int) -> None:
     # A socket asked to hold a lot (rbufsz > 1 MiB: a bulk transfer) gets a kernel buffer
-    # of min(rbufsz, 8 MiB) before connecting. Autotuning keeps the window near 64 KiB at
+    # of min(rbufsz, 4 MiB) before connecting. Autotuning keeps the window near 64 KiB at
     # namespace/LAN RTTs, under a millisecond at 1 Gbit/s, so a Python endpoint that is
     # not scheduled for a few ms would stall the sender (docs/congruence.md).
-    # The window is clamped at half that: the kernel ACKs a segment at once only if its
-    # window would not shrink, so with window = buffer every ACK waited for the Python
-    # reader (0.1-2 ms late), and a sender clocked by them lost up to 2 % at 100 Mbit/s.
-    # With room to spare the ACKs leave on arrival, as for a reader in C.
     if rbufsz <= _RCVBUF_FLOOR:
         return
     size = min(rbufsz, _RCVBUF_MAX)
@@ -590,7 +584,6 @@ def _size_rcvbuf(sock: socket.socket, rbufsz: int) -> None:
         sock.setsockopt(_SOL_SOCKET, _SO_RCVBUFFORCE, size)  # CAP_NET_ADMIN
     except OSError:
         sock.setsockopt(_SOL_SOCKET, socket.SO_RCVBUF, size)  # capped at net.core.rmem_max
-    sock.setsockopt(socket.IPPROTO_TCP, _TCP_WINDOW_CLAMP, min(size // 2, _WINDOW_MAX))
 
 
 def _tune_tcp(sock: socket.socket) -> None:

@@ -91,7 +91,7 @@ class ThroughputResult:
     server_mbit_s: float | None = None
     start_ns: int | None = None  # endpoint time of the first data byte
     chunks: int = 0  # ndata (download) or nsends (upload)
-    stalls: list[dict[str, float]] | None = None  # where the stamps stopped (`stalls`)
+    stalls: list[dict[str, float]] | None = None  # download: where the data stopped
     stall_ms: float | None = None  # the stalls' excess in all
     error: str | None = None
 
@@ -564,4 +564,3 @@ class _Upload:
         except ValueError:
             return  # too few blocks past the skip: the server's figure stands alone
         result.sender_mbit_s = mbit(total - b, t1 - t0)
-        result.stalls, result.stall_ms = stalls(stamps, result.sender_mbit_s)
