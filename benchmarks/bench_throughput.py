@@ -65,8 +65,9 @@ RCVBUF_MAX = 1 << 20
 LAST_RECORD: dict[str, object] = {}  # the last PacketLab record (server figure, chunks)
 ERRORS: list[str] = []  # every failed PacketLab run's error, kept in --json
 # tcpdump's ring hands packets over in blocks that retire after up to 1 s, and on a loaded
-# machine tcpdump runs late: stopped 1.1 s after a transfer it had written as little as
-# 1.8 of 26 MB. So it is stopped once the file holds the whole transfer (or after this).
+# machine tcpdump runs late: stopped a fixed 0.3 s after a transfer, it lost the tail of
+# 4 of 6. So it is stopped once its file holds the whole transfer in sequence, or after
+# this many seconds (the capture is then refused, as one that missed a packet is).
 CAPTURE_WAIT = 10.0
 
 
@@ -79,12 +80,12 @@ class Capture:
         self.data = b""
         self.error: str | None = None
 
-    def complete(self, nbytes: int) -> bool:
+    def complete(self) -> bool:
         try:
             stamps = receive_stamps(self.data, 5201)
         except CaptureError:
             return False
-        return stamps[-1][0] >= nbytes
+        return stamps[-1][0] >= self.nbytes
 
     def result(self, server: str) -> dict[str, Any]:
         """The paper's figure and the stalls from the capture, or its error."""
@@ -117,7 +118,7 @@ def capture(tb: Testbed, on: bool, nbytes: int) -> Iterator[Capture]:
             deadline = time.monotonic() + CAPTURE_WAIT
             while time.monotonic() < deadline:  # -U: written packet by packet
                 got.data = path.read_bytes() if path.exists() else b""
-                if got.complete(nbytes):
+                if got.complete():
                     break
                 time.sleep(0.2)
             proc.send_signal(signal.SIGINT)
