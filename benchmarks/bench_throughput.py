@@ -340,6 +340,13 @@ def main(argv: list[str] | None = None) -> int:
                         if pl and other:
                             fig[f"c1_{name}"] = c1(pl, other).to_dict()
                             fig[f"c2_{name}"] = c2(pl, other).to_dict()
+                    # cross-check: our transfers timed from the capture too (the ndata
+                    # figure ran 0.02-0.14 % below it, median per case: docs/congruence.md)
+                    pl_cap = [r["capture"]["mbit_s"] for r in pl_runs
+                              if (r.get("capture") or {}).get("mbit_s") is not None]  # fmt: skip
+                    if pl_cap and nt:
+                        fig["c1_capture"] = c1(pl_cap, nt).to_dict()
+                        fig["c2_capture"] = c2(pl_cap, nt).to_dict()
                 figures.append(fig)
                 rows.append([
                     rate, direction, f"{len(pl)}/{len(nt)}", fmt(v1.detail["mean_nt"]),
