@@ -5,10 +5,13 @@ Chain ``ep — r1 — tg`` with the r1-tg link shaped by tbf to each ``--rate``;
 ``iperf3 -s`` in tg. Per round, in alternating order: ``pktlab run throughput`` inside ep
 (the in-process endpoint; download: ndata masked, endpoint receive stamps, first MiB
 ignored; upload: sends scheduled ahead, ntags masked, the iperf3 server's receiver figure)
-and native ``iperf3 -c`` inside ep against the same server (downloads: its 0.1 s receive
-reports with the first MiB skipped, as the paper's native client and our figure do;
-uploads: ``end.sum_received``, the server's figure, as ours).
-Reports means, C1 (|1 - mean PL / mean NT|, goal <= 2 %) and C2 (KS p >= 0.05).
+and native ``iperf3 -c`` inside ep against the same server. Downloads: tcpdump in ep
+records the kernel receive times of both tools' data (what the endpoint's ndata stamps
+are), and native's figure is the paper's (first MiB ignored) from that capture; iperf3's
+own 0.1 s reports with the first MiB skipped and its whole-transfer figure are kept
+beside it (``--no-capture``: the reports are the figure). Uploads: ``end.sum_received``,
+the server's figure, as ours. Every run's stalls (where its stamps stopped) go into
+``--json``. Reports means, C1 (|1 - mean PL / mean NT|, goal <= 2 %) and C2 (KS p >= 0.05).
 
 Run as root from the repository root::
 
@@ -21,15 +24,21 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import environment, fmt, markdown_table, write_json
 from packetlab.cli.compare import SPECS, plot
 from packetlab.measure.baselines import run_iperf3
 from packetlab.measure.congruence import c1, c2
+from packetlab.measure.throughput_capture import CaptureError, capture_result, receive_stamps
 from packetlab.testbed import Shape, Testbed, chain
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,6 +64,73 @@ SNDBUF_MAX = 512 * 1024
 RCVBUF_MAX = 1 << 20
 LAST_RECORD: dict[str, object] = {}  # the last PacketLab record (server figure, chunks)
 ERRORS: list[str] = []  # every failed PacketLab run's error, kept in --json
+# tcpdump's ring hands packets over in blocks that retire after up to 1 s, and on a loaded
+# machine tcpdump runs late: stopped a fixed 0.3 s after a transfer, it lost the tail of
+# 4 of 6. So it is stopped once its file holds the whole transfer in sequence, or after
+# this many seconds (the capture is then refused, as one that missed a packet is).
+CAPTURE_WAIT = 10.0
+
+
+class Capture:
+    """tcpdump in ep, around one download: the kernel receive times of the data from the
+    iperf3 server (nanosecond stamps, headers only)."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+        self.data = b""
+        self.error: str | None = None
+
+    def complete(self) -> bool:
+        try:
+            stamps = receive_stamps(self.data, 5201)
+        except CaptureError:
+            return False
+        return stamps[-1][0] >= self.nbytes
+
+    def result(self, server: str) -> dict[str, Any]:
+        """The paper's figure and the stalls from the capture, or its error."""
+        if self.error is None:
+            try:
+                r = capture_result(self.data, server=server, port=5201, total=self.nbytes)
+                return {"mbit_s": r.mbit_s, "stall_ms": r.stall_ms, "stalls": r.stalls}
+            except CaptureError as e:
+                self.error = str(e)
+        return {"error": self.error}
+
+
+@contextmanager
+def capture(tb: Testbed, on: bool, nbytes: int) -> Iterator[Capture]:
+    got = Capture(nbytes)
+    if not on:
+        yield got
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-tp-cap-") as tmp:
+        path = Path(tmp) / "cap.pcap"
+        proc = tb.popen("ep", [
+            "tcpdump", "-i", tb.iface("ep"), "-s", "128", "-B", "16384", "-U", "-n",
+            "--time-stamp-precision=nano", "-w", str(path), "tcp and src port 5201",
+        ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert proc.stderr is not None
+        proc.stderr.readline()  # "listening on ...": the capture is open
+        try:
+            yield got
+        finally:
+            deadline = time.monotonic() + CAPTURE_WAIT
+            while time.monotonic() < deadline:  # -U: written packet by packet
+                got.data = path.read_bytes() if path.exists() else b""
+                if got.complete():
+                    break
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            try:
+                _, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+            dropped = [ln for ln in err.splitlines() if "dropped by kernel" in ln]
+            if dropped and not dropped[0].startswith("0 "):
+                got.error = f"tcpdump: {dropped[0]}"
+            got.data = path.read_bytes() if path.exists() else b""
 
 
 def packetlab_run(
@@ -170,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         help="only this direction (repeatable) [both]",
     )  # fmt: skip
     ap.add_argument(
+        "--no-capture", action="store_true",
+        help="downloads: no tcpdump in ep; native's figure is then iperf3's 0.1 s reports "
+        "with the first MiB skipped (at 1 Gbit/s its first report ends ~12 MB in)",
+    )  # fmt: skip
+    ap.add_argument(
         "--tls", action="store_true",
         help="the endpoint over TLS (pktlab init's chains; uploads need a send-rate limit "
         "above 10 Mb/s: see docs/throughput.md) instead of --insecure-plaintext",
@@ -195,10 +276,11 @@ def main(argv: list[str] | None = None) -> int:
             tb.wait_listening("tg", 5201)
             server = str(tb.addr("tg"))
             for direction in args.direction or ("download", "upload"):
+                cap_on = direction == "download" and not args.no_capture
                 pl: list[float] = []
-                pl_server: list[object] = []  # the iperf3 server's figure of each PL run
+                pl_runs: list[dict[str, Any]] = []  # each PL run: figure, server's, stalls
                 nt: list[float] = []
-                nt_whole: list[float] = []  # downloads: iperf3's figure, nothing skipped
+                nt_runs: list[dict[str, Any]] = []  # each native run: its figures, stalls
                 ERRORS.clear()
                 loads: list[float] = []  # 1-min load average, every round (others' jobs)
                 for i in range(args.runs):
@@ -209,32 +291,63 @@ def main(argv: list[str] | None = None) -> int:
                             spy = None
                             if args.py_spy is not None:
                                 spy = args.py_spy / f"{rate}-{direction}-{i}.txt"
-                            got_pl = packetlab_run(
-                                tb, server, direction, args.bytes, spy, home=home
-                            )
+                            with capture(tb, cap_on, args.bytes) as cap:
+                                got_pl = packetlab_run(
+                                    tb, server, direction, args.bytes, spy, home=home
+                                )
+                            run: dict[str, Any] = {"mbit_s": got_pl}
                             if got_pl is not None:
                                 pl.append(got_pl)
-                                pl_server.append(LAST_RECORD.get("server_mbit_s"))
+                                run.update((k, LAST_RECORD.get(k)) for k in (
+                                    "server_mbit_s", "sender_mbit_s", "chunks", "stall_ms",
+                                    "stalls"))  # fmt: skip
+                            if cap_on:
+                                run["capture"] = cap.result(server)
+                            pl_runs.append(run)
                         else:
-                            got = run_iperf3(server, direction=direction, nbytes=args.bytes,
-                                             netns=tb.netns_name("ep"))  # fmt: skip
+                            with capture(tb, cap_on, args.bytes) as cap:
+                                got = run_iperf3(server, direction=direction,
+                                                 nbytes=args.bytes,
+                                                 netns=tb.netns_name("ep"))  # fmt: skip
                             assert got.mbit_s is not None
-                            nt.append(got.mbit_s)
-                            nt_whole.append(got.whole_mbit_s or got.mbit_s)
+                            run = {"iperf3_mbit_s": got.mbit_s, "whole_mbit_s": got.whole_mbit_s,
+                                   "iperf3_skip": got.skip}  # fmt: skip
+                            figure: float | None = got.mbit_s
+                            if cap_on:
+                                run.update(cap.result(server))
+                                figure = run.get("mbit_s")
+                            run["mbit_s"] = figure
+                            if figure is not None:
+                                nt.append(figure)
+                            nt_runs.append(run)
                 v1, v2 = c1(pl, nt), c2(pl, nt)
                 if args.plots:
                     args.plots.mkdir(parents=True, exist_ok=True)
                     plot(str(args.plots / f"throughput-{rate}-{direction}.png"),
                          SPECS["throughput"], f"{direction} at {rate}",
                          [{"values": pl}], [{"values": nt}])  # fmt: skip
-                figures.append(
-                    {"rate": rate, "direction": direction, "pl": pl, "nt": nt,
-                     "pl_server": pl_server, "nt_whole": nt_whole, "pl_errors": list(ERRORS),
-                     "c1_whole": c1(pl, nt_whole).to_dict(), "c2_whole": c2(pl, nt_whole).to_dict(),
-                     "burst_bytes": burst, "queue_ms": queue_ms,
-                     "wire": not args.host_link, "load": loads,
-                     "c1": v1.to_dict(), "c2": v2.to_dict()}
-                )  # fmt: skip
+                fig: dict[str, Any] = {
+                    "rate": rate, "direction": direction, "pl": pl, "nt": nt,
+                    "nt_method": "capture" if cap_on else (
+                        "iperf3-intervals" if direction == "download" else "iperf3-server"),
+                    "pl_runs": pl_runs, "nt_runs": nt_runs, "pl_errors": list(ERRORS),
+                    "burst_bytes": burst, "queue_ms": queue_ms, "wire": not args.host_link,
+                    "load": loads, "c1": v1.to_dict(), "c2": v2.to_dict(),
+                }  # fmt: skip
+                if direction == "download":  # against iperf3's own figures, for comparison
+                    for name, key in (("iperf3", "iperf3_mbit_s"), ("whole", "whole_mbit_s")):
+                        other = [r[key] for r in nt_runs if r.get(key) is not None]
+                        if pl and other:
+                            fig[f"c1_{name}"] = c1(pl, other).to_dict()
+                            fig[f"c2_{name}"] = c2(pl, other).to_dict()
+                    # cross-check: our transfers timed from the capture too (the ndata
+                    # figure ran 0.02-0.14 % below it, median per case: docs/congruence.md)
+                    pl_cap = [r["capture"]["mbit_s"] for r in pl_runs
+                              if (r.get("capture") or {}).get("mbit_s") is not None]  # fmt: skip
+                    if pl_cap and nt:
+                        fig["c1_capture"] = c1(pl_cap, nt).to_dict()
+                        fig["c2_capture"] = c2(pl_cap, nt).to_dict()
+                figures.append(fig)
                 rows.append([
                     rate, direction, f"{len(pl)}/{len(nt)}", fmt(v1.detail["mean_nt"]),
                     fmt(v1.detail["mean_pl"]), f"{v1.value * 100:.2f} %",

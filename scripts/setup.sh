@@ -15,6 +15,7 @@ APT_PACKAGES=(
     curl bind9-dnsutils knot-dnsutils # programs pktlab wrap's tests run unmodified
     gcc                               # pktlab wrap's UDP shim, C mlets in the xpmgr tests
     iperf3                            # pktlab run throughput: the server and native baseline
+    tcpdump                           # bench_throughput: native downloads timed from a capture
 )
 # Installed only when missing.
 missing=()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from twisted.internet import defer
@@ -51,7 +52,15 @@ from packetlab.measure.pcap import PcapRecorder, TcpFlow
 from packetlab.measure.stream import StreamError, TcpStream
 from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, vmem
 
-__all__ = ["DEFAULT_BYTES", "SKIP", "ThroughputError", "ThroughputResult", "throughput"]
+__all__ = [
+    "DEFAULT_BYTES",
+    "SKIP",
+    "ThroughputError",
+    "ThroughputResult",
+    "rate_after",
+    "stalls",
+    "throughput",
+]
 
 MIB = 1 << 20
 DEFAULT_BYTES = 25 * MIB  # the paper's transfer
@@ -82,6 +91,8 @@ class ThroughputResult:
     server_mbit_s: float | None = None
     start_ns: int | None = None  # endpoint time of the first data byte
     chunks: int = 0  # ndata (download) or nsends (upload)
+    stalls: list[dict[str, float]] | None = None  # download: where the data stopped
+    stall_ms: float | None = None  # the stalls' excess in all
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +122,8 @@ class ThroughputResult:
             out["sender_mbit_s"] = self.sender_mbit_s
         if self.whole_mbit_s is not None:
             out["whole_mbit_s"] = self.whole_mbit_s
+        if self.stalls is not None:
+            out.update(stalls=self.stalls, stall_ms=self.stall_ms)
         return out
 
 
@@ -128,6 +141,55 @@ def rate_after(stamps: list[tuple[int, int]], total: int, skip: int) -> tuple[in
     if b is None or t0 is None or t1 is None or t1 <= t0 or b >= total:
         raise ValueError("no data past the skipped part to measure")
     return b, t0, t1
+
+
+#: A gap between two stamps counts as a stall when it is this much longer than its bytes
+#: take at the transfer's own rate.
+STALL_MIN_NS = 1_000_000
+#: Stamps closer than this are one burst (a capture stamps every packet of a tbf bucket's
+#: burst; the gap after it is what the bucket's bytes take, not a stall).
+BURST_NS = 200_000
+
+
+def stalls(
+    stamps: list[tuple[int, int]],
+    mbit_s: float,
+    *,
+    min_ns: int = STALL_MIN_NS,
+    burst_ns: int = BURST_NS,
+    keep: int = 10,
+) -> tuple[list[dict[str, float]], float]:
+    """Where a transfer stopped, from (cumulative bytes, ns) stamps in arrival order.
+
+    Stamps less than `burst_ns` apart are merged into one burst (its last stamp); a gap
+    from one burst to the next is a stall when it exceeds by at least `min_ns` what the
+    next burst's bytes take at `mbit_s` (a receiver that falls behind reads in larger
+    pieces: a long gap its bytes explain is none). Returns each as {"at_ms" (since the
+    first stamp), "at_bytes" (in before the gap), "gap_ms", "excess_ms"}, the `keep`
+    largest excesses in time order, and the sum of all excesses (ms)."""
+    if not stamps or mbit_s <= 0:
+        return [], 0.0
+    ns_per_byte = 8e3 / mbit_s
+    first = stamps[0][1]
+    bursts = [stamps[0]]
+    for cum, t in stamps[1:]:
+        if t - bursts[-1][1] < burst_ns:
+            bursts[-1] = (cum, t)
+        else:
+            bursts.append((cum, t))
+    found: list[tuple[float, int, int, int]] = []  # (excess ns, at ns, at bytes, gap ns)
+    for (cum0, t0), (cum1, t1) in pairwise(bursts):
+        excess = (t1 - t0) - (cum1 - cum0) * ns_per_byte
+        if excess >= min_ns:
+            found.append((excess, t0 - first, cum0, t1 - t0))
+    total = sum(f[0] for f in found) / 1e6
+    kept = sorted(sorted(found, reverse=True)[:keep], key=lambda f: f[1])
+    out = [
+        {"at_ms": round(at / 1e6, 3), "at_bytes": cum, "gap_ms": round(gap / 1e6, 3),
+         "excess_ms": round(ex / 1e6, 3)}
+        for ex, at, cum, gap in kept
+    ]  # fmt: skip
+    return out, round(total, 3)
 
 
 def mbit(nbytes: int, ns: int) -> float:
@@ -398,6 +460,7 @@ class _Download:
         r.method = "ndata-stamps"
         r.start_ns = self.stamps[0][1]
         r.chunks = len(self.stamps)
+        r.stalls, r.stall_ms = stalls(self.stamps, r.mbit_s)
 
 
 class _Upload:

@@ -147,6 +147,7 @@ def test_download_follows_the_paper() -> None:
     d = r.to_dict()
     assert d["type"] == "throughput" and d["direction"] == "download" and d["bytes"] == n
     assert "sender_mbit_s" not in d
+    assert d["stalls"] == [] and d["stall_ms"] == 0  # a steady simulated link: none
 
 
 def test_download_ends_only_when_every_byte_is_in() -> None:
