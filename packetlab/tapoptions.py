@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 
 from twisted.python import usage
 
-__all__ = ["TapOptions", "tap_service"]
+__all__ = ["TapOptions", "stop_daemon", "tap_service"]
 
 Opts = TypeVar("Opts", bound="TapOptions")
 S = TypeVar("S")
@@ -86,3 +86,13 @@ def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:
         return made
 
     return wrapper
+
+
+def stop_daemon(reactor: Any) -> None:
+    """Stop a daemon that cannot do its work (a port it cannot listen on), also when that
+    is found while twistd starts the service, before the reactor runs (where
+    `reactor.stop()` raises and the daemon would stay up without its port)."""
+    if reactor.running:
+        reactor.stop()
+    else:
+        reactor.callWhenRunning(reactor.stop)

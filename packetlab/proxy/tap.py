@@ -15,7 +15,7 @@ from twisted.python import usage
 
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key
 from packetlab.proxy.splice import available as splice_available
-from packetlab.tapoptions import TapOptions, tap_service
+from packetlab.tapoptions import TapOptions, stop_daemon, tap_service
 from packetlab.tls import AuthMode, Credentials, PPKSServerOptions, ServerEntry, TLSConfigError
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
@@ -197,7 +197,7 @@ class ProxyService(service.MultiService):
         from twisted.internet import reactor
 
         log.error("cannot listen on the {name} port: {why}", name=name, why=f.getErrorMessage())
-        reactor.stop()
+        stop_daemon(reactor)
 
     def stopService(self) -> Any:
         super().stopService()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -161,3 +162,18 @@ def test_without_n_and_without_logfile_it_names_the_cwd(tmp_path: Path, home: Pa
                 os.kill(int(pid.read_text()), signal.SIGTERM)
                 break
             time.sleep(0.1)
+
+
+@pytest.mark.parametrize("tap", ["pktbroker", "pktproxy"])
+def test_a_port_in_use_stops_the_daemon_with_one_line(tmp_path: Path, home: Path, tap: str) -> None:
+    """Found while twistd starts the service, before the reactor runs: the daemon used to
+    stay up without that port (its `reactor.stop()` raised ReactorNotRunning)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        args = background_args(tap)
+        args[args.index("--publish" if tap == "pktbroker" else "--setup") + 1] = busy
+        got = twistd(tmp_path, home, "-n", tap, *args)  # times out if it stays up
+    assert "Address already in use" in got.stdout and "Main loop terminated" in got.stdout
+    assert "Traceback" not in got.stdout, got.stdout
