@@ -1,8 +1,8 @@
 """What the three daemons' twistd plugins (pktendpoint, pktbroker, pktproxy) share on the
-command line: an option or config error is one line on stderr and a pointer to --help,
-exit status 1 (twistd prints the whole usage text, then the error, on stdout); without
-``-n`` the daemon says where it goes (twistd writes twistd.log and twistd.pid into the
-current directory without a word). See docs/usability.md.
+command line: an option or config error is a pointer to --help and the error as one
+line, on stderr, exit status 1 (twistd prints the whole usage text, then the error, on
+stdout); without ``-n`` the daemon says where it goes (twistd writes twistd.log and
+twistd.pid into the current directory without a word). See docs/usability.md.
 
 Only under twistd: parsed anywhere else (the in-process endpoint of ``pktlab run``, tests)
 the options raise `usage.UsageError` as always. twistd is recognised by the parent it
@@ -44,12 +44,12 @@ class TapOptions(usage.Options):
             )
 
     def fail(self, error: Exception) -> None:
-        """Under twistd: `error` as one line on stderr, a pointer to --help, exit 1."""
+        """Under twistd: a pointer to --help, then `error` as one line, on stderr; exit 1."""
         if getattr(self, "parent", None) is None:
             return
         text = " ".join(str(error).split())  # one line, whatever the message held
-        name = f"twistd {self.tapname}"
-        sys.stderr.write(f"{name}: {text}\nTry '{name} --help' for the options.\n")
+        name = f"twistd {self.tapname}"  # the error last: the line that stands out
+        sys.stderr.write(f"({name} --help lists the options)\n{name}: {text}\n")
         sys.stderr.flush()
         raise SystemExit(1)
 

@@ -1,6 +1,6 @@
 """`twistd pktendpoint`, `twistd pktbroker` and `twistd pktproxy` as an operator meets
 them: an option or config error is one line on stderr naming the option (or file, line and
-key) and a pointer to --help, exit status 1, without twistd's usage dump or a traceback;
+key) after a pointer to --help, exit status 1, without twistd's usage dump or a traceback;
 started without -n each says that it goes to the background and where its log is,
 instead of vanishing silently into the current directory."""
 
@@ -39,13 +39,13 @@ def twistd(cwd: Path, home: Path | None, *args: str) -> subprocess.CompletedProc
 
 
 def assert_one_line_error(got: subprocess.CompletedProcess[str], tap: str, ending: str) -> None:
-    """Exit status 1; stderr is the error line then the pointer to --help; nothing else."""
+    """Exit status 1; stderr is the pointer to --help then the error line; nothing else."""
     lines = got.stderr.splitlines()
     assert got.returncode == 1, got
     assert got.stdout == "", got.stdout  # not twistd's usage text
     assert len(lines) == 2, got.stderr
-    assert lines[0].startswith(f"twistd {tap}: ") and lines[0].endswith(ending), lines[0]
-    assert lines[1] == f"Try 'twistd {tap} --help' for the options."
+    assert lines[0] == f"(twistd {tap} --help lists the options)"
+    assert lines[1].startswith(f"twistd {tap}: ") and lines[1].endswith(ending), lines[1]
     assert "Traceback" not in got.stderr and "Usage:" not in got.stderr
 
 
