@@ -41,6 +41,8 @@ class BrokerConfig:
     error_delay_max: float = 30.0
     fanout_batch: int = 65536  # notifications written per reactor turn
     warnings: list[str] = field(default_factory=list)
+    # key -> where its value came from ("broker.conf:3", "--cert"), for error messages
+    origins: dict[str, str] = field(default_factory=dict)
 
     def set(self, key: str, value: str, where: str) -> None:
         handler = _HANDLERS.get(key)
@@ -53,6 +55,15 @@ class BrokerConfig:
             handler(self, value.strip())
         except ConfigError as e:
             raise ConfigError(f"{where}: {key}: {e}") from None
+        self.origins[key] = where
+
+    def origin(self, key: str) -> str:
+        """`key` as an error message names it: ``file:line: Key``, ``--option`` or
+        ``Key (default)``."""
+        where = self.origins.get(key)
+        if where is None:
+            return f"{key} (default)"
+        return where if where.startswith("--") else f"{where}: {key}"
 
     def apply_home_defaults(self, home: PktlabHome) -> None:
         """Fill the credentials from a ``pktlab init`` home when none were given."""

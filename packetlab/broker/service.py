@@ -15,8 +15,10 @@ from typing import Any
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from packetlab.tapoptions import stop_daemon
 from packetlab.tls import AuthMode, Credentials, PPKSServerEndpoint, PPKSServerOptions, ServerEntry
 
 from .protocol import IDLE_TIMEOUT, BrokerFactory
@@ -73,8 +75,11 @@ class BrokerService(service.Service):
         d.addErrback(self._listen_failed)
 
     def _listen_failed(self, failure: Any) -> None:
-        self.log.failure("pktbroker cannot listen; stopping", failure)
-        self.reactor.stop()
+        if failure.check(CannotListenError, ValueError):  # a port in use, a bad address
+            self.log.critical("pktbroker cannot listen: {why}; stopping", why=failure.value)
+        else:
+            self.log.failure("pktbroker cannot listen; stopping", failure)
+        stop_daemon(self.reactor)
 
     async def _listen(self) -> None:
         if self.store_url.startswith("redis://"):

@@ -7,6 +7,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from packetlab.tapoptions import TapOptions, tap_service
 from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT
 
 from .config import BROKER_CERT, BROKER_KEY, BrokerConfig, ConfigError, load_config
@@ -14,7 +15,8 @@ from .config import BROKER_CERT, BROKER_KEY, BrokerConfig, ConfigError, load_con
 __all__ = ["Options", "makeService"]
 
 
-class Options(usage.Options):
+class Options(TapOptions):
+    tapname = "pktbroker"
     synopsis = (
         "[--config FILE] [--cert AGENT_CERT] [--private-key KEY] [--publish ENDPOINT] "
         "[--subscribe ENDPOINT] [--store URL]"
@@ -53,8 +55,9 @@ class Options(usage.Options):
 
         try:
             cfg = load_config(self["config"])
-        except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
+        except ConfigError as e:  # a file:line: key error, or the file itself
+            opt = "--config: " if str(e).startswith("cannot read") else ""
+            raise usage.UsageError(f"{opt}{e}") from None
         for opt, key in (
             ("cert", "BrokerCertPath"),
             ("private-key", "BrokerPrivKey"),
@@ -76,7 +79,9 @@ class Options(usage.Options):
             try:
                 parse_redis_url(cfg.store)
             except ValueError as e:
-                raise usage.UsageError(f"--store: {e} (or memory:, the default)") from None
+                raise usage.UsageError(
+                    f"{cfg.origin('Store')}: {e} (or memory:, the default)"
+                ) from None
 
 
 def _credentials(cfg: BrokerConfig) -> Any:
@@ -86,13 +91,38 @@ def _credentials(cfg: BrokerConfig) -> Any:
     try:
         return Credentials.load(cfg.cert, cfg.private_key)
     except TLSConfigError as e:
+        key = "BrokerPrivKey" if str(e).startswith("private key file") else "BrokerCertPath"
         raise usage.UsageError(
-            f"broker agent certificate: {e}. Run `pktlab init` to create the broker-operator "
+            f"{cfg.origin(key)}: broker agent certificate: {e}. Run `pktlab init` to create "
+            "the broker-operator "
             f"key k_bop and the broker certificate {BROKER_CERT} (or give --cert and "
             "--private-key)."
         ) from None
 
 
+def _check_listen(reactor: Any, cfg: BrokerConfig) -> None:
+    """A listening address that is no Twisted endpoint string stops the daemon now, with
+    where it was given, not once the reactor runs (where the broker would log it and stay
+    up with no port)."""
+    from twisted.internet.endpoints import serverFromString
+
+    for key, where in (
+        ("PublishListen", cfg.publish),
+        ("SubscribeListen", cfg.subscribe),
+        ("StatusListen", cfg.status),
+    ):
+        if where is None:
+            continue
+        try:
+            serverFromString(reactor, where)
+        except (ValueError, KeyError, TypeError) as e:
+            raise usage.UsageError(
+                f"{cfg.origin(key)}: {where!r} is not a Twisted endpoint string ({e}); "
+                "e.g. tcp:20556:interface=127.0.0.1"
+            ) from None
+
+
+@tap_service
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
@@ -105,6 +135,7 @@ def makeService(options: Options) -> IService:
 
     log = Logger(namespace="pktbroker")
     cfg: BrokerConfig = options["broker_config"]
+    _check_listen(reactor, cfg)
     for warning in cfg.warnings:
         log.warn("config: {warning}", warning=warning)
     from .throttle import Throttle

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,6 +50,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    whole_process = argv is None  # the `pktlab` command itself, not a caller in a process
     argv = list(sys.argv[1:] if argv is None else argv)
     from packetlab.cli.interrupt import quit_on_interrupt
 
@@ -56,12 +59,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Import only the module of the command asked for: fast start-up, and one broken
         # optional dependency cannot take the other commands down.
         chosen = next((a for a in argv if not a.startswith("-")), "")
-        args = build_parser(chosen).parse_args(argv)
-        rc: int = importlib.import_module(args._module).run(args)
+        with _startup_gc(freeze=whole_process):
+            args = build_parser(chosen).parse_args(argv)
+            module = importlib.import_module(args._module)
+        rc: int = module.run(args)
     except KeyboardInterrupt:  # Ctrl-C during start-up: no traceback
         print("\npktlab: interrupted", file=sys.stderr)
         return 130
     return rc
+
+
+@contextlib.contextmanager
+def _startup_gc(*, freeze: bool) -> Iterator[None]:
+    """No cycle collection while the command's modules are imported: ~500 modules of
+    objects that live as long as the process, which the collector would traverse again
+    and again for nothing. With `freeze` they are then frozen (`gc.freeze`), so that the
+    collections of the run itself skip them too; not when main() is called by a program
+    (tests), whose objects of the moment would never be collected."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if freeze:
+            gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 if __name__ == "__main__":

@@ -431,6 +431,17 @@ def _in_process_home(home: Path | None) -> tuple[PktlabHome, bool]:
     return PktlabHome.at(cache), True
 
 
+def _memory_dir() -> str | None:
+    """Where a run's throwaway files go: a memory file system ($XDG_RUNTIME_DIR, else
+    /dev/shm) when there is one, since making and removing them on a disk waits for its
+    journal (0.02 s, up to 0.3 s on a busy disk, at the end of every run); else None,
+    the temporary directory."""
+    for where in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
+        if where and os.path.isdir(where) and os.access(where, os.W_OK | os.X_OK):
+            return where
+    return None
+
+
 def demo_link_cache() -> Path:
     """Where `pktlab run` keeps the demo certificates of its in-process link when there is
     no complete `pktlab init` home: ``$XDG_CACHE_HOME/pktlab/demo-link`` (default
@@ -471,7 +482,7 @@ async def run_in_process(
         h, cached = _in_process_home(Path(home) if home is not None else None)
         rlim = h.accounting_db
         if cached:  # resource use is counted per run, not across the runs sharing it
-            tmp = Path(tempfile.mkdtemp(prefix="pktlab-link-"))
+            tmp = Path(tempfile.mkdtemp(prefix="pktlab-link-", dir=_memory_dir()))
             rlim = tmp / "endpt.rlim.sqlite3"
         snikey = gen_snikey()
         creds = ControllerCredentials.from_home(h)

@@ -11,47 +11,68 @@
 See docs/controller.md.
 """
 
-from packetlab.controller._deferred import deferred_api
-from packetlab.controller.addresses import AddressLike, IPAddress, parse_address, unpack_address
-from packetlab.controller.clock import (
-    ClockEstimate,
-    ClockSample,
-    estimate_clock,
-    read_time,
-    sample_clock,
-)
-from packetlab.controller.errors import (
-    ConnectFailed,
-    ControllerError,
-    ProtocolViolation,
-    RequestFailed,
-    SendFailed,
-    SessionClosed,
-    SetupFailed,
-    SocketClosed,
-    Suspended,
-)
-from packetlab.controller.exchange import (
-    Datagram,
-    SentDatagram,
-    TcpExchange,
-    UdpExchange,
-    tcp_exchange,
-    udp_exchange,
-    wait_connected,
-)
-from packetlab.controller.filters import tcpdump_filter
-from packetlab.controller.info import (
-    SocketInfo,
-    SystemInfo,
-    read_socket_info,
-    read_socket_state,
-    read_system_info,
-    set_notifmask,
-    set_rbufsz,
-)
-from packetlab.controller.listener import Controller, Outcome, listen, run_once
-from packetlab.controller.publish import (
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Each public name is imported from its module when first used (PEP 562), so that a
+# program pays only for the parts it uses: `pktlab run traceroute` needs neither the
+# exchanges, trains, filters (libpcap through ctypes), clock estimation nor publishing.
+# `publish` is imported at once: the name is also that of its module, which, imported
+# first by anything, would otherwise shadow the function here.
+_MODULES: dict[str, tuple[str, ...]] = {
+    "_deferred": ("deferred_api",),
+    "addresses": ("AddressLike", "IPAddress", "parse_address", "unpack_address"),
+    "clock": ("ClockEstimate", "ClockSample", "estimate_clock", "read_time", "sample_clock"),
+    "errors": (
+        "ConnectFailed",
+        "ControllerError",
+        "ProtocolViolation",
+        "RequestFailed",
+        "SendFailed",
+        "SessionClosed",
+        "SetupFailed",
+        "SocketClosed",
+        "Suspended",
+    ),
+    "exchange": (
+        "Datagram",
+        "SentDatagram",
+        "TcpExchange",
+        "UdpExchange",
+        "tcp_exchange",
+        "udp_exchange",
+        "wait_connected",
+    ),
+    "filters": ("tcpdump_filter",),
+    "info": (
+        "SocketInfo",
+        "SystemInfo",
+        "read_socket_info",
+        "read_socket_state",
+        "read_system_info",
+        "set_notifmask",
+        "set_rbufsz",
+    ),
+    "listener": ("Controller", "Outcome", "listen", "run_once"),
+    "publish": (
+        "Publication",
+        "PublishCredentials",
+        "PublishError",
+        "PublishRefused",
+        "make_xdescr",
+        "publish",
+    ),
+    "requests": ("DEFAULT_RBUFSZ", "QueuedSend"),
+    "session": ("EndpointSession",),
+    "sockets": ("Note", "Socket"),
+    "stop": ("StopSignal",),
+    "train": ("TrainReport", "send_train"),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+
+from packetlab.controller.publish import (  # noqa: E402
     Publication,
     PublishCredentials,
     PublishError,
@@ -59,11 +80,53 @@ from packetlab.controller.publish import (
     make_xdescr,
     publish,
 )
-from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
-from packetlab.controller.session import EndpointSession
-from packetlab.controller.sockets import Note, Socket
-from packetlab.controller.stop import StopSignal
-from packetlab.controller.train import TrainReport, send_train
+
+if TYPE_CHECKING:
+    from packetlab.controller._deferred import deferred_api
+    from packetlab.controller.addresses import AddressLike, IPAddress, parse_address, unpack_address
+    from packetlab.controller.clock import (
+        ClockEstimate,
+        ClockSample,
+        estimate_clock,
+        read_time,
+        sample_clock,
+    )
+    from packetlab.controller.errors import (
+        ConnectFailed,
+        ControllerError,
+        ProtocolViolation,
+        RequestFailed,
+        SendFailed,
+        SessionClosed,
+        SetupFailed,
+        SocketClosed,
+        Suspended,
+    )
+    from packetlab.controller.exchange import (
+        Datagram,
+        SentDatagram,
+        TcpExchange,
+        UdpExchange,
+        tcp_exchange,
+        udp_exchange,
+        wait_connected,
+    )
+    from packetlab.controller.filters import tcpdump_filter
+    from packetlab.controller.info import (
+        SocketInfo,
+        SystemInfo,
+        read_socket_info,
+        read_socket_state,
+        read_system_info,
+        set_notifmask,
+        set_rbufsz,
+    )
+    from packetlab.controller.listener import Controller, Outcome, listen, run_once
+    from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
+    from packetlab.controller.session import EndpointSession
+    from packetlab.controller.sockets import Note, Socket
+    from packetlab.controller.stop import StopSignal
+    from packetlab.controller.train import TrainReport, send_train
 
 __all__ = [
     "DEFAULT_RBUFSZ", "AddressLike", "ClockEstimate", "ClockSample", "ConnectFailed",
@@ -80,3 +143,16 @@ __all__ = [
     "set_notifmask", "set_rbufsz", "tcp_exchange", "tcpdump_filter", "udp_exchange",
     "unpack_address", "wait_connected",
 ]  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -23,6 +23,7 @@ from packetlab.endpoint.config import (  # noqa: E402
     load_config,
 )
 from packetlab.endpoint.service import ControllerAddress  # noqa: E402
+from packetlab.tapoptions import TapOptions, tap_service  # noqa: E402
 
 if TYPE_CHECKING:  # imported when a service is made (keeps `twistd --help` light)
     from packetlab.endpoint.netio import ReactorNetwork
@@ -61,7 +62,8 @@ def _seconds(option: str, text: str) -> float:
     return value
 
 
-class Options(usage.Options):
+class Options(TapOptions):
+    tapname = "pktendpoint"
     synopsis = "[options] [ADDR[:PORT]]"
     longdesc = (
         "Run a PacketLab measurement endpoint. In NoSub mode it connects to the "
@@ -88,26 +90,11 @@ class Options(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()
-        self._failed = False
         self["monitor"] = []
         self["set"] = []
         self["reconnect-delay"] = 1.0
         self["retry-delay"] = 5.0
         self["sessions"] = 0
-
-    def parseOptions(self, options: Any = None) -> None:
-        try:
-            super().parseOptions(options)
-        except usage.UsageError:
-            self._failed = True
-            raise
-
-    def getUsage(self, width: int | None = None) -> str:
-        # twistd prints the usage before an option or config error: after one, a pointer
-        # to --help instead of the whole list, so the error line is what stands out.
-        if self._failed:
-            return "(twistd pktendpoint --help lists the options)"
-        return str(super().getUsage(width))
 
     def opt_reconnect_delay(self, seconds: str) -> None:
         """Seconds from a session's end to the next connection [default: 1]."""
@@ -225,6 +212,7 @@ class Options(usage.Options):
         return cfg
 
 
+@tap_service
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
@@ -245,14 +233,6 @@ def makeService(options: Options) -> IService:
     from packetlab.endpoint.sockets import Network
 
     log = Logger(namespace="pktendpoint")
-    parent = getattr(options, "parent", None)
-    if parent is not None and not parent.get("nodaemon", True):
-        print(
-            "pktendpoint: going to the background (twistd without -n): log in "
-            f"{parent.get('logfile') or 'twistd.log'}, pid in {parent.get('pidfile') or 'none'}; "
-            "use `twistd -n pktendpoint ...` to stay in the foreground",
-            file=sys.stderr,
-        )
     cfg: EndpointConfig = options["endpoint_config"]
     for warning in cfg.warnings:
         log.warn("config: {warning}", warning=warning)

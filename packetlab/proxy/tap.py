@@ -3,6 +3,7 @@ See docs/proxy.md."""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from twisted.python import usage
 
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key
 from packetlab.proxy.splice import available as splice_available
+from packetlab.tapoptions import TapOptions, stop_daemon, tap_service
 from packetlab.tls import AuthMode, Credentials, PPKSServerOptions, ServerEntry, TLSConfigError
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
@@ -54,7 +56,8 @@ _NUMBERS = {"hello-cap": int, "backlog-per-snikey": int, "backlog-max": int,
             "hello-timeout": float, "setup-timeout": float, "stats-interval": float}  # fmt: skip
 
 
-class Options(usage.Options):
+class Options(TapOptions):
+    tapname = "pktproxy"
     synopsis = "[--config FILE] [--cert AGENT_CERT] [--private-key KEY] [--setup ENDPOINT] " \
         "[--endpoints ENDPOINT]"  # fmt: skip
     longdesc = (
@@ -93,12 +96,14 @@ class Options(usage.Options):
     ]  # fmt: skip
 
     def postOptions(self) -> None:
-        cfg: dict[str, str] = {}
+        # where each setting came from, as errors name it: "--hello-cap" or "FILE:LINE: Key"
+        origin = {opt: f"--{opt}" for opt in _CONFIG_KEYS.values()}
         if self["config"]:
-            cfg = _read_config(Path(self["config"]))
-        for key, opt in _CONFIG_KEYS.items():
-            if self[opt] is None and key in cfg:
-                self[opt] = cfg[key]
+            for key, (value, where) in _read_config(Path(self["config"])).items():
+                opt = _CONFIG_KEYS[key]
+                if self[opt] is None:
+                    self[opt], origin[opt] = value, f"{where}: {key}"
+        self["origins"] = origin
         for opt, value in _DEFAULTS.items():
             if self[opt] is None:
                 self[opt] = value
@@ -106,51 +111,62 @@ class Options(usage.Options):
             try:
                 self[opt] = kind(self[opt])
             except ValueError:
-                raise usage.UsageError(f"--{opt}: not a number: {self[opt]!r}") from None
+                raise usage.UsageError(f"{origin[opt]}: not a number: {self[opt]!r}") from None
             if self[opt] < 0 or (kind is int and self[opt] == 0):
-                raise usage.UsageError(f"--{opt}: must be positive, got {self[opt]}")
+                raise usage.UsageError(f"{origin[opt]}: must be positive, got {self[opt]}")
         if self["no-splice"]:
             if self["relay"] not in (None, "python"):
-                raise usage.UsageError("--no-splice contradicts --relay " + self["relay"])
+                raise usage.UsageError(f"--no-splice contradicts {origin['relay']} {self['relay']}")
             self["relay"] = "python"
         if self["relay"] is not None and self["relay"] not in _RELAYS:
-            raise usage.UsageError(f"--relay: {self['relay']!r} is not one of {', '.join(_RELAYS)}")
+            raise usage.UsageError(
+                f"{origin['relay']}: {self['relay']!r} is not one of {', '.join(_RELAYS)}"
+            )
         if self["relay"] == "splice" and not splice_available():
-            raise usage.UsageError("--relay splice: this system has no splice(2)")
+            raise usage.UsageError(f"{origin['relay']} splice: this system has no splice(2)")
+        stats_dir = Path(self["stats-file"] or ".").absolute().parent
+        if self["stats-file"] and not stats_dir.is_dir():
+            raise usage.UsageError(f"{origin['stats-file']}: no directory {stats_dir}")
         home = PktlabHome.at(self["home"])
         cert: str | Path = self["cert"] or home.cert_path(AGENT_CERT)
         keyfile: str | Path = self["private-key"] or home.key_path(AGENT_KEY)
         try:
             self["credentials"] = Credentials.load([cert], keyfile)
         except TLSConfigError as e:
+            opt = "private-key" if str(e).startswith("private key file") else "cert"
+            given = origin[opt] + ": " if self[opt] else ""
             raise usage.UsageError(
-                f"proxy identity: {e} (run `pktlab init`, which writes {AGENT_CERT}.cert and "
-                f"{AGENT_KEY}, or give --cert and --private-key)"
+                f"{given}proxy identity: {e} (run `pktlab init`, which writes {AGENT_CERT}.cert "
+                f"and {AGENT_KEY}, or give --cert and --private-key)"
             ) from None
         roots = []
         for p in filter(None, (self["manager-roots"] or "").split(",")):
             try:
                 roots.append(read_public_key(p.strip()))
             except (OSError, PPKSError, ValueError) as e:
-                raise usage.UsageError(f"--manager-roots: {p}: {e}") from None
+                raise usage.UsageError(f"{origin['manager-roots']}: {p}: {e}") from None
         self["roots"] = roots
 
 
-def _read_config(path: Path) -> dict[str, str]:
+def _read_config(path: Path) -> dict[str, tuple[str, str]]:
+    """Key -> (value, "FILE:LINE") of a config file of "Key value" lines."""
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise usage.UsageError(f"--config: {e}") from None
-    cfg: dict[str, str] = {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise usage.UsageError(f"--config: cannot read {path}: {e}") from None
+    cfg: dict[str, tuple[str, str]] = {}
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         key, _, value = line.partition(" ")
-        if key not in _CONFIG_KEYS or not value.strip():
-            known = ", ".join(_CONFIG_KEYS)
-            raise usage.UsageError(f"{path}:{n}: unknown key or no value: {raw!r} (keys: {known})")
-        cfg[key] = value.strip()
+        if key not in _CONFIG_KEYS:
+            hint = difflib.get_close_matches(key, list(_CONFIG_KEYS), n=1)
+            known = f"did you mean {hint[0]}?" if hint else "keys: " + ", ".join(_CONFIG_KEYS)
+            raise usage.UsageError(f"{path}:{n}: unknown key {key!r} ({known})")
+        if not value.strip():
+            raise usage.UsageError(f"{path}:{n}: {key}: no value")
+        cfg[key] = (value.strip(), f"{path}:{n}")
     return cfg
 
 
@@ -181,7 +197,7 @@ class ProxyService(service.MultiService):
         from twisted.internet import reactor
 
         log.error("cannot listen on the {name} port: {why}", name=name, why=f.getErrorMessage())
-        reactor.stop()
+        stop_daemon(reactor)
 
     def stopService(self) -> Any:
         super().stopService()
@@ -193,7 +209,8 @@ class ProxyService(service.MultiService):
         return DeferredList([maybeDeferred(p.stopListening) for p in ports])
 
 
-def makeService(options: usage.Options) -> IService:
+@tap_service
+def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     from packetlab.sigterm import install_sigterm
@@ -229,7 +246,10 @@ def makeService(options: usage.Options) -> IService:
         try:
             ports.append((name, serverFromString(reactor, where), factory))
         except (ValueError, KeyError, TypeError) as e:
-            raise usage.UsageError(f"bad endpoint {where!r}: {e}") from None
+            raise usage.UsageError(
+                f"{options['origins'][name]}: {where!r} is not a Twisted endpoint string ({e}); "
+                "e.g. tcp:20557:interface=127.0.0.1"
+            ) from None
     top = ProxyService(proxy, ports)
     interval = options["stats-interval"]
     if interval:

@@ -1,61 +1,179 @@
-"""`twistd pktendpoint` as an operator meets it: an option or config error is the error
-line (file, line, key) without twistd's usage dump; started without -n it says that it
-goes to the background and where its log is, instead of vanishing silently."""
+"""`twistd pktendpoint`, `twistd pktbroker` and `twistd pktproxy` as an operator meets
+them: an option or config error is one line on stderr naming the option (or file, line and
+key) after a pointer to --help, exit status 1, without twistd's usage dump or a traceback;
+started without -n each says that it goes to the background and where its log is,
+instead of vanishing silently into the current directory."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from packetlab.cli.init import init_home
 from packetlab.controller.local import twistd_command
+from packetlab.ppks import PktlabHome
+
+LOOPBACK_ANY = "tcp:0:interface=127.0.0.1"
 
 
-def twistd(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `pktlab init` home, so that only the error under test stops a daemon."""
+    root = tmp_path_factory.mktemp("twistd-messages") / "home"
+    init_home(PktlabHome.at(root))
+    return root
+
+
+def twistd(cwd: Path, home: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PKTLAB_HOME=str(home or cwd / "no-home"))
     return subprocess.run(
-        [*twistd_command(), *args], capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        check=False,
+        [*twistd_command(), *args], capture_output=True, text=True, timeout=60, cwd=cwd,
+        env=env, check=False,
     )  # fmt: skip
 
 
-def test_a_config_error_is_one_line_naming_file_line_and_key(tmp_path: Path) -> None:
+def assert_one_line_error(got: subprocess.CompletedProcess[str], tap: str, ending: str) -> None:
+    """Exit status 1; stderr is the pointer to --help then the error line; nothing else."""
+    lines = got.stderr.splitlines()
+    assert got.returncode == 1, got
+    assert got.stdout == "", got.stdout  # not twistd's usage text
+    assert len(lines) == 2, got.stderr
+    assert lines[0] == f"(twistd {tap} --help lists the options)"
+    assert lines[1].startswith(f"twistd {tap}: ") and lines[1].endswith(ending), lines[1]
+    assert "Traceback" not in got.stderr and "Usage:" not in got.stderr
+
+
+def test_an_endpoint_config_error_names_file_line_and_key(tmp_path: Path) -> None:
     conf = tmp_path / "endpt.conf"
     conf.write_text("# demo\nBufMax lots\n")
-    got = twistd(tmp_path, "-n", "pktendpoint", "-c", str(conf), "127.0.0.1:1")
-    out = (got.stdout + got.stderr).strip().splitlines()
-    assert got.returncode == 1
-    assert out[-1].endswith(f"{conf}:2: BufMax: expected an integer, got 'lots'")
-    assert len(out) <= 3, out  # not the 47-line option list
-    assert "--insecure-plaintext" not in got.stdout
+    got = twistd(tmp_path, None, "-n", "pktendpoint", "-c", str(conf), "127.0.0.1:1")
+    assert_one_line_error(got, "pktendpoint", f"{conf}:2: BufMax: expected an integer, got 'lots'")
 
 
-def test_an_unknown_option_is_short_too(tmp_path: Path) -> None:
-    got = twistd(tmp_path, "-n", "pktendpoint", "--bogus")
-    out = (got.stdout + got.stderr).strip().splitlines()
-    assert got.returncode == 1 and out[-1].endswith("option --bogus not recognized")
-    assert len(out) <= 3 and "twistd pktendpoint --help" in out[-2]
+# (daemon, options, config file text or None, how the error line ends); {conf} is the
+# config file's path, {tmp} the test's directory
+CASES = [
+    ("pktendpoint", ["--bogus"], None, "option --bogus not recognized"),
+    ("pktendpoint", ["--sessions", "x"], None, "--sessions: expected a count >= 0, got 'x'"),
+    ("pktbroker", ["--bogus"], None, "option --bogus not recognized"),
+    ("pktbroker", ["extra"], None, "unexpected argument 'extra' (twistd pktbroker takes "
+     "options only)"),
+    ("pktbroker", ["--config", "{tmp}/none.conf"], None, "No such file or directory: "
+     "'{tmp}/none.conf'"),
+    ("pktbroker", ["--cert", "{tmp}/none.cert"], None, "or give --cert and --private-key)."),
+    ("pktbroker", [], "# broker\nErrorDelay soon\n", "{conf}:2: ErrorDelay: expected "
+     "seconds, got 'soon'"),
+    ("pktbroker", [], "BrokerPrivKey {tmp}/none.key\n", "or give --cert and --private-key)."),
+    ("pktbroker", ["--publish", "bogus:1"], None, "e.g. tcp:20556:interface=127.0.0.1"),
+    ("pktbroker", [], "\nStatusListen tcp:x\n", "e.g. tcp:20556:interface=127.0.0.1"),
+    ("pktbroker", ["--store", "redis://h:port/0"], None, "(or memory:, the default)"),
+    ("pktproxy", ["--bogus"], None, "option --bogus not recognized"),
+    ("pktproxy", ["--cert", "{tmp}/none.cert"], None, "or give --cert and --private-key)"),
+    ("pktproxy", [], "HeloCap 5\n", "{conf}:1: unknown key 'HeloCap' (did you mean HelloCap?)"),
+    ("pktproxy", [], "\n\nHelloCap lots\n", "{conf}:3: HelloCap: not a number: 'lots'"),
+    ("pktproxy", ["--backlog-max", "0"], None, "--backlog-max: must be positive, got 0"),
+    ("pktproxy", [], "SetupEndpoint nowhere:1\n", "e.g. tcp:20557:interface=127.0.0.1"),
+    ("pktproxy", ["--stats-file", "{tmp}/no/such/dir/stats.json"], None,
+     "--stats-file: no directory {tmp}/no/such/dir"),
+]  # fmt: skip
+
+# where each case's line must say the setting came from (beyond its ending)
+NAMED = {
+    "--cert": "--cert: ",
+    "BrokerPrivKey": "{conf}:1: BrokerPrivKey: ",
+    "--publish": "--publish: 'bogus:1'",
+    "StatusListen": "{conf}:2: StatusListen: 'tcp:x'",
+    "--store": "--store: ",
+    "--config": "--config: ",
+    "SetupEndpoint": "{conf}:1: SetupEndpoint: 'nowhere:1'",
+}
 
 
-def test_help_still_lists_everything(tmp_path: Path) -> None:
-    got = twistd(tmp_path, "pktendpoint", "--help")
-    assert got.returncode == 0 and "--insecure-plaintext" in got.stdout
+@pytest.mark.parametrize(("tap", "args", "conf_text", "ending"), CASES)
+def test_an_option_or_config_error_is_one_line(
+    tmp_path: Path, home: Path, tap: str, args: list[str], conf_text: str | None, ending: str
+) -> None:
+    conf = tmp_path / "daemon.conf"
+    fill = {"conf": str(conf), "tmp": str(tmp_path)}
+    argv = [a.format(**fill) for a in args]
+    if conf_text is not None:
+        conf.write_text(conf_text.format(**fill))
+        argv = ["--config", str(conf), *argv]
+    elif tap == "pktbroker" and "--config" not in args:
+        argv = ["--config", os.devnull, *argv]  # not the home's broker.conf
+    if tap == "pktendpoint":
+        argv = ["--insecure-plaintext", *argv, "127.0.0.1:1"]
+    got = twistd(tmp_path, home, "-n", tap, *argv)
+    assert_one_line_error(got, tap, ending.format(**fill))
+    for token, named in NAMED.items():
+        if token in args or (conf_text or "").find(token) >= 0:
+            assert named.format(**fill) in got.stderr, got.stderr
 
 
-def test_without_n_it_says_it_goes_to_the_background(tmp_path: Path) -> None:
-    log, pid = tmp_path / "ep.log", tmp_path / "ep.pid"
-    got = twistd(
-        tmp_path, f"--logfile={log}", f"--pidfile={pid}", "pktendpoint",
-        "--insecure-plaintext", "--config", os.devnull, "127.0.0.1:1",
-    )  # fmt: skip
+@pytest.mark.parametrize("tap", ["pktendpoint", "pktbroker", "pktproxy"])
+def test_help_still_lists_everything(tmp_path: Path, tap: str) -> None:
+    got = twistd(tmp_path, None, tap, "--help")
+    assert got.returncode == 0 and "--config" in got.stdout and "--help" in got.stdout
+    assert got.stdout.count("\n") > 10, got.stdout
+
+
+def background_args(tap: str) -> list[str]:
+    if tap == "pktendpoint":
+        return ["--insecure-plaintext", "--config", os.devnull, "127.0.0.1:1"]
+    if tap == "pktbroker":
+        return ["--config", os.devnull, "--publish", LOOPBACK_ANY, "--subscribe", LOOPBACK_ANY]
+    return ["--setup", LOOPBACK_ANY, "--endpoints", LOOPBACK_ANY, "--stats-interval", "0"]
+
+
+@pytest.mark.parametrize("tap", ["pktendpoint", "pktbroker", "pktproxy"])
+def test_without_n_it_says_it_goes_to_the_background(tmp_path: Path, home: Path, tap: str) -> None:
+    log, pid = tmp_path / f"{tap}.log", tmp_path / f"{tap}.pid"
+    got = twistd(tmp_path, home, f"--logfile={log}", f"--pidfile={pid}", tap, *background_args(tap))
     try:
         assert got.returncode == 0, got.stderr
-        assert "going to the background (twistd without -n)" in got.stderr
-        assert f"log in {log}" in got.stderr and "twistd -n pktendpoint" in got.stderr
+        assert f"{tap}: going to the background (twistd without -n)" in got.stderr
+        assert f"log in {log}, pid in {pid}" in got.stderr and f"twistd -n {tap}" in got.stderr
     finally:
-        for _ in range(50):
+        for _ in range(100):
             if pid.exists() and pid.read_text().strip():
                 os.kill(int(pid.read_text()), signal.SIGTERM)
                 break
             time.sleep(0.1)
+    assert not (tmp_path / "twistd.log").exists()  # it went where it said
+
+
+def test_without_n_and_without_logfile_it_names_the_cwd(tmp_path: Path, home: Path) -> None:
+    """The case of the README without -n: twistd.log and twistd.pid in the current
+    directory, said in full."""
+    got = twistd(tmp_path, home, "pktproxy", *background_args("pktproxy"))
+    pid = tmp_path / "twistd.pid"
+    try:
+        assert got.returncode == 0, got.stderr
+        assert f"log in {tmp_path / 'twistd.log'}, pid in {pid}" in got.stderr
+    finally:
+        for _ in range(100):
+            if pid.exists() and pid.read_text().strip():
+                os.kill(int(pid.read_text()), signal.SIGTERM)
+                break
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("tap", ["pktbroker", "pktproxy"])
+def test_a_port_in_use_stops_the_daemon_with_one_line(tmp_path: Path, home: Path, tap: str) -> None:
+    """Found while twistd starts the service, before the reactor runs: the daemon used to
+    stay up without that port (its `reactor.stop()` raised ReactorNotRunning)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        args = background_args(tap)
+        args[args.index("--publish" if tap == "pktbroker" else "--setup") + 1] = busy
+        got = twistd(tmp_path, home, "-n", tap, *args)  # times out if it stays up
+    assert "Address already in use" in got.stdout and "Main loop terminated" in got.stdout
+    assert "Traceback" not in got.stdout, got.stdout

@@ -46,12 +46,17 @@ def test_config_file_and_options_override_it(home: Path, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("args", "text", "message"),
     [
-        ((), "Nope 1\n", "unknown key or no value"),
+        ((), "Nope 1\n", "bad.conf:1: unknown key 'Nope' (keys: SetupEndpoint,"),
+        ((), "HelloCap\n", "bad.conf:1: HelloCap: no value"),
+        ((), "\nHelloCap x\n", "bad.conf:2: HelloCap: not a number: 'x'"),
+        (("--no-splice",), "Relay copy\n", "bad.conf:1: Relay copy"),
+        ((), "ManagerRootPath /nonexistent.pub\n", "bad.conf:1: ManagerRootPath: /nonexistent"),
         (("--hello-cap", "x"), None, "--hello-cap: not a number"),
         (("--backlog-max", "0"), None, "--backlog-max: must be positive"),
         (("--manager-roots", "/nonexistent.pub"), None, "--manager-roots: /nonexistent.pub"),
         (("--relay", "zero"), None, "--relay: 'zero' is not one of copy, splice, python"),
         (("--relay", "copy", "--no-splice"), None, "--no-splice contradicts --relay copy"),
+        (("--stats-file", "/nonexistent/s.json"), None, "--stats-file: no directory /nonexistent"),
     ],
 )
 def test_errors(home: Path, tmp_path: Path, args: tuple[str, ...], text: str | None,
