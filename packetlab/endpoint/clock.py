@@ -74,7 +74,11 @@ class _Itimerspec(ctypes.Structure):
 def _load_libc() -> ctypes.CDLL:
     if not sys.platform.startswith("linux"):
         raise OSError(errno.ENOSYS, "timerfd needs Linux")
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # The soname first: find_library runs an ldconfig process (tens of ms at start-up).
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 class TimerFd:
