@@ -16,8 +16,10 @@ datagram's kernel RX stamp.
 * ``wake``: ``epoll_wait`` returned (with ``BusyPollUs``: the spinning poll did; a reflex
   socket the spin reads itself, reflexwarm.SpinReader: the same time as ``doread``);
   ``doread``: the socket's doRead began;
+* ``notice``: the spin's own epoll (reflexwarm.SpinReader) saw the datagram;
 * ``recv``: ``recvmsg`` returned (the receive path begins); ``gate``: the reflex gate;
 * ``wasm_in``/``wasm_out``: ``reflex_packet`` ran (wasmtime call with its host calls);
+  ``host_in``/``host_out``: its ``reflex_send`` host function (Python, behind ctypes);
 * ``nsend``: the reflex's send enters the nsend path; ``submit``: its checks (monitors,
   valid_dest, quotas, burst windows, budget, accounting) passed, the scheduler gets it;
 * ``sendmsg_in``/``sendmsg_out``: the ``sendmsg`` system call; ``tx``: the kernel's TX
@@ -39,7 +41,7 @@ _now = time.clock_gettime_ns
 _RT = time.CLOCK_REALTIME
 _records: list[dict[str, int]] = []
 _cur: dict[str, int] = {}
-_last = {"idle": 0, "wake": 0, "doread": 0}
+_last = {"idle": 0, "wake": 0, "notice": 0, "doread": 0}
 _gc = [0]  # garbage collections so far (gc.callbacks)
 _spin_read = [False]  # inside SpinReader.poll (the busy-poll spin reads reflex sockets)
 
@@ -69,6 +71,22 @@ class _Poller:
             return self._inner.poll(*args)
         finally:
             _last["wake"] = _now(_RT)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _SpinEpoll:
+    """The spin reader's epoll object: when its poll first saw the datagram."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def poll(self, *args: Any) -> Any:
+        events = self._inner.poll(*args)
+        if events:
+            _last["notice"] = _now(_RT)
+        return events
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -123,6 +141,14 @@ def install() -> None:
             _spin_read[0] = False
 
     reflexwarm.SpinReader.poll = spin_poll  # type: ignore[method-assign]
+    orig_add = reflexwarm.SpinReader.add
+
+    def add(self: Any, io: Any) -> None:
+        orig_add(self, io)
+        if self._epoll is not None and not isinstance(self._epoll, _SpinEpoll):
+            self._epoll = _SpinEpoll(self._epoll)
+
+    reflexwarm.SpinReader.add = add  # type: ignore[method-assign]
 
     orig_udp = recvpath.ReceivePath.udp_received
 
@@ -135,6 +161,7 @@ def install() -> None:
             finally:
                 _cur = saved
         _cur = {"rx": t, **_last, "recv": _now(_RT)}
+        _last["notice"] = 0  # the next datagram's own, if the spin reads it
         if len(data) >= 16:  # bench_reflex's probes carry their send time
             _cur["sent"] = int.from_bytes(data[8:16], "big")
         faults, gcs = _faults(), _gc[0]
@@ -150,6 +177,7 @@ def install() -> None:
     recvpath.ReceivePath.udp_received = udp_received  # type: ignore[method-assign]
     _wrap(reflexes.ReflexGate, "check_ndata", "gate", "done")
     _wrap(runtime.ReflexInstance, "packet", "wasm_in", "wasm_out")
+    _wrap(runtime.ReflexInstance, "_h_reflex_send", "host_in", "host_out")
     orig_submit = reflexes.submit_nsend
 
     def submit_nsend(session: Any, msg: Any) -> int:
