@@ -171,7 +171,8 @@ class ReflexInstance(Instance):
             return self.box.call(raw, args)
         q.reset()
         rv = self.box.call(raw, args)
-        if q.pending():
+        head = q.head
+        if head[0] or head[1]:  # sends or refusals queued
             self._collect(q)
         return rv
 
@@ -202,7 +203,8 @@ class ReflexInstance(Instance):
             return self.box.call(self._packet, args)
         q.reset()
         rv = self.box.call(self._packet, args)
-        if q.pending():
+        head = q.head
+        if head[0] or head[1]:  # sends or refusals queued
             self._collect(q)
         return rv
 

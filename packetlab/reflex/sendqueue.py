@@ -41,6 +41,7 @@ DATA_LEN = 16384  # the data area: larger sends take the Python path
 QUEUE_LEN = RECS + DATA_LEN
 _REC = struct.Struct("<IIIIIII4xq")
 _ZERO_HEAD = bytes(HEAD)
+_ALENS = (0, 4, 16)
 
 _WAT = f"""
 (module
@@ -121,50 +122,48 @@ def shim_module(engine: wasmtime.Engine) -> wasmtime.Module:
 class SendQueue:
     """The host side of one reflex instance's queue (see the module docstring)."""
 
-    __slots__ = ("_data", "_head", "_view", "addr", "end")
+    __slots__ = ("addr", "end", "head", "view")
 
     def __init__(self, base: int, addr: int) -> None:
         """`base`: the memory's host address; `addr`: the queue's (QUEUE_LEN bytes)."""
         self.addr = addr
         self.end = addr + QUEUE_LEN
         raw = (ctypes.c_uint8 * QUEUE_LEN).from_address(base + addr)
-        self._view = memoryview(raw).cast("B")
-        self._head = self._view[:HEAD].cast("I")
+        self.view = memoryview(raw).cast("B")
+        self.head = self.view[:HEAD].cast("I")  # count, refused, used, slow
 
     def reset(self) -> None:
         """Before a call: empty."""
-        self._view[:HEAD] = _ZERO_HEAD
-
-    def pending(self) -> bool:
-        """After a call: anything to take (sends or refusals)?"""
-        head = self._head
-        return bool(head[0] or head[1])
+        self.view[:HEAD] = _ZERO_HEAD
 
     def queued(self) -> int:
-        return int(self._head[0])
+        return int(self.head[0])
 
     def refused(self) -> int:
-        return int(self._head[1])
+        return int(self.head[1])
 
     def take(self, make: Any) -> list[Any]:
         """The call's queued sends, in order, each as ``make(sktid, data, raddr, rport,
-        time, tag)``. Raises `MonitorCrash` for a record the reflex overwrote."""
-        view = self._view
-        n = self._head[0]
+        time, tag)``. Raises `MonitorCrash` for a record the reflex overwrote (a copy is
+        taken only from the queue's data area, whatever the record says)."""
+        view = self.view
+        n = self.head[0]
         if n > abi.MAX_EMITS:
             raise MonitorCrash("the reflex overwrote its send queue (count)")
-        lo, hi = self.addr + RECS, self.end
         addr = self.addr
         out = []
-        for i in range(n):
-            sktid, aptr, alen, dptr, dlen, rport, tag, time = _REC.unpack_from(view, HEAD + REC * i)
+        for off in range(HEAD, HEAD + REC * n, REC):
+            sktid, a, alen, d, dlen, rport, tag, time = _REC.unpack_from(view, off)
+            a -= addr
+            d -= addr
             if (
-                sktid > 255 or alen not in (0, 4, 16) or dlen > 0xFFFF or rport > 0xFFFF
-                or tag > 0xFFFF or time < 0 or not lo <= aptr <= aptr + alen <= hi
-                or not lo <= dptr <= dptr + dlen <= hi
+                sktid > 255 or (dlen | rport | tag) > 0xFFFF or time < 0
+                or alen not in _ALENS or a < RECS or d < RECS or d + dlen > QUEUE_LEN
             ):  # fmt: skip
                 raise MonitorCrash("the reflex overwrote its send queue (a record)")
-            raddr = bytes(view[aptr - addr : aptr - addr + alen]) if alen else None
-            data = bytes(view[dptr - addr : dptr - addr + dlen])
-            out.append(make(sktid, data, raddr, rport if alen else None, time, tag))
+            data = bytes(view[d : d + dlen])
+            if alen:
+                out.append(make(sktid, data, bytes(view[a : a + alen]), rport, time, tag))
+            else:
+                out.append(make(sktid, data, None, None, time, tag))
         return out
