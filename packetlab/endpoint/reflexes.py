@@ -226,6 +226,7 @@ class ReflexGate:
         self.session = session
         self.inner = inner
         self.log = log  # a rehearsal's shadow gate logs nothing (reflexwarm.py)
+        self.pass_verdict = NDATA_DELIVER  # a shadow's: NDATA_DROP (reflexwarm.py)
         self.listed = listed_digests(inner)
         n = "any" if self.listed is None else len(self.listed)
         log.debug("reflex digests the chain lists: {n}", n=n)
@@ -291,7 +292,7 @@ class ReflexGate:
             a.rehearsal.feed(data, time, raddr, rport)
         if flags & abi.PASS:
             a.passed += 1
-            return NDATA_DELIVER
+            return self.pass_verdict
         return NDATA_DROP
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.logger import Logger, LogPublisher
 
+from packetlab.endpoint.checks import NDATA_DROP
 from packetlab.endpoint.clock import realtime_ns
 from packetlab.endpoint.config import EndpointConfig
 from packetlab.endpoint.netio import UdpIO
@@ -54,6 +55,8 @@ __all__ = ["Rehearsal", "SpinReader"]
 
 _IN = select.EPOLLIN
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+_DRAIN_EVERY = 32  # the shadow reads its TX stamps away every this many sends
+_ERRQ_ANC = 512
 _log = Logger(namespace="pktendpoint.reflex")
 
 
@@ -170,10 +173,25 @@ class _ShadowUdp(UdpIO):
         self.sink = sink
         self.addr = sock.getsockname()
         self.to = sink.getsockname()
+        self.unread = 0  # TX stamps left on the error queue
 
     def send(self, pending: PendingSend) -> bool:
         pending.dest = self.to  # the sink, whatever the reflex asked for
         return UdpIO.send(self, pending)
+
+    def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
+        # After the send: off the reaction's path, so not rehearsed (a shorter rehearsal
+        # delays a datagram that comes during it less). The stamps are dropped in batches.
+        self._ids.pop(pending, None)
+        self.unread += 1
+        if self.unread >= _DRAIN_EVERY:
+            self.unread = 0
+            for _ in range(4 * _DRAIN_EVERY):
+                try:
+                    self._sock.recvmsg(0, _ERRQ_ANC, socket.MSG_ERRQUEUE)
+                except OSError:
+                    break
+        return None
 
     def replay(self, data: bytes) -> None:
         """Read back what the last replay sent (with its RX stamp, as the real client's
@@ -282,6 +300,9 @@ class Rehearsal:
         self.session.outbox.attach(_discard)
         self.gate = shadow_service.install(self.session)
         self.gate.log = Logger(observer=LogPublisher())  # no observers: the shadow is silent
+        # A packet the reflex passes on is not delivered: that comes after the reaction's
+        # send, so rehearsing it only makes the rehearsal longer (counted all the same).
+        self.gate.pass_verdict = NDATA_DROP
         self.gate.preloaded[compiled.digest] = compiled
         self.sktid = skt.sktid
         self.real = skt
