@@ -148,7 +148,7 @@ def install() -> None:
         if self._epoll is not None and not isinstance(self._epoll, _SpinEpoll):
             self._epoll = _SpinEpoll(self._epoll)
 
-    reflexwarm.SpinReader.add = add  # type: ignore[method-assign]
+    reflexwarm.SpinReader.add = add  # type: ignore[method-assign,unused-ignore]
 
     orig_udp = recvpath.ReceivePath.udp_received
 

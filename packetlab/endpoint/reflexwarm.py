@@ -168,7 +168,7 @@ class _ShadowUdp(UdpIO):
             sock.close()
             sink.close()
             raise
-        super().__init__(_NullReactor(), sock, skt, events, realtime_ns)  # type: ignore[arg-type]
+        super().__init__(_NullReactor(), sock, skt, events, realtime_ns)
         self._matcher = matcher
         self.sink = sink
         self.addr = sock.getsockname()

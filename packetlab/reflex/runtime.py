@@ -138,9 +138,7 @@ class ReflexInstance(Instance):
         store = self.box.store
         slow = super()._host_func("reflex_send")
         try:
-            self._shim = wasmtime.Instance(
-                store, shim_module(store.engine), [self._memory, slow]
-            )
+            self._shim = wasmtime.Instance(store, shim_module(store.engine), [self._memory, slow])
         except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
             raise MonitorLoadError(f"cannot link reflex_send: {e}") from None
         f = self._shim.exports(store)["reflex_send"]

@@ -115,7 +115,7 @@ def shim_module(engine: wasmtime.Engine) -> wasmtime.Module:
     """The shim, compiled once per engine."""
     m = _modules.get(id(engine))
     if m is None:
-        m = _modules[id(engine)] = wasmtime.Module(engine, wasmtime.wat2wasm(_WAT))
+        m = _modules[id(engine)] = wasmtime.Module(engine, bytes(wasmtime.wat2wasm(_WAT)))
     return m
 
 
