@@ -236,6 +236,10 @@ class ReflexGate:
         self.snapshots: dict[int, _Snapshot] = {}
         self.lost_reports = 0
         self.checks_ndata = inner.checks_ndata
+        # check and done only pass through: the inner gate's bound methods themselves (a
+        # Python frame less on every nsend, a reflex's included).
+        self.check = inner.check  # type: ignore[method-assign]
+        self.done = inner.done  # type: ignore[method-assign]
         self.caps = rw.Caps(
             flags=rw.CAPS_ALLOWED if service.enabled else 0,
             params_len=abi.PARAMS_LEN,
