@@ -55,7 +55,6 @@ __all__ = ["Rehearsal", "SpinReader"]
 
 _IN = select.EPOLLIN
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
-_DRAIN_EVERY = 32  # the shadow reads its TX stamps away every this many sends
 _ERRQ_ANC = 512
 _log = Logger(namespace="pktendpoint.reflex")
 
@@ -173,24 +172,19 @@ class _ShadowUdp(UdpIO):
         self.sink = sink
         self.addr = sock.getsockname()
         self.to = sink.getsockname()
-        self.unread = 0  # TX stamps left on the error queue
 
     def send(self, pending: PendingSend) -> bool:
         pending.dest = self.to  # the sink, whatever the reflex asked for
         return UdpIO.send(self, pending)
 
     def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
-        # After the send: off the reaction's path, so not rehearsed (a shorter rehearsal
-        # delays a datagram that comes during it less). The stamps are dropped in batches.
+        # After the send, off the reaction's path: the stamp is read away unparsed (one
+        # read per send, as the real socket's, so a rehearsal never takes a long batch).
         self._ids.pop(pending, None)
-        self.unread += 1
-        if self.unread >= _DRAIN_EVERY:
-            self.unread = 0
-            for _ in range(4 * _DRAIN_EVERY):
-                try:
-                    self._sock.recvmsg(0, _ERRQ_ANC, socket.MSG_ERRQUEUE)
-                except OSError:
-                    break
+        try:
+            self._sock.recvmsg(0, _ERRQ_ANC, socket.MSG_ERRQUEUE)
+        except OSError:
+            pass
         return None
 
     def replay(self, data: bytes) -> None:

@@ -74,7 +74,7 @@ def test_the_shadows_tx_stamps_do_not_pile_up() -> None:
         except BlockingIOError:
             break
         waiting += 1
-    assert waiting < 40  # read away in batches of 32
+    assert waiting <= 1  # each read away after its send
     reh.close()
 
 
