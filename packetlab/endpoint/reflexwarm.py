@@ -17,8 +17,12 @@ cold. Running the same code on other data every ~100 µs keeps most of it warm.
 `Rehearsal`: a shadow session over a null network, with a UDP socket of the same id and a
 new instance of the same compiled reflex (its own box and state, the attach's
 parameters), that replays the real socket's latest packet through the same code as a
-real one. Nothing it does reaches the real session, the network or the controller: its
-sends go to a socket that drops them, its frames are discarded, its timers never fire.
+real one, down to the socket class (`_ShadowUdp`, a `netio.UdpIO` on loopback: the
+datagram goes in through its doRead, the reply out through its stamped send) and up to
+the reply's send (what follows the send is off the reaction's path and not rehearsed).
+Nothing it does reaches the real session, the network or the controller: its sends go to
+its own loopback sink whatever their address, its frames are discarded, its timers
+never fire.
 `ReflexService.spin` (the busy-poll spin's `on_spin`) polls the `SpinReader` and runs the
 live rehearsals every ``ReflexWarmUs`` µs; none exist unless busy-poll is on and a
 reflex is attached.
@@ -175,7 +179,9 @@ class _ShadowUdp(UdpIO):
 
     def send(self, pending: PendingSend) -> bool:
         pending.dest = self.to  # the sink, whatever the reflex asked for
-        return UdpIO.send(self, pending)
+        UdpIO.send(self, pending)
+        self._backlog.clear()  # never retried (nothing watches the shadow): dropped
+        return True
 
     def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
         # After the send, off the reaction's path: the stamp is read away unparsed (one
