@@ -97,6 +97,11 @@ async def experiment(
                 seq += 1
                 t0 = time.monotonic_ns()
                 got = client.probe(reactor, seq, lport, 10.0)
+                if mode == "reflex" and args.hot:
+                    out["reflex_rtt_us"].append((await got - t0) / 1e3)
+                    if args.gap_ms > 0:
+                        await task.deferLater(reactor, args.gap_ms / 1e3)
+                    continue  # the stamps are paired after the round
                 if mode == "reflex":
                     t1 = await got
                     nd, nt = await _pair(sock)
@@ -111,6 +116,9 @@ async def experiment(
                 out[f"{mode}_reaction_us"].append((nt.time - nd.time) / 1e3)
                 out[f"{mode}_rtt_us"].append((t1 - t0) / 1e3)
                 await task.deferLater(reactor, args.gap_ms / 1e3)
+            if reflex is not None and args.hot:
+                for nd, nt in await _pairs(sock, args.packets):
+                    out["reflex_reaction_us"].append((nt.time - nd.time) / 1e3)
             if reflex is not None:
                 status = await reflex.status()
                 assert status.sent == status.runs, status
@@ -135,6 +143,21 @@ async def _pair(sock: Any) -> tuple[Ndata, Ntag]:
         elif note is None:
             raise RuntimeError("no ndata/ntag from the endpoint within 10 s")
     return nd, nt
+
+
+async def _pairs(sock: Any, n: int) -> list[tuple[Ndata, Ntag]]:
+    """The ndata and ntag of `n` probes sent back to back, paired in order."""
+    nds: list[Ndata] = []
+    nts: list[Ntag] = []
+    while len(nds) < n or len(nts) < n:
+        note = await sock.get(10.0)
+        if isinstance(note, Ndata):
+            nds.append(note)
+        elif isinstance(note, Ntag):
+            nts.append(note)
+        elif note is None:
+            raise RuntimeError(f"{len(nds)} ndata, {len(nts)} ntag of {n} within 10 s")
+    return list(zip(nds, nts, strict=True))
 
 
 async def _ndata(sock: Any) -> Ndata:
@@ -176,10 +199,13 @@ STEPS = (
     ("sent", "the client's sendto (its clock)"),
     ("idle", "reactor entered epoll_wait"),
     ("wake", "epoll_wait returned"),
+    ("notice", "the spin's epoll saw it (spin read)"),
     ("doread", "socket doRead"),
-    ("recv", "recvmsg returned"),
+    ("recv", "recvmsg returned, RX stamp parsed"),
     ("gate", "reflex gate"),
     ("wasm_in", "reflex_packet called"),
+    ("host_in", "its reflex_send host call entered"),
+    ("host_out", "its reflex_send host call returned"),
     ("wasm_out", "reflex_packet returned"),
     ("nsend", "its send enters the nsend path"),
     ("submit", "nsend checks passed"),
@@ -191,21 +217,32 @@ STEPS = (
     ("gc", "garbage collections during the path (a count, not µs)"),
 )
 COUNTS = ("minflt", "gc")  # steps that count events: reported with their mean
+# The reaction's own steps, in order (each one's increment over the one before it).
+CHAIN = ("notice", "doread", "recv", "gate", "wasm_in", "host_in", "host_out", "wasm_out",
+         "nsend", "submit", "sendmsg_in", "tx", "sendmsg_out")  # fmt: skip
 
 
 def breakdown(path: Path) -> dict[str, dict[str, float]]:
     """Per step of the reflex's datagrams (bench_reflex_probe.py): µs after the kernel RX
-    stamp (p10, p50, p90)."""
+    stamp (p10, p50, p90), and as ``+name`` the step's own time (after the step before)."""
     steps: dict[str, list[float]] = {name: [] for name, _ in STEPS}
+    steps |= {"+" + name: [] for name in CHAIN}
     if not path.exists():
         raise RuntimeError(f"the probing endpoint wrote no {path.name}")
     for line in path.read_text().splitlines():
         rec = json.loads(line)
         if "wasm_in" not in rec or "tx" not in rec:
             continue  # a controller round's datagram
-        for name in steps:
+        if rec.get("notice", 0) < 0:
+            del rec["notice"]  # read by the reactor, not by the spin
+        for name, _ in STEPS:
             if name in rec:
                 steps[name].append(rec[name] / (1 if name in COUNTS else 1e3))
+        prev = 0
+        for name in CHAIN:
+            if name in rec:
+                steps["+" + name].append((rec[name] - prev) / 1e3)
+                prev = rec[name]
     out = {name: summarize(v) for name, v in steps.items() if v}
     for name in COUNTS:
         if steps[name]:
@@ -286,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         "busy-polling [endpoint default: 100; 0: off]",
     )
     p.add_argument(
+        "--hot",
+        action="store_true",
+        help="reflex rounds: the next probe as soon as the reply came (plus --gap-ms), "
+        "without waiting for the controller to hear of the last: the path runs hot",
+    )
+    p.add_argument(
         "--breakdown",
         action="store_true",
         help="run the endpoint with timing probes and print where the reflex's reaction goes",
@@ -330,12 +373,17 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> None:
     if "breakdown" in res:
         print("\nwhere the reflex's reaction goes (µs after the kernel RX stamp):")
         rows = []
+        bd = res["breakdown"]
         for name, what in STEPS:
-            st = res["breakdown"].get(name)
+            st = bd.get(name)
             if st is not None:
                 mean = f"{st['mean']:.2f}" if "mean" in st else ""
-                rows.append([name, what, *(f"{st[q]:.1f}" for q in ("p10", "p50", "p90")), mean])
-        print(markdown_table(["step", "", "p10", "p50", "p90", "mean (counts)"], rows))
+                own = bd.get("+" + name)
+                rows.append([
+                    name, what, *(f"{st[q]:.1f}" for q in ("p10", "p50", "p90")),
+                    f"{own['p50']:.1f}" if own else "", mean,
+                ])  # fmt: skip
+        print(markdown_table(["step", "", "p10", "p50", "p90", "step p50", "mean (counts)"], rows))
     if args.json is not None:
         write_json(args.json, {"env": environment(), "args": vars(args) | {"json": None},
                                "results": res})  # fmt: skip

@@ -16,8 +16,10 @@ datagram's kernel RX stamp.
 * ``wake``: ``epoll_wait`` returned (with ``BusyPollUs``: the spinning poll did; a reflex
   socket the spin reads itself, reflexwarm.SpinReader: the same time as ``doread``);
   ``doread``: the socket's doRead began;
+* ``notice``: the spin's own epoll (reflexwarm.SpinReader) saw the datagram;
 * ``recv``: ``recvmsg`` returned (the receive path begins); ``gate``: the reflex gate;
 * ``wasm_in``/``wasm_out``: ``reflex_packet`` ran (wasmtime call with its host calls);
+  ``host_in``/``host_out``: its ``reflex_send`` host function (Python, behind ctypes);
 * ``nsend``: the reflex's send enters the nsend path; ``submit``: its checks (monitors,
   valid_dest, quotas, burst windows, budget, accounting) passed, the scheduler gets it;
 * ``sendmsg_in``/``sendmsg_out``: the ``sendmsg`` system call; ``tx``: the kernel's TX
@@ -39,7 +41,7 @@ _now = time.clock_gettime_ns
 _RT = time.CLOCK_REALTIME
 _records: list[dict[str, int]] = []
 _cur: dict[str, int] = {}
-_last = {"idle": 0, "wake": 0, "doread": 0}
+_last = {"idle": 0, "wake": 0, "notice": 0, "doread": 0}
 _gc = [0]  # garbage collections so far (gc.callbacks)
 _spin_read = [False]  # inside SpinReader.poll (the busy-poll spin reads reflex sockets)
 
@@ -69,6 +71,22 @@ class _Poller:
             return self._inner.poll(*args)
         finally:
             _last["wake"] = _now(_RT)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _SpinEpoll:
+    """The spin reader's epoll object: when its poll first saw the datagram."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def poll(self, *args: Any) -> Any:
+        events = self._inner.poll(*args)
+        if events:
+            _last["notice"] = _now(_RT)
+        return events
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -107,6 +125,8 @@ def install() -> None:
     orig_doread = netio.UdpIO.doRead
 
     def doread(self: Any) -> None:
+        if type(self) is not netio.UdpIO:  # a rehearsal's shadow socket: not timed
+            return orig_doread(self)
         _last["doread"] = now = _now(_RT)
         if _spin_read[0]:  # read from the busy-poll spin: no reactor wake-up or dispatch
             _last["wake"] = now
@@ -123,18 +143,27 @@ def install() -> None:
             _spin_read[0] = False
 
     reflexwarm.SpinReader.poll = spin_poll  # type: ignore[method-assign]
+    orig_add = reflexwarm.SpinReader.add
+
+    def add(self: Any, io: Any) -> None:
+        orig_add(self, io)
+        if self._epoll is not None and not isinstance(self._epoll, _SpinEpoll):
+            self._epoll = _SpinEpoll(self._epoll)
+
+    reflexwarm.SpinReader.add = add  # type: ignore[method-assign,unused-ignore]
 
     orig_udp = recvpath.ReceivePath.udp_received
 
     def udp_received(self: Any, skt: Any, data: bytes, t: int, raddr: bytes, rport: int) -> None:
         global _cur
-        if not isinstance(skt.io, netio.UdpIO):  # a rehearsal (reflexwarm.py): not timed
+        if type(skt.io) is not netio.UdpIO:  # a rehearsal's shadow (reflexwarm.py): not timed
             saved, _cur = _cur, {}
             try:
                 return orig_udp(self, skt, data, t, raddr, rport)
             finally:
                 _cur = saved
         _cur = {"rx": t, **_last, "recv": _now(_RT)}
+        _last["notice"] = 0  # the next datagram's own, if the spin reads it
         if len(data) >= 16:  # bench_reflex's probes carry their send time
             _cur["sent"] = int.from_bytes(data[8:16], "big")
         faults, gcs = _faults(), _gc[0]
@@ -150,6 +179,7 @@ def install() -> None:
     recvpath.ReceivePath.udp_received = udp_received  # type: ignore[method-assign]
     _wrap(reflexes.ReflexGate, "check_ndata", "gate", "done")
     _wrap(runtime.ReflexInstance, "packet", "wasm_in", "wasm_out")
+    _wrap(runtime.ReflexInstance, "_h_reflex_send", "host_in", "host_out")
     orig_submit = reflexes.submit_nsend
 
     def submit_nsend(session: Any, msg: Any) -> int:
@@ -162,7 +192,7 @@ def install() -> None:
     orig_done = sendpath.SendPath.send_done
 
     def send_done(self: Any, pending: Any, t: int, err: int) -> None:
-        if pending.tag and not err and isinstance(pending.skt.io, netio.UdpIO):
+        if pending.tag and not err and type(pending.skt.io) is netio.UdpIO:
             # The reply of the latest datagram, whenever its stamp is read.
             for rec in reversed(_records[-4:]):
                 if "sendmsg_in" in rec and "tx" not in rec:

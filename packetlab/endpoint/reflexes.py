@@ -226,6 +226,7 @@ class ReflexGate:
         self.session = session
         self.inner = inner
         self.log = log  # a rehearsal's shadow gate logs nothing (reflexwarm.py)
+        self.pass_verdict = NDATA_DELIVER  # a shadow's: NDATA_DROP (reflexwarm.py)
         self.listed = listed_digests(inner)
         n = "any" if self.listed is None else len(self.listed)
         log.debug("reflex digests the chain lists: {n}", n=n)
@@ -235,6 +236,10 @@ class ReflexGate:
         self.snapshots: dict[int, _Snapshot] = {}
         self.lost_reports = 0
         self.checks_ndata = inner.checks_ndata
+        # check and done only pass through: the inner gate's bound methods themselves (a
+        # Python frame less on every nsend, a reflex's included).
+        self.check = inner.check  # type: ignore[method-assign]
+        self.done = inner.done  # type: ignore[method-assign]
         self.caps = rw.Caps(
             flags=rw.CAPS_ALLOWED if service.enabled else 0,
             params_len=abi.PARAMS_LEN,
@@ -291,7 +296,7 @@ class ReflexGate:
             a.rehearsal.feed(data, time, raddr, rport)
         if flags & abi.PASS:
             a.passed += 1
-            return NDATA_DELIVER
+            return self.pass_verdict
         return NDATA_DROP
 
     def close(self) -> None:

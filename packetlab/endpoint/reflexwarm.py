@@ -17,8 +17,12 @@ cold. Running the same code on other data every ~100 µs keeps most of it warm.
 `Rehearsal`: a shadow session over a null network, with a UDP socket of the same id and a
 new instance of the same compiled reflex (its own box and state, the attach's
 parameters), that replays the real socket's latest packet through the same code as a
-real one. Nothing it does reaches the real session, the network or the controller: its
-sends go to a socket that drops them, its frames are discarded, its timers never fire.
+real one, down to the socket class (`_ShadowUdp`, a `netio.UdpIO` on loopback: the
+datagram goes in through its doRead, the reply out through its stamped send) and up to
+the reply's send (what follows the send is off the reaction's path and not rehearsed).
+Nothing it does reaches the real session, the network or the controller: its sends go to
+its own loopback sink whatever their address, its frames are discarded, its timers
+never fire.
 `ReflexService.spin` (the busy-poll spin's `on_spin`) polls the `SpinReader` and runs the
 live rehearsals every ``ReflexWarmUs`` µs; none exist unless busy-poll is on and a
 reflex is attached.
@@ -32,8 +36,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.logger import Logger, LogPublisher
 
+from packetlab.endpoint.checks import NDATA_DROP
 from packetlab.endpoint.clock import realtime_ns
 from packetlab.endpoint.config import EndpointConfig
+from packetlab.endpoint.netio import UdpIO
 from packetlab.endpoint.sender import PreciseScheduler
 from packetlab.endpoint.sockets import OpenError, PendingSend, Skt, SocketEvents
 from packetlab.endpoint.timestamps import (
@@ -52,6 +58,8 @@ if TYPE_CHECKING:
 __all__ = ["Rehearsal", "SpinReader"]
 
 _IN = select.EPOLLIN
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+_ERRQ_ANC = 512
 _log = Logger(namespace="pktendpoint.reflex")
 
 
@@ -139,50 +147,70 @@ class _NullIO:
         return []
 
 
-class _LoopIO(_NullIO):
-    """A loopback UDP socket that sends to itself, with the real sockets' timestamps: the
-    shadow's sends and reads take the kernel paths of the real ones (stamped sendmsg, its
-    TX stamp, recvmsg with the RX stamp) without anything leaving the host."""
+class _ShadowUdp(UdpIO):
+    """The real sockets' class (`netio.UdpIO`: its doRead, RX-stamp parsing, send and TX
+    stamping are the code objects a reaction runs, so the rehearsal keeps exactly those
+    warm) on a loopback socket. The replayed datagram comes in from a second loopback
+    socket, the sink, and every send goes to the sink whatever its destination: nothing
+    the shadow sends leaves the host, and it never reads its own replies. The reactor
+    never watches it; stamps are taken by `tx_time` as for the real socket."""
 
-    __slots__ = ("ids", "matcher", "sock", "to")
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    def __init__(self, skt: Skt, events: SocketEvents) -> None:
+        family = _AF[skt.family]
+        host = "127.0.0.1" if family == socket.AF_INET else "::1"
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sink = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            self.sock.setblocking(False)
-            enable_rx_timestamps(self.sock)
-            self.sock.bind(("127.0.0.1", 0))
-            self.to = self.sock.getsockname()
-            self.matcher = TxStampMatcher(self.sock)
+            for s in (sock, sink):
+                s.setblocking(False)
+                s.bind((host, 0))
+            enable_rx_timestamps(sock)
+            enable_rx_timestamps(sink)
+            matcher = TxStampMatcher(sock)
         except OSError:
-            self.sock.close()
+            sock.close()
+            sink.close()
             raise
-        self.ids: dict[PendingSend, int] = {}  # stamped sends -> their stamp id
+        super().__init__(_NullReactor(), sock, skt, events, realtime_ns)
+        self._matcher = matcher
+        self.sink = sink
+        self.addr = sock.getsockname()
+        self.to = sink.getsockname()
 
     def send(self, pending: PendingSend) -> bool:
-        try:
-            if pending.tag:
-                self.ids[pending] = self.matcher.sendto(pending.data, self.to)
-            else:
-                self.sock.sendto(pending.data, self.to)
-        except OSError:
-            pass
+        pending.dest = self.to  # the sink, whatever the reflex asked for
+        UdpIO.send(self, pending)
+        self._backlog.clear()  # never retried (nothing watches the shadow): dropped
         return True
 
     def tx_time(self, pending: PendingSend, not_before: int) -> int | None:
-        ident = self.ids.pop(pending, None)
-        return None if ident is None else self.matcher.take(ident, not_before)
-
-    def receive(self) -> None:
-        """Read back one datagram the shadow sent itself (with its RX stamp), if any."""
+        # After the send, off the reaction's path: the stamp is read away unparsed (one
+        # read per send, as the real socket's, so a rehearsal never takes a long batch).
+        self._ids.pop(pending, None)
         try:
-            self.sock.recvmsg(NDATA_MAX, RX_ANCBUF_SIZE)
+            self._sock.recvmsg(0, _ERRQ_ANC, socket.MSG_ERRQUEUE)
         except OSError:
             pass
+        return None
+
+    def replay(self, data: bytes) -> None:
+        """Read back what the last replay sent (with its RX stamp, as the real client's
+        kernel would), then one datagram in through the socket's own doRead."""
+        sink = self.sink
+        try:  # one: a reflex that sends more leaves the rest to later runs (or drops)
+            sink.recvmsg(NDATA_MAX, RX_ANCBUF_SIZE)
+        except OSError:
+            pass
+        try:
+            sink.sendto(data, self.addr)
+        except OSError:
+            return
+        self.doRead()
 
     def close(self) -> list[PendingSend]:
-        self.sock.close()
-        return []
+        unsent = super().close()
+        self.sink.close()
+        return unsent
 
 
 class _NullNetwork:
@@ -190,14 +218,14 @@ class _NullNetwork:
 
     def __init__(self, loopback: bool) -> None:
         self.loopback = loopback
-        self.loop: _LoopIO | None = None
+        self.loop: _ShadowUdp | None = None
 
-    def open_udp(self, skt: Skt, laddr: bytes, lport: int, events: SocketEvents) -> _NullIO:
+    def open_udp(self, skt: Skt, laddr: bytes, lport: int, events: SocketEvents) -> Any:
         skt.laddr, skt.lport = laddr, lport or 9
         if not self.loopback:
             return _NullIO()
         try:
-            self.loop = _LoopIO()
+            self.loop = _ShadowUdp(skt, events)
         except OSError:  # no loopback (a bare namespace): no kernel part in the rehearsal
             return _NullIO()
         return self.loop
@@ -210,12 +238,19 @@ class _NullNetwork:
 
 
 class _NullReactor:
-    """The shadow scheduler's reactor: its timer is never watched (timers never fire)."""
+    """The shadow's reactor: its scheduler's timer and its socket are never watched
+    (timers never fire; the socket is read by `_ShadowUdp.replay` alone)."""
 
     def addReader(self, reader: Any) -> None:
         pass
 
     def removeReader(self, reader: Any) -> None:
+        pass
+
+    def addWriter(self, writer: Any) -> None:
+        pass
+
+    def removeWriter(self, writer: Any) -> None:
         pass
 
 
@@ -265,6 +300,9 @@ class Rehearsal:
         self.session.outbox.attach(_discard)
         self.gate = shadow_service.install(self.session)
         self.gate.log = Logger(observer=LogPublisher())  # no observers: the shadow is silent
+        # A packet the reflex passes on is not delivered: that comes after the reaction's
+        # send, so rehearsing it only makes the rehearsal longer (counted all the same).
+        self.gate.pass_verdict = NDATA_DROP
         self.gate.preloaded[compiled.digest] = compiled
         self.sktid = skt.sktid
         self.real = skt
@@ -295,9 +333,11 @@ class Rehearsal:
         skt = self.skt
         if pkt is None or skt is None or not self.ok or self.real.io is None:
             return  # nothing yet, failed, or the real socket was closed (detach is lazy)
-        if self.net.loop is not None:
-            self.net.loop.receive()
-        self.session.udp_received(skt, pkt[0], pkt[1], pkt[2], pkt[3])
+        loop = self.net.loop
+        if loop is not None and skt.io is loop:
+            loop.replay(pkt[0])
+        else:
+            self.session.udp_received(skt, pkt[0], pkt[1], pkt[2], pkt[3])
         self.runs += 1
         if skt not in self.gate.attached:  # the shadow reflex trapped: stop rehearsing
             self.ok = False
@@ -307,7 +347,7 @@ class Rehearsal:
         self.gate.close()
         self.scheduler.stop()
         if self.net.loop is not None:
-            self.net.loop.close()
+            self.net.loop.close()  # the session closed it already, unless it failed early
 
 
 def _discard(item: object) -> None:

@@ -472,6 +472,7 @@ class Instance:
         except wasmtime.WasmtimeError as e:
             raise MonitorLoadError(f"cannot make the host memory: {e}") from None
         self._keep.append(memory)
+        self._memory = memory  # for what a subclass links to it (the reflex send queue)
         self._mem_ptr = _c.addressof(memory._memory)
         data = ffi.wasmtime_memory_data(store._context(), _c.byref(memory._memory))
         self._base = _c.cast(data, _VP).value or 0

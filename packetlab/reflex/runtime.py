@@ -23,6 +23,7 @@ from packetlab.monitor import runtime as mrt
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError
 from packetlab.monitor.runtime import Box, Compiled, Instance
 from packetlab.reflex import abi
+from packetlab.reflex.sendqueue import QUEUE_LEN, SendQueue, shim_module
 
 __all__ = ["Emit", "ReflexCompiled", "ReflexHost", "ReflexInstance", "compile_reflex"]
 
@@ -99,6 +100,8 @@ class ReflexInstance(Instance):
         self.timer_request: int | None = None  # reflex_timer_at of the last call
         self._raw: dict[str, Any] = {}
         self._pktview = memoryview(b"")
+        self._shim: wasmtime.Instance | None = None  # env.reflex_send (sendqueue.py)
+        self._sendq: SendQueue | None = None
 
     def setup(self, pm: bytes) -> None:
         super().setup(pm)
@@ -108,6 +111,15 @@ class ReflexInstance(Instance):
         except MonitorCrash as e:
             raise MonitorLoadError(f"malloc failed: {e}") from None
         self.write(self.ctx, bytes(abi.CTX_LEN))
+        if self._shim is not None:  # the reflex imports reflex_send: give it its queue
+            try:
+                q = self._alloc(QUEUE_LEN)
+            except MonitorCrash as e:
+                raise MonitorLoadError(f"malloc failed: {e}") from None
+            self._sendq = SendQueue(self._base, q)
+            g = self._shim.exports(self.box.store)["queue"]
+            assert isinstance(g, wasmtime.Global)
+            g.set_value(self.box.store, wasmtime.Val.i32(q))
         self._pktview = memoryview(
             (ctypes.c_uint8 * abi.PKT_BUF).from_address(self._base + self.pkt)
         ).cast("B")
@@ -118,6 +130,27 @@ class ReflexInstance(Instance):
             assert isinstance(f, wasmtime.Func)
             self._raw[name] = mrt._Raw(f, abi.EXPORTS[name][0])
         self._packet = self._raw["reflex_packet"]
+
+    def _host_func(self, name: str) -> wasmtime.Func:
+        if name != "reflex_send":
+            return super()._host_func(name)
+        # The wasm shim (sendqueue.py), with the Python function for what it cannot queue.
+        store = self.box.store
+        slow = super()._host_func("reflex_send")
+        try:
+            self._shim = wasmtime.Instance(store, shim_module(store.engine), [self._memory, slow])
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
+            raise MonitorLoadError(f"cannot link reflex_send: {e}") from None
+        f = self._shim.exports(store)["reflex_send"]
+        assert isinstance(f, wasmtime.Func)
+        return f
+
+    def _collect(self, q: SendQueue) -> None:
+        """After a call: the queued sends first (every later one took the Python path)."""
+        self.refused += q.refused()
+        queued = q.take(Emit)
+        if queued:
+            self.emits[:0] = queued
 
     # -- calls ------------------------------------------------------------------------
 
@@ -131,7 +164,15 @@ class ReflexInstance(Instance):
             return 0
         self.emits = []
         self.reports = []
-        return self.box.call(raw, args)
+        q = self._sendq
+        if q is None:
+            return self.box.call(raw, args)
+        q.reset()
+        rv = self.box.call(raw, args)
+        head = q.head
+        if head[0] or head[1]:  # sends or refusals queued
+            self._collect(q)
+        return rv
 
     def packet(
         self,
@@ -155,7 +196,15 @@ class ReflexInstance(Instance):
             args = (sktid, family, proto, time, self.scratch, a, rport or 0, self.pkt, n, self.ctx)
         else:
             args = (sktid, family, proto, time, 0, 0, 0, self.pkt, n, self.ctx)
-        return self.box.call(self._packet, args)
+        q = self._sendq
+        if q is None:
+            return self.box.call(self._packet, args)
+        q.reset()
+        rv = self.box.call(self._packet, args)
+        head = q.head
+        if head[0] or head[1]:  # sends or refusals queued
+            self._collect(q)
+        return rv
 
     def ctx_bytes(self, offset: int, length: int) -> bytes:
         return self.read(self.ctx + offset, length)
@@ -169,8 +218,9 @@ class ReflexInstance(Instance):
 
     def _h_reflex_send(self, args: Sequence[int]) -> int:
         sktid, ptr, n, raddr_ptr, alen, rport, time, tag = args
+        q = self._sendq  # the shim's queued sends of this call count too
         if (
-            len(self.emits) >= abi.MAX_EMITS
+            len(self.emits) + (q.queued() if q is not None else 0) >= abi.MAX_EMITS
             or not 0 <= sktid < 256
             or n > 0xFFFF
             or alen not in (0, 4, 16)
