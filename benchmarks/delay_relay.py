@@ -15,7 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import protocol, reactor
+from twisted.internet import protocol
+from twisted.internet import reactor as _reactor
+
+reactor: Any = _reactor  # the global reactor, untyped (IReactorTCP + IReactorTime)
 
 
 class _Half(protocol.Protocol):
@@ -27,7 +30,7 @@ class _Half(protocol.Protocol):
         self.closing = False
 
     def dataReceived(self, data: bytes) -> None:
-        reactor.callLater(self.delay, self._forward, data)  # type: ignore[attr-defined]
+        reactor.callLater(self.delay, self._forward, data)
 
     def _forward(self, data: bytes) -> None:
         if self.peer is not None and self.peer.transport is not None:
@@ -36,7 +39,7 @@ class _Half(protocol.Protocol):
             self.early.append(data)
 
     def connectionLost(self, reason: Any = None) -> None:
-        reactor.callLater(self.delay, self._close_peer)  # type: ignore[attr-defined]
+        reactor.callLater(self.delay, self._close_peer)
 
     def _close_peer(self) -> None:
         if self.peer is not None and self.peer.transport is not None:
@@ -90,9 +93,9 @@ def main() -> None:
     _Inbound.target = (target_host, target_port)
     f = protocol.ServerFactory()
     f.protocol = _Inbound
-    port = reactor.listenTCP(listen_port, f, interface=host)  # type: ignore[attr-defined]
+    port = reactor.listenTCP(listen_port, f, interface=host)
     print(port.getHost().port, flush=True)
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
 
 
 if __name__ == "__main__":
