@@ -55,7 +55,8 @@ def mapped_system_image(cfg: EndpointConfig) -> mmap.mmap:
     """`system_image` in an anonymous mapping, whose pages the kernel makes resident only
     where written: 5 of its 49 pages, not all 193 KiB as a bytearray's zeroing does
     (a daemon's sessions: idle RSS -0.17 MiB per session, docs/performance.md)."""
-    img = mmap.mmap(-1, vmem.SYS_SPAN)
+    # Private: a child forked later (a helper process) gets its own copy, not this one.
+    img = mmap.mmap(-1, vmem.SYS_SPAN, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     _write_system_image(cfg, img)
     return img
 
