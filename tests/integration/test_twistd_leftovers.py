@@ -15,10 +15,12 @@ from twisted import plugin
 from twisted.application import app
 from twisted.application.service import IServiceMaker
 list(plugin.getPlugins(IServiceMaker))
-before = {m for m in ("unittest", "argparse", "pdb", "bdb", "pprint", "getpass") if m in sys.modules}
+gone = ["unittest", "argparse", "pdb", "bdb", "pprint", "getpass"]
+before = {m for m in gone if m in sys.modules}
 import packetlab.endpoint.tap
 import packetlab.ppks, packetlab.endpoint.monitors, packetlab.endpoint.session
-after = {m for m in ("unittest", "argparse", "pdb", "bdb", "pprint", "getpass", "packetlab.ppks.issue", "packetlab.wire.program") if m in sys.modules}
+gone += ["packetlab.ppks.issue", "packetlab.wire.program"]
+after = {m for m in gone if m in sys.modules}
 print(sorted(before), sorted(after), type(app.pdb).__name__)
 print(app.pdb.Pdb.__module__, "pdb" in sys.modules)  # twistd --debug: pdb comes back
 """
