@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
 import sys
+import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = [
+    "LAZY_BINDINGS",
     "SCAN_LEFTOVERS",
     "IdleTrim",
+    "LazyModule",
     "drop_scan_leftovers",
     "drop_unused_modules",
     "trim_after_startup",
@@ -38,8 +42,28 @@ __all__ = [
 #: unpickling Twisted's own dropin.cache names trial's reporter interfaces, so every
 #: twistd program imports `twisted.trial.itrial`, and with it the whole of `unittest`
 #: (~1.4 MiB of RSS) and `difflib`; `unittest.main` imports `argparse` (twistd itself
-#: uses `twisted.python.usage`).
-SCAN_LEFTOVERS = (("unittest", "twisted.trial"), ("argparse",), ("difflib",))
+#: uses `twisted.python.usage`); the cred plugins' `strcred`. Then what twistd imports
+#: for a path a daemon does not take (`LAZY_BINDINGS`): `pdb` and what only it uses
+#: (`pprint` once `unittest` has gone too), `getpass`.
+SCAN_LEFTOVERS = (
+    ("unittest", "twisted.trial"),
+    ("argparse",),
+    ("difflib",),
+    ("twisted.cred",),
+    ("pdb",),
+    ("bdb",),
+    ("cmd",),
+    ("code",),
+    ("codeop",),
+    ("pprint",),
+    ("getpass",),
+)
+
+#: (module, global) bound at import to a module used only on a path a daemon seldom
+#: takes: `twistd --debug` runs the reactor under `pdb`; a saved application's
+#: passphrase is asked with `getpass`. `drop_scan_leftovers` binds a `LazyModule` in
+#: its place, which imports the module again on first use, so that it can be forgotten.
+LAZY_BINDINGS = (("twisted.application.app", "pdb"), ("twisted.application.app", "getpass"))
 
 #: Seconds after the reactor starts: past the listening and connecting of start-up.
 STARTUP_SETTLE_S = 0.5
@@ -64,13 +88,34 @@ def trim_heap() -> bool:
     return bool(trim(0))
 
 
+class LazyModule(types.ModuleType):
+    """Stands for the module of its name: the first attribute asked of it imports the
+    module (again) and is taken from it."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):  # introspection (e.g. __module__) imports nothing
+            raise AttributeError(attr)
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
 def drop_scan_leftovers() -> list[str]:
-    """`drop_unused_modules` for each group of `SCAN_LEFTOVERS` in turn; the names
+    """`drop_unused_modules` for each group of `SCAN_LEFTOVERS` in turn, after binding
+    `LazyModule`s for `LAZY_BINDINGS` (put back where their module stays); the names
     forgotten. A daemon calls it before its own imports, which then reuse the memory
     freed (glibc and Python's allocator keep freed memory for reuse, they seldom return
     it): idle endpoint RSS -0.95 MiB (docs/performance.md). A no-op where they are used
     (pytest, trial)."""
-    return [name for group in SCAN_LEFTOVERS for name in drop_unused_modules(group)]
+    bound: list[tuple[types.ModuleType, str, Any]] = []
+    for owner, name in LAZY_BINDINGS:
+        mod = sys.modules.get(owner)
+        if mod is not None and getattr(mod, name, None) is sys.modules.get(name, bound):
+            bound.append((mod, name, getattr(mod, name)))
+            setattr(mod, name, LazyModule(name))
+    dropped = [name for group in SCAN_LEFTOVERS for name in drop_unused_modules(group)]
+    for mod, name, real in bound:
+        if name not in dropped:
+            setattr(mod, name, real)
+    return dropped
 
 
 def drop_unused_modules(roots: Iterable[str]) -> list[str]:

@@ -7,7 +7,7 @@ with TLS that `benchmarks/bench_endpoint.py --only rss` measures as the base. St
 a few hundred KiB are within the allocator's granularity: compare medians of --runs.
 construct is not among them: the endpoint loads the wire codec's derived code kept on
 disk (`packetlab.wire.codegen`); the first run after a change derives it (with construct).
-The tap step includes `heaptrim.drop_scan_leftovers` (unittest, trial, argparse); under
+The tap step includes `heaptrim.drop_scan_leftovers` (unittest, trial, argparse, pdb, ...); under
 twistd the tap is imported right after the scan, before the rest, which then reuse the
 memory it frees: here the rest is already loaded, so the steps only approximate that.
 

@@ -43,6 +43,7 @@ from packetlab.wire.constants import Proto, Status
 from packetlab.wire.messages import Message, Nopen, Nsend, Result
 
 __all__ = [
+    "BURST_BUCKETS",
     "NOSUB_PRIORITY",
     "QUOTA_CHUNK",
     "RUNTIME_CHUNK",
@@ -60,6 +61,8 @@ RUNTIME_CHUNK = 5 * NS  # runtime reserved ahead, ns
 # Packets reserved per disk write grow from 64 up to this in a burst (e.g. a 1000-nsend
 # train checked on arrival): a crash loses at most this many packets of budget.
 PKT_CHUNK_MAX = 4096
+# Buckets per burst window (BurstWindow): a send is counted for < window + 1 % of it.
+BURST_BUCKETS = 100
 # NoSub mode builds its own xdescr, which has no exp_priority: we take 0 (docs/security.md).
 NOSUB_PRIORITY = 0
 
@@ -71,38 +74,61 @@ _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 
 class BurstWindow:
-    """At most `rate.amount` in any window of `rate.window_ns` (§4.5 burst rates).
+    """At most `rate.amount` in any window of `rate.window_ns` (§4.5 burst rates), in
+    memory and time per send that do not grow with the send rate.
 
-    Sends are recorded at max(their send time, the latest recorded time), so the deque
-    stays sorted; a send scheduled before an already accounted one is counted as if it
-    were as late as that one (conservative for the windows that follow)."""
+    Sends are recorded at max(their send time, the latest recorded time), so recorded
+    time never goes back (a send scheduled before an already accounted one, or a clock
+    that steps back, is counted as if it were as late as that one: conservative for the
+    windows that follow). Recorded sends are coalesced into buckets of
+    `ceil(window_ns / BURST_BUCKETS)` ns; a bucket keeps its total and the time of its
+    latest send, and leaves the window only when that latest send does. So every send is
+    counted for at least `window_ns`, as an entry per send would count it (no window ever
+    holds more than `amount`), and for less than `window_ns` + one bucket: the rounding
+    only ever refuses, a send an exact window would allow while the oldest counted
+    bucket straddles the window's start (by at most 1 % of the window). At most
+    `BURST_BUCKETS` + 1 buckets are kept (an entry per send was ~195,000 entries, ~20 MB,
+    for the 10 s default window at 20k nsend/s)."""
 
-    __slots__ = ("entries", "latest", "rate", "total")
+    __slots__ = ("_count", "_index", "buckets", "latest", "rate", "total", "width")
 
     def __init__(self, rate: BurstRate) -> None:
         self.rate = rate
-        self.entries: deque[tuple[int, int]] = deque()
-        self.total = 0
-        self.latest = 0
+        self.width = max(1, -(-rate.window_ns // BURST_BUCKETS))  # ns per bucket
+        #: Closed buckets, oldest first: (time of the latest send in it, total).
+        self.buckets: deque[tuple[int, int]] = deque()
+        self.total = 0  # in the window: the closed buckets' and the open one's
+        self.latest = 0  # the latest recorded send (in the open bucket, if it counts)
+        self._index = -1  # the open bucket's number (its start: _index * width)
+        self._count = 0  # the open bucket's total
 
     def fits(self, when_ns: int, n: int) -> bool:
         if n > self.rate.amount:
             return False
-        t = max(when_ns, self.latest)
-        self._expire(t)
+        self._expire(max(when_ns, self.latest))
         return self.total + n <= self.rate.amount
 
     def add(self, when_ns: int, n: int) -> None:
         t = max(when_ns, self.latest)
+        index = t // self.width
+        if index != self._index:  # close the open bucket; expire here too, so that
+            if self._count:  # add() alone keeps the bound
+                self.buckets.append((self.latest, self._count))
+            self._index = index
+            self._count = 0
+            self._expire(t)
         self.latest = t
-        self.entries.append((t, n))
+        self._count += n
         self.total += n
 
     def _expire(self, t: int) -> None:
         start = t - self.rate.window_ns
-        entries = self.entries
-        while entries and entries[0][0] <= start:
-            self.total -= entries.popleft()[1]
+        buckets = self.buckets
+        while buckets and buckets[0][0] <= start:
+            self.total -= buckets.popleft()[1]
+        if self._count and self.latest <= start:  # the open bucket too: all gone
+            self.total -= self._count
+            self._count = 0
 
 
 @dataclass

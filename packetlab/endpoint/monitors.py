@@ -43,9 +43,8 @@ from packetlab.monitor.calls import nopen_args, nsend_args
 from packetlab.monitor.persist import PersistentMemory, aux_key, cert_key
 from packetlab.ppks import Certificate, default_home
 from packetlab.wire import codec
-from packetlab.wire.constants import CDATA_HINT_MONITOR, Status
+from packetlab.wire.constants import CDATA_HINT_MONITOR, PKTLAB_WASM, Status
 from packetlab.wire.messages import Linfo, Message, Ncap, Nclose, Nopen, Nsend, Result
-from packetlab.wire.program import PKTLAB_WASM
 
 if TYPE_CHECKING:  # wasmtime loads only when a monitor is compiled (~12 MiB of RSS)
     from packetlab.monitor.runtime import Box, Compiled, Instance

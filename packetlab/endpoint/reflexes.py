@@ -40,10 +40,9 @@ from packetlab.endpoint.sockets import Skt
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
 from packetlab.reflex import abi
 from packetlab.reflex import wire as rw
-from packetlab.wire.constants import Proto, SocketState, Status
+from packetlab.wire.constants import PKTLAB_WASM, Proto, SocketState, Status
 from packetlab.wire.framer import Unknown
 from packetlab.wire.messages import Message, Nsend, Result
-from packetlab.wire.program import PKTLAB_WASM
 
 if TYPE_CHECKING:  # wasmtime loads only when a reflex is compiled
     from packetlab.endpoint.reflexwarm import Rehearsal, SpinReader

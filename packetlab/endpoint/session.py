@@ -30,7 +30,7 @@ from packetlab.endpoint import frames
 from packetlab.endpoint.budget import SEND_BUF_OVERHEAD, Budget
 from packetlab.endpoint.checks import OpenGate, RequestGate
 from packetlab.endpoint.config import EndpointConfig
-from packetlab.endpoint.memory import VirtualMemory, system_image
+from packetlab.endpoint.memory import SystemImage, VirtualMemory, system_image
 from packetlab.endpoint.rawpkt import RawPacketDenied, local_address_for, raw_destination
 from packetlab.endpoint.recvpath import ReceivePath
 from packetlab.endpoint.sendpath import Scheduler, SendPath
@@ -141,7 +141,7 @@ class Session:
         scheduler: Scheduler,
         clock: Callable[[], int],
         gate: RequestGate | None = None,
-        image: bytearray | None = None,
+        image: SystemImage | None = None,
     ) -> None:
         self.config = config
         self.network = network

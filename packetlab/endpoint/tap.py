@@ -223,7 +223,7 @@ def makeService(options: Options) -> IService:
 
     from packetlab.endpoint.checks import OpenGate, RequestGate
     from packetlab.endpoint.clock import realtime_ns
-    from packetlab.endpoint.memory import system_image
+    from packetlab.endpoint.memory import mapped_system_image, system_image
     from packetlab.endpoint.monitors import MonitorGate, MonitorHost
     from packetlab.endpoint.netio import ReactorNetwork
     from packetlab.endpoint.policy import PolicyGate, PolicyNetwork
@@ -272,9 +272,9 @@ def makeService(options: Options) -> IService:
         if rate_pkt is not None or rate_byte is not None:
             gate = PolicyGate(gate, realtime_ns, rate_pkt, rate_byte)
         gate = monitors.gate(gate)  # monitors first, then the endpoint's own checks
-        # Made afresh (~0.15 ms) rather than copied from a template kept all along: the
-        # image is 193 KiB, mostly zeros (idle RSS, docs/performance.md).
-        image = system_image(cfg)
+        # Made afresh (~0.15 ms) rather than copied from a template kept all along, in
+        # a mapping: the image is 193 KiB, mostly zeros (idle RSS, docs/performance.md).
+        image = mapped_system_image(cfg)
         session = Session(cfg, network, scheduler, realtime_ns, gate=gate, image=image)
         if isinstance(gate, MonitorGate):
             gate.attach(session.memory)

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
-from packetlab.wire.program import PKTLAB_WASM
+from packetlab.wire.constants import PKTLAB_WASM
 
 __all__ = [
     "CHECKS",

@@ -1,7 +1,10 @@
 """PacketLab Public Key System: keys, certificates, chains, limits (PROTOCOL.md §4).
 
-The public API is re-exported here; see docs/ppks.md.
+The public API is re-exported here; see docs/ppks.md. Issuing (`issue.py`) is imported on
+first use: an endpoint only verifies (idle endpoint memory, docs/performance.md).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .accounting import Accounting, Budget, Counter, Meter
 from .cert import (
@@ -14,7 +17,6 @@ from .cert import (
 )
 from .chainlimits import Limits, combine_limits, experiment_end_time
 from .errors import CertificateError, ChainError, CSRError, KeyFileError, PPKSError, Reason
-from .issue import CertRequest, issue_certificate, make_csr, parse_csr, sign_csr
 from .keys import (
     generate_private_key,
     key_id,
@@ -39,6 +41,20 @@ from .verify import (
     parse_endpoint_rep_chain,
     verify_chain,
 )
+
+if TYPE_CHECKING:
+    from .issue import CertRequest, issue_certificate, make_csr, parse_csr, sign_csr
+
+_ISSUE = frozenset({"CertRequest", "issue_certificate", "make_csr", "parse_csr", "sign_csr"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ISSUE:
+        from . import issue
+
+        return getattr(issue, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_SEND_BURST",

@@ -177,6 +177,12 @@ class ProgType(IntEnum):
     WASM = 0x01
 
 
+# As plain ints, for the byte compares of the load paths (here, not in program.py, so that
+# checking a program's type does not import the program codec: idle endpoint memory).
+PKTLAB_EBPF = int(ProgType.EBPF)  # 0x00
+PKTLAB_WASM = int(ProgType.WASM)  # 0x01
+
+
 class TransSup(IntFlag):
     """TRANSSUP bits in the system block."""
 

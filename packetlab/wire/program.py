@@ -20,11 +20,9 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from packetlab.wire.constants import ProgType
+from packetlab.wire.constants import PKTLAB_EBPF, PKTLAB_WASM
 from packetlab.wire.errors import WireError
 
-PKTLAB_EBPF = int(ProgType.EBPF)  # 0x00
-PKTLAB_WASM = int(ProgType.WASM)  # 0x01
 INSN_LEN = 8
 # Largest ncap filter the reference endpoint accepts (FILT_BUFSZ), type byte included.
 MAX_FILTER_LEN = 0x10000

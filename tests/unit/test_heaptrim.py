@@ -121,3 +121,41 @@ def test_modules_in_use_are_all_kept(fake_tree: dict[str, types.ModuleType], use
     fake_tree["zzuser"].ref = value  # type: ignore[attr-defined]
     assert heaptrim.drop_unused_modules(["zzleft"]) == []
     assert sys.modules["zzleft.sub"] is fake_tree["zzleft.sub"]
+
+
+def test_a_lazy_module_imports_on_first_use_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    lazy = heaptrim.LazyModule("colorsys")
+    with pytest.raises(AttributeError):
+        lazy.__file__  # noqa: B018 (introspection, as drop_unused_modules does)
+    assert "colorsys" not in sys.modules
+    assert lazy.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)
+    assert "colorsys" in sys.modules
+
+
+def test_a_lazy_binding_lets_its_module_go_and_brings_it_back(
+    fake_tree: dict[str, types.ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # zzuser binds zzleft at import (as twistd's app binds pdb) for a path seldom taken.
+    fake_tree["zzuser"].zzleft = fake_tree["zzleft"]  # type: ignore[attr-defined]
+    monkeypatch.setattr(heaptrim, "LAZY_BINDINGS", (("zzuser", "zzleft"),))
+    monkeypatch.setattr(heaptrim, "SCAN_LEFTOVERS", (("zzleft",),))
+    assert heaptrim.drop_scan_leftovers() == ["zzleft", "zzleft.sub"]
+    stand_in = fake_tree["zzuser"].zzleft
+    assert isinstance(stand_in, heaptrim.LazyModule) and "zzleft" not in sys.modules
+    # First use: imported again (here the finder finds our fake again).
+    monkeypatch.setitem(sys.modules, "zzleft", fake_tree["zzleft"])
+    assert stand_in.sub is fake_tree["zzleft.sub"]
+
+
+def test_a_lazy_binding_is_put_back_where_its_module_stays(
+    fake_tree: dict[str, types.ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_tree["zzuser"].zzleft = fake_tree["zzleft"]  # type: ignore[attr-defined]
+    other = types.ModuleType("zzother")
+    other.thing = fake_tree["zzleft.sub"].Thing  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "zzother", other)  # a real user: nothing goes
+    monkeypatch.setattr(heaptrim, "LAZY_BINDINGS", (("zzuser", "zzleft"),))
+    monkeypatch.setattr(heaptrim, "SCAN_LEFTOVERS", (("zzleft",),))
+    assert heaptrim.drop_scan_leftovers() == []
+    assert fake_tree["zzuser"].zzleft is fake_tree["zzleft"]

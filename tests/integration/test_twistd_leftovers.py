@@ -1,0 +1,35 @@
+"""What `twistd pktendpoint` forgets before its own imports (packetlab.heaptrim): the
+plugin scan's leftovers and the modules twistd binds for paths a daemon seldom takes,
+which come back on first use."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+# As twistd loads a plugin's tap: its own modules, the plugin scan, then the tap module.
+CODE = """
+import sys
+import twisted.scripts.twistd
+from twisted import plugin
+from twisted.application import app
+from twisted.application.service import IServiceMaker
+list(plugin.getPlugins(IServiceMaker))
+gone = ["unittest", "argparse", "pdb", "bdb", "pprint", "getpass"]
+before = {m for m in gone if m in sys.modules}
+import packetlab.endpoint.tap
+import packetlab.ppks, packetlab.endpoint.monitors, packetlab.endpoint.session
+gone += ["packetlab.ppks.issue", "packetlab.wire.program"]
+after = {m for m in gone if m in sys.modules}
+print(sorted(before), sorted(after), type(app.pdb).__name__)
+print(app.pdb.Pdb.__module__, "pdb" in sys.modules)  # twistd --debug: pdb comes back
+"""
+
+
+def test_twistd_forgets_pdb_and_the_scan_leftovers_and_gets_pdb_back() -> None:
+    out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, check=True)
+    first, second = out.stdout.splitlines()
+    assert first == ("['argparse', 'bdb', 'getpass', 'pdb', 'pprint', 'unittest'] [] LazyModule"), (
+        out.stdout
+    )
+    assert second == "pdb True"
