@@ -46,6 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=64, help="payload bytes (default: %(default)s)")
     p.add_argument("--target", help="IP:PORT to send to (default: a local sink)")
     p.add_argument("--rows", type=int, default=10, help="packets listed (default: %(default)s)")
+    p.add_argument(
+        "--lead-ms",
+        type=float,
+        help="first packet this long after the endpoint's current time (default: adapts "
+        "to the measured cost of a request, so every nsend is queued before it is due)",
+    )
     add_link_args(p, timeout=60.0)
     return p.parse_args(argv)
 
@@ -60,6 +66,12 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
         f"UDP train to {rep.raddr}:{rep.rport}: {rep.count} datagrams, gap {gap / 1e3:g} µs, "
         f"sent {rep.sent_count}"
     )
+    if rep.queued_ahead is not None:
+        ahead = rep.queued_ahead / 1e6
+        print(
+            f"  lead {rep.lead / 1e6:.1f} ms: the last nsend was queued {abs(ahead):.1f} ms "
+            + ("before the first packet was due" if ahead >= 0 else "AFTER the train began")
+        )
     print(f"  {'#':>4}  {'intended µs':>11}  {'sent µs':>10}  {'offset µs':>10}  {'gap µs':>10}")
     t0 = rep.intended[0]
     prev: int | None = None
@@ -91,8 +103,8 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> int:
-    if args.count < 1 or args.gap_us < 0:
-        print("error: need --count >= 1 and --gap-us >= 0", file=sys.stderr)
+    if args.count < 1 or args.gap_us < 0 or (args.lead_ms is not None and args.lead_ms < 0):
+        print("error: need --count >= 1, --gap-us >= 0 and --lead-ms >= 0", file=sys.stderr)
         return 2
     sink: Sink | None = None
     udp: Any = None
@@ -106,7 +118,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
     gap = round(args.gap_us * 1000)
 
     async def experiment(session: EndpointSession) -> TrainReport:
-        return await send_train(session, host, port, args.count, gap, size=args.size)
+        lead = None if args.lead_ms is None else round(args.lead_ms * 1e6)
+        return await send_train(session, host, port, args.count, gap, size=args.size, lead=lead)
 
     try:
         rep = await run_experiment(reactor, args, experiment, targets=[host])
