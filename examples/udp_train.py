@@ -15,6 +15,7 @@ times: per-packet offsets and gap statistics.
 from __future__ import annotations
 
 import argparse
+import socket
 import struct
 import sys
 from typing import Any
@@ -24,6 +25,8 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
 from packetlab.controller import EndpointSession, TrainReport, send_train
+
+LATE_NS = 100_000  # a p50 send offset beyond this gets an explanation
 
 
 class Sink(DatagramProtocol):
@@ -97,6 +100,13 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
                 f"  {label:<30} p50 {q['p50'] / 1e3:.1f} µs  p90 {q['p90'] / 1e3:.1f} µs  "
                 f"p99 {q['p99'] / 1e3:.1f} µs  max {q['max'] / 1e3:.1f} µs"
             )
+    off: Any = s["offset"]
+    if off and off["p50"] > LATE_NS and (rep.queued_ahead or 0) >= 0:
+        print(
+            "  note: late although every nsend was queued in time: the endpoint lost its CPU "
+            "during the train (a busy machine); `chrt -f 10` before the command gives it "
+            "priority"
+        )
     if sink is not None:
         print(f"  sink received {len(sink.seen)} of {rep.count} datagrams")
     return 0 if rep.sent_count == rep.count else 1
@@ -111,6 +121,9 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
     if args.target is None:
         sink = Sink()
         udp = reactor.listenUDP(0, sink, interface="127.0.0.1")
+        # The sink reads between the scheduler's 2 ms slices: room for a whole train
+        # (each datagram takes ~1 KiB of buffer; the kernel caps this at rmem_max).
+        udp.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         host, port = "127.0.0.1", udp.getHost().port
     else:
         host, _, p = args.target.rpartition(":")
