@@ -315,7 +315,7 @@ class PreciseScheduler:
         self._armed_at: int | None = None
         self._armed_sleep = False  # armed for a future instant: its latency is worth learning
         self._last_before = 0  # sent_before_ns of the previous send (dense or not)
-        self._wake_margin = 0  # the armed wake-up's margin when larger than the learned one
+        self._wake_margin = 0  # the margin the pending wake-up was armed with (cold: larger)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -410,10 +410,11 @@ class PreciseScheduler:
         heapq.heappush(heap, (when_ns, send.seq, send))
         self._live += 1
         if not self._in_service:
-            at = target - self._margin(target - now)
+            margin = self._margin(target - now)
+            at = target - margin
             armed = self._armed_at
             if armed is None or (at < armed and armed > now):
-                self._arm(at, now)
+                self._arm(at, now, margin)
         return send
 
     def cancel(self, send: ScheduledSend) -> bool:
@@ -610,7 +611,8 @@ class PreciseScheduler:
         if self._deferred and (head is None or head - now > self.callback_slack_ns):
             self._arm(now, now)  # callbacks can run: come back after one reactor iteration
         elif head is not None:
-            self._arm(head - self._margin(head - now), now)
+            margin = self._margin(head - now)
+            self._arm(head - margin, now, margin)
         elif self._armed_at is not None:
             self._timer.disarm()
             self._armed_at = None
@@ -624,12 +626,12 @@ class PreciseScheduler:
             margin = max(margin, COLD_MARGIN_NS)
         return min(margin, self.slice_ns)
 
-    def _arm(self, at: int, now: int) -> None:
+    def _arm(self, at: int, now: int, margin: int = 0) -> None:
         self._timer.arm_at(at)
         self._armed_at = at
         self._armed_sleep = at > now
         # a cold wake-up spins from its larger margin instead of going back to sleep
-        self._wake_margin = self._margin(COLD_AFTER_NS + 1) if at - now > COLD_AFTER_NS else 0
+        self._wake_margin = margin
 
     def _pop_dead(self) -> None:
         heap = self._heap

@@ -523,6 +523,11 @@ def test_a_wake_up_after_a_long_sleep_comes_early_and_spins(rig: Rig) -> None:
     rig.fire()
     assert rig.sends() == ["near", "far"]
     assert rig.sched.stats.wakeups == 2  # spun from the early wake-up, no second sleep
+    edge = rig.clock.now + COLD_AFTER_NS + COLD_MARGIN_NS // 2  # armed < COLD_AFTER ahead
+    rig.sched.schedule(edge, rig.action("edge"))
+    assert rig.timer.armed_at == edge - COLD_MARGIN_NS
+    rig.fire()
+    assert rig.sends()[-1] == "edge" and rig.sched.stats.wakeups == 3
 
 
 def test_the_garbage_collector_waits_for_the_end_of_a_service_call(rig: Rig) -> None:
