@@ -30,9 +30,10 @@ MAX_PENDING = 32768  # packets waiting for their ntag at most (tags are 16 bits)
 # before the first packet is due, however loaded the link and the two hosts are. So the
 # cost of one request is measured first: LEAD_PROBES pipelined mreads of TIME (harmless:
 # no socket, quota or burst window is touched), their time minus one round trip, per
-# request. An nsend with an ntag costs up to ~4.7x an mread to build, send, check, queue
-# and answer (in-process endpoint over TLS, cold, docs/performance.md "Session 6"), so
-# the lead is LEAD_MIN_NS + 2 round trips + count * LEAD_NSEND_COST * that cost.
+# request. An nsend with an ntag costs 2-3x an mread to build, send, check, queue and
+# answer (in-process endpoint over TLS, fresh process, docs/performance.md "Session 6"), so
+# the lead is LEAD_MIN_NS + 2 round trips + count * LEAD_NSEND_COST * that cost: a factor
+# of 2 to spare for load that changes after the probe.
 LEAD_PROBES = 32
 LEAD_NSEND_COST = 6
 LEAD_MIN_NS = 20_000_000
