@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from benchmarks.common import environment, fmt, markdown_table, median, percentile, write_json
 
@@ -154,6 +154,7 @@ class EndpointSender(TrainSender):
         self._rt = 0
         self.tls = tls
         self.limits = limits
+        self.repo = REPO  # the code the endpoint runs (`--base` for endpoint-base)
 
     def _endpoint(self, rt_priority: int) -> Any:
         if self._ep is None:
@@ -162,7 +163,9 @@ class EndpointSender(TrainSender):
             from benchmarks.bench_endpoint import Endpoint
 
             self._workdir = tempfile.TemporaryDirectory(prefix="bench-send-ep-")
-            self._ep = Endpoint(Path(self._workdir.name), tls=self.tls, limits=self.limits)
+            self._ep = Endpoint(
+                Path(self._workdir.name), tls=self.tls, limits=self.limits, repo=self.repo
+            )
             self._warm_up()
         if rt_priority != self._rt:
             # As an operator would: chrt -f PRIO twistd pktendpoint ...
@@ -265,6 +268,11 @@ class EndpointTCPSender(EndpointSender):
     description = "the same over plain TCP (--insecure-plaintext)"
 
 
+class EndpointBaseSender(EndpointSender):
+    name = "endpoint-base"
+    description = "the same over TLS, running the code at --base PATH (before/after in one run)"
+
+
 class EndpointLimitsSender(EndpointSender):
     name = "endpoint-limits"
     description = "the same over TLS with certificate limits (every send debited, SQLite)"
@@ -279,6 +287,7 @@ SENDERS: dict[str, TrainSender] = {
         EndpointSender(),
         EndpointTCPSender(tls=False),
         EndpointLimitsSender(limits=True),
+        EndpointBaseSender(),
     )
 }
 
@@ -497,6 +506,8 @@ class Samples:
                     "raw_err_p50_ns": percentile(raw, 50),
                     "gap_err_p50_ns": percentile(errs, 50),
                     "median_gap_ns": percentile(gaps, 50),
+                    # how the train started: its first packet's raw error (None: lost)
+                    "first_raw_err_ns": rx[0] - result.scheduled[0] if 0 in rx else None,
                 }
             )
 
@@ -597,6 +608,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     unknown = [m for m in modes if m not in SENDERS]
     if unknown:
         raise SystemExit(f"unknown mode(s) {unknown}; choose from {sorted(SENDERS)}")
+    if "endpoint-base" in modes:
+        if not args.base:
+            raise SystemExit("mode endpoint-base needs --base PATH (a checkout to compare)")
+        cast(EndpointSender, SENDERS["endpoint-base"]).repo = Path(args.base).resolve()
     samples: dict[tuple[str, int], Samples] = {(m, g): Samples() for m in modes for g in gaps_ns}
     train_id = 1
     try:
@@ -630,8 +645,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "raw_err_p10_ns": percentile(s.raw_err, 10),
             "raw_err_p50_ns": percentile(s.raw_err, 50),
             "raw_err_p90_ns": percentile(s.raw_err, 90),
+            "raw_err_p99_ns": percentile(s.raw_err, 99),
+            "raw_err_min_ns": min(s.raw_err),
+            "early_fraction": sum(1 for e in s.raw_err if e < 0) / len(s.raw_err),
             "gap_err_p50_ns": percentile(s.gap_err, 50),
             "gap_err_p90_ns": percentile(s.gap_err, 90),
+            "gap_err_p99_ns": percentile(s.gap_err, 99),
             "median_gap_ns": percentile(s.gaps, 50),
             "burst_fraction": sum(1 for g in s.gaps if g < gap / 2) / len(s.gaps),
             "report_err_p50_ns": percentile(s.report_err, 50) if s.report_err else None,
@@ -661,6 +680,7 @@ def render_per_train(report: dict[str, Any]) -> str:
         if not pt:
             continue
         late = sum(1 for t in pt if t["raw_err_p50_ns"] > 100_000)
+        first = [t["first_raw_err_ns"] for t in pt if t.get("first_raw_err_ns") is not None]
         rows.append(
             [
                 r["mode"],
@@ -670,6 +690,7 @@ def render_per_train(report: dict[str, Any]) -> str:
                 fmt(median(t["gap_err_p50_ns"] for t in pt), us, 3),
                 fmt(median(t["median_gap_ns"] for t in pt), us, 3),
                 late,
+                ", ".join(fmt(f, us) for f in first) or "-",
             ]
         )
     return markdown_table(
@@ -681,6 +702,7 @@ def render_per_train(report: dict[str, Any]) -> str:
             "gap err p50 µs (median of trains)",
             "median gap µs (median of trains)",
             "trains with raw err p50 > 100 µs",
+            "first packet raw err µs (each train)",
         ],
         rows,
     )
@@ -692,7 +714,7 @@ def render(report: dict[str, Any]) -> str:
     for r in report["trains"]:
         if "raw_err_p50_ns" not in r:
             rows.append(
-                [r["mode"], fmt(r["gap_ns"], us), f"{r['received']}/{r['sent']}"] + ["-"] * 11
+                [r["mode"], fmt(r["gap_ns"], us), f"{r['received']}/{r['sent']}"] + ["-"] * 14
             )
             continue
         busy = [e["max_busy_ns"] for e in r["extras"] if "max_busy_ns" in e]
@@ -704,8 +726,11 @@ def render(report: dict[str, Any]) -> str:
                 fmt(r["raw_err_p10_ns"], us),
                 fmt(r["raw_err_p50_ns"], us),
                 fmt(r["raw_err_p90_ns"], us),
+                fmt(r["raw_err_p99_ns"], us),
+                f"{r['early_fraction']:.3f}",
                 fmt(r["gap_err_p50_ns"], us, 3),
                 fmt(r["gap_err_p90_ns"], us),
+                fmt(r["gap_err_p99_ns"], us),
                 fmt(r["median_gap_ns"], us, 3),
                 f"{r['burst_fraction']:.3f}",
                 fmt(r["report_err_p50_ns"], us, 3),
@@ -723,8 +748,11 @@ def render(report: dict[str, Any]) -> str:
                 "raw err p10 µs",
                 "raw err p50 µs",
                 "raw err p90 µs",
+                "raw err p99 µs",
+                "early (raw err < 0)",
                 "gap err p50 µs",
                 "gap err p90 µs",
+                "gap err p99 µs",
                 "median gap µs",
                 "bursts",
                 "|reported - rx| p50 µs",
@@ -784,7 +812,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gaps", default="100,7.3", help="comma-separated gaps in µs (100,7.3)")
     parser.add_argument("--repeats", type=int, default=3, help="trains per mode and gap (3)")
     parser.add_argument("--size", type=int, default=64, help="UDP payload bytes (64, min 16)")
-    parser.add_argument("--modes", default=",".join(SENDERS), help="comma-separated senders")
+    parser.add_argument(
+        "--modes",
+        default=",".join(n for n in SENDERS if n != "endpoint-base"),
+        help="comma-separated senders (default: all but endpoint-base)",
+    )
     parser.add_argument(
         "--rt",
         type=int,
@@ -794,6 +826,12 @@ def main(argv: list[str] | None = None) -> None:
         "busy machine; default 0 = normal scheduling)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the full results as JSON")
+    parser.add_argument(
+        "--base",
+        metavar="PATH",
+        help="for mode endpoint-base: a tree holding another version's packetlab/ and "
+        "twisted/plugins/ (e.g. `git archive main packetlab twisted | tar -x -C PATH`)",
+    )
     parser.add_argument(
         "--no-extra",
         action="store_true",

@@ -15,6 +15,7 @@ times: per-packet offsets and gap statistics.
 from __future__ import annotations
 
 import argparse
+import socket
 import struct
 import sys
 from typing import Any
@@ -24,6 +25,8 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
 from packetlab.controller import EndpointSession, TrainReport, send_train
+
+LATE_NS = 100_000  # a p50 send offset beyond this gets an explanation
 
 
 class Sink(DatagramProtocol):
@@ -46,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=64, help="payload bytes (default: %(default)s)")
     p.add_argument("--target", help="IP:PORT to send to (default: a local sink)")
     p.add_argument("--rows", type=int, default=10, help="packets listed (default: %(default)s)")
+    p.add_argument(
+        "--lead-ms",
+        type=float,
+        help="first packet this long after the endpoint's current time (default: adapts "
+        "to the measured cost of a request, so every nsend is queued before it is due)",
+    )
     add_link_args(p, timeout=60.0)
     return p.parse_args(argv)
 
@@ -60,6 +69,12 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
         f"UDP train to {rep.raddr}:{rep.rport}: {rep.count} datagrams, gap {gap / 1e3:g} µs, "
         f"sent {rep.sent_count}"
     )
+    if rep.queued_ahead is not None:
+        ahead = rep.queued_ahead / 1e6
+        print(
+            f"  lead {rep.lead / 1e6:.1f} ms: the last nsend was queued {abs(ahead):.1f} ms "
+            + ("before the first packet was due" if ahead >= 0 else "AFTER the train began")
+        )
     print(f"  {'#':>4}  {'intended µs':>11}  {'sent µs':>10}  {'offset µs':>10}  {'gap µs':>10}")
     t0 = rep.intended[0]
     prev: int | None = None
@@ -85,20 +100,30 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
                 f"  {label:<30} p50 {q['p50'] / 1e3:.1f} µs  p90 {q['p90'] / 1e3:.1f} µs  "
                 f"p99 {q['p99'] / 1e3:.1f} µs  max {q['max'] / 1e3:.1f} µs"
             )
+    off: Any = s["offset"]
+    if off and off["p50"] > LATE_NS and (rep.queued_ahead or 0) >= 0:
+        print(
+            "  note: late although every nsend was queued in time: the endpoint lost its CPU "
+            "during the train (a busy machine); `chrt -f 10` before the command gives it "
+            "priority"
+        )
     if sink is not None:
         print(f"  sink received {len(sink.seen)} of {rep.count} datagrams")
     return 0 if rep.sent_count == rep.count else 1
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> int:
-    if args.count < 1 or args.gap_us < 0:
-        print("error: need --count >= 1 and --gap-us >= 0", file=sys.stderr)
+    if args.count < 1 or args.gap_us < 0 or (args.lead_ms is not None and args.lead_ms < 0):
+        print("error: need --count >= 1, --gap-us >= 0 and --lead-ms >= 0", file=sys.stderr)
         return 2
     sink: Sink | None = None
     udp: Any = None
     if args.target is None:
         sink = Sink()
         udp = reactor.listenUDP(0, sink, interface="127.0.0.1")
+        # The sink reads between the scheduler's 2 ms slices: room for a whole train
+        # (each datagram takes ~1 KiB of buffer; the kernel caps this at rmem_max).
+        udp.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         host, port = "127.0.0.1", udp.getHost().port
     else:
         host, _, p = args.target.rpartition(":")
@@ -106,7 +131,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
     gap = round(args.gap_us * 1000)
 
     async def experiment(session: EndpointSession) -> TrainReport:
-        return await send_train(session, host, port, args.count, gap, size=args.size)
+        lead = None if args.lead_ms is None else round(args.lead_ms * 1e6)
+        return await send_train(session, host, port, args.count, gap, size=args.size, lead=lead)
 
     try:
         rep = await run_experiment(reactor, args, experiment, targets=[host])

@@ -18,13 +18,25 @@ from packetlab.controller.clock import read_time
 from packetlab.controller.errors import RequestFailed
 from packetlab.controller.exchange import _close_quietly, _fired_within
 from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
-from packetlab.wire import Ntag
+from packetlab.wire import Ntag, vmem
 
 if TYPE_CHECKING:
     from packetlab.controller.session import EndpointSession
 
 _SEQ = struct.Struct(">I")
 MAX_PENDING = 32768  # packets waiting for their ntag at most (tags are 16 bits)
+
+# The adaptive lead (no `start`, no `lead`): every nsend should be queued at the endpoint
+# before the first packet is due, however loaded the link and the two hosts are. So the
+# cost of one request is measured first: LEAD_PROBES pipelined mreads of TIME (harmless:
+# no socket, quota or burst window is touched), their time minus one round trip, per
+# request. An nsend with an ntag costs 2-3x an mread to build, send, check, queue and
+# answer (in-process endpoint over TLS, fresh process, docs/performance.md "Session 6"), so
+# the lead is LEAD_MIN_NS + 2 round trips + count * LEAD_NSEND_COST * that cost: a factor
+# of 2 to spare for load that changes after the probe.
+LEAD_PROBES = 32
+LEAD_NSEND_COST = 6
+LEAD_MIN_NS = 20_000_000
 
 
 def default_payload(size: int) -> Callable[[int], bytes]:
@@ -54,6 +66,11 @@ class TrainReport:
     intended: list[int]
     sent: list[int | None] = field(default_factory=list)
     errors: list[str | None] = field(default_factory=list)
+    #: ns from the endpoint's TIME reading to the first packet (the lead used)
+    lead: int = 0
+    #: ns by which the last nsend was queued before the first packet was due (endpoint
+    #: clock, ± half a round trip); negative: part of the train was queued late
+    queued_ahead: int | None = None
 
     @property
     def count(self) -> int:
@@ -112,9 +129,11 @@ async def send_train(
     """Send `count` UDP datagrams to `host:port`, packet i at endpoint time start + i*gap.
 
     `gap`, `start` and `lead` are ns. Without `start` the train begins `lead` ns after the
-    endpoint's current time (default 50 ms plus 20 µs per packet, time for the nsends to
-    reach the endpoint before their moment). Payloads are `payload(i)`, a fixed `payload`,
-    or the sequence number padded to `size` bytes. A packet whose ntag has not come
+    endpoint's current time; without `lead` either, the lead adapts: long enough for
+    every nsend to be queued before the first packet is due, from the measured cost of a
+    request on this link (`measure_lead`); `TrainReport.queued_ahead` says whether it was.
+    Payloads are `payload(i)`, a fixed `payload`, or the sequence number padded to `size`
+    bytes. A packet whose ntag has not come
     `ntag_timeout` s after the train's last moment, and after the last ntag that did come
     (an endpoint that is behind still gets its time), is reported as "no ntag". At most
     `MAX_PENDING` packets wait for their ntag at once (tags are 16 bits); notifications are
@@ -128,16 +147,23 @@ async def send_train(
         sktid = session.free_sktid()
     await session.nopen_udp(sktid, family=ra.version, lport=lport, rbufsz=rbufsz, buffer=False)
     try:
+        t0 = session.clock_ns()
         now = await read_time(session)
+        t3 = session.clock_ns()
         if start is None:
-            start = now + (50_000_000 + 20_000 * count if lead is None else lead)
+            if lead is None:
+                lead = await measure_lead(session, count, rtt=t3 - t0)
+                now += session.clock_ns() - t3  # the endpoint's time after the probe
+            start = now + lead
+        offset = now - t3  # endpoint clock minus ours (± rtt/2; `now` may be extrapolated)
         clock = session.reactor
         # ntags are due by the last packet's time; then allow `ntag_timeout` more.
         deadline = clock.seconds() + (start + (count - 1) * gap - now) / 1e9 + ntag_timeout
         report = TrainReport(ra, port, gap, [start + i * gap for i in range(count)])
         report.sent = [None] * count
         report.errors = [None] * count
-        flow = _Flow(report, clock)
+        report.lead = start - now
+        flow = _Flow(report, clock, session.clock_ns)
         for i, t in enumerate(report.intended):
             data = make(i) if callable(make) else make
             d = session.nsend(sktid, data, time=t, to=(ra, port), ntag=True)
@@ -149,17 +175,17 @@ async def send_train(
             if flow.failure is not None:
                 raise flow.failure
         while flow.pending and flow.failure is None:
-            i, nd = next(iter(flow.pending.items()))
-            # an endpoint that is behind but still sending gets its time
+            # One wait for every ntag, not a timer per packet: with the endpoint in this
+            # process, that per-packet work ran in the gaps of the train it measures.
+            # An endpoint that is behind but still sending gets its time.
             until = max(deadline, flow.last + ntag_timeout)
-            if not await _fired_within(nd, until - clock.seconds(), clock):
-                if clock.seconds() >= max(deadline, flow.last + ntag_timeout):
-                    break
-                continue
-            if flow.pending.get(i) is nd:
-                del flow.pending[i]
+            fired = await _fired_within(flow.below(1), until - clock.seconds(), clock)
+            if not fired and clock.seconds() >= max(deadline, flow.last + ntag_timeout):
+                break
         if flow.failure is not None:
             raise flow.failure
+        if flow.last_queued is not None:
+            report.queued_ahead = start - (flow.last_queued + offset)
         for i, when in enumerate(report.sent):
             if when is None and report.errors[i] is None:
                 report.errors[i] = "no ntag"
@@ -168,14 +194,34 @@ async def send_train(
     return report
 
 
+@deferred_api
+async def measure_lead(session: EndpointSession, count: int, *, rtt: int | None = None) -> int:
+    """A lead (ns) for a train of `count` nsends: the time they take to be queued at the
+    endpoint, estimated from `LEAD_PROBES` pipelined mreads of TIME (see LEAD_NSEND_COST).
+    `rtt` is one measured round trip (ns); without it one is measured."""
+    if rtt is None:
+        t0 = session.clock_ns()
+        await read_time(session)
+        rtt = session.clock_ns() - t0
+    t0 = session.clock_ns()
+    probes = [session.mread(vmem.TIME.addr, vmem.TIME.size) for _ in range(LEAD_PROBES)]
+    for d in probes:
+        await d
+    took = session.clock_ns() - t0
+    per_request = max(took - rtt, 0) // (LEAD_PROBES - 1)
+    return LEAD_MIN_NS + 2 * max(rtt, took // LEAD_PROBES) + count * LEAD_NSEND_COST * per_request
+
+
 class _Flow:
     """The train's packets between their nsend and their ntag: results go into the report
     as they come (notifications are read while the train is still being queued), and
     `below(n)` waits until fewer than n are waiting for their ntag."""
 
-    def __init__(self, report: TrainReport, clock: Any) -> None:
+    def __init__(self, report: TrainReport, clock: Any, clock_ns: Callable[[], int]) -> None:
         self.report = report
         self.clock = clock
+        self.clock_ns = clock_ns
+        self.last_queued: int | None = None  # local ns when the last nsend was answered
         self.last = clock.seconds()  # when the last ntag (or refusal) came
         self.pending: dict[int, Deferred[Any]] = {}  # packet -> its nsend, then its ntag
         self.failure: BaseException | None = None
@@ -187,6 +233,7 @@ class _Flow:
 
     def track(self, i: int, d: Deferred[QueuedSend]) -> None:
         def queued(q: QueuedSend) -> None:
+            self.last_queued = self.clock_ns()
             assert q.ntag is not None
             nd = q.ntag.addCallbacks(self._sent(i), self._not_sent(i))
             if not nd.called:

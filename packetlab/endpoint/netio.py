@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from packetlab.endpoint.clock import realtime_ns
+from packetlab.endpoint.sender import DENSE_NS
 from packetlab.endpoint.sockets import (
     ConnectFailed,
     OpenError,
@@ -49,7 +50,9 @@ _UDP_RETRY_S = 0.001  # send-buffer retry of a TX-stamped socket (it cannot wait
 # Sends closer than this to the socket's previous send are not stamped: a stamped send
 # costs ~1-2 µs more, and at each scheduler yield the reactor drains the queued stamps
 # (~3 µs each), so a dense train (7.3 µs gaps) with stamps falls behind and never catches up.
-_STAMP_MIN_GAP_NS = 30_000
+# The scheduler gives such sends no lead (it is learned from stamped sends).
+_STAMP_MIN_GAP_NS = DENSE_NS
+_MSG_PROBE = 0x10  # Linux: go through the send path, send nothing (not in `socket`)
 _TCP_READ_BATCH = 4
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 
@@ -302,6 +305,12 @@ class UdpIO(_SockIO):
         self._backlog.append(pending)
         self._start_writing()
         return False
+
+    def rehearse(self, pending: PendingSend) -> None:
+        """Take `pending`'s path through the kernel (socket, route, skb) without sending:
+        MSG_PROBE makes UDP return before anything is queued (docs/sending.md)."""
+        if not self._backlog and self._fd >= 0:
+            self._sock.sendto(pending.data, _MSG_PROBE, pending.dest)  # type: ignore[arg-type]
 
     def _stamper(self) -> TxStampMatcher | None:
         """The matcher to send the next tagged send with, if it gets a TX stamp: the socket

@@ -92,6 +92,13 @@ class PendingSend:
     def __call__(self) -> bool:
         return self.io.send(self)  # type: ignore[union-attr]  # set by the session
 
+    def rehearse(self) -> None:
+        """Warm the send path shortly before the send without sending anything (the
+        scheduler calls it when it has the time; a socket without `rehearse` skips it)."""
+        warm = getattr(self.io, "rehearse", None)
+        if warm is not None:
+            warm(self)
+
 
 class DropEpisode:
     """Receive drops since the last accepted datagram (reported by one ndrop)."""

@@ -218,3 +218,26 @@ def test_tcp_listen_accepts_one(net: Any) -> None:
         socket.create_connection(("127.0.0.1", skt.lport))
     c.close()
     io.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_udp_rehearsal_sends_nothing(net: Any, host: str) -> None:
+    """The scheduler's rehearsal of a send (MSG_PROBE) takes the kernel path and sends
+    nothing; the real send after it arrives alone."""
+    network, _reactor, events = net
+    family = socket.AF_INET if host == "127.0.0.1" else socket.AF_INET6
+    sink = socket.socket(family, socket.SOCK_DGRAM)
+    sink.bind((host, 0))
+    sink.settimeout(0.2)
+    skt = Skt(3, 4 if family == socket.AF_INET else 6, 17, 1 << 16)
+    io = network.open_udp(skt, socket.inet_pton(family, host), 0, events)
+    try:
+        pending = PendingSend(skt, 1, b"probe me", sink.getsockname()[:2], 0, io)
+        pending.rehearse()
+        with pytest.raises(TimeoutError):
+            sink.recv(64)
+        assert pending() is True
+        assert sink.recv(64) == b"probe me"
+    finally:
+        io.close()
+        sink.close()

@@ -13,6 +13,10 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 
 from packetlab.endpoint.sender import (
+    COLD_AFTER_NS,
+    COLD_MARGIN_NS,
+    DENSE_NS,
+    REHEARSE_NS,
     PreciseScheduler,
     ScheduledSend,
     SendState,
@@ -422,11 +426,11 @@ def test_many_cancellations_compact_the_heap(rig: Rig) -> None:
 
 def test_cancelled_head_leaves_timer_for_next(rig: Rig) -> None:
     first = rig.sched.schedule(T0 + 1_000_000, rig.action("first"))
-    rig.sched.schedule(T0 + 9_000_000, rig.action("second"))
+    rig.sched.schedule(T0 + 4_000_000, rig.action("second"))
     rig.sched.cancel(first)
     rig.fire()  # wakes for the cancelled one: nothing to send, re-arms for the next
     assert rig.sends() == []
-    assert rig.timer.armed_at == T0 + 9_000_000 - rig.wakeup.margin_ns
+    assert rig.timer.armed_at == T0 + 4_000_000 - rig.wakeup.margin_ns
     rig.fire()
     assert rig.sends() == ["second"]
 
@@ -448,11 +452,99 @@ def test_observe_send_latency_learns_a_low_quantile(rig: Rig) -> None:
         rig.sched.observe_send_latency(1_000 + i)
     assert rig.sched.lead_ns == 0  # not enough samples yet
     rig.sched.observe_send_latency(5_000_000)  # an outlier, clamped, does not move it
-    assert rig.sched.lead_ns == 1_004
+    assert rig.sched.lead_ns == 1_000  # the 5th percentile
     for _ in range(64):
         rig.sched.observe_send_latency(2_000)  # the window slides
     assert rig.sched.lead_ns == 2_000
     rig.sched.observe_send_latency(-5)  # clamped to 0, never raises
+
+
+def test_a_dense_send_gets_no_lead(rig: Rig) -> None:
+    """The lead is learned from stamped sends; a send within DENSE_NS of the previous one
+    goes out unstamped, faster, so with the lead it would leave before its time."""
+    rig.sched.lead_ns = 2_000
+    when = T0 + 1_000_000
+    first = rig.sched.schedule(when, rig.action("a"))
+    second = rig.sched.schedule(when + 7_300, rig.action("b"))
+    sparse = rig.sched.schedule(when + 7_300 + 2 * DENSE_NS, rig.action("c"))
+    rig.run_all()
+    assert when - 2_000 <= first.sent_before_ns < when
+    assert when + 7_300 <= second.sent_before_ns < when + 7_300 + 1_000
+    assert sparse.sent_before_ns < sparse.when_ns  # far enough: the lead applies again
+
+
+class Rehearsed:
+    """An action with a rehearsal, recording when each ran."""
+
+    def __init__(self, clock: FakeClock, fail: bool = False) -> None:
+        self.clock = clock
+        self.fail = fail
+        self.rehearsed: list[int] = []
+        self.sent: list[int] = []
+
+    def __call__(self) -> bool:
+        self.sent.append(self.clock.now)
+        return True
+
+    def rehearse(self) -> None:
+        self.rehearsed.append(self.clock.now)
+        if self.fail:
+            raise OSError("no route")
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_first_send_is_rehearsed_just_before_it(rig: Rig, fail: bool) -> None:
+    when = T0 + 1_000_000
+    act = Rehearsed(rig.clock, fail)
+    dense = Rehearsed(rig.clock)
+    train = Rehearsed(rig.clock)
+    send = rig.sched.schedule(when, act)
+    rig.sched.schedule(when + 7_300, dense)
+    rig.sched.schedule(when + 107_300, train)
+    rig.run_all()
+    (rehearsed,) = act.rehearsed  # once, REHEARSE_NS before the send; a failure is ignored
+    assert when - REHEARSE_NS <= rehearsed < when - REHEARSE_NS + 1_000
+    assert len(act.sent) == 1 and when <= send.sent_before_ns < when + 1_000
+    assert send.error is None
+    assert dense.rehearsed == [] and len(dense.sent) == 1  # no time for it in a dense train
+    assert train.rehearsed == [] and len(train.sent) == 1  # a train's path is warm
+
+
+def test_a_wake_up_after_a_long_sleep_comes_early_and_spins(rig: Rig) -> None:
+    """The first send after a long idle finds a cold CPU: wake COLD_MARGIN_NS early (not
+    the learned margin) and spin from there instead of going back to sleep."""
+    near = T0 + COLD_AFTER_NS // 2
+    far = T0 + 10 * COLD_AFTER_NS
+    rig.sched.schedule(near, rig.action("near"))
+    assert rig.timer.armed_at == near - rig.wakeup.margin_ns
+    rig.fire()
+    rig.sched.schedule(far, rig.action("far"))
+    assert rig.timer.armed_at == far - COLD_MARGIN_NS
+    rig.fire()
+    assert rig.sends() == ["near", "far"]
+    assert rig.sched.stats.wakeups == 2  # spun from the early wake-up, no second sleep
+    edge = rig.clock.now + COLD_AFTER_NS + COLD_MARGIN_NS // 2  # armed < COLD_AFTER ahead
+    rig.sched.schedule(edge, rig.action("edge"))
+    assert rig.timer.armed_at == edge - COLD_MARGIN_NS
+    rig.fire()
+    assert rig.sends()[-1] == "edge" and rig.sched.stats.wakeups == 3
+
+
+def test_the_garbage_collector_waits_for_the_end_of_a_service_call(rig: Rig) -> None:
+    import gc
+
+    seen: list[bool] = []
+    assert gc.isenabled()
+    rig.sched.schedule(T0 + 1_000_000, lambda: seen.append(gc.isenabled()))
+    rig.run_all()
+    assert seen == [False] and gc.isenabled()
+    gc.disable()  # an application that turned it off keeps it off
+    try:
+        rig.sched.schedule(T0 + 2_000_000, lambda: seen.append(gc.isenabled()))
+        rig.run_all()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("bad", [-1, 1_000_001, 1.5, "3"])
