@@ -5,12 +5,11 @@ real TLS 1.3 pair on memory BIOs (stdlib ssl), no sockets."""
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_tls_records import self_signed_cert
+from benchmarks.bench_tls_records import Stdlib, self_signed_cert
 from benchmarks.raw_flow import (
     NTAG_BODY,
     Arrivals,
@@ -27,30 +26,14 @@ from benchmarks.raw_flow import (
 from packetlab.endpoint import frames
 
 
-class Pair:
-    """A TLS 1.3 server (the controller) and client (the endpoint) over memory BIOs."""
+class Pair(Stdlib):
+    """The benchmark's in-memory TLS 1.3 pair: `server` is the controller, `client` the
+    endpoint; BIOs named by side."""
 
     def __init__(self, workdir: Path) -> None:
-        cert, key = self_signed_cert(workdir)
-        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        sctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        sctx.load_cert_chain(str(cert), str(key))
-        sctx.num_tickets = 0
-        cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        cctx.check_hostname = False
-        cctx.verify_mode = ssl.CERT_NONE
-        self.s_in, self.s_out, self.c_in, self.c_out = (ssl.MemoryBIO() for _ in range(4))
-        self.server = sctx.wrap_bio(self.s_in, self.s_out, server_side=True)
-        self.client = cctx.wrap_bio(self.c_in, self.c_out, server_side=False)
-        for _ in range(4):
-            for obj in (self.client, self.server):
-                try:
-                    obj.do_handshake()
-                except ssl.SSLWantReadError:
-                    pass
-            self.c_in.write(self.s_out.read())
-            self.s_in.write(self.c_out.read())
-        assert self.server.version() == "TLSv1.3" and not self.s_in.pending
+        super().__init__(*self_signed_cert(workdir))
+        assert self.server.version() == "TLSv1.3" and not self.sin.pending
+        self.s_in, self.s_out, self.c_in, self.c_out = self.sin, self.sout, self.cin, self.cout
 
 
 @pytest.fixture
