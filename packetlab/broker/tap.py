@@ -91,7 +91,7 @@ def _credentials(cfg: BrokerConfig) -> Any:
     try:
         return Credentials.load(cfg.cert, cfg.private_key)
     except TLSConfigError as e:
-        key = "BrokerPrivKey" if str(e).startswith("private key file") else "BrokerCertPath"
+        key = "BrokerPrivKey" if e.part == "key" else "BrokerCertPath"
         raise usage.UsageError(
             f"{cfg.origin(key)}: broker agent certificate: {e}. Run `pktlab init` to create "
             "the broker-operator "

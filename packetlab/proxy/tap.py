@@ -133,7 +133,7 @@ class Options(TapOptions):
         try:
             self["credentials"] = Credentials.load([cert], keyfile)
         except TLSConfigError as e:
-            opt = "private-key" if str(e).startswith("private key file") else "cert"
+            opt = "private-key" if e.part == "key" else "cert"
             given = origin[opt] + ": " if self[opt] else ""
             raise usage.UsageError(
                 f"{given}proxy identity: {e} (run `pktlab init`, which writes {AGENT_CERT}.cert "

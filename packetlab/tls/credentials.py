@@ -28,7 +28,13 @@ StrPath = str | os.PathLike[str]
 
 
 class TLSConfigError(ValueError):
-    """A TLS configuration that cannot work: says which part and why."""
+    """A TLS configuration that cannot work: says which part and why. `part` is "key" when
+    the private key (its file or its type) is at fault, else "cert", so that a caller can
+    name the option or config key that gave it."""
+
+    def __init__(self, message: str, part: str = "cert") -> None:
+        super().__init__(message)
+        self.part = part
 
 
 def _describe(cert: Certificate) -> str:
@@ -63,7 +69,7 @@ class Credentials:
             if not isinstance(c, Certificate):
                 raise TLSConfigError(f"chain item #{i} is {type(c).__name__}, not a Certificate")
         if not isinstance(key, Ed25519PrivateKey):
-            raise TLSConfigError(f"private key is {type(key).__name__}, not Ed25519")
+            raise TLSConfigError(f"private key is {type(key).__name__}, not Ed25519", "key")
         if raw_public_key(key) != chain[0].public_key:
             raise TLSConfigError(
                 f"private key (public {raw_public_key(key).hex()[:16]}...) does not match the "
@@ -81,7 +87,7 @@ class Credentials:
         """Put first the cert whose public key is `key`'s (xpmgr's ExpExec lists certs in any
         order); the others keep their order. A leaf type wins over a CA cert of the same key."""
         if not isinstance(key, Ed25519PrivateKey):
-            raise TLSConfigError(f"private key is {type(key).__name__}, not Ed25519")
+            raise TLSConfigError(f"private key is {type(key).__name__}, not Ed25519", "key")
         pub = raw_public_key(key)
         matching = [i for i, c in enumerate(certs) if c.public_key == pub]
         if not matching:
@@ -114,7 +120,7 @@ class Credentials:
         try:
             key = read_private_key(key_path, passphrase)
         except (OSError, PPKSError) as e:
-            raise TLSConfigError(f"private key file {os.fspath(key_path)}: {e}") from None
+            raise TLSConfigError(f"private key file {os.fspath(key_path)}: {e}", "key") from None
         return cls.from_unordered(certs, key) if any_order else cls(certs, key)
 
     def __repr__(self) -> str:
