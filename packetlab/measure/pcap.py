@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -29,10 +30,10 @@ from packetlab.measure.packets import (
     udp_segment,
 )
 
-__all__ = ["LINKTYPE_RAW", "PcapRecorder", "TcpFlow", "local_udp_end", "read_pcap"]
+__all__ = ["LINKTYPE_RAW", "PcapRecorder", "TcpFlow", "local_udp_end", "pcap_records", "read_pcap"]
 
 LINKTYPE_RAW = 101
-_MAGIC_NS = 0xA1B23C4D
+_MAGIC_US, _MAGIC_NS = 0xA1B2C3D4, 0xA1B23C4D
 _HEADER = struct.Struct("<IHHiIII")
 _RECORD = struct.Struct("<IIII")
 SYN, FIN, ACK, PSH = 0x02, 0x01, 0x10, 0x08
@@ -135,15 +136,31 @@ async def local_udp_end(session: EndpointSession, remote: Remote) -> tuple[str, 
     return (str(mine[0]) if mine else "0.0.0.0", random.randrange(49152, 65536))
 
 
+def pcap_records(data: bytes) -> tuple[int, Iterator[tuple[int, bytes]]]:
+    """The link type and the (ns, packet) records of a little-endian classic pcap with
+    µs or ns stamps (ours, or tcpdump's). ValueError if it is none."""
+    if len(data) < _HEADER.size:
+        raise ValueError("not a pcap file (too short)")
+    magic, _maj, _min, _tz, _sig, _snap, linktype = _HEADER.unpack_from(data)
+    if magic not in (_MAGIC_US, _MAGIC_NS):
+        raise ValueError(f"not a little-endian classic pcap (magic {magic:#x})")
+    scale = 1 if magic == _MAGIC_NS else 1000
+
+    def records() -> Iterator[tuple[int, bytes]]:
+        off = _HEADER.size
+        while off + _RECORD.size <= len(data):
+            sec, frac, incl, _orig = _RECORD.unpack_from(data, off)
+            off += _RECORD.size
+            yield sec * 1_000_000_000 + frac * scale, data[off : off + incl]
+            off += incl
+
+    return linktype, records()
+
+
 def read_pcap(data: bytes) -> list[tuple[int, bytes]]:
     """(ns, packet) of a file this module wrote (for tests and round trips)."""
-    magic, _maj, _min, _tz, _sig, _snap, linktype = _HEADER.unpack_from(data)
-    if magic != _MAGIC_NS or linktype != LINKTYPE_RAW:
-        raise ValueError("not a nanosecond LINKTYPE_RAW pcap")
-    out, off = [], _HEADER.size
-    while off < len(data):
-        sec, nsec, incl, _orig = _RECORD.unpack_from(data, off)
-        off += _RECORD.size
-        out.append((sec * 1_000_000_000 + nsec, data[off : off + incl]))
-        off += incl
-    return out
+    if data[:4] == _MAGIC_NS.to_bytes(4, "little"):
+        linktype, records = pcap_records(data)
+        if linktype == LINKTYPE_RAW:
+            return list(records)
+    raise ValueError("not a nanosecond LINKTYPE_RAW pcap")

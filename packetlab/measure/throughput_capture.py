@@ -19,13 +19,11 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from packetlab.measure.pcap import pcap_records
 from packetlab.measure.throughput import SKIP, ThroughputResult, mbit, rate_after, stalls
 
 __all__ = ["CaptureError", "Segment", "capture_result", "receive_stamps", "tcp_segments"]
 
-_MAGIC_US, _MAGIC_NS = 0xA1B2C3D4, 0xA1B23C4D
-_HEADER = struct.Struct("<IHHiIII")
-_RECORD = struct.Struct("<IIII")
 # Link types: how many bytes precede the IP header (None: read the EtherType).
 _ETHERNET, _RAW, _SLL, _SLL2 = 1, 101, 113, 276
 _LINK_HEAD = {_ETHERNET: 14, _RAW: 0, _SLL: 16, _SLL2: 20}
@@ -50,22 +48,15 @@ def tcp_segments(data: bytes) -> Iterator[Segment]:
     """The TCP segments of a classic pcap (µs or ns stamps; Ethernet, raw IP or Linux
     cooked link; IPv4 or IPv6 without extension headers). A snap length that cuts the
     payload is fine: the length comes from the IP header."""
-    if len(data) < _HEADER.size:
-        raise CaptureError("not a pcap file (too short)")
-    magic, _maj, _min, _tz, _sig, _snap, link = _HEADER.unpack_from(data)
-    if magic not in (_MAGIC_US, _MAGIC_NS):
-        raise CaptureError(f"not a little-endian classic pcap (magic {magic:#x})")
+    try:
+        link, records = pcap_records(data)
+    except ValueError as e:
+        raise CaptureError(str(e)) from None
     if link not in _LINK_HEAD:
         raise CaptureError(f"link type {link} not supported")
-    scale = 1 if magic == _MAGIC_NS else 1000
     head = _LINK_HEAD[link]
-    off = _HEADER.size
-    while off + _RECORD.size <= len(data):
-        sec, frac, incl, _orig = _RECORD.unpack_from(data, off)
-        off += _RECORD.size
-        pkt = data[off + head : off + incl]
-        off += incl
-        seg = _segment(pkt, sec * 1_000_000_000 + frac * scale)
+    for ns, pkt in records:
+        seg = _segment(pkt[head:], ns)
         if seg is not None:
             yield seg
 
