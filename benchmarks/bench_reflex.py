@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import struct
 import sys
 import tempfile
@@ -35,8 +34,8 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
 from benchmarks.common import environment, markdown_table, summarize, write_json
+from benchmarks.reflex_world import SPLIT_CPUS, endpoint_under, split_cpus
 from packetlab.controller import EndpointSession
-from packetlab.controller.local import twistd_command
 from packetlab.monitor.build import build
 from packetlab.reflex import abi
 from packetlab.wire import Ndata, Ntag
@@ -182,14 +181,11 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     conf = f"BusyPollUs {args.busy_poll_us}\n" if args.busy_poll_us else ""
     if args.reflex_warm_us is not None:
         conf += f"ReflexWarmUs {args.reflex_warm_us}\n"
-    # --split: the endpoint's command under `taskset` (this process is already on the
-    # other CPU, and the relay inherits that).
-    taskset = shutil.which("taskset") or "taskset"
-    pin = [taskset, "-c", str(args.split[1])] if args.split else []
+    pin = split_cpus() if args.split else []
     if not args.breakdown:
         return await run_experiment(
             reactor, exp, sources=[RESPONDER], conf=conf, ctl_delay_ms=args.delay_ms,
-            endpoint_argv=(lambda a: [*pin, *twistd_command(), *a]) if pin else None,
+            endpoint_argv=endpoint_under(pin),
         )  # fmt: skip
     # The same endpoint with timing probes (benchmarks/bench_reflex_probe.py).
     with tempfile.TemporaryDirectory(prefix="bench-reflex-probe-") as tmp:
@@ -317,8 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--split",
-        action="store_const",
-        const=(0, 1),
+        action="store_true",
         help="the endpoint alone on CPU 1, the client, controller and relay on CPU 0 (a CPU "
         "to itself, as busy-poll wants: docs/reflexes.md)",
     )
@@ -355,8 +350,6 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--pin and --split exclude each other")
     if args.pin is not None:  # the endpoint and the relay inherit it
         os.sched_setaffinity(0, {args.pin})
-    if args.split:  # the relay inherits it; the endpoint is moved (run)
-        os.sched_setaffinity(0, {args.split[0]})
     if args.cpu:
         for mode, us in cpu_per_packet(args.cpu).items():
             print(f"{mode}: {us:.1f} µs CPU per packet")
@@ -379,7 +372,7 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> None:
         ])  # fmt: skip
     pinned = f", all on CPU {args.pin}" if args.pin is not None else ""
     if args.split:
-        pinned = f", endpoint alone on CPU {args.split[1]}, the rest on CPU {args.split[0]}"
+        pinned = f", endpoint alone on CPU {SPLIT_CPUS[1]}, the rest on CPU {SPLIT_CPUS[0]}"
     poll = f"BusyPollUs {args.busy_poll_us}" if args.busy_poll_us else "no busy-poll"
     if args.busy_poll_us and args.reflex_warm_us is not None:
         poll += f", ReflexWarmUs {args.reflex_warm_us}"
