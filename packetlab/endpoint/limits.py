@@ -105,8 +105,20 @@ class BurstWindow:
     def fits(self, when_ns: int, n: int) -> bool:
         if n > self.rate.amount:
             return False
-        self._expire(max(when_ns, self.latest))
-        return self.total + n <= self.rate.amount
+        # Only looks: what leaves the window by `when_ns` is forgotten when a send is
+        # recorded (`add`), never by a check. A refused send at a later time must not
+        # forget sends that still count for an earlier one checked after it (a clock
+        # stepping back, a send scheduled before): that admitted one too many.
+        start = max(when_ns, self.latest) - self.rate.window_ns
+        total = self.total
+        for latest, count in self.buckets:  # oldest first: stop at the first that stays
+            if latest > start:
+                break
+            total -= count
+        else:
+            if self._count and self.latest <= start:
+                total -= self._count
+        return total + n <= self.rate.amount
 
     def add(self, when_ns: int, n: int) -> None:
         t = max(when_ns, self.latest)

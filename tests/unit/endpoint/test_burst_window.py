@@ -130,6 +130,18 @@ def test_add_alone_keeps_the_bound() -> None:
     assert len(w.buckets) <= BURST_BUCKETS + 1
 
 
+def test_a_refused_later_send_forgets_nothing_an_earlier_one_needs() -> None:
+    """Hypothesis found it: a send refused at 1840 used to forget the send at 151 (out of
+    the window (151, 1840]), and a send checked next at 1839 (a clock stepping back) was
+    admitted although (150, 1839] then held 31 of 30."""
+    w = BurstWindow(BurstRate(30, 1689))
+    for when, n in [(151, 1), (153, 9), (311, 14), (1440, 4)]:
+        assert send(w, when, n)
+    assert not send(w, 1840, 4)  # (151, 1840] holds 27: 4 more is 31
+    assert not send(w, 1839, 3)  # (150, 1839] holds 28: 3 more is 31
+    assert send(w, 1839, 2)  # exactly 30
+
+
 def _exact(times: list[int], counts: list[int], lo: int, hi: int) -> int:
     """Total of the recorded sends with time in (lo, hi]; `times` sorted."""
     return sum(counts[bisect.bisect_right(times, lo) : bisect.bisect_right(times, hi)])
