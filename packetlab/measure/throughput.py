@@ -52,7 +52,6 @@ from packetlab.controller import (
     set_notifmask,
     wait_connected,
 )
-from packetlab.controller.reflexes import ReflexUnsupported
 from packetlab.measure import iperf3, upload_start
 from packetlab.measure.iperf3 import DEFAULT_PORT, Iperf3Error, State
 from packetlab.measure.pcap import PcapRecorder, TcpFlow
@@ -520,7 +519,7 @@ class _Upload:
         params = upload_start.head_params(self.sktid, HEAD_FIRST, HEAD_COUNT, HEAD_SIZE)
         try:
             await self.session.attach_reflex(ctl_sktid, upload_start.head_reflex(), params)
-        except (ReflexUnsupported, RequestFailed):
+        except ControllerError:  # ReflexUnsupported, or refused (not in the chain)
             return  # a reference endpoint, reflexes forbidden, or not in the chain
         self.head, self.ctl_sktid = HEAD_BYTES, ctl_sktid
 
