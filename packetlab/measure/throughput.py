@@ -504,6 +504,7 @@ class _Upload:
         self.sktid = sktid
         self.ntags: list[Deferred[Ntag]] = []  # consumed by the caller if the test fails
         self.sizes: list[int] = []
+        self.cums: list[int] = []  # bytes sent (the head too) once each tagged block went
         self.base = 0
         self.start = 0
         self.head = 0  # bytes the reflex sends on TEST_START (0: no reflex)
@@ -535,10 +536,28 @@ class _Upload:
         self.sizes = [
             min(iperf3.BLOCK, total - off) for off in range(self.head, total, iperf3.BLOCK)
         ]
+        # ntags only where the figures need them (the first block, the one past the skip,
+        # the last; every one for a pcap): all are released at TEST_END, and 200 of them
+        # keep the endpoint and the controller busy on the CPUs the server needs then
+        cum, tagged = self.head, set()
+        for i, size in enumerate(self.sizes):
+            cum += size
+            if (
+                i == 0
+                or cum >= total
+                or (cum >= self.result.skip and cum - size < self.result.skip)
+            ):
+                tagged.add(i)
+        if self.flow is not None:
+            tagged = set(range(len(self.sizes)))
         queued = [session.nsend(self.sktid, key, time=start)]
+        cum = self.head
         for i, size in enumerate(self.sizes):
             data = block if size == len(block) else block[:size]
-            queued.append(session.nsend(self.sktid, data, time=bulk, ntag=True))
+            cum += size
+            if i in tagged:
+                self.cums.append(cum)
+            queued.append(session.nsend(self.sktid, data, time=bulk, ntag=i in tagged))
             if i % 16 == 15:
                 await session.wait_writable()
         refused: RequestFailed | None = None
@@ -589,6 +608,8 @@ class _Upload:
             await _sleep(session, end_poll(poll, last, now, left))
             last = (now, left)
         ctl.send_state(State.TEST_END)
+        # Now, before the server closes the data stream (it does at TEST_END, and the
+        # endpoint then drops what it holds for the socket).
         await set_notifmask(session, self.sktid, 0)  # release the held ntags
         result.data_start = "test-start" if self.head else "cookie"
         if self.test_start:
@@ -605,18 +626,14 @@ class _Upload:
             d.addTimeout(10.0, clock)
             times.append((await d).time)
         self.ntags.clear()
+        stamps = list(zip(self.cums, times, strict=True))
         if self.flow is not None:  # the cookie at the scheduled start, each block at its ntag
             self.flow.sent(self.start, self.key)
             if self.head:  # the reflex's head (no ntags): when TEST_START came
                 self.flow.sent(self.test_start, bytes(self.head))
-            for size, t in zip(self.sizes, times, strict=True):
+            for size, t in zip(self.sizes, times, strict=True):  # every block is tagged
                 self.flow.sent(t, bytes(size))
-        stamps = []
-        cum = self.head
-        for size, t in zip(self.sizes, times, strict=True):
-            cum += size
-            stamps.append((cum, t))
-        result.chunks = len(stamps) + (HEAD_COUNT + 1 if self.head else 0)
+        result.chunks = len(self.sizes) + (HEAD_COUNT + 1 if self.head else 0)
         result.start_ns = self.test_start if self.head else times[0]
         try:
             b, t0, t1 = rate_after(stamps, total, result.skip)
