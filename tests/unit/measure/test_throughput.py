@@ -5,6 +5,7 @@ ahead; the first MiB ignored), the rate arithmetic, and failures."""
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 from typing import Any
@@ -14,6 +15,7 @@ from stream_fakes import Peer, ReflexFakeEndpoint, StreamFakeEndpoint, StreamRig
 
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import Iperf3Error, State
+from packetlab.measure.pcap import PcapRecorder, read_pcap
 from packetlab.measure.throughput import (
     BULK_AFTER,
     HEAD_BYTES,
@@ -275,6 +277,24 @@ def test_upload_starts_when_the_server_starts_its_clock() -> None:
     assert r.mbit_s == r.server_mbit_s
     assert r.sender_mbit_s == pytest.approx(RATE * 8 / 1e6, rel=0.05)
     assert r.to_dict()["data_start"] == "test-start"
+
+
+def test_upload_with_a_pcap_tags_every_block() -> None:
+    # The pcap puts each block at its ntag time, so every block carries one; the reflex's
+    # head goes in at TEST_START's receive time.
+    rig, _ = rig_with_server(ReflexFakeEndpoint, setup=SETUP)
+    rig.endpoint.rate = RATE
+    n, rec = 4 * MIB, PcapRecorder()
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=n, direction="upload", lead=0.5,
+                           recorder=rec))  # fmt: skip
+    assert r.error is None and r.data_start == "test-start", r.error
+    sends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 1]
+    assert all(m.tag for m in sends[1:])
+    out = io.BytesIO()
+    rec.write(out)
+    data = [p[40:] for _, p in read_pcap(out.getvalue()) if p[9] == 6 and len(p) > 40]
+    assert sum(len(d) for d in data) >= n + iperf3.COOKIE_SIZE  # the data connection, whole
+    assert r.sender_mbit_s == pytest.approx(RATE * 8 / 1e6, rel=0.05)
 
 
 def test_upload_without_a_reflex_goes_with_the_cookie() -> None:
