@@ -73,7 +73,7 @@ DEFAULT_BYTES = 25 * MIB  # the paper's transfer
 SKIP = MIB  # ignored at the start (slow start), as in the paper
 #: Upload with a reflex: its sends when TEST_START arrives (a small first one, so it goes
 #: at once; the reflex's sends are copied out of its memory), and how long after the
-#: cookie the scheduled rest begins: the server's set-up took 0.4-0.9 ms here, and the
+#: cookie the scheduled rest begins: the server's set-up took 0.4-1.0 ms here, and the
 #: head lasts 2.9 ms at 1 Gbit/s, so the link does not idle in between.
 HEAD_FIRST, HEAD_COUNT, HEAD_SIZE = 16 * 1024, 7, upload_start.MAX_SEND
 HEAD_BYTES = HEAD_FIRST + HEAD_COUNT * HEAD_SIZE

@@ -1,7 +1,7 @@
 """The reflex that starts an upload when the iperf3 server starts its clock.
 
 An iperf3 server starts its test clock when it sends TEST_START, after it has read the
-data stream's cookie and set the stream up (0.4-0.9 ms here); native iperf3 writes its
+data stream's cookie and set the stream up (0.4-1.0 ms here); native iperf3 writes its
 first block once TEST_START/TEST_RUNNING arrive. The upload's sends are queued ahead
 (scheduled nsends, the paper's method), so without this the data followed the cookie at
 once and the server counted what came during its set-up, before its clock ran. A
