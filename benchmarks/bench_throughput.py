@@ -4,7 +4,8 @@
 Chain ``ep — r1 — tg`` with the r1-tg link shaped by tbf to each ``--rate``; a stock
 ``iperf3 -s`` in tg. Per round, in alternating order: ``pktlab run throughput`` inside ep
 (the in-process endpoint; download: ndata masked, endpoint receive stamps, first MiB
-ignored; upload: sends scheduled ahead, ntags masked, the iperf3 server's receiver figure)
+ignored; upload: sends scheduled ahead, the head sent by a reflex when the server starts
+its clock, ntags masked, the iperf3 server's receiver figure)
 and native ``iperf3 -c`` inside ep against the same server. Downloads: tcpdump in ep
 records the kernel receive times of both tools' data (what the endpoint's ndata stamps
 are), and native's figure is the paper's (first MiB ignored) from that capture; iperf3's
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                                 pl.append(got_pl)
                                 run.update((k, LAST_RECORD.get(k)) for k in (
                                     "server_mbit_s", "sender_mbit_s", "chunks", "stall_ms",
-                                    "stalls"))  # fmt: skip
+                                    "stalls", "data_start", "setup_us"))  # fmt: skip
                             if cap_on:
                                 run["capture"] = cap.result(server)
                             pl_runs.append(run)

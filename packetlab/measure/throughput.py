@@ -11,11 +11,17 @@ held ndata arrive, and TEST_END goes once they hold all N bytes. Throughput =
 
 Upload: ntags are masked on the data socket; every block is queued with one nsend
 scheduled `lead` seconds ahead, so all nsends have reached the endpoint before the first
-byte leaves and no controller traffic competes with the transfer. The endpoint's BUFUSED
-falling back says the last byte was handed to the kernel; then the test ends and the
-held ntags arrive. The receiver's figure (`mbit_s`) is the iperf3 server's own (bytes over
-its stream's duration, as native `iperf3` prints for the receiver); `sender_mbit_s` is
-the endpoint's, from the ntag stamps with the first 1 MiB ignored.
+byte leaves and no controller traffic competes with the transfer. The iperf3 server
+starts its clock when it sends TEST_START, once it has set the stream up after the
+cookie; native iperf3 writes its first block only then. So where the endpoint runs
+reflexes, the first 352 KiB are sent by one (`upload_start`) on the control socket when
+TEST_START arrives and the rest is scheduled `bulk_after` after the cookie; elsewhere
+all goes with the cookie, and the server counts what arrives during its set-up. The
+endpoint's BUFUSED falling back says the last byte was handed to the kernel; then the
+test ends and the held ntags arrive. The receiver's figure (`mbit_s`) is the iperf3
+server's own (bytes over its stream's duration, as native `iperf3` prints for the
+receiver); `sender_mbit_s` is the endpoint's, from the ntag stamps with the first 1 MiB
+ignored.
 
 The paper waited a fixed 10 s instead of polling; one 4-byte mread every `poll` seconds
 is the only controller traffic during the transfer here (an upload polls faster as its
@@ -46,7 +52,7 @@ from packetlab.controller import (
     set_notifmask,
     wait_connected,
 )
-from packetlab.measure import iperf3
+from packetlab.measure import iperf3, upload_start
 from packetlab.measure.iperf3 import DEFAULT_PORT, Iperf3Error, State
 from packetlab.measure.pcap import PcapRecorder, TcpFlow
 from packetlab.measure.stream import StreamError, TcpStream
@@ -65,6 +71,13 @@ __all__ = [
 MIB = 1 << 20
 DEFAULT_BYTES = 25 * MIB  # the paper's transfer
 SKIP = MIB  # ignored at the start (slow start), as in the paper
+#: Upload with a reflex: its sends when TEST_START arrives (a small first one, so it goes
+#: at once; the reflex's sends are copied out of its memory), and how long after the
+#: cookie the scheduled rest begins: the server's set-up took 0.4-1.0 ms here, and the
+#: head lasts 2.9 ms at 1 Gbit/s, so the link does not idle in between.
+HEAD_FIRST, HEAD_COUNT, HEAD_SIZE = 16 * 1024, 7, upload_start.MAX_SEND
+HEAD_BYTES = HEAD_FIRST + HEAD_COUNT * HEAD_SIZE
+BULK_AFTER = 0.003
 _U32 = struct.Struct(">I")
 Progress = Callable[[int, int], None]  # (bytes so far, bytes in all)
 
@@ -90,6 +103,8 @@ class ThroughputResult:
     server_seconds: float | None = None
     server_mbit_s: float | None = None
     start_ns: int | None = None  # endpoint time of the first data byte
+    data_start: str | None = None  # upload: "test-start" (a reflex) or "cookie"
+    setup_us: float | None = None  # upload: the cookie's time to TEST_START's arrival
     chunks: int = 0  # ndata (download) or nsends (upload)
     stalls: list[dict[str, float]] | None = None  # download: where the data stopped
     stall_ms: float | None = None  # the stalls' excess in all
@@ -118,6 +133,10 @@ class ThroughputResult:
             start_ns=self.start_ns,
             chunks=self.chunks,
         )
+        if self.data_start is not None:
+            out["data_start"] = self.data_start
+        if self.setup_us is not None:
+            out["setup_us"] = self.setup_us
         if self.sender_mbit_s is not None:
             out["sender_mbit_s"] = self.sender_mbit_s
         if self.whole_mbit_s is not None:
@@ -202,9 +221,11 @@ class _Control:
     def __init__(self, stream: TcpStream, timeout: float) -> None:
         self.stream = stream
         self.timeout = timeout
+        self.time = 0  # endpoint receive stamp of the last state read
 
     async def state(self, timeout: float | None = None) -> State:
         got = await self.stream.read_exactly(1, self.timeout if timeout is None else timeout)
+        self.time = got.time
         state = iperf3.parse_state(got.data)
         if state in (State.ACCESS_DENIED, State.SERVER_ERROR):
             detail = ""
@@ -282,6 +303,8 @@ async def throughput(
     nbytes: int = DEFAULT_BYTES,
     skip: int = SKIP,
     lead: float | None = None,
+    bulk_after: float = BULK_AFTER,
+    reflex: bool = True,
     timeout: float = 60.0,
     poll: float = 0.005,
     progress: Progress | None = None,
@@ -289,7 +312,9 @@ async def throughput(
 ) -> ThroughputResult:
     """One iperf3 test of `nbytes` from (download) or to (upload) `server:port`, timed by
     the endpoint. `lead` (upload) is how far ahead the sends are scheduled (default: 0.5 s
-    plus the time to ship the data at 20 MB/s). `timeout` bounds the transfer. Failures
+    plus the time to ship the data at 20 MB/s); with a reflex (`reflex`, when the
+    endpoint allows one) the data past its head is `bulk_after` after the cookie.
+    `timeout` bounds the transfer. Failures
     after the start come back in `error`; arguments the endpoint cannot satisfy raise
     ThroughputError. `recorder` collects both connections' packets for a pcap file (the
     data connection as the endpoint's recv()s and nsends, at their endpoint times)."""
@@ -344,13 +369,17 @@ async def throughput(
             upload = _Upload(session, result, data_sktid)
             upload.flow = flow
             ntags = upload.ntags
-            await upload.queue(key, lead)
+            if reflex:
+                await upload.arm(ctl_stream.sktid)
+            await upload.queue(key, lead, bulk_after)
         else:
             transfer.flow = flow
             session.nsend(data_sktid, key).addErrback(lambda _: None)
             if flow is not None:
                 flow.sent(est.time, key)
         await ctl.expect(State.TEST_START, timeout=10.0 + (lead or 0.5 + nbytes / 20e6))
+        if upload is not None:
+            upload.test_start = ctl.time
         await ctl.expect(State.TEST_RUNNING)
         if transfer is not None:
             await transfer.run(data_sktid, ctl, timeout, poll, progress)
@@ -464,9 +493,10 @@ class _Download:
 
 
 class _Upload:
-    """Queues the cookie and every block at one endpoint time `lead` s ahead (the server
-    starts its clock on the cookie, so its duration is the transfer's), then waits for
-    BUFUSED to fall back and ends the test."""
+    """Queues the cookie at one endpoint time `lead` s ahead and the blocks with it, or,
+    with the head reflex armed on the control socket, `bulk_after` later (the reflex
+    sends the first HEAD_BYTES when TEST_START comes, as native iperf3 starts writing
+    then); waits for BUFUSED to fall back and ends the test."""
 
     def __init__(self, session: EndpointSession, result: ThroughputResult, sktid: int) -> None:
         self.session = session
@@ -474,24 +504,60 @@ class _Upload:
         self.sktid = sktid
         self.ntags: list[Deferred[Ntag]] = []  # consumed by the caller if the test fails
         self.sizes: list[int] = []
+        self.cums: list[int] = []  # bytes sent (the head too) once each tagged block went
         self.base = 0
         self.start = 0
+        self.head = 0  # bytes the reflex sends on TEST_START (0: no reflex)
+        self.ctl_sktid = -1
+        self.test_start = 0  # endpoint receive stamp of TEST_START
         self.flow: TcpFlow | None = None
         self.key = b""
 
-    async def queue(self, key: bytes, lead: float | None) -> None:
+    async def arm(self, ctl_sktid: int) -> None:
+        """The head reflex on the control socket, where the endpoint allows it."""
+        if self.result.bytes < HEAD_BYTES + iperf3.BLOCK:
+            return
+        params = upload_start.head_params(self.sktid, HEAD_FIRST, HEAD_COUNT, HEAD_SIZE)
+        try:
+            await self.session.attach_reflex(ctl_sktid, upload_start.head_reflex(), params)
+        except ControllerError:  # ReflexUnsupported, or refused (not in the chain)
+            return  # a reference endpoint, reflexes forbidden, or not in the chain
+        self.head, self.ctl_sktid = HEAD_BYTES, ctl_sktid
+
+    async def queue(self, key: bytes, lead: float | None, bulk_after: float) -> None:
         session, total = self.session, self.result.bytes
         self.key = key
         if lead is None:
             lead = 0.5 + total / 20e6
         self.base = await _bufused(session)
         self.start = start = await read_time(session) + int(lead * 1e9)
+        bulk = start + int(bulk_after * 1e9) if self.head else start
         block = b"\0" * iperf3.BLOCK
-        self.sizes = [min(iperf3.BLOCK, total - off) for off in range(0, total, iperf3.BLOCK)]
+        self.sizes = [
+            min(iperf3.BLOCK, total - off) for off in range(self.head, total, iperf3.BLOCK)
+        ]
+        # ntags only where the figures need them (the first block, the one past the skip,
+        # the last; every one for a pcap): all are released at TEST_END, and 200 of them
+        # keep the endpoint and the controller busy on the CPUs the server needs then
+        cum, tagged = self.head, set()
+        for i, size in enumerate(self.sizes):
+            cum += size
+            if (
+                i == 0
+                or cum >= total
+                or (cum >= self.result.skip and cum - size < self.result.skip)
+            ):
+                tagged.add(i)
+        if self.flow is not None:
+            tagged = set(range(len(self.sizes)))
         queued = [session.nsend(self.sktid, key, time=start)]
+        cum = self.head
         for i, size in enumerate(self.sizes):
             data = block if size == len(block) else block[:size]
-            queued.append(session.nsend(self.sktid, data, time=start, ntag=True))
+            cum += size
+            if i in tagged:
+                self.cums.append(cum)
+            queued.append(session.nsend(self.sktid, data, time=bulk, ntag=i in tagged))
             if i % 16 == 15:
                 await session.wait_writable()
         refused: RequestFailed | None = None
@@ -542,23 +608,33 @@ class _Upload:
             await _sleep(session, end_poll(poll, last, now, left))
             last = (now, left)
         ctl.send_state(State.TEST_END)
+        # Now, before the server closes the data stream (it does at TEST_END, and the
+        # endpoint then drops what it holds for the socket).
         await set_notifmask(session, self.sktid, 0)  # release the held ntags
+        result.data_start = "test-start" if self.head else "cookie"
+        if self.test_start:
+            result.setup_us = (self.test_start - self.start) / 1e3
+        if self.head:  # the reflex sent its head once, all of it
+            status = await session.reflex_status(self.ctl_sktid)
+            if status.sent != HEAD_COUNT + 1 or status.denied:
+                raise StreamError(
+                    f"the upload's start reflex sent {status.sent} of {HEAD_COUNT + 1} "
+                    f"sends ({status.denied} refused, stat {status.stat})"
+                )
         times: list[int] = []
         for d in self.ntags:
             d.addTimeout(10.0, clock)
             times.append((await d).time)
         self.ntags.clear()
+        stamps = list(zip(self.cums, times, strict=True))
         if self.flow is not None:  # the cookie at the scheduled start, each block at its ntag
             self.flow.sent(self.start, self.key)
-            for size, t in zip(self.sizes, times, strict=True):
+            if self.head:  # the reflex's head (no ntags): when TEST_START came
+                self.flow.sent(self.test_start, bytes(self.head))
+            for size, t in zip(self.sizes, times, strict=True):  # every block is tagged
                 self.flow.sent(t, bytes(size))
-        stamps = []
-        cum = 0
-        for size, t in zip(self.sizes, times, strict=True):
-            cum += size
-            stamps.append((cum, t))
-        result.chunks = len(stamps)
-        result.start_ns = times[0]
+        result.chunks = len(self.sizes) + (HEAD_COUNT + 1 if self.head else 0)
+        result.start_ns = self.test_start if self.head else times[0]
         try:
             b, t0, t1 = rate_after(stamps, total, result.skip)
         except ValueError:

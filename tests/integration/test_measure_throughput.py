@@ -70,6 +70,8 @@ def test_throughput_matches_native_iperf3(tb: Testbed, direction: str, tmp_path:
         assert (r["direction"], r["bytes"], r["server"], r["port"]) == (direction, NBYTES, tg, 5201)
         assert 0 < r["server_bytes"] <= NBYTES  # upload: what arrived before TEST_END, as native
         assert 60 < r["mbit_s"] < 110  # a 100 Mbit/s link
+        if direction == "upload":  # plaintext allows any reflex: the data starts on TEST_START
+            assert r["data_start"] == "test-start" and 0 < r["setup_us"] < 100_000
     native = [
         run_iperf3(tg, direction=direction, nbytes=NBYTES, netns=tb.netns_name("ep")).mbit_s
         for _ in range(2)
@@ -107,13 +109,23 @@ def test_upload_over_the_send_cap(tb: Testbed) -> None:
     assert "--max-burst-rate-byte" in str(records[0]["error"])  # the way out, named
 
 
-def test_upload_over_tls_with_the_operators_send_window(tb: Testbed, tmp_path: Path) -> None:
+@pytest.mark.parametrize("allow_reflex", [False, True])
+def test_upload_over_tls_with_the_operators_send_window(
+    tb: Testbed, tmp_path: Path, allow_reflex: bool
+) -> None:
     """The operator's exppriv certificate grants 1 Gb/s over 10 s: the same 25 MiB upload
-    runs over TLS, and the pcap holds the data connection."""
+    runs over TLS, and the pcap holds the data connection. The upload's start reflex runs
+    only if the chain lists it (`pktlab init --reflex`, docs/throughput.md); otherwise
+    the data goes with the cookie."""
+    from packetlab.measure.upload_start import head_reflex
+
     home = tmp_path / "home"
+    wasm = tmp_path / "upload_start.wasm"
+    wasm.write_bytes(head_reflex())
     init = subprocess.run(
         [sys.executable, "-m", "packetlab", "init", "--home", str(home),
-         "--max-burst-rate-byte", "1250000000/10000000000"],
+         "--max-burst-rate-byte", "1250000000/10000000000",
+         *(["--reflex", str(wasm)] if allow_reflex else [])],
         capture_output=True, text=True, timeout=60, cwd=REPO,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
     )  # fmt: skip
@@ -125,6 +137,7 @@ def test_upload_over_tls_with_the_operators_send_window(tb: Testbed, tmp_path: P
     )  # fmt: skip
     assert rc == 0, (err, records)
     assert "error" not in records[0] and 60 < float(records[0]["mbit_s"]) < 110
+    assert records[0]["data_start"] == ("test-start" if allow_reflex else "cookie")
     from packetlab.measure.pcap import read_pcap
 
     packets = read_pcap(pcap.read_bytes())

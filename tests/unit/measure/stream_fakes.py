@@ -11,7 +11,9 @@ RBUFUSED, so the bulk-transfer method can be checked without a network.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
 import struct
 import sys
 from collections.abc import Callable
@@ -73,6 +75,8 @@ class StreamFakeEndpoint(FakeEndpoint):
         self.chunk = 1 << 16  # bytes per ndata (one recv)
         self.overhead = 0  # RBUFUSED charged per ndata beyond its bytes (the real one: 116)
         self.rate: float | None = None  # TCP send rate (bytes/s); None: instant
+        self.pending: list[tuple[int, int, Nsend]] = []  # (ready ns, order, nsend)
+        self.seq = itertools.count()
         self.link_free = 0  # endpoint ns when the simulated link is idle again
         self.unsent = 0  # queued TCP payload not sent yet (in BUFUSED)
         self.memory = system_image(parse_config(["BufMax 268435456"]))
@@ -92,12 +96,7 @@ class StreamFakeEndpoint(FakeEndpoint):
                 return
         if isinstance(msg, Nsend) and msg.sktid in self.live:
             self.result()
-            when = max(msg.time, self.now(), self.link_free)
-            if self.rate is not None:
-                when += int(len(msg.data) / self.rate * 1e9)
-                self.link_free = when
-            self.unsent += len(msg.data)
-            self.clock.callLater((when - self.now()) / 1e9, self._sent, msg, when)
+            self._queue(msg)
             return
         if isinstance(msg, Mwrite) and msg.addr >= vmem.SKT_BASE:
             sktid, off = divmod(msg.addr - vmem.SKT_BASE, vmem.SKT_STRIDE)
@@ -106,6 +105,26 @@ class StreamFakeEndpoint(FakeEndpoint):
                 self._mask(sktid, struct.unpack(">H", msg.data)[0])
                 return
         super().handle(msg)
+
+    def _queue(self, msg: Nsend) -> None:
+        """Send at its time, in time order (then queue order), one after the other over
+        the simulated link, as the endpoint's scheduler and the kernel do: a send due now
+        goes before one queued earlier for later."""
+        self.unsent += len(msg.data)
+        heapq.heappush(self.pending, (max(msg.time, self.now()), next(self.seq), msg))
+        self._pump()
+
+    def _pump(self) -> None:
+        now = self.now()
+        while self.pending and self.pending[0][0] <= now:  # due: onto the link in order
+            ready, _, msg = heapq.heappop(self.pending)
+            when = ready
+            if self.rate is not None:
+                when = max(ready, self.link_free) + int(len(msg.data) / self.rate * 1e9)
+                self.link_free = when
+            self.clock.callLater((when - now) / 1e9, self._sent, msg, when)
+        if self.pending:
+            self.clock.callLater((self.pending[0][0] - now) / 1e9, self._pump)
 
     def read(self, addr: int, n: int) -> bytes:
         if addr == vmem.BUFUSED.addr:
@@ -171,9 +190,96 @@ class StreamRig(Rig):
 
     endpoint: StreamFakeEndpoint
 
-    def __init__(self) -> None:
-        super().__init__(endpoint=StreamFakeEndpoint, start=1000)
+    def __init__(self, endpoint: type[StreamFakeEndpoint] | None = None) -> None:
+        super().__init__(endpoint=endpoint or StreamFakeEndpoint, start=1000)
 
     def run(self, d: Deferred[T], step: float = 0.001, limit: float = 600.0) -> T:
         """As Rig.run, with `limit` counted from now."""
         return self.drive(d, step, until=self.clock.seconds() + limit)
+
+
+class _ReflexHost:
+    """What a reflex instance asks of its endpoint (a fixed clock; the timer is kept)."""
+
+    def __init__(self, endpoint: ReflexFakeEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def read_vmem(self, addr: int, length: int) -> bytes:
+        return bytes(length)
+
+    def flush(self, instance: Any) -> None:
+        pass
+
+    def debug(self, instance: Any, text: str) -> None:
+        pass
+
+    def now(self) -> int:
+        return self.endpoint.now()
+
+    def timer_at(self, instance: Any, when_ns: int) -> None:
+        instance.timer_request = when_ns
+
+
+class ReflexFakeEndpoint(StreamFakeEndpoint):
+    """A StreamFakeEndpoint that runs reflexes as ours does: CAPS allows them, `rattach`
+    compiles the real wasm, each packet of the socket goes through `reflex_packet` before
+    its ndata, and its sends (and its timer's) are nsends of that moment."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.reflexes: dict[int, Any] = {}  # sktid -> ReflexInstance
+        self.sent_by: dict[int, list[int]] = {}  # sktid -> [sent, denied]
+
+    def handle(self, msg: Any) -> None:
+        from packetlab.monitor.runtime import Box, Settings
+        from packetlab.reflex import wire as rw
+        from packetlab.reflex.runtime import ReflexInstance, compile_reflex
+        from packetlab.wire.framer import Unknown
+
+        if isinstance(msg, Unknown) and msg.msgtype == rw.RATTACH:
+            att = rw.decode_attach(msg.body)
+            inst = ReflexInstance(Box(Settings()), compile_reflex(att.program[1:]),
+                                  _ReflexHost(self))  # fmt: skip
+            inst.setup(b"")
+            inst.set_params(0, att.params)
+            self.reflexes[att.sktid] = inst
+            self.sent_by[att.sktid] = [0, 0]
+            self.result()
+            return
+        super().handle(msg)
+
+    def read(self, addr: int, n: int) -> bytes:
+        from packetlab.reflex import wire as rw
+
+        if addr == rw.CAPS:
+            caps = rw.Caps(flags=rw.CAPS_ALLOWED, params_len=1024, state_len=1024, max_emits=64)
+            return caps.encode()[:n]
+        if rw.BLOCK_BASE <= addr < rw.BLOCK_BASE + rw.BLOCK_SPAN:
+            sktid = (addr - rw.BLOCK_BASE) // rw.BLOCK_STRIDE
+            sent, denied = self.sent_by.get(sktid, [0, 0])
+            stat = rw.STAT_RUNNING if sktid in self.reflexes else rw.STAT_NONE
+            head = struct.pack(">B3xIIIIIH6x32s", stat, 0, sent, denied, 0, 0, 0, bytes(32))
+            return head[:n].ljust(n, b"\0")
+        return super().read(addr, n)
+
+    def _arrive(self, nopen: Nopen, data: bytes | None) -> None:
+        inst = self.reflexes.get(nopen.sktid)
+        if inst is not None and data:
+            inst.packet(nopen.sktid, nopen.family, Proto.TCP, self.now(), None, None, data)
+            self._emit(nopen.sktid, inst)
+        super()._arrive(nopen, data)
+
+    def _emit(self, sktid: int, inst: Any) -> None:
+        for e in inst.emits:
+            self._queue(Nsend(e.sktid, 4, Proto.TCP, e.time, e.tag, e.data))
+            self.sent_by[sktid][0] += 1
+        inst.emits = []
+        when = inst.timer_request
+        if when is not None:
+            inst.timer_request = None
+
+            def fire() -> None:
+                inst.call("reflex_timer", (self.now(), inst.ctx))
+                self._emit(sktid, inst)
+
+            self.clock.callLater(max(0, when - self.now()) / 1e9, fire)

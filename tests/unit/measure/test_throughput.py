@@ -5,15 +5,21 @@ ahead; the first MiB ignored), the rate arithmetic, and failures."""
 
 from __future__ import annotations
 
+import io
 import json
 import struct
+from typing import Any
 
 import pytest
-from stream_fakes import Peer, StreamRig
+from stream_fakes import Peer, ReflexFakeEndpoint, StreamFakeEndpoint, StreamRig
 
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import Iperf3Error, State
+from packetlab.measure.pcap import PcapRecorder, read_pcap
 from packetlab.measure.throughput import (
+    BULK_AFTER,
+    HEAD_BYTES,
+    HEAD_COUNT,
     MIB,
     ThroughputError,
     end_poll,
@@ -28,13 +34,24 @@ RATE = 10e6  # bytes/s of the simulated link (80 Mbit/s)
 
 class FakeIperf3:
     """A scripted `iperf3 -s`: the first connection is the control channel, the second the
-    data stream. Downloads are sent at RATE in 64 KiB pieces; uploads are timed on arrival
-    like iperf3 does (from the cookie to TEST_END)."""
+    data stream. Downloads are sent at RATE in 64 KiB pieces; uploads are timed like
+    iperf3 does, from TEST_START (`setup` s after the cookie: the stream's set-up) to
+    TEST_END, every byte counted, also those in before the clock started (`early`)."""
 
-    def __init__(self, rig: StreamRig, *, deny: bool = False, fail_at: State | None = None):
+    def __init__(
+        self,
+        rig: StreamRig,
+        *,
+        deny: bool = False,
+        fail_at: State | None = None,
+        setup: float = 0.0,
+    ) -> None:
         self.rig = rig
         self.deny = deny
         self.fail_at = fail_at
+        self.setup = setup  # s from the cookie to TEST_START (iperf3 sets the stream up)
+        self.accepted = False
+        self.early = 0  # data bytes in before the clock started (counted all the same)
         self.conns = 0
         self.params: dict[str, object] = {}
         self.client_results: dict[str, object] = {}
@@ -97,28 +114,40 @@ class FakeIperf3:
             self.ctl.close(0.001)
 
     def _data(self, data: bytes) -> None:
-        if not self.started:
+        if not self.accepted:
             assert data[: iperf3.COOKIE_SIZE] == self.cookie
             data = data[iperf3.COOKIE_SIZE :]
-            self.started = self.rig.clock.seconds()
-            self.state(State.TEST_START)
-            self.state(State.TEST_RUNNING)
-            if self.params.get("reverse"):
-                total = int(self.params["num"])  # type: ignore[call-overload]
-                piece = 1 << 16
-                for off in range(0, total, piece):
-                    n = min(piece, total - off)
-                    self.rig.clock.callLater((off + n) / RATE, self._send, n)
-                self.got = total
+            self.accepted = True
+            if self.setup:
+                self.rig.clock.callLater(self.setup, self._start)
+            else:
+                self._start()
+        if not self.started:
+            self.early += len(data)
         self.got += len(data)
+
+    def _start(self) -> None:
+        """TEST_START, then the clock starts (iperf_init_test), then TEST_RUNNING."""
+        self.state(State.TEST_START)
+        self.started = self.rig.clock.seconds()
+        self.state(State.TEST_RUNNING)
+        if self.params.get("reverse"):
+            total = int(self.params["num"])  # type: ignore[call-overload]
+            piece = 1 << 16
+            for off in range(0, total, piece):
+                n = min(piece, total - off)
+                self.rig.clock.callLater((off + n) / RATE, self._send, n)
+            self.got = total
 
     def _send(self, n: int) -> None:
         if not self.ended:  # like iperf3: its sender stops at TEST_END
             self.data.write(b"x" * n)
 
 
-def rig_with_server(**kw: object) -> tuple[StreamRig, FakeIperf3]:
-    rig = StreamRig()
+def rig_with_server(
+    endpoint: type[StreamFakeEndpoint] | None = None, **kw: object
+) -> tuple[StreamRig, FakeIperf3]:
+    rig = StreamRig(endpoint)
     server = FakeIperf3(rig, **kw)  # type: ignore[arg-type]
     rig.endpoint.peers[SERVER] = server.connect
     return rig, server
@@ -210,12 +239,95 @@ def test_upload_sends_are_scheduled_ahead_with_ntags_held() -> None:
     # the cookie first, then every block, all at one endpoint time
     assert sends[0].data == server.cookie and sum(len(m.data) for m in sends[1:]) == n
     assert len({m.time for m in sends}) == 1 and sends[0].time > 0
-    assert all(m.tag for m in sends[1:]) and not sends[0].tag
+    # ntags where the figures need them: the first block, the one past 1 MiB, the last
+    assert [i for i, m in enumerate(sends[1:]) if m.tag] == [0, MIB // iperf3.BLOCK - 1,
+                                                             n // iperf3.BLOCK - 1]  # fmt: skip
+    assert not sends[0].tag
     # the receiver's figure is the server's; the sender's from ntag stamps, first MiB out
     assert r.method == "iperf3-server" and r.server_bytes == n
     assert r.mbit_s == r.server_mbit_s
     assert r.sender_mbit_s == pytest.approx(RATE * 8 / 1e6, rel=0.05)
     assert r.chunks == n // iperf3.BLOCK
+
+
+SETUP = 0.0007  # the server's set-up after the cookie (0.4-0.9 ms on the testbed)
+
+
+def test_upload_starts_when_the_server_starts_its_clock() -> None:
+    # Where the endpoint runs reflexes, one on the control socket sends the head when
+    # TEST_START comes, and the rest is scheduled after the cookie: no byte reaches the
+    # server before its clock runs, as with native iperf3, which writes only then.
+    rig, server = rig_with_server(ReflexFakeEndpoint, setup=SETUP)
+    rig.endpoint.rate = RATE
+    n = 4 * MIB
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=n, direction="upload", lead=0.5))
+    assert r.error is None, r.error
+    assert server.got == n and server.done
+    assert server.early == 0
+    assert r.data_start == "test-start"
+    assert r.setup_us is not None and SETUP * 1e6 <= r.setup_us < BULK_AFTER * 1e6
+    sends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 1]
+    # the controller queued the cookie at `start` and the blocks past the head after it
+    assert sends[0].data == server.cookie
+    assert {m.time for m in sends[1:]} == {sends[0].time + int(BULK_AFTER * 1e9)}
+    assert sum(len(m.data) for m in sends[1:]) == n - HEAD_BYTES
+    assert isinstance(rig.endpoint, ReflexFakeEndpoint)
+    assert rig.endpoint.sent_by[0] == [HEAD_COUNT + 1, 0]  # the reflex sent the head
+    assert r.chunks == len(sends) - 1 + HEAD_COUNT + 1
+    assert r.mbit_s == r.server_mbit_s
+    assert r.sender_mbit_s == pytest.approx(RATE * 8 / 1e6, rel=0.05)
+    assert r.to_dict()["data_start"] == "test-start"
+
+
+def test_upload_with_a_pcap_tags_every_block() -> None:
+    # The pcap puts each block at its ntag time, so every block carries one; the reflex's
+    # head goes in at TEST_START's receive time.
+    rig, _ = rig_with_server(ReflexFakeEndpoint, setup=SETUP)
+    rig.endpoint.rate = RATE
+    n, rec = 4 * MIB, PcapRecorder()
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=n, direction="upload", lead=0.5,
+                           recorder=rec))  # fmt: skip
+    assert r.error is None and r.data_start == "test-start", r.error
+    sends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 1]
+    assert all(m.tag for m in sends[1:])
+    out = io.BytesIO()
+    rec.write(out)
+    data = [p[40:] for _, p in read_pcap(out.getvalue()) if p[9] == 6 and len(p) > 40]
+    assert sum(len(d) for d in data) >= n + iperf3.COOKIE_SIZE  # the data connection, whole
+    assert r.sender_mbit_s == pytest.approx(RATE * 8 / 1e6, rel=0.05)
+
+
+def test_upload_without_a_reflex_goes_with_the_cookie() -> None:
+    # A reference endpoint (CAPS reads zeros), or reflex=False: everything at one time,
+    # and the server counts what arrives during its set-up (the difference above; a
+    # set-up longer than a block here, as the fake delivers whole blocks).
+    for endpoint, reflex in ((StreamFakeEndpoint, True), (ReflexFakeEndpoint, False)):
+        rig, server = rig_with_server(endpoint, setup=0.03)
+        rig.endpoint.rate = RATE
+        n = 4 * MIB
+        r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=n, direction="upload",
+                               lead=0.5, reflex=reflex))  # fmt: skip
+        assert r.error is None, r.error
+        assert r.data_start == "cookie" and server.got == n
+        assert server.early > 0
+        sends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 1]
+        assert len({m.time for m in sends}) == 1
+
+
+def test_upload_start_reflex_that_sent_nothing_is_an_error() -> None:
+    # The reflex attached but never ran (its socket's packets bypass it here): the head
+    # is missing, and the run says so instead of reporting the server's short count.
+    rig, _ = rig_with_server(ReflexFakeEndpoint, setup=SETUP)
+    rig.endpoint.rate = RATE
+    endpoint = rig.endpoint
+
+    def no_reflex(nopen: Any, data: bytes | None) -> None:
+        StreamFakeEndpoint._arrive(endpoint, nopen, data)
+
+    endpoint._arrive = no_reflex  # type: ignore[method-assign]
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=4 * MIB, direction="upload",
+                           lead=0.5))  # fmt: skip
+    assert r.error is not None and "start reflex sent 0 of 8 sends" in r.error
 
 
 def test_server_busy_and_server_error() -> None:
