@@ -34,6 +34,7 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
 from benchmarks.common import environment, markdown_table, summarize, write_json
+from benchmarks.reflex_world import SPLIT_CPUS, endpoint_under, split_cpus
 from packetlab.controller import EndpointSession
 from packetlab.monitor.build import build
 from packetlab.reflex import abi
@@ -180,16 +181,18 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     conf = f"BusyPollUs {args.busy_poll_us}\n" if args.busy_poll_us else ""
     if args.reflex_warm_us is not None:
         conf += f"ReflexWarmUs {args.reflex_warm_us}\n"
+    pin = split_cpus() if args.split else []
     if not args.breakdown:
         return await run_experiment(
-            reactor, exp, sources=[RESPONDER], conf=conf, ctl_delay_ms=args.delay_ms
-        )
+            reactor, exp, sources=[RESPONDER], conf=conf, ctl_delay_ms=args.delay_ms,
+            endpoint_argv=endpoint_under(pin),
+        )  # fmt: skip
     # The same endpoint with timing probes (benchmarks/bench_reflex_probe.py).
     with tempfile.TemporaryDirectory(prefix="bench-reflex-probe-") as tmp:
         probe = Path(tmp) / "probe.jsonl"
         res = await run_experiment(
             reactor, exp, sources=[RESPONDER], conf=conf, ctl_delay_ms=args.delay_ms,
-            endpoint_argv=lambda a: [sys.executable, "-m", PROBE, str(probe), *a],
+            endpoint_argv=lambda a: [*pin, sys.executable, "-m", PROBE, str(probe), *a],
         )  # fmt: skip
         res["breakdown"] = breakdown(probe)
     return res
@@ -309,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run everything on this CPU (no cross-CPU wake-up between client and endpoint)",
     )
     p.add_argument(
+        "--split",
+        action="store_true",
+        help="the endpoint alone on CPU 1, the client, controller and relay on CPU 0 (a CPU "
+        "to itself, as busy-poll wants: docs/reflexes.md)",
+    )
+    p.add_argument(
         "--busy-poll-us",
         type=int,
         default=0,
@@ -337,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         "--cpu", type=int, metavar="N", help="only: CPU µs per packet over fakes, N packets"
     )
     args = p.parse_args(argv)
+    if args.pin is not None and args.split:
+        p.error("--pin and --split exclude each other")
     if args.pin is not None:  # the endpoint and the relay inherit it
         os.sched_setaffinity(0, {args.pin})
     if args.cpu:
@@ -360,6 +371,8 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> None:
             f"{rtt['p50']:.1f}", f"{rtt['p90']:.1f}",
         ])  # fmt: skip
     pinned = f", all on CPU {args.pin}" if args.pin is not None else ""
+    if args.split:
+        pinned = f", endpoint alone on CPU {SPLIT_CPUS[1]}, the rest on CPU {SPLIT_CPUS[0]}"
     poll = f"BusyPollUs {args.busy_poll_us}" if args.busy_poll_us else "no busy-poll"
     if args.busy_poll_us and args.reflex_warm_us is not None:
         poll += f", ReflexWarmUs {args.reflex_warm_us}"

@@ -93,14 +93,21 @@ def native_connects(target: str, port: int, count: int) -> list[float]:
 
 
 def inside(args: argparse.Namespace) -> None:
-    from benchmarks.reflex_world import inside, run_experiment
+    from benchmarks.reflex_world import endpoint_under, inside, run_experiment, split_cpus
+
+    pin = split_cpus() if args.split else []
 
     async def go(reactor: Any) -> dict[str, Any]:
         async def exp(session: Any) -> dict[str, Any]:
             return await handshakes(session, reactor, args)
 
         conf = f"TransprotoSup raw,tcp,udp\nVMemLocalAddrStrIPv4 {args.source_iface}\n"
-        res = await run_experiment(reactor, exp, sources=[HANDSHAKE], conf=conf, timeout=120)
+        if args.busy_poll_us:
+            conf += f"BusyPollUs {args.busy_poll_us}\n"
+        res = await run_experiment(
+            reactor, exp, sources=[HANDSHAKE], conf=conf, timeout=120,
+            endpoint_argv=endpoint_under(pin),
+        )  # fmt: skip
         res["native_us"] = native_connects(args.target, args.port, args.count)
         return res
 
@@ -135,7 +142,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             [sys.executable, "-m", "benchmarks.bench_reflex_handshake", "--inside",
              "--target", str(tb.addr("tg")), "--port", str(args.port),
              "--source", str(own), "--source-iface", f"{ep_if.ipv4},{own}/32",
-             "--count", str(args.count), "--sport", str(args.sport)],
+             "--count", str(args.count), "--sport", str(args.sport),
+             "--busy-poll-us", str(args.busy_poll_us), *(["--split"] if args.split else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
         )  # fmt: skip
         res = child_result(proc, "handshake run", 300)
@@ -152,6 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=50, help="handshakes [50]")
     p.add_argument("--port", type=int, default=9480, help="the server's port on tg")
     p.add_argument("--sport", type=int, default=41000, help="first source port")
+    p.add_argument(
+        "--busy-poll-us",
+        type=int,
+        default=0,
+        metavar="N",
+        help="BusyPollUs N in the endpoint's endpt.conf (reactor busy-poll) [0: off]",
+    )
+    p.add_argument(
+        "--split",
+        action="store_true",
+        help="the endpoint alone on CPU 1, the benchmark on CPU 0 (as bench_reflex --split)",
+    )
     p.add_argument("--json", type=Path, help="write the results here too")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--target", help=argparse.SUPPRESS)

@@ -100,6 +100,26 @@ async def run_experiment(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: `--split`: the endpoint alone on the second CPU, the benchmark (and what it starts
+#: itself: the delay relay, the client) on the first. Busy-poll wants a CPU to itself.
+SPLIT_CPUS = (0, 1)
+
+
+def split_cpus() -> list[str]:
+    """Pin this process to `SPLIT_CPUS[0]` (children it starts inherit that) and return
+    the command prefix that runs a program on `SPLIT_CPUS[1]` alone (`taskset`)."""
+    os.sched_setaffinity(0, {SPLIT_CPUS[0]})
+    return [shutil.which("taskset") or "taskset", "-c", str(SPLIT_CPUS[1])]
+
+
+def endpoint_under(prefix: list[str]) -> Callable[[list[str]], list[str]] | None:
+    """The `endpoint_argv` of `run_experiment` that runs twistd under `prefix` (None: as
+    usual)."""
+    from packetlab.controller.local import twistd_command
+
+    return (lambda a: [*prefix, *twistd_command(), *a]) if prefix else None
+
+
 def _cpu_s(ep: Any) -> float:
     """User + system CPU seconds of the endpoint process so far (0 if gone)."""
     try:

@@ -129,7 +129,7 @@ def main() -> int:
                     help="pktlab init home (made if missing) [%(default)s]")  # fmt: skip
     ap.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     args = ap.parse_args()
-    home = Path(args.home)
+    home = Path(args.home).absolute()  # the daemons run in their own directory
     if not (home / "broker.conf").is_file():
         shutil.rmtree(home, ignore_errors=True)
         subprocess.run([str(BIN / "pktlab"), "init", "--home", str(home)], check=True,

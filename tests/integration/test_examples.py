@@ -157,10 +157,11 @@ def test_an_expected_error_is_one_line(tmp_path: Path) -> None:
 
 
 def test_system_demo_runs_one_experiment_on_two_subscribed_endpoints(tmp_path: Path) -> None:
-    """README command 1: broker, two broker-mode endpoints, xpmgr publishing, results."""
+    """README command 1: broker, two broker-mode endpoints, xpmgr publishing, results.
+    The home is relative, as scripts/quickstart.sh passes it (the daemons run elsewhere)."""
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "system_demo.py"), "--home", str(tmp_path / "home")],
-        capture_output=True, text=True, timeout=180, cwd=EXAMPLES.parent,
+        [sys.executable, str(EXAMPLES / "system_demo.py"), "--home", "home"],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
