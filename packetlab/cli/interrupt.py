@@ -107,6 +107,8 @@ def run_reactor(
         try:
             box["code"] = await main(reactor, stop)
         except expected as e:
+            if "interrupted" in box:  # our reactor.stop() cut it (a session still starting)
+                return
             box["error"] = str(e) or type(e).__name__
         except Exception as e:  # a bug: say what, keep the traceback for -v
             box["error"] = f"internal error: {type(e).__name__}: {e}"

@@ -13,8 +13,9 @@ See docs/controller.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from packetlab._lazy import lazy_attributes
 
 # Each public name is imported from its module when first used (PEP 562), so that a
 # program pays only for the parts it uses: `pktlab run traceroute` needs neither the
@@ -70,7 +71,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "stop": ("StopSignal",),
     "train": ("TrainReport", "send_train"),
 }
-_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+__getattr__, __dir__ = lazy_attributes(globals(), _MODULES)
 
 from packetlab.controller.publish import (  # noqa: E402
     Publication,
@@ -143,16 +144,3 @@ __all__ = [
     "set_notifmask", "set_rbufsz", "tcp_exchange", "tcpdump_filter", "udp_exchange",
     "unpack_address", "wait_connected",
 ]  # fmt: skip
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))

@@ -615,7 +615,7 @@ class ReactorNetwork:
         trigger = getattr(reactor, "addSystemEventTrigger", None)
         if self._watcher is not None and trigger is not None:
             # Leave before the reactor disconnects its readers (it would log a lost epoll).
-            self._shutdown_trigger = trigger("before", "shutdown", self._watcher.close)
+            self._shutdown_trigger = trigger("before", "shutdown", self._close_at_shutdown)
         self._raw_in_use: set[tuple[str, int]] = set()  # (interface, family) with a raw socket
 
     def close(self) -> None:
@@ -626,6 +626,13 @@ class ReactorNetwork:
         if self._shutdown_trigger is not None:
             self._reactor.removeSystemEventTrigger(self._shutdown_trigger)  # type: ignore[attr-defined]
             self._shutdown_trigger = None
+
+    def _close_at_shutdown(self) -> None:
+        # Fired, the trigger is gone from the reactor: close() after the shutdown (pktlab run
+        # stopped by a Ctrl-C as its endpoint starts) must not remove it again (ValueError).
+        self._shutdown_trigger = None
+        if self._watcher is not None:
+            self._watcher.close()
 
     def _socket(self, family: int, kind: int, in_use: Status) -> socket.socket:
         try:

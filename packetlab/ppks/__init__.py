@@ -4,7 +4,9 @@ The public API is re-exported here; see docs/ppks.md. Issuing (`issue.py`) is im
 first use: an endpoint only verifies (idle endpoint memory, docs/performance.md).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from packetlab._lazy import lazy_attributes
 
 from .accounting import Accounting, Budget, Counter, Meter
 from .cert import (
@@ -45,16 +47,9 @@ from .verify import (
 if TYPE_CHECKING:
     from .issue import CertRequest, issue_certificate, make_csr, parse_csr, sign_csr
 
-_ISSUE = frozenset({"CertRequest", "issue_certificate", "make_csr", "parse_csr", "sign_csr"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _ISSUE:
-        from . import issue
-
-        return getattr(issue, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__, __dir__ = lazy_attributes(
+    globals(), {"issue": ("CertRequest", "issue_certificate", "make_csr", "parse_csr", "sign_csr")}
+)
 
 __all__ = [
     "DEFAULT_SEND_BURST",

@@ -162,17 +162,7 @@ class ReflexInstance(Instance):
         raw = self._raw.get(name)
         if raw is None:
             return 0
-        self.emits = []
-        self.reports = []
-        q = self._sendq
-        if q is None:
-            return self.box.call(raw, args)
-        q.reset()
-        rv = self.box.call(raw, args)
-        head = q.head
-        if head[0] or head[1]:  # sends or refusals queued
-            self._collect(q)
-        return rv
+        return self._call(raw, args)
 
     def packet(
         self,
@@ -188,19 +178,24 @@ class ReflexInstance(Instance):
         n = len(data)
         self._pktview[:n] = data
         self.curpkt = data
-        self.emits = []
-        self.reports = []
         if raddr is not None:
             a = len(raddr)
             self._scratch[:a] = raddr
             args = (sktid, family, proto, time, self.scratch, a, rport or 0, self.pkt, n, self.ctx)
         else:
             args = (sktid, family, proto, time, 0, 0, 0, self.pkt, n, self.ctx)
+        return self._call(self._packet, args)
+
+    def _call(self, raw: Any, args: Sequence[int]) -> int:
+        """One export call with fresh emits and reports, the shim's queued sends collected
+        after it."""
+        self.emits = []
+        self.reports = []
         q = self._sendq
         if q is None:
-            return self.box.call(self._packet, args)
+            return self.box.call(raw, args)
         q.reset()
-        rv = self.box.call(self._packet, args)
+        rv = self.box.call(raw, args)
         head = q.head
         if head[0] or head[1]:  # sends or refusals queued
             self._collect(q)

@@ -28,10 +28,14 @@ def test_aimd_reflex_fills_a_shaped_link(tmp_path: Path) -> None:
     assert r["denied"] == 0  # every send passed the endpoint's checks
     assert r["halvings"] > 0  # it found the link's limit and backed off
     assert 0.7 < r["of_link"] < 1.1  # the rate acknowledged is the link's
-    # The queue, read from tbf itself: bounded, and not kept overflowing (a sender that
-    # ignored its losses would fill it for good and lose a large share of its packets).
+    # The queue, read from tbf itself while the sender keeps it busy: bounded, and not kept
+    # overflowing. Being half full is no sign of either: with a path RTT of 0.3 ms against
+    # 15 ms of queue, a correct AIMD saws between half and all of it (~99 % of the samples
+    # at least half full). The sign is the share of samples *full* (no room for one more
+    # packet): 0.42-0.48 for this AIMD, 0.80-0.91 for the same reflex ignoring its losses
+    # (which also loses ~80 % of its packets), quiet or with stress-ng on both cores.
     q = r["queue"]
     assert q["samples"] > 20
     assert 0 < q["backlog_max"] <= q["limit_bytes"]
     assert q["drops"] > 0 and q["drop_share"] < 0.10
-    assert q["half_full"] < 0.95
+    assert q["full"] < 0.7

@@ -35,8 +35,18 @@ def start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     env["PKTLAB_HOME"] = str(tmp_path / "home")
     return subprocess.Popen(
         [*PKTLAB, "run", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env, cwd=REPO,
+        env=env, cwd=REPO, preexec_fn=sigint_as_in_a_terminal,
     )  # fmt: skip
+
+
+def sigint_as_in_a_terminal() -> None:
+    """In the child before exec: SIGINT at its default, as for a command typed in a
+    terminal. A test run started in the background of a script (`cmd &` without job
+    control, or CI's harness) ignores SIGINT, and the children would inherit that:
+    `pktlab run` keeps an inherited SIG_IGN until its reactor runs (like Twisted), so a
+    Ctrl-C sent 0.5 s after the start was ignored on a loaded machine (still importing)
+    and the ping ran to its end, exit 0."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_first_ctrl_c_prints_what_was_gathered_and_the_statistics(tmp_path: Path) -> None:

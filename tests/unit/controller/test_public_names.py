@@ -12,14 +12,16 @@ import pytest
 
 import packetlab.controller as ctl
 
+WHERE = {name: module for module, names in ctl._MODULES.items() for name in names}
+
 
 def test_all_is_the_lazy_map() -> None:
-    assert sorted(ctl.__all__) == sorted(ctl._WHERE)
+    assert sorted(ctl.__all__) == sorted(WHERE)
 
 
 @pytest.mark.parametrize("name", ctl.__all__)
 def test_each_name_is_its_modules_object(name: str) -> None:
-    module = importlib.import_module(f"packetlab.controller.{ctl._WHERE[name]}")
+    module = importlib.import_module(f"packetlab.controller.{WHERE[name]}")
     assert getattr(ctl, name) is getattr(module, name)
     assert name in dir(ctl)
 
@@ -45,4 +47,4 @@ def test_the_type_checking_imports_name_the_same_modules() -> None:
         ):
             for alias in node.names:
                 seen[alias.name] = str(node.module).rsplit(".", 1)[1]
-    assert seen == ctl._WHERE
+    assert seen == WHERE
