@@ -55,7 +55,7 @@ from packetlab.controller import (
 from packetlab.measure import iperf3, upload_start
 from packetlab.measure.iperf3 import DEFAULT_PORT, Iperf3Error, State
 from packetlab.measure.pcap import PcapRecorder, TcpFlow
-from packetlab.measure.stream import StreamError, TcpStream
+from packetlab.measure.stream import StreamError, StreamTimeout, TcpStream
 from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, vmem
 
 __all__ = [
@@ -267,6 +267,37 @@ async def _rbufused(session: EndpointSession, sktid: int) -> int:
     return int(_U32.unpack(raw.ljust(4, b"\0"))[0])
 
 
+#: A new test's control connection that the server resets or closes before it asks for
+#: the parameters is tried again, this many times in all, this long apart: an iperf3
+#: server that has just closed the last test's control connection may still reset a
+#: connection its listener took meanwhile (seen 1 in ~16 back-to-back tests).
+ADMIT_ATTEMPTS, ADMIT_RETRY_S = 3, 0.2
+
+
+async def _admitted(
+    session: EndpointSession, addr: Any, port: int, recorder: PcapRecorder | None
+) -> tuple[TcpStream, bytes]:
+    """The control connection of a new test, its cookie sent and PARAM_EXCHANGE read; the
+    cookie. Raises the last attempt's error (ControllerError, Iperf3Error)."""
+    attempt = 1
+    while True:
+        stream = await TcpStream.connect(session, addr, port, recorder=recorder)
+        key = iperf3.cookie()
+        try:
+            stream.send(key)
+            await _Control(stream, timeout=10.0).expect(State.PARAM_EXCHANGE)
+            return stream, key
+        except StreamError as e:
+            await stream.close()
+            if isinstance(e, StreamTimeout) or attempt >= ADMIT_ATTEMPTS:
+                raise
+        except BaseException:
+            await stream.close()
+            raise
+        attempt += 1
+        await _sleep(session, ADMIT_RETRY_S)
+
+
 async def _closed_by_server(stream: TcpStream, timeout: float = 5.0) -> None:
     try:
         while await stream.recv(timeout) is not None:
@@ -333,7 +364,10 @@ async def throughput(
         )
     result = ThroughputResult(direction, str(addr), port, nbytes, skip=skip)
     try:
-        ctl_stream = await TcpStream.connect(session, addr, port, recorder=recorder)
+        ctl_stream, key = await _admitted(session, addr, port, recorder)
+    except Iperf3Error as e:
+        result.error = str(e)
+        return result
     except ControllerError as e:
         result.error = f"connect to {addr}:{port}: {e}"
         return result
@@ -342,9 +376,6 @@ async def throughput(
     ntags: list[Deferred[Ntag]] = []  # upload: consumed here if the test fails
     upload: _Upload | None = None
     try:
-        key = iperf3.cookie()
-        ctl_stream.send(key)
-        await ctl.expect(State.PARAM_EXCHANGE)
         params = iperf3.parameters(nbytes, reverse=direction == "download")
         ctl_stream.send(iperf3.encode_json(params))
         await ctl.expect(State.CREATE_STREAMS)

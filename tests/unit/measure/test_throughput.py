@@ -17,6 +17,7 @@ from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import Iperf3Error, State
 from packetlab.measure.pcap import PcapRecorder, read_pcap
 from packetlab.measure.throughput import (
+    ADMIT_ATTEMPTS,
     BULK_AFTER,
     HEAD_BYTES,
     HEAD_COUNT,
@@ -338,6 +339,46 @@ def test_server_busy_and_server_error() -> None:
     r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=4 * MIB))
     assert r.error == "the iperf3 server failed (i_errno 111, errno 0)"
     assert "mbit_s" not in r.to_dict()
+
+
+def _closing_peer() -> Peer:
+    """A control connection that the server drops as soon as the cookie comes."""
+    peer = Peer()
+    peer.received = lambda data: peer.close()  # type: ignore[method-assign]
+    return peer
+
+
+def test_a_test_dropped_before_its_parameters_is_tried_again() -> None:
+    """The server closed (or reset) the first control connection before PARAM_EXCHANGE,
+    as an iperf3 server may right after the last test: the test starts over, once."""
+    rig, server = rig_with_server()
+    tries = {"dropped": 0}
+
+    def connect() -> Peer:
+        if not tries["dropped"]:
+            tries["dropped"] += 1
+            return _closing_peer()
+        return server.connect()
+
+    rig.endpoint.peers[SERVER] = connect
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=4 * MIB, direction="download"))
+    assert r.error is None, r.error
+    assert tries["dropped"] == 1 and server.conns == 2  # then control and data as usual
+
+
+def test_a_server_that_always_drops_the_test_is_an_error() -> None:
+    rig, _ = rig_with_server()
+    conns: list[Peer] = []
+
+    def connect() -> Peer:
+        conns.append(_closing_peer())
+        return conns[-1]
+
+    rig.endpoint.peers[SERVER] = connect
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=4 * MIB, direction="download"))
+    assert len(conns) == ADMIT_ATTEMPTS
+    assert r.error is not None and r.error.startswith("connect to 192.0.2.5:5201")
+    assert "closed after 0 of 1 bytes" in r.error
 
 
 def test_refused_and_too_big() -> None:
