@@ -34,7 +34,7 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
 from benchmarks.common import environment, markdown_table, summarize, write_json
-from benchmarks.reflex_world import SPLIT_CPUS, endpoint_under, split_cpus
+from benchmarks.reflex_world import SPLIT_CPUS, add_cpu_options, endpoint_under, split_cpus
 from packetlab.controller import EndpointSession
 from packetlab.monitor.build import build
 from packetlab.reflex import abi
@@ -311,19 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CPU",
         help="run everything on this CPU (no cross-CPU wake-up between client and endpoint)",
     )
-    p.add_argument(
-        "--split",
-        action="store_true",
-        help="the endpoint alone on CPU 1, the client, controller and relay on CPU 0 (a CPU "
-        "to itself, as busy-poll wants: docs/reflexes.md)",
-    )
-    p.add_argument(
-        "--busy-poll-us",
-        type=int,
-        default=0,
-        metavar="N",
-        help="BusyPollUs N in the endpoint's endpt.conf (reactor busy-poll) [0: off]",
-    )
+    add_cpu_options(p)
     p.add_argument(
         "--reflex-warm-us",
         type=int,

@@ -156,22 +156,13 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.reflex_world import add_cpu_options
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--count", type=int, default=50, help="handshakes [50]")
     p.add_argument("--port", type=int, default=9480, help="the server's port on tg")
     p.add_argument("--sport", type=int, default=41000, help="first source port")
-    p.add_argument(
-        "--busy-poll-us",
-        type=int,
-        default=0,
-        metavar="N",
-        help="BusyPollUs N in the endpoint's endpt.conf (reactor busy-poll) [0: off]",
-    )
-    p.add_argument(
-        "--split",
-        action="store_true",
-        help="the endpoint alone on CPU 1, the benchmark on CPU 0 (as bench_reflex --split)",
-    )
+    add_cpu_options(p)
     p.add_argument("--json", type=Path, help="write the results here too")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--target", help=argparse.SUPPRESS)

@@ -105,6 +105,23 @@ async def run_experiment(
 SPLIT_CPUS = (0, 1)
 
 
+def add_cpu_options(parser: Any) -> None:
+    """`--busy-poll-us N` and `--split`, as the reflex benchmarks take them."""
+    parser.add_argument(
+        "--busy-poll-us",
+        type=int,
+        default=0,
+        metavar="N",
+        help="BusyPollUs N in the endpoint's endpt.conf (reactor busy-poll) [0: off]",
+    )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help=f"the endpoint alone on CPU {SPLIT_CPUS[1]}, the benchmark (client, controller, "
+        f"relay) on CPU {SPLIT_CPUS[0]}: a CPU to itself, as busy-poll wants (docs/reflexes.md)",
+    )
+
+
 def split_cpus() -> list[str]:
     """Pin this process to `SPLIT_CPUS[0]` (children it starts inherit that) and return
     the command prefix that runs a program on `SPLIT_CPUS[1]` alone (`taskset`)."""

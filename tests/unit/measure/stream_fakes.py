@@ -26,6 +26,7 @@ from twisted.internet.task import Clock
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
 from ctl_fakes import FakeEndpoint, Rig
+from testkit.reflexhost import NullHost
 
 from packetlab.endpoint.config import parse_config
 from packetlab.endpoint.memory import system_image
@@ -198,20 +199,12 @@ class StreamRig(Rig):
         return self.drive(d, step, until=self.clock.seconds() + limit)
 
 
-class _ReflexHost:
-    """What a reflex instance asks of its endpoint (a fixed clock; the timer is kept)."""
+class _ReflexHost(NullHost):
+    """The endpoint's clock; the timer is kept on the instance."""
 
     def __init__(self, endpoint: ReflexFakeEndpoint) -> None:
+        super().__init__()
         self.endpoint = endpoint
-
-    def read_vmem(self, addr: int, length: int) -> bytes:
-        return bytes(length)
-
-    def flush(self, instance: Any) -> None:
-        pass
-
-    def debug(self, instance: Any, text: str) -> None:
-        pass
 
     def now(self) -> int:
         return self.endpoint.now()

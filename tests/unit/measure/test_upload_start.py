@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from testkit.reflexhost import NullHost
 
 from packetlab.measure.upload_start import MAX_SEND, head_params, head_reflex
 from packetlab.monitor.runtime import Box, Settings
@@ -17,28 +18,8 @@ from packetlab.reflex.runtime import ReflexInstance, compile_reflex
 CTL, DATA = 2, 3
 
 
-class Host:
-    def __init__(self) -> None:
-        self.timers: list[int] = []
-
-    def read_vmem(self, addr: int, length: int) -> bytes:
-        return bytes(length)
-
-    def flush(self, instance: Any) -> None:
-        pass
-
-    def debug(self, instance: Any, text: str) -> None:
-        pass
-
-    def now(self) -> int:
-        return 7
-
-    def timer_at(self, instance: Any, when_ns: int) -> None:
-        self.timers.append(when_ns)
-
-
-def armed(first: int = 16384, count: int = 7, size: int = MAX_SEND) -> tuple[Any, Host]:
-    host = Host()
+def armed(first: int = 16384, count: int = 7, size: int = MAX_SEND) -> tuple[Any, NullHost]:
+    host = NullHost(now=7)
     inst = ReflexInstance(Box(Settings()), compile_reflex(head_reflex()), host)
     inst.setup(b"")
     inst.set_params(0, head_params(DATA, first, count, size))

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import wasmtime
+from testkit.reflexhost import NullHost
 
 from packetlab.monitor.abi import MonitorCrash
 from packetlab.monitor.runtime import Box, Settings
@@ -19,26 +20,9 @@ from packetlab.reflex.template import reflex_wat
 RADDR = b"\xc0\x00\x02\x07"
 
 
-class Host:
-    def read_vmem(self, addr: int, length: int) -> bytes:
-        return bytes(length)
-
-    def flush(self, instance: Any) -> None:
-        pass
-
-    def debug(self, instance: Any, text: str) -> None:
-        pass
-
-    def now(self) -> int:
-        return 0
-
-    def timer_at(self, instance: Any, when_ns: int) -> None:
-        pass
-
-
 def instance(packet: str, *, extra: str = "") -> ReflexInstance:
     wasm = bytes(wasmtime.wat2wasm(reflex_wat(packet, extra=extra)))
-    inst = ReflexInstance(Box(Settings()), compile_reflex(wasm), Host())
+    inst = ReflexInstance(Box(Settings()), compile_reflex(wasm), NullHost())
     inst.setup(b"")
     return inst
 
