@@ -403,6 +403,22 @@ def test_rate_arithmetic() -> None:
         rate_after([(MIB, 5)], 2 * MIB, MIB)  # never completed
 
 
+def test_rate_is_timed_from_the_end_of_the_burst_that_crossed_the_skip() -> None:
+    """Packets of 1,000 bytes in bursts of 10, 1 us apart, one burst every 1 ms (10 MB/s).
+    The skip falls on a burst's first packet: timed from there, that burst's other nine
+    would count as sent in no time (rate 10.9 % high over 10 bursts); from its end, the
+    rate is the link's."""
+    stamps = []
+    for burst in range(12):
+        for k in range(10):
+            stamps.append(((burst * 10 + k + 1) * 1000, burst * 1_000_000 + k * 1000))
+    skip, total = 10_001, 120_000  # crossed by burst 1's first packet
+    b, t0, t1 = rate_after(stamps, total, skip)
+    assert (b, t0) == (20_000, 1_009_000)  # burst 1's last packet
+    assert t1 == 11_009_000
+    assert (total - b) / ((t1 - t0) / 1e9) == 10e6  # exactly the link's 10 MB/s
+
+
 def test_upload_end_poll_tightens_near_the_end() -> None:
     poll = 0.005
     assert end_poll(poll, None, 1.0, 8 * MIB) == poll  # no pace seen yet
