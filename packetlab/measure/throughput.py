@@ -287,7 +287,7 @@ ADMIT_ATTEMPTS, ADMIT_RETRY_S = 3, 0.2
 
 async def _admitted(
     session: EndpointSession, addr: Any, port: int, recorder: PcapRecorder | None
-) -> tuple[TcpStream, bytes]:
+) -> tuple[_Control, bytes]:
     """The control connection of a new test, its cookie sent and PARAM_EXCHANGE read; the
     cookie. Raises the last attempt's error (ControllerError, Iperf3Error)."""
     attempt = 1
@@ -296,8 +296,9 @@ async def _admitted(
         key = iperf3.cookie()
         try:
             stream.send(key)
-            await _Control(stream, timeout=10.0).expect(State.PARAM_EXCHANGE)
-            return stream, key
+            ctl = _Control(stream, timeout=10.0)
+            await ctl.expect(State.PARAM_EXCHANGE)
+            return ctl, key
         except StreamError as e:
             await stream.close()
             if isinstance(e, StreamTimeout) or attempt >= ADMIT_ATTEMPTS:
@@ -375,14 +376,14 @@ async def throughput(
         )
     result = ThroughputResult(direction, str(addr), port, nbytes, skip=skip)
     try:
-        ctl_stream, key = await _admitted(session, addr, port, recorder)
+        ctl, key = await _admitted(session, addr, port, recorder)
     except Iperf3Error as e:
         result.error = str(e)
         return result
     except ControllerError as e:
         result.error = f"connect to {addr}:{port}: {e}"
         return result
-    ctl = _Control(ctl_stream, timeout=10.0)
+    ctl_stream = ctl.stream
     data_sktid: int | None = None
     ntags: list[Deferred[Ntag]] = []  # upload: consumed here if the test fails
     upload: _Upload | None = None
@@ -578,28 +579,19 @@ class _Upload:
         self.sizes = [
             min(iperf3.BLOCK, total - off) for off in range(self.head, total, iperf3.BLOCK)
         ]
-        # ntags only where the figures need them (the first block, the one past the skip,
-        # the last; every one for a pcap): all are released at TEST_END, and 200 of them
-        # keep the endpoint and the controller busy on the CPUs the server needs then
-        cum, tagged = self.head, set()
-        for i, size in enumerate(self.sizes):
-            cum += size
-            if (
-                i == 0
-                or cum >= total
-                or (cum >= self.result.skip and cum - size < self.result.skip)
-            ):
-                tagged.add(i)
-        if self.flow is not None:
-            tagged = set(range(len(self.sizes)))
         queued = [session.nsend(self.sktid, key, time=start)]
-        cum = self.head
+        cum, skip, every = self.head, self.result.skip, self.flow is not None
         for i, size in enumerate(self.sizes):
             data = block if size == len(block) else block[:size]
             cum += size
-            if i in tagged:
+            # ntags only where the figures need them (the first block, the one past the
+            # skip, the last; every one for a pcap): all are released at TEST_END, and 200
+            # of them keep the endpoint and the controller busy on the CPUs the server
+            # needs then
+            tag = every or i == 0 or cum >= total or cum - size < skip <= cum
+            if tag:
                 self.cums.append(cum)
-            queued.append(session.nsend(self.sktid, data, time=bulk, ntag=i in tagged))
+            queued.append(session.nsend(self.sktid, data, time=bulk, ntag=tag))
             if i % 16 == 15:
                 await session.wait_writable()
         refused: RequestFailed | None = None
