@@ -13,7 +13,6 @@ requested ``CLOCK_REALTIME`` instant and the kernel follows clock steps for us. 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import select
@@ -78,7 +77,9 @@ def _load_libc() -> ctypes.CDLL:
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        from ctypes.util import find_library  # only here: idle RSS (docs/performance.md)
+
+        return ctypes.CDLL(find_library("c"), use_errno=True)
 
 
 class TimerFd:

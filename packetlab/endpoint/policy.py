@@ -23,16 +23,18 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packetlab.endpoint.checks import RequestGate
-from packetlab.endpoint.config import ConfigError, EndpointConfig
+from packetlab.endpoint.config import EndpointConfig
 from packetlab.endpoint.limits import BurstWindow
 from packetlab.endpoint.sockets import Network, Skt
-from packetlab.pcap.libpcap import LibpcapUnavailable, OfflineFilter, PcapSyntaxError
 from packetlab.ppks import BurstRate
 from packetlab.wire.constants import Status
 from packetlab.wire.messages import Message, Nsend, Result
+
+if TYPE_CHECKING:  # libpcap is loaded only for a CaptureFilter (idle RSS, docs/performance.md)
+    from packetlab.endpoint.capturefilter import CaptureFilter
 
 __all__ = [
     "CaptureFilter",
@@ -44,15 +46,12 @@ __all__ = [
 _DENY = Result(errid=int(Status.ESKTPKTDENY))
 
 
-class CaptureFilter(OfflineFilter):
-    """A tcpdump expression compiled once, run on each captured IP packet."""
+def __getattr__(name: str) -> Any:
+    if name == "CaptureFilter":  # in its own module, with libpcap: imported when asked for
+        from packetlab.endpoint.capturefilter import CaptureFilter
 
-    def __init__(self, expression: str) -> None:
-        try:
-            super().__init__(expression)
-        except (PcapSyntaxError, LibpcapUnavailable) as e:
-            why = e.pcap_message if isinstance(e, PcapSyntaxError) else str(e)
-            raise ConfigError(f"bad capture filter {expression!r}: {why}") from None
+        return CaptureFilter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -124,8 +123,13 @@ class _PolicyEvents:
 
 def from_config(cfg: EndpointConfig) -> tuple[CapturePolicy, BurstRate | None, BurstRate | None]:
     """The policy of the config's keys (`ConfigError` for a bad filter expression)."""
+    capture_filter = None
+    if cfg.capture_filter:
+        from packetlab.endpoint.capturefilter import CaptureFilter
+
+        capture_filter = CaptureFilter(cfg.capture_filter)
     capture = CapturePolicy(
-        filter=CaptureFilter(cfg.capture_filter) if cfg.capture_filter else None,
+        filter=capture_filter,
         snaplen=cfg.capture_snaplen,
         mask4=cfg.capture_anon_mask4,
         mask6=cfg.capture_anon_mask6,
