@@ -21,7 +21,8 @@ Digests: a reflex runs only if a certificate of the controller's chain lists it 
 may run any reflex.
 
 The hooks into the session are few and marked ``# reflex hook``: the private-type
-dispatch and the "reflex" cdata hint (session.py), and `install` (tap.py).
+dispatch and the "reflex" cdata hint (session.py), and `install` (tap.py, through
+`packetlab.endpoint.reflexhook`, which loads this module on a session's first reflex request).
 """
 
 from __future__ import annotations

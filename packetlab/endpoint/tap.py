@@ -258,9 +258,9 @@ def makeService(options: Options) -> IService:
     if capture.active:
         network = PolicyNetwork(network, capture)
 
-    from packetlab.endpoint.reflexes import ReflexService  # reflex hook
+    from packetlab.endpoint.reflexhook import Reflexes  # reflex hook
 
-    reflexes = ReflexService.from_config(cfg)  # reflex hook
+    reflexes = Reflexes(cfg)  # reflex hook: loaded on a session's first reflex request
     reflexes.warm_on(spinner, cfg.reflex_warm_us)  # reflex hook (docs/reflexes.md)
 
     from packetlab.heaptrim import IdleTrim, trim_after_startup  # memory hooks

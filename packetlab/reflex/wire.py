@@ -18,18 +18,58 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+# The region's layout, re-exported: the extension's users know it from here.
+from packetlab.reflex.region import (
+    B_COUNTERS,
+    B_DIGEST,
+    B_PARAMS,
+    B_STAT,
+    B_STATE,
+    BLOCK_BASE,
+    BLOCK_SPAN,
+    BLOCK_STRIDE,
+    CAPS,
+    CAPS_ALLOWED,
+    CAPS_LEN,
+    CAPS_MAGIC,
+    CAPS_RECORD,
+    CAPS_VERSION,
+    REGION_END,
+    STAT_CRASHED,
+    STAT_DETACHED,
+    STAT_NONE,
+    STAT_RUNNING,
+    STAT_SLOW,
+    block_addr,
+)
 from packetlab.wire.constants import HEADER_LEN
 
 __all__ = [
+    "BLOCK_BASE",
+    "BLOCK_SPAN",
+    "BLOCK_STRIDE",
+    "B_COUNTERS",
+    "B_DIGEST",
+    "B_PARAMS",
+    "B_STAT",
+    "B_STATE",
     "CAPS",
     "CAPS_ALLOWED",
     "CAPS_LEN",
     "CAPS_MAGIC",
+    "CAPS_RECORD",
+    "CAPS_VERSION",
     "CDATA_HINT_REFLEX",
     "RATTACH",
     "RDETACH",
     "RDETACHED",
+    "REGION_END",
     "RREPORT",
+    "STAT_CRASHED",
+    "STAT_DETACHED",
+    "STAT_NONE",
+    "STAT_RUNNING",
+    "STAT_SLOW",
     "Attach",
     "Caps",
     "Detached",
@@ -48,38 +88,10 @@ RDETACH: Final = 0x91  # C→E request: detach it; answered by `result`
 RREPORT: Final = 0xC0  # E→C notification: a record the reflex reported
 RDETACHED: Final = 0xC1  # E→C notification: the endpoint detached a failing reflex
 
-# vmem (§2.2 leaves 0x60000000 and up unmapped in the reference).
-CAPS: Final = 0x60000000
-CAPS_LEN: Final = 16
-CAPS_MAGIC: Final = b"PKRX"
-CAPS_VERSION: Final = 1
-CAPS_ALLOWED: Final = 0x0001  # flags: this endpoint runs reflexes in this session
-BLOCK_BASE: Final = 0x60100000
-BLOCK_STRIDE: Final = 0x1000
-BLOCK_SPAN: Final = 256 * BLOCK_STRIDE
-REGION_END: Final = BLOCK_BASE + BLOCK_SPAN
-# Offsets in a socket's reflex block.
-B_STAT: Final = 0x000  # u8: DetachReason (0 none attached, 1 running, ...)
-B_COUNTERS: Final = 0x004  # u32 runs, sends, denied, passed, reports; u16 last denial errid
-B_DIGEST: Final = 0x020  # 32 bytes
-B_PARAMS: Final = 0x400  # 1024 bytes, RW
-B_STATE: Final = 0x800  # 1024 bytes, R
-
-STAT_NONE: Final = 0
-STAT_RUNNING: Final = 1
-STAT_CRASHED: Final = 2  # detached: trap or ABI violation
-STAT_SLOW: Final = 3  # detached: deadline exceeded
-STAT_DETACHED: Final = 4  # detached by the controller (or its socket closed)
-
 _HDR = struct.Struct(">I")
-_CAPS = struct.Struct(">4sHHHHHH")
 _ATTACH = struct.Struct(">BB32sH")
 _NOTE = struct.Struct(">BQ")
 _DETACHED = struct.Struct(">BQB")
-
-
-def block_addr(sktid: int, offset: int = 0) -> int:
-    return BLOCK_BASE + sktid * BLOCK_STRIDE + offset
 
 
 def frame(msgtype: int, body: bytes) -> bytes:
@@ -98,7 +110,7 @@ class Caps:
     magic: bytes = CAPS_MAGIC
 
     def encode(self) -> bytes:
-        return _CAPS.pack(
+        return CAPS_RECORD.pack(
             self.magic, self.version, self.flags, self.params_len, self.state_len,
             self.max_emits, 0,
         )  # fmt: skip
@@ -108,7 +120,7 @@ class Caps:
         """None when `data` is not a CAPS record (a reference endpoint's zeros)."""
         if len(data) < CAPS_LEN or data[:4] != CAPS_MAGIC:
             return None
-        magic, version, flags, plen, slen, emits, _ = _CAPS.unpack_from(data)
+        magic, version, flags, plen, slen, emits, _ = CAPS_RECORD.unpack_from(data)
         return cls(version, flags, plen, slen, emits, magic)
 
     @property

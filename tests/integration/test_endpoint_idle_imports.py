@@ -11,8 +11,11 @@ from tls_world import controller_chain, pktlab_init
 
 #: Loaded only on first use: Twisted's endpoints for a controller host name (an address
 #: connects with packetlab.endpoint.tcpclient), libpcap for a CaptureFilter, ctypes.util
-#: if libc.so.6 cannot be opened by its name.
+#: if libc.so.6 cannot be opened by its name, the reflex gate and the extension's messages
+#: on a session's first reflex request (packetlab.endpoint.reflexhook).
 NOT_LOADED = (
+    "packetlab.endpoint.reflexes",
+    "packetlab.reflex.wire",
     "twisted.internet.endpoints",
     "twisted.internet.stdio",
     "twisted.python.systemd",
