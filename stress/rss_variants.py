@@ -121,17 +121,17 @@ def main() -> int:
                 ep.stop()
         bare.append(mib(bench.bare_reactor_smaps_kib()))
     base, base_anon = (statistics.median(col) for col in zip(*bare, strict=True))
-    print(f"{'':24s} {'resident':>9s} {'anonymous':>10s} {'file':>6s}  resident each round")
+    print(f"{'':24s} {'resident':>10s} {'anonymous':>11s} {'file':>6s}  resident each round")
     print(
-        f"{'bare reactor + TLS':24s} {base:5.1f} MiB {base_anon:6.1f} MiB {base - base_anon:6.1f}"
-        f"  {[round(r, 1) for r, _ in bare]}"
+        f"{'bare reactor + TLS':24s} {base:6.2f} MiB {base_anon:7.2f} MiB {base - base_anon:6.2f}"
+        f"  {[round(r, 2) for r, _ in bare]}"
     )
     for name, xs in rss.items():
         m, anon = (statistics.median(col) for col in zip(*xs, strict=True))
         print(
-            f"{name or '(as is)':24s} {m:5.1f} MiB {anon:6.1f} MiB {m - anon:6.1f}"
-            f"  {[round(r, 1) for r, _ in xs]}  +{m - base:.1f} over bare"
-            f" (anonymous +{anon - base_anon:.1f}, file +{m - anon - base + base_anon:.1f})"
+            f"{name or '(as is)':24s} {m:6.2f} MiB {anon:7.2f} MiB {m - anon:6.2f}"
+            f"  {[round(r, 2) for r, _ in xs]}  {m - base:+.2f} over bare"
+            f" (anonymous {anon - base_anon:+.2f}, file {m - anon - base + base_anon:+.2f})"
         )
     if args.maps:
         compare_maps(args.variants[0])

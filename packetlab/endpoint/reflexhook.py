@@ -1,8 +1,8 @@
 """Reflexes loaded on a session's first use of them (docs/reflexes.md; idle RSS,
 docs/performance.md, Memory).
 
-`packetlab.endpoint.reflexes` (its gate, the extension's messages) costs the idle endpoint
-~0.2 MiB of RSS, and most sessions never use a reflex. `Reflexes.install(session)` puts a
+Importing `packetlab.endpoint.reflexes` (its gate, the extension's messages) cost the
+idle endpoint ~0.1 MiB of RSS, and most sessions never use a reflex. `Reflexes.install(session)` puts a
 `_Dormant` stand-in in front of the session's gate and vmem instead, which does what the
 real `ReflexGate` and `ReflexMemory` do while no reflex was ever asked for: every request
 passes straight to the inner gate, and mread shows the CAPS record (so a controller finds
