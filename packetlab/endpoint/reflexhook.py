@@ -2,9 +2,10 @@
 docs/performance.md, Memory).
 
 Importing `packetlab.endpoint.reflexes` (its gate, the extension's messages) cost the
-idle endpoint ~0.1 MiB of RSS, and most sessions never use a reflex. `Reflexes.install(session)` puts a
-`_Dormant` stand-in in front of the session's gate and vmem instead, which does what the
-real `ReflexGate` and `ReflexMemory` do while no reflex was ever asked for: every request
+idle endpoint ~0.1 MiB of RSS, and most sessions never use a reflex.
+`Reflexes.install(session)` puts a `_Dormant` stand-in in front of the session's gate and
+vmem instead, which does what the real `ReflexGate` and `ReflexMemory` do while no reflex
+was ever asked for: every request
 passes straight to the inner gate, and mread shows the CAPS record (so a controller finds
 the extension as before). The first reflex request of the session (a ``cdata`` with the
 "reflex" hint, or any private-use frame) loads the extension, takes the stand-in out

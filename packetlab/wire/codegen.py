@@ -70,7 +70,10 @@ _INPUTS = (
     "sourcegen.py", "codegen.py", "fastns.py",
 )  # fmt: skip
 _CHLIST = {chlist.decode: "decode", chlist.encode: "encode"}
-_bundle: dict[str, Any] | None = None  # key -> (code, recipe, source), as kept on disk
+# key -> marshal of (code, recipe, source), as kept on disk: each entry is loaded when its
+# code is first needed, so a process keeps objects only for the messages it uses (idle
+# endpoint RSS, docs/performance.md).
+_bundle: dict[str, bytes] | None = None
 
 
 def _bundle_path() -> Path:
@@ -86,7 +89,7 @@ def _bundle_path() -> Path:
     return code_cache_dir() / f"derived-{h.hexdigest()[:32]}.{tag}.marshal"
 
 
-def _kept() -> dict[str, Any]:
+def _kept() -> dict[str, bytes]:
     global _bundle
     if _bundle is None:
         try:
@@ -99,7 +102,7 @@ def _kept() -> dict[str, Any]:
 
 def _keep(key: str, entry: tuple[CodeType, tuple[Any, ...], str]) -> None:
     kept = _kept()
-    kept[key] = entry
+    kept[key] = marshal.dumps(entry)
     try:
         path = _bundle_path()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,12 +176,14 @@ def _load(
 ) -> tuple[dict[str, Any], str]:
     """The namespace after running `key`'s derived code, and its source: kept, or derived
     now (`derive_source` returns (source, namespace)) and kept."""
-    entry = _kept().get(key)
-    if entry is not None:
+    blob = _kept().get(key)
+    entry = None
+    if blob is not None:
         try:
+            entry = marshal.loads(blob)
             code, recipe, src = entry
             ns = _namespace(base, recipe)
-        except (TypeError, ValueError, AttributeError, struct.error):
+        except (TypeError, ValueError, EOFError, AttributeError, struct.error):
             entry = None
     if entry is None:
         src, gen_ns = derive_source()
@@ -188,6 +193,11 @@ def _load(
         ns = _namespace(base, recipe)
     exec(code, ns)
     return ns, src
+
+
+def is_kept(cls: type) -> bool:
+    """Whether the fast path of `cls` is kept (loads without deriving)."""
+    return f"fast path for {cls.__name__}" in _kept()
 
 
 def derive(cls: type) -> tuple[Callable[[bytes], Any], Callable[[Any], bytes], str]:

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from packetlab.wire.codec import _DECODERS
+from packetlab.wire.codec import _DECODERS, decoder
 from packetlab.wire.constants import BODY_MAX, HEADER_LEN
 from packetlab.wire.errors import FrameTooLarge, MalformedMessage
 from packetlab.wire.messages import Message
@@ -96,8 +96,10 @@ class Framer:
                 self._pos = stop
                 dec = _DECODERS.get(msgtype)
                 if dec is None:
-                    yield Unknown(msgtype, body, self._base + pos)
-                    continue
+                    dec = decoder(msgtype)  # derived on first use; None: not a message
+                    if dec is None:
+                        yield Unknown(msgtype, body, self._base + pos)
+                        continue
                 try:
                     msg = dec(body)
                 except MalformedMessage as e:
