@@ -28,6 +28,7 @@ U32_MAX = 0xFFFFFFFF
 _NDATA = int(NotifMask.NDATA)
 _NDROP = int(NotifMask.NDROP)
 _NBLOCK = int(NotifMask.NBLOCK)
+_NTAG = int(NotifMask.NTAG)
 
 
 class ReceivePath:
@@ -58,8 +59,9 @@ class ReceivePath:
             out = [h for h in skt.held if h[0] & cleared]
             skt.held.clear()
             skt.held.extend(keep)
-            for _, frame, cost in out:
-                self.outbox.put(frame, skt, cost)
+            for bit, frame, cost in out:
+                # A held ntag's charge is BufMax's alone, not the socket's RBUFUSED.
+                self.outbox.put(frame, skt if bit != _NTAG else None, cost)
 
     def set_rbufsz(self, skt: Skt, rbufsz: int) -> None:
         skt.rbufsz = rbufsz
@@ -68,9 +70,11 @@ class ReceivePath:
 
     # -- budgets (§3.5) -------------------------------------------------------------------
 
-    def release(self, skt: Skt, cost: int) -> None:
-        """An ndata left for the transport: its charge comes back."""
-        skt.rbufused -= cost
+    def release(self, skt: Skt | None, cost: int) -> None:
+        """An ndata (or a held ntag: `skt` None) left for the transport: its charge comes
+        back."""
+        if skt is not None:
+            skt.rbufused -= cost
         self.budget.used -= cost
         if self.blocked:
             self.unblock()
@@ -102,8 +106,9 @@ class ReceivePath:
         """The socket is freed: drop its held notifications silently; returns their cost
         (the caller gives it back with the rest)."""
         held = sum(cost for _, _, cost in skt.held)
+        ntags = sum(cost for bit, _, cost in skt.held if bit == _NTAG)
         skt.held.clear()
-        skt.rbufused -= held
+        skt.rbufused -= held - ntags  # a held ntag's charge is BufMax's alone
         self.blocked.discard(skt)
         return held
 

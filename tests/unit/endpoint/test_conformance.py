@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ep_fakes import FakeClock, Rig, errids, udp_open, udp_send
 
+from packetlab import wire
 from packetlab.endpoint.checks import OpenGate, RequestGate
 from packetlab.endpoint.config import parse_rate
 from packetlab.endpoint.limits import admit
@@ -20,6 +21,7 @@ from packetlab.ppks import (
     generate_private_key,
     issue_certificate,
 )
+from packetlab.wire import vmem
 from packetlab.wire.constants import Status
 
 NS = 1_000_000_000
@@ -63,3 +65,32 @@ def test_refused_nsend_leaves_the_operator_rate_cap_alone() -> None:
     assert errids(r.send(udp_send())) == [Status.ESKTNOTOPEN]
     assert errids(r.send(udp_open())) == [0]
     assert errids(r.send(udp_send())) == [0]
+
+
+# ------------------------------------------------------------ §2.4 held notifications
+
+
+def test_held_ntags_keep_buffer_space_so_masking_cannot_grow_memory() -> None:
+    """§2.4/§3.5: held notifications keep buffer space. A controller that masks NTAG and
+    keeps sending must meet ESYSNOBUFS once the held ntags fill BufMax, not make the
+    endpoint hold an ever longer list; unmasking releases every ntag and the space."""
+    r = Rig(buf_max=4096).started()
+    assert errids(r.send(udp_open())) == [0]
+    mask = vmem.skt_addr(1, vmem.SKT_NOTIFMASK)
+    assert errids(r.send(wire.Mwrite(addr=mask, data=b"\x00\x02"))) == [0]
+    answers = []
+    for tag in range(1, 201):
+        answers += errids(r.send(udp_send(tag=tag, data=b"x")))
+        r.run_timer_to(r.clock.now)  # it goes out; its ntag is held
+    accepted = answers.count(0)
+    assert Status.ESYSNOBUFS in answers, "200 masked ntags held, none refused"
+    assert set(answers) == {0, Status.ESYSNOBUFS}
+    assert r.session.budget.used <= 4096
+    released = r.send(wire.Mwrite(addr=mask, data=b"\x00\x00"))
+    ntags = [m for m in released if isinstance(m, wire.Ntag)]
+    assert [m.tag for m in ntags] == [
+        t for t, e in zip(range(1, 201), answers, strict=True) if e == 0
+    ]
+    assert len(ntags) == accepted and errids(released) == [0]
+    assert r.session.budget.used == 0
+    assert r.skt(1).rbufused == 0

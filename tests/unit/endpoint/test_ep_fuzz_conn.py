@@ -36,7 +36,14 @@ from packetlab import wire
 from packetlab.endpoint.protocol import MAX_QUEUED, ControllerProtocol
 from packetlab.endpoint.session import Phase
 from packetlab.wire import vmem
-from packetlab.wire.constants import BODY_MAX, HEADER_LEN, MsgType, SocketState, Status
+from packetlab.wire.constants import (
+    BODY_MAX,
+    HEADER_LEN,
+    MsgType,
+    NotifMask,
+    SocketState,
+    Status,
+)
 
 S = Status
 LO6 = bytes(15) + b"\x01"
@@ -346,7 +353,9 @@ class HostileController(RuleBasedStateMachine):
         for k in s.sockets:
             if k is not None:
                 mine = sum(c for _, sk, c in s.outbox._q if sk is k)
-                assert k.rbufused == sum(c for _, _, c in k.held) + mine, k
+                # A held ntag's charge is BufMax's alone (HELD_NTAG_COST), not RBUFUSED.
+                held = sum(c for bit, _, c in k.held if bit != NotifMask.NTAG)
+                assert k.rbufused == held + mine, k
 
     @invariant()
     def memory_is_bounded(self) -> None:
