@@ -30,7 +30,9 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_PATH = Path("~/.pktlab/endpt.conf")
-MAX_LOCAL_ADDRS = 256
+# IP4NO/IP6NO (§2.2) are one byte: 255 addresses at most (256 would read as 0, as the
+# reference's count wraps; a config error here instead).
+MAX_LOCAL_ADDRS = 255
 MAX_DNS_ADDRS = 16
 MAX_HOSTID = 255
 U32_MAX = 0xFFFFFFFF
@@ -195,14 +197,18 @@ def _set_transproto(cfg: EndpointConfig, value: str) -> None:
 def _set_ipv4(cfg: EndpointConfig, value: str) -> None:
     entries = [e for item in _items(value) for e in _v4_entries(item)]
     if len(entries) > MAX_LOCAL_ADDRS:
-        raise ConfigError(f"{len(entries)} addresses, at most {MAX_LOCAL_ADDRS} allowed")
+        raise ConfigError(
+            f"{len(entries)} addresses, at most {MAX_LOCAL_ADDRS} allowed (IP4NO is one byte)"
+        )
     cfg.ipv4 = entries
 
 
 def _set_ipv6(cfg: EndpointConfig, value: str) -> None:
     entries = [e for item in _items(value) for e in _v6_entries(item)]
     if len(entries) > MAX_LOCAL_ADDRS:
-        raise ConfigError(f"{len(entries)} addresses, at most {MAX_LOCAL_ADDRS} allowed")
+        raise ConfigError(
+            f"{len(entries)} addresses, at most {MAX_LOCAL_ADDRS} allowed (IP6NO is one byte)"
+        )
     cfg.ipv6 = entries
 
 

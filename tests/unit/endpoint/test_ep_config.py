@@ -130,3 +130,22 @@ def test_load_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / ".pktlab").mkdir()
     (tmp_path / ".pktlab" / "endpt.conf").write_text("BufMax 77\n")
     assert load_config(None).buf_max == 77
+
+
+@pytest.mark.parametrize(
+    ("key", "make"),
+    [
+        ("VMemLocalAddrStrIPv4", lambda i: f"10.0.{i // 250}.{i % 250 + 1}/24"),
+        ("VMemLocalAddrStrIPv6", lambda i: f"fd00::{i + 1:x}"),
+    ],
+)
+def test_at_most_255_local_addresses_as_ip4no_ip6no_are_one_byte(key: str, make: object) -> None:
+    """IP4NO/IP6NO (§2.2) are u8: 256 addresses cannot be counted. The reference's count
+    wraps to 0; here the config says so instead of a bare ValueError at start-up."""
+    from packetlab.endpoint.memory import system_image
+
+    assert callable(make)
+    ok = parse_config([f"{key} " + ",".join(make(i) for i in range(255))])
+    assert system_image(ok)[0:2] in (b"\xff\x00", b"\x02\xff")
+    with pytest.raises(ConfigError, match="at most 255"):
+        parse_config([f"{key} " + ",".join(make(i) for i in range(256))])
