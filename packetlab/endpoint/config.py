@@ -382,7 +382,8 @@ def parse_rate(text: str) -> BurstRate:
         c, s = int(count), float(seconds)
     except ValueError:
         c, s = -1, 0.0
-    if not sep or c < 0 or not 0 < s <= 86400:
+    # A window under 1 ns would round to 0, which limits nothing: refused like 0.
+    if not sep or c < 0 or not 1 / NS_PER_S <= s <= 86400:
         raise ConfigError(f"expected COUNT/SECONDS (e.g. 1000/1), got {text!r}")
     return BurstRate(c, int(s * NS_PER_S))
 
