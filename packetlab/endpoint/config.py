@@ -275,7 +275,7 @@ def _set_auto_extract(cfg: EndpointConfig, value: str) -> None:
 
 
 def _set_agent_cert(cfg: EndpointConfig, value: str) -> None:
-    cfg.agent_cert = str(Path(value).expanduser()) if value else None
+    cfg.agent_cert = _path(value) if value else None
 
 
 def _set_broker_roots(cfg: EndpointConfig, value: str) -> None:
@@ -306,8 +306,17 @@ def _set_snikey(cfg: EndpointConfig, value: str) -> None:
     cfg.nosub_snikey = value or None
 
 
+def _path(value: str) -> str:
+    """A file name, ``~`` and ``~user`` expanded; an unknown user is a ConfigError (not
+    the bare RuntimeError of `Path.expanduser`)."""
+    try:
+        return str(Path(value).expanduser())
+    except RuntimeError as e:
+        raise ConfigError(f"{value!r}: cannot expand '~': {e}") from None
+
+
 def _paths(value: str) -> list[str]:
-    return [str(Path(p).expanduser()) for p in _items(value)]
+    return [_path(p) for p in _items(value)]
 
 
 def _set_chain(cfg: EndpointConfig, value: str) -> None:
@@ -315,7 +324,7 @@ def _set_chain(cfg: EndpointConfig, value: str) -> None:
 
 
 def _set_privkey(cfg: EndpointConfig, value: str) -> None:
-    cfg.private_key = str(Path(value).expanduser()) if value else None
+    cfg.private_key = _path(value) if value else None
 
 
 def _set_eop_keys(cfg: EndpointConfig, value: str) -> None:
@@ -323,7 +332,7 @@ def _set_eop_keys(cfg: EndpointConfig, value: str) -> None:
 
 
 def _set_rlim_db(cfg: EndpointConfig, value: str) -> None:
-    cfg.rlim_db = str(Path(value).expanduser()) if value else None
+    cfg.rlim_db = _path(value) if value else None
 
 
 def _set_report_crash(cfg: EndpointConfig, value: str) -> None:
@@ -358,7 +367,7 @@ def _set_reflex_warm(cfg: EndpointConfig, value: str) -> None:
 
 
 def _set_persistent_path(cfg: EndpointConfig, value: str) -> None:
-    cfg.monitor_persistent_path = str(Path(value).expanduser()) if value else None
+    cfg.monitor_persistent_path = _path(value) if value else None
 
 
 def parse_anon_mask(text: str, version: int) -> bytes:

@@ -6,8 +6,16 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from packetlab.endpoint.config import ConfigError, EndpointConfig, load_config, parse_config
+from packetlab.endpoint.config import (
+    KNOWN_KEYS,
+    ConfigError,
+    EndpointConfig,
+    load_config,
+    parse_config,
+)
 
 
 def parse(text: str) -> EndpointConfig:
@@ -149,3 +157,23 @@ def test_at_most_255_local_addresses_as_ip4no_ip6no_are_one_byte(key: str, make:
     assert system_image(ok)[0:2] in (b"\xff\x00", b"\x02\xff")
     with pytest.raises(ConfigError, match="at most 255"):
         parse_config([f"{key} " + ",".join(make(i) for i in range(256))])
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    key=st.sampled_from(KNOWN_KEYS),
+    value=st.text(st.characters(blacklist_characters="\n\r#", codec="utf-8"), max_size=40)
+    | st.sampled_from(["0", "-1", "0x10", "1_0", "1e3", "1/0", "1/1e-12", "99999999999", ""])
+    | st.just("~nosuchuser8/x"),  # a path whose ~user does not exist: a ConfigError
+)
+def test_any_value_of_any_key_is_taken_or_refused_with_a_config_error(key: str, value: str) -> None:
+    """endpt.conf from a stranger: each line is applied or refused with a ConfigError that
+    names the line and the key, and a config that parses gives a system image (§2.2)."""
+    from packetlab.endpoint.memory import system_image
+
+    try:
+        cfg = parse_config([f"{key} {value}"], "endpt.conf")
+    except ConfigError as e:
+        assert str(e).startswith(f"endpt.conf:1: {key}: "), str(e)
+        return
+    system_image(cfg)
