@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ep_fakes import FakeClock, Rig, errids, udp_open, udp_send
+from ep_fakes import FakeClock, Rig, errids, tcp_open, udp_open, udp_send
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from packetlab import wire
 from packetlab.endpoint.checks import OpenGate, RequestGate
 from packetlab.endpoint.config import parse_rate
 from packetlab.endpoint.limits import admit
+from packetlab.endpoint.memory import SKT_BLOCK_USED, render_block, system_image
 from packetlab.endpoint.policy import PolicyGate
 from packetlab.endpoint.session import Session
 from packetlab.ppks import (
@@ -22,7 +25,7 @@ from packetlab.ppks import (
     issue_certificate,
 )
 from packetlab.wire import vmem
-from packetlab.wire.constants import Status
+from packetlab.wire.constants import SocketState, Status
 
 NS = 1_000_000_000
 
@@ -94,3 +97,90 @@ def test_held_ntags_keep_buffer_space_so_masking_cannot_grow_memory() -> None:
     assert len(ntags) == accepted and errids(released) == [0]
     assert r.session.budget.used == 0
     assert r.skt(1).rbufused == 0
+
+
+# ----------------------------------------------------------------- §2 the memory map
+
+
+def _model_read(r: Rig, addr: int, length: int) -> bytes:
+    """§2.2 byte by byte: the system block, the used part of each open socket's block,
+    zeros everywhere else (not the reference's all-zero read that starts in a gap, a
+    documented difference)."""
+    s = r.session
+    image = bytearray(system_image(s.config))
+    t, u = vmem.TIME.addr - vmem.SYS_BASE, vmem.BUFUSED.addr - vmem.SYS_BASE
+    image[t : t + 8] = r.clock.now.to_bytes(8)
+    image[u : u + 4] = s.budget.used.to_bytes(4)
+    out = bytearray(length)
+    for i in range(length):
+        a = addr + i
+        if vmem.SYS_BASE <= a < vmem.SYS_BASE + vmem.SYS_SPAN:
+            out[i] = image[a - vmem.SYS_BASE]
+        elif vmem.SKT_BASE <= a < vmem.SKT_BASE + vmem.SKT_SPAN:
+            sktid, off = divmod(a - vmem.SKT_BASE, vmem.SKT_STRIDE)
+            skt = s.sockets[sktid]
+            if skt is not None and off < SKT_BLOCK_USED:
+                out[i] = render_block(skt)[off]
+    return bytes(out)
+
+
+_NEAR = [
+    vmem.SYS_BASE, vmem.SYS_BASE + vmem.SYS_SPAN, vmem.TIME.addr, vmem.BUFUSED.addr,
+    vmem.SKT_BASE, vmem.SKT_BASE + vmem.SKT_SPAN, vmem.HOSTID.addr, (1 << 32) - 1,
+    *(vmem.skt_addr(k, f) for k in (0, 1, 2, 3, 255) for f in vmem.SKT_WRITABLE),
+    *(vmem.skt_addr(k, vmem.SKT_STAT) + SKT_BLOCK_USED for k in (1, 2, 255)),
+]  # fmt: skip
+
+
+@st.composite
+def _span(draw: st.DrawFn, max_len: int) -> tuple[int, int]:
+    base = draw(st.sampled_from(_NEAR) | st.integers(0, (1 << 32) - 1))
+    length = draw(st.integers(1, 16) | st.integers(1, max_len))
+    at = min(max(base + draw(st.integers(-40, 40)), 0), (1 << 32) - length)
+    return at, length
+
+
+def _rig_with_sockets() -> Rig:
+    r = Rig().started()
+    r.clock.step = 0
+    assert errids(r.send(udp_open(1), tcp_open(2), udp_open(255))) == [0, 0, 0]
+    r.session.tcp_error(r.skt(2), SocketState.RESET)  # a failed socket: writes ignored
+    assert errids(r.send(tcp_open(3))) == [0]  # OPENING: writes taken
+    for k in (1, 3, 255):  # no zero bytes at the blocks' edges: an off-by-one shows
+        ctfl = bytes((k + i) % 255 + 1 for i in range(vmem.SKT_CTFL.size))
+        assert errids(r.send(wire.Mwrite(addr=vmem.skt_addr(k, vmem.SKT_CTFL), data=ctfl))) == [0]
+    return r
+
+
+@settings(max_examples=120, deadline=None, database=None)
+@given(span=_span(0xFFFF))
+def test_mread_is_the_map_byte_for_byte(span: tuple[int, int]) -> None:
+    r = _rig_with_sockets()
+    addr, length = span
+    (reply,) = r.send(wire.Mread(addr=addr, len=length))
+    assert reply == wire.Mdata(addr=addr, data=_model_read(r, addr, length))
+
+
+@settings(max_examples=120, deadline=None, database=None)
+@given(span=_span(600), fill=st.integers(0, 255))
+def test_mwrite_changes_only_writable_fields_of_open_sockets(
+    span: tuple[int, int], fill: int
+) -> None:
+    """§2.1/§2.2: an mwrite answers SUCCESS and changes exactly the RW bytes it covers of
+    sockets at OPENING or above (RBUFSZ, NSENDERR, NSENDERRTAG, NOTIFMASK, CTFL)."""
+    r = _rig_with_sockets()
+    addr, length = span
+    before = {k: bytearray(render_block(s)) for k, s in enumerate(r.session.sockets) if s}
+    system = r.session.memory.read(vmem.SYS_BASE, vmem.SYS_SPAN)  # read-only: the same after
+    assert errids(r.send(wire.Mwrite(addr=addr, data=bytes([fill]) * length))) == [0]
+    for k, block in before.items():
+        skt = r.session.sockets[k]
+        assert skt is not None
+        if skt.state >= SocketState.OPENING:
+            base = vmem.skt_addr(k, vmem.Region(0, 0))
+            for f in vmem.SKT_WRITABLE:
+                for off in range(f.addr, f.addr + f.size):
+                    if addr <= base + off < addr + length:
+                        block[off] = fill
+        assert render_block(skt) == bytes(block), f"socket {k}"
+    assert r.session.memory.read(vmem.SYS_BASE, vmem.SYS_SPAN) == system
