@@ -62,6 +62,9 @@ class ReceivePath:
             for bit, frame, cost in out:
                 # A held ntag's charge is BufMax's alone, not the socket's RBUFUSED.
                 self.outbox.put(frame, skt if bit != _NTAG else None, cost)
+        if cleared & _NDROP and skt.episode is not None:
+            # The drops that added up while NDROP was masked (see `datagram`): one ndrop.
+            self._end_episode(skt)
 
     def set_rbufsz(self, skt: Skt, rbufsz: int) -> None:
         skt.rbufsz = rbufsz
@@ -150,7 +153,9 @@ class ReceivePath:
             data = data[:room]
         if self.gate.checks_ndata and not self._ndata_allowed(skt, data, time, raddr, rport):
             return
-        if skt.episode is not None:
+        if skt.episode is not None and not skt.notifmask & _NDROP:
+            # (While NDROP is masked the episode goes on: one ndrop when it is unmasked,
+            # not one held frame per truncated datagram.)
             self._end_episode(skt)
         if raddr is None or rport is None:  # a captured packet: no address part
             frame = frames.ndata_tcp(skt.sktid, skt.family, skt.proto, time, data)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ep_fakes import FakeClock, Rig, errids, tcp_open, udp_open, udp_send
+from ep_fakes import LO4, FakeClock, Rig, errids, tcp_open, udp_open, udp_send
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -184,3 +184,24 @@ def test_mwrite_changes_only_writable_fields_of_open_sockets(
                         block[off] = fill
         assert render_block(skt) == bytes(block), f"socket {k}"
     assert r.session.memory.read(vmem.SYS_BASE, vmem.SYS_SPAN) == system
+
+
+def test_masked_ndrops_add_up_in_one_episode_instead_of_one_held_frame_each() -> None:
+    """A datagram that does not fit is truncated, counted, and ends its drop episode with
+    an ndrop (ours, docs/endpoint.md). With NDROP masked those ndrops were held one per
+    datagram, at no cost: a peer's flood grew the endpoint's memory without bound. While
+    NDROP is masked the drops now add up in one episode, reported once it is unmasked."""
+    r = Rig().started()
+    assert errids(r.send(udp_open(rbufsz=200))) == [0]
+    mask = vmem.skt_addr(1, vmem.SKT_NOTIFMASK)
+    assert errids(r.send(wire.Mwrite(addr=mask, data=b"\x00\x10"))) == [0]
+    skt = r.skt(1)
+    for _ in range(1000):
+        r.session.udp_received(skt, bytes(500), r.clock.now, LO4, 53)
+    got = r.new()
+    assert [m.NAME for m in got] == ["ndata"] * 1000  # every datagram, truncated to fit
+    assert len(skt.held) <= 1, f"{len(skt.held)} notifications held"
+    released = r.send(wire.Mwrite(addr=mask, data=b"\x00\x00"))
+    (ndrop,) = [m for m in released if isinstance(m, wire.Ndrop)]
+    assert (ndrop.unitcnt, ndrop.bytecnt) == (1000, 1000 * (500 - 78))
+    assert (skt.drop_pkts, skt.drop_bytes) == (1000, 1000 * (500 - 78))
