@@ -189,7 +189,17 @@ class ReceivePath:
                 monerrid=verdict & 0xFFFF,
                 time=time,
             )
-            self.notify(skt, _NBLOCK, codec.encode(nblock))
+            frame = codec.encode(nblock)
+            if not skt.notifmask & _NBLOCK:
+                self.outbox.put(frame)
+            elif min(skt.rbufsz - skt.rbufused, self.budget.free) >= RECV_BUF_OVERHEAD:
+                # Held (§2.4): it keeps buffer space like the ndata it stands for, so a
+                # peer's traffic cannot grow the held list without bound (§3.5).
+                skt.rbufused += RECV_BUF_OVERHEAD
+                self.budget.used += RECV_BUF_OVERHEAD
+                skt.held.append((_NBLOCK, frame, RECV_BUF_OVERHEAD))
+            else:  # no room left for it: dropped and counted, as a datagram that does not fit
+                self.count_drop(skt, time, len(data))
         return False
 
     # -- drop episodes (beyond 1.1.0: one ndrop per episode) ------------------------------

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from packetlab import wire
+from packetlab.endpoint.budget import RECV_BUF_OVERHEAD
 from packetlab.endpoint.checks import OpenGate, RequestGate
 from packetlab.endpoint.config import parse_rate
 from packetlab.endpoint.limits import admit
@@ -205,3 +206,37 @@ def test_masked_ndrops_add_up_in_one_episode_instead_of_one_held_frame_each() ->
     (ndrop,) = [m for m in released if isinstance(m, wire.Ndrop)]
     assert (ndrop.unitcnt, ndrop.bytecnt) == (1000, 1000 * (500 - 78))
     assert (skt.drop_pkts, skt.drop_bytes) == (1000, 1000 * (500 - 78))
+
+
+class _RejectingMonitor(OpenGate):
+    """What a monitor that rejects every received chunk with reason 7 tells the session
+    (§8.3: nblock(monerrid=7) instead of the ndata)."""
+
+    checks_ndata = True
+
+    def check_ndata(
+        self, skt: object, data: bytes, time: int, raddr: bytes | None, rport: int | None
+    ) -> int:
+        return 7
+
+
+def test_held_nblocks_keep_buffer_space_like_the_ndata_they_replace() -> None:
+    """With NBLOCK masked every rejected datagram left a held nblock at no cost (memory
+    grew with the peer's traffic; the reference never even releases them). A held nblock
+    now keeps RECV_BUF_OVERHEAD of the socket's budget, like the ndata it stands for; once
+    that is used up a rejected datagram is dropped and counted, as one that does not fit."""
+    r = gated(lambda clock: _RejectingMonitor())
+    assert errids(r.send(udp_open(rbufsz=1000))) == [0]
+    mask = vmem.skt_addr(1, vmem.SKT_NOTIFMASK)
+    assert errids(r.send(wire.Mwrite(addr=mask, data=b"\x00\x20"))) == [0]
+    skt = r.skt(1)
+    for _ in range(100):
+        r.session.udp_received(skt, b"x" * 10, r.clock.now, LO4, 53)
+    assert r.new() == []
+    assert len(skt.held) == 1000 // RECV_BUF_OVERHEAD, f"{len(skt.held)} nblocks held"
+    assert skt.drop_pkts == 100 - len(skt.held)
+    assert skt.rbufused == r.session.budget.used == len(skt.held) * RECV_BUF_OVERHEAD
+    released = r.send(wire.Mwrite(addr=mask, data=b"\x00\x00"))
+    assert [m.NAME for m in released].count("nblock") == 1000 // RECV_BUF_OVERHEAD
+    assert {m.monerrid for m in released if isinstance(m, wire.Nblock)} == {7}
+    assert skt.rbufused == r.session.budget.used == 0
