@@ -33,6 +33,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, globalLogPublisher
 
 from packetlab import wire
+from packetlab.endpoint.budget import SEND_BUF_OVERHEAD
 from packetlab.endpoint.protocol import MAX_QUEUED, ControllerProtocol
 from packetlab.endpoint.session import Phase
 from packetlab.wire import vmem
@@ -283,6 +284,23 @@ class HostileController(RuleBasedStateMachine):
         skts = [s for s in self.session.sockets if s is not None and s.proto == proto]
         return data.draw(st.sampled_from(skts)) if skts else None
 
+    @precondition(live)
+    @rule(data=st.data(), n=st.integers(1, 40), tag=st.sampled_from([0, 1, 0xFFFF]))
+    def sends_on_an_open_socket(self, data: st.DataObject, n: int, tag: int) -> None:
+        """A train of immediate nsends that match an open socket (random ones rarely do)."""
+        skt = self.open_socket(data, data.draw(st.sampled_from([17, 6])))
+        if skt is None:
+            return
+        udp = skt.proto == 17
+        msg = wire.Nsend(
+            sktid=skt.sktid, family=skt.family, proto=skt.proto, time=0, tag=tag,
+            data=b"x" * data.draw(st.integers(0, 2000)),
+            raddr=(LO4 if skt.family == 4 else LO6) if udp else None, rport=53 if udp else None,
+        )  # fmt: skip
+        self.feed(wire.encode(msg) * n, [])
+        self.rig.run_timer_to(self.rig.clock.now)
+        self.collect()
+
     @rule(data=st.data(), size=st.integers(0, 70000) | st.integers(0, 300))
     def udp_datagram(self, data: st.DataObject, size: int) -> None:
         skt = self.open_socket(data, 17)
@@ -362,7 +380,14 @@ class HostileController(RuleBasedStateMachine):
         assert self.proto.framer.buffered <= HEADER_LEN + BODY_MAX
         s = self.session
         paid = sum(1 for _, _, c in s.outbox._q if c)
-        assert len(s.outbox) - paid <= MAX_QUEUED + self.events + 1, len(s.outbox)
+        # Unpaid frames: answers (reading stops at MAX_QUEUED), the ntags of sends accepted
+        # before (each was charged at least SEND_BUF_OVERHEAD), and one per socket event.
+        sends = s.budget.max // SEND_BUF_OVERHEAD
+        assert len(s.outbox) - paid <= MAX_QUEUED + sends + self.events + 1, len(s.outbox)
+        # Held notifications keep buffer space (§2.4), so the budget bounds them; the only
+        # free ones are nstats, one per socket event at most.
+        free = sum(1 for k in s.sockets if k is not None for _, _, c in k.held if not c)
+        assert free <= self.events, (free, self.events)
 
     def teardown(self) -> None:
         globalLogPublisher.removeObserver(self.observer)
