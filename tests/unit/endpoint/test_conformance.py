@@ -25,6 +25,7 @@ from packetlab.ppks import (
     generate_private_key,
     issue_certificate,
 )
+from packetlab.ppks.limits import parse_valid_dest
 from packetlab.wire import vmem
 from packetlab.wire.constants import SocketState, Status
 
@@ -240,3 +241,23 @@ def test_held_nblocks_keep_buffer_space_like_the_ndata_they_replace() -> None:
     assert [m.NAME for m in released].count("nblock") == 1000 // RECV_BUF_OVERHEAD
     assert {m.monerrid for m in released if isinstance(m, wire.Nblock)} == {7}
     assert skt.rbufused == r.session.budget.used == 0
+
+
+# ---------------------------------------------------------- §3.3 order of nsend checks
+
+
+def test_nsend_socket_errors_come_before_certificate_limits(tmp_path: Path) -> None:
+    """§3.3: which checks an nsend gets depends on its socket (raw: source and valid_dest,
+    UDP: valid_dest), so the socket is looked up first: an nsend on a FREE socket is
+    ESKTNOTOPEN and one whose family/proto differ is ESKTNOMATCH, whatever its
+    destination; ESKTPKTDENY is for a send the socket could make."""
+    limits = CertLimits(valid_dest=parse_valid_dest("valid_dest", "127.0.0.1/32"))
+    r = gated(lambda clock: limits_gate(tmp_path, limits, clock))
+    far = b"\xc0\x00\x02\x01"
+    send = wire.Nsend(sktid=1, family=4, proto=17, time=0, tag=0, data=b"x", raddr=far, rport=9)
+    assert errids(r.send(send)) == [Status.ESKTNOTOPEN]
+    assert errids(r.send(udp_open())) == [0]
+    v6 = wire.Nsend(sktid=1, family=6, proto=17, time=0, tag=0, data=b"x", raddr=bytes(16), rport=9)
+    assert errids(r.send(v6)) == [Status.ESKTNOMATCH]
+    assert errids(r.send(send)) == [Status.ESKTPKTDENY]
+    assert errids(r.send(udp_send())) == [0]  # 127.0.0.1 is allowed
