@@ -11,10 +11,14 @@ a buffer to the last byte; it is documented in docs/endpoint.md.
 
 from __future__ import annotations
 
-__all__ = ["RECV_BUF_OVERHEAD", "SEND_BUF_OVERHEAD", "Budget"]
+__all__ = ["HELD_NTAG_COST", "RECV_BUF_OVERHEAD", "SEND_BUF_OVERHEAD", "Budget"]
 
 RECV_BUF_OVERHEAD = 72 + 44
 SEND_BUF_OVERHEAD = 72 + 44
+# What a held ntag (NTAG masked, §2.4) keeps of its send's charge until it is released:
+# the reference's per-message overhead, about what the held frame costs us in memory. It
+# counts against BufMax (BUFUSED), not the socket's receive budget (RBUFUSED).
+HELD_NTAG_COST = SEND_BUF_OVERHEAD
 
 
 class Budget:

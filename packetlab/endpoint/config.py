@@ -30,7 +30,9 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_PATH = Path("~/.pktlab/endpt.conf")
-MAX_LOCAL_ADDRS = 256
+# IP4NO/IP6NO (§2.2) are one byte: 255 addresses at most (256 would read as 0, as the
+# reference's count wraps; a config error here instead).
+MAX_LOCAL_ADDRS = 255
 MAX_DNS_ADDRS = 16
 MAX_HOSTID = 255
 U32_MAX = 0xFFFFFFFF
@@ -195,14 +197,18 @@ def _set_transproto(cfg: EndpointConfig, value: str) -> None:
 def _set_ipv4(cfg: EndpointConfig, value: str) -> None:
     entries = [e for item in _items(value) for e in _v4_entries(item)]
     if len(entries) > MAX_LOCAL_ADDRS:
-        raise ConfigError(f"{len(entries)} addresses, at most {MAX_LOCAL_ADDRS} allowed")
+        raise ConfigError(
+            f"{len(entries)} addresses, at most {MAX_LOCAL_ADDRS} allowed (IP4NO is one byte)"
+        )
     cfg.ipv4 = entries
 
 
 def _set_ipv6(cfg: EndpointConfig, value: str) -> None:
     entries = [e for item in _items(value) for e in _v6_entries(item)]
     if len(entries) > MAX_LOCAL_ADDRS:
-        raise ConfigError(f"{len(entries)} addresses, at most {MAX_LOCAL_ADDRS} allowed")
+        raise ConfigError(
+            f"{len(entries)} addresses, at most {MAX_LOCAL_ADDRS} allowed (IP6NO is one byte)"
+        )
     cfg.ipv6 = entries
 
 
@@ -269,7 +275,7 @@ def _set_auto_extract(cfg: EndpointConfig, value: str) -> None:
 
 
 def _set_agent_cert(cfg: EndpointConfig, value: str) -> None:
-    cfg.agent_cert = str(Path(value).expanduser()) if value else None
+    cfg.agent_cert = _path(value) if value else None
 
 
 def _set_broker_roots(cfg: EndpointConfig, value: str) -> None:
@@ -300,8 +306,17 @@ def _set_snikey(cfg: EndpointConfig, value: str) -> None:
     cfg.nosub_snikey = value or None
 
 
+def _path(value: str) -> str:
+    """A file name, ``~`` and ``~user`` expanded; an unknown user is a ConfigError (not
+    the bare RuntimeError of `Path.expanduser`)."""
+    try:
+        return str(Path(value).expanduser())
+    except RuntimeError as e:
+        raise ConfigError(f"{value!r}: cannot expand '~': {e}") from None
+
+
 def _paths(value: str) -> list[str]:
-    return [str(Path(p).expanduser()) for p in _items(value)]
+    return [_path(p) for p in _items(value)]
 
 
 def _set_chain(cfg: EndpointConfig, value: str) -> None:
@@ -309,7 +324,7 @@ def _set_chain(cfg: EndpointConfig, value: str) -> None:
 
 
 def _set_privkey(cfg: EndpointConfig, value: str) -> None:
-    cfg.private_key = str(Path(value).expanduser()) if value else None
+    cfg.private_key = _path(value) if value else None
 
 
 def _set_eop_keys(cfg: EndpointConfig, value: str) -> None:
@@ -317,7 +332,7 @@ def _set_eop_keys(cfg: EndpointConfig, value: str) -> None:
 
 
 def _set_rlim_db(cfg: EndpointConfig, value: str) -> None:
-    cfg.rlim_db = str(Path(value).expanduser()) if value else None
+    cfg.rlim_db = _path(value) if value else None
 
 
 def _set_report_crash(cfg: EndpointConfig, value: str) -> None:
@@ -352,7 +367,7 @@ def _set_reflex_warm(cfg: EndpointConfig, value: str) -> None:
 
 
 def _set_persistent_path(cfg: EndpointConfig, value: str) -> None:
-    cfg.monitor_persistent_path = str(Path(value).expanduser()) if value else None
+    cfg.monitor_persistent_path = _path(value) if value else None
 
 
 def parse_anon_mask(text: str, version: int) -> bytes:
@@ -376,7 +391,8 @@ def parse_rate(text: str) -> BurstRate:
         c, s = int(count), float(seconds)
     except ValueError:
         c, s = -1, 0.0
-    if not sep or c < 0 or not 0 < s <= 86400:
+    # A window under 1 ns would round to 0, which limits nothing: refused like 0.
+    if not sep or c < 0 or not 1 / NS_PER_S <= s <= 86400:
         raise ConfigError(f"expected COUNT/SECONDS (e.g. 1000/1), got {text!r}")
     return BurstRate(c, int(s * NS_PER_S))
 

@@ -133,6 +133,14 @@ class BurstWindow:
         self._count += n
         self.total += n
 
+    def take_back(self, n: int) -> None:
+        """Undo the latest `add` of `n`: the send was refused after it was counted (the
+        gate's check and its `done` run in one request, so no other send came between
+        and the open bucket still holds it)."""
+        n = min(n, self._count)
+        self._count -= n
+        self.total -= n
+
     def _expire(self, t: int) -> None:
         start = t - self.rate.window_ns
         buckets = self.buckets
@@ -213,8 +221,14 @@ class LimitsGate:
         if type(msg) is Nopen and errid == 0:
             self.opened += 1
         elif type(msg) is Nsend and errid != 0:
-            # Refused after our check (e.g. ESYSNOBUFS): give the send back.
-            self._give_back(len(msg.data))
+            # Refused after our check (ESKTNOTOPEN, ESYSNOBUFS...): it is never sent, so
+            # give back its quota and its place in the burst windows.
+            n = len(msg.data)
+            self._give_back(n)
+            for w in self._byte_windows:
+                w.take_back(n)
+            for w in self._pkt_windows:
+                w.take_back(1)
 
     def check_ndata(
         self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None

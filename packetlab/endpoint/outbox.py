@@ -15,7 +15,7 @@ from packetlab.endpoint.sockets import Skt
 
 __all__ = ["Outbox"]
 
-Release = Callable[[Skt, int], None]
+Release = Callable[[Skt | None, int], None]
 
 
 def _no_writer(frame: bytes) -> None:
@@ -39,7 +39,7 @@ class Outbox:
         if not self.paused and not self._q:
             self.writer(frame)
             if cost:
-                self._release(skt, cost)  # type: ignore[arg-type]
+                self._release(skt, cost)
         else:
             self._q.append((frame, skt, cost))
 
@@ -62,7 +62,7 @@ class Outbox:
             frame, skt, cost = q.popleft()
             write(frame)
             if cost:
-                release(skt, cost)  # type: ignore[arg-type]
+                release(skt, cost)
         if self.on_drain is not None:
             self.on_drain()
 
@@ -72,4 +72,4 @@ class Outbox:
         while q:
             _, skt, cost = q.popleft()
             if cost:
-                self._release(skt, cost)  # type: ignore[arg-type]
+                self._release(skt, cost)

@@ -170,7 +170,6 @@ class PolicyGate:
         # The rest of the gate is the inner one's.
         self.program = inner.program
         self.start = inner.start
-        self.done = inner.done
         self.check_ndata = inner.check_ndata
         self.close = inner.close
 
@@ -193,6 +192,17 @@ class PolicyGate:
                     byte.add(when, n)
             return verdict
         return self.inner.check(msg)
+
+    def done(self, msg: Message, errid: int) -> None:
+        if errid and type(msg) is Nsend:
+            # Refused after our check (ESKTNOTOPEN, ESYSNOBUFS...): never sent, so it
+            # gives its place in the windows back.
+            assert isinstance(msg, Nsend)
+            if self._pkt is not None:
+                self._pkt.take_back(1)
+            if self._byte is not None:
+                self._byte.take_back(len(msg.data))
+        self.inner.done(msg, errid)
 
     def __getattr__(self, name: str) -> Any:  # required_digests, certs, ... of the inner
         return getattr(self.inner, name)

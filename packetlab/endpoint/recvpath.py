@@ -28,6 +28,7 @@ U32_MAX = 0xFFFFFFFF
 _NDATA = int(NotifMask.NDATA)
 _NDROP = int(NotifMask.NDROP)
 _NBLOCK = int(NotifMask.NBLOCK)
+_NTAG = int(NotifMask.NTAG)
 
 
 class ReceivePath:
@@ -58,8 +59,12 @@ class ReceivePath:
             out = [h for h in skt.held if h[0] & cleared]
             skt.held.clear()
             skt.held.extend(keep)
-            for _, frame, cost in out:
-                self.outbox.put(frame, skt, cost)
+            for bit, frame, cost in out:
+                # A held ntag's charge is BufMax's alone, not the socket's RBUFUSED.
+                self.outbox.put(frame, skt if bit != _NTAG else None, cost)
+        if cleared & _NDROP and skt.episode is not None:
+            # The drops that added up while NDROP was masked (see `datagram`): one ndrop.
+            self._end_episode(skt)
 
     def set_rbufsz(self, skt: Skt, rbufsz: int) -> None:
         skt.rbufsz = rbufsz
@@ -68,9 +73,11 @@ class ReceivePath:
 
     # -- budgets (§3.5) -------------------------------------------------------------------
 
-    def release(self, skt: Skt, cost: int) -> None:
-        """An ndata left for the transport: its charge comes back."""
-        skt.rbufused -= cost
+    def release(self, skt: Skt | None, cost: int) -> None:
+        """An ndata (or a held ntag: `skt` None) left for the transport: its charge comes
+        back."""
+        if skt is not None:
+            skt.rbufused -= cost
         self.budget.used -= cost
         if self.blocked:
             self.unblock()
@@ -102,8 +109,9 @@ class ReceivePath:
         """The socket is freed: drop its held notifications silently; returns their cost
         (the caller gives it back with the rest)."""
         held = sum(cost for _, _, cost in skt.held)
+        ntags = sum(cost for bit, _, cost in skt.held if bit == _NTAG)
         skt.held.clear()
-        skt.rbufused -= held
+        skt.rbufused -= held - ntags  # a held ntag's charge is BufMax's alone
         self.blocked.discard(skt)
         return held
 
@@ -145,7 +153,9 @@ class ReceivePath:
             data = data[:room]
         if self.gate.checks_ndata and not self._ndata_allowed(skt, data, time, raddr, rport):
             return
-        if skt.episode is not None:
+        if skt.episode is not None and not skt.notifmask & _NDROP:
+            # (While NDROP is masked the episode goes on: one ndrop when it is unmasked,
+            # not one held frame per truncated datagram.)
             self._end_episode(skt)
         if raddr is None or rport is None:  # a captured packet: no address part
             frame = frames.ndata_tcp(skt.sktid, skt.family, skt.proto, time, data)
@@ -179,7 +189,17 @@ class ReceivePath:
                 monerrid=verdict & 0xFFFF,
                 time=time,
             )
-            self.notify(skt, _NBLOCK, codec.encode(nblock))
+            frame = codec.encode(nblock)
+            if not skt.notifmask & _NBLOCK:
+                self.outbox.put(frame)
+            elif min(skt.rbufsz - skt.rbufused, self.budget.free) >= RECV_BUF_OVERHEAD:
+                # Held (§2.4): it keeps buffer space like the ndata it stands for, so a
+                # peer's traffic cannot grow the held list without bound (§3.5).
+                skt.rbufused += RECV_BUF_OVERHEAD
+                self.budget.used += RECV_BUF_OVERHEAD
+                skt.held.append((_NBLOCK, frame, RECV_BUF_OVERHEAD))
+            else:  # no room left for it: dropped and counted, as a datagram that does not fit
+                self.count_drop(skt, time, len(data))
         return False
 
     # -- drop episodes (beyond 1.1.0: one ndrop per episode) ------------------------------

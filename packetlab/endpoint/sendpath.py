@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from twisted.logger import Logger
 
 from packetlab.endpoint import frames
+from packetlab.endpoint.budget import HELD_NTAG_COST
 from packetlab.endpoint.recvpath import ReceivePath
 from packetlab.endpoint.sockets import PendingSend, Skt
 from packetlab.wire.constants import NotifMask, NsendErr, Proto, SocketState, Status
@@ -126,24 +127,37 @@ class SendPath:
         if err:
             self.drop(pending, _NSENDERR_FOR_ERRNO.get(err, NsendErr.UNKFAULT))
             return
-        self.receive.unspend(pending.cost)
         if pending.tag:
             skt = pending.skt
             frame = frames.ntag(skt.sktid, pending.tag, time)
             if skt.notifmask & _NTAG:
-                skt.held.append((_NTAG, frame, 0))
-            else:
-                self._outbox.put(frame)
+                self._hold_ntag(pending, frame)
+                return
+            self._outbox.put(frame)
+        self.receive.unspend(pending.cost)
+
+    def _hold_ntag(self, pending: PendingSend, frame: bytes) -> None:
+        """NTAG is masked: hold the ntag, and keep `HELD_NTAG_COST` of the send's charge
+        for it until it is released (§2.4: held notifications keep buffer space). So a
+        controller that masks ntags and keeps sending meets ESYSNOBUFS once they fill
+        BufMax, instead of growing the endpoint's memory without bound. (The send's
+        charge is payload + SEND_BUF_OVERHEAD, never less than what the ntag keeps.)"""
+        keep = min(HELD_NTAG_COST, pending.cost)
+        self.receive.unspend(pending.cost - keep)
+        pending.skt.held.append((_NTAG, frame, keep))
 
     def drop(self, pending: PendingSend, err: NsendErr) -> None:
         """A send that will never go out: ntag(EPKTNOTSENT), NSENDERR (§3.2, §3.3)."""
-        self.receive.unspend(pending.cost)
         skt = pending.skt
         skt.nsenderr = int(err)
         skt.nsenderrtag = pending.tag
         if pending.tag:
             frame = frames.ntag_error(skt.sktid, pending.tag, self.clock(), _EPKTNOTSENT)
-            self.receive.notify(skt, _NTAG, frame)
+            if skt.notifmask & _NTAG:
+                self._hold_ntag(pending, frame)
+                return
+            self._outbox.put(frame)
+        self.receive.unspend(pending.cost)
 
     def drop_queued(self, skt: Skt, err: NsendErr | None) -> None:
         """Cancel every scheduled send of `skt` (waiting callbacks of sends that already

@@ -77,6 +77,7 @@ TCP = int(Proto.TCP)
 UDP = int(Proto.UDP)
 RAW = int(Proto.RAW)
 _NSTAT = int(NotifMask.NSTAT)
+_PKTDENY = int(Status.ESKTPKTDENY)
 _OK = frames.RESULT_SUCCESS
 _R = {s: frames.result(int(s)) for s in Status}
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
@@ -320,9 +321,19 @@ class Session:
         """Gate the request, then find its socket: ESKTNOTOPEN when the socket is free,
         ESKTNOMATCH when the request's family/proto differ from the socket's (§1.3).
         None means the request has been answered."""
-        if not self._gate(msg):
-            return None
+        verdict = self.gate.check(msg)
         skt = self.sockets[msg.sktid]
+        if verdict is not None:
+            # A monitor's rejection comes first (§8.5); a limit's ESKTPKTDENY only after
+            # the socket checks, which decide what a send is checked for (§3.3). (The
+            # refused send was charged to no limit: nothing to give back.)
+            if verdict.errid == _PKTDENY and (
+                skt is None or msg.family != skt.family or msg.proto != skt.proto
+            ):
+                self.outbox.put(_R[Status.ESKTNOTOPEN if skt is None else Status.ESKTNOMATCH])
+            else:
+                self.outbox.put(codec.encode(verdict))
+            return None
         if skt is None:
             self._answer(msg, Status.ESKTNOTOPEN)
             return None

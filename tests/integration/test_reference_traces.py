@@ -5,15 +5,13 @@ endpoint's frames, fed back, complete them."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from ctl_fakes import on_string_transport, result_of
+from spec_traces import TRACES
 
 from packetlab import wire
 from packetlab.wire import Ndata, Nopen, Nsend, Nstat, NstatCode
-
-TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "traces"
 
 
 def load(name: str) -> tuple[list[wire.Message], list[bytes]]:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 from conftest import EndpointProcess, RawController
+from spec_traces import TRACES
 
 from packetlab import wire
 
-TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "traces"
 PAGE = b"<html><body><h1>hello from the pktref loopback http server</h1></body></html>\n"
 
 pytestmark = pytest.mark.root

@@ -4,15 +4,14 @@ its named message and re-encodes to the same bytes, on the fast path and on cons
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import cast
 
 import pytest
+from spec_traces import TRACES
 
 from packetlab import wire
 from packetlab.wire import jsonform
 
-TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "traces"
 FRAMES = [
     pytest.param(f["name"], bytes.fromhex(f["hex"]), id=f"{p.stem}-{i}-{f['name']}")
     for p in sorted(TRACES.glob("*.session.json"))

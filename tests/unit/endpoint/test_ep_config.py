@@ -6,8 +6,16 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from packetlab.endpoint.config import ConfigError, EndpointConfig, load_config, parse_config
+from packetlab.endpoint.config import (
+    KNOWN_KEYS,
+    ConfigError,
+    EndpointConfig,
+    load_config,
+    parse_config,
+)
 
 
 def parse(text: str) -> EndpointConfig:
@@ -130,3 +138,42 @@ def test_load_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / ".pktlab").mkdir()
     (tmp_path / ".pktlab" / "endpt.conf").write_text("BufMax 77\n")
     assert load_config(None).buf_max == 77
+
+
+@pytest.mark.parametrize(
+    ("key", "make"),
+    [
+        ("VMemLocalAddrStrIPv4", lambda i: f"10.0.{i // 250}.{i % 250 + 1}/24"),
+        ("VMemLocalAddrStrIPv6", lambda i: f"fd00::{i + 1:x}"),
+    ],
+)
+def test_at_most_255_local_addresses_as_ip4no_ip6no_are_one_byte(key: str, make: object) -> None:
+    """IP4NO/IP6NO (§2.2) are u8: 256 addresses cannot be counted. The reference's count
+    wraps to 0; here the config says so instead of a bare ValueError at start-up."""
+    from packetlab.endpoint.memory import system_image
+
+    assert callable(make)
+    ok = parse_config([f"{key} " + ",".join(make(i) for i in range(255))])
+    assert system_image(ok)[0:2] in (b"\xff\x00", b"\x02\xff")
+    with pytest.raises(ConfigError, match="at most 255"):
+        parse_config([f"{key} " + ",".join(make(i) for i in range(256))])
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    key=st.sampled_from(KNOWN_KEYS),
+    value=st.text(st.characters(blacklist_characters="\n\r#", codec="utf-8"), max_size=40)
+    | st.sampled_from(["0", "-1", "0x10", "1_0", "1e3", "1/0", "1/1e-12", "99999999999", ""])
+    | st.just("~nosuchuser8/x"),  # a path whose ~user does not exist: a ConfigError
+)
+def test_any_value_of_any_key_is_taken_or_refused_with_a_config_error(key: str, value: str) -> None:
+    """endpt.conf from a stranger: each line is applied or refused with a ConfigError that
+    names the line and the key, and a config that parses gives a system image (§2.2)."""
+    from packetlab.endpoint.memory import system_image
+
+    try:
+        cfg = parse_config([f"{key} {value}"], "endpt.conf")
+    except ConfigError as e:
+        assert str(e).startswith(f"endpt.conf:1: {key}: "), str(e)
+        return
+    system_image(cfg)

@@ -44,6 +44,8 @@ def test_config_keys() -> None:
         ("CaptureAnonMask6 banana", "neither an IPv6 mask"),
         ("ExpSendRatePkt 10", "COUNT/SECONDS"),
         ("ExpSendRateByte 10/0", "COUNT/SECONDS"),
+        ("ExpSendRatePkt 1/1e-12", "COUNT/SECONDS"),  # a window under 1 ns: no limit at all
+        ("ExpSendRatePkt 1/nan", "COUNT/SECONDS"),
     ],
 )
 def test_bad_values_name_the_key(line: str, match: str) -> None:
