@@ -6,8 +6,10 @@
   paused), so the order holds and a flood costs us nothing.
 * Output to a subscriber: offered publications wait in a small per-link queue of
   references and are written while the transport takes them (we are its push
-  producer). A slow subscriber only grows its own queue (bounded by the number of live
-  publications); nobody else waits for it. The delivery record is written just before
+  producer). A slow subscriber only grows its own queue (one entry per live
+  publication, however often it is offered); nobody else waits for it. While its
+  transport is full the link is not read either, so a client that never reads cannot
+  make us answer (and re-offer) without end. The delivery record is written just before
   the bytes go out (`Registry.claim`).
 * A client that neither subscribes nor publishes within `IDLE_TIMEOUT` is closed; a
   subscriber or publisher then idles as long as it likes (the reference sends nothing).
@@ -130,6 +132,7 @@ class BrokerProtocol(Protocol):
         "_lean",
         "_paused",
         "_queue",
+        "_unread",
         "f",
         "framer",
         "peer",
@@ -146,8 +149,11 @@ class BrokerProtocol(Protocol):
         self._idle: IDelayedCall | None = None
         self._abort: IDelayedCall | None = None
         self._closing = False
-        self._queue: deque[tuple[Publication, bytes]] | None = None
+        # pub_id -> (publication, channel), in offer order: a re-offer (a second xsub on
+        # the link) takes no second entry
+        self._queue: dict[int, tuple[Publication, bytes]] | None = None
         self._paused = False
+        self._unread = False  # we stopped reading the peer because our writes wait
         self._expiry: dict[int, IDelayedCall] = {}
         self._lean: IDelayedCall | None = None
         self.peer = "?"
@@ -250,13 +256,17 @@ class BrokerProtocol(Protocol):
         if close is not None:
             close()
         self._items = self.framer.feed(data)
-        self._consume()
+        # While an error answer is held or our writes wait, frames stay in the framer.
+        if self._held is None and not self._unread:
+            self._consume()
 
     def _consume(self) -> None:
         session = self.session
         if session is None:
             return
         try:
+            # Entered only while reading and no answer is held (the callers check); a pause
+            # that comes with one of our writes stops the loop after that item.
             for item in self._items:
                 answer = session.handle(item)
                 if not answer.ok:
@@ -264,7 +274,7 @@ class BrokerProtocol(Protocol):
                     return
                 self._t.write(_RESULT_OK)
                 self._accepted(answer)
-                if self._closing or self._held is not None:
+                if self._closing or self._held is not None or self._unread:
                     return
         except FrameTooLarge as e:
             self._hold(
@@ -373,8 +383,9 @@ class BrokerProtocol(Protocol):
         if answer.close:
             self._close()
             return
-        self._t.resumeProducing()
-        self._consume()
+        if not self._unread:  # else resumeProducing carries on
+            self._t.resumeProducing()
+            self._consume()
 
     # ------------------------------------------------------------------ output
 
@@ -391,8 +402,13 @@ class BrokerProtocol(Protocol):
             if not self._paused:
                 self._send(pub, channel)
                 return
-            self._queue = deque()
-        self._queue.append((pub, channel))
+            self._queue = {}
+            self.log.info(
+                "subscriber peer={peer} does not read: its transport is full, so it is not "
+                "read either and its notifications wait (one per live publication)",
+                peer=self.session.peer if self.session else self.peer,
+            )
+        self._queue.setdefault(pub.pub_id, (pub, channel))
 
     def _send(self, pub: Publication, channel: bytes) -> None:
         session = self.session
@@ -425,15 +441,35 @@ class BrokerProtocol(Protocol):
             tcp.doWrite()
 
     def pauseProducing(self) -> None:
+        """The transport is full (the peer does not read): queue what we would write, and
+        stop reading the peer (its requests would only add answers and offers)."""
+        if self._paused:
+            return
         self._paused = True
+        # Not when TLS itself buffers our write until it has read something (OpenSSL's
+        # WANT_READ, TLSMemoryBIOProtocol._bufferedWrite): it must go on reading.
+        if self._closing or getattr(self._t, "_appSendBuffer", None):
+            return
+        self._unread = True
+        if self._held is None:  # else the held answer paused it already
+            self._t.pauseProducing()
 
     def resumeProducing(self) -> None:
+        if not self._paused:
+            return
         self._paused = False
         queue = self._queue
         while queue and not self._paused and not self._closing:
-            self._send(*queue.popleft())
+            self._send(*queue.pop(next(iter(queue))))
         if not queue:
             self._queue = None
+        if self._paused or not self._unread:
+            return
+        self._unread = False
+        if self._closing or self._held is not None:
+            return
+        self._t.resumeProducing()
+        self._consume()
 
     def stopProducing(self) -> None:
         self._queue = None

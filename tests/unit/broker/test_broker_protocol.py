@@ -4,11 +4,14 @@ fan-out with backpressure, publication lifetime, bounded input."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any, cast
 
 from broker_fakes import tls_pair
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from packetlab.broker.protocol import IDLE_TIMEOUT, MAX_FRAME, BrokerFactory, BrokerProtocol
 from packetlab.broker.registry import Registry
@@ -249,3 +252,58 @@ def test_idle_link_gives_back_its_tls_bio_buffers_after_the_result() -> None:
     w.clock.advance(0)  # the turn after the result
     assert (server._into_ssl, server._from_ssl) != bios
     assert not w.clock.getDelayedCalls() or all(c.getTime() > 0 for c in w.clock.getDelayedCalls())
+
+
+def _events() -> tuple[list[dict[str, Any]], Callable[[], None]]:
+    events: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    return events, lambda: globalLogPublisher.removeObserver(observer)
+
+
+def test_a_subscriber_that_never_reads_is_not_read_and_queues_each_publication_once() -> None:
+    # Its transport is full (it does not read). It pipelines 200 xsubs: each would be
+    # answered into the full transport and re-offer every live publication to its queue
+    # (200 x 5 entries from 8 KB of input). Instead the broker stops reading it until it
+    # takes data again, keeps at most one entry per live publication, and says so once.
+    w = World()
+    pp, _ = w.connect(Role.PUBLISH)
+    for i in range(5):
+        pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h%d;" % i)))
+    sp, st = w.connect(Role.SUBSCRIBE)
+    sp.dataReceived(sub_frames())
+    assert frames(st)[0] == Result(0)
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=late;")))
+    assert frames(st) == [Xnotify(b"public", b"controller_addr=late;")]
+    events, stop = _events()
+    try:
+        sp.pauseProducing()  # the transport is full
+        pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=later;")))
+        pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=last;")))
+        sp.dataReceived(sub_frames() * 200)
+    finally:
+        stop()
+    assert st.value() == b"" and st.producerState == "paused"
+    assert len(sp._queue or ()) <= len(w.registry.publications)
+    said = [formatEvent(e) for e in events if "does not read" in (e.get("log_format") or "")]
+    assert len(said) == 1 and "10.0.0.1" in said[0], said
+    sp.resumeProducing()
+    got = frames(st)
+    assert st.producerState == "producing"
+    assert got[:2] == [
+        Xnotify(b"public", b"controller_addr=later;"),
+        Xnotify(b"public", b"controller_addr=last;"),
+    ]
+    assert got[2:] == [Result(0)] * 200  # the re-offers found everything delivered
+
+
+def test_frames_that_arrive_while_an_error_answer_is_held_wait_for_it() -> None:
+    # The reference endpoint sends each field as its own TLS record; a transport may hand
+    # them over one by one after the link was paused for a held error answer.
+    w = World()
+    p, t = w.connect(Role.SUBSCRIBE)
+    p.dataReceived(encode(Xsub([b"x" * 32], ZERO, b"")))  # refused: held 1 s
+    p.dataReceived(sub_frames())
+    assert t.value() == b""
+    w.clock.advance(1.01)
+    assert frames(t) == [Result(0x61), Result(0)]
