@@ -358,3 +358,31 @@ def test_a_subscriber_that_never_reads_costs_bounded_memory(
         for pub in pubs:
             pub.close()
     check("a subscriber that never reads", home, broker, tmp_path, before, bound_kib=32 * 1024)
+
+
+def test_publications_built_to_make_matching_slow_do_not_stall_the_broker(
+    home: PktlabHome, broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """Anyone may subscribe and publish on a public channel. A subscriber with a 4,000
+    character attribute and publications whose value for it is a glob that backtracks
+    (`*aaa...ab`, 2,000 characters): the matcher took ~1.3 s per publication on the
+    reactor, so 20 of them stalled every other client for half a minute. Matching is now
+    linear-ish (segments between the stars found with str.find / a compiled regex)."""
+    before = baseline(home, broker, tmp_path)
+    ident = Identity(home, tmp_path, "slowmatch")
+    sub = RawClient(broker.sub_port, ident.cert_path, ident.key_path)
+    sub.send(wire.Xsub([b"slowmatch"], bytes(32), b"hostid=" + b"a" * 4000 + b";"))
+    assert sub.recv() == wire.Result(0)
+    pub = RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
+    try:
+        for i, pattern in enumerate([b"*" + b"a" * 2000 + b"b", b"*" + b"?" * 2000 + b"b"] * 10):
+            xd = b"controller_addr=127.0.0.1:9;sni_key=slow%d;hostid=%s;" % (i, pattern)
+            pub.send(wire.Xpub([b"slowmatch"], bytes(32), xd))
+        healthy(home, broker, tmp_path)  # within its deadlines, behind the 20 matches
+        for _ in range(20):
+            assert pub.recv() == wire.Result(0)
+        assert sub.quiet(0.5) == []  # none of them matches
+    finally:
+        sub.close()
+        pub.close()
+    check("slow matching", home, broker, tmp_path, before)
