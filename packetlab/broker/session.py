@@ -176,6 +176,11 @@ class BrokerSession:
             return Answer(
                 Status.EPUBBADXD, "xpub", f"more than {MAX_PUBLICATIONS} publications on one link"
             )
+        limit = self.registry.max_publications
+        if len(self.registry.publications) >= limit:
+            return Answer(
+                Status.EPUBBADXD, "xpub", f"the broker holds {limit} live publications, its limit"
+            )
         grant = check_publication(
             certs, self.agent_key, msg.chlist, msg.eopkey, msg.xdescr, self._now()
         )

@@ -307,3 +307,39 @@ def test_frames_that_arrive_while_an_error_answer_is_held_wait_for_it() -> None:
     assert t.value() == b""
     w.clock.advance(1.01)
     assert frames(t) == [Result(0x61), Result(0)]
+
+
+def test_live_publications_are_capped_broker_wide() -> None:
+    # 64 per link, but links are free (self-signed agent certs): without a cap over all
+    # links a publisher flood held ~12 KB per 4 KB publication for as long as it liked.
+    w = World()
+    w.registry.max_publications = 3
+    links = [w.connect(Role.PUBLISH, f"10.0.1.{i}") for i in range(4)]
+    for i, (p, _) in enumerate(links):
+        p.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h%d;" % i)))
+    w.clock.advance(1.01)
+    assert [frames(t) for _, t in links] == [[Result(0)]] * 3 + [[Result(0x54)]]
+    assert len(w.registry.publications) == 3
+    links[0][0].connectionLost(None)  # type: ignore[arg-type]
+    p, t = links[3]
+    p.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=again;")))
+    assert frames(t) == [Result(0)]
+
+
+def test_a_publication_on_many_channels_caches_few_frames() -> None:
+    # Each channel's xnotify differs only in its prefix; caching one 4 KB frame per channel
+    # of a 64-channel publication kept 256 KB per publication.
+    w = World()
+    xd = b"controller_addr=h;pad=" + b"x" * 4000 + b";"
+    subs = []
+    for i in range(64):
+        sp, st = w.connect(Role.SUBSCRIBE, f"10.0.2.{i}")
+        sp.session.agent_key = bytes([i]) * 32  # type: ignore[union-attr]
+        sp.dataReceived(sub_frames(b"ch%02d" % i))
+        frames(st)
+        subs.append(st)
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"ch%02d" % i for i in range(64)], ZERO, xd)))
+    assert [frames(st) for st in subs] == [[Xnotify(b"ch%02d" % i, xd)] for i in range(64)]
+    (pub,) = w.registry.publications.values()
+    assert len(pub._frames) <= 4
