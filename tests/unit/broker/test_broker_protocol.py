@@ -343,3 +343,26 @@ def test_a_publication_on_many_channels_caches_few_frames() -> None:
     assert [frames(st) for st in subs] == [[Xnotify(b"ch%02d" % i, xd)] for i in range(64)]
     (pub,) = w.registry.publications.values()
     assert len(pub._frames) <= 4
+
+
+def test_an_xcert_dated_in_year_0_gets_the_chain_code() -> None:
+    # GeneralizedTime can say year 0; the date conversion raised ValueError, which escaped
+    # the certificate parser and the xcert handler (a traceback, the link dropped).
+    from ppks_factory import good, resign, tlv
+
+    from packetlab.ppks import CertType
+
+    validity = tlv(0x30, tlv(0x18, b"00000101000000Z") + tlv(0x18, b"21000101000000Z"))
+    der = resign(
+        good(CertType.PUBCMD, "exper", "xc"), "exper", lambda f: [*f[:4], validity, *f[5:]]
+    )
+    w = World()
+    p, t = w.connect(Role.PUBLISH)
+    p.dataReceived(encode(Xcert(der)))
+    assert frames(t) == [Result(0)]  # a well-formed certificate (it is valid from year 0)
+    bad = resign(
+        der, "exper", lambda f: [*f[:4], tlv(0x30, tlv(0x18, b"00000230000000Z") * 2), *f[5:]]
+    )
+    p.dataReceived(encode(Xcert(bad)))
+    w.clock.advance(1.01)
+    assert frames(t) == [Result(0x51)] and not t.disconnecting
