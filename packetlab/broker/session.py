@@ -26,9 +26,12 @@ from packetlab.wire.messages import Xcert, Xpub, Xsub
 from .auth import PubGrant, Refusal, check_publication, check_subscription
 from .registry import Publication, Registry, Subscriber, SubscriberLink
 
-__all__ = ["MAX_PUBLICATIONS", "Answer", "BrokerSession", "Role"]
+__all__ = ["MAX_PUBLICATIONS", "MAX_XCERT_BYTES", "Answer", "BrokerSession", "Role"]
 
 MAX_PUBLICATIONS = 64  # live publications per publisher connection
+# Bytes of the xcerts waiting for one xsub/xpub: a chain is a few ~400-byte certificates
+# (an exppriv listing 100 monitor digests is ~7 KB); 32 frames of 64 KiB were 2 MiB per link.
+MAX_XCERT_BYTES = 64 * 1024
 
 
 class Role(enum.Enum):
@@ -135,6 +138,13 @@ class BrokerSession:
         if len(self.xcerts) >= MAX_CHAIN_CERTS:
             return Answer(
                 self._chain_error, "xcert", f"more than {MAX_CHAIN_CERTS} xcerts", close=True
+            )
+        if sum(map(len, self.xcerts)) + len(msg.cert) > MAX_XCERT_BYTES:
+            return Answer(
+                self._chain_error,
+                "xcert",
+                f"xcerts of more than {MAX_XCERT_BYTES} bytes for one chain",
+                close=True,
             )
         try:
             parse_certificate(msg.cert)

@@ -366,3 +366,22 @@ def test_an_xcert_dated_in_year_0_gets_the_chain_code() -> None:
     p.dataReceived(encode(Xcert(bad)))
     w.clock.advance(1.01)
     assert frames(t) == [Result(0x51)] and not t.disconnecting
+
+
+def test_the_xcerts_of_one_chain_are_capped_in_bytes_too() -> None:
+    # 32 xcerts of up to 64 KiB each were held per link until its xsub/xpub (2 MiB for
+    # every connection, for 30 s); a real chain is a few certificates of ~400 bytes.
+    from ppks_factory import cert
+
+    big = cert("exppriv", "eop", "exper", limits="monitor=" + "ab" * 32 * 120 + ";").der
+    assert 7000 < len(big) < 9000
+    from packetlab.broker.session import MAX_XCERT_BYTES
+
+    n = MAX_XCERT_BYTES // len(big)
+    assert n < 32  # the count limit would not see it
+    w = World()
+    p, t = w.connect(Role.PUBLISH)
+    p.dataReceived(encode(Xcert(big)) * (n + 1))
+    assert frames(t) == [Result(0)] * n
+    w.clock.advance(1.01)
+    assert frames(t) == [Result(0x51)] and t.disconnecting
