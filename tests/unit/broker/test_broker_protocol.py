@@ -385,3 +385,51 @@ def test_the_xcerts_of_one_chain_are_capped_in_bytes_too() -> None:
     assert frames(t) == [Result(0)] * n
     w.clock.advance(1.01)
     assert frames(t) == [Result(0x51)] and t.disconnecting
+
+
+def test_observed_delegated_subscription_and_xpmgr_publication() -> None:
+    # BROKER-PROXY-OBSERVED.md §1.3 (SubPrivCertChainPath subcmd_eop2_ep,delpriv_eop_eop2:
+    # xcerts in listed order, chlist = AKI of the last listed first, eopkey = k_eop) and
+    # §3.2 (pktxpmgr: xcerts leaf first in lockstep, then the xpub with its xdescr field
+    # order, globs, repeated names and pub_end in ns), the subscriber's frames split into
+    # one TLS record per encoder piece: each message gets its one result, in order, and
+    # the xnotify carries the xdescr bytes unchanged on the private channel.
+    from ppks_factory import cert, key, pub
+
+    from packetlab.ppks import key_id
+
+    life = {"nb": 0, "na": 2**31 - 1}
+    subcmd = cert("subcmd", "eop2", "ep", **life)
+    delpriv = cert("delpriv", "eop", "eop2", del_type="reppriv", **life)
+    k_eop, k_eop2 = key_id(key("eop")), key_id(key("eop2"))
+    w = World()
+    w.clock.advance(time.time())
+    sp, st = w.connect(Role.SUBSCRIBE)
+    sp.session.agent_key = pub("ep")  # type: ignore[union-attr]
+    dattr = b"hostid=pktendpt;endpoint_country=USA;"
+    pieces = [
+        encode(Xcert(subcmd.der))[:4],
+        subcmd.der,
+        encode(Xcert(delpriv.der))[:4],
+        delpriv.der,
+        encode(Xsub([k_eop, k_eop2], pub("eop"), dattr))[:4],
+        bytes([32]) + k_eop + bytes([32]) + k_eop2 + b"\0",
+        pub("eop"),
+        dattr,
+    ]
+    for piece in pieces:
+        sp.dataReceived(piece)
+    assert frames(st) == [Result(0)] * 3
+    pubcmd = cert("pubcmd", "exper", "xc", **life)
+    exppriv = cert("exppriv", "eop", "exper", limits="max_num_priority=7;", **life)
+    pp, pt = w.connect(Role.PUBLISH)
+    pp.session.agent_key = pub("xc")  # type: ignore[union-attr]
+    end = time.time_ns() + 30 * 10**9
+    xd = (
+        b"hostid=pktendpt*;endpoint_location=IO91*;endpoint_country=GBR;endpoint_country=USA;"
+        b"exp_priority=7;pub_end=%d;controller_addr=127.0.0.1:20600;sni_key=pubsnikey1;" % end
+    )
+    for msg in (Xcert(pubcmd.der), Xcert(exppriv.der), Xpub([k_eop], pub("eop"), xd)):
+        pp.dataReceived(encode(msg))
+        assert frames(pt) == [Result(0)]
+    assert frames(st) == [Xnotify(k_eop, xd)]
