@@ -231,3 +231,31 @@ def test_the_broker_side_of_every_link_has_tcp_keepalive(
     finally:
         sub.close()
         pub.close()
+
+
+def test_a_client_whose_agent_certificate_is_refused_is_held_before_the_close(
+    home: PktlabHome, broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """A refused client certificate (here a subcmd where an agent cert belongs) is cut off
+    only after the error delay (0.5 s, doubling), like an error result: the reference
+    endpoint reconnects at once after any close, ~470 times a second."""
+    import ssl
+
+    bad_cert = tmp_path / "subcmd-as-agent.cert"
+    bad_cert.write_bytes(home.certificate("subcmd_eop_ep").to_pem())
+    mark = len(broker.output())
+    for _ in range(2):
+        c = RawClient(broker.sub_port, bad_cert, home.key_path("k_ep"))
+        c.sock.settimeout(0.3)
+        try:
+            got = c.sock.recv(1)
+        except TimeoutError:
+            got = None  # still open after 0.3 s: held
+        except (ssl.SSLError, OSError):
+            got = b"closed"
+        assert got is None, "refused at once"
+        assert c.closed_by_peer(timeout=35)  # the delay doubles per refusal, up to 30 s
+        c.close()
+    out = broker.output()[mark:]
+    assert out.count("refused TLS peer") == 2, out[-2000:]
+    assert out.count("wrong_cert_type: cert #0: subcmd where agent is expected (closing in") == 2
