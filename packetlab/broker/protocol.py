@@ -149,6 +149,7 @@ class BrokerProtocol(Protocol):
     # One per connection: our attributes in slots (Twisted's own still use a dict).
     __slots__ = (
         "_closing",
+        "_consuming",
         "_expiry",
         "_held",
         "_idle",
@@ -156,6 +157,7 @@ class BrokerProtocol(Protocol):
         "_lean",
         "_paused",
         "_queue",
+        "_reread",
         "_unread",
         "f",
         "framer",
@@ -178,6 +180,8 @@ class BrokerProtocol(Protocol):
         self._queue: dict[int, tuple[Publication, bytes]] | None = None
         self._paused = False
         self._unread = False  # we stopped reading the peer because our writes wait
+        self._consuming = False  # in _consume (it does not nest)
+        self._reread: IDelayedCall | None = None  # _consume again after a resume
         self._expiry: dict[int, IDelayedCall] = {}
         self._lean: IDelayedCall | None = None
         self.peer = "?"
@@ -213,10 +217,10 @@ class BrokerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.f.connections.discard(self)
-        for timer in (self._held, self._idle, self._lean, *self._expiry.values()):
+        for timer in (self._held, self._idle, self._lean, self._reread, *self._expiry.values()):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._held = self._idle = self._lean = None
+        self._held = self._idle = self._lean = self._reread = None
         self._expiry.clear()
         self._queue = None
         if self._abort is not None and self._abort.active():
@@ -287,8 +291,15 @@ class BrokerProtocol(Protocol):
 
     def _consume(self) -> None:
         session = self.session
-        if session is None:
+        if session is None or self._consuming:
             return
+        self._consuming = True
+        try:
+            self._consume_items(session)
+        finally:
+            self._consuming = False
+
+    def _consume_items(self, session: BrokerSession) -> None:
         try:
             # Entered only while reading and no answer is held (the callers check); a pause
             # that comes with one of our writes stops the loop after that item.
@@ -494,7 +505,16 @@ class BrokerProtocol(Protocol):
         if self._closing or self._held is not None:
             return
         self._t.resumeProducing()
-        self._consume()
+        # The frames already read go on in a turn of their own: this resume may come from
+        # inside one of our writes (the socket took the buffer meanwhile), in the middle of
+        # handling a frame, a held answer or a fan-out.
+        if self._reread is None:
+            self._reread = self.f.reactor.callLater(0, self._read_again)
+
+    def _read_again(self) -> None:
+        self._reread = None
+        if not self._closing and self._held is None and not self._unread:
+            self._consume()
 
     def stopProducing(self) -> None:
         self._queue = None
