@@ -29,7 +29,7 @@ class Options(TapOptions):
         "broker-operator key its clients trust (BrokerChainRootPath / BrokerCertRootPath). "
         f"After `pktlab init` the defaults just work: certs/{BROKER_CERT}.cert and "
         f"keys/{BROKER_KEY} in ~/.pktlab (or $PKTLAB_HOME), ports {DEFAULT_PUB_PORT} "
-        f"(publish) and {DEFAULT_SUB_PORT} (subscribe) on all addresses. ENDPOINT is a "
+        f"(publish) and {DEFAULT_SUB_PORT} (subscribe) on all IPv4 addresses. ENDPOINT is a "
         "Twisted endpoint string, e.g. tcp:20556:interface=127.0.0.1 or "
         "tcp6:20557:interface=\\:\\:. Settings in FILE (default ~/.pktlab/broker.conf if "
         "it exists) use the keys BrokerCertPath, BrokerPrivKey, PublishListen, "
@@ -42,9 +42,9 @@ class Options(TapOptions):
         ["private-key", None, None,
          f"Private key of the agent certificate [default: ~/.pktlab/keys/{BROKER_KEY}]."],
         ["publish", None, None,
-         f"Where controllers publish [default: tcp:{DEFAULT_PUB_PORT}, all addresses]."],
+         f"Where controllers publish [default: tcp:{DEFAULT_PUB_PORT}, all IPv4 addresses]."],
         ["subscribe", None, None,
-         f"Where endpoints subscribe [default: tcp:{DEFAULT_SUB_PORT}, all addresses]."],
+         f"Where endpoints subscribe [default: tcp:{DEFAULT_SUB_PORT}, all IPv4 addresses]."],
         ["store", None, None,
          "Shared state: memory: (default, this process only) or redis://HOST:PORT/N "
          "to share publications and delivery records with other brokers."],

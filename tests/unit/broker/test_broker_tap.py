@@ -34,7 +34,7 @@ def parse(*args: str) -> Options:
 def test_defaults_from_the_home(home: PktlabHome) -> None:
     o = parse()
     cfg = o["broker_config"]
-    # pktlab init writes a broker.conf with the reference ports, all addresses
+    # pktlab init writes a broker.conf with the reference ports, all IPv4 addresses
     assert (cfg.publish, cfg.subscribe) == ("tcp:20556", "tcp:20557")
     assert o["credentials"].leaf.cert_type.label == "agent"
     assert cfg.cert == [str(home.cert_path("agent_bop_brk"))]
