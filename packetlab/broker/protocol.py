@@ -158,6 +158,7 @@ class BrokerProtocol(Protocol):
         "_paused",
         "_queue",
         "_reread",
+        "_subscribed",
         "_unread",
         "f",
         "framer",
@@ -181,6 +182,7 @@ class BrokerProtocol(Protocol):
         self._paused = False
         self._unread = False  # we stopped reading the peer because our writes wait
         self._consuming = False  # in _consume (it does not nest)
+        self._subscribed = False  # an xsub was taken on this link
         self._reread: IDelayedCall | None = None  # _consume again after a resume
         self._expiry: dict[int, IDelayedCall] = {}
         self._lean: IDelayedCall | None = None
@@ -305,8 +307,8 @@ class BrokerProtocol(Protocol):
             # that comes with one of our writes stops the loop after that item.
             for item in self._items:
                 answer = session.handle(item)
-                if not answer.ok:
-                    self._hold(answer)
+                if not answer.ok or (answer.what == "xsub" and self._subscribed):
+                    self._hold(answer)  # an error, or a repeated xsub: after the delay
                     return
                 self._t.write(_RESULT_OK)
                 self._accepted(answer)
@@ -323,7 +325,9 @@ class BrokerProtocol(Protocol):
         assert session is not None
         if answer.what == "xsub":
             self._cancel_idle()
-            self.f.throttle.forget(self.who)
+            if not self._subscribed:  # repeated xsubs wait longer and longer
+                self.f.throttle.forget(self.who)
+            self._subscribed = True
             n = session.activate()
             sub = session.subscriber
             assert sub is not None
@@ -394,8 +398,18 @@ class BrokerProtocol(Protocol):
         )
 
     def _hold(self, answer: Answer, *, send: bool = True) -> None:
-        """Answer an error after the throttle's delay; nothing else is read meanwhile."""
+        """Answer an error (or take a repeated xsub) after the throttle's delay; nothing
+        else is read meanwhile."""
         delay = self.f.throttle.delay(self.who, self.f.reactor.seconds())
+        self._t.pauseProducing()
+        self._held = self.f.reactor.callLater(delay, self._release, answer, send)
+        if answer.ok:
+            self.log.info(
+                "hold repeated xsub peer={peer}: it replaces the subscription in {delay:.1f}s",
+                peer=self.session.peer if self.session else self.peer,
+                delay=delay,
+            )
+            return
         self.log.warn(
             "refuse {what} peer={peer} code=0x{code:04x} ({name}) reason={reason} "
             "delay={delay:.1f}s{closing}",
@@ -407,8 +421,6 @@ class BrokerProtocol(Protocol):
             delay=delay,
             closing=" then close" if answer.close else "",
         )
-        self._t.pauseProducing()
-        self._held = self.f.reactor.callLater(delay, self._release, answer, send)
 
     def _release(self, answer: Answer, send: bool) -> None:
         self._held = None
@@ -416,6 +428,10 @@ class BrokerProtocol(Protocol):
             return
         if send:
             self._t.write(encode(Result(int(answer.status))))
+        if answer.ok:
+            self._accepted(answer)
+            if self._closing:
+                return
         if answer.close:
             self._close()
             return

@@ -6,7 +6,9 @@ takes one framed item and returns the `Answer` to send; the Protocol owns the ti
 (errors are answered late: see `Throttle`).
 
 The xcerts of a connection are the chain for the next xsub/xpub and are used up by it
-(pktxpmgr sends a fresh chain before each xpub). A second xsub replaces the subscription.
+(pktxpmgr sends a fresh chain before each xpub). A second xsub replaces the subscription
+(the Protocol takes it only after the throttle's delay: it offers every live publication
+again).
 Frames that a broker never receives (xnotify, result, session messages) or a message for
 the other port are protocol errors: answered with ECTLNOTSUP, then the link is closed.
 """
