@@ -491,3 +491,24 @@ def test_a_repeated_xsub_on_one_link_waits_like_an_error_answer() -> None:
     assert frames(t) == [Result(0)]
     (sub,) = w.registry.subscribers
     assert sub.channels == (b"c",) and t.producerState == "producing"
+
+
+def test_an_xcert_with_a_5000_digit_limit_gets_the_chain_code() -> None:
+    # int() refuses over 4,300 digits with ValueError, which escaped the certificate
+    # parser and the xcert handler (a traceback, the link dropped).
+    from ppks_factory import good, resign, tlv
+
+    from packetlab.ppks import CertType
+
+    def big_limit(exts: list[bytes]) -> list[bytes]:
+        text = b"max_send_byte=" + b"9" * 5000 + b";"
+        value = tlv(0x04, tlv(0x04, text))
+        oid = tlv(0x06, bytes([0x2A, 0x03, 0x03]))  # 1.2.3.3, cert_limit
+        return [*exts, tlv(0x30, oid + b"\x01\x01\xff" + value)]
+
+    der = resign(good(CertType.EXPPRIV, "eop", "exper"), "eop", mutate_exts=big_limit)
+    w = World()
+    p, t = w.connect(Role.PUBLISH)
+    p.dataReceived(encode(Xcert(der)))
+    w.clock.advance(1.01)
+    assert frames(t) == [Result(0x51)] and not t.disconnecting
