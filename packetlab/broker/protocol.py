@@ -460,7 +460,12 @@ class BrokerProtocol(Protocol):
                 "read either and its notifications wait (one per live publication)",
                 peer=self.session.peer if self.session else self.peer,
             )
-        self._queue.setdefault(pub.pub_id, (pub, channel))
+        queue = self._queue
+        if len(queue) >= 2 * len(self.f.registry.publications) + 64:
+            # Ended publications go now, not when it reads again (it may never):
+            # publications come and go, and each entry keeps its xdescr alive.
+            self._queue = queue = {k: v for k, v in queue.items() if v[0].live}
+        queue.setdefault(pub.pub_id, (pub, channel))
 
     def _send(self, pub: Publication, channel: bytes) -> None:
         session = self.session

@@ -512,3 +512,23 @@ def test_an_xcert_with_a_5000_digit_limit_gets_the_chain_code() -> None:
     p.dataReceived(encode(Xcert(der)))
     w.clock.advance(1.01)
     assert frames(t) == [Result(0x51)] and not t.disconnecting
+
+
+def test_a_subscriber_that_never_reads_does_not_keep_ended_publications() -> None:
+    # Its queue took one entry per publication offered and dropped the ended ones only
+    # when it was drained: with publications coming and going, a subscriber that never
+    # reads kept every one of them (xdescr, pairs, frames) for good.
+    w = World()
+    sp, st = w.connect(Role.SUBSCRIBE)
+    sp.dataReceived(sub_frames())
+    frames(st)
+    sp.pauseProducing()
+    for i in range(1000):
+        pp, _ = w.connect(Role.PUBLISH, f"10.0.3.{i % 250}")
+        pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h%d;" % i)))
+        pp.connectionLost(None)  # type: ignore[arg-type]
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=live;")))
+    assert len(sp._queue or ()) <= 2 * len(w.registry.publications) + 64
+    sp.resumeProducing()
+    assert frames(st) == [Xnotify(b"public", b"controller_addr=live;")]
