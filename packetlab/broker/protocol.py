@@ -6,8 +6,10 @@
   paused), so the order holds and a flood costs us nothing.
 * Output to a subscriber: offered publications wait in a small per-link queue of
   references and are written while the transport takes them (we are its push
-  producer). A slow subscriber only grows its own queue (bounded by the number of live
-  publications); nobody else waits for it. The delivery record is written just before
+  producer). A slow subscriber only grows its own queue (one entry per live
+  publication, however often it is offered); nobody else waits for it. While its
+  transport is full the link is not read either, so a client that never reads cannot
+  make us answer (and re-offer) without end. The delivery record is written just before
   the bytes go out (`Registry.claim`).
 * A client that neither subscribes nor publishes within `IDLE_TIMEOUT` is closed; a
   subscriber or publisher then idles as long as it likes (the reference sends nothing).
@@ -15,6 +17,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from packetlab.tls import peer_of
+from packetlab.tls.directwrite import socket_connection
 from packetlab.wire.codec import encode
 from packetlab.wire.constants import Status
 from packetlab.wire.errors import FrameTooLarge
@@ -43,8 +47,30 @@ __all__ = ["IDLE_TIMEOUT", "MAX_FRAME", "BrokerFactory", "BrokerProtocol", "FanO
 MAX_FRAME = 65536  # bytes of body: an xcert is ~400, an xdescr at most 4096
 IDLE_TIMEOUT = 30.0  # s from connect to the first successful xsub/xpub
 CLOSE_TIMEOUT = 5.0  # s a closing link waits for the peer's close_notify or FIN
+# TCP keepalive on every link: a subscriber sends nothing after its xsub, so a peer that
+# vanished without a FIN (power, NAT) is found only by probes: idle 10 min, then 5 probes
+# a minute apart (the OS default, 2 h + 11 min, kept such links far longer).
+KEEPALIVE = (
+    (getattr(socket, "TCP_KEEPIDLE", None), 600),
+    (socket.TCP_KEEPINTVL, 60),
+    (socket.TCP_KEEPCNT, 5),
+)
 
 _RESULT_OK = encode(Result(0))
+
+
+def _keepalive(transport: Any) -> None:
+    tcp = socket_connection(transport)
+    if tcp is None:  # a test's fake transport
+        return
+    try:
+        tcp.setTcpKeepAlive(True)
+        sock = tcp.getHandle()
+        for opt, value in KEEPALIVE:
+            if opt is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, opt, value)
+    except OSError:  # the link is going already; its close will be seen
+        pass
 
 
 class FanOut:
@@ -123,6 +149,7 @@ class BrokerProtocol(Protocol):
     # One per connection: our attributes in slots (Twisted's own still use a dict).
     __slots__ = (
         "_closing",
+        "_consuming",
         "_expiry",
         "_held",
         "_idle",
@@ -130,6 +157,9 @@ class BrokerProtocol(Protocol):
         "_lean",
         "_paused",
         "_queue",
+        "_reread",
+        "_subscribed",
+        "_unread",
         "f",
         "framer",
         "peer",
@@ -146,8 +176,14 @@ class BrokerProtocol(Protocol):
         self._idle: IDelayedCall | None = None
         self._abort: IDelayedCall | None = None
         self._closing = False
-        self._queue: deque[tuple[Publication, bytes]] | None = None
+        # pub_id -> (publication, channel), in offer order: a re-offer (a second xsub on
+        # the link) takes no second entry
+        self._queue: dict[int, tuple[Publication, bytes]] | None = None
         self._paused = False
+        self._unread = False  # we stopped reading the peer because our writes wait
+        self._consuming = False  # in _consume (it does not nest)
+        self._subscribed = False  # an xsub was taken on this link
+        self._reread: IDelayedCall | None = None  # _consume again after a resume
         self._expiry: dict[int, IDelayedCall] = {}
         self._lean: IDelayedCall | None = None
         self.peer = "?"
@@ -160,6 +196,7 @@ class BrokerProtocol(Protocol):
     # ------------------------------------------------------------------ lifecycle
 
     def connectionMade(self) -> None:
+        _keepalive(self.transport)
         verified = peer_of(self)
         try:
             self.peer = str(self._t.getPeer().host)
@@ -182,10 +219,10 @@ class BrokerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.f.connections.discard(self)
-        for timer in (self._held, self._idle, self._lean, *self._expiry.values()):
+        for timer in (self._held, self._idle, self._lean, self._reread, *self._expiry.values()):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._held = self._idle = self._lean = None
+        self._held = self._idle = self._lean = self._reread = None
         self._expiry.clear()
         self._queue = None
         if self._abort is not None and self._abort.active():
@@ -250,21 +287,32 @@ class BrokerProtocol(Protocol):
         if close is not None:
             close()
         self._items = self.framer.feed(data)
-        self._consume()
+        # While an error answer is held or our writes wait, frames stay in the framer.
+        if self._held is None and not self._unread:
+            self._consume()
 
     def _consume(self) -> None:
         session = self.session
-        if session is None:
+        if session is None or self._consuming:
             return
+        self._consuming = True
         try:
+            self._consume_items(session)
+        finally:
+            self._consuming = False
+
+    def _consume_items(self, session: BrokerSession) -> None:
+        try:
+            # Entered only while reading and no answer is held (the callers check); a pause
+            # that comes with one of our writes stops the loop after that item.
             for item in self._items:
                 answer = session.handle(item)
-                if not answer.ok:
-                    self._hold(answer)
+                if not answer.ok or (answer.what == "xsub" and self._subscribed):
+                    self._hold(answer)  # an error, or a repeated xsub: after the delay
                     return
                 self._t.write(_RESULT_OK)
                 self._accepted(answer)
-                if self._closing or self._held is not None:
+                if self._closing or self._held is not None or self._unread:
                     return
         except FrameTooLarge as e:
             self._hold(
@@ -277,7 +325,9 @@ class BrokerProtocol(Protocol):
         assert session is not None
         if answer.what == "xsub":
             self._cancel_idle()
-            self.f.throttle.forget(self.who)
+            if not self._subscribed:  # repeated xsubs wait longer and longer
+                self.f.throttle.forget(self.who)
+            self._subscribed = True
             n = session.activate()
             sub = session.subscriber
             assert sub is not None
@@ -348,8 +398,18 @@ class BrokerProtocol(Protocol):
         )
 
     def _hold(self, answer: Answer, *, send: bool = True) -> None:
-        """Answer an error after the throttle's delay; nothing else is read meanwhile."""
+        """Answer an error (or take a repeated xsub) after the throttle's delay; nothing
+        else is read meanwhile."""
         delay = self.f.throttle.delay(self.who, self.f.reactor.seconds())
+        self._t.pauseProducing()
+        self._held = self.f.reactor.callLater(delay, self._release, answer, send)
+        if answer.ok:
+            self.log.info(
+                "hold repeated xsub peer={peer}: it replaces the subscription in {delay:.1f}s",
+                peer=self.session.peer if self.session else self.peer,
+                delay=delay,
+            )
+            return
         self.log.warn(
             "refuse {what} peer={peer} code=0x{code:04x} ({name}) reason={reason} "
             "delay={delay:.1f}s{closing}",
@@ -361,8 +421,6 @@ class BrokerProtocol(Protocol):
             delay=delay,
             closing=" then close" if answer.close else "",
         )
-        self._t.pauseProducing()
-        self._held = self.f.reactor.callLater(delay, self._release, answer, send)
 
     def _release(self, answer: Answer, send: bool) -> None:
         self._held = None
@@ -370,11 +428,16 @@ class BrokerProtocol(Protocol):
             return
         if send:
             self._t.write(encode(Result(int(answer.status))))
+        if answer.ok:
+            self._accepted(answer)
+            if self._closing:
+                return
         if answer.close:
             self._close()
             return
-        self._t.resumeProducing()
-        self._consume()
+        if not self._unread:  # else resumeProducing carries on
+            self._t.resumeProducing()
+            self._consume()
 
     # ------------------------------------------------------------------ output
 
@@ -391,8 +454,18 @@ class BrokerProtocol(Protocol):
             if not self._paused:
                 self._send(pub, channel)
                 return
-            self._queue = deque()
-        self._queue.append((pub, channel))
+            self._queue = {}
+            self.log.info(
+                "subscriber peer={peer} does not read: its transport is full, so it is not "
+                "read either and its notifications wait (one per live publication)",
+                peer=self.session.peer if self.session else self.peer,
+            )
+        queue = self._queue
+        if len(queue) >= 2 * len(self.f.registry.publications) + 64:
+            # Ended publications go now, not when it reads again (it may never):
+            # publications come and go, and each entry keeps its xdescr alive.
+            self._queue = queue = {k: v for k, v in queue.items() if v[0].live}
+        queue.setdefault(pub.pub_id, (pub, channel))
 
     def _send(self, pub: Publication, channel: bytes) -> None:
         session = self.session
@@ -425,15 +498,44 @@ class BrokerProtocol(Protocol):
             tcp.doWrite()
 
     def pauseProducing(self) -> None:
+        """The transport is full (the peer does not read): queue what we would write, and
+        stop reading the peer (its requests would only add answers and offers)."""
+        if self._paused:
+            return
         self._paused = True
+        # Not when TLS itself buffers our write until it has read something (OpenSSL's
+        # WANT_READ, TLSMemoryBIOProtocol._bufferedWrite): it must go on reading.
+        if self._closing or getattr(self._t, "_appSendBuffer", None):
+            return
+        self._unread = True
+        if self._held is None:  # else the held answer paused it already
+            self._t.pauseProducing()
 
     def resumeProducing(self) -> None:
+        if not self._paused:
+            return
         self._paused = False
         queue = self._queue
         while queue and not self._paused and not self._closing:
-            self._send(*queue.popleft())
+            self._send(*queue.pop(next(iter(queue))))
         if not queue:
             self._queue = None
+        if self._paused or not self._unread:
+            return
+        self._unread = False
+        if self._closing or self._held is not None:
+            return
+        self._t.resumeProducing()
+        # The frames already read go on in a turn of their own: this resume may come from
+        # inside one of our writes (the socket took the buffer meanwhile), in the middle of
+        # handling a frame, a held answer or a fan-out.
+        if self._reread is None:
+            self._reread = self.f.reactor.callLater(0, self._read_again)
+
+    def _read_again(self) -> None:
+        self._reread = None
+        if not self._closing and self._held is None and not self._unread:
+            self._consume()
 
     def stopProducing(self) -> None:
         self._queue = None

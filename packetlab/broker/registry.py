@@ -27,7 +27,20 @@ from packetlab.wire.codec import encode
 from packetlab.wire.messages import Xnotify
 from packetlab.wire.nvlist import NVPair, dattr_match
 
-__all__ = ["Publication", "Registry", "Subscriber", "SubscriberLink", "channel_label"]
+__all__ = [
+    "FRAME_CACHE",
+    "MAX_LIVE_PUBLICATIONS",
+    "Publication",
+    "Registry",
+    "Subscriber",
+    "SubscriberLink",
+    "channel_label",
+]
+
+# Live publications at once, all links together: each may hold a 4 KB xdescr (and its
+# parsed pairs and frames), and links are free (self-signed agent certificates).
+MAX_LIVE_PUBLICATIONS = 10_000
+FRAME_CACHE = 4  # xnotify frames kept per publication (one per channel used)
 
 
 class SharedStore(Protocol):
@@ -73,15 +86,20 @@ class Publication:
     _frames: dict[bytes, bytes] = field(default_factory=dict)
 
     def frame(self, channel: bytes) -> bytes:
-        """The xnotify frame for `channel` (encoded once, shared by every subscriber)."""
+        """The xnotify frame for `channel`, encoded once and shared by every subscriber for
+        the first `FRAME_CACHE` channels used; past those, encoded per send (a publication
+        on 64 channels would otherwise keep 64 copies of its xdescr)."""
         f = self._frames.get(channel)
         if f is None:
-            f = self._frames[channel] = encode(Xnotify(channel, self.xdescr))
+            f = encode(Xnotify(channel, self.xdescr))
+            if len(self._frames) < FRAME_CACHE:
+                self._frames[channel] = f
         return f
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, max_publications: int = MAX_LIVE_PUBLICATIONS) -> None:
+        self.max_publications = max_publications  # live, broker-wide (xpub refused past it)
         self.publications: dict[int, Publication] = {}
         self._pubs_by_channel: dict[bytes, dict[int, Publication]] = {}
         self._subs_by_channel: dict[bytes, set[Subscriber]] = {}

@@ -90,10 +90,13 @@ class BrokerService(service.Service):
         for role, where in self.where.items():
             # The idle deadline covers the handshake too: a client that never finishes it
             # (silent, or a ClientHello one byte at a time) must not keep its descriptor.
+            # A client whose certificate is refused is cut off after the throttle's delay,
+            # as an error result is answered: closing at once only makes it spin.
             ep = PPKSServerEndpoint(
                 serverFromString(self.reactor, where),
                 self.options,
                 handshake_timeout=(IDLE_TIMEOUT, self.reactor),
+                refusal_delay=(self._refusal_delay, self.reactor),
             )
             port = await ep.listen(self.factories[role])
             self.ports[role.value] = port
@@ -114,6 +117,9 @@ class BrokerService(service.Service):
                 return
             self.ports["status"] = port
             self.log.info("pktbroker status page on http {host}", host=port.getHost())
+
+    def _refusal_delay(self, host: str) -> float:
+        return self.throttle.delay(host, self.reactor.seconds())
 
     def status(self) -> dict[str, object]:
         out = self.registry.status()

@@ -6,7 +6,9 @@ takes one framed item and returns the `Answer` to send; the Protocol owns the ti
 (errors are answered late: see `Throttle`).
 
 The xcerts of a connection are the chain for the next xsub/xpub and are used up by it
-(pktxpmgr sends a fresh chain before each xpub). A second xsub replaces the subscription.
+(pktxpmgr sends a fresh chain before each xpub). A second xsub replaces the subscription
+(the Protocol takes it only after the throttle's delay: it offers every live publication
+again).
 Frames that a broker never receives (xnotify, result, session messages) or a message for
 the other port are protocol errors: answered with ECTLNOTSUP, then the link is closed.
 """
@@ -26,9 +28,12 @@ from packetlab.wire.messages import Xcert, Xpub, Xsub
 from .auth import PubGrant, Refusal, check_publication, check_subscription
 from .registry import Publication, Registry, Subscriber, SubscriberLink
 
-__all__ = ["MAX_PUBLICATIONS", "Answer", "BrokerSession", "Role"]
+__all__ = ["MAX_PUBLICATIONS", "MAX_XCERT_BYTES", "Answer", "BrokerSession", "Role"]
 
 MAX_PUBLICATIONS = 64  # live publications per publisher connection
+# Bytes of the xcerts waiting for one xsub/xpub: a chain is a few ~400-byte certificates
+# (an exppriv listing 100 monitor digests is ~7 KB); 32 frames of 64 KiB were 2 MiB per link.
+MAX_XCERT_BYTES = 64 * 1024
 
 
 class Role(enum.Enum):
@@ -136,6 +141,13 @@ class BrokerSession:
             return Answer(
                 self._chain_error, "xcert", f"more than {MAX_CHAIN_CERTS} xcerts", close=True
             )
+        if sum(map(len, self.xcerts)) + len(msg.cert) > MAX_XCERT_BYTES:
+            return Answer(
+                self._chain_error,
+                "xcert",
+                f"xcerts of more than {MAX_XCERT_BYTES} bytes for one chain",
+                close=True,
+            )
         try:
             parse_certificate(msg.cert)
         except PPKSError as e:
@@ -175,6 +187,11 @@ class BrokerSession:
         if len(self.publications) >= MAX_PUBLICATIONS:
             return Answer(
                 Status.EPUBBADXD, "xpub", f"more than {MAX_PUBLICATIONS} publications on one link"
+            )
+        limit = self.registry.max_publications
+        if len(self.registry.publications) >= limit:
+            return Answer(
+                Status.EPUBBADXD, "xpub", f"the broker holds {limit} live publications, its limit"
             )
         grant = check_publication(
             certs, self.agent_key, msg.chlist, msg.eopkey, msg.xdescr, self._now()

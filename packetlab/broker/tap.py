@@ -29,7 +29,7 @@ class Options(TapOptions):
         "broker-operator key its clients trust (BrokerChainRootPath / BrokerCertRootPath). "
         f"After `pktlab init` the defaults just work: certs/{BROKER_CERT}.cert and "
         f"keys/{BROKER_KEY} in ~/.pktlab (or $PKTLAB_HOME), ports {DEFAULT_PUB_PORT} "
-        f"(publish) and {DEFAULT_SUB_PORT} (subscribe) on all addresses. ENDPOINT is a "
+        f"(publish) and {DEFAULT_SUB_PORT} (subscribe) on all IPv4 addresses. ENDPOINT is a "
         "Twisted endpoint string, e.g. tcp:20556:interface=127.0.0.1 or "
         "tcp6:20557:interface=\\:\\:. Settings in FILE (default ~/.pktlab/broker.conf if "
         "it exists) use the keys BrokerCertPath, BrokerPrivKey, PublishListen, "
@@ -42,9 +42,9 @@ class Options(TapOptions):
         ["private-key", None, None,
          f"Private key of the agent certificate [default: ~/.pktlab/keys/{BROKER_KEY}]."],
         ["publish", None, None,
-         f"Where controllers publish [default: tcp:{DEFAULT_PUB_PORT}, all addresses]."],
+         f"Where controllers publish [default: tcp:{DEFAULT_PUB_PORT}, all IPv4 addresses]."],
         ["subscribe", None, None,
-         f"Where endpoints subscribe [default: tcp:{DEFAULT_SUB_PORT}, all addresses]."],
+         f"Where endpoints subscribe [default: tcp:{DEFAULT_SUB_PORT}, all IPv4 addresses]."],
         ["store", None, None,
          "Shared state: memory: (default, this process only) or redis://HOST:PORT/N "
          "to share publications and delivery records with other brokers."],
@@ -85,19 +85,53 @@ class Options(TapOptions):
 
 
 def _credentials(cfg: BrokerConfig) -> Any:
+    """The broker's agent credentials, refused here (one line naming the option or
+    FILE:LINE: Key) where every reference client would refuse them: not a key pair, not an
+    agent certificate, or not valid now. A client refused in the TLS handshake reconnects at
+    once, for ever (BROKER-PROXY-OBSERVED.md §1.4)."""
+    import time
+
+    from packetlab.ppks import CertType
     from packetlab.tls import Credentials, TLSConfigError
 
     assert cfg.private_key is not None
+    hint = (
+        "Run `pktlab init` to create the broker-operator key k_bop and the broker "
+        f"certificate {BROKER_CERT} (or give --cert and --private-key)."
+    )
     try:
-        return Credentials.load(cfg.cert, cfg.private_key)
+        creds = Credentials.load(cfg.cert, cfg.private_key)
     except TLSConfigError as e:
-        key = "BrokerPrivKey" if e.part == "key" else "BrokerCertPath"
+        if e.part == "pair":  # name both, the one given on the command line first
+            key, cert = cfg.origin("BrokerPrivKey"), cfg.origin("BrokerCertPath")
+            first, second = (cert, key) if cert.startswith("--") else (key, cert)
+            raise usage.UsageError(
+                f"{first}: the broker's private key and certificate (see also {second}) do "
+                f"not belong together: {e}. {hint}"
+            ) from None
+        where = cfg.origin("BrokerPrivKey" if e.part == "key" else "BrokerCertPath")
+        raise usage.UsageError(f"{where}: broker agent certificate: {e}. {hint}") from None
+    leaf = creds.leaf
+    what = f"{cfg.origin('BrokerCertPath')}: broker agent certificate {', '.join(cfg.cert)}"
+    if leaf.cert_type is not CertType.AGENT:
         raise usage.UsageError(
-            f"{cfg.origin(key)}: broker agent certificate: {e}. Run `pktlab init` to create "
-            "the broker-operator "
-            f"key k_bop and the broker certificate {BROKER_CERT} (or give --cert and "
-            "--private-key)."
-        ) from None
+            f"{what} is a {leaf.cert_type.label} certificate, not an agent certificate: "
+            f"every client checks the broker's certificate in agent mode and refuses it. {hint}"
+        )
+    now = time.time()
+    if now > leaf.not_after:
+        raise usage.UsageError(f"{what} expired at {_utc(leaf.not_after)}: clients refuse it.")
+    if now < leaf.not_before:
+        raise usage.UsageError(
+            f"{what} is not valid before {_utc(leaf.not_before)}: clients refuse it until then."
+        )
+    return creds
+
+
+def _utc(ts: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _check_listen(reactor: Any, cfg: BrokerConfig) -> None:

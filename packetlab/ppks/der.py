@@ -7,7 +7,6 @@ rule of PROTOCOL.md §4.3 can be checked on the exact bytes and refused with its
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
 
 # Universal tags used by X.509.
@@ -154,6 +153,22 @@ def decode_time(tlv: TLV) -> int:
     else:
         raise DERError("expected a time")
     mon, day, hh, mm, ss = (int(rest[i : i + 2]) for i in range(0, 10, 2))
-    if not (1 <= mon <= 12 and 1 <= day <= 31 and hh < 24 and mm < 60 and ss < 60):
+    if not (1 <= mon <= 12 and hh < 24 and mm < 60 and ss < 60):
         raise DERError("time field out of range")
-    return calendar.timegm((year, mon, day, hh, mm, ss, 0, 0, 0))
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[mon - 1]
+    if not 1 <= day <= days:  # as OpenSSL: no 31 February (calendar has no year 0)
+        raise DERError(f"no day {day} in {year}-{mon:02d}")
+    return _days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date, any year (H. Hinnant's
+    algorithm): calendar.timegm raises ValueError for year 0, which a GeneralizedTime
+    can hold, and that escaped parse_certificate."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468

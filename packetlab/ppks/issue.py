@@ -173,6 +173,23 @@ def _utc(ts: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
 
 
+# What an X.509 time (GeneralizedTime YYYYMMDDHHMMSSZ) can hold, in Unix seconds.
+_FIRST_TIME = -62135596800  # 0001-01-01T00:00:00Z
+_LAST_TIME = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def _check_times(not_before: int, not_after: int) -> None:
+    """Validity times a certificate can hold, named as the CLI names them (cryptography
+    said "year 3170843 is out of range")."""
+    for name, t in (("not_before", not_before), ("not_after", not_after)):
+        if t < _FIRST_TIME:
+            raise ValueError(f"{name} {t} is before 0001-01-01T00:00:00Z")
+        if t > _LAST_TIME:
+            raise ValueError(f"{name} {t} is after 9999-12-31T23:59:59Z")
+    if not_after < not_before:
+        raise ValueError(f"not_after {not_after} is before not_before {not_before}")
+
+
 def issue_certificate(
     cert_type: CertType | str,
     signer: Ed25519PrivateKey,
@@ -192,6 +209,7 @@ def issue_certificate(
     `limits` (exppriv/delpriv only) is cert_limit text, pairs or a `CertLimits`.
     The result is parsed back, so a certificate we refuse is never returned.
     """
+    _check_times(not_before, not_after)
     ct, dt = _coerce(cert_type, del_type)
     info = _info_pairs(ct, dt, cert_desc, aux_info)
     lim = _limit_pairs(limits)

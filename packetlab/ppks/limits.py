@@ -67,10 +67,11 @@ def parse_digests(name: str, value: str) -> tuple[bytes, ...]:
 def parse_decimal(name: str, value: str) -> int:
     if not value or not value.isascii() or not value.isdigit():
         raise _bad(Reason.BAD_DECIMAL, name, value, "must be a decimal number")
-    n = int(value)
-    if n > U64_MAX:
+    # int() refuses over 4,300 digits (ValueError); no u64 has more than 20 of them
+    digits = value.lstrip("0") or "0"
+    if len(digits) > 20 or int(digits) > U64_MAX:
         raise _bad(Reason.BAD_DECIMAL, name, value, "does not fit in 64 bits")
-    return n
+    return int(digits)
 
 
 def parse_burst_rates(name: str, value: str) -> tuple[BurstRate, ...]:
@@ -80,6 +81,9 @@ def parse_burst_rates(name: str, value: str) -> tuple[BurstRate, ...]:
         ok = sep and cnt.isascii() and cnt.isdigit() and win.isascii() and win.isdigit()
         if not ok:
             raise _bad(Reason.BAD_BURST_RATE, name, value, f"{item!r} is not COUNT/WINDOW")
+        cnt, win = cnt.lstrip("0") or "0", win.lstrip("0") or "0"
+        if len(cnt) > 20 or len(win) > 20:  # int() refuses over 4,300 digits
+            raise _bad(Reason.BAD_BURST_RATE, name, value, "does not fit in 64 bits")
         c, w = int(cnt), int(win)
         if w == 0:
             raise _bad(Reason.BAD_BURST_RATE, name, value, "window must be > 0")

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 MAX_CHAIN_CERTS = 32  # bound on what a peer can make us look at
-_MAX_STEPS = 10_000  # bound on the search when several certs share an SKI
+_MAX_STEPS = 1_000  # bound on the search when several certs share an SKI (loops)
 
 
 class AuthMode(enum.IntEnum):
@@ -190,6 +190,18 @@ def verify_chain(
     failure = _Failure()
     best: VerifiedChain | None = None
     steps = 0
+    # Signature checks, made once each: a cert's parent key is the one whose id is its
+    # AKI, so every candidate parent of a cert has the same key. Loops and duplicates make
+    # the search walk many paths (a delegation loop of 31 certs: thousands), and it runs
+    # on a broker's reactor for any client's xsub/xpub.
+    parent_sig: dict[int, bool] = {}
+    root_sig: dict[tuple[int, int], bool] = {}
+
+    def signed(idx: int, signer: bytes) -> bool:
+        ok = parent_sig.get(idx)
+        if ok is None:
+            ok = parent_sig[idx] = parsed[idx].signed_by(signer)
+        return ok
 
     def check_cert(idx: int, depth: int) -> bool:
         cert = parsed[idx]
@@ -222,7 +234,10 @@ def verify_chain(
             )
             return False
         for i in matching:
-            if top.signed_by(root_keys[i]):
+            ok = root_sig.get((path[-1], i))
+            if ok is None:
+                ok = root_sig[path[-1], i] = top.signed_by(root_keys[i])
+            if ok:
                 return i
         failure.note(
             depth,
@@ -293,7 +308,7 @@ def verify_chain(
                     ),
                 )
                 continue
-            if not cur.signed_by(parent.public_key):
+            if not signed(path[-1], parent.public_key):
                 failure.note(
                     pdepth,
                     ChainError(

@@ -29,8 +29,9 @@ StrPath = str | os.PathLike[str]
 
 class TLSConfigError(ValueError):
     """A TLS configuration that cannot work: says which part and why. `part` is "key" when
-    the private key (its file or its type) is at fault, else "cert", so that a caller can
-    name the option or config key that gave it."""
+    the private key (its file or its type) is at fault, "pair" when key and certificate
+    are each fine but do not belong together, else "cert", so that a caller can name the
+    option or config key that gave it."""
 
     def __init__(self, message: str, part: str = "cert") -> None:
         super().__init__(message)
@@ -73,7 +74,8 @@ class Credentials:
         if raw_public_key(key) != chain[0].public_key:
             raise TLSConfigError(
                 f"private key (public {raw_public_key(key).hex()[:16]}...) does not match the "
-                f"leaf, the first certificate ({_describe(chain[0])})"
+                f"leaf, the first certificate ({_describe(chain[0])})",
+                "pair",
             )
         self.chain: tuple[Certificate, ...] = chain
         self.key = key

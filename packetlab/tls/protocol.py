@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -56,6 +57,7 @@ AnyClientEndpoint = Any  # IStreamClientEndpoint provider
 AnyServerEndpoint = Any  # IStreamServerEndpoint provider
 AnyListeningPort = Any  # IListeningPort provider
 AnyReactorTime = Any  # IReactorTime provider
+RefusalDelay = tuple[Callable[[str], float], AnyReactorTime]  # (seconds for a host, clock)
 
 __all__ = [
     "IPPKSPeerListener",
@@ -207,6 +209,7 @@ class PeerGate(Protocol):
         is_client: bool,
         tcp_nodelay: bool = True,
         handshake_timeout: tuple[float, AnyReactorTime] | None = None,
+        refusal_delay: RefusalDelay | None = None,
     ) -> None:
         # Typed Any: zope interfaces are not types to mypy without mypy-zope.
         self.app: Any = app
@@ -215,6 +218,10 @@ class PeerGate(Protocol):
         # (seconds, clock): a peer that has not finished the handshake by then is cut off
         # (the application's own timeouts start only once it is connected).
         self.handshake_timeout = handshake_timeout
+        # (seconds for a peer host, clock): a server holds a refused client that long
+        # before the abort, reading nothing meanwhile (a reference client refused
+        # reconnects at once, for ever: BROKER-PROXY-OBSERVED.md §1.4).
+        self.refusal_delay = refusal_delay
         self._deadline: Any = None
         self.peer: VerifiedPeer | None = None
         self.refused: PeerVerificationError | None = None
@@ -277,6 +284,11 @@ class PeerGate(Protocol):
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
+        if self._refusal is not None and self._refusal.active():
+            self._refusal.cancel()
+        self._refusal = None
+
+    _refusal: Any = None  # the delayed abort of a refused client
 
     def handshakeCompleted(self) -> None:
         self._disarm()
@@ -373,16 +385,47 @@ class PeerGate(Protocol):
 
     def _refuse(self, err: PeerVerificationError, *, abort: bool = True) -> None:
         self.refused = err
+        delay = 0.0
+        held = (
+            abort
+            and self.transport is not None
+            and self.refusal_delay is not None
+            and not self.is_client
+            and err.refusal is not PeerRefusal.HANDSHAKE_FAILED  # a deadline: now
+        )
+        if held:
+            assert self.refusal_delay is not None
+            delay = self.refusal_delay[0](self._peer_host())
         self.log.warn(
-            "refused TLS peer {peer} ({side}): {rule}: {error}",
+            "refused TLS peer {peer} ({side}): {rule}: {error}{later}",
             peer=self._peer_address(),
             side="server" if self.is_client else "client",
             rule=err.rule,
             error=str(err),
+            later=f" (closing in {delay:.1f} s)" if delay > 0 else "",
         )
         if abort and self.transport is not None:
-            cast(TLSMemoryBIOProtocol, self.transport).failVerification(Failure(err))
+            tls = cast(TLSMemoryBIOProtocol, self.transport)
+            if delay > 0:
+                assert self.refusal_delay is not None
+                tls.pauseProducing()  # read nothing more from it
+                self._refusal = cast(Any, self.refusal_delay[1]).callLater(
+                    delay, self._refuse_now, err
+                )
+            else:
+                tls.failVerification(Failure(err))
         self._fire(err)
+
+    def _refuse_now(self, err: PeerVerificationError) -> None:
+        self._refusal = None
+        if self.transport is not None:
+            cast(TLSMemoryBIOProtocol, self.transport).failVerification(Failure(err))
+
+    def _peer_host(self) -> str:
+        try:
+            return str(cast(Any, self.transport).getPeer().host)
+        except Exception:
+            return "?"
 
 
 # Peers by application protocol and by TLS protocol: still known after the connection is
@@ -753,6 +796,7 @@ class PPKSTLSFactory(TLSMemoryBIOFactory):
         tcp_nodelay: bool = True,
         clock: AnyReactorTime | None = None,
         handshake_timeout: tuple[float, AnyReactorTime] | None = None,
+        refusal_delay: RefusalDelay | None = None,
     ) -> None:
         if is_client and not isinstance(creator, PPKSClientCreator):
             raise TypeError("a client PPKSTLSFactory needs a PPKSClientCreator")
@@ -769,6 +813,7 @@ class PPKSTLSFactory(TLSMemoryBIOFactory):
         self.is_client = is_client
         self.tcp_nodelay = tcp_nodelay
         self.handshake_timeout = handshake_timeout
+        self.refusal_delay = refusal_delay
 
     def buildProtocol(self, addr: IAddress | None) -> TLSMemoryBIOProtocol | None:  # type: ignore[override]
         app = self.wrappedFactory.buildProtocol(cast(IAddress, addr))
@@ -779,6 +824,7 @@ class PPKSTLSFactory(TLSMemoryBIOFactory):
             is_client=self.is_client,
             tcp_nodelay=self.tcp_nodelay,
             handshake_timeout=self.handshake_timeout,
+            refusal_delay=self.refusal_delay,
         )
         return self.protocol(self, gate)
 
@@ -818,7 +864,9 @@ class PPKSServerEndpoint:
     """Listens on `endpoint` with TLS + the PPKS check (e.g. around
     `serverFromString(reactor, "tcp:20556")`, for `StreamServerEndpointService`).
     `handshake_timeout` (seconds, clock): a client still in the handshake by then is cut
-    off (a slow or silent client would otherwise hold its descriptor for good)."""
+    off (a slow or silent client would otherwise hold its descriptor for good).
+    `refusal_delay` (function of the client's host giving seconds, clock): a client whose
+    certificates are refused is cut off that much later, not at once."""
 
     def __init__(
         self,
@@ -827,11 +875,13 @@ class PPKSServerEndpoint:
         *,
         tcp_nodelay: bool = True,
         handshake_timeout: tuple[float, AnyReactorTime] | None = None,
+        refusal_delay: RefusalDelay | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._options = options
         self._tcp_nodelay = tcp_nodelay
         self._handshake_timeout = handshake_timeout
+        self._refusal_delay = refusal_delay
 
     def listen(self, protocolFactory: AnyProtocolFactory) -> Deferred[AnyListeningPort]:
         return cast(Any, self._endpoint).listen(
@@ -841,5 +891,6 @@ class PPKSServerEndpoint:
                 protocolFactory,
                 tcp_nodelay=self._tcp_nodelay,
                 handshake_timeout=self._handshake_timeout,
+                refusal_delay=self._refusal_delay,
             )
         )

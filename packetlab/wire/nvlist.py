@@ -11,6 +11,8 @@ Sans-IO, stdlib only. Bad input raises `NVListError` with the offset and the rul
 from __future__ import annotations
 
 import enum
+import functools
+import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -144,28 +146,49 @@ def encode_nvlist(
 
 
 def glob_match(pattern: str, text: str) -> bool:
-    """Shell-style match with `*` (any run, also empty) and `?` (one char); no `[]`."""
-    # Iterative matcher with single backtrack point: linear-ish, no recursion blow-up.
-    p = t = 0
-    star = -1
-    mark = 0
-    while t < len(text):
-        if p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
-            p += 1
-            t += 1
-        elif p < len(pattern) and pattern[p] == "*":
-            star = p
-            mark = t
-            p += 1
-        elif star >= 0:
-            p = star + 1
-            mark += 1
-            t = mark
+    """Shell-style match with `*` (any run, also empty) and `?` (one char); no `[]`.
+
+    The pieces between the stars are found left to right, each at its leftmost place
+    (which leaves the most room for the rest), with `str.find`, or a compiled regex where
+    a piece has `?`. A backtracking matcher took over a second for a 2,000-character
+    `*aaa...ab` against 4,000 `a`s, and a broker matches on its reactor.
+    """
+    if "*" not in pattern:
+        return _piece_at(pattern, text, 0) and len(pattern) == len(text)
+    pieces = pattern.split("*")
+    first, last = pieces[0], pieces[-1]
+    end = len(text) - len(last)
+    if end < len(first) or not _piece_at(first, text, 0) or not _piece_at(last, text, end):
+        return False
+    pos = len(first)
+    for piece in pieces[1:-1]:
+        if not piece:
+            continue
+        if "?" in piece:
+            m = _piece_regex(piece).search(text, pos, end)
+            if m is None:
+                return False
+            pos = m.end()
         else:
-            return False
-    while p < len(pattern) and pattern[p] == "*":
-        p += 1
-    return p == len(pattern)
+            i = text.find(piece, pos, end)
+            if i < 0:
+                return False
+            pos = i + len(piece)
+    return True
+
+
+def _piece_at(piece: str, text: str, at: int) -> bool:
+    """Whether `piece` (no `*`) matches `text` at `at`."""
+    if at + len(piece) > len(text):
+        return False
+    if "?" not in piece:
+        return text.startswith(piece, at)
+    return all(p == "?" or p == c for p, c in zip(piece, text[at : at + len(piece)], strict=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _piece_regex(piece: str) -> re.Pattern[str]:
+    return re.compile(".".join(re.escape(part) for part in piece.split("?")), re.DOTALL)
 
 
 def dattr_match(xdescr: Sequence[NVPair], dattr: Sequence[NVPair]) -> bool:

@@ -91,7 +91,18 @@ class BrokerProcess:
         )
 
     def output(self) -> str:
-        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+        """The whole log: twistd rotates its log file at 1 MB (to .1, .2, ...; the
+        highest number is the oldest), so offsets into this text stay valid."""
+        old = self.logfile.parent.glob(self.logfile.name + ".*")
+        rotated = sorted(
+            (p for p in old if p.suffix[1:].isdigit()),
+            key=lambda p: int(p.suffix[1:]),
+            reverse=True,
+        )
+        parts = [p.read_text(errors="replace") for p in rotated]
+        if self.logfile.exists():
+            parts.append(self.logfile.read_text(errors="replace"))
+        return "".join(parts)
 
     def wait_log(self, text: str, timeout: float = 15.0, since: int = 0) -> str:
         deadline = time.monotonic() + timeout
@@ -116,13 +127,19 @@ class BrokerProcess:
 class RawClient:
     """One TLS connection to a broker port, presenting `cert` with `key` (an agent cert)."""
 
-    def __init__(self, port: int, cert: Path, key: Path, timeout: float = 10.0) -> None:
+    def __init__(
+        self, port: int, cert: Path, key: Path, timeout: float = 10.0, rcvbuf: int | None = None
+    ) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE  # the broker's agent cert is PPKS, checked elsewhere
         ctx.load_cert_chain(str(cert), str(key))
-        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:  # before connect, so the window is small from the start
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        raw.settimeout(timeout)
+        raw.connect(("127.0.0.1", port))
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = ctx.wrap_socket(raw)
         self.framer = wire.Framer()

@@ -4,6 +4,7 @@ BROKER-PROXY-OBSERVED.md §1-§3, §5)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,3 +203,59 @@ def test_pktlab_broker_status_lists_channels_and_publications(
     assert "live publication(s)" in text and e.channel.hex() in text
     pub.close()
     s.close()
+
+
+def test_the_broker_side_of_every_link_has_tcp_keepalive(
+    home: PktlabHome, broker: BrokerProcess, ident: object
+) -> None:
+    """A subscriber whose host vanishes (power, NAT) sends no FIN; the reference sends
+    nothing after subscribing, and the broker writes only when a publication comes. Without
+    keepalive on the broker's side such a link (and its descriptor) stayed for good."""
+    import subprocess
+
+    sub = ident("keepalive").subscribe(broker.sub_port)  # type: ignore[operator]
+    pub = publish_raw(home, broker, b"controller_addr=127.0.0.1:9;sni_key=ka;")
+    try:
+        assert isinstance(sub.recv(), wire.Xnotify)
+        time.sleep(0.5)  # everything acknowledged: the idle timer is the keepalive one
+        for port in (broker.sub_port, broker.pub_port):
+            out = subprocess.run(
+                ["ss", "-tnoH", "state", "established", f"( sport = :{port} )"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            assert out.strip(), f"no established link on port {port}"
+            for line in out.strip().splitlines():
+                assert "timer:(keepalive,10min" in line or "timer:(keepalive,9min" in line, line
+    finally:
+        sub.close()
+        pub.close()
+
+
+def test_a_client_whose_agent_certificate_is_refused_is_held_before_the_close(
+    home: PktlabHome, broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """A refused client certificate (here a subcmd where an agent cert belongs) is cut off
+    only after the error delay (0.5 s, doubling), like an error result: the reference
+    endpoint reconnects at once after any close, ~470 times a second."""
+    import ssl
+
+    bad_cert = tmp_path / "subcmd-as-agent.cert"
+    bad_cert.write_bytes(home.certificate("subcmd_eop_ep").to_pem())
+    mark = len(broker.output())
+    for _ in range(2):
+        c = RawClient(broker.sub_port, bad_cert, home.key_path("k_ep"))
+        c.sock.settimeout(0.3)
+        try:
+            got = c.sock.recv(1)
+        except TimeoutError:
+            got = None  # still open after 0.3 s: held
+        except (ssl.SSLError, OSError):
+            got = b"closed"
+        assert got is None, "refused at once"
+        assert c.closed_by_peer(timeout=35)  # the delay doubles per refusal, up to 30 s
+        c.close()
+    out = broker.output()[mark:]
+    assert out.count("refused TLS peer") == 2, out[-2000:]
+    assert out.count("wrong_cert_type: cert #0: subcmd where agent is expected (closing in") == 2

@@ -312,3 +312,77 @@ def test_slow_peers_are_closed_by_their_deadline(
     assert "TLS handshake not done" in out, out[-3000:]
     assert "closing idle" in out, out[-3000:]
     check("slow peers", home, broker, tmp_path, before)
+
+
+def test_a_subscriber_that_never_reads_costs_bounded_memory(
+    home: PktlabHome, broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """A subscriber with a 4 KiB receive buffer that never reads: 1,280 publications of
+    ~4 KB each for it fill its link, then it pipelines 500 more xsubs. The broker says once
+    that it does not read and stops reading it: the xsubs cost no memory (before, each was
+    answered into the full link and re-offered every live publication into its queue:
+    +19 MiB for these 20 KB), and it keeps serving others. The publications themselves
+    (~15 MiB with their log lines) stay with the allocator after they end, hence the
+    wider bound at the end."""
+    before = baseline(home, broker, tmp_path)
+    mark = len(broker.output())
+    ident = Identity(home, tmp_path, "neverreads")
+    lazy = RawClient(broker.sub_port, ident.cert_path, ident.key_path, rcvbuf=4096)
+    lazy.send(wire.Xsub([b"neverreads"], bytes(32), b""))
+    assert lazy.recv() == wire.Result(0)
+    pubs = []
+    try:
+        for i in range(20):
+            pub = RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
+            pubs.append(pub)
+            for j in range(64):
+                xd = b"controller_addr=127.0.0.1:9;sni_key=nr%dx%d;pad=%s;" % (i, j, b"x" * 3900)
+                pub.send(wire.Xpub([b"neverreads"], bytes(32), xd))
+                assert pub.recv() == wire.Result(0)
+        broker.wait_log("does not read", since=mark)
+        pid = broker.proc.pid  # type: ignore[union-attr]
+        mid = sample(pid)
+        lazy.sock.settimeout(0.2)
+        xsub = wire.encode(wire.Xsub([b"neverreads"], bytes(32), b""))
+        for _ in range(500):
+            try:
+                lazy.sock.sendall(xsub)
+            except (TimeoutError, ssl.SSLError, OSError):
+                break
+        healthy(home, broker, tmp_path)  # served meanwhile, and the xsubs are in
+        grew = sample(pid).rss_kib - mid.rss_kib
+        assert grew <= 2048, f"500 xsubs of a subscriber that never reads: RSS +{grew} KiB"
+        assert broker.output()[mark:].count("does not read") == 1
+    finally:
+        lazy.close()
+        for pub in pubs:
+            pub.close()
+    check("a subscriber that never reads", home, broker, tmp_path, before, bound_kib=32 * 1024)
+
+
+def test_publications_built_to_make_matching_slow_do_not_stall_the_broker(
+    home: PktlabHome, broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """Anyone may subscribe and publish on a public channel. A subscriber with a 4,000
+    character attribute and publications whose value for it is a glob that backtracks
+    (`*aaa...ab`, 2,000 characters): the matcher took ~1.3 s per publication on the
+    reactor, so 20 of them stalled every other client for half a minute. Matching is now
+    linear-ish (segments between the stars found with str.find / a compiled regex)."""
+    before = baseline(home, broker, tmp_path)
+    ident = Identity(home, tmp_path, "slowmatch")
+    sub = RawClient(broker.sub_port, ident.cert_path, ident.key_path)
+    sub.send(wire.Xsub([b"slowmatch"], bytes(32), b"hostid=" + b"a" * 4000 + b";"))
+    assert sub.recv() == wire.Result(0)
+    pub = RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
+    try:
+        for i, pattern in enumerate([b"*" + b"a" * 2000 + b"b", b"*" + b"?" * 2000 + b"b"] * 10):
+            xd = b"controller_addr=127.0.0.1:9;sni_key=slow%d;hostid=%s;" % (i, pattern)
+            pub.send(wire.Xpub([b"slowmatch"], bytes(32), xd))
+        healthy(home, broker, tmp_path)  # within its deadlines, behind the 20 matches
+        for _ in range(20):
+            assert pub.recv() == wire.Result(0)
+        assert sub.quiet(0.5) == []  # none of them matches
+    finally:
+        sub.close()
+        pub.close()
+    check("slow matching", home, broker, tmp_path, before)

@@ -146,6 +146,29 @@ def test_glob_is_not_exponential() -> None:
     assert not glob_match("*a" * 30 + "b", "a" * 200)
 
 
+@given(st.text(alphabet="ab*?", max_size=24), st.text(alphabet="ab?*", max_size=40))
+def test_glob_agrees_with_fnmatch_on_longer_input(pattern: str, text: str) -> None:
+    # The pieces between stars are searched left to right; `?` and `*` in the text are
+    # plain characters there (dattr values hold none, but the matcher must not care).
+    assert glob_match(pattern, text) == fnmatch.fnmatchcase(text, pattern)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "expected"),
+    [
+        ("*" + "a" * 2000 + "b", "a" * 4000, False),  # ~1.3 s with the backtracking matcher
+        ("*" + "?" * 1999 + "b*", "a" * 4000, False),
+        ("*" + "a?" * 1000 + "*", "a" * 4000, True),
+        ("a*?*b", "ab", False),
+        ("a*?*b", "axb", True),
+        ("*.*", "a.b", True),  # regex characters in a piece are literal
+        ("*.?", "ab", False),
+    ],
+)
+def test_glob_long_and_literal_cases(pattern: str, text: str, expected: bool) -> None:
+    assert glob_match(pattern, text) is expected
+
+
 def _p(text: str, glob: bool = False) -> list[NVPair]:
     return parse_nvlist(text, allow_duplicates=glob, allow_glob=glob)
 

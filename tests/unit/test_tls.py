@@ -170,8 +170,9 @@ def link(
     creator: PPKSClientCreator,
     options: PPKSServerOptions,
     app: Callable[[], Protocol] = ListeningApp,
+    **server_kw: Any,
 ) -> Link:
-    sf = PPKSTLSFactory(options, False, Factory.forProtocol(app))
+    sf = PPKSTLSFactory(options, False, Factory.forProtocol(app), **server_kw)
     cf = PPKSTLSFactory(creator, True, Factory.forProtocol(app))
     client_tls, server_tls, pump = connectedServerAndClient(
         lambda: sf.buildProtocol(None), lambda: cf.buildProtocol(None), greet=False
@@ -438,6 +439,31 @@ def test_agent_mode_refuses_non_agent_cert(world: World) -> None:
     broker = ServerEntry(Credentials([world.agent_broker], world.broker), AuthMode.AGENT)
     link_ = link(creator, PPKSServerOptions(default=broker))
     assert_refused(link_.server, PeerRefusal.BAD_CHAIN, "wrong_cert_type")
+
+
+def test_a_refused_client_is_cut_off_after_the_refusal_delay(world: World) -> None:
+    # A reference endpoint whose agent certificate the broker refuses reconnects at once,
+    # for ever (~470 TLS handshakes a second): the broker holds the refusal as it holds an
+    # error result (BROKER-PROXY-OBSERVED.md §1.4, §5), reading nothing meanwhile.
+    clock, asked = Clock(), []
+
+    def delay(host: str) -> float:
+        asked.append(host)
+        return 2.0
+
+    creator = PPKSClientCreator(world.endpoint(), AuthMode.AGENT)  # a subcmd chain
+    broker = ServerEntry(Credentials([world.agent_broker], world.broker), AuthMode.AGENT)
+    link_ = link(creator, PPKSServerOptions(default=broker), refusal_delay=(delay, clock))
+    assert_refused(link_.server, PeerRefusal.BAD_CHAIN, "wrong_cert_type")
+    assert len(asked) == 1 and link_.server_app.events == []
+    assert link_.client_app.events == ["peerVerified", "connectionMade"]  # still open
+    clock.advance(1.9)
+    link_.pump.flush()
+    assert link_.client_app.lost is None
+    clock.advance(0.2)
+    link_.pump.flush()
+    assert link_.client_app.lost is not None and link_.server_app.events == []
+    assert not clock.getDelayedCalls()
 
 
 def test_no_client_cert_when_required(world: World) -> None:

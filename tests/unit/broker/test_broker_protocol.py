@@ -4,11 +4,14 @@ fan-out with backpressure, publication lifetime, bounded input."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any, cast
 
 from broker_fakes import tls_pair
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from packetlab.broker.protocol import IDLE_TIMEOUT, MAX_FRAME, BrokerFactory, BrokerProtocol
 from packetlab.broker.registry import Registry
@@ -249,3 +252,283 @@ def test_idle_link_gives_back_its_tls_bio_buffers_after_the_result() -> None:
     w.clock.advance(0)  # the turn after the result
     assert (server._into_ssl, server._from_ssl) != bios
     assert not w.clock.getDelayedCalls() or all(c.getTime() > 0 for c in w.clock.getDelayedCalls())
+
+
+def _events() -> tuple[list[dict[str, Any]], Callable[[], None]]:
+    events: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    return events, lambda: globalLogPublisher.removeObserver(observer)
+
+
+def test_a_subscriber_that_never_reads_is_not_read_and_queues_each_publication_once() -> None:
+    # Its transport is full (it does not read). It pipelines 200 xsubs: each would be
+    # answered into the full transport and re-offer every live publication to its queue
+    # (200 x 5 entries from 8 KB of input). Instead the broker stops reading it until it
+    # takes data again, keeps at most one entry per live publication, and says so once.
+    w = World()
+    pp, _ = w.connect(Role.PUBLISH)
+    for i in range(5):
+        pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h%d;" % i)))
+    sp, st = w.connect(Role.SUBSCRIBE)
+    sp.dataReceived(sub_frames())
+    assert frames(st)[0] == Result(0)
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=late;")))
+    assert frames(st) == [Xnotify(b"public", b"controller_addr=late;")]
+    events, stop = _events()
+    try:
+        sp.pauseProducing()  # the transport is full
+        pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=later;")))
+        pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=last;")))
+        sp.dataReceived(sub_frames() * 200)
+    finally:
+        stop()
+    assert st.value() == b"" and st.producerState == "paused"
+    assert len(sp._queue or ()) <= len(w.registry.publications)
+    said = [formatEvent(e) for e in events if "does not read" in (e.get("log_format") or "")]
+    assert len(said) == 1 and "10.0.0.1" in said[0], said
+    sp.resumeProducing()
+    w.clock.advance(0)  # the frames already read are handled in a turn of their own
+    assert frames(st) == [
+        Xnotify(b"public", b"controller_addr=later;"),
+        Xnotify(b"public", b"controller_addr=last;"),
+    ]
+    # The xsubs are read again, one at a time: each replaces the subscription after the
+    # throttle's delay (test_a_repeated_xsub_on_one_link_waits_like_an_error_answer), and
+    # its re-offers find everything delivered.
+    w.clock.advance(1.01)
+    assert frames(st) == [Result(0)]
+
+
+def test_frames_that_arrive_while_an_error_answer_is_held_wait_for_it() -> None:
+    # The reference endpoint sends each field as its own TLS record; a transport may hand
+    # them over one by one after the link was paused for a held error answer.
+    w = World()
+    p, t = w.connect(Role.SUBSCRIBE)
+    p.dataReceived(encode(Xsub([b"x" * 32], ZERO, b"")))  # refused: held 1 s
+    p.dataReceived(sub_frames())
+    assert t.value() == b""
+    w.clock.advance(1.01)
+    assert frames(t) == [Result(0x61), Result(0)]
+
+
+def test_live_publications_are_capped_broker_wide() -> None:
+    # 64 per link, but links are free (self-signed agent certs): without a cap over all
+    # links a publisher flood held ~12 KB per 4 KB publication for as long as it liked.
+    w = World()
+    w.registry.max_publications = 3
+    links = [w.connect(Role.PUBLISH, f"10.0.1.{i}") for i in range(4)]
+    for i, (p, _) in enumerate(links):
+        p.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h%d;" % i)))
+    w.clock.advance(1.01)
+    assert [frames(t) for _, t in links] == [[Result(0)]] * 3 + [[Result(0x54)]]
+    assert len(w.registry.publications) == 3
+    links[0][0].connectionLost(None)  # type: ignore[arg-type]
+    p, t = links[3]
+    p.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=again;")))
+    assert frames(t) == [Result(0)]
+
+
+def test_a_publication_on_many_channels_caches_few_frames() -> None:
+    # Each channel's xnotify differs only in its prefix; caching one 4 KB frame per channel
+    # of a 64-channel publication kept 256 KB per publication.
+    w = World()
+    xd = b"controller_addr=h;pad=" + b"x" * 4000 + b";"
+    subs = []
+    for i in range(64):
+        sp, st = w.connect(Role.SUBSCRIBE, f"10.0.2.{i}")
+        sp.session.agent_key = bytes([i]) * 32  # type: ignore[union-attr]
+        sp.dataReceived(sub_frames(b"ch%02d" % i))
+        frames(st)
+        subs.append(st)
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"ch%02d" % i for i in range(64)], ZERO, xd)))
+    assert [frames(st) for st in subs] == [[Xnotify(b"ch%02d" % i, xd)] for i in range(64)]
+    (pub,) = w.registry.publications.values()
+    assert len(pub._frames) <= 4
+
+
+def test_an_xcert_dated_in_year_0_gets_the_chain_code() -> None:
+    # GeneralizedTime can say year 0; the date conversion raised ValueError, which escaped
+    # the certificate parser and the xcert handler (a traceback, the link dropped).
+    from ppks_factory import good, resign, tlv
+
+    from packetlab.ppks import CertType
+
+    validity = tlv(0x30, tlv(0x18, b"00000101000000Z") + tlv(0x18, b"21000101000000Z"))
+    der = resign(
+        good(CertType.PUBCMD, "exper", "xc"), "exper", lambda f: [*f[:4], validity, *f[5:]]
+    )
+    w = World()
+    p, t = w.connect(Role.PUBLISH)
+    p.dataReceived(encode(Xcert(der)))
+    assert frames(t) == [Result(0)]  # a well-formed certificate (it is valid from year 0)
+    bad = resign(
+        der, "exper", lambda f: [*f[:4], tlv(0x30, tlv(0x18, b"00000230000000Z") * 2), *f[5:]]
+    )
+    p.dataReceived(encode(Xcert(bad)))
+    w.clock.advance(1.01)
+    assert frames(t) == [Result(0x51)] and not t.disconnecting
+
+
+def test_the_xcerts_of_one_chain_are_capped_in_bytes_too() -> None:
+    # 32 xcerts of up to 64 KiB each were held per link until its xsub/xpub (2 MiB for
+    # every connection, for 30 s); a real chain is a few certificates of ~400 bytes.
+    from ppks_factory import cert
+
+    big = cert("exppriv", "eop", "exper", limits="monitor=" + "ab" * 32 * 120 + ";").der
+    assert 7000 < len(big) < 9000
+    from packetlab.broker.session import MAX_XCERT_BYTES
+
+    n = MAX_XCERT_BYTES // len(big)
+    assert n < 32  # the count limit would not see it
+    w = World()
+    p, t = w.connect(Role.PUBLISH)
+    p.dataReceived(encode(Xcert(big)) * (n + 1))
+    assert frames(t) == [Result(0)] * n
+    w.clock.advance(1.01)
+    assert frames(t) == [Result(0x51)] and t.disconnecting
+
+
+def test_observed_delegated_subscription_and_xpmgr_publication() -> None:
+    # BROKER-PROXY-OBSERVED.md §1.3 (SubPrivCertChainPath subcmd_eop2_ep,delpriv_eop_eop2:
+    # xcerts in listed order, chlist = AKI of the last listed first, eopkey = k_eop) and
+    # §3.2 (pktxpmgr: xcerts leaf first in lockstep, then the xpub with its xdescr field
+    # order, globs, repeated names and pub_end in ns), the subscriber's frames split into
+    # one TLS record per encoder piece: each message gets its one result, in order, and
+    # the xnotify carries the xdescr bytes unchanged on the private channel.
+    from ppks_factory import cert, key, pub
+
+    from packetlab.ppks import key_id
+
+    life = {"nb": 0, "na": 2**31 - 1}
+    subcmd = cert("subcmd", "eop2", "ep", **life)
+    delpriv = cert("delpriv", "eop", "eop2", del_type="reppriv", **life)
+    k_eop, k_eop2 = key_id(key("eop")), key_id(key("eop2"))
+    w = World()
+    w.clock.advance(time.time())
+    sp, st = w.connect(Role.SUBSCRIBE)
+    sp.session.agent_key = pub("ep")  # type: ignore[union-attr]
+    dattr = b"hostid=pktendpt;endpoint_country=USA;"
+    pieces = [
+        encode(Xcert(subcmd.der))[:4],
+        subcmd.der,
+        encode(Xcert(delpriv.der))[:4],
+        delpriv.der,
+        encode(Xsub([k_eop, k_eop2], pub("eop"), dattr))[:4],
+        bytes([32]) + k_eop + bytes([32]) + k_eop2 + b"\0",
+        pub("eop"),
+        dattr,
+    ]
+    for piece in pieces:
+        sp.dataReceived(piece)
+    assert frames(st) == [Result(0)] * 3
+    pubcmd = cert("pubcmd", "exper", "xc", **life)
+    exppriv = cert("exppriv", "eop", "exper", limits="max_num_priority=7;", **life)
+    pp, pt = w.connect(Role.PUBLISH)
+    pp.session.agent_key = pub("xc")  # type: ignore[union-attr]
+    end = time.time_ns() + 30 * 10**9
+    xd = (
+        b"hostid=pktendpt*;endpoint_location=IO91*;endpoint_country=GBR;endpoint_country=USA;"
+        b"exp_priority=7;pub_end=%d;controller_addr=127.0.0.1:20600;sni_key=pubsnikey1;" % end
+    )
+    for msg in (Xcert(pubcmd.der), Xcert(exppriv.der), Xpub([k_eop], pub("eop"), xd)):
+        pp.dataReceived(encode(msg))
+        assert frames(pt) == [Result(0)]
+    assert frames(st) == [Xnotify(k_eop, xd)]
+
+
+class _DrainingTransport(StringTransport):
+    """A transport whose buffer fills with each write and drains before the write returns
+    (the socket took it all meanwhile): pause, then resume, from inside `write`."""
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.producer is not None:
+            self.producer.pauseProducing()
+            self.producer.resumeProducing()
+
+
+def test_a_transport_that_pauses_and_resumes_inside_a_write_gets_everything_in_order() -> None:
+    # The resume comes while the broker is still handling the xsub that wrote: it must not
+    # start reading the link's next frames from in there (the frame iterator is in use).
+    w = World()
+    pp, _ = w.connect(Role.PUBLISH)
+    for i in range(3):
+        pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h%d;" % i)))
+    p = w.factories[Role.SUBSCRIBE].buildProtocol(None)
+    t = _DrainingTransport(peerAddress=IPv4Address("TCP", "10.0.0.5", 1234))
+    p.makeConnection(t)
+    from broker_fakes import make_world
+
+    p.dataReceived(sub_frames() + encode(Xcert(make_world().subcmd.der)))  # both answered now
+    assert frames(t) == [
+        Result(0),
+        *(Xnotify(b"public", b"controller_addr=h%d;" % i) for i in range(3)),
+        Result(0),
+    ]
+
+
+def test_a_repeated_xsub_on_one_link_waits_like_an_error_answer() -> None:
+    # Each xsub offers the subscriber every live publication of its channels again (5 ms
+    # with 9,600 of them, for a 55-byte frame); the reference sends one per connection.
+    # A second and later xsub replaces the subscription after the throttle's delay,
+    # doubling, and nothing else of the link is read meanwhile.
+    w = World()
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"b"], ZERO, XD)))
+    p, t = w.connect(Role.SUBSCRIBE)
+    p.dataReceived(sub_frames(b"a") + sub_frames(b"b") + sub_frames(b"c"))
+    assert frames(t) == [Result(0)]
+    assert t.producerState == "paused"
+    w.clock.advance(0.99)
+    assert frames(t) == []
+    w.clock.advance(0.02)
+    assert frames(t) == [Result(0), Xnotify(b"b", XD)]  # now subscribed to b
+    w.clock.advance(1.9)
+    assert frames(t) == []
+    w.clock.advance(0.2)
+    assert frames(t) == [Result(0)]
+    (sub,) = w.registry.subscribers
+    assert sub.channels == (b"c",) and t.producerState == "producing"
+
+
+def test_an_xcert_with_a_5000_digit_limit_gets_the_chain_code() -> None:
+    # int() refuses over 4,300 digits with ValueError, which escaped the certificate
+    # parser and the xcert handler (a traceback, the link dropped).
+    from ppks_factory import good, resign, tlv
+
+    from packetlab.ppks import CertType
+
+    def big_limit(exts: list[bytes]) -> list[bytes]:
+        text = b"max_send_byte=" + b"9" * 5000 + b";"
+        value = tlv(0x04, tlv(0x04, text))
+        oid = tlv(0x06, bytes([0x2A, 0x03, 0x03]))  # 1.2.3.3, cert_limit
+        return [*exts, tlv(0x30, oid + b"\x01\x01\xff" + value)]
+
+    der = resign(good(CertType.EXPPRIV, "eop", "exper"), "eop", mutate_exts=big_limit)
+    w = World()
+    p, t = w.connect(Role.PUBLISH)
+    p.dataReceived(encode(Xcert(der)))
+    w.clock.advance(1.01)
+    assert frames(t) == [Result(0x51)] and not t.disconnecting
+
+
+def test_a_subscriber_that_never_reads_does_not_keep_ended_publications() -> None:
+    # Its queue took one entry per publication offered and dropped the ended ones only
+    # when it was drained: with publications coming and going, a subscriber that never
+    # reads kept every one of them (xdescr, pairs, frames) for good.
+    w = World()
+    sp, st = w.connect(Role.SUBSCRIBE)
+    sp.dataReceived(sub_frames())
+    frames(st)
+    sp.pauseProducing()
+    for i in range(1000):
+        pp, _ = w.connect(Role.PUBLISH, f"10.0.3.{i % 250}")
+        pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h%d;" % i)))
+        pp.connectionLost(None)  # type: ignore[arg-type]
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=live;")))
+    assert len(sp._queue or ()) <= 2 * len(w.registry.publications) + 64
+    sp.resumeProducing()
+    assert frames(st) == [Xnotify(b"public", b"controller_addr=live;")]

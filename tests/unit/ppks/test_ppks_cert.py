@@ -103,6 +103,9 @@ def _exts(mutate: Callable[[list[bytes]], list[bytes]]) -> bytes:
 
 _SAN = (x509.SubjectAlternativeName([x509.DNSName("example.org")]), False)
 _BAD_TIME = tlv(0x30, tlv(0x17, b"99999999999Z") + tlv(0x17, b"380119031407Z"))
+_NO_SUCH_DAY = tlv(0x30, tlv(0x17, b"230231000000Z") + tlv(0x17, b"380119031407Z"))
+_NO_SUCH_DAY_G = tlv(0x30, tlv(0x17, b"230101000000Z") + tlv(0x18, b"21000229000000Z"))
+_YEAR_0 = tlv(0x30, tlv(0x18, b"00000229000000Z") + tlv(0x18, b"21000101000000Z"))
 
 CORPUS: dict[str, tuple[Callable[[], bytes], Reason]] = {
     "garbage": (lambda: b"\x30\x03abc", Reason.MALFORMED_DER),
@@ -112,6 +115,12 @@ CORPUS: dict[str, tuple[Callable[[], bytes], Reason]] = {
     "v2": (lambda: _fields(lambda f: [tlv(0xA0, b"\x02\x01\x01"), *f[1:]]), Reason.BAD_VERSION),
     "empty serial": (lambda: _fields(lambda f: [f[0], b"\x02\x00", *f[2:]]), Reason.BAD_SERIAL),
     "bad time": (lambda: _fields(lambda f: [*f[:4], _BAD_TIME, *f[5:]]), Reason.BAD_VALIDITY),
+    # 31 February: OpenSSL refuses the date; it was read as 3 March
+    "no such day": (lambda: _fields(lambda f: [*f[:4], _NO_SUCH_DAY, *f[5:]]), Reason.BAD_VALIDITY),
+    "no such day (GeneralizedTime)": (
+        lambda: _fields(lambda f: [*f[:4], _NO_SUCH_DAY_G, *f[5:]]),
+        Reason.BAD_VALIDITY,
+    ),
     "issuer unique id": (
         lambda: _fields(lambda f: [*f[:7], b"\x81\x02\x00\x01", *f[7:]]),
         Reason.UNIQUE_ID_PRESENT,
@@ -292,6 +301,13 @@ def test_refused_with_reason(case: str) -> None:
         parse_certificate(make())
     assert e.value.reason is reason, str(e.value)
     assert reason.value in str(e.value)
+
+
+def test_generalized_time_year_0_is_a_date() -> None:
+    # 29 February of year 0 (a leap year): the day check must not lean on the calendar
+    # module, which has no year 0 (its ValueError would escape parse_certificate).
+    cert = parse_certificate(_fields(lambda f: [*f[:4], _YEAR_0, *f[5:]]))
+    assert cert.not_before == -62167219200 + 59 * 86400  # 0000-01-01 is -62167219200
 
 
 def test_limit_errors_name_the_field() -> None:

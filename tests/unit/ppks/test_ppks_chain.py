@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -347,3 +348,34 @@ def test_self_signed_cycles_terminate() -> None:
     chain = [cert("pubcmd", "exper", "xc"), a, a, a]
     with pytest.raises(ChainError):
         verify_chain(CTRL, chain, [pub("eop")], NOW)
+
+
+def _counting(certs: Sequence[Certificate], calls: list[int]) -> list[Certificate]:
+    """The same certificates, counting every signature check made on them."""
+
+    @dataclasses.dataclass(frozen=True, eq=False)
+    class Counting(Certificate):
+        def signed_by(self, signer_public_key: bytes) -> bool:
+            calls[0] += 1
+            return super().signed_by(signer_public_key)
+
+    return [Counting(**{f.name: getattr(c, f.name) for f in dataclasses.fields(c)}) for c in certs]
+
+
+@pytest.mark.parametrize("roots", [["eop"], []])
+def test_a_delegation_loop_costs_one_signature_check_per_cert(roots: list[str]) -> None:
+    # 31 delpriv certs that all delegate k_loop to itself: every one is a candidate parent
+    # of every other, so the search walks thousands of paths (capped). A broker runs this
+    # on its reactor for any client's xsub/xpub: it checked a signature on every step
+    # (~10,000 Ed25519 verifications, over a second of CPU per xsub). One cert has one
+    # possible signer (the key whose id is its AKI), so each signature is checked once.
+    loop = [cert("delpriv", "loop", "loop", del_type="reppriv") for _ in range(MAX_CHAIN_CERTS - 1)]
+    calls = [0]
+    chain = _counting([cert("subcmd", "loop", "ep"), *loop], calls)
+    try:
+        verify_chain(ENDP, chain, [pub(r) for r in roots], NOW)
+    except ChainError as e:
+        assert roots and e.reason is Reason.UNTRUSTED_ROOT
+    else:
+        assert not roots
+    assert calls[0] <= len(chain) * (1 + len(roots))

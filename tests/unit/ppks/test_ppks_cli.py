@@ -419,3 +419,33 @@ def test_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
         assert e.value.code == 0
     text = capsys.readouterr().out
     assert "genkey" in text and "--max-send-byte" in text and "--mode" in text and "k_exper" in text
+
+
+@pytest.mark.parametrize(
+    ("nb", "na", "message"),
+    [
+        ("0", "99999999999999", "not_after 99999999999999 is after 9999-12-31T23:59:59Z"),
+        ("-99999999999999", "0", "not_before -99999999999999 is before 0001-01-01T00:00:00Z"),
+        ("100", "50", "not_after 50 is before not_before 100"),
+    ],
+)
+def test_sign_times_a_certificate_cannot_hold_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], nb: str, na: str, message: str
+) -> None:
+    # were: "error: year 3170843 is out of range", cryptography's "The not valid after
+    # date must be after the not valid before date."
+    write_key_pair(tmp_path / "bop", key("bop"))
+    write_key_pair(tmp_path / "brk", key("brk"))
+    args: list[str | Path] = [
+        "ppks",
+        "sign",
+        "agent",
+        tmp_path / "bop",
+        nb,
+        na,
+        tmp_path / "x.cert",
+    ]
+    assert pktlab(*args, "-k", tmp_path / "brk.pub") == 1
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not (tmp_path / "x.cert").exists()

@@ -169,3 +169,25 @@ def test_reflex_limit_round_trips_and_is_absent_by_default() -> None:
     assert [p.name for p in plain.to_pairs()] == ["monitor", "max_send_pkt"]
     with pytest.raises(CertificateError):
         lim("reflex=abc;")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("max_send_byte=" + "9" * 5000 + ";", "bad_decimal"),
+        ("max_num_priority=1" + "0" * 4400 + ";", "bad_decimal"),
+        ("max_burst_rate_byte=1/" + "9" * 5000 + ";", "bad_burst_rate"),
+        ("max_burst_rate_pkt=" + "9" * 5000 + "/1;", "bad_burst_rate"),
+    ],
+)
+def test_a_number_too_long_for_int_is_a_limit_error(text: str, reason: str) -> None:
+    # Python refuses int() of over 4,300 digits with ValueError; a cert_limit value that
+    # long (a 64 KiB xcert holds it) escaped parse_certificate and the broker's handler.
+    with pytest.raises(CertificateError) as e:
+        lim(text)
+    assert e.value.reason.value == reason
+
+
+def test_leading_zeros_do_not_count_as_digits() -> None:
+    out = lim("max_num_priority=" + "0" * 4400 + "3;max_burst_rate_pkt=" + "0" * 5000 + "5/07;")
+    assert out.max_num_priority == 3 and out.max_burst_rate_pkt == (BurstRate(5, 7),)

@@ -1,0 +1,78 @@
+"""`twistd pktbroker` options: defaults from the pktlab init home, and credentials the
+reference clients would refuse are refused at start, in one line naming the option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.python import usage
+
+from packetlab.broker.tap import Options
+from packetlab.cli.init import init_home
+from packetlab.ppks import PktlabHome, issue_certificate
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
+    h = PktlabHome.at(tmp_path_factory.mktemp("tap") / "home")
+    init_home(h)
+    return h
+
+
+@pytest.fixture(autouse=True)
+def _home_env(home: PktlabHome, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PKTLAB_HOME", str(home.root))
+
+
+def parse(*args: str) -> Options:
+    o = Options()
+    o.parseOptions(list(args))
+    return o
+
+
+def test_defaults_from_the_home(home: PktlabHome) -> None:
+    o = parse()
+    cfg = o["broker_config"]
+    # pktlab init writes a broker.conf with the reference ports, all IPv4 addresses
+    assert (cfg.publish, cfg.subscribe) == ("tcp:20556", "tcp:20557")
+    assert o["credentials"].leaf.cert_type.label == "agent"
+    assert cfg.cert == [str(home.cert_path("agent_bop_brk"))]
+    assert cfg.private_key == str(home.key_path("k_brk"))
+
+
+def _cert(home: PktlabHome, tmp: Path, ctype: str, nb: int, na: int) -> Path:
+    bop, brk = home.private_key("k_bop"), home.private_key("k_brk")
+    path = tmp / f"{ctype}-{nb}.cert"
+    path.write_bytes(issue_certificate(ctype, bop, brk, nb, na).to_pem())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("ctype", "nb", "na", "message"),
+    [
+        ("subcmd", 0, 2**31 - 1, "is a subcmd certificate, not an agent certificate"),
+        ("agent", 0, 1_000_000_000, "expired at 2001-09-09T01:46:40Z"),
+        ("agent", 2**31 - 2, 2**31 - 1, "not valid before 2038-01-19T03:14:06Z"),
+    ],
+)
+def test_a_broker_certificate_clients_would_refuse_stops_it(
+    home: PktlabHome, tmp_path: Path, ctype: str, nb: int, na: int, message: str
+) -> None:
+    # Every reference client checks the broker's chain in AGENT mode (an agent cert, valid
+    # now) and, refused, reconnects at once for ever (~470 connections/s): the broker must
+    # not start with such a certificate.
+    cert = _cert(home, tmp_path, ctype, nb, na)
+    with pytest.raises(usage.UsageError) as e:
+        parse("--cert", str(cert))
+    assert str(e.value).startswith(f"--cert: broker agent certificate {cert} "), str(e.value)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_key_that_does_not_match_names_both_sources(home: PktlabHome) -> None:
+    with pytest.raises(usage.UsageError) as e:
+        parse("--private-key", str(home.key_path("k_ep")))
+    text = str(e.value)
+    assert text.startswith("--private-key: "), text
+    assert "does not match" in text and "BrokerCertPath" in text, text
