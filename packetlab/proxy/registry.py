@@ -81,6 +81,7 @@ class BacklogRegistry(Generic[C]):
 class ProxyStats:
     registrations: int = 0  # backlog connections that completed registration
     registration_failures: int = 0
+    setup_busy: int = 0  # setup connections refused at once: too many registering
     splices: int = 0  # endpoints connected to a backlog
     active_splices: int = 0
     bytes_to_manager: int = 0  # endpoint -> manager
@@ -91,6 +92,7 @@ class ProxyStats:
         d: dict[str, object] = {
             "registrations": self.registrations,
             "registration_failures": self.registration_failures,
+            "setup_busy": self.setup_busy,
             "splices": self.splices,
             "active_splices": self.active_splices,
             "bytes_to_manager": self.bytes_to_manager,

@@ -30,9 +30,10 @@ from .relay import RelayEnd
 from .splice import RELAY_MODES, SpliceRelay
 from .splice import available as splice_available
 
-__all__ = ["PREAMBLE", "Proxy"]
+__all__ = ["DEFAULT_PENDING_MAX", "PREAMBLE", "Proxy"]
 
 PREAMBLE = b"PKTLAB"
+DEFAULT_PENDING_MAX = 1024  # per port: connections not yet routed / registered
 # TLS alert record: fatal unrecognized_name, sent before closing an endpoint we cannot route.
 _ALERT_UNRECOGNIZED_NAME = bytes.fromhex("15030300020270")
 _SETUP_BUFFER_CAP = 65536  # TLS bytes a registering manager may have in flight
@@ -53,6 +54,7 @@ class Proxy:
         setup_timeout: float = 10.0,
         registry: BacklogRegistry[SetupProtocol] | None = None,
         relay: str | None = None,
+        pending_max: int = DEFAULT_PENDING_MAX,
     ) -> None:
         self.reactor = reactor
         self.tls_options = tls_options
@@ -62,6 +64,12 @@ class Proxy:
         self.registry: BacklogRegistry[SetupProtocol] = registry or BacklogRegistry()
         self.stats = ProxyStats()
         self.live: set[RelayEnd] = set()
+        # Connections per port not yet routed (endpoints) or registered (managers), oldest
+        # first: each holds up to a ClientHello or a TLS session, so their number is
+        # capped; a new one evicts the oldest (a slow-loris peer; a real one is quick).
+        self.pending_max = pending_max
+        self.pending: dict[str, dict[_Conn, None]] = {"endpoints": {}, "setup": {}}
+        self._saturated = {"endpoints": False, "setup": False}
         self.relays: set[SpliceRelay] = set()
         # "copy"/"splice": SpliceRelay on the sockets (Linux); "python": RelayEnd.
         self.relay = relay or ("copy" if splice_available() else "python")
@@ -89,6 +97,41 @@ class Proxy:
             if conn.transport is not None:
                 conn.transport.loseConnection()
 
+    def admit(self, conn: _Conn) -> None:
+        """Count `conn` as pending on its port; at `pending_max`, the oldest pending one
+        there is closed first (logged once per episode, counted each time)."""
+        pending = self.pending[conn.port]
+        if len(pending) >= self.pending_max:
+            oldest = next(iter(pending))
+            del pending[oldest]
+            if not self._saturated[conn.port]:
+                self._saturated[conn.port] = True
+                self.log.warn(
+                    "{port} port: {n} connections pending (cap {cap}, --pending-max): "
+                    "closing the oldest pending one for each new one",
+                    port=conn.port,
+                    n=len(pending) + 1,
+                    cap=self.pending_max,
+                )
+            oldest.evict()
+        pending[conn] = None
+
+    def release(self, conn: _Conn) -> None:
+        pending = self.pending[conn.port]
+        if conn not in pending:
+            return
+        del pending[conn]
+        if self._saturated[conn.port] and len(pending) < self.pending_max * 3 // 4:
+            self._saturated[conn.port] = False
+            self.log.info(
+                "{port} port: {n} connections pending, under the cap again (evicted "
+                "so far: {busy} endpoint(s), {setups} manager(s))",
+                port=conn.port,
+                n=len(pending),
+                busy=self.stats.refusals["busy"],
+                setups=self.stats.setup_busy,
+            )
+
     def later(self, delay: float, f: Any, *args: Any) -> IDelayedCall:
         return self.reactor.callLater(delay, f, *args)
 
@@ -108,10 +151,21 @@ class _Conn(RelayEnd):
         self._closing = False
         self.kernel = False  # relayed by SpliceRelay: the transport only closes
 
+    port = "?"
+
     def connectionMade(self) -> None:
         self.proxy.live.add(self)
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer_text = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        self.proxy.admit(self)
+
+    def _settled(self) -> None:
+        """Routed or registered (or gone): no longer pending."""
+        self.proxy.release(self)
+
+    def evict(self) -> None:
+        """Closed to make room for a newer pending connection (no log line each)."""
+        raise NotImplementedError
 
     def _arm(self, seconds: float, why: str) -> None:
         self._timer = self.proxy.later(seconds, self._expired, why)
@@ -136,6 +190,7 @@ class _Conn(RelayEnd):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._disarm()
+        self._settled()
         self.proxy.live.discard(self)
         if self.spliced:
             self.relay_lost(reason)
@@ -161,6 +216,8 @@ class SetupProtocol(_Conn):
         self.state = "tls"  # tls -> close_notify -> echo -> backlog -> spliced
         self._echo = b""
 
+    port = "setup"
+
     def connectionMade(self) -> None:
         super().connectionMade()
         self.tls = TLSHandoff(
@@ -180,6 +237,11 @@ class SetupProtocol(_Conn):
         self.proxy.log.warn(
             "setup {peer}: {text}; closing", peer=self.peer_text, text=text, reason=reason
         )
+        self._close()
+
+    def evict(self) -> None:
+        self.proxy.stats.registration_failures += 1
+        self.proxy.stats.setup_busy += 1
         self._close()
 
     def dataReceived(self, data: bytes) -> None:
@@ -264,6 +326,7 @@ class SetupProtocol(_Conn):
             self.refuse("full", str(e))
             return
         self._disarm()
+        self._settled()
         self.state = "backlog"
         self.proxy.stats.registrations += 1
         self.proxy.log.info(
@@ -308,6 +371,8 @@ class EndpointProtocol(_Conn):
         self.reader = ClientHelloReader(proxy.hello_cap)
         self.relay: SpliceRelay | None = None
 
+    port = "endpoints"
+
     def connectionMade(self) -> None:
         super().connectionMade()
         self._arm(
@@ -330,6 +395,10 @@ class EndpointProtocol(_Conn):
             self._disarm()
             self.transport.loseConnection()
             return
+        self._close()
+
+    def evict(self) -> None:
+        self.proxy.stats.refusals["busy"] += 1
         self._close()
 
     def dataReceived(self, data: bytes) -> None:
@@ -357,6 +426,7 @@ class EndpointProtocol(_Conn):
             )
             return
         self._disarm()
+        self._settled()
         backlog.state = "spliced"
         self.proxy.stats.splices += 1
         self.proxy.stats.active_splices += 1

@@ -37,6 +37,7 @@ _CONFIG_KEYS = {
     "SetupTimeout": "setup-timeout",
     "BacklogPerSNIKey": "backlog-per-snikey",
     "BacklogMax": "backlog-max",
+    "PendingMax": "pending-max",
     "StatsInterval": "stats-interval",
     "StatsFile": "stats-file",
     "Relay": "relay",
@@ -50,9 +51,10 @@ _DEFAULTS: dict[str, Any] = {
     "setup-timeout": 10.0,
     "backlog-per-snikey": 64,
     "backlog-max": 4096,
+    "pending-max": 1024,
     "stats-interval": 60.0,
 }
-_NUMBERS = {"hello-cap": int, "backlog-per-snikey": int, "backlog-max": int,
+_NUMBERS = {"hello-cap": int, "backlog-per-snikey": int, "backlog-max": int, "pending-max": int,
             "hello-timeout": float, "setup-timeout": float, "stats-interval": float}  # fmt: skip
 
 
@@ -87,6 +89,9 @@ class Options(TapOptions):
         ["setup-timeout", None, None, "Seconds a manager has to finish registering [10]."],
         ["backlog-per-snikey", None, None, "Idle backlog connections per snikey [64]."],
         ["backlog-max", None, None, "Idle backlog connections in all [4096]."],
+        ["pending-max", None, None,
+         "Connections per port still without a complete ClientHello (endpoints) or "
+         "registration (managers); more are closed at once [1024]."],
         ["stats-interval", None, None, "Seconds between counter log lines, 0: never [60]."],
         ["stats-file", None, None, "Write the counters as JSON to this file at each interval."],
         ["relay", None, None,
@@ -233,6 +238,7 @@ def makeService(options: Options) -> IService:
         hello_timeout=options["hello-timeout"],
         setup_timeout=options["setup-timeout"],
         relay=options["relay"],
+        pending_max=options["pending-max"],
         registry=BacklogRegistry(
             per_snikey=options["backlog-per-snikey"], total=options["backlog-max"]
         ),

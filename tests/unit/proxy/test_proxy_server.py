@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 from OpenSSL import SSL
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from packetlab import wire
 from packetlab.ppks import generate_private_key, issue_certificate
@@ -263,3 +265,42 @@ def test_manager_backlog_finds_an_overlapping_preamble() -> None:
     assert pool.established_with == []
     conn.dataReceived(b"LAB")
     assert t.value() == PREAMBLE and pool.established_with == [conn] and conn.state == "idle"
+
+
+def test_pending_connections_are_capped_per_port_with_one_log_line(
+    options: PPKSServerOptions,
+) -> None:
+    """Slow-loris / half-open floods: at most `pending_max` connections per port may sit
+    without a complete ClientHello (endpoints) or registration (managers); each new one
+    beyond evicts the oldest (counted; logged once per episode, not once per connection),
+    so a real endpoint, quick with its ClientHello, still gets through."""
+    from twisted.logger import Logger
+
+    proxy, _ = make_proxy(options, pending_max=4)
+    events: list[dict[str, Any]] = []
+    proxy.log = Logger(observer=events.append)  # type: ignore[arg-type]
+    register(proxy)  # a registered backlog is no longer pending
+    assert proxy.pending == {"endpoints": {}, "setup": {}}
+
+    def conn(factory: Any) -> tuple[Any, HalfCloseTransport]:
+        p = factory.buildProtocol(None)
+        t = HalfCloseTransport()
+        p.makeConnection(t)
+        return p, t
+
+    slow = [conn(proxy.endpoint_factory()) for _ in range(7)]
+    assert [t.disconnecting for _, t in slow] == [True] * 3 + [False] * 4
+    assert proxy.stats.refusals["busy"] == 3 and len(proxy.pending["endpoints"]) == 4
+    full = [e for e in events if "closing the oldest" in e["log_format"]]
+    assert len(full) == 1 and full[0]["port"] == "endpoints"
+    ep, et = conn(proxy.endpoint_factory())  # a real endpoint amid the flood
+    ep.dataReceived(client_hello("k1"))
+    assert ep.spliced and not et.disconnecting
+    # the setup port has its own count
+    setups = [conn(proxy.setup_factory()) for _ in range(5)]
+    assert [t.disconnecting for _, t in setups] == [True] + [False] * 4
+    assert proxy.stats.setup_busy == 1 and proxy.stats.registration_failures == 1
+    for p, _ in slow[4:]:
+        p.connectionLost(Failure(ConnectionDone()))
+    assert proxy.pending["endpoints"] == {} and proxy.stats.refusals["busy"] == 4
+    assert any("under the cap again" in e["log_format"] for e in events)
