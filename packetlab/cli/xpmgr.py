@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         hint = "" if args.config else " (run `pktlab init` to write a demo one, or give -c)"
         print(f"pktlab xpmgr: config: {e}{hint}", file=sys.stderr)
         return 1
+    for warning in cfg.warnings:
+        print(f"pktlab xpmgr: config: warning: {warning}", file=sys.stderr)
     results_path = args.results or cfg.results_path or "xpmgr-results.jsonl"
     return _serve(args, cfg, results_path)
 

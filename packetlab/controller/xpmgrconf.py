@@ -1,8 +1,9 @@
 """`xpmgr.conf`, the reference experiment manager's config (PROTOCOL.md §7.2).
 
-One ``Key value`` per line, ``#`` starts a comment, lists are comma-separated, times are
-ns. Every key of the reference is read; `ResultsPath` is ours (where the per-endpoint JSON
-lines go). A bad line is a `XpmgrConfigError` naming the file, the line and the key.
+One ``Key value`` per line (any blanks between), ``#`` starts a comment, lists are
+comma-separated, times are ns. Every key of the reference is read; `ResultsPath` is ours
+(where the per-endpoint JSON lines go). A bad line is a `XpmgrConfigError` naming the
+file, the line and the key.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class XpmgrConfig:
     exp_exec: list[ExpExec] = field(default_factory=list)
     results_path: str | None = None
     path: str = ""
+    warnings: list[str] = field(default_factory=list)  # e.g. a key set twice
 
     @property
     def default_exp(self) -> ExpExec | None:
@@ -187,13 +189,13 @@ def parse_exp_exec(value: str, where: str) -> ExpExec:
 
 def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
     cfg = XpmgrConfig(path=path)
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        key, _, value = line.partition(" ")
-        value = value.strip()
+        key, *rest = line.split(None, 1)  # any run of blanks (spaces, tabs) separates
+        value = rest[0].strip() if rest else ""
         where = f"{path}:{n}"
         if key == "ExpExec":
             cfg.exp_exec.append(parse_exp_exec(value, where))
@@ -208,7 +210,9 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
             setattr(cfg, attr, parse(value))  # type: ignore[operator]
         except ValueError as e:
             raise XpmgrConfigError(f"{where}: {key} {value!r}: {e}") from None
-        seen.add(key)
+        if key in seen:
+            cfg.warnings.append(f"{where}: {key} repeated (line {seen[key]}); the last one wins")
+        seen[key] = n
     for key in ("EnableExpPublication", "ControllerPrivkeyPath"):
         if key not in seen:
             raise XpmgrConfigError(f"{path}: {key} is required")

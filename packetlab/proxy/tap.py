@@ -164,7 +164,8 @@ def _read_config(path: Path) -> dict[str, tuple[str, str]]:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        key, _, value = line.partition(" ")
+        key, *rest = line.split(None, 1)  # any run of blanks (spaces, tabs) separates
+        value = rest[0] if rest else ""
         if key not in _CONFIG_KEYS:
             hint = difflib.get_close_matches(key, list(_CONFIG_KEYS), n=1)
             known = f"did you mean {hint[0]}?" if hint else "keys: " + ", ".join(_CONFIG_KEYS)

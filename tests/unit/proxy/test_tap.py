@@ -84,3 +84,10 @@ def test_relay_mode_from_option_config_or_no_splice(home: Path, tmp_path: Path) 
     conf.write_text("Relay splice\n")
     assert parse("--home", str(home), "--config", str(conf))["relay"] == "splice"
     assert parse("--home", str(home), "--config", str(conf), "--relay", "copy")["relay"] == "copy"
+
+
+def test_config_key_and_value_separated_by_tabs(home: Path, tmp_path: Path) -> None:
+    conf = tmp_path / "tabs.conf"
+    conf.write_text("SetupEndpoint\ttcp:3000\r\n  HelloCap \t 4096  # bytes\nPendingMax\t64\n")
+    o = parse("--home", str(home), "--config", str(conf))
+    assert (o["setup"], o["hello-cap"], o["pending-max"]) == ("tcp:3000", 4096, 64)

@@ -98,3 +98,26 @@ def test_errors_name_the_line(text: str, message: str) -> None:
         parse_xpmgr_config(text, "x.conf")
     assert message in str(e.value)
     assert str(e.value).startswith("x.conf")
+
+
+def test_tabs_and_runs_of_blanks_separate_key_and_value() -> None:
+    """A C config reader splits on any blank: `Key<TAB>value`, `Key   value`, leading
+    blanks, CRLF line ends and a comment after the value all read as `Key value`."""
+    text = (
+        "EnableExpPublication\t0\r\n"
+        "  ControllerPrivkeyPath \t keys/k_xc   # the manager's key\r\n"
+        "TargetBacklogConn\t\t10\n"
+        "\t# a comment line\n"
+        "ExpExec\t1::certs/a.cert,certs/b.cert:keys/eop.pub::\n"
+    )
+    c = parse_xpmgr_config(text)
+    assert c.controller_privkey == "keys/k_xc" and c.target_backlog == 10
+    assert c.exp_exec[0].chain == ["certs/a.cert", "certs/b.cert"]
+    assert c.exp_exec[0].trusted_eop == ["keys/eop.pub"]
+
+
+def test_a_repeated_key_warns_and_the_last_one_wins() -> None:
+    c = parse_xpmgr_config(BASE + "TargetBacklogConn 3\nTargetBacklogConn 5\nExpExec 0::c:::\n",
+                           "x.conf")  # fmt: skip
+    assert c.target_backlog == 5
+    assert c.warnings == ["x.conf:4: TargetBacklogConn repeated (line 3); the last one wins"]
