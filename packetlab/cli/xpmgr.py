@@ -67,6 +67,18 @@ def run(args: argparse.Namespace) -> int:
     if args.attempts is not None and args.attempts < 1:
         print("pktlab xpmgr: -n must be at least 1", file=sys.stderr)
         return 2
+    for opt, value, glob in (("-p", args.publish, False), ("-i", args.hostid, True)):
+        why = None if value is None else _xdescr_value_problem(value, glob)
+        if not why and opt == "-p" and value is not None:
+            from packetlab.controller.xpmgr import parse_host_port
+
+            try:
+                parse_host_port(value, 20556)
+            except ValueError as e:
+                why = str(e)
+        if why:
+            print(f"pktlab xpmgr: {opt} {value!r}: {why}", file=sys.stderr)
+            return 2
     path = Path(args.config) if args.config else default_config_path()
     try:
         cfg = load_xpmgr_config(path)
@@ -78,6 +90,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"pktlab xpmgr: config: warning: {warning}", file=sys.stderr)
     results_path = args.results or cfg.results_path or "xpmgr-results.jsonl"
     return _serve(args, cfg, results_path)
+
+
+def _xdescr_value_problem(value: str, glob: bool) -> str | None:
+    """Why `value` cannot be an xdescr value (-p's controller_addr, -i's hostid)."""
+    from packetlab.wire.nvlist import GLOB_CHARS, VALUE_CHARS
+
+    if not value:
+        return "empty"
+    if len(value) > 255:
+        return f"{len(value)} characters (at most 255)"
+    allowed = VALUE_CHARS | GLOB_CHARS if glob else VALUE_CHARS
+    bad = sorted({c for c in value if c not in allowed})
+    if bad:
+        return f"characters an xdescr value cannot hold: {''.join(bad)!r}"
+    return None
 
 
 def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:

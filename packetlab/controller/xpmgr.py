@@ -14,6 +14,7 @@ the second exits at once (the running mlets get SIGTERM).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -71,13 +72,28 @@ def parse_host_port(text: str, default_port: int) -> HostPort:
         if not sep or (rest and not rest.startswith(":")):
             raise ValueError(f"bad address {text!r}: expected [IPv6]:PORT")
         port = rest[1:] if rest else str(default_port)
+        if not _is_ipv6(host):
+            raise ValueError(f"bad address {text!r}: {host!r} is not an IPv6 address")
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
     else:
         host, port = text, str(default_port)
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        if ":" in host and not _is_ipv6(host):
+            raise ValueError(
+                f"bad address {text!r}: not an IPv6 address (an IPv6 address with a port "
+                "is written [ADDR]:PORT)"
+            )
+    if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise ValueError(f"bad address {text!r}: expected ADDR[:PORT] with PORT 0..65535")
     return HostPort(host, int(port))
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packetlab.ppks import is_valid_snikey
+from packetlab.wire.nvlist import NVListError, parse_nvlist
 
 __all__ = [
     "PREDEFINED_XDESCR_NAMES",
@@ -183,6 +184,15 @@ def parse_exp_exec(value: str, where: str) -> ExpExec:
             raise XpmgrConfigError(
                 f"{where}: OVERRIDE_XDESCRNVP may not set {name!r} (the manager sets it)"
             )
+    if override.strip():
+        # checked now, not at publication time (pktxpmgr: "Cannot generate xdescr")
+        text = override if override.endswith(";") else override + ";"
+        try:
+            parse_nvlist(text, allow_duplicates=True, allow_glob=True)
+        except NVListError as e:
+            raise XpmgrConfigError(
+                f"{where}: OVERRIDE_XDESCRNVP {override!r} is not an xdescr name=value; list: {e}"
+            ) from None
     return ExpExec(is_default == "1", snikey or None, _list(chain), _list(eop), chans,
                    override, where)  # fmt: skip
 

@@ -121,3 +121,10 @@ def test_a_repeated_key_warns_and_the_last_one_wins() -> None:
                            "x.conf")  # fmt: skip
     assert c.target_backlog == 5
     assert c.warnings == ["x.conf:4: TargetBacklogConn repeated (line 3); the last one wins"]
+
+
+@pytest.mark.parametrize("override", ["foo=bad value!;", "foo=a;b", "f o=1;", "foo=\u00e9;"])
+def test_override_that_no_xdescr_can_hold_is_refused_at_start(override: str) -> None:
+    with pytest.raises(XpmgrConfigError, match="OVERRIDE_XDESCRNVP") as e:
+        parse_xpmgr_config(BASE + f"ExpExec 0::c:::{override}\n", "x.conf")
+    assert str(e.value).startswith("x.conf:3:")
