@@ -12,6 +12,7 @@ ways (`RelayEnd`). Every refusal is one log line, one counter and a clean close.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
@@ -30,10 +31,17 @@ from .relay import RelayEnd
 from .splice import RELAY_MODES, SpliceRelay
 from .splice import available as splice_available
 
-__all__ = ["DEFAULT_PENDING_MAX", "PREAMBLE", "Proxy"]
+__all__ = ["DEFAULT_KEEPALIVE", "DEFAULT_PENDING_MAX", "PREAMBLE", "Proxy", "keepalive"]
 
 PREAMBLE = b"PKTLAB"
 DEFAULT_PENDING_MAX = 1024  # per port: connections not yet routed / registered
+# TCP keepalive on every connection (seconds idle before the first probe; 0: off). An idle
+# backlog waits indefinitely, often through the manager's NAT, which forgets a silent
+# connection after minutes: the probes keep the mapping alive, and a manager or endpoint
+# that vanished is noticed (4 unanswered probes, KEEPALIVE/4 apart) instead of an endpoint
+# being spliced to a dead backlog.
+DEFAULT_KEEPALIVE = 60.0
+_KEEPALIVE_PROBES = 4
 # TLS alert record: fatal unrecognized_name, sent before closing an endpoint we cannot route.
 _ALERT_UNRECOGNIZED_NAME = bytes.fromhex("15030300020270")
 _SETUP_BUFFER_CAP = 65536  # TLS bytes a registering manager may have in flight
@@ -55,6 +63,7 @@ class Proxy:
         registry: BacklogRegistry[SetupProtocol] | None = None,
         relay: str | None = None,
         pending_max: int = DEFAULT_PENDING_MAX,
+        keepalive: float = DEFAULT_KEEPALIVE,
     ) -> None:
         self.reactor = reactor
         self.tls_options = tls_options
@@ -68,6 +77,7 @@ class Proxy:
         # first: each holds up to a ClientHello or a TLS session, so their number is
         # capped; a new one evicts the oldest (a slow-loris peer; a real one is quick).
         self.pending_max = pending_max
+        self.keepalive = keepalive
         self.pending: dict[str, dict[_Conn, None]] = {"endpoints": {}, "setup": {}}
         self._saturated = {"endpoints": False, "setup": False}
         self.relays: set[SpliceRelay] = set()
@@ -158,6 +168,7 @@ class _Conn(RelayEnd):
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer_text = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         self.proxy.admit(self)
+        keepalive(self.transport, self.proxy.keepalive)
 
     def _settled(self) -> None:
         """Routed or registered (or gone): no longer pending."""
@@ -194,6 +205,26 @@ class _Conn(RelayEnd):
         self.proxy.live.discard(self)
         if self.spliced:
             self.relay_lost(reason)
+
+
+def keepalive(transport: Any, idle: float) -> bool:
+    """TCP keepalive on `transport`: the first probe after `idle` s of silence, then one
+    every idle/4 s, given up after `_KEEPALIVE_PROBES`. False where it cannot be set."""
+    setter = getattr(transport, "setTcpKeepAlive", None)
+    if not idle or setter is None:
+        return False
+    try:
+        setter(True)
+        sock = transport.getHandle()
+        first = max(1, round(idle))
+        for name, value in (("TCP_KEEPIDLE", first), ("TCP_KEEPINTVL", max(1, first // 4)),
+                            ("TCP_KEEPCNT", _KEEPALIVE_PROBES)):  # fmt: skip
+            opt = getattr(socket, name, None)
+            if opt is not None:  # Linux; elsewhere the system's timers
+                sock.setsockopt(socket.IPPROTO_TCP, opt, value)
+    except (OSError, AttributeError):  # not TCP
+        return False
+    return True
 
 
 def _unbuffered(*transports: Any) -> bool:

@@ -38,6 +38,7 @@ _CONFIG_KEYS = {
     "BacklogPerSNIKey": "backlog-per-snikey",
     "BacklogMax": "backlog-max",
     "PendingMax": "pending-max",
+    "KeepAlive": "keepalive",
     "StatsInterval": "stats-interval",
     "StatsFile": "stats-file",
     "Relay": "relay",
@@ -52,10 +53,12 @@ _DEFAULTS: dict[str, Any] = {
     "backlog-per-snikey": 64,
     "backlog-max": 4096,
     "pending-max": 1024,
+    "keepalive": 60.0,
     "stats-interval": 60.0,
 }
 _NUMBERS = {"hello-cap": int, "backlog-per-snikey": int, "backlog-max": int, "pending-max": int,
-            "hello-timeout": float, "setup-timeout": float, "stats-interval": float}  # fmt: skip
+            "hello-timeout": float, "setup-timeout": float, "stats-interval": float,
+            "keepalive": float}  # fmt: skip
 
 
 class Options(TapOptions):
@@ -91,7 +94,11 @@ class Options(TapOptions):
         ["backlog-max", None, None, "Idle backlog connections in all [4096]."],
         ["pending-max", None, None,
          "Connections per port still without a complete ClientHello (endpoints) or "
-         "registration (managers); more are closed at once [1024]."],
+         "registration (managers); each new one beyond closes the oldest [1024]."],
+        ["keepalive", None, None,
+         "Seconds of silence before TCP keepalive probes on every connection (idle "
+         "backlogs included: keeps a manager's NAT mapping, notices a vanished peer); "
+         "0: off [60]."],
         ["stats-interval", None, None, "Seconds between counter log lines, 0: never [60]."],
         ["stats-file", None, None, "Write the counters as JSON to this file at each interval."],
         ["relay", None, None,
@@ -240,6 +247,7 @@ def makeService(options: Options) -> IService:
         setup_timeout=options["setup-timeout"],
         relay=options["relay"],
         pending_max=options["pending-max"],
+        keepalive=options["keepalive"],
         registry=BacklogRegistry(
             per_snikey=options["backlog-per-snikey"], total=options["backlog-max"]
         ),

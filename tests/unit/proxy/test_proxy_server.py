@@ -46,6 +46,7 @@ class HalfCloseTransport(StringTransport):
         super().__init__()
         self.handle = NearSocket()
         self.nodelay = False
+        self.keepalive = False
         self.write_closed = False
         self.producer_registrations: list[Any] = []
 
@@ -54,6 +55,9 @@ class HalfCloseTransport(StringTransport):
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         self.nodelay = enabled
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.keepalive = enabled
 
     def getHandle(self) -> NearSocket:
         return self.handle
@@ -135,7 +139,8 @@ def test_endpoint_spliced_to_the_backlog_and_relayed_with_half_close(
     assert et.producer is bt and bt.producer is et  # backpressure both ways
     assert et.nodelay and bt.nodelay  # no Nagle wait for a relayed small message
     for t in (et, bt):  # a near peer: a fixed receive buffer, no autotuning
-        assert t.handle.set == [(socket.SOL_SOCKET, socket.SO_RCVBUF, NEAR_RCVBUF)]
+        rcvbuf = [o for o in t.handle.set if o[0] == socket.SOL_SOCKET]
+        assert rcvbuf == [(socket.SOL_SOCKET, socket.SO_RCVBUF, NEAR_RCVBUF)]
     backlog.dataReceived(b"server flight")
     assert et.value() == b"server flight"
     ep.readConnectionLost()  # endpoint FIN -> manager write side closed
@@ -304,3 +309,21 @@ def test_pending_connections_are_capped_per_port_with_one_log_line(
         p.connectionLost(Failure(ConnectionDone()))
     assert proxy.pending["endpoints"] == {} and proxy.stats.refusals["busy"] == 4
     assert any("under the cap again" in e["log_format"] for e in events)
+
+
+def test_keepalive_on_both_ports(options: PPKSServerOptions) -> None:
+    """An idle backlog waits indefinitely, often behind the manager's NAT: TCP keepalive
+    keeps the mapping and notices a vanished manager (or endpoint) instead of splicing an
+    endpoint to a dead backlog."""
+    proxy, _ = make_proxy(options, keepalive=60)
+    _, bt = register(proxy)
+    ep = proxy.endpoint_factory().buildProtocol(None)
+    et = HalfCloseTransport()
+    ep.makeConnection(et)
+    for t in (bt, et):
+        assert t.keepalive
+        tcp = {o[1]: o[2] for o in t.handle.set if o[0] == socket.IPPROTO_TCP}
+        assert tcp == {socket.TCP_KEEPIDLE: 60, socket.TCP_KEEPINTVL: 15, socket.TCP_KEEPCNT: 4}
+    off, _ = make_proxy(options, keepalive=0)
+    _, t = register(off)
+    assert not t.keepalive and t.handle.set == []

@@ -88,6 +88,9 @@ def test_relay_mode_from_option_config_or_no_splice(home: Path, tmp_path: Path) 
 
 def test_config_key_and_value_separated_by_tabs(home: Path, tmp_path: Path) -> None:
     conf = tmp_path / "tabs.conf"
-    conf.write_text("SetupEndpoint\ttcp:3000\r\n  HelloCap \t 4096  # bytes\nPendingMax\t64\n")
+    conf.write_text(
+        "SetupEndpoint\ttcp:3000\r\n  HelloCap \t 4096  # bytes\nPendingMax\t64\nKeepAlive 0\n"
+    )
     o = parse("--home", str(home), "--config", str(conf))
     assert (o["setup"], o["hello-cap"], o["pending-max"]) == ("tcp:3000", 4096, 64)
+    assert o["keepalive"] == 0 and parse("--home", str(home))["keepalive"] == 60
