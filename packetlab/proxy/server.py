@@ -25,13 +25,20 @@ from packetlab.tls import PPKSServerOptions
 from packetlab.tls.handoff import HandoffError, TLSHandoff
 from packetlab.wire.constants import Status
 
-from .clienthello import DEFAULT_HELLO_CAP, ClientHelloReader, HelloError
+from .clienthello import DEFAULT_HELLO_CAP, ClientHelloReader, Hello, HelloError
 from .registry import BacklogRegistry, ProxyStats, RegistryFull
 from .relay import RelayEnd
 from .splice import RELAY_MODES, SpliceRelay
 from .splice import available as splice_available
 
-__all__ = ["DEFAULT_KEEPALIVE", "DEFAULT_PENDING_MAX", "PREAMBLE", "Proxy", "keepalive"]
+__all__ = [
+    "DEFAULT_BACKLOG_WAIT",
+    "DEFAULT_KEEPALIVE",
+    "DEFAULT_PENDING_MAX",
+    "PREAMBLE",
+    "Proxy",
+    "keepalive",
+]
 
 PREAMBLE = b"PKTLAB"
 DEFAULT_PENDING_MAX = 1024  # per port: connections not yet routed / registered
@@ -41,6 +48,8 @@ DEFAULT_PENDING_MAX = 1024  # per port: connections not yet routed / registered
 # that vanished is noticed (4 unanswered probes, KEEPALIVE/4 apart) instead of an endpoint
 # being spliced to a dead backlog.
 DEFAULT_KEEPALIVE = 60.0
+DEFAULT_BACKLOG_WAIT = 5.0  # s an endpoint may wait for a backlog of a snikey in use
+KNOWN_FOR = 600.0  # s a snikey counts as in use after its last backlog was seen
 _KEEPALIVE_PROBES = 4
 # TLS alert record: fatal unrecognized_name, sent before closing an endpoint we cannot route.
 _ALERT_UNRECOGNIZED_NAME = bytes.fromhex("15030300020270")
@@ -64,6 +73,7 @@ class Proxy:
         relay: str | None = None,
         pending_max: int = DEFAULT_PENDING_MAX,
         keepalive: float = DEFAULT_KEEPALIVE,
+        backlog_wait: float = DEFAULT_BACKLOG_WAIT,
     ) -> None:
         self.reactor = reactor
         self.tls_options = tls_options
@@ -78,6 +88,12 @@ class Proxy:
         # capped; a new one evicts the oldest (a slow-loris peer; a real one is quick).
         self.pending_max = pending_max
         self.keepalive = keepalive
+        # An endpoint whose snikey has no idle backlog now, but had one lately, waits up to
+        # `backlog_wait` s for the manager's replenishment (it registers a new backlog as
+        # soon as one is used): the reference endpoint drops the experiment on a TLS alert.
+        self.backlog_wait = backlog_wait
+        self.waiting: dict[str, dict[EndpointProtocol, None]] = {}
+        self._known: dict[str, float] = {}  # snikey -> when a backlog of it was last seen
         self.pending: dict[str, dict[_Conn, None]] = {"endpoints": {}, "setup": {}}
         self._saturated = {"endpoints": False, "setup": False}
         self.relays: set[SpliceRelay] = set()
@@ -141,6 +157,37 @@ class Proxy:
                 busy=self.stats.refusals["busy"],
                 setups=self.stats.setup_busy,
             )
+
+    def seen_snikey(self, snikey: str) -> None:
+        now = self.reactor.seconds()
+        self._known.pop(snikey, None)
+        self._known[snikey] = now  # the dict stays oldest first
+        if len(self._known) > 2 * self.registry.total_cap:  # bounded by the caps
+            for key in list(self._known)[: len(self._known) // 2]:
+                del self._known[key]
+
+    def expects(self, snikey: str) -> bool:
+        """Whether a backlog of `snikey` is likely to come: one was seen in the last
+        `KNOWN_FOR` s (a manager serving it, between two replenishments)."""
+        seen = self._known.get(snikey)
+        return seen is not None and self.reactor.seconds() - seen < KNOWN_FOR
+
+    def wait_for_backlog(self, endpoint: EndpointProtocol, snikey: str) -> None:
+        self.waiting.setdefault(snikey, {})[endpoint] = None
+
+    def stop_waiting(self, endpoint: EndpointProtocol, snikey: str) -> None:
+        queue = self.waiting.get(snikey)
+        if queue is not None and queue.pop(endpoint, 0) is None and not queue:
+            del self.waiting[snikey]
+
+    def waiter(self, snikey: str) -> EndpointProtocol | None:
+        """The endpoint that has waited longest for a backlog of `snikey` (removed)."""
+        queue = self.waiting.get(snikey)
+        if not queue:
+            return None
+        endpoint = next(iter(queue))
+        self.stop_waiting(endpoint, snikey)
+        return endpoint
 
     def later(self, delay: float, f: Any, *args: Any) -> IDelayedCall:
         return self.reactor.callLater(delay, f, *args)
@@ -351,15 +398,21 @@ class SetupProtocol(_Conn):
             why = "bytes after the preamble echo" if self.snikey else "xreg was refused"
             self.refuse("bad_echo", why)
             return
-        try:
-            self.proxy.registry.add(self.snikey, self)
-        except RegistryFull as e:
-            self.refuse("full", str(e))
-            return
+        waiter = self.proxy.waiter(self.snikey)
+        if waiter is None:
+            try:
+                self.proxy.registry.add(self.snikey, self)
+            except RegistryFull as e:
+                self.refuse("full", str(e))
+                return
         self._disarm()
         self._settled()
         self.state = "backlog"
+        self.proxy.seen_snikey(self.snikey)
         self.proxy.stats.registrations += 1
+        if waiter is not None:  # an endpoint was waiting for this snikey: route it now
+            waiter.route(self)
+            return
         self.proxy.log.info(
             "backlog {peer} registered for snikey {snikey} ({n} idle)",
             peer=self.peer_text,
@@ -401,6 +454,8 @@ class EndpointProtocol(_Conn):
         super().__init__(proxy)
         self.reader = ClientHelloReader(proxy.hello_cap)
         self.relay: SpliceRelay | None = None
+        self.hello: Hello | None = None  # while waiting for a backlog
+        self._more = b""  # bytes after the hello while waiting
 
     port = "endpoints"
 
@@ -410,9 +465,14 @@ class EndpointProtocol(_Conn):
             self.proxy.hello_timeout, f"no complete ClientHello in {self.proxy.hello_timeout:g} s"
         )
 
+    def _unwait(self) -> None:
+        if self.hello is not None and self.hello.sni is not None:
+            self.proxy.stop_waiting(self, self.hello.sni)
+
     def refuse(self, reason: str, text: str, *, alert: bytes = b"") -> None:
         if self._closing:
             return
+        self._unwait()
         self.proxy.stats.refusals[reason] += 1
         self.proxy.log.warn(
             "endpoint {peer} refused ({reason}): {text}",
@@ -429,6 +489,7 @@ class EndpointProtocol(_Conn):
         self._close()
 
     def evict(self) -> None:
+        self._unwait()
         self.proxy.stats.refusals["busy"] += 1
         self._close()
 
@@ -437,6 +498,9 @@ class EndpointProtocol(_Conn):
             self.relay_data(data)
             return
         if self._closing:
+            return
+        if self.hello is not None:
+            self._waiting_data(data)
             return
         try:
             hello = self.reader.feed(data)
@@ -449,13 +513,42 @@ class EndpointProtocol(_Conn):
             self.refuse("no_sni", "ClientHello without SNI", alert=_ALERT_UNRECOGNIZED_NAME)
             return
         backlog = self.proxy.registry.take(hello.sni)
-        if backlog is None:
+        self.hello = hello
+        if backlog is not None:
+            self.proxy.seen_snikey(hello.sni)
+            self.route(backlog)
+        elif self.proxy.backlog_wait and self.proxy.expects(hello.sni):
+            self._disarm()
+            self.proxy.wait_for_backlog(self, hello.sni)
+            wait = self.proxy.backlog_wait
+            self._timer = self.proxy.later(wait, self._no_backlog, wait)
+        else:
             self.refuse(
                 "unknown_snikey",
                 f"no backlog connection for snikey {hello.sni!r}",
                 alert=_ALERT_UNRECOGNIZED_NAME,
             )
-            return
+
+    def _waiting_data(self, data: bytes) -> None:
+        assert self.hello is not None
+        self._more += data
+        if len(self.hello.raw) + len(self._more) > self.proxy.hello_cap:
+            self.refuse("too_large", f"more than {self.proxy.hello_cap} bytes before a backlog")
+
+    def _no_backlog(self, wait: float) -> None:
+        self._timer = None
+        sni = self.hello.sni if self.hello is not None else None
+        self.refuse(
+            "no_backlog",
+            f"no backlog connection for snikey {sni!r} within {wait:g} s",
+            alert=_ALERT_UNRECOGNIZED_NAME,
+        )
+
+    def route(self, backlog: SetupProtocol) -> None:
+        """Splice this endpoint (its ClientHello read) to `backlog`."""
+        hello = self.hello
+        assert hello is not None and hello.sni is not None
+        raw, self.hello, self._more = hello.raw + self._more, None, b""
         self._disarm()
         self._settled()
         backlog.state = "spliced"
@@ -477,7 +570,7 @@ class EndpointProtocol(_Conn):
                 self.proxy.reactor,
                 self.transport,
                 backlog.transport,
-                a_to_b=hello.raw,
+                a_to_b=raw,
                 count_ab=lambda n: setattr(stats, "bytes_to_manager", stats.bytes_to_manager + n),
                 count_ba=lambda n: setattr(stats, "bytes_to_endpoint", stats.bytes_to_endpoint + n),
                 done=self._relay_done,
@@ -487,7 +580,7 @@ class EndpointProtocol(_Conn):
                 self.proxy.relays.add(self.relay)
             return
         self.splice(backlog)
-        self.relay_data(hello.raw)
+        self.relay_data(raw)
 
     def _relay_done(self, error: str | None) -> None:
         if self.relay is not None:
@@ -500,9 +593,11 @@ class EndpointProtocol(_Conn):
         if self.spliced:
             self.relay_eof()
         elif not self._closing:
-            self.refuse("eof", "closed before a complete ClientHello")
+            when = "while waiting for a backlog" if self.hello else "before a complete ClientHello"
+            self.refuse("eof", f"closed {when}")
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._unwait()
         if self.spliced or self.kernel:
             self.proxy.stats.active_splices -= 1
         super().connectionLost(reason)

@@ -39,6 +39,7 @@ _CONFIG_KEYS = {
     "BacklogMax": "backlog-max",
     "PendingMax": "pending-max",
     "KeepAlive": "keepalive",
+    "BacklogWait": "backlog-wait",
     "StatsInterval": "stats-interval",
     "StatsFile": "stats-file",
     "Relay": "relay",
@@ -54,11 +55,12 @@ _DEFAULTS: dict[str, Any] = {
     "backlog-max": 4096,
     "pending-max": 1024,
     "keepalive": 60.0,
+    "backlog-wait": 5.0,
     "stats-interval": 60.0,
 }
 _NUMBERS = {"hello-cap": int, "backlog-per-snikey": int, "backlog-max": int, "pending-max": int,
             "hello-timeout": float, "setup-timeout": float, "stats-interval": float,
-            "keepalive": float}  # fmt: skip
+            "keepalive": float, "backlog-wait": float}  # fmt: skip
 
 
 class Options(TapOptions):
@@ -95,6 +97,9 @@ class Options(TapOptions):
         ["pending-max", None, None,
          "Connections per port still without a complete ClientHello (endpoints) or "
          "registration (managers); each new one beyond closes the oldest [1024]."],
+        ["backlog-wait", None, None,
+         "Seconds an endpoint whose snikey has no idle backlog, but had one in the last "
+         "10 minutes, waits for the manager to register one; 0: refuse at once [5]."],
         ["keepalive", None, None,
          "Seconds of silence before TCP keepalive probes on every connection (idle "
          "backlogs included: keeps a manager's NAT mapping, notices a vanished peer); "
@@ -248,6 +253,7 @@ def makeService(options: Options) -> IService:
         relay=options["relay"],
         pending_max=options["pending-max"],
         keepalive=options["keepalive"],
+        backlog_wait=options["backlog-wait"],
         registry=BacklogRegistry(
             per_snikey=options["backlog-per-snikey"], total=options["backlog-max"]
         ),

@@ -327,3 +327,69 @@ def test_keepalive_on_both_ports(options: PPKSServerOptions) -> None:
     off, _ = make_proxy(options, keepalive=0)
     _, t = register(off)
     assert not t.keepalive and t.handle.set == []
+
+
+def endpoint(proxy: Proxy, sni: str, hello: bytes = b"") -> tuple[Any, HalfCloseTransport]:
+    ep = proxy.endpoint_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    ep.makeConnection(t)
+    ep.dataReceived(hello or client_hello(sni))
+    return ep, t
+
+
+def test_endpoint_waits_for_the_manager_to_replenish(options: PPKSServerOptions) -> None:
+    """More endpoints at once than idle backlogs: the reference endpoint drops the
+    experiment on a TLS alert, so one whose snikey is in use waits (up to backlog_wait)
+    for the backlog the manager registers right after each use, and gets it."""
+    proxy, clock = make_proxy(options)
+    register(proxy)
+    first, _ = endpoint(proxy, "k1")
+    assert first.spliced
+    hello = client_hello("k1")
+    second, st = endpoint(proxy, "k1", hello[:100])
+    second.dataReceived(hello[100:])
+    assert not st.disconnecting and not second.spliced and proxy.stats.refusals == {}
+    second.dataReceived(b"early")  # kept for the backlog, after the hello
+    clock.advance(4.9)
+    backlog, bt = register(proxy)  # the replenishment
+    assert bt.value() == hello + b"early"  # routed at once, unchanged
+    assert second.spliced and backlog.state == "spliced" and proxy.registry.count("k1") == 0
+    assert proxy.stats.splices == 2 and proxy.pending["endpoints"] == {}
+
+
+def test_waiting_for_a_backlog_times_out_with_an_alert(options: PPKSServerOptions) -> None:
+    proxy, clock = make_proxy(options, backlog_wait=3.0)
+    register(proxy)
+    endpoint(proxy, "k1")
+    _, t = endpoint(proxy, "k1")
+    clock.advance(2.9)
+    assert not t.disconnecting
+    clock.advance(0.2)
+    assert t.disconnecting and t.value() == bytes.fromhex("15030300020270")
+    assert proxy.stats.refusals["no_backlog"] == 1
+    register(proxy)  # nobody waits now: the backlog idles
+    assert proxy.registry.count("k1") == 1
+
+
+def test_a_waiting_endpoint_that_leaves_does_not_take_a_backlog(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, _ = make_proxy(options)
+    register(proxy)
+    endpoint(proxy, "k1")
+    ep, _ = endpoint(proxy, "k1")
+    ep.readConnectionLost()  # gave up
+    ep.connectionLost(Failure(ConnectionDone()))
+    register(proxy)
+    assert proxy.registry.count("k1") == 1 and proxy.waiting == {}
+
+
+def test_never_seen_snikey_or_no_wait_is_refused_at_once(options: PPKSServerOptions) -> None:
+    proxy, _ = make_proxy(options)
+    _, t = endpoint(proxy, "never")
+    assert t.disconnecting and proxy.stats.refusals["unknown_snikey"] == 1
+    nowait, _ = make_proxy(options, backlog_wait=0)
+    register(nowait)
+    endpoint(nowait, "k1")
+    _, t = endpoint(nowait, "k1")
+    assert t.disconnecting and nowait.stats.refusals["unknown_snikey"] == 1
