@@ -47,7 +47,12 @@ from packetlab.tls import (
 )
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
-__all__ = ["HostPort", "Manager", "ManagerError", "parse_host_port"]
+__all__ = ["HANDSHAKE_TIMEOUT", "HostPort", "Manager", "ManagerError", "parse_host_port"]
+
+#: Seconds an endpoint has to complete the TLS handshake, directly or through a proxy.
+#: The reference waits for ever; a silent connection would hold a descriptor (and, in proxy
+#: mode, one of the -n attempts) for good.
+HANDSHAKE_TIMEOUT = 30.0
 
 
 class ManagerError(Exception):
@@ -225,15 +230,17 @@ class Manager:
         if self.active:
             return self._start_active()
         where = f"tcp:{self.address.port}:interface={self.address.host.replace(':', chr(92) + ':')}"
-        ep = PPKSServerEndpoint(serverFromString(self.reactor, where), self.options)
+        ep = PPKSServerEndpoint(serverFromString(self.reactor, where), self.options,
+                                handshake_timeout=(HANDSHAKE_TIMEOUT, self.reactor))  # fmt: skip
         d: Deferred[Any] = ep.listen(self.worker_factory())
 
         def listening(port: Any) -> Any:
             self.port = port
             host = port.getHost()
-            self.log.info("xpmgr listening on {h}:{p} (passive mode)", h=host.host, p=host.port)
+            where = HostPort(host.host, host.port)  # [v6]:PORT, as -a and endpoints take it
+            self.log.info("xpmgr listening on {where} (passive mode)", where=str(where))
             keys = ", ".join(self.snikeys)
-            self._say(f"xpmgr: listening on {host.host}:{host.port}; snikeys {keys}")
+            self._say(f"xpmgr: listening on {where}; snikeys {keys}")
             self._start_publication()
             return port
 
@@ -252,7 +259,8 @@ class Manager:
         except (OSError, PPKSError, ValueError) as e:
             raise ManagerError(f"ProxyCertRootPath: {e}") from None
         creator = PPKSClientCreator(creds, AuthMode.AGENT, roots)
-        server = PPKSTLSFactory(self.options, False, self.worker_factory())
+        server = PPKSTLSFactory(self.options, False, self.worker_factory(),
+                                handshake_timeout=(HANDSHAKE_TIMEOUT, self.reactor))  # fmt: skip
         for exp in self._exps:
             pool = BacklogPool(
                 self.reactor,
