@@ -120,11 +120,6 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
     from packetlab.controller.xpmgr import Manager, ManagerError, parse_host_port
     from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
-        redirectStandardIO=False,
-    )
     port = DEFAULT_PROXY_SETUP_PORT if cfg.enable_proxy else DEFAULT_CONTROLLER_PORT
     try:
         address = parse_host_port(args.address, port) if args.address else None
@@ -133,7 +128,18 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
         return 2
     results = sys.stdout
     if results_path != "-":
-        results = open(results_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+        try:
+            results = open(results_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+        except OSError as e:
+            where = "--results" if args.results else f"{cfg.path}: ResultsPath"
+            print(f"pktlab xpmgr: {where}: cannot write {results_path}: {e.strerror}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
+        redirectStandardIO=False,
+    )
     code = [1]
 
     async def main(reactor: Any) -> None:

@@ -83,3 +83,28 @@ def test_a_glob_hostid_is_fine() -> None:
 
     assert _xdescr_value_problem("myhost*", glob=True) is None
     assert _xdescr_value_problem("[::1]:20556", glob=False) is None
+
+
+@pytest.fixture(scope="module")
+def conf(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from packetlab.cli.init import init_home
+    from packetlab.ppks import PktlabHome
+
+    home = PktlabHome.at(tmp_path_factory.mktemp("cli") / "home")
+    init_home(home)
+    return str(home.root / "xpmgr.conf")
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (("--results", "/nonexistent/r.jsonl"), 1, "--results: cannot write /nonexistent/r.jsonl"),
+        (("-a", "[::1]:x"), 2, "-a: bad address"),
+    ],
+)
+def test_unusable_results_file_or_address_is_a_clear_error(
+    conf: str, argv: tuple[str, ...], code: int, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(args("-c", conf, *argv, "/bin/true")) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
