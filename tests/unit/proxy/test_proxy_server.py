@@ -393,3 +393,33 @@ def test_never_seen_snikey_or_no_wait_is_refused_at_once(options: PPKSServerOpti
     endpoint(nowait, "k1")
     _, t = endpoint(nowait, "k1")
     assert t.disconnecting and nowait.stats.refusals["unknown_snikey"] == 1
+
+
+def test_registration_as_the_reference_sends_it(options: PPKSServerOptions) -> None:
+    """OBSERVED §4.1 byte by byte: the xreg as two TLS records (4-byte header, then the
+    snikey), the result, the manager's close_notify sent without waiting for ours, then
+    raw PKTLAB from us and the echo; two such registrations of one snikey in parallel."""
+    proxy, _ = make_proxy(options)
+    conns = []
+    for _ in range(2):
+        proto = proxy.setup_factory().buildProtocol(None)
+        t = HalfCloseTransport()
+        proto.makeConnection(t)
+        tls = client()
+        proto.dataReceived(tls.start())
+        step = tls.receive(t.value())
+        t.clear()
+        conns.append((proto, t, tls, step))
+    for proto, t, tls, step in conns:
+        xreg = wire.encode(wire.Xreg(b"proxysni1"))
+        assert xreg.hex() == "80000009" + b"proxysni1".hex()
+        proto.dataReceived(step.out + tls.send(xreg[:4]) + tls.send(xreg[4:]))
+        got = tls.receive(t.value())
+        t.clear()
+        assert got.data == bytes.fromhex("40000000")
+        proto.dataReceived(tls.close())
+        assert t.value() == b"PKTLAB"
+        proto.dataReceived(b"PKT")
+        proto.dataReceived(b"LAB")
+        assert proto.state == "backlog"
+    assert proxy.registry.count("proxysni1") == 2 and proxy.stats.registrations == 2
