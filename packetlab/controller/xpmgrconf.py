@@ -250,7 +250,9 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
 
 def load_xpmgr_config(path: str | os.PathLike[str]) -> XpmgrConfig:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # any bytes, as the reference's C reader: paths keep theirs (os functions take
+        # surrogate-escaped strings), a stray Latin-1 comment does no harm
+        text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
     except OSError as e:
         raise XpmgrConfigError(f"cannot read {os.fspath(path)}: {e.strerror}") from None
     return parse_xpmgr_config(text, os.fspath(path))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from packetlab.controller.xpmgrconf import XpmgrConfigError, parse_xpmgr_config
@@ -128,3 +131,14 @@ def test_override_that_no_xdescr_can_hold_is_refused_at_start(override: str) -> 
     with pytest.raises(XpmgrConfigError, match="OVERRIDE_XDESCRNVP") as e:
         parse_xpmgr_config(BASE + f"ExpExec 0::c:::{override}\n", "x.conf")
     assert str(e.value).startswith("x.conf:3:")
+
+
+def test_bytes_that_are_not_utf8_in_a_comment_or_path(tmp_path: Path) -> None:
+    """A C reader takes any bytes: a Latin-1 comment must not stop the manager, and a
+    path keeps its bytes (surrogate-escaped, as os functions take them)."""
+    from packetlab.controller.xpmgrconf import load_xpmgr_config
+
+    conf = tmp_path / "xpmgr.conf"
+    conf.write_bytes(BASE.encode() + b"# caf\xe9\nProgramDirPath /tmp/pr\xf6g\nExpExec 0::c:::\n")
+    c = load_xpmgr_config(conf)
+    assert os.fsencode(c.program_dir or "") == b"/tmp/pr\xf6g"
