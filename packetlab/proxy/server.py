@@ -110,11 +110,20 @@ class Proxy:
     def endpoint_factory(self) -> Factory:
         return _factory(lambda: EndpointProtocol(self))
 
+    def gauges(self) -> dict[str, int]:
+        """Connections of the moment: endpoints without a whole ClientHello or waiting for a
+        backlog, managers registering, endpoints waiting for a backlog."""
+        return {
+            "pending_endpoints": len(self.pending["endpoints"]),
+            "pending_setups": len(self.pending["setup"]),
+            "waiting": sum(len(q) for q in self.waiting.values()),
+        }
+
     def stats_line(self) -> str:
-        return self.stats.line(self.registry)  # type: ignore[arg-type]
+        return self.stats.line(self.registry, self.gauges())  # type: ignore[arg-type]
 
     def stats_json(self) -> str:
-        return json.dumps(self.stats.as_dict(self.registry))  # type: ignore[arg-type]
+        return json.dumps(self.stats.as_dict(self.registry, self.gauges()))  # type: ignore[arg-type]
 
     def close_all(self) -> None:
         for relay in list(self.relays):

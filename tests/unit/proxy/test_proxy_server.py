@@ -6,6 +6,7 @@ half-close, refusals and timeouts on a task.Clock, and the manager-side backlog.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 from typing import Any
@@ -350,6 +351,9 @@ def test_endpoint_waits_for_the_manager_to_replenish(options: PPKSServerOptions)
     second.dataReceived(hello[100:])
     assert not st.disconnecting and not second.spliced and proxy.stats.refusals == {}
     second.dataReceived(b"early")  # kept for the backlog, after the hello
+    gauges = json.loads(proxy.stats_json())
+    assert (gauges["waiting"], gauges["pending_endpoints"], gauges["pending_setups"]) == (1, 1, 0)
+    assert "waiting=1" in proxy.stats_line()
     clock.advance(4.9)
     backlog, bt = register(proxy)  # the replenishment
     assert bt.value() == hello + b"early"  # routed at once, unchanged
