@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packetlab.ppks import is_valid_snikey
-from packetlab.wire.nvlist import NVListError, parse_nvlist
+from packetlab.wire.nvlist import GLOB_CHARS, VALUE_CHARS, NVListError, parse_nvlist
 
 __all__ = [
     "PREDEFINED_XDESCR_NAMES",
@@ -124,17 +124,40 @@ def _str(v: str) -> str:
     return v
 
 
+def _xdescr_values(glob: bool) -> object:
+    """A comma list whose entries go into the xdescr as values (checked now, not at
+    publication time)."""
+    allowed = VALUE_CHARS | GLOB_CHARS if glob else VALUE_CHARS
+
+    def parse(v: str) -> list[str]:
+        out = _list(v)
+        for x in out:
+            bad = sorted({c for c in x if c not in allowed})
+            if bad:
+                raise ValueError(f"{x!r}: characters an xdescr value cannot hold: {''.join(bad)!r}")
+        return out
+
+    return parse
+
+
+def _xdescr_value(v: str) -> str:
+    bad = sorted({c for c in v if c not in VALUE_CHARS})
+    if bad:
+        raise ValueError(f"characters an xdescr value cannot hold: {''.join(bad)!r}")
+    return v
+
+
 # key -> (attribute, parser)
 _KEYS: dict[str, tuple[str, object]] = {
     "EnableExpPublication": ("enable_publication", _bool),
     "BrokerAddr": ("broker_addr", _str),
     "PubAgentCertPath": ("pub_agent_cert", _str),
     "BrokerCertRootPath": ("broker_cert_roots", _list),
-    "PubControllerAddr": ("pub_controller_addr", _str),
+    "PubControllerAddr": ("pub_controller_addr", _xdescr_value),
     "PubPeriod": ("pub_period_ns", _uint),
     "PubExpPriority": ("pub_exp_priority", _uint),
     "PubCountry": ("pub_country", _country),
-    "PubLocation": ("pub_location", _list),
+    "PubLocation": ("pub_location", _xdescr_values(glob=True)),
     "GreetPeriodAfterPubEnd": ("greet_after_pub_end_ns", _uint),
     "ControllerPrivkeyPath": ("controller_privkey", _str),
     "ProgramDirPath": ("program_dir", _str),

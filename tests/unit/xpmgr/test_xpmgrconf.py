@@ -88,6 +88,8 @@ BASE = "EnableExpPublication 0\nControllerPrivkeyPath k\n"
         (BASE + "TargetBacklogConn 0\nExpExec 0::c:::\n", "must be at least 1"),
         (BASE + "EnableProxyMode yes\nExpExec 0::c:::\n", "expected 0 or 1"),
         (BASE + "PubCountry usa\nExpExec 0::c:::\n", "ISO 3166-1 alpha-3"),
+        (BASE + "PubLocation IO91*,FN;x\nExpExec 0::c:::\n", "'FN;x': characters"),
+        (BASE + "PubControllerAddr 1.2.3.4;a=b\nExpExec 0::c:::\n", "cannot hold: ';='"),
         (BASE + "TargetBacklog 3\nExpExec 0::c:::\n", "did you mean TargetBacklogConn"),
         ("EnableExpPublication 1\nControllerPrivkeyPath k\nExpExec 0::c:::\n", "needs BrokerAddr"),
         (
