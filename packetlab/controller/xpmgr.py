@@ -317,6 +317,8 @@ class Manager:
     # ---------------------------------------------------------------- per endpoint
 
     def _setup_for(self, worker: EndpointWorker) -> list[bytes]:
+        if self.wrapping_up:  # -n reached or SIGINT: greeting is over (§7.1)
+            raise ValueError("the manager is wrapping up; endpoint turned away")
         peer = peer_of(worker)
         exp = self._by_entry.get(id(peer.entry)) if peer is not None else None
         self.seen += 1

@@ -57,3 +57,16 @@ def test_active_mode_backlog_server_has_the_same_deadline(home: PktlabHome) -> N
     m.start()
     assert m.pools[0].server_factory.handshake_timeout == (HANDSHAKE_TIMEOUT, reactor)
     m.wrap_up()
+
+
+def test_endpoint_finishing_tls_after_the_wrap_up_is_turned_away(home: PktlabHome) -> None:
+    """-n N: greeting ends at the Nth endpoint (§7.1); one whose TLS completes after that
+    (it was mid-handshake, or spliced by the proxy) gets no mlet and is not counted."""
+    m, _ = manager(home)
+    m.start()
+    m.wrap_up()
+    worker = m.worker_factory().buildProtocol(None)
+    t = StringTransport()
+    worker.makeConnection(t)
+    assert t.disconnecting and t.value() == b""
+    assert (m.seen, m.running) == (0, 0) and m.finished.called
