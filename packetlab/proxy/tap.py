@@ -19,7 +19,7 @@ from packetlab.tapoptions import TapOptions, stop_daemon, tap_service
 from packetlab.tls import AuthMode, Credentials, PPKSServerOptions, ServerEntry, TLSConfigError
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
-__all__ = ["AGENT_CERT", "AGENT_KEY", "Options", "makeService"]
+__all__ = ["AGENT_CERT", "AGENT_KEY", "Options", "default_pending_max", "makeService"]
 
 AGENT_CERT = "agent_prx_prx"  # written by `pktlab init`
 AGENT_KEY = "k_prx"
@@ -53,7 +53,6 @@ _DEFAULTS: dict[str, Any] = {
     "setup-timeout": 10.0,
     "backlog-per-snikey": 64,
     "backlog-max": 4096,
-    "pending-max": 1024,
     "keepalive": 60.0,
     "backlog-wait": 5.0,
     "stats-interval": 60.0,
@@ -96,7 +95,8 @@ class Options(TapOptions):
         ["backlog-max", None, None, "Idle backlog connections in all [4096]."],
         ["pending-max", None, None,
          "Connections per port still without a complete ClientHello (endpoints) or "
-         "registration (managers); each new one beyond closes the oldest [1024]."],
+         "registration (managers); each new one beyond closes the oldest [1024, or "
+         "1/8 of the descriptor limit if lower]."],
         ["backlog-wait", None, None,
          "Seconds an endpoint whose snikey has no idle backlog, but had one in the last "
          "10 minutes, waits for the manager to register one; 0: refuse at once [5]."],
@@ -121,6 +121,8 @@ class Options(TapOptions):
                 if self[opt] is None:
                     self[opt], origin[opt] = value, f"{where}: {key}"
         self["origins"] = origin
+        if self["pending-max"] is None:
+            self["pending-max"] = default_pending_max()
         for opt, value in _DEFAULTS.items():
             if self[opt] is None:
                 self[opt] = value
@@ -163,6 +165,19 @@ class Options(TapOptions):
             except (OSError, PPKSError, ValueError) as e:
                 raise usage.UsageError(f"{origin['manager-roots']}: {p}: {e}") from None
         self["roots"] = roots
+
+
+def default_pending_max(nofile: int | None = None) -> int:
+    """1024 pending connections per port, fewer under a low descriptor limit: both ports'
+    pending ones, the backlogs and the splices (two descriptors each) must fit, or accept()
+    fails with EMFILE and Twisted retries it in a busy loop."""
+    if nofile is None:
+        import resource
+
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if nofile == resource.RLIM_INFINITY:
+            return 1024
+    return max(16, min(1024, nofile // 8))
 
 
 def _read_config(path: Path) -> dict[str, tuple[str, str]]:

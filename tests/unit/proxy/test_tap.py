@@ -94,3 +94,13 @@ def test_config_key_and_value_separated_by_tabs(home: Path, tmp_path: Path) -> N
     o = parse("--home", str(home), "--config", str(conf))
     assert (o["setup"], o["hello-cap"], o["pending-max"]) == ("tcp:3000", 4096, 64)
     assert o["keepalive"] == 0 and parse("--home", str(home))["keepalive"] == 60
+
+
+def test_pending_max_default_fits_the_descriptor_limit(home: Path) -> None:
+    from packetlab.proxy.tap import default_pending_max
+
+    assert default_pending_max(1 << 20) == 1024
+    assert default_pending_max(1024) == 128  # a usual soft limit: no EMFILE busy loop
+    assert default_pending_max(64) == 16
+    assert parse("--home", str(home))["pending-max"] == default_pending_max()
+    assert parse("--home", str(home), "--pending-max", "5000")["pending-max"] == 5000
