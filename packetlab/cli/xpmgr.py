@@ -67,6 +67,18 @@ def run(args: argparse.Namespace) -> int:
     if args.attempts is not None and args.attempts < 1:
         print("pktlab xpmgr: -n must be at least 1", file=sys.stderr)
         return 2
+    for opt, value, glob in (("-p", args.publish, False), ("-i", args.hostid, True)):
+        why = None if value is None else _xdescr_value_problem(value, glob)
+        if not why and opt == "-p" and value is not None:
+            from packetlab.controller.xpmgr import parse_host_port
+
+            try:
+                parse_host_port(value, 20556)
+            except ValueError as e:
+                why = str(e)
+        if why:
+            print(f"pktlab xpmgr: {opt} {value!r}: {why}", file=sys.stderr)
+            return 2
     path = Path(args.config) if args.config else default_config_path()
     try:
         cfg = load_xpmgr_config(path)
@@ -74,8 +86,25 @@ def run(args: argparse.Namespace) -> int:
         hint = "" if args.config else " (run `pktlab init` to write a demo one, or give -c)"
         print(f"pktlab xpmgr: config: {e}{hint}", file=sys.stderr)
         return 1
+    for warning in cfg.warnings:
+        print(f"pktlab xpmgr: config: warning: {warning}", file=sys.stderr)
     results_path = args.results or cfg.results_path or "xpmgr-results.jsonl"
     return _serve(args, cfg, results_path)
+
+
+def _xdescr_value_problem(value: str, glob: bool) -> str | None:
+    """Why `value` cannot be an xdescr value (-p's controller_addr, -i's hostid)."""
+    from packetlab.wire.nvlist import GLOB_CHARS, VALUE_CHARS
+
+    if not value:
+        return "empty"
+    if len(value) > 255:
+        return f"{len(value)} characters (at most 255)"
+    allowed = VALUE_CHARS | GLOB_CHARS if glob else VALUE_CHARS
+    bad = sorted({c for c in value if c not in allowed})
+    if bad:
+        return f"characters an xdescr value cannot hold: {''.join(bad)!r}"
+    return None
 
 
 def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
@@ -91,11 +120,6 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
     from packetlab.controller.xpmgr import Manager, ManagerError, parse_host_port
     from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
-        redirectStandardIO=False,
-    )
     port = DEFAULT_PROXY_SETUP_PORT if cfg.enable_proxy else DEFAULT_CONTROLLER_PORT
     try:
         address = parse_host_port(args.address, port) if args.address else None
@@ -104,7 +128,18 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
         return 2
     results = sys.stdout
     if results_path != "-":
-        results = open(results_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+        try:
+            results = open(results_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+        except OSError as e:
+            where = "--results" if args.results else f"{cfg.path}: ResultsPath"
+            print(f"pktlab xpmgr: {where}: cannot write {results_path}: {e.strerror}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
+        redirectStandardIO=False,
+    )
     code = [1]
 
     async def main(reactor: Any) -> None:

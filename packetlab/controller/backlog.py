@@ -79,31 +79,44 @@ class BacklogConnection(Protocol):
             self._claim(data)
 
     def _tls(self, data: bytes) -> None:
+        # Record by record: a proxy may write its `PKTLAB` right behind the result, in
+        # the same segment and before our close_notify (OBSERVED §4.1 "eager preamble");
+        # those bytes are raw, not TLS.
         try:
-            step = self.handoff.receive(data)
+            step = self.handoff.receive(data, until_data=True)
+            out = step.out
+            if step.handshake_done:
+                out += self.handoff.send(wire.encode(wire.Xreg(self.pool.snikey.encode())))
+            items = list(self.framer.feed(step.data)) if step.data else []
+            while step.data and not items:  # a result split over records
+                step = self.handoff.receive(b"", until_data=True)
+                out += step.out
+                items = list(self.framer.feed(step.data)) if step.data else []
         except HandoffError as e:
             self.pool.hard_failure = str(e)
             self._fail(f"TLS setup with the proxy failed: {e}")
             return
-        out = step.out
-        if step.handshake_done:
-            out += self.handoff.send(wire.encode(wire.Xreg(self.pool.snikey.encode())))
+        except wire.WireError as e:
+            self._fail(f"bad answer to xreg: {e}")
+            return
         if out:
             self.transport.write(out)  # type: ignore[union-attr]
-        if not step.data:
+        if not items:
             return
-        for item in self.framer.feed(step.data):
-            if not isinstance(item, wire.Result):
-                self._fail(f"expected a result to xreg, got {type(item).__name__}")
-                return
-            # TLS is shut down but the TCP connection is kept (§6.2 step 4)
-            self.transport.write(self.handoff.close())  # type: ignore[union-attr]
-            if item.errid != 0:  # a soft failure: warn, the pool tries again
-                self._fail(f"xreg response received errid: {item.errid}")
-                return
-            self.state = "preamble"
-            self._arm()
+        item = items[0]
+        if not isinstance(item, wire.Result):
+            self._fail(f"expected a result to xreg, got {type(item).__name__}")
             return
+        # TLS is shut down but the TCP connection is kept (§6.2 step 4)
+        self.transport.write(self.handoff.close())  # type: ignore[union-attr]
+        rest = self.handoff.detach()
+        if item.errid != 0:  # a soft failure: warn, the pool tries again
+            self._fail(f"xreg response received errid: {item.errid}")
+            return
+        self.state = "preamble"
+        self._arm()
+        if rest:
+            self._preamble(rest)
 
     def _preamble(self, data: bytes) -> None:
         # The proxy may send its own close_notify first; scan for the preamble itself
@@ -135,6 +148,10 @@ class BacklogConnection(Protocol):
         self._disarm()
         if self.state == "endpoint":
             self.tls.connectionLost(reason)
+            if getattr(self.tls, "peer", None) is None:
+                # Its TLS setup never completed: not an attempt (-n counts those, as
+                # the reference does), so the slot it took is given back.
+                self.pool.unclaim()
             return
         state, self.state = self.state, "closed"
         self.pool.lost(self, state)

@@ -39,7 +39,11 @@ class ProgramDir:
             else:
                 self.skipped.append(f"{p.name}: unknown extension {p.suffix!r}")
                 continue
-            encoded = bytes([kind]) + p.read_bytes()
+            try:
+                encoded = bytes([kind]) + p.read_bytes()
+            except OSError as e:
+                self.skipped.append(f"{p.name}: cannot read: {e.strerror or e}")
+                continue
             self.by_digest[program_digest(encoded)] = (p, encoded)
 
     def for_digests(self, digests: Sequence[bytes]) -> tuple[list[bytes], list[bytes]]:

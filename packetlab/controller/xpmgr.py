@@ -14,6 +14,7 @@ the second exits at once (the running mlets get SIGTERM).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -46,7 +47,12 @@ from packetlab.tls import (
 )
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
-__all__ = ["HostPort", "Manager", "ManagerError", "parse_host_port"]
+__all__ = ["HANDSHAKE_TIMEOUT", "HostPort", "Manager", "ManagerError", "parse_host_port"]
+
+#: Seconds an endpoint has to complete the TLS handshake, directly or through a proxy.
+#: The reference waits for ever; a silent connection would hold a descriptor (and, in proxy
+#: mode, one of the -n attempts) for good.
+HANDSHAKE_TIMEOUT = 30.0
 
 
 class ManagerError(Exception):
@@ -71,13 +77,28 @@ def parse_host_port(text: str, default_port: int) -> HostPort:
         if not sep or (rest and not rest.startswith(":")):
             raise ValueError(f"bad address {text!r}: expected [IPv6]:PORT")
         port = rest[1:] if rest else str(default_port)
+        if not _is_ipv6(host):
+            raise ValueError(f"bad address {text!r}: {host!r} is not an IPv6 address")
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
     else:
         host, port = text, str(default_port)
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        if ":" in host and not _is_ipv6(host):
+            raise ValueError(
+                f"bad address {text!r}: not an IPv6 address (an IPv6 address with a port "
+                "is written [ADDR]:PORT)"
+            )
+    if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise ValueError(f"bad address {text!r}: expected ADDR[:PORT] with PORT 0..65535")
     return HostPort(host, int(port))
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass
@@ -209,15 +230,17 @@ class Manager:
         if self.active:
             return self._start_active()
         where = f"tcp:{self.address.port}:interface={self.address.host.replace(':', chr(92) + ':')}"
-        ep = PPKSServerEndpoint(serverFromString(self.reactor, where), self.options)
+        ep = PPKSServerEndpoint(serverFromString(self.reactor, where), self.options,
+                                handshake_timeout=(HANDSHAKE_TIMEOUT, self.reactor))  # fmt: skip
         d: Deferred[Any] = ep.listen(self.worker_factory())
 
         def listening(port: Any) -> Any:
             self.port = port
             host = port.getHost()
-            self.log.info("xpmgr listening on {h}:{p} (passive mode)", h=host.host, p=host.port)
+            where = HostPort(host.host, host.port)  # [v6]:PORT, as -a and endpoints take it
+            self.log.info("xpmgr listening on {where} (passive mode)", where=str(where))
             keys = ", ".join(self.snikeys)
-            self._say(f"xpmgr: listening on {host.host}:{host.port}; snikeys {keys}")
+            self._say(f"xpmgr: listening on {where}; snikeys {keys}")
             self._start_publication()
             return port
 
@@ -236,7 +259,8 @@ class Manager:
         except (OSError, PPKSError, ValueError) as e:
             raise ManagerError(f"ProxyCertRootPath: {e}") from None
         creator = PPKSClientCreator(creds, AuthMode.AGENT, roots)
-        server = PPKSTLSFactory(self.options, False, self.worker_factory())
+        server = PPKSTLSFactory(self.options, False, self.worker_factory(),
+                                handshake_timeout=(HANDSHAKE_TIMEOUT, self.reactor))  # fmt: skip
         for exp in self._exps:
             pool = BacklogPool(
                 self.reactor,
@@ -293,6 +317,8 @@ class Manager:
     # ---------------------------------------------------------------- per endpoint
 
     def _setup_for(self, worker: EndpointWorker) -> list[bytes]:
+        if self.wrapping_up:  # -n reached or SIGINT: greeting is over (§7.1)
+            raise ValueError("the manager is wrapping up; endpoint turned away")
         peer = peer_of(worker)
         exp = self._by_entry.get(id(peer.entry)) if peer is not None else None
         self.seen += 1

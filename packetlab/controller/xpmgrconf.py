@@ -1,8 +1,9 @@
 """`xpmgr.conf`, the reference experiment manager's config (PROTOCOL.md §7.2).
 
-One ``Key value`` per line, ``#`` starts a comment, lists are comma-separated, times are
-ns. Every key of the reference is read; `ResultsPath` is ours (where the per-endpoint JSON
-lines go). A bad line is a `XpmgrConfigError` naming the file, the line and the key.
+One ``Key value`` per line (any blanks between), ``#`` starts a comment, lists are
+comma-separated, times are ns. Every key of the reference is read; `ResultsPath` is ours
+(where the per-endpoint JSON lines go). A bad line is a `XpmgrConfigError` naming the
+file, the line and the key.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packetlab.ppks import is_valid_snikey
+from packetlab.wire.nvlist import GLOB_CHARS, VALUE_CHARS, NVListError, parse_nvlist
 
 __all__ = [
     "PREDEFINED_XDESCR_NAMES",
@@ -72,6 +74,7 @@ class XpmgrConfig:
     exp_exec: list[ExpExec] = field(default_factory=list)
     results_path: str | None = None
     path: str = ""
+    warnings: list[str] = field(default_factory=list)  # e.g. a key set twice
 
     @property
     def default_exp(self) -> ExpExec | None:
@@ -121,17 +124,40 @@ def _str(v: str) -> str:
     return v
 
 
+def _xdescr_values(glob: bool) -> object:
+    """A comma list whose entries go into the xdescr as values (checked now, not at
+    publication time)."""
+    allowed = VALUE_CHARS | GLOB_CHARS if glob else VALUE_CHARS
+
+    def parse(v: str) -> list[str]:
+        out = _list(v)
+        for x in out:
+            bad = sorted({c for c in x if c not in allowed})
+            if bad:
+                raise ValueError(f"{x!r}: characters an xdescr value cannot hold: {''.join(bad)!r}")
+        return out
+
+    return parse
+
+
+def _xdescr_value(v: str) -> str:
+    bad = sorted({c for c in v if c not in VALUE_CHARS})
+    if bad:
+        raise ValueError(f"characters an xdescr value cannot hold: {''.join(bad)!r}")
+    return v
+
+
 # key -> (attribute, parser)
 _KEYS: dict[str, tuple[str, object]] = {
     "EnableExpPublication": ("enable_publication", _bool),
     "BrokerAddr": ("broker_addr", _str),
     "PubAgentCertPath": ("pub_agent_cert", _str),
     "BrokerCertRootPath": ("broker_cert_roots", _list),
-    "PubControllerAddr": ("pub_controller_addr", _str),
+    "PubControllerAddr": ("pub_controller_addr", _xdescr_value),
     "PubPeriod": ("pub_period_ns", _uint),
     "PubExpPriority": ("pub_exp_priority", _uint),
     "PubCountry": ("pub_country", _country),
-    "PubLocation": ("pub_location", _list),
+    "PubLocation": ("pub_location", _xdescr_values(glob=True)),
     "GreetPeriodAfterPubEnd": ("greet_after_pub_end_ns", _uint),
     "ControllerPrivkeyPath": ("controller_privkey", _str),
     "ProgramDirPath": ("program_dir", _str),
@@ -181,19 +207,28 @@ def parse_exp_exec(value: str, where: str) -> ExpExec:
             raise XpmgrConfigError(
                 f"{where}: OVERRIDE_XDESCRNVP may not set {name!r} (the manager sets it)"
             )
+    if override.strip():
+        # checked now, not at publication time (pktxpmgr: "Cannot generate xdescr")
+        text = override if override.endswith(";") else override + ";"
+        try:
+            parse_nvlist(text, allow_duplicates=True, allow_glob=True)
+        except NVListError as e:
+            raise XpmgrConfigError(
+                f"{where}: OVERRIDE_XDESCRNVP {override!r} is not an xdescr name=value; list: {e}"
+            ) from None
     return ExpExec(is_default == "1", snikey or None, _list(chain), _list(eop), chans,
                    override, where)  # fmt: skip
 
 
 def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
     cfg = XpmgrConfig(path=path)
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        key, _, value = line.partition(" ")
-        value = value.strip()
+        key, *rest = line.split(None, 1)  # any run of blanks (spaces, tabs) separates
+        value = rest[0].strip() if rest else ""
         where = f"{path}:{n}"
         if key == "ExpExec":
             cfg.exp_exec.append(parse_exp_exec(value, where))
@@ -208,7 +243,9 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
             setattr(cfg, attr, parse(value))  # type: ignore[operator]
         except ValueError as e:
             raise XpmgrConfigError(f"{where}: {key} {value!r}: {e}") from None
-        seen.add(key)
+        if key in seen:
+            cfg.warnings.append(f"{where}: {key} repeated (line {seen[key]}); the last one wins")
+        seen[key] = n
     for key in ("EnableExpPublication", "ControllerPrivkeyPath"):
         if key not in seen:
             raise XpmgrConfigError(f"{path}: {key} is required")
@@ -236,7 +273,9 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
 
 def load_xpmgr_config(path: str | os.PathLike[str]) -> XpmgrConfig:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # any bytes, as the reference's C reader: paths keep theirs (os functions take
+        # surrogate-escaped strings), a stray Latin-1 comment does no harm
+        text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
     except OSError as e:
         raise XpmgrConfigError(f"cannot read {os.fspath(path)}: {e.strerror}") from None
     return parse_xpmgr_config(text, os.fspath(path))

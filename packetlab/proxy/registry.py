@@ -81,16 +81,23 @@ class BacklogRegistry(Generic[C]):
 class ProxyStats:
     registrations: int = 0  # backlog connections that completed registration
     registration_failures: int = 0
+    setup_busy: int = 0  # setup connections refused at once: too many registering
     splices: int = 0  # endpoints connected to a backlog
     active_splices: int = 0
     bytes_to_manager: int = 0  # endpoint -> manager
     bytes_to_endpoint: int = 0
     refusals: Counter[str] = field(default_factory=Counter)  # endpoint refusals by reason
 
-    def as_dict(self, registry: BacklogRegistry[object] | None = None) -> dict[str, object]:
+    def as_dict(
+        self,
+        registry: BacklogRegistry[object] | None = None,
+        now: dict[str, int] | None = None,
+    ) -> dict[str, object]:
+        """The counters; `now` adds gauges of the moment (e.g. connections pending)."""
         d: dict[str, object] = {
             "registrations": self.registrations,
             "registration_failures": self.registration_failures,
+            "setup_busy": self.setup_busy,
             "splices": self.splices,
             "active_splices": self.active_splices,
             "bytes_to_manager": self.bytes_to_manager,
@@ -100,10 +107,13 @@ class ProxyStats:
         if registry is not None:
             d["backlog"] = registry.total
             d["snikeys"] = registry.snikeys
+        d.update(now or {})
         return d
 
-    def line(self, registry: BacklogRegistry[object] | None = None) -> str:
-        d = self.as_dict(registry)
+    def line(
+        self, registry: BacklogRegistry[object] | None = None, now: dict[str, int] | None = None
+    ) -> str:
+        d = self.as_dict(registry, now)
         ref = d.pop("refusals")
         parts = [f"{k}={v}" for k, v in d.items()]
         parts.append("refusals=" + (",".join(f"{k}:{v}" for k, v in ref.items()) or "0"))  # type: ignore[attr-defined]

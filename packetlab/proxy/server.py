@@ -12,6 +12,7 @@ ways (`RelayEnd`). Every refusal is one log line, one counter and a clean close.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
@@ -24,15 +25,32 @@ from packetlab.tls import PPKSServerOptions
 from packetlab.tls.handoff import HandoffError, TLSHandoff
 from packetlab.wire.constants import Status
 
-from .clienthello import DEFAULT_HELLO_CAP, ClientHelloReader, HelloError
+from .clienthello import DEFAULT_HELLO_CAP, ClientHelloReader, Hello, HelloError
 from .registry import BacklogRegistry, ProxyStats, RegistryFull
 from .relay import RelayEnd
 from .splice import RELAY_MODES, SpliceRelay
 from .splice import available as splice_available
 
-__all__ = ["PREAMBLE", "Proxy"]
+__all__ = [
+    "DEFAULT_BACKLOG_WAIT",
+    "DEFAULT_KEEPALIVE",
+    "DEFAULT_PENDING_MAX",
+    "PREAMBLE",
+    "Proxy",
+    "keepalive",
+]
 
 PREAMBLE = b"PKTLAB"
+DEFAULT_PENDING_MAX = 1024  # per port: connections not yet routed / registered
+# TCP keepalive on every connection (seconds idle before the first probe; 0: off). An idle
+# backlog waits indefinitely, often through the manager's NAT, which forgets a silent
+# connection after minutes: the probes keep the mapping alive, and a manager or endpoint
+# that vanished is noticed (4 unanswered probes, KEEPALIVE/4 apart) instead of an endpoint
+# being spliced to a dead backlog.
+DEFAULT_KEEPALIVE = 60.0
+DEFAULT_BACKLOG_WAIT = 5.0  # s an endpoint may wait for a backlog of a snikey in use
+KNOWN_FOR = 600.0  # s a snikey counts as in use after its last backlog was seen
+_KEEPALIVE_PROBES = 4
 # TLS alert record: fatal unrecognized_name, sent before closing an endpoint we cannot route.
 _ALERT_UNRECOGNIZED_NAME = bytes.fromhex("15030300020270")
 _SETUP_BUFFER_CAP = 65536  # TLS bytes a registering manager may have in flight
@@ -53,6 +71,9 @@ class Proxy:
         setup_timeout: float = 10.0,
         registry: BacklogRegistry[SetupProtocol] | None = None,
         relay: str | None = None,
+        pending_max: int = DEFAULT_PENDING_MAX,
+        keepalive: float = DEFAULT_KEEPALIVE,
+        backlog_wait: float = DEFAULT_BACKLOG_WAIT,
     ) -> None:
         self.reactor = reactor
         self.tls_options = tls_options
@@ -62,6 +83,19 @@ class Proxy:
         self.registry: BacklogRegistry[SetupProtocol] = registry or BacklogRegistry()
         self.stats = ProxyStats()
         self.live: set[RelayEnd] = set()
+        # Connections per port not yet routed (endpoints) or registered (managers), oldest
+        # first: each holds up to a ClientHello or a TLS session, so their number is
+        # capped; a new one evicts the oldest (a slow-loris peer; a real one is quick).
+        self.pending_max = pending_max
+        self.keepalive = keepalive
+        # An endpoint whose snikey has no idle backlog now, but had one lately, waits up to
+        # `backlog_wait` s for the manager's replenishment (it registers a new backlog as
+        # soon as one is used): the reference endpoint drops the experiment on a TLS alert.
+        self.backlog_wait = backlog_wait
+        self.waiting: dict[str, dict[EndpointProtocol, None]] = {}
+        self._known: dict[str, float] = {}  # snikey -> when a backlog of it was last seen
+        self.pending: dict[str, dict[_Conn, None]] = {"endpoints": {}, "setup": {}}
+        self._saturated = {"endpoints": False, "setup": False}
         self.relays: set[SpliceRelay] = set()
         # "copy"/"splice": SpliceRelay on the sockets (Linux); "python": RelayEnd.
         self.relay = relay or ("copy" if splice_available() else "python")
@@ -76,11 +110,20 @@ class Proxy:
     def endpoint_factory(self) -> Factory:
         return _factory(lambda: EndpointProtocol(self))
 
+    def gauges(self) -> dict[str, int]:
+        """Connections of the moment: endpoints without a whole ClientHello or waiting for a
+        backlog, managers registering, endpoints waiting for a backlog."""
+        return {
+            "pending_endpoints": len(self.pending["endpoints"]),
+            "pending_setups": len(self.pending["setup"]),
+            "waiting": sum(len(q) for q in self.waiting.values()),
+        }
+
     def stats_line(self) -> str:
-        return self.stats.line(self.registry)  # type: ignore[arg-type]
+        return self.stats.line(self.registry, self.gauges())  # type: ignore[arg-type]
 
     def stats_json(self) -> str:
-        return json.dumps(self.stats.as_dict(self.registry))  # type: ignore[arg-type]
+        return json.dumps(self.stats.as_dict(self.registry, self.gauges()))  # type: ignore[arg-type]
 
     def close_all(self) -> None:
         for relay in list(self.relays):
@@ -88,6 +131,72 @@ class Proxy:
         for conn in list(self.live):
             if conn.transport is not None:
                 conn.transport.loseConnection()
+
+    def admit(self, conn: _Conn) -> None:
+        """Count `conn` as pending on its port; at `pending_max`, the oldest pending one
+        there is closed first (logged once per episode, counted each time)."""
+        pending = self.pending[conn.port]
+        if len(pending) >= self.pending_max:
+            oldest = next(iter(pending))
+            del pending[oldest]
+            if not self._saturated[conn.port]:
+                self._saturated[conn.port] = True
+                self.log.warn(
+                    "{port} port: {n} connections pending (cap {cap}, --pending-max): "
+                    "closing the oldest pending one for each new one",
+                    port=conn.port,
+                    n=len(pending) + 1,
+                    cap=self.pending_max,
+                )
+            oldest.evict()
+        pending[conn] = None
+
+    def release(self, conn: _Conn) -> None:
+        pending = self.pending[conn.port]
+        if conn not in pending:
+            return
+        del pending[conn]
+        if self._saturated[conn.port] and len(pending) < self.pending_max * 3 // 4:
+            self._saturated[conn.port] = False
+            self.log.info(
+                "{port} port: {n} connections pending, under the cap again (evicted "
+                "so far: {busy} endpoint(s), {setups} manager(s))",
+                port=conn.port,
+                n=len(pending),
+                busy=self.stats.refusals["busy"],
+                setups=self.stats.setup_busy,
+            )
+
+    def seen_snikey(self, snikey: str) -> None:
+        now = self.reactor.seconds()
+        self._known.pop(snikey, None)
+        self._known[snikey] = now  # the dict stays oldest first
+        if len(self._known) > 2 * self.registry.total_cap:  # bounded by the caps
+            for key in list(self._known)[: len(self._known) // 2]:
+                del self._known[key]
+
+    def expects(self, snikey: str) -> bool:
+        """Whether a backlog of `snikey` is likely to come: one was seen in the last
+        `KNOWN_FOR` s (a manager serving it, between two replenishments)."""
+        seen = self._known.get(snikey)
+        return seen is not None and self.reactor.seconds() - seen < KNOWN_FOR
+
+    def wait_for_backlog(self, endpoint: EndpointProtocol, snikey: str) -> None:
+        self.waiting.setdefault(snikey, {})[endpoint] = None
+
+    def stop_waiting(self, endpoint: EndpointProtocol, snikey: str) -> None:
+        queue = self.waiting.get(snikey)
+        if queue is not None and queue.pop(endpoint, 0) is None and not queue:
+            del self.waiting[snikey]
+
+    def waiter(self, snikey: str) -> EndpointProtocol | None:
+        """The endpoint that has waited longest for a backlog of `snikey` (removed)."""
+        queue = self.waiting.get(snikey)
+        if not queue:
+            return None
+        endpoint = next(iter(queue))
+        self.stop_waiting(endpoint, snikey)
+        return endpoint
 
     def later(self, delay: float, f: Any, *args: Any) -> IDelayedCall:
         return self.reactor.callLater(delay, f, *args)
@@ -108,10 +217,22 @@ class _Conn(RelayEnd):
         self._closing = False
         self.kernel = False  # relayed by SpliceRelay: the transport only closes
 
+    port = "?"
+
     def connectionMade(self) -> None:
         self.proxy.live.add(self)
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer_text = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        self.proxy.admit(self)
+        keepalive(self.transport, self.proxy.keepalive)
+
+    def _settled(self) -> None:
+        """Routed or registered (or gone): no longer pending."""
+        self.proxy.release(self)
+
+    def evict(self) -> None:
+        """Closed to make room for a newer pending connection (no log line each)."""
+        raise NotImplementedError
 
     def _arm(self, seconds: float, why: str) -> None:
         self._timer = self.proxy.later(seconds, self._expired, why)
@@ -136,9 +257,30 @@ class _Conn(RelayEnd):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._disarm()
+        self._settled()
         self.proxy.live.discard(self)
         if self.spliced:
             self.relay_lost(reason)
+
+
+def keepalive(transport: Any, idle: float) -> bool:
+    """TCP keepalive on `transport`: the first probe after `idle` s of silence, then one
+    every idle/4 s, given up after `_KEEPALIVE_PROBES`. False where it cannot be set."""
+    setter = getattr(transport, "setTcpKeepAlive", None)
+    if not idle or setter is None:
+        return False
+    try:
+        setter(True)
+        sock = transport.getHandle()
+        first = max(1, round(idle))
+        for name, value in (("TCP_KEEPIDLE", first), ("TCP_KEEPINTVL", max(1, first // 4)),
+                            ("TCP_KEEPCNT", _KEEPALIVE_PROBES)):  # fmt: skip
+            opt = getattr(socket, name, None)
+            if opt is not None:  # Linux; elsewhere the system's timers
+                sock.setsockopt(socket.IPPROTO_TCP, opt, value)
+    except (OSError, AttributeError):  # not TCP
+        return False
+    return True
 
 
 def _unbuffered(*transports: Any) -> bool:
@@ -161,6 +303,8 @@ class SetupProtocol(_Conn):
         self.state = "tls"  # tls -> close_notify -> echo -> backlog -> spliced
         self._echo = b""
 
+    port = "setup"
+
     def connectionMade(self) -> None:
         super().connectionMade()
         self.tls = TLSHandoff(
@@ -180,6 +324,11 @@ class SetupProtocol(_Conn):
         self.proxy.log.warn(
             "setup {peer}: {text}; closing", peer=self.peer_text, text=text, reason=reason
         )
+        self._close()
+
+    def evict(self) -> None:
+        self.proxy.stats.registration_failures += 1
+        self.proxy.stats.setup_busy += 1
         self._close()
 
     def dataReceived(self, data: bytes) -> None:
@@ -258,14 +407,21 @@ class SetupProtocol(_Conn):
             why = "bytes after the preamble echo" if self.snikey else "xreg was refused"
             self.refuse("bad_echo", why)
             return
-        try:
-            self.proxy.registry.add(self.snikey, self)
-        except RegistryFull as e:
-            self.refuse("full", str(e))
-            return
+        waiter = self.proxy.waiter(self.snikey)
+        if waiter is None:
+            try:
+                self.proxy.registry.add(self.snikey, self)
+            except RegistryFull as e:
+                self.refuse("full", str(e))
+                return
         self._disarm()
+        self._settled()
         self.state = "backlog"
+        self.proxy.seen_snikey(self.snikey)
         self.proxy.stats.registrations += 1
+        if waiter is not None:  # an endpoint was waiting for this snikey: route it now
+            waiter.route(self)
+            return
         self.proxy.log.info(
             "backlog {peer} registered for snikey {snikey} ({n} idle)",
             peer=self.peer_text,
@@ -307,6 +463,10 @@ class EndpointProtocol(_Conn):
         super().__init__(proxy)
         self.reader = ClientHelloReader(proxy.hello_cap)
         self.relay: SpliceRelay | None = None
+        self.hello: Hello | None = None  # while waiting for a backlog
+        self._more = b""  # bytes after the hello while waiting
+
+    port = "endpoints"
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -314,9 +474,14 @@ class EndpointProtocol(_Conn):
             self.proxy.hello_timeout, f"no complete ClientHello in {self.proxy.hello_timeout:g} s"
         )
 
+    def _unwait(self) -> None:
+        if self.hello is not None and self.hello.sni is not None:
+            self.proxy.stop_waiting(self, self.hello.sni)
+
     def refuse(self, reason: str, text: str, *, alert: bytes = b"") -> None:
         if self._closing:
             return
+        self._unwait()
         self.proxy.stats.refusals[reason] += 1
         self.proxy.log.warn(
             "endpoint {peer} refused ({reason}): {text}",
@@ -332,11 +497,19 @@ class EndpointProtocol(_Conn):
             return
         self._close()
 
+    def evict(self) -> None:
+        self._unwait()
+        self.proxy.stats.refusals["busy"] += 1
+        self._close()
+
     def dataReceived(self, data: bytes) -> None:
         if self.spliced:
             self.relay_data(data)
             return
         if self._closing:
+            return
+        if self.hello is not None:
+            self._waiting_data(data)
             return
         try:
             hello = self.reader.feed(data)
@@ -349,14 +522,44 @@ class EndpointProtocol(_Conn):
             self.refuse("no_sni", "ClientHello without SNI", alert=_ALERT_UNRECOGNIZED_NAME)
             return
         backlog = self.proxy.registry.take(hello.sni)
-        if backlog is None:
+        self.hello = hello
+        if backlog is not None:
+            self.proxy.seen_snikey(hello.sni)
+            self.route(backlog)
+        elif self.proxy.backlog_wait and self.proxy.expects(hello.sni):
+            self._disarm()
+            self.proxy.wait_for_backlog(self, hello.sni)
+            wait = self.proxy.backlog_wait
+            self._timer = self.proxy.later(wait, self._no_backlog, wait)
+        else:
             self.refuse(
                 "unknown_snikey",
                 f"no backlog connection for snikey {hello.sni!r}",
                 alert=_ALERT_UNRECOGNIZED_NAME,
             )
-            return
+
+    def _waiting_data(self, data: bytes) -> None:
+        assert self.hello is not None
+        self._more += data
+        if len(self.hello.raw) + len(self._more) > self.proxy.hello_cap:
+            self.refuse("too_large", f"more than {self.proxy.hello_cap} bytes before a backlog")
+
+    def _no_backlog(self, wait: float) -> None:
+        self._timer = None
+        sni = self.hello.sni if self.hello is not None else None
+        self.refuse(
+            "no_backlog",
+            f"no backlog connection for snikey {sni!r} within {wait:g} s",
+            alert=_ALERT_UNRECOGNIZED_NAME,
+        )
+
+    def route(self, backlog: SetupProtocol) -> None:
+        """Splice this endpoint (its ClientHello read) to `backlog`."""
+        hello = self.hello
+        assert hello is not None and hello.sni is not None
+        raw, self.hello, self._more = hello.raw + self._more, None, b""
         self._disarm()
+        self._settled()
         backlog.state = "spliced"
         self.proxy.stats.splices += 1
         self.proxy.stats.active_splices += 1
@@ -376,7 +579,7 @@ class EndpointProtocol(_Conn):
                 self.proxy.reactor,
                 self.transport,
                 backlog.transport,
-                a_to_b=hello.raw,
+                a_to_b=raw,
                 count_ab=lambda n: setattr(stats, "bytes_to_manager", stats.bytes_to_manager + n),
                 count_ba=lambda n: setattr(stats, "bytes_to_endpoint", stats.bytes_to_endpoint + n),
                 done=self._relay_done,
@@ -386,7 +589,7 @@ class EndpointProtocol(_Conn):
                 self.proxy.relays.add(self.relay)
             return
         self.splice(backlog)
-        self.relay_data(hello.raw)
+        self.relay_data(raw)
 
     def _relay_done(self, error: str | None) -> None:
         if self.relay is not None:
@@ -399,9 +602,11 @@ class EndpointProtocol(_Conn):
         if self.spliced:
             self.relay_eof()
         elif not self._closing:
-            self.refuse("eof", "closed before a complete ClientHello")
+            when = "while waiting for a backlog" if self.hello else "before a complete ClientHello"
+            self.refuse("eof", f"closed {when}")
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._unwait()
         if self.spliced or self.kernel:
             self.proxy.stats.active_splices -= 1
         super().connectionLost(reason)

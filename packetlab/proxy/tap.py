@@ -19,7 +19,7 @@ from packetlab.tapoptions import TapOptions, stop_daemon, tap_service
 from packetlab.tls import AuthMode, Credentials, PPKSServerOptions, ServerEntry, TLSConfigError
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
-__all__ = ["AGENT_CERT", "AGENT_KEY", "Options", "makeService"]
+__all__ = ["AGENT_CERT", "AGENT_KEY", "Options", "default_pending_max", "makeService"]
 
 AGENT_CERT = "agent_prx_prx"  # written by `pktlab init`
 AGENT_KEY = "k_prx"
@@ -37,6 +37,9 @@ _CONFIG_KEYS = {
     "SetupTimeout": "setup-timeout",
     "BacklogPerSNIKey": "backlog-per-snikey",
     "BacklogMax": "backlog-max",
+    "PendingMax": "pending-max",
+    "KeepAlive": "keepalive",
+    "BacklogWait": "backlog-wait",
     "StatsInterval": "stats-interval",
     "StatsFile": "stats-file",
     "Relay": "relay",
@@ -50,10 +53,13 @@ _DEFAULTS: dict[str, Any] = {
     "setup-timeout": 10.0,
     "backlog-per-snikey": 64,
     "backlog-max": 4096,
+    "keepalive": 60.0,
+    "backlog-wait": 5.0,
     "stats-interval": 60.0,
 }
-_NUMBERS = {"hello-cap": int, "backlog-per-snikey": int, "backlog-max": int,
-            "hello-timeout": float, "setup-timeout": float, "stats-interval": float}  # fmt: skip
+_NUMBERS = {"hello-cap": int, "backlog-per-snikey": int, "backlog-max": int, "pending-max": int,
+            "hello-timeout": float, "setup-timeout": float, "stats-interval": float,
+            "keepalive": float, "backlog-wait": float}  # fmt: skip
 
 
 class Options(TapOptions):
@@ -87,6 +93,17 @@ class Options(TapOptions):
         ["setup-timeout", None, None, "Seconds a manager has to finish registering [10]."],
         ["backlog-per-snikey", None, None, "Idle backlog connections per snikey [64]."],
         ["backlog-max", None, None, "Idle backlog connections in all [4096]."],
+        ["pending-max", None, None,
+         "Connections per port still without a complete ClientHello (endpoints) or "
+         "registration (managers); each new one beyond closes the oldest [1024, or "
+         "1/8 of the descriptor limit if lower]."],
+        ["backlog-wait", None, None,
+         "Seconds an endpoint whose snikey has no idle backlog, but had one in the last "
+         "10 minutes, waits for the manager to register one; 0: refuse at once [5]."],
+        ["keepalive", None, None,
+         "Seconds of silence before TCP keepalive probes on every connection (idle "
+         "backlogs included: keeps a manager's NAT mapping, notices a vanished peer); "
+         "0: off [60]."],
         ["stats-interval", None, None, "Seconds between counter log lines, 0: never [60]."],
         ["stats-file", None, None, "Write the counters as JSON to this file at each interval."],
         ["relay", None, None,
@@ -104,6 +121,8 @@ class Options(TapOptions):
                 if self[opt] is None:
                     self[opt], origin[opt] = value, f"{where}: {key}"
         self["origins"] = origin
+        if self["pending-max"] is None:
+            self["pending-max"] = default_pending_max()
         for opt, value in _DEFAULTS.items():
             if self[opt] is None:
                 self[opt] = value
@@ -148,6 +167,19 @@ class Options(TapOptions):
         self["roots"] = roots
 
 
+def default_pending_max(nofile: int | None = None) -> int:
+    """1024 pending connections per port, fewer under a low descriptor limit: both ports'
+    pending ones, the backlogs and the splices (two descriptors each) must fit, or accept()
+    fails with EMFILE and Twisted retries it in a busy loop."""
+    if nofile is None:
+        import resource
+
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if nofile == resource.RLIM_INFINITY:
+            return 1024
+    return max(16, min(1024, nofile // 8))
+
+
 def _read_config(path: Path) -> dict[str, tuple[str, str]]:
     """Key -> (value, "FILE:LINE") of a config file of "Key value" lines."""
     try:
@@ -159,7 +191,8 @@ def _read_config(path: Path) -> dict[str, tuple[str, str]]:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        key, _, value = line.partition(" ")
+        key, *rest = line.split(None, 1)  # any run of blanks (spaces, tabs) separates
+        value = rest[0] if rest else ""
         if key not in _CONFIG_KEYS:
             hint = difflib.get_close_matches(key, list(_CONFIG_KEYS), n=1)
             known = f"did you mean {hint[0]}?" if hint else "keys: " + ", ".join(_CONFIG_KEYS)
@@ -233,6 +266,9 @@ def makeService(options: Options) -> IService:
         hello_timeout=options["hello-timeout"],
         setup_timeout=options["setup-timeout"],
         relay=options["relay"],
+        pending_max=options["pending-max"],
+        keepalive=options["keepalive"],
+        backlog_wait=options["backlog-wait"],
         registry=BacklogRegistry(
             per_snikey=options["backlog-per-snikey"], total=options["backlog-max"]
         ),

@@ -72,9 +72,14 @@ class TLSHandoff:
             self._handshake()
         return self._pending_out()
 
-    def receive(self, data: bytes) -> Step:
+    def receive(self, data: bytes, *, until_data: bool = False) -> Step:
         """Feed bytes from the peer. Raises `HandoffError` (TLS failure or a refused peer:
-        `__cause__` is the pyOpenSSL error or `PeerVerificationError`)."""
+        `__cause__` is the pyOpenSSL error or `PeerVerificationError`).
+
+        `until_data`: stop after the first record that gave application data and keep
+        the bytes after it unread (`receive(b"", until_data=True)` goes on, `detach()`
+        takes them raw), for a peer that may follow its last record with raw bytes
+        without a close_notify of its own (a proxy's eager `PKTLAB`)."""
         step = Step()
         if self.closed:
             step.rest = bytes(data)
@@ -92,10 +97,19 @@ class TLSHandoff:
             self.conn.bio_write(bytes(self._buf[:end]))
             del self._buf[:end]
             self._advance(step)
+            if until_data and step.data:
+                break
         if self.closed:
             step.rest, self._buf = bytes(self._buf), bytearray()
         step.out = self._pending_out()
         return step
+
+    def detach(self) -> bytes:
+        """End TLS on our side without reading more of it: the bytes received but not
+        yet given to OpenSSL, raw; later `receive` calls return their bytes as `rest`."""
+        self.closed = True
+        rest, self._buf = bytes(self._buf), bytearray()
+        return rest
 
     def send(self, data: bytes) -> bytes:
         """Encrypt application data (one record); returns the bytes to write."""

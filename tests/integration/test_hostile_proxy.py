@@ -320,3 +320,48 @@ def test_slow_peers_are_cut_off_at_their_deadline(proxy: ProxyProc) -> None:
     assert took < SETUP_TIMEOUT + 5
     proxy.wait_log(rf"registration not done in {SETUP_TIMEOUT:g} s")
     check("slow peers", proxy, before)
+
+
+def test_pending_cap_evicts_the_oldest_and_serves_a_real_pair(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A slow-loris flood larger than --pending-max on each port (partial ClientHellos,
+    silent setup connections, a long hello timeout): the proxy holds at most the cap per
+    port, closes the oldest for each new one with one log line per port, and a real
+    manager and endpoint get through in the middle of the flood."""
+    home = pktlab_init(tmp_path_factory.mktemp("pxcap") / "home").root
+    cap = 40
+    p = ProxyProc(tmp_path_factory.mktemp("proxycap"), home, "--pending-max", str(cap),
+                  "--hello-timeout", "60", "--setup-timeout", "60")  # fmt: skip
+    try:
+        before = settle(p.proc.pid, fds=0, seconds=2)
+        partial = client_hello("slowloris")[:40]
+        flood = []
+        for _ in range(200):
+            s = connect(p.endpoints)
+            s.sendall(partial)
+            flood.append(s)
+            flood.append(connect(p.setup))
+        healthy(p)  # evicts one pending connection per port to get in
+        stats = p.counters(f"refusals.get('busy', 0) >= {200 - cap} and setup_busy >= {200 - cap}")
+        open_ = 0
+        for s in flood:
+            try:
+                s.settimeout(0.01)
+                if s.recv(1) != b"":
+                    open_ += 1
+            except TimeoutError:
+                open_ += 1
+            except OSError:
+                pass
+        assert open_ <= 2 * cap, (open_, stats)
+        held = settle(p.proc.pid, fds=before.fds + 2 * cap + 8, seconds=10)
+        assert held.fds <= before.fds + 2 * cap + 8, (before.fds, held.fds)
+        text = p.text()
+        assert text.count("closing the oldest pending one") == 2, text[-3000:]
+        for s in flood:
+            s.close()
+        p.wait_log("under the cap again")
+        assert p.proc.poll() is None and "Traceback" not in p.text()
+    finally:
+        p.stop()

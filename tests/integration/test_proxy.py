@@ -27,7 +27,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Iterator[ProxyProc]:
     p = ProxyProc(tmp_path_factory.mktemp("proxy"), home, "--hello-cap", "4096",
-                  "--hello-timeout", "0.5", "--setup-timeout", "1")  # fmt: skip
+                  "--hello-timeout", "0.5", "--setup-timeout", "1",
+                  "--backlog-wait", "0.5")  # fmt: skip
     yield p
     p.stop()
 
@@ -93,8 +94,9 @@ def test_idle_backlogs_are_used_oldest_first_and_leave_when_closed(proxy: ProxyP
     first.settimeout(5)
     assert first.recv(10)[:1] == b"\x16"
     ep2 = connect(proxy.endpoints)
-    ep2.sendall(client_hello("order2"))
+    ep2.sendall(client_hello("order2"))  # in use lately: it waits --backlog-wait for one
     assert closed_by_peer(ep2) == ALERT_UNRECOGNIZED_NAME
+    proxy.wait_log(r"refused \(no_backlog\): no backlog connection for snikey 'order2' within")
     for s in (ep, ep2, first, second):
         s.close()
 
@@ -312,3 +314,27 @@ def test_slow_manager_pauses_the_endpoint_instead_of_buffering(
         assert total == sent + len(hello)
     finally:
         proxy.stop()
+
+
+def test_endpoint_waits_for_the_backlog_the_manager_registers_next(proxy: ProxyProc) -> None:
+    """Two endpoints, one idle backlog: the second waits (--backlog-wait) and is spliced
+    to the backlog registered next, its ClientHello unchanged."""
+    first = register(proxy.setup, "waitkey1")
+    proxy.wait_log(r"registered for snikey waitkey1")
+    ep1, ep2 = connect(proxy.endpoints), connect(proxy.endpoints)
+    ep1.sendall(client_hello("waitkey1"))
+    first.settimeout(5)
+    assert first.recv(10)[:1] == b"\x16"
+    hello = client_hello("waitkey1")
+    ep2.sendall(hello)
+    time.sleep(0.1)
+    second = register(proxy.setup, "waitkey1")
+    second.settimeout(5)
+    got = b""
+    while len(got) < len(hello):
+        chunk = second.recv(65536)
+        assert chunk, "backlog closed before the hello came"
+        got += chunk
+    assert got == hello
+    for s in (ep1, ep2, first, second):
+        s.close()

@@ -311,3 +311,30 @@ def test_campaign_through_the_manager(
     assert all(r["status"] == 200 and r["body_len"] == len(BODY) for r in http)
     summaries = [r for r in records if r.get("type") == "summary" and "measurement" in r]
     assert sorted(r["endpoint"] for r in summaries) == ["v0", "v1"]
+
+
+def test_active_mode_more_endpoints_at_once_than_backlogs(
+    tmp_path: Path, home: Path, c_mlet: Path, web: int, procs: list[object]
+) -> None:
+    """Four endpoints at once, one backlog: the proxy holds each one whose snikey has no
+    idle backlog until the manager's replenishment registers the next (a TLS alert would
+    make a reference endpoint drop the experiment): no endpoint is refused, all run."""
+    proxy = ProxyProc(tmp_path, home)
+    procs.append(proxy)
+    conf = active_conf(home, tmp_path / "active.conf", "xpsni5", "TargetBacklogConn 1")
+    n = 4
+    xp = XpmgrProc(tmp_path, conf, [str(c_mlet), "127.0.0.1", str(web)], "-n", str(n),
+                   addr=f"127.0.0.1:{proxy.setup}")  # fmt: skip
+    procs.append(xp)
+    proxy.counters("backlog == 1")
+    procs.extend(
+        EndpointProc(tmp_path, home, f"127.0.0.1:{proxy.endpoints}", "--snikey", "xpsni5",
+                     "--sessions", "1", "--host-id", f"ep{i}")
+        for i in range(n)
+    )  # fmt: skip
+    assert xp.wait_exit(60) == 0, xp.text()
+    results = xp.result_lines()
+    assert sorted(r["hostid"] for r in results) == [f"ep{i}" for i in range(n)], results
+    assert all(r["status"] == "done" for r in results), results
+    stats = proxy.counters(f"splices == {n}")
+    assert stats["refusals"] == {}, stats

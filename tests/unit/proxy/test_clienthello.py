@@ -147,3 +147,114 @@ def test_corrupted_hello_never_crashes(pos: int, junk: bytes) -> None:
         ClientHelloReader().feed(bytes(hello))
     except HelloError:
         pass
+
+
+# -- hand-built ClientHellos: the extension edge cases real clients produce ------------
+
+
+def ext(etype: int, body: bytes) -> bytes:
+    return struct.pack(">HH", etype, len(body)) + body
+
+
+def sni_ext(*names: tuple[int, bytes]) -> bytes:
+    entries = b"".join(struct.pack(">BH", t, len(n)) + n for t, n in names)
+    return ext(0, struct.pack(">H", len(entries)) + entries)
+
+
+def hello_bytes(exts: list[bytes], *, record_version: bytes = b"\x03\x01") -> bytes:
+    body = b"\x03\x03" + bytes(32) + b"\x20" + bytes(32)  # legacy_version, random, session id
+    suites = b"\x0a\x0a\x13\x01\x13\x02"  # GREASE first, as browsers do
+    body += struct.pack(">H", len(suites)) + suites + b"\x01\x00"
+    blob = b"".join(exts)
+    body += struct.pack(">H", len(blob)) + blob
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16" + record_version + struct.pack(">H", len(hs)) + hs
+
+
+GREASE = [ext(0x0A0A, b""), ext(0x1A1A, b"\x00")]
+VERSIONS = ext(43, b"\x04\x7a\x7a\x03\x04")  # supported_versions with a GREASE version
+
+
+@pytest.mark.parametrize(
+    ("exts", "sni"),
+    [
+        ([*GREASE, sni_ext((0, b"k1")), VERSIONS], "k1"),  # GREASE around SNI
+        ([VERSIONS, ext(21, bytes(400)), sni_ext((0, b"k1"))], "k1"),  # padding before SNI
+        ([sni_ext((0, b"k1")), ext(21, bytes(300))], "k1"),  # padding (RFC 7685) last
+        # ECH (draft-ietf-tls-esni): the outer hello's SNI is the public name; we route on it
+        ([sni_ext((0, b"public1")), ext(0xFE0D, b"\x00" + bytes(200)), VERSIONS], "public1"),
+        ([sni_ext((1, b"other"), (0, b"k1"))], "k1"),  # an unknown NameType first
+        ([sni_ext((0, b"a" * 63))], "a" * 63),  # the longest snikey
+        ([*GREASE, VERSIONS], None),  # no server_name
+        ([sni_ext()], None),  # an empty server_name_list
+        ([], None),  # an empty extension block
+    ],
+)
+def test_extension_edge_cases(exts: list[bytes], sni: str | None) -> None:
+    data = hello_bytes(exts)
+    for chunk in (len(data), 1, 7):
+        got = feed_all(data, chunk)
+        assert got is not None and got.sni == sni and got.raw == data
+
+
+@pytest.mark.parametrize("version", [b"\x03\x00", b"\x03\x01", b"\x03\x03"])
+def test_any_record_version_3_x(version: bytes) -> None:
+    data = hello_bytes([sni_ext((0, b"k1"))], record_version=version)
+    assert ClientHelloReader().feed(data) == Hello("k1", data)
+
+
+def test_handshake_header_split_across_records() -> None:
+    """Handshake fragmentation: the 4-byte handshake header itself cut over records of
+    1..3 bytes, the rest in records of 5 bytes, all in one segment or byte by byte."""
+    one = hello_bytes([*GREASE, sni_ext((0, b"k1")), ext(21, bytes(100))])
+    body = one[5:]
+    pieces = [body[:1], body[1:3], body[3:4]] + [body[i : i + 5] for i in range(4, len(body), 5)]
+    data = b"".join(b"\x16\x03\x01" + struct.pack(">H", len(p)) + p for p in pieces)
+    for chunk in (len(data), 1, 13):
+        got = feed_all(data, chunk)
+        assert got is not None and got.sni == "k1" and got.raw == data
+
+
+def test_hello_and_the_next_record_in_one_segment_are_kept_whole() -> None:
+    """A second handshake message in the hello's record, and a following record of
+    another type (early data): all forwarded unchanged."""
+    one = hello_bytes([sni_ext((0, b"k1"))])
+    body = one[5:] + b"\x14\x00\x00\x00"  # something after the ClientHello, same record
+    data = b"\x16\x03\x01" + struct.pack(">H", len(body)) + body + b"\x17\x03\x03\x00\x01x"
+    assert ClientHelloReader().feed(data) == Hello("k1", data)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (hello_bytes([sni_ext((0, b""))]), "bad_sni"),  # an empty host_name
+        (hello_bytes([sni_ext((0, "ké".encode()))]), "bad_sni"),  # not ASCII
+        (hello_bytes([ext(0, b"\x00\x09\x00\x00\x09k1")]), "malformed"),  # name past its list
+        (hello_bytes([ext(0, b"\x00")]), "malformed"),  # a server_name of one byte
+        (hello_bytes([ext(0, b"")]), "malformed"),  # empty, as only a ServerHello has it
+        (hello_bytes([b"\x00\x00\x00\x10\x00"]), "malformed"),  # extension past the block
+        # a ClientHello in one record, then an alert record before the next fragment
+        (b"\x16\x03\x01\x00\x02\x01\x00" + b"\x15\x03\x03\x00\x02\x02\x28", "not_tls"),
+        (b"\x80\x2e\x01\x03\x01" + bytes(40), "not_tls"),  # an SSLv2-format hello
+        (b"\x16\x02\x00\x00\x10" + bytes(16), "not_tls"),
+        (b"\x16\x03\x01\x00\x00", "bad_record"),  # a zero-length handshake fragment
+        (b"\x16\x03\x01\x00\x04\x02\x00\x00\x00", "not_client_hello"),  # ServerHello
+    ],
+)
+def test_bad_hellos_have_their_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(HelloError) as e:
+        for i in range(len(data)):  # byte by byte: no partial read may crash either
+            ClientHelloReader().feed(data[: i + 1])
+    assert e.value.reason == reason
+
+
+def test_many_tiny_records_count_toward_the_cap() -> None:
+    """1-byte records make a 5x larger stream: the cap bounds the bytes buffered, not
+    the ClientHello's own size."""
+    one = hello_bytes([sni_ext((0, b"k1")), ext(21, bytes(600))])
+    body = one[5:]
+    data = b"".join(b"\x16\x03\x01\x00\x01" + body[i : i + 1] for i in range(len(body)))
+    with pytest.raises(HelloError) as e:
+        feed_all(data, 64, cap=2048)
+    assert e.value.reason == "too_large"
+    assert feed_all(data, 64, cap=len(data)) is not None

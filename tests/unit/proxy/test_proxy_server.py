@@ -6,14 +6,17 @@ half-close, refusals and timeouts on a task.Clock, and the manager-side backlog.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 from typing import Any
 
 import pytest
 from OpenSSL import SSL
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from packetlab import wire
 from packetlab.ppks import generate_private_key, issue_certificate
@@ -44,6 +47,7 @@ class HalfCloseTransport(StringTransport):
         super().__init__()
         self.handle = NearSocket()
         self.nodelay = False
+        self.keepalive = False
         self.write_closed = False
         self.producer_registrations: list[Any] = []
 
@@ -52,6 +56,9 @@ class HalfCloseTransport(StringTransport):
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         self.nodelay = enabled
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.keepalive = enabled
 
     def getHandle(self) -> NearSocket:
         return self.handle
@@ -133,7 +140,8 @@ def test_endpoint_spliced_to_the_backlog_and_relayed_with_half_close(
     assert et.producer is bt and bt.producer is et  # backpressure both ways
     assert et.nodelay and bt.nodelay  # no Nagle wait for a relayed small message
     for t in (et, bt):  # a near peer: a fixed receive buffer, no autotuning
-        assert t.handle.set == [(socket.SOL_SOCKET, socket.SO_RCVBUF, NEAR_RCVBUF)]
+        rcvbuf = [o for o in t.handle.set if o[0] == socket.SOL_SOCKET]
+        assert rcvbuf == [(socket.SOL_SOCKET, socket.SO_RCVBUF, NEAR_RCVBUF)]
     backlog.dataReceived(b"server flight")
     assert et.value() == b"server flight"
     ep.readConnectionLost()  # endpoint FIN -> manager write side closed
@@ -263,3 +271,159 @@ def test_manager_backlog_finds_an_overlapping_preamble() -> None:
     assert pool.established_with == []
     conn.dataReceived(b"LAB")
     assert t.value() == PREAMBLE and pool.established_with == [conn] and conn.state == "idle"
+
+
+def test_pending_connections_are_capped_per_port_with_one_log_line(
+    options: PPKSServerOptions,
+) -> None:
+    """Slow-loris / half-open floods: at most `pending_max` connections per port may sit
+    without a complete ClientHello (endpoints) or registration (managers); each new one
+    beyond evicts the oldest (counted; logged once per episode, not once per connection),
+    so a real endpoint, quick with its ClientHello, still gets through."""
+    from twisted.logger import Logger
+
+    proxy, _ = make_proxy(options, pending_max=4)
+    events: list[dict[str, Any]] = []
+    proxy.log = Logger(observer=events.append)  # type: ignore[arg-type]
+    register(proxy)  # a registered backlog is no longer pending
+    assert proxy.pending == {"endpoints": {}, "setup": {}}
+
+    def conn(factory: Any) -> tuple[Any, HalfCloseTransport]:
+        p = factory.buildProtocol(None)
+        t = HalfCloseTransport()
+        p.makeConnection(t)
+        return p, t
+
+    slow = [conn(proxy.endpoint_factory()) for _ in range(7)]
+    assert [t.disconnecting for _, t in slow] == [True] * 3 + [False] * 4
+    assert proxy.stats.refusals["busy"] == 3 and len(proxy.pending["endpoints"]) == 4
+    full = [e for e in events if "closing the oldest" in e["log_format"]]
+    assert len(full) == 1 and full[0]["port"] == "endpoints"
+    ep, et = conn(proxy.endpoint_factory())  # a real endpoint amid the flood
+    ep.dataReceived(client_hello("k1"))
+    assert ep.spliced and not et.disconnecting
+    # the setup port has its own count
+    setups = [conn(proxy.setup_factory()) for _ in range(5)]
+    assert [t.disconnecting for _, t in setups] == [True] + [False] * 4
+    assert proxy.stats.setup_busy == 1 and proxy.stats.registration_failures == 1
+    for p, _ in slow[4:]:
+        p.connectionLost(Failure(ConnectionDone()))
+    assert proxy.pending["endpoints"] == {} and proxy.stats.refusals["busy"] == 4
+    assert any("under the cap again" in e["log_format"] for e in events)
+
+
+def test_keepalive_on_both_ports(options: PPKSServerOptions) -> None:
+    """An idle backlog waits indefinitely, often behind the manager's NAT: TCP keepalive
+    keeps the mapping and notices a vanished manager (or endpoint) instead of splicing an
+    endpoint to a dead backlog."""
+    proxy, _ = make_proxy(options, keepalive=60)
+    _, bt = register(proxy)
+    ep = proxy.endpoint_factory().buildProtocol(None)
+    et = HalfCloseTransport()
+    ep.makeConnection(et)
+    for t in (bt, et):
+        assert t.keepalive
+        tcp = {o[1]: o[2] for o in t.handle.set if o[0] == socket.IPPROTO_TCP}
+        assert tcp == {socket.TCP_KEEPIDLE: 60, socket.TCP_KEEPINTVL: 15, socket.TCP_KEEPCNT: 4}
+    off, _ = make_proxy(options, keepalive=0)
+    _, t = register(off)
+    assert not t.keepalive and t.handle.set == []
+
+
+def endpoint(proxy: Proxy, sni: str, hello: bytes = b"") -> tuple[Any, HalfCloseTransport]:
+    ep = proxy.endpoint_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    ep.makeConnection(t)
+    ep.dataReceived(hello or client_hello(sni))
+    return ep, t
+
+
+def test_endpoint_waits_for_the_manager_to_replenish(options: PPKSServerOptions) -> None:
+    """More endpoints at once than idle backlogs: the reference endpoint drops the
+    experiment on a TLS alert, so one whose snikey is in use waits (up to backlog_wait)
+    for the backlog the manager registers right after each use, and gets it."""
+    proxy, clock = make_proxy(options)
+    register(proxy)
+    first, _ = endpoint(proxy, "k1")
+    assert first.spliced
+    hello = client_hello("k1")
+    second, st = endpoint(proxy, "k1", hello[:100])
+    second.dataReceived(hello[100:])
+    assert not st.disconnecting and not second.spliced and proxy.stats.refusals == {}
+    second.dataReceived(b"early")  # kept for the backlog, after the hello
+    gauges = json.loads(proxy.stats_json())
+    assert (gauges["waiting"], gauges["pending_endpoints"], gauges["pending_setups"]) == (1, 1, 0)
+    assert "waiting=1" in proxy.stats_line()
+    clock.advance(4.9)
+    backlog, bt = register(proxy)  # the replenishment
+    assert bt.value() == hello + b"early"  # routed at once, unchanged
+    assert second.spliced and backlog.state == "spliced" and proxy.registry.count("k1") == 0
+    assert proxy.stats.splices == 2 and proxy.pending["endpoints"] == {}
+
+
+def test_waiting_for_a_backlog_times_out_with_an_alert(options: PPKSServerOptions) -> None:
+    proxy, clock = make_proxy(options, backlog_wait=3.0)
+    register(proxy)
+    endpoint(proxy, "k1")
+    _, t = endpoint(proxy, "k1")
+    clock.advance(2.9)
+    assert not t.disconnecting
+    clock.advance(0.2)
+    assert t.disconnecting and t.value() == bytes.fromhex("15030300020270")
+    assert proxy.stats.refusals["no_backlog"] == 1
+    register(proxy)  # nobody waits now: the backlog idles
+    assert proxy.registry.count("k1") == 1
+
+
+def test_a_waiting_endpoint_that_leaves_does_not_take_a_backlog(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, _ = make_proxy(options)
+    register(proxy)
+    endpoint(proxy, "k1")
+    ep, _ = endpoint(proxy, "k1")
+    ep.readConnectionLost()  # gave up
+    ep.connectionLost(Failure(ConnectionDone()))
+    register(proxy)
+    assert proxy.registry.count("k1") == 1 and proxy.waiting == {}
+
+
+def test_never_seen_snikey_or_no_wait_is_refused_at_once(options: PPKSServerOptions) -> None:
+    proxy, _ = make_proxy(options)
+    _, t = endpoint(proxy, "never")
+    assert t.disconnecting and proxy.stats.refusals["unknown_snikey"] == 1
+    nowait, _ = make_proxy(options, backlog_wait=0)
+    register(nowait)
+    endpoint(nowait, "k1")
+    _, t = endpoint(nowait, "k1")
+    assert t.disconnecting and nowait.stats.refusals["unknown_snikey"] == 1
+
+
+def test_registration_as_the_reference_sends_it(options: PPKSServerOptions) -> None:
+    """OBSERVED §4.1 byte by byte: the xreg as two TLS records (4-byte header, then the
+    snikey), the result, the manager's close_notify sent without waiting for ours, then
+    raw PKTLAB from us and the echo; two such registrations of one snikey in parallel."""
+    proxy, _ = make_proxy(options)
+    conns = []
+    for _ in range(2):
+        proto = proxy.setup_factory().buildProtocol(None)
+        t = HalfCloseTransport()
+        proto.makeConnection(t)
+        tls = client()
+        proto.dataReceived(tls.start())
+        step = tls.receive(t.value())
+        t.clear()
+        conns.append((proto, t, tls, step))
+    for proto, t, tls, step in conns:
+        xreg = wire.encode(wire.Xreg(b"proxysni1"))
+        assert xreg.hex() == "80000009" + b"proxysni1".hex()
+        proto.dataReceived(step.out + tls.send(xreg[:4]) + tls.send(xreg[4:]))
+        got = tls.receive(t.value())
+        t.clear()
+        assert got.data == bytes.fromhex("40000000")
+        proto.dataReceived(tls.close())
+        assert t.value() == b"PKTLAB"
+        proto.dataReceived(b"PKT")
+        proto.dataReceived(b"LAB")
+        assert proto.state == "backlog"
+    assert proxy.registry.count("proxysni1") == 2 and proxy.stats.registrations == 2

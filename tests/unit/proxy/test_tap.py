@@ -84,3 +84,23 @@ def test_relay_mode_from_option_config_or_no_splice(home: Path, tmp_path: Path) 
     conf.write_text("Relay splice\n")
     assert parse("--home", str(home), "--config", str(conf))["relay"] == "splice"
     assert parse("--home", str(home), "--config", str(conf), "--relay", "copy")["relay"] == "copy"
+
+
+def test_config_key_and_value_separated_by_tabs(home: Path, tmp_path: Path) -> None:
+    conf = tmp_path / "tabs.conf"
+    conf.write_text(
+        "SetupEndpoint\ttcp:3000\r\n  HelloCap \t 4096  # bytes\nPendingMax\t64\nKeepAlive 0\n"
+    )
+    o = parse("--home", str(home), "--config", str(conf))
+    assert (o["setup"], o["hello-cap"], o["pending-max"]) == ("tcp:3000", 4096, 64)
+    assert o["keepalive"] == 0 and parse("--home", str(home))["keepalive"] == 60
+
+
+def test_pending_max_default_fits_the_descriptor_limit(home: Path) -> None:
+    from packetlab.proxy.tap import default_pending_max
+
+    assert default_pending_max(1 << 20) == 1024
+    assert default_pending_max(1024) == 128  # a usual soft limit: no EMFILE busy loop
+    assert default_pending_max(64) == 16
+    assert parse("--home", str(home))["pending-max"] == default_pending_max()
+    assert parse("--home", str(home), "--pending-max", "5000")["pending-max"] == 5000

@@ -43,3 +43,13 @@ def test_monitor_digests_of_a_chain() -> None:
                                 limits=CertLimits(monitor_digests=(d1, d2)))  # fmt: skip
     pubcmd = issue_certificate("pubcmd", exper, xc, 0, 2**31 - 1)
     assert monitor_digests([pubcmd, exppriv]) == (d1, d2)
+
+
+def test_unreadable_program_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    """A file that cannot be read (here /proc/self/mem: EIO at offset 0) is skipped with a
+    warning, not a traceback out of the manager's start-up."""
+    (tmp_path / "bad.wasm").symlink_to("/proc/self/mem")
+    (tmp_path / "good.wasm").write_bytes(b"\0asm")
+    d = ProgramDir(tmp_path)
+    assert list(d.by_digest) == [hashlib.sha256(b"\x01\0asm").digest()]
+    assert len(d.skipped) == 1 and d.skipped[0].startswith("bad.wasm: cannot read")

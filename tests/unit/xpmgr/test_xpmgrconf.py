@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from packetlab.controller.xpmgrconf import XpmgrConfigError, parse_xpmgr_config
@@ -85,6 +88,8 @@ BASE = "EnableExpPublication 0\nControllerPrivkeyPath k\n"
         (BASE + "TargetBacklogConn 0\nExpExec 0::c:::\n", "must be at least 1"),
         (BASE + "EnableProxyMode yes\nExpExec 0::c:::\n", "expected 0 or 1"),
         (BASE + "PubCountry usa\nExpExec 0::c:::\n", "ISO 3166-1 alpha-3"),
+        (BASE + "PubLocation IO91*,FN;x\nExpExec 0::c:::\n", "'FN;x': characters"),
+        (BASE + "PubControllerAddr 1.2.3.4;a=b\nExpExec 0::c:::\n", "cannot hold: ';='"),
         (BASE + "TargetBacklog 3\nExpExec 0::c:::\n", "did you mean TargetBacklogConn"),
         ("EnableExpPublication 1\nControllerPrivkeyPath k\nExpExec 0::c:::\n", "needs BrokerAddr"),
         (
@@ -98,3 +103,44 @@ def test_errors_name_the_line(text: str, message: str) -> None:
         parse_xpmgr_config(text, "x.conf")
     assert message in str(e.value)
     assert str(e.value).startswith("x.conf")
+
+
+def test_tabs_and_runs_of_blanks_separate_key_and_value() -> None:
+    """A C config reader splits on any blank: `Key<TAB>value`, `Key   value`, leading
+    blanks, CRLF line ends and a comment after the value all read as `Key value`."""
+    text = (
+        "EnableExpPublication\t0\r\n"
+        "  ControllerPrivkeyPath \t keys/k_xc   # the manager's key\r\n"
+        "TargetBacklogConn\t\t10\n"
+        "\t# a comment line\n"
+        "ExpExec\t1::certs/a.cert,certs/b.cert:keys/eop.pub::\n"
+    )
+    c = parse_xpmgr_config(text)
+    assert c.controller_privkey == "keys/k_xc" and c.target_backlog == 10
+    assert c.exp_exec[0].chain == ["certs/a.cert", "certs/b.cert"]
+    assert c.exp_exec[0].trusted_eop == ["keys/eop.pub"]
+
+
+def test_a_repeated_key_warns_and_the_last_one_wins() -> None:
+    c = parse_xpmgr_config(BASE + "TargetBacklogConn 3\nTargetBacklogConn 5\nExpExec 0::c:::\n",
+                           "x.conf")  # fmt: skip
+    assert c.target_backlog == 5
+    assert c.warnings == ["x.conf:4: TargetBacklogConn repeated (line 3); the last one wins"]
+
+
+@pytest.mark.parametrize("override", ["foo=bad value!;", "foo=a;b", "f o=1;", "foo=\u00e9;"])
+def test_override_that_no_xdescr_can_hold_is_refused_at_start(override: str) -> None:
+    with pytest.raises(XpmgrConfigError, match="OVERRIDE_XDESCRNVP") as e:
+        parse_xpmgr_config(BASE + f"ExpExec 0::c:::{override}\n", "x.conf")
+    assert str(e.value).startswith("x.conf:3:")
+
+
+def test_bytes_that_are_not_utf8_in_a_comment_or_path(tmp_path: Path) -> None:
+    """A C reader takes any bytes: a Latin-1 comment must not stop the manager, and a
+    path keeps its bytes (surrogate-escaped, as os functions take them)."""
+    from packetlab.controller.xpmgrconf import load_xpmgr_config
+
+    conf = tmp_path / "xpmgr.conf"
+    conf.write_bytes(BASE.encode() + b"# caf\xe9\nProgramDirPath /tmp/pr\xf6g\nExpExec 0::c:::\n")
+    c = load_xpmgr_config(conf)
+    assert os.fsencode(c.program_dir or "") == b"/tmp/pr\xf6g"

@@ -1,0 +1,146 @@
+# mypy: disable-error-code="union-attr"
+"""The manager's backlog connections to a proxy (active mode) over fake transports,
+against a proxy side driven by hand with real TLS in memory (TLSHandoff)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from packetlab import wire
+from packetlab.controller.backlog import PREAMBLE, BacklogConnection, BacklogPool
+from packetlab.ppks import generate_private_key, issue_certificate
+from packetlab.tls import (
+    AuthMode,
+    Credentials,
+    PPKSClientCreator,
+    PPKSServerOptions,
+    PPKSTLSFactory,
+    ServerEntry,
+)
+from packetlab.tls.handoff import TLSHandoff
+
+
+@pytest.fixture(scope="module")
+def options() -> PPKSServerOptions:
+    key = generate_private_key()
+    cert = issue_certificate("agent", key, key, 0, 2**31 - 1)
+    return PPKSServerOptions({}, default=ServerEntry(Credentials([cert], key), AuthMode.AGENT,
+                                                      require_client_cert=False))  # fmt: skip
+
+
+class Pool:
+    """What a BacklogConnection needs of its BacklogPool, recording the calls."""
+
+    def __init__(self, options: PPKSServerOptions) -> None:
+        self.creator = PPKSClientCreator(None, AuthMode.AGENT)
+        self.reactor = Clock()
+        self.step_timeout = 2.0
+        self.where = "proxy:20557"
+        self.snikey = "snikey1"
+        self.hard_failure: str | None = None
+        self.server_factory = PPKSTLSFactory(options, False, Factory.forProtocol(Protocol))
+        self.calls: list[str] = []
+
+    def established(self, conn: Any) -> None:
+        self.calls.append("established")
+
+    def claimed(self, conn: Any) -> None:
+        self.calls.append("claimed")
+
+    def unclaim(self) -> None:
+        self.calls.append("unclaim")
+
+    def lost(self, conn: Any, state: str) -> None:
+        self.calls.append(f"lost {state}")
+
+
+def registered_up_to_result(
+    options: PPKSServerOptions,
+) -> tuple[BacklogConnection, StringTransport, TLSHandoff, Pool]:
+    """A backlog connection that has sent its xreg; the proxy side has read it."""
+    pool = Pool(options)
+    conn = BacklogConnection(pool)  # type: ignore[arg-type]
+    t = StringTransport()
+    conn.makeConnection(t)
+    proxy = TLSHandoff(options.serverConnectionForTLS(None), is_client=False)  # type: ignore[arg-type]
+
+    def to_proxy() -> wire.Message | None:
+        data = t.value()
+        t.clear()
+        step = proxy.receive(data)
+        if step.out:
+            conn.dataReceived(step.out)
+        items = list(wire.Framer().feed(step.data))
+        return items[0] if items else None  # type: ignore[return-value]
+
+    to_proxy()  # ClientHello -> server flight
+    assert to_proxy() == wire.Xreg(b"snikey1")  # client Finished + xreg
+    return conn, t, proxy, pool
+
+
+def test_preamble_in_the_same_segment_as_the_result(options: PPKSServerOptions) -> None:
+    """OBSERVED §4.1: a proxy that writes PKTLAB right behind the result, before our
+    close_notify, works with the reference pktxpmgr; the raw bytes are not TLS."""
+    conn, t, proxy, pool = registered_up_to_result(options)
+    conn.dataReceived(proxy.send(wire.encode(wire.Result())) + PREAMBLE)
+    assert conn.state == "idle" and pool.calls == ["established"]
+    assert t.value().endswith(PREAMBLE)  # close_notify, then the echo
+
+
+def test_preamble_after_the_proxy_close_notify_in_one_segment(
+    options: PPKSServerOptions,
+) -> None:
+    conn, t, proxy, _pool = registered_up_to_result(options)
+    conn.dataReceived(proxy.send(wire.encode(wire.Result())) + proxy.close() + PREAMBLE)
+    assert conn.state == "idle" and t.value().endswith(PREAMBLE)
+
+
+def test_result_split_over_two_records_then_preamble(options: PPKSServerOptions) -> None:
+    conn, t, proxy, _pool = registered_up_to_result(options)
+    res = wire.encode(wire.Result())
+    conn.dataReceived(proxy.send(res[:2]) + proxy.send(res[2:]) + PREAMBLE[:3])
+    assert conn.state == "preamble"
+    conn.dataReceived(PREAMBLE[3:])
+    assert conn.state == "idle" and t.value().endswith(PREAMBLE)
+
+
+def test_an_endpoint_whose_tls_fails_gives_its_claim_back(options: PPKSServerOptions) -> None:
+    """-n counts endpoints that completed TLS setup (§7.1): a claimed backlog whose
+    endpoint never finished the handshake must not use up an attempt, or with -n the
+    manager would be left with no backlog and wait forever."""
+    conn, _t, proxy, pool = registered_up_to_result(options)
+    conn.dataReceived(proxy.send(wire.encode(wire.Result())) + PREAMBLE)
+    conn.dataReceived(b"GET / HTTP/1.0\r\n\r\n")  # not a ClientHello
+    assert pool.calls == ["established", "claimed"]
+    conn.connectionLost(Failure(ConnectionDone()))
+    assert pool.calls[-1] == "unclaim"
+
+
+class CountingPool(BacklogPool):
+    def __init__(self) -> None:
+        super().__init__(Clock(), "127.0.0.1", 20557, "k", None, None, target=2,  # type: ignore[arg-type]
+                         max_claims=1)  # fmt: skip
+        self.connects = 0
+
+    def _connect(self) -> None:
+        self.pending += 1
+        self.connects += 1
+
+
+def test_pool_replenishes_after_an_unclaim() -> None:
+    pool = CountingPool()
+    pool.start()
+    assert pool.connects == 1  # -n 1: one backlog is enough
+    conn: Any = object()
+    pool.pending, pool.idle = 0, {conn}
+    pool.claimed(conn)
+    assert pool.wanted == 0 and pool.connects == 1
+    pool.unclaim()
+    assert pool.wanted == 1 and pool.connects == 2
