@@ -285,9 +285,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-c",
         "--count",
         type=_positive(int, "--count", 1, 10_000),
-        default=5,
+        default=None,
         metavar="N",
-        help="echo requests to send [default: 5]",
+        help="echo requests to send [default: 5; with -w: as many as the deadline allows]",
+    )
+    pg.add_argument(
+        "-n",
+        dest="numeric",
+        action="store_true",
+        help="addresses only: no names for the replies' sources (as ping -n; a numeric "
+        "TARGET implies it)",
     )
     pg.add_argument(
         "-i",
@@ -375,11 +382,12 @@ def _experiment(
     stamp: str,
     report: TracerouteReport | PingReport | MdaReport,
     stop: StopSignal,
+    local: bool = False,
 ) -> Callable[[Any], Awaitable[Any]]:
     from twisted.internet.defer import Deferred, DeferredList, succeed
 
     from packetlab.controller import read_system_info
-    from packetlab.measure.rdns import ReverseNames
+    from packetlab.measure.rdns import LocalNames, ReverseNames
     from packetlab.measure.traceroute import PARIS, TCP_METHODS, pick_source, traceroute
 
     async def source(session: Any) -> Address:
@@ -388,13 +396,18 @@ def _experiment(
         info = await read_system_info(session)
         return pick_source(info.addresses, dst)
 
+    def resolver(session: Any) -> LocalNames | ReverseNames:
+        """This host's resolver for an endpoint on this host (as the native tools), else
+        the endpoint's."""
+        return LocalNames(session.reactor) if local else ReverseNames(session)
+
     def named_hops(
         session: Any, addrs_of: Callable[[Any], list[Any]]
     ) -> tuple[Callable[[Any], None], Deferred[object]]:
         """An `on_hop` that prints hops in order, each once its addresses' names are looked
         up (not with -n), and the Deferred that fires when the last one is printed."""
         assert isinstance(report, TracerouteReport | MdaReport)
-        names = ReverseNames(session) if _names_wanted(args) else None
+        names = resolver(session) if _names_wanted(args) else None
         report.names = None if names is None else names.names
         shown: Deferred[object] = succeed(None)
 
@@ -465,10 +478,26 @@ def _experiment(
             session.reactor.callLater(args.deadline, stop.request, "deadline")
         from packetlab.measure.ping import ping  # (only here: traceroute need not load it)
 
-        return await ping(
+        # iputils names replies (`NAME (ADDR)`) when the target was a name and not -n; the
+        # lines stay in order, each printed once its name is known
+        names = resolver(session) if _ping_names_wanted(args, dst) else None
+        report.names = None if names is None else names.names
+        shown: Deferred[object] = succeed(None)
+
+        def in_order(show: Callable[[Any], None]) -> Callable[[Any], None]:
+            def on(item: Any) -> None:
+                if names is None:
+                    show(item)
+                    return
+                named = names.lookup(item.addr)
+                shown.addCallback(lambda _: named).addCallback(lambda _: show(item))
+
+            return on
+
+        result = await ping(
             session,
             dst,
-            count=args.count,
+            count=ping_count(args),
             interval=args.interval,
             wait=args.wait,
             size=args.size,
@@ -476,13 +505,36 @@ def _experiment(
             src=frm,
             send_stamp=stamp,
             recv_stamp=stamp,
-            on_reply=report.reply,
+            on_reply=in_order(report.reply),
+            on_error=in_order(report.error),
             stop=stop,
         )
+        await shown
+        return result
 
     if args.measurement == "traceroute":
         return tracelb if args.mda else trace
     return echo
+
+
+def ping_count(args: argparse.Namespace) -> int:
+    """Requests to send: -c; with -w and no -c as many as fit in the deadline (ping -w
+    alone sends until the deadline), else 5."""
+    from packetlab.measure.ping import MAX_COUNT
+
+    if args.count is not None:
+        return int(args.count)
+    if args.deadline is None:
+        return 5
+    if args.interval == 0:
+        return MAX_COUNT
+    return min(MAX_COUNT, int(args.deadline / args.interval) + 1)
+
+
+def _ping_names_wanted(args: argparse.Namespace, dst: Address) -> bool:
+    """iputils looks up the name of each reply's source when the target was given as a
+    name (a numeric target implies -n), in text output, not with -n."""
+    return not args.numeric and not args.json and args.target != str(dst)
 
 
 def _names_wanted(args: argparse.Namespace) -> bool:
@@ -519,7 +571,8 @@ def _budget(args: argparse.Namespace) -> float:
         else:
             work = n * pace + args.wait
     else:  # (-i 0 goes as fast as replies come back: allow 10 ms a request for that)
-        work = (args.count - 1) * args.interval + args.wait + args.count * 0.01
+        count = ping_count(args)
+        work = (count - 1) * args.interval + args.wait + count * 0.01
     return work + 30.0
 
 
@@ -541,8 +594,8 @@ def _report(
             queries=args.queries, size=size,
         )  # fmt: skip
     return PingReport(
-        reactor, args.json, str(dst), name=name, count=args.count, size=args.size,
-        quiet=args.quiet,
+        reactor, args.json, str(dst), name=name, count=ping_count(args), size=args.size,
+        quiet=args.quiet, interval=args.interval,
     )  # fmt: skip
 
 
@@ -605,7 +658,7 @@ async def measure(
     else:
         check_local_address(src)
     report = _report(reactor, args, dst)
-    experiment = _experiment(args, dst, src, Stamp.KERNEL, report, stop)
+    experiment = _experiment(args, dst, src, Stamp.KERNEL, report, stop, local=True)
     timeout = args.timeout if args.timeout is not None else _budget(args)
     try:
         result = await run_on_link(
@@ -639,9 +692,19 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         assert isinstance(report, PingReport) and isinstance(result, PingResult)
         report.finish(result, interrupted)
-        return EXIT_NO_REPLY if result.received == 0 else EXIT_OK
+        return ping_exit(args, result)
 
     return run_reactor(main, prog=f"pktlab run {args.measurement}", verbose=args.verbose)
+
+
+def ping_exit(args: argparse.Namespace, result: PingResult) -> int:
+    """iputils' exit status: 1 when nothing was received, or with -w (and -c) fewer
+    replies than -c asked for; else 0."""
+    if result.received == 0:
+        return EXIT_NO_REPLY
+    if args.deadline is not None and args.count is not None and result.received < args.count:
+        return EXIT_NO_REPLY
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

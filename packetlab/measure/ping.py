@@ -24,7 +24,7 @@ from packetlab.controller import (
 )
 from packetlab.measure.flight import GRACE_S, Waker
 from packetlab.measure.probes import PING_PAYLOAD, ProbeTable, echo_probe
-from packetlab.measure.records import PingReply, PingResult, Stamp
+from packetlab.measure.records import PingError, PingReply, PingResult, Stamp
 from packetlab.measure.replies import Reply, ReplyKind
 from packetlab.measure.traceroute import (
     Address,
@@ -72,6 +72,7 @@ async def ping(
     send_stamp: str = Stamp.KERNEL,
     recv_stamp: str = Stamp.KERNEL,
     on_reply: Callable[[PingReply], object] | None = None,
+    on_error: Callable[[PingError], object] | None = None,
     stop: StopSignal | None = None,
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
@@ -79,7 +80,10 @@ async def ping(
     iputils ping); lost requests are listed with `addr=None`. `ident` is the ICMP
     identifier (default random).
 
-    `on_reply(reply)` is called for each answered request the moment its reply is in.
+    `on_reply(reply)` is called for each answered request the moment its reply is in, and
+    `on_error(error)` for each ICMP error a router sent for a request (time exceeded,
+    unreachable: iputils' ``From ... icmp_seq=N ...`` lines); such a request is settled,
+    not answered, and listed in the result's ``errors``.
     When `stop` is requested, no further request is sent, replies in flight are awaited
     for up to `GRACE_S` (or `wait`, if shorter), and the result holds what was sent.
     """
@@ -101,7 +105,7 @@ async def ping(
     source = as_target(src) if src is not None else None
     span = (count - 1) * interval
     cap = await open_capture(session, target, src=source, duration_s=LEAD_S + span + wait)
-    run = _PingRun(session, cap, target, ident, ttl, _payload(size), on_reply)
+    run = _PingRun(session, cap, target, ident, ttl, _payload(size), on_reply, on_error)
     try:
         await run.send(count, interval, wait, stop)
         await run.collect(count, interval, wait, stop)
@@ -118,6 +122,7 @@ async def ping(
         start_ns=run.sent_ns.get(1),
         send_stamp=send_stamp,
         recv_stamp=recv_stamp,
+        errors=tuple(run.errors[seq] for seq in sorted(run.errors) if seq in sent),
     )
 
 
@@ -133,10 +138,12 @@ class _PingRun:
         ttl: int,
         payload: bytes,
         on_reply: Callable[[PingReply], object] | None,
+        on_error: Callable[[PingError], object] | None = None,
     ) -> None:
         self.session, self.cap, self.target = session, cap, target
         self.ident, self.ttl, self.payload = ident, ttl, payload
-        self.on_reply = on_reply
+        self.on_reply, self.on_error = on_reply, on_error
+        self.errors: dict[int, PingError] = {}  # seq -> the ICMP error a router sent
         self.reactor = session.reactor
         self.waker = Waker(self.reactor)
         self.table: ProbeTable[int] = ProbeTable()
@@ -161,7 +168,11 @@ class _PingRun:
         if not isinstance(note, Ndata):
             return
         got = parse_ndata(note)
-        if got is None or got[0].kind is not ReplyKind.ECHO_REPLY:
+        if got is None:
+            return
+        if got[0].kind is not ReplyKind.ECHO_REPLY:
+            if got[0].is_error and got[0].icmp_type is not None:
+                self._error(got[0], got[1])
             return
         seq = self.table.pop(got[0].key)
         if seq is None:  # not ours, or a duplicate
@@ -170,6 +181,27 @@ class _PingRun:
         self.settled.add(seq)
         self.open.pop(seq, None)
         self._tell(seq)
+        self.waker.poke()
+
+    def _error(self, reply: Reply, recv_ns: int) -> None:
+        """A router's ICMP error quoting one of the requests: that request is settled."""
+        seq = self.table.pop(reply.key)
+        if seq is None:
+            return
+        self.errors[seq] = e = PingError(
+            seq,
+            str(reply.src),
+            str(reply.kind),
+            reply.icmp_type or 0,
+            reply.icmp_code or 0,
+            mtu=reply.mtu,
+            probe_send_ns=self.sent_ns.get(seq),
+            reply_recv_ns=recv_ns,
+        )
+        self.settled.add(seq)
+        self.open.pop(seq, None)
+        if self.on_error is not None:
+            self.on_error(e)
         self.waker.poke()
 
     def _ntag(self, seq: int, tag: Ntag | None) -> None:

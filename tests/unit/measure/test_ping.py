@@ -141,3 +141,34 @@ def test_many_requests_without_interval_complete() -> None:
     assert (result.sent, result.received) == (1000, 1000)
     assert [r.seq for r in result.replies] == list(range(1, 1001))
     assert not rig.session.paused
+
+
+@pytest.mark.parametrize(
+    ("src", "path", "words"),
+    [
+        (EP4, [R14, TG4], "Time to live exceeded"),
+        (EP6, [R16, TG6], "Time exceeded: Hop limit"),
+    ],
+)
+def test_icmp_errors_for_requests_are_told_and_settle_them(
+    src: str, path: list[str], words: str
+) -> None:
+    """iputils prints a router's error for a request (`From R icmp_seq=N Time to live
+    exceeded`), counts it (`+N errors`) and stops waiting for that request."""
+    rig = RawRig(path)
+    told: list[tuple[int, str, str]] = []
+    start = rig.clock.seconds()
+    result = rig.run(
+        ping(
+            rig.session, path[-1], count=3, interval=0.5, ttl=1, wait=10.0,
+            on_error=lambda e: told.append((e.seq, e.addr, e.describe())),
+        )
+    )  # fmt: skip
+    assert told == [(1, path[0], words), (2, path[0], words), (3, path[0], words)]
+    assert (result.sent, result.received) == (3, 0)
+    assert [(e.seq, e.addr, e.reply_type) for e in result.errors] == [
+        (1, path[0], "time-exceeded"), (2, path[0], "time-exceeded"),
+        (3, path[0], "time-exceeded"),
+    ]  # fmt: skip
+    assert all(e.probe_send_ns is not None for e in result.errors)
+    assert rig.clock.seconds() - start < 2  # settled by the errors: not the 10 s wait
