@@ -266,7 +266,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(pg)
-    _wait(pg, "-W", "a reply after the last request", 2.0)
+    _wait(
+        pg,
+        "-W",
+        "a reply after the last request when none came before it (else twice the largest "
+        "RTT, at least -i, as ping -W)",
+        10.0,
+    )
     pg.add_argument(
         "-q",
         "--quiet",
@@ -508,6 +514,7 @@ def _experiment(
             on_reply=in_order(report.reply),
             on_error=in_order(report.error),
             stop=stop,
+            linger_like_ping=True,
         )
         await shown
         return result

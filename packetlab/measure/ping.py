@@ -74,6 +74,7 @@ async def ping(
     on_reply: Callable[[PingReply], object] | None = None,
     on_error: Callable[[PingError], object] | None = None,
     stop: StopSignal | None = None,
+    linger_like_ping: bool = False,
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
     `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
@@ -84,6 +85,10 @@ async def ping(
     `on_error(error)` for each ICMP error a router sent for a request (time exceeded,
     unreachable: iputils' ``From ... icmp_seq=N ...`` lines); such a request is settled,
     not answered, and listed in the result's ``errors``.
+    With `linger_like_ping`, `wait` is iputils ping's -W: waited after the last request
+    only when no reply came before it was sent; otherwise the run ends twice the largest
+    RTT so far (at least `interval`, at most `wait`) after it.
+
     When `stop` is requested, no further request is sent, replies in flight are awaited
     for up to `GRACE_S` (or `wait`, if shorter), and the result holds what was sent.
     """
@@ -108,7 +113,7 @@ async def ping(
     run = _PingRun(session, cap, target, ident, ttl, _payload(size), on_reply, on_error)
     try:
         await run.send(count, interval, wait, stop)
-        await run.collect(count, interval, wait, stop)
+        await run.collect(count, interval, wait, stop, linger_like_ping)
     finally:
         run.detach()
         await close_capture(cap)
@@ -306,11 +311,25 @@ class _PingRun:
     # -- waiting --
 
     async def collect(
-        self, count: int, interval: float, wait: float, stop: StopSignal | None
+        self,
+        count: int,
+        interval: float,
+        wait: float,
+        stop: StopSignal | None,
+        like_ping: bool = False,
     ) -> None:
         """Wait for the replies: until every request sent is answered, `wait` s after the
-        last request's time, or briefly once a stop was requested."""
-        deadline = self.reactor.seconds() + LEAD_S + AHEAD_S + wait
+        last request's time (`like_ping`: 2 x the largest RTT, if any reply came), or
+        briefly once a stop was requested."""
+        linger = wait
+        rtts = [
+            (got[1] - self.sent_ns[seq]) / 1e9
+            for seq, got in self.replies.items()
+            if seq in self.sent_ns
+        ]
+        if like_ping and rtts:  # iputils' __schedule_exit
+            linger = min(wait, max(2 * max(rtts), interval))
+        deadline = self.reactor.seconds() + LEAD_S + AHEAD_S + linger
         stopped_at: float | None = None
         while True:
             if self.failure is not None:

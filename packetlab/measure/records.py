@@ -11,6 +11,7 @@ Addresses are strings (JSON-friendly); RTTs are microseconds as floats; absolute
 
 from __future__ import annotations
 
+import bisect
 import enum
 import json
 import math
@@ -36,6 +37,7 @@ __all__ = [
     "hops_by_ttl",
     "path_jaccard",
     "ping_line",
+    "ping_pipe",
     "ping_statistics",
     "ping_time",
     "traceroute_header",
@@ -505,25 +507,45 @@ def ping_statistics(
             counts += f", time {elapsed_ms:.0f}ms"
     lines = [f"--- {name or result.dst} ping statistics ---", counts]
     rtts = [int(x) for x in result.rtts_us()]  # whole us, as ping's timevals give them
-    if not rtts:
-        return [*lines, ""]
-    n, tsum = len(rtts), sum(rtts)
-    tsum2 = sum(x * x for x in rtts)
-    tmavg = tsum // n
-    tmvar = (tsum2 - tsum * tsum // n) // n
-    tmdev = _isqrt_like_ping(tmvar)
-    rtt = "rtt min/avg/max/mdev = " + "/".join(
-        f"{v // 1000}.{v % 1000:03d}" for v in (min(rtts), tmavg, max(rtts), tmdev)
-    )
-    rtt += " ms"
-    if interval == 0 and result.sent > 1 and elapsed_ms is not None:
+    parts = []
+    if rtts:
+        n, tsum = len(rtts), sum(rtts)
+        tsum2 = sum(x * x for x in rtts)
+        tmavg = tsum // n
+        tmvar = (tsum2 - tsum * tsum // n) // n
+        tmdev = _isqrt_like_ping(tmvar)
+        parts.append(
+            "rtt min/avg/max/mdev = "
+            + "/".join(f"{v // 1000}.{v % 1000:03d}" for v in (min(rtts), tmavg, max(rtts), tmdev))
+            + " ms"
+        )
+    pipe = ping_pipe(result)
+    if pipe > 1:
+        parts.append(f"pipe {pipe}")
+    if rtts and interval == 0 and result.sent > 1 and elapsed_ms is not None:
         ipg = int(elapsed_ms * 1000) // (result.sent - 1)
         ewma = 0  # ping's smoothed RTT, x8, in arrival (here: sequence) order
         for x in rtts:
             ewma = x * 8 if ewma == 0 else ewma + x - ewma // 8
-        rtt += f", ipg/ewma {ipg // 1000}.{ipg % 1000:03d}/{ewma // 8000}.{ewma // 8 % 1000:03d} ms"
-    lines.append(rtt)
+        parts.append(
+            f"ipg/ewma {ipg // 1000}.{ipg % 1000:03d}/{ewma // 8000}.{ewma // 8 % 1000:03d} ms"
+        )
+    lines.append(", ".join(parts))  # (empty: the closing newline ping prints anyway)
     return lines
+
+
+def ping_pipe(result: PingResult) -> int:
+    """iputils' ``pipe``: the most requests outstanding when an answer (reply or ICMP
+    error) came, i.e. requests sent by its arrival minus its sequence number plus one
+    (0 without the send and arrival times)."""
+    sends = sorted(r.probe_send_ns for r in result.replies if r.probe_send_ns is not None)
+    arrivals = [(r.seq, r.reply_recv_ns) for r in result.replies if r.addr is not None]
+    arrivals += [(e.seq, e.reply_recv_ns) for e in result.errors]
+    pipe = 0
+    for seq, recv_ns in arrivals:
+        if recv_ns is not None and sends:
+            pipe = max(pipe, bisect.bisect_right(sends, recv_ns) - seq + 1)
+    return pipe
 
 
 def format_ping(result: PingResult) -> str:

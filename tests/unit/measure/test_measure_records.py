@@ -12,6 +12,7 @@ from packetlab.measure.packets import as_address, inet_checksum, ip_packet
 from packetlab.measure.probes import traceroute_probe
 from packetlab.measure.records import (
     Hop,
+    PingError,
     PingReply,
     PingResult,
     RecordError,
@@ -22,6 +23,7 @@ from packetlab.measure.records import (
     hop_annotation,
     path_jaccard,
     ping_line,
+    ping_pipe,
     ping_statistics,
     ping_time,
     traceroute_jsonl,
@@ -267,3 +269,29 @@ def test_ping_statistics_like_iputils() -> None:
         "7 packets transmitted, 0 received, +7 errors, 100% packet loss, time 6000ms",
         "",  # ping's closing newline after the counts when no RTT line
     ]
+
+
+def test_ping_pipe_like_iputils() -> None:
+    """`pipe N`: the most requests out when an answer came (iputils prints it past 1)."""
+    ms = 1_000_000
+    result = PingResult(
+        dst="10.77.3.9",
+        sent=3,
+        replies=(
+            PingReply(1, None, None, probe_send_ns=0),
+            PingReply(2, None, None, probe_send_ns=200 * ms),
+            PingReply(3, "10.77.3.9", 250.0, 64, 64, 400 * ms, 400 * ms + 250_000),
+        ),
+        errors=(
+            PingError(1, "10.77.2.2", "dest-unreachable", 3, 1, None, 0, 3000 * ms),
+            PingError(2, "10.77.2.2", "dest-unreachable", 3, 1, None, 200 * ms, 3000 * ms),
+        ),
+    )
+    assert ping_pipe(result) == 3
+    assert ping_statistics(result, 400, errors=2)[1:] == [
+        "3 packets transmitted, 1 received, +2 errors, 66.6667% packet loss, time 400ms",
+        "rtt min/avg/max/mdev = 0.250/0.250/0.250/0.000 ms, pipe 3",
+    ]
+    no_reply = PingResult(dst="x", sent=2, replies=result.replies[:2], errors=result.errors)
+    assert ping_statistics(no_reply, 200, errors=2)[-1] == "pipe 2"  # as iputils, alone
+    assert ping_pipe(PING) == 1  # (only seq 1 has times): not printed

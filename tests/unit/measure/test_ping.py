@@ -172,3 +172,26 @@ def test_icmp_errors_for_requests_are_told_and_settle_them(
     ]  # fmt: skip
     assert all(e.probe_send_ns is not None for e in result.errors)
     assert rig.clock.seconds() - start < 2  # settled by the errors: not the 10 s wait
+
+
+def test_linger_like_ping_waits_two_rtts_after_the_last_request_not_w() -> None:
+    """iputils' -W is only waited when no reply came; else 2 x the largest RTT (at least
+    the interval) after the last request."""
+    rig = RawRig([R14, TG4])
+    answers = rig.endpoint.answers
+
+    def last_lost(probe: bytes) -> list[tuple[float, bytes]]:
+        return [] if int.from_bytes(probe[26:28], "big") == 3 else answers(probe)
+
+    rig.endpoint.answers = last_lost  # type: ignore[method-assign]
+    start = rig.clock.seconds()
+    result = rig.run(
+        ping(rig.session, TG4, count=3, interval=0.2, wait=10.0, linger_like_ping=True)
+    )
+    assert (result.sent, result.received) == (3, 2)
+    assert rig.clock.seconds() - start < 1.5  # 0.4 s of requests + 0.2 s, not 10 s
+    rig2 = RawRig([R14, TG4])
+    rig2.endpoint.answers = lambda probe: []  # type: ignore[method-assign]
+    start = rig2.clock.seconds()
+    rig2.run(ping(rig2.session, TG4, count=2, interval=0.2, wait=3.0, linger_like_ping=True))
+    assert rig2.clock.seconds() - start >= 3.2  # no reply at all: -W
