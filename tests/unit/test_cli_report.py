@@ -242,3 +242,20 @@ def test_mda_json_lines_and_summary(capsys: pytest.CaptureFixture[str]) -> None:
         "tracelb", "INTERRUPTED", 4, 4,
     )  # fmt: skip
     assert (s["probe_count"], s["reached"], s["confidence"]) == (38, True, 0.95)
+
+
+class _ClosedPipe(io.StringIO):
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_stdout_stops_the_run_instead_of_breaking_it() -> None:
+    """`pktlab run ... | head`: the write that meets the closed pipe (in a reply callback,
+    where an exception would cut the endpoint session) tells `on_closed` once and
+    nothing more is written."""
+    closed: list[int] = []
+    p = Progress(Clock(), lambda: "", out=_ClosedPipe(), err=io.StringIO(), enabled=False,
+                 on_closed=lambda: closed.append(1))  # fmt: skip
+    p.write("PING 127.0.0.1 (127.0.0.1) 56(84) bytes of data.")
+    p.write("64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.020 ms")
+    assert closed == [1] and p.closed
