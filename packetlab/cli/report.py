@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from packetlab.cli.progress import Progress
 from packetlab.measure.records import (
+    PING_TIMING_MIN_SIZE,
     Hop,
     PingError,
     PingReply,
@@ -210,7 +211,8 @@ class PingReport(_Report):
         if self.as_json:
             self._json(r)
         elif not self.quiet:
-            self.write(ping_line(r, self.shown(r.addr) if r.addr is not None else None))
+            shown = self.shown(r.addr) if r.addr is not None else None
+            self.write(ping_line(r, shown, timing=self.size >= PING_TIMING_MIN_SIZE))
 
     def error(self, e: PingError) -> None:
         """A router's ICMP error for a request: iputils' ``From ADDR icmp_seq=N ...``."""
@@ -237,6 +239,7 @@ class PingReport(_Report):
                 name=self.name,
                 errors=len(result.errors),
                 interval=self.interval,
+                timing=self.size >= PING_TIMING_MIN_SIZE,
             ):
                 self.write(line)
             return

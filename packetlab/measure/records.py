@@ -24,6 +24,7 @@ from packetlab.measure.replies import ICMP6_PORT_UNREACH, ICMP_PORT_UNREACH, Rep
 
 __all__ = [
     "Hop",
+    "PING_TIMING_MIN_SIZE",
     "PingError",
     "PingReply",
     "PingResult",
@@ -461,12 +462,17 @@ def ping_time(rtt_us: float) -> str:
     return f"{t // 1000}.{t % 1000:03d} ms"
 
 
-def ping_line(r: PingReply, shown: str | None = None) -> str:
+#: iputils times a reply only when the payload holds its send time (a struct timeval)
+PING_TIMING_MIN_SIZE = 16
+
+
+def ping_line(r: PingReply, shown: str | None = None, *, timing: bool = True) -> str:
     """``64 bytes from ADDR: icmp_seq=N ttl=T time=X ms`` (no newline; r answered), with
-    `shown` in place of ADDR if given (iputils: ``NAME (ADDR)`` when the target was a name)."""
+    `shown` in place of ADDR if given (iputils: ``NAME (ADDR)`` when the target was a name);
+    without `timing` no ``time=`` (iputils with a payload under 16 bytes)."""
     size = f"{r.size} bytes" if r.size is not None else "reply"
     ttl = f" ttl={r.ttl}" if r.ttl is not None else ""
-    rtt = f" time={ping_time(r.rtt_us)}" if r.rtt_us is not None else ""
+    rtt = f" time={ping_time(r.rtt_us)}" if r.rtt_us is not None and timing else ""
     return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{ttl}{rtt}"
 
 
@@ -492,11 +498,13 @@ def ping_statistics(
     name: str | None = None,
     errors: int = 0,
     interval: float | None = None,
+    timing: bool = True,
 ) -> list[str]:
     """iputils ping's closing lines: the title (`name`: the target as given), the counts
     (``+N errors``: ICMP errors for the requests; the loss with %g, ``33.3333%``), the RTT
     summary in whole microseconds as ping computes it, or an empty line when nothing was
-    received (ping's closing newline); with `interval` 0 (flood-like) ping's ``ipg/ewma``."""
+    received (ping's closing newline); with `interval` 0 (flood-like) ping's ``ipg/ewma``.
+    Without `timing` (a payload too small for ping's timestamp) no RTT summary, as ping."""
     counts = f"{result.sent} packets transmitted, {result.received} received"
     if errors:
         counts += f", +{errors} errors"
@@ -506,7 +514,7 @@ def ping_statistics(
         if elapsed_ms is not None:
             counts += f", time {elapsed_ms:.0f}ms"
     lines = [f"--- {name or result.dst} ping statistics ---", counts]
-    rtts = [int(x) for x in result.rtts_us()]  # whole us, as ping's timevals give them
+    rtts = [int(x) for x in result.rtts_us()] if timing else []  # whole us, as ping's
     parts = []
     if rtts:
         n, tsum = len(rtts), sum(rtts)
@@ -522,7 +530,7 @@ def ping_statistics(
     pipe = ping_pipe(result)
     if pipe > 1:
         parts.append(f"pipe {pipe}")
-    if rtts and interval == 0 and result.sent > 1 and elapsed_ms is not None:
+    if result.received and interval == 0 and result.sent > 1 and elapsed_ms is not None:
         ipg = int(elapsed_ms * 1000) // (result.sent - 1)
         ewma = 0  # ping's smoothed RTT, x8, in arrival (here: sequence) order
         for x in rtts:

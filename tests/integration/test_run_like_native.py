@@ -62,6 +62,7 @@ def masked(text: str) -> list[str]:
         ["-c", "2", "-i", "0.2", "localhost"],  # NAME (ADDR) replies, title as given
         ["-c", "2", "-i", "0.2", "-n", "localhost"],
         ["-c", "1", "-s", "100", "::1"],
+        ["-c", "2", "-i", "0.2", "-s", "8", "127.0.0.1"],  # no timing below 16 bytes
     ],
 )
 def test_ping_on_loopback_prints_what_iputils_prints(args: list[str]) -> None:

@@ -259,3 +259,23 @@ def test_a_closed_stdout_stops_the_run_instead_of_breaking_it() -> None:
     p.write("PING 127.0.0.1 (127.0.0.1) 56(84) bytes of data.")
     p.write("64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.020 ms")
     assert closed == [1] and p.closed
+
+
+def test_ping_text_without_timing_below_16_payload_bytes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """iputils times replies only when the payload holds its timestamp (16 bytes): with
+    `-s 8` no `time=` and no rtt line (JSON keeps the endpoint's RTTs)."""
+    r = PingReport(Clock(), False, "127.0.0.1", name=None, count=1, size=8)
+    r.start("127.0.0.1")
+    reply = PingReply(1, "127.0.0.1", 20.0, 64, 16, probe_send_ns=0, reply_recv_ns=20_000)
+    r.reply(reply)
+    r.finish(PingResult("127.0.0.1", 1, (reply,), start_ns=0), interrupted=False)
+    assert capsys.readouterr().out.splitlines() == [
+        "PING 127.0.0.1 (127.0.0.1) 8(36) bytes of data.",
+        "16 bytes from 127.0.0.1: icmp_seq=1 ttl=64",
+        "",
+        "--- 127.0.0.1 ping statistics ---",
+        "1 packets transmitted, 1 received, 0% packet loss, time 0ms",
+        "",
+    ]
