@@ -23,8 +23,8 @@ from typing import Any
 from packetlab.measure.replies import ICMP6_PORT_UNREACH, ICMP_PORT_UNREACH, Reply, ReplyKind
 
 __all__ = [
-    "Hop",
     "PING_TIMING_MIN_SIZE",
+    "Hop",
     "PingError",
     "PingReply",
     "PingResult",
