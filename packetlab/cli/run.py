@@ -82,6 +82,12 @@ def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str],
     return parse
 
 
+def _sendwait(text: str) -> float:
+    """traceroute -z: seconds, or milliseconds when more than 10."""
+    value = _positive(float, "-z", 0, 10_000)(text)
+    return value / 1000 if value > 10 else value
+
+
 def _wait(p: argparse.ArgumentParser, flag: str, what: str, default: float) -> None:
     p.add_argument(
         flag,
@@ -94,13 +100,14 @@ def _wait(p: argparse.ArgumentParser, flag: str, what: str, default: float) -> N
     )
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
     p.add_argument("target", metavar="TARGET", help="IPv4/IPv6 address or host name")
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", dest="family", action="store_const", const=4, help="use IPv4")
     fam.add_argument("-6", dest="family", action="store_const", const=6, help="use IPv6")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p.add_argument(
+        *([src_flag] if src_flag else []),
         "--src",
         metavar="ADDR",
         help="source address (an address of the endpoint; default: the route's source "
@@ -140,7 +147,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(tr)
+    _common(tr, "-s")  # traceroute -s src_addr
     _wait(tr, "-w", "each probe's answer, as traceroute -w", 5.0)
     tr.add_argument(
         "-q",
@@ -249,6 +256,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="probes S seconds apart on the endpoint's clock [default: 0, all at once]",
     )
     tr.add_argument(
+        "-z",
+        "--sendwait",
+        dest="pace",
+        type=_sendwait,
+        metavar="S",
+        help="as traceroute -z: probes S seconds apart, or S ms if S > 10 (= --pace)",
+    )
+    tr.add_argument(
         "-p",
         "--port",
         type=_positive(int, "--port", 1, 65535),
@@ -265,7 +280,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(pg)
+    _common(pg, "-I")  # ping -I address (not an interface name)
     _wait(
         pg,
         "-W",

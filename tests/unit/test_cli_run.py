@@ -147,6 +147,14 @@ def test_ping_exit_status_like_iputils() -> None:
     assert cli_run.ping_exit(parse("ping", "-w", "5", "x"), some) == 0
 
 
+def test_native_spellings_of_source_and_pacing() -> None:
+    """traceroute -s src_addr and -z sendwait (ms above 10), ping -I address."""
+    assert parse("traceroute", "-s", "10.0.0.9", "x").src == "10.0.0.9"
+    assert parse("traceroute", "-z", "0.5", "x").pace == 0.5
+    assert parse("traceroute", "-z", "50", "x").pace == 0.05
+    assert parse("ping", "-I", "10.0.0.9", "x").src == "10.0.0.9"
+
+
 def test_ping_accepts_n_and_names_only_named_targets() -> None:
     v4 = ipaddress.IPv4Address("127.0.0.1")
     assert cli_run._ping_names_wanted(parse("ping", "localhost"), v4)
