@@ -608,8 +608,9 @@ def _report(
             method=MDA_METHOD[args.protocol], confidence=args.confidence / 100,
         )  # fmt: skip
     if args.measurement == "traceroute":
-        # Butskoy's probes: UDP or ICMP header + 32 bytes; a TCP SYN with an MSS option
-        tail = {"tcp": 24, "tcp-ack": 20}.get(args.protocol, 8 + 32)
+        # Butskoy's probes: UDP or ICMP header + 32 bytes; a TCP SYN with its 20 bytes of
+        # options (MSS, SACK, timestamps, window scale); a bare ACK
+        tail = {"tcp": 40, "tcp-ack": 20}.get(args.protocol, 8 + 32)
         size = (20 if dst.version == 4 else 40) + tail
         return TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,

@@ -47,6 +47,7 @@ from packetlab.measure.probes import (
     tcp_ack_probe,
     tcp_syn_probe,
     traceroute_probe,
+    traceroute_syn_options,
 )
 from packetlab.measure.records import Hop, Stamp, TracerouteResult
 from packetlab.measure.replies import ParseError, Reply, ReplyKind, parse_reply
@@ -69,6 +70,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 CAPTURE_FILTERS = {4: "icmp", 6: "icmp6"}
 SETUP_SLACK_S = 30.0  # capture time beyond what the probes need (request round trips)
 PACED_LEAD_S = 0.05  # paced: the first probe leaves this long after the clock was read
+TCP_OPTIONS = traceroute_syn_options()  # -T probes carry traceroute's options: 60/80 bytes
 
 
 class MeasureError(ControllerError):
@@ -242,7 +244,9 @@ def _probe(
     if method == "icmp-paris":  # the checksum held at the identifier's value: any constant
         return paris_echo_probe(src, dst, ttl, ident=sport, seq=i + 1, checksum=sport)
     if method == "tcp":
-        return tcp_syn_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl)
+        return tcp_syn_probe(
+            src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl, options=TCP_OPTIONS
+        )
     if method == "tcp-ack":
         return tcp_ack_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl)
     if method == "udp-paris":

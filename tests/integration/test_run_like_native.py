@@ -97,7 +97,10 @@ def test_traceroute_in_a_testbed_prints_what_traceroute_prints(
 ) -> None:
     tb: Testbed = testbed_factory(hops=2)
     ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
-    for args in (["-n", tg], [tg], ["-n", "-q", "1", "-I", tg], ["-n", "-f", "2", "-m", "2", tg]):
+    for args in (
+        ["-n", tg], [tg], ["-n", "-q", "1", "-I", tg], ["-n", "-f", "2", "-m", "2", tg],
+        ["-n", "-q", "1", "-T", tg],  # 60 byte packets, as traceroute's SYN with options
+    ):  # fmt: skip
         ours = pktlab_run("traceroute", *args, netns=ns)
         theirs = native("traceroute", *args, netns=ns)
         assert ours.returncode == theirs.returncode == 0, ours.stderr

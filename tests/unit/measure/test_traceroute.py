@@ -390,6 +390,8 @@ def test_icmp_and_tcp_probes(method: str, dst: str, path: list[str]) -> None:
     icmp = "icmp6" if ":" in dst else "icmp"
     expr = icmp if method == "icmp" else f"{icmp} or (tcp and src host {dst})"
     assert ncap.filter == tcpdump_filter(expr)
+    if method == "tcp":  # traceroute -T's SYN: 20 bytes of options, 60 (80) byte packets
+        assert {len(m.data) for m in rig.endpoint.raw_sends} == {80 if ":" in dst else 60}
 
 
 def test_unknown_method() -> None:
