@@ -70,13 +70,15 @@ class RunError(LinkError):
 
 
 def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str], T]:
+    """A number of `kind` in lo..hi. (`what` names the option for the reader of the call;
+    argparse itself prefixes the message with it.)"""
     def parse(text: str) -> T:
         try:
             value = kind(text)  # type: ignore[call-arg]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what}: expected a number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not lo <= value <= hi:  # type: ignore[operator]
-            raise argparse.ArgumentTypeError(f"{what}: must be {lo:g}..{hi:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {lo:g}..{hi:g}, got {text}")
         return value
 
     return parse
