@@ -72,6 +72,7 @@ class RunError(LinkError):
 def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str], T]:
     """A number of `kind` in lo..hi. (`what` names the option for the reader of the call;
     argparse itself prefixes the message with it.)"""
+
     def parse(text: str) -> T:
         try:
             value = kind(text)  # type: ignore[call-arg]
@@ -517,6 +518,13 @@ def _experiment(
 
             return on
 
+        print_error = in_order(report.error)
+
+        def on_error(e: Any) -> None:
+            print_error(e)
+            if args.deadline is not None:  # iputils: with -w the first ICMP error ends it
+                stop.request("error")
+
         result = await ping(
             session,
             dst,
@@ -529,9 +537,10 @@ def _experiment(
             send_stamp=stamp,
             recv_stamp=stamp,
             on_reply=in_order(report.reply),
-            on_error=in_order(report.error),
+            on_error=on_error,
             stop=stop,
             linger_like_ping=True,
+            answers_wanted=args.count if args.deadline is not None else None,
         )
         await shown
         return result
@@ -542,14 +551,12 @@ def _experiment(
 
 
 def ping_count(args: argparse.Namespace) -> int:
-    """Requests to send: -c; with -w and no -c as many as fit in the deadline (ping -w
-    alone sends until the deadline), else 5."""
+    """Requests to send at most: -c; with -w as many as fit in the deadline (ping -w sends
+    until the deadline, or with -c until -c are answered), else 5."""
     from packetlab.measure.ping import MAX_COUNT
 
-    if args.count is not None:
-        return int(args.count)
     if args.deadline is None:
-        return 5
+        return 5 if args.count is None else int(args.count)
     if args.interval == 0:
         return MAX_COUNT
     return min(MAX_COUNT, int(args.deadline / args.interval) + 1)
@@ -619,8 +626,8 @@ def _report(
             queries=args.queries, size=size,
         )  # fmt: skip
     return PingReport(
-        reactor, args.json, str(dst), name=name, count=ping_count(args), size=args.size,
-        quiet=args.quiet, interval=args.interval,
+        reactor, args.json, str(dst), name=name, count=args.count or ping_count(args),
+        size=args.size, quiet=args.quiet, interval=args.interval,
     )  # fmt: skip
 
 

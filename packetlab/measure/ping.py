@@ -41,6 +41,8 @@ __all__ = ["MAX_COUNT", "ping"]
 MAX_COUNT = 10_000
 LEAD_S = 0.05  # the first request leaves this long after the endpoint's clock was read
 AHEAD_S = 0.2  # a request is queued at most this long before its send time...
+WANTED_AHEAD_S = 0.02  # ...or this long with `answers_wanted`: whether it goes at all
+# depends on the answers in by its time (iputils decides at the moment of sending)
 WINDOW = 256  # ...and at most this many are unanswered (for less than `wait`): flow
 # control like ping -f, so that replies never pile up faster than they are read
 
@@ -75,6 +77,7 @@ async def ping(
     on_error: Callable[[PingError], object] | None = None,
     stop: StopSignal | None = None,
     linger_like_ping: bool = False,
+    answers_wanted: int | None = None,
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
     `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
@@ -87,7 +90,9 @@ async def ping(
     not answered, and listed in the result's ``errors``.
     With `linger_like_ping`, `wait` is iputils ping's -W: waited after the last request
     only when no reply came before it was sent; otherwise the run ends twice the largest
-    RTT so far (at least `interval`, at most `wait`) after it.
+    RTT so far (at least `interval`, at most `wait`) after it. With `answers_wanted`, no
+    request is sent once that many were answered (replies and ICMP errors), and the run
+    ends then: iputils' -c with -w (`count` is then the most that fit the deadline).
 
     When `stop` is requested, no further request is sent, replies in flight are awaited
     for up to `GRACE_S` (or `wait`, if shorter), and the result holds what was sent.
@@ -111,6 +116,7 @@ async def ping(
     span = (count - 1) * interval
     cap = await open_capture(session, target, src=source, duration_s=LEAD_S + span + wait)
     run = _PingRun(session, cap, target, ident, ttl, _payload(size), on_reply, on_error)
+    run.wanted = answers_wanted
     try:
         await run.send(count, interval, wait, stop)
         await run.collect(count, interval, wait, stop, linger_like_ping)
@@ -149,6 +155,7 @@ class _PingRun:
         self.ident, self.ttl, self.payload = ident, ttl, payload
         self.on_reply, self.on_error = on_reply, on_error
         self.errors: dict[int, PingError] = {}  # seq -> the ICMP error a router sent
+        self.wanted: int | None = None  # stop once this many are answered (ping -c with -w)
         self.reactor = session.reactor
         self.waker = Waker(self.reactor)
         self.table: ProbeTable[int] = ProbeTable()
@@ -166,6 +173,10 @@ class _PingRun:
 
     def detach(self) -> None:
         self._remove()
+
+    def enough(self) -> bool:
+        """As many requests answered (replies or errors) as wanted: iputils' exit test."""
+        return self.wanted is not None and len(self.replies) + len(self.errors) >= self.wanted
 
     # -- arrivals --
 
@@ -252,8 +263,10 @@ class _PingRun:
         start = await read_time(self.session) + int(LEAD_S * 1e9)
         local_start = self.reactor.seconds() + LEAD_S
         for i in range(count):
-            due = local_start + i * interval - AHEAD_S
+            due = local_start + i * interval - (AHEAD_S if self.wanted is None else WANTED_AHEAD_S)
             while self.failure is None and not (stop is not None and stop.requested):
+                if self.enough():
+                    return
                 room = self._room()
                 if room is None and self.reactor.seconds() >= due:
                     break
@@ -339,6 +352,8 @@ class _PingRun:
                 stopped_at = now
                 deadline = min(deadline, now + min(wait, GRACE_S))
             if now >= deadline or (self.in_flight == 0 and len(self.settled) >= self.queued):
+                break
+            if self.enough() and self.in_flight == 0:  # (the sent ones' ntags are in)
                 break
             await self.waker.sleep(deadline, stop if stopped_at is None else None)
         # ntags still missing: unsent (the socket is about to close)

@@ -130,7 +130,7 @@ def test_early_errors(argv: list[str], message: str) -> None:
         (["-w", "3"], 4),  # ping -w alone: sends until the deadline (0, 1, 2, 3 s)
         (["-w", "1", "-i", "0.2"], 6),
         (["-w", "1", "-i", "0"], 10_000),
-        (["-w", "10", "-c", "2"], 2),
+        (["-w", "10", "-c", "2"], 11),  # ping: sends until 2 are answered or the deadline
     ],
 )
 def test_ping_count_like_iputils(argv: list[str], count: int) -> None:

@@ -195,3 +195,17 @@ def test_linger_like_ping_waits_two_rtts_after_the_last_request_not_w() -> None:
     start = rig2.clock.seconds()
     rig2.run(ping(rig2.session, TG4, count=2, interval=0.2, wait=3.0, linger_like_ping=True))
     assert rig2.clock.seconds() - start >= 3.2  # no reply at all: -W
+
+
+def test_answers_wanted_sends_past_count_until_that_many_are_answered() -> None:
+    """iputils' -c with -w: requests go on past losses until -c are answered."""
+    rig = RawRig([R14, TG4])
+    answers = rig.endpoint.answers
+
+    def lossy(probe: bytes) -> list[tuple[float, bytes]]:
+        return [] if int.from_bytes(probe[26:28], "big") in (2, 3) else answers(probe)
+
+    rig.endpoint.answers = lossy  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=20, interval=1.0, wait=5.0, answers_wanted=3))
+    assert [r.seq for r in result.replies if r.addr is not None] == [1, 4, 5]
+    assert result.sent == 5  # not the 20 that would fit, not the 3 of -c
