@@ -207,7 +207,7 @@ class PingReport(_Report):
             self.write(f"PING {who} {self.size}({self.size + 28}) bytes of data.")
 
     def reply(self, r: PingReply) -> None:
-        self.received += 1
+        self.received += 0 if r.dup else 1
         if self.as_json:
             self._json(r)
         elif not self.quiet:

@@ -81,7 +81,8 @@ async def ping(
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
     `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
-    iputils ping); lost requests are listed with `addr=None`. `ident` is the ICMP
+    iputils ping); lost requests are listed with `addr=None`, second replies to a request
+    after the others with `dup=True` (ping's "(DUP!)"). `ident` is the ICMP
     identifier (default random).
 
     `on_reply(reply)` is called for each answered request the moment its reply is in, and
@@ -124,7 +125,7 @@ async def ping(
         run.detach()
         await close_capture(cap)
     sent = [seq for seq in range(1, run.queued + 1) if seq not in run.unsent]
-    out = [run.record(seq) for seq in sent]
+    out = [run.record(seq) for seq in sent] + run.duplicates
     return PingResult(
         dst=str(target),
         sent=len(sent),
@@ -156,6 +157,8 @@ class _PingRun:
         self.on_reply, self.on_error = on_reply, on_error
         self.errors: dict[int, PingError] = {}  # seq -> the ICMP error a router sent
         self.wanted: int | None = None  # stop once this many are answered (ping -c with -w)
+        self.answered: dict[object, int] = {}  # key -> seq of answered requests (dups)
+        self.duplicates: list[PingReply] = []
         self.reactor = session.reactor
         self.waker = Waker(self.reactor)
         self.table: ProbeTable[int] = ProbeTable()
@@ -192,12 +195,28 @@ class _PingRun:
             return
         seq = self.table.pop(got[0].key)
         if seq is None:  # not ours, or a duplicate
+            dup = self.answered.get(got[0].key)
+            if dup is not None:
+                self._duplicate(dup, got[0], got[1], _icmp_size(got[0], note.data))
             return
+        self.answered[got[0].key] = seq
         self.replies[seq] = (got[0], got[1], _icmp_size(got[0], note.data))
         self.settled.add(seq)
         self.open.pop(seq, None)
         self._tell(seq)
         self.waker.poke()
+
+    def _duplicate(self, seq: int, reply: Reply, recv_ns: int, size: int) -> None:
+        """A second reply to an answered request: ping's "(DUP!)" line, "+N duplicates"."""
+        sent_ns = self.sent_ns.get(seq)
+        rtt = (recv_ns - sent_ns) / 1000.0 if sent_ns is not None else None
+        d = PingReply(
+            seq, str(reply.src), rtt, ttl=reply.ttl, size=size, probe_send_ns=sent_ns,
+            reply_recv_ns=recv_ns, dup=True,
+        )  # fmt: skip
+        self.duplicates.append(d)
+        if self.on_reply is not None:
+            self.on_reply(d)
 
     def _error(self, reply: Reply, recv_ns: int) -> None:
         """A router's ICMP error quoting one of the requests: that request is settled."""

@@ -288,6 +288,7 @@ class PingReply:
     size: int | None = None  # bytes of ICMP message in the reply
     probe_send_ns: int | None = None
     reply_recv_ns: int | None = None
+    dup: bool = False  # a second reply to the same request (ping's "(DUP!)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -408,8 +409,14 @@ class PingResult:
         """Fraction of probes without a reply (0.0 when nothing was sent)."""
         return 0.0 if self.sent == 0 else max(0.0, 1.0 - self.received / self.sent)
 
-    def rtts_us(self) -> list[float]:
-        return [r.rtt_us for r in self.replies if r.addr is not None and r.rtt_us is not None]
+    def rtts_us(self, *, duplicates: bool = False) -> list[float]:
+        """The replies' RTTs, one per answered request (with `duplicates`, those of second
+        replies too, as ping's text summary counts them)."""
+        return [
+            r.rtt_us
+            for r in self.replies
+            if r.addr is not None and r.rtt_us is not None and (duplicates or not r.dup)
+        ]
 
     def stats(self) -> RttStats | None:
         rtts = self.rtts_us()
@@ -473,7 +480,8 @@ def ping_line(r: PingReply, shown: str | None = None, *, timing: bool = True) ->
     size = f"{r.size} bytes" if r.size is not None else "reply"
     ttl = f" ttl={r.ttl}" if r.ttl is not None else ""
     rtt = f" time={ping_time(r.rtt_us)}" if r.rtt_us is not None and timing else ""
-    return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{ttl}{rtt}"
+    dup = " (DUP!)" if r.dup else ""
+    return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{ttl}{rtt}{dup}"
 
 
 def _float32(x: float) -> float:
@@ -501,11 +509,15 @@ def ping_statistics(
     timing: bool = True,
 ) -> list[str]:
     """iputils ping's closing lines: the title (`name`: the target as given), the counts
-    (``+N errors``: ICMP errors for the requests; the loss with %g, ``33.3333%``), the RTT
+    (``+N duplicates``, ``+N errors``: ICMP errors for the requests; the loss with %g,
+    ``33.3333%``), the RTT
     summary in whole microseconds as ping computes it, or an empty line when nothing was
     received (ping's closing newline); with `interval` 0 (flood-like) ping's ``ipg/ewma``.
     Without `timing` (a payload too small for ping's timestamp) no RTT summary, as ping."""
     counts = f"{result.sent} packets transmitted, {result.received} received"
+    dups = sum(1 for r in result.replies if r.dup and r.addr is not None)
+    if dups:
+        counts += f", +{dups} duplicates"
     if errors:
         counts += f", +{errors} errors"
     if result.sent:
@@ -514,7 +526,7 @@ def ping_statistics(
         if elapsed_ms is not None:
             counts += f", time {elapsed_ms:.0f}ms"
     lines = [f"--- {name or result.dst} ping statistics ---", counts]
-    rtts = [int(x) for x in result.rtts_us()] if timing else []  # whole us, as ping's
+    rtts = [int(x) for x in result.rtts_us(duplicates=True)] if timing else []  # whole us
     parts = []
     if rtts:
         n, tsum = len(rtts), sum(rtts)

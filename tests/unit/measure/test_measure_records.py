@@ -295,3 +295,15 @@ def test_ping_pipe_like_iputils() -> None:
     no_reply = PingResult(dst="x", sent=2, replies=result.replies[:2], errors=result.errors)
     assert ping_statistics(no_reply, 200, errors=2)[-1] == "pipe 2"  # as iputils, alone
     assert ping_pipe(PING) == 1  # (only seq 1 has times): not printed
+
+
+def test_ping_duplicates_like_iputils() -> None:
+    dup = PingReply(1, "10.77.3.2", 48.0, 62, 64, dup=True)
+    assert ping_line(dup) == "64 bytes from 10.77.3.2: icmp_seq=1 ttl=62 time=0.048 ms (DUP!)"
+    result = PingResult(dst="10.77.3.2", sent=2, replies=(*PING.replies[:2], dup))
+    assert (result.received, result.loss) == (1, 0.5)  # a duplicate is not a reply more
+    assert ping_statistics(result, 1000)[1:] == [
+        "2 packets transmitted, 1 received, +1 duplicates, 50% packet loss, time 1000ms",
+        "rtt min/avg/max/mdev = 0.047/0.047/0.048/0.000 ms",  # ping counts its RTT
+    ]
+    assert result.rtts_us() == [47.0]  # (JSON stats, comparisons: one per request)

@@ -60,7 +60,10 @@ def test_lost_and_duplicate_replies() -> None:
     result = rig.run(ping(rig.session, TG4, count=3, interval=0.1, wait=1.0))
     assert (result.sent, result.received) == (3, 2)
     assert result.loss == pytest.approx(1 / 3)
-    assert [(r.seq, r.addr) for r in result.replies] == [(1, TG4), (2, None), (3, TG4)]
+    # the second reply to 1 and to 3: iputils' "(DUP!)" lines, "+2 duplicates"
+    assert [(r.seq, r.addr, r.dup) for r in result.replies] == [
+        (1, TG4, False), (2, None, False), (3, TG4, False), (1, TG4, True), (3, TG4, True),
+    ]  # fmt: skip
     assert result.replies[1].probe_send_ns is not None and result.replies[1].rtt_us is None
     assert rig.clock.seconds() - start >= 1.2  # waited for the lost one
 
