@@ -103,6 +103,29 @@ def _wait(p: argparse.ArgumentParser, flag: str, what: str, default: float) -> N
     )
 
 
+class _TracerouteWait(argparse.Action):
+    """traceroute -w MAX[,HERE[,NEAR]]: wait up to MAX s for a probe, or HERE times the RTT
+    of an answer from the same hop, NEAR times that of a later hop (0: not)."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, text: Any, opt: Any = None) -> None:
+        parts = str(text).split(",")
+        if len(parts) > 3:
+            raise argparse.ArgumentError(self, f"expected MAX[,HERE[,NEAR]], got {text!r}")
+        try:
+            got = [float(x) for x in parts]
+        except ValueError:
+            raise argparse.ArgumentError(self, f"expected a number, got {text!r}") from None
+        if not 0.001 <= got[0] <= 60 or any(not 0 <= x <= 1000 for x in got[1:]):
+            raise argparse.ArgumentError(
+                self, f"must be 0.001..60 s (HERE, NEAR 0..1000), got {text}"
+            )
+        ns.wait = got[0]
+        if len(got) > 1:
+            ns.here = got[1]
+        if len(got) > 2:
+            ns.near = got[2]
+
+
 def _common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
     p.add_argument("target", metavar="TARGET", help="IPv4/IPv6 address or host name")
     fam = p.add_mutually_exclusive_group()
@@ -151,7 +174,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(tr, "-s")  # traceroute -s src_addr
-    _wait(tr, "-w", "each probe's answer, as traceroute -w", 5.0)
+    tr.add_argument(
+        "-w",
+        "--wait",
+        action=_TracerouteWait,
+        metavar="MAX[,HERE,NEAR]",
+        help="as traceroute -w: wait for a probe's answer at most MAX s [5], or HERE times "
+        "the RTT of an answer from the same hop [3], NEAR times that of a later hop [10] "
+        "(0: not)",
+    )
+    tr.set_defaults(wait=5.0, here=3.0, near=10.0)
     tr.add_argument(
         "-q",
         "--queries",
@@ -466,6 +498,8 @@ def _experiment(
             recv_stamp=stamp,
             on_hop=on_hop,
             stop=stop,
+            here=args.here,
+            near=args.near,
         )
         await shown
         return result

@@ -147,6 +147,15 @@ def test_ping_exit_status_like_iputils() -> None:
     assert cli_run.ping_exit(parse("ping", "-w", "5", "x"), some) == 0
 
 
+def test_traceroute_wait_takes_max_here_near() -> None:
+    """traceroute -w MAX,HERE,NEAR (was: `expected a number` for anything but MAX)."""
+    a = parse("traceroute", "x")
+    assert (a.wait, a.here, a.near) == (5.0, 3.0, 10.0)
+    b = parse("traceroute", "-w", "2,0,4", "x")
+    assert (b.wait, b.here, b.near) == (2.0, 0.0, 4.0)
+    assert parse("traceroute", "-w", "1.5", "x").wait == 1.5
+
+
 def test_native_spellings_of_source_and_pacing() -> None:
     """traceroute -s src_addr and -z sendwait (ms above 10), ping -I address."""
     assert parse("traceroute", "-s", "10.0.0.9", "x").src == "10.0.0.9"
