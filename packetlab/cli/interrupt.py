@@ -7,6 +7,8 @@
   and its summary; the status is then 130. When nothing watches `stop` yet (start-up,
   waiting for an endpoint) there is nothing to gather: the command ends at once, 130;
 * a second Ctrl-C ends the process at once (130);
+* stdout closed under us (`pktlab run ... | head`): quietly 141, as a native tool killed
+  by SIGPIPE;
 * an expected error (`ControllerError`, `ValueError`, `OSError`) is one line on stderr,
   `PROG: message`, status 2; anything else is a bug: one line naming the exception
   (the traceback with -v), status 2.
@@ -21,12 +23,18 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from packetlab.cli.exits import EXIT_ERROR, EXIT_INTERRUPTED
+from packetlab.cli.exits import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED
 
 if TYPE_CHECKING:  # imported when running: `quit_on_interrupt` must come before them
     from packetlab.controller.stop import StopSignal
 
-__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "quit_on_interrupt", "run_reactor"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "quit_on_interrupt",
+    "run_reactor",
+    "stdout_gone",
+]
 
 
 def _flush() -> None:
@@ -35,6 +43,32 @@ def _flush() -> None:
             stream.flush()
         except Exception:  # a closed pipe: nothing more to say
             pass
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of a closed pipe
+    says nothing (Python's advice for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+_gone: list[Callable[[], object]] = []  # what to do once stdout is closed: stop the run
+_stdout_closed = [False]
+
+
+def stdout_gone() -> None:
+    """stdout's reader went away (`| head`): say nothing more there and stop the run; the
+    command then ends quietly with 141, as a native tool killed by SIGPIPE (a write to the
+    pipe raised BrokenPipeError where that tool would have died). Idempotent."""
+    if _stdout_closed[0]:
+        return
+    _stdout_closed[0] = True
+    _quiet_stdout()
+    for f in _gone:
+        f()
 
 
 def quit_on_interrupt(prog: str = "pktlab") -> None:
@@ -78,6 +112,7 @@ def run_reactor(
         [observer], discardBuffer=not verbose, redirectStandardIO=False
     )
     stop = StopSignal()
+    _gone.append(lambda: stop.request("stdout closed"))
     box: dict[str, Any] = {}
     signals = [0]
 
@@ -106,7 +141,11 @@ def run_reactor(
     async def body() -> None:
         try:
             box["code"] = await main(reactor, stop)
+        except BrokenPipeError:  # the reader went away: nothing to tell it
+            stdout_gone()
         except expected as e:
+            if _stdout_closed[0]:  # a run cut short by it (a write in a callback)
+                return
             if "interrupted" in box:  # our reactor.stop() cut it (a session still starting)
                 return
             box["error"] = str(e) or type(e).__name__
@@ -128,6 +167,8 @@ def run_reactor(
         reactor.run()
     except KeyboardInterrupt:  # before our handler was installed
         box.setdefault("interrupted", True)
+    if _stdout_closed[0]:
+        return EXIT_BROKEN_PIPE
     _flush()
     if "error" in box:
         print(f"{prog}: {box['error']}", file=sys.stderr)

@@ -28,6 +28,7 @@ class Progress:
         enabled: bool | None = None,
         delay: float = 1.0,
         every: float = 0.25,
+        on_closed: Callable[[], object] | None = None,
     ) -> None:
         self.reactor = reactor
         self.describe = describe
@@ -36,13 +37,27 @@ class Progress:
         self.enabled = self.err.isatty() if enabled is None else enabled
         self.every = every
         self.shown = False
+        self.closed = False
+        if on_closed is None:
+            from packetlab.cli.interrupt import stdout_gone
+
+            on_closed = stdout_gone
+        self.on_closed = on_closed
         self._call: Any = reactor.callLater(delay, self._tick) if self.enabled else None
 
     def write(self, line: str) -> None:
-        """A result line on stdout, at once (flushed): the moment it is known."""
+        """A result line on stdout, at once (flushed): the moment it is known. When the
+        reader has gone (`| head`), `on_closed` (default: `interrupt.stdout_gone`, which
+        stops the run) and nothing more is written."""
+        if self.closed:
+            return
         self._clear()
-        self.out.write(line + "\n")
-        self.out.flush()
+        try:
+            self.out.write(line + "\n")
+            self.out.flush()
+        except BrokenPipeError:
+            self.closed = True
+            self.on_closed()
 
     def stop(self) -> None:
         if self._call is not None and self._call.active():

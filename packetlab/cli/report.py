@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from packetlab.cli.progress import Progress
 from packetlab.measure.records import (
+    PING_TIMING_MIN_SIZE,
     Hop,
+    PingError,
     PingReply,
     PingResult,
     TracerouteResult,
@@ -30,7 +32,13 @@ from packetlab.measure.replies import ReplyKind
 if TYPE_CHECKING:
     from packetlab.measure.mda import MdaHop, MdaResult
 
-__all__ = ["MdaReport", "PingReport", "TracerouteReport", "traceroute_stop_reason"]
+__all__ = [
+    "MdaReport",
+    "PingReport",
+    "TracerouteReport",
+    "ping_elapsed_ms",
+    "traceroute_stop_reason",
+]
 
 
 def _dumps(obj: dict[str, Any]) -> str:
@@ -148,6 +156,16 @@ class TracerouteReport(_Report):
         )
 
 
+def ping_elapsed_ms(result: PingResult) -> float:
+    """iputils' ``time`` in the statistics: from the first request sent to the last one
+    (ms; 0 when fewer than two went), not the program's start-up."""
+    sent = [r.probe_send_ns for r in result.replies if r.probe_send_ns is not None]
+    sent += [e.probe_send_ns for e in result.errors if e.probe_send_ns is not None]
+    if result.start_ns is not None:
+        sent.append(result.start_ns)
+    return (max(sent) - min(sent)) / 1e6 if sent else 0.0
+
+
 class PingReport(_Report):
     def __init__(
         self,
@@ -159,11 +177,21 @@ class PingReport(_Report):
         count: int,
         size: int,
         quiet: bool = False,
+        interval: float | None = None,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
-        self.count, self.size, self.quiet = count, size, quiet
+        self.count, self.size, self.quiet, self.interval = count, size, quiet, interval
         self.received = 0
+        self.errors = 0
         self.last_seq = 0
+        # address -> name (None: none) once looked up, when names are shown (a target given
+        # by name, not -n: iputils then prints `NAME (ADDR)`)
+        self.names: Mapping[str, str | None] | None = None
+
+    def shown(self, addr: str) -> str:
+        """`addr` as iputils prints a reply's source: ``NAME (ADDR)`` if it has a name."""
+        name = None if self.names is None else self.names.get(addr)
+        return f"{name} ({addr})" if name and name != addr else addr
 
     def describe(self) -> str:
         return f"ping {self.dst}: {self.received} of {self.count} answered, {super().describe()}"
@@ -179,11 +207,22 @@ class PingReport(_Report):
             self.write(f"PING {who} {self.size}({self.size + 28}) bytes of data.")
 
     def reply(self, r: PingReply) -> None:
-        self.received += 1
+        self.received += 0 if r.dup else 1
         if self.as_json:
             self._json(r)
         elif not self.quiet:
-            self.write(ping_line(r))
+            shown = self.shown(r.addr) if r.addr is not None else None
+            self.write(ping_line(r, shown, timing=self.size >= PING_TIMING_MIN_SIZE))
+
+    def error(self, e: PingError) -> None:
+        """A router's ICMP error for a request: iputils' ``From ADDR icmp_seq=N ...``."""
+        self.errors += 1
+        if self.as_json:
+            obj = e.to_dict()
+            obj.update(type="error", dst=self.dst, src=self.src, tool="packetlab")
+            self.write(_dumps(obj))
+        elif not self.quiet:
+            self.write(f"From {self.shown(e.addr)} icmp_seq={e.seq} {e.describe()}")
 
     def _json(self, r: PingReply) -> None:
         obj = r.to_dict()
@@ -192,10 +231,16 @@ class PingReport(_Report):
 
     def finish(self, result: PingResult, interrupted: bool) -> None:
         self.close()
-        elapsed_ms = (time.time() - self.started) * 1000
         if not self.as_json:
             self.write("")
-            for line in ping_statistics(result, elapsed_ms):
+            for line in ping_statistics(
+                result,
+                ping_elapsed_ms(result),
+                name=self.name,
+                errors=len(result.errors),
+                interval=self.interval,
+                timing=self.size >= PING_TIMING_MIN_SIZE,
+            ):
                 self.write(line)
             return
         for r in result.replies:
@@ -214,6 +259,7 @@ class PingReport(_Report):
             "stop_reason": "INTERRUPTED" if interrupted else "COMPLETED",
             "sent": result.sent,
             "received": result.received,
+            "errors": len(result.errors),
             "loss": round(result.loss, 6),
             "send_stamp": result.send_stamp,
             "recv_stamp": result.recv_stamp,

@@ -70,16 +70,25 @@ class RunError(LinkError):
 
 
 def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str], T]:
+    """A number of `kind` in lo..hi. (`what` names the option for the reader of the call;
+    argparse itself prefixes the message with it.)"""
+
     def parse(text: str) -> T:
         try:
             value = kind(text)  # type: ignore[call-arg]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what}: expected a number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not lo <= value <= hi:  # type: ignore[operator]
-            raise argparse.ArgumentTypeError(f"{what}: must be {lo:g}..{hi:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {lo:g}..{hi:g}, got {text}")
         return value
 
     return parse
+
+
+def _sendwait(text: str) -> float:
+    """traceroute -z: seconds, or milliseconds when more than 10."""
+    value = _positive(float, "-z", 0, 10_000)(text)
+    return value / 1000 if value > 10 else value
 
 
 def _wait(p: argparse.ArgumentParser, flag: str, what: str, default: float) -> None:
@@ -94,13 +103,37 @@ def _wait(p: argparse.ArgumentParser, flag: str, what: str, default: float) -> N
     )
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+class _TracerouteWait(argparse.Action):
+    """traceroute -w MAX[,HERE[,NEAR]]: wait up to MAX s for a probe, or HERE times the RTT
+    of an answer from the same hop, NEAR times that of a later hop (0: not)."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, text: Any, opt: Any = None) -> None:
+        parts = str(text).split(",")
+        if len(parts) > 3:
+            raise argparse.ArgumentError(self, f"expected MAX[,HERE[,NEAR]], got {text!r}")
+        try:
+            got = [float(x) for x in parts]
+        except ValueError:
+            raise argparse.ArgumentError(self, f"expected a number, got {text!r}") from None
+        if not 0.001 <= got[0] <= 60 or any(not 0 <= x <= 1000 for x in got[1:]):
+            raise argparse.ArgumentError(
+                self, f"must be 0.001..60 s (HERE, NEAR 0..1000), got {text}"
+            )
+        ns.wait = got[0]
+        if len(got) > 1:
+            ns.here = got[1]
+        if len(got) > 2:
+            ns.near = got[2]
+
+
+def _common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
     p.add_argument("target", metavar="TARGET", help="IPv4/IPv6 address or host name")
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", dest="family", action="store_const", const=4, help="use IPv4")
     fam.add_argument("-6", dest="family", action="store_const", const=6, help="use IPv6")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p.add_argument(
+        *([src_flag] if src_flag else []),
         "--src",
         metavar="ADDR",
         help="source address (an address of the endpoint; default: the route's source "
@@ -140,8 +173,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(tr)
-    _wait(tr, "-w", "each probe's answer, as traceroute -w", 5.0)
+    _common(tr, "-s")  # traceroute -s src_addr
+    tr.add_argument(
+        "-w",
+        "--wait",
+        action=_TracerouteWait,
+        metavar="MAX[,HERE,NEAR]",
+        help="as traceroute -w: wait for a probe's answer at most MAX s [5], or HERE times "
+        "the RTT of an answer from the same hop [3], NEAR times that of a later hop [10] "
+        "(0: not)",
+    )
+    tr.set_defaults(wait=5.0, here=3.0, near=10.0)
     tr.add_argument(
         "-q",
         "--queries",
@@ -249,6 +291,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="probes S seconds apart on the endpoint's clock [default: 0, all at once]",
     )
     tr.add_argument(
+        "-z",
+        "--sendwait",
+        dest="pace",
+        type=_sendwait,
+        metavar="S",
+        help="as traceroute -z: probes S seconds apart, or S ms if S > 10 (= --pace)",
+    )
+    tr.add_argument(
         "-p",
         "--port",
         type=_positive(int, "--port", 1, 65535),
@@ -265,8 +315,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(pg)
-    _wait(pg, "-W", "a reply after the last request", 2.0)
+    _common(pg, "-I")  # ping -I address (not an interface name)
+    _wait(
+        pg,
+        "-W",
+        "a reply after the last request when none came before it (else twice the largest "
+        "RTT, at least -i, as ping -W)",
+        10.0,
+    )
     pg.add_argument(
         "-q",
         "--quiet",
@@ -285,9 +341,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-c",
         "--count",
         type=_positive(int, "--count", 1, 10_000),
-        default=5,
+        default=None,
         metavar="N",
-        help="echo requests to send [default: 5]",
+        help="echo requests to send [default: 5; with -w: as many as the deadline allows]",
+    )
+    pg.add_argument(
+        "-n",
+        dest="numeric",
+        action="store_true",
+        help="addresses only: no names for the replies' sources (as ping -n; a numeric "
+        "TARGET implies it)",
     )
     pg.add_argument(
         "-i",
@@ -375,11 +438,12 @@ def _experiment(
     stamp: str,
     report: TracerouteReport | PingReport | MdaReport,
     stop: StopSignal,
+    local: bool = False,
 ) -> Callable[[Any], Awaitable[Any]]:
     from twisted.internet.defer import Deferred, DeferredList, succeed
 
     from packetlab.controller import read_system_info
-    from packetlab.measure.rdns import ReverseNames
+    from packetlab.measure.rdns import LocalNames, ReverseNames
     from packetlab.measure.traceroute import PARIS, TCP_METHODS, pick_source, traceroute
 
     async def source(session: Any) -> Address:
@@ -388,13 +452,18 @@ def _experiment(
         info = await read_system_info(session)
         return pick_source(info.addresses, dst)
 
+    def resolver(session: Any) -> LocalNames | ReverseNames:
+        """This host's resolver for an endpoint on this host (as the native tools), else
+        the endpoint's."""
+        return LocalNames(session.reactor) if local else ReverseNames(session)
+
     def named_hops(
         session: Any, addrs_of: Callable[[Any], list[Any]]
     ) -> tuple[Callable[[Any], None], Deferred[object]]:
         """An `on_hop` that prints hops in order, each once its addresses' names are looked
         up (not with -n), and the Deferred that fires when the last one is printed."""
         assert isinstance(report, TracerouteReport | MdaReport)
-        names = ReverseNames(session) if _names_wanted(args) else None
+        names = resolver(session) if _names_wanted(args) else None
         report.names = None if names is None else names.names
         shown: Deferred[object] = succeed(None)
 
@@ -429,6 +498,8 @@ def _experiment(
             recv_stamp=stamp,
             on_hop=on_hop,
             stop=stop,
+            here=args.here,
+            near=args.near,
         )
         await shown
         return result
@@ -465,10 +536,33 @@ def _experiment(
             session.reactor.callLater(args.deadline, stop.request, "deadline")
         from packetlab.measure.ping import ping  # (only here: traceroute need not load it)
 
-        return await ping(
+        # iputils names replies (`NAME (ADDR)`) when the target was a name and not -n; the
+        # lines stay in order, each printed once its name is known
+        names = resolver(session) if _ping_names_wanted(args, dst) else None
+        report.names = None if names is None else names.names
+        shown: Deferred[object] = succeed(None)
+
+        def in_order(show: Callable[[Any], None]) -> Callable[[Any], None]:
+            def on(item: Any) -> None:
+                if names is None:
+                    show(item)
+                    return
+                named = names.lookup(item.addr)
+                shown.addCallback(lambda _: named).addCallback(lambda _: show(item))
+
+            return on
+
+        print_error = in_order(report.error)
+
+        def on_error(e: Any) -> None:
+            print_error(e)
+            if args.deadline is not None:  # iputils: with -w the first ICMP error ends it
+                stop.request("error")
+
+        result = await ping(
             session,
             dst,
-            count=args.count,
+            count=ping_count(args),
             interval=args.interval,
             wait=args.wait,
             size=args.size,
@@ -476,13 +570,36 @@ def _experiment(
             src=frm,
             send_stamp=stamp,
             recv_stamp=stamp,
-            on_reply=report.reply,
+            on_reply=in_order(report.reply),
+            on_error=on_error,
             stop=stop,
+            linger_like_ping=True,
+            answers_wanted=args.count if args.deadline is not None else None,
         )
+        await shown
+        return result
 
     if args.measurement == "traceroute":
         return tracelb if args.mda else trace
     return echo
+
+
+def ping_count(args: argparse.Namespace) -> int:
+    """Requests to send at most: -c; with -w as many as fit in the deadline (ping -w sends
+    until the deadline, or with -c until -c are answered), else 5."""
+    from packetlab.measure.ping import MAX_COUNT
+
+    if args.deadline is None:
+        return 5 if args.count is None else int(args.count)
+    if args.interval == 0:
+        return MAX_COUNT
+    return min(MAX_COUNT, int(args.deadline / args.interval) + 1)
+
+
+def _ping_names_wanted(args: argparse.Namespace, dst: Address) -> bool:
+    """iputils looks up the name of each reply's source when the target was given as a
+    name (a numeric target implies -n), in text output, not with -n."""
+    return not args.numeric and not args.json and args.target != str(dst)
 
 
 def _names_wanted(args: argparse.Namespace) -> bool:
@@ -519,7 +636,8 @@ def _budget(args: argparse.Namespace) -> float:
         else:
             work = n * pace + args.wait
     else:  # (-i 0 goes as fast as replies come back: allow 10 ms a request for that)
-        work = (args.count - 1) * args.interval + args.wait + args.count * 0.01
+        count = ping_count(args)
+        work = (count - 1) * args.interval + args.wait + count * 0.01
     return work + 30.0
 
 
@@ -533,16 +651,17 @@ def _report(
             method=MDA_METHOD[args.protocol], confidence=args.confidence / 100,
         )  # fmt: skip
     if args.measurement == "traceroute":
-        # Butskoy's probes: UDP or ICMP header + 32 bytes; a TCP SYN with an MSS option
-        tail = {"tcp": 24, "tcp-ack": 20}.get(args.protocol, 8 + 32)
+        # Butskoy's probes: UDP or ICMP header + 32 bytes; a TCP SYN with its 20 bytes of
+        # options (MSS, SACK, timestamps, window scale); a bare ACK
+        tail = {"tcp": 40, "tcp-ack": 20}.get(args.protocol, 8 + 32)
         size = (20 if dst.version == 4 else 40) + tail
         return TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             queries=args.queries, size=size,
         )  # fmt: skip
     return PingReport(
-        reactor, args.json, str(dst), name=name, count=args.count, size=args.size,
-        quiet=args.quiet,
+        reactor, args.json, str(dst), name=name, count=args.count or ping_count(args),
+        size=args.size, quiet=args.quiet, interval=args.interval,
     )  # fmt: skip
 
 
@@ -605,7 +724,7 @@ async def measure(
     else:
         check_local_address(src)
     report = _report(reactor, args, dst)
-    experiment = _experiment(args, dst, src, Stamp.KERNEL, report, stop)
+    experiment = _experiment(args, dst, src, Stamp.KERNEL, report, stop, local=True)
     timeout = args.timeout if args.timeout is not None else _budget(args)
     try:
         result = await run_on_link(
@@ -639,9 +758,19 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         assert isinstance(report, PingReport) and isinstance(result, PingResult)
         report.finish(result, interrupted)
-        return EXIT_NO_REPLY if result.received == 0 else EXIT_OK
+        return ping_exit(args, result)
 
     return run_reactor(main, prog=f"pktlab run {args.measurement}", verbose=args.verbose)
+
+
+def ping_exit(args: argparse.Namespace, result: PingResult) -> int:
+    """iputils' exit status: 1 when nothing was received, or with -w (and -c) fewer
+    replies than -c asked for; else 0."""
+    if result.received == 0:
+        return EXIT_NO_REPLY
+    if args.deadline is not None and args.count is not None and result.received < args.count:
+        return EXIT_NO_REPLY
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

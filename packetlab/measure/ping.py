@@ -24,7 +24,7 @@ from packetlab.controller import (
 )
 from packetlab.measure.flight import GRACE_S, Waker
 from packetlab.measure.probes import PING_PAYLOAD, ProbeTable, echo_probe
-from packetlab.measure.records import PingReply, PingResult, Stamp
+from packetlab.measure.records import PingError, PingReply, PingResult, Stamp
 from packetlab.measure.replies import Reply, ReplyKind
 from packetlab.measure.traceroute import (
     Address,
@@ -41,6 +41,8 @@ __all__ = ["MAX_COUNT", "ping"]
 MAX_COUNT = 10_000
 LEAD_S = 0.05  # the first request leaves this long after the endpoint's clock was read
 AHEAD_S = 0.2  # a request is queued at most this long before its send time...
+WANTED_AHEAD_S = 0.02  # ...or this long with `answers_wanted`: whether it goes at all
+# depends on the answers in by its time (iputils decides at the moment of sending)
 WINDOW = 256  # ...and at most this many are unanswered (for less than `wait`): flow
 # control like ping -f, so that replies never pile up faster than they are read
 
@@ -72,14 +74,27 @@ async def ping(
     send_stamp: str = Stamp.KERNEL,
     recv_stamp: str = Stamp.KERNEL,
     on_reply: Callable[[PingReply], object] | None = None,
+    on_error: Callable[[PingError], object] | None = None,
     stop: StopSignal | None = None,
+    linger_like_ping: bool = False,
+    answers_wanted: int | None = None,
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
     `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
-    iputils ping); lost requests are listed with `addr=None`. `ident` is the ICMP
+    iputils ping); lost requests are listed with `addr=None`, second replies to a request
+    after the others with `dup=True` (ping's "(DUP!)"). `ident` is the ICMP
     identifier (default random).
 
-    `on_reply(reply)` is called for each answered request the moment its reply is in.
+    `on_reply(reply)` is called for each answered request the moment its reply is in, and
+    `on_error(error)` for each ICMP error a router sent for a request (time exceeded,
+    unreachable: iputils' ``From ... icmp_seq=N ...`` lines); such a request is settled,
+    not answered, and listed in the result's ``errors``.
+    With `linger_like_ping`, `wait` is iputils ping's -W: waited after the last request
+    only when no reply came before it was sent; otherwise the run ends twice the largest
+    RTT so far (at least `interval`, at most `wait`) after it. With `answers_wanted`, no
+    request is sent once that many were answered (replies and ICMP errors), and the run
+    ends then: iputils' -c with -w (`count` is then the most that fit the deadline).
+
     When `stop` is requested, no further request is sent, replies in flight are awaited
     for up to `GRACE_S` (or `wait`, if shorter), and the result holds what was sent.
     """
@@ -101,15 +116,16 @@ async def ping(
     source = as_target(src) if src is not None else None
     span = (count - 1) * interval
     cap = await open_capture(session, target, src=source, duration_s=LEAD_S + span + wait)
-    run = _PingRun(session, cap, target, ident, ttl, _payload(size), on_reply)
+    run = _PingRun(session, cap, target, ident, ttl, _payload(size), on_reply, on_error)
+    run.wanted = answers_wanted
     try:
         await run.send(count, interval, wait, stop)
-        await run.collect(count, interval, wait, stop)
+        await run.collect(count, interval, wait, stop, linger_like_ping)
     finally:
         run.detach()
         await close_capture(cap)
     sent = [seq for seq in range(1, run.queued + 1) if seq not in run.unsent]
-    out = [run.record(seq) for seq in sent]
+    out = [run.record(seq) for seq in sent] + run.duplicates
     return PingResult(
         dst=str(target),
         sent=len(sent),
@@ -118,6 +134,7 @@ async def ping(
         start_ns=run.sent_ns.get(1),
         send_stamp=send_stamp,
         recv_stamp=recv_stamp,
+        errors=tuple(run.errors[seq] for seq in sorted(run.errors) if seq in sent),
     )
 
 
@@ -133,10 +150,15 @@ class _PingRun:
         ttl: int,
         payload: bytes,
         on_reply: Callable[[PingReply], object] | None,
+        on_error: Callable[[PingError], object] | None = None,
     ) -> None:
         self.session, self.cap, self.target = session, cap, target
         self.ident, self.ttl, self.payload = ident, ttl, payload
-        self.on_reply = on_reply
+        self.on_reply, self.on_error = on_reply, on_error
+        self.errors: dict[int, PingError] = {}  # seq -> the ICMP error a router sent
+        self.wanted: int | None = None  # stop once this many are answered (ping -c with -w)
+        self.answered: dict[object, int] = {}  # key -> seq of answered requests (dups)
+        self.duplicates: list[PingReply] = []
         self.reactor = session.reactor
         self.waker = Waker(self.reactor)
         self.table: ProbeTable[int] = ProbeTable()
@@ -155,21 +177,66 @@ class _PingRun:
     def detach(self) -> None:
         self._remove()
 
+    def enough(self) -> bool:
+        """As many requests answered (replies or errors) as wanted: iputils' exit test."""
+        return self.wanted is not None and len(self.replies) + len(self.errors) >= self.wanted
+
     # -- arrivals --
 
     def _note(self, note: object) -> None:
         if not isinstance(note, Ndata):
             return
         got = parse_ndata(note)
-        if got is None or got[0].kind is not ReplyKind.ECHO_REPLY:
+        if got is None:
+            return
+        if got[0].kind is not ReplyKind.ECHO_REPLY:
+            if got[0].is_error and got[0].icmp_type is not None:
+                self._error(got[0], got[1])
             return
         seq = self.table.pop(got[0].key)
         if seq is None:  # not ours, or a duplicate
+            dup = self.answered.get(got[0].key)
+            if dup is not None:
+                self._duplicate(dup, got[0], got[1], _icmp_size(got[0], note.data))
             return
+        self.answered[got[0].key] = seq
         self.replies[seq] = (got[0], got[1], _icmp_size(got[0], note.data))
         self.settled.add(seq)
         self.open.pop(seq, None)
         self._tell(seq)
+        self.waker.poke()
+
+    def _duplicate(self, seq: int, reply: Reply, recv_ns: int, size: int) -> None:
+        """A second reply to an answered request: ping's "(DUP!)" line, "+N duplicates"."""
+        sent_ns = self.sent_ns.get(seq)
+        rtt = (recv_ns - sent_ns) / 1000.0 if sent_ns is not None else None
+        d = PingReply(
+            seq, str(reply.src), rtt, ttl=reply.ttl, size=size, probe_send_ns=sent_ns,
+            reply_recv_ns=recv_ns, dup=True,
+        )  # fmt: skip
+        self.duplicates.append(d)
+        if self.on_reply is not None:
+            self.on_reply(d)
+
+    def _error(self, reply: Reply, recv_ns: int) -> None:
+        """A router's ICMP error quoting one of the requests: that request is settled."""
+        seq = self.table.pop(reply.key)
+        if seq is None:
+            return
+        self.errors[seq] = e = PingError(
+            seq,
+            str(reply.src),
+            str(reply.kind),
+            reply.icmp_type or 0,
+            reply.icmp_code or 0,
+            mtu=reply.mtu,
+            probe_send_ns=self.sent_ns.get(seq),
+            reply_recv_ns=recv_ns,
+        )
+        self.settled.add(seq)
+        self.open.pop(seq, None)
+        if self.on_error is not None:
+            self.on_error(e)
         self.waker.poke()
 
     def _ntag(self, seq: int, tag: Ntag | None) -> None:
@@ -215,8 +282,10 @@ class _PingRun:
         start = await read_time(self.session) + int(LEAD_S * 1e9)
         local_start = self.reactor.seconds() + LEAD_S
         for i in range(count):
-            due = local_start + i * interval - AHEAD_S
+            due = local_start + i * interval - (AHEAD_S if self.wanted is None else WANTED_AHEAD_S)
             while self.failure is None and not (stop is not None and stop.requested):
+                if self.enough():
+                    return
                 room = self._room()
                 if room is None and self.reactor.seconds() >= due:
                     break
@@ -274,11 +343,25 @@ class _PingRun:
     # -- waiting --
 
     async def collect(
-        self, count: int, interval: float, wait: float, stop: StopSignal | None
+        self,
+        count: int,
+        interval: float,
+        wait: float,
+        stop: StopSignal | None,
+        like_ping: bool = False,
     ) -> None:
         """Wait for the replies: until every request sent is answered, `wait` s after the
-        last request's time, or briefly once a stop was requested."""
-        deadline = self.reactor.seconds() + LEAD_S + AHEAD_S + wait
+        last request's time (`like_ping`: 2 x the largest RTT, if any reply came), or
+        briefly once a stop was requested."""
+        linger = wait
+        rtts = [
+            (got[1] - self.sent_ns[seq]) / 1e9
+            for seq, got in self.replies.items()
+            if seq in self.sent_ns
+        ]
+        if like_ping and rtts:  # iputils' __schedule_exit
+            linger = min(wait, max(2 * max(rtts), interval))
+        deadline = self.reactor.seconds() + LEAD_S + AHEAD_S + linger
         stopped_at: float | None = None
         while True:
             if self.failure is not None:
@@ -288,6 +371,8 @@ class _PingRun:
                 stopped_at = now
                 deadline = min(deadline, now + min(wait, GRACE_S))
             if now >= deadline or (self.in_flight == 0 and len(self.settled) >= self.queued):
+                break
+            if self.enough() and self.in_flight == 0:  # (the sent ones' ntags are in)
                 break
             await self.waker.sleep(deadline, stop if stopped_at is None else None)
         # ntags still missing: unsent (the socket is about to close)

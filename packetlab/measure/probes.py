@@ -242,6 +242,14 @@ def echo_probe(
     return Probe(packet, ProbeKey(proto, d, ident, 0, seq), s, d, ttl, ident_ip)
 
 
+def traceroute_syn_options(mss: int = 1460, tsval: int = 1) -> bytes:
+    """The options of Butskoy traceroute's TCP SYN (and Linux's): MSS, SACK permitted,
+    timestamps, NOP, window scale: 20 bytes, so that a `-T` probe is its 60 (IPv4) or 80
+    (IPv6) bytes."""
+    sack_perm, timestamps = struct.pack("!BB", 4, 2), struct.pack("!BBII", 8, 10, tsval, 0)
+    return tcp_mss_option(mss) + sack_perm + timestamps + struct.pack("!BBBB", 1, 3, 3, 7)
+
+
 def tcp_syn_probe(
     src: AddressLike,
     dst: AddressLike,
@@ -256,11 +264,14 @@ def tcp_syn_probe(
     tos: int = 0,
     flow_label: int = 0,
     dont_fragment: bool = False,
+    options: bytes | None = None,
 ) -> Probe:
-    """A TCP SYN; matched by (dst, sport, dport, seq) in a quote, or ack - 1 in a SYN-ACK/RST."""
+    """A TCP SYN; matched by (dst, sport, dport, seq) in a quote, or ack - 1 in a SYN-ACK/RST.
+    `options` replace the MSS option (`traceroute_syn_options`: traceroute's)."""
     s, d = _addresses(src, dst, need_src=True)
     ident = _ip_id(ip_id, d.version)
-    options = tcp_mss_option(mss) if mss is not None else b""
+    if options is None:
+        options = tcp_mss_option(mss) if mss is not None else b""
     segment = tcp_segment(
         s, d, sport, dport, seq=seq, flags=TCP_SYN, window=window, options=options
     )

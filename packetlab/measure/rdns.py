@@ -9,14 +9,14 @@ error: the address is shown instead, as traceroute does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, succeed
 
 if TYPE_CHECKING:
     from packetlab.controller import EndpointSession
 
-__all__ = ["ReverseNames"]
+__all__ = ["LocalNames", "ReverseNames"]
 
 
 class ReverseNames:
@@ -83,3 +83,46 @@ class ReverseNames:
             return None
         ptrs = [a.data for a in got.answers if a.type == "PTR"]
         return ptrs[0].rstrip(".") if ptrs else None
+
+
+class LocalNames:
+    """Names of addresses from this host's own resolver (``getnameinfo``: /etc/hosts, then
+    DNS), as native ping and traceroute look them up: for an endpoint that runs on this
+    host (`pktlab run` without --listen). The same interface as `ReverseNames`; each
+    lookup runs in the reactor's thread pool, each address once."""
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.names: dict[str, str | None] = {}
+        self._waiting: dict[str, list[Deferred[str | None]]] = {}
+
+    def lookup(self, addr: str) -> Deferred[str | None]:
+        if addr in self.names:
+            return succeed(self.names[addr])
+        d: Deferred[str | None] = Deferred()
+        waiting = self._waiting.get(addr)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._waiting[addr] = [d]
+        from twisted.internet.threads import deferToThreadPool
+
+        asked = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), _host_name, addr)
+        asked.addErrback(lambda _: None).addCallback(self._got, addr)
+        return d
+
+    def _got(self, name: str | None, addr: str) -> None:
+        self.names[addr] = name
+        for d in self._waiting.pop(addr, []):
+            d.callback(name)
+
+
+def _host_name(addr: str) -> str | None:
+    """getnameinfo's name for `addr`, None when it has none."""
+    import socket
+
+    try:
+        name, _ = socket.getnameinfo((addr, 0), socket.NI_NAMEREQD)
+    except (OSError, UnicodeError):
+        return None
+    return name or None

@@ -47,6 +47,7 @@ from packetlab.measure.probes import (
     tcp_ack_probe,
     tcp_syn_probe,
     traceroute_probe,
+    traceroute_syn_options,
 )
 from packetlab.measure.records import Hop, Stamp, TracerouteResult
 from packetlab.measure.replies import ParseError, Reply, ReplyKind, parse_reply
@@ -69,6 +70,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 CAPTURE_FILTERS = {4: "icmp", 6: "icmp6"}
 SETUP_SLACK_S = 30.0  # capture time beyond what the probes need (request round trips)
 PACED_LEAD_S = 0.05  # paced: the first probe leaves this long after the clock was read
+TCP_OPTIONS = traceroute_syn_options()  # -T probes carry traceroute's options: 60/80 bytes
 
 
 class MeasureError(ControllerError):
@@ -242,7 +244,9 @@ def _probe(
     if method == "icmp-paris":  # the checksum held at the identifier's value: any constant
         return paris_echo_probe(src, dst, ttl, ident=sport, seq=i + 1, checksum=sport)
     if method == "tcp":
-        return tcp_syn_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl)
+        return tcp_syn_probe(
+            src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl, options=TCP_OPTIONS
+        )
     if method == "tcp-ack":
         return tcp_ack_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl)
     if method == "udp-paris":
@@ -336,6 +340,7 @@ class _Parallel:
         self.tagged_at: dict[int, float] = {}  # when each probe's ntag came (reactor time)
         self.failure: BaseException | None = None
         self.end = len(probes)  # probes past the TTL that ends the trace are not waited for
+        self.here, self.near = HERE, NEAR  # traceroute -w's factors
         self.hops: list[Hop] = []
         self.next = 0  # the first probe not sent yet
         self.floor = float("inf")  # no wait is shortened before `_distance` is known
@@ -487,7 +492,7 @@ class _Parallel:
             sent = self.sent.get(j)
             if sent is None or self.probes[j].ttl < ttl or j >= self.end:
                 continue
-            factor = HERE if self.probes[j].ttl == ttl else NEAR
+            factor = self.here if self.probes[j].ttl == ttl else self.near
             longest = max(longest, factor * (recv_ns - sent) / 1e9)
         return wait if longest == 0.0 else min(wait, max(floor, longest))
 
@@ -511,6 +516,8 @@ async def traceroute(
     recv_stamp: str = Stamp.KERNEL,
     on_hop: HopCallback | None = None,
     stop: StopSignal | None = None,
+    here: float = HERE,
+    near: float = NEAR,
 ) -> TracerouteResult:
     """Trace the path to `dst` from the endpoint: one UDP probe per TTL, each answered
     within `wait` seconds or recorded as `Hop.timeout`. Stops at the destination (or a
@@ -522,7 +529,8 @@ async def traceroute(
     later hop that answered (at least 50 ms), like native traceroute. `queries` probes go
     to each TTL (traceroute -q). With `pace`, `squeries` (traceroute -N) keeps at most that
     many probes in flight, sending the next as one is answered or `wait` s old (None: all
-    at once; `pace` is then ignored: each probe leaves as a place frees up).
+    at once; `pace` is then ignored: each probe leaves as a place frees up). `here` and
+    `near` are traceroute -w's HERE and NEAR factors (3, 10; 0: no shortening).
 
     `on_hop(hop)` is called for each probe in TTL order as soon as it is settled (answered
     or given up on). When `stop` is requested no further probe is sent (sequential) or
@@ -587,6 +595,7 @@ async def traceroute(
             hops = await _sequential(session, cap, probes, method, wait, on_hop, stop)
         else:
             run = _Parallel(session, cap, probes, method, on_hop)
+            run.here, run.near = here, near
             hops = await run.run(wait, 0.0 if squeries else pace, stop, squeries)
     finally:
         await close_capture(cap)

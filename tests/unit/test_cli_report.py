@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from packetlab.cli.progress import CLEAR, Progress
 from packetlab.cli.report import MdaReport, PingReport, TracerouteReport, traceroute_stop_reason
 from packetlab.measure.mda import MdaHop, MdaResult
-from packetlab.measure.records import Hop, PingReply, PingResult, TracerouteResult
+from packetlab.measure.records import Hop, PingError, PingReply, PingResult, TracerouteResult
 
 HOPS = (
     Hop(1, "10.0.0.2", 12.5, "time-exceeded", 0),
@@ -102,9 +102,52 @@ def test_ping_text_like_iputils(capsys: pytest.CaptureFixture[str]) -> None:
     r.finish(PING, interrupted=True)
     out = capsys.readouterr().out.splitlines()
     assert out[1] == ""
-    assert out[2] == "--- 10.0.0.3 ping statistics ---"
-    assert out[3].startswith("3 packets transmitted, 2 received, 33% packet loss, time ")
+    assert out[2] == "--- tg ping statistics ---"  # the target as given, as iputils
+    # iputils: the loss with %g; the time from the first request to the last (none here)
+    assert out[3] == "3 packets transmitted, 2 received, 33.3333% packet loss, time 0ms"
     assert out[4] == "rtt min/avg/max/mdev = 0.020/0.030/0.040/0.010 ms"
+
+
+def test_ping_text_names_errors_and_time_like_iputils(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A named target's replies as `NAME (ADDR)`, a router's error as iputils' `From` line
+    counted as `+N errors`, the statistics' time from the first request to the last (not
+    the program's start-up), and the empty line iputils ends with when nothing came."""
+    clock = Clock()
+    r = PingReport(clock, False, "10.0.0.3", name="localhost", count=3, size=56)
+    r.names = {"10.0.0.3": "localhost", "10.0.0.1": None}
+    r.start("10.0.0.9")
+    r.reply(PingReply(1, "10.0.0.3", 20.0, 64, 64))
+    r.error(PingError(2, "10.0.0.1", "time-exceeded", 11, 0))
+    clock.advance(30)  # a slow start-up or a long wait is not the statistics' time
+    sent = (1_000_000_000, 1_999_600_000, 3_000_400_000)
+    result = PingResult(
+        dst="10.0.0.3", sent=3, start_ns=sent[0],
+        replies=(
+            PingReply(1, "10.0.0.3", 20.0, 64, 64, probe_send_ns=sent[0]),
+            PingReply(2, None, None, probe_send_ns=sent[1]),
+            PingReply(3, None, None, probe_send_ns=sent[2]),
+        ),
+        errors=(PingError(2, "10.0.0.1", "time-exceeded", 11, 0, probe_send_ns=sent[1]),),
+    )  # fmt: skip
+    r.finish(result, interrupted=False)
+    assert capsys.readouterr().out.splitlines() == [
+        "PING localhost (10.0.0.3) 56(84) bytes of data.",
+        "64 bytes from localhost (10.0.0.3): icmp_seq=1 ttl=64 time=0.020 ms",
+        "From 10.0.0.1 icmp_seq=2 Time to live exceeded",
+        "",
+        "--- localhost ping statistics ---",
+        "3 packets transmitted, 1 received, +1 errors, 66.6667% packet loss, time 2000ms",
+        "rtt min/avg/max/mdev = 0.020/0.020/0.020/0.000 ms",
+    ]
+    nothing = PingResult(dst="10.0.0.3", sent=2, replies=(PingReply(1, None, None),))
+    r2 = PingReport(clock, False, "10.0.0.3", name=None, count=2, size=56)
+    r2.finish(nothing, interrupted=False)
+    assert capsys.readouterr().out == (
+        "\n--- 10.0.0.3 ping statistics ---\n"
+        "2 packets transmitted, 0 received, 100% packet loss, time 0ms\n\n"
+    )
 
 
 def test_ping_v6_header(capsys: pytest.CaptureFixture[str]) -> None:
@@ -199,3 +242,40 @@ def test_mda_json_lines_and_summary(capsys: pytest.CaptureFixture[str]) -> None:
         "tracelb", "INTERRUPTED", 4, 4,
     )  # fmt: skip
     assert (s["probe_count"], s["reached"], s["confidence"]) == (38, True, 0.95)
+
+
+class _ClosedPipe(io.StringIO):
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_stdout_stops_the_run_instead_of_breaking_it() -> None:
+    """`pktlab run ... | head`: the write that meets the closed pipe (in a reply callback,
+    where an exception would cut the endpoint session) tells `on_closed` once and
+    nothing more is written."""
+    closed: list[int] = []
+    p = Progress(Clock(), lambda: "", out=_ClosedPipe(), err=io.StringIO(), enabled=False,
+                 on_closed=lambda: closed.append(1))  # fmt: skip
+    p.write("PING 127.0.0.1 (127.0.0.1) 56(84) bytes of data.")
+    p.write("64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.020 ms")
+    assert closed == [1] and p.closed
+
+
+def test_ping_text_without_timing_below_16_payload_bytes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """iputils times replies only when the payload holds its timestamp (16 bytes): with
+    `-s 8` no `time=` and no rtt line (JSON keeps the endpoint's RTTs)."""
+    r = PingReport(Clock(), False, "127.0.0.1", name=None, count=1, size=8)
+    r.start("127.0.0.1")
+    reply = PingReply(1, "127.0.0.1", 20.0, 64, 16, probe_send_ns=0, reply_recv_ns=20_000)
+    r.reply(reply)
+    r.finish(PingResult("127.0.0.1", 1, (reply,), start_ns=0), interrupted=False)
+    assert capsys.readouterr().out.splitlines() == [
+        "PING 127.0.0.1 (127.0.0.1) 8(36) bytes of data.",
+        "16 bytes from 127.0.0.1: icmp_seq=1 ttl=64",
+        "",
+        "--- 127.0.0.1 ping statistics ---",
+        "1 packets transmitted, 1 received, 0% packet loss, time 0ms",
+        "",
+    ]

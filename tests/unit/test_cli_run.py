@@ -19,6 +19,7 @@ from packetlab.cli.run import (
     measure,
     resolve_target,
 )
+from packetlab.measure.records import PingReply, PingResult
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -44,7 +45,7 @@ def test_defaults() -> None:
     assert (a.mda, a.confidence, m.mda, m.confidence) == (False, 95.0, True, 99.0)
     p = parse("ping", "-6", "-c", "3", "-i", "0.2", "--json", "::1")
     assert (p.family, p.count, p.interval, p.size, p.ttl, p.json) == (6, 3, 0.2, 56, 64, True)
-    assert (p.wait, p.deadline) == (2.0, None)
+    assert (p.wait, p.deadline) == (10.0, None)  # iputils' -W default (MAXWAIT)
     w = parse("ping", "-W", "0.5", "-w", "10", "x")  # iputils: -W reply wait, -w deadline
     assert (w.wait, w.deadline) == (0.5, 10.0)
 
@@ -119,6 +120,56 @@ def _fails(args: argparse.Namespace) -> BaseException:
 def test_early_errors(argv: list[str], message: str) -> None:
     err = _fails(parse(*argv))
     assert isinstance(err, LinkError) and message in str(err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "count"),
+    [
+        ([], 5),
+        (["-c", "3"], 3),
+        (["-w", "3"], 4),  # ping -w alone: sends until the deadline (0, 1, 2, 3 s)
+        (["-w", "1", "-i", "0.2"], 6),
+        (["-w", "1", "-i", "0"], 10_000),
+        (["-w", "10", "-c", "2"], 11),  # ping: sends until 2 are answered or the deadline
+    ],
+)
+def test_ping_count_like_iputils(argv: list[str], count: int) -> None:
+    assert cli_run.ping_count(parse("ping", *argv, "x")) == count
+
+
+def test_ping_exit_status_like_iputils() -> None:
+    """iputils: 1 when nothing came back, or with -w when fewer than -c replies came."""
+    some = PingResult("x", 3, (PingReply(1, "x", 1.0), PingReply(2, None, None)))
+    none = PingResult("x", 3, (PingReply(1, None, None),))
+    assert cli_run.ping_exit(parse("ping", "-c", "3", "x"), some) == 0
+    assert cli_run.ping_exit(parse("ping", "-c", "3", "x"), none) == 1
+    assert cli_run.ping_exit(parse("ping", "-c", "3", "-w", "5", "x"), some) == 1
+    assert cli_run.ping_exit(parse("ping", "-w", "5", "x"), some) == 0
+
+
+def test_traceroute_wait_takes_max_here_near() -> None:
+    """traceroute -w MAX,HERE,NEAR (was: `expected a number` for anything but MAX)."""
+    a = parse("traceroute", "x")
+    assert (a.wait, a.here, a.near) == (5.0, 3.0, 10.0)
+    b = parse("traceroute", "-w", "2,0,4", "x")
+    assert (b.wait, b.here, b.near) == (2.0, 0.0, 4.0)
+    assert parse("traceroute", "-w", "1.5", "x").wait == 1.5
+
+
+def test_native_spellings_of_source_and_pacing() -> None:
+    """traceroute -s src_addr and -z sendwait (ms above 10), ping -I address."""
+    assert parse("traceroute", "-s", "10.0.0.9", "x").src == "10.0.0.9"
+    assert parse("traceroute", "-z", "0.5", "x").pace == 0.5
+    assert parse("traceroute", "-z", "50", "x").pace == 0.05
+    assert parse("ping", "-I", "10.0.0.9", "x").src == "10.0.0.9"
+
+
+def test_ping_accepts_n_and_names_only_named_targets() -> None:
+    v4 = ipaddress.IPv4Address("127.0.0.1")
+    assert cli_run._ping_names_wanted(parse("ping", "localhost"), v4)
+    assert not cli_run._ping_names_wanted(parse("ping", "-n", "localhost"), v4)
+    assert not cli_run._ping_names_wanted(parse("ping", "127.0.0.1"), v4)  # numeric: -n
+    assert not cli_run._ping_names_wanted(parse("ping", "--json", "localhost"), v4)
 
 
 def test_module_has_the_cli_interface() -> None:

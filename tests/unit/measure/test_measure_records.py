@@ -12,6 +12,7 @@ from packetlab.measure.packets import as_address, inet_checksum, ip_packet
 from packetlab.measure.probes import traceroute_probe
 from packetlab.measure.records import (
     Hop,
+    PingError,
     PingReply,
     PingResult,
     RecordError,
@@ -21,6 +22,10 @@ from packetlab.measure.records import (
     format_traceroute,
     hop_annotation,
     path_jaccard,
+    ping_line,
+    ping_pipe,
+    ping_statistics,
+    ping_time,
     traceroute_jsonl,
 )
 from packetlab.measure.replies import ReplyKind, parse_reply
@@ -211,9 +216,94 @@ def test_ping_json_and_text() -> None:
     assert PingResult.from_dict(json.loads(PING.to_json())) == PING
     text = format_ping(PING)
     assert "64 bytes from 10.77.3.2: icmp_seq=3 ttl=62 time=0.067 ms" in text
-    assert "4 packets transmitted, 3 received, 25% packet loss" in text
+    assert "4 packets transmitted, 3 received, 25% packet loss" in text  # %g: 25, 33.3333
     assert "rtt min/avg/max/mdev = 0.047/0.057/0.067/0.008 ms" in text
     with pytest.raises(RecordError, match="list of replies"):
         PingResult.from_dict({"dst": "x", "sent": 1})
     with pytest.raises(RecordError, match="missing sent"):
         PingResult.from_dict({"dst": "x", "replies": []})
+
+
+@pytest.mark.parametrize(
+    ("rtt_us", "shown"),
+    [
+        (214.9, "0.214 ms"),  # whole us, 3 decimals below 1 ms
+        (999.0, "0.999 ms"),
+        (1000.0, "1.00 ms"),
+        (1234.0, "1.23 ms"),  # 2 decimals below 10 ms
+        (9994.0, "9.99 ms"),
+        (9995.0, "10.0 ms"),  # 1 decimal below 100 ms
+        (12345.0, "12.3 ms"),
+        (99949.0, "99.9 ms"),
+        (99950.0, "100 ms"),  # none above
+        (123456.0, "123 ms"),
+    ],
+)
+def test_ping_time_like_iputils(rtt_us: float, shown: str) -> None:
+    assert ping_time(rtt_us) == shown
+    line = ping_line(PingReply(1, "10.0.0.1", rtt_us, 64, 64))
+    assert line == f"64 bytes from 10.0.0.1: icmp_seq=1 ttl=64 time={shown}"
+
+
+def test_ping_statistics_like_iputils() -> None:
+    """The counts and the RTT line as iputils 20221126 computes them: loss with %g, whole
+    microseconds, integer mean and mdev (llsqrt), ipg/ewma for -i 0."""
+    result = PingResult(
+        dst="127.0.0.1",
+        sent=3,
+        replies=(
+            PingReply(1, "127.0.0.1", 31.9, 64, 64),
+            PingReply(2, "127.0.0.1", 101.2, 64, 64),
+            PingReply(3, None, None),
+        ),
+    )
+    assert ping_statistics(result, 405.4, name="localhost") == [
+        "--- localhost ping statistics ---",
+        "3 packets transmitted, 2 received, 33.3333% packet loss, time 405ms",
+        "rtt min/avg/max/mdev = 0.031/0.066/0.101/0.035 ms",
+    ]
+    flood = ping_statistics(result, 0.066, interval=0)
+    assert flood[-1] == "rtt min/avg/max/mdev = 0.031/0.066/0.101/0.035 ms, ipg/ewma 0.033/0.039 ms"
+    lost = PingResult(dst="10.0.0.9", sent=7, replies=())
+    assert ping_statistics(lost, 6000, errors=7)[1:] == [
+        "7 packets transmitted, 0 received, +7 errors, 100% packet loss, time 6000ms",
+        "",  # ping's closing newline after the counts when no RTT line
+    ]
+
+
+def test_ping_pipe_like_iputils() -> None:
+    """`pipe N`: the most requests out when an answer came (iputils prints it past 1)."""
+    ms = 1_000_000
+    result = PingResult(
+        dst="10.77.3.9",
+        sent=3,
+        replies=(
+            PingReply(1, None, None, probe_send_ns=0),
+            PingReply(2, None, None, probe_send_ns=200 * ms),
+            PingReply(3, "10.77.3.9", 250.0, 64, 64, 400 * ms, 400 * ms + 250_000),
+        ),
+        errors=(
+            PingError(1, "10.77.2.2", "dest-unreachable", 3, 1, None, 0, 3000 * ms),
+            PingError(2, "10.77.2.2", "dest-unreachable", 3, 1, None, 200 * ms, 3000 * ms),
+        ),
+    )
+    assert ping_pipe(result) == 3
+    assert ping_statistics(result, 400, errors=2)[1:] == [
+        "3 packets transmitted, 1 received, +2 errors, 66.6667% packet loss, time 400ms",
+        "rtt min/avg/max/mdev = 0.250/0.250/0.250/0.000 ms, pipe 3",
+    ]
+    no_reply = PingResult(dst="x", sent=2, replies=result.replies[:2], errors=result.errors)
+    assert ping_statistics(no_reply, 200, errors=2)[-1] == "pipe 2"  # as iputils, alone
+    assert ping_pipe(PING) == 1  # (only seq 1 has times): not printed
+
+
+def test_ping_duplicates_like_iputils() -> None:
+    dup = PingReply(1, "10.77.3.2", 48.0, 62, 64, dup=True)
+    assert ping_line(dup) == "64 bytes from 10.77.3.2: icmp_seq=1 ttl=62 time=0.048 ms (DUP!)"
+    result = PingResult(dst="10.77.3.2", sent=2, replies=(*PING.replies[:2], dup))
+    assert (result.received, result.loss) == (1, 0.5)  # a duplicate is not a reply more
+    assert ping_statistics(result, 1000)[1:] == [
+        "2 packets transmitted, 1 received, +1 duplicates, 50% packet loss, time 1000ms",
+        "rtt min/avg/max/mdev = 0.047/0.047/0.048/0.000 ms",  # ping counts its RTT
+    ]
+    assert result.rtts_us() == [47.0]  # (JSON stats, comparisons: one per request)

@@ -60,7 +60,10 @@ def test_lost_and_duplicate_replies() -> None:
     result = rig.run(ping(rig.session, TG4, count=3, interval=0.1, wait=1.0))
     assert (result.sent, result.received) == (3, 2)
     assert result.loss == pytest.approx(1 / 3)
-    assert [(r.seq, r.addr) for r in result.replies] == [(1, TG4), (2, None), (3, TG4)]
+    # the second reply to 1 and to 3: iputils' "(DUP!)" lines, "+2 duplicates"
+    assert [(r.seq, r.addr, r.dup) for r in result.replies] == [
+        (1, TG4, False), (2, None, False), (3, TG4, False), (1, TG4, True), (3, TG4, True),
+    ]  # fmt: skip
     assert result.replies[1].probe_send_ns is not None and result.replies[1].rtt_us is None
     assert rig.clock.seconds() - start >= 1.2  # waited for the lost one
 
@@ -141,3 +144,71 @@ def test_many_requests_without_interval_complete() -> None:
     assert (result.sent, result.received) == (1000, 1000)
     assert [r.seq for r in result.replies] == list(range(1, 1001))
     assert not rig.session.paused
+
+
+@pytest.mark.parametrize(
+    ("src", "path", "words"),
+    [
+        (EP4, [R14, TG4], "Time to live exceeded"),
+        (EP6, [R16, TG6], "Time exceeded: Hop limit"),
+    ],
+)
+def test_icmp_errors_for_requests_are_told_and_settle_them(
+    src: str, path: list[str], words: str
+) -> None:
+    """iputils prints a router's error for a request (`From R icmp_seq=N Time to live
+    exceeded`), counts it (`+N errors`) and stops waiting for that request."""
+    rig = RawRig(path)
+    told: list[tuple[int, str, str]] = []
+    start = rig.clock.seconds()
+    result = rig.run(
+        ping(
+            rig.session, path[-1], count=3, interval=0.5, ttl=1, wait=10.0,
+            on_error=lambda e: told.append((e.seq, e.addr, e.describe())),
+        )
+    )  # fmt: skip
+    assert told == [(1, path[0], words), (2, path[0], words), (3, path[0], words)]
+    assert (result.sent, result.received) == (3, 0)
+    assert [(e.seq, e.addr, e.reply_type) for e in result.errors] == [
+        (1, path[0], "time-exceeded"), (2, path[0], "time-exceeded"),
+        (3, path[0], "time-exceeded"),
+    ]  # fmt: skip
+    assert all(e.probe_send_ns is not None for e in result.errors)
+    assert rig.clock.seconds() - start < 2  # settled by the errors: not the 10 s wait
+
+
+def test_linger_like_ping_waits_two_rtts_after_the_last_request_not_w() -> None:
+    """iputils' -W is only waited when no reply came; else 2 x the largest RTT (at least
+    the interval) after the last request."""
+    rig = RawRig([R14, TG4])
+    answers = rig.endpoint.answers
+
+    def last_lost(probe: bytes) -> list[tuple[float, bytes]]:
+        return [] if int.from_bytes(probe[26:28], "big") == 3 else answers(probe)
+
+    rig.endpoint.answers = last_lost  # type: ignore[method-assign]
+    start = rig.clock.seconds()
+    result = rig.run(
+        ping(rig.session, TG4, count=3, interval=0.2, wait=10.0, linger_like_ping=True)
+    )
+    assert (result.sent, result.received) == (3, 2)
+    assert rig.clock.seconds() - start < 1.5  # 0.4 s of requests + 0.2 s, not 10 s
+    rig2 = RawRig([R14, TG4])
+    rig2.endpoint.answers = lambda probe: []  # type: ignore[method-assign]
+    start = rig2.clock.seconds()
+    rig2.run(ping(rig2.session, TG4, count=2, interval=0.2, wait=3.0, linger_like_ping=True))
+    assert rig2.clock.seconds() - start >= 3.2  # no reply at all: -W
+
+
+def test_answers_wanted_sends_past_count_until_that_many_are_answered() -> None:
+    """iputils' -c with -w: requests go on past losses until -c are answered."""
+    rig = RawRig([R14, TG4])
+    answers = rig.endpoint.answers
+
+    def lossy(probe: bytes) -> list[tuple[float, bytes]]:
+        return [] if int.from_bytes(probe[26:28], "big") in (2, 3) else answers(probe)
+
+    rig.endpoint.answers = lossy  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=20, interval=1.0, wait=5.0, answers_wanted=3))
+    assert [r.seq for r in result.replies if r.addr is not None] == [1, 4, 5]
+    assert result.sent == 5  # not the 20 that would fit, not the 3 of -c

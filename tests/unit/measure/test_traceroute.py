@@ -268,6 +268,15 @@ def test_parallel_gives_up_on_silent_hops_once_a_later_hop_answered() -> None:
     assert rig.clock.seconds() - start < 0.2  # not 5 s
 
 
+def test_near_zero_waits_the_whole_wait_for_silent_hops() -> None:
+    """traceroute -w 5,3,0: NEAR 0 turns the shortening by a later hop's RTT off."""
+    rig = RawRig([R14, None, None, TG4])
+    start = rig.clock.seconds()
+    result = rig.run(traceroute(rig.session, TG4, max_ttl=8, pace=0.0, wait=0.7, near=0))
+    assert result.path() == [(1, R14), (2, None), (3, None), (4, TG4)]
+    assert 0.7 <= rig.clock.seconds() - start < 0.8
+
+
 def test_parallel_waits_the_whole_wait_when_nothing_later_answers() -> None:
     rig = RawRig([R14, None, None, None, TG4])  # the target is beyond max_ttl
     start = rig.clock.seconds()
@@ -390,6 +399,8 @@ def test_icmp_and_tcp_probes(method: str, dst: str, path: list[str]) -> None:
     icmp = "icmp6" if ":" in dst else "icmp"
     expr = icmp if method == "icmp" else f"{icmp} or (tcp and src host {dst})"
     assert ncap.filter == tcpdump_filter(expr)
+    if method == "tcp":  # traceroute -T's SYN: 20 bytes of options, 60 (80) byte packets
+        assert {len(m.data) for m in rig.endpoint.raw_sends} == {80 if ":" in dst else 60}
 
 
 def test_unknown_method() -> None:

@@ -1,0 +1,131 @@
+"""`pktlab run ping|traceroute` side by side with iputils ping and Butskoy traceroute (root):
+the same command lines on loopback and in a testbed namespace must print the same lines
+once the numbers that legitimately differ (RTTs, the statistics' time) are masked, and
+exit with the same status. `| head` ends a run quietly, as SIGPIPE ends a native tool.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from test_pktlab_run import RUN, env, pktlab_run
+
+from packetlab.testbed import Testbed
+
+pytest_plugins = ["packetlab.testbed.pytest_fixtures"]
+pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: raw sockets, network namespaces")
+    for tool in ("ping", "traceroute"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool} (iputils-ping, traceroute)")
+    monkeypatch.setenv("PKTLAB_TESTBED_DIR", str(tmp_path))
+    monkeypatch.setenv("PKTLAB_TESTBED_PREFIX", f"pln{os.getpid() % 100000}-")
+    monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "pktlab-home"))
+
+
+def native(*argv: str, netns: str | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = list(argv) if netns is None else ["ip", "netns", "exec", netns, *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def masked(text: str) -> list[str]:
+    """The lines with what may differ between two runs masked: RTTs (`time=`, `ms`
+    figures), the statistics' time and ping's `pipe` (scheduling)."""
+    out = []
+    for line in text.splitlines():
+        line = re.sub(r"time=\d+(\.\d+)? ms", "time=T ms", line)
+        line = re.sub(r"time \d+ms", "time Tms", line)
+        line = re.sub(r"= [\d./]+ ms", "= R ms", line)
+        line = re.sub(r"\d+\.\d{3} ms", "R ms", line)
+        line = re.sub(r"(, )?pipe \d+", "", line)
+        out.append(line)
+    return out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-c", "3", "-i", "0.2", "127.0.0.1"],
+        ["-c", "2", "-i", "0.2", "localhost"],  # NAME (ADDR) replies, title as given
+        ["-c", "2", "-i", "0.2", "-n", "localhost"],
+        ["-c", "1", "-s", "100", "::1"],
+        ["-c", "2", "-i", "0.2", "-s", "8", "127.0.0.1"],  # no timing below 16 bytes
+    ],
+)
+def test_ping_on_loopback_prints_what_iputils_prints(args: list[str]) -> None:
+    ours = pktlab_run("ping", *args)
+    theirs = native("ping", *args)
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert masked(ours.stdout) == masked(theirs.stdout)
+
+
+def test_ping_errors_unreachable_and_deadline_as_iputils(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    nowhere = str(tb.addr("tg")).rsplit(".", 1)[0] + ".9"  # on tg's link: no such host
+    for args in (
+        ["-c", "3", "-i", "0.2", "-t", "1", tg],  # From r1 ... Time to live exceeded
+        ["-c", "2", "-i", "0.2", "-t", "1", str(tb.addr("tg", 6))],  # Time exceeded: Hop limit
+        ["-c", "2", "-i", "0.2", nowhere],  # From r2 ... Destination Host Unreachable
+        ["-c", "3", "-i", "0.2", "-w", "5", tg],  # -w with -c: until 3 answers, 3 sent
+        ["-c", "3", "-i", "0.2", "-w", "5", "-t", "1", tg],  # -w: the first error ends it
+        ["-c", "10", "-i", "0.2", "-w", "1", tg],  # -w with -c: fewer than asked: 1
+    ):
+        ours = pktlab_run("ping", *args, netns=ns)
+        theirs = native("ping", *args, netns=ns)
+        assert ours.returncode == theirs.returncode, (args, ours.stdout, ours.stderr)
+        if "-w" in args and args[args.index("-w") + 1] == "1":
+            continue  # (how many go before the deadline is a matter of scheduling)
+        assert masked(ours.stdout) == masked(theirs.stdout), args
+
+
+def test_traceroute_in_a_testbed_prints_what_traceroute_prints(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    for args in (
+        ["-n", tg], [tg], ["-n", "-q", "1", "-I", tg], ["-n", "-f", "2", "-m", "2", tg],
+        ["-n", "-q", "1", "-T", tg],  # 60 byte packets, as traceroute's SYN with options
+    ):  # fmt: skip
+        ours = pktlab_run("traceroute", *args, netns=ns)
+        theirs = native("traceroute", *args, netns=ns)
+        assert ours.returncode == theirs.returncode == 0, ours.stderr
+        assert masked(ours.stdout) == masked(theirs.stdout), args
+
+
+def test_traceroute_names_loopback_from_this_hosts_resolver() -> None:
+    """localhost is named from /etc/hosts, as traceroute names it (the endpoint runs here)."""
+    ours = pktlab_run("traceroute", "-q", "1", "localhost")
+    theirs = native("traceroute", "-q", "1", "localhost")
+    assert ours.returncode == 0, ours.stderr
+    assert masked(ours.stdout) == masked(theirs.stdout)
+
+
+def test_a_closed_stdout_ends_the_run_quietly() -> None:
+    """`pktlab run ping ... | head -2`: no `Broken pipe` error line, SIGPIPE's 141."""
+    proc = subprocess.Popen(
+        [*RUN, "ping", "-c", "5", "-i", "0.2", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away, as head does after its lines
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141, err
+    assert first.startswith("PING 127.0.0.1") and err == ""
