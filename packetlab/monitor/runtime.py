@@ -249,6 +249,14 @@ def compile_monitor(wasm: bytes) -> Compiled:
     """Compile `wasm` and check it against the ABI. Raises `MonitorLoadError`."""
     module = load_module(wasm)
     check_imports(module, abi.HOST_FUNCS)
+    own = defined_memories(wasm)
+    if own:
+        # Each memory is capped at MonitorMemoryMax; with up to 100 of its own (the
+        # multi-memory proposal) one monitor could hold 100 times the cap.
+        raise MonitorLoadError(
+            f"the module defines {own} {'memory' if own == 1 else 'memories'} of its own; "
+            "a monitor has one memory, the imported monitor.memory"
+        )
     exports = {
         e.name: _sig_of(e.type) for e in module.exports if isinstance(e.type, wasmtime.FuncType)
     }
@@ -284,8 +292,47 @@ def load_module(wasm: bytes) -> wasmtime.Module:
     try:
         return wasmtime.Module(engine(), wasm)
     except wasmtime.WasmtimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid module"
-        raise MonitorLoadError(f"not a valid WebAssembly module: {first}", decode=True) from None
+        raise MonitorLoadError(
+            f"not a valid WebAssembly module: {_cause(str(e))}", decode=True
+        ) from None
+
+
+def _cause(text: str) -> str:
+    """wasmtime's error in one line: its first line and the last "Caused by" line (the
+    first alone, "failed to parse WebAssembly module", does not say why)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        return "invalid module"
+    first, last = lines[0], lines[-1]
+    return (first if last == first or last == "Caused by:" else f"{first}: {last}")[:300]
+
+
+def _leb(data: bytes, pos: int) -> tuple[int, int]:
+    """An unsigned LEB128 at `pos`: (value, position after it)."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+_MEMORY_SECTION = 5
+
+
+def defined_memories(wasm: bytes) -> int:
+    """How many memories the module defines itself (not imported): the count of its
+    memory section. `wasm` has passed wasmtime's validation, so the layout is sound."""
+    pos = 8  # magic and version
+    while pos < len(wasm):
+        section = wasm[pos]
+        size, pos = _leb(wasm, pos + 1)
+        if section == _MEMORY_SECTION:
+            return _leb(wasm, pos)[0]
+        pos += size
+    return 0
 
 
 def check_imports(module: wasmtime.Module, host_funcs: dict[str, abi.Sig]) -> None:

@@ -363,3 +363,21 @@ def test_hot_paths_pass_the_same_arguments_as_the_generic_path() -> None:
     missing = load(monitor_wat({"nclose": "(i32.const 0)"}))
     assert missing.check_nsend(Nsend(1, 4, 6, 0, 0, b"x")) == abi.MONITOR_CRASH
     assert missing.check_ndata(1, 4, 6, 0, None, None, b"x") == abi.MONITOR_CRASH
+
+
+# ------------------------------------------------------------ audit (session 9)
+
+
+def test_memories_of_its_own_are_refused() -> None:
+    # monitor.memory and 99 memories of its own, each capped at MonitorMemoryMax, would
+    # let one monitor hold ~100 x MonitorMemoryMax (measured: 1 GiB for ten of them).
+    one = monitor_wat(ALLOW, extra="  (memory $own 1)\n")
+    refused(one, "defines 1 memory of its own")
+    many = monitor_wat(ALLOW, extra="".join(f"  (memory $m{i} 0)\n" for i in range(99)))
+    refused(many, "defines 99 memories of its own")
+
+
+def test_a_decode_error_names_its_cause() -> None:
+    # wasmtime's first line ("failed to parse WebAssembly module") does not say why.
+    too_many = monitor_wat(ALLOW, extra="".join(f"  (memory $m{i} 0)\n" for i in range(101)))
+    refused(too_many, "memories count exceeds limit of 100")
