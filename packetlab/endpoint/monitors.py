@@ -40,7 +40,12 @@ from packetlab.endpoint.sockets import Skt
 from packetlab.monitor import abi
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
 from packetlab.monitor.calls import nopen_args, nsend_args
-from packetlab.monitor.persist import PersistentMemory, aux_key, cert_key
+from packetlab.monitor.persist import (
+    PersistentMemory,
+    PersistentMemoryError,
+    aux_key,
+    cert_key,
+)
 from packetlab.ppks import Certificate, default_home
 from packetlab.wire import codec
 from packetlab.wire.constants import CDATA_HINT_MONITOR, PKTLAB_WASM, Status
@@ -117,9 +122,13 @@ class MonitorHost:
 
     @property
     def store(self) -> PersistentMemory:
-        """Opened on first use: an endpoint that never runs a monitor never creates it."""
+        """Opened on first use: an endpoint that never runs a monitor never creates it.
+        Raises `PersistentMemoryError`."""
         if self._store is None:
-            Path(self.persistent_path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.persistent_path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise PersistentMemoryError(f"cannot create {self.persistent_path}: {e}") from None
             self._store = PersistentMemory(self.persistent_path)
             log.info("monitor persistent memory in {path}", path=self.persistent_path)
         return self._store
@@ -168,7 +177,8 @@ class MonitorGate:
         self._supplied: list[tuple[bytes, Compiled | MonitorLoadError]] = []
         self._memory: VirtualMemory | None = None
         self._pm_keys: dict[Instance, bytes] = {}
-        self._with_results: dict[str, list[Instance]] = {}
+        self._stored: dict[Instance, bytes] = {}  # the bytes last loaded or stored
+        self._with_results: dict[str, list[tuple[int, Instance]]] = {}
         self._closed = False
 
     def attach(self, memory: VirtualMemory) -> None:
@@ -218,16 +228,27 @@ class MonitorGate:
         from packetlab.monitor.runtime import Box
 
         box = self.box = Box(self.settings)
-        store = self.host.store
         for idx, (d, compiled, key) in enumerate(entries):
             try:
                 if isinstance(compiled, MonitorLoadError):
                     raise compiled
-                inst = box.instantiate(compiled, self, store.load(key))
+                pm = self.host.store.load(key)
+                inst = box.instantiate(compiled, self, pm)
             except MonitorLoadError as e:
                 log.warn("monitor {i} ({d}) failed to load: {e}", i=idx, d=d.hex()[:16], e=str(e))
                 return Result(_MONUKN, idx), []
+            except PersistentMemoryError as e:
+                # Run without its memory (zeros) and a counting monitor starts again from
+                # nothing: refuse instead, as for a monitor that cannot load.
+                log.error(
+                    "monitor {i} ({d}) not started: its persistent memory is unavailable: {e}",
+                    i=idx,
+                    d=d.hex()[:16],
+                    e=str(e),
+                )
+                return Result(_MONUKN, idx), []
             self._pm_keys[inst] = key
+            self._stored[inst] = pm
             self.monitors.append(inst)
         frames = []
         for idx, inst in enumerate(self.monitors):
@@ -236,10 +257,14 @@ class MonitorGate:
             except MonitorCrash as e:
                 log.warn("monitor {i}: initialize crashed: {e}", i=idx, e=str(e))
                 return Result(_MONUKN, idx), []
+            if inst.crashes:  # its free() of the info buffer
+                _log_crash(idx, inst, "free")
             index = idx.to_bytes(2, sys.byteorder)  # host order, as the reference [QUIRK]
             frames.append(codec.encode(Linfo(name=_LINFO_NAME, aux=index, info=info)))
         for kind in abi.REQUESTS:
-            self._with_results[kind] = [m for m in self.monitors if kind in m.compiled.results]
+            self._with_results[kind] = [
+                (i, m) for i, m in enumerate(self.monitors) if kind in m.compiled.results
+            ]
         if not any(self._with_results.values()):
             self.done = self.inner.done  # type: ignore[method-assign]  # nothing to call
         self.checks_ndata = True
@@ -270,7 +295,7 @@ class MonitorGate:
 
     def _rejected(self, idx: int, inst: Instance, kind: str, rv: int) -> Result:
         if rv >= CRASH:
-            _log_crash(idx, inst, kind)
+            _log_crash(idx, inst, abi.CHECK_PREFIX + kind)
             if self.settings.report_crash:
                 return Result(_MONUKN, idx)
             return Result(_MONREJ, idx, 0)
@@ -288,8 +313,11 @@ class MonitorGate:
         watchers = self._with_results.get(kind)
         if watchers:
             curpkt = curpkt_of(msg)
-            for inst in watchers:
+            for idx, inst in watchers:
+                crashes = inst.crashes
                 inst.result(kind, args_of(inst, msg), errid, curpkt)
+                if inst.crashes != crashes:
+                    _log_crash(idx, inst, abi.RESULT_PREFIX + kind + abi.RESULT_SUFFIX)
 
     def check_ndata(
         self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None
@@ -298,7 +326,7 @@ class MonitorGate:
             rv = inst.check_ndata(skt.sktid, skt.family, skt.proto, time, raddr, rport, data)
             if rv:
                 if rv >= CRASH:
-                    _log_crash(idx, inst, "ndata")
+                    _log_crash(idx, inst, abi.CHECK_PREFIX + "ndata")
                     return 0 if self.settings.report_crash else NDATA_DROP
                 return rv & 0xFFFF  # a negative rv: its low 16 bits (§8.5)
         if self.inner.checks_ndata:
@@ -312,10 +340,24 @@ class MonitorGate:
             return bytes(length)
         return self._memory.read(addr, length)
 
-    def flush(self, instance: Instance) -> None:
+    def flush(self, instance: Instance) -> bool:
+        """persistent_memory_flush(): store the bytes if they changed since the last
+        load or store (a monitor flushing in a loop costs no commit each time). False
+        (the monitor gets -1) when the store fails."""
         key = self._pm_keys.get(instance)
-        if key is not None:
-            self.host.store.store(key, instance.persistent())
+        if key is None:
+            return True
+        data = instance.persistent()
+        if data == self._stored.get(instance):
+            return True
+        try:
+            self.host.store.store(key, data)
+        except PersistentMemoryError as e:
+            idx = self.monitors.index(instance) if instance in self.monitors else -1
+            log.error("monitor {i}: persistent_memory_flush failed: {e}", i=idx, e=str(e))
+            return False
+        self._stored[instance] = data
+        return True
 
     def debug(self, instance: Instance, text: str) -> None:
         idx = self.monitors.index(instance) if instance in self.monitors else -1
@@ -326,9 +368,21 @@ class MonitorGate:
             return
         self._closed = True
         try:
-            if self._pm_keys:
-                items = [(k, inst.persistent()) for inst, k in self._pm_keys.items()]
+            items = [
+                (k, data)
+                for inst, k in self._pm_keys.items()
+                if (data := inst.persistent()) != self._stored.get(inst)
+            ]
+            try:
                 self.host.store.store_many(items)
+            except PersistentMemoryError as e:
+                # The session must still close (the inner gate commits the accounting):
+                # the bytes changed since the last flush are lost, as on a kill.
+                log.error(
+                    "could not store the persistent memory of {n} monitor(s) at session end: {e}",
+                    n=len(items),
+                    e=str(e),
+                )
         finally:
             if self.box is not None:
                 self.box.close()

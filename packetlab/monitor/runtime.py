@@ -401,8 +401,9 @@ class Host(Protocol):
         """`length` bytes of the vmem map outside CURPKT (§2.2), read-only."""
         ...
 
-    def flush(self, instance: Instance) -> None:
-        """Store `instance.persistent()` (persistent_memory_flush)."""
+    def flush(self, instance: Instance) -> bool | None:
+        """Store `instance.persistent()` (persistent_memory_flush). False when that
+        failed: the monitor then gets -1 (the failure is the host's to log)."""
 
     def debug(self, instance: Instance, text: str) -> None:
         """monitor_debug(), when debugging is enabled."""
@@ -623,8 +624,7 @@ class Instance:
         return 0
 
     def _h_persistent_memory_flush(self, args: Sequence[int]) -> int:
-        self.host.flush(self)
-        return 0
+        return -1 if self.host.flush(self) is False else 0
 
     def _h_endpoint_debug_enabled(self, args: Sequence[int]) -> int:
         return 1 if self.box.settings.debug else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -393,3 +394,113 @@ def test_cdata_with_a_bad_memory_shape_fails_at_start(tmp_path: Path, memory: st
     assert r.send(wire.Cdata(b"monitor", abi.encode(bad))) == [wire.Result(0)]
     assert r.send(wire.Start()) == [wire.Result(MONUKN, 1)]
     assert r.session.ended is not None
+
+
+# ---------------------------------------------------------------------- audit (session 9)
+
+
+class ClosingGate(OpenGate):
+    """OpenGate that records its close (the certificate gate commits accounting there)."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def messages(events: Sequence[Any]) -> str:
+    from twisted.logger import formatEvent
+
+    return "\n".join(formatEvent(e) for e in events)
+
+
+def locked(path: Path) -> Any:
+    """A second connection holding the write lock of the store at `path`."""
+    import sqlite3
+
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    return db
+
+
+def test_unusable_persistent_store_refuses_start(tmp_path: Path) -> None:
+    from twisted.logger import capturedLogs
+
+    (tmp_path / "f").write_text("a file, not a directory")
+    h = MonitorHost(
+        Settings(), [AuxMonitor("a.wasm", compile_monitor(w()))], str(tmp_path / "f" / "pm")
+    )
+    r = rig(h.gate(OpenGate()))
+    with capturedLogs() as events:
+        assert r.send(wire.Start()) == [wire.Result(MONUKN, 0)]
+    assert r.session.ended is not None
+    assert "persistent memory" in messages(events)
+    r.session.close()  # nothing to store, nothing raised
+
+
+def test_store_failure_at_session_end_is_logged_and_the_session_still_closes(
+    tmp_path: Path,
+) -> None:
+    from twisted.logger import capturedLogs
+
+    h = host(tmp_path, w({"nclose": COUNTER}))
+    h._store = PersistentMemory(tmp_path / "pm.sqlite3", timeout=0)
+    inner = ClosingGate()
+    r = rig(h.gate(inner))
+    hooked: list[bool] = []
+    r.session.close_hooks.append(lambda: hooked.append(True))
+    started(r, 1)
+    r.send(wire.Nclose(sktid=1))
+    db = locked(tmp_path / "pm.sqlite3")
+    with capturedLogs() as events:
+        r.session.close()  # must not raise
+    db.rollback()
+    assert inner.closed and hooked == [True]
+    assert "could not store" in messages(events)
+
+
+def test_flush_failure_returns_minus_one_to_the_monitor(tmp_path: Path) -> None:
+    from twisted.logger import capturedLogs
+
+    body = f"{COUNTER} (drop) (i32.add (call $persistent_memory_flush) (i32.const 10))"
+    h = host(tmp_path, w({"nclose": body}))
+    h._store = PersistentMemory(tmp_path / "pm.sqlite3", timeout=0)
+    r = rig(h.gate(OpenGate()))
+    started(r, 1)
+    assert r.send(wire.Nclose(sktid=1)) == [wire.Result(MONREJ, 0, 10)]  # flush gave 0
+    db = locked(tmp_path / "pm.sqlite3")
+    with capturedLogs() as events:
+        assert r.send(wire.Nclose(sktid=1)) == [wire.Result(MONREJ, 0, 9)]  # -1, no trap
+    db.rollback()
+    assert "persistent_memory_flush failed" in messages(events)
+
+
+def test_flush_of_unchanged_memory_writes_nothing(tmp_path: Path) -> None:
+    # A monitor flushing in a loop must not make the endpoint commit (fsync) each time.
+    spin = (
+        "(i32.store8 (local.get $pm) (i32.const 1))"
+        " (loop (drop (call $persistent_memory_flush))"
+        "  (br_if 0 (i32.ne (local.tee $sktid (i32.add (local.get $sktid) (i32.const 1)))"
+        "   (i32.const 200))))"
+        " (i32.const 0)"
+    )
+    h = host(tmp_path, w({"nclose": spin}))
+    r = rig(h.gate(OpenGate()))
+    started(r, 1)
+    before = h.store._db.total_changes
+    assert r.send(wire.Nclose(sktid=0)) == [wire.Result(int(S.ESKTNOTOPEN))]
+    assert h.store._db.total_changes - before == 1
+    r.session.close()  # unchanged since the flush: no write either
+    assert h.store._db.total_changes - before == 1
+    assert h.store.load(abi.digest(w({"nclose": spin})))[:1] == b"\x01"
+
+
+def test_result_callback_crash_is_logged(tmp_path: Path) -> None:
+    from twisted.logger import capturedLogs
+
+    r = aux_rig(tmp_path, w(results={"nopen": "unreachable"}))
+    started(r, 1)
+    with capturedLogs() as events:
+        assert r.send(udp_open()) == [wire.Result(0)]
+    text = messages(events)
+    assert "monitor 0 crashed in pktlab_message_nopen_result" in text and "unreachable" in text
