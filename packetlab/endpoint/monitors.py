@@ -54,11 +54,26 @@ from packetlab.wire.messages import Linfo, Message, Ncap, Nclose, Nopen, Nsend, 
 if TYPE_CHECKING:  # wasmtime loads only when a monitor is compiled (~12 MiB of RSS)
     from packetlab.monitor.runtime import Box, Compiled, Instance
 
-__all__ = ["MAX_AUX", "AuxMonitor", "MonitorGate", "MonitorHost", "settings_of"]
+__all__ = [
+    "MAX_AUX",
+    "MAX_MODULE",
+    "MAX_SESSION_MODULES",
+    "AuxMonitor",
+    "MonitorGate",
+    "MonitorHost",
+    "settings_of",
+]
 
 log = Logger(namespace="pktendpoint.monitor")
 MAX_AUX = 16
+#: A certificate monitor's module, and all of a session's together, at most (bytes).
+#: Compiling blocks the reactor (~5 s per MiB of code measured on the shared machine) and
+#: compiled code is several times the module; real monitors are a few KiB. Aux monitors
+#: (the operator's own, compiled at startup) have no cap.
+MAX_MODULE = 1 << 20
+MAX_SESSION_MODULES = 8 << 20
 CACHE = 32  # compiled certificate monitors kept between sessions
+CACHE_BYTES = 16 << 20  # ... and their modules' bytes at most
 CRASH = abi.MONITOR_CRASH
 PM_LEN = abi.PM_LEN
 _MONUKN = int(Status.ECTLMONUKN)
@@ -94,7 +109,8 @@ class MonitorHost:
         self.aux = list(aux)
         self.persistent_path = persistent_path or str(default_home() / "endpt.persistent.sqlite3")
         self._store: PersistentMemory | None = None
-        self._cache: OrderedDict[bytes, Compiled] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[Compiled, int]] = OrderedDict()
+        self._cache_bytes = 0
 
     @classmethod
     def from_config(cls, cfg: EndpointConfig, aux_paths: Sequence[str] = ()) -> MonitorHost:
@@ -137,14 +153,17 @@ class MonitorHost:
         from packetlab.monitor.runtime import compile_monitor
 
         d = abi.digest(wasm)
-        got = self._cache.get(d)
-        if got is None:
-            got = compile_monitor(wasm)
-            self._cache[d] = got
-            while len(self._cache) > CACHE:
-                self._cache.popitem(last=False)
-        else:
+        hit = self._cache.get(d)
+        if hit is not None:
             self._cache.move_to_end(d)
+            return hit[0]
+        got = compile_monitor(wasm)
+        self._cache[d] = (got, len(wasm))
+        self._cache_bytes += len(wasm)
+        while len(self._cache) > 1 and (
+            len(self._cache) > CACHE or self._cache_bytes > CACHE_BYTES
+        ):
+            self._cache_bytes -= self._cache.popitem(last=False)[1][1]
         return got
 
     def gate(self, inner: RequestGate) -> RequestGate:
@@ -175,6 +194,7 @@ class MonitorGate:
         self.monitors: list[Instance] = []
         self.box: Box | None = None
         self._supplied: list[tuple[bytes, Compiled | MonitorLoadError]] = []
+        self._supplied_bytes = 0
         self._memory: VirtualMemory | None = None
         self._pm_keys: dict[Instance, bytes] = {}
         self._stored: dict[Instance, bytes] = {}  # the bytes last loaded or stored
@@ -199,6 +219,25 @@ class MonitorGate:
             return Status.ECRTBADHDAT
         if any(s == d for s, _ in self._supplied):
             return Status.SUCCESS  # the same program again: already loaded once
+        size = len(data) - 1
+        if size > MAX_MODULE:
+            log.warn(
+                "cdata monitor {d} refused: the module is {n} bytes (at most {max})",
+                d=d.hex(),
+                n=size,
+                max=MAX_MODULE,
+            )
+            return Status.ECRTBADHDAT
+        if self._supplied_bytes + size > MAX_SESSION_MODULES:
+            log.warn(
+                "cdata monitor {d} refused: the session's monitors would be {n} bytes in "
+                "total (at most {max})",
+                d=d.hex(),
+                n=self._supplied_bytes + size,
+                max=MAX_SESSION_MODULES,
+            )
+            return Status.ECRTBADHDAT
+        self._supplied_bytes += size
         try:
             compiled: Compiled | MonitorLoadError = self.host.compile(data[1:])
         except MonitorLoadError as e:

@@ -504,3 +504,60 @@ def test_result_callback_crash_is_logged(tmp_path: Path) -> None:
         assert r.send(udp_open()) == [wire.Result(0)]
     text = messages(events)
     assert "monitor 0 crashed in pktlab_message_nopen_result" in text and "unreachable" in text
+
+
+def padded(module: bytes, size: int, tag: int = 0) -> bytes:
+    """`module` grown to `size` bytes by a custom section (still a valid module)."""
+    name = b"pad%d" % tag
+    payload_len = size - len(module) - 1 - len(name) - 1 - 5
+    body = bytes([len(name)]) + name + bytes(payload_len)
+    n = len(body)
+    leb = bytes([(n & 0x7F) | 0x80, (n >> 7 & 0x7F) | 0x80, (n >> 14 & 0x7F) | 0x80,
+                 (n >> 21 & 0x7F) | 0x80, n >> 28])  # fmt: skip
+    out = module + b"\x00" + leb + body
+    assert len(out) == size
+    compile_monitor(out)  # valid
+    return out
+
+
+def test_oversized_cdata_monitor_is_refused(tmp_path: Path) -> None:
+    # Compiling blocks the reactor (~5 s per MiB of code measured here): a module over
+    # MAX_MODULE is refused before it is compiled.
+    from twisted.logger import capturedLogs
+
+    from packetlab.endpoint.monitors import MAX_MODULE
+
+    big, ok = padded(w(), MAX_MODULE + 1), padded(w(), MAX_MODULE, 1)
+    r = cert_rig(host(tmp_path), cert_chain([abi.digest(big), abi.digest(ok)]))
+    with capturedLogs() as events:
+        assert r.send(wire.Cdata(b"monitor", abi.encode(big))) == [wire.Result(S.ECRTBADHDAT)]
+    assert f"{MAX_MODULE + 1} bytes" in messages(events)
+    assert r.send(wire.Cdata(b"monitor", abi.encode(ok))) == [wire.Result(0)]
+
+
+def test_cdata_monitors_of_a_session_are_capped_in_total(tmp_path: Path) -> None:
+    from twisted.logger import capturedLogs
+
+    from packetlab.endpoint.monitors import MAX_MODULE, MAX_SESSION_MODULES
+
+    n = MAX_SESSION_MODULES // MAX_MODULE
+    mods = [padded(w(), MAX_MODULE, i) for i in range(n + 1)]
+    r = cert_rig(host(tmp_path), cert_chain([abi.digest(m) for m in mods]))
+    for m in mods[:n]:
+        assert r.send(wire.Cdata(b"monitor", abi.encode(m))) == [wire.Result(0)]
+    assert r.send(wire.Cdata(b"monitor", abi.encode(mods[0]))) == [wire.Result(0)]  # again
+    with capturedLogs() as events:
+        last = r.send(wire.Cdata(b"monitor", abi.encode(mods[n])))
+    assert last == [wire.Result(S.ECRTBADHDAT)]
+    assert "in total" in messages(events)
+
+
+def test_compiled_cache_is_bounded_in_bytes(tmp_path: Path) -> None:
+    from packetlab.endpoint.monitors import CACHE_BYTES, MAX_MODULE
+
+    h = host(tmp_path)
+    n = CACHE_BYTES // MAX_MODULE + 4
+    for i in range(n):
+        h.compile(padded(w(), MAX_MODULE, i))
+    assert len(h._cache) == CACHE_BYTES // MAX_MODULE
+    assert h._cache_bytes <= CACHE_BYTES
