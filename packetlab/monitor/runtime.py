@@ -426,6 +426,7 @@ class Box:
         self.deadline_ns = settings.deadline_ms * 1_000_000
         self.started = 0
         self.instances: list[Instance] = []
+        self._stubs: dict[abi.Sig, wasmtime.Func] = {}
         self._epoch_cb = _EPOCH_CB(self._on_deadline)
         store_ptr = _c.cast(self.store.ptr(), _VP).value
         _set_epoch_callback(store_ptr, _c.cast(self._epoch_cb, _VP).value, None, None)
@@ -464,6 +465,14 @@ class Box:
             text = str(e)
         return _summary(text)
 
+    def stub(self, ft: wasmtime.FuncType) -> wasmtime.Func:
+        """The box's WASI stub of type `ft` (stateless, so shared by every import)."""
+        sig = _sig_of(ft)
+        func = self._stubs.get(sig)
+        if func is None:
+            func = self._stubs[sig] = _wasi_stub(self.store, ft)
+        return func
+
     def instantiate(self, compiled: Compiled, host: Host, pm: bytes = b"") -> Instance:
         """A new instance of `compiled` in this box. Raises `MonitorLoadError`."""
         inst = Instance(self, compiled, host)
@@ -476,6 +485,7 @@ class Box:
             self._open = False
             _ticker.release()
             self.instances.clear()
+            self._stubs.clear()
 
     def __del__(self) -> None:
         self.close()
@@ -525,14 +535,21 @@ class Instance:
         data = ffi.wasmtime_memory_data(store._context(), _c.byref(memory._memory))
         self._base = _c.cast(data, _VP).value or 0
         imports: list[Any] = []
+        # A module may import one function many times: one host function per name (per
+        # instance) and one WASI stub per type (per box), not one per import.
+        host_funcs: dict[str, wasmtime.Func] = {}
         for imp in self.compiled.module.imports:
             if imp.module == abi.MEMORY_MODULE:
                 imports.append(memory)
             elif imp.module == abi.HOST_MODULE:
-                imports.append(self._host_func(imp.name or ""))
+                name = imp.name or ""
+                func = host_funcs.get(name)
+                if func is None:
+                    func = host_funcs[name] = self._host_func(name)
+                imports.append(func)
             else:
                 assert isinstance(imp.type, wasmtime.FuncType)
-                imports.append(_wasi_stub(store, imp.type))
+                imports.append(box.stub(imp.type))
         box.started = _now()
         try:
             instance = wasmtime.Instance(store, self.compiled.module, imports)
