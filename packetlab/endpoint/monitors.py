@@ -238,8 +238,9 @@ class MonitorGate:
             )
             return Status.ECRTBADHDAT
         self._supplied_bytes += size
+        compiled: Compiled | MonitorLoadError
         try:
-            compiled: Compiled | MonitorLoadError = self.host.compile(data[1:])
+            ok = self.host.compile(data[1:])
         except MonitorLoadError as e:
             if e.decode:  # not WebAssembly at all: the program cannot be decoded
                 log.warn("cdata monitor {d} refused: {e}", d=d.hex(), e=str(e))
@@ -247,6 +248,10 @@ class MonitorGate:
             # A load failure (memory shape, imports, exports) shows at start as in the
             # reference (§8.5): result(ECTLMONUKN, monindx).
             compiled = e
+        else:
+            for note in ok.notes:
+                log.warn("cdata monitor {d}: {note}", d=d.hex(), note=note)
+            compiled = ok
         self._supplied.append((d, compiled))
         supplied = getattr(self.inner, "supplied_digests", None)
         if supplied is not None:

@@ -561,3 +561,17 @@ def test_compiled_cache_is_bounded_in_bytes(tmp_path: Path) -> None:
         h.compile(padded(w(), MAX_MODULE, i))
     assert len(h._cache) == CACHE_BYTES // MAX_MODULE
     assert h._cache_bytes <= CACHE_BYTES
+
+
+def test_cdata_monitor_notes_are_logged(tmp_path: Path) -> None:
+    # A certificate monitor without some checks loads (each crashes when needed, §8.5):
+    # the operator learns it at cdata, as for an aux monitor at startup.
+    from twisted.logger import capturedLogs
+
+    partial = bytes(wasmtime.wat2wasm(monitor_wat({"nsend": "(i32.const 0)"})))
+    r = cert_rig(host(tmp_path), cert_chain([abi.digest(partial)]))
+    with capturedLogs() as events:
+        assert r.send(wire.Cdata(b"monitor", abi.encode(partial))) == [wire.Result(0)]
+    text = messages(events)
+    assert f"cdata monitor {abi.digest(partial).hex()}" in text
+    assert "check_pktlab_message_nopen missing (crash if used)" in text
