@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import wasmtime
 from wasmtime import _bindings as ffi
 
-from packetlab.monitor import abi
+from packetlab.monitor import abi, wasi
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
 
 __all__ = [
@@ -354,8 +354,11 @@ def check_imports(module: wasmtime.Module, host_funcs: dict[str, abi.Sig]) -> No
             if not isinstance(ty, wasmtime.FuncType) or _sig_of(ty) != want:
                 raise MonitorLoadError(f"import {where} has the wrong type (want {want})")
         elif imp.module == abi.WASI_MODULE:
-            if not isinstance(ty, wasmtime.FuncType) or not _numeric(_sig_of(ty)):
-                raise MonitorLoadError(f"import {where}: only WASI functions can be stubbed")
+            want = wasi.FUNCS.get(imp.name or "")
+            if want is None:
+                raise MonitorLoadError(f"imports {where}, which WASI preview 1 does not define")
+            if not isinstance(ty, wasmtime.FuncType) or _sig_of(ty) != want:
+                raise MonitorLoadError(f"import {where} has the wrong type (want {want})")
         else:
             raise MonitorLoadError(f"imports {where}, which the host does not provide")
     if not has_memory:
@@ -385,10 +388,6 @@ def _check_memory(ty: wasmtime.MemoryType) -> None:
         )
     if lim.max is not None:
         raise MonitorLoadError("monitor.memory declares a maximum; the host memory has none")
-
-
-def _numeric(sig: abi.Sig) -> bool:
-    return all(t in ("i32", "i64", "f32", "f64") for t in (*sig[0], *sig[1]))
 
 
 # -------------------------------------------------------------------------- the box
@@ -426,7 +425,6 @@ class Box:
         self.deadline_ns = settings.deadline_ms * 1_000_000
         self.started = 0
         self.instances: list[Instance] = []
-        self._stubs: dict[abi.Sig, wasmtime.Func] = {}
         self._epoch_cb = _EPOCH_CB(self._on_deadline)
         store_ptr = _c.cast(self.store.ptr(), _VP).value
         _set_epoch_callback(store_ptr, _c.cast(self._epoch_cb, _VP).value, None, None)
@@ -465,14 +463,6 @@ class Box:
             text = str(e)
         return _summary(text)
 
-    def stub(self, ft: wasmtime.FuncType) -> wasmtime.Func:
-        """The box's WASI stub of type `ft` (stateless, so shared by every import)."""
-        sig = _sig_of(ft)
-        func = self._stubs.get(sig)
-        if func is None:
-            func = self._stubs[sig] = _wasi_stub(self.store, ft)
-        return func
-
     def instantiate(self, compiled: Compiled, host: Host, pm: bytes = b"") -> Instance:
         """A new instance of `compiled` in this box. Raises `MonitorLoadError`."""
         inst = Instance(self, compiled, host)
@@ -485,7 +475,6 @@ class Box:
             self._open = False
             _ticker.release()
             self.instances.clear()
-            self._stubs.clear()
 
     def __del__(self) -> None:
         self.close()
@@ -535,21 +524,22 @@ class Instance:
         data = ffi.wasmtime_memory_data(store._context(), _c.byref(memory._memory))
         self._base = _c.cast(data, _VP).value or 0
         imports: list[Any] = []
-        # A module may import one function many times: one host function per name (per
-        # instance) and one WASI stub per type (per box), not one per import.
-        host_funcs: dict[str, wasmtime.Func] = {}
+        # A module may import one function many times: one function per name, not one
+        # per import.
+        funcs: dict[tuple[str, str], wasmtime.Func] = {}
         for imp in self.compiled.module.imports:
             if imp.module == abi.MEMORY_MODULE:
                 imports.append(memory)
-            elif imp.module == abi.HOST_MODULE:
-                name = imp.name or ""
-                func = host_funcs.get(name)
-                if func is None:
-                    func = host_funcs[name] = self._host_func(name)
-                imports.append(func)
-            else:
-                assert isinstance(imp.type, wasmtime.FuncType)
-                imports.append(box.stub(imp.type))
+                continue
+            key = (imp.module, imp.name or "")
+            func = funcs.get(key)
+            if func is None:
+                if imp.module == abi.HOST_MODULE:
+                    func = self._host_func(key[1])
+                else:
+                    func = self._wasi_func(key[1])
+                funcs[key] = func
+            imports.append(func)
         box.started = _now()
         try:
             instance = wasmtime.Instance(store, self.compiled.module, imports)
@@ -596,8 +586,15 @@ class Instance:
         return ptr
 
     def _host_func(self, name: str) -> wasmtime.Func:
-        params, results = self.HOST_FUNCS[name]
         impl: Callable[[Sequence[int]], int | None] = getattr(self, "_h_" + name)
+        return self._raw_func(name, self.HOST_FUNCS[name], impl)
+
+    def _raw_func(
+        self, name: str, sig: abi.Sig, impl: Callable[[Sequence[int]], int | None]
+    ) -> wasmtime.Func:
+        """A host function called by wasmtime without wrapper objects: `impl` gets the
+        arguments as a tuple; an exception in it traps the call with its message."""
+        params, results = sig
         layout = _layout(params)
         ret = _c.c_int64 if results == (abi.I64,) else _c.c_int32
         slots_t = _c.c_uint8 * (max(len(params), len(results), 1) * _SLOT)  # once, not per call
@@ -609,6 +606,9 @@ class Instance:
                 if results:
                     ret.from_address(args).value = int(rv or 0)
                 return 0
+            except wasi.Exit as e:
+                msg = str(e).encode()
+                return int(_trap_new(msg, len(msg)) or 0)
             except Exception as e:  # a bug here must not unwind through wasm frames
                 msg = f"host function {name} failed: {e!r}".encode()
                 return int(_trap_new(msg, len(msg)) or 0)
@@ -622,6 +622,11 @@ class Instance:
         )  # fmt: skip
         self._keep += [cb, ft, func]
         return wasmtime.Func._from_raw(func)
+
+    def _wasi_func(self, name: str) -> wasmtime.Func:
+        """`name` of an empty WASI context over this instance's memory (`wasi`)."""
+        fn = wasi.make(name, wasi.Memory(self.read, self.write, self.memory_size))
+        return self._raw_func(name, wasi.FUNCS[name], lambda args: fn(*args))
 
     # -- host functions (§8.2) ---------------------------------------------------------
 
@@ -800,17 +805,6 @@ class Instance:
 
 def _valtype(name: str) -> wasmtime.ValType:
     return wasmtime.ValType.i64() if name == abi.I64 else wasmtime.ValType.i32()
-
-
-def _wasi_stub(store: wasmtime.Store, ft: wasmtime.FuncType) -> wasmtime.Func:
-    """An empty WASI function: does nothing, returns zeros (§8.2)."""
-    n = len(ft.results)
-    zero = [0.0 if str(t) in ("f32", "f64") else 0 for t in ft.results]
-
-    def stub(*args: Any) -> Any:
-        return None if n == 0 else zero[0] if n == 1 else list(zero)
-
-    return wasmtime.Func(store, ft, stub)
 
 
 def _summary(text: str) -> str:

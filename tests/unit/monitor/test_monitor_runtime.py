@@ -396,7 +396,77 @@ def test_repeated_imports_share_one_function_each() -> None:
     c = compile_monitor(wasm(monitor_wat(ALLOW).replace("(module", f"(module {imports}", 1)))
     a = box.instantiate(c, Host())
     b = box.instantiate(c, Host())
-    # per instance: its host memory, the four env functions, its calls; the one WASI stub
-    # belongs to the box
-    assert len(a._keep) < 20 and len(b._keep) < 20
-    assert len(box._stubs) == 1
+    # per instance: its host memory, then 3 objects per function (env's and fd_write)
+    assert len(a._keep) == len(b._keep) == 1 + 3 * 5
+
+
+def wasi_monitor(imports: str, body: str) -> Instance:
+    wat = monitor_wat({"nclose": body}).replace("(module", f"(module {imports}", 1)
+    return load(wat)
+
+
+_WASI = '(import "wasi_snapshot_preview1" "{name}" (func ${name} {sig}))'
+
+
+def wasi_import(name: str) -> str:
+    from packetlab.monitor import wasi
+
+    params, results = wasi.FUNCS[name]
+    sig = " ".join(f"(param {p})" for p in params) + " ".join(f" (result {r})" for r in results)
+    return _WASI.format(name=name, sig=sig)
+
+
+def test_wasi_fd_write_to_stdout_writes_everything_nowhere() -> None:
+    # wasi-libc's printf loops on fd_write until *nwritten covers its iovecs: a stub that
+    # returns 0 without setting it leaves the stack's garbage there.
+    body = (
+        "(i32.store (i32.const 100) (i32.const 200)) (i32.store (i32.const 104) (i32.const 5))"
+        " (i32.store (i32.const 108) (i32.const 300)) (i32.store (i32.const 112) (i32.const 7))"
+        " (i32.store (i32.const 120) (i32.const 0xdead))"
+        " (if (call $fd_write (local.get $sktid) (i32.const 100) (i32.const 2) (i32.const 120))"
+        "  (then (return (i32.add (i32.const 1000)"
+        "   (call $fd_write (local.get $sktid) (i32.const 100) (i32.const 2) (i32.const 120))))))"
+        " (i32.load (i32.const 120))"
+    )
+    inst = wasi_monitor(wasi_import("fd_write"), body)
+    assert inst.check("nclose", (1, inst.pm, 256)) == 12
+    assert inst.check("nclose", (2, inst.pm, 256)) == 12
+    assert inst.check("nclose", (3, inst.pm, 256)) == 1008  # EBADF: nothing else is open
+
+
+def test_wasi_context_is_empty() -> None:
+    imports = "".join(
+        wasi_import(n)
+        for n in ("fd_prestat_get", "environ_sizes_get", "clock_time_get", "random_get")
+    )
+    body = (
+        "(i32.store (i32.const 100) (i32.const -1)) (i32.store (i32.const 104) (i32.const -1))"
+        " (if (i32.eq (local.get $sktid) (i32.const 0))"
+        "  (then (return (call $fd_prestat_get (i32.const 3) (i32.const 100)))))"
+        " (if (i32.eq (local.get $sktid) (i32.const 1))"
+        "  (then (drop (call $environ_sizes_get (i32.const 100) (i32.const 104)))"
+        "   (return (i32.or (i32.load (i32.const 100)) (i32.load (i32.const 104))))))"
+        " (if (i32.eq (local.get $sktid) (i32.const 2))"
+        "  (then (return (call $random_get (i32.const 0x1fff0) (i32.const 32)))))"
+        " (drop (call $clock_time_get (i32.const 1) (i64.const 0) (i32.const 100)))"
+        " (i64.ne (i64.load (i32.const 100)) (i64.const 0))"
+    )
+    inst = wasi_monitor(imports, body)
+    assert inst.check("nclose", (0, inst.pm, 256)) == 8  # no preopens: EBADF ends the scan
+    assert inst.check("nclose", (1, inst.pm, 256)) == 0  # no environment
+    assert inst.check("nclose", (2, inst.pm, 256)) == 21  # EFAULT past the memory
+    assert inst.check("nclose", (3, inst.pm, 256)) == 1  # the clock runs
+
+
+def test_wasi_proc_exit_ends_the_call_as_a_crash() -> None:
+    inst = wasi_monitor(wasi_import("proc_exit"), "(call $proc_exit (i32.const 3)) (i32.const 0)")
+    assert inst.check("nclose", (1, inst.pm, 256)) == abi.MONITOR_CRASH
+    assert inst.last_crash == "proc_exit(3)"
+
+
+def test_wasi_imports_must_be_preview1_functions_of_their_type() -> None:
+    base = monitor_wat(ALLOW)
+    bogus = '(import "wasi_snapshot_preview1" "launch_missiles" (func))'
+    refused(base.replace("(module", f"(module {bogus}", 1), "WASI preview 1 does not define")
+    wrong = '(import "wasi_snapshot_preview1" "fd_write" (func (param i32) (result i32)))'
+    refused(base.replace("(module", f"(module {wrong}", 1), "fd_write has the wrong type")
