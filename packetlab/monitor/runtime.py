@@ -53,6 +53,7 @@ MIN_TICK_S = 0.001
 SCRATCH_LEN = 64  # laddr[16] raddr[16] lport[2] rport[2] of a check, staged in wasm memory
 MAX_TABLE_ELEMENTS = 100_000
 MAX_DEBUG_LEN = 4096
+MAX_DEBUG_LINES = 64  # monitor_debug lines logged per call; the rest are dropped
 
 
 # ---------------------------------------------------------------------------- engine
@@ -495,6 +496,8 @@ class Instance:
         self.scratch = 0
         self.crashes = 0
         self.last_crash = ""
+        self._debug_call = -1
+        self._debug_lines = 0
         self._base = 0
         self._size = 0  # memory size last seen (a lower bound: memories only grow)
         self._mem_ptr = 0
@@ -657,6 +660,17 @@ class Instance:
         ptr = args[0]
         size = self.memory_size()
         if ptr >= size:
+            return
+        # At most MAX_DEBUG_LINES per call (a call is known by its start time): a loop
+        # must not write a log line per iteration until the deadline.
+        if self._debug_call != self.box.started:
+            self._debug_call, self._debug_lines = self.box.started, 0
+        self._debug_lines += 1
+        if self._debug_lines > MAX_DEBUG_LINES:
+            if self._debug_lines == MAX_DEBUG_LINES + 1:
+                self.host.debug(
+                    self, f"(more than {MAX_DEBUG_LINES} lines: the rest of this call's dropped)"
+                )
             return
         raw = _c.string_at(self._base + ptr, min(MAX_DEBUG_LEN, size - ptr))
         self.host.debug(self, raw.split(b"\0", 1)[0].decode("utf-8", "replace"))

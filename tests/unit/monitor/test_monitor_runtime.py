@@ -470,3 +470,23 @@ def test_wasi_imports_must_be_preview1_functions_of_their_type() -> None:
     refused(base.replace("(module", f"(module {bogus}", 1), "WASI preview 1 does not define")
     wrong = '(import "wasi_snapshot_preview1" "fd_write" (func (param i32) (result i32)))'
     refused(base.replace("(module", f"(module {wrong}", 1), "fd_write has the wrong type")
+
+
+def test_debug_output_is_bounded_per_call() -> None:
+    # With MonitorEnableDebug 1, a monitor_debug loop wrote a log line per iteration until
+    # the deadline (tens of thousands of lines per request).
+    from packetlab.monitor.runtime import MAX_DEBUG_LINES
+
+    host = Host()
+    box = Box(Settings(debug=True))
+    body = (
+        "(loop (call $monitor_debug (i32.const 0))"
+        " (br_if 0 (i32.ne (local.tee $sktid (i32.add (local.get $sktid) (i32.const 1)))"
+        " (i32.const 1000)))) (i32.const 0)"
+    )
+    inst = box.instantiate(compile_monitor(wasm(monitor_wat({"nclose": body}))), host)
+    assert inst.check("nclose", (0, inst.pm, 256)) == 0
+    assert len(host.debugged) == MAX_DEBUG_LINES + 1
+    assert "dropped" in host.debugged[-1]
+    assert inst.check("nclose", (999, inst.pm, 256)) == 0  # a new call may log again
+    assert len(host.debugged) == MAX_DEBUG_LINES + 2
