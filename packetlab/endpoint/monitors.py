@@ -74,6 +74,9 @@ MAX_MODULE = 1 << 20
 MAX_SESSION_MODULES = 8 << 20
 CACHE = 32  # compiled certificate monitors kept between sessions
 CACHE_BYTES = 16 << 20  # ... and their modules' bytes at most
+#: How long a store waits for another process's lock on the persistent memory (s). A
+#: flush runs inside a monitor call on the reactor thread, out of the deadline's reach.
+STORE_TIMEOUT = 1.0
 CRASH = abi.MONITOR_CRASH
 PM_LEN = abi.PM_LEN
 _MONUKN = int(Status.ECTLMONUKN)
@@ -145,7 +148,7 @@ class MonitorHost:
                 Path(self.persistent_path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise PersistentMemoryError(f"cannot create {self.persistent_path}: {e}") from None
-            self._store = PersistentMemory(self.persistent_path)
+            self._store = PersistentMemory(self.persistent_path, timeout=STORE_TIMEOUT)
             log.info("monitor persistent memory in {path}", path=self.persistent_path)
         return self._store
 

@@ -50,6 +50,7 @@ class PersistentMemory:
         import sqlite3  # here, not at import: an endpoint without monitors never loads it
 
         self.path = os.fspath(path)
+        self.timeout = timeout  # how long a write waits for another process's lock
         self._errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)

@@ -575,3 +575,14 @@ def test_cdata_monitor_notes_are_logged(tmp_path: Path) -> None:
     text = messages(events)
     assert f"cdata monitor {abi.digest(partial).hex()}" in text
     assert "check_pktlab_message_nopen missing (crash if used)" in text
+
+
+def test_store_waits_for_a_lock_at_most_a_second(tmp_path: Path) -> None:
+    # A flush runs inside a monitor call on the reactor thread, where the deadline cannot
+    # reach: SQLite's busy wait (30 s by default here) would stall the endpoint that long
+    # while another process holds the lock.
+    from packetlab.endpoint.monitors import STORE_TIMEOUT
+
+    h = host(tmp_path, w())
+    assert STORE_TIMEOUT <= 1.0
+    assert h.store.timeout == STORE_TIMEOUT
