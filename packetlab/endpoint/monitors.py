@@ -95,8 +95,16 @@ def settings_of(cfg: EndpointConfig) -> Settings:
 
 @dataclass(frozen=True)
 class AuxMonitor:
+    """An aux monitor: its module compiled, or why it cannot load (then every session's
+    start answers ECTLMONUKN with its index, §1.3, §8.5)."""
+
     path: str
-    compiled: Compiled
+    compiled: Compiled | MonitorLoadError
+    digest: bytes = b""  # SHA-256(0x01 || wasm); taken from `compiled` when it compiled
+
+    def __post_init__(self) -> None:
+        if not self.digest and not isinstance(self.compiled, MonitorLoadError):
+            object.__setattr__(self, "digest", self.compiled.digest)
 
 
 class MonitorHost:
@@ -117,12 +125,14 @@ class MonitorHost:
 
     @classmethod
     def from_config(cls, cfg: EndpointConfig, aux_paths: Sequence[str] = ()) -> MonitorHost:
-        """Compile and check the aux monitors now, so a bad one stops the daemon with a
-        clear `ConfigError` instead of refusing every session. Without aux monitors
-        wasmtime is not imported (~12 MiB of RSS an endpoint without monitors saves)."""
+        """Compile and check the aux monitors now. A file that cannot be read stops the
+        daemon (`ConfigError`); a module that cannot load is logged now, and every
+        session's start answers ``result(ECTLMONUKN, monindx)`` as the reference does
+        (§1.3, §8.5). Without aux monitors wasmtime is not imported (~12 MiB of RSS an
+        endpoint without monitors saves)."""
         if len(aux_paths) > MAX_AUX:
             raise ConfigError(f"at most {MAX_AUX} aux monitors, got {len(aux_paths)}")
-        aux = []
+        aux: list[AuxMonitor] = []
         for p in aux_paths:
             from packetlab.monitor.runtime import compile_monitor
 
@@ -133,7 +143,15 @@ class MonitorHost:
             try:
                 compiled = compile_monitor(wasm)
             except MonitorLoadError as e:
-                raise ConfigError(f"--monitor {p}: {e}") from None
+                log.error(
+                    "aux monitor {path} cannot load, so every session's start will answer "
+                    "ECTLMONUKN({i}): {e}",
+                    path=p,
+                    i=len(aux),
+                    e=str(e),
+                )
+                aux.append(AuxMonitor(p, e, abi.digest(wasm)))
+                continue
             for note in compiled.notes:
                 log.warn("aux monitor {path}: {note}", path=p, note=note)
             aux.append(AuxMonitor(p, compiled))
@@ -266,9 +284,7 @@ class MonitorGate:
         if error is not None:
             return error, extra
         entries = [(d, c, self.keys.get(d, aux_key(d))) for d, c in self._supplied]
-        entries += [
-            (a.compiled.digest, a.compiled, aux_key(a.compiled.digest)) for a in self.host.aux
-        ]
+        entries += [(a.digest, a.compiled, aux_key(a.digest)) for a in self.host.aux]
         if not entries:
             self._bypass()
             return None, extra
@@ -276,9 +292,10 @@ class MonitorGate:
 
         box = self.box = Box(self.settings)
         for idx, (d, compiled, key) in enumerate(entries):
+            if isinstance(compiled, MonitorLoadError):  # not raised: aux ones are shared
+                log.warn("monitor {i} ({d}) cannot load: {e}", i=idx, d=d.hex()[:16], e=compiled)
+                return Result(_MONUKN, idx), []
             try:
-                if isinstance(compiled, MonitorLoadError):
-                    raise compiled
                 pm = self.host.store.load(key)
                 inst = box.instantiate(compiled, self, pm)
             except MonitorLoadError as e:

@@ -586,3 +586,36 @@ def test_store_waits_for_a_lock_at_most_a_second(tmp_path: Path) -> None:
     h = host(tmp_path, w())
     assert STORE_TIMEOUT <= 1.0
     assert h.store.timeout == STORE_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("module", "why"),
+    [
+        (bytes(wasmtime.wat2wasm("(module (memory 2))")), "must import its memory"),
+        (b"\x00asm\x01\x00\x00\x00junk", "not a valid WebAssembly module"),
+    ],
+)
+def test_aux_monitor_that_cannot_load_refuses_every_start(
+    tmp_path: Path, module: bytes, why: str
+) -> None:
+    # §1.3: ECTLMONUKN is the answer when "aux monitors failed to load at start"; §8.5:
+    # load failures answer start with result(ECTLMONUKN, monindx), then the session ends.
+    # (The endpoint runs; it used to refuse to start.)
+    from twisted.logger import capturedLogs
+
+    good, bad = tmp_path / "good.wasm", tmp_path / "bad.wasm"
+    good.write_bytes(w())
+    bad.write_bytes(module)
+    cfg = EndpointConfig()
+    cfg.monitor_persistent_path = str(tmp_path / "pm.sqlite3")
+    with capturedLogs() as events:
+        h = MonitorHost.from_config(cfg, [str(good), str(bad)])
+    assert f"aux monitor {bad}" in messages(events) and why in messages(events)
+    assert h.aux[1].digest == abi.digest(module)
+    for _ in range(2):
+        r = rig(h.gate(OpenGate()))
+        with capturedLogs() as events:
+            assert r.send(wire.Start()) == [wire.Result(MONUKN, 1)]
+        assert why in messages(events)
+        assert r.session.ended is not None
+        r.session.close()
