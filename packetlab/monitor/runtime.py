@@ -75,6 +75,12 @@ def engine() -> wasmtime.Engine:
         # No compile thread pool: twistd may fork (daemonize) after the aux monitors were
         # compiled, and a child would then queue compile jobs to threads it does not have.
         cfg.parallel_compilation = False
+        # The proposals the reference's Wasmtime 23 leaves off by default, and a monitor
+        # built as §8.1 says never uses: a module that needs one does not decode there
+        # either. (The GC proposal would also give each monitor a second heap.)
+        cfg.wasm_gc = False
+        cfg.wasm_function_references = False
+        cfg.wasm_exceptions = False
         _engine = wasmtime.Engine(cfg)
     return _engine
 

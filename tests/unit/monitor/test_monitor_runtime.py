@@ -490,3 +490,19 @@ def test_debug_output_is_bounded_per_call() -> None:
     assert "dropped" in host.debugged[-1]
     assert inst.check("nclose", (999, inst.pm, 256)) == 0  # a new call may log again
     assert len(host.debugged) == MAX_DEBUG_LINES + 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "body"),
+    [
+        ("(type $a (array (mut i64)))", "(drop (array.new_default $a (i32.const 8)))"),  # GC
+        ("(tag $e)", "(throw $e)"),  # exception handling
+        ("(type $f (func))", "(call_ref $f (ref.func $g))"),  # typed function references
+    ],
+)
+def test_proposals_the_reference_runtime_lacks_are_refused(extra: str, body: str) -> None:
+    # The reference runs Wasmtime 23 with its defaults: no GC, exceptions or typed function
+    # references. wasmtime 50 enables them; a GC heap is one more allocation per monitor.
+    extra += " (func $g (type $f)) (elem declare func $g)" if "ref.func" in body else ""
+    wat = monitor_wat(ALLOW | {"nclose": f"{body} (i32.const 0)"}, extra=extra)
+    refused(wat, "not a valid WebAssembly module")
