@@ -256,6 +256,13 @@ def compile_monitor(wasm: bytes) -> Compiled:
     """Compile `wasm` and check it against the ABI. Raises `MonitorLoadError`."""
     module = load_module(wasm)
     check_imports(module, abi.HOST_FUNCS)
+    tables = _section_count(wasm, _TABLE_SECTION)
+    if tables > 1:
+        # Each table may grow to MAX_TABLE_ELEMENTS: with up to 100 tables, one monitor
+        # could hold 100 times that. C code has one (the indirect function table).
+        raise MonitorLoadError(
+            f"the module defines {tables} tables; a monitor may have one (its function table)"
+        )
     own = defined_memories(wasm)
     if own:
         # Each memory is capped at MonitorMemoryMax; with up to 100 of its own (the
@@ -326,17 +333,23 @@ def _leb(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+_TABLE_SECTION = 4
 _MEMORY_SECTION = 5
 
 
 def defined_memories(wasm: bytes) -> int:
-    """How many memories the module defines itself (not imported): the count of its
-    memory section. `wasm` has passed wasmtime's validation, so the layout is sound."""
+    """How many memories the module defines itself (not imported)."""
+    return _section_count(wasm, _MEMORY_SECTION)
+
+
+def _section_count(wasm: bytes, section_id: int) -> int:
+    """The entry count of a vector section (0 when absent). `wasm` has passed wasmtime's
+    validation, so the layout is sound."""
     pos = 8  # magic and version
     while pos < len(wasm):
         section = wasm[pos]
         size, pos = _leb(wasm, pos + 1)
-        if section == _MEMORY_SECTION:
+        if section == section_id:
             return _leb(wasm, pos)[0]
         pos += size
     return 0

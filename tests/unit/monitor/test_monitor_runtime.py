@@ -506,3 +506,11 @@ def test_proposals_the_reference_runtime_lacks_are_refused(extra: str, body: str
     extra += " (func $g (type $f)) (elem declare func $g)" if "ref.func" in body else ""
     wat = monitor_wat(ALLOW | {"nclose": f"{body} (i32.const 0)"}, extra=extra)
     refused(wat, "not a valid WebAssembly module")
+
+
+def test_more_than_one_table_is_refused() -> None:
+    # Each table may hold 100,000 elements: ten monitors filling 99 tables each held
+    # 649 MiB. C code has one table (the indirect function table), or none.
+    assert compile_monitor(wasm(monitor_wat(ALLOW, extra="  (table 10 funcref)\n")))
+    two = monitor_wat(ALLOW, extra="  (table 1 funcref) (table 1 funcref)\n")
+    refused(two, "defines 2 tables")
