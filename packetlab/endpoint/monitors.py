@@ -67,7 +67,7 @@ __all__ = [
 log = Logger(namespace="pktendpoint.monitor")
 MAX_AUX = 16
 #: A certificate monitor's module, and all of a session's together, at most (bytes).
-#: Compiling blocks the reactor (~5 s per MiB of code measured on the shared machine) and
+#: Compiling blocks the reactor (5-10 s per MiB of code measured on the shared machine) and
 #: compiled code is several times the module; real monitors are a few KiB. Aux monitors
 #: (the operator's own, compiled at startup) have no cap.
 MAX_MODULE = 1 << 20

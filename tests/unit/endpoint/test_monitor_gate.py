@@ -521,7 +521,7 @@ def padded(module: bytes, size: int, tag: int = 0) -> bytes:
 
 
 def test_oversized_cdata_monitor_is_refused(tmp_path: Path) -> None:
-    # Compiling blocks the reactor (~5 s per MiB of code measured here): a module over
+    # Compiling blocks the reactor (5-10 s per MiB of code measured here): a module over
     # MAX_MODULE is refused before it is compiled.
     from twisted.logger import capturedLogs
 
