@@ -95,7 +95,10 @@ class PersistentMemory:
             self._db.execute("COMMIT")
         except BaseException as e:
             if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+                try:
+                    self._db.execute("ROLLBACK")
+                except self._errors:
+                    pass  # the first error is the one to report
             if isinstance(e, self._errors):
                 raise PersistentMemoryError(f"cannot write {self.path}: {e}") from None
             raise
