@@ -753,6 +753,8 @@ class Instance:
         if err or box.trap.value:
             return self._crashed(box._failure(err))
         rv: int = _RV.unpack_from(raw.buf)[0]
+        if rv >= abi.MONITOR_CRASH:
+            self._returned(rv)
         return rv
 
     def check_ndata(
@@ -788,6 +790,8 @@ class Instance:
         if err or box.trap.value:
             return self._crashed(box._failure(err))
         rv: int = _RV.unpack_from(raw.buf)[0]
+        if rv >= abi.MONITOR_CRASH:
+            self._returned(rv)
         return rv
 
     def check(self, kind: str, args: Sequence[int], curpkt: bytes = b"") -> int:
@@ -798,9 +802,12 @@ class Instance:
         if raw is None:
             return self._crashed(f"{abi.CHECK_PREFIX}{kind} is not exported")
         try:
-            return self.box.call(raw, args)
+            rv = self.box.call(raw, args)
         except MonitorCrash as e:
             return self._crashed(str(e))
+        if rv >= abi.MONITOR_CRASH:
+            self._returned(rv)
+        return rv
 
     def result(self, kind: str, args: Sequence[int], errid: int, curpkt: bytes = b"") -> None:
         """The optional pktlab_message_<kind>_result callback; a crash there is counted."""
@@ -829,6 +836,10 @@ class Instance:
         except MonitorCrash as e:
             self._crashed(str(e))
         return data
+
+    def _returned(self, rv: int) -> None:
+        """A check returned >= 65535: a crash too (§8.3, §8.5), counted and explained."""
+        self._crashed(f"returned {rv} (65535 or more is a crash)")
 
     def _crashed(self, why: str) -> int:
         self.crashes += 1

@@ -619,3 +619,37 @@ def test_aux_monitor_that_cannot_load_refuses_every_start(
         assert why in messages(events)
         assert r.session.ended is not None
         r.session.close()
+
+
+def test_sixteen_crashing_monitors_keep_the_session_and_a_bounded_log(tmp_path: Path) -> None:
+    # Monitor k fails on nclose(sktid=k), each its own way; every answer names the right
+    # monitor, the session goes on, and the log gets the 1st, 2nd, 4th... crash of each.
+    from twisted.logger import capturedLogs
+
+    ways = [
+        "unreachable",
+        "(i32.const 65535)",
+        "(i32.const 0x7fffffff)",
+        "(drop (i32.div_u (i32.const 1) (i32.const 0))) (i32.const 0)",
+        "(drop (i32.load (i32.const -1))) (i32.const 0)",
+        "(loop (br 0)) (i32.const 0)",
+    ]
+    mods = []
+    for k in range(16):
+        fail = ways[k % len(ways)]
+        body = f"(if (result i32) (i32.eq (local.get $sktid) (i32.const {k}))"
+        body += f" (then {fail}) (else (i32.const 0)))"
+        mods.append(w({"nclose": body}, extra=f"  (global i32 (i32.const {k}))\n"))
+    r = aux_rig(tmp_path, *mods, deadline_ms=5)
+    started(r, 16)
+    with capturedLogs() as events:
+        for _ in range(8):
+            for k in range(16):
+                assert r.send(wire.Nclose(sktid=k)) == [wire.Result(MONREJ, k, 0)], k
+    assert r.send(wire.Nclose(sktid=16)) == [wire.Result(int(S.ESKTNOTOPEN))]
+    crash_lines = [e for e in events if "crashed in" in messages([e])]
+    # (A returned 65535 was not counted as a crash: logged on every request, "0 crashes".)
+    assert sorted(e["n"] for e in crash_lines) == sorted([1, 2, 4, 8] * 16) and all(
+        e["why"] for e in crash_lines
+    )
+    assert r.session.ended is None

@@ -515,3 +515,18 @@ def test_more_than_one_table_is_refused() -> None:
     assert compile_monitor(wasm(monitor_wat(ALLOW, extra="  (table 10 funcref)\n")))
     two = monitor_wat(ALLOW, extra="  (table 1 funcref) (table 1 funcref)\n")
     refused(two, "defines 2 tables")
+
+
+@pytest.mark.parametrize("rv", [65535, 70000, 0x7FFFFFFF])
+def test_a_return_of_65535_or_more_counts_as_a_crash(rv: int) -> None:
+    # §8.3/§8.5: a crash; it was returned as is but not counted, so the endpoint logged
+    # it on every request with "0 crash(es)" and the previous crash's reason.
+    inst = load(monitor_wat({"nclose": f"(i32.const {rv})", "nsend": f"(i32.const {rv})"}))
+    assert inst.check("nclose", (1, inst.pm, 256)) == rv
+    assert inst.crashes == 1 and inst.last_crash == f"returned {rv} (65535 or more is a crash)"
+
+    class Nsend:
+        sktid, family, proto, time, tag, data, raddr, rport = 1, 4, 6, 0, 0, b"", None, None
+
+    assert inst.check_nsend(Nsend) == rv and inst.crashes == 2
+    assert inst.check_ndata(1, 4, 6, 0, None, None, b"") == abi.MONITOR_CRASH  # not exported
