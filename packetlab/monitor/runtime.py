@@ -209,6 +209,7 @@ _EPOCH_CB = _c.CFUNCTYPE(_c.c_size_t, _VP, _VP, _c.POINTER(_c.c_uint64), _c.POIN
 _SLOT = _c.sizeof(ffi.wasmtime_val_raw_t)  # 16
 _RV = struct.Struct("<i")
 _PORT = struct.Struct(">H")
+_CRASH = abi.MONITOR_CRASH
 
 _SLOT_FMT = {abi.I32: f"I{_SLOT - 4}x", abi.I64: f"Q{_SLOT - 8}x"}
 
@@ -753,7 +754,7 @@ class Instance:
         if err or box.trap.value:
             return self._crashed(box._failure(err))
         rv: int = _RV.unpack_from(raw.buf)[0]
-        if rv >= abi.MONITOR_CRASH:
+        if rv >= _CRASH:
             self._returned(rv)
         return rv
 
@@ -790,7 +791,7 @@ class Instance:
         if err or box.trap.value:
             return self._crashed(box._failure(err))
         rv: int = _RV.unpack_from(raw.buf)[0]
-        if rv >= abi.MONITOR_CRASH:
+        if rv >= _CRASH:
             self._returned(rv)
         return rv
 
@@ -805,7 +806,7 @@ class Instance:
             rv = self.box.call(raw, args)
         except MonitorCrash as e:
             return self._crashed(str(e))
-        if rv >= abi.MONITOR_CRASH:
+        if rv >= _CRASH:
             self._returned(rv)
         return rv
 
