@@ -175,7 +175,7 @@ def test_oversized_frame_header_is_a_violation() -> None:
         ("nclose", Mdata(0, b"x"), "answered nclose with mdata"),
         ("mread", Mdata(0x1234, b"x"), "answers mread"),
         ("mread", Result(), "instead of mdata"),
-        ("nclose", Nsend(1, 4, 6, 0, 0, b""), "sent a nsend message"),
+        ("nclose", Nsend(1, 4, 6, 0, 0, b""), "must not send: nsend (0x2c)"),
     ],
 )
 def test_protocol_violations(request_: str | None, answer: object, text: str) -> None:

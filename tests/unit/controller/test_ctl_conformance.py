@@ -1,0 +1,296 @@
+"""The controller session against endpoints that break PROTOCOL.md §1-§3, or are merely
+odd: every case ends in a specific `ControllerError` naming the message and what was
+wrong (or is accepted, where the reference endpoint legitimately does it), never a hang,
+an exception out of the protocol, or memory without a bound. Over a StringTransport and
+a task.Clock (no timed asserts: the clock is advanced by hand)."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import pytest
+from ctl_fakes import WriteLog, frames, on_string_transport, result_of
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from packetlab.controller import (
+    AnswerTimeout,
+    EndpointSession,
+    ProtocolViolation,
+    RequestFailed,
+    SessionClosed,
+)
+from packetlab.controller.session import ANSWER_TIMEOUT, CLOSE_GRACE, MAX_LINFO, UNKNOWN_LOGGED
+from packetlab.wire import Linfo, Mdata, Ndata, Result, Status, Suspd, vmem
+
+
+def hdr(msgtype: int, body: bytes) -> bytes:
+    return struct.pack(">I", msgtype << 24 | len(body)) + body
+
+
+def failure_of(d: Deferred[Any]) -> BaseException:
+    with pytest.raises(Exception) as info:
+        result_of(d)
+    return info.value
+
+
+class AbortLog(WriteLog):
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        super().abortConnection()
+
+
+def advance(clock: Clock, seconds: float, steps: int = 40) -> None:
+    """Advance in steps, as time passes on a reactor (each timer sees its own time)."""
+    for _ in range(steps):
+        clock.advance(seconds / steps)
+
+
+def started(**options: Any) -> tuple[EndpointSession, AbortLog, Clock]:
+    clock = Clock()
+    s = EndpointSession(reactor=clock, **options)
+    t = AbortLog()
+    s.makeConnection(t)
+    s.dataReceived(frames(Result()))
+    assert s.ready.called
+    t.writes.clear()
+    t.clear()
+    return s, t, clock
+
+
+# ------------------------------------------------------------------ mdata (§2.1)
+
+
+def test_mdata_shorter_than_the_mread_is_a_violation() -> None:
+    # The endpoint always answers len bytes (unmapped ones read as 0): a short mdata would
+    # reach helpers that unpack fixed-size fields.
+    s, t, _ = on_string_transport()
+    d = s.mread(vmem.TIME.addr, 8)
+    s.dataReceived(frames(Mdata(vmem.TIME.addr, b"\x00\x01\x02")))
+    err = failure_of(d)
+    assert isinstance(err, SessionClosed) and isinstance(s.close_reason, ProtocolViolation)
+    assert "mdata for 0x10010000 (3 bytes) answers mread 0x10010000 (8 bytes)" in str(err)
+    assert t.disconnecting
+
+
+def test_mdata_of_exactly_the_length_asked_is_taken() -> None:
+    s, _, _ = on_string_transport()
+    d = s.mread(vmem.TIME.addr, 8)
+    s.dataReceived(frames(Mdata(vmem.TIME.addr, bytes(8))))
+    assert result_of(d) == bytes(8)
+
+
+# ------------------------------------------------------------------ the reference's odd forms
+
+
+def test_odd_but_legal_results_are_decoded() -> None:
+    """SUCCESS as an explicit errid (length 2), ECTLMONUKN with monindx only (length 4),
+    ECTLMONREJ with both (length 6), and a code PacketLab does not define."""
+    s, _, _ = on_string_transport()
+    ok = s.mwrite(vmem.SKT_BASE + 0x70, b"\x00\x00")
+    ukn = s.nclose(1)
+    rej = s.nclose(2)
+    odd = s.nclose(3)
+    s.dataReceived(
+        hdr(0x40, b"\x00\x00")
+        + hdr(0x40, b"\x00\x13\x00\x02")
+        + hdr(0x40, b"\x00\x12\x00\x01\xff\xfd")
+        + hdr(0x40, b"\x12\x34")
+    )
+    assert result_of(ok) == Result()
+    e = failure_of(ukn)
+    assert isinstance(e, RequestFailed) and e.status == Status.ECTLMONUKN and e.monindx == 2
+    e = failure_of(rej)
+    assert isinstance(e, RequestFailed) and (e.monindx, e.monerrid) == (1, 0xFFFD)
+    e = failure_of(odd)
+    assert isinstance(e, RequestFailed) and e.status == 0x1234
+    assert "0x1234 (a status code PacketLab does not define)" in str(e)
+    assert s.close_reason is None
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        (b"\x00", "result length must be 0, 2, 4 or 6"),
+        (b"\x00\x12", "ECTLMONREJ needs monindx and monerrid"),
+        (b"\x00\x10\x00\x01", "others neither"),
+    ],
+)
+def test_malformed_result_names_the_message_and_the_rule(body: bytes, text: str) -> None:
+    s, t, _ = on_string_transport()
+    d = s.nclose(1)
+    s.dataReceived(hdr(0x40, body))
+    err = failure_of(d)
+    assert isinstance(s.close_reason, ProtocolViolation)
+    assert f"malformed result from the endpoint ({len(body)}-byte body): " in str(err)
+    assert text in str(err)
+    assert t.disconnecting
+
+
+# ------------------------------------------------------------------ closing mid-message
+
+
+def test_endpoint_closing_mid_frame_says_which_frame_and_request() -> None:
+    s, _, _ = on_string_transport()
+    d = s.mread(vmem.TIME.addr, 8)
+    s.dataReceived(frames(Mdata(vmem.TIME.addr, bytes(8)))[:7])
+    s.connectionLost(Failure(ConnectionDone()))
+    err = failure_of(d)
+    assert str(err) == (
+        "the endpoint closed the connection with 1 request unanswered (first: mread), "
+        "in the middle of a frame (mdata, 7 of 16 bytes)"
+    )
+
+
+def test_endpoint_closing_inside_a_header_says_so() -> None:
+    s, _, _ = on_string_transport()
+    d = s.nclose(1)
+    d2 = s.nclose(2)
+    s.dataReceived(b"\x40\x00")
+    s.connectionLost(Failure(ConnectionLost("reset")))
+    err = failure_of(d)
+    failure_of(d2)
+    assert "connection lost with 2 requests unanswered (first: nclose)" in str(err)
+    assert "in the middle of a frame header (2 of 4 bytes)" in str(err)
+    assert isinstance(err, SessionClosed) and isinstance(err.cause, ConnectionLost)
+
+
+# ------------------------------------------------------------------ never answering
+
+
+def test_requests_never_answered_end_the_session_after_answer_timeout() -> None:
+    s, t, clock = started()
+    d = s.mread(vmem.TIME.addr, 8)
+    d2 = s.nclose(1)
+    advance(clock, ANSWER_TIMEOUT * 0.9)
+    assert not d.called
+    advance(clock, ANSWER_TIMEOUT * 0.5)
+    err = failure_of(d)
+    failure_of(d2)
+    assert isinstance(err, SessionClosed) and isinstance(err.cause, AnswerTimeout)
+    assert f"answered none of 2 waiting requests (first: mread) for {ANSWER_TIMEOUT:g} s" in str(
+        err
+    )
+    assert t.aborted
+    assert not clock.getDelayedCalls() or all(not c.active() for c in clock.getDelayedCalls())
+
+
+def test_setup_never_answered_fails_ready() -> None:
+    clock = Clock()
+    s = EndpointSession(reactor=clock, programs=[b"\x01wasm"])
+    s.makeConnection(AbortLog())
+    advance(clock, ANSWER_TIMEOUT * 1.5)
+    err = failure_of(s.ready)
+    assert isinstance(err, SessionClosed) and isinstance(err.cause, AnswerTimeout)
+    assert "(first: cdata)" in str(err)
+
+
+def test_a_length_that_lies_ends_in_answer_timeout_naming_the_frame() -> None:
+    s, _, clock = started()
+    d = s.mread(vmem.TIME.addr, 8)
+    s.dataReceived(hdr(0x41, bytes(100))[:14])  # announces 100 bytes, sends 10
+    advance(clock, ANSWER_TIMEOUT * 1.5)
+    err = failure_of(d)
+    assert "in the middle of a frame (mdata, 14 of 104 bytes)" in str(err)
+
+
+def test_answers_that_keep_coming_keep_a_long_pipeline_alive() -> None:
+    s, _, clock = started()
+    ds = [s.nclose(i) for i in range(6)]
+    for d in ds:
+        advance(clock, ANSWER_TIMEOUT * 0.6)  # each answer comes 0.6 timeouts after the last
+        s.dataReceived(frames(Result()))
+        assert result_of(d) == Result()
+    assert s.close_reason is None and not s.pending
+    advance(clock, ANSWER_TIMEOUT * 3)  # nothing waits: nothing to time out
+    assert s.close_reason is None
+
+
+def test_our_own_paused_reads_and_a_suspension_do_not_count() -> None:
+    s, _, clock = started(max_notes=2)
+    opened = s.nopen_udp(1)
+    s.dataReceived(frames(Result()))
+    result_of(opened)
+    d = s.nclose(1)
+    note = Ndata(1, 4, 17, 5, b"x", b"\x7f\0\0\1", 53)
+    s.dataReceived(frames(note, note, note))  # the socket queue is full: reads pause
+    assert s.paused
+    advance(clock, ANSWER_TIMEOUT * 3)
+    assert not d.called and s.close_reason is None
+    s.socket(1).drain()  # reads resume; the wait starts again
+    assert not s.paused
+    s.dataReceived(frames(Suspd()))
+    advance(clock, ANSWER_TIMEOUT * 3)
+    assert not d.called and s.close_reason is None
+    s.suspended = False  # (a resumd)
+    advance(clock, ANSWER_TIMEOUT * 1.5)
+    assert isinstance(failure_of(d), SessionClosed)
+    assert isinstance(s.close_reason, AnswerTimeout)
+
+
+def test_answer_timeout_none_waits_for_ever() -> None:
+    s, _, clock = started(answer_timeout=None)
+    d = s.nclose(1)
+    advance(clock, ANSWER_TIMEOUT * 10)
+    assert not d.called and not clock.getDelayedCalls()
+
+
+# ------------------------------------------------------------------ ending
+
+
+def test_yield_answered_ends_the_session_cleanly() -> None:
+    s, t, _ = on_string_transport()
+    d = s.yield_(123)
+    s.dataReceived(frames(Result()))
+    assert result_of(d) == Result()
+    assert t.disconnecting  # our EOF too: the endpoint closes next (§1.4 step 5)
+    later = s.nclose(1)
+    assert isinstance(failure_of(later), SessionClosed)
+    s.connectionLost(Failure(ConnectionDone()))
+    assert s.close_reason is None
+
+
+def test_close_cuts_an_endpoint_that_ignores_our_eof() -> None:
+    s, t, clock = started()
+    closed = s.close()
+    assert t.disconnecting and not t.aborted
+    clock.advance(CLOSE_GRACE)
+    assert t.aborted
+    s.connectionLost(Failure(ConnectionLost()))
+    assert result_of(closed) is None
+
+
+def test_close_grace_is_cancelled_when_the_endpoint_closes() -> None:
+    s, _, clock = started()
+    s.close()
+    s.connectionLost(Failure(ConnectionDone()))
+    assert not [c for c in clock.getDelayedCalls() if c.active()]
+
+
+# ------------------------------------------------------------------ floods
+
+
+def test_a_linfo_flood_is_kept_bounded() -> None:
+    s, _, _ = on_string_transport()
+    s.dataReceived(frames(*[Linfo(b"monitor", b"\0\0", b"x" * 100)] * (MAX_LINFO + 500)))
+    assert len(s.linfo) == MAX_LINFO and s.linfo_dropped == 500
+    assert s.close_reason is None
+
+
+def test_an_unknown_type_flood_is_counted_not_logged_line_by_line() -> None:
+    s, _, _ = on_string_transport()
+    events: list[dict[str, Any]] = []
+    s.log = Logger(observer=events.append)  # type: ignore[arg-type]
+    d = s.nclose(1)
+    s.dataReceived(hdr(0x9A, b"z") * 1000 + frames(Result()))
+    assert result_of(d) == Result()
+    assert s.unknown_messages == 1000
+    assert len(events) == UNKNOWN_LOGGED
