@@ -349,12 +349,17 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
 
     def socket(self, sktid: int) -> Socket:
         """The live `Socket` for `sktid`; made now (buffering, unknown family) if none is
-        open, so callbacks can be attached before an nopen sent with `request()`."""
+        open, so callbacks can be attached before an nopen sent with `request()`. Once
+        the session has ended it is an ended one (its `get()` gives None or the error)."""
         sock = self._sockets.get(sktid)
         if sock is None:
             if not 0 <= sktid < MAX_SKT_CNT:
                 raise ValueError(f"sktid must be 0..255, got {sktid!r}")
             sock = self._new_socket(sktid, None, None, True)
+            if self._dead:  # nothing more will come: its readers must not wait
+                del self._sockets[sktid]
+                reason = self.close_reason
+                sock.end(None if reason is None else Failure(self._closed_error()))
         return sock
 
     def find_socket(self, sktid: int) -> Socket | None:

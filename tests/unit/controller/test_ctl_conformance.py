@@ -294,3 +294,21 @@ def test_an_unknown_type_flood_is_counted_not_logged_line_by_line() -> None:
     assert result_of(d) == Result()
     assert s.unknown_messages == 1000
     assert len(events) == UNKNOWN_LOGGED
+
+
+def test_a_socket_asked_for_after_the_session_broke_does_not_wait() -> None:
+    # Found by test_ctl_fuzz: a result with no request waiting ends the session; a
+    # socket(n).get() after that made a live socket nothing would ever feed or end.
+    s, _, _ = on_string_transport()
+    s.dataReceived(frames(Result()))
+    assert isinstance(s.close_reason, ProtocolViolation)
+    err = failure_of(s.socket(3).get())
+    assert isinstance(err, SessionClosed) and "no request waiting" in str(err)
+    assert s.find_socket(3) is None
+
+
+def test_a_socket_asked_for_after_a_clean_close_ends_at_once() -> None:
+    s, _, _ = on_string_transport()
+    s.close()
+    s.connectionLost(Failure(ConnectionDone()))
+    assert result_of(s.socket(3).get()) is None
