@@ -312,3 +312,30 @@ def test_a_socket_asked_for_after_a_clean_close_ends_at_once() -> None:
     s.close()
     s.connectionLost(Failure(ConnectionDone()))
     assert result_of(s.socket(3).get()) is None
+
+
+def test_a_callback_that_raises_does_not_cut_the_session() -> None:
+    s, t, _ = on_string_transport()
+    opened = s.nopen_udp(1)
+    s.dataReceived(frames(Result()))
+    sock = result_of(opened)
+    seen: list[bytes] = []
+
+    def picky(note: Any) -> None:
+        if note.data == b"odd":
+            raise ValueError("cannot parse that")
+        seen.append(note.data)
+
+    sock.add_callback(picky)
+    events: list[dict[str, Any]] = []
+    sock.log = Logger(observer=events.append)  # type: ignore[arg-type]
+    d = s.mread(vmem.TIME.addr, 8)
+    note = Ndata(1, 4, 17, 5, b"odd", b"\x7f\0\0\1", 53)
+    s.dataReceived(
+        frames(note, Ndata(1, 4, 17, 6, b"ok", b"\x7f\0\0\1", 53), Mdata(vmem.TIME.addr, bytes(8)))
+    )
+    assert result_of(d) == bytes(8)
+    assert seen == [b"ok"] and sock.callback_errors == 1
+    assert [n.data for n in sock.drain()] == [b"odd", b"ok"]  # type: ignore[union-attr]
+    assert s.close_reason is None and not t.disconnecting
+    assert len(events) == 1 and events[0]["name"] == "ndata" and events[0]["log_failure"]
