@@ -278,7 +278,7 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         try:
             frame = private_frame(msg) or wire.encode(msg)  # reflex hook: private requests
         except wire.EncodeError as e:
-            return fail(e)
+            return fail(_field_error(msg) or e)
         if on_success is None and isinstance(msg, Nopen):  # a raw nopen: track it too
             nopen = msg
 
@@ -729,6 +729,22 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
                 t.unregisterProducer()
             except RuntimeError:
                 pass
+
+
+# The width of every integer field a request carries (PROTOCOL.md §1.2).
+_WIDTHS = {
+    "sktid": 8, "family": 8, "proto": 8, "command": 8, "tag": 16, "len": 16, "lport": 16,
+    "rport": 16, "addr": 32, "rbufsz": 32, "time": 64, "endtime": 64, "rhint": 64,
+}  # fmt: skip
+
+
+def _field_error(msg: Message) -> wire.EncodeError | None:
+    """`nclose: sktid must be 0..255, got 300` for a field out of its wire range."""
+    for name, bits in _WIDTHS.items():
+        value = getattr(msg, name, None)
+        if isinstance(value, int) and not 0 <= value < 1 << bits:
+            return wire.EncodeError(f"{msg.NAME}: {name} must be 0..{(1 << bits) - 1}, got {value}")
+    return None
 
 
 def _type_name(msgtype: int) -> str:

@@ -339,3 +339,41 @@ def test_a_callback_that_raises_does_not_cut_the_session() -> None:
     assert [n.data for n in sock.drain()] == [b"odd", b"ok"]  # type: ignore[union-attr]
     assert s.close_reason is None and not t.disconnecting
     assert len(events) == 1 and events[0]["name"] == "ndata" and events[0]["log_failure"]
+
+
+# ------------------------------------------------------------------ our requests
+
+
+@pytest.mark.parametrize(
+    ("call", "text"),
+    [
+        (lambda s: s.nclose(300), "nclose: sktid must be 0..255, got 300"),
+        (lambda s: s.mread(0, 70000), "mread: len must be 0..65535, got 70000"),
+        (lambda s: s.yield_(-1), "yield: rhint must be 0..18446744073709551615, got -1"),
+        (lambda s: s.nopen_udp(1, rbufsz=1 << 32), "nopen: rbufsz must be 0..4294967295"),
+        (
+            lambda s: s.nsend(1, b"x", family=4, proto=6, time=-5),
+            "nsend: time must be 0..18446744073709551615, got -5",
+        ),
+    ],
+)
+def test_a_field_out_of_its_wire_range_is_named(call: Any, text: str) -> None:
+    s, t, _ = on_string_transport()
+    err = failure_of(call(s))
+    assert isinstance(err, ValueError) and text in str(err)
+    assert t.value() == b"" and not s.pending
+
+
+def test_ncap_and_nctl_are_refused_here_on_sockets_of_the_wrong_protocol() -> None:
+    # The endpoint would refuse them with a code that does not say why (ESKTNOMATCH or
+    # ECTLNOTSUP); the reference endpoint crashes on ncap for a TCP/UDP socket (§3.4).
+    s, t, _ = on_string_transport()
+    opened = s.nopen_udp(2)
+    s.dataReceived(frames(Result()))
+    result_of(opened)
+    t.clear()
+    err = failure_of(s.ncap(2, b"\x00" + bytes(8), endtime=0))
+    assert str(err) == "ncap works on raw sockets only; socket 2 is UDP"
+    err = failure_of(s.nctl_fin(2))
+    assert str(err) == "nctl_fin works on TCP sockets only; socket 2 is UDP"
+    assert t.value() == b""
