@@ -22,7 +22,7 @@ def test_a_silent_endpoint_is_cut_off_after_the_handshake_timeout(tmp_path: Path
     tls_server(reactor, "tcp:0:interface=127.0.0.1", home, "exp1").listen(
         Factory.forProtocol(Protocol)
     )
-    (_port, factory, _backlog, _iface) = reactor.tcpServers[0]
+    factory: Any = reactor.tcpServers[0][1]
     tls: Any = factory.buildProtocol(None)
     transport = StringTransport()
     tls.makeConnection(transport)
