@@ -37,6 +37,9 @@ OUTPUT_KEEP = 65536  # bytes of each mlet's stdout kept for its result line
 #: Seconds the endpoint gets to answer the whole setup (cdata, start, the HostID read);
 #: the reference endpoint itself gives up after 10 s (PROTOCOL.md §1.4 step 3).
 SETUP_TIMEOUT = 30.0
+#: The largest frame body taken from an endpoint (its largest messages are 64 KiB ndata,
+#: linfo and mdata; `EndpointSession` has the same bound); the mlet may send up to 16 MiB.
+ENDPOINT_FRAME_MAX = 1 << 20
 #: linfo entries kept per endpoint (the reference sends one per monitor: at most 116).
 MAX_LINFO = 128
 
@@ -209,7 +212,7 @@ class EndpointWorker(Protocol):
         self.finished: float | None = None
         self.mlet: _MletSide | None = None
         self.process: MletProcess | None = None
-        self._splitter = FrameSplitter()
+        self._splitter = FrameSplitter(ENDPOINT_FRAME_MAX)
         self._awaiting: list[str] = []  # what each pending setup answer is for
         self._held: list[bytes] = []  # endpoint frames that came before the mlet
         self._ended = False

@@ -72,6 +72,11 @@ _NOTES = (Ntag, Nstat, Ndata, Ndrop, Nblock)
 ANSWER_TIMEOUT = 60.0
 #: Seconds the endpoint gets to close after our EOF before the connection is cut.
 CLOSE_GRACE = 5.0
+#: The largest frame body taken from an endpoint. The protocol allows 16 MiB - 1, but an
+#: endpoint's largest messages are an ndata or a linfo of 64 KiB (NDATA_MAX,
+#: LINFO_INFO_MAX) and an mdata of 65535 bytes: a bigger header is an endpoint gone wrong,
+#: and is refused before its body is buffered.
+MAX_FRAME_BODY = 1 << 20
 #: `linfo` messages kept (the reference sends one per monitor: at most 100 + 16).
 MAX_LINFO = 128
 #: Unknown message types logged one by one; the rest are only counted.
@@ -175,7 +180,7 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         self._out: Any = None
         self._link: Any = None  # corkable frame writer over _out (packetlab.tls.directwrite)
         self._write: Callable[[bytes], None] = lambda frame: None
-        self._framer = wire.Framer()
+        self._framer = wire.Framer(MAX_FRAME_BODY)
         self._pending: deque[_Pending] = deque()
         self._sockets: dict[int, Socket] = {}
         self._opening: set[int] = set()
@@ -455,7 +460,12 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
             finally:
                 frames.close()  # type: ignore[attr-defined,unused-ignore]
         except wire.FrameTooLarge as e:
-            self._violation(str(e))
+            part = self._framer.partial
+            name = f" ({_type_name(part[0])})" if part else ""
+            self._violation(
+                f"the endpoint announced a frame{name} with a {e.length}-byte body, more "
+                f"than any endpoint sends (limit {e.limit}; stream offset {e.offset})"
+            )
         finally:
             self._pumping = False
 

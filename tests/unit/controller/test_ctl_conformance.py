@@ -24,7 +24,13 @@ from packetlab.controller import (
     RequestFailed,
     SessionClosed,
 )
-from packetlab.controller.session import ANSWER_TIMEOUT, CLOSE_GRACE, MAX_LINFO, UNKNOWN_LOGGED
+from packetlab.controller.session import (
+    ANSWER_TIMEOUT,
+    CLOSE_GRACE,
+    MAX_FRAME_BODY,
+    MAX_LINFO,
+    UNKNOWN_LOGGED,
+)
 from packetlab.wire import Linfo, Mdata, Ndata, Result, Status, Suspd, vmem
 
 
@@ -377,3 +383,33 @@ def test_ncap_and_nctl_are_refused_here_on_sockets_of_the_wrong_protocol() -> No
     err = failure_of(s.nctl_fin(2))
     assert str(err) == "nctl_fin works on TCP sockets only; socket 2 is UDP"
     assert t.value() == b""
+
+
+def test_a_frame_bigger_than_any_endpoint_sends_is_refused_before_its_body() -> None:
+    s, t, _ = on_string_transport()
+    d = s.mread(vmem.TIME.addr, 8)
+    s.dataReceived(b"\x62\xff\xff\xff" + b"x" * 100)  # ndata announcing 16 MiB - 1
+    err = failure_of(d)
+    assert isinstance(s.close_reason, ProtocolViolation)
+    assert (
+        f"announced a frame (ndata) with a 16777215-byte body, more than any endpoint sends "
+        f"(limit {MAX_FRAME_BODY}; stream offset 4)"
+    ) in str(err)
+    assert t.disconnecting
+
+
+def test_the_largest_frames_an_endpoint_sends_are_taken() -> None:
+    s, _, _ = on_string_transport()
+    opened = s.nopen_tcp_connect(1, "127.0.0.1", 80)
+    d = s.mread(vmem.SYS_BASE, 0xFFFF)
+    s.dataReceived(
+        frames(
+            Result(),
+            Mdata(vmem.SYS_BASE, bytes(0xFFFF)),
+            Ndata(1, 4, 6, 1, bytes(0x10000)),
+            Linfo(b"monitor", b"\0\0", bytes(0x10000)),
+        )
+    )
+    sock = result_of(opened)
+    assert len(result_of(d)) == 0xFFFF
+    assert len(sock.drain()) == 1 and s.close_reason is None

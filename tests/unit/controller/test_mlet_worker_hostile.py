@@ -66,3 +66,13 @@ def test_a_linfo_flood_is_bounded() -> None:
     w, _, _, _ = worker()
     w.dataReceived(wire.encode(wire.Linfo(b"monitor", b"\0\0", b"hi")) * (MAX_LINFO + 50))
     assert len(w.linfo) == MAX_LINFO and w.linfo_dropped == 50
+
+
+def test_a_frame_bigger_than_any_endpoint_sends_is_refused() -> None:
+    w, t, _, _ = worker()
+    w.dataReceived(b"\x62\xff\xff\xff" + bytes(100))
+    assert w.error == (
+        "endpoint sent a bad frame: frame at stream offset 0 announces a 16777215-byte "
+        "body (limit 1048576)"
+    )
+    assert t.disconnecting and w.state == "closed"

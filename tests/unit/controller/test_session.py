@@ -163,7 +163,7 @@ def test_oversized_frame_header_is_a_violation() -> None:
     s._framer.max_body = 1000
     d = s.mread(vmem.TIME.addr, 8)
     s.dataReceived(b"\x41\xff\xff\xff")
-    with pytest.raises(SessionClosed, match="announces"):
+    with pytest.raises(SessionClosed, match=r"announced a frame \(mdata\) with a 16777215-byte"):
         result_of(d)
     assert t.disconnecting
 
