@@ -79,7 +79,8 @@ CLOSE_GRACE = 5.0
 MAX_FRAME_BODY = 1 << 20
 #: `linfo` messages kept (the reference sends one per monitor: at most 100 + 16).
 MAX_LINFO = 128
-#: Unknown message types logged one by one; the rest are only counted.
+#: Unknown message types (and notifications for sockets that are not open) logged one by
+#: one; the rest are only counted.
 UNKNOWN_LOGGED = 10
 
 
@@ -576,12 +577,19 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         sock = self._sockets.get(note.sktid)
         if sock is None:
             self.stray_notes += 1
-            self.log.warn(
-                "endpoint {peer} sent {name} for socket {sktid}, which is not open; dropped",
-                peer=self.peer,
-                name=note.NAME,
-                sktid=note.sktid,
-            )
+            if self.stray_notes <= UNKNOWN_LOGGED:
+                self.log.warn(
+                    "endpoint {peer} sent {name} for socket {sktid}, which is not open; "
+                    "dropped{more}",
+                    peer=self.peer,
+                    name=note.NAME,
+                    sktid=note.sktid,
+                    more=(
+                        "; further ones are only counted (stray_notes)"
+                        if self.stray_notes == UNKNOWN_LOGGED
+                        else ""
+                    ),
+                )
             return
         sock.deliver(note)
 

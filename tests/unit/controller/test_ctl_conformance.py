@@ -413,3 +413,12 @@ def test_the_largest_frames_an_endpoint_sends_are_taken() -> None:
     sock = result_of(opened)
     assert len(result_of(d)) == 0xFFFF
     assert len(sock.drain()) == 1 and s.close_reason is None
+
+
+def test_a_flood_of_notifications_for_no_socket_is_counted_not_logged_line_by_line() -> None:
+    s, _, _ = on_string_transport()
+    events: list[dict[str, Any]] = []
+    s.log = Logger(observer=events.append)  # type: ignore[arg-type]
+    s.dataReceived(frames(*[Ndata(7, 4, 6, 1, b"x")] * 500))
+    assert s.stray_notes == 500 and len(events) == UNKNOWN_LOGGED
+    assert s.close_reason is None
