@@ -277,12 +277,16 @@ class EndpointWorker(Protocol):
                 return
 
     def _setup_answer(self, frame: bytes) -> None:
-        what = self._awaiting.pop(0)
+        what = self._awaiting[0]
         try:
             msg = wire.decode_frame(frame)
+        except wire.UnknownType as e:  # not an answer: ignored, as a session does (§1.1)
+            self.log.warn("endpoint {addr}: {e} during the setup; ignored", addr=self.address, e=e)
+            return
         except wire.WireError as e:
             self.fail(f"bad answer to {what}: {e}")
             return
+        self._awaiting.pop(0)
         if what == "hostid":
             if isinstance(msg, wire.Mdata):
                 self.hostid = msg.data.split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -296,7 +300,8 @@ class EndpointWorker(Protocol):
     def _linfo(self, frame: bytes) -> None:
         try:
             msg = wire.decode_frame(frame)
-        except wire.WireError:
+        except wire.WireError as e:
+            self.log.warn("endpoint {addr}: bad linfo ignored: {e}", addr=self.address, e=e)
             return
         if isinstance(msg, wire.Linfo):
             if len(self.linfo) >= MAX_LINFO:  # a flood: keep memory and the log bounded

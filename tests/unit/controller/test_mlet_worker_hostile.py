@@ -4,11 +4,16 @@ endpoint that stalls or floods during the setup: a clear error and bounded memor
 from __future__ import annotations
 
 import socket
+import struct
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from packetlab import wire
 from packetlab.controller.mlet import MAX_LINFO, SETUP_TIMEOUT, EndpointWorker
+
+U8 = st.integers(0, 255)
 
 
 class Aborts(StringTransport):
@@ -76,3 +81,46 @@ def test_a_frame_bigger_than_any_endpoint_sends_is_refused() -> None:
         "body (limit 1048576)"
     )
     assert t.disconnecting and w.state == "closed"
+
+
+def test_an_unknown_type_during_the_setup_is_ignored_not_raised() -> None:
+    # UnknownType is not a WireError: it left dataReceived as a traceback.
+    w, _, _, launched = worker()
+    w.dataReceived(b"\x9a\x00\x00\x01z")
+    assert w.state == "setup" and w.error is None
+    w.dataReceived(wire.encode(wire.Result()) * 2 + wire.encode(wire.Mdata(0x10030000, b"ep\0")))
+    assert w.state == "relay" and w.hostid == "ep" and len(launched) == 1
+    for s in launched:
+        s.close()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(
+                lambda t, b: struct.pack(">I", t << 24 | len(b)) + b,
+                st.sampled_from([0x40, 0x41, 0x60, 0x62, 0x65, 0x68, 0x21, 0x9A]) | U8,
+                st.binary(max_size=24),
+            ),
+            st.builds(lambda n: struct.pack(">I", n), st.integers(0, 0xFFFFFFFF)),
+            st.binary(max_size=8),
+        ),
+        max_size=12,
+    ),
+    st.integers(1, 16),
+)
+def test_hostile_streams_during_the_setup_end_in_a_stated_error_or_go_on(
+    pieces: list[bytes], cut: int
+) -> None:
+    w, t, reactor, launched = worker()
+    stream = b"".join(pieces)
+    for i in range(0, len(stream), cut):
+        w.dataReceived(stream[i : i + cut])  # never raises
+    assert w.state in ("setup", "relay", "closed")
+    assert w.state != "closed" or (w.error and t.disconnecting)
+    assert len(w.linfo) <= MAX_LINFO
+    reactor.advance(SETUP_TIMEOUT)
+    assert w.state != "setup"  # nothing waits for ever
+    for s in launched:
+        s.close()
