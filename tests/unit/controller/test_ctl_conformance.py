@@ -422,3 +422,25 @@ def test_a_flood_of_notifications_for_no_socket_is_counted_not_logged_line_by_li
     s.dataReceived(frames(*[Ndata(7, 4, 6, 1, b"x")] * 500))
     assert s.stray_notes == 500 and len(events) == UNKNOWN_LOGGED
     assert s.close_reason is None
+
+
+def test_a_reflex_on_report_that_raises_does_not_cut_the_session() -> None:
+    from packetlab.reflex import wire as rw
+
+    s, t, _ = on_string_transport()
+    d = s.attach_reflex(3, b"\0asm\x01\0\0\0")
+    caps = rw.Caps(flags=rw.CAPS_ALLOWED, params_len=1024, state_len=1024, max_emits=64)
+    s.dataReceived(frames(Mdata(rw.CAPS, caps.encode()), Result()))
+    reflex = result_of(d)
+
+    def on_report(rep: Any) -> None:
+        raise ValueError("cannot take it")
+
+    reflex.on_report = on_report
+    events: list[dict[str, Any]] = []
+    reflex.log = Logger(observer=events.append)  # type: ignore[arg-type]
+    m = s.mread(vmem.TIME.addr, 8)
+    s.dataReceived(rw.Report(3, 5, b"hi").frame() + frames(Mdata(vmem.TIME.addr, bytes(8))))
+    assert result_of(m) == bytes(8)
+    assert len(events) == 1 and events[0]["log_failure"]
+    assert s.close_reason is None and not t.disconnecting
