@@ -17,6 +17,7 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from packetlab import wire
 from packetlab.controller import (
     AnswerTimeout,
     EndpointSession,
@@ -31,7 +32,21 @@ from packetlab.controller.session import (
     MAX_LINFO,
     UNKNOWN_LOGGED,
 )
-from packetlab.wire import Linfo, Mdata, Ndata, Result, Status, Suspd, vmem
+from packetlab.wire import (
+    Linfo,
+    Mdata,
+    Nblock,
+    Ndata,
+    Ndrop,
+    Nstat,
+    NstatCode,
+    Ntag,
+    Result,
+    Resumd,
+    Status,
+    Suspd,
+    vmem,
+)
 
 
 def hdr(msgtype: int, body: bytes) -> bytes:
@@ -444,3 +459,57 @@ def test_a_reflex_on_report_that_raises_does_not_cut_the_session() -> None:
     assert result_of(m) == bytes(8)
     assert len(events) == 1 and events[0]["log_failure"]
     assert s.close_reason is None and not t.disconnecting
+
+
+# ------------------------------------------------------------------ every §1.2/§1.3 form
+
+
+@pytest.mark.parametrize("status", [st for st in Status if st != Status.SUCCESS])
+def test_every_status_code_fails_the_request_with_its_name(status: Status) -> None:
+    s, _, _ = on_string_transport()
+    d = s.nclose(1)
+    monindx = 1 if status in (Status.ECTLMONREJ, Status.ECTLMONUKN) else None
+    monerrid = 7 if status == Status.ECTLMONREJ else None
+    s.dataReceived(frames(Result(int(status), monindx, monerrid)))
+    err = failure_of(d)
+    assert isinstance(err, RequestFailed) and err.status is status and err.name == status.name
+    assert str(err).startswith(f"nclose failed: {status.name} (0x{int(status):02x}): ")
+    assert (err.monindx, err.monerrid) == (monindx, monerrid)
+    assert s.close_reason is None
+
+
+V6 = bytes(15) + b"\x01"
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        Ntag(1, 9, 5),
+        Ntag(1, 9, 5, int(Status.EPKTNOTSENT)),
+        Nstat(1, 4, 6, 5, 0, b"\x7f\0\0\x01", 80),  # ESTABLISHED, the reference's form
+        Nstat(1, 6, 6, 5, 0, V6, 80),
+        Nstat(1, 4, 6, 5, int(NstatCode.PEERCLOSED)),
+        Nstat(1, 4, 17, 5, int(NstatCode.UNKNOWN)),
+        Ndata(1, 4, 6, 5, b"tcp bytes"),
+        Ndata(1, 4, 6, 5, b""),
+        Ndata(1, 4, 17, 5, b"dgram", b"\x7f\0\0\x01", 53),
+        Ndata(1, 6, 17, 5, b"dgram6", V6, 53),
+        Ndata(1, 4, 0, 5, b"\x45" + bytes(19)),  # raw: the IP packet, no address
+        Ndrop(1, 4, 17, 5, 6, 2, 3000),
+        Nblock(1, 4, 17, 0xFFFD, 5),
+    ],
+    ids=lambda n: f"{n.NAME}-{len(wire.encode(n)) - 4}",
+)
+def test_every_notification_form_reaches_its_socket(note: Any) -> None:
+    s, _, _ = on_string_transport()
+    sock = s.socket(1)
+    s.dataReceived(frames(note))
+    assert sock.drain() == [note] and s.close_reason is None
+
+
+def test_monitor_linfo_suspd_and_resumd_are_taken() -> None:
+    s, _, _ = on_string_transport()
+    s.dataReceived(frames(Linfo(b"monitor", b"\x01\x00", b"hello"), Suspd()))
+    assert s.linfo == [Linfo(b"monitor", b"\x01\x00", b"hello")] and s.suspended
+    s.dataReceived(frames(Resumd()))
+    assert not s.suspended and s.close_reason is None
