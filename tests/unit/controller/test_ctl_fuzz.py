@@ -182,3 +182,29 @@ def test_hostile_endpoint_streams(steps: list[tuple[Any, Any, Any]]) -> None:
     run.check()
     assert all(d.called for d in run.held), "something still waits after the session ended"
     assert s.pending == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, vmem.SYS_SPAN - 1), U8, max_size=64),
+    st.binary(min_size=0x80, max_size=0x80),
+)
+def test_any_memory_contents_give_system_and_socket_info(
+    pokes: dict[int, int], block: bytes
+) -> None:
+    """Whatever bytes the endpoint's memory holds (counts beyond the lists, odd flags,
+    states no enum names), the info helpers return values, never a decoding error."""
+    from ctl_fakes import Rig
+
+    from packetlab.controller import read_socket_info, read_system_info
+
+    rig = Rig()
+    rig.endpoint.memory = bytearray(vmem.SYS_SPAN)
+    for off, value in pokes.items():
+        rig.endpoint.memory[off] = value
+    rig.endpoint.memory[:2] = bytes([pokes.get(0, 255), pokes.get(1, 255)])  # max counts
+    info = rig.run(read_system_info(rig.session))
+    assert len(info.ip4) == rig.endpoint.memory[0] and len(info.dns4) <= 16
+    rig.endpoint.read = lambda addr, n: block[:n].ljust(n, b"\0")  # type: ignore[method-assign]
+    sock = rig.run(read_socket_info(rig.session, 3))
+    assert sock.sktid == 3
