@@ -640,7 +640,14 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
             first = self._pending[0].request.NAME
             n = len(self._pending)
             text += f" with {n} request{'s' if n > 1 else ''} unanswered (first: {first})"
-        return text + self._partial_text()
+        text += self._partial_text()
+        if clean and self._pending and isinstance(self._pending[0].request, Cdata | Start):
+            text += (
+                " (an endpoint closes before answering the setup when it refuses the "
+                "experiment after TLS: exp_priority above the chain's max_num_priority, or "
+                "the certificates' experiment time or validity used up; §1.4 step 2)"
+            )
+        return text
 
     def _partial_text(self) -> str:
         part = self._framer.partial

@@ -513,3 +513,16 @@ def test_monitor_linfo_suspd_and_resumd_are_taken() -> None:
     assert s.linfo == [Linfo(b"monitor", b"\x01\x00", b"hello")] and s.suspended
     s.dataReceived(frames(Resumd()))
     assert not s.suspended and s.close_reason is None
+
+
+def test_an_endpoint_closing_before_the_setup_answer_says_why_it_may_have() -> None:
+    clock = Clock()
+    s = EndpointSession(reactor=clock)
+    s.makeConnection(AbortLog())
+    s.connectionLost(Failure(ConnectionDone()))
+    err = failure_of(s.ready)
+    assert str(err).startswith(
+        "the endpoint closed the connection with 1 request unanswered (first: start) "
+        "(an endpoint closes before answering the setup when it refuses the experiment "
+        "after TLS: exp_priority above the chain's max_num_priority"
+    )
