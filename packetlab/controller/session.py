@@ -53,6 +53,7 @@ from packetlab.wire import (
     Ndata,
     Ndrop,
     Nopen,
+    Nsend,
     Nstat,
     Ntag,
     Result,
@@ -641,12 +642,8 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
             n = len(self._pending)
             text += f" with {n} request{'s' if n > 1 else ''} unanswered (first: {first})"
         text += self._partial_text()
-        if clean and self._pending and isinstance(self._pending[0].request, Cdata | Start):
-            text += (
-                " (an endpoint closes before answering the setup when it refuses the "
-                "experiment after TLS: exp_priority above the chain's max_num_priority, or "
-                "the certificates' experiment time or validity used up; §1.4 step 2)"
-            )
+        if self._pending:
+            text += _loss_hint(self._pending[0].request)
         return text
 
     def _partial_text(self) -> str:
@@ -770,6 +767,21 @@ def _field_error(msg: Message) -> wire.EncodeError | None:
         if isinstance(value, int) and not 0 <= value < 1 << bits:
             return wire.EncodeError(f"{msg.NAME}: {name} must be 0..{(1 << bits) - 1}, got {value}")
     return None
+
+
+def _loss_hint(req: Message) -> str:
+    """Why a reference endpoint closes instead of answering `req`, where it is known."""
+    if isinstance(req, Cdata | Start):
+        return (
+            " (an endpoint closes before answering the setup when it refuses the "
+            "experiment after TLS: exp_priority above the chain's max_num_priority, or the "
+            "certificates' experiment time or validity used up; §1.4 step 2)"
+        )
+    if isinstance(req, Nopen) and req.proto == 6 and req.raddr is None:
+        return " (a reference 1.1.0 endpoint exits on a TCP listen nopen: §3.1)"
+    if isinstance(req, Nsend | Nopen) and req.proto == 17 and req.family == 6:
+        return " (a reference 1.1.0 endpoint aborts on UDP over IPv6: §3.1)"
+    return ""
 
 
 def _type_name(msgtype: int) -> str:

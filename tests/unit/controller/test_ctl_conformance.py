@@ -526,3 +526,19 @@ def test_an_endpoint_closing_before_the_setup_answer_says_why_it_may_have() -> N
         "(an endpoint closes before answering the setup when it refuses the experiment "
         "after TLS: exp_priority above the chain's max_num_priority"
     )
+
+
+@pytest.mark.parametrize(
+    ("call", "hint"),
+    [
+        (lambda s: s.nopen_tcp_listen(1, 8080), "exits on a TCP listen nopen: §3.1"),
+        (lambda s: s.nopen_udp(1, family=6), "aborts on UDP over IPv6: §3.1"),
+        (lambda s: s.mread(vmem.TIME.addr, 8), None),
+    ],
+)
+def test_a_loss_after_a_request_the_reference_dies_on_says_so(call: Any, hint: Any) -> None:
+    s, _, _ = on_string_transport()
+    d = call(s)
+    s.connectionLost(Failure(ConnectionLost("worker gone")))
+    text = str(failure_of(d))
+    assert (hint in text) if hint else "§" not in text
