@@ -542,3 +542,17 @@ def test_a_loss_after_a_request_the_reference_dies_on_says_so(call: Any, hint: A
     s.connectionLost(Failure(ConnectionLost("worker gone")))
     text = str(failure_of(d))
     assert (hint in text) if hint else "§" not in text
+
+
+def test_a_reactor_held_up_by_the_experiment_is_not_an_endpoint_that_does_not_answer() -> None:
+    # The answers may be sitting unread in the socket while our own code held the
+    # reactor: a watchdog tick that comes far too late must not blame the endpoint.
+    s, _, clock = started()
+    d = s.nclose(1)
+    clock.advance(ANSWER_TIMEOUT * 3)  # one late tick, as after a blocked reactor
+    assert not d.called and s.close_reason is None
+    s.dataReceived(frames(Result()))
+    assert result_of(d) == Result()
+    d2 = s.nclose(2)
+    advance(clock, ANSWER_TIMEOUT * 1.5)  # ticks on time: the endpoint really is silent
+    assert isinstance(failure_of(d2), SessionClosed)
