@@ -27,6 +27,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "addresses": ("AddressLike", "IPAddress", "parse_address", "unpack_address"),
     "clock": ("ClockEstimate", "ClockSample", "estimate_clock", "read_time", "sample_clock"),
     "errors": (
+        "AnswerTimeout",
         "ConnectFailed",
         "ControllerError",
         "ProtocolViolation",
@@ -93,6 +94,7 @@ if TYPE_CHECKING:
         sample_clock,
     )
     from packetlab.controller.errors import (
+        AnswerTimeout,
         ConnectFailed,
         ControllerError,
         ProtocolViolation,
@@ -130,7 +132,8 @@ if TYPE_CHECKING:
     from packetlab.controller.train import TrainReport, send_train
 
 __all__ = [
-    "DEFAULT_RBUFSZ", "AddressLike", "ClockEstimate", "ClockSample", "ConnectFailed",
+    "DEFAULT_RBUFSZ", "AddressLike", "AnswerTimeout", "ClockEstimate", "ClockSample",
+    "ConnectFailed",
     "Controller", "ControllerError", "Datagram", "EndpointSession", "IPAddress", "Note",
     "Outcome", "ProtocolViolation", "Publication", "PublishCredentials", "PublishError",
     "PublishRefused", "QueuedSend", "RequestFailed", "SendFailed",

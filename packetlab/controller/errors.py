@@ -103,11 +103,20 @@ class ProtocolViolation(ControllerError):
     with no request waiting, an mdata for another address, ...). The session is closed."""
 
 
+class AnswerTimeout(ControllerError):
+    """(As `SessionClosed.cause`) requests waited `answer_timeout` seconds with no answer
+    from the endpoint at all; the session was cut (an endpoint that never answers, or a
+    frame whose length lies and never completes). Answers that keep coming, our own paused
+    reads and a suspended experiment do not count."""
+
+
 class SessionClosed(ControllerError):
     """The session ended before the request or notification could complete.
 
     `cause` is the underlying error when the end was not a clean close: a
-    `ProtocolViolation`, `Suspended`, or the transport's connection-lost exception.
+    `ProtocolViolation`, `AnswerTimeout`, `Suspended`, or the transport's connection-lost
+    exception. The text says who closed, how many requests were left unanswered and
+    whether a frame was cut short.
     """
 
     def __init__(self, why: str, cause: BaseException | None = None) -> None:

@@ -76,9 +76,22 @@ def demo_home(path: str | os.PathLike[str] | None = None) -> PktlabHome:
     return PktlabHome.at(root)
 
 
-def tls_server(reactor: Any, where: str, home: PktlabHome, snikey: str) -> PPKSServerEndpoint:
+#: Seconds an endpoint gets to finish the TLS handshake before it is cut off.
+HANDSHAKE_TIMEOUT = 30.0
+
+
+def tls_server(
+    reactor: Any,
+    where: str,
+    home: PktlabHome,
+    snikey: str,
+    *,
+    handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
+) -> PPKSServerEndpoint:
     """A TLS listening endpoint for the demo controller of `home` (§4.6): its exppriv
-    chain for `snikey` (also the entry for clients without SNI), trusting k_eop."""
+    chain for `snikey` (also the entry for clients without SNI), trusting k_eop. A
+    client still in the handshake after `handshake_timeout` seconds is cut off (and
+    logged), instead of holding its connection for good."""
     from twisted.internet.endpoints import serverFromString
 
     creds = Credentials.load(
@@ -90,7 +103,8 @@ def tls_server(reactor: Any, where: str, home: PktlabHome, snikey: str) -> PPKSS
         creds, AuthMode.CONTROLLER_AUTH_ENDPOINT, [read_public_key(home.pubkey_path("k_eop"))]
     )
     options = PPKSServerOptions({snikey: entry}, default=entry)
-    return PPKSServerEndpoint(serverFromString(reactor, where), options)
+    deadline = None if handshake_timeout is None else (handshake_timeout, reactor)
+    return PPKSServerEndpoint(serverFromString(reactor, where), options, handshake_timeout=deadline)
 
 
 class LocalEndpoint(ProcessProtocol):

@@ -34,6 +34,14 @@ from packetlab.wire.constants import BODY_MAX, HEADER_LEN, MsgType
 __all__ = ["EndpointWorker", "FrameSplitter", "MletProcess", "python_mlet_argv"]
 
 OUTPUT_KEEP = 65536  # bytes of each mlet's stdout kept for its result line
+#: Seconds the endpoint gets to answer the whole setup (cdata, start, the HostID read);
+#: the reference endpoint itself gives up after 10 s (PROTOCOL.md §1.4 step 3).
+SETUP_TIMEOUT = 30.0
+#: The largest frame body taken from an endpoint (its largest messages are 64 KiB ndata,
+#: linfo and mdata; `EndpointSession` has the same bound); the mlet may send up to 16 MiB.
+ENDPOINT_FRAME_MAX = 1 << 20
+#: linfo entries kept per endpoint (the reference sends one per monitor: at most 116).
+MAX_LINFO = 128
 
 
 class FrameSplitter:
@@ -187,6 +195,7 @@ class EndpointWorker(Protocol):
         launch: Callable[[EndpointWorker, socket.socket], None],
         done: Callable[[EndpointWorker], None],
         read_hostid: bool = True,
+        setup_timeout: float | None = SETUP_TIMEOUT,
     ) -> None:
         self.reactor = reactor
         self._setup_for = setup_for
@@ -203,10 +212,13 @@ class EndpointWorker(Protocol):
         self.finished: float | None = None
         self.mlet: _MletSide | None = None
         self.process: MletProcess | None = None
-        self._splitter = FrameSplitter()
+        self._splitter = FrameSplitter(ENDPOINT_FRAME_MAX)
         self._awaiting: list[str] = []  # what each pending setup answer is for
         self._held: list[bytes] = []  # endpoint frames that came before the mlet
         self._ended = False
+        self.setup_timeout = setup_timeout
+        self._setup_timer: Any = None
+        self.linfo_dropped = 0
 
     # ---------------------------------------------------------------- endpoint side
 
@@ -223,6 +235,22 @@ class EndpointWorker(Protocol):
         self._send(wire.Start(), "start")
         if self.read_hostid:
             self._send(wire.Mread(vmem.HOSTID.addr, vmem.HOSTID.size), "hostid")
+        if self.setup_timeout is not None:
+            self._setup_timer = self.reactor.callLater(self.setup_timeout, self._setup_expired)
+
+    def _setup_expired(self) -> None:
+        self._setup_timer = None
+        if self.state == "setup":
+            what = self._awaiting[0] if self._awaiting else "setup"
+            self.fail(f"endpoint did not answer {what} within {self.setup_timeout:g} s")
+            t: Any = self.transport
+            if t is not None:
+                t.abortConnection()  # it answers nothing: do not wait for its close either
+
+    def _cancel_setup_timer(self) -> None:
+        timer, self._setup_timer = self._setup_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def _send(self, msg: wire.Message, what: str) -> None:
         self._awaiting.append(what)
@@ -249,12 +277,16 @@ class EndpointWorker(Protocol):
                 return
 
     def _setup_answer(self, frame: bytes) -> None:
-        what = self._awaiting.pop(0)
+        what = self._awaiting[0]
         try:
             msg = wire.decode_frame(frame)
+        except wire.UnknownType as e:  # not an answer: ignored, as a session does (§1.1)
+            self.log.warn("endpoint {addr}: {e} during the setup; ignored", addr=self.address, e=e)
+            return
         except wire.WireError as e:
             self.fail(f"bad answer to {what}: {e}")
             return
+        self._awaiting.pop(0)
         if what == "hostid":
             if isinstance(msg, wire.Mdata):
                 self.hostid = msg.data.split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -262,14 +294,19 @@ class EndpointWorker(Protocol):
             self.fail(f"endpoint refused {what}: {_describe(msg)}")
             return
         if not self._awaiting:
+            self._cancel_setup_timer()
             self._start_mlet()
 
     def _linfo(self, frame: bytes) -> None:
         try:
             msg = wire.decode_frame(frame)
-        except wire.WireError:
+        except wire.WireError as e:
+            self.log.warn("endpoint {addr}: bad linfo ignored: {e}", addr=self.address, e=e)
             return
         if isinstance(msg, wire.Linfo):
+            if len(self.linfo) >= MAX_LINFO:  # a flood: keep memory and the log bounded
+                self.linfo_dropped += 1
+                return
             entry = {k: getattr(msg, k).decode("utf-8", "replace") for k in ("name", "aux", "info")}
             self.linfo.append(entry)
             self.log.info(
@@ -345,6 +382,7 @@ class EndpointWorker(Protocol):
 
     def _end(self) -> None:
         self.state = "closed"
+        self._cancel_setup_timer()
         if self._ended:
             return
         self._ended = True
@@ -379,4 +417,5 @@ def _describe(msg: object) -> str:
             return wire.Status(msg.errid).name
         except ValueError:
             return f"error 0x{msg.errid:04x}"
-    return type(msg).__name__
+    name = getattr(msg, "NAME", type(msg).__name__)
+    return f"it answered with {name}, not a result"

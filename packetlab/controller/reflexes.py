@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
 
 from packetlab.controller.errors import ControllerError
 from packetlab.monitor.abi import encode
@@ -83,6 +84,8 @@ class ReflexStatus:
 class Reflex:
     """The controller's handle on one attached reflex."""
 
+    log = Logger()
+
     def __init__(self, session: ReflexMethods, sktid: int, digest: bytes) -> None:
         self.session = session
         self.sktid = sktid
@@ -97,7 +100,10 @@ class Reflex:
         if self._waiters:
             self._waiters.popleft().callback(rep)
         elif self.on_report is not None:
-            self.on_report(rep)
+            try:
+                self.on_report(rep)
+            except Exception:  # as a socket callback: logged, the session goes on
+                self.log.failure("reflex on socket {sktid}: on_report raised", sktid=self.sktid)
         else:
             self.reports.append(rep)
 

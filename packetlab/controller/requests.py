@@ -274,12 +274,22 @@ class RequestMethods:
         """Capture on a raw socket until endpoint time `endtime` with an encoded eBPF
         program (`packetlab.controller.filters` compiles tcpdump expressions)."""
         sock = self.find_socket(sktid)
+        if sock is not None and sock.proto not in (None, Proto.RAW):
+            # The endpoint would refuse it (ours ECTLNOTSUP; the reference crashes on a
+            # TCP/UDP socket, §3.4): say why here.
+            return fail(
+                ValueError(f"ncap works on raw sockets only; socket {sktid} is {_proto(sock)}")
+            )
         fam = family if family is not None else (sock and sock.family) or Family.IP4
         return self.request(Ncap(sktid, fam, Proto.RAW, endtime, bytes(program)))  # type: ignore[return-value]
 
     def nctl_fin(self, sktid: int, *, time: int = 0) -> Deferred[Result]:
         """Half-close a TCP socket (shutdown write) after the nsends queued before `time`."""
         sock = self.find_socket(sktid)
+        if sock is not None and sock.proto not in (None, Proto.TCP):
+            return fail(
+                ValueError(f"nctl_fin works on TCP sockets only; socket {sktid} is {_proto(sock)}")
+            )
         fam = (sock and sock.family) or Family.IP4
         msg = Nctl(sktid, fam, Proto.TCP, time, NctlCommand.TCP_FIN)
         return self.request(msg)  # type: ignore[return-value]
@@ -310,6 +320,13 @@ class RequestMethods:
             return f  # type: ignore[return-value]
 
         return self.request(End()).addCallbacks(answered, refused)
+
+
+def _proto(sock: Socket) -> str:
+    try:
+        return Proto(sock.proto).name  # type: ignore[arg-type]
+    except ValueError:
+        return f"proto {sock.proto}"
 
 
 def _local(laddr: AddressLike | None, family: int) -> bytes:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -27,6 +28,7 @@ from zope.interface import implementer
 
 from packetlab import wire
 from packetlab.controller.errors import (
+    AnswerTimeout,
     ControllerError,
     ProtocolViolation,
     RequestFailed,
@@ -51,17 +53,36 @@ from packetlab.wire import (
     Ndata,
     Ndrop,
     Nopen,
+    Nsend,
     Nstat,
     Ntag,
     Result,
     Resumd,
     Start,
     Suspd,
+    Yield,
 )
 from packetlab.wire.constants import CDATA_HINT_MONITOR, MAX_SKT_CNT
 
 Response = Result | Mdata
 _NOTES = (Ntag, Nstat, Ndata, Ndrop, Nblock)
+
+#: Seconds requests may wait with no answer at all before the session is given up
+#: (`AnswerTimeout`). Answers flowing keep it alive however long a pipeline is; our own
+#: backpressure (paused reads) and a suspended experiment do not count.
+ANSWER_TIMEOUT = 60.0
+#: Seconds the endpoint gets to close after our EOF before the connection is cut.
+CLOSE_GRACE = 5.0
+#: The largest frame body taken from an endpoint. The protocol allows 16 MiB - 1, but an
+#: endpoint's largest messages are an ndata or a linfo of 64 KiB (NDATA_MAX,
+#: LINFO_INFO_MAX) and an mdata of 65535 bytes: a bigger header is an endpoint gone wrong,
+#: and is refused before its body is buffered.
+MAX_FRAME_BODY = 1 << 20
+#: `linfo` messages kept (the reference sends one per monitor: at most 100 + 16).
+MAX_LINFO = 128
+#: Unknown message types (and notifications for sockets that are not open) logged one by
+#: one; the rest are only counted.
+UNKNOWN_LOGGED = 10
 
 
 @implementer(IPushProducer)
@@ -132,6 +153,8 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         max_notes: int = DEFAULT_MAX_NOTES,
         max_bytes: int = DEFAULT_MAX_BYTES,
         start: bool = True,
+        answer_timeout: float | None = ANSWER_TIMEOUT,
+        close_grace: float | None = CLOSE_GRACE,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -149,13 +172,17 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         self.ready: Deferred[EndpointSession] = Deferred()
         self.linfo: list[Linfo] = []  # monitor info messages (§8.4)
         self.stray_notes = 0  # notifications for sockets we do not know
+        self.unknown_messages = 0  # frames of undefined types (logged, then counted)
+        self.linfo_dropped = 0  # linfo beyond MAX_LINFO
+        self.answer_timeout = answer_timeout
+        self.close_grace = close_grace
         self.suspended = False
         self.close_reason: ControllerError | None = None  # None while open or after close()
         self.peer = "?"
         self._out: Any = None
         self._link: Any = None  # corkable frame writer over _out (packetlab.tls.directwrite)
         self._write: Callable[[bytes], None] = lambda frame: None
-        self._framer = wire.Framer()
+        self._framer = wire.Framer(MAX_FRAME_BODY)
         self._pending: deque[_Pending] = deque()
         self._sockets: dict[int, Socket] = {}
         self._opening: set[int] = set()
@@ -169,6 +196,12 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         self._dead = False  # no more input is processed
         self._lost = False
         self._closed_waiters: list[Deferred[None]] = []
+        self._answers = 0  # responses taken (the answer watchdog's progress count)
+        self._watch_seen = 0
+        self._watch_since = 0.0
+        self._watch_armed = 0.0
+        self._watchdog: Any = None  # DelayedCall while requests wait
+        self._cut: Any = None  # DelayedCall: abort if the endpoint ignores our EOF
         #: Called first thing in connectionMade: under TLS only once the endpoint's chain
         #: passed the check (a refused endpoint never connects its session).
         self.on_connected: Callable[[EndpointSession], object] | None = None
@@ -222,6 +255,7 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
+        self._cancel_cut()
         if self._link is not None:
             self._link.discard()
         if not self._dead:
@@ -230,7 +264,9 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
             elif self.suspended:
                 self._finish(Suspended())
             else:
-                self._finish(SessionClosed("connection lost", reason.value))
+                clean = isinstance(reason.value, ConnectionDone)  # the text says it
+                cause = None if clean else reason.value
+                self._finish(SessionClosed(self._loss_text(reason), cause))
         waiters, self._closed_waiters = self._closed_waiters, []
         for d in waiters:
             d.callback(None)
@@ -250,7 +286,7 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         try:
             frame = private_frame(msg) or wire.encode(msg)  # reflex hook: private requests
         except wire.EncodeError as e:
-            return fail(e)
+            return fail(_field_error(msg) or e)
         if on_success is None and isinstance(msg, Nopen):  # a raw nopen: track it too
             nopen = msg
 
@@ -258,6 +294,11 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
                 self._opened(nopen, True)
 
         d: Deferred[Response] = Deferred()
+        if not self._pending:
+            self._watch_since = self.reactor.seconds()  # the wait starts now
+            self._watch_seen = self._answers
+            if self._watchdog is None and self.answer_timeout is not None:
+                self._arm_watchdog()
         self._pending.append(_Pending(msg, d, on_success))
         self._write(frame)
         return d
@@ -285,6 +326,7 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
             self._link.flush()
             self._unregister_gate()
             self._out.loseConnection()
+            self._arm_cut()
         return d
 
     def abort(self, error: ControllerError) -> None:
@@ -296,6 +338,7 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         if self._out is not None and not self._lost:
             self._link.flush()
             self._out.loseConnection()
+            self._arm_cut()
 
     def abort_connection(self) -> None:
         """Cut the connection now (no flushing); for an endpoint that does not close."""
@@ -314,12 +357,17 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
 
     def socket(self, sktid: int) -> Socket:
         """The live `Socket` for `sktid`; made now (buffering, unknown family) if none is
-        open, so callbacks can be attached before an nopen sent with `request()`."""
+        open, so callbacks can be attached before an nopen sent with `request()`. Once
+        the session has ended it is an ended one (its `get()` gives None or the error)."""
         sock = self._sockets.get(sktid)
         if sock is None:
             if not 0 <= sktid < MAX_SKT_CNT:
                 raise ValueError(f"sktid must be 0..255, got {sktid!r}")
             sock = self._new_socket(sktid, None, None, True)
+            if self._dead:  # nothing more will come: its readers must not wait
+                del self._sockets[sktid]
+                reason = self.close_reason
+                sock.end(None if reason is None else Failure(self._closed_error()))
         return sock
 
     def find_socket(self, sktid: int) -> Socket | None:
@@ -415,7 +463,12 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
             finally:
                 frames.close()  # type: ignore[attr-defined,unused-ignore]
         except wire.FrameTooLarge as e:
-            self._violation(str(e))
+            part = self._framer.partial
+            name = f" ({_type_name(part[0])})" if part else ""
+            self._violation(
+                f"the endpoint announced a frame{name} with a {e.length}-byte body, more "
+                f"than any endpoint sends (limit {e.limit}; stream offset {e.offset})"
+            )
         finally:
             self._pumping = False
 
@@ -425,6 +478,15 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         elif isinstance(item, _NOTES):
             self._on_note(item)
         elif isinstance(item, Linfo):
+            if len(self.linfo) >= MAX_LINFO:  # a reference endpoint sends one per monitor
+                self.linfo_dropped += 1
+                if self.linfo_dropped == 1:
+                    self.log.warn(
+                        "endpoint {peer} sent more than {n} linfo messages; dropping the rest",
+                        peer=self.peer,
+                        n=MAX_LINFO,
+                    )
+                return
             self.linfo.append(item)
             self.log.info(
                 "endpoint {peer} linfo {name}: {info}",
@@ -441,30 +503,46 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
             self.suspended = False
             self.log.info("endpoint {peer} resumed the experiment (resumd)", peer=self.peer)
         elif isinstance(item, wire.Malformed):
-            self._violation(f"malformed {_type_name(item.msgtype)} from the endpoint: {item.error}")
+            e = item.error
+            self._violation(
+                f"malformed {_type_name(item.msgtype)} from the endpoint "
+                f"({len(item.body)}-byte body): {e.rule} (body offset {e.offset})"
+            )
         elif isinstance(item, wire.Unknown):
             if self._reflex_note(item):  # reflex hook: rreport, rdetached
                 return
-            self.log.warn(
-                "endpoint {peer} sent unknown message type 0x{t:02x}; ignored",
-                peer=self.peer,
-                t=item.msgtype,
-            )
+            self.unknown_messages += 1
+            if self.unknown_messages <= UNKNOWN_LOGGED:
+                self.log.warn(
+                    "endpoint {peer} sent unknown message type 0x{t:02x} ({n} bytes); "
+                    "ignored{more}",
+                    peer=self.peer,
+                    t=item.msgtype,
+                    n=len(item.body),
+                    more=(
+                        "; further unknown messages are only counted (unknown_messages)"
+                        if self.unknown_messages == UNKNOWN_LOGGED
+                        else ""
+                    ),
+                )
         else:
-            self._violation(f"the endpoint sent a {item.NAME} message, which it must not")
+            self._violation(
+                f"the endpoint sent a message it must not send: {item.NAME} (0x{item.TYPE:02x})"
+            )
 
     def _on_response(self, msg: Response) -> None:
         if not self._pending:
             self._violation(f"the endpoint sent a {msg.NAME} with no request waiting")
             return
         p = self._pending.popleft()
+        self._answers += 1
         req = p.request
         if isinstance(msg, Mdata):
             if not isinstance(req, Mread):
                 self._pending.appendleft(p)  # so that it fails with the rest
                 self._violation(f"the endpoint answered {req.NAME} with mdata")
                 return
-            if msg.addr != req.addr or len(msg.data) > req.len:
+            if msg.addr != req.addr or len(msg.data) != req.len:  # always len bytes (§2.1)
                 self._pending.appendleft(p)
                 self._violation(
                     f"mdata for 0x{msg.addr:08x} ({len(msg.data)} bytes) answers "
@@ -485,6 +563,8 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         if p.on_success is not None:
             p.on_success()
         p.deferred.callback(msg)
+        if isinstance(req, Yield):  # the endpoint closes next (§1.4 step 5): a clean end
+            self.close()
 
     def _on_note(self, note: Note) -> None:
         if isinstance(note, Ntag) and note.tag in self._tags:
@@ -499,12 +579,19 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         sock = self._sockets.get(note.sktid)
         if sock is None:
             self.stray_notes += 1
-            self.log.warn(
-                "endpoint {peer} sent {name} for socket {sktid}, which is not open; dropped",
-                peer=self.peer,
-                name=note.NAME,
-                sktid=note.sktid,
-            )
+            if self.stray_notes <= UNKNOWN_LOGGED:
+                self.log.warn(
+                    "endpoint {peer} sent {name} for socket {sktid}, which is not open; "
+                    "dropped{more}",
+                    peer=self.peer,
+                    name=note.NAME,
+                    sktid=note.sktid,
+                    more=(
+                        "; further ones are only counted (stray_notes)"
+                        if self.stray_notes == UNKNOWN_LOGGED
+                        else ""
+                    ),
+                )
             return
         sock.deliver(note)
 
@@ -547,6 +634,83 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
 
     # ---------------------------------------------------------------- ending
 
+    def _loss_text(self, reason: Failure) -> str:
+        """What a user needs to know of an unexpected loss: who closed, what was left."""
+        clean = isinstance(reason.value, ConnectionDone)
+        text = "the endpoint closed the connection" if clean else "connection lost"
+        if self._pending:
+            first = self._pending[0].request.NAME
+            n = len(self._pending)
+            text += f" with {n} request{'s' if n > 1 else ''} unanswered (first: {first})"
+        text += self._partial_text()
+        if self._pending:
+            text += _loss_hint(self._pending[0].request)
+        return text
+
+    def _partial_text(self) -> str:
+        part = self._framer.partial
+        if part is None:
+            return ""
+        msgtype, held, whole = part
+        if whole < 0:
+            return f", in the middle of a frame header ({held} of 4 bytes)"
+        if held < whole:
+            return f", in the middle of a frame ({_type_name(msgtype)}, {held} of {whole} bytes)"
+        return ""  # whole frames not read yet (paused): nothing was cut
+
+    def _arm_watchdog(self) -> None:
+        assert self.answer_timeout is not None
+        self._watch_armed = self.reactor.seconds()
+        self._watchdog = self.reactor.callLater(self.answer_timeout / 4, self._watch)
+
+    def _watch(self) -> None:
+        """Every timeout/4 while requests wait: give up once no answer came for the whole
+        timeout (not counting time paused by us or suspended by the endpoint)."""
+        self._watchdog = None
+        if self._dead or not self._pending or self.answer_timeout is None:
+            return
+        now = self.reactor.seconds()
+        # Late by more than a period: the reactor itself was held up (the experiment's own
+        # work), so answers may be waiting unread in the socket: that time does not count.
+        stalled = now - self._watch_armed > self.answer_timeout / 2
+        if self._answers != self._watch_seen or self._paused or self.suspended or stalled:
+            self._watch_seen = self._answers
+            self._watch_since = now
+        elif now - self._watch_since >= self.answer_timeout:
+            first = self._pending[0].request.NAME
+            n = len(self._pending)
+            text = (
+                f"the endpoint answered none of {n} waiting request{'s' if n > 1 else ''} "
+                f"(first: {first}) for {self.answer_timeout:g} s"
+            )
+            err = AnswerTimeout(text + self._partial_text())
+            self.log.error(
+                "endpoint {peer}: {error}; closing the session", peer=self.peer, error=err
+            )
+            self.abort(err)
+            self.abort_connection()
+            return
+        self._arm_watchdog()
+
+    def _arm_cut(self) -> None:
+        if self._cut is None and not self._lost and self.close_grace is not None:
+            self._cut = self.reactor.callLater(self.close_grace, self._cut_now)
+
+    def _cancel_cut(self) -> None:
+        cut, self._cut = self._cut, None
+        if cut is not None and cut.active():
+            cut.cancel()
+
+    def _cut_now(self) -> None:
+        self._cut = None
+        if not self._lost and self._out is not None:
+            self.log.warn(
+                "endpoint {peer} did not close within {s:g} s of our close; cutting the connection",
+                peer=self.peer,
+                s=self.close_grace,
+            )
+            self._out.abortConnection()
+
     def _violation(self, text: str) -> None:
         err = ProtocolViolation(text)
         self.log.error("endpoint {peer}: {error}; closing the session", peer=self.peer, error=err)
@@ -565,6 +729,9 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
             return
         self._dead = True
         self.close_reason = error
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None and watchdog.active():
+            watchdog.cancel()
         closed = self._closed_error()
         pending, self._pending = self._pending, deque()
         for p in pending:
@@ -589,6 +756,37 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
                 t.unregisterProducer()
             except RuntimeError:
                 pass
+
+
+# The width of every integer field a request carries (PROTOCOL.md §1.2).
+_WIDTHS = {
+    "sktid": 8, "family": 8, "proto": 8, "command": 8, "tag": 16, "len": 16, "lport": 16,
+    "rport": 16, "addr": 32, "rbufsz": 32, "time": 64, "endtime": 64, "rhint": 64,
+}  # fmt: skip
+
+
+def _field_error(msg: Message) -> wire.EncodeError | None:
+    """`nclose: sktid must be 0..255, got 300` for a field out of its wire range."""
+    for name, bits in _WIDTHS.items():
+        value = getattr(msg, name, None)
+        if isinstance(value, int) and not 0 <= value < 1 << bits:
+            return wire.EncodeError(f"{msg.NAME}: {name} must be 0..{(1 << bits) - 1}, got {value}")
+    return None
+
+
+def _loss_hint(req: Message) -> str:
+    """Why a reference endpoint closes instead of answering `req`, where it is known."""
+    if isinstance(req, Cdata | Start):
+        return (
+            " (an endpoint closes before answering the setup when it refuses the "
+            "experiment after TLS: exp_priority above the chain's max_num_priority, or the "
+            "certificates' experiment time or validity used up; §1.4 step 2)"
+        )
+    if isinstance(req, Nopen) and req.proto == 6 and req.raddr is None:
+        return " (a reference 1.1.0 endpoint exits on a TCP listen nopen: §3.1)"
+    if isinstance(req, Nsend | Nopen) and req.proto == 17 and req.family == 6:
+        return " (a reference 1.1.0 endpoint aborts on UDP over IPv6: §3.1)"
+    return ""
 
 
 def _type_name(msgtype: int) -> str:

@@ -15,6 +15,7 @@ from typing import TypeAlias
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab.controller.errors import ConnectFailed, SocketClosed
@@ -37,11 +38,16 @@ def _nstat_name(code: int) -> str:
 class Socket:
     """Notifications of socket `sktid` (ntag, nstat, ndata, ndrop, nblock).
 
+    A callback that raises is logged (and counted in `callback_errors`); the note still
+    goes on to the queue and the session carries on.
+
     Made by the session when an nopen succeeds; ended when nclose succeeds or the session
     ends. Every notification goes to the callbacks first, then to a waiting `get()`, then
     (if `buffering`) into the queue. Once the socket has ended, what is queued can still be
     read; then iteration stops (clean end) or raises the session's error (broken session).
     """
+
+    log = Logger()
 
     def __init__(
         self,
@@ -62,6 +68,7 @@ class Socket:
         self.max_notes = max_notes
         self.max_bytes = max_bytes
         self.dropped = 0  # notifications nobody took (buffering off, no callback)
+        self.callback_errors = 0  # exceptions raised by callbacks (logged)
         self.last_nstat: Nstat | None = None
         self.established: Nstat | None = None
         self._reactor = reactor
@@ -166,7 +173,19 @@ class Socket:
         if isinstance(note, Nstat):
             self._saw_nstat(note)
         for cb in list(self._callbacks):
-            cb(note)
+            try:
+                cb(note)
+            except Exception:
+                # One note a callback cannot take (odd bytes from the endpoint, a bug in
+                # the callback) must not cut the session and drop what follows.
+                self.callback_errors += 1
+                self.log.failure(
+                    "socket {sktid}: notification callback {cb!r} raised on {name}; "
+                    "the session goes on",
+                    sktid=self.sktid,
+                    cb=cb,
+                    name=note.NAME,
+                )
         if self._waiters:
             self._waiters.popleft().callback(note)
         elif self.buffering:

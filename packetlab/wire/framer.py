@@ -68,6 +68,19 @@ class Framer:
         """Bytes held for an incomplete frame."""
         return len(self._buf) - self._pos
 
+    @property
+    def partial(self) -> tuple[int, int, int] | None:
+        """The frame at the read position, for error messages: (type code, bytes held from
+        it on, its whole length, -1 while its header is incomplete). Held bytes beyond the
+        length are frames not yet taken (backpressure). None if nothing is held."""
+        held = len(self._buf) - self._pos
+        if held == 0:
+            return None
+        if held < HEADER_LEN:
+            return self._buf[self._pos], held, -1
+        (word,) = _HDR(self._buf, self._pos)
+        return word >> 24, held, HEADER_LEN + (word & BODY_MAX)
+
     def feed(self, data: bytes = b"") -> Iterator[Item]:
         """Buffer `data` now; return an iterator over the frames now complete.
 

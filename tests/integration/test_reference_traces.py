@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from ctl_fakes import on_string_transport, result_of
+from ctl_fakes import WriteLog, on_string_transport, result_of
 from spec_traces import TRACES
+from twisted.internet.task import Clock
 
 from packetlab import wire
+from packetlab.controller import EndpointSession
 from packetlab.wire import Ndata, Nopen, Nsend, Nstat, NstatCode
 
 
@@ -61,3 +63,46 @@ def test_reference_session_replays(name: str) -> None:
     assert result_of(closed) == wire.Result()
     assert sock.ended
     assert [wire.decode_frame(w) for w in t.writes] == ref
+    # byte for byte, one write (one TLS record) per message
+    assert t.writes == [wire.encode(m) for m in ref] == frames_of(name, "xpmgr->endpt")[1:]
+
+
+def frames_of(name: str, direction: str) -> list[bytes]:
+    path = TRACES / f"{name}.session.json"
+    return [bytes.fromhex(f["hex"]) for f in json.loads(path.read_text()) if f["dir"] == direction]
+
+
+@pytest.mark.parametrize("name", ["http_get", "dns"])
+def test_setup_is_the_reference_start_frame(name: str) -> None:
+    """Our session's setup (no programs) is the reference's `start` frame, alone in its
+    write; the reference's `result` for it makes `ready` fire."""
+    if not (TRACES / f"{name}.session.json").exists():
+        pytest.skip("reference trace not present")
+    s = EndpointSession(reactor=Clock())
+    t = WriteLog()
+    s.makeConnection(t)
+    assert t.writes == frames_of(name, "xpmgr->endpt")[:1]
+    assert not s.ready.called
+    s.dataReceived(frames_of(name, "endpt->xpmgr")[0])
+    assert result_of(s.ready) is s
+
+
+@pytest.mark.parametrize("name", ["http_get", "dns"])
+def test_reference_endpoint_frames_split_anywhere_decode_the_same(name: str) -> None:
+    """The reference endpoint writes header and body as two TLS records (INTEROP.md):
+    however its frames are cut, the session sees the same messages."""
+    if not (TRACES / f"{name}.session.json").exists():
+        pytest.skip("reference trace not present")
+    stream = b"".join(frames_of(name, "endpt->xpmgr")[1:])
+    for cut in (1, 4, 5, 7):
+        s, _, _ = on_string_transport(answer_timeout=None)
+        notes: list[wire.Message] = []
+        for sktid in (1,):
+            s.socket(sktid).add_callback(notes.append)
+        waits = [s.request(m) for m in load(name)[0]]
+        for i in range(0, len(stream), cut):
+            s.dataReceived(stream[i : i + cut])
+        assert s.close_reason is None, s.close_reason
+        assert all(d.called for d in waits)
+        expect = [wire.decode_frame(f) for f in frames_of(name, "endpt->xpmgr")[1:]]
+        assert notes == [m for m in expect if not isinstance(m, wire.Result)]

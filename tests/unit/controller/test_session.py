@@ -163,7 +163,7 @@ def test_oversized_frame_header_is_a_violation() -> None:
     s._framer.max_body = 1000
     d = s.mread(vmem.TIME.addr, 8)
     s.dataReceived(b"\x41\xff\xff\xff")
-    with pytest.raises(SessionClosed, match="announces"):
+    with pytest.raises(SessionClosed, match=r"announced a frame \(mdata\) with a 16777215-byte"):
         result_of(d)
     assert t.disconnecting
 
@@ -175,7 +175,7 @@ def test_oversized_frame_header_is_a_violation() -> None:
         ("nclose", Mdata(0, b"x"), "answered nclose with mdata"),
         ("mread", Mdata(0x1234, b"x"), "answers mread"),
         ("mread", Result(), "instead of mdata"),
-        ("nclose", Nsend(1, 4, 6, 0, 0, b""), "sent a nsend message"),
+        ("nclose", Nsend(1, 4, 6, 0, 0, b""), "must not send: nsend (0x2c)"),
     ],
 )
 def test_protocol_violations(request_: str | None, answer: object, text: str) -> None:

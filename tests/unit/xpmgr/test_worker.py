@@ -8,7 +8,7 @@ import socket
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from packetlab import wire
@@ -34,7 +34,7 @@ def frames(data: bytes) -> list[Any]:
 
 class Harness:
     def __init__(self, programs: list[bytes]) -> None:
-        self.reactor = MemoryReactor()
+        self.reactor = MemoryReactorClock()
         self.launched: list[socket.socket] = []
         self.done: list[EndpointWorker] = []
         self.worker = EndpointWorker(
