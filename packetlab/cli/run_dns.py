@@ -90,6 +90,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         n = 0
         for name in args.names:
             for qtype in types:
+                if progress.stopping:  # Ctrl-C: no new query
+                    return
                 n += 1
                 progress(f"dns {n}/{total}: {name} {qtype}")
                 result = await dns_query(

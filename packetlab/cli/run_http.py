@@ -84,6 +84,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     async def run(session: Any) -> None:
         for i, url in enumerate(args.urls, 1):
+            if progress.stopping:  # Ctrl-C: no new URL
+                return
             progress(f"http {i}/{len(args.urls)}: {url}")
             result = await http_get(
                 session,

@@ -95,6 +95,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     async def run(session: Any) -> None:
         for i in range(args.runs):
+            if progress.stopping:  # Ctrl-C: no new transfer
+                return
 
             def show(done: int, total: int, i: int = i) -> None:
                 progress(f"{args.direction} {i + 1}/{args.runs}: {done >> 20}/{total >> 20} MiB")

@@ -271,3 +271,39 @@ def test_campaign_two_endpoints(dns_port: int) -> None:
     summary = records[-1]
     assert summary["type"] == "summary" and summary["endpoints"] == 2
     assert sorted(summary["per_endpoint"].values()) == [2, 3]
+
+
+def test_ctrl_c_prints_what_was_gathered_and_the_summary() -> None:
+    """The first Ctrl-C in `pktlab run dns`: no new query, the one in flight cut after a
+    short grace, the answers gathered and the summary printed, exit status 130."""
+    import signal
+    import socket
+
+    from conftest import readline
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))  # a DNS server that never answers
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    names = ["a.test", "v6.test", *(f"n{i}.test" for i in range(20))]
+    proc = subprocess.Popen(
+        [*RUN, "dns", "--json", "--wait", "1", "--tries", "1", "--server",
+         f"127.0.0.1:{silent.getsockname()[1]}", *names],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = json.loads(readline(proc.stdout))  # streamed as soon as a.test gave up
+        assert first["qname"] == "a.test." and "no answer" in first["error"]
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        silent.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    records = [first, *(json.loads(line) for line in rest.splitlines())]
+    summary = records[-1]
+    assert summary["type"] == "summary" and summary["stop_reason"] == "INTERRUPTED"
+    assert summary["queries"] == len(records) - 1 < len(names)
+    assert "Traceback" not in err and "stopping" in err

@@ -159,3 +159,70 @@ def test_progress_before_start_only_remembers() -> None:
     p.write("a record", out)
     p.clear()
     assert (p.text, out.getvalue()) == ("working", "a record\n")
+
+
+def _interrupted_dns_run(names: list[str]) -> tuple[str, int, int, float]:
+    """`pktlab run dns --json --server 192.0.2.53 NAMES` over the scripted endpoint, whose
+    server answers the first query only; Ctrl-C (the stop signal) 0.5 s into the second.
+    (output, exit status, queries sent, seconds from the stop to the end)."""
+    import dns.message
+    from ctl_fakes import Rig
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli.run_command import begun, measure
+    from packetlab.controller.stop import StopSignal
+    from packetlab.wire import Nsend
+
+    rig = Rig()
+    asked: list[bytes] = []
+
+    def server(query: bytes) -> list[bytes]:
+        asked.append(query)
+        if len(asked) > 1:
+            return []  # silent from the second query on
+        q = dns.message.from_wire(query)
+        return [dns.message.make_response(q).to_wire()]
+
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = server
+    args = parse("dns", "--json", "--server", "192.0.2.53", *names)
+
+    async def link(
+        reactor: object, args: argparse.Namespace, emit: object, progress: Progress
+    ) -> None:
+        await begun(args._command.experiment(args, emit, progress), progress)(rig.session)
+
+    out, stop = io.StringIO(), StopSignal()
+    d = Deferred.fromCoroutine(measure(rig.clock, args, stop, out, run=link))
+
+    def step() -> None:
+        rig.pump.flush()
+        rig.clock.advance(0.001)
+
+    while len(asked) < 2:
+        step()
+    for _ in range(500):  # the second query 0.5 s in flight
+        step()
+    stopped_at = rig.clock.seconds()
+    stop.request("interrupted")
+    code = rig.run(d, limit=stopped_at + 30)
+    sent = len([m for m in rig.endpoint.received if isinstance(m, Nsend)])
+    return out.getvalue(), code, sent, rig.clock.seconds() - stopped_at
+
+
+def test_ctrl_c_ends_a_dns_run_with_what_it_gathered_and_the_summary() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    from packetlab.cli.run_command import GRACE_S
+
+    out, code, sent, took = _interrupted_dns_run(["a.test", "b.test", "c.test", "d.test"])
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["type"] for r in records] == ["dns", "summary"], out  # a.test, then the summary
+    assert records[0]["qname"] == "a.test." and records[0]["rcode"] == "NOERROR"
+    s = records[1]
+    assert s["stop_reason"] == "INTERRUPTED" and s["tool"] == "packetlab"
+    assert (s["queries"], s["answered"]) == (1, 1)
+    assert s["start_time"] <= s["stop_time"]
+    assert sent == 2  # b.test (in flight, cut after the grace); c.test and d.test never asked
+    assert GRACE_S - 0.01 <= took <= GRACE_S + 0.1
+    assert code == 0  # the exit status (130) is run_reactor's, from the stop's reason
