@@ -111,7 +111,10 @@ def row(r: Record) -> str | None:
     if r["type"] == "summary":
         return f"# {r['fetched']} of {r['urls']} fetched, {r['bytes']} body bytes"
     if "error" in r:
-        return f"{'ERR':>4}  {'-':>9}  {_ms(r.get('connect_us')):>8}  {r['url']}  {r['error']}"
+        return (  # the columns of a fetched URL, "-" where not reached
+            f"{'ERR':>4}  {'-':>9}  {_ms(r.get('connect_us')):>8}  {_ms(r.get('tls_us')):>8}  "
+            f"{'-':>8}  {'-':>8}  {r['url']}  {r['error']}"
+        )
     return (
         f"{r['status']:>4}  {r['body_len']:>9}  {_ms(r.get('connect_us')):>8}  "
         f"{_ms(r.get('tls_us')):>8}  {_ms(r.get('first_byte_us')):>8}  "

@@ -34,9 +34,9 @@ from packetlab.controller import (
     deferred_api,
     parse_address,
 )
-from packetlab.measure.dns import dns_query
+from packetlab.measure.dns import DnsError, dns_query
 from packetlab.measure.pcap import PcapRecorder
-from packetlab.measure.stream import Chunk, StreamError, TcpStream
+from packetlab.measure.stream import Chunk, StreamError, TcpStream, connect_failure
 
 __all__ = ["HttpError", "HttpResult", "http_get", "parse_url"]
 
@@ -50,7 +50,8 @@ CA_FILES = (  # where curl and Python find the system store on common distributi
 
 
 class HttpError(ControllerError):
-    """The URL cannot be fetched as given (bad URL, unresolvable host)."""
+    """The URL cannot be fetched as given (bad URL). A host name that does not resolve is
+    the result's `error`, as a refused connect: the other URLs of a run still go."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,16 +244,31 @@ def _us(t: int | None, start: int) -> float | None:
     return None if t is None else (t - start) / 1000
 
 
+class _Unresolved(Exception):
+    """The URL's host has no address: why, in one line (curl's exit 6)."""
+
+
 async def _resolve(session: EndpointSession, url: Url, family: int | None) -> AddressLike:
     if url.host_is_address:
         return url.host
     qtypes = ["AAAA"] if family == 6 else ["A"] if family == 4 else ["A", "AAAA"]
+    why = []
     for qtype in qtypes:
-        r = await dns_query(session, url.host, qtype)
+        try:
+            r = await dns_query(session, url.host, qtype)
+        except DnsError as e:  # no DNS server configured at the endpoint
+            raise _Unresolved(f"could not resolve host {url.host}: {e}") from None
         for a in r.answers:
             if a.type == qtype:
                 return a.data
-    raise HttpError(f"cannot resolve {url.host} through the endpoint's DNS server")
+        if r.rcode == "NXDOMAIN":
+            raise _Unresolved(
+                f"could not resolve host {url.host}: no such name (NXDOMAIN from {r.server})"
+            )
+        why.append(f"{qtype}: {r.error}" if r.error else f"{qtype}: {r.rcode}, no address")
+    raise _Unresolved(
+        f"could not resolve host {url.host} through the endpoint's DNS server ({'; '.join(why)})"
+    )
 
 
 @deferred_api
@@ -275,15 +291,19 @@ async def http_get(
 
     The host name is resolved through the endpoint's DNS server unless `connect_to` gives
     the address (like curl --resolve). HTTPS verifies the server's certificate and name
-    unless `insecure`. Failures after the URL was accepted (refused, TLS, timeout, bad
-    HTTP) come back in `error`. `timeout` bounds the whole exchange after the connect.
+    unless `insecure`. Failures after the URL was accepted (name not resolved, refused,
+    TLS, timeout, bad HTTP) come back in `error`. `timeout` bounds the whole exchange after the connect.
     `recorder` collects the connection's packets for a pcap file (TLS stays encrypted).
     """
     u = parse_url(url)
     result = HttpResult(url)
     ctx = client_context(cafile=cafile, insecure=insecure) if u.scheme == "https" else None
     if connect_to is None:
-        connect_to = await _resolve(session, u, family)
+        try:
+            connect_to = await _resolve(session, u, family)
+        except _Unresolved as e:
+            result.error = str(e)
+            return result
     addr = parse_address(connect_to)
     result.server = f"[{addr}]:{u.port}" if addr.version == 6 else f"{addr}:{u.port}"
     try:
@@ -291,7 +311,7 @@ async def http_get(
             session, addr, u.port, timeout=connect_timeout, recorder=recorder
         )
     except ControllerError as e:
-        result.error = f"connect to {result.server}: {e}"
+        result.error = connect_failure(e, addr, u.port)
         return result
     start = stream.started_at
     result.connect_us = _us(stream.established_at, start)

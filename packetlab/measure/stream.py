@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 from packetlab.controller import (
     DEFAULT_RBUFSZ,
     AddressLike,
+    ConnectFailed,
     ControllerError,
     EndpointSession,
     IPAddress,
@@ -29,7 +30,19 @@ from packetlab.controller import (
 from packetlab.measure.pcap import PcapRecorder, TcpFlow
 from packetlab.wire import Ndata, Nstat, NstatCode, Ntag
 
-__all__ = ["Chunk", "StreamError", "StreamTimeout", "TcpStream"]
+__all__ = ["Chunk", "StreamError", "StreamTimeout", "TcpStream", "connect_failure"]
+
+# What a failed connect's socket state means, in the words curl and dig use. Our endpoint
+# reports a refused connect (RST in answer to the SYN) as the nstat RESET; the reference
+# endpoint as the STAT REFUSED.
+_CONNECT_MEANING = {
+    "REFUSED": "connection refused (the host answered the SYN with a reset: "
+    "nothing listens on that port)",
+    "TIMEDOUT": "connection timed out (the SYN was never answered)",
+    "UNREACH": "host or network unreachable from the endpoint (no route, "
+    "or an ICMP unreachable in answer to the SYN)",
+}
+_CONNECT_MEANING["RESET"] = _CONNECT_MEANING["REFUSED"]
 
 
 class StreamError(ControllerError):
@@ -38,6 +51,20 @@ class StreamError(ControllerError):
 
 class StreamTimeout(StreamError):
     """Nothing arrived in time."""
+
+
+def connect_failure(e: ControllerError, host: AddressLike, port: int) -> str:
+    """A failed TCP connect from the endpoint as one line a person can act on:
+    `connect to 127.0.0.1:9: connection refused (...)` rather than the socket state."""
+    addr = parse_address(host)
+    where = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+    if isinstance(e, ConnectFailed):
+        meaning = _CONNECT_MEANING.get(e.state)
+        if meaning is None and e.state.startswith("not established within"):
+            meaning = f"no answer to the SYN: {e.state} (the host is down or a firewall drops it)"
+        if meaning is not None:
+            return f"connect to {where}: {meaning}"
+    return f"connect to {where}: {e}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,8 @@ def test_http_options_and_rows() -> None:
     )
     bad = {"type": "http", "url": "https://x.test/", "error": "TLS: certificate verify failed"}
     assert run_http.row(bad).endswith("https://x.test/  TLS: certificate verify failed")  # type: ignore[union-attr]
+    # the URL in the url column, as on the rows fetched
+    assert run_http.row(bad).index("https://") == run_http.row(ok).index("https://")  # type: ignore[union-attr]
     assert run_http.summary([ok, bad]) == {"urls": 2, "fetched": 1, "bytes": 5}
 
 

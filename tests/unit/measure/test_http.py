@@ -234,7 +234,10 @@ def test_body_limit() -> None:
 def test_refused() -> None:
     rig = StreamRig()
     r = rig.run(http_get(rig.session, "http://192.0.2.81:8080/"))
-    assert r.error is not None and r.error.startswith("connect to 192.0.2.81:8080:")
+    assert r.error == (  # curl: "Failed to connect to ... port 8080: Connection refused"
+        "connect to 192.0.2.81:8080: connection refused (the host answered the SYN with a "
+        "reset: nothing listens on that port)"
+    )
 
 
 def test_urls() -> None:
@@ -247,3 +250,44 @@ def test_urls() -> None:
     for bad in ("ftp://x/", "http:///p", "http://x:99999/"):
         with pytest.raises(HttpError):
             parse_url(bad)
+
+
+def test_connect_failures_read_as_curl_and_dig_put_them() -> None:
+    from packetlab.controller import ConnectFailed, ControllerError
+    from packetlab.measure.stream import connect_failure
+
+    for state in ("REFUSED", "RESET"):  # the reference endpoint's STAT, ours's nstat
+        assert "connection refused" in connect_failure(ConnectFailed(0, state), "10.0.0.1", 80)
+    assert connect_failure(ConnectFailed(0, "TIMEDOUT"), "2001:db8::1", 443) == (
+        "connect to [2001:db8::1]:443: connection timed out (the SYN was never answered)"
+    )
+    assert "unreachable" in connect_failure(ConnectFailed(0, "UNREACH"), "10.0.0.1", 80)
+    late = connect_failure(ConnectFailed(0, "not established within 10 s"), "10.0.0.1", 80)
+    assert late.startswith("connect to 10.0.0.1:80: no answer to the SYN: not established")
+    other = connect_failure(ControllerError("session closed"), "10.0.0.1", 80)
+    assert other == "connect to 10.0.0.1:80: session closed"
+
+
+def test_a_name_that_does_not_resolve_is_the_urls_error_not_the_runs() -> None:
+    # as curl (exit 6 for that URL): the other URLs of `pktlab run http` still go
+    import dns.message
+    import dns.rcode
+
+    from packetlab.endpoint.config import parse_config
+    from packetlab.endpoint.memory import system_image
+
+    def nxdomain(query: bytes) -> list[bytes]:
+        r = dns.message.make_response(dns.message.from_wire(query))
+        r.set_rcode(dns.rcode.NXDOMAIN)
+        return [r.to_wire()]
+
+    rig = rig_with(Http(OK))
+    rig.endpoint.memory = system_image(parse_config(["VMemLocalDNSAddrStrIPv4 192.0.2.53"]))
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = nxdomain
+    r = rig.run(http_get(rig.session, "http://nosuch.test/page"))
+    assert r.error == "could not resolve host nosuch.test: no such name (NXDOMAIN from 192.0.2.53)"
+    assert r.to_dict()["error"] == r.error and r.status is None
+    rig.endpoint.memory = system_image(parse_config([]))  # no DNS server at all
+    r = rig.run(http_get(rig.session, "http://nosuch.test/page"))
+    assert r.error is not None and r.error.startswith("could not resolve host nosuch.test: ")
+    assert "no DNS server configured" in r.error
