@@ -292,7 +292,8 @@ async def http_get(
     The host name is resolved through the endpoint's DNS server unless `connect_to` gives
     the address (like curl --resolve). HTTPS verifies the server's certificate and name
     unless `insecure`. Failures after the URL was accepted (name not resolved, refused,
-    TLS, timeout, bad HTTP) come back in `error`. `timeout` bounds the whole exchange after the connect.
+    TLS, timeout, bad HTTP) come back in `error`. `timeout` bounds the whole exchange
+    after the connect.
     `recorder` collects the connection's packets for a pcap file (TLS stays encrypted).
     """
     u = parse_url(url)
