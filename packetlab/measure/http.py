@@ -137,17 +137,43 @@ def client_context(*, cafile: str | None = None, insecure: bool = False) -> SSL.
     if insecure:
         ctx.set_verify(SSL.VERIFY_NONE)
         return ctx
-    ctx.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
+    trusted = cafile
     if cafile is not None:
         ctx.load_verify_locations(cafile)
-        return ctx
-    system = [ssl.get_default_verify_paths().cafile, *CA_FILES]
-    found = next((p for p in system if p and os.path.isfile(p)), None)
-    if found is not None:
-        ctx.load_verify_locations(found)
     else:
-        ctx.set_default_verify_paths()
+        system = [ssl.get_default_verify_paths().cafile, *CA_FILES]
+        found = next((p for p in system if p and os.path.isfile(p)), None)
+        if found is not None:
+            ctx.load_verify_locations(found)
+        else:
+            ctx.set_default_verify_paths()
+        trusted = f"the system store ({found or 'OpenSSL default paths'})"
+
+    def verify(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+        if not ok and conn.get_app_data() is None:  # the first failure says the most
+            subject = cert.to_cryptography().subject.rfc4514_string() or "no subject"
+            reason = VERIFY_ERRORS.get(errno, f"X509 verify error {errno}")
+            where = "the server's certificate" if depth == 0 else f"chain certificate {depth}"
+            conn.set_app_data(f"{reason} ({where}, {subject}; trusted: {trusted})")
+        return bool(ok)
+
+    ctx.set_verify(SSL.VERIFY_PEER, verify)
     return ctx
+
+
+# OpenSSL's X509_V_ERR_* texts (x509_txt.c) for the failures a measurement meets
+VERIFY_ERRORS = {
+    2: "unable to get issuer certificate",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate",
+    21: "unable to verify the first certificate",
+    23: "certificate revoked",
+    24: "invalid CA certificate",
+    26: "unsuitable certificate purpose",
+}
 
 
 def _tls_error(e: SSL.Error) -> str:
@@ -186,6 +212,11 @@ class _Tls:
                 break
             except SSL.WantReadError:
                 pass
+            except SSL.Error:
+                why = self.conn.get_app_data()
+                if why is None:
+                    raise
+                raise _CertificateMismatch(f"TLS: certificate verify failed: {why}") from None
             self.flush()
             chunk = await self.stream.recv(max(deadline - clock.seconds(), 0.0))
             if chunk is None:
