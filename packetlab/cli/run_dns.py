@@ -15,6 +15,8 @@ examples:
   pktlab run dns --type AAAA --type MX example.com
   pktlab run dns --tcp --server 192.0.2.53 example.com
   pktlab run dns --json --server 127.0.0.1:5353 a.test b.test
+  pktlab run dns @127.0.0.1 -p 5353 example.com MX +tcp     # dig's words work too
+  pktlab run dns -x 192.0.2.1                     # PTR, as dig -x
 
 The default server is the endpoint's first configured DNS address (its memory; the
 in-process endpoint takes /etc/resolv.conf). A truncated UDP answer is asked again over
@@ -47,8 +49,89 @@ def split_server(text: str) -> tuple[str, int | None]:
     return host, int(port)
 
 
+# dig's query options (`+tcp`, `+time=2`, ...) that map onto ours; the others are refused
+# by name rather than looked up as a domain name.
+DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", False),
+             "+novc": ("tcp", False), "+norecurse": ("norecurse", True),
+             "+norec": ("norecurse", True), "+recurse": ("norecurse", False),
+             "+rec": ("norecurse", False)}  # fmt: skip
+DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries"}
+
+
+def dig_style(args: argparse.Namespace) -> None:
+    """Read the words dig takes among its names, in place: `@SERVER`, a record type
+    (`dig example.com MX`: a word that is a type mnemonic, TYPEnnn included, as dig takes
+    it wherever it stands), `+tcp`,
+    `+norecurse`, `+time=S`, `+tries=N`, `+retry=N`; then `-p PORT` and `-x ADDR`."""
+    import dns.exception
+    import dns.rdatatype
+    import dns.reversename
+
+    names, types = [], list(args.types or [])
+    for word in args.names:
+        if word.startswith("@") and len(word) > 1:
+            args.server = word[1:]
+        elif word.startswith("+"):
+            key, eq, value = word.partition("=")
+            if key in DIG_FLAGS and not eq:
+                attr, on = DIG_FLAGS[key]
+                setattr(args, attr, on)
+            elif key in DIG_VALUES and eq:
+                try:
+                    n = float(value) if key == "+time" else int(value) + (key == "+retry")
+                except ValueError:
+                    raise RunError(f"{word}: expected a number") from None
+                setattr(args, DIG_VALUES[key], n)
+            else:
+                raise RunError(
+                    f"{word}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
+                    "+norecurse, +time=S, +tries=N, +retry=N; see --help)"
+                )
+        elif _is_type(word, dns.rdatatype):
+            types.append(word)
+        else:
+            names.append(word)
+    for addr in args.reverse or []:
+        try:
+            names.append(dns.reversename.from_address(addr).to_text())
+        except (ValueError, dns.exception.DNSException):
+            raise RunError(f"-x {addr}: not an IP address") from None
+        types = types or ["PTR"]
+    if not names:
+        raise RunError("no name to look up (give NAME, or -x ADDR)")
+    if args.port is not None:
+        if not 1 <= args.port <= 65535:
+            raise RunError(f"-p {args.port}: bad port")
+        if args.server is None:
+            raise RunError("-p PORT needs a server: @ADDR or --server ADDR")
+        host, _ = split_server(args.server)
+        args.server = f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}"
+    args.names, args.types = names, types or None
+
+
+def _is_type(word: str, rdatatype: Any) -> bool:
+    if not word.isalnum() or word.isdigit():
+        return False
+    try:
+        rdatatype.from_text(word.upper())
+    except rdatatype.UnknownRdatatype:
+        return False
+    return True
+
+
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("names", metavar="NAME", nargs="+", help="names to look up")
+    p.add_argument(
+        "names",
+        metavar="NAME",
+        nargs="*",
+        help="names to look up; dig's words work among them: @SERVER, a TYPE after a "
+        "name, +tcp, +norecurse, +time=S, +tries=N",
+    )
+    p.add_argument(
+        "-x", dest="reverse", action="append", metavar="ADDR",
+        help="reverse lookup of ADDR (PTR), as dig -x",
+    )  # fmt: skip
+    p.add_argument("-p", "--port", type=int, metavar="PORT", help="server port (as dig -p)")
     p.add_argument(
         "-t",
         "--type",
@@ -78,6 +161,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.dns import dns_query, parse_qtype
 
+    dig_style(args)
     types = [parse_qtype(t) for t in (args.types or ["A"])]
     server, port = split_server(args.server) if args.server else (None, None)
     if not 0 < args.wait <= 60 or not 1 <= args.tries <= 10:

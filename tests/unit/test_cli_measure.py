@@ -228,3 +228,43 @@ def test_ctrl_c_ends_a_dns_run_with_what_it_gathered_and_the_summary() -> None:
     assert sent == 2  # b.test (in flight, cut after the grace); c.test and d.test never asked
     assert GRACE_S - 0.01 <= took <= GRACE_S + 0.1
     assert code == 0  # the exit status (130) is run_reactor's, from the stop's reason
+
+
+def _main_args(*argv: str) -> argparse.Namespace:
+    """What `pktlab ARGV` would run (packetlab.cli.main's parsing)."""
+    import packetlab.cli as cli
+
+    return cli.parse(argv)
+
+
+def test_dns_takes_digs_words() -> None:
+    # `dig @127.0.0.1 -p 5353 a.test MX +tcp +norec +time=1 +tries=3`, word for word
+    a = _main_args("run", "dns", "@127.0.0.1", "-p", "5353", "a.test", "MX", "+tcp", "+norec",
+                   "+time=1", "+tries=3", "b.test", "aaaa")  # fmt: skip
+    run_dns.dig_style(a)
+    assert (a.names, a.types, a.server) == (["a.test", "b.test"], ["MX", "aaaa"], "127.0.0.1:5353")
+    assert (a.tcp, a.norecurse, a.wait, a.tries) == (True, True, 1.0, 3)
+    a = parse("dns", "--server", "::1", "-p", "53", "x.test", "+retry=0")
+    run_dns.dig_style(a)
+    assert (a.server, a.tries, a.types) == ("[::1]:53", 1, None)
+    a = parse("dns", "-x", "192.0.2.1", "-x", "2001:db8::1")
+    run_dns.dig_style(a)
+    assert a.names[0] == "1.2.0.192.in-addr.arpa." and a.names[1].endswith(".ip6.arpa.")
+    assert a.types == ["PTR"]
+    for argv, message in [
+        (["+short", "x.test"], r"\+short: dig option not supported here"),
+        (["+time=soon", "x.test"], r"\+time=soon: expected a number"),
+        (["-x", "nope"], "-x nope: not an IP address"),
+        (["-p", "53", "x.test"], "-p PORT needs a server"),
+        ([], "no name to look up"),
+    ]:
+        with pytest.raises(RunError, match=message):
+            run_dns.dig_style(parse("dns", *argv))
+
+
+def test_operands_after_options_join_the_list() -> None:
+    # dig, curl and ping take operands anywhere; argparse alone refused the later ones
+    a = _main_args("run", "http", "--json", "http://a.test/", "-k", "http://b.test/")
+    assert a.urls == ["http://a.test/", "http://b.test/"] and a.insecure
+    with pytest.raises(SystemExit):
+        _main_args("run", "http", "http://a.test/", "-k", "http://b.test/", "--bogus")
