@@ -125,8 +125,19 @@ def test_throughput_options() -> None:
             parse("throughput", "--server", "10.0.0.2", "--bytes", bad)
     with pytest.raises(SystemExit):
         parse("throughput")  # --server is required
-    with pytest.raises(RunError):
-        run_throughput.split_host_port("iperf.example", 5201)
+    with pytest.raises(RunError, match=r"cannot resolve 'a\.\.b'"):
+        run_throughput.split_host_port("a..b", 5201)
+
+
+def test_throughput_takes_iperf3s_names() -> None:
+    # `iperf3 -c localhost -p 5202 -n 8M -R`: a name (iperf3 takes one), its -p, -n and -R
+    a = parse("throughput", "-c", "localhost", "-p", "5202", "-n", "8M", "-R")
+    assert (a.server, a.port, a.bytes, a.direction) == ("localhost", 5202, 8 << 20, "download")
+    assert run_throughput.split_host_port(a.server, 5201, a.port) in (
+        ("127.0.0.1", 5202),
+        ("::1", 5202),
+    )
+    assert run_throughput.split_host_port("10.0.0.2:5203", 5201, 5202) == ("10.0.0.2", 5202)
 
 
 def test_throughput_rows() -> None:
