@@ -321,28 +321,52 @@ async def measure(
     running[0].addBoth(settle)
     try:
         await outcome
+    except Exception as e:
+        # The run failed once under way (--timeout, the endpoint gone): what it gathered
+        # still gets its summary, then the error is the command's (one line, status 2).
+        if watching and not isinstance(e, BrokenPipeError):
+            cut[0] = True
+            _summarise(cmd, records, started, "ERROR", args.json, out, error=str(e))
+        raise
     finally:
         for d in watching:
             if not d.called:
                 d.cancel()
         progress.clear()
     interrupted = stop.requested and stop.reason == "interrupted"
+    reason = "INTERRUPTED" if interrupted else "COMPLETED"
+    failed = _summarise(cmd, records, started, reason, args.json, out)
+    return EXIT_NO_REPLY if failed else EXIT_OK
+
+
+def _summarise(
+    cmd: Command,
+    records: list[Record],
+    started: float,
+    reason: str,
+    as_json: bool,
+    out: TextIO,
+    error: str | None = None,
+) -> int:
+    """Print the summary record; the number of records that failed."""
     summary: Record = {
         "type": "summary",
         "measurement": cmd.name,
         "tool": "packetlab",
         "start_time": round(started, 6),
         "stop_time": round(time.time(), 6),
-        "stop_reason": "INTERRUPTED" if interrupted else "COMPLETED",
+        "stop_reason": reason,
         **cmd.summary(records),
     }
+    if error is not None:
+        summary["error"] = error
     failed = sum(1 for r in records if "error" in r)
     summary.setdefault("errors", failed)
-    line = render(cmd, summary, args.json)
+    line = render(cmd, summary, as_json)
     if line is not None:
         out.write(line + "\n")
     out.flush()
-    return EXIT_NO_REPLY if failed else EXIT_OK
+    return failed
 
 
 def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:

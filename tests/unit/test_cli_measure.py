@@ -8,6 +8,7 @@ import argparse
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -279,3 +280,34 @@ def test_operands_after_options_join_the_list() -> None:
     assert a.urls == ["http://a.test/", "http://b.test/"] and a.insecure
     with pytest.raises(SystemExit):
         _main_args("run", "http", "http://a.test/", "-k", "http://b.test/", "--bogus")
+
+
+def test_a_run_failing_under_way_still_prints_its_summary() -> None:
+    # --timeout reached (or the endpoint gone) after some answers: they and the summary
+    # are printed, then the error is the command's (run_reactor: one line, status 2)
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+
+    from packetlab.cli.link import LinkError
+    from packetlab.cli.run_command import measure
+    from packetlab.controller.stop import StopSignal
+
+    async def link(
+        reactor: object, args: argparse.Namespace, emit: Any, progress: Progress
+    ) -> None:
+        progress.begin()
+        emit({"type": "dns", "qname": "a.test.", "qtype": "A", "server": "192.0.2.53",
+              "port": 53, "proto": "udp", "rcode": "NOERROR", "answers": [],
+              "rtt_us": 1.0})  # fmt: skip
+        raise LinkError("no result within 3 s: the experiment did not end")
+
+    out = io.StringIO()
+    args = parse("dns", "--json", "a.test", "b.test")
+    d = Deferred.fromCoroutine(measure(Clock(), args, StopSignal(), out, run=link))
+    failures: list[Any] = []
+    d.addErrback(failures.append)  # the error goes on to run_reactor
+    assert isinstance(failures[0].value, LinkError)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["type"] for r in records] == ["dns", "summary"]
+    assert records[1]["stop_reason"] == "ERROR" and records[1]["queries"] == 1
+    assert records[1]["error"] == "no result within 3 s: the experiment did not end"
