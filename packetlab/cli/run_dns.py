@@ -26,7 +26,7 @@ Exit status: 0 all answered, 1 some query got no answer, 2 error. See docs/dns.m
 
 
 def split_server(text: str) -> tuple[str, int | None]:
-    """ADDR, ADDR:PORT or [V6]:PORT."""
+    """ADDR, ADDR:PORT or [V6]:PORT; a host name instead of ADDR is resolved here."""
     import ipaddress
 
     text = text.strip()
@@ -40,8 +40,15 @@ def split_server(text: str) -> tuple[str, int | None]:
         host, port = text.split(":")
     try:
         ipaddress.ip_address(host)
-    except ValueError:
-        raise RunError(f"--server {text}: {host!r} is not an IP address") from None
+    except ValueError:  # a name, as dig's @ns.example: resolved on this host, as dig does
+        from packetlab.cli.run import resolve_target
+
+        if not host:
+            raise RunError(f"--server {text}: no address") from None
+        try:
+            host = str(resolve_target(host, None))
+        except RunError as e:
+            raise RunError(f"--server {text}: {e}") from None
     if port is None:
         return host, None
     if not port.isdigit() or not 1 <= int(port) <= 65535:
@@ -109,6 +116,16 @@ def dig_style(args: argparse.Namespace) -> None:
     args.names, args.types = names, types or None
 
 
+def _check_name(name: str) -> None:
+    import dns.exception
+    import dns.name
+
+    try:
+        dns.name.from_text(name)
+    except dns.exception.DNSException as e:
+        raise RunError(f"{name!r} is not a legal name: {e}") from None
+
+
 def _is_type(word: str, rdatatype: Any) -> bool:
     if not word.isalnum() or word.isdigit():
         return False
@@ -144,7 +161,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--server",
         metavar="ADDR[:PORT]",
-        help="DNS server (default: the endpoint's configured DNS server, port 53)",
+        help="DNS server, address or name (default: the endpoint's configured DNS server, port 53)",
     )
     p.add_argument(
         "--wait", type=float, default=2.0, metavar="S", help="seconds per try [default: 2]"
@@ -163,6 +180,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     dig_style(args)
     types = [parse_qtype(t) for t in (args.types or ["A"])]
+    for name in args.names:  # a bad name is an error before anything is sent, as dig
+        _check_name(name)
     server, port = split_server(args.server) if args.server else (None, None)
     if not 0 < args.wait <= 60 or not 1 <= args.tries <= 10:
         raise RunError("--wait must be in (0, 60] and --tries 1..10")

@@ -36,7 +36,13 @@ from packetlab.controller import (
 )
 from packetlab.measure.dns import DnsError, dns_query
 from packetlab.measure.pcap import PcapRecorder
-from packetlab.measure.stream import Chunk, StreamError, TcpStream, connect_failure
+from packetlab.measure.stream import (
+    Chunk,
+    StreamError,
+    StreamTimeout,
+    TcpStream,
+    connect_failure,
+)
 
 __all__ = ["HttpError", "HttpResult", "http_get", "parse_url"]
 
@@ -355,6 +361,12 @@ async def http_get(
         result.error = _tls_error(e)
     except _CertificateMismatch as e:
         result.error = str(e)
+    except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"
+        what = "no response" if result.status is None else "no complete response"
+        result.error = (
+            f"timed out: {what} within {timeout:g} s of the connect "
+            f"({result.body_len} body bytes received)"
+        )
     except StreamError as e:
         result.error = str(e)
     except h11.ProtocolError as e:

@@ -51,9 +51,18 @@ def test_dns_options() -> None:
     assert run_dns.split_server("192.0.2.1") == ("192.0.2.1", None)
     assert run_dns.split_server("192.0.2.1:53") == ("192.0.2.1", 53)
     assert run_dns.split_server("2001:db8::1") == ("2001:db8::1", None)
-    for bad in ("dns.example", "192.0.2.1:0", "[::1"):
+    # a name, as dig's @ns.example, resolved on this host (localhost: /etc/hosts)
+    assert run_dns.split_server("localhost:5353") in (("127.0.0.1", 5353), ("::1", 5353))
+    for bad in ("a..b", "192.0.2.1:0", "[::1", ":53"):
         with pytest.raises(RunError):
             run_dns.split_server(bad)
+
+
+def test_dns_bad_name_is_an_early_error() -> None:
+    # as dig ("'a..b' is not a legal name"): before a.test is asked, not after it
+    a = parse("dns", "a.test", "a..b")
+    with pytest.raises(RunError, match=r"'a\.\.b' is not a legal name: A DNS label is empty"):
+        run_dns.experiment(a, lambda r: None, Progress())
 
 
 def test_dns_bad_type_is_an_early_error() -> None:
