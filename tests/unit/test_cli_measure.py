@@ -320,3 +320,13 @@ def test_a_run_failing_under_way_still_prints_its_summary() -> None:
     assert [r["type"] for r in records] == ["dns", "summary"]
     assert records[1]["stop_reason"] == "ERROR" and records[1]["queries"] == 1
     assert records[1]["error"] == "no result within 3 s: the experiment did not end"
+
+
+def test_alias_summary_cut_short_is_not_read_as_no_aliases() -> None:
+    from packetlab.cli import run_alias
+
+    done = {"type": "summary", "pairs": 0, "stop_reason": "COMPLETED"}
+    assert run_alias.row(done) == "# 0 alias pairs"
+    for reason in ("INTERRUPTED", "ERROR"):
+        line = run_alias.row({**done, "stop_reason": reason})
+        assert line == "# 0 alias pairs (run cut short: the stage in flight was dropped)"
