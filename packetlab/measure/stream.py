@@ -24,11 +24,12 @@ from packetlab.controller import (
     Socket,
     parse_address,
     read_socket_info,
+    read_socket_state,
     read_time,
     wait_connected,
 )
 from packetlab.measure.pcap import PcapRecorder, TcpFlow
-from packetlab.wire import Ndata, Nstat, NstatCode, Ntag
+from packetlab.wire import Ndata, Nstat, NstatCode, Ntag, SocketState
 
 __all__ = ["Chunk", "StreamError", "StreamTimeout", "TcpStream", "connect_failure"]
 
@@ -40,9 +41,11 @@ _CONNECT_MEANING = {
     "nothing listens on that port)",
     "TIMEDOUT": "connection timed out (the SYN was never answered)",
     "UNREACH": "host or network unreachable from the endpoint (no route, "
-    "or an ICMP unreachable in answer to the SYN)",
+    "no ARP/ND answer, or an ICMP unreachable in answer to the SYN)",
+    "UNKNOWN": "failed, for a reason the endpoint did not give (nstat UNKNOWN)",
 }
 _CONNECT_MEANING["RESET"] = _CONNECT_MEANING["REFUSED"]
+_CONNECT_MEANING["TIMEOUT"] = _CONNECT_MEANING["TIMEDOUT"]
 
 
 class StreamError(ControllerError):
@@ -124,6 +127,10 @@ class TcpStream:
         sock = await opened
         try:
             est = await wait_connected(session, sktid, timeout=timeout)
+        except ConnectFailed as e:
+            failed = await _stat_says(session, e)
+            await _close(session, sktid)
+            raise failed from None
         except BaseException:
             await _close(session, sktid)
             raise
@@ -238,6 +245,22 @@ class TcpStream:
             self.flow.closed(self._last_time, by_peer=False)
             self.flow = None
         await _close(self.session, self.sktid)
+
+
+async def _stat_says(session: EndpointSession, e: ConnectFailed) -> ConnectFailed:
+    """A connect failure named by its nstat code (our endpoint sends UNKNOWN for a host
+    or network unreachable, RESET for a refusal) named by the socket's STAT instead,
+    which tells them apart (REFUSED, TIMEDOUT, UNREACH); `e` itself when STAT says no
+    more (or cannot be read)."""
+    if e.state not in ("UNKNOWN", "TIMEOUT", "RESET"):
+        return e
+    try:
+        state = await read_socket_state(session, e.sktid)
+    except ControllerError:
+        return e
+    if isinstance(state, SocketState) and state < 0 and state is not SocketState.UNKFAULT:
+        return ConnectFailed(e.sktid, state.name)
+    return e
 
 
 async def _close(session: EndpointSession, sktid: int) -> None:

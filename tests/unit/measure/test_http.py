@@ -301,3 +301,33 @@ def test_a_name_that_does_not_resolve_is_the_urls_error_not_the_runs() -> None:
     r = rig.run(http_get(rig.session, "http://nosuch.test/page"))
     assert r.error is not None and r.error.startswith("could not resolve host nosuch.test: ")
     assert "no DNS server configured" in r.error
+
+
+def test_unreachable_is_told_apart_from_unknown_by_the_sockets_stat() -> None:
+    # Our endpoint reports a connect that met EHOSTUNREACH (no ARP answer, an ICMP
+    # unreachable) as nstat UNKNOWN with STAT UNREACH; the error read "failed: UNKNOWN".
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
+    from ctl_fakes import FakeEndpoint, Rig
+    from twisted.internet.task import Clock
+
+    from packetlab.wire import Nopen, Nstat, NstatCode, Proto, SocketState
+
+    class Unreachable(FakeEndpoint):
+        def nopen(self, msg: Nopen) -> None:
+            super().nopen(msg)
+            if msg.proto == Proto.TCP and msg.raddr is not None:
+                self.sockets[msg.sktid]["state"] = SocketState.UNREACH
+                nstat = Nstat(msg.sktid, msg.family, msg.proto, 0, NstatCode.UNKNOWN)
+                self.clock.callLater(0.01, self.late_nstat, nstat)
+
+    def endpoint(clock: Clock) -> FakeEndpoint:
+        return Unreachable(clock)
+
+    rig = Rig(endpoint=endpoint)
+    r = rig.run(http_get(rig.session, "http://192.0.2.99/"))
+    assert r.error == (
+        "connect to 192.0.2.99:80: host or network unreachable from the endpoint (no route, "
+        "no ARP/ND answer, or an ICMP unreachable in answer to the SYN)"
+    )
