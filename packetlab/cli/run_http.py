@@ -27,7 +27,12 @@ See docs/http.md.
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("urls", metavar="URL", nargs="+", help="http:// or https:// URLs")
+    p.add_argument(
+        "urls",
+        metavar="URL",
+        nargs="+",
+        help="http:// or https:// URLs (no scheme: http://, as curl)",
+    )
     p.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM)")
     p.add_argument(
         "-k", "--insecure", action="store_true", help="do not verify the server certificate"

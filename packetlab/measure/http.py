@@ -83,7 +83,8 @@ class Url:
 
 
 def parse_url(url: str) -> Url:
-    parts = urlsplit(url)
+    """An http:// or https:// URL; without a scheme, http:// as curl assumes."""
+    parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme not in ("http", "https"):
         raise HttpError(f"{url!r}: only http:// and https:// URLs")
     if not parts.hostname:

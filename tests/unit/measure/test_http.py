@@ -257,6 +257,9 @@ def test_urls() -> None:
     )  # fmt: skip
     assert parse_url("http://x.test").target == "/"
     assert parse_url("http://x.test:80").authority == "x.test"
+    # no scheme: http, as curl (`curl 10.0.0.1:8080/x`)
+    u = parse_url("10.0.0.1:8080/x")
+    assert (u.scheme, u.host, u.port, u.target) == ("http", "10.0.0.1", 8080, "/x")
     for bad in ("ftp://x/", "http:///p", "http://x:99999/"):
         with pytest.raises(HttpError):
             parse_url(bad)
