@@ -17,8 +17,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from packetlab.controller import ClockEstimate, EndpointSession, deferred_api, estimate_clock
-from packetlab.controller.stop import StopSignal
+from packetlab.controller import (
+    ClockEstimate,
+    EndpointSession,
+    StopSignal,
+    deferred_api,
+    estimate_clock,
+)
 
 __all__ = ["ClockModel", "ClockRound", "clock_sync", "fit_drift"]
 
