@@ -40,7 +40,12 @@ from packetlab.endpoint.sockets import Skt
 from packetlab.monitor import abi
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
 from packetlab.monitor.calls import nopen_args, nsend_args
-from packetlab.monitor.persist import PersistentMemory, aux_key, cert_key
+from packetlab.monitor.persist import (
+    PersistentMemory,
+    PersistentMemoryError,
+    aux_key,
+    cert_key,
+)
 from packetlab.ppks import Certificate, default_home
 from packetlab.wire import codec
 from packetlab.wire.constants import CDATA_HINT_MONITOR, PKTLAB_WASM, Status
@@ -49,11 +54,29 @@ from packetlab.wire.messages import Linfo, Message, Ncap, Nclose, Nopen, Nsend, 
 if TYPE_CHECKING:  # wasmtime loads only when a monitor is compiled (~12 MiB of RSS)
     from packetlab.monitor.runtime import Box, Compiled, Instance
 
-__all__ = ["MAX_AUX", "AuxMonitor", "MonitorGate", "MonitorHost", "settings_of"]
+__all__ = [
+    "MAX_AUX",
+    "MAX_MODULE",
+    "MAX_SESSION_MODULES",
+    "AuxMonitor",
+    "MonitorGate",
+    "MonitorHost",
+    "settings_of",
+]
 
 log = Logger(namespace="pktendpoint.monitor")
 MAX_AUX = 16
+#: A certificate monitor's module, and all of a session's together, at most (bytes).
+#: Compiling blocks the reactor (5-10 s per MiB of code measured on the shared machine) and
+#: compiled code is several times the module; real monitors are a few KiB. Aux monitors
+#: (the operator's own, compiled at startup) have no cap.
+MAX_MODULE = 1 << 20
+MAX_SESSION_MODULES = 8 << 20
 CACHE = 32  # compiled certificate monitors kept between sessions
+CACHE_BYTES = 16 << 20  # ... and their modules' bytes at most
+#: How long a store waits for another process's lock on the persistent memory (s). A
+#: flush runs inside a monitor call on the reactor thread, out of the deadline's reach.
+STORE_TIMEOUT = 1.0
 CRASH = abi.MONITOR_CRASH
 PM_LEN = abi.PM_LEN
 _MONUKN = int(Status.ECTLMONUKN)
@@ -72,8 +95,16 @@ def settings_of(cfg: EndpointConfig) -> Settings:
 
 @dataclass(frozen=True)
 class AuxMonitor:
+    """An aux monitor: its module compiled, or why it cannot load (then every session's
+    start answers ECTLMONUKN with its index, §1.3, §8.5)."""
+
     path: str
-    compiled: Compiled
+    compiled: Compiled | MonitorLoadError
+    digest: bytes = b""  # SHA-256(0x01 || wasm); taken from `compiled` when it compiled
+
+    def __post_init__(self) -> None:
+        if not self.digest and not isinstance(self.compiled, MonitorLoadError):
+            object.__setattr__(self, "digest", self.compiled.digest)
 
 
 class MonitorHost:
@@ -89,16 +120,19 @@ class MonitorHost:
         self.aux = list(aux)
         self.persistent_path = persistent_path or str(default_home() / "endpt.persistent.sqlite3")
         self._store: PersistentMemory | None = None
-        self._cache: OrderedDict[bytes, Compiled] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[Compiled, int]] = OrderedDict()
+        self._cache_bytes = 0
 
     @classmethod
     def from_config(cls, cfg: EndpointConfig, aux_paths: Sequence[str] = ()) -> MonitorHost:
-        """Compile and check the aux monitors now, so a bad one stops the daemon with a
-        clear `ConfigError` instead of refusing every session. Without aux monitors
-        wasmtime is not imported (~12 MiB of RSS an endpoint without monitors saves)."""
+        """Compile and check the aux monitors now. A file that cannot be read stops the
+        daemon (`ConfigError`); a module that cannot load is logged now, and every
+        session's start answers ``result(ECTLMONUKN, monindx)`` as the reference does
+        (§1.3, §8.5). Without aux monitors wasmtime is not imported (~12 MiB of RSS an
+        endpoint without monitors saves)."""
         if len(aux_paths) > MAX_AUX:
             raise ConfigError(f"at most {MAX_AUX} aux monitors, got {len(aux_paths)}")
-        aux = []
+        aux: list[AuxMonitor] = []
         for p in aux_paths:
             from packetlab.monitor.runtime import compile_monitor
 
@@ -109,7 +143,15 @@ class MonitorHost:
             try:
                 compiled = compile_monitor(wasm)
             except MonitorLoadError as e:
-                raise ConfigError(f"--monitor {p}: {e}") from None
+                log.error(
+                    "aux monitor {path} cannot load, so every session's start will answer "
+                    "ECTLMONUKN({i}): {e}",
+                    path=p,
+                    i=len(aux),
+                    e=str(e),
+                )
+                aux.append(AuxMonitor(p, e, abi.digest(wasm)))
+                continue
             for note in compiled.notes:
                 log.warn("aux monitor {path}: {note}", path=p, note=note)
             aux.append(AuxMonitor(p, compiled))
@@ -117,10 +159,14 @@ class MonitorHost:
 
     @property
     def store(self) -> PersistentMemory:
-        """Opened on first use: an endpoint that never runs a monitor never creates it."""
+        """Opened on first use: an endpoint that never runs a monitor never creates it.
+        Raises `PersistentMemoryError`."""
         if self._store is None:
-            Path(self.persistent_path).parent.mkdir(parents=True, exist_ok=True)
-            self._store = PersistentMemory(self.persistent_path)
+            try:
+                Path(self.persistent_path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise PersistentMemoryError(f"cannot create {self.persistent_path}: {e}") from None
+            self._store = PersistentMemory(self.persistent_path, timeout=STORE_TIMEOUT)
             log.info("monitor persistent memory in {path}", path=self.persistent_path)
         return self._store
 
@@ -128,14 +174,17 @@ class MonitorHost:
         from packetlab.monitor.runtime import compile_monitor
 
         d = abi.digest(wasm)
-        got = self._cache.get(d)
-        if got is None:
-            got = compile_monitor(wasm)
-            self._cache[d] = got
-            while len(self._cache) > CACHE:
-                self._cache.popitem(last=False)
-        else:
+        hit = self._cache.get(d)
+        if hit is not None:
             self._cache.move_to_end(d)
+            return hit[0]
+        got = compile_monitor(wasm)
+        self._cache[d] = (got, len(wasm))
+        self._cache_bytes += len(wasm)
+        while len(self._cache) > 1 and (
+            len(self._cache) > CACHE or self._cache_bytes > CACHE_BYTES
+        ):
+            self._cache_bytes -= self._cache.popitem(last=False)[1][1]
         return got
 
     def gate(self, inner: RequestGate) -> RequestGate:
@@ -166,9 +215,11 @@ class MonitorGate:
         self.monitors: list[Instance] = []
         self.box: Box | None = None
         self._supplied: list[tuple[bytes, Compiled | MonitorLoadError]] = []
+        self._supplied_bytes = 0
         self._memory: VirtualMemory | None = None
         self._pm_keys: dict[Instance, bytes] = {}
-        self._with_results: dict[str, list[Instance]] = {}
+        self._stored: dict[Instance, bytes] = {}  # the bytes last loaded or stored
+        self._with_results: dict[str, list[tuple[int, Instance]]] = {}
         self._closed = False
 
     def attach(self, memory: VirtualMemory) -> None:
@@ -189,8 +240,28 @@ class MonitorGate:
             return Status.ECRTBADHDAT
         if any(s == d for s, _ in self._supplied):
             return Status.SUCCESS  # the same program again: already loaded once
+        size = len(data) - 1
+        if size > MAX_MODULE:
+            log.warn(
+                "cdata monitor {d} refused: the module is {n} bytes (at most {max})",
+                d=d.hex(),
+                n=size,
+                max=MAX_MODULE,
+            )
+            return Status.ECRTBADHDAT
+        if self._supplied_bytes + size > MAX_SESSION_MODULES:
+            log.warn(
+                "cdata monitor {d} refused: the session's monitors would be {n} bytes in "
+                "total (at most {max})",
+                d=d.hex(),
+                n=self._supplied_bytes + size,
+                max=MAX_SESSION_MODULES,
+            )
+            return Status.ECRTBADHDAT
+        self._supplied_bytes += size
+        compiled: Compiled | MonitorLoadError
         try:
-            compiled: Compiled | MonitorLoadError = self.host.compile(data[1:])
+            ok = self.host.compile(data[1:])
         except MonitorLoadError as e:
             if e.decode:  # not WebAssembly at all: the program cannot be decoded
                 log.warn("cdata monitor {d} refused: {e}", d=d.hex(), e=str(e))
@@ -198,6 +269,10 @@ class MonitorGate:
             # A load failure (memory shape, imports, exports) shows at start as in the
             # reference (§8.5): result(ECTLMONUKN, monindx).
             compiled = e
+        else:
+            for note in ok.notes:
+                log.warn("cdata monitor {d}: {note}", d=d.hex(), note=note)
+            compiled = ok
         self._supplied.append((d, compiled))
         supplied = getattr(self.inner, "supplied_digests", None)
         if supplied is not None:
@@ -209,25 +284,35 @@ class MonitorGate:
         if error is not None:
             return error, extra
         entries = [(d, c, self.keys.get(d, aux_key(d))) for d, c in self._supplied]
-        entries += [
-            (a.compiled.digest, a.compiled, aux_key(a.compiled.digest)) for a in self.host.aux
-        ]
+        entries += [(a.digest, a.compiled, aux_key(a.digest)) for a in self.host.aux]
         if not entries:
             self._bypass()
             return None, extra
         from packetlab.monitor.runtime import Box
 
         box = self.box = Box(self.settings)
-        store = self.host.store
         for idx, (d, compiled, key) in enumerate(entries):
+            if isinstance(compiled, MonitorLoadError):  # not raised: aux ones are shared
+                log.warn("monitor {i} ({d}) cannot load: {e}", i=idx, d=d.hex()[:16], e=compiled)
+                return Result(_MONUKN, idx), []
             try:
-                if isinstance(compiled, MonitorLoadError):
-                    raise compiled
-                inst = box.instantiate(compiled, self, store.load(key))
+                pm = self.host.store.load(key)
+                inst = box.instantiate(compiled, self, pm)
             except MonitorLoadError as e:
                 log.warn("monitor {i} ({d}) failed to load: {e}", i=idx, d=d.hex()[:16], e=str(e))
                 return Result(_MONUKN, idx), []
+            except PersistentMemoryError as e:
+                # Run without its memory (zeros) and a counting monitor starts again from
+                # nothing: refuse instead, as for a monitor that cannot load.
+                log.error(
+                    "monitor {i} ({d}) not started: its persistent memory is unavailable: {e}",
+                    i=idx,
+                    d=d.hex()[:16],
+                    e=str(e),
+                )
+                return Result(_MONUKN, idx), []
             self._pm_keys[inst] = key
+            self._stored[inst] = pm
             self.monitors.append(inst)
         frames = []
         for idx, inst in enumerate(self.monitors):
@@ -236,10 +321,14 @@ class MonitorGate:
             except MonitorCrash as e:
                 log.warn("monitor {i}: initialize crashed: {e}", i=idx, e=str(e))
                 return Result(_MONUKN, idx), []
+            if inst.crashes:  # its free() of the info buffer
+                _log_crash(idx, inst, "free")
             index = idx.to_bytes(2, sys.byteorder)  # host order, as the reference [QUIRK]
             frames.append(codec.encode(Linfo(name=_LINFO_NAME, aux=index, info=info)))
         for kind in abi.REQUESTS:
-            self._with_results[kind] = [m for m in self.monitors if kind in m.compiled.results]
+            self._with_results[kind] = [
+                (i, m) for i, m in enumerate(self.monitors) if kind in m.compiled.results
+            ]
         if not any(self._with_results.values()):
             self.done = self.inner.done  # type: ignore[method-assign]  # nothing to call
         self.checks_ndata = True
@@ -270,7 +359,7 @@ class MonitorGate:
 
     def _rejected(self, idx: int, inst: Instance, kind: str, rv: int) -> Result:
         if rv >= CRASH:
-            _log_crash(idx, inst, kind)
+            _log_crash(idx, inst, abi.CHECK_PREFIX + kind)
             if self.settings.report_crash:
                 return Result(_MONUKN, idx)
             return Result(_MONREJ, idx, 0)
@@ -288,8 +377,11 @@ class MonitorGate:
         watchers = self._with_results.get(kind)
         if watchers:
             curpkt = curpkt_of(msg)
-            for inst in watchers:
+            for idx, inst in watchers:
+                crashes = inst.crashes
                 inst.result(kind, args_of(inst, msg), errid, curpkt)
+                if inst.crashes != crashes:
+                    _log_crash(idx, inst, abi.RESULT_PREFIX + kind + abi.RESULT_SUFFIX)
 
     def check_ndata(
         self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None
@@ -298,7 +390,7 @@ class MonitorGate:
             rv = inst.check_ndata(skt.sktid, skt.family, skt.proto, time, raddr, rport, data)
             if rv:
                 if rv >= CRASH:
-                    _log_crash(idx, inst, "ndata")
+                    _log_crash(idx, inst, abi.CHECK_PREFIX + "ndata")
                     return 0 if self.settings.report_crash else NDATA_DROP
                 return rv & 0xFFFF  # a negative rv: its low 16 bits (§8.5)
         if self.inner.checks_ndata:
@@ -312,10 +404,24 @@ class MonitorGate:
             return bytes(length)
         return self._memory.read(addr, length)
 
-    def flush(self, instance: Instance) -> None:
+    def flush(self, instance: Instance) -> bool:
+        """persistent_memory_flush(): store the bytes if they changed since the last
+        load or store (a monitor flushing in a loop costs no commit each time). False
+        (the monitor gets -1) when the store fails."""
         key = self._pm_keys.get(instance)
-        if key is not None:
-            self.host.store.store(key, instance.persistent())
+        if key is None:
+            return True
+        data = instance.persistent()
+        if data == self._stored.get(instance):
+            return True
+        try:
+            self.host.store.store(key, data)
+        except PersistentMemoryError as e:
+            idx = self.monitors.index(instance) if instance in self.monitors else -1
+            log.error("monitor {i}: persistent_memory_flush failed: {e}", i=idx, e=str(e))
+            return False
+        self._stored[instance] = data
+        return True
 
     def debug(self, instance: Instance, text: str) -> None:
         idx = self.monitors.index(instance) if instance in self.monitors else -1
@@ -326,9 +432,21 @@ class MonitorGate:
             return
         self._closed = True
         try:
-            if self._pm_keys:
-                items = [(k, inst.persistent()) for inst, k in self._pm_keys.items()]
+            items = [
+                (k, data)
+                for inst, k in self._pm_keys.items()
+                if (data := inst.persistent()) != self._stored.get(inst)
+            ]
+            try:
                 self.host.store.store_many(items)
+            except PersistentMemoryError as e:
+                # The session must still close (the inner gate commits the accounting):
+                # the bytes changed since the last flush are lost, as on a kill.
+                log.error(
+                    "could not store the persistent memory of {n} monitor(s) at session end: {e}",
+                    n=len(items),
+                    e=str(e),
+                )
         finally:
             if self.box is not None:
                 self.box.close()

@@ -159,7 +159,7 @@ class Options(TapOptions):
         from packetlab.endpoint import policy
         from packetlab.endpoint.monitors import MonitorHost
 
-        try:  # a bad aux monitor or capture filter stops the daemon here, with the reason
+        try:  # an unreadable aux monitor or a bad capture filter stops the daemon here
             self["monitor_host"] = MonitorHost.from_config(cfg, monitors)
             self["policy"] = policy.from_config(cfg)
         except ConfigError as e:
@@ -252,7 +252,10 @@ def makeService(options: Options) -> IService:
 
     monitors: MonitorHost = options["monitor_host"]
     for aux in monitors.aux:
-        log.info("aux monitor {path} ({d})", path=aux.path, d=aux.compiled.digest.hex())
+        if isinstance(aux.compiled, Exception):  # every start answers ECTLMONUKN
+            log.error("aux monitor {path} cannot load: {e}", path=aux.path, e=aux.compiled)
+        else:
+            log.info("aux monitor {path} ({d})", path=aux.path, d=aux.digest.hex())
 
     capture, rate_pkt, rate_byte = options["policy"]
     if capture.active:

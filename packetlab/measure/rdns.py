@@ -19,26 +19,16 @@ if TYPE_CHECKING:
 __all__ = ["LocalNames", "ReverseNames"]
 
 
-class ReverseNames:
-    """PTR names from the endpoint's resolver: `lookup(addr)` fires with the name (no
-    trailing dot) or None, within about `timeout` x `attempts` seconds."""
+class _Names:
+    """Each address looked up once, however many callers ask while it is in flight:
+    `lookup(addr)` gives a new Deferred for each call (callers may chain it); the
+    subclass's `_resolve` fires with the name or None and never fails."""
 
-    def __init__(
-        self,
-        session: EndpointSession,
-        *,
-        server: str | None = None,
-        timeout: float = 1.0,
-        attempts: int = 2,
-    ) -> None:
-        self.session, self.server = session, server
-        self.timeout, self.attempts = timeout, attempts
+    def __init__(self) -> None:
         self.names: dict[str, str | None] = {}
         self._waiting: dict[str, list[Deferred[str | None]]] = {}
-        self._no_server = False
 
     def lookup(self, addr: str) -> Deferred[str | None]:
-        """A new Deferred for each call (callers may chain it), one query per address."""
         if addr in self.names:
             return succeed(self.names[addr])
         d: Deferred[str | None] = Deferred()
@@ -47,18 +37,37 @@ class ReverseNames:
             waiting.append(d)
             return d
         self._waiting[addr] = [d]
-        Deferred.fromCoroutine(self._ask(addr))
+        self._resolve(addr).addErrback(lambda _: None).addCallback(self._got, addr)
         return d
 
-    async def _ask(self, addr: str) -> None:
-        name: str | None = None
-        try:
-            name = await self._ptr(addr)
-        except Exception:  # a name is a nicety: any failure shows the address
-            name = None
+    def _resolve(self, addr: str) -> Deferred[str | None]:
+        raise NotImplementedError
+
+    def _got(self, name: str | None, addr: str) -> None:
         self.names[addr] = name
         for d in self._waiting.pop(addr, []):
             d.callback(name)
+
+
+class ReverseNames(_Names):
+    """PTR names from the endpoint's resolver: `lookup(addr)` fires with the name (no
+    trailing dot) or None, within about `timeout` x `attempts` seconds."""
+
+    def __init__(
+        self,
+        session: EndpointSession,
+        server: str | None = None,
+        timeout: float = 1.0,
+        attempts: int = 2,
+    ) -> None:
+        super().__init__()
+        self.session, self.server = session, server
+        self.timeout, self.attempts = timeout, attempts
+        self._no_server = False
+
+    def _resolve(self, addr: str) -> Deferred[str | None]:
+        # a name is a nicety: any failure shows the address (the errback in lookup)
+        return Deferred.fromCoroutine(self._ptr(addr))
 
     async def _ptr(self, addr: str) -> str | None:
         if self._no_server:
@@ -85,36 +94,20 @@ class ReverseNames:
         return ptrs[0].rstrip(".") if ptrs else None
 
 
-class LocalNames:
+class LocalNames(_Names):
     """Names of addresses from this host's own resolver (``getnameinfo``: /etc/hosts, then
     DNS), as native ping and traceroute look them up: for an endpoint that runs on this
     host (`pktlab run` without --listen). The same interface as `ReverseNames`; each
     lookup runs in the reactor's thread pool, each address once."""
 
     def __init__(self, reactor: Any) -> None:
+        super().__init__()
         self.reactor = reactor
-        self.names: dict[str, str | None] = {}
-        self._waiting: dict[str, list[Deferred[str | None]]] = {}
 
-    def lookup(self, addr: str) -> Deferred[str | None]:
-        if addr in self.names:
-            return succeed(self.names[addr])
-        d: Deferred[str | None] = Deferred()
-        waiting = self._waiting.get(addr)
-        if waiting is not None:
-            waiting.append(d)
-            return d
-        self._waiting[addr] = [d]
+    def _resolve(self, addr: str) -> Deferred[str | None]:
         from twisted.internet.threads import deferToThreadPool
 
-        asked = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), _host_name, addr)
-        asked.addErrback(lambda _: None).addCallback(self._got, addr)
-        return d
-
-    def _got(self, name: str | None, addr: str) -> None:
-        self.names[addr] = name
-        for d in self._waiting.pop(addr, []):
-            d.callback(name)
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), _host_name, addr)
 
 
 def _host_name(addr: str) -> str | None:

@@ -17,8 +17,9 @@ cookie; native iperf3 writes its first block only then. So where the endpoint ru
 reflexes, the first 352 KiB are sent by one (`upload_start`) on the control socket when
 TEST_START arrives and the rest is scheduled `bulk_after` after the cookie; elsewhere
 all goes with the cookie, and the server counts what arrives during its set-up. The
-endpoint's BUFUSED falling back says the last byte was handed to the kernel; then the
-test ends and the held ntags arrive. The receiver's figure (`mbit_s`) is the iperf3
+endpoint's BUFUSED falling back (to within what its held ntags keep) says the blocks
+are nearly out; then the held ntags are released, the last block's ntag says it was
+handed to the kernel, and the test ends. The receiver's figure (`mbit_s`) is the iperf3
 server's own (bytes over its stream's duration, as native `iperf3` prints for the
 receiver); `sender_mbit_s` is the endpoint's, from the ntag stamps with the first 1 MiB
 ignored.
@@ -465,6 +466,11 @@ async def throughput(
     return result
 
 
+#: Buffer space an endpoint may keep per held ntag (the reference's per-message overhead,
+#: 72 + 44 bytes, rounded up): BUFUSED settles that far above its start on an upload.
+HELD_NTAG_ROOM = 128
+
+
 class _Download:
     """Counts the data socket's ndata (held, then released) with their stamps."""
 
@@ -629,22 +635,31 @@ class _Upload:
         clock = session.reactor
         deadline = clock.seconds() + timeout
         last: tuple[float, int] | None = None
+        # What BUFUSED may keep once every block is with the kernel: an endpoint may keep
+        # buffer space for each held ntag (§2.4; this project's keeps 116 bytes).
+        settled = 4096 + HELD_NTAG_ROOM * len(self.ntags)
         while True:  # BUFUSED falls back once the last block went to the kernel
             used = await _bufused(session)
             left = max(0, used - self.base)
             if progress is not None:
                 progress(max(0, total - left), total)
-            if left <= 4096:
+            if left <= settled:
                 break
             now = clock.seconds()
             if now > deadline:
                 raise StreamError(f"the endpoint had not sent {left} of {total} bytes in time")
             await _sleep(session, end_poll(poll, last, now, left))
             last = (now, left)
+        # So BUFUSED alone cannot say the last block left: release the held ntags (before
+        # TEST_END, after which the server closes the data stream and the endpoint drops
+        # what it holds for the socket); the last block's ntag comes once it was sent.
+        await set_notifmask(session, self.sktid, 0)
+        times: list[int] = []
+        for d in self.ntags:
+            d.addTimeout(10.0, clock)
+            times.append((await d).time)
+        self.ntags.clear()
         ctl.send_state(State.TEST_END)
-        # Now, before the server closes the data stream (it does at TEST_END, and the
-        # endpoint then drops what it holds for the socket).
-        await set_notifmask(session, self.sktid, 0)  # release the held ntags
         result.data_start = "test-start" if self.head else "cookie"
         if self.test_start:
             result.setup_us = (self.test_start - self.start) / 1e3
@@ -655,11 +670,6 @@ class _Upload:
                     f"the upload's start reflex sent {status.sent} of {HEAD_COUNT + 1} "
                     f"sends ({status.denied} refused, stat {status.stat})"
                 )
-        times: list[int] = []
-        for d in self.ntags:
-            d.addTimeout(10.0, clock)
-            times.append((await d).time)
-        self.ntags.clear()
         stamps = list(zip(self.cums, times, strict=True))
         if self.flow is not None:  # the cookie at the scheduled start, each block at its ntag
             self.flow.sent(self.start, self.key)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from packetlab.monitor.abi import PM_LEN
 
-__all__ = ["PersistentMemory", "aux_key", "cert_key"]
+__all__ = ["PersistentMemory", "PersistentMemoryError", "aux_key", "cert_key"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pm (
@@ -36,23 +36,38 @@ def aux_key(digest: bytes) -> bytes:
     return digest
 
 
+class PersistentMemoryError(Exception):
+    """The store cannot be opened, read or written (its path, its disk, a lock held by
+    another process); the message says which and why."""
+
+
 class PersistentMemory:
-    """A SQLite store of 256-byte monitor memories. One per endpoint process."""
+    """A SQLite store of 256-byte monitor memories. One per endpoint process.
+
+    Every failure of the store is a `PersistentMemoryError`."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
         import sqlite3  # here, not at import: an endpoint without monitors never loads it
 
         self.path = os.fspath(path)
-        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"cannot use WAL journal on {self.path}: {mode}")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
+        self.timeout = timeout  # how long a write waits for another process's lock
+        self._errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise PersistentMemoryError(f"cannot use WAL journal on {self.path}: {mode}")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_SCHEMA)
+        except self._errors as e:
+            raise PersistentMemoryError(f"cannot open {self.path}: {e}") from None
 
     def load(self, key: bytes) -> bytes:
         """The stored bytes of `key`, zero-padded to 256 (all zeros if none)."""
-        row = self._db.execute("SELECT data FROM pm WHERE key = ?", (key,)).fetchone()
+        try:
+            row = self._db.execute("SELECT data FROM pm WHERE key = ?", (key,)).fetchone()
+        except self._errors as e:
+            raise PersistentMemoryError(f"cannot read {self.path}: {e}") from None
         data = bytes(row[0]) if row else b""
         return data[:PM_LEN].ljust(PM_LEN, b"\0")
 
@@ -64,7 +79,10 @@ class PersistentMemory:
         """Write several memories in one transaction (session end)."""
         if not items:
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except self._errors as e:
+            raise PersistentMemoryError(f"cannot write {self.path}: {e}") from None
         try:
             for key, data in items:
                 trimmed = data[:PM_LEN].rstrip(b"\0")
@@ -74,10 +92,16 @@ class PersistentMemory:
                     )
                 else:
                     self._db.execute("DELETE FROM pm WHERE key = ?", (key,))
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("COMMIT")
+        except BaseException as e:
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except self._errors:
+                    pass  # the first error is the one to report
+            if isinstance(e, self._errors):
+                raise PersistentMemoryError(f"cannot write {self.path}: {e}") from None
             raise
-        self._db.execute("COMMIT")
 
     def keys(self) -> list[bytes]:
         return [bytes(r[0]) for r in self._db.execute("SELECT key FROM pm ORDER BY key")]

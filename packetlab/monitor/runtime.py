@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import wasmtime
 from wasmtime import _bindings as ffi
 
-from packetlab.monitor import abi
+from packetlab.monitor import abi, wasi
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
 
 __all__ = [
@@ -53,6 +53,7 @@ MIN_TICK_S = 0.001
 SCRATCH_LEN = 64  # laddr[16] raddr[16] lport[2] rport[2] of a check, staged in wasm memory
 MAX_TABLE_ELEMENTS = 100_000
 MAX_DEBUG_LEN = 4096
+MAX_DEBUG_LINES = 64  # monitor_debug lines logged per call; the rest are dropped
 
 
 # ---------------------------------------------------------------------------- engine
@@ -74,6 +75,12 @@ def engine() -> wasmtime.Engine:
         # No compile thread pool: twistd may fork (daemonize) after the aux monitors were
         # compiled, and a child would then queue compile jobs to threads it does not have.
         cfg.parallel_compilation = False
+        # The proposals the reference's Wasmtime 23 leaves off by default, and a monitor
+        # built as §8.1 says never uses: a module that needs one does not decode there
+        # either. (The GC proposal would also give each monitor a second heap.)
+        cfg.wasm_gc = False
+        cfg.wasm_function_references = False
+        cfg.wasm_exceptions = False
         _engine = wasmtime.Engine(cfg)
     return _engine
 
@@ -202,6 +209,7 @@ _EPOCH_CB = _c.CFUNCTYPE(_c.c_size_t, _VP, _VP, _c.POINTER(_c.c_uint64), _c.POIN
 _SLOT = _c.sizeof(ffi.wasmtime_val_raw_t)  # 16
 _RV = struct.Struct("<i")
 _PORT = struct.Struct(">H")
+_CRASH = abi.MONITOR_CRASH
 
 _SLOT_FMT = {abi.I32: f"I{_SLOT - 4}x", abi.I64: f"Q{_SLOT - 8}x"}
 
@@ -249,6 +257,21 @@ def compile_monitor(wasm: bytes) -> Compiled:
     """Compile `wasm` and check it against the ABI. Raises `MonitorLoadError`."""
     module = load_module(wasm)
     check_imports(module, abi.HOST_FUNCS)
+    tables = _section_count(wasm, _TABLE_SECTION)
+    if tables > 1:
+        # Each table may grow to MAX_TABLE_ELEMENTS: with up to 100 tables, one monitor
+        # could hold 100 times that. C code has one (the indirect function table).
+        raise MonitorLoadError(
+            f"the module defines {tables} tables; a monitor may have one (its function table)"
+        )
+    own = defined_memories(wasm)
+    if own:
+        # Each memory is capped at MonitorMemoryMax; with up to 100 of its own (the
+        # multi-memory proposal) one monitor could hold 100 times the cap.
+        raise MonitorLoadError(
+            f"the module defines {own} {'memory' if own == 1 else 'memories'} of its own; "
+            "a monitor has one memory, the imported monitor.memory"
+        )
     exports = {
         e.name: _sig_of(e.type) for e in module.exports if isinstance(e.type, wasmtime.FuncType)
     }
@@ -284,8 +307,53 @@ def load_module(wasm: bytes) -> wasmtime.Module:
     try:
         return wasmtime.Module(engine(), wasm)
     except wasmtime.WasmtimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid module"
-        raise MonitorLoadError(f"not a valid WebAssembly module: {first}", decode=True) from None
+        raise MonitorLoadError(
+            f"not a valid WebAssembly module: {_cause(str(e))}", decode=True
+        ) from None
+
+
+def _cause(text: str) -> str:
+    """wasmtime's error in one line: its first line and the last "Caused by" line (the
+    first alone, "failed to parse WebAssembly module", does not say why)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        return "invalid module"
+    first, last = lines[0], lines[-1]
+    return (first if last == first or last == "Caused by:" else f"{first}: {last}")[:300]
+
+
+def _leb(data: bytes, pos: int) -> tuple[int, int]:
+    """An unsigned LEB128 at `pos`: (value, position after it)."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+_TABLE_SECTION = 4
+_MEMORY_SECTION = 5
+
+
+def defined_memories(wasm: bytes) -> int:
+    """How many memories the module defines itself (not imported)."""
+    return _section_count(wasm, _MEMORY_SECTION)
+
+
+def _section_count(wasm: bytes, section_id: int) -> int:
+    """The entry count of a vector section (0 when absent). `wasm` has passed wasmtime's
+    validation, so the layout is sound."""
+    pos = 8  # magic and version
+    while pos < len(wasm):
+        section = wasm[pos]
+        size, pos = _leb(wasm, pos + 1)
+        if section == section_id:
+            return _leb(wasm, pos)[0]
+        pos += size
+    return 0
 
 
 def check_imports(module: wasmtime.Module, host_funcs: dict[str, abi.Sig]) -> None:
@@ -307,8 +375,11 @@ def check_imports(module: wasmtime.Module, host_funcs: dict[str, abi.Sig]) -> No
             if not isinstance(ty, wasmtime.FuncType) or _sig_of(ty) != want:
                 raise MonitorLoadError(f"import {where} has the wrong type (want {want})")
         elif imp.module == abi.WASI_MODULE:
-            if not isinstance(ty, wasmtime.FuncType) or not _numeric(_sig_of(ty)):
-                raise MonitorLoadError(f"import {where}: only WASI functions can be stubbed")
+            want = wasi.FUNCS.get(imp.name or "")
+            if want is None:
+                raise MonitorLoadError(f"imports {where}, which WASI preview 1 does not define")
+            if not isinstance(ty, wasmtime.FuncType) or _sig_of(ty) != want:
+                raise MonitorLoadError(f"import {where} has the wrong type (want {want})")
         else:
             raise MonitorLoadError(f"imports {where}, which the host does not provide")
     if not has_memory:
@@ -340,10 +411,6 @@ def _check_memory(ty: wasmtime.MemoryType) -> None:
         raise MonitorLoadError("monitor.memory declares a maximum; the host memory has none")
 
 
-def _numeric(sig: abi.Sig) -> bool:
-    return all(t in ("i32", "i64", "f32", "f64") for t in (*sig[0], *sig[1]))
-
-
 # -------------------------------------------------------------------------- the box
 
 
@@ -354,8 +421,9 @@ class Host(Protocol):
         """`length` bytes of the vmem map outside CURPKT (§2.2), read-only."""
         ...
 
-    def flush(self, instance: Instance) -> None:
-        """Store `instance.persistent()` (persistent_memory_flush)."""
+    def flush(self, instance: Instance) -> bool | None:
+        """Store `instance.persistent()` (persistent_memory_flush). False when that
+        failed: the monitor then gets -1 (the failure is the host's to log)."""
 
     def debug(self, instance: Instance, text: str) -> None:
         """monitor_debug(), when debugging is enabled."""
@@ -448,6 +516,8 @@ class Instance:
         self.scratch = 0
         self.crashes = 0
         self.last_crash = ""
+        self._debug_call = -1
+        self._debug_lines = 0
         self._base = 0
         self._size = 0  # memory size last seen (a lower bound: memories only grow)
         self._mem_ptr = 0
@@ -477,14 +547,22 @@ class Instance:
         data = ffi.wasmtime_memory_data(store._context(), _c.byref(memory._memory))
         self._base = _c.cast(data, _VP).value or 0
         imports: list[Any] = []
+        # A module may import one function many times: one function per name, not one
+        # per import.
+        funcs: dict[tuple[str, str], wasmtime.Func] = {}
         for imp in self.compiled.module.imports:
             if imp.module == abi.MEMORY_MODULE:
                 imports.append(memory)
-            elif imp.module == abi.HOST_MODULE:
-                imports.append(self._host_func(imp.name or ""))
-            else:
-                assert isinstance(imp.type, wasmtime.FuncType)
-                imports.append(_wasi_stub(store, imp.type))
+                continue
+            key = (imp.module, imp.name or "")
+            func = funcs.get(key)
+            if func is None:
+                if imp.module == abi.HOST_MODULE:
+                    func = self._host_func(key[1])
+                else:
+                    func = self._wasi_func(key[1])
+                funcs[key] = func
+            imports.append(func)
         box.started = _now()
         try:
             instance = wasmtime.Instance(store, self.compiled.module, imports)
@@ -531,8 +609,15 @@ class Instance:
         return ptr
 
     def _host_func(self, name: str) -> wasmtime.Func:
-        params, results = self.HOST_FUNCS[name]
         impl: Callable[[Sequence[int]], int | None] = getattr(self, "_h_" + name)
+        return self._raw_func(name, self.HOST_FUNCS[name], impl)
+
+    def _raw_func(
+        self, name: str, sig: abi.Sig, impl: Callable[[Sequence[int]], int | None]
+    ) -> wasmtime.Func:
+        """A host function called by wasmtime without wrapper objects: `impl` gets the
+        arguments as a tuple; an exception in it traps the call with its message."""
+        params, results = sig
         layout = _layout(params)
         ret = _c.c_int64 if results == (abi.I64,) else _c.c_int32
         slots_t = _c.c_uint8 * (max(len(params), len(results), 1) * _SLOT)  # once, not per call
@@ -544,6 +629,9 @@ class Instance:
                 if results:
                     ret.from_address(args).value = int(rv or 0)
                 return 0
+            except wasi.Exit as e:
+                msg = str(e).encode()
+                return int(_trap_new(msg, len(msg)) or 0)
             except Exception as e:  # a bug here must not unwind through wasm frames
                 msg = f"host function {name} failed: {e!r}".encode()
                 return int(_trap_new(msg, len(msg)) or 0)
@@ -557,6 +645,11 @@ class Instance:
         )  # fmt: skip
         self._keep += [cb, ft, func]
         return wasmtime.Func._from_raw(func)
+
+    def _wasi_func(self, name: str) -> wasmtime.Func:
+        """`name` of an empty WASI context over this instance's memory (`wasi`)."""
+        fn = wasi.make(name, wasi.Memory(self.read, self.write, self.memory_size))
+        return self._raw_func(name, wasi.FUNCS[name], lambda args: fn(*args))
 
     # -- host functions (§8.2) ---------------------------------------------------------
 
@@ -576,8 +669,7 @@ class Instance:
         return 0
 
     def _h_persistent_memory_flush(self, args: Sequence[int]) -> int:
-        self.host.flush(self)
-        return 0
+        return -1 if self.host.flush(self) is False else 0
 
     def _h_endpoint_debug_enabled(self, args: Sequence[int]) -> int:
         return 1 if self.box.settings.debug else 0
@@ -588,6 +680,17 @@ class Instance:
         ptr = args[0]
         size = self.memory_size()
         if ptr >= size:
+            return
+        # At most MAX_DEBUG_LINES per call (a call is known by its start time): a loop
+        # must not write a log line per iteration until the deadline.
+        if self._debug_call != self.box.started:
+            self._debug_call, self._debug_lines = self.box.started, 0
+        self._debug_lines += 1
+        if self._debug_lines > MAX_DEBUG_LINES:
+            if self._debug_lines == MAX_DEBUG_LINES + 1:
+                self.host.debug(
+                    self, f"(more than {MAX_DEBUG_LINES} lines: the rest of this call's dropped)"
+                )
             return
         raw = _c.string_at(self._base + ptr, min(MAX_DEBUG_LEN, size - ptr))
         self.host.debug(self, raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
@@ -651,6 +754,8 @@ class Instance:
         if err or box.trap.value:
             return self._crashed(box._failure(err))
         rv: int = _RV.unpack_from(raw.buf)[0]
+        if rv >= _CRASH:
+            self._returned(rv)
         return rv
 
     def check_ndata(
@@ -686,6 +791,8 @@ class Instance:
         if err or box.trap.value:
             return self._crashed(box._failure(err))
         rv: int = _RV.unpack_from(raw.buf)[0]
+        if rv >= _CRASH:
+            self._returned(rv)
         return rv
 
     def check(self, kind: str, args: Sequence[int], curpkt: bytes = b"") -> int:
@@ -696,9 +803,12 @@ class Instance:
         if raw is None:
             return self._crashed(f"{abi.CHECK_PREFIX}{kind} is not exported")
         try:
-            return self.box.call(raw, args)
+            rv = self.box.call(raw, args)
         except MonitorCrash as e:
             return self._crashed(str(e))
+        if rv >= _CRASH:
+            self._returned(rv)
+        return rv
 
     def result(self, kind: str, args: Sequence[int], errid: int, curpkt: bytes = b"") -> None:
         """The optional pktlab_message_<kind>_result callback; a crash there is counted."""
@@ -728,6 +838,10 @@ class Instance:
             self._crashed(str(e))
         return data
 
+    def _returned(self, rv: int) -> None:
+        """A check returned >= 65535: a crash too (§8.3, §8.5), counted and explained."""
+        self._crashed(f"returned {rv} (65535 or more is a crash)")
+
     def _crashed(self, why: str) -> int:
         self.crashes += 1
         self.last_crash = why
@@ -736,17 +850,6 @@ class Instance:
 
 def _valtype(name: str) -> wasmtime.ValType:
     return wasmtime.ValType.i64() if name == abi.I64 else wasmtime.ValType.i32()
-
-
-def _wasi_stub(store: wasmtime.Store, ft: wasmtime.FuncType) -> wasmtime.Func:
-    """An empty WASI function: does nothing, returns zeros (§8.2)."""
-    n = len(ft.results)
-    zero = [0.0 if str(t) in ("f32", "f64") else 0 for t in ft.results]
-
-    def stub(*args: Any) -> Any:
-        return None if n == 0 else zero[0] if n == 1 else list(zero)
-
-    return wasmtime.Func(store, ft, stub)
 
 
 def _summary(text: str) -> str:

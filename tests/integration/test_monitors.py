@@ -125,19 +125,32 @@ def test_spinning_monitor_costs_one_deadline_and_the_session_survives(
     assert r == wire.Result(MONUKN, 0)
     assert took < 5  # cut off (the deadline is 100 ms; the machine may be loaded)
     udp_open(c, sktid=2)  # same session, same monitor instance
-    assert "crashed in nopen" in ep.output()
+    assert "crashed in check_pktlab_message_nopen" in ep.output()
 
 
-def test_bad_aux_monitor_stops_the_daemon(tmp_path: Path) -> None:
+def test_bad_aux_monitor_refuses_every_start(endpoint_factory: Any, tmp_path: Path) -> None:
+    # §1.3 / §8.5: an aux monitor that cannot load answers start with ECTLMONUKN(monindx)
+    # and the session ends; the endpoint keeps running (it used to refuse to start).
+    ok = module(tmp_path, "ok", {})
     bad = tmp_path / "bad.wasm"
     bad.write_bytes(wat2wasm("(module (memory 2))"))
+    ep = endpoint_factory(conf(tmp_path), args=["-m", str(ok), "-m", str(bad)])
+    for _ in range(2):
+        c = ep.accept()
+        assert c.request(wire.Start()) == wire.Result(MONUKN, 1)
+        assert c.closed_by_peer()
+    assert "must import its memory as monitor.memory" in ep.output()
+
+
+def test_unreadable_aux_monitor_stops_the_daemon(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.wasm"
     proc = subprocess.run(
-        [*twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext", "-m", str(bad)],
+        [*twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext", "-m", str(missing)],
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )  # fmt: skip
     assert proc.returncode != 0
-    assert "must import its memory as monitor.memory" in proc.stdout + proc.stderr
+    assert "missing.wasm" in proc.stdout + proc.stderr
 
 
 def test_persistent_memory_survives_kill9(endpoint_factory: Any, tmp_path: Path) -> None:

@@ -363,3 +363,170 @@ def test_hot_paths_pass_the_same_arguments_as_the_generic_path() -> None:
     missing = load(monitor_wat({"nclose": "(i32.const 0)"}))
     assert missing.check_nsend(Nsend(1, 4, 6, 0, 0, b"x")) == abi.MONITOR_CRASH
     assert missing.check_ndata(1, 4, 6, 0, None, None, b"x") == abi.MONITOR_CRASH
+
+
+# ------------------------------------------------------------ audit (session 9)
+
+
+def test_memories_of_its_own_are_refused() -> None:
+    # monitor.memory and 99 memories of its own, each capped at MonitorMemoryMax, would
+    # let one monitor hold ~100 x MonitorMemoryMax (ten of them: +1000 MiB of RSS,
+    # benchmarks/bench_monitor_hostile.py).
+    one = monitor_wat(ALLOW, extra="  (memory $own 1)\n")
+    refused(one, "defines 1 memory of its own")
+    many = monitor_wat(ALLOW, extra="".join(f"  (memory $m{i} 0)\n" for i in range(99)))
+    refused(many, "defines 99 memories of its own")
+
+
+def test_a_decode_error_names_its_cause() -> None:
+    # wasmtime's first line ("failed to parse WebAssembly module") does not say why.
+    too_many = monitor_wat(ALLOW, extra="".join(f"  (memory $m{i} 0)\n" for i in range(101)))
+    refused(too_many, "memories count exceeds limit of 100")
+
+
+def test_repeated_imports_share_one_function_each() -> None:
+    # A module may import the same function many times (~24,000 fit in 1 MiB): one host
+    # function per import: 30,000 imports took 3.25 s and +54 MiB per instance.
+    wasi = (
+        '(import "wasi_snapshot_preview1" "fd_write"'
+        " (func $w{i} (param i32 i32 i32 i32) (result i32)))"
+    )
+    env = '(import "env" "read_vmem_region" (func $r{i} (param i32 i32 i32) (result i32)))'
+    imports = "".join(wasi.format(i=i) + env.format(i=i) for i in range(200))
+    box = Box(Settings())
+    c = compile_monitor(wasm(monitor_wat(ALLOW).replace("(module", f"(module {imports}", 1)))
+    a = box.instantiate(c, Host())
+    b = box.instantiate(c, Host())
+    # per instance: its host memory, then 3 objects per function (env's and fd_write)
+    assert len(a._keep) == len(b._keep) == 1 + 3 * 5
+
+
+def wasi_monitor(imports: str, body: str) -> Instance:
+    wat = monitor_wat({"nclose": body}).replace("(module", f"(module {imports}", 1)
+    return load(wat)
+
+
+_WASI = '(import "wasi_snapshot_preview1" "{name}" (func ${name} {sig}))'
+
+
+def wasi_import(name: str) -> str:
+    from packetlab.monitor import wasi
+
+    params, results = wasi.FUNCS[name]
+    sig = " ".join(f"(param {p})" for p in params) + " ".join(f" (result {r})" for r in results)
+    return _WASI.format(name=name, sig=sig)
+
+
+def test_wasi_fd_write_to_stdout_writes_everything_nowhere() -> None:
+    # wasi-libc's printf loops on fd_write until *nwritten covers its iovecs: a stub that
+    # returns 0 without setting it leaves the stack's garbage there.
+    body = (
+        "(i32.store (i32.const 100) (i32.const 200)) (i32.store (i32.const 104) (i32.const 5))"
+        " (i32.store (i32.const 108) (i32.const 300)) (i32.store (i32.const 112) (i32.const 7))"
+        " (i32.store (i32.const 120) (i32.const 0xdead))"
+        " (if (call $fd_write (local.get $sktid) (i32.const 100) (i32.const 2) (i32.const 120))"
+        "  (then (return (i32.add (i32.const 1000)"
+        "   (call $fd_write (local.get $sktid) (i32.const 100) (i32.const 2) (i32.const 120))))))"
+        " (i32.load (i32.const 120))"
+    )
+    inst = wasi_monitor(wasi_import("fd_write"), body)
+    assert inst.check("nclose", (1, inst.pm, 256)) == 12
+    assert inst.check("nclose", (2, inst.pm, 256)) == 12
+    assert inst.check("nclose", (3, inst.pm, 256)) == 1008  # EBADF: nothing else is open
+
+
+def test_wasi_context_is_empty() -> None:
+    imports = "".join(
+        wasi_import(n)
+        for n in ("fd_prestat_get", "environ_sizes_get", "clock_time_get", "random_get")
+    )
+    body = (
+        "(i32.store (i32.const 100) (i32.const -1)) (i32.store (i32.const 104) (i32.const -1))"
+        " (if (i32.eq (local.get $sktid) (i32.const 0))"
+        "  (then (return (call $fd_prestat_get (i32.const 3) (i32.const 100)))))"
+        " (if (i32.eq (local.get $sktid) (i32.const 1))"
+        "  (then (drop (call $environ_sizes_get (i32.const 100) (i32.const 104)))"
+        "   (return (i32.or (i32.load (i32.const 100)) (i32.load (i32.const 104))))))"
+        " (if (i32.eq (local.get $sktid) (i32.const 2))"
+        "  (then (return (call $random_get (i32.const 0x1fff0) (i32.const 32)))))"
+        " (drop (call $clock_time_get (i32.const 1) (i64.const 0) (i32.const 100)))"
+        " (i64.ne (i64.load (i32.const 100)) (i64.const 0))"
+    )
+    inst = wasi_monitor(imports, body)
+    assert inst.check("nclose", (0, inst.pm, 256)) == 8  # no preopens: EBADF ends the scan
+    assert inst.check("nclose", (1, inst.pm, 256)) == 0  # no environment
+    assert inst.check("nclose", (2, inst.pm, 256)) == 21  # EFAULT past the memory
+    assert inst.check("nclose", (3, inst.pm, 256)) == 1  # the clock runs
+
+
+def test_wasi_proc_exit_ends_the_call_as_a_crash() -> None:
+    inst = wasi_monitor(wasi_import("proc_exit"), "(call $proc_exit (i32.const 3)) (i32.const 0)")
+    assert inst.check("nclose", (1, inst.pm, 256)) == abi.MONITOR_CRASH
+    assert inst.last_crash == "proc_exit(3)"
+
+
+def test_wasi_imports_must_be_preview1_functions_of_their_type() -> None:
+    base = monitor_wat(ALLOW)
+    bogus = '(import "wasi_snapshot_preview1" "launch_missiles" (func))'
+    refused(base.replace("(module", f"(module {bogus}", 1), "WASI preview 1 does not define")
+    wrong = '(import "wasi_snapshot_preview1" "fd_write" (func (param i32) (result i32)))'
+    refused(base.replace("(module", f"(module {wrong}", 1), "fd_write has the wrong type")
+
+
+def test_debug_output_is_bounded_per_call() -> None:
+    # With MonitorEnableDebug 1, a monitor_debug loop wrote a log line per iteration until
+    # the deadline (tens of thousands of lines per request).
+    from packetlab.monitor.runtime import MAX_DEBUG_LINES
+
+    host = Host()
+    box = Box(Settings(debug=True))
+    body = (
+        "(loop (call $monitor_debug (i32.const 0))"
+        " (br_if 0 (i32.ne (local.tee $sktid (i32.add (local.get $sktid) (i32.const 1)))"
+        " (i32.const 1000)))) (i32.const 0)"
+    )
+    inst = box.instantiate(compile_monitor(wasm(monitor_wat({"nclose": body}))), host)
+    assert inst.check("nclose", (0, inst.pm, 256)) == 0
+    assert len(host.debugged) == MAX_DEBUG_LINES + 1
+    assert "dropped" in host.debugged[-1]
+    assert inst.check("nclose", (999, inst.pm, 256)) == 0  # a new call may log again
+    assert len(host.debugged) == MAX_DEBUG_LINES + 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "body"),
+    [
+        ("(type $a (array (mut i64)))", "(drop (array.new_default $a (i32.const 8)))"),  # GC
+        ("(tag $e)", "(throw $e)"),  # exception handling
+        ("(type $f (func))", "(call_ref $f (ref.func $g))"),  # typed function references
+    ],
+)
+def test_proposals_the_reference_runtime_lacks_are_refused(extra: str, body: str) -> None:
+    # The reference runs Wasmtime 23 with its defaults: no GC, exceptions or typed function
+    # references. wasmtime 50 enables them; a GC heap is one more allocation per monitor.
+    extra += " (func $g (type $f)) (elem declare func $g)" if "ref.func" in body else ""
+    wat = monitor_wat(ALLOW | {"nclose": f"{body} (i32.const 0)"}, extra=extra)
+    refused(wat, "not a valid WebAssembly module")
+
+
+def test_more_than_one_table_is_refused() -> None:
+    # Each table may hold 100,000 elements: ten monitors filling 99 tables each held
+    # +760 MiB (benchmarks/bench_monitor_hostile.py). C code has one table, or none.
+    assert compile_monitor(wasm(monitor_wat(ALLOW, extra="  (table 10 funcref)\n")))
+    two = monitor_wat(ALLOW, extra="  (table 1 funcref) (table 1 funcref)\n")
+    refused(two, "defines 2 tables")
+
+
+@pytest.mark.parametrize("rv", [65535, 70000, 0x7FFFFFFF])
+def test_a_return_of_65535_or_more_counts_as_a_crash(rv: int) -> None:
+    # §8.3/§8.5: a crash; it was returned as is but not counted, so the endpoint logged
+    # it on every request with "0 crash(es)" and the previous crash's reason.
+    inst = load(monitor_wat({"nclose": f"(i32.const {rv})", "nsend": f"(i32.const {rv})"}))
+    assert inst.check("nclose", (1, inst.pm, 256)) == rv
+    assert inst.crashes == 1 and inst.last_crash == f"returned {rv} (65535 or more is a crash)"
+
+    class Nsend:
+        sktid, family, proto, time, tag, data, raddr, rport = 1, 4, 6, 0, 0, b"", None, None
+
+    assert inst.check_nsend(Nsend) == rv and inst.crashes == 2
+    assert inst.check_ndata(1, 4, 6, 0, None, None, b"") == abi.MONITOR_CRASH  # not exported
