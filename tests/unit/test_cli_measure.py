@@ -330,3 +330,45 @@ def test_alias_summary_cut_short_is_not_read_as_no_aliases() -> None:
     for reason in ("INTERRUPTED", "ERROR"):
         line = run_alias.row({**done, "stop_reason": reason})
         assert line == "# 0 alias pairs (run cut short: the stage in flight was dropped)"
+
+
+def test_http_fail_makes_a_4xx_a_failure_as_curl_f() -> None:
+    # `curl -f`: exit 22 for a status of 400 or more; ours: that URL's error, exit 1
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "measure"))
+    from stream_fakes import Peer, StreamRig
+
+    class NotFound(Peer):
+        def received(self, data: bytes) -> None:
+            super().received(data)
+            if b"\r\n\r\n" in self.got:
+                self.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope")
+                self.close()
+
+    def fetch(*options: str) -> tuple[list[dict[str, Any]], int]:
+        from twisted.internet.defer import Deferred
+
+        from packetlab.cli.run_command import begun, measure
+        from packetlab.controller.stop import StopSignal
+
+        rig = StreamRig()
+        rig.endpoint.peers[("192.0.2.80", 80)] = NotFound
+        args = parse("http", "--json", *options, "http://192.0.2.80/x")
+
+        async def link(reactor: object, a: argparse.Namespace, emit: Any, p: Progress) -> None:
+            await begun(a._command.experiment(a, emit, p), p)(rig.session)
+
+        out = io.StringIO()
+        code = rig.run(
+            Deferred.fromCoroutine(measure(rig.clock, args, StopSignal(), out, run=link))
+        )
+        return [json.loads(line) for line in out.getvalue().splitlines()], code
+
+    records, code = fetch()
+    assert code == 0 and records[0]["status"] == 404 and "error" not in records[0]
+    records, code = fetch("-f")
+    assert code == 1 and records[0]["status"] == 404
+    assert records[0]["error"] == "the server answered 404 Not Found (--fail)"
+    assert (records[1]["fetched"], records[1]["errors"]) == (0, 1)
+    assert run_http.row(records[0]).startswith(" 404          4")  # type: ignore[union-attr]
