@@ -112,6 +112,8 @@ class Command:
     multi: bool = False  # the experiment takes a list of sessions (--endpoints N)
     raw: bool = False  # the in-process endpoint needs raw sockets
     split: str | None = None  # the args list `pktlab campaign --split` deals out (targets)
+    # the text form chosen by the options (`dns +short`); None: `row`
+    row_for: Callable[[argparse.Namespace], Callable[[Record], str | None]] | None = None
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
@@ -176,9 +178,13 @@ def in_process_options(path: Path = RESOLV_CONF) -> list[str]:
     return out
 
 
-def render(cmd: Command, record: Record, as_json: bool) -> str | None:
+def render(
+    cmd: Command, record: Record, as_json: bool, args: argparse.Namespace | None = None
+) -> str | None:
     if as_json:
         return json.dumps(record, sort_keys=True)
+    if args is not None and cmd.row_for is not None:
+        return cmd.row_for(args)(record)
     return cmd.row(record)
 
 
@@ -280,10 +286,10 @@ async def measure(
         if cut[0]:
             return
         records.append(record)
-        line = render(cmd, record, args.json)
+        line = render(cmd, record, args.json, args)
         if line is None:
             return
-        if not args.json and cmd.header and not shown_header[0]:
+        if not args.json and cmd.header and cmd.row_for is None and not shown_header[0]:
             progress.write(cmd.header, out)
             shown_header[0] = True
         progress.write(line, out)
@@ -326,7 +332,7 @@ async def measure(
         # still gets its summary, then the error is the command's (one line, status 2).
         if watching and not isinstance(e, BrokenPipeError):
             cut[0] = True
-            _summarise(cmd, records, started, "ERROR", args.json, out, error=str(e))
+            _summarise(cmd, records, started, "ERROR", args, out, error=str(e))
         raise
     finally:
         for d in watching:
@@ -335,7 +341,7 @@ async def measure(
         progress.clear()
     interrupted = stop.requested and stop.reason == "interrupted"
     reason = "INTERRUPTED" if interrupted else "COMPLETED"
-    failed = _summarise(cmd, records, started, reason, args.json, out)
+    failed = _summarise(cmd, records, started, reason, args, out)
     return EXIT_NO_REPLY if failed else EXIT_OK
 
 
@@ -344,7 +350,7 @@ def _summarise(
     records: list[Record],
     started: float,
     reason: str,
-    as_json: bool,
+    args: argparse.Namespace,
     out: TextIO,
     error: str | None = None,
 ) -> int:
@@ -362,7 +368,7 @@ def _summarise(
         summary["error"] = error
     failed = sum(1 for r in records if "error" in r)
     summary.setdefault("errors", failed)
-    line = render(cmd, summary, as_json)
+    line = render(cmd, summary, args.json, args)
     if line is not None:
         out.write(line + "\n")
     out.flush()

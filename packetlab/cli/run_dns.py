@@ -61,20 +61,24 @@ def split_server(text: str) -> tuple[str, int | None]:
 DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", False),
              "+novc": ("tcp", False), "+norecurse": ("norecurse", True),
              "+norec": ("norecurse", True), "+recurse": ("norecurse", False),
-             "+rec": ("norecurse", False)}  # fmt: skip
+             "+rec": ("norecurse", False), "+short": ("short", True),
+             "+noshort": ("short", False)}  # fmt: skip
 DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries"}
 
 
 def dig_style(args: argparse.Namespace) -> None:
     """Read the words dig takes among its names, in place: `@SERVER`, a record type
-    (`dig example.com MX`: a word that is a type mnemonic, TYPEnnn included, as dig takes
-    it wherever it stands), `+tcp`,
-    `+norecurse`, `+time=S`, `+tries=N`, `+retry=N`; then `-p PORT` and `-x ADDR`."""
+    (a word that is a type mnemonic, TYPEnnn included: as dig, it is the type of the name
+    before it, `dig a.test MX b.test` asks a.test MX and b.test A; before any name, of the
+    first), `+tcp`, `+norecurse`, `+short`, `+time=S`, `+tries=N`, `+retry=N`; then `-p
+    PORT` and `-x ADDR` (PTR). Sets `args.plan`: (name, its types or None) in order."""
     import dns.exception
     import dns.rdatatype
     import dns.reversename
 
-    names, types = [], list(args.types or [])
+    names: list[str] = []
+    own: list[list[str]] = []  # each name's types
+    pending: list[str] = []  # types given before the first name
     for word in args.names:
         if word.startswith("@") and len(word) > 1:
             args.server = word[1:]
@@ -92,18 +96,21 @@ def dig_style(args: argparse.Namespace) -> None:
             else:
                 raise RunError(
                     f"{word}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
-                    "+norecurse, +time=S, +tries=N, +retry=N; see --help)"
+                    "+norecurse, +short, +time=S, +tries=N, +retry=N; see --help)"
                 )
         elif _is_type(word, dns.rdatatype):
-            types.append(word)
+            (own[-1] if own else pending).append(word)
         else:
             names.append(word)
+            own.append(pending)
+            pending = []
     for addr in args.reverse or []:
         try:
             names.append(dns.reversename.from_address(addr).to_text())
         except (ValueError, dns.exception.DNSException):
             raise RunError(f"-x {addr}: not an IP address") from None
-        types = types or ["PTR"]
+        own.append(pending or ["PTR"])
+        pending = []
     if not names:
         raise RunError("no name to look up (give NAME, or -x ADDR)")
     if args.port is not None:
@@ -113,7 +120,8 @@ def dig_style(args: argparse.Namespace) -> None:
             raise RunError("-p PORT needs a server: @ADDR or --server ADDR")
         host, _ = split_server(args.server)
         args.server = f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}"
-    args.names, args.types = names, types or None
+    args.names = names
+    args.plan = [(name, mine or args.types) for name, mine in zip(names, own, strict=True)]
 
 
 def _check_name(name: str) -> None:
@@ -150,6 +158,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("-p", "--port", type=int, metavar="PORT", help="server port (as dig -p)")
     p.add_argument(
+        "--short", action="store_true",
+        help="only the answers' data, one a line (as dig +short); no summary line",
+    )  # fmt: skip
+    p.add_argument(
         "-t",
         "--type",
         dest="types",
@@ -179,7 +191,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.dns import dns_query, parse_qtype
 
     dig_style(args)
-    types = [parse_qtype(t) for t in (args.types or ["A"])]
+    plan = [(name, [parse_qtype(t) for t in (types or ["A"])]) for name, types in args.plan]
     for name in args.names:  # a bad name is an error before anything is sent, as dig
         _check_name(name)
     server, port = split_server(args.server) if args.server else (None, None)
@@ -189,9 +201,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
-        total = len(args.names) * len(types)
+        total = sum(len(types) for _, types in plan)
         n = 0
-        for name in args.names:
+        for name, types in plan:
             for qtype in types:
                 if progress.stopping:  # Ctrl-C: no new query
                     return
@@ -226,6 +238,20 @@ def row(r: Record) -> str | None:
     return "\n".join(lines)
 
 
+def short_row(r: Record) -> str | None:
+    """dig +short: each answer's data; a query without answer says why (as dig's
+    `;; connection timed out; no servers could be reached`); no summary."""
+    if r["type"] != "dns":
+        return None
+    if "error" in r:
+        return f";; {r['qname']} {r['qtype']}: {r['error']}"
+    return "\n".join(a["data"] for a in r["answers"]) or None
+
+
+def row_for(args: argparse.Namespace) -> Any:
+    return short_row if getattr(args, "short", False) else row
+
+
 def summary(records: list[Record]) -> Record:
     got = [r for r in records if r["type"] == "dns"]
     ok = [r for r in got if "error" not in r]
@@ -240,7 +266,9 @@ def summary(records: list[Record]) -> Record:
 
 def budget(args: argparse.Namespace) -> float:
     tries = 1 if args.tcp else args.tries
-    return len(args.names) * len(args.types or ["A"]) * (tries + 1) * args.wait
+    plan = getattr(args, "plan", None) or [(n, args.types) for n in args.names]
+    queries = sum(len(types or ["A"]) for _, types in plan)
+    return queries * (tries + 1) * args.wait
 
 
 COMMAND = Command(
@@ -255,6 +283,7 @@ COMMAND = Command(
     budget=budget,
     epilog=EPILOG,
     split="names",
+    row_for=row_for,
 )
 
 

@@ -263,17 +263,23 @@ def test_dns_takes_digs_words() -> None:
     a = _main_args("run", "dns", "@127.0.0.1", "-p", "5353", "a.test", "MX", "+tcp", "+norec",
                    "+time=1", "+tries=3", "b.test", "aaaa")  # fmt: skip
     run_dns.dig_style(a)
-    assert (a.names, a.types, a.server) == (["a.test", "b.test"], ["MX", "aaaa"], "127.0.0.1:5353")
+    assert (a.names, a.server) == (["a.test", "b.test"], "127.0.0.1:5353")
+    assert a.plan == [("a.test", ["MX"]), ("b.test", ["aaaa"])]  # a type: the name before it
     assert (a.tcp, a.norecurse, a.wait, a.tries) == (True, True, 1.0, 3)
+    # `dig MX a.test b.test -t TXT`: a type before any name is the first's; -t the others'
+    a = _main_args("run", "dns", "MX", "a.test", "b.test", "-t", "TXT", "c.test", "NS", "+short")
+    run_dns.dig_style(a)
+    assert a.plan == [("a.test", ["MX"]), ("b.test", ["TXT"]), ("c.test", ["NS"])]
+    assert a.short and run_dns.COMMAND.budget(a) == 3 * 3 * 2.0
     a = parse("dns", "--server", "::1", "-p", "53", "x.test", "+retry=0")
     run_dns.dig_style(a)
-    assert (a.server, a.tries, a.types) == ("[::1]:53", 1, None)
+    assert (a.server, a.tries, a.plan) == ("[::1]:53", 1, [("x.test", None)])
     a = parse("dns", "-x", "192.0.2.1", "-x", "2001:db8::1")
     run_dns.dig_style(a)
     assert a.names[0] == "1.2.0.192.in-addr.arpa." and a.names[1].endswith(".ip6.arpa.")
-    assert a.types == ["PTR"]
+    assert [types for _, types in a.plan] == [["PTR"], ["PTR"]]
     for argv, message in [
-        (["+short", "x.test"], r"\+short: dig option not supported here"),
+        (["+trace", "x.test"], r"\+trace: dig option not supported here"),
         (["+time=soon", "x.test"], r"\+time=soon: expected a number"),
         (["-x", "nope"], "-x nope: not an IP address"),
         (["-p", "53", "x.test"], "-p PORT needs a server"),
@@ -281,6 +287,21 @@ def test_dns_takes_digs_words() -> None:
     ]:
         with pytest.raises(RunError, match=message):
             run_dns.dig_style(parse("dns", *argv))
+
+
+def test_dns_short_prints_only_the_data_as_dig() -> None:
+    a = parse("dns", "+short", "x.test")
+    run_dns.dig_style(a)
+    rows = run_dns.COMMAND.row_for(a)  # type: ignore[misc]
+    ok = {"type": "dns", "qname": "x.test.", "qtype": "A", "rcode": "NOERROR", "answers": [
+        {"name": "x.test.", "type": "CNAME", "ttl": 1, "data": "y.test."},
+        {"name": "y.test.", "type": "A", "ttl": 1, "data": "192.0.2.1"}]}  # fmt: skip
+    assert rows(ok) == "y.test.\n192.0.2.1"
+    assert rows({**ok, "answers": []}) is None  # NXDOMAIN, NODATA: nothing, as dig
+    lost = {"type": "dns", "qname": "x.test.", "qtype": "A", "error": "no answer from ..."}
+    assert rows(lost) == ";; x.test. A: no answer from ..."
+    assert rows({"type": "summary", "queries": 1}) is None
+    assert run_dns.COMMAND.row_for(parse("dns", "x.test")) is run_dns.row  # type: ignore[misc]
 
 
 def test_operands_after_options_join_the_list() -> None:
