@@ -310,3 +310,18 @@ def test_ctrl_c_prints_what_was_gathered_and_the_summary() -> None:
     assert summary["type"] == "summary" and summary["stop_reason"] == "INTERRUPTED"
     assert summary["queries"] == len(records) - 1 < len(names)
     assert "Traceback" not in err and "stopping" in err
+
+
+@needs_dig
+def test_dig_words_and_short_output_match_dig(dns_port: int) -> None:
+    """The same command line as dig's (`@SERVER -p PORT +short NAME [TYPE] ...`) prints
+    the same lines."""
+    words = ["@127.0.0.1", "-p", str(dns_port), "+short", "a.test", "www.test", "AAAA",
+             "mx.test", "MX", "nx.test"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    ours = subprocess.run(
+        [*RUN, "dns", *words], capture_output=True, text=True, timeout=60, env=env, cwd=REPO
+    )
+    theirs = subprocess.run(["dig", *words], capture_output=True, text=True, timeout=30)
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout and ours.stdout.count("\n") == 5
