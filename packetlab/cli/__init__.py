@@ -49,6 +49,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line `pktlab ARGV` as the command will see it (exits 2 on a usage
+    error, as argparse)."""
+    argv = list(argv)
+    # Import only the module of the command asked for: fast start-up, and one broken
+    # optional dependency cannot take the other commands down.
+    chosen = next((a for a in argv if not a.startswith("-")), "")
+    parser = build_parser(chosen)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not _more_operands(args, extra):
+        bad = [e for e in extra if e.startswith("-") and len(e) > 1] or extra
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     whole_process = argv is None  # the `pktlab` command itself, not a caller in a process
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -56,17 +71,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quit_on_interrupt()
     try:
-        # Import only the module of the command asked for: fast start-up, and one broken
-        # optional dependency cannot take the other commands down.
-        chosen = next((a for a in argv if not a.startswith("-")), "")
         with _startup_gc(freeze=whole_process):
-            args = build_parser(chosen).parse_args(argv)
+            args = parse(argv)
             module = importlib.import_module(args._module)
         rc: int = module.run(args)
     except KeyboardInterrupt:  # Ctrl-C during start-up: no traceback
         print("\npktlab: interrupted", file=sys.stderr)
         return 130
     return rc
+
+
+def _more_operands(args: argparse.Namespace, extra: list[str]) -> bool:
+    """Operands given after an option (`pktlab run dns @127.0.0.1 -p 5353 a.test MX`,
+    `pktlab run http --json URL1 -k URL2`) join the command's list of operands (names,
+    URLs, addresses), as dig, curl and most native tools take them anywhere. False when
+    the command has no such list or an unknown option is among them."""
+    field = getattr(getattr(args, "_command", None), "split", None)
+    if field is None or any(e.startswith("-") and len(e) > 1 for e in extra):
+        return False
+    getattr(args, field).extend(extra)
+    return True
 
 
 @contextlib.contextmanager

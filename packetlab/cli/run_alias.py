@@ -79,6 +79,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     if args.window < 2 or args.velocity_ratio < 1:
         raise RunError("--window must be >= 2 and --velocity-ratio >= 1")
     recorder = pcapout.recorder_for(args)
+    unsent: dict[str, str] = {}  # address -> why the endpoint could not send to it
 
     def series_records(samples: list[Any], by_stage: dict[str, list[Any]] | None = None) -> None:
         if args.samples:
@@ -88,9 +89,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         for t in targets:
             series = [(s.time_ns, s.ip_id) for s in samples if s.addr == t]
             v = velocity(series)
-            emit({"type": "ipid-series", "addr": t, "samples": len(series),
-                  "endpoints": len({s.endpoint for s in samples if s.addr == t}),
-                  "usable": v is not None, "ids_per_s": v})  # fmt: skip
+            record = {"type": "ipid-series", "addr": t, "samples": len(series),
+                      "endpoints": len({s.endpoint for s in samples if s.addr == t}),
+                      "usable": v is not None, "ids_per_s": v}  # fmt: skip
+            if t in unsent:
+                record["not_sent"] = unsent[t]
+            emit(record)
 
     def stage(st: StageReport) -> None:
         emit(st.to_dict())
@@ -102,7 +106,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             progress(f"alias: {len(targets)} addresses x {args.rounds} rounds")
             samples = await collect_ip_ids(
                 sessions, targets, rounds=args.rounds, spacing=spacing, wait=args.wait,
-                recorder=recorder,
+                recorder=recorder, unsent=unsent,
             )  # fmt: skip
             series_records(samples)
             pairs = alias_pairs(samples)
@@ -115,7 +119,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 elimination_rounds=args.elimination_rounds,
                 corroboration_rounds=args.corroboration_rounds, window=args.window,
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
-                recorder=recorder, on_stage=stage,
+                recorder=recorder, on_stage=stage, unsent=unsent,
             )  # fmt: skip
             series_records(got.estimation, got.by_stage)
             pairs, sets = got.pairs, got.sets
@@ -132,6 +136,8 @@ def row(r: Record) -> str | None:
     t = r["type"]
     if t == "ipid-series":
         v = f"{r['ids_per_s']:.0f} IDs/s" if r["usable"] else "no usable counter"
+        if "not_sent" in r:
+            v += f" ({r['not_sent']})"
         return f"# {r['addr']}: {r['samples']} samples from {r['endpoints']} endpoint(s), {v}"
     if t == "alias":
         return f"{r['a']} {r['b']}"
@@ -144,6 +150,8 @@ def row(r: Record) -> str | None:
     if t == "alias-inconsistent":
         return "# split by corroboration (not every pair passed): " + " ".join(r["set"])
     if t == "summary":
+        if r.get("stop_reason") in ("INTERRUPTED", "ERROR"):  # not "no aliases"
+            return f"# {r['pairs']} alias pairs (run cut short: the stage in flight was dropped)"
         return f"# {r['pairs']} alias pairs"
     return None
 

@@ -43,7 +43,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             emit(r.to_dict())
 
         model = await clock_sync(session, rounds=args.rounds, interval=args.interval,
-                                 samples=args.samples, on_round=one)  # fmt: skip
+                                 samples=args.samples, on_round=one,
+                                 stop=progress.stop)  # fmt: skip
         emit({"type": "clockmodel", **model.to_dict()})
 
     return run

@@ -4,8 +4,13 @@ A sub-command module declares a `Command`: its options, an experiment that emits
 records (dicts with a "type") as they come, a one-line text form of a record, and a
 summary. This module adds the link options (in-process endpoint by default, `--listen`),
 runs the experiment, prints each record at once (a table row, or a JSON line with
-`--json`) and ends with one `"type": "summary"` record. Records go to stdout, progress
+`--json`) and ends with one `"type": "summary"` record (with start and stop times and a
+stop reason, as the ping and traceroute summaries). Records go to stdout, progress
 and diagnostics to stderr (the progress line only on a terminal).
+
+The first Ctrl-C once a measurement runs: no new query, URL, run, ... is started
+(`progress.stopping`), the one in flight gets `GRACE_S` to finish, then the run ends
+with what it gathered and the summary (`stop_reason` INTERRUPTED), exit status 130.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ import argparse
 import ipaddress
 import json
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.link import (
@@ -28,22 +34,40 @@ from packetlab.cli.link import (
     run_on_link,
 )
 
+if TYPE_CHECKING:
+    from packetlab.controller.stop import StopSignal
+
 Record = dict[str, Any]
 Emit = Callable[[Record], None]
 Experiment = Callable[[Any], Coroutine[Any, Any, None]]  # session -> None, emitting records
 
 RESOLV_CONF = Path("/etc/resolv.conf")
+GRACE_S = 1.0  # after the first Ctrl-C: how long the query/fetch/run in flight may finish
 BUF_MAX = 256 << 20  # the in-process endpoint's BufMax: room for a masked bulk download
 
 
 class Progress:
     """A measurement's status as it goes (`progress("dns 3/10: ...")`), drawn by
     `packetlab.cli.progress` on a terminal once a run takes over a second; record lines
-    go through `write` so the two never mix. Before `start` (tests) it only remembers."""
+    go through `write` so the two never mix. Before `start` (tests) it only remembers.
+
+    `stopping` is true once the run was asked to wrap up (the first Ctrl-C): an
+    experiment checks it before each new query, URL or run and returns when it is."""
 
     def __init__(self) -> None:
         self.text = ""
         self._line: Any = None
+        self.stop: StopSignal | None = None
+        self.on_begin: Callable[[], object] | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.requested
+
+    def begin(self) -> None:
+        """The experiment runs on its session(s): from now on a Ctrl-C wraps it up."""
+        if self.on_begin is not None:
+            self.on_begin()
 
     def start(self, reactor: Any, out: TextIO) -> None:
         from packetlab.cli.progress import Progress as Line
@@ -88,6 +112,8 @@ class Command:
     multi: bool = False  # the experiment takes a list of sessions (--endpoints N)
     raw: bool = False  # the in-process endpoint needs raw sockets
     split: str | None = None  # the args list `pktlab campaign --split` deals out (targets)
+    # the text form chosen by the options (`dns +short`); None: `row`
+    row_for: Callable[[argparse.Namespace], Callable[[Record], str | None]] | None = None
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
@@ -152,16 +178,32 @@ def in_process_options(path: Path = RESOLV_CONF) -> list[str]:
     return out
 
 
-def render(cmd: Command, record: Record, as_json: bool) -> str | None:
+def render(
+    cmd: Command, record: Record, as_json: bool, args: argparse.Namespace | None = None
+) -> str | None:
     if as_json:
         return json.dumps(record, sort_keys=True)
+    if args is not None and cmd.row_for is not None:
+        return cmd.row_for(args)(record)
     return cmd.row(record)
 
 
+def begun(experiment: Any, progress: Progress) -> Any:
+    """`experiment`, telling `progress` when it starts on its session(s)."""
+
+    async def run(sessions: Any) -> None:
+        progress.begin()
+        await experiment(sessions)
+
+    return run
+
+
 async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: Progress) -> None:
+    """Run the command's experiment on the link of `args` (in-process endpoint or
+    --listen), records to `emit`."""
     cmd: Command = args._command
     link = Link.from_args(args)
-    experiment = cmd.experiment(args, emit, progress)
+    experiment = begun(cmd.experiment(args, emit, progress), progress)
     if cmd.multi:
         many = experiment
         if not link.in_process and args.endpoints > 1:
@@ -217,6 +259,122 @@ async def _with_pool(
         await ctl.stop()
 
 
+async def measure(
+    reactor: Any,
+    args: argparse.Namespace,
+    stop: StopSignal,
+    out: TextIO,
+    *,
+    progress: Progress | None = None,
+    run: Callable[[Any, argparse.Namespace, Emit, Progress], Coroutine[Any, Any, None]] = execute,
+) -> int:
+    """Run `args._command` through `run` (default: `execute`, on its link), printing each
+    record as it comes, then the summary; the exit status (0, or 1 when a record failed).
+    Once the experiment has begun, `stop` (the first Ctrl-C) stops it starting anything
+    new and, `GRACE_S` later, cancels what is in flight; the summary still follows."""
+    from twisted.internet.defer import CancelledError, Deferred
+
+    cmd: Command = args._command
+    records: list[Record] = []
+    progress = Progress() if progress is None else progress
+    progress.stop = stop
+    shown_header = [False]
+    cut = [False]  # the run was cancelled: what its teardown emits is not a result
+    started = time.time()
+
+    def emit(record: Record) -> None:
+        if cut[0]:
+            return
+        records.append(record)
+        line = render(cmd, record, args.json, args)
+        if line is None:
+            return
+        if not args.json and cmd.header and cmd.row_for is None and not shown_header[0]:
+            progress.write(cmd.header, out)
+            shown_header[0] = True
+        progress.write(line, out)
+
+    outcome: Deferred[None] = Deferred()  # the run's end, or the end of the grace
+    watching: list[Deferred[str]] = []
+    running: list[Deferred[None]] = []
+
+    def settle(result: Any) -> None:
+        if not outcome.called:
+            outcome.callback(result)  # a Failure goes down the errback chain
+        # after the grace: the cancelled run's late end (or error) is not a result
+
+    def cut_short() -> None:
+        # The query, fetch or transfer in flight had its grace: stop waiting for it. It is
+        # cancelled too, but cancelling need not end it at once (some waits end only at
+        # their timeout), so the result is not waited for.
+        if not outcome.called:
+            cut[0] = True
+            outcome.callback(None)
+            running[0].cancel()
+
+    def wrap_up(reason: str) -> None:
+        if not outcome.called:
+            timer = reactor.callLater(GRACE_S, cut_short)
+            outcome.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
+
+    def watch() -> None:
+        d = stop.when_requested()
+        d.addCallbacks(wrap_up, lambda f: f.trap(CancelledError))
+        watching.append(d)
+
+    progress.on_begin = watch  # before the run starts (it may begin at once)
+    running.append(Deferred.fromCoroutine(run(reactor, args, emit, progress)))
+    running[0].addBoth(settle)
+    try:
+        await outcome
+    except Exception as e:
+        # The run failed once under way (--timeout, the endpoint gone): what it gathered
+        # still gets its summary, then the error is the command's (one line, status 2).
+        if watching and not isinstance(e, BrokenPipeError):
+            cut[0] = True
+            _summarise(cmd, records, started, "ERROR", args, out, error=str(e))
+        raise
+    finally:
+        for d in watching:
+            if not d.called:
+                d.cancel()
+        progress.clear()
+    interrupted = stop.requested and stop.reason == "interrupted"
+    reason = "INTERRUPTED" if interrupted else "COMPLETED"
+    failed = _summarise(cmd, records, started, reason, args, out)
+    return EXIT_NO_REPLY if failed else EXIT_OK
+
+
+def _summarise(
+    cmd: Command,
+    records: list[Record],
+    started: float,
+    reason: str,
+    args: argparse.Namespace,
+    out: TextIO,
+    error: str | None = None,
+) -> int:
+    """Print the summary record; the number of records that failed."""
+    summary: Record = {
+        "type": "summary",
+        "measurement": cmd.name,
+        "tool": "packetlab",
+        "start_time": round(started, 6),
+        "stop_time": round(time.time(), 6),
+        "stop_reason": reason,
+        **cmd.summary(records),
+    }
+    if error is not None:
+        summary["error"] = error
+    failed = sum(1 for r in records if "error" in r)
+    summary.setdefault("errors", failed)
+    line = render(cmd, summary, args.json, args)
+    if line is not None:
+        out.write(line + "\n")
+    out.flush()
+    return failed
+
+
 def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run `args._command` in the global reactor (Ctrl-C and errors as every pktlab run
     command: packetlab.cli.interrupt); print records as they come, then the summary."""
@@ -224,34 +382,11 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     stdout = sys.stdout if out is None else out
     cmd: Command = args._command
-    records: list[Record] = []
-    progress = Progress()
-    shown_header = [False]
 
-    def emit(record: Record) -> None:
-        records.append(record)
-        line = render(cmd, record, args.json)
-        if line is None:
-            return
-        if not args.json and cmd.header and not shown_header[0]:
-            progress.write(cmd.header, stdout)
-            shown_header[0] = True
-        progress.write(line, stdout)
-
-    async def main(reactor: Any, stop: Any) -> int:
+    async def main(reactor: Any, stop: StopSignal) -> int:
+        progress = Progress()
         progress.start(reactor, stdout)
-        try:
-            await execute(reactor, args, emit, progress)
-        finally:
-            progress.clear()
-        summary: Record = {"type": "summary", "measurement": cmd.name, **cmd.summary(records)}
-        failed = sum(1 for r in records if "error" in r)
-        summary.setdefault("errors", failed)
-        line = render(cmd, summary, args.json)
-        if line is not None:
-            stdout.write(line + "\n")
-        stdout.flush()
-        return EXIT_NO_REPLY if failed else EXIT_OK
+        return await measure(reactor, args, stop, stdout, progress=progress)
 
     return run_reactor(main, prog=f"pktlab run {cmd.name}", verbose=args.verbose)
 

@@ -21,13 +21,19 @@ Host names are resolved through the endpoint's DNS server unless --connect-to gi
 address (the name still goes into SNI, the Host header and the certificate check).
 Times are endpoint stamps from the start (TIME read before the nopen), like curl's
 time_connect, time_appconnect, time_starttransfer and time_total.
-Exit status: 0 all fetched, 1 some fetch failed (its record has "error"), 2 error.
+Exit status: 0 all fetched (any HTTP status, as curl; with -f one of 400 or more fails),
+1 some fetch failed (its record has "error"), 2 error.
 See docs/http.md.
 """
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("urls", metavar="URL", nargs="+", help="http:// or https:// URLs")
+    p.add_argument(
+        "urls",
+        metavar="URL",
+        nargs="+",
+        help="http:// or https:// URLs (no scheme: http://, as curl)",
+    )
     p.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM)")
     p.add_argument(
         "-k", "--insecure", action="store_true", help="do not verify the server certificate"
@@ -48,6 +54,10 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="'NAME: VALUE'",
         help="extra request header (repeatable)",
     )
+    p.add_argument(
+        "-f", "--fail", action="store_true",
+        help="an HTTP status of 400 or more is a failure (exit status 1), as curl -f",
+    )  # fmt: skip
     pcapout.add_option(p)
     p.add_argument(
         "--max-time",
@@ -84,6 +94,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     async def run(session: Any) -> None:
         for i, url in enumerate(args.urls, 1):
+            if progress.stopping:  # Ctrl-C: no new URL
+                return
             progress(f"http {i}/{len(args.urls)}: {url}")
             result = await http_get(
                 session,
@@ -96,7 +108,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 headers=headers,
                 recorder=recorder,
             )
-            emit(result.to_dict())
+            record = result.to_dict()
+            if args.fail and result.status is not None and result.status >= 400:
+                record["error"] = f"the server answered {result.status} {result.reason} (--fail)"
+            emit(record)
 
     return pcapout.recording(args, recorder, run)
 
@@ -108,8 +123,17 @@ def _ms(v: float | None) -> str:
 def row(r: Record) -> str | None:
     if r["type"] == "summary":
         return f"# {r['fetched']} of {r['urls']} fetched, {r['bytes']} body bytes"
+    if "error" in r and r.get("status") is not None:  # --fail: a response, but >= 400
+        return f"{_fetched(r)}  {r['error']}"
     if "error" in r:
-        return f"{'ERR':>4}  {'-':>9}  {_ms(r.get('connect_us')):>8}  {r['url']}  {r['error']}"
+        return (  # the columns of a fetched URL, "-" where not reached
+            f"{'ERR':>4}  {'-':>9}  {_ms(r.get('connect_us')):>8}  {_ms(r.get('tls_us')):>8}  "
+            f"{'-':>8}  {'-':>8}  {r['url']}  {r['error']}"
+        )
+    return _fetched(r)
+
+
+def _fetched(r: Record) -> str:
     return (
         f"{r['status']:>4}  {r['body_len']:>9}  {_ms(r.get('connect_us')):>8}  "
         f"{_ms(r.get('tls_us')):>8}  {_ms(r.get('first_byte_us')):>8}  "

@@ -48,6 +48,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     async def run(session: Any) -> None:
         for t in range(args.trains):
+            if progress.stopping:  # Ctrl-C: no new train
+                return
             progress(f"sendgap train {t + 1}/{args.trains}")
             r = await send_gap(session, host, port, count=args.count,
                                gap_ns=int(args.gap_us * 1000), size=args.size, train=t,

@@ -16,6 +16,7 @@ examples:
   pktlab run throughput --server 127.0.0.1 --direction download
   pktlab run throughput --server 10.77.3.2:5201 --direction upload --bytes 8M --runs 5
   pktlab run throughput --server 10.77.3.2 --json --runs 10
+  pktlab run throughput -c iperf.example -p 5202 -n 8M --direction upload   # iperf3's names
 
 Download: the data socket's ndata are masked during the transfer; the rate comes from the
 endpoint's receive stamps with the first 1 MiB ignored (the Marionette paper, §5.2).
@@ -39,8 +40,12 @@ def size(text: str) -> int:
     return n
 
 
-def split_host_port(text: str, default: int) -> tuple[str, int]:
+def split_host_port(text: str, default: int, port_option: int | None = None) -> tuple[str, int]:
+    """HOST, HOST:PORT or [V6]:PORT (`port_option`, iperf3's -p, wins). A host name is
+    resolved here, as iperf3 -c does (and ping/traceroute with the in-process endpoint)."""
     import ipaddress
+
+    from packetlab.cli.run import resolve_target
 
     host, port = text, default
     if text.startswith("["):
@@ -50,10 +55,17 @@ def split_host_port(text: str, default: int) -> tuple[str, int]:
     elif text.count(":") == 1:
         host, p = text.split(":")
         port = int(p) if p.isdigit() else -1
+    if port_option is not None:
+        port = port_option
+    if not host:
+        raise RunError(f"--server {text}: no host")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise RunError(f"--server {text}: {host!r} is not an IP address") from None
+        try:
+            host = str(resolve_target(host, None))
+        except RunError as e:
+            raise RunError(f"--server {text}: {e}") from None
     if not 1 <= port <= 65535:
         raise RunError(f"--server {text}: bad port")
     return host, port
@@ -61,16 +73,22 @@ def split_host_port(text: str, default: int) -> tuple[str, int]:
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--server", required=True, metavar="HOST[:PORT]", help="iperf3 server (port 5201)"
-    )
+        "-c", "--server", required=True, metavar="HOST[:PORT]",
+        help="iperf3 server, address or name (port 5201), as iperf3 -c",
+    )  # fmt: skip
+    p.add_argument("-p", "--port", type=int, metavar="PORT", help="server port, as iperf3 -p")
     p.add_argument(
         "--direction",
         choices=("download", "upload"),
         default="download",
-        help="download: server to endpoint; upload: endpoint to server [default: download]",
+        help="download: server to endpoint (iperf3 -R); upload: endpoint to server (iperf3's "
+        "default) [default: download]",
     )
-    p.add_argument("--bytes", type=size, default=25 << 20, metavar="N",
-                   help="bytes per transfer, e.g. 25M [default: 25M, the paper's]")  # fmt: skip
+    p.add_argument("-R", dest="direction", action="store_const", const="download",
+                   help="--direction download, as iperf3 -R (the server sends)")  # fmt: skip
+    p.add_argument("-n", "--bytes", type=size, default=25 << 20, metavar="N",
+                   help="bytes per transfer, e.g. 25M, as iperf3 -n [default: 25M, the "
+                   "paper's]")  # fmt: skip
     p.add_argument("--runs", type=int, default=1, metavar="N", help="transfers [default: 1]")
     p.add_argument(
         "--max-time", type=float, default=60.0, metavar="S", help="seconds per transfer [60]"
@@ -88,13 +106,15 @@ def configure(p: argparse.ArgumentParser) -> None:
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.throughput import throughput
 
-    host, port = split_host_port(args.server, 5201)
+    host, port = split_host_port(args.server, 5201, args.port)
     if not 1 <= args.runs <= 10_000:
         raise RunError("--runs must be 1..10000")
     recorder = pcapout.recorder_for(args)  # all runs in one file (every byte: mind the size)
 
     async def run(session: Any) -> None:
         for i in range(args.runs):
+            if progress.stopping:  # Ctrl-C: no new transfer
+                return
 
             def show(done: int, total: int, i: int = i) -> None:
                 progress(f"{args.direction} {i + 1}/{args.runs}: {done >> 20}/{total >> 20} MiB")
@@ -161,7 +181,7 @@ COMMAND = Command(
     summary=summary,
     budget=budget,
     epilog=EPILOG,
-    target=lambda args: split_host_port(args.server, 5201)[0],
+    target=lambda args: split_host_port(args.server, 5201, args.port)[0],
 )
 
 

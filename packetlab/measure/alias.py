@@ -30,7 +30,13 @@ from typing import Any
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.python.failure import Failure
 
-from packetlab.controller import EndpointSession, QueuedSend, deferred_api, read_system_info
+from packetlab.controller import (
+    EndpointSession,
+    QueuedSend,
+    SendFailed,
+    deferred_api,
+    read_system_info,
+)
 from packetlab.measure.clocksync import ClockModel, clock_sync
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.probes import ProbeTable, echo_probe
@@ -169,6 +175,7 @@ async def _probe_from(
     slots: list[tuple[int, int, int]],  # (local ns, target index, seq)
     wait: float,
     recorder: PcapRecorder | None = None,
+    unsent: dict[str, str] | None = None,
 ) -> list[IdSample]:
     first = as_target(targets[0])
     span_s = (slots[-1][0] - slots[0][0]) / 1e9 if slots else 0.0
@@ -219,7 +226,16 @@ async def _probe_from(
             which = table.pop(parsed[0].key)
             if which is not None and parsed[0].ip_id is not None:
                 got[which] = (parsed[1], parsed[0].ip_id)
-        sent = [await ntag_time(q.ntag, reactor, 1.0) for q in queued]
+        sent = []
+        for q, (_, ti, _) in zip(queued, slots, strict=True):
+            try:
+                sent.append(await ntag_time(q.ntag, reactor, 1.0))
+            except SendFailed as e:  # no route from the endpoint's address, ...: no sample
+                sent.append(None)
+                if unsent is not None:
+                    unsent.setdefault(
+                        targets[ti], f"the endpoint could not send to it from {cap.src}: {e.name}"
+                    )
     finally:
         await close_capture(cap)
     if recorder is not None:
@@ -252,10 +268,13 @@ async def collect_ip_ids(
     wait: float = 1.0,
     sync_rounds: int = 3,
     recorder: PcapRecorder | None = None,
+    unsent: dict[str, str] | None = None,
 ) -> list[IdSample]:
     """Probe every target `rounds` times from every endpoint: one ICMP echo per global
     slot `spacing` s apart, slots dealt round-robin over (target, endpoint), so each
-    target's series alternates between endpoints. Returns every answered sample.
+    target's series alternates between endpoints. Returns every answered sample; a probe
+    the endpoint refuses to send (no route from its address, ...) has none, and `unsent`
+    gets its target with the reason.
     `recorder` gets every probe sent and every packet captured (all endpoints' times)."""
     if not sessions or not targets:
         raise ValueError("need at least one endpoint and one target")
@@ -272,7 +291,9 @@ async def collect_ip_ids(
                 k += 1
     results = await gatherResults(
         [
-            Deferred.fromCoroutine(_probe_from(s, m, n, list(targets), slots, wait, recorder))
+            Deferred.fromCoroutine(
+                _probe_from(s, m, n, list(targets), slots, wait, recorder, unsent)
+            )
             for s, m, n, slots in zip(sessions, models, names, per, strict=True)
         ],
         consumeErrors=True,

@@ -17,7 +17,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from packetlab.controller import ClockEstimate, EndpointSession, deferred_api, estimate_clock
+from packetlab.controller import (
+    ClockEstimate,
+    EndpointSession,
+    StopSignal,
+    deferred_api,
+    estimate_clock,
+)
 
 __all__ = ["ClockModel", "ClockRound", "clock_sync", "fit_drift"]
 
@@ -103,6 +109,25 @@ def _round(est: ClockEstimate) -> ClockRound:
     return ClockRound((best.sent + best.received) // 2, est.offset, est.rtt)
 
 
+async def _pause(reactor: Any, seconds: float, stop: StopSignal | None) -> None:
+    """`seconds`, or until `stop` is requested."""
+    d: Deferred[None] = Deferred()
+    call = reactor.callLater(seconds, d.callback, None)
+    if stop is None:
+        await d
+        return
+
+    def wake(reason: str) -> None:
+        if not d.called:
+            call.cancel()
+            d.callback(None)
+
+    stopped = stop.when_requested()
+    stopped.addCallbacks(wake, lambda f: None)  # the errback: cancelled below
+    await d
+    stopped.cancel()
+
+
 @deferred_api
 async def clock_sync(
     session: EndpointSession,
@@ -111,16 +136,18 @@ async def clock_sync(
     interval: float = 1.0,
     samples: int = 8,
     on_round: Callable[[ClockRound], object] | None = None,
+    stop: StopSignal | None = None,
 ) -> ClockModel:
-    """`rounds` estimates `interval` seconds apart, then the offset/drift fit."""
+    """`rounds` estimates `interval` seconds apart, then the offset/drift fit. Once
+    `stop` is requested no further round starts and the fit is of the rounds so far."""
     if rounds < 1 or samples < 1 or interval < 0:
         raise ValueError("need rounds >= 1, samples >= 1 and interval >= 0")
     got: list[ClockRound] = []
     for i in range(rounds):
         if i:
-            d: Deferred[None] = Deferred()
-            session.reactor.callLater(interval, d.callback, None)
-            await d
+            await _pause(session.reactor, interval, stop)
+            if stop is not None and stop.requested:
+                break
         r = _round(await estimate_clock(session, samples))
         got.append(r)
         if on_round is not None:

@@ -32,7 +32,7 @@ from packetlab.controller import (
     udp_exchange,
 )
 from packetlab.measure.pcap import PcapRecorder, local_udp_end
-from packetlab.measure.stream import StreamError, TcpStream
+from packetlab.measure.stream import StreamError, TcpStream, connect_failure
 
 __all__ = ["DnsAnswer", "DnsError", "DnsResult", "dns_query", "parse_qtype", "resolver_of"]
 
@@ -211,7 +211,7 @@ async def _over_tcp(
             session, server, result.port, timeout=timeout, recorder=recorder
         )
     except ControllerError as e:
-        result.error = f"TCP connect to {result.server}: {e}"
+        result.error = "TCP " + connect_failure(e, server, result.port)
         return
     try:
         ntag = stream.send(struct.pack(">H", len(wire)) + wire, ntag=True)

@@ -34,9 +34,15 @@ from packetlab.controller import (
     deferred_api,
     parse_address,
 )
-from packetlab.measure.dns import dns_query
+from packetlab.measure.dns import DnsError, dns_query
 from packetlab.measure.pcap import PcapRecorder
-from packetlab.measure.stream import Chunk, StreamError, TcpStream
+from packetlab.measure.stream import (
+    Chunk,
+    StreamError,
+    StreamTimeout,
+    TcpStream,
+    connect_failure,
+)
 
 __all__ = ["HttpError", "HttpResult", "http_get", "parse_url"]
 
@@ -50,7 +56,8 @@ CA_FILES = (  # where curl and Python find the system store on common distributi
 
 
 class HttpError(ControllerError):
-    """The URL cannot be fetched as given (bad URL, unresolvable host)."""
+    """The URL cannot be fetched as given (bad URL). A host name that does not resolve is
+    the result's `error`, as a refused connect: the other URLs of a run still go."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +83,8 @@ class Url:
 
 
 def parse_url(url: str) -> Url:
-    parts = urlsplit(url)
+    """An http:// or https:// URL; without a scheme, http:// as curl assumes."""
+    parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme not in ("http", "https"):
         raise HttpError(f"{url!r}: only http:// and https:// URLs")
     if not parts.hostname:
@@ -136,17 +144,43 @@ def client_context(*, cafile: str | None = None, insecure: bool = False) -> SSL.
     if insecure:
         ctx.set_verify(SSL.VERIFY_NONE)
         return ctx
-    ctx.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
+    trusted = cafile
     if cafile is not None:
         ctx.load_verify_locations(cafile)
-        return ctx
-    system = [ssl.get_default_verify_paths().cafile, *CA_FILES]
-    found = next((p for p in system if p and os.path.isfile(p)), None)
-    if found is not None:
-        ctx.load_verify_locations(found)
     else:
-        ctx.set_default_verify_paths()
+        system = [ssl.get_default_verify_paths().cafile, *CA_FILES]
+        found = next((p for p in system if p and os.path.isfile(p)), None)
+        if found is not None:
+            ctx.load_verify_locations(found)
+        else:
+            ctx.set_default_verify_paths()
+        trusted = f"the system store ({found or 'OpenSSL default paths'})"
+
+    def verify(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+        if not ok and conn.get_app_data() is None:  # the first failure says the most
+            subject = cert.to_cryptography().subject.rfc4514_string() or "no subject"
+            reason = VERIFY_ERRORS.get(errno, f"X509 verify error {errno}")
+            where = "the server's certificate" if depth == 0 else f"chain certificate {depth}"
+            conn.set_app_data(f"{reason} ({where}, {subject}; trusted: {trusted})")
+        return bool(ok)
+
+    ctx.set_verify(SSL.VERIFY_PEER, verify)
     return ctx
+
+
+# OpenSSL's X509_V_ERR_* texts (x509_txt.c) for the failures a measurement meets
+VERIFY_ERRORS = {
+    2: "unable to get issuer certificate",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate",
+    21: "unable to verify the first certificate",
+    23: "certificate revoked",
+    24: "invalid CA certificate",
+    26: "unsuitable certificate purpose",
+}
 
 
 def _tls_error(e: SSL.Error) -> str:
@@ -185,6 +219,11 @@ class _Tls:
                 break
             except SSL.WantReadError:
                 pass
+            except SSL.Error:
+                why = self.conn.get_app_data()
+                if why is None:
+                    raise
+                raise _CertificateMismatch(f"TLS: certificate verify failed: {why}") from None
             self.flush()
             chunk = await self.stream.recv(max(deadline - clock.seconds(), 0.0))
             if chunk is None:
@@ -243,16 +282,31 @@ def _us(t: int | None, start: int) -> float | None:
     return None if t is None else (t - start) / 1000
 
 
+class _Unresolved(Exception):
+    """The URL's host has no address: why, in one line (curl's exit 6)."""
+
+
 async def _resolve(session: EndpointSession, url: Url, family: int | None) -> AddressLike:
     if url.host_is_address:
         return url.host
     qtypes = ["AAAA"] if family == 6 else ["A"] if family == 4 else ["A", "AAAA"]
+    why = []
     for qtype in qtypes:
-        r = await dns_query(session, url.host, qtype)
+        try:
+            r = await dns_query(session, url.host, qtype)
+        except DnsError as e:  # no DNS server configured at the endpoint
+            raise _Unresolved(f"could not resolve host {url.host}: {e}") from None
         for a in r.answers:
             if a.type == qtype:
                 return a.data
-    raise HttpError(f"cannot resolve {url.host} through the endpoint's DNS server")
+        if r.rcode == "NXDOMAIN":
+            raise _Unresolved(
+                f"could not resolve host {url.host}: no such name (NXDOMAIN from {r.server})"
+            )
+        why.append(f"{qtype}: {r.error}" if r.error else f"{qtype}: {r.rcode}, no address")
+    raise _Unresolved(
+        f"could not resolve host {url.host} through the endpoint's DNS server ({'; '.join(why)})"
+    )
 
 
 @deferred_api
@@ -275,15 +329,20 @@ async def http_get(
 
     The host name is resolved through the endpoint's DNS server unless `connect_to` gives
     the address (like curl --resolve). HTTPS verifies the server's certificate and name
-    unless `insecure`. Failures after the URL was accepted (refused, TLS, timeout, bad
-    HTTP) come back in `error`. `timeout` bounds the whole exchange after the connect.
+    unless `insecure`. Failures after the URL was accepted (name not resolved, refused,
+    TLS, timeout, bad HTTP) come back in `error`. `timeout` bounds the whole exchange
+    after the connect.
     `recorder` collects the connection's packets for a pcap file (TLS stays encrypted).
     """
     u = parse_url(url)
     result = HttpResult(url)
     ctx = client_context(cafile=cafile, insecure=insecure) if u.scheme == "https" else None
     if connect_to is None:
-        connect_to = await _resolve(session, u, family)
+        try:
+            connect_to = await _resolve(session, u, family)
+        except _Unresolved as e:
+            result.error = str(e)
+            return result
     addr = parse_address(connect_to)
     result.server = f"[{addr}]:{u.port}" if addr.version == 6 else f"{addr}:{u.port}"
     try:
@@ -291,7 +350,7 @@ async def http_get(
             session, addr, u.port, timeout=connect_timeout, recorder=recorder
         )
     except ControllerError as e:
-        result.error = f"connect to {result.server}: {e}"
+        result.error = connect_failure(e, addr, u.port)
         return result
     start = stream.started_at
     result.connect_us = _us(stream.established_at, start)
@@ -303,6 +362,12 @@ async def http_get(
         result.error = _tls_error(e)
     except _CertificateMismatch as e:
         result.error = str(e)
+    except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"
+        what = "no response" if result.status is None else "no complete response"
+        result.error = (
+            f"timed out: {what} within {timeout:g} s of the connect "
+            f"({result.body_len} body bytes received)"
+        )
     except StreamError as e:
         result.error = str(e)
     except h11.ProtocolError as e:

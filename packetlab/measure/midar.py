@@ -113,9 +113,11 @@ async def midar(
     wait: float = 1.0,
     recorder: PcapRecorder | None = None,
     on_stage: Callable[[StageReport], object] | None = None,
+    unsent: dict[str, str] | None = None,
 ) -> MidarResult:
     """Alias pairs of `targets` through MIDAR's four stages from every endpoint of
-    `sessions` (probes interleaved after clock synchronisation, as `collect_ip_ids`)."""
+    `sessions` (probes interleaved after clock synchronisation, as `collect_ip_ids`;
+    `unsent` as there)."""
     if window < 2 or velocity_ratio < 1:
         raise ValueError("need window >= 2 and velocity_ratio >= 1")
     stages: list[StageReport] = []
@@ -124,8 +126,9 @@ async def midar(
 
     async def probe(stage: str, addrs: Sequence[str], rounds: int) -> list[IdSample]:
         got = await collect_ip_ids(
-            sessions, list(addrs), rounds=rounds, spacing=spacing, wait=wait, recorder=recorder
-        )
+            sessions, list(addrs), rounds=rounds, spacing=spacing, wait=wait,
+            recorder=recorder, unsent=unsent,
+        )  # fmt: skip
         every.extend(got)
         by_stage.setdefault(stage, []).extend(got)
         return got

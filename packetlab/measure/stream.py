@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 from packetlab.controller import (
     DEFAULT_RBUFSZ,
     AddressLike,
+    ConnectFailed,
     ControllerError,
     EndpointSession,
     IPAddress,
@@ -23,13 +24,28 @@ from packetlab.controller import (
     Socket,
     parse_address,
     read_socket_info,
+    read_socket_state,
     read_time,
     wait_connected,
 )
 from packetlab.measure.pcap import PcapRecorder, TcpFlow
-from packetlab.wire import Ndata, Nstat, NstatCode, Ntag
+from packetlab.wire import Ndata, Nstat, NstatCode, Ntag, SocketState
 
-__all__ = ["Chunk", "StreamError", "StreamTimeout", "TcpStream"]
+__all__ = ["Chunk", "StreamError", "StreamTimeout", "TcpStream", "connect_failure"]
+
+# What a failed connect's socket state means, in the words curl and dig use. Our endpoint
+# reports a refused connect (RST in answer to the SYN) as the nstat RESET; the reference
+# endpoint as the STAT REFUSED.
+_CONNECT_MEANING = {
+    "REFUSED": "connection refused (the host answered the SYN with a reset: "
+    "nothing listens on that port)",
+    "TIMEDOUT": "connection timed out (the SYN was never answered)",
+    "UNREACH": "host or network unreachable from the endpoint (no route, "
+    "no ARP/ND answer, or an ICMP unreachable in answer to the SYN)",
+    "UNKNOWN": "failed, for a reason the endpoint did not give (nstat UNKNOWN)",
+}
+_CONNECT_MEANING["RESET"] = _CONNECT_MEANING["REFUSED"]
+_CONNECT_MEANING["TIMEOUT"] = _CONNECT_MEANING["TIMEDOUT"]
 
 
 class StreamError(ControllerError):
@@ -38,6 +54,20 @@ class StreamError(ControllerError):
 
 class StreamTimeout(StreamError):
     """Nothing arrived in time."""
+
+
+def connect_failure(e: ControllerError, host: AddressLike, port: int) -> str:
+    """A failed TCP connect from the endpoint as one line a person can act on:
+    `connect to 127.0.0.1:9: connection refused (...)` rather than the socket state."""
+    addr = parse_address(host)
+    where = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+    if isinstance(e, ConnectFailed):
+        meaning = _CONNECT_MEANING.get(e.state)
+        if meaning is None and e.state.startswith("not established within"):
+            meaning = f"no answer to the SYN: {e.state} (the host is down or a firewall drops it)"
+        if meaning is not None:
+            return f"connect to {where}: {meaning}"
+    return f"connect to {where}: {e}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +127,10 @@ class TcpStream:
         sock = await opened
         try:
             est = await wait_connected(session, sktid, timeout=timeout)
+        except ConnectFailed as e:
+            failed = await _stat_says(session, e)
+            await _close(session, sktid)
+            raise failed from None
         except BaseException:
             await _close(session, sktid)
             raise
@@ -211,6 +245,22 @@ class TcpStream:
             self.flow.closed(self._last_time, by_peer=False)
             self.flow = None
         await _close(self.session, self.sktid)
+
+
+async def _stat_says(session: EndpointSession, e: ConnectFailed) -> ConnectFailed:
+    """A connect failure named by its nstat code (our endpoint sends UNKNOWN for a host
+    or network unreachable, RESET for a refusal) named by the socket's STAT instead,
+    which tells them apart (REFUSED, TIMEDOUT, UNREACH); `e` itself when STAT says no
+    more (or cannot be read)."""
+    if e.state not in ("UNKNOWN", "TIMEOUT", "RESET"):
+        return e
+    try:
+        state = await read_socket_state(session, e.sktid)
+    except ControllerError:
+        return e
+    if isinstance(state, SocketState) and state < 0 and state is not SocketState.UNKFAULT:
+        return ConnectFailed(e.sktid, state.name)
+    return e
 
 
 async def _close(session: EndpointSession, sktid: int) -> None:

@@ -56,7 +56,7 @@ from packetlab.controller import (
 from packetlab.measure import iperf3, upload_start
 from packetlab.measure.iperf3 import DEFAULT_PORT, Iperf3Error, State
 from packetlab.measure.pcap import PcapRecorder, TcpFlow
-from packetlab.measure.stream import StreamError, StreamTimeout, TcpStream
+from packetlab.measure.stream import StreamError, StreamTimeout, TcpStream, connect_failure
 from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, vmem
 
 __all__ = [
@@ -382,7 +382,7 @@ async def throughput(
         result.error = str(e)
         return result
     except ControllerError as e:
-        result.error = f"connect to {addr}:{port}: {e}"
+        result.error = connect_failure(e, addr, port)
         return result
     ctl_stream = ctl.stream
     data_sktid: int | None = None

@@ -87,7 +87,12 @@ def test_one_endpoint_cli(testbed_factory: Callable[..., Testbed], tmp_path: Pat
     assert all(series[a]["samples"] == 12 for a in cands[:5])
     (sets,) = [r["sets"] for r in records if r["type"] == "alias-sets"]
     assert sets == [[f"10.77.2.{i}" for i in SHARED]]
-    assert records[-1] == {"type": "summary", "measurement": "alias", "pairs": 3, "errors": 0}
+    summary = records[-1]
+    assert summary["start_time"] <= summary["stop_time"]
+    assert {k: v for k, v in summary.items() if k not in ("start_time", "stop_time")} == {
+        "type": "summary", "measurement": "alias", "tool": "packetlab",
+        "stop_reason": "COMPLETED", "pairs": 3, "errors": 0,
+    }  # fmt: skip
     stages = {r["stage"]: r for r in records if r["type"] == "alias-stage"}
     assert list(stages) == ["estimation", "discovery", "elimination", "corroboration"]
     assert stages["estimation"]["addresses"] == 7

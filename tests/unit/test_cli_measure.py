@@ -8,6 +8,7 @@ import argparse
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,9 +51,18 @@ def test_dns_options() -> None:
     assert run_dns.split_server("192.0.2.1") == ("192.0.2.1", None)
     assert run_dns.split_server("192.0.2.1:53") == ("192.0.2.1", 53)
     assert run_dns.split_server("2001:db8::1") == ("2001:db8::1", None)
-    for bad in ("dns.example", "192.0.2.1:0", "[::1"):
+    # a name, as dig's @ns.example, resolved on this host (localhost: /etc/hosts)
+    assert run_dns.split_server("localhost:5353") in (("127.0.0.1", 5353), ("::1", 5353))
+    for bad in ("a..b", "192.0.2.1:0", "[::1", ":53"):
         with pytest.raises(RunError):
             run_dns.split_server(bad)
+
+
+def test_dns_bad_name_is_an_early_error() -> None:
+    # as dig ("'a..b' is not a legal name"): before a.test is asked, not after it
+    a = parse("dns", "a.test", "a..b")
+    with pytest.raises(RunError, match=r"'a\.\.b' is not a legal name: A DNS label is empty"):
+        run_dns.experiment(a, lambda r: None, Progress())
 
 
 def test_dns_bad_type_is_an_early_error() -> None:
@@ -98,6 +108,8 @@ def test_http_options_and_rows() -> None:
     )
     bad = {"type": "http", "url": "https://x.test/", "error": "TLS: certificate verify failed"}
     assert run_http.row(bad).endswith("https://x.test/  TLS: certificate verify failed")  # type: ignore[union-attr]
+    # the URL in the url column, as on the rows fetched
+    assert run_http.row(bad).index("https://") == run_http.row(ok).index("https://")  # type: ignore[union-attr]
     assert run_http.summary([ok, bad]) == {"urls": 2, "fetched": 1, "bytes": 5}
 
 
@@ -123,8 +135,19 @@ def test_throughput_options() -> None:
             parse("throughput", "--server", "10.0.0.2", "--bytes", bad)
     with pytest.raises(SystemExit):
         parse("throughput")  # --server is required
-    with pytest.raises(RunError):
-        run_throughput.split_host_port("iperf.example", 5201)
+    with pytest.raises(RunError, match=r"cannot resolve 'a\.\.b'"):
+        run_throughput.split_host_port("a..b", 5201)
+
+
+def test_throughput_takes_iperf3s_names() -> None:
+    # `iperf3 -c localhost -p 5202 -n 8M -R`: a name (iperf3 takes one), its -p, -n and -R
+    a = parse("throughput", "-c", "localhost", "-p", "5202", "-n", "8M", "-R")
+    assert (a.server, a.port, a.bytes, a.direction) == ("localhost", 5202, 8 << 20, "download")
+    assert run_throughput.split_host_port(a.server, 5201, a.port) in (
+        ("127.0.0.1", 5202),
+        ("::1", 5202),
+    )
+    assert run_throughput.split_host_port("10.0.0.2:5203", 5201, 5202) == ("10.0.0.2", 5202)
 
 
 def test_throughput_rows() -> None:
@@ -159,3 +182,214 @@ def test_progress_before_start_only_remembers() -> None:
     p.write("a record", out)
     p.clear()
     assert (p.text, out.getvalue()) == ("working", "a record\n")
+
+
+def _interrupted_dns_run(names: list[str]) -> tuple[str, int, int, float]:
+    """`pktlab run dns --json --server 192.0.2.53 NAMES` over the scripted endpoint, whose
+    server answers the first query only; Ctrl-C (the stop signal) 0.5 s into the second.
+    (output, exit status, queries sent, seconds from the stop to the end)."""
+    import dns.message
+    from ctl_fakes import Rig
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli.run_command import begun, measure
+    from packetlab.controller.stop import StopSignal
+    from packetlab.wire import Nsend
+
+    rig = Rig()
+    asked: list[bytes] = []
+
+    def server(query: bytes) -> list[bytes]:
+        asked.append(query)
+        if len(asked) > 1:
+            return []  # silent from the second query on
+        q = dns.message.from_wire(query)
+        return [dns.message.make_response(q).to_wire()]
+
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = server
+    args = parse("dns", "--json", "--server", "192.0.2.53", *names)
+
+    async def link(
+        reactor: object, args: argparse.Namespace, emit: object, progress: Progress
+    ) -> None:
+        await begun(args._command.experiment(args, emit, progress), progress)(rig.session)
+
+    out, stop = io.StringIO(), StopSignal()
+    d = Deferred.fromCoroutine(measure(rig.clock, args, stop, out, run=link))
+
+    def step() -> None:
+        rig.pump.flush()
+        rig.clock.advance(0.001)
+
+    while len(asked) < 2:
+        step()
+    for _ in range(500):  # the second query 0.5 s in flight
+        step()
+    stopped_at = rig.clock.seconds()
+    stop.request("interrupted")
+    code = rig.run(d, limit=stopped_at + 30)
+    sent = len([m for m in rig.endpoint.received if isinstance(m, Nsend)])
+    return out.getvalue(), code, sent, rig.clock.seconds() - stopped_at
+
+
+def test_ctrl_c_ends_a_dns_run_with_what_it_gathered_and_the_summary() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    from packetlab.cli.run_command import GRACE_S
+
+    out, code, sent, took = _interrupted_dns_run(["a.test", "b.test", "c.test", "d.test"])
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["type"] for r in records] == ["dns", "summary"], out  # a.test, then the summary
+    assert records[0]["qname"] == "a.test." and records[0]["rcode"] == "NOERROR"
+    s = records[1]
+    assert s["stop_reason"] == "INTERRUPTED" and s["tool"] == "packetlab"
+    assert (s["queries"], s["answered"]) == (1, 1)
+    assert s["start_time"] <= s["stop_time"]
+    assert sent == 2  # b.test (in flight, cut after the grace); c.test and d.test never asked
+    assert GRACE_S - 0.01 <= took <= GRACE_S + 0.1
+    assert code == 0  # the exit status (130) is run_reactor's, from the stop's reason
+
+
+def _main_args(*argv: str) -> argparse.Namespace:
+    """What `pktlab ARGV` would run (packetlab.cli.main's parsing)."""
+    import packetlab.cli as cli
+
+    return cli.parse(argv)
+
+
+def test_dns_takes_digs_words() -> None:
+    # `dig @127.0.0.1 -p 5353 a.test MX +tcp +norec +time=1 +tries=3`, word for word
+    a = _main_args("run", "dns", "@127.0.0.1", "-p", "5353", "a.test", "MX", "+tcp", "+norec",
+                   "+time=1", "+tries=3", "b.test", "aaaa")  # fmt: skip
+    run_dns.dig_style(a)
+    assert (a.names, a.server) == (["a.test", "b.test"], "127.0.0.1:5353")
+    assert a.plan == [("a.test", ["MX"]), ("b.test", ["aaaa"])]  # a type: the name before it
+    assert (a.tcp, a.norecurse, a.wait, a.tries) == (True, True, 1.0, 3)
+    # `dig MX a.test b.test -t TXT`: a type before any name is the first's; -t the others'
+    a = _main_args("run", "dns", "MX", "a.test", "b.test", "-t", "TXT", "c.test", "NS", "+short")
+    run_dns.dig_style(a)
+    assert a.plan == [("a.test", ["MX"]), ("b.test", ["TXT"]), ("c.test", ["NS"])]
+    assert a.short and run_dns.COMMAND.budget(a) == 3 * 3 * 2.0
+    a = parse("dns", "--server", "::1", "-p", "53", "x.test", "+retry=0")
+    run_dns.dig_style(a)
+    assert (a.server, a.tries, a.plan) == ("[::1]:53", 1, [("x.test", None)])
+    a = parse("dns", "-x", "192.0.2.1", "-x", "2001:db8::1")
+    run_dns.dig_style(a)
+    assert a.names[0] == "1.2.0.192.in-addr.arpa." and a.names[1].endswith(".ip6.arpa.")
+    assert [types for _, types in a.plan] == [["PTR"], ["PTR"]]
+    for argv, message in [
+        (["+trace", "x.test"], r"\+trace: dig option not supported here"),
+        (["+time=soon", "x.test"], r"\+time=soon: expected a number"),
+        (["-x", "nope"], "-x nope: not an IP address"),
+        (["-p", "53", "x.test"], "-p PORT needs a server"),
+        ([], "no name to look up"),
+    ]:
+        with pytest.raises(RunError, match=message):
+            run_dns.dig_style(parse("dns", *argv))
+
+
+def test_dns_short_prints_only_the_data_as_dig() -> None:
+    a = parse("dns", "+short", "x.test")
+    run_dns.dig_style(a)
+    rows = run_dns.COMMAND.row_for(a)  # type: ignore[misc]
+    ok = {"type": "dns", "qname": "x.test.", "qtype": "A", "rcode": "NOERROR", "answers": [
+        {"name": "x.test.", "type": "CNAME", "ttl": 1, "data": "y.test."},
+        {"name": "y.test.", "type": "A", "ttl": 1, "data": "192.0.2.1"}]}  # fmt: skip
+    assert rows(ok) == "y.test.\n192.0.2.1"
+    assert rows({**ok, "answers": []}) is None  # NXDOMAIN, NODATA: nothing, as dig
+    lost = {"type": "dns", "qname": "x.test.", "qtype": "A", "error": "no answer from ..."}
+    assert rows(lost) == ";; x.test. A: no answer from ..."
+    assert rows({"type": "summary", "queries": 1}) is None
+    assert run_dns.COMMAND.row_for(parse("dns", "x.test")) is run_dns.row  # type: ignore[misc]
+
+
+def test_operands_after_options_join_the_list() -> None:
+    # dig, curl and ping take operands anywhere; argparse alone refused the later ones
+    a = _main_args("run", "http", "--json", "http://a.test/", "-k", "http://b.test/")
+    assert a.urls == ["http://a.test/", "http://b.test/"] and a.insecure
+    with pytest.raises(SystemExit):
+        _main_args("run", "http", "http://a.test/", "-k", "http://b.test/", "--bogus")
+
+
+def test_a_run_failing_under_way_still_prints_its_summary() -> None:
+    # --timeout reached (or the endpoint gone) after some answers: they and the summary
+    # are printed, then the error is the command's (run_reactor: one line, status 2)
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+
+    from packetlab.cli.link import LinkError
+    from packetlab.cli.run_command import measure
+    from packetlab.controller.stop import StopSignal
+
+    async def link(
+        reactor: object, args: argparse.Namespace, emit: Any, progress: Progress
+    ) -> None:
+        progress.begin()
+        emit({"type": "dns", "qname": "a.test.", "qtype": "A", "server": "192.0.2.53",
+              "port": 53, "proto": "udp", "rcode": "NOERROR", "answers": [],
+              "rtt_us": 1.0})  # fmt: skip
+        raise LinkError("no result within 3 s: the experiment did not end")
+
+    out = io.StringIO()
+    args = parse("dns", "--json", "a.test", "b.test")
+    d = Deferred.fromCoroutine(measure(Clock(), args, StopSignal(), out, run=link))
+    failures: list[Any] = []
+    d.addErrback(failures.append)  # the error goes on to run_reactor
+    assert isinstance(failures[0].value, LinkError)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["type"] for r in records] == ["dns", "summary"]
+    assert records[1]["stop_reason"] == "ERROR" and records[1]["queries"] == 1
+    assert records[1]["error"] == "no result within 3 s: the experiment did not end"
+
+
+def test_alias_summary_cut_short_is_not_read_as_no_aliases() -> None:
+    from packetlab.cli import run_alias
+
+    done = {"type": "summary", "pairs": 0, "stop_reason": "COMPLETED"}
+    assert run_alias.row(done) == "# 0 alias pairs"
+    for reason in ("INTERRUPTED", "ERROR"):
+        line = run_alias.row({**done, "stop_reason": reason})
+        assert line == "# 0 alias pairs (run cut short: the stage in flight was dropped)"
+
+
+def test_http_fail_makes_a_4xx_a_failure_as_curl_f() -> None:
+    # `curl -f`: exit 22 for a status of 400 or more; ours: that URL's error, exit 1
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "measure"))
+    from stream_fakes import Peer, StreamRig
+
+    class NotFound(Peer):
+        def received(self, data: bytes) -> None:
+            super().received(data)
+            if b"\r\n\r\n" in self.got:
+                self.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope")
+                self.close()
+
+    def fetch(*options: str) -> tuple[list[dict[str, Any]], int]:
+        from twisted.internet.defer import Deferred
+
+        from packetlab.cli.run_command import begun, measure
+        from packetlab.controller.stop import StopSignal
+
+        rig = StreamRig()
+        rig.endpoint.peers[("192.0.2.80", 80)] = NotFound
+        args = parse("http", "--json", *options, "http://192.0.2.80/x")
+
+        async def link(reactor: object, a: argparse.Namespace, emit: Any, p: Progress) -> None:
+            await begun(a._command.experiment(a, emit, p), p)(rig.session)
+
+        out = io.StringIO()
+        code = rig.run(
+            Deferred.fromCoroutine(measure(rig.clock, args, StopSignal(), out, run=link))
+        )
+        return [json.loads(line) for line in out.getvalue().splitlines()], code
+
+    records, code = fetch()
+    assert code == 0 and records[0]["status"] == 404 and "error" not in records[0]
+    records, code = fetch("-f")
+    assert code == 1 and records[0]["status"] == 404
+    assert records[0]["error"] == "the server answered 404 Not Found (--fail)"
+    assert (records[1]["fetched"], records[1]["errors"]) == (0, 1)
+    assert run_http.row(records[0]).startswith(" 404          4")  # type: ignore[union-attr]

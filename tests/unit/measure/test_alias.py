@@ -176,3 +176,23 @@ def test_replies_are_awaited_after_late_probes_left(late: float) -> None:
     got = rig.run(collect_ip_ids([rig.session], [TG4], rounds=5, spacing=0.002, wait=1.0))
     assert len(got) == 5 and {s.addr for s in got} == {TG4}
     assert all(0 < s.error_ns < 0.1e9 for s in got)  # half the (fake) RTT, not the lateness
+
+
+def test_a_probe_the_endpoint_cannot_send_is_a_missing_sample_not_a_crash() -> None:
+    # `pktlab run alias 127.0.0.1 192.0.2.77`: the endpoint refuses the sends it has no
+    # route for (EPKTNOTSENT in their ntags); that address has no samples, and says why
+    # (the run used to end in "internal error: FirstError ... SendFailed").
+    from test_traceroute_fakes import TG4, RawRig
+
+    from packetlab.measure.alias import collect_ip_ids
+    from packetlab.wire import Status
+
+    rig = RawRig([TG4])
+    rig.endpoint.nsend_errid = int(Status.EPKTNOTSENT)
+    unsent: dict[str, str] = {}
+    got = rig.run(
+        collect_ip_ids([rig.session], [TG4], rounds=3, spacing=0.002, wait=0.5, unsent=unsent)
+    )
+    assert got == []
+    assert unsent[TG4].startswith("the endpoint could not send to it from ")
+    assert unsent[TG4].endswith(": EPKTNOTSENT")

@@ -57,6 +57,33 @@ def test_clock_sync_sees_the_endpoint_offset() -> None:
         rig.run(clock_sync(rig.session, rounds=0))
 
 
+def test_clock_sync_stopped_fits_the_rounds_so_far() -> None:
+    # `pktlab run clocksync` and Ctrl-C: no further round, the model of those done, at
+    # once (not after the interval in progress)
+    from packetlab.controller.stop import StopSignal
+
+    rig = Rig(offset_ns=3_000_000)
+    stop = StopSignal()
+    seen: list[ClockRound] = []
+    stopped_at: list[float] = []
+
+    def request() -> None:
+        stopped_at.append(rig.clock.seconds())
+        stop.request("interrupted")
+
+    def one(r: ClockRound) -> None:
+        seen.append(r)
+        if len(seen) == 2:
+            rig.clock.callLater(1.0, request)  # 1 s into a 10 s wait
+
+    d = clock_sync(rig.session, rounds=20, interval=10.0, samples=3, on_round=one, stop=stop)
+    m = rig.run(d)
+    assert len(seen) == 2 and len(m.rounds) == 2
+    assert abs(m.offset_ns - 3_000_000) <= max(r.error_ns for r in seen)
+    assert rig.clock.seconds() - stopped_at[0] < 0.1  # not the 9 s left of the interval
+    assert not rig.clock.getDelayedCalls()  # the interval's timer is gone
+
+
 def test_send_gap_train() -> None:
     rig = Rig()
     r = rig.run(send_gap(rig.session, "127.0.0.1", 9, count=20, gap_ns=1_000_000, lead_ns=10**8))

@@ -169,7 +169,10 @@ def test_https_untrusted_ca_is_an_error_without_status(pki: dict[str, Path]) -> 
         http_get(rig.session, "https://www.test/", connect_to="192.0.2.80",
                  cafile=str(pki["other-ca"]))
     )  # fmt: skip
-    assert r.status is None and r.error is not None and "certificate verify failed" in r.error
+    assert r.status is None and r.error == (  # which check failed, on what, trusting what
+        "TLS: certificate verify failed: unable to get local issuer certificate (the "
+        f"server's certificate, CN=localhost; trusted: {pki['other-ca']})"
+    )
     assert "status" not in r.to_dict() and r.to_dict()["error"] == r.error
 
 
@@ -222,7 +225,14 @@ def test_bad_servers(response: bytes, message: str) -> None:
 def test_silent_server_times_out() -> None:
     rig = rig_with(Http(b"", close=False))
     r = rig.run(http_get(rig.session, "http://192.0.2.80/", timeout=2.0))
-    assert r.error == "nothing from 192.0.2.80:80 within 2 s"
+    assert r.error == "timed out: no response within 2 s of the connect (0 body bytes received)"
+    # a body that stops half way (curl: "Operation timed out ... with N bytes received")
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+    rig = rig_with(Http(head + b"x" * 40, close=False))
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/", timeout=2.0))
+    assert r.error == (
+        "timed out: no complete response within 2 s of the connect (40 body bytes received)"
+    )
 
 
 def test_body_limit() -> None:
@@ -234,7 +244,10 @@ def test_body_limit() -> None:
 def test_refused() -> None:
     rig = StreamRig()
     r = rig.run(http_get(rig.session, "http://192.0.2.81:8080/"))
-    assert r.error is not None and r.error.startswith("connect to 192.0.2.81:8080:")
+    assert r.error == (  # curl: "Failed to connect to ... port 8080: Connection refused"
+        "connect to 192.0.2.81:8080: connection refused (the host answered the SYN with a "
+        "reset: nothing listens on that port)"
+    )
 
 
 def test_urls() -> None:
@@ -244,6 +257,80 @@ def test_urls() -> None:
     )  # fmt: skip
     assert parse_url("http://x.test").target == "/"
     assert parse_url("http://x.test:80").authority == "x.test"
+    # no scheme: http, as curl (`curl 10.0.0.1:8080/x`)
+    u = parse_url("10.0.0.1:8080/x")
+    assert (u.scheme, u.host, u.port, u.target) == ("http", "10.0.0.1", 8080, "/x")
     for bad in ("ftp://x/", "http:///p", "http://x:99999/"):
         with pytest.raises(HttpError):
             parse_url(bad)
+
+
+def test_connect_failures_read_as_curl_and_dig_put_them() -> None:
+    from packetlab.controller import ConnectFailed, ControllerError
+    from packetlab.measure.stream import connect_failure
+
+    for state in ("REFUSED", "RESET"):  # the reference endpoint's STAT, ours's nstat
+        assert "connection refused" in connect_failure(ConnectFailed(0, state), "10.0.0.1", 80)
+    assert connect_failure(ConnectFailed(0, "TIMEDOUT"), "2001:db8::1", 443) == (
+        "connect to [2001:db8::1]:443: connection timed out (the SYN was never answered)"
+    )
+    assert "unreachable" in connect_failure(ConnectFailed(0, "UNREACH"), "10.0.0.1", 80)
+    late = connect_failure(ConnectFailed(0, "not established within 10 s"), "10.0.0.1", 80)
+    assert late.startswith("connect to 10.0.0.1:80: no answer to the SYN: not established")
+    other = connect_failure(ControllerError("session closed"), "10.0.0.1", 80)
+    assert other == "connect to 10.0.0.1:80: session closed"
+
+
+def test_a_name_that_does_not_resolve_is_the_urls_error_not_the_runs() -> None:
+    # as curl (exit 6 for that URL): the other URLs of `pktlab run http` still go
+    import dns.message
+    import dns.rcode
+
+    from packetlab.endpoint.config import parse_config
+    from packetlab.endpoint.memory import system_image
+
+    def nxdomain(query: bytes) -> list[bytes]:
+        r = dns.message.make_response(dns.message.from_wire(query))
+        r.set_rcode(dns.rcode.NXDOMAIN)
+        return [r.to_wire()]
+
+    rig = rig_with(Http(OK))
+    rig.endpoint.memory = system_image(parse_config(["VMemLocalDNSAddrStrIPv4 192.0.2.53"]))
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = nxdomain
+    r = rig.run(http_get(rig.session, "http://nosuch.test/page"))
+    assert r.error == "could not resolve host nosuch.test: no such name (NXDOMAIN from 192.0.2.53)"
+    assert r.to_dict()["error"] == r.error and r.status is None
+    rig.endpoint.memory = system_image(parse_config([]))  # no DNS server at all
+    r = rig.run(http_get(rig.session, "http://nosuch.test/page"))
+    assert r.error is not None and r.error.startswith("could not resolve host nosuch.test: ")
+    assert "no DNS server configured" in r.error
+
+
+def test_unreachable_is_told_apart_from_unknown_by_the_sockets_stat() -> None:
+    # Our endpoint reports a connect that met EHOSTUNREACH (no ARP answer, an ICMP
+    # unreachable) as nstat UNKNOWN with STAT UNREACH; the error read "failed: UNKNOWN".
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
+    from ctl_fakes import FakeEndpoint, Rig
+    from twisted.internet.task import Clock
+
+    from packetlab.wire import Nopen, Nstat, NstatCode, Proto, SocketState
+
+    class Unreachable(FakeEndpoint):
+        def nopen(self, msg: Nopen) -> None:
+            super().nopen(msg)
+            if msg.proto == Proto.TCP and msg.raddr is not None:
+                self.sockets[msg.sktid]["state"] = SocketState.UNREACH
+                nstat = Nstat(msg.sktid, msg.family, msg.proto, 0, NstatCode.UNKNOWN)
+                self.clock.callLater(0.01, self.late_nstat, nstat)
+
+    def endpoint(clock: Clock) -> FakeEndpoint:
+        return Unreachable(clock)
+
+    rig = Rig(endpoint=endpoint)
+    r = rig.run(http_get(rig.session, "http://192.0.2.99/"))
+    assert r.error == (
+        "connect to 192.0.2.99:80: host or network unreachable from the endpoint (no route, "
+        "no ARP/ND answer, or an ICMP unreachable in answer to the SYN)"
+    )

@@ -384,7 +384,9 @@ def test_a_server_that_always_drops_the_test_is_an_error() -> None:
 def test_refused_and_too_big() -> None:
     rig = StreamRig()
     r = rig.run(throughput(rig.session, "192.0.2.6", nbytes=4 * MIB))
-    assert r.error is not None and r.error.startswith("connect to 192.0.2.6:5201")
+    assert r.error is not None and r.error.startswith(
+        "connect to 192.0.2.6:5201: connection refused"
+    )
     with pytest.raises(ThroughputError, match="do not fit the endpoint's buffer budget"):
         rig.run(throughput(rig.session, "192.0.2.5", nbytes=300 * MIB))
     with pytest.raises(ValueError, match="direction"):
