@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from twisted.internet.defer import Deferred
+
 from packetlab.endpoint.sockets import Skt
 from packetlab.wire.constants import Status
 from packetlab.wire.messages import Message, Result
@@ -41,8 +43,10 @@ class RequestGate(Protocol):
     #: Whether `check_ndata` must be called (False keeps it off the receive hot path).
     checks_ndata: bool
 
-    def program(self, hint: bytes, data: bytes) -> Status:
-        """A `cdata` program during SETUP (hint "filter" or "monitor"): its result."""
+    def program(self, hint: bytes, data: bytes) -> Status | Deferred[Status]:
+        """A `cdata` program during SETUP (hint "filter" or "monitor"): its result, or a
+        Deferred of it while the program compiles in a worker thread (the session reads
+        no further request until it fires; cancelled when the session ends first)."""
         ...
 
     def start(self) -> tuple[Result | None, list[bytes]]:

@@ -73,6 +73,8 @@ class ControllerProtocol(Protocol):
         self._linger_timer: IDelayedCall | None = None
         self._refused: SessionRefused | None = None
         self.suspended = False  # pre-empted: see suspend()
+        self._wait_paused = False  # not reading while a cdata's program compiles
+        self._setup_late = False  # the setup window passed while it compiled
         self._out_paused = False  # the transport paused us
         #: Fires with the SessionEnd once the connection is gone.
         self.done: defer.Deferred[SessionEnd] = defer.Deferred()
@@ -108,6 +110,7 @@ class ControllerProtocol(Protocol):
         self._link = link = frame_writer(transport)
         link.batch_turns(self._reactor)
         session.outbox.on_drain = self._drained
+        session.on_ready = self._ready
         session.outbox.attach(link.write)
         self._setup_timer = self._reactor.callLater(SETUP_TIMEOUT, self._setup_expired)
         self.log.info("controller session started with {peer}", peer=transport.getPeer())
@@ -138,7 +141,7 @@ class ControllerProtocol(Protocol):
 
     def _consume(self) -> None:
         session = self.session
-        if self._consuming or session is None or self.suspended:
+        if self._consuming or session is None or self.suspended or session.waiting is not None:
             return
         self._consuming = True
         try:
@@ -150,6 +153,13 @@ class ControllerProtocol(Protocol):
                 session.handle(item)
                 if session.ended is not None:
                     self._end(session.ended)
+                    return
+                if session.waiting is not None:
+                    # A cdata's program compiles in a worker thread: the requests after
+                    # it wait, unread, until it is answered (_ready).
+                    if not self._wait_paused:
+                        self._wait_paused = True
+                        self._t.pauseProducing()
                     return
                 if now() >= due:
                     flush()
@@ -169,6 +179,30 @@ class ControllerProtocol(Protocol):
                 self._t.resumeProducing()
         finally:
             self._consuming = False
+
+    def _ready(self) -> None:
+        """The cdata's program is loaded (its answer is in the outbox): read on."""
+        session = self.session
+        if self._consuming or self._closing or session is None:
+            return
+        link = self._link
+        link.cork()
+        try:
+            self._refeed()
+            self._consume()
+        finally:
+            link.uncork()
+        if self._closing or session.waiting is not None:
+            return
+        if self._setup_late:  # the timer fired during the compile: as a blocked reactor
+            self._setup_late = False
+            self._setup_expired()
+            if session.ended is not None:
+                return
+        if self._wait_paused:
+            self._wait_paused = False
+            if not self._read_paused and not self.suspended:
+                self._t.resumeProducing()
 
     def _drained(self) -> None:
         session = self.session
@@ -228,7 +262,7 @@ class ControllerProtocol(Protocol):
             link.write(encode(Resumd()))
             if not self._out_paused:
                 session.outbox.resume()
-            if not self._read_paused:
+            if not self._read_paused and not self._wait_paused:
                 self._t.resumeProducing()
             self._refeed()
             self._consume()
@@ -242,6 +276,11 @@ class ControllerProtocol(Protocol):
 
     def _setup_expired(self) -> None:
         self._setup_timer = None
+        if self.session is not None and self.session.waiting is not None:
+            # A cdata's program compiles: the window ends after its answer and the
+            # requests read before (the reference compiles inline, so its timer waits).
+            self._setup_late = True
+            return
         if self.session is not None and self.session.expire_setup():
             self.log.warn("no start within {t} s: closing", t=SETUP_TIMEOUT)
             self._t.abortConnection()

@@ -251,6 +251,11 @@ def makeService(options: Options) -> IService:
     network: Network = sockets
 
     monitors: MonitorHost = options["monitor_host"]
+    from twisted.internet.threads import deferToThread
+
+    # Certificate monitors compile in the reactor's thread pool, one at a time (a 1 MiB
+    # module takes seconds: docs/performance.md "Monitors").
+    monitors.runner = deferToThread
     for aux in monitors.aux:
         if isinstance(aux.compiled, Exception):  # every start answers ECTLMONUKN
             log.error("aux monitor {path} cannot load: {e}", path=aux.path, e=aux.compiled)

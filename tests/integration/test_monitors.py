@@ -278,3 +278,20 @@ def test_cdata_monitor_with_a_maximum_fails_start_over_tls(tls_world: Any) -> No
     assert c.request(wire.Cdata(b"monitor", abi.encode(bad))) == wire.Result(0)
     assert c.request(wire.Start()) == wire.Result(MONUKN, 0)
     assert c.closed_by_peer()
+
+
+def test_large_cdata_monitor_compiles_off_the_reactor_in_order(tls_world: Any) -> None:
+    """A ~100 KB certificate monitor (one long function, a second or more to compile)
+    compiles in the endpoint's thread pool; the start and mread sent right behind it are
+    answered after its result, in order, on the same TLS link."""
+    body = "(local.get $x)" + "(i32.add (i32.const 1))" * 35_000 + "(drop)"
+    big = bytes(wat2wasm(monitor_wat(ALLOW, extra=f"(func $f0 (param $x i32) {body})")))
+    assert len(big) > 100_000
+    ctl, ep = tls_world(CertLimits(monitor_digests=(abi.digest(big),)))
+    c = ctl.accept()
+    c.send(wire.Cdata(b"monitor", abi.encode(big)), wire.Start(), wire.Mread(addr=0x20, len=1))
+    got = [c.next(timeout=60) for _ in range(4)]
+    assert got[:2] == [wire.Result(0), wire.Result(0)]
+    assert [m.NAME for m in got[2:]] == ["linfo", "mdata"]
+    c.close()
+    assert "Traceback" not in ep.output()
