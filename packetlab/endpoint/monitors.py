@@ -35,7 +35,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate
+from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate, socket_error
 from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.memory import VirtualMemory
 from packetlab.endpoint.sockets import Skt
@@ -84,6 +84,7 @@ CRASH = abi.MONITOR_CRASH
 PM_LEN = abi.PM_LEN
 _MONUKN = int(Status.ECTLMONUKN)
 _MONREJ = int(Status.ECTLMONREJ)
+_PKTDENY = int(Status.ESKTPKTDENY)
 _LINFO_NAME = b"monitor"
 
 
@@ -297,15 +298,18 @@ class MonitorGate:
         self._supplied: list[tuple[bytes, Compiled | MonitorLoadError]] = []
         self._supplied_bytes = 0
         self._memory: VirtualMemory | None = None
+        self._sockets: Sequence[Skt | None] = ()
         self._pm_keys: dict[Instance, bytes] = {}
         self._stored: dict[Instance, bytes] = {}  # the bytes last loaded or stored
         self._with_results: dict[str, list[tuple[int, Instance]]] = {}
         self._pending: Deferred[Compiled] | None = None  # a cdata's module compiling
         self._closed = False
 
-    def attach(self, memory: VirtualMemory) -> None:
-        """The session's vmem, read by read_vmem_region outside CURPKT."""
+    def attach(self, memory: VirtualMemory, sockets: Sequence[Skt | None] = ()) -> None:
+        """The session's vmem, read by read_vmem_region outside CURPKT, and its sockets
+        (what a refused nsend/ncap is answered depends on them)."""
         self._memory = memory
+        self._sockets = sockets
 
     # -- SETUP -------------------------------------------------------------------------
 
@@ -450,7 +454,13 @@ class MonitorGate:
                     return self._rejected(idx, inst, kind, rv)
         verdict = self.inner.check(msg)
         if verdict is not None and plan is not None:
-            self._results(msg, verdict.errid)
+            errid = verdict.errid
+            if errid == _PKTDENY and isinstance(msg, Nsend | Ncap) and self._sockets:
+                # The session answers a socket error before a limit's ESKTPKTDENY: the
+                # callbacks see what the controller gets.
+                err = socket_error(msg, self._sockets[msg.sktid])
+                errid = errid if err is None else int(err)
+            self._results(msg, errid)
         return verdict
 
     def _rejected(self, idx: int, inst: Instance, kind: str, rv: int) -> Result:

@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 
 from packetlab.endpoint import frames
 from packetlab.endpoint.budget import SEND_BUF_OVERHEAD, Budget
-from packetlab.endpoint.checks import OpenGate, RequestGate
+from packetlab.endpoint.checks import OpenGate, RequestGate, socket_error
 from packetlab.endpoint.config import EndpointConfig
 from packetlab.endpoint.memory import SystemImage, VirtualMemory, system_image
 from packetlab.endpoint.rawpkt import RawPacketDenied, local_address_for, raw_destination
@@ -366,12 +366,8 @@ class Session:
             # A monitor's rejection comes first (§8.5); a limit's ESKTPKTDENY only after
             # the socket checks, which decide what a send is checked for (§3.3). (The
             # refused send was charged to no limit: nothing to give back.)
-            if verdict.errid == _PKTDENY and (
-                skt is None or msg.family != skt.family or msg.proto != skt.proto
-            ):
-                self.outbox.put(_R[Status.ESKTNOTOPEN if skt is None else Status.ESKTNOMATCH])
-            else:
-                self.outbox.put(codec.encode(verdict))
+            err = socket_error(msg, skt) if verdict.errid == _PKTDENY else None
+            self.outbox.put(codec.encode(verdict) if err is None else _R[err])
             return None
         if skt is None:
             self._answer(msg, Status.ESKTNOTOPEN)

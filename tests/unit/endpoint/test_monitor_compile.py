@@ -59,7 +59,7 @@ def session_rig(h: MonitorHost, *mods: bytes) -> Rig:
     rig.session = Session(rig.config, rig.net, rig.scheduler, rig.clock, gate=gate)  # type: ignore[arg-type]
     rig.frames.clear()
     rig.session.outbox.attach(rig.frames.append)
-    gate.attach(rig.session.memory)
+    gate.attach(rig.session.memory, rig.session.sockets)
     return rig
 
 
