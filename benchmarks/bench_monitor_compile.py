@@ -3,8 +3,9 @@
 the slow shape) compiled by `MonitorHost` on the reactor thread ("inline", as before
 session 9) and in the reactor's thread pool ("thread", `compile_later` with
 ``deferToThread`` as the endpoint does), while a 5 ms LoopingCall measures how late the
-reactor runs it. Each case runs in a fresh process (fresh engine, empty cache), the cases
-alternating; medians over the rounds.
+reactor runs it; "idle" compiles nothing for 10 s (the machine's own noise). Each case
+runs in a fresh process (fresh engine, empty cache), the cases alternating; medians over
+the rounds; peak RSS is the process's.
 
     .venv/bin/python -m benchmarks.bench_monitor_compile [rounds]
 """
@@ -12,6 +13,7 @@ alternating; medians over the rounds.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -69,14 +71,19 @@ def _case(mode: str) -> dict[str, float]:
         t0 = time.monotonic()
         if mode == "thread":
             host.compile_later(wasm).addCallback(done, t0)
+        elif mode == "idle":
+            reactor.callLater(10, done, None, t0)  # type: ignore[attr-defined]
         else:
             host.compile(wasm)
             done(None, t0)
 
     reactor.callLater(0.1, go)  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
+    import resource
+
     out["max_late_ms"] = max(late) * 1e3
     out["ticks"] = len(late)
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
@@ -85,7 +92,7 @@ def main() -> None:
         print(json.dumps(_case(sys.argv[2])))
         return
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    got: dict[str, list[dict[str, float]]] = {"inline": [], "thread": []}
+    got: dict[str, list[dict[str, float]]] = {"idle": [], "inline": [], "thread": []}
     for _ in range(rounds):
         for mode in got:
             res = subprocess.run(
@@ -98,9 +105,14 @@ def main() -> None:
     print(f"module: {int(got['inline'][0]['bytes'])} bytes; {rounds} rounds, medians")
     for mode, runs in got.items():
         late = statistics.median(r["max_late_ms"] for r in runs)
-        comp = statistics.median(r["compile_s"] for r in runs)
+        comp = statistics.median(r["compile_s"] for r in runs)  # idle: the 10 s wait
+        rss = statistics.median(r["peak_rss_mib"] for r in runs)
         each = ", ".join(f"{r['max_late_ms']:.0f}" for r in runs)
-        print(f"{mode:7s} compile {comp:6.2f} s   reactor's longest stall {late:8.1f} ms ({each})")
+        print(
+            f"{mode:7s} compile {comp:6.2f} s   reactor's longest stall {late:8.1f} ms"
+            f" ({each})   peak RSS {rss:.0f} MiB"
+        )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -6,16 +6,19 @@ persistent-memory store. `MonitorHost.gate` wraps a session's `RequestGate` (cer
 limits, or none) in a `MonitorGate`:
 
 * SETUP: ``cdata(hint="monitor", 0x01||wasm)`` is matched by SHA-256 against the digests of
-  the controller's chain and compiled (ECRTBADHDAT otherwise); ``start`` is refused with
-  ECRTNOHDAT while a required digest is missing (the inner gate's check), then every
-  monitor (cdata order, then the aux ones) is instantiated in one box and initialized; a
-  load failure or a crash there answers ``result(ECTLMONUKN, monindx)`` and ends the
-  session; else one ``linfo(name="monitor", aux=monindx in host byte order)`` per monitor
-  follows the start result.
+  the controller's chain and compiled (ECRTBADHDAT otherwise), in the host's worker
+  thread when it has a runner (then `program` returns a Deferred of the answer);
+  ``start`` is refused with ECRTNOHDAT while a required digest is missing (the inner
+  gate's check), then every monitor (cdata order, then the aux ones) is instantiated in
+  one box and initialized; a load failure or a crash there answers
+  ``result(ECTLMONUKN, monindx)`` and ends the session; else one
+  ``linfo(name="monitor", aux=monindx in host byte order)`` per monitor follows the
+  start result.
 * Requests: monitors run first, in list order; the first non-zero rv wins (ECTLMONREJ with
   monindx and monerrid, the reason hidden for rv < 0; a crash is ECTLMONUKN with
   MonitorReportCrash 1, else ECTLMONREJ with monerrid 0). Then the inner gate's checks,
-  the real handling, and every monitor's optional ``*_result`` callback.
+  the real handling, and every monitor's optional ``*_result`` callback (with the errid
+  the controller gets: a socket error comes before a limit's ESKTPKTDENY).
 * ndata: checked before delivery: nblock(rv) for 1 <= rv < 65535, nblock(low 16 bits)
   for rv < 0 (§8.5), a crash drops it (nblock(0) with MonitorReportCrash 1).
 * Persistent memory: loaded when the monitor is instantiated, stored on
@@ -69,10 +72,11 @@ __all__ = [
 log = Logger(namespace="pktendpoint.monitor")
 MAX_AUX = 16
 #: A certificate monitor's module, and all of a session's together, at most (bytes).
-#: Compiling takes 5-10 s per MiB of code (measured on the shared machine; in a worker
-#: thread when the host has a `runner`, the session's requests waiting meanwhile) and
-#: compiled code is several times the module; real monitors are a few KiB. Aux monitors
-#: (the operator's own, compiled at startup) have no cap.
+#: Compiling takes seconds per MiB of code (tens of seconds and ~1 GiB of RSS for a 1 MiB
+#: single function on the loaded shared machine, docs/performance.md; in a worker thread
+#: when the host has a `runner`, the session's requests waiting meanwhile) and compiled
+#: code is several times the module; real monitors are a few KiB. Aux monitors (the
+#: operator's own, compiled at startup) have no cap.
 MAX_MODULE = 1 << 20
 MAX_SESSION_MODULES = 8 << 20
 CACHE = 32  # compiled certificate monitors kept between sessions
