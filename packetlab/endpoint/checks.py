@@ -57,7 +57,7 @@ class RequestGate(Protocol):
 
     def program(self, hint: bytes, data: bytes) -> Status | Deferred[Status]:
         """A `cdata` program during SETUP (hint "filter" or "monitor"): its result, or a
-        Deferred of it while the program compiles in a worker thread (the session reads
+        Deferred of it while the program compiles in a worker thread (the session handles
         no further request until it fires; cancelled when the session ends first)."""
         ...
 

@@ -32,6 +32,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
@@ -254,11 +255,13 @@ class MonitorHost:
         d, wasm = self._queue.popleft()
         engine()  # made here, on the reactor thread, before any worker needs it
         self._compiling = True
+        log.info("compiling monitor {d} ({n} bytes) in a worker thread", d=d.hex(), n=len(wasm))
         job = self.runner(lambda: compile_monitor(wasm))
-        job.addBoth(self._compiled, d, len(wasm))
+        job.addBoth(self._compiled, d, len(wasm), monotonic())
 
-    def _compiled(self, got: Compiled | Failure, d: bytes, size: int) -> None:
+    def _compiled(self, got: Compiled | Failure, d: bytes, size: int, t0: float) -> None:
         self._compiling = False
+        log.info("compiling monitor {d} took {s:.2f} s", d=d.hex(), s=monotonic() - t0)
         waiters = self._waiting.pop(d, [])
         if not isinstance(got, Failure):
             self._keep(d, got, size)
@@ -354,8 +357,8 @@ class MonitorGate:
                 return self._loaded(d, self.host.compile(wasm))
             except MonitorLoadError as e:
                 return self._loaded(d, e)
-        # In a worker thread: the session answers when this fires, and reads no request
-        # meanwhile (docs/monitors.md "Loading").
+        # In a worker thread: the session answers when this fires, and handles no
+        # request meanwhile (docs/monitors.md "Loading").
         pending = self._pending = self.host.compile_later(wasm)
         return pending.addCallbacks(
             lambda ok: self._loaded(d, ok),

@@ -18,7 +18,7 @@ from twisted.internet.testing import MemoryReactorClock
 from packetlab import wire
 from packetlab.endpoint.limits import admit
 from packetlab.endpoint.monitors import MonitorGate, MonitorHost
-from packetlab.endpoint.protocol import SETUP_TIMEOUT, ControllerProtocol
+from packetlab.endpoint.protocol import SETUP_TIMEOUT, WAIT_BUFFER, ControllerProtocol
 from packetlab.endpoint.session import Session
 from packetlab.monitor import abi
 from packetlab.wire import vmem
@@ -102,13 +102,18 @@ def test_requests_after_a_compiling_cdata_wait_for_its_answer(tmp_path: Path) ->
     c.feed(cdata(mod), wire.Start(), mread(vmem.IP4NO))
     assert c.out() == []  # nothing answered, nothing after the cdata handled
     assert c.rig.session.phase.value == "setup"
-    assert c.transport.producerState == "paused"  # the link is not read meanwhile
-    c.feed(mread(vmem.IP6NO))  # bytes already in flight are kept, not handled
+    c.feed(mread(vmem.IP6NO))  # read on, not handled
+    assert c.out() == []
+    assert c.transport.producerState == "producing"  # a hang-up is still seen
+    n = WAIT_BUFFER // len(wire.encode(mread())) + 1
+    c.feed(*[mread(vmem.IP4NO)] * n)  # then, past WAIT_BUFFER bytes, the link pauses
+    assert c.transport.producerState == "paused"
     assert c.out() == []
     jobs.run()
     out = c.out()
     assert out[:2] == [wire.Result(0), wire.Result(0)]  # cdata, then start
-    assert [m.NAME for m in out[2:]] == ["linfo", "mdata", "mdata"]
+    assert [m.NAME for m in out[2:5]] == ["linfo", "mdata", "mdata"]
+    assert len(out) == 5 + n
     assert c.transport.producerState == "producing"
 
 
