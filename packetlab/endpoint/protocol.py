@@ -211,6 +211,8 @@ class ControllerProtocol(Protocol):
             self._consume()
         finally:
             link.uncork()
+        if session.ended is not None:  # e.g. ended by a request the session held
+            self._end(session.ended)
         if self._closing or session.waiting is not None:
             return
         if self._setup_late:  # the timer fired during the compile: as a blocked reactor
