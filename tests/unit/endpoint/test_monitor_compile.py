@@ -201,3 +201,18 @@ def test_held_requests_in_the_session_keep_their_order(tmp_path: Path) -> None:
     out = r.new()
     assert out[:2] == [wire.Result(0), wire.Result(0)]
     assert [m.NAME for m in out[2:]] == ["linfo", "linfo", "mdata"]
+
+
+def test_an_unexpected_compile_failure_is_a_load_failure(tmp_path: Path) -> None:
+    h, jobs = threaded(tmp_path)
+    mod = w()
+    c = Conn(h, mod)
+    c.feed(cdata(mod), wire.Start())
+
+    def fails() -> None:
+        raise MemoryError("out of memory compiling")
+
+    jobs.queued[0] = (fails, jobs.queued[0][1])
+    jobs.run()
+    assert c.out() == [wire.Result(0), wire.Result(S.ECTLMONUKN, 0)]
+    assert not h.cached(abi.digest(mod))
