@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from twisted.internet.defer import Deferred
+
 from packetlab.endpoint.sockets import Skt
 from packetlab.wire.constants import Status
-from packetlab.wire.messages import Message, Result
+from packetlab.wire.messages import Message, Ncap, Nsend, Result
 
 __all__ = [
     "NDATA_DELIVER",
@@ -21,11 +23,23 @@ __all__ = [
     "OpenGate",
     "RequestGate",
     "SessionRefused",
+    "socket_error",
 ]
 
 NDATA_DELIVER = -1  # check_ndata: send the ndata
 NDATA_DROP = -2  # check_ndata: drop it silently (any value >= 0 is an nblock monerrid)
 NDATA_DROP_COUNTED = -3  # check_ndata: drop it and count it (DROPSTAT, ndrop): a quota
+
+
+def socket_error(msg: Nsend | Ncap, skt: Skt | None) -> Status | None:
+    """What an nsend/ncap is answered for its socket (§1.3): ESKTNOTOPEN when it is
+    free, ESKTNOMATCH when the request's family/proto differ from the socket's. These come
+    before a limit's ESKTPKTDENY (the session; the monitors' result callbacks)."""
+    if skt is None:
+        return Status.ESKTNOTOPEN
+    if msg.family != skt.family or msg.proto != skt.proto:
+        return Status.ESKTNOMATCH
+    return None
 
 
 class SessionRefused(Exception):
@@ -41,8 +55,10 @@ class RequestGate(Protocol):
     #: Whether `check_ndata` must be called (False keeps it off the receive hot path).
     checks_ndata: bool
 
-    def program(self, hint: bytes, data: bytes) -> Status:
-        """A `cdata` program during SETUP (hint "filter" or "monitor"): its result."""
+    def program(self, hint: bytes, data: bytes) -> Status | Deferred[Status]:
+        """A `cdata` program during SETUP (hint "filter" or "monitor"): its result, or a
+        Deferred of it while the program compiles in a worker thread (the session handles
+        no further request until it fires; cancelled when the session ends first)."""
         ...
 
     def start(self) -> tuple[Result | None, list[bytes]]:

@@ -6,16 +6,19 @@ persistent-memory store. `MonitorHost.gate` wraps a session's `RequestGate` (cer
 limits, or none) in a `MonitorGate`:
 
 * SETUP: ``cdata(hint="monitor", 0x01||wasm)`` is matched by SHA-256 against the digests of
-  the controller's chain and compiled (ECRTBADHDAT otherwise); ``start`` is refused with
-  ECRTNOHDAT while a required digest is missing (the inner gate's check), then every
-  monitor (cdata order, then the aux ones) is instantiated in one box and initialized; a
-  load failure or a crash there answers ``result(ECTLMONUKN, monindx)`` and ends the
-  session; else one ``linfo(name="monitor", aux=monindx in host byte order)`` per monitor
-  follows the start result.
+  the controller's chain and compiled (ECRTBADHDAT otherwise), in the host's worker
+  thread when it has a runner (then `program` returns a Deferred of the answer);
+  ``start`` is refused with ECRTNOHDAT while a required digest is missing (the inner
+  gate's check), then every monitor (cdata order, then the aux ones) is instantiated in
+  one box and initialized; a load failure or a crash there answers
+  ``result(ECTLMONUKN, monindx)`` and ends the session; else one
+  ``linfo(name="monitor", aux=monindx in host byte order)`` per monitor follows the
+  start result.
 * Requests: monitors run first, in list order; the first non-zero rv wins (ECTLMONREJ with
   monindx and monerrid, the reason hidden for rv < 0; a crash is ECTLMONUKN with
   MonitorReportCrash 1, else ECTLMONREJ with monerrid 0). Then the inner gate's checks,
-  the real handling, and every monitor's optional ``*_result`` callback.
+  the real handling, and every monitor's optional ``*_result`` callback (with the errid
+  the controller gets: a socket error comes before a limit's ESKTPKTDENY).
 * ndata: checked before delivery: nblock(rv) for 1 <= rv < 65535, nblock(low 16 bits)
   for rv < 0 (§8.5), a crash drops it (nblock(0) with MonitorReportCrash 1).
 * Persistent memory: loaded when the monitor is instantiated, stored on
@@ -25,15 +28,18 @@ limits, or none) in a `MonitorGate`:
 from __future__ import annotations
 
 import sys
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate
+from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate, socket_error
 from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.memory import VirtualMemory
 from packetlab.endpoint.sockets import Skt
@@ -67,9 +73,11 @@ __all__ = [
 log = Logger(namespace="pktendpoint.monitor")
 MAX_AUX = 16
 #: A certificate monitor's module, and all of a session's together, at most (bytes).
-#: Compiling blocks the reactor (5-10 s per MiB of code measured on the shared machine) and
-#: compiled code is several times the module; real monitors are a few KiB. Aux monitors
-#: (the operator's own, compiled at startup) have no cap.
+#: Compiling takes seconds per MiB of code (tens of seconds and ~1 GiB of RSS for a 1 MiB
+#: single function on the loaded shared machine, docs/performance.md; in a worker thread
+#: when the host has a `runner`, the session's requests waiting meanwhile) and compiled
+#: code is several times the module; real monitors are a few KiB. Aux monitors (the
+#: operator's own, compiled at startup) have no cap.
 MAX_MODULE = 1 << 20
 MAX_SESSION_MODULES = 8 << 20
 CACHE = 32  # compiled certificate monitors kept between sessions
@@ -81,6 +89,7 @@ CRASH = abi.MONITOR_CRASH
 PM_LEN = abi.PM_LEN
 _MONUKN = int(Status.ECTLMONUKN)
 _MONREJ = int(Status.ECTLMONREJ)
+_PKTDENY = int(Status.ESKTPKTDENY)
 _LINFO_NAME = b"monitor"
 
 
@@ -107,21 +116,36 @@ class AuxMonitor:
             object.__setattr__(self, "digest", self.compiled.digest)
 
 
+#: Runs a function in a worker thread: a Deferred of its result (twisted's
+#: ``deferToThread``; the tests pass their own).
+Runner = Callable[[Callable[[], Any]], "Deferred[Any]"]
+
+
 class MonitorHost:
-    """The endpoint's monitors: settings, aux monitors, compiled-module cache, storage."""
+    """The endpoint's monitors: settings, aux monitors, compiled-module cache, storage.
+
+    With a `runner`, certificate monitors compile in a worker thread, one at a time for
+    the whole endpoint (`compile_later`); without one (tests, tools) on the caller's."""
 
     def __init__(
         self,
         settings: Settings,
         aux: Sequence[AuxMonitor] = (),
         persistent_path: str | None = None,
+        runner: Runner | None = None,
     ) -> None:
         self.settings = settings
         self.aux = list(aux)
         self.persistent_path = persistent_path or str(default_home() / "endpt.persistent.sqlite3")
+        self.runner = runner
         self._store: PersistentMemory | None = None
         self._cache: OrderedDict[bytes, tuple[Compiled, int]] = OrderedDict()
         self._cache_bytes = 0
+        # compile_later: digest -> the sessions' Deferreds waiting for it; the queue of
+        # modules to compile (digest, wasm); whether one compiles now.
+        self._waiting: dict[bytes, list[Deferred[Compiled]]] = {}
+        self._queue: deque[tuple[bytes, bytes]] = deque()
+        self._compiling = False
 
     @classmethod
     def from_config(cls, cfg: EndpointConfig, aux_paths: Sequence[str] = ()) -> MonitorHost:
@@ -170,7 +194,11 @@ class MonitorHost:
             log.info("monitor persistent memory in {path}", path=self.persistent_path)
         return self._store
 
+    def cached(self, digest: bytes) -> bool:
+        return digest in self._cache
+
     def compile(self, wasm: bytes) -> Compiled:
+        """Compile on this thread (or take it from the cache). Raises `MonitorLoadError`."""
         from packetlab.monitor.runtime import compile_monitor
 
         d = abi.digest(wasm)
@@ -179,13 +207,73 @@ class MonitorHost:
             self._cache.move_to_end(d)
             return hit[0]
         got = compile_monitor(wasm)
-        self._cache[d] = (got, len(wasm))
-        self._cache_bytes += len(wasm)
+        self._keep(d, got, len(wasm))
+        return got
+
+    def _keep(self, d: bytes, got: Compiled, size: int) -> None:
+        self._cache[d] = (got, size)
+        self._cache_bytes += size
         while len(self._cache) > 1 and (
             len(self._cache) > CACHE or self._cache_bytes > CACHE_BYTES
         ):
             self._cache_bytes -= self._cache.popitem(last=False)[1][1]
-        return got
+
+    def compile_later(self, wasm: bytes) -> Deferred[Compiled]:
+        """Compile in the runner's thread: a Deferred of the `Compiled` (errback
+        `MonitorLoadError`). One module compiles at a time; a module another session
+        already waits for is compiled once for both. Cancelling the Deferred (the session
+        ended) forgets it; a module nobody waits for any more is not compiled, one that
+        compiles already finishes into the cache (wasmtime cannot stop it)."""
+        assert self.runner is not None
+        d = abi.digest(wasm)
+        if d in self._cache:
+            return _fired(self.compile, wasm)
+
+        def forget(waiter: Deferred[Compiled]) -> None:
+            waiters = self._waiting.get(d)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters and (d, wasm) in self._queue:
+                    self._queue.remove((d, wasm))
+                    del self._waiting[d]
+
+        waiter: Deferred[Compiled] = Deferred(forget)
+        waiters = self._waiting.get(d)
+        if waiters is not None:
+            waiters.append(waiter)
+        else:
+            self._waiting[d] = [waiter]
+            self._queue.append((d, wasm))
+            self._next()
+        return waiter
+
+    def _next(self) -> None:
+        if self._compiling or not self._queue or self.runner is None:
+            return
+        from packetlab.monitor.runtime import compile_monitor, engine
+
+        d, wasm = self._queue.popleft()
+        engine()  # made here, on the reactor thread, before any worker needs it
+        self._compiling = True
+        log.info("compiling monitor {d} ({n} bytes) in a worker thread", d=d.hex(), n=len(wasm))
+        job = self.runner(lambda: compile_monitor(wasm))
+        job.addBoth(self._compiled, d, len(wasm), monotonic())
+
+    def _compiled(self, got: Compiled | Failure, d: bytes, size: int, t0: float) -> None:
+        self._compiling = False
+        log.info("compiling monitor {d} took {s:.2f} s", d=d.hex(), s=monotonic() - t0)
+        waiters = self._waiting.pop(d, [])
+        if not isinstance(got, Failure):
+            self._keep(d, got, size)
+        elif not got.check(MonitorLoadError):
+            log.failure("compiling monitor {d} failed", got, d=d.hex())
+            got = Failure(MonitorLoadError(f"compile failed: {got.getErrorMessage()}"))
+        for w in waiters:
+            if isinstance(got, Failure):
+                w.errback(got)
+            else:
+                w.callback(got)
+        self._next()
 
     def gate(self, inner: RequestGate) -> RequestGate:
         """`inner` with monitors in front, or `inner` itself when no monitor can run
@@ -217,18 +305,22 @@ class MonitorGate:
         self._supplied: list[tuple[bytes, Compiled | MonitorLoadError]] = []
         self._supplied_bytes = 0
         self._memory: VirtualMemory | None = None
+        self._sockets: Sequence[Skt | None] = ()
         self._pm_keys: dict[Instance, bytes] = {}
         self._stored: dict[Instance, bytes] = {}  # the bytes last loaded or stored
         self._with_results: dict[str, list[tuple[int, Instance]]] = {}
+        self._pending: Deferred[Compiled] | None = None  # a cdata's module compiling
         self._closed = False
 
-    def attach(self, memory: VirtualMemory) -> None:
-        """The session's vmem, read by read_vmem_region outside CURPKT."""
+    def attach(self, memory: VirtualMemory, sockets: Sequence[Skt | None] = ()) -> None:
+        """The session's vmem, read by read_vmem_region outside CURPKT, and its sockets
+        (what a refused nsend/ncap is answered depends on them)."""
         self._memory = memory
+        self._sockets = sockets
 
     # -- SETUP -------------------------------------------------------------------------
 
-    def program(self, hint: bytes, data: bytes) -> Status:
+    def program(self, hint: bytes, data: bytes) -> Status | Deferred[Status]:
         if hint != CDATA_HINT_MONITOR:
             return Status.ECRTBADHDAT  # no chain lists filter digests (§1.4 step 3)
         if not data or data[0] != PKTLAB_WASM:
@@ -259,20 +351,35 @@ class MonitorGate:
             )
             return Status.ECRTBADHDAT
         self._supplied_bytes += size
+        wasm = data[1:]
+        if self.host.runner is None or self.host.cached(d):
+            try:
+                return self._loaded(d, self.host.compile(wasm))
+            except MonitorLoadError as e:
+                return self._loaded(d, e)
+        # In a worker thread: the session answers when this fires, and handles no
+        # request meanwhile (docs/monitors.md "Loading").
+        pending = self._pending = self.host.compile_later(wasm)
+        return pending.addCallbacks(
+            lambda ok: self._loaded(d, ok),
+            lambda f: self._loaded(d, f.trap(MonitorLoadError) and f.value),
+        )
+
+    def _loaded(self, d: bytes, got: Compiled | MonitorLoadError) -> Status:
+        """The answer to a cdata whose module `got` compiled (or did not)."""
+        self._pending = None
         compiled: Compiled | MonitorLoadError
-        try:
-            ok = self.host.compile(data[1:])
-        except MonitorLoadError as e:
-            if e.decode:  # not WebAssembly at all: the program cannot be decoded
-                log.warn("cdata monitor {d} refused: {e}", d=d.hex(), e=str(e))
+        if isinstance(got, MonitorLoadError):
+            if got.decode:  # not WebAssembly at all: the program cannot be decoded
+                log.warn("cdata monitor {d} refused: {e}", d=d.hex(), e=str(got))
                 return Status.ECRTBADHDAT
             # A load failure (memory shape, imports, exports) shows at start as in the
             # reference (§8.5): result(ECTLMONUKN, monindx).
-            compiled = e
+            compiled = got
         else:
-            for note in ok.notes:
+            for note in got.notes:
                 log.warn("cdata monitor {d}: {note}", d=d.hex(), note=note)
-            compiled = ok
+            compiled = got
         self._supplied.append((d, compiled))
         supplied = getattr(self.inner, "supplied_digests", None)
         if supplied is not None:
@@ -354,7 +461,13 @@ class MonitorGate:
                     return self._rejected(idx, inst, kind, rv)
         verdict = self.inner.check(msg)
         if verdict is not None and plan is not None:
-            self._results(msg, verdict.errid)
+            errid = verdict.errid
+            if errid == _PKTDENY and isinstance(msg, Nsend | Ncap) and self._sockets:
+                # The session answers a socket error before a limit's ESKTPKTDENY: the
+                # callbacks see what the controller gets.
+                err = socket_error(msg, self._sockets[msg.sktid])
+                errid = errid if err is None else int(err)
+            self._results(msg, errid)
         return verdict
 
     def _rejected(self, idx: int, inst: Instance, kind: str, rv: int) -> Result:
@@ -431,6 +544,9 @@ class MonitorGate:
         if self._closed:
             return
         self._closed = True
+        if self._pending is not None:  # the session ended while its module compiled
+            self._pending.cancel()
+            self._pending = None
         try:
             items = [
                 (k, data)
@@ -452,6 +568,16 @@ class MonitorGate:
                 self.box.close()
             self.monitors = []
             self.inner.close()
+
+
+def _fired(compile: Callable[[bytes], Compiled], wasm: bytes) -> Deferred[Compiled]:
+    """`compile(wasm)` now, as a fired Deferred."""
+    got: Deferred[Compiled] = Deferred()
+    try:
+        got.callback(compile(wasm))
+    except MonitorLoadError as e:
+        got.errback(e)
+    return got
 
 
 def _log_crash(idx: int, inst: Instance, kind: str) -> None:

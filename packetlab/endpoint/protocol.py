@@ -5,7 +5,9 @@ transport, with backpressure both ways (PROTOCOL.md §1.1, §1.4).
   straight through; when it pauses us, frames wait in the outbox (and ndata keep their
   budget, so TCP sockets stop reading and UDP sockets drop).
 * Incoming: we stop taking requests from the framer, and pause the transport, while
-  `MAX_QUEUED` (100) or more frames wait in the outbox; below that we carry on.
+  `MAX_QUEUED` (100) or more frames wait in the outbox; below that we carry on. While a
+  cdata's program compiles in a worker thread (`Session.waiting`) no request is handled;
+  they wait in the framer, and past `WAIT_BUFFER` bytes we pause the transport too.
 
 The transport is whatever the connector gave us (TLS or plain TCP): this class only needs
 ITransport + IProducer, and TCP_NODELAY when the transport offers it. Frames go out through
@@ -34,7 +36,14 @@ from packetlab.wire.codec import encode
 from packetlab.wire.framer import Framer, Item
 from packetlab.wire.messages import Resumd, Suspd
 
-__all__ = ["FLUSH_AFTER", "LINGER_TIMEOUT", "MAX_QUEUED", "SETUP_TIMEOUT", "ControllerProtocol"]
+__all__ = [
+    "FLUSH_AFTER",
+    "LINGER_TIMEOUT",
+    "MAX_QUEUED",
+    "SETUP_TIMEOUT",
+    "WAIT_BUFFER",
+    "ControllerProtocol",
+]
 
 MAX_QUEUED = 100  # MAX_MSGQ_LEN: stop reading requests while this many frames wait
 SETUP_TIMEOUT = 10.0  # STATE_SET_UP_TIME (s)
@@ -49,6 +58,9 @@ LINGER_TIMEOUT = 2.0
 # requests that cost little (plain TCP) need no split, and a split costs a send and a
 # wake-up of the controller. Picked with bench_endpoint (docs/performance.md).
 FLUSH_AFTER = 300e-6
+# While a cdata's program compiles, requests wait in the framer, up to this many bytes;
+# then we stop reading until it is answered.
+WAIT_BUFFER = 256 * 1024
 # Bytes the transport may hold before it pauses us. Twisted also reads with this size, and
 # above glibc's mmap threshold (128 KiB) every read would cost mmap+mremap+munmap.
 TRANSPORT_BUFFER = 120 * 1024
@@ -73,6 +85,8 @@ class ControllerProtocol(Protocol):
         self._linger_timer: IDelayedCall | None = None
         self._refused: SessionRefused | None = None
         self.suspended = False  # pre-empted: see suspend()
+        self._wait_paused = False  # a cdata's program compiles and WAIT_BUFFER bytes wait
+        self._setup_late = False  # the setup window passed while it compiled
         self._out_paused = False  # the transport paused us
         #: Fires with the SessionEnd once the connection is gone.
         self.done: defer.Deferred[SessionEnd] = defer.Deferred()
@@ -108,6 +122,7 @@ class ControllerProtocol(Protocol):
         self._link = link = frame_writer(transport)
         link.batch_turns(self._reactor)
         session.outbox.on_drain = self._drained
+        session.on_ready = self._ready
         session.outbox.attach(link.write)
         self._setup_timer = self._reactor.callLater(SETUP_TIMEOUT, self._setup_expired)
         self.log.info("controller session started with {peer}", peer=transport.getPeer())
@@ -129,6 +144,15 @@ class ControllerProtocol(Protocol):
             self._consume()
         finally:
             link.uncork()
+        if self.session is not None and self.session.waiting is not None:
+            self._hold()
+
+    def _hold(self) -> None:
+        """While a cdata's program compiles: read on (a hang-up ends the session now), but
+        stop once `WAIT_BUFFER` bytes of requests wait unhandled."""
+        if not self._wait_paused and self.framer.buffered > WAIT_BUFFER:
+            self._wait_paused = True
+            self._t.pauseProducing()
 
     def _refeed(self, data: bytes = b"") -> None:
         close = getattr(self._items, "close", None)
@@ -138,7 +162,7 @@ class ControllerProtocol(Protocol):
 
     def _consume(self) -> None:
         session = self.session
-        if self._consuming or session is None or self.suspended:
+        if self._consuming or session is None or self.suspended or session.waiting is not None:
             return
         self._consuming = True
         try:
@@ -150,6 +174,11 @@ class ControllerProtocol(Protocol):
                 session.handle(item)
                 if session.ended is not None:
                     self._end(session.ended)
+                    return
+                if session.waiting is not None:
+                    # A cdata's program compiles in a worker thread: the requests after
+                    # it wait in the framer until it is answered (_ready).
+                    self._hold()
                     return
                 if now() >= due:
                     flush()
@@ -169,6 +198,32 @@ class ControllerProtocol(Protocol):
                 self._t.resumeProducing()
         finally:
             self._consuming = False
+
+    def _ready(self) -> None:
+        """The cdata's program is loaded (its answer is in the outbox): read on."""
+        session = self.session
+        if self._consuming or self._closing or session is None:
+            return
+        link = self._link
+        link.cork()
+        try:
+            self._refeed()
+            self._consume()
+        finally:
+            link.uncork()
+        if session.ended is not None:  # e.g. ended by a request the session held
+            self._end(session.ended)
+        if self._closing or session.waiting is not None:
+            return
+        if self._setup_late:  # the timer fired during the compile: as a blocked reactor
+            self._setup_late = False
+            self._setup_expired()
+            if session.ended is not None:
+                return
+        if self._wait_paused:
+            self._wait_paused = False
+            if not self._read_paused and not self.suspended:
+                self._t.resumeProducing()
 
     def _drained(self) -> None:
         session = self.session
@@ -228,7 +283,7 @@ class ControllerProtocol(Protocol):
             link.write(encode(Resumd()))
             if not self._out_paused:
                 session.outbox.resume()
-            if not self._read_paused:
+            if not self._read_paused and not self._wait_paused:
                 self._t.resumeProducing()
             self._refeed()
             self._consume()
@@ -242,6 +297,11 @@ class ControllerProtocol(Protocol):
 
     def _setup_expired(self) -> None:
         self._setup_timer = None
+        if self.session is not None and self.session.waiting is not None:
+            # A cdata's program compiles: the window ends after its answer and the
+            # requests read before (the reference compiles inline, so its timer waits).
+            self._setup_late = True
+            return
         if self.session is not None and self.session.expire_setup():
             self.log.warn("no start within {t} s: closing", t=SETUP_TIMEOUT)
             self._t.abortConnection()

@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate
@@ -253,7 +254,7 @@ class ReflexGate:
         # Read by the session on every received chunk: a plain attribute.
         self.checks_ndata = bool(self.attached) or self.inner.checks_ndata
 
-    def program(self, hint: bytes, data: bytes) -> Status:
+    def program(self, hint: bytes, data: bytes) -> Status | Deferred[Status]:
         if hint != rw.CDATA_HINT_REFLEX:
             return self.inner.program(hint, data)
         if not self.service.enabled:

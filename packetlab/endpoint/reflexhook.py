@@ -30,6 +30,8 @@ from packetlab.reflex.region import (
 )
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
     from packetlab.endpoint.config import EndpointConfig
     from packetlab.endpoint.reflexes import ReflexGate, ReflexService
     from packetlab.endpoint.session import Session
@@ -110,7 +112,7 @@ class _Dormant:
 
     # -- RequestGate ---------------------------------------------------------------------
 
-    def program(self, hint: bytes, data: bytes) -> Status:
+    def program(self, hint: bytes, data: bytes) -> Status | Deferred[Status]:
         if hint != _HINT:
             return self.inner.program(hint, data)
         return self.wake().program(hint, data)

@@ -24,11 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from packetlab.endpoint import frames
 from packetlab.endpoint.budget import SEND_BUF_OVERHEAD, Budget
-from packetlab.endpoint.checks import OpenGate, RequestGate
+from packetlab.endpoint.checks import OpenGate, RequestGate, socket_error
 from packetlab.endpoint.config import EndpointConfig
 from packetlab.endpoint.memory import SystemImage, VirtualMemory, system_image
 from packetlab.endpoint.rawpkt import RawPacketDenied, local_address_for, raw_destination
@@ -192,6 +194,11 @@ class Session:
         self._handlers = self._tables[Phase.SETUP]
         # reflex hook: private-use frames (0x90-0xFF) go here (packetlab.endpoint.reflexes)
         self.extension: Callable[[Unknown], None] | None = None
+        #: A cdata's program compiling in a worker thread: its driver (the protocol) hands
+        #: no request to `handle` until it fires, and `on_ready` is called then.
+        self.waiting: Deferred[Status] | None = None
+        self.on_ready: Callable[[], None] | None = None
+        self._held: list[Item] = []
 
     def _move(self, event: str) -> None:
         """Take the phase transition `event` (a KeyError is a bug: see _TRANSITIONS)."""
@@ -203,6 +210,9 @@ class Session:
     def handle(self, item: Item) -> None:
         """Answer one request (or unknown/malformed frame) with exactly one frame."""
         if self.ended is not None:
+            return
+        if self.waiting is not None:  # after the cdata's answer (drivers wait for on_ready)
+            self._held.append(item)
             return
         handler = self._handlers.get(type(item))
         if handler is not None:
@@ -222,8 +232,37 @@ class Session:
     def _cdata(self, msg: Cdata) -> None:
         if msg.hint not in _HINTS and (self.extension is None or msg.hint != b"reflex"):
             self.outbox.put(_R[Status.ECRTBADHINT])
-        else:  # matched against the chain's digests and loaded by the gate (§1.4.3, §8.1)
-            self.outbox.put(_R[self.gate.program(msg.hint, msg.data)])
+            return
+        # Matched against the chain's digests and loaded by the gate (§1.4.3, §8.1); a
+        # module compiling in a worker thread is answered when it is done, and no later
+        # request is handled before (the driver waits for `on_ready`).
+        status = self.gate.program(msg.hint, msg.data)
+        if not isinstance(status, Deferred):
+            self.outbox.put(_R[status])
+            return
+        self.waiting = status
+        status.addCallbacks(self._programmed, self._program_failed)
+
+    def _programmed(self, status: Status) -> None:
+        self.waiting = None
+        if self.ended is None:
+            self.outbox.put(_R[status])
+        held, self._held = self._held, []
+        for i, item in enumerate(held):
+            self.handle(item)
+            if self.waiting is not None:  # another cdata compiling: the rest wait again
+                self._held[:0] = held[i + 1 :]
+                return
+        if self.on_ready is not None:
+            self.on_ready()
+
+    def _program_failed(self, failure: Failure) -> None:
+        self.waiting = None
+        if failure.check(CancelledError):  # the session ended first
+            self._held = []
+            return
+        self.log.failure("loading a cdata program failed", failure)
+        self._programmed(Status.ECRTBADHDAT)
 
     def _start(self, msg: Start) -> None:
         error, extra = self.gate.start()
@@ -327,12 +366,8 @@ class Session:
             # A monitor's rejection comes first (§8.5); a limit's ESKTPKTDENY only after
             # the socket checks, which decide what a send is checked for (§3.3). (The
             # refused send was charged to no limit: nothing to give back.)
-            if verdict.errid == _PKTDENY and (
-                skt is None or msg.family != skt.family or msg.proto != skt.proto
-            ):
-                self.outbox.put(_R[Status.ESKTNOTOPEN if skt is None else Status.ESKTNOMATCH])
-            else:
-                self.outbox.put(codec.encode(verdict))
+            err = socket_error(msg, skt) if verdict.errid == _PKTDENY else None
+            self.outbox.put(codec.encode(verdict) if err is None else _R[err])
             return None
         if skt is None:
             self._answer(msg, Status.ESKTNOTOPEN)
@@ -487,6 +522,8 @@ class Session:
 
     def close(self) -> None:
         """The controller connection is gone: free everything, drop what was not sent."""
+        if self.waiting is not None:  # a cdata's program compiling: nobody needs it now
+            self.waiting.cancel()
         self._finish(SessionEnd("controller closed the connection"))
         self._free_all()
         self.outbox.clear()

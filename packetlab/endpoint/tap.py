@@ -251,6 +251,11 @@ def makeService(options: Options) -> IService:
     network: Network = sockets
 
     monitors: MonitorHost = options["monitor_host"]
+    from twisted.internet.threads import deferToThread
+
+    # Certificate monitors compile in the reactor's thread pool, one at a time (a 1 MiB
+    # module takes seconds: docs/performance.md "Monitors").
+    monitors.runner = deferToThread
     for aux in monitors.aux:
         if isinstance(aux.compiled, Exception):  # every start answers ECTLMONUKN
             log.error("aux monitor {path} cannot load: {e}", path=aux.path, e=aux.compiled)
@@ -280,7 +285,7 @@ def makeService(options: Options) -> IService:
         image = mapped_system_image(cfg)
         session = Session(cfg, network, scheduler, realtime_ns, gate=gate, image=image)
         if isinstance(gate, MonitorGate):
-            gate.attach(session.memory)
+            gate.attach(session.memory, session.sockets)
         reflexes.install(session)  # reflex hook (docs/reflexes.md)
         session.close_hooks.append(idle.opened())  # trim the heap when none is left
         return session

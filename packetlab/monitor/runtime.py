@@ -59,29 +59,39 @@ MAX_DEBUG_LINES = 64  # monitor_debug lines logged per call; the rest are droppe
 # ---------------------------------------------------------------------------- engine
 
 _engine: wasmtime.Engine | None = None
+_engine_lock = threading.Lock()
 
 
 def engine() -> wasmtime.Engine:
-    """The process-wide engine (compiled modules belong to it)."""
+    """The process-wide engine (compiled modules belong to it). Made under a lock: a
+    certificate monitor compiles in a worker thread (`MonitorHost.compile_later`), and a
+    second engine would own modules no store of the first can instantiate."""
     global _engine
-    if _engine is None:
-        cfg = wasmtime.Config()
-        cfg.epoch_interruption = True
-        # Memories never move, so an instance keeps its memory's base address (the host
-        # writes arguments there on every call). Each 32-bit memory reserves 4 GiB of
-        # address space anyway, so growth up to the cap needs no move.
-        cfg.memory_may_move = False
-        cfg.cranelift_opt_level = "speed"
-        # No compile thread pool: twistd may fork (daemonize) after the aux monitors were
-        # compiled, and a child would then queue compile jobs to threads it does not have.
-        cfg.parallel_compilation = False
-        # The proposals the reference's Wasmtime 23 leaves off by default, and a monitor
-        # built as §8.1 says never uses: a module that needs one does not decode there
-        # either. (The GC proposal would also give each monitor a second heap.)
-        cfg.wasm_gc = False
-        cfg.wasm_function_references = False
-        cfg.wasm_exceptions = False
-        _engine = wasmtime.Engine(cfg)
+    if _engine is not None:
+        return _engine
+    with _engine_lock:
+        return _engine or _make_engine()
+
+
+def _make_engine() -> wasmtime.Engine:
+    global _engine
+    cfg = wasmtime.Config()
+    cfg.epoch_interruption = True
+    # Memories never move, so an instance keeps its memory's base address (the host
+    # writes arguments there on every call). Each 32-bit memory reserves 4 GiB of
+    # address space anyway, so growth up to the cap needs no move.
+    cfg.memory_may_move = False
+    cfg.cranelift_opt_level = "speed"
+    # No compile thread pool: twistd may fork (daemonize) after the aux monitors were
+    # compiled, and a child would then queue compile jobs to threads it does not have.
+    cfg.parallel_compilation = False
+    # The proposals the reference's Wasmtime 23 leaves off by default, and a monitor
+    # built as §8.1 says never uses: a module that needs one does not decode there
+    # either. (The GC proposal would also give each monitor a second heap.)
+    cfg.wasm_gc = False
+    cfg.wasm_function_references = False
+    cfg.wasm_exceptions = False
+    _engine = wasmtime.Engine(cfg)
     return _engine
 
 

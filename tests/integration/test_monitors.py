@@ -278,3 +278,45 @@ def test_cdata_monitor_with_a_maximum_fails_start_over_tls(tls_world: Any) -> No
     assert c.request(wire.Cdata(b"monitor", abi.encode(bad))) == wire.Result(0)
     assert c.request(wire.Start()) == wire.Result(MONUKN, 0)
     assert c.closed_by_peer()
+
+
+def test_large_cdata_monitor_compiles_off_the_reactor_in_order(tls_world: Any) -> None:
+    """A ~100 KB certificate monitor (one long function, a second or more to compile)
+    compiles in the endpoint's thread pool; the start and mread sent right behind it are
+    answered after its result, in order, on the same TLS link."""
+    body = "(local.get $x)" + "(i32.add (i32.const 1))" * 35_000 + "(drop)"
+    big = bytes(wat2wasm(monitor_wat(ALLOW, extra=f"(func $f0 (param $x i32) {body})")))
+    assert len(big) > 100_000
+    ctl, ep = tls_world(CertLimits(monitor_digests=(abi.digest(big),)))
+    c = ctl.accept()
+    c.send(wire.Cdata(b"monitor", abi.encode(big)), wire.Start(), wire.Mread(addr=0x20, len=1))
+    got = [c.next(timeout=60) for _ in range(4)]
+    assert got[:2] == [wire.Result(0), wire.Result(0)]
+    assert [m.NAME for m in got[2:]] == ["linfo", "mdata"]
+    c.close()
+    assert "Traceback" not in ep.output()
+
+
+def test_endpoint_serves_a_new_session_while_a_monitor_compiles(tls_world: Any) -> None:
+    """Session 1 sends a ~300 KB monitor (one long function: seconds to compile) and
+    hangs up; the endpoint reconnects at once and answers session 2 while that compile
+    still runs in the worker thread (inline, the reactor was blocked for all of it, and
+    session 2 only connected afterwards). Session 2's own cdata of the same module joins
+    the running compile and is answered when it is done; start and mread follow in
+    order."""
+    body = "(local.get $x)" + "(i32.add (i32.const 1))" * 100_000 + "(drop)"
+    big = bytes(wat2wasm(monitor_wat(ALLOW, extra=f"(func $f0 (param $x i32) {body})")))
+    ctl, ep = tls_world(CertLimits(monitor_digests=(abi.digest(big),)))
+    c = ctl.accept()
+    c.send(wire.Cdata(b"monitor", abi.encode(big)))
+    ep.wait_log("compiling monitor")
+    c.close()
+    c2 = ctl.accept()
+    assert c2.request(wire.Cdata(b"bogus", b"")) == wire.Result(int(S.ECRTBADHINT))
+    assert "took" not in ep.output()  # answered while the compile runs
+    c2.send(wire.Cdata(b"monitor", abi.encode(big)), wire.Start(), wire.Mread(addr=0x20, len=1))
+    got = [c2.next(timeout=120) for _ in range(4)]
+    assert got[:2] == [wire.Result(0), wire.Result(0)]
+    assert [m.NAME for m in got[2:]] == ["linfo", "mdata"]
+    assert ep.output().count("compiling monitor") == 2  # the start line and "took"
+    c2.close()

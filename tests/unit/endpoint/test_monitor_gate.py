@@ -44,7 +44,7 @@ def rig(gate: RequestGate) -> Rig:
     r.frames.clear()
     r.session.outbox.attach(r.frames.append)
     if isinstance(gate, MonitorGate):
-        gate.attach(r.session.memory)
+        gate.attach(r.session.memory, r.session.sockets)
     return r
 
 
@@ -191,6 +191,33 @@ def test_result_callbacks_get_the_errid(tmp_path: Path) -> None:
     assert isinstance(gate, MonitorGate)
     pm = gate.monitors[0].persistent()
     assert pm[1] == int(S.ESKTINUSE) and pm[9] == int(S.ESKTNOTOPEN)
+
+
+class DenyingSends(OpenGate):
+    """A limits gate that denies every nsend (ESKTPKTDENY)."""
+
+    def check(self, msg: Any) -> wire.Result | None:
+        return wire.Result(int(S.ESKTPKTDENY)) if isinstance(msg, wire.Nsend) else None
+
+
+def test_result_callbacks_see_the_socket_error_before_a_limits_deny(tmp_path: Path) -> None:
+    # The limits say ESKTPKTDENY, but the session answers a send on a free socket
+    # ESKTNOTOPEN and one of the wrong family/proto ESKTNOMATCH: the callbacks see that.
+    store = "(i32.store8 (i32.add (local.get $pm) (local.get $sktid)) (local.get $errid))"
+    h = host(tmp_path, w(results={"nsend": store}))
+    r = rig(h.gate(DenyingSends()))
+    started(r, 1)
+    r.send(udp_open(sktid=1))
+    mismatch = wire.Nsend(sktid=1, family=4, proto=6, time=0, tag=1, data=b"x")
+    got = r.send(udp_send(sktid=1), udp_send(sktid=5), mismatch)
+    assert [m.errid for m in got] == [S.ESKTPKTDENY, S.ESKTNOTOPEN, S.ESKTNOMATCH]
+    gate = r.session.gate
+    assert isinstance(gate, MonitorGate)
+    pm = gate.monitors[0].persistent()
+    assert pm[5] == int(S.ESKTNOTOPEN)
+    assert pm[1] == int(S.ESKTNOMATCH)  # the last send on socket 1
+    r.send(udp_send(sktid=1))
+    assert gate.monitors[0].persistent()[1] == int(S.ESKTPKTDENY)
 
 
 # ---------------------------------------------------------------------- ndata
