@@ -68,6 +68,7 @@ class Subscriber:
     dattr: tuple[NVPair, ...]
     link: SubscriberLink
     peer: str = "?"
+    valid_until: int | None = None  # its chain's earliest not_after (s); None: no chain
 
 
 @dataclass(eq=False)
@@ -83,6 +84,7 @@ class Publication:
     live: bool = True
     delivered: int = 0
     origin: str | None = None  # shared-store key of a publication made at another broker
+    valid_until: int | None = None  # its experiment chain's earliest not_after (s)
     _frames: dict[bytes, bytes] = field(default_factory=dict)
 
     def frame(self, channel: bytes) -> bytes:
