@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from broker_fakes import tls_pair
 from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
@@ -592,8 +593,6 @@ def test_a_later_xsub_replaces_the_expiry_timer_of_the_link() -> None:
     assert not st.disconnecting and len(w.registry.subscribers) == 1
     timers = [c for c in w.clock.getDelayedCalls() if cast(Any, c).func == sp._subscription_expired]
     assert timers == []
-    from twisted.internet.protocol import connectionDone
-
     sp.connectionLost(connectionDone)
     assert not w.registry.subscribers
 
@@ -631,3 +630,25 @@ def test_a_publication_ends_when_its_experiment_chain_expires() -> None:
         "pub_end reached",
         "its certificate chain expired",
     ]
+
+
+def test_the_same_xdescr_published_again_after_its_end_skips_who_got_it() -> None:
+    # pktxpmgr -n ends the publication as the endpoints start; a publisher that then
+    # reconnects and publishes the same bytes must not reach an endpoint still running
+    # them (the reference crashes on the copy, OBSERVED §2.3); a new subscriber gets them.
+    w = World()
+    sp, st = w.connect(Role.SUBSCRIBE, "10.0.0.2")
+    sp.session.agent_key = b"S" * 32  # type: ignore[union-attr]
+    sp.dataReceived(sub_frames())
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    assert frames(st) == [Result(0), Xnotify(b"public", XD)]
+    pp.connectionLost(connectionDone)  # the publication ends
+    assert not w.registry.publications
+    np, nt = w.connect(Role.SUBSCRIBE, "10.0.0.3")
+    np.session.agent_key = b"N" * 32  # type: ignore[union-attr]
+    np.dataReceived(sub_frames())
+    pp2, _ = w.connect(Role.PUBLISH)
+    pp2.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    assert frames(st) == []
+    assert frames(nt) == [Result(0), Xnotify(b"public", XD)]
