@@ -65,6 +65,9 @@ class Refusal:
 class SubGrant:
     channels: tuple[bytes, ...]
     dattr: tuple[NVPair, ...]
+    # When the chain that proved the private channels ends (the earliest not_after of its
+    # certificates, s since the epoch); None: public channels only, nothing to expire.
+    valid_until: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class PubGrant:
     pairs: tuple[NVPair, ...]
     priority: int
     pub_end_ns: int | None  # when the publication ends on its own (None: with the link)
+    valid_until: int | None = None  # its chain's earliest not_after (s); None: no chain
 
 
 def is_private(channel: bytes) -> bool:
@@ -128,6 +132,8 @@ def check_subscription(
                     Status.ESUBBADCHN,
                     f"private channel {ch.hex()[:16]}... is not proven by the chain",
                 )
+        until = min(c.not_after for c in info.certs)
+        return SubGrant(_dedupe(chlist), tuple(pairs), until)
     return SubGrant(_dedupe(chlist), tuple(pairs))
 
 
@@ -218,4 +224,6 @@ def check_publication(
             return Refusal(
                 Status.EPUBBADPR, f"exp_priority {priority} above the chain's max {limit}"
             )
+        until = min(c.not_after for c in info.certs)
+        return PubGrant(_dedupe(chlist), tuple(pairs), priority, pub_end, until)
     return PubGrant(_dedupe(chlist), tuple(pairs), priority, pub_end)

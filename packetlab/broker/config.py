@@ -40,6 +40,7 @@ class BrokerConfig:
     error_delay: float = 0.5  # first delay of an error answer (s); doubles per error
     error_delay_max: float = 30.0
     fanout_batch: int = 65536  # notifications written per reactor turn
+    delivery_linger: float = 3600.0  # s a delivery record outlives its publications
     warnings: list[str] = field(default_factory=list)
     # key -> where its value came from ("broker.conf:3", "--cert"), for error messages
     origins: dict[str, str] = field(default_factory=dict)
@@ -125,6 +126,16 @@ def _set_delay_max(c: BrokerConfig, v: str) -> None:
     c.error_delay_max = _seconds(v)
 
 
+def _set_linger(c: BrokerConfig, v: str) -> None:
+    try:
+        t = float(v)
+    except ValueError:
+        raise ConfigError(f"expected seconds, got {v!r}") from None
+    if not 0 <= t <= 7 * 86400:
+        raise ConfigError(f"{t} is out of range [0, 604800] (a week)")
+    c.delivery_linger = t
+
+
 def _set_batch(c: BrokerConfig, v: str) -> None:
     if not v.isdigit() or not 1 <= int(v) <= 1_000_000:
         raise ConfigError(f"expected a count from 1 to 1000000, got {v!r}")
@@ -141,6 +152,7 @@ _HANDLERS: dict[str, Callable[[BrokerConfig, str], None]] = {
     "ErrorDelay": _set_delay,
     "ErrorDelayMax": _set_delay_max,
     "FanOutBatch": _set_batch,
+    "DeliveryLinger": _set_linger,
 }
 KNOWN_KEYS = tuple(_HANDLERS)
 

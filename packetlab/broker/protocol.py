@@ -13,6 +13,12 @@
   the bytes go out (`Registry.claim`).
 * A client that neither subscribes nor publishes within `IDLE_TIMEOUT` is closed; a
   subscriber or publisher then idles as long as it likes (the reference sends nothing).
+* A subscription proven by a certificate chain lasts as long as the chain: when its
+  first certificate expires the subscription ends and the link is closed (one timer per
+  link, on the injected clock). The subscriber reconnects, sends its chain again and
+  gets ESUBBADCHN for an expired one, like any new client (PROTOCOL.md §5.5). A
+  publication likewise ends at its pub_end or when its experiment chain expires,
+  whichever comes first.
 """
 
 from __future__ import annotations
@@ -158,6 +164,7 @@ class BrokerProtocol(Protocol):
         "_paused",
         "_queue",
         "_reread",
+        "_sub_expiry",
         "_subscribed",
         "_unread",
         "f",
@@ -185,6 +192,7 @@ class BrokerProtocol(Protocol):
         self._subscribed = False  # an xsub was taken on this link
         self._reread: IDelayedCall | None = None  # _consume again after a resume
         self._expiry: dict[int, IDelayedCall] = {}
+        self._sub_expiry: IDelayedCall | None = None  # the subscription's chain ends
         self._lean: IDelayedCall | None = None
         self.peer = "?"
         self.who: bytes | str = "?"
@@ -212,6 +220,7 @@ class BrokerProtocol(Protocol):
             self.f.registry,
             link=self if self.f.role is Role.SUBSCRIBE else None,
             peer=f"{self.peer} agent={key.hex()[:16]}",
+            clock=self.f.reactor.seconds,  # chains are checked on the clock of the timers
         )
         self.f.connections.add(self)
         self._t.registerProducer(self, True)
@@ -219,10 +228,11 @@ class BrokerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.f.connections.discard(self)
-        for timer in (self._held, self._idle, self._lean, self._reread, *self._expiry.values()):
+        timers = (self._held, self._idle, self._lean, self._reread, self._sub_expiry)
+        for timer in (*timers, *self._expiry.values()):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._held = self._idle = self._lean = self._reread = None
+        self._held = self._idle = self._lean = self._reread = self._sub_expiry = None
         self._expiry.clear()
         self._queue = None
         if self._abort is not None and self._abort.active():
@@ -338,6 +348,7 @@ class BrokerProtocol(Protocol):
                 dattr=";".join(f"{p.name}={p.value}" for p in sub.dattr),
                 n=n,
             )
+            self._arm_sub_expiry(sub.valid_until)
         elif answer.what == "xpub":
             self._cancel_idle()
             self.f.throttle.forget(self.who)
@@ -355,10 +366,50 @@ class BrokerProtocol(Protocol):
                 xdescr=pub.xdescr.decode("ascii", "replace"),
                 n=offered,
             )
+            # It ends at its pub_end, or when its experiment chain expires (an xpub with
+            # that chain would then get EPUBBADCHN, and endpoints refuse the controller).
+            ends = []
             if pub.pub_end_ns is not None:
-                now_ns = self.f.reactor.seconds() * 1e9
-                delay = max(0.0, (pub.pub_end_ns - now_ns) / 1e9)
-                self._expiry[pub.pub_id] = self.f.reactor.callLater(delay, self._expire, pub)
+                ends.append((pub.pub_end_ns / 1e9, "pub_end reached"))
+            if pub.valid_until is not None:
+                ends.append((float(pub.valid_until), "its certificate chain expired"))
+            if ends:
+                end, why = min(ends)
+                delay = max(0.0, end - self.f.reactor.seconds())
+                self._expiry[pub.pub_id] = self.f.reactor.callLater(delay, self._expire, pub, why)
+
+    def _arm_sub_expiry(self, valid_until: int | None) -> None:
+        """One timer per link: a later xsub replaces the subscription and its timer."""
+        if self._sub_expiry is not None and self._sub_expiry.active():
+            self._sub_expiry.cancel()
+        self._sub_expiry = None
+        if valid_until is not None:
+            delay = max(0.0, valid_until - self.f.reactor.seconds())
+            self._sub_expiry = self.f.reactor.callLater(
+                delay, self._subscription_expired, valid_until
+            )
+
+    def _subscription_expired(self, valid_until: int) -> None:
+        """The chain that proved the private channels has expired: a new xsub with it
+        would get ESUBBADCHN, so this one ends. The link is closed (nothing else tells a
+        subscriber, which sends nothing after its xsub, that it no longer gets anything):
+        the endpoint reconnects and sends its chain again, renewed or refused."""
+        self._sub_expiry = None
+        if self.session is None or self._closing:
+            return
+        sub = self.session.end_subscription()
+        if sub is None:
+            return
+        self._queue = None  # what waited for it is not sent now
+        self.log.warn(
+            "subscription expired peer={peer} channels={channels}: its certificate chain "
+            "expired at {until} ({when}); closing the link",
+            peer=sub.peer,
+            channels=",".join(channel_label(c) for c in sub.channels),
+            until=valid_until,
+            when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(valid_until)),
+        )
+        self._close()
 
     def _cancel_idle(self) -> None:
         if self._idle is not None and self._idle.active():
@@ -382,11 +433,11 @@ class BrokerProtocol(Protocol):
         if conn is not None:
             release_bio_buffers(conn)
 
-    def _expire(self, pub: Publication) -> None:
+    def _expire(self, pub: Publication, why: str = "pub_end reached") -> None:
         self._expiry.pop(pub.pub_id, None)
         if self.session is not None and pub.live:
             self.session.end_publication(pub)
-            self._log_end(pub, "pub_end reached")
+            self._log_end(pub, why)
 
     def _log_end(self, pub: Publication, why: str) -> None:
         self.log.info(

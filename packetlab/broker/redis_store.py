@@ -13,8 +13,10 @@ what the others must know (docs/broker.md, "Scale-out"):
   ends its publications within `TTL` + `SWEEP` seconds.
 * **Delivery record.** ``SADD pktlab:delivered:<sha256(xdescr)> <agent key>`` is the
   atomic "has this endpoint got these bytes?" across brokers (an endpoint behind one DNS
-  name may reconnect to another broker). The set is deleted when the last live
-  publication with those bytes ends (``pktlab:xref:<sha256>`` counts them).
+  name may reconnect to another broker). When the last live publication with those
+  bytes ends (``pktlab:xref:<sha256>`` counts them) the set expires after the registry's
+  `linger` (its endpoints may still hold the bytes, `registry`); a new publication of
+  the same bytes meanwhile keeps it (``PERSIST``).
 
 Client: txredisapi, the maintained Twisted-native Redis client (Deferreds, pub/sub,
 reconnects), so no thread pool sits between the reactor and Redis.
@@ -23,6 +25,7 @@ reconnects), so no thread pool sits between the reactor and Redis.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from typing import Any
 from urllib.parse import urlparse
@@ -145,7 +148,7 @@ class RedisStore:
 
     async def _add(self, key: str, fields: dict[str, str], h: str) -> None:
         r = self.redis
-        # One connection executes in order: send all five, then wait once (the others
+        # One connection executes in order: send all six, then wait once (the others
         # see the "add" only after the hash exists).
         await defer.gatherResults(
             [
@@ -153,6 +156,7 @@ class RedisStore:
                 r.expire(key, TTL),
                 r.sadd(f"{P}pubs", key),
                 r.incr(f"{P}xref:{h}"),
+                r.persist(f"{P}delivered:{h}"),  # live again: no longer expiring
                 r.publish(self.events, f"add {key}"),
             ],
             consumeErrors=True,
@@ -176,7 +180,12 @@ class RedisStore:
         if h is not None:
             left = int(await r.decr(f"{P}xref:{h}"))
             if left <= 0:
-                await r.delete([f"{P}xref:{h}", f"{P}delivered:{h}"])
+                await r.delete(f"{P}xref:{h}")
+                linger = math.ceil(self.registry.linger)
+                if linger > 0:  # who got them may still hold them (registry.py)
+                    await r.expire(f"{P}delivered:{h}", linger)
+                else:
+                    await r.delete(f"{P}delivered:{h}")
         await r.publish(self.events, f"del {key}")
 
     def _refresh(self) -> defer.Deferred[Any]:

@@ -7,10 +7,16 @@
 * Matching is `dattr_match` (glob, AND over the dattr pairs); the xdescr is parsed once
   per publication.
 * The delivery record keeps, per xdescr *bytes*, the agent keys that already got them,
-  for as long as some live publication carries those bytes. A reference endpoint crashes
-  when it receives bytes it still holds, and it keeps its pool across reconnects, so an
-  endpoint (known by its agent key) never gets the same bytes twice while they live. The
-  record goes when the last publication with those bytes ends.
+  for as long as some live publication carries those bytes, and `linger` seconds more
+  (an hour). A reference endpoint crashes when it receives bytes it still holds, and it
+  keeps its pool across reconnects, so an endpoint (known by its agent key) never gets
+  the same bytes twice while they live. It still holds them after the publication ends:
+  pktxpmgr ends it at `-n`, when the endpoints have just started, and a pending xdescr
+  stays in an endpoint's pool whatever happens to its publication (OBSERVED §2.3, §3.4).
+  So the same bytes published again soon after (a publisher that reconnects and
+  republishes) go only to endpoints that did not get them. The records of ended
+  xdescrs are kept by digest, in at most `max_lingering` bytes (16 MiB, estimated;
+  oldest dropped first, logged).
 * Delivery itself belongs to the subscriber's link: the registry calls `sub.offer(pub,
   channel)`; the link writes when its transport takes more and calls `claim()` just before
   writing, so a notification that never left is not recorded as delivered.
@@ -18,17 +24,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
-from collections.abc import Iterator
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from twisted.logger import Logger
 
 from packetlab.wire.codec import encode
 from packetlab.wire.messages import Xnotify
 from packetlab.wire.nvlist import NVPair, dattr_match
 
 __all__ = [
+    "DELIVERY_LINGER",
     "FRAME_CACHE",
+    "MAX_LINGERING",
     "MAX_LIVE_PUBLICATIONS",
     "Publication",
     "Registry",
@@ -41,6 +54,15 @@ __all__ = [
 # parsed pairs and frames), and links are free (self-signed agent certificates).
 MAX_LIVE_PUBLICATIONS = 10_000
 FRAME_CACHE = 4  # xnotify frames kept per publication (one per channel used)
+# Seconds the delivery record of an xdescr outlives its last publication: its endpoints
+# may still hold it (running, or pending in their pool) and crash on a second copy.
+DELIVERY_LINGER = 3600.0
+# Bytes the records of ended xdescrs may take, all together, by the estimate below
+# (measured with tracemalloc: ~235 bytes for a record with one endpoint, ~33 more per
+# endpoint in a larger one): 64,000 one-endpoint records, or 500,000 pairs in big ones.
+MAX_LINGERING = 16 * 1024 * 1024
+_RECORD_COST = 256
+_PAIR_COST = 32
 
 
 class SharedStore(Protocol):
@@ -68,6 +90,7 @@ class Subscriber:
     dattr: tuple[NVPair, ...]
     link: SubscriberLink
     peer: str = "?"
+    valid_until: int | None = None  # its chain's earliest not_after (s); None: no chain
 
 
 @dataclass(eq=False)
@@ -83,6 +106,7 @@ class Publication:
     live: bool = True
     delivered: int = 0
     origin: str | None = None  # shared-store key of a publication made at another broker
+    valid_until: int | None = None  # its experiment chain's earliest not_after (s)
     _frames: dict[bytes, bytes] = field(default_factory=dict)
 
     def frame(self, channel: bytes) -> bytes:
@@ -97,9 +121,46 @@ class Publication:
         return f
 
 
+def _digest(xdescr: bytes) -> bytes:
+    return hashlib.sha256(xdescr).digest()[:16]  # 128 bits: no collision among 100,000
+
+
+# The agent keys of an ended xdescr: the key itself when there is one (most records: a
+# set costs ~200 bytes more), else the set.
+_Agents = bytes | set[bytes]
+
+
+def _agents(got: set[bytes]) -> _Agents:
+    return next(iter(got)) if len(got) == 1 else got
+
+
+def _cost(agents: _Agents) -> int:
+    return _RECORD_COST + _PAIR_COST * (1 if isinstance(agents, bytes) else len(agents))
+
+
+def _has(agents: _Agents, key: bytes) -> bool:
+    return agents == key if isinstance(agents, bytes) else key in agents
+
+
 class Registry:
-    def __init__(self, max_publications: int = MAX_LIVE_PUBLICATIONS) -> None:
+    log = Logger(namespace="pktbroker")
+
+    def __init__(
+        self,
+        max_publications: int = MAX_LIVE_PUBLICATIONS,
+        *,
+        linger: float = DELIVERY_LINGER,
+        max_lingering: int = MAX_LINGERING,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_publications = max_publications  # live, broker-wide (xpub refused past it)
+        self.linger = linger
+        self.max_lingering = max_lingering
+        self.clock = clock
+        # sha256(xdescr) -> (when its last publication ended, agent keys), oldest first
+        self._ended: OrderedDict[bytes, tuple[float, _Agents]] = OrderedDict()
+        self._lingering = 0  # estimated bytes of _ended
+        self._trimming = False  # dropping records for room (logged once per episode)
         self.publications: dict[int, Publication] = {}
         self._pubs_by_channel: dict[bytes, dict[int, Publication]] = {}
         self._subs_by_channel: dict[bytes, set[Subscriber]] = {}
@@ -168,7 +229,14 @@ class Registry:
         self.publications[pub.pub_id] = pub
         if self.store is not None and origin is None:
             self.store.published(pub)
-        self._xdescr_refs[xdescr] = self._xdescr_refs.get(xdescr, 0) + 1
+        refs = self._xdescr_refs.get(xdescr, 0)
+        if not refs and self._ended:  # published again: who still holds it?
+            self._trim()
+            rec = self._ended.pop(_digest(xdescr), None)
+            if rec is not None:
+                self._lingering -= _cost(rec[1])
+                self._delivered[xdescr] = {rec[1]} if isinstance(rec[1], bytes) else rec[1]
+        self._xdescr_refs[xdescr] = refs + 1
         for ch in channels:
             self._pubs_by_channel.setdefault(ch, {})[pub.pub_id] = pub
         offered = 0
@@ -199,9 +267,40 @@ class Registry:
         n = self._xdescr_refs[pub.xdescr] - 1
         if n:
             self._xdescr_refs[pub.xdescr] = n
-        else:
-            del self._xdescr_refs[pub.xdescr]
-            self._delivered.pop(pub.xdescr, None)
+            return
+        del self._xdescr_refs[pub.xdescr]
+        got = self._delivered.pop(pub.xdescr, None)
+        if got and self.linger > 0 and self.max_lingering > 0:
+            agents = _agents(got)
+            self._ended[_digest(pub.xdescr)] = (self.clock(), agents)
+            self._lingering += _cost(agents)
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop the records of ended xdescrs past `linger`, and the oldest ones while
+        they take more than `max_lingering` bytes."""
+        ended = self._ended
+        too_old = self.clock() - self.linger
+        dropped = 0
+        while ended:
+            digest, (when, got) = next(iter(ended.items()))
+            if when > too_old and self._lingering <= self.max_lingering:
+                break
+            del ended[digest]
+            self._lingering -= _cost(got)
+            if when > too_old:
+                dropped += 1
+        if dropped and not self._trimming:  # once until it is back under half the cap
+            self._trimming = True
+            self.log.warn(
+                "delivery record: the records of ended publications take more than {n} "
+                "KiB; dropping the oldest before their {t:.0f} s (their bytes, published "
+                "again, may reach an endpoint that still holds them)",
+                n=self.max_lingering // 1024,
+                t=self.linger,
+            )
+        elif self._trimming and self._lingering <= self.max_lingering // 2:
+            self._trimming = False
 
     def expired(self, now_ns: int) -> list[Publication]:
         """Live publications whose pub_end has passed."""
@@ -227,7 +326,11 @@ class Registry:
         return True
 
     def holds(self, xdescr: bytes, agent_key: bytes) -> bool:
-        return agent_key in self._delivered.get(xdescr, ())
+        """True if `agent_key` got these bytes and they live, or ended within `linger`."""
+        if agent_key in self._delivered.get(xdescr, ()):
+            return True
+        rec = self._ended.get(_digest(xdescr)) if self._ended else None
+        return rec is not None and rec[0] > self.clock() - self.linger and _has(rec[1], agent_key)
 
     # ---------------------------------------------------------------- status
 

@@ -22,7 +22,7 @@ from packetlab.tapoptions import stop_daemon
 from packetlab.tls import AuthMode, Credentials, PPKSServerEndpoint, PPKSServerOptions, ServerEntry
 
 from .protocol import IDLE_TIMEOUT, BrokerFactory
-from .registry import Registry
+from .registry import DELIVERY_LINGER, Registry
 from .session import Role
 from .throttle import Throttle
 
@@ -51,10 +51,11 @@ class BrokerService(service.Service):
         throttle: Throttle | None = None,
         store: str = "memory:",
         fanout_batch: int = 65536,
+        delivery_linger: float = DELIVERY_LINGER,
     ) -> None:
         self.reactor = reactor
         self.options = server_options(credentials)
-        self.registry = registry or Registry()
+        self.registry = registry or Registry(linger=delivery_linger, clock=reactor.seconds)
         # Not `throttle or Throttle()`: an empty Throttle is falsy (it has __len__), so the
         # configured ErrorDelay/ErrorDelayMax were silently replaced by the defaults.
         self.throttle = throttle if throttle is not None else Throttle()

@@ -169,7 +169,7 @@ class BrokerSession:
         if self.subscriber is not None:
             self.registry.unsubscribe(self.subscriber)
         self.subscriber = Subscriber(
-            self.agent_key, grant.channels, grant.dattr, self.link, self.peer
+            self.agent_key, grant.channels, grant.dattr, self.link, self.peer, grant.valid_until
         )
         return Answer(Status.SUCCESS, "xsub")
 
@@ -217,8 +217,16 @@ class BrokerSession:
             publisher=self.agent_key,
             peer=self.peer,
         )
+        pub.valid_until = grant.valid_until
         self.publications.append(pub)
         return pub, offered
+
+    def end_subscription(self) -> Subscriber | None:
+        """The subscription's chain expired: no more deliveries (returns what it was)."""
+        sub, self.subscriber = self.subscriber, None
+        if sub is not None:
+            self.registry.unsubscribe(sub)
+        return sub
 
     def end_publication(self, pub: Publication) -> None:
         self.registry.withdraw(pub)

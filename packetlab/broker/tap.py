@@ -33,7 +33,8 @@ class Options(TapOptions):
         "Twisted endpoint string, e.g. tcp:20556:interface=127.0.0.1 or "
         "tcp6:20557:interface=\\:\\:. Settings in FILE (default ~/.pktlab/broker.conf if "
         "it exists) use the keys BrokerCertPath, BrokerPrivKey, PublishListen, "
-        "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax, FanOutBatch; options win."
+        "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax, FanOutBatch, "
+        "DeliveryLinger; options win."
     )
     optParameters: list[list[Any]] = [
         ["config", "c", None, "broker.conf path (default ~/.pktlab/broker.conf if it exists)."],
@@ -184,5 +185,6 @@ def makeService(options: Options) -> IService:
         throttle=throttle,
         store=cfg.store,
         fanout_batch=cfg.fanout_batch,
+        delivery_linger=cfg.delivery_linger,
     )
     return svc

@@ -12,7 +12,11 @@ BROKER-PROXY-OBSERVED.md §2). Sans-IO: the runner asks `schedule(now)` what to 
   higher one. Unlike the reference, which drops the suspended session and re-runs it
   from scratch, a suspended experiment keeps its connection and session and is resumed
   (`resumd`) when a slot frees up and nothing of higher priority waits.
-* Bounded: at most `max_entries` xdescrs are held; more are refused (and logged).
+* Bounded: at most `max_entries` xdescrs are held; more are refused (and logged). An
+  xdescr is at most `MAX_XDESCR` bytes (as our broker's), its `controller_addr` at most
+  255 characters (§5.6), and a number in it at most 20 digits (leading zeros aside), as
+  on the broker (`packetlab.ppks.limits`): `int()` refuses over 4,300 digits, and a
+  hostile broker may send anything that fits in a frame.
 """
 
 from __future__ import annotations
@@ -21,11 +25,18 @@ import enum
 import itertools
 from dataclasses import dataclass
 
+from twisted.logger import Logger
+
+from packetlab.ppks import is_valid_snikey
 from packetlab.wire.nvlist import NVListError, parse_nvlist
 
-__all__ = ["Action", "Experiment", "ExperimentPool", "PoolError", "State"]
+__all__ = ["MAX_XDESCR", "Action", "Experiment", "ExperimentPool", "PoolError", "State"]
 
 U32_MAX = 0xFFFFFFFF
+U64_MAX = 2**64 - 1
+MAX_DIGITS = 20  # a u64 has at most 20 decimal digits
+MAX_XDESCR = 4096  # bytes, as our broker accepts (the reference's own fields fit in ~600)
+MAX_CONTROLLER_ADDR = 255  # characters (PROTOCOL.md §5.6)
 
 
 class PoolError(ValueError):
@@ -49,6 +60,7 @@ class Experiment:
     state: State = State.PENDING
     not_before_ns: int = 0  # a yield's resume hint
     runs: int = 0
+    problems: tuple[str, ...] = ()  # what was wrong but not fatal (logged by the pool)
 
     def __repr__(self) -> str:
         return (
@@ -57,8 +69,29 @@ class Experiment:
         )
 
 
+def _decimal(text: str, limit: int) -> int | None:
+    """`text` as a number up to `limit`, or None: not ASCII digits, or too large. More
+    than `MAX_DIGITS` digits is too large without calling int() on them."""
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    if len(digits) > MAX_DIGITS:
+        return None
+    n = int(digits)
+    return n if n <= limit else None
+
+
+def _show(text: str, keep: int = 40) -> str:
+    """A value for an error message: a hostile one may be 4,000 characters."""
+    if len(text) <= keep:
+        return repr(text)
+    return f"{text[:keep]!r}... ({len(text)} characters)"
+
+
 def parse_xdescr(xdescr: bytes, seq: int) -> Experiment:
     """The fields the endpoint uses (§5.6); PoolError for what the reference drops."""
+    if len(xdescr) > MAX_XDESCR:
+        raise PoolError(f"xdescr of {len(xdescr)} bytes (at most {MAX_XDESCR})")
     try:
         pairs = parse_nvlist(xdescr, allow_duplicates=True, allow_glob=True)
     except NVListError as e:
@@ -69,21 +102,29 @@ def parse_xdescr(xdescr: bytes, seq: int) -> Experiment:
     addr = fields.get("controller_addr")
     if not addr:
         raise PoolError("xdescr missing controller_addr")
+    if len(addr) > MAX_CONTROLLER_ADDR:
+        raise PoolError(
+            f"controller_addr {_show(addr)} is longer than {MAX_CONTROLLER_ADDR} characters"
+        )
+    snikey = fields.get("sni_key") or None
+    if snikey is not None and not is_valid_snikey(snikey):
+        # the reference drops it too, after a TCP connect (OBSERVED §2.4)
+        raise PoolError(f"sni_key {_show(snikey)} is not 1..63 characters of [a-z0-9]")
     priority = 0
     if "exp_priority" in fields:
         text = fields["exp_priority"]
-        if not text.isdigit() or int(text) > U32_MAX:
-            raise PoolError(f"exp_priority {text!r} is not a u32")
-        priority = int(text)
+        prio = _decimal(text, U32_MAX)
+        if prio is None:
+            raise PoolError(f"exp_priority {_show(text)} is not a u32")
+        priority = prio
+    problems: list[str] = []
     pub_end = fields.get("pub_end")
-    return Experiment(
-        xdescr,
-        addr,
-        fields.get("sni_key") or None,
-        priority,
-        int(pub_end) if pub_end and pub_end.isdigit() else None,
-        seq,
-    )
+    pub_end_ns = None
+    if pub_end is not None:
+        pub_end_ns = _decimal(pub_end, U64_MAX)
+        if pub_end_ns is None:  # the reference logs it and runs the xdescr (OBSERVED §2.4)
+            problems.append(f"pub_end {_show(pub_end)} is not a u64 (ns); ignored")
+    return Experiment(xdescr, addr, snikey, priority, pub_end_ns, seq, problems=tuple(problems))
 
 
 class Action(enum.Enum):
@@ -93,6 +134,8 @@ class Action(enum.Enum):
 
 
 class ExperimentPool:
+    log = Logger(namespace="pktendpoint")
+
     def __init__(self, max_running: int = 1, max_entries: int = 1024) -> None:
         self.max_running = max_running
         self.max_entries = max_entries
@@ -107,6 +150,8 @@ class ExperimentPool:
         if len(self.entries) >= self.max_entries:
             raise PoolError(f"pool full ({self.max_entries} experiments held)")
         exp = parse_xdescr(xdescr, next(self._seq))
+        for why in exp.problems:
+            self.log.warn("experiment #{seq}: {why}", seq=exp.seq, why=why)
         self.entries[xdescr] = exp
         return exp
 

@@ -120,3 +120,60 @@ def test_publications_of_a_killed_broker_expire(
     b.proc.wait(5)
     a.wait_log("its broker stopped refreshing it", timeout=20, since=mark)
     pub.close()
+
+
+def _redis_int(url: str, *args: str) -> int:
+    """One Redis command answered by an integer (EXISTS, TTL), in the test's database."""
+    import socket
+
+    from packetlab.broker.redis_store import parse_redis_url
+
+    host, port, db = parse_redis_url(url)
+
+    def command(*words: str) -> bytes:
+        parts = [w.encode() for w in words]
+        return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in parts)
+
+    with socket.create_connection((host, port), timeout=2.0) as s:
+        s.sendall(command("SELECT", str(db)) + command(*args))
+        data = b""
+        while data.count(b"\r\n") < 2:
+            chunk = s.recv(4096)
+            assert chunk, "redis closed"
+            data += chunk
+    ok, answer = data.split(b"\r\n")[:2]
+    assert ok == b"+OK" and answer.startswith(b":"), data
+    return int(answer[1:])
+
+
+def test_the_delivery_record_outlives_the_publication_across_brokers(
+    home: PktlabHome, brokers: list[BrokerProcess], tmp_path: Path, redis_url: str
+) -> None:
+    # The endpoint got the bytes through A; the publication ends (pktxpmgr -n ends it as
+    # the endpoints start) and the same bytes are published again at B, where the
+    # endpoint now subscribes: it may still hold them (a second copy crashes the
+    # reference, OBSERVED §2.3), so only the shared record in Redis can keep them away.
+    import hashlib
+
+    a, b = brokers
+    ep = Identity(home, tmp_path, "ep")
+    sub = ep.subscribe(a.sub_port)
+    xd = b"controller_addr=127.0.0.1:20602;sni_key=again;"
+    h = hashlib.sha256(xd).hexdigest()
+    pub = publish(home, a, xd)
+    assert sub.recv(timeout=2.0) == wire.Xnotify(ep.channel, xd)
+    sub.close()
+    pub.close()
+    deadline = time.monotonic() + 10
+    while _redis_int(redis_url, "EXISTS", f"pktlab:xref:{h}"):  # A ended it in Redis
+        assert time.monotonic() < deadline, "the publication never ended in redis"
+        time.sleep(0.05)
+    assert 0 < _redis_int(redis_url, "TTL", f"pktlab:delivered:{h}") <= 3600
+    at_b = ep.subscribe(b.sub_port)
+    other = Identity(home, tmp_path, "other").subscribe(b.sub_port)
+    pub2 = publish(home, b, xd)
+    assert other.recv(timeout=2.0) == wire.Xnotify(ep.channel, xd)
+    assert at_b.quiet(0.5) == []
+    assert _redis_int(redis_url, "TTL", f"pktlab:delivered:{h}") == -1  # live: kept
+    for c in (at_b, other, pub2):
+        c.close()

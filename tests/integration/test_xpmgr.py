@@ -5,6 +5,7 @@ and Python mlets; -n, -s, SIGINT wrap-up, many endpoints at once, JSON results."
 from __future__ import annotations
 
 import signal
+import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
@@ -157,14 +158,48 @@ def test_many_endpoints_at_once_one_mlet_each(
     assert f"xpmgr: endpoints seen {n}, running 0, done {n}, failed 0" in xp.text()
 
 
+def _children(pid: int) -> str:
+    """The children of `pid` as /proc shows them: state (S sleeping, Z exited but not
+    reaped...), kernel wait channel and command line."""
+    out = []
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return "(no /proc entry)"
+    for kid in kids:
+        try:
+            state = Path(f"/proc/{kid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            wchan = Path(f"/proc/{kid}/wchan").read_text()
+            cmd = Path(f"/proc/{kid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        out.append(f"  pid {kid} state {state} wchan {wchan}: {cmd}")
+    return "\n".join(out) or "  (none)"
+
+
+def wait_exit_or_explain(xp: XpmgrProc, ep: EndpointProc, timeout: float = 30.0) -> int:
+    """`xp`'s exit status. If it still runs, the failure shows what each side was doing:
+    the manager's children (the mlet blocked in a read, or exited and not reaped) and
+    both logs (the endpoint never connected, or its session never ended)."""
+    try:
+        return xp.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"xpmgr still running after {timeout} s; its children:\n"
+            f"{_children(xp.proc.pid)}\n--- xpmgr log:\n{xp.text()[-3000:]}\n"
+            f"--- endpoint (exit {ep.proc.poll()}) log:\n{ep.text()[-3000:]}"
+        ) from None
+
+
 def test_failed_mlet_is_counted_and_reported(
     tmp_path: Path, home: Path, c_mlet: Path, procs: list[object]
 ) -> None:
     # port 1 on loopback: the connect fails, the mlet exits 1
     xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(c_mlet), "127.0.0.1", "1"], "-n", "1")
     procs.append(xp)
-    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
-    assert xp.wait_exit() == 0
+    ep = EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1")
+    procs.append(ep)
+    assert wait_exit_or_explain(xp, ep) == 0
     [r] = xp.result_lines()
     assert r["status"] == "failed" and r["exit_code"] == 1
     assert "failed 1" in xp.text()

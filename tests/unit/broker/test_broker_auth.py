@@ -28,11 +28,26 @@ def test_subscribe_private_channel_proven_by_the_chain() -> None:
     assert isinstance(g, SubGrant)
     assert g.channels == (w.channel,)
     assert [(p.name, p.value) for p in g.dattr] == [("hostid", "h1")]
+    assert g.valid_until == 2**31 - 1  # the chain's not_after: the subscription's end
 
 
 def test_subscribe_public_channel_needs_no_chain() -> None:
     g = check_subscription([], b"x" * 32, [b"public"], ZERO, b"")
     assert isinstance(g, SubGrant)
+    assert g.valid_until is None  # nothing proven, nothing expires
+
+
+def test_a_subscription_lasts_until_the_first_cert_of_its_chain_expires() -> None:
+    from packetlab.ppks import generate_private_key, issue_certificate, key_id, raw_public_key
+
+    eop, eop2, ep = (generate_private_key() for _ in range(3))
+    subcmd = issue_certificate("subcmd", eop2, ep, 0, 5000)
+    delpriv = issue_certificate("delpriv", eop, eop2, 0, 3000, del_type="reppriv")
+    g = check_subscription(
+        [subcmd.der, delpriv.der], raw_public_key(ep), [key_id(eop)], raw_public_key(eop),
+        b"", now=1000,
+    )  # fmt: skip
+    assert isinstance(g, SubGrant) and g.valid_until == 3000
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from broker_fakes import tls_pair
 from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
@@ -532,3 +533,122 @@ def test_a_subscriber_that_never_reads_does_not_keep_ended_publications() -> Non
     assert len(sp._queue or ()) <= 2 * len(w.registry.publications) + 64
     sp.resumeProducing()
     assert frames(st) == [Xnotify(b"public", b"controller_addr=live;")]
+
+
+def _expiring_subscriber(w: World, not_after: int) -> tuple[BrokerProtocol, StringTransport]:
+    """A subscriber on its EOp's private channel and on "public", proven by a subcmd
+    that expires at `not_after` (s, on the world's clock)."""
+    from packetlab.ppks import generate_private_key, issue_certificate, key_id, raw_public_key
+
+    eop, ep = generate_private_key(), generate_private_key()
+    subcmd = issue_certificate("subcmd", eop, ep, 0, not_after)
+    sp, st = w.connect(Role.SUBSCRIBE)
+    sp.session.agent_key = raw_public_key(ep)  # type: ignore[union-attr]
+    xsub = Xsub([key_id(eop), b"public"], raw_public_key(eop), b"")
+    sp.dataReceived(encode(Xcert(subcmd.der)) + encode(xsub))
+    assert frames(st) == [Result(0), Result(0)]
+    return sp, st
+
+
+def test_a_subscription_ends_when_its_certificate_chain_expires() -> None:
+    # A fresh xsub with that chain would get ESUBBADCHN once it expired (§5.5); the
+    # subscriber sends nothing after its xsub, so the broker ends the subscription and
+    # closes the link: it reconnects with its chain (renewed, or refused).
+    w = World()
+    now = int(time.time())  # the chain is valid on the clock and on the wall clock
+    w.clock.advance(now)
+    sp, st = _expiring_subscriber(w, now + 100)
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h1;")))
+    assert frames(st) == [Xnotify(b"public", b"controller_addr=h1;")]
+    w.clock.advance(99.9)
+    assert not st.disconnecting and len(w.registry.subscribers) == 1
+    events, stop = _events()
+    try:
+        w.clock.advance(0.2)
+    finally:
+        stop()
+    assert st.disconnecting and not w.registry.subscribers
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h2;")))
+    assert frames(st) == []  # no longer delivered
+    [line] = [formatEvent(e) for e in events if "subscription expired" in formatEvent(e)]
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 100))
+    assert f"its certificate chain expired at {now + 100} ({when}); closing" in line
+    assert not [
+        c for c in w.clock.getDelayedCalls() if cast(Any, c).func == sp._subscription_expired
+    ]
+
+
+def test_a_later_xsub_replaces_the_expiry_timer_of_the_link() -> None:
+    # One timer per link: a second xsub (public channels only, no chain) replaces the
+    # subscription, and the first chain's expiry no longer ends anything.
+    w = World()
+    now = int(time.time())  # the chain is valid on the clock and on the wall clock
+    w.clock.advance(now)
+    sp, st = _expiring_subscriber(w, now + 100)
+    sp.dataReceived(sub_frames())
+    w.clock.advance(1.01)  # a repeated xsub waits for the throttle's delay
+    assert frames(st) == [Result(0)]
+    w.clock.advance(200)
+    assert not st.disconnecting and len(w.registry.subscribers) == 1
+    timers = [c for c in w.clock.getDelayedCalls() if cast(Any, c).func == sp._subscription_expired]
+    assert timers == []
+    sp.connectionLost(connectionDone)
+    assert not w.registry.subscribers
+
+
+def test_a_publication_ends_when_its_experiment_chain_expires() -> None:
+    # As a subscription: an xpub with that chain would get EPUBBADCHN once it expired,
+    # and endpoints would refuse the controller's chain; pub_end if that comes first.
+    from packetlab.ppks import generate_private_key, issue_certificate, key_id, raw_public_key
+
+    w = World()
+    now = int(time.time())
+    w.clock.advance(now)
+    eop, exper, xc = (generate_private_key() for _ in range(3))
+    pubcmd = issue_certificate("pubcmd", exper, xc, 0, now + 300)
+    exppriv = issue_certificate("exppriv", eop, exper, 0, now + 100)
+    pp, pt = w.connect(Role.PUBLISH)
+    pp.session.agent_key = raw_public_key(xc)  # type: ignore[union-attr]
+    chain = encode(Xcert(pubcmd.der)) + encode(Xcert(exppriv.der))
+    xpub = Xpub([key_id(eop)], raw_public_key(eop), XD)
+    later = b"pub_end=%d;" % ((now + 50) * 10**9) + XD
+    pp.dataReceived(chain + encode(xpub) + chain + encode(Xpub(xpub.chlist, xpub.eopkey, later)))
+    assert frames(pt) == [Result(0)] * 6 and len(w.registry.publications) == 2
+    events, stop = _events()
+    try:
+        w.clock.advance(50.1)
+        assert [p.xdescr for p in w.registry.publications.values()] == [XD]
+        w.clock.advance(49.8)
+        assert len(w.registry.publications) == 1
+        w.clock.advance(0.2)
+    finally:
+        stop()
+    assert not w.registry.publications and not pt.disconnecting
+    ends = [formatEvent(e) for e in events if "publication end" in formatEvent(e)]
+    assert [e.rsplit("reason=", 1)[1] for e in ends] == [
+        "pub_end reached",
+        "its certificate chain expired",
+    ]
+
+
+def test_the_same_xdescr_published_again_after_its_end_skips_who_got_it() -> None:
+    # pktxpmgr -n ends the publication as the endpoints start; a publisher that then
+    # reconnects and publishes the same bytes must not reach an endpoint still running
+    # them (the reference crashes on the copy, OBSERVED §2.3); a new subscriber gets them.
+    w = World()
+    sp, st = w.connect(Role.SUBSCRIBE, "10.0.0.2")
+    sp.session.agent_key = b"S" * 32  # type: ignore[union-attr]
+    sp.dataReceived(sub_frames())
+    pp, _ = w.connect(Role.PUBLISH)
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    assert frames(st) == [Result(0), Xnotify(b"public", XD)]
+    pp.connectionLost(connectionDone)  # the publication ends
+    assert not w.registry.publications
+    np, nt = w.connect(Role.SUBSCRIBE, "10.0.0.3")
+    np.session.agent_key = b"N" * 32  # type: ignore[union-attr]
+    np.dataReceived(sub_frames())
+    pp2, _ = w.connect(Role.PUBLISH)
+    pp2.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    assert frames(st) == []
+    assert frames(nt) == [Result(0), Xnotify(b"public", XD)]

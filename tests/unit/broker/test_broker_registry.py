@@ -3,7 +3,9 @@ BROKER-PROXY-OBSERVED.md §2.3)."""
 
 from __future__ import annotations
 
-from packetlab.broker.registry import Publication, Registry, Subscriber
+import pytest
+
+from packetlab.broker.registry import DELIVERY_LINGER, Publication, Registry, Subscriber
 from packetlab.wire.nvlist import parse_nvlist
 
 
@@ -69,14 +71,8 @@ def test_no_replay_to_the_same_agent_key_across_resubscriptions() -> None:
     # a second publication with the same bytes is not sent twice either
     pub(reg, [b"pub"], XD)
     assert l2.sent == []
-    # once every publication with those bytes ended, the record goes
     reg.withdraw(p)
     assert reg.holds(XD, b"A" * 32)
-    for q in list(reg.publications.values()):
-        reg.withdraw(q)
-    assert not reg.holds(XD, b"A" * 32)
-    pub(reg, [b"pub"], XD)
-    assert l2.sent == [(b"pub", XD)]
 
 
 def test_one_notification_per_subscriber_even_on_two_channels() -> None:
@@ -106,8 +102,17 @@ def test_expired_and_status() -> None:
     ]
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_state_is_released_when_everything_ends() -> None:
-    reg = Registry()
+    clock = FakeClock()
+    reg = Registry(clock=clock)
     subs = [sub(reg, bytes([i]) * 32, [b"a"])[0] for i in range(10)]
     p = pub(reg, [b"a"], XD)
     for s in subs:
@@ -116,3 +121,66 @@ def test_state_is_released_when_everything_ends() -> None:
     assert not reg.publications and not reg.subscribers
     assert not reg._delivered and not reg._xdescr_refs
     assert not reg._subs_by_channel and not reg._pubs_by_channel
+    assert len(reg._ended) == 1 and reg._lingering == 256 + 10 * 32  # by digest, `linger`
+    clock.now += DELIVERY_LINGER
+    reg.withdraw(pub(reg, [b"a"], b"controller_addr=other;"))  # any end trims
+    assert not reg._ended and reg._lingering == 0
+
+
+def test_bytes_published_again_soon_after_they_ended_skip_endpoints_that_got_them() -> None:
+    # The endpoint may still run them (pktxpmgr ends its publication at -n, as the
+    # endpoints start) or hold them pending: a second copy crashes the reference
+    # (OBSERVED §2.3). A publisher that reconnects and publishes the same bytes again
+    # reaches only the endpoints that did not get them; after `linger`, everyone again.
+    clock = FakeClock()
+    reg = Registry(clock=clock)
+    _, got = sub(reg, b"A" * 32, [b"pub"])
+    first = pub(reg, [b"pub"], XD)
+    reg.withdraw(first)  # the publisher's link closed
+    _, new = sub(reg, b"B" * 32, [b"pub"])
+    clock.now += DELIVERY_LINGER - 1
+    again = pub(reg, [b"pub"], XD)
+    assert got.sent == [(b"pub", XD)] and new.sent == [(b"pub", XD)]
+    assert reg.holds(XD, b"A" * 32) and reg.holds(XD, b"B" * 32)
+    reg.withdraw(again)
+    clock.now += DELIVERY_LINGER - 1  # the record lingers from the last end
+    assert reg.holds(XD, b"A" * 32)
+    clock.now += 1
+    assert not reg.holds(XD, b"A" * 32)
+    pub(reg, [b"pub"], XD)  # an hour after: a new run everywhere
+    assert got.sent == [(b"pub", XD)] * 2 and new.sent == [(b"pub", XD)] * 2
+
+
+def test_records_of_ended_xdescrs_are_bounded_oldest_first_with_one_log_line() -> None:
+    from typing import Any, cast
+
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    clock = FakeClock()
+    reg = Registry(clock=clock, max_lingering=2 * (256 + 10 * 32))
+    for i in range(10):
+        sub(reg, bytes([i]) * 32, [b"pub"])
+    events: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        for n in range(5):  # 10 endpoints each: 5 records, room for 2
+            clock.now += 1
+            reg.withdraw(pub(reg, [b"pub"], b"controller_addr=h%d;" % n))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert reg._lingering <= reg.max_lingering and len(reg._ended) == 2
+    assert not reg.holds(b"controller_addr=h2;", b"\0" * 32)
+    assert reg.holds(b"controller_addr=h3;", b"\0" * 32)
+    lines = [formatEvent(e) for e in events if "delivery record" in formatEvent(e)]
+    assert len(lines) == 1 and "take more than 1 KiB; dropping the oldest" in lines[0]
+
+
+@pytest.mark.parametrize("linger", [0.0])
+def test_linger_0_forgets_at_the_end_as_before(linger: float) -> None:
+    reg = Registry(linger=linger)
+    _, link = sub(reg, b"A" * 32, [b"pub"])
+    reg.withdraw(pub(reg, [b"pub"], XD))
+    assert not reg._ended and not reg.holds(XD, b"A" * 32)
+    pub(reg, [b"pub"], XD)
+    assert link.sent == [(b"pub", XD)] * 2

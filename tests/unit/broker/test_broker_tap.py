@@ -76,3 +76,27 @@ def test_a_key_that_does_not_match_names_both_sources(home: PktlabHome) -> None:
     text = str(e.value)
     assert text.startswith("--private-key: "), text
     assert "does not match" in text and "BrokerCertPath" in text, text
+
+
+def test_delivery_linger_key(tmp_path: Path) -> None:
+    from packetlab.broker.config import ConfigError, parse_config
+    from packetlab.broker.registry import DELIVERY_LINGER
+
+    assert parse_config([], "x").delivery_linger == DELIVERY_LINGER == 3600.0
+    assert parse_config(["DeliveryLinger 0"], "b.conf").delivery_linger == 0.0
+    assert parse_config(["DeliveryLinger\t86400"], "b.conf").delivery_linger == 86400.0
+    for bad, why in (("abc", "expected seconds"), ("604801", "out of range")):
+        with pytest.raises(ConfigError, match=f"b.conf:1: DeliveryLinger: .*{why}"):
+            parse_config([f"DeliveryLinger {bad}"], "b.conf")
+
+
+def test_the_service_gives_the_linger_and_its_clock_to_the_registry() -> None:
+    from twisted.internet.task import Clock
+
+    from packetlab.broker.service import BrokerService
+
+    clock = Clock()
+    clock.advance(7)
+    svc = BrokerService(clock, parse()["credentials"], publish="tcp:0", subscribe="tcp:0",
+                        delivery_linger=5.0)  # fmt: skip
+    assert svc.registry.linger == 5.0 and svc.registry.clock() == 7

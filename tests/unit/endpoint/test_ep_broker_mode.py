@@ -166,3 +166,62 @@ def test_pool_drops_pending_xdescr_past_pub_end() -> None:
     assert pool.schedule(200) == []
     pool.finished(a)  # type: ignore[arg-type]
     assert pool.schedule(200) == [] and not pool.entries
+
+
+def test_pool_numbers_too_long_for_int_are_clear_refusals_not_value_errors() -> None:
+    # A hostile broker may send any digits that fit in a frame: int() raises ValueError
+    # (not PoolError, which the runner catches) past 4,300 digits. Over 20 significant
+    # digits is no u32/u64, as on the broker (packetlab.ppks.limits).
+    pool = ExperimentPool()
+    for name in (b"exp_priority", b"pub_end"):  # too long an xdescr, before any int()
+        with pytest.raises(PoolError, match=r"xdescr of 50\d\d bytes \(at most 4096\)"):
+            pool.add(name + b"=" + b"9" * 5000 + b";controller_addr=h;")
+    with pytest.raises(PoolError, match=r"exp_priority '9999.*\(4000 characters\) is not a u32"):
+        pool.add(b"exp_priority=" + b"9" * 4000 + b";controller_addr=h;")
+    with pytest.raises(PoolError, match="is not a u32"):
+        pool.add(b"exp_priority=" + b"1" * 21 + b";controller_addr=h;")
+    a = pool.add(b"exp_priority=" + b"0" * 30 + b"7;controller_addr=h;")  # leading zeros
+    assert a is not None and a.priority == 7
+
+
+def test_pool_unusable_pub_end_is_logged_and_ignored_as_the_reference_does() -> None:
+    from typing import cast
+
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    events: list[dict[str, object]] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        pool = ExperimentPool()
+        a = pool.add(b"pub_end=" + b"9" * 4000 + b";" + xd(1))
+        b = pool.add(b"pub_end=abc;" + xd(2))
+        c = pool.add(b"pub_end=" + b"9" * 21 + b";" + xd(3))  # over u64
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    seen = [formatEvent(e) for e in events]
+    assert a is not None and b is not None and c is not None
+    assert a.pub_end_ns is None and b.pub_end_ns is None and c.pub_end_ns is None
+    assert len([s for s in seen if "is not a u64 (ns); ignored" in s]) == 3
+    assert any(s.startswith("experiment #1: pub_end '9999") and "(4000 characters)" in s
+               for s in seen)  # fmt: skip
+    assert max(map(len, seen)) < 200  # the value is cut short in the log line
+
+
+def test_pool_bounds_what_it_keeps_from_the_broker() -> None:
+    # xdescr bytes, controller_addr (§5.6: 255 characters) and sni_key (1..63 [a-z0-9])
+    from packetlab.endpoint.pool import MAX_XDESCR
+
+    pool = ExperimentPool()
+    long = b"controller_addr=h;foo=" + b"x" * MAX_XDESCR + b";"
+    with pytest.raises(PoolError, match=f"xdescr of {len(long)} bytes"):
+        pool.add(long)
+    with pytest.raises(PoolError, match=r"controller_addr 'aaaa.* longer than 255"):
+        pool.add(b"controller_addr=" + b"a" * 256 + b";")
+    with pytest.raises(PoolError, match=r"sni_key 'UPPER' is not 1\.\.63"):
+        pool.add(b"controller_addr=h;sni_key=UPPER;")
+    with pytest.raises(PoolError, match=r"sni_key 'sss.* is not 1\.\.63"):
+        pool.add(b"controller_addr=h;sni_key=" + b"s" * 64 + b";")
+    assert not pool.entries
+    ok = pool.add(b"controller_addr=" + b"a" * 255 + b";sni_key=" + b"s" * 63 + b";")
+    assert ok is not None
