@@ -490,7 +490,13 @@ async def run_in_process(
         tls = (h, snikey, rlim)
         from twisted.internet.endpoints import serverFromString
 
-        where = PPKSServerEndpoint(serverFromString(reactor, where), creds.server_options())
+        from packetlab.controller.local import HANDSHAKE_TIMEOUT
+
+        where = PPKSServerEndpoint(
+            serverFromString(reactor, where),
+            creds.server_options(),
+            handshake_timeout=(HANDSHAKE_TIMEOUT, reactor),
+        )
     try:
         return await _run(
             reactor,
@@ -596,10 +602,17 @@ def listening_endpoint(reactor: Any, link: Link) -> tuple[Any, ControllerCredent
         return link.listen, None
     from twisted.internet.endpoints import serverFromString
 
+    from packetlab.controller.local import HANDSHAKE_TIMEOUT
     from packetlab.tls import PPKSServerEndpoint
 
     creds = ControllerCredentials.from_home(PktlabHome.at(link.home))
-    return PPKSServerEndpoint(serverFromString(reactor, link.listen), creds.server_options()), creds
+    # an endpoint that connects and never finishes the handshake is cut off, as by tls_server
+    where = PPKSServerEndpoint(
+        serverFromString(reactor, link.listen),
+        creds.server_options(),
+        handshake_timeout=(HANDSHAKE_TIMEOUT, reactor),
+    )
+    return where, creds
 
 
 async def run_on_link(
