@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from packetlab.ppks import is_valid_snikey
 from packetlab.wire.nvlist import NVListError, parse_nvlist
 
-__all__ = ["MAX_XDESCR", "Action", "Experiment", "ExperimentPool", "PoolError", "State"]
+__all__ = ["MAX_XDESCR", "Action", "Experiment", "ExperimentPool", "PoolError", "State", "shown"]
 
 U32_MAX = 0xFFFFFFFF
 U64_MAX = 2**64 - 1
@@ -81,7 +81,7 @@ def _decimal(text: str, limit: int) -> int | None:
     return n if n <= limit else None
 
 
-def _show(text: str, keep: int = 40) -> str:
+def shown(text: str, keep: int = 40) -> str:
     """A value for an error message: a hostile one may be 4,000 characters."""
     if len(text) <= keep:
         return repr(text)
@@ -104,18 +104,18 @@ def parse_xdescr(xdescr: bytes, seq: int) -> Experiment:
         raise PoolError("xdescr missing controller_addr")
     if len(addr) > MAX_CONTROLLER_ADDR:
         raise PoolError(
-            f"controller_addr {_show(addr)} is longer than {MAX_CONTROLLER_ADDR} characters"
+            f"controller_addr {shown(addr)} is longer than {MAX_CONTROLLER_ADDR} characters"
         )
     snikey = fields.get("sni_key") or None
     if snikey is not None and not is_valid_snikey(snikey):
         # the reference drops it too, after a TCP connect (OBSERVED §2.4)
-        raise PoolError(f"sni_key {_show(snikey)} is not 1..63 characters of [a-z0-9]")
+        raise PoolError(f"sni_key {shown(snikey)} is not 1..63 characters of [a-z0-9]")
     priority = 0
     if "exp_priority" in fields:
         text = fields["exp_priority"]
         prio = _decimal(text, U32_MAX)
         if prio is None:
-            raise PoolError(f"exp_priority {_show(text)} is not a u32")
+            raise PoolError(f"exp_priority {shown(text)} is not a u32")
         priority = prio
     problems: list[str] = []
     pub_end = fields.get("pub_end")
@@ -123,7 +123,7 @@ def parse_xdescr(xdescr: bytes, seq: int) -> Experiment:
     if pub_end is not None:
         pub_end_ns = _decimal(pub_end, U64_MAX)
         if pub_end_ns is None:  # the reference logs it and runs the xdescr (OBSERVED §2.4)
-            problems.append(f"pub_end {_show(pub_end)} is not a u64 (ns); ignored")
+            problems.append(f"pub_end {shown(pub_end)} is not a u64 (ns); ignored")
     return Experiment(xdescr, addr, snikey, priority, pub_end_ns, seq, problems=tuple(problems))
 
 

@@ -23,7 +23,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from packetlab.endpoint.pool import Action, Experiment, ExperimentPool, PoolError
+from packetlab.endpoint.pool import Action, Experiment, ExperimentPool, PoolError, shown
 from packetlab.endpoint.protocol import ControllerProtocol
 from packetlab.endpoint.service import (
     CONNECT_GIVE_UP,
@@ -67,11 +67,11 @@ class ExperimentRunner:
         text = xdescr.decode("ascii", "replace")
         try:
             exp = self.pool.add(xdescr)
-        except PoolError as e:
-            self.log.warn("xdescr {x!r} refused: {why}", x=text, why=str(e))
+        except PoolError as e:  # cut short: a refused one may be 64 KiB of anything
+            self.log.warn("xdescr {x} refused: {why}", x=shown(text, 200), why=str(e))
             return
         if exp is None:
-            self.log.warn("xdescr {x!r} is already in the pool; ignored", x=text)
+            self.log.warn("xdescr {x} is already in the pool; ignored", x=shown(text, 200))
             return
         self.log.info(
             "experiment #{seq} from the broker (channel {ch}): {x}",

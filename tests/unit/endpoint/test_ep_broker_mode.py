@@ -225,3 +225,29 @@ def test_pool_bounds_what_it_keeps_from_the_broker() -> None:
     assert not pool.entries
     ok = pool.add(b"controller_addr=" + b"a" * 255 + b";sni_key=" + b"s" * 63 + b";")
     assert ok is not None
+
+
+def test_runner_logs_a_refused_xdescr_cut_short() -> None:
+    # a broker may send 64 KiB of anything: the refusal's log line shows its start and size
+    from typing import Any, cast
+
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    from packetlab.endpoint.runner import ExperimentRunner
+
+    def unused(*_: Any) -> Any:
+        raise AssertionError("a refused xdescr connects nowhere")
+
+    runner = ExperimentRunner(MemoryReactorClock(), ExperimentPool(), unused, unused)
+    events: list[dict[str, object]] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        hostile = b"controller_addr=h;x=" + b"y" * 65000 + b";"
+        runner.notify(b"ch", hostile)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    seen = [formatEvent(e) for e in events]
+    assert len(seen) == 1 and f"refused: xdescr of {len(hostile)} bytes" in seen[0], seen
+    assert f"... ({len(hostile)} characters)" in seen[0] and len(seen[0]) < 400
