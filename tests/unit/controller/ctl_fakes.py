@@ -247,11 +247,26 @@ def frames(*msgs: Message) -> bytes:
     return b"".join(wire.encode(m) for m in msgs)
 
 
-def on_string_transport(**options: Any) -> tuple[EndpointSession, WriteLog, Clock]:
-    """A session on a WriteLog transport, setup answered (ready has fired)."""
+class AbortLog(WriteLog):
+    """A WriteLog that notes abortConnection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        super().abortConnection()
+
+
+def on_string_transport(
+    transport: WriteLog | None = None, **options: Any
+) -> tuple[EndpointSession, WriteLog, Clock]:
+    """A session on a WriteLog transport (`transport`, else a new one), setup answered
+    (ready has fired)."""
     clock = Clock()
     s = EndpointSession(reactor=clock, **options)
-    t = WriteLog()
+    t = WriteLog() if transport is None else transport
     s.makeConnection(t)
     s.dataReceived(frames(Result()))
     assert s.ready.called

@@ -10,7 +10,7 @@ import struct
 from typing import Any
 
 import pytest
-from ctl_fakes import WriteLog, frames, on_string_transport, result_of
+from ctl_fakes import AbortLog, frames, on_string_transport, result_of
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
@@ -59,16 +59,6 @@ def failure_of(d: Deferred[Any]) -> BaseException:
     return info.value
 
 
-class AbortLog(WriteLog):
-    def __init__(self) -> None:
-        super().__init__()
-        self.aborted = False
-
-    def abortConnection(self) -> None:
-        self.aborted = True
-        super().abortConnection()
-
-
 def advance(clock: Clock, seconds: float, steps: int = 40) -> None:
     """Advance in steps, as time passes on a reactor (each timer sees its own time)."""
     for _ in range(steps):
@@ -76,14 +66,8 @@ def advance(clock: Clock, seconds: float, steps: int = 40) -> None:
 
 
 def started(**options: Any) -> tuple[EndpointSession, AbortLog, Clock]:
-    clock = Clock()
-    s = EndpointSession(reactor=clock, **options)
     t = AbortLog()
-    s.makeConnection(t)
-    s.dataReceived(frames(Result()))
-    assert s.ready.called
-    t.writes.clear()
-    t.clear()
+    s, _, clock = on_string_transport(t, **options)
     return s, t, clock
 
 

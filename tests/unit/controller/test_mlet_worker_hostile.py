@@ -6,9 +6,10 @@ from __future__ import annotations
 import socket
 import struct
 
+from ctl_fakes import AbortLog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactorClock
 
 from packetlab import wire
 from packetlab.controller.mlet import MAX_LINFO, SETUP_TIMEOUT, EndpointWorker
@@ -16,24 +17,14 @@ from packetlab.controller.mlet import MAX_LINFO, SETUP_TIMEOUT, EndpointWorker
 U8 = st.integers(0, 255)
 
 
-class Aborts(StringTransport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.aborted = False
-
-    def abortConnection(self) -> None:
-        self.aborted = True
-        super().abortConnection()
-
-
-def worker() -> tuple[EndpointWorker, Aborts, MemoryReactorClock, list[socket.socket]]:
+def worker() -> tuple[EndpointWorker, AbortLog, MemoryReactorClock, list[socket.socket]]:
     reactor = MemoryReactorClock()
     launched: list[socket.socket] = []
     w = EndpointWorker(
         reactor, setup_for=lambda w: [b"\x01wasm"], launch=lambda w, s: launched.append(s),
         done=lambda w: None,
     )  # fmt: skip
-    t = Aborts()
+    t = AbortLog()
     w.makeConnection(t)
     return w, t, reactor, launched
 

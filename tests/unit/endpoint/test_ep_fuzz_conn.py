@@ -200,6 +200,19 @@ RESPONSES = (int(MsgType.RESULT), int(MsgType.MDATA))
 ENDING_AFTER = 30  # requests before a session may be ended (so that most runs go deep)
 
 
+def record_handled(session: Any, into: list[tuple[wire.Item, Phase]]) -> None:
+    """Wrap `session.handle` so each request it is handed while the session lives goes
+    into `into`, with the phase it met."""
+    handle = session.handle
+
+    def counting(item: wire.Item) -> None:
+        if session.ended is None:
+            into.append((item, session.phase))
+        handle(item)
+
+    session.handle = counting
+
+
 class HostileController(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -218,14 +231,7 @@ class HostileController(RuleBasedStateMachine):
         self.logs: list[dict[str, Any]] = []
         self.observer = cast(ILogObserver, self.logs.append)
         globalLogPublisher.addObserver(self.observer)
-        handle = session.handle
-
-        def counting(item: wire.Item) -> None:
-            if session.ended is None:
-                self.handled.append((item, session.phase))
-            handle(item)
-
-        session.handle = counting  # type: ignore[method-assign]
+        record_handled(session, self.handled)
 
     # -- the controller ----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any, cast
 from ep_fakes import Rig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_ep_fuzz_conn import ALLOWED, SETUP_ONLY, bad_frame, request
+from test_ep_fuzz_conn import ALLOWED, SETUP_ONLY, bad_frame, record_handled, request
 from test_tls import World, controller_entry, endpoint_creator
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
@@ -50,14 +50,7 @@ class Conn:
         self.rig = Rig()
         session = self.rig.session
         self.handled: list[tuple[wire.Item, Phase]] = []
-        handle = session.handle
-
-        def counting(item: wire.Item) -> None:
-            if session.ended is None:
-                self.handled.append((item, session.phase))
-            handle(item)
-
-        session.handle = counting  # type: ignore[method-assign]
+        record_handled(session, self.handled)
         reactor = MemoryReactorClock()
         self.endpoint = ControllerProtocol(lambda: session, reactor)
         self.controller = Controller()
