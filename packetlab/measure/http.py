@@ -20,12 +20,14 @@ import hashlib
 import ipaddress
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import h11
 from OpenSSL import SSL
+from twisted.internet.defer import Deferred
 
 from packetlab.controller import (
     AddressLike,
@@ -33,6 +35,7 @@ from packetlab.controller import (
     EndpointSession,
     deferred_api,
     parse_address,
+    read_time,
 )
 from packetlab.measure.dns import DnsError, dns_query
 from packetlab.measure.pcap import PcapRecorder
@@ -43,8 +46,9 @@ from packetlab.measure.stream import (
     TcpStream,
     connect_failure,
 )
+from packetlab.wire import Ntag
 
-__all__ = ["HttpError", "HttpResult", "http_get", "parse_url"]
+__all__ = ["HttpError", "HttpResult", "http_get", "next_method", "parse_url", "redirect_target"]
 
 USER_AGENT = "pktlab-http/1"
 MAX_BODY = 256 << 20
@@ -66,6 +70,11 @@ class Url:
     host: str
     port: int
     target: str  # path and query
+
+    @property
+    def text(self) -> str:
+        """The URL as fetched (curl's url_effective): scheme, authority, target."""
+        return f"{self.scheme}://{self.authority}{self.target}"
 
     @property
     def host_is_address(self) -> bool:
@@ -101,8 +110,12 @@ def parse_url(url: str) -> Url:
 
 @dataclass(slots=True)
 class HttpResult:
+    """One URL's fetch, redirects followed included. With redirects the `*_us` times add
+    up over the hops as curl's `time_*` do (each hop's from its own start); `total_us` runs
+    from the first hop's start to the last body byte."""
+
     url: str
-    server: str | None = None  # address:port connected to
+    server: str | None = None  # address:port connected to (the last hop's)
     status: int | None = None
     reason: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
@@ -115,15 +128,58 @@ class HttpResult:
     total_us: float | None = None
     tls_version: str | None = None
     error: str | None = None
+    method: str = "GET"  # of the last request
+    namelookup_us: float | None = None
+    pretransfer_us: float | None = None
+    redirect_us: float | None = None  # the first start to the end of the last redirect
+    num_redirects: int = 0
+    url_effective: str | None = None  # the last URL asked for
+    redirect_url: str | None = None  # a redirect not followed: where it pointed
+    header_size: int = 0  # response header bytes, every hop and 1xx included (curl's)
+    request_size: int = 0  # request bytes sent, every hop (headers and body)
+    upload_size: int = 0  # request body bytes sent, every hop
+    connects: int = 0  # TCP connections made (one per hop: no keep-alive)
+    raw_headers: list[bytes] = field(default_factory=list)  # each response's header block
+    exitcode: int = 0  # curl's exit code for this outcome (0, 6, 7, 28, 35, 47, 60, ...)
+
+    @property
+    def remote_ip(self) -> str:
+        return "" if self.server is None else self.server.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def remote_port(self) -> int:
+        return 0 if self.server is None else int(self.server.rsplit(":", 1)[1])
+
+    @property
+    def content_type(self) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == "content-type"), None)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "http", "url": self.url, "server": self.server}
-        if self.connect_us is not None:
-            out["connect_us"] = self.connect_us
+        out.update(
+            method=self.method,
+            url_effective=self.url_effective or self.url,
+            num_redirects=self.num_redirects,
+            header_size=self.header_size,
+            request_size=self.request_size,
+            upload_size=self.upload_size,
+            connects=self.connects,
+        )
+        if self.redirect_url is not None:
+            out["redirect_url"] = self.redirect_url
+        if self.content_type is not None:
+            out["content_type"] = self.content_type
+        for name in ("namelookup_us", "connect_us", "pretransfer_us", "redirect_us"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         if self.tls_us is not None:
             out.update(tls_us=self.tls_us, tls_version=self.tls_version)
         if self.error is not None:
-            out["error"] = self.error
+            out.update(error=self.error, exitcode=self.exitcode)
+            if self.status is not None:  # a redirect that could not be followed
+                out.update(status=self.status, reason=self.reason, body_len=self.body_len)
+            if self.total_us is not None:
+                out["total_us"] = self.total_us
             return out
         out.update(
             status=self.status,
@@ -199,15 +255,18 @@ class _Tls:
         self.stream = stream
         self.url = url
 
-    def flush(self) -> None:
+    def flush(self, ntag: bool = False) -> Deferred[Ntag] | None:
+        """Send what OpenSSL has to send; with `ntag`, the Deferred of the last nsend's
+        ntag (None when there was nothing to send)."""
+        sent = None
         while True:
             try:
                 out = self.conn.bio_read(1 << 16)
             except SSL.WantReadError:
-                return
+                return sent
             if not out:
-                return
-            self.stream.send(out)
+                return sent
+            sent = self.stream.send(out, ntag=ntag)
 
     async def handshake(self, deadline: float) -> int:
         """Run the handshake; the endpoint time of the chunk that completed it."""
@@ -250,9 +309,10 @@ class _Tls:
                 f"TLS: the certificate is not valid for {self.url.host}"
             ) from None
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> Deferred[Ntag] | None:
+        """Encrypt and send `data`; the Deferred of its (last) nsend's ntag."""
         self.conn.sendall(data)
-        self.flush()
+        return self.flush(ntag=True)
 
     def feed(self, chunk: Chunk | None) -> tuple[bytes, bool]:
         """Decrypt what `chunk` brought: (plaintext, closed). None = the TCP EOF."""
@@ -276,10 +336,6 @@ class _Tls:
 
 class _CertificateMismatch(Exception):
     pass
-
-
-def _us(t: int | None, start: int) -> float | None:
-    return None if t is None else (t - start) / 1000
 
 
 class _Unresolved(Exception):
@@ -309,6 +365,74 @@ async def _resolve(session: EndpointSession, url: Url, family: int | None) -> Ad
     )
 
 
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRS = 50  # curl's default --max-redirs
+# request headers not sent on to another host (curl: unless --location-trusted)
+_PRIVATE = ("authorization", "cookie")
+
+
+@dataclass(slots=True)
+class _Hop:
+    """One request/response of a fetch: endpoint stamps (ns) and what came back."""
+
+    url: Url
+    method: str
+    start: int | None = None  # TIME before the resolve (or the nopen)
+    resolved: int | None = None  # TIME just before the nopen
+    connected: int | None = None
+    tls_done: int | None = None
+    sent: int | None = None  # the request's ntag
+    first: int | None = None
+    last: int | None = None
+    server: str | None = None
+    status: int | None = None
+    reason: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    raw_headers: bytes = b""
+    body_len: int = 0
+    body_sha256: str | None = None
+    body: bytes | None = None
+    tls_version: str | None = None
+    request_size: int = 0
+    error: str | None = None
+    exitcode: int = 0
+
+    def location(self) -> str | None:
+        if self.status not in REDIRECTS:
+            return None
+        loc = next((v for k, v in self.headers if k.lower() == "location"), "").strip()
+        return loc or None
+
+
+def redirect_target(base: Url, location: str) -> Url:
+    """`location` (a Location header) against `base`, as curl follows it: relative
+    references resolved, spaces and non-ASCII bytes percent-encoded. HttpError when the
+    result is not an http(s) URL one can fetch."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in location):
+        raise HttpError(f"Location {location!r}: control characters")
+    encoded = quote(location.encode("latin-1"), safe=":/?#[]@!$&'()*+,;=%~")
+    try:
+        target = urljoin(base.text, encoded)
+    except ValueError as e:
+        raise HttpError(f"Location {location!r}: {e}") from None
+    try:
+        return parse_url(target)
+    except HttpError as e:
+        raise HttpError(f"Location {location!r}: {str(e).split(': ', 1)[-1]}") from None
+
+
+def next_method(status: int, kind: str, custom: str | None, post30x: frozenset[int]) -> str:
+    """curl 7.88's method after a `status` redirect of a `kind` request (GET, HEAD or
+    POST: what -d/-I made it): 301 and 302 turn a POST into a GET unless --post301/302,
+    303 turns anything but a GET or HEAD into a GET (a POST kept with --post303), 307
+    and 308 keep it. -X's `custom` method is sent whatever the kind (as curl does)."""
+    if status in (301, 302) and kind == "POST" and status not in post30x:
+        return "GET"
+    if status == 303 and kind not in ("GET", "HEAD") and not (kind == "POST" and 303 in post30x):
+        return "GET"
+    return kind
+
+
 @deferred_api
 async def http_get(
     session: EndpointSession,
@@ -324,96 +448,255 @@ async def http_get(
     max_body: int = MAX_BODY,
     keep_body: bool = False,
     recorder: PcapRecorder | None = None,
+    method: str | None = None,
+    data: bytes | None = None,
+    head: bool = False,
+    follow: bool = False,
+    max_redirs: int = MAX_REDIRS,
+    post30x: frozenset[int] = frozenset(),
+    on_body: Callable[[bytes], object] | None = None,
 ) -> HttpResult:
-    """GET `url` from the endpoint (HTTP/1.1, one request, `Connection: close`).
+    """Fetch `url` from the endpoint (HTTP/1.1, one request per connection,
+    `Connection: close`): a GET, a POST of `data` (form-encoded unless a Content-Type
+    header is given, as curl -d), a HEAD with `head`, or `method` (curl -X: sent as is on
+    every request, the body only where curl keeps it).
 
     The host name is resolved through the endpoint's DNS server unless `connect_to` gives
-    the address (like curl --resolve). HTTPS verifies the server's certificate and name
-    unless `insecure`. Failures after the URL was accepted (name not resolved, refused,
-    TLS, timeout, bad HTTP) come back in `error`. `timeout` bounds the whole exchange
-    after the connect.
-    `recorder` collects the connection's packets for a pcap file (TLS stays encrypted).
+    the address (like curl --resolve; every hop of a redirect goes there). HTTPS verifies
+    the server's certificate and name unless `insecure`. With `follow` (curl -L) a 301,
+    302, 303, 307 or 308 with a Location is followed on a new connection (TLS verified
+    again, the method as `next_method`), at most `max_redirs` times (-1: no limit).
+    Failures after the URL was accepted (name not resolved, refused, TLS, timeout, bad
+    HTTP, a redirect loop or a Location that is no URL) come back in `error`, curl's exit
+    code in `exitcode`. `timeout` bounds each exchange after its connect. `on_body` gets
+    the final response's body as it comes (`keep_body` keeps it in `body`).
+    `recorder` collects the connections' packets for a pcap file (TLS stays encrypted).
     """
-    u = parse_url(url)
-    result = HttpResult(url)
-    ctx = client_context(cafile=cafile, insecure=insecure) if u.scheme == "https" else None
-    if connect_to is None:
+    current = parse_url(url)
+    kind = "HEAD" if head else "POST" if data is not None else "GET"
+    body = data
+    result = HttpResult(url, url_effective=current.text)
+    ctxs: dict[str, SSL.Context] = {}
+    first_start: int | None = None
+    last_hop: _Hop | None = None
+    sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
+    extra = list(headers or [])
+    while True:
+        if current.scheme == "https" and current.scheme not in ctxs:
+            ctxs["https"] = client_context(cafile=cafile, insecure=insecure)
+        hop = _Hop(current, method or kind)
+        followed = follow and (max_redirs < 0 or result.num_redirects < max_redirs)
+
+        await _hop(session, hop, ctxs.get(current.scheme), body, extra, connect_to, family,
+                   timeout, connect_timeout, max_body, keep_body, recorder,
+                   on_body, followed)  # fmt: skip
+        result.connects += hop.server is not None
+        result.request_size += hop.request_size
+        result.upload_size += len(body or b"") if hop.sent is not None else 0
+        result.header_size += len(hop.raw_headers)
+        if hop.raw_headers:
+            result.raw_headers.append(hop.raw_headers)
+        if hop.start is not None:
+            first_start = hop.start if first_start is None else first_start
+            _add(sums, hop)
+        result.method = hop.method
+        result.url_effective = current.text
+        if hop.server is not None:
+            result.server = hop.server
+        if hop.status is not None or last_hop is None:
+            last_hop = hop
+        if hop.error is not None:
+            result.error, result.exitcode = hop.error, hop.exitcode
+            break
+        location = hop.location()
+        if location is None:
+            break
+        try:
+            target = redirect_target(current, location)
+        except HttpError as e:
+            if follow:  # curl: (3) The redirect target URL could not be parsed
+                result.error, result.exitcode = f"redirect: {e}", 3
+            break
+        if not follow:
+            result.redirect_url = target.text
+            break
+        if not followed:  # curl: (47) Maximum (N) redirects followed
+            result.error = (
+                f"maximum ({max_redirs}) redirects followed (last: {current.text} -> {target.text})"
+            )
+            result.exitcode = 47
+            break
+        result.num_redirects += 1
+        if hop.last is not None and first_start is not None:
+            result.redirect_us = (hop.last - first_start) / 1000
+        new_kind = next_method(hop.status or 0, kind, method, post30x)
+        if new_kind != kind:
+            kind, body = new_kind, None
+        if (target.host, target.port) != (current.host, current.port):
+            extra = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
+        current = target
+    _finish(result, last_hop, sums, first_start)
+    return result
+
+
+def _add(sums: dict[str, int], hop: _Hop) -> None:
+    """curl's accumulation: each hop's stamps from that hop's start, summed."""
+    assert hop.start is not None
+    for name, t in (("namelookup", hop.resolved), ("connect", hop.connected),
+                    ("tls", hop.tls_done), ("pretransfer", hop.sent),
+                    ("first", hop.first)):  # fmt: skip
+        if t is not None:
+            sums[name] += t - hop.start
+
+
+def _finish(result: HttpResult, hop: _Hop | None, sums: dict[str, int], first: int | None) -> None:
+    if hop is None:
+        return
+    if hop.status is not None:
+        result.status, result.reason, result.headers = hop.status, hop.reason, hop.headers
+        result.body_len, result.body_sha256, result.body = hop.body_len, hop.body_sha256, hop.body
+    result.tls_version = hop.tls_version
+    if first is None:
+        return
+    result.namelookup_us = sums["namelookup"] / 1000
+    if hop.connected is not None or result.num_redirects:
+        result.connect_us = sums["connect"] / 1000
+    if hop.tls_done is not None:
+        result.tls_us = sums["tls"] / 1000
+    if hop.sent is not None or result.num_redirects:
+        result.pretransfer_us = sums["pretransfer"] / 1000
+    if hop.first is not None:
+        result.first_byte_us = sums["first"] / 1000
+    if hop.last is not None and result.error is None:
+        result.total_us = (hop.last - first) / 1000
+
+
+_EXIT_CONNECT = 7  # curl: couldn't connect
+
+
+async def _hop(
+    session: EndpointSession,
+    hop: _Hop,
+    ctx: SSL.Context | None,
+    data: bytes | None,
+    headers: list[tuple[str, str]],
+    connect_to: AddressLike | None,
+    family: int | None,
+    timeout: float,
+    connect_timeout: float,
+    max_body: int,
+    keep_body: bool,
+    recorder: PcapRecorder | None,
+    on_body: Callable[[bytes], object] | None,
+    follows: bool,
+) -> None:
+    u = hop.url
+    if connect_to is None and not u.host_is_address:
+        hop.start = await read_time(session)
         try:
             connect_to = await _resolve(session, u, family)
         except _Unresolved as e:
-            result.error = str(e)
-            return result
-    addr = parse_address(connect_to)
-    result.server = f"[{addr}]:{u.port}" if addr.version == 6 else f"{addr}:{u.port}"
+            hop.error, hop.exitcode = str(e), 6
+            return
+    addr = parse_address(connect_to if connect_to is not None else u.host)
+    server = f"[{addr}]:{u.port}" if addr.version == 6 else f"{addr}:{u.port}"
     try:
         stream = await TcpStream.connect(
             session, addr, u.port, timeout=connect_timeout, recorder=recorder
         )
     except ControllerError as e:
-        result.error = connect_failure(e, addr, u.port)
-        return result
-    start = stream.started_at
-    result.connect_us = _us(stream.established_at, start)
-    clock = session.reactor
-    deadline = clock.seconds() + timeout
+        hop.error = connect_failure(e, addr, u.port)
+        hop.exitcode = 28 if "not established within" in str(e) else _EXIT_CONNECT
+        return
+    hop.server = server
+    if hop.start is None:
+        hop.start = stream.started_at
+    hop.resolved, hop.connected = stream.started_at, stream.established_at
+    deadline = session.reactor.seconds() + timeout
     try:
-        await _exchange(session, u, stream, ctx, result, deadline, headers, max_body, keep_body)
+        await _exchange(session, hop, stream, ctx, data, headers, deadline, max_body,
+                        keep_body, on_body, follows)  # fmt: skip
     except SSL.Error as e:
-        result.error = _tls_error(e)
+        hop.error, hop.exitcode = _tls_error(e), 35
     except _CertificateMismatch as e:
-        result.error = str(e)
+        hop.error, hop.exitcode = str(e), 60
     except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"
-        what = "no response" if result.status is None else "no complete response"
-        result.error = (
+        what = "no response" if hop.status is None else "no complete response"
+        hop.error = (
             f"timed out: {what} within {timeout:g} s of the connect "
-            f"({result.body_len} body bytes received)"
+            f"({hop.body_len} body bytes received)"
         )
+        hop.exitcode = 28
     except StreamError as e:
-        result.error = str(e)
+        hop.error = str(e)
+        hop.exitcode = 52 if "without a response" in str(e) else 56
     except h11.ProtocolError as e:
-        result.error = f"HTTP: {type(e).__name__}: {e}"
+        hop.error = f"HTTP: {type(e).__name__}: {e}"
+        hop.exitcode = 18 if "complete message" in str(e) else 8
+    except OSError as e:  # on_body could not write
+        hop.error = f"writing the body: {e.strerror or e}"
+        hop.exitcode = 23
     finally:
         await stream.close()
-    if result.error is not None:
-        result.status = None
-    return result
+    if hop.error is not None:
+        hop.status = None
+
+
+def _request(
+    u: Url, method: str, data: bytes | None, headers: list[tuple[str, str]]
+) -> tuple[h11.Connection, bytes]:
+    h = h11.Connection(h11.CLIENT)
+    names = {k.lower() for k, _ in headers}
+    req = [("Host", u.authority), ("User-Agent", USER_AGENT), ("Accept", "*/*"),
+           ("Connection", "close")]  # fmt: skip
+    req = [(k, v) for k, v in req if k.lower() not in names]  # -H replaces, as curl's
+    if data is not None:
+        if "content-type" not in names:
+            req.append(("Content-Type", "application/x-www-form-urlencoded"))
+        req.append(("Content-Length", str(len(data))))
+    out = h.send(h11.Request(method=method, target=u.target, headers=[*req, *headers]))
+    if data:
+        out += h.send(h11.Data(data=data))
+    out += h.send(h11.EndOfMessage())
+    return h, out
 
 
 async def _exchange(
     session: EndpointSession,
-    u: Url,
+    hop: _Hop,
     stream: TcpStream,
     ctx: SSL.Context | None,
-    result: HttpResult,
+    data: bytes | None,
+    headers: list[tuple[str, str]],
     deadline: float,
-    headers: list[tuple[str, str]] | None,
     max_body: int,
     keep_body: bool,
+    on_body: Callable[[bytes], object] | None,
+    follows: bool,
 ) -> None:
     clock = session.reactor
-    start = stream.started_at
+    u = hop.url
     tls = None
     if ctx is not None:
         tls = _Tls(ctx, u, stream)
-        result.tls_us = _us(await tls.handshake(deadline), start)
-        result.tls_version = tls.conn.get_protocol_version_name()
-    h = h11.Connection(h11.CLIENT)
-    req = [
-        ("Host", u.authority),
-        ("User-Agent", USER_AGENT),
-        ("Accept", "*/*"),
-        ("Connection", "close"),
-        *(headers or []),
-    ]
-    data = h.send(h11.Request(method="GET", target=u.target, headers=req))
-    data += h.send(h11.EndOfMessage())
-    if tls is not None:
-        tls.send(data)
-    else:
-        stream.send(data)
+        hop.tls_done = await tls.handshake(deadline)
+        hop.tls_version = tls.conn.get_protocol_version_name()
+    try:
+        h, request = _request(u, hop.method, data, headers)
+    except h11.LocalProtocolError as e:
+        raise StreamError(f"bad request: {e}") from None
+    hop.request_size = len(request)
+    sent = tls.send(request) if tls is not None else stream.send(request, ntag=True)
+    if sent is not None:
+
+        def stamp(tag: Ntag) -> None:
+            hop.sent = tag.time
+
+        sent.addCallbacks(stamp, lambda _: None)
     digest = hashlib.sha256()
     body: list[bytes] = []
-    first = last = None
+    fed = bytearray()  # response bytes up to the end of the headers
+    keep = True  # this response's body is the result's
     while True:
         event = h.next_event()
         if event is h11.NEED_DATA:
@@ -425,32 +708,38 @@ async def _exchange(
                 if closed:
                     h.receive_data(b"")
             elif chunk is None:
+                plain = b""
                 h.receive_data(b"")
             else:
                 plain = chunk.data
                 h.receive_data(plain)
+            if hop.status is None:
+                fed += plain
             if chunk is not None and plain:
-                first = chunk.time if first is None else first
-                last = chunk.time
-            if first is None and (chunk is None or stream.eof):
+                hop.first = chunk.time if hop.first is None else hop.first
+                hop.last = chunk.time
+            if hop.first is None and (chunk is None or stream.eof):
                 raise StreamError("the server closed the connection without a response")
             continue
         if isinstance(event, h11.Response):
-            result.status = event.status_code
-            result.reason = event.reason.decode("latin-1")
-            result.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
+            hop.status = event.status_code
+            hop.reason = event.reason.decode("latin-1")
+            hop.headers = [(k.decode("latin-1"), v.decode("latin-1"))
+                           for k, v in event.headers.raw_items()]  # fmt: skip
+            hop.raw_headers = bytes(fed[: len(fed) - len(h.trailing_data[0])])
+            keep = not (follows and hop.location() is not None)
         elif isinstance(event, h11.Data):
-            result.body_len += len(event.data)
-            if result.body_len > max_body:
+            hop.body_len += len(event.data)
+            if hop.body_len > max_body:
                 raise StreamError(f"body larger than {max_body} bytes")
             digest.update(event.data)
-            if keep_body:
+            if keep and keep_body:
                 body.append(bytes(event.data))
+            if keep and on_body is not None:
+                on_body(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
             break
         elif isinstance(event, h11.ConnectionClosed):
             raise StreamError("the server closed the connection before a complete response")
-    result.body_sha256 = digest.hexdigest()
-    result.body = b"".join(body) if keep_body else None
-    result.first_byte_us = _us(first, start)
-    result.total_us = _us(last, start)
+    hop.body_sha256 = digest.hexdigest()
+    hop.body = b"".join(body) if keep_body and keep else None
