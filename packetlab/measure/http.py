@@ -522,7 +522,7 @@ async def http_get(
             break
         if not followed:  # curl: (47) Maximum (N) redirects followed
             result.error = (
-                f"maximum ({max_redirs}) redirects followed (last: {current.text} -> {target.text})"
+                f"maximum ({max_redirs}) redirects followed (the next to {target.text})"
             )
             result.exitcode = 47
             break
