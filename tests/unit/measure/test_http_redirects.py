@@ -121,7 +121,7 @@ def serving(
         made.append(Server(handler, delay=delay))
         return made[-1]
 
-    rig.endpoint.peers[("192.0.2.80", port)] = make  # type: ignore[assignment]
+    rig.endpoint.peers[("192.0.2.80", port)] = make
     return rig, made
 
 
@@ -255,8 +255,8 @@ def test_redirect_to_another_host_and_scheme_verifies_tls_again(pki: dict[str, P
         made.append(Server(echo, pki))
         return made[-1]
 
-    rig.endpoint.peers[("192.0.2.80", 80)] = plain  # type: ignore[assignment]
-    rig.endpoint.peers[("192.0.2.80", 443)] = tls  # type: ignore[assignment]
+    rig.endpoint.peers[("192.0.2.80", 80)] = plain
+    rig.endpoint.peers[("192.0.2.80", 443)] = tls
     url = "http://192.0.2.80/r/301?to=https://www.test/echo"
     r = rig.run(
         http_get(rig.session, url, connect_to="192.0.2.80", cafile=str(pki["ca"]), follow=True,
@@ -267,7 +267,7 @@ def test_redirect_to_another_host_and_scheme_verifies_tls_again(pki: dict[str, P
     assert r.url_effective == "https://www.test/echo" and r.server == "192.0.2.80:443"
     assert seen(r)["auth"] is None  # not sent on to another host, as curl
     # an untrusted chain on the second hop: that is the error, the status the redirect's
-    rig.endpoint.peers[("192.0.2.80", 443)] = tls  # type: ignore[assignment]
+    rig.endpoint.peers[("192.0.2.80", 443)] = tls
     r = rig.run(
         http_get(rig.session, url, connect_to="192.0.2.80", cafile=str(pki["other-ca"]),
                  follow=True)
