@@ -128,7 +128,7 @@ def serving(
 def seen(r: object) -> dict[str, object]:
     body = getattr(r, "body", None)
     assert body is not None
-    return json.loads(body)  # type: ignore[no-any-return]
+    return json.loads(body)
 
 
 def test_without_location_a_redirect_is_reported_not_followed() -> None:
