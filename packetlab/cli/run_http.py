@@ -4,11 +4,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+import os
+import sys
+from typing import IO, Any
 
 from packetlab.cli import pcapout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
+
+MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not imported here)
 
 EPILOG = """\
 examples:
@@ -16,6 +21,21 @@ examples:
   pktlab run http --cacert ca.pem https://10.77.3.2:8443/page/1
   pktlab run http --insecure https://10.77.3.2/   # no certificate check
   pktlab run http --connect-to 10.77.3.2 https://www.test/ --json
+  pktlab run http -L http://10.77.3.2/old       # follow redirects (at most --max-redirs)
+  pktlab run http -d 'a=1&b=2' http://10.77.3.2/form   # POST, as curl -d
+  pktlab run http -X DELETE http://10.77.3.2/item/4
+  pktlab run http -o page.html http://10.77.3.2/ # the body to a file
+  pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\n' http://10.77.3.2/
+
+With -w the table is replaced by curl's output: each URL's body (unless -o sends it to a
+file; the headers with -I) then the write-out, nothing else on stdout. -w knows curl's
+%{http_code} %{response_code} %{time_namelookup} %{time_connect} %{time_appconnect}
+%{time_pretransfer} %{time_starttransfer} %{time_redirect} %{time_total}
+%{size_download} %{size_header} %{size_request} %{size_upload} %{speed_download}
+%{speed_upload} %{num_redirects} %{num_connects} %{url} %{url_effective}
+%{redirect_url} %{remote_ip} %{remote_port} %{content_type} %{method} %{scheme}
+%{http_version} %{exitcode} %{errormsg} %{filename_effective} %{json} %{onerror}
+%{stdout} %{stderr} %header{NAME}, \n \t \r and %%; -w @FILE reads the format from FILE.
 
 Host names are resolved through the endpoint's DNS server unless --connect-to gives the
 address (the name still goes into SNI, the Host header and the certificate check).
@@ -58,6 +78,46 @@ def configure(p: argparse.ArgumentParser) -> None:
         "-f", "--fail", action="store_true",
         help="an HTTP status of 400 or more is a failure (exit status 1), as curl -f",
     )  # fmt: skip
+    p.add_argument(
+        "-L", "--location", action="store_true",
+        help="follow 301, 302, 303, 307 and 308 redirects (curl's method rules)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-redirs", type=int, default=MAX_REDIRS, metavar="N",
+        help=f"with -L: at most N redirects, -1 no limit [default: {MAX_REDIRS}, as curl]",
+    )  # fmt: skip
+    for code in (301, 302, 303):
+        p.add_argument(
+            f"--post{code}", action="append_const", dest="post30x", const=code, default=[],
+            help=f"with -L: keep a POST a POST through a {code} (curl makes it a GET)",
+        )  # fmt: skip
+    p.add_argument(
+        "-X", "--request", metavar="METHOD",
+        help="request method (sent on every request of a redirect chain, as curl)",
+    )  # fmt: skip
+    for flag, kind, what in (
+        (("-d", "--data"), "data", "POST DATA (form-encoded, as curl; @FILE: the file, CR "
+         "and LF removed; several: joined with &)"),
+        (("--data-binary",), "binary", "POST DATA as is (@FILE: the file as is)"),
+        (("--data-raw",), "raw", "POST DATA, an @ is no file name"),
+    ):  # fmt: skip
+        p.add_argument(*flag, action=_DataAction, dest="data", kind=kind, metavar="DATA",
+                       help=what)  # fmt: skip
+    p.add_argument("-I", "--head", action="store_true", help="HEAD request (headers only)")
+    p.add_argument(
+        "-o", "--output", action="append", default=[], metavar="FILE",
+        help="write the body to FILE (the first -o for the first URL, and so on; - is "
+        "stdout)",
+    )  # fmt: skip
+    p.add_argument(
+        "-w", "--write-out", metavar="FORMAT",
+        help="after each URL print FORMAT with curl's %%{variables} instead of the table "
+        "(@FILE: the format from FILE); see below",
+    )  # fmt: skip
+    p.add_argument(
+        "-s", "--silent", action="store_true",
+        help="with -w: no error lines on stderr (the write-out still has %%{errormsg})",
+    )  # fmt: skip
     pcapout.add_option(p)
     p.add_argument(
         "--max-time",
@@ -68,6 +128,46 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _DataAction(argparse.Action):
+    """-d, --data-binary, --data-raw: one list of (kind, value) in command-line order."""
+
+    def __init__(self, *args: Any, kind: str, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.kind = kind
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        items = list(getattr(ns, self.dest, None) or [])
+        items.append((self.kind, value))
+        setattr(ns, self.dest, items)
+
+
+def _read(what: str, name: str) -> bytes:
+    try:
+        if name == "-":
+            return sys.stdin.buffer.read()
+        with open(name, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise RunError(f"{what} @{name}: {e.strerror or e}") from None
+
+
+def request_body(items: list[tuple[str, str]] | None) -> bytes | None:
+    """The POST body of -d/--data-binary/--data-raw as curl builds it: each one's bytes
+    (@FILE read; for -d with CR and LF removed), joined with &."""
+    if not items:
+        return None
+    parts = []
+    for kind, value in items:
+        if kind != "raw" and value.startswith("@"):
+            data = _read("--data" if kind == "data" else "--data-binary", value[1:])
+            if kind == "data":
+                data = data.replace(b"\r", b"").replace(b"\n", b"")
+        else:
+            data = value.encode()
+        parts.append(data)
+    return b"&".join(parts)
+
+
 def _headers(items: list[str]) -> list[tuple[str, str]]:
     out = []
     for item in items:
@@ -76,6 +176,200 @@ def _headers(items: list[str]) -> list[tuple[str, str]]:
             raise RunError(f"--header {item!r}: expected 'NAME: VALUE'")
         out.append((name.strip(), value.strip()))
     return out
+
+
+def write_out_format(text: str) -> str:
+    """-w's argument: FORMAT, or @FILE's text (@- stdin), as curl."""
+    if text.startswith("@"):
+        return _read("--write-out", text[1:]).decode("utf-8", "replace")
+    return text
+
+
+def _sec(us: float | None) -> float:
+    return round((us or 0.0) / 1e6, 6)
+
+
+def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
+                     error: str | None) -> dict[str, Any]:  # fmt: skip
+    """curl's --write-out variables of one fetch (an HttpResult), typed as %{json} has them."""
+    total = _sec(r.total_us)
+    scheme = (r.url_effective or url).split("://", 1)[0].upper()
+    return {
+        "content_type": r.content_type,
+        "errormsg": error,
+        "exitcode": exitcode,
+        "filename_effective": filename,
+        "http_code": r.status or 0,
+        "http_connect": 0,
+        "http_version": "1.1" if r.status is not None else "0",
+        "method": r.method,
+        "num_connects": r.connects,
+        "num_redirects": r.num_redirects,
+        "redirect_url": r.redirect_url,
+        "remote_ip": r.remote_ip,
+        "remote_port": r.remote_port,
+        "response_code": r.status or 0,
+        "scheme": scheme,
+        "size_download": r.body_len if r.status is not None else 0,
+        "size_header": r.header_size,
+        "size_request": r.request_size,
+        "size_upload": r.upload_size,
+        "speed_download": int(r.body_len / total) if total and r.status else 0,
+        "speed_upload": int(r.upload_size / total) if total else 0,
+        "time_appconnect": _sec(r.tls_us),
+        "time_connect": _sec(r.connect_us),
+        "time_namelookup": _sec(r.namelookup_us),
+        "time_pretransfer": _sec(r.pretransfer_us),
+        "time_redirect": _sec(r.redirect_us),
+        "time_starttransfer": _sec(r.first_byte_us),
+        "time_total": total,
+        "url": url,
+        "url_effective": r.url_effective or url,
+    }
+
+
+def _text(name: str, value: Any) -> str:
+    if name.startswith("time_"):
+        return f"{value:.6f}"
+    if name in ("http_code", "response_code", "http_connect"):
+        return f"{value:03d}"
+    return "" if value is None else str(value)
+
+
+VARIABLES = (  # write_out_values' names
+    "content_type", "errormsg", "exitcode", "filename_effective", "http_code",
+    "http_connect", "http_version", "method", "num_connects", "num_redirects",
+    "redirect_url", "remote_ip", "remote_port", "response_code", "scheme", "size_download",
+    "size_header", "size_request", "size_upload", "speed_download", "speed_upload",
+    "time_appconnect", "time_connect", "time_namelookup", "time_pretransfer",
+    "time_redirect", "time_starttransfer", "time_total", "url", "url_effective",
+)  # fmt: skip
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+_CONTROL = ("onerror", "stdout", "stderr", "json")
+
+
+def unknown_variables(fmt: str) -> list[str]:
+    """The %{names} of `fmt` that -w does not know (curl warns and prints nothing)."""
+    known = {*VARIABLES, *_CONTROL}
+    out = []
+    i = fmt.find("%{")
+    while i >= 0:
+        end = fmt.find("}", i)
+        if end < 0:
+            break
+        name = fmt[i + 2 : end]
+        if name not in known:
+            out.append(name)
+        i = fmt.find("%{", end)
+    return out
+
+
+def write_out(fmt: str, values: dict[str, Any], headers: list[tuple[str, str]],
+              warn: Any = None) -> list[tuple[str, str]]:  # fmt: skip
+    """`fmt` rendered as curl 7.88 does: [(stream, text)], stream "stdout" or "stderr".
+    %{var} (unknown: nothing, and `warn(name)`), %header{NAME}, %% , \\n \\t \\r (another
+    backslash pair is printed as is), a %{ with no } printed as is; %{onerror} stops here
+    unless the fetch failed; %{stderr}/%{stdout} switch the stream."""
+    out: list[tuple[str, str]] = []
+    stream = "stdout"
+    buf: list[str] = []
+
+    def put(text: str) -> None:
+        buf.append(text)
+
+    def switch(to: str) -> None:
+        nonlocal stream
+        if buf:
+            out.append((stream, "".join(buf)))
+            buf.clear()
+        stream = to
+
+    i, n = 0, len(fmt)
+    while i < n:
+        c = fmt[i]
+        if c == "%" and i + 1 < n:
+            nxt = fmt[i + 1]
+            if nxt == "%":
+                put("%")
+                i += 2
+                continue
+            if nxt == "{" or fmt.startswith("header{", i + 1):
+                brace = fmt.index("{", i)
+                end = fmt.find("}", brace)
+                if end < 0:  # curl: the %{ as is, then the rest
+                    put(fmt[i : brace + 1])
+                    i = brace + 1
+                    continue
+                name = fmt[brace + 1 : end]
+                i = end + 1
+                if nxt != "{":  # %header{NAME}: the last response's header
+                    put(next((v for k, v in headers if k.lower() == name.lower()), ""))
+                elif name == "onerror":
+                    if not values.get("errormsg"):
+                        break
+                elif name in ("stdout", "stderr"):
+                    switch(name)
+                elif name == "json":
+                    put(json.dumps(values, sort_keys=True))
+                elif name in values:
+                    put(_text(name, values[name]))
+                elif warn is not None:
+                    warn(name)
+                continue
+            put(c)
+            i += 1
+            continue
+        if c == "\\" and i + 1 < n:
+            put(_ESCAPES.get(fmt[i + 1], fmt[i : i + 2]))
+            i += 2
+            continue
+        put(c)
+        i += 1
+    switch(stream)
+    return out
+
+
+class _Body:
+    """Where one URL's body goes: a file opened at its first byte (created empty when
+    there is none, as curl), or the binary stdout."""
+
+    def __init__(self, path: str | None, stdout: IO[bytes]) -> None:
+        self.path = path
+        self.stdout = stdout
+        self.file: IO[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.path is None or self.path == "-":
+            self.stdout.write(data)
+            return
+        if self.file is None:
+            self.file = open(self.path, "wb")  # noqa: SIM115 (closed in close())
+        self.file.write(data)
+
+    def close(self) -> str | None:
+        """Close the file; why it could not be written, or None."""
+        try:
+            if self.path is not None and self.path != "-" and self.file is None:
+                self.file = open(self.path, "wb")  # noqa: SIM115
+            if self.file is not None:
+                self.file.close()
+            else:
+                self.stdout.flush()
+        except OSError as e:
+            return f"writing {self.path}: {e.strerror or e}"
+        return None
+
+
+def _check_output(path: str) -> None:
+    if path == "-":
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise RunError(f"--output {path}: is a directory")
+    if not os.path.isdir(parent):
+        raise RunError(f"--output {path}: no such directory {parent}")
+    if not os.access(path if os.path.exists(path) else parent, os.W_OK):
+        raise RunError(f"--output {path}: permission denied")
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
@@ -89,14 +383,33 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             open(args.cacert, "rb").close()
         except OSError as e:
             raise RunError(f"--cacert {args.cacert}: {e.strerror or e}") from None
-
+    data = request_body(args.data)
+    if args.head and data is not None:  # curl: "You can only select one HTTP request method!"
+        raise RunError("-I/--head and -d/--data: one request method only (HEAD or POST)")
+    if args.max_redirs < -1:
+        raise RunError(f"--max-redirs {args.max_redirs}: -1 (no limit) or more")
+    if len(args.output) > len(args.urls):
+        raise RunError(f"{len(args.output)} -o/--output for {len(args.urls)} URLs")
+    for path in args.output:
+        _check_output(path)
+    fmt = None if args.write_out is None else write_out_format(args.write_out)
+    if fmt is not None and args.json:
+        raise RunError("-w/--write-out and --json: choose one output")
+    stderr = getattr(args, "_stderr", None) or sys.stderr
+    for name in unknown_variables(fmt or ""):  # curl warns at each use; we once
+        print(f"pktlab run http: unknown --write-out variable: {name!r}", file=stderr)
+    method = args.request.upper() if args.request else None
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
+        stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
         for i, url in enumerate(args.urls, 1):
             if progress.stopping:  # Ctrl-C: no new URL
                 return
             progress(f"http {i}/{len(args.urls)}: {url}")
+            path = args.output[i - 1] if i <= len(args.output) else None
+            sink = _Body(path, stdout) if path is not None or fmt is not None else None
+            on_body = None if sink is None or args.head else sink.write
             result = await http_get(
                 session,
                 url,
@@ -107,11 +420,47 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 timeout=args.max_time,
                 headers=headers,
                 recorder=recorder,
+                method=method,
+                data=data,
+                head=args.head,
+                follow=args.location,
+                max_redirs=args.max_redirs,
+                post30x=frozenset(args.post30x),
+                on_body=on_body,
             )
+            if sink is not None and args.head:  # curl -I: the headers are the output
+                try:
+                    sink.write(b"".join(result.raw_headers))
+                except OSError as e:
+                    result.error = result.error or f"writing {path}: {e.strerror or e}"
+            why = None if sink is None else sink.close()
+            if why is not None and result.error is None:
+                result.error, result.exitcode = why, 23
             record = result.to_dict()
-            if args.fail and result.status is not None and result.status >= 400:
+            if path is not None and path != "-":
+                record["output"] = path
+            if (
+                args.fail
+                and result.status is not None
+                and result.status >= 400
+                and not (result.error)
+            ):
                 record["error"] = f"the server answered {result.status} {result.reason} (--fail)"
+                record["exitcode"] = 22
+            if fmt is not None:  # no table: the experiment writes curl's output
+                record["_quiet"] = True
             emit(record)
+            if fmt is not None:
+                error = record.get("error")
+                if error is not None and not args.silent:
+                    print(f"pktlab run http: {url}: {error}", file=stderr)
+                values = write_out_values(result, url, path, record.get("exitcode", 0), error)
+                for stream, text in write_out(fmt, values, result.headers):
+                    if stream == "stdout":
+                        stdout.write(text.encode())
+                        stdout.flush()
+                    else:
+                        print(text, end="", file=stderr, flush=True)
 
     return pcapout.recording(args, recorder, run)
 
@@ -121,6 +470,8 @@ def _ms(v: float | None) -> str:
 
 
 def row(r: Record) -> str | None:
+    if r.get("_quiet"):  # -w: curl's output instead of the table
+        return None
     if r["type"] == "summary":
         return f"# {r['fetched']} of {r['urls']} fetched, {r['bytes']} body bytes"
     if "error" in r and r.get("status") is not None:  # --fail: a response, but >= 400
@@ -150,11 +501,14 @@ HEADER = "  ".join(
 def summary(records: list[Record]) -> Record:
     got = [r for r in records if r["type"] == "http"]
     ok = [r for r in got if "error" not in r]
+    if any(r.get("_quiet") for r in got):
+        return {"_quiet": True}
     return {"urls": len(got), "fetched": len(ok), "bytes": sum(r["body_len"] for r in ok)}
 
 
 def budget(args: argparse.Namespace) -> float:
-    return len(args.urls) * (args.max_time + 15)
+    hops = 1 + (min(args.max_redirs, 5) if args.location and args.max_redirs >= 0 else 0)
+    return len(args.urls) * hops * (args.max_time + 15)
 
 
 COMMAND = Command(

@@ -521,9 +521,7 @@ async def http_get(
             result.redirect_url = target.text
             break
         if not followed:  # curl: (47) Maximum (N) redirects followed
-            result.error = (
-                f"maximum ({max_redirs}) redirects followed (the next to {target.text})"
-            )
+            result.error = f"maximum ({max_redirs}) redirects followed (the next to {target.text})"
             result.exitcode = 47
             break
         result.num_redirects += 1
@@ -567,7 +565,7 @@ def _finish(result: HttpResult, hop: _Hop | None, sums: dict[str, int], first: i
         result.pretransfer_us = sums["pretransfer"] / 1000
     if hop.first is not None:
         result.first_byte_us = sums["first"] / 1000
-    if hop.last is not None and result.error is None:
+    if hop.last is not None:  # on an error: to the last byte received
         result.total_us = (hop.last - first) / 1000
 
 
