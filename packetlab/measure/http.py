@@ -137,7 +137,7 @@ class HttpResult:
     redirect_url: str | None = None  # a redirect not followed: where it pointed
     header_size: int = 0  # response header bytes, every hop and 1xx included (curl's)
     request_size: int = 0  # request bytes sent, every hop (headers and body)
-    upload_size: int = 0  # request body bytes sent, every hop
+    upload_size: int = 0  # request body bytes sent in the last request (curl's size_upload)
     connects: int = 0  # TCP connections made (one per hop: no keep-alive)
     raw_headers: list[bytes] = field(default_factory=list)  # each response's header block
     exitcode: int = 0  # curl's exit code for this outcome (0, 6, 7, 28, 35, 47, 60, ...)
@@ -489,10 +489,10 @@ async def http_get(
 
         await _hop(session, hop, ctxs.get(current.scheme), body, extra, connect_to, family,
                    timeout, connect_timeout, max_body, keep_body, recorder,
-                   on_body, followed)  # fmt: skip
+                   on_body, follow)  # fmt: skip
         result.connects += hop.server is not None
         result.request_size += hop.request_size
-        result.upload_size += len(body or b"") if hop.sent is not None else 0
+        result.upload_size = len(body or b"") if hop.sent is not None else 0
         result.header_size += len(hop.raw_headers)
         if hop.raw_headers:
             result.raw_headers.append(hop.raw_headers)
@@ -514,13 +514,17 @@ async def http_get(
         try:
             target = redirect_target(current, location)
         except HttpError as e:
-            if follow:  # curl: (3) The redirect target URL could not be parsed
+            if followed:  # curl: (3) The redirect target URL could not be parsed
                 result.error, result.exitcode = f"redirect: {e}", 3
+                result.num_redirects += 1  # counted as followed, as curl does
+            elif follow:
+                result.error, result.exitcode = f"maximum ({max_redirs}) redirects followed", 47
             break
         if not follow:
             result.redirect_url = target.text
             break
         if not followed:  # curl: (47) Maximum (N) redirects followed
+            result.redirect_url = target.text
             result.error = f"maximum ({max_redirs}) redirects followed (the next to {target.text})"
             result.exitcode = 47
             break
@@ -534,6 +538,8 @@ async def http_get(
             extra = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
         current = target
     _finish(result, last_hop, sums, first_start)
+    if last_hop is not None and last_hop is not hop:  # a redirect followed, then a failure
+        result.body_len, result.body_sha256, result.body = 0, None, None  # curl resets them
     return result
 
 

@@ -194,7 +194,7 @@ def test_post30x_keeps_the_post() -> None:
 
 def test_max_redirs_and_loops() -> None:
     def loop(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
-        return response(302, Location="/loop")
+        return response(302, b"moved", Location="/loop")
 
     rig, made = serving(loop)
     r = rig.run(http_get(rig.session, "http://192.0.2.80/loop", follow=True, max_redirs=3))
@@ -203,8 +203,11 @@ def test_max_redirs_and_loops() -> None:
     assert (r.exitcode, r.status, r.num_redirects, len(made)) == (47, 302, 3, 4)
     d = r.to_dict()
     assert d["status"] == 302 and d["exitcode"] == 47 and d["num_redirects"] == 3
+    assert r.redirect_url == "http://192.0.2.80/loop"  # curl's %{redirect_url}: the next
     rig, made = serving(loop)
-    r = rig.run(http_get(rig.session, "http://192.0.2.80/loop", follow=True))
+    out: list[bytes] = []
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/loop", follow=True, on_body=out.append))
+    assert out == []  # a redirect's body is never output, the last one's neither
     assert (r.num_redirects, len(made), r.exitcode) == (50, 51, 47)  # curl's default 50
     rig, made = serving(loop)
     r = rig.run(http_get(rig.session, "http://192.0.2.80/loop", follow=True, max_redirs=0))
@@ -229,6 +232,7 @@ def test_garbage_location_is_the_urls_error(location: str, why: str) -> None:
     # curl: "(3) The redirect target URL could not be parsed", http_code 302
     assert r.error == f"redirect: Location {location!r}: {why}"
     assert (r.exitcode, r.status, r.to_dict()["status"]) == (3, 302, 302)
+    assert r.num_redirects == 1  # curl 7.88 counts it as followed
 
 
 def test_redirect_targets() -> None:
@@ -274,6 +278,7 @@ def test_redirect_to_another_host_and_scheme_verifies_tls_again(pki: dict[str, P
     )  # fmt: skip
     assert r.error is not None and r.error.startswith("TLS: certificate verify failed")
     assert (r.exitcode, r.status, r.num_redirects) == (60, 301, 1)
+    assert r.body_len == 0  # curl resets the sizes when it follows
 
 
 def test_request_methods_and_bodies() -> None:

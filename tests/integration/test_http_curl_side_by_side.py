@@ -1,0 +1,223 @@
+"""`pktlab run http` and curl 7.88 side by side on the same loopback servers (HTTP and
+HTTPS with a test CA, started here): the same options (-L, --max-redirs, --post302, -X,
+-d, --data-binary, -I, -o, -w) give the same bytes on stdout and in the -o files for every
+field that does not depend on the clock (status, redirects, effective URL, method, body,
+sizes, content type, remote address, curl's exit code); the times are checked for order."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "tests" / "unit" / "measure"))
+
+from web_pki import make_pki  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl missing")
+
+# every field of -w that does not depend on the clock
+FIELDS = (
+    "%{http_code} %{response_code} %{num_redirects} %{url_effective} %{method} "
+    "%{size_download} %{size_header} %{size_upload} [%{content_type}] %{remote_ip} "
+    "%{remote_port} %{exitcode} [%{redirect_url}] %{scheme} %{http_version} "
+    "%header{content-type}\\n"
+)
+TIMES = (
+    "%{time_namelookup} %{time_connect} %{time_appconnect} %{time_pretransfer} "
+    "%{time_starttransfer} %{time_total} %{time_redirect} %{speed_download}\\n"
+)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """/r/CODE?to=WHERE redirects, /loop redirects to itself, /chunked, /echo (and any
+    other path) answers the request it saw as JSON. Fixed Server and Date headers, so that
+    header sizes and -I output do not depend on the clock."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def version_string(self) -> str:
+        return "test/1"
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return "Thu, 01 Jan 2026 00:00:00 GMT"
+
+    def answer(self) -> None:
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        u = urlsplit(self.path)
+        if u.path.startswith("/r/") or u.path == "/loop":
+            code = 302 if u.path == "/loop" else int(u.path.split("/")[2])
+            where = "/loop" if u.path == "/loop" else parse_qs(u.query)["to"][0]
+            self.send_response(code)
+            self.send_header("Location", where)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"moved")
+            return
+        if u.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+            return
+        seen = {"method": self.command, "path": self.path, "body": body.decode("latin-1"),
+                "ct": self.headers.get("Content-Type")}  # fmt: skip
+        out = json.dumps(seen).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = do_PATCH = answer
+
+
+def serve(tls: ssl.SSLContext | None) -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[str]:
+    for port in serve(None):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def https(pki: dict[str, Path]) -> Iterator[str]:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki["server"]), str(pki["key"]))
+    for port in serve(ctx):
+        yield f"https://localhost:{port}"
+
+
+def both(*args: str, cwd: Path, curl_only: tuple[str, ...] = ()) -> tuple[
+    subprocess.CompletedProcess[bytes], subprocess.CompletedProcess[bytes]
+]:  # fmt: skip
+    """(curl, pktlab run http) with the same arguments, in `cwd` (for -o files)."""
+    curl = subprocess.run(["curl", *curl_only, *args], capture_output=True, timeout=60, cwd=cwd)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    ours = subprocess.run(
+        [sys.executable, "-m", "packetlab", "run", "http", "--connect-to", "127.0.0.1", *args],
+        capture_output=True, timeout=180, env=env, cwd=cwd,
+    )  # fmt: skip
+    return curl, ours
+
+
+def test_redirects_methods_and_bodies_as_curl(http: str, tmp_path: Path) -> None:
+    urls = [
+        *(f"{http}/r/{code}?to=/echo%3Fx" for code in (301, 302, 303, 307, 308)),
+        f"{http}/r/302?to=../a/b",  # relative
+        f"{http}/r/302?to=/r/301%3Fto%3D/chunked",  # two hops
+    ]
+    curl, ours = both("-s", "-L", "-d", "a=1", "-w", FIELDS, *urls, cwd=tmp_path)
+    assert curl.returncode == 0 and ours.returncode == 0, ours.stderr
+    assert ours.stdout.decode().splitlines() == curl.stdout.decode().splitlines()
+    assert b'"method": "POST", "path": "/echo?x", "body": "a=1"' in ours.stdout  # 307, 308
+    # -X sticks over a 303, --post302 keeps the POST, --data-binary, no -L: not followed
+    for args in (["-L", "-X", "PUT", "-d", "a=1"], ["-L", "--post302", "-d", "a=1"],
+                 ["--data-binary", "x\ny"], ["-X", "DELETE"]):  # fmt: skip
+        curl, ours = both("-s", *args, "-w", FIELDS, f"{http}/r/303?to=/echo",
+                          f"{http}/r/302?to=/echo", cwd=tmp_path)  # fmt: skip
+        assert ours.stdout == curl.stdout, args
+
+
+def test_redirect_across_scheme_and_host_verified(
+    http: str, https: str, pki: dict[str, Path], tmp_path: Path
+) -> None:
+    port = https.rsplit(":", 1)[1]
+    resolve = ("--resolve", f"localhost:{port}:127.0.0.1")  # ours: --connect-to
+    url = f"{http}/r/302?to={https}/echo"
+    back = f"{https}/r/307?to={http}/chunked"
+    curl, ours = both("-s", "-L", "--cacert", str(pki["ca"]), "-w", FIELDS + TIMES, url, back,
+                      cwd=tmp_path, curl_only=resolve)  # fmt: skip
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    fields = [line for i, line in enumerate(ours.stdout.splitlines()) if i % 2 == 0]
+    assert fields == [line for i, line in enumerate(curl.stdout.splitlines()) if i % 2 == 0]
+    for line in ours.stdout.splitlines()[1::2]:  # the times: curl's order
+        dns, conn, app, pre, start, total, redirect, _speed = (float(x) for x in line.split())
+        assert dns <= conn and pre <= start <= total and redirect <= total and app <= start
+        assert len(line.split()[0].split(b".")[1]) == 6  # six decimals, as curl
+    # the second hop's certificate is checked again: an untrusted CA fails it
+    curl, ours = both("-s", "-L", "--cacert", str(pki["other-ca"]), "-w", FIELDS, url,
+                      cwd=tmp_path, curl_only=resolve)  # fmt: skip
+    assert curl.returncode == 60 and ours.returncode == 1
+    assert ours.stdout == curl.stdout  # http_code 302, exitcode 60
+
+
+def test_failures_as_curl(http: str, tmp_path: Path) -> None:
+    w = FIELDS.replace("\\n", " [%{onerror}failed]\\n")
+    curl, ours = both("-s", "-L", "--max-redirs", "3", "-w", w, f"{http}/loop",
+                      f"{http}/r/302?to=http://%5B::1/x", f"{http}/r/302?to=/echo",
+                      cwd=tmp_path)  # fmt: skip
+    assert (curl.returncode, ours.returncode) == (0, 1)  # curl: the last URL's status
+    assert ours.stdout == curl.stdout  # 302 47, 302 3, then the echo
+    assert ours.stderr == b""  # -s: the reasons are in %{errormsg} only
+    # -w with an unknown variable, from a file: warned on stderr, nothing printed for it
+    fmt = tmp_path / "fmt"
+    fmt.write_text("%{bogus}code=%{http_code}\\n")
+    curl, ours = both("-s", "-o", "/dev/null", "-w", f"@{fmt}", f"{http}/echo", cwd=tmp_path)
+    assert ours.stdout == curl.stdout == b"code=200\n"
+    assert b"unknown --write-out variable: 'bogus'" in curl.stderr
+    assert b"unknown --write-out variable: 'bogus'" in ours.stderr
+    # -o where nothing can be written: one line before anything is sent (curl: 23 after)
+    _, ours = both("-s", "-o", "/nonexistent/dir/f", f"{http}/echo", cwd=tmp_path)
+    assert ours.returncode == 2 and b"/nonexistent/dir" in ours.stderr
+    assert len(ours.stderr.splitlines()) == 1
+
+
+def test_output_files_and_head_as_curl(http: str, tmp_path: Path) -> None:
+    a, b = tmp_path / "curl", tmp_path / "ours"
+    a.mkdir()
+    b.mkdir()
+    urls = [f"{http}/echo?1", f"{http}/chunked", f"{http}/echo?3"]
+    curl = subprocess.run(["curl", "-s", "-o", "one", "-o", "two", *urls, "-w", FIELDS],
+                          capture_output=True, timeout=60, cwd=a)  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    ours = subprocess.run(
+        [sys.executable, "-m", "packetlab", "run", "http", "-s", "-o", "one", "-o", "two", *urls,
+         "-w", FIELDS],
+        capture_output=True, timeout=180, env=env, cwd=b,
+    )  # fmt: skip
+    assert ours.stdout == curl.stdout  # the third body on stdout, as curl
+    for name in ("one", "two"):
+        assert (b / name).read_bytes() == (a / name).read_bytes()
+    curl, ours = both("-s", "-I", "-L", "-w", FIELDS, f"{http}/r/301?to=/echo", cwd=tmp_path)
+    assert ours.stdout.decode().splitlines() == curl.stdout.decode().splitlines()
+    assert ours.stdout.count(b"HTTP/1.1 ") == 2  # both header blocks, as curl -I -L
+    # the table stays the default; -o files are written under it
+    _, ours = both("-o", "page", f"{http}/echo", cwd=b)
+    assert ours.returncode == 0 and ours.stdout.startswith(b"code") and (b / "page").exists()
