@@ -403,6 +403,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     async def run(session: Any) -> None:
         stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
+        if fmt is not None or "-" in args.output:
+            progress.clear()  # curl's bytes on stdout: no progress line drawn between them
         for i, url in enumerate(args.urls, 1):
             if progress.stopping:  # Ctrl-C: no new URL
                 return

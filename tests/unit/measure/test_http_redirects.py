@@ -363,3 +363,51 @@ def test_exit_codes_of_failures() -> None:
     rig, _ = serving(lambda *a: b"")
     r = rig.run(http_get(rig.session, "http://192.0.2.80/"))
     assert r.exitcode == 52  # curl: Empty reply from server
+
+
+def test_a_name_resolved_through_the_endpoint_is_time_namelookup() -> None:
+    import dataclasses
+
+    import dns.message
+    import dns.rrset
+    from stream_fakes import StreamFakeEndpoint
+
+    from packetlab.endpoint.config import parse_config
+    from packetlab.endpoint.memory import system_image
+    from packetlab.wire import Message, Ndata, Proto
+
+    class SlowDns(StreamFakeEndpoint):
+        """DNS answers arrive 5 ms after the query (stamped then)."""
+
+        def send(self, msg: Message) -> None:
+            if isinstance(msg, Ndata) and msg.proto == Proto.UDP:
+                late = lambda: super(SlowDns, self).send(  # noqa: E731
+                    dataclasses.replace(msg, time=self.now())
+                )
+                self.clock.callLater(0.005, late)
+                return
+            super().send(msg)
+
+    def answer(query: bytes) -> list[bytes]:
+        q = dns.message.from_wire(query)
+        r = dns.message.make_response(q)
+        if q.question[0].rdtype == 1:  # A
+            r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", "192.0.2.80"))
+        return [r.to_wire()]
+
+    rig = StreamRig(SlowDns)
+    rig.endpoint.peers[("192.0.2.80", 80)] = lambda: Server(echo, delay=0.01)
+    rig.endpoint.memory = system_image(parse_config(["VMemLocalDNSAddrStrIPv4 192.0.2.53"]))
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = answer
+    r = rig.run(http_get(rig.session, "http://www.test/echo"))
+    assert (r.error, r.status, r.server) == (None, 200, "192.0.2.80:80")
+    # the start is the TIME read before the query: the lookup is inside every time
+    assert r.namelookup_us is not None and r.connect_us is not None
+    assert r.first_byte_us is not None and r.total_us is not None
+    assert r.namelookup_us == pytest.approx(5_000, abs=1000)
+    assert r.namelookup_us <= r.connect_us
+    assert r.first_byte_us - r.connect_us == pytest.approx(10_000, abs=1000)
+    # an address: no lookup
+    rig = StreamRig(SlowDns)
+    rig.endpoint.peers[("192.0.2.80", 80)] = lambda: Server(echo)
+    assert rig.run(http_get(rig.session, "http://192.0.2.80/")).namelookup_us == 0
