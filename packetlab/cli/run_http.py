@@ -330,8 +330,7 @@ def write_out(fmt: str, values: dict[str, Any], headers: list[tuple[str, str]],
 
 
 class _Body:
-    """Where one URL's body goes: a file opened at its first byte (created empty when
-    there is none, as curl), or the binary stdout."""
+    """Where one URL's body goes: a file opened at its first byte, or the binary stdout."""
 
     def __init__(self, path: str | None, stdout: IO[bytes]) -> None:
         self.path = path
@@ -346,10 +345,11 @@ class _Body:
             self.file = open(self.path, "wb")  # noqa: SIM115 (closed in close())
         self.file.write(data)
 
-    def close(self) -> str | None:
-        """Close the file; why it could not be written, or None."""
+    def close(self, create: bool) -> str | None:
+        """Close the file (with `create`, made empty when nothing came: curl does so for
+        a complete response); why it could not be written, or None."""
         try:
-            if self.path is not None and self.path != "-" and self.file is None:
+            if create and self.path is not None and self.path != "-" and self.file is None:
                 self.file = open(self.path, "wb")  # noqa: SIM115
             if self.file is not None:
                 self.file.close()
@@ -435,7 +435,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     sink.write(b"".join(result.raw_headers))
                 except OSError as e:
                     result.error = result.error or f"writing {path}: {e.strerror or e}"
-            why = None if sink is None else sink.close()
+            why = None if sink is None else sink.close(result.error is None)
             if why is not None and result.error is None:
                 result.error, result.exitcode = why, 23
             record = result.to_dict()

@@ -199,3 +199,14 @@ def test_help_names_the_curl_options(capsys: pytest.CaptureFixture[str]) -> None
                    "--data-binary", "-I, --head", "-o FILE, --output FILE", "-w FORMAT,",
                    "%{time_pretransfer}", "%header{NAME}"):  # fmt: skip
         assert option in text, option
+
+
+def test_output_file_created_as_curl_creates_it(tmp_path: Path) -> None:
+    # curl 7.88: an empty file for a complete response without a body, none for a failure
+    def empty(*a: Any) -> bytes:
+        return response(302, Location="/x")
+
+    code, _, _, _, _ = run("-o", str(tmp_path / "e"), "http://192.0.2.80/", handler=empty)
+    assert code == 0 and (tmp_path / "e").read_bytes() == b""
+    code, _, _, _, _ = run("-o", str(tmp_path / "f"), "http://192.0.2.81/")  # refused
+    assert code == 1 and not (tmp_path / "f").exists()
