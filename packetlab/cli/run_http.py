@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import IO, Any
 
@@ -236,6 +237,7 @@ def _text(name: str, value: Any) -> str:
     return "" if value is None else str(value)
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: a method
 VARIABLES = (  # write_out_values' names
     "content_type", "errormsg", "exitcode", "filename_effective", "http_code",
     "http_connect", "http_version", "method", "num_connects", "num_redirects",
@@ -248,20 +250,13 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 _CONTROL = ("onerror", "stdout", "stderr", "json")
 
 
-def unknown_variables(fmt: str) -> list[str]:
-    """The %{names} of `fmt` that -w does not know (curl warns and prints nothing)."""
-    known = {*VARIABLES, *_CONTROL}
-    out = []
-    i = fmt.find("%{")
-    while i >= 0:
-        end = fmt.find("}", i)
-        if end < 0:
-            break
-        name = fmt[i + 2 : end]
-        if name not in known:
-            out.append(name)
-        i = fmt.find("%{", end)
-    return out
+def format_warnings(fmt: str) -> list[str]:
+    """What is wrong in a -w FORMAT, one line each: unknown variables (curl warns and prints
+    nothing for them) and a %{ without } (printed as is, as curl)."""
+    warned: list[str] = []
+    dummy = {name: 0 for name in VARIABLES} | {"errormsg": "x"}  # past any %{onerror}
+    write_out(fmt, dummy, [], warned.append)
+    return warned
 
 
 def write_out(fmt: str, values: dict[str, Any], headers: list[tuple[str, str]],
@@ -297,6 +292,9 @@ def write_out(fmt: str, values: dict[str, Any], headers: list[tuple[str, str]],
                 brace = fmt.index("{", i)
                 end = fmt.find("}", brace)
                 if end < 0:  # curl: the %{ as is, then the rest
+                    if warn is not None:
+                        warn(f"--write-out: {fmt[i : brace + 1]!r} without '}}' at "
+                             f"character {i + 1}: printed as is")  # fmt: skip
                     put(fmt[i : brace + 1])
                     i = brace + 1
                     continue
@@ -314,7 +312,7 @@ def write_out(fmt: str, values: dict[str, Any], headers: list[tuple[str, str]],
                 elif name in values:
                     put(_text(name, values[name]))
                 elif warn is not None:
-                    warn(name)
+                    warn(f"unknown --write-out variable: {name!r}")
                 continue
             put(c)
             i += 1
@@ -396,9 +394,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     if fmt is not None and args.json:
         raise RunError("-w/--write-out and --json: choose one output")
     stderr = getattr(args, "_stderr", None) or sys.stderr
-    for name in unknown_variables(fmt or ""):  # curl warns at each use; we once
-        print(f"pktlab run http: unknown --write-out variable: {name!r}", file=stderr)
-    method = args.request.upper() if args.request else None
+    for warning in format_warnings(fmt or ""):  # curl warns at each use; we once
+        print(f"pktlab run http: {warning}", file=stderr)
+    method = args.request
+    if method is not None and not _TOKEN.fullmatch(method):
+        raise RunError(f"-X/--request {method!r}: not an HTTP method (a token: letters, "
+                       "digits, !#$%&'*+-.^_`|~)")  # fmt: skip
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:

@@ -41,9 +41,14 @@ def test_write_out_as_curl_7_88() -> None:
     assert render("%{time_connect}|%{content_type}|%{errormsg}") == [("stdout", "0.000000||")]
     assert render("100%% \\t|\\r|\\z|\\\\n|%z") == [("stdout", "100% \t|\r|\\z|\\\\n|%z")]
     # an unknown variable: nothing printed for it, a warning (curl: on stderr, exit 0)
-    assert render("a%{bogus}b") == [("stdout", "ab"), ("warn", "bogus")]
+    assert render("a%{bogus}b") == [
+        ("stdout", "ab"), ("warn", "unknown --write-out variable: 'bogus'"),
+    ]  # fmt: skip
     # a %{ never closed: printed as is, and the rest too
-    assert render("a%{http_codeb %%") == [("stdout", "a%{http_codeb %")]
+    assert render("a%{http_codeb %%") == [
+        ("stdout", "a%{http_codeb %"),
+        ("warn", "--write-out: '%{' without '}' at character 2: printed as is"),
+    ]
     # %{onerror}: the rest only for a failed fetch
     assert render("x%{onerror}y") == [("stdout", "x")]
     assert render("x%{onerror}y", {**VALUES, "errormsg": "no"}) == [("stdout", "xy")]
@@ -54,7 +59,10 @@ def test_write_out_as_curl_7_88() -> None:
     ]
     assert json.loads(render("%{json}")[0][1])["http_code"] == 200
     assert render("%{http_code}", {**VALUES, "http_code": 0}) == [("stdout", "000")]
-    assert run_http.unknown_variables("%{bogus} %{http_code} %{x") == ["bogus"]
+    assert run_http.format_warnings("%%{x} %{bogus} %{http_code}%{onerror} %{x") == [
+        "unknown --write-out variable: 'bogus'",
+        "--write-out: '%{' without '}' at character 39: printed as is",
+    ]
 
 
 def test_write_out_from_a_file(tmp_path: Path) -> None:
@@ -84,6 +92,7 @@ def test_data_options_as_curl(tmp_path: Path) -> None:
         (["-o", "/nonexistent/dir/f", "http://a.test/"], "no such directory /nonexistent/dir"),
         (["-w", "%{http_code}", "--json", "http://a.test/"], "choose one output"),
         (["-L", "--max-redirs=-2", "http://a.test/"], "--max-redirs -2"),
+        (["-X", "GET /x", "http://a.test/"], "not an HTTP method"),
     ],
 )
 def test_bad_options_are_one_line_errors(argv: list[str], message: str) -> None:
