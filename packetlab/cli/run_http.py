@@ -510,7 +510,8 @@ def summary(records: list[Record]) -> Record:
 
 
 def budget(args: argparse.Namespace) -> float:
-    hops = 1 + (min(args.max_redirs, 5) if args.location and args.max_redirs >= 0 else 0)
+    redirs = args.max_redirs if args.max_redirs >= 0 else 5
+    hops = 1 + (min(redirs, 5) if args.location else 0)
     return len(args.urls) * hops * (args.max_time + 15)
 
 

@@ -139,7 +139,7 @@ class HttpResult:
     request_size: int = 0  # request bytes sent, every hop (headers and body)
     upload_size: int = 0  # request body bytes sent in the last request (curl's size_upload)
     connects: int = 0  # TCP connections made (one per hop: no keep-alive)
-    raw_headers: list[bytes] = field(default_factory=list)  # each response's header block
+    raw_headers: list[bytes] = field(default_factory=list)  # header blocks (the last 100)
     exitcode: int = 0  # curl's exit code for this outcome (0, 6, 7, 28, 35, 47, 60, ...)
 
     @property
@@ -367,6 +367,7 @@ async def _resolve(session: EndpointSession, url: Url, family: int | None) -> Ad
 
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRS = 50  # curl's default --max-redirs
+KEEP_HEADERS = 100  # header blocks kept (the last ones) in `raw_headers`
 # request headers not sent on to another host (curl: unless --location-trusted)
 _PRIVATE = ("authorization", "cookie")
 
@@ -496,6 +497,7 @@ async def http_get(
         result.header_size += len(hop.raw_headers)
         if hop.raw_headers:
             result.raw_headers.append(hop.raw_headers)
+            del result.raw_headers[:-KEEP_HEADERS]  # bounded with --max-redirs -1
         if hop.start is not None:
             first_start = hop.start if first_start is None else first_start
             _add(sums, hop)

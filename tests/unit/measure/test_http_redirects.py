@@ -411,3 +411,19 @@ def test_a_name_resolved_through_the_endpoint_is_time_namelookup() -> None:
     rig = StreamRig(SlowDns)
     rig.endpoint.peers[("192.0.2.80", 80)] = lambda: Server(echo)
     assert rig.run(http_get(rig.session, "http://192.0.2.80/")).namelookup_us == 0
+
+
+def test_no_redirect_limit_keeps_memory_bounded() -> None:
+    # --max-redirs -1 (curl: no limit): 150 hops, then a page; the header blocks kept for
+    # -I are the last 100
+    hops = iter(range(151))
+
+    def chain(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+        n = next(hops)
+        return response(200, b"end") if n == 150 else response(302, Location=f"/{n + 1}")
+
+    rig, made = serving(chain)
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/0", follow=True, max_redirs=-1))
+    assert (r.error, r.status, r.num_redirects, len(made)) == (None, 200, 150, 151)
+    assert len(r.raw_headers) == 100 and r.raw_headers[-1].startswith(b"HTTP/1.1 200")
+    assert r.url_effective == "http://192.0.2.80/150"
