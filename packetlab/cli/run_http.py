@@ -26,7 +26,7 @@ examples:
   pktlab run http -d 'a=1&b=2' http://10.77.3.2/form   # POST, as curl -d
   pktlab run http -X DELETE http://10.77.3.2/item/4
   pktlab run http -o page.html http://10.77.3.2/ # the body to a file
-  pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\n' http://10.77.3.2/
+  pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\\n' http://10.77.3.2/
 
 With -w the table is replaced by curl's output: each URL's body (unless -o sends it to a
 file; the headers with -I) then the write-out, nothing else on stdout. -w knows curl's
@@ -36,12 +36,14 @@ file; the headers with -I) then the write-out, nothing else on stdout. -w knows 
 %{speed_upload} %{num_redirects} %{num_connects} %{url} %{url_effective}
 %{redirect_url} %{remote_ip} %{remote_port} %{content_type} %{method} %{scheme}
 %{http_version} %{exitcode} %{errormsg} %{filename_effective} %{json} %{onerror}
-%{stdout} %{stderr} %header{NAME}, \n \t \r and %%; -w @FILE reads the format from FILE.
+%{stdout} %{stderr} %header{NAME}, \\n \\t \\r and %%; -w @FILE reads the format from FILE.
+An unknown variable prints nothing (warned on stderr, as curl). Write --max-redirs=-1
+for no limit (-1 alone reads as an option).
 
 Host names are resolved through the endpoint's DNS server unless --connect-to gives the
 address (the name still goes into SNI, the Host header and the certificate check).
-Times are endpoint stamps from the start (TIME read before the nopen), like curl's
-time_connect, time_appconnect, time_starttransfer and time_total.
+Times are endpoint stamps from the start (TIME read before the name lookup, or before
+the nopen), like curl's time_* (summed over the hops of a redirect, as curl's).
 Exit status: 0 all fetched (any HTTP status, as curl; with -f one of 400 or more fails),
 1 some fetch failed (its record has "error"), 2 error.
 See docs/http.md.
@@ -517,10 +519,12 @@ def budget(args: argparse.Namespace) -> float:
 
 COMMAND = Command(
     name="http",
-    help="HTTP and HTTPS GET (TLS at the controller)",
-    description="GET each URL through an endpoint TCP socket. HTTPS runs TLS at the "
+    help="HTTP and HTTPS requests, curl-like (TLS at the controller)",
+    description="Fetch each URL (GET, or -X/-d/-I) through an endpoint TCP socket, "
+    "redirects followed with -L. HTTPS runs TLS at the "
     "controller over that socket, with certificate and name verification (system store, "
-    "or --cacert) and SNI. Prints status, body size and endpoint-stamped timings.",
+    "or --cacert) and SNI. Prints status, body size and endpoint-stamped timings "
+    "(with -w: curl's output instead).",
     configure=configure,
     experiment=experiment,
     row=row,

@@ -1,17 +1,20 @@
-"""HTTP and HTTPS GET from the endpoint, TLS at the controller.
+"""HTTP and HTTPS requests from the endpoint, TLS at the controller, as curl makes them.
 
 The endpoint only opens a TCP connection and moves bytes; TLS runs here, in a pyOpenSSL
 connection over memory BIOs: what OpenSSL wants to send goes out with nsend, what the
 endpoint received (ndata) is written into OpenSSL. So the certificate is verified at the
 controller (on by default, against the system store like curl, or `cafile`), with SNI and
 the host name checked by service_identity. HTTP/1.1 framing (Content-Length, chunked,
-close-delimited, 204/304) is h11's: a small sans-IO parser that is strict where hand-written
-ones are not.
+close-delimited, 204/304, HEAD) is h11's: a small sans-IO parser that is strict where
+hand-written ones are not. GET, POST (`data`), HEAD or any method; redirects followed as
+curl -L does (`follow`: one new connection per hop, `next_method` for the method).
 
-Timings are endpoint stamps, from the TIME read just before the nopen (like curl's
-`time_*`, all from the start): `connect_us` the ESTABLISHED nstat, `tls_us` the ndata that
-completed the handshake, `first_byte_us` the ndata carrying the first response byte,
-`total_us` the ndata carrying the last body byte.
+Timings are endpoint stamps, from the TIME read just before the name lookup (or the
+nopen, for an address), like curl's `time_*`, all from the start: `namelookup_us` the
+TIME read before the nopen, `connect_us` the ESTABLISHED nstat, `tls_us` the ndata that
+completed the handshake, `pretransfer_us` the request's ntag, `first_byte_us` the ndata
+carrying the first response byte, `total_us` the ndata carrying the last body byte. Over
+redirects they add up per hop as curl's do.
 """
 
 from __future__ import annotations

@@ -208,6 +208,8 @@ def test_help_names_the_curl_options(capsys: pytest.CaptureFixture[str]) -> None
                    "--data-binary", "-I, --head", "-o FILE, --output FILE", "-w FORMAT,",
                    "%{time_pretransfer}", "%header{NAME}"):  # fmt: skip
         assert option in text, option
+    assert "-w '%{http_code} %{time_total}\\n'" in text  # the escape as typed, not a newline
+    assert "%header{NAME}, \\n \\t \\r and %%" in text
 
 
 def test_output_file_created_as_curl_creates_it(tmp_path: Path) -> None:
