@@ -180,7 +180,8 @@ class HttpResult:
         if self.error is not None:
             out.update(error=self.error, exitcode=self.exitcode)
             if self.status is not None:  # a redirect that could not be followed
-                out.update(status=self.status, reason=self.reason, body_len=self.body_len)
+                out.update(status=self.status, reason=self.reason, body_len=self.body_len,
+                           first_byte_us=self.first_byte_us)  # fmt: skip
             if self.total_us is not None:
                 out["total_us"] = self.total_us
             return out
