@@ -38,7 +38,7 @@ from twisted.python.failure import Failure
 
 from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate
 from packetlab.endpoint.config import EndpointConfig
-from packetlab.endpoint.monitors import settings_of
+from packetlab.endpoint.monitors import MAX_MODULE, settings_of
 from packetlab.endpoint.sockets import Skt
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
 from packetlab.reflex import abi
@@ -490,10 +490,11 @@ class ReflexGate:
         self.session.outbox.put(_OK)
 
     def _may_load(self, digest: bytes, program: bytes) -> bool:
-        """`program` is an encoded module of this `digest` the chain lists."""
+        """`program` is an encoded module of this `digest` the chain lists, not too large."""
         return (
             bool(program)
             and program[0] == PKTLAB_WASM
+            and len(program) - 1 <= MAX_MODULE
             and abi.digest(program[1:]) == digest
             and (self.listed is None or digest in self.listed)
         )
@@ -504,6 +505,14 @@ class ReflexGate:
             return Status.ECRTBADHDAT, None
         if self.listed is not None and digest not in self.listed:
             log.info("reflex {d} refused: the chain does not list it", d=digest.hex())
+            return Status.ECRTBADHDAT, None
+        if len(program) - 1 > MAX_MODULE:
+            log.warn(
+                "reflex {d} refused: the module is {n} bytes (at most {max})",
+                d=digest.hex()[:16],
+                n=len(program) - 1,
+                max=MAX_MODULE,
+            )
             return Status.ECRTBADHDAT, None
         try:
             return Status.SUCCESS, self.service.compile(program[1:])

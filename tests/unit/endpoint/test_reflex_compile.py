@@ -20,7 +20,7 @@ from twisted.internet.testing import MemoryReactorClock
 from packetlab import wire
 from packetlab.endpoint.checks import OpenGate, RequestGate
 from packetlab.endpoint.limits import admit
-from packetlab.endpoint.monitors import MonitorHost
+from packetlab.endpoint.monitors import MAX_MODULE, MonitorHost
 from packetlab.endpoint.protocol import ControllerProtocol
 from packetlab.endpoint.reflexhook import Reflexes
 from packetlab.endpoint.session import Session
@@ -207,3 +207,16 @@ def test_session_ending_while_an_attachs_program_compiles(tmp_path: Path) -> Non
     assert c.rig.session.waiting is None and c.ended
     ep.jobs.run()
     assert c.out() == [] and ep.reflexes.service.cached(abi.digest(echo))
+
+
+def test_a_module_over_the_cap_is_refused_before_any_compile(tmp_path: Path) -> None:
+    """As for monitors (MAX_MODULE): a larger module would hold the shared worker (and
+    ~1 GiB of RSS per MiB) for everyone's monitors and reflexes."""
+    ep = Endpoint(tmp_path)
+    big = b"\x00asm\x01\x00\x00\x00" + bytes(MAX_MODULE)
+    c = Conn(ep)
+    c.feed(rcdata(big), wire.Start(), udp_open(1))
+    c.feed(rw.Attach(1, abi.digest(big), b"", encoded(big)).frame())
+    bad, ok = wire.Result(S.ECRTBADHDAT), wire.Result(0)
+    assert c.out() == [bad, ok, ok, bad]  # cdata, start, nopen, rattach
+    assert ep.jobs.started == 0
