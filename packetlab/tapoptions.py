@@ -2,7 +2,11 @@
 command line: an option or config error is a pointer to --help and the error as one
 line, on stderr, exit status 1 (twistd prints the whole usage text, then the error, on
 stdout); without ``-n`` the daemon says where it goes (twistd writes twistd.log and
-twistd.pid into the current directory without a word). See docs/usability.md.
+twistd.pid into the current directory without a word); a daemon that cannot do its work
+(`stop_daemon`: a port it cannot listen on) says why in one line on stderr and exits with
+status 1 once twistd has stopped it (twistd itself exits 0 whenever its reactor stops:
+Twisted has no way to set twistd's exit status, twisted/twisted#11335). See
+docs/usability.md.
 
 Only under twistd: parsed anywhere else (the in-process endpoint of ``pktlab run``, tests)
 the options raise `usage.UsageError` as always. twistd is recognised by the parent it
@@ -11,12 +15,15 @@ gives its sub-command's options before parsing them.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from twisted.internet.error import ReactorNotRunning
 from twisted.python import usage
 
 __all__ = ["TapOptions", "stop_daemon", "tap_service"]
@@ -73,7 +80,8 @@ class TapOptions(usage.Options):
 
 def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:
     """`makeService` whose `UsageError`s (a config the service cannot use) are handled like
-    option errors, and that announces going to the background once the service is made."""
+    option errors, and that announces going to the background once the service is made.
+    Under twistd it also arms `stop_daemon`'s exit status."""
 
     @functools.wraps(make)
     def wrapper(options: Opts) -> S:
@@ -83,16 +91,65 @@ def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:
             options.fail(e)
             raise
         options.announce_background()
+        if getattr(options, "parent", None) is not None:
+            _Exit.arm(options.tapname)
         return made
 
     return wrapper
 
 
-def stop_daemon(reactor: Any) -> None:
+class _Exit:
+    """The exit status of a twistd daemon that `stop_daemon` stopped.
+
+    twistd returns normally once its reactor has stopped (it removes its pid file and
+    stops its log after the reactor, then exits 0), whatever stopped it. The status is
+    given at the very end instead: an `atexit` handler, registered when the service is
+    made (so that it runs after the handlers registered later), flushes stdout and stderr
+    and ends the process with it (`os._exit`) when one was set. Nothing is armed outside
+    twistd (tests, a service run in-process): there `stop_daemon` only stops the reactor."""
+
+    tapname: str | None = None  # armed: under twistd, this daemon
+    status = 0
+
+    @classmethod
+    def arm(cls, tapname: str) -> None:
+        if cls.tapname is None:
+            atexit.register(cls.at_exit)
+        cls.tapname = tapname
+
+    @classmethod
+    def at_exit(cls) -> None:
+        if cls.status:
+            for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+                try:
+                    if f is not None:
+                        f.flush()
+                except (OSError, ValueError):  # closed, or a pipe nobody reads
+                    pass
+            os._exit(cls.status)
+
+
+def stop_daemon(reactor: Any, why: str | None = None, status: int = 1) -> None:
     """Stop a daemon that cannot do its work (a port it cannot listen on), also when that
     is found while twistd starts the service, before the reactor runs (where
-    `reactor.stop()` raises and the daemon would stay up without its port)."""
+    `reactor.stop()` raises and the daemon would stay up without its port). Under twistd
+    `why` (the address and the OS error) is one line on stderr, ``twistd NAME: why``, and
+    the process exits with `status` once twistd has stopped (the caller logs it too)."""
+    if _Exit.tapname is not None and not _Exit.status:  # the first reason only
+        if why is not None:  # the process's stderr (twistd sends sys.stderr to its log)
+            err = sys.__stderr__ or sys.stderr
+            text = " ".join(why.split())
+            err.write(f"twistd {_Exit.tapname}: {text}\n")
+            err.flush()
+        _Exit.status = status
     if reactor.running:
-        reactor.stop()
+        _stop(reactor)
     else:
-        reactor.callWhenRunning(reactor.stop)
+        reactor.callWhenRunning(_stop, reactor)
+
+
+def _stop(reactor: Any) -> None:
+    try:
+        reactor.stop()
+    except ReactorNotRunning:  # stopping already (two ports failed, or a SIGTERM)
+        pass

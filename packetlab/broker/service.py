@@ -80,7 +80,8 @@ class BrokerService(service.Service):
             self.log.critical("pktbroker cannot listen: {why}; stopping", why=failure.value)
         else:
             self.log.failure("pktbroker cannot listen; stopping", failure)
-        stop_daemon(self.reactor)
+        # Under twistd: that line on stderr too, and exit status 1.
+        stop_daemon(self.reactor, f"cannot listen: {failure.getErrorMessage()}")
 
     async def _listen(self) -> None:
         if self.store_url.startswith("redis://"):

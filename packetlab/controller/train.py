@@ -28,14 +28,25 @@ MAX_PENDING = 32768  # packets waiting for their ntag at most (tags are 16 bits)
 
 # The adaptive lead (no `start`, no `lead`): every nsend should be queued at the endpoint
 # before the first packet is due, however loaded the link and the two hosts are. So the
-# cost of one request is measured first: LEAD_PROBES pipelined mreads of TIME (harmless:
-# no socket, quota or burst window is touched), their time minus one round trip, per
-# request. An nsend with an ntag costs 2-3x an mread to build, send, check, queue and
-# answer (in-process endpoint over TLS, fresh process, docs/performance.md "Session 6"), so
-# the lead is LEAD_MIN_NS + 2 round trips + count * LEAD_NSEND_COST * that cost: a factor
-# of 2 to spare for load that changes after the probe.
+# cost of one request is measured first: rounds of LEAD_PROBES pipelined mreads of TIME
+# (harmless: no socket, quota or burst window is touched), a round's time minus one round
+# trip, per request. One round (~0.6 ms in-process) fits in one of a loaded machine's time
+# slices and sees the unloaded cost, while the train's nsends take many slices at the
+# process's share of a CPU (3 busy loops on 2 cores: 12-50%; the 1000-datagram example was
+# queued late in 13 of 15 runs, session 10). So while the train would take longer to
+# queue than the rounds so far, more rounds follow, back to back, for up to LEAD_PROBE_NS
+# (a few scheduling periods) or LEAD_ROUNDS_MAX rounds, and the mean round is used: the
+# slices lost are in it. (One large pipelined round instead costs 1.6-2.3x more per
+# request even unloaded: it would count as load.) The round trip is the fastest of
+# LEAD_RTTS single mreads. An nsend with an ntag costs ~6 mreads to build, send, check,
+# queue and answer (in-process endpoint over TLS, fresh process: 48-57 µs against 8-14 µs,
+# session 10; docs/performance.md), so the lead is LEAD_MIN_NS + 2 round trips + count *
+# LEAD_NSEND_COST * that cost: a factor of 2 to spare for load that changes after the probe.
 LEAD_PROBES = 32
-LEAD_NSEND_COST = 6
+LEAD_PROBE_NS = 30_000_000
+LEAD_ROUNDS_MAX = 200
+LEAD_RTTS = 3
+LEAD_NSEND_COST = 12
 LEAD_MIN_NS = 20_000_000
 
 
@@ -198,18 +209,36 @@ async def send_train(
 async def measure_lead(session: EndpointSession, count: int, *, rtt: int | None = None) -> int:
     """A lead (ns) for a train of `count` nsends: the time they take to be queued at the
     endpoint, estimated from `LEAD_PROBES` pipelined mreads of TIME (see LEAD_NSEND_COST).
-    `rtt` is one measured round trip (ns); without it one is measured."""
-    if rtt is None:
+    `rtt` is one measured round trip (ns), if the caller has one."""
+    # The round trip subtracted below: the fastest of LEAD_RTTS single mreads (and `rtt`,
+    # measured by the caller). One sample that lost its CPU (4 ms instead of 0.2) made the
+    # cost per request 0 and the lead the 20 ms floor.
+    for _ in range(LEAD_RTTS):
         t0 = session.clock_ns()
         await read_time(session)
-        rtt = session.clock_ns() - t0
+        took = session.clock_ns() - t0
+        rtt = took if rtt is None else min(rtt, took)
+    assert rtt is not None
+    took = total = await _probe_round(session)
+    rounds = 1
+    # As long as the train's queueing would take, up to LEAD_PROBE_NS: more rounds, back to
+    # back, so that the time slices this process and the endpoint lose show (see above).
+    window = min(LEAD_PROBE_NS, count * LEAD_NSEND_COST * max(took - rtt, 0) // LEAD_PROBES)
+    while total < window and rounds < LEAD_ROUNDS_MAX:
+        total += await _probe_round(session)
+        rounds += 1
+    # The mean round: the time slices lost during the probe are in it.
+    per_request = max(total // rounds - rtt, 0) // (LEAD_PROBES - 1)
+    return LEAD_MIN_NS + 2 * max(rtt, took // LEAD_PROBES) + count * LEAD_NSEND_COST * per_request
+
+
+async def _probe_round(session: EndpointSession) -> int:
+    """The time (ns) LEAD_PROBES pipelined mreads of TIME take."""
     t0 = session.clock_ns()
     probes = [session.mread(vmem.TIME.addr, vmem.TIME.size) for _ in range(LEAD_PROBES)]
     for d in probes:
         await d
-    took = session.clock_ns() - t0
-    per_request = max(took - rtt, 0) // (LEAD_PROBES - 1)
-    return LEAD_MIN_NS + 2 * max(rtt, took // LEAD_PROBES) + count * LEAD_NSEND_COST * per_request
+    return session.clock_ns() - t0
 
 
 class _Flow:

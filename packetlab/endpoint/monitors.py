@@ -6,8 +6,9 @@ persistent-memory store. `MonitorHost.gate` wraps a session's `RequestGate` (cer
 limits, or none) in a `MonitorGate`:
 
 * SETUP: ``cdata(hint="monitor", 0x01||wasm)`` is matched by SHA-256 against the digests of
-  the controller's chain and compiled (ECRTBADHDAT otherwise), in the host's worker
-  thread when it has a runner (then `program` returns a Deferred of the answer);
+  the controller's chain and compiled (ECRTBADHDAT otherwise), in the endpoint's
+  `CompileWorker` thread when the host has one (then `program` returns a Deferred of the
+  answer);
   ``start`` is refused with ECRTNOHDAT while a required digest is missing (the inner
   gate's check), then every monitor (cdata order, then the aux ones) is instantiated in
   one box and initialized; a load failure or a crash there answers
@@ -28,16 +29,14 @@ limits, or none) in a `MonitorGate`:
 from __future__ import annotations
 
 import sys
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate, socket_error
 from packetlab.endpoint.config import ConfigError, EndpointConfig
@@ -52,6 +51,7 @@ from packetlab.monitor.persist import (
     aux_key,
     cert_key,
 )
+from packetlab.monitor.worker import CompileWorker, fired
 from packetlab.ppks import Certificate, default_home
 from packetlab.wire import codec
 from packetlab.wire.constants import CDATA_HINT_MONITOR, PKTLAB_WASM, Status
@@ -75,7 +75,7 @@ MAX_AUX = 16
 #: A certificate monitor's module, and all of a session's together, at most (bytes).
 #: Compiling takes seconds per MiB of code (tens of seconds and ~1 GiB of RSS for a 1 MiB
 #: single function on the loaded shared machine, docs/performance.md; in a worker thread
-#: when the host has a `runner`, the session's requests waiting meanwhile) and compiled
+#: when the host has a `worker`, the session's requests waiting meanwhile) and compiled
 #: code is several times the module; real monitors are a few KiB. Aux monitors (the
 #: operator's own, compiled at startup) have no cap.
 MAX_MODULE = 1 << 20
@@ -116,36 +116,27 @@ class AuxMonitor:
             object.__setattr__(self, "digest", self.compiled.digest)
 
 
-#: Runs a function in a worker thread: a Deferred of its result (twisted's
-#: ``deferToThread``; the tests pass their own).
-Runner = Callable[[Callable[[], Any]], "Deferred[Any]"]
-
-
 class MonitorHost:
     """The endpoint's monitors: settings, aux monitors, compiled-module cache, storage.
 
-    With a `runner`, certificate monitors compile in a worker thread, one at a time for
-    the whole endpoint (`compile_later`); without one (tests, tools) on the caller's."""
+    With a `worker` (the endpoint's `CompileWorker`, shared with the reflexes),
+    certificate monitors compile in its thread, one module at a time for the whole
+    endpoint (`compile_later`); without one (tests, tools) on the caller's."""
 
     def __init__(
         self,
         settings: Settings,
         aux: Sequence[AuxMonitor] = (),
         persistent_path: str | None = None,
-        runner: Runner | None = None,
+        worker: CompileWorker | None = None,
     ) -> None:
         self.settings = settings
         self.aux = list(aux)
         self.persistent_path = persistent_path or str(default_home() / "endpt.persistent.sqlite3")
-        self.runner = runner
+        self.worker = worker
         self._store: PersistentMemory | None = None
         self._cache: OrderedDict[bytes, tuple[Compiled, int]] = OrderedDict()
         self._cache_bytes = 0
-        # compile_later: digest -> the sessions' Deferreds waiting for it; the queue of
-        # modules to compile (digest, wasm); whether one compiles now.
-        self._waiting: dict[bytes, list[Deferred[Compiled]]] = {}
-        self._queue: deque[tuple[bytes, bytes]] = deque()
-        self._compiling = False
 
     @classmethod
     def from_config(cls, cfg: EndpointConfig, aux_paths: Sequence[str] = ()) -> MonitorHost:
@@ -219,61 +210,23 @@ class MonitorHost:
             self._cache_bytes -= self._cache.popitem(last=False)[1][1]
 
     def compile_later(self, wasm: bytes) -> Deferred[Compiled]:
-        """Compile in the runner's thread: a Deferred of the `Compiled` (errback
-        `MonitorLoadError`). One module compiles at a time; a module another session
-        already waits for is compiled once for both. Cancelling the Deferred (the session
-        ended) forgets it; a module nobody waits for any more is not compiled, one that
-        compiles already finishes into the cache (wasmtime cannot stop it)."""
-        assert self.runner is not None
+        """Compile in the worker's thread: a Deferred of the `Compiled` (errback
+        `MonitorLoadError`), with the worker's guarantees (one module at a time, once for
+        all the sessions waiting for it, cancelling forgets a waiter, a module that
+        compiles anyway goes into the cache)."""
+        assert self.worker is not None
         d = abi.digest(wasm)
         if d in self._cache:
-            return _fired(self.compile, wasm)
+            return fired(lambda: self.compile(wasm))
+        from packetlab.monitor.runtime import compile_monitor
 
-        def forget(waiter: Deferred[Compiled]) -> None:
-            waiters = self._waiting.get(d)
-            if waiters is not None and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters and (d, wasm) in self._queue:
-                    self._queue.remove((d, wasm))
-                    del self._waiting[d]
-
-        waiter: Deferred[Compiled] = Deferred(forget)
-        waiters = self._waiting.get(d)
-        if waiters is not None:
-            waiters.append(waiter)
-        else:
-            self._waiting[d] = [waiter]
-            self._queue.append((d, wasm))
-            self._next()
-        return waiter
-
-    def _next(self) -> None:
-        if self._compiling or not self._queue or self.runner is None:
-            return
-        from packetlab.monitor.runtime import compile_monitor, engine
-
-        d, wasm = self._queue.popleft()
-        engine()  # made here, on the reactor thread, before any worker needs it
-        self._compiling = True
-        log.info("compiling monitor {d} ({n} bytes) in a worker thread", d=d.hex(), n=len(wasm))
-        job = self.runner(lambda: compile_monitor(wasm))
-        job.addBoth(self._compiled, d, len(wasm), monotonic())
-
-    def _compiled(self, got: Compiled | Failure, d: bytes, size: int, t0: float) -> None:
-        self._compiling = False
-        log.info("compiling monitor {d} took {s:.2f} s", d=d.hex(), s=monotonic() - t0)
-        waiters = self._waiting.pop(d, [])
-        if not isinstance(got, Failure):
-            self._keep(d, got, size)
-        elif not got.check(MonitorLoadError):
-            log.failure("compiling monitor {d} failed", got, d=d.hex())
-            got = Failure(MonitorLoadError(f"compile failed: {got.getErrorMessage()}"))
-        for w in waiters:
-            if isinstance(got, Failure):
-                w.errback(got)
-            else:
-                w.callback(got)
-        self._next()
+        return self.worker.submit(
+            "monitor",
+            d,
+            len(wasm),
+            lambda: compile_monitor(wasm),
+            lambda got: self._keep(d, got, len(wasm)),
+        )
 
     def gate(self, inner: RequestGate) -> RequestGate:
         """`inner` with monitors in front, or `inner` itself when no monitor can run
@@ -352,7 +305,7 @@ class MonitorGate:
             return Status.ECRTBADHDAT
         self._supplied_bytes += size
         wasm = data[1:]
-        if self.host.runner is None or self.host.cached(d):
+        if self.host.worker is None or self.host.cached(d):
             try:
                 return self._loaded(d, self.host.compile(wasm))
             except MonitorLoadError as e:
@@ -568,16 +521,6 @@ class MonitorGate:
                 self.box.close()
             self.monitors = []
             self.inner.close()
-
-
-def _fired(compile: Callable[[bytes], Compiled], wasm: bytes) -> Deferred[Compiled]:
-    """`compile(wasm)` now, as a fired Deferred."""
-    got: Deferred[Compiled] = Deferred()
-    try:
-        got.callback(compile(wasm))
-    except MonitorLoadError as e:
-        got.errback(e)
-    return got
 
 
 def _log_crash(idx: int, inst: Instance, kind: str) -> None:

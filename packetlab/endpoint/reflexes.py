@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate
 from packetlab.endpoint.config import EndpointConfig
-from packetlab.endpoint.monitors import settings_of
+from packetlab.endpoint.monitors import MAX_MODULE, settings_of
 from packetlab.endpoint.sockets import Skt
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
 from packetlab.reflex import abi
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # wasmtime loads only when a reflex is compiled
     from packetlab.endpoint.reflexwarm import Rehearsal, SpinReader
     from packetlab.endpoint.session import Session
     from packetlab.monitor.runtime import Box, Instance
+    from packetlab.monitor.worker import CompileWorker
     from packetlab.reflex.runtime import ReflexCompiled, ReflexInstance
 
 __all__ = ["ReflexGate", "ReflexMemory", "ReflexService", "submit_nsend"]
@@ -67,9 +69,14 @@ _perf = time.perf_counter
 class ReflexService:
     """The endpoint's reflex settings and compiled-module cache."""
 
-    def __init__(self, settings: Settings, enabled: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, enabled: bool = True, worker: CompileWorker | None = None
+    ) -> None:
         self.settings = settings
         self.enabled = enabled
+        #: The endpoint's compile worker (shared with the monitors): a cdata's module not
+        #: in the cache compiles in its thread. None (tests, tools): on the caller's.
+        self.worker = worker
         self._cache: dict[bytes, ReflexCompiled] = {}
         #: While the endpoint busy-polls, attached UDP reflexes are rehearsed every
         #: `warm_every` s of its spin (`warm_on`, packetlab.endpoint.reflexwarm).
@@ -80,8 +87,8 @@ class ReflexService:
         self._due = 0.0
 
     @classmethod
-    def from_config(cls, cfg: EndpointConfig) -> ReflexService:
-        return cls(settings_of(cfg), cfg.reflex_enable)
+    def from_config(cls, cfg: EndpointConfig, worker: CompileWorker | None = None) -> ReflexService:
+        return cls(settings_of(cfg), cfg.reflex_enable, worker)
 
     def warm_on(self, spinner: Any, every_us: int) -> None:
         """Read attached UDP reflexes' sockets from `spinner`'s busy-poll spin (a
@@ -117,17 +124,37 @@ class ReflexService:
                 log.info("reflex rehearsal stopped: {e!r}", e=e)
                 r.ok = False
 
+    def cached(self, digest: bytes) -> bool:
+        return digest in self._cache
+
     def compile(self, wasm: bytes) -> ReflexCompiled:
+        """Compile on this thread (or take it from the cache). Raises `MonitorLoadError`."""
         from packetlab.reflex.runtime import compile_reflex
 
         d = abi.digest(wasm)
         got = self._cache.get(d)
         if got is None:
             got = compile_reflex(wasm)
-            if len(self._cache) >= CACHE:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[d] = got
+            self._keep(d, got)
         return got
+
+    def _keep(self, d: bytes, got: ReflexCompiled) -> None:
+        if d not in self._cache and len(self._cache) >= CACHE:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[d] = got
+
+    def compile_later(self, wasm: bytes) -> Deferred[ReflexCompiled]:
+        """Compile in the endpoint's compile worker (shared with the monitors: one
+        module at a time, once for every session waiting for it, cancelling forgets a
+        waiter, a module that compiles anyway goes into the cache): a Deferred of the
+        `ReflexCompiled` (errback `MonitorLoadError`)."""
+        assert self.worker is not None
+        from packetlab.reflex.runtime import compile_reflex
+
+        d = abi.digest(wasm)
+        return self.worker.submit(
+            "reflex", d, len(wasm), lambda: compile_reflex(wasm), lambda got: self._keep(d, got)
+        )
 
     def install(self, session: Session) -> ReflexGate:
         """Put reflexes in front of `session`'s gate and vmem (# reflex hook)."""
@@ -232,6 +259,7 @@ class ReflexGate:
         n = "any" if self.listed is None else len(self.listed)
         log.debug("reflex digests the chain lists: {n}", n=n)
         self.preloaded: dict[bytes, ReflexCompiled] = {}
+        self._pending: Deferred[ReflexCompiled] | None = None  # a cdata's module compiling
         self.attached: dict[Skt, Attached] = {}
         self.by_sktid: dict[int, Attached] = {}
         self.snapshots: dict[int, _Snapshot] = {}
@@ -259,10 +287,38 @@ class ReflexGate:
             return self.inner.program(hint, data)
         if not self.service.enabled:
             return Status.ECRTBADHINT  # as an endpoint without reflexes
-        status, compiled = self._load(abi.digest(data[1:]) if data else b"", data)
-        if compiled is not None:
-            self.preloaded[compiled.digest] = compiled
-        return status
+        digest = abi.digest(data[1:]) if data else b""
+        service = self.service
+        if service.worker is None or not self._may_load(digest, data) or service.cached(digest):
+            status, compiled = self._load(digest, data)
+            if compiled is not None:
+                self.preloaded[compiled.digest] = compiled
+            return status
+        # In the compile worker's thread: the session answers when this fires and
+        # handles no request meanwhile (docs/reflexes.md "Loading").
+        pending = self._pending = service.compile_later(data[1:])
+        return pending.addCallbacks(self._preloaded, self._refused, errbackArgs=(digest,))
+
+    def _preloaded(self, compiled: ReflexCompiled) -> Status:
+        self._pending = None
+        self.preloaded[compiled.digest] = compiled
+        return Status.SUCCESS
+
+    def _refused(self, failure: Failure, digest: bytes) -> Status:
+        """A module that failed to compile (a session that ended: passed on)."""
+        self._pending = None
+        failure.trap(MonitorLoadError)
+        log.warn("reflex {d} refused: {e}", d=digest.hex()[:16], e=failure.getErrorMessage())
+        return Status.ECRTBADHDAT
+
+    def _attach_refused(self, failure: Failure, digest: bytes) -> None:
+        # A rattach's answer: the session itself puts nothing.
+        self.session.outbox.put(_R[self._refused(failure, digest)])
+
+    def _attach_compiled(self, compiled: ReflexCompiled, msg: rw.Attach) -> None:
+        self._pending = None
+        if self.session.ended is None:
+            self._attach(msg, compiled)  # checks the socket again: answered by now
 
     def start(self) -> tuple[Result | None, list[bytes]]:
         verdict = self.inner.start()
@@ -301,6 +357,9 @@ class ReflexGate:
         return NDATA_DROP
 
     def close(self) -> None:
+        if self._pending is not None:  # the session ended while its module compiled
+            self._pending.cancel()
+            self._pending = None
         for a in list(self.attached.values()):
             self._drop(a, rw.STAT_DETACHED)
         self.inner.close()
@@ -323,7 +382,8 @@ class ReflexGate:
             log.info("malformed reflex request: {e}", e=str(e))
             out.put(_R[Status.ECTLBADMSG])
 
-    def _attach(self, msg: rw.Attach) -> None:
+    def _attach(self, msg: rw.Attach, compiled: ReflexCompiled | None = None) -> None:
+        """Answer a rattach; `compiled`: its program, compiled meanwhile in the worker."""
         out = self.session.outbox
         if not self.service.enabled:
             return out.put(_R[Status.ECTLNOTSUP])
@@ -337,7 +397,26 @@ class ReflexGate:
         old = self.by_sktid.get(msg.sktid)
         if old is not None:  # left by a socket closed since: its box goes now
             self._drop(old, rw.STAT_DETACHED)
-        if msg.program:
+        if compiled is not None:
+            pass
+        elif msg.program:
+            service = self.service
+            if (
+                service.worker is not None
+                and self._may_load(msg.digest, msg.program)
+                and not service.cached(msg.digest)
+            ):
+                # In the compile worker's thread: the session handles no request until
+                # this one is answered (docs/reflexes.md "Loading").
+                pending = self._pending = service.compile_later(msg.program[1:])
+                pending.addCallbacks(
+                    self._attach_compiled,
+                    self._attach_refused,
+                    callbackArgs=(msg,),
+                    errbackArgs=(msg.digest,),
+                )
+                self.session.wait_for(pending)
+                return None
             status, compiled = self._load(msg.digest, msg.program)
             if compiled is None:
                 return out.put(_R[status])
@@ -410,11 +489,30 @@ class ReflexGate:
         self._drop(a, rw.STAT_DETACHED)
         self.session.outbox.put(_OK)
 
+    def _may_load(self, digest: bytes, program: bytes) -> bool:
+        """`program` is an encoded module of this `digest` the chain lists, not too large."""
+        return (
+            bool(program)
+            and program[0] == PKTLAB_WASM
+            and len(program) - 1 <= MAX_MODULE
+            and abi.digest(program[1:]) == digest
+            and (self.listed is None or digest in self.listed)
+        )
+
     def _load(self, digest: bytes, program: bytes) -> tuple[Status, ReflexCompiled | None]:
+        """Check and compile `program` on this thread (or take it from the cache)."""
         if not program or program[0] != PKTLAB_WASM or abi.digest(program[1:]) != digest:
             return Status.ECRTBADHDAT, None
         if self.listed is not None and digest not in self.listed:
             log.info("reflex {d} refused: the chain does not list it", d=digest.hex())
+            return Status.ECRTBADHDAT, None
+        if len(program) - 1 > MAX_MODULE:
+            log.warn(
+                "reflex {d} refused: the module is {n} bytes (at most {max})",
+                d=digest.hex()[:16],
+                n=len(program) - 1,
+                max=MAX_MODULE,
+            )
             return Status.ECRTBADHDAT, None
         try:
             return Status.SUCCESS, self.service.compile(program[1:])

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from packetlab.endpoint.reflexes import ReflexGate, ReflexService
     from packetlab.endpoint.session import Session
     from packetlab.endpoint.sockets import Skt
+    from packetlab.monitor.worker import CompileWorker
     from packetlab.wire.constants import Status
     from packetlab.wire.framer import Unknown
     from packetlab.wire.messages import Message, Result
@@ -56,8 +57,9 @@ def caps_record(enabled: bool) -> bytes:
 class Reflexes:
     """The endpoint's reflexes: `ReflexService` of the config, made when first needed."""
 
-    def __init__(self, cfg: EndpointConfig) -> None:
+    def __init__(self, cfg: EndpointConfig, worker: CompileWorker | None = None) -> None:
         self._cfg = cfg
+        self._worker = worker  # the endpoint's compile worker, shared with the monitors
         self._service: ReflexService | None = None
         self.caps = caps_record(cfg.reflex_enable)
 
@@ -70,7 +72,7 @@ class Reflexes:
         if self._service is None:
             from packetlab.endpoint.reflexes import ReflexService
 
-            self._service = ReflexService.from_config(self._cfg)
+            self._service = ReflexService.from_config(self._cfg, self._worker)
         return self._service
 
     def warm_on(self, spinner: Any, every_us: int) -> None:

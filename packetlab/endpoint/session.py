@@ -196,7 +196,7 @@ class Session:
         self.extension: Callable[[Unknown], None] | None = None
         #: A cdata's program compiling in a worker thread: its driver (the protocol) hands
         #: no request to `handle` until it fires, and `on_ready` is called then.
-        self.waiting: Deferred[Status] | None = None
+        self.waiting: Deferred[Any] | None = None  # or a rattach's module (`wait_for`)
         self.on_ready: Callable[[], None] | None = None
         self._held: list[Item] = []
 
@@ -240,12 +240,18 @@ class Session:
         if not isinstance(status, Deferred):
             self.outbox.put(_R[status])
             return
-        self.waiting = status
-        status.addCallbacks(self._programmed, self._program_failed)
+        self.wait_for(status)
 
-    def _programmed(self, status: Status) -> None:
+    def wait_for(self, pending: Deferred[Any]) -> None:
+        """Handle no request until `pending` fires (a module compiling in a worker
+        thread): then answer its `Status` (None: the request was answered already) and
+        handle the requests held meanwhile. Cancelled if the session closes first."""
+        self.waiting = pending
+        pending.addCallbacks(self._programmed, self._program_failed)
+
+    def _programmed(self, status: Status | None) -> None:
         self.waiting = None
-        if self.ended is None:
+        if self.ended is None and status is not None:
             self.outbox.put(_R[status])
         held, self._held = self._held, []
         for i, item in enumerate(held):

@@ -253,9 +253,12 @@ def makeService(options: Options) -> IService:
     monitors: MonitorHost = options["monitor_host"]
     from twisted.internet.threads import deferToThread
 
-    # Certificate monitors compile in the reactor's thread pool, one at a time (a 1 MiB
-    # module takes seconds: docs/performance.md "Monitors").
-    monitors.runner = deferToThread
+    from packetlab.monitor.worker import CompileWorker
+
+    # Certificate monitors and reflexes compile in the reactor's thread pool, one module
+    # at a time for both (a 1 MiB module takes seconds: docs/performance.md "Monitors").
+    compiler = CompileWorker(deferToThread)
+    monitors.worker = compiler
     for aux in monitors.aux:
         if isinstance(aux.compiled, Exception):  # every start answers ECTLMONUKN
             log.error("aux monitor {path} cannot load: {e}", path=aux.path, e=aux.compiled)
@@ -268,7 +271,7 @@ def makeService(options: Options) -> IService:
 
     from packetlab.endpoint.reflexhook import Reflexes  # reflex hook
 
-    reflexes = Reflexes(cfg)  # reflex hook: loaded on a session's first reflex request
+    reflexes = Reflexes(cfg, compiler)  # reflex hook: loaded on a session's first reflex request
     reflexes.warm_on(spinner, cfg.reflex_warm_us)  # reflex hook (docs/reflexes.md)
 
     from packetlab.heaptrim import IdleTrim, trim_after_startup  # memory hooks

@@ -76,7 +76,7 @@ async def send_gap(
     recorder: PcapRecorder | None = None,
 ) -> SendGapResult:
     """One train of `count` datagrams `gap_ns` apart to `host:port`, the first `lead_ns`
-    after the endpoint's clock was read (default: send_train's 50 ms + 20 µs a packet).
+    after the endpoint's clock was read (default: send_train's adaptive lead).
     `recorder` gets every datagram sent, at its ntag time (from a port chosen here)."""
 
     def payload(i: int) -> bytes:  # the sequence number, zero-padded (send_train's default)

@@ -229,8 +229,9 @@ class ProxyService(service.MultiService):
     def _failed(self, f: Any, name: str) -> None:
         from twisted.internet import reactor
 
-        log.error("cannot listen on the {name} port: {why}", name=name, why=f.getErrorMessage())
-        stop_daemon(reactor)
+        why = f"cannot listen on the {name} port: {f.getErrorMessage()}"
+        log.error("{why}", why=why)
+        stop_daemon(reactor, why)  # under twistd: that line on stderr too, exit status 1
 
     def stopService(self) -> Any:
         super().stopService()

@@ -20,6 +20,7 @@ from packetlab import wire
 from packetlab.monitor import abi
 from packetlab.monitor.template import monitor_wat
 from packetlab.ppks import CertLimits
+from packetlab.reflex.template import reflex_wat
 from packetlab.wire.constants import Status
 
 S = Status
@@ -320,3 +321,37 @@ def test_endpoint_serves_a_new_session_while_a_monitor_compiles(tls_world: Any) 
     assert [m.NAME for m in got[2:]] == ["linfo", "mdata"]
     assert ep.output().count("compiling monitor") == 2  # the start line and "took"
     c2.close()
+
+
+def test_a_reflex_compiles_in_the_worker_the_monitors_share(tls_world: Any) -> None:
+    """A ~300 KB certificate monitor and a ~300 KB reflex (one long function each: seconds
+    to compile) in one session's SETUP: both compile in the endpoint's one compile worker,
+    the reflex after the monitor (one module at a time), and the answers come in request
+    order: cdata, cdata, start, then the monitor's linfo and the mread's mdata."""
+    body = "(local.get $x)" + "(i32.add (i32.const 1))" * 100_000 + "(drop)"
+    extra = f"(func $f0 (param $x i32) {body})"
+    mon = bytes(wat2wasm(monitor_wat(ALLOW, extra=extra)))
+    rfx = bytes(wat2wasm(reflex_wat("(i32.const 1)", extra=extra)))
+    limits = CertLimits(monitor_digests=(abi.digest(mon),), reflex_digests=(abi.digest(rfx),))
+    ctl, ep = tls_world(limits)
+    c = ctl.accept()
+    c.send(
+        wire.Cdata(b"monitor", abi.encode(mon)),
+        wire.Cdata(b"reflex", abi.encode(rfx)),
+        wire.Start(),
+        wire.Mread(addr=0x20, len=1),
+    )
+    got = [c.next(timeout=120) for _ in range(5)]
+    assert got[:3] == [wire.Result(0), wire.Result(0), wire.Result(0)]
+    assert [m.NAME for m in got[3:]] == ["linfo", "mdata"]
+    out = ep.output()
+    lines = [ln for ln in out.splitlines() if "compiling " in ln]
+    kinds = [("monitor" if "compiling monitor" in ln else "reflex", "took" in ln) for ln in lines]
+    assert kinds == [
+        ("monitor", False),
+        ("monitor", True),
+        ("reflex", False),
+        ("reflex", True),
+    ], lines  # one at a time: the reflex starts once the monitor is done
+    c.close()
+    assert "Traceback" not in out

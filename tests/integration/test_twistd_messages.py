@@ -164,16 +164,38 @@ def test_without_n_and_without_logfile_it_names_the_cwd(tmp_path: Path, home: Pa
             time.sleep(0.1)
 
 
-@pytest.mark.parametrize("tap", ["pktbroker", "pktproxy"])
-def test_a_port_in_use_stops_the_daemon_with_one_line(tmp_path: Path, home: Path, tap: str) -> None:
+@pytest.mark.parametrize(
+    ("tap", "option"),
+    [
+        ("pktbroker", "--publish"),
+        ("pktbroker", "--subscribe"),  # after the publish port was bound
+        ("pktproxy", "--setup"),
+        ("pktproxy", "--endpoints"),
+    ],
+)
+def test_a_port_in_use_stops_the_daemon_with_one_line_and_status_1(
+    tmp_path: Path, home: Path, tap: str, option: str
+) -> None:
     """Found while twistd starts the service, before the reactor runs: the daemon used to
-    stay up without that port (its `reactor.stop()` raised ReactorNotRunning)."""
+    stay up without that port (its `reactor.stop()` raised ReactorNotRunning), then to exit
+    0. Now: one line on stderr naming the address and the OS error, exit status 1, after
+    twistd's own clean-up (its pid file is gone). pktendpoint listens on no port: it is
+    always the TCP client (docs/usability.md)."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        busy = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        port = taken.getsockname()[1]
         args = background_args(tap)
-        args[args.index("--publish" if tap == "pktbroker" else "--setup") + 1] = busy
-        got = twistd(tmp_path, home, "-n", tap, *args)  # times out if it stays up
+        args[args.index(option) + 1] = f"tcp:{port}:interface=127.0.0.1"
+        t0 = time.monotonic()
+        got = twistd(tmp_path, home, "-n", tap, *args)  # times out (60 s) if it stays up
+        took = time.monotonic() - t0
+    assert got.returncode == 1, (got.returncode, got.stderr, got.stdout)
+    assert took < 30, took  # it stops at once: start-up is ~0.5 s
     assert "Address already in use" in got.stdout and "Main loop terminated" in got.stdout
-    assert "Traceback" not in got.stdout, got.stdout
+    assert "Traceback" not in got.stdout + got.stderr, got.stdout
+    lines = [ln for ln in got.stderr.splitlines() if ln.startswith(f"twistd {tap}: ")]
+    assert len(lines) == 1, got.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "Address already in use" in lines[0], lines[0]
+    assert "cannot listen" in lines[0]
+    assert not (tmp_path / "twistd.pid").exists()  # twistd cleaned up before the exit

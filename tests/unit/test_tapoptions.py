@@ -1,15 +1,30 @@
-"""`packetlab.tapoptions`: the twistd plugins' one-line option errors and the notice before
-going to the background, under twistd (options with a parent) and elsewhere (none)."""
+"""`packetlab.tapoptions`: the twistd plugins' one-line option errors, the notice before
+going to the background, and the exit status of a daemon stopped because it cannot work,
+under twistd (options with a parent) and elsewhere (none). The exit status itself is
+tested with real twistd processes (tests/integration/test_twistd_messages.py)."""
 
 from __future__ import annotations
 
+import atexit
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.error import ReactorNotRunning
+from twisted.internet.testing import MemoryReactor
 from twisted.python import usage
 
-from packetlab.tapoptions import TapOptions, tap_service
+from packetlab.tapoptions import TapOptions, _Exit, stop_daemon, tap_service
+
+
+@pytest.fixture(autouse=True)
+def disarmed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Making a service under twistd arms the exit status: never for pytest's process."""
+    monkeypatch.setattr(_Exit, "tapname", None)
+    monkeypatch.setattr(_Exit, "status", 0)
+    yield
+    atexit.unregister(_Exit.at_exit)
 
 
 class Opts(TapOptions):
@@ -84,3 +99,41 @@ def test_going_to_the_background_is_announced(capsys: pytest.CaptureFixture[str]
     make(under_twistd(nodaemon=False, pidfile=""))
     err = capsys.readouterr().err
     assert f"log in {Path.cwd() / 'twistd.log'}, pid in none;" in err
+
+
+class Reactor(MemoryReactor):
+    """Whose `stop` raises when not running, as a real reactor's."""
+
+    stops = 0
+
+    def stop(self) -> None:
+        if not self.running:
+            raise ReactorNotRunning("Can't stop reactor that isn't running.")
+        self.stops += 1
+        super().stop()
+
+
+def test_stop_daemon_outside_twistd_only_stops(capfd: pytest.CaptureFixture[str]) -> None:
+    reactor = Reactor()
+    reactor.running = True
+    stop_daemon(reactor, "cannot listen on the setup port: in use")
+    assert reactor.hasStopped and capfd.readouterr().err == "" and _Exit.status == 0
+
+
+def test_stop_daemon_under_twistd_says_why_once_and_sets_the_status(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    make(under_twistd(nodaemon=True))
+    reactor = Reactor()  # not running yet: twistd starts the services first
+    stop_daemon(
+        reactor, "cannot listen on the setup port: Couldn't listen on\n 127.0.0.1:9: in use"
+    )
+    stop_daemon(reactor, "cannot listen on the endpoints port: in use")  # the first reason only
+    assert capfd.readouterr().err == (
+        "twistd pktdemo: cannot listen on the setup port: Couldn't listen on 127.0.0.1:9: in use\n"
+    )
+    assert _Exit.status == 1 and not reactor.hasStopped
+    reactor.running = True  # the reactor starts: both calls stop it, the second quietly
+    for f, args, kwargs in reactor.whenRunningHooks:
+        f(*args, **kwargs)
+    assert reactor.stops == 1

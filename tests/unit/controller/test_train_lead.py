@@ -10,8 +10,15 @@ from ctl_fakes import FakeEndpoint, Rig
 from twisted.internet.task import Clock
 
 from packetlab.controller import send_train
-from packetlab.controller.train import LEAD_MIN_NS, LEAD_PROBES, measure_lead
-from packetlab.wire import Mread
+from packetlab.controller.train import (
+    LEAD_MIN_NS,
+    LEAD_NSEND_COST,
+    LEAD_PROBE_NS,
+    LEAD_PROBES,
+    LEAD_RTTS,
+    measure_lead,
+)
+from packetlab.wire import Mread, Nsend
 
 COST_S = 0.0001  # the fake endpoint's time per request
 
@@ -32,13 +39,47 @@ def busy_rig() -> Rig:
     return Rig(endpoint=BusyEndpoint)
 
 
+RUN_US, STALL_US = 20_000, 30_000  # a CPU 40% of the time, in 20 ms slices
+NSEND_X = 6  # an nsend costs 6 mreads (in-process endpoint over TLS, session 10)
+
+
+class SlicedEndpoint(BusyEndpoint):
+    """A loaded machine: the endpoint gets a CPU RUN_US of every RUN_US + STALL_US (its
+    time slices, counted from the first mread), and an nsend costs NSEND_X mreads."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.epoch: int | None = None
+
+    def handle(self, msg: Any) -> None:
+        now = round(self.clock.seconds() * 1e6)
+        if self.epoch is None and isinstance(msg, Mread):
+            self.epoch = now
+        if self.epoch is None:
+            FakeEndpoint.handle(self, msg)
+            return
+        cost = round(COST_S * 1e6) * (NSEND_X if isinstance(msg, Nsend) else 1)
+        t = max(round(self.free_at * 1e6), now)
+        while cost > 0:  # spend the cost in the run windows only
+            phase = (t - self.epoch) % (RUN_US + STALL_US)
+            if phase >= RUN_US:
+                t += RUN_US + STALL_US - phase
+                continue
+            used = min(cost, RUN_US - phase)
+            t += used
+            cost -= used
+        self.free_at = t / 1e6
+        self.clock.callLater(self.free_at - self.clock.seconds(), FakeEndpoint.handle, self, msg)
+
+
 def test_the_lead_covers_the_time_to_queue_the_train() -> None:
     rig = busy_rig()
     rig.run(rig.session.ready)
     count = 500
     report = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 100_000), step=0.0001)
     reads = [m for m in rig.endpoint.received if isinstance(m, Mread)]
-    assert len(reads) == 1 + LEAD_PROBES  # the TIME read, then the probe
+    # the TIME read and LEAD_RTTS more, then the probe: rounds of LEAD_PROBES
+    assert (len(reads) - 1 - LEAD_RTTS) % LEAD_PROBES == 0
     # queuing 500 nsends takes 500 * COST_S = 50 ms here; the lead is several times that
     assert report.lead > LEAD_MIN_NS + count * 3 * COST_S * 1e9
     assert report.queued_ahead is not None and report.queued_ahead > 0
@@ -66,3 +107,49 @@ def test_measure_lead_grows_with_the_train_and_the_cost_per_request() -> None:
     long = rig.run(measure_lead(rig.session, 1000), step=0.0001)
     assert LEAD_MIN_NS < short < long
     assert long - short > 990 * 3 * COST_S * 1e9
+
+
+def test_the_lead_covers_the_train_on_a_time_sliced_machine() -> None:
+    """The flaky udp_train case (session 10): 32 mreads fit in one time slice and see the
+    unloaded cost, the train's nsends take many slices at 40% of a CPU. The probe runs for
+    LEAD_PROBE_NS in rounds and counts the slices lost in it."""
+    rig = Rig(endpoint=SlicedEndpoint)
+    rig.run(rig.session.ready)
+    count = 500  # 500 * 6 * 0.1 ms = 300 ms of CPU: 750 ms at 40%
+    report = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 100_000), step=0.0001)
+    assert report.queued_ahead is not None and report.queued_ahead > 0, report.queued_ahead
+    assert report.lead > 750_000_000
+    assert report.sent_count == count
+    reads = [m for m in rig.endpoint.received if isinstance(m, Mread)]
+    assert len(reads) > 1 + LEAD_RTTS + LEAD_PROBES  # more than one round
+
+
+def test_a_short_train_probes_one_round() -> None:
+    """A train queued faster than the first round's time needs no more rounds."""
+    rig = busy_rig()
+    rig.run(rig.session.ready)
+    rig.run(send_train(rig.session, "127.0.0.1", 9000, 2, 100_000), step=0.0001)
+    reads = [m for m in rig.endpoint.received if isinstance(m, Mread)]
+    assert len(reads) == 1 + LEAD_RTTS + LEAD_PROBES
+    assert LEAD_PROBE_NS > 2 * LEAD_NSEND_COST * COST_S * 1e9  # (the window is the train's)
+
+
+class SlowFirstRead(BusyEndpoint):
+    """Its first mread (the train's TIME read) lost its CPU for 20 ms."""
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Mread) and not getattr(self, "stalled", False):
+            self.stalled = True
+            self.free_at = self.clock.seconds() + 0.020
+        super().handle(msg)
+
+
+def test_one_slow_round_trip_does_not_make_the_lead_the_floor() -> None:
+    """The round trip subtracted from a round is the fastest of several: one that lost its
+    CPU made every request free and the lead 20 ms + 2 round trips (session 10)."""
+    rig = Rig(endpoint=SlowFirstRead)
+    rig.run(rig.session.ready)
+    count = 2000  # 200 ms to queue
+    report = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 10_000), step=0.0001)
+    assert report.queued_ahead is not None and report.queued_ahead > 0, report.queued_ahead
+    assert report.lead > count * COST_S * 1e9

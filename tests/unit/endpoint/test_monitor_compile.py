@@ -21,6 +21,7 @@ from packetlab.endpoint.monitors import MonitorGate, MonitorHost
 from packetlab.endpoint.protocol import SETUP_TIMEOUT, WAIT_BUFFER, ControllerProtocol
 from packetlab.endpoint.session import Session
 from packetlab.monitor import abi
+from packetlab.monitor.worker import CompileWorker
 from packetlab.wire import vmem
 from packetlab.wire.constants import Status
 
@@ -91,7 +92,7 @@ def cdata(mod: bytes) -> wire.Cdata:
 
 def threaded(tmp_path: Path) -> tuple[MonitorHost, Jobs]:
     h = host(tmp_path)
-    h.runner = jobs = Jobs()
+    h.worker = CompileWorker(jobs := Jobs())
     return h, jobs
 
 
