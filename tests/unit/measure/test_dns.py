@@ -3,9 +3,11 @@ replies, the default server from the endpoint's memory, and bad input."""
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -15,14 +17,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
-from ctl_fakes import Rig
+from ctl_fakes import FakeEndpoint, Rig
+from test_traceroute_fakes import icmp_packet
+from twisted.internet.task import Clock
 
 from packetlab.endpoint.config import parse_config
 from packetlab.endpoint.memory import system_image
-from packetlab.measure.dns import DnsError, dns_query, parse_qtype, resolver_of
-from packetlab.wire import Nopen, Nsend, Proto
+from packetlab.measure.dns import DnsError, dns_query, parse_qtype, presentation, resolver_of
+from packetlab.measure.packets import PROTO_UDP, ip_packet, udp_segment
+from packetlab.wire import Ncap, Ndata, Nopen, Nsend, Proto
 
 SERVER = ("192.0.2.53", 53)
+EP = "192.0.2.1"  # the endpoint's address (IcmpEndpoint)
 
 
 def answer(query: bytes, *records: str, tc: bool = False, rcode: int = 0) -> bytes:
@@ -183,3 +189,206 @@ def test_qtype_and_resolv_conf_parsing() -> None:
     ]  # fmt: skip
     text = "# c\nsearch x\nnameserver 10.0.0.53\nnameserver fe80::1%eth0\nnameserver ::1\nbad\n"
     assert resolver_of(text) == ["10.0.0.53", "::1"]
+
+
+# -- EDNS, DNSSEC, sections, families, malformed replies, closed ports (dig's gaps) ------------
+
+
+def test_dnssec_sets_do_and_rrsig_is_shown_as_dig() -> None:
+    rig = Rig()
+    sig = "A 13 2 300 20270101000000 20261201000000 4242 test. " + "QUJD" * 22
+    rig.endpoint.udp_servers[SERVER] = udp_server(
+        "a.test. 300 A 192.0.2.1", f"a.test. 300 RRSIG {sig}"
+    )
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", dnssec=True, payload=4096))
+    (send,) = [m for m in rig.endpoint.received if isinstance(m, Nsend)]
+    q = dns.message.from_wire(send.data)
+    assert q.edns == 0 and q.ednsflags & dns.flags.DO and q.payload == 4096
+    rrsig = next(a for a in r.answers if a.type == "RRSIG")
+    b64 = "QUJD" * 22  # 88 characters: BIND cuts base64 into 56-character words
+    assert rrsig.data == sig.replace(b64, b64[:56] + " " + b64[56:])
+
+
+def test_no_edns_and_edns_version() -> None:
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = udp_server("a.test. 1 A 192.0.2.1")
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", edns=False))
+    (send,) = [m for m in rig.endpoint.received if isinstance(m, Nsend)]
+    assert dns.message.from_wire(send.data).edns == -1 and r.edns is None
+    with pytest.raises(DnsError, match="payload 70000 out of range"):
+        rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", payload=70000))
+
+
+def test_badvers_is_asked_again_with_version_0() -> None:
+    def server(query: bytes) -> list[bytes]:
+        q = dns.message.from_wire(query)
+        r = dns.message.make_response(q)
+        if q.edns > 0:
+            r.use_edns(0, 0, 1232)
+            r.set_rcode(dns.rcode.BADVERS)
+        else:
+            r.answer.append(dns.rrset.from_text("a.test.", 1, "IN", "A", "192.0.2.1"))
+        return [r.to_wire()]
+
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = server
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", edns=1))
+    versions = [dns.message.from_wire(m.data).edns for m in rig.endpoint.received
+                if isinstance(m, Nsend)]  # fmt: skip
+    assert versions == [1, 0] and r.rcode == "NOERROR" and len(r.answers) == 1
+    assert r.notes == ["BADVERS, retrying with EDNS version 0."]
+
+
+def test_sections_header_and_opt_are_kept() -> None:
+    def server(query: bytes) -> list[bytes]:
+        q = dns.message.from_wire(query)
+        r = dns.message.make_response(q)
+        r.use_edns(0, dns.flags.DO, 1232)
+        r.flags |= dns.flags.AA
+        r.set_rcode(dns.rcode.NXDOMAIN)
+        r.authority.append(
+            dns.rrset.from_text("test.", 60, "IN", "SOA", "ns.test. h.test. 1 2 3 4 5")
+        )
+        r.additional.append(dns.rrset.from_text("ns.test.", 60, "IN", "A", "192.0.2.9"))
+        return [r.to_wire()]
+
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = server
+    r = rig.run(dns_query(rig.session, "nope.test", server="192.0.2.53", dnssec=True))
+    (send,) = [m for m in rig.endpoint.received if isinstance(m, Nsend)]
+    assert r.id == dns.message.from_wire(send.data).id and r.opcode == "QUERY"
+    assert (r.rcode, r.counts, r.answers) == ("NXDOMAIN", (1, 0, 1, 2), [])
+    assert [a.to_dict() for a in r.authority] == [
+        {"name": "test.", "type": "SOA", "ttl": 60, "data": "ns.test. h.test. 1 2 3 4 5"}
+    ]
+    assert [a.data for a in r.additional] == ["192.0.2.9"]
+    assert r.edns == {"version": 0, "flags": ["do"], "mbz": 0, "udp": 1232, "options": []}
+    assert {"AA", "QR", "RD"} <= set(r.flags)
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [lambda w: w[:-3], lambda w: w[:14] + b"\xff" * 9],
+    ids=["truncated-opt", "bad-pointer"],
+)
+def test_a_malformed_reply_is_one_clear_error(cut: object) -> None:
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = lambda q: [cut(answer(q, "a.test. 1 A 192.0.2.1"))]  # type: ignore[operator]
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=5))
+    assert r.error_kind == "malformed" and r.rcode is None
+    assert r.error is not None and r.error.startswith("malformed reply from 192.0.2.53#53: ")
+    assert "\n" not in r.error and rig.clock.seconds() < 1  # at once, not after the tries
+
+
+def test_family_picks_the_default_server_and_checks_a_given_one() -> None:
+    rig = Rig()
+    both = ["VMemLocalDNSAddrStrIPv4 192.0.2.53", "VMemLocalDNSAddrStrIPv6 2001:db8::53"]
+    rig.endpoint.memory = system_image(parse_config(both))
+    rig.endpoint.udp_servers[("2001:db8::53", 53)] = udp_server("a.test. 1 A 192.0.2.1")
+    r = rig.run(dns_query(rig.session, "a.test", family=6))
+    assert (r.server, r.rcode) == ("2001:db8::53", "NOERROR")
+    with pytest.raises(DnsError, match="-4: the server 2001:db8::53 is not an IPv4 address"):
+        rig.run(dns_query(rig.session, "a.test", server="2001:db8::53", family=4))
+    rig.endpoint.memory = system_image(parse_config(["VMemLocalDNSAddrStrIPv4 192.0.2.53"]))
+    with pytest.raises(DnsError, match="no IPv6 DNS server configured"):
+        rig.run(dns_query(rig.session, "a.test", family=6))
+
+
+def test_presentation_of_hex_fields_is_bind_s() -> None:
+    import dns.rdata
+
+    def text(rtype: str, data: str) -> str:
+        return presentation(dns.rdata.from_text("IN", rtype, data))
+
+    digest = "ab" * 32
+    assert text("DS", f"4242 13 2 {digest}") == f"4242 13 2 {'AB' * 28} {'AB' * 4}"
+    assert text("SSHFP", "4 1 " + "0f" * 20) == "4 1 " + "0F" * 20
+    assert text("NSEC3PARAM", "1 0 10 aabb") == "1 0 10 AABB"
+    assert text("NSEC3", "1 0 0 - 2vptu5timamqttgl4luu9kg21e0aor3s A RRSIG") == (
+        "1 0 0 - 2VPTU5TIMAMQTTGL4LUU9KG21E0AOR3S A RRSIG"
+    )
+
+
+class IcmpEndpoint(FakeEndpoint):
+    """The scripted endpoint with raw sockets (or without, `raw=False`): a UDP datagram to
+    a port in `closed` gets an ICMP port unreachable, `delay` s later, on each raw socket
+    with an ncap."""
+
+    def __init__(self, clock: Clock, raw: bool = True) -> None:
+        super().__init__(clock)
+        conf = ["TransprotoSup raw,tcp,udp" if raw else "TransprotoSup tcp,udp",
+                f"VMemLocalAddrStrIPv4 {EP}/24"]  # fmt: skip
+        self.memory = system_image(parse_config(conf))
+        self.closed: set[tuple[str, int]] = set()
+        self.ncaps: list[Ncap] = []
+        self.delay = 0.01
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Ncap):
+            self.ncaps.append(msg)
+            self.result()
+            return
+        super().handle(msg)
+        if isinstance(msg, Nsend) and msg.proto == Proto.UDP and msg.raddr is not None:
+            to = (str(ipaddress.ip_address(msg.raddr)), msg.rport or 0)
+            nopen = self.sockets[msg.sktid]["msg"]
+            if to in self.closed:
+                udp = udp_segment(EP, to[0], nopen.lport, to[1], msg.data)
+                quoted = ip_packet(EP, to[0], PROTO_UDP, udp)
+                icmp = icmp_packet(to[0], EP, 3, 3, bytes(4), quoted)
+                self.clock.callLater(self.delay, self.unreachable, icmp)
+
+    def unreachable(self, packet: bytes) -> None:
+        capturing = {m.sktid for m in self.ncaps}
+        for sktid, skt in list(self.sockets.items()):
+            if skt["proto"] == Proto.RAW and sktid in capturing:
+                self.send(Ndata(sktid, skt["family"], Proto.RAW, self.now(), packet))
+
+
+def icmp_rig(raw: bool = True) -> tuple[Rig, IcmpEndpoint]:
+    rig = Rig(endpoint=lambda clock: IcmpEndpoint(clock, raw))
+    assert isinstance(rig.endpoint, IcmpEndpoint)
+    return rig, rig.endpoint
+
+
+def test_a_closed_port_is_connection_refused_at_once_with_raw_sockets() -> None:
+    rig, ep = icmp_rig()
+    ep.closed.add(SERVER)
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=2, attempts=3))
+    assert r.error_kind == "refused" and r.tries == 1 and rig.clock.seconds() < 0.5
+    assert r.error == (
+        "connection refused: 192.0.2.53#53 answered with ICMP port unreachable (from "
+        "192.0.2.53); nothing listens there"
+    )
+    assert len(ep.ncaps) == 1
+    assert ep.sockets == {}  # the capture is closed afterwards, and the UDP socket
+    # an open port on the same endpoint: the answer, as before
+    rig, ep = icmp_rig()
+    ep.udp_servers[SERVER] = udp_server("a.test. 1 A 192.0.2.1")
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53"))
+    assert r.rcode == "NOERROR" and r.error is None
+
+
+def test_an_unreachable_quoting_another_port_is_not_ours() -> None:
+    rig, ep = icmp_rig()
+    ep.closed.add(SERVER)
+    real = ep.unreachable
+
+    def other_port(packet: bytes) -> None:  # the quoted source port + 1
+        b = bytearray(packet)
+        b[48:50] = ((b[48] << 8 | b[49]) + 1 & 0xFFFF).to_bytes(2, "big")
+        real(bytes(b))
+
+    ep.unreachable = other_port  # type: ignore[method-assign]
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=0.5))
+    assert r.error_kind == "timeout" and r.tries == 2
+
+
+def test_without_raw_sockets_a_closed_port_is_no_answer_and_says_why() -> None:
+    rig, ep = icmp_rig(raw=False)
+    ep.closed.add(SERVER)
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=0.5))
+    assert r.error_kind == "timeout" and r.error is not None
+    assert r.error.startswith("no answer from 192.0.2.53 over UDP (2 x 0.5 s); a closed port "
+                              "cannot be told from a silent server")  # fmt: skip
+    assert "TRANSSUP has no raw" in r.error and ep.ncaps == []
