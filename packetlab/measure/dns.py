@@ -371,25 +371,44 @@ async def _over_udp(
     wire = query.to_wire()
     reactor = session.reactor
     inbox = _Inbox(reactor)
-    local: tuple[str, int] | None = None
-    if recorder is not None or icmp:  # a port we choose, so the capture can name it
-        local = await local_udp_end(session, server)
     cap: RawCapture | None = None
     why: str | None = "not asked"
-    if icmp and local is not None:
-        cap, why = await _open_watch(session, server, local[1], result.port, timeout * attempts)
-    if cap is not None:
-        cap.sock.buffering = False
-        cap.sock.add_callback(inbox.feeder("icmp"))
-        for note in cap.sock.drain():
-            inbox.feeder("icmp")(note)
+    local: tuple[str, int] | None = None
+    chosen = recorder is not None or icmp  # a port we choose, so a capture can name it
     sktid = session.free_sktid()
     try:
-        sock = await session.nopen_udp(
-            sktid, family=server.version, lport=local[1] if local else 0, buffer=False
-        )
+        for n in range(5):
+            lport = random.randrange(49152, 65536) if chosen else 0
+            try:
+                sock = await session.nopen_udp(
+                    sktid, family=server.version, lport=lport, buffer=False
+                )
+                break
+            except RequestFailed:
+                if not chosen or n == 4:
+                    raise
+                sktid = session.free_sktid()  # that port is taken: another one
         sock.add_callback(inbox.feeder("udp"))
+        if icmp:
+            cap, why = await _open_watch(session, server, lport, result.port, timeout * attempts)
+        if cap is not None:
+            cap.sock.buffering = False
+            cap.sock.add_callback(inbox.feeder("icmp"))
+            for note in cap.sock.drain():
+                inbox.feeder("icmp")(note)
+            local = (str(cap.src), lport)
+        elif recorder is not None:
+            local = ((await local_udp_end(session, server))[0], lport)
         sent: dict[int, int] = {}  # try -> endpoint send time (ns)
+        recorded: set[int] = set()
+
+        def record_sends() -> None:  # each query once in the pcap, when its ntag came
+            if recorder is None or local is None:
+                return
+            for a in sorted(set(sent) - recorded):
+                recorded.add(a)
+                recorder.udp(sent[a], local[0], local[1], str(server), result.port, wire)
+
         for attempt in range(attempts):
             result.tries = attempt + 1
             queued = await session.nsend(sktid, wire, to=(server, result.port), ntag=True)
@@ -417,8 +436,7 @@ async def _over_udp(
                     continue
                 t_sent = sent.get(attempt)
                 if recorder is not None and local is not None:
-                    if t_sent is not None:
-                        recorder.udp(t_sent, local[0], local[1], str(server), result.port, wire)
+                    record_sends()
                     recorder.udp(note.time, str(server), result.port, local[0], local[1], note.data)
                 try:
                     msg = _parse(query, note.data)
@@ -432,8 +450,7 @@ async def _over_udp(
                     result.rtt_us = (note.time - t_sent) / 1000
                 _fill(result, msg, note.data)
                 return msg
-            if recorder is not None and local is not None and attempt in sent:
-                recorder.udp(sent[attempt], local[0], local[1], str(server), result.port, wire)
+            record_sends()
     finally:
         if cap is not None:
             await close_capture(cap)
