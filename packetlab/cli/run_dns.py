@@ -526,7 +526,8 @@ COMMAND = Command(
     name="dns",
     help="DNS queries over UDP or TCP",
     description="Ask a DNS server from the endpoint (UDP, or TCP with --tcp; a truncated "
-    "UDP answer is retried over TCP) and print the answer section like dig.",
+    "UDP answer is retried over TCP) and print what dig prints (--compact: one line per "
+    "query and its answers).",
     configure=configure,
     experiment=experiment,
     row=compact_row,

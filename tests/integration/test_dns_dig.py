@@ -97,6 +97,9 @@ def test_default_sections_and_dnssec_as_dig(port: int) -> None:
                  ";; ADDITIONAL SECTION:", "status: REFUSED", "status: NXDOMAIN"):  # fmt: skip
         assert part in out
     side_by_side(*at, "a.test", "v6.test", "AAAA")  # without +dnssec: no RRSIG, no do
+    out = side_by_side(*at, "+tcp", "+norec", "-t", "MX", "mx.test")
+    assert "(TCP)" in out and "flags: qr aa;" in out
+    assert "1.2.0.192.in-addr.arpa.\t\tIN\tPTR" in side_by_side(*at, "-x", "192.0.2.1")
 
 
 def test_edns_switches_as_dig(port: int) -> None:
