@@ -75,12 +75,12 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+rec": ("norecurse", False), "+short": ("short", True),
              "+noshort": ("short", False), "+dnssec": ("dnssec", True),
              "+nodnssec": ("dnssec", False), "+do": ("dnssec", True),
-             "+nodo": ("dnssec", False), "+noedns": ("edns", -1)}  # fmt: skip
+             "+nodo": ("dnssec", False), "+noedns": ("edns", -1),
+             "+trace": ("trace", True), "+notrace": ("trace", False)}  # fmt: skip
 DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries", "+bufsize": "bufsize",
               "+edns": "edns"}  # fmt: skip
 # dig's display switches: what each +[no]WORD shows (+all/+noall: every one of them)
 SECTIONS = ("cmd", "comments", "question", "answer", "authority", "additional", "stats")
-UNSUPPORTED = {"+trace": "iterative resolution is not built (docs/dns.md, limits)"}
 
 
 def _display(args: argparse.Namespace, word: str) -> bool:
@@ -134,8 +134,6 @@ def dig_style(args: argparse.Namespace) -> None:
                 setattr(args, DIG_VALUES[key], n)
             elif not eq and _display(args, word):
                 pass
-            elif key in UNSUPPORTED:
-                raise RunError(f"{key}: dig option not supported here: {UNSUPPORTED[key]}")
             else:
                 raise RunError(
                     f"{word}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
@@ -246,7 +244,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--norecurse", action="store_true", help="clear the RD bit (ask an authoritative server)"
     )
     p.add_argument(
-        "--dnssec", action="store_true",
+        "--dnssec", action="store_true", default=None,
         help="set the DO bit: DNSSEC records (RRSIG, NSEC...) come too (as dig +dnssec)",
     )  # fmt: skip
     p.add_argument(
@@ -267,6 +265,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="IPv6 only (as dig -6)",
     )  # fmt: skip
     p.add_argument(
+        "--trace", action="store_true",
+        help="resolve iteratively from the server's root NS down, each step shown as it "
+        "comes (as dig +trace; DO bit set, as dig)",
+    )  # fmt: skip
+    p.add_argument(
         "--compact", action="store_true",
         help="instead of dig's sections: one ';;' line per query (rcode, endpoint RTT in "
         "us) then its answer lines, and a summary line",
@@ -275,7 +278,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
-    from packetlab.measure.dns import EDNS_PAYLOAD, dns_query, parse_qtype
+    from packetlab.measure.dns import EDNS_PAYLOAD, dns_query, dns_trace, parse_qtype
 
     dig_style(args)
     plan = [(name, [parse_qtype(t) for t in (types or ["A"])]) for name, types in args.plan]
@@ -284,6 +287,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     server, port = split_server(args.server, args.family) if args.server else (None, None)
     if server is not None and args.family is not None and (":" in server) != (args.family == 6):
         raise RunError(f"-{args.family}: the server {server} is not an IPv{args.family} address")
+    if args.trace and args.tcp:
+        raise RunError("+trace over TCP is not built (UDP, with the TCP retry of a truncation)")
     if not 0 < args.wait <= 60 or not 1 <= args.tries <= 10:
         raise RunError("--wait must be in (0, 60] and --tries 1..10")
 
@@ -298,6 +303,22 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     return
                 n += 1
                 progress(f"dns {n}/{total}: {name} {qtype}")
+                if args.trace:
+                    await dns_trace(
+                        session,
+                        name,
+                        qtype,
+                        server=server,
+                        port=port or 53,
+                        timeout=args.wait,
+                        attempts=args.tries,
+                        edns=False if args.edns < 0 else args.edns,
+                        payload=EDNS_PAYLOAD if args.bufsize is None else args.bufsize,
+                        dnssec=args.dnssec is not False,  # on unless +nodnssec, as dig
+                        family=args.family,
+                        on_step=lambda r: emit(r.to_dict()),
+                    )
+                    continue
                 result = await dns_query(
                     session,
                     name,
@@ -310,7 +331,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     recursion=not args.norecurse,
                     edns=False if args.edns < 0 else args.edns,
                     payload=EDNS_PAYLOAD if args.bufsize is None else args.bufsize,
-                    dnssec=args.dnssec,
+                    dnssec=bool(args.dnssec),
                     family=args.family,
                     recorder=recorder,
                 )
@@ -386,8 +407,9 @@ def _opt_lines(edns: Record) -> list[str]:
 def error_lines(r: Record) -> list[str]:
     """A query that got no answer, as dig says it: a communications error per try (a
     reply that does not parse: `Got bad packet`)."""
-    if r.get("error_kind") == "malformed":
-        return [f";; Got bad packet: {r['error']}"]
+    if r.get("error_kind") in ("malformed", "lame"):
+        return [f";; Got bad packet: {r['error']}" if r["error_kind"] == "malformed" else
+                f";; {r['error']}"]  # fmt: skip
     where = f"{r['server']}#{r['port']}"
     what = {"timeout": "timed out", "refused": "connection refused"}.get(
         r.get("error_kind") or "", r["error"]
@@ -405,6 +427,7 @@ class DigText:
         self.user_server: str | None = getattr(args, "user_server", None)
         self.cmdline = " ".join(getattr(args, "cmdline", None) or [])
         self.banner_due = self.show["cmd"] and not self.short
+        self.trace = bool(getattr(args, "trace", False))
 
     def banner(self) -> list[str]:
         if not self.banner_due:
@@ -423,7 +446,7 @@ class DigText:
         lines = [f";; {note}" for note in r.get("notes", [])]
         if "error" in r:
             lines += error_lines(r)
-            if r.get("error_kind") != "malformed":
+            if r.get("error_kind") not in ("malformed", "lame"):
                 lines += self.banner()
                 lines.append(";; no servers could be reached")
             if r.get("error_kind") == "timeout" and "; " in r["error"]:
@@ -433,8 +456,22 @@ class DigText:
             lines += [a["data"] for a in r["answers"]]
             return "\n".join(lines) or None
         lines += self.banner()
+        if self.trace:
+            return "\n".join([*lines, *self.trace_step(r)])
         lines += self.message(r)
         return "\n".join(lines) if lines else None
+
+    def trace_step(self, r: Record) -> list[str]:
+        """A +trace step as dig prints it: the answer and authority records, where they
+        came from and how long it took."""
+        took = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
+        ms = f"{int(took // 1000)}" if took is not None else "?"
+        name = r.get("server_name") or self.user_server or r["server"]
+        return [
+            *(rr_line(a) for a in [*r["answers"], *r.get("authority", [])]),
+            f";; Received {r['size']} bytes from {r['server']}#{r['port']}({name}) in {ms} ms",
+            "",
+        ]
 
     def message(self, r: Record) -> list[str]:
         """The reply: header, OPT pseudosection, sections and statistics as dig shows
@@ -519,7 +556,8 @@ def budget(args: argparse.Namespace) -> float:
     tries = 1 if args.tcp else args.tries
     plan = getattr(args, "plan", None) or [(n, args.types) for n in args.names]
     queries = sum(len(types or ["A"]) for _, types in plan)
-    return queries * (tries + 1) * args.wait
+    steps = 16 if getattr(args, "trace", False) else 1  # measure.dns.TRACE_STEPS
+    return queries * steps * (tries + 1) * args.wait
 
 
 COMMAND = Command(

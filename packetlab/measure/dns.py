@@ -47,6 +47,7 @@ __all__ = [
     "DnsError",
     "DnsResult",
     "dns_query",
+    "dns_trace",
     "parse_qtype",
     "presentation",
     "resolver_of",
@@ -105,6 +106,7 @@ class DnsResult:
     edns: dict[str, Any] | None = None  # the reply's OPT: version, flags, udp, options
     notes: list[str] = field(default_factory=list)  # dig's ";; " remarks (TC retry, BADVERS)
     query_time_us: float | None = None  # TCP without rtt_us: answer - ESTABLISHED (dig's)
+    server_name: str | None = None  # dns_trace: the NS name of the server asked
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -118,6 +120,8 @@ class DnsResult:
         }
         if self.notes:
             out["notes"] = self.notes
+        if self.server_name is not None:
+            out["server_name"] = self.server_name
         if self.error is not None:
             out["error"] = self.error
             out["error_kind"] = self.error_kind
@@ -605,3 +609,104 @@ async def dns_query(
             continue
         break
     return result
+
+
+TRACE_STEPS = 16  # referrals followed at most (dig: 30)
+
+
+def _addresses_of(name: str, glue: list[DnsAnswer], version: int) -> list[str]:
+    rtype = "A" if version == 4 else "AAAA"
+    return [g.data for g in glue if g.name == name and g.type == rtype]
+
+
+@deferred_api
+async def dns_trace(
+    session: EndpointSession,
+    qname: str,
+    qtype: str = "A",
+    *,
+    server: AddressLike | None = None,
+    port: int = 53,
+    timeout: float = 2.0,
+    attempts: int = 2,
+    edns: bool | int = True,
+    payload: int = EDNS_PAYLOAD,
+    dnssec: bool = True,
+    family: int | None = None,
+    icmp: bool = True,
+    on_step: Callable[[DnsResult], object] | None = None,
+) -> list[DnsResult]:
+    """Resolve `qname`/`qtype` iteratively from the endpoint, as dig +trace: ask `server`
+    (default: the endpoint's) for the root's NS (RD set), then ask a root server without
+    RD and follow each referral (the authority section's NS) down to the answer, NXDOMAIN
+    or NODATA. A server's address is its glue from the referral's additional section, or
+    else `server`'s answer for its A (AAAA) record. The NS are tried in their order (dig:
+    at random) until one answers. Every step is a DnsResult (its `server_name` the NS
+    name asked), given to `on_step` as it comes; the last one says how it ended.
+    `dnssec` (default on, as dig +trace) sets the DO bit."""
+    common: dict[str, Any] = {
+        "port": port, "timeout": timeout, "attempts": attempts, "edns": edns,
+        "payload": payload, "dnssec": dnssec, "family": family, "icmp": icmp,
+    }  # fmt: skip
+    if server is None:
+        server = await _default_server(session, family)
+    start = parse_address(server)
+    version = family or start.version
+    steps: list[DnsResult] = []
+
+    def step(r: DnsResult) -> DnsResult:
+        steps.append(r)
+        if on_step is not None:
+            on_step(r)
+        return r
+
+    first = step(await dns_query(session, ".", "NS", server=start, **common))
+    if first.error is not None or first.rcode != "NOERROR":
+        return steps
+    zone = dns.name.root
+    referral = [a for a in first.answers if a.type == "NS"]
+    glue = first.additional
+    target = dns.name.from_text(qname)
+    for _ in range(TRACE_STEPS):
+        if not referral:
+            break
+        got: DnsResult | None = None
+        for ns in referral:
+            addrs = _addresses_of(ns.data, glue, version)
+            if not addrs:  # no glue: the first server's answer for the name
+                look = await dns_query(
+                    session, ns.data, "A" if version == 4 else "AAAA", server=start, **common
+                )
+                addrs = [a.data for a in look.answers if a.type == look.qtype]
+            for addr in addrs[:1]:
+                r = await dns_query(session, qname, qtype, server=addr, recursion=False, **common)
+                r.server_name = ns.data.rstrip(".") or "."
+                if r.error is None:
+                    got = r
+                    break
+                got = got or r
+            if got is not None and got.error is None:
+                break
+        if got is None:
+            names = ", ".join(ns.data for ns in referral)
+            last = DnsResult(target.to_text(), parse_qtype(qtype), "", port, "udp")
+            last.error = f"no address for any of the servers of {zone} ({names})"
+            last.error_kind = "timeout"
+            step(last)
+            break
+        if got.error is not None or got.rcode != "NOERROR" or got.answers:
+            step(got)
+            break
+        referral = [a for a in got.authority if a.type == "NS"]
+        if not referral:
+            step(got)
+            break  # NODATA: the SOA in the authority section says so
+        cut = dns.name.from_text(referral[0].name)
+        if not (cut.is_subdomain(zone) and cut != zone and target.is_subdomain(cut)):
+            got.error = f"referral to {cut} from {zone} goes no deeper (a lame delegation)"
+            got.error_kind = "lame"
+            step(got)
+            break
+        step(got)
+        zone, glue = cut, got.additional
+    return steps

@@ -11,6 +11,8 @@ RRset when the query has the DO bit, the query's EDNS echoed (version 0, DO as a
 payload 1232; BADVERS for a version above 0), TC and an empty answer when the UDP reply
 is larger than the query allows (512 without EDNS). RD is copied, RA never set.
 
+Outside `test.`: a root zone whose server is `localhost.` (for `+trace`).
+
 Misbehaving names: `silent.test.` never answers; `refused.test.` gets REFUSED;
 `badopt.test.` gets a reply whose OPT record is cut short; `garbage.test.` gets the
 query's ID and flags followed by bytes that are no DNS message.
@@ -86,16 +88,26 @@ for _i in range(3):  # about 800 bytes: over UDP with the default 1232, TC with 
 for _i in range(8):
     ZONE += f'big 60 IN TXT "{_i:03d}{"x" * 180}"\n'
 
+ROOT_ZONE = """\
+$ORIGIN .
+$TTL 86400
+@ IN SOA localhost. h.test. 1 7200 3600 1209600 300
+@ IN NS localhost.
+localhost. IN A 127.0.0.1
+test. 172800 IN NS localhost.
+"""
 ORIGIN = dns.name.from_text("test.")
+LOCALHOST = dns.name.from_text("localhost.")
+root = dns.zone.from_text(ROOT_ZONE, origin=dns.name.root, relativize=False)
 SUB = dns.name.from_text("sub.test.")
 zone = dns.zone.from_text(ZONE, origin=ORIGIN, relativize=False)
 PAYLOAD = 1232
 
 
 def _rrsets(
-    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, do: bool
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, do: bool, z: dns.zone.Zone | None = None
 ) -> list[dns.rrset.RRset]:
-    node = zone.get_node(name)
+    node = (z or zone).get_node(name)
     if node is None:
         return []
     out = []
@@ -106,6 +118,22 @@ def _rrsets(
         if do and sig is not None:
             out.append(dns.rrset.from_rdata_list(name, sig.ttl, list(sig)))
     return out
+
+
+def root_answer(
+    response: dns.message.Message, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+) -> dns.message.Message:
+    """The root zone: `. NS localhost.` (for dig +trace from @SERVER, which resolves the
+    root server's name on its host: localhost is 127.0.0.1 there)."""
+    response.flags |= dns.flags.AA
+    response.answer += _rrsets(name, rdtype, False, root)
+    if not response.answer:
+        if root.get_node(name) is None:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        response.authority += _rrsets(dns.name.root, dns.rdatatype.SOA, False, root)
+    elif rdtype == dns.rdatatype.NS:
+        response.additional += _rrsets(LOCALHOST, dns.rdatatype.A, False, root)
+    return response
 
 
 def answer(query: dns.message.Message) -> dns.message.Message:
@@ -122,8 +150,7 @@ def answer(query: dns.message.Message) -> dns.message.Message:
         response.set_rcode(dns.rcode.REFUSED)
         return response
     if not name.is_subdomain(ORIGIN):
-        response.set_rcode(dns.rcode.REFUSED)
-        return response
+        return root_answer(response, name, rdtype)
     if name.is_subdomain(SUB) and not (name == SUB and rdtype == dns.rdatatype.DS):
         response.authority += _rrsets(SUB, dns.rdatatype.NS, False)
         response.additional += _rrsets(dns.name.from_text("ns.sub.test."), dns.rdatatype.A, False)

@@ -3,7 +3,7 @@ dns_zone_server.py (DNSSEC records, EDNS, referrals, misbehaving names) on loopb
 through the in-process endpoint (which has raw sockets: a closed UDP port is seen).
 
 The outputs must be the same bytes but for what differs by nature: the banner's program
-name, the message ID, the query time and WHEN."""
+name, the message ID, the query time (+trace: each step's) and WHEN."""
 
 from __future__ import annotations
 
@@ -68,6 +68,7 @@ NATURE = [
     (re.compile(r"(->>HEADER<<- opcode: \w+, status: \w+, id: )\d+"), r"\1ID"),
     (re.compile(r"^;; Query time: \d+ msec$", re.M), ";; Query time: T msec"),
     (re.compile(r"^;; WHEN: .*$", re.M), ";; WHEN: W"),
+    (re.compile(r"^(;; Received \d+ bytes from \S+) in \d+ ms$", re.M), r"\1 in T ms"),
 ]
 
 
@@ -158,3 +159,20 @@ def test_timeout_and_malformed_replies(port: int) -> None:
         assert got.returncode == 1 and "Traceback" not in got.stderr
         assert got.stdout.startswith(f";; Got bad packet: malformed reply from 127.0.0.1#{port}")
         assert got.stdout.count("\n") == 1
+
+
+def test_trace_as_dig(port: int) -> None:
+    """+trace from @SERVER: the server's root zone names localhost. as the root server
+    (dig finds its address on this host, we in the glue), which answers for test. itself."""
+    at = ["-4", "+trace", "@127.0.0.1", "-p", str(port)]
+    for words in (["a.test"], ["nope.test"], ["www.test", "AAAA"], ["test", "DNSKEY"],
+                  ["+nodnssec", "a.test"]):  # fmt: skip
+        out = side_by_side(*at, *words)
+        assert out.count(";; Received ") == 2 and "(localhost) in " in out
+    # sub.test.'s server is ns.sub.test. at 127.0.0.1 (glue), this same server: it refers
+    # to sub.test. again. dig cannot find ns.sub.test on this host; we stop at the loop.
+    got = ours(*at, "x.sub.test")
+    assert got.returncode == 1 and got.stdout.count(";; Received ") == 2
+    assert got.stdout.endswith(
+        ";; referral to sub.test. from sub.test. goes no deeper (a lame delegation)\n"
+    )

@@ -181,7 +181,7 @@ def test_edns_switches_and_families() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["+trace", "a.test"], r"\+trace: dig option not supported here: iterative"),
+        (["+multiline", "a.test"], r"\+multiline: dig option not supported here"),
         (["+bogus", "a.test"], r"\+bogus: dig option not supported here \(dig-style"),
         (["+bufsize=70000", "a.test"], r"\+bufsize=70000: out of range"),
         (["+bufsize=-1", "a.test"], r"\+bufsize=-1: expected a number from 0"),
@@ -200,3 +200,28 @@ def test_a_server_of_the_other_family_is_an_early_error() -> None:
     a = parse("-4", "@::1", "a.test")
     with pytest.raises(RunError, match="-4: the server ::1 is not an IPv4 address"):
         run_dns.experiment(a, lambda r: None, Progress())
+
+
+def test_trace_steps_as_dig() -> None:
+    """`dig -4 +trace @127.0.0.1 -p 53974 a.test` against dns_zone_server.py (its root
+    zone names localhost as the root server)."""
+    a = parse("-4", "+trace", "@127.0.0.1", "-p", "53974", "a.test")
+    a.cmdline = ["-4", "+trace", "@127.0.0.1", "-p", "53974", "a.test"]
+    assert a.trace and a.family == 4
+    root = {**A_DNSSEC, "qname": ".", "qtype": "NS", "size": 66, "rtt_us": 7100.0, "answers": [
+        {"name": ".", "type": "NS", "ttl": 86400, "data": "localhost."}]}  # fmt: skip
+    leaf = {**A_DNSSEC, "server_name": "localhost", "rtt_us": 10.0}
+    dig = (
+        "\n; <<>> DiG 9.18.49-1~deb12u3-Debian <<>> -4 +trace @127.0.0.1 -p 53974 a.test\n"
+        "; (1 server found)\n;; global options: +cmd\n"
+        ".\t\t\t86400\tIN\tNS\tlocalhost.\n"
+        ";; Received 66 bytes from 127.0.0.1#53029(127.0.0.1) in 7 ms\n\n"
+        "a.test.\t\t\t300\tIN\tA\t192.0.2.2\na.test.\t\t\t300\tIN\tA\t192.0.2.1\n"
+        f"a.test.\t\t\t300\tIN\tRRSIG\t{SIG}\n"
+        ";; Received 167 bytes from 127.0.0.1#53029(localhost) in 0 ms\n\n"
+    )
+    same(text_of(a, root, leaf, {"type": "summary"}), dig)
+    with pytest.raises(RunError, match=r"\+trace over TCP is not built"):
+        from packetlab.cli.run_command import Progress
+
+        run_dns.experiment(parse("+trace", "+tcp", "a.test"), lambda r: None, Progress())

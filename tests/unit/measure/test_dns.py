@@ -23,7 +23,14 @@ from twisted.internet.task import Clock
 
 from packetlab.endpoint.config import parse_config
 from packetlab.endpoint.memory import system_image
-from packetlab.measure.dns import DnsError, dns_query, parse_qtype, presentation, resolver_of
+from packetlab.measure.dns import (
+    DnsError,
+    dns_query,
+    dns_trace,
+    parse_qtype,
+    presentation,
+    resolver_of,
+)
 from packetlab.measure.packets import PROTO_UDP, ip_packet, udp_segment
 from packetlab.wire import Ncap, Ndata, Nopen, Nsend, Proto
 
@@ -392,3 +399,112 @@ def test_without_raw_sockets_a_closed_port_is_no_answer_and_says_why() -> None:
     assert r.error.startswith("no answer from 192.0.2.53 over UDP (2 x 0.5 s); a closed port "
                               "cannot be told from a silent server")  # fmt: skip
     assert "TRANSSUP has no raw" in r.error and ep.ncaps == []
+
+
+# -- +trace: iterative resolution over scripted servers ------------------------------------------
+
+ROOT, TLD, LEAF, OTHER = "192.0.2.10", "192.0.2.20", "192.0.2.30", "192.0.2.40"
+
+
+def zone_server(
+    answers: dict[str, list[str]],
+    authority: dict[str, list[str]] | None = None,
+    additional: list[str] | None = None,
+    rcode: int = 0,
+) -> Any:
+    """A server answering `answers[qname]` (records "name ttl TYPE data") if it has the
+    name, else a referral: `authority[suffix]`; the `additional` glue in every reply."""
+
+    def serve(query: bytes) -> list[bytes]:
+        q = dns.message.from_wire(query)
+        r = dns.message.make_response(q)
+        qname = q.question[0].name.to_text()
+
+        def add(section: list[Any], text: str) -> None:
+            name, ttl, rtype, data = text.split(" ", 3)
+            section.append(dns.rrset.from_text(name, int(ttl), "IN", rtype, data))
+
+        if qname in answers:
+            for text in answers[qname]:
+                add(r.answer, text)
+            r.set_rcode(dns.rcode.Rcode(rcode))
+        else:
+            for suffix, records in (authority or {}).items():
+                if qname.endswith(suffix):
+                    for text in records:
+                        add(r.authority, text)
+        for text in additional or []:
+            add(r.additional, text)
+        return [r.to_wire()]
+
+    return serve
+
+
+def trace_rig() -> Rig:
+    rig = Rig()
+    rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
+        {".": [". 86400 NS a.root."], "a.root.": [f"a.root. 60 A {ROOT}"]},
+        {"test.": ["test. 172800 NS ns.test."]},
+        [f"ns.test. 172800 A {TLD}"],
+    )  # fmt: skip
+    rig.endpoint.udp_servers[(TLD, 53)] = zone_server(
+        {}, {"sub.test.": ["sub.test. 3600 NS ns1.elsewhere.", "sub.test. 3600 NS ns2.elsewhere."]}
+    )  # no glue: ROOT (the first server) is asked for their addresses
+    return rig
+
+
+def test_trace_follows_referrals_down_to_the_answer() -> None:
+    rig = trace_rig()
+    rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
+        {".": [". 86400 NS a.root."], "ns1.elsewhere.": [f"ns1.elsewhere. 60 A {LEAF}"]},
+        {"test.": ["test. 172800 NS ns.test."]},
+        [f"ns.test. 172800 A {TLD}", f"a.root. 60 A {ROOT}"],
+    )  # fmt: skip
+    rig.endpoint.udp_servers[(LEAF, 53)] = zone_server(
+        {"x.sub.test.": ["x.sub.test. 5 A 192.0.2.99"]}
+    )
+    seen: list[str] = []
+    steps = rig.run(dns_trace(rig.session, "x.sub.test", server=ROOT,
+                              on_step=lambda r: seen.append(r.server)))  # fmt: skip
+    assert [(s.server, s.server_name, s.qname, s.qtype) for s in steps] == [
+        (ROOT, None, ".", "NS"),
+        (ROOT, "a.root", "x.sub.test.", "A"),
+        (TLD, "ns.test", "x.sub.test.", "A"),
+        (LEAF, "ns1.elsewhere", "x.sub.test.", "A"),
+    ]
+    assert seen == [s.server for s in steps]  # streamed, step by step
+    assert steps[-1].answer_set() == {("x.sub.test.", "A", "192.0.2.99")}
+    queries = [dns.message.from_wire(m.data) for m in rig.endpoint.received
+               if isinstance(m, Nsend)]  # fmt: skip
+    assert [bool(q.flags & dns.flags.RD) for q in queries if q.question[0].name.to_text() ==
+            "x.sub.test."] == [False, False, False]  # fmt: skip
+    assert all(q.ednsflags & dns.flags.DO for q in queries)  # as dig +trace
+
+
+def test_trace_tries_the_next_server_and_stops_at_a_lame_referral() -> None:
+    rig = trace_rig()
+    rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
+        {".": [". 86400 NS a.root."], "ns1.elsewhere.": [f"ns1.elsewhere. 60 A {OTHER}"],
+         "ns2.elsewhere.": [f"ns2.elsewhere. 60 A {LEAF}"]},
+        {"test.": ["test. 172800 NS ns.test."]},
+        [f"ns.test. 172800 A {TLD}", f"a.root. 60 A {ROOT}"],
+    )  # fmt: skip
+    # OTHER (ns1) never answers; LEAF (ns2) refers to sub.test. again
+    rig.endpoint.udp_servers[(LEAF, 53)] = zone_server(
+        {}, {"sub.test.": ["sub.test. 3600 NS ns2.elsewhere."]}
+    )
+    steps = rig.run(dns_trace(rig.session, "x.sub.test", server=ROOT, timeout=0.5, attempts=1))
+    assert [s.server for s in steps] == [ROOT, ROOT, TLD, LEAF]
+    assert steps[-1].error_kind == "lame" and steps[-1].error == (
+        "referral to sub.test. from sub.test. goes no deeper (a lame delegation)"
+    )
+
+
+def test_trace_ends_at_nxdomain_and_at_an_unanswered_root() -> None:
+    rig = trace_rig()
+    rig.endpoint.udp_servers[(TLD, 53)] = zone_server({"nope.test.": []}, rcode=3)
+    steps = rig.run(dns_trace(rig.session, "nope.test", server=ROOT))
+    assert [s.rcode for s in steps] == ["NOERROR", "NOERROR", "NXDOMAIN"]
+    rig = Rig()
+    steps = rig.run(dns_trace(rig.session, "a.test", server=ROOT, timeout=0.2, attempts=1))
+    assert len(steps) == 1 and steps[0].error_kind == "timeout"
