@@ -22,6 +22,7 @@ examples:
   pktlab run dns +dnssec +bufsize=4096 @192.0.2.53 example.com DNSKEY
   pktlab run dns +noall +answer -6 example.com AAAA
   pktlab run dns --compact a.test b.test          # one ;; line per query, then its answers
+  pktlab run dns +trace @192.0.2.53 www.example.com  # iterative, from the server's root NS
 
 Output is dig's (header, OPT pseudosection, question, answer, authority, additional,
 statistics; +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority,
@@ -137,7 +138,7 @@ def dig_style(args: argparse.Namespace) -> None:
             else:
                 raise RunError(
                     f"{word}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
-                    "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +time=S, "
+                    "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
                     "+tries=N, +retry=N, +[no]cmd/comments/question/answer/authority/"
                     "additional/stats/all; see --help)"
                 )
@@ -207,7 +208,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         nargs="*",
         help="names to look up; dig's words work among them: @SERVER, a TYPE after a "
-        "name, +tcp, +norecurse, +dnssec, +[no]edns[=N], +bufsize=N, +time=S, +tries=N, "
+        "name, +tcp, +norecurse, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, +tries=N, "
         "+short, +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority, "
         "+[no]additional, +[no]stats, +[no]all",
     )
