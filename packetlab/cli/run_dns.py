@@ -453,6 +453,11 @@ class DigText:
             if r.get("error_kind") == "timeout" and "; " in r["error"]:
                 lines.append(";; (" + r["error"].split("; ", 1)[1] + ")")
             return "\n".join(lines)
+        if self.short and self.trace:  # dig +trace +short: each answer, where, how long
+            ms = self.took(r)
+            lines += [f"{a['type']} {a['data']} from server {r['server']} in {ms} ms."
+                      for a in r["answers"]]  # fmt: skip
+            return "\n".join(lines) or None
         if self.short:
             lines += [a["data"] for a in r["answers"]]
             return "\n".join(lines) or None
@@ -462,11 +467,16 @@ class DigText:
         lines += self.message(r)
         return "\n".join(lines) if lines else None
 
+    @staticmethod
+    def took(r: Record) -> str:
+        """The query time in whole ms, as dig (endpoint stamps; "?" when not known)."""
+        us = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
+        return f"{int(us // 1000)}" if us is not None else "?"
+
     def trace_step(self, r: Record) -> list[str]:
         """A +trace step as dig prints it: the answer and authority records, where they
         came from and how long it took."""
-        took = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
-        ms = f"{int(took // 1000)}" if took is not None else "?"
+        ms = self.took(r)
         name = r.get("server_name") or self.user_server or r["server"]
         return [
             *(rr_line(a) for a in [*r["answers"], *r.get("authority", [])]),

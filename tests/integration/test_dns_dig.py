@@ -69,6 +69,7 @@ NATURE = [
     (re.compile(r"^;; Query time: \d+ msec$", re.M), ";; Query time: T msec"),
     (re.compile(r"^;; WHEN: .*$", re.M), ";; WHEN: W"),
     (re.compile(r"^(;; Received \d+ bytes from \S+) in \d+ ms$", re.M), r"\1 in T ms"),
+    (re.compile(r"( from server \S+) in \d+ ms\.$", re.M), r"\1 in T ms."),
 ]
 
 
@@ -169,6 +170,8 @@ def test_trace_as_dig(port: int) -> None:
                   ["+nodnssec", "a.test"]):  # fmt: skip
         out = side_by_side(*at, *words)
         assert out.count(";; Received ") == 2 and "(localhost) in " in out
+    out = side_by_side(*at, "+short", "www.test", "AAAA")
+    assert "CNAME v6.test. from server 127.0.0.1 in " in out
     # sub.test.'s server is ns.sub.test. at 127.0.0.1 (glue), this same server: it refers
     # to sub.test. again. dig cannot find ns.sub.test on this host; we stop at the loop.
     got = ours(*at, "x.sub.test")

@@ -221,6 +221,12 @@ def test_trace_steps_as_dig() -> None:
         ";; Received 167 bytes from 127.0.0.1#53029(localhost) in 0 ms\n\n"
     )
     same(text_of(a, root, leaf, {"type": "summary"}), dig)
+    short = parse("-4", "+trace", "+short", "a.test")  # dig +trace +short's lines
+    assert text_of(short, root, leaf) == (
+        "NS localhost. from server 127.0.0.1 in 7 ms.\n"
+        "A 192.0.2.2 from server 127.0.0.1 in 0 ms.\nA 192.0.2.1 from server 127.0.0.1 in 0 ms.\n"
+        f"RRSIG {SIG} from server 127.0.0.1 in 0 ms.\n"
+    )
     with pytest.raises(RunError, match=r"\+trace over TCP is not built"):
         from packetlab.cli.run_command import Progress
 
