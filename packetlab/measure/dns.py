@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 import dns.exception
 import dns.flags
@@ -286,14 +287,83 @@ async def _default_server(session: EndpointSession, family: int | None) -> str:
     return servers[0]
 
 
-def _icmp_filter(version: int, lport: int, rport: int) -> str:
-    """ICMP(v6) port unreachable quoting a UDP datagram from `lport` to `rport` (a
-    20-byte quoted IPv4 header, no IPv6 extension headers: the quote is checked again)."""
+def _icmp_filter(version: int, rport: int) -> str:
+    """ICMP(v6) port unreachable quoting a UDP datagram to port `rport` (a 20-byte quoted
+    IPv4 header, no IPv6 extension headers; the quote is checked again in Python)."""
     if version == 4:
-        return f"icmp[0] == 3 and icmp[1] == 3 and icmp[28:2] == {lport} and icmp[30:2] == {rport}"
-    return (
-        f"icmp6 and ip6[40] == 1 and ip6[41] == 4 and ip6[88:2] == {lport} and ip6[90:2] == {rport}"
-    )
+        return f"icmp[0] == 3 and icmp[1] == 3 and icmp[30:2] == {rport}"
+    return f"icmp6 and ip6[40] == 1 and ip6[41] == 4 and ip6[90:2] == {rport}"
+
+
+WATCH_S = 20.0  # a watch serves the queries of this long (its ncap runs 30 s more)
+
+
+class _IcmpWatch:
+    """One raw capture per session, server and port, shared by the queries to it: the
+    ICMP port unreachable quoting a datagram to the server goes to the query whose local
+    port it quotes (`waiting`). Its ncap ends by itself (`open_capture`'s slack)."""
+
+    def __init__(self, cap: RawCapture, server: Any, port: int, until: float) -> None:
+        from packetlab.measure.traceroute import parse_ndata
+
+        self.cap, self.server, self.port, self.until = cap, server, port, until
+        self.waiting: dict[int, Callable[[Any], None]] = {}
+        self._parse = parse_ndata
+        cap.sock.buffering = False
+        cap.sock.add_callback(self._note)
+
+    def usable(self, now: float, needed: float) -> bool:
+        return not self.cap.sock.ended and now + needed < self.until
+
+    def _note(self, note: Any) -> None:
+        parsed = self._parse(note)
+        reply = parsed[0] if parsed else None
+        if reply is None or not reply.from_destination:
+            return
+        key = reply.key
+        if key.proto == 17 and key.dst == self.server and key.dport == self.port:
+            feed = self.waiting.get(key.sport)
+            if feed is not None:
+                feed(reply)
+
+
+# session -> (server, port) -> its watch, or why there is none (asked once per session)
+_WATCHES: WeakKeyDictionary[EndpointSession, dict[tuple[str, int], _IcmpWatch | str]] = (
+    WeakKeyDictionary()
+)
+
+
+async def _watch_for(
+    session: EndpointSession, server: Any, port: int, needed: float
+) -> _IcmpWatch | str:
+    """The session's ICMP watch for `server:port` (opened now if none is usable), or why
+    there can be none (no raw sockets, no filter): then not asked again."""
+    from packetlab.measure.traceroute import MeasureError, close_capture, open_capture
+
+    mine = _WATCHES.setdefault(session, {})
+    key = (str(server), port)
+    now = session.reactor.seconds()
+    known = mine.get(key)
+    if isinstance(known, str) or (known is not None and known.usable(now, needed)):
+        return known
+    if known is not None:  # expired: its successor first, then it goes
+        old = known
+        del mine[key]
+        Deferred.fromCoroutine(close_capture(old.cap)).addErrback(lambda f: None)
+    try:
+        cap = await open_capture(
+            session, server, src=None, duration_s=WATCH_S + needed,
+            expression=_icmp_filter(server.version, port),
+        )  # fmt: skip
+    except MeasureError as e:
+        mine[key] = str(e)
+        return mine[key]
+    except (RequestFailed, ValueError, RuntimeError) as e:  # refused, or no libpcap filter
+        mine[key] = f"no ICMP capture on the endpoint ({e})"
+        return mine[key]
+    watch = _IcmpWatch(cap, server, port, now + WATCH_S + needed)
+    mine[key] = watch
+    return watch
 
 
 class _Inbox:
@@ -325,28 +395,6 @@ class _Inbox:
         return self.items.popleft()
 
 
-async def _open_watch(
-    session: EndpointSession, server: Any, lport: int, port: int, seconds: float
-) -> tuple[RawCapture | None, str | None]:
-    """A raw capture of the ICMP port unreachable that would answer our query, or (None,
-    why not)."""
-    from packetlab.measure.traceroute import MeasureError, open_capture
-
-    try:
-        cap = await open_capture(
-            session,
-            server,
-            src=None,
-            duration_s=seconds,
-            expression=_icmp_filter(server.version, lport, port),
-        )
-    except MeasureError as e:
-        return None, str(e)
-    except (RequestFailed, ValueError, RuntimeError) as e:  # refused, or no libpcap filter
-        return None, f"no ICMP capture on the endpoint ({e})"
-    return cap, None
-
-
 NO_WATCH = (
     "a closed port cannot be told from a silent server: the endpoint's UDP sockets report "
     "no ICMP port unreachable"
@@ -370,12 +418,10 @@ async def _over_udp(
     recorder: PcapRecorder | None = None,
     icmp: bool = True,
 ) -> dns.message.Message | None:
-    from packetlab.measure.traceroute import close_capture, parse_ndata
-
     wire = query.to_wire()
     reactor = session.reactor
     inbox = _Inbox(reactor)
-    cap: RawCapture | None = None
+    watch: _IcmpWatch | None = None
     why: str | None = "not asked"
     local: tuple[str, int] | None = None
     chosen = recorder is not None or icmp  # a port we choose, so a capture can name it
@@ -394,13 +440,11 @@ async def _over_udp(
                 sktid = session.free_sktid()  # that port is taken: another one
         sock.add_callback(inbox.feeder("udp"))
         if icmp:
-            cap, why = await _open_watch(session, server, lport, result.port, timeout * attempts)
-        if cap is not None:
-            cap.sock.buffering = False
-            cap.sock.add_callback(inbox.feeder("icmp"))
-            for note in cap.sock.drain():
-                inbox.feeder("icmp")(note)
-            local = (str(cap.src), lport)
+            found = await _watch_for(session, server, result.port, timeout * attempts)
+            watch, why = (None, found) if isinstance(found, str) else (found, None)
+        if watch is not None:
+            watch.waiting[lport] = inbox.feeder("icmp")
+            local = (str(watch.cap.src), lport)
         elif recorder is not None:
             local = ((await local_udp_end(session, server))[0], lport)
         sent: dict[int, int] = {}  # try -> endpoint send time (ns)
@@ -421,23 +465,15 @@ async def _over_udp(
             deadline = reactor.seconds() + timeout
             while (got := await inbox.next(deadline)) is not None:
                 kind, note = got
-                if not isinstance(note, Ndata):
+                if kind == "udp" and not isinstance(note, Ndata):
                     continue
-                if kind == "icmp":
-                    parsed = parse_ndata(note)
-                    reply = parsed[0] if parsed else None
-                    if reply is not None and local is not None and (
-                        reply.key.proto == 17 and reply.key.dst == server
-                        and reply.key.sport == local[1] and reply.key.dport == result.port
-                        and reply.from_destination
-                    ):  # fmt: skip
-                        result.error = (
-                            f"connection refused: {result.server}#{result.port} answered with "
-                            f"ICMP port unreachable (from {reply.src}); nothing listens there"
-                        )
-                        result.error_kind = "refused"
-                        return None
-                    continue
+                if kind == "icmp":  # the watch checked the quote: our port, the server's
+                    result.error = (
+                        f"connection refused: {result.server}#{result.port} answered with "
+                        f"ICMP port unreachable (from {note.src}); nothing listens there"
+                    )
+                    result.error_kind = "refused"
+                    return None
                 t_sent = sent.get(attempt)
                 if recorder is not None and local is not None:
                     record_sends()
@@ -456,14 +492,14 @@ async def _over_udp(
                 return msg
             record_sends()
     finally:
-        if cap is not None:
-            await close_capture(cap)
+        if watch is not None:
+            watch.waiting.pop(lport, None)
         try:
             await session.nclose(sktid)
         except ControllerError:
             pass
     lost = f"no answer from {result.server} over UDP ({attempts} x {timeout:g} s)"
-    if cap is None:
+    if watch is None:
         lost += f"; {NO_WATCH}" if why != "not asked" else ""
         if why not in ("not asked", None):
             lost += f" ({why})"

@@ -24,6 +24,7 @@ from twisted.internet.task import Clock
 from packetlab.endpoint.config import parse_config
 from packetlab.endpoint.memory import system_image
 from packetlab.measure.dns import (
+    WATCH_S,
     DnsError,
     dns_query,
     dns_trace,
@@ -32,7 +33,7 @@ from packetlab.measure.dns import (
     resolver_of,
 )
 from packetlab.measure.packets import PROTO_UDP, ip_packet, udp_segment
-from packetlab.wire import Ncap, Ndata, Nopen, Nsend, Proto
+from packetlab.wire import Mread, Ncap, Ndata, Nopen, Nsend, Proto
 
 SERVER = ("192.0.2.53", 53)
 EP = "192.0.2.1"  # the endpoint's address (IcmpEndpoint)
@@ -367,8 +368,16 @@ def test_a_closed_port_is_connection_refused_at_once_with_raw_sockets() -> None:
         "connection refused: 192.0.2.53#53 answered with ICMP port unreachable (from "
         "192.0.2.53); nothing listens there"
     )
-    assert len(ep.ncaps) == 1
-    assert ep.sockets == {}  # the capture is closed afterwards, and the UDP socket
+    # the UDP socket is closed; the capture stays for the session's next queries to the
+    # server (one raw socket, one ncap: no round trips of its own for them)
+    (raw,) = ep.sockets.values()
+    assert raw["proto"] == Proto.RAW and len(ep.ncaps) == 1
+    r = rig.run(dns_query(rig.session, "b.test", server="192.0.2.53", timeout=2, attempts=3))
+    assert r.error_kind == "refused" and len(ep.ncaps) == 1 and len(ep.sockets) == 1
+    # ... until it has served WATCH_S seconds: then a new one, and the old one is closed
+    rig.clock.advance(WATCH_S)
+    r = rig.run(dns_query(rig.session, "c.test", server="192.0.2.53", timeout=2, attempts=3))
+    assert r.error_kind == "refused" and len(ep.ncaps) == 2 and len(ep.sockets) == 1
     # an open port on the same endpoint: the answer, as before
     rig, ep = icmp_rig()
     ep.udp_servers[SERVER] = udp_server("a.test. 1 A 192.0.2.1")
@@ -399,6 +408,10 @@ def test_without_raw_sockets_a_closed_port_is_no_answer_and_says_why() -> None:
     assert r.error.startswith("no answer from 192.0.2.53 over UDP (2 x 0.5 s); a closed port "
                               "cannot be told from a silent server")  # fmt: skip
     assert "TRANSSUP has no raw" in r.error and ep.ncaps == []
+    reads = len([m for m in ep.received if isinstance(m, Mread)])
+    r = rig.run(dns_query(rig.session, "b.test", server="192.0.2.53", timeout=0.5))
+    assert "TRANSSUP has no raw" in (r.error or "")  # known: the endpoint is not asked again
+    assert len([m for m in ep.received if isinstance(m, Mread)]) == reads
 
 
 # -- +trace: iterative resolution over scripted servers ------------------------------------------
