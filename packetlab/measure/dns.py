@@ -340,7 +340,10 @@ async def _watch_for(
     there can be none (no raw sockets, no filter): then not asked again."""
     from packetlab.measure.traceroute import MeasureError, close_capture, open_capture
 
-    mine = _WATCHES.setdefault(session, {})
+    mine = _WATCHES.get(session)
+    if mine is None:  # a watch holds its session: the entry goes when the session ends
+        mine = _WATCHES[session] = {}
+        session.when_closed().addCallback(lambda _: _WATCHES.pop(session, None))
     key = (str(server), port)
     now = session.reactor.seconds()
     known = mine.get(key)

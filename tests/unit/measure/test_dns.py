@@ -24,6 +24,7 @@ from twisted.internet.task import Clock
 from packetlab.endpoint.config import parse_config
 from packetlab.endpoint.memory import system_image
 from packetlab.measure.dns import (
+    _WATCHES,
     WATCH_S,
     DnsError,
     dns_query,
@@ -378,6 +379,10 @@ def test_a_closed_port_is_connection_refused_at_once_with_raw_sockets() -> None:
     rig.clock.advance(WATCH_S)
     r = rig.run(dns_query(rig.session, "c.test", server="192.0.2.53", timeout=2, attempts=3))
     assert r.error_kind == "refused" and len(ep.ncaps) == 2 and len(ep.sockets) == 1
+    assert rig.session in _WATCHES
+    rig.session.close()
+    rig.pump.flush()
+    assert rig.session not in _WATCHES  # the session's watches go with it
     # an open port on the same endpoint: the answer, as before
     rig, ep = icmp_rig()
     ep.udp_servers[SERVER] = udp_server("a.test. 1 A 192.0.2.1")
