@@ -164,7 +164,7 @@ def dig_style(args: argparse.Namespace) -> None:
             raise RunError(f"-p {args.port}: bad port")
         if args.server is None:
             raise RunError("-p PORT needs a server: @ADDR or --server ADDR")
-        host, _ = split_server(args.server)
+        host, _ = split_server(args.server, args.family)
         args.server = f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}"
     if args.bufsize is not None and not 0 <= args.bufsize <= 65535:
         raise RunError(f"+bufsize={args.bufsize}: out of range (0..65535)")
