@@ -328,9 +328,20 @@ class _IcmpWatch:
 
 
 # session -> (server, port) -> its watch, or why there is none (asked once per session)
-_WATCHES: WeakKeyDictionary[EndpointSession, dict[tuple[str, int], _IcmpWatch | str]] = (
-    WeakKeyDictionary()
-)
+_Watches = dict[tuple[str, int], "_IcmpWatch | str | Deferred[None]"]
+_WATCHES: WeakKeyDictionary[EndpointSession, _Watches] = WeakKeyDictionary()
+
+
+def _after(d: Deferred[None]) -> Deferred[None]:
+    """Fires (None) when `d` has, leaving `d`'s own result alone."""
+    done: Deferred[None] = Deferred()
+
+    def fire(result: Any) -> Any:
+        done.callback(None)
+        return result
+
+    d.addBoth(fire)
+    return done
 
 
 async def _watch_for(
@@ -345,28 +356,35 @@ async def _watch_for(
         mine = _WATCHES[session] = {}
         session.when_closed().addCallback(lambda _: _WATCHES.pop(session, None))
     key = (str(server), port)
-    now = session.reactor.seconds()
     known = mine.get(key)
+    while isinstance(known, Deferred):  # another query is opening it: that one, then
+        await _after(known)
+        known = mine.get(key)
+    now = session.reactor.seconds()
     if isinstance(known, str) or (known is not None and known.usable(now, needed)):
         return known
     if known is not None:  # expired: its successor first, then it goes
-        old = known
-        del mine[key]
-        Deferred.fromCoroutine(close_capture(old.cap)).addErrback(lambda f: None)
+        Deferred.fromCoroutine(close_capture(known.cap)).addErrback(lambda f: None)
+    opening: Deferred[None] = Deferred()
+    mine[key] = opening  # concurrent queries wait for this one: one raw socket, not many
+    got: _IcmpWatch | str
     try:
         cap = await open_capture(
             session, server, src=None, duration_s=WATCH_S + needed,
             expression=_icmp_filter(server.version, port),
         )  # fmt: skip
+        got = _IcmpWatch(cap, server, port, now + WATCH_S + needed)
     except MeasureError as e:
-        mine[key] = str(e)
-        return mine[key]
+        got = str(e)
     except (RequestFailed, ValueError, RuntimeError) as e:  # refused, or no libpcap filter
-        mine[key] = f"no ICMP capture on the endpoint ({e})"
-        return mine[key]
-    watch = _IcmpWatch(cap, server, port, now + WATCH_S + needed)
-    mine[key] = watch
-    return watch
+        got = f"no ICMP capture on the endpoint ({e})"
+    except BaseException:
+        del mine[key]
+        opening.callback(None)
+        raise
+    mine[key] = got
+    opening.callback(None)
+    return got
 
 
 class _Inbox:

@@ -526,3 +526,15 @@ def test_trace_ends_at_nxdomain_and_at_an_unanswered_root() -> None:
     rig = Rig()
     steps = rig.run(dns_trace(rig.session, "a.test", server=ROOT, timeout=0.2, attempts=1))
     assert len(steps) == 1 and steps[0].error_kind == "timeout"
+
+
+def test_concurrent_queries_share_one_watch() -> None:
+    from twisted.internet.defer import gatherResults
+
+    rig, ep = icmp_rig()
+    ep.closed.add(SERVER)
+    queries = [dns_query(rig.session, f"n{i}.test", server="192.0.2.53") for i in range(5)]
+    got = rig.run(gatherResults(queries))
+    assert [r.error_kind for r in got] == ["refused"] * 5
+    assert len(ep.ncaps) == 1  # one raw socket for the five, not five
+    assert [s["proto"] for s in ep.sockets.values()] == [Proto.RAW]
