@@ -377,7 +377,7 @@ async def _watch_for(
     except MeasureError as e:
         got = str(e)
     except (RequestFailed, ValueError, RuntimeError) as e:  # refused, or no libpcap filter
-        got = f"no ICMP capture on the endpoint ({e})"
+        got = str(e)
     except BaseException:
         del mine[key]
         opening.callback(None)
@@ -520,10 +520,8 @@ async def _over_udp(
         except ControllerError:
             pass
     lost = f"no answer from {result.server} over UDP ({attempts} x {timeout:g} s)"
-    if watch is None:
-        lost += f"; {NO_WATCH}" if why != "not asked" else ""
-        if why not in ("not asked", None):
-            lost += f" ({why})"
+    if watch is None and why not in ("not asked", None):
+        lost += f"; {NO_WATCH}, and none could be captured: {why}"
     result.error = lost
     result.error_kind = "timeout"
     return None

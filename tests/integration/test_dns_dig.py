@@ -179,3 +179,31 @@ def test_trace_as_dig(port: int) -> None:
     assert got.stdout.endswith(
         ";; referral to sub.test. from sub.test. goes no deeper (a lame delegation)\n"
     )
+
+
+@pytest.mark.skipif(
+    shutil.which("capsh") is None or os.geteuid() != 0, reason="needs root and capsh"
+)
+def test_without_raw_sockets_a_closed_port_is_no_answer_saying_why() -> None:
+    """The in-process endpoint without CAP_NET_RAW: the query still works, a closed port
+    is `timed out` after the try, and the line after says why it cannot tell."""
+    import shlex
+    import socket
+
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    free = closed.getsockname()[1]
+    closed.close()
+    cmd = shlex.join([*RUN, "@127.0.0.1", "-p", str(free), "+tries=1", "+time=1", "a.test"])
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    got = subprocess.run(
+        ["capsh", "--drop=cap_net_raw", "--", "-c", cmd],
+        capture_output=True, text=True, timeout=60, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert got.returncode == 1 and "Traceback" not in got.stderr, got.stderr
+    assert got.stdout.startswith(f";; communications error to 127.0.0.1#{free}: timed out\n")
+    assert got.stdout.rstrip().endswith(
+        "a closed port cannot be told from a silent server: the endpoint's UDP sockets report "
+        "no ICMP port unreachable, and none could be captured: nopen failed: EUNKFAULT "
+        "(0xffff): failure on the endpoint (e.g. a raw socket could not be opened))"
+    )
