@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from typing import Any
 
 from packetlab.cli import pcapout
@@ -17,16 +19,26 @@ examples:
   pktlab run dns --json --server 127.0.0.1:5353 a.test b.test
   pktlab run dns @127.0.0.1 -p 5353 example.com MX +tcp     # dig's words work too
   pktlab run dns -x 192.0.2.1                     # PTR, as dig -x
+  pktlab run dns +dnssec +bufsize=4096 @192.0.2.53 example.com DNSKEY
+  pktlab run dns +noall +answer -6 example.com AAAA
+  pktlab run dns --compact a.test b.test          # one ;; line per query, then its answers
+  pktlab run dns +trace @192.0.2.53 www.example.com  # iterative, from the server's root NS
 
-The default server is the endpoint's first configured DNS address (its memory; the
+Output is dig's (header, OPT pseudosection, question, answer, authority, additional,
+statistics; +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority,
++[no]additional, +[no]stats, +[no]all, +short), with the endpoint's RTT as the query
+time. The default server is the endpoint's first configured DNS address (its memory; the
 in-process endpoint takes /etc/resolv.conf). A truncated UDP answer is asked again over
-TCP. RTT: reply ndata stamp minus query ntag stamp, both taken by the endpoint.
-Exit status: 0 all answered, 1 some query got no answer, 2 error. See docs/dns.md.
+TCP. A closed UDP port is "connection refused" at once when the endpoint has raw sockets
+(it captures the ICMP port unreachable); without them it is "no answer" after the tries.
+Exit status: 0 all answered (NXDOMAIN too), 1 some query got no answer (dig: 9), 2 error
+(dig: 1 usage, 10 internal). See docs/dns.md.
 """
 
 
-def split_server(text: str) -> tuple[str, int | None]:
-    """ADDR, ADDR:PORT or [V6]:PORT; a host name instead of ADDR is resolved here."""
+def split_server(text: str, family: int | None = None) -> tuple[str, int | None]:
+    """ADDR, ADDR:PORT or [V6]:PORT; a host name instead of ADDR is resolved here (to an
+    address of IP version `family` when given)."""
     import ipaddress
 
     text = text.strip()
@@ -46,7 +58,7 @@ def split_server(text: str) -> tuple[str, int | None]:
         if not host:
             raise RunError(f"--server {text}: no address") from None
         try:
-            host = str(resolve_target(host, None))
+            host = str(resolve_target(host, family))
         except RunError as e:
             raise RunError(f"--server {text}: {e}") from None
     if port is None:
@@ -62,8 +74,28 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+novc": ("tcp", False), "+norecurse": ("norecurse", True),
              "+norec": ("norecurse", True), "+recurse": ("norecurse", False),
              "+rec": ("norecurse", False), "+short": ("short", True),
-             "+noshort": ("short", False)}  # fmt: skip
-DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries"}
+             "+noshort": ("short", False), "+dnssec": ("dnssec", True),
+             "+nodnssec": ("dnssec", False), "+do": ("dnssec", True),
+             "+nodo": ("dnssec", False), "+noedns": ("edns", -1),
+             "+trace": ("trace", True), "+notrace": ("trace", False)}  # fmt: skip
+DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries", "+bufsize": "bufsize",
+              "+edns": "edns"}  # fmt: skip
+# dig's display switches: what each +[no]WORD shows (+all/+noall: every one of them)
+SECTIONS = ("cmd", "comments", "question", "answer", "authority", "additional", "stats")
+
+
+def _display(args: argparse.Namespace, word: str) -> bool:
+    """Apply a +[no]SECTION or +[no]all switch to `args.show`; False if `word` is none."""
+    key = word[1:]
+    on = not key.startswith("no")
+    key = key[2:] if not on else key
+    if key == "all":
+        args.show = dict.fromkeys(SECTIONS, on)
+        return True
+    if key in SECTIONS:
+        args.show[key] = on
+        return True
+    return False
 
 
 def dig_style(args: argparse.Namespace) -> None:
@@ -78,13 +110,19 @@ def dig_style(args: argparse.Namespace) -> None:
 
     names: list[str] = []
     own: list[list[str]] = []  # each name's types
+    args.show = dict.fromkeys(SECTIONS, True)
+    argv = sys.argv[1:]  # dig's banner repeats its command line
+    args.cmdline = argv[argv.index("dns") + 1 :] if "dns" in argv else list(args.names)
+    args.user_server = None  # the server as typed, for dig's ";; SERVER: ADDR#PORT(TEXT)"
     pending: list[str] = []  # types given before the first name
     for word in args.names:
         if word.startswith("@") and len(word) > 1:
             args.server = word[1:]
         elif word.startswith("+"):
             key, eq, value = word.partition("=")
-            if key in DIG_FLAGS and not eq:
+            if key == "+edns" and not eq:
+                args.edns = 0
+            elif key in DIG_FLAGS and not eq:
                 attr, on = DIG_FLAGS[key]
                 setattr(args, attr, on)
             elif key in DIG_VALUES and eq:
@@ -92,11 +130,17 @@ def dig_style(args: argparse.Namespace) -> None:
                     n = float(value) if key == "+time" else int(value) + (key == "+retry")
                 except ValueError:
                     raise RunError(f"{word}: expected a number") from None
+                if n < 0 and key in ("+edns", "+bufsize"):
+                    raise RunError(f"{word}: expected a number from 0")
                 setattr(args, DIG_VALUES[key], n)
+            elif not eq and _display(args, word):
+                pass
             else:
                 raise RunError(
                     f"{word}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
-                    "+norecurse, +short, +time=S, +tries=N, +retry=N; see --help)"
+                    "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
+                    "+tries=N, +retry=N, +[no]cmd/comments/question/answer/authority/"
+                    "additional/stats/all; see --help)"
                 )
         elif _is_type(word, dns.rdatatype):
             (own[-1] if own else pending).append(word)
@@ -113,15 +157,29 @@ def dig_style(args: argparse.Namespace) -> None:
         pending = []
     if not names:
         raise RunError("no name to look up (give NAME, or -x ADDR)")
+    if args.server is not None:
+        args.user_server = _host_text(args.server)
     if args.port is not None:
         if not 1 <= args.port <= 65535:
             raise RunError(f"-p {args.port}: bad port")
         if args.server is None:
             raise RunError("-p PORT needs a server: @ADDR or --server ADDR")
-        host, _ = split_server(args.server)
+        host, _ = split_server(args.server, args.family)
         args.server = f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}"
+    if args.bufsize is not None and not 0 <= args.bufsize <= 65535:
+        raise RunError(f"+bufsize={args.bufsize}: out of range (0..65535)")
+    if args.edns > 255:
+        raise RunError(f"+edns={args.edns}: out of range (0..255)")
     args.names = names
     args.plan = [(name, mine or args.types) for name, mine in zip(names, own, strict=True)]
+
+
+def _host_text(text: str) -> str:
+    """The host part of ADDR, ADDR:PORT or [V6]:PORT, as typed."""
+    text = text.strip()
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    return text.split(":")[0] if text.count(":") == 1 else text
 
 
 def _check_name(name: str) -> None:
@@ -150,7 +208,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         nargs="*",
         help="names to look up; dig's words work among them: @SERVER, a TYPE after a "
-        "name, +tcp, +norecurse, +time=S, +tries=N",
+        "name, +tcp, +norecurse, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, +tries=N, "
+        "+short, +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority, "
+        "+[no]additional, +[no]stats, +[no]all",
     )
     p.add_argument(
         "-x", dest="reverse", action="append", metavar="ADDR",
@@ -184,17 +244,52 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--norecurse", action="store_true", help="clear the RD bit (ask an authoritative server)"
     )
+    p.add_argument(
+        "--dnssec", action="store_true", default=None,
+        help="set the DO bit: DNSSEC records (RRSIG, NSEC...) come too (as dig +dnssec)",
+    )  # fmt: skip
+    p.add_argument(
+        "--bufsize", type=int, metavar="N",
+        help="EDNS UDP payload size offered (as dig +bufsize=N) [default: 1232]",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-edns", dest="edns", action="store_const", const=-1, default=0,
+        help="send no OPT record (as dig +noedns); +edns=N sends EDNS version N",
+    )  # fmt: skip
+    fam = p.add_mutually_exclusive_group()
+    fam.add_argument(
+        "-4", dest="family", action="store_const", const=4,
+        help="IPv4 only: the endpoint's IPv4 DNS server, an IPv4 @SERVER (as dig -4)",
+    )  # fmt: skip
+    fam.add_argument(
+        "-6", dest="family", action="store_const", const=6,
+        help="IPv6 only (as dig -6)",
+    )  # fmt: skip
+    p.add_argument(
+        "--trace", action="store_true",
+        help="resolve iteratively from the server's root NS down, each step shown as it "
+        "comes (as dig +trace; DO bit set, as dig)",
+    )  # fmt: skip
+    p.add_argument(
+        "--compact", action="store_true",
+        help="instead of dig's sections: one ';;' line per query (rcode, endpoint RTT in "
+        "us) then its answer lines, and a summary line",
+    )  # fmt: skip
     pcapout.add_option(p)
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
-    from packetlab.measure.dns import dns_query, parse_qtype
+    from packetlab.measure.dns import EDNS_PAYLOAD, dns_query, dns_trace, parse_qtype
 
     dig_style(args)
     plan = [(name, [parse_qtype(t) for t in (types or ["A"])]) for name, types in args.plan]
     for name in args.names:  # a bad name is an error before anything is sent, as dig
         _check_name(name)
-    server, port = split_server(args.server) if args.server else (None, None)
+    server, port = split_server(args.server, args.family) if args.server else (None, None)
+    if server is not None and args.family is not None and (":" in server) != (args.family == 6):
+        raise RunError(f"-{args.family}: the server {server} is not an IPv{args.family} address")
+    if args.trace and args.tcp:
+        raise RunError("+trace over TCP is not built (UDP, with the TCP retry of a truncation)")
     if not 0 < args.wait <= 60 or not 1 <= args.tries <= 10:
         raise RunError("--wait must be in (0, 60] and --tries 1..10")
 
@@ -209,6 +304,22 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     return
                 n += 1
                 progress(f"dns {n}/{total}: {name} {qtype}")
+                if args.trace:
+                    await dns_trace(
+                        session,
+                        name,
+                        qtype,
+                        server=server,
+                        port=port or 53,
+                        timeout=args.wait,
+                        attempts=args.tries,
+                        edns=False if args.edns < 0 else args.edns,
+                        payload=EDNS_PAYLOAD if args.bufsize is None else args.bufsize,
+                        dnssec=args.dnssec is not False,  # on unless +nodnssec, as dig
+                        family=args.family,
+                        on_step=lambda r: emit(r.to_dict()),
+                    )
+                    continue
                 result = await dns_query(
                     session,
                     name,
@@ -219,6 +330,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     timeout=args.wait,
                     attempts=args.tries,
                     recursion=not args.norecurse,
+                    edns=False if args.edns < 0 else args.edns,
+                    payload=EDNS_PAYLOAD if args.bufsize is None else args.bufsize,
+                    dnssec=bool(args.dnssec),
+                    family=args.family,
                     recorder=recorder,
                 )
                 emit(result.to_dict())
@@ -226,7 +341,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     return pcapout.recording(args, recorder, run)
 
 
-def row(r: Record) -> str | None:
+def compact_row(r: Record) -> str | None:
+    """--compact (and `pktlab campaign dns`): a `;;` line per query, its answer lines."""
     if r["type"] == "summary":
         return f";; {r['queries']} queries, {r['answered']} answered, {r['answers']} answers"
     head = f";; {r['qname']} {r['qtype']} @{r['server']}#{r['port']} ({r['proto']})"
@@ -238,18 +354,189 @@ def row(r: Record) -> str | None:
     return "\n".join(lines)
 
 
-def short_row(r: Record) -> str | None:
-    """dig +short: each answer's data; a query without answer says why (as dig's
-    `;; connection timed out; no servers could be reached`); no summary."""
-    if r["type"] != "dns":
-        return None
-    if "error" in r:
-        return f";; {r['qname']} {r['qtype']}: {r['error']}"
-    return "\n".join(a["data"] for a in r["answers"]) or None
+row = compact_row  # the form without options (`pktlab campaign dns`)
+
+
+def _pad(column: int, to: int) -> tuple[str, int]:
+    """BIND's indent(): tabs (8 wide), then spaces, from `column` to `to`; at least one."""
+    to = max(to, column + 1)
+    tabs = to // 8 - column // 8
+    if tabs > 0:
+        return "\t" * tabs + " " * (to - to // 8 * 8), to
+    return " " * (to - column), to
+
+
+TTL_COLUMN, CLASS_COLUMN, TYPE_COLUMN, RDATA_COLUMN = 24, 32, 40, 48  # dig's columns
+
+
+def rr_line(a: Record) -> str:
+    """A resource record as dig prints it: the fields at its tab columns."""
+    out, col = a["name"], len(a["name"])
+    for text, to in ((str(a["ttl"]), TTL_COLUMN), (a.get("class", "IN"), CLASS_COLUMN),
+                     (a["type"], TYPE_COLUMN), (a["data"], RDATA_COLUMN)):  # fmt: skip
+        gap, col = _pad(col, to)
+        out += gap + text
+        col += len(text)
+    return out
+
+
+def question_line(qname: str, qtype: str) -> str:
+    """dig's question line: `;NAME`, then class and type at their columns (the `;` is
+    not counted, as in BIND)."""
+    gap, col = _pad(len(qname), CLASS_COLUMN)
+    gap2, _ = _pad(col + 2, TYPE_COLUMN)
+    return f";{qname}{gap}IN{gap2}{qtype}"
+
+
+FLAG_ORDER = ("QR", "AA", "TC", "RD", "RA", "AD", "CD")
+
+
+def _opt_lines(edns: Record) -> list[str]:
+    flags = " do" if "do" in edns["flags"] else ""
+    mbz = edns.get("mbz", 0)
+    tail = f"; MBZ: 0x{mbz:04x}, udp: {edns['udp']}" if mbz else f"; udp: {edns['udp']}"
+    lines = [f"; EDNS: version: {edns['version']}, flags:{flags}{tail}"]
+    for opt in edns.get("options", []):
+        data = bytes.fromhex(opt["data"])
+        shown = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
+        words = " ".join(f"{b:02x}" for b in data)
+        name = {3: "NSID", 10: "COOKIE"}.get(opt["code"], f"OPT={opt['code']}")
+        lines.append(f'; {name}: {words} ("{shown}")' if data else f"; {name}")
+    return lines
+
+
+def error_lines(r: Record) -> list[str]:
+    """A query that got no answer, as dig says it: a communications error per try (a
+    reply that does not parse: `Got bad packet`)."""
+    if r.get("error_kind") in ("malformed", "lame"):
+        return [f";; Got bad packet: {r['error']}" if r["error_kind"] == "malformed" else
+                f";; {r['error']}"]  # fmt: skip
+    where = f"{r['server']}#{r['port']}"
+    what = {"timeout": "timed out", "refused": "connection refused"}.get(
+        r.get("error_kind") or "", r["error"]
+    )
+    return [f";; communications error to {where}: {what}"] * max(r.get("tries", 1), 1)
+
+
+class DigText:
+    """dig's output for each record (its default sections, the +[no]SECTION switches,
+    +short), the `; <<>>` banner before the first one."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.show: dict[str, bool] = getattr(args, "show", None) or dict.fromkeys(SECTIONS, True)
+        self.short = bool(getattr(args, "short", False))
+        self.user_server: str | None = getattr(args, "user_server", None)
+        self.cmdline = " ".join(getattr(args, "cmdline", None) or [])
+        self.banner_due = self.show["cmd"] and not self.short
+        self.trace = bool(getattr(args, "trace", False))
+
+    def banner(self) -> list[str]:
+        if not self.banner_due:
+            return []
+        self.banner_due = False
+        from packetlab import __version__
+
+        lines = ["", f"; <<>> pktlab {__version__} <<>> {self.cmdline}"]
+        if self.user_server is not None:
+            lines.append("; (1 server found)")
+        return [*lines, ";; global options: +cmd"]
+
+    def __call__(self, r: Record) -> str | None:
+        if r["type"] != "dns":
+            return None
+        lines = [f";; {note}" for note in r.get("notes", [])]
+        if "error" in r:
+            lines += error_lines(r)
+            if r.get("error_kind") not in ("malformed", "lame"):
+                lines += self.banner()
+                lines.append(";; no servers could be reached")
+            if r.get("error_kind") == "timeout" and "; " in r["error"]:
+                lines.append(";; (" + r["error"].split("; ", 1)[1] + ")")
+            return "\n".join(lines)
+        if self.short and self.trace:  # dig +trace +short: each answer, where, how long
+            ms = self.took(r)
+            lines += [f"{a['type']} {a['data']} from server {r['server']} in {ms} ms."
+                      for a in r["answers"]]  # fmt: skip
+            return "\n".join(lines) or None
+        if self.short:
+            lines += [a["data"] for a in r["answers"]]
+            return "\n".join(lines) or None
+        lines += self.banner()
+        if self.trace:
+            return "\n".join([*lines, *self.trace_step(r)])
+        lines += self.message(r)
+        return "\n".join(lines) if lines else None
+
+    @staticmethod
+    def took(r: Record) -> str:
+        """The query time in whole ms, as dig (endpoint stamps; "?" when not known)."""
+        us = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
+        return f"{int(us // 1000)}" if us is not None else "?"
+
+    def trace_step(self, r: Record) -> list[str]:
+        """A +trace step as dig prints it: the answer and authority records, where they
+        came from and how long it took."""
+        ms = self.took(r)
+        name = r.get("server_name") or self.user_server or r["server"]
+        return [
+            *(rr_line(a) for a in [*r["answers"], *r.get("authority", [])]),
+            f";; Received {r['size']} bytes from {r['server']}#{r['port']}({name}) in {ms} ms",
+            "",
+        ]
+
+    def message(self, r: Record) -> list[str]:
+        """The reply: header, OPT pseudosection, sections and statistics as dig shows
+        them; a blank line ends each block (the last one is the record's line end)."""
+        show = self.show
+        comments = show["comments"]
+        lines: list[str] = []
+        if comments:
+            flags = "".join(f" {f.lower()}" for f in FLAG_ORDER if f in r["flags"])
+            qd, an, ns, ar = r.get("counts") or (1, len(r["answers"]), 0, 0)
+            lines += [
+                ";; Got answer:",
+                f";; ->>HEADER<<- opcode: {r.get('opcode', 'QUERY')}, status: {r['rcode']}, "
+                f"id: {r.get('id')}",
+                f";; flags:{flags}; QUERY: {qd}, ANSWER: {an}, AUTHORITY: {ns}, ADDITIONAL: {ar}",
+            ]
+            if "RD" in r["flags"] and "RA" not in r["flags"]:
+                lines.append(";; WARNING: recursion requested but not available")
+            lines.append("")
+            if r.get("edns") is not None:  # as dig 9.18: no blank line after it
+                lines += [";; OPT PSEUDOSECTION:", *_opt_lines(r["edns"])]
+        sections = [("QUESTION", "question", None), ("ANSWER", "answer", r["answers"]),
+                    ("AUTHORITY", "authority", r.get("authority", [])),
+                    ("ADDITIONAL", "additional", r.get("additional", []))]  # fmt: skip
+        for title, key, records in sections:
+            if not show[key]:
+                continue
+            if records is None:
+                body = [question_line(r["qname"], r["qtype"])]
+            else:
+                body = [rr_line(a) for a in records]
+            if body:
+                lines += [f";; {title} SECTION:", *body, ""] if comments else body
+        if show["stats"]:
+            took = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
+            if took is not None:
+                lines.append(f";; Query time: {int(took // 1000)} msec")
+            user = self.user_server or r["server"]
+            lines += [
+                f";; SERVER: {r['server']}#{r['port']}({user}) ({r['proto'].upper()})",
+                f";; WHEN: {time.strftime('%a %b %d %H:%M:%S %Z %Y')}",
+                f";; MSG SIZE  rcvd: {r['size']}",
+                "",
+            ]
+        return lines
 
 
 def row_for(args: argparse.Namespace) -> Any:
-    return short_row if getattr(args, "short", False) else row
+    """--compact: the compact form; otherwise dig's output (+short's included)."""
+    if getattr(args, "compact", False) and not getattr(args, "short", False):
+        return compact_row
+    if not isinstance(getattr(args, "dig_text", None), DigText):
+        args.dig_text = DigText(args)  # one per run: the banner comes once
+    return args.dig_text
 
 
 def summary(records: list[Record]) -> Record:
@@ -264,26 +551,43 @@ def summary(records: list[Record]) -> Record:
     }
 
 
+def target(args: argparse.Namespace) -> str | None:
+    """The server: the in-process endpoint exports the address it would reach it from
+    (of its family, on its interface: where an ICMP port unreachable comes back)."""
+    if args.server:
+        return split_server(args.server, args.family)[0]
+    from packetlab.cli.run_command import resolv_conf_servers
+
+    v4, v6 = resolv_conf_servers()
+    mine = {4: v4, 6: v6}.get(args.family or 0, v4 + v6)
+    return mine[0] if mine else None
+
+
 def budget(args: argparse.Namespace) -> float:
     tries = 1 if args.tcp else args.tries
     plan = getattr(args, "plan", None) or [(n, args.types) for n in args.names]
     queries = sum(len(types or ["A"]) for _, types in plan)
-    return queries * (tries + 1) * args.wait
+    steps = 16 if getattr(args, "trace", False) else 1  # measure.dns.TRACE_STEPS
+    return queries * steps * (tries + 1) * args.wait
 
 
 COMMAND = Command(
     name="dns",
     help="DNS queries over UDP or TCP",
     description="Ask a DNS server from the endpoint (UDP, or TCP with --tcp; a truncated "
-    "UDP answer is retried over TCP) and print the answer section like dig.",
+    "UDP answer is retried over TCP) and print what dig prints (--compact: one line per "
+    "query and its answers).",
     configure=configure,
     experiment=experiment,
-    row=row,
+    row=compact_row,
     summary=summary,
     budget=budget,
+    target=target,
     epilog=EPILOG,
     split="names",
     row_for=row_for,
+    # raw sockets offered (not needed): the ICMP port unreachable of a closed UDP port
+    raw=True,
 )
 
 

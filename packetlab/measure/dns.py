@@ -11,30 +11,48 @@ from __future__ import annotations
 
 import random
 import struct
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 import dns.exception
 import dns.flags
 import dns.message
 import dns.name
+import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+from twisted.internet.defer import Deferred
 
 from packetlab.controller import (
     AddressLike,
     ControllerError,
     EndpointSession,
+    RequestFailed,
     deferred_api,
     parse_address,
     read_system_info,
-    udp_exchange,
 )
 from packetlab.measure.pcap import PcapRecorder, local_udp_end
+from packetlab.wire import Ndata, Ntag
+
+if TYPE_CHECKING:
+    from packetlab.measure.traceroute import RawCapture
 from packetlab.measure.stream import StreamError, TcpStream, connect_failure
 
-__all__ = ["DnsAnswer", "DnsError", "DnsResult", "dns_query", "parse_qtype", "resolver_of"]
+__all__ = [
+    "DnsAnswer",
+    "DnsError",
+    "DnsResult",
+    "dns_query",
+    "dns_trace",
+    "parse_qtype",
+    "presentation",
+    "resolver_of",
+]
 
 EDNS_PAYLOAD = 1232  # dig's default UDP payload size (the DNS flag day 2020 value)
 
@@ -45,20 +63,27 @@ class DnsError(ControllerError):
 
 @dataclass(frozen=True, slots=True)
 class DnsAnswer:
-    """One answer record, as dig prints it: absolute owner name, type name, TTL, data."""
+    """One resource record, as dig prints it: absolute owner name, type name, TTL, data
+    (dig's presentation format: `presentation`), class (IN unless the server said else)."""
 
     name: str
     type: str
     ttl: int
     data: str
+    cls: str = "IN"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "ttl": self.ttl, "data": self.data}
+        out = {"name": self.name, "type": self.type, "ttl": self.ttl, "data": self.data}
+        if self.cls != "IN":
+            out["class"] = self.cls
+        return out
 
 
 @dataclass(slots=True)
 class DnsResult:
-    """What one query got. `error` is set (and `rcode` None) when no answer came."""
+    """What one query got. `error` is set (and `rcode` None) when no answer came;
+    `error_kind` then says why: "timeout", "refused" (ICMP port unreachable or a TCP
+    reset), "malformed" (the reply did not parse) or "tcp" (the TCP exchange failed)."""
 
     qname: str
     qtype: str
@@ -72,6 +97,17 @@ class DnsResult:
     flags: list[str] = field(default_factory=list)
     size: int | None = None  # bytes of the DNS message answered
     error: str | None = None
+    error_kind: str | None = None
+    tries: int = 0  # UDP sends made (TCP: 1)
+    id: int | None = None  # the reply's message ID
+    opcode: str = "QUERY"
+    counts: tuple[int, int, int, int] = (0, 0, 0, 0)  # the reply header's QD/AN/NS/AR counts
+    authority: list[DnsAnswer] = field(default_factory=list)
+    additional: list[DnsAnswer] = field(default_factory=list)
+    edns: dict[str, Any] | None = None  # the reply's OPT: version, flags, udp, options
+    notes: list[str] = field(default_factory=list)  # dig's ";; " remarks (TC retry, BADVERS)
+    query_time_us: float | None = None  # TCP without rtt_us: answer - ESTABLISHED (dig's)
+    server_name: str | None = None  # dns_trace: the NS name of the server asked
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -81,9 +117,15 @@ class DnsResult:
             "server": self.server,
             "port": self.port,
             "proto": self.proto,
+            "tries": self.tries,
         }
+        if self.notes:
+            out["notes"] = self.notes
+        if self.server_name is not None:
+            out["server_name"] = self.server_name
         if self.error is not None:
             out["error"] = self.error
+            out["error_kind"] = self.error_kind
             return out
         out.update(
             rcode=self.rcode,
@@ -92,7 +134,15 @@ class DnsResult:
             truncated=self.truncated,
             flags=self.flags,
             size=self.size,
+            id=self.id,
+            opcode=self.opcode,
+            counts=list(self.counts),
+            authority=[a.to_dict() for a in self.authority],
+            additional=[a.to_dict() for a in self.additional],
+            edns=self.edns,
         )
+        if self.query_time_us is not None:
+            out["query_time_us"] = self.query_time_us
         return out
 
     def answer_set(self) -> frozenset[tuple[str, str, str]]:
@@ -122,77 +172,358 @@ def resolver_of(text: str) -> list[str]:
     return out
 
 
-def _answers(msg: dns.message.Message) -> list[DnsAnswer]:
+SPLIT = 56  # dig's +split default: base64 and hex fields cut into 56-character words
+_B64_TYPES = {"DNSKEY", "CDNSKEY", "KEY", "RRSIG", "SIG", "CERT", "OPENPGPKEY", "DHCID",
+              "IPSECKEY", "TKEY", "TSIG"}  # fmt: skip
+
+
+def _hexwords(data: bytes) -> str:
+    text = data.hex().upper()
+    return " ".join(text[i : i + SPLIT] for i in range(0, len(text), SPLIT)) or "-"
+
+
+def presentation(rd: Any) -> str:
+    """An rdata as dig (BIND 9.18) prints it on one line: dnspython's text, with base64
+    and hex fields in 56-character words and hex in upper case as BIND writes them."""
+    rtype = dns.rdatatype.to_text(rd.rdtype)
+    if rtype in _B64_TYPES:
+        return str(rd.to_text(chunksize=SPLIT))
+    if rtype in ("DS", "CDS", "DLV"):
+        return f"{rd.key_tag} {int(rd.algorithm)} {rd.digest_type} {_hexwords(rd.digest)}"
+    if rtype in ("TLSA", "SMIMEA"):
+        return f"{rd.usage} {rd.selector} {rd.mtype} {_hexwords(rd.cert)}"
+    if rtype == "SSHFP":
+        return f"{rd.algorithm} {rd.fp_type} {_hexwords(rd.fingerprint)}"
+    if rtype == "NSEC3PARAM":
+        salt = rd.salt.hex().upper() or "-"
+        return f"{rd.algorithm} {rd.flags} {rd.iterations} {salt}"
+    if rtype == "NSEC3":
+        words = str(rd.to_text()).split(" ")
+        words[3] = words[3].upper()  # salt
+        words[4] = words[4].upper()  # next hashed owner (base32hex)
+        return " ".join(words)
+    return str(rd.to_text())
+
+
+def _records(section: list[Any]) -> list[DnsAnswer]:
     out = []
-    for rrset in msg.answer:
+    for rrset in section:
         name = rrset.name.to_text()
         rtype = dns.rdatatype.to_text(rrset.rdtype)
+        cls = dns.rdataclass.to_text(rrset.rdclass)
         for rd in rrset:
-            out.append(DnsAnswer(name, rtype, rrset.ttl, rd.to_text()))
+            out.append(DnsAnswer(name, rtype, rrset.ttl, presentation(rd), cls))
     return out
 
 
-def _fill(result: DnsResult, msg: dns.message.Message, size: int) -> None:
+def _answers(msg: dns.message.Message) -> list[DnsAnswer]:
+    return _records(msg.answer)
+
+
+def _edns_of(msg: dns.message.Message) -> dict[str, Any] | None:
+    if msg.edns < 0:
+        return None
+    options = []
+    for opt in msg.options:
+        raw = opt.to_wire() or b""
+        options.append({"code": int(opt.otype), "data": raw.hex()})
+    return {
+        "version": msg.edns,
+        "flags": ["do"] if msg.ednsflags & dns.flags.DO else [],
+        "mbz": msg.ednsflags & 0x7FFF,
+        "udp": msg.payload,
+        "options": options,
+    }
+
+
+def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
     result.rcode = dns.rcode.to_text(msg.rcode())
     result.answers = _answers(msg)
+    result.authority = _records(msg.authority)
+    result.additional = _records(msg.additional)
     result.flags = dns.flags.to_text(msg.flags).split()
-    result.size = size
+    result.size = len(wire)
+    result.id = msg.id
+    result.opcode = dns.opcode.to_text(msg.opcode())
+    if len(wire) >= 12:
+        result.counts = struct.unpack(">4H", wire[4:12])
+    result.edns = _edns_of(msg)
+
+
+class _Malformed(Exception):
+    """A reply to our query (its ID, QR set) that does not parse as a DNS message."""
 
 
 def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:
-    """The reply to `query`, or None for anything else (garbage, another id/question)."""
+    """The reply to `query`, or None for anything else (another ID or question). Raises
+    _Malformed for a message with our ID and QR set that does not parse (a truncated one,
+    TC set, may end anywhere: its header and question are kept)."""
     try:
         msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False)
-    except (dns.exception.DNSException, ValueError):
-        try:  # a truncated reply may not parse past the question: keep its header
-            msg = dns.message.from_wire(wire, question_only=True)
-        except (dns.exception.DNSException, ValueError):
+    except (dns.exception.DNSException, ValueError) as e:
+        if len(wire) < 12 or struct.unpack(">H", wire[:2])[0] != query.id or not wire[2] & 0x80:
             return None
+        if wire[2] & 0x02:  # TC: a truncated reply may not parse past the question
+            try:
+                msg = dns.message.from_wire(wire, question_only=True)
+            except (dns.exception.DNSException, ValueError):
+                raise _Malformed(f"{e} ({len(wire)} bytes)") from None
+        else:
+            detail = str(e).rstrip(".") or type(e).__name__
+            raise _Malformed(f"{detail} ({len(wire)} bytes)") from None
     return msg if query.is_response(msg) else None
 
 
-async def _default_server(session: EndpointSession) -> str:
+async def _default_server(session: EndpointSession, family: int | None) -> str:
     info = await read_system_info(session)
-    servers = [str(a) for a in info.dns4] + [str(a) for a in info.dns6]
+    servers = [str(a) for a in info.dns4 if family in (None, 4)]
+    servers += [str(a) for a in info.dns6 if family in (None, 6)]
     if not servers:
+        which = "" if family is None else f" IPv{family}"
         raise DnsError(
-            "the endpoint has no DNS server configured (VMemLocalDNSAddrStrIPv4/IPv6); "
+            f"the endpoint has no{which} DNS server configured (VMemLocalDNSAddrStrIPv4/IPv6); "
             "give one with server="
         )
     return servers[0]
+
+
+def _icmp_filter(version: int, rport: int) -> str:
+    """ICMP(v6) port unreachable quoting a UDP datagram to port `rport` (a 20-byte quoted
+    IPv4 header, no IPv6 extension headers; the quote is checked again in Python)."""
+    if version == 4:
+        return f"icmp[0] == 3 and icmp[1] == 3 and icmp[30:2] == {rport}"
+    return f"icmp6 and ip6[40] == 1 and ip6[41] == 4 and ip6[90:2] == {rport}"
+
+
+WATCH_S = 20.0  # a watch serves the queries of this long (its ncap runs 30 s more)
+
+
+class _IcmpWatch:
+    """One raw capture per session, server and port, shared by the queries to it: the
+    ICMP port unreachable quoting a datagram to the server goes to the query whose local
+    port it quotes (`waiting`). Its ncap ends by itself (`open_capture`'s slack)."""
+
+    def __init__(self, cap: RawCapture, server: Any, port: int, until: float) -> None:
+        from packetlab.measure.traceroute import parse_ndata
+
+        self.cap, self.server, self.port, self.until = cap, server, port, until
+        self.waiting: dict[int, Callable[[Any], None]] = {}
+        self._parse = parse_ndata
+        cap.sock.buffering = False
+        cap.sock.add_callback(self._note)
+
+    def usable(self, now: float, needed: float) -> bool:
+        return not self.cap.sock.ended and now + needed < self.until
+
+    def _note(self, note: Any) -> None:
+        parsed = self._parse(note)
+        reply = parsed[0] if parsed else None
+        if reply is None or not reply.from_destination:
+            return
+        key = reply.key
+        if key.proto == 17 and key.dst == self.server and key.dport == self.port:
+            feed = self.waiting.get(key.sport)
+            if feed is not None:
+                feed(reply)
+
+
+# session -> (server, port) -> its watch, or why there is none (asked once per session)
+_Watches = dict[tuple[str, int], "_IcmpWatch | str | Deferred[None]"]
+_WATCHES: WeakKeyDictionary[EndpointSession, _Watches] = WeakKeyDictionary()
+
+
+def _after(d: Deferred[None]) -> Deferred[None]:
+    """Fires (None) when `d` has, leaving `d`'s own result alone."""
+    done: Deferred[None] = Deferred()
+
+    def fire(result: Any) -> Any:
+        done.callback(None)
+        return result
+
+    d.addBoth(fire)
+    return done
+
+
+async def _watch_for(
+    session: EndpointSession, server: Any, port: int, needed: float
+) -> _IcmpWatch | str:
+    """The session's ICMP watch for `server:port` (opened now if none is usable), or why
+    there can be none (no raw sockets, no filter): then not asked again."""
+    from packetlab.measure.traceroute import MeasureError, close_capture, open_capture
+
+    mine = _WATCHES.get(session)
+    if mine is None:  # a watch holds its session: the entry goes when the session ends
+        mine = _WATCHES[session] = {}
+        session.when_closed().addCallback(lambda _: _WATCHES.pop(session, None))
+    key = (str(server), port)
+    known = mine.get(key)
+    while isinstance(known, Deferred):  # another query is opening it: that one, then
+        await _after(known)
+        known = mine.get(key)
+    now = session.reactor.seconds()
+    if isinstance(known, str) or (known is not None and known.usable(now, needed)):
+        return known
+    if known is not None:  # expired: its successor first, then it goes
+        Deferred.fromCoroutine(close_capture(known.cap)).addErrback(lambda f: None)
+    opening: Deferred[None] = Deferred()
+    mine[key] = opening  # concurrent queries wait for this one: one raw socket, not many
+    got: _IcmpWatch | str
+    try:
+        cap = await open_capture(
+            session, server, src=None, duration_s=WATCH_S + needed,
+            expression=_icmp_filter(server.version, port),
+        )  # fmt: skip
+        got = _IcmpWatch(cap, server, port, now + WATCH_S + needed)
+    except MeasureError as e:
+        got = str(e)
+    except (RequestFailed, ValueError, RuntimeError) as e:  # refused, or no libpcap filter
+        got = str(e)
+    except BaseException:
+        del mine[key]
+        opening.callback(None)
+        raise
+    mine[key] = got
+    opening.callback(None)
+    return got
+
+
+class _Inbox:
+    """The notes of the query's UDP socket and of the ICMP capture, in arrival order."""
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.items: deque[tuple[str, Any]] = deque()
+        self.waiter: Deferred[None] | None = None
+
+    def feeder(self, kind: str) -> Callable[[Any], None]:
+        def put(note: Any) -> None:
+            self.items.append((kind, note))
+            if self.waiter is not None and not self.waiter.called:
+                self.waiter.callback(None)
+
+        return put
+
+    async def next(self, deadline: float) -> tuple[str, Any] | None:
+        while not self.items:
+            left = deadline - self.reactor.seconds()
+            if left <= 0:
+                return None
+            d: Deferred[None] = Deferred()
+            d.addTimeout(left, self.reactor, onTimeoutCancel=lambda result, t: None)
+            self.waiter = d
+            await d
+            self.waiter = None
+        return self.items.popleft()
+
+
+NO_WATCH = (
+    "a closed port cannot be told from a silent server: the endpoint's UDP sockets report "
+    "no ICMP port unreachable"
+)
+
+
+def _stamp(sent: dict[int, int], attempt: int) -> Callable[[Ntag], None]:
+    def got(n: Ntag) -> None:
+        sent[attempt] = n.time
+
+    return got
 
 
 async def _over_udp(
     session: EndpointSession,
     query: dns.message.Message,
     result: DnsResult,
-    server: AddressLike,
+    server: Any,
     timeout: float,
     attempts: int,
     recorder: PcapRecorder | None = None,
+    icmp: bool = True,
 ) -> dns.message.Message | None:
     wire = query.to_wire()
+    reactor = session.reactor
+    inbox = _Inbox(reactor)
+    watch: _IcmpWatch | None = None
+    why: str | None = "not asked"
     local: tuple[str, int] | None = None
-    if recorder is not None:  # a port we choose, so the capture can show it
-        local = await local_udp_end(session, server)
-    for _ in range(attempts):
-        lport = local[1] if local else 0
-        ex = await udp_exchange(session, server, result.port, wire, timeout=timeout, lport=lport)
-        sent = ex.sent[0].time if ex.sent else None
-        if recorder is not None and local is not None:
-            if sent is not None:
-                recorder.udp(sent, local[0], local[1], str(server), result.port, wire)
-            for r in ex.replies:
-                recorder.udp(r.time, str(r.addr), r.port, local[0], local[1], r.data)
-        for reply in ex.replies:
-            msg = _parse(query, reply.data)
-            if msg is None:
-                continue
-            if sent is not None:
-                result.rtt_us = (reply.time - sent) / 1000
-            _fill(result, msg, len(reply.data))
-            return msg
-    result.error = f"no answer from {result.server} over UDP ({attempts} x {timeout:g} s)"
+    chosen = recorder is not None or icmp  # a port we choose, so a capture can name it
+    sktid = session.free_sktid()
+    try:
+        for n in range(5):
+            lport = random.randrange(49152, 65536) if chosen else 0
+            try:
+                sock = await session.nopen_udp(
+                    sktid, family=server.version, lport=lport, buffer=False
+                )
+                break
+            except RequestFailed:
+                if not chosen or n == 4:
+                    raise
+                sktid = session.free_sktid()  # that port is taken: another one
+        sock.add_callback(inbox.feeder("udp"))
+        if icmp:
+            found = await _watch_for(session, server, result.port, timeout * attempts)
+            watch, why = (None, found) if isinstance(found, str) else (found, None)
+        if watch is not None:
+            watch.waiting[lport] = inbox.feeder("icmp")
+            local = (str(watch.cap.src), lport)
+        elif recorder is not None:
+            local = ((await local_udp_end(session, server))[0], lport)
+        sent: dict[int, int] = {}  # try -> endpoint send time (ns)
+        recorded: set[int] = set()
+
+        def record_sends() -> None:  # each query once in the pcap, when its ntag came
+            if recorder is None or local is None:
+                return
+            for a in sorted(set(sent) - recorded):
+                recorded.add(a)
+                recorder.udp(sent[a], local[0], local[1], str(server), result.port, wire)
+
+        for attempt in range(attempts):
+            result.tries = attempt + 1
+            queued = await session.nsend(sktid, wire, to=(server, result.port), ntag=True)
+            if queued.ntag is not None:
+                queued.ntag.addCallbacks(_stamp(sent, attempt), lambda f: None)
+            deadline = reactor.seconds() + timeout
+            while (got := await inbox.next(deadline)) is not None:
+                kind, note = got
+                if kind == "udp" and not isinstance(note, Ndata):
+                    continue
+                if kind == "icmp":  # the watch checked the quote: our port, the server's
+                    result.error = (
+                        f"connection refused: {result.server}#{result.port} answered with "
+                        f"ICMP port unreachable (from {note.src}); nothing listens there"
+                    )
+                    result.error_kind = "refused"
+                    return None
+                t_sent = sent.get(attempt)
+                if recorder is not None and local is not None:
+                    record_sends()
+                    recorder.udp(note.time, str(server), result.port, local[0], local[1], note.data)
+                try:
+                    msg = _parse(query, note.data)
+                except _Malformed as e:
+                    result.error = f"malformed reply from {result.server}#{result.port}: {e}"
+                    result.error_kind = "malformed"
+                    return None
+                if msg is None:
+                    continue
+                if t_sent is not None:
+                    result.rtt_us = (note.time - t_sent) / 1000
+                _fill(result, msg, note.data)
+                return msg
+            record_sends()
+    finally:
+        if watch is not None:
+            watch.waiting.pop(lport, None)
+        try:
+            await session.nclose(sktid)
+        except ControllerError:
+            pass
+    lost = f"no answer from {result.server} over UDP ({attempts} x {timeout:g} s)"
+    if watch is None and why not in ("not asked", None):
+        lost += f"; {NO_WATCH}, and none could be captured: {why}"
+    result.error = lost
+    result.error_kind = "timeout"
     return None
 
 
@@ -206,21 +537,29 @@ async def _over_tcp(
 ) -> None:
     wire = query.to_wire()
     result.proto = "tcp"
+    result.tries = 1
     try:
         stream = await TcpStream.connect(
             session, server, result.port, timeout=timeout, recorder=recorder
         )
     except ControllerError as e:
         result.error = "TCP " + connect_failure(e, server, result.port)
+        result.error_kind = "refused" if "refused" in result.error else "tcp"
         return
     try:
         ntag = stream.send(struct.pack(">H", len(wire)) + wire, ntag=True)
         head = await stream.read_exactly(2, timeout)
         (length,) = struct.unpack(">H", head.data)
         body = await stream.read_exactly(length, timeout)
-        msg = _parse(query, body.data)
+        try:
+            msg = _parse(query, body.data)
+        except _Malformed as e:
+            result.error = f"malformed reply from {result.server}#{result.port} over TCP: {e}"
+            result.error_kind = "malformed"
+            return
         if msg is None:
             result.error = f"{result.server} answered over TCP with a message that is not the reply"
+            result.error_kind = "malformed"
             return
         assert ntag is not None
         sent = await ntag
@@ -228,11 +567,33 @@ async def _over_tcp(
         # the answer's kernel receive stamp: then the round trip is not known (None).
         if head.time >= sent.time:
             result.rtt_us = (head.time - sent.time) / 1000
-        _fill(result, msg, length)
+        else:  # dig's query time all the same: from the connection's establishment
+            result.query_time_us = max(head.time - stream.established_at, 0) / 1000
+        _fill(result, msg, body.data)
     except StreamError as e:
         result.error = str(e)
+        result.error_kind = "tcp"
     finally:
         await stream.close()
+
+
+def _make_query(
+    name: dns.name.Name, rtype: str, edns: int | None, payload: int, dnssec: bool, rd: bool
+) -> dns.message.Message:
+    if dnssec and edns is None:
+        edns = 0  # as dig: +dnssec turns EDNS on
+    query = dns.message.make_query(
+        name,
+        rtype,
+        dns.rdataclass.IN,
+        use_edns=False if edns is None else edns,
+        payload=payload,
+        want_dnssec=dnssec,
+    )
+    query.id = random.randrange(0x10000)
+    if not rd:
+        query.flags &= ~dns.flags.RD
+    return query
 
 
 @deferred_api
@@ -247,39 +608,160 @@ async def dns_query(
     timeout: float = 2.0,
     attempts: int = 2,
     recursion: bool = True,
-    edns: bool = True,
+    edns: bool | int = True,
+    payload: int = EDNS_PAYLOAD,
+    dnssec: bool = False,
+    family: int | None = None,
     tcp_fallback: bool = True,
+    icmp: bool = True,
     recorder: PcapRecorder | None = None,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
-    memory) for `qname`/`qtype` from the endpoint. Over UDP a lost query is sent again
-    (`attempts` in all, `timeout` s each) and a truncated answer is asked again over TCP
-    (unless `tcp_fallback` is off). A result always comes back; failures are in `error`.
-    `recorder` collects the exchanged packets for a pcap file.
+    memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
+
+    EDNS: `edns` True (version 0), False (none) or a version number (a BADVERS answer is
+    asked again with version 0, as dig); `payload` is the UDP size offered, `dnssec` sets
+    the DO bit (and EDNS). Over UDP a lost query is sent again (`attempts` in all,
+    `timeout` s each) and a truncated answer is asked again over TCP (unless
+    `tcp_fallback` is off). With `icmp` and an endpoint with raw sockets, an ICMP port
+    unreachable quoting the query ends it at once as "connection refused". A result
+    always comes back; failures are in `error`. `recorder` collects the exchanged packets
+    for a pcap file.
     """
     rtype = parse_qtype(qtype)
     try:
         name = dns.name.from_text(qname)
     except dns.exception.DNSException as e:
         raise DnsError(f"bad name {qname!r}: {e}") from None
+    if not 0 <= payload <= 65535:
+        raise DnsError(f"EDNS UDP payload {payload} out of range (0..65535)")
+    version: int | None = None if edns is False else (0 if edns is True else int(edns))
+    if version is not None and not 0 <= version <= 255:
+        raise DnsError(f"EDNS version {version} out of range (0..255)")
     if server is None:
-        server = await _default_server(session)
+        server = await _default_server(session, family)
     addr = parse_address(server)
-    query = dns.message.make_query(
-        name, rtype, dns.rdataclass.IN, use_edns=0 if edns else False, payload=EDNS_PAYLOAD
-    )
-    query.id = random.randrange(0x10000)
-    if not recursion:
-        query.flags &= ~dns.flags.RD
+    if family is not None and addr.version != family:
+        raise DnsError(f"-{family}: the server {addr} is not an IPv{family} address")
     result = DnsResult(name.to_text(), rtype, str(addr), port, "udp")
-    if tcp:
-        await _over_tcp(session, query, result, addr, timeout, recorder)
-        return result
-    msg = await _over_udp(session, query, result, addr, timeout, attempts, recorder)
-    if msg is not None and msg.flags & dns.flags.TC and tcp_fallback:
-        tcp_result = DnsResult(result.qname, rtype, result.server, port, "tcp", truncated=True)
-        await _over_tcp(session, query, tcp_result, addr, timeout, recorder)
-        return tcp_result
-    if msg is not None and msg.flags & dns.flags.TC:
-        result.truncated = True
+    for _ in range(2):  # a second round only after BADVERS
+        query = _make_query(name, rtype, version, payload, dnssec, recursion)
+        result = DnsResult(name.to_text(), rtype, str(addr), port, "udp", notes=result.notes)
+        if tcp:
+            await _over_tcp(session, query, result, addr, timeout, recorder)
+        else:
+            msg = await _over_udp(session, query, result, addr, timeout, attempts, recorder, icmp)
+            if msg is not None and msg.flags & dns.flags.TC and tcp_fallback:
+                notes = [*result.notes, "Truncated, retrying in TCP mode."]
+                result = DnsResult(result.qname, rtype, result.server, port, "tcp",
+                                   truncated=True, notes=notes)  # fmt: skip
+                await _over_tcp(session, query, result, addr, timeout, recorder)
+            elif msg is not None and msg.flags & dns.flags.TC:
+                result.truncated = True
+        if result.rcode == "BADVERS" and version:
+            result.notes.append("BADVERS, retrying with EDNS version 0.")
+            version = 0
+            continue
+        break
     return result
+
+
+TRACE_STEPS = 16  # referrals followed at most (dig: 30)
+
+
+def _addresses_of(name: str, glue: list[DnsAnswer], version: int) -> list[str]:
+    rtype = "A" if version == 4 else "AAAA"
+    return [g.data for g in glue if g.name == name and g.type == rtype]
+
+
+@deferred_api
+async def dns_trace(
+    session: EndpointSession,
+    qname: str,
+    qtype: str = "A",
+    *,
+    server: AddressLike | None = None,
+    port: int = 53,
+    timeout: float = 2.0,
+    attempts: int = 2,
+    edns: bool | int = True,
+    payload: int = EDNS_PAYLOAD,
+    dnssec: bool = True,
+    family: int | None = None,
+    icmp: bool = True,
+    on_step: Callable[[DnsResult], object] | None = None,
+) -> list[DnsResult]:
+    """Resolve `qname`/`qtype` iteratively from the endpoint, as dig +trace: ask `server`
+    (default: the endpoint's) for the root's NS (RD set), then ask a root server without
+    RD and follow each referral (the authority section's NS) down to the answer, NXDOMAIN
+    or NODATA. A server's address is its glue from the referral's additional section, or
+    else `server`'s answer for its A (AAAA) record. The NS are tried in their order (dig:
+    at random) until one answers. Every step is a DnsResult (its `server_name` the NS
+    name asked), given to `on_step` as it comes; the last one says how it ended.
+    `dnssec` (default on, as dig +trace) sets the DO bit."""
+    common: dict[str, Any] = {
+        "port": port, "timeout": timeout, "attempts": attempts, "edns": edns,
+        "payload": payload, "dnssec": dnssec, "family": family, "icmp": icmp,
+    }  # fmt: skip
+    if server is None:
+        server = await _default_server(session, family)
+    start = parse_address(server)
+    version = family or start.version
+    steps: list[DnsResult] = []
+
+    def step(r: DnsResult) -> DnsResult:
+        steps.append(r)
+        if on_step is not None:
+            on_step(r)
+        return r
+
+    first = step(await dns_query(session, ".", "NS", server=start, **common))
+    if first.error is not None or first.rcode != "NOERROR":
+        return steps
+    zone = dns.name.root
+    referral = [a for a in first.answers if a.type == "NS"]
+    glue = first.additional
+    target = dns.name.from_text(qname)
+    for _ in range(TRACE_STEPS):
+        if not referral:
+            break
+        got: DnsResult | None = None
+        for ns in referral:
+            addrs = _addresses_of(ns.data, glue, version)
+            if not addrs:  # no glue: the first server's answer for the name
+                look = await dns_query(
+                    session, ns.data, "A" if version == 4 else "AAAA", server=start, **common
+                )
+                addrs = [a.data for a in look.answers if a.type == look.qtype]
+            for addr in addrs[:1]:
+                r = await dns_query(session, qname, qtype, server=addr, recursion=False, **common)
+                r.server_name = ns.data.rstrip(".") or "."
+                if r.error is None:
+                    got = r
+                    break
+                got = got or r
+            if got is not None and got.error is None:
+                break
+        if got is None:
+            names = ", ".join(ns.data for ns in referral)
+            last = DnsResult(target.to_text(), parse_qtype(qtype), "", port, "udp")
+            last.error = f"no address for any of the servers of {zone} ({names})"
+            last.error_kind = "timeout"
+            step(last)
+            break
+        if got.error is not None or got.rcode != "NOERROR" or got.answers:
+            step(got)
+            break
+        referral = [a for a in got.authority if a.type == "NS"]
+        if not referral:
+            step(got)
+            break  # NODATA: the SOA in the authority section says so
+        cut = dns.name.from_text(referral[0].name)
+        if not (cut.is_subdomain(zone) and cut != zone and target.is_subdomain(cut)):
+            got.error = f"referral to {cut} from {zone} goes no deeper (a lame delegation)"
+            got.error_kind = "lame"
+            step(got)
+            break
+        step(got)
+        zone, glue = cut, got.additional
+    return steps

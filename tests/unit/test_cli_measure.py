@@ -279,7 +279,7 @@ def test_dns_takes_digs_words() -> None:
     assert a.names[0] == "1.2.0.192.in-addr.arpa." and a.names[1].endswith(".ip6.arpa.")
     assert [types for _, types in a.plan] == [["PTR"], ["PTR"]]
     for argv, message in [
-        (["+trace", "x.test"], r"\+trace: dig option not supported here"),
+        (["+multiline", "x.test"], r"\+multiline: dig option not supported here"),
         (["+time=soon", "x.test"], r"\+time=soon: expected a number"),
         (["-x", "nope"], "-x nope: not an IP address"),
         (["-p", "53", "x.test"], "-p PORT needs a server"),
@@ -298,10 +298,15 @@ def test_dns_short_prints_only_the_data_as_dig() -> None:
         {"name": "y.test.", "type": "A", "ttl": 1, "data": "192.0.2.1"}]}  # fmt: skip
     assert rows(ok) == "y.test.\n192.0.2.1"
     assert rows({**ok, "answers": []}) is None  # NXDOMAIN, NODATA: nothing, as dig
-    lost = {"type": "dns", "qname": "x.test.", "qtype": "A", "error": "no answer from ..."}
-    assert rows(lost) == ";; x.test. A: no answer from ..."
+    lost = {"type": "dns", "qname": "x.test.", "qtype": "A", "server": "192.0.2.53", "port": 53,
+            "tries": 2, "error": "no answer from ...", "error_kind": "timeout"}  # fmt: skip
+    assert rows(lost) == (  # as dig +short
+        ";; communications error to 192.0.2.53#53: timed out\n" * 2
+        + ";; no servers could be reached"
+    )
     assert rows({"type": "summary", "queries": 1}) is None
-    assert run_dns.COMMAND.row_for(parse("dns", "x.test")) is run_dns.row  # type: ignore[misc]
+    compact = parse("dns", "--compact", "x.test")
+    assert run_dns.COMMAND.row_for(compact) is run_dns.compact_row  # type: ignore[misc]
 
 
 def test_operands_after_options_join_the_list() -> None:

@@ -3,9 +3,11 @@ replies, the default server from the endpoint's memory, and bad input."""
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -15,14 +17,27 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
-from ctl_fakes import Rig
+from ctl_fakes import FakeEndpoint, Rig
+from test_traceroute_fakes import icmp_packet
+from twisted.internet.task import Clock
 
 from packetlab.endpoint.config import parse_config
 from packetlab.endpoint.memory import system_image
-from packetlab.measure.dns import DnsError, dns_query, parse_qtype, resolver_of
-from packetlab.wire import Nopen, Nsend, Proto
+from packetlab.measure.dns import (
+    _WATCHES,
+    WATCH_S,
+    DnsError,
+    dns_query,
+    dns_trace,
+    parse_qtype,
+    presentation,
+    resolver_of,
+)
+from packetlab.measure.packets import PROTO_UDP, ip_packet, udp_segment
+from packetlab.wire import Mread, Ncap, Ndata, Nopen, Nsend, Proto
 
 SERVER = ("192.0.2.53", 53)
+EP = "192.0.2.1"  # the endpoint's address (IcmpEndpoint)
 
 
 def answer(query: bytes, *records: str, tc: bool = False, rcode: int = 0) -> bytes:
@@ -183,3 +198,343 @@ def test_qtype_and_resolv_conf_parsing() -> None:
     ]  # fmt: skip
     text = "# c\nsearch x\nnameserver 10.0.0.53\nnameserver fe80::1%eth0\nnameserver ::1\nbad\n"
     assert resolver_of(text) == ["10.0.0.53", "::1"]
+
+
+# -- EDNS, DNSSEC, sections, families, malformed replies, closed ports (dig's gaps) ------------
+
+
+def test_dnssec_sets_do_and_rrsig_is_shown_as_dig() -> None:
+    rig = Rig()
+    sig = "A 13 2 300 20270101000000 20261201000000 4242 test. " + "QUJD" * 22
+    rig.endpoint.udp_servers[SERVER] = udp_server(
+        "a.test. 300 A 192.0.2.1", f"a.test. 300 RRSIG {sig}"
+    )
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", dnssec=True, payload=4096))
+    (send,) = [m for m in rig.endpoint.received if isinstance(m, Nsend)]
+    q = dns.message.from_wire(send.data)
+    assert q.edns == 0 and q.ednsflags & dns.flags.DO and q.payload == 4096
+    rrsig = next(a for a in r.answers if a.type == "RRSIG")
+    b64 = "QUJD" * 22  # 88 characters: BIND cuts base64 into 56-character words
+    assert rrsig.data == sig.replace(b64, b64[:56] + " " + b64[56:])
+
+
+def test_no_edns_and_edns_version() -> None:
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = udp_server("a.test. 1 A 192.0.2.1")
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", edns=False))
+    (send,) = [m for m in rig.endpoint.received if isinstance(m, Nsend)]
+    assert dns.message.from_wire(send.data).edns == -1 and r.edns is None
+    with pytest.raises(DnsError, match="payload 70000 out of range"):
+        rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", payload=70000))
+
+
+def test_badvers_is_asked_again_with_version_0() -> None:
+    def server(query: bytes) -> list[bytes]:
+        q = dns.message.from_wire(query)
+        r = dns.message.make_response(q)
+        if q.edns > 0:
+            r.use_edns(0, 0, 1232)
+            r.set_rcode(dns.rcode.BADVERS)
+        else:
+            r.answer.append(dns.rrset.from_text("a.test.", 1, "IN", "A", "192.0.2.1"))
+        return [r.to_wire()]
+
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = server
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", edns=1))
+    versions = [dns.message.from_wire(m.data).edns for m in rig.endpoint.received
+                if isinstance(m, Nsend)]  # fmt: skip
+    assert versions == [1, 0] and r.rcode == "NOERROR" and len(r.answers) == 1
+    assert r.notes == ["BADVERS, retrying with EDNS version 0."]
+
+
+def test_sections_header_and_opt_are_kept() -> None:
+    def server(query: bytes) -> list[bytes]:
+        q = dns.message.from_wire(query)
+        r = dns.message.make_response(q)
+        r.use_edns(0, dns.flags.DO, 1232)
+        r.flags |= dns.flags.AA
+        r.set_rcode(dns.rcode.NXDOMAIN)
+        r.authority.append(
+            dns.rrset.from_text("test.", 60, "IN", "SOA", "ns.test. h.test. 1 2 3 4 5")
+        )
+        r.additional.append(dns.rrset.from_text("ns.test.", 60, "IN", "A", "192.0.2.9"))
+        return [r.to_wire()]
+
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = server
+    r = rig.run(dns_query(rig.session, "nope.test", server="192.0.2.53", dnssec=True))
+    (send,) = [m for m in rig.endpoint.received if isinstance(m, Nsend)]
+    assert r.id == dns.message.from_wire(send.data).id and r.opcode == "QUERY"
+    assert (r.rcode, r.counts, r.answers) == ("NXDOMAIN", (1, 0, 1, 2), [])
+    assert [a.to_dict() for a in r.authority] == [
+        {"name": "test.", "type": "SOA", "ttl": 60, "data": "ns.test. h.test. 1 2 3 4 5"}
+    ]
+    assert [a.data for a in r.additional] == ["192.0.2.9"]
+    assert r.edns == {"version": 0, "flags": ["do"], "mbz": 0, "udp": 1232, "options": []}
+    assert {"AA", "QR", "RD"} <= set(r.flags)
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [lambda w: w[:-3], lambda w: w[:14] + b"\xff" * 9],
+    ids=["truncated-opt", "bad-pointer"],
+)
+def test_a_malformed_reply_is_one_clear_error(cut: object) -> None:
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = lambda q: [cut(answer(q, "a.test. 1 A 192.0.2.1"))]  # type: ignore[operator]
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=5))
+    assert r.error_kind == "malformed" and r.rcode is None
+    assert r.error is not None and r.error.startswith("malformed reply from 192.0.2.53#53: ")
+    assert "\n" not in r.error and rig.clock.seconds() < 1  # at once, not after the tries
+
+
+def test_family_picks_the_default_server_and_checks_a_given_one() -> None:
+    rig = Rig()
+    both = ["VMemLocalDNSAddrStrIPv4 192.0.2.53", "VMemLocalDNSAddrStrIPv6 2001:db8::53"]
+    rig.endpoint.memory = system_image(parse_config(both))
+    rig.endpoint.udp_servers[("2001:db8::53", 53)] = udp_server("a.test. 1 A 192.0.2.1")
+    r = rig.run(dns_query(rig.session, "a.test", family=6))
+    assert (r.server, r.rcode) == ("2001:db8::53", "NOERROR")
+    with pytest.raises(DnsError, match="-4: the server 2001:db8::53 is not an IPv4 address"):
+        rig.run(dns_query(rig.session, "a.test", server="2001:db8::53", family=4))
+    rig.endpoint.memory = system_image(parse_config(["VMemLocalDNSAddrStrIPv4 192.0.2.53"]))
+    with pytest.raises(DnsError, match="no IPv6 DNS server configured"):
+        rig.run(dns_query(rig.session, "a.test", family=6))
+
+
+def test_presentation_of_hex_fields_is_bind_s() -> None:
+    import dns.rdata
+
+    def text(rtype: str, data: str) -> str:
+        return presentation(dns.rdata.from_text("IN", rtype, data))
+
+    digest = "ab" * 32
+    assert text("DS", f"4242 13 2 {digest}") == f"4242 13 2 {'AB' * 28} {'AB' * 4}"
+    assert text("SSHFP", "4 1 " + "0f" * 20) == "4 1 " + "0F" * 20
+    assert text("NSEC3PARAM", "1 0 10 aabb") == "1 0 10 AABB"
+    assert text("NSEC3", "1 0 0 - 2vptu5timamqttgl4luu9kg21e0aor3s A RRSIG") == (
+        "1 0 0 - 2VPTU5TIMAMQTTGL4LUU9KG21E0AOR3S A RRSIG"
+    )
+
+
+class IcmpEndpoint(FakeEndpoint):
+    """The scripted endpoint with raw sockets (or without, `raw=False`): a UDP datagram to
+    a port in `closed` gets an ICMP port unreachable, `delay` s later, on each raw socket
+    with an ncap."""
+
+    def __init__(self, clock: Clock, raw: bool = True) -> None:
+        super().__init__(clock)
+        conf = ["TransprotoSup raw,tcp,udp" if raw else "TransprotoSup tcp,udp",
+                f"VMemLocalAddrStrIPv4 {EP}/24"]  # fmt: skip
+        self.memory = system_image(parse_config(conf))
+        self.closed: set[tuple[str, int]] = set()
+        self.ncaps: list[Ncap] = []
+        self.delay = 0.01
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Ncap):
+            self.ncaps.append(msg)
+            self.result()
+            return
+        super().handle(msg)
+        if isinstance(msg, Nsend) and msg.proto == Proto.UDP and msg.raddr is not None:
+            to = (str(ipaddress.ip_address(msg.raddr)), msg.rport or 0)
+            nopen = self.sockets[msg.sktid]["msg"]
+            if to in self.closed:
+                udp = udp_segment(EP, to[0], nopen.lport, to[1], msg.data)
+                quoted = ip_packet(EP, to[0], PROTO_UDP, udp)
+                icmp = icmp_packet(to[0], EP, 3, 3, bytes(4), quoted)
+                self.clock.callLater(self.delay, self.unreachable, icmp)
+
+    def unreachable(self, packet: bytes) -> None:
+        capturing = {m.sktid for m in self.ncaps}
+        for sktid, skt in list(self.sockets.items()):
+            if skt["proto"] == Proto.RAW and sktid in capturing:
+                self.send(Ndata(sktid, skt["family"], Proto.RAW, self.now(), packet))
+
+
+def icmp_rig(raw: bool = True) -> tuple[Rig, IcmpEndpoint]:
+    rig = Rig(endpoint=lambda clock: IcmpEndpoint(clock, raw))
+    assert isinstance(rig.endpoint, IcmpEndpoint)
+    return rig, rig.endpoint
+
+
+def test_a_closed_port_is_connection_refused_at_once_with_raw_sockets() -> None:
+    rig, ep = icmp_rig()
+    ep.closed.add(SERVER)
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=2, attempts=3))
+    assert r.error_kind == "refused" and r.tries == 1 and rig.clock.seconds() < 0.5
+    assert r.error == (
+        "connection refused: 192.0.2.53#53 answered with ICMP port unreachable (from "
+        "192.0.2.53); nothing listens there"
+    )
+    # the UDP socket is closed; the capture stays for the session's next queries to the
+    # server (one raw socket, one ncap: no round trips of its own for them)
+    (raw,) = ep.sockets.values()
+    assert raw["proto"] == Proto.RAW and len(ep.ncaps) == 1
+    r = rig.run(dns_query(rig.session, "b.test", server="192.0.2.53", timeout=2, attempts=3))
+    assert r.error_kind == "refused" and len(ep.ncaps) == 1 and len(ep.sockets) == 1
+    # ... until it has served WATCH_S seconds: then a new one, and the old one is closed
+    rig.clock.advance(WATCH_S)
+    r = rig.run(dns_query(rig.session, "c.test", server="192.0.2.53", timeout=2, attempts=3))
+    assert r.error_kind == "refused" and len(ep.ncaps) == 2 and len(ep.sockets) == 1
+    assert rig.session in _WATCHES
+    rig.session.close()
+    rig.pump.flush()
+    assert rig.session not in _WATCHES  # the session's watches go with it
+    # an open port on the same endpoint: the answer, as before
+    rig, ep = icmp_rig()
+    ep.udp_servers[SERVER] = udp_server("a.test. 1 A 192.0.2.1")
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53"))
+    assert r.rcode == "NOERROR" and r.error is None
+
+
+def test_an_unreachable_quoting_another_port_is_not_ours() -> None:
+    rig, ep = icmp_rig()
+    ep.closed.add(SERVER)
+    real = ep.unreachable
+
+    def other_port(packet: bytes) -> None:  # the quoted source port + 1
+        b = bytearray(packet)
+        b[48:50] = ((b[48] << 8 | b[49]) + 1 & 0xFFFF).to_bytes(2, "big")
+        real(bytes(b))
+
+    ep.unreachable = other_port  # type: ignore[method-assign]
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=0.5))
+    assert r.error_kind == "timeout" and r.tries == 2
+
+
+def test_without_raw_sockets_a_closed_port_is_no_answer_and_says_why() -> None:
+    rig, ep = icmp_rig(raw=False)
+    ep.closed.add(SERVER)
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=0.5))
+    assert r.error_kind == "timeout" and r.error is not None
+    assert r.error.startswith("no answer from 192.0.2.53 over UDP (2 x 0.5 s); a closed port "
+                              "cannot be told from a silent server")  # fmt: skip
+    assert "TRANSSUP has no raw" in r.error and ep.ncaps == []
+    reads = len([m for m in ep.received if isinstance(m, Mread)])
+    r = rig.run(dns_query(rig.session, "b.test", server="192.0.2.53", timeout=0.5))
+    assert "TRANSSUP has no raw" in (r.error or "")  # known: the endpoint is not asked again
+    assert len([m for m in ep.received if isinstance(m, Mread)]) == reads
+
+
+# -- +trace: iterative resolution over scripted servers ------------------------------------------
+
+ROOT, TLD, LEAF, OTHER = "192.0.2.10", "192.0.2.20", "192.0.2.30", "192.0.2.40"
+
+
+def zone_server(
+    answers: dict[str, list[str]],
+    authority: dict[str, list[str]] | None = None,
+    additional: list[str] | None = None,
+    rcode: int = 0,
+) -> Any:
+    """A server answering `answers[qname]` (records "name ttl TYPE data") if it has the
+    name, else a referral: `authority[suffix]`; the `additional` glue in every reply."""
+
+    def serve(query: bytes) -> list[bytes]:
+        q = dns.message.from_wire(query)
+        r = dns.message.make_response(q)
+        qname = q.question[0].name.to_text()
+
+        def add(section: list[Any], text: str) -> None:
+            name, ttl, rtype, data = text.split(" ", 3)
+            section.append(dns.rrset.from_text(name, int(ttl), "IN", rtype, data))
+
+        if qname in answers:
+            for text in answers[qname]:
+                add(r.answer, text)
+            r.set_rcode(dns.rcode.Rcode(rcode))
+        else:
+            for suffix, records in (authority or {}).items():
+                if qname.endswith(suffix):
+                    for text in records:
+                        add(r.authority, text)
+        for text in additional or []:
+            add(r.additional, text)
+        return [r.to_wire()]
+
+    return serve
+
+
+def trace_rig() -> Rig:
+    rig = Rig()
+    rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
+        {".": [". 86400 NS a.root."], "a.root.": [f"a.root. 60 A {ROOT}"]},
+        {"test.": ["test. 172800 NS ns.test."]},
+        [f"ns.test. 172800 A {TLD}"],
+    )  # fmt: skip
+    rig.endpoint.udp_servers[(TLD, 53)] = zone_server(
+        {}, {"sub.test.": ["sub.test. 3600 NS ns1.elsewhere.", "sub.test. 3600 NS ns2.elsewhere."]}
+    )  # no glue: ROOT (the first server) is asked for their addresses
+    return rig
+
+
+def test_trace_follows_referrals_down_to_the_answer() -> None:
+    rig = trace_rig()
+    rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
+        {".": [". 86400 NS a.root."], "ns1.elsewhere.": [f"ns1.elsewhere. 60 A {LEAF}"]},
+        {"test.": ["test. 172800 NS ns.test."]},
+        [f"ns.test. 172800 A {TLD}", f"a.root. 60 A {ROOT}"],
+    )  # fmt: skip
+    rig.endpoint.udp_servers[(LEAF, 53)] = zone_server(
+        {"x.sub.test.": ["x.sub.test. 5 A 192.0.2.99"]}
+    )
+    seen: list[str] = []
+    steps = rig.run(dns_trace(rig.session, "x.sub.test", server=ROOT,
+                              on_step=lambda r: seen.append(r.server)))  # fmt: skip
+    assert [(s.server, s.server_name, s.qname, s.qtype) for s in steps] == [
+        (ROOT, None, ".", "NS"),
+        (ROOT, "a.root", "x.sub.test.", "A"),
+        (TLD, "ns.test", "x.sub.test.", "A"),
+        (LEAF, "ns1.elsewhere", "x.sub.test.", "A"),
+    ]
+    assert seen == [s.server for s in steps]  # streamed, step by step
+    assert steps[-1].answer_set() == {("x.sub.test.", "A", "192.0.2.99")}
+    queries = [dns.message.from_wire(m.data) for m in rig.endpoint.received
+               if isinstance(m, Nsend)]  # fmt: skip
+    assert [bool(q.flags & dns.flags.RD) for q in queries if q.question[0].name.to_text() ==
+            "x.sub.test."] == [False, False, False]  # fmt: skip
+    assert all(q.ednsflags & dns.flags.DO for q in queries)  # as dig +trace
+
+
+def test_trace_tries_the_next_server_and_stops_at_a_lame_referral() -> None:
+    rig = trace_rig()
+    rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
+        {".": [". 86400 NS a.root."], "ns1.elsewhere.": [f"ns1.elsewhere. 60 A {OTHER}"],
+         "ns2.elsewhere.": [f"ns2.elsewhere. 60 A {LEAF}"]},
+        {"test.": ["test. 172800 NS ns.test."]},
+        [f"ns.test. 172800 A {TLD}", f"a.root. 60 A {ROOT}"],
+    )  # fmt: skip
+    # OTHER (ns1) never answers; LEAF (ns2) refers to sub.test. again
+    rig.endpoint.udp_servers[(LEAF, 53)] = zone_server(
+        {}, {"sub.test.": ["sub.test. 3600 NS ns2.elsewhere."]}
+    )
+    steps = rig.run(dns_trace(rig.session, "x.sub.test", server=ROOT, timeout=0.5, attempts=1))
+    assert [s.server for s in steps] == [ROOT, ROOT, TLD, LEAF]
+    assert steps[-1].error_kind == "lame" and steps[-1].error == (
+        "referral to sub.test. from sub.test. goes no deeper (a lame delegation)"
+    )
+
+
+def test_trace_ends_at_nxdomain_and_at_an_unanswered_root() -> None:
+    rig = trace_rig()
+    rig.endpoint.udp_servers[(TLD, 53)] = zone_server({"nope.test.": []}, rcode=3)
+    steps = rig.run(dns_trace(rig.session, "nope.test", server=ROOT))
+    assert [s.rcode for s in steps] == ["NOERROR", "NOERROR", "NXDOMAIN"]
+    rig = Rig()
+    steps = rig.run(dns_trace(rig.session, "a.test", server=ROOT, timeout=0.2, attempts=1))
+    assert len(steps) == 1 and steps[0].error_kind == "timeout"
+
+
+def test_concurrent_queries_share_one_watch() -> None:
+    from twisted.internet.defer import gatherResults
+
+    rig, ep = icmp_rig()
+    ep.closed.add(SERVER)
+    queries = [dns_query(rig.session, f"n{i}.test", server="192.0.2.53") for i in range(5)]
+    got = rig.run(gatherResults(queries))
+    assert [r.error_kind for r in got] == ["refused"] * 5
+    assert len(ep.ncaps) == 1  # one raw socket for the five, not five
+    assert [s["proto"] for s in ep.sockets.values()] == [Proto.RAW]

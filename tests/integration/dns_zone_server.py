@@ -1,0 +1,244 @@
+# Run as a child process: imports only the standard library, Twisted and dnspython.
+"""An authoritative DNS server for `test.` with DNSSEC records, EDNS and misbehaving names,
+for the tests of `pktlab run dns` side by side with dig:
+
+    python dns_zone_server.py [ADDR]     # prints "PORT" (UDP and TCP on ADDR, default 127.0.0.1)
+
+Answers are built with dnspython from the zone below: CNAME chains, NXDOMAIN and NODATA
+with the SOA in the authority section, a referral for `sub.test.` (NS in authority, glue
+in additional, AA clear), MX with its target's addresses in additional, the RRSIGs of an
+RRset when the query has the DO bit, the query's EDNS echoed (version 0, DO as asked,
+payload 1232; BADVERS for a version above 0), TC and an empty answer when the UDP reply
+is larger than the query allows (512 without EDNS). RD is copied, RA never set.
+
+Outside `test.`: a root zone whose server is `localhost.` (for `+trace`).
+
+Misbehaving names: `silent.test.` never answers; `refused.test.` gets REFUSED;
+`badopt.test.` gets a reply whose OPT record is cut short; `garbage.test.` gets the
+query's ID and flags followed by bytes that are no DNS message.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import sys
+from typing import Any
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import dns.zone
+from twisted.internet import protocol
+from twisted.internet import reactor as _reactor
+from twisted.internet.error import CannotListenError
+from twisted.protocols.basic import Int16StringReceiver
+
+reactor: Any = _reactor
+
+
+def _b64(seed: str, n: int) -> str:
+    out = b""
+    while len(out) < n:
+        out += hashlib.sha256((seed + str(len(out))).encode()).digest()
+    return base64.b64encode(out[:n]).decode()
+
+
+def _hex(seed: str, n: int) -> str:
+    return hashlib.sha256(seed.encode()).digest()[:n].hex()
+
+
+SIG = "20270101000000 20261201000000 4242 test."
+ZONE = f"""\
+$ORIGIN test.
+$TTL 300
+@ 3600 IN SOA ns.test. h.test. 1 7200 3600 1209600 300
+@ 3600 IN RRSIG SOA 13 1 3600 {SIG} {_b64("soa", 64)}
+@ 3600 IN NS ns.test.
+@ 3600 IN DNSKEY 257 3 13 {_b64("ksk", 64)}
+@ 3600 IN DNSKEY 256 3 8 {_b64("zsk", 260)}
+@ 3600 IN RRSIG DNSKEY 13 1 3600 {SIG} {_b64("dnskey", 64)}
+@ 300 IN NSEC a.test. SOA NS RRSIG NSEC DNSKEY
+@ 300 IN RRSIG NSEC 13 1 300 {SIG} {_b64("apex-nsec", 64)}
+ns 3600 IN A 127.0.0.1
+a IN A 192.0.2.1
+a IN A 192.0.2.2
+a IN RRSIG A 13 2 300 {SIG} {_b64("a", 64)}
+a IN NSEC v6.test. A RRSIG NSEC
+a IN RRSIG NSEC 13 2 300 {SIG} {_b64("a-nsec", 64)}
+v6 IN AAAA 2001:db8::1
+www 60 IN CNAME v6.test.
+mx 60 IN MX 10 a.test.
+txt 60 IN TXT "with \\"quotes\\" and spaces" "second string"
+a-rather-long-label-for-the-columns 2147483647 IN A 192.0.2.3
+_443._tcp.www 300 IN TLSA 3 1 1 {_hex("tlsa", 32)}
+ssh 300 IN SSHFP 4 2 {_hex("sshfp", 32)}
+sub 3600 IN NS ns.sub.test.
+sub 3600 IN DS 4242 13 2 {_hex("ds", 32)}
+sub 3600 IN RRSIG DS 13 2 3600 {SIG} {_b64("ds", 64)}
+ns.sub 3600 IN A 127.0.0.1
+"""
+for _i in range(3):  # about 800 bytes: over UDP with the default 1232, TC with 512
+    ZONE += f"keys 300 IN DNSKEY 256 3 8 {_b64(f'key{_i}', 260)}\n"
+for _i in range(8):
+    ZONE += f'big 60 IN TXT "{_i:03d}{"x" * 180}"\n'
+
+ROOT_ZONE = """\
+$ORIGIN .
+$TTL 86400
+@ IN SOA localhost. h.test. 1 7200 3600 1209600 300
+@ IN NS localhost.
+localhost. IN A 127.0.0.1
+test. 172800 IN NS localhost.
+"""
+ORIGIN = dns.name.from_text("test.")
+LOCALHOST = dns.name.from_text("localhost.")
+root = dns.zone.from_text(ROOT_ZONE, origin=dns.name.root, relativize=False)
+SUB = dns.name.from_text("sub.test.")
+zone = dns.zone.from_text(ZONE, origin=ORIGIN, relativize=False)
+PAYLOAD = 1232
+
+
+def _rrsets(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, do: bool, z: dns.zone.Zone | None = None
+) -> list[dns.rrset.RRset]:
+    node = (z or zone).get_node(name)
+    if node is None:
+        return []
+    out = []
+    rds = node.get_rdataset(dns.rdataclass.IN, rdtype)
+    if rds is not None:
+        out.append(dns.rrset.from_rdata_list(name, rds.ttl, list(rds)))
+        sig = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
+        if do and sig is not None:
+            out.append(dns.rrset.from_rdata_list(name, sig.ttl, list(sig)))
+    return out
+
+
+def root_answer(
+    response: dns.message.Message, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+) -> dns.message.Message:
+    """The root zone: `. NS localhost.` (for dig +trace from @SERVER, which resolves the
+    root server's name on its host: localhost is 127.0.0.1 there)."""
+    response.flags |= dns.flags.AA
+    response.answer += _rrsets(name, rdtype, False, root)
+    if not response.answer:
+        if root.get_node(name) is None:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        response.authority += _rrsets(dns.name.root, dns.rdatatype.SOA, False, root)
+    elif rdtype == dns.rdatatype.NS:
+        response.additional += _rrsets(LOCALHOST, dns.rdatatype.A, False, root)
+    return response
+
+
+def answer(query: dns.message.Message) -> dns.message.Message:
+    response = dns.message.make_response(query, our_payload=PAYLOAD)
+    do = bool(query.ednsflags & dns.flags.DO)
+    if query.edns >= 0:
+        response.use_edns(0, dns.flags.DO if do else 0, PAYLOAD)
+        if query.edns > 0:
+            response.set_rcode(dns.rcode.BADVERS)
+            return response
+    q = query.question[0]
+    name, rdtype = q.name, q.rdtype
+    if name == dns.name.from_text("refused.test."):
+        response.set_rcode(dns.rcode.REFUSED)
+        return response
+    if not name.is_subdomain(ORIGIN):
+        return root_answer(response, name, rdtype)
+    if name.is_subdomain(SUB) and not (name == SUB and rdtype == dns.rdatatype.DS):
+        response.authority += _rrsets(SUB, dns.rdatatype.NS, False)
+        response.additional += _rrsets(dns.name.from_text("ns.sub.test."), dns.rdatatype.A, False)
+        return response
+    response.flags |= dns.flags.AA
+    for _ in range(8):  # CNAME chain
+        found = _rrsets(name, rdtype, do)
+        if found:
+            response.answer += found
+            break
+        cname = _rrsets(name, dns.rdatatype.CNAME, do)
+        if not cname:
+            break
+        response.answer += cname
+        name = cname[0][0].target
+    if not response.answer or (
+        response.answer[-1].rdtype == dns.rdatatype.CNAME and rdtype != dns.rdatatype.CNAME
+    ):
+        if zone.get_node(name) is None:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        response.authority += _rrsets(ORIGIN, dns.rdatatype.SOA, do)
+        if do:
+            response.authority += _rrsets(ORIGIN, dns.rdatatype.NSEC, do)
+    if rdtype == dns.rdatatype.MX:
+        for rrset in list(response.answer):
+            if rrset.rdtype == dns.rdatatype.MX:
+                for rd in rrset:
+                    response.additional += _rrsets(rd.exchange, dns.rdatatype.A, do)
+    if rdtype == dns.rdatatype.NS and name == ORIGIN:
+        response.additional += _rrsets(dns.name.from_text("ns.test."), dns.rdatatype.A, do)
+    return response
+
+
+def reply_to(wire: bytes, limit: int | None) -> bytes | None:
+    try:
+        query = dns.message.from_wire(wire)
+    except Exception:
+        return None
+    if not query.question:
+        return None
+    qname = query.question[0].name.to_text()
+    if qname == "silent.test.":
+        return None
+    if qname == "garbage.test.":
+        return wire[:2] + b"\x84\x00\x00\x01\x00\x01\x00\x00\x00\x00" + b"\xff" * 9
+    response = answer(query)
+    if qname == "badopt.test.":
+        full = response.to_wire(want_shuffle=False)
+        return full[:-3]  # the OPT record's RDLENGTH and data cut short
+    size = limit if limit is not None else 65535
+    if query.edns >= 0 and limit is not None:
+        size = max(512, min(query.payload, PAYLOAD))
+    try:
+        return response.to_wire(max_size=size, want_shuffle=False)  # the zone's order
+    except dns.exception.TooBig:
+        response.answer, response.authority, response.additional = [], [], []
+        response.flags |= dns.flags.TC
+        return response.to_wire(want_shuffle=False)
+
+
+class Udp(protocol.DatagramProtocol):
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        out = reply_to(data, 512)
+        if out is not None and self.transport is not None:
+            self.transport.write(out, addr)
+
+
+class Tcp(Int16StringReceiver):
+    def stringReceived(self, data: bytes) -> None:
+        out = reply_to(data, None)
+        if out is not None:
+            self.sendString(out)
+
+
+def main(argv: list[str]) -> None:
+    addr = argv[0] if argv else "127.0.0.1"
+    factory = protocol.Factory.forProtocol(Tcp)
+    for _ in range(50):  # the UDP port's number may be taken for TCP: try another
+        udp = reactor.listenUDP(0, Udp(), interface=addr)
+        port = udp.getHost().port
+        try:
+            reactor.listenTCP(port, factory, interface=addr)
+            break
+        except CannotListenError:
+            udp.stopListening()
+    print(port, flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
