@@ -126,6 +126,22 @@ class _TracerouteWait(argparse.Action):
             ns.near = got[2]
 
 
+class _Interval(argparse.Action):
+    """ping -i: remembered as given, so that -f (anywhere on the line) keeps it."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        ns.interval, ns.interval_given = value, True
+
+
+class _Flood(argparse.Action):
+    """ping -f: the flood display, and -i 0 unless -i is given (as iputils)."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        ns.flood = True
+        if not getattr(ns, "interval_given", False):
+            ns.interval = 0.0
+
+
 def _common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
     p.add_argument("target", metavar="TARGET", help="IPv4/IPv6 address or host name")
     fam = p.add_mutually_exclusive_group()
@@ -135,9 +151,15 @@ def _common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
     p.add_argument(
         *([src_flag] if src_flag else []),
         "--src",
-        metavar="ADDR",
+        metavar="ADDR" if src_flag != "-I" else "ADDR|IFNAME",
         help="source address (an address of the endpoint; default: the route's source "
-        "address, or the endpoint's first exported address of the family with --listen)",
+        "address, or the endpoint's first exported address of the family with --listen)"
+        + (
+            "; ping -I IFNAME: the address of the in-process endpoint's interface IFNAME "
+            "(an endpoint reached with --listen exports addresses only: give one of them)"
+            if src_flag == "-I"
+            else ""
+        ),
     )
     p.add_argument(
         "--timeout",
@@ -356,9 +378,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-i",
         "--interval",
         type=_positive(float, "--interval", 0, 60),
+        action=_Interval,
         default=1.0,
         metavar="S",
-        help="seconds between requests [default: 1]",
+        help="seconds between requests [default: 1; with -f: 0]",
+    )
+    pg.add_argument(
+        "-f",
+        "--flood",
+        action=_Flood,
+        nargs=0,
+        default=False,
+        help="flood display, as ping -f: a dot per request sent, a backspace per reply "
+        "(E per ICMP error); implies -i 0 unless -i is given (the endpoint paces: at most "
+        "256 unanswered)",
+    )
+    pg.add_argument(
+        "-O",
+        dest="outstanding",
+        action="store_true",
+        help="report a request still unanswered when the next one leaves: `no answer yet "
+        "for icmp_seq=N`, as ping -O",
+    )
+    pg.add_argument(
+        "-D",
+        dest="timestamps",
+        action="store_true",
+        help="print [UNIXTIME.MICROS] before each line, as ping -D (the endpoint's kernel "
+        "time of the reply, or of the request that found the one before unanswered)",
+    )
+    pg.add_argument(
+        "-p",
+        "--pattern",
+        metavar="PATTERN",
+        default=None,
+        help="fill the payload with up to 16 bytes given in hex, repeated, as ping -p "
+        "(prints `PATTERN: 0x...`)",
     )
     pg.add_argument(
         "-s",
@@ -428,6 +483,41 @@ def check_local_address(src: Address) -> None:
             ) from None
 
 
+def interface_address(name: str, version: int, proc: str = "/proc/net/if_inet6") -> Address:
+    """The IPv`version` address of this host's interface `name` (ping -I IFNAME with the
+    in-process endpoint, which sends from this host): IPv4 by SIOCGIFADDR, IPv6 from
+    `proc` (a global address before a link-local one). RunError when there is none."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        raise RunError(
+            f"-I {name}: no such interface on this host, where the in-process endpoint "
+            "runs (give an interface name or one of its addresses)"
+        ) from None
+    if version == 4:
+        import fcntl
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                got = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                raise RunError(f"-I {name}: the interface has no IPv4 address") from None
+        return ipaddress.IPv4Address(got[20:24])
+    found: list[ipaddress.IPv6Address] = []
+    try:
+        with open(proc, encoding="ascii") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) == 6 and fields[5] == name:
+                    found.append(ipaddress.IPv6Address(bytes.fromhex(fields[0])))
+    except OSError:
+        pass
+    if not found:
+        raise RunError(f"-I {name}: the interface has no IPv6 address")
+    return min(found, key=lambda a: a.is_link_local)
+
+
 # -- running ---------------------------------------------------------------------------------------
 
 
@@ -439,6 +529,8 @@ def _experiment(
     report: TracerouteReport | PingReport | MdaReport,
     stop: StopSignal,
     local: bool = False,
+    pattern: bytes | None = None,
+    ifname: str | None = None,
 ) -> Callable[[Any], Awaitable[Any]]:
     from twisted.internet.defer import Deferred, DeferredList, succeed
 
@@ -450,6 +542,14 @@ def _experiment(
         if src is not None:
             return src
         info = await read_system_info(session)
+        if ifname is not None:  # ping -I IFNAME: the endpoint exports no interface names
+            from packetlab.measure.traceroute import MeasureError
+
+            have = ", ".join(str(a) for a in info.addresses) or "none"
+            raise MeasureError(
+                f"-I {ifname}: the endpoint exports its addresses, not its interface names: "
+                f"give one of its addresses (it has {have})"
+            )
         return pick_source(info.addresses, dst)
 
     def resolver(session: Any) -> LocalNames | ReverseNames:
@@ -552,6 +652,17 @@ def _experiment(
 
             return on
 
+        def after_shown(show: Callable[[int, int], None]) -> Callable[[int, int], None]:
+            """`show(seq, ns)` after the lines before it (they may wait for names)."""
+
+            def on(seq: int, ns: int) -> None:
+                if names is None:
+                    show(seq, ns)
+                else:
+                    shown.addCallback(lambda _: show(seq, ns))
+
+            return on
+
         print_error = in_order(report.error)
 
         def on_error(e: Any) -> None:
@@ -566,12 +677,15 @@ def _experiment(
             interval=args.interval,
             wait=args.wait,
             size=args.size,
+            pattern=pattern,
             ttl=args.ttl,
             src=frm,
             send_stamp=stamp,
             recv_stamp=stamp,
             on_reply=in_order(report.reply),
             on_error=on_error,
+            on_sent=after_shown(report.sent) if args.flood else None,
+            on_outstanding=after_shown(report.outstanding) if args.outstanding else None,
             stop=stop,
             linger_like_ping=True,
             answers_wanted=args.count if args.deadline is not None else None,
@@ -642,7 +756,12 @@ def _budget(args: argparse.Namespace) -> float:
 
 
 def _report(
-    reactor: Any, args: argparse.Namespace, dst: Address
+    reactor: Any,
+    args: argparse.Namespace,
+    dst: Address,
+    pattern: bytes | None = None,
+    src: Address | None = None,
+    ifname: str | None = None,
 ) -> TracerouteReport | PingReport | MdaReport:
     name = None if args.target == str(dst) else args.target
     if args.measurement == "traceroute" and args.mda:
@@ -661,7 +780,9 @@ def _report(
         )  # fmt: skip
     return PingReport(
         reactor, args.json, str(dst), name=name, count=args.count or ping_count(args),
-        size=args.size, quiet=args.quiet, interval=args.interval,
+        size=args.size, quiet=args.quiet, interval=args.interval, flood=args.flood,
+        timestamps=args.timestamps, pattern=pattern,
+        source=None if src is None else (str(src), ifname or ""),
     )  # fmt: skip
 
 
@@ -680,15 +801,28 @@ async def measure(
         raise RunError("--mda sends its own rounds of probes: not with --sequential or -N")
     if args.measurement == "traceroute" and args.squeries and (args.sequential or args.pace):
         raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
+    pattern = None
+    if args.measurement == "ping" and args.pattern is not None:
+        from packetlab.measure.ping import parse_pattern
+
+        try:
+            pattern = parse_pattern(args.pattern)
+        except ValueError as e:
+            raise RunError(str(e)) from None
     link = Link.from_args(args)
     dst = resolve_target(args.target, args.family)
     src: Address | None = None
+    ifname: str | None = None  # ping -I IFNAME
     if args.src is not None:
         try:
             src = ipaddress.ip_address(args.src)
         except ValueError:
-            raise RunError(f"--src {args.src!r} is not an IP address") from None
-        if src.version != dst.version:
+            if args.measurement != "ping":
+                raise RunError(f"--src {args.src!r} is not an IP address") from None
+            ifname = args.src
+            if link.in_process:
+                src = interface_address(ifname, dst.version)
+        if src is not None and src.version != dst.version:
             raise RunError(f"--src {src} is IPv{src.version}, the target {dst} IPv{dst.version}")
     prog = f"pktlab run {args.measurement}"
 
@@ -704,8 +838,10 @@ async def measure(
                 file=sys.stderr,
             )
 
-        report = _report(reactor, args, dst)
-        experiment = _experiment(args, dst, src, Stamp.UNKNOWN, report, stop)
+        report = _report(reactor, args, dst, pattern, src, ifname)
+        experiment = _experiment(
+            args, dst, src, Stamp.UNKNOWN, report, stop, pattern=pattern, ifname=ifname
+        )
         try:
             result: Any = await run_on_link(
                 reactor,
@@ -721,10 +857,12 @@ async def measure(
     check_raw_permission()
     if src is None:
         src = route_source(dst)
-    else:
+    elif ifname is None:
         check_local_address(src)
-    report = _report(reactor, args, dst)
-    experiment = _experiment(args, dst, src, Stamp.KERNEL, report, stop, local=True)
+    report = _report(reactor, args, dst, pattern, src if args.src else None, ifname)
+    experiment = _experiment(
+        args, dst, src, Stamp.KERNEL, report, stop, local=True, pattern=pattern
+    )
     timeout = args.timeout if args.timeout is not None else _budget(args)
     try:
         result = await run_on_link(

@@ -36,7 +36,7 @@ from packetlab.measure.traceroute import (
 )
 from packetlab.wire import Ndata, Ntag
 
-__all__ = ["MAX_COUNT", "ping"]
+__all__ = ["MAX_COUNT", "parse_pattern", "ping"]
 
 MAX_COUNT = 10_000
 LEAD_S = 0.05  # the first request leaves this long after the endpoint's clock was read
@@ -47,10 +47,22 @@ WINDOW = 256  # ...and at most this many are unanswered (for less than `wait`): 
 # control like ping -f, so that replies never pile up faster than they are read
 
 
-def _payload(size: int) -> bytes:
+def _payload(size: int, pattern: bytes | None = None) -> bytes:
+    """`size` bytes: `pattern` repeated (ping -p), else counting bytes."""
+    if pattern:
+        return (pattern * (size // len(pattern) + 1))[:size]
     if size == len(PING_PAYLOAD):
         return PING_PAYLOAD
     return bytes(i & 0xFF for i in range(size))
+
+
+def parse_pattern(text: str) -> bytes:
+    """iputils ping -p: up to 16 bytes given as hex digits (pairs; a last odd digit is a
+    byte of its own, as ping's ``%2x``). Raises ValueError naming the first bad digit."""
+    for i, c in enumerate(text):
+        if c not in "0123456789abcdefABCDEF":
+            raise ValueError(f"patterns must be specified as hex digits: {text[i:]}")
+    return bytes(int(text[i : i + 2], 16) for i in range(0, min(len(text), 32), 2))
 
 
 def _icmp_size(reply: Reply, data: bytes) -> int:
@@ -68,6 +80,7 @@ async def ping(
     interval: float = 1.0,
     wait: float = 2.0,
     size: int = len(PING_PAYLOAD),
+    pattern: bytes | None = None,
     ttl: int = 64,
     ident: int | None = None,
     src: str | Address | None = None,
@@ -75,6 +88,8 @@ async def ping(
     recv_stamp: str = Stamp.KERNEL,
     on_reply: Callable[[PingReply], object] | None = None,
     on_error: Callable[[PingError], object] | None = None,
+    on_sent: Callable[[int, int], object] | None = None,
+    on_outstanding: Callable[[int, int], object] | None = None,
     stop: StopSignal | None = None,
     linger_like_ping: bool = False,
     answers_wanted: int | None = None,
@@ -88,7 +103,12 @@ async def ping(
     `on_reply(reply)` is called for each answered request the moment its reply is in, and
     `on_error(error)` for each ICMP error a router sent for a request (time exceeded,
     unreachable: iputils' ``From ... icmp_seq=N ...`` lines); such a request is settled,
-    not answered, and listed in the result's ``errors``.
+    not answered, and listed in the result's ``errors``. `on_sent(seq, send_ns)` is
+    called as each request is known to have left (its ntag: ping -f prints a dot), and
+    `on_outstanding(seq, send_ns)` just before it when the request before it (`seq`) has
+    no reply yet (iputils -O: ``no answer yet for icmp_seq=N``; `send_ns` is the time of
+    the request that found it unanswered).
+    `pattern` fills the payload, repeated (iputils -p; default: counting bytes).
     With `linger_like_ping`, `wait` is iputils ping's -W: waited after the last request
     only when no reply came before it was sent; otherwise the run ends twice the largest
     RTT so far (at least `interval`, at most `wait`) after it. With `answers_wanted`, no
@@ -116,8 +136,9 @@ async def ping(
     source = as_target(src) if src is not None else None
     span = (count - 1) * interval
     cap = await open_capture(session, target, src=source, duration_s=LEAD_S + span + wait)
-    run = _PingRun(session, cap, target, ident, ttl, _payload(size), on_reply, on_error)
+    run = _PingRun(session, cap, target, ident, ttl, _payload(size, pattern), on_reply, on_error)
     run.wanted = answers_wanted
+    run.on_sent, run.on_outstanding = on_sent, on_outstanding
     try:
         await run.send(count, interval, wait, stop)
         await run.collect(count, interval, wait, stop, linger_like_ping)
@@ -170,6 +191,8 @@ class _PingRun:
         self.replies: dict[int, tuple[Reply, int, int]] = {}  # seq -> reply, time, size
         self.settled: set[int] = set()  # answered, or known not to have been sent
         self.told: set[int] = set()
+        self.on_sent: Callable[[int, int], object] | None = None
+        self.on_outstanding: Callable[[int, int], object] | None = None
         self.failure: BaseException | None = None
         cap.sock.buffering = False  # every note goes to the callback: never a full queue
         self._remove = cap.sock.add_callback(self._note)
@@ -247,6 +270,10 @@ class _PingRun:
             self.open.pop(seq, None)
         else:
             self.sent_ns[seq] = tag.time
+            if self.on_outstanding is not None and seq > 1 and seq - 1 not in self.replies:
+                self.on_outstanding(seq - 1, tag.time)
+            if self.on_sent is not None:
+                self.on_sent(seq, tag.time)
             self._tell(seq)
         self.waker.poke()
 

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def masked(text: str) -> list[str]:
         line = re.sub(r"= [\d./]+ ms", "= R ms", line)
         line = re.sub(r"\d+\.\d{3} ms", "R ms", line)
         line = re.sub(r"(, )?pipe \d+", "", line)
+        line = re.sub(r"^\[\d+\.\d{6}\] ", "[T] ", line)  # ping -D
         out.append(line)
     return out
 
@@ -63,6 +65,13 @@ def masked(text: str) -> list[str]:
         ["-c", "2", "-i", "0.2", "-n", "localhost"],
         ["-c", "1", "-s", "100", "::1"],
         ["-c", "2", "-i", "0.2", "-s", "8", "127.0.0.1"],  # no timing below 16 bytes
+        ["-c", "2", "-i", "0.2", "-p", "ab12", "127.0.0.1"],  # PATTERN: line
+        ["-c", "2", "-i", "0.2", "-s", "20", "-p", "0102030405060708090a0b0c0d0e0f1011", "::1"],
+        ["-c", "2", "-i", "0.2", "-q", "-p", "abcd", "127.0.0.1"],  # (no PATTERN: line)
+        ["-c", "2", "-i", "0.2", "-D", "127.0.0.1"],  # [UNIXTIME.MICROS] first
+        ["-c", "2", "-i", "0.2", "-I", "lo", "127.0.0.1"],  # from 127.0.0.1 lo:
+        ["-c", "2", "-i", "0.2", "-I", "127.0.0.1", "127.0.0.1"],  # from 127.0.0.1 :
+        ["-c", "2", "-i", "0.2", "-I", "lo", "::1"],
     ],
 )
 def test_ping_on_loopback_prints_what_iputils_prints(args: list[str]) -> None:
@@ -92,6 +101,70 @@ def test_ping_errors_unreachable_and_deadline_as_iputils(
         if "-w" in args and args[args.index("-w") + 1] == "1":
             continue  # (how many go before the deadline is a matter of scheduling)
         assert masked(ours.stdout) == masked(theirs.stdout), args
+
+
+def rendered(text: str) -> str:
+    """What a terminal shows of ping -f's line: backspaces applied."""
+    out: list[str] = []
+    at = 0
+    for c in text:
+        if c == "\b":
+            at = max(0, at - 1)
+        elif c == "\n":
+            out.append("\n")
+            at = len(out)
+        else:
+            out[at : at + 1] = [c]
+            at += 1
+    return "".join(out)
+
+
+def test_ping_timestamps_are_the_endpoints_unix_time() -> None:
+    before = time.time()
+    ours = pktlab_run("ping", "-c", "2", "-i", "0.2", "-D", "127.0.0.1")
+    stamps = [float(x) for x in re.findall(r"^\[(\d+\.\d{6})\]", ours.stdout, re.M)]
+    assert len(stamps) == 2 and before < stamps[0] < stamps[1] < time.time()
+
+
+def test_ping_flood_shows_what_iputils_shows() -> None:
+    """-f on loopback: the same screen (every dot erased by its reply); the bytes differ
+    only in order (the endpoint may send several requests before the first reply)."""
+    args = ["-c", "20", "-f", "127.0.0.1"]
+    ours, theirs = pktlab_run("ping", *args), native("ping", *args)
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert ours.stdout.count(".") - theirs.stdout.count(".") == 0
+    assert ours.stdout.count("\b \b") == theirs.stdout.count("\b \b") == 20
+    screen = [
+        re.sub(r"ipg/ewma [\d./]+", "ipg/ewma I", x.rstrip()) for x in masked(rendered(ours.stdout))
+    ]
+    native_screen = [
+        re.sub(r"ipg/ewma [\d./]+", "ipg/ewma I", x.rstrip())
+        for x in masked(rendered(theirs.stdout))
+    ]
+    assert screen == native_screen
+
+
+def test_ping_outstanding_timestamps_flood_errors_and_bad_input_as_iputils(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    for args in (
+        ["-c", "3", "-i", "0.2", "-O", "-t", "1", tg],  # no answer yet for icmp_seq=N
+        ["-c", "3", "-i", "0.2", "-O", "-D", "-t", "1", tg],
+        ["-c", "3", "-i", "0.2", "-f", "-t", "1", tg],  # .\bE per request
+        ["-c", "2", "-i", "0.2", "-I", "to-r1", tg],  # from 10.77.1.1 to-r1:
+    ):
+        ours = pktlab_run("ping", *args, netns=ns)
+        theirs = native("ping", *args, netns=ns)
+        assert ours.returncode == theirs.returncode, (args, ours.stdout, ours.stderr)
+        assert masked(ours.stdout) == masked(theirs.stdout), args
+    for args in (["-c", "1", "-p", "12xyz", tg], ["-c", "1", "-I", "nosuch0", tg]):
+        ours = pktlab_run("ping", *args, netns=ns)
+        theirs = native("ping", *args, netns=ns)
+        assert ours.returncode == theirs.returncode == 2, args
+        assert ours.stdout == theirs.stdout == "" and len(ours.stderr.splitlines()) == 1
+        assert "Traceback" not in ours.stderr
 
 
 def test_traceroute_in_a_testbed_prints_what_traceroute_prints(

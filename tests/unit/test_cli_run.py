@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+from pathlib import Path
 
 import pytest
 from twisted.internet.defer import Deferred
@@ -192,3 +193,38 @@ def test_paris_and_scamper_method_names() -> None:
     assert p.parse_args(["traceroute", "--method", "icmp-paris", "x"]).protocol == "icmp-paris"
     args = p.parse_args(["traceroute", "--paris", "-I", "-n", "x"])
     assert (args.paris, args.protocol, args.numeric) == (True, "icmp", True)
+
+
+def test_ping_flood_implies_interval_0_unless_given() -> None:
+    assert (parse("ping", "x").flood, parse("ping", "x").interval) == (False, 1.0)
+    assert (parse("ping", "-f", "x").flood, parse("ping", "-f", "x").interval) == (True, 0.0)
+    assert parse("ping", "-f", "-i", "0.5", "x").interval == 0.5
+    assert parse("ping", "-i", "0.5", "-f", "x").interval == 0.5  # in either order
+    p = parse("ping", "-O", "-D", "-p", "ab", "x")
+    assert (p.outstanding, p.timestamps, p.pattern) == (True, True, "ab")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["ping", "-p", "12xyz", "10.0.0.1"], "patterns must be specified as hex digits: xyz"),
+        (["ping", "-I", "nosuch0", "10.0.0.1"], "-I nosuch0: no such interface on this host"),
+    ],
+)
+def test_ping_pattern_and_interface_errors(argv: list[str], message: str) -> None:
+    err = _fails(parse(*argv))
+    assert isinstance(err, RunError) and str(err).startswith(message)
+
+
+def test_interface_address(tmp_path: Path) -> None:
+    """ping -I IFNAME for the in-process endpoint: the interface's address on this host
+    (lo always exists); IPv6 from /proc/net/if_inet6, a global address first."""
+    assert cli_run.interface_address("lo", 4) == ipaddress.IPv4Address("127.0.0.1")
+    proc = tmp_path / "if_inet6"
+    proc.write_text(
+        "fe800000000000000000000000000001 02 40 20 80     lo\n"
+        "fd000077000100000000000000000001 02 40 00 80     lo\n"
+    )
+    assert cli_run.interface_address("lo", 6, str(proc)) == ipaddress.IPv6Address("fd00:77:1::1")
+    with pytest.raises(RunError, match="-I lo: the interface has no IPv6 address"):
+        cli_run.interface_address("lo", 6, str(tmp_path / "none"))
