@@ -197,6 +197,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _common(tr, "-s")  # traceroute -s src_addr
     tr.add_argument(
+        "packetlen",
+        nargs="?",
+        default=None,
+        metavar="PACKETLEN",
+        help="as traceroute's packetlen: the probes' total IP length in bytes (at least "
+        "the headers, 28 for UDP/ICMP over IPv4, 48 over IPv6; at most 65000; TCP probes "
+        "keep their 60/80) [default: 60 (IPv4) / 80 (IPv6)]",
+    )
+    tr.add_argument(
         "-w",
         "--wait",
         action=_TracerouteWait,
@@ -242,6 +251,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     proto.add_argument(
         "-T", dest="protocol", action="store_const", const="tcp", help="TCP SYN probes"
+    )
+    proto.add_argument(
+        "-U",
+        dest="protocol",
+        action="store_const",
+        const="udp-fixed",
+        help="UDP probes to one port (-p, default 53), as traceroute -U (each probe from "
+        "its own source port)",
+    )
+    tr.add_argument(
+        "-t",
+        "--tos",
+        default=None,
+        metavar="TOS",
+        help="the probes' TOS byte (IPv6: traffic class), 0..255, decimal or 0x hex, as "
+        "traceroute -t [default: 0]",
+    )
+    tr.add_argument(
+        "-F",
+        "--dont-fragment",
+        dest="dont_fragment",
+        action="store_true",
+        help="set DF in the probes (IPv4), as traceroute -F",
+    )
+    tr.add_argument(
+        "--mtu",
+        action="store_true",
+        help="path MTU discovery, as traceroute --mtu: DF probes one at a time from "
+        "PACKETLEN [65000] down to the MTU a router names (`F=NUM` at the hop where the "
+        "size changed); implies -F and one probe in flight",
     )
     tr.add_argument(
         "--paris",
@@ -327,7 +366,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PORT",
         help="UDP: destination port of the first probe, +1 per probe [default: 33434]; "
-        "TCP: the destination port [default: 80]",
+        "-U: the destination port [default: 53]; TCP: the destination port [default: 80]",
     )
     pg = sub.add_parser(
         "ping",
@@ -531,7 +570,10 @@ def _experiment(
     local: bool = False,
     pattern: bytes | None = None,
     ifname: str | None = None,
+    shape: tuple[int | None, int] = (None, 0),
 ) -> Callable[[Any], Awaitable[Any]]:
+    """The measurement of `args` as a function of a session. `shape`: traceroute's
+    packetlen and TOS, checked (`traceroute_shape`)."""
     from twisted.internet.defer import Deferred, DeferredList, succeed
 
     from packetlab.controller import read_system_info
@@ -588,10 +630,15 @@ def _experiment(
             max_ttl=args.max_ttl,
             wait=args.wait,
             sport=args.sport,
-            base_port=args.port or (80 if args.protocol in TCP_METHODS else 33434),
+            base_port=args.port or default_port(args.protocol),
             method=PARIS[args.protocol] if args.paris and args.protocol in PARIS else args.protocol,
             src=frm,
             pace=None if args.sequential else (args.pace or 0.0),
+            packetlen=shape[0],
+            tos=shape[1],
+            dont_fragment=args.dont_fragment,
+            mtu_discovery=args.mtu,
+            mtu_hints=route_mtus(dst) if local and args.mtu else (),
             queries=args.queries,
             squeries=args.squeries,
             send_stamp=stamp,
@@ -698,6 +745,76 @@ def _experiment(
     return echo
 
 
+def default_port(protocol: str) -> int:
+    """traceroute's default destination port: 80 for TCP, 53 for -U, 33434 (+n) else."""
+    from packetlab.measure.traceroute import TCP_METHODS
+
+    return 80 if protocol in TCP_METHODS else 53 if protocol == "udp-fixed" else 33434
+
+
+def traceroute_shape(args: argparse.Namespace) -> tuple[int | None, int]:
+    """traceroute's packetlen and -t TOS, checked: RunError (one line) when bad."""
+    packetlen: int | None = None
+    if args.packetlen is not None:
+        try:
+            packetlen = int(args.packetlen)
+        except ValueError:
+            raise RunError(f"bad packetlen {args.packetlen!r}: expected a number") from None
+        if packetlen > 65000:  # traceroute's own words
+            raise RunError(f"too big packetlen {packetlen} specified (at most 65000)")
+        if packetlen < 0:
+            raise RunError(f"bad packetlen {packetlen}: expected 0..65000")
+    tos = 0
+    if args.tos is not None:
+        try:
+            tos = int(args.tos, 0)
+        except ValueError:
+            raise RunError(f"-t {args.tos}: expected a TOS byte, 0..255 or 0x00..0xff") from None
+        if not 0 <= tos <= 255:
+            raise RunError(f"-t {args.tos}: the TOS byte is 0..255 (0x00..0xff)")
+    return packetlen, tos
+
+
+def route_mtus(dst: Address, sys_net: str = "/sys/class/net") -> tuple[int, ...]:
+    """The MTUs of this host's way to `dst`, where the in-process endpoint's --mtu
+    probes start shrinking: the interface's (`ip route get`, then `sys_net`/DEV/mtu; what
+    traceroute starts from) and the path MTU the kernel cached from an earlier "too big"
+    (a connected socket's IP_MTU), which a raw send cannot exceed either."""
+    got = [m for m in (_device_mtu(dst, sys_net), _path_mtu(dst)) if m is not None]
+    return tuple(sorted(set(got), reverse=True))
+
+
+def _path_mtu(dst: Address) -> int | None:
+    af, level, opt = (
+        (socket.AF_INET, socket.IPPROTO_IP, 14)  # IP_MTU
+        if dst.version == 4
+        else (socket.AF_INET6, socket.IPPROTO_IPV6, 24)  # IPV6_MTU
+    )
+    with socket.socket(af, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((str(dst), 33434))
+            mtu = int(s.getsockopt(level, opt))
+        except OSError:
+            return None
+    return mtu if 68 <= mtu <= 65535 else None
+
+
+def _device_mtu(dst: Address, sys_net: str) -> int | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["ip", "-o", f"-{dst.version}", "route", "get", str(dst)],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.split()  # fmt: skip
+        dev = out[out.index("dev") + 1]
+        with open(f"{sys_net}/{dev}/mtu", encoding="ascii") as f:
+            mtu = int(f.read())
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+    return mtu if 68 <= mtu <= 65535 else None
+
+
 def ping_count(args: argparse.Namespace) -> int:
     """Requests to send at most: -c; with -w as many as fit in the deadline (ping -w sends
     until the deadline, or with -c until -c are answered), else 5."""
@@ -743,8 +860,8 @@ def _budget(args: argparse.Namespace) -> float:
         pace = args.pace or 0.0
         if args.mda:  # rounds of probes: a few per TTL, each at most one --wait
             work = (args.max_ttl - args.first_ttl + 1) * 6 * args.wait
-        elif args.sequential:
-            work = n * (args.wait + 0.5)
+        elif args.sequential or args.mtu:  # (--mtu: and a resend per size, a dozen at most)
+            work = (n + (16 if args.mtu else 0)) * (args.wait + 0.5)
         elif args.squeries:
             work = -(-n // args.squeries) * args.wait + args.wait
         else:
@@ -770,10 +887,15 @@ def _report(
             method=MDA_METHOD[args.protocol], confidence=args.confidence / 100,
         )  # fmt: skip
     if args.measurement == "traceroute":
-        # Butskoy's probes: UDP or ICMP header + 32 bytes; a TCP SYN with its 20 bytes of
-        # options (MSS, SACK, timestamps, window scale); a bare ACK
-        tail = {"tcp": 40, "tcp-ack": 20}.get(args.protocol, 8 + 32)
-        size = (20 if dst.version == 4 else 40) + tail
+        # Butskoy's probes: UDP or ICMP header + 32 bytes (or up to packetlen; --mtu:
+        # 65000 to begin with); a TCP SYN with its 20 bytes of options (MSS, SACK,
+        # timestamps, window scale); a bare ACK
+        from packetlab.measure.traceroute import MAX_PACKET_LEN, probe_length
+
+        packetlen = traceroute_shape(args)[0]
+        if args.mtu and packetlen is None:
+            packetlen = MAX_PACKET_LEN
+        size = probe_length(args.protocol, dst.version, packetlen)
         return TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             queries=args.queries, size=size,
@@ -799,6 +921,13 @@ async def measure(
         raise RunError(f"--mda varies the flow of udp, icmp or tcp probes, not {args.protocol}")
     if args.measurement == "traceroute" and args.mda and (args.sequential or args.squeries):
         raise RunError("--mda sends its own rounds of probes: not with --sequential or -N")
+    shape = traceroute_shape(args) if args.measurement == "traceroute" else (None, 0)
+    if (
+        args.measurement == "traceroute"
+        and args.mda
+        and (args.mtu or args.packetlen or args.tos or args.dont_fragment)
+    ):
+        raise RunError("--mda sends its own probes: not with PACKETLEN, -t, -F or --mtu")
     if args.measurement == "traceroute" and args.squeries and (args.sequential or args.pace):
         raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
     pattern = None
@@ -840,8 +969,9 @@ async def measure(
 
         report = _report(reactor, args, dst, pattern, src, ifname)
         experiment = _experiment(
-            args, dst, src, Stamp.UNKNOWN, report, stop, pattern=pattern, ifname=ifname
-        )
+            args, dst, src, Stamp.UNKNOWN, report, stop, pattern=pattern, ifname=ifname,
+            shape=shape,
+        )  # fmt: skip
         try:
             result: Any = await run_on_link(
                 reactor,
@@ -861,7 +991,7 @@ async def measure(
         check_local_address(src)
     report = _report(reactor, args, dst, pattern, src if args.src else None, ifname)
     experiment = _experiment(
-        args, dst, src, Stamp.KERNEL, report, stop, local=True, pattern=pattern
+        args, dst, src, Stamp.KERNEL, report, stop, local=True, pattern=pattern, shape=shape
     )
     timeout = args.timeout if args.timeout is not None else _budget(args)
     try:

@@ -182,6 +182,82 @@ def test_traceroute_in_a_testbed_prints_what_traceroute_prints(
         assert masked(ours.stdout) == masked(theirs.stdout), args
 
 
+def _flush_path_mtus(ns: str) -> None:
+    """Forget the path MTUs the last run's "too big" taught ep's kernel (each tool starts
+    from the interface's MTU then)."""
+    for family in ("-4", "-6"):
+        subprocess.run(["ip", "netns", "exec", ns, "ip", family, "route", "flush", "cache"],
+                       check=True, capture_output=True)  # fmt: skip
+
+
+def test_traceroute_packetlen_udp_port_tos_df_and_mtu_as_traceroute(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    """packetlen, -U, -t, -F, --mtu side by side with traceroute, over a path whose middle
+    link (r1-r2) has an MTU of 1400."""
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg, tg6 = tb.netns_name("ep"), str(tb.addr("tg")), str(tb.addr("tg", 6))
+    for node, dev in (("r1", "to-r2"), ("r2", "to-r1")):
+        subprocess.run(
+            ["ip", "netns", "exec", tb.netns_name(node), "ip", "link", "set", dev, "mtu", "1400"],
+            check=True,
+        )
+    for args in (
+        ["-n", "-q", "1", tg, "100"], ["-n", "-q", "1", tg, "10"],  # 100, 28 byte packets
+        ["-n", "-q", "1", "-I", tg, "120"], ["-n", "-q", "1", "-T", tg, "100"],  # 60 bytes
+        ["-n", "-q", "1", tg6, "10"],  # 48 bytes
+        ["-n", "-q", "1", tg, "1450"],  # fragmented by r1 (no DF)
+        ["-n", "-q", "1", "-U", tg], ["-n", "-q", "1", "-U", "-p", "5353", tg],
+        ["-n", "-q", "1", "-t", "0x10", "-F", tg],
+        ["-n", "-q", "1", "-F", tg, "1450"],  # !F-1400 from r1
+        ["-n", "-q", "1", "-F", tg6, "1450"],
+        ["-n", "--mtu", tg],  # F=1500 at hop 1, F=1400 at hop 2
+        ["-n", "-q", "1", "--mtu", tg6], ["-n", "-q", "1", "--mtu", tg, "1000"],
+        ["-n", "-q", "1", "--mtu", "-I", tg], ["-n", "-q", "1", "--mtu", "-T", tg],
+    ):  # fmt: skip
+        _flush_path_mtus(ns)
+        ours = pktlab_run("traceroute", *args, netns=ns)
+        _flush_path_mtus(ns)
+        theirs = native("traceroute", *args, netns=ns)
+        assert ours.returncode == theirs.returncode == 0, (args, ours.stderr)
+        assert masked(ours.stdout) == masked(theirs.stdout), args
+    for args in (["-n", tg, "70000"], ["-n", "-t", "256", tg], ["-n", tg, "abc"]):
+        ours = pktlab_run("traceroute", *args, netns=ns)
+        assert ours.returncode == 2 and ours.stdout == "", args
+        assert len(ours.stderr.splitlines()) == 1 and "Traceback" not in ours.stderr, args
+    theirs = native("traceroute", "-n", tg, "70000", netns=ns)
+    assert "too big packetlen 70000 specified" in theirs.stderr
+    assert "too big packetlen 70000 specified" in pktlab_run("traceroute", tg, "70000").stderr
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
+def test_traceroute_tos_and_df_are_in_the_probes_ip_header(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    """-t 0x28 -F: a capture on the endpoint's link shows the TOS byte and DF (and -U's
+    port 53) in every probe."""
+    tb: Testbed = testbed_factory(hops=1)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    cap = subprocess.Popen(
+        ["ip", "netns", "exec", ns, "tcpdump", "-l", "-n", "-v", "-c", "2", "-i", "to-r1",
+         "udp and dst host " + tg],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)  # (tcpdump listening)
+        ours = pktlab_run("traceroute", "-n", "-q", "1", "-U", "-t", "0x28", "-F", tg, netns=ns)
+        assert ours.returncode == 0, ours.stderr
+        out, _ = cap.communicate(timeout=20)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+            cap.wait()
+    headers = [x for x in out.splitlines() if "proto UDP" in x]
+    assert len(headers) == 2, out
+    assert all("tos 0x28" in x and "flags [DF]" in x for x in headers), out
+    assert out.count(f"> {tg}.53:") == 2, out
+
+
 def test_traceroute_names_loopback_from_this_hosts_resolver() -> None:
     """localhost is named from /etc/hosts, as traceroute names it (the endpoint runs here)."""
     ours = pktlab_run("traceroute", "-q", "1", "localhost")

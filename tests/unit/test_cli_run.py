@@ -228,3 +228,39 @@ def test_interface_address(tmp_path: Path) -> None:
     assert cli_run.interface_address("lo", 6, str(proc)) == ipaddress.IPv6Address("fd00:77:1::1")
     with pytest.raises(RunError, match="-I lo: the interface has no IPv6 address"):
         cli_run.interface_address("lo", 6, str(tmp_path / "none"))
+
+
+def test_traceroute_packetlen_u_t_f_mtu() -> None:
+    a = parse("traceroute", "10.0.0.1")
+    assert (a.packetlen, a.tos, a.dont_fragment, a.mtu) == (None, None, False, False)
+    b = parse("traceroute", "-U", "-t", "0x10", "-F", "--mtu", "10.0.0.1", "1400")
+    assert (b.protocol, b.packetlen, b.tos, b.dont_fragment, b.mtu) == (
+        "udp-fixed", "1400", "0x10", True, True,
+    )  # fmt: skip
+    assert cli_run.traceroute_shape(b) == (1400, 16)
+    assert cli_run.default_port("udp-fixed") == 53  # traceroute -U's port
+    assert (cli_run.default_port("udp"), cli_run.default_port("tcp")) == (33434, 80)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["traceroute", "10.0.0.1", "70000"], "too big packetlen 70000 specified"),
+        (["traceroute", "10.0.0.1", "abc"], "bad packetlen 'abc': expected a number"),
+        (["traceroute", "-t", "256", "10.0.0.1"], "-t 256: the TOS byte is 0..255"),
+        (["traceroute", "-t", "x", "10.0.0.1"], "-t x: expected a TOS byte"),
+        (["traceroute", "--mda", "--mtu", "10.0.0.1"], "--mda sends its own probes"),
+    ],
+)
+def test_traceroute_shape_errors_are_one_line(argv: list[str], message: str) -> None:
+    err = _fails(parse(*argv))
+    assert isinstance(err, RunError) and str(err).startswith(message)
+
+
+def test_route_mtus_reads_the_interface_of_the_route(tmp_path: Path) -> None:
+    """--mtu's hints for the in-process endpoint: the route's interface MTU (lo's, here,
+    from a fake /sys/class/net) and the kernel's path MTU."""
+    (tmp_path / "lo").mkdir()
+    (tmp_path / "lo" / "mtu").write_text("1234\n")
+    got = cli_run.route_mtus(ipaddress.ip_address("127.0.0.1"), str(tmp_path))
+    assert 1234 in got and list(got) == sorted(got, reverse=True)
