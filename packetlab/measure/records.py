@@ -109,7 +109,12 @@ class Hop:
         return cls(ttl=ttl, addr=None, rtt_us=None, probe_send_ns=probe_send_ns)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; `mtu` and `next_mtu` only when set (traceroute --mtu, !F)."""
+        out = asdict(self)
+        for key in ("mtu", "next_mtu"):
+            if out[key] is None:
+                del out[key]
+        return out
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> Hop:

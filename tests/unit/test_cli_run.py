@@ -264,3 +264,23 @@ def test_route_mtus_reads_the_interface_of_the_route(tmp_path: Path) -> None:
     (tmp_path / "lo" / "mtu").write_text("1234\n")
     got = cli_run.route_mtus(ipaddress.ip_address("127.0.0.1"), str(tmp_path))
     assert 1234 in got and list(got) == sorted(got, reverse=True)
+
+
+def test_ping_interface_name_with_a_remote_endpoint_names_its_addresses() -> None:
+    """-I IFNAME with --listen: the endpoint exports addresses, not interface names, so
+    the run fails with one line that lists them (before anything is sent)."""
+    from test_traceroute_fakes import EP4, TG4, RawRig
+
+    from packetlab.cli.report import PingReport
+    from packetlab.controller.stop import StopSignal
+    from packetlab.measure.traceroute import MeasureError
+
+    rig = RawRig([TG4])
+    args = parse("ping", "-I", "eth0", "--listen", "127.0.0.1:1", TG4)
+    report = PingReport(rig.clock, False, TG4, name=None, count=1, size=56)
+    echo = cli_run._experiment(
+        args, ipaddress.ip_address(TG4), None, "unknown", report, StopSignal(), ifname="eth0"
+    )
+    with pytest.raises(MeasureError, match=f"-I eth0: the endpoint exports its addresses.*{EP4}"):
+        rig.run(Deferred.fromCoroutine(echo(rig.session)))  # type: ignore[arg-type]
+    assert rig.endpoint.raw_sends == []
