@@ -229,8 +229,9 @@ class PingReport(_Report):
             self.write(".", end="")
 
     def outstanding(self, seq: int, at_ns: int) -> None:
-        """Request `seq` had no reply when the next one left: iputils -O's line."""
-        if not self.quiet and not self.as_json:
+        """Request `seq` had no reply when the next one left: iputils -O's line (also with
+        -q, as ping)."""
+        if not self.as_json:
             self._line(f"no answer yet for icmp_seq={seq}", at_ns)
 
     def reply(self, r: PingReply) -> None:
@@ -273,7 +274,7 @@ class PingReport(_Report):
                 ping_elapsed_ms(result),
                 name=self.name,
                 errors=len(result.errors),
-                interval=self.interval,
+                interval=0.0 if self.flood else self.interval,  # ipg/ewma: -i 0 or -f
                 timing=self.size >= PING_TIMING_MIN_SIZE,
             ):
                 self.write(line)

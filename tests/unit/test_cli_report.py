@@ -293,11 +293,15 @@ def test_ping_flood_display_like_iputils(capsys: pytest.CaptureFixture[str]) -> 
     r.finish(PING, interrupted=False)
     out = capsys.readouterr().out
     assert out.startswith("PING 10.0.0.3 (10.0.0.3) 56(84) bytes of data.\n.\b \b.\bE\n---")
+    assert ", ipg/ewma " in out  # as ping -f, whatever -i
     q = PingReport(Clock(), False, "10.0.0.3", name=None, count=2, size=56, flood=True, quiet=True)
     q.start("10.0.0.1")
     q.sent(1, 1)
     q.reply(PING.replies[0])
-    assert capsys.readouterr().out == "PING 10.0.0.3 (10.0.0.3) 56(84) bytes of data.\n"
+    q.outstanding(2, 1_000_000_000)  # -O's line even with -q, as ping
+    assert capsys.readouterr().out == (
+        "PING 10.0.0.3 (10.0.0.3) 56(84) bytes of data.\nno answer yet for icmp_seq=2\n"
+    )
 
 
 def test_ping_timestamps_outstanding_pattern_and_source(
