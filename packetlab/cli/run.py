@@ -639,6 +639,8 @@ def _experiment(
             dont_fragment=args.dont_fragment,
             mtu_discovery=args.mtu,
             mtu_hints=route_mtus(dst) if local and args.mtu else (),
+            # what this host's kernel would fragment a long probe to (traceroute's)
+            fragment_mtu=min(route_mtus(dst), default=None) if local and shape[0] else None,
             queries=args.queries,
             squeries=args.squeries,
             send_stamp=stamp,

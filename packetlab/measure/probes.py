@@ -31,6 +31,7 @@ identifiers survive.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import struct
 from collections.abc import Callable, Iterator
@@ -51,6 +52,7 @@ from packetlab.measure.packets import (
     AddressLike,
     ParseError,
     as_address,
+    fragment,
     icmp_echo,
     icmpv6_echo,
     ip_packet,
@@ -107,6 +109,9 @@ class Probe:
     dst: Address
     ttl: int
     ip_id: int | None  # IPv4 identification; None for IPv6
+    # the fragments after the first (`packet`) when the probe was fragmented
+    # (`fragmented`): sent right after it
+    more: tuple[bytes, ...] = ()
 
     @property
     def proto(self) -> int:
@@ -118,6 +123,14 @@ class Probe:
 
     def __len__(self) -> int:
         return len(self.packet)
+
+
+def fragmented(probe: Probe, mtu: int) -> Probe:
+    """`probe` cut into IP fragments of at most `mtu` bytes, as the kernel of a host
+    fragments a long datagram (traceroute's packetlen over the link's MTU): `packet` is
+    the first (which ICMP errors quote), `more` the rest. Unchanged when it fits."""
+    frags = fragment(probe.packet, mtu, ident=random.randrange(1, 1 << 32))
+    return dataclasses.replace(probe, packet=frags[0], more=tuple(frags[1:]))
 
 
 def _addresses(src: AddressLike, dst: AddressLike, *, need_src: bool) -> tuple[Address, Address]:

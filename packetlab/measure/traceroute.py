@@ -43,6 +43,7 @@ from packetlab.measure.probes import (
     ProbeKey,
     ProbeTable,
     echo_probe,
+    fragmented,
     paris_echo_probe,
     paris_udp_probe,
     tcp_ack_probe,
@@ -348,6 +349,8 @@ async def _sequential(
     while i < end and not (stop is not None and stop.requested):
         probe = probes[i]
         queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
+        for piece in probe.more:  # the rest of a fragmented probe
+            await session.nsend(cap.sktid, piece)
         deadline = reactor.seconds() + wait
         answer: tuple[Reply, int] | None = None
         while answer is None:
@@ -490,6 +493,7 @@ class _Parallel:
         self.sent: dict[int, int] = {}
         self.tagged_at: dict[int, float] = {}  # when each probe's ntag came (reactor time)
         self.failure: BaseException | None = None
+        self.unsent: dict[int, BaseException] = {}  # probes the endpoint did not send
         self.end = len(probes)  # probes past the TTL that ends the trace are not waited for
         self.here, self.near = HERE, NEAR  # traceroute -w's factors
         self.hops: list[Hop] = []
@@ -566,6 +570,8 @@ class _Parallel:
     def _send(self, i: int, time: int) -> None:
         d = self.session.nsend(self.cap.sktid, self.probes[i].packet, time=time, ntag=True)
         d.addCallbacks(self._queued(i), self._failed)
+        for piece in self.probes[i].more:  # the rest of a fragmented probe, right after
+            self.session.nsend(self.cap.sktid, piece, time=time).addErrback(self._failed)
         self.next = i + 1
 
     def _in_flight(self, local: list[float], wait: float, now: float) -> list[int]:
@@ -596,9 +602,20 @@ class _Parallel:
     def _queued(self, i: int) -> Callable[[QueuedSend], None]:
         def cb(q: QueuedSend) -> None:
             assert q.ntag is not None
-            q.ntag.addCallbacks(lambda tag: self._ntag(i, tag), self._failed)
+            q.ntag.addCallbacks(lambda tag: self._ntag(i, tag), lambda f: self._unsent(i, f))
 
         return cb
+
+    def _unsent(self, i: int, f: Failure) -> None:
+        """Probe i was not sent: the trace fails when it comes to that probe, not if it
+        ends before (a probe past a "too big" that taught the endpoint's kernel a smaller
+        MTU, whose ntag may come before that answer)."""
+        if not f.check(SendFailed):
+            self._failed(f)
+            return
+        assert f.value is not None
+        self.unsent[i] = f.value
+        self.waker.poke()
 
     def _settle(
         self, local: list[float], wait: float, floor: float, now: float, stop_by: float | None
@@ -607,6 +624,8 @@ class _Parallel:
         it will be given up on."""
         i = len(self.hops)
         probe = self.probes[i]
+        if i in self.unsent:
+            raise self.unsent[i]
         if i in self.answers and i in self.sent:
             reply, recv_ns = self.answers[i]
             hop = Hop.from_reply(
@@ -674,6 +693,7 @@ async def traceroute(
     dont_fragment: bool = False,
     mtu_discovery: bool = False,
     mtu_hints: Sequence[int] = (),
+    fragment_mtu: int | None = None,
 ) -> TracerouteResult:
     """Trace the path to `dst` from the endpoint: one UDP probe per TTL, each answered
     within `wait` seconds or recorded as `Hop.timeout`. Stops at the destination (or a
@@ -717,7 +737,9 @@ async def traceroute(
     "packet too big" names, or, when the endpoint cannot send one, to the next of
     `mtu_hints` (its interface's MTU and the path MTU its kernel cached, if the caller
     knows them) or of the common MTUs; the first hop answered at a new size has it in
-    `Hop.mtu`. Without it, a probe longer than the endpoint can send raises MeasureError.
+    `Hop.mtu`. Without it, a probe longer than the endpoint can send raises MeasureError;
+    `fragment_mtu` (the MTU the endpoint can send, when the caller knows it) has probes
+    longer than that without DF sent in fragments, as traceroute's kernel sends them.
     """
     target = as_target(dst)
     if not 1 <= first_ttl <= max_ttl <= 255:
@@ -742,6 +764,8 @@ async def traceroute(
         raise ValueError(f"too big packetlen {packetlen} specified (at most {MAX_PACKET_LEN})")
     if not 0 <= tos <= 255:
         raise ValueError(f"tos must be 0..255, got {tos}")
+    if fragment_mtu is not None and not 68 <= fragment_mtu <= 0xFFFF:
+        raise ValueError(f"fragment_mtu must be 68..65535, got {fragment_mtu}")
     if any(not 68 <= m <= 0xFFFF for m in mtu_hints):
         raise ValueError(f"mtu_hints must be 68..65535, got {tuple(mtu_hints)}")
     source = as_target(src) if src is not None else None
@@ -772,7 +796,10 @@ async def traceroute(
 
         def build(i: int, size: int) -> Probe:
             at = dataclasses.replace(shape, length=max(size, least))
-            return _probe(method, cap.src, target, ttls[i], i, sport, base_port, at)
+            probe = _probe(method, cap.src, target, ttls[i], i, sport, base_port, at)
+            if fragment_mtu is not None and not shape.dont_fragment:
+                probe = fragmented(probe, fragment_mtu)
+            return probe
 
         probes = [] if mtu_discovery else [build(i, length) for i in range(len(ttls))]
         if mtu_discovery:

@@ -204,6 +204,8 @@ def test_traceroute_packetlen_udp_port_tos_df_and_mtu_as_traceroute(
         ["-n", "-q", "1", "-I", tg, "120"], ["-n", "-q", "1", "-T", tg, "100"],  # 60 bytes
         ["-n", "-q", "1", tg6, "10"],  # 48 bytes
         ["-n", "-q", "1", tg, "1450"],  # fragmented by r1 (no DF)
+        ["-n", "-q", "1", tg, "3000"], ["-n", "-q", "1", "-I", tg, "3000"],  # fragments
+        ["-n", "-q", "1", tg6, "2000"], ["-n", "-q", "1", "-I", tg6, "2000"],  # (!F-1400)
         ["-n", "-q", "1", "-U", tg], ["-n", "-q", "1", "-U", "-p", "5353", tg],
         ["-n", "-q", "1", "-t", "0x10", "-F", tg],
         ["-n", "-q", "1", "-F", tg, "1450"],  # !F-1400 from r1

@@ -622,3 +622,20 @@ def test_frag_needed_is_shown_with_the_mtu_and_ends_the_trace() -> None:
         result = rig.run(traceroute(rig.session, dst, pace=0.0, packetlen=1450, dont_fragment=True))
         assert [h.ttl for h in result.hops] == [1, 2]
         assert traceroute_line(2, result.hops[1:]).endswith("ms !F-1400")
+
+
+def test_long_probes_go_in_fragments_of_the_mtu_given() -> None:
+    """packetlen over the endpoint's MTU (`fragment_mtu`, the in-process endpoint's route
+    MTU): each probe leaves as fragments, the first tagged (its send time), as traceroute's
+    kernel sends them; the routers' answers quote the first."""
+    rig = RawRig([R14, TG4])
+    result = rig.run(
+        traceroute(
+            rig.session, TG4, max_ttl=2, pace=0.0, packetlen=3000, fragment_mtu=1500, sport=4000
+        )
+    )
+    sends = rig.endpoint.raw_sends
+    assert len(sends) == 2 * 3 and all(len(m.data) <= 1500 for m in sends)
+    assert [bool(m.tag) for m in sends] == [True, False, False] * 2
+    assert [h.addr for h in result.hops] == [R14, TG4] and result.probe_size == 3000
+    assert all(h.rtt_us is not None for h in result.hops)
