@@ -712,6 +712,7 @@ def _experiment(
 
             return on
 
+        big = args.size + 8 + (20 if dst.version == 4 else 40) > 1280  # (else no need)
         print_error = in_order(report.error)
 
         def on_error(e: Any) -> None:
@@ -738,6 +739,8 @@ def _experiment(
             stop=stop,
             linger_like_ping=True,
             answers_wanted=args.count if args.deadline is not None else None,
+            # what this host's kernel would fragment a long request to (ping's)
+            fragment_mtu=min(route_mtus(dst), default=None) if local and big else None,
         )
         await shown
         return result

@@ -164,6 +164,36 @@ def test_ping_outstanding_timestamps_flood_errors_and_bad_input_as_iputils(
         assert "Traceback" not in ours.stderr
 
 
+def test_ping_long_requests_over_a_narrow_link_as_iputils(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    """-s over the MTU: requests in fragments (ping's kernel's), DF otherwise, so a 1400
+    MTU link answers "Frag needed" once and the next requests go in fragments."""
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg, tg6 = tb.netns_name("ep"), str(tb.addr("tg")), str(tb.addr("tg", 6))
+    _narrow(tb)
+    for args in (
+        ["-c", "2", "-i", "0.2", "-s", "2000", tg],
+        ["-c", "3", "-i", "0.2", "-s", "1400", tg],  # Frag needed and DF set (mtu = 1400)
+        ["-c", "3", "-i", "0.2", "-s", "3000", tg6],  # Packet too big: mtu=1400
+    ):
+        _flush_path_mtus(ns)
+        ours = pktlab_run("ping", *args, netns=ns)
+        _flush_path_mtus(ns)
+        theirs = native("ping", *args, netns=ns)
+        assert ours.returncode == theirs.returncode, (args, ours.stdout, ours.stderr)
+        assert masked(ours.stdout) == masked(theirs.stdout), args
+
+
+def _narrow(tb: Testbed) -> None:
+    """The r1-r2 link's MTU down to 1400."""
+    for node, dev in (("r1", "to-r2"), ("r2", "to-r1")):
+        subprocess.run(
+            ["ip", "netns", "exec", tb.netns_name(node), "ip", "link", "set", dev, "mtu", "1400"],
+            check=True,
+        )
+
+
 def test_traceroute_in_a_testbed_prints_what_traceroute_prints(
     testbed_factory: Callable[..., Testbed],
 ) -> None:
@@ -180,11 +210,12 @@ def test_traceroute_in_a_testbed_prints_what_traceroute_prints(
 
 
 def _flush_path_mtus(ns: str) -> None:
-    """Forget the path MTUs the last run's "too big" taught ep's kernel (each tool starts
-    from the interface's MTU then)."""
-    for family in ("-4", "-6"):
-        subprocess.run(["ip", "netns", "exec", ns, "ip", family, "route", "flush", "cache"],
-                       check=True, capture_output=True)  # fmt: skip
+    """Forget the path MTUs the last run's "too big" taught the kernels of ep and of the
+    target (its long replies meet the narrow link too), so each tool starts afresh."""
+    for node in (ns, ns[: -len("ep")] + "tg"):
+        for family in ("-4", "-6"):
+            subprocess.run(["ip", "netns", "exec", node, "ip", family, "route", "flush", "cache"],
+                           check=True, capture_output=True)  # fmt: skip
 
 
 def test_traceroute_packetlen_udp_port_tos_df_and_mtu_as_traceroute(
@@ -194,11 +225,7 @@ def test_traceroute_packetlen_udp_port_tos_df_and_mtu_as_traceroute(
     link (r1-r2) has an MTU of 1400."""
     tb: Testbed = testbed_factory(hops=2)
     ns, tg, tg6 = tb.netns_name("ep"), str(tb.addr("tg")), str(tb.addr("tg", 6))
-    for node, dev in (("r1", "to-r2"), ("r2", "to-r1")):
-        subprocess.run(
-            ["ip", "netns", "exec", tb.netns_name(node), "ip", "link", "set", dev, "mtu", "1400"],
-            check=True,
-        )
+    _narrow(tb)
     for args in (
         ["-n", "-q", "1", tg, "100"], ["-n", "-q", "1", tg, "10"],  # 100, 28 byte packets
         ["-n", "-q", "1", "-I", tg, "120"], ["-n", "-q", "1", "-T", tg, "100"],  # 60 bytes

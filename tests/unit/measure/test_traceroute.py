@@ -20,6 +20,7 @@ from test_traceroute_fakes import (
     TG6,
     RawRig,
     icmp_packet,
+    narrow_link,
 )
 
 from packetlab.controller import RequestFailed, SendFailed, SessionClosed
@@ -29,7 +30,7 @@ from packetlab.measure.probes import traceroute_probe
 from packetlab.measure.records import Stamp
 from packetlab.measure.replies import ReplyKind
 from packetlab.measure.traceroute import MeasureError, pick_source, traceroute
-from packetlab.wire import Nclose, Ntag, Proto, Status
+from packetlab.wire import Nclose, Proto, Status
 
 R34 = "10.0.3.1"  # a third router
 
@@ -543,35 +544,6 @@ def test_bad_shape(kwargs: dict[str, Any], message: str) -> None:
     assert rig.endpoint.raw_sends == []
 
 
-def _narrow_link(rig: RawRig, local_mtu: int, next_mtu: int) -> None:
-    """The endpoint cannot send more than `local_mtu` bytes (ntag EPKTNOTSENT); the first
-    router forwards no more than `next_mtu` with DF ("fragmentation needed", with it)."""
-    endpoint = rig.endpoint
-    transmit, answers = endpoint.transmit, endpoint.answers
-
-    def send(msg: Any, when: int) -> None:
-        if len(msg.data) > local_mtu:
-            endpoint.raw_sends.append(msg)
-            endpoint.send(Ntag(msg.sktid, msg.tag, when, int(Status.EPKTNOTSENT)))
-            return
-        transmit(msg, when)
-
-    def answer(probe: bytes) -> list[tuple[float, bytes]]:
-        v6 = probe[0] >> 4 == 6
-        ttl = probe[7] if v6 else probe[8]
-        if ttl >= 2 and len(probe) > next_mtu:
-            src = str(ipaddress.ip_address(probe[8:24] if v6 else probe[12:16]))
-            kind, code = (2, 0) if v6 else (3, 4)
-            rest = struct.pack("!I", next_mtu) if v6 else struct.pack("!HH", 0, next_mtu)
-            hop = endpoint.path[0]
-            assert hop is not None
-            return [(0.001, icmp_packet(hop, src, kind, code, rest, probe[:576]))]
-        return answers(probe)
-
-    endpoint.transmit = send  # type: ignore[method-assign]
-    endpoint.answers = answer  # type: ignore[method-assign]
-
-
 @pytest.mark.parametrize(("dst", "path"), [(TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])])
 def test_mtu_discovery_shrinks_to_the_interface_then_to_what_the_router_names(
     dst: str, path: list[str]
@@ -580,7 +552,7 @@ def test_mtu_discovery_shrinks_to_the_interface_then_to_what_the_router_names(
     the interface's MTU (a hint) next (F=1500 at hop 1); the first router cannot forward
     that and names 1400 (F=1400 at hop 2); one probe at a time."""
     rig = RawRig(path)
-    _narrow_link(rig, 1500, 1400)
+    narrow_link(rig, 1500, 1400)
     result = rig.run(traceroute(rig.session, dst, queries=2, mtu_discovery=True, mtu_hints=(1500,)))
     sizes = [len(m.data) for m in rig.endpoint.raw_sends]
     assert sizes == [65000, 1500, 1500, 1500, 1400, 1400, 1400, 1400]
@@ -598,7 +570,7 @@ def test_mtu_discovery_shrinks_to_the_interface_then_to_what_the_router_names(
 
 def test_mtu_discovery_without_hints_tries_the_common_mtus() -> None:
     rig = RawRig([R14, R24, TG4])
-    _narrow_link(rig, 1492, 1400)
+    narrow_link(rig, 1492, 1400)
     result = rig.run(traceroute(rig.session, TG4, mtu_discovery=True, packetlen=9000))
     sizes = [len(m.data) for m in rig.endpoint.raw_sends]
     assert sizes == [9000, 8166, 4352, 2002, 1500, 1492, 1492, 1400, 1400]
@@ -607,7 +579,7 @@ def test_mtu_discovery_without_hints_tries_the_common_mtus() -> None:
 
 def test_a_probe_too_big_to_send_without_mtu_discovery_is_one_clear_error() -> None:
     rig = RawRig([R14, TG4])
-    _narrow_link(rig, 1400, 1400)
+    narrow_link(rig, 1400, 1400)
     with pytest.raises(MeasureError, match="could not send a 2000 byte probe"):
         rig.run(traceroute(rig.session, TG4, pace=0.0, packetlen=2000))
 
@@ -618,7 +590,7 @@ def test_frag_needed_is_shown_with_the_mtu_and_ends_the_trace() -> None:
 
     for dst, path in ((TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])):
         rig = RawRig(path)
-        _narrow_link(rig, 1500, 1400)
+        narrow_link(rig, 1500, 1400)
         result = rig.run(traceroute(rig.session, dst, pace=0.0, packetlen=1450, dont_fragment=True))
         assert [h.ttl for h in result.hops] == [1, 2]
         assert traceroute_line(2, result.hops[1:]).endswith("ms !F-1400")
