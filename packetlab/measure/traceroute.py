@@ -494,6 +494,13 @@ class _Parallel:
         self.tagged_at: dict[int, float] = {}  # when each probe's ntag came (reactor time)
         self.failure: BaseException | None = None
         self.unsent: dict[int, BaseException] = {}  # probes the endpoint did not send
+        # fragmented probes: `rebuild(i, mtu)` cuts probe i in fragments of mtu, to send
+        # one again that the endpoint refused after a "too big" taught its kernel a
+        # smaller MTU (None: no fragments, e.g. with DF)
+        self.rebuild: Callable[[int, int], Probe] | None = None
+        self.frag_mtu: int | None = None
+        self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
+        self.resent: set[int] = set()
         self.end = len(probes)  # probes past the TTL that ends the trace are not waited for
         self.here, self.near = HERE, NEAR  # traceroute -w's factors
         self.hops: list[Hop] = []
@@ -512,7 +519,27 @@ class _Parallel:
         self.answers[i] = got
         if _ends_trace(got[0]):
             self.end = min(self.end, _end_of_ttl(self.probes, i))
+        if too_big(got[0]) and got[0].mtu and self.rebuild is not None:
+            self._learnt(got[0].mtu)
         self.waker.poke()
+
+    def _learnt(self, mtu: int) -> None:
+        """A "too big" named `mtu`: probes refused since (the endpoint's kernel learnt it
+        too) go again in fragments of it, as traceroute's kernel sends the next ones."""
+        self.frag_mtu = min(self.frag_mtu or mtu, mtu)
+        for i in sorted(self.parked):
+            self.parked.discard(i)
+            self._again(i)
+
+    def _again(self, i: int) -> None:
+        assert self.rebuild is not None and self.frag_mtu is not None
+        self.probes[i] = probe = self.rebuild(i, self.frag_mtu)
+        self.resent.add(i)
+        self.tagged_at.pop(i, None)
+        d = self.session.nsend(self.cap.sktid, probe.packet, ntag=True)
+        d.addCallbacks(self._queued(i), self._failed)
+        for piece in probe.more:
+            self.session.nsend(self.cap.sktid, piece).addErrback(self._failed)
 
     def _ntag(self, i: int, tag: Ntag) -> None:
         self.sent[i] = tag.time
@@ -606,12 +633,22 @@ class _Parallel:
 
         return cb
 
+    def _pieces(self, i: int) -> list[bytes]:
+        return [self.probes[i].packet, *self.probes[i].more]
+
     def _unsent(self, i: int, f: Failure) -> None:
         """Probe i was not sent: the trace fails when it comes to that probe, not if it
         ends before (a probe past a "too big" that taught the endpoint's kernel a smaller
         MTU, whose ntag may come before that answer)."""
         if not f.check(SendFailed):
             self._failed(f)
+            return
+        if self.rebuild is not None and i not in self.resent:  # (fragments allowed)
+            if self.frag_mtu is not None and self.frag_mtu < max(map(len, self._pieces(i))):
+                self._again(i)
+            else:
+                self.parked.add(i)  # until a "too big" names a smaller MTU, or its wait ends
+            self.waker.poke()
             return
         assert f.value is not None
         self.unsent[i] = f.value
@@ -626,6 +663,8 @@ class _Parallel:
         probe = self.probes[i]
         if i in self.unsent:
             raise self.unsent[i]
+        if i in self.parked and now >= local[i] + wait:
+            raise SendFailed(self.cap.sktid, 0, 0, int(Status.EPKTNOTSENT))
         if i in self.answers and i in self.sent:
             reply, recv_ns = self.answers[i]
             hop = Hop.from_reply(
@@ -801,6 +840,11 @@ async def traceroute(
                 probe = fragmented(probe, fragment_mtu)
             return probe
 
+        def rebuild(i: int, mtu: int) -> Probe:  # probe i in fragments of `mtu`
+            at = dataclasses.replace(shape, length=max(length, least))
+            whole = _probe(method, cap.src, target, ttls[i], i, sport, base_port, at)
+            return fragmented(whole, mtu)
+
         probes = [] if mtu_discovery else [build(i, length) for i in range(len(ttls))]
         if mtu_discovery:
             hops = await _mtu_sequential(
@@ -811,6 +855,8 @@ async def traceroute(
         else:
             run = _Parallel(session, cap, probes, method, on_hop)
             run.here, run.near = here, near
+            if fragment_mtu is not None and not shape.dont_fragment:
+                run.rebuild, run.frag_mtu = rebuild, fragment_mtu
             hops = await run.run(wait, 0.0 if squeries else pace, stop, squeries)
     except SendFailed:
         if length <= 1280:

@@ -233,6 +233,7 @@ def test_traceroute_packetlen_udp_port_tos_df_and_mtu_as_traceroute(
         ["-n", "-q", "1", tg, "1450"],  # fragmented by r1 (no DF)
         ["-n", "-q", "1", tg, "3000"], ["-n", "-q", "1", "-I", tg, "3000"],  # fragments
         ["-n", "-q", "1", tg6, "2000"], ["-n", "-q", "1", "-I", tg6, "2000"],  # (!F-1400)
+        ["-n", "-I", tg6, "2000"],  # !F-1400, then fragments of 1400 to r2
         ["-n", "-q", "1", "-U", tg], ["-n", "-q", "1", "-U", "-p", "5353", tg],
         ["-n", "-q", "1", "-t", "0x10", "-F", tg],
         ["-n", "-q", "1", "-F", tg, "1450"],  # !F-1400 from r1

@@ -611,3 +611,20 @@ def test_long_probes_go_in_fragments_of_the_mtu_given() -> None:
     assert [bool(m.tag) for m in sends] == [True, False, False] * 2
     assert [h.addr for h in result.hops] == [R14, TG4] and result.probe_size == 3000
     assert all(h.rtt_us is not None for h in result.hops)
+
+
+def test_probes_refused_after_a_too_big_go_again_in_smaller_fragments() -> None:
+    """IPv6, packetlen 2000 in fragments of 1500: the first TTL-2 probe meets a 1400 link
+    ("packet too big", !F-1400), which the endpoint's kernel learns, so it refuses the
+    other two; they go again in fragments of 1400, as traceroute's kernel sends them, and
+    reach the second router."""
+    rig = RawRig([R16, R26, TG6])
+    narrow_link(rig, 1500, 1400, learns=True)
+    result = rig.run(
+        traceroute(rig.session, TG6, pace=0.0, queries=3, packetlen=2000, fragment_mtu=1500)
+    )
+    assert [(h.ttl, h.addr, h.next_mtu) for h in result.hops] == [
+        (1, R16, None), (1, R16, None), (1, R16, None),
+        (2, R16, 1400), (2, R26, None), (2, R26, None),
+    ]  # fmt: skip
+    assert max(len(m.data) for m in rig.endpoint.raw_sends[-4:]) <= 1400

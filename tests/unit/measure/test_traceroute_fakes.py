@@ -173,15 +173,17 @@ class RawRig(Rig):
         return [m for m in self.endpoint.received if isinstance(m, Nopen)]
 
 
-def narrow_link(rig: RawRig, local_mtu: int, next_mtu: int) -> None:
+def narrow_link(rig: RawRig, local_mtu: int, next_mtu: int, *, learns: bool = False) -> None:
     """The endpoint cannot send more than `local_mtu` bytes (ntag EPKTNOTSENT); the first
     router forwards no more than `next_mtu` with DF ("fragmentation needed", with it;
-    IPv6: "packet too big"); what it forwards with a TTL over 1 comes whole to the next."""
+    IPv6: "packet too big"); what it forwards with a TTL over 1 comes whole to the next.
+    With `learns` the endpoint's kernel sends no more than `next_mtu` once it said so."""
     endpoint = rig.endpoint
     transmit, answers = endpoint.transmit, endpoint.answers
+    limit = [local_mtu]
 
     def send(msg: Any, when: int) -> None:
-        if len(msg.data) > local_mtu:
+        if len(msg.data) > limit[0]:
             endpoint.raw_sends.append(msg)
             endpoint.send(Ntag(msg.sktid, msg.tag, when, int(Status.EPKTNOTSENT)))
             return
@@ -197,6 +199,8 @@ def narrow_link(rig: RawRig, local_mtu: int, next_mtu: int) -> None:
             rest = struct.pack("!I", next_mtu) if v6 else struct.pack("!HH", 0, next_mtu)
             hop = endpoint.path[0]
             assert hop is not None
+            if learns:
+                limit[0] = min(limit[0], next_mtu)
             return [(0.001, icmp_packet(hop, src, kind, code, rest, probe[:576]))]
         return answers(probe)
 
