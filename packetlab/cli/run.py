@@ -203,7 +203,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PACKETLEN",
         help="as traceroute's packetlen: the probes' total IP length in bytes (at least "
         "the headers, 28 for UDP/ICMP over IPv4, 48 over IPv6; at most 65000; TCP probes "
-        "keep their 60/80) [default: 60 (IPv4) / 80 (IPv6)]",
+        "keep their 60/80; over the MTU, in IP fragments as traceroute's kernel sends them) "
+        "[default: 60 (IPv4) / 80 (IPv6)]",
     )
     tr.add_argument(
         "-w",
@@ -460,7 +461,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive(int, "--size", 0, 65000),
         default=56,
         metavar="B",
-        help="payload bytes [default: 56]",
+        help="payload bytes [default: 56]; over the MTU, in IP fragments as ping's kernel "
+        "sends them (IPv4 requests carry DF, as ping's)",
     )
     pg.add_argument(
         "-t",
