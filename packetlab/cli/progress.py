@@ -45,15 +45,16 @@ class Progress:
         self.on_closed = on_closed
         self._call: Any = reactor.callLater(delay, self._tick) if self.enabled else None
 
-    def write(self, line: str) -> None:
-        """A result line on stdout, at once (flushed): the moment it is known. When the
+    def write(self, line: str, end: str = "\n") -> None:
+        """A result line on stdout, at once (flushed): the moment it is known (`end=""`:
+        part of a line, as ping -f's dots). When the
         reader has gone (`| head`), `on_closed` (default: `interrupt.stdout_gone`, which
         stops the run) and nothing more is written."""
         if self.closed:
             return
         self._clear()
         try:
-            self.out.write(line + "\n")
+            self.out.write(line + end)
             self.out.flush()
         except BrokenPipeError:
             self.closed = True

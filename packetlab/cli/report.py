@@ -69,8 +69,8 @@ class _Report:
     def describe(self) -> str:
         return f"{time.time() - self.started:.1f} s"
 
-    def write(self, line: str) -> None:
-        self.progress.write(line)
+    def write(self, line: str, end: str = "\n") -> None:
+        self.progress.write(line, end)
 
     def close(self) -> None:
         self.progress.stop()
@@ -178,9 +178,17 @@ class PingReport(_Report):
         size: int,
         quiet: bool = False,
         interval: float | None = None,
+        flood: bool = False,
+        timestamps: bool = False,
+        pattern: bytes | None = None,
+        source: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
         self.count, self.size, self.quiet, self.interval = count, size, quiet, interval
+        # iputils -f (a dot per request, a backspace per reply), -D (`[UNIXTIME]` before
+        # each line), -p (the `PATTERN:` line), -I (`from ADDR IFNAME:` in the header)
+        self.flood, self.timestamps, self.pattern = flood, timestamps, pattern
+        self.source = source
         self.received = 0
         self.errors = 0
         self.last_seq = 0
@@ -200,19 +208,43 @@ class PingReport(_Report):
         self.src = src
         if self.as_json:
             return
+        if self.pattern is not None and not self.quiet:
+            self.write(f"PATTERN: 0x{self.pattern.hex()}")
         who = f"{self.name or self.dst} ({self.dst})"
+        frm = "" if self.source is None else f" from {self.source[0]} {self.source[1]}:"
         if ":" in self.dst:  # iputils: "PING ::1(::1) 56 data bytes"
-            self.write(f"PING {self.name or self.dst}({self.dst}) {self.size} data bytes")
+            self.write(f"PING {self.name or self.dst}({self.dst}){frm} {self.size} data bytes")
         else:
-            self.write(f"PING {who} {self.size}({self.size + 28}) bytes of data.")
+            self.write(f"PING {who}{frm} {self.size}({self.size + 28}) bytes of data.")
+
+    def _line(self, line: str, at_ns: int | None) -> None:
+        """A text line, after `[SECONDS.MICROS] ` with -D (the endpoint's time `at_ns`)."""
+        if self.timestamps and at_ns is not None:
+            line = f"[{at_ns // 1_000_000_000}.{at_ns // 1000 % 1_000_000:06d}] {line}"
+        self.write(line)
+
+    def sent(self, seq: int, send_ns: int) -> None:
+        """A request left: ping -f's dot."""
+        if self.flood and not self.quiet and not self.as_json:
+            self.write(".", end="")
+
+    def outstanding(self, seq: int, at_ns: int) -> None:
+        """Request `seq` had no reply when the next one left: iputils -O's line (also with
+        -q, as ping)."""
+        if not self.as_json:
+            self._line(f"no answer yet for icmp_seq={seq}", at_ns)
 
     def reply(self, r: PingReply) -> None:
         self.received += 0 if r.dup else 1
         if self.as_json:
             self._json(r)
+        elif self.flood:
+            if not self.quiet:
+                self.write("\b \b", end="")
         elif not self.quiet:
             shown = self.shown(r.addr) if r.addr is not None else None
-            self.write(ping_line(r, shown, timing=self.size >= PING_TIMING_MIN_SIZE))
+            line = ping_line(r, shown, timing=self.size >= PING_TIMING_MIN_SIZE)
+            self._line(line, r.reply_recv_ns)
 
     def error(self, e: PingError) -> None:
         """A router's ICMP error for a request: iputils' ``From ADDR icmp_seq=N ...``."""
@@ -221,8 +253,12 @@ class PingReport(_Report):
             obj = e.to_dict()
             obj.update(type="error", dst=self.dst, src=self.src, tool="packetlab")
             self.write(_dumps(obj))
+        elif self.flood:
+            if not self.quiet:
+                self.write("\bE", end="")
         elif not self.quiet:
-            self.write(f"From {self.shown(e.addr)} icmp_seq={e.seq} {e.describe()}")
+            line = f"From {self.shown(e.addr)} icmp_seq={e.seq} {e.describe()}"
+            self._line(line, e.reply_recv_ns)
 
     def _json(self, r: PingReply) -> None:
         obj = r.to_dict()
@@ -238,7 +274,7 @@ class PingReport(_Report):
                 ping_elapsed_ms(result),
                 name=self.name,
                 errors=len(result.errors),
-                interval=self.interval,
+                interval=0.0 if self.flood else self.interval,  # ipg/ewma: -i 0 or -f
                 timing=self.size >= PING_TIMING_MIN_SIZE,
             ):
                 self.write(line)

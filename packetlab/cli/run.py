@@ -126,6 +126,22 @@ class _TracerouteWait(argparse.Action):
             ns.near = got[2]
 
 
+class _Interval(argparse.Action):
+    """ping -i: remembered as given, so that -f (anywhere on the line) keeps it."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        ns.interval, ns.interval_given = value, True
+
+
+class _Flood(argparse.Action):
+    """ping -f: the flood display, and -i 0 unless -i is given (as iputils)."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        ns.flood = True
+        if not getattr(ns, "interval_given", False):
+            ns.interval = 0.0
+
+
 def _common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
     p.add_argument("target", metavar="TARGET", help="IPv4/IPv6 address or host name")
     fam = p.add_mutually_exclusive_group()
@@ -135,9 +151,15 @@ def _common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
     p.add_argument(
         *([src_flag] if src_flag else []),
         "--src",
-        metavar="ADDR",
+        metavar="ADDR" if src_flag != "-I" else "ADDR|IFNAME",
         help="source address (an address of the endpoint; default: the route's source "
-        "address, or the endpoint's first exported address of the family with --listen)",
+        "address, or the endpoint's first exported address of the family with --listen)"
+        + (
+            "; ping -I IFNAME: the address of the in-process endpoint's interface IFNAME "
+            "(an endpoint reached with --listen exports addresses only: give one of them)"
+            if src_flag == "-I"
+            else ""
+        ),
     )
     p.add_argument(
         "--timeout",
@@ -174,6 +196,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(tr, "-s")  # traceroute -s src_addr
+    tr.add_argument(
+        "packetlen",
+        nargs="?",
+        default=None,
+        metavar="PACKETLEN",
+        help="as traceroute's packetlen: the probes' total IP length in bytes (at least "
+        "the headers, 28 for UDP/ICMP over IPv4, 48 over IPv6; at most 65000; TCP probes "
+        "keep their 60/80; over the MTU, in IP fragments as traceroute's kernel sends them) "
+        "[default: 60 (IPv4) / 80 (IPv6)]",
+    )
     tr.add_argument(
         "-w",
         "--wait",
@@ -220,6 +252,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     proto.add_argument(
         "-T", dest="protocol", action="store_const", const="tcp", help="TCP SYN probes"
+    )
+    proto.add_argument(
+        "-U",
+        dest="protocol",
+        action="store_const",
+        const="udp-fixed",
+        help="UDP probes to one port (-p, default 53), as traceroute -U (each probe from "
+        "its own source port)",
+    )
+    tr.add_argument(
+        "-t",
+        "--tos",
+        default=None,
+        metavar="TOS",
+        help="the probes' TOS byte (IPv6: traffic class), 0..255, decimal or 0x hex, as "
+        "traceroute -t [default: 0]",
+    )
+    tr.add_argument(
+        "-F",
+        "--dont-fragment",
+        dest="dont_fragment",
+        action="store_true",
+        help="set DF in the probes (IPv4), as traceroute -F",
+    )
+    tr.add_argument(
+        "--mtu",
+        action="store_true",
+        help="path MTU discovery, as traceroute --mtu: DF probes one at a time from "
+        "PACKETLEN [65000] down to the MTU a router names (`F=NUM` at the hop where the "
+        "size changed); implies -F and one probe in flight",
     )
     tr.add_argument(
         "--paris",
@@ -305,7 +367,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PORT",
         help="UDP: destination port of the first probe, +1 per probe [default: 33434]; "
-        "TCP: the destination port [default: 80]",
+        "-U: the destination port [default: 53]; TCP: the destination port [default: 80]",
     )
     pg = sub.add_parser(
         "ping",
@@ -356,9 +418,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-i",
         "--interval",
         type=_positive(float, "--interval", 0, 60),
+        action=_Interval,
         default=1.0,
         metavar="S",
-        help="seconds between requests [default: 1]",
+        help="seconds between requests [default: 1; with -f: 0]",
+    )
+    pg.add_argument(
+        "-f",
+        "--flood",
+        action=_Flood,
+        nargs=0,
+        default=False,
+        help="flood display, as ping -f: a dot per request sent, a backspace per reply "
+        "(E per ICMP error); implies -i 0 unless -i is given (the endpoint paces: at most "
+        "256 unanswered)",
+    )
+    pg.add_argument(
+        "-O",
+        dest="outstanding",
+        action="store_true",
+        help="report a request still unanswered when the next one leaves: `no answer yet "
+        "for icmp_seq=N`, as ping -O",
+    )
+    pg.add_argument(
+        "-D",
+        dest="timestamps",
+        action="store_true",
+        help="print [UNIXTIME.MICROS] before each line, as ping -D (the endpoint's kernel "
+        "time of the reply, or of the request that found the one before unanswered)",
+    )
+    pg.add_argument(
+        "-p",
+        "--pattern",
+        metavar="PATTERN",
+        default=None,
+        help="fill the payload with up to 16 bytes given in hex, repeated, as ping -p "
+        "(prints `PATTERN: 0x...`)",
     )
     pg.add_argument(
         "-s",
@@ -366,7 +461,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive(int, "--size", 0, 65000),
         default=56,
         metavar="B",
-        help="payload bytes [default: 56]",
+        help="payload bytes [default: 56]; over the MTU, in IP fragments as ping's kernel "
+        "sends them (IPv4 requests carry DF, as ping's)",
     )
     pg.add_argument(
         "-t",
@@ -428,6 +524,41 @@ def check_local_address(src: Address) -> None:
             ) from None
 
 
+def interface_address(name: str, version: int, proc: str = "/proc/net/if_inet6") -> Address:
+    """The IPv`version` address of this host's interface `name` (ping -I IFNAME with the
+    in-process endpoint, which sends from this host): IPv4 by SIOCGIFADDR, IPv6 from
+    `proc` (a global address before a link-local one). RunError when there is none."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        raise RunError(
+            f"-I {name}: no such interface on this host, where the in-process endpoint "
+            "runs (give an interface name or one of its addresses)"
+        ) from None
+    if version == 4:
+        import fcntl
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                got = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                raise RunError(f"-I {name}: the interface has no IPv4 address") from None
+        return ipaddress.IPv4Address(got[20:24])
+    found: list[ipaddress.IPv6Address] = []
+    try:
+        with open(proc, encoding="ascii") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) == 6 and fields[5] == name:
+                    found.append(ipaddress.IPv6Address(bytes.fromhex(fields[0])))
+    except OSError:
+        pass
+    if not found:
+        raise RunError(f"-I {name}: the interface has no IPv6 address")
+    return min(found, key=lambda a: a.is_link_local)
+
+
 # -- running ---------------------------------------------------------------------------------------
 
 
@@ -439,7 +570,12 @@ def _experiment(
     report: TracerouteReport | PingReport | MdaReport,
     stop: StopSignal,
     local: bool = False,
+    pattern: bytes | None = None,
+    ifname: str | None = None,
+    shape: tuple[int | None, int] = (None, 0),
 ) -> Callable[[Any], Awaitable[Any]]:
+    """The measurement of `args` as a function of a session. `shape`: traceroute's
+    packetlen and TOS, checked (`traceroute_shape`)."""
     from twisted.internet.defer import Deferred, DeferredList, succeed
 
     from packetlab.controller import read_system_info
@@ -450,6 +586,14 @@ def _experiment(
         if src is not None:
             return src
         info = await read_system_info(session)
+        if ifname is not None:  # ping -I IFNAME: the endpoint exports no interface names
+            from packetlab.measure.traceroute import MeasureError
+
+            have = ", ".join(str(a) for a in info.addresses) or "none"
+            raise MeasureError(
+                f"-I {ifname}: the endpoint exports its addresses, not its interface names: "
+                f"give one of its addresses (it has {have})"
+            )
         return pick_source(info.addresses, dst)
 
     def resolver(session: Any) -> LocalNames | ReverseNames:
@@ -488,10 +632,17 @@ def _experiment(
             max_ttl=args.max_ttl,
             wait=args.wait,
             sport=args.sport,
-            base_port=args.port or (80 if args.protocol in TCP_METHODS else 33434),
+            base_port=args.port or default_port(args.protocol),
             method=PARIS[args.protocol] if args.paris and args.protocol in PARIS else args.protocol,
             src=frm,
             pace=None if args.sequential else (args.pace or 0.0),
+            packetlen=shape[0],
+            tos=shape[1],
+            dont_fragment=args.dont_fragment,
+            mtu_discovery=args.mtu,
+            mtu_hints=route_mtus(dst) if local and args.mtu else (),
+            # what this host's kernel would fragment a long probe to (traceroute's)
+            fragment_mtu=min(route_mtus(dst), default=None) if local and shape[0] else None,
             queries=args.queries,
             squeries=args.squeries,
             send_stamp=stamp,
@@ -552,6 +703,18 @@ def _experiment(
 
             return on
 
+        def after_shown(show: Callable[[int, int], None]) -> Callable[[int, int], None]:
+            """`show(seq, ns)` after the lines before it (they may wait for names)."""
+
+            def on(seq: int, ns: int) -> None:
+                if names is None:
+                    show(seq, ns)
+                else:
+                    shown.addCallback(lambda _: show(seq, ns))
+
+            return on
+
+        big = args.size + 8 + (20 if dst.version == 4 else 40) > 1280  # (else no need)
         print_error = in_order(report.error)
 
         def on_error(e: Any) -> None:
@@ -566,15 +729,20 @@ def _experiment(
             interval=args.interval,
             wait=args.wait,
             size=args.size,
+            pattern=pattern,
             ttl=args.ttl,
             src=frm,
             send_stamp=stamp,
             recv_stamp=stamp,
             on_reply=in_order(report.reply),
             on_error=on_error,
+            on_sent=after_shown(report.sent) if args.flood else None,
+            on_outstanding=after_shown(report.outstanding) if args.outstanding else None,
             stop=stop,
             linger_like_ping=True,
             answers_wanted=args.count if args.deadline is not None else None,
+            # what this host's kernel would fragment a long request to (ping's)
+            fragment_mtu=min(route_mtus(dst), default=None) if local and big else None,
         )
         await shown
         return result
@@ -582,6 +750,76 @@ def _experiment(
     if args.measurement == "traceroute":
         return tracelb if args.mda else trace
     return echo
+
+
+def default_port(protocol: str) -> int:
+    """traceroute's default destination port: 80 for TCP, 53 for -U, 33434 (+n) else."""
+    from packetlab.measure.traceroute import TCP_METHODS
+
+    return 80 if protocol in TCP_METHODS else 53 if protocol == "udp-fixed" else 33434
+
+
+def traceroute_shape(args: argparse.Namespace) -> tuple[int | None, int]:
+    """traceroute's packetlen and -t TOS, checked: RunError (one line) when bad."""
+    packetlen: int | None = None
+    if args.packetlen is not None:
+        try:
+            packetlen = int(args.packetlen)
+        except ValueError:
+            raise RunError(f"bad packetlen {args.packetlen!r}: expected a number") from None
+        if packetlen > 65000:  # traceroute's own words
+            raise RunError(f"too big packetlen {packetlen} specified (at most 65000)")
+        if packetlen < 0:
+            raise RunError(f"bad packetlen {packetlen}: expected 0..65000")
+    tos = 0
+    if args.tos is not None:
+        try:
+            tos = int(args.tos, 0)
+        except ValueError:
+            raise RunError(f"-t {args.tos}: expected a TOS byte, 0..255 or 0x00..0xff") from None
+        if not 0 <= tos <= 255:
+            raise RunError(f"-t {args.tos}: the TOS byte is 0..255 (0x00..0xff)")
+    return packetlen, tos
+
+
+def route_mtus(dst: Address, sys_net: str = "/sys/class/net") -> tuple[int, ...]:
+    """The MTUs of this host's way to `dst`, where the in-process endpoint's --mtu
+    probes start shrinking: the interface's (`ip route get`, then `sys_net`/DEV/mtu; what
+    traceroute starts from) and the path MTU the kernel cached from an earlier "too big"
+    (a connected socket's IP_MTU), which a raw send cannot exceed either."""
+    got = [m for m in (_device_mtu(dst, sys_net), _path_mtu(dst)) if m is not None]
+    return tuple(sorted(set(got), reverse=True))
+
+
+def _path_mtu(dst: Address) -> int | None:
+    af, level, opt = (
+        (socket.AF_INET, socket.IPPROTO_IP, 14)  # IP_MTU
+        if dst.version == 4
+        else (socket.AF_INET6, socket.IPPROTO_IPV6, 24)  # IPV6_MTU
+    )
+    with socket.socket(af, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((str(dst), 33434))
+            mtu = int(s.getsockopt(level, opt))
+        except OSError:
+            return None
+    return mtu if 68 <= mtu <= 65535 else None
+
+
+def _device_mtu(dst: Address, sys_net: str) -> int | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["ip", "-o", f"-{dst.version}", "route", "get", str(dst)],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.split()  # fmt: skip
+        dev = out[out.index("dev") + 1]
+        with open(f"{sys_net}/{dev}/mtu", encoding="ascii") as f:
+            mtu = int(f.read())
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+    return mtu if 68 <= mtu <= 65535 else None
 
 
 def ping_count(args: argparse.Namespace) -> int:
@@ -629,8 +867,8 @@ def _budget(args: argparse.Namespace) -> float:
         pace = args.pace or 0.0
         if args.mda:  # rounds of probes: a few per TTL, each at most one --wait
             work = (args.max_ttl - args.first_ttl + 1) * 6 * args.wait
-        elif args.sequential:
-            work = n * (args.wait + 0.5)
+        elif args.sequential or args.mtu:  # (--mtu: and a resend per size, a dozen at most)
+            work = (n + (16 if args.mtu else 0)) * (args.wait + 0.5)
         elif args.squeries:
             work = -(-n // args.squeries) * args.wait + args.wait
         else:
@@ -642,7 +880,12 @@ def _budget(args: argparse.Namespace) -> float:
 
 
 def _report(
-    reactor: Any, args: argparse.Namespace, dst: Address
+    reactor: Any,
+    args: argparse.Namespace,
+    dst: Address,
+    pattern: bytes | None = None,
+    src: Address | None = None,
+    ifname: str | None = None,
 ) -> TracerouteReport | PingReport | MdaReport:
     name = None if args.target == str(dst) else args.target
     if args.measurement == "traceroute" and args.mda:
@@ -651,17 +894,24 @@ def _report(
             method=MDA_METHOD[args.protocol], confidence=args.confidence / 100,
         )  # fmt: skip
     if args.measurement == "traceroute":
-        # Butskoy's probes: UDP or ICMP header + 32 bytes; a TCP SYN with its 20 bytes of
-        # options (MSS, SACK, timestamps, window scale); a bare ACK
-        tail = {"tcp": 40, "tcp-ack": 20}.get(args.protocol, 8 + 32)
-        size = (20 if dst.version == 4 else 40) + tail
+        # Butskoy's probes: UDP or ICMP header + 32 bytes (or up to packetlen; --mtu:
+        # 65000 to begin with); a TCP SYN with its 20 bytes of options (MSS, SACK,
+        # timestamps, window scale); a bare ACK
+        from packetlab.measure.traceroute import MAX_PACKET_LEN, probe_length
+
+        packetlen = traceroute_shape(args)[0]
+        if args.mtu and packetlen is None:
+            packetlen = MAX_PACKET_LEN
+        size = probe_length(args.protocol, dst.version, packetlen)
         return TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             queries=args.queries, size=size,
         )  # fmt: skip
     return PingReport(
         reactor, args.json, str(dst), name=name, count=args.count or ping_count(args),
-        size=args.size, quiet=args.quiet, interval=args.interval,
+        size=args.size, quiet=args.quiet, interval=args.interval, flood=args.flood,
+        timestamps=args.timestamps, pattern=pattern,
+        source=None if src is None else (str(src), ifname or ""),
     )  # fmt: skip
 
 
@@ -678,17 +928,37 @@ async def measure(
         raise RunError(f"--mda varies the flow of udp, icmp or tcp probes, not {args.protocol}")
     if args.measurement == "traceroute" and args.mda and (args.sequential or args.squeries):
         raise RunError("--mda sends its own rounds of probes: not with --sequential or -N")
+    shape = traceroute_shape(args) if args.measurement == "traceroute" else (None, 0)
+    if (
+        args.measurement == "traceroute"
+        and args.mda
+        and (args.mtu or args.packetlen or args.tos or args.dont_fragment)
+    ):
+        raise RunError("--mda sends its own probes: not with PACKETLEN, -t, -F or --mtu")
     if args.measurement == "traceroute" and args.squeries and (args.sequential or args.pace):
         raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
+    pattern = None
+    if args.measurement == "ping" and args.pattern is not None:
+        from packetlab.measure.ping import parse_pattern
+
+        try:
+            pattern = parse_pattern(args.pattern)
+        except ValueError as e:
+            raise RunError(str(e)) from None
     link = Link.from_args(args)
     dst = resolve_target(args.target, args.family)
     src: Address | None = None
+    ifname: str | None = None  # ping -I IFNAME
     if args.src is not None:
         try:
             src = ipaddress.ip_address(args.src)
         except ValueError:
-            raise RunError(f"--src {args.src!r} is not an IP address") from None
-        if src.version != dst.version:
+            if args.measurement != "ping":
+                raise RunError(f"--src {args.src!r} is not an IP address") from None
+            ifname = args.src
+            if link.in_process:
+                src = interface_address(ifname, dst.version)
+        if src is not None and src.version != dst.version:
             raise RunError(f"--src {src} is IPv{src.version}, the target {dst} IPv{dst.version}")
     prog = f"pktlab run {args.measurement}"
 
@@ -704,8 +974,11 @@ async def measure(
                 file=sys.stderr,
             )
 
-        report = _report(reactor, args, dst)
-        experiment = _experiment(args, dst, src, Stamp.UNKNOWN, report, stop)
+        report = _report(reactor, args, dst, pattern, src, ifname)
+        experiment = _experiment(
+            args, dst, src, Stamp.UNKNOWN, report, stop, pattern=pattern, ifname=ifname,
+            shape=shape,
+        )  # fmt: skip
         try:
             result: Any = await run_on_link(
                 reactor,
@@ -721,10 +994,12 @@ async def measure(
     check_raw_permission()
     if src is None:
         src = route_source(dst)
-    else:
+    elif ifname is None:
         check_local_address(src)
-    report = _report(reactor, args, dst)
-    experiment = _experiment(args, dst, src, Stamp.KERNEL, report, stop, local=True)
+    report = _report(reactor, args, dst, pattern, src if args.src else None, ifname)
+    experiment = _experiment(
+        args, dst, src, Stamp.KERNEL, report, stop, local=True, pattern=pattern, shape=shape
+    )
     timeout = args.timeout if args.timeout is not None else _budget(args)
     try:
         result = await run_on_link(

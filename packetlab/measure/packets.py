@@ -407,3 +407,47 @@ def ip_packet(
         )
         + payload
     )
+
+
+def fragment(packet: bytes, mtu: int, ident: int = 0) -> list[bytes]:
+    """`packet` as IP fragments of at most `mtu` bytes each, as a host's kernel fragments
+    a datagram too long for its link (RFC 791; RFC 8200 §4.5 with a Fragment header of
+    identification `ident`); `[packet]` when it fits. An IPv4 packet with DF cannot be
+    fragmented (ValueError), nor one with IPv6 extension headers (only plain probes are)."""
+    if len(packet) <= mtu:
+        return [packet]
+    if packet[0] >> 4 == 4:
+        h = parse_ipv4_header(packet)
+        hl = h.header_length
+        if h.flags & IP_DF:
+            raise ValueError(f"a {len(packet)} byte packet with DF does not fit {mtu} bytes")
+        step = (mtu - hl) // 8 * 8
+        if step <= 0:
+            raise ValueError(f"an MTU of {mtu} leaves no room for a fragment")
+        body, out = packet[hl : h.total_length], []
+        for off in range(0, len(body), step):
+            chunk = body[off : off + step]
+            more = off + step < len(body) or bool(h.flags & IP_MF)
+            head = bytearray(packet[:hl])
+            frag = (h.flags & ~IP_MF | (IP_MF if more else 0)) << 13 | (h.frag_offset + off // 8)
+            struct.pack_into("!HHH", head, 2, hl + len(chunk), h.ident, frag)
+            struct.pack_into("!BBH", head, 8, h.ttl, h.proto, 0)
+            struct.pack_into("!H", head, 10, inet_checksum(bytes(head)))
+            out.append(bytes(head) + chunk)
+        return out
+    h6 = parse_ipv6_header(packet)
+    if h6.next_header in _IPV6_EXTENSIONS or h6.next_header == _IPV6_FRAGMENT:
+        raise ValueError("only an IPv6 packet without extension headers is fragmented here")
+    step = (mtu - 48) // 8 * 8
+    if step <= 0:
+        raise ValueError(f"an MTU of {mtu} leaves no room for a fragment")
+    body, out = packet[40 : 40 + h6.payload_length], []
+    for off in range(0, len(body), step):
+        chunk = body[off : off + step]
+        last = int(off + step >= len(body))
+        head = bytearray(packet[:40])
+        struct.pack_into("!HB", head, 4, 8 + len(chunk), _IPV6_FRAGMENT)
+        out.append(
+            bytes(head) + struct.pack("!BBHI", h6.next_header, 0, off | (1 - last), ident) + chunk
+        )
+    return out

@@ -12,22 +12,25 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from packetlab.controller import (
     EndpointSession,
     QueuedSend,
+    SendFailed,
     SessionClosed,
     StopSignal,
     deferred_api,
     read_time,
 )
 from packetlab.measure.flight import GRACE_S, Waker
-from packetlab.measure.probes import PING_PAYLOAD, ProbeTable, echo_probe
+from packetlab.measure.probes import PING_PAYLOAD, Probe, ProbeTable, echo_probe, fragmented
 from packetlab.measure.records import PingError, PingReply, PingResult, Stamp
 from packetlab.measure.replies import Reply, ReplyKind
 from packetlab.measure.traceroute import (
     Address,
+    MeasureError,
     RawCapture,
     as_target,
     close_capture,
@@ -36,7 +39,7 @@ from packetlab.measure.traceroute import (
 )
 from packetlab.wire import Ndata, Ntag
 
-__all__ = ["MAX_COUNT", "ping"]
+__all__ = ["MAX_COUNT", "parse_pattern", "ping"]
 
 MAX_COUNT = 10_000
 LEAD_S = 0.05  # the first request leaves this long after the endpoint's clock was read
@@ -47,16 +50,39 @@ WINDOW = 256  # ...and at most this many are unanswered (for less than `wait`): 
 # control like ping -f, so that replies never pile up faster than they are read
 
 
-def _payload(size: int) -> bytes:
+def _payload(size: int, pattern: bytes | None = None) -> bytes:
+    """`size` bytes: `pattern` repeated (ping -p), else counting bytes."""
+    if pattern:
+        return (pattern * (size // len(pattern) + 1))[:size]
     if size == len(PING_PAYLOAD):
         return PING_PAYLOAD
     return bytes(i & 0xFF for i in range(size))
 
 
-def _icmp_size(reply: Reply, data: bytes) -> int:
-    """Bytes of ICMP message in the reply (what ping prints as "N bytes from")."""
+def parse_pattern(text: str) -> bytes:
+    """iputils ping -p: up to 16 bytes given as hex digits (pairs; a last odd digit is a
+    byte of its own, as ping's ``%2x``). Raises ValueError naming the first bad digit."""
+    for i, c in enumerate(text):
+        if c not in "0123456789abcdefABCDEF":
+            raise ValueError(f"patterns must be specified as hex digits: {text[i:]}")
+    return bytes(int(text[i : i + 2], 16) for i in range(0, min(len(text), 32), 2))
+
+
+def _icmp_size(reply: Reply, data: bytes, whole: int | None = None) -> int:
+    """Bytes of ICMP message in the reply (what ping prints as "N bytes from"); `whole`
+    for the first fragment of a reply that came in fragments (an echo reply is as long
+    as its request)."""
+    if whole is not None and _first_fragment(data):
+        return whole
     header = (data[0] & 0x0F) * 4 if reply.src.version == 4 else 40
     return max(0, reply.size - header)
+
+
+def _first_fragment(data: bytes) -> bool:
+    """The packet is the first of several IP fragments (MF set; IPv6: a Fragment header)."""
+    if data[0] >> 4 == 4:
+        return bool(data[6] & 0x20)
+    return len(data) > 6 and data[6] == 44
 
 
 @deferred_api
@@ -68,6 +94,7 @@ async def ping(
     interval: float = 1.0,
     wait: float = 2.0,
     size: int = len(PING_PAYLOAD),
+    pattern: bytes | None = None,
     ttl: int = 64,
     ident: int | None = None,
     src: str | Address | None = None,
@@ -75,9 +102,12 @@ async def ping(
     recv_stamp: str = Stamp.KERNEL,
     on_reply: Callable[[PingReply], object] | None = None,
     on_error: Callable[[PingError], object] | None = None,
+    on_sent: Callable[[int, int], object] | None = None,
+    on_outstanding: Callable[[int, int], object] | None = None,
     stop: StopSignal | None = None,
     linger_like_ping: bool = False,
     answers_wanted: int | None = None,
+    fragment_mtu: int | None = None,
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
     `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
@@ -88,7 +118,16 @@ async def ping(
     `on_reply(reply)` is called for each answered request the moment its reply is in, and
     `on_error(error)` for each ICMP error a router sent for a request (time exceeded,
     unreachable: iputils' ``From ... icmp_seq=N ...`` lines); such a request is settled,
-    not answered, and listed in the result's ``errors``.
+    not answered, and listed in the result's ``errors``. `on_sent(seq, send_ns)` is
+    called as each request is known to have left (its ntag: ping -f prints a dot), and
+    `on_outstanding(seq, send_ns)` just before it when the request before it (`seq`) has
+    no reply yet (iputils -O: ``no answer yet for icmp_seq=N``; `send_ns` is the time of
+    the request that found it unanswered).
+    `pattern` fills the payload, repeated (iputils -p; default: counting bytes).
+    `fragment_mtu` (the MTU the endpoint can send, when the caller knows it) has requests
+    longer than that sent in IP fragments, as ping's kernel sends them; a reply in
+    fragments is matched by its first (its RTT ends there, not at the last). When the
+    endpoint could send no request at all, MeasureError says so.
     With `linger_like_ping`, `wait` is iputils ping's -W: waited after the last request
     only when no reply came before it was sent; otherwise the run ends twice the largest
     RTT so far (at least `interval`, at most `wait`) after it. With `answers_wanted`, no
@@ -109,6 +148,8 @@ async def ping(
         raise ValueError(f"size must be 0..65000 bytes of payload, got {size}")
     if not 1 <= ttl <= 255:
         raise ValueError(f"ttl must be 1..255, got {ttl}")
+    if fragment_mtu is not None and not 68 <= fragment_mtu <= 0xFFFF:
+        raise ValueError(f"fragment_mtu must be 68..65535, got {fragment_mtu}")
     if ident is None:
         ident = random.randrange(1, 0x10000)
     elif not 0 <= ident <= 0xFFFF:
@@ -116,8 +157,10 @@ async def ping(
     source = as_target(src) if src is not None else None
     span = (count - 1) * interval
     cap = await open_capture(session, target, src=source, duration_s=LEAD_S + span + wait)
-    run = _PingRun(session, cap, target, ident, ttl, _payload(size), on_reply, on_error)
+    run = _PingRun(session, cap, target, ident, ttl, _payload(size, pattern), on_reply, on_error)
     run.wanted = answers_wanted
+    run.on_sent, run.on_outstanding = on_sent, on_outstanding
+    run.fragment_mtu = fragment_mtu
     try:
         await run.send(count, interval, wait, stop)
         await run.collect(count, interval, wait, stop, linger_like_ping)
@@ -125,6 +168,12 @@ async def ping(
         run.detach()
         await close_capture(cap)
     sent = [seq for seq in range(1, run.queued + 1) if seq not in run.unsent]
+    if not sent and run.refused:
+        n = len(run.payload) + 8 + (20 if target.version == 4 else 40)
+        raise MeasureError(
+            f"the endpoint could not send a {n} byte echo request (over its interface's MTU "
+            "or a path MTU its kernel learnt?): give a smaller -s"
+        )
     out = [run.record(seq) for seq in sent] + run.duplicates
     return PingResult(
         dst=str(target),
@@ -170,6 +219,14 @@ class _PingRun:
         self.replies: dict[int, tuple[Reply, int, int]] = {}  # seq -> reply, time, size
         self.settled: set[int] = set()  # answered, or known not to have been sent
         self.told: set[int] = set()
+        self.on_sent: Callable[[int, int], object] | None = None
+        self.on_outstanding: Callable[[int, int], object] | None = None
+        self.fragment_mtu: int | None = None
+        self.refused = 0  # requests the endpoint did not send (ntag: not sent)
+        self.again: set[int] = set()  # requests sent again in smaller fragments
+        self.learnt_ns: int | None = None  # when the first "too big" came
+        self.built: dict[int, int] = {}  # seq -> the largest packet it was sent in
+        self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
         self.failure: BaseException | None = None
         cap.sock.buffering = False  # every note goes to the callback: never a full queue
         self._remove = cap.sock.add_callback(self._note)
@@ -197,14 +254,17 @@ class _PingRun:
         if seq is None:  # not ours, or a duplicate
             dup = self.answered.get(got[0].key)
             if dup is not None:
-                self._duplicate(dup, got[0], got[1], _icmp_size(got[0], note.data))
+                self._duplicate(dup, got[0], got[1], self._size(got[0], note.data))
             return
         self.answered[got[0].key] = seq
-        self.replies[seq] = (got[0], got[1], _icmp_size(got[0], note.data))
+        self.replies[seq] = (got[0], got[1], self._size(got[0], note.data))
         self.settled.add(seq)
         self.open.pop(seq, None)
         self._tell(seq)
         self.waker.poke()
+
+    def _size(self, reply: Reply, data: bytes) -> int:
+        return _icmp_size(reply, data, 8 + len(self.payload))
 
     def _duplicate(self, seq: int, reply: Reply, recv_ns: int, size: int) -> None:
         """A second reply to an answered request: ping's "(DUP!)" line, "+N duplicates"."""
@@ -223,6 +283,9 @@ class _PingRun:
         seq = self.table.pop(reply.key)
         if seq is None:
             return
+        too_big = reply.kind in (ReplyKind.PACKET_TOO_BIG, ReplyKind.DEST_UNREACHABLE)
+        if too_big and reply.mtu and self._again_in_fragments(seq, reply.mtu, recv_ns):
+            return
         self.errors[seq] = e = PingError(
             seq,
             str(reply.src),
@@ -239,14 +302,45 @@ class _PingRun:
             self.on_error(e)
         self.waker.poke()
 
+    def _again_in_fragments(self, seq: int, mtu: int, recv_ns: int) -> bool:
+        """A "fragmentation needed" / "packet too big" naming `mtu` for request `seq`:
+        later requests go in fragments of it, as ping's kernel sends them once it learnt
+        it. One sent after an earlier such answer came (queued before it) is sent again
+        now in fragments, as ping would have sent it (True): not an error then."""
+        learnt = self.learnt_ns
+        sent = self.sent_ns.get(seq)
+        if learnt is None or recv_ns < learnt:
+            self.learnt_ns = recv_ns
+        self.fragment_mtu = min(self.fragment_mtu or mtu, mtu)
+        for waiting in sorted(self.parked):  # refused before this came: again, smaller
+            self.parked.discard(waiting)
+            self._resend(waiting)
+        if learnt is None or sent is None or sent < learnt or seq in self.again:
+            return False
+        p = self._request(seq)
+        if not p.more:
+            return False
+        self.again.add(seq)
+        self.table.add(p.key, seq)
+        self.in_flight += 1
+        self._send(p, 0).addCallbacks(self._queued(seq), self._failed)
+        return True
+
     def _ntag(self, seq: int, tag: Ntag | None) -> None:
         self.in_flight -= 1
         if tag is None:
             self.unsent.add(seq)
             self.settled.add(seq)
             self.open.pop(seq, None)
+        elif seq in self.sent_ns:  # sent again in fragments: its time is the new one
+            self.sent_ns[seq] = tag.time
+            self._tell(seq)
         else:
             self.sent_ns[seq] = tag.time
+            if self.on_outstanding is not None and seq > 1 and seq - 1 not in self.replies:
+                self.on_outstanding(seq - 1, tag.time)
+            if self.on_sent is not None:
+                self.on_sent(seq, tag.time)
             self._tell(seq)
         self.waker.poke()
 
@@ -295,19 +389,37 @@ class _PingRun:
             if stop is not None and stop.requested:
                 return
             seq = i + 1
-            p = echo_probe(
-                self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
-                payload=self.payload,
-            )  # fmt: skip
+            p = self._request(seq)
             self.table.add(p.key, seq)
-            d = self.session.nsend(
-                self.cap.sktid, p.packet, time=start + int(i * interval * 1e9), ntag=True
-            )
+            d = self._send(p, start + int(i * interval * 1e9))
             self.queued, self.in_flight = seq, self.in_flight + 1
             self.open[seq] = max(self.reactor.seconds(), local_start + i * interval) + wait
             d.addCallbacks(self._queued(seq), self._failed)
             if seq % 64 == 0:
                 await self.session.wait_writable()
+
+    def _request(self, seq: int) -> Probe:
+        """Echo request `seq`: with DF (IPv4) as ping's (Linux's path MTU discovery), or,
+        longer than the MTU known (`fragment_mtu`, or one a router named), in fragments."""
+        p = echo_probe(
+            self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
+            payload=self.payload, dont_fragment=self.target.version == 4,
+        )  # fmt: skip
+        self.built[seq] = len(p.packet)
+        if self.fragment_mtu is not None and len(p.packet) > self.fragment_mtu:
+            whole = echo_probe(
+                self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
+                payload=self.payload, ip_id=p.ip_id,
+            )  # fmt: skip
+            p = fragmented(whole, self.fragment_mtu)
+            self.built[seq] = self.fragment_mtu
+        return p
+
+    def _send(self, p: Probe, at: int) -> Deferred[QueuedSend]:
+        d = self.session.nsend(self.cap.sktid, p.packet, time=at, ntag=True)
+        for piece in p.more:  # the rest of a fragmented request, right after it
+            self.session.nsend(self.cap.sktid, piece, time=at).addErrback(self._failed)
+        return d
 
     def _room(self) -> float | None:
         """None when another request may go, else when the oldest unanswered one is given
@@ -330,9 +442,25 @@ class _PingRun:
         return cb
 
     def _no_ntag(self, seq: int, f: Failure) -> None:
+        if f.check(SendFailed) and self.fragment_mtu is not None and seq not in self.again:
+            # refused: too long for an MTU a router named since it was queued (the
+            # endpoint's kernel learnt it). Sent again in fragments of it, as ping's
+            # kernel sends the next ones: now if it is known here, else once it is.
+            if self.fragment_mtu < self.built.get(seq, 0):
+                self._resend(seq)
+            else:
+                self.parked.add(seq)
+            return
         if f.check(SessionClosed) and self.failure is None:
             self.failure = f.value
+        if f.check(SendFailed):
+            self.refused += 1
         self._ntag(seq, None)
+
+    def _resend(self, seq: int) -> None:
+        """Request `seq` again at once, in fragments of the MTU known now."""
+        self.again.add(seq)
+        self._send(self._request(seq), 0).addCallbacks(self._queued(seq), self._failed)
 
     def _failed(self, f: Failure) -> None:
         self.in_flight -= 1
@@ -375,6 +503,7 @@ class _PingRun:
             if self.enough() and self.in_flight == 0:  # (the sent ones' ntags are in)
                 break
             await self.waker.sleep(deadline, stop if stopped_at is None else None)
+        self.refused += len(self.parked)  # (refused, and no smaller MTU came)
         # ntags still missing: unsent (the socket is about to close)
         for seq in range(1, self.queued + 1):
             if seq not in self.sent_ns:

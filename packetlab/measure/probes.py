@@ -31,6 +31,7 @@ identifiers survive.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import struct
 from collections.abc import Callable, Iterator
@@ -51,6 +52,7 @@ from packetlab.measure.packets import (
     AddressLike,
     ParseError,
     as_address,
+    fragment,
     icmp_echo,
     icmpv6_echo,
     ip_packet,
@@ -66,6 +68,14 @@ TRACEROUTE_BASE_PORT = 33434
 # Butskoy traceroute's default UDP payload: 32 bytes counting up from '@' (60-byte IPv4 and
 # 80-byte IPv6 probes), so PacketLab probes can match the native ones byte for byte.
 TRACEROUTE_PAYLOAD = bytes(range(0x40, 0x60))
+
+
+def traceroute_payload(size: int) -> bytes:
+    """Butskoy traceroute's payload of `size` bytes (its `packetlen` argument less the
+    headers): 0x40, 0x41, ... 0x7f, then again from 0x40."""
+    return bytes(0x40 + (i & 0x3F) for i in range(size))
+
+
 # iputils ping's 56-byte payload after its 8-byte timestamp, here as plain counting bytes.
 PING_PAYLOAD = bytes(range(56))
 _SUM = struct.Struct("!H")
@@ -99,6 +109,9 @@ class Probe:
     dst: Address
     ttl: int
     ip_id: int | None  # IPv4 identification; None for IPv6
+    # the fragments after the first (`packet`) when the probe was fragmented
+    # (`fragmented`): sent right after it
+    more: tuple[bytes, ...] = ()
 
     @property
     def proto(self) -> int:
@@ -110,6 +123,14 @@ class Probe:
 
     def __len__(self) -> int:
         return len(self.packet)
+
+
+def fragmented(probe: Probe, mtu: int) -> Probe:
+    """`probe` cut into IP fragments of at most `mtu` bytes, as the kernel of a host
+    fragments a long datagram (traceroute's packetlen over the link's MTU): `packet` is
+    the first (which ICMP errors quote), `more` the rest. Unchanged when it fits."""
+    frags = fragment(probe.packet, mtu, ident=random.randrange(1, 1 << 32))
+    return dataclasses.replace(probe, packet=frags[0], more=tuple(frags[1:]))
 
 
 def _addresses(src: AddressLike, dst: AddressLike, *, need_src: bool) -> tuple[Address, Address]:
@@ -179,6 +200,7 @@ def traceroute_probe(
     ip_id: int | None = None,
     tos: int = 0,
     flow_label: int = 0,
+    dont_fragment: bool = False,
 ) -> Probe:
     """A classic UDP traceroute probe with hop limit ``ttl`` to ``base_port + index``.
 
@@ -200,6 +222,7 @@ def traceroute_probe(
         ip_id=ip_id,
         tos=tos,
         flow_label=flow_label,
+        dont_fragment=dont_fragment,
     )
 
 
@@ -299,6 +322,8 @@ def tcp_ack_probe(
     ttl: int = 64,
     window: int = 65535,
     ip_id: int | None = None,
+    tos: int = 0,
+    dont_fragment: bool = False,
 ) -> Probe:
     """A bare TCP ACK (no connection anywhere: a firewall keeping no state lets it through,
     and the target answers RST); sequence and acknowledgment numbers are both `seq`, so a
@@ -306,7 +331,10 @@ def tcp_ack_probe(
     s, d = _addresses(src, dst, need_src=True)
     ident = _ip_id(ip_id, d.version)
     segment = tcp_segment(s, d, sport, dport, seq=seq, ack=seq, flags=TCP_ACK, window=window)
-    packet = ip_packet(s, d, PROTO_TCP, segment, ttl=ttl, ident=ident or 0)
+    packet = ip_packet(
+        s, d, PROTO_TCP, segment, ttl=ttl, tos=tos, ident=ident or 0,
+        flags=IP_DF if dont_fragment else 0,
+    )  # fmt: skip
     return Probe(packet, ProbeKey(PROTO_TCP, d, sport, dport, seq), s, d, ttl, ident)
 
 
@@ -340,6 +368,8 @@ def paris_udp_probe(
     index: int,
     payload: bytes = TRACEROUTE_PAYLOAD,
     ip_id: int | None = None,
+    tos: int = 0,
+    dont_fragment: bool = False,
 ) -> Probe:
     """A Paris traceroute UDP probe: fixed ports (one flow for a per-flow load balancer),
     probe ``index`` (0..65533) carried as UDP checksum ``index + 1``; key ``seq`` is that
@@ -352,7 +382,10 @@ def paris_udp_probe(
     ident = _ip_id(ip_id, d.version)
     want = index + 1  # never 0: a zero UDP checksum means "none" (IPv4) or is invalid (IPv6)
     segment = _steer_checksum(lambda p: udp_segment(s, d, sport, dport, p), payload, 6, want)
-    packet = ip_packet(s, d, PROTO_UDP, segment, ttl=ttl, ident=ident or 0)
+    packet = ip_packet(
+        s, d, PROTO_UDP, segment, ttl=ttl, tos=tos, ident=ident or 0,
+        flags=IP_DF if dont_fragment else 0,
+    )  # fmt: skip
     return Probe(packet, ProbeKey(PROTO_UDP, d, sport, dport, want), s, d, ttl, ident)
 
 
@@ -366,6 +399,8 @@ def paris_echo_probe(
     checksum: int,
     payload: bytes = TRACEROUTE_PAYLOAD,
     ip_id: int | None = None,
+    tos: int = 0,
+    dont_fragment: bool = False,
 ) -> Probe:
     """A Paris traceroute ICMP(v6) echo request: identifier and ICMP checksum the same
     for every probe of a trace (one flow), sequence ``seq`` per probe; matched as
@@ -379,7 +414,10 @@ def paris_echo_probe(
     else:
         proto = PROTO_ICMPV6
         segment = _steer_checksum(lambda p: icmpv6_echo(s, d, ident, seq, p), payload, 2, checksum)
-    packet = ip_packet(s, d, proto, segment, ttl=ttl, ident=ip_ident or 0)
+    packet = ip_packet(
+        s, d, proto, segment, ttl=ttl, tos=tos, ident=ip_ident or 0,
+        flags=IP_DF if dont_fragment else 0,
+    )  # fmt: skip
     return Probe(packet, ProbeKey(proto, d, ident, 0, seq), s, d, ttl, ip_ident)
 
 

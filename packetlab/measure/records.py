@@ -79,6 +79,8 @@ class Hop:
     reply_recv_ns: int | None = None
     reply_ttl: int | None = None  # TTL/hop limit of the reply as received
     reply_ip_id: int | None = None  # IPv4 ID of the reply (alias resolution)
+    mtu: int | None = None  # traceroute --mtu: the probe's new size, first at it (F=NUM)
+    next_mtu: int | None = None  # the MTU a "fragmentation needed"/"too big" named (!F-N)
 
     @classmethod
     def from_reply(
@@ -99,6 +101,7 @@ class Hop:
             reply_recv_ns=reply_recv_ns,
             reply_ttl=reply.ttl,
             reply_ip_id=reply.ip_id,
+            next_mtu=reply.mtu or None,
         )
 
     @classmethod
@@ -106,7 +109,12 @@ class Hop:
         return cls(ttl=ttl, addr=None, rtt_us=None, probe_send_ns=probe_send_ns)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; `mtu` and `next_mtu` only when set (traceroute --mtu, !F)."""
+        out = asdict(self)
+        for key in ("mtu", "next_mtu"):
+            if out[key] is None:
+                del out[key]
+        return out
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> Hop:
@@ -215,15 +223,15 @@ _V6_UNREACH_NOTE = {0: "!N", 1: "!X", 2: "!S", 3: "!H", 5: "!X", 6: "!X"}
 def hop_annotation(hop: Hop, *, version: int | None = None) -> str:
     """The ``!X`` note traceroute prints after an RTT ('' for none)."""
     if hop.reply_type == ReplyKind.PACKET_TOO_BIG:
-        return "!F"
+        return f"!F-{hop.next_mtu}" if hop.next_mtu else "!F"
     if hop.reply_type != ReplyKind.DEST_UNREACHABLE or hop.code is None:
         return ""
     v = version or (6 if hop.addr and ":" in hop.addr else 4)
     if v == 4:
         if hop.code == ICMP_PORT_UNREACH:
             return ""
-        if hop.code == 4:
-            return "!F"
+        if hop.code == 4:  # traceroute: with the next-hop MTU when the router gave it
+            return f"!F-{hop.next_mtu}" if hop.next_mtu else "!F"
         return _V4_UNREACH_NOTE.get(hop.code, f"!<{hop.code}>")
     if hop.code == ICMP6_PORT_UNREACH:
         return ""
@@ -260,6 +268,8 @@ def traceroute_line(
                 line += f" {names.get(hop.addr) or hop.addr} ({hop.addr})"
             last_addr = hop.addr
         line += f"  {hop.rtt_us / 1000:.3f} ms" if hop.rtt_us is not None else "  ? ms"
+        if hop.mtu is not None:
+            line += f" F={hop.mtu}"
         note = hop_annotation(hop)
         if note:
             line += f" {note}"

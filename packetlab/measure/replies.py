@@ -148,18 +148,21 @@ def _parse_v4(data: bytes, verify: bool) -> Reply:
         )
     if verify and inet_checksum(data[: ip.header_length]) != 0:
         raise ParseError("bad IPv4 header checksum")
-    if ip.frag_offset or ip.flags & 0x1:
-        raise NotAReply("IPv4 fragment (replies are never fragmented)")
+    if ip.frag_offset:
+        raise NotAReply("a non-first IPv4 fragment (no ICMP or TCP header)")
+    # The first fragment of a long reply (an echo reply to a long request, sent in
+    # fragments): its header identifies it; its checksum covers bytes not here.
+    whole = not ip.flags & 0x1
     body = data[ip.header_length : ip.total_length]
     # Parse first, so that a malformed packet is reported as such rather than as a bad sum.
     if ip.proto == PROTO_ICMP:
         reply = _parse_icmp(body, ip.src, ip.dst, ip.ttl, ip.total_length, ip.ident, v6=False)
-        if verify and len(body) == ip.payload_length and inet_checksum(body) != 0:
+        if verify and whole and len(body) == ip.payload_length and inet_checksum(body) != 0:
             raise ParseError("bad ICMP checksum")
         return reply
     if ip.proto == PROTO_TCP:
         reply = _parse_tcp(body, ip.src, ip.dst, ip.ttl, ip.total_length, ip.ident)
-        if verify:
+        if verify and whole:
             _verify_transport(ip.src, ip.dst, PROTO_TCP, body, ip.payload_length)
         return reply
     raise NotAReply(f"IPv4 protocol {ip.proto} is not ICMP or TCP")
@@ -169,9 +172,9 @@ def _parse_v6(data: bytes, verify: bool) -> Reply:
     ip = parse_ipv6_header(data)
     end = IPV6_HEADER_LEN + ip.payload_length if ip.payload_length else len(data)
     data = data[:end]
-    proto, offset, _frag = skip_ipv6_extensions(data, ip.next_header)
+    proto, offset, frag = skip_ipv6_extensions(data, ip.next_header)
     body = data[offset:]
-    full = end - offset
+    full = end - offset if frag is None else -1  # (a first fragment: its sum is not here)
     if proto == PROTO_ICMPV6:
         reply = _parse_icmp(body, ip.src, ip.dst, ip.hop_limit, ip.total_length, None, v6=True)
     elif proto == PROTO_TCP:

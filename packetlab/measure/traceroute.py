@@ -27,6 +27,7 @@ from packetlab.controller import (
     Note,
     QueuedSend,
     RequestFailed,
+    SendFailed,
     Socket,
     StopSignal,
     deferred_api,
@@ -42,12 +43,15 @@ from packetlab.measure.probes import (
     ProbeKey,
     ProbeTable,
     echo_probe,
+    fragmented,
     paris_echo_probe,
     paris_udp_probe,
     tcp_ack_probe,
     tcp_syn_probe,
+    traceroute_payload,
     traceroute_probe,
     traceroute_syn_options,
+    udp_probe,
 )
 from packetlab.measure.records import Hop, Stamp, TracerouteResult
 from packetlab.measure.replies import ParseError, Reply, ReplyKind, parse_reply
@@ -223,35 +227,94 @@ async def ntag_time(d: Deferred[Ntag] | None, reactor: Any, timeout: float) -> i
 
 def _ends_trace(reply: Reply) -> bool:
     # The destination answered (port unreachable), or a router says it cannot get there
-    # (!H, !N, !X...): further TTLs would only repeat that.
-    return reply.from_destination or reply.kind is ReplyKind.DEST_UNREACHABLE
+    # (!H, !N, !X..., or ICMPv6 "packet too big": !F): further TTLs would only repeat that.
+    return reply.from_destination or reply.kind in (
+        ReplyKind.DEST_UNREACHABLE,
+        ReplyKind.PACKET_TOO_BIG,
+    )
 
 
 HopCallback = Callable[[Hop], object]
 # scamper's method names. TCP probes are one flow already (fixed ports; the index is in
 # the sequence number), so TCP is Paris too, like scamper's and tcptraceroute's.
-METHODS = ("udp", "icmp", "tcp", "tcp-ack", "udp-paris", "icmp-paris")
+# "udp-fixed" is Butskoy's -U: UDP to one port (53), the probe index in the source port.
+METHODS = ("udp", "icmp", "tcp", "tcp-ack", "udp-paris", "icmp-paris", "udp-fixed")
 PARIS = {"udp": "udp-paris", "icmp": "icmp-paris", "tcp": "tcp", "tcp-ack": "tcp-ack"}
 TCP_METHODS = ("tcp", "tcp-ack")
+MAX_PACKET_LEN = 65000  # Butskoy's largest packetlen
+
+
+def probe_headers(method: str, version: int) -> int:
+    """Bytes of IP and transport header of a probe by `method` (TCP SYN: with traceroute's
+    20 bytes of options): the least a packet can be (traceroute's packetlen is raised to
+    it)."""
+    transport = {"tcp": 40, "tcp-ack": 20}.get(method, 8)
+    return (20 if version == 4 else 40) + transport
+
+
+def probe_length(method: str, version: int, packetlen: int | None) -> int:
+    """The IP length of the probes for traceroute's `packetlen` (None: Butskoy's default,
+    32 bytes of payload): raised to the headers (and 2 payload bytes for the Paris
+    methods, which steer their checksums with them); TCP probes are always their headers,
+    as traceroute -T's."""
+    headers = probe_headers(method, version)
+    if method in TCP_METHODS:
+        return headers
+    if packetlen is None:
+        return headers + len(TRACEROUTE_PAYLOAD)
+    least = headers + (2 if method in ("udp-paris", "icmp-paris") else 0)
+    return max(least, packetlen)
+
+
+@dataclass(frozen=True)
+class ProbeShape:
+    """What traceroute's packetlen, -t and -F set: the IP length (None: the method's
+    default), the TOS byte (IPv6: traffic class), DF (IPv4)."""
+
+    length: int | None = None
+    tos: int = 0
+    dont_fragment: bool = False
 
 
 def _probe(
-    method: str, src: Address, dst: Address, ttl: int, i: int, sport: int, port: int
+    method: str,
+    src: Address,
+    dst: Address,
+    ttl: int,
+    i: int,
+    sport: int,
+    port: int,
+    shape: ProbeShape = ProbeShape(),
 ) -> Probe:
     """Probe i (TTL `ttl`) of a traceroute by `method`; each identifies itself by i."""
+    payload = TRACEROUTE_PAYLOAD
+    if shape.length is not None and method not in TCP_METHODS:
+        payload = traceroute_payload(shape.length - probe_headers(method, dst.version))
+    kw: dict[str, Any] = {"tos": shape.tos, "dont_fragment": shape.dont_fragment}
     if method == "icmp":
-        return echo_probe(src, dst, ident=sport, seq=i + 1, ttl=ttl, payload=TRACEROUTE_PAYLOAD)
+        return echo_probe(src, dst, ident=sport, seq=i + 1, ttl=ttl, payload=payload, **kw)
     if method == "icmp-paris":  # the checksum held at the identifier's value: any constant
-        return paris_echo_probe(src, dst, ttl, ident=sport, seq=i + 1, checksum=sport)
+        return paris_echo_probe(
+            src, dst, ttl, ident=sport, seq=i + 1, checksum=sport, payload=payload, **kw
+        )
     if method == "tcp":
         return tcp_syn_probe(
-            src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl, options=TCP_OPTIONS
+            src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl, options=TCP_OPTIONS, **kw
         )
     if method == "tcp-ack":
-        return tcp_ack_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl)
+        return tcp_ack_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl, **kw)
     if method == "udp-paris":
-        return paris_udp_probe(src, dst, ttl, sport=sport, dport=port, index=i)
-    return traceroute_probe(src, dst, ttl, sport=sport, index=i, base_port=port)
+        return paris_udp_probe(
+            src, dst, ttl, sport=sport, dport=port, index=i, payload=payload, **kw
+        )
+    if method == "udp-fixed":  # one destination port; each probe its own source port
+        return udp_probe(
+            src, dst, sport=(sport - 1 + i) % 0xFFFF + 1, dport=port, ttl=ttl, payload=payload,
+            **kw,
+        )  # fmt: skip
+    return traceroute_probe(
+        src, dst, ttl, sport=sport, index=i, base_port=port, payload=payload, **kw
+    )
 
 
 def reply_key(method: str, reply: Reply) -> ProbeKey:
@@ -286,6 +349,8 @@ async def _sequential(
     while i < end and not (stop is not None and stop.requested):
         probe = probes[i]
         queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
+        for piece in probe.more:  # the rest of a fragmented probe
+            await session.nsend(cap.sktid, piece)
         deadline = reactor.seconds() + wait
         answer: tuple[Reply, int] | None = None
         while answer is None:
@@ -302,6 +367,95 @@ async def _sequential(
             hop = Hop.from_reply(probe.ttl, answer[0], probe_send_ns=sent, reply_recv_ns=answer[1])
             if _ends_trace(answer[0]):
                 end = min(end, _end_of_ttl(probes, i))  # the rest of this TTL's probes
+        hops.append(hop)
+        if on_hop is not None:
+            on_hop(hop)
+        i += 1
+    return hops
+
+
+# Common MTUs (RFC 1191's plateaus, Ethernet's, IPv6's least): the next size to try when
+# the endpoint cannot send a probe and does not say its interface's MTU.
+MTU_PLATEAUS = (32000, 17914, 9000, 8166, 4352, 2002, 1500, 1492, 1480, 1280, 1006, 576, 296, 68)
+
+
+def too_big(reply: Reply) -> bool:
+    """IPv4 "fragmentation needed and DF set" or ICMPv6 "packet too big"."""
+    return reply.kind is ReplyKind.PACKET_TOO_BIG or (
+        reply.kind is ReplyKind.DEST_UNREACHABLE and reply.src.version == 4 and reply.icmp_code == 4
+    )
+
+
+def smaller_mtu(
+    size: int, least: int, said: int | None = None, hints: Sequence[int] = ()
+) -> int | None:
+    """The size to try after `size` was too big: `said` (the MTU a router named) if it is
+    smaller, else the next of `hints` (MTUs the caller knows of, e.g. the endpoint's
+    interface's and the path's it has cached) and then of the plateaus below them; None
+    below `least`."""
+    if said is not None and least <= said < size:
+        return said
+    floor = min(hints, default=MAX_PACKET_LEN + 1)
+    sizes = sorted(set(hints), reverse=True) + [m for m in MTU_PLATEAUS if m < floor]
+    return next((m for m in sizes if least <= m < size), None)
+
+
+async def _mtu_sequential(
+    session: EndpointSession,
+    cap: RawCapture,
+    build: Callable[[int, int], Probe],
+    method: str,
+    ttls: list[int],
+    size: int,
+    least: int,
+    hints: Sequence[int],
+    wait: float,
+    on_hop: HopCallback | None,
+    stop: StopSignal | None,
+) -> list[Hop]:
+    """Butskoy's --mtu (with its -N 1): one DF probe at a time, `size` bytes to begin
+    with (`build(i, size)` makes probe i, TTL `ttls[i]`). A probe the endpoint could not
+    send (too big for its interface, or a path MTU its kernel cached) goes again at the
+    next of `hints` (those MTUs, when known) or of the plateaus; one answered by
+    "fragmentation needed" / "packet too big" goes again at the MTU the router named. The
+    first probe answered at a new size carries it (`Hop.mtu`: traceroute's ``F=NUM``)."""
+    reactor = session.reactor
+    hops: list[Hop] = []
+    end, i, new_size = len(ttls), 0, None
+    while i < end and not (stop is not None and stop.requested):
+        probe = build(i, size)
+        queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
+        try:
+            sent = await ntag_time(queued.ntag, reactor, wait)
+        except SendFailed:  # too big for the endpoint's interface (EMSGSIZE)
+            smaller = smaller_mtu(size, least, hints=hints)
+            if smaller is None:
+                raise MeasureError(f"the endpoint could not send a {size} byte probe") from None
+            size = new_size = smaller
+            continue
+        deadline = reactor.seconds() + wait
+        answer: tuple[Reply, int] | None = None
+        while answer is None:
+            note = await next_note(cap, deadline, stop)
+            if note is None:
+                break
+            got = parse_ndata(note)
+            if got is not None and reply_key(method, got[0]) == probe.key:
+                answer = got
+        if answer is not None and too_big(answer[0]):
+            smaller = smaller_mtu(size, least, answer[0].mtu, hints)
+            if smaller is not None:
+                size = new_size = smaller
+                continue
+        if answer is None:
+            hop = Hop.timeout(probe.ttl, probe_send_ns=sent)
+        else:
+            hop = Hop.from_reply(probe.ttl, answer[0], probe_send_ns=sent, reply_recv_ns=answer[1])
+            if new_size is not None:
+                hop, new_size = dataclasses.replace(hop, mtu=new_size), None
+            if _ends_trace(answer[0]):
+                while end > i + 1 and ttls[end - 1] != ttls[i]:
+                    end -= 1
         hops.append(hop)
         if on_hop is not None:
             on_hop(hop)
@@ -339,6 +493,14 @@ class _Parallel:
         self.sent: dict[int, int] = {}
         self.tagged_at: dict[int, float] = {}  # when each probe's ntag came (reactor time)
         self.failure: BaseException | None = None
+        self.unsent: dict[int, BaseException] = {}  # probes the endpoint did not send
+        # fragmented probes: `rebuild(i, mtu)` cuts probe i in fragments of mtu, to send
+        # one again that the endpoint refused after a "too big" taught its kernel a
+        # smaller MTU (None: no fragments, e.g. with DF)
+        self.rebuild: Callable[[int, int], Probe] | None = None
+        self.frag_mtu: int | None = None
+        self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
+        self.resent: set[int] = set()
         self.end = len(probes)  # probes past the TTL that ends the trace are not waited for
         self.here, self.near = HERE, NEAR  # traceroute -w's factors
         self.hops: list[Hop] = []
@@ -357,7 +519,27 @@ class _Parallel:
         self.answers[i] = got
         if _ends_trace(got[0]):
             self.end = min(self.end, _end_of_ttl(self.probes, i))
+        if too_big(got[0]) and got[0].mtu and self.rebuild is not None:
+            self._learnt(got[0].mtu)
         self.waker.poke()
+
+    def _learnt(self, mtu: int) -> None:
+        """A "too big" named `mtu`: probes refused since (the endpoint's kernel learnt it
+        too) go again in fragments of it, as traceroute's kernel sends the next ones."""
+        self.frag_mtu = min(self.frag_mtu or mtu, mtu)
+        for i in sorted(self.parked):
+            self.parked.discard(i)
+            self._again(i)
+
+    def _again(self, i: int) -> None:
+        assert self.rebuild is not None and self.frag_mtu is not None
+        self.probes[i] = probe = self.rebuild(i, self.frag_mtu)
+        self.resent.add(i)
+        self.tagged_at.pop(i, None)
+        d = self.session.nsend(self.cap.sktid, probe.packet, ntag=True)
+        d.addCallbacks(self._queued(i), self._failed)
+        for piece in probe.more:
+            self.session.nsend(self.cap.sktid, piece).addErrback(self._failed)
 
     def _ntag(self, i: int, tag: Ntag) -> None:
         self.sent[i] = tag.time
@@ -415,6 +597,8 @@ class _Parallel:
     def _send(self, i: int, time: int) -> None:
         d = self.session.nsend(self.cap.sktid, self.probes[i].packet, time=time, ntag=True)
         d.addCallbacks(self._queued(i), self._failed)
+        for piece in self.probes[i].more:  # the rest of a fragmented probe, right after
+            self.session.nsend(self.cap.sktid, piece, time=time).addErrback(self._failed)
         self.next = i + 1
 
     def _in_flight(self, local: list[float], wait: float, now: float) -> list[int]:
@@ -445,9 +629,30 @@ class _Parallel:
     def _queued(self, i: int) -> Callable[[QueuedSend], None]:
         def cb(q: QueuedSend) -> None:
             assert q.ntag is not None
-            q.ntag.addCallbacks(lambda tag: self._ntag(i, tag), self._failed)
+            q.ntag.addCallbacks(lambda tag: self._ntag(i, tag), lambda f: self._unsent(i, f))
 
         return cb
+
+    def _pieces(self, i: int) -> list[bytes]:
+        return [self.probes[i].packet, *self.probes[i].more]
+
+    def _unsent(self, i: int, f: Failure) -> None:
+        """Probe i was not sent: the trace fails when it comes to that probe, not if it
+        ends before (a probe past a "too big" that taught the endpoint's kernel a smaller
+        MTU, whose ntag may come before that answer)."""
+        if not f.check(SendFailed):
+            self._failed(f)
+            return
+        if self.rebuild is not None and i not in self.resent:  # (fragments allowed)
+            if self.frag_mtu is not None and self.frag_mtu < max(map(len, self._pieces(i))):
+                self._again(i)
+            else:
+                self.parked.add(i)  # until a "too big" names a smaller MTU, or its wait ends
+            self.waker.poke()
+            return
+        assert f.value is not None
+        self.unsent[i] = f.value
+        self.waker.poke()
 
     def _settle(
         self, local: list[float], wait: float, floor: float, now: float, stop_by: float | None
@@ -456,6 +661,10 @@ class _Parallel:
         it will be given up on."""
         i = len(self.hops)
         probe = self.probes[i]
+        if i in self.unsent:
+            raise self.unsent[i]
+        if i in self.parked and now >= local[i] + wait:
+            raise SendFailed(self.cap.sktid, 0, 0, int(Status.EPKTNOTSENT))
         if i in self.answers and i in self.sent:
             reply, recv_ns = self.answers[i]
             hop = Hop.from_reply(
@@ -518,6 +727,12 @@ async def traceroute(
     stop: StopSignal | None = None,
     here: float = HERE,
     near: float = NEAR,
+    packetlen: int | None = None,
+    tos: int = 0,
+    dont_fragment: bool = False,
+    mtu_discovery: bool = False,
+    mtu_hints: Sequence[int] = (),
+    fragment_mtu: int | None = None,
 ) -> TracerouteResult:
     """Trace the path to `dst` from the endpoint: one UDP probe per TTL, each answered
     within `wait` seconds or recorded as `Hop.timeout`. Stops at the destination (or a
@@ -550,6 +765,20 @@ async def traceroute(
     `base_port + n` like Butskoy's traceroute. `src` defaults to the endpoint's
     exported address of dst's family. `send_stamp`/`recv_stamp` only label the result: the
     defaults describe this project's endpoint (kernel TX and RX timestamps).
+    "udp-fixed" is traceroute -U: UDP to the one port `base_port` (traceroute's 53), probe
+    n from source port `sport + n`.
+
+    `packetlen` is traceroute's: the IP length of each probe (`probe_length`: at least
+    the headers; TCP probes keep theirs); at most 65000. `tos` is the TOS byte (IPv6:
+    traffic class; traceroute -t), `dont_fragment` sets DF (traceroute -F). With
+    `mtu_discovery` (traceroute --mtu) probes go one at a time with DF, starting at
+    `packetlen` (default 65000) and shrinking to the MTU a "fragmentation needed" /
+    "packet too big" names, or, when the endpoint cannot send one, to the next of
+    `mtu_hints` (its interface's MTU and the path MTU its kernel cached, if the caller
+    knows them) or of the common MTUs; the first hop answered at a new size has it in
+    `Hop.mtu`. Without it, a probe longer than the endpoint can send raises MeasureError;
+    `fragment_mtu` (the MTU the endpoint can send, when the caller knows it) has probes
+    longer than that without DF sent in fragments, as traceroute's kernel sends them.
     """
     target = as_target(dst)
     if not 1 <= first_ttl <= max_ttl <= 255:
@@ -570,12 +799,26 @@ async def traceroute(
         raise ValueError(f"squeries must be 1..1000 probes in flight, got {squeries}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if packetlen is not None and not 0 <= packetlen <= MAX_PACKET_LEN:
+        raise ValueError(f"too big packetlen {packetlen} specified (at most {MAX_PACKET_LEN})")
+    if not 0 <= tos <= 255:
+        raise ValueError(f"tos must be 0..255, got {tos}")
+    if fragment_mtu is not None and not 68 <= fragment_mtu <= 0xFFFF:
+        raise ValueError(f"fragment_mtu must be 68..65535, got {fragment_mtu}")
+    if any(not 68 <= m <= 0xFFFF for m in mtu_hints):
+        raise ValueError(f"mtu_hints must be 68..65535, got {tuple(mtu_hints)}")
     source = as_target(src) if src is not None else None
     n = (max_ttl - first_ttl + 1) * queries
     if method == "udp-paris" and n > 0xFFFE:
         raise ValueError(f"{n} Paris probes: at most 65534 (the index is the UDP checksum)")
     if method == "udp" and base_port + n - 1 > 0xFFFF:
         raise ValueError(f"base_port {base_port} + {n} probes does not fit in 1..65535")
+    if mtu_discovery:
+        pace = None  # one probe at a time (traceroute --mtu implies -N 1)
+        if packetlen is None:
+            packetlen = MAX_PACKET_LEN
+    length = probe_length(method, target.version, packetlen)
+    shape = ProbeShape(None if packetlen is None else length, tos, dont_fragment or mtu_discovery)
     if pace is None:
         budget = n * (wait + 1.0)
     elif squeries:  # each place in the window held at most `wait` s per probe
@@ -588,15 +831,40 @@ async def traceroute(
     cap = await open_capture(session, target, src=source, duration_s=budget, expression=expression)
     try:
         ttls = [ttl for ttl in range(first_ttl, max_ttl + 1) for _ in range(queries)]
-        probes = [
-            _probe(method, cap.src, target, ttl, i, sport, base_port) for i, ttl in enumerate(ttls)
-        ]
-        if pace is None:
+        least = probe_length(method, target.version, 0)
+
+        def build(i: int, size: int) -> Probe:
+            at = dataclasses.replace(shape, length=max(size, least))
+            probe = _probe(method, cap.src, target, ttls[i], i, sport, base_port, at)
+            if fragment_mtu is not None and not shape.dont_fragment:
+                probe = fragmented(probe, fragment_mtu)
+            return probe
+
+        def rebuild(i: int, mtu: int) -> Probe:  # probe i in fragments of `mtu`
+            at = dataclasses.replace(shape, length=max(length, least))
+            whole = _probe(method, cap.src, target, ttls[i], i, sport, base_port, at)
+            return fragmented(whole, mtu)
+
+        probes = [] if mtu_discovery else [build(i, length) for i in range(len(ttls))]
+        if mtu_discovery:
+            hops = await _mtu_sequential(
+                session, cap, build, method, ttls, length, least, mtu_hints, wait, on_hop, stop
+            )
+        elif pace is None:
             hops = await _sequential(session, cap, probes, method, wait, on_hop, stop)
         else:
             run = _Parallel(session, cap, probes, method, on_hop)
             run.here, run.near = here, near
+            if fragment_mtu is not None and not shape.dont_fragment:
+                run.rebuild, run.frag_mtu = rebuild, fragment_mtu
             hops = await run.run(wait, 0.0 if squeries else pace, stop, squeries)
+    except SendFailed:
+        if length <= 1280:
+            raise
+        raise MeasureError(
+            f"the endpoint could not send a {length} byte probe (over its interface's MTU "
+            "or a path MTU its kernel learnt?): give a smaller packetlen, or --mtu"
+        ) from None
     finally:
         await close_capture(cap)
     return TracerouteResult(
@@ -605,7 +873,7 @@ async def traceroute(
         src=str(cap.src),
         method=method,
         max_ttl=max_ttl,
-        probe_size=len(probes[0].packet),
+        probe_size=length,
         start_ns=next((h.probe_send_ns for h in hops if h.probe_send_ns is not None), None),
         send_stamp=send_stamp,
         recv_stamp=recv_stamp,

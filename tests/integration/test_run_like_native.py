@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,11 +47,13 @@ def masked(text: str) -> list[str]:
     figures), the statistics' time and ping's `pipe` (scheduling)."""
     out = []
     for line in text.splitlines():
+        line = re.sub(r"ipg/ewma [\d./]+ ms", "ipg/ewma I ms", line)
         line = re.sub(r"time=\d+(\.\d+)? ms", "time=T ms", line)
         line = re.sub(r"time \d+ms", "time Tms", line)
         line = re.sub(r"= [\d./]+ ms", "= R ms", line)
         line = re.sub(r"\d+\.\d{3} ms", "R ms", line)
         line = re.sub(r"(, )?pipe \d+", "", line)
+        line = re.sub(r"^\[\d+\.\d{6}\] ", "[T] ", line)  # ping -D
         out.append(line)
     return out
 
@@ -63,6 +66,13 @@ def masked(text: str) -> list[str]:
         ["-c", "2", "-i", "0.2", "-n", "localhost"],
         ["-c", "1", "-s", "100", "::1"],
         ["-c", "2", "-i", "0.2", "-s", "8", "127.0.0.1"],  # no timing below 16 bytes
+        ["-c", "2", "-i", "0.2", "-p", "ab12", "127.0.0.1"],  # PATTERN: line
+        ["-c", "2", "-i", "0.2", "-s", "20", "-p", "0102030405060708090a0b0c0d0e0f1011", "::1"],
+        ["-c", "2", "-i", "0.2", "-q", "-p", "abcd", "127.0.0.1"],  # (no PATTERN: line)
+        ["-c", "2", "-i", "0.2", "-D", "127.0.0.1"],  # [UNIXTIME.MICROS] first
+        ["-c", "2", "-i", "0.2", "-I", "lo", "127.0.0.1"],  # from 127.0.0.1 lo:
+        ["-c", "2", "-i", "0.2", "-I", "127.0.0.1", "127.0.0.1"],  # from 127.0.0.1 :
+        ["-c", "2", "-i", "0.2", "-I", "lo", "::1"],
     ],
 )
 def test_ping_on_loopback_prints_what_iputils_prints(args: list[str]) -> None:
@@ -94,6 +104,96 @@ def test_ping_errors_unreachable_and_deadline_as_iputils(
         assert masked(ours.stdout) == masked(theirs.stdout), args
 
 
+def rendered(text: str) -> str:
+    """What a terminal shows of ping -f's line: backspaces applied."""
+    out: list[str] = []
+    at = 0
+    for c in text:
+        if c == "\b":
+            at = max(0, at - 1)
+        elif c == "\n":
+            out.append("\n")
+            at = len(out)
+        else:
+            out[at : at + 1] = [c]
+            at += 1
+    return "".join(out)
+
+
+def test_ping_timestamps_are_the_endpoints_unix_time() -> None:
+    before = time.time()
+    ours = pktlab_run("ping", "-c", "2", "-i", "0.2", "-D", "127.0.0.1")
+    stamps = [float(x) for x in re.findall(r"^\[(\d+\.\d{6})\]", ours.stdout, re.M)]
+    assert len(stamps) == 2 and before < stamps[0] < stamps[1] < time.time()
+
+
+def test_ping_flood_shows_what_iputils_shows() -> None:
+    """-f on loopback: the same screen (every dot erased by its reply); the bytes differ
+    only in order (the endpoint may send several requests before the first reply)."""
+    args = ["-c", "20", "-f", "127.0.0.1"]
+    ours, theirs = pktlab_run("ping", *args), native("ping", *args)
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert ours.stdout.count(".") - theirs.stdout.count(".") == 0
+    assert ours.stdout.count("\b \b") == theirs.stdout.count("\b \b") == 20
+    screen = [x.rstrip() for x in masked(rendered(ours.stdout))]
+    assert screen == [x.rstrip() for x in masked(rendered(theirs.stdout))]
+
+
+def test_ping_outstanding_timestamps_flood_errors_and_bad_input_as_iputils(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    for args in (
+        ["-c", "3", "-i", "0.2", "-O", "-t", "1", tg],  # no answer yet for icmp_seq=N
+        ["-c", "3", "-i", "0.2", "-O", "-D", "-t", "1", tg],
+        ["-c", "3", "-i", "0.2", "-f", "-t", "1", tg],  # .\bE per request
+        ["-c", "3", "-i", "0.2", "-q", "-O", "-t", "1", tg],  # -O's lines despite -q
+        ["-c", "2", "-i", "0.2", "-D", "-f", tg],  # no stamps for dots; ipg/ewma with -f
+        ["-c", "2", "-i", "0.2", "-I", "to-r1", tg],  # from 10.77.1.1 to-r1:
+    ):
+        ours = pktlab_run("ping", *args, netns=ns)
+        theirs = native("ping", *args, netns=ns)
+        assert ours.returncode == theirs.returncode, (args, ours.stdout, ours.stderr)
+        assert masked(ours.stdout) == masked(theirs.stdout), args
+    for args in (["-c", "1", "-p", "12xyz", tg], ["-c", "1", "-I", "nosuch0", tg]):
+        ours = pktlab_run("ping", *args, netns=ns)
+        theirs = native("ping", *args, netns=ns)
+        assert ours.returncode == theirs.returncode == 2, args
+        assert ours.stdout == theirs.stdout == "" and len(ours.stderr.splitlines()) == 1
+        assert "Traceback" not in ours.stderr
+
+
+def test_ping_long_requests_over_a_narrow_link_as_iputils(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    """-s over the MTU: requests in fragments (ping's kernel's), DF otherwise, so a 1400
+    MTU link answers "Frag needed" once and the next requests go in fragments."""
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg, tg6 = tb.netns_name("ep"), str(tb.addr("tg")), str(tb.addr("tg", 6))
+    _narrow(tb)
+    for args in (
+        ["-c", "2", "-i", "0.2", "-s", "2000", tg],
+        ["-c", "3", "-i", "0.2", "-s", "1400", tg],  # Frag needed and DF set (mtu = 1400)
+        ["-c", "3", "-i", "0.2", "-s", "3000", tg6],  # Packet too big: mtu=1400
+    ):
+        _flush_path_mtus(ns)
+        ours = pktlab_run("ping", *args, netns=ns)
+        _flush_path_mtus(ns)
+        theirs = native("ping", *args, netns=ns)
+        assert ours.returncode == theirs.returncode, (args, ours.stdout, ours.stderr)
+        assert masked(ours.stdout) == masked(theirs.stdout), args
+
+
+def _narrow(tb: Testbed) -> None:
+    """The r1-r2 link's MTU down to 1400."""
+    for node, dev in (("r1", "to-r2"), ("r2", "to-r1")):
+        subprocess.run(
+            ["ip", "netns", "exec", tb.netns_name(node), "ip", "link", "set", dev, "mtu", "1400"],
+            check=True,
+        )
+
+
 def test_traceroute_in_a_testbed_prints_what_traceroute_prints(
     testbed_factory: Callable[..., Testbed],
 ) -> None:
@@ -107,6 +207,82 @@ def test_traceroute_in_a_testbed_prints_what_traceroute_prints(
         theirs = native("traceroute", *args, netns=ns)
         assert ours.returncode == theirs.returncode == 0, ours.stderr
         assert masked(ours.stdout) == masked(theirs.stdout), args
+
+
+def _flush_path_mtus(ns: str) -> None:
+    """Forget the path MTUs the last run's "too big" taught the kernels of ep and of the
+    target (its long replies meet the narrow link too), so each tool starts afresh."""
+    for node in (ns, ns[: -len("ep")] + "tg"):
+        for family in ("-4", "-6"):
+            subprocess.run(["ip", "netns", "exec", node, "ip", family, "route", "flush", "cache"],
+                           check=True, capture_output=True)  # fmt: skip
+
+
+def test_traceroute_packetlen_udp_port_tos_df_and_mtu_as_traceroute(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    """packetlen, -U, -t, -F, --mtu side by side with traceroute, over a path whose middle
+    link (r1-r2) has an MTU of 1400."""
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg, tg6 = tb.netns_name("ep"), str(tb.addr("tg")), str(tb.addr("tg", 6))
+    _narrow(tb)
+    for args in (
+        ["-n", "-q", "1", tg, "100"], ["-n", "-q", "1", tg, "10"],  # 100, 28 byte packets
+        ["-n", "-q", "1", "-I", tg, "120"], ["-n", "-q", "1", "-T", tg, "100"],  # 60 bytes
+        ["-n", "-q", "1", tg6, "10"],  # 48 bytes
+        ["-n", "-q", "1", tg, "1450"],  # fragmented by r1 (no DF)
+        ["-n", "-q", "1", tg, "3000"], ["-n", "-q", "1", "-I", tg, "3000"],  # fragments
+        ["-n", "-q", "1", tg6, "2000"], ["-n", "-q", "1", "-I", tg6, "2000"],  # (!F-1400)
+        ["-n", "-I", tg6, "2000"],  # !F-1400, then fragments of 1400 to r2
+        ["-n", "-q", "1", "-U", tg], ["-n", "-q", "1", "-U", "-p", "5353", tg],
+        ["-n", "-q", "1", "-t", "0x10", "-F", tg],
+        ["-n", "-q", "1", "-F", tg, "1450"],  # !F-1400 from r1
+        ["-n", "-q", "1", "-F", tg6, "1450"],
+        ["-n", "--mtu", tg],  # F=1500 at hop 1, F=1400 at hop 2
+        ["-n", "-q", "1", "--mtu", tg6], ["-n", "-q", "1", "--mtu", tg, "1000"],
+        ["-n", "-q", "1", "--mtu", "-I", tg], ["-n", "-q", "1", "--mtu", "-T", tg],
+    ):  # fmt: skip
+        _flush_path_mtus(ns)
+        ours = pktlab_run("traceroute", *args, netns=ns)
+        _flush_path_mtus(ns)
+        theirs = native("traceroute", *args, netns=ns)
+        assert ours.returncode == theirs.returncode == 0, (args, ours.stderr)
+        assert masked(ours.stdout) == masked(theirs.stdout), args
+    for args in (["-n", tg, "70000"], ["-n", "-t", "256", tg], ["-n", tg, "abc"]):
+        ours = pktlab_run("traceroute", *args, netns=ns)
+        assert ours.returncode == 2 and ours.stdout == "", args
+        assert len(ours.stderr.splitlines()) == 1 and "Traceback" not in ours.stderr, args
+    theirs = native("traceroute", "-n", tg, "70000", netns=ns)
+    assert "too big packetlen 70000 specified" in theirs.stderr
+    assert "too big packetlen 70000 specified" in pktlab_run("traceroute", tg, "70000").stderr
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
+def test_traceroute_tos_and_df_are_in_the_probes_ip_header(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    """-t 0x28 -F: a capture on the endpoint's link shows the TOS byte and DF (and -U's
+    port 53) in every probe."""
+    tb: Testbed = testbed_factory(hops=1)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    cap = subprocess.Popen(
+        ["ip", "netns", "exec", ns, "tcpdump", "-l", "-n", "-v", "-c", "2", "-i", "to-r1",
+         "udp and dst host " + tg],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)  # (tcpdump listening)
+        ours = pktlab_run("traceroute", "-n", "-q", "1", "-U", "-t", "0x28", "-F", tg, netns=ns)
+        assert ours.returncode == 0, ours.stderr
+        out, _ = cap.communicate(timeout=20)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+            cap.wait()
+    headers = [x for x in out.splitlines() if "proto UDP" in x]
+    assert len(headers) == 2, out
+    assert all("tos 0x28" in x and "flags [DF]" in x for x in headers), out
+    assert out.count(f"> {tg}.53:") == 2, out
 
 
 def test_traceroute_names_loopback_from_this_hosts_resolver() -> None:

@@ -279,3 +279,53 @@ def test_ping_text_without_timing_below_16_payload_bytes(
         "1 packets transmitted, 1 received, 0% packet loss, time 0ms",
         "",
     ]
+
+
+def test_ping_flood_display_like_iputils(capsys: pytest.CaptureFixture[str]) -> None:
+    """-f: a dot per request, `\\b \\b` per reply, `\\bE` per error; the statistics after
+    the line of dots (no empty line in between); nothing of it with -q."""
+    r = PingReport(Clock(), False, "10.0.0.3", name=None, count=2, size=56, flood=True)
+    r.start("10.0.0.1")
+    r.sent(1, 1)
+    r.reply(PING.replies[0])
+    r.sent(2, 2)
+    r.error(PingError(2, "10.0.0.1", "time-exceeded", 11, 0))
+    r.finish(PING, interrupted=False)
+    out = capsys.readouterr().out
+    assert out.startswith("PING 10.0.0.3 (10.0.0.3) 56(84) bytes of data.\n.\b \b.\bE\n---")
+    assert ", ipg/ewma " in out  # as ping -f, whatever -i
+    q = PingReport(Clock(), False, "10.0.0.3", name=None, count=2, size=56, flood=True, quiet=True)
+    q.start("10.0.0.1")
+    q.sent(1, 1)
+    q.reply(PING.replies[0])
+    q.outstanding(2, 1_000_000_000)  # -O's line even with -q, as ping
+    assert capsys.readouterr().out == (
+        "PING 10.0.0.3 (10.0.0.3) 56(84) bytes of data.\nno answer yet for icmp_seq=2\n"
+    )
+
+
+def test_ping_timestamps_outstanding_pattern_and_source(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """-D: `[SECONDS.MICROS] ` (the endpoint's time) before each line; -O's line; -p's
+    `PATTERN:` line before the header; -I's `from ADDR IFNAME:` in it."""
+    r = PingReport(
+        Clock(), False, "10.0.0.3", name=None, count=3, size=56, timestamps=True,
+        pattern=b"\xab\x12", source=("10.0.0.1", "eth0"),
+    )  # fmt: skip
+    r.start("10.0.0.1")
+    r.reply(PingReply(1, "10.0.0.3", 20.0, 64, 64, reply_recv_ns=1_796_400_000_000_123_456))
+    r.outstanding(2, 1_796_400_001_000_000_999)
+    r.error(PingError(3, "10.0.0.2", "time-exceeded", 11, 0, reply_recv_ns=5_000_001_000))
+    assert capsys.readouterr().out.splitlines() == [
+        "PATTERN: 0xab12",
+        "PING 10.0.0.3 (10.0.0.3) from 10.0.0.1 eth0: 56(84) bytes of data.",
+        "[1796400000.000123] 64 bytes from 10.0.0.3: icmp_seq=1 ttl=64 time=0.020 ms",
+        "[1796400001.000000] no answer yet for icmp_seq=2",
+        "[5.000001] From 10.0.0.2 icmp_seq=3 Time to live exceeded",
+    ]
+    PingReport(
+        Clock(), False, "::1", name=None, count=1, size=56, source=("::1", ""), quiet=True,
+        pattern=b"\x01",
+    ).start("::1")  # fmt: skip
+    assert capsys.readouterr().out == "PING ::1(::1) from ::1 : 56 data bytes\n"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+from pathlib import Path
 
 import pytest
 from twisted.internet.defer import Deferred
@@ -192,3 +193,94 @@ def test_paris_and_scamper_method_names() -> None:
     assert p.parse_args(["traceroute", "--method", "icmp-paris", "x"]).protocol == "icmp-paris"
     args = p.parse_args(["traceroute", "--paris", "-I", "-n", "x"])
     assert (args.paris, args.protocol, args.numeric) == (True, "icmp", True)
+
+
+def test_ping_flood_implies_interval_0_unless_given() -> None:
+    assert (parse("ping", "x").flood, parse("ping", "x").interval) == (False, 1.0)
+    assert (parse("ping", "-f", "x").flood, parse("ping", "-f", "x").interval) == (True, 0.0)
+    assert parse("ping", "-f", "-i", "0.5", "x").interval == 0.5
+    assert parse("ping", "-i", "0.5", "-f", "x").interval == 0.5  # in either order
+    p = parse("ping", "-O", "-D", "-p", "ab", "x")
+    assert (p.outstanding, p.timestamps, p.pattern) == (True, True, "ab")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["ping", "-p", "12xyz", "10.0.0.1"], "patterns must be specified as hex digits: xyz"),
+        (["ping", "-I", "nosuch0", "10.0.0.1"], "-I nosuch0: no such interface on this host"),
+    ],
+)
+def test_ping_pattern_and_interface_errors(argv: list[str], message: str) -> None:
+    err = _fails(parse(*argv))
+    assert isinstance(err, RunError) and str(err).startswith(message)
+
+
+def test_interface_address(tmp_path: Path) -> None:
+    """ping -I IFNAME for the in-process endpoint: the interface's address on this host
+    (lo always exists); IPv6 from /proc/net/if_inet6, a global address first."""
+    assert cli_run.interface_address("lo", 4) == ipaddress.IPv4Address("127.0.0.1")
+    proc = tmp_path / "if_inet6"
+    proc.write_text(
+        "fe800000000000000000000000000001 02 40 20 80     lo\n"
+        "fd000077000100000000000000000001 02 40 00 80     lo\n"
+    )
+    assert cli_run.interface_address("lo", 6, str(proc)) == ipaddress.IPv6Address("fd00:77:1::1")
+    with pytest.raises(RunError, match="-I lo: the interface has no IPv6 address"):
+        cli_run.interface_address("lo", 6, str(tmp_path / "none"))
+
+
+def test_traceroute_packetlen_u_t_f_mtu() -> None:
+    a = parse("traceroute", "10.0.0.1")
+    assert (a.packetlen, a.tos, a.dont_fragment, a.mtu) == (None, None, False, False)
+    b = parse("traceroute", "-U", "-t", "0x10", "-F", "--mtu", "10.0.0.1", "1400")
+    assert (b.protocol, b.packetlen, b.tos, b.dont_fragment, b.mtu) == (
+        "udp-fixed", "1400", "0x10", True, True,
+    )  # fmt: skip
+    assert cli_run.traceroute_shape(b) == (1400, 16)
+    assert cli_run.default_port("udp-fixed") == 53  # traceroute -U's port
+    assert (cli_run.default_port("udp"), cli_run.default_port("tcp")) == (33434, 80)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["traceroute", "10.0.0.1", "70000"], "too big packetlen 70000 specified"),
+        (["traceroute", "10.0.0.1", "abc"], "bad packetlen 'abc': expected a number"),
+        (["traceroute", "-t", "256", "10.0.0.1"], "-t 256: the TOS byte is 0..255"),
+        (["traceroute", "-t", "x", "10.0.0.1"], "-t x: expected a TOS byte"),
+        (["traceroute", "--mda", "--mtu", "10.0.0.1"], "--mda sends its own probes"),
+    ],
+)
+def test_traceroute_shape_errors_are_one_line(argv: list[str], message: str) -> None:
+    err = _fails(parse(*argv))
+    assert isinstance(err, RunError) and str(err).startswith(message)
+
+
+def test_route_mtus_reads_the_interface_of_the_route(tmp_path: Path) -> None:
+    """--mtu's hints for the in-process endpoint: the route's interface MTU (lo's, here,
+    from a fake /sys/class/net) and the kernel's path MTU."""
+    (tmp_path / "lo").mkdir()
+    (tmp_path / "lo" / "mtu").write_text("1234\n")
+    got = cli_run.route_mtus(ipaddress.ip_address("127.0.0.1"), str(tmp_path))
+    assert 1234 in got and list(got) == sorted(got, reverse=True)
+
+
+def test_ping_interface_name_with_a_remote_endpoint_names_its_addresses() -> None:
+    """-I IFNAME with --listen: the endpoint exports addresses, not interface names, so
+    the run fails with one line that lists them (before anything is sent)."""
+    from test_traceroute_fakes import EP4, TG4, RawRig
+
+    from packetlab.cli.report import PingReport
+    from packetlab.controller.stop import StopSignal
+    from packetlab.measure.traceroute import MeasureError
+
+    rig = RawRig([TG4])
+    args = parse("ping", "-I", "eth0", "--listen", "127.0.0.1:1", TG4)
+    report = PingReport(rig.clock, False, TG4, name=None, count=1, size=56)
+    echo = cli_run._experiment(
+        args, ipaddress.ip_address(TG4), None, "unknown", report, StopSignal(), ifname="eth0"
+    )
+    with pytest.raises(MeasureError, match=f"-I eth0: the endpoint exports its addresses.*{EP4}"):
+        rig.run(Deferred.fromCoroutine(echo(rig.session)))  # type: ignore[arg-type]
+    assert rig.endpoint.raw_sends == []

@@ -410,3 +410,43 @@ def test_probe_table() -> None:
         table.add(p1.key, 3)
     assert len(table) == 2 and p1.key in table and list(table) == [p1.key, p2.key]
     assert table.get(p2.key) == 2 and table.pop(p2.key) == 2 and table.pop(p2.key) is None
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_fragment_cuts_a_packet_as_a_kernel_does(v6: bool) -> None:
+    """Fragments of at most the MTU, payload cut at multiples of 8 bytes, in order, the
+    last without "more fragments"; put back together they are the packet's payload."""
+    from packetlab.measure.packets import fragment, parse_ipv6_header
+    from packetlab.measure.probes import traceroute_payload, traceroute_probe
+
+    src, dst = ("fd00::1", "fd00::2") if v6 else ("10.0.0.1", "10.0.0.2")
+    whole = traceroute_probe(src, dst, 3, sport=1000, payload=traceroute_payload(3000)).packet
+    frags = fragment(whole, 1400, ident=0x1234)
+    assert fragment(whole, 65535) == [whole]
+    assert len(frags) == 3 and all(len(f) <= 1400 for f in frags)
+    body, hl = b"", 40 if v6 else 20
+    for n, f in enumerate(frags):
+        if v6:
+            h6 = parse_ipv6_header(f)
+            assert h6.next_header == 44 and h6.payload_length == len(f) - 40
+            nh, _, off_m, ident = struct.unpack_from("!BBHI", f, 40)
+            assert (nh, ident, off_m & 1, off_m & ~7) == (17, 0x1234, n < 2, len(body))
+            body += f[48:]
+        else:
+            h = parse_ipv4_header(f)
+            assert inet_checksum(f[:20]) == 0 and h.total_length == len(f) and h.ttl == 3
+            assert (h.flags & 1, h.frag_offset * 8) == (int(n < 2), len(body))
+            body += f[hl:]
+    assert body == whole[hl:]
+
+
+def test_a_packet_with_df_is_not_fragmented() -> None:
+    from packetlab.measure.packets import fragment
+    from packetlab.measure.probes import traceroute_payload, udp_probe
+
+    p = udp_probe(
+        "10.0.0.1", "10.0.0.2", sport=1, dport=2, payload=traceroute_payload(2000),
+        dont_fragment=True,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="with DF does not fit 1500 bytes"):
+        fragment(p.packet, 1500)

@@ -212,7 +212,7 @@ def test_match_out_of_order_replies_through_table() -> None:
             ip_packet(TG4, EP4, PROTO_TCP, tcp_segment(TG4, EP4, 1, 2, seq=0, flags=TCP_ACK)),
             "not a SYN-ACK",
         ),
-        (ipv4_header(R14, EP4, PROTO_ICMP, 8, flags=1) + bytes(8), "fragment"),
+        (ipv4_header(R14, EP4, PROTO_ICMP, 8, frag_offset=1) + bytes(8), "non-first"),
     ],
 )
 def test_not_a_reply(raw: bytes, message: str) -> None:
@@ -330,3 +330,21 @@ def test_fuzz_mutated_replies(base: bytes, flips: list[tuple[int, int]], cut: in
         if pos < len(data):
             data[pos] = value
     _check_parse(bytes(data[: len(data) - cut % (len(data) + 1)]))
+
+
+@pytest.mark.parametrize(("src", "dst"), [(TG4, EP4), (TG6, EP6)])
+def test_the_first_fragment_of_a_long_echo_reply_is_a_reply(src: str, dst: str) -> None:
+    """An echo reply to a long request comes in fragments (a capture sees each): the
+    first holds the ICMP header, enough to match it; the others are not replies."""
+    from packetlab.measure.packets import fragment
+
+    whole = echo_probe(src, dst, ident=7, seq=3, payload=bytes(1800)).packet
+    reply = bytearray(whole)
+    hl = 20 if src == TG4 else 40
+    reply[hl] = 0 if src == TG4 else 129  # (an echo reply; the sum is not checked here)
+    first, *rest = fragment(bytes(reply), 1500, ident=99)
+    got = parse_reply(first, verify_checksums=True)
+    assert (got.kind, got.key.sport, got.key.seq) == (ReplyKind.ECHO_REPLY, 7, 3)
+    for piece in rest:
+        with pytest.raises((NotAReply, ParseError)):
+            parse_reply(piece)

@@ -5,13 +5,25 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from test_traceroute_fakes import EP4, EP6, R14, R16, TG4, TG6, RawRig, icmp_packet
+from test_traceroute_fakes import (
+    EP4,
+    EP6,
+    R14,
+    R16,
+    R24,
+    TG4,
+    TG6,
+    RawRig,
+    icmp_packet,
+    narrow_link,
+)  # fmt: skip
 
 from packetlab.controller.filters import tcpdump_filter
 from packetlab.controller.stop import StopSignal
-from packetlab.measure.ping import ping
+from packetlab.measure.ping import parse_pattern, ping
 from packetlab.measure.probes import echo_probe
 from packetlab.measure.records import Stamp
+from packetlab.measure.traceroute import MeasureError
 from packetlab.wire import Nclose
 
 
@@ -212,3 +224,97 @@ def test_answers_wanted_sends_past_count_until_that_many_are_answered() -> None:
     result = rig.run(ping(rig.session, TG4, count=20, interval=1.0, wait=5.0, answers_wanted=3))
     assert [r.seq for r in result.replies if r.addr is not None] == [1, 4, 5]
     assert result.sent == 5  # not the 20 that would fit, not the 3 of -c
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("ab12", b"\xab\x12"),
+        ("abc", b"\xab\x0c"),  # a last odd digit is a byte of its own (ping's %2x)
+        ("00" * 20, b"\0" * 16),  # at most 16 bytes, as iputils
+        ("", b""),
+    ],
+)
+def test_parse_pattern_like_iputils(text: str, want: bytes) -> None:
+    assert parse_pattern(text) == want
+
+
+def test_a_bad_pattern_names_the_first_bad_digit_as_iputils() -> None:
+    with pytest.raises(ValueError, match=r"^patterns must be specified as hex digits: xyz$"):
+        parse_pattern("12xyz")
+
+
+def test_the_pattern_fills_the_payload_repeated() -> None:
+    rig = RawRig([TG4])
+    rig.run(ping(rig.session, TG4, count=1, size=20, pattern=b"\x01\x02\x03"))
+    (send,) = rig.endpoint.raw_sends
+    assert send.data[28:] == b"\x01\x02\x03" * 6 + b"\x01\x02"
+
+
+def test_each_request_sent_is_told_and_an_unanswered_one_when_the_next_leaves() -> None:
+    """ping -f's dot per request (on_sent) and -O's `no answer yet for icmp_seq=N`, told
+    as request N+1 leaves with N unanswered (the time is N+1's send time)."""
+    rig = RawRig([R14, TG4])
+    answers = rig.endpoint.answers
+
+    def lose_2(probe: bytes) -> list[tuple[float, bytes]]:
+        return [] if int.from_bytes(probe[26:28], "big") == 2 else answers(probe)
+
+    rig.endpoint.answers = lose_2  # type: ignore[method-assign]
+    events: list[tuple[str, int, int]] = []
+    result = rig.run(
+        ping(
+            rig.session, TG4, count=3, interval=0.5, wait=1.0,
+            on_sent=lambda seq, ns: events.append(("sent", seq, ns)),
+            on_outstanding=lambda seq, ns: events.append(("none yet", seq, ns)),
+            on_reply=lambda r: events.append(("reply", r.seq, r.reply_recv_ns or 0)),
+        )
+    )  # fmt: skip
+    sent = [r.probe_send_ns for r in sorted(result.replies, key=lambda r: r.seq)]
+    assert [(what, seq) for what, seq, _ in events] == [
+        ("sent", 1), ("reply", 1), ("sent", 2), ("none yet", 2), ("sent", 3), ("reply", 3),
+    ]  # fmt: skip
+    assert events[3][2] == sent[2] and events[0][2] == sent[0]
+
+
+def test_ipv4_requests_carry_df_as_pings() -> None:
+    rig = RawRig([TG4])
+    rig.run(ping(rig.session, TG4, count=1))
+    assert rig.endpoint.raw_sends[0].data[6] & 0x40  # DF, as Linux's path MTU discovery
+
+
+@pytest.mark.parametrize(("dst", "path"), [(TG4, [R14, TG4]), (TG6, [R16, TG6])])
+def test_long_requests_go_in_fragments_of_the_mtu_given(dst: str, path: list[str]) -> None:
+    rig = RawRig(path)
+    result = rig.run(ping(rig.session, dst, count=2, interval=0.2, size=3000, fragment_mtu=1500))
+    sends = rig.endpoint.raw_sends
+    assert len(sends) == 2 * 3 and all(len(m.data) <= 1500 for m in sends)
+    assert [bool(m.tag) for m in sends] == [True, False, False] * 2
+    assert result.received == 2 and result.errors == ()
+
+
+def test_after_frag_needed_requests_go_in_fragments_as_pings_kernel_sends_them() -> None:
+    """ping -s 1400 over a link of MTU 1400: the first request (DF) gets "fragmentation
+    needed (mtu 1400)", an error; the second, queued before that came but sent after, is
+    sent again at once in fragments of 1400 (as ping's kernel would have sent it), the
+    third is built in fragments: both answered."""
+    rig = RawRig([R14, R24, TG4])
+    narrow_link(rig, 1500, 1400)
+    errors: list[int] = []
+    result = rig.run(
+        ping(
+            rig.session, TG4, count=3, interval=0.2, size=1400,
+            on_error=lambda e: errors.append(e.seq),
+        )
+    )  # fmt: skip
+    assert errors == [1] and [e.mtu for e in result.errors] == [1400]
+    assert sorted(r.seq for r in result.replies if r.addr) == [2, 3]
+    sizes = [len(m.data) for m in rig.endpoint.raw_sends]
+    assert sizes[:2] == [1428, 1428] and max(sizes[2:]) <= 1400 and len(sizes) == 6
+
+
+def test_an_endpoint_that_sends_no_request_says_why() -> None:
+    rig = RawRig([R14, TG4])
+    narrow_link(rig, 1000, 1000)
+    with pytest.raises(MeasureError, match="could not send a 2028 byte echo request"):
+        rig.run(ping(rig.session, TG4, count=2, interval=0.1, size=2000))

@@ -20,6 +20,7 @@ from test_traceroute_fakes import (
     TG6,
     RawRig,
     icmp_packet,
+    narrow_link,
 )
 
 from packetlab.controller import RequestFailed, SendFailed, SessionClosed
@@ -474,3 +475,156 @@ def test_paris_udp_probe_is_told_by_its_checksum() -> None:
         ph = pseudo_header(as_address(EP4), as_address(TG4), PROTO_UDP, len(p) - 20)
         assert inet_checksum(ph + p[20:]) == 0
     assert result.path() == [(1, R14), (2, TG4)] and len(sends[0]) == 60
+
+
+# -- traceroute's packetlen, -U, -t, -F, --mtu -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "dst", "path", "packetlen", "length"),
+    [
+        ("udp", TG4, [R14, TG4], 100, 100),
+        ("udp", TG4, [R14, TG4], 10, 28),  # raised to the headers, as traceroute
+        ("udp", TG6, [R16, TG6], 10, 48),
+        ("icmp", TG4, [R14, TG4], 120, 120),
+        ("udp-paris", TG4, [R14, TG4], 10, 30),  # (2 bytes steer the checksum)
+        ("tcp", TG4, [R14, TG4], 100, 60),  # TCP probes keep their length, as -T
+        ("udp", TG4, [R14, TG4], None, 60),
+    ],
+)
+def test_packetlen_is_the_probes_ip_length(
+    method: str, dst: str, path: list[str], packetlen: int | None, length: int
+) -> None:
+    rig = RawRig(path)
+    result = rig.run(
+        traceroute(rig.session, dst, max_ttl=2, pace=0.0, method=method, packetlen=packetlen)
+    )
+    assert {len(m.data) for m in rig.endpoint.raw_sends} == {length}
+    assert result.probe_size == length and result.reached
+    if method == "udp" and packetlen == 100:  # Butskoy's payload: 0x40.. 0x7f, 0x40..
+        assert rig.endpoint.raw_sends[0].data[28:] == bytes(0x40 + (i & 0x3F) for i in range(72))
+
+
+def test_tos_and_dont_fragment_are_in_every_probe() -> None:
+    rig = RawRig([R14, TG4])
+    rig.run(traceroute(rig.session, TG4, max_ttl=2, pace=0.0, tos=0x10, dont_fragment=True))
+    assert {m.data[1] for m in rig.endpoint.raw_sends} == {0x10}
+    assert {m.data[6] >> 5 for m in rig.endpoint.raw_sends} == {0b010}  # DF
+    v6 = RawRig([R16, TG6])
+    v6.run(traceroute(v6.session, TG6, max_ttl=2, pace=0.0, tos=0xB8))
+    tclass = {(int.from_bytes(m.data[:2], "big") >> 4) & 0xFF for m in v6.endpoint.raw_sends}
+    assert tclass == {0xB8}
+
+
+def test_udp_fixed_probes_go_to_one_port_from_a_source_port_each() -> None:
+    """traceroute -U: UDP to one port (53), the probes told apart by their source ports."""
+    rig = RawRig([R14, R24, TG4])
+    result = rig.run(
+        traceroute(
+            rig.session, TG4, pace=0.0, queries=2, method="udp-fixed", base_port=53, sport=40000
+        )
+    )
+    ports = [udp_ports(m.data) for m in rig.endpoint.raw_sends]
+    assert ports == [(40000 + i, 53) for i in range(len(ports))]
+    assert [h.addr for h in result.hops] == [R14, R14, R24, R24, TG4, TG4]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"packetlen": 65001}, "too big packetlen 65001"),
+        ({"tos": 256}, "tos must be 0..255"),
+        ({"mtu_hints": (10,)}, "mtu_hints"),
+    ],
+)
+def test_bad_shape(kwargs: dict[str, Any], message: str) -> None:
+    rig = RawRig([TG4])
+    with pytest.raises(ValueError, match=message):
+        rig.run(traceroute(rig.session, TG4, **kwargs))
+    assert rig.endpoint.raw_sends == []
+
+
+@pytest.mark.parametrize(("dst", "path"), [(TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])])
+def test_mtu_discovery_shrinks_to_the_interface_then_to_what_the_router_names(
+    dst: str, path: list[str]
+) -> None:
+    """traceroute --mtu: DF probes, 65000 bytes first; the endpoint cannot send them, so
+    the interface's MTU (a hint) next (F=1500 at hop 1); the first router cannot forward
+    that and names 1400 (F=1400 at hop 2); one probe at a time."""
+    rig = RawRig(path)
+    narrow_link(rig, 1500, 1400)
+    result = rig.run(traceroute(rig.session, dst, queries=2, mtu_discovery=True, mtu_hints=(1500,)))
+    sizes = [len(m.data) for m in rig.endpoint.raw_sends]
+    assert sizes == [65000, 1500, 1500, 1500, 1400, 1400, 1400, 1400]
+    assert [(h.ttl, h.addr, h.mtu) for h in result.hops] == [
+        (1, path[0], 1500), (1, path[0], None), (2, path[1], 1400), (2, path[1], None),
+        (3, dst, None), (3, dst, None),
+    ]  # fmt: skip
+    assert result.probe_size == 65000
+    from packetlab.measure.records import traceroute_line
+
+    assert " F=1500  " in traceroute_line(1, result.hops[:2])  # after the RTT, as traceroute
+    if dst == TG4:
+        assert {m.data[6] >> 5 for m in rig.endpoint.raw_sends} == {0b010}  # DF
+
+
+def test_mtu_discovery_without_hints_tries_the_common_mtus() -> None:
+    rig = RawRig([R14, R24, TG4])
+    narrow_link(rig, 1492, 1400)
+    result = rig.run(traceroute(rig.session, TG4, mtu_discovery=True, packetlen=9000))
+    sizes = [len(m.data) for m in rig.endpoint.raw_sends]
+    assert sizes == [9000, 8166, 4352, 2002, 1500, 1492, 1492, 1400, 1400]
+    assert [h.mtu for h in result.hops] == [1492, 1400, None]
+
+
+def test_a_probe_too_big_to_send_without_mtu_discovery_is_one_clear_error() -> None:
+    rig = RawRig([R14, TG4])
+    narrow_link(rig, 1400, 1400)
+    with pytest.raises(MeasureError, match="could not send a 2000 byte probe"):
+        rig.run(traceroute(rig.session, TG4, pace=0.0, packetlen=2000))
+
+
+def test_frag_needed_is_shown_with_the_mtu_and_ends_the_trace() -> None:
+    """-F, a probe over the next link's MTU: traceroute's `!F-1400` (IPv6 too)."""
+    from packetlab.measure.records import traceroute_line
+
+    for dst, path in ((TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])):
+        rig = RawRig(path)
+        narrow_link(rig, 1500, 1400)
+        result = rig.run(traceroute(rig.session, dst, pace=0.0, packetlen=1450, dont_fragment=True))
+        assert [h.ttl for h in result.hops] == [1, 2]
+        assert traceroute_line(2, result.hops[1:]).endswith("ms !F-1400")
+
+
+def test_long_probes_go_in_fragments_of_the_mtu_given() -> None:
+    """packetlen over the endpoint's MTU (`fragment_mtu`, the in-process endpoint's route
+    MTU): each probe leaves as fragments, the first tagged (its send time), as traceroute's
+    kernel sends them; the routers' answers quote the first."""
+    rig = RawRig([R14, TG4])
+    result = rig.run(
+        traceroute(
+            rig.session, TG4, max_ttl=2, pace=0.0, packetlen=3000, fragment_mtu=1500, sport=4000
+        )
+    )
+    sends = rig.endpoint.raw_sends
+    assert len(sends) == 2 * 3 and all(len(m.data) <= 1500 for m in sends)
+    assert [bool(m.tag) for m in sends] == [True, False, False] * 2
+    assert [h.addr for h in result.hops] == [R14, TG4] and result.probe_size == 3000
+    assert all(h.rtt_us is not None for h in result.hops)
+
+
+def test_probes_refused_after_a_too_big_go_again_in_smaller_fragments() -> None:
+    """IPv6, packetlen 2000 in fragments of 1500: the first TTL-2 probe meets a 1400 link
+    ("packet too big", !F-1400), which the endpoint's kernel learns, so it refuses the
+    other two; they go again in fragments of 1400, as traceroute's kernel sends them, and
+    reach the second router."""
+    rig = RawRig([R16, R26, TG6])
+    narrow_link(rig, 1500, 1400, learns=True)
+    result = rig.run(
+        traceroute(rig.session, TG6, pace=0.0, queries=3, packetlen=2000, fragment_mtu=1500)
+    )
+    assert [(h.ttl, h.addr, h.next_mtu) for h in result.hops] == [
+        (1, R16, None), (1, R16, None), (1, R16, None),
+        (2, R16, 1400), (2, R26, None), (2, R26, None),
+    ]  # fmt: skip
+    assert max(len(m.data) for m in rig.endpoint.raw_sends[-4:]) <= 1400

@@ -111,6 +111,14 @@ class RawFakeEndpoint(FakeEndpoint):
 
     def answers(self, probe: bytes) -> list[tuple[float, bytes]]:
         v6 = probe[0] >> 4 == 6
+        # a fragmented probe: answered once, for its first fragment, as if it were whole
+        # (routers answer only that one; the target answers the datagram)
+        if v6 and probe[6] == 44:
+            if struct.unpack_from("!H", probe, 42)[0] >> 3:
+                return []
+            probe = probe[:6] + probe[40:41] + probe[7:40] + probe[48:]
+        elif not v6 and struct.unpack_from("!H", probe, 6)[0] & 0x1FFF:
+            return []
         ttl = probe[7] if v6 else probe[8]
         proto = probe[6] if v6 else probe[9]
         src = str(ipaddress.ip_address(probe[8:24] if v6 else probe[12:16]))
@@ -163,6 +171,41 @@ class RawRig(Rig):
 
     def nopens(self) -> list[Nopen]:
         return [m for m in self.endpoint.received if isinstance(m, Nopen)]
+
+
+def narrow_link(rig: RawRig, local_mtu: int, next_mtu: int, *, learns: bool = False) -> None:
+    """The endpoint cannot send more than `local_mtu` bytes (ntag EPKTNOTSENT); the first
+    router forwards no more than `next_mtu` with DF ("fragmentation needed", with it;
+    IPv6: "packet too big"); what it forwards with a TTL over 1 comes whole to the next.
+    With `learns` the endpoint's kernel sends no more than `next_mtu` once it said so."""
+    endpoint = rig.endpoint
+    transmit, answers = endpoint.transmit, endpoint.answers
+    limit = [local_mtu]
+
+    def send(msg: Any, when: int) -> None:
+        if len(msg.data) > limit[0]:
+            endpoint.raw_sends.append(msg)
+            endpoint.send(Ntag(msg.sktid, msg.tag, when, int(Status.EPKTNOTSENT)))
+            return
+        transmit(msg, when)
+
+    def answer(probe: bytes) -> list[tuple[float, bytes]]:
+        v6 = probe[0] >> 4 == 6
+        ttl = probe[7] if v6 else probe[8]
+        df = v6 or bool(probe[6] & 0x40)
+        if ttl >= 2 and len(probe) > next_mtu and df:
+            src = str(ipaddress.ip_address(probe[8:24] if v6 else probe[12:16]))
+            kind, code = (2, 0) if v6 else (3, 4)
+            rest = struct.pack("!I", next_mtu) if v6 else struct.pack("!HH", 0, next_mtu)
+            hop = endpoint.path[0]
+            assert hop is not None
+            if learns:
+                limit[0] = min(limit[0], next_mtu)
+            return [(0.001, icmp_packet(hop, src, kind, code, rest, probe[:576]))]
+        return answers(probe)
+
+    endpoint.transmit = send  # type: ignore[method-assign]
+    endpoint.answers = answer  # type: ignore[method-assign]
 
 
 # -- the simulation itself -----------------------------------------------------------------------
