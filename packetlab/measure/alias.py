@@ -37,11 +37,7 @@ from packetlab.controller import (
     deferred_api,
     read_system_info,
 )
-from packetlab.measure.clocksync import ClockModel, clock_sync
-from packetlab.measure.pcap import PcapRecorder
-from packetlab.measure.probes import ProbeTable, echo_probe
-from packetlab.measure.replies import ReplyKind
-from packetlab.measure.traceroute import (
+from packetlab.measure.capture import (
     as_target,
     close_capture,
     next_note,
@@ -49,6 +45,10 @@ from packetlab.measure.traceroute import (
     open_capture,
     parse_ndata,
 )
+from packetlab.measure.clocksync import ClockModel, clock_sync
+from packetlab.measure.pcap import PcapRecorder
+from packetlab.measure.probes import ProbeTable, echo_probe
+from packetlab.measure.replies import ReplyKind
 from packetlab.wire import Ndata, Ntag
 
 __all__ = ["IdSample", "alias_pairs", "alias_sets", "collect_ip_ids", "monotonic_bounds"]

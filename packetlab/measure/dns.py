@@ -40,7 +40,7 @@ from packetlab.measure.pcap import PcapRecorder, local_udp_end
 from packetlab.wire import Ndata, Ntag
 
 if TYPE_CHECKING:
-    from packetlab.measure.traceroute import RawCapture
+    from packetlab.measure.capture import RawCapture
 from packetlab.measure.stream import StreamError, TcpStream, connect_failure
 
 __all__ = [
@@ -304,7 +304,7 @@ class _IcmpWatch:
     port it quotes (`waiting`). Its ncap ends by itself (`open_capture`'s slack)."""
 
     def __init__(self, cap: RawCapture, server: Any, port: int, until: float) -> None:
-        from packetlab.measure.traceroute import parse_ndata
+        from packetlab.measure.capture import parse_ndata
 
         self.cap, self.server, self.port, self.until = cap, server, port, until
         self.waiting: dict[int, Callable[[Any], None]] = {}
@@ -349,7 +349,7 @@ async def _watch_for(
 ) -> _IcmpWatch | str:
     """The session's ICMP watch for `server:port` (opened now if none is usable), or why
     there can be none (no raw sockets, no filter): then not asked again."""
-    from packetlab.measure.traceroute import MeasureError, close_capture, open_capture
+    from packetlab.measure.capture import MeasureError, close_capture, open_capture
 
     mine = _WATCHES.get(session)
     if mine is None:  # a watch holds its session: the entry goes when the session ends

@@ -24,6 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from packetlab.controller import EndpointSession, StopSignal, deferred_api
+from packetlab.measure.capture import (
+    CAPTURE_FILTERS,
+    as_target,
+    close_capture,
+    open_capture,
+    parse_ndata,
+)
 from packetlab.measure.flight import GRACE_S, Waker
 from packetlab.measure.probes import (
     TRACEROUTE_BASE_PORT,
@@ -34,14 +41,7 @@ from packetlab.measure.probes import (
     tcp_syn_probe,
 )
 from packetlab.measure.replies import Reply, ReplyKind
-from packetlab.measure.traceroute import (
-    CAPTURE_FILTERS,
-    as_target,
-    close_capture,
-    open_capture,
-    parse_ndata,
-    reply_key,
-)
+from packetlab.measure.traceroute import reply_key
 
 __all__ = ["MDA_METHODS", "MdaHop", "MdaPlan", "MdaResult", "mda_trace", "stopping_points"]
 

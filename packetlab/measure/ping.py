@@ -24,11 +24,7 @@ from packetlab.controller import (
     deferred_api,
     read_time,
 )
-from packetlab.measure.flight import GRACE_S, Waker
-from packetlab.measure.probes import PING_PAYLOAD, Probe, ProbeTable, echo_probe, fragmented
-from packetlab.measure.records import PingError, PingReply, PingResult, Stamp
-from packetlab.measure.replies import Reply, ReplyKind
-from packetlab.measure.traceroute import (
+from packetlab.measure.capture import (
     Address,
     MeasureError,
     RawCapture,
@@ -37,6 +33,10 @@ from packetlab.measure.traceroute import (
     open_capture,
     parse_ndata,
 )
+from packetlab.measure.flight import GRACE_S, Waker
+from packetlab.measure.probes import PING_PAYLOAD, Probe, ProbeTable, echo_probe, fragmented
+from packetlab.measure.records import PingError, PingReply, PingResult, Stamp
+from packetlab.measure.replies import Reply, ReplyKind
 from packetlab.wire import Ndata, Ntag
 
 __all__ = ["MAX_COUNT", "parse_pattern", "ping"]
