@@ -41,6 +41,15 @@ def size(text: str) -> int:
     return n
 
 
+class Given(argparse.Action):
+    """Stores the value and notes that the option was given (-n beside -t is an error, as
+    in iperf3, while the default 25M stands without -t)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 def rate(text: str) -> float:
     from packetlab.measure.iperf3 import parse_rate
 
@@ -121,7 +130,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-R", dest="direction", action="store_const", const="download",
                    help="--direction download, as iperf3 -R (the server sends)")  # fmt: skip
-    p.add_argument("-n", "--bytes", type=size, default=None, metavar="N",
+    p.add_argument("-n", "--bytes", type=size, default=25 << 20, metavar="N", action=Given,
                    help="bytes per transfer, e.g. 25M, as iperf3 -n [default: 25M, the "
                    "paper's; with -t/-P/-u/-b/-i/-l: -t 10 as iperf3]")  # fmt: skip
     p.add_argument("-t", "--time", type=float, default=None, metavar="S",
@@ -167,8 +176,6 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError("--runs must be 1..10000")
     if timed(args):
         return timed_experiment(args, host, port, emit, progress)
-    if args.bytes is None:
-        args.bytes = 25 << 20
     recorder = pcapout.recorder_for(args)  # all runs in one file (every byte: mind the size)
 
     async def run(session: Any) -> None:
@@ -198,14 +205,15 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 def timed_experiment(
     args: argparse.Namespace, host: str, port: int, emit: Emit, progress: Progress
 ) -> Experiment:
-    from packetlab.measure.throughput_timed import TestSpec, timed_test
+    from packetlab.measure.throughput_timed import TimedSpec, timed_test
 
-    if args.time is not None and args.bytes is not None:
+    nbytes = args.bytes if getattr(args, "bytes_given", False) else None
+    if args.time is not None and nbytes is not None:
         raise RunError("only one test end condition (-t, -n) may be specified, as iperf3")
     if args.pcap is not None or args.lead is not None:
         raise RunError("--pcap and --lead are not supported with -t/-P/-u/-b/-i/-l")
-    spec = TestSpec(
-        direction=args.direction, seconds=args.time, nbytes=args.bytes, streams=args.parallel,
+    spec = TimedSpec(
+        direction=args.direction, seconds=args.time, nbytes=nbytes, streams=args.parallel,
         udp=args.udp, bitrate=args.bitrate, length=args.length,
         interval=1.0 if args.interval is None else args.interval,
         wide=args.wide,

@@ -62,7 +62,7 @@ from packetlab.measure.throughput import (
 )
 from packetlab.wire import Family, Ndata, Nstat, NstatCode, Ntag
 
-__all__ = ["TestSpec", "TimedResult", "timed_test"]
+__all__ = ["TimedResult", "TimedSpec", "timed_test"]
 
 OnInterval = Callable[[dict[str, Any]], None]
 OnProgress = Callable[[str], None]
@@ -80,7 +80,7 @@ CONNECT_WAIT = 10.0
 
 
 @dataclass(slots=True)
-class TestSpec:
+class TimedSpec:
     """What native `iperf3 -c` takes: `seconds` (-t) or `nbytes` (-n, all streams
     together), `streams` (-P), `udp` (-u), `bitrate` (-b, bit/s per stream; UDP default
     1 Mbit/s, TCP unlimited), `interval` (-i, 0: none), `length` (-l)."""
@@ -156,7 +156,7 @@ class _Flow:
 
 @dataclass(slots=True)
 class TimedResult:
-    spec: TestSpec
+    spec: TimedSpec
     server: str
     port: int
     seconds: float | None = None  # the test's span (TEST_START to its end), endpoint time
@@ -234,7 +234,7 @@ class _Test:
     def __init__(
         self,
         session: EndpointSession,
-        spec: TestSpec,
+        spec: TimedSpec,
         addr: Any,
         port: int,
         ctl: _Control,
@@ -620,7 +620,7 @@ async def timed_test(
     server: AddressLike,
     port: int = DEFAULT_PORT,
     *,
-    spec: TestSpec,
+    spec: TimedSpec,
     timeout: float | None = None,
     on_interval: OnInterval | None = None,
     progress: OnProgress | None = None,
