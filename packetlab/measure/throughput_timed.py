@@ -77,6 +77,8 @@ HORIZON_S = 0.2
 TAGS_PER_S = 1000
 RBUF = 4 << 20  # download: each data socket's receive budget at the endpoint
 CONNECT_WAIT = 10.0
+#: Download: the data is all in once no notification came for this long after the end.
+QUIET_S = 0.05
 
 
 @dataclass(slots=True)
@@ -255,6 +257,8 @@ class _Test:
         self.failure: Exception | None = None
         self.wake: Deferred[None] | None = None
         self.latest = 0  # upload: the latest ntag time
+        self.heard = 0.0  # download: when the last data notification came (controller s)
+        self.counted = False  # the figures are final: later notifications are not counted
         self.early: list[tuple[_Flow, Ndata]] = []  # download data seen before `started`
         self.marks: dict[int, tuple[int, int]] = {}  # UDP download: (lost, packets) so far
 
@@ -320,8 +324,9 @@ class _Test:
             if note.data == iperf3.UDP_CONNECT_REPLY or len(note.data) == 4:
                 flow.reply.callback(None)
             return
-        if self.spec.direction != "download":
+        if self.spec.direction != "download" or self.counted:
             return
+        self.heard = self.session.reactor.seconds()
         if not self.t0:  # before the controller read TEST_START: counted once it has
             self.early.append((flow, note))
             return
@@ -569,7 +574,20 @@ class _Test:
         end = self.end if self.end is not None else max(self.latest, self.t0)
         return max(0, end - self.t0) / 1e9
 
+    async def drained(self, quiet: float = QUIET_S, limit: float = 5.0) -> None:
+        """Download: wait until the data notifications stop (`quiet` s without one). The
+        kernel stamps a packet when it arrives, the endpoint reads it when it can: data in
+        by the test's end may still be on its way to the controller."""
+        clock = self.session.reactor
+        give_up = clock.seconds() + limit
+        while self.spec.direction == "download" and clock.seconds() < give_up:
+            wait = self.heard + quiet - clock.seconds()
+            if wait <= 0:
+                break
+            await _sleep(self.session, wait)
+
     def finish(self) -> None:
+        self.counted = True
         if self.intervals is not None:
             end = self.end if self.end is not None else self.latest
             for rec in self.intervals.finish(end):
@@ -661,6 +679,7 @@ async def timed_test(
         else:
             await test.upload(timeout)
         await ctl.expect(State.EXCHANGE_RESULTS, timeout=timeout)
+        await test.drained()
         test.finish()
         ctl.stream.send(iperf3.encode_json(iperf3.timed_client_results(test.figures())))
         got = await ctl.read_json()
