@@ -240,6 +240,10 @@ def timed_experiment(
     return run
 
 
+#: The text warns when more than this share of the timed sends left over 1 ms late.
+LATE_SHARE = 0.05
+
+
 def _tail(side: dict[str, Any], udp: bool, sender: bool) -> str:
     if not udp:
         return ""
@@ -295,6 +299,12 @@ def timed_rows(r: Record) -> str:
         two("SUM", r["sum"])
     theirs = "sender" if r["endpoint"] == "receiver" else "receiver"
     lines.append(f"# {r['endpoint']}: the endpoint's stamps; {theirs}: the iperf3 server's")
+    if r.get("late_sends", 0) > LATE_SHARE * r.get("tagged_sends", 0):
+        lines.append(
+            f"# warning: {r['late_sends']} of {r['tagged_sends']} timed sends left over 1 ms "
+            f"late (up to {r['late_max_ms']:g} ms): the sends did not reach the endpoint in "
+            "time for -b; a larger -l needs fewer of them"
+        )
     return "\n".join(lines)
 
 

@@ -19,7 +19,10 @@ by the endpoint:
   sender counts a write. Queueing stops once an ntag passes TEST_START + T. With -b (and
   always for UDP) the sends are scheduled instead: block k of a stream at
   `first + k * len * 8 / rate`, computed here and sent by the endpoint at that time (the
-  PacketLab way: no timer at the controller), queued a little ahead as the test goes.
+  PacketLab way: no timer at the controller), queued up to 0.5 s ahead as the test goes
+  (that horizon reached gradually from the first send's 20 ms lead). A paced test's T
+  seconds run from its first send; a send whose ntag came over 1 ms after its time is
+  counted as late (`late_sends`: the sends did not reach the endpoint in time).
   Each UDP datagram carries iperf3's header with its scheduled time and number; the
   server's jitter, loss and total come back in the results exchange.
 * `-i`: an interval is reported once a stamp past its end arrived (or at the end).
@@ -70,8 +73,10 @@ OnProgress = Callable[[str], None]
 #: Unscheduled TCP upload: blocks queued per stream ahead of their ntags (in all, split
 #: among the streams, at least two blocks each): the endpoint's send buffer stays fed.
 WINDOW = 8 << 20
-#: Scheduled sends (-b, UDP) are queued this far ahead of the endpoint's clock.
-HORIZON_S = 0.2
+#: Scheduled sends (-b, UDP) are queued this far ahead of the endpoint's clock, the first
+#: this long after the controller learnt the clock (the in-process endpoint shares the
+#: controller's CPU: 0.2 s ahead left 40 % of the sends at 20 Mbit/s late by up to 26 ms).
+HORIZON_S, FIRST_LEAD_S = 0.5, 0.02
 #: Scheduled sends: ntags for about this many sends a second per stream (every k-th, and
 #: the last), enough for 0.1 s intervals without a notification per datagram.
 TAGS_PER_S = 1000
@@ -79,6 +84,9 @@ RBUF = 4 << 20  # download: each data socket's receive budget at the endpoint
 CONNECT_WAIT = 10.0
 #: Download: the data is all in once no notification came for this long after the end.
 QUIET_S = 0.05
+#: A scheduled send whose ntag is this much after its time left late (the sends reached
+#: the endpoint after their time: the controller or the endpoint did not keep up).
+LATE_NS = 1_000_000
 
 
 @dataclass(slots=True)
@@ -163,6 +171,7 @@ class TimedResult:
     port: int
     seconds: float | None = None  # the test's span (TEST_START to its end), endpoint time
     streams: list[dict[str, Any]] = field(default_factory=list)
+    late: tuple[int, int, float] | None = None  # scheduled sends: (late, tagged, worst ms)
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +210,9 @@ class TimedResult:
         )
         if s.direction == "upload":
             out["sender_mbit_s"] = total["sender"]["mbit_s"]
+        if self.late is not None:
+            out.update(late_sends=self.late[0], tagged_sends=self.late[1],
+                       late_max_ms=self.late[2])  # fmt: skip
         return out
 
 
@@ -257,6 +269,7 @@ class _Test:
         self.failure: Exception | None = None
         self.wake: Deferred[None] | None = None
         self.latest = 0  # upload: the latest ntag time
+        self.tagged = self.late = self.late_max = 0  # scheduled sends: tagged, late, worst ns
         self.heard = 0.0  # download: when the last data notification came (controller s)
         self.counted = False  # the figures are final: later notifications are not counted
         self.early: list[tuple[_Flow, Ndata]] = []  # download data seen before `started`
@@ -432,9 +445,16 @@ class _Test:
 
         gap = 0
         every = 1
+        lead = 0.0
         if rate:
             gap = max(1, int(block * 8 / rate * 1e9))
-            first = now + int(max(0.005, 2 * rtt) * 1e9)
+            lead = max(FIRST_LEAD_S, 2 * rtt)
+            first = now + int(lead * 1e9)
+            if spec.seconds is not None:  # T s of sends from the first, as iperf3 sends
+                self.stop_at = self.end = first + int(spec.seconds * 1e9)
+            self.t0 = first  # the sender's clock starts with its first send
+            if self.intervals is not None:
+                self.intervals = Intervals(first, self.intervals.every, self.intervals.ids)
             for f in self.flows:
                 f.next_time = first
             every = max(1, math.ceil(1e9 / gap / TAGS_PER_S))
@@ -452,7 +472,10 @@ class _Test:
                     if self._sent_all(f, rate):
                         continue
                     if rate:
-                        if f.next_time > endpoint_now() + int(max(HORIZON_S, 4 * rtt) * 1e9):
+                        # the horizon grows from the first send's lead: a whole horizon
+                        # queued at once made the first sends 40 ms late here
+                        ahead = min(max(HORIZON_S, 4 * rtt), lead + clock.seconds() - base_here)
+                        if f.next_time > endpoint_now() + int(ahead * 1e9):
                             continue
                     elif f.outstanding >= window:
                         continue
@@ -519,19 +542,24 @@ class _Test:
             f.outstanding = 0 if rate else f.outstanding
         to = (self.addr, self.port) if spec.udp else None
         d: Deferred[Any] = session.nsend(f.sktid, data, time=when, ntag=tag, to=to)
-        d.addCallback(self._queued, f, size, unit)  # then waits for the ntag
+        d.addCallback(self._queued, f, size, unit, when)  # then waits for the ntag
         d.addErrback(self._refused)
         self.ntags.append(d)
         if len(self.ntags) > 256:  # keep those not done yet (awaited at the end)
             self.ntags = [x for x in self.ntags if not x.called]
 
-    def _queued(self, q: Any, f: _Flow, size: int, unit: int) -> Deferred[Ntag] | None:
+    def _queued(self, q: Any, f: _Flow, size: int, unit: int, when: int) -> Deferred[Ntag] | None:
         if q.ntag is None:
             return None
-        return q.ntag.addCallback(self._sent, f, size, unit)
+        return q.ntag.addCallback(self._sent, f, size, unit, when)
 
-    def _sent(self, tag: Ntag, f: _Flow, size: int, unit: int) -> Ntag:
+    def _sent(self, tag: Ntag, f: _Flow, size: int, unit: int, when: int) -> Ntag:
         spec = self.spec
+        if when:  # a scheduled send: did it leave on time?
+            self.tagged += 1
+            if tag.time - when > LATE_NS:
+                self.late += 1
+                self.late_max = max(self.late_max, tag.time - when)
         if spec.rate:
             nbytes, packets = unit, 0
         else:
@@ -685,6 +713,8 @@ async def timed_test(
         got = await ctl.read_json()
         result.streams = test.streams(iperf3.server_streams(got))
         result.seconds = round(test.seconds(), 6)
+        if test.tagged:
+            result.late = (test.late, test.tagged, round(test.late_max / 1e6, 3))
         await ctl.expect(State.DISPLAY_RESULTS)
         ctl.send_state(State.IPERF_DONE)
         await _closed_by_server(ctl.stream)
