@@ -18,11 +18,16 @@ examples:
   pktlab run throughput --server 10.77.3.2:5201 --direction upload --bytes 8M --runs 5
   pktlab run throughput --server 10.77.3.2 --json --runs 10
   pktlab run throughput -c iperf.example -p 5202 -n 8M --direction upload   # iperf3's names
+  pktlab run throughput -c 10.77.3.2 -t 2 -i 0.5 -P 2          # iperf3 -R -t 2 -i 0.5 -P 2
+  pktlab run throughput -c 10.77.3.2 -u -b 20M -t 1 --direction upload   # iperf3 -u -b 20M
 
 Download: the data socket's ndata are masked during the transfer; the rate comes from the
 endpoint's receive stamps with the first 1 MiB ignored (the Marionette paper, §5.2).
 Upload: sends scheduled ahead with ntags masked; the rate is the iperf3 server's receiver
 figure (sender_mbit_s: the endpoint's ntag stamps, first 1 MiB ignored).
+With -t/-P/-u/-b/-i/-l: iperf3's test and lines, every figure from endpoint stamps
+(ndata receive times, ntag send times); TEST_END and paced sends (-b, UDP) are scheduled
+at the endpoint; the sender/receiver block pairs ours with the iperf3 server's.
 mbit_s is 10^6 bit/s. See docs/throughput.md.
 """
 
