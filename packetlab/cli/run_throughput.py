@@ -239,6 +239,7 @@ def timed_experiment(
             r = await timed_test(
                 session, host, port, spec=spec, on_interval=emit, progress=show,
                 timeout=(spec.seconds or 0) + args.max_time,
+                stopping=lambda: progress.stopping,  # Ctrl-C: the totals so far, as iperf3
             )  # fmt: skip
             emit(r.to_dict())
 

@@ -84,6 +84,8 @@ RBUF = 4 << 20  # download: each data socket's receive budget at the endpoint
 CONNECT_WAIT = 10.0
 #: Download: the data is all in once no notification came for this long after the end.
 QUIET_S = 0.05
+#: Download -t: TEST_END is queued at the endpoint this long before its time.
+END_AHEAD_S = 0.25
 #: A scheduled send whose ntag is this much after its time left late (the sends reached
 #: the endpoint after their time: the controller or the endpoint did not keep up).
 LATE_NS = 1_000_000
@@ -172,6 +174,7 @@ class TimedResult:
     seconds: float | None = None  # the test's span (TEST_START to its end), endpoint time
     streams: list[dict[str, Any]] = field(default_factory=list)
     late: tuple[int, int, float] | None = None  # scheduled sends: (late, tagged, worst ms)
+    stopped: bool = False  # ended early when asked (`stopping`: Ctrl-C)
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +213,8 @@ class TimedResult:
         )
         if s.direction == "upload":
             out["sender_mbit_s"] = total["sender"]["mbit_s"]
+        if self.stopped:
+            out["stopped"] = True
         if self.late is not None:
             out.update(late_sends=self.late[0], tagged_sends=self.late[1],
                        late_max_ms=self.late[2])  # fmt: skip
@@ -269,6 +274,9 @@ class _Test:
         self.failure: Exception | None = None
         self.wake: Deferred[None] | None = None
         self.latest = 0  # upload: the latest ntag time
+        self.should_stop: Callable[[], bool] | None = None  # polled: wrap up (Ctrl-C)
+        self.stopped = False
+        self._stop_timer: Any = None
         self.tagged = self.late = self.late_max = 0  # scheduled sends: tagged, late, worst ns
         self.heard = 0.0  # download: when the last data notification came (controller s)
         self.counted = False  # the figures are final: later notifications are not counted
@@ -399,11 +407,16 @@ class _Test:
     async def download(self, timeout: float) -> None:
         spec, clock = self.spec, self.session.reactor
         if spec.seconds is not None:
-            self.end = self.stop_at  # the endpoint sends TEST_END then (scheduled)
-            self.ctl.stream.send(iperf3.state_byte(State.TEST_END), time=self.stop_at)
-            await self._wait_until(self.stop_at, timeout)
+            # TEST_END is queued at the endpoint for TEST_START + T once that is near (a
+            # queued send cannot be taken back: until then a stop can still end it now)
+            if await self._wait_until(self.stop_at - int(END_AHEAD_S * 1e9), timeout):
+                self.end = self.stop_at  # the endpoint sends TEST_END then (scheduled)
+                self.ctl.stream.send(iperf3.state_byte(State.TEST_END), time=self.stop_at)
+                await self._wait_until(self.stop_at, timeout, stoppable=False)
+                return
         else:
             self.done.addTimeout(timeout, clock)
+            self._watch_stop()
             try:
                 await self.done
             except defer.TimeoutError:
@@ -411,22 +424,47 @@ class _Test:
                 raise StreamError(
                     f"only {got} of {spec.nbytes} bytes arrived within {timeout:g} s"
                 ) from None
-            self.ctl.send_state(State.TEST_END)
+            finally:
+                if self._stop_timer is not None and self._stop_timer.active():
+                    self._stop_timer.cancel()
+            if not self.stopped:
+                self.ctl.send_state(State.TEST_END)
+                return
+        # stopped (Ctrl-C): the test ends now, with what came so far
+        self.stopped = True
+        now = await read_time(self.session)
+        if self.end is None or self.end > now:
+            self.end = now
+        self.ctl.send_state(State.TEST_END)
 
-    async def _wait_until(self, end: int, timeout: float) -> None:
-        """Report progress until the endpoint's clock passes `end` (estimated from here)."""
+    def _watch_stop(self) -> None:
+        """Download -n: fire `done` when asked to stop (polled)."""
+        if self.done.called or self.should_stop is None:
+            return
+        if self.should_stop():
+            self.stopped = True
+            self.done.callback(None)
+            return
+        self._stop_timer = self.session.reactor.callLater(0.05, self._watch_stop)
+
+    async def _wait_until(self, end: int, timeout: float, *, stoppable: bool = True) -> bool:
+        """Report progress until the endpoint's clock passes `end` (estimated from here);
+        False if asked to stop first."""
         clock = self.session.reactor
         now = await read_time(self.session)
         here = clock.seconds()
         deadline = here + (end - now) / 1e9
         limit = here + timeout
         while clock.seconds() < deadline:
+            if stoppable and self.should_stop is not None and self.should_stop():
+                return False
             if self.progress is not None:
                 done = clock.seconds() - here + (now - self.t0) / 1e9
                 self.progress(f"{done:.1f}/{self.spec.seconds:g} s")
             if clock.seconds() > limit:
                 raise StreamError(f"the test did not end within {timeout:g} s")
             await _sleep(self.session, min(0.1, max(0.001, deadline - clock.seconds())))
+        return True
 
     # ---------------------------------------------------------------- upload
 
@@ -483,6 +521,10 @@ class _Test:
                     queued_any = more = True
                     if f.sent_packets % 64 == 0:
                         await session.wait_writable()
+            if self.should_stop is not None and self.should_stop() and not self.stopped:
+                self.stopped = True  # Ctrl-C: no more sends; the test ends with what went
+                cut = max(endpoint_now(), self.latest) if rate else self.latest
+                self.stop_at = self.end = min(self.stop_at, cut) if self.stop_at else cut
             if all(self._sent_all(f, rate) for f in self.flows):
                 break
             if clock.seconds() > limit:
@@ -507,11 +549,13 @@ class _Test:
         if self.failure is not None:
             raise self.failure
         self.ctl.send_state(State.TEST_END)
-        if self.spec.seconds is None:
+        if self.spec.seconds is None and not (self.stopped and self.end):
             self.end = self.latest
 
     def _sent_all(self, f: _Flow, rate: float | None) -> bool:
         spec = self.spec
+        if self.stopped and spec.nbytes is not None:
+            return True
         if spec.nbytes is not None:
             return sum(x.queued for x in self.flows) >= spec.nbytes
         if rate:
@@ -670,11 +714,13 @@ async def timed_test(
     timeout: float | None = None,
     on_interval: OnInterval | None = None,
     progress: OnProgress | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> TimedResult:
     """One iperf3 test as `spec` says, timed by the endpoint. `on_interval` gets each -i
     interval as it completes ({"start", "end", "seconds", "streams": [{"id", "bytes",
-    "packets", "bits_per_second"}], "sum"}). `timeout` bounds the transfer (default: the
-    test's time + 30 s). Failures after the start come back in `error`; a spec iperf3
+    "packets", "bits_per_second"}], "sum"}). `stopping` is polled: once true the test
+    ends early with what was measured, as iperf3 on Ctrl-C. `timeout` bounds the transfer
+    (default: the test's time + 30 s). Failures after the start come back in `error`; a spec iperf3
     would refuse raises ValueError, one the endpoint cannot serve ThroughputError."""
     spec.check()
     addr = parse_address(server)
@@ -690,6 +736,7 @@ async def timed_test(
         result.error = connect_failure(e, addr, port)
         return result
     test = _Test(session, spec, addr, port, ctl, on_interval, progress)
+    test.should_stop = stopping
     try:
         params = iperf3.timed_parameters(
             udp=spec.udp, seconds=spec.seconds, nbytes=spec.nbytes, streams=spec.streams,
@@ -713,6 +760,7 @@ async def timed_test(
         got = await ctl.read_json()
         result.streams = test.streams(iperf3.server_streams(got))
         result.seconds = round(test.seconds(), 6)
+        result.stopped = test.stopped
         if test.tagged:
             result.late = (test.late, test.tagged, round(test.late_max / 1e6, 3))
         await ctl.expect(State.DISPLAY_RESULTS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -114,7 +115,10 @@ def test_udp_upload_paced_by_the_endpoint(port: int) -> None:
     assert rc == 0, (err, records)
     result = records[-2]
     rx, tx = result["streams"][0]["receiver"], result["streams"][0]["sender"]
-    assert rx["packets"] == tx["packets"] == pytest.approx(20e6 / 8 / 1460, rel=0.02)
+    # ours: the datagrams out by the end (a late one may leave after it); the server's:
+    # the highest number it saw
+    assert rx["packets"] == pytest.approx(20e6 / 8 / 1460, abs=2)
+    assert tx["packets"] == pytest.approx(rx["packets"], rel=0.02)
     assert rx["lost"] <= 0.01 * rx["packets"]
     assert rx["mbit_s"] == pytest.approx(20, rel=0.05)  # the server's figure
     assert tx["mbit_s"] == pytest.approx(20, rel=0.05)  # the endpoint's ntags
@@ -159,3 +163,25 @@ def test_errors_are_one_line(port: int) -> None:
     ):
         rc, out, err = pktlab(port, *args, json_out=False)
         assert rc == 2 and text in err and "Traceback" not in err, (args, err)
+
+
+def test_ctrl_c_prints_the_totals_so_far(port: int) -> None:
+    """SIGINT in a -t 10 test: the test ends at once with its intervals, the sender and
+    receiver block of what ran and the summary; exit 130 (iperf3 also prints its totals)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packetlab", "run", "throughput", "-c", "127.0.0.1", "-p",
+         str(port), "--insecure-plaintext", "-t", "10", "-i", "0.5", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # the first interval: the test runs
+    assert json.loads(first)["type"] == "interval"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    records = [json.loads(first)] + [json.loads(x) for x in out.splitlines()]
+    (result,) = [r for r in records if r["type"] == "throughput"]
+    assert result["stopped"] is True and result["seconds"] < 5
+    assert abs(1 - result["mbit_s"] / result["server_mbit_s"]) < 0.1, result
+    assert records[-1]["type"] == "summary" and "Traceback" not in err

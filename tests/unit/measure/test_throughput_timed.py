@@ -467,3 +467,25 @@ def test_cli_options() -> None:
     args = p.parse_args(["-c", "192.0.2.5", "-P", "300"])
     with pytest.raises(RunError, match=r"-P must be 1..128"):
         run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("direction", ["download", "upload"])
+def test_a_stop_ends_the_test_early_with_its_figures(direction: str) -> None:
+    """Ctrl-C (the `stopping` poll turning true) in a -t 10 test: it ends at once, with the
+    figures and the results exchange of what ran, as iperf3 on Ctrl-C."""
+    rig, server = rig_with_server()
+    rig.endpoint.rate = RATE
+    spec = TimedSpec(direction=direction, seconds=10, interval=0.1)
+    at = rig.clock.seconds() + 0.35
+    got: list[dict[str, Any]] = []
+    r = rig.run(timed_test(rig.session, SERVER[0], spec=spec, on_interval=got.append,
+                           stopping=lambda: rig.clock.seconds() >= at))  # fmt: skip
+    d = r.to_dict()
+    assert "error" not in d, d
+    assert d["stopped"] is True and server.done
+    assert 0.2 < d["seconds"] < 0.5  # the test ran until the stop, not 10 s
+    assert d["mbit_s"] == pytest.approx(RATE * 8 / 1e6, rel=0.2)
+    assert sum(i["sum"]["bytes"] for i in got) == d["bytes"]
+    ends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 0
+            and m.data == struct.pack("b", State.TEST_END)]  # fmt: skip
+    assert len(ends) == 1 and ends[0].time == 0  # sent at once, none left scheduled
