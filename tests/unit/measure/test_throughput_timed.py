@@ -489,3 +489,29 @@ def test_a_stop_ends_the_test_early_with_its_figures(direction: str) -> None:
     ends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 0
             and m.data == struct.pack("b", State.TEST_END)]  # fmt: skip
     assert len(ends) == 1 and ends[0].time == 0  # sent at once, none left scheduled
+
+
+def test_tcp_bitrate_schedules_the_blocks() -> None:
+    """-b for TCP: block k at first + k * len * 8 / rate, sent by the endpoint then."""
+    rig, server = rig_with_server()
+    rig.endpoint.rate = RATE
+    d, _ = run(rig, TimedSpec(direction="upload", seconds=0.5, bitrate=16e6, length=20_000,
+                              interval=0))  # fmt: skip
+    assert "error" not in d, d
+    assert server.params["bandwidth"] == 16_000_000 and server.params["len"] == 20_000
+    sends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 1][1:]
+    assert {b.time - a.time for a, b in pairwise(sends)} == {10_000_000}  # 20 kB at 16 Mb/s
+    assert len(sends) == 50 and sum(len(m.data) for m in sends) == server.got[0]
+    assert d["sender_mbit_s"] == pytest.approx(16, rel=0.01)
+
+
+def test_udp_server_that_does_not_answer_the_connect_datagram() -> None:
+    rig, server = rig_with_server()
+    assert isinstance(rig.endpoint, UdpFakeEndpoint)
+    rig.endpoint.udp_peer = lambda sktid, data, when: None  # UDP to the server is dropped
+    d, _ = run(rig, TimedSpec(direction="upload", seconds=1, udp=True))
+    assert d["error"] == (
+        "the iperf3 server did not answer UDP stream 1's connect datagram within 10 s "
+        "(UDP to 192.0.2.5:5201 blocked?)"
+    )
+    assert not server.done
