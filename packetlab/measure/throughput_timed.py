@@ -264,7 +264,6 @@ class _Test:
         self.on_interval = on_interval
         self.progress = progress
         self.flows: list[_Flow] = []
-        self.by_sktid: dict[int, _Flow] = {}
         self.t0 = 0  # endpoint stamp of TEST_START
         self.stop_at = 0  # -t: t0 + T
         self.end: int | None = None  # the test's end (endpoint ns), once known
@@ -317,11 +316,15 @@ class _Test:
                 ) from None
             flow = _Flow(sid, label, sktid)
             self.flows.append(flow)
-            self.by_sktid[sktid] = flow
             sock.add_callback(partial(self._note, flow))
             if spec.udp:
                 flow.reply = Deferred()
-                session.nsend(sktid, iperf3.UDP_CONNECT_MSG, to=(self.addr, self.port))
+                try:
+                    await session.nsend(sktid, iperf3.UDP_CONNECT_MSG, to=(self.addr, self.port))
+                except BaseException:
+                    flow.reply.addErrback(lambda _: None)
+                    flow.reply.cancel()
+                    raise
                 flow.reply.addTimeout(CONNECT_WAIT, session.reactor)
                 try:
                     await flow.reply
