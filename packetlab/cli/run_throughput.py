@@ -240,6 +240,7 @@ def timed_experiment(
                 session, host, port, spec=spec, on_interval=emit, progress=show,
                 timeout=(spec.seconds or 0) + args.max_time,
                 stopping=lambda: progress.stopping,  # Ctrl-C: the totals so far, as iperf3
+                on_connected=emit,
             )  # fmt: skip
             emit(r.to_dict())
 
@@ -314,7 +315,22 @@ def timed_rows(r: Record) -> str:
     return "\n".join(lines)
 
 
+def connected_rows(r: Record) -> str:
+    """iperf3's opening lines (the local side is the endpoint's)."""
+    lines = [f"Connecting to host {r['server']}, port {r['port']}"]
+    if r["direction"] == "download":
+        lines.append(f"Reverse mode, remote host {r['server']} is sending")
+    for s in r["streams"]:
+        lines.append(
+            f"[{s['id']:>3}] local {s['local_host']} port {s['local_port']} connected to "
+            f"{s['remote_host']} port {s['remote_port']}"
+        )
+    return "\n".join(lines)
+
+
 def row(r: Record) -> str | None:
+    if r["type"] == "connected":
+        return connected_rows(r)
     if r["type"] == "interval":
         return interval_rows(r)
     if r["type"] == "throughput" and "protocol" in r and "error" not in r:

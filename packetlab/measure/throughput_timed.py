@@ -49,6 +49,7 @@ from packetlab.controller import (
     RequestFailed,
     deferred_api,
     parse_address,
+    read_socket_info,
     read_system_info,
     read_time,
     wait_connected,
@@ -696,6 +697,25 @@ class _Test:
                 out.append({"id": f.label, "sender": mine, "receiver": other})
         return out
 
+    async def connected(self) -> dict[str, Any]:
+        """iperf3's `connected` list: each stream's local and remote address and port (the
+        endpoint's side; an unbound UDP socket shows its wildcard address)."""
+        infos = [read_socket_info(self.session, f.sktid) for f in self.flows]
+        streams = []
+        for f, d in zip(self.flows, infos, strict=True):
+            info = await d
+            streams.append({"id": f.label, "local_host": str(info.laddr or ""),
+                            "local_port": info.lport, "remote_host": str(self.addr),
+                            "remote_port": self.port})  # fmt: skip
+        return {
+            "type": "connected",
+            "server": str(self.addr),
+            "port": self.port,
+            "direction": self.spec.direction,
+            "protocol": "udp" if self.spec.udp else "tcp",
+            "streams": streams,
+        }
+
     async def close(self) -> None:
         for d in self.ntags:
             d.addErrback(lambda _: None)
@@ -718,11 +738,14 @@ async def timed_test(
     on_interval: OnInterval | None = None,
     progress: OnProgress | None = None,
     stopping: Callable[[], bool] | None = None,
+    on_connected: OnInterval | None = None,
 ) -> TimedResult:
     """One iperf3 test as `spec` says, timed by the endpoint. `on_interval` gets each -i
     interval as it completes ({"start", "end", "seconds", "streams": [{"id", "bytes",
     "packets", "bits_per_second"}], "sum"}). `stopping` is polled: once true the test
-    ends early with what was measured, as iperf3 on Ctrl-C. `timeout` bounds the transfer
+    ends early with what was measured, as iperf3 on Ctrl-C. `on_connected` gets the
+    streams' addresses once they are open (iperf3's `connected`, type "connected").
+    `timeout` bounds the transfer
     (default: the test's time + 30 s). Failures after the start come back in `error`; a spec iperf3
     would refuse raises ValueError, one the endpoint cannot serve ThroughputError."""
     spec.check()
@@ -749,6 +772,8 @@ async def timed_test(
         ctl.stream.send(iperf3.encode_json(params))
         await ctl.expect(State.CREATE_STREAMS)
         await test.open(key)
+        if on_connected is not None:
+            on_connected(await test.connected())
         await ctl.expect(State.TEST_START, timeout=CONNECT_WAIT)
         test.started(ctl.time)
         await ctl.expect(State.TEST_RUNNING)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -100,7 +101,7 @@ def test_tcp_download_time_limited_with_intervals(port: int) -> None:
 def test_tcp_upload_parallel(port: int) -> None:
     rc, records, err = pktlab(port, "-t", "1", "-P", "2", "--direction", "upload", "-i", "0")
     assert rc == 0, (err, records)
-    (result,) = records[:-1]
+    (result,) = [r for r in records if r["type"] == "throughput"]
     assert [s["id"] for s in result["streams"]] == [5, 7]
     for s in result["streams"]:  # the endpoint's ntag figure against the server's receiver
         assert abs(1 - s["sender"]["mbit_s"] / s["receiver"]["mbit_s"]) < 0.15, s
@@ -140,9 +141,13 @@ def test_text_like_iperf3(port: int) -> None:
     rc, out, err = pktlab(port, "-u", "-b", "10M", "-t", "1", "-i", "0.5", json_out=False)
     assert rc == 0, err
     lines = out.splitlines()
-    assert lines[0] == "[ ID] Interval           Transfer     Bitrate         Jitter    " \
+    assert lines[0] == f"Connecting to host 127.0.0.1, port {port}"
+    assert lines[1] == "Reverse mode, remote host 127.0.0.1 is sending"
+    assert re.fullmatch(rf"\[  5\] local \S+ port \d+ connected to 127\.0\.0\.1 port {port}",
+                        lines[2])  # fmt: skip
+    assert lines[3] == "[ ID] Interval           Transfer     Bitrate         Jitter    " \
         "Lost/Total Datagrams"  # fmt: skip
-    assert lines[1].startswith("[  5]   0.00-0.50   sec ")
+    assert lines[4].startswith("[  5]   0.00-0.50   sec ")
     assert lines[-3].startswith("[  5]   0.00-1.00   sec ") and lines[-3].endswith("receiver")
 
 
@@ -175,6 +180,7 @@ def test_ctrl_c_prints_the_totals_so_far(port: int) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
     )  # fmt: skip
     assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["type"] == "connected"
     first = proc.stdout.readline()  # the first interval: the test runs
     assert json.loads(first)["type"] == "interval"
     proc.send_signal(signal.SIGINT)

@@ -298,8 +298,15 @@ def test_parallel_streams() -> None:
     """-P 3: three data connections, each opened with the cookie; iperf3's stream ids
     1, 3, 4 in the results exchange; [  5], [  7], [  9] and a sum."""
     rig, server = rig_with_server()
-    d, intervals = run(rig, TimedSpec(direction="download", seconds=0.3, streams=3,
-                                     interval=0.1))  # fmt: skip
+    opened: list[dict[str, Any]] = []
+    intervals: list[dict[str, Any]] = []
+    spec = TimedSpec(direction="download", seconds=0.3, streams=3, interval=0.1)
+    r = rig.run(timed_test(rig.session, SERVER[0], spec=spec, on_interval=intervals.append,
+                           on_connected=opened.append))  # fmt: skip
+    d = r.to_dict()
+    (c,) = opened
+    assert c["type"] == "connected" and [s["id"] for s in c["streams"]] == [5, 7, 9]
+    assert {(s["remote_host"], s["remote_port"]) for s in c["streams"]} == {SERVER}
     assert "error" not in d, d
     assert server.params["parallel"] == 3 and len(server.cookies) == 3
     assert set(server.cookies) == {server.cookie}
