@@ -626,8 +626,10 @@ class _Test:
         if self.failure is None:
             if isinstance(e, RequestFailed) and e.name == "ESKTPKTDENY":
                 self.failure = ThroughputError(
-                    "the endpoint refused the sends (ESKTPKTDENY): over its send window or "
-                    "quota (docs/throughput.md, Uploads over TLS)"
+                    "the endpoint refused the sends (ESKTPKTDENY): over a send window or "
+                    "quota of its certificates (without a max_burst_rate_byte grant an "
+                    "endpoint allows 12,500,000 bytes per 10 s, 10 Mb/s): use -b below it, "
+                    "or see docs/throughput.md, Uploads over TLS above 10 Mb/s"
                 )
             else:
                 self.failure = e if isinstance(e, Exception) else StreamError(str(e))

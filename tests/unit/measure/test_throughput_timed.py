@@ -38,11 +38,17 @@ class UdpFakeEndpoint(StreamFakeEndpoint):
         self.udp_peer: Any = None
         self.quota: int | None = None
         self.lag = 0.0  # data notifications this late (the endpoint reading behind)
+        self.window: int | None = None  # data bytes the endpoint lets go, then ESKTPKTDENY
 
     def handle(self, msg: Any) -> None:
         if isinstance(msg, Nopen) and self.quota is not None and len(self.sockets) >= self.quota:
             self.send(Result(int(Status.ENORES)))
             return
+        if isinstance(msg, Nsend) and msg.sktid != 0 and self.window is not None:
+            self.window -= len(msg.data)
+            if self.window < 0:  # over the send window: refused, as the limits gate does
+                self.send(Result(int(Status.ESKTPKTDENY)))
+                return
         if isinstance(msg, Nsend) and msg.proto == Proto.UDP:
             self.result()
             when = max(msg.time, self.now())
@@ -522,3 +528,13 @@ def test_udp_server_that_does_not_answer_the_connect_datagram() -> None:
         "(UDP to 192.0.2.5:5201 blocked?)"
     )
     assert not server.done
+
+
+def test_sends_over_the_endpoints_window_are_a_clear_error() -> None:
+    rig, _ = rig_with_server()
+    assert isinstance(rig.endpoint, UdpFakeEndpoint)
+    rig.endpoint.rate = RATE
+    rig.endpoint.window = 2 << 20
+    d, _ = run(rig, TimedSpec(direction="upload", seconds=1, interval=0))
+    assert d["error"].startswith("the endpoint refused the sends (ESKTPKTDENY)")
+    assert "max_burst_rate_byte" in d["error"] and "use -b below it" in d["error"]
