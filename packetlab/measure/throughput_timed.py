@@ -276,6 +276,7 @@ class _Test:
         self.latest = 0  # upload: the latest ntag time
         self.should_stop: Callable[[], bool] | None = None  # polled: wrap up (Ctrl-C)
         self.stopped = False
+        self.ending = False  # TEST_END went with sends still queued: their failures are moot
         self._stop_timer: Any = None
         self.tagged = self.late = self.late_max = 0  # scheduled sends: tagged, late, worst ns
         self.heard = 0.0  # download: when the last data notification came (controller s)
@@ -542,6 +543,13 @@ class _Test:
                 await self.wake
                 if timer.active():
                     timer.cancel()
+        if spec.seconds is not None and not rate and not self.stopped:
+            # unpaced -t: TEST_END now, as iperf3's timer sends it with its socket buffer
+            # still full; the blocks still queued at the endpoint are not waited for (8 MiB
+            # took 0.7 s at 100 Mbit/s). The server counts only until TEST_END.
+            self.ending = True
+            self.ctl.send_state(State.TEST_END)
+            return
         for d in self.ntags:  # the last sends' ntags: every byte went to the kernel
             d.addTimeout(timeout, clock)
         for d in list(self.ntags):
@@ -623,7 +631,7 @@ class _Test:
 
     def _refused(self, failure: Any) -> None:
         e = failure.value
-        if self.failure is None:
+        if self.failure is None and not self.ending:
             if isinstance(e, RequestFailed) and e.name == "ESKTPKTDENY":
                 self.failure = ThroughputError(
                     "the endpoint refused the sends (ESKTPKTDENY): over a send window or "

@@ -6,6 +6,7 @@ loss and jitter, interval reports, and iperf3's text forms."""
 from __future__ import annotations
 
 import argparse
+import heapq
 import ipaddress
 import json
 import struct
@@ -38,6 +39,7 @@ class UdpFakeEndpoint(StreamFakeEndpoint):
         self.udp_peer: Any = None
         self.quota: int | None = None
         self.lag = 0.0  # data notifications this late (the endpoint reading behind)
+        self.links: dict[int, int] = {}  # sktid -> endpoint ns when its link is free
         self.window: int | None = None  # data bytes the endpoint lets go, then ESKTPKTDENY
 
     def handle(self, msg: Any) -> None:
@@ -58,6 +60,21 @@ class UdpFakeEndpoint(StreamFakeEndpoint):
                                  msg.data, when)  # fmt: skip
             return
         super().handle(msg)
+
+    def _pump(self) -> None:
+        """As StreamFakeEndpoint's, with a link per socket (each TCP connection its own
+        RATE): the control connection's bytes do not queue behind the data."""
+        now = self.now()
+        while self.pending and self.pending[0][0] <= now:
+            ready, _, msg = heapq.heappop(self.pending)
+            when = ready
+            if self.rate is not None:
+                free = self.links.get(msg.sktid, 0)
+                when = max(ready, free) + int(len(msg.data) / self.rate * 1e9)
+                self.links[msg.sktid] = when
+            self.clock.callLater((when - now) / 1e9, self._sent, msg, when)
+        if self.pending:
+            self.clock.callLater((self.pending[0][0] - now) / 1e9, self._pump)
 
     def _notify(self, sktid: int, bit: int, note: Any) -> None:
         if self.lag and sktid != 0 and isinstance(note, Ndata):  # read late, stamped on time
@@ -298,6 +315,19 @@ def test_time_limited_upload_counts_blocks_at_their_ntags() -> None:
     assert all(i["sender"] for i in intervals)
     # queueing stopped once an ntag passed the end: the window's worth more, no more
     assert server.got[0] <= RATE * 0.5 + (8 << 20) + iperf3.BLOCK
+
+
+def test_time_limited_upload_ends_on_time_on_a_slow_link() -> None:
+    """TEST_END goes once an ntag passes TEST_START + T, as iperf3's timer: not after the
+    blocks still queued at the endpoint (8 MiB: 8 s at 1 MB/s) went out."""
+    slow = 1e6
+    rig, server = rig_with_server()
+    rig.endpoint.rate = slow
+    d, _ = run(rig, TimedSpec(direction="upload", seconds=0.5, interval=0))
+    assert "error" not in d, d
+    assert server.ended - server.started == pytest.approx(0.5, abs=0.15)
+    assert d["sender_mbit_s"] == pytest.approx(slow * 8 / 1e6, rel=0.3)  # 128 KiB steps
+    assert d["mbit_s"] == pytest.approx(slow * 8 / 1e6, rel=0.3)
 
 
 def test_parallel_streams() -> None:
