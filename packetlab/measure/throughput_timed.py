@@ -16,7 +16,8 @@ by the endpoint:
   iperf3's receiver computes them, with the endpoint's receive stamp as the arrival.
 * Upload: TCP blocks (128 KiB) go unscheduled, a window of them queued per stream, each
   with an ntag; the ntag's time (the block handed to the kernel) counts it, as iperf3's
-  sender counts a write. Queueing stops once an ntag passes TEST_START + T. With -b (and
+  sender counts a write. Once an ntag passes TEST_START + T, TEST_END goes at once (the
+  blocks still queued are not waited for, as iperf3's timer does not). With -b (and
   always for UDP) the sends are scheduled instead: block k of a stream at
   `first + k * len * 8 / rate`, computed here and sent by the endpoint at that time (the
   PacketLab way: no timer at the controller), queued up to 0.5 s ahead as the test goes
