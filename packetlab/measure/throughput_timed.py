@@ -35,6 +35,7 @@ iperf3 server's for an upload, as in `throughput.py`; both sides' figures are ke
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -271,7 +272,7 @@ class _Test:
         self.end: int | None = None  # the test's end (endpoint ns), once known
         self.intervals: Intervals | None = None
         self.done: Deferred[None] = Deferred()  # download -n: N bytes in
-        self.ntags: list[Deferred[Ntag]] = []
+        self.ntags: deque[Deferred[Any]] = deque()
         self.failure: Exception | None = None
         self.wake: Deferred[None] | None = None
         self.latest = 0  # upload: the latest ntag time
@@ -602,8 +603,8 @@ class _Test:
         d.addCallback(self._queued, f, size, unit, when)  # then waits for the ntag
         d.addErrback(self._refused)
         self.ntags.append(d)
-        if len(self.ntags) > 256:  # keep those not done yet (awaited at the end)
-            self.ntags = [x for x in self.ntags if not x.called]
+        while self.ntags[0].called:  # keep those not done yet (awaited at the end); a
+            self.ntags.popleft()  # list rebuilt per send took 43 % of the CPU at 8.5k/s
 
     def _queued(self, q: Any, f: _Flow, size: int, unit: int, when: int) -> Deferred[Ntag] | None:
         if q.ntag is None:
