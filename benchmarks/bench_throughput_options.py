@@ -33,6 +33,10 @@ CASES = [
     ("UDP -R -b 100M -l 1460 -t 1", ["-R", "-u", "-b", "100M", "-l", "1460", "-t", "1"]),
     ("UDP upload -b 100M -l 1460 -t 1",
      ["--direction", "upload", "-u", "-b", "100M", "-l", "1460", "-t", "1"]),
+    ("UDP upload -b 200M -l 1460 -t 1",
+     ["--direction", "upload", "-u", "-b", "200M", "-l", "1460", "-t", "1"]),
+    ("UDP upload -b 400M -l 1460 -t 1",
+     ["--direction", "upload", "-u", "-b", "400M", "-l", "1460", "-t", "1"]),
     ("UDP upload -b 1G -l 32K -t 1",
      ["--direction", "upload", "-u", "-b", "1G", "-l", "32K", "-t", "1"]),
 ]  # fmt: skip
