@@ -9,6 +9,7 @@ from typing import Any
 from packetlab.cli import pcapout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
+from packetlab.measure import iperf3
 
 EPILOG = """\
 examples:
@@ -17,11 +18,16 @@ examples:
   pktlab run throughput --server 10.77.3.2:5201 --direction upload --bytes 8M --runs 5
   pktlab run throughput --server 10.77.3.2 --json --runs 10
   pktlab run throughput -c iperf.example -p 5202 -n 8M --direction upload   # iperf3's names
+  pktlab run throughput -c 10.77.3.2 -t 2 -i 0.5 -P 2          # iperf3 -R -t 2 -i 0.5 -P 2
+  pktlab run throughput -c 10.77.3.2 -u -b 20M -t 1 --direction upload   # iperf3 -u -b 20M
 
 Download: the data socket's ndata are masked during the transfer; the rate comes from the
 endpoint's receive stamps with the first 1 MiB ignored (the Marionette paper, §5.2).
 Upload: sends scheduled ahead with ntags masked; the rate is the iperf3 server's receiver
 figure (sender_mbit_s: the endpoint's ntag stamps, first 1 MiB ignored).
+With -t/-P/-u/-b/-i/-l: iperf3's test and lines, every figure from endpoint stamps
+(ndata receive times, ntag send times); TEST_END and paced sends (-b, UDP) are scheduled
+at the endpoint; the sender/receiver block pairs ours with the iperf3 server's.
 mbit_s is 10^6 bit/s. See docs/throughput.md.
 """
 
@@ -38,6 +44,49 @@ def size(text: str) -> int:
     if not 2 << 20 <= n <= 1 << 32:
         raise argparse.ArgumentTypeError(f"size must be 2M..4G, got {text}")
     return n
+
+
+class Given(argparse.Action):
+    """Stores the value and notes that the option was given (-n beside -t is an error, as
+    in iperf3, while the default 25M stands without -t)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
+def rate(text: str) -> float:
+    from packetlab.measure.iperf3 import parse_rate
+
+    try:
+        return parse_rate(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def length(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20}
+    t = text.strip().upper()
+    unit = t[-1:] if t[-1:] in units else ""
+    try:
+        return int(float(t[: len(t) - len(unit)]) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 1460 or 128K, got {text!r}") \
+            from None  # fmt: skip
+
+
+def timed(args: argparse.Namespace) -> bool:
+    """Any of iperf3's -t/-P/-u/-b/-i/-l: the iperf3-like test (measure.throughput_timed);
+    without them the paper's fixed-size transfer (measure.throughput)."""
+    return bool(
+        args.time is not None
+        or args.parallel != 1
+        or args.udp
+        or args.bitrate is not None
+        or args.interval is not None
+        or args.length is not None
+        or args.wide
+    )
 
 
 def split_host_port(text: str, default: int, port_option: int | None = None) -> tuple[str, int]:
@@ -86,9 +135,30 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-R", dest="direction", action="store_const", const="download",
                    help="--direction download, as iperf3 -R (the server sends)")  # fmt: skip
-    p.add_argument("-n", "--bytes", type=size, default=25 << 20, metavar="N",
+    p.add_argument("-n", "--bytes", type=size, default=25 << 20, metavar="N", action=Given,
                    help="bytes per transfer, e.g. 25M, as iperf3 -n [default: 25M, the "
-                   "paper's]")  # fmt: skip
+                   "paper's; with -t/-P/-u/-b/-i/-l: -t 10 as iperf3]")  # fmt: skip
+    p.add_argument("-t", "--time", type=float, default=None, metavar="S",
+                   help="seconds to transmit for, as iperf3 -t (not with -n); the endpoint "
+                   "ends the test at TEST_START + S")  # fmt: skip
+    p.add_argument("-P", "--parallel", type=int, default=1, metavar="N",
+                   help="parallel streams (1..128), as iperf3 -P: per-stream and [SUM] "
+                   "lines")  # fmt: skip
+    p.add_argument("-u", "--udp", action="store_true",
+                   help="UDP, as iperf3 -u: sends scheduled by the endpoint at -b; the "
+                   "server's jitter, lost/total read back")  # fmt: skip
+    p.add_argument("-b", "--bitrate", type=rate, default=None, metavar="RATE",
+                   help="bits/s per stream, e.g. 10M (K/M/G, 0: unlimited), as iperf3 -b "
+                   "[UDP 1M, TCP unlimited]; paced by scheduled sends")  # fmt: skip
+    p.add_argument("-i", "--interval", type=float, default=None, metavar="S",
+                   help="report every S seconds (0.1..60, 0: none), as iperf3 -i, from "
+                   "endpoint stamps, each as soon as it is complete [1 with -t/-P/-u/-b/-l, "
+                   "as iperf3]")  # fmt: skip
+    p.add_argument("-l", "--length", type=length, default=None, metavar="N",
+                   help="block (TCP) or datagram (UDP) size, as iperf3 -l [128K; UDP "
+                   "1460]")  # fmt: skip
+    p.add_argument("--udp-counters-64bit", dest="wide", action="store_true",
+                   help="64-bit datagram counters, as iperf3")  # fmt: skip
     p.add_argument("--runs", type=int, default=1, metavar="N", help="transfers [default: 1]")
     p.add_argument(
         "--max-time", type=float, default=60.0, metavar="S", help="seconds per transfer [60]"
@@ -109,6 +179,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     host, port = split_host_port(args.server, 5201, args.port)
     if not 1 <= args.runs <= 10_000:
         raise RunError("--runs must be 1..10000")
+    if timed(args):
+        return timed_experiment(args, host, port, emit, progress)
     recorder = pcapout.recorder_for(args)  # all runs in one file (every byte: mind the size)
 
     async def run(session: Any) -> None:
@@ -135,7 +207,134 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     return pcapout.recording(args, recorder, run)
 
 
+def timed_experiment(
+    args: argparse.Namespace, host: str, port: int, emit: Emit, progress: Progress
+) -> Experiment:
+    from packetlab.measure.throughput_timed import TimedSpec, timed_test
+
+    nbytes = args.bytes if getattr(args, "bytes_given", False) else None
+    if args.time is not None and nbytes is not None:
+        raise RunError("only one test end condition (-t, -n) may be specified, as iperf3")
+    if args.pcap is not None or args.lead is not None:
+        raise RunError("--pcap and --lead are not supported with -t/-P/-u/-b/-i/-l")
+    spec = TimedSpec(
+        direction=args.direction, seconds=args.time, nbytes=nbytes, streams=args.parallel,
+        udp=args.udp, bitrate=args.bitrate, length=args.length,
+        interval=1.0 if args.interval is None else args.interval,
+        wide=args.wide,
+    )  # fmt: skip
+    try:
+        spec.check()
+    except ValueError as e:
+        raise RunError(str(e)) from None
+
+    async def run(session: Any) -> None:
+        for i in range(args.runs):
+            if progress.stopping:
+                return
+
+            def show(text: str, i: int = i) -> None:
+                progress(f"{args.direction} {i + 1}/{args.runs}: {text}")
+
+            r = await timed_test(
+                session, host, port, spec=spec, on_interval=emit, progress=show,
+                timeout=(spec.seconds or 0) + args.max_time,
+                stopping=lambda: progress.stopping,  # Ctrl-C: the totals so far, as iperf3
+                on_connected=emit,
+            )  # fmt: skip
+            emit(r.to_dict())
+
+    return run
+
+
+#: The text warns when more than this share of the timed sends left over 1 ms late.
+LATE_SHARE = 0.05
+
+
+def _tail(side: dict[str, Any], udp: bool, sender: bool) -> str:
+    if not udp:
+        return ""
+    if sender:
+        return iperf3.udp_tail(0.0, 0, side.get("packets", 0))
+    return iperf3.udp_tail(side.get("jitter_ms", 0.0) / 1e3, side.get("lost", 0),
+                           side.get("packets", 0))  # fmt: skip
+
+
+def interval_rows(r: Record) -> str:
+    """iperf3's -i lines: one per stream, [SUM] with several, a header before the first."""
+    udp, lines = r["protocol"] == "udp", []
+    if r["start"] == 0:
+        head = iperf3.UDP_SENDER_HEADER if r["sender"] else iperf3.UDP_HEADER
+        lines.append(head if udp else iperf3.HEADER)
+    for s in r["streams"]:
+        tail = f"  {s['packets']}  " if udp else ""
+        if "jitter_ms" in s:
+            tail = iperf3.udp_tail(s["jitter_ms"] / 1e3, s["lost"], s["total"])
+        lines.append(iperf3.report_line(s["id"], r["start"], r["end"], s["bytes"],
+                                        r["seconds"], tail))  # fmt: skip
+    if len(r["streams"]) > 1:
+        tail = f"  {r['sum']['packets']}  " if udp else ""
+        if udp and "jitter_ms" in r["streams"][0]:  # iperf3: the streams' mean jitter
+            jitter = sum(s["jitter_ms"] for s in r["streams"]) / len(r["streams"]) / 1e3
+            tail = iperf3.udp_tail(jitter, sum(s["lost"] for s in r["streams"]),
+                                   sum(s["total"] for s in r["streams"]))  # fmt: skip
+        lines.append(iperf3.report_line("SUM", r["start"], r["end"], r["sum"]["bytes"],
+                                        r["seconds"], tail))  # fmt: skip
+        lines.append(iperf3.SEPARATOR)
+    return "\n".join(lines)
+
+
+def timed_rows(r: Record) -> str:
+    """iperf3's closing block: sender and receiver lines per stream and [SUM], and which
+    of them are the endpoint's."""
+    udp = r["protocol"] == "udp"
+    shown = r.get("interval") and r["parallel"] > 1  # the intervals ended with a separator
+    lines = [] if shown else [iperf3.SEPARATOR]
+    lines.append(iperf3.UDP_HEADER if udp else iperf3.HEADER)
+    pad = "" if udp else " " * 16
+
+    def two(label: int | str, s: Record) -> None:
+        for side in ("sender", "receiver"):
+            x = s[side]
+            tail = _tail(x, udp, side == "sender") + f"  {pad}{side}"
+            lines.append(iperf3.report_line(label, 0.0, r["seconds"] or 0.0, x["bytes"],
+                                            x["seconds"] or 0.0, tail))  # fmt: skip
+
+    for s in r["streams"]:
+        two(s["id"], s)
+    if len(r["streams"]) > 1:
+        two("SUM", r["sum"])
+    theirs = "sender" if r["endpoint"] == "receiver" else "receiver"
+    lines.append(f"# {r['endpoint']}: the endpoint's stamps; {theirs}: the iperf3 server's")
+    if r.get("late_sends", 0) > LATE_SHARE * r.get("tagged_sends", 0):
+        lines.append(
+            f"# warning: {r['late_sends']} of {r['tagged_sends']} timed sends left over 1 ms "
+            f"late (up to {r['late_max_ms']:g} ms): the sends did not reach the endpoint in "
+            "time for -b; a larger -l needs fewer of them"
+        )
+    return "\n".join(lines)
+
+
+def connected_rows(r: Record) -> str:
+    """iperf3's opening lines (the local side is the endpoint's)."""
+    lines = [f"Connecting to host {r['server']}, port {r['port']}"]
+    if r["direction"] == "download":
+        lines.append(f"Reverse mode, remote host {r['server']} is sending")
+    for s in r["streams"]:
+        lines.append(
+            f"[{s['id']:>3}] local {s['local_host']} port {s['local_port']} connected to "
+            f"{s['remote_host']} port {s['remote_port']}"
+        )
+    return "\n".join(lines)
+
+
 def row(r: Record) -> str | None:
+    if r["type"] == "connected":
+        return connected_rows(r)
+    if r["type"] == "interval":
+        return interval_rows(r)
+    if r["type"] == "throughput" and "protocol" in r and "error" not in r:
+        return timed_rows(r)
     if r["type"] == "summary":
         mean = r.get("mbit_s_mean")
         return (
@@ -144,7 +343,8 @@ def row(r: Record) -> str | None:
             else f"# {r['ok']} of {r['runs']} runs"
         )
     if "error" in r:
-        return f"{r['direction']:<9} {r['bytes']:>10}  error: {r['error']}"
+        size = r["bytes"] if r["bytes"] is not None else f"{r['time'] or 10:g} s"
+        return f"{r['direction']:<9} {size:>10}  error: {r['error']}"
     extra = f"  (sender {r['sender_mbit_s']:.1f})" if r.get("sender_mbit_s") else ""
     return (
         f"{r['direction']:<9} {r['bytes']:>10}  {r['seconds']:>8.4f} s  "
@@ -166,7 +366,7 @@ def summary(records: list[Record]) -> Record:
 
 
 def budget(args: argparse.Namespace) -> float:
-    return args.runs * (args.max_time + 20)
+    return args.runs * ((args.time or 0) + args.max_time + 20)
 
 
 COMMAND = Command(

@@ -15,14 +15,17 @@ from __future__ import annotations
 import json
 import secrets
 import struct
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
 __all__ = [
     "COOKIE_SIZE",
     "DEFAULT_PORT",
+    "Intervals",
     "Iperf3Error",
     "State",
+    "UdpReceiver",
     "client_results",
     "cookie",
     "decode_json",
@@ -146,3 +149,279 @@ def stream_result(results: dict[str, Any]) -> tuple[int, float]:
     except (KeyError, TypeError, ValueError) as e:
         raise Iperf3Error(f"unexpected iperf3 results: {e!r}") from None
     return nbytes, seconds
+
+
+# ---------------------------------------------------------------- timed, parallel, UDP tests
+
+#: iperf3's bounds on its options (iperf_api.c, 3.12): -P, -i, UDP block, default -t.
+MAX_STREAMS = 128
+MIN_INTERVAL, MAX_INTERVAL = 0.1, 60.0
+DEFAULT_TIME = 10.0
+DEFAULT_UDP_RATE = 1_000_000  # bit/s: iperf3's -b default for UDP
+DEFAULT_UDP_BLOCK = 1460  # iperf3's on a 1500-byte MTU path (it takes the control MSS)
+MAX_UDP_BLOCK = 65507 - 8  # one IPv4 datagram
+#: The datagram a UDP stream's client sends to be "accepted" and the server's answer:
+#: iperf3 writes the ints 0x36373839 / 0x39383736 in host order (little-endian here).
+UDP_CONNECT_MSG, UDP_CONNECT_REPLY = b"9876", b"6789"
+
+
+def stream_ids(n: int) -> list[int]:
+    """iperf3's stream ids for `n` streams: 1, 3, 4, ... (iperf_add_stream counts from 2
+    past the streams already listed, so the second stream is 3; client and server agree)."""
+    return [1, *range(3, n + 2)]
+
+
+def display_ids(n: int) -> list[int]:
+    """The `[  5]` labels iperf3 3.12 prints for `n` streams (its socket numbers)."""
+    return [5 + 2 * i for i in range(n)]
+
+
+def timed_parameters(
+    *,
+    udp: bool,
+    seconds: float | None,
+    nbytes: int | None,
+    streams: int,
+    reverse: bool,
+    length: int,
+    bitrate: float | None,
+    wide_counters: bool = False,
+) -> dict[str, Any]:
+    """The PARAM_EXCHANGE object of native `iperf3 -c` with -t or -n, -P, -u, -b, -l, -R
+    (checked with `iperf3 -d`): "time" a whole number of seconds (iperf3 takes -t as an
+    integer; the test itself runs the fraction too, timed by the client)."""
+    params: dict[str, Any] = {
+        "udp" if udp else "tcp": True,
+        "omit": 0,
+        "time": 0 if seconds is None else max(1, int(seconds + 0.999)),
+        "num": nbytes or 0,
+        "blockcount": 0,
+        "parallel": streams,
+        "len": length,
+        "pacing_timer": 1000,
+        "client_version": "3.12",
+    }
+    if bitrate:
+        params["bandwidth"] = int(bitrate)
+    if reverse:
+        params["reverse"] = True
+    if wide_counters:
+        params["udp_counters_64bit"] = 1
+    return params
+
+
+def timed_client_results(figures: list[tuple[int, int, int, float]]) -> dict[str, Any]:
+    """EXCHANGE_RESULTS for several streams: (id, bytes, packets, seconds) each."""
+    return {
+        "cpu_util_total": 0,
+        "cpu_util_user": 0,
+        "cpu_util_system": 0,
+        "sender_has_retransmits": -1,
+        "streams": [
+            {"id": sid, "bytes": nbytes, "retransmits": -1, "jitter": 0, "errors": 0,
+             "packets": packets, "start_time": 0, "end_time": seconds}
+            for sid, nbytes, packets, seconds in figures
+        ],
+    }  # fmt: skip
+
+
+def server_streams(results: dict[str, Any]) -> dict[int, dict[str, float]]:
+    """The server's figures per stream id: bytes, seconds, jitter (s), errors (lost
+    datagrams), packets (the highest datagram number seen, iperf3's total)."""
+    out: dict[int, dict[str, float]] = {}
+    try:
+        for s in results["streams"]:
+            out[int(s["id"])] = {
+                "bytes": int(s["bytes"]),
+                "seconds": float(s.get("end_time", 0)) - float(s.get("start_time", 0)),
+                "jitter": float(s.get("jitter", 0)),
+                "errors": int(s.get("errors", 0)),
+                "packets": int(s.get("packets", 0)),
+            }
+    except (KeyError, TypeError, ValueError) as e:
+        raise Iperf3Error(f"unexpected iperf3 results: {e!r}") from None
+    return out
+
+
+def udp_header(count: int, ns: int, *, wide: bool = False) -> bytes:
+    """iperf3's UDP payload head: the send time (u32 seconds, u32 microseconds) and the
+    datagram's number from 1 (u32, or u64 with --udp-counters-64bit), big-endian."""
+    sec, usec = divmod(ns // 1000, 1_000_000)
+    if wide:
+        return struct.pack(">IIQ", sec & 0xFFFFFFFF, usec, count)
+    return struct.pack(">III", sec & 0xFFFFFFFF, usec, count & 0xFFFFFFFF)
+
+
+def parse_udp_header(data: bytes, *, wide: bool = False) -> tuple[int, float]:
+    """(datagram number, send time in s) of an iperf3 UDP datagram."""
+    if wide:
+        sec, usec, count = struct.unpack_from(">IIQ", data)
+    else:
+        sec, usec, count = struct.unpack_from(">III", data)
+    return count, sec + usec / 1e6
+
+
+class UdpReceiver:
+    """What an iperf3 receiver counts of one UDP stream (iperf_udp_recv, 3.12): the
+    highest number seen (the total), the gaps (lost; a late datagram takes one back),
+    out-of-order datagrams, and the RFC 1889 jitter of transit times (s)."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.lost = 0
+        self.out_of_order = 0
+        self.jitter = 0.0
+        self._transit: float | None = None
+
+    def add(self, count: int, sent: float, arrived: float) -> None:
+        if count >= self.packets + 1:
+            if count > self.packets + 1:
+                self.lost += count - 1 - self.packets
+            self.packets = count
+        else:
+            self.out_of_order += 1
+            if self.lost > 0:
+                self.lost -= 1
+        transit = arrived - sent
+        if self._transit is None:
+            self._transit = transit
+        d = abs(transit - self._transit)
+        self._transit = transit
+        self.jitter += (d - self.jitter) / 16.0
+
+
+_RATE_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def parse_rate(text: str) -> float:
+    """iperf3's -b: bits/s with an optional K/M/G/T (10^3 steps); 0 is unlimited. Unlike
+    iperf3 (which reads garbage as 0, unlimited) anything else is refused."""
+    t = text.strip()
+    unit = t[-1:].upper() if t[-1:].upper() in _RATE_UNITS and t[-1:].isalpha() else ""
+    number = t[: len(t) - len(unit)]
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"expected a rate like 10M (bits/s), got {text!r}") from None
+    if "/" in t or not 0 <= value < float("inf"):
+        raise ValueError(f"expected a rate like 10M (bits/s), got {text!r}")
+    return value * _RATE_UNITS[unit]
+
+
+def unit(value: float, kind: str) -> str:
+    """iperf3's adaptive unit_snprintf: `kind` "bytes" (1024 steps, "MBytes") or "bits"
+    (1000 steps, "Mbits"); #.## under 10, ##.# under 100, else whole."""
+    step, labels = (
+        (1024.0, ("Bytes", "KBytes", "MBytes", "GBytes", "TBytes"))
+        if kind == "bytes"
+        else (1000.0, ("bits", "Kbits", "Mbits", "Gbits", "Tbits"))
+    )
+    i = 0
+    while value >= step and i < len(labels) - 1:
+        value /= step
+        i += 1
+    if value < 9.995:
+        num = f"{value:4.2f}"
+    elif value < 99.95:
+        num = f"{value:4.1f}"
+    else:
+        num = f"{value:4.0f}"
+    return f"{num} {labels[i]}"
+
+
+HEADER = "[ ID] Interval           Transfer     Bitrate"
+UDP_HEADER = HEADER + "         Jitter    Lost/Total Datagrams"
+UDP_SENDER_HEADER = HEADER + "         Total Datagrams"
+SEPARATOR = "- - - - - - - - - - - - - - - - - - - - - - - - -"
+
+
+def report_line(
+    label: int | str,
+    start: float,
+    end: float,
+    nbytes: int,
+    seconds: float,
+    tail: str = "",
+) -> str:
+    """One of iperf3's `[  5]   0.00-1.00   sec  1.22 MBytes  10.2 Mbits/sec ...` lines."""
+    ident = f"[{label:>3}]" if isinstance(label, int) else f"[{label}]"
+    rate = nbytes * 8 / seconds if seconds > 0 else 0.0
+    return (
+        f"{ident} {start:6.2f}-{end:<6.2f} sec  {unit(nbytes, 'bytes')}  "
+        f"{unit(rate, 'bits')}/sec{tail}"
+    )
+
+
+def udp_tail(jitter_s: float, lost: int, total: int) -> str:
+    """The receiver columns of a UDP line: `  0.006 ms  0/39 (0%)`."""
+    pct = 100.0 * lost / total if total else 0.0
+    return f"  {jitter_s * 1e3:5.3f} ms  {lost}/{total} ({pct:.2g}%)"
+
+
+class Intervals:
+    """Per-interval counts of several streams from endpoint stamps (ns), as iperf3's -i
+    reports: interval k spans [start + k*every, start + (k+1)*every); it is complete once a
+    stamp at or past its end is seen (or at `finish`). A stamp earlier than the open
+    interval (another stream's, reported late) counts in the open one."""
+
+    def __init__(
+        self,
+        start_ns: int,
+        every_ns: int,
+        ids: list[int],
+        extra: Callable[[int], dict[str, Any]] | None = None,
+    ) -> None:
+        self.start, self.every, self.ids = start_ns, every_ns, ids
+        self.extra = extra  # more fields of a stream's interval, asked when it closes
+        self.k = 0
+        self.bytes = dict.fromkeys(ids, 0)
+        self.packets = dict.fromkeys(ids, 0)
+
+    def add(self, sid: int, t: int, nbytes: int, packets: int = 0) -> list[dict[str, Any]]:
+        out = self.until(t)
+        self.bytes[sid] += nbytes
+        self.packets[sid] += packets
+        return out
+
+    def until(self, t: int) -> list[dict[str, Any]]:
+        """Close every interval that ended by `t`."""
+        out = []
+        while self.every > 0 and t >= self.start + (self.k + 1) * self.every:
+            out.append(self._close(self.start + (self.k + 1) * self.every))
+        return out
+
+    def finish(self, end_ns: int) -> list[dict[str, Any]]:
+        """The intervals up to the test's end, the last one partial if it is at least a
+        tenth of an interval or carried bytes (iperf3 drops a shorter, empty one)."""
+        out = self.until(end_ns)
+        if self.every <= 0:
+            return out
+        begin = self.start + self.k * self.every
+        if end_ns > begin and (end_ns - begin >= self.every / 10 or any(self.bytes.values())):
+            out.append(self._close(end_ns))
+        return out
+
+    def _close(self, end_ns: int) -> dict[str, Any]:
+        begin = self.start + self.k * self.every
+        seconds = (end_ns - begin) / 1e9
+        streams: list[dict[str, Any]] = [
+            {"id": sid, "bytes": self.bytes[sid], "packets": self.packets[sid],
+             "bits_per_second": self.bytes[sid] * 8 / seconds if seconds > 0 else 0.0}
+            for sid in self.ids
+        ]  # fmt: skip
+        if self.extra is not None:
+            for st in streams:
+                st.update(self.extra(st["id"]))
+        total = sum(self.bytes.values())
+        rec = {
+            "start": round((begin - self.start) / 1e9, 6),
+            "end": round((end_ns - self.start) / 1e9, 6),
+            "seconds": round(seconds, 6),
+            "streams": streams,
+            "sum": {"bytes": total, "packets": sum(self.packets.values()),
+                    "bits_per_second": total * 8 / seconds if seconds > 0 else 0.0},
+        }  # fmt: skip
+        self.k += 1
+        self.bytes = dict.fromkeys(self.ids, 0)
+        self.packets = dict.fromkeys(self.ids, 0)
+        return rec

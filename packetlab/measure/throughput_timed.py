@@ -1,0 +1,816 @@
+"""iperf3's time-limited, parallel and UDP tests through an endpoint, with interval
+reports (`pktlab run throughput -t/-P/-u/-b/-i`), against a stock iperf3 server.
+
+The control protocol is the one `throughput.py` speaks (packetlab.measure.iperf3), with
+native `iperf3 -c`'s parameters for -t/-n, -P, -u, -b, -l and -R. Every figure is timed
+by the endpoint:
+
+* The test's clock starts at the endpoint's receive stamp of TEST_START, as iperf3's
+  client starts its own when TEST_START arrives.
+* Download (-R): the data sockets' ndata flow to the controller as they come (nothing is
+  held: a time-limited test has no size to budget for); each counts at its receive
+  stamp. TEST_END is an nsend on the control connection scheduled at TEST_START + T, so
+  the endpoint ends the test at the nanosecond; what was received by then counts. With
+  -n instead, TEST_END goes once the streams hold N bytes (iperf3's rule: all streams).
+  UDP: each datagram's number and send time (iperf3's header) give loss and jitter as
+  iperf3's receiver computes them, with the endpoint's receive stamp as the arrival.
+* Upload: TCP blocks (128 KiB) go unscheduled, a window of them queued per stream, each
+  with an ntag; the ntag's time (the block handed to the kernel) counts it, as iperf3's
+  sender counts a write. Once an ntag passes TEST_START + T, TEST_END goes at once (the
+  blocks still queued are not waited for, as iperf3's timer does not). With -b (and
+  always for UDP) the sends are scheduled instead: block k of a stream at
+  `first + k * len * 8 / rate`, computed here and sent by the endpoint at that time (the
+  PacketLab way: no timer at the controller), queued up to 0.5 s ahead as the test goes
+  (that horizon reached gradually from the first send's 20 ms lead). A paced test's T
+  seconds run from its first send; a send whose ntag came over 1 ms after its time is
+  counted as late (`late_sends`: the sends did not reach the endpoint in time).
+  Each UDP datagram carries iperf3's header with its scheduled time and number; the
+  server's jitter, loss and total come back in the results exchange.
+* `-i`: an interval is reported once a stamp past its end arrived (or at the end).
+
+The receiver's figure is the test's `mbit_s`: ours (endpoint stamps) for a download, the
+iperf3 server's for an upload, as in `throughput.py`; both sides' figures are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+
+from packetlab.controller import (
+    AddressLike,
+    ControllerError,
+    EndpointSession,
+    RequestFailed,
+    deferred_api,
+    parse_address,
+    read_socket_info,
+    read_system_info,
+    read_time,
+    wait_connected,
+)
+from packetlab.measure import iperf3
+from packetlab.measure.iperf3 import DEFAULT_PORT, Intervals, Iperf3Error, State, UdpReceiver
+from packetlab.measure.stream import StreamError, connect_failure
+from packetlab.measure.throughput import (
+    ThroughputError,
+    _admitted,
+    _closed_by_server,
+    _Control,
+    _sleep,
+)
+from packetlab.wire import Family, Ndata, Nstat, NstatCode, Ntag
+
+__all__ = ["TimedResult", "TimedSpec", "timed_test"]
+
+OnInterval = Callable[[dict[str, Any]], None]
+OnProgress = Callable[[str], None]
+
+#: Unscheduled TCP upload: blocks queued per stream ahead of their ntags (in all, split
+#: among the streams, at least two blocks each): the endpoint's send buffer stays fed.
+WINDOW = 8 << 20
+#: Scheduled sends (-b, UDP) are queued this far ahead of the endpoint's clock, the first
+#: this long after the controller learnt the clock (the in-process endpoint shares the
+#: controller's CPU: 0.2 s ahead left 40 % of the sends at 20 Mbit/s late by up to 26 ms).
+HORIZON_S, FIRST_LEAD_S = 0.5, 0.02
+#: Scheduled sends: ntags for about this many sends a second per stream (every k-th, and
+#: the last), enough for 0.1 s intervals without a notification per datagram.
+TAGS_PER_S = 1000
+RBUF = 4 << 20  # download: each data socket's receive budget at the endpoint
+CONNECT_WAIT = 10.0
+#: Download: the data is all in once no notification came for this long after the end.
+QUIET_S = 0.05
+#: Download -t: TEST_END is queued at the endpoint this long before its time.
+END_AHEAD_S = 0.25
+#: A scheduled send whose ntag is this much after its time left late (the sends reached
+#: the endpoint after their time: the controller or the endpoint did not keep up).
+LATE_NS = 1_000_000
+
+
+@dataclass(slots=True)
+class TimedSpec:
+    """What native `iperf3 -c` takes: `seconds` (-t) or `nbytes` (-n, all streams
+    together), `streams` (-P), `udp` (-u), `bitrate` (-b, bit/s per stream; UDP default
+    1 Mbit/s, TCP unlimited), `interval` (-i, 0: none), `length` (-l)."""
+
+    direction: str = "download"
+    seconds: float | None = None
+    nbytes: int | None = None
+    streams: int = 1
+    udp: bool = False
+    bitrate: float | None = None
+    interval: float = 0.0
+    length: int | None = None
+    wide: bool = False  # --udp-counters-64bit
+
+    def check(self) -> None:
+        if self.direction not in ("download", "upload"):
+            raise ValueError(f"direction must be download or upload, got {self.direction!r}")
+        if self.seconds is not None and self.nbytes is not None:
+            raise ValueError("only one test end condition (-t, -n) may be specified")
+        if self.seconds is None and self.nbytes is None:
+            self.seconds = iperf3.DEFAULT_TIME
+        if self.seconds is not None and not 0 < self.seconds <= 86400:
+            raise ValueError(f"-t must be 0 < T <= 86400 s, got {self.seconds:g}")
+        if self.nbytes is not None and self.nbytes <= 0:
+            raise ValueError(f"-n must be positive, got {self.nbytes}")
+        if not 1 <= self.streams <= iperf3.MAX_STREAMS:
+            raise ValueError(
+                f"-P must be 1..{iperf3.MAX_STREAMS} (iperf3's maximum), got {self.streams}"
+            )
+        if self.interval and not iperf3.MIN_INTERVAL <= self.interval <= iperf3.MAX_INTERVAL:
+            raise ValueError(
+                f"-i must be 0 or {iperf3.MIN_INTERVAL:g}..{iperf3.MAX_INTERVAL:g} s "
+                f"(iperf3's bounds), got {self.interval:g}"
+            )
+        if self.bitrate is not None and self.bitrate < 0:
+            raise ValueError(f"-b must not be negative, got {self.bitrate:g}")
+        top = iperf3.MAX_UDP_BLOCK if self.udp else 16 << 20
+        least = 16 if self.udp else 1
+        if self.length is not None and not least <= self.length <= top:
+            raise ValueError(f"-l must be {least}..{top} bytes, got {self.length}")
+
+    @property
+    def block(self) -> int:
+        if self.length:
+            return self.length
+        return iperf3.DEFAULT_UDP_BLOCK if self.udp else iperf3.BLOCK
+
+    @property
+    def rate(self) -> float | None:
+        """bit/s per stream, None: as fast as it goes."""
+        if self.bitrate:
+            return self.bitrate
+        return float(iperf3.DEFAULT_UDP_RATE) if self.udp and self.bitrate is None else None
+
+
+@dataclass(slots=True)
+class _Flow:
+    """One data stream: its ids and what was counted on it (within the test)."""
+
+    sid: int  # iperf3's stream id (1, 3, 4, ...)
+    label: int  # the `[  5]` iperf3 prints
+    sktid: int
+    bytes: int = 0
+    packets: int = 0
+    queued: int = 0  # upload: bytes queued
+    sent_packets: int = 0  # upload: sends queued
+    outstanding: int = 0  # upload: bytes queued whose ntag has not come
+    next_time: int = 0  # scheduled upload: the next send's endpoint time
+    closed: bool = False
+    udp: UdpReceiver = field(default_factory=UdpReceiver)
+    reply: Deferred[None] | None = None  # UDP: the server's answer to the connect datagram
+
+
+@dataclass(slots=True)
+class TimedResult:
+    spec: TimedSpec
+    server: str
+    port: int
+    seconds: float | None = None  # the test's span (TEST_START to its end), endpoint time
+    streams: list[dict[str, Any]] = field(default_factory=list)
+    late: tuple[int, int, float] | None = None  # scheduled sends: (late, tagged, worst ms)
+    stopped: bool = False  # ended early when asked (`stopping`: Ctrl-C)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.spec
+        out: dict[str, Any] = {
+            "type": "throughput",
+            "direction": s.direction,
+            "server": self.server,
+            "port": self.port,
+            "protocol": "udp" if s.udp else "tcp",
+            "parallel": s.streams,
+            "time": s.seconds,
+            "bytes": s.nbytes,
+            "interval": s.interval,
+        }
+        if s.rate:
+            out["bitrate"] = s.rate
+        if self.error is not None:
+            out["error"] = self.error
+            return out
+        ours, theirs = "receiver", "sender"
+        if s.direction == "upload":
+            ours, theirs = theirs, ours
+        total = {side: _sum([st[side] for st in self.streams], s.udp) for side in (ours, theirs)}
+        out.update(
+            seconds=self.seconds,
+            bytes=total[ours]["bytes"],
+            mbit_s=total["receiver"]["mbit_s"],
+            method="ndata-stamps" if s.direction == "download" else "iperf3-server",
+            server_bytes=total[theirs]["bytes"],
+            server_seconds=total[theirs]["seconds"],
+            server_mbit_s=total[theirs]["mbit_s"],
+            endpoint=ours,
+            streams=self.streams,
+            sum=total,
+        )
+        if s.direction == "upload":
+            out["sender_mbit_s"] = total["sender"]["mbit_s"]
+        if self.stopped:
+            out["stopped"] = True
+        if self.late is not None:
+            out.update(late_sends=self.late[0], tagged_sends=self.late[1],
+                       late_max_ms=self.late[2])  # fmt: skip
+        return out
+
+
+def _sum(sides: list[dict[str, Any]], udp: bool) -> dict[str, Any]:
+    nbytes = sum(x["bytes"] for x in sides)
+    seconds = max((x["seconds"] for x in sides), default=0.0)
+    out: dict[str, Any] = {
+        "bytes": nbytes,
+        "seconds": seconds,
+        "mbit_s": nbytes * 8 / seconds / 1e6 if seconds > 0 else None,
+    }
+    if udp:
+        out["packets"] = sum(x.get("packets", 0) for x in sides)
+        if all("lost" in x for x in sides):
+            out["lost"] = sum(x["lost"] for x in sides)
+            out["jitter_ms"] = sum(x["jitter_ms"] for x in sides) / max(len(sides), 1)
+    return out
+
+
+def _side(nbytes: int, seconds: float, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "bytes": nbytes,
+        "seconds": round(seconds, 6),
+        "mbit_s": nbytes * 8 / seconds / 1e6 if seconds > 0 else None,
+    }
+    out.update(extra)
+    return out
+
+
+class _Test:
+    """One test's data streams once the server asked for them."""
+
+    def __init__(
+        self,
+        session: EndpointSession,
+        spec: TimedSpec,
+        addr: Any,
+        port: int,
+        ctl: _Control,
+        on_interval: OnInterval | None,
+        progress: OnProgress | None,
+    ) -> None:
+        self.session, self.spec, self.addr, self.port, self.ctl = session, spec, addr, port, ctl
+        self.on_interval = on_interval
+        self.progress = progress
+        self.flows: list[_Flow] = []
+        self.t0 = 0  # endpoint stamp of TEST_START
+        self.stop_at = 0  # -t: t0 + T
+        self.end: int | None = None  # the test's end (endpoint ns), once known
+        self.intervals: Intervals | None = None
+        self.done: Deferred[None] = Deferred()  # download -n: N bytes in
+        self.ntags: deque[Deferred[Any]] = deque()
+        self.failure: Exception | None = None
+        self.wake: Deferred[None] | None = None
+        self.latest = 0  # upload: the latest ntag time
+        self.should_stop: Callable[[], bool] | None = None  # polled: wrap up (Ctrl-C)
+        self.stopped = False
+        self.ending = False  # TEST_END went with sends still queued: their failures are moot
+        self._stop_timer: Any = None
+        self.tagged = self.late = self.late_max = 0  # scheduled sends: tagged, late, worst ns
+        self.heard = 0.0  # download: when the last data notification came (controller s)
+        self.counted = False  # the figures are final: later notifications are not counted
+        self.early: list[tuple[_Flow, Ndata]] = []  # download data seen before `started`
+        self.marks: dict[int, tuple[int, int]] = {}  # UDP download: (lost, packets) so far
+
+    # ---------------------------------------------------------------- streams
+
+    async def open(self, key: bytes) -> None:
+        spec, session = self.spec, self.session
+        family = Family.IP6 if self.addr.version == 6 else Family.IP4
+        info = await read_system_info(session)
+        rbuf = max(256 << 10, min(RBUF, (info.bufmax - info.bufused) // (spec.streams + 1)))
+        for i, (sid, label) in enumerate(
+            zip(iperf3.stream_ids(spec.streams), iperf3.display_ids(spec.streams), strict=True)
+        ):
+            try:
+                sktid = session.free_sktid()
+                if spec.udp:
+                    sock = await session.nopen_udp(sktid, family=family, rbufsz=rbuf,
+                                                   buffer=False)  # fmt: skip
+                else:
+                    sock = await session.nopen_tcp_connect(
+                        sktid, self.addr, self.port, rbufsz=rbuf, buffer=False
+                    )
+            except RequestFailed as e:
+                if e.name == "ENORES":
+                    raise ThroughputError(
+                        f"-P {spec.streams}: the endpoint refused stream {i + 1} (ENORES: its "
+                        f"max_socket_count, the certificate's socket quota, is used up with "
+                        f"{i + 1} sockets open); ask for fewer streams"
+                    ) from None
+                raise
+            except ControllerError as e:
+                raise ThroughputError(
+                    f"-P {spec.streams}: stream {i + 1} cannot be opened: {e} (the endpoint's "
+                    "socket ids, 256 a session, are shared with the control connection)"
+                ) from None
+            flow = _Flow(sid, label, sktid)
+            self.flows.append(flow)
+            sock.add_callback(partial(self._note, flow))
+            if spec.udp:
+                flow.reply = Deferred()
+                try:
+                    await session.nsend(sktid, iperf3.UDP_CONNECT_MSG, to=(self.addr, self.port))
+                except BaseException:
+                    flow.reply.addErrback(lambda _: None)
+                    flow.reply.cancel()
+                    raise
+                flow.reply.addTimeout(CONNECT_WAIT, session.reactor)
+                try:
+                    await flow.reply
+                except defer.TimeoutError:
+                    raise StreamError(
+                        f"the iperf3 server did not answer UDP stream {i + 1}'s connect "
+                        f"datagram within {CONNECT_WAIT:g} s (UDP to {self.addr}:{self.port} "
+                        "blocked?)"
+                    ) from None
+            else:
+                await wait_connected(session, sktid, timeout=CONNECT_WAIT)
+                session.nsend(sktid, key).addErrback(lambda _: None)
+
+    def _note(self, flow: _Flow, note: object) -> None:
+        if isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
+            flow.closed = True
+            return
+        if not isinstance(note, Ndata):
+            return
+        if flow.reply is not None and not flow.reply.called:
+            if note.data == iperf3.UDP_CONNECT_REPLY or len(note.data) == 4:
+                flow.reply.callback(None)
+            return
+        if self.spec.direction != "download" or self.counted:
+            return
+        self.heard = self.session.reactor.seconds()
+        if not self.t0:  # before the controller read TEST_START: counted once it has
+            self.early.append((flow, note))
+            return
+        if self.end is not None and note.time > self.end:
+            return  # after the test's end: iperf3 stops reading then
+        packets = 0
+        if self.spec.udp and len(note.data) >= (16 if self.spec.wide else 12):
+            count, sent = iperf3.parse_udp_header(note.data, wide=self.spec.wide)
+            flow.udp.add(count, sent, note.time / 1e9)
+            packets = 1
+        self._count(flow, note.time, len(note.data), packets)
+        nbytes = self.spec.nbytes
+        if nbytes is not None and self.end is None and sum(f.bytes for f in self.flows) >= nbytes:
+            self.end = note.time
+            if not self.done.called:
+                self.done.callback(None)
+
+    def _count(self, flow: _Flow, t: int, nbytes: int, packets: int) -> None:
+        flow.bytes += nbytes
+        flow.packets += packets
+        if self.intervals is not None:
+            for rec in self.intervals.add(flow.label, t, nbytes, packets):
+                self._emit(rec)
+
+    def _emit(self, rec: dict[str, Any]) -> None:
+        if self.on_interval is not None:
+            rec.update(type="interval", direction=self.spec.direction,
+                       protocol="udp" if self.spec.udp else "tcp",
+                       sender=self.spec.direction == "upload")  # fmt: skip
+            self.on_interval(rec)
+
+    def started(self, t0: int) -> None:
+        self.t0 = t0
+        if self.spec.seconds is not None:
+            self.stop_at = t0 + int(self.spec.seconds * 1e9)
+            self.end = self.stop_at if self.spec.direction == "upload" else None
+        if self.spec.interval:
+            labels = [f.label for f in self.flows]
+            extra = self._udp_interval if self.spec.udp and self.spec.direction == "download" \
+                else None  # fmt: skip
+            self.intervals = Intervals(t0, int(self.spec.interval * 1e9), labels, extra)
+        early, self.early = self.early, []
+        for flow, note in early:
+            self._note(flow, note)
+
+    def _udp_interval(self, label: int) -> dict[str, Any]:
+        """A UDP receiver's interval columns, as iperf3's: the jitter now, the datagrams
+        lost and expected since the last interval."""
+        f = next(x for x in self.flows if x.label == label)
+        lost0, total0 = self.marks.get(label, (0, 0))
+        self.marks[label] = (f.udp.lost, f.udp.packets)
+        return {"jitter_ms": round(f.udp.jitter * 1e3, 6), "lost": f.udp.lost - lost0,
+                "total": f.udp.packets - total0}  # fmt: skip
+
+    # ---------------------------------------------------------------- download
+
+    async def download(self, timeout: float) -> None:
+        spec, clock = self.spec, self.session.reactor
+        if spec.seconds is not None:
+            # TEST_END is queued at the endpoint for TEST_START + T once that is near (a
+            # queued send cannot be taken back: until then a stop can still end it now)
+            if await self._wait_until(self.stop_at - int(END_AHEAD_S * 1e9), timeout):
+                self.end = self.stop_at  # the endpoint sends TEST_END then (scheduled)
+                self.ctl.stream.send(iperf3.state_byte(State.TEST_END), time=self.stop_at)
+                await self._wait_until(self.stop_at, timeout, stoppable=False)
+                return
+        else:
+            self.done.addTimeout(timeout, clock)
+            self._watch_stop()
+            try:
+                await self.done
+            except defer.TimeoutError:
+                got = sum(f.bytes for f in self.flows)
+                raise StreamError(
+                    f"only {got} of {spec.nbytes} bytes arrived within {timeout:g} s"
+                ) from None
+            finally:
+                if self._stop_timer is not None and self._stop_timer.active():
+                    self._stop_timer.cancel()
+            if not self.stopped:
+                self.ctl.send_state(State.TEST_END)
+                return
+        # stopped (Ctrl-C): the test ends now, with what came so far
+        self.stopped = True
+        now = await read_time(self.session)
+        if self.end is None or self.end > now:
+            self.end = now
+        self.ctl.send_state(State.TEST_END)
+
+    def _watch_stop(self) -> None:
+        """Download -n: fire `done` when asked to stop (polled)."""
+        if self.done.called or self.should_stop is None:
+            return
+        if self.should_stop():
+            self.stopped = True
+            self.done.callback(None)
+            return
+        self._stop_timer = self.session.reactor.callLater(0.05, self._watch_stop)
+
+    async def _wait_until(self, end: int, timeout: float, *, stoppable: bool = True) -> bool:
+        """Report progress until the endpoint's clock passes `end` (estimated from here);
+        False if asked to stop first."""
+        clock = self.session.reactor
+        now = await read_time(self.session)
+        here = clock.seconds()
+        deadline = here + (end - now) / 1e9
+        limit = here + timeout
+        while clock.seconds() < deadline:
+            if stoppable and self.should_stop is not None and self.should_stop():
+                return False
+            if self.progress is not None:
+                done = clock.seconds() - here + (now - self.t0) / 1e9
+                self.progress(f"{done:.1f}/{self.spec.seconds:g} s")
+            if clock.seconds() > limit:
+                raise StreamError(f"the test did not end within {timeout:g} s")
+            await _sleep(self.session, min(0.1, max(0.001, deadline - clock.seconds())))
+        return True
+
+    # ---------------------------------------------------------------- upload
+
+    async def upload(self, timeout: float) -> None:
+        spec, session = self.spec, self.session
+        clock = session.reactor
+        rate = spec.rate
+        block = spec.block
+        before = clock.seconds()
+        now = await read_time(session)
+        rtt = clock.seconds() - before
+        base_here = clock.seconds()
+
+        def endpoint_now() -> int:
+            return now + int((clock.seconds() - base_here) * 1e9)
+
+        gap = 0
+        every = 1
+        lead = 0.0
+        if rate:
+            gap = max(1, int(block * 8 / rate * 1e9))
+            lead = max(FIRST_LEAD_S, 2 * rtt)
+            first = now + int(lead * 1e9)
+            if spec.seconds is not None:  # T s of sends from the first, as iperf3 sends
+                self.stop_at = self.end = first + int(spec.seconds * 1e9)
+            self.t0 = first  # the sender's clock starts with its first send
+            if self.intervals is not None:
+                self.intervals = Intervals(first, self.intervals.every, self.intervals.ids)
+            for f in self.flows:
+                f.next_time = first
+            every = max(1, math.ceil(1e9 / gap / TAGS_PER_S))
+        window = max(2 * block, WINDOW // len(self.flows))
+        payload = bytes(block)
+        limit = clock.seconds() + timeout
+        while True:
+            if self.failure is not None:
+                raise self.failure
+            queued_any = False
+            more = True
+            while more:  # a send per stream in turn (-n counts all streams together)
+                more = False
+                for f in self.flows:
+                    if self._sent_all(f, rate):
+                        continue
+                    if rate:
+                        # the horizon grows from the first send's lead: a whole horizon
+                        # queued at once made the first sends 40 ms late here
+                        ahead = min(max(HORIZON_S, 4 * rtt), lead + clock.seconds() - base_here)
+                        if f.next_time > endpoint_now() + int(ahead * 1e9):
+                            continue
+                    elif f.outstanding >= window:
+                        continue
+                    self._queue(f, payload, gap, every, rate)
+                    queued_any = more = True
+                    if f.sent_packets % 64 == 0:
+                        await session.wait_writable()
+            if self.should_stop is not None and self.should_stop() and not self.stopped:
+                self.stopped = True  # Ctrl-C: no more sends; the test ends with what went
+                cut = max(endpoint_now(), self.latest) if rate else self.latest
+                self.stop_at = self.end = min(self.stop_at, cut) if self.stop_at else cut
+            if all(self._sent_all(f, rate) for f in self.flows):
+                break
+            if clock.seconds() > limit:
+                raise StreamError(f"the test did not end within {timeout:g} s")
+            if self.progress is not None and self.spec.seconds is not None:
+                done = max(0, self.latest - self.t0) / 1e9
+                self.progress(f"{min(done, self.spec.seconds):.1f}/{self.spec.seconds:g} s")
+            if not queued_any or rate:
+                self.wake = Deferred()
+                timer = clock.callLater(0.01 if rate else 0.05, self._wakeup)
+                await self.wake
+                if timer.active():
+                    timer.cancel()
+        if spec.seconds is not None and not rate and not self.stopped:
+            # unpaced -t: TEST_END now, as iperf3's timer sends it with its socket buffer
+            # still full; the blocks still queued at the endpoint are not waited for (8 MiB
+            # took 0.7 s at 100 Mbit/s). The server counts only until TEST_END.
+            self.ending = True
+            self.ctl.send_state(State.TEST_END)
+            return
+        for d in self.ntags:  # the last sends' ntags: every byte went to the kernel
+            d.addTimeout(timeout, clock)
+        for d in list(self.ntags):
+            try:
+                await d
+            except defer.TimeoutError:
+                raise StreamError(f"the endpoint had not sent the data within {timeout:g} s") \
+                    from None  # fmt: skip
+        if self.failure is not None:
+            raise self.failure
+        self.ctl.send_state(State.TEST_END)
+        if self.spec.seconds is None and not (self.stopped and self.end):
+            self.end = self.latest
+
+    def _sent_all(self, f: _Flow, rate: float | None) -> bool:
+        spec = self.spec
+        if self.stopped and spec.nbytes is not None:
+            return True
+        if spec.nbytes is not None:
+            return sum(x.queued for x in self.flows) >= spec.nbytes
+        if rate:
+            return f.next_time >= self.stop_at
+        return self.latest >= self.stop_at
+
+    def _queue(self, f: _Flow, payload: bytes, gap: int, every: int,
+               rate: float | None) -> None:  # fmt: skip
+        spec, session = self.spec, self.session
+        size = len(payload)
+        if spec.nbytes is not None:
+            size = min(size, spec.nbytes - sum(x.queued for x in self.flows))
+        when = f.next_time if rate else 0
+        f.sent_packets += 1
+        if spec.udp:
+            head = iperf3.udp_header(f.sent_packets, when, wide=spec.wide)
+            data = head + payload[len(head) : size]
+        else:
+            data = payload[:size]
+        f.queued += size
+        f.outstanding += size
+        if rate:
+            f.next_time += gap
+        last = self._sent_all(f, rate)
+        tag = not rate or last or f.sent_packets % every == 0
+        unit = f.outstanding if tag else 0  # bytes this ntag stands for
+        if tag:
+            f.outstanding = 0 if rate else f.outstanding
+        to = (self.addr, self.port) if spec.udp else None
+        d: Deferred[Any] = session.nsend(f.sktid, data, time=when, ntag=tag, to=to)
+        d.addCallback(self._queued, f, size, unit, when)  # then waits for the ntag
+        d.addErrback(self._refused)
+        self.ntags.append(d)
+        while self.ntags[0].called:  # keep those not done yet (awaited at the end); a
+            self.ntags.popleft()  # list rebuilt per send took 43 % of the CPU at 8.5k/s
+
+    def _queued(self, q: Any, f: _Flow, size: int, unit: int, when: int) -> Deferred[Ntag] | None:
+        if q.ntag is None:
+            return None
+        return q.ntag.addCallback(self._sent, f, size, unit, when)
+
+    def _sent(self, tag: Ntag, f: _Flow, size: int, unit: int, when: int) -> Ntag:
+        spec = self.spec
+        if when:  # a scheduled send: did it leave on time?
+            self.tagged += 1
+            if tag.time - when > LATE_NS:
+                self.late += 1
+                self.late_max = max(self.late_max, tag.time - when)
+        if spec.rate:
+            nbytes, packets = unit, 0
+        else:
+            f.outstanding -= size
+            nbytes, packets = size, 1 if spec.udp else 0
+        if spec.udp and spec.rate:
+            packets = max(1, round(unit / spec.block))
+        if spec.seconds is None or tag.time <= self.stop_at:
+            self._count(f, tag.time, nbytes, packets)
+        self.latest = max(self.latest, tag.time)
+        self._wakeup()
+        return tag
+
+    def _refused(self, failure: Any) -> None:
+        e = failure.value
+        if self.failure is None and not self.ending:
+            if isinstance(e, RequestFailed) and e.name == "ESKTPKTDENY":
+                self.failure = ThroughputError(
+                    "the endpoint refused the sends (ESKTPKTDENY): over a send window or "
+                    "quota of its certificates (without a max_burst_rate_byte grant an "
+                    "endpoint allows 12,500,000 bytes per 10 s, 10 Mb/s): use -b below it, "
+                    "or see docs/throughput.md, Uploads over TLS above 10 Mb/s"
+                )
+            else:
+                self.failure = e if isinstance(e, Exception) else StreamError(str(e))
+        self._wakeup()
+
+    def _wakeup(self) -> None:
+        w, self.wake = self.wake, None
+        if w is not None and not w.called:
+            w.callback(None)
+
+    # ---------------------------------------------------------------- results
+
+    def figures(self) -> list[tuple[int, int, int, float]]:
+        seconds = self.seconds()
+        if self.spec.direction == "upload":
+            return [(f.sid, f.queued, f.sent_packets, seconds) for f in self.flows]
+        return [(f.sid, f.bytes, f.packets, seconds) for f in self.flows]
+
+    def seconds(self) -> float:
+        end = self.end if self.end is not None else max(self.latest, self.t0)
+        return max(0, end - self.t0) / 1e9
+
+    async def drained(self, quiet: float = QUIET_S, limit: float = 5.0) -> None:
+        """Download: wait until the data notifications stop (`quiet` s without one). The
+        kernel stamps a packet when it arrives, the endpoint reads it when it can: data in
+        by the test's end may still be on its way to the controller."""
+        clock = self.session.reactor
+        give_up = clock.seconds() + limit
+        while self.spec.direction == "download" and clock.seconds() < give_up:
+            wait = self.heard + quiet - clock.seconds()
+            if wait <= 0:
+                break
+            await _sleep(self.session, wait)
+
+    def finish(self) -> None:
+        self.counted = True
+        if self.intervals is not None:
+            end = self.end if self.end is not None else self.latest
+            for rec in self.intervals.finish(end):
+                self._emit(rec)
+
+    def streams(self, server: dict[int, dict[str, float]]) -> list[dict[str, Any]]:
+        spec, seconds = self.spec, self.seconds()
+        out = []
+        for f in self.flows:
+            theirs = server.get(f.sid)
+            if theirs is None:
+                raise Iperf3Error(f"the iperf3 server's results lack stream {f.sid}")
+            mine: dict[str, Any]
+            if spec.direction == "download":
+                extra: dict[str, Any] = {}
+                if spec.udp:
+                    extra = {"packets": f.udp.packets, "lost": f.udp.lost,
+                             "jitter_ms": round(f.udp.jitter * 1e3, 6),
+                             "out_of_order": f.udp.out_of_order}  # fmt: skip
+                mine = _side(f.bytes, seconds, **extra)
+                extra = {"packets": int(theirs["packets"])} if spec.udp else {}
+                other = _side(int(theirs["bytes"]), theirs["seconds"], **extra)
+                out.append({"id": f.label, "sender": other, "receiver": mine})
+            else:
+                extra = {"packets": f.packets} if spec.udp else {}
+                mine = _side(f.bytes, seconds, **extra)
+                if spec.udp:
+                    extra = {"packets": int(theirs["packets"]), "lost": int(theirs["errors"]),
+                             "jitter_ms": round(theirs["jitter"] * 1e3, 6)}  # fmt: skip
+                other = _side(int(theirs["bytes"]), theirs["seconds"], **extra)
+                out.append({"id": f.label, "sender": mine, "receiver": other})
+        return out
+
+    async def connected(self) -> dict[str, Any]:
+        """iperf3's `connected` list: each stream's local and remote address and port (the
+        endpoint's side; an unbound UDP socket shows its wildcard address)."""
+        infos = [read_socket_info(self.session, f.sktid) for f in self.flows]
+        streams = []
+        for f, d in zip(self.flows, infos, strict=True):
+            info = await d
+            streams.append({"id": f.label, "local_host": str(info.laddr or ""),
+                            "local_port": info.lport, "remote_host": str(self.addr),
+                            "remote_port": self.port})  # fmt: skip
+        return {
+            "type": "connected",
+            "server": str(self.addr),
+            "port": self.port,
+            "direction": self.spec.direction,
+            "protocol": "udp" if self.spec.udp else "tcp",
+            "streams": streams,
+        }
+
+    async def close(self) -> None:
+        for d in self.ntags:
+            d.addErrback(lambda _: None)
+        for f in self.flows:
+            if self.session.find_socket(f.sktid) is not None:
+                try:
+                    await self.session.nclose(f.sktid)
+                except ControllerError:
+                    pass
+
+
+@deferred_api
+async def timed_test(
+    session: EndpointSession,
+    server: AddressLike,
+    port: int = DEFAULT_PORT,
+    *,
+    spec: TimedSpec,
+    timeout: float | None = None,
+    on_interval: OnInterval | None = None,
+    progress: OnProgress | None = None,
+    stopping: Callable[[], bool] | None = None,
+    on_connected: OnInterval | None = None,
+) -> TimedResult:
+    """One iperf3 test as `spec` says, timed by the endpoint. `on_interval` gets each -i
+    interval as it completes ({"start", "end", "seconds", "streams": [{"id", "bytes",
+    "packets", "bits_per_second"}], "sum"}). `stopping` is polled: once true the test
+    ends early with what was measured, as iperf3 on Ctrl-C. `on_connected` gets the
+    streams' addresses once they are open (iperf3's `connected`, type "connected").
+    `timeout` bounds the transfer
+    (default: the test's time + 30 s). Failures after the start come back in `error`; a spec iperf3
+    would refuse raises ValueError, one the endpoint cannot serve ThroughputError."""
+    spec.check()
+    addr = parse_address(server)
+    if timeout is None:
+        timeout = (spec.seconds or 0) + 30.0
+    result = TimedResult(spec, str(addr), port)
+    try:
+        ctl, key = await _admitted(session, addr, port, None)
+    except Iperf3Error as e:
+        result.error = str(e)
+        return result
+    except ControllerError as e:
+        result.error = connect_failure(e, addr, port)
+        return result
+    test = _Test(session, spec, addr, port, ctl, on_interval, progress)
+    test.should_stop = stopping
+    try:
+        params = iperf3.timed_parameters(
+            udp=spec.udp, seconds=spec.seconds, nbytes=spec.nbytes, streams=spec.streams,
+            reverse=spec.direction == "download", length=spec.block, bitrate=spec.rate,
+            wide_counters=spec.wide,
+        )  # fmt: skip
+        ctl.stream.send(iperf3.encode_json(params))
+        await ctl.expect(State.CREATE_STREAMS)
+        await test.open(key)
+        if on_connected is not None:
+            on_connected(await test.connected())
+        await ctl.expect(State.TEST_START, timeout=CONNECT_WAIT)
+        test.started(ctl.time)
+        await ctl.expect(State.TEST_RUNNING)
+        if spec.direction == "download":
+            await test.download(timeout)
+        else:
+            await test.upload(timeout)
+        await ctl.expect(State.EXCHANGE_RESULTS, timeout=timeout)
+        await test.drained()
+        test.finish()
+        ctl.stream.send(iperf3.encode_json(iperf3.timed_client_results(test.figures())))
+        got = await ctl.read_json()
+        result.streams = test.streams(iperf3.server_streams(got))
+        result.seconds = round(test.seconds(), 6)
+        result.stopped = test.stopped
+        if test.tagged:
+            result.late = (test.late, test.tagged, round(test.late_max / 1e6, 3))
+        await ctl.expect(State.DISPLAY_RESULTS)
+        ctl.send_state(State.IPERF_DONE)
+        await _closed_by_server(ctl.stream)
+    except (Iperf3Error, StreamError, RequestFailed, ThroughputError) as e:
+        result.error = str(e)
+    except defer.TimeoutError:
+        result.error = f"the endpoint's notifications did not come within {timeout:g} s"
+    finally:
+        await test.close()
+        await ctl.stream.close()
+    return result

@@ -1,0 +1,193 @@
+"""`pktlab run throughput -t/-P/-u/-b/-i` against a real `iperf3 -s` on loopback, beside
+the native `iperf3 -c` with the same options against the same server: our figures (the
+endpoint's stamps) against the server's own for the same test, the interval reports, the
+stream ids, UDP loss and jitter both ways, and the errors a user meets.
+
+Bounded: 1 s tests, UDP at 20 Mbit/s, one server per test on a free loopback port. The
+loose bounds are for a shared 2-core machine; docs/throughput.md has the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 missing")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    """A TCP socket listens on `port` (/proc/net/tcp: local address, state 0A)."""
+    text = Path("/proc/net/tcp").read_text()
+    return any(
+        f":{port:04X} " in line.split()[1] + " " and line.split()[3] == "0A"
+        for line in text.splitlines()[1:]
+    )
+
+
+@pytest.fixture
+def port() -> Iterator[int]:
+    p = _free_port()
+    server = subprocess.Popen(
+        ["iperf3", "-s", "-p", str(p), "-B", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not _listening(p):
+            time.sleep(0.05)  # not probed by a connect: iperf3 would take it for a client
+        yield p
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
+def pktlab(port: int, *args: str, json_out: bool = True) -> tuple[int, Any, str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    got = subprocess.run(
+        [sys.executable, "-m", "packetlab", "run", "throughput", "-c", "127.0.0.1", "-p",
+         str(port), "--insecure-plaintext", *(["--json"] if json_out else []), *args],
+        capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
+    )  # fmt: skip
+    if not json_out:
+        return got.returncode, got.stdout, got.stderr
+    return got.returncode, [json.loads(x) for x in got.stdout.splitlines()], got.stderr
+
+
+def native(port: int, *args: str) -> dict[str, Any]:
+    got = subprocess.run(
+        ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-J", *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    out: dict[str, Any] = json.loads(got.stdout)
+    return out
+
+
+def test_tcp_download_time_limited_with_intervals(port: int) -> None:
+    rc, records, err = pktlab(port, "-t", "1", "-i", "0.5")
+    assert rc == 0, (err, records)
+    intervals = [r for r in records if r["type"] == "interval"]
+    (result,) = [r for r in records if r["type"] == "throughput"]
+    assert [(i["start"], i["end"]) for i in intervals] == [(0.0, 0.5), (0.5, 1.0)]
+    assert result["seconds"] == 1.0 and result["endpoint"] == "receiver"
+    # what the endpoint received by TEST_START + 1 s against what the server sent
+    assert result["mbit_s"] > 0
+    assert abs(1 - result["mbit_s"] / result["server_mbit_s"]) < 0.1, result
+    assert sum(i["sum"]["bytes"] for i in intervals) == result["bytes"]
+    theirs = native(port, "-R", "-t", "1")
+    assert theirs["end"]["sum_received"]["seconds"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_tcp_upload_parallel(port: int) -> None:
+    rc, records, err = pktlab(port, "-t", "1", "-P", "2", "--direction", "upload", "-i", "0")
+    assert rc == 0, (err, records)
+    (result,) = [r for r in records if r["type"] == "throughput"]
+    assert [s["id"] for s in result["streams"]] == [5, 7]
+    for s in result["streams"]:  # the endpoint's ntag figure against the server's receiver
+        assert abs(1 - s["sender"]["mbit_s"] / s["receiver"]["mbit_s"]) < 0.15, s
+    assert result["mbit_s"] == result["sum"]["receiver"]["mbit_s"]
+    theirs = native(port, "-t", "1", "-P", "2")
+    assert len(theirs["end"]["streams"]) == 2
+
+
+def test_udp_upload_paced_by_the_endpoint(port: int) -> None:
+    rc, records, err = pktlab(port, "-u", "-b", "20M", "-l", "1460", "-t", "1", "-i", "0.5",
+                              "--direction", "upload")  # fmt: skip
+    assert rc == 0, (err, records)
+    result = records[-2]
+    rx, tx = result["streams"][0]["receiver"], result["streams"][0]["sender"]
+    # ours: the datagrams out by the end (a late one may leave after it); the server's:
+    # the highest number it saw
+    assert rx["packets"] == pytest.approx(20e6 / 8 / 1460, abs=2)
+    assert tx["packets"] == pytest.approx(rx["packets"], rel=0.02)
+    assert rx["lost"] <= 0.01 * rx["packets"]
+    assert rx["mbit_s"] == pytest.approx(20, rel=0.05)  # the server's figure
+    assert tx["mbit_s"] == pytest.approx(20, rel=0.05)  # the endpoint's ntags
+    theirs = native(port, "-u", "-b", "20M", "-l", "1460", "-t", "1")["end"]["sum"]
+    assert theirs["packets"] == pytest.approx(rx["packets"], rel=0.05)
+
+
+def test_udp_download(port: int) -> None:
+    rc, records, err = pktlab(port, "-u", "-b", "20M", "-l", "1460", "-t", "1", "-R")
+    assert rc == 0, (err, records)
+    result = records[-2]
+    rx, tx = result["streams"][0]["receiver"], result["streams"][0]["sender"]
+    assert rx["lost"] <= 0.02 * rx["packets"] and rx["packets"] > 0.9 * tx["packets"]
+    assert rx["mbit_s"] == pytest.approx(20, rel=0.08)
+    assert rx["jitter_ms"] < 5
+
+
+def test_text_like_iperf3(port: int) -> None:
+    rc, out, err = pktlab(port, "-u", "-b", "10M", "-t", "1", "-i", "0.5", json_out=False)
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"Connecting to host 127.0.0.1, port {port}"
+    assert lines[1] == "Reverse mode, remote host 127.0.0.1 is sending"
+    assert re.fullmatch(rf"\[  5\] local \S+ port \d+ connected to 127\.0\.0\.1 port {port}",
+                        lines[2])  # fmt: skip
+    assert lines[3] == "[ ID] Interval           Transfer     Bitrate         Jitter    " \
+        "Lost/Total Datagrams"  # fmt: skip
+    assert lines[4].startswith("[  5]   0.00-0.50   sec ")
+    assert lines[-3].startswith("[  5]   0.00-1.00   sec ") and lines[-3].endswith("receiver")
+
+
+def test_errors_are_one_line(port: int) -> None:
+    busy = subprocess.Popen(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "4"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(1.0)
+        rc, out, err = pktlab(port, "-t", "1", json_out=False)
+        assert rc == 1, (out, err)
+        assert "error: the iperf3 server is busy (access denied)" in out
+    finally:
+        busy.wait(10)
+    for args, text in (
+        (("-P", "129"), "-P must be 1..128"),
+        (("-u", "-b", "fast"), "expected a rate like 10M"),
+        (("-t", "1", "-n", "4M"), "only one test end condition"),
+    ):
+        rc, out, err = pktlab(port, *args, json_out=False)
+        assert rc == 2 and text in err and "Traceback" not in err, (args, err)
+
+
+def test_ctrl_c_prints_the_totals_so_far(port: int) -> None:
+    """SIGINT in a -t 10 test: the test ends at once with its intervals, the sender and
+    receiver block of what ran and the summary; exit 130 (iperf3 also prints its totals)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packetlab", "run", "throughput", "-c", "127.0.0.1", "-p",
+         str(port), "--insecure-plaintext", "-t", "10", "-i", "0.5", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["type"] == "connected"
+    first = proc.stdout.readline()  # the first interval: the test runs
+    assert json.loads(first)["type"] == "interval"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    records = [json.loads(first)] + [json.loads(x) for x in out.splitlines()]
+    (result,) = [r for r in records if r["type"] == "throughput"]
+    assert result["stopped"] is True and result["seconds"] < 5
+    assert abs(1 - result["mbit_s"] / result["server_mbit_s"]) < 0.1, result
+    assert records[-1]["type"] == "summary" and "Traceback" not in err
