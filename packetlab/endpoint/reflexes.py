@@ -38,7 +38,7 @@ from twisted.python.failure import Failure
 
 from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate
 from packetlab.endpoint.config import EndpointConfig
-from packetlab.endpoint.monitors import MAX_MODULE, settings_of
+from packetlab.endpoint.monitors import MAX_MODULE, MAX_SESSION_MODULES, settings_of
 from packetlab.endpoint.sockets import Skt
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
 from packetlab.reflex import abi
@@ -259,6 +259,7 @@ class ReflexGate:
         n = "any" if self.listed is None else len(self.listed)
         log.debug("reflex digests the chain lists: {n}", n=n)
         self.preloaded: dict[bytes, ReflexCompiled] = {}
+        self._preloaded_bytes = 0  # modules preloaded by cdata: at most MAX_SESSION_MODULES
         self._pending: Deferred[ReflexCompiled] | None = None  # a cdata's module compiling
         self.attached: dict[Skt, Attached] = {}
         self.by_sktid: dict[int, Attached] = {}
@@ -288,19 +289,37 @@ class ReflexGate:
         if not self.service.enabled:
             return Status.ECRTBADHINT  # as an endpoint without reflexes
         digest = abi.digest(data[1:]) if data else b""
+        if digest in self.preloaded and data[0] == PKTLAB_WASM:
+            return Status.SUCCESS  # the same program again: already loaded once
+        size = max(len(data) - 1, 0)
+        if self._preloaded_bytes + size > MAX_SESSION_MODULES:
+            # Each preloaded module stays compiled for the session: bound them as the
+            # monitors' (a chain that lists no digests would otherwise admit any number).
+            log.warn(
+                "reflex {d} refused: the session's preloaded reflexes would be {n} bytes "
+                "in total (at most {max})",
+                d=digest.hex()[:16],
+                n=self._preloaded_bytes + size,
+                max=MAX_SESSION_MODULES,
+            )
+            return Status.ECRTBADHDAT
         service = self.service
         if service.worker is None or not self._may_load(digest, data) or service.cached(digest):
             status, compiled = self._load(digest, data)
             if compiled is not None:
-                self.preloaded[compiled.digest] = compiled
+                self._preloaded(compiled, size)
             return status
         # In the compile worker's thread: the session answers when this fires and
         # handles no request meanwhile (docs/reflexes.md "Loading").
         pending = self._pending = service.compile_later(data[1:])
-        return pending.addCallbacks(self._preloaded, self._refused, errbackArgs=(digest,))
+        return pending.addCallbacks(
+            self._preloaded, self._refused, callbackArgs=(size,), errbackArgs=(digest,)
+        )
 
-    def _preloaded(self, compiled: ReflexCompiled) -> Status:
+    def _preloaded(self, compiled: ReflexCompiled, size: int) -> Status:
         self._pending = None
+        if compiled.digest not in self.preloaded:
+            self._preloaded_bytes += size
         self.preloaded[compiled.digest] = compiled
         return Status.SUCCESS
 

@@ -220,3 +220,27 @@ def test_a_module_over_the_cap_is_refused_before_any_compile(tmp_path: Path) -> 
     bad, ok = wire.Result(S.ECRTBADHDAT), wire.Result(0)
     assert c.out() == [bad, ok, ok, bad]  # cdata, start, nopen, rattach
     assert ep.jobs.started == 0
+
+
+def test_preloaded_reflexes_are_bounded_per_session(tmp_path: Path, monkeypatch: Any) -> None:
+    """A chain that lists no reflex digests admits any module: the modules a session
+    preloads (each kept compiled until it ends) are bounded in total as the monitors'
+    (MAX_SESSION_MODULES), the same module twice counted once, the refusal before any
+    compile."""
+    import packetlab.endpoint.reflexes as reflexes
+
+    ep = Endpoint(tmp_path)
+    echo, other, third = w(ECHO), w(OTHER), w(reflex_wat("(i32.const 2)"))
+    cap = len(echo) + len(other) + len(third) - 1
+    monkeypatch.setattr(reflexes, "MAX_SESSION_MODULES", cap, raising=False)
+    c = Conn(ep)
+    c.feed(rcdata(echo))
+    ep.jobs.run()
+    c.feed(rcdata(echo), rcdata(other))
+    ep.jobs.run()
+    assert c.out() == [wire.Result(0)] * 3
+    started = ep.jobs.started
+    c.feed(rcdata(third), wire.Start())
+    assert c.out() == [wire.Result(S.ECRTBADHDAT), wire.Result(0)]
+    assert ep.jobs.started == started  # refused before the worker saw it
+    assert c.rig.session.gate.preloaded.keys() == {abi.digest(echo), abi.digest(other)}  # type: ignore[attr-defined]
