@@ -211,10 +211,10 @@ class LimitsGate:
         return None, []
 
     def check(self, msg: Message) -> Result | None:
+        if type(msg) is Nsend:  # first: one per send, the hot path
+            return self._check_nsend(msg)
         if type(msg) is Nopen:
             return self._check_nopen(msg)
-        if type(msg) is Nsend:
-            return self._check_nsend(msg)
         return None
 
     def done(self, msg: Message, errid: int) -> None:

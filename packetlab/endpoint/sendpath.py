@@ -108,17 +108,18 @@ class SendPath:
                 )
             self.send_done(pending, self.clock(), getattr(send.error, "errno", None) or errno.EIO)
         elif send.result is True:
-            time = send.sent_ns
             skt = pending.skt
             io = skt.io
             if pending.tag and skt.proto != TCP and io is not None:
                 # The kernel's TX timestamp is closer to the wire (docs/sending.md); it also
                 # teaches the scheduler how long a send takes to reach the device (lead).
-                stamp = io.tx_time(pending, send.sent_before_ns)
+                before = send.sent_before_ns
+                stamp = io.tx_time(pending, before)
                 if stamp is not None:
-                    time = stamp
-                    self.scheduler.observe_send_latency(stamp - send.sent_before_ns)
-            self.send_done(pending, time, 0)
+                    self.scheduler.observe_send_latency(stamp - before)
+                    self.send_done(pending, stamp, 0)
+                    return
+            self.send_done(pending, send.sent_ns, 0)
         # False: queued in the socket, which reports through send_done later.
 
     def send_done(self, pending: PendingSend, time: int, err: int) -> None:
