@@ -294,15 +294,11 @@ class UdpIO(_SockIO):
         (reported later through send_done). Other errors raise OSError."""
         if not self._backlog:
             try:
-                matcher = self._matcher
-                if matcher is not None and pending.tag:
-                    # `_stamper` inlined: this is every immediate send's path.
-                    now = self._clock()
-                    last, self._last_send = self._last_send, now
-                    if now - last >= _STAMP_MIN_GAP_NS:
-                        self._ids[pending] = matcher.sendto(pending.data, pending.dest)
-                        return True
-                self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
+                matcher = self._stamper() if pending.tag else None
+                if matcher is not None:
+                    self._ids[pending] = matcher.sendto(pending.data, pending.dest)
+                else:
+                    self._sock.sendto(pending.data, pending.dest)  # type: ignore[arg-type]
                 return True
             except (BlockingIOError, InterruptedError):
                 pass

@@ -467,15 +467,7 @@ class PreciseScheduler:
         if not self._deferred:
             heap = self._heap
             if not heap or heap[0][0] - self._lead - after > self.callback_slack_ns:
-                # _callback inlined: this is every immediate send's path.
-                self._in_callback += 1
-                try:
-                    send.on_done(send)
-                except Exception:
-                    self.log.failure("on_done callback for {send!r} failed", send=send)
-                finally:
-                    self._in_callback -= 1
-                    send.action = _spent
+                self._callback(send)
                 return
         self._deferred.append(send)
         self._flush_in_slack(after)
