@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from test_traceroute_fakes import CONFIG, RawRig
@@ -153,3 +154,31 @@ def test_an_endpoint_without_raw_sockets_is_a_clear_error() -> None:
     d = collect_ip_ids([rig.session], ALL[:2], rounds=3, method="tcp-ack")
     with pytest.raises(MeasureError, match="does not offer raw sockets"):
         rig.run(d)
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_cli_records_say_each_addresss_method(single: bool) -> None:
+    # `pktlab run alias [--single-stage] ADDR...` over the same routers: the pairs, and
+    # per address its kept method and every method's velocity
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+
+    argv = ["alias", "--wait", "0.5", *(["--single-stage"] if single else []), *ALL]
+    args = build_parser().parse_args(argv)
+    records: list[dict[str, Any]] = []
+    rig = rig_with(routers())
+    run = run_alias.experiment(args, records.append, Progress())
+    rig.run(Deferred.fromCoroutine(run([rig.session])))
+    series = {r["addr"]: r for r in records if r["type"] == "ipid-series"}
+    assert {a: r["method"] for a, r in series.items()} == {
+        TCP_A: "tcp-ack", TCP_B: "tcp-ack", UDP_A: "udp", UDP_B: "udp", ICMP_C: "icmp-echo",
+        ZERO_D: "tcp-ack"}  # fmt: skip
+    assert all(r["usable"] and r["samples"] == 10 for r in series.values())
+    assert series[ZERO_D]["methods"] == {**series[ZERO_D]["methods"], "icmp-echo": None}
+    pairs = [(r["a"], r["b"]) for r in records if r["type"] == "alias"]
+    assert pairs == [(TCP_A, TCP_B), (UDP_A, UDP_B)]
+    line = run_alias.row(series[UDP_A])
+    assert line is not None and " by udp (icmp-echo none, tcp-ack none)" in line
