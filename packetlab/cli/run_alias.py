@@ -14,13 +14,18 @@ EPILOG = """\
 examples:
   pktlab run alias 10.77.3.10 10.77.3.11 10.77.3.12     # in-process endpoint (root)
   pktlab run alias --rounds 30 --json 192.0.2.1 192.0.2.9 198.51.100.7
+  pktlab run alias --method udp 10.77.3.10 10.77.3.11   # UDP to a closed port only
   pktlab run alias --listen 10.77.1.1:20556 --endpoints 2 10.77.3.10 10.77.3.11
       # then two endpoints (raw sockets) connect: their clocks are synchronised and
       # their probes interleaved on one time axis
 
-Every candidate gets an ICMP echo in turn, one global slot every --spacing ms, dealt
-round-robin over (address, endpoint). MIDAR's four stages: estimation (--rounds probes
-per address: its counter's velocity), discovery (neighbours in velocity, in windows of
+Every candidate gets a probe in turn, one global slot every --spacing ms, dealt
+round-robin over (address, endpoint). Probe methods (--method, scamper dealias's names):
+icmp-echo (the echo reply's IP-ID), tcp-ack (a bare ACK to port 33435: the RST's),
+udp (to port 33435: the ICMP port unreachable's); auto (the default) probes with all
+three in estimation and keeps per address the method whose counter is usable, as MIDAR.
+MIDAR's four stages: estimation (--rounds probes per address and method: its counter's
+velocity), discovery (neighbours in velocity, in windows of
 --window addresses), elimination and corroboration (fresh probes of the candidate pairs,
 then of every pair inside each alias set). Pairs whose merged IP-ID series pass the
 monotonic bounds test in every stage are aliases; --single-stage tests every pair on one
@@ -30,6 +35,9 @@ probing run. See docs/alias.md.
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", metavar="ADDR", nargs="+", help="candidate IPv4 addresses")
+    p.add_argument("--method", default="auto", metavar="M[,M...]",
+                   help="probe methods: auto (all, the best kept per address), icmp-echo, "
+                   "tcp-ack, udp, or a comma-separated list [auto]")  # fmt: skip
     p.add_argument("--rounds", type=int, default=10, metavar="N", help="probes per address [10]")
     p.add_argument("--spacing", type=float, default=2.0, metavar="MS",
                    help="ms between consecutive probes (all endpoints) [2]")  # fmt: skip
@@ -67,10 +75,21 @@ def _targets(args: argparse.Namespace) -> list[str]:
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
-    from packetlab.measure.alias import alias_pairs, alias_sets, collect_ip_ids, velocity
+    from packetlab.measure.alias import (
+        alias_pairs,
+        alias_sets,
+        best_methods,
+        collect_ip_ids,
+        parse_methods,
+        velocity,
+    )
     from packetlab.measure.midar import StageReport, midar
 
     targets = _targets(args)
+    try:
+        methods = parse_methods(args.method)
+    except ValueError as e:
+        raise RunError(f"--method: {e}") from None
     if not 2 <= args.rounds <= 10_000 or not 0.05 <= args.spacing <= 10_000:
         raise RunError("--rounds must be 2..10000 and --spacing 0.05..10000 ms")
     stage_rounds = (args.discovery_rounds, args.elimination_rounds, args.corroboration_rounds)
@@ -81,7 +100,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     recorder = pcapout.recorder_for(args)
     unsent: dict[str, str] = {}  # address -> why the endpoint could not send to it
 
-    def series_records(samples: list[Any], by_stage: dict[str, list[Any]] | None = None) -> None:
+    def series_records(
+        samples: list[Any],
+        by_stage: dict[str, list[Any]] | None = None,
+        chosen: dict[str, str | None] | None = None,
+        by_method: dict[str, dict[str, float | None]] | None = None,
+    ) -> None:
+        """`samples`: each address's series by its kept method (`chosen`)."""
         if args.samples:
             for name, got in (by_stage or {"": samples}).items():
                 for s in got:
@@ -89,9 +114,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         for t in targets:
             series = [(s.time_ns, s.ip_id) for s in samples if s.addr == t]
             v = velocity(series)
+            method = (chosen or {}).get(t) or (methods[0] if len(methods) == 1 else None)
             record = {"type": "ipid-series", "addr": t, "samples": len(series),
                       "endpoints": len({s.endpoint for s in samples if s.addr == t}),
-                      "usable": v is not None, "ids_per_s": v}  # fmt: skip
+                      "usable": v is not None, "ids_per_s": v,
+                      "method": method}  # fmt: skip
+            if len(methods) > 1 and by_method is not None:
+                record["methods"] = by_method[t]  # every method's velocity (None: unusable)
             if t in unsent:
                 record["not_sent"] = unsent[t]
             emit(record)
@@ -104,11 +133,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         spacing = args.spacing / 1000
         if args.single_stage:
             progress(f"alias: {len(targets)} addresses x {args.rounds} rounds")
-            samples = await collect_ip_ids(
+            tried = await collect_ip_ids(
                 sessions, targets, rounds=args.rounds, spacing=spacing, wait=args.wait,
-                recorder=recorder, unsent=unsent,
+                recorder=recorder, unsent=unsent, method=list(methods),
             )  # fmt: skip
-            series_records(samples)
+            best = best_methods(tried, targets, methods)
+            chosen = {t: m for t, (m, _) in best.items()}
+            samples = [s for s in tried if chosen[s.addr] == s.method]
+            series_records(samples, {"": tried}, chosen, {t: vs for t, (_, vs) in best.items()})
             pairs = alias_pairs(samples)
             sets = alias_sets(pairs)
         else:
@@ -119,9 +151,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 elimination_rounds=args.elimination_rounds,
                 corroboration_rounds=args.corroboration_rounds, window=args.window,
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
-                recorder=recorder, on_stage=stage, unsent=unsent,
+                recorder=recorder, on_stage=stage, unsent=unsent, methods=methods,
             )  # fmt: skip
-            series_records(got.estimation, got.by_stage)
+            series_records(got.estimation, got.by_stage, got.methods, got.by_method)
             pairs, sets = got.pairs, got.sets
             for g in got.inconsistent:
                 emit({"type": "alias-inconsistent", "set": g})
@@ -136,6 +168,12 @@ def row(r: Record) -> str | None:
     t = r["type"]
     if t == "ipid-series":
         v = f"{r['ids_per_s']:.0f} IDs/s" if r["usable"] else "no usable counter"
+        if r["usable"] and r.get("methods"):
+            v += f" by {r['method']}"
+        if r.get("methods"):
+            others = [f"{m} {'none' if x is None else f'{x:.0f}'}"
+                      for m, x in r["methods"].items() if m != r.get("method")]  # fmt: skip
+            v += f" ({', '.join(others)})" if others else ""
         if "not_sent" in r:
             v += f" ({r['not_sent']})"
         return f"# {r['addr']}: {r['samples']} samples from {r['endpoints']} endpoint(s), {v}"
@@ -161,7 +199,8 @@ def summary(records: list[Record]) -> Record:
 
 
 def budget(args: argparse.Namespace) -> float:
-    rounds = args.rounds
+    tried = 3 if args.method == "auto" else len(args.method.split(","))
+    rounds = args.rounds * tried  # estimation (or the single stage) probes every method
     if not args.single_stage:  # every stage at most every address; discovery windows overlap
         rounds += 2 * args.discovery_rounds + args.elimination_rounds
         rounds += args.corroboration_rounds
@@ -172,8 +211,8 @@ def budget(args: argparse.Namespace) -> float:
 COMMAND = Command(
     name="alias",
     help="MIDAR-style alias resolution (IP-ID monotonic bounds test)",
-    description="Probe candidate IPv4 addresses with ICMP echo from one or more endpoints "
-    "at synchronised, interleaved times and report the pairs whose IP-ID series could "
+    description="Probe candidate IPv4 addresses (ICMP echo, TCP ACK, UDP) from one or more "
+    "endpoints at synchronised, interleaved times and report the pairs whose IP-ID series could "
     "come from one shared counter (MIDAR's monotonic bounds test).",
     configure=configure,
     experiment=experiment,

@@ -16,6 +16,17 @@ the endpoint time that corresponds to one global local-clock slot, so the series
 different endpoints interleave on one time axis. A sample's time is the middle of the
 probe's send (ntag) and its reply's arrival (ndata), both endpoint stamps mapped to the
 controller clock: the moment the target most likely assigned the ID.
+
+Probe methods (scamper dealias's names; MIDAR's "icmp", "tcp" and "udp"): many routers
+answer only some probes, or number some replies from a usable counter and others not
+(an ID of 0, a random one), so an address may have a usable counter by one method only:
+
+* ``icmp-echo``: an echo request; the echo reply's IP-ID.
+* ``tcp-ack``: a bare ACK to a (most likely closed) high port; the RST's IP-ID.
+* ``udp``: a datagram to a closed high port; the ICMP port unreachable's IP-ID.
+
+`best_methods` picks per address the method whose series is a usable counter (MIDAR's
+estimation stage probes with every method and keeps the best per target).
 """
 
 from __future__ import annotations
@@ -23,11 +34,11 @@ from __future__ import annotations
 import itertools
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.python.failure import Failure
 
 from packetlab.controller import (
@@ -38,6 +49,7 @@ from packetlab.controller import (
     read_system_info,
 )
 from packetlab.measure.capture import (
+    CAPTURE_FILTERS,
     as_target,
     close_capture,
     next_note,
@@ -47,13 +59,27 @@ from packetlab.measure.capture import (
 )
 from packetlab.measure.clocksync import ClockModel, clock_sync
 from packetlab.measure.pcap import PcapRecorder
-from packetlab.measure.probes import ProbeTable, echo_probe
-from packetlab.measure.replies import ReplyKind
+from packetlab.measure.probes import Probe, ProbeTable, echo_probe, tcp_ack_probe, udp_probe
+from packetlab.measure.replies import ICMP_PORT_UNREACH, Reply, ReplyKind
 from packetlab.wire import Ndata, Ntag
 
-__all__ = ["IdSample", "alias_pairs", "alias_sets", "collect_ip_ids", "monotonic_bounds"]
+__all__ = [
+    "METHODS",
+    "IdSample",
+    "alias_pairs",
+    "alias_sets",
+    "best_methods",
+    "collect_ip_ids",
+    "monotonic_bounds",
+    "parse_methods",
+]
 
 ID_SPACE = 1 << 16
+# Probe methods, in the order of preference when several give a usable counter with as
+# many samples (ICMP echo first: what a single-method run used before).
+METHODS = ("icmp-echo", "tcp-ack", "udp")
+PROBE_PORT = 33435  # TCP ACK and UDP destination port: scamper dealias's default
+MethodSpec = str | Sequence[str] | Mapping[str, str]  # one, every one, or per address
 LATE_S = 30.0  # how long the last probe may be late before its stage gives up on it
 
 
@@ -64,11 +90,47 @@ class IdSample:
     time_ns: int  # controller clock
     ip_id: int
     error_ns: int = 0  # the ID was assigned within time_ns +- error_ns
+    method: str = "icmp-echo"  # the probe whose reply carried it (METHODS)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "ipid", "addr": self.addr, "endpoint": self.endpoint,
                 "time_ns": self.time_ns, "ip_id": self.ip_id,
-                "error_ns": self.error_ns}  # fmt: skip
+                "error_ns": self.error_ns, "method": self.method}  # fmt: skip
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    """``auto`` (every method) or a comma-separated list of METHODS; ValueError with the
+    valid names for anything else."""
+    if text.strip() == "auto":
+        return METHODS
+    got = tuple(dict.fromkeys(m.strip() for m in text.split(",")))
+    bad = [m for m in got if m not in METHODS]
+    if bad or not got:
+        raise ValueError(
+            f"unknown probe method {(bad or [text])[0]!r}; valid: auto, {', '.join(METHODS)}"
+        )
+    return got
+
+
+def best_methods(
+    samples: Sequence[IdSample], targets: Sequence[str], methods: Sequence[str]
+) -> dict[str, tuple[str | None, dict[str, float | None]]]:
+    """Per target: the method whose series is a usable counter with the most samples
+    (ties: METHODS order); when none is usable, the one with the most samples (its
+    velocity None: which series the address is reported by), None without any answer.
+    And every method's velocity."""
+    series: dict[tuple[str, str], list[Point]] = defaultdict(list)
+    for s in samples:
+        series[(s.addr, s.method)].append((s.time_ns, s.ip_id, s.error_ns))
+    out: dict[str, tuple[str | None, dict[str, float | None]]] = {}
+    for t in targets:
+        vs = {m: velocity(series.get((t, m), [])) for m in methods}
+        usable = [m for m in methods if vs[m] is not None]
+        answered = [m for m in methods if series.get((t, m))]
+        best = min(usable or answered, key=lambda m: (-len(series[(t, m)]), METHODS.index(m)),
+                   default=None)  # fmt: skip
+        out[t] = (best, vs)
+    return out
 
 
 Point = tuple[int, int] | tuple[int, int, int]  # (time ns, IP-ID[, error ns])
@@ -171,21 +233,26 @@ async def _probe_from(
     session: EndpointSession,
     model: ClockModel,
     name: str,
-    targets: list[str],
-    slots: list[tuple[int, int, int]],  # (local ns, target index, seq)
+    jobs: list[tuple[str, str]],  # (address, method)
+    slots: list[tuple[int, int, int]],  # (local ns, job index, seq)
     wait: float,
     recorder: PcapRecorder | None = None,
     unsent: dict[str, str] | None = None,
 ) -> list[IdSample]:
-    first = as_target(targets[0])
+    first = as_target(jobs[0][0])
     span_s = (slots[-1][0] - slots[0][0]) / 1e9 if slots else 0.0
-    cap = await open_capture(session, first, src=None, duration_s=span_s + wait + 1.0)
+    expression = CAPTURE_FILTERS[4]
+    if any(m == "tcp-ack" for _, m in jobs):  # the targets' RSTs too (not our session's TCP)
+        expression += " or (tcp[tcpflags] & tcp-rst != 0)"
+    cap = await open_capture(
+        session, first, src=None, duration_s=span_s + wait + 1.0, expression=expression
+    )
     ident = random.randrange(1, 0x10000)
     table: ProbeTable[int] = ProbeTable()
     sends: list[Deferred[QueuedSend]] = []
     probes: list[bytes] = []
     for i, (local, ti, seq) in enumerate(slots):
-        p = echo_probe(cap.src, as_target(targets[ti]), ident=ident, seq=seq)
+        p = _probe(jobs[ti][1], cap.src, as_target(jobs[ti][0]), ident, seq, i)
         probes.append(p.packet)
         table.add(p.key, i)
         sends.append(session.nsend(cap.sktid, p.packet, time=model.to_endpoint(local), ntag=True))
@@ -221,10 +288,13 @@ async def _probe_from(
             if recorder is not None and isinstance(note, Ndata):
                 recorder.add(note.time, note.data)  # every captured packet, as captured
             parsed = parse_ndata(note)
-            if parsed is None or parsed[0].kind is not ReplyKind.ECHO_REPLY:
+            if parsed is None:
                 continue
-            which = table.pop(parsed[0].key)
-            if which is not None and parsed[0].ip_id is not None:
+            which = table.get(parsed[0].key)
+            if which is None or not _answers(parsed[0], jobs[slots[which][1]][1]):
+                continue
+            table.pop(parsed[0].key)
+            if parsed[0].ip_id is not None:
                 got[which] = (parsed[1], parsed[0].ip_id)
         sent = []
         for q, (_, ti, _) in zip(queued, slots, strict=True):
@@ -234,7 +304,7 @@ async def _probe_from(
                 sent.append(None)
                 if unsent is not None:
                     unsent.setdefault(
-                        targets[ti], f"the endpoint could not send to it from {cap.src}: {e.name}"
+                        jobs[ti][0], f"the endpoint could not send to it from {cap.src}: {e.name}"
                     )
     finally:
         await close_capture(cap)
@@ -248,9 +318,49 @@ async def _probe_from(
         s_ns = sent[i]
         mid = recv_ns if s_ns is None else (s_ns + recv_ns) // 2
         half = (recv_ns - mid) if s_ns is not None else 1_000_000
-        out.append(IdSample(targets[slots[i][1]], name, model.to_local(mid), ip_id,
-                            half + clock_err))  # fmt: skip
+        addr, method = jobs[slots[i][1]]
+        out.append(IdSample(addr, name, model.to_local(mid), ip_id, half + clock_err,
+                            method))  # fmt: skip
     return out
+
+
+def _probe(method: str, src: Any, dst: Any, ident: int, seq: int, index: int) -> Probe:
+    """The probe of slot `index` (round `seq`). Every probe of one endpoint's run has its
+    own key: echo (ident, seq); TCP ACK the sequence number; UDP the source port."""
+    if method == "icmp-echo":
+        return echo_probe(src, dst, ident=ident, seq=seq & 0xFFFF)
+    if method == "tcp-ack":
+        return tcp_ack_probe(
+            src, dst, sport=ident, dport=PROBE_PORT, seq=((ident << 16) + index) & 0xFFFFFFFF
+        )
+    if method == "udp":  # rounds <= 10,000 (the CLI's bound) keep the port in range
+        return udp_probe(src, dst, sport=0x8000 + (ident + seq) % 0x8000, dport=PROBE_PORT)
+    raise ValueError(f"unknown probe method {method!r}; valid: {', '.join(METHODS)}")
+
+
+def _answers(reply: Reply, method: str) -> bool:
+    """`reply` is what `method` waits for, from the probed address itself (an error from
+    a router on the way numbers its IDs from another counter)."""
+    if method == "icmp-echo":
+        return reply.kind is ReplyKind.ECHO_REPLY
+    if reply.src != reply.key.dst:
+        return False
+    if method == "tcp-ack":
+        return reply.kind is ReplyKind.TCP_RST
+    return reply.kind is ReplyKind.DEST_UNREACHABLE and reply.icmp_code == ICMP_PORT_UNREACH
+
+
+def _jobs(targets: Sequence[str], method: MethodSpec) -> list[tuple[str, str]]:
+    if isinstance(method, str):
+        jobs = [(t, method) for t in targets]
+    elif isinstance(method, Mapping):
+        jobs = [(t, method[t]) for t in targets]
+    else:
+        jobs = [(t, m) for t in targets for m in method]
+    bad = [m for _, m in jobs if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown probe method {bad[0]!r}; valid: {', '.join(METHODS)}")
+    return jobs
 
 
 def _now_local(session: EndpointSession) -> int:
@@ -269,15 +379,19 @@ async def collect_ip_ids(
     sync_rounds: int = 3,
     recorder: PcapRecorder | None = None,
     unsent: dict[str, str] | None = None,
+    method: MethodSpec = "icmp-echo",
 ) -> list[IdSample]:
-    """Probe every target `rounds` times from every endpoint: one ICMP echo per global
-    slot `spacing` s apart, slots dealt round-robin over (target, endpoint), so each
-    target's series alternates between endpoints. Returns every answered sample; a probe
+    """Probe every target `rounds` times from every endpoint: one probe per global slot
+    `spacing` s apart, slots dealt round-robin over (target, endpoint), so each target's
+    series alternates between endpoints. `method`: one of METHODS for every target, a
+    mapping target -> method, or a sequence of methods every target is probed with (each
+    in its own slots; the samples say which). Returns every answered sample; a probe
     the endpoint refuses to send (no route from its address, ...) has none, and `unsent`
     gets its target with the reason.
     `recorder` gets every probe sent and every packet captured (all endpoints' times)."""
     if not sessions or not targets:
         raise ValueError("need at least one endpoint and one target")
+    jobs = _jobs(targets, method)
     models = [await clock_sync(s, rounds=sync_rounds, interval=0.05) for s in sessions]
     infos = [await read_system_info(s) for s in sessions]
     names = [info.hostid or f"endpoint{i}" for i, info in enumerate(infos)]
@@ -285,17 +399,18 @@ async def collect_ip_ids(
     per: list[list[tuple[int, int, int]]] = [[] for _ in sessions]
     k = 0
     for r in range(rounds):
-        for ti in range(len(targets)):
+        for ti in range(len(jobs)):
             for ei in range(len(sessions)):
                 per[ei].append((start + int(k * spacing * 1e9), ti, r))
                 k += 1
-    results = await gatherResults(
-        [
-            Deferred.fromCoroutine(
-                _probe_from(s, m, n, list(targets), slots, wait, recorder, unsent)
-            )
-            for s, m, n, slots in zip(sessions, models, names, per, strict=True)
-        ],
-        consumeErrors=True,
-    )
+    try:
+        results = await gatherResults(
+            [
+                Deferred.fromCoroutine(_probe_from(s, m, n, jobs, slots, wait, recorder, unsent))
+                for s, m, n, slots in zip(sessions, models, names, per, strict=True)
+            ],
+            consumeErrors=True,
+        )
+    except FirstError as e:  # the endpoint's own error (no raw sockets, ...), not a wrapper
+        e.subFailure.raiseException()
     return sorted(itertools.chain.from_iterable(results), key=lambda s: s.time_ns)

@@ -1,8 +1,10 @@
 """MIDAR's four stages (Keys et al., ToN 2013, §4) over `alias.collect_ip_ids`:
 
-1. **Estimation**: every candidate is probed `estimation_rounds` times; its own series
-   gives its counter's velocity (IDs per second), and a candidate without a usable counter
-   (stuck, random, too fast to sample) is dropped here.
+1. **Estimation**: every candidate is probed `estimation_rounds` times with every probe
+   method of `methods` (ICMP echo, TCP ACK, UDP); its own series by each method gives that
+   counter's velocity (IDs per second). The method with a usable counter (and the most
+   samples) is kept for the candidate and used in the later stages; a candidate without a
+   usable counter by any method (no answer, stuck, random, too fast to sample) is dropped.
 2. **Discovery**: the usable candidates, sorted by velocity, are probed again in
    overlapping windows of `window` addresses; within a window, every pair whose
    velocities are within `velocity_ratio` of each other (a shared counter has one
@@ -30,8 +32,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from packetlab.controller import EndpointSession, deferred_api
-from packetlab.measure.alias import IdSample, Point, alias_sets, collect_ip_ids, monotonic_bounds
-from packetlab.measure.alias import velocity as series_velocity
+from packetlab.measure.alias import (
+    METHODS,
+    IdSample,
+    Point,
+    alias_sets,
+    best_methods,
+    collect_ip_ids,
+    monotonic_bounds,
+)
 from packetlab.measure.pcap import PcapRecorder
 
 __all__ = ["MidarResult", "StageReport", "midar", "velocity_windows"]
@@ -64,6 +73,9 @@ class MidarResult:
     samples: list[IdSample] = field(default_factory=list)  # every stage's
     estimation: list[IdSample] = field(default_factory=list)
     by_stage: dict[str, list[IdSample]] = field(default_factory=dict)  # the same, per stage
+    # kept per candidate (without a usable counter: the most answered method, or None)
+    methods: dict[str, str | None] = field(default_factory=dict)
+    by_method: dict[str, dict[str, float | None]] = field(default_factory=dict)  # velocities
 
 
 def _series(samples: Sequence[IdSample]) -> dict[str, list[Point]]:
@@ -114,20 +126,28 @@ async def midar(
     recorder: PcapRecorder | None = None,
     on_stage: Callable[[StageReport], object] | None = None,
     unsent: dict[str, str] | None = None,
+    methods: Sequence[str] = METHODS,
 ) -> MidarResult:
     """Alias pairs of `targets` through MIDAR's four stages from every endpoint of
     `sessions` (probes interleaved after clock synchronisation, as `collect_ip_ids`;
-    `unsent` as there)."""
+    `unsent` as there). Estimation probes with every method of `methods`; the later
+    stages probe each candidate with the one kept for it."""
     if window < 2 or velocity_ratio < 1:
         raise ValueError("need window >= 2 and velocity_ratio >= 1")
+    if not methods:
+        raise ValueError("need at least one probe method")
     stages: list[StageReport] = []
     every: list[IdSample] = []
     by_stage: dict[str, list[IdSample]] = {}
 
-    async def probe(stage: str, addrs: Sequence[str], rounds: int) -> list[IdSample]:
+    chosen: dict[str, str] = {}
+
+    async def probe(
+        stage: str, addrs: Sequence[str], rounds: int, how: Any = None
+    ) -> list[IdSample]:
         got = await collect_ip_ids(
             sessions, list(addrs), rounds=rounds, spacing=spacing, wait=wait,
-            recorder=recorder, unsent=unsent,
+            recorder=recorder, unsent=unsent, method=how or {a: chosen[a] for a in addrs},
         )  # fmt: skip
         every.extend(got)
         by_stage.setdefault(stage, []).extend(got)
@@ -139,11 +159,14 @@ async def midar(
             on_stage(st)
 
     # 1. estimation
-    est = await probe("estimation", targets, estimation_rounds)
-    series = _series(est)
-    velocities = {t: series_velocity(series.get(t, [])) for t in targets}
+    tried = await probe("estimation", targets, estimation_rounds, list(methods))
+    best = best_methods(tried, targets, methods)
+    velocities = {t: vs[m] if m is not None else None for t, (m, vs) in best.items()}
     usable = {t: v for t, v in velocities.items() if v is not None}
-    report(StageReport("estimation", len(targets), estimation_rounds, len(est), 0))
+    chosen.update((t, m) for t, (m, _) in best.items() if m is not None and t in usable)
+    # each address's series by its kept method (unusable ones: the most answered method)
+    est = [s for s in tried if best[s.addr][0] == s.method]
+    report(StageReport("estimation", len(targets), estimation_rounds, len(tried), 0))
 
     # 2. discovery: neighbours in velocity, window by window
     candidates: set[Pair] = set()
@@ -192,5 +215,6 @@ async def midar(
     else:
         report(StageReport("corroboration", 0, corroboration_rounds, 0, 0))
     return MidarResult(
-        velocities, final, alias_sets(final), inconsistent, stages, every, est, by_stage
-    )
+        velocities, final, alias_sets(final), inconsistent, stages, every, est, by_stage,
+        {t: m for t, (m, _) in best.items()}, {t: vs for t, (_, vs) in best.items()},
+    )  # fmt: skip

@@ -1,4 +1,4 @@
-"""An ICMP echo responder with chosen IP-ID counters, for alias-resolution testbeds.
+"""A responder with chosen IP-ID counters, for alias-resolution testbeds.
 
 Linux draws the IP-ID of an echo reply from a hashed per-destination counter, so two
 addresses of one Linux router never look like aliases to MIDAR. This responder answers
@@ -13,6 +13,15 @@ Run it inside a testbed namespace that holds the addresses, with the kernel's ow
 replies off (`net.ipv4.icmp_echo_ignore_all=1`: `--quiet-kernel` sets it in the
 namespace). Each counter also advances `--velocity` IDs per second between replies (the
 router's other traffic). IPv4 only (IPv6 has no IP-ID in its base header).
+
+A group may name the probes it answers (alias resolution's probe methods), e.g.
+``--group 10.77.3.20,10.77.3.21@tcp-ack,udp`` (default ``icmp-echo``): ``tcp-ack``
+answers a bare TCP ACK with a RST (its sequence number the ACK's acknowledgment number),
+``udp`` a datagram to `--udp-port` with an ICMP port unreachable, both from the group's
+counter. The kernel's own answers must be kept out: for UDP the responder binds the port
+on those addresses (so the kernel has a socket and sends no port unreachable); the
+kernel's RSTs carry IP-ID 0 (DF, no connected destination), so the test drops RSTs with
+ID 0 on the way out (a tc filter), and the responder never numbers a reply 0.
 """
 
 from __future__ import annotations
@@ -27,7 +36,9 @@ import subprocess
 import sys
 import time
 
-_ICMP_ECHO, _ICMP_REPLY = 8, 0
+_ICMP_ECHO, _ICMP_REPLY, _ICMP_UNREACH, _PORT_UNREACH = 8, 0, 3, 3
+_TCP_SYN, _TCP_RST, _TCP_ACK = 0x02, 0x04, 0x10
+METHODS = ("icmp-echo", "tcp-ack", "udp")
 
 
 def checksum(data: bytes) -> int:
@@ -48,8 +59,47 @@ class Counter:
     def next(self) -> int:
         now = time.monotonic()
         self.value = (self.value + 1 + int(self.velocity * (now - self.last))) & 0xFFFF
+        self.value = self.value or 1  # never 0: the kernel's RSTs are told apart by it
         self.last = now
         return self.value
+
+
+def _ip(src: bytes, dst: bytes, proto: int, ident: int, body: bytes) -> bytes:
+    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), ident, 0, 64, proto, 0,
+                       src, dst)  # fmt: skip
+    return head[:10] + struct.pack("!H", checksum(head)) + head[12:] + body
+
+
+def answer(
+    packet: bytes, counters: dict[bytes, Counter], methods: dict[bytes, set[str]], udp_port: int
+) -> bytes | None:
+    """The reply to an IPv4 probe for one of our addresses by a method its group answers
+    (echo reply, RST to a bare ACK, port unreachable to `udp_port`), else None."""
+    if len(packet) < 28 or packet[0] >> 4 != 4:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    src, dst, proto = packet[12:16], packet[16:20], packet[9]
+    counter, how = counters.get(dst), methods.get(dst, set())
+    if counter is None:
+        return None
+    if proto == socket.IPPROTO_ICMP and "icmp-echo" in how:
+        return reply(packet, counters)
+    seg = packet[ihl:]
+    if proto == socket.IPPROTO_TCP and "tcp-ack" in how and len(seg) >= 20:
+        sport, dport, _seq, ack, _off, flags = struct.unpack_from("!HHIIBB", seg)
+        if flags & (_TCP_SYN | _TCP_RST) or not flags & _TCP_ACK:
+            return None
+        tcp = struct.pack("!HHIIBBHHH", dport, sport, ack, 0, 5 << 4, _TCP_RST, 0, 0, 0)
+        pseudo = dst + src + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
+        tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+        return _ip(dst, src, socket.IPPROTO_TCP, counter.next(), tcp)
+    if proto == socket.IPPROTO_UDP and "udp" in how and len(seg) >= 8:
+        if struct.unpack_from("!H", seg, 2)[0] != udp_port:
+            return None
+        icmp = bytes([_ICMP_UNREACH, _PORT_UNREACH, 0, 0, 0, 0, 0, 0]) + packet[: ihl + 8]
+        icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+        return _ip(dst, src, socket.IPPROTO_ICMP, counter.next(), icmp)
+    return None
 
 
 def reply(packet: bytes, counters: dict[bytes, Counter]) -> bytes | None:
@@ -74,28 +124,47 @@ def reply(packet: bytes, counters: dict[bytes, Counter]) -> bytes | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--group", action="append", required=True, metavar="ADDR[,ADDR...]",
-                    help="addresses answering from one shared counter (repeatable)")  # fmt: skip
+    ap.add_argument("--group", action="append", required=True,
+                    metavar="ADDR[,ADDR...][@METHOD,...]",
+                    help="addresses answering from one shared counter (repeatable); the "
+                    "probes they answer: icmp-echo (default), tcp-ack, udp")  # fmt: skip
+    ap.add_argument("--udp-port", type=int, default=33435, help="UDP port answered [33435]")
     ap.add_argument("--velocity", type=float, default=100.0, help="IDs per second [100]")
     ap.add_argument("--quiet-kernel", action="store_true",
                     help="set net.ipv4.icmp_echo_ignore_all=1 here first")  # fmt: skip
     args = ap.parse_args(argv)
     counters: dict[bytes, Counter] = {}
+    methods: dict[bytes, set[str]] = {}
     for group in args.group:
+        addrs, _, how = group.partition("@")
+        wanted = {m.strip() for m in (how or "icmp-echo").split(",")}
+        if not wanted <= set(METHODS):
+            ap.error(f"--group {group}: methods are {', '.join(METHODS)}")
         c = Counter(args.velocity)
-        for a in group.split(","):
+        for a in addrs.split(","):
             counters[ipaddress.IPv4Address(a.strip()).packed] = c
+            methods[ipaddress.IPv4Address(a.strip()).packed] = wanted
     if args.quiet_kernel:
         subprocess.run(["sysctl", "-q", "-w", "net.ipv4.icmp_echo_ignore_all=1"], check=True)
-    rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    rxs = [socket.socket(socket.AF_INET, socket.SOCK_RAW, p)
+           for p in (socket.IPPROTO_ICMP, socket.IPPROTO_TCP, socket.IPPROTO_UDP)]  # fmt: skip
+    bound = []  # a socket on the UDP port: the kernel sends no port unreachable of its own
+    for a, how in methods.items():
+        if "udp" in how:
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u.bind((socket.inet_ntoa(a), args.udp_port))
+            bound.append(u)
     tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     print("ready", flush=True)
     while True:
-        select.select([rx], [], [])
-        packet = rx.recv(65535)
-        out = reply(packet, counters)
-        if out is not None:
-            tx.sendto(out, (socket.inet_ntoa(packet[12:16]), 0))
+        ready, _, _ = select.select([*rxs, *bound], [], [])
+        for rx in ready:
+            packet = rx.recv(65535)
+            if rx in bound:
+                continue  # the datagram itself, answered from its raw copy
+            out = answer(packet, counters, methods, args.udp_port)
+            if out is not None:
+                tx.sendto(out, (socket.inet_ntoa(packet[12:16]), 0))
 
 
 if __name__ == "__main__":

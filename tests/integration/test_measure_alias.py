@@ -101,13 +101,19 @@ def test_one_endpoint_cli(testbed_factory: Callable[..., Testbed], tmp_path: Pat
     assert stages["discovery"]["pairs"] >= 3  # candidates, false ones possible
     assert stages["elimination"]["pairs"] >= 3
     assert stages["corroboration"] == {**stages["corroboration"], "addresses": 3, "pairs": 3}
-    # The pcap: every probe (ICMP echo request) and every reply, with endpoint times.
+    # The pcap: every probe (ICMP echo request, TCP ACK, UDP: estimation tries all three)
+    # and every reply, with endpoint times.
     from packetlab.measure.pcap import read_pcap
 
     packets = read_pcap(pcap.read_bytes())
-    kinds = [(p[9], p[20]) for _, p in packets if p[0] >> 4 == 4]  # (protocol, ICMP type)
+    ep = bytes([10, 77, 1, 1])
+    sent = [(p[9], p[20]) for _, p in packets if p[0] >> 4 == 4 and p[12:16] == ep]
+    back = [(p[9], p[20]) for _, p in packets if p[0] >> 4 == 4 and p[16:20] == ep]
     probes = sum(s["samples"] for s in stages.values())
-    assert kinds.count((1, 8)) >= probes and kinds.count((1, 0)) >= probes
+    assert len(sent) >= probes and len(back) >= probes
+    assert {proto for proto, _ in sent} == {1, 6, 17}  # ICMP, TCP, UDP
+    later = sum(s["samples"] for s in stages.values() if s["stage"] != "estimation")
+    assert sent.count((1, 8)) >= later and back.count((1, 0)) >= later  # kept: echo
     assert f"wrote {len(packets)} packets to {pcap}" in got.stderr
 
 

@@ -398,3 +398,21 @@ def test_http_fail_makes_a_4xx_a_failure_as_curl_f() -> None:
     assert records[0]["error"] == "the server answered 404 Not Found (--fail)"
     assert (records[1]["fetched"], records[1]["errors"]) == (0, 1)
     assert run_http.row(records[0]).startswith(" 404          4")  # type: ignore[union-attr]
+
+
+def test_alias_method_option_and_row() -> None:
+    from packetlab.cli import run_alias
+
+    args = parse("alias", "--method", "tcp", "10.0.0.1", "10.0.0.2")
+    with pytest.raises(RunError, match=r"^--method: unknown probe method 'tcp'; valid: auto, "
+                       r"icmp-echo, tcp-ack, udp$"):  # fmt: skip
+        run_alias.experiment(args, lambda r: None, Progress())
+    assert parse("alias", "10.0.0.1", "10.0.0.2").method == "auto"
+    row = {"type": "ipid-series", "addr": "10.0.0.1", "samples": 10, "endpoints": 1,
+           "usable": True, "ids_per_s": 300.0, "method": "udp",
+           "methods": {"icmp-echo": None, "tcp-ack": 120.4, "udp": 300.0}}  # fmt: skip
+    assert run_alias.row(row) == (
+        "# 10.0.0.1: 10 samples from 1 endpoint(s), 300 IDs/s by udp (icmp-echo none, tcp-ack 120)"
+    )
+    one = {k: v for k, v in row.items() if k != "methods"}  # --method udp: as before
+    assert run_alias.row(one) == "# 10.0.0.1: 10 samples from 1 endpoint(s), 300 IDs/s"

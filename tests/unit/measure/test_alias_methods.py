@@ -1,0 +1,184 @@
+"""Probe methods of alias resolution (ICMP echo, TCP ACK, UDP) over the scripted raw
+endpoint, with routers that answer only some probes, or number some replies from a
+counter and others not (IP-ID 0): MIDAR's estimation stage tries every method and keeps
+per address the one whose counter is usable, so such routers get a velocity and their
+aliases are found. (ICMP echo was the only method before: those addresses had none.)"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from test_traceroute_fakes import CONFIG, RawRig
+
+from packetlab.measure.alias import METHODS, IdSample, best_methods, collect_ip_ids, parse_methods
+from packetlab.measure.capture import MeasureError
+from packetlab.measure.packets import (
+    PROTO_ICMP,
+    PROTO_TCP,
+    PROTO_UDP,
+    TCP_RST,
+    inet_checksum,
+    ip_packet,
+    tcp_segment,
+)
+
+TCP_A, TCP_B = "10.77.3.10", "10.77.3.11"  # one router, answers TCP ACKs only
+UDP_A, UDP_B = "10.77.3.20", "10.77.3.21"  # another, answers UDP only
+ICMP_C = "10.77.3.30"  # answers echo only, its own counter
+ZERO_D = "10.77.3.40"  # answers everything; echo replies carry IP-ID 0, the rest count
+ALL = [TCP_A, TCP_B, UDP_A, UDP_B, ICMP_C, ZERO_D]
+
+
+@dataclass
+class Router:
+    answers: set[str]
+    value: int
+    rate: float = 300.0  # IDs per second of other traffic
+    zero_for: set[str] = field(default_factory=set)  # methods whose replies carry ID 0
+    last: float = 0.0
+
+    def next_id(self, now: float, method: str) -> int:
+        if method in self.zero_for:
+            return 0
+        self.value = (self.value + 1 + int(self.rate * (now - self.last))) & 0xFFFF
+        self.last = now
+        return self.value
+
+
+def routers() -> dict[str, Router]:
+    tcp, udp = Router({"tcp-ack"}, 65400), Router({"udp"}, 20000)
+    icmp = Router({"icmp-echo"}, 40000)
+    zero = Router(set(METHODS), 5000, zero_for={"icmp-echo"})
+    return {TCP_A: tcp, TCP_B: tcp, UDP_A: udp, UDP_B: udp, ICMP_C: icmp, ZERO_D: zero}
+
+
+def rig_with(table: dict[str, Router]) -> RawRig:
+    rig = RawRig(["10.77.3.1"])
+    clock = rig.clock
+
+    def answer(probe: bytes) -> list[tuple[float, bytes]]:
+        src, dst = (str(ipaddress.ip_address(probe[a : a + 4])) for a in (12, 16))
+        router = table.get(dst)
+        proto = probe[9]
+        method = {PROTO_ICMP: "icmp-echo", PROTO_TCP: "tcp-ack", PROTO_UDP: "udp"}[proto]
+        if router is None or method not in router.answers:
+            return []
+        ident = router.next_id(clock.seconds(), method)
+        if proto == PROTO_ICMP:
+            msg = bytes([0, 0, 0, 0]) + probe[24:]
+            proto_out = PROTO_ICMP
+        elif proto == PROTO_TCP:
+            sport, dport, _seq, ack = struct.unpack_from("!HHII", probe, 20)
+            msg = tcp_segment(dst, src, dport, sport, seq=ack, flags=TCP_RST)
+            proto_out = PROTO_TCP
+        else:  # port unreachable quoting the datagram
+            msg = bytes([3, 3, 0, 0, 0, 0, 0, 0]) + probe[:28]
+            proto_out = PROTO_ICMP
+        if proto_out == PROTO_ICMP:
+            msg = msg[:2] + struct.pack("!H", inet_checksum(msg)) + msg[4:]
+        return [(0.001, ip_packet(dst, src, proto_out, msg, ttl=63, ident=ident))]
+
+    rig.endpoint.answers = answer  # type: ignore[method-assign]
+    return rig
+
+
+def test_midar_keeps_per_address_the_method_with_a_usable_counter() -> None:
+    from packetlab.measure.midar import midar
+
+    rig = rig_with(routers())
+    got = rig.run(midar([rig.session], ALL, spacing=0.002, wait=0.5))
+    # every address now has a velocity, by the method that answers with a counter
+    assert all(got.velocities[a] is not None for a in ALL), got.velocities
+    assert got.methods == {TCP_A: "tcp-ack", TCP_B: "tcp-ack", UDP_A: "udp", UDP_B: "udp",
+                           ICMP_C: "icmp-echo", ZERO_D: "tcp-ack"}  # fmt: skip
+    assert got.by_method[ZERO_D]["icmp-echo"] is None  # answered, but IP-ID 0 every time
+    assert got.by_method[TCP_A] == {**got.by_method[TCP_A], "icmp-echo": None, "udp": None}
+    assert got.pairs == [(TCP_A, TCP_B), (UDP_A, UDP_B)]
+    # the later stages probed each address with its method only
+    later = [s for st in ("discovery", "elimination", "corroboration")
+             for s in got.by_stage.get(st, [])]  # fmt: skip
+    assert later and all(s.method == got.methods[s.addr] for s in later)
+    est = got.by_stage["estimation"]
+    assert {(s.addr, s.method) for s in est} >= {(TCP_A, "tcp-ack"), (UDP_A, "udp")}
+
+
+def test_icmp_echo_alone_leaves_tcp_and_udp_only_routers_without_a_counter() -> None:
+    from packetlab.measure.midar import midar
+
+    rig = rig_with(routers())
+    got = rig.run(midar([rig.session], ALL, spacing=0.002, wait=0.5, methods=["icmp-echo"]))
+    assert [a for a in ALL if got.velocities[a] is not None] == [ICMP_C]
+    assert got.pairs == []
+
+
+@pytest.mark.parametrize("method", ["tcp-ack", "udp"])
+def test_one_method_probes_only_with_it(method: str) -> None:
+    rig = rig_with(routers())
+    got = rig.run(collect_ip_ids([rig.session], ALL, rounds=4, wait=0.5, method=method))
+    answering = {a for a, r in routers().items() if method in r.answers}
+    assert {s.addr for s in got} == answering and all(s.method == method for s in got)
+    assert len(got) == 4 * len(answering)
+    protos = {m.data[9] for m in rig.endpoint.raw_sends}
+    assert protos == {PROTO_TCP if method == "tcp-ack" else PROTO_UDP}
+    assert len(rig.endpoint.ncaps) == 1  # one capture: ICMP, and for tcp-ack the RSTs too
+    assert got[0].to_dict()["method"] == method
+
+
+def test_best_method_prefers_more_samples_then_the_fixed_order() -> None:
+    def series(addr: str, method: str, n: int) -> list[IdSample]:
+        return [IdSample(addr, "ep", i * 10**7, 100 + 5 * i, 0, method) for i in range(n)]
+
+    samples = [*series("a", "udp", 10), *series("a", "tcp-ack", 6), *series("b", "udp", 5),
+               *series("b", "icmp-echo", 5), *series("c", "icmp-echo", 2)]  # fmt: skip
+    best = best_methods(samples, ["a", "b", "c"], METHODS)
+    # c: no usable counter (2 samples), reported by the method that answered
+    assert {a: m for a, (m, _) in best.items()} == {"a": "udp", "b": "icmp-echo", "c": "icmp-echo"}
+    assert best["c"][1]["icmp-echo"] is None
+    assert best_methods([], ["d"], METHODS)["d"] == (None, dict.fromkeys(METHODS))
+
+
+def test_method_names() -> None:
+    assert parse_methods("auto") == METHODS
+    assert parse_methods("udp,tcp-ack,udp") == ("udp", "tcp-ack")
+    with pytest.raises(ValueError, match="unknown probe method 'tcp'; valid: auto, icmp-echo, "
+                       "tcp-ack, udp"):  # fmt: skip
+        parse_methods("tcp")
+
+
+def test_an_endpoint_without_raw_sockets_is_a_clear_error() -> None:
+    rig = RawRig(["10.77.3.1"], CONFIG.replace("raw,", ""))
+    d = collect_ip_ids([rig.session], ALL[:2], rounds=3, method="tcp-ack")
+    with pytest.raises(MeasureError, match="does not offer raw sockets"):
+        rig.run(d)
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_cli_records_say_each_addresss_method(single: bool) -> None:
+    # `pktlab run alias [--single-stage] ADDR...` over the same routers: the pairs, and
+    # per address its kept method and every method's velocity
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+
+    argv = ["alias", "--wait", "0.5", *(["--single-stage"] if single else []), *ALL]
+    args = build_parser().parse_args(argv)
+    records: list[dict[str, Any]] = []
+    rig = rig_with(routers())
+    run = run_alias.experiment(args, records.append, Progress())
+    rig.run(Deferred.fromCoroutine(run([rig.session])))
+    series = {r["addr"]: r for r in records if r["type"] == "ipid-series"}
+    assert {a: r["method"] for a, r in series.items()} == {
+        TCP_A: "tcp-ack", TCP_B: "tcp-ack", UDP_A: "udp", UDP_B: "udp", ICMP_C: "icmp-echo",
+        ZERO_D: "tcp-ack"}  # fmt: skip
+    assert all(r["usable"] and r["samples"] == 10 for r in series.values())
+    assert series[ZERO_D]["methods"] == {**series[ZERO_D]["methods"], "icmp-echo": None}
+    pairs = [(r["a"], r["b"]) for r in records if r["type"] == "alias"]
+    assert pairs == [(TCP_A, TCP_B), (UDP_A, UDP_B)]
+    line = run_alias.row(series[UDP_A])
+    assert line is not None and " by udp (icmp-echo none, tcp-ack none)" in line
