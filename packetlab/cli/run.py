@@ -21,7 +21,7 @@ import ipaddress
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.interrupt import quit_on_interrupt, run_reactor
@@ -309,6 +309,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="numeric",
         action="store_true",
         help="print hop addresses only (no reverse DNS lookup of their names)",
+    )
+    tr.add_argument(
+        "--warts",
+        metavar="FILE",
+        help="also write the trace in scamper's warts format to FILE ('-': stdout, and the "
+        "usual output to stderr), for sc_warts2json, sc_warts2text and scamper's other tools",
     )
     tr.add_argument(
         "--names",
@@ -903,10 +909,13 @@ def _report(
         if args.mtu and packetlen is None:
             packetlen = MAX_PACKET_LEN
         size = probe_length(args.protocol, dst.version, packetlen)
-        return TracerouteReport(
+        report = TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             queries=args.queries, size=size,
         )  # fmt: skip
+        if args.warts == "-":  # the warts bytes go to stdout: the lines to stderr
+            report.progress.out = sys.stderr
+        return report
     return PingReport(
         reactor, args.json, str(dst), name=name, count=args.count or ping_count(args),
         size=args.size, quiet=args.quiet, interval=args.interval, flood=args.flood,
@@ -1022,6 +1031,14 @@ def run(args: argparse.Namespace) -> int:
         return rc
 
     async def main(reactor: Any, stop: StopSignal) -> int:
+        warts = open_warts(args)
+        try:
+            return await measured(reactor, stop, warts)
+        finally:
+            if warts is not None and warts is not sys.stdout.buffer:
+                warts.close()
+
+    async def measured(reactor: Any, stop: StopSignal, warts: BinaryIO | None) -> int:
         result, report = await measure(reactor, args, stop)
         interrupted = stop.requested and stop.reason == "interrupted"
         if isinstance(report, MdaReport):
@@ -1030,12 +1047,55 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(report, TracerouteReport):
             assert isinstance(result, TracerouteResult)
             report.finish(result, interrupted)
+            if warts is not None:
+                write_warts(warts, args, result, interrupted)
             return EXIT_OK
         assert isinstance(report, PingReport) and isinstance(result, PingResult)
         report.finish(result, interrupted)
         return ping_exit(args, result)
 
     return run_reactor(main, prog=f"pktlab run {args.measurement}", verbose=args.verbose)
+
+
+def open_warts(args: argparse.Namespace) -> BinaryIO | None:
+    """traceroute --warts FILE opened (truncated) before the run, stdout's bytes for '-';
+    RunError (one line) when it cannot be written or the trace is not one warts holds."""
+    path = getattr(args, "warts", None)
+    if path is None:
+        return None
+    if args.mda:
+        raise RunError("--warts writes a trace: not with --mda (scamper's tracelb)")
+    if path == "-":
+        return sys.stdout.buffer
+    try:
+        return open(path, "wb")  # closed by run's main
+    except OSError as e:
+        raise RunError(f"--warts {path}: cannot write it: {e.strerror or e}") from None
+
+
+def write_warts(
+    out: BinaryIO, args: argparse.Namespace, result: TracerouteResult, interrupted: bool
+) -> None:
+    """`result` as a warts file (list, cycle, trace, cycle stop) with the run's options."""
+    import time
+
+    from packetlab.measure.warts import traceroute_warts
+
+    local = Link.from_args(args).in_process
+    data = traceroute_warts(
+        result,
+        stop_s=int(time.time()),
+        hostname=socket.gethostname() if local else "",
+        attempts=args.queries,
+        first_ttl=args.first_ttl,
+        wait_s=args.wait,
+        sport=args.sport,
+        dport=args.port or default_port(args.protocol),
+        tos=traceroute_shape(args)[1],
+        interrupted=interrupted,
+    )
+    out.write(data)
+    out.flush()
 
 
 def ping_exit(args: argparse.Namespace, result: PingResult) -> int:
