@@ -64,12 +64,14 @@ TRACE_TYPES = {
 STOP_REASONS = {"COMPLETED": 0x01, "UNREACH": 0x02, "HOPLIMIT": 0x07, "INTERRUPTED": 0x09}
 
 # trace fields (flag ids) and hop fields this module writes
-_T_LIST, _T_CYCLE, _T_START, _T_STOP_R, _T_STOP_D = 1, 2, 5, 6, 7
+_T_LIST, _T_CYCLE, _T_START, _T_STOP_R, _T_STOP_D, _T_FLAGS = 1, 2, 5, 6, 7, 8
 _T_ATTEMPTS, _T_HOPLIMIT, _T_TYPE, _T_PROBE_S, _T_SPORT, _T_DPORT = 9, 10, 11, 12, 13, 14
 _T_FIRSTHOP, _T_TOS, _T_WAIT, _T_HOPCOUNT, _T_PROBEC, _T_SRC, _T_DST = 15, 16, 17, 19, 23, 26, 27
 _H_PROBE_TTL, _H_REPLY_TTL, _H_FLAGS, _H_PROBE_ID, _H_RTT, _H_ICMP_TC = 2, 3, 4, 5, 6, 7
 _H_PROBE_SIZE, _H_REPLY_IPID, _H_NHMTU, _H_TCP_FLAGS, _H_ADDR, _H_TX = 8, 10, 12, 15, 18, 19
 
+# trace flags: every attempt sent whatever the answers (traceroute's queries; scamper -Q)
+TRACE_FLAG_ALLATTEMPTS = 0x01
 # hop flags: receive time from the socket (kernel), reply TTL known, a TCP reply
 HOP_FLAG_SOCK_RX, HOP_FLAG_REPLY_TTL, HOP_FLAG_TCP = 0x01, 0x10, 0x20
 
@@ -277,6 +279,7 @@ def trace_object(
         _T_START: _timeval(start_ns),
         _T_STOP_R: _u8(reason),
         _T_STOP_D: _u8(data),
+        _T_FLAGS: _u8(TRACE_FLAG_ALLATTEMPTS),
         _T_ATTEMPTS: _u8(attempts if attempts is not None else per_ttl),
         _T_HOPLIMIT: _u8(result.max_ttl or 0),
         _T_TYPE: _u8(TRACE_TYPES[result.method]),

@@ -89,6 +89,7 @@ def test_trace_fields() -> None:
     assert fields[1] == fields[2] == 1  # list and cycle ids
     assert fields[5] == struct.pack("!II", 1796403716, 440364)  # start
     assert (fields[6], fields[7]) == (1, 0)  # COMPLETED
+    assert fields[8] == 0x01  # all attempts: every query sent, as traceroute (scamper -Q)
     assert (fields[9], fields[10], fields[11]) == (3, 30, 5)  # attempts, hoplimit, udp-paris
     assert (fields[12], fields[13], fields[14]) == (60, 4000, 33435)
     assert (fields[15], fields[16], fields[17]) == (1, 0x10, 5)
