@@ -169,6 +169,13 @@ def _common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
         help="give up after S seconds (default: the measurement's worst case + 30 s with "
         "the in-process endpoint, no limit with --listen)",
     )
+    p.add_argument(
+        "--warts",
+        metavar="FILE",
+        help="also write the measurement in scamper's warts format to FILE ('-': stdout, "
+        "and the usual output to stderr), for sc_warts2json, sc_warts2text and scamper's "
+        "other tools",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     add_link_arguments(p)
 
@@ -309,12 +316,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="numeric",
         action="store_true",
         help="print hop addresses only (no reverse DNS lookup of their names)",
-    )
-    tr.add_argument(
-        "--warts",
-        metavar="FILE",
-        help="also write the trace in scamper's warts format to FILE ('-': stdout, and the "
-        "usual output to stderr), for sc_warts2json, sc_warts2text and scamper's other tools",
     )
     tr.add_argument(
         "--names",
@@ -916,12 +917,15 @@ def _report(
         if args.warts == "-":  # the warts bytes go to stdout: the lines to stderr
             report.progress.out = sys.stderr
         return report
-    return PingReport(
+    ping_report = PingReport(
         reactor, args.json, str(dst), name=name, count=args.count or ping_count(args),
         size=args.size, quiet=args.quiet, interval=args.interval, flood=args.flood,
         timestamps=args.timestamps, pattern=pattern,
         source=None if src is None else (str(src), ifname or ""),
     )  # fmt: skip
+    if args.warts == "-":
+        ping_report.progress.out = sys.stderr
+    return ping_report
 
 
 async def measure(
@@ -1052,18 +1056,20 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         assert isinstance(report, PingReport) and isinstance(result, PingResult)
         report.finish(result, interrupted)
+        if warts is not None:
+            write_ping_warts(warts, args, result, interrupted)
         return ping_exit(args, result)
 
     return run_reactor(main, prog=f"pktlab run {args.measurement}", verbose=args.verbose)
 
 
 def open_warts(args: argparse.Namespace) -> BinaryIO | None:
-    """traceroute --warts FILE opened (truncated) before the run, stdout's bytes for '-';
+    """--warts FILE opened (truncated) before the run, stdout's bytes for '-';
     RunError (one line) when it cannot be written or the trace is not one warts holds."""
     path = getattr(args, "warts", None)
     if path is None:
         return None
-    if args.mda:
+    if getattr(args, "mda", False):
         raise RunError("--warts writes a trace: not with --mda (scamper's tracelb)")
     if path == "-":
         return sys.stdout.buffer
@@ -1092,6 +1098,29 @@ def write_warts(
         sport=args.sport,
         dport=args.port or default_port(args.protocol),
         tos=traceroute_shape(args)[1],
+        interrupted=interrupted,
+    )
+    out.write(data)
+    out.flush()
+
+
+def write_ping_warts(
+    out: BinaryIO, args: argparse.Namespace, result: PingResult, interrupted: bool
+) -> None:
+    """`result` as a warts file (list, cycle, ping, cycle stop) with the run's options."""
+    import time
+
+    from packetlab.measure.warts import ping_warts
+
+    data = ping_warts(
+        result,
+        stop_s=int(time.time()),
+        hostname=socket.gethostname() if Link.from_args(args).in_process else "",
+        count=args.count or ping_count(args),
+        size=args.size,
+        interval_s=args.interval,
+        timeout_s=args.wait,
+        ttl=args.ttl,
         interrupted=interrupted,
     )
     out.write(data)

@@ -29,26 +29,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from packetlab.measure.records import Hop, Stamp, TracerouteResult
+from packetlab.measure.records import Hop, PingResult, Stamp, TracerouteResult
 from packetlab.measure.replies import ReplyKind
 
 __all__ = [
     "OBJ_CYCLE_START",
     "OBJ_CYCLE_STOP",
     "OBJ_LIST",
+    "OBJ_PING",
     "OBJ_TRACE",
     "STOP_REASONS",
     "TRACE_TYPES",
     "WARTS_MAGIC",
     "WartsError",
     "WartsObject",
+    "ping_object",
+    "ping_warts",
     "read_warts",
     "trace_object",
     "traceroute_warts",
 ]
 
 WARTS_MAGIC = 0x1205
-OBJ_LIST, OBJ_CYCLE_START, OBJ_CYCLE_STOP, OBJ_TRACE = 1, 2, 4, 6
+OBJ_LIST, OBJ_CYCLE_START, OBJ_CYCLE_STOP, OBJ_TRACE, OBJ_PING = 1, 2, 4, 6, 7
 
 # scamper's trace types, by our method names (udp-fixed: UDP with one destination port)
 TRACE_TYPES = {
@@ -85,6 +88,45 @@ _HOP_SIZES: dict[int, int | str] = {
     1: 4, 2: 1, 3: 1, 4: 1, 5: 1, 6: 4, 7: 2, 8: 2, 9: 2, 10: 2, 11: 1, 12: 2, 13: 2, 14: 1,
     15: 1, 16: 1, 17: "ext", 18: "addr", 19: 8,
 }  # fmt: skip
+_PING_SIZES: dict[int, int | str] = {
+    1: 4,
+    2: 4,
+    3: 4,
+    4: 4,
+    5: 8,
+    6: 1,
+    7: 1,
+    8: 2,
+    9: "data",
+    10: 2,
+    11: 2,
+    12: 1,
+    13: 1,
+    14: 2,
+    15: 2,
+    16: 1,
+    17: 2,
+    18: 2,
+    19: 4,
+    20: "addr",
+    21: "addr",
+    22: 1,
+    23: 1,
+}  # fmt: skip (24: timestamp prespecification, not read; 25-28 after it)
+_PING_REPLY_SIZES: dict[int, int | str] = {
+    1: 4,
+    2: 1,
+    3: 1,
+    4: 2,
+    5: 2,
+    6: 4,
+    7: 2,
+    8: 2,
+    9: 2,
+    10: 1,
+    11: 1,
+    12: "addr",
+}  # fmt: skip (13, 14: record route and timestamp options, not read; 15-17 after them)
 _LIST_SIZES: dict[int, int | str] = {1: "str", 2: "str"}
 _CYCLE_SIZES: dict[int, int | str] = {1: 4, 2: "str"}
 
@@ -311,6 +353,133 @@ def trace_object(
     return _object(OBJ_TRACE, head + _u16(len(hops)) + b"".join(hops) + _u16(0))
 
 
+# ping fields and reply fields this module writes
+_P_LIST, _P_CYCLE, _P_START, _P_STOP_R, _P_STOP_D = 1, 2, 5, 6, 7
+_P_COUNT, _P_SIZE, _P_WAIT, _P_TTL, _P_SENT, _P_SRC, _P_DST, _P_TIMEOUT, _P_WAIT_US = (
+    10,
+    11,
+    12,
+    13,
+    15,
+    20,
+    21,
+    27,
+    28,
+)
+_R_FLAGS, _R_TTL, _R_SIZE, _R_ICMP_TC, _R_RTT, _R_PROBE_ID, _R_ADDR, _R_TX = (
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    12,
+    16,
+)
+PING_STOP_COMPLETED, PING_STOP_HALTED = 0x01, 0x03
+PING_REPLY_FLAG_REPLY_TTL = 0x01
+
+
+def _ping_reply(
+    seq: int, addr: str, rtt_us: float | None, icmp: tuple[int, int], ttl: int | None,
+    size: int | None, send_ns: int | None, table: _Addresses,
+) -> dict[int, bytes]:  # fmt: skip
+    fields: dict[int, bytes] = {_R_PROBE_ID: _u16(seq - 1), _R_ICMP_TC: bytes(icmp)}
+    if ttl is not None:
+        fields[_R_FLAGS] = _u8(PING_REPLY_FLAG_REPLY_TTL)
+        fields[_R_TTL] = _u8(ttl)
+    if size is not None:
+        fields[_R_SIZE] = _u16(size)
+    if rtt_us is not None:
+        fields[_R_RTT] = _u32(max(0, round(rtt_us)))
+    fields[_R_ADDR] = table.encode(addr)
+    if send_ns:
+        fields[_R_TX] = _timeval(send_ns)
+    return fields
+
+
+def ping_object(
+    result: PingResult,
+    *,
+    list_id: int = 1,
+    cycle_id: int = 1,
+    count: int | None = None,
+    size: int = 56,
+    interval_s: float = 1.0,
+    timeout_s: float | None = None,
+    ttl: int | None = None,
+    interrupted: bool = False,
+) -> bytes:
+    """The ping object of `result` (scamper's ``ping``, ICMP echo): its fields, then one
+    reply record per reply (duplicates too) and per ICMP error, in request order;
+    ``probe_id`` is ping's ``icmp_seq`` - 1 (scamper counts from 0). `size`: ping's -s
+    (the ICMP data bytes); the records hold IP lengths, as scamper's."""
+    version = ipaddress.ip_address(result.dst).version
+    header = 8 + (20 if version == 4 else 40)
+    table = _Addresses()
+    start_ns = result.start_ns or min(
+        (r.probe_send_ns for r in result.replies if r.probe_send_ns), default=0
+    )
+    wait_us = max(0, round(interval_s * 1_000_000))
+    fields: dict[int, bytes] = {
+        _P_LIST: _u32(list_id),
+        _P_CYCLE: _u32(cycle_id),
+        _P_START: _timeval(start_ns),
+        _P_STOP_R: _u8(PING_STOP_HALTED if interrupted else PING_STOP_COMPLETED),
+        _P_STOP_D: _u8(0),
+        _P_COUNT: _u16(count if count is not None else result.sent),
+        _P_SIZE: _u16(size + header),
+        _P_WAIT: _u8(min(255, wait_us // 1_000_000)),
+        _P_TTL: _u8(ttl if ttl is not None else 64),
+        _P_SENT: _u16(result.sent),
+    }
+    if result.src is not None:
+        fields[_P_SRC] = table.encode(result.src)
+    fields[_P_DST] = table.encode(result.dst)
+    if timeout_s is not None:
+        fields[_P_TIMEOUT] = _u8(min(255, max(0, round(timeout_s))))
+    fields[_P_WAIT_US] = _u32(wait_us)
+    echo = (0, 0) if version == 4 else (129, 0)
+    records: list[tuple[int, int, dict[int, bytes]]] = []
+    for r in result.replies:
+        if r.addr is None or not 1 <= r.seq <= result.sent:
+            continue
+        ip_size = None if r.size is None else r.size + header - 8
+        got = _ping_reply(r.seq, r.addr, r.rtt_us, echo, r.ttl, ip_size, r.probe_send_ns, table)
+        records.append((r.seq, r.reply_recv_ns or 0, got))
+    for e in result.errors:
+        if not 1 <= e.seq <= result.sent:
+            continue
+        rtt = None
+        if e.probe_send_ns is not None and e.reply_recv_ns is not None:
+            rtt = (e.reply_recv_ns - e.probe_send_ns) / 1000
+        icmp = (e.icmp_type, e.code)
+        got = _ping_reply(e.seq, e.addr, rtt, icmp, None, None, e.probe_send_ns, table)
+        records.append((e.seq, e.reply_recv_ns or 0, got))
+    records.sort(key=lambda rec: (rec[0], rec[1]))
+    body = b"".join(_params(rec[2]) for rec in records)
+    if len(records) > 0xFFFF:
+        raise WartsError("more than 65535 replies for one warts ping")
+    return _object(OBJ_PING, _params(fields) + _u16(len(records)) + body)
+
+
+def ping_warts(
+    result: PingResult, *, stop_s: int | None = None, hostname: str = "", **ping: Any
+) -> bytes:
+    """A whole warts file for one ping: list, cycle start, ping, cycle stop; `ping`:
+    `ping_object`'s keywords (count, size, interval_s, timeout_s, ttl, interrupted)."""
+    start_s = (result.start_ns or 0) // 1_000_000_000
+    if stop_s is None:
+        times = [r.reply_recv_ns or 0 for r in result.replies] + [start_s * 1_000_000_000]
+        stop_s = max(times) // 1_000_000_000
+    return (
+        list_object()
+        + cycle_start_object(start_s, hostname=hostname)
+        + ping_object(result, **ping)
+        + cycle_stop_object(stop_s)
+    )
+
+
 def traceroute_warts(
     result: TracerouteResult,
     *,
@@ -407,6 +576,8 @@ class _Reader:
                 out[i] = self.addr()
             elif size == "str":
                 out[i] = self.string()
+            elif size == "data":  # probe data: its length is field 8's
+                out[i] = self.take(out.get(8, 0))
             elif size == "ext":
                 out[i] = self.take(self.uint(2))
             else:
@@ -419,7 +590,8 @@ class _Reader:
 
 
 def read_warts(data: bytes) -> list[WartsObject]:
-    """The objects of a warts file (list, cycle start/stop, trace; others' bodies skipped)."""
+    """The objects of a warts file (list, cycle start/stop, trace, ping: a ping's reply
+    records in `WartsObject.hops`; others' bodies skipped)."""
     out = []
     off = 0
     while off < len(data):
@@ -447,6 +619,9 @@ def read_warts(data: bytes) -> list[WartsObject]:
             obj.fields = r.params(_TRACE_SIZES)
             obj.hops = [r.params(_HOP_SIZES) for _ in range(r.uint(2))]
             obj.fixed = {"end": r.uint(2)}
+        elif kind == OBJ_PING:
+            obj.fields = r.params(_PING_SIZES)
+            obj.hops = [r.params(_PING_REPLY_SIZES) for _ in range(r.uint(2))]
         out.append(obj)
         off = end
     return out
