@@ -88,49 +88,21 @@ _HOP_SIZES: dict[int, int | str] = {
     1: 4, 2: 1, 3: 1, 4: 1, 5: 1, 6: 4, 7: 2, 8: 2, 9: 2, 10: 2, 11: 1, 12: 2, 13: 2, 14: 1,
     15: 1, 16: 1, 17: "ext", 18: "addr", 19: 8,
 }  # fmt: skip
+# ping: 24 (timestamp prespecification) not read, the rest of such a ping's fields skipped;
+# ping replies: 13, 14 (record route, timestamp options) the same
 _PING_SIZES: dict[int, int | str] = {
-    1: 4,
-    2: 4,
-    3: 4,
-    4: 4,
-    5: 8,
-    6: 1,
-    7: 1,
-    8: 2,
-    9: "data",
-    10: 2,
-    11: 2,
-    12: 1,
-    13: 1,
-    14: 2,
-    15: 2,
-    16: 1,
-    17: 2,
-    18: 2,
-    19: 4,
-    20: "addr",
-    21: "addr",
-    22: 1,
-    23: 1,
-}  # fmt: skip (24: timestamp prespecification, not read; 25-28 after it)
+    1: 4, 2: 4, 3: 4, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: "data", 10: 2, 11: 2, 12: 1, 13: 1,
+    14: 2, 15: 2, 16: 1, 17: 2, 18: 2, 19: 4, 20: "addr", 21: "addr", 22: 1, 23: 1, 25: 2,
+    26: 2, 27: 1, 28: 4,
+}  # fmt: skip
 _PING_REPLY_SIZES: dict[int, int | str] = {
-    1: 4,
-    2: 1,
-    3: 1,
-    4: 2,
-    5: 2,
-    6: 4,
-    7: 2,
-    8: 2,
-    9: 2,
-    10: 1,
-    11: 1,
-    12: "addr",
-}  # fmt: skip (13, 14: record route and timestamp options, not read; 15-17 after them)
+    1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 2, 8: 2, 9: 2, 10: 1, 11: 1, 12: "addr", 15: 4,
+    16: 8, 17: 12,
+}  # fmt: skip
 _LIST_SIZES: dict[int, int | str] = {1: "str", 2: "str"}
 _CYCLE_SIZES: dict[int, int | str] = {1: 4, 2: "str"}
 
-# ICMP types of the reply kinds (IPv4, IPv6); TCP flags of the TCP ones
+# ICMP types of the reply kinds (IPv4, IPv6)
 _ICMP_TYPE = {
     ReplyKind.TIME_EXCEEDED: (11, 3),
     ReplyKind.DEST_UNREACHABLE: (3, 1),

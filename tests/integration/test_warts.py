@@ -1,4 +1,4 @@
-"""`pktlab run traceroute --warts FILE` read by scamper's own tools (root; scamper installed):
+"""`pktlab run traceroute|ping --warts FILE` read by scamper's own tools (root; scamper):
 sc_warts2json must give the hops, addresses, RTTs, TTLs and probe counts of our --json
 lines, sc_wartsdump must read it without complaint, and sc_warts2text must print the shape
 sc_warts2text prints for scamper's own trace of the same path.
@@ -111,7 +111,12 @@ def test_an_unwritable_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def masked(text: str) -> list[str]:
-    return [re.sub(r"\d+\.\d{3} ms", "R ms", line) for line in text.splitlines()]
+    """sc_warts2text's lines with the RTTs masked (`0.012 ms`, `= 0.01/0.02/0.03/0.01 ms`)."""
+    out = []
+    for line in text.splitlines():
+        line = re.sub(r"= [\d./]+ ms", "= R ms", line)
+        out.append(re.sub(r"\d+\.\d{3} ms", "R ms", line))
+    return out
 
 
 def test_testbed_trace_matches_json_and_scampers_own_shape(
@@ -139,4 +144,63 @@ def test_testbed_trace_matches_json_and_scampers_own_shape(
     assert [(h["probe_ttl"], h["addr"]) for h in a["hops"]] == [
         (h["probe_ttl"], h["addr"]) for h in b["hops"]
     ]
+    assert masked(tool("sc_warts2text", str(ours))) == masked(tool("sc_warts2text", str(theirs)))
+
+
+def scamper_ping(path: Path) -> dict[str, Any]:
+    tool("sc_wartsdump", str(path))
+    objs = [json.loads(line) for line in tool("sc_warts2json", str(path)).splitlines()]
+    assert [o["type"] for o in objs] == ["cycle-start", "ping", "cycle-stop"]
+    return objs[1]
+
+
+def ping_and_warts(warts: Path, *args: str, netns: str | None = None) -> dict[str, Any]:
+    """Ours with --json and --warts: each reply and ICMP error in the file as in the JSON."""
+    done = pktlab_run("ping", "--json", "--warts", str(warts), *args, netns=netns)
+    assert done.returncode in (0, 1), done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    (summary,) = [o for o in lines if o["type"] == "summary"]
+    answers = [o for o in lines if o["type"] == "error" or (o["type"] == "reply" and o["addr"])]
+    answers.sort(key=lambda o: (o["seq"], o["reply_recv_ns"]))
+    ping = scamper_ping(warts)
+    assert (ping["src"], ping["dst"], ping["ping_sent"]) == (
+        summary["src"], summary["dst"], summary["sent"],
+    )  # fmt: skip
+    assert len(ping["responses"]) == len(answers)
+    for got, want in zip(ping["responses"], answers, strict=True):
+        assert (got["seq"], got["from"]) == (want["seq"] - 1, want["addr"])
+        rtt_us = want.get("rtt_us")
+        if rtt_us is None:
+            rtt_us = (want["reply_recv_ns"] - want["probe_send_ns"]) / 1000
+        assert abs(got["rtt"] - rtt_us / 1000) <= 0.0011, (got, want)
+        if want["type"] == "reply":
+            assert (got["icmp_type"], got["reply_ttl"]) == (0, want["ttl"])
+            assert got["reply_size"] == want["size"] + 20
+        else:
+            assert (got["icmp_type"], got["icmp_code"]) == (want["icmp_type"], want["code"])
+        sent = want["probe_send_ns"] // 1000
+        assert (got["tx"]["sec"], got["tx"]["usec"]) == divmod(sent, 1_000_000)
+    return ping
+
+
+def test_ping_reads_in_scampers_tools(tmp_path: Path) -> None:
+    ping = ping_and_warts(tmp_path / "p.warts", "-c", "3", "-i", "0.2", "127.0.0.1")
+    assert (ping["probe_size"], ping["wait_us"], ping["ttl"]) == (84, 200_000, 64)
+
+
+def test_ping_in_a_testbed_matches_json_and_scampers_own_shape(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path
+) -> None:
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    ours, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
+    ping_and_warts(tmp_path / "ttl1.warts", "-c", "2", "-i", "0.2", "-t", "1", tg, netns=ns)
+    a = ping_and_warts(ours, "-c", "3", "-i", "0.2", tg, netns=ns)
+    tool("scamper", "-O", "warts", "-o", str(theirs), "-c", "ping -c 3 -i 0.2", "-i", tg,
+         netns=ns)  # fmt: skip
+    b = scamper_ping(theirs)
+    for key in ("method", "src", "dst", "ping_sent", "probe_size", "ttl", "wait_us"):
+        assert a[key] == b[key], key
+    got = [(r["seq"], r["from"], r["reply_ttl"]) for r in a["responses"]]
+    assert got == [(r["seq"], r["from"], r["reply_ttl"]) for r in b["responses"]]
     assert masked(tool("sc_warts2text", str(ours))) == masked(tool("sc_warts2text", str(theirs)))

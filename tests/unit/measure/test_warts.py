@@ -7,17 +7,20 @@ import struct
 
 import pytest
 
-from packetlab.measure.records import Hop, TracerouteResult
+from packetlab.measure.records import Hop, PingError, PingReply, PingResult, TracerouteResult
 from packetlab.measure.warts import (
     OBJ_CYCLE_START,
     OBJ_CYCLE_STOP,
     OBJ_LIST,
+    OBJ_PING,
     OBJ_TRACE,
     WartsError,
     _flags,
     cycle_start_object,
     cycle_stop_object,
     list_object,
+    ping_object,
+    ping_warts,
     read_warts,
     trace_object,
     traceroute_warts,
@@ -199,3 +202,91 @@ def test_whole_file() -> None:
 def test_reader_refuses_bad_bytes(data: bytes, error: str) -> None:
     with pytest.raises(WartsError, match=error):
         read_warts(data)
+
+
+# -- ping -----------------------------------------------------------------------------------------
+
+
+def _ping(
+    replies: tuple[PingReply, ...], errors: tuple[PingError, ...] = (), dst: str = "10.0.0.3"
+) -> PingResult:
+    return PingResult(
+        dst=dst, sent=4, replies=replies, src="10.0.0.2" if ":" not in dst else "2001:db8::9",
+        start_ns=T0, send_stamp="kernel", recv_stamp="kernel", errors=errors,
+    )  # fmt: skip
+
+
+REPLIES = (
+    PingReply(1, "10.0.0.3", 21.4, 64, 64, T0, T0 + 21_400),
+    PingReply(2, None, None, probe_send_ns=T0 + 200_000_000),
+    PingReply(4, "10.0.0.3", 38.0, 64, 64, T0 + 600_000_000, T0 + 600_038_000),
+    PingReply(4, "10.0.0.3", 50.0, 64, 64, T0 + 600_000_000, T0 + 600_050_000, dup=True),
+)
+ERRORS = (PingError(3, "10.0.0.1", "time-exceeded", 11, 0, None, T0 + 4 * 10**8, T0 + 400_026_000),)
+
+
+def _ping_read(data: bytes) -> tuple[dict[int, object], list[dict]]:
+    (obj,) = read_warts(data)
+    assert obj.kind == OBJ_PING
+    return obj.fields, obj.hops
+
+
+def test_ping_fields() -> None:
+    fields, _ = _ping_read(
+        ping_object(_ping(REPLIES, ERRORS), count=4, size=56, interval_s=0.2, timeout_s=10, ttl=9)
+    )
+    assert fields[5] == struct.pack("!II", 1796403716, 440364)
+    assert (fields[6], fields[10], fields[11], fields[12], fields[13]) == (1, 4, 84, 0, 9)
+    assert (fields[15], fields[20], fields[21], fields[27], fields[28]) == (
+        4, "10.0.0.2", "10.0.0.3", 10, 200_000,
+    )  # fmt: skip
+    assert 16 not in fields  # method 0: ICMP echo, left out as scamper does
+
+
+def test_ping_replies_and_errors_in_request_order_from_0() -> None:
+    _, got = _ping_read(ping_object(_ping(REPLIES, ERRORS)))
+    assert [(r[7], r[12], r[5], r.get(6), r.get(3), r.get(4)) for r in got] == [
+        (0, "10.0.0.3", 0x0000, 21, 64, 84),  # probe id, from, icmp, rtt µs, ttl, IP length
+        (2, "10.0.0.1", 11 << 8, 26, None, None),  # a router's time exceeded
+        (3, "10.0.0.3", 0x0000, 38, 64, 84),
+        (3, "10.0.0.3", 0x0000, 50, 64, 84),  # the duplicate
+    ]
+    assert got[0][2] == 0x01 and 2 not in got[1]  # reply TTL known
+    assert got[2][16] == struct.pack("!II", 1796403717, 40364)  # tx
+
+
+def test_ping_ipv6_echo_reply_is_type_129_and_sizes_count_a_40_byte_header() -> None:
+    r = (PingReply(1, "2001:db8::3", 5.0, 64, 64, T0, T0 + 5000),)
+    fields, (got,) = _ping_read(ping_object(_ping(r, dst="2001:db8::3"), size=56))
+    assert fields[11] == 104 and got[5] == 129 << 8 and got[4] == 104
+
+
+def test_ping_interrupted_is_halted() -> None:
+    fields, _ = _ping_read(ping_object(_ping(REPLIES), interrupted=True))
+    assert fields[6] == 3
+
+
+def test_ping_whole_file() -> None:
+    objs = read_warts(ping_warts(_ping(REPLIES), hostname="vm"))
+    assert [o.kind for o in objs] == [OBJ_LIST, OBJ_CYCLE_START, OBJ_PING, OBJ_CYCLE_STOP]
+    assert objs[3].fixed["stop"] == 1796403717  # the last reply
+
+
+# scamper 20211212: `scamper -O warts -c 'trace -P udp-paris -q 2' -i 127.0.0.1`
+SCAMPERS = bytes.fromhex(
+    "120500010000001b000000010000000064656661756c740001000864656661756c7400120500020000"
+    "00160000000100000001000000006b12f204020003766d001205000600000061f3feff3f0033000000"
+    "01000000016b12f2040006b82c0100020005002ce240829b0100050100010501000001000004017f00"
+    "000100000000000001fe8f1a001f014011000000001a0303002c0048eb7ec00000000000006b12f204"
+    "0006b8a000001205000400000009000000016b12f20400"
+)
+
+
+def test_reads_scampers_own_trace() -> None:
+    objs = read_warts(SCAMPERS)
+    assert [o.kind for o in objs] == [OBJ_LIST, OBJ_CYCLE_START, OBJ_TRACE, OBJ_CYCLE_STOP]
+    assert SCAMPERS.startswith(list_object() + cycle_start_object(0x6B12F204, hostname="vm"))
+    trace = objs[2]
+    assert (trace.fields[11], trace.fields[26], trace.fields[27]) == (5, "127.0.0.1", "127.0.0.1")
+    (hop,) = trace.hops
+    assert (hop[2], hop[5], hop[6], hop[7], hop[18]) == (1, 0, 26, 0x0303, "127.0.0.1")
