@@ -1,5 +1,6 @@
-"""scamper's warts format: the bytes scamper writes for the file records, our trace object
-read back field by field (sc_warts2json's reading is in tests/integration/test_warts.py)."""
+"""scamper's warts format: the bytes scamper writes for the file records, our trace and ping
+objects read back field by field (scamper's tools reading them:
+tests/integration/test_warts_scamper.py)."""
 
 from __future__ import annotations
 
