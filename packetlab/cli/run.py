@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import ipaddress
+import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -1035,12 +1036,17 @@ def run(args: argparse.Namespace) -> int:
         return rc
 
     async def main(reactor: Any, stop: StopSignal) -> int:
+        path: str = getattr(args, "warts", None) or "-"
+        new = path != "-" and not os.path.lexists(path)
         warts = open_warts(args)
         try:
             return await measured(reactor, stop, warts)
         finally:
             if warts is not None and warts is not sys.stdout.buffer:
+                empty = warts.tell() == 0
                 warts.close()
+                if new and empty:  # the run failed before writing: leave no empty file
+                    os.unlink(path)
 
     async def measured(reactor: Any, stop: StopSignal, warts: BinaryIO | None) -> int:
         result, report = await measure(reactor, args, stop)
@@ -1064,8 +1070,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def open_warts(args: argparse.Namespace) -> BinaryIO | None:
-    """--warts FILE opened (truncated) before the run, stdout's bytes for '-';
-    RunError (one line) when it cannot be written or the trace is not one warts holds."""
+    """--warts FILE opened before the run (for appending: a run that fails before its
+    end leaves a file that was there as it was; `write_warts` replaces its content),
+    stdout's bytes for '-'; RunError (one line) when it cannot be written or the
+    measurement is not one warts holds here."""
     path = getattr(args, "warts", None)
     if path is None:
         return None
@@ -1074,9 +1082,18 @@ def open_warts(args: argparse.Namespace) -> BinaryIO | None:
     if path == "-":
         return sys.stdout.buffer
     try:
-        return open(path, "wb")  # closed by run's main
+        return open(path, "ab")  # closed by run's main
     except OSError as e:
         raise RunError(f"--warts {path}: cannot write it: {e.strerror or e}") from None
+
+
+def _replace(out: BinaryIO, data: bytes) -> None:
+    """`data` as the whole content of `out` (a file opened for appending), or written to
+    stdout."""
+    if out is not sys.stdout.buffer:
+        out.truncate(0)
+    out.write(data)
+    out.flush()
 
 
 def write_warts(
@@ -1100,8 +1117,7 @@ def write_warts(
         tos=traceroute_shape(args)[1],
         interrupted=interrupted,
     )
-    out.write(data)
-    out.flush()
+    _replace(out, data)
 
 
 def write_ping_warts(
@@ -1123,8 +1139,7 @@ def write_ping_warts(
         ttl=args.ttl,
         interrupted=interrupted,
     )
-    out.write(data)
-    out.flush()
+    _replace(out, data)
 
 
 def ping_exit(args: argparse.Namespace, result: PingResult) -> int:

@@ -110,6 +110,15 @@ def test_an_unwritable_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.stdout == "" and done.stderr.count("\n") == 1 and "--warts" in done.stderr
 
 
+def test_a_failed_run_leaves_no_new_file_and_an_old_one_as_it_was(tmp_path: Path) -> None:
+    new, old = tmp_path / "new.warts", tmp_path / "old.warts"
+    old.write_bytes(b"an earlier trace")
+    for path in (new, old):  # --first-ttl above --max-ttl: an error once the file is open
+        done = pktlab_run("traceroute", "-f", "9", "-m", "3", "--warts", str(path), "127.0.0.1")
+        assert done.returncode == 2 and "--first-ttl 9" in done.stderr
+    assert not new.exists() and old.read_bytes() == b"an earlier trace"
+
+
 def masked(text: str) -> list[str]:
     """sc_warts2text's lines with the RTTs masked (`0.012 ms`, `= 0.01/0.02/0.03/0.01 ms`)."""
     out = []

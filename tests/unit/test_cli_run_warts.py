@@ -40,3 +40,16 @@ def test_write_warts_takes_the_runs_options(tmp_path: Path) -> None:
     (trace,) = [o for o in read_warts(path.read_bytes()) if o.kind == OBJ_TRACE]
     f = trace.fields
     assert (f[9], f[13], f[14], f[15], f[17]) == (2, 4000, 40000, 2, 3)
+
+
+def test_the_file_keeps_its_content_until_the_run_writes(tmp_path: Path) -> None:
+    path = tmp_path / "t.warts"
+    path.write_bytes(b"an earlier run's trace")
+    out = open_warts(_args("--warts", str(path), "192.0.2.1"))
+    assert out is not None
+    with out:
+        assert path.read_bytes() == b"an earlier run's trace"  # (a failed run leaves it)
+        hop = Hop(1, "192.0.2.1", 5.0, "dest-unreachable", 3, 10**18, 10**18 + 5000, 60)
+        result = TracerouteResult(dst="192.0.2.1", hops=(hop,), src="192.0.2.9", max_ttl=30)
+        write_warts(out, _args("192.0.2.1"), result, interrupted=False)
+    assert [o.kind for o in read_warts(path.read_bytes())] == [1, 2, OBJ_TRACE, 4]
