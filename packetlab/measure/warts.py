@@ -24,6 +24,7 @@ traces), for tests and for checking a file without scamper's tools.
 from __future__ import annotations
 
 import ipaddress
+import math
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -135,6 +136,12 @@ def _u32(v: int) -> bytes:
 def _timeval(ns: int) -> bytes:
     sec, rest = divmod(ns, 1_000_000_000)
     return struct.pack("!II", sec, rest // 1000)
+
+
+def _whole_seconds(s: float) -> int:
+    """A wait in the whole seconds of a warts byte: rounded up, so a wait under a second is
+    1 and never 0, which scamper's tools read as "no wait"."""
+    return min(255, max(0, math.ceil(s)))
 
 
 def _flags(ids: Iterable[int]) -> bytes:
@@ -309,7 +316,7 @@ def trace_object(
     if dport is not None:
         fields[_T_DPORT] = _u16(dport)
     if wait_s is not None:
-        fields[_T_WAIT] = _u8(min(255, max(0, round(wait_s))))
+        fields[_T_WAIT] = _u8(_whole_seconds(wait_s))
     if result.src is not None:
         fields[_T_SRC] = table.encode(result.src)
     fields[_T_DST] = table.encode(result.dst)
@@ -409,7 +416,7 @@ def ping_object(
         fields[_P_SRC] = table.encode(result.src)
     fields[_P_DST] = table.encode(result.dst)
     if timeout_s is not None:
-        fields[_P_TIMEOUT] = _u8(min(255, max(0, round(timeout_s))))
+        fields[_P_TIMEOUT] = _u8(_whole_seconds(timeout_s))
     fields[_P_WAIT_US] = _u32(wait_us)
     echo = (0, 0) if version == 4 else (129, 0)
     records: list[tuple[int, int, dict[int, bytes]]] = []

@@ -102,6 +102,11 @@ def test_trace_fields() -> None:
     assert (fields[26], fields[27]) == ("10.0.0.2", "10.0.0.3")
 
 
+@pytest.mark.parametrize(("wait", "byte"), [(5, 5), (0.5, 1), (2.2, 3), (1000, 255)])
+def test_the_wait_is_whole_seconds_rounded_up(wait: float, byte: int) -> None:
+    assert _trace(_result(HOPS), wait_s=wait)[0][17] == byte
+
+
 def test_hops_are_the_answered_probes_by_ttl_with_their_place_among_the_ttls_probes() -> None:
     _, hops = _trace(_result(HOPS))
     got = [(h[2], h[5], h[18], h[6], h[3], h[7] >> 8, h[7] & 0xFF) for h in hops]
