@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import ipaddress
+import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.interrupt import quit_on_interrupt, run_reactor
@@ -168,6 +169,13 @@ def _common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
         metavar="S",
         help="give up after S seconds (default: the measurement's worst case + 30 s with "
         "the in-process endpoint, no limit with --listen)",
+    )
+    p.add_argument(
+        "--warts",
+        metavar="FILE",
+        help="also write the measurement in scamper's warts format to FILE ('-': stdout, "
+        "and the usual output to stderr), for sc_warts2json, sc_warts2text and scamper's "
+        "other tools",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     add_link_arguments(p)
@@ -903,16 +911,22 @@ def _report(
         if args.mtu and packetlen is None:
             packetlen = MAX_PACKET_LEN
         size = probe_length(args.protocol, dst.version, packetlen)
-        return TracerouteReport(
+        report = TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             queries=args.queries, size=size,
         )  # fmt: skip
-    return PingReport(
+        if args.warts == "-":  # the warts bytes go to stdout: the lines to stderr
+            report.progress.out = sys.stderr
+        return report
+    ping_report = PingReport(
         reactor, args.json, str(dst), name=name, count=args.count or ping_count(args),
         size=args.size, quiet=args.quiet, interval=args.interval, flood=args.flood,
         timestamps=args.timestamps, pattern=pattern,
         source=None if src is None else (str(src), ifname or ""),
     )  # fmt: skip
+    if args.warts == "-":
+        ping_report.progress.out = sys.stderr
+    return ping_report
 
 
 async def measure(
@@ -1022,6 +1036,19 @@ def run(args: argparse.Namespace) -> int:
         return rc
 
     async def main(reactor: Any, stop: StopSignal) -> int:
+        path: str = getattr(args, "warts", None) or "-"
+        new = path != "-" and not os.path.lexists(path)
+        warts = open_warts(args)
+        try:
+            return await measured(reactor, stop, warts)
+        finally:
+            if warts is not None and warts is not sys.stdout.buffer:
+                empty = warts.tell() == 0
+                warts.close()
+                if new and empty:  # the run failed before writing: leave no empty file
+                    os.unlink(path)
+
+    async def measured(reactor: Any, stop: StopSignal, warts: BinaryIO | None) -> int:
         result, report = await measure(reactor, args, stop)
         interrupted = stop.requested and stop.reason == "interrupted"
         if isinstance(report, MdaReport):
@@ -1030,12 +1057,89 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(report, TracerouteReport):
             assert isinstance(result, TracerouteResult)
             report.finish(result, interrupted)
+            if warts is not None:
+                write_warts(warts, args, result, interrupted)
             return EXIT_OK
         assert isinstance(report, PingReport) and isinstance(result, PingResult)
         report.finish(result, interrupted)
+        if warts is not None:
+            write_ping_warts(warts, args, result, interrupted)
         return ping_exit(args, result)
 
     return run_reactor(main, prog=f"pktlab run {args.measurement}", verbose=args.verbose)
+
+
+def open_warts(args: argparse.Namespace) -> BinaryIO | None:
+    """--warts FILE opened before the run (for appending: a run that fails before its
+    end leaves a file that was there as it was; `write_warts` replaces its content),
+    stdout's bytes for '-'; RunError (one line) when it cannot be written or the
+    measurement is not one warts holds here."""
+    path = getattr(args, "warts", None)
+    if path is None:
+        return None
+    if getattr(args, "mda", False):
+        raise RunError("--warts writes a trace: not with --mda (scamper's tracelb)")
+    if path == "-":
+        return sys.stdout.buffer
+    try:
+        return open(path, "ab")  # closed by run's main
+    except OSError as e:
+        raise RunError(f"--warts {path}: cannot write it: {e.strerror or e}") from None
+
+
+def _replace(out: BinaryIO, data: bytes) -> None:
+    """`data` as the whole content of `out` (a file opened for appending), or written to
+    stdout."""
+    if out is not sys.stdout.buffer:
+        out.truncate(0)
+    out.write(data)
+    out.flush()
+
+
+def write_warts(
+    out: BinaryIO, args: argparse.Namespace, result: TracerouteResult, interrupted: bool
+) -> None:
+    """`result` as a warts file (list, cycle, trace, cycle stop) with the run's options."""
+    import time
+
+    from packetlab.measure.warts import traceroute_warts
+
+    local = Link.from_args(args).in_process
+    data = traceroute_warts(
+        result,
+        stop_s=int(time.time()),
+        hostname=socket.gethostname() if local else "",
+        attempts=args.queries,
+        first_ttl=args.first_ttl,
+        wait_s=args.wait,
+        sport=args.sport,
+        dport=args.port or default_port(args.protocol),
+        tos=traceroute_shape(args)[1],
+        interrupted=interrupted,
+    )
+    _replace(out, data)
+
+
+def write_ping_warts(
+    out: BinaryIO, args: argparse.Namespace, result: PingResult, interrupted: bool
+) -> None:
+    """`result` as a warts file (list, cycle, ping, cycle stop) with the run's options."""
+    import time
+
+    from packetlab.measure.warts import ping_warts
+
+    data = ping_warts(
+        result,
+        stop_s=int(time.time()),
+        hostname=socket.gethostname() if Link.from_args(args).in_process else "",
+        count=args.count or ping_count(args),
+        size=args.size,
+        interval_s=args.interval,
+        timeout_s=args.wait,
+        ttl=args.ttl,
+        interrupted=interrupted,
+    )
+    _replace(out, data)
 
 
 def ping_exit(args: argparse.Namespace, result: PingResult) -> int:

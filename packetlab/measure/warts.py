@@ -1,0 +1,606 @@
+"""scamper's warts binary format for a traceroute: sans-IO, pure functions over the records.
+
+Researchers process traceroute data with scamper's tools (``sc_warts2json``,
+``sc_warts2text``, ``sc_wartsdump``, ``sc_analysis_dump``...), so `pktlab run traceroute
+--warts FILE` writes what ``scamper -O warts`` writes for one ``trace``: a list record, a
+cycle start, the trace object, a cycle stop.
+
+The layout, as scamper writes it (all integers big-endian):
+
+* every object: ``uint16 magic 0x1205``, ``uint16 type``, ``uint32 length`` of the body;
+* a set of optional fields: flag bytes (7 flags each, low bit first, the high bit set when
+  another flag byte follows; a lone 0 byte for none), then ``uint16`` length of the fields,
+  then each field whose flag is set, in flag order;
+* an address: ``uint8 length``, ``uint8 type`` (1 IPv4, 2 IPv6), the bytes; or, for one
+  already written in the same object, ``0`` and a ``uint32`` index (0 the first written);
+* a trace: its fields, ``uint16`` count of hop records, each hop's fields, and a ``uint16``
+  0 that ends the (absent) optional sections (PMTUD, last-ditch, doubletree).
+
+Unanswered probes have no hop record (as in scamper): the TTLs without one are the ``*``
+lines of ``sc_warts2text``. `read_warts` reads what this module writes (and scamper's
+traces), for tests and for checking a file without scamper's tools.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from packetlab.measure.records import Hop, PingResult, Stamp, TracerouteResult
+from packetlab.measure.replies import ReplyKind
+
+__all__ = [
+    "OBJ_CYCLE_START",
+    "OBJ_CYCLE_STOP",
+    "OBJ_LIST",
+    "OBJ_PING",
+    "OBJ_TRACE",
+    "STOP_REASONS",
+    "TRACE_TYPES",
+    "WARTS_MAGIC",
+    "WartsError",
+    "WartsObject",
+    "ping_object",
+    "ping_warts",
+    "read_warts",
+    "trace_object",
+    "traceroute_warts",
+]
+
+WARTS_MAGIC = 0x1205
+OBJ_LIST, OBJ_CYCLE_START, OBJ_CYCLE_STOP, OBJ_TRACE, OBJ_PING = 1, 2, 4, 6, 7
+
+# scamper's trace types, by our method names (udp-fixed: UDP with one destination port)
+TRACE_TYPES = {
+    "icmp": 0x01,
+    "udp": 0x02,
+    "udp-fixed": 0x02,
+    "tcp": 0x03,
+    "icmp-paris": 0x04,
+    "udp-paris": 0x05,
+    "tcp-ack": 0x06,
+}
+# scamper's stop reasons, by the names the --json summary uses (`traceroute_stop_reason`)
+STOP_REASONS = {"COMPLETED": 0x01, "UNREACH": 0x02, "HOPLIMIT": 0x07, "INTERRUPTED": 0x09}
+
+# trace fields (flag ids) and hop fields this module writes
+_T_LIST, _T_CYCLE, _T_START, _T_STOP_R, _T_STOP_D, _T_FLAGS = 1, 2, 5, 6, 7, 8
+_T_ATTEMPTS, _T_HOPLIMIT, _T_TYPE, _T_PROBE_S, _T_SPORT, _T_DPORT = 9, 10, 11, 12, 13, 14
+_T_FIRSTHOP, _T_TOS, _T_WAIT, _T_HOPCOUNT, _T_PROBEC, _T_SRC, _T_DST = 15, 16, 17, 19, 23, 26, 27
+_H_PROBE_TTL, _H_REPLY_TTL, _H_FLAGS, _H_PROBE_ID, _H_RTT, _H_ICMP_TC = 2, 3, 4, 5, 6, 7
+_H_PROBE_SIZE, _H_REPLY_IPID, _H_NHMTU, _H_TCP_FLAGS, _H_ADDR, _H_TX = 8, 10, 12, 15, 18, 19
+
+# trace flags: every attempt sent whatever the answers (traceroute's queries; scamper -Q)
+TRACE_FLAG_ALLATTEMPTS = 0x01
+# hop flags: receive time from the socket (kernel), reply TTL known, a TCP reply
+HOP_FLAG_SOCK_RX, HOP_FLAG_REPLY_TTL, HOP_FLAG_TCP = 0x01, 0x10, 0x20
+
+# field sizes for reading: bytes, "addr", or "str" (NUL-terminated)
+_TRACE_SIZES: dict[int, int | str] = {
+    1: 4, 2: 4, 3: 4, 4: 4, 5: 8, 6: 1, 7: 1, 8: 1, 9: 1, 10: 1, 11: 1, 12: 2, 13: 2, 14: 2,
+    15: 1, 16: 1, 17: 1, 18: 1, 19: 2, 20: 1, 21: 1, 22: 1, 23: 2, 24: 1, 25: 1, 26: "addr",
+    27: "addr", 28: 4, 29: 2, 30: "addr", 31: 1,
+}  # fmt: skip
+_HOP_SIZES: dict[int, int | str] = {
+    1: 4, 2: 1, 3: 1, 4: 1, 5: 1, 6: 4, 7: 2, 8: 2, 9: 2, 10: 2, 11: 1, 12: 2, 13: 2, 14: 1,
+    15: 1, 16: 1, 17: "ext", 18: "addr", 19: 8,
+}  # fmt: skip
+# ping: 24 (timestamp prespecification) not read, the rest of such a ping's fields skipped;
+# ping replies: 13, 14 (record route, timestamp options) the same
+_PING_SIZES: dict[int, int | str] = {
+    1: 4, 2: 4, 3: 4, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: "data", 10: 2, 11: 2, 12: 1, 13: 1,
+    14: 2, 15: 2, 16: 1, 17: 2, 18: 2, 19: 4, 20: "addr", 21: "addr", 22: 1, 23: 1, 25: 2,
+    26: 2, 27: 1, 28: 4,
+}  # fmt: skip
+_PING_REPLY_SIZES: dict[int, int | str] = {
+    1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 2, 8: 2, 9: 2, 10: 1, 11: 1, 12: "addr", 15: 4,
+    16: 8, 17: 12,
+}  # fmt: skip
+_LIST_SIZES: dict[int, int | str] = {1: "str", 2: "str"}
+_CYCLE_SIZES: dict[int, int | str] = {1: 4, 2: "str"}
+
+# ICMP types of the reply kinds (IPv4, IPv6)
+_ICMP_TYPE = {
+    ReplyKind.TIME_EXCEEDED: (11, 3),
+    ReplyKind.DEST_UNREACHABLE: (3, 1),
+    ReplyKind.PACKET_TOO_BIG: (3, 2),  # IPv4: unreachable, code 4 (fragmentation needed)
+    ReplyKind.PARAM_PROBLEM: (12, 4),
+    ReplyKind.ECHO_REPLY: (0, 129),
+}
+_TCP_REPLIES = (ReplyKind.TCP_SYNACK, ReplyKind.TCP_RST)  # flags SYN|ACK, RST(|ACK)
+
+
+class WartsError(ValueError):
+    """Bytes that are not a warts file this module can read, or a record it cannot write."""
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def _u8(v: int) -> bytes:
+    return struct.pack("!B", v & 0xFF)
+
+
+def _u16(v: int) -> bytes:
+    return struct.pack("!H", v & 0xFFFF)
+
+
+def _u32(v: int) -> bytes:
+    return struct.pack("!I", v & 0xFFFFFFFF)
+
+
+def _timeval(ns: int) -> bytes:
+    sec, rest = divmod(ns, 1_000_000_000)
+    return struct.pack("!II", sec, rest // 1000)
+
+
+def _whole_seconds(s: float) -> int:
+    """A wait in the whole seconds of a warts byte: rounded up, so a wait under a second is
+    1 and never 0, which scamper's tools read as "no wait"."""
+    return min(255, max(0, math.ceil(s)))
+
+
+def _flags(ids: Iterable[int]) -> bytes:
+    """The flag bytes of a set of field ids (1-based; 7 a byte, high bit: more follow)."""
+    ids = sorted(set(ids))
+    if not ids:
+        return b"\x00"
+    out = bytearray((ids[-1] + 6) // 7)
+    for i in ids:
+        out[(i - 1) // 7] |= 1 << ((i - 1) % 7)
+    for k in range(len(out) - 1):
+        out[k] |= 0x80
+    return bytes(out)
+
+
+def _params(fields: dict[int, bytes]) -> bytes:
+    """Optional fields: their flags, the uint16 length of their bytes, the bytes in id order."""
+    if not fields:
+        return b"\x00"
+    body = b"".join(fields[i] for i in sorted(fields))
+    if len(body) > 0xFFFF:
+        raise WartsError("warts fields longer than 65535 bytes")
+    return _flags(fields) + _u16(len(body)) + body
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    if b"\x00" in raw:
+        raise WartsError("a warts string cannot hold a NUL")
+    return raw + b"\x00"
+
+
+def _object(kind: int, body: bytes) -> bytes:
+    return struct.pack("!HHI", WARTS_MAGIC, kind, len(body)) + body
+
+
+class _Addresses:
+    """An object's address table: the first use of an address writes it, later ones its index."""
+
+    def __init__(self) -> None:
+        self.ids: dict[bytes, int] = {}
+
+    def encode(self, text: str) -> bytes:
+        addr = ipaddress.ip_address(text)
+        key = _u8(1 if addr.version == 4 else 2) + addr.packed
+        known = self.ids.get(key)
+        if known is not None:
+            return b"\x00" + _u32(known)
+        self.ids[key] = len(self.ids)
+        return _u8(len(addr.packed)) + key
+
+
+def list_object(list_id: int = 1, *, name: str = "default", human_id: int = 0) -> bytes:
+    """A list record (file-local id `list_id`), described by its name as scamper does."""
+    return _object(
+        OBJ_LIST, _u32(list_id) + _u32(human_id) + _string(name) + _params({1: _string(name)})
+    )
+
+
+def cycle_start_object(
+    start_s: int, *, cycle_id: int = 1, list_id: int = 1, human_id: int = 0, hostname: str = ""
+) -> bytes:
+    fields = {2: _string(hostname)} if hostname else {}
+    body = _u32(cycle_id) + _u32(list_id) + _u32(human_id) + _u32(start_s) + _params(fields)
+    return _object(OBJ_CYCLE_START, body)
+
+
+def cycle_stop_object(stop_s: int, *, cycle_id: int = 1) -> bytes:
+    return _object(OBJ_CYCLE_STOP, _u32(cycle_id) + _u32(stop_s) + _params({}))
+
+
+def stop_reason(result: TracerouteResult, interrupted: bool = False) -> tuple[int, int]:
+    """scamper's stop reason and stop data (the unreachable code for UNREACH), by the rule
+    of the --json summary's ``stop_reason`` (`packetlab.cli.report.traceroute_stop_reason`)."""
+    if interrupted:
+        return STOP_REASONS["INTERRUPTED"], 0
+    last = next((h for h in reversed(result.hops) if h.addr is not None), None)
+    if last is not None and last.addr == result.dst:
+        return STOP_REASONS["COMPLETED"], 0
+    if last is not None and last.reply_type == ReplyKind.DEST_UNREACHABLE:
+        return STOP_REASONS["UNREACH"], last.code or 0
+    return STOP_REASONS["HOPLIMIT"], 0
+
+
+def _hop_fields(
+    hop: Hop, attempt: int, version: int, result: TracerouteResult, table: _Addresses
+) -> dict[int, bytes]:
+    assert hop.addr is not None
+    flags = 0
+    fields: dict[int, bytes] = {_H_PROBE_TTL: _u8(hop.ttl), _H_PROBE_ID: _u8(attempt)}
+    if result.recv_stamp == Stamp.KERNEL:
+        flags |= HOP_FLAG_SOCK_RX
+    if hop.reply_ttl is not None:
+        flags |= HOP_FLAG_REPLY_TTL
+        fields[_H_REPLY_TTL] = _u8(hop.reply_ttl)
+    kind = hop.reply_type
+    if kind in _TCP_REPLIES:
+        flags |= HOP_FLAG_TCP
+        # a RST to a bare ACK (tcp-ack) has no ACK bit; to a SYN it acknowledges it
+        rst = 0x04 if result.method == "tcp-ack" else 0x14
+        fields[_H_TCP_FLAGS] = _u8(rst if kind == ReplyKind.TCP_RST else 0x12)
+    elif kind in _ICMP_TYPE:
+        v4, v6 = _ICMP_TYPE[ReplyKind(kind)]
+        code = hop.code or 0
+        if kind == ReplyKind.PACKET_TOO_BIG and version == 4:
+            code = 4
+        fields[_H_ICMP_TC] = _u8(v4 if version == 4 else v6) + _u8(code)
+    fields[_H_FLAGS] = _u8(flags)
+    if hop.rtt_us is not None:
+        fields[_H_RTT] = _u32(max(0, round(hop.rtt_us)))
+    size = hop.mtu or result.probe_size
+    if size is not None:
+        fields[_H_PROBE_SIZE] = _u16(size)
+    if hop.reply_ip_id is not None and version == 4:
+        fields[_H_REPLY_IPID] = _u16(hop.reply_ip_id)
+    if hop.next_mtu:
+        fields[_H_NHMTU] = _u16(hop.next_mtu)
+    fields[_H_ADDR] = table.encode(hop.addr)
+    if hop.probe_send_ns is not None:
+        fields[_H_TX] = _timeval(hop.probe_send_ns)
+    return fields
+
+
+def trace_object(
+    result: TracerouteResult,
+    *,
+    list_id: int = 1,
+    cycle_id: int = 1,
+    attempts: int | None = None,
+    first_ttl: int | None = None,
+    wait_s: float | None = None,
+    sport: int | None = None,
+    dport: int | None = None,
+    tos: int = 0,
+    interrupted: bool = False,
+) -> bytes:
+    """The trace object of `result` (scamper's ``trace``): its fields, then one hop record
+    per answered probe, by TTL then in probe order (``probe_id``: the probe's place among
+    that TTL's probes, 0 first)."""
+    version = ipaddress.ip_address(result.dst).version
+    table = _Addresses()
+    by_ttl: dict[int, list[Hop]] = {}
+    for hop in result.hops:
+        by_ttl.setdefault(hop.ttl, []).append(hop)
+    if result.method not in TRACE_TYPES:
+        raise WartsError(f"no warts trace type for method {result.method!r}")
+    reason, data = stop_reason(result, interrupted)
+    start_ns = result.start_ns
+    if start_ns is None:
+        start_ns = min((h.probe_send_ns for h in result.hops if h.probe_send_ns), default=0)
+    hop_count = max(by_ttl, default=0)
+    per_ttl = max((len(v) for v in by_ttl.values()), default=0)
+    fields: dict[int, bytes] = {
+        _T_LIST: _u32(list_id),
+        _T_CYCLE: _u32(cycle_id),
+        _T_START: _timeval(start_ns),
+        _T_STOP_R: _u8(reason),
+        _T_STOP_D: _u8(data),
+        _T_FLAGS: _u8(TRACE_FLAG_ALLATTEMPTS),
+        _T_ATTEMPTS: _u8(attempts if attempts is not None else per_ttl),
+        _T_HOPLIMIT: _u8(result.max_ttl or 0),
+        _T_TYPE: _u8(TRACE_TYPES[result.method]),
+        _T_FIRSTHOP: _u8(first_ttl if first_ttl is not None else min(by_ttl, default=1)),
+        _T_TOS: _u8(tos),
+        _T_HOPCOUNT: _u16(hop_count),
+        _T_PROBEC: _u16(len(result.hops)),
+    }
+    if result.probe_size is not None:
+        fields[_T_PROBE_S] = _u16(result.probe_size)
+    if sport is not None:
+        fields[_T_SPORT] = _u16(sport)
+    if dport is not None:
+        fields[_T_DPORT] = _u16(dport)
+    if wait_s is not None:
+        fields[_T_WAIT] = _u8(_whole_seconds(wait_s))
+    if result.src is not None:
+        fields[_T_SRC] = table.encode(result.src)
+    fields[_T_DST] = table.encode(result.dst)
+    head = _params(fields)
+    hops = [
+        _params(_hop_fields(hop, attempt, version, result, table))
+        for ttl in sorted(by_ttl)
+        for attempt, hop in enumerate(by_ttl[ttl])
+        if hop.addr is not None
+    ]
+    if len(hops) > 0xFFFF:
+        raise WartsError("more than 65535 answered probes for one warts trace")
+    return _object(OBJ_TRACE, head + _u16(len(hops)) + b"".join(hops) + _u16(0))
+
+
+# ping fields and reply fields this module writes
+_P_LIST, _P_CYCLE, _P_START, _P_STOP_R, _P_STOP_D = 1, 2, 5, 6, 7
+_P_COUNT, _P_SIZE, _P_WAIT, _P_TTL, _P_SENT, _P_SRC, _P_DST, _P_TIMEOUT, _P_WAIT_US = (
+    10,
+    11,
+    12,
+    13,
+    15,
+    20,
+    21,
+    27,
+    28,
+)
+_R_FLAGS, _R_TTL, _R_SIZE, _R_ICMP_TC, _R_RTT, _R_PROBE_ID, _R_ADDR, _R_TX = (
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    12,
+    16,
+)
+PING_STOP_COMPLETED, PING_STOP_HALTED = 0x01, 0x03
+PING_REPLY_FLAG_REPLY_TTL = 0x01
+
+
+def _ping_reply(
+    seq: int, addr: str, rtt_us: float | None, icmp: tuple[int, int], ttl: int | None,
+    size: int | None, send_ns: int | None, table: _Addresses,
+) -> dict[int, bytes]:  # fmt: skip
+    fields: dict[int, bytes] = {_R_PROBE_ID: _u16(seq - 1), _R_ICMP_TC: bytes(icmp)}
+    if ttl is not None:
+        fields[_R_FLAGS] = _u8(PING_REPLY_FLAG_REPLY_TTL)
+        fields[_R_TTL] = _u8(ttl)
+    if size is not None:
+        fields[_R_SIZE] = _u16(size)
+    if rtt_us is not None:
+        fields[_R_RTT] = _u32(max(0, round(rtt_us)))
+    fields[_R_ADDR] = table.encode(addr)
+    if send_ns:
+        fields[_R_TX] = _timeval(send_ns)
+    return fields
+
+
+def ping_object(
+    result: PingResult,
+    *,
+    list_id: int = 1,
+    cycle_id: int = 1,
+    count: int | None = None,
+    size: int = 56,
+    interval_s: float = 1.0,
+    timeout_s: float | None = None,
+    ttl: int | None = None,
+    interrupted: bool = False,
+) -> bytes:
+    """The ping object of `result` (scamper's ``ping``, ICMP echo): its fields, then one
+    reply record per reply (duplicates too) and per ICMP error, in request order;
+    ``probe_id`` is ping's ``icmp_seq`` - 1 (scamper counts from 0). `size`: ping's -s
+    (the ICMP data bytes); the records hold IP lengths, as scamper's."""
+    version = ipaddress.ip_address(result.dst).version
+    header = 8 + (20 if version == 4 else 40)
+    table = _Addresses()
+    start_ns = result.start_ns or min(
+        (r.probe_send_ns for r in result.replies if r.probe_send_ns), default=0
+    )
+    wait_us = max(0, round(interval_s * 1_000_000))
+    fields: dict[int, bytes] = {
+        _P_LIST: _u32(list_id),
+        _P_CYCLE: _u32(cycle_id),
+        _P_START: _timeval(start_ns),
+        _P_STOP_R: _u8(PING_STOP_HALTED if interrupted else PING_STOP_COMPLETED),
+        _P_STOP_D: _u8(0),
+        _P_COUNT: _u16(count if count is not None else result.sent),
+        _P_SIZE: _u16(size + header),
+        _P_WAIT: _u8(min(255, wait_us // 1_000_000)),
+        _P_TTL: _u8(ttl if ttl is not None else 64),
+        _P_SENT: _u16(result.sent),
+    }
+    if result.src is not None:
+        fields[_P_SRC] = table.encode(result.src)
+    fields[_P_DST] = table.encode(result.dst)
+    if timeout_s is not None:
+        fields[_P_TIMEOUT] = _u8(_whole_seconds(timeout_s))
+    fields[_P_WAIT_US] = _u32(wait_us)
+    echo = (0, 0) if version == 4 else (129, 0)
+    records: list[tuple[int, int, dict[int, bytes]]] = []
+    for r in result.replies:
+        if r.addr is None or not 1 <= r.seq <= result.sent:
+            continue
+        ip_size = None if r.size is None else r.size + header - 8
+        got = _ping_reply(r.seq, r.addr, r.rtt_us, echo, r.ttl, ip_size, r.probe_send_ns, table)
+        records.append((r.seq, r.reply_recv_ns or 0, got))
+    for e in result.errors:
+        if not 1 <= e.seq <= result.sent:
+            continue
+        rtt = None
+        if e.probe_send_ns is not None and e.reply_recv_ns is not None:
+            rtt = (e.reply_recv_ns - e.probe_send_ns) / 1000
+        icmp = (e.icmp_type, e.code)
+        got = _ping_reply(e.seq, e.addr, rtt, icmp, None, None, e.probe_send_ns, table)
+        records.append((e.seq, e.reply_recv_ns or 0, got))
+    records.sort(key=lambda rec: (rec[0], rec[1]))
+    body = b"".join(_params(rec[2]) for rec in records)
+    if len(records) > 0xFFFF:
+        raise WartsError("more than 65535 replies for one warts ping")
+    return _object(OBJ_PING, _params(fields) + _u16(len(records)) + body)
+
+
+def ping_warts(
+    result: PingResult, *, stop_s: int | None = None, hostname: str = "", **ping: Any
+) -> bytes:
+    """A whole warts file for one ping: list, cycle start, ping, cycle stop; `ping`:
+    `ping_object`'s keywords (count, size, interval_s, timeout_s, ttl, interrupted)."""
+    start_s = (result.start_ns or 0) // 1_000_000_000
+    if stop_s is None:
+        times = [r.reply_recv_ns or 0 for r in result.replies] + [start_s * 1_000_000_000]
+        stop_s = max(times) // 1_000_000_000
+    return (
+        list_object()
+        + cycle_start_object(start_s, hostname=hostname)
+        + ping_object(result, **ping)
+        + cycle_stop_object(stop_s)
+    )
+
+
+def traceroute_warts(
+    result: TracerouteResult,
+    *,
+    stop_s: int | None = None,
+    hostname: str = "",
+    list_name: str = "default",
+    **trace: Any,
+) -> bytes:
+    """A whole warts file for one traceroute: list, cycle start, trace, cycle stop.
+    `stop_s`: the cycle's end (Unix seconds; default the last reply or probe); `trace`:
+    `trace_object`'s keywords (attempts, first_ttl, wait_s, sport, dport, interrupted...)."""
+    times = [h.reply_recv_ns or h.probe_send_ns or 0 for h in result.hops]
+    start_s = (result.start_ns or min((t for t in times if t), default=0)) // 1_000_000_000
+    if stop_s is None:
+        stop_s = max([*times, start_s * 1_000_000_000]) // 1_000_000_000
+    return (
+        list_object(name=list_name)
+        + cycle_start_object(start_s, hostname=hostname)
+        + trace_object(result, **trace)
+        + cycle_stop_object(stop_s)
+    )
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+@dataclass
+class WartsObject:
+    """One object read back: its type, fixed part and optional fields (by flag id; addresses
+    as strings), and for a trace its hops' fields."""
+
+    kind: int
+    fixed: dict[str, Any] = field(default_factory=dict)
+    fields: dict[int, Any] = field(default_factory=dict)
+    hops: list[dict[int, Any]] = field(default_factory=list)
+
+
+class _Reader:
+    def __init__(self, data: bytes, end: int, off: int) -> None:
+        self.data, self.end, self.off = data, end, off
+        self.addrs: list[str] = []
+
+    def take(self, n: int) -> bytes:
+        if self.off + n > self.end:
+            raise WartsError(f"warts object truncated at byte {self.off}")
+        out = self.data[self.off : self.off + n]
+        self.off += n
+        return out
+
+    def uint(self, n: int) -> int:
+        return int.from_bytes(self.take(n), "big")
+
+    def string(self) -> str:
+        nul = self.data.find(b"\x00", self.off, self.end)
+        if nul < 0:
+            raise WartsError("unterminated warts string")
+        text = self.data[self.off : nul].decode(errors="replace")
+        self.off = nul + 1
+        return text
+
+    def addr(self) -> str:
+        size = self.uint(1)
+        if size == 0:
+            index = self.uint(4)
+            if index >= len(self.addrs):
+                raise WartsError(f"warts address index {index} before its address")
+            return self.addrs[index]
+        kind = self.uint(1)
+        raw = self.take(size)
+        if (kind, size) not in ((1, 4), (2, 16)):
+            raise WartsError(f"warts address type {kind} of {size} bytes")
+        text = str(ipaddress.ip_address(raw))
+        self.addrs.append(text)
+        return text
+
+    def params(self, sizes: dict[int, int | str]) -> dict[int, Any]:
+        flags = []
+        while True:
+            b = self.uint(1)
+            flags.append(b & 0x7F)
+            if not b & 0x80:
+                break
+        ids = [k * 7 + j + 1 for k, b in enumerate(flags) for j in range(7) if b >> j & 1]
+        if not ids:
+            return {}
+        length = self.uint(2)
+        stop = self.off + length
+        out: dict[int, Any] = {}
+        for i in ids:
+            size = sizes.get(i)
+            if size is None:  # a field this reader does not know: skip the rest
+                break
+            if size == "addr":
+                out[i] = self.addr()
+            elif size == "str":
+                out[i] = self.string()
+            elif size == "data":  # probe data: its length is field 8's
+                out[i] = self.take(out.get(8, 0))
+            elif size == "ext":
+                out[i] = self.take(self.uint(2))
+            else:
+                assert isinstance(size, int)
+                out[i] = self.uint(size) if size <= 4 else self.take(size)
+        if self.off > stop:
+            raise WartsError("warts fields longer than their length")
+        self.off = stop
+        return out
+
+
+def read_warts(data: bytes) -> list[WartsObject]:
+    """The objects of a warts file (list, cycle start/stop, trace, ping: a ping's reply
+    records in `WartsObject.hops`; others' bodies skipped)."""
+    out = []
+    off = 0
+    while off < len(data):
+        if len(data) - off < 8:
+            raise WartsError(f"{len(data) - off} stray bytes at the end")
+        magic, kind, length = struct.unpack_from("!HHI", data, off)
+        if magic != WARTS_MAGIC:
+            raise WartsError(f"bad warts magic {magic:#06x} at byte {off}")
+        end = off + 8 + length
+        if end > len(data):
+            raise WartsError(f"warts object at byte {off} runs past the end")
+        r = _Reader(data, end, off + 8)
+        obj = WartsObject(kind)
+        if kind == OBJ_LIST:
+            obj.fixed = {"id": r.uint(4), "human_id": r.uint(4), "name": r.string()}
+            obj.fields = r.params(_LIST_SIZES)
+        elif kind == OBJ_CYCLE_START:
+            obj.fixed = {"id": r.uint(4), "list_id": r.uint(4), "human_id": r.uint(4)}
+            obj.fixed["start"] = r.uint(4)
+            obj.fields = r.params(_CYCLE_SIZES)
+        elif kind == OBJ_CYCLE_STOP:
+            obj.fixed = {"id": r.uint(4), "stop": r.uint(4)}
+            obj.fields = r.params({})
+        elif kind == OBJ_TRACE:
+            obj.fields = r.params(_TRACE_SIZES)
+            obj.hops = [r.params(_HOP_SIZES) for _ in range(r.uint(2))]
+            obj.fixed = {"end": r.uint(2)}
+        elif kind == OBJ_PING:
+            obj.fields = r.params(_PING_SIZES)
+            obj.hops = [r.params(_PING_REPLY_SIZES) for _ in range(r.uint(2))]
+        out.append(obj)
+        off = end
+    return out

@@ -1,0 +1,215 @@
+"""`pktlab run traceroute|ping --warts FILE` read by scamper's own tools (root; scamper):
+sc_warts2json must give the hops, addresses, RTTs, TTLs and probe counts of our --json
+lines, sc_wartsdump must read it without complaint, and sc_warts2text must print the shape
+sc_warts2text prints for scamper's own trace of the same path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_pktlab_run import RUN, env, pktlab_run
+
+from packetlab.testbed import Testbed
+
+pytest_plugins = ["packetlab.testbed.pytest_fixtures"]
+pytestmark = pytest.mark.root
+
+TOOLS = ("scamper", "sc_warts2json", "sc_warts2text", "sc_wartsdump")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: raw sockets, network namespaces")
+    for tool in TOOLS:
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool} (scamper)")
+    monkeypatch.setenv("PKTLAB_TESTBED_DIR", str(tmp_path))
+    monkeypatch.setenv("PKTLAB_TESTBED_PREFIX", f"plw{os.getpid() % 100000}-")
+    monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "pktlab-home"))
+
+
+def tool(*argv: str, netns: str | None = None) -> str:
+    cmd = list(argv) if netns is None else ["ip", "netns", "exec", netns, *argv]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and not done.stderr, (cmd, done.stderr)
+    return done.stdout
+
+
+def scamper_trace(path: Path) -> dict[str, Any]:
+    """The one trace sc_warts2json reads from `path` (and sc_wartsdump reads it too)."""
+    tool("sc_wartsdump", str(path))
+    objs = [json.loads(line) for line in tool("sc_warts2json", str(path)).splitlines()]
+    assert [o["type"] for o in objs] == ["cycle-start", "trace", "cycle-stop"]
+    return objs[1]
+
+
+def ours_and_warts(warts: Path, *args: str, netns: str | None = None) -> None:
+    """Run ours with --json and --warts; the file must say what the JSON lines say."""
+    done = pktlab_run("traceroute", "--json", "--warts", str(warts), *args, netns=netns)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    hops = [o for o in lines if o["type"] == "hop"]
+    (summary,) = [o for o in lines if o["type"] == "summary"]
+    trace = scamper_trace(warts)
+    assert (trace["src"], trace["dst"]) == (summary["src"], summary["dst"])
+    assert trace["stop_reason"] == summary["stop_reason"]
+    assert trace["probe_count"] == summary["probe_count"] == len(hops)
+    assert trace["hop_count"] == max(h["ttl"] for h in hops)
+    # the answered probes, by TTL, each with its place among its TTL's probes (1 first)
+    expected = []
+    for ttl in sorted({h["ttl"] for h in hops}):
+        at = [h for h in hops if h["ttl"] == ttl]
+        expected += [(ttl, i + 1, h) for i, h in enumerate(at) if h["addr"] is not None]
+    assert len(trace["hops"]) == len(expected)
+    for got, (ttl, probe_id, hop) in zip(trace["hops"], expected, strict=True):
+        assert (got["probe_ttl"], got["probe_id"], got["addr"]) == (ttl, probe_id, hop["addr"])
+        assert abs(got["rtt"] - hop["rtt_us"] / 1000) <= 0.0011, (got, hop)
+        assert got["reply_ttl"] == hop["reply_ttl"]
+        kind, code = hop["reply_type"], hop["code"]
+        assert (got["icmp_type"], got["icmp_code"]) == (
+            {"time-exceeded": 11, "dest-unreachable": 3}[kind],
+            code,
+        )
+        sent = hop["probe_send_ns"] // 1000
+        assert (got["tx"]["sec"], got["tx"]["usec"]) == divmod(sent, 1_000_000)
+
+
+def test_loopback_trace_reads_in_scampers_tools(tmp_path: Path) -> None:
+    ours_and_warts(tmp_path / "lo.warts", "-q", "2", "127.0.0.1")
+    ours_and_warts(tmp_path / "paris.warts", "--paris", "127.0.0.1")
+    assert scamper_trace(tmp_path / "paris.warts")["method"] == "udp-paris"
+
+
+def test_warts_to_stdout_sends_the_lines_to_stderr() -> None:
+    done = subprocess.run(
+        [*RUN, "traceroute", "-n", "--warts", "-", "127.0.0.1"],
+        capture_output=True, timeout=60, check=False, env=env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout[:2] == b"\x12\x05"
+    out = subprocess.run(
+        ["sc_warts2text"], input=done.stdout, capture_output=True, timeout=60, check=True
+    ).stdout.decode()
+    assert out.splitlines()[1].split()[:2] == ["1", "127.0.0.1"]
+    assert b"traceroute to 127.0.0.1" in done.stderr
+
+
+def test_an_unwritable_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = pktlab_run("traceroute", "--warts", str(tmp_path / "no" / "x.warts"), "127.0.0.1")
+    assert done.returncode == 2
+    assert done.stdout == "" and done.stderr.count("\n") == 1 and "--warts" in done.stderr
+
+
+def test_a_failed_run_leaves_no_new_file_and_an_old_one_as_it_was(tmp_path: Path) -> None:
+    new, old = tmp_path / "new.warts", tmp_path / "old.warts"
+    old.write_bytes(b"an earlier trace")
+    for path in (new, old):  # --first-ttl above --max-ttl: an error once the file is open
+        done = pktlab_run("traceroute", "-f", "9", "-m", "3", "--warts", str(path), "127.0.0.1")
+        assert done.returncode == 2 and "--first-ttl 9" in done.stderr
+    assert not new.exists() and old.read_bytes() == b"an earlier trace"
+
+
+def masked(text: str) -> list[str]:
+    """sc_warts2text's lines with the RTTs masked (`0.012 ms`, `= 0.01/0.02/0.03/0.01 ms`)."""
+    out = []
+    for line in text.splitlines():
+        line = re.sub(r"= [\d./]+ ms", "= R ms", line)
+        out.append(re.sub(r"\d+\.\d{3} ms", "R ms", line))
+    return out
+
+
+def test_testbed_trace_matches_json_and_scampers_own_shape(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path
+) -> None:
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    ours, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
+    ours_and_warts(ours, "--paris", tg, netns=ns)
+    tool("scamper", "-O", "warts", "-o", str(theirs), "-c", "trace -P udp-paris -q 3 -Q", "-i", tg,
+         netns=ns)  # fmt: skip
+    a, b = scamper_trace(ours), scamper_trace(theirs)
+    keys = (
+        "method",
+        "src",
+        "dst",
+        "stop_reason",
+        "hop_count",
+        "attempts",
+        "firsthop",
+        "probe_count",
+    )
+    for key in keys:
+        assert a[key] == b[key], key
+    assert [(h["probe_ttl"], h["addr"]) for h in a["hops"]] == [
+        (h["probe_ttl"], h["addr"]) for h in b["hops"]
+    ]
+    assert masked(tool("sc_warts2text", str(ours))) == masked(tool("sc_warts2text", str(theirs)))
+
+
+def scamper_ping(path: Path) -> dict[str, Any]:
+    tool("sc_wartsdump", str(path))
+    objs = [json.loads(line) for line in tool("sc_warts2json", str(path)).splitlines()]
+    assert [o["type"] for o in objs] == ["cycle-start", "ping", "cycle-stop"]
+    return objs[1]
+
+
+def ping_and_warts(warts: Path, *args: str, netns: str | None = None) -> dict[str, Any]:
+    """Ours with --json and --warts: each reply and ICMP error in the file as in the JSON."""
+    done = pktlab_run("ping", "--json", "--warts", str(warts), *args, netns=netns)
+    assert done.returncode in (0, 1), done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    (summary,) = [o for o in lines if o["type"] == "summary"]
+    answers = [o for o in lines if o["type"] == "error" or (o["type"] == "reply" and o["addr"])]
+    answers.sort(key=lambda o: (o["seq"], o["reply_recv_ns"]))
+    ping = scamper_ping(warts)
+    assert (ping["src"], ping["dst"], ping["ping_sent"]) == (
+        summary["src"], summary["dst"], summary["sent"],
+    )  # fmt: skip
+    assert len(ping["responses"]) == len(answers)
+    for got, want in zip(ping["responses"], answers, strict=True):
+        assert (got["seq"], got["from"]) == (want["seq"] - 1, want["addr"])
+        rtt_us = want.get("rtt_us")
+        if rtt_us is None:
+            rtt_us = (want["reply_recv_ns"] - want["probe_send_ns"]) / 1000
+        assert abs(got["rtt"] - rtt_us / 1000) <= 0.0011, (got, want)
+        if want["type"] == "reply":
+            assert (got["icmp_type"], got["reply_ttl"]) == (0, want["ttl"])
+            assert got["reply_size"] == want["size"] + 20
+        else:
+            assert (got["icmp_type"], got["icmp_code"]) == (want["icmp_type"], want["code"])
+        sent = want["probe_send_ns"] // 1000
+        assert (got["tx"]["sec"], got["tx"]["usec"]) == divmod(sent, 1_000_000)
+    return ping
+
+
+def test_ping_reads_in_scampers_tools(tmp_path: Path) -> None:
+    ping = ping_and_warts(tmp_path / "p.warts", "-c", "3", "-i", "0.2", "127.0.0.1")
+    assert (ping["probe_size"], ping["wait_us"], ping["ttl"]) == (84, 200_000, 64)
+
+
+def test_ping_in_a_testbed_matches_json_and_scampers_own_shape(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path
+) -> None:
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    ours, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
+    ping_and_warts(tmp_path / "ttl1.warts", "-c", "2", "-i", "0.2", "-t", "1", tg, netns=ns)
+    a = ping_and_warts(ours, "-c", "3", "-i", "0.2", tg, netns=ns)
+    tool("scamper", "-O", "warts", "-o", str(theirs), "-c", "ping -c 3 -i 0.2", "-i", tg,
+         netns=ns)  # fmt: skip
+    b = scamper_ping(theirs)
+    for key in ("method", "src", "dst", "ping_sent", "probe_size", "ttl", "wait_us"):
+        assert a[key] == b[key], key
+    got = [(r["seq"], r["from"], r["reply_ttl"]) for r in a["responses"]]
+    assert got == [(r["seq"], r["from"], r["reply_ttl"]) for r in b["responses"]]
+    assert masked(tool("sc_warts2text", str(ours))) == masked(tool("sc_warts2text", str(theirs)))
