@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-from typing import Any
+import time
+from typing import Any, BinaryIO
 
 from packetlab.cli import pcapout
 from packetlab.cli.run import RunError
@@ -56,6 +57,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="discovery: addresses compared together, by velocity [50]")  # fmt: skip
     p.add_argument("--velocity-ratio", type=float, default=3.0, metavar="R",
                    help="discovery: pair only velocities within a factor R [3]")  # fmt: skip
+    p.add_argument("--warts", metavar="FILE",
+                   help="also write every probing run as scamper's dealias (radargun) records "
+                   "to FILE, for sc_warts2json, sc_warts2text, sc_wartsdump")  # fmt: skip
     pcapout.add_option(p)
 
 
@@ -98,6 +102,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     if args.window < 2 or args.velocity_ratio < 1:
         raise RunError("--window must be >= 2 and --velocity-ratio >= 1")
     recorder = pcapout.recorder_for(args)
+    runs: list[Any] | None = [] if args.warts else None
+    warts = _open_warts(args.warts) if args.warts else None
     unsent: dict[str, str] = {}  # address -> why the endpoint could not send to it
 
     def series_records(
@@ -135,7 +141,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             progress(f"alias: {len(targets)} addresses x {args.rounds} rounds")
             tried = await collect_ip_ids(
                 sessions, targets, rounds=args.rounds, spacing=spacing, wait=args.wait,
-                recorder=recorder, unsent=unsent, method=list(methods),
+                recorder=recorder, unsent=unsent, method=list(methods), runs=runs,
             )  # fmt: skip
             best = best_methods(tried, targets, methods)
             chosen = {t: m for t, (m, _) in best.items()}
@@ -152,6 +158,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 corroboration_rounds=args.corroboration_rounds, window=args.window,
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
                 recorder=recorder, on_stage=stage, unsent=unsent, methods=methods,
+                runs=runs,
             )  # fmt: skip
             series_records(got.estimation, got.by_stage, got.methods, got.by_method)
             pairs, sets = got.pairs, got.sets
@@ -161,7 +168,41 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             emit({"type": "alias", "a": a, "b": b})
         emit({"type": "alias-sets", "sets": sets})
 
-    return pcapout.recording(args, recorder, run)
+    measured = pcapout.recording(args, recorder, run)
+    if warts is None or runs is None:
+        return measured
+    started = time.time()
+
+    async def with_warts(sessions: Any) -> None:
+        try:
+            await measured(sessions)
+        finally:  # the runs done so far, also when stopped half way
+            _write_warts(warts, runs, started, args)
+
+    return with_warts
+
+
+def _open_warts(path: str) -> BinaryIO:
+    """--warts FILE opened before probing, so an unwritable path fails at once."""
+    if path == "-":
+        raise RunError("--warts: give a file (the records go to stdout)")
+    try:
+        return open(path, "wb")  # closed by _write_warts
+    except OSError as e:
+        raise RunError(f"--warts {path}: cannot write it: {e.strerror or e}") from None
+
+
+def _write_warts(out: BinaryIO, runs: list[Any], started: float, args: argparse.Namespace) -> None:
+    """The runs as warts: the cycle's host named only when this host probed (in-process)."""
+    import socket
+
+    from packetlab.cli.link import Link
+    from packetlab.measure.warts import alias_warts
+
+    host = socket.gethostname() if Link.from_args(args).in_process else ""
+    with out:
+        out.write(alias_warts(runs, start_s=int(started), stop_s=int(time.time()),
+                              hostname=host))  # fmt: skip
 
 
 def row(r: Record) -> str | None:

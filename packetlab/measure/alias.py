@@ -66,6 +66,8 @@ from packetlab.wire import Ndata, Ntag
 __all__ = [
     "METHODS",
     "IdSample",
+    "ProbeLog",
+    "ProbeRun",
     "alias_pairs",
     "alias_sets",
     "best_methods",
@@ -96,6 +98,33 @@ class IdSample:
         return {"type": "ipid", "addr": self.addr, "endpoint": self.endpoint,
                 "time_ns": self.time_ns, "ip_id": self.ip_id,
                 "error_ns": self.error_ns, "method": self.method}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeLog:
+    """One probe of a probing run as sent, and the reply that answered it: what scamper's
+    dealias record holds (`packetlab.measure.warts.dealias_object`). Times: controller
+    clock (Unix ns), None when the probe never left (or nothing answered)."""
+
+    addr: str
+    method: str
+    endpoint: str
+    src: str
+    seq: int  # the round
+    probe: Probe
+    tx_ns: int | None
+    reply: Reply | None = None
+    rx_ns: int | None = None
+
+
+@dataclass(slots=True)
+class ProbeRun:
+    """One `collect_ip_ids` run (a radargun run: every target probed `rounds` times)."""
+
+    rounds: int
+    spacing: float  # s between global slots
+    wait: float  # reply wait, s
+    probes: list[ProbeLog]
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
@@ -238,6 +267,7 @@ async def _probe_from(
     wait: float,
     recorder: PcapRecorder | None = None,
     unsent: dict[str, str] | None = None,
+    log: list[ProbeLog] | None = None,
 ) -> list[IdSample]:
     first = as_target(jobs[0][0])
     span_s = (slots[-1][0] - slots[0][0]) / 1e9 if slots else 0.0
@@ -250,15 +280,15 @@ async def _probe_from(
     ident = random.randrange(1, 0x10000)
     table: ProbeTable[int] = ProbeTable()
     sends: list[Deferred[QueuedSend]] = []
-    probes: list[bytes] = []
+    probes: list[Probe] = []
     for i, (local, ti, seq) in enumerate(slots):
         p = _probe(jobs[ti][1], cap.src, as_target(jobs[ti][0]), ident, seq, i)
-        probes.append(p.packet)
+        probes.append(p)
         table.add(p.key, i)
         sends.append(session.nsend(cap.sktid, p.packet, time=model.to_endpoint(local), ntag=True))
         if i % 64 == 63:
             await session.wait_writable()
-    got: dict[int, tuple[int, int]] = {}  # slot -> (recv endpoint ns, ip id)
+    got: dict[int, tuple[int, int, Reply]] = {}  # slot -> (recv endpoint ns, ip id, reply)
     try:
         queued = [await d for d in sends]
         reactor = session.reactor
@@ -295,7 +325,7 @@ async def _probe_from(
                 continue
             table.pop(parsed[0].key)
             if parsed[0].ip_id is not None:
-                got[which] = (parsed[1], parsed[0].ip_id)
+                got[which] = (parsed[1], parsed[0].ip_id, parsed[0])
         sent = []
         for q, (_, ti, _) in zip(queued, slots, strict=True):
             try:
@@ -311,10 +341,20 @@ async def _probe_from(
     if recorder is not None:
         for t, packet in zip(sent, probes, strict=False):
             if t is not None:  # sent (an ntag came): the probe as the endpoint sent it
-                recorder.add(t, packet)
+                recorder.add(t, packet.packet)
+    if log is not None:
+        for i, (p, (_, ti, seq)) in enumerate(zip(probes, slots, strict=True)):
+            answer = got.get(i)
+            tx = sent[i]
+            log.append(ProbeLog(
+                jobs[ti][0], jobs[ti][1], name, str(cap.src), seq, p,
+                None if tx is None else model.to_local(tx),
+                None if answer is None else answer[2],
+                None if answer is None else model.to_local(answer[0]),
+            ))  # fmt: skip
     out = []
     clock_err = min(r.error_ns for r in model.rounds)
-    for i, (recv_ns, ip_id) in got.items():
+    for i, (recv_ns, ip_id, _) in got.items():
         s_ns = sent[i]
         mid = recv_ns if s_ns is None else (s_ns + recv_ns) // 2
         half = (recv_ns - mid) if s_ns is not None else 1_000_000
@@ -380,6 +420,7 @@ async def collect_ip_ids(
     recorder: PcapRecorder | None = None,
     unsent: dict[str, str] | None = None,
     method: MethodSpec = "icmp-echo",
+    runs: list[ProbeRun] | None = None,
 ) -> list[IdSample]:
     """Probe every target `rounds` times from every endpoint: one probe per global slot
     `spacing` s apart, slots dealt round-robin over (target, endpoint), so each target's
@@ -387,7 +428,8 @@ async def collect_ip_ids(
     mapping target -> method, or a sequence of methods every target is probed with (each
     in its own slots; the samples say which). Returns every answered sample; a probe
     the endpoint refuses to send (no route from its address, ...) has none, and `unsent`
-    gets its target with the reason.
+    gets its target with the reason; `runs` gets this run's every probe (`ProbeRun`, in
+    send order), for scamper's dealias record.
     `recorder` gets every probe sent and every packet captured (all endpoints' times)."""
     if not sessions or not targets:
         raise ValueError("need at least one endpoint and one target")
@@ -403,14 +445,21 @@ async def collect_ip_ids(
             for ei in range(len(sessions)):
                 per[ei].append((start + int(k * spacing * 1e9), ti, r))
                 k += 1
+    logs: list[list[ProbeLog] | None] = [[] if runs is not None else None for _ in sessions]
     try:
         results = await gatherResults(
             [
-                Deferred.fromCoroutine(_probe_from(s, m, n, jobs, slots, wait, recorder, unsent))
-                for s, m, n, slots in zip(sessions, models, names, per, strict=True)
+                Deferred.fromCoroutine(
+                    _probe_from(s, m, n, jobs, slots, wait, recorder, unsent, log)
+                )
+                for s, m, n, slots, log in zip(sessions, models, names, per, logs, strict=True)
             ],
             consumeErrors=True,
         )
     except FirstError as e:  # the endpoint's own error (no raw sockets, ...), not a wrapper
         e.subFailure.raiseException()
+    if runs is not None:
+        every = itertools.chain.from_iterable(log for log in logs if log is not None)
+        order = sorted(every, key=lambda p: (p.tx_ns is None, p.tx_ns or 0))
+        runs.append(ProbeRun(rounds, spacing, wait, order))
     return sorted(itertools.chain.from_iterable(results), key=lambda s: s.time_ns)

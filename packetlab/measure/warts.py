@@ -1,4 +1,5 @@
-"""scamper's warts binary format for a traceroute: sans-IO, pure functions over the records.
+"""scamper's warts binary format for a traceroute, a ping and an alias run (dealias):
+sans-IO, pure functions over the records.
 
 Researchers process traceroute data with scamper's tools (``sc_warts2json``,
 ``sc_warts2text``, ``sc_wartsdump``, ``sc_analysis_dump``...), so `pktlab run traceroute
@@ -28,14 +29,18 @@ import math
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packetlab.measure.records import Hop, PingResult, Stamp, TracerouteResult
 from packetlab.measure.replies import ReplyKind
 
+if TYPE_CHECKING:
+    from packetlab.measure.alias import ProbeRun
+
 __all__ = [
     "OBJ_CYCLE_START",
     "OBJ_CYCLE_STOP",
+    "OBJ_DEALIAS",
     "OBJ_LIST",
     "OBJ_PING",
     "OBJ_TRACE",
@@ -44,6 +49,8 @@ __all__ = [
     "WARTS_MAGIC",
     "WartsError",
     "WartsObject",
+    "alias_warts",
+    "dealias_object",
     "ping_object",
     "ping_warts",
     "read_warts",
@@ -52,7 +59,7 @@ __all__ = [
 ]
 
 WARTS_MAGIC = 0x1205
-OBJ_LIST, OBJ_CYCLE_START, OBJ_CYCLE_STOP, OBJ_TRACE, OBJ_PING = 1, 2, 4, 6, 7
+OBJ_LIST, OBJ_CYCLE_START, OBJ_CYCLE_STOP, OBJ_TRACE, OBJ_PING, OBJ_DEALIAS = 1, 2, 4, 6, 7, 9
 
 # scamper's trace types, by our method names (udp-fixed: UDP with one destination port)
 TRACE_TYPES = {
@@ -482,6 +489,140 @@ def traceroute_warts(
     )
 
 
+# dealias (radargun): the record's fields, the radargun's, a probe definition's, a probe's,
+# a reply's (flag ids)
+DEALIAS_RADARGUN = 3
+PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3}
+_D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_PROBEC = 1, 2, 3, 4, 6
+_RG_DEFC, _RG_ROUNDS, _RG_WAIT_PROBE, _RG_WAIT_ROUND, _RG_WAIT_TIMEOUT = 1, 2, 3, 4, 5
+_PD_ID, _PD_METHOD, _PD_TTL, _PD_PORTS, _PD_TCP_FLAGS, _PD_ICMP_ID, _PD_DST, _PD_SRC = (
+    3, 4, 5, 7, 8, 9, 10, 11,
+)  # fmt: skip
+_DP_DEF, _DP_TX, _DP_REPLYC, _DP_IPID, _DP_SEQ = 1, 2, 3, 4, 5
+_DR_RX, _DR_IPID, _DR_TTL, _DR_ICMP_TC, _DR_Q_TTL, _DR_PROTO, _DR_TCP_FLAGS, _DR_SRC = (
+    2, 3, 4, 5, 6, 8, 9, 10,
+)  # fmt: skip
+TCP_ACK, TCP_RST = 0x10, 0x04
+_DEALIAS_SIZES: dict[int, int | str] = {1: 4, 2: 4, 3: 8, 4: 1, 5: 1, 6: 4, 7: 4}
+_RADARGUN_SIZES: dict[int, int | str] = {1: 4, 2: 2, 3: 2, 4: 4, 5: 1, 6: 1}
+_PROBEDEF_SIZES: dict[int, int | str] = {
+    1: 4, 2: 4, 3: 4, 4: 1, 5: 1, 6: 1, 7: 4, 8: 1, 9: 2, 10: "addr", 11: "addr", 12: 2,
+    13: 2, 14: 2,
+}  # fmt: skip
+_DPROBE_SIZES: dict[int, int | str] = {1: 4, 2: 8, 3: 2, 4: 2, 5: 4}
+_DREPLY_SIZES: dict[int, int | str] = {
+    1: 4, 2: 8, 3: 2, 4: 1, 5: 2, 6: 1, 7: "ext", 8: 1, 9: 1, 10: "addr", 11: 4, 12: 1, 13: 2,
+}  # fmt: skip
+
+
+def dealias_object(
+    run: ProbeRun, *, list_id: int = 1, cycle_id: int = 1, start_ns: int | None = None
+) -> bytes:
+    """scamper's dealias record (method radargun) of one probing run: the run's fields,
+    one probe definition per (endpoint's source, target, method) in order of first use,
+    then every probe sent, in send order, each with the reply that answered it (the
+    reply's IP-ID, TTL, ICMP type and code or TCP flags). ``seq`` is the round; a UDP
+    definition's source port is its first probe's (ours change per probe, as the key
+    that matches replies)."""
+    table = _Addresses()
+    defs: dict[tuple[str, str, str], int] = {}
+    first: list[Any] = []
+    for p in run.probes:
+        key = (p.src, p.addr, p.method)
+        if key not in defs:
+            if p.method not in PROBEDEF_METHODS:
+                raise WartsError(f"no warts dealias probe method for {p.method!r}")
+            defs[key] = len(defs)
+            first.append(p)
+    if not defs:
+        raise WartsError("a dealias record needs at least one probe")
+    sent = [p for p in run.probes if p.tx_ns is not None]
+    if start_ns is None:
+        start_ns = min((p.tx_ns for p in sent if p.tx_ns is not None), default=0)
+    fields: dict[int, bytes] = {
+        _D_LIST: _u32(list_id),
+        _D_CYCLE: _u32(cycle_id),
+        _D_START: _timeval(start_ns),
+        _D_METHOD: _u8(DEALIAS_RADARGUN),
+    }
+    if sent:
+        fields[_D_PROBEC] = _u32(len(sent))
+    wait_probe = min(0xFFFF, max(1, round(run.spacing * 1000)))
+    per_round = len(defs)
+    rg = {
+        _RG_DEFC: _u32(len(defs)),
+        _RG_ROUNDS: _u16(min(0xFFFF, run.rounds)),
+        _RG_WAIT_PROBE: _u16(wait_probe),
+        _RG_WAIT_ROUND: _u32(wait_probe * per_round),
+        _RG_WAIT_TIMEOUT: _u8(_whole_seconds(run.wait)),
+    }
+    out = [_params(fields), _params(rg)]
+    for i, p in enumerate(first):
+        pd: dict[int, bytes] = {
+            _PD_METHOD: _u8(PROBEDEF_METHODS[p.method]),
+            _PD_TTL: _u8(p.probe.ttl),
+        }
+        if i:
+            pd[_PD_ID] = _u32(i)
+        key = p.probe.key
+        if p.method == "icmp-echo":
+            pd[_PD_ICMP_ID] = _u16(key.sport)
+        else:
+            pd[_PD_PORTS] = _u16(key.sport) + _u16(key.dport)
+        if p.method == "tcp-ack":
+            pd[_PD_TCP_FLAGS] = _u8(TCP_ACK)
+        pd[_PD_DST] = table.encode(p.addr)
+        pd[_PD_SRC] = table.encode(p.src)
+        out.append(_params(pd))
+    for p in sent:
+        assert p.tx_ns is not None
+        which = defs[(p.src, p.addr, p.method)]
+        pf: dict[int, bytes] = {_DP_TX: _timeval(p.tx_ns)}
+        if which:
+            pf[_DP_DEF] = _u32(which)
+        if p.reply is not None:
+            pf[_DP_REPLYC] = _u16(1)
+        if ipaddress.ip_address(p.addr).version == 4:
+            pf[_DP_IPID] = _u16(p.probe.ip_id or 0)
+        if p.seq:
+            pf[_DP_SEQ] = _u32(p.seq)
+        out.append(_params(pf))
+        if p.reply is not None:
+            out.append(_params(_dealias_reply(p, table)))
+    return _object(OBJ_DEALIAS, b"".join(out))
+
+
+def _dealias_reply(p: Any, table: _Addresses) -> dict[int, bytes]:
+    r = p.reply
+    fields: dict[int, bytes] = {_DR_TTL: _u8(r.ttl)}
+    if p.rx_ns is not None:
+        fields[_DR_RX] = _timeval(p.rx_ns)
+    if r.ip_id:  # scamper leaves an ID of 0 out
+        fields[_DR_IPID] = _u16(r.ip_id)
+    if r.icmp_type is not None:
+        fields[_DR_ICMP_TC] = _u8(r.icmp_type) + _u8(r.icmp_code or 0)
+        fields[_DR_Q_TTL] = _u8(r.quoted_ttl or 0)
+    else:  # TCP: the RST to a bare ACK
+        fields[_DR_PROTO] = _u8(6)
+        fields[_DR_TCP_FLAGS] = _u8(TCP_RST if r.kind == ReplyKind.TCP_RST else 0x12)
+    fields[_DR_SRC] = table.encode(str(r.src))
+    return fields
+
+
+def alias_warts(
+    runs: Iterable[ProbeRun], *, start_s: int, stop_s: int, hostname: str = ""
+) -> bytes:
+    """A whole warts file for an alias run: list, cycle start, one dealias record per
+    probing run (a MIDAR stage's, or each discovery window's), cycle stop."""
+    body = b"".join(dealias_object(run) for run in runs if run.probes)
+    return (
+        list_object()
+        + cycle_start_object(start_s, hostname=hostname)
+        + body
+        + cycle_stop_object(stop_s)
+    )
+
+
 # -- reading ------------------------------------------------------------------------------------
 
 
@@ -494,6 +635,11 @@ class WartsObject:
     fixed: dict[str, Any] = field(default_factory=dict)
     fields: dict[int, Any] = field(default_factory=dict)
     hops: list[dict[int, Any]] = field(default_factory=list)
+    # a dealias record: its method's fields, probe definitions, probes (each with its
+    # replies' fields under key "replies")
+    method: dict[int, Any] = field(default_factory=dict)
+    probedefs: list[dict[int, Any]] = field(default_factory=list)
+    probes: list[dict[Any, Any]] = field(default_factory=list)
 
 
 class _Reader:
@@ -570,7 +716,7 @@ class _Reader:
 
 def read_warts(data: bytes) -> list[WartsObject]:
     """The objects of a warts file (list, cycle start/stop, trace, ping: a ping's reply
-    records in `WartsObject.hops`; others' bodies skipped)."""
+    records in `WartsObject.hops`; a radargun dealias; others' bodies skipped)."""
     out = []
     off = 0
     while off < len(data):
@@ -601,6 +747,15 @@ def read_warts(data: bytes) -> list[WartsObject]:
         elif kind == OBJ_PING:
             obj.fields = r.params(_PING_SIZES)
             obj.hops = [r.params(_PING_REPLY_SIZES) for _ in range(r.uint(2))]
+        elif kind == OBJ_DEALIAS:
+            obj.fields = r.params(_DEALIAS_SIZES)
+            if obj.fields.get(4) == DEALIAS_RADARGUN:
+                obj.method = r.params(_RADARGUN_SIZES)
+                obj.probedefs = [r.params(_PROBEDEF_SIZES) for _ in range(obj.method.get(1, 0))]
+                for _ in range(obj.fields.get(6, 0)):
+                    probe: dict[Any, Any] = r.params(_DPROBE_SIZES)
+                    probe["replies"] = [r.params(_DREPLY_SIZES) for _ in range(probe.get(3, 0))]
+                    obj.probes.append(probe)
         out.append(obj)
         off = end
     return out

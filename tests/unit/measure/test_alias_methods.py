@@ -182,3 +182,38 @@ def test_cli_records_say_each_addresss_method(single: bool) -> None:
     assert pairs == [(TCP_A, TCP_B), (UDP_A, UDP_B)]
     line = run_alias.row(series[UDP_A])
     assert line is not None and " by udp (icmp-echo none, tcp-ack none)" in line
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_cli_warts_holds_every_probe_and_the_ip_ids_of_the_samples(
+    single: bool, tmp_path: Any
+) -> None:
+    # `pktlab run alias --warts FILE --samples`: one dealias (radargun) record per probing
+    # run, every probe the endpoint sent in one, each sample's IP-ID a reply's
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+    from packetlab.measure.warts import OBJ_DEALIAS, read_warts
+
+    out = tmp_path / "a.warts"
+    argv = ["alias", "--wait", "0.5", "--samples", "--warts", str(out),
+            *(["--single-stage"] if single else []), *ALL]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    records: list[dict[str, Any]] = []
+    rig = rig_with(routers())
+    run = run_alias.experiment(args, records.append, Progress())
+    rig.run(Deferred.fromCoroutine(run([rig.session])))
+    dealias = [o for o in read_warts(out.read_bytes()) if o.kind == OBJ_DEALIAS]
+    stages = [r for r in records if r["type"] == "alias-stage" and r["samples"]]
+    assert len(dealias) == (1 if single else len(stages)) and len(dealias) >= 1
+    assert sum(len(d.probes) for d in dealias) == len(rig.endpoint.raw_sends)
+    method_names = {1: "icmp-echo", 2: "tcp-ack", 3: "udp"}
+    got = []
+    for d in dealias:
+        for p in d.probes:
+            pd = d.probedefs[p.get(1, 0)]
+            got += [(pd[10], method_names[pd[4]], r.get(3, 0)) for r in p["replies"]]
+    samples = [(r["addr"], r["method"], r["ip_id"]) for r in records if r["type"] == "ipid"]
+    assert sorted(got) == sorted(samples) and len(samples) > 10

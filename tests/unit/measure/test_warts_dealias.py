@@ -1,0 +1,148 @@
+"""scamper's dealias record (radargun) for an alias run: scamper's own record rebuilt byte
+for byte from the probes it describes, and our runs read back field by field (scamper's
+tools reading them: tests/integration/test_warts_scamper.py)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from packetlab.measure.alias import ProbeLog, ProbeRun
+from packetlab.measure.probes import echo_probe, tcp_ack_probe, udp_probe
+from packetlab.measure.replies import Reply, ReplyKind
+from packetlab.measure.warts import (
+    OBJ_CYCLE_START,
+    OBJ_CYCLE_STOP,
+    OBJ_DEALIAS,
+    OBJ_LIST,
+    WartsError,
+    alias_warts,
+    cycle_start_object,
+    dealias_object,
+    list_object,
+    read_warts,
+)
+
+# scamper 20211212: `scamper -O warts -I 'dealias -m radargun -q 3 -W 100
+#   -p "-P icmp-echo -i 127.0.0.1" -p "-P udp -i 127.0.0.2" -p "-P tcp-ack -i 127.0.0.3"'`
+# (the TCP ACKs unanswered: scamper did not see loopback's RSTs)
+SCAMPERS = bytes.fromhex(
+    "120500010000001b000000010000000064656661756c740001000864656661756c740012050002000000"
+    "160000000100000001000000006b12f615020003766d0012050009000001a92f00150000000100000001"
+    "6b12f615000e8f1603000000091f000d00000003000300640000012c05980e000f01ffeae004017f0000"
+    "010000000000dc0c00150000000103ffeae0829b04017f0000020000000000dc0d00160000000202ffea"
+    "e0829b1004017f00000300000000000e000c6b12f615000e95620001ffffbe0400136b12f615000e958b"
+    "bad44000000000000000000f0010000000016b12f6160000db7e0001fefebe0400136b12f6160000db9b"
+    "b42e400303ff00000000010b000e000000026b12f616000263cbfdfd1e00106b12f6160003eca10001fc"
+    "fc00000001be0400136b12f6160003ecbabadb4000000000000000001f0014000000016b12f616000575"
+    "8f0001fbfb00000001be0400136b12f616000575c4b444400303ff00000000011b0012000000026b12f6"
+    "160006fc73fafa000000011e00106b12f616000884640001f9f900000002be0400136b12f61600088494"
+    "bb0a4000000000000000001f0014000000016b12f616000a0c7f0001f8f800000002be0400136b12f616"
+    "000a0cb2b463400303ff00000000011b0012000000026b12f616000b94bcf7f700000002120500040000"
+    "0009000000016b12f61b00"
+)
+SRC = "127.0.0.1"
+TARGETS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+METHODS = ("icmp-echo", "udp", "tcp-ack")
+
+
+def _ns(tv: bytes) -> int:
+    return int.from_bytes(tv[:4], "big") * 10**9 + int.from_bytes(tv[4:], "big") * 1000
+
+
+def _rebuilt_from_scampers() -> tuple[ProbeRun, int]:
+    """The probes and replies scamper's record describes, as our alias run logs them."""
+    (obj,) = [o for o in read_warts(SCAMPERS) if o.kind == OBJ_DEALIAS]
+    probes = []
+    for p in obj.probes:
+        which, seq, ip_id = p.get(1, 0), p.get(5, 0), p[4]
+        dst = TARGETS[which]
+        if which == 0:
+            probe = echo_probe(SRC, dst, ident=0xEAE0, seq=seq, ttl=255, ip_id=ip_id)
+        elif which == 1:
+            probe = udp_probe(SRC, dst, sport=0xEAE0, dport=33435, ttl=255, ip_id=ip_id)
+        else:
+            probe = tcp_ack_probe(SRC, dst, sport=0xEAE0, dport=33435, seq=1, ttl=255,
+                                  ip_id=ip_id)  # fmt: skip
+        reply = rx = None
+        for r in p["replies"]:
+            kind = ReplyKind.ECHO_REPLY if which == 0 else ReplyKind.DEST_UNREACHABLE
+            icmp = r[5]
+            reply = Reply(
+                kind, ipaddress.ip_address(r[10]), ipaddress.ip_address(SRC), probe.key, r[4],
+                84, icmp >> 8, icmp & 0xFF, r[3], r[6] if which else None,
+            )  # fmt: skip
+            rx = _ns(r[2])
+        probes.append(ProbeLog(dst, METHODS[which], "vm", SRC, seq, probe, _ns(p[2]), reply, rx))
+    return ProbeRun(3, 0.1, 5.0, probes), _ns(obj.fields[3])
+
+
+def test_scampers_radargun_record_byte_for_byte() -> None:
+    run, start = _rebuilt_from_scampers()
+    ours = dealias_object(run, start_ns=start)
+    assert ours[:2] == b"\x12\x05"
+    head = list_object() + cycle_start_object(0x6B12F615, hostname="vm")
+    assert SCAMPERS.startswith(head)
+    assert SCAMPERS[len(head) :].startswith(ours)  # then scamper's cycle stop
+    assert len(SCAMPERS) - len(head) - len(ours) == 17
+
+
+def test_read_back_probes_and_ip_ids() -> None:
+    run, start = _rebuilt_from_scampers()
+    objs = read_warts(alias_warts([run], start_s=start // 10**9, stop_s=start // 10**9 + 6))
+    assert [o.kind for o in objs] == [OBJ_LIST, OBJ_CYCLE_START, OBJ_DEALIAS, OBJ_CYCLE_STOP]
+    d = objs[2]
+    assert (d.fields[4], d.fields[6]) == (3, 9)  # radargun, nine probes
+    assert (d.method[1], d.method[2], d.method[3], d.method[4], d.method[5]) == (3, 3, 100, 300, 5)
+    assert [(pd[4], pd[10], pd[11]) for pd in d.probedefs] == [
+        (1, "127.0.0.1", SRC), (3, "127.0.0.2", SRC), (2, "127.0.0.3", SRC)
+    ]  # fmt: skip
+    assert d.probedefs[1][7] == 0xEAE0829B  # UDP source and destination ports
+    assert d.probedefs[2][8] == 0x10  # TCP: ACK
+    ids = [r[3] for p in d.probes for r in p["replies"]]
+    assert ids == [0xBAD4, 0xB42E, 0xBADB, 0xB444, 0xBB0A, 0xB463]
+    assert [p.get(5, 0) for p in d.probes] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+
+def _probe(seq: int, tx: int | None, reply: bool, method: str = "tcp-ack") -> ProbeLog:
+    p = tcp_ack_probe("10.0.0.2", "10.0.0.9", sport=4000, dport=33435, seq=seq, ip_id=7)
+    if method == "udp":
+        p = udp_probe("10.0.0.2", "10.0.0.9", sport=4000 + seq, dport=33435, ip_id=7)
+    r = None
+    if reply:
+        if method == "tcp-ack":
+            r = Reply(ReplyKind.TCP_RST, ipaddress.ip_address("10.0.0.9"),
+                      ipaddress.ip_address("10.0.0.2"), p.key, 61, 40, ip_id=100 + seq)  # fmt: skip
+        else:
+            r = Reply(ReplyKind.DEST_UNREACHABLE, ipaddress.ip_address("10.0.0.9"),
+                      ipaddress.ip_address("10.0.0.2"), p.key, 61, 56, 3, 3, 0, 63)  # fmt: skip
+    rx = None if tx is None or not reply else tx + 500_000
+    return ProbeLog("10.0.0.9", method, "ep", "10.0.0.2", seq, p, tx, r, rx)
+
+
+def test_tcp_rst_reply_and_unsent_probes() -> None:
+    t0 = 1796404757_000000_000
+    run = ProbeRun(2, 0.002, 0.4, [_probe(0, t0, True), _probe(1, None, False),
+                                    _probe(2, t0 + 2_000_000, False)])  # fmt: skip
+    (d,) = read_warts(dealias_object(run))
+    assert d.fields[6] == 2  # the unsent probe is not in the record
+    assert d.method[3] == 2 and d.method[5] == 1  # 2 ms apart, a 0.4 s wait is 1 s
+    first, second = d.probes
+    assert first[2] == bytes.fromhex("6b12f61500000000") and first[4] == 7
+    (rst,) = first["replies"]
+    assert (rst[8], rst[9], rst[3], rst[4], rst[10]) == (6, 0x04, 100, 61, "10.0.0.9")
+    assert 5 not in rst and 6 not in rst  # no ICMP type/code or quoted TTL
+    assert second.get(5) == 2 and 3 not in second and second["replies"] == []
+
+
+def test_udp_reply_with_id_zero_leaves_it_out() -> None:
+    (d,) = read_warts(dealias_object(ProbeRun(1, 0.002, 1, [_probe(0, 10**18, True, "udp")])))
+    (r,) = d.probes[0]["replies"]
+    assert 3 not in r  # an IP-ID of 0 is left out, as scamper does
+    assert (r[5], r[6]) == (0x0303, 63)
+
+
+def test_refuses_a_run_without_probes() -> None:
+    with pytest.raises(WartsError, match="at least one probe"):
+        dealias_object(ProbeRun(1, 0.002, 1, []))
