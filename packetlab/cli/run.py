@@ -1053,6 +1053,8 @@ def run(args: argparse.Namespace) -> int:
         interrupted = stop.requested and stop.reason == "interrupted"
         if isinstance(report, MdaReport):
             report.finish(result, interrupted)
+            if warts is not None:
+                write_tracelb_warts(warts, args, result)
             return EXIT_OK
         if isinstance(report, TracerouteReport):
             assert isinstance(result, TracerouteResult)
@@ -1072,13 +1074,10 @@ def run(args: argparse.Namespace) -> int:
 def open_warts(args: argparse.Namespace) -> BinaryIO | None:
     """--warts FILE opened before the run (for appending: a run that fails before its
     end leaves a file that was there as it was; `write_warts` replaces its content),
-    stdout's bytes for '-'; RunError (one line) when it cannot be written or the
-    measurement is not one warts holds here."""
+    stdout's bytes for '-'; RunError (one line) when it cannot be written."""
     path = getattr(args, "warts", None)
     if path is None:
         return None
-    if getattr(args, "mda", False):
-        raise RunError("--warts writes a trace: not with --mda (scamper's tracelb)")
     if path == "-":
         return sys.stdout.buffer
     try:
@@ -1116,6 +1115,23 @@ def write_warts(
         dport=args.port or default_port(args.protocol),
         tos=traceroute_shape(args)[1],
         interrupted=interrupted,
+    )
+    _replace(out, data)
+
+
+def write_tracelb_warts(out: BinaryIO, args: argparse.Namespace, result: Any) -> None:
+    """An --mda `result` as a warts file (list, cycle, tracelb, cycle stop)."""
+    import time
+
+    from packetlab.measure.warts import tracelb_warts
+
+    data = tracelb_warts(
+        result,
+        stop_s=int(time.time()),
+        hostname=socket.gethostname() if Link.from_args(args).in_process else "",
+        first_ttl=args.first_ttl,
+        wait_s=args.wait,
+        tos=traceroute_shape(args)[1],
     )
     _replace(out, data)
 

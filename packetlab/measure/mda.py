@@ -43,7 +43,15 @@ from packetlab.measure.probes import (
 from packetlab.measure.replies import Reply, ReplyKind
 from packetlab.measure.traceroute import reply_key
 
-__all__ = ["MDA_METHODS", "MdaHop", "MdaPlan", "MdaResult", "mda_trace", "stopping_points"]
+__all__ = [
+    "MDA_METHODS",
+    "MdaHop",
+    "MdaPlan",
+    "MdaProbe",
+    "MdaResult",
+    "mda_trace",
+    "stopping_points",
+]
 
 # The flow identifier: UDP source port (scamper's udp-sport), ICMP checksum, TCP source port
 MDA_METHODS = ("udp-paris", "icmp-paris", "tcp")
@@ -95,6 +103,19 @@ class MdaHop:
 
 
 @dataclass(frozen=True)
+class MdaProbe:
+    """One probe as sent (endpoint times; None: no ntag came) and the reply that answered
+    it: what scamper's tracelb record holds per probe (`packetlab.measure.warts`)."""
+
+    flow: int
+    ttl: int
+    flowid: int  # the flow as on the wire: UDP/TCP source port, ICMP checksum
+    tx_ns: int | None
+    reply: Reply | None = None
+    rx_ns: int | None = None
+
+
+@dataclass(frozen=True)
 class MdaResult:
     dst: str
     src: str | None
@@ -103,6 +124,11 @@ class MdaResult:
     hops: tuple[MdaHop, ...]
     probe_count: int
     reached: bool
+    probes: tuple[MdaProbe, ...] = ()  # every probe, in send order
+    sport: int | None = None  # the first flow's source port (ICMP: the echo identifier)
+    dport: int | None = None
+    probe_size: int | None = None  # IP length of the probes
+    start_ns: int | None = None  # the first probe's send time
 
     def addresses_by_ttl(self) -> dict[int, frozenset[str]]:
         return {h.ttl: frozenset(h.addrs) for h in self.hops}
@@ -287,6 +313,8 @@ async def mda_trace(
     answers: dict[int, tuple[Reply, int]] = {}
     sent: dict[int, int] = {}
     probes: list[tuple[int, int]] = []  # probe number -> (flow, ttl)
+    flowids: list[int] = []
+    size: int | None = None
     told = 0
     failures: list[BaseException] = []
 
@@ -311,6 +339,8 @@ async def mda_trace(
                 i = len(probes)
                 probes.append((flow, ttl))
                 p = _mda_probe(method, cap.src, target, ttl, flow, i, sport, base_port)
+                flowids.append(_flowid(method, p, sport, flow))
+                size = size or len(p.packet)
                 table.add(p.key, i)
                 d = session.nsend(cap.sktid, p.packet, time=0, ntag=True)
                 d.addCallbacks(_on_ntag(sent, i, failures), lambda f: failures.append(f.value))
@@ -351,6 +381,11 @@ async def mda_trace(
         for h in hops[told:]:
             on_hop(h)
     reached = bool(hops) and str(target) in hops[-1].addrs
+    log = []
+    for i, (flow, ttl) in enumerate(probes):
+        got = answers.get(i)
+        reply, rx = (None, None) if got is None else got
+        log.append(MdaProbe(flow, ttl, flowids[i], sent.get(i), reply, rx))
     return MdaResult(
         dst=str(target),
         src=str(cap.src),
@@ -359,7 +394,19 @@ async def mda_trace(
         hops=tuple(hops),
         probe_count=len(probes),
         reached=reached,
+        probes=tuple(log),
+        sport=sport,
+        dport=None if method == "icmp-paris" else base_port,
+        probe_size=size,
+        start_ns=min(sent.values(), default=None),
     )
+
+
+def _flowid(method: str, probe: Probe, sport: int, flow: int) -> int:
+    """The flow as on the wire (scamper's flowid): the source port, or the ICMP checksum."""
+    if method == "icmp-paris":
+        return (sport + flow) & 0xFFFF
+    return probe.key.sport
 
 
 def _on_ntag(sent: dict[int, int], i: int, failures: list[BaseException]) -> Callable[[Any], None]:

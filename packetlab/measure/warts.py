@@ -36,6 +36,7 @@ from packetlab.measure.replies import ReplyKind
 
 if TYPE_CHECKING:
     from packetlab.measure.alias import ProbeRun
+    from packetlab.measure.mda import MdaResult
 
 __all__ = [
     "OBJ_CYCLE_START",
@@ -44,6 +45,7 @@ __all__ = [
     "OBJ_LIST",
     "OBJ_PING",
     "OBJ_TRACE",
+    "OBJ_TRACELB",
     "STOP_REASONS",
     "TRACE_TYPES",
     "WARTS_MAGIC",
@@ -55,11 +57,14 @@ __all__ = [
     "ping_warts",
     "read_warts",
     "trace_object",
+    "tracelb_object",
+    "tracelb_warts",
     "traceroute_warts",
 ]
 
 WARTS_MAGIC = 0x1205
 OBJ_LIST, OBJ_CYCLE_START, OBJ_CYCLE_STOP, OBJ_TRACE, OBJ_PING, OBJ_DEALIAS = 1, 2, 4, 6, 7, 9
+OBJ_TRACELB = 8
 
 # scamper's trace types, by our method names (udp-fixed: UDP with one destination port)
 TRACE_TYPES = {
@@ -623,6 +628,157 @@ def alias_warts(
     )
 
 
+# tracelb: its types by our MDA methods (scamper's udp-sport, icmp-echo, tcp-sport), the
+# record's fields, a node's, a link's, a probe set's, a probe's, a reply's (flag ids)
+TRACELB_TYPES = {"udp-paris": 0x03, "icmp-paris": 0x02, "tcp": 0x04}
+_LB_LIST, _LB_CYCLE, _LB_START, _LB_SPORT, _LB_DPORT, _LB_SIZE, _LB_TYPE = 1, 2, 5, 6, 7, 8, 9
+_LB_FIRSTHOP, _LB_WAIT_TIMEOUT, _LB_WAIT_PROBE, _LB_ATTEMPTS, _LB_CONFIDENCE = 10, 11, 12, 13, 14
+_LB_TOS, _LB_NODEC, _LB_LINKC, _LB_PROBEC, _LB_PROBECMAX, _LB_GAPLIMIT = 15, 16, 17, 18, 19, 20
+_LB_SRC, _LB_DST = 21, 22
+_LN_FLAGS, _LN_LINKC, _LN_ADDR = 2, 3, 5
+_LL_FROM, _LL_TO, _LL_HOPC = 1, 2, 3
+_LP_TX, _LP_FLOWID, _LP_TTL, _LP_ATTEMPT, _LP_RXC = 1, 2, 3, 4, 5
+_LR_RX, _LR_IPID, _LR_TTL, _LR_FLAGS, _LR_ICMP_TC, _LR_TCP_FLAGS, _LR_Q_TTL, _LR_Q_TOS = (
+    1, 2, 3, 4, 5, 6, 8, 9,
+)  # fmt: skip
+_LR_FROM = 11
+LB_REPLY_FLAG_REPLY_TTL, LB_REPLY_FLAG_TCP = 0x01, 0x02
+_TRACELB_SIZES: dict[int, int | str] = {
+    1: 4, 2: 4, 3: 4, 4: 4, 5: 8, 6: 2, 7: 2, 8: 2, 9: 1, 10: 1, 11: 1, 12: 1, 13: 1, 14: 1,
+    15: 1, 16: 2, 17: 2, 18: 4, 19: 4, 20: 1, 21: "addr", 22: "addr", 23: 4, 24: 1,
+}  # fmt: skip
+_LB_NODE_SIZES: dict[int, int | str] = {1: 4, 2: 1, 3: 2, 4: 1, 5: "addr", 6: "str"}
+_LB_LINK_SIZES: dict[int, int | str] = {1: 2, 2: 2, 3: 1}
+_LB_SET_SIZES: dict[int, int | str] = {1: 2}
+_LB_PROBE_SIZES: dict[int, int | str] = {1: 8, 2: 2, 3: 1, 4: 1, 5: 2}
+_LB_REPLY_SIZES: dict[int, int | str] = {
+    1: 8, 2: 2, 3: 1, 4: 1, 5: 2, 6: 1, 7: "ext", 8: 1, 9: 1, 10: 4, 11: "addr",
+}  # fmt: skip
+
+
+def _tracelb_reply(p: Any, table: _Addresses) -> dict[int, bytes]:
+    r = p.reply
+    flags = LB_REPLY_FLAG_REPLY_TTL
+    fields: dict[int, bytes] = {_LR_IPID: _u16(r.ip_id or 0), _LR_TTL: _u8(r.ttl)}
+    if p.rx_ns is not None:
+        fields[_LR_RX] = _timeval(p.rx_ns)
+    if r.icmp_type is None:  # a TCP reply: SYN-ACK or RST (to our SYNs: with ACK)
+        flags |= LB_REPLY_FLAG_TCP
+        fields[_LR_TCP_FLAGS] = _u8(0x14 if r.kind == ReplyKind.TCP_RST else 0x12)
+    else:
+        fields[_LR_ICMP_TC] = _u8(r.icmp_type) + _u8(r.icmp_code or 0)
+        fields[_LR_Q_TTL] = _u8(r.quoted_ttl or 0)
+        fields[_LR_Q_TOS] = _u8(0)
+    fields[_LR_FLAGS] = _u8(flags)
+    fields[_LR_FROM] = table.encode(str(r.src))
+    return fields
+
+
+def tracelb_object(
+    result: MdaResult,
+    *,
+    list_id: int = 1,
+    cycle_id: int = 1,
+    first_ttl: int = 1,
+    wait_s: float = 2.0,
+    gaplimit: int = 3,
+    probec_max: int = 0,
+    tos: int = 0,
+) -> bytes:
+    """scamper's tracelb record of an MDA run: one node per interface (in TTL order, as
+    the --json hops list them), one link per link of the --json hops (A at TTL t - 1, B
+    at t: hopc 1), each with the probes at t whose flow answered from A at t - 1 and from
+    B at t (its probe set), every probe with its reply. Links from silent probes and
+    the probes before the first hop are not in the record (scamper's own spans silent
+    hops with hopc > 1)."""
+    if result.method not in TRACELB_TYPES:
+        raise WartsError(f"no warts tracelb type for method {result.method!r}")
+    table = _Addresses()
+    nodes: list[str] = []
+    for hop in result.hops:
+        nodes += [a for a in hop.addrs if a not in nodes]
+    index = {a: i for i, a in enumerate(nodes)}
+    answered: dict[tuple[int, int], str] = {}
+    for p in result.probes:
+        if p.reply is not None:
+            answered[(p.flow, p.ttl)] = str(p.reply.src)
+    links: dict[tuple[str, str], list[Any]] = {}
+    for hop in result.hops:
+        for a, b in hop.links:
+            if a is not None:
+                links.setdefault((a, b), [])
+    for p in result.probes:
+        there = answered.get((p.flow, p.ttl))
+        before = answered.get((p.flow, p.ttl - 1))
+        if before is not None and there is not None and (before, there) in links:
+            links[(before, there)].append(p)
+    order = sorted(links, key=lambda ab: (index[ab[0]], index[ab[1]]))
+    if len(nodes) > 0xFFFF or len(order) > 0xFFFF:
+        raise WartsError("more than 65535 nodes or links for one warts tracelb")
+    linkc = {a: 0 for a in nodes}
+    for a, _ in order:
+        linkc[a] += 1
+    start_ns = result.start_ns or min((p.tx_ns for p in result.probes if p.tx_ns), default=0)
+    fields: dict[int, bytes] = {
+        _LB_LIST: _u32(list_id),
+        _LB_CYCLE: _u32(cycle_id),
+        _LB_START: _timeval(start_ns),
+        _LB_SPORT: _u16(result.sport or 0),
+        _LB_DPORT: _u16(result.dport or 0),
+        _LB_SIZE: _u16(result.probe_size or 0),
+        _LB_TYPE: _u8(TRACELB_TYPES[result.method]),
+        _LB_FIRSTHOP: _u8(first_ttl),
+        _LB_WAIT_TIMEOUT: _u8(_whole_seconds(wait_s)),
+        _LB_WAIT_PROBE: _u8(0),  # ours go a round at once, not one every 10 ms x N
+        _LB_ATTEMPTS: _u8(1),
+        _LB_CONFIDENCE: _u8(round(result.confidence * 100)),
+        _LB_TOS: _u8(tos),
+        _LB_NODEC: _u16(len(nodes)),
+        _LB_LINKC: _u16(len(order)),
+        _LB_PROBEC: _u32(len(result.probes)),
+        _LB_PROBECMAX: _u32(probec_max),
+        _LB_GAPLIMIT: _u8(gaplimit),
+    }
+    if result.src is not None:
+        fields[_LB_SRC] = table.encode(result.src)
+    fields[_LB_DST] = table.encode(result.dst)
+    out = [_params(fields)]
+    for a in nodes:
+        node = {_LN_FLAGS: _u8(0), _LN_LINKC: _u16(linkc[a]), _LN_ADDR: table.encode(a)}
+        out.append(_params(node))
+    for a, b in order:
+        out.append(_params({_LL_FROM: _u16(index[a]), _LL_TO: _u16(index[b]), _LL_HOPC: _u8(1)}))
+        probes = [p for p in links[(a, b)] if p.tx_ns is not None]
+        out.append(_params({1: _u16(len(probes))}))
+        for p in probes:
+            assert p.tx_ns is not None
+            probe = {
+                _LP_TX: _timeval(p.tx_ns),
+                _LP_FLOWID: _u16(p.flowid),
+                _LP_TTL: _u8(p.ttl),
+                _LP_ATTEMPT: _u8(0),
+                _LP_RXC: _u16(1),
+            }
+            out.append(_params(probe) + _params(_tracelb_reply(p, table)))
+    return _object(OBJ_TRACELB, b"".join(out))
+
+
+def tracelb_warts(
+    result: MdaResult, *, stop_s: int | None = None, hostname: str = "", **lb: Any
+) -> bytes:
+    """A whole warts file for one MDA run: list, cycle start, tracelb, cycle stop; `lb`:
+    `tracelb_object`'s keywords (first_ttl, wait_s, gaplimit...)."""
+    start_s = (result.start_ns or 0) // 1_000_000_000
+    if stop_s is None:
+        stop_s = max([start_s * 10**9] + [p.rx_ns or 0 for p in result.probes]) // 10**9
+    return (
+        list_object()
+        + cycle_start_object(start_s, hostname=hostname)
+        + tracelb_object(result, **lb)
+        + cycle_stop_object(stop_s)
+    )
+
+
 # -- reading ------------------------------------------------------------------------------------
 
 
@@ -636,7 +792,8 @@ class WartsObject:
     fields: dict[int, Any] = field(default_factory=dict)
     hops: list[dict[int, Any]] = field(default_factory=list)
     # a dealias record: its method's fields, probe definitions, probes (each with its
-    # replies' fields under key "replies")
+    # replies' fields under key "replies"); a tracelb: its nodes (in `probedefs`) and
+    # links (in `probes`: each link's probe sets under "sets", their probes under "probes")
     method: dict[int, Any] = field(default_factory=dict)
     probedefs: list[dict[int, Any]] = field(default_factory=list)
     probes: list[dict[Any, Any]] = field(default_factory=list)
@@ -747,6 +904,21 @@ def read_warts(data: bytes) -> list[WartsObject]:
         elif kind == OBJ_PING:
             obj.fields = r.params(_PING_SIZES)
             obj.hops = [r.params(_PING_REPLY_SIZES) for _ in range(r.uint(2))]
+        elif kind == OBJ_TRACELB:
+            obj.fields = r.params(_TRACELB_SIZES)
+            obj.probedefs = [r.params(_LB_NODE_SIZES) for _ in range(obj.fields.get(16, 0))]
+            for _ in range(obj.fields.get(17, 0)):
+                link: dict[Any, Any] = r.params(_LB_LINK_SIZES)
+                link["sets"] = []
+                for _ in range(link.get(3, 0)):
+                    ps: dict[Any, Any] = r.params(_LB_SET_SIZES)
+                    ps["probes"] = []
+                    for _ in range(ps.get(1, 0)):
+                        lbp: dict[Any, Any] = r.params(_LB_PROBE_SIZES)
+                        lbp["replies"] = [r.params(_LB_REPLY_SIZES) for _ in range(lbp.get(5, 0))]
+                        ps["probes"].append(lbp)
+                    link["sets"].append(ps)
+                obj.probes.append(link)
         elif kind == OBJ_DEALIAS:
             obj.fields = r.params(_DEALIAS_SIZES)
             if obj.fields.get(4) == DEALIAS_RADARGUN:

@@ -276,3 +276,52 @@ def test_alias_in_a_testbed_has_scampers_shape(
     assert (a["attempts"], len(a["probes"])) == (b["attempts"], len(b["probes"]))
     for d in (a, b):  # every echo answered, from its target
         assert all(len(p["replies"]) == 1 for p in d["probes"])
+
+
+def scamper_tracelb(path: Path) -> dict[str, Any]:
+    tool("sc_wartsdump", str(path))
+    objs = [json.loads(line) for line in tool("sc_warts2json", str(path)).splitlines()]
+    assert [o["type"] for o in objs] == ["cycle-start", "tracelb", "cycle-stop"]
+    return objs[1]
+
+
+def tracelb_links(lb: dict[str, Any]) -> set[tuple[str, str]]:
+    """(from, to) of every link of sc_warts2json's tracelb: a node's "links" are its
+    links' hops (by hop index), each the probes grouped by the address that answered, so
+    the last hop's groups are the far ends (for scamper's own records too)."""
+    return {(n["addr"], g["addr"]) for n in lb["nodes"] if n["links"] for g in n["links"][-1]}
+
+
+def test_mda_on_the_ecmp_diamond_reads_in_scampers_tools(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path
+) -> None:
+    from test_traceroute_paris_names import ecmp_diamond
+
+    tb = ecmp_diamond(testbed_factory)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    ours, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
+    done = pktlab_run("traceroute", "--json", "--mda", "--warts", str(ours), tg, netns=ns)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    hops = [o for o in lines if o["type"] == "mda-hop"]
+    (summary,) = [o for o in lines if o["type"] == "summary"]
+    lb = scamper_tracelb(ours)
+    assert (lb["src"], lb["dst"], lb["method"]) == (summary["src"], tg, "udp-sport")
+    assert lb["probec"] == summary["probe_count"]
+    nodes = list(dict.fromkeys(a for h in hops for a in h["addrs"]))
+    # (sc_warts2json lists the nodes with links: not the destination, for scamper's too)
+    assert lb["nodec"] == len(nodes) and [n["addr"] for n in lb["nodes"]] == nodes[:-1]
+    want = {(a, b) for h in hops for a, b in h["links"] if a is not None}
+    assert tracelb_links(lb) == want and len(want) == 5  # the diamond's four and r2 -> tg
+    ttl = {a: h["ttl"] for h in hops for a in h["addrs"]}
+    for node in lb["nodes"]:  # every probe of a link answered once, at its far end's TTL
+        for group in node["links"][-1]:
+            assert group["probes"] and all(
+                p["replyc"] == 1 and p["ttl"] == ttl[group["addr"]] for p in group["probes"]
+            )
+    text = tool("sc_warts2text", str(ours))
+    assert text.splitlines()[0].startswith(f"tracelb from {summary['src']} to {tg}, 5 nodes")
+    # scamper's own tracelb of the diamond: its tools read it as ours, every node of it ours
+    tool("scamper", "-O", "warts", "-o", str(theirs), "-c", "tracelb -P udp-sport", "-i", tg,
+         netns=ns)  # fmt: skip
+    assert {n["addr"] for n in scamper_tracelb(theirs)["nodes"]} <= set(nodes)

@@ -21,9 +21,22 @@ def test_an_unwritable_file_is_a_run_error(tmp_path: Path) -> None:
         open_warts(_args("--warts", str(tmp_path / "no/such/x.warts"), "192.0.2.1"))
 
 
-def test_not_with_mda() -> None:
-    with pytest.raises(RunError, match="not with --mda"):
-        open_warts(_args("--mda", "--warts", "x.warts", "192.0.2.1"))
+def test_mda_writes_a_tracelb_with_the_runs_options(tmp_path: Path) -> None:
+    # (--mda was refused before: "--warts writes a trace: not with --mda")
+    from packetlab.cli.run import write_tracelb_warts
+    from packetlab.measure.mda import MdaHop, MdaResult
+    from packetlab.measure.warts import OBJ_TRACELB
+
+    path = tmp_path / "lb.warts"
+    args = _args("--mda", "-f", "2", "-w", "3", "--warts", str(path), "192.0.2.1")
+    out = open_warts(args)
+    assert out is not None
+    hop = MdaHop(2, ("192.0.2.1",), 1)
+    with out:
+        write_tracelb_warts(out, args, MdaResult("192.0.2.1", "192.0.2.9", "udp-paris", 0.95,
+                                                 (hop,), 1, True))  # fmt: skip
+    (lb,) = [o for o in read_warts(path.read_bytes()) if o.kind == OBJ_TRACELB]
+    assert (lb.fields[10], lb.fields[11], lb.fields[16], lb.fields[17]) == (2, 3, 1, 0)
 
 
 def test_no_option_no_file() -> None:

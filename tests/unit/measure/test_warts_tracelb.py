@@ -1,0 +1,112 @@
+"""scamper's tracelb record for an MDA run (`pktlab run traceroute --mda --warts`): a probe
+set, probe and reply byte for byte as scamper wrote them, and the nodes and links of our
+result read back (scamper's tools reading them: tests/integration/test_warts_scamper.py)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from packetlab.measure.mda import MdaHop, MdaProbe, MdaResult
+from packetlab.measure.probes import ProbeKey
+from packetlab.measure.replies import Reply, ReplyKind
+from packetlab.measure.warts import (
+    OBJ_CYCLE_START,
+    OBJ_CYCLE_STOP,
+    OBJ_LIST,
+    OBJ_TRACELB,
+    WartsError,
+    read_warts,
+    tracelb_object,
+    tracelb_warts,
+)
+
+SRC, R1, RA, RB, R2, TG = (f"10.77.{n}.{h}" for n, h in ((1, 1), (1, 2), (2, 2), (3, 2), (4, 2),
+                                                         (6, 2)))  # fmt: skip
+# scamper 20211212, `tracelb -P udp-sport -c 99` on the ECMP diamond: the last link's
+# (r2 -> tg) probe set: one probe (flowid 0x85ff, TTL 4) and its port unreachable
+SCAMPERS_LAST_SET = bytes.fromhex(
+    "01000200011f000e6b12f6fa000e7d0985ff040000019f0b00156b12f6fa000e7d6773093d01030301000000000001"
+)
+T0 = 0x6B12F6FA * 10**9
+
+
+def _reply(src: str, ttl: int, ip_id: int, unreach: bool = False) -> Reply:
+    kind = ReplyKind.DEST_UNREACHABLE if unreach else ReplyKind.TIME_EXCEEDED
+    key = ProbeKey(17, ipaddress.ip_address(TG), 0x85FF, 33435)
+    icmp = (3, 3) if unreach else (11, 0)
+    return Reply(kind, ipaddress.ip_address(src), ipaddress.ip_address(SRC), key, ttl, 56,
+                 *icmp, ip_id=ip_id, quoted_ttl=1)  # fmt: skip
+
+
+def _probe(flow: int, ttl: int, src: str | None, tx_us: int, ip_id: int = 1) -> MdaProbe:
+    reply = None if src is None else _reply(src, 65 - ttl, ip_id, src == TG)
+    rx = None if src is None else T0 + (tx_us + 94) * 1000
+    return MdaProbe(flow, ttl, 0x85FF + flow, T0 + tx_us * 1000, reply, rx)
+
+
+def _diamond() -> MdaResult:
+    """Flows 0 and 2 through ra, 1 through rb; flow 3 lost at TTL 2."""
+    probes = (
+        _probe(0, 1, R1, 10), _probe(1, 1, R1, 11), _probe(2, 1, R1, 12), _probe(3, 1, R1, 13),
+        _probe(0, 2, RA, 20, 7), _probe(1, 2, RB, 21, 8), _probe(2, 2, RA, 22, 9),
+        _probe(3, 2, None, 23),
+        _probe(0, 3, R2, 30), _probe(1, 3, R2, 31), _probe(3, 3, R2, 33),
+        _probe(0, 4, TG, 40),
+    )  # fmt: skip
+    hops = (
+        MdaHop(1, (R1,), 4),
+        MdaHop(2, (RA, RB), 4, ((R1, RA), (R1, RB)), 1),
+        MdaHop(3, (R2,), 3, ((None, R2), (RA, R2), (RB, R2))),
+        MdaHop(4, (TG,), 1, ((R2, TG),)),
+    )
+    return MdaResult(TG, SRC, "udp-paris", 0.95, hops, len(probes), True, probes,
+                     sport=0x85FF, dport=33435, probe_size=44, start_ns=T0 + 10_000)  # fmt: skip
+
+
+def test_a_probe_set_is_scampers_byte_for_byte() -> None:
+    # the last link's probe: the same flowid, TTL, times, reply TTL, IP-ID and ICMP
+    last = MdaProbe(0, 4, 0x85FF, T0 + 0x0E7D09 * 1000, _reply(TG, 0x3D, 0x7309, True),
+                    T0 + 0x0E7D67 * 1000)  # fmt: skip
+    result = MdaResult(TG, SRC, "udp-paris", 0.99, (MdaHop(3, (R2,), 1), MdaHop(4, (TG,), 1, (
+        (R2, TG),))), 2, True, (_probe(0, 3, R2, 5), last))  # fmt: skip
+    assert tracelb_object(result).endswith(SCAMPERS_LAST_SET)
+
+
+def test_nodes_links_and_probe_sets_are_the_results() -> None:
+    objs = read_warts(tracelb_warts(_diamond(), hostname="vm", wait_s=2))
+    assert [o.kind for o in objs] == [OBJ_LIST, OBJ_CYCLE_START, OBJ_TRACELB, OBJ_CYCLE_STOP]
+    lb = objs[2]
+    f = lb.fields
+    assert (f[6], f[7], f[8], f[9], f[11], f[14]) == (0x85FF, 33435, 44, 3, 2, 95)
+    assert (f[16], f[17], f[18], f[21], f[22]) == (5, 5, 12, SRC, TG)
+    assert [n[5] for n in lb.probedefs] == [R1, RA, RB, R2, TG]
+    assert [n[3] for n in lb.probedefs] == [2, 1, 1, 1, 0]  # links from each node
+    links = [(lb.probedefs[x[1]][5], lb.probedefs[x[2]][5], x[3]) for x in lb.probes]
+    assert links == [(R1, RA, 1), (R1, RB, 1), (RA, R2, 1), (RB, R2, 1), (R2, TG, 1)]
+    sets = [[(p[2] - 0x85FF, p[3]) for p in x["sets"][0]["probes"]] for x in lb.probes]
+    # (flow 3's TTL 3 probe is in no link: its TTL 2 probe was lost)
+    assert sets == [[(0, 2), (2, 2)], [(1, 2)], [(0, 3)], [(1, 3)], [(0, 4)]]
+    (reply,) = lb.probes[0]["sets"][0]["probes"][0]["replies"]
+    assert (reply[2], reply[3], reply[4], reply[5], reply[8], reply[11]) == (
+        7, 63, 0x01, 0x0B00, 1, RA,
+    )  # fmt: skip
+    assert objs[3].fixed["stop"] == (T0 + 134_000) // 10**9
+
+
+def test_a_tcp_reply_has_tcp_flags_not_icmp() -> None:
+    r = Reply(ReplyKind.TCP_RST, ipaddress.ip_address(TG), ipaddress.ip_address(SRC),
+              ProbeKey(6, ipaddress.ip_address(TG), 4000, 80), 60, 40, ip_id=5)  # fmt: skip
+    probes = (_probe(0, 1, R1, 1), MdaProbe(0, 2, 4000, T0, r, T0 + 1000))
+    hops = (MdaHop(1, (R1,), 1), MdaHop(2, (TG,), 1, ((R1, TG),)))
+    (lb,) = read_warts(tracelb_object(MdaResult(TG, SRC, "tcp", 0.95, hops, 2, True, probes)))
+    assert lb.fields[9] == 4  # tcp-sport
+    (reply,) = lb.probes[0]["sets"][0]["probes"][0]["replies"]
+    assert (reply[4], reply[6], reply[11]) == (0x03, 0x14, TG)
+    assert 5 not in reply and 8 not in reply
+
+
+def test_refuses_an_unknown_method() -> None:
+    with pytest.raises(WartsError, match="no warts tracelb type"):
+        tracelb_object(MdaResult(TG, SRC, "udp", 0.95, (), 0, False))
