@@ -1,5 +1,5 @@
-"""scamper's warts binary format for a traceroute, a ping and an alias run (dealias):
-sans-IO, pure functions over the records.
+"""scamper's warts binary format for a traceroute, an MDA run (tracelb), a ping and an
+alias run (dealias): sans-IO, pure functions over the records.
 
 Researchers process traceroute data with scamper's tools (``sc_warts2json``,
 ``sc_warts2text``, ``sc_wartsdump``, ``sc_analysis_dump``...), so `pktlab run traceroute
@@ -15,7 +15,13 @@ The layout, as scamper writes it (all integers big-endian):
 * an address: ``uint8 length``, ``uint8 type`` (1 IPv4, 2 IPv6), the bytes; or, for one
   already written in the same object, ``0`` and a ``uint32`` index (0 the first written);
 * a trace: its fields, ``uint16`` count of hop records, each hop's fields, and a ``uint16``
-  0 that ends the (absent) optional sections (PMTUD, last-ditch, doubletree).
+  0 that ends the (absent) optional sections (PMTUD, last-ditch, doubletree);
+* a tracelb: its fields (the node and link counts among them), each node's fields, then
+  each link's fields followed by its ``hopc`` probe sets (a count, then each probe's
+  fields followed by its replies' fields);
+* a dealias: its fields (the probe count among them), the method's fields (radargun: the
+  probe definition count), each probe definition's fields, then each probe's fields
+  followed by its replies' fields. No counts outside the fields.
 
 Unanswered probes have no hop record (as in scamper): the TTLs without one are the ``*``
 lines of ``sc_warts2text``. `read_warts` reads what this module writes (and scamper's
