@@ -680,6 +680,34 @@ def _tracelb_reply(p: Any, table: _Addresses) -> dict[int, bytes]:
     return fields
 
 
+def _tracelb_links(result: MdaResult) -> dict[tuple[str, str, int], list[list[Any]]]:
+    """(A, B, hopc) -> the probe sets of the link from A to B: for each flow, a probe
+    answered by B at TTL t whose flow last answered from A at t - hopc, every TTL between
+    probed and silent; set j holds such flows' probes at t - hopc + 1 + j."""
+    by_flow: dict[int, dict[int, Any]] = {}
+    for p in result.probes:
+        by_flow.setdefault(p.flow, {})[p.ttl] = p
+    links: dict[tuple[str, str, int], list[list[Any]]] = {}
+    for flow_probes in by_flow.values():
+        last: tuple[str, int] | None = None
+        for ttl in sorted(flow_probes):
+            p = flow_probes[ttl]
+            if p.reply is None:
+                continue
+            here = str(p.reply.src)
+            if last is not None:
+                a, before = last
+                between = [flow_probes.get(t) for t in range(before + 1, ttl)]
+                if all(q is not None and q.reply is None for q in between):
+                    sets = links.setdefault(
+                        (a, here, ttl - before), [[] for _ in range(ttl - before)]
+                    )
+                    for j, q in enumerate([*between, p]):
+                        sets[j].append(q)
+            last = (here, ttl)
+    return links
+
+
 def tracelb_object(
     result: MdaResult,
     *,
@@ -694,9 +722,9 @@ def tracelb_object(
     """scamper's tracelb record of an MDA run: one node per interface (in TTL order, as
     the --json hops list them), one link per link of the --json hops (A at TTL t - 1, B
     at t: hopc 1), each with the probes at t whose flow answered from A at t - 1 and from
-    B at t (its probe set), every probe with its reply. Links from silent probes and
-    the probes before the first hop are not in the record (scamper's own spans silent
-    hops with hopc > 1)."""
+    B at t (its probe set), every probe with its reply; a flow silent at TTLs between A
+    and B gives a link of hopc > 1 (as scamper's), a probe set per TTL. The probes before
+    a flow's first answer are in no link."""
     if result.method not in TRACELB_TYPES:
         raise WartsError(f"no warts tracelb type for method {result.method!r}")
     table = _Addresses()
@@ -704,25 +732,12 @@ def tracelb_object(
     for hop in result.hops:
         nodes += [a for a in hop.addrs if a not in nodes]
     index = {a: i for i, a in enumerate(nodes)}
-    answered: dict[tuple[int, int], str] = {}
-    for p in result.probes:
-        if p.reply is not None:
-            answered[(p.flow, p.ttl)] = str(p.reply.src)
-    links: dict[tuple[str, str], list[Any]] = {}
-    for hop in result.hops:
-        for a, b in hop.links:
-            if a is not None:
-                links.setdefault((a, b), [])
-    for p in result.probes:
-        there = answered.get((p.flow, p.ttl))
-        before = answered.get((p.flow, p.ttl - 1))
-        if before is not None and there is not None and (before, there) in links:
-            links[(before, there)].append(p)
-    order = sorted(links, key=lambda ab: (index[ab[0]], index[ab[1]]))
+    links = _tracelb_links(result)
+    order = sorted(links, key=lambda k: (index[k[0]], index[k[1]], k[2]))
     if len(nodes) > 0xFFFF or len(order) > 0xFFFF:
         raise WartsError("more than 65535 nodes or links for one warts tracelb")
     linkc = {a: 0 for a in nodes}
-    for a, _ in order:
+    for a, _, _ in order:
         linkc[a] += 1
     start_ns = result.start_ns or min((p.tx_ns for p in result.probes if p.tx_ns), default=0)
     fields: dict[int, bytes] = {
@@ -752,20 +767,23 @@ def tracelb_object(
     for a in nodes:
         node = {_LN_FLAGS: _u8(0), _LN_LINKC: _u16(linkc[a]), _LN_ADDR: table.encode(a)}
         out.append(_params(node))
-    for a, b in order:
-        out.append(_params({_LL_FROM: _u16(index[a]), _LL_TO: _u16(index[b]), _LL_HOPC: _u8(1)}))
-        probes = [p for p in links[(a, b)] if p.tx_ns is not None]
-        out.append(_params({1: _u16(len(probes))}))
-        for p in probes:
-            assert p.tx_ns is not None
-            probe = {
-                _LP_TX: _timeval(p.tx_ns),
-                _LP_FLOWID: _u16(p.flowid),
-                _LP_TTL: _u8(p.ttl),
-                _LP_ATTEMPT: _u8(0),
-                _LP_RXC: _u16(1),
-            }
-            out.append(_params(probe) + _params(_tracelb_reply(p, table)))
+    for a, b, hopc in order:
+        out.append(_params({_LL_FROM: _u16(index[a]), _LL_TO: _u16(index[b]), _LL_HOPC: _u8(hopc)}))
+        for hop_set in links[(a, b, hopc)]:
+            probes = [p for p in hop_set if p.tx_ns is not None]
+            out.append(_params({1: _u16(len(probes))}))
+            for p in probes:
+                assert p.tx_ns is not None
+                probe = {
+                    _LP_TX: _timeval(p.tx_ns),
+                    _LP_FLOWID: _u16(p.flowid),
+                    _LP_TTL: _u8(p.ttl),
+                    _LP_ATTEMPT: _u8(0),
+                    _LP_RXC: _u16(0 if p.reply is None else 1),
+                }
+                out.append(_params(probe))
+                if p.reply is not None:
+                    out.append(_params(_tracelb_reply(p, table)))
     return _object(OBJ_TRACELB, b"".join(out))
 
 

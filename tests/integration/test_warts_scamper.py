@@ -325,3 +325,39 @@ def test_mda_on_the_ecmp_diamond_reads_in_scampers_tools(
     tool("scamper", "-O", "warts", "-o", str(theirs), "-c", "tracelb -P udp-sport", "-i", tg,
          netns=ns)  # fmt: skip
     assert {n["addr"] for n in scamper_tracelb(theirs)["nodes"]} <= set(nodes)
+
+
+def test_a_tracelb_link_over_a_silent_hop_reads_in_scampers_tools(tmp_path: Path) -> None:
+    # a flow silent at TTL 2 that answers from B at TTL 3: one link A -> B of hopc 2 (as
+    # scamper writes a link over silent hops), its first probe set a probe without reply
+    import ipaddress
+
+    from packetlab.measure.mda import MdaHop, MdaProbe, MdaResult
+    from packetlab.measure.probes import ProbeKey
+    from packetlab.measure.replies import Reply, ReplyKind
+    from packetlab.measure.warts import tracelb_warts
+
+    src, a, b = "10.0.0.1", "10.0.1.1", "10.0.3.1"
+    t0 = 1796404980 * 10**9
+
+    def answer(addr: str, ttl: int) -> Reply:
+        key = ProbeKey(17, ipaddress.ip_address(b), 40000, 33435)
+        return Reply(ReplyKind.TIME_EXCEEDED, ipaddress.ip_address(addr),
+                     ipaddress.ip_address(src), key, 64 - ttl, 56, 11, 0, ip_id=9,
+                     quoted_ttl=1)  # fmt: skip
+
+    probes = (
+        MdaProbe(0, 1, 40000, t0, answer(a, 1), t0 + 50_000),
+        MdaProbe(0, 2, 40000, t0 + 10**6, None, None),
+        MdaProbe(0, 3, 40000, t0 + 2 * 10**6, answer(b, 3), t0 + 2 * 10**6 + 80_000),
+    )
+    hops = (MdaHop(1, (a,), 1), MdaHop(2, (), 1, (), 1), MdaHop(3, (b,), 1, ((None, b),)))
+    path = tmp_path / "silent.warts"
+    result = MdaResult(b, src, "udp-paris", 0.95, hops, 3, True, probes, 40000, 33435, 60)
+    path.write_bytes(tracelb_warts(result))
+    lb = scamper_tracelb(path)
+    assert (lb["nodec"], lb["linkc"], lb["probec"]) == (2, 1, 3)
+    (node,) = lb["nodes"]
+    assert node["addr"] == a and len(node["links"]) == 2  # the link's two hops
+    assert [g["addr"] for g in node["links"][-1]] == [b]
+    assert tool("sc_warts2text", str(path)).splitlines()[1:] == [f"{a} -> * -> {b}"]

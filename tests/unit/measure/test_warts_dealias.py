@@ -146,3 +146,17 @@ def test_udp_reply_with_id_zero_leaves_it_out() -> None:
 def test_refuses_a_run_without_probes() -> None:
     with pytest.raises(WartsError, match="at least one probe"):
         dealias_object(ProbeRun(1, 0.002, 1, []))
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [("-", "give a file"), ("/no/such/dir/a.warts", "cannot write it: No such file")],
+)
+def test_cli_warts_file_errors_are_one_line(path: str, error: str) -> None:
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import RunError, build_parser
+    from packetlab.cli.run_command import Progress
+
+    args = build_parser().parse_args(["alias", "--warts", path, "10.0.0.1", "10.0.0.2"])
+    with pytest.raises(RunError, match=error):
+        run_alias.experiment(args, lambda r: None, Progress())

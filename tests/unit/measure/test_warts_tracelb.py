@@ -80,14 +80,21 @@ def test_nodes_links_and_probe_sets_are_the_results() -> None:
     lb = objs[2]
     f = lb.fields
     assert (f[6], f[7], f[8], f[9], f[11], f[14]) == (0x85FF, 33435, 44, 3, 2, 95)
-    assert (f[16], f[17], f[18], f[21], f[22]) == (5, 5, 12, SRC, TG)
+    assert (f[16], f[17], f[18], f[21], f[22]) == (5, 6, 12, SRC, TG)
     assert [n[5] for n in lb.probedefs] == [R1, RA, RB, R2, TG]
-    assert [n[3] for n in lb.probedefs] == [2, 1, 1, 1, 0]  # links from each node
+    assert [n[3] for n in lb.probedefs] == [3, 1, 1, 1, 0]  # links from each node
     links = [(lb.probedefs[x[1]][5], lb.probedefs[x[2]][5], x[3]) for x in lb.probes]
-    assert links == [(R1, RA, 1), (R1, RB, 1), (RA, R2, 1), (RB, R2, 1), (R2, TG, 1)]
-    sets = [[(p[2] - 0x85FF, p[3]) for p in x["sets"][0]["probes"]] for x in lb.probes]
-    # (flow 3's TTL 3 probe is in no link: its TTL 2 probe was lost)
-    assert sets == [[(0, 2), (2, 2)], [(1, 2)], [(0, 3)], [(1, 3)], [(0, 4)]]
+    assert links == [(R1, RA, 1), (R1, RB, 1), (R1, R2, 2), (RA, R2, 1), (RB, R2, 1),
+                     (R2, TG, 1)]  # fmt: skip
+    sets = [[[(p[2] - 0x85FF, p[3], p[5]) for p in ps["probes"]] for ps in x["sets"]]
+            for x in lb.probes]  # fmt: skip
+    assert sets == [
+        [[(0, 2, 1), (2, 2, 1)]], [[(1, 2, 1)]],
+        [[(3, 2, 0)], [(3, 3, 1)]],  # flow 3, silent at TTL 2: one link over two hops
+        [[(0, 3, 1)]], [[(1, 3, 1)]], [[(0, 4, 1)]],
+    ]  # fmt: skip
+    silent = lb.probes[2]["sets"][0]["probes"][0]
+    assert silent["replies"] == []
     (reply,) = lb.probes[0]["sets"][0]["probes"][0]["replies"]
     assert (reply[2], reply[3], reply[4], reply[5], reply[8], reply[11]) == (
         7, 63, 0x01, 0x0B00, 1, RA,
