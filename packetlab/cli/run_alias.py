@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import time
-from typing import Any, BinaryIO
+from typing import Any
 
 from packetlab.cli import pcapout
 from packetlab.cli.run import RunError
@@ -103,7 +104,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError("--window must be >= 2 and --velocity-ratio >= 1")
     recorder = pcapout.recorder_for(args)
     runs: list[Any] | None = [] if args.warts else None
-    warts = _open_warts(args.warts) if args.warts else None
+    warts = _check_warts(args.warts) if args.warts else None
     unsent: dict[str, str] = {}  # address -> why the endpoint could not send to it
 
     def series_records(
@@ -177,22 +178,28 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         try:
             await measured(sessions)
         finally:  # the runs done so far, also when stopped half way
-            _write_warts(warts, runs, started, args)
+            if runs:  # (none: a run that failed first leaves FILE as it was, or none)
+                _write_warts(warts, runs, started, args)
 
     return with_warts
 
 
-def _open_warts(path: str) -> BinaryIO:
-    """--warts FILE opened before probing, so an unwritable path fails at once."""
+def _check_warts(path: str) -> str:
+    """--warts FILE checked before probing (opened for appending, so an unwritable path
+    fails at once and an existing file stays as it was until a run is written)."""
     if path == "-":
         raise RunError("--warts: give a file (the records go to stdout)")
+    new = not os.path.lexists(path)
     try:
-        return open(path, "wb")  # closed by _write_warts
+        open(path, "ab").close()
     except OSError as e:
         raise RunError(f"--warts {path}: cannot write it: {e.strerror or e}") from None
+    if new:
+        os.unlink(path)
+    return path
 
 
-def _write_warts(out: BinaryIO, runs: list[Any], started: float, args: argparse.Namespace) -> None:
+def _write_warts(path: str, runs: list[Any], started: float, args: argparse.Namespace) -> None:
     """The runs as warts: the cycle's host named only when this host probed (in-process)."""
     import socket
 
@@ -200,9 +207,9 @@ def _write_warts(out: BinaryIO, runs: list[Any], started: float, args: argparse.
     from packetlab.measure.warts import alias_warts
 
     host = socket.gethostname() if Link.from_args(args).in_process else ""
-    with out:
-        out.write(alias_warts(runs, start_s=int(started), stop_s=int(time.time()),
-                              hostname=host))  # fmt: skip
+    data = alias_warts(runs, start_s=int(started), stop_s=int(time.time()), hostname=host)
+    with open(path, "wb") as out:
+        out.write(data)
 
 
 def row(r: Record) -> str | None:

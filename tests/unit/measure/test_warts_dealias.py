@@ -5,6 +5,7 @@ tools reading them: tests/integration/test_warts_scamper.py)."""
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 
@@ -160,3 +161,18 @@ def test_cli_warts_file_errors_are_one_line(path: str, error: str) -> None:
     args = build_parser().parse_args(["alias", "--warts", path, "10.0.0.1", "10.0.0.2"])
     with pytest.raises(RunError, match=error):
         run_alias.experiment(args, lambda r: None, Progress())
+
+
+def test_cli_checks_the_file_without_touching_it(tmp_path: Any) -> None:
+    # before any probing run is done (a link that never comes up, an endpoint error), an
+    # existing FILE stays as it was and none is created (it was truncated or created empty)
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+
+    old, new = tmp_path / "old.warts", tmp_path / "new.warts"
+    old.write_bytes(b"kept")
+    for path in (old, new):
+        args = build_parser().parse_args(["alias", "--warts", str(path), "10.0.0.1", "10.0.0.2"])
+        run_alias.experiment(args, lambda r: None, Progress())
+    assert old.read_bytes() == b"kept" and not new.exists()
