@@ -897,10 +897,13 @@ def _report(
 ) -> TracerouteReport | PingReport | MdaReport:
     name = None if args.target == str(dst) else args.target
     if args.measurement == "traceroute" and args.mda:
-        return MdaReport(
+        mda_report = MdaReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             method=MDA_METHOD[args.protocol], confidence=args.confidence / 100,
         )  # fmt: skip
+        if args.warts == "-":  # the warts bytes go to stdout: the lines to stderr
+            mda_report.progress.out = sys.stderr
+        return mda_report
     if args.measurement == "traceroute":
         # Butskoy's probes: UDP or ICMP header + 32 bytes (or up to packetlen; --mtu:
         # 65000 to begin with); a TCP SYN with its 20 bytes of options (MSS, SACK,

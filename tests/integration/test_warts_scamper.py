@@ -104,6 +104,21 @@ def test_warts_to_stdout_sends_the_lines_to_stderr() -> None:
     assert b"traceroute to 127.0.0.1" in done.stderr
 
 
+def test_mda_warts_to_stdout_sends_the_lines_to_stderr() -> None:
+    # (the MDA lines went to stdout before the warts bytes)
+    done = subprocess.run(
+        [*RUN, "traceroute", "-n", "--mda", "--warts", "-", "127.0.0.1"],
+        capture_output=True, timeout=60, check=False, env=env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout[:2] == b"\x12\x05"
+    out = subprocess.run(
+        ["sc_warts2text"], input=done.stdout, capture_output=True, timeout=60, check=True
+    ).stdout.decode()
+    assert out.startswith("tracelb from 127.0.0.1 to 127.0.0.1, 1 nodes, 0 links")
+    assert b"tracelb to 127.0.0.1" in done.stderr
+
+
 def test_an_unwritable_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     done = pktlab_run("traceroute", "--warts", str(tmp_path / "no" / "x.warts"), "127.0.0.1")
     assert done.returncode == 2
