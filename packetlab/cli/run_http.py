@@ -373,7 +373,7 @@ def _check_output(path: str) -> None:
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
-    from packetlab.measure.http import http_get, parse_url
+    from packetlab.measure.http import Connections, http_get, parse_url
 
     for url in args.urls:
         parse_url(url)  # a bad URL is an error before anything starts
@@ -405,6 +405,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
+        pool = Connections()  # kept open from URL to URL, as curl's connection cache
+        try:
+            await fetch_all(session, pool)
+        finally:
+            await pool.close()
+
+    async def fetch_all(session: Any, pool: Any) -> None:
         stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
         if fmt is not None or "-" in args.output:
             progress.clear()  # curl's bytes on stdout: no progress line drawn between them
@@ -432,6 +439,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 max_redirs=args.max_redirs,
                 post30x=frozenset(args.post30x),
                 on_body=on_body,
+                connections=pool,
             )
             if sink is not None and args.head:  # curl -I: the headers are the output
                 try:

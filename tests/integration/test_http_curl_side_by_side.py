@@ -47,6 +47,11 @@ class Handler(BaseHTTPRequestHandler):
     header sizes and -I output do not depend on the clock."""
 
     protocol_version = "HTTP/1.1"
+    connections = 0  # TCP connections accepted (both servers)
+
+    def setup(self) -> None:
+        type(self).connections += 1
+        super().setup()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -69,6 +74,13 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "5")
             self.end_headers()
             self.wfile.write(b"moved")
+            return
+        if u.path == "/close":
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
             return
         if u.path == "/chunked":
             self.send_response(200)
@@ -221,3 +233,37 @@ def test_output_files_and_head_as_curl(http: str, tmp_path: Path) -> None:
     # the table stays the default; -o files are written under it
     _, ours = both("-o", "page", f"{http}/echo", cwd=b)
     assert ours.returncode == 0 and ours.stdout.startswith(b"code") and (b / "page").exists()
+
+
+def test_keep_alive_as_curl(http: str, https: str, pki: dict[str, Path], tmp_path: Path) -> None:
+    # a -L hop to the same origin and the next URLs on the same host:port: one connection,
+    # num_connects 1 then 0, no connect or handshake time on the reused one, as curl
+    w = FIELDS.replace("\\n", " %{num_connects}\\n")
+    urls = [f"{http}/r/302?to=/echo", f"{http}/chunked", f"{http}/echo?3"]
+    before = Handler.connections
+    subprocess.run(["curl", "-s", "-L", *urls], capture_output=True, timeout=60, check=True)
+    by_curl = Handler.connections - before
+    before = Handler.connections
+    curl, ours = both("-s", "-L", "-w", w, *urls, cwd=tmp_path)
+    by_both = Handler.connections - before
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    assert ours.stdout == curl.stdout
+    assert [line.rsplit(b" ", 1)[1] for line in ours.stdout.splitlines()[-3:]] == [
+        b"1", b"0", b"0"
+    ]  # fmt: skip
+    assert by_curl == 1 and by_both == 2  # ours one too
+    port = https.rsplit(":", 1)[1]
+    resolve = ("--resolve", f"localhost:{port}:127.0.0.1")
+    times = "%{num_connects} %{time_connect} %{time_appconnect}\\n"
+    curl, ours = both("-s", "-o", "/dev/null", "-o", "/dev/null", "--cacert", str(pki["ca"]),
+                      "-w", times, f"{https}/echo", f"{https}/echo?2", cwd=tmp_path,
+                      curl_only=resolve)  # fmt: skip
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    for out in (curl.stdout, ours.stdout):
+        first, second = out.splitlines()
+        assert first.startswith(b"1 ") and b" 0.000000" not in first
+        assert second == b"0 0.000000 0.000000"
+    # a server that closes (Connection: close): each URL its own connection, as curl
+    curl, ours = both("-s", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{num_connects}\\n",
+                      f"{http}/close", f"{http}/close", cwd=tmp_path)  # fmt: skip
+    assert ours.stdout == curl.stdout == b"1\n1\n"
