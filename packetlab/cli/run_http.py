@@ -25,6 +25,8 @@ examples:
   pktlab run http -L http://10.77.3.2/old       # follow redirects (at most --max-redirs)
   pktlab run http -d 'a=1&b=2' http://10.77.3.2/form   # POST, as curl -d
   pktlab run http -X DELETE http://10.77.3.2/item/4
+  pktlab run http -G -d q=1 -u me:secret -i -o - http://10.77.3.2/search
+  pktlab run http --compressed -o page.html http://10.77.3.2/
   pktlab run http -o page.html http://10.77.3.2/ # the body to a file
   pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\\n' http://10.77.3.2/
 
@@ -108,6 +110,24 @@ def configure(p: argparse.ArgumentParser) -> None:
                        help=what)  # fmt: skip
     p.add_argument("-I", "--head", action="store_true", help="HEAD request (headers only)")
     p.add_argument(
+        "-G", "--get", action="store_true",
+        help="with -d: a GET with the data appended to each URL as its query (after ? or &)",
+    )  # fmt: skip
+    p.add_argument(
+        "-u", "--user", metavar="USER:PASSWORD",
+        help="Basic authorization (sent only to the URL's own scheme, host and port, also "
+        "over redirects, as curl)",
+    )  # fmt: skip
+    p.add_argument(
+        "--compressed", action="store_true",
+        help="ask for gzip or deflate (Accept-Encoding: deflate, gzip) and decode the body",
+    )  # fmt: skip
+    p.add_argument(
+        "-i", "--include", action="store_true",
+        help="the response headers (every hop's with -L) before the body, where the body "
+        "goes (-o or -w output)",
+    )  # fmt: skip
+    p.add_argument(
         "-o", "--output", action="append", default=[], metavar="FILE",
         help="write the body to FILE (the first -o for the first URL, and so on; - is "
         "stdout)",
@@ -169,6 +189,22 @@ def request_body(items: list[tuple[str, str]] | None) -> bytes | None:
             data = value.encode()
         parts.append(data)
     return b"&".join(parts)
+
+
+def with_query(url: str, data: bytes) -> str:
+    """curl -G: `data` appended to the URL's query (after ? or &), before any #fragment."""
+    base, sep, fragment = url.partition("#")
+    text = data.decode("utf-8", "surrogateescape")
+    return base + ("&" if "?" in base else "?") + text + sep + fragment
+
+
+def user_password(text: str) -> tuple[str, str]:
+    """-u USER:PASSWORD (the password after the first colon)."""
+    user, sep, password = text.partition(":")
+    if not sep:
+        raise RunError(f"-u/--user {text!r}: no password (curl would ask for it; give "
+                       "USER:PASSWORD)")  # fmt: skip
+    return user, password
 
 
 def _headers(items: list[str]) -> list[tuple[str, str]]:
@@ -375,15 +411,23 @@ def _check_output(path: str) -> None:
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.http import Connections, http_get, parse_url
 
-    for url in args.urls:
+    data = request_body(args.data)
+    urls = list(args.urls)
+    if args.get and data is not None:  # curl -G: the data is the query, no body
+        urls = [with_query(url, data) for url in urls]
+        data = None
+    for url in urls:
         parse_url(url)  # a bad URL is an error before anything starts
+    auth = None if args.user is None else user_password(args.user)
+    if args.include and not args.output and args.write_out is None:
+        raise RunError("-i/--include: the headers go where the body goes, and the table shows "
+                       "no body: add -o FILE (-o - for stdout) or -w")  # fmt: skip
     headers = _headers(args.header)
     if args.cacert is not None:
         try:
             open(args.cacert, "rb").close()
         except OSError as e:
             raise RunError(f"--cacert {args.cacert}: {e.strerror or e}") from None
-    data = request_body(args.data)
     if args.head and data is not None:  # curl: "You can only select one HTTP request method!"
         raise RunError("-I/--head and -d/--data: one request method only (HEAD or POST)")
     if args.max_redirs < -1:
@@ -415,13 +459,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
         if fmt is not None or "-" in args.output:
             progress.clear()  # curl's bytes on stdout: no progress line drawn between them
-        for i, url in enumerate(args.urls, 1):
+        for i, url in enumerate(urls, 1):
             if progress.stopping:  # Ctrl-C: no new URL
                 return
             progress(f"http {i}/{len(args.urls)}: {url}")
             path = args.output[i - 1] if i <= len(args.output) else None
             sink = _Body(path, stdout) if path is not None or fmt is not None else None
             on_body = None if sink is None or args.head else sink.write
+            on_headers = None if sink is None or not args.include or args.head else sink.write
             result = await http_get(
                 session,
                 url,
@@ -440,6 +485,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 post30x=frozenset(args.post30x),
                 on_body=on_body,
                 connections=pool,
+                auth=auth,
+                compressed=args.compressed,
+                on_headers=on_headers,
             )
             if sink is not None and args.head:  # curl -I: the headers are the output
                 try:

@@ -24,10 +24,12 @@ TIME read before its request: no lookup, connect or handshake time (0, as curl's
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import os
 import ssl
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -433,6 +435,67 @@ KEEP_HEADERS = 100  # header blocks kept (the last ones) in `raw_headers`
 _PRIVATE = ("authorization", "cookie")
 
 
+@dataclass(frozen=True, slots=True)
+class _Sink:
+    """What a fetch does with its responses: the body limit, the final body kept or handed
+    to `on_body` (decoded with `compressed`), every header block to `on_headers` (-i)."""
+
+    max_body: int
+    keep_body: bool
+    on_body: Callable[[bytes], object] | None
+    on_headers: Callable[[bytes], object] | None = None
+    compressed: bool = False
+
+
+ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
+_GZIP, _ZLIB, _RAW = 32 + 15, 15, -15  # zlib wbits: gzip, zlib-wrapped deflate, raw
+
+
+class _Undecodable(Exception):
+    """A Content-Encoding that cannot be decoded (curl's 61)."""
+
+
+class _Decoder:
+    """--compressed: a gzip or deflate body decoded as it comes, at most `limit` bytes out
+    (a small body that inflates without bound is refused)."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.encoding, self.limit, self.out = encoding, limit, 0
+        self.wbits = _GZIP if encoding in ("gzip", "x-gzip") else _ZLIB
+        self.z = zlib.decompressobj(self.wbits)
+        self.fed = False
+
+    def feed(self, data: bytes, final: bool = False) -> bytes:
+        try:
+            out = self.z.decompress(data, self.limit + 1 - self.out)
+        except zlib.error as e:
+            if self.fed or self.wbits != _ZLIB:
+                raise _Undecodable(f"Content-Encoding {self.encoding}: bad data ({e})") from None
+            self.wbits, self.z = _RAW, zlib.decompressobj(_RAW)  # deflate without its header
+            return self.feed(data, final)
+        self.fed = self.fed or bool(data)
+        if final:
+            out += self.z.flush()
+        self.out += len(out)
+        if self.out > self.limit or self.z.unconsumed_tail:
+            raise StreamError(f"decoded body larger than {self.limit} bytes")
+        return out
+
+
+def _decoder(headers: list[tuple[str, str]], limit: int) -> _Decoder | None:
+    codings = [c.strip().lower() for k, v in headers if k.lower() == "content-encoding"
+               for c in v.split(",") if c.strip()]  # fmt: skip
+    codings = [c for c in codings if c != "identity"]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+        raise _Undecodable(
+            f"Content-Encoding {', '.join(codings)}: not decoded (gzip and deflate are; "
+            "br and zstd need libraries this install does not have)"
+        )
+    return _Decoder(codings[0], limit)
+
+
 @dataclass(slots=True)
 class _Hop:
     """One request/response of a fetch: endpoint stamps (ns) and what came back."""
@@ -519,6 +582,9 @@ async def http_get(
     post30x: frozenset[int] = frozenset(),
     on_body: Callable[[bytes], object] | None = None,
     connections: Connections | None = None,
+    auth: tuple[str, str] | None = None,
+    compressed: bool = False,
+    on_headers: Callable[[bytes], object] | None = None,
 ) -> HttpResult:
     """Fetch `url` from the endpoint (HTTP/1.1, persistent connections as curl): a GET, a
     POST of `data` (form-encoded unless a Content-Type header is given, as curl -d), a
@@ -533,6 +599,12 @@ async def http_get(
     has the same scheme, host and port and the server kept it open, else a new one (TLS
     verified again). `connections` keeps them open after the fetch, for the next URL
     (the caller closes them); without it they are closed at the end.
+
+    `auth` (user, password) is sent as Basic authorization (curl -u), as `Authorization`
+    and `Cookie` headers are, only to the first URL's scheme, host and port (curl without
+    --location-trusted). `compressed` asks for gzip or deflate and decodes the final body
+    for `on_body`/`body` (curl --compressed; `body_len` stays the bytes received, as
+    curl's size_download). `on_headers` gets each response's header block (curl -i).
     Failures after the URL was accepted (name not resolved, refused, TLS, timeout, bad
     HTTP, a redirect loop or a Location that is no URL) come back in `error`, curl's exit
     code in `exitcode`. `timeout` bounds each exchange after its connect. `on_body` gets
@@ -544,12 +616,18 @@ async def http_get(
     result = HttpResult(url, url_effective=current.text)
     ctxs: dict[str, SSL.Context] = {}
     extra = list(headers or [])
+    names = {k.lower() for k, _ in extra}
+    if auth is not None and "authorization" not in names:  # a -H Authorization wins
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        extra.insert(0, ("Authorization", f"Basic {token}"))
+    if compressed and "accept-encoding" not in names:
+        extra.append(("Accept-Encoding", ACCEPT_ENCODING))
+    sink = _Sink(max_body, keep_body, on_body, on_headers, compressed)
     pool = Connections() if connections is None else connections
     try:
         return await _fetch(session, result, current, kind, method, data, extra, pool, ctxs,
                            connect_to, family, cafile, insecure, timeout, connect_timeout,
-                           max_body, keep_body, recorder, follow, max_redirs, post30x,
-                           on_body)  # fmt: skip
+                           sink, recorder, follow, max_redirs, post30x)  # fmt: skip
     finally:
         if connections is None:
             await pool.close()
@@ -571,15 +649,15 @@ async def _fetch(
     insecure: bool,
     timeout: float,
     connect_timeout: float,
-    max_body: int,
-    keep_body: bool,
+    sink: _Sink,
     recorder: PcapRecorder | None,
     follow: bool,
     max_redirs: int,
     post30x: frozenset[int],
-    on_body: Callable[[bytes], object] | None,
 ) -> HttpResult:
     body = data
+    origin = Connections.key(current)
+    public = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
     first_start: int | None = None
     last_hop: _Hop | None = None
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
@@ -589,9 +667,10 @@ async def _fetch(
         hop = _Hop(current, method or kind)
         followed = follow and (max_redirs < 0 or result.num_redirects < max_redirs)
 
-        await _hop(session, hop, ctxs.get(current.scheme), body, extra, connect_to, family,
-                   timeout, connect_timeout, max_body, keep_body, recorder,
-                   on_body, follow, pool)  # fmt: skip
+        # curl: credentials and cookies only to the first URL's scheme, host and port
+        sent = extra if Connections.key(current) == origin else public
+        await _hop(session, hop, ctxs.get(current.scheme), body, sent, connect_to, family,
+                   timeout, connect_timeout, sink, recorder, follow, pool)  # fmt: skip
         result.connects += hop.server is not None and not hop.reused
         result.reused = hop.reused
         result.request_size += hop.request_size
@@ -638,8 +717,6 @@ async def _fetch(
         new_kind = next_method(hop.status or 0, kind, method, post30x)
         if new_kind != kind:
             kind, body = new_kind, None
-        if (target.host, target.port) != (current.host, current.port):
-            extra = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
         current = target
     _finish(result, last_hop, sums, first_start)
     if last_hop is not None and last_hop is not hop:  # a redirect followed, then a failure
@@ -692,10 +769,8 @@ async def _hop(
     family: int | None,
     timeout: float,
     connect_timeout: float,
-    max_body: int,
-    keep_body: bool,
+    sink: _Sink,
     recorder: PcapRecorder | None,
-    on_body: Callable[[bytes], object] | None,
     follows: bool,
     pool: Connections,
 ) -> None:
@@ -704,8 +779,7 @@ async def _hop(
     if conn is not None:  # curl: "Re-using existing connection"
         hop.start = hop.resolved = await read_time(session)
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
-        await _over(session, hop, conn, data, headers, timeout, max_body, keep_body, on_body,
-                    follows, pool)  # fmt: skip
+        await _over(session, hop, conn, data, headers, timeout, sink, follows, pool)
         if not (hop.error is not None and hop.first is None and hop.exitcode in (52, 56)):
             return
         # curl: "Connection died, retrying a fresh connect" (closed while idle)
@@ -732,8 +806,8 @@ async def _hop(
         hop.start = stream.started_at
     hop.resolved, hop.connected = stream.started_at, stream.established_at
     tls = None if ctx is None else _Tls(ctx, u, stream)
-    await _over(session, hop, _Conn(stream, tls, server, None), data, headers, timeout,
-                max_body, keep_body, on_body, follows, pool)  # fmt: skip
+    await _over(session, hop, _Conn(stream, tls, server, None), data, headers, timeout, sink,
+                follows, pool)  # fmt: skip
 
 
 async def _over(
@@ -743,9 +817,7 @@ async def _over(
     data: bytes | None,
     headers: list[tuple[str, str]],
     timeout: float,
-    max_body: int,
-    keep_body: bool,
-    on_body: Callable[[bytes], object] | None,
+    sink: _Sink,
     follows: bool,
     pool: Connections,
 ) -> None:
@@ -758,8 +830,8 @@ async def _over(
         if conn.tls is not None and not hop.reused:
             hop.tls_done = await conn.tls.handshake(deadline)
             conn.tls_version = hop.tls_version = conn.tls.conn.get_protocol_version_name()
-        keep = await _exchange(session, hop, stream, conn.tls, data, headers, deadline,
-                               max_body, keep_body, on_body, follows)  # fmt: skip
+        keep = await _exchange(session, hop, stream, conn.tls, data, headers, deadline, sink,
+                               follows)  # fmt: skip
     except SSL.Error as e:
         hop.error, hop.exitcode = _tls_error(e), 35
     except _CertificateMismatch as e:
@@ -774,6 +846,8 @@ async def _over(
     except StreamError as e:
         hop.error = str(e)
         hop.exitcode = 52 if "without a response" in str(e) else 56
+    except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
+        hop.error, hop.exitcode = str(e), 61
     except h11.ProtocolError as e:
         hop.error = f"HTTP: {type(e).__name__}: {e}"
         hop.exitcode = 18 if "complete message" in str(e) else 8
@@ -815,9 +889,7 @@ async def _exchange(
     data: bytes | None,
     headers: list[tuple[str, str]],
     deadline: float,
-    max_body: int,
-    keep_body: bool,
-    on_body: Callable[[bytes], object] | None,
+    sink: _Sink,
     follows: bool,
 ) -> bool:
     """The request and its response; whether the connection can carry another (both
@@ -840,6 +912,8 @@ async def _exchange(
     body: list[bytes] = []
     fed = bytearray()  # response bytes up to the end of the headers
     keep = True  # this response's body is the result's
+    max_body, keep_body, on_body = sink.max_body, sink.keep_body, sink.on_body
+    decoder: _Decoder | None = None
     while True:
         event = h.next_event()
         if event is h11.NEED_DATA:
@@ -871,16 +945,27 @@ async def _exchange(
                            for k, v in event.headers.raw_items()]  # fmt: skip
             hop.raw_headers = bytes(fed[: len(fed) - len(h.trailing_data[0])])
             keep = not (follows and hop.location() is not None)
+            if sink.on_headers is not None:
+                sink.on_headers(hop.raw_headers)
+            if keep and sink.compressed:
+                decoder = _decoder(hop.headers, max_body)
         elif isinstance(event, h11.Data):
             hop.body_len += len(event.data)
             if hop.body_len > max_body:
                 raise StreamError(f"body larger than {max_body} bytes")
             digest.update(event.data)
+            out = bytes(event.data) if decoder is None else decoder.feed(bytes(event.data))
             if keep and keep_body:
-                body.append(bytes(event.data))
-            if keep and on_body is not None:
-                on_body(bytes(event.data))
+                body.append(out)
+            if keep and on_body is not None and out:
+                on_body(out)
         elif isinstance(event, h11.EndOfMessage):
+            if decoder is not None:
+                out = decoder.feed(b"", final=True)
+                if keep_body:
+                    body.append(out)
+                if on_body is not None and out:
+                    on_body(out)
             break
         elif isinstance(event, h11.ConnectionClosed):
             raise StreamError("the server closed the connection before a complete response")
