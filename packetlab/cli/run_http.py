@@ -27,6 +27,7 @@ examples:
   pktlab run http -X DELETE http://10.77.3.2/item/4
   pktlab run http -G -d q=1 -u me:secret -i -o - http://10.77.3.2/search
   pktlab run http --compressed -o page.html http://10.77.3.2/
+  pktlab run http -L -b '' -c jar.txt http://10.77.3.2/login  # cookies as curl -c
   pktlab run http -o page.html http://10.77.3.2/ # the body to a file
   pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\\n' http://10.77.3.2/
 
@@ -121,6 +122,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--compressed", action="store_true",
         help="ask for gzip or deflate (Accept-Encoding: deflate, gzip) and decode the body",
+    )  # fmt: skip
+    p.add_argument(
+        "-b", "--cookie", action="append", default=[], metavar="DATA|FILE",
+        help="'NAME=VALUE; ...' sent on every request; else a Netscape cookie FILE read "
+        "(missing: none), and the cookie engine on: Set-Cookie kept over redirects and URLs",
+    )  # fmt: skip
+    p.add_argument(
+        "-c", "--cookie-jar", metavar="FILE",
+        help="the cookie engine on; all cookies written to FILE at the end, as curl's "
+        "Netscape cookie file (- is stdout)",
     )  # fmt: skip
     p.add_argument(
         "-i", "--include", action="store_true",
@@ -396,16 +407,52 @@ class _Body:
         return None
 
 
-def _check_output(path: str) -> None:
+def cookie_options(items: list[str], jar_file: str | None) -> tuple[Any, str | None]:
+    """-b and -c as curl reads them: (the cookie engine or None, the -b string or None).
+    A -b with '=' is cookies to send as is; else a Netscape cookie file, read if it exists
+    (curl: a missing one just turns the engine on)."""
+    from packetlab.measure.cookies import CookieJar
+
+    strings = [item for item in items if "=" in item]
+    files = [item for item in items if "=" not in item]
+    jar = CookieJar() if files or jar_file is not None else None
+    for name in files:
+        if not name or (name != "-" and not os.path.exists(name)):
+            continue
+        if name != "-" and os.path.isdir(name):
+            raise RunError(f"-b/--cookie {name}: is a directory")
+        assert jar is not None
+        jar.load(_read("--cookie", name).decode("utf-8", "replace"))
+    if jar_file is not None:
+        _check_output(jar_file, "--cookie-jar")
+    return jar, "; ".join(s.strip().rstrip(";") for s in strings) or None
+
+
+def _save(text: str, path: str, args: argparse.Namespace, stderr: Any) -> None:
+    """-c FILE at the end of the run (curl writes it at exit too); a failure warned."""
+    try:
+        if path == "-":
+            out: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
+            out.write(text.encode())
+            out.flush()
+            return
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        print(f"pktlab run http: --cookie-jar {path}: cookies not saved: {e.strerror or e}",
+              file=stderr)  # fmt: skip
+
+
+def _check_output(path: str, option: str = "--output") -> None:
     if path == "-":
         return
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise RunError(f"--output {path}: is a directory")
+        raise RunError(f"{option} {path}: is a directory")
     if not os.path.isdir(parent):
-        raise RunError(f"--output {path}: no such directory {parent}")
+        raise RunError(f"{option} {path}: no such directory {parent}")
     if not os.access(path if os.path.exists(path) else parent, os.W_OK):
-        raise RunError(f"--output {path}: permission denied")
+        raise RunError(f"{option} {path}: permission denied")
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
@@ -423,6 +470,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError("-i/--include: the headers go where the body goes, and the table shows "
                        "no body: add -o FILE (-o - for stdout) or -w")  # fmt: skip
     headers = _headers(args.header)
+    jar, cookie = cookie_options(args.cookie, args.cookie_jar)
     if args.cacert is not None:
         try:
             open(args.cacert, "rb").close()
@@ -488,6 +536,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 auth=auth,
                 compressed=args.compressed,
                 on_headers=on_headers,
+                cookies=jar,
+                cookie=cookie,
             )
             if sink is not None and args.head:  # curl -I: the headers are the output
                 try:
@@ -522,6 +572,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                         stdout.flush()
                     else:
                         print(text, end="", file=stderr, flush=True)
+            if jar is not None and args.cookie_jar is not None:  # curl: after each URL
+                _save(jar.dump(), args.cookie_jar, args, stderr)
 
     return pcapout.recording(args, recorder, run)
 

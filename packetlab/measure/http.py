@@ -47,6 +47,7 @@ from packetlab.controller import (
     parse_address,
     read_time,
 )
+from packetlab.measure.cookies import CookieJar
 from packetlab.measure.dns import DnsError, dns_query
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.stream import (
@@ -383,7 +384,12 @@ class Connections:
 
     async def take(self, u: Url) -> _Conn | None:
         conn = self.idle.pop(self.key(u), None)
-        if conn is not None and conn.stream.eof:  # the server closed it: not reused
+        if conn is None:
+            return None
+        sock = conn.stream.sock
+        if conn.stream.eof or sock.ended or sock.queued:
+            # curl: an idle connection with something to read (the server closed it, or
+            # sent what nobody asked for) "seems to be dead": not reused
             await conn.stream.close()
             return None
         return conn
@@ -496,6 +502,26 @@ def _decoder(headers: list[tuple[str, str]], limit: int) -> _Decoder | None:
     return _Decoder(codings[0], limit)
 
 
+@dataclass(frozen=True, slots=True)
+class _Cookies:
+    """A fetch's cookies: the engine's (`jar`), the -b string, none with a -H Cookie."""
+
+    jar: CookieJar | None
+    string: str | None
+    custom: bool  # a -H Cookie: curl sends that one
+
+    def headers(self, u: Url) -> list[tuple[str, str]]:
+        if self.custom:
+            return []
+        found = None if self.jar is None else self.jar.header(u.scheme, u.host, u.target)
+        value = "; ".join(v for v in (found, self.string) if v)
+        return [("Cookie", value)] if value else []
+
+    def receive(self, u: Url, headers: list[tuple[str, str]]) -> None:
+        if self.jar is not None:
+            self.jar.receive(u.scheme, u.host, u.target, headers)
+
+
 @dataclass(slots=True)
 class _Hop:
     """One request/response of a fetch: endpoint stamps (ns) and what came back."""
@@ -585,6 +611,8 @@ async def http_get(
     auth: tuple[str, str] | None = None,
     compressed: bool = False,
     on_headers: Callable[[bytes], object] | None = None,
+    cookies: CookieJar | None = None,
+    cookie: str | None = None,
 ) -> HttpResult:
     """Fetch `url` from the endpoint (HTTP/1.1, persistent connections as curl): a GET, a
     POST of `data` (form-encoded unless a Content-Type header is given, as curl -d), a
@@ -605,6 +633,9 @@ async def http_get(
     --location-trusted). `compressed` asks for gzip or deflate and decodes the final body
     for `on_body`/`body` (curl --compressed; `body_len` stays the bytes received, as
     curl's size_download). `on_headers` gets each response's header block (curl -i).
+    `cookies` (curl's cookie engine, -b FILE/-c FILE) gets every response's Set-Cookie
+    and gives each request, redirect hops included, the cookies that match it; `cookie`
+    (curl -b 'NAME=VALUE; ...') is sent as is after them on every request.
     Failures after the URL was accepted (name not resolved, refused, TLS, timeout, bad
     HTTP, a redirect loop or a Location that is no URL) come back in `error`, curl's exit
     code in `exitcode`. `timeout` bounds each exchange after its connect. `on_body` gets
@@ -623,11 +654,12 @@ async def http_get(
     if compressed and "accept-encoding" not in names:
         extra.append(("Accept-Encoding", ACCEPT_ENCODING))
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed)
+    jar = _Cookies(cookies, cookie, "cookie" in names)
     pool = Connections() if connections is None else connections
     try:
         return await _fetch(session, result, current, kind, method, data, extra, pool, ctxs,
                            connect_to, family, cafile, insecure, timeout, connect_timeout,
-                           sink, recorder, follow, max_redirs, post30x)  # fmt: skip
+                           sink, recorder, follow, max_redirs, post30x, jar)  # fmt: skip
     finally:
         if connections is None:
             await pool.close()
@@ -654,6 +686,7 @@ async def _fetch(
     follow: bool,
     max_redirs: int,
     post30x: frozenset[int],
+    jar: _Cookies,
 ) -> HttpResult:
     body = data
     origin = Connections.key(current)
@@ -668,9 +701,11 @@ async def _fetch(
         followed = follow and (max_redirs < 0 or result.num_redirects < max_redirs)
 
         # curl: credentials and cookies only to the first URL's scheme, host and port
-        sent = extra if Connections.key(current) == origin else public
+        sent = (extra if Connections.key(current) == origin else public) + jar.headers(current)
         await _hop(session, hop, ctxs.get(current.scheme), body, sent, connect_to, family,
                    timeout, connect_timeout, sink, recorder, follow, pool)  # fmt: skip
+        if hop.status is not None:
+            jar.receive(current, hop.headers)
         result.connects += hop.server is not None and not hop.reused
         result.reused = hop.reused
         result.request_size += hop.request_size
@@ -971,4 +1006,5 @@ async def _exchange(
             raise StreamError("the server closed the connection before a complete response")
     hop.body_sha256 = digest.hexdigest()
     hop.body = b"".join(body) if keep_body and keep else None
-    return h.our_state is h11.DONE and h.their_state is h11.DONE and not stream.eof
+    clean = not h.trailing_data[0]  # nothing past the response
+    return h.our_state is h11.DONE and h.their_state is h11.DONE and clean and not stream.eof

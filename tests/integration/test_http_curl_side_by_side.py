@@ -75,7 +75,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Location", where)
             self.send_header("Content-Length", "5")
             self.end_headers()
-            self.wfile.write(b"moved")
+            if self.command != "HEAD":
+                self.wfile.write(b"moved")
             return
         if u.path in ("/gzip", "/deflate", "/br"):  # the body in that coding if asked for it
             text = b"hello hello hello hello\n" * 20
@@ -86,6 +87,18 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             if out != text:
                 self.send_header("Content-Encoding", u.path[1:])
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+            return
+        if u.path in ("/set", "/show"):  # /set?c=SET-COOKIE...&to=WHERE; /show: the Cookie
+            out = ("cookie=" + (self.headers.get("Cookie") or "-") + "\n").encode()
+            q = parse_qs(u.query)
+            self.send_response(302 if u.path == "/set" else 200)
+            if u.path == "/set":
+                self.send_header("Location", q.get("to", ["/show"])[0])
+            for c in q.get("c", []):
+                self.send_header("Set-Cookie", c)
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()
             self.wfile.write(out)
@@ -319,4 +332,41 @@ def test_include_get_user_compressed_as_curl(http: str, tmp_path: Path) -> None:
     assert ours.returncode == 1 and ours.stdout.startswith(b"61 Content-Encoding br: not decoded")
     # -u without a password: curl asks for it on the terminal; ours: one line
     _, ours = both("-u", "alone", f"{http}/auth", cwd=tmp_path)
+    assert ours.returncode == 2 and len(ours.stderr.splitlines()) == 1
+
+
+def test_cookies_as_curl(http: str, tmp_path: Path) -> None:
+    from urllib.parse import quote
+
+    port = http.rsplit(":", 1)[1]
+    www = f"http://a.www.test:{port}"
+    sets = ["a=1", "b=2; Path=/sh", "h=3; HttpOnly", "s=5; Secure", "x=6; Path=/other",
+            "e=4; Expires=Wed, 01 Jan 2031 00:00:00 GMT", "gone=1; Max-Age=0",
+            "d=7; Domain=www.test", "t=8; Domain=test", "o=9; Domain=other.test"]  # fmt: skip
+    first = f"{www}/set?" + "&".join("c=" + quote(c) for c in sets)
+    urls = [first, f"http://b.www.test:{port}/show", f"{http}/show"]
+    resolve = ("--resolve", f"a.www.test:{port}:127.0.0.1",
+               "--resolve", f"b.www.test:{port}:127.0.0.1")  # fmt: skip
+    # the engine on (-b ''), -L: Set-Cookie of a redirect sent on its next hop, a Domain
+    # cookie to another host of the domain, not to 127.0.0.1; -c: curl's file, byte for byte
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    curl, ours = both("-s", "-L", "-b", "", "-c", "jar", "-b", "z=0", *urls,
+                      cwd=tmp_path / "a", curl_only=resolve)  # fmt: skip
+    _, ours = both("-s", "-L", "-b", "", "-c", "jar", "-b", "z=0", "-w", "", *urls,
+                   cwd=tmp_path / "b", curl_only=resolve)  # fmt: skip
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    assert ours.stdout == curl.stdout
+    assert ours.stdout.startswith(b"cookie=e=4; h=3; a=1; d=7; z=0\n")  # s: not secure here
+    assert (tmp_path / "b" / "jar").read_text() == (tmp_path / "a" / "jar").read_text()
+    # the jar read back (-b FILE) and written again (-c -)
+    jar = str(tmp_path / "a" / "jar")
+    curl, ours = both("-s", "-b", jar, "-c", "-", f"{www}/show", f"{www}/sh/x", cwd=tmp_path,
+                      curl_only=resolve)  # fmt: skip
+    _, ours = both("-s", "-b", jar, "-c", "-", "-w", "", f"{www}/show", f"{www}/sh/x",
+                   cwd=tmp_path, curl_only=resolve)  # fmt: skip
+    assert ours.stdout == curl.stdout  # the jar written after each URL, as curl 7.88
+    assert ours.stdout.count(b"# Netscape HTTP Cookie File") == 2
+    # -c where nothing can be written: one line before anything is sent
+    _, ours = both("-c", "/nonexistent/dir/jar", f"{http}/show", cwd=tmp_path)
     assert ours.returncode == 2 and len(ours.stderr.splitlines()) == 1

@@ -256,8 +256,29 @@ def test_get_user_include_compressed_as_curl() -> None:
     [
         (["-u", "alone", "http://a.test/"], "'alone': no password"),
         (["-i", "http://a.test/"], "-i/--include: the headers go where the body goes"),
+        (
+            ["-c", "/nonexistent/dir/jar", "http://a.test/"],
+            "--cookie-jar /nonexistent/dir/jar: no such",
+        ),
+        (["-b", "/", "http://a.test/"], "-b/--cookie /: is a directory"),
     ],
 )
 def test_bad_new_options_are_one_line_errors(argv: list[str], message: str) -> None:
     with pytest.raises(RunError, match=message):
         run_http.experiment(parse(*argv), lambda r: None, Progress())
+
+
+def test_cookie_options_as_curl(tmp_path: Path) -> None:
+    # -b with '=': sent as is, no engine; a file: read, the engine on; missing: engine on
+    jar, string = run_http.cookie_options(["a=1; b=2;", "c=3"], None)
+    assert jar is None and string == "a=1; b=2; c=3"
+    f = tmp_path / "jar"
+    f.write_text("x.test\tFALSE\t/\tFALSE\t0\tn\tv\n")
+    jar, string = run_http.cookie_options([str(f), str(tmp_path / "missing")], None)
+    assert string is None and jar is not None and jar.header("http", "x.test", "/") == "n=v"
+    jar, _ = run_http.cookie_options([], str(tmp_path / "out"))
+    assert jar is not None
+    # -c -: the jar on stdout after each URL (after its write-out), as curl 7.88
+    code, _, raw, _, _ = run("-c", "-", "-w", "W\\n", "http://192.0.2.80/echo",
+                             "http://192.0.2.80/echo")  # fmt: skip
+    assert code == 0 and raw.count(b"W\n# Netscape HTTP Cookie File\n") == 2

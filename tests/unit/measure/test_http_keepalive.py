@@ -76,6 +76,8 @@ class KeepServer(Peer):
             self._send(out + body, 0.01)
             if target == "/close":
                 self.close(0.01)
+            elif target == "/junk":  # bytes nobody asked for, after the response
+                self._send(b"junk", 0.02)
 
     def _send(self, data: bytes, delay: float) -> None:
         if self.tls is None:
@@ -169,3 +171,14 @@ def test_connection_close_another_port_or_a_dead_connection_mean_a_new_connect()
     r = rig.run(http_get(rig.session, "http://192.0.2.80/b", connections=pool))
     rig.run(pool.close())
     assert (r.error, r.status, r.connects, r.reused, len(made)) == (None, 200, 1, False, 4)
+
+
+def test_an_idle_connection_with_bytes_to_read_is_not_reused() -> None:
+    # curl: "Connection #0 seems to be dead" when an idle connection is readable
+    rig, made = serving(ports=(80, 8080))
+    pool = Connections()
+    rig.run(http_get(rig.session, "http://192.0.2.80/junk", connections=pool))
+    rig.run(http_get(rig.session, "http://192.0.2.80:8080/a", connections=pool))  # time passes
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/b", connections=pool))
+    rig.run(pool.close())
+    assert (r.error, r.status, r.reused, r.connects, len(made)) == (None, 200, False, 1, 3)
