@@ -982,9 +982,9 @@ async def _exchange(
             keep = not (follows and hop.location() is not None)
             if sink.on_headers is not None:
                 sink.on_headers(hop.raw_headers)
-            if keep and sink.compressed:
-                decoder = _decoder(hop.headers, max_body)
         elif isinstance(event, h11.Data):
+            if keep and sink.compressed and hop.body_len == 0:  # a body to decode (not HEAD)
+                decoder = _decoder(hop.headers, max_body)
             hop.body_len += len(event.data)
             if hop.body_len > max_body:
                 raise StreamError(f"body larger than {max_body} bytes")

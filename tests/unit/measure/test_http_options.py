@@ -74,6 +74,9 @@ def test_compressed_refuses_what_it_cannot_decode() -> None:
     r = rig.run(http_get(rig.session, "http://192.0.2.80/br", compressed=True))
     assert r.exitcode == 61 and r.status is None
     assert r.error is not None and r.error.startswith("Content-Encoding br: not decoded")
+    # no body, nothing to decode: a HEAD answered with br is no error (as curl)
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/br", compressed=True, head=True))
+    assert (r.error, r.status) == (None, 200)
     r = rig.run(http_get(rig.session, "http://192.0.2.80/bomb", compressed=True,
                          max_body=1 << 20))  # fmt: skip
     assert r.error == f"decoded body larger than {1 << 20} bytes" and r.status is None
