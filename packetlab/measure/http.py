@@ -504,17 +504,16 @@ def _decoder(headers: list[tuple[str, str]], limit: int) -> _Decoder | None:
 
 @dataclass(frozen=True, slots=True)
 class _Cookies:
-    """A fetch's cookies: the engine's (`jar`), the -b string, none with a -H Cookie."""
+    """A fetch's cookies: the engine's (`jar`), then the -b string unless a -H Cookie
+    is given (curl 7.88 then sends the engine's in their own header, and the -H one)."""
 
     jar: CookieJar | None
     string: str | None
-    custom: bool  # a -H Cookie: curl sends that one
+    custom: bool  # a -H Cookie
 
     def headers(self, u: Url) -> list[tuple[str, str]]:
-        if self.custom:
-            return []
         found = None if self.jar is None else self.jar.header(u.scheme, u.host, u.target)
-        value = "; ".join(v for v in (found, self.string) if v)
+        value = "; ".join(v for v in (found, None if self.custom else self.string) if v)
         return [("Cookie", value)] if value else []
 
     def receive(self, u: Url, headers: list[tuple[str, str]]) -> None:

@@ -77,7 +77,7 @@ def test_http_get_keeps_cookies_over_redirects() -> None:
             return response(302, Location="/home", Set_Cookie="sid=42; Path=/")
         return response(200, json.dumps({"cookie": headers.get("cookie")}).encode())
 
-    rig, _ = serving(handler)
+    rig, made = serving(handler)
     j = CookieJar()
     r = rig.run(http_get(rig.session, "http://192.0.2.80/login", follow=True, cookies=j,
                          cookie="z=0", keep_body=True))  # fmt: skip
@@ -88,3 +88,9 @@ def test_http_get_keeps_cookies_over_redirects() -> None:
     assert json.loads(r.body or b"{}")["cookie"] == "sid=42"
     r = rig.run(http_get(rig.session, "http://192.0.2.80/login", follow=True, keep_body=True))
     assert json.loads(r.body or b"{}")["cookie"] is None
+    # a -H Cookie: sent, and the engine's in their own header; the -b string is not
+    rig.run(http_get(rig.session, "http://192.0.2.80/x", cookies=j, cookie="z=0",
+                     headers=[("Cookie", "c=2")]))  # fmt: skip
+    sent = bytes(made[-1].got).lower()
+    assert b"\r\ncookie: c=2\r\n" in sent and b"\r\ncookie: sid=42\r\n" in sent
+    assert b"z=0" not in sent
