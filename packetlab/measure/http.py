@@ -948,6 +948,7 @@ async def _exchange(
     keep = True  # this response's body is the result's
     max_body, keep_body, on_body = sink.max_body, sink.keep_body, sink.on_body
     decoder: _Decoder | None = None
+    ended = False  # the server ended the connection (TCP EOF, or TLS close_notify)
     while True:
         event = h.next_event()
         if event is h11.NEED_DATA:
@@ -958,9 +959,11 @@ async def _exchange(
                     h.receive_data(plain)
                 if closed:
                     h.receive_data(b"")
+                    ended = True
             elif chunk is None:
                 plain = b""
                 h.receive_data(b"")
+                ended = True
             else:
                 plain = chunk.data
                 h.receive_data(plain)
@@ -1005,5 +1008,5 @@ async def _exchange(
             raise StreamError("the server closed the connection before a complete response")
     hop.body_sha256 = digest.hexdigest()
     hop.body = b"".join(body) if keep_body and keep else None
-    clean = not h.trailing_data[0]  # nothing past the response
-    return h.our_state is h11.DONE and h.their_state is h11.DONE and clean and not stream.eof
+    clean = not h.trailing_data[0] and not ended and not stream.eof  # a close-delimited
+    return h.our_state is h11.DONE and h.their_state is h11.DONE and clean  # body: not kept

@@ -73,6 +73,11 @@ class KeepServer(Peer):
                 extra = "Connection: close\r\n"
             status = "302 Found" if extra.startswith("Location") else "200 OK"
             out = (f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n").encode()
+            if target == "/notify" and self.tls is not None:  # a body ended by close_notify,
+                self.tls.sendall(b"HTTP/1.1 200 OK\r\n\r\nuntil close_notify")
+                self.tls.shutdown()  # the TCP connection left open
+                self._send(b"", 0.01)
+                return
             self._send(out + body, 0.01)
             if target == "/close":
                 self.close(0.01)
@@ -182,3 +187,18 @@ def test_an_idle_connection_with_bytes_to_read_is_not_reused() -> None:
     r = rig.run(http_get(rig.session, "http://192.0.2.80/b", connections=pool))
     rig.run(pool.close())
     assert (r.error, r.status, r.reused, r.connects, len(made)) == (None, 200, False, 1, 3)
+
+
+def test_a_body_ended_by_close_notify_leaves_its_connection_closed(
+    pki: dict[str, Path],
+) -> None:
+    # a close-delimited body over TLS ends with close_notify before the TCP FIN: that
+    # connection is done even while its TCP side is still open
+    rig, made = serving(pki, ports=(443,))
+    pool = Connections()
+    kw = {"cafile": str(pki["ca"]), "connect_to": "192.0.2.80", "connections": pool}
+    first = rig.run(http_get(rig.session, "https://www.test/notify", **kw))  # type: ignore[arg-type]
+    second = rig.run(http_get(rig.session, "https://www.test/a", **kw))  # type: ignore[arg-type]
+    rig.run(pool.close())
+    assert (first.error, first.body_len) == (None, len(b"until close_notify"))
+    assert (second.error, second.status, second.reused, len(made)) == (None, 200, False, 2)
