@@ -25,6 +25,9 @@ examples:
   pktlab run http -L http://10.77.3.2/old       # follow redirects (at most --max-redirs)
   pktlab run http -d 'a=1&b=2' http://10.77.3.2/form   # POST, as curl -d
   pktlab run http -X DELETE http://10.77.3.2/item/4
+  pktlab run http -G -d q=1 -u me:secret -i -o - http://10.77.3.2/search
+  pktlab run http --compressed -o page.html http://10.77.3.2/
+  pktlab run http -L -b '' -c jar.txt http://10.77.3.2/login  # cookies as curl -c
   pktlab run http -o page.html http://10.77.3.2/ # the body to a file
   pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\\n' http://10.77.3.2/
 
@@ -108,6 +111,34 @@ def configure(p: argparse.ArgumentParser) -> None:
                        help=what)  # fmt: skip
     p.add_argument("-I", "--head", action="store_true", help="HEAD request (headers only)")
     p.add_argument(
+        "-G", "--get", action="store_true",
+        help="with -d: a GET with the data appended to each URL as its query (after ? or &)",
+    )  # fmt: skip
+    p.add_argument(
+        "-u", "--user", metavar="USER:PASSWORD",
+        help="Basic authorization (sent only to the URL's own scheme, host and port, also "
+        "over redirects, as curl)",
+    )  # fmt: skip
+    p.add_argument(
+        "--compressed", action="store_true",
+        help="ask for gzip or deflate (Accept-Encoding: deflate, gzip) and decode the body",
+    )  # fmt: skip
+    p.add_argument(
+        "-b", "--cookie", action="append", default=[], metavar="DATA|FILE",
+        help="'NAME=VALUE; ...' sent on every request; else a Netscape cookie FILE read "
+        "(missing: none), and the cookie engine on: Set-Cookie kept over redirects and URLs",
+    )  # fmt: skip
+    p.add_argument(
+        "-c", "--cookie-jar", metavar="FILE",
+        help="the cookie engine on; all cookies written to FILE at the end, as curl's "
+        "Netscape cookie file (- is stdout)",
+    )  # fmt: skip
+    p.add_argument(
+        "-i", "--include", action="store_true",
+        help="the response headers (every hop's with -L) before the body, where the body "
+        "goes (-o or -w output)",
+    )  # fmt: skip
+    p.add_argument(
         "-o", "--output", action="append", default=[], metavar="FILE",
         help="write the body to FILE (the first -o for the first URL, and so on; - is "
         "stdout)",
@@ -169,6 +200,22 @@ def request_body(items: list[tuple[str, str]] | None) -> bytes | None:
             data = value.encode()
         parts.append(data)
     return b"&".join(parts)
+
+
+def with_query(url: str, data: bytes) -> str:
+    """curl -G: `data` appended to the URL's query (after ? or &), before any #fragment."""
+    base, sep, fragment = url.partition("#")
+    text = data.decode("utf-8", "surrogateescape")
+    return base + ("&" if "?" in base else "?") + text + sep + fragment
+
+
+def user_password(text: str) -> tuple[str, str]:
+    """-u USER:PASSWORD (the password after the first colon)."""
+    user, sep, password = text.partition(":")
+    if not sep:
+        raise RunError(f"-u/--user {text!r}: no password (curl would ask for it; give "
+                       "USER:PASSWORD)")  # fmt: skip
+    return user, password
 
 
 def _headers(items: list[str]) -> list[tuple[str, str]]:
@@ -360,30 +407,75 @@ class _Body:
         return None
 
 
-def _check_output(path: str) -> None:
+def cookie_options(items: list[str], jar_file: str | None) -> tuple[Any, str | None]:
+    """-b and -c as curl reads them: (the cookie engine or None, the -b string or None).
+    A -b with '=' is cookies to send as is; else a Netscape cookie file, read if it exists
+    (curl: a missing one just turns the engine on)."""
+    from packetlab.measure.cookies import CookieJar
+
+    strings = [item for item in items if "=" in item]
+    files = [item for item in items if "=" not in item]
+    jar = CookieJar() if files or jar_file is not None else None
+    for name in files:
+        if not name or (name != "-" and not os.path.exists(name)):
+            continue
+        if name != "-" and os.path.isdir(name):
+            raise RunError(f"-b/--cookie {name}: is a directory")
+        assert jar is not None
+        jar.load(_read("--cookie", name).decode("utf-8", "replace"))
+    if jar_file is not None:
+        _check_output(jar_file, "--cookie-jar")
+    return jar, "; ".join(s.strip().rstrip(";") for s in strings) or None
+
+
+def _save(text: str, path: str, args: argparse.Namespace, stderr: Any) -> None:
+    """-c FILE at the end of the run (curl writes it at exit too); a failure warned."""
+    try:
+        if path == "-":
+            out: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
+            out.write(text.encode())
+            out.flush()
+            return
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        print(f"pktlab run http: --cookie-jar {path}: cookies not saved: {e.strerror or e}",
+              file=stderr)  # fmt: skip
+
+
+def _check_output(path: str, option: str = "--output") -> None:
     if path == "-":
         return
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise RunError(f"--output {path}: is a directory")
+        raise RunError(f"{option} {path}: is a directory")
     if not os.path.isdir(parent):
-        raise RunError(f"--output {path}: no such directory {parent}")
+        raise RunError(f"{option} {path}: no such directory {parent}")
     if not os.access(path if os.path.exists(path) else parent, os.W_OK):
-        raise RunError(f"--output {path}: permission denied")
+        raise RunError(f"{option} {path}: permission denied")
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
-    from packetlab.measure.http import http_get, parse_url
+    from packetlab.measure.http import Connections, http_get, parse_url
 
-    for url in args.urls:
+    data = request_body(args.data)
+    urls = list(args.urls)
+    if args.get and data is not None:  # curl -G: the data is the query, no body
+        urls = [with_query(url, data) for url in urls]
+        data = None
+    for url in urls:
         parse_url(url)  # a bad URL is an error before anything starts
+    auth = None if args.user is None else user_password(args.user)
+    if args.include and not args.output and args.write_out is None:
+        raise RunError("-i/--include: the headers go where the body goes, and the table shows "
+                       "no body: add -o FILE (-o - for stdout) or -w")  # fmt: skip
     headers = _headers(args.header)
+    jar, cookie = cookie_options(args.cookie, args.cookie_jar)
     if args.cacert is not None:
         try:
             open(args.cacert, "rb").close()
         except OSError as e:
             raise RunError(f"--cacert {args.cacert}: {e.strerror or e}") from None
-    data = request_body(args.data)
     if args.head and data is not None:  # curl: "You can only select one HTTP request method!"
         raise RunError("-I/--head and -d/--data: one request method only (HEAD or POST)")
     if args.max_redirs < -1:
@@ -405,16 +497,24 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
+        pool = Connections()  # kept open from URL to URL, as curl's connection cache
+        try:
+            await fetch_all(session, pool)
+        finally:
+            await pool.close()
+
+    async def fetch_all(session: Any, pool: Any) -> None:
         stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
         if fmt is not None or "-" in args.output:
             progress.clear()  # curl's bytes on stdout: no progress line drawn between them
-        for i, url in enumerate(args.urls, 1):
+        for i, url in enumerate(urls, 1):
             if progress.stopping:  # Ctrl-C: no new URL
                 return
             progress(f"http {i}/{len(args.urls)}: {url}")
             path = args.output[i - 1] if i <= len(args.output) else None
             sink = _Body(path, stdout) if path is not None or fmt is not None else None
             on_body = None if sink is None or args.head else sink.write
+            on_headers = None if sink is None or not args.include or args.head else sink.write
             result = await http_get(
                 session,
                 url,
@@ -432,6 +532,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 max_redirs=args.max_redirs,
                 post30x=frozenset(args.post30x),
                 on_body=on_body,
+                connections=pool,
+                auth=auth,
+                compressed=args.compressed,
+                on_headers=on_headers,
+                cookies=jar,
+                cookie=cookie,
             )
             if sink is not None and args.head:  # curl -I: the headers are the output
                 try:
@@ -466,6 +572,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                         stdout.flush()
                     else:
                         print(text, end="", file=stderr, flush=True)
+            if jar is not None and args.cookie_jar is not None:  # curl: after each URL
+                _save(jar.dump(), args.cookie_jar, args, stderr)
 
     return pcapout.recording(args, recorder, run)
 

@@ -7,22 +7,29 @@ controller (on by default, against the system store like curl, or `cafile`), wit
 the host name checked by service_identity. HTTP/1.1 framing (Content-Length, chunked,
 close-delimited, 204/304, HEAD) is h11's: a small sans-IO parser that is strict where
 hand-written ones are not. GET, POST (`data`), HEAD or any method; redirects followed as
-curl -L does (`follow`: one new connection per hop, `next_method` for the method).
+curl -L does (`follow`, `next_method` for the method). Connections are kept open as
+curl keeps them (HTTP/1.1 persistent connections, `Connections`): the next request to
+the same scheme, host and port, a redirect hop or the next URL of a run, goes over the
+same TCP (and TLS) connection unless the server said `Connection: close`; one that died
+while idle is replaced by a new connect, as curl's "Connection died, retrying".
 
 Timings are endpoint stamps, from the TIME read just before the name lookup (or the
 nopen, for an address), like curl's `time_*`, all from the start: `namelookup_us` the
 TIME read before the nopen, `connect_us` the ESTABLISHED nstat, `tls_us` the ndata that
 completed the handshake, `pretransfer_us` the request's ntag, `first_byte_us` the ndata
 carrying the first response byte, `total_us` the ndata carrying the last body byte. Over
-redirects they add up per hop as curl's do.
+redirects they add up per hop as curl's do. Over a reused connection a hop starts at a
+TIME read before its request: no lookup, connect or handshake time (0, as curl's).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import os
 import ssl
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +47,7 @@ from packetlab.controller import (
     parse_address,
     read_time,
 )
+from packetlab.measure.cookies import CookieJar
 from packetlab.measure.dns import DnsError, dns_query
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.stream import (
@@ -51,7 +59,15 @@ from packetlab.measure.stream import (
 )
 from packetlab.wire import Ntag
 
-__all__ = ["HttpError", "HttpResult", "http_get", "next_method", "parse_url", "redirect_target"]
+__all__ = [
+    "Connections",
+    "HttpError",
+    "HttpResult",
+    "http_get",
+    "next_method",
+    "parse_url",
+    "redirect_target",
+]
 
 USER_AGENT = "pktlab-http/1"
 MAX_BODY = 256 << 20
@@ -141,7 +157,8 @@ class HttpResult:
     header_size: int = 0  # response header bytes, every hop and 1xx included (curl's)
     request_size: int = 0  # request bytes sent, every hop (headers and body)
     upload_size: int = 0  # request body bytes sent in the last request (curl's size_upload)
-    connects: int = 0  # TCP connections made (one per hop: no keep-alive)
+    connects: int = 0  # new TCP connections made (curl's num_connects: 0 when reused)
+    reused: bool = False  # the last request went over a connection kept from before
     raw_headers: list[bytes] = field(default_factory=list)  # header blocks (the last 100)
     exitcode: int = 0  # curl's exit code for this outcome (0, 6, 7, 28, 35, 47, 60, ...)
 
@@ -168,6 +185,8 @@ class HttpResult:
             upload_size=self.upload_size,
             connects=self.connects,
         )
+        if self.reused:
+            out["reused"] = True
         if self.redirect_url is not None:
             out["redirect_url"] = self.redirect_url
         if self.content_type is not None:
@@ -342,6 +361,52 @@ class _CertificateMismatch(Exception):
     pass
 
 
+@dataclass(slots=True)
+class _Conn:
+    """An open connection between requests: the stream, its TLS, where it goes."""
+
+    stream: TcpStream
+    tls: _Tls | None
+    server: str
+    tls_version: str | None
+
+
+class Connections:
+    """Connections kept open for the next request (curl's connection cache): one idle
+    connection per scheme, host and port. `close()` ends them all."""
+
+    def __init__(self) -> None:
+        self.idle: dict[tuple[str, str, int], _Conn] = {}
+
+    @staticmethod
+    def key(u: Url) -> tuple[str, str, int]:
+        return (u.scheme, u.host.lower(), u.port)
+
+    async def take(self, u: Url) -> _Conn | None:
+        conn = self.idle.pop(self.key(u), None)
+        if conn is None:
+            return None
+        sock = conn.stream.sock
+        if conn.stream.eof or sock.ended or sock.queued:
+            # curl: an idle connection with something to read (the server closed it, or
+            # sent what nobody asked for) "seems to be dead": not reused
+            await conn.stream.close()
+            return None
+        return conn
+
+    async def put(self, u: Url, conn: _Conn) -> None:
+        old = self.idle.pop(self.key(u), None)
+        self.idle[self.key(u)] = conn
+        if old is not None:
+            await old.stream.close()
+
+    @deferred_api
+    async def close(self) -> None:
+        idle, self.idle = list(self.idle.values()), {}
+        for conn in idle:
+            await conn.stream.close()
+
+
 class _Unresolved(Exception):
     """The URL's host has no address: why, in one line (curl's exit 6)."""
 
@@ -376,6 +441,86 @@ KEEP_HEADERS = 100  # header blocks kept (the last ones) in `raw_headers`
 _PRIVATE = ("authorization", "cookie")
 
 
+@dataclass(frozen=True, slots=True)
+class _Sink:
+    """What a fetch does with its responses: the body limit, the final body kept or handed
+    to `on_body` (decoded with `compressed`), every header block to `on_headers` (-i)."""
+
+    max_body: int
+    keep_body: bool
+    on_body: Callable[[bytes], object] | None
+    on_headers: Callable[[bytes], object] | None = None
+    compressed: bool = False
+
+
+ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
+_GZIP, _ZLIB, _RAW = 32 + 15, 15, -15  # zlib wbits: gzip, zlib-wrapped deflate, raw
+
+
+class _Undecodable(Exception):
+    """A Content-Encoding that cannot be decoded (curl's 61)."""
+
+
+class _Decoder:
+    """--compressed: a gzip or deflate body decoded as it comes, at most `limit` bytes out
+    (a small body that inflates without bound is refused)."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.encoding, self.limit, self.out = encoding, limit, 0
+        self.wbits = _GZIP if encoding in ("gzip", "x-gzip") else _ZLIB
+        self.z = zlib.decompressobj(self.wbits)
+        self.fed = False
+
+    def feed(self, data: bytes, final: bool = False) -> bytes:
+        try:
+            out = self.z.decompress(data, self.limit + 1 - self.out)
+        except zlib.error as e:
+            if self.fed or self.wbits != _ZLIB:
+                raise _Undecodable(f"Content-Encoding {self.encoding}: bad data ({e})") from None
+            self.wbits, self.z = _RAW, zlib.decompressobj(_RAW)  # deflate without its header
+            return self.feed(data, final)
+        self.fed = self.fed or bool(data)
+        if final:
+            out += self.z.flush()
+        self.out += len(out)
+        if self.out > self.limit or self.z.unconsumed_tail:
+            raise StreamError(f"decoded body larger than {self.limit} bytes")
+        return out
+
+
+def _decoder(headers: list[tuple[str, str]], limit: int) -> _Decoder | None:
+    codings = [c.strip().lower() for k, v in headers if k.lower() == "content-encoding"
+               for c in v.split(",") if c.strip()]  # fmt: skip
+    codings = [c for c in codings if c != "identity"]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+        raise _Undecodable(
+            f"Content-Encoding {', '.join(codings)}: not decoded (gzip and deflate are; "
+            "br and zstd need libraries this install does not have)"
+        )
+    return _Decoder(codings[0], limit)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cookies:
+    """A fetch's cookies: the engine's (`jar`), then the -b string unless a -H Cookie
+    is given (curl 7.88 then sends the engine's in their own header, and the -H one)."""
+
+    jar: CookieJar | None
+    string: str | None
+    custom: bool  # a -H Cookie
+
+    def headers(self, u: Url) -> list[tuple[str, str]]:
+        found = None if self.jar is None else self.jar.header(u.scheme, u.host, u.target)
+        value = "; ".join(v for v in (found, None if self.custom else self.string) if v)
+        return [("Cookie", value)] if value else []
+
+    def receive(self, u: Url, headers: list[tuple[str, str]]) -> None:
+        if self.jar is not None:
+            self.jar.receive(u.scheme, u.host, u.target, headers)
+
+
 @dataclass(slots=True)
 class _Hop:
     """One request/response of a fetch: endpoint stamps (ns) and what came back."""
@@ -401,6 +546,7 @@ class _Hop:
     request_size: int = 0
     error: str | None = None
     exitcode: int = 0
+    reused: bool = False  # over a connection kept from an earlier request
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
@@ -460,17 +606,35 @@ async def http_get(
     max_redirs: int = MAX_REDIRS,
     post30x: frozenset[int] = frozenset(),
     on_body: Callable[[bytes], object] | None = None,
+    connections: Connections | None = None,
+    auth: tuple[str, str] | None = None,
+    compressed: bool = False,
+    on_headers: Callable[[bytes], object] | None = None,
+    cookies: CookieJar | None = None,
+    cookie: str | None = None,
 ) -> HttpResult:
-    """Fetch `url` from the endpoint (HTTP/1.1, one request per connection,
-    `Connection: close`): a GET, a POST of `data` (form-encoded unless a Content-Type
-    header is given, as curl -d), a HEAD with `head`, or `method` (curl -X: sent as is on
-    every request, the body only where curl keeps it).
+    """Fetch `url` from the endpoint (HTTP/1.1, persistent connections as curl): a GET, a
+    POST of `data` (form-encoded unless a Content-Type header is given, as curl -d), a
+    HEAD with `head`, or `method` (curl -X: sent as is on every request, the body only
+    where curl keeps it).
 
     The host name is resolved through the endpoint's DNS server unless `connect_to` gives
     the address (like curl --resolve; every hop of a redirect goes there). HTTPS verifies
     the server's certificate and name unless `insecure`. With `follow` (curl -L) a 301,
-    302, 303, 307 or 308 with a Location is followed on a new connection (TLS verified
-    again, the method as `next_method`), at most `max_redirs` times (-1: no limit).
+    302, 303, 307 or 308 with a Location is followed (the method as `next_method`), at
+    most `max_redirs` times (-1: no limit), over the same connection when the Location
+    has the same scheme, host and port and the server kept it open, else a new one (TLS
+    verified again). `connections` keeps them open after the fetch, for the next URL
+    (the caller closes them); without it they are closed at the end.
+
+    `auth` (user, password) is sent as Basic authorization (curl -u), as `Authorization`
+    and `Cookie` headers are, only to the first URL's scheme, host and port (curl without
+    --location-trusted). `compressed` asks for gzip or deflate and decodes the final body
+    for `on_body`/`body` (curl --compressed; `body_len` stays the bytes received, as
+    curl's size_download). `on_headers` gets each response's header block (curl -i).
+    `cookies` (curl's cookie engine, -b FILE/-c FILE) gets every response's Set-Cookie
+    and gives each request, redirect hops included, the cookies that match it; `cookie`
+    (curl -b 'NAME=VALUE; ...') is sent as is after them on every request.
     Failures after the URL was accepted (name not resolved, refused, TLS, timeout, bad
     HTTP, a redirect loop or a Location that is no URL) come back in `error`, curl's exit
     code in `exitcode`. `timeout` bounds each exchange after its connect. `on_body` gets
@@ -479,23 +643,70 @@ async def http_get(
     """
     current = parse_url(url)
     kind = "HEAD" if head else "POST" if data is not None else "GET"
-    body = data
     result = HttpResult(url, url_effective=current.text)
     ctxs: dict[str, SSL.Context] = {}
+    extra = list(headers or [])
+    names = {k.lower() for k, _ in extra}
+    if auth is not None and "authorization" not in names:  # a -H Authorization wins
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        extra.insert(0, ("Authorization", f"Basic {token}"))
+    if compressed and "accept-encoding" not in names:
+        extra.append(("Accept-Encoding", ACCEPT_ENCODING))
+    sink = _Sink(max_body, keep_body, on_body, on_headers, compressed)
+    jar = _Cookies(cookies, cookie, "cookie" in names)
+    pool = Connections() if connections is None else connections
+    try:
+        return await _fetch(session, result, current, kind, method, data, extra, pool, ctxs,
+                           connect_to, family, cafile, insecure, timeout, connect_timeout,
+                           sink, recorder, follow, max_redirs, post30x, jar)  # fmt: skip
+    finally:
+        if connections is None:
+            await pool.close()
+
+
+async def _fetch(
+    session: EndpointSession,
+    result: HttpResult,
+    current: Url,
+    kind: str,
+    method: str | None,
+    data: bytes | None,
+    extra: list[tuple[str, str]],
+    pool: Connections,
+    ctxs: dict[str, SSL.Context],
+    connect_to: AddressLike | None,
+    family: int | None,
+    cafile: str | None,
+    insecure: bool,
+    timeout: float,
+    connect_timeout: float,
+    sink: _Sink,
+    recorder: PcapRecorder | None,
+    follow: bool,
+    max_redirs: int,
+    post30x: frozenset[int],
+    jar: _Cookies,
+) -> HttpResult:
+    body = data
+    origin = Connections.key(current)
+    public = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
     first_start: int | None = None
     last_hop: _Hop | None = None
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
-    extra = list(headers or [])
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             ctxs["https"] = client_context(cafile=cafile, insecure=insecure)
         hop = _Hop(current, method or kind)
         followed = follow and (max_redirs < 0 or result.num_redirects < max_redirs)
 
-        await _hop(session, hop, ctxs.get(current.scheme), body, extra, connect_to, family,
-                   timeout, connect_timeout, max_body, keep_body, recorder,
-                   on_body, follow)  # fmt: skip
-        result.connects += hop.server is not None
+        # curl: credentials and cookies only to the first URL's scheme, host and port
+        sent = (extra if Connections.key(current) == origin else public) + jar.headers(current)
+        await _hop(session, hop, ctxs.get(current.scheme), body, sent, connect_to, family,
+                   timeout, connect_timeout, sink, recorder, follow, pool)  # fmt: skip
+        if hop.status is not None:
+            jar.receive(current, hop.headers)
+        result.connects += hop.server is not None and not hop.reused
+        result.reused = hop.reused
         result.request_size += hop.request_size
         result.upload_size = len(body or b"") if hop.sent is not None else 0
         result.header_size += len(hop.raw_headers)
@@ -540,8 +751,6 @@ async def http_get(
         new_kind = next_method(hop.status or 0, kind, method, post30x)
         if new_kind != kind:
             kind, body = new_kind, None
-        if (target.host, target.port) != (current.host, current.port):
-            extra = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
         current = target
     _finish(result, last_hop, sums, first_start)
     if last_hop is not None and last_hop is not hop:  # a redirect followed, then a failure
@@ -569,9 +778,9 @@ def _finish(result: HttpResult, hop: _Hop | None, sums: dict[str, int], first: i
     if first is None:
         return
     result.namelookup_us = sums["namelookup"] / 1000
-    if hop.connected is not None or result.num_redirects:
+    if hop.connected is not None or result.num_redirects or hop.reused:
         result.connect_us = sums["connect"] / 1000
-    if hop.tls_done is not None:
+    if hop.tls_done is not None or (hop.reused and hop.tls_version is not None):
         result.tls_us = sums["tls"] / 1000
     if hop.sent is not None or result.num_redirects:
         result.pretransfer_us = sums["pretransfer"] / 1000
@@ -594,13 +803,21 @@ async def _hop(
     family: int | None,
     timeout: float,
     connect_timeout: float,
-    max_body: int,
-    keep_body: bool,
+    sink: _Sink,
     recorder: PcapRecorder | None,
-    on_body: Callable[[bytes], object] | None,
     follows: bool,
+    pool: Connections,
 ) -> None:
     u = hop.url
+    conn = await pool.take(u)
+    if conn is not None:  # curl: "Re-using existing connection"
+        hop.start = hop.resolved = await read_time(session)
+        hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
+        await _over(session, hop, conn, data, headers, timeout, sink, follows, pool)
+        if not (hop.error is not None and hop.first is None and hop.exitcode in (52, 56)):
+            return
+        # curl: "Connection died, retrying a fresh connect" (closed while idle)
+        hop.__init__(hop.url, hop.method)  # type: ignore[misc]
     if connect_to is None and not u.host_is_address:
         hop.start = await read_time(session)
         try:
@@ -622,10 +839,33 @@ async def _hop(
     if hop.start is None:
         hop.start = stream.started_at
     hop.resolved, hop.connected = stream.started_at, stream.established_at
+    tls = None if ctx is None else _Tls(ctx, u, stream)
+    await _over(session, hop, _Conn(stream, tls, server, None), data, headers, timeout, sink,
+                follows, pool)  # fmt: skip
+
+
+async def _over(
+    session: EndpointSession,
+    hop: _Hop,
+    conn: _Conn,
+    data: bytes | None,
+    headers: list[tuple[str, str]],
+    timeout: float,
+    sink: _Sink,
+    follows: bool,
+    pool: Connections,
+) -> None:
+    """One request and its response over `conn` (a new one: TLS handshake first); the
+    connection back into `pool` when the exchange left it reusable, else closed."""
+    stream = conn.stream
     deadline = session.reactor.seconds() + timeout
+    keep = False
     try:
-        await _exchange(session, hop, stream, ctx, data, headers, deadline, max_body,
-                        keep_body, on_body, follows)  # fmt: skip
+        if conn.tls is not None and not hop.reused:
+            hop.tls_done = await conn.tls.handshake(deadline)
+            conn.tls_version = hop.tls_version = conn.tls.conn.get_protocol_version_name()
+        keep = await _exchange(session, hop, stream, conn.tls, data, headers, deadline, sink,
+                               follows)  # fmt: skip
     except SSL.Error as e:
         hop.error, hop.exitcode = _tls_error(e), 35
     except _CertificateMismatch as e:
@@ -640,6 +880,8 @@ async def _hop(
     except StreamError as e:
         hop.error = str(e)
         hop.exitcode = 52 if "without a response" in str(e) else 56
+    except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
+        hop.error, hop.exitcode = str(e), 61
     except h11.ProtocolError as e:
         hop.error = f"HTTP: {type(e).__name__}: {e}"
         hop.exitcode = 18 if "complete message" in str(e) else 8
@@ -647,7 +889,10 @@ async def _hop(
         hop.error = f"writing the body: {e.strerror or e}"
         hop.exitcode = 23
     finally:
-        await stream.close()
+        if keep and hop.error is None:
+            await pool.put(hop.url, conn)
+        else:
+            await stream.close()
     if hop.error is not None:
         hop.status = None
 
@@ -657,8 +902,7 @@ def _request(
 ) -> tuple[h11.Connection, bytes]:
     h = h11.Connection(h11.CLIENT)
     names = {k.lower() for k, _ in headers}
-    req = [("Host", u.authority), ("User-Agent", USER_AGENT), ("Accept", "*/*"),
-           ("Connection", "close")]  # fmt: skip
+    req = [("Host", u.authority), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
     req = [(k, v) for k, v in req if k.lower() not in names]  # -H replaces, as curl's
     if data is not None:
         if "content-type" not in names:
@@ -675,22 +919,17 @@ async def _exchange(
     session: EndpointSession,
     hop: _Hop,
     stream: TcpStream,
-    ctx: SSL.Context | None,
+    tls: _Tls | None,
     data: bytes | None,
     headers: list[tuple[str, str]],
     deadline: float,
-    max_body: int,
-    keep_body: bool,
-    on_body: Callable[[bytes], object] | None,
+    sink: _Sink,
     follows: bool,
-) -> None:
+) -> bool:
+    """The request and its response; whether the connection can carry another (both
+    sides DONE in h11: no `Connection: close`, a delimited body)."""
     clock = session.reactor
     u = hop.url
-    tls = None
-    if ctx is not None:
-        tls = _Tls(ctx, u, stream)
-        hop.tls_done = await tls.handshake(deadline)
-        hop.tls_version = tls.conn.get_protocol_version_name()
     try:
         h, request = _request(u, hop.method, data, headers)
     except h11.LocalProtocolError as e:
@@ -707,6 +946,9 @@ async def _exchange(
     body: list[bytes] = []
     fed = bytearray()  # response bytes up to the end of the headers
     keep = True  # this response's body is the result's
+    max_body, keep_body, on_body = sink.max_body, sink.keep_body, sink.on_body
+    decoder: _Decoder | None = None
+    ended = False  # the server ended the connection (TCP EOF, or TLS close_notify)
     while True:
         event = h.next_event()
         if event is h11.NEED_DATA:
@@ -717,9 +959,11 @@ async def _exchange(
                     h.receive_data(plain)
                 if closed:
                     h.receive_data(b"")
+                    ended = True
             elif chunk is None:
                 plain = b""
                 h.receive_data(b"")
+                ended = True
             else:
                 plain = chunk.data
                 h.receive_data(plain)
@@ -738,18 +982,31 @@ async def _exchange(
                            for k, v in event.headers.raw_items()]  # fmt: skip
             hop.raw_headers = bytes(fed[: len(fed) - len(h.trailing_data[0])])
             keep = not (follows and hop.location() is not None)
+            if sink.on_headers is not None:
+                sink.on_headers(hop.raw_headers)
         elif isinstance(event, h11.Data):
+            if keep and sink.compressed and hop.body_len == 0:  # a body to decode (not HEAD)
+                decoder = _decoder(hop.headers, max_body)
             hop.body_len += len(event.data)
             if hop.body_len > max_body:
                 raise StreamError(f"body larger than {max_body} bytes")
             digest.update(event.data)
+            out = bytes(event.data) if decoder is None else decoder.feed(bytes(event.data))
             if keep and keep_body:
-                body.append(bytes(event.data))
-            if keep and on_body is not None:
-                on_body(bytes(event.data))
+                body.append(out)
+            if keep and on_body is not None and out:
+                on_body(out)
         elif isinstance(event, h11.EndOfMessage):
+            if decoder is not None:
+                out = decoder.feed(b"", final=True)
+                if keep_body:
+                    body.append(out)
+                if on_body is not None and out:
+                    on_body(out)
             break
         elif isinstance(event, h11.ConnectionClosed):
             raise StreamError("the server closed the connection before a complete response")
     hop.body_sha256 = digest.hexdigest()
     hop.body = b"".join(body) if keep_body and keep else None
+    clean = not h.trailing_data[0] and not ended and not stream.eof  # a close-delimited
+    return h.our_state is h11.DONE and h.their_state is h11.DONE and clean  # body: not kept

@@ -99,6 +99,12 @@ class Router(protocol.Protocol):
         self.inner: protocol.Protocol | None = None
 
     def dataReceived(self, data: bytes) -> None:
+        kept = self.inner is not None and not isinstance(self.inner, CloseDelimited)
+        if kept and data.split(b" ", 2)[1:2] == [b"/close"]:  # on a kept connection too
+            self.transport.unregisterProducer()  # Twisted web's: else no close ever
+            self.inner.connectionLost(None)  # type: ignore[arg-type]
+            self.inner = CloseDelimited()
+            self.inner.makeConnection(self.transport)
         if self.inner is not None:
             self.inner.dataReceived(data)
             return

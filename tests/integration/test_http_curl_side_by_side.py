@@ -6,6 +6,7 @@ sizes, content type, remote address, curl's exit code); the times are checked fo
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,6 +49,11 @@ class Handler(BaseHTTPRequestHandler):
     header sizes and -I output do not depend on the clock."""
 
     protocol_version = "HTTP/1.1"
+    connections = 0  # TCP connections accepted (both servers)
+
+    def setup(self) -> None:
+        type(self).connections += 1
+        super().setup()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -68,7 +75,47 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Location", where)
             self.send_header("Content-Length", "5")
             self.end_headers()
-            self.wfile.write(b"moved")
+            if self.command != "HEAD":
+                self.wfile.write(b"moved")
+            return
+        if u.path in ("/gzip", "/deflate", "/br"):  # the body in that coding if asked for it
+            text = b"hello hello hello hello\n" * 20
+            asked = self.headers.get("Accept-Encoding") or ""
+            coded = {"gzip": gzip.compress, "deflate": zlib.compress,
+                     "br": lambda b: b"\x0b\x02\x80hello"}[u.path[1:]]  # fmt: skip
+            out = coded(text) if u.path[1:] in asked or u.path == "/br" else text
+            self.send_response(200)
+            if out != text:
+                self.send_header("Content-Encoding", u.path[1:])
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+            return
+        if u.path in ("/set", "/show"):  # /set?c=SET-COOKIE...&to=WHERE; /show: the Cookie
+            out = ("cookie=" + (self.headers.get("Cookie") or "-") + "\n").encode()
+            q = parse_qs(u.query)
+            self.send_response(302 if u.path == "/set" else 200)
+            if u.path == "/set":
+                self.send_header("Location", q.get("to", ["/show"])[0])
+            for c in q.get("c", []):
+                self.send_header("Set-Cookie", c)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+            return
+        if u.path == "/auth":
+            out = (self.headers.get("Authorization") or "none").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+            return
+        if u.path == "/close":
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
             return
         if u.path == "/chunked":
             self.send_response(200)
@@ -221,3 +268,105 @@ def test_output_files_and_head_as_curl(http: str, tmp_path: Path) -> None:
     # the table stays the default; -o files are written under it
     _, ours = both("-o", "page", f"{http}/echo", cwd=b)
     assert ours.returncode == 0 and ours.stdout.startswith(b"code") and (b / "page").exists()
+
+
+def test_keep_alive_as_curl(http: str, https: str, pki: dict[str, Path], tmp_path: Path) -> None:
+    # a -L hop to the same origin and the next URLs on the same host:port: one connection,
+    # num_connects 1 then 0, no connect or handshake time on the reused one, as curl
+    w = FIELDS.replace("\\n", " %{num_connects}\\n")
+    urls = [f"{http}/r/302?to=/echo", f"{http}/chunked", f"{http}/echo?3"]
+    before = Handler.connections
+    subprocess.run(["curl", "-s", "-L", *urls], capture_output=True, timeout=60, check=True)
+    by_curl = Handler.connections - before
+    before = Handler.connections
+    curl, ours = both("-s", "-L", "-w", w, *urls, cwd=tmp_path)
+    by_both = Handler.connections - before
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    assert ours.stdout == curl.stdout
+    assert [line.rsplit(b" ", 1)[1] for line in ours.stdout.splitlines()[-3:]] == [
+        b"1", b"0", b"0"
+    ]  # fmt: skip
+    assert by_curl == 1 and by_both == 2  # ours one too
+    port = https.rsplit(":", 1)[1]
+    resolve = ("--resolve", f"localhost:{port}:127.0.0.1")
+    times = "%{num_connects} %{time_connect} %{time_appconnect}\\n"
+    curl, ours = both("-s", "-o", "/dev/null", "-o", "/dev/null", "--cacert", str(pki["ca"]),
+                      "-w", times, f"{https}/echo", f"{https}/echo?2", cwd=tmp_path,
+                      curl_only=resolve)  # fmt: skip
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    for out in (curl.stdout, ours.stdout):
+        first, second = out.splitlines()
+        assert first.startswith(b"1 ") and b" 0.000000" not in first
+        assert second == b"0 0.000000 0.000000"
+    # a server that closes (Connection: close): each URL its own connection, as curl
+    curl, ours = both("-s", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{num_connects}\\n",
+                      f"{http}/close", f"{http}/close", cwd=tmp_path)  # fmt: skip
+    assert ours.stdout == curl.stdout == b"1\n1\n"
+
+
+def test_include_get_user_compressed_as_curl(http: str, tmp_path: Path) -> None:
+    port = http.rsplit(":", 1)[1]
+    other = f"http://localhost:{port}"  # the same server under another host name
+    # -i with -L: every header block, then the body; -G: -d as the query; -u: Basic
+    for args in (
+        ["-i", "-L", f"{http}/r/302?to=/echo"],
+        ["-i", "-I", f"{http}/echo"],
+        ["-G", "-d", "a=1", "-d", "b=2", f"{http}/echo?x=0", f"{http}/echo"],
+        ["-G", "-I", "-d", "a=1", f"{http}/echo"],
+        ["-u", "us:p:w", f"{http}/auth", f"{http}/r/302?to=/auth"],
+        ["-u", "us:pw", "-L", f"{http}/r/302?to={other}/auth"],  # not to another host
+        ["-L", "-H", "Authorization: Bearer t", f"{http}/r/302?to={other}/auth"],
+        ["--compressed", f"{http}/gzip", f"{http}/deflate", f"{http}/echo"],
+        ["-i", f"{http}/gzip"],  # not asked: not coded, not decoded
+    ):
+        curl, ours = both("-s", "-L", "-w", FIELDS, *args, cwd=tmp_path,
+                          curl_only=("--resolve", f"localhost:{port}:127.0.0.1"))  # fmt: skip
+        assert curl.returncode == ours.returncode == 0, (args, ours.stderr)
+        # curl 7.88 writes -u's credentials into %{url_effective} after a redirect
+        # (http://us:p%3aw@127.0.0.1:PORT/auth); ours keeps the password out of it
+        expected = curl.stdout.replace(b"us:p%3aw@", b"").replace(b"us:pw@", b"")
+        assert ours.stdout == expected, args
+    # a coding asked for by curl 7.88 with brotli but not by us: refused by name
+    _, ours = both("-s", "--compressed", "-w", "%{exitcode} %{errormsg}", f"{http}/br",
+                   cwd=tmp_path)  # fmt: skip
+    assert ours.returncode == 1 and ours.stdout.startswith(b"61 Content-Encoding br: not decoded")
+    # -u without a password: curl asks for it on the terminal; ours: one line
+    _, ours = both("-u", "alone", f"{http}/auth", cwd=tmp_path)
+    assert ours.returncode == 2 and len(ours.stderr.splitlines()) == 1
+
+
+def test_cookies_as_curl(http: str, tmp_path: Path) -> None:
+    from urllib.parse import quote
+
+    port = http.rsplit(":", 1)[1]
+    www = f"http://a.www.test:{port}"
+    sets = ["a=1", "b=2; Path=/sh", "h=3; HttpOnly", "s=5; Secure", "x=6; Path=/other",
+            "e=4; Expires=Wed, 01 Jan 2031 00:00:00 GMT", "gone=1; Max-Age=0",
+            "d=7; Domain=www.test", "t=8; Domain=test", "o=9; Domain=other.test"]  # fmt: skip
+    first = f"{www}/set?" + "&".join("c=" + quote(c) for c in sets)
+    urls = [first, f"http://b.www.test:{port}/show", f"{http}/show"]
+    resolve = ("--resolve", f"a.www.test:{port}:127.0.0.1",
+               "--resolve", f"b.www.test:{port}:127.0.0.1")  # fmt: skip
+    # the engine on (-b ''), -L: Set-Cookie of a redirect sent on its next hop, a Domain
+    # cookie to another host of the domain, not to 127.0.0.1; -c: curl's file, byte for byte
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    curl, ours = both("-s", "-L", "-b", "", "-c", "jar", "-b", "z=0", *urls,
+                      cwd=tmp_path / "a", curl_only=resolve)  # fmt: skip
+    _, ours = both("-s", "-L", "-b", "", "-c", "jar", "-b", "z=0", "-w", "", *urls,
+                   cwd=tmp_path / "b", curl_only=resolve)  # fmt: skip
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    assert ours.stdout == curl.stdout
+    assert ours.stdout.startswith(b"cookie=e=4; h=3; a=1; d=7; z=0\n")  # s: not secure here
+    assert (tmp_path / "b" / "jar").read_text() == (tmp_path / "a" / "jar").read_text()
+    # the jar read back (-b FILE) and written again (-c -)
+    jar = str(tmp_path / "a" / "jar")
+    curl, ours = both("-s", "-b", jar, "-c", "-", f"{www}/show", f"{www}/sh/x", cwd=tmp_path,
+                      curl_only=resolve)  # fmt: skip
+    _, ours = both("-s", "-b", jar, "-c", "-", "-w", "", f"{www}/show", f"{www}/sh/x",
+                   cwd=tmp_path, curl_only=resolve)  # fmt: skip
+    assert ours.stdout == curl.stdout  # the jar written after each URL, as curl 7.88
+    assert ours.stdout.count(b"# Netscape HTTP Cookie File") == 2
+    # -c where nothing can be written: one line before anything is sent
+    _, ours = both("-c", "/nonexistent/dir/jar", f"{http}/show", cwd=tmp_path)
+    assert ours.returncode == 2 and len(ours.stderr.splitlines()) == 1

@@ -221,3 +221,64 @@ def test_output_file_created_as_curl_creates_it(tmp_path: Path) -> None:
     assert code == 0 and (tmp_path / "e").read_bytes() == b""
     code, _, _, _, _ = run("-o", str(tmp_path / "f"), "http://192.0.2.81/")  # refused
     assert code == 1 and not (tmp_path / "f").exists()
+
+
+def test_get_user_include_compressed_as_curl() -> None:
+    # -G: the -d data is each URL's query (after ? or &), a GET without body
+    a = parse("-G", "-d", "a=1", "-d", "b=2", "http://x.test/p?q=0#f", "http://x.test/")
+    assert [run_http.with_query(u, b"a=1&b=2") for u in a.urls] == [
+        "http://x.test/p?q=0&a=1&b=2#f", "http://x.test/?a=1&b=2",
+    ]  # fmt: skip
+    code, _, raw, _, records = run("-G", "-d", "a=1", "-u", "us:pw", "-i", "-o", "-",
+                                   "http://192.0.2.80/echo?x")  # fmt: skip
+    assert code == 0 and records[0]["method"] == "GET"
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 X\r\n") and b"Content-Length" in head  # -i
+    seen = json.loads(body)
+    assert (seen["method"], seen["target"], seen["body"]) == ("GET", "/echo?x&a=1", "")
+    assert seen["auth"] == "Basic dXM6cHc="  # us:pw
+    # -i -L: every header block, then the body; -I -i: the headers once
+    _, _, raw, _, _ = run("-L", "-i", "-w", "", "http://192.0.2.80/r/302?to=/echo")
+    assert raw.count(b"HTTP/1.1 ") == 2 and raw.index(b"302") < raw.index(b"200 X")
+    _, _, raw, _, _ = run("-I", "-i", "-w", "", "http://192.0.2.80/echo")
+    assert raw.count(b"HTTP/1.1 ") == 1
+
+    # --compressed: a coding we cannot decode is the URL's error, curl's 61
+    def br(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+        return response(200, b"\x0bxx", Content_Encoding="br")
+
+    code, _, _, _, records = run("--compressed", "-w", "", "http://192.0.2.80/", handler=br)
+    assert code == 1 and records[0]["exitcode"] == 61
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-u", "alone", "http://a.test/"], "'alone': no password"),
+        (["-i", "http://a.test/"], "-i/--include: the headers go where the body goes"),
+        (
+            ["-c", "/nonexistent/dir/jar", "http://a.test/"],
+            "--cookie-jar /nonexistent/dir/jar: no such",
+        ),
+        (["-b", "/", "http://a.test/"], "-b/--cookie /: is a directory"),
+    ],
+)
+def test_bad_new_options_are_one_line_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(RunError, match=message):
+        run_http.experiment(parse(*argv), lambda r: None, Progress())
+
+
+def test_cookie_options_as_curl(tmp_path: Path) -> None:
+    # -b with '=': sent as is, no engine; a file: read, the engine on; missing: engine on
+    jar, string = run_http.cookie_options(["a=1; b=2;", "c=3"], None)
+    assert jar is None and string == "a=1; b=2; c=3"
+    f = tmp_path / "jar"
+    f.write_text("x.test\tFALSE\t/\tFALSE\t0\tn\tv\n")
+    jar, string = run_http.cookie_options([str(f), str(tmp_path / "missing")], None)
+    assert string is None and jar is not None and jar.header("http", "x.test", "/") == "n=v"
+    jar, _ = run_http.cookie_options([], str(tmp_path / "out"))
+    assert jar is not None
+    # -c -: the jar on stdout after each URL (after its write-out), as curl 7.88
+    code, _, raw, _, _ = run("-c", "-", "-w", "W\\n", "http://192.0.2.80/echo",
+                             "http://192.0.2.80/echo")  # fmt: skip
+    assert code == 0 and raw.count(b"W\n# Netscape HTTP Cookie File\n") == 2

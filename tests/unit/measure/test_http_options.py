@@ -1,0 +1,92 @@
+"""`http_get` with curl's -u (Basic authorization, only to the first URL's scheme, host and
+port over redirects), --compressed (Accept-Encoding as curl 7.88 without brotli/zstd sends
+it, gzip and deflate decoded, other codings refused by name as curl's 61, a body that
+inflates past the limit refused) and -i (every header block handed out before the body)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import zlib
+
+from test_http_redirects import response, serving
+
+from packetlab.measure.http import http_get
+
+TEXT = b"hello hello hello hello\n" * 40
+
+
+def encoded(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+    """/gzip, /deflate, /rawdeflate, /br, /bomb (1 KiB of gzip that inflates to 8 MiB);
+    what the client asked for in the X-Asked header."""
+    kind = target.strip("/")
+    data = {
+        "gzip": gzip.compress(TEXT),
+        "deflate": zlib.compress(TEXT),
+        "rawdeflate": zlib.compress(TEXT)[2:-4],
+        "br": b"\x0b\x02\x80hello",
+        "bomb": gzip.compress(bytes(8 << 20)),
+        "plain": TEXT,
+    }[kind]
+    coding = {"rawdeflate": "deflate", "plain": "identity", "bomb": "gzip"}.get(kind, kind)
+    return response(200, data, Content_Encoding=coding,
+                    X_Asked=headers.get("accept-encoding", "-"))  # fmt: skip
+
+
+def test_basic_auth_goes_to_the_first_origin_only() -> None:
+    rig, made = serving()
+    rig.endpoint.peers[("192.0.2.80", 8080)] = rig.endpoint.peers[("192.0.2.80", 80)]
+    token = base64.b64encode(b"us:p:w").decode()
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/echo", auth=("us", "p:w"),
+                         keep_body=True))  # fmt: skip
+    assert json.loads(r.body or b"{}")["auth"] == f"Basic {token}"
+    # a redirect to another port drops it, and back to the first origin sends it again
+    to = "http://192.0.2.80:8080/r/302?to=http://192.0.2.80/echo"
+    r = rig.run(http_get(rig.session, f"http://192.0.2.80/r/302?to={to}", follow=True,
+                         auth=("us", "pw"), keep_body=True))  # fmt: skip
+    assert r.num_redirects == 2 and json.loads(r.body or b"{}")["auth"] is not None
+    hops = [bytes(m.got).lower() for m in made[-3:]]
+    assert [b"authorization:" in h for h in hops] == [True, False, True]
+    # an -H Authorization wins over -u (curl sends the custom header)
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/echo", auth=("us", "pw"),
+                         headers=[("Authorization", "Bearer t")], keep_body=True))  # fmt: skip
+    assert json.loads(r.body or b"{}")["auth"] == "Bearer t"
+
+
+def test_compressed_asks_as_curl_and_decodes_gzip_and_deflate() -> None:
+    rig, _ = serving(encoded)
+    for kind in ("gzip", "deflate", "rawdeflate", "plain"):
+        out: list[bytes] = []
+        r = rig.run(http_get(rig.session, f"http://192.0.2.80/{kind}", compressed=True,
+                             keep_body=True, on_body=out.append))  # fmt: skip
+        assert (r.error, r.body, b"".join(out)) == (None, TEXT, TEXT), kind
+        assert dict(r.headers)["X-Asked"] == "deflate, gzip"  # curl 7.88 sans br/zstd
+        wire = int(dict(r.headers)["Content-Length"])
+        assert r.body_len == wire  # curl's size_download: the bytes received
+    # without --compressed nothing is asked and nothing decoded (as curl)
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/gzip", keep_body=True))
+    assert dict(r.headers)["X-Asked"] == "-" and r.body == gzip.compress(TEXT)
+
+
+def test_compressed_refuses_what_it_cannot_decode() -> None:
+    rig, _ = serving(encoded)
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/br", compressed=True))
+    assert r.exitcode == 61 and r.status is None
+    assert r.error is not None and r.error.startswith("Content-Encoding br: not decoded")
+    # no body, nothing to decode: a HEAD answered with br is no error (as curl)
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/br", compressed=True, head=True))
+    assert (r.error, r.status) == (None, 200)
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/bomb", compressed=True,
+                         max_body=1 << 20))  # fmt: skip
+    assert r.error == f"decoded body larger than {1 << 20} bytes" and r.status is None
+
+
+def test_include_hands_out_every_header_block_before_the_body() -> None:
+    rig, _ = serving()
+    out: list[bytes] = []
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/r/301?to=/echo", follow=True,
+                         on_headers=out.append, on_body=out.append))  # fmt: skip
+    assert r.status == 200 and len(out) == 3
+    assert out[0].startswith(b"HTTP/1.1 301 ") and out[0] == r.raw_headers[0]
+    assert out[1].startswith(b"HTTP/1.1 200 ") and out[2].startswith(b'{"method": "GET"')
