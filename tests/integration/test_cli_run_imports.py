@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def test_pktlab_run_loads_only_the_controller_parts_it_uses() -> None:
     code = (
@@ -22,3 +24,31 @@ def test_pktlab_run_loads_only_the_controller_parts_it_uses() -> None:
     assert rc == "0", out
     assert "packetlab.controller.listener" in loaded  # what the run does need
     assert not loaded & {"packetlab.controller.exchange", "packetlab.controller.train"}, loaded
+
+
+def test_pktlab_run_spawns_no_process() -> None:
+    """`ctypes.util.find_library` runs `/sbin/ldconfig -p` in a subprocess (milliseconds to
+    tens of them on a loaded machine): libpcap is loaded by its soname first, so a run on a
+    system that has it spawns nothing (docs/performance.md, pktlab run, Session 10)."""
+    code = (
+        "import ctypes, sys\n"
+        "try:\n"
+        "    ctypes.CDLL('libpcap.so.0.8')\n"
+        "except OSError:\n"
+        "    print('skip'); sys.exit(0)\n"
+        "spawned = []\n"
+        "def hook(event, args):\n"
+        "    if event in ('subprocess.Popen', 'os.posix_spawn', 'os.fork', 'os.exec'):\n"
+        "        spawned.append((event, str(args)[:80]))\n"
+        "sys.addaudithook(hook)\n"
+        "import packetlab.cli as c\n"
+        "rc = c.main(['run', 'traceroute', '-n', '-q', '1', '127.0.0.1'])\n"
+        "print(rc, spawned)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    last = out.stdout.splitlines()[-1]
+    if last == "skip":
+        pytest.skip("no libpcap.so.0.8 here")
+    assert last == "0 []", out
