@@ -49,6 +49,7 @@ MDA_METHOD = {
 
 # Sub-commands in their own modules (packetlab.cli.run_NAME, see run_command.py).
 MODULE_COMMANDS = ("dns", "http", "throughput", "sendgap", "clocksync", "alias")
+MEASUREMENTS = ("traceroute", "ping", *MODULE_COMMANDS)
 
 EPILOG = """\
 examples:
@@ -181,7 +182,11 @@ def _common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
     add_link_arguments(p)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, only: str | None = None) -> None:
+    """`pktlab run`'s parser; with `only` (a measurement's name, from the command line)
+    the parser of that measurement alone: the others' modules, and the options and help
+    texts of every other measurement, cost start-up time that a run does not need
+    (docs/performance.md, pktlab run, Session 10)."""
     parser.description = (
         "Run a measurement through a PacketLab endpoint and print the result. The endpoint "
         "runs in this process unless --listen is given."
@@ -190,6 +195,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="measurement", metavar="MEASUREMENT")
     sub.required = True
+    if only not in MEASUREMENTS:  # none, -h, or a typo: all of them, for help and errors
+        only = None
+    if only in (None, "traceroute"):
+        _add_traceroute(sub)
+    if only in (None, "ping"):
+        _add_ping(sub)
+    for name in MODULE_COMMANDS:
+        if only in (None, name):
+            importlib.import_module(f"packetlab.cli.run_{name}").add_parser(sub)
+
+
+def _add_traceroute(sub: Any) -> None:
     tr = sub.add_parser(
         "traceroute",
         help="traceroute (UDP, ICMP or TCP probes)",
@@ -377,6 +394,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="UDP: destination port of the first probe, +1 per probe [default: 33434]; "
         "-U: the destination port [default: 53]; TCP: the destination port [default: 80]",
     )
+
+
+def _add_ping(sub: Any) -> None:
     pg = sub.add_parser(
         "ping",
         help="ICMP echo",
@@ -480,8 +500,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="TTL / hop limit [default: 64]",
     )
-    for name in MODULE_COMMANDS:
-        importlib.import_module(f"packetlab.cli.run_{name}").add_parser(sub)
 
 
 # -- targets and addresses ---------------------------------------------------------------------

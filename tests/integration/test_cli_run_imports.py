@@ -52,3 +52,41 @@ def test_pktlab_run_spawns_no_process() -> None:
     if last == "skip":
         pytest.skip("no libpcap.so.0.8 here")
     assert last == "0 []", out
+
+
+_OTHERS = {f"packetlab.cli.run_{n}" for n in ("dns", "http", "throughput", "sendgap", "clocksync")}
+_OTHERS |= {"packetlab.cli.run_alias", "packetlab.cli.run_command", "packetlab.measure.iperf3"}
+
+
+def _loaded_by(run: str) -> tuple[str, set[str]]:
+    code = (
+        "import sys, packetlab.cli as c\n"
+        f"{run}\n"
+        "print(rc, *sorted(m for m in sys.modules if m.startswith('packetlab.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    rc, *names = out.stdout.splitlines()[-1].split()
+    return rc, set(names)
+
+
+def test_traceroute_and_ping_load_no_other_measurement() -> None:
+    """`pktlab run traceroute` builds and imports only its own parser: not the modules (nor
+    the help texts) of dns, http, throughput... (docs/performance.md, pktlab run, Session 10)."""
+    for argv in (["traceroute", "-n", "-q", "1"], ["ping", "-c", "1", "-q"]):
+        rc, loaded = _loaded_by(f"rc = c.main(['run', *{argv!r}, '127.0.0.1'])")
+        assert rc == "0", (argv, loaded)
+        assert "packetlab.cli.run" in loaded
+        assert not loaded & _OTHERS, (argv, loaded & _OTHERS)
+
+
+def test_a_module_measurement_loads_its_own_module_only() -> None:
+    for name in ("dns", "http", "alias"):
+        _rc, loaded = _loaded_by(
+            f"args = c.parse(['run', {name!r}, 'x'])\n"
+            "import importlib; importlib.import_module(args._module); rc = 0"
+        )
+        mine = f"packetlab.cli.run_{name}"
+        assert mine in loaded, loaded
+        assert not loaded & (_OTHERS - {mine, "packetlab.cli.run_command"}), loaded & _OTHERS
