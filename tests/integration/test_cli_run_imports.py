@@ -79,6 +79,7 @@ def test_traceroute_and_ping_load_no_other_measurement() -> None:
         assert rc == "0", (argv, loaded)
         assert "packetlab.cli.run" in loaded
         assert not loaded & _OTHERS, (argv, loaded & _OTHERS)
+        assert "packetlab.reflex.wire" not in loaded  # no reflex attached: not its codec
 
 
 def test_a_module_measurement_loads_its_own_module_only() -> None:
