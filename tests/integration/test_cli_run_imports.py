@@ -91,3 +91,26 @@ def test_a_module_measurement_loads_its_own_module_only() -> None:
         mine = f"packetlab.cli.run_{name}"
         assert mine in loaded, loaded
         assert not loaded & (_OTHERS - {mine, "packetlab.cli.run_command"}), loaded & _OTHERS
+
+
+def test_dns_over_udp_loads_no_tcp_stream() -> None:
+    """A refused query over UDP (nothing listens on the discard port of loopback)."""
+    rc, loaded = _loaded_by(
+        "rc = c.main(['run', 'dns', '@127.0.0.1', '-p', '9', '+tries=1', '+time=1', 'a.test'])"
+    )
+    assert "packetlab.measure.dns" in loaded
+    assert "packetlab.measure.stream" not in loaded, rc
+
+
+def test_http_to_an_address_loads_no_dns_client() -> None:
+    """`pktlab run http http://ADDRESS/` resolves nothing: neither the DNS client nor
+    dnspython (nor reading the endpoint's resolv.conf through them)."""
+    code = (
+        "import sys, packetlab.cli as c\n"
+        "rc = c.main(['run', 'http', '-s', '--max-time', '2', 'http://127.0.0.1:9/'])\n"
+        "print(rc, 'dns' in sys.modules, 'packetlab.measure.dns' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.splitlines()[-1].split()[1:] == ["False", "False"], out
