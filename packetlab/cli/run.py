@@ -22,7 +22,7 @@ import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.interrupt import quit_on_interrupt, run_reactor
@@ -33,9 +33,11 @@ from packetlab.cli.link import (
     route_source,
     run_on_link,
 )
-from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
 from packetlab.controller.stop import StopSignal
-from packetlab.measure.records import PingResult, Stamp, TracerouteResult
+
+if TYPE_CHECKING:  # (imported where used: `run dns`, `http`... import this module too)
+    from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
+    from packetlab.measure.records import PingResult, TracerouteResult
 
 T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -604,6 +606,7 @@ def _experiment(
     packetlen and TOS, checked (`traceroute_shape`)."""
     from twisted.internet.defer import Deferred, DeferredList, succeed
 
+    from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
     from packetlab.controller import read_system_info
     from packetlab.measure.rdns import LocalNames, ReverseNames
     from packetlab.measure.traceroute import PARIS, TCP_METHODS, pick_source, traceroute
@@ -913,6 +916,8 @@ def _report(
     src: Address | None = None,
     ifname: str | None = None,
 ) -> TracerouteReport | PingReport | MdaReport:
+    from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
+
     name = None if args.target == str(dst) else args.target
     if args.measurement == "traceroute" and args.mda:
         return MdaReport(
@@ -952,6 +957,8 @@ async def measure(
 ) -> tuple[Any, TracerouteReport | PingReport | MdaReport]:
     """Run the measurement of `args`, printing as it goes; the result and its report
     (whose `finish` prints the summary)."""
+    from packetlab.measure.records import Stamp
+
     if stop is None:
         stop = StopSignal()
     if args.measurement == "traceroute" and args.first_ttl > args.max_ttl:
@@ -1067,6 +1074,9 @@ def run(args: argparse.Namespace) -> int:
                     os.unlink(path)
 
     async def measured(reactor: Any, stop: StopSignal, warts: BinaryIO | None) -> int:
+        from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
+        from packetlab.measure.records import PingResult, TracerouteResult
+
         result, report = await measure(reactor, args, stop)
         interrupted = stop.requested and stop.reason == "interrupted"
         if isinstance(report, MdaReport):
