@@ -11,7 +11,8 @@ endpoint service, the TLS link). Scenarios:
   namespace (every PTR lookup times out), as a testbed or an offline host has it.
 
 Tools alternate within each round; the medians and ours / native are reported. Also the
-floors of ours: ``python -c pass`` and the imports of ``pktlab run`` alone.
+floors of ours: ``python -c pass`` and the imports of ``pktlab run`` alone, and the CPU
+time (user + system) of every run of ours, less disturbed by a shared machine's load.
 
 Ours runs as an installed package would: with its bytecode (.pyc) cached, in a private
 ``PYTHONPYCACHEPREFIX`` warmed up by one untimed run, even where the environment sets
@@ -46,12 +47,31 @@ SILENT_DST = "10.77.99.1"
 IMPORTS = 'import packetlab.cli as c; c.build_parser("run")'
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> float:
+# ... and of the command line of a traceroute: the parser of that measurement alone.
+IMPORTS_TRACEROUTE = 'import packetlab.cli as c; c.parse(["run", "traceroute", "127.0.0.1"])'
+
+
+def timed(
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
+    cpu: list[float] | None = None,
+) -> float:
+    """The wall-clock time of `argv`; its CPU time (user + system, the process and the
+    children it waited for) appended to `cpu`: less sensitive than the wall clock to the
+    other loads of a shared machine, so small changes show in it."""
     t0 = time.perf_counter()
-    subprocess.run(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=cwd, env=env
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd, env=env
     )
-    return time.perf_counter() - t0
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, argv)
+    if cpu is not None:
+        cpu.append(usage.ru_utime + usage.ru_stime)
+    return wall
 
 
 def python_env(pycache: str, *, bytecode: bool = True, path: Path | None = None) -> dict[str, str]:
@@ -115,11 +135,13 @@ def main() -> int:
         floors = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "imports of pktlab run": [sys.executable, "-c", IMPORTS],
+            "imports of pktlab run traceroute": [sys.executable, "-c", IMPORTS_TRACEROUTE],
         }
         floor_env = dict.fromkeys(floors, (env, REPO))
         if args.before is not None:
-            floors["imports of pktlab run, before"] = floors["imports of pktlab run"]
-            floor_env["imports of pktlab run, before"] = (old, args.before)
+            for name in ("imports of pktlab run", "imports of pktlab run traceroute"):
+                floors[f"{name}, before"] = floors[name]
+                floor_env[f"{name}, before"] = (old, args.before)
         for mine, _ in scenarios.values():  # warm up: bytecode, demo certificates
             timed([*ours, *mine], env)
         for mine, venv, cwd in variants.values():
@@ -127,15 +149,17 @@ def main() -> int:
         times = {k: {"ours": list[float](), "native": list[float]()} for k in scenarios}
         variant_times: dict[str, list[float]] = {k: [] for k in variants}
         floor_times: dict[str, list[float]] = {k: [] for k in floors}
+        cpu: dict[str, list[float]] = {k: [] for k in [*scenarios, *variants, *floors]}
         for r in range(args.rounds):
             for name, (mine, theirs) in scenarios.items():
                 pair = [("ours", [*ours, *mine]), ("native", [*native, *theirs])]
                 for tool, argv in pair if r % 2 == 0 else pair[::-1]:
-                    times[name][tool].append(timed(argv, env))
+                    into = cpu[name] if tool == "ours" else None
+                    times[name][tool].append(timed(argv, env, cpu=into))
             for name, (mine, venv, cwd) in variants.items():
-                variant_times[name].append(timed([*ours, *mine], venv, cwd))
+                variant_times[name].append(timed([*ours, *mine], venv, cwd, cpu=cpu[name]))
             for name, argv in floors.items():
-                floor_times[name].append(timed(argv, *floor_env[name]))
+                floor_times[name].append(timed(argv, *floor_env[name], cpu=cpu[name]))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     finally:
         tb.down()
@@ -154,6 +178,11 @@ def main() -> int:
         ["floor of ours", "median (s)"],
         [[k, fmt(median(v), digits=3)] for k, v in floor_times.items()],
     ))  # fmt: skip
+    print()
+    print(markdown_table(
+        ["ours", "CPU, user + system: median (s)", "min (s)"],
+        [[k, fmt(median(v), digits=3), fmt(min(v), digits=3)] for k, v in cpu.items()],
+    ))  # fmt: skip
     if args.json:
         write_json(
             args.json,
@@ -162,6 +191,7 @@ def main() -> int:
                 "times": times,
                 "variants": variant_times,
                 "floors": floor_times,
+                "cpu": cpu,
             },
         )
     return 0

@@ -30,8 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser; sub-command modules are imported only for `only` (all when None)."""
+def build_parser(only: str | None = None, then: str | None = None) -> argparse.ArgumentParser:
+    """The parser; sub-command modules are imported only for `only` (all when None).
+    `then`, the word after `only` on the command line, lets a command with sub-commands
+    of its own (`pktlab run`) build only that one's parser."""
     parser = argparse.ArgumentParser(
         prog="pktlab",
         description="PacketLab tools: wire dissector, experiments, certificates, testbeds.",
@@ -45,7 +47,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.set_defaults(_module=modname)
         if only is None or name == only:
-            importlib.import_module(modname).add_arguments(p)
+            module = importlib.import_module(modname)
+            if then is not None and name == "run":
+                module.add_arguments(p, only=then)
+            else:
+                module.add_arguments(p)
     return parser
 
 
@@ -55,8 +61,11 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     argv = list(argv)
     # Import only the module of the command asked for: fast start-up, and one broken
     # optional dependency cannot take the other commands down.
-    chosen = next((a for a in argv if not a.startswith("-")), "")
-    parser = build_parser(chosen)
+    at = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+    chosen = argv[at] if at < len(argv) else ""
+    # The word right after it (`run traceroute`), not after an option (`run -h traceroute`).
+    then = argv[at + 1] if at + 1 < len(argv) and not argv[at + 1].startswith("-") else None
+    parser = build_parser(chosen, then)
     args, extra = parser.parse_known_args(argv)
     if extra and not _more_operands(args, extra):
         bad = [e for e in extra if e.startswith("-") and len(e) > 1] or extra

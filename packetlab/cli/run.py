@@ -22,7 +22,7 @@ import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.interrupt import quit_on_interrupt, run_reactor
@@ -33,9 +33,11 @@ from packetlab.cli.link import (
     route_source,
     run_on_link,
 )
-from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
 from packetlab.controller.stop import StopSignal
-from packetlab.measure.records import PingResult, Stamp, TracerouteResult
+
+if TYPE_CHECKING:  # (imported where used: `run dns`, `http`... import this module too)
+    from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
+    from packetlab.measure.records import PingResult, TracerouteResult
 
 T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -49,6 +51,7 @@ MDA_METHOD = {
 
 # Sub-commands in their own modules (packetlab.cli.run_NAME, see run_command.py).
 MODULE_COMMANDS = ("dns", "http", "throughput", "sendgap", "clocksync", "alias")
+MEASUREMENTS = ("traceroute", "ping", *MODULE_COMMANDS)
 
 EPILOG = """\
 examples:
@@ -181,7 +184,11 @@ def _common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
     add_link_arguments(p)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, only: str | None = None) -> None:
+    """`pktlab run`'s parser; with `only` (a measurement's name, from the command line)
+    the parser of that measurement alone: the others' modules, and the options and help
+    texts of every other measurement, cost start-up time that a run does not need
+    (docs/performance.md, pktlab run, Session 10)."""
     parser.description = (
         "Run a measurement through a PacketLab endpoint and print the result. The endpoint "
         "runs in this process unless --listen is given."
@@ -190,6 +197,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="measurement", metavar="MEASUREMENT")
     sub.required = True
+    if only not in MEASUREMENTS:  # none, -h, or a typo: all of them, for help and errors
+        only = None
+    if only in (None, "traceroute"):
+        _add_traceroute(sub)
+    if only in (None, "ping"):
+        _add_ping(sub)
+    for name in MODULE_COMMANDS:
+        if only in (None, name):
+            importlib.import_module(f"packetlab.cli.run_{name}").add_parser(sub)
+
+
+def _add_traceroute(sub: Any) -> None:
     tr = sub.add_parser(
         "traceroute",
         help="traceroute (UDP, ICMP or TCP probes)",
@@ -377,6 +396,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="UDP: destination port of the first probe, +1 per probe [default: 33434]; "
         "-U: the destination port [default: 53]; TCP: the destination port [default: 80]",
     )
+
+
+def _add_ping(sub: Any) -> None:
     pg = sub.add_parser(
         "ping",
         help="ICMP echo",
@@ -480,8 +502,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="TTL / hop limit [default: 64]",
     )
-    for name in MODULE_COMMANDS:
-        importlib.import_module(f"packetlab.cli.run_{name}").add_parser(sub)
 
 
 # -- targets and addresses ---------------------------------------------------------------------
@@ -586,6 +606,7 @@ def _experiment(
     packetlen and TOS, checked (`traceroute_shape`)."""
     from twisted.internet.defer import Deferred, DeferredList, succeed
 
+    from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
     from packetlab.controller import read_system_info
     from packetlab.measure.rdns import LocalNames, ReverseNames
     from packetlab.measure.traceroute import PARIS, TCP_METHODS, pick_source, traceroute
@@ -895,6 +916,8 @@ def _report(
     src: Address | None = None,
     ifname: str | None = None,
 ) -> TracerouteReport | PingReport | MdaReport:
+    from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
+
     name = None if args.target == str(dst) else args.target
     if args.measurement == "traceroute" and args.mda:
         mda_report = MdaReport(
@@ -937,6 +960,8 @@ async def measure(
 ) -> tuple[Any, TracerouteReport | PingReport | MdaReport]:
     """Run the measurement of `args`, printing as it goes; the result and its report
     (whose `finish` prints the summary)."""
+    from packetlab.measure.records import Stamp
+
     if stop is None:
         stop = StopSignal()
     if args.measurement == "traceroute" and args.first_ttl > args.max_ttl:
@@ -1052,6 +1077,9 @@ def run(args: argparse.Namespace) -> int:
                     os.unlink(path)
 
     async def measured(reactor: Any, stop: StopSignal, warts: BinaryIO | None) -> int:
+        from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
+        from packetlab.measure.records import PingResult, TracerouteResult
+
         result, report = await measure(reactor, args, stop)
         interrupted = stop.requested and stop.reason == "interrupted"
         if isinstance(report, MdaReport):

@@ -156,7 +156,7 @@ def add_command(sub: Any, cmd: Command) -> argparse.ArgumentParser:
 
 def resolv_conf_servers(path: Path = RESOLV_CONF) -> tuple[list[str], list[str]]:
     """(IPv4, IPv6) nameservers of resolv.conf; empty when it is missing."""
-    from packetlab.measure.dns import resolver_of
+    from packetlab.measure.resolvconf import resolver_of  # (not measure.dns: no dnspython)
 
     try:
         text = path.read_text()

@@ -18,14 +18,13 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
 from packetlab.controller.errors import ControllerError
-from packetlab.monitor.abi import encode
 from packetlab.reflex import abi
-from packetlab.reflex import wire as rw
 from packetlab.wire import Message, Result
 from packetlab.wire.constants import MsgType
 
 if TYPE_CHECKING:
     from packetlab.controller.sockets import Socket
+    from packetlab.reflex import wire as rw
     from packetlab.wire.framer import Unknown
 
 __all__ = [
@@ -78,7 +77,7 @@ class ReflexStatus:
 
     @property
     def running(self) -> bool:
-        return self.stat == rw.STAT_RUNNING
+        return self.stat == _rw().STAT_RUNNING
 
 
 class Reflex:
@@ -128,6 +127,14 @@ class Reflex:
         return self.session.detach_reflex(self.sktid)
 
 
+def _rw() -> Any:
+    """packetlab.reflex.wire, imported on first use: a session that attaches no reflex
+    (every `pktlab run` measurement) does not load it (docs/performance.md, Session 10)."""
+    from packetlab.reflex import wire
+
+    return wire
+
+
 def _sktid(sock: Socket | int) -> int:
     return sock if isinstance(sock, int) else sock.sktid
 
@@ -153,11 +160,11 @@ class ReflexMethods:
             return succeed(self._reflex_caps)  # type: ignore[arg-type]
 
         def got(data: bytes) -> rw.Caps | None:
-            caps = rw.Caps.decode(data)
+            caps = _rw().Caps.decode(data)
             self._reflex_caps = caps
             return caps
 
-        return self.mread(rw.CAPS, rw.CAPS_LEN).addCallback(got)
+        return self.mread(_rw().CAPS, _rw().CAPS_LEN).addCallback(got)
 
     def attach_reflex(
         self, sock: Socket | int, module: bytes, params: bytes = b"", *, preloaded: bool = False
@@ -169,8 +176,10 @@ class ReflexMethods:
         if len(params) > abi.PARAMS_LEN:
             return fail(ValueError(f"params of {len(params)} bytes (at most {abi.PARAMS_LEN})"))
         digest = abi.digest(module)
+        from packetlab.monitor.abi import encode  # (here: a session without reflexes skips it)
+
         program = b"" if preloaded else encode(module)
-        frame = rw.Attach(sktid, digest, bytes(params), program).frame()
+        frame = _rw().Attach(sktid, digest, bytes(params), program).frame()
 
         def check(caps: rw.Caps | None) -> Deferred[Any]:
             if caps is None:
@@ -190,7 +199,7 @@ class ReflexMethods:
 
     def detach_reflex(self, sock: Socket | int) -> Deferred[Result]:
         sktid = _sktid(sock)
-        d: Deferred[Result] = self.request(PrivateRequest("rdetach", rw.detach_frame(sktid)))
+        d: Deferred[Result] = self.request(PrivateRequest("rdetach", _rw().detach_frame(sktid)))
         return d
 
     def configure_reflex(
@@ -199,7 +208,7 @@ class ReflexMethods:
         """Write `params` at `offset` of the reflex's parameters (it gets reflex_configure)."""
         if offset < 0 or offset + len(params) > abi.PARAMS_LEN:
             return fail(ValueError(f"parameters are {abi.PARAMS_LEN} bytes"))
-        return self.mwrite(rw.block_addr(_sktid(sock), rw.B_PARAMS + offset), params)
+        return self.mwrite(_rw().block_addr(_sktid(sock), _rw().B_PARAMS + offset), params)
 
     def reflex_state(
         self, sock: Socket | int, offset: int = 0, length: int = abi.STATE_LEN
@@ -207,13 +216,13 @@ class ReflexMethods:
         """`length` bytes of the reflex's state at `offset`."""
         if offset < 0 or length < 1 or offset + length > abi.STATE_LEN:
             return fail(ValueError(f"the state is {abi.STATE_LEN} bytes"))
-        return self.mread(rw.block_addr(_sktid(sock), rw.B_STATE + offset), length)
+        return self.mread(_rw().block_addr(_sktid(sock), _rw().B_STATE + offset), length)
 
     def reflex_status(self, sock: Socket | int) -> Deferred[ReflexStatus]:
         def parse(data: bytes) -> ReflexStatus:
             return ReflexStatus(*_HEAD.unpack_from(data))
 
-        return self.mread(rw.block_addr(_sktid(sock)), _HEAD.size).addCallback(parse)
+        return self.mread(_rw().block_addr(_sktid(sock)), _HEAD.size).addCallback(parse)
 
     def reflex(self, sock: Socket | int) -> Reflex | None:
         return (self._reflex_handles or {}).get(_sktid(sock))
@@ -221,17 +230,20 @@ class ReflexMethods:
     def _reflex_note(self, item: Unknown) -> bool:
         """An rreport or rdetached from the endpoint; False for any other type (reflex
         hook)."""
-        if item.msgtype not in (rw.RREPORT, rw.RDETACHED) or not self._reflex_handles:
+        if not self._reflex_handles:  # (first: no reflex, no need of reflex.wire)
+            return False
+        w = _rw()
+        if item.msgtype not in (w.RREPORT, w.RDETACHED):
             return False
         try:
-            if item.msgtype == rw.RREPORT:
-                rep = rw.Report.decode(item.body)
+            if item.msgtype == w.RREPORT:
+                rep = w.Report.decode(item.body)
                 handle = self._reflex_handles.get(rep.sktid)
                 if handle is not None:
                     handle._report(rep)
                 return handle is not None
-            det = rw.Detached.decode(item.body)
-        except rw.BadMessage:
+            det = w.Detached.decode(item.body)
+        except w.BadMessage:
             return False
         handle = self._reflex_handles.pop(det.sktid, None)
         if handle is not None and not handle.detached.called:

@@ -37,11 +37,11 @@ from packetlab.controller import (
     read_system_info,
 )
 from packetlab.measure.pcap import PcapRecorder, local_udp_end
+from packetlab.measure.resolvconf import resolver_of
 from packetlab.wire import Ndata, Ntag
 
 if TYPE_CHECKING:
     from packetlab.measure.capture import RawCapture
-from packetlab.measure.stream import StreamError, TcpStream, connect_failure
 
 __all__ = [
     "DnsAnswer",
@@ -157,19 +157,6 @@ def parse_qtype(text: str) -> str:
         return dns.rdatatype.to_text(dns.rdatatype.RdataType.make(value))
     except (dns.rdatatype.UnknownRdatatype, ValueError):
         raise DnsError(f"unknown record type {text!r}") from None
-
-
-def resolver_of(text: str) -> list[str]:
-    """The nameserver addresses of a resolv.conf text (scoped IPv6 ones left out)."""
-    out = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver" and "%" not in parts[1]:
-            try:
-                out.append(str(parse_address(parts[1])))
-            except ValueError:
-                continue
-    return out
 
 
 SPLIT = 56  # dig's +split default: base64 and hex fields cut into 56-character words
@@ -535,6 +522,9 @@ async def _over_tcp(
     timeout: float,
     recorder: PcapRecorder | None = None,
 ) -> None:
+    # Only here: a query over UDP (most) does not load the TCP stream (docs/performance.md).
+    from packetlab.measure.stream import StreamError, TcpStream, connect_failure
+
     wire = query.to_wire()
     result.proto = "tcp"
     result.tries = 1

@@ -48,7 +48,6 @@ from packetlab.controller import (
     read_time,
 )
 from packetlab.measure.cookies import CookieJar
-from packetlab.measure.dns import DnsError, dns_query
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.stream import (
     Chunk,
@@ -414,6 +413,10 @@ class _Unresolved(Exception):
 async def _resolve(session: EndpointSession, url: Url, family: int | None) -> AddressLike:
     if url.host_is_address:
         return url.host
+    # Only here: a URL with an address needs neither the DNS client nor dnspython (~60 ms
+    # of a `pktlab run http` start, docs/performance.md).
+    from packetlab.measure.dns import DnsError, dns_query
+
     qtypes = ["AAAA"] if family == 6 else ["A"] if family == 4 else ["A", "AAAA"]
     why = []
     for qtype in qtypes:

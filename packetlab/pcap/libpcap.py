@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,12 +78,20 @@ _lock = threading.Lock()  # pcap_compile is not reentrant in older libpcaps
 _NAMES = ("libpcap.so.0.8", "libpcap.so.1", "libpcap.so")
 
 
+def _candidates() -> Iterator[str | None]:
+    """The usual sonames, `find_library`'s answer only when the first fails: it runs
+    `/sbin/ldconfig -p` in a subprocess, at every `pktlab run` if asked up front."""
+    yield _NAMES[0]
+    yield ctypes.util.find_library("pcap")
+    yield from _NAMES[1:]
+
+
 def libpcap() -> Any:
     """The loaded library with argument types set (`LibpcapUnavailable` if missing)."""
     global _lib
     if _lib is not None:
         return _lib
-    for name in (_NAMES[0], ctypes.util.find_library("pcap"), *_NAMES[1:]):
+    for name in _candidates():
         if not name:
             continue
         try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def test_pktlab_run_loads_only_the_controller_parts_it_uses() -> None:
     code = (
@@ -22,3 +24,95 @@ def test_pktlab_run_loads_only_the_controller_parts_it_uses() -> None:
     assert rc == "0", out
     assert "packetlab.controller.listener" in loaded  # what the run does need
     assert not loaded & {"packetlab.controller.exchange", "packetlab.controller.train"}, loaded
+
+
+def test_pktlab_run_spawns_no_process() -> None:
+    """`ctypes.util.find_library` runs `/sbin/ldconfig -p` in a subprocess (milliseconds to
+    tens of them on a loaded machine): libpcap is loaded by its soname first, so a run on a
+    system that has it spawns nothing (docs/performance.md, pktlab run, Session 10)."""
+    code = (
+        "import ctypes, sys\n"
+        "try:\n"
+        "    ctypes.CDLL('libpcap.so.0.8')\n"
+        "except OSError:\n"
+        "    print('skip'); sys.exit(0)\n"
+        "spawned = []\n"
+        "def hook(event, args):\n"
+        "    if event in ('subprocess.Popen', 'os.posix_spawn', 'os.fork', 'os.exec'):\n"
+        "        spawned.append((event, str(args)[:80]))\n"
+        "sys.addaudithook(hook)\n"
+        "import packetlab.cli as c\n"
+        "rc = c.main(['run', 'traceroute', '-n', '-q', '1', '127.0.0.1'])\n"
+        "print(rc, spawned)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    last = out.stdout.splitlines()[-1]
+    if last == "skip":
+        pytest.skip("no libpcap.so.0.8 here")
+    assert last == "0 []", out
+
+
+_OTHERS = {f"packetlab.cli.run_{n}" for n in ("dns", "http", "throughput", "sendgap", "clocksync")}
+_OTHERS |= {"packetlab.cli.run_alias", "packetlab.cli.run_command", "packetlab.measure.iperf3"}
+
+
+def _loaded_by(run: str) -> tuple[str, set[str]]:
+    code = (
+        "import sys, packetlab.cli as c\n"
+        f"{run}\n"
+        "print(rc, *sorted(m for m in sys.modules if m.startswith('packetlab.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    rc, *names = out.stdout.splitlines()[-1].split()
+    return rc, set(names)
+
+
+def test_traceroute_and_ping_load_no_other_measurement() -> None:
+    """`pktlab run traceroute` builds and imports only its own parser: not the modules (nor
+    the help texts) of dns, http, throughput... (docs/performance.md, pktlab run, Session 10)."""
+    for argv in (["traceroute", "-n", "-q", "1"], ["ping", "-c", "1", "-q"]):
+        rc, loaded = _loaded_by(f"rc = c.main(['run', *{argv!r}, '127.0.0.1'])")
+        assert rc == "0", (argv, loaded)
+        assert "packetlab.cli.run" in loaded
+        assert not loaded & _OTHERS, (argv, loaded & _OTHERS)
+        assert "packetlab.reflex.wire" not in loaded  # no reflex attached: not its codec
+
+
+def test_a_module_measurement_loads_its_own_module_only() -> None:
+    for name in ("dns", "http", "alias"):
+        _rc, loaded = _loaded_by(
+            f"args = c.parse(['run', {name!r}, 'x'])\n"
+            "import importlib; importlib.import_module(args._module); rc = 0"
+        )
+        mine = f"packetlab.cli.run_{name}"
+        assert mine in loaded, loaded
+        assert not loaded & (_OTHERS - {mine, "packetlab.cli.run_command"}), loaded & _OTHERS
+
+
+def test_dns_over_udp_loads_no_tcp_stream() -> None:
+    """A refused query over UDP (nothing listens on the discard port of loopback)."""
+    rc, loaded = _loaded_by(
+        "rc = c.main(['run', 'dns', '@127.0.0.1', '-p', '9', '+tries=1', '+time=1', 'a.test'])"
+    )
+    assert "packetlab.measure.dns" in loaded
+    assert "packetlab.measure.stream" not in loaded, rc
+
+
+def test_http_to_an_address_loads_no_dns_client() -> None:
+    """`pktlab run http http://ADDRESS/` resolves nothing: neither the DNS client nor
+    dnspython (nor reading the endpoint's resolv.conf through them), nor traceroute's and
+    ping's reports and records (which `packetlab.cli.run` imported for every command)."""
+    code = (
+        "import sys, packetlab.cli as c\n"
+        "rc = c.main(['run', 'http', '-s', '--max-time', '2', 'http://127.0.0.1:9/'])\n"
+        "print(rc, *(m in sys.modules for m in ('dns', 'packetlab.measure.dns',"
+        " 'packetlab.cli.report', 'packetlab.measure.records')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.splitlines()[-1].split()[1:] == ["False"] * 4, out
