@@ -83,7 +83,8 @@ class DnsAnswer:
 class DnsResult:
     """What one query got. `error` is set (and `rcode` None) when no answer came;
     `error_kind` then says why: "timeout", "refused" (ICMP port unreachable or a TCP
-    reset), "malformed" (the reply did not parse) or "tcp" (the TCP exchange failed)."""
+    reset), "malformed" (the reply did not parse) or "tcp" (the TCP exchange failed); in
+    dns_trace also "lame" (a referral no deeper) and "steps" (TRACE_STEPS referrals)."""
 
     qname: str
     qtype: str
@@ -261,16 +262,16 @@ def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | Non
     try:
         msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False)
     except (dns.exception.DNSException, ValueError) as e:
+        why = " ".join(str(e).split()).rstrip(".") or type(e).__name__  # dnspython's wrap
         if len(wire) < 12 or struct.unpack(">H", wire[:2])[0] != query.id or not wire[2] & 0x80:
             return None
         if wire[2] & 0x02:  # TC: a truncated reply may not parse past the question
             try:
                 msg = dns.message.from_wire(wire, question_only=True)
             except (dns.exception.DNSException, ValueError):
-                raise _Malformed(f"{e} ({len(wire)} bytes)") from None
+                raise _Malformed(f"{why} ({len(wire)} bytes)") from None
         else:
-            detail = str(e).rstrip(".") or type(e).__name__
-            raise _Malformed(f"{detail} ({len(wire)} bytes)") from None
+            raise _Malformed(f"{why} ({len(wire)} bytes)") from None
     return msg if query.is_response(msg) else None
 
 
@@ -667,6 +668,7 @@ async def dns_query(
 
 
 TRACE_STEPS = 16  # referrals followed at most (dig: 30)
+TRACE_SERVERS = 8  # NS names of one referral tried at most (a hostile one may list thousands)
 
 
 def _addresses_of(name: str, glue: list[DnsAnswer], version: int) -> list[str]:
@@ -722,11 +724,19 @@ async def dns_trace(
     referral = [a for a in first.answers if a.type == "NS"]
     glue = first.additional
     target = dns.name.from_text(qname)
-    for _ in range(TRACE_STEPS):
+    for n in range(TRACE_STEPS + 1):
         if not referral:
             break
+        if n == TRACE_STEPS:  # each referral goes deeper, so only a name this deep gets here
+            last = steps[-1]
+            last.error = (
+                f"gave up after {TRACE_STEPS} referrals (the last to {zone} from "
+                f"{last.server}): too deep a delegation or a referral loop"
+            )
+            last.error_kind = "steps"
+            break
         got: DnsResult | None = None
-        for ns in referral:
+        for ns in referral[:TRACE_SERVERS]:
             addrs = _addresses_of(ns.data, glue, version)
             if not addrs:  # no glue: the first server's answer for the name
                 look = await dns_query(
@@ -743,9 +753,12 @@ async def dns_trace(
             if got is not None and got.error is None:
                 break
         if got is None:
-            names = ", ".join(ns.data for ns in referral)
+            names = ", ".join(ns.data for ns in referral[:TRACE_SERVERS])
+            which = "any of the" if len(referral) <= TRACE_SERVERS else (
+                f"the first {TRACE_SERVERS} of the {len(referral)}"
+            )  # fmt: skip
             last = DnsResult(target.to_text(), parse_qtype(qtype), "", port, "udp")
-            last.error = f"no address for any of the servers of {zone} ({names})"
+            last.error = f"no address for {which} servers of {zone} ({names})"
             last.error_kind = "timeout"
             step(last)
             break
