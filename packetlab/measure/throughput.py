@@ -35,7 +35,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -80,6 +80,7 @@ HEAD_FIRST, HEAD_COUNT, HEAD_SIZE = 16 * 1024, 7, upload_start.MAX_SEND
 HEAD_BYTES = HEAD_FIRST + HEAD_COUNT * HEAD_SIZE
 BULK_AFTER = 0.003
 _U32 = struct.Struct(">I")
+T = TypeVar("T")
 Progress = Callable[[int, int], None]  # (bytes so far, bytes in all)
 
 
@@ -238,7 +239,10 @@ class _Control:
     async def state(self, timeout: float | None = None) -> State:
         got = await self.stream.read_exactly(1, self.timeout if timeout is None else timeout)
         self.time = got.time
-        state = iperf3.parse_state(got.data)
+        try:
+            state = iperf3.parse_state(got.data)
+        except Iperf3Error as e:
+            raise Iperf3Error(f"the iperf3 server {self.peer}: {e}") from None
         if state in (State.ACCESS_DENIED, State.SERVER_ERROR):
             detail = ""
             if state == State.SERVER_ERROR:
@@ -264,10 +268,19 @@ class _Control:
     def send_state(self, state: State) -> None:
         self.stream.send(iperf3.state_byte(state))
 
-    async def read_json(self) -> dict[str, Any]:
+    @property
+    def peer(self) -> str:
+        return f"{self.stream.raddr}:{self.stream.rport}"
+
+    async def read_json(self, parse: Callable[[dict[str, Any]], T]) -> T:
+        """The server's next JSON message, as `parse` makes it; an Iperf3Error (its length
+        over MAX_JSON, bad JSON, `parse` refusing it) names the server."""
         head = await self.stream.read_exactly(4, self.timeout)
-        body = await self.stream.read_exactly(iperf3.json_length(head.data), self.timeout)
-        return iperf3.decode_json(body.data)
+        try:
+            body = await self.stream.read_exactly(iperf3.json_length(head.data), self.timeout)
+            return parse(iperf3.decode_json(body.data))
+        except Iperf3Error as e:
+            raise Iperf3Error(f"the iperf3 server {self.peer}: {e}") from None
 
 
 async def _bufused(session: EndpointSession) -> int:
@@ -433,8 +446,12 @@ async def throughput(
         await ctl.expect(State.EXCHANGE_RESULTS)
         seconds = (result.seconds or 0.0) + 0.0
         ctl_stream.send(iperf3.encode_json(iperf3.client_results(nbytes, seconds)))
-        got = await ctl.read_json()
-        server_bytes, server_seconds = iperf3.stream_result(got)
+        server_bytes, server_seconds = await ctl.read_json(iperf3.stream_result)
+        if direction == "upload" and server_bytes > nbytes:
+            raise Iperf3Error(
+                f"the iperf3 server {ctl.peer} reports {server_bytes} bytes received of the "
+                f"{nbytes} sent"
+            )
         result.server_bytes, result.server_seconds = server_bytes, server_seconds
         if server_seconds > 0:
             result.server_mbit_s = server_bytes * 8 / server_seconds / 1e6

@@ -797,8 +797,7 @@ async def timed_test(
         await test.drained()
         test.finish()
         ctl.stream.send(iperf3.encode_json(iperf3.timed_client_results(test.figures())))
-        got = await ctl.read_json()
-        result.streams = test.streams(iperf3.server_streams(got))
+        result.streams = test.streams(await ctl.read_json(iperf3.server_streams))
         result.seconds = round(test.seconds(), 6)
         result.stopped = test.stopped
         if test.tagged:
