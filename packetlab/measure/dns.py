@@ -728,12 +728,14 @@ async def dns_trace(
         if not referral:
             break
         if n == TRACE_STEPS:  # each referral goes deeper, so only a name this deep gets here
-            last = steps[-1]
+            before = steps[-1]
+            last = DnsResult(target.to_text(), before.qtype, before.server, port, before.proto)
             last.error = (
                 f"gave up after {TRACE_STEPS} referrals (the last to {zone} from "
-                f"{last.server}): too deep a delegation or a referral loop"
+                f"{before.server}): too deep a delegation or a referral loop"
             )
             last.error_kind = "steps"
+            step(last)  # a step of its own: the referral before it was shown already
             break
         got: DnsResult | None = None
         for ns in referral[:TRACE_SERVERS]:

@@ -157,11 +157,14 @@ def _chain_rig(depth: int) -> tuple[Rig, str]:
 
 def test_an_endless_referral_chain_stops_at_the_step_limit_with_an_error() -> None:
     rig, qname = _chain_rig(60)
-    steps = rig.run(dns_trace(rig.session, qname, server=ROOT, icmp=False))
-    assert len(steps) == TRACE_STEPS + 1  # the root's NS, then the referrals followed
-    last = steps[-1]
+    seen: list[DnsResult] = []
+    steps = rig.run(dns_trace(rig.session, qname, server=ROOT, icmp=False, on_step=seen.append))
+    assert len(steps) == TRACE_STEPS + 2  # the root's NS, the referrals followed, the end
+    assert seen == steps  # the end is streamed too (the CLI prints as they come)
+    last, before = steps[-1], steps[-2]
+    assert before.error is None and before.authority
     assert last.error_kind == "steps" and last.error == (
-        f"gave up after {TRACE_STEPS} referrals (the last to {last.authority[0].name} "
+        f"gave up after {TRACE_STEPS} referrals (the last to {before.authority[0].name} "
         f"from {ROOT}): too deep a delegation or a referral loop"
     )
     assert error_lines(last.to_dict()) == [f";; {last.error}"]  # dig's way: one line
