@@ -204,3 +204,22 @@ def test_a_referral_to_thousands_of_ns_names_asks_only_a_few() -> None:
         f"no address for the first {TRACE_SERVERS} of the 2500 servers of evil. (ns"
     )
     assert len(last.error) < 400
+
+
+def test_a_flood_of_foreign_replies_before_the_answer() -> None:
+    """5,000 datagrams with another ID, QR clear, another question or 3 bytes come first:
+    each is dropped as it is read, then the answer counts (no retry, no error)."""
+    rig = Rig()
+
+    def serve(q: bytes) -> list[bytes]:
+        good = answer(q, "a.test. 1 A 192.0.2.1")
+        other_id = bytes([good[0] ^ 0xFF]) + good[1:]
+        query_back = q  # QR clear: a query, not a reply
+        other_q = answer(dns.message.make_query("b.test.", "A").to_wire(), "b.test. 1 A 192.0.2.2")
+        other_q = q[:2] + other_q[2:]  # our ID, another question
+        return [other_id, query_back, other_q, b"\xff" * 3] * 1250 + [good]
+
+    rig.endpoint.udp_servers[SERVER] = serve
+    r = _query(rig)
+    assert r.error is None and r.answer_set() == {("a.test.", "A", "192.0.2.1")}
+    assert r.tries == 1
