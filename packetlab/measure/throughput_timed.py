@@ -687,7 +687,9 @@ class _Test:
         for f in self.flows:
             theirs = server.get(f.sid)
             if theirs is None:
-                raise Iperf3Error(f"the iperf3 server's results lack stream {f.sid}")
+                raise Iperf3Error(
+                    f"the iperf3 server {self.ctl.peer}: its results lack stream {f.sid}"
+                )
             mine: dict[str, Any]
             if spec.direction == "download":
                 extra: dict[str, Any] = {}

@@ -198,3 +198,34 @@ def test_a_server_flooding_the_data_connection_of_an_upload() -> None:
     assert r.error is None, r.error
     assert flooded[0] and r.server_bytes == 2 * MIB
     assert max(held) <= 4  # a state byte or two, never the flood
+
+
+def test_timed_results_with_infinity_or_a_stream_it_never_had() -> None:
+    """The -t/-P/-u path reads the results the same way: every figure checked."""
+    from test_throughput_timed import rig_with_server as timed_rig
+
+    from packetlab.measure.throughput_timed import TimedSpec, timed_test
+
+    for edit, says in (
+        (lambda s: s.update(bytes=math.inf), "unexpected iperf3 results: bytes inf out of range"),
+        (lambda s: s.update(jitter=-1.0), "unexpected iperf3 results: jitter -1.0 out of range"),
+        (lambda s: s.update(id=99), None),
+    ):
+        rig, server = timed_rig()
+        rig.endpoint.rate = 10e6  # an upload needs a link that takes time (the fake's)
+        honest = server.ctl.write
+
+        def write(data: bytes, delay: float = 0.0, edit: Any = edit, honest: Any = honest) -> None:
+            if len(data) > 4:
+                results = json.loads(data[4:])
+                edit(results["streams"][0])
+                data = iperf3.encode_json(results)
+            honest(data, delay)
+
+        server.ctl.write = write  # type: ignore[method-assign]
+        spec = TimedSpec(seconds=0.3, direction="upload")
+        r = rig.run(timed_test(rig.session, SERVER[0], spec=spec))
+        if says is None:
+            assert r.error == f"the iperf3 server {PEER}: its results lack stream 1"
+        else:
+            assert r.error == f"the iperf3 server {PEER}: {says}"
