@@ -228,6 +228,14 @@ def mbit(nbytes: int, ns: int) -> float:
     return nbytes * 8 / ns * 1e3  # bits per ns * 1e9 / 1e6
 
 
+#: Unread notes the control connection may hold. An iperf3 server sends a state byte or
+#: two between our reads; one that floods the connection while the test runs (and we do
+#: not read it) would fill the socket's queue, which pauses the whole session's reads
+#: (the transfer's own polls too: the test would hang). Past this, the rest is dropped
+#: and the next read fails.
+CTL_MAX_UNREAD = 32
+
+
 class _Control:
     """The iperf3 control channel over an endpoint TCP stream."""
 
@@ -235,8 +243,24 @@ class _Control:
         self.stream = stream
         self.timeout = timeout
         self.time = 0  # endpoint receive stamp of the last state read
+        self.flooded = False
+        stream.sock.add_callback(self._watch)
+
+    def _watch(self, note: object) -> None:
+        sock = self.stream.sock
+        if isinstance(note, Ndata) and sock.buffering and sock.queued >= CTL_MAX_UNREAD:
+            self.flooded = True
+            sock.buffering = False  # what is queued stays (bounded); the rest is dropped
+
+    def _check(self) -> None:
+        if self.flooded:
+            raise Iperf3Error(
+                f"the iperf3 server {self.peer} flooded the control connection (over "
+                f"{CTL_MAX_UNREAD} unread messages during the test)"
+            )
 
     async def state(self, timeout: float | None = None) -> State:
+        self._check()
         got = await self.stream.read_exactly(1, self.timeout if timeout is None else timeout)
         self.time = got.time
         try:
@@ -275,6 +299,7 @@ class _Control:
     async def read_json(self, parse: Callable[[dict[str, Any]], T]) -> T:
         """The server's next JSON message, as `parse` makes it; an Iperf3Error (its length
         over MAX_JSON, bad JSON, `parse` refusing it) names the server."""
+        self._check()
         head = await self.stream.read_exactly(4, self.timeout)
         try:
             body = await self.stream.read_exactly(iperf3.json_length(head.data), self.timeout)

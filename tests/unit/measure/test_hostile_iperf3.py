@@ -229,3 +229,39 @@ def test_timed_results_with_infinity_or_a_stream_it_never_had() -> None:
             assert r.error == f"the iperf3 server {PEER}: its results lack stream 1"
         else:
             assert r.error == f"the iperf3 server {PEER}: {says}"
+
+
+@pytest.mark.parametrize("direction", ["download", "upload"])
+def test_a_server_flooding_the_control_connection_during_the_test(direction: str) -> None:
+    """64 MiB of state bytes on the control connection while the test runs (nobody reads
+    it then): the socket's queue would fill and pause the session's reads, the transfer's
+    polls with them, and the test hung. Past CTL_MAX_UNREAD unread notes the rest is
+    dropped and the test ends with one line; the queue stays at the cap."""
+    from packetlab.measure.throughput import CTL_MAX_UNREAD
+
+    rig = StreamRig()
+    server = HostileIperf3(rig)
+    rig.endpoint.peers[SERVER] = server.connect
+    honest = server.state
+
+    def state(s: State) -> None:
+        honest(s)
+        if s == State.TEST_RUNNING:
+            for _ in range(1024):
+                server.ctl.write(struct.pack("b", State.TEST_RUNNING) * (64 * 1024))
+
+    server.state = state  # type: ignore[method-assign]
+    held: list[int] = []
+
+    def probe() -> None:
+        held.append(max((s.queued for k in range(64) if (s := rig.session.find_socket(k))),
+                        default=0))  # fmt: skip
+        rig.clock.callLater(0.01, probe)
+
+    rig.clock.callLater(0, probe)
+    r = rig.run(throughput(rig.session, SERVER[0], nbytes=2 * MIB, direction=direction))
+    assert r.error == (
+        f"the iperf3 server {PEER} flooded the control connection (over {CTL_MAX_UNREAD} "
+        "unread messages during the test)"
+    )
+    assert max(held) <= CTL_MAX_UNREAD and not rig.session.paused
