@@ -528,6 +528,24 @@ async def _over_udp(
     return None
 
 
+TCP_MAX = 2 + 65535  # a length prefix and the longest DNS message
+
+
+class _TcpCap:
+    """Drops what a TCP server sends past TCP_MAX bytes: it is not read, and a flood of it
+    would fill the socket's queue, which pauses the session's reads (the query's ntag
+    and nclose answers too: the query would hang)."""
+
+    def __init__(self, stream: TcpStream) -> None:
+        self.stream, self.seen = stream, 0
+
+    def __call__(self, note: object) -> None:
+        if isinstance(note, Ndata):
+            if self.seen >= TCP_MAX:
+                self.stream.sock.buffering = False  # this note and the next are dropped
+            self.seen += len(note.data)
+
+
 async def _over_tcp(
     session: EndpointSession,
     query: dns.message.Message,
@@ -547,6 +565,7 @@ async def _over_tcp(
         result.error = "TCP " + connect_failure(e, server, result.port)
         result.error_kind = "refused" if "refused" in result.error else "tcp"
         return
+    stream.sock.add_callback(_TcpCap(stream))
     try:
         ntag = stream.send(struct.pack(">H", len(wire)) + wire, ntag=True)
         head = await stream.read_exactly(2, timeout)

@@ -21,6 +21,7 @@ from test_dns import ROOT, SERVER, answer, zone_server
 
 from packetlab.cli.run_dns import error_lines
 from packetlab.measure.dns import (
+    TCP_MAX,
     TRACE_SERVERS,
     TRACE_STEPS,
     DnsResult,
@@ -223,3 +224,21 @@ def test_a_flood_of_foreign_replies_before_the_answer() -> None:
     r = _query(rig)
     assert r.error is None and r.answer_set() == {("a.test.", "A", "192.0.2.1")}
     assert r.tries == 1
+
+
+def test_tc_then_a_tcp_reply_followed_by_a_flood() -> None:
+    """The TCP answer, then 64 MiB more: what follows TCP_MAX bytes is dropped as it
+    comes. Queued, it filled the socket's queue, which pauses the session's reads, the
+    query's ntag and nclose answers with them: the query hung."""
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = lambda q: [answer(q, tc=True)]
+
+    def tcp(data: bytes) -> list[bytes]:
+        reply = answer(data[2:], "a.test. 1 A 192.0.2.1")
+        return [struct.pack(">H", len(reply)) + reply] + [b"z" * 65536] * 1024
+
+    rig.endpoint.tcp_servers[SERVER] = tcp
+    r = _query(rig)
+    assert r.error is None and r.proto == "tcp" and r.truncated
+    assert r.answer_set() == {("a.test.", "A", "192.0.2.1")}
+    assert not rig.session.paused and TCP_MAX == 65537
