@@ -350,8 +350,12 @@ async def _admitted(
 
 
 async def _closed_by_server(stream: TcpStream, timeout: float = 5.0) -> None:
+    """Waits (at most `timeout` s in all: a server may trickle bytes for ever) for the
+    server to close the control connection, as iperf3 does after IPERF_DONE."""
+    clock = stream.session.reactor
+    deadline = clock.seconds() + timeout
     try:
-        while await stream.recv(timeout) is not None:
+        while (left := deadline - clock.seconds()) > 0 and await stream.recv(left) is not None:
             pass
     except StreamError:
         pass

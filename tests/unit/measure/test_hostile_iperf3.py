@@ -265,3 +265,21 @@ def test_a_server_flooding_the_control_connection_during_the_test(direction: str
         "unread messages during the test)"
     )
     assert max(held) <= CTL_MAX_UNREAD and not rig.session.paused
+
+
+def test_a_server_that_trickles_after_the_test_and_never_closes() -> None:
+    """After IPERF_DONE iperf3 closes the control connection; this one sends a byte every
+    second instead, for ever: the wait for the close is 5 s in all, then the result."""
+    rig = StreamRig()
+    server = HostileIperf3(rig)
+    rig.endpoint.peers[SERVER] = server.connect
+
+    def trickle(delay: float = 0.0) -> None:  # instead of the close
+        server.ctl.write(b"\0")
+        rig.clock.callLater(1.0, trickle)
+
+    server.ctl.close = trickle  # type: ignore[method-assign]
+    start = rig.clock.seconds()
+    r = rig.run(throughput(rig.session, SERVER[0], nbytes=2 * MIB, direction="download"))
+    assert r.error is None and r.mbit_s is not None and server.done
+    assert rig.clock.seconds() - start < 10
