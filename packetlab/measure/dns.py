@@ -388,16 +388,28 @@ async def _watch_for(
     return got
 
 
+INBOX_MAX = 4 << 20  # bytes of datagrams a query holds unread; past it they are dropped
+
+
 class _Inbox:
-    """The notes of the query's UDP socket and of the ICMP capture, in arrival order."""
+    """The notes of the query's UDP socket and of the ICMP capture, in arrival order. A
+    flood of datagrams faster than they are read is dropped past INBOX_MAX bytes (as a
+    full socket buffer drops them): the socket has no queue of its own to pause on."""
 
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self.items: deque[tuple[str, Any]] = deque()
         self.waiter: Deferred[None] | None = None
+        self.held = 0  # bytes of the datagrams in `items`
+        self.dropped = 0
 
     def feeder(self, kind: str) -> Callable[[Any], None]:
         def put(note: Any) -> None:
+            size = len(note.data) if kind == "udp" and isinstance(note, Ndata) else 0
+            if size and self.held + size > INBOX_MAX:
+                self.dropped += 1
+                return
+            self.held += size
             self.items.append((kind, note))
             if self.waiter is not None and not self.waiter.called:
                 self.waiter.callback(None)
@@ -414,7 +426,10 @@ class _Inbox:
             self.waiter = d
             await d
             self.waiter = None
-        return self.items.popleft()
+        kind, note = self.items.popleft()
+        if kind == "udp" and isinstance(note, Ndata):
+            self.held -= len(note.data)
+        return kind, note
 
 
 NO_WATCH = (

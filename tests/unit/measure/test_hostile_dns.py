@@ -8,6 +8,7 @@ import random
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -18,9 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
 from ctl_fakes import Rig
 from test_dns import ROOT, SERVER, answer, zone_server
+from twisted.internet.defer import Deferred
 
 from packetlab.cli.run_dns import error_lines
 from packetlab.measure.dns import (
+    INBOX_MAX,
     TCP_MAX,
     TRACE_SERVERS,
     TRACE_STEPS,
@@ -30,7 +33,7 @@ from packetlab.measure.dns import (
     dns_query,
     dns_trace,
 )
-from packetlab.wire import Nsend
+from packetlab.wire import Ndata, Nsend
 
 
 def _query(rig: Rig) -> DnsResult:
@@ -242,3 +245,31 @@ def test_tc_then_a_tcp_reply_followed_by_a_flood() -> None:
     assert r.error is None and r.proto == "tcp" and r.truncated
     assert r.answer_set() == {("a.test.", "A", "192.0.2.1")}
     assert not rig.session.paused and TCP_MAX == 65537
+
+
+def test_a_flood_of_big_datagrams_is_dropped_past_the_inbox_cap() -> None:
+    """The query's inbox (the UDP socket's datagrams and the ICMP capture's notes) holds
+    at most INBOX_MAX bytes of datagrams unread: 200 of 60,000 bytes (12 MB) arriving
+    before one is read keep 69 of them; an ICMP note is never dropped; reading frees."""
+    from twisted.internet.task import Clock
+
+    from packetlab.measure.dns import _Inbox
+    from packetlab.wire import Proto
+
+    inbox = _Inbox(Clock())
+    udp, icmp = inbox.feeder("udp"), inbox.feeder("icmp")
+    for n in range(200):
+        udp(Ndata(0, 4, Proto.UDP, n, b"\0" * 60000))
+    icmp(object())
+    assert inbox.held == 69 * 60000 <= INBOX_MAX and inbox.dropped == 131
+    assert len(inbox.items) == 70 and inbox.items[-1][0] == "icmp"
+    got = next_now(inbox)
+    assert got is not None and got[0] == "udp" and inbox.held == 68 * 60000
+    udp(Ndata(0, 4, Proto.UDP, 999, b"\0" * 60000))  # room again for one
+    assert inbox.held == 69 * 60000 and inbox.dropped == 131
+
+
+def next_now(inbox: Any) -> Any:
+    d = Deferred.fromCoroutine(inbox.next(deadline=1.0))
+    assert d.called
+    return d.result
