@@ -408,7 +408,7 @@ def _opt_lines(edns: Record) -> list[str]:
 def error_lines(r: Record) -> list[str]:
     """A query that got no answer, as dig says it: a communications error per try (a
     reply that does not parse: `Got bad packet`)."""
-    if r.get("error_kind") in ("malformed", "lame"):
+    if r.get("error_kind") in ("malformed", "lame", "steps"):
         return [f";; Got bad packet: {r['error']}" if r["error_kind"] == "malformed" else
                 f";; {r['error']}"]  # fmt: skip
     where = f"{r['server']}#{r['port']}"
@@ -447,7 +447,7 @@ class DigText:
         lines = [f";; {note}" for note in r.get("notes", [])]
         if "error" in r:
             lines += error_lines(r)
-            if r.get("error_kind") not in ("malformed", "lame"):
+            if r.get("error_kind") not in ("malformed", "lame", "steps"):
                 lines += self.banner()
                 lines.append(";; no servers could be reached")
             if r.get("error_kind") == "timeout" and "; " in r["error"]:

@@ -83,7 +83,8 @@ class DnsAnswer:
 class DnsResult:
     """What one query got. `error` is set (and `rcode` None) when no answer came;
     `error_kind` then says why: "timeout", "refused" (ICMP port unreachable or a TCP
-    reset), "malformed" (the reply did not parse) or "tcp" (the TCP exchange failed)."""
+    reset), "malformed" (the reply did not parse) or "tcp" (the TCP exchange failed); in
+    dns_trace also "lame" (a referral no deeper) and "steps" (TRACE_STEPS referrals)."""
 
     qname: str
     qtype: str
@@ -248,16 +249,16 @@ def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | Non
     try:
         msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False)
     except (dns.exception.DNSException, ValueError) as e:
+        why = " ".join(str(e).split()).rstrip(".") or type(e).__name__  # dnspython's wrap
         if len(wire) < 12 or struct.unpack(">H", wire[:2])[0] != query.id or not wire[2] & 0x80:
             return None
         if wire[2] & 0x02:  # TC: a truncated reply may not parse past the question
             try:
                 msg = dns.message.from_wire(wire, question_only=True)
             except (dns.exception.DNSException, ValueError):
-                raise _Malformed(f"{e} ({len(wire)} bytes)") from None
+                raise _Malformed(f"{why} ({len(wire)} bytes)") from None
         else:
-            detail = str(e).rstrip(".") or type(e).__name__
-            raise _Malformed(f"{detail} ({len(wire)} bytes)") from None
+            raise _Malformed(f"{why} ({len(wire)} bytes)") from None
     return msg if query.is_response(msg) else None
 
 
@@ -374,16 +375,28 @@ async def _watch_for(
     return got
 
 
+INBOX_MAX = 4 << 20  # bytes of datagrams a query holds unread; past it they are dropped
+
+
 class _Inbox:
-    """The notes of the query's UDP socket and of the ICMP capture, in arrival order."""
+    """The notes of the query's UDP socket and of the ICMP capture, in arrival order. A
+    flood of datagrams faster than they are read is dropped past INBOX_MAX bytes (as a
+    full socket buffer drops them): the socket has no queue of its own to pause on."""
 
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self.items: deque[tuple[str, Any]] = deque()
         self.waiter: Deferred[None] | None = None
+        self.held = 0  # bytes of the datagrams in `items`
+        self.dropped = 0
 
     def feeder(self, kind: str) -> Callable[[Any], None]:
         def put(note: Any) -> None:
+            size = len(note.data) if kind == "udp" and isinstance(note, Ndata) else 0
+            if size and self.held + size > INBOX_MAX:
+                self.dropped += 1
+                return
+            self.held += size
             self.items.append((kind, note))
             if self.waiter is not None and not self.waiter.called:
                 self.waiter.callback(None)
@@ -400,7 +413,10 @@ class _Inbox:
             self.waiter = d
             await d
             self.waiter = None
-        return self.items.popleft()
+        kind, note = self.items.popleft()
+        if kind == "udp" and isinstance(note, Ndata):
+            self.held -= len(note.data)
+        return kind, note
 
 
 NO_WATCH = (
@@ -514,6 +530,24 @@ async def _over_udp(
     return None
 
 
+TCP_MAX = 2 + 65535  # a length prefix and the longest DNS message
+
+
+class _TcpCap:
+    """Drops what a TCP server sends past TCP_MAX bytes: it is not read, and a flood of it
+    would fill the socket's queue, which pauses the session's reads (the query's ntag
+    and nclose answers too: the query would hang)."""
+
+    def __init__(self, stream: TcpStream) -> None:
+        self.stream, self.seen = stream, 0
+
+    def __call__(self, note: object) -> None:
+        if isinstance(note, Ndata):
+            if self.seen >= TCP_MAX:
+                self.stream.sock.buffering = False  # this note and the next are dropped
+            self.seen += len(note.data)
+
+
 async def _over_tcp(
     session: EndpointSession,
     query: dns.message.Message,
@@ -536,6 +570,7 @@ async def _over_tcp(
         result.error = "TCP " + connect_failure(e, server, result.port)
         result.error_kind = "refused" if "refused" in result.error else "tcp"
         return
+    stream.sock.add_callback(_TcpCap(stream))
     try:
         ntag = stream.send(struct.pack(">H", len(wire)) + wire, ntag=True)
         head = await stream.read_exactly(2, timeout)
@@ -657,6 +692,7 @@ async def dns_query(
 
 
 TRACE_STEPS = 16  # referrals followed at most (dig: 30)
+TRACE_SERVERS = 8  # NS names of one referral tried at most (a hostile one may list thousands)
 
 
 def _addresses_of(name: str, glue: list[DnsAnswer], version: int) -> list[str]:
@@ -712,11 +748,21 @@ async def dns_trace(
     referral = [a for a in first.answers if a.type == "NS"]
     glue = first.additional
     target = dns.name.from_text(qname)
-    for _ in range(TRACE_STEPS):
+    for n in range(TRACE_STEPS + 1):
         if not referral:
             break
+        if n == TRACE_STEPS:  # each referral goes deeper, so only a name this deep gets here
+            before = steps[-1]
+            last = DnsResult(target.to_text(), before.qtype, before.server, port, before.proto)
+            last.error = (
+                f"gave up after {TRACE_STEPS} referrals (the last to {zone} from "
+                f"{before.server}): too deep a delegation or a referral loop"
+            )
+            last.error_kind = "steps"
+            step(last)  # a step of its own: the referral before it was shown already
+            break
         got: DnsResult | None = None
-        for ns in referral:
+        for ns in referral[:TRACE_SERVERS]:
             addrs = _addresses_of(ns.data, glue, version)
             if not addrs:  # no glue: the first server's answer for the name
                 look = await dns_query(
@@ -733,9 +779,12 @@ async def dns_trace(
             if got is not None and got.error is None:
                 break
         if got is None:
-            names = ", ".join(ns.data for ns in referral)
+            names = ", ".join(ns.data for ns in referral[:TRACE_SERVERS])
+            which = "any of the" if len(referral) <= TRACE_SERVERS else (
+                f"the first {TRACE_SERVERS} of the {len(referral)}"
+            )  # fmt: skip
             last = DnsResult(target.to_text(), parse_qtype(qtype), "", port, "udp")
-            last.error = f"no address for any of the servers of {zone} ({names})"
+            last.error = f"no address for {which} servers of {zone} ({names})"
             last.error_kind = "timeout"
             step(last)
             break

@@ -13,6 +13,7 @@ Checked against iperf3 3.12 (Debian bookworm).
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import struct
 from collections.abc import Callable
@@ -85,7 +86,7 @@ def encode_json(obj: dict[str, Any]) -> bytes:
 def json_length(head: bytes) -> int:
     (n,) = struct.unpack(">I", head)
     if not 0 < n <= MAX_JSON:
-        raise Iperf3Error(f"iperf3 JSON of {n} bytes announced")
+        raise Iperf3Error(f"iperf3 JSON of {n} bytes announced (at most {MAX_JSON})")
     return n
 
 
@@ -94,6 +95,8 @@ def decode_json(data: bytes) -> dict[str, Any]:
         obj = json.loads(data)
     except (UnicodeDecodeError, ValueError) as e:
         raise Iperf3Error(f"bad iperf3 JSON: {e}") from None
+    except RecursionError:  # "[[[[...": within MAX_JSON, deeper than the parser goes
+        raise Iperf3Error("bad iperf3 JSON: nested too deep") from None
     if not isinstance(obj, dict):
         raise Iperf3Error("iperf3 JSON is not an object")
     return obj
@@ -140,15 +143,60 @@ def client_results(nbytes: int, seconds: float) -> dict[str, Any]:
     }
 
 
+MAX_COUNT = (1 << 63) - 1  # iperf3's byte and packet counters are 64-bit
+MAX_SECONDS = 1e7  # no test runs 115 days
+
+
+class _Bad(Exception):
+    """A figure of the server's results that is no figure (`Iperf3Error` once wrapped)."""
+
+
+def _number(stream: dict[str, Any], key: str, hi: float, default: float | None = None) -> float:
+    """stream[key] as a JSON number in 0..hi (finite); _Bad naming the key if not."""
+    if key not in stream and default is not None:
+        return default
+    v = stream[key]
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise _Bad(f"{key} {v!r} is not a number")
+    if not (math.isfinite(v) and 0 <= v <= hi):
+        raise _Bad(f"{key} {v!r} out of range")
+    return v
+
+
+def _count(stream: dict[str, Any], key: str, default: int | None = None) -> int:
+    v = _number(stream, key, MAX_COUNT, default)
+    if v != int(v):
+        raise _Bad(f"{key} {v!r} is not a whole number")
+    return int(v)
+
+
+def _span(stream: dict[str, Any]) -> float:
+    start = _number(stream, "start_time", MAX_SECONDS, 0.0)
+    end = _number(stream, "end_time", MAX_SECONDS, 0.0)
+    if end < start:
+        raise _Bad(f"end_time {end!r} before start_time {start!r}")
+    return end - start
+
+
+def _streams(results: dict[str, Any]) -> list[dict[str, Any]]:
+    streams = results["streams"]
+    if not isinstance(streams, list) or not all(isinstance(s, dict) for s in streams):
+        raise _Bad(f"streams is not a list of objects: {str(streams)[:60]!r}")
+    return streams
+
+
 def stream_result(results: dict[str, Any]) -> tuple[int, float]:
-    """(bytes, seconds) of the server's one stream."""
+    """(bytes, seconds) of the server's one stream. Every figure is checked: a JSON
+    number, finite, not negative, at most MAX_COUNT bytes and MAX_SECONDS."""
     try:
-        (stream,) = results["streams"]
-        nbytes = int(stream["bytes"])
-        seconds = float(stream.get("end_time", 0)) - float(stream.get("start_time", 0))
-    except (KeyError, TypeError, ValueError) as e:
-        raise Iperf3Error(f"unexpected iperf3 results: {e!r}") from None
-    return nbytes, seconds
+        streams = _streams(results)
+        if len(streams) != 1:
+            raise _Bad(f"{len(streams)} streams, not 1")
+        return _count(streams[0], "bytes"), _span(streams[0])
+    except KeyError as e:
+        raise Iperf3Error(f"unexpected iperf3 results: no {e}") from None
+    except _Bad as e:
+        raise Iperf3Error(f"unexpected iperf3 results: {e}") from None
 
 
 # ---------------------------------------------------------------- timed, parallel, UDP tests
@@ -230,16 +278,18 @@ def server_streams(results: dict[str, Any]) -> dict[int, dict[str, float]]:
     datagrams), packets (the highest datagram number seen, iperf3's total)."""
     out: dict[int, dict[str, float]] = {}
     try:
-        for s in results["streams"]:
-            out[int(s["id"])] = {
-                "bytes": int(s["bytes"]),
-                "seconds": float(s.get("end_time", 0)) - float(s.get("start_time", 0)),
-                "jitter": float(s.get("jitter", 0)),
-                "errors": int(s.get("errors", 0)),
-                "packets": int(s.get("packets", 0)),
+        for s in _streams(results):
+            out[_count(s, "id")] = {
+                "bytes": _count(s, "bytes"),
+                "seconds": _span(s),
+                "jitter": float(_number(s, "jitter", MAX_SECONDS, 0.0)),
+                "errors": _count(s, "errors", 0),
+                "packets": _count(s, "packets", 0),
             }
-    except (KeyError, TypeError, ValueError) as e:
-        raise Iperf3Error(f"unexpected iperf3 results: {e!r}") from None
+    except KeyError as e:
+        raise Iperf3Error(f"unexpected iperf3 results: no {e}") from None
+    except _Bad as e:
+        raise Iperf3Error(f"unexpected iperf3 results: {e}") from None
     return out
 
 

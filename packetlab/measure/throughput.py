@@ -35,7 +35,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -80,6 +80,7 @@ HEAD_FIRST, HEAD_COUNT, HEAD_SIZE = 16 * 1024, 7, upload_start.MAX_SEND
 HEAD_BYTES = HEAD_FIRST + HEAD_COUNT * HEAD_SIZE
 BULK_AFTER = 0.003
 _U32 = struct.Struct(">I")
+T = TypeVar("T")
 Progress = Callable[[int, int], None]  # (bytes so far, bytes in all)
 
 
@@ -227,6 +228,14 @@ def mbit(nbytes: int, ns: int) -> float:
     return nbytes * 8 / ns * 1e3  # bits per ns * 1e9 / 1e6
 
 
+#: Unread notes the control connection may hold. An iperf3 server sends a state byte or
+#: two between our reads; one that floods the connection while the test runs (and we do
+#: not read it) would fill the socket's queue, which pauses the whole session's reads
+#: (the transfer's own polls too: the test would hang). Past this, the rest is dropped
+#: and the next read fails.
+CTL_MAX_UNREAD = 32
+
+
 class _Control:
     """The iperf3 control channel over an endpoint TCP stream."""
 
@@ -234,11 +243,30 @@ class _Control:
         self.stream = stream
         self.timeout = timeout
         self.time = 0  # endpoint receive stamp of the last state read
+        self.flooded = False
+        stream.sock.add_callback(self._watch)
+
+    def _watch(self, note: object) -> None:
+        sock = self.stream.sock
+        if isinstance(note, Ndata) and sock.buffering and sock.queued >= CTL_MAX_UNREAD:
+            self.flooded = True
+            sock.buffering = False  # what is queued stays (bounded); the rest is dropped
+
+    def _check(self) -> None:
+        if self.flooded:
+            raise Iperf3Error(
+                f"the iperf3 server {self.peer} flooded the control connection (over "
+                f"{CTL_MAX_UNREAD} unread messages during the test)"
+            )
 
     async def state(self, timeout: float | None = None) -> State:
+        self._check()
         got = await self.stream.read_exactly(1, self.timeout if timeout is None else timeout)
         self.time = got.time
-        state = iperf3.parse_state(got.data)
+        try:
+            state = iperf3.parse_state(got.data)
+        except Iperf3Error as e:
+            raise Iperf3Error(f"the iperf3 server {self.peer}: {e}") from None
         if state in (State.ACCESS_DENIED, State.SERVER_ERROR):
             detail = ""
             if state == State.SERVER_ERROR:
@@ -264,10 +292,20 @@ class _Control:
     def send_state(self, state: State) -> None:
         self.stream.send(iperf3.state_byte(state))
 
-    async def read_json(self) -> dict[str, Any]:
+    @property
+    def peer(self) -> str:
+        return f"{self.stream.raddr}:{self.stream.rport}"
+
+    async def read_json(self, parse: Callable[[dict[str, Any]], T]) -> T:
+        """The server's next JSON message, as `parse` makes it; an Iperf3Error (its length
+        over MAX_JSON, bad JSON, `parse` refusing it) names the server."""
+        self._check()
         head = await self.stream.read_exactly(4, self.timeout)
-        body = await self.stream.read_exactly(iperf3.json_length(head.data), self.timeout)
-        return iperf3.decode_json(body.data)
+        try:
+            body = await self.stream.read_exactly(iperf3.json_length(head.data), self.timeout)
+            return parse(iperf3.decode_json(body.data))
+        except Iperf3Error as e:
+            raise Iperf3Error(f"the iperf3 server {self.peer}: {e}") from None
 
 
 async def _bufused(session: EndpointSession) -> int:
@@ -312,8 +350,12 @@ async def _admitted(
 
 
 async def _closed_by_server(stream: TcpStream, timeout: float = 5.0) -> None:
+    """Waits (at most `timeout` s in all: a server may trickle bytes for ever) for the
+    server to close the control connection, as iperf3 does after IPERF_DONE."""
+    clock = stream.session.reactor
+    deadline = clock.seconds() + timeout
     try:
-        while await stream.recv(timeout) is not None:
+        while (left := deadline - clock.seconds()) > 0 and await stream.recv(left) is not None:
             pass
     except StreamError:
         pass
@@ -433,8 +475,12 @@ async def throughput(
         await ctl.expect(State.EXCHANGE_RESULTS)
         seconds = (result.seconds or 0.0) + 0.0
         ctl_stream.send(iperf3.encode_json(iperf3.client_results(nbytes, seconds)))
-        got = await ctl.read_json()
-        server_bytes, server_seconds = iperf3.stream_result(got)
+        server_bytes, server_seconds = await ctl.read_json(iperf3.stream_result)
+        if direction == "upload" and server_bytes > nbytes:
+            raise Iperf3Error(
+                f"the iperf3 server {ctl.peer} reports {server_bytes} bytes received of the "
+                f"{nbytes} sent"
+            )
         result.server_bytes, result.server_seconds = server_bytes, server_seconds
         if server_seconds > 0:
             result.server_mbit_s = server_bytes * 8 / server_seconds / 1e6

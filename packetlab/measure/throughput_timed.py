@@ -687,7 +687,9 @@ class _Test:
         for f in self.flows:
             theirs = server.get(f.sid)
             if theirs is None:
-                raise Iperf3Error(f"the iperf3 server's results lack stream {f.sid}")
+                raise Iperf3Error(
+                    f"the iperf3 server {self.ctl.peer}: its results lack stream {f.sid}"
+                )
             mine: dict[str, Any]
             if spec.direction == "download":
                 extra: dict[str, Any] = {}
@@ -797,8 +799,7 @@ async def timed_test(
         await test.drained()
         test.finish()
         ctl.stream.send(iperf3.encode_json(iperf3.timed_client_results(test.figures())))
-        got = await ctl.read_json()
-        result.streams = test.streams(iperf3.server_streams(got))
+        result.streams = test.streams(await ctl.read_json(iperf3.server_streams))
         result.seconds = round(test.seconds(), 6)
         result.stopped = test.stopped
         if test.tagged:

@@ -230,6 +230,9 @@ async def _sequential(
 
 # Common MTUs (RFC 1191's plateaus, Ethernet's, IPv6's least): the next size to try when
 # the endpoint cannot send a probe and does not say its interface's MTU.
+#: The least MTU a link may have (RFC 791, RFC 8200): a "too big" naming less is not
+#: believed for fragmenting (a hostile router's 40 would leave no room for a fragment).
+MIN_MTU = {4: 68, 6: 1280}
 MTU_PLATEAUS = (32000, 17914, 9000, 8166, 4352, 2002, 1500, 1492, 1480, 1280, 1006, 576, 296, 68)
 
 
@@ -373,8 +376,9 @@ class _Parallel:
         self.answers[i] = got
         if _ends_trace(got[0]):
             self.end = min(self.end, _end_of_ttl(self.probes, i))
-        if too_big(got[0]) and got[0].mtu and self.rebuild is not None:
-            self._learnt(got[0].mtu)
+        mtu = got[0].mtu or 0
+        if too_big(got[0]) and mtu >= MIN_MTU[got[0].src.version] and self.rebuild is not None:
+            self._learnt(mtu)
         self.waker.poke()
 
     def _learnt(self, mtu: int) -> None:

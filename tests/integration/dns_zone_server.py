@@ -15,7 +15,10 @@ Outside `test.`: a root zone whose server is `localhost.` (for `+trace`).
 
 Misbehaving names: `silent.test.` never answers; `refused.test.` gets REFUSED;
 `badopt.test.` gets a reply whose OPT record is cut short; `garbage.test.` gets the
-query's ID and flags followed by bytes that are no DNS message.
+query's ID and flags followed by bytes that are no DNS message; `tcgarbage.test.` gets TC
+over UDP and, over TCP, 65535 bytes of garbage after its ID; a name under `deep.test.`
+gets a referral one label deeper each time it is asked (to ns.deep.test. at this server):
+an endless chain for +trace.
 """
 
 from __future__ import annotations
@@ -184,6 +187,10 @@ def answer(query: dns.message.Message) -> dns.message.Message:
     return response
 
 
+DEEP = dns.name.from_text("deep.test.")
+asked: dict[str, int] = {}  # deep.test. names: how often each was asked (the depth)
+
+
 def reply_to(wire: bytes, limit: int | None) -> bytes | None:
     try:
         query = dns.message.from_wire(wire)
@@ -196,6 +203,20 @@ def reply_to(wire: bytes, limit: int | None) -> bytes | None:
         return None
     if qname == "garbage.test.":
         return wire[:2] + b"\x84\x00\x00\x01\x00\x01\x00\x00\x00\x00" + b"\xff" * 9
+    if qname == "tcgarbage.test.":
+        if limit is not None:  # UDP: TC, nothing else
+            response = dns.message.make_response(query)
+            response.flags |= dns.flags.TC
+            return response.to_wire()
+        return wire[:2] + b"\x84" + bytes(range(256)) * 255 + b"\0" * 252  # 65535 bytes
+    name = query.question[0].name
+    if name.is_subdomain(DEEP) and name != DEEP and not query.flags & dns.flags.RD:
+        asked[qname] = depth = asked.get(qname, 0) + 1
+        response = dns.message.make_response(query)
+        cut = name.split(min(len(DEEP) + depth - 1, len(name)))[1]
+        response.authority.append(dns.rrset.from_text(cut, 60, "IN", "NS", "ns.deep.test."))
+        response.additional.append(dns.rrset.from_text("ns.deep.test.", 60, "IN", "A", "127.0.0.1"))
+        return response.to_wire()
     response = answer(query)
     if qname == "badopt.test.":
         full = response.to_wire(want_shuffle=False)

@@ -207,3 +207,28 @@ def test_without_raw_sockets_a_closed_port_is_no_answer_saying_why() -> None:
         "no ICMP port unreachable, and none could be captured: nopen failed: EUNKFAULT "
         "(0xffff): failure on the endpoint (e.g. a raw socket could not be opened))"
     )
+
+
+def test_hostile_servers_through_the_cli(port: int) -> None:
+    """TC over UDP, then 64 KiB of garbage over TCP: one line naming the server, exit 1.
+    An endless referral chain (each answer one label deeper, to the same server): +trace
+    gives up after its step limit, one line, exit 1, in bounded time."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    got = ours(*at, "+nocmd", "tcgarbage.test")
+    assert got.returncode == 1 and "Traceback" not in got.stderr, got.stderr
+    assert got.stdout.splitlines() == [
+        ";; Truncated, retrying in TCP mode.",
+        f";; Got bad packet: malformed reply from 127.0.0.1#{port} over TCP: "
+        + got.stdout.split(" over TCP: ", 1)[1].splitlines()[0],
+    ]
+    assert got.stdout.rstrip().endswith("(65535 bytes)")
+    deep = ".".join(["x"] * 40) + ".deep.test"
+    t0 = time.monotonic()
+    got = ours("-4", "+trace", *at, deep)
+    assert got.returncode == 1 and "Traceback" not in got.stderr, got.stderr
+    assert got.stdout.count(";; Received ") == 17  # the root's NS, then the 16 referrals
+    assert got.stdout.rstrip().splitlines()[-1] == (
+        ";; gave up after 16 referrals (the last to " + ".".join(["x"] * 15)
+        + ".deep.test. from 127.0.0.1): too deep a delegation or a referral loop"
+    )  # fmt: skip
+    assert time.monotonic() - t0 < 60

@@ -153,9 +153,9 @@ class StreamFakeEndpoint(FakeEndpoint):
             return
         for i in range(0, len(data), self.chunk):
             piece = data[i : i + self.chunk]
+            self.rbufused[nopen.sktid] += len(piece) + self.overhead  # held until it goes out
             self._notify(nopen.sktid, NDATA, Ndata(nopen.sktid, nopen.family, Proto.TCP,
                                                    self.now(), piece))  # fmt: skip
-            self.rbufused[nopen.sktid] += len(piece) + self.overhead
 
     def _sent(self, msg: Nsend, when: int) -> None:
         self.unsent -= len(msg.data)

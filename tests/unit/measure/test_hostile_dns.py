@@ -1,0 +1,275 @@
+"""Hostile DNS servers through the scripted endpoint: every reply a server controls is
+capped, bad replies are one clear error naming the server, +trace is bounded in steps and
+in servers asked per referral. Nothing here raises out of dns_query or dns_trace."""
+
+from __future__ import annotations
+
+import random
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.rrset
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
+
+from ctl_fakes import Rig
+from test_dns import ROOT, SERVER, answer, zone_server
+from twisted.internet.defer import Deferred
+
+from packetlab.cli.run_dns import error_lines
+from packetlab.measure.dns import (
+    INBOX_MAX,
+    TCP_MAX,
+    TRACE_SERVERS,
+    TRACE_STEPS,
+    DnsResult,
+    _Malformed,
+    _parse,
+    dns_query,
+    dns_trace,
+)
+from packetlab.wire import Ndata, Nsend
+
+
+def _query(rig: Rig) -> DnsResult:
+    return rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=1))
+
+
+def _header(query: bytes, counts: tuple[int, int, int, int], flags: int = 0x8180) -> bytes:
+    return query[:2] + struct.pack(">H4H", flags, *counts)
+
+
+def _question(query: bytes) -> bytes:
+    return query[12 : 12 + query[12:].index(b"\0") + 5]
+
+
+def test_a_compression_loop_is_malformed() -> None:
+    rig = Rig()
+
+    def serve(q: bytes) -> list[bytes]:  # one answer whose owner name points at itself
+        head = _header(q, (1, 1, 0, 0)) + _question(q)
+        here = len(head)
+        return [head + struct.pack(">H", 0xC000 | here) + b"\0\x01\0\x01" + b"\0" * 6]
+
+    rig.endpoint.udp_servers[SERVER] = serve
+    r = _query(rig)
+    assert r.error_kind == "malformed" and r.error is not None
+    assert r.error.startswith("malformed reply from 192.0.2.53#53: ")
+
+
+def test_huge_counts_with_no_records_are_malformed_at_once() -> None:
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = lambda q: [
+        _header(q, (1, 65535, 65535, 65535)) + _question(q)
+    ]
+    r = _query(rig)
+    assert r.error_kind == "malformed" and rig.clock.seconds() < 1
+
+
+def test_tc_then_a_tcp_reply_of_64_kib_of_garbage() -> None:
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = lambda q: [answer(q, tc=True)]
+    garbage = random.Random(1).randbytes(0xFFFF)
+
+    def tcp(data: bytes) -> list[bytes]:
+        # our ID and QR set, then garbage: the length prefix caps it at 65535 bytes
+        return [struct.pack(">H", 0xFFFF) + data[2:4] + b"\x80" + garbage[3:]]
+
+    rig.endpoint.tcp_servers[SERVER] = tcp
+    r = _query(rig)
+    assert r.truncated and r.proto == "tcp" and r.error_kind == "malformed"
+    assert r.error is not None and "over TCP" in r.error and "(65535 bytes)" in r.error
+
+
+def test_tc_then_a_tcp_reply_that_never_ends() -> None:
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = lambda q: [answer(q, tc=True)]
+    rig.endpoint.tcp_servers[SERVER] = lambda data: [b"\xff\xff" + b"\0" * 100]  # then silence
+    r = _query(rig)
+    assert r.proto == "tcp" and r.error_kind == "tcp" and r.error is not None
+    assert "192.0.2.53" in r.error and rig.clock.seconds() < 3  # the TCP timeout, once
+
+
+def test_a_reply_of_10000_ns_records_is_bounded_by_the_64_kib_message() -> None:
+    # over UDP one datagram: as many NS as fit; parsing them is linear, nothing kept beyond
+    rig = Rig()
+
+    def serve(q: bytes) -> list[bytes]:
+        r = dns.message.make_response(dns.message.from_wire(q))
+        names = " ".join(f"n{i}.evil." for i in range(2500))
+        r.answer.append(dns.rrset.from_text("a.test.", 1, "IN", "NS", *names.split()))
+        return [r.to_wire(max_size=65535)]
+
+    rig.endpoint.udp_servers[SERVER] = serve
+    r = _query(rig)
+    assert r.error is None and len(r.answers) == 2500 and r.size is not None and r.size < 65536
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mutated_replies_never_raise(seed: int) -> None:
+    """Bit flips, cuts and splices of a rich reply: _parse returns a message, None, or
+    raises _Malformed; nothing else escapes (dnspython's own errors are caught)."""
+    q = dns.message.make_query("a.test.", "A", use_edns=0, want_dnssec=True)
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text("a.test.", 1, "IN", "A", "192.0.2.1"))
+    r.authority.append(dns.rrset.from_text("test.", 1, "IN", "NS", "ns.test."))
+    r.additional.append(dns.rrset.from_text("ns.test.", 1, "IN", "TXT", '"x" "y"'))
+    good = r.to_wire()
+    rnd = random.Random(seed)
+    for _ in range(3000):
+        wire = bytearray(good)
+        for _ in range(rnd.randrange(1, 6)):
+            i = rnd.randrange(2, len(wire))
+            wire[i] = rnd.randrange(256)
+        if rnd.random() < 0.3:
+            wire = wire[: rnd.randrange(12, len(wire))]
+        try:
+            _parse(q, bytes(wire))
+        except _Malformed as e:
+            assert str(e) and "\n" not in str(e)
+
+
+def _chain_rig(depth: int) -> tuple[Rig, str]:
+    """A root whose servers refer one label deeper each time, to themselves: an endless
+    chain, only as long as the name asked."""
+    qname = ".".join(["x"] * depth) + ".evil."
+    rig = Rig()
+    asked = [0]
+
+    def serve(query: bytes) -> list[bytes]:
+        q = dns.message.from_wire(query)
+        r = dns.message.make_response(q)
+        name = q.question[0].name
+        if name.to_text() == ".":
+            r.answer.append(dns.rrset.from_text(".", 1, "IN", "NS", "a.root."))
+            r.additional.append(dns.rrset.from_text("a.root.", 1, "IN", "A", ROOT))
+            return [r.to_wire(max_size=65535)]
+        asked[0] += 1
+        cut = name.split(min(2 + asked[0], len(name)))[1]  # one label deeper each time
+        r.authority.append(dns.rrset.from_text(cut, 1, "IN", "NS", "ns.evil."))
+        r.additional.append(dns.rrset.from_text("ns.evil.", 1, "IN", "A", ROOT))
+        return [r.to_wire(max_size=65535)]
+
+    rig.endpoint.udp_servers[(ROOT, 53)] = serve
+    return rig, qname
+
+
+def test_an_endless_referral_chain_stops_at_the_step_limit_with_an_error() -> None:
+    rig, qname = _chain_rig(60)
+    seen: list[DnsResult] = []
+    steps = rig.run(dns_trace(rig.session, qname, server=ROOT, icmp=False, on_step=seen.append))
+    assert len(steps) == TRACE_STEPS + 2  # the root's NS, the referrals followed, the end
+    assert seen == steps  # the end is streamed too (the CLI prints as they come)
+    last, before = steps[-1], steps[-2]
+    assert before.error is None and before.authority
+    assert last.error_kind == "steps" and last.error == (
+        f"gave up after {TRACE_STEPS} referrals (the last to {before.authority[0].name} "
+        f"from {ROOT}): too deep a delegation or a referral loop"
+    )
+    assert error_lines(last.to_dict()) == [f";; {last.error}"]  # dig's way: one line
+
+
+def test_a_referral_up_or_sideways_is_lame_not_a_loop() -> None:
+    rig = Rig()
+    rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
+        {".": [". 1 NS a.root."]}, {"test.": ["evil. 1 NS a.root."]}, [f"a.root. 1 A {ROOT}"]
+    )
+    steps = rig.run(dns_trace(rig.session, "x.test", server=ROOT))
+    assert steps[-1].error_kind == "lame" and len(steps) == 2
+
+
+def test_a_referral_to_thousands_of_ns_names_asks_only_a_few() -> None:
+    rig = Rig()
+    names = [f"ns{i}.evil." for i in range(2500)]  # no glue, none resolves: all silent
+
+    def root(query: bytes) -> list[bytes]:
+        q = dns.message.from_wire(query)
+        r = dns.message.make_response(q)
+        qn = q.question[0].name.to_text()
+        if qn == ".":
+            r.answer.append(dns.rrset.from_text(".", 1, "IN", "NS", "a.root."))
+            r.additional.append(dns.rrset.from_text("a.root.", 1, "IN", "A", ROOT))
+        elif qn == "x.evil.":
+            r.authority.append(dns.rrset.from_text("evil.", 1, "IN", "NS", *names))
+        return [r.to_wire(max_size=65535)]  # the NS names' A: NOERROR, no answer
+
+    rig.endpoint.udp_servers[(ROOT, 53)] = root
+    steps = rig.run(dns_trace(rig.session, "x.evil", server=ROOT, timeout=1, attempts=1))
+    sent = [m for m in rig.endpoint.received if isinstance(m, Nsend)]
+    assert len(sent) == 2 + TRACE_SERVERS  # ., x.evil., then the first NS names' A
+    last = steps[-1]
+    assert last.error_kind == "timeout" and last.error is not None
+    assert last.error.startswith(
+        f"no address for the first {TRACE_SERVERS} of the 2500 servers of evil. (ns"
+    )
+    assert len(last.error) < 400
+
+
+def test_a_flood_of_foreign_replies_before_the_answer() -> None:
+    """5,000 datagrams with another ID, QR clear, another question or 3 bytes come first:
+    each is dropped as it is read, then the answer counts (no retry, no error)."""
+    rig = Rig()
+
+    def serve(q: bytes) -> list[bytes]:
+        good = answer(q, "a.test. 1 A 192.0.2.1")
+        other_id = bytes([good[0] ^ 0xFF]) + good[1:]
+        query_back = q  # QR clear: a query, not a reply
+        other_q = answer(dns.message.make_query("b.test.", "A").to_wire(), "b.test. 1 A 192.0.2.2")
+        other_q = q[:2] + other_q[2:]  # our ID, another question
+        return [other_id, query_back, other_q, b"\xff" * 3] * 1250 + [good]
+
+    rig.endpoint.udp_servers[SERVER] = serve
+    r = _query(rig)
+    assert r.error is None and r.answer_set() == {("a.test.", "A", "192.0.2.1")}
+    assert r.tries == 1
+
+
+def test_tc_then_a_tcp_reply_followed_by_a_flood() -> None:
+    """The TCP answer, then 64 MiB more: what follows TCP_MAX bytes is dropped as it
+    comes. Queued, it filled the socket's queue, which pauses the session's reads, the
+    query's ntag and nclose answers with them: the query hung."""
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = lambda q: [answer(q, tc=True)]
+
+    def tcp(data: bytes) -> list[bytes]:
+        reply = answer(data[2:], "a.test. 1 A 192.0.2.1")
+        return [struct.pack(">H", len(reply)) + reply] + [b"z" * 65536] * 1024
+
+    rig.endpoint.tcp_servers[SERVER] = tcp
+    r = _query(rig)
+    assert r.error is None and r.proto == "tcp" and r.truncated
+    assert r.answer_set() == {("a.test.", "A", "192.0.2.1")}
+    assert not rig.session.paused and TCP_MAX == 65537
+
+
+def test_a_flood_of_big_datagrams_is_dropped_past_the_inbox_cap() -> None:
+    """The query's inbox (the UDP socket's datagrams and the ICMP capture's notes) holds
+    at most INBOX_MAX bytes of datagrams unread: 200 of 60,000 bytes (12 MB) arriving
+    before one is read keep 69 of them; an ICMP note is never dropped; reading frees."""
+    from twisted.internet.task import Clock
+
+    from packetlab.measure.dns import _Inbox
+    from packetlab.wire import Proto
+
+    inbox = _Inbox(Clock())
+    udp, icmp = inbox.feeder("udp"), inbox.feeder("icmp")
+    for n in range(200):
+        udp(Ndata(0, 4, Proto.UDP, n, b"\0" * 60000))
+    icmp(object())
+    assert inbox.held == 69 * 60000 <= INBOX_MAX and inbox.dropped == 131
+    assert len(inbox.items) == 70 and inbox.items[-1][0] == "icmp"
+    got = next_now(inbox)
+    assert got is not None and got[0] == "udp" and inbox.held == 68 * 60000
+    udp(Ndata(0, 4, Proto.UDP, 999, b"\0" * 60000))  # room again for one
+    assert inbox.held == 69 * 60000 and inbox.dropped == 131
+
+
+def next_now(inbox: Any) -> Any:
+    d = Deferred.fromCoroutine(inbox.next(deadline=1.0))
+    assert d.called
+    return d.result
