@@ -42,6 +42,7 @@ from packetlab.wire import Ndata, Ntag
 
 if TYPE_CHECKING:
     from packetlab.measure.capture import RawCapture
+    from packetlab.measure.stream import TcpStream
 
 __all__ = [
     "DnsAnswer",
