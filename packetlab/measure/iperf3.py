@@ -122,25 +122,8 @@ def parameters(nbytes: int, *, reverse: bool, block: int = BLOCK) -> dict[str, A
 
 
 def client_results(nbytes: int, seconds: float) -> dict[str, Any]:
-    """What the client reports at EXCHANGE_RESULTS (the fields the server requires)."""
-    return {
-        "cpu_util_total": 0,
-        "cpu_util_user": 0,
-        "cpu_util_system": 0,
-        "sender_has_retransmits": -1,
-        "streams": [
-            {
-                "id": 1,
-                "bytes": nbytes,
-                "retransmits": -1,
-                "jitter": 0,
-                "errors": 0,
-                "packets": 0,
-                "start_time": 0,
-                "end_time": seconds,
-            }
-        ],
-    }
+    """What the client reports at EXCHANGE_RESULTS for one stream (id 1)."""
+    return timed_client_results([(1, nbytes, 0, seconds)])
 
 
 MAX_COUNT = (1 << 63) - 1  # iperf3's byte and packet counters are 64-bit
@@ -259,7 +242,8 @@ def timed_parameters(
 
 
 def timed_client_results(figures: list[tuple[int, int, int, float]]) -> dict[str, Any]:
-    """EXCHANGE_RESULTS for several streams: (id, bytes, packets, seconds) each."""
+    """What the client reports at EXCHANGE_RESULTS (the fields the server requires), for
+    several streams: (id, bytes, packets, seconds) each."""
     return {
         "cpu_util_total": 0,
         "cpu_util_user": 0,

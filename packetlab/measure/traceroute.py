@@ -186,6 +186,20 @@ def _end_of_ttl(probes: list[Probe], i: int) -> int:
     return j
 
 
+async def _answer_to(
+    cap: RawCapture, probe: Probe, method: str, deadline: float, stop: StopSignal | None
+) -> tuple[Reply, int] | None:
+    """The captured reply to `probe` (and its receive time), read until `deadline`
+    (reactor seconds) or `stop`; None if none came: one probe in flight at a time."""
+    while True:
+        note = await next_note(cap, deadline, stop)
+        if note is None:
+            return None
+        got = parse_ndata(note)
+        if got is not None and reply_key(method, got[0]) == probe.key:
+            return got
+
+
 async def _sequential(
     session: EndpointSession,
     cap: RawCapture,
@@ -205,15 +219,7 @@ async def _sequential(
         queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
         for piece in probe.more:  # the rest of a fragmented probe
             await session.nsend(cap.sktid, piece)
-        deadline = reactor.seconds() + wait
-        answer: tuple[Reply, int] | None = None
-        while answer is None:
-            note = await next_note(cap, deadline, stop)
-            if note is None:
-                break
-            got = parse_ndata(note)
-            if got is not None and reply_key(method, got[0]) == probe.key:
-                answer = got
+        answer = await _answer_to(cap, probe, method, reactor.seconds() + wait, stop)
         sent = await ntag_time(queued.ntag, reactor, wait)
         if answer is None:
             hop = Hop.timeout(probe.ttl, probe_send_ns=sent)
@@ -290,15 +296,7 @@ async def _mtu_sequential(
                 raise MeasureError(f"the endpoint could not send a {size} byte probe") from None
             size = new_size = smaller
             continue
-        deadline = reactor.seconds() + wait
-        answer: tuple[Reply, int] | None = None
-        while answer is None:
-            note = await next_note(cap, deadline, stop)
-            if note is None:
-                break
-            got = parse_ndata(note)
-            if got is not None and reply_key(method, got[0]) == probe.key:
-                answer = got
+        answer = await _answer_to(cap, probe, method, reactor.seconds() + wait, stop)
         if answer is not None and too_big(answer[0]):
             smaller = smaller_mtu(size, least, answer[0].mtu, hints)
             if smaller is not None:
