@@ -70,6 +70,10 @@ __all__ = [
 
 USER_AGENT = "pktlab-http/1"
 MAX_BODY = 256 << 20
+# A response's header blocks, 1xx ones included, at most (curl 8.3+'s
+# MAX_HTTP_RESP_HEADER_SIZE; 7.88 had no total, so 1xx responses sent for ever grew it):
+# the one limit of header lines, header count and informational responses a server controls.
+MAX_HEADERS = 300 << 10
 CA_FILES = (  # where curl and Python find the system store on common distributions
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -360,6 +364,10 @@ class _CertificateMismatch(Exception):
     pass
 
 
+class _TooMuch(StreamError):
+    """The server sent more than a limit allows (curl's 56, as its "Too large")."""
+
+
 @dataclass(slots=True)
 class _Conn:
     """An open connection between requests: the stream, its TLS, where it goes."""
@@ -368,6 +376,26 @@ class _Conn:
     tls: _Tls | None
     server: str
     tls_version: str | None
+    stirred: bool = False  # something came while idle: dead, or unasked for (not reused)
+    unwatch: Callable[[], None] | None = None
+
+    def idle(self) -> None:
+        """Watch the connection while it waits in the pool: what comes (bytes nobody asked
+        for, the peer's close) marks it not reusable and is dropped, not queued. A
+        server flooding an idle connection would fill the socket's queue, which pauses
+        the session's reads: every other URL of the run would hang."""
+        sock = self.stream.sock
+
+        def stirred(note: object) -> None:
+            self.stirred = True
+            sock.buffering = False
+
+        self.unwatch = sock.add_callback(stirred)
+
+    def taken(self) -> None:
+        if self.unwatch is not None:
+            self.unwatch()
+            self.unwatch = None
 
 
 class Connections:
@@ -386,7 +414,8 @@ class Connections:
         if conn is None:
             return None
         sock = conn.stream.sock
-        if conn.stream.eof or sock.ended or sock.queued:
+        conn.taken()
+        if conn.stream.eof or sock.ended or sock.queued or conn.stirred:
             # curl: an idle connection with something to read (the server closed it, or
             # sent what nobody asked for) "seems to be dead": not reused
             await conn.stream.close()
@@ -395,6 +424,7 @@ class Connections:
 
     async def put(self, u: Url, conn: _Conn) -> None:
         old = self.idle.pop(self.key(u), None)
+        conn.idle()
         self.idle[self.key(u)] = conn
         if old is not None:
             await old.stream.close()
@@ -876,7 +906,7 @@ async def _over(
     except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"
         what = "no response" if hop.status is None else "no complete response"
         hop.error = (
-            f"timed out: {what} within {timeout:g} s of the connect "
+            f"timed out: {what} from {conn.server} within {timeout:g} s of the connect "
             f"({hop.body_len} body bytes received)"
         )
         hop.exitcode = 28
@@ -886,7 +916,10 @@ async def _over(
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
         hop.error, hop.exitcode = str(e), 61
     except h11.ProtocolError as e:
-        hop.error = f"HTTP: {type(e).__name__}: {e}"
+        why = str(e)
+        if why == "Receive buffer too long":  # h11's max_incomplete_event_size
+            why = f"response headers over {MAX_HEADERS} bytes"
+        hop.error = f"HTTP: bad response from {conn.server}: {type(e).__name__}: {why}"
         hop.exitcode = 18 if "complete message" in str(e) else 8
     except OSError as e:  # on_body could not write
         hop.error = f"writing the body: {e.strerror or e}"
@@ -903,7 +936,7 @@ async def _over(
 def _request(
     u: Url, method: str, data: bytes | None, headers: list[tuple[str, str]]
 ) -> tuple[h11.Connection, bytes]:
-    h = h11.Connection(h11.CLIENT)
+    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
     names = {k.lower() for k, _ in headers}
     req = [("Host", u.authority), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
     req = [(k, v) for k, v in req if k.lower() not in names]  # -H replaces, as curl's
@@ -972,6 +1005,9 @@ async def _exchange(
                 h.receive_data(plain)
             if hop.status is None:
                 fed += plain
+                if len(fed) > MAX_HEADERS + len(plain):  # this chunk may hold body bytes
+                    raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
+                                   "bytes (1xx responses included)")  # fmt: skip
             if chunk is not None and plain:
                 hop.first = chunk.time if hop.first is None else hop.first
                 hop.last = chunk.time
@@ -992,7 +1028,7 @@ async def _exchange(
                 decoder = _decoder(hop.headers, max_body)
             hop.body_len += len(event.data)
             if hop.body_len > max_body:
-                raise StreamError(f"body larger than {max_body} bytes")
+                raise _TooMuch(f"body from {hop.server} larger than {max_body} bytes")
             digest.update(event.data)
             out = bytes(event.data) if decoder is None else decoder.feed(bytes(event.data))
             if keep and keep_body:
