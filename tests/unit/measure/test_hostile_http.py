@@ -242,6 +242,6 @@ def test_a_cookie_of_1_mib_and_one_of_5000_bytes() -> None:
     assert r.status is None and r.error is not None and "over 307200 bytes" in r.error
     jar = CookieJar()
     long_line = "b=" + "x" * 4000 + "; Path=/" + " " * 1000  # 5010 bytes
-    jar.receive("http", "a.test", "/", [("Set-Cookie", "a=" + "x" * 4095),
-                                         ("Set-Cookie", long_line), ("Set-Cookie", "ok=1")])  # fmt: skip
+    lines = ["a=" + "x" * 4095, long_line, "ok=1"]
+    jar.receive("http", "a.test", "/", [("Set-Cookie", line) for line in lines])
     assert [c.name for c in jar.cookies] == ["ok"]
