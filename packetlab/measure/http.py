@@ -398,9 +398,13 @@ class _Conn:
             self.unwatch = None
 
 
+MAX_IDLE = 5  # connections kept open at most (curl's default CURLOPT_MAXCONNECTS)
+
+
 class Connections:
     """Connections kept open for the next request (curl's connection cache): one idle
-    connection per scheme, host and port. `close()` ends them all."""
+    connection per scheme, host and port, `MAX_IDLE` in all (the oldest closed first).
+    `close()` ends them all."""
 
     def __init__(self) -> None:
         self.idle: dict[tuple[str, str, int], _Conn] = {}
@@ -428,6 +432,9 @@ class Connections:
         self.idle[self.key(u)] = conn
         if old is not None:
             await old.stream.close()
+        while len(self.idle) > MAX_IDLE:  # curl: the oldest goes (each is an endpoint socket)
+            oldest = self.idle.pop(next(iter(self.idle)))
+            await oldest.stream.close()
 
     @deferred_api
     async def close(self) -> None:
@@ -484,6 +491,7 @@ class _Sink:
     on_body: Callable[[bytes], object] | None
     on_headers: Callable[[bytes], object] | None = None
     compressed: bool = False
+    until: list[float] = field(default_factory=list)  # the URL's end (its first exchange's)
 
 
 ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
@@ -670,8 +678,9 @@ async def http_get(
     (curl -b 'NAME=VALUE; ...') is sent as is after them on every request.
     Failures after the URL was accepted (name not resolved, refused, TLS, timeout, bad
     HTTP, a redirect loop or a Location that is no URL) come back in `error`, curl's exit
-    code in `exitcode`. `timeout` bounds each exchange after its connect. `on_body` gets
-    the final response's body as it comes (`keep_body` keeps it in `body`).
+    code in `exitcode`. `timeout` bounds the URL's exchanges, from the first connect
+    (redirects included). `on_body` gets the final response's body as it comes
+    (`keep_body` keeps it in `body`).
     `recorder` collects the connections' packets for a pcap file (TLS stays encrypted).
     """
     current = parse_url(url)
@@ -891,7 +900,10 @@ async def _over(
     """One request and its response over `conn` (a new one: TLS handshake first); the
     connection back into `pool` when the exchange left it reusable, else closed."""
     stream = conn.stream
-    deadline = session.reactor.seconds() + timeout
+    now = session.reactor.seconds()
+    if not sink.until:  # curl -m: the URL's time, its redirects included, not each hop's
+        sink.until.append(now + timeout)
+    deadline = min(now + timeout, sink.until[0])
     keep = False
     try:
         if conn.tls is not None and not hop.reused:
@@ -906,7 +918,8 @@ async def _over(
     except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"
         what = "no response" if hop.status is None else "no complete response"
         hop.error = (
-            f"timed out: {what} from {conn.server} within {timeout:g} s of the connect "
+            f"timed out: {what} from {conn.server} within {timeout:g} s of the "
+            f"{'connect' if deadline == now + timeout else 'first hop connect'} "
             f"({hop.body_len} body bytes received)"
         )
         hop.exitcode = 28

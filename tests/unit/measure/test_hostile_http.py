@@ -245,3 +245,37 @@ def test_a_cookie_of_1_mib_and_one_of_5000_bytes() -> None:
     lines = ["a=" + "x" * 4095, long_line, "ok=1"]
     jar.receive("http", "a.test", "/", [("Set-Cookie", line) for line in lines])
     assert [c.name for c in jar.cookies] == ["ok"]
+
+
+def _chain(target: str) -> Sequence[tuple[bytes | None, float]]:
+    n = int(target.strip("/") or 0)  # each hop to another host name, kept alive
+    return [(b"HTTP/1.1 302 Found\r\nLocation: http://h%d.test/%d\r\nContent-Length: 0\r\n\r\n"
+             % (n + 1, n + 1), 0.01)]  # fmt: skip
+
+
+def test_a_redirect_chain_through_many_hosts_keeps_few_connections() -> None:
+    rig, made = serving(_chain)
+    pool = Connections()
+    r = rig.run(http_get(rig.session, "http://h0.test/", connect_to="192.0.2.80", follow=True,
+                         max_redirs=200, connections=pool))  # fmt: skip
+    assert (r.exitcode, r.num_redirects, len(made)) == (47, 200, 201)
+    assert len(pool.idle) <= http_mod.MAX_IDLE
+    rig.run(pool.close())
+
+
+def test_an_endless_redirect_chain_of_trickles_is_bounded_by_the_timeout() -> None:
+    """Each hop answers after 4 s, under the 5 s timeout; with -L and no redirect limit
+    the URL went on for ever (the timeout was each hop's). Now it is the URL's."""
+
+    def slow(target: str) -> Sequence[tuple[bytes | None, float]]:
+        return [(out, 4.0) for out, _ in _chain(target)]
+
+    rig, _ = serving(slow)
+    start = rig.clock.seconds()
+    r = rig.run(http_get(rig.session, "http://h0.test/", connect_to="192.0.2.80", follow=True,
+                         max_redirs=-1, timeout=5.0))  # fmt: skip
+    assert rig.clock.seconds() - start < 10 and (r.exitcode, r.num_redirects) == (28, 1)
+    assert r.error == (
+        "timed out: no response from 192.0.2.80:80 within 5 s of the first hop connect "
+        "(0 body bytes received)"
+    )
