@@ -912,7 +912,11 @@ async def _over(
         keep = await _exchange(session, hop, stream, conn.tls, data, headers, deadline, sink,
                                follows)  # fmt: skip
     except SSL.Error as e:
-        hop.error, hop.exitcode = _tls_error(e), 35
+        if hop.tls_done is None and not hop.reused:  # curl: (35) the handshake failed
+            hop.error, hop.exitcode = _tls_error(e), 35
+        else:  # curl: (56) a TLS read failed
+            hop.error = f"{_tls_error(e)} (from {conn.server}, after the handshake)"
+            hop.exitcode = 56
     except _CertificateMismatch as e:
         hop.error, hop.exitcode = str(e), 60
     except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"

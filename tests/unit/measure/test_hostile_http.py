@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from OpenSSL import SSL
 from stream_fakes import Peer, StreamRig
+from web_pki import make_pki
 
 from packetlab.measure import cookies
 from packetlab.measure import http as http_mod
@@ -278,4 +281,54 @@ def test_an_endless_redirect_chain_of_trickles_is_bounded_by_the_timeout() -> No
     assert r.error == (
         "timed out: no response from 192.0.2.80:80 within 5 s of the first hop connect "
         "(0 body bytes received)"
+    )
+
+
+class TlsGarbage(Peer):
+    """A TLS server that completes the handshake, then answers the request with bytes
+    that are no TLS record, and keeps sending them."""
+
+    def __init__(self, pki: dict[str, Path]) -> None:
+        super().__init__()
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.use_certificate_file(str(pki["server"]))
+        ctx.use_privatekey_file(str(pki["key"]))
+        self.tls = SSL.Connection(ctx, None)
+        self.tls.set_accept_state()
+        self.plain = bytearray()
+
+    def received(self, data: bytes) -> None:
+        self.tls.bio_write(data)
+        try:
+            self.tls.do_handshake()
+            while True:
+                self.plain += self.tls.recv(65536)
+        except (SSL.WantReadError, SSL.ZeroReturnError):
+            pass
+        out = b""
+        while True:
+            try:
+                out += self.tls.bio_read(65536)
+            except SSL.WantReadError:
+                break
+        if out:
+            self.write(out, 0.01)
+        if b"\r\n\r\n" in self.plain:
+            self.plain.clear()
+            for out_, delay in [(b"HTTP/1.1 200 OK\r\n\r\n" * 100, 0.02), *FLOOD]:
+                self.write(out_, delay)
+
+
+def test_tls_garbage_after_the_handshake(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    rig = StreamRig()
+    rig.endpoint.peers[("192.0.2.80", 443)] = lambda: TlsGarbage(pki)
+    rig.endpoint.peers[("192.0.2.81", 80)] = lambda: Scripted(lambda t: [(OK, 0.01)])
+    r = rig.run(http_get(rig.session, "https://www.test/", connect_to="192.0.2.80",
+                         cafile=str(pki["ca"])))  # fmt: skip
+    after = rig.run(http_get(rig.session, "http://192.0.2.81/"))
+    assert (after.status, after.error) == (200, None) and not rig.session.paused
+    assert (r.status, r.exitcode) == (None, 56)  # curl's for a failed read (it was 35)
+    assert r.error == (
+        "TLS: bad record type; record layer failure (from 192.0.2.80:443, after the handshake)"
     )
