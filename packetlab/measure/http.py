@@ -506,8 +506,9 @@ class _Decoder:
     """--compressed: a gzip or deflate body decoded as it comes, at most `limit` bytes out
     (a small body that inflates without bound is refused)."""
 
-    def __init__(self, encoding: str, limit: int) -> None:
+    def __init__(self, encoding: str, limit: int, server: str | None = None) -> None:
         self.encoding, self.limit, self.out = encoding, limit, 0
+        self.server = server
         self.wbits = _GZIP if encoding in ("gzip", "x-gzip") else _ZLIB
         self.z = zlib.decompressobj(self.wbits)
         self.fed = False
@@ -525,11 +526,11 @@ class _Decoder:
             out += self.z.flush()
         self.out += len(out)
         if self.out > self.limit or self.z.unconsumed_tail:
-            raise StreamError(f"decoded body larger than {self.limit} bytes")
+            raise _TooMuch(f"decoded body from {self.server} larger than {self.limit} bytes")
         return out
 
 
-def _decoder(headers: list[tuple[str, str]], limit: int) -> _Decoder | None:
+def _decoder(headers: list[tuple[str, str]], limit: int, server: str | None) -> _Decoder | None:
     codings = [c.strip().lower() for k, v in headers if k.lower() == "content-encoding"
                for c in v.split(",") if c.strip()]  # fmt: skip
     codings = [c for c in codings if c != "identity"]
@@ -540,7 +541,7 @@ def _decoder(headers: list[tuple[str, str]], limit: int) -> _Decoder | None:
             f"Content-Encoding {', '.join(codings)}: not decoded (gzip and deflate are; "
             "br and zstd need libraries this install does not have)"
         )
-    return _Decoder(codings[0], limit)
+    return _Decoder(codings[0], limit, server)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1029,7 +1030,9 @@ async def _exchange(
                 hop.first = chunk.time if hop.first is None else hop.first
                 hop.last = chunk.time
             if hop.first is None and (chunk is None or stream.eof):
-                raise StreamError("the server closed the connection without a response")
+                raise StreamError(
+                    f"the server {hop.server} closed the connection without a response"
+                )
             continue
         if isinstance(event, h11.Response):
             hop.status = event.status_code
@@ -1042,7 +1045,7 @@ async def _exchange(
                 sink.on_headers(hop.raw_headers)
         elif isinstance(event, h11.Data):
             if keep and sink.compressed and hop.body_len == 0:  # a body to decode (not HEAD)
-                decoder = _decoder(hop.headers, max_body)
+                decoder = _decoder(hop.headers, max_body, hop.server)
             hop.body_len += len(event.data)
             if hop.body_len > max_body:
                 raise _TooMuch(f"body from {hop.server} larger than {max_body} bytes")
@@ -1061,7 +1064,9 @@ async def _exchange(
                     on_body(out)
             break
         elif isinstance(event, h11.ConnectionClosed):
-            raise StreamError("the server closed the connection before a complete response")
+            raise StreamError(
+                f"the server {hop.server} closed the connection before a complete response"
+            )
     hop.body_sha256 = digest.hexdigest()
     hop.body = b"".join(body) if keep_body and keep else None
     clean = not h.trailing_data[0] and not ended and not stream.eof  # a close-delimited
