@@ -335,3 +335,13 @@ def test_tls_garbage_after_the_handshake(tmp_path: Path) -> None:
     assert r.error == (
         "TLS: bad record type; record layer failure (from 192.0.2.80:443, after the handshake)"
     )
+
+
+def test_endless_chunked_trailers() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: "
+    r = _one(lambda t: [(head, 0.01), *FLOOD])
+    assert r.status is None and r.exitcode == 8
+    assert r.error == (
+        "HTTP: bad response from 192.0.2.80:80: RemoteProtocolError: response headers over "
+        "307200 bytes"
+    )
