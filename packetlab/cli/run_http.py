@@ -158,7 +158,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         type=float,
         default=30.0,
         metavar="S",
-        help="seconds per URL after the connect [default: 30]",
+        help="seconds per URL from its first connect, redirects included [default: 30]",
     )
 
 

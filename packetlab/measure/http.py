@@ -70,6 +70,10 @@ __all__ = [
 
 USER_AGENT = "pktlab-http/1"
 MAX_BODY = 256 << 20
+# A response's header blocks, 1xx ones included, at most (curl 8.3+'s
+# MAX_HTTP_RESP_HEADER_SIZE; 7.88 had no total, so 1xx responses sent for ever grew it):
+# the one limit of header lines, header count and informational responses a server controls.
+MAX_HEADERS = 300 << 10
 CA_FILES = (  # where curl and Python find the system store on common distributions
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -360,6 +364,10 @@ class _CertificateMismatch(Exception):
     pass
 
 
+class _TooMuch(StreamError):
+    """The server sent more than a limit allows (curl's 56, as its "Too large")."""
+
+
 @dataclass(slots=True)
 class _Conn:
     """An open connection between requests: the stream, its TLS, where it goes."""
@@ -368,11 +376,35 @@ class _Conn:
     tls: _Tls | None
     server: str
     tls_version: str | None
+    stirred: bool = False  # something came while idle: dead, or unasked for (not reused)
+    unwatch: Callable[[], None] | None = None
+
+    def idle(self) -> None:
+        """Watch the connection while it waits in the pool: what comes (bytes nobody asked
+        for, the peer's close) marks it not reusable and is dropped, not queued. A
+        server flooding an idle connection would fill the socket's queue, which pauses
+        the session's reads: every other URL of the run would hang."""
+        sock = self.stream.sock
+
+        def stirred(note: object) -> None:
+            self.stirred = True
+            sock.buffering = False
+
+        self.unwatch = sock.add_callback(stirred)
+
+    def taken(self) -> None:
+        if self.unwatch is not None:
+            self.unwatch()
+            self.unwatch = None
+
+
+MAX_IDLE = 5  # connections kept open at most (curl's default CURLOPT_MAXCONNECTS)
 
 
 class Connections:
     """Connections kept open for the next request (curl's connection cache): one idle
-    connection per scheme, host and port. `close()` ends them all."""
+    connection per scheme, host and port, `MAX_IDLE` in all (the oldest closed first).
+    `close()` ends them all."""
 
     def __init__(self) -> None:
         self.idle: dict[tuple[str, str, int], _Conn] = {}
@@ -386,7 +418,8 @@ class Connections:
         if conn is None:
             return None
         sock = conn.stream.sock
-        if conn.stream.eof or sock.ended or sock.queued:
+        conn.taken()
+        if conn.stream.eof or sock.ended or sock.queued or conn.stirred:
             # curl: an idle connection with something to read (the server closed it, or
             # sent what nobody asked for) "seems to be dead": not reused
             await conn.stream.close()
@@ -395,9 +428,13 @@ class Connections:
 
     async def put(self, u: Url, conn: _Conn) -> None:
         old = self.idle.pop(self.key(u), None)
+        conn.idle()
         self.idle[self.key(u)] = conn
         if old is not None:
             await old.stream.close()
+        while len(self.idle) > MAX_IDLE:  # curl: the oldest goes (each is an endpoint socket)
+            oldest = self.idle.pop(next(iter(self.idle)))
+            await oldest.stream.close()
 
     @deferred_api
     async def close(self) -> None:
@@ -454,6 +491,7 @@ class _Sink:
     on_body: Callable[[bytes], object] | None
     on_headers: Callable[[bytes], object] | None = None
     compressed: bool = False
+    until: list[float] = field(default_factory=list)  # the URL's end (its first exchange's)
 
 
 ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
@@ -468,8 +506,9 @@ class _Decoder:
     """--compressed: a gzip or deflate body decoded as it comes, at most `limit` bytes out
     (a small body that inflates without bound is refused)."""
 
-    def __init__(self, encoding: str, limit: int) -> None:
+    def __init__(self, encoding: str, limit: int, server: str | None = None) -> None:
         self.encoding, self.limit, self.out = encoding, limit, 0
+        self.server = server
         self.wbits = _GZIP if encoding in ("gzip", "x-gzip") else _ZLIB
         self.z = zlib.decompressobj(self.wbits)
         self.fed = False
@@ -487,11 +526,11 @@ class _Decoder:
             out += self.z.flush()
         self.out += len(out)
         if self.out > self.limit or self.z.unconsumed_tail:
-            raise StreamError(f"decoded body larger than {self.limit} bytes")
+            raise _TooMuch(f"decoded body from {self.server} larger than {self.limit} bytes")
         return out
 
 
-def _decoder(headers: list[tuple[str, str]], limit: int) -> _Decoder | None:
+def _decoder(headers: list[tuple[str, str]], limit: int, server: str | None) -> _Decoder | None:
     codings = [c.strip().lower() for k, v in headers if k.lower() == "content-encoding"
                for c in v.split(",") if c.strip()]  # fmt: skip
     codings = [c for c in codings if c != "identity"]
@@ -502,7 +541,7 @@ def _decoder(headers: list[tuple[str, str]], limit: int) -> _Decoder | None:
             f"Content-Encoding {', '.join(codings)}: not decoded (gzip and deflate are; "
             "br and zstd need libraries this install does not have)"
         )
-    return _Decoder(codings[0], limit)
+    return _Decoder(codings[0], limit, server)
 
 
 @dataclass(frozen=True, slots=True)
@@ -640,8 +679,9 @@ async def http_get(
     (curl -b 'NAME=VALUE; ...') is sent as is after them on every request.
     Failures after the URL was accepted (name not resolved, refused, TLS, timeout, bad
     HTTP, a redirect loop or a Location that is no URL) come back in `error`, curl's exit
-    code in `exitcode`. `timeout` bounds each exchange after its connect. `on_body` gets
-    the final response's body as it comes (`keep_body` keeps it in `body`).
+    code in `exitcode`. `timeout` bounds the URL's exchanges, from the first connect
+    (redirects included). `on_body` gets the final response's body as it comes
+    (`keep_body` keeps it in `body`).
     `recorder` collects the connections' packets for a pcap file (TLS stays encrypted).
     """
     current = parse_url(url)
@@ -861,7 +901,10 @@ async def _over(
     """One request and its response over `conn` (a new one: TLS handshake first); the
     connection back into `pool` when the exchange left it reusable, else closed."""
     stream = conn.stream
-    deadline = session.reactor.seconds() + timeout
+    now = session.reactor.seconds()
+    if not sink.until:  # curl -m: the URL's time, its redirects included, not each hop's
+        sink.until.append(now + timeout)
+    deadline = min(now + timeout, sink.until[0])
     keep = False
     try:
         if conn.tls is not None and not hop.reused:
@@ -870,13 +913,18 @@ async def _over(
         keep = await _exchange(session, hop, stream, conn.tls, data, headers, deadline, sink,
                                follows)  # fmt: skip
     except SSL.Error as e:
-        hop.error, hop.exitcode = _tls_error(e), 35
+        if hop.tls_done is None and not hop.reused:  # curl: (35) the handshake failed
+            hop.error, hop.exitcode = _tls_error(e), 35
+        else:  # curl: (56) a TLS read failed
+            hop.error = f"{_tls_error(e)} (from {conn.server}, after the handshake)"
+            hop.exitcode = 56
     except _CertificateMismatch as e:
         hop.error, hop.exitcode = str(e), 60
     except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"
         what = "no response" if hop.status is None else "no complete response"
         hop.error = (
-            f"timed out: {what} within {timeout:g} s of the connect "
+            f"timed out: {what} from {conn.server} within {timeout:g} s of the "
+            f"{'connect' if deadline == now + timeout else 'first hop connect'} "
             f"({hop.body_len} body bytes received)"
         )
         hop.exitcode = 28
@@ -886,7 +934,10 @@ async def _over(
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
         hop.error, hop.exitcode = str(e), 61
     except h11.ProtocolError as e:
-        hop.error = f"HTTP: {type(e).__name__}: {e}"
+        why = str(e)
+        if why == "Receive buffer too long":  # h11's max_incomplete_event_size
+            why = f"response headers over {MAX_HEADERS} bytes"
+        hop.error = f"HTTP: bad response from {conn.server}: {type(e).__name__}: {why}"
         hop.exitcode = 18 if "complete message" in str(e) else 8
     except OSError as e:  # on_body could not write
         hop.error = f"writing the body: {e.strerror or e}"
@@ -903,7 +954,7 @@ async def _over(
 def _request(
     u: Url, method: str, data: bytes | None, headers: list[tuple[str, str]]
 ) -> tuple[h11.Connection, bytes]:
-    h = h11.Connection(h11.CLIENT)
+    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
     names = {k.lower() for k, _ in headers}
     req = [("Host", u.authority), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
     req = [(k, v) for k, v in req if k.lower() not in names]  # -H replaces, as curl's
@@ -972,11 +1023,16 @@ async def _exchange(
                 h.receive_data(plain)
             if hop.status is None:
                 fed += plain
+                if len(fed) > MAX_HEADERS + len(plain):  # this chunk may hold body bytes
+                    raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
+                                   "bytes (1xx responses included)")  # fmt: skip
             if chunk is not None and plain:
                 hop.first = chunk.time if hop.first is None else hop.first
                 hop.last = chunk.time
             if hop.first is None and (chunk is None or stream.eof):
-                raise StreamError("the server closed the connection without a response")
+                raise StreamError(
+                    f"the server {hop.server} closed the connection without a response"
+                )
             continue
         if isinstance(event, h11.Response):
             hop.status = event.status_code
@@ -989,10 +1045,10 @@ async def _exchange(
                 sink.on_headers(hop.raw_headers)
         elif isinstance(event, h11.Data):
             if keep and sink.compressed and hop.body_len == 0:  # a body to decode (not HEAD)
-                decoder = _decoder(hop.headers, max_body)
+                decoder = _decoder(hop.headers, max_body, hop.server)
             hop.body_len += len(event.data)
             if hop.body_len > max_body:
-                raise StreamError(f"body larger than {max_body} bytes")
+                raise _TooMuch(f"body from {hop.server} larger than {max_body} bytes")
             digest.update(event.data)
             out = bytes(event.data) if decoder is None else decoder.feed(bytes(event.data))
             if keep and keep_body:
@@ -1008,7 +1064,9 @@ async def _exchange(
                     on_body(out)
             break
         elif isinstance(event, h11.ConnectionClosed):
-            raise StreamError("the server closed the connection before a complete response")
+            raise StreamError(
+                f"the server {hop.server} closed the connection before a complete response"
+            )
     hop.body_sha256 = digest.hexdigest()
     hop.body = b"".join(body) if keep_body and keep else None
     clean = not h.trailing_data[0] and not ended and not stream.eof  # a close-delimited

@@ -240,7 +240,12 @@ class TcpStream:
             self._buffer_time = time
 
     async def close(self) -> None:
-        """nclose, ignoring a session that already ended."""
+        """nclose, ignoring a session that already ended. What the peer sends from now
+        on is dropped, and what was queued unread: a peer that keeps sending would fill
+        the socket's queue, which pauses the session's reads, the nclose answer with them
+        (the close, and every request of the session after it, would hang)."""
+        self.sock.buffering = False
+        self.sock.drain()
         if self.flow is not None:  # we close first (no endpoint time for it: the last one)
             self.flow.closed(self._last_time, by_peer=False)
             self.flow = None

@@ -6,12 +6,18 @@
     python measure_services.py dns                  # prints "PORT" (UDP and TCP)
     python measure_services.py http                 # prints "PORT"
     python measure_services.py https CERT KEY       # prints "PORT"
+    python measure_services.py hostile-http         # prints "PORT"
 
 DNS: a Twisted names authoritative server for `test.` (A/AAAA/CNAME/TXT/MX, a name whose
 answer needs more than 512 bytes). HTTP(S): Twisted web with pages /page/N (N-dependent
 bytes, Content-Length), /chunked (Transfer-Encoding: chunked), /slow (chunks 50 ms apart),
 /empty (204) and /close (a body ended by closing the connection: TLS close_notify on
 HTTPS), all on 127.0.0.1, port 0.
+Hostile HTTP (`Hostile`): /flood-after (a complete response on a kept connection, then
+64 MiB nobody asked for), /flood-header (a header line that goes on for 64 MiB), /1xx
+(100 Continue for ever, 64 MiB of them), /trickle (a body a byte a second), /slow (30
+bytes 0.1 s apart), /cookies
+(10,000 Set-Cookie headers), anything else a 2-byte 200.
 """
 
 from __future__ import annotations
@@ -90,6 +96,52 @@ class CloseDelimited(protocol.Protocol):
             self.transport.loseConnection()
 
 
+FLOOD = 64 << 20
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class Hostile(protocol.Protocol):
+    """A hostile HTTP/1.1 server (keeps connections open): see the module docstring."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.gone = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buf += data
+        while b"\r\n\r\n" in self.buf:
+            head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+            path = head.split(b" ", 2)[1]
+            if path == b"/flood-after":
+                self.transport.write(OK)
+                self._flood(b"z" * (1 << 20), FLOOD)
+            elif path == b"/flood-header":
+                self.transport.write(b"HTTP/1.1 200 OK\r\nX: ")
+                self._flood(b"a" * (1 << 20), FLOOD)
+            elif path == b"/1xx":
+                self._flood(b"HTTP/1.1 100 Continue\r\n\r\n" * 40000, FLOOD)
+            elif path == b"/trickle":
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                self._flood(b"t", 1000, every=1.0)
+            elif path == b"/slow":
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n")
+                self._flood(b"s", 30, every=0.1)
+            elif path == b"/cookies":
+                many = b"".join(b"Set-Cookie: c%05d=v\r\n" % i for i in range(10_000))
+                self.transport.write(b"HTTP/1.1 200 OK\r\n" + many + OK[17:])
+            else:
+                self.transport.write(OK)
+
+    def _flood(self, piece: bytes, total: int, every: float = 0.001) -> None:
+        if self.gone or total <= 0:
+            return
+        self.transport.write(piece)
+        reactor.callLater(every, self._flood, piece, total - len(piece), every)
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.gone = True
+
+
 class Router(protocol.Protocol):
     """Dispatch on the request line: /close to CloseDelimited, the rest to Twisted web."""
 
@@ -145,6 +197,9 @@ def main(argv: list[str]) -> None:
                 udp.stopListening()
     elif kind == "http":
         port = reactor.listenTCP(0, RouterFactory(), interface="127.0.0.1").getHost().port
+    elif kind == "hostile-http":
+        hostile = protocol.Factory.forProtocol(Hostile)
+        port = reactor.listenTCP(0, hostile, interface="127.0.0.1").getHost().port
     else:
         pem = Path(argv[1]).read_text() + Path(argv[2]).read_text()
         cert = ssl.PrivateCertificate.loadPEM(pem)

@@ -339,3 +339,37 @@ def test_dig_words_and_short_output_match_dig(dns_port: int) -> None:
     theirs = subprocess.run(["dig", *words], capture_output=True, text=True, timeout=30)
     assert ours.returncode == theirs.returncode == 0, ours.stderr
     assert ours.stdout == theirs.stdout and ours.stdout.count("\n") == 5
+
+
+@pytest.fixture(scope="module")
+def hostile_port() -> Iterator[int]:
+    yield from service("hostile-http")
+
+
+def test_hostile_http_servers_through_the_cli(hostile_port: int) -> None:
+    """Each hostile URL one error line naming the server, the good URLs after each still
+    fetched, exit 1, no traceback, in bounded time. Before, the 64 MiB after a complete
+    response on a kept connection (and the flood after the header error) filled the
+    socket's queue, which paused the session's reads: the run hung on the next URL."""
+    base = f"http://127.0.0.1:{hostile_port}"
+    server = f"127.0.0.1:{hostile_port}"
+    urls = ["/flood-after", "/ok", "/flood-header", "/ok", "/1xx", "/ok", "/trickle", "/ok",
+            "/cookies", "/ok"]  # fmt: skip
+    rc, records, err = pktlab("http", "--json", "--max-time", "4", *[base + u for u in urls],
+                              timeout=120)  # fmt: skip
+    assert rc == 1 and "Traceback" not in err, err
+    byurl = [r for r in records if r.get("type") == "http"]
+    assert len(byurl) == len(urls)
+    for u, r in zip(urls, byurl, strict=True):
+        if u in ("/ok", "/flood-after", "/cookies"):
+            assert (r.get("status"), r.get("error")) == (200, None), (u, r)
+    assert byurl[1].get("reused") is None  # the flooded connection was not reused
+    assert byurl[2]["error"] == (
+        f"HTTP: bad response from {server}: RemoteProtocolError: response headers over 307200 bytes"
+    )
+    assert byurl[4]["error"] == (
+        f"response headers from {server} over 307200 bytes (1xx responses included)"
+    )
+    assert byurl[6]["exitcode"] == 28 and byurl[6]["error"].startswith(
+        f"timed out: no complete response from {server} within 4 s of the connect ("
+    )

@@ -225,20 +225,24 @@ def test_bad_servers(response: bytes, message: str) -> None:
 def test_silent_server_times_out() -> None:
     rig = rig_with(Http(b"", close=False))
     r = rig.run(http_get(rig.session, "http://192.0.2.80/", timeout=2.0))
-    assert r.error == "timed out: no response within 2 s of the connect (0 body bytes received)"
+    assert r.error == (
+        "timed out: no response from 192.0.2.80:80 within 2 s of the connect "
+        "(0 body bytes received)"
+    )
     # a body that stops half way (curl: "Operation timed out ... with N bytes received")
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
     rig = rig_with(Http(head + b"x" * 40, close=False))
     r = rig.run(http_get(rig.session, "http://192.0.2.80/", timeout=2.0))
     assert r.error == (
-        "timed out: no complete response within 2 s of the connect (40 body bytes received)"
+        "timed out: no complete response from 192.0.2.80:80 within 2 s of the connect "
+        "(40 body bytes received)"
     )
 
 
 def test_body_limit() -> None:
     rig = rig_with(Http(OK))
     r = rig.run(http_get(rig.session, "http://192.0.2.80/", max_body=100))
-    assert r.error is not None and "body larger than 100 bytes" in r.error
+    assert r.error is not None and r.error == "body from 192.0.2.80:80 larger than 100 bytes"
 
 
 def test_refused() -> None:
