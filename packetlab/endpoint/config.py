@@ -91,6 +91,9 @@ class EndpointConfig:
     #: BusyPollUs: µs the reactor keeps polling without blocking after I/O (0: off;
     #: packetlab.endpoint.busypoll, docs/endpoint.md).
     busy_poll_us: int = 0
+    #: CpuLatencyUs: the CPU wake-up latency (µs) asked of the kernel while a session is
+    #: open (None: no request; packetlab.endpoint.cpulatency, docs/endpoint.md).
+    cpu_latency_us: int | None = None
     #: ReflexWarmUs: while busy-polling, rehearse attached reflexes every N µs to keep
     #: their path warm (0: off; packetlab.endpoint.reflexwarm, docs/reflexes.md).
     reflex_warm_us: int = 100
@@ -362,6 +365,12 @@ def _set_busy_poll(cfg: EndpointConfig, value: str) -> None:
     cfg.busy_poll_us = _int(value, 0, MAX_BUSY_POLL_US)
 
 
+def _set_cpu_latency(cfg: EndpointConfig, value: str) -> None:
+    from packetlab.endpoint.cpulatency import MAX_CPU_LATENCY_US
+
+    cfg.cpu_latency_us = _int(value, 0, MAX_CPU_LATENCY_US)
+
+
 def _set_reflex_warm(cfg: EndpointConfig, value: str) -> None:
     cfg.reflex_warm_us = _int(value, 0, MAX_BUSY_POLL_US)
 
@@ -456,6 +465,7 @@ _HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
     "MonitorPersistentPath": _set_persistent_path,
     "ReflexEnable": _set_reflex_enable,  # reflexes (docs/reflexes.md)
     "BusyPollUs": _set_busy_poll,  # reactor busy-poll (docs/endpoint.md)
+    "CpuLatencyUs": _set_cpu_latency,  # PM QoS while a session is open (docs/endpoint.md)
     "ReflexWarmUs": _set_reflex_warm,  # reflex rehearsal while busy-polling (docs/reflexes.md)
     "CaptureFilter": _set_capture_filter,
     "CaptureSnaplen": _set_snaplen,

@@ -274,6 +274,17 @@ def makeService(options: Options) -> IService:
     reflexes = Reflexes(cfg, compiler)  # reflex hook: loaded on a session's first reflex request
     reflexes.warm_on(spinner, cfg.reflex_warm_us)  # reflex hook (docs/reflexes.md)
 
+    cpu_latency = None
+    if cfg.cpu_latency_us is not None:
+        from packetlab.endpoint.cpulatency import CpuLatencyHold, CpuLatencyUnavailable, open_device
+
+        try:  # opened now: a missing permission is one line at start, not a session's error
+            device = open_device()
+        except CpuLatencyUnavailable as e:
+            raise usage.UsageError(str(e)) from None
+        cpu_latency = CpuLatencyHold(cfg.cpu_latency_us, device, lambda m: log.warn("{m}", m=m))
+        log.info("CPU wake-up latency {us} µs while a session is open", us=cfg.cpu_latency_us)
+
     from packetlab.heaptrim import IdleTrim, trim_after_startup  # memory hooks
 
     idle = IdleTrim(reactor)  # heap trim when no session is open (docs/reliability.md)
@@ -291,6 +302,8 @@ def makeService(options: Options) -> IService:
             gate.attach(session.memory, session.sockets)
         reflexes.install(session)  # reflex hook (docs/reflexes.md)
         session.close_hooks.append(idle.opened())  # trim the heap when none is left
+        if cpu_latency is not None:
+            session.close_hooks.append(cpu_latency.opened())
         return session
 
     link: ControllerLink = PlaintextLink()
