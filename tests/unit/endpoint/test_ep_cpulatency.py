@@ -101,3 +101,11 @@ def test_config_key() -> None:
     for bad in ("-1", "1000001", "fast"):
         with pytest.raises(ConfigError, match="CpuLatencyUs"):
             parse_config([f"CpuLatencyUs {bad}"])
+
+
+def test_the_example_config_parses() -> None:
+    from packetlab.endpoint.config import load_config
+
+    example = Path(__file__).parents[3] / "examples" / "endpt.low-latency.conf"
+    cfg = load_config(str(example))
+    assert cfg.cpu_latency_us == 0 and cfg.busy_poll_us == 0 and not cfg.warnings
