@@ -260,20 +260,35 @@ def _tail(side: dict[str, Any], udp: bool, sender: bool) -> str:
                            side.get("packets", 0))  # fmt: skip
 
 
+def _tcp_tail(x: Record, sender: bool, cwnd: bool) -> str:
+    """A TCP line's Retr (and Cwnd) columns, blank without the figures (a receiver)."""
+    if not sender or "retransmits" not in x:
+        return iperf3.NO_RETR
+    return iperf3.retr_tail(x["retransmits"], x.get("snd_cwnd") if cwnd else None)
+
+
 def interval_rows(r: Record) -> str:
-    """iperf3's -i lines: one per stream, [SUM] with several, a header before the first."""
+    """iperf3's -i lines: one per stream, [SUM] with several, a header before the first.
+    TCP: Retr and Cwnd for a sender whose endpoint samples TCP_INFO; blank when receiving
+    (-R), as iperf3 on Linux prints them."""
     udp, lines = r["protocol"] == "udp", []
+    # TCP upload from an endpoint without SKT_TCPINFO: no columns (iperf3 without TCP_INFO)
+    cols = not udp and (not r["sender"] or any("retransmits" in s for s in r["streams"]))
     if r["start"] == 0:
         head = iperf3.UDP_SENDER_HEADER if r["sender"] else iperf3.UDP_HEADER
-        lines.append(head if udp else iperf3.HEADER)
+        lines.append(head if udp else iperf3.TCP_HEADER if cols else iperf3.HEADER)
     for s in r["streams"]:
         tail = f"  {s['packets']}  " if udp else ""
+        if cols:
+            tail = _tcp_tail(s, r["sender"], cwnd=True)
         if "jitter_ms" in s:
             tail = iperf3.udp_tail(s["jitter_ms"] / 1e3, s["lost"], s["total"])
         lines.append(iperf3.report_line(s["id"], r["start"], r["end"], s["bytes"],
                                         r["seconds"], tail))  # fmt: skip
     if len(r["streams"]) > 1:
         tail = f"  {r['sum']['packets']}  " if udp else ""
+        if cols:
+            tail = _tcp_tail(r["sum"], r["sender"], cwnd=False)
         if udp and "jitter_ms" in r["streams"][0]:  # iperf3: the streams' mean jitter
             jitter = sum(s["jitter_ms"] for s in r["streams"]) / len(r["streams"]) / 1e3
             tail = iperf3.udp_tail(jitter, sum(s["lost"] for s in r["streams"]),
@@ -290,13 +305,16 @@ def timed_rows(r: Record) -> str:
     udp = r["protocol"] == "udp"
     shown = r.get("interval") and r["parallel"] > 1  # the intervals ended with a separator
     lines = [] if shown else [iperf3.SEPARATOR]
-    lines.append(iperf3.UDP_HEADER if udp else iperf3.HEADER)
-    pad = "" if udp else " " * 16
+    retr = not udp and any("retransmits" in s["sender"] for s in r["streams"])
+    lines.append(iperf3.UDP_HEADER if udp else iperf3.TCP_TOTAL_HEADER if retr else iperf3.HEADER)
 
     def two(label: int | str, s: Record) -> None:
         for side in ("sender", "receiver"):
             x = s[side]
-            tail = _tail(x, udp, side == "sender") + f"  {pad}{side}"
+            if udp:
+                tail = _tail(x, udp, side == "sender") + f"  {side}"
+            else:
+                tail = _tcp_tail(x, side == "sender", cwnd=False) + side
             lines.append(iperf3.report_line(label, 0.0, r["seconds"] or 0.0, x["bytes"],
                                             x["seconds"] or 0.0, tail))  # fmt: skip
 

@@ -151,6 +151,49 @@ async def read_socket_state(session: EndpointSession, sktid: int) -> SocketState
     return _enum(SocketState, struct.unpack(">b", raw[:1].ljust(1, b"\0"))[0])
 
 
+@dataclass(frozen=True, slots=True)
+class TcpInfo:
+    """A TCP socket's SKT_TCPINFO (ours, beyond the reference; vmem.TCPINFO_FIELDS): the
+    kernel's TCP_INFO as the endpoint sampled it when the mread came. rtt/rttvar in µs."""
+
+    version: int
+    state: int
+    ca_state: int
+    total_retrans: int  # segments retransmitted over the connection's life
+    snd_cwnd: int  # segments
+    snd_mss: int  # bytes
+    rtt: int
+    rttvar: int
+    pmtu: int
+    snd_wnd: int  # bytes (0 from a kernel without it)
+    unacked: int
+
+    @property
+    def cwnd_bytes(self) -> int:
+        """The congestion window in bytes, as iperf3's `snd_cwnd` (segments times MSS)."""
+        return self.snd_cwnd * self.snd_mss
+
+
+assert TcpInfo.__match_args__ == vmem.TCPINFO_FIELDS
+_TCPINFO = struct.Struct(vmem.TCPINFO_STRUCT)
+
+
+def decode_tcp_info(raw: bytes) -> TcpInfo | None:
+    """SKT_TCPINFO's bytes decoded; None when the endpoint has none for the socket (not
+    TCP, closed, or an endpoint without the extension, such as the reference: zeros)."""
+    fields = _TCPINFO.unpack(raw[: _TCPINFO.size].ljust(_TCPINFO.size, b"\0"))
+    if fields[0] != vmem.TCPINFO_VERSION:
+        return None
+    return TcpInfo(*fields)
+
+
+@deferred_api
+async def read_tcp_info(session: EndpointSession, sktid: int) -> TcpInfo | None:
+    """Socket `sktid`'s TCP_INFO sample (one mread); None if the endpoint has none."""
+    return decode_tcp_info(await session.mread(vmem.skt_addr(sktid, vmem.SKT_TCPINFO),
+                                               vmem.SKT_TCPINFO.size))  # fmt: skip
+
+
 def set_notifmask(session: EndpointSession, sktid: int, mask: NotifMask | int) -> Deferred[Result]:
     """Hold back (set bits) or release (clear bits) notification types of a socket (§2.4)."""
     return session.mwrite(vmem.skt_addr(sktid, vmem.SKT_NOTIFMASK), struct.pack(">H", int(mask)))

@@ -6,6 +6,11 @@ Socket blocks are rendered from the live `Skt` with one struct call. Unmapped by
 as zero, and unlike the reference a read that starts in a gap still returns the mapped
 bytes after it. Writes reach only the RW fields of open sockets (state ≥ OPENING); every
 other byte of a write is dropped silently (the request still succeeds).
+
+Beyond the reference, a socket block's SKT_TCPINFO region (0x200, read-only) is sampled
+from the kernel's TCP_INFO when it is read, through the `tcp_info` hook the network edge
+supplies (`tcp_info_region` packs it); without the hook, or for a socket that is not TCP,
+it reads as zeros.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from packetlab.wire.constants import HdrMod, TransSup
 __all__ = [
     "SKT_BLOCK_USED",
     "SystemImage",
+    "TcpInfoHook",
     "VirtualMemory",
     "mapped_system_image",
     "system_image",
+    "tcp_info_region",
 ]
 
 #: The system block's bytes (reads slice it, TIME and BUFUSED are packed into it).
@@ -49,6 +56,27 @@ _ZERO_BLOCK = bytes(SKT_BLOCK_USED)
 _RW = [(r.addr, r.addr + r.size) for r in vmem.SKT_WRITABLE]
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+_TCPINFO = struct.Struct(vmem.TCPINFO_STRUCT)
+_TI_LO = vmem.SKT_TCPINFO.addr
+_TI_HI = _TI_LO + vmem.SKT_TCPINFO.size
+
+#: The SKT_TCPINFO bytes of a socket now, or None (not TCP, closed, not available).
+TcpInfoHook = Callable[[Skt], bytes | None]
+
+# Linux's struct tcp_info (include/uapi/linux/tcp.h), native byte order: the offsets of
+# the u32 fields SKT_TCPINFO carries, in its order.
+_KERNEL_U32 = (100, 80, 16, 68, 72, 60, 228, 24)  # total_retrans snd_cwnd snd_mss rtt
+_KERNEL_SIZE = 232  # rttvar pmtu snd_wnd unacked; a shorter answer: zeros for the rest
+_NATIVE_U32 = struct.Struct("=I")
+
+
+def tcp_info_region(raw: bytes) -> bytes:
+    """SKT_TCPINFO (vmem.TCPINFO_STRUCT) from the kernel's TCP_INFO answer `raw`."""
+    if len(raw) < 8:
+        return bytes(vmem.SKT_TCPINFO.size)
+    raw = raw.ljust(_KERNEL_SIZE, b"\0")
+    values = [_NATIVE_U32.unpack_from(raw, off)[0] for off in _KERNEL_U32]
+    return _TCPINFO.pack(vmem.TCPINFO_VERSION, raw[0], raw[1], *values)
 
 
 def mapped_system_image(cfg: EndpointConfig) -> mmap.mmap:
@@ -125,7 +153,9 @@ def render_block(skt: Skt) -> bytes:
 class VirtualMemory:
     """Reads and writes of the map; side effects of RW writes go through two hooks."""
 
-    __slots__ = ("_budget", "_clock", "_img", "_set_mask", "_set_rbufsz", "_sockets")
+    __slots__ = (
+        "_budget", "_clock", "_img", "_set_mask", "_set_rbufsz", "_sockets", "_tcp_info",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -135,6 +165,7 @@ class VirtualMemory:
         clock: Callable[[], int],
         set_rbufsz: Callable[[Skt, int], None],
         set_notifmask: Callable[[Skt, int], None],
+        tcp_info: TcpInfoHook | None = None,
     ) -> None:
         self._img = image
         self._sockets = sockets
@@ -142,6 +173,7 @@ class VirtualMemory:
         self._clock = clock
         self._set_rbufsz = set_rbufsz
         self._set_mask = set_notifmask
+        self._tcp_info = tcp_info
 
     def read(self, addr: int, length: int) -> bytes:
         end = addr + length
@@ -168,6 +200,12 @@ class VirtualMemory:
                 if b_lo < b_hi:
                     block = render_block(skt)
                     out[b_lo - addr : b_hi - addr] = block[b_lo - base : b_hi - base]
+                t_lo, t_hi = max(lo, base + _TI_LO), min(hi, base + _TI_HI)
+                if t_lo < t_hi and self._tcp_info is not None:
+                    info = self._tcp_info(skt)
+                    if info is not None:
+                        t0 = base + _TI_LO
+                        out[t_lo - addr : t_hi - addr] = info[t_lo - t0 : t_hi - t0]
         return bytes(out)
 
     def _refresh(self) -> None:

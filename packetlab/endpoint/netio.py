@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from packetlab.endpoint.clock import realtime_ns
+from packetlab.endpoint.memory import tcp_info_region
 from packetlab.endpoint.sender import DENSE_NS
 from packetlab.endpoint.sockets import (
     ConnectFailed,
@@ -54,6 +55,7 @@ _UDP_RETRY_S = 0.001  # send-buffer retry of a TX-stamped socket (it cannot wait
 _STAMP_MIN_GAP_NS = DENSE_NS
 _MSG_PROBE = 0x10  # Linux: go through the send path, send nothing (not in `socket`)
 _TCP_READ_BATCH = 4
+_TCP_INFO_LEN = 256  # more than Linux 6.x's struct tcp_info: the kernel says how much it has
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 _CONNECT_STATE = {
@@ -437,6 +439,17 @@ class TcpIO(_SockIO):
         self._listening = False
         self._connected(conn.getpeername())
 
+    def tcp_info(self) -> bytes | None:
+        """SKT_TCPINFO sampled now (the connection's TCP_INFO), or None while listening or
+        once closed."""
+        if self._fd < 0 or self._listening:
+            return None
+        try:
+            raw = self._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+        except OSError:
+            return None
+        return tcp_info_region(raw)
+
     # -- reading -----------------------------------------------------------------------
 
     def doRead(self) -> None:
@@ -659,6 +672,12 @@ class ReactorNetwork:
         host, port = sock.getsockname()[:2]
         skt.laddr = _sockaddr_bytes(skt.family, host)
         skt.lport = port
+
+    @staticmethod
+    def tcp_info(skt: Skt) -> bytes | None:
+        """The `VirtualMemory` hook: a TCP socket's SKT_TCPINFO, sampled now."""
+        io = skt.io
+        return io.tcp_info() if isinstance(io, TcpIO) else None
 
     def open_udp(self, skt: Skt, laddr: bytes, lport: int, events: SocketEvents) -> UdpIO:
         sock = self._socket(skt.family, socket.SOCK_DGRAM, Status.EUDPNOPORT)

@@ -168,6 +168,7 @@ class Session:
             clock,
             receive.set_rbufsz,
             receive.set_notifmask,
+            getattr(network, "tcp_info", None),  # SKT_TCPINFO, if the network samples it
         )
         # SocketEvents: what sockets report goes straight to the path it belongs to.
         self.recv_room = receive.recv_room

@@ -153,6 +153,15 @@ def _count(stream: dict[str, Any], key: str, default: int | None = None) -> int:
     return int(v)
 
 
+def _retransmits(stream: dict[str, Any]) -> int:
+    """A stream's "retransmits": -1 when iperf3 does not know (a receiving server), which
+    3.12 sends as 2**64 - 1 (its -1 in an unsigned 64-bit counter)."""
+    v = stream.get("retransmits", -1)
+    if isinstance(v, int) and v in (-1, (1 << 64) - 1):
+        return -1
+    return _count(stream, "retransmits")
+
+
 def _span(stream: dict[str, Any]) -> float:
     start = _number(stream, "start_time", MAX_SECONDS, 0.0)
     end = _number(stream, "end_time", MAX_SECONDS, 0.0)
@@ -259,7 +268,8 @@ def timed_client_results(figures: list[tuple[int, int, int, float]]) -> dict[str
 
 def server_streams(results: dict[str, Any]) -> dict[int, dict[str, float]]:
     """The server's figures per stream id: bytes, seconds, jitter (s), errors (lost
-    datagrams), packets (the highest datagram number seen, iperf3's total)."""
+    datagrams), packets (the highest datagram number seen, iperf3's total), retransmits
+    (a sending server's TCP retransmits, else -1)."""
     out: dict[int, dict[str, float]] = {}
     try:
         for s in _streams(results):
@@ -269,6 +279,8 @@ def server_streams(results: dict[str, Any]) -> dict[int, dict[str, float]]:
                 "jitter": float(_number(s, "jitter", MAX_SECONDS, 0.0)),
                 "errors": _count(s, "errors", 0),
                 "packets": _count(s, "packets", 0),
+                # the sender's TCP retransmits (iperf3's Retr); -1 from a receiving server
+                "retransmits": _retransmits(s),
             }
     except KeyError as e:
         raise Iperf3Error(f"unexpected iperf3 results: no {e}") from None
@@ -367,6 +379,19 @@ HEADER = "[ ID] Interval           Transfer     Bitrate"
 UDP_HEADER = HEADER + "         Jitter    Lost/Total Datagrams"
 UDP_SENDER_HEADER = HEADER + "         Total Datagrams"
 SEPARATOR = "- - - - - - - - - - - - - - - - - - - - - - - - -"
+#: TCP with the sender's columns (iperf3 on Linux shows them also when it receives, -R:
+#: the lines are then blank there) and the closing block's header with Retr.
+TCP_HEADER = HEADER + "         Retr  Cwnd"
+TCP_TOTAL_HEADER = HEADER + "         Retr"
+NO_RETR = " " * 18  # a TCP line without Retr (and Cwnd): the columns left blank
+
+
+def retr_tail(retransmits: int, cwnd: int | None = None) -> str:
+    """A TCP sender's columns: `    0   1023 KBytes       ` (a stream's interval) or,
+    without `cwnd`, `    4             ` ([SUM] interval, and the sender totals)."""
+    if cwnd is None:
+        return f"  {retransmits:3d}             "
+    return f"  {retransmits:3d}   {unit(cwnd, 'bytes')}       "
 
 
 def report_line(

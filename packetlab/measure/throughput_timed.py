@@ -27,6 +27,9 @@ by the endpoint:
   Each UDP datagram carries iperf3's header with its scheduled time and number; the
   server's jitter, loss and total come back in the results exchange.
 * `-i`: an interval is reported once a stamp past its end arrived (or at the end).
+* TCP upload: iperf3's sender columns, `Retr` and `Cwnd`, from the endpoint's TCP_INFO
+  sample (SKT_TCPINFO, ours): read for every stream as each interval closes and once at
+  the end (the sender's total). An endpoint without it (the reference) has no columns.
 
 The receiver's figure is the test's `mbit_s`: ours (endpoint stamps) for a download, the
 iperf3 server's for an upload, as in `throughput.py`; both sides' figures are kept.
@@ -53,6 +56,7 @@ from packetlab.controller import (
     parse_address,
     read_socket_info,
     read_system_info,
+    read_tcp_info,
     read_time,
     wait_connected,
 )
@@ -232,6 +236,8 @@ def _sum(sides: list[dict[str, Any]], udp: bool) -> dict[str, Any]:
         "seconds": seconds,
         "mbit_s": nbytes * 8 / seconds / 1e6 if seconds > 0 else None,
     }
+    if sides and all("retransmits" in x for x in sides):
+        out["retransmits"] = sum(x["retransmits"] for x in sides)
     if udp:
         out["packets"] = sum(x.get("packets", 0) for x in sides)
         if all("lost" in x for x in sides):
@@ -285,6 +291,11 @@ class _Test:
         self.counted = False  # the figures are final: later notifications are not counted
         self.early: list[tuple[_Flow, Ndata]] = []  # download data seen before `started`
         self.marks: dict[int, tuple[int, int]] = {}  # UDP download: (lost, packets) so far
+        # TCP upload: each interval's Retr/Cwnd sampled (SKT_TCPINFO) before it is shown;
+        # `emitting` keeps the intervals in order. `retrans`: each stream's last total.
+        self.sample_tcp = spec.direction == "upload" and not spec.udp
+        self.emitting: Deferred[None] | None = None
+        self.retrans: dict[int, int] = {}
 
     # ---------------------------------------------------------------- streams
 
@@ -384,7 +395,43 @@ class _Test:
             rec.update(type="interval", direction=self.spec.direction,
                        protocol="udp" if self.spec.udp else "tcp",
                        sender=self.spec.direction == "upload")  # fmt: skip
-            self.on_interval(rec)
+            if self.sample_tcp:
+                self.emitting = Deferred.fromCoroutine(self._sampled(rec, self.emitting))
+            else:
+                self.on_interval(rec)
+
+    async def tcp_sample(self) -> dict[int, Any]:
+        """Each stream's TCP_INFO now, by label (those the endpoint has: none from an
+        endpoint without SKT_TCPINFO, or once the tests's sockets are gone)."""
+        reads = [(f.label, read_tcp_info(self.session, f.sktid)) for f in self.flows]
+        out = {}
+        for label, d in reads:
+            try:
+                info = await d
+            except ControllerError:
+                info = None
+            if info is not None:
+                out[label] = info
+        return out
+
+    async def _sampled(self, rec: dict[str, Any], before: Deferred[None] | None) -> None:
+        """Show `rec` with iperf3's sender columns (TCP_INFO sampled now) after `before`."""
+        if before is not None:
+            await before
+        infos = await self.tcp_sample()
+        for st in rec["streams"]:
+            info = infos.get(st["id"])
+            if info is None:
+                continue
+            prev = self.retrans.get(st["id"], 0)
+            self.retrans[st["id"]] = info.total_retrans
+            st.update(retransmits=info.total_retrans - prev, snd_cwnd=info.cwnd_bytes,
+                      snd_wnd=info.snd_wnd, rtt=info.rtt, rttvar=info.rttvar,
+                      pmtu=info.pmtu)  # fmt: skip
+        if infos:
+            rec["sum"]["retransmits"] = sum(st.get("retransmits", 0) for st in rec["streams"])
+        assert self.on_interval is not None
+        self.on_interval(rec)
 
     def started(self, t0: int) -> None:
         self.t0 = t0
@@ -681,7 +728,11 @@ class _Test:
             for rec in self.intervals.finish(end):
                 self._emit(rec)
 
-    def streams(self, server: dict[int, dict[str, float]]) -> list[dict[str, Any]]:
+    def streams(
+        self, server: dict[int, dict[str, float]], tcp: dict[int, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Both sides' figures per stream; `tcp`: TCP upload, the streams' TCP_INFO at the
+        end (the sender's retransmits, iperf3's Retr)."""
         spec, seconds = self.spec, self.seconds()
         out = []
         for f in self.flows:
@@ -699,10 +750,14 @@ class _Test:
                              "out_of_order": f.udp.out_of_order}  # fmt: skip
                 mine = _side(f.bytes, seconds, **extra)
                 extra = {"packets": int(theirs["packets"])} if spec.udp else {}
+                if not spec.udp and theirs.get("retransmits", -1) >= 0:
+                    extra["retransmits"] = int(theirs["retransmits"])  # the server's count
                 other = _side(int(theirs["bytes"]), theirs["seconds"], **extra)
                 out.append({"id": f.label, "sender": other, "receiver": mine})
             else:
                 extra = {"packets": f.packets} if spec.udp else {}
+                if tcp is not None and f.label in tcp:
+                    extra["retransmits"] = tcp[f.label].total_retrans
                 mine = _side(f.bytes, seconds, **extra)
                 if spec.udp:
                     extra = {"packets": int(theirs["packets"]), "lost": int(theirs["errors"]),
@@ -798,8 +853,11 @@ async def timed_test(
         await ctl.expect(State.EXCHANGE_RESULTS, timeout=timeout)
         await test.drained()
         test.finish()
+        tcp = await test.tcp_sample() if test.sample_tcp else None  # iperf3's sender Retr
+        if test.emitting is not None:
+            await test.emitting  # the intervals shown before the totals
         ctl.stream.send(iperf3.encode_json(iperf3.timed_client_results(test.figures())))
-        result.streams = test.streams(await ctl.read_json(iperf3.server_streams))
+        result.streams = test.streams(await ctl.read_json(iperf3.server_streams), tcp)
         result.seconds = round(test.seconds(), 6)
         result.stopped = test.stopped
         if test.tagged:

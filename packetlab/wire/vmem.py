@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 
@@ -61,6 +62,24 @@ SKT_NSENDERRTAG = Region(0x61, 2)  # RW
 SKT_NOTIFMASK = Region(0x70, 2)  # RW
 SKT_CTFL = Region(0x100, 128)  # RW, stored, unused
 SKT_WRITABLE = (SKT_RBUFSZ, SKT_NSENDERR, SKT_NSENDERRTAG, SKT_NOTIFMASK, SKT_CTFL)
+
+# Ours, beyond the reference (which maps nothing past CTFL, 0x180, in a socket block): a
+# read-only sample of the kernel's TCP_INFO for the socket, taken when it is read. All zero
+# (TCPINFO_VERSION 0) for a UDP/raw/closed socket, an endpoint without it (the reference)
+# or when the kernel would not say. One declaration for both sides: the endpoint packs
+# TCPINFO_STRUCT, the controller unpacks it (packetlab.controller.info.read_tcp_info).
+SKT_TCPINFO = Region(0x200, 36)
+TCPINFO_VERSION = 1
+#: version (0: not available), tcpi_state, tcpi_ca_state, pad, then u32 big-endian:
+#: tcpi_total_retrans, tcpi_snd_cwnd (segments), tcpi_snd_mss (bytes), tcpi_rtt (µs),
+#: tcpi_rttvar (µs), tcpi_pmtu (bytes), tcpi_snd_wnd (bytes; 0 on a kernel without it),
+#: tcpi_unacked (segments).
+TCPINFO_FIELDS = (
+    "version", "state", "ca_state",
+    "total_retrans", "snd_cwnd", "snd_mss", "rtt", "rttvar", "pmtu", "snd_wnd", "unacked",
+)  # fmt: skip
+TCPINFO_STRUCT = ">BBBx8I"
+assert struct.calcsize(TCPINFO_STRUCT) == SKT_TCPINFO.size
 
 NSENDTSTP = Region(0x30000000, 0x10000 * 8)
 MONSCRATCH = Region(0x40000000, 0x10000000)
