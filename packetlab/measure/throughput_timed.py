@@ -759,6 +759,7 @@ class _Test:
                 if tcp is not None and f.label in tcp:
                     extra["retransmits"] = tcp[f.label].total_retrans
                 mine = _side(f.bytes, seconds, **extra)
+                extra = {}
                 if spec.udp:
                     extra = {"packets": int(theirs["packets"]), "lost": int(theirs["errors"]),
                              "jitter_ms": round(theirs["jitter"] * 1e3, 6)}  # fmt: skip

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import struct
 
 from packetlab.endpoint.budget import Budget
 from packetlab.endpoint.config import EndpointConfig
-from packetlab.endpoint.memory import SKT_BLOCK_USED, VirtualMemory, render_block, system_image
+from packetlab.controller.info import decode_tcp_info
+from packetlab.endpoint.memory import (
+    SKT_BLOCK_USED,
+    VirtualMemory,
+    render_block,
+    system_image,
+    tcp_info_region,
+)
 from packetlab.endpoint.sockets import Skt
 from packetlab.wire import vmem
 from packetlab.wire.constants import SocketState
@@ -140,3 +148,77 @@ def test_writes_reach_only_rw_fields_of_open_sockets() -> None:
     m.vm.write(vmem.HOSTID.addr, b"evil")
     assert len(m.rbufsz) == 1
     assert m.read(vmem.HOSTID)[:7] == b"probe-7"
+
+
+def kernel_tcp_info(**fields: int) -> bytes:
+    """A struct tcp_info as Linux 6.x answers getsockopt(TCP_INFO): 232 bytes, native
+    order, the named fields at their offsets (include/uapi/linux/tcp.h)."""
+    offsets = {"snd_mss": 16, "unacked": 24, "pmtu": 60, "rtt": 68, "rttvar": 72,
+               "snd_cwnd": 80, "total_retrans": 100, "snd_wnd": 228}  # fmt: skip
+    raw = bytearray(232)
+    raw[0], raw[1] = fields.pop("state", 1), fields.pop("ca_state", 0)
+    for name, value in fields.items():
+        struct.pack_into("=I", raw, offsets[name], value)
+    return bytes(raw)
+
+
+def test_tcp_info_region_from_the_kernels_struct() -> None:
+    raw = kernel_tcp_info(state=1, ca_state=4, total_retrans=17, snd_cwnd=10, snd_mss=1448,
+                          rtt=2500, rttvar=300, pmtu=1500, snd_wnd=65535, unacked=3)  # fmt: skip
+    region = tcp_info_region(raw)
+    assert len(region) == vmem.SKT_TCPINFO.size
+    assert region == struct.pack(">BBBx8I", 1, 1, 4, 17, 10, 1448, 2500, 300, 1500, 65535, 3)
+    info = decode_tcp_info(region)
+    assert info is not None and info.total_retrans == 17 and info.cwnd_bytes == 14480
+    # An older kernel's shorter struct: the fields it lacks (snd_wnd) read zero.
+    short = decode_tcp_info(tcp_info_region(raw[:104]))
+    assert short is not None and short.snd_wnd == 0 and short.total_retrans == 17
+    assert tcp_info_region(b"\x01") == bytes(vmem.SKT_TCPINFO.size)  # nothing usable
+    assert decode_tcp_info(bytes(vmem.SKT_TCPINFO.size)) is None  # version 0: none
+
+
+def test_tcp_info_region_is_sampled_on_read_and_read_only() -> None:
+    """SKT_TCPINFO (0x200, ours) comes from the network's hook when read; zeros without
+    the hook, for a socket the hook has nothing for, and for a free socket; writes to it
+    change nothing."""
+    m = Mem()
+    samples = iter(range(5, 100))
+    asked: list[int] = []
+
+    def hook(skt: Skt) -> bytes | None:
+        asked.append(skt.sktid)
+        if skt.proto != 6:
+            return None
+        return tcp_info_region(kernel_tcp_info(total_retrans=next(samples), snd_cwnd=10,
+                                               snd_mss=1000))  # fmt: skip
+
+    tcp, udp = Skt(3, 4, 6, 65536), Skt(4, 4, 17, 65536)
+    tcp.state = udp.state = SocketState.OPEN
+    m.sockets[3], m.sockets[4] = tcp, udp
+    at = vmem.skt_addr(3, vmem.SKT_TCPINFO)
+    assert m.vm.read(at, vmem.SKT_TCPINFO.size) == bytes(vmem.SKT_TCPINFO.size)  # no hook
+    m.vm._tcp_info = hook
+    first = decode_tcp_info(m.vm.read(at, vmem.SKT_TCPINFO.size))
+    again = decode_tcp_info(m.vm.read(at, vmem.SKT_TCPINFO.size))
+    assert first is not None and again is not None
+    assert (first.total_retrans, again.total_retrans) == (5, 6)  # sampled at each read
+    assert first.cwnd_bytes == 10_000
+    # a part of the region, and a read of the whole block
+    assert m.vm.read(at + 4, 4) == (7).to_bytes(4, "big")
+    block = m.vm.read(vmem.skt_addr(3, vmem.Region(0, 0)), 0x400)
+    assert block[:SKT_BLOCK_USED] == render_block(tcp)
+    assert block[0x200 : 0x200 + 8] == b"\x01\x01\x00\x00" + (8).to_bytes(4, "big")
+    assert block[0x200 + vmem.SKT_TCPINFO.size :] == bytes(0x400 - 0x224)
+    assert block[SKT_BLOCK_USED:0x200] == bytes(0x200 - SKT_BLOCK_USED)
+    # UDP: the hook has nothing; a free socket is not asked
+    asked.clear()
+    assert m.vm.read(vmem.skt_addr(4, vmem.SKT_TCPINFO), 36) == bytes(36)
+    assert m.vm.read(vmem.skt_addr(5, vmem.SKT_TCPINFO), 36) == bytes(36)
+    assert asked == [4]
+    # a read that does not reach the region does not sample
+    m.vm.read(vmem.skt_addr(3, vmem.SKT_STAT), 1)
+    assert asked == [4]
+    # read-only: a write over it changes nothing and reaches no hook
+    m.vm.write(at, b"\xff" * 36)
+    assert m.rbufsz == [] and m.masks == []
+    assert m.vm.read(at, 1) == b"\x01"
