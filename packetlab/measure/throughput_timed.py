@@ -296,6 +296,7 @@ class _Test:
         self.sample_tcp = spec.direction == "upload" and not spec.udp
         self.emitting: Deferred[None] | None = None
         self.retrans: dict[int, int] = {}
+        self.final: Deferred[dict[int, Any]] | None = None  # the sample as the test ended
 
     # ---------------------------------------------------------------- streams
 
@@ -396,7 +397,8 @@ class _Test:
                        protocol="udp" if self.spec.udp else "tcp",
                        sender=self.spec.direction == "upload")  # fmt: skip
             if self.sample_tcp:
-                self.emitting = Deferred.fromCoroutine(self._sampled(rec, self.emitting))
+                sample = self.final  # closed after the test's end: its last sample
+                self.emitting = Deferred.fromCoroutine(self._sampled(rec, self.emitting, sample))
             else:
                 self.on_interval(rec)
 
@@ -414,11 +416,17 @@ class _Test:
                 out[label] = info
         return out
 
-    async def _sampled(self, rec: dict[str, Any], before: Deferred[None] | None) -> None:
-        """Show `rec` with iperf3's sender columns (TCP_INFO sampled now) after `before`."""
+    async def _sampled(
+        self,
+        rec: dict[str, Any],
+        before: Deferred[None] | None,
+        sample: Deferred[dict[int, Any]] | None,
+    ) -> None:
+        """Show `rec` with iperf3's sender columns after `before`: TCP_INFO sampled now, or
+        `sample`, the one taken as the test ended (the interval closed after it)."""
         if before is not None:
             await before
-        infos = await self.tcp_sample()
+        infos = await (sample if sample is not None else self.tcp_sample())
         for st in rec["streams"]:
             info = infos.get(st["id"])
             if info is None:
@@ -597,7 +605,7 @@ class _Test:
             # still full; the blocks still queued at the endpoint are not waited for (8 MiB
             # took 0.7 s at 100 Mbit/s). The server counts only until TEST_END.
             self.ending = True
-            self.ctl.send_state(State.TEST_END)
+            self._test_end()
             return
         for d in self.ntags:  # the last sends' ntags: every byte went to the kernel
             d.addTimeout(timeout, clock)
@@ -609,9 +617,17 @@ class _Test:
                     from None  # fmt: skip
         if self.failure is not None:
             raise self.failure
-        self.ctl.send_state(State.TEST_END)
+        self._test_end()
         if self.spec.seconds is None and not (self.stopped and self.end):
             self.end = self.latest
+
+    def _test_end(self) -> None:
+        """TEST_END, after the mreads of the streams' last TCP_INFO (answered in order:
+        sampled as the test ends, as iperf3's sender totals; the server may reset the
+        connections right after TEST_END)."""
+        if self.sample_tcp:
+            self.final = Deferred.fromCoroutine(self.tcp_sample())
+        self.ctl.send_state(State.TEST_END)
 
     def _sent_all(self, f: _Flow, rate: float | None) -> bool:
         spec = self.spec
@@ -854,7 +870,7 @@ async def timed_test(
         await ctl.expect(State.EXCHANGE_RESULTS, timeout=timeout)
         await test.drained()
         test.finish()
-        tcp = await test.tcp_sample() if test.sample_tcp else None  # iperf3's sender Retr
+        tcp = await test.final if test.final is not None else None  # the sender's Retr
         if test.emitting is not None:
             await test.emitting  # the intervals shown before the totals
         ctl.stream.send(iperf3.encode_json(iperf3.timed_client_results(test.figures())))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+from packetlab.controller.info import decode_tcp_info
 from packetlab.endpoint.budget import Budget
 from packetlab.endpoint.config import EndpointConfig
-from packetlab.controller.info import decode_tcp_info
 from packetlab.endpoint.memory import (
     SKT_BLOCK_USED,
     VirtualMemory,

@@ -8,7 +8,7 @@ import struct
 from typing import Any
 
 import pytest
-from test_throughput_timed import RATE, SERVER, UdpFakeEndpoint, rig_with_server, run
+from test_throughput_timed import RATE, UdpFakeEndpoint, rig_with_server, run
 
 from packetlab.cli import run_throughput
 from packetlab.measure import iperf3
@@ -35,15 +35,15 @@ class TcpInfoEndpoint(UdpFakeEndpoint):
 
 
 def tcp_info_rig() -> Any:
-    rig, server = rig_with_server()
+    rig, _server = rig_with_server()
     rig.endpoint.__class__ = TcpInfoEndpoint
     rig.endpoint.retrans = {}
     rig.endpoint.rate = RATE
-    return rig, server
+    return rig, _server
 
 
 def test_upload_intervals_carry_retransmits_and_cwnd_from_the_endpoint() -> None:
-    rig, server = tcp_info_rig()
+    rig, _server = tcp_info_rig()
     d, intervals = run(rig, TimedSpec(direction="upload", seconds=0.5, interval=0.25,
                                       streams=2))  # fmt: skip
     assert "error" not in d, d
@@ -53,9 +53,11 @@ def test_upload_intervals_carry_retransmits_and_cwnd_from_the_endpoint() -> None
             assert s["retransmits"] == 1 if i["start"] else s["retransmits"] == 0
             assert s["snd_cwnd"] == 14480 and s["rtt"] == 900 and s["pmtu"] == 1500
         assert i["sum"]["retransmits"] == sum(s["retransmits"] for s in i["streams"])
-    # the totals: the sample after the test (the third read of each stream)
-    assert [s["sender"]["retransmits"] for s in d["streams"]] == [2, 2]
-    assert d["sum"]["sender"]["retransmits"] == 4
+    # the totals: the sample taken as the test ended (before TEST_END), which the last
+    # interval (closed after it) shares: the intervals add up to the totals, as iperf3's
+    assert [s["sender"]["retransmits"] for s in d["streams"]] == [1, 1]
+    assert d["sum"]["sender"]["retransmits"] == 2 == sum(i["sum"]["retransmits"] for i in intervals)
+    assert rig.endpoint.retrans == {1: 1, 2: 1}  # two reads of each stream's region
     assert "retransmits" not in d["streams"][0]["receiver"]  # iperf3's receiver has none
     text = run_throughput.interval_rows({**intervals[1]})
     assert text.splitlines()[0].endswith("sec    1   14.1 KBytes       ")
@@ -64,7 +66,7 @@ def test_upload_intervals_carry_retransmits_and_cwnd_from_the_endpoint() -> None
 def test_without_the_region_there_are_no_columns() -> None:
     """An endpoint without SKT_TCPINFO (the reference; zeros): no Retr or Cwnd, as iperf3
     on a system without TCP_INFO."""
-    rig, server = rig_with_server()
+    rig, _server = rig_with_server()
     rig.endpoint.rate = RATE
     d, intervals = run(rig, TimedSpec(direction="upload", seconds=0.3, interval=0.1))
     assert "error" not in d, d
@@ -77,13 +79,16 @@ def test_without_the_region_there_are_no_columns() -> None:
 
 def test_download_takes_the_servers_retransmits() -> None:
     """-R: the iperf3 server sends; its results carry its retransmits (the sender line)."""
-    rig, server = rig_with_server()
+    rig, _server = rig_with_server()
     d, _ = run(rig, TimedSpec(direction="download", seconds=0.2, interval=0))
     assert "error" not in d, d
     assert "retransmits" not in d["streams"][0]["sender"]  # the fake server says -1
-    assert iperf3.server_streams({"streams": [{"id": 1, "bytes": 5, "retransmits": 7}]})[1][
-        "retransmits"
-    ] == 7
+    assert (
+        iperf3.server_streams({"streams": [{"id": 1, "bytes": 5, "retransmits": 7}]})[1][
+            "retransmits"
+        ]
+        == 7
+    )
 
 
 @pytest.mark.parametrize("value", [-1, (1 << 64) - 1])
@@ -98,21 +103,22 @@ def test_server_retransmits_garbage_is_a_clear_error() -> None:
         iperf3.server_streams({"streams": [{"id": 1, "bytes": 5, "retransmits": "x"}]})
 
 
-# Lines of `iperf3 -c 127.0.0.1 -t 2 -i 1` (-P 2, -R -P 2), iperf3 3.12 on this machine.
+# Lines of `iperf3 -c 127.0.0.1 -t 2 -i 1` (-P 2, -R), iperf3 3.12 on this machine; a
+# `|` marks the end of a line that ends in spaces.
 UPLOAD = """\
 [ ID] Interval           Transfer     Bitrate         Retr  Cwnd
-[  5]   0.00-1.00   sec  1.24 GBytes  10.6 Gbits/sec    2    895 KBytes       
-[  7]   0.00-1.00   sec  1.24 GBytes  10.7 Gbits/sec    2    767 KBytes       
-[SUM]   0.00-1.00   sec  2.48 GBytes  21.3 Gbits/sec    4             
-- - - - - - - - - - - - - - - - - - - - - - - - -"""
+[  5]   0.00-1.00   sec  1.24 GBytes  10.6 Gbits/sec    2    895 KBytes       |
+[  7]   0.00-1.00   sec  1.24 GBytes  10.7 Gbits/sec    2    767 KBytes       |
+[SUM]   0.00-1.00   sec  2.48 GBytes  21.3 Gbits/sec    4             |
+- - - - - - - - - - - - - - - - - - - - - - - - -""".replace("|", "")
 UPLOAD_TOTALS = """\
 [ ID] Interval           Transfer     Bitrate         Retr
 [  5]   0.00-2.00   sec  4.97 GBytes  21.3 Gbits/sec    6             sender
 [  5]   0.00-2.00   sec  4.96 GBytes  21.3 Gbits/sec                  receiver"""
 REVERSE = """\
 [ ID] Interval           Transfer     Bitrate         Retr  Cwnd
-[  5]   0.00-1.00   sec  2.59 GBytes  22.3 Gbits/sec                  """
-ONE = "[  5]   0.00-1.00   sec  1.25 MBytes  10.5 Mbits/sec    0   1.12 MBytes       "
+[  5]   0.00-1.00   sec  2.59 GBytes  22.3 Gbits/sec                  |""".replace("|", "")
+ONE = "[  5]   0.00-1.00   sec  1.25 MBytes  10.5 Mbits/sec    0   1.12 MBytes" + " " * 7
 GB = 1 << 30
 
 
