@@ -8,7 +8,15 @@ import struct
 from typing import Any
 
 import pytest
-from test_throughput_timed import RATE, UdpFakeEndpoint, rig_with_server, run
+from stream_fakes import StreamRig
+from test_throughput_timed import (
+    RATE,
+    SERVER,
+    TimedIperf3,
+    UdpFakeEndpoint,
+    rig_with_server,
+    run,
+)
 
 from packetlab.cli import run_throughput
 from packetlab.measure import iperf3
@@ -34,16 +42,17 @@ class TcpInfoEndpoint(UdpFakeEndpoint):
                            self.retrans[sktid], 10, 1448, 900, 100, 1500, 65535, 0)[:n]  # fmt: skip
 
 
-def tcp_info_rig() -> Any:
-    rig, _server = rig_with_server()
-    rig.endpoint.__class__ = TcpInfoEndpoint
-    rig.endpoint.retrans = {}
+def tcp_info_rig() -> tuple[StreamRig, TcpInfoEndpoint]:
+    rig = StreamRig(TcpInfoEndpoint)
+    server = TimedIperf3(rig)
+    rig.endpoint.peers[SERVER] = server.connect
     rig.endpoint.rate = RATE
-    return rig, _server
+    assert isinstance(rig.endpoint, TcpInfoEndpoint)
+    return rig, rig.endpoint
 
 
 def test_upload_intervals_carry_retransmits_and_cwnd_from_the_endpoint() -> None:
-    rig, _server = tcp_info_rig()
+    rig, endpoint = tcp_info_rig()
     d, intervals = run(rig, TimedSpec(direction="upload", seconds=0.5, interval=0.25,
                                       streams=2))  # fmt: skip
     assert "error" not in d, d
@@ -57,7 +66,7 @@ def test_upload_intervals_carry_retransmits_and_cwnd_from_the_endpoint() -> None
     # interval (closed after it) shares: the intervals add up to the totals, as iperf3's
     assert [s["sender"]["retransmits"] for s in d["streams"]] == [1, 1]
     assert d["sum"]["sender"]["retransmits"] == 2 == sum(i["sum"]["retransmits"] for i in intervals)
-    assert rig.endpoint.retrans == {1: 1, 2: 1}  # two reads of each stream's region
+    assert endpoint.retrans == {1: 1, 2: 1}  # two reads of each stream's region
     assert "retransmits" not in d["streams"][0]["receiver"]  # iperf3's receiver has none
     text = run_throughput.interval_rows({**intervals[1]})
     assert text.splitlines()[0].endswith("sec    1   14.1 KBytes       ")
