@@ -166,7 +166,14 @@ def test_sans_io_caps() -> None:
     with pytest.raises(Iperf3Error, match=r"packets 1\.5 is not a whole number"):
         iperf3.server_streams({"streams": [{"id": 1, "bytes": 1, "packets": 1.5}]})
     assert iperf3.server_streams({"streams": [{"id": 1, "bytes": 10, "end_time": 2.0}]}) == {
-        1: {"bytes": 10, "seconds": 2.0, "jitter": 0.0, "errors": 0, "packets": 0}
+        1: {
+            "bytes": 10,
+            "seconds": 2.0,
+            "jitter": 0.0,
+            "errors": 0,
+            "packets": 0,
+            "retransmits": -1,
+        }
     }
 
 
