@@ -200,13 +200,20 @@ class VirtualMemory:
                 if b_lo < b_hi:
                     block = render_block(skt)
                     out[b_lo - addr : b_hi - addr] = block[b_lo - base : b_hi - base]
-                t_lo, t_hi = max(lo, base + _TI_LO), min(hi, base + _TI_HI)
-                if t_lo < t_hi and self._tcp_info is not None:
-                    info = self._tcp_info(skt)
-                    if info is not None:
-                        t0 = base + _TI_LO
-                        out[t_lo - addr : t_hi - addr] = info[t_lo - t0 : t_hi - t0]
+                if hi > base + _TI_LO and lo < base + _TI_HI and self._tcp_info is not None:
+                    self._put_tcp_info(out, addr, lo, hi, base, skt)
         return bytes(out)
+
+    def _put_tcp_info(
+        self, out: bytearray, addr: int, lo: int, hi: int, base: int, skt: Skt
+    ) -> None:
+        """SKT_TCPINFO sampled now, the part of it in [lo, hi), into `out` (at `addr`)."""
+        assert self._tcp_info is not None
+        info = self._tcp_info(skt)
+        if info is not None:
+            t0 = base + _TI_LO
+            t_lo, t_hi = max(lo, t0), min(hi, base + _TI_HI)
+            out[t_lo - addr : t_hi - addr] = info[t_lo - t0 : t_hi - t0]
 
     def _refresh(self) -> None:
         _U64.pack_into(self._img, _TIME, self._clock())
