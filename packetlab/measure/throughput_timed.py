@@ -805,6 +805,9 @@ class _Test:
     async def close(self) -> None:
         for d in self.ntags:
             d.addErrback(lambda _: None)
+        for e in (self.emitting, self.final):  # a test that failed: samples not awaited
+            if e is not None:
+                e.addErrback(lambda _: None)
         for f in self.flows:
             if self.session.find_socket(f.sktid) is not None:
                 try:
