@@ -5,6 +5,7 @@ endpoint as the CLI runs it.
 * Loopback: the lines parse as iperf3 3.12's (header, interval and sender lines), the
   figures are plausible for the connection (a window, an RTT, retransmits no more than the
   segments sent).
+* The offsets read in struct tcp_info, against `ss -ti` for one idle loopback connection.
 * A namespace link shaped by tbf with a 2 ms queue, which drops what TCP bursts past it
   (netem is not available on this kernel): the endpoint's retransmits are not zero, and
   within the namespace's own kernel count (`Tcp: RetransSegs`, /proc/net/snmp), of which
@@ -120,3 +121,43 @@ def test_losses_on_a_shaped_link_show_as_retransmits(
     assert ours == sum(i["sum"]["retransmits"] for i in intervals)
     assert ours <= kernel  # the namespace's count includes ours (and any after our sample)
     assert ours >= kernel // 2  # and ours are nearly all of it
+
+
+def test_the_region_is_the_kernels_tcp_info_as_ss_shows_it() -> None:
+    """The offsets `tcp_info_region` reads in Linux's struct tcp_info, checked against
+    `ss -ti` for the same idle loopback connection (nothing changes between the two)."""
+    import socket
+    import time
+
+    from packetlab.controller import decode_tcp_info
+    from packetlab.endpoint.memory import tcp_info_region
+
+    if shutil.which("ss") is None:
+        pytest.skip("ss missing")
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        conn = socket.create_connection(srv.getsockname())
+        peer, _ = srv.accept()
+        with conn, peer:
+            conn.sendall(bytes(1 << 20))
+            got = 0
+            while got < 1 << 20:
+                got += len(peer.recv(1 << 20))
+            time.sleep(0.3)  # every segment acknowledged: the connection idle
+            info = decode_tcp_info(tcp_info_region(
+                conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)))  # fmt: skip
+            lport = conn.getsockname()[1]
+            ss = subprocess.run(["ss", "-tin", "state", "established", "sport", f"= :{lport}"],
+                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert info is not None and info.state == 1  # ESTABLISHED
+    fields = dict(re.findall(r"\b(mss|cwnd|pmtu|snd_wnd|retrans):([\d/]+)", ss))
+    assert int(fields["mss"]) == info.snd_mss
+    assert int(fields["cwnd"]) == info.snd_cwnd
+    assert int(fields["pmtu"]) == info.pmtu
+    if "snd_wnd" in fields:
+        assert int(fields["snd_wnd"]) == info.snd_wnd
+    total = int(fields.get("retrans", "0/0").split("/")[-1])
+    assert total == info.total_retrans
+    rtt = re.search(r"\brtt:([\d.]+)/([\d.]+)", ss)
+    assert rtt is not None
+    assert info.rtt == round(float(rtt.group(1)) * 1000)  # ss shows ms, TCP_INFO µs
+    assert info.rttvar == round(float(rtt.group(2)) * 1000)
