@@ -217,13 +217,23 @@ class TcpStream:
 
     async def read_exactly(self, n: int, timeout: float) -> Chunk:
         """Exactly `n` bytes (what is left over stays for the next read); the time is the
-        stamp of the chunk that completed them. Raises StreamError on an early EOF."""
+        stamp of the chunk that completed them. Raises StreamError on an early EOF,
+        StreamTimeout naming the whole `timeout` (and what came) when they are late."""
         clock = self.session.reactor
         deadline = clock.seconds() + timeout
         out = bytearray()
         last = 0
         while len(out) < n:
-            chunk = await self.recv(max(deadline - clock.seconds(), 0.0))
+            try:
+                chunk = await self.recv(max(deadline - clock.seconds(), 0.0))
+            except StreamTimeout:
+                if out:  # kept: what came stays for the next read, as when complete
+                    self.unread(bytes(out), last)
+                    raise StreamTimeout(f"{len(out)} of {n} bytes from {self.raddr}:"
+                                        f"{self.rport} within {timeout:g} s") from None  # fmt: skip
+                raise StreamTimeout(
+                    f"nothing from {self.raddr}:{self.rport} within {timeout:g} s"
+                ) from None
             if chunk is None:
                 raise StreamError(f"{self.raddr}:{self.rport} closed after {len(out)} of {n} bytes")
             out += chunk.data

@@ -95,6 +95,37 @@ def test_tc_then_a_tcp_reply_that_never_ends() -> None:
     assert "192.0.2.53" in r.error and rig.clock.seconds() < 3  # the TCP timeout, once
 
 
+def test_a_tcp_reply_that_announces_65535_bytes_and_trickles_them() -> None:
+    """The length prefix, then a byte every 100 ms: the TCP exchange's wait ends it, and
+    the error names that wait and what came. It named the time left in the last wait
+    (`nothing from ... within 0.0898042 s`, seen through a real endpoint)."""
+    from stream_fakes import Peer, StreamRig
+
+    class Trickle(Peer):
+        def received(self, data: bytes) -> None:
+            self.write(b"\xff\xff")
+            for k in range(1, 100):
+                self.write(b"t", delay=k * 0.1)
+
+    rig = StreamRig()
+    rig.endpoint.peers[SERVER] = Trickle
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", tcp=True, timeout=1))
+    assert (r.proto, r.error_kind) == ("tcp", "tcp")
+    assert r.error in (  # the byte at 1.0 s comes just before or just after the deadline
+        "9 of 65535 bytes from 192.0.2.53:53 within 1 s",
+        "10 of 65535 bytes from 192.0.2.53:53 within 1 s",
+    )
+
+
+def test_a_tcp_server_that_accepts_and_never_answers() -> None:
+    from stream_fakes import Peer, StreamRig
+
+    rig = StreamRig()
+    rig.endpoint.peers[SERVER] = Peer
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", tcp=True, timeout=1))
+    assert r.error == "nothing from 192.0.2.53:53 within 1 s"
+
+
 def test_a_reply_of_10000_ns_records_is_bounded_by_the_64_kib_message() -> None:
     # over UDP one datagram: as many NS as fit; parsing them is linear, nothing kept beyond
     rig = Rig()
