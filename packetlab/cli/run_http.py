@@ -571,7 +571,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 and result.status >= 400
                 and not (result.error)
             ):
-                record["error"] = f"the server answered {result.status} {result.reason} (--fail)"
+                answer = f"{result.status} {result.reason or ''}".strip()  # HTTP/2: no reason
+                record["error"] = f"the server answered {answer} (--fail)"
                 record["exitcode"] = 22
             if fmt is not None:  # no table: the experiment writes curl's output
                 record["_quiet"] = True
