@@ -32,6 +32,7 @@ import ssl
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -804,6 +805,8 @@ async def _fetch(
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = [b"http/1.1"] if sink.http == "1.1" else [b"h2", b"http/1.1"]
             ctxs["https"] = client_context(cafile=cafile, insecure=insecure, alpn=alpn)
+        if sink.http != "1.1" and (current.scheme == "https" or sink.http is not None):
+            import_module("packetlab.measure.http2")  # before the hop starts, not in its times
         hop = _Hop(current, method or kind)
         followed = follow and (max_redirs < 0 or result.num_redirects < max_redirs)
 

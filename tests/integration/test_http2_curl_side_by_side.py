@@ -99,6 +99,16 @@ def test_a_body_past_the_windows_to_a_file_and_http1_1(
     _, ours = run_both(servers, "-o", "big", "-w", W, f"{https}/big", cwd=tmp_path / "b")
     assert ours.stdout == curl.stdout and b" 300100 " in ours.stdout
     assert (tmp_path / "b" / "big").read_bytes() == (tmp_path / "a" / "big").read_bytes()
+    # the times: curl's order (each URL's own; the second over the kept connection)
+    times = (
+        "%{time_connect} %{time_appconnect} %{time_pretransfer} %{time_starttransfer} "
+        "%{time_total}\\n"
+    )
+    _, ours = run_both(servers, "-o", "/dev/null", "-o", "/dev/null", "-w", times,
+                       f"{https}/big", f"{https}/echo", cwd=tmp_path)  # fmt: skip
+    first, second = ([float(x) for x in line.split()] for line in ours.stdout.splitlines())
+    assert 0 < first[0] <= first[1] <= first[2] <= first[3] <= first[4]
+    assert second[:2] == [0.0, 0.0] and 0 < second[2] <= second[3] <= second[4]
     curl, ours = run_both(servers, "--http1.1", "-i", "-w", W, f"{https}/echo", cwd=tmp_path)
     assert curl.returncode == ours.returncode == 0, ours.stderr
     assert ours.stdout == curl.stdout and ours.stdout.startswith(b"HTTP/1.1 200 OK\r\n")
