@@ -8,18 +8,20 @@ header pairs the HTTP/1.1 request is built from, the response's events reduced t
 block: `HTTP/2 200 ` and the fields lowercase), `Body` and `End`, and the limits a hostile
 server meets. The caller moves the bytes (`data_to_send`, `receive`) over its TCP or TLS.
 
-Limits (docs/security.md, "Hostile far ends"): a header list at most `max_headers` bytes
-(HPACK-decoded, also our SETTINGS_MAX_HEADER_LIST_SIZE), at most 64 CONTINUATION frames
-a block (h2's), bytes that are not response body (frame headers, SETTINGS, PING,
-WINDOW_UPDATE, PRIORITY, RST_STREAM, trailers, padding) at most `max_headers` + 64 KiB
-an exchange, `MAX_CONTROL` SETTINGS or PING frames an exchange (each wants an ACK: a
-flood is stopped, as nghttp2's max_outbound_ack), no server push (SETTINGS_ENABLE_PUSH 0:
-a PUSH_PROMISE is a protocol error), our receive window replenished only by what the
-caller consumed, a window the server opens past 2^31-1 a FLOW_CONTROL_ERROR (h2's).
+Our SETTINGS are curl 7.88's (`_CurlSettings`). Limits (docs/security.md, "Hostile far
+ends"): a header list at most `max_headers` bytes (HPACK-decoded; not announced, as
+curl), at most 64 CONTINUATION frames a block (h2's), bytes that are not response body
+(frame headers, SETTINGS, PING, WINDOW_UPDATE, PRIORITY, RST_STREAM, trailers, padding)
+at most `max_headers` + 64 KiB an exchange, `MAX_CONTROL` SETTINGS or PING frames an
+exchange (each wants an ACK: a flood is stopped, as nghttp2's max_outbound_ack), no server
+push (SETTINGS_ENABLE_PUSH 0: a PUSH_PROMISE is a protocol error), our receive window
+replenished only by what the caller consumed, a window the server opens past 2^31-1 a
+FLOW_CONTROL_ERROR (h2's).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import h2.config
@@ -34,7 +36,7 @@ from packetlab.measure.stream import StreamError
 __all__ = ["MAX_CONTROL", "Body", "End", "H2Error", "H2Framing", "Head"]
 
 MAX_CONTROL = 1000  # SETTINGS or PING frames an exchange (nghttp2's max_outbound_ack)
-WINDOW = 1 << 20  # our initial stream window (bytes the server may send unacknowledged)
+WINDOW = 32 << 20  # curl's stream and connection windows (HTTP2_HUGE_WINDOW_SIZE)
 SLACK = 64 << 10  # non-body bytes beyond the header cap: frame headers and control frames
 # Headers HTTP/2 forbids (RFC 9113 8.2.2): dropped from the request as curl drops them.
 _CONNECTION = frozenset(
@@ -84,6 +86,21 @@ def render(status: int, headers: list[tuple[str, str]]) -> bytes:
     return ("".join(lines) + "\r\n").encode("latin-1", "replace")
 
 
+class _CurlSettings(h2.settings.Settings):
+    """Our settings; the SETTINGS frame (and an Upgrade's HTTP2-Settings) lists curl
+    7.88's three, in its order: MAX_CONCURRENT_STREAMS 100, INITIAL_WINDOW_SIZE 32 MiB,
+    ENABLE_PUSH 0 (h2 would send its defaults too)."""
+
+    SENT = (
+        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS,
+        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE,
+        h2.settings.SettingCodes.ENABLE_PUSH,
+    )
+
+    def __iter__(self) -> Iterator[h2.settings.SettingCodes | int]:
+        return iter(self.SENT)
+
+
 class H2Framing:
     """One HTTP/2 client connection (a TLS one where ALPN chose h2, or h2c), one request
     at a time. `server` names the far end in errors."""
@@ -93,16 +110,15 @@ class H2Framing:
         self.max_headers = max_headers
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self.h2 = h2.connection.H2Connection(config=config)
-        self.h2.local_settings = h2.settings.Settings(
+        self.h2.local_settings = _CurlSettings(
             client=True,
             initial_values={
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: max_headers,
             },
         )
-        self.h2.decoder.max_header_list_size = max_headers
+        self.h2.decoder.max_header_list_size = max_headers  # enforced, not announced (curl)
         self.started = False
         self.stream_id = 0
         self.terminated: str | None = None  # the GOAWAY that ended it (not reusable)
@@ -121,7 +137,7 @@ class H2Framing:
 
     def upgraded(self) -> None:
         """The 101 came: the client preface goes out next (`data_to_send`)."""
-        self.h2.increment_flow_control_window(WINDOW)
+        self.h2.increment_flow_control_window(WINDOW - 65535)
         self._new_exchange()
 
     def request(
@@ -132,7 +148,7 @@ class H2Framing:
         `headers` as for HTTP/1.1 (a Host header becomes :authority, as curl's)."""
         if not self.started:
             self.h2.initiate_connection()
-            self.h2.increment_flow_control_window(WINDOW)  # the connection's window, too
+            self.h2.increment_flow_control_window(WINDOW - 65535)  # the connection's, too
             self.started = True
         fields: list[tuple[str, str]] = []
         for k, v in headers:

@@ -124,6 +124,29 @@ def test_http2_to_an_http_server_that_declines_the_upgrade(
     assert ours.stdout == curl.stdout and b" 1.1 " in ours.stdout
 
 
+def test_http2_upgrade_h2c_as_curl(tmp_path: Path) -> None:
+    """--http2 on http://: curl's Upgrade request (our User-Agent set to curl's, so that
+    even %{size_request} is the same), the 101 block then the HTTP/2 one with -i, the
+    next URL over the upgraded connection."""
+    if not curl_has_http2():
+        pytest.skip("curl without HTTP/2")
+    proc = subprocess.Popen([sys.executable, str(HERE / "h2c_upgrade_server.py")],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        base = f"http://127.0.0.1:{proc.stdout.readline().strip()}"
+        w = W.replace("\\n", " %{size_request}\\n")
+        curl, ours = both("-s", "--http2", "-H", "User-Agent: curl/7.88.1", "-i", "-w", w,
+                          f"{base}/u", f"{base}/v", cwd=tmp_path)  # fmt: skip
+        assert curl.returncode == ours.returncode == 0, ours.stderr
+        assert ours.stdout == curl.stdout
+        assert ours.stdout.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+        assert ours.stdout.count(b"HTTP/2 200 \r\n") == 2 and b" 2 0 0 " in ours.stdout
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 DATE = re.compile(rb"(date|last-modified): [^\r]*\r\n")
 
 
