@@ -1220,14 +1220,15 @@ async def _exchange_h2(
 ) -> bool:
     """The request and its response as HTTP/2 (one stream); whether the connection can
     carry another. The request's fields are HTTP/1.1's; `request_size` is curl's (the
-    HTTP/1.1 form of the request it sends as frames, `HTTP/2` in its request line)."""
+    HTTP/1.1 form of the request's head, `HTTP/2` in its request line; the body, sent as
+    DATA frames, is not counted)."""
     assert conn.h2 is not None
     u = hop.url
     try:
         _, request = _request(u, hop.method, data, headers)
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
-    hop.request_size = len(request) - len("1.1") + len("2")
+    hop.request_size = len(request) - len(data or b"") - len("1.1") + len("2")  # no body
     frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target,
                              _request_headers(u, data, headers), data)  # fmt: skip
     _stamp_sent(hop, _send(conn, frames, ntag=True))

@@ -83,8 +83,15 @@ def test_alpn_h2_include_redirects_reuse_as_curl(
     connects = re.findall(rb"(?:^|[}\n])200 2 (\d) ", ours.stdout)
     assert connects == [b"1", b"0", b"0"]  # num_connects, as curl
     # -I and a POST through a 302 (a GET after it, as curl)
-    for args in (["-I", "-L", f"{https}/r/301?to=/echo"], ["-L", "-d", "a=1", *urls[:2]]):
-        curl, ours = run_both(servers, "-w", W, *args, cwd=tmp_path)
+    # with curl's User-Agent, %{size_request} too (over HTTP/2: the body not counted)
+    ua = ("-H", "User-Agent: curl/7.88.1")
+    w = W.replace("\\n", " %{size_request}\\n")
+    for args in (
+        ["-I", "-L", f"{https}/r/301?to=/echo"],
+        ["-L", "-d", "a=1", *urls[:2]],
+        ["-L", "-d", "a=1", f"{https}/r/307?to=/x", f"{https}/echo", "-X", "PUT"],
+    ):
+        curl, ours = run_both(servers, *ua, "-w", w, *args, cwd=tmp_path)
         assert curl.returncode == ours.returncode == 0, (args, ours.stderr)
         assert ours.stdout == curl.stdout, args
 

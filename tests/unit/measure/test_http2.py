@@ -98,6 +98,11 @@ def test_a_post_larger_than_the_windows_goes_as_they_open(pki: dict[str, Path]) 
     assert (r.error, r.body, r.upload_size) == (None, b"ok POST /up 256000", 256000)
     fields, body = made[0].requests[0]
     assert body == data and fields["content-length"] == "256000"
+    head = (
+        b"POST /up HTTP/2\r\nHost: www.test\r\nUser-Agent: pktlab-http/1\r\nAccept: */*\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 256000\r\n\r\n"
+    )
+    assert r.request_size == len(head)  # curl's size_request over HTTP/2: no body
     assert fields["content-type"] == "application/x-www-form-urlencoded"
 
 
