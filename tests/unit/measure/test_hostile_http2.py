@@ -173,6 +173,10 @@ def test_a_reset_stream_a_goaway_and_a_push() -> None:
                                         (":scheme", "http"), (":authority", "x")])  # fmt: skip
     r = _one([(push.serialize(), 0.01)])
     assert r.exitcode == 16 and (r.error or "").startswith("HTTP/2: bad framing from ")
+    # streams of the server's own (HEADERS on 2, 4, ...): refused, none is kept
+    theirs = b"".join(head()[:5] + (n).to_bytes(4, "big") + head()[9:] for n in range(2, 2000, 2))
+    r = _one([(theirs, 0.01)])
+    assert r.exitcode == 16 and (r.error or "").startswith("HTTP/2: bad framing from "), r.error
 
 
 def test_a_flood_of_other_frames_is_cut_by_the_non_body_cap() -> None:
