@@ -18,15 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_http_curl_side_by_side import both
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO / "tests" / "unit" / "measure"))
-
-from web_pki import make_pki  # noqa: E402
-
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl missing")
+from test_http_curl_side_by_side import HERE, both, make_pki, pytestmark  # noqa: F401
 
 W = (
     "%{http_code} %{http_version} %{num_connects} %{num_redirects} %{url_effective} "
