@@ -16,6 +16,7 @@ APT_PACKAGES=(
     gcc                               # pktlab wrap's UDP shim, C mlets in the xpmgr tests
     iperf3                            # pktlab run throughput: the server and native baseline
     tcpdump                           # bench_throughput: native downloads timed from a capture
+    nghttp2-server                    # nghttpd: the h2c server of the HTTP/2 curl side-by-side test
 )
 # Installed only when missing.
 missing=()

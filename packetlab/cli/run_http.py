@@ -110,6 +110,20 @@ def configure(p: argparse.ArgumentParser) -> None:
         p.add_argument(*flag, action=_DataAction, dest="data", kind=kind, metavar="DATA",
                        help=what)  # fmt: skip
     p.add_argument("-I", "--head", action="store_true", help="HEAD request (headers only)")
+    ver = p.add_mutually_exclusive_group()
+    ver.add_argument(
+        "--http1.1", dest="http_version", action="store_const", const="1.1",
+        help="HTTP/1.1 only (https://: ALPN offers http/1.1 alone)",
+    )  # fmt: skip
+    ver.add_argument(
+        "--http2", dest="http_version", action="store_const", const="2",
+        help="HTTP/2 (the default over https:// through ALPN h2; http://: an h2c Upgrade "
+        "request, HTTP/1.1 if the server declines)",
+    )  # fmt: skip
+    ver.add_argument(
+        "--http2-prior-knowledge", dest="http_version", action="store_const", const="2-prior",
+        help="http://: HTTP/2 (h2c) from the first byte, no Upgrade",
+    )  # fmt: skip
     p.add_argument(
         "-G", "--get", action="store_true",
         help="with -d: a GET with the data appended to each URL as its query (after ? or &)",
@@ -251,7 +265,7 @@ def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
         "filename_effective": filename,
         "http_code": r.status or 0,
         "http_connect": 0,
-        "http_version": "1.1" if r.status is not None else "0",
+        "http_version": r.http_version if r.status is not None else "0",
         "method": r.method,
         "num_connects": r.connects,
         "num_redirects": r.num_redirects,
@@ -538,6 +552,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 on_headers=on_headers,
                 cookies=jar,
                 cookie=cookie,
+                http_version=args.http_version,
             )
             if sink is not None and args.head:  # curl -I: the headers are the output
                 try:
@@ -556,7 +571,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 and result.status >= 400
                 and not (result.error)
             ):
-                record["error"] = f"the server answered {result.status} {result.reason} (--fail)"
+                answer = f"{result.status} {result.reason or ''}".strip()  # HTTP/2: no reason
+                record["error"] = f"the server answered {answer} (--fail)"
                 record["exitcode"] = 22
             if fmt is not None:  # no table: the experiment writes curl's output
                 record["_quiet"] = True

@@ -32,7 +32,8 @@ import ssl
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import h11
@@ -56,7 +57,10 @@ from packetlab.measure.stream import (
     TcpStream,
     connect_failure,
 )
-from packetlab.wire import Ntag
+from packetlab.wire import Ndata, Ntag
+
+if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it
+    from packetlab.measure.http2 import H2Framing
 
 __all__ = [
     "Connections",
@@ -164,6 +168,7 @@ class HttpResult:
     reused: bool = False  # the last request went over a connection kept from before
     raw_headers: list[bytes] = field(default_factory=list)  # header blocks (the last 100)
     exitcode: int = 0  # curl's exit code for this outcome (0, 6, 7, 28, 35, 47, 60, ...)
+    http_version: str = "1.1"  # of the last response: "1.1" or "2" (curl's http_version)
 
     @property
     def remote_ip(self) -> str:
@@ -190,6 +195,8 @@ class HttpResult:
         )
         if self.reused:
             out["reused"] = True
+        if self.http_version != "1.1":
+            out["http_version"] = self.http_version
         if self.redirect_url is not None:
             out["redirect_url"] = self.redirect_url
         if self.content_type is not None:
@@ -218,11 +225,15 @@ class HttpResult:
         return out
 
 
-def client_context(*, cafile: str | None = None, insecure: bool = False) -> SSL.Context:
+def client_context(
+    *, cafile: str | None = None, insecure: bool = False, alpn: list[bytes] | None = None
+) -> SSL.Context:
     """TLS 1.2+ client context: peer verification against `cafile` or the system store,
-    none with `insecure`."""
+    none with `insecure`; `alpn` the protocols offered (curl's: h2, http/1.1)."""
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    if alpn:
+        ctx.set_alpn_protos(alpn)
     if insecure:
         ctx.set_verify(SSL.VERIFY_NONE)
         return ctx
@@ -268,6 +279,17 @@ VERIFY_ERRORS = {
 def _tls_error(e: SSL.Error) -> str:
     reasons = [str(a[2]) for a in (e.args[0] if e.args and isinstance(e.args[0], list) else [])]
     return "TLS: " + ("; ".join(reasons) if reasons else str(e) or type(e).__name__)
+
+
+def _send(conn: _Conn, data: bytes, ntag: bool = False) -> Deferred[Ntag] | None:
+    """`data` over the connection (encrypted on TLS); with `ntag`, the last nsend's."""
+    if conn.tls is None:
+        return conn.stream.send(data, ntag=ntag)
+    if ntag:
+        return conn.tls.send(data)
+    conn.tls.conn.sendall(data)
+    conn.tls.flush()
+    return None
 
 
 class _Tls:
@@ -378,6 +400,7 @@ class _Conn:
     tls_version: str | None
     stirred: bool = False  # something came while idle: dead, or unasked for (not reused)
     unwatch: Callable[[], None] | None = None
+    h2: H2Framing | None = None  # HTTP/2 (ALPN h2, h2c): its state between requests
 
     def idle(self) -> None:
         """Watch the connection while it waits in the pool: what comes (bytes nobody asked
@@ -387,15 +410,44 @@ class _Conn:
         sock = self.stream.sock
 
         def stirred(note: object) -> None:
+            if self.h2 is not None and not self.stirred and self._h2_idle(note):
+                return
             self.stirred = True
             sock.buffering = False
 
+        if self.h2 is not None:  # HTTP/2 frames while idle (SETTINGS, PING) are answered
+            sock.buffering = False
         self.unwatch = sock.add_callback(stirred)
+
+    def _h2_idle(self, note: object) -> bool:
+        """An HTTP/2 connection's frames while idle: taken in (ACKs sent) when they are
+        control frames within the limits; False when the connection cannot be reused."""
+        assert self.h2 is not None
+        if not isinstance(note, Ndata):
+            return False
+        if self.tls is None:
+            plain, closed = note.data, False
+        else:
+            try:
+                plain, closed = self.tls.feed(Chunk(note.data, note.time))
+            except SSL.Error:
+                return False
+        try:
+            if closed or self.h2.receive(plain):
+                return False
+        except StreamError:  # the framing's H2Error
+            return False
+        out = self.h2.data_to_send()
+        if out:
+            _send(self, out)
+        return self.h2.reusable
 
     def taken(self) -> None:
         if self.unwatch is not None:
             self.unwatch()
             self.unwatch = None
+        if self.h2 is not None and not self.stirred:
+            self.stream.sock.buffering = True
 
 
 MAX_IDLE = 5  # connections kept open at most (curl's default CURLOPT_MAXCONNECTS)
@@ -491,6 +543,7 @@ class _Sink:
     on_body: Callable[[bytes], object] | None
     on_headers: Callable[[bytes], object] | None = None
     compressed: bool = False
+    http: str | None = None  # "1.1" (--http1.1), "2" (--http2), "2-prior"; None: curl's default
     until: list[float] = field(default_factory=list)  # the URL's end (its first exchange's)
 
 
@@ -589,6 +642,7 @@ class _Hop:
     error: str | None = None
     exitcode: int = 0
     reused: bool = False  # over a connection kept from an earlier request
+    version: str = "1.1"  # of the response: "1.1" or "2"
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
@@ -654,8 +708,9 @@ async def http_get(
     on_headers: Callable[[bytes], object] | None = None,
     cookies: CookieJar | None = None,
     cookie: str | None = None,
+    http_version: str | None = None,
 ) -> HttpResult:
-    """Fetch `url` from the endpoint (HTTP/1.1, persistent connections as curl): a GET, a
+    """Fetch `url` from the endpoint (HTTP/1.1 or HTTP/2, persistent connections as curl): a GET, a
     POST of `data` (form-encoded unless a Content-Type header is given, as curl -d), a
     HEAD with `head`, or `method` (curl -X: sent as is on every request, the body only
     where curl keeps it).
@@ -683,7 +738,17 @@ async def http_get(
     (redirects included). `on_body` gets the final response's body as it comes
     (`keep_body` keeps it in `body`).
     `recorder` collects the connections' packets for a pcap file (TLS stays encrypted).
+
+    HTTP versions as curl 7.88's with nghttp2: by default https:// offers ALPN h2 and
+    http/1.1 and speaks HTTP/2 when the server picks h2, http:// speaks HTTP/1.1;
+    `http_version` "1.1" offers only http/1.1 (--http1.1), "2" also asks an http:// server
+    for an h2c Upgrade (--http2), "2-prior" speaks h2c on http:// from the start
+    (--http2-prior-knowledge). HTTP/2 is one request at a time on a connection, kept for
+    the next request to the same origin as an HTTP/1.1 one is; `http_version` of the
+    result says which was spoken.
     """
+    if http_version not in (None, "1.1", "2", "2-prior"):
+        raise HttpError(f"http_version {http_version!r}: one of '1.1', '2', '2-prior'")
     current = parse_url(url)
     kind = "HEAD" if head else "POST" if data is not None else "GET"
     result = HttpResult(url, url_effective=current.text)
@@ -695,7 +760,7 @@ async def http_get(
         extra.insert(0, ("Authorization", f"Basic {token}"))
     if compressed and "accept-encoding" not in names:
         extra.append(("Accept-Encoding", ACCEPT_ENCODING))
-    sink = _Sink(max_body, keep_body, on_body, on_headers, compressed)
+    sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version)
     jar = _Cookies(cookies, cookie, "cookie" in names)
     pool = Connections() if connections is None else connections
     try:
@@ -738,7 +803,10 @@ async def _fetch(
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
-            ctxs["https"] = client_context(cafile=cafile, insecure=insecure)
+            alpn = [b"http/1.1"] if sink.http == "1.1" else [b"h2", b"http/1.1"]
+            ctxs["https"] = client_context(cafile=cafile, insecure=insecure, alpn=alpn)
+        if sink.http != "1.1" and (current.scheme == "https" or sink.http is not None):
+            import_module("packetlab.measure.http2")  # before the hop starts, not in its times
         hop = _Hop(current, method or kind)
         followed = follow and (max_redirs < 0 or result.num_redirects < max_redirs)
 
@@ -750,6 +818,8 @@ async def _fetch(
             jar.receive(current, hop.headers)
         result.connects += hop.server is not None and not hop.reused
         result.reused = hop.reused
+        if hop.status is not None:
+            result.http_version = hop.version
         result.request_size += hop.request_size
         result.upload_size = len(body or b"") if hop.sent is not None else 0
         result.header_size += len(hop.raw_headers)
@@ -910,8 +980,16 @@ async def _over(
         if conn.tls is not None and not hop.reused:
             hop.tls_done = await conn.tls.handshake(deadline)
             conn.tls_version = hop.tls_version = conn.tls.conn.get_protocol_version_name()
-        keep = await _exchange(session, hop, stream, conn.tls, data, headers, deadline, sink,
-                               follows)  # fmt: skip
+            if conn.tls.conn.get_alpn_proto_negotiated() == b"h2":
+                conn.h2 = _h2_framing(conn.server)
+        elif conn.tls is None and not hop.reused and sink.http == "2-prior":
+            conn.h2 = _h2_framing(conn.server)  # h2c, no Upgrade
+        if conn.h2 is not None:
+            keep = await _exchange_h2(session, hop, conn, data, headers, deadline, sink,
+                                      follows)  # fmt: skip
+        else:
+            keep = await _exchange(session, hop, conn, data, headers, deadline, sink,
+                                   follows)  # fmt: skip
     except SSL.Error as e:
         if hop.tls_done is None and not hop.reused:  # curl: (35) the handshake failed
             hop.error, hop.exitcode = _tls_error(e), 35
@@ -928,9 +1006,9 @@ async def _over(
             f"({hop.body_len} body bytes received)"
         )
         hop.exitcode = 28
-    except StreamError as e:
+    except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)
         hop.error = str(e)
-        hop.exitcode = 52 if "without a response" in str(e) else 56
+        hop.exitcode = getattr(e, "exitcode", 52 if "without a response" in str(e) else 56)
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
         hop.error, hop.exitcode = str(e), 61
     except h11.ProtocolError as e:
@@ -951,10 +1029,16 @@ async def _over(
         hop.status = None
 
 
-def _request(
-    u: Url, method: str, data: bytes | None, headers: list[tuple[str, str]]
-) -> tuple[h11.Connection, bytes]:
-    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
+def _h2_framing(server: str) -> H2Framing:
+    from packetlab.measure.http2 import H2Framing
+
+    return H2Framing(server, MAX_HEADERS)
+
+
+def _request_headers(
+    u: Url, data: bytes | None, headers: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The request's header fields as curl sends them (either framing)."""
     names = {k.lower() for k, _ in headers}
     req = [("Host", u.authority), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
     req = [(k, v) for k, v in req if k.lower() not in names]  # -H replaces, as curl's
@@ -962,65 +1046,125 @@ def _request(
         if "content-type" not in names:
             req.append(("Content-Type", "application/x-www-form-urlencoded"))
         req.append(("Content-Length", str(len(data))))
-    out = h.send(h11.Request(method=method, target=u.target, headers=[*req, *headers]))
+    return [*req, *headers]
+
+
+def _request(
+    u: Url, method: str, data: bytes | None, headers: list[tuple[str, str]]
+) -> tuple[h11.Connection, bytes]:
+    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
+    fields = _request_headers(u, data, headers)
+    out = h.send(h11.Request(method=method, target=u.target, headers=fields))
     if data:
         out += h.send(h11.Data(data=data))
     out += h.send(h11.EndOfMessage())
     return h, out
 
 
-async def _exchange(
-    session: EndpointSession,
-    hop: _Hop,
-    stream: TcpStream,
-    tls: _Tls | None,
-    data: bytes | None,
-    headers: list[tuple[str, str]],
-    deadline: float,
-    sink: _Sink,
-    follows: bool,
-) -> bool:
-    """The request and its response; whether the connection can carry another (both
-    sides DONE in h11: no `Connection: close`, a delimited body)."""
-    clock = session.reactor
-    u = hop.url
-    try:
-        h, request = _request(u, hop.method, data, headers)
-    except h11.LocalProtocolError as e:
-        raise StreamError(f"bad request: {e}") from None
-    hop.request_size = len(request)
-    sent = tls.send(request) if tls is not None else stream.send(request, ntag=True)
+class _Response:
+    """A response as it comes, in either framing: its header block handed to -i's
+    `on_headers`, its body counted, hashed, capped, decoded (--compressed), kept or
+    handed to `on_body` when it is the result's (not a redirect followed)."""
+
+    def __init__(self, hop: _Hop, sink: _Sink, follows: bool) -> None:
+        self.hop, self.sink, self.follows = hop, sink, follows
+        self.digest = hashlib.sha256()
+        self.body: list[bytes] = []
+        self.keep = True
+        self.decoder: _Decoder | None = None
+
+    def head(self, status: int, reason: str, headers: list[tuple[str, str]], raw: bytes) -> None:
+        hop = self.hop
+        hop.status, hop.reason, hop.headers, hop.raw_headers = status, reason, headers, raw
+        self.keep = not (self.follows and hop.location() is not None)
+        if self.sink.on_headers is not None:
+            self.sink.on_headers(raw)
+
+    def data(self, data: bytes) -> None:
+        hop, sink = self.hop, self.sink
+        if self.keep and sink.compressed and hop.body_len == 0:  # a body to decode (not HEAD)
+            self.decoder = _decoder(hop.headers, sink.max_body, hop.server)
+        hop.body_len += len(data)
+        if hop.body_len > sink.max_body:
+            raise _TooMuch(f"body from {hop.server} larger than {sink.max_body} bytes")
+        self.digest.update(data)
+        self._out(data if self.decoder is None else self.decoder.feed(data))
+
+    def _out(self, out: bytes) -> None:
+        if self.keep and self.sink.keep_body:
+            self.body.append(out)
+        if self.keep and self.sink.on_body is not None and out:
+            self.sink.on_body(out)
+
+    def end(self) -> None:
+        if self.decoder is not None:
+            self._out(self.decoder.feed(b"", final=True))
+        self.hop.body_sha256 = self.digest.hexdigest()
+        self.hop.body = b"".join(self.body) if self.sink.keep_body and self.keep else None
+
+
+async def _read(
+    session: EndpointSession, conn: _Conn, deadline: float
+) -> tuple[Chunk | None, bytes, bool]:
+    """The next chunk, its plaintext and whether the server ended the connection (TCP
+    EOF, or TLS close_notify)."""
+    chunk = await conn.stream.recv(max(deadline - session.reactor.seconds(), 0.0))
+    if conn.tls is not None:
+        plain, closed = conn.tls.feed(chunk)
+        return chunk, plain, closed
+    if chunk is None:
+        return None, b"", True
+    return chunk, chunk.data, False
+
+
+def _stamp_sent(hop: _Hop, sent: Deferred[Ntag] | None) -> None:
     if sent is not None:
 
         def stamp(tag: Ntag) -> None:
             hop.sent = tag.time
 
         sent.addCallbacks(stamp, lambda _: None)
-    digest = hashlib.sha256()
-    body: list[bytes] = []
+
+
+async def _exchange(
+    session: EndpointSession,
+    hop: _Hop,
+    conn: _Conn,
+    data: bytes | None,
+    headers: list[tuple[str, str]],
+    deadline: float,
+    sink: _Sink,
+    follows: bool,
+) -> bool:
+    """The request and its response over HTTP/1.1; whether the connection can carry
+    another (both sides DONE in h11: no `Connection: close`, a delimited body). With
+    --http2 on a new http:// connection the request asks for an h2c Upgrade (curl's):
+    a 101 continues in HTTP/2 (`_h2_response`)."""
+    stream = conn.stream
+    u = hop.url
+    upgrade = None
+    if sink.http == "2" and u.scheme == "http" and not hop.reused:
+        upgrade = _h2_framing(conn.server)
+        headers = [*headers, ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+                   ("HTTP2-Settings", upgrade.upgrade_settings())]  # fmt: skip
+    try:
+        h, request = _request(u, hop.method, data, headers)
+    except h11.LocalProtocolError as e:
+        raise StreamError(f"bad request: {e}") from None
+    hop.request_size = len(request)
+    _stamp_sent(hop, _send(conn, request, ntag=True))
     fed = bytearray()  # response bytes up to the end of the headers
-    keep = True  # this response's body is the result's
-    max_body, keep_body, on_body = sink.max_body, sink.keep_body, sink.on_body
-    decoder: _Decoder | None = None
+    resp = _Response(hop, sink, follows)
     ended = False  # the server ended the connection (TCP EOF, or TLS close_notify)
     while True:
         event = h.next_event()
         if event is h11.NEED_DATA:
-            chunk = await stream.recv(max(deadline - clock.seconds(), 0.0))
-            if tls is not None:
-                plain, closed = tls.feed(chunk)
-                if plain:
-                    h.receive_data(plain)
-                if closed:
-                    h.receive_data(b"")
-                    ended = True
-            elif chunk is None:
-                plain = b""
+            chunk, plain, closed = await _read(session, conn, deadline)
+            if plain:
+                h.receive_data(plain)
+            if closed:
                 h.receive_data(b"")
                 ended = True
-            else:
-                plain = chunk.data
-                h.receive_data(plain)
             if hop.status is None:
                 fed += plain
                 if len(fed) > MAX_HEADERS + len(plain):  # this chunk may hold body bytes
@@ -1034,40 +1178,108 @@ async def _exchange(
                     f"the server {hop.server} closed the connection without a response"
                 )
             continue
+        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+            if upgrade is None or h.their_state is not h11.SWITCHED_PROTOCOL:
+                raise StreamError(f"the server {hop.server} switched protocols unasked")
+            leftover, _ = h.trailing_data
+            conn.h2 = upgrade
+            upgrade.upgraded()
+            _send(conn, upgrade.data_to_send())
+            raw = bytes(fed[: len(fed) - len(leftover)])
+            return await _h2_response(session, hop, conn, deadline, sink, follows, raw,
+                                      bytes(leftover))  # fmt: skip
         if isinstance(event, h11.Response):
-            hop.status = event.status_code
-            hop.reason = event.reason.decode("latin-1")
-            hop.headers = [(k.decode("latin-1"), v.decode("latin-1"))
-                           for k, v in event.headers.raw_items()]  # fmt: skip
-            hop.raw_headers = bytes(fed[: len(fed) - len(h.trailing_data[0])])
-            keep = not (follows and hop.location() is not None)
-            if sink.on_headers is not None:
-                sink.on_headers(hop.raw_headers)
+            resp.head(
+                event.status_code,
+                event.reason.decode("latin-1"),
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items()],
+                bytes(fed[: len(fed) - len(h.trailing_data[0])]),
+            )
         elif isinstance(event, h11.Data):
-            if keep and sink.compressed and hop.body_len == 0:  # a body to decode (not HEAD)
-                decoder = _decoder(hop.headers, max_body, hop.server)
-            hop.body_len += len(event.data)
-            if hop.body_len > max_body:
-                raise _TooMuch(f"body from {hop.server} larger than {max_body} bytes")
-            digest.update(event.data)
-            out = bytes(event.data) if decoder is None else decoder.feed(bytes(event.data))
-            if keep and keep_body:
-                body.append(out)
-            if keep and on_body is not None and out:
-                on_body(out)
+            resp.data(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
-            if decoder is not None:
-                out = decoder.feed(b"", final=True)
-                if keep_body:
-                    body.append(out)
-                if on_body is not None and out:
-                    on_body(out)
             break
         elif isinstance(event, h11.ConnectionClosed):
             raise StreamError(
                 f"the server {hop.server} closed the connection before a complete response"
             )
-    hop.body_sha256 = digest.hexdigest()
-    hop.body = b"".join(body) if keep_body and keep else None
+    resp.end()
     clean = not h.trailing_data[0] and not ended and not stream.eof  # a close-delimited
     return h.our_state is h11.DONE and h.their_state is h11.DONE and clean  # body: not kept
+
+
+async def _exchange_h2(
+    session: EndpointSession,
+    hop: _Hop,
+    conn: _Conn,
+    data: bytes | None,
+    headers: list[tuple[str, str]],
+    deadline: float,
+    sink: _Sink,
+    follows: bool,
+) -> bool:
+    """The request and its response as HTTP/2 (one stream); whether the connection can
+    carry another. The request's fields are HTTP/1.1's; `request_size` is curl's (the
+    HTTP/1.1 form of the request's head, `HTTP/2` in its request line; the body, sent as
+    DATA frames, is not counted)."""
+    assert conn.h2 is not None
+    u = hop.url
+    try:
+        _, request = _request(u, hop.method, data, headers)
+    except h11.LocalProtocolError as e:
+        raise StreamError(f"bad request: {e}") from None
+    hop.request_size = len(request) - len(data or b"") - len("1.1") + len("2")  # no body
+    frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target,
+                             _request_headers(u, data, headers), data)  # fmt: skip
+    _stamp_sent(hop, _send(conn, frames, ntag=True))
+    return await _h2_response(session, hop, conn, deadline, sink, follows, b"", b"")
+
+
+async def _h2_response(
+    session: EndpointSession,
+    hop: _Hop,
+    conn: _Conn,
+    deadline: float,
+    sink: _Sink,
+    follows: bool,
+    informational: bytes,
+    leftover: bytes,
+) -> bool:
+    """The response on the request's stream: `informational` the header blocks before
+    it (an h2c Upgrade's 101), `leftover` bytes already received after them."""
+    from packetlab.measure.http2 import Body, End, Head
+
+    framing = conn.h2
+    assert framing is not None
+    resp = _Response(hop, sink, follows)
+    done = closed = False
+    pending: list[tuple[Chunk | None, bytes]] = [(None, leftover)] if leftover else []
+    while not done:
+        if pending:
+            chunk, plain = pending.pop()
+        else:
+            chunk, plain, closed = await _read(session, conn, deadline)
+        when = chunk.time if chunk is not None else hop.last
+        for ev in framing.receive(plain) if plain else ():
+            hop.first = when if hop.first is None else hop.first
+            hop.last = when
+            if isinstance(ev, Head) and not ev.final:
+                informational += ev.raw
+                if len(informational) > MAX_HEADERS:
+                    raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
+                                   "bytes (1xx responses included)")  # fmt: skip
+            elif isinstance(ev, Head):
+                hop.version = "2"
+                resp.head(ev.status, "", ev.headers, informational + ev.raw)
+            elif isinstance(ev, Body):
+                resp.data(ev.data)
+            elif isinstance(ev, End):
+                done = True
+        out = framing.data_to_send()
+        if out:
+            _send(conn, out)
+        if closed and not done:
+            what = "without a response" if hop.first is None else "before a complete response"
+            raise StreamError(f"the server {hop.server} closed the connection {what}")
+    resp.end()
+    return framing.reusable and not closed and not conn.stream.eof

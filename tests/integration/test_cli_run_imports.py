@@ -105,14 +105,16 @@ def test_dns_over_udp_loads_no_tcp_stream() -> None:
 def test_http_to_an_address_loads_no_dns_client() -> None:
     """`pktlab run http http://ADDRESS/` resolves nothing: neither the DNS client nor
     dnspython (nor reading the endpoint's resolv.conf through them), nor traceroute's and
-    ping's reports and records (which `packetlab.cli.run` imported for every command)."""
+    ping's reports and records (which `packetlab.cli.run` imported for every command), nor
+    HTTP/2 (h2, hpack) for an http:// URL without --http2."""
     code = (
         "import sys, packetlab.cli as c\n"
         "rc = c.main(['run', 'http', '-s', '--max-time', '2', 'http://127.0.0.1:9/'])\n"
         "print(rc, *(m in sys.modules for m in ('dns', 'packetlab.measure.dns',"
-        " 'packetlab.cli.report', 'packetlab.measure.records')))"
+        " 'packetlab.cli.report', 'packetlab.measure.records', 'h2', 'hpack',"
+        " 'packetlab.measure.http2')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert out.stdout.splitlines()[-1].split()[1:] == ["False"] * 4, out
+    assert out.stdout.splitlines()[-1].split()[1:] == ["False"] * 7, out

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from http_fake import Answer, H2Server
 from stream_fakes import StreamRig
 from test_http_redirects import Server, echo, response
 
@@ -106,16 +107,18 @@ def test_output_to_a_directory_is_refused(tmp_path: Path) -> None:
                             Progress())  # fmt: skip
 
 
-def run(*argv: str, handler: Any = echo) -> tuple[int, str, bytes, str, list[dict[str, Any]]]:
-    """`pktlab run http ARGV` over the scripted endpoint (server 192.0.2.80:80):
-    (exit status, text stdout, binary stdout, stderr, records)."""
+def run(
+    *argv: str, handler: Any = echo, server: Any = None
+) -> tuple[int, str, bytes, str, list[dict[str, Any]]]:
+    """`pktlab run http ARGV` over the scripted endpoint (server 192.0.2.80:80, `handler`'s
+    or a `server()`): (exit status, text stdout, binary stdout, stderr, records)."""
     from twisted.internet.defer import Deferred
 
     from packetlab.cli.run_command import begun, measure
     from packetlab.controller.stop import StopSignal
 
     rig = StreamRig()
-    rig.endpoint.peers[("192.0.2.80", 80)] = lambda: Server(handler)
+    rig.endpoint.peers[("192.0.2.80", 80)] = server or (lambda: Server(handler))
     args = parse(*argv)
     args._stdout, args._stderr = io.BytesIO(), io.StringIO()
     records: list[dict[str, Any]] = []
@@ -162,6 +165,28 @@ def test_write_out_of_a_failure_and_silent() -> None:
     _, _, raw, err, _ = run("-w", "%{bogus}%{http_code}", "http://192.0.2.80/echo")
     assert raw == b'{"method": "GET", "target": "/echo", "body": "", "ct": null, "auth": null}200'
     assert err == "pktlab run http: unknown --write-out variable: 'bogus'\n"
+
+
+def test_http2_options_include_and_write_out() -> None:
+    def missing(method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        return 404, [("content-length", "4")], b"gone"
+
+    url = "http://192.0.2.80/a"
+    w = "%{http_code} %{http_version} %{num_connects}\\n"
+    code, text, raw, err, _ = run("--http2-prior-knowledge", "-i", "-w", w, url, url,
+                                  server=H2Server)  # fmt: skip
+    assert (code, text, err) == (0, "", "")
+    block = b"HTTP/2 200 \r\ncontent-type: text/plain\r\ncontent-length: 11\r\n\r\n"
+    assert raw == (block + b"ok GET /a 0200 2 1\n") + (block + b"ok GET /a 0200 2 0\n")
+    # --http2 on http://: the Upgrade; -f over HTTP/2 (no reason phrase)
+    _, _, raw, _, _ = run("--http2", "-w", w, url, server=lambda: H2Server(upgrade=True))
+    assert raw == b"ok GET /a 0200 2 1\n"
+    code, _, _, _, records = run("--json", "-f", "--http2-prior-knowledge", url,
+                                 server=lambda: H2Server(missing))  # fmt: skip
+    assert code == 1 and records[0]["error"] == "the server answered 404 (--fail)"
+    assert records[0]["http_version"] == "2"
+    with pytest.raises(SystemExit):  # one version option only
+        parse("--http1.1", "--http2", url)
 
 
 def test_outputs_pair_with_urls_in_order(tmp_path: Path) -> None:

@@ -139,7 +139,12 @@ class StreamFakeEndpoint(FakeEndpoint):
 
     def _linker(self, nopen: Nopen) -> Callable[[bytes | None, float], None]:
         def link(data: bytes | None, delay: float) -> None:
-            self.clock.callLater(delay, self._arrive, nopen, data)
+            owner = self.live.get(nopen.sktid)  # this connection's peer, while it is open
+            self.clock.callLater(delay, arrive, owner, data)
+
+        def arrive(owner: Peer | None, data: bytes | None) -> None:
+            if owner is not None and self.live.get(nopen.sktid) is owner:  # not a later
+                self._arrive(nopen, data)  # connection that has the socket id again
 
         return link
 

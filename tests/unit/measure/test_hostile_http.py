@@ -9,8 +9,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from OpenSSL import SSL
-from stream_fakes import Peer, StreamRig
+from http_fake import TlsPeer, serve
+from stream_fakes import StreamRig
 from web_pki import make_pki
 
 from packetlab.measure import cookies
@@ -22,7 +22,7 @@ Script = Callable[[str], Sequence[tuple[bytes | None, float]]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-class Scripted(Peer):
+class Scripted(TlsPeer):
     """Answers each request with what `script(target)` says: (bytes or None = close, delay)."""
 
     def __init__(self, script: Script) -> None:
@@ -30,11 +30,8 @@ class Scripted(Peer):
         self.script = script
         self.requests: list[bytes] = []
 
-    def received(self, data: bytes) -> None:
-        self.got += data
-        while b"\r\n\r\n" in self.got:
-            head, _, rest = bytes(self.got).partition(b"\r\n\r\n")
-            self.got[:] = rest
+    def arrived(self) -> None:
+        for head in self.heads():
             self.requests.append(head)
             for out, delay in self.script(head.split(b" ")[1].decode()):
                 if out is None:
@@ -44,16 +41,7 @@ class Scripted(Peer):
 
 
 def serving(script: Script, ports: tuple[int, ...] = (80,)) -> tuple[StreamRig, list[Scripted]]:
-    rig = StreamRig()
-    made: list[Scripted] = []
-
-    def make() -> Scripted:
-        made.append(Scripted(script))
-        return made[-1]
-
-    for port in ports:
-        rig.endpoint.peers[("192.0.2.80", port)] = make
-    return rig, made
+    return serve(lambda _: Scripted(script), ports)
 
 
 def test_a_kept_connection_flooded_while_idle_does_not_stall_the_next_url() -> None:
@@ -287,37 +275,13 @@ def test_an_endless_redirect_chain_of_trickles_is_bounded_by_the_timeout() -> No
     )
 
 
-class TlsGarbage(Peer):
+class TlsGarbage(TlsPeer):
     """A TLS server that completes the handshake, then answers the request with bytes
     that are no TLS record, and keeps sending them."""
 
-    def __init__(self, pki: dict[str, Path]) -> None:
-        super().__init__()
-        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-        ctx.use_certificate_file(str(pki["server"]))
-        ctx.use_privatekey_file(str(pki["key"]))
-        self.tls = SSL.Connection(ctx, None)
-        self.tls.set_accept_state()
-        self.plain = bytearray()
-
-    def received(self, data: bytes) -> None:
-        self.tls.bio_write(data)
-        try:
-            self.tls.do_handshake()
-            while True:
-                self.plain += self.tls.recv(65536)
-        except (SSL.WantReadError, SSL.ZeroReturnError):
-            pass
-        out = b""
-        while True:
-            try:
-                out += self.tls.bio_read(65536)
-            except SSL.WantReadError:
-                break
-        if out:
-            self.write(out, 0.01)
-        if b"\r\n\r\n" in self.plain:
-            self.plain.clear()
+    def arrived(self) -> None:
+        if b"\r\n\r\n" in self.got:
+            self.got.clear()
             for out_, delay in [(b"HTTP/1.1 200 OK\r\n\r\n" * 100, 0.02), *FLOOD]:
                 self.write(out_, delay)
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
-from OpenSSL import SSL
-from stream_fakes import Peer, StreamRig
+from http_fake import TlsPeer
+from stream_fakes import StreamRig
 from web_pki import make_pki
 
 from packetlab.measure.http import HttpError, http_get, parse_url
@@ -22,78 +23,41 @@ CHUNKED = (
 )
 
 
-class Http(Peer):
+class Http(TlsPeer):
     """Answers the first complete request with `response` in `pieces`, `gap` s apart,
-    then closes (or not)."""
+    then closes (or not); over TLS with `pki` (a close_notify before the close)."""
 
-    def __init__(self, response: bytes, pieces: int = 1, gap: float = 0.0, close: bool = True):
-        super().__init__()
+    def __init__(
+        self,
+        response: bytes,
+        pieces: int = 1,
+        gap: float = 0.0,
+        close: bool = True,
+        pki: dict[str, Path] | None = None,
+    ) -> None:
+        super().__init__(pki)
         self.response, self.pieces, self.gap, self.closes = response, pieces, gap, close
         self.requests: list[bytes] = []
 
-    def received(self, data: bytes) -> None:
-        super().received(data)
-        if b"\r\n\r\n" in self.got and not self.requests:
-            self.requests.append(bytes(self.got))
-            self.answer(self.write)
+    def arrived(self) -> None:
+        if b"\r\n\r\n" not in self.got or self.requests:
+            return
+        self.requests.append(bytes(self.got))
+        self.answer()
 
-    def answer(self, write: object) -> None:
+    def answer(self) -> None:
         n = len(self.response)
         step = -(-n // self.pieces)
         for i in range(self.pieces):
-            write(self.response[i * step : (i + 1) * step], self.gap * i)  # type: ignore[operator]
+            self.send(self.response[i * step : (i + 1) * step], self.gap * i)
         if self.closes:
+            self.shutdown(self.gap * self.pieces)
             self.close(self.gap * self.pieces)
 
 
-class Https(Http):
-    """The same over TLS: a pyOpenSSL server connection on memory BIOs."""
-
-    def __init__(self, pki: dict[str, Path], response: bytes, **kw: object) -> None:
-        super().__init__(response, **kw)  # type: ignore[arg-type]
-        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-        ctx.use_certificate_file(str(pki["server"]))
-        ctx.use_privatekey_file(str(pki["key"]))
-        self.sni: list[bytes | None] = []
-        ctx.set_tlsext_servername_callback(lambda c: self.sni.append(c.get_servername()))
-        self.tls = SSL.Connection(ctx, None)
-        self.tls.set_accept_state()
-        self.plain = bytearray()
-
-    def flush(self, delay: float = 0.0) -> None:
-        out = b""
-        while True:
-            try:
-                out += self.tls.bio_read(65536)
-            except SSL.WantReadError:
-                break
-        if out:
-            self.write(out, delay)
-
-    def received(self, data: bytes) -> None:
-        self.tls.bio_write(data)
-        try:
-            self.tls.do_handshake()
-            while True:
-                self.plain += self.tls.recv(65536)
-        except (SSL.WantReadError, SSL.ZeroReturnError):
-            pass
-        except SSL.Error:  # the client gave up (bad certificate): nothing more
-            return
-        self.flush()
-        if b"\r\n\r\n" in self.plain and not self.requests:
-            self.requests.append(bytes(self.plain))
-
-            def write(data: bytes, delay: float) -> None:
-                self.tls.sendall(data)
-                self.flush(delay)
-
-            self.answer(write)
-
-    def close(self, delay: float = 0.0) -> None:
-        self.tls.shutdown()  # close_notify
-        self.flush(delay)
-        super().close(delay)
+def Https(pki: dict[str, Path], response: bytes, **kw: Any) -> Http:
+    """The same over TLS."""
+    return Http(response, pki=pki, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +162,7 @@ class Blurt(Http):
 
     def received(self, data: bytes) -> None:
         self.requests.append(data)
-        self.answer(self.write)
+        self.answer()
 
 
 def test_plain_http_to_a_tls_port_is_a_handshake_error(pki: dict[str, Path]) -> None:

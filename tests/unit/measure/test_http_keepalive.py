@@ -10,59 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from OpenSSL import SSL
-from stream_fakes import Peer, StreamRig
+from http_fake import TlsPeer, serve
+from stream_fakes import StreamRig
 from web_pki import make_pki
 
 from packetlab.measure.http import Connections, http_get
 
 
-class KeepServer(Peer):
+class KeepServer(TlsPeer):
     """An HTTP/1.1 server that answers each request on the connection and keeps it open
     (plain, or TLS with `pki`); /close answers with `Connection: close` and closes;
     /r?to=WHERE redirects."""
 
     def __init__(self, pki: dict[str, Path] | None = None) -> None:
-        super().__init__()
+        super().__init__(pki)
         self.requests: list[bytes] = []
-        self.handshakes = 0
-        self.tls: SSL.Connection | None = None
-        if pki is not None:
-            ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-            ctx.use_certificate_file(str(pki["server"]))
-            ctx.use_privatekey_file(str(pki["key"]))
-            self.tls = SSL.Connection(ctx, None)
-            self.tls.set_accept_state()
 
-    def _flush(self) -> None:
-        assert self.tls is not None
-        out = b""
-        while True:
-            try:
-                out += self.tls.bio_read(65536)
-            except SSL.WantReadError:
-                break
-        if out:
-            self.write(out)
-
-    def received(self, data: bytes) -> None:
-        if self.tls is None:
-            self.got += data
-        else:
-            self.tls.bio_write(data)
-            done = self.tls.get_state_string() == b"SSL negotiation finished successfully"
-            try:
-                self.tls.do_handshake()
-                if not done:
-                    self.handshakes += 1
-                while True:
-                    self.got += self.tls.recv(65536)
-            except (SSL.WantReadError, SSL.ZeroReturnError):
-                pass
-            self._flush()
-        while b"\r\n\r\n" in self.got:
-            head, _, rest = bytes(self.got).partition(b"\r\n\r\n")
-            self.got[:] = rest
+    def arrived(self) -> None:
+        for head in self.heads():
             self.requests.append(head)
             target = head.split(b" ")[1].decode()
             body = f"request {len(self.requests)} {target}".encode()
@@ -75,27 +40,13 @@ class KeepServer(Peer):
             out = (f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n").encode()
             if target == "/notify" and self.tls is not None:  # a body ended by close_notify,
                 self.tls.sendall(b"HTTP/1.1 200 OK\r\n\r\nuntil close_notify")
-                self.tls.shutdown()  # the TCP connection left open
-                self._send(b"", 0.01)
+                self.shutdown(0.01)  # the TCP connection left open
                 return
-            self._send(out + body, 0.01)
+            self.send(out + body, 0.01)
             if target == "/close":
                 self.close(0.01)
             elif target == "/junk":  # bytes nobody asked for, after the response
-                self._send(b"junk", 0.02)
-
-    def _send(self, data: bytes, delay: float) -> None:
-        if self.tls is None:
-            self.write(data, delay)
-        else:
-            self.tls.sendall(data)
-            out = b""
-            while True:
-                try:
-                    out += self.tls.bio_read(65536)
-                except SSL.WantReadError:
-                    break
-            self.write(out, delay)
+                self.send(b"junk", 0.02)
 
 
 @pytest.fixture(scope="module")
@@ -106,16 +57,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def serving(
     pki: dict[str, Path] | None = None, ports: tuple[int, ...] = (80,)
 ) -> tuple[StreamRig, list[KeepServer]]:
-    rig = StreamRig()
-    made: list[KeepServer] = []
-
-    def make() -> KeepServer:
-        made.append(KeepServer(pki))
-        return made[-1]
-
-    for port in ports:
-        rig.endpoint.peers[("192.0.2.80", port)] = make
-    return rig, made
+    return serve(lambda _: KeepServer(pki), ports)
 
 
 def test_a_redirect_to_the_same_origin_reuses_the_connection() -> None:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from OpenSSL import SSL
-from stream_fakes import Peer, StreamRig
+from http_fake import TlsPeer, serve
+from stream_fakes import StreamRig
 from web_pki import make_pki
 
 from packetlab.measure.http import (
@@ -41,50 +41,17 @@ def echo(method: str, target: str, headers: dict[str, str], body: bytes) -> byte
     return response(200, json.dumps(seen).encode(), Content_Type="application/json")
 
 
-class Server(Peer):
+class Server(TlsPeer):
     """An HTTP/1.1 server for one request (plain, or TLS with `pki`): `handler` answers."""
 
     def __init__(
         self, handler: Handler, pki: dict[str, Path] | None = None, delay: float = 0.0
     ) -> None:
-        super().__init__()
+        super().__init__(pki)
         self.handler, self.delay = handler, delay
         self.done = False
-        self.tls: SSL.Connection | None = None
-        self.sni: bytes | None = None
-        if pki is not None:
-            ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-            ctx.use_certificate_file(str(pki["server"]))
-            ctx.use_privatekey_file(str(pki["key"]))
-            ctx.set_tlsext_servername_callback(lambda c: setattr(self, "sni", c.get_servername()))
-            self.tls = SSL.Connection(ctx, None)
-            self.tls.set_accept_state()
 
-    def flush(self) -> None:
-        assert self.tls is not None
-        out = b""
-        while True:
-            try:
-                out += self.tls.bio_read(65536)
-            except SSL.WantReadError:
-                break
-        if out:
-            self.write(out)
-
-    def received(self, data: bytes) -> None:
-        if self.tls is None:
-            self.got += data
-        else:
-            self.tls.bio_write(data)
-            try:
-                self.tls.do_handshake()
-                while True:
-                    self.got += self.tls.recv(65536)
-            except (SSL.WantReadError, SSL.ZeroReturnError):
-                pass
-            except SSL.Error:
-                return
-            self.flush()
+    def arrived(self) -> None:
         head, sep, body = bytes(self.got).partition(b"\r\n\r\n")
         if not sep or self.done:
             return
@@ -96,13 +63,8 @@ class Server(Peer):
         if len(body) < int(headers.get("content-length", 0)):
             return
         self.done = True
-        out = self.handler(method, target, headers, body)
-        if self.tls is None:
-            self.write(out, self.delay)
-        else:
-            self.tls.sendall(out)
-            self.tls.shutdown()
-            self.flush()
+        self.send(self.handler(method, target, headers, body), self.delay)
+        self.shutdown(self.delay)
         self.close(self.delay)
 
 
@@ -114,15 +76,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def serving(
     handler: Handler = echo, port: int = 80, delay: float = 0.0
 ) -> tuple[StreamRig, list[Server]]:
-    rig = StreamRig()
-    made: list[Server] = []
-
-    def make() -> Server:
-        made.append(Server(handler, delay=delay))
-        return made[-1]
-
-    rig.endpoint.peers[("192.0.2.80", port)] = make
-    return rig, made
+    return serve(lambda _: Server(handler, delay=delay), (port,))
 
 
 def seen(r: object) -> dict[str, object]:
@@ -248,26 +202,15 @@ def test_redirect_targets() -> None:
 
 
 def test_redirect_to_another_host_and_scheme_verifies_tls_again(pki: dict[str, Path]) -> None:
-    rig = StreamRig()
-    made: list[Server] = []
-
-    def plain() -> Server:
-        made.append(Server(echo))
-        return made[-1]
-
-    def tls() -> Server:
-        made.append(Server(echo, pki))
-        return made[-1]
-
-    rig.endpoint.peers[("192.0.2.80", 80)] = plain
-    rig.endpoint.peers[("192.0.2.80", 443)] = tls
+    rig, made = serve(lambda port: Server(echo, pki if port == 443 else None), (80, 443))
+    tls = rig.endpoint.peers[("192.0.2.80", 443)]
     url = "http://192.0.2.80/r/301?to=https://www.test/echo"
     r = rig.run(
         http_get(rig.session, url, connect_to="192.0.2.80", cafile=str(pki["ca"]), follow=True,
                  keep_body=True, headers=[("Authorization", "Basic eA==")])
     )  # fmt: skip
     assert (r.error, r.status, r.num_redirects, r.connects) == (None, 200, 1, 2)
-    assert made[1].sni == b"www.test" and r.tls_version is not None
+    assert made[1].sni == [b"www.test"] and r.tls_version is not None
     assert r.url_effective == "https://www.test/echo" and r.server == "192.0.2.80:443"
     assert seen(r)["auth"] is None  # not sent on to another host, as curl
     # an untrusted chain on the second hop: that is the error, the status the redirect's

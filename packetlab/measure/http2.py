@@ -1,0 +1,265 @@
+"""HTTP/2 framing for `http_get`, as curl 7.88 (nghttp2) speaks it: one request at a time
+on a connection, reused for the next one to the same origin.
+
+`H2Framing` wraps the h2 library's sans-IO state machine (python-hyper) with what a
+measurement needs from it and nothing of I/O: the request's header list from the same
+header pairs the HTTP/1.1 request is built from, the response's events reduced to
+`Head` (a header block, 1xx ones included, rendered as curl prints an HTTP/2 header
+block: `HTTP/2 200 ` and the fields lowercase), `Body` and `End`, and the limits a hostile
+server meets. The caller moves the bytes (`data_to_send`, `receive`) over its TCP or TLS.
+
+Our SETTINGS are curl 7.88's (`_CurlSettings`). Limits (docs/security.md, "Hostile far
+ends"): a header list at most `max_headers` bytes (HPACK-decoded; not announced, as
+curl), at most 64 CONTINUATION frames a block (h2's), bytes that are not response body
+(frame headers, SETTINGS, PING, WINDOW_UPDATE, PRIORITY, RST_STREAM, trailers, padding)
+at most `max_headers` + 64 KiB an exchange, `MAX_CONTROL` SETTINGS or PING frames an
+exchange (each wants an ACK: a flood is stopped, as nghttp2's max_outbound_ack), no server
+push (SETTINGS_ENABLE_PUSH 0: a PUSH_PROMISE is a protocol error), our receive window
+replenished only by what the caller consumed, a window the server opens past 2^31-1 a
+FLOW_CONTROL_ERROR (h2's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from packetlab.measure.stream import StreamError
+
+__all__ = ["MAX_CONTROL", "Body", "End", "H2Error", "H2Framing", "Head"]
+
+MAX_CONTROL = 1000  # SETTINGS or PING frames an exchange (nghttp2's max_outbound_ack)
+WINDOW = 32 << 20  # curl's stream and connection windows (HTTP2_HUGE_WINDOW_SIZE)
+SLACK = 64 << 10  # non-body bytes beyond the header cap: frame headers and control frames
+# Headers HTTP/2 forbids (RFC 9113 8.2.2): dropped from the request as curl drops them.
+_CONNECTION = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"}
+)
+
+
+class H2Error(StreamError):
+    """The server broke HTTP/2 or a limit: why in one line; curl's exit code (16 the
+    framing layer, 92 a stream reset, 56 too much)."""
+
+    def __init__(self, why: str, exitcode: int = 16) -> None:
+        super().__init__(why)
+        self.exitcode = exitcode
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A response header block: its status, fields (lowercase names) and the block as
+    curl prints it with -i (also what curl counts in size_header)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    raw: bytes
+
+    @property
+    def final(self) -> bool:
+        return self.status >= 200
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    pass
+
+
+Event = Head | Body | End
+
+
+def render(status: int, headers: list[tuple[str, str]]) -> bytes:
+    """A header block as curl 7.88 prints an HTTP/2 one."""
+    lines = [f"HTTP/2 {status} \r\n"] + [f"{k}: {v}\r\n" for k, v in headers]
+    return ("".join(lines) + "\r\n").encode("latin-1", "replace")
+
+
+class _CurlSettings(h2.settings.Settings):
+    """Our settings; the SETTINGS frame (and an Upgrade's HTTP2-Settings) lists curl
+    7.88's three, in its order: MAX_CONCURRENT_STREAMS 100, INITIAL_WINDOW_SIZE 32 MiB,
+    ENABLE_PUSH 0 (h2 would send its defaults too)."""
+
+    SENT = (
+        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS,
+        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE,
+        h2.settings.SettingCodes.ENABLE_PUSH,
+    )
+
+    def __iter__(self) -> Iterator[h2.settings.SettingCodes | int]:
+        return iter(self.SENT)
+
+
+class H2Framing:
+    """One HTTP/2 client connection (a TLS one where ALPN chose h2, or h2c), one request
+    at a time. `server` names the far end in errors."""
+
+    def __init__(self, server: str, max_headers: int) -> None:
+        self.server = server
+        self.max_headers = max_headers
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self.h2 = h2.connection.H2Connection(config=config)
+        self.h2.local_settings = _CurlSettings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW,
+            },
+        )
+        self.h2.decoder.max_header_list_size = max_headers  # enforced, not announced (curl)
+        self.started = False
+        self.stream_id = 0
+        self.terminated: str | None = None  # the GOAWAY that ended it (not reusable)
+        self.pending = b""  # request body bytes the server's window has not taken yet
+        self.overhead = 0
+        self.controls = 0
+
+    def upgrade_settings(self) -> str:
+        """The HTTP2-Settings header of an h2c Upgrade request (curl --http2 on http://);
+        stream 1 is then the request's (`upgraded` after the 101)."""
+        value = self.h2.initiate_upgrade_connection()
+        assert value is not None
+        self.started = True
+        self.stream_id = 1
+        return value.decode("ascii")
+
+    def upgraded(self) -> None:
+        """The 101 came: the client preface goes out next (`data_to_send`)."""
+        self.h2.increment_flow_control_window(WINDOW - 65535)
+        self._new_exchange()
+
+    def request(
+        self, method: str, scheme: str, authority: str, target: str,
+        headers: list[tuple[str, str]], body: bytes | None,
+    ) -> bytes:  # fmt: skip
+        """The request's frames (the connection preface first on a new connection):
+        `headers` as for HTTP/1.1 (a Host header becomes :authority, as curl's)."""
+        if not self.started:
+            self.h2.initiate_connection()
+            self.h2.increment_flow_control_window(WINDOW - 65535)  # the connection's, too
+            self.started = True
+        fields: list[tuple[str, str]] = []
+        for k, v in headers:
+            name = k.lower()
+            if name == "host":
+                authority = v
+            elif name not in _CONNECTION and not (name == "te" and v.lower() != "trailers"):
+                fields.append((name, v))
+        pseudo = [(":method", method), (":path", target), (":scheme", scheme),
+                  (":authority", authority)]  # fmt: skip
+        self.stream_id = self.h2.get_next_available_stream_id()
+        try:
+            self.h2.send_headers(
+                self.stream_id,
+                [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pseudo + fields],
+                end_stream=not body,
+            )
+        except h2.exceptions.H2Error as e:
+            raise H2Error(f"bad request: {e}") from None
+        self.pending = body or b""
+        self._new_exchange()
+        self._send_body()
+        return self.data_to_send()
+
+    def _new_exchange(self) -> None:
+        self.overhead = self.controls = 0
+
+    def _send_body(self) -> None:
+        while self.pending:
+            room = min(self.h2.local_flow_control_window(self.stream_id),
+                       self.h2.max_outbound_frame_size)  # fmt: skip
+            if room <= 0:
+                return
+            piece, self.pending = self.pending[:room], self.pending[room:]
+            self.h2.send_data(self.stream_id, piece, end_stream=not self.pending)
+
+    def data_to_send(self) -> bytes:
+        return self.h2.data_to_send()
+
+    def receive(self, data: bytes) -> list[Event]:
+        """What `data` (the server's bytes) brought for the request; H2Error on a broken
+        protocol, a reset of the request's stream, a GOAWAY before its end or a flood.
+        The answers it wants (ACKs, window updates) are in `data_to_send()` after it."""
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            why = str(e) or type(e).__name__
+            if isinstance(e, h2.exceptions.FlowControlError):
+                why = f"flow control: {why}"
+            raise H2Error(f"HTTP/2: bad framing from {self.server}: {why}") from None
+        except Exception as e:  # hpack's header list limit and decoding errors
+            raise H2Error(f"HTTP/2: bad header block from {self.server}: {e}") from None
+        self.overhead += len(data)
+        out: list[Event] = []
+        for ev in events:
+            out += self._event(ev)
+        if self.overhead > self.max_headers + SLACK:
+            raise H2Error(
+                f"HTTP/2: over {self.max_headers + SLACK} bytes from {self.server} that are "
+                "not response body (header blocks, control frames or padding)",
+                56,
+            )
+        return out
+
+    def _event(self, ev: h2.events.Event) -> list[Event]:
+        sid = getattr(ev, "stream_id", None)
+        if isinstance(ev, h2.events.DataReceived):
+            self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            if sid != self.stream_id:
+                return []
+            self.overhead -= len(ev.data) + 9  # its frame header counted as body
+            return [Body(bytes(ev.data))] if ev.data else []
+        if isinstance(ev, h2.events.ResponseReceived | h2.events.InformationalResponseReceived):
+            if sid != self.stream_id:
+                return []
+            fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in ev.headers]
+            status = next((v for k, v in fields if k == ":status"), "")
+            if not status.isdigit():
+                raise H2Error(f"HTTP/2: bad :status {status!r} from {self.server}")
+            fields = [(k, v) for k, v in fields if not k.startswith(":")]
+            return [Head(int(status), fields, render(int(status), fields))]  # then StreamEnded
+        if isinstance(ev, h2.events.StreamEnded):
+            return [End()] if sid == self.stream_id else []
+        if isinstance(ev, h2.events.StreamReset):
+            if sid != self.stream_id:
+                return []
+            code = _code(ev.error_code)
+            raise H2Error(f"HTTP/2: stream {sid} reset by {self.server} ({code})", 92)
+        if isinstance(ev, h2.events.ConnectionTerminated):
+            self.terminated = _code(ev.error_code)
+            if ev.last_stream_id is not None and ev.last_stream_id < self.stream_id:
+                raise H2Error(f"HTTP/2: {self.server} went away (GOAWAY {self.terminated}) "
+                              "before the request", 16)  # fmt: skip
+            return []
+        if isinstance(ev, h2.events.WindowUpdated):
+            self._send_body()
+        if isinstance(ev, h2.events.PingReceived | h2.events.RemoteSettingsChanged):
+            self.controls += 1
+            if self.controls > MAX_CONTROL:
+                kind = "PING" if isinstance(ev, h2.events.PingReceived) else "SETTINGS"
+                raise H2Error(f"HTTP/2: over {MAX_CONTROL} SETTINGS and PING frames from "
+                              f"{self.server} in one exchange (a {kind} flood)")  # fmt: skip
+        return []
+
+    @property
+    def reusable(self) -> bool:
+        return self.terminated is None and self.stream_id < (1 << 31) - 2
+
+
+def _code(code: object) -> str:
+    try:
+        return h2.errors.ErrorCodes(int(code)).name  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return f"error code {code}"

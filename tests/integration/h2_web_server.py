@@ -1,0 +1,82 @@
+# Run as a child process (Twisted's reactor of its own).
+"""A real HTTP/2 server for the curl side-by-side tests: twisted.web over TLS, HTTP/2
+chosen through ALPN (h2 and priority installed), HTTP/1.1 for a client without it:
+
+    python h2_web_server.py CERT KEY     # prints "TLSPORT PLAINPORT" (127.0.0.1)
+
+It serves until killed; the plain port speaks HTTP/1.1 only (twisted.web has no h2c).
+
+/echo (any path) answers the request it saw as JSON; /r/CODE?to=WHERE redirects;
+/big a 300,000-byte body (past the initial flow-control windows). Fixed Server and Date
+headers, so that header blocks do not depend on the clock. `x-request` counts the requests
+of the connection: 2 or more, it was reused.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from urllib.parse import parse_qs, urlsplit
+
+from twisted.internet import endpoints, reactor, ssl
+from twisted.internet.defer import gatherResults
+from twisted.web import resource, server
+
+requests: dict[int, int] = {}  # per connection (HTTP/2: the H2Connection of the stream)
+
+
+class Answer(resource.Resource):
+    isLeaf = True
+
+    def render(self, request: server.Request) -> bytes:
+        request.setHeader(b"server", b"test/1")
+        request.setHeader(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT")
+        channel = id(getattr(request.channel, "_conn", request.channel))
+        requests[channel] = requests.get(channel, 0) + 1
+        request.setHeader(b"x-request", str(requests[channel]).encode())
+        u = urlsplit(request.uri.decode())
+        if u.path.startswith("/r/"):
+            request.setResponseCode(int(u.path.split("/")[2]))
+            request.setHeader(b"location", parse_qs(u.query)["to"][0].encode())
+            request.setHeader(b"content-length", b"5")
+            return b"moved"
+        if u.path == "/big":
+            out = bytes(range(256)) * 1172 + b"x" * 68
+            request.setHeader(b"content-type", b"application/octet-stream")
+            request.setHeader(b"content-length", str(len(out)).encode())
+            return out
+        body = request.content.read() if request.content is not None else b""
+        seen = {"method": request.method.decode(), "path": u.path + ("?" + u.query if u.query
+                else ""), "body": body.decode("latin-1"),
+                "version": request.clientproto.decode()}  # fmt: skip
+        out = json.dumps(seen).encode()
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"content-length", str(len(out)).encode())
+        return out
+
+
+def main() -> None:
+    cert, key = sys.argv[1], sys.argv[2]
+    with open(cert, "rb") as f:
+        pem = f.read()
+    with open(key, "rb") as f:
+        pem += f.read()
+    cert_key = ssl.PrivateCertificate.loadPEM(pem)
+    options = ssl.CertificateOptions(
+        privateKey=cert_key.privateKey.original,
+        certificate=cert_key.original,
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+    )
+    site = server.Site(Answer())
+    tls = endpoints.SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1")
+    plain = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+
+    def listening(ports: list[object]) -> None:
+        print(*(p.getHost().port for p in ports), flush=True)  # type: ignore[attr-defined]
+
+    gatherResults([tls.listen(site), plain.listen(site)]).addCallback(listening)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()
