@@ -307,13 +307,22 @@ def tracelb_links(lb: dict[str, Any]) -> set[tuple[str, str]]:
     return {(n["addr"], g["addr"]) for n in lb["nodes"] if n["links"] for g in n["links"][-1]}
 
 
-def test_mda_on_the_ecmp_diamond_reads_in_scampers_tools(
+def lb_shape(path: Path) -> tuple[list[str], list[str]]:
+    """sc_wartsdump's node and link lines (`node 0 A, q-ttl 1`, ` link A -> B hopc 2`) and
+    sc_warts2text's lines after its head: a tracelb's nodes and links, without probes."""
+    dump = tool("sc_wartsdump", str(path)).splitlines()
+    lines = [x for x in dump if x.startswith(("node ", " link "))]
+    return lines, tool("sc_warts2text", str(path)).splitlines()[1:]
+
+
+def test_mda_on_the_ecmp_diamond_is_scampers_tracelb(
     testbed_factory: Callable[..., Testbed], tmp_path: Path
 ) -> None:
     from test_traceroute_paris_names import ecmp_diamond
 
     tb = ecmp_diamond(testbed_factory)
     ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    r1, ra, rb, r2 = (str(tb.addr(n)) for n in ("r1", "ra", "rb", "r2"))
     ours, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
     done = pktlab_run("traceroute", "--json", "--mda", "--warts", str(ours), tg, netns=ns)
     assert done.returncode == 0, done.stderr
@@ -323,23 +332,30 @@ def test_mda_on_the_ecmp_diamond_reads_in_scampers_tools(
     lb = scamper_tracelb(ours)
     assert (lb["src"], lb["dst"], lb["method"]) == (summary["src"], tg, "udp-sport")
     assert lb["probec"] == summary["probe_count"]
-    nodes = list(dict.fromkeys(a for h in hops for a in h["addrs"]))
-    # (sc_warts2json lists the nodes with links: not the destination, for scamper's too)
-    assert lb["nodec"] == len(nodes) and [n["addr"] for n in lb["nodes"]] == nodes[:-1]
+    # the --json lines: every interface, a link per TTL step (the diamond's four, r2 -> tg)
     want = {(a, b) for h in hops for a, b in h["links"] if a is not None}
-    assert tracelb_links(lb) == want and len(want) == 5  # the diamond's four and r2 -> tg
-    ttl = {a: h["ttl"] for h in hops for a in h["addrs"]}
-    for node in lb["nodes"]:  # every probe of a link answered once, at its far end's TTL
-        for group in node["links"][-1]:
-            assert group["probes"] and all(
-                p["replyc"] == 1 and p["ttl"] == ttl[group["addr"]] for p in group["probes"]
-            )
-    text = tool("sc_warts2text", str(ours))
-    assert text.splitlines()[0].startswith(f"tracelb from {summary['src']} to {tg}, 5 nodes")
-    # scamper's own tracelb of the diamond: its tools read it as ours, every node of it ours
+    assert want == {(r1, ra), (r1, rb), (ra, r2), (rb, r2), (r2, tg)}
+    # the warts: scamper's clump, r1 -> r2 one link of hopc 2 whose first probe set is
+    # answered by ra and rb, its second by r2; ra and rb no nodes
+    assert (lb["nodec"], lb["linkc"]) == (3, 2)
+    assert [n["addr"] for n in lb["nodes"]] == [r1, r2]  # (nodes with links: not tg)
+    first, last = lb["nodes"][0]["links"]
+    assert {g["addr"] for g in first} == {ra, rb} and [g["addr"] for g in last] == [r2]
+    assert tracelb_links(lb) == {(r1, r2), (r2, tg)}
+    ttl = {r1: 1, ra: 2, rb: 2, r2: 3, tg: 4}
+    for node in lb["nodes"]:  # every probe of a link answered once, at its TTL
+        for hop in node["links"]:
+            for group in hop:
+                assert group["probes"] and all(
+                    p["replyc"] == 1 and p["ttl"] == ttl[group["addr"]] for p in group["probes"]
+                )
+    # scamper's own tracelb of the diamond: the same nodes, links and sc_warts2text lines
     tool("scamper", "-O", "warts", "-o", str(theirs), "-c", "tracelb -P udp-sport", "-i", tg,
          netns=ns)  # fmt: skip
-    assert {n["addr"] for n in scamper_tracelb(theirs)["nodes"]} <= set(nodes)
+    assert lb_shape(ours) == lb_shape(theirs)
+    assert lb_shape(ours)[1] == [f"{r1} -> ({ra}, {rb}) -> {r2}", f"{r2} -> {tg}"]
+    text = tool("sc_warts2text", str(ours))
+    assert text.splitlines()[0].startswith(f"tracelb from {summary['src']} to {tg}, 3 nodes")
 
 
 def test_a_tracelb_link_over_a_silent_hop_reads_in_scampers_tools(tmp_path: Path) -> None:
