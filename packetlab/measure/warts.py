@@ -503,7 +503,7 @@ def traceroute_warts(
 # dealias (radargun): the record's fields, the radargun's, a probe definition's, a probe's,
 # a reply's (flag ids)
 DEALIAS_RADARGUN = 3
-PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3}
+PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3, "indirect": 1}  # (echo, TTL)
 _D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_PROBEC = 1, 2, 3, 4, 6
 _RG_DEFC, _RG_ROUNDS, _RG_WAIT_PROBE, _RG_WAIT_ROUND, _RG_WAIT_TIMEOUT = 1, 2, 3, 4, 5
 _PD_ID, _PD_METHOD, _PD_TTL, _PD_PORTS, _PD_TCP_FLAGS, _PD_ICMP_ID, _PD_DST, _PD_SRC = (
@@ -534,7 +534,9 @@ def dealias_object(
     then every probe sent, in send order, each with the reply that answered it (the
     reply's IP-ID, TTL, ICMP type and code or TCP flags). ``seq`` is the round; a UDP
     definition's source port is its first probe's (ours change per probe, as the key
-    that matches replies)."""
+    that matches replies). An indirect probe's definition is scamper's for ``-P icmp-echo
+    -i DST -t TTL``: method icmp-echo, the destination beyond the router and the TTL;
+    its replies are the router's time exceeded messages."""
     table = _Addresses()
     defs: dict[tuple[str, str, str], int] = {}
     first: list[Any] = []
@@ -576,13 +578,13 @@ def dealias_object(
         if i:
             pd[_PD_ID] = _u32(i)
         key = p.probe.key
-        if p.method == "icmp-echo":
+        if p.method in ("icmp-echo", "indirect"):
             pd[_PD_ICMP_ID] = _u16(key.sport)
         else:
             pd[_PD_PORTS] = _u16(key.sport) + _u16(key.dport)
         if p.method == "tcp-ack":
             pd[_PD_TCP_FLAGS] = _u8(TCP_ACK)
-        pd[_PD_DST] = table.encode(p.addr)
+        pd[_PD_DST] = table.encode(str(p.probe.dst))  # (indirect: beyond p.addr)
         pd[_PD_SRC] = table.encode(p.src)
         out.append(_params(pd))
     for p in sent:

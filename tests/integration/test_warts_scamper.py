@@ -254,10 +254,11 @@ def alias_and_warts(warts: Path, *args: str, netns: str | None = None) -> list[d
         for p in d["probes"]:
             pd = defs[p["probedef_id"]]
             for r in p["replies"]:
-                assert r["src"] == pd["dst"]
+                assert r["src"] == pd["dst"] or r["icmp_type"] == 11  # (indirect: a router)
                 tx, rx = p["tx"], r["rx"]
                 assert (rx["sec"], rx["usec"]) >= (tx["sec"], tx["usec"])
-                got.append((pd["dst"], pd["method"], r.get("ipid", 0)))
+                got.append((r["src"], "indirect" if pd["ttl"] < 64 else pd["method"],
+                            r.get("ipid", 0)))  # fmt: skip
     assert sorted(got) == samples and samples
     return dealias
 
@@ -291,6 +292,41 @@ def test_alias_in_a_testbed_has_scampers_shape(
     assert (a["attempts"], len(a["probes"])) == (b["attempts"], len(b["probes"]))
     for d in (a, b):  # every echo answered, from its target
         assert all(len(p["replies"]) == 1 for p in d["probes"])
+
+
+def test_alias_indirect_is_scampers_probe_definition_with_a_ttl(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path
+) -> None:
+    # ep - r1 - r2 - tg: r1 and r2 probed indirectly, echo requests to tg with TTL 1 and
+    # 2; scamper's radargun with `-p "-P icmp-echo -i TG -t TTL"` on the same path
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    r1, r2 = str(tb.addr("r1")), str(tb.addr("r2"))
+    src = str(tb.addr("ep"))
+    ours, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
+    (a,) = alias_and_warts(ours, "--single-stage", "--rounds", "3", "--method", "indirect",
+                           f"{r1}@{tg}:1", f"{r2}@{tg}:2", netns=ns)  # fmt: skip
+    cmd = (f'dealias -m radargun -q 3 -W 100 -p "-P icmp-echo -i {tg} -t 1" '
+           f'-p "-P icmp-echo -i {tg} -t 2"')  # fmt: skip
+    tool("scamper", "-O", "warts", "-o", str(theirs), "-I", cmd, netns=ns)
+    (b,) = scamper_dealias(theirs)
+    for d in (a, b):  # the probe definitions, and every probe answered by its router
+        assert [(p["src"], p["dst"], p["ttl"], p["method"]) for p in d["probedefs"]] == [
+            (src, tg, 1, "icmp-echo"), (src, tg, 2, "icmp-echo"),
+        ]  # fmt: skip
+        assert (d["attempts"], len(d["probes"])) == (3, 6)
+        for p in d["probes"]:
+            (r,) = p["replies"]
+            assert (r["src"], r["icmp_type"], r["icmp_code"], r["icmp_q_ttl"]) == (
+                [r1, r2][p["probedef_id"]], 11, 0, 1,
+            )  # fmt: skip
+
+    def shape(path: Path) -> list[str]:  # sc_wartsdump's definitions and replies, no times
+        keep = ("probedef", "  src:", "  icmp-echo", "  icmp-type")
+        lines = [x for x in tool("sc_wartsdump", str(path)).splitlines() if x.startswith(keep)]
+        return [re.sub(r"id: [0-9a-f]+", "id: X", x) for x in lines]
+
+    assert shape(ours) == shape(theirs)
 
 
 def scamper_tracelb(path: Path) -> dict[str, Any]:
