@@ -766,7 +766,9 @@ def _clumps(
 
 def _clump(by_flow: dict[int, dict[int, Any]], a: str) -> tuple[str, list[list[Any]]] | None:
     """(B, probe sets) of the clump from `a`: its flows' probes at each TTL past their
-    answer from `a`, up to the first TTL where every answer is B; None if there is none."""
+    answer from `a`, up to the first TTL where every answer is B; None if there is none
+    (the flows' probes end first, or some reach the end of the path, the destination or
+    an unreachable, before the others converge)."""
     starts = {}  # flow -> the TTL it answered from a at
     for flow, probes in by_flow.items():
         at = [t for t, p in probes.items() if p.reply is not None and str(p.reply.src) == a]
@@ -782,6 +784,9 @@ def _clump(by_flow: dict[int, dict[int, Any]], a: str) -> tuple[str, list[list[A
         answered = {None if p.reply is None else str(p.reply.src) for p in here}
         if len(answered) == 1 and None not in answered:  # scamper: one node, none silent
             return str(answered.pop()), sets
+        if any(p.reply is not None and p.reply.kind is not ReplyKind.TIME_EXCEEDED
+               for p in here):  # fmt: skip
+            return None  # scamper halts there (a link without a far end): not written so
     return None
 
 

@@ -139,6 +139,21 @@ def test_a_clump_that_never_converges_keeps_the_links_per_interface() -> None:
                                                 probes)))  # fmt: skip
     assert [n[5] for n in lb.probedefs] == [R1, RA, RB]
     assert _links(lb) == [(R1, RA, 1), (R1, RB, 1), (RA, RA, 1), (RB, RB, 1)]
+    # ra's flows reach tg at TTL 3 while rb's go on to r2: no single interface before
+    # the destination answers (scamper halts the clump there): the links per flow
+    probes = (
+        _probe(0, 1, R1, 10), _probe(1, 1, R1, 11), _probe(0, 2, RA, 20), _probe(1, 2, RB, 21),
+        _probe(0, 3, TG, 30), _probe(1, 3, R2, 31), _probe(1, 4, TG, 40),
+    )  # fmt: skip
+    hops = (
+        MdaHop(1, (R1,), 2),
+        MdaHop(2, (RA, RB), 2, ((R1, RA), (R1, RB))),
+        MdaHop(3, (TG, R2), 2, ((RA, TG), (RB, R2))),
+        MdaHop(4, (TG,), 1, ((R2, TG),)),
+    )
+    (lb,) = read_warts(tracelb_object(MdaResult(TG, SRC, "udp-paris", 0.95, hops, 7, True,
+                                                probes)))  # fmt: skip
+    assert _links(lb) == [(R1, RA, 1), (R1, RB, 1), (RA, TG, 1), (RB, R2, 1), (R2, TG, 1)]
 
 
 def test_a_tcp_reply_has_tcp_flags_not_icmp() -> None:
