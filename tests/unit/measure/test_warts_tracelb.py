@@ -129,11 +129,11 @@ def test_one_next_hop_keeps_a_link_per_hop() -> None:
 def test_a_clump_that_never_converges_keeps_the_links_per_interface() -> None:
     # r1's flows reach ra and rb, and the run ends there (both answer at TTL 3 as ra, rb
     # again: no single interface): no clump, a link per flow as the --json lines
-    probes = (
+    probes: tuple[MdaProbe, ...] = (
         _probe(0, 1, R1, 10), _probe(1, 1, R1, 11), _probe(0, 2, RA, 20), _probe(1, 2, RB, 21),
         _probe(0, 3, RA, 30), _probe(1, 3, RB, 31),
     )  # fmt: skip
-    hops = (MdaHop(1, (R1,), 2), MdaHop(2, (RA, RB), 2, ((R1, RA), (R1, RB))),
+    hops: tuple[MdaHop, ...] = (MdaHop(1, (R1,), 2), MdaHop(2, (RA, RB), 2, ((R1, RA), (R1, RB))),
             MdaHop(3, (RA, RB), 2, ((RA, RA), (RB, RB))))  # fmt: skip
     (lb,) = read_warts(tracelb_object(MdaResult(TG, SRC, "udp-paris", 0.95, hops, 6, False,
                                                 probes)))  # fmt: skip
