@@ -386,8 +386,13 @@ def test_mda_on_the_ecmp_diamond_is_scampers_tracelb(
                     p["replyc"] == 1 and p["ttl"] == ttl[group["addr"]] for p in group["probes"]
                 )
     # scamper's own tracelb of the diamond: the same nodes, links and sc_warts2text lines
-    tool("scamper", "-O", "warts", "-o", str(theirs), "-c", "tracelb -P udp-sport", "-i", tg,
-         netns=ns)  # fmt: skip
+    # (scamper's first 6 flows at TTL 2 all take one branch 1 time in 32: it then sees no
+    # balancer, so it gets 3 tries to see one)
+    for _ in range(3):
+        tool("scamper", "-O", "warts", "-o", str(theirs), "-c", "tracelb -P udp-sport", "-i",
+             tg, netns=ns)  # fmt: skip
+        if scamper_tracelb(theirs)["nodec"] == 3:
+            break
     assert lb_shape(ours) == lb_shape(theirs)
     assert lb_shape(ours)[1] == [f"{r1} -> ({ra}, {rb}) -> {r2}", f"{r2} -> {tg}"]
     text = tool("sc_warts2text", str(ours))
