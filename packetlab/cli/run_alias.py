@@ -17,6 +17,9 @@ examples:
   pktlab run alias 10.77.3.10 10.77.3.11 10.77.3.12     # in-process endpoint (root)
   pktlab run alias --rounds 30 --json 192.0.2.1 192.0.2.9 198.51.100.7
   pktlab run alias --method udp 10.77.3.10 10.77.3.11   # UDP to a closed port only
+  pktlab run alias --method auto,indirect 10.77.2.2@10.77.3.2:2 10.77.2.9
+      # 10.77.2.2 also probed indirectly: echo requests to 10.77.3.2 with TTL 2, whose
+      # time exceeded 10.77.2.2 sends (MIDAR's indirect probing)
   pktlab run alias --listen 10.77.1.1:20556 --endpoints 2 10.77.3.10 10.77.3.11
       # then two endpoints (raw sockets) connect: their clocks are synchronised and
       # their probes interleaved on one time axis
@@ -26,6 +29,10 @@ round-robin over (address, endpoint). Probe methods (--method, scamper dealias's
 icmp-echo (the echo reply's IP-ID), tcp-ack (a bare ACK to port 33435: the RST's),
 udp (to port 33435: the ICMP port unreachable's); auto (the default) probes with all
 three in estimation and keeps per address the method whose counter is usable, as MIDAR.
+indirect (MIDAR's, scamper's probe definition with -t TTL): an address given as
+ADDR@DST:TTL is probed with echo requests to DST whose TTL expires at ADDR, and the
+time exceeded ADDR sends gives the IP-ID; not in auto (it needs DST and TTL): add it,
+--method auto,indirect or --method indirect.
 MIDAR's four stages: estimation (--rounds probes per address and method: its counter's
 velocity), discovery (neighbours in velocity, in windows of
 --window addresses), elimination and corroboration (fresh probes of the candidate pairs,
@@ -36,10 +43,13 @@ probing run. See docs/alias.md.
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("targets", metavar="ADDR", nargs="+", help="candidate IPv4 addresses")
+    p.add_argument("targets", metavar="ADDR[@DST:TTL]", nargs="+",
+                   help="candidate IPv4 addresses; with @DST:TTL (for --method indirect): "
+                   "probed through DST with TTL, which expires at ADDR")  # fmt: skip
     p.add_argument("--method", default="auto", metavar="M[,M...]",
-                   help="probe methods: auto (all, the best kept per address), icmp-echo, "
-                   "tcp-ack, udp, or a comma-separated list [auto]")  # fmt: skip
+                   help="probe methods: auto (icmp-echo, tcp-ack and udp, the best kept per "
+                   "address), icmp-echo, tcp-ack, udp, indirect, or a comma-separated list "
+                   "[auto]")  # fmt: skip
     p.add_argument("--rounds", type=int, default=10, metavar="N", help="probes per address [10]")
     p.add_argument("--spacing", type=float, default=2.0, metavar="MS",
                    help="ms between consecutive probes (all endpoints) [2]")  # fmt: skip
@@ -64,19 +74,38 @@ def configure(p: argparse.ArgumentParser) -> None:
     pcapout.add_option(p)
 
 
-def _targets(args: argparse.Namespace) -> list[str]:
+def _ipv4(text: str, what: str) -> str:
+    try:
+        a = ipaddress.ip_address(text)
+    except ValueError:
+        raise RunError(f"{what!r} is not an IP address") from None
+    if a.version != 4:
+        raise RunError(f"{what}: IPv6 has no IP-ID to compare; IPv4 only")
+    return str(a)
+
+
+def _targets(args: argparse.Namespace) -> tuple[list[str], dict[str, tuple[str, int]]]:
+    """The addresses, and per ADDR@DST:TTL its destination and TTL (indirect probing)."""
     out = []
+    via: dict[str, tuple[str, int]] = {}
     for t in args.targets:
-        try:
-            a = ipaddress.ip_address(t)
-        except ValueError:
-            raise RunError(f"{t!r} is not an IP address") from None
-        if a.version != 4:
-            raise RunError(f"{t}: IPv6 has no IP-ID to compare; IPv4 only")
-        out.append(str(a))
-    if len(set(out)) < 2:
+        addr, at, rest = t.partition("@")
+        a = _ipv4(addr, t if not at else addr)
+        if at:
+            dst, colon, ttl = rest.rpartition(":")
+            if not colon or not ttl.isdigit() or not 1 <= int(ttl) <= 255:
+                raise RunError(f"{t}: expected ADDR@DST:TTL, the TTL 1..255")
+            try:
+                beyond = (_ipv4(dst, dst), int(ttl))
+            except RunError as e:
+                raise RunError(f"{t}: {e}") from None
+            if via.setdefault(a, beyond) != beyond:
+                raise RunError(f"{a} given twice, with different DST:TTL")
+        if a not in out:
+            out.append(a)
+    if len(out) < 2:
         raise RunError("give at least two different addresses")
-    return out
+    return out, via
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
@@ -90,11 +119,22 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     )
     from packetlab.measure.midar import StageReport, midar
 
-    targets = _targets(args)
+    targets, via = _targets(args)
     try:
         methods = parse_methods(args.method)
     except ValueError as e:
         raise RunError(f"--method: {e}") from None
+    if via and "indirect" not in methods:
+        a, (dst, ttl) = next(iter(via.items()))
+        raise RunError(f"{a}@{dst}:{ttl}: DST:TTL is for the indirect method, which --method "
+                       f"{args.method} leaves out (--method auto,indirect adds it)")  # fmt: skip
+    if "indirect" in methods and not via:
+        raise RunError(f"--method indirect: give each address to probe indirectly as "
+                       f"ADDR@DST:TTL (e.g. {targets[0]}@DST:TTL)")  # fmt: skip
+    lacking = [t for t in targets if t not in via]
+    if methods == ("indirect",) and lacking:
+        raise RunError(f"--method indirect: {lacking[0]} has no destination and TTL to be "
+                       f"probed through (give it as {lacking[0]}@DST:TTL)")  # fmt: skip
     if not 2 <= args.rounds <= 10_000 or not 0.05 <= args.spacing <= 10_000:
         raise RunError("--rounds must be 2..10000 and --spacing 0.05..10000 ms")
     stage_rounds = (args.discovery_rounds, args.elimination_rounds, args.corroboration_rounds)
@@ -126,8 +166,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                       "endpoints": len({s.endpoint for s in samples if s.addr == t}),
                       "usable": v is not None, "ids_per_s": v,
                       "method": method}  # fmt: skip
-            if len(methods) > 1 and by_method is not None:
-                record["methods"] = by_method[t]  # every method's velocity (None: unusable)
+            if t in via:
+                record["via"] = {"dst": via[t][0], "ttl": via[t][1]}
+            if len(methods) > 1 and by_method is not None:  # every method's velocity (None:
+                record["methods"] = {m: v for m, v in by_method[t].items()  # unusable)
+                                     if m != "indirect" or t in via}  # fmt: skip
             if t in unsent:
                 record["not_sent"] = unsent[t]
             emit(record)
@@ -142,7 +185,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             progress(f"alias: {len(targets)} addresses x {args.rounds} rounds")
             tried = await collect_ip_ids(
                 sessions, targets, rounds=args.rounds, spacing=spacing, wait=args.wait,
-                recorder=recorder, unsent=unsent, method=list(methods), runs=runs,
+                recorder=recorder, unsent=unsent, method=list(methods), runs=runs, via=via,
             )  # fmt: skip
             best = best_methods(tried, targets, methods)
             chosen = {t: m for t, (m, _) in best.items()}
@@ -159,7 +202,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 corroboration_rounds=args.corroboration_rounds, window=args.window,
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
                 recorder=recorder, on_stage=stage, unsent=unsent, methods=methods,
-                runs=runs,
+                runs=runs, via=via,
             )  # fmt: skip
             series_records(got.estimation, got.by_stage, got.methods, got.by_method)
             pairs, sets = got.pairs, got.sets
@@ -224,7 +267,10 @@ def row(r: Record) -> str | None:
             v += f" ({', '.join(others)})" if others else ""
         if "not_sent" in r:
             v += f" ({r['not_sent']})"
-        return f"# {r['addr']}: {r['samples']} samples from {r['endpoints']} endpoint(s), {v}"
+        addr = r["addr"]
+        if "via" in r:  # probed indirectly (too): through which destination, at which TTL
+            addr += f" (TTL {r['via']['ttl']} to {r['via']['dst']})"
+        return f"# {addr}: {r['samples']} samples from {r['endpoints']} endpoint(s), {v}"
     if t == "alias":
         return f"{r['a']} {r['b']}"
     if t == "alias-sets":
@@ -247,7 +293,7 @@ def summary(records: list[Record]) -> Record:
 
 
 def budget(args: argparse.Namespace) -> float:
-    tried = 3 if args.method == "auto" else len(args.method.split(","))
+    tried = sum(3 if m.strip() == "auto" else 1 for m in args.method.split(","))
     rounds = args.rounds * tried  # estimation (or the single stage) probes every method
     if not args.single_stage:  # every stage at most every address; discovery windows overlap
         rounds += 2 * args.discovery_rounds + args.elimination_rounds
@@ -259,7 +305,8 @@ def budget(args: argparse.Namespace) -> float:
 COMMAND = Command(
     name="alias",
     help="MIDAR-style alias resolution (IP-ID monotonic bounds test)",
-    description="Probe candidate IPv4 addresses (ICMP echo, TCP ACK, UDP) from one or more "
+    description="Probe candidate IPv4 addresses (ICMP echo, TCP ACK, UDP; or indirectly, "
+    "TTL-limited through them) from one or more "
     "endpoints at synchronised, interleaved times and report the pairs whose IP-ID series could "
     "come from one shared counter (MIDAR's monotonic bounds test).",
     configure=configure,
@@ -268,7 +315,7 @@ COMMAND = Command(
     summary=summary,
     budget=budget,
     epilog=EPILOG,
-    target=lambda args: args.targets[0],
+    target=lambda args: args.targets[0].partition("@")[0],
     multi=True,
     raw=True,
 )

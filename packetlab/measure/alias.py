@@ -24,6 +24,11 @@ answer only some probes, or number some replies from a usable counter and others
 * ``icmp-echo``: an echo request; the echo reply's IP-ID.
 * ``tcp-ack``: a bare ACK to a (most likely closed) high port; the RST's IP-ID.
 * ``udp``: a datagram to a closed high port; the ICMP port unreachable's IP-ID.
+* ``indirect`` (MIDAR's indirect probing, scamper's probe definition with a TTL): an echo
+  request to a destination beyond the router with a TTL that expires at it; the router's
+  ICMP time exceeded's IP-ID. Only for an address given with that destination and TTL
+  (`via`); a time exceeded from another address (the path changed) is no sample. Not in
+  ``auto``, which probes each address itself.
 
 `best_methods` picks per address the method whose series is a usable counter (MIDAR's
 estimation stage probes with every method and keeps the best per target).
@@ -64,10 +69,13 @@ from packetlab.measure.replies import ICMP_PORT_UNREACH, Reply, ReplyKind
 from packetlab.wire import Ndata, Ntag
 
 __all__ = [
+    "ALL_METHODS",
+    "INDIRECT",
     "METHODS",
     "IdSample",
     "ProbeLog",
     "ProbeRun",
+    "Via",
     "alias_pairs",
     "alias_sets",
     "best_methods",
@@ -79,7 +87,10 @@ __all__ = [
 ID_SPACE = 1 << 16
 # Probe methods, in the order of preference when several give a usable counter with as
 # many samples (ICMP echo first: what a single-method run used before).
-METHODS = ("icmp-echo", "tcp-ack", "udp")
+METHODS = ("icmp-echo", "tcp-ack", "udp")  # direct: `auto`
+INDIRECT = "indirect"  # TTL-limited echo requests through the address (needs `via`)
+ALL_METHODS = (*METHODS, INDIRECT)
+Via = Mapping[str, tuple[str, int]]  # address -> (destination beyond it, TTL expiring there)
 PROBE_PORT = 33435  # TCP ACK and UDP destination port: scamper dealias's default
 MethodSpec = str | Sequence[str] | Mapping[str, str]  # one, every one, or per address
 LATE_S = 30.0  # how long the last probe may be late before its stage gives up on it
@@ -128,15 +139,14 @@ class ProbeRun:
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
-    """``auto`` (every method) or a comma-separated list of METHODS; ValueError with the
-    valid names for anything else."""
-    if text.strip() == "auto":
-        return METHODS
-    got = tuple(dict.fromkeys(m.strip() for m in text.split(",")))
-    bad = [m for m in got if m not in METHODS]
+    """``auto`` (every direct method) or a comma-separated list of ALL_METHODS (``auto``
+    among them: the direct ones); ValueError with the valid names for anything else."""
+    names = [m.strip() for m in text.split(",")]
+    got = tuple(dict.fromkeys(x for m in names for x in (METHODS if m == "auto" else (m,))))
+    bad = [m for m in got if m not in ALL_METHODS]
     if bad or not got:
         raise ValueError(
-            f"unknown probe method {(bad or [text])[0]!r}; valid: auto, {', '.join(METHODS)}"
+            f"unknown probe method {(bad or [text])[0]!r}; valid: auto, {', '.join(ALL_METHODS)}"
         )
     return got
 
@@ -145,7 +155,7 @@ def best_methods(
     samples: Sequence[IdSample], targets: Sequence[str], methods: Sequence[str]
 ) -> dict[str, tuple[str | None, dict[str, float | None]]]:
     """Per target: the method whose series is a usable counter with the most samples
-    (ties: METHODS order); when none is usable, the one with the most samples (its
+    (ties: ALL_METHODS order); when none is usable, the one with the most samples (its
     velocity None: which series the address is reported by), None without any answer.
     And every method's velocity."""
     series: dict[tuple[str, str], list[Point]] = defaultdict(list)
@@ -156,7 +166,7 @@ def best_methods(
         vs = {m: velocity(series.get((t, m), [])) for m in methods}
         usable = [m for m in methods if vs[m] is not None]
         answered = [m for m in methods if series.get((t, m))]
-        best = min(usable or answered, key=lambda m: (-len(series[(t, m)]), METHODS.index(m)),
+        best = min(usable or answered, key=lambda m: (-len(series[(t, m)]), ALL_METHODS.index(m)),
                    default=None)  # fmt: skip
         out[t] = (best, vs)
     return out
@@ -268,7 +278,9 @@ async def _probe_from(
     recorder: PcapRecorder | None = None,
     unsent: dict[str, str] | None = None,
     log: list[ProbeLog] | None = None,
+    via: Via | None = None,
 ) -> list[IdSample]:
+    via = via or {}
     first = as_target(jobs[0][0])
     span_s = (slots[-1][0] - slots[0][0]) / 1e9 if slots else 0.0
     expression = CAPTURE_FILTERS[4]
@@ -282,8 +294,9 @@ async def _probe_from(
     sends: list[Deferred[QueuedSend]] = []
     probes: list[Probe] = []
     for i, (local, ti, seq) in enumerate(slots):
-        p = _probe(jobs[ti][1], cap.src, as_target(jobs[ti][0]), ident, seq, i)
+        p = _probe(jobs[ti][1], cap.src, as_target(jobs[ti][0]), ident, seq, i, via)
         probes.append(p)
+        table.pop(p.key)  # (an indirect probe 65,536 slots on: the old one's reply is late)
         table.add(p.key, i)
         sends.append(session.nsend(cap.sktid, p.packet, time=model.to_endpoint(local), ntag=True))
         if i % 64 == 63:
@@ -321,7 +334,7 @@ async def _probe_from(
             if parsed is None:
                 continue
             which = table.get(parsed[0].key)
-            if which is None or not _answers(parsed[0], jobs[slots[which][1]][1]):
+            if which is None or not _answers(parsed[0], *jobs[slots[which][1]]):
                 continue
             table.pop(parsed[0].key)
             if parsed[0].ip_id is not None:
@@ -364,9 +377,14 @@ async def _probe_from(
     return out
 
 
-def _probe(method: str, src: Any, dst: Any, ident: int, seq: int, index: int) -> Probe:
+def _probe(method: str, src: Any, dst: Any, ident: int, seq: int, index: int, via: Via) -> Probe:
     """The probe of slot `index` (round `seq`). Every probe of one endpoint's run has its
-    own key: echo (ident, seq); TCP ACK the sequence number; UDP the source port."""
+    own key: echo (ident, seq); TCP ACK the sequence number; UDP the source port; an
+    indirect echo (to the destination beyond `dst`) its own ident and the slot."""
+    if method == INDIRECT:
+        beyond, ttl = via[str(dst)]
+        return echo_probe(src, as_target(beyond), ident=ident ^ 0x8000, seq=index & 0xFFFF,
+                          ttl=ttl)  # fmt: skip
     if method == "icmp-echo":
         return echo_probe(src, dst, ident=ident, seq=seq & 0xFFFF)
     if method == "tcp-ack":
@@ -375,12 +393,15 @@ def _probe(method: str, src: Any, dst: Any, ident: int, seq: int, index: int) ->
         )
     if method == "udp":  # rounds <= 10,000 (the CLI's bound) keep the port in range
         return udp_probe(src, dst, sport=0x8000 + (ident + seq) % 0x8000, dport=PROBE_PORT)
-    raise ValueError(f"unknown probe method {method!r}; valid: {', '.join(METHODS)}")
+    raise ValueError(f"unknown probe method {method!r}; valid: {', '.join(ALL_METHODS)}")
 
 
-def _answers(reply: Reply, method: str) -> bool:
+def _answers(reply: Reply, addr: str, method: str) -> bool:
     """`reply` is what `method` waits for, from the probed address itself (an error from
-    a router on the way numbers its IDs from another counter)."""
+    a router on the way numbers its IDs from another counter; for an indirect probe: the
+    time exceeded from `addr`, not from another router after a change of path)."""
+    if method == INDIRECT:
+        return reply.kind is ReplyKind.TIME_EXCEEDED and str(reply.src) == addr
     if method == "icmp-echo":
         return reply.kind is ReplyKind.ECHO_REPLY
     if reply.src != reply.key.dst:
@@ -390,16 +411,27 @@ def _answers(reply: Reply, method: str) -> bool:
     return reply.kind is ReplyKind.DEST_UNREACHABLE and reply.icmp_code == ICMP_PORT_UNREACH
 
 
-def _jobs(targets: Sequence[str], method: MethodSpec) -> list[tuple[str, str]]:
+def _jobs(targets: Sequence[str], method: MethodSpec, via: Via) -> list[tuple[str, str]]:
+    """(target, method) to probe; of a list of methods, indirect only for the targets
+    with a `via` (and a target needs one method it can be probed with)."""
     if isinstance(method, str):
         jobs = [(t, method) for t in targets]
     elif isinstance(method, Mapping):
         jobs = [(t, method[t]) for t in targets]
     else:
-        jobs = [(t, m) for t in targets for m in method]
-    bad = [m for _, m in jobs if m not in METHODS]
+        jobs = [(t, m) for t in targets for m in method if m != INDIRECT or t in via]
+    bad = [m for _, m in jobs if m not in ALL_METHODS]
     if bad:
-        raise ValueError(f"unknown probe method {bad[0]!r}; valid: {', '.join(METHODS)}")
+        raise ValueError(f"unknown probe method {bad[0]!r}; valid: {', '.join(ALL_METHODS)}")
+    for t in targets:
+        if ((t, INDIRECT) in jobs and t not in via) or not any(x == t for x, _ in jobs):
+            raise ValueError(
+                f"{t}: the indirect method needs the destination beyond it and the TTL "
+                f"that expires there ({t}@DST:TTL)"
+            )
+    for t, (beyond, ttl) in via.items():
+        if not 1 <= ttl <= 255:
+            raise ValueError(f"{t}@{beyond}:{ttl}: the TTL must be 1..255")
     return jobs
 
 
@@ -421,6 +453,7 @@ async def collect_ip_ids(
     unsent: dict[str, str] | None = None,
     method: MethodSpec = "icmp-echo",
     runs: list[ProbeRun] | None = None,
+    via: Via | None = None,
 ) -> list[IdSample]:
     """Probe every target `rounds` times from every endpoint: one probe per global slot
     `spacing` s apart, slots dealt round-robin over (target, endpoint), so each target's
@@ -429,11 +462,13 @@ async def collect_ip_ids(
     in its own slots; the samples say which). Returns every answered sample; a probe
     the endpoint refuses to send (no route from its address, ...) has none, and `unsent`
     gets its target with the reason; `runs` gets this run's every probe (`ProbeRun`, in
-    send order), for scamper's dealias record.
+    send order), for scamper's dealias record. `via`: per target probed ``indirect``, the
+    destination beyond it and the TTL that expires at it.
     `recorder` gets every probe sent and every packet captured (all endpoints' times)."""
     if not sessions or not targets:
         raise ValueError("need at least one endpoint and one target")
-    jobs = _jobs(targets, method)
+    via = via or {}
+    jobs = _jobs(targets, method, via)
     models = [await clock_sync(s, rounds=sync_rounds, interval=0.05) for s in sessions]
     infos = [await read_system_info(s) for s in sessions]
     names = [info.hostid or f"endpoint{i}" for i, info in enumerate(infos)]
@@ -450,7 +485,7 @@ async def collect_ip_ids(
         results = await gatherResults(
             [
                 Deferred.fromCoroutine(
-                    _probe_from(s, m, n, jobs, slots, wait, recorder, unsent, log)
+                    _probe_from(s, m, n, jobs, slots, wait, recorder, unsent, log, via)
                 )
                 for s, m, n, slots, log in zip(sessions, models, names, per, logs, strict=True)
             ],

@@ -37,6 +37,7 @@ from packetlab.measure.alias import (
     IdSample,
     Point,
     ProbeRun,
+    Via,
     alias_sets,
     best_methods,
     collect_ip_ids,
@@ -129,12 +130,14 @@ async def midar(
     unsent: dict[str, str] | None = None,
     methods: Sequence[str] = METHODS,
     runs: list[ProbeRun] | None = None,
+    via: Via | None = None,
 ) -> MidarResult:
     """Alias pairs of `targets` through MIDAR's four stages from every endpoint of
     `sessions` (probes interleaved after clock synchronisation, as `collect_ip_ids`;
     `unsent` as there). Estimation probes with every method of `methods`; the later
     stages probe each candidate with the one kept for it. `runs` gets every probing run's
-    probes (`collect_ip_ids`), stage by stage."""
+    probes (`collect_ip_ids`), stage by stage; `via` the indirect targets' destinations
+    and TTLs (as there)."""
     if window < 2 or velocity_ratio < 1:
         raise ValueError("need window >= 2 and velocity_ratio >= 1")
     if not methods:
@@ -151,7 +154,7 @@ async def midar(
         got = await collect_ip_ids(
             sessions, list(addrs), rounds=rounds, spacing=spacing, wait=wait,
             recorder=recorder, unsent=unsent, method=how or {a: chosen[a] for a in addrs},
-            runs=runs,
+            runs=runs, via=via,
         )  # fmt: skip
         every.extend(got)
         by_stage.setdefault(stage, []).extend(got)

@@ -503,7 +503,7 @@ def traceroute_warts(
 # dealias (radargun): the record's fields, the radargun's, a probe definition's, a probe's,
 # a reply's (flag ids)
 DEALIAS_RADARGUN = 3
-PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3}
+PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3, "indirect": 1}  # (echo, TTL)
 _D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_PROBEC = 1, 2, 3, 4, 6
 _RG_DEFC, _RG_ROUNDS, _RG_WAIT_PROBE, _RG_WAIT_ROUND, _RG_WAIT_TIMEOUT = 1, 2, 3, 4, 5
 _PD_ID, _PD_METHOD, _PD_TTL, _PD_PORTS, _PD_TCP_FLAGS, _PD_ICMP_ID, _PD_DST, _PD_SRC = (
@@ -534,7 +534,9 @@ def dealias_object(
     then every probe sent, in send order, each with the reply that answered it (the
     reply's IP-ID, TTL, ICMP type and code or TCP flags). ``seq`` is the round; a UDP
     definition's source port is its first probe's (ours change per probe, as the key
-    that matches replies)."""
+    that matches replies). An indirect probe's definition is scamper's for ``-P icmp-echo
+    -i DST -t TTL``: method icmp-echo, the destination beyond the router and the TTL;
+    its replies are the router's time exceeded messages."""
     table = _Addresses()
     defs: dict[tuple[str, str, str], int] = {}
     first: list[Any] = []
@@ -576,13 +578,13 @@ def dealias_object(
         if i:
             pd[_PD_ID] = _u32(i)
         key = p.probe.key
-        if p.method == "icmp-echo":
+        if p.method in ("icmp-echo", "indirect"):
             pd[_PD_ICMP_ID] = _u16(key.sport)
         else:
             pd[_PD_PORTS] = _u16(key.sport) + _u16(key.dport)
         if p.method == "tcp-ack":
             pd[_PD_TCP_FLAGS] = _u8(TCP_ACK)
-        pd[_PD_DST] = table.encode(p.addr)
+        pd[_PD_DST] = table.encode(str(p.probe.dst))  # (indirect: beyond p.addr)
         pd[_PD_SRC] = table.encode(p.src)
         out.append(_params(pd))
     for p in sent:
@@ -641,7 +643,8 @@ _LB_LIST, _LB_CYCLE, _LB_START, _LB_SPORT, _LB_DPORT, _LB_SIZE, _LB_TYPE = 1, 2,
 _LB_FIRSTHOP, _LB_WAIT_TIMEOUT, _LB_WAIT_PROBE, _LB_ATTEMPTS, _LB_CONFIDENCE = 10, 11, 12, 13, 14
 _LB_TOS, _LB_NODEC, _LB_LINKC, _LB_PROBEC, _LB_PROBECMAX, _LB_GAPLIMIT = 15, 16, 17, 18, 19, 20
 _LB_SRC, _LB_DST = 21, 22
-_LN_FLAGS, _LN_LINKC, _LN_ADDR = 2, 3, 5
+_LN_FLAGS, _LN_LINKC, _LN_QTTL, _LN_ADDR = 2, 3, 4, 5
+LB_NODE_FLAG_QTTL = 0x01
 _LL_FROM, _LL_TO, _LL_HOPC = 1, 2, 3
 _LP_TX, _LP_FLOWID, _LP_TTL, _LP_ATTEMPT, _LP_RXC = 1, 2, 3, 4, 5
 _LR_RX, _LR_IPID, _LR_TTL, _LR_FLAGS, _LR_ICMP_TC, _LR_TCP_FLAGS, _LR_Q_TTL, _LR_Q_TOS = (
@@ -680,13 +683,34 @@ def _tracelb_reply(p: Any, table: _Addresses) -> dict[int, bytes]:
     return fields
 
 
-def _tracelb_links(result: MdaResult) -> dict[tuple[str, str, int], list[list[Any]]]:
-    """(A, B, hopc) -> the probe sets of the link from A to B: for each flow, a probe
-    answered by B at TTL t whose flow last answered from A at t - hopc, every TTL between
-    probed and silent; set j holds such flows' probes at t - hopc + 1 + j."""
+def _tracelb_links(
+    result: MdaResult,
+) -> tuple[dict[tuple[str, str, int], list[list[Any]]], set[str]]:
+    """(A, B, hopc) -> the probe sets of the link from A to B, as scamper's tracelb joins
+    them (`_flow_links` per flow, then `_clumps`), and the interfaces inside clumps: no
+    nodes (scamper's nodes are where the flows through the node before converge; the
+    interfaces of a load-balanced stretch between two are only its probe sets' replies)."""
+    flows = _flows(result)
+    per_flow = _flow_links(flows)
+    links = _clumps(flows, per_flow, _roots(result, per_flow))
+    kept = {a for a, _, _ in links} | {b for _, b, _ in links}
+    inner = ({a for a, _, _ in per_flow} | {b for _, b, _ in per_flow}) - kept
+    return links, inner
+
+
+def _flows(result: MdaResult) -> dict[int, dict[int, Any]]:
     by_flow: dict[int, dict[int, Any]] = {}
     for p in result.probes:
         by_flow.setdefault(p.flow, {})[p.ttl] = p
+    return by_flow
+
+
+def _flow_links(
+    by_flow: dict[int, dict[int, Any]],
+) -> dict[tuple[str, str, int], list[list[Any]]]:
+    """(A, B, hopc) -> probe sets: for each flow, a probe answered by B at TTL t whose flow
+    last answered from A at t - hopc, every TTL between probed and silent; set j holds
+    such flows' probes at t - hopc + 1 + j."""
     links: dict[tuple[str, str, int], list[list[Any]]] = {}
     for flow_probes in by_flow.values():
         last: tuple[str, int] | None = None
@@ -708,6 +732,64 @@ def _tracelb_links(result: MdaResult) -> dict[tuple[str, str, int], list[list[An
     return links
 
 
+def _roots(result: MdaResult, links: dict[tuple[str, str, int], list[list[Any]]]) -> list[str]:
+    """The interfaces no link leads to (the first hop's), in TTL order."""
+    ends = {b for _, b, _ in links}
+    return [a for hop in result.hops for a in hop.addrs if a not in ends]
+
+
+def _clumps(
+    by_flow: dict[int, dict[int, Any]],
+    links: dict[tuple[str, str, int], list[list[Any]]],
+    roots: list[str],
+) -> dict[tuple[str, str, int], list[list[Any]]]:
+    """scamper's clumps: where a node's flows go on to more than one (next interface,
+    hopc) (a load balancer, or some flows silent), scamper follows those flows TTL by TTL
+    until all that answer at one TTL answer from one interface, and writes one link to
+    it, of a probe set per TTL (sc_warts2text: ``r1 -> (ra, rb) -> r2``). A stretch that
+    never converges so keeps the per-flow links."""
+    out: dict[tuple[str, str, int], list[list[Any]]] = {}
+    todo, seen = list(roots), set(roots)
+    while todo:
+        a = todo.pop(0)
+        mine = {k: v for k, v in links.items() if k[0] == a}
+        joined = _clump(by_flow, a) if len(mine) > 1 else None
+        if joined is not None:
+            mine = {(a, joined[0], len(joined[1])): joined[1]}
+        out.update(mine)
+        for _, b, _ in mine:
+            if b not in seen:
+                seen.add(b)
+                todo.append(b)
+    return out
+
+
+def _clump(by_flow: dict[int, dict[int, Any]], a: str) -> tuple[str, list[list[Any]]] | None:
+    """(B, probe sets) of the clump from `a`: its flows' probes at each TTL past their
+    answer from `a`, up to the first TTL where every answer is B; None if there is none
+    (the flows' probes end first, or some reach the end of the path, the destination or
+    an unreachable, before the others converge)."""
+    starts = {}  # flow -> the TTL it answered from a at
+    for flow, probes in by_flow.items():
+        at = [t for t, p in probes.items() if p.reply is not None and str(p.reply.src) == a]
+        if at:
+            starts[flow] = min(at)
+    sets: list[list[Any]] = []
+    for j in range(1, 256):
+        here = [p for f, t in starts.items() if (p := by_flow[f].get(t + j)) is not None]
+        here.sort(key=lambda p: (p.tx_ns is None, p.tx_ns or 0))  # send order, as scamper
+        if not here:
+            return None
+        sets.append(here)
+        answered = {None if p.reply is None else str(p.reply.src) for p in here}
+        if len(answered) == 1 and None not in answered:  # scamper: one node, none silent
+            return str(answered.pop()), sets
+        if any(p.reply is not None and p.reply.kind is not ReplyKind.TIME_EXCEEDED
+               for p in here):  # fmt: skip
+            return None  # scamper halts there (a link without a far end): not written so
+    return None
+
+
 def tracelb_object(
     result: MdaResult,
     *,
@@ -719,20 +801,22 @@ def tracelb_object(
     probec_max: int = 0,
     tos: int = 0,
 ) -> bytes:
-    """scamper's tracelb record of an MDA run: one node per interface (in TTL order, as
-    the --json hops list them), one link per link of the --json hops (A at TTL t - 1, B
-    at t: hopc 1), each with the probes at t whose flow answered from A at t - 1 and from
-    B at t (its probe set), every probe with its reply; a flow silent at TTLs between A
-    and B gives a link of hopc > 1 (as scamper's), a probe set per TTL. The probes before
+    """scamper's tracelb record of an MDA run: a node per interface (in TTL order, as the
+    --json hops list them) but those inside a clump, a link per link of the --json hops
+    (A at TTL t - 1, B at t: hopc 1) with the probes at t whose flow answered from A at
+    t - 1 and from B at t (its probe set), every probe with its reply; a flow silent at
+    TTLs between A and B gives a link of hopc > 1 (as scamper's), a probe set per TTL.
+    Where A's flows go on to several interfaces (a load balancer), one link of hopc > 1
+    to the interface they converge on, as scamper's clump (`_clumps`). The probes before
     a flow's first answer are in no link."""
     if result.method not in TRACELB_TYPES:
         raise WartsError(f"no warts tracelb type for method {result.method!r}")
     table = _Addresses()
+    links, inner = _tracelb_links(result)
     nodes: list[str] = []
     for hop in result.hops:
-        nodes += [a for a in hop.addrs if a not in nodes]
+        nodes += [a for a in hop.addrs if a not in nodes and a not in inner]
     index = {a: i for i, a in enumerate(nodes)}
-    links = _tracelb_links(result)
     order = sorted(links, key=lambda k: (index[k[0]], index[k[1]], k[2]))
     if len(nodes) > 0xFFFF or len(order) > 0xFFFF:
         raise WartsError("more than 65535 nodes or links for one warts tracelb")
@@ -764,8 +848,15 @@ def tracelb_object(
         fields[_LB_SRC] = table.encode(result.src)
     fields[_LB_DST] = table.encode(result.dst)
     out = [_params(fields)]
+    q_ttl: dict[str, int] = {}  # the quoted TTL of the first reply from each (scamper's)
+    for p in result.probes:
+        if p.reply is not None and p.reply.quoted_ttl is not None:
+            q_ttl.setdefault(str(p.reply.src), p.reply.quoted_ttl)
     for a in nodes:
         node = {_LN_FLAGS: _u8(0), _LN_LINKC: _u16(linkc[a]), _LN_ADDR: table.encode(a)}
+        if a in q_ttl:
+            node[_LN_FLAGS] = _u8(LB_NODE_FLAG_QTTL)
+            node[_LN_QTTL] = _u8(q_ttl[a])
         out.append(_params(node))
     for a, b, hopc in order:
         out.append(_params({_LL_FROM: _u16(index[a]), _LL_TO: _u16(index[b]), _LL_HOPC: _u8(hopc)}))

@@ -22,6 +22,12 @@ counter. The kernel's own answers must be kept out: for UDP the responder binds 
 on those addresses (so the kernel has a socket and sends no port unreachable); the
 kernel's RSTs carry IP-ID 0 (DF, no connected destination), so the test drops RSTs with
 ID 0 on the way out (a tc filter), and the responder never numbers a reply 0.
+
+``--ttl-exceeded DST=ADDR`` plays a router ADDR one hop before DST for indirect probing
+(MIDAR's, scamper's probe definitions with a TTL): an echo request to DST (an address of
+this node) that arrives with TTL 1 is answered with an ICMP time exceeded from ADDR
+quoting it, numbered from ADDR's group's counter. ADDR need not be an address of any
+node (then nothing answers it directly: only indirect probing reads its counter).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import subprocess
 import sys
 import time
 
-_ICMP_ECHO, _ICMP_REPLY, _ICMP_UNREACH, _PORT_UNREACH = 8, 0, 3, 3
+_ICMP_ECHO, _ICMP_REPLY, _ICMP_UNREACH, _PORT_UNREACH, _ICMP_TIMXCEED = 8, 0, 3, 3, 11
 _TCP_SYN, _TCP_RST, _TCP_ACK = 0x02, 0x04, 0x10
 METHODS = ("icmp-echo", "tcp-ack", "udp")
 
@@ -71,14 +77,27 @@ def _ip(src: bytes, dst: bytes, proto: int, ident: int, body: bytes) -> bytes:
 
 
 def answer(
-    packet: bytes, counters: dict[bytes, Counter], methods: dict[bytes, set[str]], udp_port: int
+    packet: bytes,
+    counters: dict[bytes, Counter],
+    methods: dict[bytes, set[str]],
+    udp_port: int,
+    expire: dict[bytes, bytes] | None = None,
 ) -> bytes | None:
     """The reply to an IPv4 probe for one of our addresses by a method its group answers
-    (echo reply, RST to a bare ACK, port unreachable to `udp_port`), else None."""
+    (echo reply, RST to a bare ACK, port unreachable to `udp_port`), or to an echo
+    request for a DST of `expire` arriving with TTL 1 (a time exceeded from its router
+    address, numbered by that address's counter), else None."""
     if len(packet) < 28 or packet[0] >> 4 != 4:
         return None
     ihl = (packet[0] & 0x0F) * 4
     src, dst, proto = packet[12:16], packet[16:20], packet[9]
+    router = (expire or {}).get(dst)
+    if router is not None and packet[8] <= 1 and proto == socket.IPPROTO_ICMP:
+        if packet[ihl] != _ICMP_ECHO:
+            return None
+        icmp = bytes([_ICMP_TIMXCEED, 0, 0, 0, 0, 0, 0, 0]) + packet[: ihl + 8]
+        icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+        return _ip(router, src, socket.IPPROTO_ICMP, counters[router].next(), icmp)
     counter, how = counters.get(dst), methods.get(dst, set())
     if counter is None:
         return None
@@ -129,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="addresses answering from one shared counter (repeatable); the "
                     "probes they answer: icmp-echo (default), tcp-ack, udp")  # fmt: skip
     ap.add_argument("--udp-port", type=int, default=33435, help="UDP port answered [33435]")
+    ap.add_argument("--ttl-exceeded", action="append", default=[], metavar="DST=ADDR",
+                    help="echo requests to DST arriving with TTL 1: a time exceeded from "
+                    "ADDR (an address of a --group: its counter), repeatable")  # fmt: skip
     ap.add_argument("--velocity", type=float, default=100.0, help="IDs per second [100]")
     ap.add_argument("--quiet-kernel", action="store_true",
                     help="set net.ipv4.icmp_echo_ignore_all=1 here first")  # fmt: skip
@@ -144,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         for a in addrs.split(","):
             counters[ipaddress.IPv4Address(a.strip()).packed] = c
             methods[ipaddress.IPv4Address(a.strip()).packed] = wanted
+    expire: dict[bytes, bytes] = {}
+    for spec in args.ttl_exceeded:
+        dst, _, router = spec.partition("=")
+        r = ipaddress.IPv4Address(router.strip()).packed
+        if r not in counters:
+            ap.error(f"--ttl-exceeded {spec}: {router} is in no --group")
+        expire[ipaddress.IPv4Address(dst.strip()).packed] = r
     if args.quiet_kernel:
         subprocess.run(["sysctl", "-q", "-w", "net.ipv4.icmp_echo_ignore_all=1"], check=True)
     rxs = [socket.socket(socket.AF_INET, socket.SOCK_RAW, p)
@@ -162,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             packet = rx.recv(65535)
             if rx in bound:
                 continue  # the datagram itself, answered from its raw copy
-            out = answer(packet, counters, methods, args.udp_port)
+            out = answer(packet, counters, methods, args.udp_port, expire)
             if out is not None:
                 tx.sendto(out, (socket.inet_ntoa(packet[12:16]), 0))
 

@@ -149,3 +149,50 @@ def test_scamper_radargun_reads_the_same_counters(
     merged = [i for _, i in sorted(ids[(UDP[0], "udp")] + ids[(UDP[1], "udp")])]
     assert len(merged) >= 6
     assert all(0 < (b - a) % 65536 < 32768 for a, b in itertools.pairwise(merged))
+
+
+def test_indirect_probing_finds_a_router_that_answers_nothing_itself(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    """MIDAR's indirect probing against Linux and the responder: HIDDEN is no node's
+    address (nothing answers a probe to it), but the responder plays it as the router
+    where echo requests to FAR with TTL 2 expire, numbering its time exceeded from the
+    counter it shares with SHARED (which answers echo): only indirect probing reads
+    HIDDEN's counter, and finds the alias. r1 answers the TTL 1 probes itself (Linux: its
+    time exceeded and echo replies from one counter per destination, as scamper sees)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    hidden, shared, far = "10.77.2.50", "10.77.2.51", "10.77.2.52"
+    tb = testbed_factory(chain(1))
+    for a in (shared, far):
+        tb.run("tg", ["ip", "addr", "add", f"{a}/24", "dev", "to-r1"])
+    argv = [sys.executable, "-m", "packetlab.testbed.ipid_responder", "--quiet-kernel",
+            "--velocity", "300", "--group", f"{hidden},{shared}", "--group", ECHO,
+            "--ttl-exceeded", f"{far}={hidden}"]  # fmt: skip
+    tb.run("tg", ["ip", "addr", "add", f"{ECHO}/24", "dev", "to-r1"])
+    proc = tb.popen("tg", argv, stdout=subprocess.PIPE, text=True, env=env())
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+
+    def run(*args: str) -> list[dict[str, Any]]:
+        got = subprocess.run(
+            ["ip", "netns", "exec", tb.netns_name("ep"), sys.executable, "-m", "packetlab",
+             "run", "alias", "--json", "--rounds", "10", *args],
+            capture_output=True, text=True, timeout=120, env=env(), cwd=REPO,
+        )  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        return [json.loads(x) for x in got.stdout.splitlines()]
+
+    records = run("--method", "icmp-echo,indirect", f"{hidden}@{far}:2", shared, ECHO,
+                  f"{R1[0]}@{far}:1")  # fmt: skip
+    series = {r["addr"]: r for r in records if r["type"] == "ipid-series"}
+    assert series[hidden]["method"] == "indirect" and series[hidden]["usable"]
+    assert series[hidden]["methods"]["icmp-echo"] is None
+    assert series[hidden]["via"] == {"dst": far, "ttl": 2}
+    assert series[R1[0]]["methods"]["indirect"] is not None  # r1's own time exceeded
+    assert "indirect" not in series[shared]["methods"]  # (no DST:TTL: not probed so)
+    pairs = {(r["a"], r["b"]) for r in records if r["type"] == "alias"}
+    assert pairs == {(hidden, shared)}, [r for r in records if r["type"] != "ipid"]
+    # the direct methods alone: no counter for HIDDEN, the alias lost
+    records = run("--method", "icmp-echo", hidden, shared, ECHO)
+    series = {r["addr"]: r for r in records if r["type"] == "ipid-series"}
+    assert not series[hidden]["usable"] and not [r for r in records if r["type"] == "alias"]

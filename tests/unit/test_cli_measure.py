@@ -405,8 +405,28 @@ def test_alias_method_option_and_row() -> None:
 
     args = parse("alias", "--method", "tcp", "10.0.0.1", "10.0.0.2")
     with pytest.raises(RunError, match=r"^--method: unknown probe method 'tcp'; valid: auto, "
-                       r"icmp-echo, tcp-ack, udp$"):  # fmt: skip
+                       r"icmp-echo, tcp-ack, udp, indirect$"):  # fmt: skip
         run_alias.experiment(args, lambda r: None, Progress())
+    # indirect: each address it probes given as ADDR@DST:TTL; not in auto
+    for argv, error in [
+        (("--method", "indirect", "10.0.0.1", "10.0.0.2"),
+         r"^--method indirect: give each address to probe indirectly as ADDR@DST:TTL "
+         r"\(e\.g\. 10\.0\.0\.1@DST:TTL\)$"),
+        (("--method", "indirect", "10.0.0.1@10.0.9.9:2", "10.0.0.2"),
+         r"^--method indirect: 10\.0\.0\.2 has no destination and TTL to be probed through "
+         r"\(give it as 10\.0\.0\.2@DST:TTL\)$"),
+        (("10.0.0.1@10.0.9.9:2", "10.0.0.2"),
+         r"^10\.0\.0\.1@10\.0\.9\.9:2: DST:TTL is for the indirect method, which --method "
+         r"auto leaves out \(--method auto,indirect adds it\)$"),
+        (("--method", "indirect", "10.0.0.1@10.0.9.9:256", "10.0.0.2@10.0.9.9:2"),
+         r"^10\.0\.0\.1@10\.0\.9\.9:256: expected ADDR@DST:TTL, the TTL 1\.\.255$"),
+        (("--method", "indirect", "10.0.0.1@nine:2", "10.0.0.2@10.0.9.9:2"),
+         r"^10\.0\.0\.1@nine:2: 'nine' is not an IP address$"),
+        (("--method", "indirect", "10.0.0.1@10.0.9.9:2", "10.0.0.1@10.0.9.9:3"),
+         r"^10\.0\.0\.1 given twice, with different DST:TTL$"),
+    ]:  # fmt: skip
+        with pytest.raises(RunError, match=error):
+            run_alias.experiment(parse("alias", *argv), lambda r: None, Progress())
     assert parse("alias", "10.0.0.1", "10.0.0.2").method == "auto"
     row = {"type": "ipid-series", "addr": "10.0.0.1", "samples": 10, "endpoints": 1,
            "usable": True, "ids_per_s": 300.0, "method": "udp",

@@ -100,6 +100,28 @@ def test_responder_reply_is_a_valid_echo_reply_from_the_shared_counter() -> None
     assert checksum(struct.pack("!H", 0xFFFF)) == 0
 
 
+def test_responder_time_exceeded_plays_a_router_for_indirect_probing() -> None:
+    # --ttl-exceeded 10.0.0.9=10.0.0.1: an echo request to 10.0.0.9 arriving with TTL 1
+    # gets a time exceeded from 10.0.0.1 quoting it, from 10.0.0.1's counter
+    from packetlab.measure.probes import echo_probe, udp_probe
+    from packetlab.testbed.ipid_responder import answer
+
+    shared = Counter(0.0, start=41)
+    counters = {socket.inet_aton("10.0.0.1"): shared, socket.inet_aton("10.0.0.2"): shared}
+    methods = {a: {"icmp-echo"} for a in counters}
+    expire = {socket.inet_aton("10.0.0.9"): socket.inet_aton("10.0.0.1")}
+    probe = echo_probe("10.9.9.9", "10.0.0.9", ident=7, seq=5, ttl=1)
+    out = answer(probe.packet, counters, methods, 33435, expire)
+    assert out is not None
+    r = parse_reply(out, verify_checksums=True)
+    assert r.kind is ReplyKind.TIME_EXCEEDED and str(r.src) == "10.0.0.1"
+    assert r.key == probe.key and r.ip_id == 42 and r.quoted_ttl == 1
+    later = echo_probe("10.9.9.9", "10.0.0.9", ident=7, seq=6, ttl=2).packet
+    udp = udp_probe("10.9.9.9", "10.0.0.9", sport=4000, dport=33435, ttl=1).packet
+    assert answer(later, counters, methods, 33435, expire) is None  # not expiring here
+    assert answer(udp, counters, methods, 33435, expire) is None  # echo requests only
+
+
 def test_session_pool() -> None:
     clock = Clock()
     pool = SessionPool(2, clock)

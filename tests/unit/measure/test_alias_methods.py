@@ -217,3 +217,94 @@ def test_cli_warts_holds_every_probe_and_the_ip_ids_of_the_samples(
             got += [(pd[10], method_names[pd[4]], r.get(3, 0)) for r in p["replies"]]
     samples = [(r["addr"], r["method"], r["ip_id"]) for r in records if r["type"] == "ipid"]
     assert sorted(got) == sorted(samples) and len(samples) > 10
+
+
+# Indirect probing (MIDAR's; scamper's probe definitions with a TTL): HIDDEN answers no
+# probe to itself, but it is the router two hops out on the way to FAR, where echo
+# requests with TTL 2 expire: its time exceeded is numbered from the counter it shares
+# with ICMP_F (an alias that answers echo). TTL 1 expires at FIRST, another router.
+HIDDEN, ICMP_F, FAR, FIRST = "10.77.3.50", "10.77.3.51", "10.77.9.9", "10.77.3.1"
+
+
+def indirect_rig() -> RawRig:
+    shared, first = Router({"icmp-echo"}, 30000), Router(set(), 100)
+    rig = rig_with({ICMP_C: Router({"icmp-echo"}, 40000), ICMP_F: shared})
+    direct = rig.endpoint.answers
+
+    def answer(probe: bytes) -> list[tuple[float, bytes]]:
+        dst = str(ipaddress.ip_address(probe[16:20]))
+        if dst != FAR or probe[9] != PROTO_ICMP:
+            return direct(probe)
+        if probe[8] > 2:
+            return []  # FAR itself never answers
+        router, src = (first, FIRST) if probe[8] == 1 else (shared, HIDDEN)
+        ident = router.next_id(rig.clock.seconds(), "indirect")
+        msg = bytes([11, 0, 0, 0, 0, 0, 0, 0]) + probe[:28]
+        msg = msg[:2] + struct.pack("!H", inet_checksum(msg)) + msg[4:]
+        reply = ip_packet(src, str(ipaddress.ip_address(probe[12:16])), PROTO_ICMP, msg,
+                          ttl=62, ident=ident)  # fmt: skip
+        return [(0.001, reply)]
+
+    rig.endpoint.answers = answer  # type: ignore[method-assign]
+    return rig
+
+
+def test_indirect_probing_reads_a_router_that_answers_nothing_itself() -> None:
+    from packetlab.measure.midar import midar
+
+    cands = [HIDDEN, ICMP_F, ICMP_C]
+    via = {HIDDEN: (FAR, 2)}
+    rig = indirect_rig()
+    got = rig.run(midar([rig.session], cands, spacing=0.002, wait=0.5,
+                        methods=["icmp-echo", "indirect"], via=via))  # fmt: skip
+    assert got.methods == {HIDDEN: "indirect", ICMP_F: "icmp-echo", ICMP_C: "icmp-echo"}
+    assert got.by_method[HIDDEN]["icmp-echo"] is None and got.by_method[HIDDEN]["indirect"]
+    assert got.pairs == [(HIDDEN, ICMP_F)]
+    # the probes: echo requests to FAR with TTL 2 (never to HIDDEN with it), and only
+    # HIDDEN was probed indirectly (the others have no destination and TTL)
+    sent = [m.data for m in rig.endpoint.raw_sends]
+    to_far = [p for p in sent if str(ipaddress.ip_address(p[16:20])) == FAR]
+    assert to_far and {p[8] for p in to_far} == {2} and all(p[20] == 8 for p in to_far)
+    # without indirect probing the hidden router has no counter and no alias
+    rig = indirect_rig()
+    got = rig.run(midar([rig.session], cands, spacing=0.002, wait=0.5, methods=["icmp-echo"]))
+    assert got.velocities[HIDDEN] is None and got.pairs == []
+
+
+def test_a_time_exceeded_from_another_router_is_no_sample() -> None:
+    rig = indirect_rig()
+    got = rig.run(collect_ip_ids([rig.session], [HIDDEN, ICMP_C], rounds=4, wait=0.5,
+                                 method=["icmp-echo", "indirect"],
+                                 via={HIDDEN: (FAR, 1)}))  # fmt: skip
+    assert {(s.addr, s.method) for s in got} == {(ICMP_C, "icmp-echo")}
+
+
+def test_indirect_needs_a_destination_and_ttl() -> None:
+    assert parse_methods("auto,indirect") == (*METHODS, "indirect")
+    rig = indirect_rig()
+    with pytest.raises(ValueError, match=r"^10.77.3.51: the indirect method needs the "
+                       r"destination beyond it and the TTL that expires there "
+                       r"\(10.77.3.51@DST:TTL\)$"):  # fmt: skip
+        rig.run(collect_ip_ids([rig.session], [HIDDEN, ICMP_F], method="indirect",
+                               via={HIDDEN: (FAR, 2)}))  # fmt: skip
+    with pytest.raises(ValueError, match=r"TTL must be 1..255"):
+        rig.run(collect_ip_ids([rig.session], [HIDDEN, ICMP_F], method=["indirect", "udp"],
+                               via={HIDDEN: (FAR, 0)}))  # fmt: skip
+
+
+def test_indirect_warts_is_scampers_probe_definition_with_a_ttl() -> None:
+    # scamper's `-p "-P icmp-echo -i FAR -t 2"`: method icmp-echo, dst FAR, TTL 2; its
+    # replies the time exceeded messages from HIDDEN (as sc_wartsdump shows scamper's)
+    from packetlab.measure.alias import ProbeRun
+    from packetlab.measure.warts import dealias_object, read_warts
+
+    runs: list[ProbeRun] = []
+    rig = indirect_rig()
+    rig.run(collect_ip_ids([rig.session], [HIDDEN, ICMP_F], rounds=3, wait=0.5,
+                           method={HIDDEN: "indirect", ICMP_F: "icmp-echo"},
+                           via={HIDDEN: (FAR, 2)}, runs=runs))  # fmt: skip
+    (d,) = read_warts(dealias_object(runs[0]))
+    defs = [(pd[10], pd[4], pd[5]) for pd in d.probedefs]
+    assert defs == [(FAR, 1, 2), (ICMP_F, 1, 64)]
+    replies = [(p.get(1, 0), r[10], r[5] >> 8) for p in d.probes for r in p["replies"]]
+    assert sorted(replies) == [(0, HIDDEN, 11)] * 3 + [(1, ICMP_F, 0)] * 3

@@ -17,6 +17,7 @@ from packetlab.measure.warts import (
     OBJ_LIST,
     OBJ_TRACELB,
     WartsError,
+    WartsObject,
     read_warts,
     tracelb_object,
     tracelb_warts,
@@ -74,32 +75,85 @@ def test_a_probe_set_is_scampers_byte_for_byte() -> None:
     assert tracelb_object(result).endswith(SCAMPERS_LAST_SET)
 
 
+def _links(lb: WartsObject) -> list[tuple[str, str, int]]:
+    return [(lb.probedefs[x[1]][5], lb.probedefs[x[2]][5], x[3]) for x in lb.probes]
+
+
+def _sets(lb: WartsObject) -> list[list[list[tuple[int, int, int]]]]:
+    """Per link, per probe set: (flow, TTL, replies) of its probes."""
+    return [[[(p[2] - 0x85FF, p[3], p[5]) for p in ps["probes"]] for ps in x["sets"]]
+            for x in lb.probes]  # fmt: skip
+
+
 def test_nodes_links_and_probe_sets_are_the_results() -> None:
+    # the diamond as scamper writes it: r1's flows go on to ra and rb (and one is silent),
+    # so r1 -> r2 is one link of hopc 2 (a clump): ra and rb only in its first probe set
     objs = read_warts(tracelb_warts(_diamond(), hostname="vm", wait_s=2))
     assert [o.kind for o in objs] == [OBJ_LIST, OBJ_CYCLE_START, OBJ_TRACELB, OBJ_CYCLE_STOP]
     lb = objs[2]
     f = lb.fields
     assert (f[6], f[7], f[8], f[9], f[11], f[14]) == (0x85FF, 33435, 44, 3, 2, 95)
-    assert (f[16], f[17], f[18], f[21], f[22]) == (5, 6, 12, SRC, TG)
-    assert [n[5] for n in lb.probedefs] == [R1, RA, RB, R2, TG]
-    assert [n[3] for n in lb.probedefs] == [3, 1, 1, 1, 0]  # links from each node
-    links = [(lb.probedefs[x[1]][5], lb.probedefs[x[2]][5], x[3]) for x in lb.probes]
-    assert links == [(R1, RA, 1), (R1, RB, 1), (R1, R2, 2), (RA, R2, 1), (RB, R2, 1),
-                     (R2, TG, 1)]  # fmt: skip
-    sets = [[[(p[2] - 0x85FF, p[3], p[5]) for p in ps["probes"]] for ps in x["sets"]]
-            for x in lb.probes]  # fmt: skip
-    assert sets == [
-        [[(0, 2, 1), (2, 2, 1)]], [[(1, 2, 1)]],
-        [[(3, 2, 0)], [(3, 3, 1)]],  # flow 3, silent at TTL 2: one link over two hops
-        [[(0, 3, 1)]], [[(1, 3, 1)]], [[(0, 4, 1)]],
-    ]  # fmt: skip
-    silent = lb.probes[2]["sets"][0]["probes"][0]
+    assert (f[16], f[17], f[18], f[21], f[22]) == (3, 2, 12, SRC, TG)
+    assert [n[5] for n in lb.probedefs] == [R1, R2, TG]
+    assert [n[3] for n in lb.probedefs] == [1, 1, 0]  # links from each node
+    assert [(n[2], n[4]) for n in lb.probedefs] == [(1, 1)] * 3  # q-ttl 1, as scamper's
+    assert _links(lb) == [(R1, R2, 2), (R2, TG, 1)]
+    assert _sets(lb) == [
+        [[(0, 2, 1), (1, 2, 1), (2, 2, 1), (3, 2, 0)], [(0, 3, 1), (1, 3, 1), (3, 3, 1)]],
+        [[(0, 4, 1)]],
+    ]
+    silent = lb.probes[0]["sets"][0]["probes"][3]
     assert silent["replies"] == []
     (reply,) = lb.probes[0]["sets"][0]["probes"][0]["replies"]
     assert (reply[2], reply[3], reply[4], reply[5], reply[8], reply[11]) == (
         7, 63, 0x01, 0x0B00, 1, RA,
     )  # fmt: skip
     assert objs[3].fixed["stop"] == (T0 + 134_000) // 10**9
+
+
+def test_one_next_hop_keeps_a_link_per_hop() -> None:
+    # r1 -> ra -> r2 -> tg: every flow goes on to one next interface: hopc 1 links, every
+    # interface a node (the silent hop: test_warts_scamper.py)
+    probes = (
+        _probe(0, 1, R1, 10), _probe(1, 1, R1, 11), _probe(0, 2, RA, 20), _probe(1, 2, RA, 21),
+        _probe(0, 3, R2, 30), _probe(1, 3, R2, 31), _probe(0, 4, TG, 40),
+    )  # fmt: skip
+    hops = (MdaHop(1, (R1,), 2), MdaHop(2, (RA,), 2, ((R1, RA),)),
+            MdaHop(3, (R2,), 2, ((RA, R2),)), MdaHop(4, (TG,), 1, ((R2, TG),)))  # fmt: skip
+    (lb,) = read_warts(tracelb_object(MdaResult(TG, SRC, "udp-paris", 0.95, hops, 7, True,
+                                                probes)))  # fmt: skip
+    assert [n[5] for n in lb.probedefs] == [R1, RA, R2, TG]
+    assert _links(lb) == [(R1, RA, 1), (RA, R2, 1), (R2, TG, 1)]
+
+
+def test_a_clump_that_never_converges_keeps_the_links_per_interface() -> None:
+    # r1's flows reach ra and rb, and the run ends there (both answer at TTL 3 as ra, rb
+    # again: no single interface): no clump, a link per flow as the --json lines
+    probes: tuple[MdaProbe, ...] = (
+        _probe(0, 1, R1, 10), _probe(1, 1, R1, 11), _probe(0, 2, RA, 20), _probe(1, 2, RB, 21),
+        _probe(0, 3, RA, 30), _probe(1, 3, RB, 31),
+    )  # fmt: skip
+    hops: tuple[MdaHop, ...] = (MdaHop(1, (R1,), 2), MdaHop(2, (RA, RB), 2, ((R1, RA), (R1, RB))),
+            MdaHop(3, (RA, RB), 2, ((RA, RA), (RB, RB))))  # fmt: skip
+    (lb,) = read_warts(tracelb_object(MdaResult(TG, SRC, "udp-paris", 0.95, hops, 6, False,
+                                                probes)))  # fmt: skip
+    assert [n[5] for n in lb.probedefs] == [R1, RA, RB]
+    assert _links(lb) == [(R1, RA, 1), (R1, RB, 1), (RA, RA, 1), (RB, RB, 1)]
+    # ra's flows reach tg at TTL 3 while rb's go on to r2: no single interface before
+    # the destination answers (scamper halts the clump there): the links per flow
+    probes = (
+        _probe(0, 1, R1, 10), _probe(1, 1, R1, 11), _probe(0, 2, RA, 20), _probe(1, 2, RB, 21),
+        _probe(0, 3, TG, 30), _probe(1, 3, R2, 31), _probe(1, 4, TG, 40),
+    )  # fmt: skip
+    hops = (
+        MdaHop(1, (R1,), 2),
+        MdaHop(2, (RA, RB), 2, ((R1, RA), (R1, RB))),
+        MdaHop(3, (TG, R2), 2, ((RA, TG), (RB, R2))),
+        MdaHop(4, (TG,), 1, ((R2, TG),)),
+    )
+    (lb,) = read_warts(tracelb_object(MdaResult(TG, SRC, "udp-paris", 0.95, hops, 7, True,
+                                                probes)))  # fmt: skip
+    assert _links(lb) == [(R1, RA, 1), (R1, RB, 1), (RA, TG, 1), (RB, R2, 1), (R2, TG, 1)]
 
 
 def test_a_tcp_reply_has_tcp_flags_not_icmp() -> None:
