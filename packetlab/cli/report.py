@@ -89,9 +89,12 @@ class TracerouteReport(_Report):
         max_ttl: int,
         queries: int,
         size: int,
+        extensions: bool = False,
+        back: bool = False,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
         self.max_ttl, self.queries, self.size = max_ttl, queries, size
+        self.extensions, self.back = extensions, back  # traceroute -e, --back
         self.pending: list[Hop] = []
         self.settled = 0
         # address -> name (None: none) once looked up, when names are shown (not -n)
@@ -124,7 +127,14 @@ class TracerouteReport(_Report):
 
     def _flush(self) -> None:
         if self.pending:
-            self.write(traceroute_line(self.pending[0].ttl, self.pending, self.names))
+            line = traceroute_line(
+                self.pending[0].ttl,
+                self.pending,
+                self.names,
+                extensions=self.extensions,
+                back=self.back,
+            )
+            self.write(line)
             self.pending = []
 
     def finish(self, result: TracerouteResult, interrupted: bool) -> None:

@@ -338,6 +338,21 @@ def _add_traceroute(sub: Any) -> None:
         help="print hop addresses only (no reverse DNS lookup of their names)",
     )
     tr.add_argument(
+        "-e",
+        "--extensions",
+        action="store_true",
+        help="show ICMP extensions (RFC 4884) after a hop's address, as traceroute -e: "
+        "MPLS label stacks as <MPLS:L=label,E=exp,S=bottom,T=ttl/...>, other objects as "
+        "<CLASS/TYPE:WORDS> (--json always carries them: `icmpext`, scamper's form)",
+    )
+    tr.add_argument(
+        "--back",
+        action="store_true",
+        help="as traceroute --back: after a hop's address, '-N' when its reply came back "
+        "over N hops (guessed from the reply's TTL: 64, 128 or 255 at the start), not as "
+        "many as the probe went",
+    )
+    tr.add_argument(
         "--names",
         action="store_true",
         help="with --json, look up hop names too (JSON lines are addresses only by "
@@ -939,7 +954,7 @@ def _report(
         size = probe_length(args.protocol, dst.version, packetlen)
         report = TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
-            queries=args.queries, size=size,
+            queries=args.queries, size=size, extensions=args.extensions, back=args.back,
         )  # fmt: skip
         if args.warts == "-":  # the warts bytes go to stdout: the lines to stderr
             report.progress.out = sys.stderr

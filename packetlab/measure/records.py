@@ -20,6 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from packetlab.measure.icmpext import EXTENSION_OFFSET, IcmpExt
+from packetlab.measure.icmpext import decode as icmpext_decode
+from packetlab.measure.icmpext import text as icmpext_text
 from packetlab.measure.replies import ICMP6_PORT_UNREACH, ICMP_PORT_UNREACH, Reply, ReplyKind
 
 __all__ = [
@@ -81,11 +84,28 @@ class Hop:
     reply_ip_id: int | None = None  # IPv4 ID of the reply (alias resolution)
     mtu: int | None = None  # traceroute --mtu: the probe's new size, first at it (F=NUM)
     next_mtu: int | None = None  # the MTU a "fragmentation needed"/"too big" named (!F-N)
+    # RFC 4884 extension objects of the reply (MPLS label stacks), scamper's JSON form
+    # (`packetlab.measure.icmpext`); traceroute -e prints them
+    icmpext: IcmpExt | None = None
 
     @classmethod
     def from_reply(
-        cls, ttl: int, reply: Reply, *, probe_send_ns: int | None, reply_recv_ns: int | None
+        cls,
+        ttl: int,
+        reply: Reply,
+        *,
+        probe_send_ns: int | None,
+        reply_recv_ns: int | None,
+        probe_len: int | None = None,
     ) -> Hop:
+        """`probe_len`: the probe's IP length, which tells where traceroute looks for an
+        extension structure (at 128 bytes into the quote when the quote is longer than the
+        probe, else every 4 (IPv4) or 8 bytes from there)."""
+        icmpext = None
+        if reply.extension is not None:
+            longer = probe_len is None or EXTENSION_OFFSET + len(reply.extension) > probe_len
+            step = 0 if longer else (4 if reply.src.version == 4 else 8)
+            icmpext = icmpext_decode(reply.extension, step=step)
         rtt = (
             rtt_us_between(probe_send_ns, reply_recv_ns)
             if probe_send_ns is not None and reply_recv_ns is not None
@@ -102,6 +122,7 @@ class Hop:
             reply_ttl=reply.ttl,
             reply_ip_id=reply.ip_id,
             next_mtu=reply.mtu or None,
+            icmpext=icmpext,
         )
 
     @classmethod
@@ -109,16 +130,39 @@ class Hop:
         return cls(ttl=ttl, addr=None, rtt_us=None, probe_send_ns=probe_send_ns)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields; `mtu` and `next_mtu` only when set (traceroute --mtu, !F)."""
+        """The fields; `mtu`, `next_mtu` and `icmpext` only when set (traceroute --mtu, !F,
+        extensions)."""
         out = asdict(self)
-        for key in ("mtu", "next_mtu"):
+        for key in ("mtu", "next_mtu", "icmpext"):
             if out[key] is None:
                 del out[key]
+        if "icmpext" in out:
+            out["icmpext"] = list(out["icmpext"])
         return out
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> Hop:
+        ext = obj.get("icmpext") if isinstance(obj, Mapping) else None
+        if ext is not None:
+            if not isinstance(ext, list) or not all(_icmpext_ok(o) for o in ext):
+                raise RecordError(f"Hop.icmpext has the wrong form: {ext!r}")
+            obj = {**obj, "icmpext": tuple(dict(o) for o in ext)}
         return _from_dict(cls, obj, required=("ttl", "addr", "rtt_us"), non_null=("ttl",))
+
+
+def _icmpext_ok(obj: object) -> bool:
+    if not isinstance(obj, Mapping):
+        return False
+    ints = [obj.get(k) for k in ("ie_cn", "ie_ct", "ie_dl")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+        return False
+    labels = obj.get("mpls_labels")
+    if labels is None:
+        return isinstance(obj.get("ie_data", ""), str)
+    keys = ("mpls_label", "mpls_exp", "mpls_s", "mpls_ttl")
+    return isinstance(labels, list) and all(
+        isinstance(m, Mapping) and all(isinstance(m.get(k), int) for k in keys) for m in labels
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,23 +294,46 @@ def traceroute_header(
     return head
 
 
+def back_hops(reply_ttl: int) -> int:
+    """traceroute --back: the hops the reply came back over, guessed from its TTL as
+    traceroute does (the sender started from 64, 128 or 255, whichever is next)."""
+    return (65 if reply_ttl <= 64 else 129 if reply_ttl <= 128 else 256) - reply_ttl
+
+
 def traceroute_line(
-    ttl: int, hops: Sequence[Hop], names: Mapping[str, str | None] | None = None
+    ttl: int,
+    hops: Sequence[Hop],
+    names: Mapping[str, str | None] | None = None,
+    *,
+    extensions: bool = False,
+    back: bool = False,
 ) -> str:
     """One TTL's line like Butskoy's ``traceroute -n`` (no newline); with `names` (address
-    -> PTR name or None) like plain ``traceroute``: ``name (addr)``, ``addr (addr)``."""
+    -> PTR name or None) like plain ``traceroute``: ``name (addr)``, ``addr (addr)``.
+    `extensions`: as traceroute -e, ``<MPLS:...>`` after the address; `back`: as
+    traceroute --back, ``'-N'`` after it when the way back is N hops, not `ttl`. The
+    address is shown again when it, its extensions (-e) or its way back (--back) differ
+    from the last answer's."""
     line = f"{ttl:2d} "
-    last_addr: str | None = None
+    last: tuple[str, str | None, int | None] | None = None
     for hop in hops:
         if hop.addr is None:
             line += " *"
             continue
-        if hop.addr != last_addr:
+        ext = icmpext_text(hop.icmpext) if extensions and hop.icmpext else None
+        seen = (hop.addr, ext, hop.reply_ttl if back else None)
+        if seen != last:
             if names is None:
                 line += f" {hop.addr}"
             else:
                 line += f" {names.get(hop.addr) or hop.addr} ({hop.addr})"
-            last_addr = hop.addr
+            if ext is not None:
+                line += f" <{ext}>"
+            if back and hop.reply_ttl:
+                hops_back = back_hops(hop.reply_ttl)
+                if hops_back != ttl:
+                    line += f" '-{hops_back}'"
+            last = seen
         line += f"  {hop.rtt_us / 1000:.3f} ms" if hop.rtt_us is not None else "  ? ms"
         if hop.mtu is not None:
             line += f" F={hop.mtu}"

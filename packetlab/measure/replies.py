@@ -18,6 +18,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from packetlab.measure.icmpext import EXTENSION_OFFSET
 from packetlab.measure.packets import (
     ICMP6_DEST_UNREACH,
     ICMP6_ECHO_REPLY,
@@ -79,6 +80,9 @@ _ICMP6_ERRORS = {
     ICMP6_PACKET_TOO_BIG: ReplyKind.PACKET_TOO_BIG,
     ICMP6_PARAM_PROBLEM: ReplyKind.PARAM_PROBLEM,
 }
+# The errors traceroute -e looks for extensions in (RFC 4884 names these, not "too big").
+_EXT4_TYPES = (ICMP_TIME_EXCEEDED, ICMP_DEST_UNREACH, ICMP_PARAM_PROBLEM)
+_EXT6_TYPES = (ICMP6_TIME_EXCEEDED, ICMP6_DEST_UNREACH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,10 @@ class Reply:
     quoted_ip_id: int | None = None  # the probe's IPv4 ID as quoted
     mtu: int | None = None  # next-hop MTU of "fragmentation needed" / "packet too big"
     quoted_sum: int | None = None  # the probe's UDP/ICMP checksum as quoted (Paris probes)
+    # RFC 4884: an error's bytes from 128 into its quote, where an extension structure
+    # (MPLS labels, `packetlab.measure.icmpext`) sits, when there are 8 or more of them
+    # and the error is one that may carry one (traceroute -e's types)
+    extension: bytes | None = None
 
     @property
     def is_error(self) -> bool:
@@ -228,6 +236,9 @@ def _parse_icmp(
         raise ParseError(f"ICMP{'v6' if v6 else ''} error quotes an IPv{quoted_version} packet")
     key = probe_key(quote)
     quoted_sum = quoted_checksum(quote)
+    extension: bytes | None = None
+    if icmp_type in (_EXT6_TYPES if v6 else _EXT4_TYPES) and len(quote) >= EXTENSION_OFFSET + 8:
+        extension = quote[EXTENSION_OFFSET:]
     if v6:
         quoted_ttl, quoted_id = parse_ipv6_header(quote).hop_limit, None
     else:
@@ -247,6 +258,7 @@ def _parse_icmp(
         quoted_ip_id=quoted_id,
         mtu=mtu,
         quoted_sum=quoted_sum,
+        extension=extension,
     )
 
 

@@ -224,7 +224,13 @@ async def _sequential(
         if answer is None:
             hop = Hop.timeout(probe.ttl, probe_send_ns=sent)
         else:
-            hop = Hop.from_reply(probe.ttl, answer[0], probe_send_ns=sent, reply_recv_ns=answer[1])
+            hop = Hop.from_reply(
+                probe.ttl,
+                answer[0],
+                probe_send_ns=sent,
+                reply_recv_ns=answer[1],
+                probe_len=len(probe),
+            )
             if _ends_trace(answer[0]):
                 end = min(end, _end_of_ttl(probes, i))  # the rest of this TTL's probes
         hops.append(hop)
@@ -305,7 +311,13 @@ async def _mtu_sequential(
         if answer is None:
             hop = Hop.timeout(probe.ttl, probe_send_ns=sent)
         else:
-            hop = Hop.from_reply(probe.ttl, answer[0], probe_send_ns=sent, reply_recv_ns=answer[1])
+            hop = Hop.from_reply(
+                probe.ttl,
+                answer[0],
+                probe_send_ns=sent,
+                reply_recv_ns=answer[1],
+                probe_len=len(probe),
+            )
             if new_size is not None:
                 hop, new_size = dataclasses.replace(hop, mtu=new_size), None
             if _ends_trace(answer[0]):
@@ -524,7 +536,11 @@ class _Parallel:
         if i in self.answers and i in self.sent:
             reply, recv_ns = self.answers[i]
             hop = Hop.from_reply(
-                probe.ttl, reply, probe_send_ns=self.sent[i], reply_recv_ns=recv_ns
+                probe.ttl,
+                reply,
+                probe_send_ns=self.sent[i],
+                reply_recv_ns=recv_ns,
+                probe_len=len(probe),
             )
         else:
             # A shortened wait counts from when the probe is known to have left (its ntag
@@ -540,7 +556,13 @@ class _Parallel:
                 return give_up
             if i in self.answers:
                 reply, recv_ns = self.answers[i]
-                hop = Hop.from_reply(probe.ttl, reply, probe_send_ns=None, reply_recv_ns=recv_ns)
+                hop = Hop.from_reply(
+                    probe.ttl,
+                    reply,
+                    probe_send_ns=None,
+                    reply_recv_ns=recv_ns,
+                    probe_len=len(probe),
+                )
             else:
                 hop = Hop.timeout(probe.ttl, probe_send_ns=self.sent.get(i))
         self.hops.append(hop)
