@@ -10,6 +10,7 @@ target was reached; sent, received, loss and RTT min/avg/max/mdev in µs).
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -192,8 +193,12 @@ class PingReport(_Report):
         timestamps: bool = False,
         pattern: bytes | None = None,
         source: tuple[str, str] | None = None,
+        verbose: bool = False,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
+        # iputils -v: the identifier in each reply line (chosen here, so it is known)
+        self.verbose = verbose
+        self.ident = random.randrange(1, 0x10000)
         self.count, self.size, self.quiet, self.interval = count, size, quiet, interval
         # iputils -f (a dot per request, a backspace per reply), -D (`[UNIXTIME]` before
         # each line), -p (the `PATTERN:` line), -I (`from ADDR IFNAME:` in the header)
@@ -218,6 +223,9 @@ class PingReport(_Report):
         self.src = src
         if self.as_json:
             return
+        if self.verbose:  # iputils -v: what getaddrinfo gave
+            family = "AF_INET6" if ":" in self.dst else "AF_INET"
+            self.write(f"ai->ai_family: {family}, ai->ai_canonname: '{self.name or self.dst}'")
         if self.pattern is not None and not self.quiet:
             self.write(f"PATTERN: 0x{self.pattern.hex()}")
         who = f"{self.name or self.dst} ({self.dst})"
@@ -253,7 +261,12 @@ class PingReport(_Report):
                 self.write("\b \b", end="")
         elif not self.quiet:
             shown = self.shown(r.addr) if r.addr is not None else None
-            line = ping_line(r, shown, timing=self.size >= PING_TIMING_MIN_SIZE)
+            line = ping_line(
+                r,
+                shown,
+                timing=self.size >= PING_TIMING_MIN_SIZE,
+                ident=self.ident if self.verbose else None,
+            )
             self._line(line, r.reply_recv_ns)
 
     def error(self, e: PingError) -> None:

@@ -130,6 +130,65 @@ class _TracerouteWait(argparse.Action):
             ns.near = got[2]
 
 
+class _Refused(argparse.Action):
+    """An option of the native tool that cannot be had over a PacketLab endpoint (or is
+    not built): a one-line error saying why, `help` naming it."""
+
+    def __init__(self, *args: Any, why: str, **kw: Any) -> None:
+        self.why = why
+        kw["help"] = argparse.SUPPRESS
+        super().__init__(*args, **kw)
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        raise argparse.ArgumentError(self, self.why)
+
+
+def _refuse(
+    p: argparse.ArgumentParser, refused: Sequence[tuple[tuple[str, ...], str, bool]]
+) -> None:
+    """The native tool's options that cannot be had here: each a one-line error (exit 2)
+    saying why, listed at the end of the description rather than in the usage."""
+    for flags, why, arg in refused:
+        p.add_argument(*flags, action=_Refused, why=why, nargs=None if arg else 0)
+    listed = "".join(f"\n  {'/'.join(flags):<24}{why}" for flags, why, _ in refused)
+    p.description = f"{p.description}\n\nrefused (a one-line error saying why):{listed}"
+
+
+def _version(p: argparse.ArgumentParser, tool: str) -> None:
+    from packetlab import __version__
+
+    p.add_argument(
+        "-V",
+        action="version",
+        version=f"pktlab run {tool} (packetlab {__version__})",
+        help="print the version and exit",
+    )
+
+
+def _tos(text: str) -> int:
+    """ping -Q: the TOS byte, decimal or 0x hex, in iputils' words when bad."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad TOS value: {text}") from None
+    if not 0 <= value <= 255:
+        raise argparse.ArgumentTypeError(
+            f"the decimal value of TOS bits must be in range 0-255: {value}"
+        )
+    return value
+
+
+def _flow_label(text: str) -> int:
+    """traceroute -l: an unsigned number (0x hex too), its low 20 bits as traceroute's."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an unsigned number, got {text}")
+    return value & 0xFFFFF
+
+
 class _Interval(argparse.Action):
     """ping -i: remembered as given, so that -f (anywhere on the line) keeps it."""
 
@@ -338,6 +397,37 @@ def _add_traceroute(sub: Any) -> None:
         help="print hop addresses only (no reverse DNS lookup of their names)",
     )
     tr.add_argument(
+        "-l",
+        "--flowlabel",
+        dest="flow_label",
+        type=_flow_label,
+        default=0,
+        metavar="FLOW_LABEL",
+        help="the IPv6 probes' flow label, as traceroute -l (its low 20 bits; ignored "
+        "over IPv4, as traceroute)",
+    )
+    tr.add_argument(
+        "-i",
+        "--interface",
+        dest="interface",
+        default=None,
+        metavar="IFACE",
+        help="probe from the in-process endpoint's address on IFACE (as ping -I IFNAME: "
+        "its source address, not a device binding; -s wins if given; with --listen an "
+        "error, the endpoint exporting addresses, not interfaces)",
+    )
+    _version(tr, "traceroute")
+    _refuse(tr, (
+        (("--fwmark",), "SO_MARK is not a PacketLab socket option", True),
+        (("-r",), "SO_DONTROUTE is not a PacketLab socket option", False),
+        (("-g", "--gateway"), "source routing (IP options) is not built yet", True),
+        (("-A", "--as-path-lookups"), "AS path lookups are not built yet", False),
+        (("-M", "--module"), "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris", True),
+        (("-O", "--options"), "no method here takes module options yet", True),
+        (("-D", "--dccp"), "DCCP probes are not built", False),
+        (("-d", "--debug"), "SO_DEBUG is not a PacketLab socket option", False),
+    ))  # fmt: skip
+    tr.add_argument(
         "-e",
         "--extensions",
         action="store_true",
@@ -517,6 +607,46 @@ def _add_ping(sub: Any) -> None:
         metavar="N",
         help="TTL / hop limit [default: 64]",
     )
+    pg.add_argument(
+        "-Q",
+        dest="tos",
+        type=_tos,
+        default=0,
+        metavar="TOS",
+        help="the requests' TOS byte (IPv6: traffic class), decimal or 0x hex, as ping -Q",
+    )
+    pg.add_argument(
+        "-M",
+        dest="pmtudisc",
+        choices=["do", "want", "dont", "probe"],
+        default="want",
+        metavar="PMTUDISC",
+        help="as ping -M: want (default) DF set (IPv4), long requests in fragments once "
+        "an MTU is known; dont: no DF, fragments; do, probe: DF, never fragments (a router's "
+        "`Frag needed` is an error line; the endpoint's kernel keeps the path MTUs, so the "
+        "two are one here)",
+    )
+    pg.add_argument(
+        "-l",
+        dest="preload",
+        type=_positive(int, "-l", 1, 65536),
+        default=1,
+        metavar="PRELOAD",
+        help="send PRELOAD requests at once, then one per -i, as ping -l",
+    )
+    _version(pg, "ping")
+    _refuse(pg, (
+        (("-m",), "SO_MARK is not a PacketLab socket option", True),
+        (("-r",), "SO_DONTROUTE is not a PacketLab socket option", False),
+        (("-b",), "SO_BROADCAST is not a PacketLab socket option", False),
+        (("-S",), "SO_SNDBUF is not a PacketLab socket option", True),
+        (("-L",), "IP_MULTICAST_LOOP is not a PacketLab socket option", False),
+        (("-R",), "record route (an IP option) is not built yet", False),
+        (("-T",), "IP timestamps (an IP option) are not built yet", True),
+        (("-U",), "the RTTs are the endpoint's kernel times already (no user-to-user mode)", False),
+        (("-a",), "audible ping is not built", False),
+        (("-B",), "not needed: the source address never changes here", False),
+    ))  # fmt: skip
 
 
 # -- targets and addresses ---------------------------------------------------------------------
@@ -695,6 +825,7 @@ def _experiment(
             stop=stop,
             here=args.here,
             near=args.near,
+            flow_label=args.flow_label,
         )
         await shown
         return result
@@ -787,6 +918,10 @@ def _experiment(
             answers_wanted=args.count if args.deadline is not None else None,
             # what this host's kernel would fragment a long request to (ping's)
             fragment_mtu=min(route_mtus(dst), default=None) if local and big else None,
+            tos=args.tos,
+            pmtudisc=args.pmtudisc,
+            preload=args.preload,
+            ident=report.ident,
         )
         await shown
         return result
@@ -964,6 +1099,7 @@ def _report(
         size=args.size, quiet=args.quiet, interval=args.interval, flood=args.flood,
         timestamps=args.timestamps, pattern=pattern,
         source=None if src is None else (str(src), ifname or ""),
+        verbose=args.verbose,
     )  # fmt: skip
     if args.warts == "-":
         ping_report.progress.out = sys.stderr
@@ -1017,6 +1153,13 @@ async def measure(
                 src = interface_address(ifname, dst.version)
         if src is not None and src.version != dst.version:
             raise RunError(f"--src {src} is IPv{src.version}, the target {dst} IPv{dst.version}")
+    elif args.measurement == "traceroute" and args.interface is not None:
+        if not link.in_process:  # (traceroute -i: the source address on IFACE)
+            raise RunError(
+                f"-i {args.interface}: an endpoint reached with --listen exports addresses, "
+                "not interfaces: give one of them with -s"
+            )
+        src = interface_address(args.interface, dst.version)
     prog = f"pktlab run {args.measurement}"
 
     def refused(text: str) -> None:

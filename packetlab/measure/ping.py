@@ -42,6 +42,8 @@ from packetlab.wire import Ndata, Ntag
 __all__ = ["MAX_COUNT", "parse_pattern", "ping"]
 
 MAX_COUNT = 10_000
+PMTUDISC = ("want", "dont", "do", "probe")  # iputils -M
+MAX_PRELOAD = 65536  # iputils -l's limit (it takes more than 3 from root only)
 LEAD_S = 0.05  # the first request leaves this long after the endpoint's clock was read
 AHEAD_S = 0.2  # a request is queued at most this long before its send time...
 WANTED_AHEAD_S = 0.02  # ...or this long with `answers_wanted`: whether it goes at all
@@ -108,6 +110,9 @@ async def ping(
     linger_like_ping: bool = False,
     answers_wanted: int | None = None,
     fragment_mtu: int | None = None,
+    tos: int = 0,
+    pmtudisc: str = "want",
+    preload: int = 1,
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
     `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
@@ -133,6 +138,12 @@ async def ping(
     RTT so far (at least `interval`, at most `wait`) after it. With `answers_wanted`, no
     request is sent once that many were answered (replies and ICMP errors), and the run
     ends then: iputils' -c with -w (`count` is then the most that fit the deadline).
+    `tos`: the requests' TOS byte (IPv6: traffic class), iputils -Q. `pmtudisc`, iputils
+    -M: ``want`` (default, as ping's kernel) DF set (IPv4), fragments once an MTU is
+    known; ``dont`` no DF, fragments; ``do`` and ``probe`` DF set and never in fragments
+    (a "fragmentation needed" is an error line; the path MTU cache is the endpoint
+    kernel's, so the two are one here). `preload`, iputils -l: the first `preload`
+    requests leave at once, the rest `interval` apart after them.
 
     When `stop` is requested, no further request is sent, replies in flight are awaited
     for up to `GRACE_S` (or `wait`, if shorter), and the result holds what was sent.
@@ -150,17 +161,26 @@ async def ping(
         raise ValueError(f"ttl must be 1..255, got {ttl}")
     if fragment_mtu is not None and not 68 <= fragment_mtu <= 0xFFFF:
         raise ValueError(f"fragment_mtu must be 68..65535, got {fragment_mtu}")
+    if not 0 <= tos <= 255:
+        raise ValueError(f"tos must be 0..255, got {tos}")
+    if pmtudisc not in PMTUDISC:
+        raise ValueError(f"pmtudisc must be one of {', '.join(PMTUDISC)}, got {pmtudisc!r}")
+    if not 1 <= preload <= MAX_PRELOAD:
+        raise ValueError(f"preload must be 1..{MAX_PRELOAD}, got {preload}")
     if ident is None:
         ident = random.randrange(1, 0x10000)
     elif not 0 <= ident <= 0xFFFF:
         raise ValueError(f"ident must be 0..65535, got {ident}")
     source = as_target(src) if src is not None else None
-    span = (count - 1) * interval
+    span = max(0, count - preload) * interval
     cap = await open_capture(session, target, src=source, duration_s=LEAD_S + span + wait)
     run = _PingRun(session, cap, target, ident, ttl, _payload(size, pattern), on_reply, on_error)
     run.wanted = answers_wanted
     run.on_sent, run.on_outstanding = on_sent, on_outstanding
-    run.fragment_mtu = fragment_mtu
+    run.tos, run.preload = tos, preload
+    run.dont_fragment = target.version == 4 and pmtudisc != "dont"
+    run.fragments_ok = pmtudisc in ("want", "dont")
+    run.fragment_mtu = fragment_mtu if run.fragments_ok else None
     try:
         await run.send(count, interval, wait, stop)
         await run.collect(count, interval, wait, stop, linger_like_ping)
@@ -228,6 +248,9 @@ class _PingRun:
         self.built: dict[int, int] = {}  # seq -> the largest packet it was sent in
         self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
         self.failure: BaseException | None = None
+        self.tos, self.preload = 0, 1  # iputils -Q, -l
+        self.dont_fragment = target.version == 4  # DF: iputils -M want/do/probe
+        self.fragments_ok = True  # iputils -M want/dont: long requests in fragments
         cap.sock.buffering = False  # every note goes to the callback: never a full queue
         self._remove = cap.sock.add_callback(self._note)
 
@@ -311,6 +334,8 @@ class _PingRun:
         sent = self.sent_ns.get(seq)
         if learnt is None or recv_ns < learnt:
             self.learnt_ns = recv_ns
+        if not self.fragments_ok:  # -M do/probe: an error, as ping's
+            return False
         self.fragment_mtu = min(self.fragment_mtu or mtu, mtu)
         for waiting in sorted(self.parked):  # refused before this came: again, smaller
             self.parked.discard(waiting)
@@ -376,7 +401,8 @@ class _PingRun:
         start = await read_time(self.session) + int(LEAD_S * 1e9)
         local_start = self.reactor.seconds() + LEAD_S
         for i in range(count):
-            due = local_start + i * interval - (AHEAD_S if self.wanted is None else WANTED_AHEAD_S)
+            at = max(0, i - self.preload + 1) * interval  # -l: the first ones at once
+            due = local_start + at - (AHEAD_S if self.wanted is None else WANTED_AHEAD_S)
             while self.failure is None and not (stop is not None and stop.requested):
                 if self.enough():
                     return
@@ -391,9 +417,9 @@ class _PingRun:
             seq = i + 1
             p = self._request(seq)
             self.table.add(p.key, seq)
-            d = self._send(p, start + int(i * interval * 1e9))
+            d = self._send(p, start + int(at * 1e9))
             self.queued, self.in_flight = seq, self.in_flight + 1
-            self.open[seq] = max(self.reactor.seconds(), local_start + i * interval) + wait
+            self.open[seq] = max(self.reactor.seconds(), local_start + at) + wait
             d.addCallbacks(self._queued(seq), self._failed)
             if seq % 64 == 0:
                 await self.session.wait_writable()
@@ -403,13 +429,13 @@ class _PingRun:
         longer than the MTU known (`fragment_mtu`, or one a router named), in fragments."""
         p = echo_probe(
             self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
-            payload=self.payload, dont_fragment=self.target.version == 4,
+            payload=self.payload, dont_fragment=self.dont_fragment, tos=self.tos,
         )  # fmt: skip
         self.built[seq] = len(p.packet)
         if self.fragment_mtu is not None and len(p.packet) > self.fragment_mtu:
             whole = echo_probe(
                 self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
-                payload=self.payload, ip_id=p.ip_id,
+                payload=self.payload, ip_id=p.ip_id, tos=self.tos,
             )  # fmt: skip
             p = fragmented(whole, self.fragment_mtu)
             self.built[seq] = self.fragment_mtu

@@ -324,6 +324,7 @@ def tcp_ack_probe(
     ip_id: int | None = None,
     tos: int = 0,
     dont_fragment: bool = False,
+    flow_label: int = 0,
 ) -> Probe:
     """A bare TCP ACK (no connection anywhere: a firewall keeping no state lets it through,
     and the target answers RST); sequence and acknowledgment numbers are both `seq`, so a
@@ -333,7 +334,7 @@ def tcp_ack_probe(
     segment = tcp_segment(s, d, sport, dport, seq=seq, ack=seq, flags=TCP_ACK, window=window)
     packet = ip_packet(
         s, d, PROTO_TCP, segment, ttl=ttl, tos=tos, ident=ident or 0,
-        flags=IP_DF if dont_fragment else 0,
+        flags=IP_DF if dont_fragment else 0, flow_label=flow_label,
     )  # fmt: skip
     return Probe(packet, ProbeKey(PROTO_TCP, d, sport, dport, seq), s, d, ttl, ident)
 
@@ -370,6 +371,7 @@ def paris_udp_probe(
     ip_id: int | None = None,
     tos: int = 0,
     dont_fragment: bool = False,
+    flow_label: int = 0,
 ) -> Probe:
     """A Paris traceroute UDP probe: fixed ports (one flow for a per-flow load balancer),
     probe ``index`` (0..65533) carried as UDP checksum ``index + 1``; key ``seq`` is that
@@ -384,7 +386,7 @@ def paris_udp_probe(
     segment = _steer_checksum(lambda p: udp_segment(s, d, sport, dport, p), payload, 6, want)
     packet = ip_packet(
         s, d, PROTO_UDP, segment, ttl=ttl, tos=tos, ident=ident or 0,
-        flags=IP_DF if dont_fragment else 0,
+        flags=IP_DF if dont_fragment else 0, flow_label=flow_label,
     )  # fmt: skip
     return Probe(packet, ProbeKey(PROTO_UDP, d, sport, dport, want), s, d, ttl, ident)
 
@@ -401,6 +403,7 @@ def paris_echo_probe(
     ip_id: int | None = None,
     tos: int = 0,
     dont_fragment: bool = False,
+    flow_label: int = 0,
 ) -> Probe:
     """A Paris traceroute ICMP(v6) echo request: identifier and ICMP checksum the same
     for every probe of a trace (one flow), sequence ``seq`` per probe; matched as
@@ -416,7 +419,7 @@ def paris_echo_probe(
         segment = _steer_checksum(lambda p: icmpv6_echo(s, d, ident, seq, p), payload, 2, checksum)
     packet = ip_packet(
         s, d, proto, segment, ttl=ttl, tos=tos, ident=ip_ident or 0,
-        flags=IP_DF if dont_fragment else 0,
+        flags=IP_DF if dont_fragment else 0, flow_label=flow_label,
     )  # fmt: skip
     return Probe(packet, ProbeKey(proto, d, ident, 0, seq), s, d, ttl, ip_ident)
 

@@ -550,15 +550,19 @@ def ping_time(rtt_us: float) -> str:
 PING_TIMING_MIN_SIZE = 16
 
 
-def ping_line(r: PingReply, shown: str | None = None, *, timing: bool = True) -> str:
+def ping_line(
+    r: PingReply, shown: str | None = None, *, timing: bool = True, ident: int | None = None
+) -> str:
     """``64 bytes from ADDR: icmp_seq=N ttl=T time=X ms`` (no newline; r answered), with
     `shown` in place of ADDR if given (iputils: ``NAME (ADDR)`` when the target was a name);
-    without `timing` no ``time=`` (iputils with a payload under 16 bytes)."""
+    without `timing` no ``time=`` (iputils with a payload under 16 bytes); with `ident`
+    ``ident=N`` after the sequence number (iputils -v)."""
     size = f"{r.size} bytes" if r.size is not None else "reply"
     ttl = f" ttl={r.ttl}" if r.ttl is not None else ""
     rtt = f" time={ping_time(r.rtt_us)}" if r.rtt_us is not None and timing else ""
     dup = " (DUP!)" if r.dup else ""
-    return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{ttl}{rtt}{dup}"
+    idn = f" ident={ident}" if ident is not None else ""
+    return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{idn}{ttl}{rtt}{dup}"
 
 
 def _float32(x: float) -> float:

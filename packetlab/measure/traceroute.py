@@ -123,11 +123,12 @@ def probe_length(method: str, version: int, packetlen: int | None) -> int:
 @dataclass(frozen=True)
 class ProbeShape:
     """What traceroute's packetlen, -t and -F set: the IP length (None: the method's
-    default), the TOS byte (IPv6: traffic class), DF (IPv4)."""
+    default), the TOS byte (IPv6: traffic class), DF (IPv4); and -l's IPv6 flow label."""
 
     length: int | None = None
     tos: int = 0
     dont_fragment: bool = False
+    flow_label: int = 0
 
 
 def _probe(
@@ -145,6 +146,8 @@ def _probe(
     if shape.length is not None and method not in TCP_METHODS:
         payload = traceroute_payload(shape.length - probe_headers(method, dst.version))
     kw: dict[str, Any] = {"tos": shape.tos, "dont_fragment": shape.dont_fragment}
+    if dst.version == 6:
+        kw["flow_label"] = shape.flow_label
     if method == "icmp":
         return echo_probe(src, dst, ident=sport, seq=i + 1, ttl=ttl, payload=payload, **kw)
     if method == "icmp-paris":  # the checksum held at the identifier's value: any constant
@@ -611,6 +614,7 @@ async def traceroute(
     mtu_discovery: bool = False,
     mtu_hints: Sequence[int] = (),
     fragment_mtu: int | None = None,
+    flow_label: int = 0,
 ) -> TracerouteResult:
     """Trace the path to `dst` from the endpoint: one UDP probe per TTL, each answered
     within `wait` seconds or recorded as `Hop.timeout`. Stops at the destination (or a
@@ -657,6 +661,8 @@ async def traceroute(
     `Hop.mtu`. Without it, a probe longer than the endpoint can send raises MeasureError;
     `fragment_mtu` (the MTU the endpoint can send, when the caller knows it) has probes
     longer than that without DF sent in fragments, as traceroute's kernel sends them.
+    `flow_label` is the IPv6 probes' flow label (traceroute -l; ignored over IPv4, as
+    traceroute ignores it).
     """
     target = as_target(dst)
     if not 1 <= first_ttl <= max_ttl <= 255:
@@ -681,6 +687,8 @@ async def traceroute(
         raise ValueError(f"too big packetlen {packetlen} specified (at most {MAX_PACKET_LEN})")
     if not 0 <= tos <= 255:
         raise ValueError(f"tos must be 0..255, got {tos}")
+    if not 0 <= flow_label <= 0xFFFFF:
+        raise ValueError(f"flow_label must be 0..1048575 (20 bits), got {flow_label}")
     if fragment_mtu is not None and not 68 <= fragment_mtu <= 0xFFFF:
         raise ValueError(f"fragment_mtu must be 68..65535, got {fragment_mtu}")
     if any(not 68 <= m <= 0xFFFF for m in mtu_hints):
@@ -696,7 +704,9 @@ async def traceroute(
         if packetlen is None:
             packetlen = MAX_PACKET_LEN
     length = probe_length(method, target.version, packetlen)
-    shape = ProbeShape(None if packetlen is None else length, tos, dont_fragment or mtu_discovery)
+    shape = ProbeShape(
+        None if packetlen is None else length, tos, dont_fragment or mtu_discovery, flow_label
+    )
     if pace is None:
         budget = n * (wait + 1.0)
     elif squeries:  # each place in the window held at most `wait` s per probe

@@ -318,3 +318,51 @@ def test_an_endpoint_that_sends_no_request_says_why() -> None:
     narrow_link(rig, 1000, 1000)
     with pytest.raises(MeasureError, match="could not send a 2028 byte echo request"):
         rig.run(ping(rig.session, TG4, count=2, interval=0.1, size=2000))
+
+
+@pytest.mark.parametrize(
+    ("pmtudisc", "df"), [("want", True), ("do", True), ("probe", True), ("dont", False)]
+)
+def test_tos_and_pmtudisc_in_the_requests_ip_header_as_ping_q_and_m(
+    pmtudisc: str, df: bool
+) -> None:
+    rig = RawRig([TG4])
+    result = rig.run(ping(rig.session, TG4, count=1, tos=0x28, pmtudisc=pmtudisc))
+    sent = rig.endpoint.raw_sends[0].data
+    assert sent[1] == 0x28 and bool(sent[6] & 0x40) is df and result.received == 1
+    rig6 = RawRig([TG6])
+    rig6.run(ping(rig6.session, TG6, count=1, tos=0xB8))
+    first = int.from_bytes(rig6.endpoint.raw_sends[0].data[:4], "big")
+    assert first >> 20 & 0xFF == 0xB8  # the traffic class
+
+
+def test_pmtudisc_do_never_fragments_a_frag_needed_is_an_error_each_time() -> None:
+    """ping -M do -s 1400 over a link of MTU 1400: every request is refused by the router
+    (`Frag needed`), none goes in fragments (with `want` the later ones would)."""
+    rig = RawRig([R14, R24, TG4])
+    narrow_link(rig, 1500, 1400)
+    result = rig.run(
+        ping(rig.session, TG4, count=3, interval=0.2, size=1400, pmtudisc="do",
+             fragment_mtu=1500)
+    )  # fmt: skip
+    assert [e.seq for e in result.errors] == [1, 2, 3] and result.received == 0
+    assert [len(m.data) for m in rig.endpoint.raw_sends] == [1428] * 3
+
+
+def test_preload_sends_the_first_requests_at_once_as_ping_l() -> None:
+    rig = RawRig([TG4])
+    result = rig.run(ping(rig.session, TG4, count=5, interval=1.0, preload=3))
+    times = [m.time for m in rig.endpoint.raw_sends]
+    assert times[0] == times[1] == times[2]
+    assert [times[3] - times[2], times[4] - times[3]] == [1_000_000_000] * 2
+    assert result.received == 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"tos": 256}, "tos"), ({"pmtudisc": "yes"}, "pmtudisc"), ({"preload": 0}, "preload")],
+)
+def test_bad_new_arguments(kwargs: dict[str, object], message: str) -> None:
+    rig = RawRig([TG4])
+    with pytest.raises(ValueError, match=message):
+        rig.run(ping(rig.session, TG4, **kwargs))  # type: ignore[arg-type]
