@@ -618,13 +618,13 @@ def _add_ping(sub: Any) -> None:
     pg.add_argument(
         "-M",
         dest="pmtudisc",
-        choices=["do", "want", "dont", "probe"],
+        choices=["do", "want", "dont"],
         default="want",
         metavar="PMTUDISC",
         help="as ping -M: want (default) DF set (IPv4), long requests in fragments once "
-        "an MTU is known; dont: no DF, fragments; do, probe: DF, never fragments (a router's "
-        "`Frag needed` is an error line; the endpoint's kernel keeps the path MTUs, so the "
-        "two are one here)",
+        "an MTU is known; dont: no DF, fragments; do: DF, never fragments (a router's "
+        "`Frag needed` is an error line each time: the endpoint's kernel, not ours, keeps "
+        "the path MTUs, so no `local error` as ping's after the first)",
     )
     pg.add_argument(
         "-l",

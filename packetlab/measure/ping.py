@@ -42,7 +42,7 @@ from packetlab.wire import Ndata, Ntag
 __all__ = ["MAX_COUNT", "parse_pattern", "ping"]
 
 MAX_COUNT = 10_000
-PMTUDISC = ("want", "dont", "do", "probe")  # iputils -M
+PMTUDISC = ("want", "dont", "do")  # iputils -M (20221126 takes no "probe")
 MAX_PRELOAD = 65536  # iputils -l's limit (it takes more than 3 from root only)
 LEAD_S = 0.05  # the first request leaves this long after the endpoint's clock was read
 AHEAD_S = 0.2  # a request is queued at most this long before its send time...
@@ -140,9 +140,8 @@ async def ping(
     ends then: iputils' -c with -w (`count` is then the most that fit the deadline).
     `tos`: the requests' TOS byte (IPv6: traffic class), iputils -Q. `pmtudisc`, iputils
     -M: ``want`` (default, as ping's kernel) DF set (IPv4), fragments once an MTU is
-    known; ``dont`` no DF, fragments; ``do`` and ``probe`` DF set and never in fragments
-    (a "fragmentation needed" is an error line; the path MTU cache is the endpoint
-    kernel's, so the two are one here). `preload`, iputils -l: the first `preload`
+    known; ``dont`` no DF, fragments; ``do`` DF set and never in fragments (a
+    "fragmentation needed" is an error line each time). `preload`, iputils -l: the first `preload`
     requests leave at once, the rest `interval` apart after them.
 
     When `stop` is requested, no further request is sent, replies in flight are awaited
@@ -249,7 +248,7 @@ class _PingRun:
         self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
         self.failure: BaseException | None = None
         self.tos, self.preload = 0, 1  # iputils -Q, -l
-        self.dont_fragment = target.version == 4  # DF: iputils -M want/do/probe
+        self.dont_fragment = target.version == 4  # DF: iputils -M want/do
         self.fragments_ok = True  # iputils -M want/dont: long requests in fragments
         cap.sock.buffering = False  # every note goes to the callback: never a full queue
         self._remove = cap.sock.add_callback(self._note)
@@ -334,7 +333,7 @@ class _PingRun:
         sent = self.sent_ns.get(seq)
         if learnt is None or recv_ns < learnt:
             self.learnt_ns = recv_ns
-        if not self.fragments_ok:  # -M do/probe: an error, as ping's
+        if not self.fragments_ok:  # -M do: an error, as ping's
             return False
         self.fragment_mtu = min(self.fragment_mtu or mtu, mtu)
         for waiting in sorted(self.parked):  # refused before this came: again, smaller

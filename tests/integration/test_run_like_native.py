@@ -53,6 +53,7 @@ def masked(text: str) -> list[str]:
         line = re.sub(r"= [\d./]+ ms", "= R ms", line)
         line = re.sub(r"\d+\.\d{3} ms", "R ms", line)
         line = re.sub(r"(, )?pipe \d+", "", line)
+        line = re.sub(r"ident=\d+", "ident=I", line)  # ping -v: each its own identifier
         line = re.sub(r"^\[\d+\.\d{6}\] ", "[T] ", line)  # ping -D
         out.append(line)
     return out
@@ -73,6 +74,13 @@ def masked(text: str) -> list[str]:
         ["-c", "2", "-i", "0.2", "-I", "lo", "127.0.0.1"],  # from 127.0.0.1 lo:
         ["-c", "2", "-i", "0.2", "-I", "127.0.0.1", "127.0.0.1"],  # from 127.0.0.1 :
         ["-c", "2", "-i", "0.2", "-I", "lo", "::1"],
+        ["-c", "2", "-i", "0.2", "-Q", "0x28", "127.0.0.1"],  # -Q: on the wire only
+        ["-c", "2", "-i", "0.2", "-Q", "184", "::1"],
+        ["-c", "4", "-i", "0.2", "-l", "3", "127.0.0.1"],
+        ["-c", "1", "-M", "do", "-s", "2000", "127.0.0.1"],
+        ["-c", "1", "-M", "dont", "-s", "2000", "127.0.0.1"],
+        ["-c", "2", "-i", "0.2", "-M", "do", "::1"],
+        ["-c", "2", "-i", "0.2", "-v", "127.0.0.1"],  # ai->... line, ident= in replies
     ],
 )
 def test_ping_on_loopback_prints_what_iputils_prints(args: list[str]) -> None:
@@ -176,6 +184,8 @@ def test_ping_long_requests_over_a_narrow_link_as_iputils(
         ["-c", "2", "-i", "0.2", "-s", "2000", tg],
         ["-c", "3", "-i", "0.2", "-s", "1400", tg],  # Frag needed and DF set (mtu = 1400)
         ["-c", "3", "-i", "0.2", "-s", "3000", tg6],  # Packet too big: mtu=1400
+        ["-c", "1", "-M", "do", "-s", "1400", tg],  # Frag needed: no fragments after
+        ["-c", "2", "-i", "0.2", "-M", "dont", "-s", "1400", tg],  # r1 fragments: no DF
     ):
         _flush_path_mtus(ns)
         ours = pktlab_run("ping", *args, netns=ns)
@@ -198,10 +208,12 @@ def test_traceroute_in_a_testbed_prints_what_traceroute_prints(
     testbed_factory: Callable[..., Testbed],
 ) -> None:
     tb: Testbed = testbed_factory(hops=2)
-    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    ns, tg, tg6 = tb.netns_name("ep"), str(tb.addr("tg")), str(tb.addr("tg", 6))
     for args in (
         ["-n", tg], [tg], ["-n", "-q", "1", "-I", tg], ["-n", "-f", "2", "-m", "2", tg],
         ["-n", "-q", "1", "-T", tg],  # 60 byte packets, as traceroute's SYN with options
+        ["-n", "-q", "1", "-i", "to-r1", tg], ["-n", "-q", "1", "-l", "0x12345", tg6],
+        ["-n", "-q", "1", "-I", "-l", "7", tg6], ["-n", "-q", "1", "-T", "-l", "7", tg6],
     ):  # fmt: skip
         ours = pktlab_run("traceroute", *args, netns=ns)
         theirs = native("traceroute", *args, netns=ns)

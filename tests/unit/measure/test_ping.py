@@ -320,9 +320,7 @@ def test_an_endpoint_that_sends_no_request_says_why() -> None:
         rig.run(ping(rig.session, TG4, count=2, interval=0.1, size=2000))
 
 
-@pytest.mark.parametrize(
-    ("pmtudisc", "df"), [("want", True), ("do", True), ("probe", True), ("dont", False)]
-)
+@pytest.mark.parametrize(("pmtudisc", "df"), [("want", True), ("do", True), ("dont", False)])
 def test_tos_and_pmtudisc_in_the_requests_ip_header_as_ping_q_and_m(
     pmtudisc: str, df: bool
 ) -> None:
@@ -360,7 +358,7 @@ def test_preload_sends_the_first_requests_at_once_as_ping_l() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"tos": 256}, "tos"), ({"pmtudisc": "yes"}, "pmtudisc"), ({"preload": 0}, "preload")],
+    [({"tos": 256}, "tos"), ({"pmtudisc": "probe"}, "pmtudisc"), ({"preload": 0}, "preload")],
 )
 def test_bad_new_arguments(kwargs: dict[str, object], message: str) -> None:
     rig = RawRig([TG4])

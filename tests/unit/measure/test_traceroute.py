@@ -516,6 +516,18 @@ def test_tos_and_dont_fragment_are_in_every_probe() -> None:
     assert tclass == {0xB8}
 
 
+@pytest.mark.parametrize("method", ["udp", "icmp", "tcp", "tcp-ack", "udp-paris", "icmp-paris"])
+def test_the_flow_label_is_in_every_ipv6_probe_as_traceroute_l(method: str) -> None:
+    v6 = RawRig([R16, TG6])
+    v6.run(traceroute(v6.session, TG6, max_ttl=2, pace=0.0, method=method, flow_label=0x12345))
+    labels = {int.from_bytes(m.data[:4], "big") & 0xFFFFF for m in v6.endpoint.raw_sends}
+    assert labels == {0x12345}
+    v4 = RawRig([R14, TG4])  # (IPv4 has none: ignored, as traceroute)
+    assert v4.run(traceroute(v4.session, TG4, max_ttl=2, pace=0.0, flow_label=5)).reached
+    with pytest.raises(ValueError, match="flow_label"):
+        v4.run(traceroute(v4.session, TG4, flow_label=1 << 20))
+
+
 def test_udp_fixed_probes_go_to_one_port_from_a_source_port_each() -> None:
     """traceroute -U: UDP to one port (53), the probes told apart by their source ports."""
     rig = RawRig([R14, R24, TG4])
