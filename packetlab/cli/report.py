@@ -194,8 +194,12 @@ class PingReport(_Report):
         pattern: bytes | None = None,
         source: tuple[str, str] | None = None,
         verbose: bool = False,
+        options: int = 0,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
+        # bytes of IPv4 options in the requests (-R: 40), in the header's sizes as ping's
+        self.options = options
+        self.last_route: tuple[str, ...] | None = None  # -R: `(same route)` after it
         # iputils -v: the identifier in each reply line (chosen here, so it is known)
         self.verbose = verbose
         self.ident = random.randrange(1, 0x10000)
@@ -233,7 +237,8 @@ class PingReport(_Report):
         if ":" in self.dst:  # iputils: "PING ::1(::1) 56 data bytes"
             self.write(f"PING {self.name or self.dst}({self.dst}){frm} {self.size} data bytes")
         else:
-            self.write(f"PING {who}{frm} {self.size}({self.size + 28}) bytes of data.")
+            total = self.size + 28 + self.options
+            self.write(f"PING {who}{frm} {self.size}({total}) bytes of data.")
 
     def _line(self, line: str, at_ns: int | None) -> None:
         """A text line, after `[SECONDS.MICROS] ` with -D (the endpoint's time `at_ns`)."""
@@ -267,6 +272,12 @@ class PingReport(_Report):
                 timing=self.size >= PING_TIMING_MIN_SIZE,
                 ident=self.ident if self.verbose else None,
             )
+            if r.route is not None:  # ping -R, as iputils' pr_options prints it
+                if r.route == self.last_route:
+                    line += "\t(same route)"
+                else:
+                    self.last_route = r.route
+                    line += "\nRR: " + "".join(f"\t{self.shown(a)}\n" for a in r.route)
             self._line(line, r.reply_recv_ns)
 
     def error(self, e: PingError) -> None:

@@ -627,6 +627,14 @@ def _add_ping(sub: Any) -> None:
         "the path MTUs, so no `local error` as ping's after the first)",
     )
     pg.add_argument(
+        "-R",
+        dest="record_route",
+        action="store_true",
+        help="record route, as ping -R: IPv4 requests carry the option (the endpoint's raw "
+        "socket sends it as given), the first reply's route as `RR:` lines, later ones "
+        "`(same route)` when unchanged; ignored over IPv6, as ping",
+    )
+    pg.add_argument(
         "-l",
         dest="preload",
         type=_positive(int, "-l", 1, 65536),
@@ -641,7 +649,6 @@ def _add_ping(sub: Any) -> None:
         (("-b",), "SO_BROADCAST is not a PacketLab socket option", False),
         (("-S",), "SO_SNDBUF is not a PacketLab socket option", True),
         (("-L",), "IP_MULTICAST_LOOP is not a PacketLab socket option", False),
-        (("-R",), "record route (an IP option) is not built yet", False),
         (("-T",), "IP timestamps (an IP option) are not built yet", True),
         (("-U",), "the RTTs are the endpoint's kernel times already (no user-to-user mode)", False),
         (("-a",), "audible ping is not built", False),
@@ -922,6 +929,7 @@ def _experiment(
             pmtudisc=args.pmtudisc,
             preload=args.preload,
             ident=report.ident,
+            record_route=args.record_route,
         )
         await shown
         return result
@@ -1099,7 +1107,7 @@ def _report(
         size=args.size, quiet=args.quiet, interval=args.interval, flood=args.flood,
         timestamps=args.timestamps, pattern=pattern,
         source=None if src is None else (str(src), ifname or ""),
-        verbose=args.verbose,
+        verbose=args.verbose, options=40 if args.record_route and dst.version == 4 else 0,
     )  # fmt: skip
     if args.warts == "-":
         ping_report.progress.out = sys.stderr

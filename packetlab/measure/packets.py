@@ -172,8 +172,10 @@ def ipv4_header(
     ident: int = 0,
     flags: int = 0,
     frag_offset: int = 0,
+    options: bytes = b"",
 ) -> bytes:
-    """A 20-byte IPv4 header (no options) with a correct header checksum."""
+    """An IPv4 header with a correct header checksum: 20 bytes, and `options` (whole
+    32-bit words, at most 40 bytes) after them."""
     s, d = as_address(src), as_address(dst)
     if s.version != 4 or d.version != 4:
         raise ValueError(f"IPv4 header needs IPv4 addresses, not {s} -> {d}")
@@ -186,12 +188,15 @@ def ipv4_header(
         ("frag_offset", frag_offset, 13),
     ):
         _check_range(name, value, bits)
-    total = IPV4_HEADER_LEN + payload_length
+    if len(options) % 4 or len(options) > 40:
+        raise ValueError(f"IPv4 options are whole words, at most 40 bytes, not {len(options)}")
+    total = IPV4_HEADER_LEN + len(options) + payload_length
     if not 0 <= payload_length or total > 0xFFFF:
         raise ValueError(f"IPv4 packet of {total} bytes does not fit the 16-bit total length")
-    fields = (0x45, tos, total, ident, flags << 13 | frag_offset, ttl, proto, 0, s.packed, d.packed)
-    checksum = inet_checksum(_IPV4.pack(*fields))
-    return _IPV4.pack(*fields[:7], checksum, s.packed, d.packed)
+    vihl = 0x40 | (5 + len(options) // 4)
+    fields = (vihl, tos, total, ident, flags << 13 | frag_offset, ttl, proto, 0, s.packed, d.packed)
+    checksum = inet_checksum(_IPV4.pack(*fields) + options)
+    return _IPV4.pack(*fields[:7], checksum, s.packed, d.packed) + options
 
 
 def ipv6_header(
@@ -390,23 +395,75 @@ def ip_packet(
     ident: int = 0,
     flags: int = 0,
     flow_label: int = 0,
+    options: bytes = b"",
 ) -> bytes:
     """An IPv4 or IPv6 packet (chosen by the addresses) around a ready transport payload.
 
-    For IPv6, ``tos`` is the traffic class and ``ident``/``flags`` are unused.
+    For IPv6, ``tos`` is the traffic class and ``ident``/``flags``/``options`` are unused.
     """
     s, d = as_address(src), as_address(dst)
     if s.version == 4:
-        return (
-            ipv4_header(s, d, proto, len(payload), ttl=ttl, tos=tos, ident=ident, flags=flags)
-            + payload
+        head = ipv4_header(
+            s, d, proto, len(payload), ttl=ttl, tos=tos, ident=ident, flags=flags, options=options
         )
+        return head + payload
     return (
         ipv6_header(
             s, d, proto, len(payload), hop_limit=ttl, traffic_class=tos, flow_label=flow_label
         )
         + payload
     )
+
+
+IPOPT_EOL, IPOPT_NOP, IPOPT_RR = 0, 1, 7
+
+
+def record_route_option(src: AddressLike | None = None) -> bytes:
+    """ping -R's IPv4 options: a NOP and a record route option with room for nine
+    addresses (40 bytes, all the header has); with `src` the first holds it, as the
+    sender's kernel records its own address when it sends the option (a raw packet
+    handed over whole gets no such entry)."""
+    if src is None:
+        return bytes([IPOPT_NOP, IPOPT_RR, 39, 4]) + bytes(36)
+    return bytes([IPOPT_NOP, IPOPT_RR, 39, 8]) + as_address(src).packed + bytes(32)
+
+
+def recorded_route(
+    options: bytes, received_by: AddressLike | None = None
+) -> tuple[str, ...] | None:
+    """The addresses a record route option among IPv4 `options` holds, as iputils ping
+    reads them (up to its pointer; 0.0.0.0 for an empty slot), or None without one. With
+    `received_by`, that address is added when the option has room, as the receiving
+    host's kernel records it (a capture taken before the IP layer has no such entry)."""
+    at = 0
+    while at < len(options):
+        kind = options[at]
+        if kind == IPOPT_EOL:
+            break
+        if kind == IPOPT_NOP:
+            at += 1
+            continue
+        if at + 1 >= len(options):
+            break
+        olen = options[at + 1]
+        if olen < 2 or olen > len(options) - at:
+            break
+        if kind == IPOPT_RR and olen >= 3:
+            option = bytearray(options[at : at + olen])
+            if received_by is not None and option[2] + 3 <= olen:
+                option[option[2] - 1 : option[2] + 3] = as_address(received_by).packed
+                option[2] += 4
+            options, at = bytes(option), 0
+            used = min(options[at + 2], olen) - 4
+            if used <= 0:
+                return None
+            out = []
+            for off in range(at + 3, at + 3 + used, 4):
+                word = options[off : off + 4].ljust(4, b"\0")
+                out.append(str(ipaddress.IPv4Address(word)))
+            return tuple(out)
+        at += olen
+    return None
 
 
 def fragment(packet: bytes, mtu: int, ident: int = 0) -> list[bytes]:

@@ -34,6 +34,7 @@ from packetlab.measure.capture import (
     parse_ndata,
 )
 from packetlab.measure.flight import GRACE_S, Waker
+from packetlab.measure.packets import record_route_option, recorded_route
 from packetlab.measure.probes import PING_PAYLOAD, Probe, ProbeTable, echo_probe, fragmented
 from packetlab.measure.records import PingError, PingReply, PingResult, Stamp
 from packetlab.measure.replies import Reply, ReplyKind
@@ -113,6 +114,7 @@ async def ping(
     tos: int = 0,
     pmtudisc: str = "want",
     preload: int = 1,
+    record_route: bool = False,
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
     `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
@@ -142,7 +144,8 @@ async def ping(
     -M: ``want`` (default, as ping's kernel) DF set (IPv4), fragments once an MTU is
     known; ``dont`` no DF, fragments; ``do`` DF set and never in fragments (a
     "fragmentation needed" is an error line each time). `preload`, iputils -l: the first `preload`
-    requests leave at once, the rest `interval` apart after them.
+    requests leave at once, the rest `interval` apart after them. `record_route`, iputils
+    -R: IPv4 requests carry a record route option; each reply's `route` is what it holds.
 
     When `stop` is requested, no further request is sent, replies in flight are awaited
     for up to `GRACE_S` (or `wait`, if shorter), and the result holds what was sent.
@@ -177,6 +180,7 @@ async def ping(
     run.wanted = answers_wanted
     run.on_sent, run.on_outstanding = on_sent, on_outstanding
     run.tos, run.preload = tos, preload
+    run.options = record_route_option(cap.src) if record_route and target.version == 4 else b""
     run.dont_fragment = target.version == 4 and pmtudisc != "dont"
     run.fragments_ok = pmtudisc in ("want", "dont")
     run.fragment_mtu = fragment_mtu if run.fragments_ok else None
@@ -248,6 +252,8 @@ class _PingRun:
         self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
         self.failure: BaseException | None = None
         self.tos, self.preload = 0, 1  # iputils -Q, -l
+        self.options = b""  # IPv4 options of the requests (iputils -R)
+        self.routes: dict[int, tuple[str, ...] | None] = {}  # seq -> its reply's record route
         self.dont_fragment = target.version == 4  # DF: iputils -M want/do
         self.fragments_ok = True  # iputils -M want/dont: long requests in fragments
         cap.sock.buffering = False  # every note goes to the callback: never a full queue
@@ -280,6 +286,9 @@ class _PingRun:
             return
         self.answered[got[0].key] = seq
         self.replies[seq] = (got[0], got[1], self._size(got[0], note.data))
+        if self.options:
+            options = note.data[20 : (note.data[0] & 0x0F) * 4]
+            self.routes[seq] = recorded_route(options, received_by=got[0].dst)
         self.settled.add(seq)
         self.open.pop(seq, None)
         self._tell(seq)
@@ -389,6 +398,7 @@ class _PingRun:
             size=icmp_size,
             probe_send_ns=sent_ns,
             reply_recv_ns=recv_ns,
+            route=self.routes.get(seq),
         )
 
     # -- sending --
@@ -429,12 +439,13 @@ class _PingRun:
         p = echo_probe(
             self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
             payload=self.payload, dont_fragment=self.dont_fragment, tos=self.tos,
+            options=self.options,
         )  # fmt: skip
         self.built[seq] = len(p.packet)
         if self.fragment_mtu is not None and len(p.packet) > self.fragment_mtu:
             whole = echo_probe(
                 self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
-                payload=self.payload, ip_id=p.ip_id, tos=self.tos,
+                payload=self.payload, ip_id=p.ip_id, tos=self.tos, options=self.options,
             )  # fmt: skip
             p = fragmented(whole, self.fragment_mtu)
             self.built[seq] = self.fragment_mtu

@@ -238,8 +238,10 @@ def echo_probe(
     tos: int = 0,
     flow_label: int = 0,
     dont_fragment: bool = False,
+    options: bytes = b"",
 ) -> Probe:
-    """An ICMP (IPv4) or ICMPv6 echo request; matched by (dst, ident, seq).
+    """An ICMP (IPv4) or ICMPv6 echo request; matched by (dst, ident, seq). `options`:
+    IPv4 options (ping -R's record route), ignored over IPv6 as ping ignores -R.
 
     An IPv4 source may be 0.0.0.0 (the kernel fills it in); IPv6 needs the real source
     because the ICMPv6 checksum covers it.
@@ -261,6 +263,7 @@ def echo_probe(
         ident=ident_ip or 0,
         flags=IP_DF if dont_fragment else 0,
         flow_label=flow_label,
+        options=options if d.version == 4 else b"",
     )
     return Probe(packet, ProbeKey(proto, d, ident, 0, seq), s, d, ttl, ident_ip)
 

@@ -366,12 +366,25 @@ class PingReply:
     probe_send_ns: int | None = None
     reply_recv_ns: int | None = None
     dup: bool = False  # a second reply to the same request (ping's "(DUP!)")
+    # ping -R: the addresses the reply's record route option holds (None: no option)
+    route: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; `route` only when the reply had a record route (ping -R)."""
+        out = asdict(self)
+        if out["route"] is None:
+            del out["route"]
+        else:
+            out["route"] = list(out["route"])
+        return out
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> PingReply:
+        route = obj.get("route") if isinstance(obj, Mapping) else None
+        if route is not None:
+            if not isinstance(route, list) or not all(isinstance(a, str) for a in route):
+                raise RecordError(f"PingReply.route must be a list of addresses: {route!r}")
+            obj = {**obj, "route": tuple(route)}
         return _from_dict(cls, obj, required=("seq", "addr", "rtt_us"), non_null=("seq",))
 
 

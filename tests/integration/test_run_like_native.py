@@ -81,6 +81,9 @@ def masked(text: str) -> list[str]:
         ["-c", "1", "-M", "dont", "-s", "2000", "127.0.0.1"],
         ["-c", "2", "-i", "0.2", "-M", "do", "::1"],
         ["-c", "2", "-i", "0.2", "-v", "127.0.0.1"],  # ai->... line, ident= in replies
+        ["-c", "3", "-i", "0.2", "-R", "127.0.0.1"],  # RR: lines, then (same route)
+        ["-c", "1", "-R", "-s", "100", "localhost"],  # names in the RR: lines
+        ["-c", "1", "-R", "::1"],  # (ignored over IPv6, as ping)
     ],
 )
 def test_ping_on_loopback_prints_what_iputils_prints(args: list[str]) -> None:
@@ -159,6 +162,7 @@ def test_ping_outstanding_timestamps_flood_errors_and_bad_input_as_iputils(
         ["-c", "3", "-i", "0.2", "-q", "-O", "-t", "1", tg],  # -O's lines despite -q
         ["-c", "2", "-i", "0.2", "-D", "-f", tg],  # no stamps for dots; ipg/ewma with -f
         ["-c", "2", "-i", "0.2", "-I", "to-r1", tg],  # from 10.77.1.1 to-r1:
+        ["-c", "3", "-i", "0.2", "-R", tg],  # RR: lines (the routers'), (same route)
     ):
         ours = pktlab_run("ping", *args, netns=ns)
         theirs = native("ping", *args, netns=ns)

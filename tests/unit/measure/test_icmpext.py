@@ -156,3 +156,17 @@ def test_decode_takes_any_bytes(data: bytes, step: int) -> None:
     got = icmpext.decode(data, step=step)
     if got is not None:
         assert isinstance(icmpext.text(got), str)
+
+
+def test_recorded_route_as_iputils_reads_it() -> None:
+    from packetlab.measure.packets import record_route_option, recorded_route
+
+    opt = record_route_option("10.0.0.1")
+    assert recorded_route(opt) == ("10.0.0.1",)
+    assert recorded_route(opt, received_by="10.0.0.9") == ("10.0.0.1", "10.0.0.9")
+    assert recorded_route(record_route_option()) is None  # nothing recorded yet
+    full = bytes([1, 7, 39, 40]) + bytes(range(36))
+    assert len(recorded_route(full, received_by="10.0.0.9") or ()) == 9  # no room: as is
+    assert recorded_route(bytes([1, 1, 0, 0])) is None  # NOPs, then the end
+    for junk in (bytes([7]), bytes([7, 1]), bytes([7, 50, 4, 0]), bytes([68, 4, 5, 0])):
+        assert recorded_route(junk) is None

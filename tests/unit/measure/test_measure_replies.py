@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -37,7 +38,7 @@ EP6, R16, TG6 = "fd00:77:1::1", "fd00:77:1::2", "fd00:77:3::2"
 
 
 def icmp4(
-    src: str, dst: str, icmp_type: int, code: int, rest: bytes, body: bytes, **kw: int
+    src: str, dst: str, icmp_type: int, code: int, rest: bytes, body: bytes, **kw: Any
 ) -> bytes:
     msg = struct.pack("!BBH", icmp_type, code, 0) + rest + body
     msg = msg[:2] + struct.pack("!H", inet_checksum(msg)) + msg[4:]
@@ -45,7 +46,7 @@ def icmp4(
 
 
 def icmp6(
-    src: str, dst: str, icmp_type: int, code: int, rest: bytes, body: bytes, **kw: int
+    src: str, dst: str, icmp_type: int, code: int, rest: bytes, body: bytes, **kw: Any
 ) -> bytes:
     msg = struct.pack("!BBH", icmp_type, code, 0) + rest + body
     ph = pseudo_header(as_address(src), as_address(dst), PROTO_ICMPV6, len(msg))

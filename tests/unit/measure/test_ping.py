@@ -364,3 +364,18 @@ def test_bad_new_arguments(kwargs: dict[str, object], message: str) -> None:
     rig = RawRig([TG4])
     with pytest.raises(ValueError, match=message):
         rig.run(ping(rig.session, TG4, **kwargs))  # type: ignore[arg-type]
+
+
+def test_record_route_requests_carry_the_option() -> None:
+    """ping -R: the option in every IPv4 request (the endpoint's address first, as its
+    kernel would have recorded it); IPv6 requests carry none, as ping's. (The route read
+    back: `recorded_route`'s test and the side-by-side one, the fake answering no
+    options.)"""
+    rig = RawRig([TG4])
+    rig.run(ping(rig.session, TG4, count=2, interval=0.2, record_route=True))
+    for m in rig.endpoint.raw_sends:
+        assert m.data[0] == 0x4F and m.data[20:24] == bytes([1, 7, 39, 8])
+        assert m.data[24:28] == bytes(int(x) for x in EP4.split("."))
+    v6 = RawRig([TG6])
+    v6.run(ping(v6.session, TG6, count=1, record_route=True))
+    assert v6.endpoint.raw_sends[0].data[6] == 58  # no options: ICMPv6 right after
