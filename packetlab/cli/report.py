@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -290,6 +291,8 @@ class PingReport(_Report):
         elif self.flood:
             if not self.quiet:
                 self.write("\bE", end="")
+        elif e.reply_type == "local-error":  # -M do, as ping's: on stderr
+            print(f"pktlab run ping: local error: message too long, mtu={e.mtu}", file=sys.stderr)
         elif not self.quiet:
             line = f"From {self.shown(e.addr)} icmp_seq={e.seq} {e.describe()}"
             self._line(line, e.reply_recv_ns)

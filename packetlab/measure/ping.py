@@ -43,6 +43,7 @@ from packetlab.wire import Ndata, Ntag
 __all__ = ["MAX_COUNT", "parse_pattern", "ping"]
 
 MAX_COUNT = 10_000
+LOCAL_ERROR = "local-error"  # a PingError no router sent: ping's kernel refused the request
 PMTUDISC = ("want", "dont", "do")  # iputils -M (20221126 takes no "probe")
 MAX_PRELOAD = 65536  # iputils -l's limit (it takes more than 3 from root only)
 LEAD_S = 0.05  # the first request leaves this long after the endpoint's clock was read
@@ -253,6 +254,7 @@ class _PingRun:
         self.failure: BaseException | None = None
         self.tos, self.preload = 0, 1  # iputils -Q, -l
         self.options = b""  # IPv4 options of the requests (iputils -R)
+        self.local_mtu: int | None = None  # -M do: the MTU a router named (ping's kernel's)
         self.routes: dict[int, tuple[str, ...] | None] = {}  # seq -> its reply's record route
         self.dont_fragment = target.version == 4  # DF: iputils -M want/do
         self.fragments_ok = True  # iputils -M want/dont: long requests in fragments
@@ -342,7 +344,8 @@ class _PingRun:
         sent = self.sent_ns.get(seq)
         if learnt is None or recv_ns < learnt:
             self.learnt_ns = recv_ns
-        if not self.fragments_ok:  # -M do: an error, as ping's
+        if not self.fragments_ok:  # -M do: an error, as ping's; the later ones local errors
+            self.local_mtu = min(self.local_mtu or mtu, mtu)
             return False
         self.fragment_mtu = min(self.fragment_mtu or mtu, mtu)
         for waiting in sorted(self.parked):  # refused before this came: again, smaller
@@ -425,6 +428,9 @@ class _PingRun:
                 return
             seq = i + 1
             p = self._request(seq)
+            if self.local_mtu is not None and len(p.packet) > self.local_mtu:
+                self._local_error(seq, start + int(at * 1e9))
+                continue
             self.table.add(p.key, seq)
             d = self._send(p, start + int(at * 1e9))
             self.queued, self.in_flight = seq, self.in_flight + 1
@@ -432,6 +438,19 @@ class _PingRun:
             d.addCallbacks(self._queued(seq), self._failed)
             if seq % 64 == 0:
                 await self.session.wait_writable()
+
+    def _local_error(self, seq: int, at_ns: int) -> None:
+        """-M do: ping's kernel, having learnt a smaller MTU, refuses a request longer
+        than it (`local error: message too long, mtu=N`: counted, not sent). The
+        endpoint's kernel would send it (a raw packet is not held to path MTUs), so the
+        controller refuses it, as ping's would."""
+        self.queued = seq
+        self.errors[seq] = e = PingError(
+            seq, str(self.cap.src), LOCAL_ERROR, 0, 0, mtu=self.local_mtu, probe_send_ns=at_ns
+        )
+        self.settled.add(seq)
+        if self.on_error is not None:
+            self.on_error(e)
 
     def _request(self, seq: int) -> Probe:
         """Echo request `seq`: with DF (IPv4) as ping's (Linux's path MTU discovery), or,
@@ -542,5 +561,6 @@ class _PingRun:
         self.refused += len(self.parked)  # (refused, and no smaller MTU came)
         # ntags still missing: unsent (the socket is about to close)
         for seq in range(1, self.queued + 1):
-            if seq not in self.sent_ns:
+            local = seq in self.errors and self.errors[seq].reply_type == LOCAL_ERROR
+            if seq not in self.sent_ns and not local:  # (ping counts its local errors sent)
                 self.unsent.add(seq)

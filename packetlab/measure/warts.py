@@ -445,8 +445,8 @@ def ping_object(
         got = _ping_reply(r.seq, r.addr, r.rtt_us, echo, r.ttl, ip_size, r.probe_send_ns, table)
         records.append((r.seq, r.reply_recv_ns or 0, got))
     for e in result.errors:
-        if not 1 <= e.seq <= result.sent:
-            continue
+        if not 1 <= e.seq <= result.sent or e.reply_type == "local-error":
+            continue  # (a request ping's kernel refused, -M do: no reply to record)
         rtt = None
         if e.probe_send_ns is not None and e.reply_recv_ns is not None:
             rtt = (e.reply_recv_ns - e.probe_send_ns) / 1000

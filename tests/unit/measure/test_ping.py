@@ -335,16 +335,20 @@ def test_tos_and_pmtudisc_in_the_requests_ip_header_as_ping_q_and_m(
 
 
 def test_pmtudisc_do_never_fragments_a_frag_needed_is_an_error_each_time() -> None:
-    """ping -M do -s 1400 over a link of MTU 1400: every request is refused by the router
-    (`Frag needed`), none goes in fragments (with `want` the later ones would)."""
+    """ping -M do -s 1400 over a link of MTU 1400: the first request is refused by the
+    router (`Frag needed`), the later ones are local errors (not sent, counted), as ping's
+    kernel refuses them once it learnt the MTU; none goes in fragments (with `want` the
+    later ones would)."""
     rig = RawRig([R14, R24, TG4])
     narrow_link(rig, 1500, 1400)
     result = rig.run(
-        ping(rig.session, TG4, count=3, interval=0.2, size=1400, pmtudisc="do",
+        ping(rig.session, TG4, count=3, interval=1.0, size=1400, pmtudisc="do",
              fragment_mtu=1500)
     )  # fmt: skip
     assert [e.seq for e in result.errors] == [1, 2, 3] and result.received == 0
-    assert [len(m.data) for m in rig.endpoint.raw_sends] == [1428] * 3
+    assert [e.reply_type for e in result.errors] == ["dest-unreachable"] + ["local-error"] * 2
+    assert result.sent == 3 and [e.mtu for e in result.errors] == [1400] * 3
+    assert [len(m.data) for m in rig.endpoint.raw_sends] == [1428]
 
 
 def test_preload_sends_the_first_requests_at_once_as_ping_l() -> None:
