@@ -78,6 +78,17 @@ def test_help(what: str, capsys: pytest.CaptureFixture[str]) -> None:
         (["ping", "-s", "70000", "x"], "--size: must be"),
         (["ping"], "TARGET"),
         (["trace", "x"], "invalid choice"),
+        (["traceroute", "--fwmark", "3", "x"], "SO_MARK is not a PacketLab socket option"),
+        (["traceroute", "-r", "x"], "SO_DONTROUTE is not a PacketLab socket option"),
+        (["traceroute", "-g", "10.0.0.1", "x"], "source routing"),
+        (["traceroute", "-O", "syn", "x"], "no method here takes module options"),
+        (["traceroute", "-l", "abc", "x"], "expected a number"),
+        (["ping", "-m", "3", "x"], "SO_MARK is not a PacketLab socket option"),
+        (["ping", "-S", "1000", "x"], "SO_SNDBUF is not a PacketLab socket option"),
+        (["ping", "-Q", "300", "x"], "the decimal value of TOS bits must be in range 0-255: 300"),
+        (["ping", "-Q", "abc", "x"], "bad TOS value: abc"),
+        (["ping", "-M", "probe", "x"], "invalid choice"),
+        (["ping", "-l", "0", "x"], "-l: must be 1..65536"),
     ],
 )
 def test_bad_options(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,6 +96,22 @@ def test_bad_options(argv: list[str], message: str, capsys: pytest.CaptureFixtur
         parse(*argv)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tool", ["ping", "traceroute"])
+def test_version(tool: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse(tool, "-V")
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith(f"pktlab run {tool} (packetlab ")
+
+
+def test_new_native_options() -> None:
+    tr = parse("traceroute", "-e", "--back", "-l", "0x112345", "-i", "lo", "x")
+    assert (tr.extensions, tr.back, tr.flow_label, tr.interface) == (True, True, 0x12345, "lo")
+    pg = parse("ping", "-Q", "0x28", "-M", "do", "-l", "3", "-R", "x")
+    assert (pg.tos, pg.pmtudisc, pg.preload, pg.record_route) == (0x28, "do", 3, True)
+    assert parse("ping", "x").pmtudisc == "want"
 
 
 def test_resolve_target() -> None:
@@ -116,6 +143,10 @@ def _fails(args: argparse.Namespace) -> BaseException:
         (["ping", "--src", "::1", "10.0.0.1"], "--src ::1 is IPv6, the target 10.0.0.1 IPv4"),
         (["ping", "-6", "10.0.0.1"], "is an IPv4 address, but -6"),
         (["ping", "--listen", "bogus", "10.0.0.1"], "--listen bogus"),
+        (
+            ["traceroute", "-i", "eth0", "--listen", "127.0.0.1:1", "10.0.0.1"],
+            "-i eth0: an endpoint reached with --listen",
+        ),
     ],
 )
 def test_early_errors(argv: list[str], message: str) -> None:
