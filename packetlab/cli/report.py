@@ -93,10 +93,12 @@ class TracerouteReport(_Report):
         size: int,
         extensions: bool = False,
         back: bool = False,
+        tcp_info: bool = False,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
         self.max_ttl, self.queries, self.size = max_ttl, queries, size
         self.extensions, self.back = extensions, back  # traceroute -e, --back
+        self.tcp_info = tcp_info  # traceroute -T -O info
         self.pending: list[Hop] = []
         self.settled = 0
         # address -> name (None: none) once looked up, when names are shown (not -n)
@@ -135,6 +137,7 @@ class TracerouteReport(_Report):
                 self.names,
                 extensions=self.extensions,
                 back=self.back,
+                tcp_info=self.tcp_info,
             )
             self.write(line)
             self.pending = []

@@ -416,6 +416,18 @@ def _add_traceroute(sub: Any) -> None:
         "its source address, not a device binding; -s wins if given; with --listen an "
         "error, the endpoint exporting addresses, not interfaces)",
     )
+    tr.add_argument(
+        "-O",
+        "--options",
+        dest="module_options",
+        action="append",
+        default=[],
+        metavar="OPTS",
+        help="as traceroute -O for -T (its tcp module): `info` prints the flags of the "
+        "target's TCP reply after its address (<syn,ack>, <rst,ack>); `syn` (the default), "
+        "`sysctl`, `reuse` change nothing here; `ack` sends bare ACKs (= -P tcp-ack); "
+        "comma-separated or repeated. Other words are refused by name",
+    )
     _version(tr, "traceroute")
     _refuse(tr, (
         (("--fwmark",), "SO_MARK is not a PacketLab socket option", True),
@@ -423,7 +435,6 @@ def _add_traceroute(sub: Any) -> None:
         (("-g", "--gateway"), "source routing (IP options) is not built yet", True),
         (("-A", "--as-path-lookups"), "AS path lookups are not built yet", False),
         (("-M", "--module"), "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris", True),
-        (("-O", "--options"), "no method here takes module options yet", True),
         (("-D", "--dccp"), "DCCP probes are not built", False),
         (("-d", "--debug"), "SO_DEBUG is not a PacketLab socket option", False),
     ))  # fmt: skip
@@ -939,6 +950,37 @@ def _experiment(
     return echo
 
 
+TCP_MODULE_BUILT = ("info", "syn", "ack", "sysctl", "reuse")
+TCP_MODULE_OPTIONS = (
+    "fin", "rst", "psh", "urg", "ece", "cwr", "flags", "ecn", "sack", "timestamps",
+    "window_scaling", "mss",
+)  # fmt: skip
+
+
+def module_options(args: argparse.Namespace) -> None:
+    """traceroute -O for -T (Butskoy's tcp module): `info` sets ``args.tcp_info``, `ack`
+    (alone with `info`/`reuse`) makes the probes bare ACKs (-P tcp-ack); `syn`, `sysctl`
+    and `reuse` are what -T sends here anyway. RunError (one line) for the rest."""
+    words = [w for opt in args.module_options for w in opt.split(",") if w]
+    args.tcp_info = False
+    if not words:
+        return
+    if args.protocol not in ("tcp", "tcp-ack"):
+        method = {"udp-fixed": "udp (-U)"}.get(args.protocol, args.protocol)
+        raise RunError(f"-O {','.join(words)}: the {method} method takes no options (-T does)")
+    for w in words:
+        name = w.partition("=")[0]
+        if name in TCP_MODULE_OPTIONS:
+            raise RunError(f"-O {w}: not built yet (built: {', '.join(TCP_MODULE_BUILT)})")
+        if name not in TCP_MODULE_BUILT:
+            raise RunError(f"-O {w}: no such option of traceroute's tcp module")
+    if "ack" in words:
+        if "syn" in words:
+            raise RunError("-O syn,ack: SYN-ACK probes are not built yet (syn or ack)")
+        args.protocol = "tcp-ack"
+    args.tcp_info = "info" in words
+
+
 def default_port(protocol: str) -> int:
     """traceroute's default destination port: 80 for TCP, 53 for -U, 33434 (+n) else."""
     from packetlab.measure.traceroute import TCP_METHODS
@@ -1098,6 +1140,7 @@ def _report(
         report = TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             queries=args.queries, size=size, extensions=args.extensions, back=args.back,
+            tcp_info=getattr(args, "tcp_info", False),
         )  # fmt: skip
         if args.warts == "-":  # the warts bytes go to stdout: the lines to stderr
             report.progress.out = sys.stderr
@@ -1129,6 +1172,8 @@ async def measure(
         raise RunError(f"--mda varies the flow of udp, icmp or tcp probes, not {args.protocol}")
     if args.measurement == "traceroute" and args.mda and (args.sequential or args.squeries):
         raise RunError("--mda sends its own rounds of probes: not with --sequential or -N")
+    if args.measurement == "traceroute":
+        module_options(args)
     shape = traceroute_shape(args) if args.measurement == "traceroute" else (None, 0)
     if (
         args.measurement == "traceroute"

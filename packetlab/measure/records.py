@@ -87,6 +87,7 @@ class Hop:
     # RFC 4884 extension objects of the reply (MPLS label stacks), scamper's JSON form
     # (`packetlab.measure.icmpext`); traceroute -e prints them
     icmpext: IcmpExt | None = None
+    tcp_flags: int | None = None  # of a TCP reply (SYN-ACK, RST): traceroute -T -O info
 
     @classmethod
     def from_reply(
@@ -123,6 +124,7 @@ class Hop:
             reply_ip_id=reply.ip_id,
             next_mtu=reply.mtu or None,
             icmpext=icmpext,
+            tcp_flags=reply.tcp_flags,
         )
 
     @classmethod
@@ -133,7 +135,7 @@ class Hop:
         """The fields; `mtu`, `next_mtu` and `icmpext` only when set (traceroute --mtu, !F,
         extensions)."""
         out = asdict(self)
-        for key in ("mtu", "next_mtu", "icmpext"):
+        for key in ("mtu", "next_mtu", "icmpext", "tcp_flags"):
             if out[key] is None:
                 del out[key]
         if "icmpext" in out:
@@ -300,6 +302,14 @@ def back_hops(reply_ttl: int) -> int:
     return (65 if reply_ttl <= 64 else 129 if reply_ttl <= 128 else 256) - reply_ttl
 
 
+_TCP_FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
+
+
+def tcp_flag_names(flags: int) -> str:
+    """traceroute -T -O info's words for a reply's TCP flags: ``syn,ack``, ``rst,ack``."""
+    return ",".join(name for bit, name in enumerate(_TCP_FLAG_NAMES) if flags >> bit & 1)
+
+
 def traceroute_line(
     ttl: int,
     hops: Sequence[Hop],
@@ -307,13 +317,15 @@ def traceroute_line(
     *,
     extensions: bool = False,
     back: bool = False,
+    tcp_info: bool = False,
 ) -> str:
     """One TTL's line like Butskoy's ``traceroute -n`` (no newline); with `names` (address
     -> PTR name or None) like plain ``traceroute``: ``name (addr)``, ``addr (addr)``.
     `extensions`: as traceroute -e, ``<MPLS:...>`` after the address; `back`: as
     traceroute --back, ``'-N'`` after it when the way back is N hops, not `ttl`. The
     address is shown again when it, its extensions (-e) or its way back (--back) differ
-    from the last answer's."""
+    from the last answer's. `tcp_info`: as traceroute -T -O info, the flags of the
+    target's TCP reply (``<syn,ack>``) in the same place."""
     line = f"{ttl:2d} "
     last: tuple[str, str | None, int | None] | None = None
     for hop in hops:
@@ -321,6 +333,8 @@ def traceroute_line(
             line += " *"
             continue
         ext = icmpext_text(hop.icmpext) if extensions and hop.icmpext else None
+        if ext is None and tcp_info and hop.tcp_flags is not None:
+            ext = tcp_flag_names(hop.tcp_flags)
         seen = (hop.addr, ext, hop.reply_ttl if back else None)
         if seen != last:
             if names is None:
@@ -695,6 +709,7 @@ def _from_dict(
 
 _INT_FIELDS = {
     "ttl",
+    "tcp_flags",
     "code",
     "probe_send_ns",
     "reply_recv_ns",

@@ -106,6 +106,7 @@ class Reply:
     # (MPLS labels, `packetlab.measure.icmpext`) sits, when there are 8 or more of them
     # and the error is one that may carry one (traceroute -e's types)
     extension: bytes | None = None
+    tcp_flags: int | None = None  # the flags of a TCP reply (traceroute -T -O info)
 
     @property
     def is_error(self) -> bool:
@@ -270,7 +271,7 @@ def _parse_tcp(
     sport, dport, seq, ack, _off, flags = struct.unpack_from("!HHIIBB", body)
     if flags & TCP_RST and not flags & TCP_ACK:  # answers an ACK probe: its seq is our ack
         key = ProbeKey(PROTO_TCP, src, dport, sport, seq)
-        return Reply(ReplyKind.TCP_RST, src=src, dst=dst, key=key, ttl=ttl, size=size, ip_id=ip_id)
+        return Reply(ReplyKind.TCP_RST, src, dst, key, ttl, size, ip_id=ip_id, tcp_flags=flags)
     if not flags & TCP_ACK:
         raise NotAReply("TCP segment without ACK or RST cannot answer a SYN or ACK probe")
     if flags & TCP_RST:
@@ -280,4 +281,4 @@ def _parse_tcp(
     else:
         raise NotAReply(f"TCP segment with flags {flags:#04x} is not a SYN-ACK or RST")
     key = ProbeKey(PROTO_TCP, src, dport, sport, (ack - 1) & 0xFFFFFFFF)
-    return Reply(kind, src=src, dst=dst, key=key, ttl=ttl, size=size, ip_id=ip_id)
+    return Reply(kind, src, dst, key, ttl, size, ip_id=ip_id, tcp_flags=flags)

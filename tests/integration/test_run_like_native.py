@@ -219,11 +219,15 @@ def test_traceroute_in_a_testbed_prints_what_traceroute_prints(
         ["-n", "-q", "1", "-T", tg],  # 60 byte packets, as traceroute's SYN with options
         ["-n", "-q", "1", "-i", "to-r1", tg], ["-n", "-q", "1", "-l", "0x12345", tg6],
         ["-n", "-q", "1", "-I", "-l", "7", tg6], ["-n", "-q", "1", "-T", "-l", "7", tg6],
+        ["-n", "-T", "-O", "info", tg],  # <rst,ack> after the target (port 80 closed)
+        ["-n", "-q", "1", "-T", "-O", "ack", tg], ["-n", "-q", "1", "-T", "-O", "ack,info", tg6],
     ):  # fmt: skip
         ours = pktlab_run("traceroute", *args, netns=ns)
         theirs = native("traceroute", *args, netns=ns)
         assert ours.returncode == theirs.returncode == 0, ours.stderr
         assert masked(ours.stdout) == masked(theirs.stdout), args
+    info = pktlab_run("traceroute", "-n", "-q", "1", "-T", "-O", "info", tg, netns=ns).stdout
+    assert f" 3  {tg} <rst,ack>  " in info, info
 
 
 def _flush_path_mtus(ns: str) -> None:

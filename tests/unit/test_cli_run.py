@@ -81,7 +81,6 @@ def test_help(what: str, capsys: pytest.CaptureFixture[str]) -> None:
         (["traceroute", "--fwmark", "3", "x"], "SO_MARK is not a PacketLab socket option"),
         (["traceroute", "-r", "x"], "SO_DONTROUTE is not a PacketLab socket option"),
         (["traceroute", "-g", "10.0.0.1", "x"], "source routing"),
-        (["traceroute", "-O", "syn", "x"], "no method here takes module options"),
         (["traceroute", "-l", "abc", "x"], "expected a number"),
         (["ping", "-m", "3", "x"], "SO_MARK is not a PacketLab socket option"),
         (["ping", "-S", "1000", "x"], "SO_SNDBUF is not a PacketLab socket option"),
@@ -112,6 +111,17 @@ def test_new_native_options() -> None:
     pg = parse("ping", "-Q", "0x28", "-M", "do", "-l", "3", "-R", "x")
     assert (pg.tos, pg.pmtudisc, pg.preload, pg.record_route) == (0x28, "do", 3, True)
     assert parse("ping", "x").pmtudisc == "want"
+
+
+def test_tcp_module_options() -> None:
+    from packetlab.cli.run import module_options
+
+    args = parse("traceroute", "-T", "-O", "ack", "-O", "info,reuse", "x")
+    module_options(args)
+    assert (args.protocol, args.tcp_info) == ("tcp-ack", True)
+    args = parse("traceroute", "-T", "-O", "syn,sysctl", "x")
+    module_options(args)
+    assert (args.protocol, args.tcp_info) == ("tcp", False)
 
 
 def test_resolve_target() -> None:
@@ -147,6 +157,10 @@ def _fails(args: argparse.Namespace) -> BaseException:
             ["traceroute", "-i", "eth0", "--listen", "127.0.0.1:1", "10.0.0.1"],
             "-i eth0: an endpoint reached with --listen",
         ),
+        (["traceroute", "-O", "info", "10.0.0.1"], "the udp method takes no options (-T does)"),
+        (["traceroute", "-T", "-O", "mss=1000", "10.0.0.1"], "-O mss=1000: not built yet"),
+        (["traceroute", "-T", "-O", "bogus", "10.0.0.1"], "no such option of traceroute's tcp"),
+        (["traceroute", "-T", "-O", "syn,ack", "10.0.0.1"], "SYN-ACK probes are not built"),
     ],
 )
 def test_early_errors(argv: list[str], message: str) -> None:

@@ -170,3 +170,17 @@ def test_recorded_route_as_iputils_reads_it() -> None:
     assert recorded_route(bytes([1, 1, 0, 0])) is None  # NOPs, then the end
     for junk in (bytes([7]), bytes([7, 1]), bytes([7, 50, 4, 0]), bytes([68, 4, 5, 0])):
         assert recorded_route(junk) is None
+
+
+def test_tcp_reply_flags_as_traceroute_t_o_info_prints_them() -> None:
+    from packetlab.measure.records import tcp_flag_names
+
+    assert [tcp_flag_names(f) for f in (0x12, 0x14, 0x04, 0xFF)] == [
+        "syn,ack", "rst,ack", "rst", "fin,syn,rst,psh,ack,urg,ece,cwr",
+    ]  # fmt: skip
+    hop = Hop(3, "10.0.0.3", 1000.0, reply_type="tcp-rst", tcp_flags=0x14)
+    assert traceroute_line(3, [hop, hop], tcp_info=True) == (
+        " 3  10.0.0.3 <rst,ack>  1.000 ms  1.000 ms"
+    )
+    assert traceroute_line(3, [hop]) == " 3  10.0.0.3  1.000 ms"
+    assert Hop.from_dict(hop.to_dict()) == hop
