@@ -199,10 +199,12 @@ class PingReport(_Report):
         source: tuple[str, str] | None = None,
         verbose: bool = False,
         options: int = 0,
+        audible: bool = False,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
         # bytes of IPv4 options in the requests (-R: 40), in the header's sizes as ping's
         self.options = options
+        self.audible = audible  # ping -a: a BEL after each reply line
         self.last_route: tuple[str, ...] | None = None  # -R: `(same route)` after it
         # iputils -v: the identifier in each reply line (chosen here, so it is known)
         self.verbose = verbose
@@ -276,6 +278,8 @@ class PingReport(_Report):
                 timing=self.size >= PING_TIMING_MIN_SIZE,
                 ident=self.ident if self.verbose else None,
             )
+            if self.audible:  # (before -R's lines, as iputils')
+                line += "\a"
             if r.route is not None:  # ping -R, as iputils' pr_options prints it
                 if r.route == self.last_route:
                     line += "\t(same route)"

@@ -646,6 +646,12 @@ def _add_ping(sub: Any) -> None:
         "`(same route)` when unchanged; ignored over IPv6, as ping",
     )
     pg.add_argument(
+        "-a",
+        dest="audible",
+        action="store_true",
+        help="audible ping, as ping -a: a BEL at the end of each reply line",
+    )
+    pg.add_argument(
         "-l",
         dest="preload",
         type=_positive(int, "-l", 1, 65536),
@@ -662,7 +668,6 @@ def _add_ping(sub: Any) -> None:
         (("-L",), "IP_MULTICAST_LOOP is not a PacketLab socket option", False),
         (("-T",), "IP timestamps (an IP option) are not built yet", True),
         (("-U",), "the RTTs are the endpoint's kernel times already (no user-to-user mode)", False),
-        (("-a",), "audible ping is not built", False),
         (("-B",), "not needed: the source address never changes here", False),
     ))  # fmt: skip
 
@@ -1151,6 +1156,7 @@ def _report(
         timestamps=args.timestamps, pattern=pattern,
         source=None if src is None else (str(src), ifname or ""),
         verbose=args.verbose, options=40 if args.record_route and dst.version == 4 else 0,
+        audible=args.audible,
     )  # fmt: skip
     if args.warts == "-":
         ping_report.progress.out = sys.stderr

@@ -84,6 +84,7 @@ def masked(text: str) -> list[str]:
         ["-c", "3", "-i", "0.2", "-R", "127.0.0.1"],  # RR: lines, then (same route)
         ["-c", "1", "-R", "-s", "100", "localhost"],  # names in the RR: lines
         ["-c", "1", "-R", "::1"],  # (ignored over IPv6, as ping)
+        ["-c", "2", "-i", "0.2", "-a", "-R", "127.0.0.1"],  # BEL after the line, before RR
     ],
 )
 def test_ping_on_loopback_prints_what_iputils_prints(args: list[str]) -> None:
