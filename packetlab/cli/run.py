@@ -1180,6 +1180,8 @@ async def measure(
         raise RunError("--mda sends its own rounds of probes: not with --sequential or -N")
     if args.measurement == "traceroute":
         module_options(args)
+        if args.mda and (args.extensions or args.back or args.tcp_info):
+            raise RunError("--mda prints each hop's interfaces: not with -e, --back or -O info")
     shape = traceroute_shape(args) if args.measurement == "traceroute" else (None, 0)
     if (
         args.measurement == "traceroute"

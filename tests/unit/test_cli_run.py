@@ -161,6 +161,7 @@ def _fails(args: argparse.Namespace) -> BaseException:
         (["traceroute", "-T", "-O", "mss=1000", "10.0.0.1"], "-O mss=1000: not built yet"),
         (["traceroute", "-T", "-O", "bogus", "10.0.0.1"], "no such option of traceroute's tcp"),
         (["traceroute", "-T", "-O", "syn,ack", "10.0.0.1"], "SYN-ACK probes are not built"),
+        (["traceroute", "--mda", "-e", "10.0.0.1"], "--mda prints each hop's interfaces"),
     ],
 )
 def test_early_errors(argv: list[str], message: str) -> None:

@@ -184,3 +184,23 @@ def test_tcp_reply_flags_as_traceroute_t_o_info_prints_them() -> None:
     )
     assert traceroute_line(3, [hop]) == " 3  10.0.0.3  1.000 ms"
     assert Hop.from_dict(hop.to_dict()) == hop
+
+
+def test_an_icmpv6_time_exceeded_with_labels() -> None:
+    """IPv6: the quote padded to 128 bytes too (RFC 4884: its length in 64-bit words)."""
+    from packetlab.measure.packets import PROTO_ICMPV6, as_address, pseudo_header
+
+    ep, r1, tg = "fd00:77:1::1", "fd00:77:1::2", "fd00:77:3::2"
+    probe = traceroute_probe(ep, tg, 1, sport=20556)  # 80 bytes
+    quote = probe.packet + bytes(128 - len(probe.packet))
+    msg = struct.pack("!BBHBBH", 3, 0, 0, 16, 0, 0) + quote + structure(LABELS)
+    ph = pseudo_header(as_address(r1), as_address(ep), PROTO_ICMPV6, len(msg))
+    msg = msg[:2] + struct.pack("!H", inet_checksum(ph + msg)) + msg[4:]
+    reply = parse_reply(ip_packet(r1, ep, PROTO_ICMPV6, msg), verify_checksums=True)
+    hop = Hop.from_reply(1, reply, probe_send_ns=0, reply_recv_ns=1000, probe_len=80)
+    assert hop.icmpext is not None and hop.icmpext[0]["mpls_labels"][0]["mpls_label"] == 16
+    # a packet too big carries none (traceroute -e looks only in these two)
+    big = struct.pack("!BBHI", 2, 0, 0, 1280) + quote + structure(LABELS)
+    ph = pseudo_header(as_address(r1), as_address(ep), PROTO_ICMPV6, len(big))
+    big = big[:2] + struct.pack("!H", inet_checksum(ph + big)) + big[4:]
+    assert parse_reply(ip_packet(r1, ep, PROTO_ICMPV6, big)).extension is None
