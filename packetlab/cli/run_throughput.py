@@ -76,8 +76,9 @@ def length(text: str) -> int:
 
 
 def timed(args: argparse.Namespace) -> bool:
-    """Any of iperf3's -t/-P/-u/-b/-i/-l: the iperf3-like test (measure.throughput_timed);
-    without them the paper's fixed-size transfer (measure.throughput)."""
+    """Any of iperf3's -t/-P/-u/-b/-i/-l/-O/--cport: the iperf3-like test
+    (measure.throughput_timed); without them the paper's fixed-size transfer
+    (measure.throughput)."""
     return bool(
         args.time is not None
         or args.parallel != 1
@@ -86,6 +87,8 @@ def timed(args: argparse.Namespace) -> bool:
         or args.interval is not None
         or args.length is not None
         or args.wide
+        or args.omit
+        or args.cport is not None
     )
 
 
@@ -159,6 +162,15 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "1460]")  # fmt: skip
     p.add_argument("--udp-counters-64bit", dest="wide", action="store_true",
                    help="64-bit datagram counters, as iperf3")  # fmt: skip
+    p.add_argument("-O", "--omit", type=int, default=0, metavar="N",
+                   help="omit the first N seconds (0..60), as iperf3 -O: a pre-test of N s "
+                   "before the -t seconds counted, its intervals marked (omitted)")  # fmt: skip
+    p.add_argument("--cport", type=int, default=None, metavar="PORT",
+                   help="the data streams' local ports at the endpoint: PORT, PORT+1, ... "
+                   "(as iperf3 3.12 --cport)")  # fmt: skip
+    p.add_argument("-w", "--window", default=None, metavar="N",
+                   help="socket buffer size, as iperf3 -w: refused, the endpoint's kernel "
+                   "buffers cannot be set through PacketLab")  # fmt: skip
     p.add_argument("--runs", type=int, default=1, metavar="N", help="transfers [default: 1]")
     p.add_argument(
         "--max-time", type=float, default=60.0, metavar="S", help="seconds per transfer [60]"
@@ -173,10 +185,20 @@ def configure(p: argparse.ArgumentParser) -> None:
     pcapout.add_option(p)
 
 
+WINDOW_REFUSED = (
+    "-w {}: not supported: iperf3 sets SO_SNDBUF/SO_RCVBUF on its sockets, and PacketLab "
+    "cannot set the endpoint's kernel socket buffers (nopen takes only rbufsz, the "
+    "endpoint's receive budget for the controller, not a kernel buffer; there is no socket "
+    "option request)"
+)
+
+
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.throughput import throughput
 
     host, port = split_host_port(args.server, 5201, args.port)
+    if args.window is not None:
+        raise RunError(WINDOW_REFUSED.format(args.window))
     if not 1 <= args.runs <= 10_000:
         raise RunError("--runs must be 1..10000")
     if timed(args):
@@ -221,7 +243,7 @@ def timed_experiment(
         direction=args.direction, seconds=args.time, nbytes=nbytes, streams=args.parallel,
         udp=args.udp, bitrate=args.bitrate, length=args.length,
         interval=1.0 if args.interval is None else args.interval,
-        wide=args.wide,
+        wide=args.wide, omit=args.omit, cport=args.cport,
     )  # fmt: skip
     try:
         spec.check()
@@ -263,15 +285,18 @@ def _tail(side: dict[str, Any], udp: bool, sender: bool) -> str:
 def interval_rows(r: Record) -> str:
     """iperf3's -i lines: one per stream, [SUM] with several, a header before the first."""
     udp, lines = r["protocol"] == "udp", []
-    if r["start"] == 0:
+    omitted = ""  # iperf3 marks -O's pre-test intervals, after its columns' padding
+    if r["start"] == 0 and (r.get("omitted") or not r.get("after_omit")):
         head = iperf3.UDP_SENDER_HEADER if r["sender"] else iperf3.UDP_HEADER
         lines.append(head if udp else iperf3.HEADER)
     for s in r["streams"]:
         tail = f"  {s['packets']}  " if udp else ""
         if "jitter_ms" in s:
             tail = iperf3.udp_tail(s["jitter_ms"] / 1e3, s["lost"], s["total"])
+        if r.get("omitted"):
+            omitted = ("" if tail.endswith("  ") else "  " if udp else " " * 18) + "(omitted)"
         lines.append(iperf3.report_line(s["id"], r["start"], r["end"], s["bytes"],
-                                        r["seconds"], tail))  # fmt: skip
+                                        r["seconds"], tail + omitted))  # fmt: skip
     if len(r["streams"]) > 1:
         tail = f"  {r['sum']['packets']}  " if udp else ""
         if udp and "jitter_ms" in r["streams"][0]:  # iperf3: the streams' mean jitter
@@ -279,7 +304,7 @@ def interval_rows(r: Record) -> str:
             tail = iperf3.udp_tail(jitter, sum(s["lost"] for s in r["streams"]),
                                    sum(s["total"] for s in r["streams"]))  # fmt: skip
         lines.append(iperf3.report_line("SUM", r["start"], r["end"], r["sum"]["bytes"],
-                                        r["seconds"], tail))  # fmt: skip
+                                        r["seconds"], tail + omitted))  # fmt: skip
         lines.append(iperf3.SEPARATOR)
     return "\n".join(lines)
 

@@ -98,7 +98,9 @@ LATE_NS = 1_000_000
 class TimedSpec:
     """What native `iperf3 -c` takes: `seconds` (-t) or `nbytes` (-n, all streams
     together), `streams` (-P), `udp` (-u), `bitrate` (-b, bit/s per stream; UDP default
-    1 Mbit/s, TCP unlimited), `interval` (-i, 0: none), `length` (-l)."""
+    1 Mbit/s, TCP unlimited), `interval` (-i, 0: none), `length` (-l), `omit` (-O: that
+    many whole seconds of pre-test before the T seconds counted), `cport` (--cport: stream
+    k binds local port cport + k at the endpoint, as iperf3 3.12)."""
 
     direction: str = "download"
     seconds: float | None = None
@@ -109,6 +111,8 @@ class TimedSpec:
     interval: float = 0.0
     length: int | None = None
     wide: bool = False  # --udp-counters-64bit
+    omit: int = 0  # -O: seconds of pre-test first, reported "(omitted)" and not counted
+    cport: int | None = None  # --cport: the data streams' local ports at the endpoint, from it
 
     def check(self) -> None:
         if self.direction not in ("download", "upload"):
@@ -117,6 +121,17 @@ class TimedSpec:
             raise ValueError("only one test end condition (-t, -n) may be specified")
         if self.seconds is None and self.nbytes is None:
             self.seconds = iperf3.DEFAULT_TIME
+        if not 0 <= self.omit <= iperf3.MAX_OMIT:
+            raise ValueError(f"-O must be 0..{iperf3.MAX_OMIT} s (iperf3's bound), got {self.omit}")
+        if self.omit and self.nbytes is not None:
+            raise ValueError(
+                "-O with -n is not built here (-O omits the first seconds of a -t test)"
+            )
+        if self.cport is not None and not 1 <= self.cport <= 65536 - self.streams:
+            raise ValueError(
+                f"--cport must be 1..65535 with room for the {self.streams} streams' ports "
+                f"(cport + 0..{self.streams - 1}), got {self.cport}"
+            )
         if self.seconds is not None and not 0 < self.seconds <= 86400:
             raise ValueError(f"-t must be 0 < T <= 86400 s, got {self.seconds:g}")
         if self.nbytes is not None and self.nbytes <= 0:
@@ -165,6 +180,9 @@ class _Flow:
     outstanding: int = 0  # upload: bytes queued whose ntag has not come
     next_time: int = 0  # scheduled upload: the next send's endpoint time
     closed: bool = False
+    omitted_bytes: int = 0  # -O: counted in the pre-test (not in the totals)
+    omitted_packets: int = 0
+    omit_mark: tuple[int, int, int] | None = None  # UDP download: (lost, packets, ooo) at -O's end
     udp: UdpReceiver = field(default_factory=UdpReceiver)
     reply: Deferred[None] | None = None  # UDP: the server's answer to the connect datagram
 
@@ -195,6 +213,10 @@ class TimedResult:
         }
         if s.rate:
             out["bitrate"] = s.rate
+        if s.omit:
+            out["omit"] = s.omit
+        if s.cport is not None:
+            out["cport"] = s.cport
         if self.error is not None:
             out["error"] = self.error
             return out
@@ -268,7 +290,10 @@ class _Test:
         self.progress = progress
         self.flows: list[_Flow] = []
         self.t0 = 0  # endpoint stamp of TEST_START
-        self.stop_at = 0  # -t: t0 + T
+        self.omit_ns = int(spec.omit * 1e9)
+        self.counted_from = 0  # endpoint time the counted test begins (t0 + -O's seconds)
+        self.omitted: Intervals | None = None  # -O with -i: the pre-test's intervals
+        self.stop_at = 0  # -t: t0 + O + T
         self.end: int | None = None  # the test's end (endpoint ns), once known
         self.intervals: Intervals | None = None
         self.done: Deferred[None] = Deferred()  # download -n: N bytes in
@@ -296,16 +321,22 @@ class _Test:
         for i, (sid, label) in enumerate(
             zip(iperf3.stream_ids(spec.streams), iperf3.display_ids(spec.streams), strict=True)
         ):
+            lport = spec.cport + i if spec.cport is not None else 0
             try:
                 sktid = session.free_sktid()
                 if spec.udp:
                     sock = await session.nopen_udp(sktid, family=family, rbufsz=rbuf,
-                                                   buffer=False)  # fmt: skip
+                                                   lport=lport, buffer=False)  # fmt: skip
                 else:
                     sock = await session.nopen_tcp_connect(
-                        sktid, self.addr, self.port, rbufsz=rbuf, buffer=False
+                        sktid, self.addr, self.port, rbufsz=rbuf, lport=lport, buffer=False
                     )
             except RequestFailed as e:
+                if lport and e.name != "ENORES":
+                    raise ThroughputError(
+                        f"--cport {spec.cport}: the endpoint could not open stream {i + 1} "
+                        f"from its port {lport}: {e} (the port in use?)"
+                    ) from None
                 if e.name == "ENORES":
                     raise ThroughputError(
                         f"-P {spec.streams}: the endpoint refused stream {i + 1} (ENORES: its "
@@ -363,6 +394,9 @@ class _Test:
         packets = 0
         if self.spec.udp and len(note.data) >= (16 if self.spec.wide else 12):
             count, sent = iperf3.parse_udp_header(note.data, wide=self.spec.wide)
+            if self.omit_ns and flow.omit_mark is None and note.time >= self.counted_from:
+                self._close_omitted()  # the pre-test's loss is not the test's (iperf3)
+                flow.omit_mark = (flow.udp.lost, flow.udp.packets, flow.udp.out_of_order)
             flow.udp.add(count, sent, note.time / 1e9)
             packets = 1
         self._count(flow, note.time, len(note.data), packets)
@@ -373,32 +407,60 @@ class _Test:
                 self.done.callback(None)
 
     def _count(self, flow: _Flow, t: int, nbytes: int, packets: int) -> None:
+        if t < self.counted_from:  # -O: the pre-test, reported "(omitted)", not counted
+            flow.omitted_bytes += nbytes
+            flow.omitted_packets += packets
+            if self.omitted is not None:
+                for rec in self.omitted.add(flow.label, t, nbytes, packets):
+                    self._emit(rec, omitted=True)
+            return
+        self._close_omitted()
         flow.bytes += nbytes
         flow.packets += packets
         if self.intervals is not None:
             for rec in self.intervals.add(flow.label, t, nbytes, packets):
                 self._emit(rec)
 
-    def _emit(self, rec: dict[str, Any]) -> None:
+    def _emit(self, rec: dict[str, Any], omitted: bool = False) -> None:
         if self.on_interval is not None:
             rec.update(type="interval", direction=self.spec.direction,
                        protocol="udp" if self.spec.udp else "tcp",
                        sender=self.spec.direction == "upload")  # fmt: skip
+            if omitted:
+                rec["omitted"] = True
+            elif self.omit_ns:  # counted, after -O's pre-test (iperf3: no second header)
+                rec["after_omit"] = True
             self.on_interval(rec)
+
+    def _close_omitted(self, end: int | None = None) -> None:
+        """-O: the pre-test's last intervals, once the counted test began (or ended)."""
+        if self.omitted is not None:
+            last = self.counted_from if end is None else min(end, self.counted_from)
+            done, self.omitted = self.omitted, None
+            for rec in done.finish(last):
+                self._emit(rec, omitted=True)
 
     def started(self, t0: int) -> None:
         self.t0 = t0
-        if self.spec.seconds is not None:
-            self.stop_at = t0 + int(self.spec.seconds * 1e9)
-            self.end = self.stop_at if self.spec.direction == "upload" else None
-        if self.spec.interval:
-            labels = [f.label for f in self.flows]
-            extra = self._udp_interval if self.spec.udp and self.spec.direction == "download" \
-                else None  # fmt: skip
-            self.intervals = Intervals(t0, int(self.spec.interval * 1e9), labels, extra)
+        self._begin(t0)
         early, self.early = self.early, []
         for flow, note in early:
             self._note(flow, note)
+
+    def _begin(self, t0: int) -> None:
+        """The test's clock from `t0`: -O's pre-test, then T s counted, with intervals."""
+        spec = self.spec
+        self.counted_from = t0 + self.omit_ns
+        if spec.seconds is not None:
+            self.stop_at = self.counted_from + int(spec.seconds * 1e9)
+            self.end = self.stop_at if spec.direction == "upload" else None
+        if spec.interval:
+            labels = [f.label for f in self.flows]
+            extra = self._udp_interval if spec.udp and spec.direction == "download" else None
+            every = int(spec.interval * 1e9)
+            self.intervals = Intervals(self.counted_from, every, labels, extra)
+            if self.omit_ns:  # iperf3: the pre-test's intervals from 0 too, "(omitted)"
+                self.omitted = Intervals(t0, every, labels, extra)
 
     def _udp_interval(self, label: int) -> dict[str, Any]:
         """A UDP receiver's interval columns, as iperf3's: the jitter now, the datagrams
@@ -495,11 +557,8 @@ class _Test:
             gap = max(1, int(block * 8 / rate * 1e9))
             lead = max(FIRST_LEAD_S, 2 * rtt)
             first = now + int(lead * 1e9)
-            if spec.seconds is not None:  # T s of sends from the first, as iperf3 sends
-                self.stop_at = self.end = first + int(spec.seconds * 1e9)
-            self.t0 = first  # the sender's clock starts with its first send
-            if self.intervals is not None:
-                self.intervals = Intervals(first, self.intervals.every, self.intervals.ids)
+            self.t0 = first  # the sender's clock starts with its first send: O + T s of
+            self._begin(first)  # sends from it, as iperf3 sends
             for f in self.flows:
                 f.next_time = first
             every = max(1, math.ceil(1e9 / gap / TAGS_PER_S))
@@ -655,12 +714,22 @@ class _Test:
     def figures(self) -> list[tuple[int, int, int, float]]:
         seconds = self.seconds()
         if self.spec.direction == "upload":
-            return [(f.sid, f.queued, f.sent_packets, seconds) for f in self.flows]
+            return [(f.sid, f.queued - f.omitted_bytes, f.sent_packets - f.omitted_packets,
+                     seconds) for f in self.flows]  # fmt: skip
         return [(f.sid, f.bytes, f.packets, seconds) for f in self.flows]
 
     def seconds(self) -> float:
-        end = self.end if self.end is not None else max(self.latest, self.t0)
-        return max(0, end - self.t0) / 1e9
+        """The counted test's span (after -O's pre-test)."""
+        begin = max(self.t0, self.counted_from)
+        end = self.end if self.end is not None else max(self.latest, begin)
+        return max(0, end - begin) / 1e9
+
+    def _udp_counts(self, f: _Flow) -> tuple[int, int, int]:
+        """A UDP download stream's (lost, packets, out of order) after -O's pre-test."""
+        mark = f.omit_mark if self.omit_ns else (0, 0, 0)
+        if mark is None:  # nothing came after the pre-test
+            mark = (f.udp.lost, f.udp.packets, f.udp.out_of_order)
+        return (f.udp.lost - mark[0], f.udp.packets - mark[1], f.udp.out_of_order - mark[2])
 
     async def drained(self, quiet: float = QUIET_S, limit: float = 5.0) -> None:
         """Download: wait until the data notifications stop (`quiet` s without one). The
@@ -676,7 +745,8 @@ class _Test:
 
     def finish(self) -> None:
         self.counted = True
-        if self.intervals is not None:
+        self._close_omitted(self.end if self.end is not None else self.latest)
+        if self.intervals is not None and (self.end or self.latest) >= self.counted_from:
             end = self.end if self.end is not None else self.latest
             for rec in self.intervals.finish(end):
                 self._emit(rec)
@@ -693,19 +763,26 @@ class _Test:
             mine: dict[str, Any]
             if spec.direction == "download":
                 extra: dict[str, Any] = {}
+                theirs_extra: dict[str, Any] = {}
                 if spec.udp:
-                    extra = {"packets": f.udp.packets, "lost": f.udp.lost,
+                    lost, packets, ooo = self._udp_counts(f)
+                    extra = {"packets": packets, "lost": lost,
                              "jitter_ms": round(f.udp.jitter * 1e3, 6),
-                             "out_of_order": f.udp.out_of_order}  # fmt: skip
+                             "out_of_order": ooo}  # fmt: skip
+                    # the server's total less what we saw in -O's pre-test, as iperf3's
+                    # client (3.12: the server's results count the pre-test in)
+                    pre = f.udp.packets - packets
+                    theirs_extra = {"packets": max(0, int(theirs["packets"]) - pre)}
                 mine = _side(f.bytes, seconds, **extra)
-                extra = {"packets": int(theirs["packets"])} if spec.udp else {}
-                other = _side(int(theirs["bytes"]), theirs["seconds"], **extra)
+                other = _side(int(theirs["bytes"]), theirs["seconds"], **theirs_extra)
                 out.append({"id": f.label, "sender": other, "receiver": mine})
             else:
                 extra = {"packets": f.packets} if spec.udp else {}
                 mine = _side(f.bytes, seconds, **extra)
-                if spec.udp:
-                    extra = {"packets": int(theirs["packets"]), "lost": int(theirs["errors"]),
+                if spec.udp:  # the server's total less our pre-test's sends, as iperf3's
+                    pre = f.omitted_packets
+                    extra = {"packets": max(0, int(theirs["packets"]) - pre),
+                             "lost": int(theirs["errors"]),
                              "jitter_ms": round(theirs["jitter"] * 1e3, 6)}  # fmt: skip
                 other = _side(int(theirs["bytes"]), theirs["seconds"], **extra)
                 out.append({"id": f.label, "sender": mine, "receiver": other})
@@ -781,7 +858,7 @@ async def timed_test(
         params = iperf3.timed_parameters(
             udp=spec.udp, seconds=spec.seconds, nbytes=spec.nbytes, streams=spec.streams,
             reverse=spec.direction == "download", length=spec.block, bitrate=spec.rate,
-            wide_counters=spec.wide,
+            wide_counters=spec.wide, omit=spec.omit,
         )  # fmt: skip
         ctl.stream.send(iperf3.encode_json(params))
         await ctl.expect(State.CREATE_STREAMS)

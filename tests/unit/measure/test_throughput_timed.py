@@ -568,3 +568,93 @@ def test_sends_over_the_endpoints_window_are_a_clear_error() -> None:
     d, _ = run(rig, TimedSpec(direction="upload", seconds=1, interval=0))
     assert d["error"].startswith("the endpoint refused the sends (ESKTPKTDENY)")
     assert "max_burst_rate_byte" in d["error"] and "use -b below it" in d["error"]
+
+
+def test_omit_runs_a_pretest_reported_omitted_and_not_counted() -> None:
+    """-O 1 -t 0.3 -R: the server is told (`omit`), TEST_END goes at TEST_START + 1.3 s;
+    the first second's intervals are marked omitted and left out of the figures; the
+    counted ones start from 0 again, as iperf3 prints them."""
+    rig, server = rig_with_server()
+    d, intervals = run(rig, TimedSpec(direction="download", seconds=0.3, interval=0.25, omit=1))
+    assert "error" not in d, d
+    assert server.params["omit"] == 1 and d["omit"] == 1
+    ends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 0
+            and m.data == struct.pack("b", State.TEST_END)]  # fmt: skip
+    start = BASE_NS + int(server.started * 1e9)
+    assert len(ends) == 1 and ends[0].time == start + 1_300_000_000
+    pre = [(i["start"], i["end"]) for i in intervals if i.get("omitted")]
+    counted = [i for i in intervals if not i.get("omitted")]
+    assert pre == [(0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0)]
+    assert [(i["start"], i["end"]) for i in counted] == [(0.0, 0.25), (0.25, 0.3)]
+    assert all(i["after_omit"] for i in counted)
+    assert d["seconds"] == pytest.approx(0.3, abs=1e-6)
+    assert sum(i["sum"]["bytes"] for i in counted) == d["bytes"]
+    assert d["bytes"] == pytest.approx(server.got[0] * 0.3 / 1.3, rel=0.1)  # not the pre-test
+    assert d["mbit_s"] == pytest.approx(RATE * 8 / 1e6, rel=0.1)
+    sent = server.client_results["streams"][0]
+    assert sent["bytes"] == d["bytes"] and sent["end_time"] == pytest.approx(0.3, abs=1e-6)
+
+
+def test_omit_with_a_paced_upload_and_cport_binds_the_streams() -> None:
+    """-O 1 -t 0.3 -u -b 8M -P 2 --cport 40100: O + T s of scheduled sends; the sends of
+    the first second are not in the figures sent to the server; stream k from port
+    40100 + k at the endpoint (iperf3 3.12's consecutive ports)."""
+    rig, server = rig_with_server()
+    spec = TimedSpec(direction="upload", seconds=0.3, udp=True, bitrate=8e6, length=1000,
+                     streams=2, interval=0, omit=1, cport=40100)  # fmt: skip
+    d, _ = run(rig, spec)
+    assert "error" not in d, d
+    opens = [m for m in rig.endpoint.received if isinstance(m, Nopen) and m.proto == Proto.UDP]
+    assert [m.lport for m in opens] == [40100, 40101] and d["cport"] == 40100
+    sends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.proto == Proto.UDP
+             and len(m.data) == 1000]  # fmt: skip
+    span = (max(m.time for m in sends) - min(m.time for m in sends)) / 1e9
+    assert span == pytest.approx(1.3, abs=0.01)  # the pre-test's sends and the test's
+    for s in server.client_results["streams"]:  # the test's 0.3 s at 1000 datagrams/s
+        assert s["packets"] == pytest.approx(300, abs=2) and s["bytes"] == s["packets"] * 1000
+    assert d["seconds"] == pytest.approx(0.3, abs=1e-6)
+
+
+def test_omit_and_cport_bounds_and_window_refused() -> None:
+    from packetlab.cli import run_throughput
+    from packetlab.cli.run import RunError
+
+    for spec, message in (
+        (TimedSpec(seconds=1, omit=61), "-O must be 0..60 s"),
+        (TimedSpec(nbytes=1 << 20, omit=1), "-O with -n is not built"),
+        (TimedSpec(seconds=1, streams=2, cport=65535), "--cport must be 1..65535 with room"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            spec.check()
+    p = argparse.ArgumentParser(exit_on_error=False)
+    run_throughput.configure(p)
+    args = p.parse_args(["-c", "192.0.2.5", "-O", "2", "--cport", "40000"])
+    assert run_throughput.timed(args) and (args.omit, args.cport) == (2, 40000)
+    args = p.parse_args(["-c", "192.0.2.5", "-t", "1", "-w", "64K"])
+    with pytest.raises(RunError, match=r"-w 64K: not supported: iperf3 sets SO_SNDBUF/SO_RCVBUF"):
+        run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+
+
+def test_omitted_interval_lines_as_iperf3() -> None:
+    """iperf3 3.12's pre-test lines: `(omitted)` after the columns (TCP: 18 spaces), the
+    counted intervals from 0.00 again without a second header."""
+    from packetlab.cli.run_throughput import interval_rows
+
+    one = {"id": 5, "bytes": 6 << 20, "packets": 0, "bits_per_second": 0.0}
+    rec = {"type": "interval", "start": 0.0, "end": 0.5, "seconds": 0.5, "streams": [one],
+           "sum": one, "protocol": "tcp", "sender": False, "omitted": True}  # fmt: skip
+    assert interval_rows(rec).splitlines() == [
+        iperf3.HEADER,
+        "[  5]   0.00-0.50   sec  6.00 MBytes   101 Mbits/sec                  (omitted)",
+    ]
+    after = {**rec, "omitted": False, "after_omit": True}
+    assert interval_rows(after) == "[  5]   0.00-0.50   sec  6.00 MBytes   101 Mbits/sec"
+    udp = {**one, "jitter_ms": 0.001, "lost": 0, "total": 429}
+    rec = {**rec, "protocol": "udp", "streams": [udp], "sum": udp, "start": 0.5, "end": 1.0}
+    assert interval_rows(rec) == (
+        "[  5]   0.50-1.00   sec  6.00 MBytes   101 Mbits/sec  0.001 ms  0/429 (0%)  (omitted)"
+    )
+    rec = {**rec, "streams": [one], "sum": one, "sender": True}
+    assert (
+        interval_rows(rec) == "[  5]   0.50-1.00   sec  6.00 MBytes   101 Mbits/sec  0  (omitted)"
+    )
