@@ -23,6 +23,10 @@ examples:
   pktlab run dns +noall +answer -6 example.com AAAA
   pktlab run dns --compact a.test b.test          # one ;; line per query, then its answers
   pktlab run dns +trace @192.0.2.53 www.example.com  # iterative, from the server's root NS
+  pktlab run dns +multiline +dnssec example.com SOA example.com DNSKEY   # BIND's long forms
+  pktlab run dns +nsid @192.0.2.53 example.com    # the server's NSID (a cookie goes too)
+  pktlab run dns -c CH @192.0.2.53 version.bind TXT
+  pktlab run dns @192.0.2.53 -f queries.txt       # dig's batch mode: a query line a line
 
 Output is dig's (header, OPT pseudosection, question, answer, authority, additional,
 statistics; +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority,
@@ -364,10 +368,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         "names",
         metavar="NAME",
         nargs="*",
-        help="names to look up; dig's words work among them: @SERVER, a TYPE after a "
-        "name, +tcp, +norecurse, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, +tries=N, "
-        "+short, +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority, "
-        "+[no]additional, +[no]stats, +[no]all",
+        help="names to look up; dig's words work among them: @SERVER, a TYPE or CLASS after "
+        "a name, +tcp, +norecurse, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
+        "+tries=N, +short, +[no]multiline, +split=N, +[no]nsid, +[no]cookie[=HEX], +[no]cmd, "
+        "+[no]comments, +[no]question, +[no]answer, +[no]authority, +[no]additional, "
+        "+[no]stats, +[no]all",
     )
     p.add_argument(
         "-x", dest="reverse", action="append", metavar="ADDR",
