@@ -20,6 +20,7 @@ examples:
   pktlab run throughput -c iperf.example -p 5202 -n 8M --direction upload   # iperf3's names
   pktlab run throughput -c 10.77.3.2 -t 2 -i 0.5 -P 2          # iperf3 -R -t 2 -i 0.5 -P 2
   pktlab run throughput -c 10.77.3.2 -u -b 20M -t 1 --direction upload   # iperf3 -u -b 20M
+  pktlab run throughput -c 10.77.3.2 --bidir -b 50M -t 5 -O 1     # both ways, 1 s omitted
 
 Download: the data socket's ndata are masked during the transfer; the rate comes from the
 endpoint's receive stamps with the first 1 MiB ignored (the Marionette paper, §5.2).
@@ -76,7 +77,7 @@ def length(text: str) -> int:
 
 
 def timed(args: argparse.Namespace) -> bool:
-    """Any of iperf3's -t/-P/-u/-b/-i/-l/-O/--cport: the iperf3-like test
+    """Any of iperf3's -t/-P/-u/-b/-i/-l/-O/--cport/--bidir: the iperf3-like test
     (measure.throughput_timed); without them the paper's fixed-size transfer
     (measure.throughput)."""
     return bool(
@@ -89,6 +90,7 @@ def timed(args: argparse.Namespace) -> bool:
         or args.wide
         or args.omit
         or args.cport is not None
+        or args.bidir
     )
 
 
@@ -165,6 +167,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-O", "--omit", type=int, default=0, metavar="N",
                    help="omit the first N seconds (0..60), as iperf3 -O: a pre-test of N s "
                    "before the -t seconds counted, its intervals marked (omitted)")  # fmt: skip
+    p.add_argument("--bidir", action="store_true",
+                   help="both ways at once, as iperf3 --bidir: -P streams from the endpoint "
+                   "(TX-C) and -P to it (RX-C); with -t")  # fmt: skip
     p.add_argument("--cport", type=int, default=None, metavar="PORT",
                    help="the data streams' local ports at the endpoint: PORT, PORT+1, ... "
                    "(as iperf3 3.12 --cport)")  # fmt: skip
@@ -243,7 +248,7 @@ def timed_experiment(
         direction=args.direction, seconds=args.time, nbytes=nbytes, streams=args.parallel,
         udp=args.udp, bitrate=args.bitrate, length=args.length,
         interval=1.0 if args.interval is None else args.interval,
-        wide=args.wide, omit=args.omit, cport=args.cport,
+        wide=args.wide, omit=args.omit, cport=args.cport, bidir=args.bidir,
     )  # fmt: skip
     try:
         spec.check()
@@ -282,40 +287,75 @@ def _tail(side: dict[str, Any], udp: bool, sender: bool) -> str:
                            side.get("packets", 0))  # fmt: skip
 
 
+BIDIR_NOTE = ("# TX-C: sender the endpoint's stamps, receiver the iperf3 server's; "
+              "RX-C: receiver the endpoint's stamps, sender the iperf3 server's")  # fmt: skip
+
+
+def _roles(r: Record) -> list[tuple[str | None, list[Record]]]:
+    """The streams of a record by role: --bidir's TX-C (the endpoint sends) then RX-C
+    (it receives), as iperf3 lists them; otherwise one group without a role."""
+    if r.get("direction") != "bidir" and not r.get("bidir"):
+        return [(None, list(r["streams"]))]
+    return [(role, [s for s in r["streams"] if s.get("role") == role]) for role in ("TX-C", "RX-C")]
+
+
+def _label(ident: int | str, role: str | None) -> int | str:
+    """iperf3's `[  5]`, with --bidir `[  5][TX-C]` (report_line adds the outer brackets)."""
+    if role is None:
+        return ident
+    text = f"{ident:>3}" if isinstance(ident, int) else ident
+    return f"{text}][{role}"
+
+
+def _header(text: str, r: Record) -> str:
+    return (
+        text.replace("[ ID]", "[ ID][Role]")
+        if r.get("direction") == "bidir" or r.get("bidir")
+        else text
+    )
+
+
 def interval_rows(r: Record) -> str:
-    """iperf3's -i lines: one per stream, [SUM] with several, a header before the first."""
+    """iperf3's -i lines: one per stream, [SUM] with several, a header before the first
+    (--bidir: the sending streams, then the receiving ones, each line with its role)."""
     udp, lines = r["protocol"] == "udp", []
-    omitted = ""  # iperf3 marks -O's pre-test intervals, after its columns' padding
     if r["start"] == 0 and (r.get("omitted") or not r.get("after_omit")):
         head = iperf3.UDP_SENDER_HEADER if r["sender"] else iperf3.UDP_HEADER
-        lines.append(head if udp else iperf3.HEADER)
-    for s in r["streams"]:
-        tail = f"  {s['packets']}  " if udp else ""
-        if "jitter_ms" in s:
-            tail = iperf3.udp_tail(s["jitter_ms"] / 1e3, s["lost"], s["total"])
-        if r.get("omitted"):
-            omitted = ("" if tail.endswith("  ") else "  " if udp else " " * 18) + "(omitted)"
-        lines.append(iperf3.report_line(s["id"], r["start"], r["end"], s["bytes"],
-                                        r["seconds"], tail + omitted))  # fmt: skip
-    if len(r["streams"]) > 1:
-        tail = f"  {r['sum']['packets']}  " if udp else ""
-        if udp and "jitter_ms" in r["streams"][0]:  # iperf3: the streams' mean jitter
-            jitter = sum(s["jitter_ms"] for s in r["streams"]) / len(r["streams"]) / 1e3
-            tail = iperf3.udp_tail(jitter, sum(s["lost"] for s in r["streams"]),
-                                   sum(s["total"] for s in r["streams"]))  # fmt: skip
-        lines.append(iperf3.report_line("SUM", r["start"], r["end"], r["sum"]["bytes"],
-                                        r["seconds"], tail + omitted))  # fmt: skip
+        lines.append(_header(head if udp else iperf3.HEADER, r))
+    several = False
+    for role, streams in _roles(r):
+        omitted = ""  # iperf3 marks -O's pre-test intervals, after its columns' padding
+        for s in streams:
+            tail = f"  {s['packets']}  " if udp else ""
+            if "jitter_ms" in s:
+                tail = iperf3.udp_tail(s["jitter_ms"] / 1e3, s["lost"], s["total"])
+            if r.get("omitted"):
+                omitted = ("" if tail.endswith("  ") else "  " if udp else " " * 18) + "(omitted)"
+            lines.append(iperf3.report_line(_label(s["id"], role), r["start"], r["end"],
+                                            s["bytes"], r["seconds"], tail + omitted))  # fmt: skip
+        if len(streams) > 1:
+            several = True
+            tail = f"  {sum(s['packets'] for s in streams)}  " if udp else ""
+            if udp and "jitter_ms" in streams[0]:  # iperf3: the streams' mean jitter
+                jitter = sum(s["jitter_ms"] for s in streams) / len(streams) / 1e3
+                tail = iperf3.udp_tail(jitter, sum(s["lost"] for s in streams),
+                                       sum(s["total"] for s in streams))  # fmt: skip
+            lines.append(iperf3.report_line(_label("SUM", role), r["start"], r["end"],
+                                            sum(s["bytes"] for s in streams), r["seconds"],
+                                            tail + omitted))  # fmt: skip
+    if several:
         lines.append(iperf3.SEPARATOR)
     return "\n".join(lines)
 
 
 def timed_rows(r: Record) -> str:
     """iperf3's closing block: sender and receiver lines per stream and [SUM], and which
-    of them are the endpoint's."""
+    of them are the endpoint's (--bidir: the sending streams' block, then the receiving
+    ones')."""
     udp = r["protocol"] == "udp"
     shown = r.get("interval") and r["parallel"] > 1  # the intervals ended with a separator
     lines = [] if shown else [iperf3.SEPARATOR]
-    lines.append(iperf3.UDP_HEADER if udp else iperf3.HEADER)
+    lines.append(_header(iperf3.UDP_HEADER if udp else iperf3.HEADER, r))
     pad = "" if udp else " " * 16
 
     def two(label: int | str, s: Record) -> None:
@@ -325,12 +365,16 @@ def timed_rows(r: Record) -> str:
             lines.append(iperf3.report_line(label, 0.0, r["seconds"] or 0.0, x["bytes"],
                                             x["seconds"] or 0.0, tail))  # fmt: skip
 
-    for s in r["streams"]:
-        two(s["id"], s)
-    if len(r["streams"]) > 1:
-        two("SUM", r["sum"])
-    theirs = "sender" if r["endpoint"] == "receiver" else "receiver"
-    lines.append(f"# {r['endpoint']}: the endpoint's stamps; {theirs}: the iperf3 server's")
+    for role, streams in _roles(r):
+        for s in streams:
+            two(_label(s["id"], role), s)
+        if len(streams) > 1:
+            two(_label("SUM", role), r["sum_reverse"] if role == "RX-C" else r["sum"])
+    if r.get("bidir"):
+        lines.append(BIDIR_NOTE)
+    else:
+        theirs = "sender" if r["endpoint"] == "receiver" else "receiver"
+        lines.append(f"# {r['endpoint']}: the endpoint's stamps; {theirs}: the iperf3 server's")
     if r.get("late_sends", 0) > LATE_SHARE * r.get("tagged_sends", 0):
         lines.append(
             f"# warning: {r['late_sends']} of {r['tagged_sends']} timed sends left over 1 ms "

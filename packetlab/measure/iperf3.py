@@ -221,6 +221,7 @@ def timed_parameters(
     bitrate: float | None,
     wide_counters: bool = False,
     omit: int = 0,
+    bidir: bool = False,
 ) -> dict[str, Any]:
     """The PARAM_EXCHANGE object of native `iperf3 -c` with -t or -n, -P, -u, -b, -l, -R
     (checked with `iperf3 -d`): "time" a whole number of seconds (iperf3 takes -t as an
@@ -232,6 +233,7 @@ def timed_parameters(
         "num": nbytes or 0,
         "blockcount": 0,
         "parallel": streams,
+        **({"bidirectional": True} if bidir else {}),
         "len": length,
         "pacing_timer": 1000,
         "client_version": "3.12",

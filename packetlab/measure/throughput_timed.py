@@ -100,7 +100,9 @@ class TimedSpec:
     together), `streams` (-P), `udp` (-u), `bitrate` (-b, bit/s per stream; UDP default
     1 Mbit/s, TCP unlimited), `interval` (-i, 0: none), `length` (-l), `omit` (-O: that
     many whole seconds of pre-test before the T seconds counted), `cport` (--cport: stream
-    k binds local port cport + k at the endpoint, as iperf3 3.12)."""
+    k binds local port cport + k at the endpoint, as iperf3 3.12), `bidir` (--bidir: the
+    endpoint sends on `streams` streams and receives on as many, at once; `direction` is
+    then not used)."""
 
     direction: str = "download"
     seconds: float | None = None
@@ -113,6 +115,7 @@ class TimedSpec:
     wide: bool = False  # --udp-counters-64bit
     omit: int = 0  # -O: seconds of pre-test first, reported "(omitted)" and not counted
     cport: int | None = None  # --cport: the data streams' local ports at the endpoint, from it
+    bidir: bool = False  # --bidir: `streams` sending and as many receiving, at once
 
     def check(self) -> None:
         if self.direction not in ("download", "upload"):
@@ -123,14 +126,16 @@ class TimedSpec:
             self.seconds = iperf3.DEFAULT_TIME
         if not 0 <= self.omit <= iperf3.MAX_OMIT:
             raise ValueError(f"-O must be 0..{iperf3.MAX_OMIT} s (iperf3's bound), got {self.omit}")
+        if self.bidir and self.nbytes is not None:
+            raise ValueError("--bidir with -n is not built here (--bidir runs a -t test)")
         if self.omit and self.nbytes is not None:
             raise ValueError(
                 "-O with -n is not built here (-O omits the first seconds of a -t test)"
             )
-        if self.cport is not None and not 1 <= self.cport <= 65536 - self.streams:
+        if self.cport is not None and not 1 <= self.cport <= 65536 - self.sockets:
             raise ValueError(
-                f"--cport must be 1..65535 with room for the {self.streams} streams' ports "
-                f"(cport + 0..{self.streams - 1}), got {self.cport}"
+                f"--cport must be 1..65535 with room for the {self.sockets} streams' ports "
+                f"(cport + 0..{self.sockets - 1}), got {self.cport}"
             )
         if self.seconds is not None and not 0 < self.seconds <= 86400:
             raise ValueError(f"-t must be 0 < T <= 86400 s, got {self.seconds:g}")
@@ -153,6 +158,18 @@ class TimedSpec:
             raise ValueError(f"-l must be {least}..{top} bytes, got {self.length}")
 
     @property
+    def sockets(self) -> int:
+        """Data connections: `streams`, twice that with --bidir."""
+        return 2 * self.streams if self.bidir else self.streams
+
+    def direction_of(self, k: int) -> str:
+        """The direction of data stream k (from 0): --bidir's first half sends (iperf3's
+        TX-C), the second receives (RX-C)."""
+        if self.bidir:
+            return "upload" if k < self.streams else "download"
+        return self.direction
+
+    @property
     def block(self) -> int:
         if self.length:
             return self.length
@@ -173,6 +190,7 @@ class _Flow:
     sid: int  # iperf3's stream id (1, 3, 4, ...)
     label: int  # the `[  5]` iperf3 prints
     sktid: int
+    direction: str = "download"  # the endpoint receives ("download") or sends ("upload")
     bytes: int = 0
     packets: int = 0
     queued: int = 0  # upload: bytes queued
@@ -202,7 +220,7 @@ class TimedResult:
         s = self.spec
         out: dict[str, Any] = {
             "type": "throughput",
-            "direction": s.direction,
+            "direction": "bidir" if s.bidir else s.direction,
             "server": self.server,
             "port": self.port,
             "protocol": "udp" if s.udp else "tcp",
@@ -220,6 +238,9 @@ class TimedResult:
         if self.error is not None:
             out["error"] = self.error
             return out
+        if s.bidir:
+            out["bidir"] = True
+            return self._bidir_dict(out)
         ours, theirs = "receiver", "sender"
         if s.direction == "upload":
             ours, theirs = theirs, ours
@@ -238,6 +259,35 @@ class TimedResult:
         )
         if s.direction == "upload":
             out["sender_mbit_s"] = total["sender"]["mbit_s"]
+        if self.stopped:
+            out["stopped"] = True
+        if self.late is not None:
+            out.update(late_sends=self.late[0], tagged_sends=self.late[1],
+                       late_max_ms=self.late[2])  # fmt: skip
+        return out
+
+    def _bidir_dict(self, out: dict[str, Any]) -> dict[str, Any]:
+        """--bidir: the sending streams (TX-C: the endpoint's ntags, the server's receiver
+        figure) and the receiving ones (RX-C: the endpoint's stamps, the server's sender
+        figure) summed apart, as iperf3's sum_sent/sum_received and their _bidir_reverse."""
+        udp = self.spec.udp
+        tx = [st for st in self.streams if st["role"] == "TX-C"]
+        rx = [st for st in self.streams if st["role"] == "RX-C"]
+        sums = {role: {side: _sum([st[side] for st in group], udp)
+                       for side in ("sender", "receiver")}
+                for role, group in (("TX-C", tx), ("RX-C", rx))}  # fmt: skip
+        out.update(
+            seconds=self.seconds,
+            bytes=sums["TX-C"]["sender"]["bytes"],  # what the endpoint sent
+            mbit_s=sums["TX-C"]["receiver"]["mbit_s"],  # the server's figure for it
+            bytes_reverse=sums["RX-C"]["receiver"]["bytes"],  # what the endpoint received
+            mbit_s_reverse=sums["RX-C"]["receiver"]["mbit_s"],  # the endpoint's stamps
+            method="bidir",
+            endpoint="TX-C sender, RX-C receiver",
+            streams=self.streams,
+            sum=sums["TX-C"],
+            sum_reverse=sums["RX-C"],
+        )
         if self.stopped:
             out["stopped"] = True
         if self.late is not None:
@@ -317,9 +367,10 @@ class _Test:
         spec, session = self.spec, self.session
         family = Family.IP6 if self.addr.version == 6 else Family.IP4
         info = await read_system_info(session)
-        rbuf = max(256 << 10, min(RBUF, (info.bufmax - info.bufused) // (spec.streams + 1)))
+        n = spec.sockets
+        rbuf = max(256 << 10, min(RBUF, (info.bufmax - info.bufused) // (n + 1)))
         for i, (sid, label) in enumerate(
-            zip(iperf3.stream_ids(spec.streams), iperf3.display_ids(spec.streams), strict=True)
+            zip(iperf3.stream_ids(n), iperf3.display_ids(n), strict=True)
         ):
             lport = spec.cport + i if spec.cport is not None else 0
             try:
@@ -349,7 +400,7 @@ class _Test:
                     f"-P {spec.streams}: stream {i + 1} cannot be opened: {e} (the endpoint's "
                     "socket ids, 256 a session, are shared with the control connection)"
                 ) from None
-            flow = _Flow(sid, label, sktid)
+            flow = _Flow(sid, label, sktid, spec.direction_of(i))
             self.flows.append(flow)
             sock.add_callback(partial(self._note, flow))
             if spec.udp:
@@ -383,7 +434,7 @@ class _Test:
             if note.data == iperf3.UDP_CONNECT_REPLY or len(note.data) == 4:
                 flow.reply.callback(None)
             return
-        if self.spec.direction != "download" or self.counted:
+        if flow.direction != "download" or self.counted:
             return
         self.heard = self.session.reactor.seconds()
         if not self.t0:  # before the controller read TEST_START: counted once it has
@@ -426,6 +477,11 @@ class _Test:
             rec.update(type="interval", direction=self.spec.direction,
                        protocol="udp" if self.spec.udp else "tcp",
                        sender=self.spec.direction == "upload")  # fmt: skip
+            if self.spec.bidir:  # each stream's role, iperf3's TX-C (we send) and RX-C
+                rec.update(direction="bidir", sender=None)
+                role = {f.label: "TX-C" if f.direction == "upload" else "RX-C" for f in self.flows}
+                for st in rec["streams"]:
+                    st["role"] = role[st["id"]]
             if omitted:
                 rec["omitted"] = True
             elif self.omit_ns:  # counted, after -O's pre-test (iperf3: no second header)
@@ -453,10 +509,11 @@ class _Test:
         self.counted_from = t0 + self.omit_ns
         if spec.seconds is not None:
             self.stop_at = self.counted_from + int(spec.seconds * 1e9)
-            self.end = self.stop_at if spec.direction == "upload" else None
+            self.end = self.stop_at if spec.direction == "upload" or spec.bidir else None
         if spec.interval:
             labels = [f.label for f in self.flows]
-            extra = self._udp_interval if spec.udp and spec.direction == "download" else None
+            receives = spec.direction == "download" or spec.bidir
+            extra = self._udp_interval if spec.udp and receives else None
             every = int(spec.interval * 1e9)
             self.intervals = Intervals(self.counted_from, every, labels, extra)
             if self.omit_ns:  # iperf3: the pre-test's intervals from 0 too, "(omitted)"
@@ -466,6 +523,8 @@ class _Test:
         """A UDP receiver's interval columns, as iperf3's: the jitter now, the datagrams
         lost and expected since the last interval."""
         f = next(x for x in self.flows if x.label == label)
+        if f.direction != "download":  # --bidir: a sending stream has no receiver columns
+            return {}
         lost0, total0 = self.marks.get(label, (0, 0))
         self.marks[label] = (f.udp.lost, f.udp.packets)
         return {"jitter_ms": round(f.udp.jitter * 1e3, 6), "lost": f.udp.lost - lost0,
@@ -540,6 +599,8 @@ class _Test:
     async def upload(self, timeout: float) -> None:
         spec, session = self.spec, self.session
         clock = session.reactor
+        tx = [f for f in self.flows if f.direction == "upload"]  # --bidir: the sending half
+        last_word = not spec.bidir  # --bidir: the receiving half's TEST_END ends the test
         rate = spec.rate
         block = spec.block
         before = clock.seconds()
@@ -557,12 +618,13 @@ class _Test:
             gap = max(1, int(block * 8 / rate * 1e9))
             lead = max(FIRST_LEAD_S, 2 * rtt)
             first = now + int(lead * 1e9)
-            self.t0 = first  # the sender's clock starts with its first send: O + T s of
-            self._begin(first)  # sends from it, as iperf3 sends
-            for f in self.flows:
+            if not spec.bidir:  # --bidir: the test's clock is TEST_START's (it receives too)
+                self.t0 = first  # the sender's clock starts with its first send: O + T s
+                self._begin(first)  # of sends from it, as iperf3 sends
+            for f in tx:
                 f.next_time = first
             every = max(1, math.ceil(1e9 / gap / TAGS_PER_S))
-        window = max(2 * block, WINDOW // len(self.flows))
+        window = max(2 * block, WINDOW // len(tx))
         payload = bytes(block)
         limit = clock.seconds() + timeout
         while True:
@@ -572,7 +634,7 @@ class _Test:
             more = True
             while more:  # a send per stream in turn (-n counts all streams together)
                 more = False
-                for f in self.flows:
+                for f in tx:
                     if self._sent_all(f, rate):
                         continue
                     if rate:
@@ -591,7 +653,7 @@ class _Test:
                 self.stopped = True  # Ctrl-C: no more sends; the test ends with what went
                 cut = max(endpoint_now(), self.latest) if rate else self.latest
                 self.stop_at = self.end = min(self.stop_at, cut) if self.stop_at else cut
-            if all(self._sent_all(f, rate) for f in self.flows):
+            if all(self._sent_all(f, rate) for f in tx):
                 break
             if clock.seconds() > limit:
                 raise StreamError(f"the test did not end within {timeout:g} s")
@@ -609,7 +671,8 @@ class _Test:
             # still full; the blocks still queued at the endpoint are not waited for (8 MiB
             # took 0.7 s at 100 Mbit/s). The server counts only until TEST_END.
             self.ending = True
-            self.ctl.send_state(State.TEST_END)
+            if last_word:
+                self.ctl.send_state(State.TEST_END)
             return
         for d in self.ntags:  # the last sends' ntags: every byte went to the kernel
             d.addTimeout(timeout, clock)
@@ -621,7 +684,8 @@ class _Test:
                     from None  # fmt: skip
         if self.failure is not None:
             raise self.failure
-        self.ctl.send_state(State.TEST_END)
+        if last_word:
+            self.ctl.send_state(State.TEST_END)
         if self.spec.seconds is None and not (self.stopped and self.end):
             self.end = self.latest
 
@@ -713,10 +777,9 @@ class _Test:
 
     def figures(self) -> list[tuple[int, int, int, float]]:
         seconds = self.seconds()
-        if self.spec.direction == "upload":
-            return [(f.sid, f.queued - f.omitted_bytes, f.sent_packets - f.omitted_packets,
-                     seconds) for f in self.flows]  # fmt: skip
-        return [(f.sid, f.bytes, f.packets, seconds) for f in self.flows]
+        return [(f.sid, f.queued - f.omitted_bytes, f.sent_packets - f.omitted_packets, seconds)
+                if f.direction == "upload" else (f.sid, f.bytes, f.packets, seconds)
+                for f in self.flows]  # fmt: skip
 
     def seconds(self) -> float:
         """The counted test's span (after -O's pre-test)."""
@@ -737,7 +800,8 @@ class _Test:
         by the test's end may still be on its way to the controller."""
         clock = self.session.reactor
         give_up = clock.seconds() + limit
-        while self.spec.direction == "download" and clock.seconds() < give_up:
+        receives = self.spec.direction == "download" or self.spec.bidir
+        while receives and clock.seconds() < give_up:
             wait = self.heard + quiet - clock.seconds()
             if wait <= 0:
                 break
@@ -761,7 +825,7 @@ class _Test:
                     f"the iperf3 server {self.ctl.peer}: its results lack stream {f.sid}"
                 )
             mine: dict[str, Any]
-            if spec.direction == "download":
+            if f.direction == "download":
                 extra: dict[str, Any] = {}
                 theirs_extra: dict[str, Any] = {}
                 if spec.udp:
@@ -776,6 +840,8 @@ class _Test:
                 mine = _side(f.bytes, seconds, **extra)
                 other = _side(int(theirs["bytes"]), theirs["seconds"], **theirs_extra)
                 out.append({"id": f.label, "sender": other, "receiver": mine})
+                if spec.bidir:
+                    out[-1]["role"] = "RX-C"
             else:
                 extra = {"packets": f.packets} if spec.udp else {}
                 mine = _side(f.bytes, seconds, **extra)
@@ -786,6 +852,8 @@ class _Test:
                              "jitter_ms": round(theirs["jitter"] * 1e3, 6)}  # fmt: skip
                 other = _side(int(theirs["bytes"]), theirs["seconds"], **extra)
                 out.append({"id": f.label, "sender": mine, "receiver": other})
+                if spec.bidir:
+                    out[-1]["role"] = "TX-C"
         return out
 
     async def connected(self) -> dict[str, Any]:
@@ -802,7 +870,7 @@ class _Test:
             "type": "connected",
             "server": str(self.addr),
             "port": self.port,
-            "direction": self.spec.direction,
+            "direction": "bidir" if self.spec.bidir else self.spec.direction,
             "protocol": "udp" if self.spec.udp else "tcp",
             "streams": streams,
         }
@@ -816,6 +884,15 @@ class _Test:
                     await self.session.nclose(f.sktid)
                 except ControllerError:
                     pass
+
+
+async def _both(*steps: Any) -> None:
+    """Run coroutines at once; the first failure is raised (the others run out)."""
+    ds = [Deferred.fromCoroutine(step) for step in steps]
+    try:
+        await defer.gatherResults(ds, consumeErrors=True)
+    except defer.FirstError as e:
+        e.subFailure.raiseException()
 
 
 @deferred_api
@@ -857,8 +934,8 @@ async def timed_test(
     try:
         params = iperf3.timed_parameters(
             udp=spec.udp, seconds=spec.seconds, nbytes=spec.nbytes, streams=spec.streams,
-            reverse=spec.direction == "download", length=spec.block, bitrate=spec.rate,
-            wide_counters=spec.wide, omit=spec.omit,
+            reverse=spec.direction == "download" and not spec.bidir, length=spec.block,
+            bitrate=spec.rate, wide_counters=spec.wide, omit=spec.omit, bidir=spec.bidir,
         )  # fmt: skip
         ctl.stream.send(iperf3.encode_json(params))
         await ctl.expect(State.CREATE_STREAMS)
@@ -868,7 +945,9 @@ async def timed_test(
         await ctl.expect(State.TEST_START, timeout=CONNECT_WAIT)
         test.started(ctl.time)
         await ctl.expect(State.TEST_RUNNING)
-        if spec.direction == "download":
+        if spec.bidir:  # both at once; the receiving half's TEST_END ends the test
+            await _both(test.upload(timeout), test.download(timeout))
+        elif spec.direction == "download":
             await test.download(timeout)
         else:
             await test.upload(timeout)

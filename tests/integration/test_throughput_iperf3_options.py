@@ -274,3 +274,38 @@ def test_window_is_refused_in_one_line(port: int) -> None:
         "endpoint's receive budget for the controller, not a kernel buffer; there is no "
         "socket option request)"
     )
+
+
+def test_bidir_beside_native_iperf3(port: int) -> None:
+    """--bidir -P 2 -b 20M: four streams, the endpoint sending on two (TX-C) and receiving
+    on two (RX-C) at once, as native iperf3 --bidir against the same server; each figure
+    near 20 Mbit/s a stream on both sides; UDP: the datagram counts near native's."""
+    words = ["--bidir", "-P", "2", "-t", "1", "-b", "20M", "-i", "0.5"]
+    rc, records, err = pktlab(port, *words)
+    assert rc == 0, (err, records)
+    (result,) = [r for r in records if r["type"] == "throughput"]
+    theirs = native(port, *words)
+    assert len(theirs["end"]["streams"]) == len(result["streams"]) == 4
+    assert [s["role"] for s in result["streams"]] == ["TX-C", "TX-C", "RX-C", "RX-C"]
+    assert [s["sender"]["sender"] for s in theirs["end"]["streams"]] == [True, True, False, False]
+    for s in result["streams"]:
+        for side in ("sender", "receiver"):
+            assert s[side]["mbit_s"] == pytest.approx(20, rel=0.1), (s["role"], side, s)
+    assert result["mbit_s"] == pytest.approx(theirs["end"]["sum_received"]["bits_per_second"]
+                                             / 1e6, rel=0.1)  # fmt: skip
+    assert result["mbit_s_reverse"] == pytest.approx(
+        theirs["end"]["sum_received_bidir_reverse"]["bits_per_second"] / 1e6, rel=0.1
+    )
+    intervals = [r for r in records if r["type"] == "interval"]
+    assert [(i["start"], i["end"]) for i in intervals] == [(0.0, 0.5), (0.5, 1.0)]
+    rc, out, err = pktlab(port, *words, json_out=False)
+    lines = out.splitlines()
+    assert rc == 0 and "Reverse mode" not in out
+    assert lines[5].startswith("[ ID][Role] Interval") and lines[6].startswith("[  5][TX-C] ")
+    udp = ["--bidir", "-u", "-b", "10M", "-l", "1460", "-t", "1", "-i", "0"]
+    rc, records, err = pktlab(port, *udp)
+    assert rc == 0, (err, records)
+    theirs = native(port, *udp)["end"]["streams"]
+    for ours_s, native_s in zip(records[-2]["streams"], theirs, strict=True):
+        for side in ("sender", "receiver"):  # 856 datagrams a second, each way
+            assert ours_s[side]["packets"] == pytest.approx(native_s["udp"]["packets"], rel=0.05)
