@@ -149,6 +149,20 @@ def dig_style(args: argparse.Namespace) -> None:
         raise RunError("no name to look up (give NAME, or -x ADDR)")
 
 
+class BatchLine(argparse.Namespace):
+    """A batch line's options (dig -f): those the line sets, the command line's (`base`)
+    for the rest, so a 10,000-line file holds no copy of every option per line."""
+
+    def __init__(self, base: argparse.Namespace) -> None:
+        super().__init__()
+        self.__dict__["_base"] = base
+
+    def __getattr__(self, name: str) -> Any:  # only for what the line did not set
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.__dict__["_base"], name)
+
+
 def _batch_lines(args: argparse.Namespace) -> None:
     """dig -f FILE: each line a query line of dig's words, with the command line's
     options as its defaults; a line's options are its own but for dig's global switches
@@ -156,7 +170,6 @@ def _batch_lines(args: argparse.Namespace) -> None:
     dig. Blank lines are skipped (dig asks the root's NS for them).
     At most BATCH_LINES lines of BATCH_LINE_BYTES: a longer file is refused before any
     query, read a line at a time (never the whole file at once)."""
-    import copy
     import shlex
 
     try:
@@ -180,7 +193,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
                 raise RunError(f"-f {args.batch}:{n}: {e}") from None
             if not words:
                 continue
-            mine = copy.copy(args)  # the command line's options, then the line's own
+            mine = BatchLine(args)  # the command line's options, then the line's own
             mine.show = {**args.show, "cmd": sticky["cmd"]}
             mine.short, mine.split = sticky["short"], sticky["split"]
             mine.plan, mine.types, mine.reverse, mine.port = [], None, None, None
