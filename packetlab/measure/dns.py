@@ -228,8 +228,24 @@ def presentation(rd: Any, split: int | None = None, linebreak: str | None = None
         if multi is not None:
             return multi
     split = SPLIT if split is None else split
+    if rtype == "OPENPGPKEY":  # dnspython's does not cut it
+        import base64
+
+        return _words(base64.b64encode(rd.key).decode(), split, " ")
     if rtype in _B64_TYPES:
         return str(rd.to_text(chunksize=split))
+    if rtype == "ZONEMD":
+        return f"{rd.serial} {rd.scheme} {rd.hash_algorithm} {_hexwords(rd.digest, split)}"
+    if rtype in ("SVCB", "HTTPS"):  # BIND quotes alpn's and unknown keys' values only
+        import re
+
+        return re.sub(r'(^| )(mandatory|port|ipv4hint|ipv6hint)="([^" ]*)"', r"\1\2=\3",
+                      str(rd.to_text()))  # fmt: skip
+    if rtype == "LOC":  # BIND: a whole number of metres without its ".00" (not the altitude)
+        words = str(rd.to_text()).split(" ")
+        words[-3:] = [w.removesuffix(".00m") + "m" if w.endswith(".00m") else w
+                      for w in words[-3:]]  # fmt: skip
+        return " ".join(words)
     if rtype in ("DS", "CDS", "DLV"):
         return f"{rd.key_tag} {int(rd.algorithm)} {rd.digest_type} {_hexwords(rd.digest, split)}"
     if rtype in ("TLSA", "SMIMEA"):
@@ -289,6 +305,25 @@ def _multiline(rd: Any, rtype: str, split: int, lb: str) -> str | None:
     if rtype == "NSEC3":
         words = _nsec3_words(rd)
         return f"{' '.join(words[:4])} ({lb}{words[4]}{lb}{' '.join(words[5:])} )"
+    if rtype == "OPENPGPKEY":
+        return f"( {b64(rd.key)} )"
+    if rtype == "CERT":
+        head = " ".join(str(rd.to_text(chunksize=0)).split(" ")[:3])
+        return f"{head} ({lb}{b64(rd.certificate)} )"
+    if rtype == "IPSECKEY":
+        head = " ".join(str(rd.to_text(chunksize=0)).split(" ")[:4])
+        return f"( {head}{lb}{b64(rd.key)} )"
+    if rtype == "DHCID":  # BIND's comment: identifier type, digest type, digest length
+        data = rd.data
+        note = (
+            f" ; {int.from_bytes(data[:2], 'big')} {data[2]} {len(data) - 3}"
+            if len(data) > 3
+            else ""
+        )
+        return f"( {b64(data)} ){note}"
+    if rtype == "ZONEMD":
+        head = f"{rd.serial} {rd.scheme} {rd.hash_algorithm}"
+        return f"{head} ({lb}{_hexwords(rd.digest, split, lb)} )"
     return None
 
 

@@ -62,7 +62,9 @@ def _hex(seed: str, n: int) -> str:
 
 
 SIG = "20270101000000 20261201000000 4242 test."
-N3 = "2t7b4g4vsa5smi47k61mv5bv1a22bojr"  # an NSEC3 owner: a hashed label (base32hex)
+N3 = "2t7b4g4vsa5smi47k61mv5bv1a22bojr"
+SVC_PARAMS = "mandatory=alpn,port alpn=h2 port=8443 ipv4hint=192.0.2.1,192.0.2.2 " \
+    "ipv6hint=2001:db8::1 key65000=abc"  # fmt: skip  # an NSEC3 owner: a hashed label (base32hex)
 ZONE = f"""\
 $ORIGIN test.
 $TTL 300
@@ -95,6 +97,17 @@ ns.sub 3600 IN A 127.0.0.1
 {N3} 300 IN NSEC3PARAM 1 0 0 -
 rev 300 IN DNSKEY 385 3 15 {_b64("rev", 32)}
 rev 300 IN DNSKEY 256 3 5 {_b64("rsa", 132)}
+pgp 300 IN OPENPGPKEY {_b64("pgp", 100)}
+cert 300 IN CERT 1 12345 8 {_b64("cert", 100)}
+ipsec 300 IN IPSECKEY 10 1 2 192.0.2.38 {_b64("ipsec", 70)}
+dhcid 300 IN DHCID {_b64("dhcid", 35)}
+@ 300 IN ZONEMD 2018031500 1 1 {_hex("zonemd", 32)}{_hex("zonemd2", 16)}
+caa 300 IN CAA 0 issue "ca.example.net"
+https 300 IN HTTPS 1 . alpn="h2,h3" ipv4hint=192.0.2.1
+https2 300 IN HTTPS 1 svc.test. {SVC_PARAMS}
+svcb 300 IN SVCB 0 svc.test.
+hinfo 300 IN HINFO "PC" "Linux"
+loc 300 IN LOC 42 21 54 N 71 06 18 W -24m 30m
 """
 for _i in range(3):  # about 800 bytes: over UDP with the default 1232, TC with 512
     ZONE += f"keys 300 IN DNSKEY 256 3 8 {_b64(f'key{_i}', 260)}\n"

@@ -239,7 +239,8 @@ def test_hostile_servers_through_the_cli(port: int) -> None:
 
 def test_multiline_and_split_as_dig(port: int) -> None:
     """+multiline: BIND's columns and multi-line records (SOA's timer comments, DNSKEY's
-    key comments, RRSIG, DS, TLSA, SSHFP, NSEC3 in parentheses), in every section;
+    key comments, RRSIG, DS, TLSA, SSHFP, NSEC3, CERT, IPSECKEY, OPENPGPKEY, DHCID with its
+    comment, ZONEMD in parentheses; CAA, HTTPS, SVCB, HINFO, LOC on one line), in every section;
     +split=N (dig's warning for N not a multiple of 4 on stderr, as dig)."""
     at = ["@127.0.0.1", "-p", str(port), "+dnssec"]
     n3 = "2t7b4g4vsa5smi47k61mv5bv1a22bojr.test"
@@ -256,6 +257,12 @@ def test_multiline_and_split_as_dig(port: int) -> None:
         ";test.\t\t\tIN SOA\n",
     ):
         assert part in out  # fmt: skip
+    more = ["pgp.test", "OPENPGPKEY", "cert.test", "CERT", "ipsec.test", "IPSECKEY", "dhcid.test",
+            "DHCID", "test", "ZONEMD", "caa.test", "CAA", "https.test", "HTTPS", "https2.test",
+            "HTTPS", "svcb.test", "SVCB", "hinfo.test", "HINFO", "loc.test", "LOC"]  # fmt: skip
+    for switches in ([], ["+multiline"], ["+split=12"], ["+split=0", "+multiline"]):
+        out = side_by_side(*at, "+nocmd", *switches, *more)
+    assert ") ; 21242 179 32\n" in out and "ipv4hint=192.0.2.1,192.0.2.2 " in out
     for switches in (["+split=8"], ["+split=22", "+multiline"], ["+nosplit"], ["+split=0"],
                      ["+multiline", "+short"], ["+split=60", "+short"]):  # fmt: skip
         a, b = (

@@ -617,3 +617,22 @@ def test_multiline_and_split_styles_are_bind_s() -> None:
     )
     assert restyle("not hex", "DS", split=4) == "not hex"  # text it cannot read: as it was
     assert restyle("192.0.2.1", "A", linebreak=lb) == "192.0.2.1"  # one line, as BIND
+
+    # dig 9.18's text of these (dns_zone_server.py), one line and +multiline
+    def one(rtype: str, text: str) -> str:
+        return presentation(dns.rdata.from_text("IN", rtype, text))
+
+    assert one("LOC", "42 21 54 N 71 06 18 W -24m 30m") == (
+        "42 21 54.000 N 71 6 18.000 W -24.00m 30m 10000m 10m"
+    )
+    assert one("HTTPS", '1 . alpn="h2,h3" port=443 ipv4hint=192.0.2.1 key65000=abc') == (
+        '1 . alpn="h2,h3" port=443 ipv4hint=192.0.2.1 key65000="abc"'
+    )
+    assert one("ZONEMD", "2018031500 1 1 " + "ab" * 48) == (
+        f"2018031500 1 1 {'AB' * 28} {'AB' * 20}"
+    )
+    assert one("OPENPGPKEY", "QUJD" * 20) == f"{'QUJD' * 14} {'QUJD' * 6}"
+    dhcid = "UvqztzyvPnWfvoWG+sUzlXdB9l3eFLpeWPvmDc7xdbQE8rQ="
+    assert restyle(dhcid, "DHCID", linebreak=lb) == (
+        "( UvqztzyvPnWfvoWG+sUzlXdB9l3eFLpeWPvmDc7xdbQE\n\t\t\t\t8rQ= ) ; 21242 179 32"
+    )
