@@ -95,18 +95,28 @@ BATCH_LINE_BYTES = 4096  # -f FILE: a longer line is refused
 SECTIONS = ("cmd", "comments", "question", "answer", "authority", "additional", "stats")
 
 
-def _display(args: argparse.Namespace, word: str) -> bool:
-    """Apply a +[no]SECTION or +[no]all switch to `args.show`; False if `word` is none."""
+def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | None = None) -> bool:
+    """Apply a +[no]SECTION or +[no]all switch to `target.show` (default `args`); cmd, a
+    global switch in dig, to `args.show`. False if `word` is none."""
     key = word[1:]
     on = not key.startswith("no")
     key = key[2:] if not on else key
-    if key == "all":
-        args.show = dict.fromkeys(SECTIONS, on)
-        return True
-    if key in SECTIONS:
-        args.show[key] = on
-        return True
-    return False
+    keys = SECTIONS if key == "all" else (key,) if key in SECTIONS else ()
+    if not keys:
+        return False
+    target = args if target is None else target
+    if target is not args and "show" not in target.__dict__:
+        target.show = dict(args.show)  # the name's own sections from here on
+    for k in keys:
+        if k == "cmd":
+            args.show["cmd"] = on
+        target.show[k] = on
+    return True
+
+
+# dig's switches that are global variables (not a lookup's): after a name too, they set
+# the command line's (a batch line's) options
+GLOBAL_SWITCHES = {"+short", "+noshort", "+split", "+nosplit", "+time"}
 
 
 def _split_value(word: str, value: str) -> int:
@@ -163,6 +173,18 @@ class BatchLine(argparse.Namespace):
         return getattr(self.__dict__["_base"], name)
 
 
+class NameScope(BatchLine):
+    """The options written after a name on the line (dig: they are that name's query's;
+    its global switches excepted)."""
+
+
+def _base_of(ns: argparse.Namespace) -> argparse.Namespace:
+    """The namespace a NameScope falls back to (itself for any other)."""
+    while isinstance(ns, NameScope):
+        ns = ns.__dict__["_base"]
+    return ns
+
+
 def _batch_lines(args: argparse.Namespace) -> None:
     """dig -f FILE: each line a query line of dig's words, with the command line's
     options as its defaults; a line's options are its own but for dig's global switches
@@ -200,7 +222,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
             mine.server = args.server
             _dig_words(mine, _batch_options(mine, words, f"-f {args.batch}:{n}"), top=False)
             mine.batch_words = words  # dig's banner for the line shows it
-            args.plan += [(name, types, cls, mine) for name, types, cls, _ in mine.plan]
+            args.plan += [(name, types, cls, o or mine) for name, types, cls, o in mine.plan]
             sticky = {"short": mine.short, "cmd": mine.show["cmd"], "split": mine.split}
     if not args.plan:
         raise RunError(f"-f {args.batch}: no name to look up")
@@ -245,6 +267,7 @@ def _dig_words(args: argparse.Namespace, words: list[str], top: bool = True) -> 
     names: list[str] = []
     own: list[list[str]] = []  # each name's types
     own_class: list[str | None] = []
+    scopes: list[NameScope | None] = []  # each name's options written after it
     if top:
         args.user_server = None  # the server as typed, for dig's ";; SERVER: ADDR#PORT(TEXT)"
     pending: list[str] = []  # types given before the first name
@@ -254,18 +277,24 @@ def _dig_words(args: argparse.Namespace, words: list[str], top: bool = True) -> 
             args.server = word[1:]
         elif word.startswith("+"):
             key, eq, value = word.partition("=")
+            # as dig: an option after a name is that name's query's (a global switch all's)
+            at: argparse.Namespace = args
+            if names and key not in GLOBAL_SWITCHES:
+                if scopes[-1] is None:
+                    scopes[-1] = NameScope(args)
+                at = scopes[-1]  # type: ignore[assignment]
             if key == "+edns" and not eq:
-                args.edns = 0
+                at.edns = 0
             elif key == "+split" and eq:
                 args.split = _split_value(word, value)
             elif key == "+cookie" and eq:
-                args.cookie = _cookie_value(word, value)
-                args.edns = max(args.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
+                at.cookie = _cookie_value(word, value)
+                at.edns = max(at.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
             elif key in DIG_FLAGS and not eq:
                 attr, on = DIG_FLAGS[key]
-                setattr(args, attr, on)
+                setattr(at, attr, on)
                 if key in ("+nsid", "+cookie"):
-                    args.edns = max(args.edns, 0)
+                    at.edns = max(at.edns, 0)
             elif key in DIG_VALUES and eq:
                 try:
                     n = float(value) if key == "+time" else int(value) + (key == "+retry")
@@ -273,8 +302,8 @@ def _dig_words(args: argparse.Namespace, words: list[str], top: bool = True) -> 
                     raise RunError(f"{word}: expected a number") from None
                 if n < 0 and key in ("+edns", "+bufsize"):
                     raise RunError(f"{word}: expected a number from 0")
-                setattr(args, DIG_VALUES[key], n)
-            elif not eq and _display(args, word):
+                setattr(at, DIG_VALUES[key], n)
+            elif not eq and _display(args, word, at):
                 pass
             else:
                 raise RunError(
@@ -295,6 +324,7 @@ def _dig_words(args: argparse.Namespace, words: list[str], top: bool = True) -> 
             names.append(word)
             own.append(pending)
             own_class.append(pending_class)
+            scopes.append(None)
             pending, pending_class = [], None
     for addr in args.reverse or []:
         try:
@@ -303,6 +333,7 @@ def _dig_words(args: argparse.Namespace, words: list[str], top: bool = True) -> 
             raise RunError(f"-x {addr}: not an IP address") from None
         own.append(pending or ["PTR"])
         own_class.append(pending_class)
+        scopes.append(None)
         pending, pending_class = [], None
     if args.qclass is not None:
         _class_of(args.qclass, "-c")
@@ -318,13 +349,15 @@ def _dig_words(args: argparse.Namespace, words: list[str], top: bool = True) -> 
             raise RunError("-p PORT needs a server: @ADDR or --server ADDR")
         host, _ = split_server(args.server, args.family)
         args.server = f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}"
-    if args.bufsize is not None and not 0 <= args.bufsize <= 65535:
-        raise RunError(f"+bufsize={args.bufsize}: out of range (0..65535)")
-    if args.edns > 255:
-        raise RunError(f"+edns={args.edns}: out of range (0..255)")
+    for o in [args, *(x for x in scopes if x is not None)]:
+        if o.bufsize is not None and not 0 <= o.bufsize <= 65535:
+            raise RunError(f"+bufsize={o.bufsize}: out of range (0..65535)")
+        if o.edns > 255:
+            raise RunError(f"+edns={o.edns}: out of range (0..255)")
     args.names = names
-    args.plan = [(name, mine or args.types, cls or args.qclass, None)
-                 for name, mine, cls in zip(names, own, own_class, strict=True)]  # fmt: skip
+    args.plan = [(name, mine or args.types, cls or args.qclass, scope)
+                 for name, mine, cls, scope in zip(names, own, own_class, scopes,
+                                                   strict=True)]  # fmt: skip
 
 
 def _class_of(text: str, where: str) -> str:
@@ -658,8 +691,13 @@ class DigText:
         return getattr(self.view, "show", None) or dict.fromkeys(SECTIONS, True)
 
     @property
-    def short(self) -> bool:
-        return bool(getattr(self.view, "short", False))
+    def short(self) -> bool:  # dig's global switch: the command line's (batch line's)
+        return bool(getattr(_base_of(self.view), "short", False))
+
+    @property
+    def cmd(self) -> bool:  # likewise
+        show = getattr(_base_of(self.view), "show", None)
+        return bool(show["cmd"]) if show else True
 
     @property
     def trace(self) -> bool:
@@ -678,13 +716,13 @@ class DigText:
     def banner(self) -> list[str]:
         """dig's banner before the first answer; with -f, a line of it before each batch
         line's first answer too, naming that line's words."""
-        view = self.view
+        view = _base_of(self.view)
         words = getattr(view, "batch_words", None)
         if view is self.bannered or (self.bannered is not None and words is None):
             return []
         first = self.bannered is None
         self.bannered = view
-        if not self.show["cmd"] or self.short:
+        if not self.cmd or self.short:
             return []
         from packetlab import __version__
 

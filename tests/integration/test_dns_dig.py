@@ -321,3 +321,18 @@ def test_batch_file_as_dig(port: int, tmp_path: Path) -> None:
         "split the file)"
     )
     assert time.monotonic() - t0 < 30 and got.stdout == ""
+
+
+def test_options_after_a_name_are_its_own_as_dig(port: int) -> None:
+    """dig: a + option after a name is that name's query's (before any name: every
+    query's), but for its global switches (+short, +[no]cmd, +split, +time)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    for words in (["a.test", "+dnssec", "nope.test", "a.test"],
+                  ["+dnssec", "a.test", "a.test", "+nodnssec", "a.test"],
+                  ["a.test", "+nocmd"], ["a.test", "+short", "a.test"],
+                  ["a.test", "+noall", "+answer", "a.test"],
+                  ["mx.test", "MX", "+noall", "+answer", "+authority", "a.test", "+nostats"],
+                  ["a.test", "+multiline", "+dnssec", "test", "SOA"],
+                  ["a.test", "+tcp", "+nsid", "a.test"],
+                  ["a.test", "+split=8", "+dnssec", "test", "DNSKEY"]):  # fmt: skip
+        side_by_side(*at, *words)

@@ -394,3 +394,13 @@ def test_batch_file_lines_and_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     f.write_text("a.test -z\n")
     with pytest.raises(RunError, match=r"batch:1: -z: option not supported in a batch line"):
         parse("-f", str(f))
+
+
+def test_options_after_a_name_are_its_own() -> None:
+    """dig's scoping: `a.test +dnssec b.test` asks a.test with DO, b.test without; dig's
+    global switches (+short, +nocmd, +split, +time) are every query's wherever written."""
+    a = parse("+tcp", "a.test", "+dnssec", "+noall", "+answer", "b.test", "+short", "+time=3")
+    (_, _, _, first), (_, _, _, second) = a.plan
+    assert first is not None and first.dnssec and first.tcp and not first.show["stats"]
+    assert second is None and not a.dnssec and a.tcp and a.show["stats"]
+    assert a.short and a.wait == 3.0 and not a.show["cmd"]  # +noall's cmd: dig's global

@@ -268,7 +268,9 @@ def test_dns_takes_digs_words() -> None:
         ("a.test", ["MX"]),
         ("b.test", ["aaaa"]),
     ]  # a type: the name before it
-    assert (a.tcp, a.norecurse, a.wait, a.tries) == (True, True, 1.0, 3)
+    o = a.plan[0][3]  # as dig: the options after a.test are its query's, +time all's
+    assert (o.tcp, o.norecurse, o.wait, o.tries) == (True, True, 1.0, 3)
+    assert (a.tcp, a.norecurse, a.wait, a.tries) == (False, False, 1.0, 2) and a.plan[1][3] is None
     # `dig MX a.test b.test -t TXT`: a type before any name is the first's; -t the others'
     a = _main_args("run", "dns", "MX", "a.test", "b.test", "-t", "TXT", "c.test", "NS", "+short")
     run_dns.dig_style(a)
@@ -276,7 +278,7 @@ def test_dns_takes_digs_words() -> None:
     assert a.short and run_dns.COMMAND.budget(a) == 3 * 3 * 2.0
     a = parse("dns", "--server", "::1", "-p", "53", "x.test", "+retry=0")
     run_dns.dig_style(a)
-    assert (a.server, a.tries, a.plan) == ("[::1]:53", 1, [("x.test", None, None, None)])
+    assert (a.server, a.plan[0][:3], a.plan[0][3].tries) == ("[::1]:53", ("x.test", None, None), 1)
     a = parse("dns", "-x", "192.0.2.1", "-x", "2001:db8::1")
     run_dns.dig_style(a)
     assert a.names[0] == "1.2.0.192.in-addr.arpa." and a.names[1].endswith(".ip6.arpa.")
