@@ -577,7 +577,7 @@ def compact_row(r: Record) -> str | None:
         return f"{head}: {r['error']}"
     lines = [f"{head}: {r['rcode']}, {r['rtt_us']:.0f} us" if r["rtt_us"] is not None else head]
     for a in r["answers"]:
-        lines.append(f"{a['name']}\t{a['ttl']}\tIN\t{a['type']}\t{a['data']}")
+        lines.append(f"{a['name']}\t{a['ttl']}\t{a.get('class', 'IN')}\t{a['type']}\t{a['data']}")
     return "\n".join(lines)
 
 

@@ -364,6 +364,7 @@ def test_class_words_and_dash_c_as_dig() -> None:
         {"name": "version.bind.", "type": "TXT", "ttl": 0, "data": '"9.18-pktlab-test"',
          "class": "CH"}]}  # fmt: skip
     # `dig -c CH -t TXT version.bind +noall +question +answer`
+    assert (run_dns.compact_row(ch) or "").endswith('version.bind.\t0\tCH\tTXT\t"9.18-pktlab-test"')
     assert text_of(parse("+noall", "+question", "+answer", "x"), ch) == (
         ';version.bind.\t\t\tCH\tTXT\nversion.bind.\t\t0\tCH\tTXT\t"9.18-pktlab-test"\n'
     )
