@@ -206,13 +206,12 @@ def test_omit_beside_native_iperf3(port: int) -> None:
     theirs = native(port, *words)
     assert theirs["start"]["test_start"]["omit"] == 1
     assert ours == [(0.0, 0.5, True), (0.5, 1.0, True), (0.0, 0.5, False), (0.5, 1.0, False)]
-    # native's: the same shape (its interval timer jitters: 0.00-0.52 omitted, once with
-    # one pre-test interval less), the counted ones from 0 to 1 s
+    # native's, as a clean run of it prints them; its timers race at the pre-test's end,
+    # so some runs show [(0, 0.5, T), (0.5, 0.5, F), (0.5, 1.0, F)] instead: only the shape
     flags = [i["sum"]["omitted"] for i in theirs["intervals"]]
-    counted = [i["sum"] for i in theirs["intervals"] if not i["sum"]["omitted"]]
-    assert flags == sorted(flags, reverse=True) and flags[0] and counted
-    assert counted[0]["start"] == pytest.approx(0, abs=0.05)
-    assert counted[-1]["end"] == pytest.approx(1, abs=0.05)
+    assert flags == sorted(flags, reverse=True) and flags[0] and not flags[-1]
+    assert theirs["intervals"][-1]["sum"]["end"] == pytest.approx(1, abs=0.05)
+    assert theirs["end"]["sum_received"]["seconds"] == pytest.approx(1, abs=0.05)
     (result,) = [r for r in records if r["type"] == "throughput"]
     assert result["omit"] == 1 and result["seconds"] == 1.0
     assert result["mbit_s"] == pytest.approx(100, rel=0.05)  # 1 s of 100 Mbit/s, not 2
