@@ -1058,6 +1058,29 @@ async def measure(
     return result, report
 
 
+def startup_imports(args: argparse.Namespace) -> tuple[str, ...]:
+    """The modules a traceroute or ping imports once it runs (the reactor, its report and
+    measurement, the controller; in-process, the endpoint): `packetlab.cli.main` imports
+    them ahead, under its start-up GC rules (docs/performance.md, pktlab run, Session 11).
+    Nothing for a module's measurement (`run dns`, `http`...)."""
+    if getattr(args, "_command", None) is not None:
+        return ()
+    names = [
+        "twisted.internet.reactor",
+        "packetlab.cli.report",
+        "packetlab.controller.listener",
+        "packetlab.measure.traceroute",  # (ping's experiment imports it too)
+        "packetlab.measure.rdns",
+    ]
+    if args.measurement == "ping":
+        names.append("packetlab.measure.ping")
+    elif getattr(args, "mda", False):
+        names.append("packetlab.measure.mda")
+    if getattr(args, "listen", None) is None:
+        names += ["packetlab.controller.local", "packetlab.endpoint.tap"]
+    return tuple(names)
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "_command", None) is not None:  # a module's measurement (run_NAME.py)
         rc: int = importlib.import_module("packetlab.cli.run_command").run_command(args)

@@ -157,3 +157,50 @@ def test_http_to_an_address_loads_no_dns_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.splitlines()[-1].split()[1:] == ["False"] * 7, out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["traceroute", "-n", "-q", "1", "127.0.0.1"],
+        ["ping", "-c", "1", "-q", "127.0.0.1"],
+    ],
+)
+def test_a_run_imports_its_reactor_and_endpoint_before_the_startup_freeze(
+    argv: list[str],
+) -> None:
+    """`pktlab` imports what a traceroute or ping will import once it runs (the reactor,
+    the reports, the measurement, the in-process endpoint) with its own modules, without
+    cycle collections, and freezes them (`gc.freeze`): the collections of the run and the
+    endpoint's heap trim at its end no longer traverse ~200 modules of objects
+    (docs/performance.md, pktlab run, Session 11)."""
+    code = (
+        "import gc, sys\n"
+        "box = {}\n"
+        "freeze = gc.freeze\n"
+        "def record():\n"
+        "    box['at'] = set(sys.modules)\n"
+        "    freeze()\n"
+        "gc.freeze = record\n"
+        "import packetlab.cli as c\n"
+        f"sys.argv = ['pktlab', 'run', *{argv!r}]\n"
+        "rc = c.main()\n"
+        "print(rc, *sorted(set(sys.modules) - box['at']))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    rc, *late = out.stdout.splitlines()[-1].split()
+    assert rc == "0", out
+    ahead = {
+        "twisted.internet.reactor",
+        "twisted.internet.defer",
+        "OpenSSL.SSL",
+        "packetlab.cli.report",
+        "packetlab.measure.traceroute",
+        "packetlab.endpoint.tap",
+        "packetlab.endpoint.service",
+        "packetlab.controller.session",
+    }
+    assert not ahead & set(late), late
+    assert len(late) < 40, late  # what the endpoint's start imports still comes later
