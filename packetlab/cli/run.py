@@ -1059,23 +1059,20 @@ async def measure(
 
 
 def startup_imports(args: argparse.Namespace) -> tuple[str, ...]:
-    """The modules a traceroute or ping imports once it runs (the reactor, its report and
-    measurement, the controller; in-process, the endpoint): `packetlab.cli.main` imports
-    them ahead, under its start-up GC rules (docs/performance.md, pktlab run, Session 11).
-    Nothing for a module's measurement (`run dns`, `http`...)."""
-    if getattr(args, "_command", None) is not None:
-        return ()
-    names = [
-        "twisted.internet.reactor",
-        "packetlab.cli.report",
-        "packetlab.controller.listener",
-        "packetlab.measure.traceroute",  # (ping's experiment imports it too)
-        "packetlab.measure.rdns",
-    ]
-    if args.measurement == "ping":
-        names.append("packetlab.measure.ping")
-    elif getattr(args, "mda", False):
-        names.append("packetlab.measure.mda")
+    """The modules a measurement imports once it runs (the reactor and the controller;
+    a traceroute's or ping's report and measurement; in-process, the endpoint):
+    `packetlab.cli.main` imports them ahead, under its start-up GC rules
+    (docs/performance.md, pktlab run, Session 11)."""
+    names = ["twisted.internet.reactor", "packetlab.controller.listener"]
+    if getattr(args, "_command", None) is not None:  # run dns, http...: run_NAME.py
+        names.append("packetlab.cli.run_command")
+    else:
+        names += ["packetlab.cli.report", "packetlab.measure.rdns"]
+        names.append("packetlab.measure.traceroute")  # (ping's experiment imports it too)
+        if args.measurement == "ping":
+            names.append("packetlab.measure.ping")
+        elif getattr(args, "mda", False):
+            names.append("packetlab.measure.mda")
     if getattr(args, "listen", None) is None:
         names += ["packetlab.controller.local", "packetlab.endpoint.tap"]
     return tuple(names)
