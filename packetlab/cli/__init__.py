@@ -8,8 +8,10 @@ import gc
 import importlib
 import sys
 from collections.abc import Iterator, Sequence
+from typing import Any
 
-# name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
+# name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int
+# (and may have startup_imports(args) -> names of modules: see `_import_ahead`).
 COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("packetlab.cli.decode", "decode PacketLab frames to JSON lines"),
     "encode": ("packetlab.cli.encode", "encode JSON lines to PacketLab frames"),
@@ -83,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _startup_gc(freeze=whole_process):
             args = parse(argv)
             module = importlib.import_module(args._module)
+            _import_ahead(module, args)
         rc: int = module.run(args)
     except KeyboardInterrupt:  # Ctrl-C during start-up: no traceback
         print("\npktlab: interrupted", file=sys.stderr)
@@ -100,6 +103,18 @@ def _more_operands(args: argparse.Namespace, extra: list[str]) -> bool:
         return False
     getattr(args, field).extend(extra)
     return True
+
+
+def _import_ahead(module: Any, args: argparse.Namespace) -> None:
+    """Import now, with the command's own modules, those its run will import
+    (`module.startup_imports(args)`, when the command says: `pktlab run` names its
+    reactor, reports and in-process endpoint), so that they too load without cycle
+    collections and are frozen. One that fails is left for the command, which then meets
+    the error where it always did."""
+    ahead = getattr(module, "startup_imports", None)
+    for name in ahead(args) if ahead is not None else ():
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
 
 @contextlib.contextmanager

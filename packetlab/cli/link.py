@@ -450,6 +450,24 @@ def demo_link_cache() -> Path:
     return Path(base) / "pktlab" / "demo-link"
 
 
+class _LoopbackServer:
+    """The in-process link's listening side, a TCP port on 127.0.0.1 that the system
+    picks: what ``serverFromString(reactor, "tcp:0:interface=127.0.0.1")`` makes (Twisted's
+    `TCP4ServerEndpoint`, backlog 50), without importing `twisted.internet.endpoints` and
+    the stdio, SNI, systemd and plugin helpers it loads (docs/performance.md, pktlab run,
+    Session 11)."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def listen(self, protocolFactory: Any) -> Any:
+        from twisted.internet import defer
+
+        return defer.execute(
+            self._reactor.listenTCP, 0, protocolFactory, backlog=50, interface="127.0.0.1"
+        )
+
+
 async def run_in_process(
     reactor: Any,
     experiment: Experiment[T],
@@ -476,7 +494,7 @@ async def run_in_process(
 
     tmp: Path | None = None  # the cached demo home's per-run accounting database
     tls: tuple[PktlabHome, str, Path] | None = None
-    where: Any = "tcp:0:interface=127.0.0.1"
+    where: Any = _LoopbackServer(reactor)
     creds: ControllerCredentials | None = None
     if not plaintext:
         h, cached = _in_process_home(Path(home) if home is not None else None)
@@ -488,12 +506,10 @@ async def run_in_process(
         creds = ControllerCredentials.from_home(h)
         creds = ControllerCredentials(creds.chain, creds.key, creds.trusted, snikey, creds.source)
         tls = (h, snikey, rlim)
-        from twisted.internet.endpoints import serverFromString
-
         from packetlab.controller.local import HANDSHAKE_TIMEOUT
 
         where = PPKSServerEndpoint(
-            serverFromString(reactor, where),
+            where,
             creds.server_options(),
             handshake_timeout=(HANDSHAKE_TIMEOUT, reactor),
         )

@@ -1058,6 +1058,26 @@ async def measure(
     return result, report
 
 
+def startup_imports(args: argparse.Namespace) -> tuple[str, ...]:
+    """The modules a measurement imports once it runs (the reactor and the controller;
+    a traceroute's or ping's report and measurement; in-process, the endpoint):
+    `packetlab.cli.main` imports them ahead, under its start-up GC rules
+    (docs/performance.md, pktlab run, Session 11)."""
+    names = ["twisted.internet.reactor", "packetlab.controller.listener"]
+    if getattr(args, "_command", None) is not None:  # run dns, http...: run_NAME.py
+        names.append("packetlab.cli.run_command")
+    else:
+        names += ["packetlab.cli.report", "packetlab.measure.rdns"]
+        names.append("packetlab.measure.traceroute")  # (ping's experiment imports it too)
+        if args.measurement == "ping":
+            names.append("packetlab.measure.ping")
+        elif getattr(args, "mda", False):
+            names.append("packetlab.measure.mda")
+    if getattr(args, "listen", None) is None:
+        names += ["packetlab.controller.local", "packetlab.endpoint.tap"]
+    return tuple(names)
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "_command", None) is not None:  # a module's measurement (run_NAME.py)
         rc: int = importlib.import_module("packetlab.cli.run_command").run_command(args)
