@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import getopt
 import os
 import sys
 from collections.abc import Callable
@@ -37,12 +38,40 @@ class TapOptions(usage.Options):
 
     tapname: ClassVar[str] = ""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # An opt_ method's docstring wrapped over lines keeps its indentation in --help.
+        self.docs = {k: " ".join(v.split()) if v else v for k, v in self.docs.items()}
+
     def parseOptions(self, options: Any = None) -> None:
         try:
-            super().parseOptions(options)
+            super().parseOptions(self._options_first(options))
         except usage.UsageError as e:
             self.fail(e)
             raise
+
+    def _options_first(self, options: Any) -> Any:
+        """`options` with every option before the operands, as GNU getopt (the reference
+        daemons' C getopt) permutes them: `twistd pktendpoint 127.0.0.1 --sessions 1`
+        means what it says (usage.Options' getopt stops at the first operand). Unchanged
+        when getopt finds an error, for usage.Options to report it."""
+        if options is None:
+            return None
+        try:
+            opts, args = getopt.gnu_getopt(list(options), self.shortOpt, self.longOpt)
+        except getopt.GetoptError:
+            return options
+        if not args:
+            return options
+        first: list[str] = []
+        for opt, value in opts:
+            takes = (
+                opt[2:] + "=" in self.longOpt
+                if opt.startswith("--")
+                else opt[1:] + ":" in self.shortOpt
+            )
+            first += [opt, value] if takes else [opt]
+        return [*first, "--", *args]
 
     def parseArgs(self, *args: str) -> None:
         if args:  # rather than usage.Options' "Wrong number of arguments."

@@ -122,7 +122,14 @@ class Options(TapOptions):
         key, sep, value = assignment.partition("=")
         if not sep or not key.strip():
             raise usage.UsageError(f"--set wants KEY=VALUE, got {assignment!r}")
-        self["set"].append((key.strip(), value.strip()))
+        key = key.strip()
+        if key not in KNOWN_KEYS:  # a file may hold the reference's keys; --set is ours
+            import difflib
+
+            hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+            more = f" (did you mean {hint[0]}?)" if hint else ""
+            raise usage.UsageError(f"--set {key}: unknown config key{more}")
+        self["set"].append((key, value.strip()))
 
     def parseArgs(self, *args: str) -> None:
         self["address_given"] = bool(args)

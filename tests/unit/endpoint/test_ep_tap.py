@@ -59,6 +59,16 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
         (["--insecure-plaintext", "--retry-delay", "-1"], "--retry-delay: expected seconds"),
         (["--insecure-plaintext", "--sessions", "-2"], "--sessions: expected a count"),
         (["--insecure-plaintext", "a", "b"], "at most one controller address"),
+        # A misspelled key on the command line is a mistake (a file may hold the
+        # reference's keys we do not know: those stay warnings).
+        (
+            ["--insecure-plaintext", "--set", "NoSubMod=1"],
+            r"--set NoSubMod: unknown config key \(did you mean NoSubMode\?\)",
+        ),
+        (["--insecure-plaintext", "--set", "Zzz=1"], "--set Zzz: unknown config key$"),
+        # The port named as what is wrong (was: "'127.0.0.1:abc' is not an IPv6 address").
+        (["--insecure-plaintext", "127.0.0.1:abc"], "port must be 1..65535, got 'abc'"),
+        (["--insecure-plaintext", "localhost:"], "port must be 1..65535, got ''"),
     ],
 )
 def test_refusals(argv: list[str], message: str) -> None:
@@ -100,6 +110,11 @@ def test_make_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert session.config.host_id == "pktendpt"
     assert svc.scheduler is not None
     svc.scheduler.stop()
+
+
+def test_help_text_is_one_paragraph_per_option() -> None:
+    """No run of spaces from a docstring's line break inside an option's help."""
+    assert "  repeatable" not in " ".join(str(Options()).split("\n"))
 
 
 def test_help_text_mentions_the_essentials() -> None:
