@@ -27,7 +27,7 @@ from typing import Any, ClassVar, TypeVar
 from twisted.internet.error import ReactorNotRunning
 from twisted.python import usage
 
-__all__ = ["TapOptions", "stop_daemon", "tap_service"]
+__all__ = ["TapOptions", "server_endpoint", "stop_daemon", "tap_service"]
 
 Opts = TypeVar("Opts", bound="TapOptions")
 S = TypeVar("S")
@@ -105,6 +105,24 @@ class TapOptions(usage.Options):
             "in the foreground\n"
         )
         sys.stderr.flush()
+
+
+def server_endpoint(reactor: Any, where: str, origin: str, example: str) -> Any:
+    """`where` (from `origin`: an option or ``FILE:LINE: Key``) as a Twisted server
+    endpoint, or a `usage.UsageError` naming it: not an endpoint string, or a TCP port
+    outside 0..65535 (which would otherwise surface as a traceback at bind time)."""
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        ep = serverFromString(reactor, where)
+    except (ValueError, KeyError, TypeError) as e:
+        raise usage.UsageError(
+            f"{origin}: {where!r} is not a Twisted endpoint string ({e}); e.g. {example}"
+        ) from None
+    port = getattr(ep, "_port", None)  # TCP4/TCP6/SSL4 server endpoints
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise usage.UsageError(f"{origin}: {where!r}: port {port} is not 0..65535")
+    return ep
 
 
 def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:

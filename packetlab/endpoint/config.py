@@ -120,8 +120,10 @@ class EndpointConfig:
             import difflib  # only for this message: idle RSS (docs/performance.md)
 
             hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
-            more = f" (did you mean {hint[0]}?)" if hint else ""
-            self.warnings.append(f"{where}: unknown key {key!r} ignored{more}")
+            if hint:  # a misspelling (`NoSubMod 1`) would silently change what runs
+                raise ConfigError(f"{where}: unknown key {key!r} (did you mean {hint[0]}?)")
+            # Like nothing we know: a key of another version of the reference, say.
+            self.warnings.append(f"{where}: unknown key {key!r} ignored")
             return
         try:
             handler(self, value.strip())

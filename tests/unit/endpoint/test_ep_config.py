@@ -96,13 +96,22 @@ def test_too_many_dns_servers() -> None:
 
 
 def test_unknown_and_unused_keys_warn() -> None:
-    cfg = parse("BufMx 5\nWorkerBusyWaitMode 1\nBufMax 10\nBufMax 20\nRawModeLKM 1\n")
+    cfg = parse("Zzyzx 5\nWorkerBusyWaitMode 1\nBufMax 10\nBufMax 20\nRawModeLKM 1\n")
     assert cfg.buf_max == 20
-    assert any("unknown key 'BufMx' ignored (did you mean BufMax?)" in w for w in cfg.warnings)
+    assert "t.conf:1: unknown key 'Zzyzx' ignored" in cfg.warnings
     assert any("WorkerBusyWaitMode is not used" in w for w in cfg.warnings)
     assert any("t.conf:4: BufMax repeated (line 3)" in w for w in cfg.warnings)
     assert any("RawModeLKM 1 is not supported" in w for w in cfg.warnings)
     assert cfg.reserved == {"WorkerBusyWaitMode": "1"}
+
+
+def test_a_misspelled_key_stops_with_the_key_meant() -> None:
+    """`NoSubMod 1` ignored would run the endpoint in another mode than written (was a
+    warning in the log); a key like none we know stays a warning (above)."""
+    with pytest.raises(
+        ConfigError, match=r"^t.conf:2: unknown key 'BufMx' \(did you mean BufMax\?\)$"
+    ):
+        parse("BufMax 10\nBufMx 5\n")
 
 
 def test_broker_mode_keys() -> None:
