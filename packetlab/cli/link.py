@@ -331,7 +331,9 @@ class _Refusals:
             text = (
                 f"endpoint {peer} closed the TLS link before its chain was checked: that is "
                 f"how an endpoint refuses a controller chain it does not trust{ours}; its "
-                "log names the rule (is our EOp key in its EndpointOpPubKeyPath?)"
+                "log names the rule (is our EOp key in its EndpointOpPubKeyPath?). An "
+                "endpoint run with --insecure-plaintext also closes it, after 10 s of "
+                "waiting for a plaintext controller: then give --insecure-plaintext here too"
             )
         elif rule == "handshake_failed":
             text = (

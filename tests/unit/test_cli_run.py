@@ -284,3 +284,12 @@ def test_ping_interface_name_with_a_remote_endpoint_names_its_addresses() -> Non
     with pytest.raises(MeasureError, match=f"-I eth0: the endpoint exports its addresses.*{EP4}"):
         rig.run(Deferred.fromCoroutine(echo(rig.session)))  # type: ignore[arg-type]
     assert rig.endpoint.raw_sends == []
+
+
+def test_the_listen_example_pairs_a_tls_controller_with_a_tls_endpoint() -> None:
+    """`pktlab run --help`'s --listen example: the controller is TLS by default, so the
+    endpoint beside it must be too (was `--insecure-plaintext`: the link never came up,
+    and the controller blamed the chains after the endpoint's 10 s wait)."""
+    example = cli_run.EPILOG.split("--listen 127.0.0.1:20556", 1)[1].split("\n\n", 1)[0]
+    endpoint = example.split("twistd", 1)[1].split("(an endpoint with", 1)[0]
+    assert "--insecure-plaintext" not in endpoint and "-c ~/.pktlab/endpt.conf" in endpoint
