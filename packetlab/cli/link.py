@@ -73,7 +73,8 @@ def add_link_arguments(parser: argparse.ArgumentParser) -> None:
     stay the command's)."""
     g = parser.add_argument_group(
         "link",
-        "By default an endpoint runs in this process. The link is TLS 1.3 with the PPKS "
+        # Wrapped by hand: the `run` commands' help keeps descriptions as written.
+        "By default an endpoint runs in this process. The link is TLS 1.3 with the PPKS\n"
         "certificates of a `pktlab init` home unless --insecure-plaintext.",
     )
     g.add_argument(

@@ -70,6 +70,21 @@ a kernel TX timestamp on this project's endpoint). See docs/traceroute.md.
 """
 
 
+PING_EPILOG = """\
+examples:
+  pktlab run ping -c 3 -i 0.2 127.0.0.1
+  pktlab run ping -q -c 1000 -i 0 127.0.0.1       # as fast as replies return: statistics only
+  pktlab run ping --json -c 3 127.0.0.1           # JSON lines, then a summary
+  pktlab run ping --listen 127.0.0.1:20556 127.0.0.1    # TLS, ~/.pktlab (pktlab init)
+      # then: twistd -n pktendpoint -c ~/.pktlab/endpt.conf --transproto raw,tcp,udp \\
+      #           127.0.0.1:20556
+      # (an endpoint with --insecure-plaintext: give --insecure-plaintext here too)
+
+RTTs are endpoint times: reply kernel receive time (ndata) minus request send time (ntag;
+a kernel TX timestamp on this project's endpoint). See docs/usability.md.
+"""
+
+
 class RunError(LinkError):
     """A problem worth one line on stderr (exit status 2)."""
 
@@ -405,7 +420,7 @@ def _add_ping(sub: Any) -> None:
         help="ICMP echo",
         description="ICMP(v6) echo requests from the endpoint's raw socket, paced by the "
         "endpoint (scheduled nsend times), replies captured there.",
-        epilog=EPILOG,
+        epilog=PING_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(pg, "-I")  # ping -I address (not an interface name)

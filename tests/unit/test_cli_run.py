@@ -293,3 +293,34 @@ def test_the_listen_example_pairs_a_tls_controller_with_a_tls_endpoint() -> None
     example = cli_run.EPILOG.split("--listen 127.0.0.1:20556", 1)[1].split("\n\n", 1)[0]
     endpoint = example.split("twistd", 1)[1].split("(an endpoint with", 1)[0]
     assert "--insecure-plaintext" not in endpoint and "-c ~/.pktlab/endpt.conf" in endpoint
+
+
+def test_pings_help_shows_ping_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    """`pktlab run ping --help` showed traceroute's examples (the shared epilog)."""
+    from packetlab.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "ping", "--help"])
+    examples = capsys.readouterr().out.split("examples:", 1)[1]
+    assert "pktlab run ping --listen" in examples and "traceroute" not in examples
+
+
+@pytest.mark.parametrize("name", list(cli_run.MEASUREMENTS))
+def test_the_link_group_is_wrapped(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The `link:` group's description kept as written by the raw formatter: one line
+    of 133 characters (was)."""
+    from packetlab.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", name, "--help"])
+    out = capsys.readouterr().out
+    link = out.split("\nlink:\n", 1)[1].split("\n\n", 1)[0]
+    assert max(len(line) for line in link.splitlines()) <= 100, link
+
+
+def test_sendgaps_count_shows_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    from packetlab.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "sendgap", "--help"])
+    assert "datagrams per train [100]" in " ".join(capsys.readouterr().out.split())
