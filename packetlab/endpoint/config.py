@@ -119,11 +119,15 @@ class EndpointConfig:
                 return
             import difflib  # only for this message: idle RSS (docs/performance.md)
 
+            same = [k for k in KNOWN_KEYS if k.lower() == key.lower()]
+            typo = same or difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.85)
+            if typo:  # a misspelling (`NoSubMod 1`) would silently change what runs
+                raise ConfigError(f"{where}: unknown key {key!r} (did you mean {typo[0]}?)")
+            # Like nothing we know closely: a key of another version of the reference, or
+            # of another file (xpmgr.conf's BrokerCertRootPath), say.
             hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
-            if hint:  # a misspelling (`NoSubMod 1`) would silently change what runs
-                raise ConfigError(f"{where}: unknown key {key!r} (did you mean {hint[0]}?)")
-            # Like nothing we know: a key of another version of the reference, say.
-            self.warnings.append(f"{where}: unknown key {key!r} ignored")
+            more = f" (did you mean {hint[0]}?)" if hint else ""
+            self.warnings.append(f"{where}: unknown key {key!r} ignored{more}")
             return
         try:
             handler(self, value.strip())

@@ -112,6 +112,17 @@ def test_a_misspelled_key_stops_with_the_key_meant() -> None:
         ConfigError, match=r"^t.conf:2: unknown key 'BufMx' \(did you mean BufMax\?\)$"
     ):
         parse("BufMax 10\nBufMx 5\n")
+    with pytest.raises(ConfigError, match="did you mean HostID"):
+        parse("Hostid x\n")  # case alone
+
+
+def test_a_key_only_like_a_known_one_warns() -> None:
+    """xpmgr.conf's BrokerCertRootPath in endpt.conf, or another version's key: ignored
+    with a warning and the nearest key, not a stop."""
+    cfg = parse("BrokerCertRootPath /x.pub\n")
+    assert cfg.warnings == [
+        "t.conf:1: unknown key 'BrokerCertRootPath' ignored (did you mean BrokerChainRootPath?)"
+    ]
 
 
 def test_broker_mode_keys() -> None:
