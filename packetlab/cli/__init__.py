@@ -71,6 +71,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     # The word right after it (`run traceroute`), not after an option (`run -h traceroute`).
     then = argv[at + 1] if at + 1 < len(argv) and not argv[at + 1].startswith("-") else None
     parser = build_parser(chosen, then)
+    if "-h" in argv or "--help" in argv:
+        _wrap_descriptions(parser)
     args, extra = parser.parse_known_args(argv)
     if extra and not _more_operands(args, extra):
         bad = [e for e in extra if e.startswith("-") and len(e) > 1] or extra
@@ -98,6 +100,25 @@ class _Parser(argparse.ArgumentParser):
                 raise
             message = f"{e.message} (did you mean {hint[0]!r}?)"
             raise argparse.ArgumentError(action, message) from None
+
+
+def _wrap_descriptions(parser: argparse.ArgumentParser) -> None:
+    """A command whose help keeps its epilog as written (RawDescriptionHelpFormatter: the
+    `run` measurements, `init`, `wrap`) keeps its one-paragraph description as written
+    too, one line of up to 537 characters: fill it to the terminal, as argparse fills
+    the rest of the help."""
+    import shutil
+    import textwrap
+
+    width = max(min(shutil.get_terminal_size().columns - 2, 98), 40)
+    todo = [parser]
+    while todo:
+        p = todo.pop()
+        if p.description and "\n" not in p.description and len(p.description) > width:
+            p.description = textwrap.fill(p.description, width)
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
 
 
 def _command_parser(

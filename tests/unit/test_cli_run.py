@@ -324,3 +324,20 @@ def test_sendgaps_count_shows_its_default(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         main(["run", "sendgap", "--help"])
     assert "datagrams per train [100]" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    "argv", [["run", name] for name in cli_run.MEASUREMENTS] + [["wrap"]], ids=str
+)
+def test_help_fits_a_terminal(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every line of `--help` within 100 columns: the descriptions kept as written by the
+    raw formatter were single lines of up to 537 characters (traceroute's)."""
+    from packetlab.cli import main
+
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100, out
