@@ -108,6 +108,9 @@ class EndpointConfig:
     reserved: dict[str, str] = field(default_factory=dict)
     #: Human-readable warnings gathered while parsing (unknown keys, ignored features).
     warnings: list[str] = field(default_factory=list)
+    #: key -> where its value came from (``endpt.conf:3``, ``--set KEY``), for errors found
+    #: after parsing (a device a key needs that cannot be opened).
+    origins: dict[str, str] = field(default_factory=dict)
 
     def set(self, key: str, value: str, where: str) -> None:
         """Apply one ``key value`` pair; `where` (``file:line``) prefixes every message."""
@@ -133,6 +136,7 @@ class EndpointConfig:
             handler(self, value.strip())
         except ConfigError as e:
             raise ConfigError(f"{where}: {key}: {e}") from None
+        self.origins[key] = where
 
 
 # ---------------------------------------------------------------------------- values

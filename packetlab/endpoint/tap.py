@@ -288,7 +288,8 @@ def makeService(options: Options) -> IService:
         try:  # opened now: a missing permission is one line at start, not a session's error
             device = open_device()
         except CpuLatencyUnavailable as e:
-            raise usage.UsageError(str(e)) from None
+            where = cfg.origins.get("CpuLatencyUs")  # the file and line, or the option
+            raise usage.UsageError(f"{where}: {e}" if where else str(e)) from None
         cpu_latency = CpuLatencyHold(cfg.cpu_latency_us, device, lambda m: log.warn("{m}", m=m))
         log.info("CPU wake-up latency {us} µs while a session is open", us=cfg.cpu_latency_us)
 

@@ -57,6 +57,11 @@ def test_every_used_key() -> None:
     assert cfg.warnings == []
 
 
+def test_where_each_key_came_from_is_kept() -> None:
+    cfg = parse("# c\nBufMax 10\nCpuLatencyUs 0\n")
+    assert cfg.origins == {"BufMax": "t.conf:2", "CpuLatencyUs": "t.conf:3"}
+
+
 def test_interface_names_export_their_addresses() -> None:
     cfg = parse("VMemLocalAddrStrIPv4 lo\nVMemLocalAddrStrIPv6 lo\n")
     assert ipaddress.IPv4Interface("127.0.0.1/8") in cfg.ipv4
