@@ -73,7 +73,8 @@ def add_link_arguments(parser: argparse.ArgumentParser) -> None:
     stay the command's)."""
     g = parser.add_argument_group(
         "link",
-        "By default an endpoint runs in this process. The link is TLS 1.3 with the PPKS "
+        # Wrapped by hand: the `run` commands' help keeps descriptions as written.
+        "By default an endpoint runs in this process. The link is TLS 1.3 with the PPKS\n"
         "certificates of a `pktlab init` home unless --insecure-plaintext.",
     )
     g.add_argument(
@@ -331,7 +332,9 @@ class _Refusals:
             text = (
                 f"endpoint {peer} closed the TLS link before its chain was checked: that is "
                 f"how an endpoint refuses a controller chain it does not trust{ours}; its "
-                "log names the rule (is our EOp key in its EndpointOpPubKeyPath?)"
+                "log names the rule (is our EOp key in its EndpointOpPubKeyPath?). An "
+                "endpoint run with --insecure-plaintext also closes it, after 10 s of "
+                "waiting for a plaintext controller: then give --insecure-plaintext here too"
             )
         elif rule == "handshake_failed":
             text = (

@@ -60,12 +60,28 @@ examples:
   pktlab run ping -c 3 -i 0.2 127.0.0.1
   pktlab run traceroute --json 10.77.3.2          # one JSON object per probe
   pktlab run traceroute -n --mda 10.77.6.2        # every interface of every hop
-  pktlab run traceroute --listen 127.0.0.1:20556 192.0.2.1
-      # then: twistd -n pktendpoint --insecure-plaintext --transproto raw,tcp,udp \\
+  pktlab run traceroute --listen 127.0.0.1:20556 192.0.2.1    # TLS, ~/.pktlab (pktlab init)
+      # then: twistd -n pktendpoint -c ~/.pktlab/endpt.conf --transproto raw,tcp,udp \\
       #           --ipv4 SRC 127.0.0.1:20556      (SRC: the endpoint's address to send from)
+      # (an endpoint with --insecure-plaintext: give --insecure-plaintext here too)
 
 RTTs are endpoint times: reply kernel receive time (ndata) minus probe send time (ntag;
 a kernel TX timestamp on this project's endpoint). See docs/traceroute.md.
+"""
+
+
+PING_EPILOG = """\
+examples:
+  pktlab run ping -c 3 -i 0.2 127.0.0.1
+  pktlab run ping -q -c 1000 -i 0 127.0.0.1       # as fast as replies return: statistics only
+  pktlab run ping --json -c 3 127.0.0.1           # JSON lines, then a summary
+  pktlab run ping --listen 127.0.0.1:20556 127.0.0.1    # TLS, ~/.pktlab (pktlab init)
+      # then: twistd -n pktendpoint -c ~/.pktlab/endpt.conf --transproto raw,tcp,udp \\
+      #           127.0.0.1:20556
+      # (an endpoint with --insecure-plaintext: give --insecure-plaintext here too)
+
+RTTs are endpoint times: reply kernel receive time (ndata) minus request send time (ntag;
+a kernel TX timestamp on this project's endpoint). See docs/usability.md.
 """
 
 
@@ -404,7 +420,7 @@ def _add_ping(sub: Any) -> None:
         help="ICMP echo",
         description="ICMP(v6) echo requests from the endpoint's raw socket, paced by the "
         "endpoint (scheduled nsend times), replies captured there.",
-        epilog=EPILOG,
+        epilog=PING_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(pg, "-I")  # ping -I address (not an interface name)
