@@ -124,10 +124,22 @@ def drop_unused_modules(roots: Iterable[str]) -> list[str]:
     returns the names forgotten (none when any is in use: all or nothing). Their objects
     are then freed, and a later import loads them afresh."""
     roots = tuple(roots)
-    drop = {n for n in sys.modules if any(n == r or n.startswith(r + ".") for r in roots)}
+    prefixes = tuple(r + "." for r in roots)
+    drop = {n for n in sys.modules if n in roots or n.startswith(prefixes)}
     if not drop:
         return []
     mods = {id(sys.modules[n]) for n in drop}
+    # The commonest use first, one dict lookup per module: a root bound under its own
+    # name (`import argparse`: in `pktlab run`, whose in-process endpoint calls this).
+    for root in roots:
+        top, short = sys.modules.get(root), root.rpartition(".")[2]
+        if top is None:
+            continue
+        for name, mod in list(sys.modules.items()):
+            bound = getattr(mod, "__dict__", {}).get(short)
+            # (not a package binding its own submodule)
+            if bound is top and name not in drop and f"{name}.{short}" not in drop:
+                return []
     for name, mod in list(sys.modules.items()):
         if name in drop:
             continue

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import getopt
 import os
 import sys
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any, ClassVar, TypeVar
 from twisted.internet.error import ReactorNotRunning
 from twisted.python import usage
 
-__all__ = ["TapOptions", "stop_daemon", "tap_service"]
+__all__ = ["TapOptions", "server_endpoint", "stop_daemon", "tap_service"]
 
 Opts = TypeVar("Opts", bound="TapOptions")
 S = TypeVar("S")
@@ -37,12 +38,40 @@ class TapOptions(usage.Options):
 
     tapname: ClassVar[str] = ""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # An opt_ method's docstring wrapped over lines keeps its indentation in --help.
+        self.docs = {k: " ".join(v.split()) if v else v for k, v in self.docs.items()}
+
     def parseOptions(self, options: Any = None) -> None:
         try:
-            super().parseOptions(options)
+            super().parseOptions(self._options_first(options))
         except usage.UsageError as e:
             self.fail(e)
             raise
+
+    def _options_first(self, options: Any) -> Any:
+        """`options` with every option before the operands, as GNU getopt (the reference
+        daemons' C getopt) permutes them: `twistd pktendpoint 127.0.0.1 --sessions 1`
+        means what it says (usage.Options' getopt stops at the first operand). Unchanged
+        when getopt finds an error, for usage.Options to report it."""
+        if options is None:
+            return None
+        try:
+            opts, args = getopt.gnu_getopt(list(options), self.shortOpt, self.longOpt)
+        except getopt.GetoptError:
+            return options
+        if not args:
+            return options
+        first: list[str] = []
+        for opt, value in opts:
+            takes = (
+                opt[2:] + "=" in self.longOpt
+                if opt.startswith("--")
+                else opt[1:] + ":" in self.shortOpt
+            )
+            first += [opt, value] if takes else [opt]
+        return [*first, "--", *args]
 
     def parseArgs(self, *args: str) -> None:
         if args:  # rather than usage.Options' "Wrong number of arguments."
@@ -76,6 +105,24 @@ class TapOptions(usage.Options):
             "in the foreground\n"
         )
         sys.stderr.flush()
+
+
+def server_endpoint(reactor: Any, where: str, origin: str, example: str) -> Any:
+    """`where` (from `origin`: an option or ``FILE:LINE: Key``) as a Twisted server
+    endpoint, or a `usage.UsageError` naming it: not an endpoint string, or a TCP port
+    outside 0..65535 (which would otherwise surface as a traceback at bind time)."""
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        ep = serverFromString(reactor, where)
+    except (ValueError, KeyError, TypeError) as e:
+        raise usage.UsageError(
+            f"{origin}: {where!r} is not a Twisted endpoint string ({e}); e.g. {example}"
+        ) from None
+    port = getattr(ep, "_port", None)  # TCP4/TCP6/SSL4 server endpoints
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise usage.UsageError(f"{origin}: {where!r}: port {port} is not 0..65535")
+    return ep
 
 
 def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:

@@ -1,6 +1,7 @@
 """The broker configuration file (``broker.conf``), in the ``Key value`` style of the
-reference configs: one pair per line, ``#`` comments. Unknown keys are warnings; a bad
-value is a `ConfigError` naming the file, the line and the key. See docs/broker.md.
+reference configs: one pair per line, ``#`` comments. An unknown key (``PublishListn``)
+or a bad value is a `ConfigError` naming the file, the line and the key. See
+docs/broker.md.
 
 Defaults are those of a home set up by ``pktlab init``: the broker agent certificate
 ``certs/agent_bop_brk.cert`` and its key ``keys/k_brk``, listening on every address on
@@ -49,9 +50,8 @@ class BrokerConfig:
         handler = _HANDLERS.get(key)
         if handler is None:
             hint = difflib.get_close_matches(key, list(_HANDLERS), n=1)
-            more = f" (did you mean {hint[0]}?)" if hint else ""
-            self.warnings.append(f"{where}: unknown key {key!r} ignored{more}")
-            return
+            more = f"did you mean {hint[0]}?" if hint else "keys: " + ", ".join(_HANDLERS)
+            raise ConfigError(f"{where}: unknown key {key!r} ({more})")
         try:
             handler(self, value.strip())
         except ConfigError as e:

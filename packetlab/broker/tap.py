@@ -7,7 +7,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from packetlab.tapoptions import TapOptions, tap_service
+from packetlab.tapoptions import TapOptions, server_endpoint, tap_service
 from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT
 
 from .config import BROKER_CERT, BROKER_KEY, BrokerConfig, ConfigError, load_config
@@ -139,8 +139,6 @@ def _check_listen(reactor: Any, cfg: BrokerConfig) -> None:
     """A listening address that is no Twisted endpoint string stops the daemon now, with
     where it was given, not once the reactor runs (where the broker would log it and stay
     up with no port)."""
-    from twisted.internet.endpoints import serverFromString
-
     for key, where in (
         ("PublishListen", cfg.publish),
         ("SubscribeListen", cfg.subscribe),
@@ -148,13 +146,7 @@ def _check_listen(reactor: Any, cfg: BrokerConfig) -> None:
     ):
         if where is None:
             continue
-        try:
-            serverFromString(reactor, where)
-        except (ValueError, KeyError, TypeError) as e:
-            raise usage.UsageError(
-                f"{cfg.origin(key)}: {where!r} is not a Twisted endpoint string ({e}); "
-                "e.g. tcp:20556:interface=127.0.0.1"
-            ) from None
+        server_endpoint(reactor, where, cfg.origin(key), "tcp:20556:interface=127.0.0.1")
 
 
 @tap_service

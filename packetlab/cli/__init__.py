@@ -8,15 +8,21 @@ import gc
 import importlib
 import sys
 from collections.abc import Iterator, Sequence
+from typing import Any
 
-# name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
+# name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int
+# (and may have startup_imports(args) -> names of modules: see `_import_ahead`).
 COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("packetlab.cli.decode", "decode PacketLab frames to JSON lines"),
     "encode": ("packetlab.cli.encode", "encode JSON lines to PacketLab frames"),
     "ppks": ("packetlab.cli.ppks", "PPKS keys, CSRs, certificates and chain checks"),
     "init": ("packetlab.cli.init", "set up ~/.pktlab with demo keys, certificates and CSRs"),
     "testbed": ("packetlab.cli.testbed", "network-namespace testbeds: up, down, status"),
-    "run": ("packetlab.cli.run", "run a measurement (traceroute, ping) through an endpoint"),
+    "run": (
+        "packetlab.cli.run",
+        "a measurement through an endpoint: traceroute, ping, dns, http, throughput, "
+        "sendgap, clocksync, alias",
+    ),
     "broker": ("packetlab.cli.broker", "a running broker's channels and publications"),
     "monitor": ("packetlab.cli.monitor", "build, digest and test WebAssembly monitors"),
     "reflex": ("packetlab.cli.reflex", "build, digest and test endpoint reflexes"),
@@ -34,7 +40,7 @@ def build_parser(only: str | None = None, then: str | None = None) -> argparse.A
     """The parser; sub-command modules are imported only for `only` (all when None).
     `then`, the word after `only` on the command line, lets a command with sub-commands
     of its own (`pktlab run`) build only that one's parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pktlab",
         description="PacketLab tools: wire dissector, experiments, certificates, testbeds.",
     )
@@ -66,11 +72,82 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     # The word right after it (`run traceroute`), not after an option (`run -h traceroute`).
     then = argv[at + 1] if at + 1 < len(argv) and not argv[at + 1].startswith("-") else None
     parser = build_parser(chosen, then)
+    if "-h" in argv or "--help" in argv:
+        _wrap_descriptions(parser)
     args, extra = parser.parse_known_args(argv)
     if extra and not _more_operands(args, extra):
         bad = [e for e in extra if e.startswith("-") and len(e) > 1] or extra
-        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+        # Said by the command that did not know them, with its usage, and what was meant.
+        owner = _command_parser(parser, args)
+        owner.error(f"unrecognized arguments: {' '.join(bad)}{_did_you_mean(owner, bad)}")
     return args
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a mistyped choice (`pktlab run pign`), as
+    Python 3.14's `suggest_on_error`; the sub-commands' parsers are of this class too."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as e:
+            choices = [c for c in action.choices or () if isinstance(c, str)]
+            if not isinstance(value, str) or not choices:
+                raise
+            import difflib
+
+            hint = difflib.get_close_matches(value, choices, n=1)
+            if not hint:
+                raise
+            message = f"{e.message} (did you mean {hint[0]!r}?)"
+            raise argparse.ArgumentError(action, message) from None
+
+
+def _wrap_descriptions(parser: argparse.ArgumentParser) -> None:
+    """A command whose help keeps its epilog as written (RawDescriptionHelpFormatter: the
+    `run` measurements, `init`, `wrap`) keeps its one-paragraph description as written
+    too, one line of up to 537 characters: fill it to the terminal, as argparse fills
+    the rest of the help."""
+    import shutil
+    import textwrap
+
+    width = max(min(shutil.get_terminal_size().columns - 2, 98), 40)
+    todo = [parser]
+    while todo:
+        p = todo.pop()
+        if p.description and "\n" not in p.description and len(p.description) > width:
+            p.description = textwrap.fill(p.description, width)
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The parser of the deepest sub-command on the command line (`pktlab run ping`)."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, sub.dest, None) if sub is not None else None
+        if sub is None or chosen not in sub.choices:
+            return parser
+        parser = sub.choices[chosen]
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, bad: list[str]) -> str:
+    """` (did you mean --count?)` for unknown options close to one of `parser`'s."""
+    import difflib
+
+    known = list(parser._option_string_actions)
+    hints = []
+    for word in bad:
+        name = word.split("=", 1)[0]
+        if not name.startswith("-"):
+            continue
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+        if near:
+            hints.append(f"{near[0]} for {name}" if len(bad) > 1 else near[0])
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _startup_gc(freeze=whole_process):
             args = parse(argv)
             module = importlib.import_module(args._module)
+            _import_ahead(module, args)
         rc: int = module.run(args)
     except KeyboardInterrupt:  # Ctrl-C during start-up: no traceback
         print("\npktlab: interrupted", file=sys.stderr)
@@ -100,6 +178,18 @@ def _more_operands(args: argparse.Namespace, extra: list[str]) -> bool:
         return False
     getattr(args, field).extend(extra)
     return True
+
+
+def _import_ahead(module: Any, args: argparse.Namespace) -> None:
+    """Import now, with the command's own modules, those its run will import
+    (`module.startup_imports(args)`, when the command says: `pktlab run` names its
+    reactor, reports and in-process endpoint), so that they too load without cycle
+    collections and are frozen. One that fails is left for the command, which then meets
+    the error where it always did."""
+    ahead = getattr(module, "startup_imports", None)
+    for name in ahead(args) if ahead is not None else ():
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
 
 @contextlib.contextmanager

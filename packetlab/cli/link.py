@@ -73,7 +73,8 @@ def add_link_arguments(parser: argparse.ArgumentParser) -> None:
     stay the command's)."""
     g = parser.add_argument_group(
         "link",
-        "By default an endpoint runs in this process. The link is TLS 1.3 with the PPKS "
+        # Wrapped by hand: the `run` commands' help keeps descriptions as written.
+        "By default an endpoint runs in this process. The link is TLS 1.3 with the PPKS\n"
         "certificates of a `pktlab init` home unless --insecure-plaintext.",
     )
     g.add_argument(
@@ -331,7 +332,9 @@ class _Refusals:
             text = (
                 f"endpoint {peer} closed the TLS link before its chain was checked: that is "
                 f"how an endpoint refuses a controller chain it does not trust{ours}; its "
-                "log names the rule (is our EOp key in its EndpointOpPubKeyPath?)"
+                "log names the rule (is our EOp key in its EndpointOpPubKeyPath?). An "
+                "endpoint run with --insecure-plaintext also closes it, after 10 s of "
+                "waiting for a plaintext controller: then give --insecure-plaintext here too"
             )
         elif rule == "handshake_failed":
             text = (
@@ -450,6 +453,24 @@ def demo_link_cache() -> Path:
     return Path(base) / "pktlab" / "demo-link"
 
 
+class _LoopbackServer:
+    """The in-process link's listening side, a TCP port on 127.0.0.1 that the system
+    picks: what ``serverFromString(reactor, "tcp:0:interface=127.0.0.1")`` makes (Twisted's
+    `TCP4ServerEndpoint`, backlog 50), without importing `twisted.internet.endpoints` and
+    the stdio, SNI, systemd and plugin helpers it loads (docs/performance.md, pktlab run,
+    Session 11)."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def listen(self, protocolFactory: Any) -> Any:
+        from twisted.internet import defer
+
+        return defer.execute(
+            self._reactor.listenTCP, 0, protocolFactory, backlog=50, interface="127.0.0.1"
+        )
+
+
 async def run_in_process(
     reactor: Any,
     experiment: Experiment[T],
@@ -476,7 +497,7 @@ async def run_in_process(
 
     tmp: Path | None = None  # the cached demo home's per-run accounting database
     tls: tuple[PktlabHome, str, Path] | None = None
-    where: Any = "tcp:0:interface=127.0.0.1"
+    where: Any = _LoopbackServer(reactor)
     creds: ControllerCredentials | None = None
     if not plaintext:
         h, cached = _in_process_home(Path(home) if home is not None else None)
@@ -488,12 +509,10 @@ async def run_in_process(
         creds = ControllerCredentials.from_home(h)
         creds = ControllerCredentials(creds.chain, creds.key, creds.trusted, snikey, creds.source)
         tls = (h, snikey, rlim)
-        from twisted.internet.endpoints import serverFromString
-
         from packetlab.controller.local import HANDSHAKE_TIMEOUT
 
         where = PPKSServerEndpoint(
-            serverFromString(reactor, where),
+            where,
             creds.server_options(),
             handshake_timeout=(HANDSHAKE_TIMEOUT, reactor),
         )

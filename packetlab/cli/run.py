@@ -60,12 +60,28 @@ examples:
   pktlab run ping -c 3 -i 0.2 127.0.0.1
   pktlab run traceroute --json 10.77.3.2          # one JSON object per probe
   pktlab run traceroute -n --mda 10.77.6.2        # every interface of every hop
-  pktlab run traceroute --listen 127.0.0.1:20556 192.0.2.1
-      # then: twistd -n pktendpoint --insecure-plaintext --transproto raw,tcp,udp \\
+  pktlab run traceroute --listen 127.0.0.1:20556 192.0.2.1    # TLS, ~/.pktlab (pktlab init)
+      # then: twistd -n pktendpoint -c ~/.pktlab/endpt.conf --transproto raw,tcp,udp \\
       #           --ipv4 SRC 127.0.0.1:20556      (SRC: the endpoint's address to send from)
+      # (an endpoint with --insecure-plaintext: give --insecure-plaintext here too)
 
 RTTs are endpoint times: reply kernel receive time (ndata) minus probe send time (ntag;
 a kernel TX timestamp on this project's endpoint). See docs/traceroute.md.
+"""
+
+
+PING_EPILOG = """\
+examples:
+  pktlab run ping -c 3 -i 0.2 127.0.0.1
+  pktlab run ping -q -c 1000 -i 0 127.0.0.1       # as fast as replies return: statistics only
+  pktlab run ping --json -c 3 127.0.0.1           # JSON lines, then a summary
+  pktlab run ping --listen 127.0.0.1:20556 127.0.0.1    # TLS, ~/.pktlab (pktlab init)
+      # then: twistd -n pktendpoint -c ~/.pktlab/endpt.conf --transproto raw,tcp,udp \\
+      #           127.0.0.1:20556
+      # (an endpoint with --insecure-plaintext: give --insecure-plaintext here too)
+
+RTTs are endpoint times: reply kernel receive time (ndata) minus request send time (ntag;
+a kernel TX timestamp on this project's endpoint). See docs/usability.md.
 """
 
 
@@ -520,7 +536,7 @@ def _add_ping(sub: Any) -> None:
         help="ICMP echo",
         description="ICMP(v6) echo requests from the endpoint's raw socket, paced by the "
         "endpoint (scheduled nsend times), replies captured there.",
-        epilog=EPILOG,
+        epilog=PING_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(pg, "-I")  # ping -I address (not an interface name)
@@ -1275,6 +1291,26 @@ async def measure(
     finally:
         report.close()
     return result, report
+
+
+def startup_imports(args: argparse.Namespace) -> tuple[str, ...]:
+    """The modules a measurement imports once it runs (the reactor and the controller;
+    a traceroute's or ping's report and measurement; in-process, the endpoint):
+    `packetlab.cli.main` imports them ahead, under its start-up GC rules
+    (docs/performance.md, pktlab run, Session 11)."""
+    names = ["twisted.internet.reactor", "packetlab.controller.listener"]
+    if getattr(args, "_command", None) is not None:  # run dns, http...: run_NAME.py
+        names.append("packetlab.cli.run_command")
+    else:
+        names += ["packetlab.cli.report", "packetlab.measure.rdns"]
+        names.append("packetlab.measure.traceroute")  # (ping's experiment imports it too)
+        if args.measurement == "ping":
+            names.append("packetlab.measure.ping")
+        elif getattr(args, "mda", False):
+            names.append("packetlab.measure.mda")
+    if getattr(args, "listen", None) is None:
+        names += ["packetlab.controller.local", "packetlab.endpoint.tap"]
+    return tuple(names)
 
 
 def run(args: argparse.Namespace) -> int:

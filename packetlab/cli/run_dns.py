@@ -23,6 +23,10 @@ examples:
   pktlab run dns +noall +answer -6 example.com AAAA
   pktlab run dns --compact a.test b.test          # one ;; line per query, then its answers
   pktlab run dns +trace @192.0.2.53 www.example.com  # iterative, from the server's root NS
+  pktlab run dns +multiline +dnssec example.com SOA example.com DNSKEY   # BIND's long forms
+  pktlab run dns +nsid @192.0.2.53 example.com    # the server's NSID (a cookie goes too)
+  pktlab run dns -c CH @192.0.2.53 version.bind TXT
+  pktlab run dns @192.0.2.53 -f queries.txt       # dig's batch mode: a query line a line
 
 Output is dig's (header, OPT pseudosection, question, answer, authority, additional,
 statistics; +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority,
@@ -77,54 +81,220 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+noshort": ("short", False), "+dnssec": ("dnssec", True),
              "+nodnssec": ("dnssec", False), "+do": ("dnssec", True),
              "+nodo": ("dnssec", False), "+noedns": ("edns", -1),
-             "+trace": ("trace", True), "+notrace": ("trace", False)}  # fmt: skip
+             "+trace": ("trace", True), "+notrace": ("trace", False),
+             "+nsid": ("nsid", True), "+nonsid": ("nsid", False),
+             "+multiline": ("multiline", True), "+nomultiline": ("multiline", False),
+             "+cookie": ("cookie", True), "+nocookie": ("cookie", False),
+             "+nosplit": ("split", 0)}  # fmt: skip
 DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries", "+bufsize": "bufsize",
-              "+edns": "edns"}  # fmt: skip
+              "+edns": "edns", "+split": "split"}  # fmt: skip
+SPLIT_MAX = 1023  # dig's bound for +split
+BATCH_LINES = 10_000  # -f FILE: query lines at most (each answer is kept for the summary)
+BATCH_LINE_BYTES = 4096  # -f FILE: a longer line is refused
 # dig's display switches: what each +[no]WORD shows (+all/+noall: every one of them)
 SECTIONS = ("cmd", "comments", "question", "answer", "authority", "additional", "stats")
 
 
-def _display(args: argparse.Namespace, word: str) -> bool:
-    """Apply a +[no]SECTION or +[no]all switch to `args.show`; False if `word` is none."""
+def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | None = None) -> bool:
+    """Apply a +[no]SECTION or +[no]all switch to `target.show` (default `args`); cmd, a
+    global switch in dig, to `args.show`. False if `word` is none."""
     key = word[1:]
     on = not key.startswith("no")
     key = key[2:] if not on else key
-    if key == "all":
-        args.show = dict.fromkeys(SECTIONS, on)
-        return True
-    if key in SECTIONS:
-        args.show[key] = on
-        return True
-    return False
+    keys = SECTIONS if key == "all" else (key,) if key in SECTIONS else ()
+    if not keys:
+        return False
+    target = args if target is None else target
+    if target is not args and "show" not in target.__dict__:
+        target.show = dict(args.show)  # the name's own sections from here on
+    for k in keys:
+        if k == "cmd":
+            args.show["cmd"] = on
+        target.show[k] = on
+    return True
+
+
+# dig's switches that are global variables (not a lookup's): after a name too, they set
+# the command line's (a batch line's) options
+GLOBAL_SWITCHES = {"+short", "+noshort", "+split", "+nosplit", "+time"}
+
+
+def _split_value(word: str, value: str) -> int:
+    """+split=N as dig: 0..1023, rounded up to a multiple of 4 with dig's warning."""
+    if not value.isdigit() or int(value) > SPLIT_MAX:
+        raise RunError(f"{word}: expected a number 0..{SPLIT_MAX}")
+    n = int(value)
+    if n % 4:
+        n = (n + 3) // 4 * 4
+        print(f";; Warning, split must be a multiple of 4; adjusting to {n}", file=sys.stderr)
+    return n
+
+
+def _cookie_value(word: str, value: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise RunError(f"{word}: expected hex digits (a client cookie of 8 bytes)") from None
+    if not (len(raw) == 8 or 16 <= len(raw) <= 40):
+        raise RunError(f"{word}: a cookie is 8 bytes, or 16 to 40 with the server's")
+    return raw
 
 
 def dig_style(args: argparse.Namespace) -> None:
     """Read the words dig takes among its names, in place: `@SERVER`, a record type
     (a word that is a type mnemonic, TYPEnnn included: as dig, it is the type of the name
     before it, `dig a.test MX b.test` asks a.test MX and b.test A; before any name, of the
-    first), `+tcp`, `+norecurse`, `+short`, `+time=S`, `+tries=N`, `+retry=N`; then `-p
-    PORT` and `-x ADDR` (PTR). Sets `args.plan`: (name, its types or None) in order."""
+    first), a class (IN, CH, HS, CLASSnnn: likewise), `+tcp`, `+norecurse`, `+short`,
+    `+time=S`, `+tries=N`, `+retry=N`, ...; then `-p PORT`, `-x ADDR` (PTR) and `-f FILE`
+    (dig's batch file: its lines after the names, each with its own words). Sets
+    `args.plan`: (name, its types or None, its class or None, the line's options or
+    None) in order."""
+    argv = sys.argv[1:]  # dig's banner repeats its command line
+    args.cmdline = argv[argv.index("dns") + 1 :] if "dns" in argv else list(args.names)
+    args.show = dict.fromkeys(SECTIONS, True)
+    _dig_words(args, args.names)
+    if args.batch is not None:
+        _batch_lines(args)
+    elif not args.plan:
+        raise RunError("no name to look up (give NAME, or -x ADDR)")
+
+
+class BatchLine(argparse.Namespace):
+    """A batch line's options (dig -f): those the line sets, the command line's (`base`)
+    for the rest, so a 10,000-line file holds no copy of every option per line."""
+
+    def __init__(self, base: argparse.Namespace) -> None:
+        super().__init__()
+        self.__dict__["_base"] = base
+
+    def __getattr__(self, name: str) -> Any:  # only for what the line did not set
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.__dict__["_base"], name)
+
+
+class NameScope(BatchLine):
+    """The options written after a name on the line (dig: they are that name's query's;
+    its global switches excepted)."""
+
+
+def _base_of(ns: argparse.Namespace) -> argparse.Namespace:
+    """The namespace a NameScope falls back to (itself for any other)."""
+    while isinstance(ns, NameScope):
+        ns = ns.__dict__["_base"]
+    return ns
+
+
+def _batch_lines(args: argparse.Namespace) -> None:
+    """dig -f FILE: each line a query line of dig's words, with the command line's
+    options as its defaults; a line's options are its own but for dig's global switches
+    (+short, +[no]cmd, +[no]all's cmd, +split), which stay for the lines after it, as in
+    dig. Blank lines are skipped (dig asks the root's NS for them).
+    At most BATCH_LINES lines of BATCH_LINE_BYTES: a longer file is refused before any
+    query, read a line at a time (never the whole file at once)."""
+    import shlex
+
+    try:
+        f = sys.stdin if args.batch == "-" else open(args.batch, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError as e:
+        raise RunError(f"-f {args.batch}: cannot open: {e.strerror}") from None
+    n = 0
+    # dig's global switches: set on a line, they stay for the lines after it
+    sticky = {"short": args.short, "cmd": args.show["cmd"], "split": args.split}
+    with f:
+        while line := f.readline(BATCH_LINE_BYTES + 1):
+            n += 1
+            if len(line) > BATCH_LINE_BYTES and not line.endswith("\n"):
+                raise RunError(f"-f {args.batch}:{n}: line longer than {BATCH_LINE_BYTES} bytes")
+            if n > BATCH_LINES:
+                raise RunError(f"-f {args.batch}: more than {BATCH_LINES} lines (the cap: each "
+                               "answer is kept for the summary; split the file)")  # fmt: skip
+            try:
+                words = shlex.split(line, comments=False)
+            except ValueError as e:
+                raise RunError(f"-f {args.batch}:{n}: {e}") from None
+            if not words:
+                continue
+            mine = BatchLine(args)  # the command line's options, then the line's own
+            mine.show = {**args.show, "cmd": sticky["cmd"]}
+            mine.short, mine.split = sticky["short"], sticky["split"]
+            mine.plan, mine.types, mine.reverse, mine.port = [], None, None, None
+            mine.server = args.server
+            _dig_words(mine, _batch_options(mine, words, f"-f {args.batch}:{n}"), top=False)
+            mine.batch_words = words  # dig's banner for the line shows it
+            args.plan += [(name, types, cls, o or mine) for name, types, cls, o in mine.plan]
+            sticky = {"short": mine.short, "cmd": mine.show["cmd"], "split": mine.split}
+    if not args.plan:
+        raise RunError(f"-f {args.batch}: no name to look up")
+
+
+def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> list[str]:
+    """A batch line's dashed options (-t TYPE, -c CLASS, -x ADDR, -p PORT, -4, -6) into
+    `mine`; the other words, as on the command line."""
+    rest: list[str] = []
+    it = iter(words)
+    for word in it:
+        if word in ("-t", "-c", "-x", "-p"):
+            value = next(it, None)
+            if value is None:
+                raise RunError(f"{where}: {word} needs a value")
+            if word == "-t":
+                mine.types = [*(mine.types or []), value]
+            elif word == "-c":
+                mine.qclass = value
+            elif word == "-x":
+                mine.reverse = [*(mine.reverse or []), value]
+            elif not value.isdigit():
+                raise RunError(f"{where}: -p {value}: bad port")
+            else:
+                mine.port = int(value)
+        elif word in ("-4", "-6"):
+            mine.family = int(word[1])
+        elif word.startswith("-") and len(word) > 1:
+            raise RunError(f"{where}: {word}: option not supported in a batch line")
+        else:
+            rest.append(word)
+    return rest
+
+
+def _dig_words(args: argparse.Namespace, words: list[str], top: bool = True) -> None:
+    """dig's words (`dig_style`) into `args`; `args.plan` from them."""
     import dns.exception
+    import dns.rdataclass
     import dns.rdatatype
     import dns.reversename
 
     names: list[str] = []
     own: list[list[str]] = []  # each name's types
-    args.show = dict.fromkeys(SECTIONS, True)
-    argv = sys.argv[1:]  # dig's banner repeats its command line
-    args.cmdline = argv[argv.index("dns") + 1 :] if "dns" in argv else list(args.names)
-    args.user_server = None  # the server as typed, for dig's ";; SERVER: ADDR#PORT(TEXT)"
+    own_class: list[str | None] = []
+    scopes: list[NameScope | None] = []  # each name's options written after it
+    if top:
+        args.user_server = None  # the server as typed, for dig's ";; SERVER: ADDR#PORT(TEXT)"
     pending: list[str] = []  # types given before the first name
-    for word in args.names:
+    pending_class: str | None = None
+    for word in words:
         if word.startswith("@") and len(word) > 1:
             args.server = word[1:]
         elif word.startswith("+"):
             key, eq, value = word.partition("=")
+            # as dig: an option after a name is that name's query's (a global switch all's)
+            at: argparse.Namespace = args
+            if names and key not in GLOBAL_SWITCHES:
+                if scopes[-1] is None:
+                    scopes[-1] = NameScope(args)
+                at = scopes[-1]  # type: ignore[assignment]
             if key == "+edns" and not eq:
-                args.edns = 0
+                at.edns = 0
+            elif key == "+split" and eq:
+                args.split = _split_value(word, value)
+            elif key == "+cookie" and eq:
+                at.cookie = _cookie_value(word, value)
+                at.edns = max(at.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
             elif key in DIG_FLAGS and not eq:
                 attr, on = DIG_FLAGS[key]
-                setattr(args, attr, on)
+                setattr(at, attr, on)
+                if key in ("+nsid", "+cookie"):
+                    at.edns = max(at.edns, 0)
             elif key in DIG_VALUES and eq:
                 try:
                     n = float(value) if key == "+time" else int(value) + (key == "+retry")
@@ -132,31 +302,44 @@ def dig_style(args: argparse.Namespace) -> None:
                     raise RunError(f"{word}: expected a number") from None
                 if n < 0 and key in ("+edns", "+bufsize"):
                     raise RunError(f"{word}: expected a number from 0")
-                setattr(args, DIG_VALUES[key], n)
-            elif not eq and _display(args, word):
+                setattr(at, DIG_VALUES[key], n)
+            elif not eq and _display(args, word, at):
                 pass
             else:
                 raise RunError(
                     f"{word}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
                     "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
-                    "+tries=N, +retry=N, +[no]cmd/comments/question/answer/authority/"
-                    "additional/stats/all; see --help)"
+                    "+tries=N, +retry=N, +[no]nsid, +[no]cookie[=HEX], +[no]multiline, "
+                    "+split=N, +[no]cmd/comments/question/answer/authority/additional/stats/"
+                    "all; see --help)"
                 )
         elif _is_type(word, dns.rdatatype):
             (own[-1] if own else pending).append(word)
+        elif _is_class(word, dns.rdataclass):
+            if own:
+                own_class[-1] = word
+            else:
+                pending_class = word
         else:
             names.append(word)
             own.append(pending)
-            pending = []
+            own_class.append(pending_class)
+            scopes.append(None)
+            pending, pending_class = [], None
     for addr in args.reverse or []:
         try:
             names.append(dns.reversename.from_address(addr).to_text())
         except (ValueError, dns.exception.DNSException):
             raise RunError(f"-x {addr}: not an IP address") from None
         own.append(pending or ["PTR"])
-        pending = []
-    if not names:
-        raise RunError("no name to look up (give NAME, or -x ADDR)")
+        own_class.append(pending_class)
+        scopes.append(None)
+        pending, pending_class = [], None
+    if args.qclass is not None:
+        _class_of(args.qclass, "-c")
+    for cls in own_class:
+        if cls is not None:
+            _class_of(cls, cls)
     if args.server is not None:
         args.user_server = _host_text(args.server)
     if args.port is not None:
@@ -166,12 +349,36 @@ def dig_style(args: argparse.Namespace) -> None:
             raise RunError("-p PORT needs a server: @ADDR or --server ADDR")
         host, _ = split_server(args.server, args.family)
         args.server = f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}"
-    if args.bufsize is not None and not 0 <= args.bufsize <= 65535:
-        raise RunError(f"+bufsize={args.bufsize}: out of range (0..65535)")
-    if args.edns > 255:
-        raise RunError(f"+edns={args.edns}: out of range (0..255)")
+    for o in [args, *(x for x in scopes if x is not None)]:
+        if o.bufsize is not None and not 0 <= o.bufsize <= 65535:
+            raise RunError(f"+bufsize={o.bufsize}: out of range (0..65535)")
+        if o.edns > 255:
+            raise RunError(f"+edns={o.edns}: out of range (0..255)")
     args.names = names
-    args.plan = [(name, mine or args.types) for name, mine in zip(names, own, strict=True)]
+    args.plan = [(name, mine or args.types, cls or args.qclass, scope)
+                 for name, mine, cls, scope in zip(names, own, own_class, scopes,
+                                                   strict=True)]  # fmt: skip
+
+
+def _class_of(text: str, where: str) -> str:
+    from packetlab.measure.dns import DnsError, parse_qclass
+
+    try:
+        return parse_qclass(text)
+    except DnsError as e:
+        raise RunError(f"{where}: {e}") from None
+
+
+def _is_class(word: str, rdataclass: Any) -> bool:
+    """A class mnemonic among the names (dig's IN, CH, HS, NONE, CLASSnnn; ANY is a type
+    first, as dig reads it)."""
+    if not word.isalnum() or word.isdigit():
+        return False
+    try:
+        rdataclass.from_text(word.upper())
+    except rdataclass.UnknownRdataclass:
+        return False
+    return True
 
 
 def _host_text(text: str) -> str:
@@ -207,16 +414,26 @@ def configure(p: argparse.ArgumentParser) -> None:
         "names",
         metavar="NAME",
         nargs="*",
-        help="names to look up; dig's words work among them: @SERVER, a TYPE after a "
-        "name, +tcp, +norecurse, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, +tries=N, "
-        "+short, +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority, "
-        "+[no]additional, +[no]stats, +[no]all",
+        help="names to look up; dig's words work among them: @SERVER, a TYPE or CLASS after "
+        "a name, +tcp, +norecurse, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
+        "+tries=N, +short, +[no]multiline, +split=N, +[no]nsid, +[no]cookie[=HEX], +[no]cmd, "
+        "+[no]comments, +[no]question, +[no]answer, +[no]authority, +[no]additional, "
+        "+[no]stats, +[no]all",
     )
     p.add_argument(
         "-x", dest="reverse", action="append", metavar="ADDR",
         help="reverse lookup of ADDR (PTR), as dig -x",
     )  # fmt: skip
     p.add_argument("-p", "--port", type=int, metavar="PORT", help="server port (as dig -p)")
+    p.add_argument(
+        "-c", "--class", dest="qclass", metavar="CLASS",
+        help="query class: IN, CH, HS, NONE, ANY, CLASSnnn (as dig -c) [default: IN]",
+    )  # fmt: skip
+    p.add_argument(
+        "-f", "--batch", metavar="FILE",
+        help=f"dig's batch mode: a query line per line of FILE ('-': stdin), each with dig's "
+        f"words, the command line's options its defaults (at most {BATCH_LINES} lines)",
+    )  # fmt: skip
     p.add_argument(
         "--short", action="store_true",
         help="only the answers' data, one a line (as dig +short); no summary line",
@@ -230,6 +447,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="record type (A, AAAA, MX, TXT, ANY, TYPE65, ...); repeat for several [default: A]",
     )
     p.add_argument("--tcp", action="store_true", help="ask over TCP (default: UDP)")
+    p.set_defaults(nsid=False, cookie=True, multiline=False, split=None)
     p.add_argument(
         "--server",
         metavar="ADDR[:PORT]",
@@ -282,42 +500,48 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.dns import EDNS_PAYLOAD, dns_query, dns_trace, parse_qtype
 
     dig_style(args)
-    plan = [(name, [parse_qtype(t) for t in (types or ["A"])]) for name, types in args.plan]
-    for name in args.names:  # a bad name is an error before anything is sent, as dig
-        _check_name(name)
-    server, port = split_server(args.server, args.family) if args.server else (None, None)
-    if server is not None and args.family is not None and (":" in server) != (args.family == 6):
-        raise RunError(f"-{args.family}: the server {server} is not an IPv{args.family} address")
-    if args.trace and args.tcp:
-        raise RunError("+trace over TCP is not built (UDP, with the TCP retry of a truncation)")
-    if not 0 < args.wait <= 60 or not 1 <= args.tries <= 10:
-        raise RunError("--wait must be in (0, 60] and --tries 1..10")
+    plan = []
+    for name, types, cls, line in args.plan:
+        o = line or args  # a batch line's options, else the command line's
+        _check_name(name)  # a bad name is an error before anything is sent, as dig
+        server, port = split_server(o.server, o.family) if o.server else (None, None)
+        if server is not None and o.family is not None and (":" in server) != (o.family == 6):
+            raise RunError(f"-{o.family}: the server {server} is not an IPv{o.family} address")
+        if o.trace and o.tcp:
+            raise RunError("+trace over TCP is not built (UDP, with the TCP retry of a truncation)")
+        if not 0 < o.wait <= 60 or not 1 <= o.tries <= 10:
+            raise RunError("--wait must be in (0, 60] and --tries 1..10")
+        qtypes = [parse_qtype(t) for t in (types or ["A"])]
+        plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, server, port))
 
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
-        total = sum(len(types) for _, types in plan)
+        total = sum(len(p[1]) for p in plan)
         n = 0
-        for name, types in plan:
+        for name, types, qclass, o, server, port in plan:
+            args.view = o  # the display options of the line being shown (dig -f)
             for qtype in types:
                 if progress.stopping:  # Ctrl-C: no new query
                     return
                 n += 1
                 progress(f"dns {n}/{total}: {name} {qtype}")
-                if args.trace:
+                if o.trace:
                     await dns_trace(
                         session,
                         name,
                         qtype,
                         server=server,
                         port=port or 53,
-                        timeout=args.wait,
-                        attempts=args.tries,
-                        edns=False if args.edns < 0 else args.edns,
-                        payload=EDNS_PAYLOAD if args.bufsize is None else args.bufsize,
-                        dnssec=args.dnssec is not False,  # on unless +nodnssec, as dig
-                        family=args.family,
+                        timeout=o.wait,
+                        attempts=o.tries,
+                        edns=False if o.edns < 0 else o.edns,
+                        payload=EDNS_PAYLOAD if o.bufsize is None else o.bufsize,
+                        dnssec=o.dnssec is not False,  # on unless +nodnssec, as dig
+                        family=o.family,
                         on_step=lambda r: emit(r.to_dict()),
+                        nsid=o.nsid,
+                        cookie=o.cookie,
                     )
                     continue
                 result = await dns_query(
@@ -326,15 +550,18 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     qtype,
                     server=server,
                     port=port or 53,
-                    tcp=args.tcp,
-                    timeout=args.wait,
-                    attempts=args.tries,
-                    recursion=not args.norecurse,
-                    edns=False if args.edns < 0 else args.edns,
-                    payload=EDNS_PAYLOAD if args.bufsize is None else args.bufsize,
-                    dnssec=bool(args.dnssec),
-                    family=args.family,
+                    tcp=o.tcp,
+                    timeout=o.wait,
+                    attempts=o.tries,
+                    recursion=not o.norecurse,
+                    edns=False if o.edns < 0 else o.edns,
+                    payload=EDNS_PAYLOAD if o.bufsize is None else o.bufsize,
+                    dnssec=bool(o.dnssec),
+                    family=o.family,
                     recorder=recorder,
+                    qclass=qclass,
+                    nsid=o.nsid,
+                    cookie=o.cookie,
                 )
                 emit(result.to_dict())
 
@@ -350,7 +577,7 @@ def compact_row(r: Record) -> str | None:
         return f"{head}: {r['error']}"
     lines = [f"{head}: {r['rcode']}, {r['rtt_us']:.0f} us" if r["rtt_us"] is not None else head]
     for a in r["answers"]:
-        lines.append(f"{a['name']}\t{a['ttl']}\tIN\t{a['type']}\t{a['data']}")
+        lines.append(f"{a['name']}\t{a['ttl']}\t{a.get('class', 'IN')}\t{a['type']}\t{a['data']}")
     return "\n".join(lines)
 
 
@@ -367,25 +594,49 @@ def _pad(column: int, to: int) -> tuple[str, int]:
 
 
 TTL_COLUMN, CLASS_COLUMN, TYPE_COLUMN, RDATA_COLUMN = 24, 32, 40, 48  # dig's columns
+COLUMNS = (TTL_COLUMN, CLASS_COLUMN, TYPE_COLUMN, RDATA_COLUMN)
+MULTILINE_COLUMNS = (24, 24, 24, 32)  # dig +multiline's (BIND's style for it)
 
 
-def rr_line(a: Record) -> str:
+class Style:
+    """How dig lays records out: its columns and, with +multiline or +split=N, the data
+    written again (measure.dns.restyle) in BIND's multi-line form or N-character words."""
+
+    def __init__(self, multiline: bool = False, split: int | None = None) -> None:
+        self.multiline, self.split = multiline, split
+        self.columns = MULTILINE_COLUMNS if multiline else COLUMNS
+        # a line break goes on at the rdata column, in tabs as BIND indents
+        self.linebreak = "\n" + _pad(0, self.columns[3])[0] if multiline else None
+
+    def data(self, a: Record) -> str:
+        if not self.multiline and self.split is None:
+            return str(a["data"])
+        from packetlab.measure.dns import restyle
+
+        return restyle(a["data"], a["type"], a.get("class", "IN"), self.split, self.linebreak)
+
+
+PLAIN = Style()
+
+
+def rr_line(a: Record, style: Style = PLAIN) -> str:
     """A resource record as dig prints it: the fields at its tab columns."""
     out, col = a["name"], len(a["name"])
-    for text, to in ((str(a["ttl"]), TTL_COLUMN), (a.get("class", "IN"), CLASS_COLUMN),
-                     (a["type"], TYPE_COLUMN), (a["data"], RDATA_COLUMN)):  # fmt: skip
+    for text, to in zip((str(a["ttl"]), a.get("class", "IN"), a["type"], style.data(a)),
+                        style.columns, strict=True):  # fmt: skip
         gap, col = _pad(col, to)
         out += gap + text
         col += len(text)
     return out
 
 
-def question_line(qname: str, qtype: str) -> str:
+def question_line(qname: str, qtype: str, qclass: str = "IN", style: Style = PLAIN) -> str:
     """dig's question line: `;NAME`, then class and type at their columns (the `;` is
     not counted, as in BIND)."""
-    gap, col = _pad(len(qname), CLASS_COLUMN)
-    gap2, _ = _pad(col + 2, TYPE_COLUMN)
-    return f";{qname}{gap}IN{gap2}{qtype}"
+    _, class_column, type_column, _ = style.columns
+    gap, col = _pad(len(qname), class_column)
+    gap2, _ = _pad(col + len(qclass), type_column)
+    return f";{qname}{gap}{qclass}{gap2}{qtype}"
 
 
 FLAG_ORDER = ("QR", "AA", "TC", "RD", "RA", "AD", "CD")
@@ -400,7 +651,11 @@ def _opt_lines(edns: Record) -> list[str]:
         data = bytes.fromhex(opt["data"])
         shown = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
         words = " ".join(f"{b:02x}" for b in data)
-        name = {3: "NSID", 10: "COOKIE"}.get(opt["code"], f"OPT={opt['code']}")
+        if opt["code"] == 10:  # dig: the cookie in hex, whether it is ours
+            verdict = f" ({opt['cookie']})" if "cookie" in opt else ""
+            lines.append(f"; COOKIE: {opt['data']}{verdict}")
+            continue
+        name = {3: "NSID"}.get(opt["code"], f"OPT={opt['code']}")
         lines.append(f'; {name}: {words} ("{shown}")' if data else f"; {name}")
     return lines
 
@@ -423,20 +678,58 @@ class DigText:
     +short), the `; <<>>` banner before the first one."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.show: dict[str, bool] = getattr(args, "show", None) or dict.fromkeys(SECTIONS, True)
-        self.short = bool(getattr(args, "short", False))
-        self.user_server: str | None = getattr(args, "user_server", None)
-        self.cmdline = " ".join(getattr(args, "cmdline", None) or [])
-        self.banner_due = self.show["cmd"] and not self.short
-        self.trace = bool(getattr(args, "trace", False))
+        self.args = args
+        self.bannered: argparse.Namespace | None = None  # whose banner was shown last
+
+    @property
+    def view(self) -> argparse.Namespace:
+        """The options of what is shown now: a batch line's (dig -f), else the command's."""
+        return getattr(self.args, "view", None) or self.args
+
+    @property
+    def show(self) -> dict[str, bool]:
+        return getattr(self.view, "show", None) or dict.fromkeys(SECTIONS, True)
+
+    @property
+    def short(self) -> bool:  # dig's global switch: the command line's (batch line's)
+        return bool(getattr(_base_of(self.view), "short", False))
+
+    @property
+    def cmd(self) -> bool:  # likewise
+        show = getattr(_base_of(self.view), "show", None)
+        return bool(show["cmd"]) if show else True
+
+    @property
+    def trace(self) -> bool:
+        return bool(getattr(self.view, "trace", False))
+
+    @property
+    def user_server(self) -> str | None:
+        return getattr(self.view, "user_server", None)
+
+    @property
+    def style(self) -> Style:
+        view = self.view
+        multiline = bool(getattr(view, "multiline", False)) and not self.short
+        return Style(multiline, getattr(view, "split", None))
 
     def banner(self) -> list[str]:
-        if not self.banner_due:
+        """dig's banner before the first answer; with -f, a line of it before each batch
+        line's first answer too, naming that line's words."""
+        view = _base_of(self.view)
+        words = getattr(view, "batch_words", None)
+        if view is self.bannered or (self.bannered is not None and words is None):
             return []
-        self.banner_due = False
+        first = self.bannered is None
+        self.bannered = view
+        if not self.cmd or self.short:
+            return []
         from packetlab import __version__
 
-        lines = ["", f"; <<>> pktlab {__version__} <<>> {self.cmdline}"]
+        text = " ".join(words if words is not None else getattr(self.args, "cmdline", None) or [])
+        if not first:
+            return [f"; <<>> pktlab {__version__} <<>> {text}"]
+        lines = ["", f"; <<>> pktlab {__version__} <<>> {text}"]
         if self.user_server is not None:
             lines.append("; (1 server found)")
         return [*lines, ";; global options: +cmd"]
@@ -455,11 +748,13 @@ class DigText:
             return "\n".join(lines)
         if self.short and self.trace:  # dig +trace +short: each answer, where, how long
             ms = self.took(r)
-            lines += [f"{a['type']} {a['data']} from server {r['server']} in {ms} ms."
+            style = self.style
+            lines += [f"{a['type']} {style.data(a)} from server {r['server']} in {ms} ms."
                       for a in r["answers"]]  # fmt: skip
             return "\n".join(lines) or None
         if self.short:
-            lines += [a["data"] for a in r["answers"]]
+            style = self.style
+            lines += [style.data(a) for a in r["answers"]]
             return "\n".join(lines) or None
         lines += self.banner()
         if self.trace:
@@ -478,8 +773,9 @@ class DigText:
         came from and how long it took."""
         ms = self.took(r)
         name = r.get("server_name") or self.user_server or r["server"]
+        style = self.style
         return [
-            *(rr_line(a) for a in [*r["answers"], *r.get("authority", [])]),
+            *(rr_line(a, style) for a in [*r["answers"], *r.get("authority", [])]),
             f";; Received {r['size']} bytes from {r['server']}#{r['port']}({name}) in {ms} ms",
             "",
         ]
@@ -487,7 +783,7 @@ class DigText:
     def message(self, r: Record) -> list[str]:
         """The reply: header, OPT pseudosection, sections and statistics as dig shows
         them; a blank line ends each block (the last one is the record's line end)."""
-        show = self.show
+        show, style = self.show, self.style
         comments = show["comments"]
         lines: list[str] = []
         if comments:
@@ -511,9 +807,9 @@ class DigText:
             if not show[key]:
                 continue
             if records is None:
-                body = [question_line(r["qname"], r["qtype"])]
+                body = [question_line(r["qname"], r["qtype"], r.get("qclass", "IN"), style)]
             else:
-                body = [rr_line(a) for a in records]
+                body = [rr_line(a, style) for a in records]
             if body:
                 lines += [f";; {title} SECTION:", *body, ""] if comments else body
         if show["stats"]:
@@ -564,11 +860,14 @@ def target(args: argparse.Namespace) -> str | None:
 
 
 def budget(args: argparse.Namespace) -> float:
-    tries = 1 if args.tcp else args.tries
-    plan = getattr(args, "plan", None) or [(n, args.types) for n in args.names]
-    queries = sum(len(types or ["A"]) for _, types in plan)
-    steps = 16 if getattr(args, "trace", False) else 1  # measure.dns.TRACE_STEPS
-    return queries * steps * (tries + 1) * args.wait
+    plan = getattr(args, "plan", None) or [(n, args.types, None, None) for n in args.names]
+    total = 0.0
+    for entry in plan:
+        o = entry[3] or args  # a batch line's options (dig -f), else the command line's
+        tries = 1 if o.tcp else o.tries
+        steps = 16 if getattr(o, "trace", False) else 1  # measure.dns.TRACE_STEPS
+        total += len(entry[1] or ["A"]) * steps * (tries + 1) * o.wait
+    return total
 
 
 COMMAND = Command(

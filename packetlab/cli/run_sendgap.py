@@ -24,7 +24,7 @@ intended| and |actual gap - gap| quantiles in us. See docs/clocksync.md.
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", default="127.0.0.1:9", metavar="ADDR:PORT",
                    help="where the datagrams go [default: 127.0.0.1:9, discard]")  # fmt: skip
-    p.add_argument("--count", type=int, default=100, metavar="N", help="datagrams per train")
+    p.add_argument("--count", type=int, default=100, metavar="N", help="datagrams per train [100]")
     p.add_argument("--gap-us", type=float, default=100.0, metavar="US", help="gap [100 us]")
     p.add_argument("--size", type=int, default=64, metavar="B", help="payload bytes [64]")
     p.add_argument("--trains", type=int, default=5, metavar="N", help="trains [5]")

@@ -20,6 +20,7 @@ examples:
   pktlab run throughput -c iperf.example -p 5202 -n 8M --direction upload   # iperf3's names
   pktlab run throughput -c 10.77.3.2 -t 2 -i 0.5 -P 2          # iperf3 -R -t 2 -i 0.5 -P 2
   pktlab run throughput -c 10.77.3.2 -u -b 20M -t 1 --direction upload   # iperf3 -u -b 20M
+  pktlab run throughput -c 10.77.3.2 --bidir -b 50M -t 5 -O 1     # both ways, 1 s omitted
 
 Download: the data socket's ndata are masked during the transfer; the rate comes from the
 endpoint's receive stamps with the first 1 MiB ignored (the Marionette paper, §5.2).
@@ -76,8 +77,9 @@ def length(text: str) -> int:
 
 
 def timed(args: argparse.Namespace) -> bool:
-    """Any of iperf3's -t/-P/-u/-b/-i/-l: the iperf3-like test (measure.throughput_timed);
-    without them the paper's fixed-size transfer (measure.throughput)."""
+    """Any of iperf3's -t/-P/-u/-b/-i/-l/-O/--cport/--bidir: the iperf3-like test
+    (measure.throughput_timed); without them the paper's fixed-size transfer
+    (measure.throughput)."""
     return bool(
         args.time is not None
         or args.parallel != 1
@@ -86,6 +88,9 @@ def timed(args: argparse.Namespace) -> bool:
         or args.interval is not None
         or args.length is not None
         or args.wide
+        or args.omit
+        or args.cport is not None
+        or args.bidir
     )
 
 
@@ -159,6 +164,18 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "1460]")  # fmt: skip
     p.add_argument("--udp-counters-64bit", dest="wide", action="store_true",
                    help="64-bit datagram counters, as iperf3")  # fmt: skip
+    p.add_argument("-O", "--omit", type=int, default=0, metavar="N",
+                   help="omit the first N seconds (0..60), as iperf3 -O: a pre-test of N s "
+                   "before the -t seconds counted, its intervals marked (omitted)")  # fmt: skip
+    p.add_argument("--bidir", action="store_true",
+                   help="both ways at once, as iperf3 --bidir: -P streams from the endpoint "
+                   "(TX-C) and -P to it (RX-C); with -t")  # fmt: skip
+    p.add_argument("--cport", type=int, default=None, metavar="PORT",
+                   help="the data streams' local ports at the endpoint: PORT, PORT+1, ... "
+                   "(as iperf3 3.12 --cport)")  # fmt: skip
+    p.add_argument("-w", "--window", default=None, metavar="N",
+                   help="socket buffer size, as iperf3 -w: refused, the endpoint's kernel "
+                   "buffers cannot be set through PacketLab")  # fmt: skip
     p.add_argument("--runs", type=int, default=1, metavar="N", help="transfers [default: 1]")
     p.add_argument(
         "--max-time", type=float, default=60.0, metavar="S", help="seconds per transfer [60]"
@@ -173,10 +190,20 @@ def configure(p: argparse.ArgumentParser) -> None:
     pcapout.add_option(p)
 
 
+WINDOW_REFUSED = (
+    "-w {}: not supported: iperf3 sets SO_SNDBUF/SO_RCVBUF on its sockets, and PacketLab "
+    "cannot set the endpoint's kernel socket buffers (nopen takes only rbufsz, the "
+    "endpoint's receive budget for the controller, not a kernel buffer; there is no socket "
+    "option request)"
+)
+
+
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.throughput import throughput
 
     host, port = split_host_port(args.server, 5201, args.port)
+    if args.window is not None:
+        raise RunError(WINDOW_REFUSED.format(args.window))
     if not 1 <= args.runs <= 10_000:
         raise RunError("--runs must be 1..10000")
     if timed(args):
@@ -221,7 +248,7 @@ def timed_experiment(
         direction=args.direction, seconds=args.time, nbytes=nbytes, streams=args.parallel,
         udp=args.udp, bitrate=args.bitrate, length=args.length,
         interval=1.0 if args.interval is None else args.interval,
-        wide=args.wide,
+        wide=args.wide, omit=args.omit, cport=args.cport, bidir=args.bidir,
     )  # fmt: skip
     try:
         spec.check()
@@ -267,46 +294,91 @@ def _tcp_tail(x: Record, sender: bool, cwnd: bool) -> str:
     return iperf3.retr_tail(x["retransmits"], x.get("snd_cwnd") if cwnd else None)
 
 
+BIDIR_NOTE = ("# TX-C: sender the endpoint's stamps, receiver the iperf3 server's; "
+              "RX-C: receiver the endpoint's stamps, sender the iperf3 server's")  # fmt: skip
+
+
+def _roles(r: Record) -> list[tuple[str | None, list[Record]]]:
+    """The streams of a record by role: --bidir's TX-C (the endpoint sends) then RX-C
+    (it receives), as iperf3 lists them; otherwise one group without a role."""
+    if r.get("direction") != "bidir" and not r.get("bidir"):
+        return [(None, list(r["streams"]))]
+    return [(role, [s for s in r["streams"] if s.get("role") == role]) for role in ("TX-C", "RX-C")]
+
+
+def _label(ident: int | str, role: str | None) -> int | str:
+    """iperf3's `[  5]`, with --bidir `[  5][TX-C]` (report_line adds the outer brackets)."""
+    if role is None:
+        return ident
+    text = f"{ident:>3}" if isinstance(ident, int) else ident
+    return f"{text}][{role}"
+
+
+def _header(text: str, r: Record) -> str:
+    return (
+        text.replace("[ ID]", "[ ID][Role]")
+        if r.get("direction") == "bidir" or r.get("bidir")
+        else text
+    )
+
+
 def interval_rows(r: Record) -> str:
-    """iperf3's -i lines: one per stream, [SUM] with several, a header before the first.
-    TCP: Retr and Cwnd for a sender whose endpoint samples TCP_INFO; blank when receiving
-    (-R), as iperf3 on Linux prints them."""
+    """iperf3's -i lines: one per stream, [SUM] with several, a header before the first
+    (--bidir: the sending streams, then the receiving ones, each line with its role).
+    TCP: Retr and Cwnd for a sender whose endpoint samples TCP_INFO; when receiving (-R)
+    iperf3 3.12 leaves their 18 columns blank under a header without them."""
     udp, lines = r["protocol"] == "udp", []
-    # TCP upload from an endpoint without SKT_TCPINFO: no columns (iperf3 without TCP_INFO)
-    cols = not udp and (not r["sender"] or any("retransmits" in s for s in r["streams"]))
-    if r["start"] == 0:
+    # TCP upload from an endpoint without SKT_TCPINFO, or --bidir: no columns
+    cols = (
+        not udp
+        and not (r.get("direction") == "bidir" or r.get("bidir"))
+        and (not r["sender"] or any("retransmits" in s for s in r["streams"]))
+    )
+    if r["start"] == 0 and (r.get("omitted") or not r.get("after_omit")):
         head = iperf3.UDP_SENDER_HEADER if r["sender"] else iperf3.UDP_HEADER
-        lines.append(head if udp else iperf3.TCP_HEADER if cols else iperf3.HEADER)
-    for s in r["streams"]:
-        tail = f"  {s['packets']}  " if udp else ""
-        if cols:
-            tail = _tcp_tail(s, r["sender"], cwnd=True)
-        if "jitter_ms" in s:
-            tail = iperf3.udp_tail(s["jitter_ms"] / 1e3, s["lost"], s["total"])
-        lines.append(iperf3.report_line(s["id"], r["start"], r["end"], s["bytes"],
-                                        r["seconds"], tail))  # fmt: skip
-    if len(r["streams"]) > 1:
-        tail = f"  {r['sum']['packets']}  " if udp else ""
-        if cols:
-            tail = _tcp_tail(r["sum"], r["sender"], cwnd=False)
-        if udp and "jitter_ms" in r["streams"][0]:  # iperf3: the streams' mean jitter
-            jitter = sum(s["jitter_ms"] for s in r["streams"]) / len(r["streams"]) / 1e3
-            tail = iperf3.udp_tail(jitter, sum(s["lost"] for s in r["streams"]),
-                                   sum(s["total"] for s in r["streams"]))  # fmt: skip
-        lines.append(iperf3.report_line("SUM", r["start"], r["end"], r["sum"]["bytes"],
-                                        r["seconds"], tail))  # fmt: skip
+        tcp = iperf3.TCP_HEADER if cols and r["sender"] else iperf3.HEADER  # -R: no Retr
+        lines.append(_header(head if udp else tcp, r))
+    several = False
+    for role, streams in _roles(r):
+        omitted = ""  # iperf3 marks -O's pre-test intervals, after its columns' padding
+        for s in streams:
+            tail = f"  {s['packets']}  " if udp else ""
+            if cols:
+                tail = _tcp_tail(s, r["sender"], cwnd=True)
+            if "jitter_ms" in s:
+                tail = iperf3.udp_tail(s["jitter_ms"] / 1e3, s["lost"], s["total"])
+            if r.get("omitted"):
+                omitted = ("" if tail.endswith("  ") else "  " if udp else " " * 18) + "(omitted)"
+            lines.append(iperf3.report_line(_label(s["id"], role), r["start"], r["end"],
+                                            s["bytes"], r["seconds"], tail + omitted))  # fmt: skip
+        if len(streams) > 1:
+            several = True
+            tail = f"  {sum(s['packets'] for s in streams)}  " if udp else ""
+            if cols:
+                tail = _tcp_tail(r["sum"], r["sender"], cwnd=False)
+            if udp and "jitter_ms" in streams[0]:  # iperf3: the streams' mean jitter
+                jitter = sum(s["jitter_ms"] for s in streams) / len(streams) / 1e3
+                tail = iperf3.udp_tail(jitter, sum(s["lost"] for s in streams),
+                                       sum(s["total"] for s in streams))  # fmt: skip
+            lines.append(iperf3.report_line(_label("SUM", role), r["start"], r["end"],
+                                            sum(s["bytes"] for s in streams), r["seconds"],
+                                            tail + omitted))  # fmt: skip
+    if several:
         lines.append(iperf3.SEPARATOR)
     return "\n".join(lines)
 
 
 def timed_rows(r: Record) -> str:
     """iperf3's closing block: sender and receiver lines per stream and [SUM], and which
-    of them are the endpoint's."""
+    of them are the endpoint's (--bidir: the sending streams' block, then the receiving
+    ones')."""
     udp = r["protocol"] == "udp"
     shown = r.get("interval") and r["parallel"] > 1  # the intervals ended with a separator
     lines = [] if shown else [iperf3.SEPARATOR]
     retr = not udp and any("retransmits" in s["sender"] for s in r["streams"])
-    lines.append(iperf3.UDP_HEADER if udp else iperf3.TCP_TOTAL_HEADER if retr else iperf3.HEADER)
+    lines.append(
+        _header(iperf3.UDP_HEADER if udp else iperf3.TCP_TOTAL_HEADER if retr else iperf3.HEADER, r)
+    )
 
     def two(label: int | str, s: Record) -> None:
         for side in ("sender", "receiver"):
@@ -318,12 +390,16 @@ def timed_rows(r: Record) -> str:
             lines.append(iperf3.report_line(label, 0.0, r["seconds"] or 0.0, x["bytes"],
                                             x["seconds"] or 0.0, tail))  # fmt: skip
 
-    for s in r["streams"]:
-        two(s["id"], s)
-    if len(r["streams"]) > 1:
-        two("SUM", r["sum"])
-    theirs = "sender" if r["endpoint"] == "receiver" else "receiver"
-    lines.append(f"# {r['endpoint']}: the endpoint's stamps; {theirs}: the iperf3 server's")
+    for role, streams in _roles(r):
+        for s in streams:
+            two(_label(s["id"], role), s)
+        if len(streams) > 1:
+            two(_label("SUM", role), r["sum_reverse"] if role == "RX-C" else r["sum"])
+    if r.get("bidir"):
+        lines.append(BIDIR_NOTE)
+    else:
+        theirs = "sender" if r["endpoint"] == "receiver" else "receiver"
+        lines.append(f"# {r['endpoint']}: the endpoint's stamps; {theirs}: the iperf3 server's")
     if r.get("late_sends", 0) > LATE_SHARE * r.get("tagged_sends", 0):
         lines.append(
             f"# warning: {r['late_sends']} of {r['tagged_sends']} timed sends left over 1 ms "

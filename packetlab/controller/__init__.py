@@ -13,15 +13,18 @@ See docs/controller.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from packetlab._lazy import lazy_attributes
 
 # Each public name is imported from its module when first used (PEP 562), so that a
 # program pays only for the parts it uses: `pktlab run traceroute` needs neither the
-# exchanges, trains, filters (libpcap through ctypes), clock estimation nor publishing.
-# `publish` is imported at once: the name is also that of its module, which, imported
-# first by anything, would otherwise shadow the function here.
+# exchanges, trains, filters (libpcap through ctypes), clock estimation nor publishing
+# (`publish` imports `twisted.internet.endpoints`). The function `publish` has the name of
+# its module, which the import system binds on this package whenever the module is
+# imported (`setattr(package, "publish", module)`): `_Package` keeps the function there.
 _MODULES: dict[str, tuple[str, ...]] = {
     "_deferred": ("deferred_api",),
     "addresses": ("AddressLike", "IPAddress", "parse_address", "unpack_address"),
@@ -77,14 +80,19 @@ _MODULES: dict[str, tuple[str, ...]] = {
 }
 __getattr__, __dir__ = lazy_attributes(globals(), _MODULES)
 
-from packetlab.controller.publish import (  # noqa: E402
-    Publication,
-    PublishCredentials,
-    PublishError,
-    PublishRefused,
-    make_xdescr,
-    publish,
-)
+
+class _Package(ModuleType):
+    """This package's module type: binding the submodule `publish` on it binds the function
+    `publish` instead, so `from packetlab.controller import publish` is the function
+    whichever was imported first."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "publish" and isinstance(value, ModuleType):
+            value = value.publish
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 if TYPE_CHECKING:
     from packetlab.controller._deferred import deferred_api
@@ -131,6 +139,14 @@ if TYPE_CHECKING:
         set_rbufsz,
     )
     from packetlab.controller.listener import Controller, Outcome, listen, run_once
+    from packetlab.controller.publish import (
+        Publication,
+        PublishCredentials,
+        PublishError,
+        PublishRefused,
+        make_xdescr,
+        publish,
+    )
     from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
     from packetlab.controller.session import EndpointSession
     from packetlab.controller.sockets import Note, Socket

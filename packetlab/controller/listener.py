@@ -16,7 +16,6 @@ from typing import Any, Generic, TypeVar, cast
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
@@ -105,7 +104,11 @@ class Controller(Generic[T]):
     async def listen(self, where: str | IStreamServerEndpoint) -> IListeningPort:
         """Listen on an endpoint description ("tcp:20556:interface=127.0.0.1") or a
         server endpoint object (for TLS, pass one)."""
-        ep: Any = serverFromString(self.reactor, where) if isinstance(where, str) else where
+        ep: Any = where
+        if isinstance(where, str):  # imported here: an endpoint object needs none of it
+            from twisted.internet.endpoints import serverFromString
+
+            ep = serverFromString(self.reactor, where)
         port: Any = await ep.listen(_SessionFactory(self))
         self.port = port
         host = port.getHost()

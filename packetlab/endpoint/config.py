@@ -108,6 +108,9 @@ class EndpointConfig:
     reserved: dict[str, str] = field(default_factory=dict)
     #: Human-readable warnings gathered while parsing (unknown keys, ignored features).
     warnings: list[str] = field(default_factory=list)
+    #: key -> where its value came from (``endpt.conf:3``, ``--set KEY``), for errors found
+    #: after parsing (a device a key needs that cannot be opened).
+    origins: dict[str, str] = field(default_factory=dict)
 
     def set(self, key: str, value: str, where: str) -> None:
         """Apply one ``key value`` pair; `where` (``file:line``) prefixes every message."""
@@ -119,6 +122,12 @@ class EndpointConfig:
                 return
             import difflib  # only for this message: idle RSS (docs/performance.md)
 
+            same = [k for k in KNOWN_KEYS if k.lower() == key.lower()]
+            typo = same or difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.85)
+            if typo:  # a misspelling (`NoSubMod 1`) would silently change what runs
+                raise ConfigError(f"{where}: unknown key {key!r} (did you mean {typo[0]}?)")
+            # Like nothing we know closely: a key of another version of the reference, or
+            # of another file (xpmgr.conf's BrokerCertRootPath), say.
             hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
             more = f" (did you mean {hint[0]}?)" if hint else ""
             self.warnings.append(f"{where}: unknown key {key!r} ignored{more}")
@@ -127,6 +136,7 @@ class EndpointConfig:
             handler(self, value.strip())
         except ConfigError as e:
             raise ConfigError(f"{where}: {key}: {e}") from None
+        self.origins[key] = where
 
 
 # ---------------------------------------------------------------------------- values

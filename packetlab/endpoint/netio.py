@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from packetlab.endpoint.clock import realtime_ns
+from packetlab.endpoint.clock import realtime_ns, send_time
 from packetlab.endpoint.memory import tcp_info_region
 from packetlab.endpoint.sender import DENSE_NS
 from packetlab.endpoint.sockets import (
@@ -528,6 +528,7 @@ class TcpIO(_SockIO):
             data = pending.data
             off = self._woff
             left = len(data) - off
+            before = self._clock()
             if left:
                 try:
                     n = sock.send(memoryview(data)[off:] if off else data)
@@ -542,7 +543,8 @@ class TcpIO(_SockIO):
                     return
             wbuf.popleft()
             self._woff = 0
-            events.send_done(pending, self._clock(), 0)  # its last byte is in the kernel
+            # its last byte went to the kernel in that send (send_time: not after an answer)
+            events.send_done(pending, send_time(before, self._clock()), 0)
             if self._fd < 0:
                 return
         self._stop_writing()

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from packetlab.endpoint.clock import ReaderReactor, Timer, TimerFd, realtime_ns
+from packetlab.endpoint.clock import ReaderReactor, Timer, TimerFd, realtime_ns, send_time
 
 __all__ = [
     "DENSE_NS",
@@ -124,12 +124,9 @@ class ScheduledSend:
 
     @property
     def sent_ns(self) -> int:
-        """Best estimate of the send time without a kernel TX timestamp: the midpoint.
-
-        On loopback and veth here the kernel's software TX timestamp falls within ~0.3 µs of
-        the midpoint, while the readings before/after are each ~2-3 µs away (docs/sending.md).
-        """
-        return (self.sent_before_ns + self.sent_after_ns) // 2
+        """Best estimate of the send time without a kernel TX timestamp (`send_time`: the
+        midpoint, unless a preemption stretched the readings apart)."""
+        return send_time(self.sent_before_ns, self.sent_after_ns)
 
     def __repr__(self) -> str:
         return (

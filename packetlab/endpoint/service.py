@@ -78,8 +78,8 @@ class ControllerAddress:
             _ip(host, text)
             return cls(host, _port(rest[1:], text) if rest else default_port)
         host, sep, port = text.rpartition(":")
-        if sep and _valid_host(host) and port.isdigit():
-            return cls(host, _port(port, text))
+        if sep and _valid_host(host) and (port.isdigit() or ":" not in host):
+            return cls(host, _port(port, text))  # `127.0.0.1:abc`: the port is wrong
         if ":" in text:
             _ip(text, text)  # a bare IPv6 address
             return cls(text, default_port)
@@ -112,7 +112,7 @@ def _ip(host: str, text: str) -> None:
 
 def _port(port: str, text: str) -> int:
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad controller address {text!r}: port must be 1..65535")
+        raise ValueError(f"bad controller address {text!r}: port must be 1..65535, got {port!r}")
     return int(port)
 
 

@@ -122,7 +122,14 @@ class Options(TapOptions):
         key, sep, value = assignment.partition("=")
         if not sep or not key.strip():
             raise usage.UsageError(f"--set wants KEY=VALUE, got {assignment!r}")
-        self["set"].append((key.strip(), value.strip()))
+        key = key.strip()
+        if key not in KNOWN_KEYS:  # a file may hold the reference's keys; --set is ours
+            import difflib
+
+            hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+            more = f" (did you mean {hint[0]}?)" if hint else ""
+            raise usage.UsageError(f"--set {key}: unknown config key{more}")
+        self["set"].append((key, value.strip()))
 
     def parseArgs(self, *args: str) -> None:
         self["address_given"] = bool(args)
@@ -281,7 +288,8 @@ def makeService(options: Options) -> IService:
         try:  # opened now: a missing permission is one line at start, not a session's error
             device = open_device()
         except CpuLatencyUnavailable as e:
-            raise usage.UsageError(str(e)) from None
+            where = cfg.origins.get("CpuLatencyUs")  # the file and line, or the option
+            raise usage.UsageError(f"{where}: {e}" if where else str(e)) from None
         cpu_latency = CpuLatencyHold(cfg.cpu_latency_us, device, lambda m: log.warn("{m}", m=m))
         log.info("CPU wake-up latency {us} µs while a session is open", us=cfg.cpu_latency_us)
 

@@ -50,9 +50,11 @@ __all__ = [
     "DnsResult",
     "dns_query",
     "dns_trace",
+    "parse_qclass",
     "parse_qtype",
     "presentation",
     "resolver_of",
+    "restyle",
 ]
 
 EDNS_PAYLOAD = 1232  # dig's default UDP payload size (the DNS flag day 2020 value)
@@ -110,6 +112,8 @@ class DnsResult:
     notes: list[str] = field(default_factory=list)  # dig's ";; " remarks (TC retry, BADVERS)
     query_time_us: float | None = None  # TCP without rtt_us: answer - ESTABLISHED (dig's)
     server_name: str | None = None  # dns_trace: the NS name of the server asked
+    qclass: str = "IN"
+    cookie: bytes | None = None  # the COOKIE option sent (client cookie, + server's)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -125,6 +129,8 @@ class DnsResult:
             out["notes"] = self.notes
         if self.server_name is not None:
             out["server_name"] = self.server_name
+        if self.qclass != "IN":
+            out["qclass"] = self.qclass
         if self.error is not None:
             out["error"] = self.error
             out["error_kind"] = self.error_kind
@@ -161,37 +167,181 @@ def parse_qtype(text: str) -> str:
         raise DnsError(f"unknown record type {text!r}") from None
 
 
+def parse_qclass(text: str) -> str:
+    """A class name or CLASSnnn ("in", "chaos", "CLASS3") as its canonical name."""
+    try:
+        return dns.rdataclass.to_text(dns.rdataclass.from_text(text.upper()))
+    except (dns.rdataclass.UnknownRdataclass, ValueError):
+        raise DnsError(f"unknown class {text!r} (IN, CH, HS, NONE, ANY or CLASSnnn)") from None
+
+
+def version_of(edns: bool | int, dnssec: bool) -> int | None:
+    """The EDNS version a query goes with (None: no OPT), as `_make_query` decides."""
+    version = None if edns is False else (0 if edns is True else int(edns))
+    return 0 if version is None and dnssec else version
+
+
 SPLIT = 56  # dig's +split default: base64 and hex fields cut into 56-character words
+SPLIT_MULTILINE = 44  # +multiline's: 80 columns less the rdata column (32), less 2, in 4s
 _B64_TYPES = {"DNSKEY", "CDNSKEY", "KEY", "RRSIG", "SIG", "CERT", "OPENPGPKEY", "DHCID",
               "IPSECKEY", "TKEY", "TSIG"}  # fmt: skip
+#: BIND's names of the DNSSEC algorithms (dns_secalg_format), in +multiline's key comments
+SECALG = {1: "RSAMD5", 2: "DH", 3: "DSA", 5: "RSASHA1", 6: "NSEC3DSA", 7: "NSEC3RSASHA1",
+          8: "RSASHA256", 10: "RSASHA512", 12: "ECCGOST", 13: "ECDSAP256SHA256",
+          14: "ECDSAP384SHA384", 15: "ED25519", 16: "ED448", 252: "INDIRECT",
+          253: "PRIVATEDNS", 254: "PRIVATEOID"}  # fmt: skip
+_SOA_FIELDS = ("serial", "refresh", "retry", "expire", "minimum")
 
 
-def _hexwords(data: bytes) -> str:
-    text = data.hex().upper()
-    return " ".join(text[i : i + SPLIT] for i in range(0, len(text), SPLIT)) or "-"
+def _words(text: str, split: int, sep: str) -> str:
+    if split <= 0:
+        return text
+    return sep.join(text[i : i + split] for i in range(0, len(text), split))
 
 
-def presentation(rd: Any) -> str:
-    """An rdata as dig (BIND 9.18) prints it on one line: dnspython's text, with base64
-    and hex fields in 56-character words and hex in upper case as BIND writes them."""
+def _hexwords(data: bytes, split: int = SPLIT, sep: str = " ") -> str:
+    return _words(data.hex().upper(), split, sep) or "-"
+
+
+def ttl_words(seconds: int) -> str:
+    """BIND's verbose TTL (dns_ttl_totext): `1 day 1 hour 1 minute 1 second`, `0 seconds`."""
+    parts = []
+    for n, unit in ((seconds // 604800, "week"), (seconds // 86400 % 7, "day"),
+                    (seconds // 3600 % 24, "hour"), (seconds // 60 % 60, "minute")):  # fmt: skip
+        if n:
+            parts.append(f"{n} {unit}{'' if n == 1 else 's'}")
+    if seconds % 60 or not parts:
+        n = seconds % 60
+        parts.append(f"{n} second{'' if n == 1 else 's'}")
+    return " ".join(parts)
+
+
+def presentation(rd: Any, split: int | None = None, linebreak: str | None = None) -> str:
+    """An rdata as dig (BIND 9.18) prints it: dnspython's text, with base64 and hex
+    fields in `split`-character words (dig's +split; 0: not cut) and hex in upper case
+    as BIND writes them. With `linebreak` (dig's +multiline: a newline and the indent to
+    the rdata column) the long types as BIND's multi-line form: in parentheses, a field
+    group a line, SOA's and DNSKEY's comments; the others on one line, as BIND."""
     rtype = dns.rdatatype.to_text(rd.rdtype)
+    if linebreak is not None:
+        multi = _multiline(rd, rtype, SPLIT_MULTILINE if split is None else split, linebreak)
+        if multi is not None:
+            return multi
+    split = SPLIT if split is None else split
+    if rtype == "OPENPGPKEY":  # dnspython's does not cut it
+        import base64
+
+        return _words(base64.b64encode(rd.key).decode(), split, " ")
     if rtype in _B64_TYPES:
-        return str(rd.to_text(chunksize=SPLIT))
+        return str(rd.to_text(chunksize=split))
+    if rtype == "ZONEMD":
+        return f"{rd.serial} {rd.scheme} {rd.hash_algorithm} {_hexwords(rd.digest, split)}"
+    if rtype in ("SVCB", "HTTPS"):  # BIND quotes alpn's and unknown keys' values only
+        import re
+
+        return re.sub(r'(^| )(mandatory|port|ipv4hint|ipv6hint)="([^" ]*)"', r"\1\2=\3",
+                      str(rd.to_text()))  # fmt: skip
+    if rtype == "LOC":  # BIND: a whole number of metres without its ".00" (not the altitude)
+        words = str(rd.to_text()).split(" ")
+        words[-3:] = [w.removesuffix(".00m") + "m" if w.endswith(".00m") else w
+                      for w in words[-3:]]  # fmt: skip
+        return " ".join(words)
     if rtype in ("DS", "CDS", "DLV"):
-        return f"{rd.key_tag} {int(rd.algorithm)} {rd.digest_type} {_hexwords(rd.digest)}"
+        return f"{rd.key_tag} {int(rd.algorithm)} {rd.digest_type} {_hexwords(rd.digest, split)}"
     if rtype in ("TLSA", "SMIMEA"):
-        return f"{rd.usage} {rd.selector} {rd.mtype} {_hexwords(rd.cert)}"
+        return f"{rd.usage} {rd.selector} {rd.mtype} {_hexwords(rd.cert, split)}"
     if rtype == "SSHFP":
-        return f"{rd.algorithm} {rd.fp_type} {_hexwords(rd.fingerprint)}"
+        return f"{rd.algorithm} {rd.fp_type} {_hexwords(rd.fingerprint, split)}"
     if rtype == "NSEC3PARAM":
         salt = rd.salt.hex().upper() or "-"
         return f"{rd.algorithm} {rd.flags} {rd.iterations} {salt}"
     if rtype == "NSEC3":
-        words = str(rd.to_text()).split(" ")
-        words[3] = words[3].upper()  # salt
-        words[4] = words[4].upper()  # next hashed owner (base32hex)
-        return " ".join(words)
+        return " ".join(_nsec3_words(rd))
     return str(rd.to_text())
+
+
+def _nsec3_words(rd: Any) -> list[str]:
+    words = str(rd.to_text()).split(" ")
+    words[3] = words[3].upper()  # salt
+    words[4] = words[4].upper()  # next hashed owner (base32hex)
+    return words
+
+
+def _multiline(rd: Any, rtype: str, split: int, lb: str) -> str | None:
+    """BIND's +multiline text of the types it writes over several lines (None: one line)."""
+    import base64
+
+    def b64(data: bytes) -> str:
+        return _words(base64.b64encode(data).decode(), split, lb)
+
+    if rtype == "SOA":
+        lines = [f"{rd.mname} {rd.rname} ("]
+        for i, key in enumerate(_SOA_FIELDS):
+            value = getattr(rd, key)
+            note = f" ({ttl_words(value)})" if i else ""
+            lines.append(f"{value:<10} ; {key}{note}")
+        return lb.join([*lines, ")"])
+    if rtype in ("DNSKEY", "CDNSKEY", "KEY"):
+        head = f"{rd.flags} {rd.protocol} {int(rd.algorithm)}"
+        if rtype == "KEY" and rd.flags & 0xC000 == 0xC000:  # no key
+            return head
+        import dns.dnssec
+
+        alg = SECALG.get(int(rd.algorithm), str(int(rd.algorithm)))
+        info = "ZSK" if not rd.flags & 1 else ("revoked KSK" if rd.flags & 0x80 else "KSK")
+        tail = f" ; {info}" if rtype != "KEY" else ""
+        key_id = dns.dnssec.key_id(rd)
+        return f"{head} ({lb}{b64(rd.key)}{lb}){tail}; alg = {alg} ; key id = {key_id}"
+    if rtype in ("RRSIG", "SIG"):
+        words = str(rd.to_text(chunksize=0)).split(" ")
+        return f"{' '.join(words[:4])} ({lb}{' '.join(words[4:8])}{lb}{b64(rd.signature)} )"
+    if rtype in ("DS", "CDS", "DLV"):
+        head = f"{rd.key_tag} {int(rd.algorithm)} {rd.digest_type}"
+        return f"{head} ({lb}{_hexwords(rd.digest, split, lb)} )"
+    if rtype in ("TLSA", "SMIMEA"):
+        return f"{rd.usage} {rd.selector} {rd.mtype} ({lb}{_hexwords(rd.cert, split, lb)} )"
+    if rtype == "SSHFP":
+        return f"{rd.algorithm} {rd.fp_type} ({lb}{_hexwords(rd.fingerprint, split, lb)} )"
+    if rtype == "NSEC3":
+        words = _nsec3_words(rd)
+        return f"{' '.join(words[:4])} ({lb}{words[4]}{lb}{' '.join(words[5:])} )"
+    if rtype == "OPENPGPKEY":
+        return f"( {b64(rd.key)} )"
+    if rtype == "CERT":
+        head = " ".join(str(rd.to_text(chunksize=0)).split(" ")[:3])
+        return f"{head} ({lb}{b64(rd.certificate)} )"
+    if rtype == "IPSECKEY":
+        head = " ".join(str(rd.to_text(chunksize=0)).split(" ")[:4])
+        return f"( {head}{lb}{b64(rd.key)} )"
+    if rtype == "DHCID":  # BIND's comment: identifier type, digest type, digest length
+        data = rd.data
+        note = (
+            f" ; {int.from_bytes(data[:2], 'big')} {data[2]} {len(data) - 3}"
+            if len(data) > 3
+            else ""
+        )
+        return f"( {b64(data)} ){note}"
+    if rtype == "ZONEMD":
+        head = f"{rd.serial} {rd.scheme} {rd.hash_algorithm}"
+        return f"{head} ({lb}{_hexwords(rd.digest, split, lb)} )"
+    return None
+
+
+def restyle(
+    data: str, rtype: str, cls: str = "IN", split: int | None = None, linebreak: str | None = None
+) -> str:
+    """A record's data (`presentation`'s one-line text, as in DnsAnswer) in another of
+    dig's styles (+split=N, +multiline): read back with dnspython and written again;
+    the text as it was if it does not read back."""
+    if split is None and linebreak is None:
+        return data
+    import dns.rdata
+
+    try:
+        rd = dns.rdata.from_text(cls, rtype, data)
+    except Exception:  # dnspython raises many kinds for text it cannot read
+        return data
+    return presentation(rd, split, linebreak)
 
 
 def _records(section: list[Any]) -> list[DnsAnswer]:
@@ -209,13 +359,18 @@ def _answers(msg: dns.message.Message) -> list[DnsAnswer]:
     return _records(msg.answer)
 
 
-def _edns_of(msg: dns.message.Message) -> dict[str, Any] | None:
+def _edns_of(msg: dns.message.Message, cookie: bytes | None = None) -> dict[str, Any] | None:
+    """The reply's OPT; a COOKIE option is "good" when it starts with the client cookie
+    sent (`cookie`), else "bad" (dig's words; no verdict when none was sent)."""
     if msg.edns < 0:
         return None
     options = []
     for opt in msg.options:
         raw = opt.to_wire() or b""
-        options.append({"code": int(opt.otype), "data": raw.hex()})
+        option: dict[str, Any] = {"code": int(opt.otype), "data": raw.hex()}
+        if option["code"] == COOKIE and cookie is not None:
+            option["cookie"] = "good" if len(raw) >= 8 and raw[:8] == cookie[:8] else "bad"
+        options.append(option)
     return {
         "version": msg.edns,
         "flags": ["do"] if msg.ednsflags & dns.flags.DO else [],
@@ -236,7 +391,7 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
     result.opcode = dns.opcode.to_text(msg.opcode())
     if len(wire) >= 12:
         result.counts = struct.unpack(">4H", wire[4:12])
-    result.edns = _edns_of(msg)
+    result.edns = _edns_of(msg, result.cookie)
 
 
 class _Malformed(Exception):
@@ -603,18 +758,38 @@ async def _over_tcp(
         await stream.close()
 
 
+NSID, COOKIE = 3, 10  # EDNS option codes (RFC 5001, RFC 7873)
+
+
 def _make_query(
-    name: dns.name.Name, rtype: str, edns: int | None, payload: int, dnssec: bool, rd: bool
+    name: dns.name.Name,
+    rtype: str,
+    edns: int | None,
+    payload: int,
+    dnssec: bool,
+    rd: bool,
+    rdclass: str = "IN",
+    nsid: bool = False,
+    cookie: bytes | None = None,
 ) -> dns.message.Message:
+    import dns.edns
+
     if dnssec and edns is None:
         edns = 0  # as dig: +dnssec turns EDNS on
+    options: list[dns.edns.Option] = []
+    if edns is not None:  # as dig: the options go in an OPT record, none without EDNS
+        if nsid:
+            options.append(dns.edns.GenericOption(dns.edns.OptionType.NSID, b""))
+        if cookie is not None:
+            options.append(dns.edns.GenericOption(dns.edns.OptionType.COOKIE, cookie))
     query = dns.message.make_query(
         name,
         rtype,
-        dns.rdataclass.IN,
+        dns.rdataclass.from_text(rdclass),
         use_edns=False if edns is None else edns,
         payload=payload,
         want_dnssec=dnssec,
+        options=options or None,
     )
     query.id = random.randrange(0x10000)
     if not rd:
@@ -641,6 +816,9 @@ async def dns_query(
     tcp_fallback: bool = True,
     icmp: bool = True,
     recorder: PcapRecorder | None = None,
+    qclass: str = "IN",
+    nsid: bool = False,
+    cookie: bool | bytes = False,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
@@ -653,8 +831,20 @@ async def dns_query(
     unreachable quoting the query ends it at once as "connection refused". A result
     always comes back; failures are in `error`. `recorder` collects the exchanged packets
     for a pcap file.
+
+    `qclass` is the query's class (IN, CH, HS, CLASSnnn). With EDNS, `nsid` asks for the
+    server's NSID (option 3) and `cookie` sends a COOKIE (option 10): True a random
+    8-byte client cookie, bytes that cookie (8, or 16..40 with a server cookie); the
+    reply's COOKIE is then marked "good" or "bad" in `edns`.
     """
     rtype = parse_qtype(qtype)
+    qclass = parse_qclass(qclass)
+    if cookie is True:
+        cookie = random.randbytes(8)
+    elif isinstance(cookie, bytes) and not (len(cookie) == 8 or 16 <= len(cookie) <= 40):
+        raise DnsError(f"a COOKIE is 8 bytes, or 16 to 40 with the server's; got {len(cookie)}")
+    with_opt = version_of(edns, dnssec) is not None
+    sent_cookie = cookie if isinstance(cookie, bytes) and with_opt else None
     try:
         name = dns.name.from_text(qname)
     except dns.exception.DNSException as e:
@@ -671,8 +861,10 @@ async def dns_query(
         raise DnsError(f"-{family}: the server {addr} is not an IPv{family} address")
     result = DnsResult(name.to_text(), rtype, str(addr), port, "udp")
     for _ in range(2):  # a second round only after BADVERS
-        query = _make_query(name, rtype, version, payload, dnssec, recursion)
-        result = DnsResult(name.to_text(), rtype, str(addr), port, "udp", notes=result.notes)
+        query = _make_query(name, rtype, version, payload, dnssec, recursion, qclass, nsid,
+                            sent_cookie)  # fmt: skip
+        result = DnsResult(name.to_text(), rtype, str(addr), port, "udp", notes=result.notes,
+                           qclass=qclass, cookie=sent_cookie)  # fmt: skip
         if tcp:
             await _over_tcp(session, query, result, addr, timeout, recorder)
         else:
@@ -680,7 +872,8 @@ async def dns_query(
             if msg is not None and msg.flags & dns.flags.TC and tcp_fallback:
                 notes = [*result.notes, "Truncated, retrying in TCP mode."]
                 result = DnsResult(result.qname, rtype, result.server, port, "tcp",
-                                   truncated=True, notes=notes)  # fmt: skip
+                                   truncated=True, notes=notes, qclass=qclass,
+                                   cookie=sent_cookie)  # fmt: skip
                 await _over_tcp(session, query, result, addr, timeout, recorder)
             elif msg is not None and msg.flags & dns.flags.TC:
                 result.truncated = True
@@ -717,6 +910,8 @@ async def dns_trace(
     family: int | None = None,
     icmp: bool = True,
     on_step: Callable[[DnsResult], object] | None = None,
+    nsid: bool = False,
+    cookie: bool | bytes = False,
 ) -> list[DnsResult]:
     """Resolve `qname`/`qtype` iteratively from the endpoint, as dig +trace: ask `server`
     (default: the endpoint's) for the root's NS (RD set), then ask a root server without
@@ -725,10 +920,14 @@ async def dns_trace(
     else `server`'s answer for its A (AAAA) record. The NS are tried in their order (dig:
     at random) until one answers. Every step is a DnsResult (its `server_name` the NS
     name asked), given to `on_step` as it comes; the last one says how it ended.
-    `dnssec` (default on, as dig +trace) sets the DO bit."""
+    `dnssec` (default on, as dig +trace) sets the DO bit; `nsid` and `cookie` go in each
+    query, as in dns_query (True: one random client cookie for the whole trace)."""
+    if cookie is True:
+        cookie = random.randbytes(8)
     common: dict[str, Any] = {
         "port": port, "timeout": timeout, "attempts": attempts, "edns": edns,
         "payload": payload, "dnssec": dnssec, "family": family, "icmp": icmp,
+        "nsid": nsid, "cookie": cookie,
     }  # fmt: skip
     if server is None:
         server = await _default_server(session, family)

@@ -205,6 +205,9 @@ MAX_UDP_BLOCK = 65507 - 8  # one IPv4 datagram
 UDP_CONNECT_MSG, UDP_CONNECT_REPLY = b"9876", b"6789"
 
 
+MAX_OMIT = 60  # iperf3 3.12: -O above it is "bogus value for --omit"
+
+
 def stream_ids(n: int) -> list[int]:
     """iperf3's stream ids for `n` streams: 1, 3, 4, ... (iperf_add_stream counts from 2
     past the streams already listed, so the second stream is 3; client and server agree)."""
@@ -226,17 +229,20 @@ def timed_parameters(
     length: int,
     bitrate: float | None,
     wide_counters: bool = False,
+    omit: int = 0,
+    bidir: bool = False,
 ) -> dict[str, Any]:
     """The PARAM_EXCHANGE object of native `iperf3 -c` with -t or -n, -P, -u, -b, -l, -R
     (checked with `iperf3 -d`): "time" a whole number of seconds (iperf3 takes -t as an
     integer; the test itself runs the fraction too, timed by the client)."""
     params: dict[str, Any] = {
         "udp" if udp else "tcp": True,
-        "omit": 0,
+        "omit": omit,
         "time": 0 if seconds is None else max(1, int(seconds + 0.999)),
         "num": nbytes or 0,
         "blockcount": 0,
         "parallel": streams,
+        **({"bidirectional": True} if bidir else {}),
         "len": length,
         "pacing_timer": 1000,
         "client_version": "3.12",

@@ -102,7 +102,11 @@ LATE_NS = 1_000_000
 class TimedSpec:
     """What native `iperf3 -c` takes: `seconds` (-t) or `nbytes` (-n, all streams
     together), `streams` (-P), `udp` (-u), `bitrate` (-b, bit/s per stream; UDP default
-    1 Mbit/s, TCP unlimited), `interval` (-i, 0: none), `length` (-l)."""
+    1 Mbit/s, TCP unlimited), `interval` (-i, 0: none), `length` (-l), `omit` (-O: that
+    many whole seconds of pre-test before the T seconds counted), `cport` (--cport: stream
+    k binds local port cport + k at the endpoint, as iperf3 3.12), `bidir` (--bidir: the
+    endpoint sends on `streams` streams and receives on as many, at once; `direction` is
+    then not used)."""
 
     direction: str = "download"
     seconds: float | None = None
@@ -113,6 +117,9 @@ class TimedSpec:
     interval: float = 0.0
     length: int | None = None
     wide: bool = False  # --udp-counters-64bit
+    omit: int = 0  # -O: seconds of pre-test first, reported "(omitted)" and not counted
+    cport: int | None = None  # --cport: the data streams' local ports at the endpoint, from it
+    bidir: bool = False  # --bidir: `streams` sending and as many receiving, at once
 
     def check(self) -> None:
         if self.direction not in ("download", "upload"):
@@ -121,6 +128,19 @@ class TimedSpec:
             raise ValueError("only one test end condition (-t, -n) may be specified")
         if self.seconds is None and self.nbytes is None:
             self.seconds = iperf3.DEFAULT_TIME
+        if not 0 <= self.omit <= iperf3.MAX_OMIT:
+            raise ValueError(f"-O must be 0..{iperf3.MAX_OMIT} s (iperf3's bound), got {self.omit}")
+        if self.bidir and self.nbytes is not None:
+            raise ValueError("--bidir with -n is not built here (--bidir runs a -t test)")
+        if self.omit and self.nbytes is not None:
+            raise ValueError(
+                "-O with -n is not built here (-O omits the first seconds of a -t test)"
+            )
+        if self.cport is not None and not 1 <= self.cport <= 65536 - self.sockets:
+            raise ValueError(
+                f"--cport must be 1..65535 with room for the {self.sockets} streams' ports "
+                f"(cport + 0..{self.sockets - 1}), got {self.cport}"
+            )
         if self.seconds is not None and not 0 < self.seconds <= 86400:
             raise ValueError(f"-t must be 0 < T <= 86400 s, got {self.seconds:g}")
         if self.nbytes is not None and self.nbytes <= 0:
@@ -140,6 +160,18 @@ class TimedSpec:
         least = 16 if self.udp else 1
         if self.length is not None and not least <= self.length <= top:
             raise ValueError(f"-l must be {least}..{top} bytes, got {self.length}")
+
+    @property
+    def sockets(self) -> int:
+        """Data connections: `streams`, twice that with --bidir."""
+        return 2 * self.streams if self.bidir else self.streams
+
+    def direction_of(self, k: int) -> str:
+        """The direction of data stream k (from 0): --bidir's first half sends (iperf3's
+        TX-C), the second receives (RX-C)."""
+        if self.bidir:
+            return "upload" if k < self.streams else "download"
+        return self.direction
 
     @property
     def block(self) -> int:
@@ -162,6 +194,7 @@ class _Flow:
     sid: int  # iperf3's stream id (1, 3, 4, ...)
     label: int  # the `[  5]` iperf3 prints
     sktid: int
+    direction: str = "download"  # the endpoint receives ("download") or sends ("upload")
     bytes: int = 0
     packets: int = 0
     queued: int = 0  # upload: bytes queued
@@ -169,6 +202,9 @@ class _Flow:
     outstanding: int = 0  # upload: bytes queued whose ntag has not come
     next_time: int = 0  # scheduled upload: the next send's endpoint time
     closed: bool = False
+    omitted_bytes: int = 0  # -O: counted in the pre-test (not in the totals)
+    omitted_packets: int = 0
+    omit_mark: tuple[int, int, int] | None = None  # UDP download: (lost, packets, ooo) at -O's end
     udp: UdpReceiver = field(default_factory=UdpReceiver)
     reply: Deferred[None] | None = None  # UDP: the server's answer to the connect datagram
 
@@ -188,7 +224,7 @@ class TimedResult:
         s = self.spec
         out: dict[str, Any] = {
             "type": "throughput",
-            "direction": s.direction,
+            "direction": "bidir" if s.bidir else s.direction,
             "server": self.server,
             "port": self.port,
             "protocol": "udp" if s.udp else "tcp",
@@ -199,9 +235,16 @@ class TimedResult:
         }
         if s.rate:
             out["bitrate"] = s.rate
+        if s.omit:
+            out["omit"] = s.omit
+        if s.cport is not None:
+            out["cport"] = s.cport
         if self.error is not None:
             out["error"] = self.error
             return out
+        if s.bidir:
+            out["bidir"] = True
+            return self._bidir_dict(out)
         ours, theirs = "receiver", "sender"
         if s.direction == "upload":
             ours, theirs = theirs, ours
@@ -220,6 +263,35 @@ class TimedResult:
         )
         if s.direction == "upload":
             out["sender_mbit_s"] = total["sender"]["mbit_s"]
+        if self.stopped:
+            out["stopped"] = True
+        if self.late is not None:
+            out.update(late_sends=self.late[0], tagged_sends=self.late[1],
+                       late_max_ms=self.late[2])  # fmt: skip
+        return out
+
+    def _bidir_dict(self, out: dict[str, Any]) -> dict[str, Any]:
+        """--bidir: the sending streams (TX-C: the endpoint's ntags, the server's receiver
+        figure) and the receiving ones (RX-C: the endpoint's stamps, the server's sender
+        figure) summed apart, as iperf3's sum_sent/sum_received and their _bidir_reverse."""
+        udp = self.spec.udp
+        tx = [st for st in self.streams if st["role"] == "TX-C"]
+        rx = [st for st in self.streams if st["role"] == "RX-C"]
+        sums = {role: {side: _sum([st[side] for st in group], udp)
+                       for side in ("sender", "receiver")}
+                for role, group in (("TX-C", tx), ("RX-C", rx))}  # fmt: skip
+        out.update(
+            seconds=self.seconds,
+            bytes=sums["TX-C"]["sender"]["bytes"],  # what the endpoint sent
+            mbit_s=sums["TX-C"]["receiver"]["mbit_s"],  # the server's figure for it
+            bytes_reverse=sums["RX-C"]["receiver"]["bytes"],  # what the endpoint received
+            mbit_s_reverse=sums["RX-C"]["receiver"]["mbit_s"],  # the endpoint's stamps
+            method="bidir",
+            endpoint="TX-C sender, RX-C receiver",
+            streams=self.streams,
+            sum=sums["TX-C"],
+            sum_reverse=sums["RX-C"],
+        )
         if self.stopped:
             out["stopped"] = True
         if self.late is not None:
@@ -274,7 +346,10 @@ class _Test:
         self.progress = progress
         self.flows: list[_Flow] = []
         self.t0 = 0  # endpoint stamp of TEST_START
-        self.stop_at = 0  # -t: t0 + T
+        self.omit_ns = int(spec.omit * 1e9)
+        self.counted_from = 0  # endpoint time the counted test begins (t0 + -O's seconds)
+        self.omitted: Intervals | None = None  # -O with -i: the pre-test's intervals
+        self.stop_at = 0  # -t: t0 + O + T
         self.end: int | None = None  # the test's end (endpoint ns), once known
         self.intervals: Intervals | None = None
         self.done: Deferred[None] = Deferred()  # download -n: N bytes in
@@ -293,7 +368,8 @@ class _Test:
         self.marks: dict[int, tuple[int, int]] = {}  # UDP download: (lost, packets) so far
         # TCP upload: each interval's Retr/Cwnd sampled (SKT_TCPINFO) before it is shown;
         # `emitting` keeps the intervals in order. `retrans`: each stream's last total.
-        self.sample_tcp = spec.direction == "upload" and not spec.udp
+        # --bidir: no Retr/Cwnd columns (its receiving streams share the records)
+        self.sample_tcp = spec.direction == "upload" and not spec.udp and not spec.bidir
         self.emitting: Deferred[None] | None = None
         self.retrans: dict[int, int] = {}
         self.final: Deferred[dict[int, Any]] | None = None  # the sample as the test ended
@@ -304,20 +380,27 @@ class _Test:
         spec, session = self.spec, self.session
         family = Family.IP6 if self.addr.version == 6 else Family.IP4
         info = await read_system_info(session)
-        rbuf = max(256 << 10, min(RBUF, (info.bufmax - info.bufused) // (spec.streams + 1)))
+        n = spec.sockets
+        rbuf = max(256 << 10, min(RBUF, (info.bufmax - info.bufused) // (n + 1)))
         for i, (sid, label) in enumerate(
-            zip(iperf3.stream_ids(spec.streams), iperf3.display_ids(spec.streams), strict=True)
+            zip(iperf3.stream_ids(n), iperf3.display_ids(n), strict=True)
         ):
+            lport = spec.cport + i if spec.cport is not None else 0
             try:
                 sktid = session.free_sktid()
                 if spec.udp:
                     sock = await session.nopen_udp(sktid, family=family, rbufsz=rbuf,
-                                                   buffer=False)  # fmt: skip
+                                                   lport=lport, buffer=False)  # fmt: skip
                 else:
                     sock = await session.nopen_tcp_connect(
-                        sktid, self.addr, self.port, rbufsz=rbuf, buffer=False
+                        sktid, self.addr, self.port, rbufsz=rbuf, lport=lport, buffer=False
                     )
             except RequestFailed as e:
+                if lport and e.name != "ENORES":
+                    raise ThroughputError(
+                        f"--cport {spec.cport}: the endpoint could not open stream {i + 1} "
+                        f"from its port {lport}: {e} (the port in use?)"
+                    ) from None
                 if e.name == "ENORES":
                     raise ThroughputError(
                         f"-P {spec.streams}: the endpoint refused stream {i + 1} (ENORES: its "
@@ -330,7 +413,7 @@ class _Test:
                     f"-P {spec.streams}: stream {i + 1} cannot be opened: {e} (the endpoint's "
                     "socket ids, 256 a session, are shared with the control connection)"
                 ) from None
-            flow = _Flow(sid, label, sktid)
+            flow = _Flow(sid, label, sktid, spec.direction_of(i))
             self.flows.append(flow)
             sock.add_callback(partial(self._note, flow))
             if spec.udp:
@@ -364,7 +447,7 @@ class _Test:
             if note.data == iperf3.UDP_CONNECT_REPLY or len(note.data) == 4:
                 flow.reply.callback(None)
             return
-        if self.spec.direction != "download" or self.counted:
+        if flow.direction != "download" or self.counted:
             return
         self.heard = self.session.reactor.seconds()
         if not self.t0:  # before the controller read TEST_START: counted once it has
@@ -375,6 +458,9 @@ class _Test:
         packets = 0
         if self.spec.udp and len(note.data) >= (16 if self.spec.wide else 12):
             count, sent = iperf3.parse_udp_header(note.data, wide=self.spec.wide)
+            if self.omit_ns and flow.omit_mark is None and note.time >= self.counted_from:
+                self._close_omitted()  # the pre-test's loss is not the test's (iperf3)
+                flow.omit_mark = (flow.udp.lost, flow.udp.packets, flow.udp.out_of_order)
             flow.udp.add(count, sent, note.time / 1e9)
             packets = 1
         self._count(flow, note.time, len(note.data), packets)
@@ -385,17 +471,34 @@ class _Test:
                 self.done.callback(None)
 
     def _count(self, flow: _Flow, t: int, nbytes: int, packets: int) -> None:
+        if t < self.counted_from:  # -O: the pre-test, reported "(omitted)", not counted
+            flow.omitted_bytes += nbytes
+            flow.omitted_packets += packets
+            if self.omitted is not None:
+                for rec in self.omitted.add(flow.label, t, nbytes, packets):
+                    self._emit(rec, omitted=True)
+            return
+        self._close_omitted()
         flow.bytes += nbytes
         flow.packets += packets
         if self.intervals is not None:
             for rec in self.intervals.add(flow.label, t, nbytes, packets):
                 self._emit(rec)
 
-    def _emit(self, rec: dict[str, Any]) -> None:
+    def _emit(self, rec: dict[str, Any], omitted: bool = False) -> None:
         if self.on_interval is not None:
             rec.update(type="interval", direction=self.spec.direction,
                        protocol="udp" if self.spec.udp else "tcp",
                        sender=self.spec.direction == "upload")  # fmt: skip
+            if self.spec.bidir:  # each stream's role, iperf3's TX-C (we send) and RX-C
+                rec.update(direction="bidir", sender=None)
+                role = {f.label: "TX-C" if f.direction == "upload" else "RX-C" for f in self.flows}
+                for st in rec["streams"]:
+                    st["role"] = role[st["id"]]
+            if omitted:
+                rec["omitted"] = True
+            elif self.omit_ns:  # counted, after -O's pre-test (iperf3: no second header)
+                rec["after_omit"] = True
             if self.sample_tcp:
                 sample = self.final  # closed after the test's end: its last sample
                 self.emitting = Deferred.fromCoroutine(self._sampled(rec, self.emitting, sample))
@@ -441,24 +544,43 @@ class _Test:
         assert self.on_interval is not None
         self.on_interval(rec)
 
+    def _close_omitted(self, end: int | None = None) -> None:
+        """-O: the pre-test's last intervals, once the counted test began (or ended)."""
+        if self.omitted is not None:
+            last = self.counted_from if end is None else min(end, self.counted_from)
+            done, self.omitted = self.omitted, None
+            for rec in done.finish(last):
+                self._emit(rec, omitted=True)
+
     def started(self, t0: int) -> None:
         self.t0 = t0
-        if self.spec.seconds is not None:
-            self.stop_at = t0 + int(self.spec.seconds * 1e9)
-            self.end = self.stop_at if self.spec.direction == "upload" else None
-        if self.spec.interval:
-            labels = [f.label for f in self.flows]
-            extra = self._udp_interval if self.spec.udp and self.spec.direction == "download" \
-                else None  # fmt: skip
-            self.intervals = Intervals(t0, int(self.spec.interval * 1e9), labels, extra)
+        self._begin(t0)
         early, self.early = self.early, []
         for flow, note in early:
             self._note(flow, note)
+
+    def _begin(self, t0: int) -> None:
+        """The test's clock from `t0`: -O's pre-test, then T s counted, with intervals."""
+        spec = self.spec
+        self.counted_from = t0 + self.omit_ns
+        if spec.seconds is not None:
+            self.stop_at = self.counted_from + int(spec.seconds * 1e9)
+            self.end = self.stop_at if spec.direction == "upload" or spec.bidir else None
+        if spec.interval:
+            labels = [f.label for f in self.flows]
+            receives = spec.direction == "download" or spec.bidir
+            extra = self._udp_interval if spec.udp and receives else None
+            every = int(spec.interval * 1e9)
+            self.intervals = Intervals(self.counted_from, every, labels, extra)
+            if self.omit_ns:  # iperf3: the pre-test's intervals from 0 too, "(omitted)"
+                self.omitted = Intervals(t0, every, labels, extra)
 
     def _udp_interval(self, label: int) -> dict[str, Any]:
         """A UDP receiver's interval columns, as iperf3's: the jitter now, the datagrams
         lost and expected since the last interval."""
         f = next(x for x in self.flows if x.label == label)
+        if f.direction != "download":  # --bidir: a sending stream has no receiver columns
+            return {}
         lost0, total0 = self.marks.get(label, (0, 0))
         self.marks[label] = (f.udp.lost, f.udp.packets)
         return {"jitter_ms": round(f.udp.jitter * 1e3, 6), "lost": f.udp.lost - lost0,
@@ -533,6 +655,8 @@ class _Test:
     async def upload(self, timeout: float) -> None:
         spec, session = self.spec, self.session
         clock = session.reactor
+        tx = [f for f in self.flows if f.direction == "upload"]  # --bidir: the sending half
+        last_word = not spec.bidir  # --bidir: the receiving half's TEST_END ends the test
         rate = spec.rate
         block = spec.block
         before = clock.seconds()
@@ -550,15 +674,13 @@ class _Test:
             gap = max(1, int(block * 8 / rate * 1e9))
             lead = max(FIRST_LEAD_S, 2 * rtt)
             first = now + int(lead * 1e9)
-            if spec.seconds is not None:  # T s of sends from the first, as iperf3 sends
-                self.stop_at = self.end = first + int(spec.seconds * 1e9)
-            self.t0 = first  # the sender's clock starts with its first send
-            if self.intervals is not None:
-                self.intervals = Intervals(first, self.intervals.every, self.intervals.ids)
-            for f in self.flows:
+            if not spec.bidir:  # --bidir: the test's clock is TEST_START's (it receives too)
+                self.t0 = first  # the sender's clock starts with its first send: O + T s
+                self._begin(first)  # of sends from it, as iperf3 sends
+            for f in tx:
                 f.next_time = first
             every = max(1, math.ceil(1e9 / gap / TAGS_PER_S))
-        window = max(2 * block, WINDOW // len(self.flows))
+        window = max(2 * block, WINDOW // len(tx))
         payload = bytes(block)
         limit = clock.seconds() + timeout
         while True:
@@ -568,7 +690,7 @@ class _Test:
             more = True
             while more:  # a send per stream in turn (-n counts all streams together)
                 more = False
-                for f in self.flows:
+                for f in tx:
                     if self._sent_all(f, rate):
                         continue
                     if rate:
@@ -587,7 +709,7 @@ class _Test:
                 self.stopped = True  # Ctrl-C: no more sends; the test ends with what went
                 cut = max(endpoint_now(), self.latest) if rate else self.latest
                 self.stop_at = self.end = min(self.stop_at, cut) if self.stop_at else cut
-            if all(self._sent_all(f, rate) for f in self.flows):
+            if all(self._sent_all(f, rate) for f in tx):
                 break
             if clock.seconds() > limit:
                 raise StreamError(f"the test did not end within {timeout:g} s")
@@ -605,7 +727,8 @@ class _Test:
             # still full; the blocks still queued at the endpoint are not waited for (8 MiB
             # took 0.7 s at 100 Mbit/s). The server counts only until TEST_END.
             self.ending = True
-            self._test_end()
+            if last_word:
+                self._test_end()
             return
         for d in self.ntags:  # the last sends' ntags: every byte went to the kernel
             d.addTimeout(timeout, clock)
@@ -617,7 +740,8 @@ class _Test:
                     from None  # fmt: skip
         if self.failure is not None:
             raise self.failure
-        self._test_end()
+        if last_word:
+            self._test_end()
         if self.spec.seconds is None and not (self.stopped and self.end):
             self.end = self.latest
 
@@ -717,13 +841,22 @@ class _Test:
 
     def figures(self) -> list[tuple[int, int, int, float]]:
         seconds = self.seconds()
-        if self.spec.direction == "upload":
-            return [(f.sid, f.queued, f.sent_packets, seconds) for f in self.flows]
-        return [(f.sid, f.bytes, f.packets, seconds) for f in self.flows]
+        return [(f.sid, f.queued - f.omitted_bytes, f.sent_packets - f.omitted_packets, seconds)
+                if f.direction == "upload" else (f.sid, f.bytes, f.packets, seconds)
+                for f in self.flows]  # fmt: skip
 
     def seconds(self) -> float:
-        end = self.end if self.end is not None else max(self.latest, self.t0)
-        return max(0, end - self.t0) / 1e9
+        """The counted test's span (after -O's pre-test)."""
+        begin = max(self.t0, self.counted_from)
+        end = self.end if self.end is not None else max(self.latest, begin)
+        return max(0, end - begin) / 1e9
+
+    def _udp_counts(self, f: _Flow) -> tuple[int, int, int]:
+        """A UDP download stream's (lost, packets, out of order) after -O's pre-test."""
+        mark = f.omit_mark if self.omit_ns else (0, 0, 0)
+        if mark is None:  # nothing came after the pre-test
+            mark = (f.udp.lost, f.udp.packets, f.udp.out_of_order)
+        return (f.udp.lost - mark[0], f.udp.packets - mark[1], f.udp.out_of_order - mark[2])
 
     async def drained(self, quiet: float = QUIET_S, limit: float = 5.0) -> None:
         """Download: wait until the data notifications stop (`quiet` s without one). The
@@ -731,7 +864,8 @@ class _Test:
         by the test's end may still be on its way to the controller."""
         clock = self.session.reactor
         give_up = clock.seconds() + limit
-        while self.spec.direction == "download" and clock.seconds() < give_up:
+        receives = self.spec.direction == "download" or self.spec.bidir
+        while receives and clock.seconds() < give_up:
             wait = self.heard + quiet - clock.seconds()
             if wait <= 0:
                 break
@@ -739,7 +873,8 @@ class _Test:
 
     def finish(self) -> None:
         self.counted = True
-        if self.intervals is not None:
+        self._close_omitted(self.end if self.end is not None else self.latest)
+        if self.intervals is not None and (self.end or self.latest) >= self.counted_from:
             end = self.end if self.end is not None else self.latest
             for rec in self.intervals.finish(end):
                 self._emit(rec)
@@ -758,29 +893,40 @@ class _Test:
                     f"the iperf3 server {self.ctl.peer}: its results lack stream {f.sid}"
                 )
             mine: dict[str, Any]
-            if spec.direction == "download":
+            if f.direction == "download":
                 extra: dict[str, Any] = {}
+                theirs_extra: dict[str, Any] = {}
                 if spec.udp:
-                    extra = {"packets": f.udp.packets, "lost": f.udp.lost,
+                    lost, packets, ooo = self._udp_counts(f)
+                    extra = {"packets": packets, "lost": lost,
                              "jitter_ms": round(f.udp.jitter * 1e3, 6),
-                             "out_of_order": f.udp.out_of_order}  # fmt: skip
+                             "out_of_order": ooo}  # fmt: skip
+                    # the server's total less what we saw in -O's pre-test, as iperf3's
+                    # client (3.12: the server's results count the pre-test in)
+                    pre = f.udp.packets - packets
+                    theirs_extra = {"packets": max(0, int(theirs["packets"]) - pre)}
                 mine = _side(f.bytes, seconds, **extra)
-                extra = {"packets": int(theirs["packets"])} if spec.udp else {}
-                if not spec.udp and theirs.get("retransmits", -1) >= 0:
-                    extra["retransmits"] = int(theirs["retransmits"])  # the server's count
-                other = _side(int(theirs["bytes"]), theirs["seconds"], **extra)
+                if not spec.udp and not spec.bidir and theirs.get("retransmits", -1) >= 0:
+                    theirs_extra["retransmits"] = int(theirs["retransmits"])  # the server's count
+                other = _side(int(theirs["bytes"]), theirs["seconds"], **theirs_extra)
                 out.append({"id": f.label, "sender": other, "receiver": mine})
+                if spec.bidir:
+                    out[-1]["role"] = "RX-C"
             else:
                 extra = {"packets": f.packets} if spec.udp else {}
                 if tcp is not None and f.label in tcp:
                     extra["retransmits"] = tcp[f.label].total_retrans
                 mine = _side(f.bytes, seconds, **extra)
                 extra = {}
-                if spec.udp:
-                    extra = {"packets": int(theirs["packets"]), "lost": int(theirs["errors"]),
+                if spec.udp:  # the server's total less our pre-test's sends, as iperf3's
+                    pre = f.omitted_packets
+                    extra = {"packets": max(0, int(theirs["packets"]) - pre),
+                             "lost": int(theirs["errors"]),
                              "jitter_ms": round(theirs["jitter"] * 1e3, 6)}  # fmt: skip
                 other = _side(int(theirs["bytes"]), theirs["seconds"], **extra)
                 out.append({"id": f.label, "sender": mine, "receiver": other})
+                if spec.bidir:
+                    out[-1]["role"] = "TX-C"
         return out
 
     async def connected(self) -> dict[str, Any]:
@@ -797,7 +943,7 @@ class _Test:
             "type": "connected",
             "server": str(self.addr),
             "port": self.port,
-            "direction": self.spec.direction,
+            "direction": "bidir" if self.spec.bidir else self.spec.direction,
             "protocol": "udp" if self.spec.udp else "tcp",
             "streams": streams,
         }
@@ -814,6 +960,15 @@ class _Test:
                     await self.session.nclose(f.sktid)
                 except ControllerError:
                     pass
+
+
+async def _both(*steps: Any) -> None:
+    """Run coroutines at once; the first failure is raised (the others run out)."""
+    ds = [Deferred.fromCoroutine(step) for step in steps]
+    try:
+        await defer.gatherResults(ds, consumeErrors=True)
+    except defer.FirstError as e:
+        e.subFailure.raiseException()
 
 
 @deferred_api
@@ -855,8 +1010,8 @@ async def timed_test(
     try:
         params = iperf3.timed_parameters(
             udp=spec.udp, seconds=spec.seconds, nbytes=spec.nbytes, streams=spec.streams,
-            reverse=spec.direction == "download", length=spec.block, bitrate=spec.rate,
-            wide_counters=spec.wide,
+            reverse=spec.direction == "download" and not spec.bidir, length=spec.block,
+            bitrate=spec.rate, wide_counters=spec.wide, omit=spec.omit, bidir=spec.bidir,
         )  # fmt: skip
         ctl.stream.send(iperf3.encode_json(params))
         await ctl.expect(State.CREATE_STREAMS)
@@ -866,7 +1021,9 @@ async def timed_test(
         await ctl.expect(State.TEST_START, timeout=CONNECT_WAIT)
         test.started(ctl.time)
         await ctl.expect(State.TEST_RUNNING)
-        if spec.direction == "download":
+        if spec.bidir:  # both at once; the receiving half's TEST_END ends the test
+            await _both(test.upload(timeout), test.download(timeout))
+        elif spec.direction == "download":
             await test.download(timeout)
         else:
             await test.upload(timeout)

@@ -9,13 +9,12 @@ from typing import Any
 
 from twisted.application import internet, service
 from twisted.application.service import IService
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key
 from packetlab.proxy.splice import available as splice_available
-from packetlab.tapoptions import TapOptions, stop_daemon, tap_service
+from packetlab.tapoptions import TapOptions, server_endpoint, stop_daemon, tap_service
 from packetlab.tls import AuthMode, Credentials, PPKSServerOptions, ServerEntry, TLSConfigError
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
@@ -280,13 +279,9 @@ def makeService(options: Options) -> IService:
         ("endpoints", options["endpoints"], proxy.endpoint_factory()),
     ]
     for name, where, factory in wanted:
-        try:
-            ports.append((name, serverFromString(reactor, where), factory))
-        except (ValueError, KeyError, TypeError) as e:
-            raise usage.UsageError(
-                f"{options['origins'][name]}: {where!r} is not a Twisted endpoint string ({e}); "
-                "e.g. tcp:20557:interface=127.0.0.1"
-            ) from None
+        origin = options["origins"][name]
+        ep = server_endpoint(reactor, where, origin, "tcp:20557:interface=127.0.0.1")
+        ports.append((name, ep, factory))
     top = ProxyService(proxy, ports)
     interval = options["stats-interval"]
     if interval:

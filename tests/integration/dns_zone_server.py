@@ -11,6 +11,10 @@ RRset when the query has the DO bit, the query's EDNS echoed (version 0, DO as a
 payload 1232; BADVERS for a version above 0), TC and an empty answer when the UDP reply
 is larger than the query allows (512 without EDNS). RD is copied, RA never set.
 
+EDNS options: an NSID request (option 3) is answered with `ns1.test`; a client COOKIE
+(option 10, 8 bytes) is echoed with a 16-byte server cookie (fixed: the same for every
+query). Class CH: `version.bind. TXT` (and `id.server.`) as a BIND server answers it.
+
 Outside `test.`: a root zone whose server is `localhost.` (for `+trace`).
 
 Misbehaving names: `silent.test.` never answers; `refused.test.` gets REFUSED;
@@ -28,6 +32,7 @@ import hashlib
 import sys
 from typing import Any
 
+import dns.edns
 import dns.exception
 import dns.flags
 import dns.message
@@ -57,6 +62,9 @@ def _hex(seed: str, n: int) -> str:
 
 
 SIG = "20270101000000 20261201000000 4242 test."
+N3 = "2t7b4g4vsa5smi47k61mv5bv1a22bojr"
+SVC_PARAMS = "mandatory=alpn,port alpn=h2 port=8443 ipv4hint=192.0.2.1,192.0.2.2 " \
+    "ipv6hint=2001:db8::1 key65000=abc"  # fmt: skip  # an NSEC3 owner: a hashed label (base32hex)
 ZONE = f"""\
 $ORIGIN test.
 $TTL 300
@@ -85,6 +93,21 @@ sub 3600 IN NS ns.sub.test.
 sub 3600 IN DS 4242 13 2 {_hex("ds", 32)}
 sub 3600 IN RRSIG DS 13 2 3600 {SIG} {_b64("ds", 64)}
 ns.sub 3600 IN A 127.0.0.1
+{N3} 300 IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A RRSIG
+{N3} 300 IN NSEC3PARAM 1 0 0 -
+rev 300 IN DNSKEY 385 3 15 {_b64("rev", 32)}
+rev 300 IN DNSKEY 256 3 5 {_b64("rsa", 132)}
+pgp 300 IN OPENPGPKEY {_b64("pgp", 100)}
+cert 300 IN CERT 1 12345 8 {_b64("cert", 100)}
+ipsec 300 IN IPSECKEY 10 1 2 192.0.2.38 {_b64("ipsec", 70)}
+dhcid 300 IN DHCID {_b64("dhcid", 35)}
+@ 300 IN ZONEMD 2018031500 1 1 {_hex("zonemd", 32)}{_hex("zonemd2", 16)}
+caa 300 IN CAA 0 issue "ca.example.net"
+https 300 IN HTTPS 1 . alpn="h2,h3" ipv4hint=192.0.2.1
+https2 300 IN HTTPS 1 svc.test. {SVC_PARAMS}
+svcb 300 IN SVCB 0 svc.test.
+hinfo 300 IN HINFO "PC" "Linux"
+loc 300 IN LOC 42 21 54 N 71 06 18 W -24m 30m
 """
 for _i in range(3):  # about 800 bytes: over UDP with the default 1232, TC with 512
     ZONE += f"keys 300 IN DNSKEY 256 3 8 {_b64(f'key{_i}', 260)}\n"
@@ -104,6 +127,11 @@ LOCALHOST = dns.name.from_text("localhost.")
 root = dns.zone.from_text(ROOT_ZONE, origin=dns.name.root, relativize=False)
 SUB = dns.name.from_text("sub.test.")
 zone = dns.zone.from_text(ZONE, origin=ORIGIN, relativize=False)
+# an SOA with odd timer values (for +multiline's comments), in a zone of its own
+ODD = dns.zone.from_text(
+    "@ 60 IN SOA ns.test. h.test. 4294967295 0 90061 604800 86399\n@ 60 IN NS ns.test.\n",
+    origin=dns.name.from_text("soa2.test."), relativize=False,
+)  # fmt: skip
 PAYLOAD = 1232
 
 
@@ -111,6 +139,8 @@ def _rrsets(
     name: dns.name.Name, rdtype: dns.rdatatype.RdataType, do: bool, z: dns.zone.Zone | None = None
 ) -> list[dns.rrset.RRset]:
     node = (z or zone).get_node(name)
+    if node is None and z is None:
+        node = ODD.get_node(name)
     if node is None:
         return []
     out = []
@@ -139,16 +169,40 @@ def root_answer(
     return response
 
 
+SERVER_COOKIE = bytes.fromhex("0100000069a5c3d20123456789abcdef")
+NSID = b"ns1.test"
+CHAOS = {"version.bind.": "9.18-pktlab-test", "id.server.": "ns1.test"}
+
+
+def _options(query: dns.message.Message) -> list[dns.edns.Option]:
+    out: list[dns.edns.Option] = []
+    for opt in query.options:
+        if opt.otype == dns.edns.NSID:
+            out.append(dns.edns.GenericOption(dns.edns.NSID, NSID))
+        elif opt.otype == dns.edns.COOKIE:
+            client = opt.to_wire()[:8]
+            out.append(dns.edns.GenericOption(dns.edns.COOKIE, client + SERVER_COOKIE))
+    return out
+
+
 def answer(query: dns.message.Message) -> dns.message.Message:
     response = dns.message.make_response(query, our_payload=PAYLOAD)
     do = bool(query.ednsflags & dns.flags.DO)
     if query.edns >= 0:
-        response.use_edns(0, dns.flags.DO if do else 0, PAYLOAD)
+        response.use_edns(0, dns.flags.DO if do else 0, PAYLOAD, options=_options(query))
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
             return response
     q = query.question[0]
     name, rdtype = q.name, q.rdtype
+    if q.rdclass == dns.rdataclass.CH:
+        response.flags |= dns.flags.AA
+        text = CHAOS.get(name.to_text().lower())
+        if text is None or rdtype != dns.rdatatype.TXT:
+            response.set_rcode(dns.rcode.REFUSED if text is None else dns.rcode.NOERROR)
+        else:
+            response.answer.append(dns.rrset.from_text(name, 0, "CH", "TXT", f'"{text}"'))
+        return response
     if name == dns.name.from_text("refused.test."):
         response.set_rcode(dns.rcode.REFUSED)
         return response

@@ -82,6 +82,45 @@ def test_traceroute_and_ping_load_no_other_measurement() -> None:
         assert "packetlab.reflex.wire" not in loaded  # no reflex attached: not its codec
 
 
+def test_an_in_process_run_loads_neither_publishing_nor_twisted_endpoints() -> None:
+    """The in-process link listens on 127.0.0.1 without `serverFromString`, and a run
+    publishes nothing: neither `packetlab.controller.publish` nor
+    `twisted.internet.endpoints` (and the stdio, SNI and systemd helpers it imports) is
+    loaded (docs/performance.md, pktlab run, Session 11)."""
+    code = (
+        "import sys, packetlab.cli as c\n"
+        "rc = c.main(['run', 'traceroute', '-n', '-q', '1', '127.0.0.1'])\n"
+        "print(rc, *(m in sys.modules for m in ('packetlab.controller.publish',"
+        " 'twisted.internet.endpoints', 'twisted.internet.stdio')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.splitlines()[-1].split() == ["0", "False", "False", "False"], out
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["import packetlab.controller.publish", "from packetlab.controller import publish"],
+)
+def test_publish_is_the_function_whichever_is_imported_first(first: str) -> None:
+    """`packetlab.controller.publish` is imported on first use: the function `publish`
+    stays the package's attribute even when its module (of the same name) is imported
+    first, in a fresh process."""
+    code = (
+        f"{first}\n"
+        "import packetlab.controller as ctl\n"
+        "from packetlab.controller import publish\n"
+        "from packetlab.controller.publish import Publication\n"
+        "print(callable(publish), ctl.publish is publish, ctl.Publication is Publication,"
+        " publish.__module__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["True", "True", "True", "packetlab.controller.publish"], out
+
+
 def test_a_module_measurement_loads_its_own_module_only() -> None:
     for name in ("dns", "http", "alias"):
         _rc, loaded = _loaded_by(
@@ -118,3 +157,50 @@ def test_http_to_an_address_loads_no_dns_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.splitlines()[-1].split()[1:] == ["False"] * 7, out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["traceroute", "-n", "-q", "1", "127.0.0.1"],
+        ["ping", "-c", "1", "-q", "127.0.0.1"],
+    ],
+)
+def test_a_run_imports_its_reactor_and_endpoint_before_the_startup_freeze(
+    argv: list[str],
+) -> None:
+    """`pktlab` imports what a traceroute or ping will import once it runs (the reactor,
+    the reports, the measurement, the in-process endpoint) with its own modules, without
+    cycle collections, and freezes them (`gc.freeze`): the collections of the run and the
+    endpoint's heap trim at its end no longer traverse ~200 modules of objects
+    (docs/performance.md, pktlab run, Session 11)."""
+    code = (
+        "import gc, sys\n"
+        "box = {}\n"
+        "freeze = gc.freeze\n"
+        "def record():\n"
+        "    box['at'] = set(sys.modules)\n"
+        "    freeze()\n"
+        "gc.freeze = record\n"
+        "import packetlab.cli as c\n"
+        f"sys.argv = ['pktlab', 'run', *{argv!r}]\n"
+        "rc = c.main()\n"
+        "print(rc, *sorted(set(sys.modules) - box['at']))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    rc, *late = out.stdout.splitlines()[-1].split()
+    assert rc == "0", out
+    ahead = {
+        "twisted.internet.reactor",
+        "twisted.internet.defer",
+        "OpenSSL.SSL",
+        "packetlab.cli.report",
+        "packetlab.measure.traceroute",
+        "packetlab.endpoint.tap",
+        "packetlab.endpoint.service",
+        "packetlab.controller.session",
+    }
+    assert not ahead & set(late), late
+    assert len(late) < 40, late  # what the endpoint's start imports still comes later

@@ -103,7 +103,7 @@ def run_as_nobody(tmp_path: Path) -> None:
     out = (got.stdout + got.stderr).strip()
     assert got.returncode == 1, out
     assert out.splitlines()[-1].endswith(
-        f"CpuLatencyUs needs write access to {DEVICE} (root, or an operator-granted permission "
-        "on the device); remove CpuLatencyUs or run the endpoint as root"
+        f"{conf}:1: CpuLatencyUs needs write access to {DEVICE} (root, or an operator-granted "
+        "permission on the device); remove CpuLatencyUs or run the endpoint as root"
     ), out
     assert "Traceback" not in out

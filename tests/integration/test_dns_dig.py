@@ -3,7 +3,8 @@ dns_zone_server.py (DNSSEC records, EDNS, referrals, misbehaving names) on loopb
 through the in-process endpoint (which has raw sockets: a closed UDP port is seen).
 
 The outputs must be the same bytes but for what differs by nature: the banner's program
-name, the message ID, the query time (+trace: each step's) and WHEN."""
+name, the message ID, the query time (+trace: each step's), WHEN and the client cookie
+(dig sends one by default; so do we, and the server echoes it)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,8 @@ NATURE = [
     (re.compile(r"^;; WHEN: .*$", re.M), ";; WHEN: W"),
     (re.compile(r"^(;; Received \d+ bytes from \S+) in \d+ ms$", re.M), r"\1 in T ms"),
     (re.compile(r"( from server \S+) in \d+ ms\.$", re.M), r"\1 in T ms."),
+    # the client cookie: random, dig's and ours (the server's part is fixed: compared)
+    (re.compile(r"^; COOKIE: [0-9a-f]{16}", re.M), "; COOKIE: CLIENT"),
 ]
 
 
@@ -232,3 +235,104 @@ def test_hostile_servers_through_the_cli(port: int) -> None:
         + ".deep.test. from 127.0.0.1): too deep a delegation or a referral loop"
     )  # fmt: skip
     assert time.monotonic() - t0 < 60
+
+
+def test_multiline_and_split_as_dig(port: int) -> None:
+    """+multiline: BIND's columns and multi-line records (SOA's timer comments, DNSKEY's
+    key comments, RRSIG, DS, TLSA, SSHFP, NSEC3, CERT, IPSECKEY, OPENPGPKEY, DHCID with its
+    comment, ZONEMD in parentheses; CAA, HTTPS, SVCB, HINFO, LOC on one line), in every section;
+    +split=N (dig's warning for N not a multiple of 4 on stderr, as dig)."""
+    at = ["@127.0.0.1", "-p", str(port), "+dnssec"]
+    n3 = "2t7b4g4vsa5smi47k61mv5bv1a22bojr.test"
+    out = side_by_side(
+        *at, "+multiline", "test", "SOA", "soa2.test", "SOA", "test", "DNSKEY", "rev.test",
+        "DNSKEY", "sub.test", "DS", "a.test", "nope.test", "_443._tcp.www.test", "TLSA",
+        "ssh.test", "SSHFP", n3, "NSEC3", n3, "NSEC3PARAM", "mx.test", "MX",
+        "a-rather-long-label-for-the-columns.test", "txt.test", "TXT",
+    )  # fmt: skip
+    for part in (
+        "90061      ; retry (1 day 1 hour 1 minute 1 second)\n",
+        ") ; KSK; alg = ECDSAP256SHA256 ; key id = ",
+        ") ; revoked KSK; alg = ED25519 ; key id = 17069\n",
+        ";test.\t\t\tIN SOA\n",
+    ):
+        assert part in out  # fmt: skip
+    more = ["pgp.test", "OPENPGPKEY", "cert.test", "CERT", "ipsec.test", "IPSECKEY", "dhcid.test",
+            "DHCID", "test", "ZONEMD", "caa.test", "CAA", "https.test", "HTTPS", "https2.test",
+            "HTTPS", "svcb.test", "SVCB", "hinfo.test", "HINFO", "loc.test", "LOC"]  # fmt: skip
+    for switches in ([], ["+multiline"], ["+split=12"], ["+split=0", "+multiline"]):
+        out = side_by_side(*at, "+nocmd", *switches, *more)
+    assert ") ; 21242 179 32\n" in out and "ipv4hint=192.0.2.1,192.0.2.2 " in out
+    for switches in (["+split=8"], ["+split=22", "+multiline"], ["+nosplit"], ["+split=0"],
+                     ["+multiline", "+short"], ["+split=60", "+short"]):  # fmt: skip
+        a, b = (
+            ours(*at, *switches, "test", "DNSKEY", "sub.test", "DS"),
+            dig(*at, *switches, "test", "DNSKEY", "sub.test", "DS"),
+        )
+        assert normal(a.stdout) == normal(b.stdout), switches
+        assert a.stderr == b.stderr, switches  # the warning for 22, nothing else
+
+
+def test_nsid_cookie_and_class_as_dig(port: int) -> None:
+    """+nsid: the server's NSID as dig shows it; cookies: dig sends a client cookie by
+    default (+nocookie: none, +cookie=HEX: that one), the server's echo is `(good)`;
+    -c CLASS and a class among the names (CH TXT version.bind, as a BIND server)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    out = side_by_side(*at, "+nsid", "a.test")
+    assert '; NSID: 6e 73 31 2e 74 65 73 74 ("ns1.test")\n; COOKIE: ' in out
+    assert "0100000069a5c3d20123456789abcdef (good)\n" in out
+    out = side_by_side(*at, "+cookie=0011223344556677", "a.test")
+    assert "; COOKIE: 00112233445566770100000069a5c3d20123456789abcdef (good)\n" in out
+    for words in (["+nocookie", "+nsid", "a.test"], ["+noedns", "+nsid", "a.test"],
+                  ["+tcp", "+nsid", "a.test"]):  # fmt: skip
+        side_by_side(*at, *words)
+    assert "COOKIE" not in side_by_side(*at, "+nocookie", "a.test")
+    out = side_by_side(*at, "-c", "CH", "-t", "TXT", "version.bind", "id.server")
+    assert 'version.bind.\t\t0\tCH\tTXT\t"9.18-pktlab-test"' in out
+    side_by_side(*at, "version.bind", "CH", "TXT", "a.test", "id.server", "TXT", "CLASS3")
+    side_by_side(*at, "+multiline", "version.bind", "chaos", "TXT", "nope.bind", "CH")
+
+
+def test_batch_file_as_dig(port: int, tmp_path: Path) -> None:
+    """-f FILE: one query line per line, each with its own words (+short, +[no]cmd and
+    +split stay for the lines after, as dig's globals); a banner line per batch line."""
+    f = tmp_path / "queries"
+    f.write_text(
+        "a.test\nmx.test MX +noall +answer\nversion.bind CH TXT +short\n"
+        "www.test AAAA +multiline\n-x 192.0.2.1 +nocmd\n-t TXT txt.test +tcp\n"
+    )
+    at = ["@127.0.0.1", "-p", str(port)]
+    for words in (["-f", str(f)], ["+noall", "+answer", "-f", str(f)],
+                  ["+dnssec", "+multiline", "-f", str(f)]):  # fmt: skip
+        side_by_side(*at, *words)
+    f.write_text("a.test +dnssec +multiline\ntest DNSKEY +split=8\nsub.test DS +dnssec\n"
+                 "a.test +noall +answer\nmx.test MX\n")  # fmt: skip
+    out = side_by_side(*at, "-f", str(f))
+    assert out.count("; <<>> ") == 3 and "<<>> a.test +dnssec +multiline\n" in out
+    big = tmp_path / "big"  # a million lines: refused at once, read a line at a time
+    with big.open("w") as w:
+        for i in range(1_000_000):
+            w.write(f"n{i}.test\n")
+    t0 = time.monotonic()
+    got = ours(*at, "-f", str(big))
+    assert got.returncode == 2 and "Traceback" not in got.stderr
+    assert got.stderr.strip().endswith(
+        f"-f {big}: more than 10000 lines (the cap: each answer is kept for the summary; "
+        "split the file)"
+    )
+    assert time.monotonic() - t0 < 30 and got.stdout == ""
+
+
+def test_options_after_a_name_are_its_own_as_dig(port: int) -> None:
+    """dig: a + option after a name is that name's query's (before any name: every
+    query's), but for its global switches (+short, +[no]cmd, +split, +time)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    for words in (["a.test", "+dnssec", "nope.test", "a.test"],
+                  ["+dnssec", "a.test", "a.test", "+nodnssec", "a.test"],
+                  ["a.test", "+nocmd"], ["a.test", "+short", "a.test"],
+                  ["a.test", "+noall", "+answer", "a.test"],
+                  ["mx.test", "MX", "+noall", "+answer", "+authority", "a.test", "+nostats"],
+                  ["a.test", "+multiline", "+dnssec", "test", "SOA"],
+                  ["a.test", "+tcp", "+nsid", "a.test"],
+                  ["a.test", "+split=8", "+dnssec", "test", "DNSKEY"]):  # fmt: skip
+        side_by_side(*at, *words)

@@ -191,3 +191,120 @@ def test_ctrl_c_prints_the_totals_so_far(port: int) -> None:
     assert result["stopped"] is True and result["seconds"] < 5
     assert abs(1 - result["mbit_s"] / result["server_mbit_s"]) < 0.1, result
     assert records[-1]["type"] == "summary" and "Traceback" not in err
+
+
+def test_omit_beside_native_iperf3(port: int) -> None:
+    """-O 1 -t 1 -R -i 0.5 (paced, so both runs move the same): the same intervals as
+    native iperf3 -J, the pre-test's marked omitted, the counted ones from 0 again; the
+    figures leave the pre-test out, ours against the server's; the text marks them as
+    iperf3 does."""
+    words = ["-O", "1", "-t", "1", "-R", "-i", "0.5", "-b", "100M"]
+    rc, records, err = pktlab(port, *words)
+    assert rc == 0, (err, records)
+    ours = [(i["start"], i["end"], bool(i.get("omitted"))) for i in records
+            if i["type"] == "interval"]  # fmt: skip
+    theirs = native(port, *words)
+    assert theirs["start"]["test_start"]["omit"] == 1
+    assert ours == [(0.0, 0.5, True), (0.5, 1.0, True), (0.0, 0.5, False), (0.5, 1.0, False)]
+    # native's, as a clean run of it prints them; its timers race at the pre-test's end,
+    # so some runs show [(0, 0.5, T), (0.5, 0.5, F), (0.5, 1.0, F)] instead: only the shape
+    flags = [i["sum"]["omitted"] for i in theirs["intervals"]]
+    assert flags == sorted(flags, reverse=True) and flags[0] and not flags[-1]
+    assert theirs["intervals"][-1]["sum"]["end"] == pytest.approx(1, abs=0.05)
+    assert theirs["end"]["sum_received"]["seconds"] == pytest.approx(1, abs=0.05)
+    (result,) = [r for r in records if r["type"] == "throughput"]
+    assert result["omit"] == 1 and result["seconds"] == 1.0
+    assert result["mbit_s"] == pytest.approx(100, rel=0.05)  # 1 s of 100 Mbit/s, not 2
+    assert result["bytes"] == pytest.approx(theirs["end"]["sum_received"]["bytes"], rel=0.05)
+    assert abs(1 - result["mbit_s"] / result["server_mbit_s"]) < 0.05, result
+    rc, out, err = pktlab(port, *words, json_out=False)
+    lines = out.splitlines()
+    assert rc == 0 and lines[3] == iperf3_header()
+    assert [x.endswith("                  (omitted)") for x in lines[4:8]] == [True] * 2 + [
+        False
+    ] * 2
+    assert lines[6].startswith("[  5]   0.00-0.50   sec ")  # no second header
+
+
+def iperf3_header() -> str:
+    return "[ ID] Interval           Transfer     Bitrate"
+
+
+def test_omit_udp_counts_beside_native_iperf3(port: int) -> None:
+    """UDP -O: the pre-test's datagrams are out of both sides' totals (3.12's server
+    counts them in its results; the client takes its own pre-test count off, as native
+    iperf3's does): 1 s at 10 Mbit/s of 1460-byte datagrams, about 856 each side."""
+    words = ["-O", "1", "-t", "1", "-u", "-b", "10M", "-l", "1460", "-i", "0"]
+    for direction in (["-R"], ["--direction", "upload"]):
+        rc, records, err = pktlab(port, *words, *direction)
+        assert rc == 0, (err, records)
+        (s,) = records[-2]["streams"]
+        theirs = native(port, *words, *(["-R"] if direction == ["-R"] else []))["end"]["sum"]
+        assert theirs["packets"] == pytest.approx(856, abs=3)
+        for side in ("sender", "receiver"):
+            assert s[side]["packets"] == pytest.approx(theirs["packets"], abs=5), (direction, s)
+
+
+def test_cport_beside_native_iperf3(port: int) -> None:
+    """--cport with -P 2: the endpoint's streams from PORT and PORT+1, as native iperf3
+    3.12 binds them; a port in use is one line naming it."""
+    cport = _free_port()
+    rc, records, err = pktlab(port, "-t", "1", "-P", "2", "--cport", str(cport), "-R")
+    assert rc == 0, (err, records)
+    (connected,) = [r for r in records if r["type"] == "connected"]
+    assert [s["local_port"] for s in connected["streams"]] == [cport, cport + 1]
+    theirs = native(port, "-t", "1", "-P", "2", "--cport", str(cport), "-R")
+    assert [c["local_port"] for c in theirs["start"]["connected"]] == [cport, cport + 1]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        rc, out, err = pktlab(port, "-t", "1", "--cport", str(busy), json_out=False)
+    assert rc == 1 and "Traceback" not in err, (out, err)
+    assert f"--cport {busy}: the endpoint could not open stream 1 from its port {busy}" in out
+
+
+def test_window_is_refused_in_one_line(port: int) -> None:
+    rc, out, err = pktlab(port, "-t", "1", "-w", "64K", json_out=False)
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.strip().endswith(
+        "-w 64K: not supported: iperf3 sets SO_SNDBUF/SO_RCVBUF on its sockets, and PacketLab "
+        "cannot set the endpoint's kernel socket buffers (nopen takes only rbufsz, the "
+        "endpoint's receive budget for the controller, not a kernel buffer; there is no "
+        "socket option request)"
+    )
+
+
+def test_bidir_beside_native_iperf3(port: int) -> None:
+    """--bidir -P 2 -b 20M: four streams, the endpoint sending on two (TX-C) and receiving
+    on two (RX-C) at once, as native iperf3 --bidir against the same server; each figure
+    near 20 Mbit/s a stream on both sides; UDP: the datagram counts near native's."""
+    words = ["--bidir", "-P", "2", "-t", "1", "-b", "20M", "-i", "0.5"]
+    rc, records, err = pktlab(port, *words)
+    assert rc == 0, (err, records)
+    (result,) = [r for r in records if r["type"] == "throughput"]
+    theirs = native(port, *words)
+    assert len(theirs["end"]["streams"]) == len(result["streams"]) == 4
+    assert [s["role"] for s in result["streams"]] == ["TX-C", "TX-C", "RX-C", "RX-C"]
+    assert [s["sender"]["sender"] for s in theirs["end"]["streams"]] == [True, True, False, False]
+    for s in result["streams"]:
+        for side in ("sender", "receiver"):
+            assert s[side]["mbit_s"] == pytest.approx(20, rel=0.1), (s["role"], side, s)
+    assert result["mbit_s"] == pytest.approx(theirs["end"]["sum_received"]["bits_per_second"]
+                                             / 1e6, rel=0.1)  # fmt: skip
+    assert result["mbit_s_reverse"] == pytest.approx(
+        theirs["end"]["sum_received_bidir_reverse"]["bits_per_second"] / 1e6, rel=0.1
+    )
+    intervals = [r for r in records if r["type"] == "interval"]
+    assert [(i["start"], i["end"]) for i in intervals] == [(0.0, 0.5), (0.5, 1.0)]
+    rc, out, err = pktlab(port, *words, json_out=False)
+    lines = out.splitlines()
+    assert rc == 0 and "Reverse mode" not in out
+    assert lines[5].startswith("[ ID][Role] Interval") and lines[6].startswith("[  5][TX-C] ")
+    udp = ["--bidir", "-u", "-b", "10M", "-l", "1460", "-t", "1", "-i", "0"]
+    rc, records, err = pktlab(port, *udp)
+    assert rc == 0, (err, records)
+    theirs = native(port, *udp)["end"]["streams"]
+    for ours_s, native_s in zip(records[-2]["streams"], theirs, strict=True):
+        for side in ("sender", "receiver"):  # 856 datagrams a second, each way
+            assert ours_s[side]["packets"] == pytest.approx(native_s["udp"]["packets"], rel=0.05)

@@ -73,12 +73,22 @@ CASES = [
     ("pktbroker", ["--publish", "bogus:1"], None, "e.g. tcp:20556:interface=127.0.0.1"),
     ("pktbroker", [], "\nStatusListen tcp:x\n", "e.g. tcp:20556:interface=127.0.0.1"),
     ("pktbroker", ["--store", "redis://h:port/0"], None, "(or memory:, the default)"),
+    ("pktbroker", ["--subscribe", "tcp:99999"], None, "--subscribe: 'tcp:99999': port 99999 is "
+     "not 0..65535"),
+    ("pktbroker", [], "PublishListn tcp:1\n", "{conf}:1: unknown key 'PublishListn' (did you "
+     "mean PublishListen?)"),
+    ("pktendpoint", [], "NoSubMod 1\n", "{conf}:1: unknown key 'NoSubMod' (did you mean "
+     "NoSubMode?)"),
+    ("pktendpoint", ["--set", "NoSubMod=1"], None, "--set NoSubMod: unknown config key (did "
+     "you mean NoSubMode?)"),
     ("pktproxy", ["--bogus"], None, "option --bogus not recognized"),
     ("pktproxy", ["--cert", "{tmp}/none.cert"], None, "or give --cert and --private-key)"),
     ("pktproxy", [], "HeloCap 5\n", "{conf}:1: unknown key 'HeloCap' (did you mean HelloCap?)"),
     ("pktproxy", [], "\n\nHelloCap lots\n", "{conf}:3: HelloCap: not a number: 'lots'"),
     ("pktproxy", ["--backlog-max", "0"], None, "--backlog-max: must be positive, got 0"),
     ("pktproxy", [], "SetupEndpoint nowhere:1\n", "e.g. tcp:20557:interface=127.0.0.1"),
+    ("pktproxy", ["--setup", "tcp:99999"], None, "--setup: 'tcp:99999': port 99999 is not "
+     "0..65535"),
     ("pktproxy", ["--stats-file", "{tmp}/no/such/dir/stats.json"], None,
      "--stats-file: no directory {tmp}/no/such/dir"),
 ]  # fmt: skip

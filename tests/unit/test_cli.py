@@ -33,3 +33,50 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         main([])
     assert exc.value.code == 2
     assert "COMMAND" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "last_line"),
+    [
+        # A mistyped option is named by the command that does not know it, with its
+        # usage, and the option meant (was: `pktlab: error: unrecognized arguments:
+        # --cout`, under the top-level usage).
+        (
+            ["run", "ping", "--cout", "3", "127.0.0.1"],
+            "pktlab run ping: error: unrecognized arguments: --cout (did you mean --count?)",
+        ),
+        (
+            ["run", "ping", "--cout=3", "--jsn", "127.0.0.1"],
+            "pktlab run ping: error: unrecognized arguments: --cout=3 --jsn"
+            " (did you mean --count for --cout, --json for --jsn?)",
+        ),
+        (
+            ["init", "--hme", "x"],
+            "pktlab init: error: unrecognized arguments: --hme (did you mean --home?)",
+        ),
+        (
+            ["run", "ping", "--zzzz", "127.0.0.1"],
+            "pktlab run ping: error: unrecognized arguments: --zzzz",
+        ),
+        # A mistyped choice, at every level.
+        (["rn"], "(did you mean 'run'?)"),
+        (["run", "pign", "127.0.0.1"], "(did you mean 'ping'?)"),
+        (["run", "traceroute", "-P", "udp-pars", "127.0.0.1"], "(did you mean 'udp-paris'?)"),
+    ],
+)
+def test_a_typo_is_named_with_what_was_meant(
+    argv: list[str], last_line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].endswith(last_line), err[-1]
+    assert err[0].startswith(f"usage: pktlab {argv[0] if argv[0] != 'rn' else ''}".rstrip())
+
+
+def test_runs_help_line_names_every_measurement() -> None:
+    from packetlab.cli.run import MEASUREMENTS
+
+    for name in MEASUREMENTS:
+        assert name in COMMANDS["run"][1]

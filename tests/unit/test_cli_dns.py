@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 import pytest
 
@@ -181,7 +182,12 @@ def test_edns_switches_and_families() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["+multiline", "a.test"], r"\+multiline: dig option not supported here"),
+        (["+identify", "a.test"], r"\+identify: dig option not supported here"),
+        (["+split=x", "a.test"], r"\+split=x: expected a number 0..1023"),
+        (["+split=1024", "a.test"], r"\+split=1024: expected a number 0..1023"),
+        (["+cookie=zz", "a.test"], r"\+cookie=zz: expected hex digits"),
+        (["+cookie=0011", "a.test"], r"\+cookie=0011: a cookie is 8 bytes, or 16 to 40"),
+        (["-c", "XX", "a.test"], r"-c: unknown class .XX. \(IN, CH, HS, NONE, ANY or CLASSnnn\)"),
         (["+bogus", "a.test"], r"\+bogus: dig option not supported here \(dig-style"),
         (["+bufsize=70000", "a.test"], r"\+bufsize=70000: out of range"),
         (["+bufsize=-1", "a.test"], r"\+bufsize=-1: expected a number from 0"),
@@ -231,3 +237,171 @@ def test_trace_steps_as_dig() -> None:
         from packetlab.cli.run_command import Progress
 
         run_dns.experiment(parse("+trace", "+tcp", "a.test"), lambda r: None, Progress())
+
+
+DIG_MULTILINE = (  # dig @127.0.0.1 -p PORT +multiline +noall +answer +dnssec soa2.test SOA
+    # rev.test DNSKEY sub.test DS a.test N3.test NSEC3 (dns_zone_server.py), dig 9.18.49
+    "soa2.test.\t\t60 IN SOA ns.test. h.test. (\n"
+    "\t\t\t\t4294967295 ; serial\n"
+    "\t\t\t\t0          ; refresh (0 seconds)\n"
+    "\t\t\t\t90061      ; retry (1 day 1 hour 1 minute 1 second)\n"
+    "\t\t\t\t604800     ; expire (1 week)\n"
+    "\t\t\t\t86399      ; minimum (23 hours 59 minutes 59 seconds)\n"
+    "\t\t\t\t)\n"
+    "rev.test.\t\t300 IN DNSKEY 385 3 15 (\n"
+    "\t\t\t\t/Oz8xnb/8fXRW5MF6O843K0JZLXztHYwtiCzBlJNHi0=\n"
+    "\t\t\t\t) ; revoked KSK; alg = ED25519 ; key id = 17069\n"
+    "rev.test.\t\t300 IN DNSKEY 256 3 5 (\n"
+    "\t\t\t\tSCCXpF3dx/7TkUjXQfYjYXsWbk0OKDxxcQBfrc3Fac3R\n"
+    "\t\t\t\tn1Hk/6F1mFkzPo/Yo85eTCU6qdBdhfJ8ZXja3NZzwmJc\n"
+    "\t\t\t\tm3eNpK1fx1FGB08Zg+w+vv456hvZNR0s0qSUTVQ/t6bH\n"
+    "\t\t\t\tgu47ePg9OD7gurDU9Dx3BXlFmJvFAQV2Hizc3rYuhZfR\n"
+    "\t\t\t\t) ; ZSK; alg = RSASHA1 ; key id = 4727\n"
+    "sub.test.\t\t3600 IN\tDS 4242 13 2 (\n"
+    "\t\t\t\tF9C7AF7EBCBF098B9F5F37361D1B168BB2E5B98D930C\n"
+    "\t\t\t\tEEF0F055377A8C94DB61 )\n"
+    "sub.test.\t\t3600 IN\tRRSIG DS 13 2 3600 (\n"
+    "\t\t\t\t20270101000000 20261201000000 4242 test.\n"
+    "\t\t\t\tKSzG11O8R8Py6JDtr4TvJbChDiX+VPM34+URIAmjudbV\n"
+    "\t\t\t\tL9PUSTfeF2cI8n0kT5i/IejMpI53/pSDZjs0Z6vVLg== )\n"
+    "a.test.\t\t\t300 IN A 192.0.2.1\n"
+    "a.test.\t\t\t300 IN A 192.0.2.2\n"
+    "a.test.\t\t\t300 IN RRSIG A 13 2 300 (\n"
+    "\t\t\t\t20270101000000 20261201000000 4242 test.\n"
+    "\t\t\t\tThGV3wIN5Z4NZaM6QnnxGD565OXZgOMJ+LVa3/LmHD6k\n"
+    "\t\t\t\tIHaXcNeEwXnxMXquEiYgTTx8sUWts87pJ9MzEmgyPw== )\n"
+    "2t7b4g4vsa5smi47k61mv5bv1a22bojr.test. 300 IN NSEC3 1 1 12 AABBCCDD (\n"
+    "\t\t\t\t2T7B4G4VSA5SMI47K61MV5BV1A22BOJR\n"
+    "\t\t\t\tA RRSIG )\n"
+)
+
+
+def records_of(text: str) -> list[dict[str, object]]:
+    """The records of dig's text (+multiline's parentheses and comments included), each
+    as `pktlab run dns` keeps it: its data in presentation()'s one-line form."""
+    import dns.rdata
+
+    from packetlab.measure.dns import presentation
+
+    chunks: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("\t") and chunks:
+            chunks[-1] += "\n" + line
+        else:
+            chunks.append(line)
+    out: list[dict[str, object]] = []
+    for chunk in chunks:
+        name, ttl, cls, rtype, data = chunk.split(None, 4)
+        rd = dns.rdata.from_text(cls, rtype, data)
+        out.append({"name": name, "type": rtype, "ttl": int(ttl), "data": presentation(rd)})
+    return out
+
+
+def reply(answers: list[dict[str, object]], **extra: object) -> dict[str, object]:
+    return {**A_DNSSEC, "answers": answers, "counts": [1, len(answers), 0, 1], **extra}
+
+
+def test_multiline_is_bind_s_byte_for_byte() -> None:
+    """+multiline: BIND's columns, SOA's timer comments, DNSKEY's key comments, the
+    parenthesised RRSIG/DS/NSEC3 (dig's text from dns_zone_server.py)."""
+    answers = records_of(DIG_MULTILINE)
+    assert answers[0]["data"] == "ns.test. h.test. 4294967295 0 90061 604800 86399"
+    a = parse("+multiline", "+noall", "+answer", "a.test")
+    assert text_of(a, reply(answers)) == DIG_MULTILINE
+    # the same records, one a line again without +multiline (the data kept as it was)
+    plain = text_of(parse("+noall", "+answer", "a.test"), reply(answers))
+    assert plain.count("\n") == len(answers) and "(" not in plain
+    # the question line at +multiline's columns; +short keeps one line (as dig)
+    out = text_of(parse("+multiline", "+nocmd", "+nostats", "a.test"), reply(answers[:1]))
+    assert ";a.test.\t\t\tIN A\n" in out
+    short = text_of(parse("+multiline", "+short", "a.test"), reply(answers[:1]))
+    assert short == "ns.test. h.test. 4294967295 0 90061 604800 86399\n"
+
+
+def test_split_cuts_base64_and_hex_as_dig(capsys: pytest.CaptureFixture[str]) -> None:
+    ds = records_of(DIG_MULTILINE)[3:4]
+    assert ds[0]["type"] == "DS"
+    out = text_of(parse("+split=8", "+noall", "+answer", "a.test"), reply(ds))
+    assert out == ("sub.test.\t\t3600\tIN\tDS\t4242 13 2 F9C7AF7E BCBF098B 9F5F3736 1D1B168B "
+                   "B2E5B98D 930CEEF0 F055377A 8C94DB61\n")  # fmt: skip
+    a = parse("+split=22", "+multiline", "+noall", "+answer", "a.test")
+    assert capsys.readouterr().err == ";; Warning, split must be a multiple of 4; adjusting to 24\n"
+    assert text_of(a, reply(ds)) == (
+        "sub.test.\t\t3600 IN\tDS 4242 13 2 (\n\t\t\t\tF9C7AF7EBCBF098B9F5F3736\n"
+        "\t\t\t\t1D1B168BB2E5B98D930CEEF0\n\t\t\t\tF055377A8C94DB61 )\n"
+    )
+    out = text_of(parse("+nosplit", "+noall", "+answer", "a.test"), reply(ds))
+    assert "F9C7AF7EBCBF098B9F5F37361D1B168BB2E5B98D930CEEF0F055377A8C94DB61\n" in out
+
+
+def test_nsid_and_cookie_lines_as_dig() -> None:
+    """dig's OPT lines: NSID in hex words and text; COOKIE in hex, `(good)` when the
+    reply starts with our client cookie, `(bad)` when not, nothing when none was sent."""
+    cookie = "9536e10d5fc9675f0100000069a5c3d20123456789abcdef"
+    options = [{"code": 3, "data": b"ns1.test".hex()},
+               {"code": 10, "data": cookie, "cookie": "good"}]  # fmt: skip
+    edns = {"version": 0, "flags": [], "mbz": 0, "udp": 1232, "options": options}
+    out = text_of(parse("+nsid", "+nocmd", "a.test"), reply([], edns=edns))
+    assert (
+        "; EDNS: version: 0, flags:; udp: 1232\n"
+        '; NSID: 6e 73 31 2e 74 65 73 74 ("ns1.test")\n'
+        f"; COOKIE: {cookie} (good)\n;; QUESTION SECTION:\n"
+    ) in out
+    options[1] = {"code": 10, "data": cookie}
+    assert f"; COOKIE: {cookie}\n" in text_of(parse("+nocmd", "a.test"), reply([], edns=edns))
+    a = parse("+nsid", "+cookie=0011223344556677", "a.test")
+    assert a.nsid and a.cookie == bytes.fromhex("0011223344556677")
+    assert parse("a.test").cookie is True and parse("+nocookie", "a.test").cookie is False
+
+
+def test_class_words_and_dash_c_as_dig() -> None:
+    a = parse("version.bind", "CH", "TXT", "a.test")
+    assert [(n, t, c) for n, t, c, _ in a.plan] == [("version.bind", ["TXT"], "CH"),
+                                                     ("a.test", None, None)]  # fmt: skip
+    a = parse("-c", "chaos", "-t", "TXT", "version.bind", "id.server", "IN")
+    assert [(n, c) for n, _, c, _ in a.plan] == [("version.bind", "chaos"), ("id.server", "IN")]
+    ch = {**A_DNSSEC, "qname": "version.bind.", "qtype": "TXT", "qclass": "CH", "answers": [
+        {"name": "version.bind.", "type": "TXT", "ttl": 0, "data": '"9.18-pktlab-test"',
+         "class": "CH"}]}  # fmt: skip
+    # `dig -c CH -t TXT version.bind +noall +question +answer`
+    assert (run_dns.compact_row(ch) or "").endswith('version.bind.\t0\tCH\tTXT\t"9.18-pktlab-test"')
+    assert text_of(parse("+noall", "+question", "+answer", "x"), ch) == (
+        ';version.bind.\t\t\tCH\tTXT\nversion.bind.\t\t0\tCH\tTXT\t"9.18-pktlab-test"\n'
+    )
+
+
+def test_batch_file_lines_and_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-f FILE: a query line per line (its options its own, but for dig's globals),
+    blank lines skipped; too many lines or too long a line refused up front."""
+    f = tmp_path / "batch"
+    f.write_text("a.test\n\nmx.test MX +noall +answer\n-x 192.0.2.1 +tcp\n-t TXT -c CH v.b\n")
+    a = parse("@127.0.0.1", "-p", "53", "-f", str(f))
+    got = [(n, t, c, o.tcp, o.show["stats"], o.show["cmd"], o.server) for n, t, c, o in a.plan]
+    assert got == [  # +noall's cmd stays for the lines after (dig's global printcmd), not stats
+        ("a.test", None, None, False, True, True, "127.0.0.1:53"),
+        ("mx.test", ["MX"], None, False, False, False, "127.0.0.1:53"),
+        ("1.2.0.192.in-addr.arpa.", ["PTR"], None, True, True, False, "127.0.0.1:53"),
+        ("v.b", ["TXT"], "CH", False, True, False, "127.0.0.1:53"),
+    ]
+    assert a.plan[0][3].batch_words == ["a.test"]  # dig's banner for the line shows it
+    monkeypatch.setattr(run_dns, "BATCH_LINES", 3)
+    with pytest.raises(RunError, match=r"-f .*batch: more than 3 lines \(the cap"):
+        parse("-f", str(f))
+    f.write_text("a" * 5000 + "\n")
+    with pytest.raises(RunError, match=r"-f .*batch:1: line longer than 4096 bytes"):
+        parse("-f", str(f))
+    with pytest.raises(RunError, match=r"-f /nonexistent/x: cannot open: No such file"):
+        parse("-f", "/nonexistent/x")
+    f.write_text("a.test -z\n")
+    with pytest.raises(RunError, match=r"batch:1: -z: option not supported in a batch line"):
+        parse("-f", str(f))
+
+
+def test_options_after_a_name_are_its_own() -> None:
+    """dig's scoping: `a.test +dnssec b.test` asks a.test with DO, b.test without; dig's
+    global switches (+short, +nocmd, +split, +time) are every query's wherever written."""
+    a = parse("+tcp", "a.test", "+dnssec", "+noall", "+answer", "b.test", "+short", "+time=3")
+    (_, _, _, first), (_, _, _, second) = a.plan
+    assert first is not None and first.dnssec and first.tcp and not first.show["stats"]
+    assert second is None and not a.dnssec and a.tcp and a.show["stats"]
+    assert a.short and a.wait == 3.0 and not a.show["cmd"]  # +noall's cmd: dig's global

@@ -168,6 +168,8 @@ def test_refusal_messages_name_the_cause_once_per_kind() -> None:
     assert len(box.seen) == 4 and len(told) == 3
     assert "endpoint 127.0.0.1:4321 closed the TLS link before its chain was checked" in told[0]
     assert "EndpointOpPubKeyPath" in told[0]
+    # A plaintext endpoint closes the TLS link the same way (after its 10 s start wait).
+    assert "endpoint run with --insecure-plaintext also closes it" in told[0]
     assert "--insecure-plaintext" in told[1]
     assert told[2].startswith("the endpoint refused our certificate chain: untrusted_root")
 

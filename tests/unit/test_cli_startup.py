@@ -3,14 +3,17 @@ after only for the command itself), and a run's throwaway files on a memory file
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
 from packetlab import cli
-from packetlab.cli import link
+from packetlab.cli import link, run
 
 
 def test_startup_gc_pauses_and_restores_the_collector() -> None:
@@ -46,3 +49,25 @@ def test_throwaway_files_go_to_the_runtime_dir(
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "gone"))
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     assert link._memory_dir() == shm
+
+
+def test_imports_ahead_are_what_the_command_names_and_a_failure_waits() -> None:
+    """`_import_ahead` imports the command's `startup_imports(args)`; one that fails to
+    import raises nothing there (the command meets the error when it imports it)."""
+    command = types.ModuleType("zzcommand")
+    command.startup_imports = lambda args: ("colorsys", "zz_no_such_module")  # type: ignore[attr-defined]
+    sys.modules.pop("colorsys", None)
+    cli._import_ahead(command, argparse.Namespace())
+    assert "colorsys" in sys.modules and "zz_no_such_module" not in sys.modules
+    cli._import_ahead(types.ModuleType("zzplain"), argparse.Namespace())  # names none
+
+
+def test_pktlab_run_names_the_endpoint_only_for_an_in_process_link() -> None:
+    args = cli.parse(["run", "traceroute", "-n", "192.0.2.1"])
+    assert "packetlab.endpoint.tap" in run.startup_imports(args)
+    assert "twisted.internet.reactor" in run.startup_imports(args)
+    args = cli.parse(["run", "ping", "--listen", "20556", "192.0.2.1"])
+    assert "packetlab.measure.ping" in run.startup_imports(args)
+    assert "packetlab.endpoint.tap" not in run.startup_imports(args)
+    names = run.startup_imports(cli.parse(["run", "dns", "a.test"]))
+    assert "packetlab.endpoint.tap" in names and "packetlab.cli.report" not in names

@@ -137,3 +137,41 @@ def test_stop_daemon_under_twistd_says_why_once_and_sets_the_status(
     for f, args, kwargs in reactor.whenRunningHooks:
         f(*args, **kwargs)
     assert reactor.stops == 1
+
+
+class WithOperand(Opts):
+    optFlags = [["quiet", "q", "A flag."]]
+
+    def parseArgs(self, *args: str) -> None:
+        self["operands"] = list(args)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--count", "3", "-q", "ADDR"],
+        ["ADDR", "--count", "3", "-q"],  # the reference's GNU getopt permutes: so do we
+        ["-q", "ADDR", "--count=3"],
+        ["ADDR", "-q", "--cou", "3"],  # an abbreviation, as getopt allows it
+    ],
+)
+def test_options_after_the_operand_are_options(argv: list[str]) -> None:
+    o = WithOperand()
+    o.parseOptions(argv)
+    assert (o["count"], o["quiet"], o["operands"]) == ("3", 1, ["ADDR"])
+
+
+def test_after_a_double_dash_everything_is_an_operand() -> None:
+    o = WithOperand()
+    o.parseOptions(["ADDR", "--", "--count"])
+    assert (o["count"], o["operands"]) == ("1", ["ADDR", "--count"])
+
+
+def test_endpoint_address_then_options() -> None:
+    """`twistd pktendpoint 127.0.0.1:20599 --sessions 1` (was: "expected at most one
+    controller address ADDR[:PORT], got 3: 127.0.0.1:20599 --sessions 1")."""
+    from packetlab.endpoint.tap import Options
+
+    o = Options()
+    o.parseOptions(["--insecure-plaintext", "127.0.0.1:20599", "--sessions", "1"])
+    assert (o["address"].port, int(o["sessions"])) == (20599, 1)

@@ -57,6 +57,11 @@ def test_every_used_key() -> None:
     assert cfg.warnings == []
 
 
+def test_where_each_key_came_from_is_kept() -> None:
+    cfg = parse("# c\nBufMax 10\nCpuLatencyUs 0\n")
+    assert cfg.origins == {"BufMax": "t.conf:2", "CpuLatencyUs": "t.conf:3"}
+
+
 def test_interface_names_export_their_addresses() -> None:
     cfg = parse("VMemLocalAddrStrIPv4 lo\nVMemLocalAddrStrIPv6 lo\n")
     assert ipaddress.IPv4Interface("127.0.0.1/8") in cfg.ipv4
@@ -96,13 +101,33 @@ def test_too_many_dns_servers() -> None:
 
 
 def test_unknown_and_unused_keys_warn() -> None:
-    cfg = parse("BufMx 5\nWorkerBusyWaitMode 1\nBufMax 10\nBufMax 20\nRawModeLKM 1\n")
+    cfg = parse("Zzyzx 5\nWorkerBusyWaitMode 1\nBufMax 10\nBufMax 20\nRawModeLKM 1\n")
     assert cfg.buf_max == 20
-    assert any("unknown key 'BufMx' ignored (did you mean BufMax?)" in w for w in cfg.warnings)
+    assert "t.conf:1: unknown key 'Zzyzx' ignored" in cfg.warnings
     assert any("WorkerBusyWaitMode is not used" in w for w in cfg.warnings)
     assert any("t.conf:4: BufMax repeated (line 3)" in w for w in cfg.warnings)
     assert any("RawModeLKM 1 is not supported" in w for w in cfg.warnings)
     assert cfg.reserved == {"WorkerBusyWaitMode": "1"}
+
+
+def test_a_misspelled_key_stops_with_the_key_meant() -> None:
+    """`NoSubMod 1` ignored would run the endpoint in another mode than written (was a
+    warning in the log); a key like none we know stays a warning (above)."""
+    with pytest.raises(
+        ConfigError, match=r"^t.conf:2: unknown key 'BufMx' \(did you mean BufMax\?\)$"
+    ):
+        parse("BufMax 10\nBufMx 5\n")
+    with pytest.raises(ConfigError, match="did you mean HostID"):
+        parse("Hostid x\n")  # case alone
+
+
+def test_a_key_only_like_a_known_one_warns() -> None:
+    """xpmgr.conf's BrokerCertRootPath in endpt.conf, or another version's key: ignored
+    with a warning and the nearest key, not a stop."""
+    cfg = parse("BrokerCertRootPath /x.pub\n")
+    assert cfg.warnings == [
+        "t.conf:1: unknown key 'BrokerCertRootPath' ignored (did you mean BrokerChainRootPath?)"
+    ]
 
 
 def test_broker_mode_keys() -> None:

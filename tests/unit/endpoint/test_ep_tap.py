@@ -59,6 +59,16 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
         (["--insecure-plaintext", "--retry-delay", "-1"], "--retry-delay: expected seconds"),
         (["--insecure-plaintext", "--sessions", "-2"], "--sessions: expected a count"),
         (["--insecure-plaintext", "a", "b"], "at most one controller address"),
+        # A misspelled key on the command line is a mistake (a file may hold the
+        # reference's keys we do not know: those stay warnings).
+        (
+            ["--insecure-plaintext", "--set", "NoSubMod=1"],
+            r"--set NoSubMod: unknown config key \(did you mean NoSubMode\?\)",
+        ),
+        (["--insecure-plaintext", "--set", "Zzz=1"], "--set Zzz: unknown config key$"),
+        # The port named as what is wrong (was: "'127.0.0.1:abc' is not an IPv6 address").
+        (["--insecure-plaintext", "127.0.0.1:abc"], "port must be 1..65535, got 'abc'"),
+        (["--insecure-plaintext", "localhost:"], "port must be 1..65535, got ''"),
     ],
 )
 def test_refusals(argv: list[str], message: str) -> None:
@@ -100,6 +110,38 @@ def test_make_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert session.config.host_id == "pktendpt"
     assert svc.scheduler is not None
     svc.scheduler.stop()
+
+
+@pytest.mark.parametrize(
+    ("where", "origin"), [("file", "endpt.conf:2: "), ("--set", "--set CpuLatencyUs: ")]
+)
+def test_an_unopenable_cpu_latency_device_names_where_the_key_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, origin: str
+) -> None:
+    """`CpuLatencyUs` set, the device not writable: the line names the file and line (or
+    the option), as every other config error (was the key alone)."""
+    from packetlab.endpoint import cpulatency
+
+    real_open = cpulatency.open_device
+
+    def unopenable(path: str = cpulatency.DEVICE) -> cpulatency.Device:
+        return real_open(str(tmp_path / "no-such-device"))  # the real refusal
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(cpulatency, "open_device", unopenable)
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("BufMax 100000\nCpuLatencyUs 0\n" if where == "file" else "")
+    argv = ["-c", str(conf), "--insecure-plaintext", "127.0.0.1:5555"]
+    opts = parse(*(argv if where == "file" else ["--set", "CpuLatencyUs=0", *argv]))
+    with pytest.raises(usage.UsageError) as e:
+        makeService(opts)
+    assert str(e.value).startswith(f"{tmp_path / origin}" if where == "file" else origin)
+    assert "CpuLatencyUs needs" in str(e.value)
+
+
+def test_help_text_is_one_paragraph_per_option() -> None:
+    """No run of spaces from a docstring's line break inside an option's help."""
+    assert "  repeatable" not in " ".join(str(Options()).split("\n"))
 
 
 def test_help_text_mentions_the_essentials() -> None:

@@ -680,3 +680,20 @@ def test_rolling_quantile_updates_every_n_samples_over_its_window() -> None:
     assert len(q) == 4 and q.value == 30  # [20, 30, 50, 60]
     with pytest.raises(ValueError):
         RollingQuantile(window=0, quantile=0.5, every=1)
+
+
+def test_a_preempted_send_reports_the_reading_before_it() -> None:
+    """Readings around a send more than MAX_SEND_SPAN_NS apart (the endpoint was preempted
+    around the call): the send time is the one before, which no answer can precede; a
+    late midpoint put a TCP request's ntag after its answer's receive stamp."""
+    from packetlab.endpoint.clock import MAX_SEND_SPAN_NS, send_time
+    from packetlab.endpoint.sender import ScheduledSend
+
+    assert send_time(T0, T0 + 4_000) == T0 + 2_000  # the usual few µs: the midpoint
+    assert send_time(T0, T0 + MAX_SEND_SPAN_NS) == T0 + MAX_SEND_SPAN_NS // 2
+    assert send_time(T0, T0 + MAX_SEND_SPAN_NS + 1) == T0
+    send = ScheduledSend(T0, 1, lambda: None, None, 1)
+    send.sent_before_ns, send.sent_after_ns = T0, T0 + 900_000  # 0.9 ms: preempted
+    assert send.sent_ns == T0
+    send.sent_after_ns = T0 + 3_000
+    assert send.sent_ns == T0 + 1_500

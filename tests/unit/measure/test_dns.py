@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import dns.dnssec
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdataclass
 import dns.rrset
 import pytest
 
@@ -538,3 +540,99 @@ def test_concurrent_queries_share_one_watch() -> None:
     assert [r.error_kind for r in got] == ["refused"] * 5
     assert len(ep.ncaps) == 1  # one raw socket for the five, not five
     assert [s["proto"] for s in ep.sockets.values()] == [Proto.RAW]
+
+
+def opts_server(echo_cookie: bytes | None = None):  # type: ignore[no-untyped-def]
+    """A server answering CH TXT, NSID and COOKIE as a BIND server configured for them;
+    `echo_cookie`: the client cookie it puts back (default: the one asked with)."""
+    import dns.edns
+
+    def serve(query: bytes) -> list[bytes]:
+        q = dns.message.from_wire(query)
+        r = dns.message.make_response(q)
+        out: list[dns.edns.Option] = []
+        for opt in q.options:
+            if opt.otype == dns.edns.OptionType.NSID:
+                out.append(dns.edns.GenericOption(dns.edns.OptionType.NSID, b"ns1"))
+            if opt.otype == dns.edns.OptionType.COOKIE:
+                client = echo_cookie or opt.to_wire()[:8]
+                out.append(dns.edns.GenericOption(dns.edns.OptionType.COOKIE, client + b"S" * 16))
+        if q.edns >= 0:
+            r.use_edns(0, 0, 1232, options=out)
+        qn = q.question[0]
+        r.answer.append(dns.rrset.from_text(qn.name, 0, qn.rdclass, "TXT", '"v"'))
+        return [r.to_wire()]
+
+    return serve
+
+
+def test_class_nsid_and_cookie_go_in_the_query_and_come_back_marked() -> None:
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = opts_server()
+    r = rig.run(dns_query(rig.session, "version.bind", "TXT", server="192.0.2.53", qclass="chaos",
+                          nsid=True, cookie=True))  # fmt: skip
+    (send,) = [m for m in rig.endpoint.received if isinstance(m, Nsend)]
+    q = dns.message.from_wire(send.data)
+    assert q.question[0].rdclass == dns.rdataclass.CH and r.qclass == "CH"
+    sent = {int(o.otype): o.to_wire() for o in q.options}
+    assert sent[3] == b"" and len(sent[10]) == 8  # an NSID request, a random client cookie
+    assert r.to_dict()["qclass"] == "CH" and r.answers[0].cls == "CH"
+    assert r.edns is not None and r.edns["options"] == [
+        {"code": 3, "data": b"ns1".hex()},
+        {"code": 10, "data": (sent[10] + b"S" * 16).hex(), "cookie": "good"},
+    ]
+    # a reply whose client cookie is not ours is "bad" (dig's word); none without EDNS
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = opts_server(echo_cookie=b"X" * 8)
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", cookie=b"C" * 8))
+    assert r.edns is not None and r.edns["options"][0]["cookie"] == "bad"
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", cookie=True, nsid=True,
+                          edns=False))  # fmt: skip
+    assert r.edns is None and r.cookie is None
+    with pytest.raises(DnsError, match="unknown class 'XX'"):
+        rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", qclass="XX"))
+    with pytest.raises(DnsError, match="a COOKIE is 8 bytes, or 16 to 40"):
+        rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", cookie=b"x"))
+
+
+def test_multiline_and_split_styles_are_bind_s() -> None:
+    import dns.rdata
+
+    from packetlab.measure.dns import restyle, ttl_words
+
+    assert [ttl_words(n) for n in (0, 1, 60, 3600, 90061, 1209600, 86399)] == [
+        "0 seconds", "1 second", "1 minute", "1 hour", "1 day 1 hour 1 minute 1 second",
+        "2 weeks", "23 hours 59 minutes 59 seconds",
+    ]  # fmt: skip
+    lb = "\n\t\t\t\t"
+    soa = presentation(dns.rdata.from_text("IN", "SOA", "a. b. 1 2 3 4 5"), linebreak=lb)
+    assert soa.splitlines()[1:3] == ["\t\t\t\t1          ; serial",
+                                     "\t\t\t\t2          ; refresh (2 seconds)"]  # fmt: skip
+    key = dns.rdata.from_text("IN", "KEY", "256 3 13 " + "QUJD" * 4)  # KEY: no KSK/ZSK word
+    assert presentation(key, linebreak=lb).endswith(")" + "; alg = ECDSAP256SHA256 ; key id = "
+                                                    + str(dns.dnssec.key_id(key)))  # type: ignore[arg-type]  # fmt: skip
+    digest = "ABCDEF01" * 8
+    assert (
+        restyle(f"4242 13 2 {digest}", "DS", split=32) == f"4242 13 2 {digest[:32]} {digest[32:]}"
+    )
+    assert restyle("not hex", "DS", split=4) == "not hex"  # text it cannot read: as it was
+    assert restyle("192.0.2.1", "A", linebreak=lb) == "192.0.2.1"  # one line, as BIND
+
+    # dig 9.18's text of these (dns_zone_server.py), one line and +multiline
+    def one(rtype: str, text: str) -> str:
+        return presentation(dns.rdata.from_text("IN", rtype, text))
+
+    assert one("LOC", "42 21 54 N 71 06 18 W -24m 30m") == (
+        "42 21 54.000 N 71 6 18.000 W -24.00m 30m 10000m 10m"
+    )
+    assert one("HTTPS", '1 . alpn="h2,h3" port=443 ipv4hint=192.0.2.1 key65000=abc') == (
+        '1 . alpn="h2,h3" port=443 ipv4hint=192.0.2.1 key65000="abc"'
+    )
+    assert one("ZONEMD", "2018031500 1 1 " + "ab" * 48) == (
+        f"2018031500 1 1 {'AB' * 28} {'AB' * 20}"
+    )
+    assert one("OPENPGPKEY", "QUJD" * 20) == f"{'QUJD' * 14} {'QUJD' * 6}"
+    dhcid = "UvqztzyvPnWfvoWG+sUzlXdB9l3eFLpeWPvmDc7xdbQE8rQ="
+    assert restyle(dhcid, "DHCID", linebreak=lb) == (
+        "( UvqztzyvPnWfvoWG+sUzlXdB9l3eFLpeWPvmDc7xdbQE\n\t\t\t\t8rQ= ) ; 21242 179 32"
+    )

@@ -112,7 +112,8 @@ def test_server_retransmits_garbage_is_a_clear_error() -> None:
         iperf3.server_streams({"streams": [{"id": 1, "bytes": 5, "retransmits": "x"}]})
 
 
-# Lines of `iperf3 -c 127.0.0.1 -t 2 -i 1` (-P 2, -R), iperf3 3.12 on this machine; a
+# Lines of `iperf3 -c 127.0.0.1 -t 2 -i 1` (-P 2, -R), iperf3 3.12 on this machine (-R:
+# checked again by the lead, the header has no Retr/Cwnd, -P 1 and 2); a
 # `|` marks the end of a line that ends in spaces.
 UPLOAD = """\
 [ ID] Interval           Transfer     Bitrate         Retr  Cwnd
@@ -125,7 +126,7 @@ UPLOAD_TOTALS = """\
 [  5]   0.00-2.00   sec  4.97 GBytes  21.3 Gbits/sec    6             sender
 [  5]   0.00-2.00   sec  4.96 GBytes  21.3 Gbits/sec                  receiver"""
 REVERSE = """\
-[ ID] Interval           Transfer     Bitrate         Retr  Cwnd
+[ ID] Interval           Transfer     Bitrate
 [  5]   0.00-1.00   sec  2.59 GBytes  22.3 Gbits/sec                  |""".replace("|", "")
 ONE = "[  5]   0.00-1.00   sec  1.25 MBytes  10.5 Mbits/sec    0   1.12 MBytes" + " " * 7
 GB = 1 << 30

@@ -139,7 +139,8 @@ class TimedIperf3:
 
     @property
     def streams(self) -> int:
-        return int(self.params.get("parallel", 1))
+        """Data streams: -P, twice that with --bidir (the second half the server's)."""
+        return int(self.params.get("parallel", 1)) * (2 if self.params.get("bidirectional") else 1)
 
     def _ctl(self, data: bytes) -> None:
         buf = self.ctl.got
@@ -187,8 +188,9 @@ class TimedIperf3:
             self.state(State.TEST_START)
             self.started = self.rig.clock.seconds()
             self.state(State.TEST_RUNNING)
-            if self.params.get("reverse"):
-                for i in range(self.streams):
+            if self.params.get("reverse") or self.params.get("bidirectional"):
+                first = self.streams // 2 if self.params.get("bidirectional") else 0
+                for i in range(first, self.streams):
                     if self.params.get("udp"):
                         self.rig.clock.callLater(self.udp_gap, self._datagram, i, 1)
                     else:
@@ -568,3 +570,161 @@ def test_sends_over_the_endpoints_window_are_a_clear_error() -> None:
     d, _ = run(rig, TimedSpec(direction="upload", seconds=1, interval=0))
     assert d["error"].startswith("the endpoint refused the sends (ESKTPKTDENY)")
     assert "max_burst_rate_byte" in d["error"] and "use -b below it" in d["error"]
+
+
+def test_omit_runs_a_pretest_reported_omitted_and_not_counted() -> None:
+    """-O 1 -t 0.3 -R: the server is told (`omit`), TEST_END goes at TEST_START + 1.3 s;
+    the first second's intervals are marked omitted and left out of the figures; the
+    counted ones start from 0 again, as iperf3 prints them."""
+    rig, server = rig_with_server()
+    d, intervals = run(rig, TimedSpec(direction="download", seconds=0.3, interval=0.25, omit=1))
+    assert "error" not in d, d
+    assert server.params["omit"] == 1 and d["omit"] == 1
+    ends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 0
+            and m.data == struct.pack("b", State.TEST_END)]  # fmt: skip
+    start = BASE_NS + int(server.started * 1e9)
+    assert len(ends) == 1 and ends[0].time == start + 1_300_000_000
+    pre = [(i["start"], i["end"]) for i in intervals if i.get("omitted")]
+    counted = [i for i in intervals if not i.get("omitted")]
+    assert pre == [(0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0)]
+    assert [(i["start"], i["end"]) for i in counted] == [(0.0, 0.25), (0.25, 0.3)]
+    assert all(i["after_omit"] for i in counted)
+    assert d["seconds"] == pytest.approx(0.3, abs=1e-6)
+    assert sum(i["sum"]["bytes"] for i in counted) == d["bytes"]
+    assert d["bytes"] == pytest.approx(server.got[0] * 0.3 / 1.3, rel=0.1)  # not the pre-test
+    assert d["mbit_s"] == pytest.approx(RATE * 8 / 1e6, rel=0.1)
+    sent = server.client_results["streams"][0]
+    assert sent["bytes"] == d["bytes"] and sent["end_time"] == pytest.approx(0.3, abs=1e-6)
+
+
+def test_omit_with_a_paced_upload_and_cport_binds_the_streams() -> None:
+    """-O 1 -t 0.3 -u -b 8M -P 2 --cport 40100: O + T s of scheduled sends; the sends of
+    the first second are not in the figures sent to the server; stream k from port
+    40100 + k at the endpoint (iperf3 3.12's consecutive ports)."""
+    rig, server = rig_with_server()
+    spec = TimedSpec(direction="upload", seconds=0.3, udp=True, bitrate=8e6, length=1000,
+                     streams=2, interval=0, omit=1, cport=40100)  # fmt: skip
+    d, _ = run(rig, spec)
+    assert "error" not in d, d
+    opens = [m for m in rig.endpoint.received if isinstance(m, Nopen) and m.proto == Proto.UDP]
+    assert [m.lport for m in opens] == [40100, 40101] and d["cport"] == 40100
+    sends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.proto == Proto.UDP
+             and len(m.data) == 1000]  # fmt: skip
+    span = (max(m.time for m in sends) - min(m.time for m in sends)) / 1e9
+    assert span == pytest.approx(1.3, abs=0.01)  # the pre-test's sends and the test's
+    for s in server.client_results["streams"]:  # the test's 0.3 s at 1000 datagrams/s
+        assert s["packets"] == pytest.approx(300, abs=2) and s["bytes"] == s["packets"] * 1000
+    assert d["seconds"] == pytest.approx(0.3, abs=1e-6)
+
+
+def test_omit_and_cport_bounds_and_window_refused() -> None:
+    from packetlab.cli import run_throughput
+    from packetlab.cli.run import RunError
+
+    for spec, message in (
+        (TimedSpec(seconds=1, omit=61), "-O must be 0..60 s"),
+        (TimedSpec(nbytes=1 << 20, omit=1), "-O with -n is not built"),
+        (TimedSpec(seconds=1, streams=2, cport=65535), "--cport must be 1..65535 with room"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            spec.check()
+    p = argparse.ArgumentParser(exit_on_error=False)
+    run_throughput.configure(p)
+    args = p.parse_args(["-c", "192.0.2.5", "-O", "2", "--cport", "40000"])
+    assert run_throughput.timed(args) and (args.omit, args.cport) == (2, 40000)
+    assert run_throughput.timed(p.parse_args(["-c", "192.0.2.5", "--bidir"]))
+    args = p.parse_args(["-c", "192.0.2.5", "-t", "1", "-w", "64K"])
+    with pytest.raises(RunError, match=r"-w 64K: not supported: iperf3 sets SO_SNDBUF/SO_RCVBUF"):
+        run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+
+
+def test_omitted_interval_lines_as_iperf3() -> None:
+    """iperf3 3.12's pre-test lines: `(omitted)` after the columns (TCP: 18 spaces), the
+    counted intervals from 0.00 again without a second header."""
+    from packetlab.cli.run_throughput import interval_rows
+
+    one = {"id": 5, "bytes": 6 << 20, "packets": 0, "bits_per_second": 0.0}
+    rec = {"type": "interval", "start": 0.0, "end": 0.5, "seconds": 0.5, "streams": [one],
+           "sum": one, "protocol": "tcp", "sender": False, "omitted": True}  # fmt: skip
+    assert interval_rows(rec).splitlines() == [  # receiving (-R): iperf3 3.12 leaves the
+        iperf3.HEADER,  # 18 columns of Retr and Cwnd blank, with no header for them
+        "[  5]   0.00-0.50   sec  6.00 MBytes   101 Mbits/sec                  (omitted)",
+    ]
+    after = {**rec, "omitted": False, "after_omit": True}
+    assert interval_rows(after) == "[  5]   0.00-0.50   sec  6.00 MBytes   101 Mbits/sec" + " " * 18
+    udp = {**one, "jitter_ms": 0.001, "lost": 0, "total": 429}
+    rec = {**rec, "protocol": "udp", "streams": [udp], "sum": udp, "start": 0.5, "end": 1.0}
+    assert interval_rows(rec) == (
+        "[  5]   0.50-1.00   sec  6.00 MBytes   101 Mbits/sec  0.001 ms  0/429 (0%)  (omitted)"
+    )
+    rec = {**rec, "streams": [one], "sum": one, "sender": True}
+    assert (
+        interval_rows(rec) == "[  5]   0.50-1.00   sec  6.00 MBytes   101 Mbits/sec  0  (omitted)"
+    )
+
+
+@pytest.mark.parametrize("udp", [False, True])
+def test_bidir_sends_and_receives_at_once(udp: bool) -> None:
+    """--bidir -P 2 -t 0.3 (-b 8M): `bidirectional` in the parameters, four data streams,
+    the first two sent from the endpoint (TX-C), the other two sent by the server (RX-C),
+    both at once; one TEST_END, scheduled at TEST_START + T; each stream's figures from
+    its own side, summed apart."""
+    rig, server = rig_with_server()
+    rig.endpoint.rate = RATE
+    spec = TimedSpec(seconds=0.3, streams=2, bidir=True, interval=0.1, bitrate=8e6,
+                     udp=udp, length=1000 if udp else 10_000)  # fmt: skip
+    d, intervals = run(rig, spec)
+    assert "error" not in d, d
+    assert server.params["bidirectional"] is True and "reverse" not in server.params
+    assert server.params["parallel"] == 2 and server.done
+    ends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 0
+            and m.data == struct.pack("b", State.TEST_END)]  # fmt: skip
+    start = BASE_NS + int(server.started * 1e9)
+    assert len(ends) == 1 and ends[0].time == start + 300_000_000
+    assert [(s["id"], s["role"]) for s in d["streams"]] == [
+        (5, "TX-C"), (7, "TX-C"), (9, "RX-C"), (11, "RX-C")]  # fmt: skip
+    assert [s["id"] for s in server.client_results["streams"]] == [1, 3, 4, 5]
+    assert d["direction"] == "bidir" and d["seconds"] == pytest.approx(0.3, abs=1e-6)
+    tx = d["sum"]["sender"]["mbit_s"]  # 8 Mbit/s a stream, from the endpoint's ntags
+    assert tx == pytest.approx(16, rel=0.1) and d["mbit_s"] == d["sum"]["receiver"]["mbit_s"]
+    rx = d["sum_reverse"]["receiver"]  # what the server sent, at the endpoint's stamps
+    assert rx["bytes"] == sum(server.got[2:]) and d["mbit_s_reverse"] == rx["mbit_s"]
+    for i in intervals:
+        assert [(s["id"], s["role"]) for s in i["streams"]][::2] == [(5, "TX-C"), (9, "RX-C")]
+        assert ("jitter_ms" in i["streams"][2]) == udp and "jitter_ms" not in i["streams"][0]
+    from packetlab.cli.run_throughput import interval_rows, timed_rows
+
+    text = interval_rows(intervals[0]).splitlines()
+    assert text[0].startswith("[ ID][Role] Interval           Transfer     Bitrate")
+    assert [x[:11] for x in text[1:]] == ["[  5][TX-C]", "[  7][TX-C]", "[SUM][TX-C]",
+                                          "[  9][RX-C]", "[ 11][RX-C]", "[SUM][RX-C]",
+                                          "- - - - - -"]  # fmt: skip
+    block = timed_rows(d).splitlines()
+    roles = ["[  5][TX-C]", "[  7][TX-C]", "[SUM][TX-C]", "[  9][RX-C]", "[ 11][RX-C]",
+             "[SUM][RX-C]"]  # fmt: skip
+    assert [x[:11] for x in block[1:13:2]] == roles
+    assert block[-1].startswith("# TX-C: sender the endpoint's stamps")
+
+
+def test_bidir_with_bytes_is_refused() -> None:
+    with pytest.raises(ValueError, match="--bidir with -n is not built"):
+        TimedSpec(nbytes=1 << 20, bidir=True).check()
+
+
+def test_a_stop_ends_a_bidir_test_with_both_halves() -> None:
+    """Ctrl-C in a --bidir -t 10 test: both halves stop at once, one TEST_END, each half's
+    figures of what ran."""
+    rig, server = rig_with_server()
+    rig.endpoint.rate = RATE
+    spec = TimedSpec(seconds=10, bidir=True, interval=0.1, bitrate=8e6, length=10_000)
+    at = rig.clock.seconds() + 0.35
+    r = rig.run(timed_test(rig.session, SERVER[0], spec=spec,
+                           stopping=lambda: rig.clock.seconds() >= at))  # fmt: skip
+    d = r.to_dict()
+    assert "error" not in d, d
+    assert d["stopped"] is True and server.done and 0.2 < d["seconds"] < 0.6
+    ends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 0
+            and m.data == struct.pack("b", State.TEST_END)]  # fmt: skip
+    assert len(ends) == 1
+    assert d["sum"]["sender"]["mbit_s"] == pytest.approx(8, rel=0.2)
+    assert d["sum_reverse"]["receiver"]["mbit_s"] == pytest.approx(RATE * 8 / 1e6, rel=0.2)
