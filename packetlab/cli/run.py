@@ -163,11 +163,11 @@ def _refuse(
     p: argparse.ArgumentParser, refused: Sequence[tuple[tuple[str, ...], str, bool]]
 ) -> None:
     """The native tool's options that cannot be had here: each a one-line error (exit 2)
-    saying why, listed at the end of the description rather than in the usage."""
+    saying why, listed first in the epilog rather than in the usage."""
     for flags, why, arg in refused:
         p.add_argument(*flags, action=_Refused, why=why, nargs=None if arg else 0)
-    listed = "".join(f"\n  {'/'.join(flags):<24}{why}" for flags, why, _ in refused)
-    p.description = f"{p.description}\n\nrefused (a one-line error saying why):{listed}"
+    listed = "".join(f"\n  {'/'.join(flags):<22}{why}" for flags, why, _ in refused)
+    p.epilog = f"refused (a one-line error saying why):{listed}\n\n{p.epilog or ''}"
 
 
 def _version(p: argparse.ArgumentParser, tool: str) -> None:
