@@ -263,6 +263,10 @@ class TimedResult:
         )
         if s.direction == "upload":
             out["sender_mbit_s"] = total["sender"]["mbit_s"]
+        return self._ending(out)
+
+    def _ending(self, out: dict[str, Any]) -> dict[str, Any]:
+        """`out` with how the test ended: stopped early, and timed sends that left late."""
         if self.stopped:
             out["stopped"] = True
         if self.late is not None:
@@ -292,12 +296,7 @@ class TimedResult:
             sum=sums["TX-C"],
             sum_reverse=sums["RX-C"],
         )
-        if self.stopped:
-            out["stopped"] = True
-        if self.late is not None:
-            out.update(late_sends=self.late[0], tagged_sends=self.late[1],
-                       late_max_ms=self.late[2])  # fmt: skip
-        return out
+        return self._ending(out)
 
 
 def _sum(sides: list[dict[str, Any]], udp: bool) -> dict[str, Any]:

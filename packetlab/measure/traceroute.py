@@ -189,6 +189,15 @@ def _end_of_ttl(probes: list[Probe], i: int) -> int:
     return j
 
 
+def _hop(probe: Probe, answer: tuple[Reply, int] | None, sent: int | None) -> Hop:
+    """The hop a probe gives: a timeout, or the reply `answer` (reply, receive stamp)."""
+    if answer is None:
+        return Hop.timeout(probe.ttl, probe_send_ns=sent)
+    return Hop.from_reply(
+        probe.ttl, answer[0], probe_send_ns=sent, reply_recv_ns=answer[1], probe_len=len(probe)
+    )
+
+
 async def _answer_to(
     cap: RawCapture, probe: Probe, method: str, deadline: float, stop: StopSignal | None
 ) -> tuple[Reply, int] | None:
@@ -224,18 +233,9 @@ async def _sequential(
             await session.nsend(cap.sktid, piece)
         answer = await _answer_to(cap, probe, method, reactor.seconds() + wait, stop)
         sent = await ntag_time(queued.ntag, reactor, wait)
-        if answer is None:
-            hop = Hop.timeout(probe.ttl, probe_send_ns=sent)
-        else:
-            hop = Hop.from_reply(
-                probe.ttl,
-                answer[0],
-                probe_send_ns=sent,
-                reply_recv_ns=answer[1],
-                probe_len=len(probe),
-            )
-            if _ends_trace(answer[0]):
-                end = min(end, _end_of_ttl(probes, i))  # the rest of this TTL's probes
+        hop = _hop(probe, answer, sent)
+        if answer is not None and _ends_trace(answer[0]):
+            end = min(end, _end_of_ttl(probes, i))  # the rest of this TTL's probes
         hops.append(hop)
         if on_hop is not None:
             on_hop(hop)
@@ -311,16 +311,8 @@ async def _mtu_sequential(
             if smaller is not None:
                 size = new_size = smaller
                 continue
-        if answer is None:
-            hop = Hop.timeout(probe.ttl, probe_send_ns=sent)
-        else:
-            hop = Hop.from_reply(
-                probe.ttl,
-                answer[0],
-                probe_send_ns=sent,
-                reply_recv_ns=answer[1],
-                probe_len=len(probe),
-            )
+        hop = _hop(probe, answer, sent)
+        if answer is not None:
             if new_size is not None:
                 hop, new_size = dataclasses.replace(hop, mtu=new_size), None
             if _ends_trace(answer[0]):
