@@ -29,20 +29,12 @@ import sys
 import threading
 import time
 
+# the sibling script (this directory is sys.path[0] when run as a script, as it is)
+from hostile_iperf3_server import COOKIE, read_exactly
+
 LIMIT = 64 << 20
 SECONDS = 60.0
-COOKIE = 37
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-def read_exactly(conn: socket.socket, n: int) -> bytes:
-    out = b""
-    while len(out) < n:
-        got = conn.recv(n - len(out))
-        if not got:
-            raise EOFError
-        out += got
-    return out
 
 
 def read_request(conn: socket.socket) -> bytes:
