@@ -128,15 +128,21 @@ class EndpointConfig:
                 raise ConfigError(f"{where}: unknown key {key!r} (did you mean {typo[0]}?)")
             # Like nothing we know closely: a key of another version of the reference, or
             # of another file (xpmgr.conf's BrokerCertRootPath), say.
-            hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
-            more = f" (did you mean {hint[0]}?)" if hint else ""
-            self.warnings.append(f"{where}: unknown key {key!r} ignored{more}")
+            self.warnings.append(f"{where}: unknown key {key!r} ignored{nearest_key(key)}")
             return
         try:
             handler(self, value.strip())
         except ConfigError as e:
             raise ConfigError(f"{where}: {key}: {e}") from None
         self.origins[key] = where
+
+
+def nearest_key(key: str) -> str:
+    """` (did you mean KEY?)` with the known key nearest to the unknown `key`, or ''."""
+    import difflib  # only for this message: idle RSS (docs/performance.md)
+
+    hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+    return f" (did you mean {hint[0]}?)" if hint else ""
 
 
 # ---------------------------------------------------------------------------- values

@@ -21,6 +21,7 @@ from packetlab.endpoint.config import (  # noqa: E402
     ConfigError,
     EndpointConfig,
     load_config,
+    nearest_key,
 )
 from packetlab.endpoint.service import ControllerAddress  # noqa: E402
 from packetlab.tapoptions import TapOptions, tap_service  # noqa: E402
@@ -124,11 +125,7 @@ class Options(TapOptions):
             raise usage.UsageError(f"--set wants KEY=VALUE, got {assignment!r}")
         key = key.strip()
         if key not in KNOWN_KEYS:  # a file may hold the reference's keys; --set is ours
-            import difflib
-
-            hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
-            more = f" (did you mean {hint[0]}?)" if hint else ""
-            raise usage.UsageError(f"--set {key}: unknown config key{more}")
+            raise usage.UsageError(f"--set {key}: unknown config key{nearest_key(key)}")
         self["set"].append((key, value.strip()))
 
     def parseArgs(self, *args: str) -> None:
