@@ -201,19 +201,12 @@ class VirtualMemory:
                     block = render_block(skt)
                     out[b_lo - addr : b_hi - addr] = block[b_lo - base : b_hi - base]
                 if hi > base + _TI_LO and lo < base + _TI_HI and self._tcp_info is not None:
-                    self._put_tcp_info(out, addr, lo, hi, base, skt)
+                    info = self._tcp_info(skt)  # SKT_TCPINFO sampled now
+                    if info is not None:  # its part in [lo, hi)
+                        t0 = base + _TI_LO
+                        t_lo, t_hi = max(lo, t0), min(hi, base + _TI_HI)
+                        out[t_lo - addr : t_hi - addr] = info[t_lo - t0 : t_hi - t0]
         return bytes(out)
-
-    def _put_tcp_info(
-        self, out: bytearray, addr: int, lo: int, hi: int, base: int, skt: Skt
-    ) -> None:
-        """SKT_TCPINFO sampled now, the part of it in [lo, hi), into `out` (at `addr`)."""
-        assert self._tcp_info is not None
-        info = self._tcp_info(skt)
-        if info is not None:
-            t0 = base + _TI_LO
-            t_lo, t_hi = max(lo, t0), min(hi, base + _TI_HI)
-            out[t_lo - addr : t_hi - addr] = info[t_lo - t0 : t_hi - t0]
 
     def _refresh(self) -> None:
         _U64.pack_into(self._img, _TIME, self._clock())
