@@ -13,7 +13,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from packetlab.cli.progress import Progress
@@ -33,6 +33,7 @@ from packetlab.measure.replies import ReplyKind
 
 if TYPE_CHECKING:
     from packetlab.measure.mda import MdaHop, MdaResult
+    from packetlab.measure.packets import IpTimestamps
 
 __all__ = [
     "MdaReport",
@@ -181,6 +182,34 @@ def ping_elapsed_ms(result: PingResult) -> float:
     return (max(sent) - min(sent)) / 1e6 if sent else 0.0
 
 
+def timestamp_lines(ts: IpTimestamps, shown: Callable[[str], str]) -> str:
+    """ping -T's `TS:` lines for a reply's timestamps, as iputils' pr_options prints
+    them: the first time `absolute`, the others relative to the one before; a time with
+    the high bit set `not-standard`; `Unrecorded hops: N` when the option was full."""
+    out = "\nTS: "
+    std = nonstd = 0
+    for addr, stamp in ts.entries:
+        if addr is not None:
+            out += f"\t{shown(addr)}"
+        if stamp is None:
+            break
+        if stamp & 0x80000000:
+            value = stamp & 0x7FFFFFFF
+            out += (
+                f"\t{value} absolute not-standard"
+                if nonstd == 0
+                else f"\t{value - nonstd} not-standard"
+            )
+            nonstd = value
+        else:
+            out += f"\t{stamp} absolute" if std == 0 else f"\t{stamp - std}"
+            std = stamp
+        out += "\n"
+    if ts.unrecorded:
+        out += f"Unrecorded hops: {ts.unrecorded}\n"
+    return out
+
+
 class PingReport(_Report):
     def __init__(
         self,
@@ -202,7 +231,7 @@ class PingReport(_Report):
         audible: bool = False,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
-        # bytes of IPv4 options in the requests (-R: 40), in the header's sizes as ping's
+        # bytes of IPv4 options in the requests (-R, -T: 40), in the header's sizes as ping's
         self.options = options
         self.audible = audible  # ping -a: a BEL after each reply line
         self.last_route: tuple[str, ...] | None = None  # -R: `(same route)` after it
@@ -286,6 +315,8 @@ class PingReport(_Report):
                 else:
                     self.last_route = r.route
                     line += "\nRR: " + "".join(f"\t{self.shown(a)}\n" for a in r.route)
+            if r.ip_timestamps is not None:  # ping -T
+                line += timestamp_lines(r.ip_timestamps, self.shown)
             self._line(line, r.reply_recv_ns)
 
     def error(self, e: PingError) -> None:

@@ -194,6 +194,33 @@ def _tos(text: str) -> int:
     return value
 
 
+def _timestamp_kind(text: str) -> str:
+    """ping -T: the kind of timestamp option, in iputils' words when bad."""
+    from packetlab.measure.packets import TIMESTAMP_KINDS
+
+    if text not in TIMESTAMP_KINDS:
+        raise argparse.ArgumentTypeError(f"invalid timestamp type: {text}")
+    return text
+
+
+def ping_hosts(args: argparse.Namespace) -> list[str]:
+    """ping -T tsprespec HOST... TARGET: the hosts before the target (at most 4, as
+    iputils); `args.target` becomes the last one. RunError for hosts without tsprespec
+    (iputils would source-route through them: not built) or too many."""
+    if args.measurement != "ping" or not args.prespec:
+        return []
+    hosts = [args.target, *args.prespec[:-1]]
+    if args.ip_timestamps != "tsprespec":
+        raise RunError(
+            f"{len(hosts) + 1} hosts given: ping's source routing through all but the last "
+            "(an LSRR option) is not built; one TARGET, or -T tsprespec HOST... TARGET"
+        )
+    if len(hosts) > 4:
+        raise RunError(f"-T tsprespec takes at most 4 hosts before TARGET, not {len(hosts)}")
+    args.target = args.prespec[-1]
+    return hosts
+
+
 def _flow_label(text: str) -> int:
     """traceroute -l: an unsigned number (0x hex too), its low 20 bits as traceroute's."""
     try:
@@ -662,6 +689,18 @@ def _add_ping(sub: Any) -> None:
         "`(same route)` when unchanged; ignored over IPv6, as ping",
     )
     pg.add_argument(
+        "-T",
+        dest="ip_timestamps",
+        type=_timestamp_kind,
+        default=None,
+        metavar="tsonly|tsandaddr|tsprespec",
+        help="IP timestamps, as ping -T: IPv4 requests carry the timestamp option (tsonly: "
+        "times; tsandaddr: addresses and times; tsprespec ADDR... TARGET: the times of up "
+        "to 4 hosts given before TARGET), each reply's as `TS:` lines as ping's; ignored "
+        "over IPv6, as ping",
+    )
+    pg.add_argument("prespec", nargs="*", help=argparse.SUPPRESS)
+    pg.add_argument(
         "-a",
         dest="audible",
         action="store_true",
@@ -682,7 +721,6 @@ def _add_ping(sub: Any) -> None:
         (("-b",), "SO_BROADCAST is not a PacketLab socket option", False),
         (("-S",), "SO_SNDBUF is not a PacketLab socket option", True),
         (("-L",), "IP_MULTICAST_LOOP is not a PacketLab socket option", False),
-        (("-T",), "IP timestamps (an IP option) are not built yet", True),
         (("-U",), "the RTTs are the endpoint's kernel times already (no user-to-user mode)", False),
         (("-B",), "not needed: the source address never changes here", False),
     ))  # fmt: skip
@@ -912,7 +950,7 @@ def _experiment(
                 if names is None:
                     show(item)
                     return
-                named = names.lookup(item.addr)
+                named = DeferredList([names.lookup(a) for a in _addresses_shown(item)])
                 shown.addCallback(lambda _: named).addCallback(lambda _: show(item))
 
             return on
@@ -962,6 +1000,8 @@ def _experiment(
             preload=args.preload,
             ident=report.ident,
             record_route=args.record_route,
+            timestamps=args.ip_timestamps,
+            prespec=args.prespec_addrs,
         )
         await shown
         return result
@@ -1084,6 +1124,15 @@ def ping_count(args: argparse.Namespace) -> int:
     return min(MAX_COUNT, int(args.deadline / args.interval) + 1)
 
 
+def _addresses_shown(item: Any) -> list[str]:
+    """The addresses a ping line names: the reply's source, and those of its -R route and
+    -T timestamps (each named as iputils' pr_addr names them)."""
+    got = dict.fromkeys([item.addr, *(getattr(item, "route", None) or ())])
+    ts = getattr(item, "ip_timestamps", None)
+    got.update(dict.fromkeys(a for a, _ in (ts.entries if ts else ()) if a is not None))
+    return list(got)
+
+
 def _ping_names_wanted(args: argparse.Namespace, dst: Address) -> bool:
     """iputils looks up the name of each reply's source when the target was given as a
     name (a numeric target implies -n), in text output, not with -n."""
@@ -1171,7 +1220,8 @@ def _report(
         size=args.size, quiet=args.quiet, interval=args.interval, flood=args.flood,
         timestamps=args.timestamps, pattern=pattern,
         source=None if src is None else (str(src), ifname or ""),
-        verbose=args.verbose, options=40 if args.record_route and dst.version == 4 else 0,
+        verbose=args.verbose,
+        options=40 if (args.record_route or args.ip_timestamps) and dst.version == 4 else 0,
         audible=args.audible,
     )  # fmt: skip
     if args.warts == "-":
@@ -1207,6 +1257,11 @@ async def measure(
         raise RunError("--mda sends its own probes: not with PACKETLEN, -t, -F or --mtu")
     if args.measurement == "traceroute" and args.squeries and (args.sequential or args.pace):
         raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
+    args.prespec_addrs = []
+    if args.measurement == "ping":
+        if args.record_route and args.ip_timestamps:
+            raise RunError("only one of -T or -R may be used")  # (iputils' words)
+        args.prespec_addrs = [str(resolve_target(h, 4)) for h in ping_hosts(args)]
     pattern = None
     if args.measurement == "ping" and args.pattern is not None:
         from packetlab.measure.ping import parse_pattern
