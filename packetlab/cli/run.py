@@ -460,22 +460,35 @@ def _add_traceroute(sub: Any) -> None:
         "error, the endpoint exporting addresses, not interfaces)",
     )
     tr.add_argument(
+        "-g",
+        "--gateway",
+        dest="gateways",
+        action="append",
+        default=[],
+        metavar="GATE",
+        help="route the probes through GATE (a loose source route option, IPv4, as "
+        "traceroute -g; repeated or comma-separated: at most 8; the routers on the way "
+        "must accept source-routed packets)",
+    )
+    tr.add_argument(
         "-O",
         "--options",
         dest="module_options",
         action="append",
         default=[],
         metavar="OPTS",
-        help="as traceroute -O for -T (its tcp module): `info` prints the flags of the "
-        "target's TCP reply after its address (<syn,ack>, <rst,ack>); `syn` (the default), "
-        "`sysctl`, `reuse` change nothing here; `ack` sends bare ACKs (= -P tcp-ack); "
-        "comma-separated or repeated. Other words are refused by name",
+        help="as traceroute -O for -T (its tcp module): the flags `syn` (default), `ack`, "
+        "`fin`, `rst`, `psh`, `urg`, `ece`, `cwr`, or `flags=NUM`; `ecn` (SYN with ECE "
+        "and CWR); the options `mss=NUM`, `sack`, `timestamps`, `window_scaling`, or "
+        "`sysctl` (the in-process endpoint's host's net.ipv4.tcp_* settings, also the "
+        "default without flags or options; Linux's defaults with --listen); `info` "
+        "prints the flags of the target's TCP reply after its address (<syn,ack>, "
+        "<rst,ack>); `reuse` changes nothing here. Comma-separated or repeated",
     )
     _version(tr, "traceroute")
     _refuse(tr, (
         (("--fwmark",), "SO_MARK is not a PacketLab socket option", True),
         (("-r",), "SO_DONTROUTE is not a PacketLab socket option", False),
-        (("-g", "--gateway"), "source routing (IP options) is not built yet", True),
         (("-A", "--as-path-lookups"), "AS path lookups are not built yet", False),
         (("-M", "--module"), "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris", True),
         (("-D", "--dccp"), "DCCP probes are not built", False),
@@ -903,6 +916,8 @@ def _experiment(
             here=args.here,
             near=args.near,
             flow_label=args.flow_label,
+            tcp=args.tcp_flavor,
+            gateways=args.gateway_addrs,
         )
         await shown
         return result
@@ -1011,35 +1026,130 @@ def _experiment(
     return echo
 
 
-TCP_MODULE_BUILT = ("info", "syn", "ack", "sysctl", "reuse")
-TCP_MODULE_OPTIONS = (
-    "fin", "rst", "psh", "urg", "ece", "cwr", "flags", "ecn", "sack", "timestamps",
-    "window_scaling", "mss",
-)  # fmt: skip
+# Butskoy's tcp module (-T -O): its flags, its switches, and its words with a value
+TCP_FLAG_WORDS = {
+    "fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20,
+    "ece": 0x40, "cwr": 0x80,
+}  # fmt: skip
+TCP_SWITCHES = ("ecn", "sack", "timestamps", "window_scaling", "sysctl", "info", "reuse")
+TCP_VALUE_WORDS = ("flags", "mss")
+TCP_ABBREVIATED = ("flags", "timestamps", "window_scaling")  # CLIF_ABBREV: a prefix will do
+TCP_SYSCTLS = ("ecn", "sack", "timestamps", "window_scaling")
+LINUX_TCP_SYSCTLS = {"ecn": False, "sack": True, "timestamps": True, "window_scaling": True}
+
+
+def _tcp_word(word: str) -> tuple[str, str | None]:
+    """One -O word as (name, value or None), a prefix of an abbreviable name read as it."""
+    name, eq, value = word.partition("=")
+    known = (*TCP_FLAG_WORDS, *TCP_SWITCHES, *TCP_VALUE_WORDS)
+    if name not in known:
+        name = next((n for n in TCP_ABBREVIATED if name and n.startswith(name)), name)
+    if name not in known:
+        raise RunError(f"-O {word}: no such option of traceroute's tcp module")
+    if name in TCP_VALUE_WORDS:
+        if not eq:
+            raise RunError(f"-O {word}: requires an argument: `{name}=NUM'")
+        return name, value
+    if eq:
+        raise RunError(f"-O {word}: `{name}' takes no value")
+    return name, None
 
 
 def module_options(args: argparse.Namespace) -> None:
-    """traceroute -O for -T (Butskoy's tcp module): `info` sets ``args.tcp_info``, `ack`
-    (alone with `info`/`reuse`) makes the probes bare ACKs (-P tcp-ack); `syn`, `sysctl`
-    and `reuse` are what -T sends here anyway. RunError (one line) for the rest."""
+    """traceroute -O for -T (Butskoy's tcp module), read into ``args.tcp_spec`` (the
+    flags, the switches asked, -O mss's value) for `tcp_flavor`, and ``args.tcp_info``.
+    RunError (one line) for a word it has not or a bad value."""
     words = [w for opt in args.module_options for w in opt.split(",") if w]
-    args.tcp_info = False
-    if not words:
-        return
+    args.tcp_info, args.tcp_spec = False, None
     if args.protocol not in ("tcp", "tcp-ack"):
-        method = {"udp-fixed": "udp (-U)"}.get(args.protocol, args.protocol)
-        raise RunError(f"-O {','.join(words)}: the {method} method takes no options (-T does)")
+        if words:
+            method = {"udp-fixed": "udp (-U)"}.get(args.protocol, args.protocol)
+            raise RunError(f"-O {','.join(words)}: the {method} method takes no options (-T does)")
+        return
+    flags, switches, mss, fixed = 0, set(), None, False
     for w in words:
-        name = w.partition("=")[0]
-        if name in TCP_MODULE_OPTIONS:
-            raise RunError(f"-O {w}: not built yet (built: {', '.join(TCP_MODULE_BUILT)})")
-        if name not in TCP_MODULE_BUILT:
-            raise RunError(f"-O {w}: no such option of traceroute's tcp module")
-    if "ack" in words:
-        if "syn" in words:
-            raise RunError("-O syn,ack: SYN-ACK probes are not built yet (syn or ack)")
-        args.protocol = "tcp-ack"
-    args.tcp_info = "info" in words
+        name, value = _tcp_word(w)
+        if name in TCP_FLAG_WORDS:
+            flags |= TCP_FLAG_WORDS[name]
+        elif name == "flags":
+            try:
+                number = int(str(value), 0)
+            except ValueError:
+                raise RunError(f"-O {w}: expected a number (0x.. hex too)") from None
+            flags, fixed = number & 0xFF, True
+        elif name == "mss":
+            if not str(value).isdigit() or not 0 <= int(str(value)) <= 0xFFFF:
+                raise RunError(f"-O {w}: expected 0..65535")
+            mss = int(str(value))
+        else:
+            switches.add(name)
+    args.tcp_info = "info" in switches
+    if args.protocol == "tcp-ack" and not (flags or fixed or switches - {"info", "reuse"}):
+        return  # -P tcp-ack (scamper's bare ACKs): -O info only
+    args.tcp_spec = (flags, fixed, frozenset(switches), mss)
+    if (flags, fixed) == (0x10, False) and not switches - {"info", "reuse"}:
+        args.protocol = "tcp-ack"  # (its name in --json and --warts: scamper's)
+    elif args.protocol == "tcp-ack":
+        args.protocol = "tcp"
+
+
+def tcp_flavor(
+    spec: tuple[int, bool, frozenset[str], int | None] | None,
+    sysctl: Callable[[str], bool],
+    mtu: int | None,
+    version: int = 4,
+) -> Any:
+    """The TCP probe Butskoy's tcp_init builds from -O's words (`module_options`'s
+    `spec`): with no flag and no option word, the sender's sysctls (`sysctl(NAME)`:
+    net.ipv4.tcp_NAME is 1) pick SACK, timestamps, window scaling and ECN (`sysctl` asks
+    for them anyway); no flag: SYN (with ECE and CWR for ECN); the MSS option (SYN only)
+    and the window from the path MTU `mtu` (576 if unknown or below, as traceroute's)."""
+    from packetlab.measure.probes import TcpFlavor
+
+    flags, fixed, switches, mss = spec or (0, False, frozenset(), None)
+    use_sysctl = "sysctl" in switches or not (
+        flags or fixed or switches & {"ecn", "sack", "timestamps", "window_scaling"}
+    )
+    on = set(switches)
+    if use_sysctl:
+        on |= {name for name in TCP_SYSCTLS if sysctl(name)}
+    if not (flags or fixed):
+        flags = 0x02 | (0xC0 if "ecn" in on else 0)
+    path_mss = max(mtu or 0, 576) - (40 if version == 4 else 60)
+    return TcpFlavor(
+        flags, sack="sack" in on, timestamps="timestamps" in on,
+        window_scaling="window_scaling" in on, mss=path_mss if mss is None else mss,
+        window=(4 * path_mss) & 0xFFFF,
+    )  # fmt: skip
+
+
+def host_tcp_sysctl(name: str, proc: str = "/proc/sys/net/ipv4") -> bool:
+    """net.ipv4.tcp_NAME of this host (its network namespace) is 1, as traceroute reads
+    it (tcp_ecn's 2, "only when asked", is not)."""
+    try:
+        with open(f"{proc}/tcp_{name}", "rb") as f:
+            return f.read(1) == b"1"
+    except OSError:
+        return False
+
+
+def gateways(words: Sequence[str], dst: Address) -> list[str]:
+    """traceroute -g's gateways (repeated or comma-separated), resolved: RunError, one
+    line, in traceroute's words where it has them, past 8 or for an IPv6 target (its type
+    0 routing header is deprecated, RFC 5095, and Linux no longer forwards it)."""
+    from packetlab.measure.packets import MAX_GATEWAYS
+
+    names = [g for w in words for g in w.split(",") if g]
+    if not names:
+        return []
+    if dst.version != 4:
+        raise RunError(
+            "-g: source routing over IPv6 (a type 0 routing header) is deprecated (RFC 5095) "
+            "and not built; -g takes IPv4 gateways"
+        )
+    if len(names) > MAX_GATEWAYS:
+        raise RunError(f"Too many gateways specified. No more than {MAX_GATEWAYS}")
+    return [str(resolve_target(g, 4)) for g in names]
 
 
 def default_port(protocol: str) -> int:
@@ -1206,7 +1316,8 @@ def _report(
         packetlen = traceroute_shape(args)[0]
         if args.mtu and packetlen is None:
             packetlen = MAX_PACKET_LEN
-        size = probe_length(args.protocol, dst.version, packetlen)
+        route = len(args.gateway_addrs) * 4 + 8 if args.gateway_addrs else 0  # NOP, LSRR
+        size = probe_length(args.protocol, dst.version, packetlen, args.tcp_flavor, route)
         report = TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             queries=args.queries, size=size, extensions=args.extensions, back=args.back,
@@ -1248,6 +1359,8 @@ async def measure(
         module_options(args)
         if args.mda and (args.extensions or args.back or args.tcp_info):
             raise RunError("--mda prints each hop's interfaces: not with -e, --back or -O info")
+        if args.mda and (args.tcp_spec or args.gateways):
+            raise RunError("--mda sends its own probes: not with -g or -O's flags and options")
     shape = traceroute_shape(args) if args.measurement == "traceroute" else (None, 0)
     if (
         args.measurement == "traceroute"
@@ -1272,6 +1385,15 @@ async def measure(
             raise RunError(str(e)) from None
     link = Link.from_args(args)
     dst = resolve_target(args.target, args.family)
+    if args.measurement == "traceroute":
+        args.gateway_addrs = gateways(args.gateways, dst)
+        args.tcp_flavor = None
+        if args.protocol == "tcp" or args.tcp_spec is not None:
+            args.tcp_flavor = (
+                tcp_flavor(args.tcp_spec, host_tcp_sysctl, _path_mtu(dst), dst.version)
+                if link.in_process
+                else tcp_flavor(args.tcp_spec, LINUX_TCP_SYSCTLS.__getitem__, 1500, dst.version)
+            )
     src: Address | None = None
     ifname: str | None = None  # ping -I IFNAME
     if args.src is not None:

@@ -45,6 +45,7 @@ ICMP6_ECHO = 128
 ICMP6_ECHO_REPLY = 129
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+TCP_URG, TCP_ECE, TCP_CWR = 0x20, 0x40, 0x80
 
 IPV4_HEADER_LEN = 20
 IPV6_HEADER_LEN = 40
@@ -613,6 +614,20 @@ def loose_source_route(gateways: Sequence[AddressLike], dst: AddressLike) -> tup
     route = [*hops[1:], final, final]
     option = bytes([IPOPT_NOP, IPOPT_LSRR, 3 + 4 * len(route), 4])
     return hops[0], option + b"".join(a.packed for a in route)
+
+
+def with_ip_options(packet: bytes, options: bytes, dst: AddressLike | None = None) -> bytes:
+    """The IPv4 `packet` with `options` (padded with EOL to whole words) in its header,
+    and `dst` as its destination address if given: what a kernel sends for a socket with
+    IP_OPTIONS (a source route's first gateway in the header: `loose_source_route`)."""
+    h = parse_ipv4_header(packet)
+    body = packet[h.header_length : h.total_length]
+    head = ipv4_header(
+        h.src, h.dst if dst is None else dst, h.proto, len(body), ttl=h.ttl, tos=h.tos,
+        ident=h.ident, flags=h.flags, frag_offset=h.frag_offset,
+        options=options + bytes(-len(options) % 4),
+    )  # fmt: skip
+    return head + body
 
 
 def recorded_route(
