@@ -150,12 +150,12 @@ def test_ping_timestamps_through_routers_as_iputils(
     requests = []
     for tool in (pktlab_run, native):
         with captured(ns, "to-r1", "icmp[icmptype] == icmp-echo", 1) as got:
-            tool("ping", "-c", "1", "-T", "tsandaddr", tg, netns=ns)  # type: ignore[operator]
+            tool("ping", "-c", "1", "-T", "tsandaddr", tg, netns=ns)
         requests += got
-    ours, theirs = (p[: (p[0] & 0x0F) * 4] for p in requests)
-    assert len(ours) == len(theirs) == 56
-    assert ours[20:28] == theirs[20:28]  # option, pointer, flags, the sender's address
-    assert ours[32:] == theirs[32:]  # the empty slots (the sender's time: bytes 28..31)
+    mine, its = (p[: (p[0] & 0x0F) * 4] for p in requests)
+    assert len(mine) == len(its) == 56
+    assert mine[20:28] == its[20:28]  # option, pointer, flags, the sender's address
+    assert mine[32:] == its[32:]  # the empty slots (the sender's time: bytes 28..31)
 
 
 def test_traceroute_tcp_options_as_traceroute(testbed_factory: Callable[..., Testbed]) -> None:
@@ -180,7 +180,7 @@ def test_traceroute_tcp_options_as_traceroute(testbed_factory: Callable[..., Tes
         probes = []
         for tool in (pktlab_run, native):
             with captured(ns, "to-r1", f"tcp and dst host {tg}", 1) as got:
-                tool("traceroute", *args, netns=ns)  # type: ignore[operator]
+                tool("traceroute", *args, netns=ns)
             probes += got
         ours_p, theirs_p = probes
         assert len(ours_p) == len(theirs_p), combo
@@ -226,7 +226,7 @@ def test_traceroute_through_a_gateway(testbed_factory: Callable[..., Testbed]) -
     probes = []
     for tool in (pktlab_run, native):
         with captured(ns, "to-r1", f"udp and dst host {gw}", 1) as got:
-            tool("traceroute", "-n", "-q", "1", "-m", "1", "-g", gw, tg, netns=ns)  # type: ignore[operator]
+            tool("traceroute", "-n", "-q", "1", "-m", "1", "-g", gw, tg, netns=ns)
         probes += got
     ours_p, theirs_p = probes
     assert len(ours_p) == len(theirs_p) == 72
