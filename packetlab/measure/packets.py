@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -523,25 +523,27 @@ class IpTimestamps:
     unrecorded: int = 0
 
 
-def _find_option(options: bytes, want: int) -> bytes | None:
-    """The option of kind `want` among IPv4 `options` (None without one), walked as
-    iputils' pr_options walks them."""
+def _option_spans(options: bytes | bytearray) -> Iterator[tuple[int, int]]:
+    """(offset, length) of each option among IPv4 `options` but NOPs, walked as Linux and
+    iputils' pr_options walk them: to an EOL, a length below 2 or past the end."""
     at = 0
     while at < len(options):
-        kind = options[at]
-        if kind == IPOPT_EOL:
-            break
-        if kind == IPOPT_NOP:
+        if options[at] == IPOPT_EOL:
+            return
+        if options[at] == IPOPT_NOP:
             at += 1
             continue
-        if at + 1 >= len(options):
-            break
-        olen = options[at + 1]
-        if olen < 2 or olen > len(options) - at:
-            break
-        if kind == want:
+        if at + 1 >= len(options) or not 2 <= options[at + 1] <= len(options) - at:
+            return
+        yield at, options[at + 1]
+        at += options[at + 1]
+
+
+def _find_option(options: bytes, want: int) -> bytes | None:
+    """The option of kind `want` among IPv4 `options` (None without one)."""
+    for at, olen in _option_spans(options):
+        if options[at] == want:
             return options[at : at + olen]
-        at += olen
     return None
 
 
@@ -554,23 +556,13 @@ def received_timestamps(
     """IPv4 `options` as the receiving host's IP layer leaves them (a capture taken before
     it has their raw form): a timestamp option gets its time (`stamp_option`; `local`:
     whether an address is that host's, default: it is `received_by`)."""
-    at = 0
     out = bytearray(options)
     host = ipaddress.IPv4Address(str(received_by))
-    while at < len(out):
-        if out[at] == IPOPT_EOL:
-            break
-        if out[at] == IPOPT_NOP:
-            at += 1
-            continue
-        if at + 1 >= len(out) or not 2 <= out[at + 1] <= len(out) - at:
-            break
-        olen = out[at + 1]
+    for at, olen in _option_spans(options):
         if out[at] == IPOPT_TS and olen >= 4:
             option = out[at : at + olen]
             stamp_option(option, host, recv_ns, local or (lambda a: a == host))
             out[at : at + olen] = option
-        at += olen
     return bytes(out)
 
 
@@ -637,54 +629,27 @@ def recorded_route(
     reads them (up to its pointer; 0.0.0.0 for an empty slot), or None without one. With
     `received_by`, that address is added when the option has room, as the receiving
     host's kernel records it (a capture taken before the IP layer has no such entry)."""
-    at = 0
-    while at < len(options):
-        kind = options[at]
-        if kind == IPOPT_EOL:
-            break
-        if kind == IPOPT_NOP:
-            at += 1
-            continue
-        if at + 1 >= len(options):
-            break
-        olen = options[at + 1]
-        if olen < 2 or olen > len(options) - at:
-            break
-        if kind == IPOPT_RR and olen >= 3:
-            option = bytearray(options[at : at + olen])
-            if received_by is not None and option[2] + 3 <= olen:
-                option[option[2] - 1 : option[2] + 3] = as_address(received_by).packed
-                option[2] += 4
-            options, at = bytes(option), 0
-            used = min(options[at + 2], olen) - 4
-            if used <= 0:
-                return None
-            out = []
-            for off in range(at + 3, at + 3 + used, 4):
-                word = options[off : off + 4].ljust(4, b"\0")
-                out.append(str(ipaddress.IPv4Address(word)))
-            return tuple(out)
-        at += olen
-    return None
+    found = _find_option(options, IPOPT_RR)
+    if found is None or len(found) < 3:
+        return None
+    option, olen = bytearray(found), len(found)
+    if received_by is not None and option[2] + 3 <= olen:
+        option[option[2] - 1 : option[2] + 3] = as_address(received_by).packed
+        option[2] += 4
+    used = min(option[2], olen) - 4
+    if used <= 0:
+        return None
+    words = (bytes(option[off : off + 4]).ljust(4, b"\0") for off in range(3, 3 + used, 4))
+    return tuple(str(ipaddress.IPv4Address(w)) for w in words)
 
 
 def _nop_uncopied(head: bytearray) -> None:
     """Overwrite with NOPs the options of an IPv4 header that later fragments do not
     carry (record route, timestamps), as Linux's ip_options_fragment."""
-    at = IPV4_HEADER_LEN
-    while at < len(head):
-        kind = head[at]
-        if kind == IPOPT_EOL:
-            return
-        if kind == IPOPT_NOP:
-            at += 1
-            continue
-        if at + 1 >= len(head) or not 2 <= head[at + 1] <= len(head) - at:
-            return
-        olen = head[at + 1]
-        if not kind & IPOPT_COPIED:
+    for at, olen in list(_option_spans(head[IPV4_HEADER_LEN:])):
+        at += IPV4_HEADER_LEN
+        if not head[at] & IPOPT_COPIED:
             head[at : at + olen] = bytes([IPOPT_NOP]) * olen
-        at += olen
 
 
 def fragment(packet: bytes, mtu: int, ident: int = 0) -> list[bytes]:
