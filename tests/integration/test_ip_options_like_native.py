@@ -173,15 +173,11 @@ def test_traceroute_tcp_options_as_traceroute(testbed_factory: Callable[..., Tes
     ]  # fmt: skip
     for combo in combos:
         args = ["-n", "-q", "1", "-m", "3", "-T", *combo, tg]
-        ours = pktlab_run("traceroute", *args, netns=ns)
-        theirs = native("traceroute", *args, netns=ns)
+        with captured(ns, "to-r1", f"ip[8] == 1 and tcp and dst host {tg}", 2) as probes:
+            ours = pktlab_run("traceroute", *args, netns=ns)  # (one TTL 1 probe each)
+            theirs = native("traceroute", *args, netns=ns)
         assert ours.returncode == theirs.returncode == 0, (combo, ours.stderr)
         assert masked(ours.stdout) == masked(theirs.stdout), combo
-        probes = []
-        for tool in (pktlab_run, native):
-            with captured(ns, "to-r1", f"tcp and dst host {tg}", 1) as got:
-                tool("traceroute", *args, netns=ns)
-            probes += got
         ours_p, theirs_p = probes
         assert len(ours_p) == len(theirs_p), combo
         assert _tcp_shape(ours_p) == _tcp_shape(theirs_p), combo
