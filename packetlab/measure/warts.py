@@ -699,9 +699,12 @@ def _tracelb_links(
 
 
 def _flows(result: MdaResult) -> dict[int, dict[int, Any]]:
+    """flow -> TTL -> its probe (of a probe sent again, --attempts, the answered one)."""
     by_flow: dict[int, dict[int, Any]] = {}
     for p in result.probes:
-        by_flow.setdefault(p.flow, {})[p.ttl] = p
+        at = by_flow.setdefault(p.flow, {})
+        if p.ttl not in at or at[p.ttl].reply is None:
+            at[p.ttl] = p
     return by_flow
 
 
@@ -797,8 +800,8 @@ def tracelb_object(
     cycle_id: int = 1,
     first_ttl: int = 1,
     wait_s: float = 2.0,
-    gaplimit: int = 3,
-    probec_max: int = 0,
+    gaplimit: int | None = None,
+    probec_max: int | None = None,
     tos: int = 0,
 ) -> bytes:
     """scamper's tracelb record of an MDA run: a node per interface (in TTL order, as the
@@ -808,7 +811,9 @@ def tracelb_object(
     TTLs between A and B gives a link of hopc > 1 (as scamper's), a probe set per TTL.
     Where A's flows go on to several interfaces (a load balancer), one link of hopc > 1
     to the interface they converge on, as scamper's clump (`_clumps`). The probes before
-    a flow's first answer are in no link."""
+    a flow's first answer are in no link. A probe sent again (--attempts) is in its set
+    with its earlier tries, as scamper's (each with its `attempt`). `gaplimit` and
+    `probec_max` default to the run's (`result.gaplimit`, `result.max_probes`)."""
     if result.method not in TRACELB_TYPES:
         raise WartsError(f"no warts tracelb type for method {result.method!r}")
     table = _Addresses()
@@ -834,15 +839,15 @@ def tracelb_object(
         _LB_TYPE: _u8(TRACELB_TYPES[result.method]),
         _LB_FIRSTHOP: _u8(first_ttl),
         _LB_WAIT_TIMEOUT: _u8(_whole_seconds(wait_s)),
-        _LB_WAIT_PROBE: _u8(0),  # ours go a round at once, not one every 10 ms x N
-        _LB_ATTEMPTS: _u8(1),
+        _LB_WAIT_PROBE: _u8(result.wait_probe_cs),  # (0: ours go a round at once)
+        _LB_ATTEMPTS: _u8(result.attempts),
         _LB_CONFIDENCE: _u8(round(result.confidence * 100)),
         _LB_TOS: _u8(tos),
         _LB_NODEC: _u16(len(nodes)),
         _LB_LINKC: _u16(len(order)),
         _LB_PROBEC: _u32(len(result.probes)),
-        _LB_PROBECMAX: _u32(probec_max),
-        _LB_GAPLIMIT: _u8(gaplimit),
+        _LB_PROBECMAX: _u32(result.max_probes if probec_max is None else probec_max),
+        _LB_GAPLIMIT: _u8(result.gaplimit if gaplimit is None else gaplimit),
     }
     if result.src is not None:
         fields[_LB_SRC] = table.encode(result.src)
@@ -852,6 +857,9 @@ def tracelb_object(
     for p in result.probes:
         if p.reply is not None and p.reply.quoted_ttl is not None:
             q_ttl.setdefault(str(p.reply.src), p.reply.quoted_ttl)
+    tries: dict[tuple[int, int], list[Any]] = {}  # (flow, ttl) -> its probes, in order
+    for p in result.probes:
+        tries.setdefault((p.flow, p.ttl), []).append(p)
     for a in nodes:
         node = {_LN_FLAGS: _u8(0), _LN_LINKC: _u16(linkc[a]), _LN_ADDR: table.encode(a)}
         if a in q_ttl:
@@ -861,7 +869,8 @@ def tracelb_object(
     for a, b, hopc in order:
         out.append(_params({_LL_FROM: _u16(index[a]), _LL_TO: _u16(index[b]), _LL_HOPC: _u8(hopc)}))
         for hop_set in links[(a, b, hopc)]:
-            probes = [p for p in hop_set if p.tx_ns is not None]
+            probes = [q for p in hop_set for q in tries.get((p.flow, p.ttl), [p])]
+            probes = [p for p in probes if p.tx_ns is not None]
             out.append(_params({1: _u16(len(probes))}))
             for p in probes:
                 assert p.tx_ns is not None
@@ -869,7 +878,7 @@ def tracelb_object(
                     _LP_TX: _timeval(p.tx_ns),
                     _LP_FLOWID: _u16(p.flowid),
                     _LP_TTL: _u8(p.ttl),
-                    _LP_ATTEMPT: _u8(0),
+                    _LP_ATTEMPT: _u8(p.attempt),
                     _LP_RXC: _u16(0 if p.reply is None else 1),
                 }
                 out.append(_params(probe))

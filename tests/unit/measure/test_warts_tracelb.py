@@ -111,6 +111,31 @@ def test_nodes_links_and_probe_sets_are_the_results() -> None:
     assert objs[3].fixed["stop"] == (T0 + 134_000) // 10**9
 
 
+def test_the_runs_limits_and_every_attempt_of_a_probe() -> None:
+    # flow 1's TTL 2 probe went twice (--attempts 2): its lost first try stays in the set
+    # with attempt 0, the answered one with attempt 1; the tracelb's limits are the run's
+    import dataclasses
+
+    base = _diamond()
+    lost = dataclasses.replace(base.probes[5], reply=None, rx_ns=None, tx_ns=T0 + 19_000)
+    again = dataclasses.replace(base.probes[5], attempt=1)
+    probes = (*base.probes[:5], lost, again, *base.probes[6:])
+    result = dataclasses.replace(
+        base, probes=probes, probe_count=len(probes), attempts=2, gaplimit=4, max_probes=60,
+        wait_probe_cs=15,
+    )  # fmt: skip
+    (lb,) = [o for o in read_warts(tracelb_warts(result)) if o.kind == OBJ_TRACELB]
+    f = lb.fields
+    assert (f[12], f[13], f[18], f[19], f[20]) == (15, 2, 13, 60, 4)
+    first = lb.probes[0]["sets"][0]["probes"]
+    assert [(p[2] - 0x85FF, p[4], len(p["replies"])) for p in first] == [
+        (0, 0, 1), (1, 0, 0), (1, 1, 1), (2, 0, 1), (3, 0, 0),
+    ]  # fmt: skip
+    # the defaults: scamper's -Q 3000, -g 3, one attempt, no gap between probes
+    (lb,) = [o for o in read_warts(tracelb_warts(base)) if o.kind == OBJ_TRACELB]
+    assert (lb.fields[12], lb.fields[13], lb.fields[19], lb.fields[20]) == (0, 1, 3000, 3)
+
+
 def test_one_next_hop_keeps_a_link_per_hop() -> None:
     # r1 -> ra -> r2 -> tg: every flow goes on to one next interface: hopc 1 links, every
     # interface a node (the silent hop: test_warts_scamper.py)
