@@ -198,6 +198,36 @@ def test_mda_lite_falls_back_to_the_mda_on_a_meshed_diamond(
     }  # fmt: skip
 
 
+def test_a_budget_ending_inside_a_clump_leaves_a_half_converged_link(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path
+) -> None:
+    """-Q 50 at 99 % on the meshed diamond: the run ends while r1's flows are still spread
+    over ra/rb and rc/rd (TTLs 2 and 3; r2, where they meet, is TTL 4). scamper writes an
+    unfinished clump as a link from its node without a far end; so does ours, and
+    scamper's tools read it so (sc_wartsdump `r1 -> * hopc N`, sc_warts2json `"*"`)."""
+    need("sc_warts2json")
+    tb = meshed_diamond(testbed_factory)
+    out = tmp_path / "half.warts"
+    lines = ours(tb, "--mda", "--confidence", "99", "-Q", "50", "--warts", str(out),
+                 str(tb.addr("tg")))  # fmt: skip
+    s = summary_of(lines)
+    assert s["stop_reason"] == "MAXPROBEC" and s["probe_count"] == 50
+    assert max(x["ttl"] for x in lines if x["type"] == "mda-hop") <= 3
+    r1 = str(tb.addr("r1"))
+    dump = subprocess.run(["sc_wartsdump", str(out)], capture_output=True, text=True,
+                          timeout=60, check=True).stdout  # fmt: skip
+    assert re.search(rf"link {re.escape(r1)} -> \* hopc [23]\n", dump), dump
+    theirs = subprocess.run(["sc_warts2json", str(out)], capture_output=True, text=True,
+                            timeout=60, check=True).stdout  # fmt: skip
+    (lb,) = [json.loads(x) for x in theirs.splitlines() if '"type":"tracelb"' in x]
+    assert (lb["nodec"], lb["linkc"], lb["probec"], lb["probec_max"]) == (1, 1, 50, 50)
+    (node,) = lb["nodes"]
+    # (sc_warts2json lists a link's sets but the last by reply address, then its far end)
+    assert node["addr"] == r1 and node["links"][-1] == [{"addr": "*"}]
+    # its first probe set: TTL 2, answered by ra and rb
+    assert {x["addr"] for x in node["links"][0]} == {str(tb.addr("ra")), str(tb.addr("rb"))}
+
+
 @pytest.fixture
 def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
     return testbed_factory(hops=2)

@@ -151,9 +151,10 @@ def test_one_next_hop_keeps_a_link_per_hop() -> None:
     assert _links(lb) == [(R1, RA, 1), (RA, R2, 1), (R2, TG, 1)]
 
 
-def test_a_clump_that_never_converges_keeps_the_links_per_interface() -> None:
-    # r1's flows reach ra and rb, and the run ends there (both answer at TTL 3 as ra, rb
-    # again: no single interface): no clump, a link per flow as the --json lines
+def test_a_clump_that_never_converges_is_a_link_without_a_far_end() -> None:
+    # r1's flows reach ra and rb, and the run ends there (its budget, -Q: both answer at
+    # TTL 3 as ra, rb again, no single interface): scamper's half-converged clump, one
+    # link from r1 with no `to`, a probe set per TTL probed; ra and rb are no nodes
     probes: tuple[MdaProbe, ...] = (
         _probe(0, 1, R1, 10), _probe(1, 1, R1, 11), _probe(0, 2, RA, 20), _probe(1, 2, RB, 21),
         _probe(0, 3, RA, 30), _probe(1, 3, RB, 31),
@@ -162,10 +163,14 @@ def test_a_clump_that_never_converges_keeps_the_links_per_interface() -> None:
             MdaHop(3, (RA, RB), 2, ((RA, RA), (RB, RB))))  # fmt: skip
     (lb,) = read_warts(tracelb_object(MdaResult(TG, SRC, "udp-paris", 0.95, hops, 6, False,
                                                 probes)))  # fmt: skip
-    assert [n[5] for n in lb.probedefs] == [R1, RA, RB]
-    assert _links(lb) == [(R1, RA, 1), (R1, RB, 1), (RA, RA, 1), (RB, RB, 1)]
-    # ra's flows reach tg at TTL 3 while rb's go on to r2: no single interface before
-    # the destination answers (scamper halts the clump there): the links per flow
+    assert [n[5] for n in lb.probedefs] == [R1]
+    assert [n[3] for n in lb.probedefs] == [1]  # r1's one link
+    assert [(x[1], x.get(2), x[3]) for x in lb.probes] == [(0, None, 2)]
+    assert _sets(lb) == [[[(0, 2, 1), (1, 2, 1)], [(0, 3, 1), (1, 3, 1)]]]
+    assert (lb.fields[16], lb.fields[17]) == (1, 1)  # nodec, linkc
+    # ra's flows reach tg at TTL 3 while rb's go on to r2: a reply other than time
+    # exceeded before they converge, scamper halts the clump there: r1 -> * over TTLs 2
+    # and 3, and nothing after it
     probes = (
         _probe(0, 1, R1, 10), _probe(1, 1, R1, 11), _probe(0, 2, RA, 20), _probe(1, 2, RB, 21),
         _probe(0, 3, TG, 30), _probe(1, 3, R2, 31), _probe(1, 4, TG, 40),
@@ -178,7 +183,9 @@ def test_a_clump_that_never_converges_keeps_the_links_per_interface() -> None:
     )
     (lb,) = read_warts(tracelb_object(MdaResult(TG, SRC, "udp-paris", 0.95, hops, 7, True,
                                                 probes)))  # fmt: skip
-    assert _links(lb) == [(R1, RA, 1), (R1, RB, 1), (RA, TG, 1), (RB, R2, 1), (R2, TG, 1)]
+    assert [n[5] for n in lb.probedefs] == [R1]
+    assert [(x[1], x.get(2), x[3]) for x in lb.probes] == [(0, None, 2)]
+    assert _sets(lb) == [[[(0, 2, 1), (1, 2, 1)], [(0, 3, 1), (1, 3, 1)]]]
 
 
 def test_a_tcp_reply_has_tcp_flags_not_icmp() -> None:
