@@ -262,8 +262,11 @@ def timed_experiment(
     nbytes = args.bytes if getattr(args, "bytes_given", False) else None
     if sum(x is not None for x in (args.time, nbytes, args.blocks)) > 1:
         raise RunError("only one test end condition (-t, -n, -k) may be specified, as iperf3")
-    if args.pcap is not None or args.lead is not None:
-        raise RunError("--pcap and --lead are not supported with -t/-P/-u/-b/-i/-l")
+    if args.lead is not None:
+        raise RunError(
+            "--lead is not used with -t/-k/-P/-u/-b/-i/-l: their paced sends are queued "
+            "0.5 s ahead as the test goes, unpaced ones as the endpoint takes them"
+        )
     spec = TimedSpec(
         direction=args.direction, seconds=args.time, nbytes=nbytes, blocks=args.blocks,
         streams=args.parallel,
@@ -275,6 +278,8 @@ def timed_experiment(
         spec.check()
     except ValueError as e:
         raise RunError(str(e)) from None
+
+    recorder = pcapout.recorder_for(args)  # all runs in one file, payloads cut short
 
     async def run(session: Any) -> None:
         for i in range(args.runs):
@@ -288,11 +293,11 @@ def timed_experiment(
                 session, host, port, spec=spec, on_interval=emit, progress=show,
                 timeout=(spec.seconds or 0) + args.max_time,
                 stopping=lambda: progress.stopping,  # Ctrl-C: the totals so far, as iperf3
-                on_connected=emit,
+                on_connected=emit, recorder=recorder,
             )  # fmt: skip
             emit(r.to_dict())
 
-    return run
+    return pcapout.recording(args, recorder, run)
 
 
 #: The text warns when more than this share of the timed sends left over 1 ms late.

@@ -62,6 +62,7 @@ from packetlab.controller import (
 )
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import DEFAULT_PORT, Intervals, Iperf3Error, State, UdpReceiver
+from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.stream import StreamError, connect_failure
 from packetlab.measure.throughput import (
     ThroughputError,
@@ -70,6 +71,7 @@ from packetlab.measure.throughput import (
     _Control,
     _sleep,
 )
+from packetlab.measure.throughput_pcap import TimedCapture
 from packetlab.wire import Family, Ndata, Nstat, NstatCode, Ntag
 
 __all__ = ["TimedResult", "TimedSpec", "timed_test"]
@@ -258,6 +260,7 @@ class TimedResult:
     streams: list[dict[str, Any]] = field(default_factory=list)
     late: tuple[int, int, float] | None = None  # scheduled sends: (late, tagged, worst ms)
     stopped: bool = False  # ended early when asked (`stopping`: Ctrl-C)
+    pcap_dropped: int = 0  # --pcap: data packets past its bound, not in the file
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -311,6 +314,8 @@ class TimedResult:
         """`out` with how the test ended: stopped early, and timed sends that left late."""
         if self.stopped:
             out["stopped"] = True
+        if self.pcap_dropped:
+            out["pcap_dropped"] = self.pcap_dropped
         if self.late is not None:
             out.update(late_sends=self.late[0], tagged_sends=self.late[1],
                        late_max_ms=self.late[2])  # fmt: skip
@@ -357,6 +362,12 @@ def _sum(sides: list[dict[str, Any]], udp: bool) -> dict[str, Any]:
             out["lost"] = sum(x["lost"] for x in sides)
             out["jitter_ms"] = sum(x["jitter_ms"] for x in sides) / max(len(sides), 1)
     return out
+
+
+def _interval_sum(streams: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    nbytes = sum(st["bytes"] for st in streams)
+    return {"bytes": nbytes, "packets": sum(st["packets"] for st in streams),
+            "bits_per_second": nbytes * 8 / seconds if seconds > 0 else 0.0}  # fmt: skip
 
 
 def _side(nbytes: int, seconds: float, **extra: Any) -> dict[str, Any]:
@@ -416,6 +427,7 @@ class _Test:
         self.emitting: Deferred[None] | None = None
         self.retrans: dict[int, int] = {}
         self.rtts: dict[int, _TcpStats] = {}
+        self.capture: TimedCapture | None = None  # --pcap: the data streams' packets
         self.final: Deferred[dict[int, Any]] | None = None  # the sample as the test ended
 
     # ---------------------------------------------------------------- streams
@@ -460,6 +472,13 @@ class _Test:
             flow = _Flow(sid, label, sktid, spec.direction_of(i))
             self.flows.append(flow)
             sock.add_callback(partial(self._note, flow))
+            if spec.udp and self.capture is not None:
+                sinfo = await read_socket_info(session, sktid)
+                local = sinfo.laddr
+                if local is None or local.is_unspecified:  # unbound: the endpoint's address
+                    mine = [a for a in info.addresses if a.version == self.addr.version]
+                    local = self.addr if self.addr.is_loopback or not mine else mine[0]
+                self.capture.udp(label, local, sinfo.lport, self.addr, self.port)
             if spec.udp:
                 flow.reply = Deferred()
                 try:
@@ -478,8 +497,15 @@ class _Test:
                         "blocked?)"
                     ) from None
             else:
-                await wait_connected(session, sktid, timeout=CONNECT_WAIT)
+                asked = session.reactor.seconds()
+                est = await wait_connected(session, sktid, timeout=CONNECT_WAIT)
                 session.nsend(sktid, key).addErrback(lambda _: None)
+                if self.capture is not None:
+                    sinfo = await read_socket_info(session, sktid)
+                    started = est.time - int((session.reactor.seconds() - asked) * 1e9)
+                    self.capture.tcp(label, sinfo.laddr or self.addr, sinfo.lport, self.addr,
+                                     self.port, min(started, est.time), est.time)  # fmt: skip
+                    self.capture.sent(label, est.time, len(key), key)
 
     def _note(self, flow: _Flow, note: object) -> None:
         if isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
@@ -487,6 +513,10 @@ class _Test:
             return
         if not isinstance(note, Ndata):
             return
+        if self.capture is not None:  # everything the endpoint received on the stream
+            if flow.reply is not None and not flow.reply.called:  # the connect: no ntag
+                self.capture.sent(flow.label, note.time, 4, iperf3.UDP_CONNECT_MSG)
+            self.capture.received(flow.label, note.time, note.data)
         if flow.reply is not None and not flow.reply.called:
             if note.data == iperf3.UDP_CONNECT_REPLY or len(note.data) == 4:
                 flow.reply.callback(None)
@@ -552,6 +582,11 @@ class _Test:
                 role = {f.label: "TX-C" if f.direction == "upload" else "RX-C" for f in self.flows}
                 for st in rec["streams"]:
                     st["role"] = role[st["id"]]
+                # each role summed apart (iperf3's -J: sum and sum_bidir_reverse)
+                for key, name in (("sum", "TX-C"), ("sum_reverse", "RX-C")):
+                    rec[key] = _interval_sum(
+                        [st for st in rec["streams"] if st["role"] == name], rec["seconds"]
+                    )
             if omitted:
                 rec["omitted"] = True
             elif self.omit_ns:  # counted, after -O's pre-test (iperf3: no second header)
@@ -600,7 +635,7 @@ class _Test:
             st.update(retransmits=info.total_retrans - prev, snd_cwnd=info.cwnd_bytes,
                       snd_wnd=info.snd_wnd, rtt=info.rtt, rttvar=info.rttvar,
                       pmtu=info.pmtu)  # fmt: skip
-        if infos:
+        if infos:  # --bidir: `sum` is the TX-C streams'
             rec["sum"]["retransmits"] = sum(st.get("retransmits", 0) for st in rec["streams"])
         assert self.on_interval is not None
         self.on_interval(rec)
@@ -884,6 +919,8 @@ class _Test:
             f.outstanding = 0 if rate else f.outstanding
             self.awaiting += 1
         to = (self.addr, self.port) if spec.udp else None
+        if when and self.capture is not None:  # a paced send: at its scheduled time
+            self.capture.sent(f.label, when, size, data[: self.capture.snap])
         d: Deferred[Any] = session.nsend(f.sktid, data, time=when, ntag=tag, to=to)
         d.addCallback(self._queued, f, size, unit, when)  # then waits for the ntag
         d.addErrback(self._refused)
@@ -899,6 +936,8 @@ class _Test:
     def _sent(self, tag: Ntag, f: _Flow, size: int, unit: int, when: int) -> Ntag:
         spec = self.spec
         self.awaiting -= 1
+        if not when and self.capture is not None:  # unpaced: when it went to the kernel
+            self.capture.sent(f.label, tag.time, size, bytes(min(size, self.capture.snap)))
         if when:  # a scheduled send: did it leave on time?
             self.tagged += 1
             if tag.time - when > LATE_NS:
@@ -1090,6 +1129,7 @@ async def timed_test(
     progress: OnProgress | None = None,
     stopping: Callable[[], bool] | None = None,
     on_connected: OnInterval | None = None,
+    recorder: PcapRecorder | None = None,
 ) -> TimedResult:
     """One iperf3 test as `spec` says, timed by the endpoint. `on_interval` gets each -i
     interval as it completes ({"start", "end", "seconds", "streams": [{"id", "bytes",
@@ -1097,7 +1137,10 @@ async def timed_test(
     ends early with what was measured, as iperf3 on Ctrl-C. `on_connected` gets the
     streams' addresses once they are open (iperf3's `connected`, type "connected").
     `timeout` bounds the transfer
-    (default: the test's time + 30 s). Failures after the start come back in `error`; a spec iperf3
+    (default: the test's time + 30 s). `recorder` gets the control connection's packets and
+    the data streams' (`throughput_pcap`: payloads cut to 64 bytes, built after the test;
+    `pcap_dropped` in the record counts those past its bound). Failures after the start
+    come back in `error`; a spec iperf3
     would refuse raises ValueError, one the endpoint cannot serve ThroughputError."""
     spec.check()
     addr = parse_address(server)
@@ -1105,7 +1148,7 @@ async def timed_test(
         timeout = (spec.seconds or 0) + 30.0
     result = TimedResult(spec, str(addr), port)
     try:
-        ctl, key = await _admitted(session, addr, port, None)
+        ctl, key = await _admitted(session, addr, port, recorder)
     except Iperf3Error as e:
         result.error = str(e)
         return result
@@ -1114,6 +1157,8 @@ async def timed_test(
         return result
     test = _Test(session, spec, addr, port, ctl, on_interval, progress)
     test.should_stop = stopping
+    if recorder is not None:
+        test.capture = TimedCapture(recorder)
     try:
         params = iperf3.timed_parameters(
             udp=spec.udp, seconds=spec.seconds, nbytes=spec.nbytes, blocks=spec.blocks,
@@ -1159,4 +1204,7 @@ async def timed_test(
     finally:
         await test.close()
         await ctl.stream.close()
+        if test.capture is not None:  # the packets built now, after the test
+            result.pcap_dropped = test.capture.dropped
+            test.capture.write()
     return result

@@ -18,7 +18,7 @@ from test_throughput_timed import PIECE, RATE, SERVER, TimedIperf3, rig_with_ser
 from packetlab.cli import run_throughput
 from packetlab.cli.run import RunError
 from packetlab.measure.iperf3 import State
-from packetlab.measure.throughput_timed import TimedSpec
+from packetlab.measure.throughput_timed import TimedSpec, timed_test
 from packetlab.wire import Nsend, vmem
 
 
@@ -211,6 +211,10 @@ def test_bidir_sending_streams_carry_retr_and_cwnd() -> None:
         assert tx["role"] == "TX-C" and "retransmits" in tx and tx["snd_cwnd"] >= 14480
         assert {"rtt", "rttvar", "pmtu", "snd_wnd"} <= set(tx)
         assert rx["role"] == "RX-C" and "retransmits" not in rx and "rtt" not in rx
+        # -J's sum (TX-C, with retransmits) and sum_bidir_reverse (RX-C), apart
+        assert i["sum"]["bytes"] == tx["bytes"] and i["sum_reverse"]["bytes"] == rx["bytes"]
+        assert i["sum"]["retransmits"] == tx["retransmits"]
+        assert "retransmits" not in i["sum_reverse"]
     text = run_throughput.interval_rows(intervals[0]).splitlines()
     assert text[0].endswith("Bitrate         Retr  Cwnd")
     assert text[1].startswith("[  5][TX-C]") and "KBytes" in text[1]
@@ -242,3 +246,104 @@ def test_cli_blockcount_and_bidir_bytes() -> None:
         TimedSpec(blocks=3, seconds=1).check()
     with pytest.raises(ValueError, match="-k must be positive"):
         TimedSpec(blocks=0).check()
+
+
+# -- --pcap with -t/-P/-u/-b/-i -----------------------------------------------------------
+
+
+def _records(recorder: Any) -> list[tuple[int, bytes, int]]:
+    """(ns, kept bytes, original length) of every packet, as the file has them."""
+    import io
+
+    from packetlab.measure.pcap import pcap_records
+
+    buf = io.BytesIO()
+    recorder.write(buf)
+    data = buf.getvalue()
+    _link, records = pcap_records(data)
+    lengths = []
+    off = 24
+    while off < len(data):
+        _s, _n, incl, orig = struct.unpack_from("<IIII", data, off)
+        lengths.append(orig)
+        off += 16 + incl
+    return [(t, p, n) for (t, p), n in zip(records, lengths, strict=True)]
+
+
+def _flow(pkt: bytes) -> tuple[int, int, int]:
+    """(protocol, source port, destination port) of an IPv4 packet."""
+    ihl = (pkt[0] & 15) * 4
+    sport, dport = struct.unpack_from("!HH", pkt, ihl)
+    return pkt[9], sport, dport
+
+
+def test_pcap_of_a_timed_download_keeps_every_packet_cut_short() -> None:
+    """-R -t 0.3 -P 2 --pcap: the control connection whole, each data stream's SYN, cookie
+    and every ndata at its receive stamp, payloads cut to 64 bytes with their whole length
+    in the headers and the record; the streams' received bytes add up."""
+    from packetlab.measure.pcap import PcapRecorder
+    from packetlab.measure.throughput_pcap import SNAP
+
+    rig, server = rig_with_server()
+    recorder = PcapRecorder()
+    spec = TimedSpec(direction="download", seconds=0.3, streams=2, interval=0.1)
+    r = rig.run(timed_test(rig.session, SERVER[0], spec=spec, recorder=recorder))
+    d = r.to_dict()
+    assert "error" not in d, d
+    records = _records(recorder)
+    assert [t for t, _, _ in records] == sorted(t for t, _, _ in records)
+    syns = [p for _, p, _ in records if p[33] == 0x02]  # TCP flags: SYN
+    assert len(syns) == 3  # the control connection and two data streams
+    cut = 0
+    for _t, pkt, whole in records:
+        proto, sport, _dport = _flow(pkt)
+        assert proto == 6 and struct.unpack_from("!H", pkt, 2)[0] == whole
+        if len(pkt) < whole:  # data (the control connection's are whole)
+            assert sport == SERVER[1] and len(pkt) in (40 + SNAP, 40)  # a 2nd segment: none
+            cut += whole - 40
+    assert cut == sum(server.got)  # every byte the streams received
+    assert "pcap_dropped" not in d
+
+
+def test_pcap_of_a_paced_udp_upload_at_the_scheduled_times() -> None:
+    """-u -b --pcap: each datagram at the time the endpoint was told to send it, with
+    iperf3's header (its number) kept; the connect datagram and the server's reply."""
+    from packetlab.measure.pcap import PcapRecorder
+
+    rig, server = rig_with_server()
+    recorder = PcapRecorder()
+    spec = TimedSpec(direction="upload", seconds=0.2, udp=True, bitrate=1e6, length=1000)
+    r = rig.run(timed_test(rig.session, SERVER[0], spec=spec, recorder=recorder))
+    assert r.error is None, r.error
+    udp = [(t, p, n) for t, p, n in _records(recorder) if _flow(p)[0] == 17]
+    assert [n - 28 for _, _, n in udp[:2]] == [4, 4]  # connect, reply
+    sent = [(t, p) for t, p, n in udp[2:] if _flow(p)[2] == SERVER[1]]
+    assert len(sent) == len(server.datagrams)
+    for (t, pkt), (_i, when, data) in zip(sent, server.datagrams, strict=True):
+        assert t == when and pkt[28:40] == data[:12]  # iperf3's header: time, number
+
+
+def test_pcap_keeps_at_most_its_bound() -> None:
+    from packetlab.measure.pcap import PcapRecorder
+    from packetlab.measure.throughput_pcap import TimedCapture
+
+    recorder = PcapRecorder()
+    cap = TimedCapture(recorder, limit=3)
+    cap.udp(5, "192.0.2.1", 4000, "192.0.2.5", 5201)
+    for k in range(5):
+        cap.sent(5, 1000 + k, 1400, b"x" * 100)
+    cap.received(9, 2000, b"not a stream")  # unknown: ignored
+    cap.write()
+    assert cap.dropped == 2 and len(recorder.packets) == 3
+    assert all(len(p) == 28 + 64 for _, p in recorder.packets)
+    assert recorder.lengths == {0: 1428, 1: 1428, 2: 1428}
+
+
+def test_cli_pcap_with_the_timed_options() -> None:
+    p = argparse.ArgumentParser(exit_on_error=False)
+    run_throughput.configure(p)
+    args = p.parse_args(["-c", "192.0.2.5", "-t", "1", "-u", "--pcap", "/dev/null"])
+    run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+    args = p.parse_args(["-c", "192.0.2.5", "-t", "1", "--lead", "1"])
+    with pytest.raises(RunError, match="--lead is not used with -t"):
+        run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
