@@ -163,9 +163,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="seconds to transmit for, as iperf3 -t (not with -n); the endpoint "
                    "ends the test at TEST_START + S")  # fmt: skip
     p.add_argument("-k", "--blockcount", dest="blocks", type=count, default=None, metavar="N",
-                   help="blocks to send (K/M/G: 1024), as iperf3 -k (not with -t, -n): "
-                   "receiving, the endpoint's reads; --bidir: the first direction to reach "
-                   "N ends the test, as iperf3")  # fmt: skip
+                   help="blocks of -l bytes to send or receive (K/M/G: 1024), as iperf3 -k "
+                   "(not with -t, -n); --bidir: the first direction to reach N ends the "
+                   "test, as iperf3")  # fmt: skip
     p.add_argument("-P", "--parallel", type=int, default=1, metavar="N",
                    help="parallel streams (1..128), as iperf3 -P: per-stream and [SUM] "
                    "lines")  # fmt: skip

@@ -107,8 +107,8 @@ LATE_NS = 1_000_000
 @dataclass(slots=True)
 class TimedSpec:
     """What native `iperf3 -c` takes: `seconds` (-t), `nbytes` (-n, all streams
-    together) or `blocks` (-k: sends, or the endpoint's reads when it receives, all streams
-    together; --bidir: per direction, the first to reach it ends the test), `streams`
+    together) or `blocks` (-k: blocks of `length` sent or received, all streams together;
+    --bidir: per direction, the first to reach it ends the test), `streams`
     (-P), `udp` (-u), `bitrate` (-b, bit/s per stream; UDP default 1 Mbit/s, TCP unlimited),
     `interval` (-i, 0: none), `length` (-l), `omit` (-O: that many whole seconds of
     pre-test before the T seconds counted), `cport` (--cport: stream k binds local port
@@ -211,7 +211,6 @@ class _Flow:
     direction: str = "download"  # the endpoint receives ("download") or sends ("upload")
     bytes: int = 0
     packets: int = 0
-    reads: int = 0  # download: the endpoint's recv()s counted (-k: iperf3's blocks_received)
     queued: int = 0  # upload: bytes queued
     sent_packets: int = 0  # upload: sends queued
     outstanding: int = 0  # upload: bytes queued whose ntag has not come
@@ -537,7 +536,6 @@ class _Test:
                 flow.omit_mark = (flow.udp.lost, flow.udp.packets, flow.udp.out_of_order)
             flow.udp.add(count, sent, note.time / 1e9)
             packets = 1
-        flow.reads += 1
         self._count(flow, note.time, len(note.data), packets)
         if self.end is None and self._received_all():
             self.end = note.time
@@ -546,15 +544,15 @@ class _Test:
             self._wakeup()  # --bidir: the sending half stops
 
     def _received_all(self) -> bool:
-        """-n/-k: the receiving streams hold N bytes or had N reads (iperf3's client:
-        bytes_received, blocks_received: one a read() of up to -l bytes; ours a recv() of
-        the endpoint)."""
+        """-n/-k: the receiving streams hold N bytes, or N blocks of -l bytes (iperf3's
+        client counts its reads of up to -l bytes, blocks_received: the same when the data
+        comes in whole blocks; the endpoint's recv()s are of at most 64 KiB)."""
         spec = self.spec
         rx = [f for f in self.flows if f.direction == "download"]
         if spec.nbytes is not None:
             return sum(f.bytes for f in rx) >= spec.nbytes
         if spec.blocks is not None:
-            return sum(f.reads for f in rx) >= spec.blocks
+            return sum(f.bytes for f in rx) >= spec.blocks * spec.block
         return False
 
     def _count(self, flow: _Flow, t: int, nbytes: int, packets: int) -> None:
@@ -710,11 +708,11 @@ class _Test:
             try:
                 await self.done
             except defer.TimeoutError:
-                rx = [f for f in self.flows if f.direction == "download"]
-                got = (f"{sum(f.bytes for f in rx)} of {spec.nbytes} bytes"
-                       if spec.nbytes is not None
-                       else f"{sum(f.reads for f in rx)} of {spec.blocks} reads")  # fmt: skip
-                raise StreamError(f"only {got} arrived within {timeout:g} s") from None
+                got = sum(f.bytes for f in self.flows if f.direction == "download")
+                want = spec.nbytes if spec.nbytes is not None else (spec.blocks or 0) * spec.block
+                raise StreamError(
+                    f"only {got} of {want} bytes arrived within {timeout:g} s"
+                ) from None
             finally:
                 if self._stop_timer is not None and self._stop_timer.active():
                     self._stop_timer.cancel()

@@ -17,6 +17,7 @@ from test_throughput_timed import PIECE, RATE, SERVER, TimedIperf3, rig_with_ser
 
 from packetlab.cli import run_throughput
 from packetlab.cli.run import RunError
+from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import State
 from packetlab.measure.throughput_timed import TimedSpec, timed_test
 from packetlab.wire import Nsend, vmem
@@ -44,15 +45,16 @@ def test_blockcount_upload_sends_that_many_blocks() -> None:
 
 
 def test_blockcount_download_ends_after_that_many_reads() -> None:
-    """-R -k 10: iperf3's client counts its reads (blocks_received); ours the endpoint's
-    recv()s, each an ndata (64 KiB in the fake): TEST_END after the tenth."""
+    """-R -k 10: ten blocks of -l bytes in (iperf3's client counts its reads of up to -l
+    bytes, blocks_received; the endpoint's recv()s are smaller, 64 KiB here): TEST_END
+    once 10 x 128 KiB came."""
     rig, server = rig_with_server()
     d, _ = run(rig, TimedSpec(direction="download", blocks=10))
     assert "error" not in d, d
     assert server.params["blockcount"] == 10 and server.params["reverse"] is True
-    assert d["bytes"] == 10 * PIECE  # one ndata per piece here
+    assert d["bytes"] == 10 * iperf3.BLOCK == 20 * PIECE
     assert len(test_end_events(rig)) == 1
-    assert server.got[0] < 14 * PIECE  # the server stopped soon after
+    assert server.got[0] < 24 * PIECE  # the server stopped soon after
 
 
 @pytest.mark.parametrize("first", ["sent", "received"])
