@@ -21,12 +21,14 @@ examples:
   pktlab run throughput -c 10.77.3.2 -t 2 -i 0.5 -P 2          # iperf3 -R -t 2 -i 0.5 -P 2
   pktlab run throughput -c 10.77.3.2 -u -b 20M -t 1 --direction upload   # iperf3 -u -b 20M
   pktlab run throughput -c 10.77.3.2 --bidir -b 50M -t 5 -O 1     # both ways, 1 s omitted
+  pktlab run throughput -c 10.77.3.2 -k 100 --direction upload     # 100 blocks, as iperf3 -k
+  pktlab run throughput -c 10.77.3.2 -t 2 -P 2 --pcap t.pcap       # packets cut to 64 bytes
 
 Download: the data socket's ndata are masked during the transfer; the rate comes from the
 endpoint's receive stamps with the first 1 MiB ignored (the Marionette paper, §5.2).
 Upload: sends scheduled ahead with ntags masked; the rate is the iperf3 server's receiver
 figure (sender_mbit_s: the endpoint's ntag stamps, first 1 MiB ignored).
-With -t/-P/-u/-b/-i/-l: iperf3's test and lines, every figure from endpoint stamps
+With -t/-k/-P/-u/-b/-i/-l: iperf3's test and lines, every figure from endpoint stamps
 (ndata receive times, ntag send times); TEST_END and paced sends (-b, UDP) are scheduled
 at the endpoint; the sender/receiver block pairs ours with the iperf3 server's.
 mbit_s is 10^6 bit/s. See docs/throughput.md.

@@ -4,8 +4,8 @@ into packets (`pcap.PcapRecorder`) once it is over.
 
 A timed test moves gigabytes (10 s at 5 Gbit/s), so unlike the fixed-size transfer's
 file (every byte of its 25 MiB) each data packet is kept as a capture with a snap length
-keeps it: its headers say its whole length, the record holds the first `SNAP` payload
-bytes (iperf3's UDP header: its datagram number and send time). While the test runs a
+would keep it: its headers say its whole length, the record holds the first `SNAP`
+payload bytes (iperf3's UDP header: its datagram number and send time). While the test runs a
 packet costs one small append (`MAX_EVENTS` at most; later ones are counted, not kept), so
 recording does not slow the endpoint's notifications down; the packets are built after.
 

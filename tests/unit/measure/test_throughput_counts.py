@@ -349,3 +349,20 @@ def test_cli_pcap_with_the_timed_options() -> None:
     args = p.parse_args(["-c", "192.0.2.5", "-t", "1", "--lead", "1"])
     with pytest.raises(RunError, match="--lead is not used with -t"):
         run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+
+
+def test_a_stop_ends_a_bidir_bytes_test_with_both_halves() -> None:
+    """Ctrl-C in --bidir -n 64M: both halves stop at once, one TEST_END, the figures of
+    what ran."""
+    rig, server = rig_with_server()
+    rig.endpoint.rate = RATE
+    spec = TimedSpec(bidir=True, nbytes=64 << 20, bitrate=8e6, length=10_000)
+    at = rig.clock.seconds() + 0.35
+    r = rig.run(timed_test(rig.session, SERVER[0], spec=spec,
+                           stopping=lambda: rig.clock.seconds() >= at))  # fmt: skip
+    d = r.to_dict()
+    assert "error" not in d, d
+    assert d["stopped"] is True and server.done and 0.2 < d["seconds"] < 0.6
+    assert len(test_end_events(rig)) == 1
+    assert d["sum"]["sender"]["mbit_s"] == pytest.approx(8, rel=0.2)
+    assert d["sum_reverse"]["receiver"]["bytes"] > 0
