@@ -396,9 +396,11 @@ class MdaReport(_Report):
         max_ttl: int,
         method: str,
         confidence: float,
+        lite: bool = False,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
         self.max_ttl, self.method, self.confidence = max_ttl, method, confidence
+        self.lite = lite
         self.ttls = 0
         self.names: Mapping[str, str | None] | None = None
 
@@ -411,6 +413,7 @@ class MdaReport(_Report):
             self.write(
                 f"tracelb to {self.name or self.dst} ({self.dst}), {self.max_ttl} hops max, "
                 f"{self.method}, confidence {self.confidence * 100:g}%"
+                + (", MDA-Lite" if self.lite else "")
             )
 
     def hop(self, hop: MdaHop) -> None:
@@ -435,6 +438,8 @@ class MdaReport(_Report):
         reason = "COMPLETED" if result.reached else "HOPLIMIT"
         if interrupted:
             reason = "INTERRUPTED"
+        elif result.stop_reason == "MAXPROBEC":  # the probe budget (-Q) ran out
+            reason = "MAXPROBEC"
         elif not result.reached and last is not None and last.ttl < result.hops[-1].ttl:
             reason = "GAPLIMIT"
         self.write(
@@ -457,6 +462,17 @@ class MdaReport(_Report):
                     "probe_count": result.probe_count,
                     "reached": result.reached,
                     "max_ttl": self.max_ttl,
+                    # scamper's tracelb limits (-Q, -g, -q, -W) and which algorithm
+                    "probec_max": result.max_probes,
+                    "gaplimit": result.gaplimit,
+                    "attempts": result.attempts,
+                    "wait_probe": result.wait_probe_cs,
+                    "algorithm": result.algorithm,
+                    **(
+                        {"meshed": [h.ttl for h in result.hops if h.meshed]}
+                        if result.algorithm == "mda-lite"
+                        else {}
+                    ),
                 }
             )
         )

@@ -60,6 +60,7 @@ examples:
   pktlab run ping -c 3 -i 0.2 127.0.0.1
   pktlab run traceroute --json 10.77.3.2          # one JSON object per probe
   pktlab run traceroute -n --mda 10.77.6.2        # every interface of every hop
+  pktlab run traceroute -n --mda-lite -Q 500 10.77.6.2   # MDA-Lite, 500 probes at most
   pktlab run traceroute --listen 127.0.0.1:20556 192.0.2.1    # TLS, ~/.pktlab (pktlab init)
       # then: twistd -n pktendpoint -c ~/.pktlab/endpt.conf --transproto raw,tcp,udp \\
       #           --ipv4 SRC 127.0.0.1:20556      (SRC: the endpoint's address to send from)
@@ -434,6 +435,52 @@ def _add_traceroute(sub: Any) -> None:
         help="with --mda: the chance of finding every next hop of an interface [default: 95]",
     )
     tr.add_argument(
+        "--mda-lite",
+        dest="mda_lite",
+        action="store_true",
+        help="MDA-Lite (Vermeulen et al., IMC 2018; implies --mda): load balancing taken as "
+        "uniform (n(k) flows a hop, no node control), with a meshing test between two "
+        "multi-interface hops that falls back to the full MDA there",
+    )
+    tr.add_argument(
+        "-Q",
+        "--maxprobec",
+        dest="max_probes",
+        type=_positive(int, "--maxprobec", 50, 65535),
+        default=None,
+        metavar="N",
+        help="with --mda: send at most N probes in all, as scamper tracelb -Q; the trace "
+        "ends there (stop reason MAXPROBEC) [default: 3000]",
+    )
+    tr.add_argument(
+        "--gaplimit",
+        dest="gaplimit",
+        type=_positive(int, "--gaplimit", 1, 5),
+        default=None,
+        metavar="N",
+        help="with --mda: N TTLs in a row without an answer end it, as scamper tracelb -g "
+        "(-g is traceroute's gateway) [default: 3]",
+    )
+    tr.add_argument(
+        "--attempts",
+        dest="attempts",
+        type=_positive(int, "--attempts", 1, 5),
+        default=None,
+        metavar="N",
+        help="with --mda: probes of one flow and TTL before it counts as silent, as "
+        "scamper tracelb -q (-q is traceroute's probes per hop) [default: 1; scamper's 2]",
+    )
+    tr.add_argument(
+        "-W",
+        "--wait-probe",
+        dest="wait_probe",
+        type=_positive(int, "--wait-probe", 0, 200),
+        default=None,
+        metavar="CS",
+        help="with --mda: 1/100 s between two probes, as scamper tracelb -W [default: 0, "
+        "each round's probes at once; scamper's 25]",
+    )
+    tr.add_argument(
         "-n",
         dest="numeric",
         action="store_true",
@@ -712,7 +759,7 @@ def _add_ping(sub: Any) -> None:
         "to 4 hosts given before TARGET), each reply's as `TS:` lines as ping's; ignored "
         "over IPv6, as ping",
     )
-    pg.add_argument("prespec", nargs="*", help=argparse.SUPPRESS)
+    pg.add_argument("prespec", nargs="*", default=[], help=argparse.SUPPRESS)
     pg.add_argument(
         "-a",
         dest="audible",
@@ -942,6 +989,11 @@ def _experiment(
             src=frm,
             on_hop=on_hop,
             stop=stop,
+            lite=args.mda_lite,
+            gaplimit=args.gaplimit or 3,
+            attempts=args.attempts or 1,
+            max_probes=args.max_probes or 3000,
+            wait_probe=(args.wait_probe or 0) / 100,
         )
         await shown
         return result
@@ -1269,13 +1321,29 @@ def _endpoint_extra(args: argparse.Namespace) -> list[str]:
     return out
 
 
+MDA_LIMITS = (
+    ("max_probes", "--maxprobec"), ("gaplimit", "--gaplimit"), ("attempts", "--attempts"),
+    ("wait_probe", "--wait-probe"),
+)  # fmt: skip
+
+
+def mda_limits(args: argparse.Namespace) -> None:
+    """--mda-lite implies --mda; scamper's tracelb limits are for --mda only."""
+    if getattr(args, "mda_lite", False):
+        args.mda = True
+    given = [flag for dest, flag in MDA_LIMITS if getattr(args, dest, None) is not None]
+    if given and not args.mda:
+        raise RunError(f"{given[0]} is a limit of --mda (scamper's tracelb): add --mda")
+
+
 def _budget(args: argparse.Namespace) -> float:
     """Default --timeout of the in-process run: the measurement's own worst case + 30 s."""
     if args.measurement == "traceroute":
         n = (args.max_ttl - args.first_ttl + 1) * args.queries
         pace = args.pace or 0.0
-        if args.mda:  # rounds of probes: a few per TTL, each at most one --wait
-            work = (args.max_ttl - args.first_ttl + 1) * 6 * args.wait
+        if args.mda:  # rounds of probes: a few per TTL, each at most one --wait a try
+            work = (args.max_ttl - args.first_ttl + 1) * 6 * args.wait * (args.attempts or 1)
+            work += (args.max_probes or 3000) * (args.wait_probe or 0) / 100
         elif args.sequential or args.mtu:  # (--mtu: and a resend per size, a dozen at most)
             work = (n + (16 if args.mtu else 0)) * (args.wait + 0.5)
         elif args.squeries:
@@ -1303,6 +1371,7 @@ def _report(
         mda_report = MdaReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             method=MDA_METHOD[args.protocol], confidence=args.confidence / 100,
+            lite=args.mda_lite,
         )  # fmt: skip
         if args.warts == "-":  # the warts bytes go to stdout: the lines to stderr
             mda_report.progress.out = sys.stderr
@@ -1351,6 +1420,8 @@ async def measure(
         stop = StopSignal()
     if args.measurement == "traceroute" and args.first_ttl > args.max_ttl:
         raise RunError(f"--first-ttl {args.first_ttl} is above --max-ttl {args.max_ttl}")
+    if args.measurement == "traceroute":
+        mda_limits(args)
     if args.measurement == "traceroute" and args.mda and args.protocol not in MDA_METHOD:
         raise RunError(f"--mda varies the flow of udp, icmp or tcp probes, not {args.protocol}")
     if args.measurement == "traceroute" and args.mda and (args.sequential or args.squeries):

@@ -44,6 +44,18 @@ def test_defaults() -> None:
     assert parse("traceroute", "-P", "TCP-ACK", "x").protocol == "tcp-ack"
     m = parse("traceroute", "--mda", "--confidence", "99", "x")
     assert (a.mda, a.confidence, m.mda, m.confidence) == (False, 95.0, True, 99.0)
+    # scamper's tracelb limits: -Q maxprobec, -g gaplimit, -q attempts, -W wait-probe
+    lb = parse("traceroute", "--mda-lite", "-Q", "500", "--gaplimit", "5", "--attempts", "2",
+               "-W", "15", "x")  # fmt: skip
+    assert (lb.mda_lite, lb.max_probes, lb.gaplimit, lb.attempts, lb.wait_probe) == (
+        True, 500, 5, 2, 15,
+    )  # fmt: skip
+    assert (a.mda_lite, a.max_probes, a.gaplimit, a.attempts, a.wait_probe) == (
+        False, None, None, None, None,
+    )  # fmt: skip
+    for bad in (["-Q", "49"], ["--gaplimit", "6"], ["--attempts", "0"], ["-W", "201"]):
+        with pytest.raises(SystemExit):
+            parse("traceroute", "--mda", *bad, "x")
     p = parse("ping", "-6", "-c", "3", "-i", "0.2", "--json", "::1")
     assert (p.family, p.count, p.interval, p.size, p.ttl, p.json) == (6, 3, 0.2, 56, 64, True)
     assert (p.wait, p.deadline) == (10.0, None)  # iputils' -W default (MAXWAIT)
@@ -277,6 +289,11 @@ def _fails(args: argparse.Namespace) -> BaseException:
             "at most 4 hosts before TARGET, not 5",
         ),
         (["traceroute", "--mda", "-e", "10.0.0.1"], "--mda prints each hop's interfaces"),
+        (["traceroute", "-Q", "100", "10.0.0.1"], "--maxprobec is a limit of --mda"),
+        (["traceroute", "--gaplimit", "2", "10.0.0.1"], "--gaplimit is a limit of --mda"),
+        (["traceroute", "--attempts", "2", "10.0.0.1"], "--attempts is a limit of --mda"),
+        (["traceroute", "-W", "25", "10.0.0.1"], "--wait-probe is a limit of --mda"),
+        (["traceroute", "--mda-lite", "-N", "4", "10.0.0.1"], "not with --sequential or -N"),
     ],
 )
 def test_early_errors(argv: list[str], message: str) -> None:
