@@ -660,9 +660,22 @@ def _opt_lines(edns: Record) -> list[str]:
     return lines
 
 
+def hex_dump(data: bytes) -> list[str]:
+    """dig's hex dump of a packet (BIND's hex_dump()): its length, then 16 bytes a line
+    in hex, nine spaces and the bytes from '!' to '}' as themselves, the others as '.'."""
+    lines = [f"{len(data)} bytes"]
+    for at in range(0, len(data), 16):
+        chunk = data[at : at + 16]
+        text = "".join(chr(b) if 0x21 <= b <= 0x7D else "." for b in chunk)
+        lines.append("".join(f"{b:02x} " for b in chunk).ljust(48) + " " * 9 + text)
+    return lines
+
+
 def error_lines(r: Record) -> list[str]:
     """A query that got no answer, as dig says it: a communications error per try (a
-    reply that does not parse: `Got bad packet`)."""
+    reply that does not parse: `Got bad packet` and dig's hex dump of it)."""
+    if r.get("error_kind") == "malformed" and "packet" in r:
+        return [f";; Got bad packet: {r['reason']}", *hex_dump(bytes.fromhex(r["packet"]))]
     if r.get("error_kind") in ("malformed", "lame", "steps"):
         return [f";; Got bad packet: {r['error']}" if r["error_kind"] == "malformed" else
                 f";; {r['error']}"]  # fmt: skip
@@ -740,7 +753,9 @@ class DigText:
         lines = [f";; {note}" for note in r.get("notes", [])]
         if "error" in r:
             lines += error_lines(r)
-            if r.get("error_kind") not in ("malformed", "lame", "steps"):
+            if r.get("error_kind") == "malformed":
+                self.banner()  # as dig: the lookup's banner is used up, not shown
+            elif r.get("error_kind") not in ("lame", "steps"):
                 lines += self.banner()
                 lines.append(";; no servers could be reached")
             if r.get("error_kind") == "timeout" and "; " in r["error"]:

@@ -114,6 +114,8 @@ class DnsResult:
     server_name: str | None = None  # dns_trace: the NS name of the server asked
     qclass: str = "IN"
     cookie: bytes | None = None  # the COOKIE option sent (client cookie, + server's)
+    packet: bytes | None = None  # "malformed": the reply as received (dig's hex dump)
+    reason: str | None = None  # "malformed": why it does not parse, in BIND's words
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -134,6 +136,9 @@ class DnsResult:
         if self.error is not None:
             out["error"] = self.error
             out["error_kind"] = self.error_kind
+            if self.packet is not None:
+                out["packet"] = self.packet.hex()
+                out["reason"] = self.reason
             return out
         out.update(
             rcode=self.rcode,
@@ -395,7 +400,33 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
 
 
 class _Malformed(Exception):
-    """A reply to our query (its ID, QR set) that does not parse as a DNS message."""
+    """A reply to our query (its ID, QR set) that does not parse as a DNS message:
+    `reason` in BIND's words where it has them, `wire` the reply."""
+
+    def __init__(self, reason: str, wire: bytes) -> None:
+        super().__init__(f"{reason} ({len(wire)} bytes)")
+        self.reason, self.wire = reason, wire
+
+
+# BIND's words (isc_result_totext) for what dnspython's parse errors mean, so that
+# dig's `;; Got bad packet: REASON` line reads the same; other errors keep dnspython's
+_BIND_REASONS = {
+    "BadPointer": "bad compression pointer",
+    "BadLabelType": "bad label type",
+    "LabelTooLong": "label too long",
+    "NameTooLong": "name too long",
+    "ShortHeader": "unexpected end of input",
+    "TrailingJunk": "extra input data",
+}
+
+
+def _bind_reason(e: Exception) -> str:
+    name = type(e).__name__
+    if name in _BIND_REASONS:
+        return _BIND_REASONS[name]
+    if type(e) is dns.exception.FormError and str(e) == str(dns.exception.FormError()):
+        return "unexpected end of input"  # dnspython's parser ran out of data
+    return " ".join(str(e).split()).rstrip(".") or name  # dnspython's wrap
 
 
 def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:
@@ -405,16 +436,16 @@ def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | Non
     try:
         msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False)
     except (dns.exception.DNSException, ValueError) as e:
-        why = " ".join(str(e).split()).rstrip(".") or type(e).__name__  # dnspython's wrap
+        why = _bind_reason(e)
         if len(wire) < 12 or struct.unpack(">H", wire[:2])[0] != query.id or not wire[2] & 0x80:
             return None
         if wire[2] & 0x02:  # TC: a truncated reply may not parse past the question
             try:
                 msg = dns.message.from_wire(wire, question_only=True)
             except (dns.exception.DNSException, ValueError):
-                raise _Malformed(f"{why} ({len(wire)} bytes)") from None
+                raise _Malformed(why, wire) from None
         else:
-            raise _Malformed(f"{why} ({len(wire)} bytes)") from None
+            raise _Malformed(why, wire) from None
     return msg if query.is_response(msg) else None
 
 
@@ -663,6 +694,7 @@ async def _over_udp(
                 except _Malformed as e:
                     result.error = f"malformed reply from {result.server}#{result.port}: {e}"
                     result.error_kind = "malformed"
+                    result.packet, result.reason = e.wire, e.reason
                     return None
                 if msg is None:
                     continue
@@ -737,6 +769,7 @@ async def _over_tcp(
         except _Malformed as e:
             result.error = f"malformed reply from {result.server}#{result.port} over TCP: {e}"
             result.error_kind = "malformed"
+            result.packet, result.reason = e.wire, e.reason
             return
         if msg is None:
             result.error = f"{result.server} answered over TCP with a message that is not the reply"

@@ -18,7 +18,8 @@ query). Class CH: `version.bind. TXT` (and `id.server.`) as a BIND server answer
 Outside `test.`: a root zone whose server is `localhost.` (for `+trace`).
 
 Misbehaving names: `silent.test.` never answers; `refused.test.` gets REFUSED;
-`badopt.test.` gets a reply whose OPT record is cut short; `garbage.test.` gets the
+`badopt.test.` gets a reply whose OPT record is cut short; `cut.test.` one that ends in
+the middle of its SOA (no OPT); `garbage.test.` gets the
 query's ID and flags followed by bytes that are no DNS message; `tcgarbage.test.` gets TC
 over UDP and, over TCP, 65535 bytes of garbage after its ID; a name under `deep.test.`
 gets a referral one label deeper each time it is asked (to ns.deep.test. at this server):
@@ -272,6 +273,9 @@ def reply_to(wire: bytes, limit: int | None) -> bytes | None:
         response.additional.append(dns.rrset.from_text("ns.deep.test.", 60, "IN", "A", "127.0.0.1"))
         return response.to_wire()
     response = answer(query)
+    if qname == "cut.test.":  # no OPT, the authority's SOA cut short: ends mid-record
+        response.use_edns(False)
+        return response.to_wire(want_shuffle=False)[:-6]
     if qname == "badopt.test.":
         full = response.to_wire(want_shuffle=False)
         return full[:-3]  # the OPT record's RDLENGTH and data cut short

@@ -158,11 +158,22 @@ def test_closed_udp_port_is_connection_refused_at_once(port: int) -> None:
 def test_timeout_and_malformed_replies(port: int) -> None:
     at = ["@127.0.0.1", "-p", str(port)]
     side_by_side(*at, "+time=1", "+tries=1", "silent.test")
-    for name in ("garbage.test", "badopt.test"):  # dig prints what it could; we: one line
+    # a bad packet: dig's `;; Got bad packet: REASON` and its hex dump (the ID differs)
+    hexid = re.compile(r"^(\d+ bytes\n)[0-9a-f]{2} [0-9a-f]{2} (.{51})..", re.M)
+    for words in (["garbage.test"], ["garbage.test", "a.test"], ["a.test", "garbage.test"],
+                  ["+tcp", "+nocmd", "tcgarbage.test"], ["+nocmd", "tcgarbage.test"]):  # fmt: skip
+        a, b = ours(*at, *words), dig(*at, *words)
+        assert a.returncode == 1 and "Traceback" not in a.stderr, a.stderr
+        assert hexid.sub(r"\1ID \2ID", normal(a.stdout)) == hexid.sub(
+            r"\1ID \2ID", normal(b.stdout)
+        )
+        assert ";; Got bad packet: b" in a.stdout and " bytes\n" in a.stdout
+    # cut short past the question: dig shows what parsed (BIND's best effort), we the dump
+    for name in ("badopt.test", "cut.test"):
         got = ours(*at, name)
         assert got.returncode == 1 and "Traceback" not in got.stderr
-        assert got.stdout.startswith(f";; Got bad packet: malformed reply from 127.0.0.1#{port}")
-        assert got.stdout.count("\n") == 1
+        assert got.stdout.startswith(";; Got bad packet: unexpected end of input\n")
+        assert "Warning: Message parser reports malformed" in dig(*at, name).stdout
 
 
 def test_trace_as_dig(port: int) -> None:
@@ -219,12 +230,11 @@ def test_hostile_servers_through_the_cli(port: int) -> None:
     at = ["@127.0.0.1", "-p", str(port)]
     got = ours(*at, "+nocmd", "tcgarbage.test")
     assert got.returncode == 1 and "Traceback" not in got.stderr, got.stderr
-    assert got.stdout.splitlines() == [
-        ";; Truncated, retrying in TCP mode.",
-        f";; Got bad packet: malformed reply from 127.0.0.1#{port} over TCP: "
-        + got.stdout.split(" over TCP: ", 1)[1].splitlines()[0],
-    ]
-    assert got.stdout.rstrip().endswith("(65535 bytes)")
+    lines = got.stdout.splitlines()  # dig's hex dump of it: 4096 lines of 16 bytes
+    assert lines[:3] == [
+        ";; Truncated, retrying in TCP mode.", ";; Got bad packet: bad label type", "65535 bytes"
+    ]  # fmt: skip
+    assert len(lines) == 3 + 4096
     deep = ".".join(["x"] * 40) + ".deep.test"
     t0 = time.monotonic()
     got = ours("-4", "+trace", *at, deep)

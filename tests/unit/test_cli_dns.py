@@ -146,6 +146,40 @@ def test_sections_errors_and_notes_as_dig() -> None:
     )
 
 
+# `dig @127.0.0.1 -p P garbage.test` and `dig +tcp ... tcgarbage.test` (BIND 9.18.49) against
+# tests/integration's dns_zone_server.py: the bad packet's reason and dig's hex dump
+DIG_BAD_PACKET = """\
+;; Got bad packet: bad compression pointer
+21 bytes
+96 9d 84 00 00 01 00 01 00 00 00 00 ff ff ff ff          ................
+ff ff ff ff ff                                           .....
+"""
+DIG_BAD_TCP_LINES = [
+    "65535 bytes",
+    "8c d9 84 00 01 02 03 04 05 06 07 08 09 0a 0b 0c          ................",
+    "5d 5e 5f 60 61 62 63 64 65 66 67 68 69 6a 6b 6c          ]^_`abcdefghijkl",
+    "6d 6e 6f 70 71 72 73 74 75 76 77 78 79 7a 7b 7c          mnopqrstuvwxyz{|",
+    "7d 7e 7f 80 81 82 83 84 85 86 87 88 89 8a 8b 8c          }...............",
+]
+
+
+def test_a_bad_packet_is_digs_hex_dump() -> None:
+    """dig prints a reply that does not parse as `;; Got bad packet: REASON`, its length
+    and a hex dump (16 bytes a line, '!'..'}' as text); no banner before it."""
+    packet = bytes.fromhex("969d84000001000100000000") + b"\xff" * 9
+    bad = {"type": "dns", "qname": "garbage.test.", "qtype": "A", "server": "127.0.0.1",
+           "port": 53, "proto": "udp", "tries": 1, "error_kind": "malformed",
+           "error": "malformed reply from 127.0.0.1#53: bad compression pointer (21 bytes)",
+           "reason": "bad compression pointer", "packet": packet.hex()}  # fmt: skip
+    assert text_of(parse("garbage.test"), bad) == DIG_BAD_PACKET
+    wire = b"\x8c\xd9\x84" + bytes(range(256)) * 255 + b"\0" * 252
+    tcp = {**bad, "reason": "bad label type", "packet": wire.hex(), "proto": "tcp"}
+    lines = text_of(parse("+tcp", "tcgarbage.test"), tcp).splitlines()
+    assert lines[0] == ";; Got bad packet: bad label type" and len(lines) == 2 + 4096
+    assert lines[1:3] + lines[8:11] == DIG_BAD_TCP_LINES
+    assert lines[-1] == "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00             ..............."
+
+
 def test_columns_follow_binds_indent() -> None:
     rr = {"name": "a-rather-long-label-for-the-columns.test.", "ttl": 2147483647,
           "type": "A", "data": "192.0.2.3"}  # fmt: skip

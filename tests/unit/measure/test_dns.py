@@ -289,6 +289,31 @@ def test_a_malformed_reply_is_one_clear_error(cut: object) -> None:
     assert r.error_kind == "malformed" and r.rcode is None
     assert r.error is not None and r.error.startswith("malformed reply from 192.0.2.53#53: ")
     assert "\n" not in r.error and rig.clock.seconds() < 1  # at once, not after the tries
+    assert r.packet is not None and r.reason and r.to_dict()["reason"] == r.reason
+    assert bytes.fromhex(r.to_dict()["packet"]) == r.packet
+
+
+@pytest.mark.parametrize(
+    ("cut", "reason"),
+    [(lambda w: w[:14] + b"\xff" * 9, "bad compression pointer"),
+     (lambda w: w[:12] + b"\x41abc", "bad label type"),
+     (lambda w: w[:-6], "unexpected end of input")],
+    ids=["pointer", "label", "end"],
+)  # fmt: skip
+def test_a_bad_packet_is_kept_with_binds_reason(cut: Any, reason: str) -> None:
+    """The reply that does not parse is kept (dig's hex dump) with BIND's words for why
+    (`;; Got bad packet: bad compression pointer`, as dig says it)."""
+    rig = Rig()
+    sent: list[bytes] = []
+
+    def server(q: bytes) -> list[bytes]:
+        sent.append(cut(answer(q, "a.test. 1 A 192.0.2.1")))
+        return sent[-1:]
+
+    rig.endpoint.udp_servers[SERVER] = server
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=5))
+    assert (r.error_kind, r.reason, r.packet) == ("malformed", reason, sent[0])
+    assert r.error == f"malformed reply from 192.0.2.53#53: {reason} ({len(sent[0])} bytes)"
 
 
 def test_family_picks_the_default_server_and_checks_a_given_one() -> None:
