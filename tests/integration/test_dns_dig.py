@@ -346,3 +346,24 @@ def test_options_after_a_name_are_its_own_as_dig(port: int) -> None:
                   ["a.test", "+tcp", "+nsid", "a.test"],
                   ["a.test", "+split=8", "+dnssec", "test", "DNSKEY"]):  # fmt: skip
         side_by_side(*at, *words)
+
+
+def test_dash_t_c_x_and_servers_after_a_name_as_dig(port: int) -> None:
+    """dig applies -t, -c and @SERVER written after a name to that name's query only; -x
+    is a name where it stands; after a -t, -c or -x a type or class word is a name; a
+    type word before any name is every name's. Several servers: tried in order, each
+    failure a `communications error` line (::1: nothing listens, refused at once)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    for words in (["a.test", "-t", "MX", "mx.test"], ["a.test", "-t", "MX", "mx.test", "MX"],
+                  ["a.test", "-c", "CH", "version.bind", "TXT"], ["MX", "mx.test", "a.test"],
+                  ["-t", "MX", "a.test", "mx.test", "-t", "TXT", "txt.test"],
+                  ["-x", "192.0.2.1", "-t", "A", "a.test"], ["a.test", "-x", "192.0.2.1"],
+                  ["-t", "MX", "-x", "192.0.2.1", "+noall", "+question"]):  # fmt: skip
+        side_by_side(*at, *words)
+    p = ["-p", str(port), "+tries=1"]  # ::1: nothing listens there (the server is IPv4)
+    out = side_by_side(*p, "@::1", "@127.0.0.1", "a.test", "nope.test")
+    assert out.count(f";; communications error to ::1#{port}: connection refused") == 2
+    out = side_by_side(*p, "a.test", "@::1", "@127.0.0.1", "nope.test", "@127.0.0.1")
+    assert out.count(";; communications error") == 1 and "server found" not in out
+    side_by_side(*p, "@127.0.0.1", "a.test", "@::1", "b.test", "@::1")
+    side_by_side(*p, "+nocmd", "a.test", "@::1")  # its only server: no servers reached

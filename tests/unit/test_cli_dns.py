@@ -392,8 +392,11 @@ def test_class_words_and_dash_c_as_dig() -> None:
     a = parse("version.bind", "CH", "TXT", "a.test")
     assert [(n, t, c) for n, t, c, _ in a.plan] == [("version.bind", ["TXT"], "CH"),
                                                      ("a.test", None, None)]  # fmt: skip
+    # as dig: -c before any name is every name's, and after a -c or -t a class word is a name
     a = parse("-c", "chaos", "-t", "TXT", "version.bind", "id.server", "IN")
-    assert [(n, c) for n, _, c, _ in a.plan] == [("version.bind", "chaos"), ("id.server", "IN")]
+    assert [(n, c) for n, _, c, _ in a.plan] == [
+        ("version.bind", "chaos"), ("id.server", "chaos"), ("IN", "chaos")
+    ]  # fmt: skip
     ch = {**A_DNSSEC, "qname": "version.bind.", "qtype": "TXT", "qclass": "CH", "answers": [
         {"name": "version.bind.", "type": "TXT", "ttl": 0, "data": '"9.18-pktlab-test"',
          "class": "CH"}]}  # fmt: skip
@@ -410,12 +413,13 @@ def test_batch_file_lines_and_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     f = tmp_path / "batch"
     f.write_text("a.test\n\nmx.test MX +noall +answer\n-x 192.0.2.1 +tcp\n-t TXT -c CH v.b\n")
     a = parse("@127.0.0.1", "-p", "53", "-f", str(f))
-    got = [(n, t, c, o.tcp, o.show["stats"], o.show["cmd"], o.server) for n, t, c, o in a.plan]
+    got = [(n, t, c, o.tcp, o.show["stats"], o.show["cmd"], o.server, o.port)
+           for n, t, c, o in a.plan]  # fmt: skip
     assert got == [  # +noall's cmd stays for the lines after (dig's global printcmd), not stats
-        ("a.test", None, None, False, True, True, "127.0.0.1:53"),
-        ("mx.test", ["MX"], None, False, False, False, "127.0.0.1:53"),
-        ("1.2.0.192.in-addr.arpa.", ["PTR"], None, True, True, False, "127.0.0.1:53"),
-        ("v.b", ["TXT"], "CH", False, True, False, "127.0.0.1:53"),
+        ("a.test", None, None, False, True, True, "127.0.0.1", 53),
+        ("mx.test", ["MX"], None, False, False, False, "127.0.0.1", 53),
+        ("1.2.0.192.in-addr.arpa.", ["PTR"], None, True, True, False, "127.0.0.1", 53),
+        ("v.b", ["TXT"], "CH", False, True, False, "127.0.0.1", 53),
     ]
     assert a.plan[0][3].batch_words == ["a.test"]  # dig's banner for the line shows it
     monkeypatch.setattr(run_dns, "BATCH_LINES", 3)
@@ -439,3 +443,59 @@ def test_options_after_a_name_are_its_own() -> None:
     assert first is not None and first.dnssec and first.tcp and not first.show["stats"]
     assert second is None and not a.dnssec and a.tcp and a.show["stats"]
     assert a.short and a.wait == 3.0 and not a.show["cmd"]  # +noall's cmd: dig's global
+
+
+def test_dash_t_c_x_and_server_after_a_name_are_its_own_as_dig() -> None:
+    """dig applies -t, -c and @SERVER written after a name to that name's query only
+    (checked with dig 9.18: `a.test -t MX mx.test` asks a.test MX, mx.test A); -x is a
+    name where it stands; after a -t, -c or -x a type or class word is a name; a type
+    or class word before any name is every name's."""
+    a = parse("@127.0.0.1", "a.test", "-t", "MX", "mx.test", "-c", "CH", "MX")
+    assert [(n, t, c) for n, t, c, _ in a.plan] == [
+        ("a.test", ["MX"], None), ("mx.test", None, "CH"), ("MX", None, None)
+    ]  # fmt: skip
+    a = parse("-x", "192.0.2.1", "-t", "A", "a.test", "-x", "192.0.2.2")
+    assert [(n, t) for n, t, _, _ in a.plan] == [
+        ("1.2.0.192.in-addr.arpa.", ["A"]), ("a.test", None), ("2.2.0.192.in-addr.arpa.", ["PTR"])
+    ]  # fmt: skip
+    a = parse("MX", "mx.test", "a.test", "TXT")
+    assert [(n, t) for n, t, _, _ in a.plan] == [("mx.test", ["MX"]), ("a.test", ["TXT"])]
+    a = parse("-p", "5300", "@127.0.0.1", "a.test", "@127.0.0.2", "@::1", "b.test", "c.test")
+    (_, _, _, first), (_, _, _, second), (_, _, _, third) = a.plan
+    assert first.servers == ["127.0.0.1", "127.0.0.2", "::1"] and second is third is None
+    assert (a.servers, a.user_server, a.port) == (["127.0.0.1"], "127.0.0.1", 5300)
+    a = parse("-p", "5300", "a.test", "@127.0.0.2", "b.test")  # no server for b.test: the default
+    assert a.plan[0][3].servers == ["127.0.0.2"] and a.servers == [] and a.user_server is None
+    assert run_dns.COMMAND.budget(a) == 2 * 3 * 2.0
+
+
+def test_servers_are_tried_in_order_as_dig() -> None:
+    """A query with several servers (dig's @A @B) asks the next when one does not
+    answer; the failures are dig's `communications error` lines before the answer."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    from ctl_fakes import Rig
+
+    from packetlab.measure.dns import dns_query
+
+    rig = Rig()
+
+    def server(q: bytes) -> list[bytes]:
+        import dns.message
+
+        return [dns.message.make_response(dns.message.from_wire(q)).to_wire()]
+
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = server
+    servers = [("192.0.2.54", 53), ("192.0.2.53", 53)]
+    from twisted.internet.defer import Deferred
+
+    ask = run_dns._ask(rig.session, servers, "a.test", "A", attempts=2, timeout=1, icmp=False)
+    r = rig.run(Deferred.fromCoroutine(ask))
+    assert (r.server, r.rcode, r.error) == ("192.0.2.53", "NOERROR", None)
+    assert r.notes == ["communications error to 192.0.2.54#53: timed out"] * 2
+    assert text_of(parse("+nocmd", "+noall", "+comments", "a.test"), r.to_dict()).startswith(
+        ";; communications error to 192.0.2.54#53: timed out\n" * 2 + ";; Got answer:\n"
+    )
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.54", attempts=1, timeout=1))
+    assert r.error_kind == "timeout" and not r.notes
