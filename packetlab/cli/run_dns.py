@@ -86,7 +86,8 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+nsid": ("nsid", True), "+nonsid": ("nsid", False),
              "+multiline": ("multiline", True), "+nomultiline": ("multiline", False),
              "+cookie": ("cookie", True), "+nocookie": ("cookie", False),
-             "+nosplit": ("split", 0)}  # fmt: skip
+             "+nosplit": ("split", 0), "+ignore": ("ignore", True),
+             "+noignore": ("ignore", False)}  # fmt: skip
 DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries", "+bufsize": "bufsize",
               "+edns": "edns", "+split": "split"}  # fmt: skip
 SPLIT_MAX = 1023  # dig's bound for +split
@@ -380,7 +381,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             else:
                 raise RunError(
                     f"{word}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
-                    "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
+                    "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, +ignore, "
                     "+tries=N, +retry=N, +[no]nsid, +[no]cookie[=HEX], +[no]multiline, "
                     "+split=N, +[no]cmd/comments/question/answer/authority/additional/stats/"
                     "all; see --help)"
@@ -519,7 +520,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="record type (A, AAAA, MX, TXT, ANY, TYPE65, ...); repeat for several [default: A]",
     )
     p.add_argument("--tcp", action="store_true", help="ask over TCP (default: UDP)")
-    p.set_defaults(nsid=False, cookie=True, multiline=False, split=None)
+    p.set_defaults(nsid=False, cookie=True, multiline=False, split=None, ignore=False)
     p.add_argument(
         "--server",
         metavar="ADDR[:PORT]",
@@ -586,8 +587,6 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             texts.setdefault(server, _host_text(typed))
         if texts:
             o.server_texts = texts
-        if o.trace and o.tcp:
-            raise RunError("+trace over TCP is not built (UDP, with the TCP retry of a truncation)")
         if not 0 < o.wait <= 60 or not 1 <= o.tries <= 10:
             raise RunError("--wait must be in (0, 60] and --tries 1..10")
         qtypes = [parse_qtype(t) for t in (types or ["A"])]
@@ -613,6 +612,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                         qtype,
                         server=server,
                         port=port,
+                        tcp=o.tcp,
+                        tcp_fallback=not o.ignore,
                         timeout=o.wait,
                         attempts=o.tries,
                         edns=False if o.edns < 0 else o.edns,
@@ -630,6 +631,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     name,
                     qtype,
                     tcp=o.tcp,
+                    tcp_fallback=not o.ignore,  # +ignore: a truncated answer as it came
                     timeout=o.wait,
                     attempts=o.tries,
                     recursion=not o.norecurse,

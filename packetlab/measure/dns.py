@@ -935,6 +935,8 @@ async def dns_trace(
     *,
     server: AddressLike | None = None,
     port: int = 53,
+    tcp: bool = False,
+    tcp_fallback: bool = True,
     timeout: float = 2.0,
     attempts: int = 2,
     edns: bool | int = True,
@@ -954,13 +956,15 @@ async def dns_trace(
     at random) until one answers. Every step is a DnsResult (its `server_name` the NS
     name asked), given to `on_step` as it comes; the last one says how it ended.
     `dnssec` (default on, as dig +trace) sets the DO bit; `nsid` and `cookie` go in each
-    query, as in dns_query (True: one random client cookie for the whole trace)."""
+    query, as in dns_query (True: one random client cookie for the whole trace); `tcp`
+    asks every step over TCP (dig +trace +tcp), `tcp_fallback` off keeps a truncated
+    UDP answer as it came (dig +ignore)."""
     if cookie is True:
         cookie = random.randbytes(8)
     common: dict[str, Any] = {
         "port": port, "timeout": timeout, "attempts": attempts, "edns": edns,
         "payload": payload, "dnssec": dnssec, "family": family, "icmp": icmp,
-        "nsid": nsid, "cookie": cookie,
+        "nsid": nsid, "cookie": cookie, "tcp": tcp, "tcp_fallback": tcp_fallback,
     }  # fmt: skip
     if server is None:
         server = await _default_server(session, family)

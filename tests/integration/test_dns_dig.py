@@ -116,6 +116,10 @@ def test_edns_switches_as_dig(port: int) -> None:
     out = side_by_side(*at, "+dnssec", "keys.test", "DNSKEY")  # 1232: no truncation
     assert "Truncated" not in out and "(UDP)" in out
     side_by_side(*at, "+edns=1", "+nocmd", "a.test")  # BADVERS, asked again with version 0
+    # +ignore: the truncated answer as it came (flags tc, no answer), no TCP retry
+    out = side_by_side(*at, "+ignore", "+noedns", "big.test", "TXT", "+bufsize=512",
+                       "+dnssec", "keys.test", "DNSKEY")  # fmt: skip
+    assert out.count("flags: qr aa tc rd;") == 2 and "Truncated" not in out and "(TCP)" not in out
 
 
 def test_display_switches_as_dig(port: int) -> None:
@@ -186,6 +190,8 @@ def test_trace_as_dig(port: int) -> None:
         assert out.count(";; Received ") == 2 and "(localhost) in " in out
     out = side_by_side(*at, "+short", "www.test", "AAAA")
     assert "CNAME v6.test. from server 127.0.0.1 in " in out
+    out = side_by_side(*at, "+tcp", "a.test")  # every step over TCP (refused before session 12)
+    assert out.count(";; Received ") == 2 and ";; Received 94 bytes from" in out
     # sub.test.'s server is ns.sub.test. at 127.0.0.1 (glue), this same server: it refers
     # to sub.test. again. dig cannot find ns.sub.test on this host; we stop at the loop.
     got = ours(*at, "x.sub.test")

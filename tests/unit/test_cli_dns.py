@@ -267,10 +267,14 @@ def test_trace_steps_as_dig() -> None:
         "A 192.0.2.2 from server 127.0.0.1 in 0 ms.\nA 192.0.2.1 from server 127.0.0.1 in 0 ms.\n"
         f"RRSIG {SIG} from server 127.0.0.1 in 0 ms.\n"
     )
-    with pytest.raises(RunError, match=r"\+trace over TCP is not built"):
-        from packetlab.cli.run_command import Progress
+    from packetlab.cli.run_command import Progress
 
-        run_dns.experiment(parse("+trace", "+tcp", "a.test"), lambda r: None, Progress())
+    # +trace +tcp (dig's too; refused before session 12) and +ignore are taken
+    import packetlab.cli as cli
+
+    a = cli.parse(["run", "dns", "+trace", "+tcp", "+ignore", "a.test", "b.test", "+noignore"])
+    run_dns.experiment(a, lambda r: None, Progress())  # was: +trace over TCP is not built
+    assert a.trace and a.tcp and a.ignore and not a.plan[1][3].ignore
 
 
 DIG_MULTILINE = (  # dig @127.0.0.1 -p PORT +multiline +noall +answer +dnssec soa2.test SOA

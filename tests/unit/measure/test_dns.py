@@ -526,6 +526,36 @@ def test_trace_follows_referrals_down_to_the_answer() -> None:
     assert all(q.ednsflags & dns.flags.DO for q in queries)  # as dig +trace
 
 
+def test_trace_over_tcp_asks_every_step_over_tcp() -> None:
+    """dig +trace +tcp: the root's NS, each referral and the NS addresses, all over TCP
+    (the servers here answer TCP only)."""
+    rig = trace_rig()
+    rig.endpoint.udp_servers[(LEAF, 53)] = zone_server(
+        {"x.sub.test.": ["x.sub.test. 5 A 192.0.2.99"]}
+    )
+    rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
+        {".": [". 86400 NS a.root."], "ns1.elsewhere.": [f"ns1.elsewhere. 60 A {LEAF}"]},
+        {"test.": ["test. 172800 NS ns.test."]},
+        [f"ns.test. 172800 A {TLD}", f"a.root. 60 A {ROOT}"],
+    )  # fmt: skip
+
+    def over_tcp(serve: Any) -> Any:
+        def stream(data: bytes) -> list[bytes]:
+            return [struct.pack(">H", len(r)) + r for r in serve(data[2:])]
+
+        return stream
+
+    for where in list(rig.endpoint.udp_servers):
+        rig.endpoint.tcp_servers[where] = over_tcp(rig.endpoint.udp_servers.pop(where))
+    steps = rig.run(dns_trace(rig.session, "x.sub.test", server=ROOT, tcp=True))
+    assert [(s.server, s.proto, s.error) for s in steps] == [
+        (ROOT, "tcp", None), (ROOT, "tcp", None), (TLD, "tcp", None), (LEAF, "tcp", None)
+    ]  # fmt: skip
+    assert steps[-1].answer_set() == {("x.sub.test.", "A", "192.0.2.99")}
+    opened = [m.proto for m in rig.endpoint.received if isinstance(m, Nopen)]
+    assert len(opened) == 5 and set(opened) == {Proto.TCP}  # 4 steps, a glue-less NS's A
+
+
 def test_trace_tries_the_next_server_and_stops_at_a_lame_referral() -> None:
     rig = trace_rig()
     rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
