@@ -381,8 +381,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             else:
                 raise RunError(
                     f"{word}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
-                    "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, +ignore, "
-                    "+tries=N, +retry=N, +[no]nsid, +[no]cookie[=HEX], +[no]multiline, "
+                    "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
+                    "+ignore, +tries=N, +retry=N, +[no]nsid, +[no]cookie[=HEX], +[no]multiline, "
                     "+split=N, +[no]cmd/comments/question/answer/authority/additional/stats/"
                     "all; see --help)"
                 )

@@ -267,10 +267,10 @@ def test_trace_steps_as_dig() -> None:
         "A 192.0.2.2 from server 127.0.0.1 in 0 ms.\nA 192.0.2.1 from server 127.0.0.1 in 0 ms.\n"
         f"RRSIG {SIG} from server 127.0.0.1 in 0 ms.\n"
     )
+    import packetlab.cli as cli
     from packetlab.cli.run_command import Progress
 
     # +trace +tcp (dig's too; refused before session 12) and +ignore are taken
-    import packetlab.cli as cli
 
     a = cli.parse(["run", "dns", "+trace", "+tcp", "+ignore", "a.test", "b.test", "+noignore"])
     run_dns.experiment(a, lambda r: None, Progress())  # was: +trace over TCP is not built
