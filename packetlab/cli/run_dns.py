@@ -849,6 +849,9 @@ class DigText:
     def __call__(self, r: Record) -> str | None:
         if r["type"] != "dns":
             return None
+        if r.get("error_kind") == "lame" and self.trace and not self.short:  # as dig's step
+            notes = [f";; {n}" for n in r.get("notes", []) if not n.startswith("BAD ")]
+            return "\n".join([*notes, *self.trace_step(r), f";; {r['error']}"])
         lines = [f";; {note}" for note in r.get("notes", [])]
         if "error" in r:
             lines += error_lines(r)
@@ -888,8 +891,10 @@ class DigText:
         ms = self.took(r)
         name = r.get("server_name") or self.user_server or r["server"]
         style = self.style
+        bad = [f";; {n}" for n in r.get("notes", []) if n.startswith("BAD ")]  # dig's, after
         return [
             *(rr_line(a, style) for a in [*r["answers"], *r.get("authority", [])]),
+            *bad,
             f";; Received {r['size']} bytes from {r['server']}#{r['port']}({name}) in {ms} ms",
             "",
         ]

@@ -139,7 +139,8 @@ class DnsResult:
             if self.packet is not None:
                 out["packet"] = self.packet.hex()
                 out["reason"] = self.reason
-            return out
+            if self.error_kind != "lame":  # a lame referral: an answer all the same
+                return out
         out.update(
             rcode=self.rcode,
             answers=[a.to_dict() for a in self.answers],
@@ -1036,6 +1037,7 @@ async def dns_trace(
         if not (cut.is_subdomain(zone) and cut != zone and target.is_subdomain(cut)):
             got.error = f"referral to {cut} from {zone} goes no deeper (a lame delegation)"
             got.error_kind = "lame"
+            got.notes.append("BAD (HORIZONTAL) REFERRAL" if cut == zone else "BAD REFERRAL")
             step(got)
             break
         step(got)

@@ -193,10 +193,13 @@ def test_trace_as_dig(port: int) -> None:
     out = side_by_side(*at, "+tcp", "a.test")  # every step over TCP (refused before session 12)
     assert out.count(";; Received ") == 2 and ";; Received 94 bytes from" in out
     # sub.test.'s server is ns.sub.test. at 127.0.0.1 (glue), this same server: it refers
-    # to sub.test. again. dig cannot find ns.sub.test on this host; we stop at the loop.
+    # to sub.test. again. dig cannot find ns.sub.test on this host; we stop at the loop,
+    # the step shown as dig shows a horizontal referral (its `BAD (HORIZONTAL) REFERRAL`)
     got = ours(*at, "x.sub.test")
-    assert got.returncode == 1 and got.stdout.count(";; Received ") == 2
-    assert got.stdout.endswith(
+    assert got.returncode == 1 and got.stdout.count(";; Received ") == 3
+    assert normal(got.stdout).endswith(
+        "sub.test.\t\t3600\tIN\tNS\tns.sub.test.\n;; BAD (HORIZONTAL) REFERRAL\n"
+        f";; Received 100 bytes from 127.0.0.1#{port}(ns.sub.test) in T ms\n\n"
         ";; referral to sub.test. from sub.test. goes no deeper (a lame delegation)\n"
     )
 
@@ -373,3 +376,73 @@ def test_dash_t_c_x_and_servers_after_a_name_as_dig(port: int) -> None:
     assert out.count(";; communications error") == 1 and "server found" not in out
     side_by_side(*p, "@127.0.0.1", "a.test", "@::1", "b.test", "@::1")
     side_by_side(*p, "+nocmd", "a.test", "@::1")  # its only server: no servers reached
+
+
+@pytest.fixture(scope="module")
+def hierarchy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """dns_hierarchy_server.py on 127.0.0.11-14 (root, tld., example.tld., other.tld.)
+    and an /etc/hosts naming its servers (dig +trace resolves them on its host)."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare (a mount namespace for dig's /etc/hosts)")
+    server = HERE / "dns_hierarchy_server.py"
+    names = subprocess.run([sys.executable, str(server), "127.0.0", "--hosts"],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    hosts = tmp_path_factory.mktemp("hierarchy") / "hosts"
+    hosts.write_text(Path("/etc/hosts").read_text() + names)
+    proc = subprocess.Popen([sys.executable, str(server), "127.0.0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.strip().isdigit():
+            proc.kill()
+            pytest.fail(f"dns_hierarchy_server did not start: {line} {proc.communicate()[1]}")
+        yield int(line), hosts
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def with_hosts(hosts: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """`argv` in a mount namespace of its own where /etc/hosts is `hosts` (both tools)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts),
+         *argv], capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
+    )  # fmt: skip
+
+
+def test_trace_down_a_delegation_hierarchy_as_dig(hierarchy: tuple[int, Path]) -> None:
+    """+trace from @127.0.0.11 (the root) down to tld. and example.tld. (glue), other.tld.
+    (no glue: ours asks @SERVER for its NS's address, dig its host's /etc/hosts), over
+    UDP and TCP, with DNSSEC's DS and RRSIG in the referrals: the same lines as dig's but
+    for the times. A lame delegation: dig's first `BAD (HORIZONTAL) REFERRAL` step, then
+    we stop (dig goes round until `too many lookups`)."""
+    port, hosts = hierarchy
+    at = ["-4", "+trace", "@127.0.0.11", "-p", str(port)]
+    for words in (["www.example.tld"], ["a.other.tld"], ["nope.example.tld"],
+                  ["host.example.tld", "TXT"], ["+tcp", "mx.example.tld", "MX"],
+                  ["+nodnssec", "host.example.tld", "AAAA"], ["+short", "www.example.tld"],
+                  ["+nocookie", "+nodnssec", "+multiline", "example.tld", "SOA"]):  # fmt: skip
+        a, b = with_hosts(hosts, [*RUN, *at, *words]), with_hosts(hosts, ["dig", *at, *words])
+        assert "Traceback" not in a.stderr and (a.returncode, b.returncode) == (0, 0), a.stderr
+        assert normal(a.stdout) == normal(b.stdout), words
+    assert a.stdout.count(";; Received ") == 4
+    assert "(ns.example.tld) in " in a.stdout and "tld.\t\t\t86400\tIN\tDS\t4242 13 2 " in (
+        with_hosts(hosts, [*RUN, *at, "www.example.tld"]).stdout
+    )
+    a, b = (
+        with_hosts(hosts, [*RUN, *at, "x.loop.tld"]),
+        with_hosts(hosts, ["dig", *at, "x.loop.tld"]),
+    )
+    assert (a.returncode, b.returncode, b.stderr) == (1, 1, "dig: too many lookups\n")
+    ours_lines = normal(a.stdout).splitlines()
+    assert (
+        ours_lines[-1]
+        == ";; referral to loop.tld. from loop.tld. goes no deeper (a lame delegation)"
+    )
+    assert normal(b.stdout).startswith("\n".join(ours_lines[:-1]) + "\n")
+    assert ours_lines[-4:-2] == [
+        ";; BAD (HORIZONTAL) REFERRAL",
+        f";; Received 101 bytes from 127.0.0.12#{port}(ns1.tld) in T ms",
+    ]

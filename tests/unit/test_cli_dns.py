@@ -503,3 +503,22 @@ def test_servers_are_tried_in_order_as_dig() -> None:
     )
     r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.54", attempts=1, timeout=1))
     assert r.error_kind == "timeout" and not r.notes
+
+
+def test_a_lame_trace_step_is_digs_horizontal_referral() -> None:
+    """+trace at a referral no deeper: the step as dig prints it (`dig -4 +trace +nodnssec
+    @127.0.0.11 -p 49287 x.loop.tld`, BIND 9.18.49, against dns_hierarchy_server.py), then
+    where we stop (dig goes round until `dig: too many lookups`)."""
+    a = parse("-4", "+trace", "+nodnssec", "@127.0.0.11", "-p", "49287", "x.loop.tld")
+    lame = {**A_DNSSEC, "qname": "x.loop.tld.", "server": "127.0.0.12", "port": 49287,
+            "server_name": "ns1.tld", "size": 101, "rtt_us": 400.0, "answers": [],
+            "authority": [{"name": "loop.tld.", "type": "NS", "ttl": 3600, "data": "ns1.tld."}],
+            "notes": ["BAD (HORIZONTAL) REFERRAL"], "error_kind": "lame",
+            "error": "referral to loop.tld. from loop.tld. goes no deeper (a lame delegation)"}  # fmt: skip
+    a.dig_text = run_dns.DigText(a)
+    a.dig_text.bannered = a  # the steps before it showed the banner
+    assert text_of(a, lame) == (
+        "loop.tld.\t\t3600\tIN\tNS\tns1.tld.\n;; BAD (HORIZONTAL) REFERRAL\n"
+        ";; Received 101 bytes from 127.0.0.12#49287(ns1.tld) in 0 ms\n\n"
+        ";; referral to loop.tld. from loop.tld. goes no deeper (a lame delegation)\n"
+    )

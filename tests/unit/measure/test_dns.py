@@ -573,6 +573,12 @@ def test_trace_tries_the_next_server_and_stops_at_a_lame_referral() -> None:
     assert steps[-1].error_kind == "lame" and steps[-1].error == (
         "referral to sub.test. from sub.test. goes no deeper (a lame delegation)"
     )
+    # shown as dig shows it (its records, `BAD (HORIZONTAL) REFERRAL`), so kept in the record
+    lame = steps[-1].to_dict()
+    assert lame["notes"] == ["BAD (HORIZONTAL) REFERRAL"] and lame["rcode"] == "NOERROR"
+    assert lame["authority"] == [
+        {"name": "sub.test.", "type": "NS", "ttl": 3600, "data": "ns2.elsewhere."}
+    ]  # fmt: skip
 
 
 def test_trace_ends_at_nxdomain_and_at_an_unanswered_root() -> None:
