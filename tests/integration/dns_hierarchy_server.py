@@ -34,8 +34,8 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
-import dns.rdataclass
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import dns.zone
@@ -92,8 +92,12 @@ other.tld. IN SOA ns.other.tld. h.other.tld. 5 1800 900 604800 60
 other.tld. IN NS ns.other.tld.
 a.other.tld. IN A 192.0.2.14
 """
-    return {".": (f"{prefix}.11", root), "tld.": (f"{prefix}.12", tld),
-            "example.tld.": (f"{prefix}.13", example), "other.tld.": (f"{prefix}.14", other)}  # fmt: skip
+    return {
+        ".": (f"{prefix}.11", root),
+        "tld.": (f"{prefix}.12", tld),
+        "example.tld.": (f"{prefix}.13", example),
+        "other.tld.": (f"{prefix}.14", other),
+    }
 
 
 def hosts(prefix: str) -> str:
@@ -105,7 +109,7 @@ def hosts(prefix: str) -> str:
             (12, "ns1.tld"),
             (13, "ns.example.tld"),
             (14, "ns.other.tld"),
-        )  # fmt: skip
+        )
     )
 
 
@@ -147,7 +151,7 @@ class Authority:
         response = dns.message.make_response(query, our_payload=PAYLOAD)
         do = bool(query.ednsflags & dns.flags.DO)
         if query.edns >= 0:
-            options = []
+            options: list[dns.edns.Option] = []
             for opt in query.options:
                 if opt.otype == dns.edns.COOKIE:
                     client = opt.to_wire()[:8]
@@ -205,7 +209,7 @@ class Udp(protocol.DatagramProtocol):
 
 class Tcp(Int16StringReceiver):
     def stringReceived(self, data: bytes) -> None:
-        out = reply_to(self.factory.authority, data, False)  # type: ignore[attr-defined]
+        out = reply_to(self.factory.authority, data, False)
         if out is not None:
             self.sendString(out)
 

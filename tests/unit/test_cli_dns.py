@@ -514,7 +514,8 @@ def test_a_lame_trace_step_is_digs_horizontal_referral() -> None:
             "server_name": "ns1.tld", "size": 101, "rtt_us": 400.0, "answers": [],
             "authority": [{"name": "loop.tld.", "type": "NS", "ttl": 3600, "data": "ns1.tld."}],
             "notes": ["BAD (HORIZONTAL) REFERRAL"], "error_kind": "lame",
-            "error": "referral to loop.tld. from loop.tld. goes no deeper (a lame delegation)"}  # fmt: skip
+            "error": "referral to loop.tld. from loop.tld. goes no deeper "
+                     "(a lame delegation)"}  # fmt: skip
     a.dig_text = run_dns.DigText(a)
     a.dig_text.bannered = a  # the steps before it showed the banner
     assert text_of(a, lame) == (
