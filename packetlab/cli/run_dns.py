@@ -916,6 +916,8 @@ class DigText:
             ]
             if "RD" in r["flags"] and "RA" not in r["flags"]:
                 lines.append(";; WARNING: recursion requested but not available")
+            if r.get("extra_bytes"):
+                lines.append(f";; WARNING: Message has {r['extra_bytes']} extra bytes at end")
             lines.append("")
             if r.get("edns") is not None:  # as dig 9.18: no blank line after it
                 lines += [";; OPT PSEUDOSECTION:", *_opt_lines(r["edns"])]

@@ -116,6 +116,7 @@ class DnsResult:
     cookie: bytes | None = None  # the COOKIE option sent (client cookie, + server's)
     packet: bytes | None = None  # "malformed": the reply as received (dig's hex dump)
     reason: str | None = None  # "malformed": why it does not parse, in BIND's words
+    extra_bytes: int = 0  # bytes past what BIND's parser read (dig's "extra bytes at end")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -157,6 +158,8 @@ class DnsResult:
         )
         if self.query_time_us is not None:
             out["query_time_us"] = self.query_time_us
+        if self.extra_bytes:
+            out["extra_bytes"] = self.extra_bytes
         return out
 
     def answer_set(self) -> frozenset[tuple[str, str, str]]:
@@ -398,6 +401,56 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
     if len(wire) >= 12:
         result.counts = struct.unpack(">4H", wire[4:12])
     result.edns = _edns_of(msg, result.cookie)
+    if len(wire) >= 12 and not msg.flags & dns.flags.TC:
+        pos, _, _, cut = _walk(wire)
+        result.extra_bytes = len(wire) - pos
+        if cut:  # what parsed of a message cut short, as dig shows it (BIND's best effort)
+            result.notes.append(MALFORMED_NOTE)
+
+
+MALFORMED_NOTE = "Warning: Message parser reports malformed message packet."
+
+
+def _walk(wire: bytes) -> tuple[int, int, tuple[int, int, int, int], bool]:
+    """Where BIND's parser stops in `wire` (12 bytes at least): (its position, the start
+    of the record it stopped in, the records read whole per section, whether it ran out
+    of data). A record's name that runs past the end leaves the position at the record,
+    its fixed fields after its name, its data after its fixed fields (dig's "N extra
+    bytes at end" is the rest). A label of an unknown type stops it too (not cut short:
+    then the message is bad, whatever it says)."""
+    counts = struct.unpack(">4H", wire[4:12])
+    done = [0, 0, 0, 0]
+    end = len(wire)
+
+    def name_end(p: int) -> int | None:  # -1: a bad label type
+        while p < end:
+            n = wire[p]
+            if n == 0:
+                return p + 1
+            if n & 0xC0 == 0xC0:
+                return p + 2 if p + 2 <= end else None
+            if n & 0xC0:
+                return -1
+            p += 1 + n
+        return None
+
+    pos = 12
+    for section, count in enumerate(counts):
+        fixed = 4 if section == 0 else 10
+        for _ in range(count):
+            after = name_end(pos)
+            if after == -1:
+                return pos, pos, (done[0], done[1], done[2], done[3]), False
+            if after is None:
+                return pos, pos, (done[0], done[1], done[2], done[3]), True
+            if after + fixed > end:
+                return after, pos, (done[0], done[1], done[2], done[3]), True
+            data = 0 if section == 0 else struct.unpack(">H", wire[after + 8 : after + 10])[0]
+            if after + fixed + data > end:
+                return after + fixed, pos, (done[0], done[1], done[2], done[3]), True
+            pos = after + fixed + data
+            done[section] += 1
+    return pos, pos, (done[0], done[1], done[2], done[3]), False
 
 
 class _Malformed(Exception):
@@ -433,7 +486,8 @@ def _bind_reason(e: Exception) -> str:
 def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:
     """The reply to `query`, or None for anything else (another ID or question). Raises
     _Malformed for a message with our ID and QR set that does not parse (a truncated one,
-    TC set, may end anywhere: its header and question are kept)."""
+    TC set, may end anywhere: its header and question are kept; another one cut short
+    after its question: what parsed, as BIND's best effort keeps it for dig)."""
     try:
         msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False)
     except (dns.exception.DNSException, ValueError) as e:
@@ -446,8 +500,25 @@ def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | Non
             except (dns.exception.DNSException, ValueError):
                 raise _Malformed(why, wire) from None
         else:
-            raise _Malformed(why, wire) from None
+            kept = _best_effort(wire)
+            if kept is None:
+                raise _Malformed(why, wire) from None
+            msg = kept
     return msg if query.is_response(msg) else None
+
+
+def _best_effort(wire: bytes) -> dns.message.Message | None:
+    """A message cut short after its question (a record or the OPT ends early), as BIND's
+    parser keeps it for dig: the records read whole (its header's counts stay the wire's
+    in DnsResult.counts), or None when it is not merely cut short."""
+    _, start, done, cut = _walk(wire)
+    counts = struct.unpack(">4H", wire[4:12])
+    if not cut or done[0] != counts[0]:
+        return None
+    try:
+        return dns.message.from_wire(wire[:4] + struct.pack(">4H", *done) + wire[12:start])
+    except (dns.exception.DNSException, ValueError):
+        return None
 
 
 async def _default_server(session: EndpointSession, family: int | None) -> str:

@@ -523,3 +523,25 @@ def test_a_lame_trace_step_is_digs_horizontal_referral() -> None:
         ";; Received 101 bytes from 127.0.0.12#49287(ns1.tld) in 0 ms\n\n"
         ";; referral to loop.tld. from loop.tld. goes no deeper (a lame delegation)\n"
     )
+
+
+def test_a_reply_cut_short_shows_what_parsed_as_dig() -> None:
+    """`dig @127.0.0.1 -p 42781 +nocmd cutdata.test` (BIND 9.18.49, dns_zone_server.py: two
+    A records, the second's data cut 2 bytes short): the malformed warning, the header's
+    counts as sent, the extra bytes, the record read whole."""
+    cut = {**A_DNSSEC, "qname": "cutdata.test.", "port": 42781, "id": 15437, "size": 60,
+           "counts": [1, 2, 0, 0], "edns": None, "rtt_us": 100.0, "extra_bytes": 2,
+           "notes": ["Warning: Message parser reports malformed message packet."],
+           "answers": [{"name": "cutdata.test.", "type": "A", "ttl": 300,
+                        "data": "192.0.2.1"}]}  # fmt: skip
+    same(text_of(parse("@127.0.0.1", "+nocmd", "cutdata.test"), cut), (
+        ";; Warning: Message parser reports malformed message packet.\n;; Got answer:\n"
+        ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 15437\n"
+        ";; flags: qr aa rd; QUERY: 1, ANSWER: 2, AUTHORITY: 0, ADDITIONAL: 0\n"
+        ";; WARNING: recursion requested but not available\n"
+        ";; WARNING: Message has 2 extra bytes at end\n\n"
+        ";; QUESTION SECTION:\n;cutdata.test.\t\t\tIN\tA\n\n"
+        ";; ANSWER SECTION:\ncutdata.test.\t\t300\tIN\tA\t192.0.2.1\n\n"
+        ";; Query time: 0 msec\n;; SERVER: 127.0.0.1#42781(127.0.0.1) (UDP)\n"
+        ";; WHEN: Fri Dec 04 21:49:23 UTC 2026\n;; MSG SIZE  rcvd: 60\n\n"
+    ))  # fmt: skip

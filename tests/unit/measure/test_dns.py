@@ -279,8 +279,8 @@ def test_sections_header_and_opt_are_kept() -> None:
 
 @pytest.mark.parametrize(
     "cut",
-    [lambda w: w[:-3], lambda w: w[:14] + b"\xff" * 9],
-    ids=["truncated-opt", "bad-pointer"],
+    [lambda w: w[:15], lambda w: w[:14] + b"\xff" * 9],
+    ids=["truncated-question", "bad-pointer"],
 )
 def test_a_malformed_reply_is_one_clear_error(cut: object) -> None:
     rig = Rig()
@@ -297,7 +297,7 @@ def test_a_malformed_reply_is_one_clear_error(cut: object) -> None:
     ("cut", "reason"),
     [(lambda w: w[:14] + b"\xff" * 9, "bad compression pointer"),
      (lambda w: w[:12] + b"\x41abc", "bad label type"),
-     (lambda w: w[:-6], "unexpected end of input")],
+     (lambda w: w[:15], "unexpected end of input")],
     ids=["pointer", "label", "end"],
 )  # fmt: skip
 def test_a_bad_packet_is_kept_with_binds_reason(cut: Any, reason: str) -> None:
@@ -314,6 +314,29 @@ def test_a_bad_packet_is_kept_with_binds_reason(cut: Any, reason: str) -> None:
     r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=5))
     assert (r.error_kind, r.reason, r.packet) == ("malformed", reason, sent[0])
     assert r.error == f"malformed reply from 192.0.2.53#53: {reason} ({len(sent[0])} bytes)"
+
+
+@pytest.mark.parametrize(
+    ("cut", "extra", "kept"),
+    [(lambda w: w[:-15], 1, 1), (lambda w: w[:-10], 4, 1), (lambda w: w[:-2], 2, 1),
+     (lambda w: w + b"junk!", 5, 2)],
+    ids=["in-a-name", "in-fixed-fields", "in-data", "junk-after"],
+)  # fmt: skip
+def test_a_reply_cut_short_is_what_parsed_as_dig(cut: Any, extra: int, kept: int) -> None:
+    """BIND's best effort, as dig 9.18 shows it (tests/integration's cutname.test, ...):
+    a reply that ends inside a record after its question keeps the records read whole,
+    says "malformed" and how many bytes were left past where the parser stopped (the
+    record's start in its name, after its name in its fixed fields, after those in its
+    data); bytes after a whole message are extra bytes alone."""
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = lambda q: [
+        cut(answer(q, "a.test. 1 A 192.0.2.1", "a.test. 1 A 192.0.2.2"))
+    ]
+    q = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", edns=False, cookie=False))
+    assert q.error is None and q.rcode == "NOERROR" and len(q.answers) == kept
+    assert q.extra_bytes == extra and q.to_dict()["extra_bytes"] == extra and q.counts[1] == 2
+    malformed = ["Warning: Message parser reports malformed message packet."]
+    assert q.notes == (malformed if kept == 1 else [])
 
 
 def test_family_picks_the_default_server_and_checks_a_given_one() -> None:
