@@ -335,6 +335,10 @@ def test_batch_file_as_dig(port: int, tmp_path: Path) -> None:
                  "a.test +noall +answer\nmx.test MX\n")  # fmt: skip
     out = side_by_side(*at, "-f", str(f))
     assert out.count("; <<>> ") == 3 and "<<>> a.test +dnssec +multiline\n" in out
+    # -t, -x and @SERVER after a name in a line: that name's, as on the command line
+    f.write_text("a.test -t MX mx.test\n@127.0.0.1 nope.test\nmx.test MX @::1 +tries=1\n"
+                 "-x 192.0.2.1 a.test\n")  # fmt: skip
+    side_by_side(*at, "-f", str(f))
     big = tmp_path / "big"  # a million lines: refused at once, read a line at a time
     with big.open("w") as w:
         for i in range(1_000_000):
