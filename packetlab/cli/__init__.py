@@ -80,6 +80,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         # Said by the command that did not know them, with its usage, and what was meant.
         owner = _command_parser(parser, args)
         owner.error(f"unrecognized arguments: {' '.join(bad)}{_did_you_mean(owner, bad)}")
+    args._argv = argv  # the words as given: where an option stood among the operands (dig)
     return args
 
 
