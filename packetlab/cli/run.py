@@ -90,6 +90,10 @@ class RunError(LinkError):
     """A problem worth one line on stderr (exit status 2)."""
 
 
+class _Default(int):
+    """An option's default, told apart from the same value given (an int everywhere)."""
+
+
 def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str], T]:
     """A number of `kind` in lo..hi. (`what` names the option for the reader of the call;
     argparse itself prefixes the message with it.)"""
@@ -350,7 +354,7 @@ def _add_traceroute(sub: Any) -> None:
         "-q",
         "--queries",
         type=_positive(int, "--queries", 1, 10),
-        default=3,
+        default=_Default(3),
         metavar="N",
         help="probes per hop [default: 3, as traceroute]",
     )
@@ -1328,9 +1332,13 @@ MDA_LIMITS = (
 
 
 def mda_limits(args: argparse.Namespace) -> None:
-    """--mda-lite implies --mda; scamper's tracelb limits are for --mda only."""
+    """--mda-lite implies --mda; scamper's tracelb limits are for --mda only, and
+    traceroute's -q is not one of them."""
     if getattr(args, "mda_lite", False):
         args.mda = True
+    if args.mda and not isinstance(args.queries, _Default):
+        raise RunError("-q: --mda sends as many probes per hop as its stopping rule needs "
+                       "(set --confidence; --attempts resends a silent probe)")  # fmt: skip
     given = [flag for dest, flag in MDA_LIMITS if getattr(args, dest, None) is not None]
     if given and not args.mda:
         raise RunError(f"{given[0]} is a limit of --mda (scamper's tracelb): add --mda")
