@@ -319,9 +319,11 @@ def traceroute_line(
     extensions: bool = False,
     back: bool = False,
     tcp_info: bool = False,
+    as_paths: Mapping[str, str] | None = None,
 ) -> str:
     """One TTL's line like Butskoy's ``traceroute -n`` (no newline); with `names` (address
     -> PTR name or None) like plain ``traceroute``: ``name (addr)``, ``addr (addr)``.
+    `as_paths` (address -> AS path): as traceroute -A, ``[AS64500]`` after the address.
     `extensions`: as traceroute -e, ``<MPLS:...>`` after the address; `back`: as
     traceroute --back, ``'-N'`` after it when the way back is N hops, not `ttl`. The
     address is shown again when it, its extensions (-e) or its way back (--back) differ
@@ -342,6 +344,8 @@ def traceroute_line(
                 line += f" {hop.addr}"
             else:
                 line += f" {names.get(hop.addr) or hop.addr} ({hop.addr})"
+            if as_paths is not None:
+                line += f" [{as_paths.get(hop.addr, '*')}]"
             if ext is not None:
                 line += f" <{ext}>"
             if back and hop.reply_ttl:
