@@ -88,10 +88,14 @@ PACED_LEAD_S = 0.05  # paced: the first probe leaves this long after the clock w
 
 def _ends_trace(reply: Reply) -> bool:
     # The destination answered (port unreachable), or a router says it cannot get there
-    # (!H, !N, !X..., or ICMPv6 "packet too big": !F): further TTLs would only repeat that.
-    return reply.from_destination or reply.kind in (
-        ReplyKind.DEST_UNREACHABLE,
-        ReplyKind.PACKET_TOO_BIG,
+    # (!H, !N, !X..., or ICMPv6 "packet too big": !F), or any other error but a time
+    # exceeded in transit (traceroute's final `!<TYPE-CODE>`, e.g. a parameter
+    # problem): further TTLs would only repeat that.
+    return (
+        reply.from_destination
+        or reply.kind
+        in (ReplyKind.DEST_UNREACHABLE, ReplyKind.PACKET_TOO_BIG, ReplyKind.PARAM_PROBLEM)
+        or (reply.kind is ReplyKind.TIME_EXCEEDED and bool(reply.icmp_code))
     )
 
 

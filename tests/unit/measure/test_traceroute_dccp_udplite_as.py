@@ -3,7 +3,7 @@
 The expected probe bytes were captured with tcpdump from Butskoy traceroute 2.1.2 on
 loopback (`traceroute -UL [-O coverage=N] 127.0.0.1`; `traceroute -D 127.0.0.1` with its
 DCCP port-holding socket made a UDP one, the kernel having no DCCP), so these tests pin
-ours to its bytes; `tests/integration/test_traceroute_dccp_udplite_as.py` compares them
+ours to its bytes; `tests/integration/test_traceroute_more_like_native.py` compares them
 live.
 """
 
@@ -169,6 +169,40 @@ def test_dccp_target_without_dccp_is_protocol_unreachable() -> None:
     assert [h.addr for h in result.hops] == [R14, TG4]
     assert result.hops[-1].reply_type == "dest-unreachable" and result.hops[-1].code == 2
     assert traceroute_line(2, result.hops[-1:]).endswith("!P")
+
+
+def test_dccp_v6_target_without_dccp_is_a_parameter_problem_as_traceroute_shows() -> None:
+    """An IPv6 host without DCCP answers "unrecognized next header" (ICMPv6 4/1): the
+    trace ends there, `!<4-1>` as traceroute prints an error it has no name for."""
+    rig = RawRig([R16, TG6])
+    rig.endpoint.dccp_reset = False
+    result = rig.run(traceroute(rig.session, TG6, pace=0.0, method="dccp", max_ttl=5))
+    assert [h.addr for h in result.hops] == [R16, TG6]
+    assert traceroute_line(2, result.hops[-1:]) == f" 2  {TG6}  2.000 ms !<4-1>"
+
+
+def test_other_errors_are_type_and_code_and_final() -> None:
+    from packetlab.measure.records import hop_annotation
+
+    def hop(kind: ReplyKind, code: int, addr: str = "10.0.0.1") -> Hop:
+        return Hop(ttl=1, addr=addr, rtt_us=1.0, reply_type=kind, code=code)
+
+    assert hop_annotation(hop(ReplyKind.PARAM_PROBLEM, 0)) == "!<12-0>"
+    assert hop_annotation(hop(ReplyKind.PARAM_PROBLEM, 1, "fd00::1")) == "!<4-1>"
+    assert hop_annotation(hop(ReplyKind.TIME_EXCEEDED, 1)) == "!<11-1>"
+    assert hop_annotation(hop(ReplyKind.TIME_EXCEEDED, 0)) == ""
+    rig = RawRig([R14, R24, TG4])
+    rig.endpoint.extra = lambda probe: []
+    original = rig.endpoint.answers
+
+    def param_problem_at_r1(probe: bytes) -> list[tuple[float, bytes]]:
+        if probe[8] == 1:  # TTL 1: r1 finds a problem with it
+            return [(0.001, icmp_packet(R14, "10.77.1.1", 12, 0, bytes(4), probe))]
+        return original(probe)
+
+    rig.endpoint.answers = param_problem_at_r1  # type: ignore[method-assign]
+    result = rig.run(traceroute(rig.session, TG4, pace=0.0, max_ttl=5))
+    assert [h.addr for h in result.hops] == [R14] and not result.reached
 
 
 def test_udplite_trace_one_port_a_source_port_each_and_the_coverage() -> None:
