@@ -552,7 +552,9 @@ def _add_traceroute(sub: Any) -> None:
         "`sysctl` (the in-process endpoint's host's net.ipv4.tcp_* settings, also the "
         "default without flags or options; Linux's defaults with --listen); `info` "
         "prints the flags of the target's TCP reply after its address (<syn,ack>, "
-        "<rst,ack>); `reuse` changes nothing here. Comma-separated or repeated",
+        "<rst,ack>); `reuse` changes nothing here. For -UL: `coverage=NUM` (the "
+        "UDP-Lite checksum coverage [8]); for -D: `service=NUM` (the DCCP service code). "
+        "Comma-separated or repeated",
     )
     _version(tr, "traceroute")
     _refuse(tr, (
