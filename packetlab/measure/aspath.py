@@ -10,8 +10,8 @@ answer read to its end. Of the RPSL objects in the answer, the ``origin:`` of th
 
 Here the queries go from the controller's host (like the names of the in-process
 endpoint; the endpoint has no TCP client of its own for them), each address once, with a
-timeout (traceroute waits without one), at most `MAX_ANSWER` bytes read of an answer and
-`MAX_CACHED` addresses kept.
+timeout (traceroute waits without one), at most `MAX_CONCURRENT` at once, at most
+`MAX_ANSWER` bytes read of an answer and `MAX_CACHED` addresses kept.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import socket
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
 
@@ -42,6 +42,7 @@ MAX_LINE = 1023  # its fgets into 1024 bytes: a longer line is read in pieces
 MAX_ANSWER = 1 << 20  # bytes of one answer read at most (the rest is not waited for)
 MAX_CACHED = 4096  # addresses whose paths are kept
 TIMEOUT_S = 5.0  # one query, connection and answer
+MAX_CONCURRENT = 16  # queries open at once (the rest wait their turn)
 
 
 class AsLookupError(Exception):
@@ -156,13 +157,15 @@ class _Factory(ClientFactory):
 class AsPaths:
     """AS paths of addresses from the whois server at (`host`, `port`) (`resolve_server`
     finds them), asked from this host: `lookup(addr)` fires with the path and never
-    fails; each address asked once however many callers wait for it, each query given
-    `timeout` s (then ``!!``, as a failed connection), at most `MAX_CACHED` kept."""
+    fails; each address asked once however many callers wait for it, at most
+    `MAX_CONCURRENT` queries open at once, each given `timeout` s (then ``!!``, as a
+    failed connection), at most `MAX_CACHED` kept."""
 
     def __init__(self, reactor: Any, host: str, port: int, timeout: float = TIMEOUT_S) -> None:
         self.reactor, self.host, self.port, self.timeout = reactor, host, port, timeout
         self.paths: dict[str, str] = {}  # address -> AS path
         self._waiting: dict[str, list[Deferred[str]]] = {}
+        self._slots = DeferredSemaphore(MAX_CONCURRENT)
 
     def lookup(self, addr: str) -> Deferred[str]:
         if addr in self.paths:
@@ -173,7 +176,8 @@ class AsPaths:
             waiting.append(d)
             return d
         self._waiting[addr] = [d]
-        self._ask(addr).addErrback(lambda _: "!!").addCallback(self._got, addr)
+        asked = self._slots.run(self._ask, addr)
+        asked.addErrback(lambda _: "!!").addCallback(self._got, addr)
         return d
 
     def _got(self, path: str, addr: str) -> None:

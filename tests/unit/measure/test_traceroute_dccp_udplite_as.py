@@ -387,6 +387,21 @@ def test_as_paths_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert list(paths.paths) == ["10.0.0.1", "10.0.0.2"]
 
 
+def test_as_paths_at_most_so_many_queries_at_once() -> None:
+    from packetlab.measure.aspath import MAX_CONCURRENT
+
+    reactor = MemoryReactorClock()
+    paths = AsPaths(reactor, "127.0.0.1", 4343)
+    got = [paths.lookup(f"10.0.1.{i}") for i in range(MAX_CONCURRENT + 4)]
+    assert len(reactor.tcpClients) == MAX_CONCURRENT
+    for i in range(4):
+        _answer(reactor, i, f"origin: AS{i}\n")
+    assert len(reactor.tcpClients) == MAX_CONCURRENT + 4
+    reactor.advance(10)  # the rest time out
+    assert [d.result for d in got[:4]] == ["AS0", "AS1", "AS2", "AS3"]
+    assert {d.result for d in got[4:]} == {"!!"}
+
+
 def test_line_shows_the_as_path_after_the_address() -> None:
     hops = [
         Hop(ttl=2, addr="10.1.2.3", rtt_us=12.0),
