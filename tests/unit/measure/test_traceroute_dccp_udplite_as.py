@@ -205,6 +205,28 @@ def test_other_errors_are_type_and_code_and_final() -> None:
     assert [h.addr for h in result.hops] == [R14] and not result.reached
 
 
+def test_native_output_with_as_paths_and_unnamed_errors_parses() -> None:
+    from packetlab.measure.native import parse_traceroute
+
+    text = (
+        "traceroute to fd00::2 (fd00::2), 30 hops max, 60 byte packets\n"
+        " 1  fd00::1 [AS64500]  0.010 ms  0.004 ms  0.003 ms\n"
+        " 2  fd00::2 [*]  0.020 ms !<4-1>  0.010 ms !<4-1>  0.010 ms !<4-1>\n"
+    )
+    result = parse_traceroute(text)
+    assert [h.addr for h in result.hops] == ["fd00::1"] * 3 + ["fd00::2"] * 3
+    assert {(h.reply_type, h.code) for h in result.hops[3:]} == {(ReplyKind.PARAM_PROBLEM, 1)}
+    assert hop_line_again(result) == text.splitlines()[2].replace(" [*]", "")
+
+
+def hop_line_again(result: object) -> str:
+    from packetlab.measure.records import TracerouteResult
+
+    assert isinstance(result, TracerouteResult)
+    hops = [h for h in result.hops if h.ttl == 2]
+    return traceroute_line(2, hops)
+
+
 def test_udplite_trace_one_port_a_source_port_each_and_the_coverage() -> None:
     rig = RawRig([R14, R24, TG4])
     result = rig.run(
