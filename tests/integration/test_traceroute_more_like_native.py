@@ -190,19 +190,30 @@ def test_udplite_on_loopback_as_traceroute(args: list[str]) -> None:
     assert masked(ours.stdout) == masked(theirs.stdout)
 
 
-def _udplite_shape(packet: bytes) -> tuple[bytes, bytes, bytes]:
-    """IP header less its ID and checksum; the UDP-Lite header less its source port and
-    checksum; the payload."""
+def _ip_shape(packet: bytes) -> tuple[bytes, int]:
+    """The IP header less what differs between two senders (IPv4: the ID and checksum;
+    IPv6: the flow label, which traceroute's kernel sets by itself, ours being -l's, 0 by
+    default), and the header's length."""
+    if packet[0] >> 4 == 6:
+        return bytes([packet[0], packet[1] & 0xF0]) + packet[4:40], 40
     ihl = (packet[0] & 0x0F) * 4
-    ip = packet[:4] + packet[6:10] + packet[12:ihl]
-    return ip, packet[ihl + 2 : ihl + 6], packet[ihl + 8 :]
+    return packet[:4] + packet[6:10] + packet[12:ihl], ihl
 
 
+def _udplite_shape(packet: bytes) -> tuple[bytes, bytes, bytes]:
+    """IP header (`_ip_shape`); the UDP-Lite header less its source port and checksum;
+    the payload."""
+    ip, hdr = _ip_shape(packet)
+    return ip, packet[hdr + 2 : hdr + 6], packet[hdr + 8 :]
+
+
+@pytest.mark.parametrize("family", [4, 6])
 def test_udplite_through_the_testbed_as_traceroute(
-    testbed_factory: Callable[..., Testbed],
+    testbed_factory: Callable[..., Testbed], family: int
 ) -> None:
     tb: Testbed = testbed_factory(hops=2)
-    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg", family))
+    proto = "ip proto 136" if family == 4 else "ip6 proto 136"
     for extra in ([], ["-O", "coverage=20"], ["-O", "coverage=100"]):
         args = ["-UL", "-n", *extra, tg]
         ours, theirs = pktlab_run("traceroute", *args, netns=ns), native("traceroute", *args,
@@ -211,10 +222,11 @@ def test_udplite_through_the_testbed_as_traceroute(
         assert masked(ours.stdout) == masked(theirs.stdout), extra
         probes = []
         for tool in (pktlab_run, native):
-            with captured(ns, "to-r1", "ip proto 136", 1) as got:
+            with captured(ns, "to-r1", proto, 1) as got:
                 tool("traceroute", "-UL", "-n", "-q", "1", "-m", "1", *extra, tg, netns=ns)
             probes += got
         ours_p, theirs_p = probes
+        assert len(ours_p) == len(theirs_p) == (60 if family == 4 else 80)
         assert _udplite_shape(ours_p) == _udplite_shape(theirs_p), extra
 
 
@@ -222,15 +234,10 @@ def test_udplite_through_the_testbed_as_traceroute(
 
 
 def _dccp_shape(packet: bytes) -> tuple[bytes, bytes, bytes]:
-    """IP header less its ID and checksum (IPv6: less the flow label, which traceroute's
-    kernel sets by itself, ours being -l's, 0 by default); the DCCP header less its
-    source port, checksum and sequence number."""
-    ihl = (packet[0] & 0x0F) * 4 if packet[0] >> 4 == 4 else 40
-    if ihl == 40:
-        ip = bytes([packet[0], packet[1] & 0xF0]) + packet[4:40]
-    else:
-        ip = packet[:4] + packet[6:10] + packet[12:ihl]
-    dccp = packet[ihl:]
+    """IP header (`_ip_shape`); the DCCP header less its source port, checksum and
+    sequence number."""
+    ip, hdr = _ip_shape(packet)
+    dccp = packet[hdr:]
     return ip, dccp[2:6], dccp[8:12] + dccp[16:]
 
 
