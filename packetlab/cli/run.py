@@ -1008,8 +1008,8 @@ def _experiment(
             flow_label=args.flow_label,
             tcp=args.tcp_flavor,
             gateways=args.gateway_addrs,
-            coverage=args.coverage,
-            **({} if args.service is None else {"service": args.service}),
+            coverage=getattr(args, "coverage", 8),  # (-O's, `module_options`)
+            **({} if getattr(args, "service", None) is None else {"service": args.service}),
         )
         await shown
         return result
