@@ -129,6 +129,9 @@ def test_the_targets_dccp_reset_answers_the_probe() -> None:
     probe = dccp_probe(LO, "10.0.0.9", sport=40001, dport=33434, ttl=3)
     reply = parse_reply(_reset("10.0.0.9", LO, 33434, 40001))
     assert reply.kind is ReplyKind.DCCP and reply.key == probe.key and reply.from_destination
+    response = bytearray(_reset("10.0.0.9", LO, 33434, 40001))
+    response[20 + 8] = 1 << 1 | 1  # a Response (an open port), read the same way
+    assert parse_reply(bytes(response)).key == probe.key
     with pytest.raises(ParseError, match="DCCP header truncated"):
         parse_reply(ip_packet("10.0.0.9", LO, PROTO_DCCP, b"\0" * 6))
     quoted = parse_reply(icmp_packet("10.0.0.1", LO, 11, 0, bytes(4), probe.packet))
