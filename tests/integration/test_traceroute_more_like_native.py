@@ -242,6 +242,27 @@ def _dccp_shape(packet: bytes) -> tuple[bytes, bytes, bytes]:
     return ip, dccp[2:6], dccp[8:12] + dccp[16:]
 
 
+@pytest.mark.parametrize(
+    ("family", "args"),
+    [
+        (4, ["-D", "-n", "127.0.0.1"]),
+        (4, ["-D", "-q", "1", "localhost"]),
+        (4, ["--dccp", "-n", "-O", "service=9", "-p", "5000", "127.0.0.1"]),
+        (6, ["-D", "-n", "::1"]),
+    ],
+)
+def test_dccp_on_loopback_as_traceroute(shim: str, family: int, args: list[str]) -> None:
+    """With `dccp_responder.py` on loopback the target answers Resets to both (without
+    it traceroute's own raw DCCP socket takes its Requests, so it sees `*` where ours,
+    without such a socket, gets the kernel's `!P`)."""
+    with helper([str(HERE / "dccp_responder.py"), str(family), "60"]):
+        ours = pktlab_run("traceroute", *args)
+        theirs = native_dccp(*args, shim=shim)
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert masked(ours.stdout) == masked(theirs.stdout)
+    assert "!" not in ours.stdout and "*" not in ours.stdout
+
+
 @pytest.mark.parametrize("family", [4, 6])
 def test_dccp_through_the_testbed_as_traceroute(
     testbed_factory: Callable[..., Testbed], shim: str, family: int
