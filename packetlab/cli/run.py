@@ -667,7 +667,9 @@ def _add_ping(sub: Any) -> None:
         "ping",
         help="ICMP echo",
         description="ICMP(v6) echo requests from the endpoint's raw socket, paced by the "
-        "endpoint (scheduled nsend times), replies captured there.",
+        "endpoint (scheduled nsend times), replies captured there. HOST... TARGET (IPv4, "
+        "up to 9 hosts): a loose source route through the hosts, as ping's (each reply's "
+        "`LSRR:` lines as ping prints them); with -T tsprespec, its addresses.",
         epilog=PING_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
