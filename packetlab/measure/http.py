@@ -57,6 +57,7 @@ from packetlab.measure.stream import (
     TcpStream,
     connect_failure,
 )
+from packetlab.measure.upload import CHUNK, Upload, UploadError
 from packetlab.wire import Ndata, Ntag
 
 if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it
@@ -73,6 +74,9 @@ __all__ = [
 ]
 
 USER_AGENT = "pktlab-http/1"
+FORM = "application/x-www-form-urlencoded"  # -d's Content-Type (curl's)
+EXPECT_WAIT = 1.0  # s curl waits for a 100 Continue before it sends the body anyway
+UPLOAD_WINDOW = 8  # body chunks sent and not yet ntagged at most (the rest read later)
 MAX_BODY = 256 << 20
 # A response's header blocks, 1xx ones included, at most (curl 8.3+'s
 # MAX_HTTP_RESP_HEADER_SIZE; 7.88 had no total, so 1xx responses sent for ever grew it):
@@ -643,6 +647,7 @@ class _Hop:
     exitcode: int = 0
     reused: bool = False  # over a connection kept from an earlier request
     version: str = "1.1"  # of the response: "1.1" or "2"
+    uploaded: int = 0  # request body bytes sent (curl's size_upload)
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
@@ -696,7 +701,7 @@ async def http_get(
     keep_body: bool = False,
     recorder: PcapRecorder | None = None,
     method: str | None = None,
-    data: bytes | None = None,
+    data: bytes | Upload | None = None,
     head: bool = False,
     follow: bool = False,
     max_redirs: int = MAX_REDIRS,
@@ -750,7 +755,8 @@ async def http_get(
     if http_version not in (None, "1.1", "2", "2-prior"):
         raise HttpError(f"http_version {http_version!r}: one of '1.1', '2', '2-prior'")
     current = parse_url(url)
-    kind = "HEAD" if head else "POST" if data is not None else "GET"
+    body = Upload.of(data, FORM) if isinstance(data, bytes) else data
+    kind = "HEAD" if head else "GET" if body is None else body.method
     result = HttpResult(url, url_effective=current.text)
     ctxs: dict[str, SSL.Context] = {}
     extra = list(headers or [])
@@ -764,7 +770,7 @@ async def http_get(
     jar = _Cookies(cookies, cookie, "cookie" in names)
     pool = Connections() if connections is None else connections
     try:
-        return await _fetch(session, result, current, kind, method, data, extra, pool, ctxs,
+        return await _fetch(session, result, current, kind, method, body, extra, pool, ctxs,
                            connect_to, family, cafile, insecure, timeout, connect_timeout,
                            sink, recorder, follow, max_redirs, post30x, jar)  # fmt: skip
     finally:
@@ -778,7 +784,7 @@ async def _fetch(
     current: Url,
     kind: str,
     method: str | None,
-    data: bytes | None,
+    data: Upload | None,
     extra: list[tuple[str, str]],
     pool: Connections,
     ctxs: dict[str, SSL.Context],
@@ -821,7 +827,7 @@ async def _fetch(
         if hop.status is not None:
             result.http_version = hop.version
         result.request_size += hop.request_size
-        result.upload_size = len(body or b"") if hop.sent is not None else 0
+        result.upload_size = hop.uploaded
         result.header_size += len(hop.raw_headers)
         if hop.raw_headers:
             result.raw_headers.append(hop.raw_headers)
@@ -910,7 +916,7 @@ async def _hop(
     session: EndpointSession,
     hop: _Hop,
     ctx: SSL.Context | None,
-    data: bytes | None,
+    data: Upload | None,
     headers: list[tuple[str, str]],
     connect_to: AddressLike | None,
     family: int | None,
@@ -961,7 +967,7 @@ async def _over(
     session: EndpointSession,
     hop: _Hop,
     conn: _Conn,
-    data: bytes | None,
+    data: Upload | None,
     headers: list[tuple[str, str]],
     timeout: float,
     sink: _Sink,
@@ -1009,6 +1015,9 @@ async def _over(
     except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)
         hop.error = str(e)
         hop.exitcode = getattr(e, "exitcode", 52 if "without a response" in str(e) else 56)
+    except UploadError as e:  # curl: (26) a read error on the file sent; (65) no rewind
+        hop.error = f"upload: {e}"
+        hop.exitcode = 65 if "sent again" in str(e) else 26
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
         hop.error, hop.exitcode = str(e), 61
     except h11.ProtocolError as e:
@@ -1036,29 +1045,50 @@ def _h2_framing(server: str) -> H2Framing:
 
 
 def _request_headers(
-    u: Url, data: bytes | None, headers: list[tuple[str, str]]
+    u: Url, data: Upload | None, headers: list[tuple[str, str]], expect: bool = False
 ) -> list[tuple[str, str]]:
-    """The request's header fields as curl sends them (either framing)."""
+    """The request's header fields as curl sends them (either framing): a body's
+    Content-Length (Transfer-Encoding: chunked when its length is unknown), Content-Type
+    and, over HTTP/1.1 when curl asks it, `Expect: 100-continue`, in curl 7.88's order."""
     names = {k.lower() for k, _ in headers}
     req = [("Host", u.authority), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
     req = [(k, v) for k, v in req if k.lower() not in names]  # -H replaces, as curl's
     if data is not None:
-        if "content-type" not in names:
-            req.append(("Content-Type", "application/x-www-form-urlencoded"))
-        req.append(("Content-Length", str(len(data))))
+        if data.length is not None:
+            req.append(("Content-Length", str(data.length)))
+        else:
+            req.append(("Transfer-Encoding", "chunked"))
+        if data.content_type is not None and "content-type" not in names:
+            req.append(("Content-Type", data.content_type))
+        if expect:
+            req.append(("Expect", "100-continue"))
     return [*req, *headers]
 
 
+def _expects(data: Upload | None, headers: list[tuple[str, str]]) -> bool:
+    """curl 7.88 over HTTP/1.1: `Expect: 100-continue` for a PUT's body, a POST's over
+    1 MiB or of unknown length, unless a -H Expect is given (`-H Expect:` removes it)."""
+    given = any(k.lower() == "expect" for k, _ in headers)
+    return data is not None and data.expects() and not given
+
+
 def _request(
-    u: Url, method: str, data: bytes | None, headers: list[tuple[str, str]]
-) -> tuple[h11.Connection, bytes]:
+    u: Url, method: str, data: Upload | None, headers: list[tuple[str, str]],
+    expect: bool = False,
+) -> tuple[h11.Connection, bytes, bool]:  # fmt: skip
+    """h11's connection, the request's head (with the body when curl sends it in the
+    same write: -d below 64 KiB, no Expect), and whether the body went with it."""
     h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
-    fields = _request_headers(u, data, headers)
-    out = h.send(h11.Request(method=method, target=u.target, headers=fields))
-    if data:
-        out += h.send(h11.Data(data=data))
+    fields = _request_headers(u, data, headers, expect)
+    headers = [(k, v) for k, v in fields if not (k.lower() == "expect" and not v)]
+    out = h.send(h11.Request(method=method, target=u.target, headers=headers))
+    small = None if data is None or expect else data.small()
+    if data is not None and small is None:
+        return h, out, False
+    if small:
+        out += h.send(h11.Data(data=small))
     out += h.send(h11.EndOfMessage())
-    return h, out
+    return h, out, True
 
 
 class _Response:
@@ -1130,7 +1160,7 @@ async def _exchange(
     session: EndpointSession,
     hop: _Hop,
     conn: _Conn,
-    data: bytes | None,
+    data: Upload | None,
     headers: list[tuple[str, str]],
     deadline: float,
     sink: _Sink,
@@ -1139,7 +1169,10 @@ async def _exchange(
     """The request and its response over HTTP/1.1; whether the connection can carry
     another (both sides DONE in h11: no `Connection: close`, a delimited body). With
     --http2 on a new http:// connection the request asks for an h2c Upgrade (curl's):
-    a 101 continues in HTTP/2 (`_h2_response`)."""
+    a 101 continues in HTTP/2 (`_h2_response`). A body not sent with the head goes in
+    chunks after it; with `Expect: 100-continue` (curl's rules, `_expects`) only after
+    a 100 Continue or `EXPECT_WAIT` s without an answer, never after a final response
+    (curl: "HTTP error before end of send, stop sending"; the connection is closed)."""
     stream = conn.stream
     u = hop.url
     upgrade = None
@@ -1147,26 +1180,33 @@ async def _exchange(
         upgrade = _h2_framing(conn.server)
         headers = [*headers, ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
                    ("HTTP2-Settings", upgrade.upgrade_settings())]  # fmt: skip
+    expect = _expects(data, headers)
     try:
-        h, request = _request(u, hop.method, data, headers)
+        h, request, complete = _request(u, hop.method, data, headers, expect)
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
     hop.request_size = len(request)
     _stamp_sent(hop, _send(conn, request, ntag=True))
+    if complete and data is not None:
+        hop.uploaded = data.length or 0
     fed = bytearray()  # response bytes up to the end of the headers
     resp = _Response(hop, sink, follows)
     ended = False  # the server ended the connection (TCP EOF, or TLS close_notify)
-    while True:
-        event = h.next_event()
-        if event is h11.NEED_DATA:
-            chunk, plain, closed = await _read(session, conn, deadline)
+
+    async def next_event(until: float) -> Any:
+        nonlocal ended
+        while True:
+            event = h.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            chunk, plain, closed = await _read(session, conn, until)
             if plain:
                 h.receive_data(plain)
             if closed:
                 h.receive_data(b"")
                 ended = True
             if hop.status is None:
-                fed += plain
+                fed.extend(plain)
                 if len(fed) > MAX_HEADERS + len(plain):  # this chunk may hold body bytes
                     raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
                                    "bytes (1xx responses included)")  # fmt: skip
@@ -1177,7 +1217,31 @@ async def _exchange(
                 raise StreamError(
                     f"the server {hop.server} closed the connection without a response"
                 )
-            continue
+
+    early = None  # a response that came before the body went
+    if not complete and data is not None:
+        send = True
+        if expect:  # curl: wait for the 100 (1 s), or the final answer that stops it
+            send = False
+            wait = min(session.reactor.seconds() + EXPECT_WAIT, deadline)
+            while True:
+                try:
+                    event = await next_event(wait)
+                except StreamTimeout:
+                    if wait >= deadline:
+                        raise
+                    send = True  # no answer: the body goes anyway
+                    break
+                if isinstance(event, h11.InformationalResponse) and event.status_code == 100:
+                    send = True
+                    break
+                if not isinstance(event, h11.InformationalResponse):
+                    early = event
+                    break
+        if send:
+            await _upload(hop, conn, data, h)
+    while True:
+        event, early = (early, None) if early is not None else (await next_event(deadline), None)
         if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
             if upgrade is None or h.their_state is not h11.SWITCHED_PROTOCOL:
                 raise StreamError(f"the server {hop.server} switched protocols unasked")
@@ -1208,11 +1272,39 @@ async def _exchange(
     return h.our_state is h11.DONE and h.their_state is h11.DONE and clean  # body: not kept
 
 
+async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection) -> None:
+    """The body after the head, in chunks read now, at most `UPLOAD_WINDOW` of them on
+    their way to the endpoint (each waits for an earlier one's ntag): a file of any size
+    goes through bounded memory. A send the endpoint refuses (the server closed) stops
+    it: the response, if one came, is read next."""
+    inflight: list[Deferred[Ntag]] = []
+    try:
+        for piece in data.chunks():
+            try:
+                out = h.send(h11.Data(data=piece))
+            except h11.LocalProtocolError as e:  # more than Content-Length
+                raise UploadError(f"the body: {e}") from None
+            sent = _send(conn, out or b"", ntag=True)
+            hop.uploaded += len(piece)
+            if sent is not None:
+                inflight.append(sent)
+            if len(inflight) > UPLOAD_WINDOW:
+                await inflight.pop(0)
+        out = h.send(h11.EndOfMessage())
+        if out:
+            _send(conn, out)
+        for sent in inflight:
+            sent.addErrback(lambda _: None)
+    except ControllerError:  # an nsend refused: the connection is gone
+        for sent in inflight:
+            sent.addErrback(lambda _: None)
+
+
 async def _exchange_h2(
     session: EndpointSession,
     hop: _Hop,
     conn: _Conn,
-    data: bytes | None,
+    data: Upload | None,
     headers: list[tuple[str, str]],
     deadline: float,
     sink: _Sink,
@@ -1224,13 +1316,15 @@ async def _exchange_h2(
     DATA frames, is not counted)."""
     assert conn.h2 is not None
     u = hop.url
+    fields = _request_headers(u, data, headers)
     try:
-        _, request = _request(u, hop.method, data, headers)
+        _request(u, hop.method, None, headers)  # h11's checks of the method and fields
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
-    hop.request_size = len(request) - len(data or b"") - len("1.1") + len("2")  # no body
-    frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target,
-                             _request_headers(u, data, headers), data)  # fmt: skip
+    head = f"{hop.method} {u.target} HTTP/2\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
+    hop.request_size = len(head.encode("latin-1", "replace")) + 2  # the head only, as curl's
+    frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target, fields,
+                             None if data is None else data.chunks())  # fmt: skip
     _stamp_sent(hop, _send(conn, frames, ntag=True))
     return await _h2_response(session, hop, conn, deadline, sink, follows, b"", b"")
 
@@ -1278,8 +1372,30 @@ async def _h2_response(
         out = framing.data_to_send()
         if out:
             _send(conn, out)
+        await _h2_upload(conn, framing)
+        hop.uploaded = framing.uploaded
         if closed and not done:
             what = "without a response" if hop.first is None else "before a complete response"
             raise StreamError(f"the server {hop.server} closed the connection {what}")
     resp.end()
     return framing.reusable and not closed and not conn.stream.eof
+
+
+async def _h2_upload(conn: _Conn, framing: H2Framing) -> None:
+    """The request body's DATA frames the server's windows let go now, `UPLOAD_WINDOW`
+    chunks at a time, each batch after the previous one's ntag (bounded memory)."""
+    sent: Deferred[Ntag] | None = None
+    while True:
+        framed = framing.pump(UPLOAD_WINDOW * CHUNK)
+        out = framing.data_to_send()
+        if out:
+            if sent is not None:
+                try:
+                    await sent
+                except ControllerError:  # the connection is gone: the read says so
+                    return
+            sent = _send(conn, out, ntag=True)
+        if not framed:
+            break
+    if sent is not None:
+        sent.addErrback(lambda _: None)

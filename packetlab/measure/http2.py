@@ -123,6 +123,8 @@ class H2Framing:
         self.stream_id = 0
         self.terminated: str | None = None  # the GOAWAY that ended it (not reusable)
         self.pending = b""  # request body bytes the server's window has not taken yet
+        self.body: Iterator[bytes] | None = None  # the rest of the request body
+        self.uploaded = 0  # request body bytes framed (curl's size_upload)
         self.overhead = 0
         self.controls = 0
 
@@ -142,10 +144,12 @@ class H2Framing:
 
     def request(
         self, method: str, scheme: str, authority: str, target: str,
-        headers: list[tuple[str, str]], body: bytes | None,
+        headers: list[tuple[str, str]], body: Iterator[bytes] | None,
     ) -> bytes:  # fmt: skip
         """The request's frames (the connection preface first on a new connection):
-        `headers` as for HTTP/1.1 (a Host header becomes :authority, as curl's)."""
+        `headers` as for HTTP/1.1 (a Host header becomes :authority, as curl's). `body`'s
+        chunks are taken as DATA frames by `pump` when the server's windows let them go
+        (`pump` is called here for the first ones)."""
         if not self.started:
             self.h2.initiate_connection()
             self.h2.increment_flow_control_window(WINDOW - 65535)  # the connection's, too
@@ -164,26 +168,44 @@ class H2Framing:
             self.h2.send_headers(
                 self.stream_id,
                 [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pseudo + fields],
-                end_stream=not body,
+                end_stream=body is None,
             )
         except h2.exceptions.H2Error as e:
             raise H2Error(f"bad request: {e}") from None
-        self.pending = body or b""
+        self.pending = b""
+        self.body = body
+        self.uploaded = 0
         self._new_exchange()
-        self._send_body()
+        self.pump()
         return self.data_to_send()
 
     def _new_exchange(self) -> None:
         self.overhead = self.controls = 0
 
-    def _send_body(self) -> None:
-        while self.pending:
+    def pump(self, limit: int = 1 << 20) -> int:
+        """DATA frames of the request body, as far as the stream's and the connection's
+        windows allow and at most about `limit` bytes (the rest for the next call, after
+        the server's WINDOW_UPDATE or the caller's pacing); the bytes framed. The body's
+        end sends END_STREAM (an empty DATA frame when it ends on a chunk boundary)."""
+        framed = 0
+        while self.body is not None and framed < limit:
+            if not self.pending:
+                try:
+                    self.pending = next(self.body)
+                except StopIteration:
+                    self.body = None
+                    self.h2.end_stream(self.stream_id)
+                    break
+                continue
             room = min(self.h2.local_flow_control_window(self.stream_id),
                        self.h2.max_outbound_frame_size)  # fmt: skip
             if room <= 0:
-                return
+                break
             piece, self.pending = self.pending[:room], self.pending[room:]
-            self.h2.send_data(self.stream_id, piece, end_stream=not self.pending)
+            self.h2.send_data(self.stream_id, piece)
+            self.uploaded += len(piece)
+            framed += len(piece)
+        return framed
 
     def data_to_send(self) -> bytes:
         return self.h2.data_to_send()
@@ -243,8 +265,6 @@ class H2Framing:
                 raise H2Error(f"HTTP/2: {self.server} went away (GOAWAY {self.terminated}) "
                               "before the request", 16)  # fmt: skip
             return []
-        if isinstance(ev, h2.events.WindowUpdated):
-            self._send_body()
         if isinstance(ev, h2.events.PingReceived | h2.events.RemoteSettingsChanged):
             self.controls += 1
             if self.controls > MAX_CONTROL:
