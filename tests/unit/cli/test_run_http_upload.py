@@ -1,0 +1,141 @@
+"""`pktlab run http` with curl's -F, -T and -Z/--parallel: the option checks (one-line
+errors before anything is sent), -T's URL (the file name appended to a URL ending in /),
+whole runs over the scripted endpoint (what the server got), and parallel transfers (at
+the same time, each row when its URL ends, --parallel-max)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_http_redirects import Server, echo
+from test_run_http_curl import parse, run
+
+from packetlab.cli import run_http
+from packetlab.cli.run import RunError
+from packetlab.cli.run_command import Progress
+
+
+def test_upload_url_as_curl() -> None:
+    # checked against curl 7.88.1: PUT /up/small.txt, /small.txt, /a/b?x=1, /up/ for stdin
+    assert run_http.upload_url("http://h:1/up/", "d/small.txt") == "http://h:1/up/small.txt"
+    assert run_http.upload_url("http://h:1", "small.txt") == "http://h:1/small.txt"
+    assert run_http.upload_url("http://h:1/a/b?x=1", "small.txt") == "http://h:1/a/b?x=1"
+    assert run_http.upload_url("h/up/", "a b") == "h/up/a%20b"
+    assert run_http.upload_url("http://h/up/", "-") == "http://h/up/"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-F", "a=b", "-d", "x=1", "http://a.test/"], "-d/--data and -F/--form: one request body"),
+        (["-T", "{f}", "-F", "a=b", "http://a.test/"], "-F/--form and -T/--upload-file: one"),
+        (
+            ["-T", "{f}", "-I", "http://a.test/"],
+            "-I/--head and -T/--upload-file: one request method",
+        ),
+        (["-F", "a=b", "-G", "http://a.test/"], "-G/--get and -F/--form"),
+        (["-T", "{f}", "-T", "{f}", "http://a.test/"], "2 -T/--upload-file for 1 URLs"),
+        (["-T", "{d}/nosuch", "http://a.test/"], r"-T/--upload-file .*nosuch: No such file"),
+        (["-F", "f=@{d}/nosuch", "http://a.test/"], r"nosuch: No such file"),
+        (["-F", "noequals", "http://a.test/"], "expected NAME=VALUE"),
+        (["-T", "-", "-F", "f=@-", "http://a.test/"], "one request body"),
+        (["-T", "-", "-T", "-", "http://a.test/", "http://b.test/"], "stdin .* can be read once"),
+        (["-Z", "--parallel-max", "0", "http://a.test/"], r"--parallel-max 0: 1\.\.300"),
+        (["-Z", "--parallel-max", "301", "http://a.test/"], r"--parallel-max 301"),
+    ],
+)
+def test_bad_body_options_are_one_line_errors(
+    argv: list[str], message: str, tmp_path: Path
+) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"x")
+    argv = [a.format(f=f, d=tmp_path) for a in argv]
+    with pytest.raises(RunError, match=message):
+        run_http.experiment(parse(*argv), lambda r: None, Progress())
+
+
+def test_put_and_form_runs(tmp_path: Path) -> None:
+    f = tmp_path / "note.txt"
+    f.write_text("hello there")
+    code, _, raw, _, records = run("-T", str(f), "-w", "\\n%{method} %{size_upload} %{url}",
+                                   "http://192.0.2.80/up/", "http://192.0.2.80/x")  # fmt: skip
+    first, second = raw.decode().split("\n")[0:2], raw.decode().split("\n")[2:]
+    assert code == 0 and json.loads(first[0]) == {
+        "method": "PUT", "target": "/up/note.txt", "body": "hello there", "ct": None,
+        "auth": None,
+    }  # fmt: skip
+    assert first[1].startswith("PUT 11 http://192.0.2.80/up/note.txt")
+    assert json.loads(first[1].split("note.txt")[1])["method"] == "GET"  # the next URL
+    assert second == ["GET 0 http://192.0.2.80/x"]
+    assert records[0]["upload_size"] == 11 and records[0]["method"] == "PUT"
+    code, _, raw, _, records = run("-F", "a=1", "-F", f"f=@{f}", "-o", "-", "--json",
+                                   "http://192.0.2.80/form")  # fmt: skip
+    got = json.loads(raw)
+    assert code == 0 and got["method"] == "POST" and got["ct"].startswith("multipart/form-data")
+    boundary = got["ct"].split("boundary=")[1]
+    assert got["body"] == (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="note.txt"\r\n'
+        f"Content-Type: text/plain\r\n\r\nhello there\r\n--{boundary}--\r\n"
+    )
+
+
+class Slow(Server):
+    """Answers /d/S after S seconds."""
+
+    def arrived(self) -> None:
+        line = bytes(self.got).split(b"\r\n", 1)[0].decode()
+        if " /d/" in line:
+            self.delay = float(line.split(" ")[1][3:].split("/")[0])
+        super().arrived()
+
+
+def test_parallel_transfers_go_at_once_and_end_in_their_order() -> None:
+    urls = ["http://192.0.2.80/d/0.6", "http://192.0.2.80/d/0.1", "http://192.0.2.80/d/0.3"]
+    w = "%{url} %{num_connects} %{time_total}\\n"
+    null = ["-o", "/dev/null"] * 3
+    code, _, raw, _, records = run("-Z", "-s", *null, "-w", w, *urls, server=lambda: Slow(echo))
+    lines = raw.decode().splitlines()
+    # each URL's write-out when it ends, as curl -Z's: the fastest first
+    assert code == 0 and [line.split()[0] for line in lines] == [urls[1], urls[2], urls[0]]
+    assert [r["url"] for r in records] == [urls[1], urls[2], urls[0]]
+    assert all(line.split()[1] == "1" for line in lines)  # each its own connection (HTTP/1.1)
+    # at the same time: the slowest URL's time is its own, not the sum
+    assert max(float(line.split()[2]) for line in lines) < 0.8
+    # --parallel-max 1: one after the other, in URL order
+    _, _, raw, _, _ = run("-Z", "--parallel-max", "1", "-s", "-w", w, *null, *urls,
+                          server=lambda: Slow(echo))  # fmt: skip
+    assert [line.split()[0] for line in raw.decode().splitlines()] == urls
+
+
+def test_parallel_table_and_summary() -> None:
+    urls = ["http://192.0.2.80/d/0.2", "http://192.0.2.81/", "http://192.0.2.80/d/0"]
+    code, text, _, _, records = run("--parallel", *urls, server=lambda: Slow(echo))
+    assert code == 1 and [r["url"] for r in records][:3] == [urls[2], urls[1], urls[0]], records
+    assert text.splitlines()[-1] == "# 2 of 3 fetched, 148 body bytes"
+
+
+def test_an_upload_in_parallel_to_several_urls(tmp_path: Path) -> None:
+    f = tmp_path / "a.txt"
+    f.write_text("A")
+    g = tmp_path / "b.txt"
+    g.write_text("BB")
+    code, _, _, _, records = run("-Z", "--json", "-T", str(f), "-T", str(g),
+                                 "http://192.0.2.80/d/0.2/", "http://192.0.2.80/d/0/",
+                                 server=lambda: Slow(echo))  # fmt: skip
+    assert code == 0 and [r["url"] for r in records if r["type"] == "http"] == [
+        "http://192.0.2.80/d/0/b.txt", "http://192.0.2.80/d/0.2/a.txt",
+    ]  # fmt: skip
+    assert [r["upload_size"] for r in records if r["type"] == "http"] == [2, 1]
+
+
+def test_help_names_the_new_options(capsys: Any) -> None:
+    with pytest.raises(SystemExit):
+        parse("--help")
+    text = capsys.readouterr().out
+    for option in ("-F NAME=VALUE, --form", "-T FILE, --upload-file", "-Z, --parallel",
+                   "--parallel-max N"):  # fmt: skip
+        assert option in text, option
