@@ -1285,14 +1285,15 @@ async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection) -> No
             except h11.LocalProtocolError as e:  # more than Content-Length
                 raise UploadError(f"the body: {e}") from None
             sent = _send(conn, out or b"", ntag=True)
-            hop.uploaded += len(piece)
+            hop.uploaded += len(piece) if data.length is not None else len(out or b"")
             if sent is not None:
                 inflight.append(sent)
             if len(inflight) > UPLOAD_WINDOW:
                 await inflight.pop(0)
         out = h.send(h11.EndOfMessage())
-        if out:
+        if out:  # chunked: its last chunk (counted in size_upload, as curl's)
             _send(conn, out)
+            hop.uploaded += len(out)
         for sent in inflight:
             sent.addErrback(lambda _: None)
     except ControllerError:  # an nsend refused: the connection is gone

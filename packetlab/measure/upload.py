@@ -30,6 +30,10 @@ __all__ = [
 ]
 
 CHUNK = 64 << 10  # bytes read from a file at a time
+# stdin (length unknown: chunked) is read as curl reads it, its 64 KiB upload buffer less
+# the room it keeps for a chunk's framing: so the chunks, and size_upload (which counts
+# their framing), are curl's
+STDIN_CHUNK = CHUNK - 12
 # curl 7.88 (http.c): a POST (-d, -F) larger than this asks `Expect: 100-continue` over
 # HTTP/1.1 (EXPECT_100_THRESHOLD); a PUT (-T) asks it for any non-empty body. A body
 # below MAX_INITIAL_POST_SIZE without Expect goes in the same write as the head (and
@@ -116,7 +120,7 @@ def _read_file(f: _File) -> Iterator[bytes]:
     try:
         while True:
             try:
-                data = stream.read(CHUNK)
+                data = stream.read(STDIN_CHUNK if f.size is None else CHUNK)
             except OSError as e:
                 raise UploadError(f"{f.path}: {e.strerror or e}") from None
             if not data:
