@@ -405,6 +405,21 @@ class _Conn:
     stirred: bool = False  # something came while idle: dead, or unasked for (not reused)
     unwatch: Callable[[], None] | None = None
     h2: H2Framing | None = None  # HTTP/2 (ALPN h2, h2c): its state between requests
+    # HTTP/2 with several streams at once (--parallel): how many exchanges use it, one of
+    # them reads for all (`reading`), the others wait to be woken (`waiters`); `failed`
+    # the connection's end that every stream gets, `broken`: no new stream goes on it
+    active: int = 0
+    reading: bool = False
+    waiters: list[Deferred[None]] = field(default_factory=list)
+    failed: Exception | None = None
+    closed: bool = False
+    broken: bool = False
+
+    def wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for d in waiters:
+            if not d.called:
+                d.callback(None)
 
     def idle(self) -> None:
         """Watch the connection while it waits in the pool: what comes (bytes nobody asked
@@ -464,12 +479,49 @@ class Connections:
 
     def __init__(self) -> None:
         self.idle: dict[tuple[str, str, int], _Conn] = {}
+        # HTTP/2 connections in use that take another stream (curl --parallel multiplexes)
+        self.busy: dict[tuple[str, str, int], _Conn] = {}
+        # connections being made whose protocol is not known yet: who waits for them
+        # (curl's pipewait: a transfer waits to learn whether the first multiplexes)
+        self.connecting: dict[tuple[str, str, int], list[Deferred[None]]] = {}
 
     @staticmethod
     def key(u: Url) -> tuple[str, str, int]:
         return (u.scheme, u.host.lower(), u.port)
 
+    def shared(self, u: Url) -> _Conn | None:
+        """An HTTP/2 connection in use to `u`'s origin with room for another stream."""
+        conn = self.busy.get(self.key(u))
+        if conn is None or conn.h2 is None or conn.broken or conn.failed or conn.closed:
+            return None
+        return conn if conn.h2.room and not conn.stream.eof else None
+
+    def known(self, u: Url, conn: _Conn | None) -> None:
+        """A new connection's protocol is known (or it failed: None): an HTTP/2 one is
+        offered to the transfers waiting for it."""
+        if conn is not None and conn.h2 is not None:
+            self.busy[self.key(u)] = conn
+        for d in self.connecting.pop(self.key(u), []):
+            d.callback(None)
+
+    async def wait_for(self, u: Url) -> None:
+        """When a connection to `u`'s origin is being made: until its protocol is known."""
+        waiting = self.connecting.get(self.key(u))
+        if waiting is not None:
+            d: Deferred[None] = Deferred()
+            waiting.append(d)
+            await d
+
+    def done(self, u: Url, conn: _Conn) -> None:
+        """An exchange on `conn` ended: an HTTP/2 connection no longer in use is no
+        longer offered for streams (it goes back to `idle` through `put`, or closes)."""
+        if self.busy.get(self.key(u)) is conn and conn.active == 0:
+            del self.busy[self.key(u)]
+
     async def take(self, u: Url) -> _Conn | None:
+        conn = self.shared(u)
+        if conn is not None:  # curl: "Multiplexed connection found"
+            return conn
         conn = self.idle.pop(self.key(u), None)
         if conn is None:
             return None
@@ -480,6 +532,8 @@ class Connections:
             # sent what nobody asked for) "seems to be dead": not reused
             await conn.stream.close()
             return None
+        if conn.h2 is not None:
+            self.busy[self.key(u)] = conn
         return conn
 
     async def put(self, u: Url, conn: _Conn) -> None:
@@ -494,6 +548,7 @@ class Connections:
 
     @deferred_api
     async def close(self) -> None:
+        self.busy.clear()
         idle, self.idle = list(self.idle.values()), {}
         for conn in idle:
             await conn.stream.close()
@@ -929,6 +984,10 @@ async def _hop(
 ) -> None:
     u = hop.url
     conn = await pool.take(u)
+    multiplexed = (u.scheme == "https" and sink.http != "1.1") or sink.http == "2-prior"
+    if conn is None and multiplexed and Connections.key(u) in pool.connecting:
+        await pool.wait_for(u)  # curl's pipewait: the first connection may take us too
+        conn = await pool.take(u)
     if conn is not None:  # curl: "Re-using existing connection"
         hop.start = hop.resolved = await read_time(session)
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
@@ -937,6 +996,34 @@ async def _hop(
             return
         # curl: "Connection died, retrying a fresh connect" (closed while idle)
         hop.__init__(hop.url, hop.method)  # type: ignore[misc]
+    mine = multiplexed and Connections.key(u) not in pool.connecting
+    if mine:  # the next transfers to this origin wait to learn whether it multiplexes
+        pool.connecting[Connections.key(u)] = []
+    try:
+        await _connect(session, hop, ctx, data, headers, connect_to, family, timeout,
+                       connect_timeout, sink, recorder, follows, pool)  # fmt: skip
+    finally:
+        if mine:
+            pool.known(u, None)  # failed before its protocol was known: they go on their own
+
+
+async def _connect(
+    session: EndpointSession,
+    hop: _Hop,
+    ctx: SSL.Context | None,
+    data: Upload | None,
+    headers: list[tuple[str, str]],
+    connect_to: AddressLike | None,
+    family: int | None,
+    timeout: float,
+    connect_timeout: float,
+    sink: _Sink,
+    recorder: PcapRecorder | None,
+    follows: bool,
+    pool: Connections,
+) -> None:
+    """The hop over a new connection: the name resolved, the connect, the exchange."""
+    u = hop.url
     if connect_to is None and not u.host_is_address:
         hop.start = await read_time(session)
         try:
@@ -982,6 +1069,7 @@ async def _over(
         sink.until.append(now + timeout)
     deadline = min(now + timeout, sink.until[0])
     keep = False
+    conn.active += 1
     try:
         if conn.tls is not None and not hop.reused:
             hop.tls_done = await conn.tls.handshake(deadline)
@@ -990,6 +1078,8 @@ async def _over(
                 conn.h2 = _h2_framing(conn.server)
         elif conn.tls is None and not hop.reused and sink.http == "2-prior":
             conn.h2 = _h2_framing(conn.server)  # h2c, no Upgrade
+        if not hop.reused:
+            pool.known(hop.url, conn)  # HTTP/2: the transfers waiting for it multiplex
         if conn.h2 is not None:
             keep = await _exchange_h2(session, hop, conn, data, headers, deadline, sink,
                                       follows)  # fmt: skip
@@ -1030,7 +1120,13 @@ async def _over(
         hop.error = f"writing the body: {e.strerror or e}"
         hop.exitcode = 23
     finally:
-        if keep and hop.error is None:
+        conn.active -= 1
+        if not (keep and hop.error is None):
+            conn.broken = True  # HTTP/2: no new stream; the others in flight go on
+        pool.done(hop.url, conn)
+        if conn.active > 0:
+            pass  # streams of other transfers are in flight: the last one decides
+        elif not conn.broken:
             await pool.put(hop.url, conn)
         else:
             await stream.close()
@@ -1251,7 +1347,7 @@ async def _exchange(
             _send(conn, upgrade.data_to_send())
             raw = bytes(fed[: len(fed) - len(leftover)])
             return await _h2_response(session, hop, conn, deadline, sink, follows, raw,
-                                      bytes(leftover))  # fmt: skip
+                                      bytes(leftover), 1)  # fmt: skip
         if isinstance(event, h11.Response):
             resp.head(
                 event.status_code,
@@ -1326,8 +1422,9 @@ async def _exchange_h2(
     hop.request_size = len(head.encode("latin-1", "replace")) + 2  # the head only, as curl's
     frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target, fields,
                              None if data is None else data.chunks())  # fmt: skip
+    sid = conn.h2.stream_id
     _stamp_sent(hop, _send(conn, frames, ntag=True))
-    return await _h2_response(session, hop, conn, deadline, sink, follows, b"", b"")
+    return await _h2_response(session, hop, conn, deadline, sink, follows, b"", b"", sid)
 
 
 async def _h2_response(
@@ -1339,47 +1436,91 @@ async def _h2_response(
     follows: bool,
     informational: bytes,
     leftover: bytes,
+    sid: int,
 ) -> bool:
-    """The response on the request's stream: `informational` the header blocks before
-    it (an h2c Upgrade's 101), `leftover` bytes already received after them."""
+    """The response on the request's stream `sid`: `informational` the header blocks
+    before it (an h2c Upgrade's 101), `leftover` bytes already received after them.
+    With other streams in flight on the connection (--parallel) one exchange reads for
+    all at a time and the others wait until it woke them (what came for them queued)."""
     from packetlab.measure.http2 import Body, End, Head
 
     framing = conn.h2
     assert framing is not None
     resp = _Response(hop, sink, follows)
-    done = closed = False
-    pending: list[tuple[Chunk | None, bytes]] = [(None, leftover)] if leftover else []
-    while not done:
-        if pending:
-            chunk, plain = pending.pop()
-        else:
-            chunk, plain, closed = await _read(session, conn, deadline)
-        when = chunk.time if chunk is not None else hop.last
-        for ev in framing.receive(plain) if plain else ():
-            hop.first = when if hop.first is None else hop.first
-            hop.last = when
-            if isinstance(ev, Head) and not ev.final:
-                informational += ev.raw
-                if len(informational) > MAX_HEADERS:
-                    raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
-                                   "bytes (1xx responses included)")  # fmt: skip
-            elif isinstance(ev, Head):
-                hop.version = "2"
-                resp.head(ev.status, "", ev.headers, informational + ev.raw)
-            elif isinstance(ev, Body):
-                resp.data(ev.data)
-            elif isinstance(ev, End):
-                done = True
-        out = framing.data_to_send()
-        if out:
-            _send(conn, out)
-        await _h2_upload(conn, framing)
-        hop.uploaded = framing.uploaded
-        if closed and not done:
-            what = "without a response" if hop.first is None else "before a complete response"
-            raise StreamError(f"the server {hop.server} closed the connection {what}")
+    done = False
+    clock = session.reactor
+    try:
+        if leftover:
+            framing.receive(leftover, hop.last)
+        while not done:
+            for when, ev in framing.take(sid):
+                when = hop.last if when is None else when
+                hop.first = when if hop.first is None else hop.first
+                hop.last = when
+                if isinstance(ev, Head) and not ev.final:
+                    informational += ev.raw
+                    if len(informational) > MAX_HEADERS:
+                        raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
+                                       "bytes (1xx responses included)")  # fmt: skip
+                elif isinstance(ev, Head):
+                    hop.version = "2"
+                    resp.head(ev.status, "", ev.headers, informational + ev.raw)
+                elif isinstance(ev, Body):
+                    resp.data(ev.data)
+                elif isinstance(ev, End):
+                    done = True
+            if done:
+                break
+            if conn.failed is not None:
+                raise conn.failed
+            if conn.closed:
+                what = "without a response" if hop.first is None else "before a complete response"
+                raise StreamError(f"the server {hop.server} closed the connection {what}")
+            if conn.reading:  # another stream's exchange reads: wait for it to wake us
+                left = deadline - clock.seconds()
+                if left <= 0:
+                    raise StreamTimeout(f"nothing from {conn.server} within the time")
+                await _woken(conn, clock, left)
+                continue
+            conn.reading = True
+            try:
+                chunk, plain, closed = await _read(session, conn, deadline)
+                if plain:
+                    framing.receive(plain, chunk.time if chunk is not None else hop.last)
+            except StreamTimeout:
+                raise  # this stream's time: the others have theirs
+            except Exception as e:  # the connection's end: every stream's
+                conn.failed = e
+                raise
+            finally:
+                conn.reading = False
+                conn.wake()
+            conn.closed = conn.closed or closed
+            out = framing.data_to_send()
+            if out:
+                _send(conn, out)
+            await _h2_upload(conn, framing)
+            hop.uploaded = framing.uploaded(sid)
+        hop.uploaded = framing.uploaded(sid)
+    finally:
+        framing.finish(sid)
     resp.end()
-    return framing.reusable and not closed and not conn.stream.eof
+    return framing.reusable and not conn.closed and not conn.stream.eof
+
+
+async def _woken(conn: _Conn, clock: Any, left: float) -> None:
+    """Until the exchange reading the connection woke the waiters, or `left` s."""
+    woken: Deferred[None] = Deferred()
+    conn.waiters.append(woken)
+
+    def late() -> None:
+        if not woken.called:
+            woken.callback(None)
+
+    timer = clock.callLater(left, late)
+    await woken
+    if timer.active():
+        timer.cancel()
 
 
 async def _h2_upload(conn: _Conn, framing: H2Framing) -> None:

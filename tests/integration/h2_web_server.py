@@ -46,8 +46,8 @@ class Answer(resource.Resource):
 
             out = u.path.encode()
             request.setHeader(b"content-length", str(len(out)).encode())
-            clock.callLater(float(u.path[3:]), _finish, request, out)  # type: ignore[attr-defined]
-            return server.NOT_DONE_YET  # type: ignore[no-any-return]
+            clock.callLater(float(u.path[3:]), _finish, request, out)
+            return server.NOT_DONE_YET  # type: ignore[return-value]
         if u.path == "/big":
             out = bytes(range(256)) * 1172 + b"x" * 68
             request.setHeader(b"content-type", b"application/octet-stream")

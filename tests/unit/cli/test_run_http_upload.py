@@ -6,10 +6,12 @@ the same time, each row when its URL ends, --parallel-max)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from http_fake import H2Server
 from test_http_redirects import Server, echo
 from test_run_http_curl import parse, run
 
@@ -139,3 +141,46 @@ def test_help_names_the_new_options(capsys: Any) -> None:
     for option in ("-F NAME=VALUE, --form", "-T FILE, --upload-file", "-Z, --parallel",
                    "--parallel-max N"):  # fmt: skip
         assert option in text, option
+
+
+class Reversed(H2Server):
+    """An h2c server that holds the requests until `n` are in flight on its connection,
+    then answers them last first."""
+
+    def __init__(self, n: int = 3) -> None:
+        super().__init__()
+        self.n, self.held = n, []  # type: tuple[int, list[int]]
+        self.most = 0  # streams in flight at once, at most
+
+    def _answer(self, sid: int) -> None:
+        self.held.append(sid)
+        self.most = max(self.most, len(self.held))
+        if len(self.held) >= self.n:
+            for s in reversed(self.held):
+                super()._answer(s)
+            self.held = []
+
+
+def test_parallel_http2_multiplexes_on_one_connection() -> None:
+    made: list[Reversed] = []
+
+    def server() -> Reversed:
+        made.append(Reversed())
+        return made[-1]
+
+    urls = [f"http://192.0.2.80/{i}" for i in range(3)]
+    w = "%{url} %{num_connects} %{http_version}\\n"
+    code, _, raw, _, _ = run("-Z", "--http2-prior-knowledge", "-s", "-w", w, *urls,
+                             server=server)  # fmt: skip
+    assert code == 0 and len(made) == 1 and made[0].most == 3  # one connection, 3 streams
+    # answered last first: each body and write-out when its stream ends; the first URL's
+    # transfer made the connection (curl: num_connects 1, then 0 for the multiplexed)
+    assert re.findall(r"ok GET (/\d) 0", raw.decode()) == ["/2", "/1", "/0"]
+    assert re.findall(r"(http://\S+ \d \d)\n", raw.decode()) == [
+        "http://192.0.2.80/2 0 2", "http://192.0.2.80/1 0 2", "http://192.0.2.80/0 1 2",
+    ]  # fmt: skip
+    # without -Z: one at a time over the same connection (streams 1, 3, 5 in turn)
+    made.clear()
+    code, _, raw, _, _ = run("--http2-prior-knowledge", "-s", "-w", w, *urls,
+                             server=lambda: Reversed(1))  # fmt: skip
+    assert code == 0 and raw.decode().count(" 2\n") == 3
