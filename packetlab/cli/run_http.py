@@ -127,6 +127,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         "row when its URL ends",
     )  # fmt: skip
     p.add_argument(
+        "--parallel-immediate", action="store_true",
+        help="with -Z: a new connection for each transfer at once, not waiting to learn "
+        "whether the first to the origin multiplexes (HTTP/2), as curl",
+    )  # fmt: skip
+    p.add_argument(
         "--parallel-max", type=int, default=PARALLEL_MAX, metavar="N",
         help=f"with -Z: at most N transfers at once, 1..{PARALLEL_LIMIT} "
         f"[default: {PARALLEL_MAX}, as curl]",
@@ -586,7 +591,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
-        pool = Connections()  # kept open from URL to URL, as curl's connection cache
+        # kept open from URL to URL, as curl's connection cache
+        pool = Connections(pipewait=not args.parallel_immediate)
         try:
             await fetch_all(session, pool)
         finally:

@@ -475,9 +475,12 @@ MAX_IDLE = 5  # connections kept open at most (curl's default CURLOPT_MAXCONNECT
 class Connections:
     """Connections kept open for the next request (curl's connection cache): one idle
     connection per scheme, host and port, `MAX_IDLE` in all (the oldest closed first).
-    `close()` ends them all."""
+    Fetches running at once (curl --parallel) share an HTTP/2 connection as streams;
+    with `pipewait` (curl's default) a fetch waits for a connection to its origin being
+    made to learn whether it can. `close()` ends them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, pipewait: bool = True) -> None:
+        self.pipewait = pipewait  # False: curl --parallel-immediate
         self.idle: dict[tuple[str, str, int], _Conn] = {}
         # HTTP/2 connections in use that take another stream (curl --parallel multiplexes)
         self.busy: dict[tuple[str, str, int], _Conn] = {}
@@ -984,7 +987,9 @@ async def _hop(
 ) -> None:
     u = hop.url
     conn = await pool.take(u)
-    multiplexed = (u.scheme == "https" and sink.http != "1.1") or sink.http == "2-prior"
+    multiplexed = pool.pipewait and (
+        (u.scheme == "https" and sink.http != "1.1") or sink.http == "2-prior"
+    )
     if conn is None and multiplexed and Connections.key(u) in pool.connecting:
         await pool.wait_for(u)  # curl's pipewait: the first connection may take us too
         conn = await pool.take(u)

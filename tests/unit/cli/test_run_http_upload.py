@@ -164,8 +164,8 @@ class Reversed(H2Server):
 def test_parallel_http2_multiplexes_on_one_connection() -> None:
     made: list[Reversed] = []
 
-    def server() -> Reversed:
-        made.append(Reversed())
+    def server(n: int = 3) -> Reversed:
+        made.append(Reversed(n))
         return made[-1]
 
     urls = [f"http://192.0.2.80/{i}" for i in range(3)]
@@ -179,6 +179,11 @@ def test_parallel_http2_multiplexes_on_one_connection() -> None:
     assert re.findall(r"(http://\S+ \d \d)\n", raw.decode()) == [
         "http://192.0.2.80/2 0 2", "http://192.0.2.80/1 0 2", "http://192.0.2.80/0 1 2",
     ]  # fmt: skip
+    # --parallel-immediate: each its own connection at once, as curl's
+    made.clear()
+    code, _, raw, _, _ = run("-Z", "--parallel-immediate", "--http2-prior-knowledge", "-s",
+                             "-w", w, *urls, server=lambda: server(1))  # fmt: skip
+    assert code == 0 and len(made) == 3 and raw.decode().count(" 1 2\n") == 3
     # without -Z: one at a time over the same connection (streams 1, 3, 5 in turn)
     made.clear()
     code, _, raw, _, _ = run("--http2-prior-knowledge", "-s", "-w", w, *urls,
