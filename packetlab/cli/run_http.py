@@ -546,7 +546,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.upload import multipart
 
     data = request_body(args.data)
-    forms, uploads = bodies(args, data)
+    forms, uploads = bodies(args, None if args.get else data)  # -G: -d is the query
     if not 1 <= args.parallel_max <= PARALLEL_LIMIT:
         raise RunError(f"--parallel-max {args.parallel_max}: 1..{PARALLEL_LIMIT}")
     urls = [

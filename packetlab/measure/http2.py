@@ -1,5 +1,6 @@
 """HTTP/2 framing for `http_get`, as curl 7.88 (nghttp2) speaks it: one request at a time
-on a connection, reused for the next one to the same origin.
+on a connection, reused for the next one to the same origin, or several at once on their
+own streams (curl --parallel multiplexes).
 
 `H2Framing` wraps the h2 library's sans-IO state machine (python-hyper) with what a
 measurement needs from it and nothing of I/O: the request's header list from the same

@@ -39,6 +39,7 @@ def test_upload_url_as_curl() -> None:
             "-I/--head and -T/--upload-file: one request method",
         ),
         (["-F", "a=b", "-G", "http://a.test/"], "-G/--get and -F/--form"),
+        (["-F", "a=b", "-G", "-d", "x=1", "http://a.test/"], "-G/--get and -F/--form"),
         (["-T", "{f}", "-T", "{f}", "http://a.test/"], "2 -T/--upload-file for 1 URLs"),
         (["-T", "{d}/nosuch", "http://a.test/"], r"-T/--upload-file .*nosuch: No such file"),
         (["-F", "f=@{d}/nosuch", "http://a.test/"], r"nosuch: No such file"),
@@ -189,3 +190,9 @@ def test_parallel_http2_multiplexes_on_one_connection() -> None:
     code, _, raw, _, _ = run("--http2-prior-knowledge", "-s", "-w", w, *urls,
                              server=lambda: Reversed(1))  # fmt: skip
     assert code == 0 and raw.decode().count(" 2\n") == 3
+
+
+def test_get_with_head_and_data_still_goes() -> None:
+    # -G makes -d the query: -I with it is no second request body (curl: a HEAD)
+    run_http.experiment(parse("-G", "-I", "-d", "a=1", "http://a.test/"), lambda r: None,
+                        Progress())  # fmt: skip
