@@ -44,6 +44,7 @@ from packetlab.controller import (
     AddressLike,
     ControllerError,
     EndpointSession,
+    RequestFailed,
     deferred_api,
     parse_address,
     read_time,
@@ -1397,9 +1398,30 @@ async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection) -> No
             hop.uploaded += len(out)
         for sent in inflight:
             sent.addErrback(lambda _: None)
-    except ControllerError:  # an nsend refused: the connection is gone
+    except RequestFailed as e:  # the endpoint refused an nsend: its policy, not the server
         for sent in inflight:
             sent.addErrback(lambda _: None)
+        raise _refused(e, hop.uploaded, data.length) from None
+    except ControllerError:  # a send failed (the connection is gone): read the answer
+        for sent in inflight:
+            sent.addErrback(lambda _: None)
+
+
+class _SendRefused(StreamError):
+    """The endpoint refused an nsend of the body (curl's 55: failed sending data)."""
+
+    exitcode = 55
+
+
+def _refused(e: RequestFailed, sent: int, length: int | None) -> _SendRefused:
+    of = "" if length is None else f" of {length}"
+    why = f"upload: the endpoint refused a send ({e.name}; {sent}{of} body bytes queued)"
+    if e.name == "ESKTPKTDENY":
+        why += (": over its send window (without a max_burst_rate_byte grant in the "
+                "operator's exppriv certificate 12,500,000 bytes per 10 s, 10 Mb/s; "
+                "pktlab init --max-burst-rate-byte 1250000000/10000000000 grants the "
+                "in-process endpoint more; docs/http.md)")  # fmt: skip
+    return _SendRefused(why)
 
 
 async def _exchange_h2(
@@ -1539,6 +1561,8 @@ async def _h2_upload(conn: _Conn, framing: H2Framing) -> None:
             if sent is not None:
                 try:
                     await sent
+                except RequestFailed as e:
+                    raise _refused(e, framing.uploaded(framing.stream_id), None) from None
                 except ControllerError:  # the connection is gone: the read says so
                     return
             sent = _send(conn, out, ntag=True)

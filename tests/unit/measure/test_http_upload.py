@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from http_fake import H2Server, TlsPeer, serve
+from stream_fakes import StreamFakeEndpoint, StreamRig
 from web_pki import make_pki
 
 from packetlab.measure import upload
@@ -27,6 +28,7 @@ from packetlab.measure.upload import (
     multipart,
     parse_form,
 )
+from packetlab.wire import Nsend, Status
 
 B = "-" * 24 + "0af91582baf97f12"
 
@@ -253,3 +255,36 @@ def test_http2_uploads_without_expect(tmp_path: Path, pki: dict[str, Path]) -> N
     r = rig.run(http_get(rig.session, url, data=body, keep_body=True, **tls))
     assert made[1].requests[0][1] == b"".join(body.chunks())
     assert made[1].requests[0][0]["content-type"] == body.content_type
+
+
+class Windowed(StreamFakeEndpoint):
+    """An endpoint whose send window (a certificate's max_burst_rate_byte, or the
+    built-in 10 Mb/s) allows `allowed` bytes: later nsends are refused ESKTPKTDENY."""
+
+    allowed = 300_000
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__(clock)
+        self.sent_bytes = 0
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Nsend) and msg.sktid in self.live:
+            self.sent_bytes += len(msg.data)
+            if self.sent_bytes > self.allowed:
+                self.result(int(Status.ESKTPKTDENY))
+                return
+        super().handle(msg)
+
+
+def test_a_send_the_endpoint_refuses_is_the_urls_error_in_one_line(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"u" * 1_000_000)
+    rig = StreamRig(Windowed)
+    rig.endpoint.peers[("192.0.2.80", 80)] = lambda: UploadServer("100")
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/up", data=file_upload(str(f))))
+    assert r.exitcode == 55 and r.status is None  # curl's "Failed sending data to the peer"
+    assert re.fullmatch(
+        r"upload: the endpoint refused a send \(ESKTPKTDENY; \d+ of 1000000 body bytes "
+        r"queued\): over its send window \(.*12,500,000 bytes per 10 s.*\)",
+        r.error or "",
+    ), r.error
