@@ -196,3 +196,34 @@ def test_get_with_head_and_data_still_goes() -> None:
     # -G makes -d the query: -I with it is no second request body (curl: a HEAD)
     run_http.experiment(parse("-G", "-I", "-d", "a=1", "http://a.test/"), lambda r: None,
                         Progress())  # fmt: skip
+
+
+class Resets(Reversed):
+    """As Reversed, but /bad's stream is reset and /close closes the connection."""
+
+    def _answer(self, sid: int) -> None:
+        path = self.streams[sid][0][":path"]
+        if path == "/close":
+            self.close()
+            return
+        if path == "/bad":
+            del self.streams[sid]
+            self.h2.reset_stream(sid)
+            self.send(self.h2.data_to_send())
+            return
+        super()._answer(sid)
+
+
+def test_parallel_http2_a_reset_stream_is_its_urls_error_only() -> None:
+    urls = ["http://192.0.2.80/a", "http://192.0.2.80/bad", "http://192.0.2.80/b"]
+    code, _, _, _, records = run("-Z", "--http2-prior-knowledge", "--json", *urls,
+                                 server=lambda: Resets(2))  # fmt: skip
+    got = {r["url"]: r for r in records if r["type"] == "http"}
+    assert code == 1 and got[urls[1]]["exitcode"] == 92  # curl: HTTP/2 stream not closed cleanly
+    assert "stream 3 reset by 192.0.2.80:80" in got[urls[1]]["error"]
+    assert got[urls[0]]["status"] == got[urls[2]]["status"] == 200
+    # the connection's end is every stream's on it
+    code, _, _, _, records = run("-Z", "--http2-prior-knowledge", "--json",
+                                 "http://192.0.2.80/a", "http://192.0.2.80/close",
+                                 server=lambda: Resets(9))  # fmt: skip
+    assert code == 1 and all("closed the connection" in r["error"] for r in records[:2])
