@@ -543,10 +543,14 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.http import Connections, http_get, parse_url
-    from packetlab.measure.upload import multipart
+    from packetlab.measure.upload import UploadError, multipart
 
     data = request_body(args.data)
     forms, uploads = bodies(args, None if args.get else data)  # -G: -d is the query
+    try:  # a form for each URL (its own boundary, as curl's), its files looked at now
+        posts = [multipart(forms) for _ in args.urls] if forms else []
+    except UploadError as e:
+        raise RunError(f"-F/--form {e}") from None
     if not 1 <= args.parallel_max <= PARALLEL_LIMIT:
         raise RunError(f"--parallel-max {args.parallel_max}: 1..{PARALLEL_LIMIT}")
     urls = [
@@ -633,7 +637,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     async def fetch(session: Any, pool: Any, i: int, url: str) -> None:
         path = args.output[i - 1] if i <= len(args.output) else None
         if forms:
-            body: Any = multipart(forms)
+            body: Any = posts[i - 1]
         elif i <= len(uploads):
             body = uploads[i - 1]
         else:
