@@ -707,6 +707,7 @@ class _Hop:
     reused: bool = False  # over a connection kept from an earlier request
     version: str = "1.1"  # of the response: "1.1" or "2"
     uploaded: int = 0  # request body bytes sent (curl's size_upload)
+    queued: int | None = None  # TIME before it waited for a first connection (pipewait)
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
@@ -864,6 +865,7 @@ async def _fetch(
     origin = Connections.key(current)
     public = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
     first_start: int | None = None
+    began: int | None = None  # with -Z: before the wait for a first connection (pipewait)
     last_hop: _Hop | None = None
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     while True:
@@ -893,6 +895,8 @@ async def _fetch(
             del result.raw_headers[:-KEEP_HEADERS]  # bounded with --max-redirs -1
         if hop.start is not None:
             first_start = hop.start if first_start is None else first_start
+            if began is None:  # curl's time_total runs from the transfer's start
+                began = hop.start if hop.queued is None else min(hop.queued, hop.start)
             _add(sums, hop)
         result.method = hop.method
         result.url_effective = current.text
@@ -930,7 +934,7 @@ async def _fetch(
         if new_kind != kind:
             kind, body = new_kind, None
         current = target
-    _finish(result, last_hop, sums, first_start)
+    _finish(result, last_hop, sums, first_start, began)
     if last_hop is not None and last_hop is not hop:  # a redirect followed, then a failure
         result.body_len, result.body_sha256, result.body = 0, None, None  # curl resets them
     return result
@@ -946,7 +950,10 @@ def _add(sums: dict[str, int], hop: _Hop) -> None:
             sums[name] += t - hop.start
 
 
-def _finish(result: HttpResult, hop: _Hop | None, sums: dict[str, int], first: int | None) -> None:
+def _finish(
+    result: HttpResult, hop: _Hop | None, sums: dict[str, int], first: int | None,
+    began: int | None = None,
+) -> None:  # fmt: skip
     if hop is None:
         return
     if hop.status is not None:
@@ -965,7 +972,7 @@ def _finish(result: HttpResult, hop: _Hop | None, sums: dict[str, int], first: i
     if hop.first is not None:
         result.first_byte_us = sums["first"] / 1000
     if hop.last is not None:  # on an error: to the last byte received
-        result.total_us = (hop.last - first) / 1000
+        result.total_us = (hop.last - (first if began is None else began)) / 1000
 
 
 _EXIT_CONNECT = 7  # curl: couldn't connect
@@ -988,12 +995,15 @@ async def _hop(
 ) -> None:
     u = hop.url
     conn = await pool.take(u)
-    multiplexed = pool.pipewait and (
-        (u.scheme == "https" and sink.http != "1.1") or sink.http == "2-prior"
-    )
+    # curl's pipewait (its -Z default): while a first connection to the origin is being
+    # made, wait to learn whether it multiplexes (HTTP/2: at its handshake; HTTP/1.1: at
+    # its first exchange's end, when it can be reused)
+    multiplexed = pool.pipewait
     if conn is None and multiplexed and Connections.key(u) in pool.connecting:
+        queued = await read_time(session)  # curl: time_total counts the wait
         await pool.wait_for(u)  # curl's pipewait: the first connection may take us too
         conn = await pool.take(u)
+        hop.queued = queued
     if conn is not None:  # curl: "Re-using existing connection"
         hop.start = hop.resolved = await read_time(session)
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
@@ -1001,7 +1011,9 @@ async def _hop(
         if not (hop.error is not None and hop.first is None and hop.exitcode in (52, 56)):
             return
         # curl: "Connection died, retrying a fresh connect" (closed while idle)
+        was = hop.queued
         hop.__init__(hop.url, hop.method)  # type: ignore[misc]
+        hop.queued = was
     mine = multiplexed and Connections.key(u) not in pool.connecting
     if mine:  # the next transfers to this origin wait to learn whether it multiplexes
         pool.connecting[Connections.key(u)] = []
@@ -1084,7 +1096,7 @@ async def _over(
                 conn.h2 = _h2_framing(conn.server)
         elif conn.tls is None and not hop.reused and sink.http == "2-prior":
             conn.h2 = _h2_framing(conn.server)  # h2c, no Upgrade
-        if not hop.reused:
+        if not hop.reused and conn.h2 is not None:
             pool.known(hop.url, conn)  # HTTP/2: the transfers waiting for it multiplex
         if conn.h2 is not None:
             keep = await _exchange_h2(session, hop, conn, data, headers, deadline, sink,
@@ -1136,6 +1148,8 @@ async def _over(
             await pool.put(hop.url, conn)
         else:
             await stream.close()
+        if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
+            pool.known(hop.url, None)
     if hop.error is not None:
         hop.status = None
 

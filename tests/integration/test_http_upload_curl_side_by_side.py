@@ -142,16 +142,22 @@ def test_put_files_as_curl(http: str, tmp_path: Path) -> None:
 def test_parallel_as_curl(http: str, tmp_path: Path) -> None:
     urls = [f"{http}/d/0.9", f"{http}/d/0.1", f"{http}/d/0.5"]
     null = ["-o", "/dev/null"] * 3
-    w = "%{url} %{http_code} %{num_connects}\\n"
+    w = "%{url} %{http_code} %{num_connects}\n"
     # curl 7.88 -Z waits for a first connection to a host to learn whether it multiplexes
-    # (pipewait): --parallel-immediate makes it start them all at once, as ours does
-    curl, ours = both("-s", "-Z", "-w", w, *null, *urls, cwd=tmp_path,
-                      curl_only=("--parallel-immediate",))  # fmt: skip
+    # (pipewait): at its first answer (HTTP/1.1) one transfer reuses it, the others
+    # connect at once; so 0.9 first, then 0.1 (num_connects 0), then 0.5
+    curl, ours = both("-s", "-Z", "-w", w, *null, *urls, cwd=tmp_path)
     assert curl.returncode == ours.returncode == 0, ours.stderr
-    assert ours.stdout == curl.stdout  # in the order they ended: 0.1, 0.5, 0.9
+    assert ours.stdout == curl.stdout
+    assert [line.split()[-1] for line in ours.stdout.splitlines()] == [b"1", b"0", b"1"]
+    # --parallel-immediate: all at once, each its own connection, in the order they end
+    curl, ours = both("-s", "-Z", "--parallel-immediate", "-w", w, *null, *urls, cwd=tmp_path)
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    assert ours.stdout == curl.stdout  # 0.1, 0.5, 0.9
     assert ours.stdout.splitlines()[0].startswith(urls[1].encode())
     started = time.monotonic()
-    _, ours = both("-s", "-Z", "-w", w, *null, *null, *urls, *urls, cwd=tmp_path)
+    _, ours = both("-s", "-Z", "--parallel-immediate", "-w", w, *null, *null, *urls, *urls,
+                   cwd=tmp_path)  # fmt: skip
     took = time.monotonic() - started
     assert ours.returncode == 0 and len(ours.stdout.splitlines()) == 6
     assert took < 0.9 * 2 + 0.5 + 0.1 + 3  # not one after the other (3 s: start-up)

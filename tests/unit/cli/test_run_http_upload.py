@@ -100,7 +100,8 @@ def test_parallel_transfers_go_at_once_and_end_in_their_order() -> None:
     urls = ["http://192.0.2.80/d/0.6", "http://192.0.2.80/d/0.1", "http://192.0.2.80/d/0.3"]
     w = "%{url} %{num_connects} %{time_total}\\n"
     null = ["-o", "/dev/null"] * 3
-    code, _, raw, _, records = run("-Z", "-s", *null, "-w", w, *urls, server=lambda: Slow(echo))
+    code, _, raw, _, records = run("-Z", "--parallel-immediate", "-s", *null, "-w", w, *urls,
+                                   server=lambda: Slow(echo))  # fmt: skip
     lines = raw.decode().splitlines()
     # each URL's write-out when it ends, as curl -Z's: the fastest first
     assert code == 0 and [line.split()[0] for line in lines] == [urls[1], urls[2], urls[0]]
@@ -114,9 +115,43 @@ def test_parallel_transfers_go_at_once_and_end_in_their_order() -> None:
     assert [line.split()[0] for line in raw.decode().splitlines()] == urls
 
 
+class SlowKept(Slow):
+    """Slow, keeping the connection open for the next request."""
+
+    def arrived(self) -> None:
+        head, sep, _ = bytes(self.got).partition(b"\r\n\r\n")
+        if not sep:
+            return
+        line = head.split(b"\r\n", 1)[0].decode()
+        self.got[:] = bytes(self.got)[len(head) + 4 :]
+        target = line.split(" ")[1]
+        body = f"{target}\n".encode()
+        delay = float(target[3:]) if target.startswith("/d/") else 0.0
+        self.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+                  delay)  # fmt: skip
+
+
+def test_parallel_http1_waits_for_the_first_connection_as_curl() -> None:
+    # curl 7.88 -Z without --parallel-immediate (checked: /d/0.9 /d/0.1 /d/0.5 /d/0.2 to
+    # one HTTP/1.1 server): the others wait for the first connection to learn whether it
+    # multiplexes; at its first answer one reuses it, the others connect, at once
+    urls = ["http://192.0.2.80/d/0.9", "http://192.0.2.80/d/0.1", "http://192.0.2.80/d/0.5",
+            "http://192.0.2.80/d/0.2"]  # fmt: skip
+    null = ["-o", "/dev/null"] * 4
+    w = "%{url} %{num_connects} %{time_total}\n"
+    code, _, raw, _, _ = run("-Z", "-s", *null, "-w", w, *urls,
+                             server=lambda: SlowKept(echo))  # fmt: skip
+    lines = [line.split() for line in raw.decode().splitlines()]
+    assert code == 0 and [(url, n) for url, n, _ in lines] == [
+        (urls[0], "1"), (urls[1], "0"), (urls[3], "1"), (urls[2], "1"),
+    ]  # fmt: skip
+    assert 1.3 < float(lines[-1][2]) < 1.5  # 0.9, then 0.5 (curl: 1.406859)
+
+
 def test_parallel_table_and_summary() -> None:
     urls = ["http://192.0.2.80/d/0.2", "http://192.0.2.81/", "http://192.0.2.80/d/0"]
-    code, text, _, _, records = run("--parallel", *urls, server=lambda: Slow(echo))
+    code, text, _, _, records = run("--parallel", "--parallel-immediate", *urls,
+                                    server=lambda: Slow(echo))  # fmt: skip
     assert code == 1 and [r["url"] for r in records][:3] == [urls[2], urls[1], urls[0]], records
     assert text.splitlines()[-1] == "# 2 of 3 fetched, 148 body bytes"
 
@@ -126,7 +161,8 @@ def test_an_upload_in_parallel_to_several_urls(tmp_path: Path) -> None:
     f.write_text("A")
     g = tmp_path / "b.txt"
     g.write_text("BB")
-    code, _, _, _, records = run("-Z", "--json", "-T", str(f), "-T", str(g),
+    code, _, _, _, records = run("-Z", "--parallel-immediate", "--json", "-T", str(f), "-T",
+                                 str(g),
                                  "http://192.0.2.80/d/0.2/", "http://192.0.2.80/d/0/",
                                  server=lambda: Slow(echo))  # fmt: skip
     assert code == 0 and [r["url"] for r in records if r["type"] == "http"] == [
