@@ -128,8 +128,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--parallel-immediate", action="store_true",
-        help="with -Z: a new connection for each transfer at once, not waiting to learn "
-        "whether the first to the origin multiplexes (HTTP/2), as curl",
+        help="with -Z: a new connection for each transfer at once, not waiting for a "
+        "first connection to the origin (to multiplex over HTTP/2, or reuse over "
+        "HTTP/1.1), as curl",
     )  # fmt: skip
     p.add_argument(
         "--parallel-max", type=int, default=PARALLEL_MAX, metavar="N",

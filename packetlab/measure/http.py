@@ -478,7 +478,8 @@ class Connections:
     connection per scheme, host and port, `MAX_IDLE` in all (the oldest closed first).
     Fetches running at once (curl --parallel) share an HTTP/2 connection as streams;
     with `pipewait` (curl's default) a fetch waits for a connection to its origin being
-    made to learn whether it can. `close()` ends them all."""
+    made to learn whether it can (HTTP/1.1: until its first exchange ended, then one
+    fetch reuses it). `close()` ends them all."""
 
     def __init__(self, pipewait: bool = True) -> None:
         self.pipewait = pipewait  # False: curl --parallel-immediate
