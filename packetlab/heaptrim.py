@@ -27,6 +27,8 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from packetlab.sessioncount import SessionCount
+
 __all__ = [
     "LAZY_BINDINGS",
     "SCAN_LEFTOVERS",
@@ -181,7 +183,7 @@ def trim_after_startup(
     reactor.callWhenRunning(lambda: reactor.callLater(delay, trim))
 
 
-class IdleTrim:
+class IdleTrim(SessionCount):
     """Trim the heap once no session is open: `opened()` when a session starts, `closed()`
     when it ends. The trim runs `settle` s after the count reaches zero (by default on the
     next reactor turn, never inside connectionLost), not if a session opened meanwhile,
@@ -199,29 +201,16 @@ class IdleTrim:
         self.trim = trim
         self.interval = interval
         self.settle = settle
-        self.live = 0
         self.trims = 0
         self._last = float("-inf")
         self._pending: Any = None
 
-    def opened(self) -> Callable[[], None]:
-        """Count a session in; returns its `closed` callback (safe to call twice)."""
-        self.live += 1
+    def _opened(self) -> None:
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
-        done = False
-
-        def closed() -> None:
-            nonlocal done
-            if not done:
-                done = True
-                self._closed()
-
-        return closed
 
     def _closed(self) -> None:
-        self.live -= 1
         if self.live or self._pending is not None:
             return
         wait = max(self.settle, self._last + self.interval - self.clock.seconds())

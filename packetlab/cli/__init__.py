@@ -8,7 +8,7 @@ import gc
 import importlib
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int
 # (and may have startup_imports(args) -> names of modules: see `_import_ahead`).
@@ -80,12 +80,38 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         # Said by the command that did not know them, with its usage, and what was meant.
         owner = _command_parser(parser, args)
         owner.error(f"unrecognized arguments: {' '.join(bad)}{_did_you_mean(owner, bad)}")
+    args._argv = argv  # the words as given: where an option stood among the operands (dig)
     return args
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with a "did you mean" for a mistyped choice (`pktlab run pign`), as
     Python 3.14's `suggest_on_error`; the sub-commands' parsers are of this class too."""
+
+    _seen: list[str] = []
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._seen = list(sys.argv[1:] if args is None else args)  # for `error`
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        # argparse checks the operands before it reports options it does not know, so
+        # `pktlab run ping --bogus` said "TARGET is required": name the bad option, as
+        # ping's "invalid option" does.
+        if message.startswith("the following arguments are required"):
+            bad = []
+            for arg in self._seen:
+                if arg == "--":
+                    break
+                try:
+                    found = self._parse_optional(arg)
+                except argparse.ArgumentError:  # an ambiguous abbreviation
+                    continue
+                if found is not None and found[0] is None and arg.startswith("-"):
+                    bad.append(arg)
+            if bad:
+                message = f"unrecognized arguments: {' '.join(bad)}{_did_you_mean(self, bad)}"
+        super().error(message)
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         try:

@@ -13,7 +13,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from packetlab.cli.progress import Progress
@@ -33,6 +33,7 @@ from packetlab.measure.replies import ReplyKind
 
 if TYPE_CHECKING:
     from packetlab.measure.mda import MdaHop, MdaResult
+    from packetlab.measure.packets import IpTimestamps
 
 __all__ = [
     "MdaReport",
@@ -181,6 +182,34 @@ def ping_elapsed_ms(result: PingResult) -> float:
     return (max(sent) - min(sent)) / 1e6 if sent else 0.0
 
 
+def timestamp_lines(ts: IpTimestamps, shown: Callable[[str], str]) -> str:
+    """ping -T's `TS:` lines for a reply's timestamps, as iputils' pr_options prints
+    them: the first time `absolute`, the others relative to the one before; a time with
+    the high bit set `not-standard`; `Unrecorded hops: N` when the option was full."""
+    out = "\nTS: "
+    std = nonstd = 0
+    for addr, stamp in ts.entries:
+        if addr is not None:
+            out += f"\t{shown(addr)}"
+        if stamp is None:
+            break
+        if stamp & 0x80000000:
+            value = stamp & 0x7FFFFFFF
+            out += (
+                f"\t{value} absolute not-standard"
+                if nonstd == 0
+                else f"\t{value - nonstd} not-standard"
+            )
+            nonstd = value
+        else:
+            out += f"\t{stamp} absolute" if std == 0 else f"\t{stamp - std}"
+            std = stamp
+        out += "\n"
+    if ts.unrecorded:
+        out += f"Unrecorded hops: {ts.unrecorded}\n"
+    return out
+
+
 class PingReport(_Report):
     def __init__(
         self,
@@ -202,7 +231,7 @@ class PingReport(_Report):
         audible: bool = False,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
-        # bytes of IPv4 options in the requests (-R: 40), in the header's sizes as ping's
+        # bytes of IPv4 options in the requests (-R, -T: 40), in the header's sizes as ping's
         self.options = options
         self.audible = audible  # ping -a: a BEL after each reply line
         self.last_route: tuple[str, ...] | None = None  # -R: `(same route)` after it
@@ -286,6 +315,8 @@ class PingReport(_Report):
                 else:
                     self.last_route = r.route
                     line += "\nRR: " + "".join(f"\t{self.shown(a)}\n" for a in r.route)
+            if r.ip_timestamps is not None:  # ping -T
+                line += timestamp_lines(r.ip_timestamps, self.shown)
             self._line(line, r.reply_recv_ns)
 
     def error(self, e: PingError) -> None:
@@ -365,9 +396,11 @@ class MdaReport(_Report):
         max_ttl: int,
         method: str,
         confidence: float,
+        lite: bool = False,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
         self.max_ttl, self.method, self.confidence = max_ttl, method, confidence
+        self.lite = lite
         self.ttls = 0
         self.names: Mapping[str, str | None] | None = None
 
@@ -380,6 +413,7 @@ class MdaReport(_Report):
             self.write(
                 f"tracelb to {self.name or self.dst} ({self.dst}), {self.max_ttl} hops max, "
                 f"{self.method}, confidence {self.confidence * 100:g}%"
+                + (", MDA-Lite" if self.lite else "")
             )
 
     def hop(self, hop: MdaHop) -> None:
@@ -404,6 +438,8 @@ class MdaReport(_Report):
         reason = "COMPLETED" if result.reached else "HOPLIMIT"
         if interrupted:
             reason = "INTERRUPTED"
+        elif result.stop_reason == "MAXPROBEC":  # the probe budget (-Q) ran out
+            reason = "MAXPROBEC"
         elif not result.reached and last is not None and last.ttl < result.hops[-1].ttl:
             reason = "GAPLIMIT"
         self.write(
@@ -426,6 +462,17 @@ class MdaReport(_Report):
                     "probe_count": result.probe_count,
                     "reached": result.reached,
                     "max_ttl": self.max_ttl,
+                    # scamper's tracelb limits (-Q, -g, -q, -W) and which algorithm
+                    "probec_max": result.max_probes,
+                    "gaplimit": result.gaplimit,
+                    "attempts": result.attempts,
+                    "wait_probe": result.wait_probe_cs,
+                    "algorithm": result.algorithm,
+                    **(
+                        {"meshed": [h.ttl for h in result.hops if h.meshed]}
+                        if result.algorithm == "mda-lite"
+                        else {}
+                    ),
                 }
             )
         )

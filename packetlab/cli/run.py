@@ -60,6 +60,7 @@ examples:
   pktlab run ping -c 3 -i 0.2 127.0.0.1
   pktlab run traceroute --json 10.77.3.2          # one JSON object per probe
   pktlab run traceroute -n --mda 10.77.6.2        # every interface of every hop
+  pktlab run traceroute -n --mda-lite -Q 500 10.77.6.2   # MDA-Lite, 500 probes at most
   pktlab run traceroute --listen 127.0.0.1:20556 192.0.2.1    # TLS, ~/.pktlab (pktlab init)
       # then: twistd -n pktendpoint -c ~/.pktlab/endpt.conf --transproto raw,tcp,udp \\
       #           --ipv4 SRC 127.0.0.1:20556      (SRC: the endpoint's address to send from)
@@ -87,6 +88,10 @@ a kernel TX timestamp on this project's endpoint). See docs/usability.md.
 
 class RunError(LinkError):
     """A problem worth one line on stderr (exit status 2)."""
+
+
+class _Default(int):
+    """An option's default, told apart from the same value given (an int everywhere)."""
 
 
 def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str], T]:
@@ -192,6 +197,33 @@ def _tos(text: str) -> int:
             f"the decimal value of TOS bits must be in range 0-255: {value}"
         )
     return value
+
+
+def _timestamp_kind(text: str) -> str:
+    """ping -T: the kind of timestamp option, in iputils' words when bad."""
+    from packetlab.measure.packets import TIMESTAMP_KINDS
+
+    if text not in TIMESTAMP_KINDS:
+        raise argparse.ArgumentTypeError(f"invalid timestamp type: {text}")
+    return text
+
+
+def ping_hosts(args: argparse.Namespace) -> list[str]:
+    """ping -T tsprespec HOST... TARGET: the hosts before the target (at most 4, as
+    iputils); `args.target` becomes the last one. RunError for hosts without tsprespec
+    (iputils would source-route through them: not built) or too many."""
+    if args.measurement != "ping" or not args.prespec:
+        return []
+    hosts = [args.target, *args.prespec[:-1]]
+    if args.ip_timestamps != "tsprespec":
+        raise RunError(
+            f"{len(hosts) + 1} hosts given: ping's source routing through all but the last "
+            "(an LSRR option) is not built; one TARGET, or -T tsprespec HOST... TARGET"
+        )
+    if len(hosts) > 4:
+        raise RunError(f"-T tsprespec takes at most 4 hosts before TARGET, not {len(hosts)}")
+    args.target = args.prespec[-1]
+    return hosts
 
 
 def _flow_label(text: str) -> int:
@@ -322,7 +354,7 @@ def _add_traceroute(sub: Any) -> None:
         "-q",
         "--queries",
         type=_positive(int, "--queries", 1, 10),
-        default=3,
+        default=_Default(3),
         metavar="N",
         help="probes per hop [default: 3, as traceroute]",
     )
@@ -407,6 +439,52 @@ def _add_traceroute(sub: Any) -> None:
         help="with --mda: the chance of finding every next hop of an interface [default: 95]",
     )
     tr.add_argument(
+        "--mda-lite",
+        dest="mda_lite",
+        action="store_true",
+        help="MDA-Lite (Vermeulen et al., IMC 2018; implies --mda): load balancing taken as "
+        "uniform (n(k) flows a hop, no node control), with a meshing test between two "
+        "multi-interface hops that falls back to the full MDA there",
+    )
+    tr.add_argument(
+        "-Q",
+        "--maxprobec",
+        dest="max_probes",
+        type=_positive(int, "--maxprobec", 50, 65535),
+        default=None,
+        metavar="N",
+        help="with --mda: send at most N probes in all, as scamper tracelb -Q; the trace "
+        "ends there (stop reason MAXPROBEC) [default: 3000]",
+    )
+    tr.add_argument(
+        "--gaplimit",
+        dest="gaplimit",
+        type=_positive(int, "--gaplimit", 1, 5),
+        default=None,
+        metavar="N",
+        help="with --mda: N TTLs in a row without an answer end it, as scamper tracelb -g "
+        "(-g is traceroute's gateway) [default: 3]",
+    )
+    tr.add_argument(
+        "--attempts",
+        dest="attempts",
+        type=_positive(int, "--attempts", 1, 5),
+        default=None,
+        metavar="N",
+        help="with --mda: probes of one flow and TTL before it counts as silent, as "
+        "scamper tracelb -q (-q is traceroute's probes per hop) [default: 1; scamper's 2]",
+    )
+    tr.add_argument(
+        "-W",
+        "--wait-probe",
+        dest="wait_probe",
+        type=_positive(int, "--wait-probe", 0, 200),
+        default=None,
+        metavar="CS",
+        help="with --mda: 1/100 s between two probes, as scamper tracelb -W [default: 0, "
+        "each round's probes at once; scamper's 25]",
+    )
+    tr.add_argument(
         "-n",
         dest="numeric",
         action="store_true",
@@ -433,22 +511,35 @@ def _add_traceroute(sub: Any) -> None:
         "error, the endpoint exporting addresses, not interfaces)",
     )
     tr.add_argument(
+        "-g",
+        "--gateway",
+        dest="gateways",
+        action="append",
+        default=[],
+        metavar="GATE",
+        help="route the probes through GATE (a loose source route option, IPv4, as "
+        "traceroute -g; repeated or comma-separated: at most 8; the routers on the way "
+        "must accept source-routed packets)",
+    )
+    tr.add_argument(
         "-O",
         "--options",
         dest="module_options",
         action="append",
         default=[],
         metavar="OPTS",
-        help="as traceroute -O for -T (its tcp module): `info` prints the flags of the "
-        "target's TCP reply after its address (<syn,ack>, <rst,ack>); `syn` (the default), "
-        "`sysctl`, `reuse` change nothing here; `ack` sends bare ACKs (= -P tcp-ack); "
-        "comma-separated or repeated. Other words are refused by name",
+        help="as traceroute -O for -T (its tcp module): the flags `syn` (default), `ack`, "
+        "`fin`, `rst`, `psh`, `urg`, `ece`, `cwr`, or `flags=NUM`; `ecn` (SYN with ECE "
+        "and CWR); the options `mss=NUM`, `sack`, `timestamps`, `window_scaling`, or "
+        "`sysctl` (the in-process endpoint's host's net.ipv4.tcp_* settings, also the "
+        "default without flags or options; Linux's defaults with --listen); `info` "
+        "prints the flags of the target's TCP reply after its address (<syn,ack>, "
+        "<rst,ack>); `reuse` changes nothing here. Comma-separated or repeated",
     )
     _version(tr, "traceroute")
     _refuse(tr, (
         (("--fwmark",), "SO_MARK is not a PacketLab socket option", True),
         (("-r",), "SO_DONTROUTE is not a PacketLab socket option", False),
-        (("-g", "--gateway"), "source routing (IP options) is not built yet", True),
         (("-A", "--as-path-lookups"), "AS path lookups are not built yet", False),
         (("-M", "--module"), "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris", True),
         (("-D", "--dccp"), "DCCP probes are not built", False),
@@ -662,6 +753,18 @@ def _add_ping(sub: Any) -> None:
         "`(same route)` when unchanged; ignored over IPv6, as ping",
     )
     pg.add_argument(
+        "-T",
+        dest="ip_timestamps",
+        type=_timestamp_kind,
+        default=None,
+        metavar="tsonly|tsandaddr|tsprespec",
+        help="IP timestamps, as ping -T: IPv4 requests carry the timestamp option (tsonly: "
+        "times; tsandaddr: addresses and times; tsprespec ADDR... TARGET: the times of up "
+        "to 4 hosts given before TARGET), each reply's as `TS:` lines as ping's; ignored "
+        "over IPv6, as ping",
+    )
+    pg.add_argument("prespec", nargs="*", default=[], help=argparse.SUPPRESS)
+    pg.add_argument(
         "-a",
         dest="audible",
         action="store_true",
@@ -682,7 +785,6 @@ def _add_ping(sub: Any) -> None:
         (("-b",), "SO_BROADCAST is not a PacketLab socket option", False),
         (("-S",), "SO_SNDBUF is not a PacketLab socket option", True),
         (("-L",), "IP_MULTICAST_LOOP is not a PacketLab socket option", False),
-        (("-T",), "IP timestamps (an IP option) are not built yet", True),
         (("-U",), "the RTTs are the endpoint's kernel times already (no user-to-user mode)", False),
         (("-B",), "not needed: the source address never changes here", False),
     ))  # fmt: skip
@@ -865,6 +967,8 @@ def _experiment(
             here=args.here,
             near=args.near,
             flow_label=args.flow_label,
+            tcp=args.tcp_flavor,
+            gateways=args.gateway_addrs,
         )
         await shown
         return result
@@ -889,6 +993,11 @@ def _experiment(
             src=frm,
             on_hop=on_hop,
             stop=stop,
+            lite=args.mda_lite,
+            gaplimit=args.gaplimit or 3,
+            attempts=args.attempts or 1,
+            max_probes=args.max_probes or 3000,
+            wait_probe=(args.wait_probe or 0) / 100,
         )
         await shown
         return result
@@ -912,7 +1021,7 @@ def _experiment(
                 if names is None:
                     show(item)
                     return
-                named = names.lookup(item.addr)
+                named = DeferredList([names.lookup(a) for a in _addresses_shown(item)])
                 shown.addCallback(lambda _: named).addCallback(lambda _: show(item))
 
             return on
@@ -962,6 +1071,8 @@ def _experiment(
             preload=args.preload,
             ident=report.ident,
             record_route=args.record_route,
+            timestamps=args.ip_timestamps,
+            prespec=args.prespec_addrs,
         )
         await shown
         return result
@@ -971,35 +1082,130 @@ def _experiment(
     return echo
 
 
-TCP_MODULE_BUILT = ("info", "syn", "ack", "sysctl", "reuse")
-TCP_MODULE_OPTIONS = (
-    "fin", "rst", "psh", "urg", "ece", "cwr", "flags", "ecn", "sack", "timestamps",
-    "window_scaling", "mss",
-)  # fmt: skip
+# Butskoy's tcp module (-T -O): its flags, its switches, and its words with a value
+TCP_FLAG_WORDS = {
+    "fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20,
+    "ece": 0x40, "cwr": 0x80,
+}  # fmt: skip
+TCP_SWITCHES = ("ecn", "sack", "timestamps", "window_scaling", "sysctl", "info", "reuse")
+TCP_VALUE_WORDS = ("flags", "mss")
+TCP_ABBREVIATED = ("flags", "timestamps", "window_scaling")  # CLIF_ABBREV: a prefix will do
+TCP_SYSCTLS = ("ecn", "sack", "timestamps", "window_scaling")
+LINUX_TCP_SYSCTLS = {"ecn": False, "sack": True, "timestamps": True, "window_scaling": True}
+
+
+def _tcp_word(word: str) -> tuple[str, str | None]:
+    """One -O word as (name, value or None), a prefix of an abbreviable name read as it."""
+    name, eq, value = word.partition("=")
+    known = (*TCP_FLAG_WORDS, *TCP_SWITCHES, *TCP_VALUE_WORDS)
+    if name not in known:
+        name = next((n for n in TCP_ABBREVIATED if name and n.startswith(name)), name)
+    if name not in known:
+        raise RunError(f"-O {word}: no such option of traceroute's tcp module")
+    if name in TCP_VALUE_WORDS:
+        if not eq:
+            raise RunError(f"-O {word}: requires an argument: `{name}=NUM'")
+        return name, value
+    if eq:
+        raise RunError(f"-O {word}: `{name}' takes no value")
+    return name, None
 
 
 def module_options(args: argparse.Namespace) -> None:
-    """traceroute -O for -T (Butskoy's tcp module): `info` sets ``args.tcp_info``, `ack`
-    (alone with `info`/`reuse`) makes the probes bare ACKs (-P tcp-ack); `syn`, `sysctl`
-    and `reuse` are what -T sends here anyway. RunError (one line) for the rest."""
+    """traceroute -O for -T (Butskoy's tcp module), read into ``args.tcp_spec`` (the
+    flags, the switches asked, -O mss's value) for `tcp_flavor`, and ``args.tcp_info``.
+    RunError (one line) for a word it has not or a bad value."""
     words = [w for opt in args.module_options for w in opt.split(",") if w]
-    args.tcp_info = False
-    if not words:
-        return
+    args.tcp_info, args.tcp_spec = False, None
     if args.protocol not in ("tcp", "tcp-ack"):
-        method = {"udp-fixed": "udp (-U)"}.get(args.protocol, args.protocol)
-        raise RunError(f"-O {','.join(words)}: the {method} method takes no options (-T does)")
+        if words:
+            method = {"udp-fixed": "udp (-U)"}.get(args.protocol, args.protocol)
+            raise RunError(f"-O {','.join(words)}: the {method} method takes no options (-T does)")
+        return
+    flags, switches, mss, fixed = 0, set(), None, False
     for w in words:
-        name = w.partition("=")[0]
-        if name in TCP_MODULE_OPTIONS:
-            raise RunError(f"-O {w}: not built yet (built: {', '.join(TCP_MODULE_BUILT)})")
-        if name not in TCP_MODULE_BUILT:
-            raise RunError(f"-O {w}: no such option of traceroute's tcp module")
-    if "ack" in words:
-        if "syn" in words:
-            raise RunError("-O syn,ack: SYN-ACK probes are not built yet (syn or ack)")
-        args.protocol = "tcp-ack"
-    args.tcp_info = "info" in words
+        name, value = _tcp_word(w)
+        if name in TCP_FLAG_WORDS:
+            flags |= TCP_FLAG_WORDS[name]
+        elif name == "flags":
+            try:
+                number = int(str(value), 0)
+            except ValueError:
+                raise RunError(f"-O {w}: expected a number (0x.. hex too)") from None
+            flags, fixed = number & 0xFF, True
+        elif name == "mss":
+            if not str(value).isdigit() or not 0 <= int(str(value)) <= 0xFFFF:
+                raise RunError(f"-O {w}: expected 0..65535")
+            mss = int(str(value))
+        else:
+            switches.add(name)
+    args.tcp_info = "info" in switches
+    if args.protocol == "tcp-ack" and not (flags or fixed or switches - {"info", "reuse"}):
+        return  # -P tcp-ack (scamper's bare ACKs): -O info only
+    args.tcp_spec = (flags, fixed, frozenset(switches), mss)
+    if (flags, fixed) == (0x10, False) and not switches - {"info", "reuse"}:
+        args.protocol = "tcp-ack"  # (its name in --json and --warts: scamper's)
+    elif args.protocol == "tcp-ack":
+        args.protocol = "tcp"
+
+
+def tcp_flavor(
+    spec: tuple[int, bool, frozenset[str], int | None] | None,
+    sysctl: Callable[[str], bool],
+    mtu: int | None,
+    version: int = 4,
+) -> Any:
+    """The TCP probe Butskoy's tcp_init builds from -O's words (`module_options`'s
+    `spec`): with no flag and no option word, the sender's sysctls (`sysctl(NAME)`:
+    net.ipv4.tcp_NAME is 1) pick SACK, timestamps, window scaling and ECN (`sysctl` asks
+    for them anyway); no flag: SYN (with ECE and CWR for ECN); the MSS option (SYN only)
+    and the window from the path MTU `mtu` (576 if unknown or below, as traceroute's)."""
+    from packetlab.measure.probes import TcpFlavor
+
+    flags, fixed, switches, mss = spec or (0, False, frozenset(), None)
+    use_sysctl = "sysctl" in switches or not (
+        flags or fixed or switches & {"ecn", "sack", "timestamps", "window_scaling"}
+    )
+    on = set(switches)
+    if use_sysctl:
+        on |= {name for name in TCP_SYSCTLS if sysctl(name)}
+    if not (flags or fixed):
+        flags = 0x02 | (0xC0 if "ecn" in on else 0)
+    path_mss = max(mtu or 0, 576) - (40 if version == 4 else 60)
+    return TcpFlavor(
+        flags, sack="sack" in on, timestamps="timestamps" in on,
+        window_scaling="window_scaling" in on, mss=path_mss if mss is None else mss,
+        window=(4 * path_mss) & 0xFFFF,
+    )  # fmt: skip
+
+
+def host_tcp_sysctl(name: str, proc: str = "/proc/sys/net/ipv4") -> bool:
+    """net.ipv4.tcp_NAME of this host (its network namespace) is 1, as traceroute reads
+    it (tcp_ecn's 2, "only when asked", is not)."""
+    try:
+        with open(f"{proc}/tcp_{name}", "rb") as f:
+            return f.read(1) == b"1"
+    except OSError:
+        return False
+
+
+def gateways(words: Sequence[str], dst: Address) -> list[str]:
+    """traceroute -g's gateways (repeated or comma-separated), resolved: RunError, one
+    line, in traceroute's words where it has them, past 8 or for an IPv6 target (its type
+    0 routing header is deprecated, RFC 5095, and Linux no longer forwards it)."""
+    from packetlab.measure.packets import MAX_GATEWAYS
+
+    names = [g for w in words for g in w.split(",") if g]
+    if not names:
+        return []
+    if dst.version != 4:
+        raise RunError(
+            "-g: source routing over IPv6 (a type 0 routing header) is deprecated (RFC 5095) "
+            "and not built; -g takes IPv4 gateways"
+        )
+    if len(names) > MAX_GATEWAYS:
+        raise RunError(f"Too many gateways specified. No more than {MAX_GATEWAYS}")
+    return [str(resolve_target(g, 4)) for g in names]
 
 
 def default_port(protocol: str) -> int:
@@ -1084,6 +1290,15 @@ def ping_count(args: argparse.Namespace) -> int:
     return min(MAX_COUNT, int(args.deadline / args.interval) + 1)
 
 
+def _addresses_shown(item: Any) -> list[str]:
+    """The addresses a ping line names: the reply's source, and those of its -R route and
+    -T timestamps (each named as iputils' pr_addr names them)."""
+    got = dict.fromkeys([item.addr, *(getattr(item, "route", None) or ())])
+    ts = getattr(item, "ip_timestamps", None)
+    got.update(dict.fromkeys(a for a, _ in (ts.entries if ts else ()) if a is not None))
+    return list(got)
+
+
 def _ping_names_wanted(args: argparse.Namespace, dst: Address) -> bool:
     """iputils looks up the name of each reply's source when the target was given as a
     name (a numeric target implies -n), in text output, not with -n."""
@@ -1110,13 +1325,33 @@ def _endpoint_extra(args: argparse.Namespace) -> list[str]:
     return out
 
 
+MDA_LIMITS = (
+    ("max_probes", "--maxprobec"), ("gaplimit", "--gaplimit"), ("attempts", "--attempts"),
+    ("wait_probe", "--wait-probe"),
+)  # fmt: skip
+
+
+def mda_limits(args: argparse.Namespace) -> None:
+    """--mda-lite implies --mda; scamper's tracelb limits are for --mda only, and
+    traceroute's -q is not one of them."""
+    if getattr(args, "mda_lite", False):
+        args.mda = True
+    if args.mda and not isinstance(args.queries, _Default):
+        raise RunError("-q: --mda sends as many probes per hop as its stopping rule needs "
+                       "(set --confidence; --attempts resends a silent probe)")  # fmt: skip
+    given = [flag for dest, flag in MDA_LIMITS if getattr(args, dest, None) is not None]
+    if given and not args.mda:
+        raise RunError(f"{given[0]} is a limit of --mda (scamper's tracelb): add --mda")
+
+
 def _budget(args: argparse.Namespace) -> float:
     """Default --timeout of the in-process run: the measurement's own worst case + 30 s."""
     if args.measurement == "traceroute":
         n = (args.max_ttl - args.first_ttl + 1) * args.queries
         pace = args.pace or 0.0
-        if args.mda:  # rounds of probes: a few per TTL, each at most one --wait
-            work = (args.max_ttl - args.first_ttl + 1) * 6 * args.wait
+        if args.mda:  # rounds of probes: a few per TTL, each at most one --wait a try
+            work = (args.max_ttl - args.first_ttl + 1) * 6 * args.wait * (args.attempts or 1)
+            work += (args.max_probes or 3000) * (args.wait_probe or 0) / 100
         elif args.sequential or args.mtu:  # (--mtu: and a resend per size, a dozen at most)
             work = (n + (16 if args.mtu else 0)) * (args.wait + 0.5)
         elif args.squeries:
@@ -1144,6 +1379,7 @@ def _report(
         mda_report = MdaReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             method=MDA_METHOD[args.protocol], confidence=args.confidence / 100,
+            lite=args.mda_lite,
         )  # fmt: skip
         if args.warts == "-":  # the warts bytes go to stdout: the lines to stderr
             mda_report.progress.out = sys.stderr
@@ -1157,7 +1393,8 @@ def _report(
         packetlen = traceroute_shape(args)[0]
         if args.mtu and packetlen is None:
             packetlen = MAX_PACKET_LEN
-        size = probe_length(args.protocol, dst.version, packetlen)
+        route = len(args.gateway_addrs) * 4 + 8 if args.gateway_addrs else 0  # NOP, LSRR
+        size = probe_length(args.protocol, dst.version, packetlen, args.tcp_flavor, route)
         report = TracerouteReport(
             reactor, args.json, str(dst), name=name, max_ttl=args.max_ttl,
             queries=args.queries, size=size, extensions=args.extensions, back=args.back,
@@ -1171,7 +1408,8 @@ def _report(
         size=args.size, quiet=args.quiet, interval=args.interval, flood=args.flood,
         timestamps=args.timestamps, pattern=pattern,
         source=None if src is None else (str(src), ifname or ""),
-        verbose=args.verbose, options=40 if args.record_route and dst.version == 4 else 0,
+        verbose=args.verbose,
+        options=40 if (args.record_route or args.ip_timestamps) and dst.version == 4 else 0,
         audible=args.audible,
     )  # fmt: skip
     if args.warts == "-":
@@ -1190,6 +1428,8 @@ async def measure(
         stop = StopSignal()
     if args.measurement == "traceroute" and args.first_ttl > args.max_ttl:
         raise RunError(f"--first-ttl {args.first_ttl} is above --max-ttl {args.max_ttl}")
+    if args.measurement == "traceroute":
+        mda_limits(args)
     if args.measurement == "traceroute" and args.mda and args.protocol not in MDA_METHOD:
         raise RunError(f"--mda varies the flow of udp, icmp or tcp probes, not {args.protocol}")
     if args.measurement == "traceroute" and args.mda and (args.sequential or args.squeries):
@@ -1198,6 +1438,8 @@ async def measure(
         module_options(args)
         if args.mda and (args.extensions or args.back or args.tcp_info):
             raise RunError("--mda prints each hop's interfaces: not with -e, --back or -O info")
+        if args.mda and (args.tcp_spec or args.gateways):
+            raise RunError("--mda sends its own probes: not with -g or -O's flags and options")
     shape = traceroute_shape(args) if args.measurement == "traceroute" else (None, 0)
     if (
         args.measurement == "traceroute"
@@ -1207,6 +1449,11 @@ async def measure(
         raise RunError("--mda sends its own probes: not with PACKETLEN, -t, -F or --mtu")
     if args.measurement == "traceroute" and args.squeries and (args.sequential or args.pace):
         raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
+    args.prespec_addrs = []
+    if args.measurement == "ping":
+        if args.record_route and args.ip_timestamps:
+            raise RunError("only one of -T or -R may be used")  # (iputils' words)
+        args.prespec_addrs = [str(resolve_target(h, 4)) for h in ping_hosts(args)]
     pattern = None
     if args.measurement == "ping" and args.pattern is not None:
         from packetlab.measure.ping import parse_pattern
@@ -1217,6 +1464,15 @@ async def measure(
             raise RunError(str(e)) from None
     link = Link.from_args(args)
     dst = resolve_target(args.target, args.family)
+    if args.measurement == "traceroute":
+        args.gateway_addrs = gateways(args.gateways, dst)
+        args.tcp_flavor = None
+        if args.protocol == "tcp" or args.tcp_spec is not None:
+            args.tcp_flavor = (
+                tcp_flavor(args.tcp_spec, host_tcp_sysctl, _path_mtu(dst), dst.version)
+                if link.in_process
+                else tcp_flavor(args.tcp_spec, LINUX_TCP_SYSCTLS.__getitem__, 1500, dst.version)
+            )
     src: Address | None = None
     ifname: str | None = None  # ping -I IFNAME
     if args.src is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from packetlab.cli import pcapout
 from packetlab.cli.run import RunError
@@ -85,7 +86,8 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+nsid": ("nsid", True), "+nonsid": ("nsid", False),
              "+multiline": ("multiline", True), "+nomultiline": ("multiline", False),
              "+cookie": ("cookie", True), "+nocookie": ("cookie", False),
-             "+nosplit": ("split", 0)}  # fmt: skip
+             "+nosplit": ("split", 0), "+ignore": ("ignore", True),
+             "+noignore": ("ignore", False)}  # fmt: skip
 DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries", "+bufsize": "bufsize",
               "+edns": "edns", "+split": "split"}  # fmt: skip
 SPLIT_MAX = 1023  # dig's bound for +split
@@ -141,22 +143,71 @@ def _cookie_value(word: str, value: str) -> bytes:
 
 
 def dig_style(args: argparse.Namespace) -> None:
-    """Read the words dig takes among its names, in place: `@SERVER`, a record type
-    (a word that is a type mnemonic, TYPEnnn included: as dig, it is the type of the name
-    before it, `dig a.test MX b.test` asks a.test MX and b.test A; before any name, of the
-    first), a class (IN, CH, HS, CLASSnnn: likewise), `+tcp`, `+norecurse`, `+short`,
-    `+time=S`, `+tries=N`, `+retry=N`, ...; then `-p PORT`, `-x ADDR` (PTR) and `-f FILE`
-    (dig's batch file: its lines after the names, each with its own words). Sets
-    `args.plan`: (name, its types or None, its class or None, the line's options or
-    None) in order."""
-    argv = sys.argv[1:]  # dig's banner repeats its command line
+    """Read the words dig takes among its names, in place: `@SERVER` (before any name:
+    every query's server; after a name: one more server for that name's query, as dig),
+    a record type (a word that is a type mnemonic, TYPEnnn included: as dig, after a
+    name that name's type, `dig a.test MX b.test` asks a.test MX and b.test A; before any
+    name, every name's), a class (IN, CH, HS, CLASSnnn: likewise), `+tcp`, `+norecurse`,
+    `+short`, `+time=S`, `+tries=N`, `+retry=N`, ...; `-t TYPE`, `-c CLASS` and `-x ADDR`
+    in their place among the names (as dig: after a name, that name's; and after the
+    first of them a type or class word is a name); then `-p PORT` and `-f FILE` (dig's
+    batch file: its lines after the names, each with its own words). Sets `args.plan`:
+    (name, its types or None, its class or None, its options or None) in order."""
+    given = getattr(args, "_argv", None)  # the words as given (cli.parse)
+    argv = list(given or sys.argv[1:])  # dig's banner repeats them
     args.cmdline = argv[argv.index("dns") + 1 :] if "dns" in argv else list(args.names)
     args.show = dict.fromkeys(SECTIONS, True)
-    _dig_words(args, args.names)
+    words = _in_place(args, args.cmdline if given and "dns" in argv else [])
+    _dig_words(args, words)
     if args.batch is not None:
         _batch_lines(args)
     elif not args.plan:
         raise RunError("no name to look up (give NAME, or -x ADDR)")
+
+
+class Dash(NamedTuple):
+    """`-t TYPE`, `-c CLASS` or `-x ADDR` in its place among dig's words."""
+
+    flag: str
+    value: str
+
+
+_DASHES = {"-t": "-t", "--type": "-t", "-c": "-c", "--class": "-c", "-x": "-x"}
+
+
+def _in_place(args: argparse.Namespace, cmdline: list[str]) -> list[str | Dash]:
+    """dig's words (`args.names`) with the -t, -c and -x of the command line (`cmdline`,
+    argparse's input) put back in their place among them: argparse gathers them apart.
+    One it cannot place (an abbreviated --ty) goes before the names, as before."""
+    names = list(args.names)
+    dashed = {"-t": list(args.types or []), "-c": [args.qclass] if args.qclass else [],
+              "-x": list(args.reverse or [])}  # fmt: skip
+    out: list[str | Dash] = []
+    k, i = 0, 0
+    while i < len(cmdline):
+        word = cmdline[i]
+        i += 1
+        if k < len(names) and word == names[k]:
+            out.append(word)
+            k += 1
+            continue
+        flag, eq, value = word.partition("=")
+        if flag not in _DASHES and word[:2] in ("-t", "-c", "-x") and len(word) > 2:
+            flag, value, eq = word[:2], word[2:], "="  # -tMX, as argparse reads it
+        if flag in _DASHES:
+            if not eq:
+                if i >= len(cmdline):
+                    break
+                value, i = cmdline[i], i + 1
+            kind = _DASHES[flag]
+            if value in dashed[kind]:
+                dashed[kind].remove(value)
+                out.append(Dash(kind, value))
+    out += names[k:]
+    # the ones not found: before every name, as argparse had them
+    first = [Dash(kind, v) for kind in ("-t", "-c") for v in dashed[kind]]
+    args.types, args.qclass, args.reverse = None, None, None
+    return [*first, *out, *(Dash("-x", v) for v in dashed["-x"])]
 
 
 class BatchLine(argparse.Namespace):
@@ -218,8 +269,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
             mine = BatchLine(args)  # the command line's options, then the line's own
             mine.show = {**args.show, "cmd": sticky["cmd"]}
             mine.short, mine.split = sticky["short"], sticky["split"]
-            mine.plan, mine.types, mine.reverse, mine.port = [], None, None, None
-            mine.server = args.server
+            mine.plan, mine.types, mine.reverse, mine.qclass = [], None, None, args.qclass
             _dig_words(mine, _batch_options(mine, words, f"-f {args.batch}:{n}"), top=False)
             mine.batch_words = words  # dig's banner for the line shows it
             args.plan += [(name, types, cls, o or mine) for name, types, cls, o in mine.plan]
@@ -228,22 +278,18 @@ def _batch_lines(args: argparse.Namespace) -> None:
         raise RunError(f"-f {args.batch}: no name to look up")
 
 
-def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> list[str]:
-    """A batch line's dashed options (-t TYPE, -c CLASS, -x ADDR, -p PORT, -4, -6) into
-    `mine`; the other words, as on the command line."""
-    rest: list[str] = []
+def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> list[str | Dash]:
+    """A batch line's dashed options: -p PORT, -4, -6 into `mine`; -t TYPE, -c CLASS and
+    -x ADDR in their place among the other words (dig's scoping, as on the command line)."""
+    rest: list[str | Dash] = []
     it = iter(words)
     for word in it:
         if word in ("-t", "-c", "-x", "-p"):
             value = next(it, None)
             if value is None:
                 raise RunError(f"{where}: {word} needs a value")
-            if word == "-t":
-                mine.types = [*(mine.types or []), value]
-            elif word == "-c":
-                mine.qclass = value
-            elif word == "-x":
-                mine.reverse = [*(mine.reverse or []), value]
+            if word != "-p":
+                rest.append(Dash(word, value))
             elif not value.isdigit():
                 raise RunError(f"{where}: -p {value}: bad port")
             else:
@@ -257,7 +303,7 @@ def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> li
     return rest
 
 
-def _dig_words(args: argparse.Namespace, words: list[str], top: bool = True) -> None:
+def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = True) -> None:
     """dig's words (`dig_style`) into `args`; `args.plan` from them."""
     import dns.exception
     import dns.rdataclass
@@ -267,22 +313,49 @@ def _dig_words(args: argparse.Namespace, words: list[str], top: bool = True) -> 
     names: list[str] = []
     own: list[list[str]] = []  # each name's types
     own_class: list[str | None] = []
+    own_servers: list[list[str]] = []  # each name's @SERVERs (dig: tried after the others)
     scopes: list[NameScope | None] = []  # each name's options written after it
     if top:
         args.user_server = None  # the server as typed, for dig's ";; SERVER: ADDR#PORT(TEXT)"
-    pending: list[str] = []  # types given before the first name
-    pending_class: str | None = None
+    servers: list[str] = []  # the @SERVERs before any name: every query's, in order
+    types: list[str] = list(args.types or [])  # before any name: every name's
+    qclass: str | None = args.qclass
+    loose = True  # a type or class word is one (dig: until the first -t, -c or -x)
+
+    def scope() -> NameScope:
+        mine = scopes[-1]
+        if mine is None:
+            mine = scopes[-1] = NameScope(args)
+        return mine
+
+    def new_name(name: str) -> None:
+        names.append(name)
+        own.append([])
+        own_class.append(None)
+        own_servers.append([])
+        scopes.append(None)
+
     for word in words:
-        if word.startswith("@") and len(word) > 1:
-            args.server = word[1:]
+        if isinstance(word, Dash):
+            loose = False  # as dig: from here on, a type or class word is a name
+            if word.flag == "-x":
+                try:
+                    new_name(dns.reversename.from_address(word.value).to_text())
+                except (ValueError, dns.exception.DNSException):
+                    raise RunError(f"-x {word.value}: not an IP address") from None
+                scope().reverse = True
+            elif word.flag == "-t":
+                (own[-1] if names else types).append(word.value)
+            elif names:
+                own_class[-1] = word.value
+            else:
+                qclass = word.value
+        elif word.startswith("@") and len(word) > 1:
+            (own_servers[-1] if names else servers).append(word[1:])
         elif word.startswith("+"):
             key, eq, value = word.partition("=")
             # as dig: an option after a name is that name's query's (a global switch all's)
-            at: argparse.Namespace = args
-            if names and key not in GLOBAL_SWITCHES:
-                if scopes[-1] is None:
-                    scopes[-1] = NameScope(args)
-                at = scopes[-1]  # type: ignore[assignment]
+            at: argparse.Namespace = scope() if names and key not in GLOBAL_SWITCHES else args
             if key == "+edns" and not eq:
                 at.edns = 0
             elif key == "+split" and eq:
@@ -309,55 +382,55 @@ def _dig_words(args: argparse.Namespace, words: list[str], top: bool = True) -> 
                 raise RunError(
                     f"{word}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
                     "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
-                    "+tries=N, +retry=N, +[no]nsid, +[no]cookie[=HEX], +[no]multiline, "
+                    "+ignore, +tries=N, +retry=N, +[no]nsid, +[no]cookie[=HEX], +[no]multiline, "
                     "+split=N, +[no]cmd/comments/question/answer/authority/additional/stats/"
                     "all; see --help)"
                 )
-        elif _is_type(word, dns.rdatatype):
-            (own[-1] if own else pending).append(word)
-        elif _is_class(word, dns.rdataclass):
-            if own:
+        elif loose and _is_type(word, dns.rdatatype):
+            (own[-1] if names else types).append(word)
+        elif loose and _is_class(word, dns.rdataclass):
+            if names:
                 own_class[-1] = word
             else:
-                pending_class = word
+                qclass = word
         else:
-            names.append(word)
-            own.append(pending)
-            own_class.append(pending_class)
-            scopes.append(None)
-            pending, pending_class = [], None
-    for addr in args.reverse or []:
-        try:
-            names.append(dns.reversename.from_address(addr).to_text())
-        except (ValueError, dns.exception.DNSException):
-            raise RunError(f"-x {addr}: not an IP address") from None
-        own.append(pending or ["PTR"])
-        own_class.append(pending_class)
-        scopes.append(None)
-        pending, pending_class = [], None
-    if args.qclass is not None:
-        _class_of(args.qclass, "-c")
+            new_name(word)
+    if qclass is not None:
+        _class_of(qclass, "-c")
     for cls in own_class:
         if cls is not None:
             _class_of(cls, cls)
+    if top and args.server is not None:  # --server ADDR: the first
+        servers.insert(0, args.server)
+    if servers:
+        args.servers = servers
+        args.server = servers[0]
+    elif top:
+        args.servers = []
     if args.server is not None:
         args.user_server = _host_text(args.server)
     if args.port is not None:
         if not 1 <= args.port <= 65535:
             raise RunError(f"-p {args.port}: bad port")
-        if args.server is None:
+        if args.server is None and not any(own_servers):
             raise RunError("-p PORT needs a server: @ADDR or --server ADDR")
-        host, _ = split_server(args.server, args.family)
-        args.server = f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}"
+    for i, mine in enumerate(own_servers):
+        if mine:  # as dig: the query's servers are every query's, then its own
+            if scopes[i] is None:
+                scopes[i] = NameScope(args)
+            scopes[i].servers = [*args.servers, *mine]  # type: ignore[union-attr]
     for o in [args, *(x for x in scopes if x is not None)]:
         if o.bufsize is not None and not 0 <= o.bufsize <= 65535:
             raise RunError(f"+bufsize={o.bufsize}: out of range (0..65535)")
         if o.edns > 255:
             raise RunError(f"+edns={o.edns}: out of range (0..255)")
     args.names = names
-    args.plan = [(name, mine or args.types, cls or args.qclass, scope)
-                 for name, mine, cls, scope in zip(names, own, own_class, scopes,
-                                                   strict=True)]  # fmt: skip
+    args.types, args.qclass = types or None, qclass
+    args.plan = [
+        (name, mine or args.types or (["PTR"] if getattr(sc, "reverse", False) else None),
+         cls or args.qclass, sc)
+        for name, mine, cls, sc in zip(names, own, own_class, scopes, strict=True)
+    ]  # fmt: skip
 
 
 def _class_of(text: str, where: str) -> str:
@@ -447,7 +520,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="record type (A, AAAA, MX, TXT, ANY, TYPE65, ...); repeat for several [default: A]",
     )
     p.add_argument("--tcp", action="store_true", help="ask over TCP (default: UDP)")
-    p.set_defaults(nsid=False, cookie=True, multiline=False, split=None)
+    p.set_defaults(nsid=False, cookie=True, multiline=False, split=None, ignore=False)
     p.add_argument(
         "--server",
         metavar="ADDR[:PORT]",
@@ -497,42 +570,50 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
-    from packetlab.measure.dns import EDNS_PAYLOAD, dns_query, dns_trace, parse_qtype
+    from packetlab.measure.dns import EDNS_PAYLOAD, dns_trace, parse_qtype
 
     dig_style(args)
     plan = []
     for name, types, cls, line in args.plan:
         o = line or args  # a batch line's options, else the command line's
         _check_name(name)  # a bad name is an error before anything is sent, as dig
-        server, port = split_server(o.server, o.family) if o.server else (None, None)
-        if server is not None and o.family is not None and (":" in server) != (o.family == 6):
-            raise RunError(f"-{o.family}: the server {server} is not an IPv{o.family} address")
-        if o.trace and o.tcp:
-            raise RunError("+trace over TCP is not built (UDP, with the TCP retry of a truncation)")
+        servers: list[tuple[str | None, int]] = []  # dig's order: tried until one answers
+        texts: dict[str, str] = {}  # address -> as typed, for ";; SERVER: ADDR#PORT(TEXT)"
+        for typed in getattr(o, "servers", None) or ([o.server] if o.server else []):
+            server, port = split_server(typed, o.family)
+            if o.family is not None and (":" in server) != (o.family == 6):
+                raise RunError(f"-{o.family}: the server {server} is not an IPv{o.family} address")
+            servers.append((server, o.port or port or 53))  # -p: every server's, as dig
+            texts.setdefault(server, _host_text(typed))
+        if texts:
+            o.server_texts = texts
         if not 0 < o.wait <= 60 or not 1 <= o.tries <= 10:
             raise RunError("--wait must be in (0, 60] and --tries 1..10")
         qtypes = [parse_qtype(t) for t in (types or ["A"])]
-        plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, server, port))
+        plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)]))
 
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
         total = sum(len(p[1]) for p in plan)
         n = 0
-        for name, types, qclass, o, server, port in plan:
+        for name, types, qclass, o, servers in plan:
             args.view = o  # the display options of the line being shown (dig -f)
             for qtype in types:
                 if progress.stopping:  # Ctrl-C: no new query
                     return
                 n += 1
                 progress(f"dns {n}/{total}: {name} {qtype}")
-                if o.trace:
+                if o.trace:  # from the first server, as dig
+                    server, port = servers[0]
                     await dns_trace(
                         session,
                         name,
                         qtype,
                         server=server,
-                        port=port or 53,
+                        port=port,
+                        tcp=o.tcp,
+                        tcp_fallback=not o.ignore,
                         timeout=o.wait,
                         attempts=o.tries,
                         edns=False if o.edns < 0 else o.edns,
@@ -544,13 +625,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                         cookie=o.cookie,
                     )
                     continue
-                result = await dns_query(
+                result = await _ask(
                     session,
+                    servers,
                     name,
                     qtype,
-                    server=server,
-                    port=port or 53,
                     tcp=o.tcp,
+                    tcp_fallback=not o.ignore,  # +ignore: a truncated answer as it came
                     timeout=o.wait,
                     attempts=o.tries,
                     recursion=not o.norecurse,
@@ -566,6 +647,24 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 emit(result.to_dict())
 
     return pcapout.recording(args, recorder, run)
+
+
+async def _ask(
+    session: Any, servers: Sequence[tuple[str | None, int]], name: str, qtype: str, **options: Any
+) -> Any:
+    """dig's servers of a query, in order until one answers (a reply that does not parse
+    ends it too): the one that did, with the others' communications errors as dig's
+    remarks before it (`communications error to ADDR#PORT: connection refused`)."""
+    from packetlab.measure.dns import dns_query
+
+    notes: list[str] = []
+    for i, (server, port) in enumerate(servers):
+        result = await dns_query(session, name, qtype, server=server, port=port, **options)
+        if result.error is None or result.error_kind == "malformed" or i == len(servers) - 1:
+            result.notes[:0] = notes
+            return result
+        notes += [line.removeprefix(";; ") for line in error_lines(result.to_dict())]
+    raise AssertionError("no server")  # pragma: no cover (servers is never empty)
 
 
 def compact_row(r: Record) -> str | None:
@@ -660,9 +759,22 @@ def _opt_lines(edns: Record) -> list[str]:
     return lines
 
 
+def hex_dump(data: bytes) -> list[str]:
+    """dig's hex dump of a packet (BIND's hex_dump()): its length, then 16 bytes a line
+    in hex, nine spaces and the bytes from '!' to '}' as themselves, the others as '.'."""
+    lines = [f"{len(data)} bytes"]
+    for at in range(0, len(data), 16):
+        chunk = data[at : at + 16]
+        text = "".join(chr(b) if 0x21 <= b <= 0x7D else "." for b in chunk)
+        lines.append("".join(f"{b:02x} " for b in chunk).ljust(48) + " " * 9 + text)
+    return lines
+
+
 def error_lines(r: Record) -> list[str]:
     """A query that got no answer, as dig says it: a communications error per try (a
-    reply that does not parse: `Got bad packet`)."""
+    reply that does not parse: `Got bad packet` and dig's hex dump of it)."""
+    if r.get("error_kind") == "malformed" and "packet" in r:
+        return [f";; Got bad packet: {r['reason']}", *hex_dump(bytes.fromhex(r["packet"]))]
     if r.get("error_kind") in ("malformed", "lame", "steps"):
         return [f";; Got bad packet: {r['error']}" if r["error_kind"] == "malformed" else
                 f";; {r['error']}"]  # fmt: skip
@@ -737,10 +849,15 @@ class DigText:
     def __call__(self, r: Record) -> str | None:
         if r["type"] != "dns":
             return None
+        if r.get("error_kind") == "lame" and self.trace and not self.short:  # as dig's step
+            notes = [f";; {n}" for n in r.get("notes", []) if not n.startswith("BAD ")]
+            return "\n".join([*notes, *self.trace_step(r), f";; {r['error']}"])
         lines = [f";; {note}" for note in r.get("notes", [])]
         if "error" in r:
             lines += error_lines(r)
-            if r.get("error_kind") not in ("malformed", "lame", "steps"):
+            if r.get("error_kind") == "malformed":
+                self.banner()  # as dig: the lookup's banner is used up, not shown
+            elif r.get("error_kind") not in ("lame", "steps"):
                 lines += self.banner()
                 lines.append(";; no servers could be reached")
             if r.get("error_kind") == "timeout" and "; " in r["error"]:
@@ -774,8 +891,10 @@ class DigText:
         ms = self.took(r)
         name = r.get("server_name") or self.user_server or r["server"]
         style = self.style
+        bad = [f";; {n}" for n in r.get("notes", []) if n.startswith("BAD ")]  # dig's, after
         return [
             *(rr_line(a, style) for a in [*r["answers"], *r.get("authority", [])]),
+            *bad,
             f";; Received {r['size']} bytes from {r['server']}#{r['port']}({name}) in {ms} ms",
             "",
         ]
@@ -797,6 +916,8 @@ class DigText:
             ]
             if "RD" in r["flags"] and "RA" not in r["flags"]:
                 lines.append(";; WARNING: recursion requested but not available")
+            if r.get("extra_bytes"):
+                lines.append(f";; WARNING: Message has {r['extra_bytes']} extra bytes at end")
             lines.append("")
             if r.get("edns") is not None:  # as dig 9.18: no blank line after it
                 lines += [";; OPT PSEUDOSECTION:", *_opt_lines(r["edns"])]
@@ -816,7 +937,8 @@ class DigText:
             took = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
             if took is not None:
                 lines.append(f";; Query time: {int(took // 1000)} msec")
-            user = self.user_server or r["server"]
+            texts = getattr(self.view, "server_texts", None) or {}
+            user = texts.get(r["server"]) or self.user_server or r["server"]
             lines += [
                 f";; SERVER: {r['server']}#{r['port']}({user}) ({r['proto'].upper()})",
                 f";; WHEN: {time.strftime('%a %b %d %H:%M:%S %Z %Y')}",
@@ -852,6 +974,11 @@ def target(args: argparse.Namespace) -> str | None:
     (of its family, on its interface: where an ICMP port unreachable comes back)."""
     if args.server:
         return split_server(args.server, args.family)[0]
+    named = next((w[1:] for w in args.names if w.startswith("@") and len(w) > 1), None)
+    for entry in getattr(args, "plan", None) or []:  # dig's words read: the names' own
+        named = named or next(iter(getattr(entry[3], "servers", None) or []), None)
+    if named is not None:  # a server of a name's own (dig's `NAME @SERVER`)
+        return split_server(named, args.family)[0]
     from packetlab.cli.run_command import resolv_conf_servers
 
     v4, v6 = resolv_conf_servers()
@@ -864,7 +991,7 @@ def budget(args: argparse.Namespace) -> float:
     total = 0.0
     for entry in plan:
         o = entry[3] or args  # a batch line's options (dig -f), else the command line's
-        tries = 1 if o.tcp else o.tries
+        tries = (1 if o.tcp else o.tries) * max(len(getattr(o, "servers", None) or ()), 1)
         steps = 16 if getattr(o, "trace", False) else 1  # measure.dns.TRACE_STEPS
         total += len(entry[1] or ["A"]) * steps * (tries + 1) * o.wait
     return total

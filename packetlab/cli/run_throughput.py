@@ -21,12 +21,14 @@ examples:
   pktlab run throughput -c 10.77.3.2 -t 2 -i 0.5 -P 2          # iperf3 -R -t 2 -i 0.5 -P 2
   pktlab run throughput -c 10.77.3.2 -u -b 20M -t 1 --direction upload   # iperf3 -u -b 20M
   pktlab run throughput -c 10.77.3.2 --bidir -b 50M -t 5 -O 1     # both ways, 1 s omitted
+  pktlab run throughput -c 10.77.3.2 -k 100 --direction upload     # 100 blocks, as iperf3 -k
+  pktlab run throughput -c 10.77.3.2 -t 2 -P 2 --pcap t.pcap       # packets cut to 64 bytes
 
 Download: the data socket's ndata are masked during the transfer; the rate comes from the
 endpoint's receive stamps with the first 1 MiB ignored (the Marionette paper, §5.2).
 Upload: sends scheduled ahead with ntags masked; the rate is the iperf3 server's receiver
 figure (sender_mbit_s: the endpoint's ntag stamps, first 1 MiB ignored).
-With -t/-P/-u/-b/-i/-l: iperf3's test and lines, every figure from endpoint stamps
+With -t/-k/-P/-u/-b/-i/-l: iperf3's test and lines, every figure from endpoint stamps
 (ndata receive times, ntag send times); TEST_END and paced sends (-b, UDP) are scheduled
 at the endpoint; the sender/receiver block pairs ours with the iperf3 server's.
 mbit_s is 10^6 bit/s. See docs/throughput.md.
@@ -65,6 +67,21 @@ def rate(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def count(text: str) -> int:
+    """iperf3's -k: a whole number of blocks, K/M/G as 1024 (its unit_atoi)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper()
+    unit = t[-1:] if t[-1:] in units else ""
+    try:
+        n = int(float(t[: len(t) - len(unit)]) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a block count like 100 or 1K, got {text!r}") \
+            from None  # fmt: skip
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"-k must be positive, got {text}")
+    return n
+
+
 def length(text: str) -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20}
     t = text.strip().upper()
@@ -77,11 +94,12 @@ def length(text: str) -> int:
 
 
 def timed(args: argparse.Namespace) -> bool:
-    """Any of iperf3's -t/-P/-u/-b/-i/-l/-O/--cport/--bidir: the iperf3-like test
+    """Any of iperf3's -t/-k/-P/-u/-b/-i/-l/-O/--cport/--bidir: the iperf3-like test
     (measure.throughput_timed); without them the paper's fixed-size transfer
     (measure.throughput)."""
     return bool(
         args.time is not None
+        or args.blocks is not None
         or args.parallel != 1
         or args.udp
         or args.bitrate is not None
@@ -146,6 +164,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--time", type=float, default=None, metavar="S",
                    help="seconds to transmit for, as iperf3 -t (not with -n); the endpoint "
                    "ends the test at TEST_START + S")  # fmt: skip
+    p.add_argument("-k", "--blockcount", dest="blocks", type=count, default=None, metavar="N",
+                   help="blocks of -l bytes to send or receive (K/M/G: 1024), as iperf3 -k "
+                   "(not with -t, -n); --bidir: the first direction to reach N ends the "
+                   "test, as iperf3")  # fmt: skip
     p.add_argument("-P", "--parallel", type=int, default=1, metavar="N",
                    help="parallel streams (1..128), as iperf3 -P: per-stream and [SUM] "
                    "lines")  # fmt: skip
@@ -240,12 +262,16 @@ def timed_experiment(
     from packetlab.measure.throughput_timed import TimedSpec, timed_test
 
     nbytes = args.bytes if getattr(args, "bytes_given", False) else None
-    if args.time is not None and nbytes is not None:
-        raise RunError("only one test end condition (-t, -n) may be specified, as iperf3")
-    if args.pcap is not None or args.lead is not None:
-        raise RunError("--pcap and --lead are not supported with -t/-P/-u/-b/-i/-l")
+    if sum(x is not None for x in (args.time, nbytes, args.blocks)) > 1:
+        raise RunError("only one test end condition (-t, -n, -k) may be specified, as iperf3")
+    if args.lead is not None:
+        raise RunError(
+            "--lead is not used with -t/-k/-P/-u/-b/-i/-l: their paced sends are queued "
+            "0.5 s ahead as the test goes, unpaced ones as the endpoint takes them"
+        )
     spec = TimedSpec(
-        direction=args.direction, seconds=args.time, nbytes=nbytes, streams=args.parallel,
+        direction=args.direction, seconds=args.time, nbytes=nbytes, blocks=args.blocks,
+        streams=args.parallel,
         udp=args.udp, bitrate=args.bitrate, length=args.length,
         interval=1.0 if args.interval is None else args.interval,
         wide=args.wide, omit=args.omit, cport=args.cport, bidir=args.bidir,
@@ -254,6 +280,8 @@ def timed_experiment(
         spec.check()
     except ValueError as e:
         raise RunError(str(e)) from None
+
+    recorder = pcapout.recorder_for(args)  # all runs in one file, payloads cut short
 
     async def run(session: Any) -> None:
         for i in range(args.runs):
@@ -267,11 +295,11 @@ def timed_experiment(
                 session, host, port, spec=spec, on_interval=emit, progress=show,
                 timeout=(spec.seconds or 0) + args.max_time,
                 stopping=lambda: progress.stopping,  # Ctrl-C: the totals so far, as iperf3
-                on_connected=emit,
+                on_connected=emit, recorder=recorder,
             )  # fmt: skip
             emit(r.to_dict())
 
-    return run
+    return pcapout.recording(args, recorder, run)
 
 
 #: The text warns when more than this share of the timed sends left over 1 ms late.
@@ -325,26 +353,26 @@ def _header(text: str, r: Record) -> str:
 def interval_rows(r: Record) -> str:
     """iperf3's -i lines: one per stream, [SUM] with several, a header before the first
     (--bidir: the sending streams, then the receiving ones, each line with its role).
-    TCP: Retr and Cwnd for a sender whose endpoint samples TCP_INFO; when receiving (-R)
-    iperf3 3.12 leaves their 18 columns blank under a header without them."""
+    TCP: Retr and Cwnd for a sender whose endpoint samples TCP_INFO (--bidir: the TX-C
+    lines, the RX-C ones blank, as iperf3 3.12); when receiving (-R) iperf3 3.12 leaves
+    their 18 columns blank under a header without them."""
     udp, lines = r["protocol"] == "udp", []
-    # TCP upload from an endpoint without SKT_TCPINFO, or --bidir: no columns
-    cols = (
-        not udp
-        and not (r.get("direction") == "bidir" or r.get("bidir"))
-        and (not r["sender"] or any("retransmits" in s for s in r["streams"]))
-    )
+    bidir = r.get("direction") == "bidir" or bool(r.get("bidir"))
+    sampled = any("retransmits" in s for s in r["streams"])
+    # a TCP upload (or --bidir) from an endpoint without SKT_TCPINFO: no columns
+    cols = not udp and (sampled if bidir else not r["sender"] or sampled)
     if r["start"] == 0 and (r.get("omitted") or not r.get("after_omit")):
         head = iperf3.UDP_SENDER_HEADER if r["sender"] else iperf3.UDP_HEADER
-        tcp = iperf3.TCP_HEADER if cols and r["sender"] else iperf3.HEADER  # -R: no Retr
+        tcp = iperf3.TCP_HEADER if cols and (r["sender"] or bidir) else iperf3.HEADER  # -R
         lines.append(_header(head if udp else tcp, r))
     several = False
     for role, streams in _roles(r):
         omitted = ""  # iperf3 marks -O's pre-test intervals, after its columns' padding
+        sends = r["sender"] if role is None else role == "TX-C"
         for s in streams:
             tail = f"  {s['packets']}  " if udp else ""
             if cols:
-                tail = _tcp_tail(s, r["sender"], cwnd=True)
+                tail = _tcp_tail(s, sends, cwnd=True)
             if "jitter_ms" in s:
                 tail = iperf3.udp_tail(s["jitter_ms"] / 1e3, s["lost"], s["total"])
             if r.get("omitted"):
@@ -355,7 +383,11 @@ def interval_rows(r: Record) -> str:
             several = True
             tail = f"  {sum(s['packets'] for s in streams)}  " if udp else ""
             if cols:
-                tail = _tcp_tail(r["sum"], r["sender"], cwnd=False)
+                total = r["sum"]
+                if role is not None:  # --bidir: the role's streams (the record's sum is all)
+                    got = [s["retransmits"] for s in streams if "retransmits" in s]
+                    total = {"retransmits": sum(got)} if len(got) == len(streams) else {}
+                tail = _tcp_tail(total, sends, cwnd=False)
             if udp and "jitter_ms" in streams[0]:  # iperf3: the streams' mean jitter
                 jitter = sum(s["jitter_ms"] for s in streams) / len(streams) / 1e3
                 tail = iperf3.udp_tail(jitter, sum(s["lost"] for s in streams),
@@ -437,7 +469,9 @@ def row(r: Record) -> str | None:
             else f"# {r['ok']} of {r['runs']} runs"
         )
     if "error" in r:
-        size = r["bytes"] if r["bytes"] is not None else f"{r['time'] or 10:g} s"
+        size = (r["bytes"] if r["bytes"] is not None
+                else f"{r['blocks']} blocks" if r.get("blocks") is not None
+                else f"{r['time'] or 10:g} s")  # fmt: skip
         return f"{r['direction']:<9} {size:>10}  error: {r['error']}"
     extra = f"  (sender {r['sender_mbit_s']:.1f})" if r.get("sender_mbit_s") else ""
     return (

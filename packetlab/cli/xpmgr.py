@@ -53,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-endpoint JSON lines (default ResultsPath, else "
                         "./xpmgr-results.jsonl; '-' for stdout)")  # fmt: skip
     parser.add_argument("mlet", metavar="MLET", help="the experiment program run per endpoint")
-    parser.add_argument("mlet_args", metavar="MLET_ARGS", nargs=argparse.REMAINDER,
-                        help="its arguments")  # fmt: skip
+    rest = parser.add_argument("mlet_args", metavar="MLET_ARGS", nargs=argparse.REMAINDER,
+                               help="its arguments")  # fmt: skip
+    rest.required = False  # argparse counts a REMAINDER as required: "MLET, MLET_ARGS"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -250,11 +250,18 @@ def interface_addresses(ifname: str) -> list[IPAddress]:
 
 
 def interface_for_address(address: str | IPAddress) -> str:
-    """The interface that holds ``address``; ValueError if none does."""
+    """The interface that holds ``address``; ValueError if none does. Any of 127.0.0.0/8
+    is the loopback interface's, as Linux's local route makes it (127.0.0.2 is bound and
+    answered on `lo`, though only 127.0.0.1 is listed)."""
     addr = ipaddress.ip_address(address)
-    for name, a in _all_addresses():
+    pairs = _all_addresses()
+    for name, a in pairs:
         if a == addr:
             return name
+    if addr.version == 4 and addr.is_loopback:
+        for name, a in pairs:
+            if a.version == 4 and a.is_loopback:
+                return name
     raise ValueError(f"no interface has address {addr}")
 
 

@@ -21,6 +21,8 @@ import struct
 from collections.abc import Callable
 from typing import Protocol
 
+from packetlab.sessioncount import SessionCount
+
 __all__ = [
     "DEVICE",
     "MAX_CPU_LATENCY_US",
@@ -81,7 +83,7 @@ def open_device(path: str = DEVICE) -> Device:
     return _FdDevice(fd)
 
 
-class CpuLatencyHold:
+class CpuLatencyHold(SessionCount):
     """Hold a CPU wake-up latency request of `latency_us` while sessions are open:
     `opened()` when a session starts returns its close callback (safe to call twice).
     `log(message)` gets a line when a request cannot be written (the session goes on)."""
@@ -95,25 +97,16 @@ class CpuLatencyHold:
         self.latency_us = latency_us
         self.device = device
         self.log = log
-        self.live = 0
         self.held = False
         self.holds = 0  # times the request went from "no constraint" to `latency_us`
 
-    def opened(self) -> Callable[[], None]:
-        self.live += 1
+    def _opened(self) -> None:
         if self.live == 1:
             self._request(self.latency_us)
-        done = False
 
-        def closed() -> None:
-            nonlocal done
-            if not done:
-                done = True
-                self.live -= 1
-                if self.live == 0:
-                    self._request(NO_CONSTRAINT)
-
-        return closed
+    def _closed(self) -> None:
+        if self.live == 0:
+            self._request(NO_CONSTRAINT)
 
     def _request(self, value: int) -> None:
         try:

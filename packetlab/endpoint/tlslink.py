@@ -90,8 +90,17 @@ class TLSLink:
 def open_accounting(cfg: EndpointConfig) -> Accounting:
     """The accounting store of `RLimDBPath` (default ~/.pktlab/endpt.rlim.sqlite3)."""
     path = cfg.rlim_db or str(PktlabHome.at().accounting_db)
+    parent = Path(path).parent
+    if cfg.rlim_db and not parent.is_dir():
+        # Made only for the default (the pktlab home): a mistyped operator path would
+        # otherwise leave the accounting in a new tree nobody backs up or looks at.
+        where = cfg.origins.get("RLimDBPath")
+        raise ConfigError(
+            f"{where + ': ' if where else ''}RLimDBPath: directory {str(parent)!r} does not "
+            "exist (create it, or correct the path)"
+        )
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        parent.mkdir(parents=True, exist_ok=True)
         # prefetch: the next quota chunk is committed (fsync) by a worker thread, not by
         # the reactor in the middle of a scheduled train.
         # lazy: SQLite is loaded when a chain with limits first needs it (docs/performance.md)

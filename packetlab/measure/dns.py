@@ -114,6 +114,9 @@ class DnsResult:
     server_name: str | None = None  # dns_trace: the NS name of the server asked
     qclass: str = "IN"
     cookie: bytes | None = None  # the COOKIE option sent (client cookie, + server's)
+    packet: bytes | None = None  # "malformed": the reply as received (dig's hex dump)
+    reason: str | None = None  # "malformed": why it does not parse, in BIND's words
+    extra_bytes: int = 0  # bytes past what BIND's parser read (dig's "extra bytes at end")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -134,7 +137,11 @@ class DnsResult:
         if self.error is not None:
             out["error"] = self.error
             out["error_kind"] = self.error_kind
-            return out
+            if self.packet is not None:
+                out["packet"] = self.packet.hex()
+                out["reason"] = self.reason
+            if self.error_kind != "lame":  # a lame referral: an answer all the same
+                return out
         out.update(
             rcode=self.rcode,
             answers=[a.to_dict() for a in self.answers],
@@ -151,6 +158,8 @@ class DnsResult:
         )
         if self.query_time_us is not None:
             out["query_time_us"] = self.query_time_us
+        if self.extra_bytes:
+            out["extra_bytes"] = self.extra_bytes
         return out
 
     def answer_set(self) -> frozenset[tuple[str, str, str]]:
@@ -392,30 +401,124 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
     if len(wire) >= 12:
         result.counts = struct.unpack(">4H", wire[4:12])
     result.edns = _edns_of(msg, result.cookie)
+    if len(wire) >= 12 and not msg.flags & dns.flags.TC:
+        pos, _, _, cut = _walk(wire)
+        result.extra_bytes = len(wire) - pos
+        if cut:  # what parsed of a message cut short, as dig shows it (BIND's best effort)
+            result.notes.append(MALFORMED_NOTE)
+
+
+MALFORMED_NOTE = "Warning: Message parser reports malformed message packet."
+
+
+def _walk(wire: bytes) -> tuple[int, int, tuple[int, int, int, int], bool]:
+    """Where BIND's parser stops in `wire` (12 bytes at least): (its position, the start
+    of the record it stopped in, the records read whole per section, whether it ran out
+    of data). A record's name that runs past the end leaves the position at the record,
+    its fixed fields after its name, its data after its fixed fields (dig's "N extra
+    bytes at end" is the rest). A label of an unknown type stops it too (not cut short:
+    then the message is bad, whatever it says)."""
+    counts = struct.unpack(">4H", wire[4:12])
+    done = [0, 0, 0, 0]
+    end = len(wire)
+
+    def name_end(p: int) -> int | None:  # -1: a bad label type
+        while p < end:
+            n = wire[p]
+            if n == 0:
+                return p + 1
+            if n & 0xC0 == 0xC0:
+                return p + 2 if p + 2 <= end else None
+            if n & 0xC0:
+                return -1
+            p += 1 + n
+        return None
+
+    pos = 12
+    for section, count in enumerate(counts):
+        fixed = 4 if section == 0 else 10
+        for _ in range(count):
+            after = name_end(pos)
+            if after == -1:
+                return pos, pos, (done[0], done[1], done[2], done[3]), False
+            if after is None:
+                return pos, pos, (done[0], done[1], done[2], done[3]), True
+            if after + fixed > end:
+                return after, pos, (done[0], done[1], done[2], done[3]), True
+            data = 0 if section == 0 else struct.unpack(">H", wire[after + 8 : after + 10])[0]
+            if after + fixed + data > end:
+                return after + fixed, pos, (done[0], done[1], done[2], done[3]), True
+            pos = after + fixed + data
+            done[section] += 1
+    return pos, pos, (done[0], done[1], done[2], done[3]), False
 
 
 class _Malformed(Exception):
-    """A reply to our query (its ID, QR set) that does not parse as a DNS message."""
+    """A reply to our query (its ID, QR set) that does not parse as a DNS message:
+    `reason` in BIND's words where it has them, `wire` the reply."""
+
+    def __init__(self, reason: str, wire: bytes) -> None:
+        super().__init__(f"{reason} ({len(wire)} bytes)")
+        self.reason, self.wire = reason, wire
+
+
+# BIND's words (isc_result_totext) for what dnspython's parse errors mean, so that
+# dig's `;; Got bad packet: REASON` line reads the same; other errors keep dnspython's
+_BIND_REASONS = {
+    "BadPointer": "bad compression pointer",
+    "BadLabelType": "bad label type",
+    "LabelTooLong": "label too long",
+    "NameTooLong": "name too long",
+    "ShortHeader": "unexpected end of input",
+    "TrailingJunk": "extra input data",
+}
+
+
+def _bind_reason(e: Exception) -> str:
+    name = type(e).__name__
+    if name in _BIND_REASONS:
+        return _BIND_REASONS[name]
+    if type(e) is dns.exception.FormError and str(e) == str(dns.exception.FormError()):
+        return "unexpected end of input"  # dnspython's parser ran out of data
+    return " ".join(str(e).split()).rstrip(".") or name  # dnspython's wrap
 
 
 def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:
     """The reply to `query`, or None for anything else (another ID or question). Raises
     _Malformed for a message with our ID and QR set that does not parse (a truncated one,
-    TC set, may end anywhere: its header and question are kept)."""
+    TC set, may end anywhere: its header and question are kept; another one cut short
+    after its question: what parsed, as BIND's best effort keeps it for dig)."""
     try:
         msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False)
     except (dns.exception.DNSException, ValueError) as e:
-        why = " ".join(str(e).split()).rstrip(".") or type(e).__name__  # dnspython's wrap
+        why = _bind_reason(e)
         if len(wire) < 12 or struct.unpack(">H", wire[:2])[0] != query.id or not wire[2] & 0x80:
             return None
         if wire[2] & 0x02:  # TC: a truncated reply may not parse past the question
             try:
                 msg = dns.message.from_wire(wire, question_only=True)
             except (dns.exception.DNSException, ValueError):
-                raise _Malformed(f"{why} ({len(wire)} bytes)") from None
+                raise _Malformed(why, wire) from None
         else:
-            raise _Malformed(f"{why} ({len(wire)} bytes)") from None
+            kept = _best_effort(wire)
+            if kept is None:
+                raise _Malformed(why, wire) from None
+            msg = kept
     return msg if query.is_response(msg) else None
+
+
+def _best_effort(wire: bytes) -> dns.message.Message | None:
+    """A message cut short after its question (a record or the OPT ends early), as BIND's
+    parser keeps it for dig: the records read whole (its header's counts stay the wire's
+    in DnsResult.counts), or None when it is not merely cut short."""
+    _, start, done, cut = _walk(wire)
+    counts = struct.unpack(">4H", wire[4:12])
+    if not cut or done[0] != counts[0]:
+        return None
+    try:
+        return dns.message.from_wire(wire[:4] + struct.pack(">4H", *done) + wire[12:start])
+    except (dns.exception.DNSException, ValueError):
+        return None
 
 
 async def _default_server(session: EndpointSession, family: int | None) -> str:
@@ -663,6 +766,7 @@ async def _over_udp(
                 except _Malformed as e:
                     result.error = f"malformed reply from {result.server}#{result.port}: {e}"
                     result.error_kind = "malformed"
+                    result.packet, result.reason = e.wire, e.reason
                     return None
                 if msg is None:
                     continue
@@ -737,6 +841,7 @@ async def _over_tcp(
         except _Malformed as e:
             result.error = f"malformed reply from {result.server}#{result.port} over TCP: {e}"
             result.error_kind = "malformed"
+            result.packet, result.reason = e.wire, e.reason
             return
         if msg is None:
             result.error = f"{result.server} answered over TCP with a message that is not the reply"
@@ -902,6 +1007,8 @@ async def dns_trace(
     *,
     server: AddressLike | None = None,
     port: int = 53,
+    tcp: bool = False,
+    tcp_fallback: bool = True,
     timeout: float = 2.0,
     attempts: int = 2,
     edns: bool | int = True,
@@ -921,13 +1028,15 @@ async def dns_trace(
     at random) until one answers. Every step is a DnsResult (its `server_name` the NS
     name asked), given to `on_step` as it comes; the last one says how it ended.
     `dnssec` (default on, as dig +trace) sets the DO bit; `nsid` and `cookie` go in each
-    query, as in dns_query (True: one random client cookie for the whole trace)."""
+    query, as in dns_query (True: one random client cookie for the whole trace); `tcp`
+    asks every step over TCP (dig +trace +tcp), `tcp_fallback` off keeps a truncated
+    UDP answer as it came (dig +ignore)."""
     if cookie is True:
         cookie = random.randbytes(8)
     common: dict[str, Any] = {
         "port": port, "timeout": timeout, "attempts": attempts, "edns": edns,
         "payload": payload, "dnssec": dnssec, "family": family, "icmp": icmp,
-        "nsid": nsid, "cookie": cookie,
+        "nsid": nsid, "cookie": cookie, "tcp": tcp, "tcp_fallback": tcp_fallback,
     }  # fmt: skip
     if server is None:
         server = await _default_server(session, family)
@@ -999,6 +1108,7 @@ async def dns_trace(
         if not (cut.is_subdomain(zone) and cut != zone and target.is_subdomain(cut)):
             got.error = f"referral to {cut} from {zone} goes no deeper (a lame delegation)"
             got.error_kind = "lame"
+            got.notes.append("BAD (HORIZONTAL) REFERRAL" if cut == zone else "BAD REFERRAL")
             step(got)
             break
         step(got)

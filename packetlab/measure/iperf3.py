@@ -225,6 +225,7 @@ def timed_parameters(
     seconds: float | None,
     nbytes: int | None,
     streams: int,
+    blocks: int | None = None,
     reverse: bool,
     length: int,
     bitrate: float | None,
@@ -232,7 +233,7 @@ def timed_parameters(
     omit: int = 0,
     bidir: bool = False,
 ) -> dict[str, Any]:
-    """The PARAM_EXCHANGE object of native `iperf3 -c` with -t or -n, -P, -u, -b, -l, -R
+    """The PARAM_EXCHANGE object of native `iperf3 -c` with -t, -n or -k, -P, -u, -b, -l, -R
     (checked with `iperf3 -d`): "time" a whole number of seconds (iperf3 takes -t as an
     integer; the test itself runs the fraction too, timed by the client)."""
     params: dict[str, Any] = {
@@ -240,7 +241,7 @@ def timed_parameters(
         "omit": omit,
         "time": 0 if seconds is None else max(1, int(seconds + 0.999)),
         "num": nbytes or 0,
-        "blockcount": 0,
+        "blockcount": blocks or 0,
         "parallel": streams,
         **({"bidirectional": True} if bidir else {}),
         "len": length,

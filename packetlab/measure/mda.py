@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.internet.task import deferLater
+
 from packetlab.controller import EndpointSession, StopSignal, deferred_api
 from packetlab.measure.capture import (
     CAPTURE_FILTERS,
@@ -46,6 +48,7 @@ from packetlab.measure.traceroute import reply_key
 __all__ = [
     "MDA_METHODS",
     "MdaHop",
+    "MdaLitePlan",
     "MdaPlan",
     "MdaProbe",
     "MdaResult",
@@ -57,6 +60,13 @@ __all__ = [
 MDA_METHODS = ("udp-paris", "icmp-paris", "tcp")
 MAX_FLOWS = 512  # flows probed at one TTL before the hop is given up as unbalanced
 GAP_LIMIT = 3  # consecutive TTLs with no answer at all end the trace (scamper's default)
+# scamper's tracelb limits (its -g, -q, -Q, -W): the ranges it accepts
+GAP_LIMITS = (1, 5)
+ATTEMPTS = (1, 5)
+MAX_PROBES = (50, 65535)
+MAX_PROBES_DEFAULT = 3000  # scamper's -Q default
+WAIT_PROBE_CS = (0, 200)  # 1/100 s between probes (scamper: 15..200, 25; ours 0: at once)
+MESH_FLOWS = 2  # MDA-Lite's meshing test: flows traced across per interface (the paper's phi)
 
 
 def stopping_points(confidence: float, most: int = 64) -> list[int]:
@@ -91,15 +101,19 @@ class MdaHop:
     probes: int
     links: tuple[tuple[str | None, str], ...] = ()
     silent: int = 0  # probes without an answer
+    meshed: bool | None = None  # MDA-Lite: this TTL and the one before meshed (full MDA here)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "ttl": self.ttl,
             "addrs": list(self.addrs),
             "probes": self.probes,
             "silent": self.silent,
             "links": [list(link) for link in self.links],
         }
+        if self.meshed is not None:
+            out["meshed"] = self.meshed
+        return out
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,7 @@ class MdaProbe:
     tx_ns: int | None
     reply: Reply | None = None
     rx_ns: int | None = None
+    attempt: int = 0  # 0: the first probe of (flow, ttl); 1.. its resends (--attempts)
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,14 @@ class MdaResult:
     dport: int | None = None
     probe_size: int | None = None  # IP length of the probes
     start_ns: int | None = None  # the first probe's send time
+    # why it ended: COMPLETED (an answer ended it), HOPLIMIT, GAPLIMIT, MAXPROBEC (the
+    # probe budget ran out), HALTED (stopped); None: not known (a result built by hand)
+    stop_reason: str | None = None
+    algorithm: str = "mda"  # or "mda-lite"
+    gaplimit: int = GAP_LIMIT
+    attempts: int = 1
+    max_probes: int = MAX_PROBES_DEFAULT
+    wait_probe_cs: int = 0
 
     def addresses_by_ttl(self) -> dict[int, frozenset[str]]:
         return {h.ttl: frozenset(h.addrs) for h in self.hops}
@@ -143,15 +166,30 @@ class MdaPlan:
     max_ttl: int = 30
     confidence: float = 0.95
     max_flows: int = MAX_FLOWS
+    gaplimit: int = GAP_LIMIT  # TTLs in a row without an answer that end it (scamper's -g)
+    attempts: int = 1  # probes of one (flow, TTL) before it counts as silent (scamper's -q)
+    max_probes: int | None = None  # probes sent in all, resends too (scamper's -Q maxprobec)
     ttl: int = field(init=False)
     seen: dict[int, dict[int, str | None]] = field(init=False, default_factory=dict)
     ended: dict[int, bool] = field(init=False, default_factory=dict)  # ttl -> reached dst
     done: bool = field(init=False, default=False)
     flows: int = field(init=False, default=0)  # flow identifiers handed out
+    sent: int = field(init=False, default=0)  # probes handed out by next_round
+    tries: dict[tuple[int, int], int] = field(init=False, default_factory=dict)
+    resend: list[tuple[int, int]] = field(init=False, default_factory=list)
+    stop_reason: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.ttl = self.first_ttl
         self.n = stopping_points(self.confidence)
+        if not GAP_LIMITS[0] <= self.gaplimit <= GAP_LIMITS[1]:
+            raise ValueError(
+                f"gaplimit must be {GAP_LIMITS[0]}..{GAP_LIMITS[1]}, got {self.gaplimit}"
+            )
+        if not ATTEMPTS[0] <= self.attempts <= ATTEMPTS[1]:
+            raise ValueError(f"attempts must be {ATTEMPTS[0]}..{ATTEMPTS[1]}, got {self.attempts}")
+        if self.max_probes is not None and self.max_probes < 1:
+            raise ValueError(f"max_probes must be at least 1, got {self.max_probes}")
 
     def _need(self, k: int) -> int:
         return self.n[min(max(k, 1), len(self.n)) - 1]
@@ -192,13 +230,27 @@ class MdaPlan:
         return wants
 
     def next_round(self) -> list[tuple[int, int]]:
-        """The probes of the next round; empty when the trace is over."""
-        while not self.done:
+        """The probes of the next round (resends of unanswered ones first); empty when
+        the trace is over. At most `max_probes` in all: when a round would go past it,
+        the round is cut there and the trace ends after it (stop reason MAXPROBEC, as
+        scamper's tracelb stops at its -Q)."""
+        wants: list[tuple[int, int]] = []
+        if self.resend:
+            wants, self.resend = self.resend, []
+        while not wants and not self.done:
             wants = self._wants_at(self.ttl)
-            if wants:
-                return wants
-            self._hop_done()
-        return []
+            if not wants:
+                self._hop_done()
+        if self.max_probes is not None and wants:
+            left = self.max_probes - self.sent
+            if len(wants) > left:
+                wants = wants[: max(0, left)]
+                self.done = True
+                self.stop_reason = "MAXPROBEC"
+        for w in wants:
+            self.tries[w] = self.tries.get(w, 0) + 1
+        self.sent += len(wants)
+        return wants
 
     def _hop_done(self) -> None:
         silent_run = 0  # TTLs up to this one where nothing answered
@@ -206,14 +258,22 @@ class MdaPlan:
             if any(a is not None for a in self.seen.get(t, {}).values()):
                 break
             silent_run += 1
-        if self.ended.get(self.ttl) or self.ttl >= self.max_ttl or silent_run >= GAP_LIMIT:
-            self.done = True
+        if self.ended.get(self.ttl):
+            self.done, self.stop_reason = True, "COMPLETED"
+        elif silent_run >= self.gaplimit:
+            self.done, self.stop_reason = True, "GAPLIMIT"
+        elif self.ttl >= self.max_ttl:
+            self.done, self.stop_reason = True, "HOPLIMIT"
         else:
             self.ttl += 1
 
     def answered(self, flow: int, ttl: int, addr: str | None, ends: bool = False) -> None:
         """Probe (flow, ttl) was answered by `addr` (None: not answered); `ends` when
-        the answer ends the trace (the target, or destination unreachable)."""
+        the answer ends the trace (the target, or destination unreachable). An unanswered
+        probe is sent again in the next round while it has `attempts` left."""
+        if addr is None and self.tries.get((flow, ttl), 1) < self.attempts and not self.done:
+            self.resend.append((flow, ttl))
+            return
         self.seen.setdefault(ttl, {})[flow] = addr
         if ends:
             self.ended[ttl] = True
@@ -234,9 +294,105 @@ class MdaPlan:
                     len(here),
                     tuple(sorted(links, key=lambda x: (_addr_order(x[0] or ""), x[1]))),
                     sum(a is None for a in here.values()),
+                    self._meshed(ttl),
                 )
             )
         return out
+
+    def _meshed(self, ttl: int) -> bool | None:
+        return None
+
+
+def _by_addr(flows: dict[int, str | None]) -> dict[str, list[int]]:
+    """The flows that answered, by the interface that answered them (in flow order)."""
+    out: dict[str, list[int]] = {}
+    for f, a in sorted(flows.items()):
+        if a is not None:
+            out.setdefault(a, []).append(f)
+    return out
+
+
+@dataclass
+class MdaLitePlan(MdaPlan):
+    """MDA-Lite (Vermeulen et al., "Multilevel MDA-Lite Paris Traceroute", IMC 2018): the
+    MDA with load balancing taken as uniform until shown otherwise. At each TTL:
+
+    1. interfaces, hop-wide: n(k) flows in all for the k interfaces seen at this TTL (the
+       MDA's rule applied to the hop, not to each interface before it: no node control),
+       the flows known one TTL back first, spread over its interfaces, then new ones;
+    2. links: every interface one TTL back gets a flow traced on to this TTL, and every
+       interface here one traced back (a probe one TTL back);
+    3. the meshing test, when this TTL and the one before both have 2 interfaces or more:
+       `mesh_flows` flows of each interface of the wider one are traced across (back when
+       this TTL is wider, else forward). The pair is meshed when an interface before has
+       2 successors or more and one here 2 predecessors or more; the out-degrees before
+       differing (width asymmetry) breaks uniformity too. Either way the TTL falls back to
+       the full MDA (`MdaPlan`'s node control, per interface before), reusing every
+       probe already sent; `meshed` lists those TTLs."""
+
+    mesh_flows: int = MESH_FLOWS
+    meshed: set[int] = field(init=False, default_factory=set)
+    checked: set[int] = field(init=False, default_factory=set)  # TTLs whose test is done
+
+    def _meshed(self, ttl: int) -> bool | None:
+        return ttl in self.meshed
+
+    def _wants_at(self, ttl: int) -> list[tuple[int, int]]:
+        if ttl in self.meshed:
+            return super()._wants_at(ttl)
+        here = self.seen.setdefault(ttl, {})
+        if len(here) >= self.max_flows or ttl in self.checked:
+            return []
+        before = self.seen.get(ttl - 1, {}) if ttl > self.first_ttl else {}
+        back = _by_addr(before)
+        # 1. hop-wide stopping rule
+        need = self._need(len(set(here.values()) - {None})) - len(here)
+        if need > 0:
+            known = [f for f in _round_robin(back) if f not in here][:need]
+            fresh = self._new_flows(need - len(known))
+            return [(f, ttl) for f in known + fresh]
+        if not back:
+            self.checked.add(ttl)
+            return []
+        fore = _by_addr(here)
+        wide = len(back) >= 2 and len(fore) >= 2
+        forward = self.mesh_flows if wide and len(fore) <= len(back) else 1
+        backward = self.mesh_flows if wide and len(fore) > len(back) else 1
+        # 2 and 3: flows traced across, forward from each interface before, back from here
+        wants: list[tuple[int, int]] = []
+        for flows in back.values():
+            traced = sum(f in here for f in flows)
+            wants += [(f, ttl) for f in flows if f not in here][: max(0, forward - traced)]
+        for flows in fore.values():
+            traced = sum(f in before for f in flows)
+            wants += [(f, ttl - 1) for f in flows if f not in before][: max(0, backward - traced)]
+        if wants:
+            return wants
+        self.checked.add(ttl)
+        out_deg: dict[str, set[str]] = {}
+        in_deg: dict[str, set[str]] = {}
+        for f, a in here.items():
+            b = before.get(f)
+            if a is not None and b is not None:
+                out_deg.setdefault(b, set()).add(a)
+                in_deg.setdefault(a, set()).add(b)
+        mesh = any(len(s) > 1 for s in out_deg.values()) and any(
+            len(s) > 1 for s in in_deg.values()
+        )
+        asymmetric = len({len(s) for s in out_deg.values()}) > 1
+        if mesh or asymmetric:
+            self.meshed.add(ttl)
+            return super()._wants_at(ttl)
+        return []
+
+
+def _round_robin(groups: dict[str, list[int]]) -> list[int]:
+    """The flows of every group, one of each in turn: a0, b0, a1, b1, ..."""
+    out: list[int] = []
+    lists = list(groups.values())
+    for i in range(max((len(x) for x in lists), default=0)):
+        out += [x[i] for x in lists if i < len(x)]
+    return out
 
 
 def _addr_order(a: str) -> tuple[int, str]:
@@ -280,13 +436,22 @@ async def mda_trace(
     src: Any = None,
     on_hop: MdaHopCallback | None = None,
     stop: StopSignal | None = None,
+    lite: bool = False,
+    gaplimit: int = GAP_LIMIT,
+    attempts: int = 1,
+    max_probes: int = MAX_PROBES_DEFAULT,
+    wait_probe: float = 0.0,
 ) -> MdaResult:
     """Trace every path to `dst` through per-flow load balancers (MDA). Each round's
     probes go at once; a round ends when all are answered, or `wait` s after it started
     (once some answered: 10 times their longest RTT, at least 50 ms). `on_hop(hop)` is
     called as each TTL is finished. `method`: "udp-paris" (flows in the UDP source port,
     like scamper's udp-sport), "icmp-paris" (flows in the ICMP checksum) or "tcp" (SYNs,
-    flows in the source port)."""
+    flows in the source port). `lite`: MDA-Lite (`MdaLitePlan`) instead of the full MDA.
+    scamper's tracelb limits: `gaplimit` TTLs in a row without an answer end it (-g),
+    `attempts` probes of one flow and TTL before it counts as silent (-q), `max_probes`
+    probes at most in all (-Q; the trace ends with stop reason MAXPROBEC when they run
+    out), `wait_probe` s between two probes (-W; 0: each round's probes at once)."""
     target = as_target(dst)
     if not 1 <= first_ttl <= max_ttl <= 255:
         raise ValueError(f"need 1 <= first_ttl <= max_ttl <= 255, got {first_ttl}, {max_ttl}")
@@ -294,7 +459,15 @@ async def mda_trace(
         raise ValueError(f"wait must be in (0, 60] seconds, got {wait}")
     if method not in MDA_METHODS:
         raise ValueError(f"MDA method must be one of {', '.join(MDA_METHODS)}, got {method!r}")
-    plan = MdaPlan(first_ttl, max_ttl, confidence)  # (checks the confidence)
+    if not MAX_PROBES[0] <= max_probes <= MAX_PROBES[1]:
+        raise ValueError(f"max_probes must be {MAX_PROBES[0]}..{MAX_PROBES[1]}, got {max_probes}")
+    if not 0 <= wait_probe <= WAIT_PROBE_CS[1] / 100:
+        raise ValueError(f"wait_probe must be 0..{WAIT_PROBE_CS[1] / 100:g} s, got {wait_probe}")
+    kind = MdaLitePlan if lite else MdaPlan
+    plan = kind(  # (checks the confidence, gaplimit and attempts)
+        first_ttl, max_ttl, confidence, gaplimit=gaplimit, attempts=attempts,
+        max_probes=max_probes,
+    )  # fmt: skip
     if sport is None:
         sport = random.randrange(32768, 61000)
     elif not 0 < sport <= 0xFFFF:
@@ -302,7 +475,8 @@ async def mda_trace(
     expression = None
     if method == "tcp":
         expression = f"{CAPTURE_FILTERS[target.version]} or (tcp and src host {target})"
-    budget = (max_ttl - first_ttl + 1) * 8 * (wait + 1.0)  # a capture long enough
+    # a capture long enough: rounds of a few per TTL, resends, the gaps between probes
+    budget = (max_ttl - first_ttl + 1) * 8 * (wait + 1.0) * attempts + max_probes * wait_probe
     cap = await open_capture(
         session, target, src=None if src is None else as_target(src), duration_s=budget,
         expression=expression,
@@ -313,6 +487,8 @@ async def mda_trace(
     answers: dict[int, tuple[Reply, int]] = {}
     sent: dict[int, int] = {}
     probes: list[tuple[int, int]] = []  # probe number -> (flow, ttl)
+    tries: list[int] = []  # probe number -> its attempt (0: the first)
+    attempted: dict[tuple[int, int], int] = {}
     flowids: list[int] = []
     size: int | None = None
     told = 0
@@ -335,9 +511,15 @@ async def mda_trace(
             if not wants:
                 break
             first = len(probes)
-            for flow, ttl in wants:
+            for n, (flow, ttl) in enumerate(wants):
+                if n and wait_probe:  # scamper's -W: a gap between two probes
+                    await deferLater(reactor, wait_probe, lambda: None)
+                    if stop is not None and stop.requested:
+                        break
                 i = len(probes)
                 probes.append((flow, ttl))
+                tries.append(attempted.get((flow, ttl), 0))
+                attempted[(flow, ttl)] = tries[-1] + 1
                 p = _mda_probe(method, cap.src, target, ttl, flow, i, sport, base_port)
                 flowids.append(_flowid(method, p, sport, flow))
                 size = size or len(p.packet)
@@ -361,6 +543,8 @@ async def mda_trace(
                     deadline = min(deadline, reactor.seconds() + GRACE_S)
             if failures:
                 raise failures[0]
+            if len(probes) - first < len(wants):  # stopped between two probes
+                plan.done = True
             for i in range(first, len(probes)):
                 flow, ttl = probes[i]
                 got = answers.get(i)
@@ -385,7 +569,7 @@ async def mda_trace(
     for i, (flow, ttl) in enumerate(probes):
         got = answers.get(i)
         reply, rx = (None, None) if got is None else got
-        log.append(MdaProbe(flow, ttl, flowids[i], sent.get(i), reply, rx))
+        log.append(MdaProbe(flow, ttl, flowids[i], sent.get(i), reply, rx, tries[i]))
     return MdaResult(
         dst=str(target),
         src=str(cap.src),
@@ -399,6 +583,12 @@ async def mda_trace(
         dport=None if method == "icmp-paris" else base_port,
         probe_size=size,
         start_ns=min(sent.values(), default=None),
+        stop_reason=plan.stop_reason if plan.done and plan.stop_reason else "HALTED",
+        algorithm="mda-lite" if lite else "mda",
+        gaplimit=gaplimit,
+        attempts=attempts,
+        max_probes=max_probes,
+        wait_probe_cs=round(wait_probe * 100),
     )
 
 

@@ -26,6 +26,8 @@ from packetlab.measure.packets import (
     AddressLike,
     as_address,
     ip_packet,
+    ipv4_header,
+    ipv6_header,
     tcp_segment,
     udp_segment,
 )
@@ -39,6 +41,13 @@ _RECORD = struct.Struct("<IIII")
 SYN, FIN, ACK, PSH = 0x02, 0x01, 0x10, 0x08
 PROTO_TCP = 6
 _MAX_SEG = 65535 - 60 - 20  # payload per synthetic segment (IPv6 + TCP headers fit)
+_UDP_HEAD = struct.Struct("!HHHH")
+
+
+def _ip_header(src: AddressLike, dst: AddressLike, proto: int, length: int) -> bytes:
+    if as_address(src).version == 4:
+        return ipv4_header(src, dst, proto, length)
+    return ipv6_header(src, dst, proto, length)
 
 
 @dataclass
@@ -88,6 +97,30 @@ class TcpFlow:
     def received(self, time: int, data: bytes) -> None:
         self._seg(time, False, PSH | ACK, data)
 
+    def truncated(self, time: int, outgoing: bool, length: int, head: bytes) -> None:
+        """`length` bytes of data of which only `head` is kept (a capture's snap length:
+        the headers say `length`, the record holds the headers and `head`; the checksum
+        covers what is kept)."""
+        while length > 0:
+            n = min(length, _MAX_SEG)
+            kept = head[:n]
+            if outgoing:
+                src, sport, dst, dport, seq, ack = (self.local, self.lport, self.remote,
+                                                    self.rport, self.seq, self.ack)  # fmt: skip
+            else:
+                src, sport, dst, dport, seq, ack = (self.remote, self.rport, self.local,
+                                                    self.lport, self.ack, self.seq)  # fmt: skip
+            seg = tcp_segment(src, dst, sport, dport, seq=seq, ack=ack, flags=PSH | ACK,
+                              payload=kept)  # fmt: skip
+            whole = len(seg) - len(kept) + n
+            ip = _ip_header(src, dst, PROTO_TCP, whole)
+            self.recorder.add(time, ip + seg, len(ip) + whole)
+            if outgoing:
+                self.seq = (self.seq + n) & 0xFFFFFFFF
+            else:
+                self.ack = (self.ack + n) & 0xFFFFFFFF
+            head, length = head[n:], length - n
+
     def closed(self, time: int, *, by_peer: bool) -> None:
         self._seg(time, not by_peer, FIN | ACK)
         self._seg(time, by_peer, FIN | ACK)
@@ -95,12 +128,16 @@ class TcpFlow:
 
 @dataclass
 class PcapRecorder:
-    """Collects (endpoint ns, IP packet) and writes them, sorted by time, as pcap."""
+    """Collects (endpoint ns, IP packet) and writes them, sorted by time, as pcap.
+    `lengths`: the original length of a packet kept truncated (by its index)."""
 
     packets: list[tuple[int, bytes]] = field(default_factory=list)
+    lengths: dict[int, int] = field(default_factory=dict)
 
-    def add(self, time: int, packet: bytes) -> int:
+    def add(self, time: int, packet: bytes, length: int | None = None) -> int:
         self.packets.append((time, packet))
+        if length is not None and length != len(packet):
+            self.lengths[len(self.packets) - 1] = length
         return len(self.packets) - 1
 
     def retime(self, indexes: list[int], time: int) -> None:
@@ -112,15 +149,24 @@ class PcapRecorder:
         seg = udp_segment(src, dst, sport, dport, data)
         self.add(time, ip_packet(src, dst, PROTO_UDP, seg))
 
+    def udp_truncated(self, time: int, src: AddressLike, sport: int, dst: AddressLike,
+                      dport: int, length: int, head: bytes) -> None:  # fmt: skip
+        """A datagram of `length` bytes of which only `head` is kept (checksum 0)."""
+        ip = _ip_header(src, dst, PROTO_UDP, 8 + length)
+        self.add(time, ip + _UDP_HEAD.pack(sport, dport, 8 + length, 0) + head[:length],
+                 len(ip) + 8 + length)  # fmt: skip
+
     def tcp(self, local: AddressLike, lport: int, remote: AddressLike, rport: int) -> TcpFlow:
         as_address(local), as_address(remote)  # validate now
         return TcpFlow(self, local, lport, remote, rport)
 
     def write(self, out: BinaryIO) -> int:
         out.write(_HEADER.pack(_MAGIC_NS, 2, 4, 0, 0, 0xFFFF, LINKTYPE_RAW))
-        for time, pkt in sorted(self.packets, key=lambda p: p[0]):
+        lengths = self.lengths
+        for i in sorted(range(len(self.packets)), key=lambda i: self.packets[i][0]):
+            time, pkt = self.packets[i]
             sec, nsec = divmod(time, 1_000_000_000)
-            out.write(_RECORD.pack(sec, nsec, len(pkt), len(pkt)) + pkt)
+            out.write(_RECORD.pack(sec, nsec, len(pkt), lengths.get(i, len(pkt))) + pkt)
         return len(self.packets)
 
     def save(self, path: str | Path) -> int:

@@ -10,7 +10,7 @@ time, both taken by the endpoint.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -34,7 +34,15 @@ from packetlab.measure.capture import (
     parse_ndata,
 )
 from packetlab.measure.flight import GRACE_S, Waker
-from packetlab.measure.packets import record_route_option, recorded_route
+from packetlab.measure.packets import (
+    TIMESTAMP_KINDS,
+    IpTimestamps,
+    ip_timestamps,
+    received_timestamps,
+    record_route_option,
+    recorded_route,
+    timestamp_option,
+)
 from packetlab.measure.probes import PING_PAYLOAD, Probe, ProbeTable, echo_probe, fragmented
 from packetlab.measure.records import PingError, PingReply, PingResult, Stamp
 from packetlab.measure.replies import Reply, ReplyKind
@@ -116,6 +124,8 @@ async def ping(
     pmtudisc: str = "want",
     preload: int = 1,
     record_route: bool = False,
+    timestamps: str | None = None,
+    prespec: Sequence[str | Address] = (),
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
     `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
@@ -147,6 +157,11 @@ async def ping(
     "fragmentation needed" is an error line each time). `preload`, iputils -l: the first `preload`
     requests leave at once, the rest `interval` apart after them. `record_route`, iputils
     -R: IPv4 requests carry a record route option; each reply's `route` is what it holds.
+    `timestamps`, iputils -T (``tsonly``, ``tsandaddr``, ``tsprespec`` with up to 4
+    `prespec` addresses): IPv4 requests carry a timestamp option with the entry ping's
+    kernel would add (the endpoint time the request is scheduled for; ping's: when it
+    left); each reply's `ip_timestamps` is what it holds once the endpoint's kernel
+    stamped it on arrival (its kernel receive time), as ping reads it.
 
     When `stop` is requested, no further request is sent, replies in flight are awaited
     for up to `GRACE_S` (or `wait`, if shorter), and the result holds what was sent.
@@ -170,6 +185,12 @@ async def ping(
         raise ValueError(f"pmtudisc must be one of {', '.join(PMTUDISC)}, got {pmtudisc!r}")
     if not 1 <= preload <= MAX_PRELOAD:
         raise ValueError(f"preload must be 1..{MAX_PRELOAD}, got {preload}")
+    if timestamps is not None and timestamps not in TIMESTAMP_KINDS:
+        raise ValueError(f"invalid timestamp type: {timestamps}")
+    if (prespec and timestamps != "tsprespec") or len(prespec) > 4:
+        raise ValueError("up to 4 prespec addresses, with tsprespec only")
+    if record_route and timestamps is not None:
+        raise ValueError("only one of -T or -R may be used")
     if ident is None:
         ident = random.randrange(1, 0x10000)
     elif not 0 <= ident <= 0xFFFF:
@@ -182,6 +203,9 @@ async def ping(
     run.on_sent, run.on_outstanding = on_sent, on_outstanding
     run.tos, run.preload = tos, preload
     run.options = record_route_option(cap.src) if record_route and target.version == 4 else b""
+    if timestamps is not None and target.version == 4:
+        run.ts_kind = TIMESTAMP_KINDS[timestamps]
+        run.prespec = tuple(str(a) for a in prespec)
     run.dont_fragment = target.version == 4 and pmtudisc != "dont"
     run.fragments_ok = pmtudisc in ("want", "dont")
     run.fragment_mtu = fragment_mtu if run.fragments_ok else None
@@ -256,6 +280,10 @@ class _PingRun:
         self.options = b""  # IPv4 options of the requests (iputils -R)
         self.local_mtu: int | None = None  # -M do: the MTU a router named (ping's kernel's)
         self.routes: dict[int, tuple[str, ...] | None] = {}  # seq -> its reply's record route
+        self.ts_kind: int | None = None  # iputils -T: the timestamp option's kind
+        self.prespec: tuple[str, ...] = ()  # ... and its tsprespec addresses
+        self.stamps: dict[int, IpTimestamps | None] = {}  # seq -> its reply's timestamps
+        self.due_ns: dict[int, int] = {}  # seq -> the endpoint time it is sent at
         self.dont_fragment = target.version == 4  # DF: iputils -M want/do
         self.fragments_ok = True  # iputils -M want/dont: long requests in fragments
         cap.sock.buffering = False  # every note goes to the callback: never a full queue
@@ -291,6 +319,10 @@ class _PingRun:
         if self.options:
             options = note.data[20 : (note.data[0] & 0x0F) * 4]
             self.routes[seq] = recorded_route(options, received_by=got[0].dst)
+        elif self.ts_kind is not None:  # stamped as the endpoint's kernel does on arrival
+            options = note.data[20 : (note.data[0] & 0x0F) * 4]
+            here = received_timestamps(options, got[0].dst, got[1], self._local)
+            self.stamps[seq] = ip_timestamps(here)
         self.settled.add(seq)
         self.open.pop(seq, None)
         self._tell(seq)
@@ -402,6 +434,7 @@ class _PingRun:
             probe_send_ns=sent_ns,
             reply_recv_ns=recv_ns,
             route=self.routes.get(seq),
+            ip_timestamps=self.stamps.get(seq),
         )
 
     # -- sending --
@@ -427,6 +460,7 @@ class _PingRun:
             if stop is not None and stop.requested:
                 return
             seq = i + 1
+            self.due_ns[seq] = start + int(at * 1e9)
             p = self._request(seq)
             if self.local_mtu is not None and len(p.packet) > self.local_mtu:
                 self._local_error(seq, start + int(at * 1e9))
@@ -455,20 +489,33 @@ class _PingRun:
     def _request(self, seq: int) -> Probe:
         """Echo request `seq`: with DF (IPv4) as ping's (Linux's path MTU discovery), or,
         longer than the MTU known (`fragment_mtu`, or one a router named), in fragments."""
+        options = self._options(seq)
         p = echo_probe(
             self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
             payload=self.payload, dont_fragment=self.dont_fragment, tos=self.tos,
-            options=self.options,
+            options=options,
         )  # fmt: skip
         self.built[seq] = len(p.packet)
         if self.fragment_mtu is not None and len(p.packet) > self.fragment_mtu:
             whole = echo_probe(
                 self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
-                payload=self.payload, ip_id=p.ip_id, tos=self.tos, options=self.options,
+                payload=self.payload, ip_id=p.ip_id, tos=self.tos, options=options,
             )  # fmt: skip
             p = fragmented(whole, self.fragment_mtu)
             self.built[seq] = self.fragment_mtu
         return p
+
+    def _options(self, seq: int) -> bytes:
+        """The IPv4 options of request `seq`: -R's, or -T's with the entry ping's kernel
+        adds as it sends (its time: the endpoint time the request is due at)."""
+        if self.ts_kind is None:
+            return self.options
+        at = self.due_ns.get(seq) or max(self.due_ns.values(), default=0)
+        return timestamp_option(self.ts_kind, self.prespec, src=self.cap.src, sent_ns=at)
+
+    def _local(self, addr: Address) -> bool:
+        """An address of the endpoint's host (it stamps a tsprespec slot naming it)."""
+        return addr == self.cap.src
 
     def _send(self, p: Probe, at: int) -> Deferred[QueuedSend]:
         d = self.session.nsend(self.cap.sktid, p.packet, time=at, ntag=True)

@@ -47,6 +47,7 @@ from packetlab.measure.packets import (
     PROTO_TCP,
     PROTO_UDP,
     TCP_ACK,
+    TCP_FIN,
     TCP_SYN,
     Address,
     AddressLike,
@@ -276,6 +277,93 @@ def traceroute_syn_options(mss: int = 1460, tsval: int = 1) -> bytes:
     return tcp_mss_option(mss) + sack_perm + timestamps + struct.pack("!BBBB", 1, 3, 3, 7)
 
 
+@dataclass(frozen=True, slots=True)
+class TcpFlavor:
+    """The TCP probe of Butskoy traceroute's tcp module (-T and its -O words): the flags,
+    which options follow the header (MSS with SYN; SACK permitted, timestamps, window
+    scale as asked or as the sender's sysctls say) and the window (traceroute's: four
+    times the path's MSS, in 16 bits)."""
+
+    flags: int = TCP_SYN
+    sack: bool = False
+    timestamps: bool = False
+    window_scaling: bool = False
+    mss: int = 1460  # what the MSS option says (with SYN): -O mss=NUM, or the path MTU's
+    window: int | None = None  # None: 4 * mss, in 16 bits, as traceroute's
+
+    def options(self) -> bytes:
+        """The options in mod-tcp.c's order and layout (the timestamp values random, as
+        traceroute's; the echo reply only with ACK)."""
+        out = tcp_mss_option(self.mss) if self.flags & TCP_SYN else b""
+        if self.timestamps:
+            out += b"\x04\x02" if self.sack else b"\x01\x01"
+            ecr = random.getrandbits(32) if self.flags & TCP_ACK else 0
+            out += struct.pack("!BBII", 8, 10, random.getrandbits(32), ecr)
+        elif self.sack:
+            out += b"\x01\x01\x04\x02"
+        if self.window_scaling:
+            out += b"\x01\x03\x03\x02"
+        return out
+
+    @property
+    def length(self) -> int:
+        """Bytes of TCP header with the options."""
+        syn = 4 if self.flags & TCP_SYN else 0
+        return (
+            20
+            + syn
+            + (12 if self.timestamps else 4 if self.sack else 0)
+            + (4 if self.window_scaling else 0)
+        )
+
+    @property
+    def reply_shift(self) -> int:
+        """What to add to ``ack - 1`` of the target's SYN-ACK or RST-ACK to get the probe's
+        sequence number: a SYN or FIN counts one in the ack, other flags none."""
+        return 1 - bool(self.flags & TCP_SYN) - bool(self.flags & TCP_FIN)
+
+
+# Linux's SYN options (its sysctls' defaults: SACK, timestamps, window scaling on),
+# which Butskoy traceroute -T copies
+LINUX_SYN = TcpFlavor(TCP_SYN, sack=True, timestamps=True, window_scaling=True)
+BARE_ACK = TcpFlavor(TCP_ACK, window=65535)  # scamper's tcp-ack
+
+
+def tcp_probe(
+    src: AddressLike,
+    dst: AddressLike,
+    *,
+    sport: int,
+    dport: int,
+    seq: int,
+    flavor: TcpFlavor = LINUX_SYN,
+    ttl: int = 64,
+    ip_id: int | None = None,
+    tos: int = 0,
+    flow_label: int = 0,
+    dont_fragment: bool = False,
+    options: bytes | None = None,
+) -> Probe:
+    """A TCP segment with `flavor`'s flags, options and window; matched by (dst, sport,
+    dport, seq) in a quote, by ack - 1 (+ `TcpFlavor.reply_shift`) in the target's
+    SYN-ACK or RST-ACK, or, with ACK among the flags, by the sequence number of the
+    target's RST: the acknowledgment number is then `seq` too (traceroute's is 0).
+    `options` replace the flavor's."""
+    s, d = _addresses(src, dst, need_src=True)
+    ident = _ip_id(ip_id, d.version)
+    ack = seq if flavor.flags & TCP_ACK else 0
+    window = (4 * flavor.mss) & 0xFFFF if flavor.window is None else flavor.window
+    segment = tcp_segment(
+        s, d, sport, dport, seq=seq, ack=ack, flags=flavor.flags, window=window,
+        options=flavor.options() if options is None else options,
+    )  # fmt: skip
+    packet = ip_packet(
+        s, d, PROTO_TCP, segment, ttl=ttl, tos=tos, ident=ident or 0,
+        flags=IP_DF if dont_fragment else 0, flow_label=flow_label,
+    )  # fmt: skip
+    return Probe(packet, ProbeKey(PROTO_TCP, d, sport, dport, seq), s, d, ttl, ident)
+
+
 def tcp_syn_probe(
     src: AddressLike,
     dst: AddressLike,
@@ -294,25 +382,13 @@ def tcp_syn_probe(
 ) -> Probe:
     """A TCP SYN; matched by (dst, sport, dport, seq) in a quote, or ack - 1 in a SYN-ACK/RST.
     `options` replace the MSS option (`traceroute_syn_options`: traceroute's)."""
-    s, d = _addresses(src, dst, need_src=True)
-    ident = _ip_id(ip_id, d.version)
     if options is None:
         options = tcp_mss_option(mss) if mss is not None else b""
-    segment = tcp_segment(
-        s, d, sport, dport, seq=seq, flags=TCP_SYN, window=window, options=options
-    )
-    packet = ip_packet(
-        s,
-        d,
-        PROTO_TCP,
-        segment,
-        ttl=ttl,
-        tos=tos,
-        ident=ident or 0,
-        flags=IP_DF if dont_fragment else 0,
-        flow_label=flow_label,
-    )
-    return Probe(packet, ProbeKey(PROTO_TCP, d, sport, dport, seq), s, d, ttl, ident)
+    return tcp_probe(
+        src, dst, sport=sport, dport=dport, seq=seq, flavor=TcpFlavor(TCP_SYN, window=window),
+        ttl=ttl, ip_id=ip_id, tos=tos, flow_label=flow_label, dont_fragment=dont_fragment,
+        options=options,
+    )  # fmt: skip
 
 
 def tcp_ack_probe(
@@ -332,14 +408,10 @@ def tcp_ack_probe(
     """A bare TCP ACK (no connection anywhere: a firewall keeping no state lets it through,
     and the target answers RST); sequence and acknowledgment numbers are both `seq`, so a
     quote (seq) and the target's RST (its seq = our ack) give the same key."""
-    s, d = _addresses(src, dst, need_src=True)
-    ident = _ip_id(ip_id, d.version)
-    segment = tcp_segment(s, d, sport, dport, seq=seq, ack=seq, flags=TCP_ACK, window=window)
-    packet = ip_packet(
-        s, d, PROTO_TCP, segment, ttl=ttl, tos=tos, ident=ident or 0,
-        flags=IP_DF if dont_fragment else 0, flow_label=flow_label,
+    return tcp_probe(
+        src, dst, sport=sport, dport=dport, seq=seq, flavor=TcpFlavor(TCP_ACK, window=window),
+        ttl=ttl, ip_id=ip_id, tos=tos, flow_label=flow_label, dont_fragment=dont_fragment,
     )  # fmt: skip
-    return Probe(packet, ProbeKey(PROTO_TCP, d, sport, dport, seq), s, d, ttl, ident)
 
 
 def _ones_add(a: int, b: int) -> int:

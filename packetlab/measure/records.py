@@ -23,6 +23,7 @@ from typing import Any
 from packetlab.measure.icmpext import EXTENSION_OFFSET, IcmpExt
 from packetlab.measure.icmpext import decode as icmpext_decode
 from packetlab.measure.icmpext import text as icmpext_text
+from packetlab.measure.packets import IpTimestamps
 from packetlab.measure.replies import ICMP6_PORT_UNREACH, ICMP_PORT_UNREACH, Reply, ReplyKind
 
 __all__ = [
@@ -382,14 +383,22 @@ class PingReply:
     dup: bool = False  # a second reply to the same request (ping's "(DUP!)")
     # ping -R: the addresses the reply's record route option holds (None: no option)
     route: tuple[str, ...] | None = None
+    # ping -T: the reply's timestamp option as iputils reads it (None: no option)
+    ip_timestamps: IpTimestamps | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields; `route` only when the reply had a record route (ping -R)."""
+        """The fields; `route` only when the reply had a record route (ping -R),
+        `ip_timestamps` (kind, entries [address or null, ms since midnight UT or null],
+        unrecorded hops) only when it had a timestamp option (ping -T)."""
         out = asdict(self)
-        if out["route"] is None:
-            del out["route"]
-        else:
+        for key in ("route", "ip_timestamps"):
+            if out[key] is None:
+                del out[key]
+        if "route" in out:
             out["route"] = list(out["route"])
+        if "ip_timestamps" in out:
+            ts = out["ip_timestamps"]
+            ts["entries"] = [list(e) for e in ts["entries"]]
         return out
 
     @classmethod
@@ -399,7 +408,23 @@ class PingReply:
             if not isinstance(route, list) or not all(isinstance(a, str) for a in route):
                 raise RecordError(f"PingReply.route must be a list of addresses: {route!r}")
             obj = {**obj, "route": tuple(route)}
+        ts = obj.get("ip_timestamps") if isinstance(obj, Mapping) else None
+        if ts is not None:
+            obj = {**obj, "ip_timestamps": _ip_timestamps(ts)}
         return _from_dict(cls, obj, required=("seq", "addr", "rtt_us"), non_null=("seq",))
+
+
+def _ip_timestamps(obj: Any) -> IpTimestamps:
+    """PingReply.ip_timestamps from its JSON form; RecordError when malformed."""
+    try:
+        kind, entries, unrecorded = obj["kind"], obj["entries"], obj.get("unrecorded", 0)
+        got = tuple((e[0], e[1]) for e in entries if len(e) == 2)
+    except (TypeError, KeyError, IndexError):
+        raise RecordError(f"PingReply.ip_timestamps is malformed: {obj!r}") from None
+    ok = all((a is None or isinstance(a, str)) and (t is None or type(t) is int) for a, t in got)
+    if type(kind) is not int or type(unrecorded) is not int or not ok or len(got) != len(entries):
+        raise RecordError(f"PingReply.ip_timestamps is malformed: {obj!r}")
+    return IpTimestamps(kind, got, unrecorded)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ from packetlab.controller import (
 )
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import DEFAULT_PORT, Intervals, Iperf3Error, State, UdpReceiver
+from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.stream import StreamError, connect_failure
 from packetlab.measure.throughput import (
     ThroughputError,
@@ -70,6 +71,7 @@ from packetlab.measure.throughput import (
     _Control,
     _sleep,
 )
+from packetlab.measure.throughput_pcap import TimedCapture
 from packetlab.wire import Family, Ndata, Nstat, NstatCode, Ntag
 
 __all__ = ["TimedResult", "TimedSpec", "timed_test"]
@@ -93,6 +95,10 @@ CONNECT_WAIT = 10.0
 QUIET_S = 0.05
 #: Download -t: TEST_END is queued at the endpoint this long before its time.
 END_AHEAD_S = 0.25
+#: --bidir -t: the sending streams' last TCP_INFO is read this long before the scheduled
+#: TEST_END (after it the iperf3 server may reset the connections; a read cannot be
+#: scheduled at the endpoint).
+FINAL_SAMPLE_AHEAD_S = 0.01
 #: A scheduled send whose ntag is this much after its time left late (the sends reached
 #: the endpoint after their time: the controller or the endpoint did not keep up).
 LATE_NS = 1_000_000
@@ -100,17 +106,19 @@ LATE_NS = 1_000_000
 
 @dataclass(slots=True)
 class TimedSpec:
-    """What native `iperf3 -c` takes: `seconds` (-t) or `nbytes` (-n, all streams
-    together), `streams` (-P), `udp` (-u), `bitrate` (-b, bit/s per stream; UDP default
-    1 Mbit/s, TCP unlimited), `interval` (-i, 0: none), `length` (-l), `omit` (-O: that
-    many whole seconds of pre-test before the T seconds counted), `cport` (--cport: stream
-    k binds local port cport + k at the endpoint, as iperf3 3.12), `bidir` (--bidir: the
-    endpoint sends on `streams` streams and receives on as many, at once; `direction` is
-    then not used)."""
+    """What native `iperf3 -c` takes: `seconds` (-t), `nbytes` (-n, all streams
+    together) or `blocks` (-k: blocks of `length` sent or received, all streams together;
+    --bidir: per direction, the first to reach it ends the test), `streams`
+    (-P), `udp` (-u), `bitrate` (-b, bit/s per stream; UDP default 1 Mbit/s, TCP unlimited),
+    `interval` (-i, 0: none), `length` (-l), `omit` (-O: that many whole seconds of
+    pre-test before the T seconds counted), `cport` (--cport: stream k binds local port
+    cport + k at the endpoint, as iperf3 3.12), `bidir` (--bidir: the endpoint sends on
+    `streams` streams and receives on as many, at once; `direction` is then not used)."""
 
     direction: str = "download"
     seconds: float | None = None
     nbytes: int | None = None
+    blocks: int | None = None  # -k
     streams: int = 1
     udp: bool = False
     bitrate: float | None = None
@@ -124,17 +132,16 @@ class TimedSpec:
     def check(self) -> None:
         if self.direction not in ("download", "upload"):
             raise ValueError(f"direction must be download or upload, got {self.direction!r}")
-        if self.seconds is not None and self.nbytes is not None:
-            raise ValueError("only one test end condition (-t, -n) may be specified")
-        if self.seconds is None and self.nbytes is None:
+        ends = [x for x in (self.seconds, self.nbytes, self.blocks) if x is not None]
+        if len(ends) > 1:
+            raise ValueError("only one test end condition (-t, -n, -k) may be specified")
+        if not ends:
             self.seconds = iperf3.DEFAULT_TIME
         if not 0 <= self.omit <= iperf3.MAX_OMIT:
             raise ValueError(f"-O must be 0..{iperf3.MAX_OMIT} s (iperf3's bound), got {self.omit}")
-        if self.bidir and self.nbytes is not None:
-            raise ValueError("--bidir with -n is not built here (--bidir runs a -t test)")
-        if self.omit and self.nbytes is not None:
+        if self.omit and self.counted:
             raise ValueError(
-                "-O with -n is not built here (-O omits the first seconds of a -t test)"
+                "-O with -n or -k is not built here (-O omits the first seconds of a -t test)"
             )
         if self.cport is not None and not 1 <= self.cport <= 65536 - self.sockets:
             raise ValueError(
@@ -145,6 +152,8 @@ class TimedSpec:
             raise ValueError(f"-t must be 0 < T <= 86400 s, got {self.seconds:g}")
         if self.nbytes is not None and self.nbytes <= 0:
             raise ValueError(f"-n must be positive, got {self.nbytes}")
+        if self.blocks is not None and self.blocks <= 0:
+            raise ValueError(f"-k must be positive, got {self.blocks}")
         if not 1 <= self.streams <= iperf3.MAX_STREAMS:
             raise ValueError(
                 f"-P must be 1..{iperf3.MAX_STREAMS} (iperf3's maximum), got {self.streams}"
@@ -160,6 +169,11 @@ class TimedSpec:
         least = 16 if self.udp else 1
         if self.length is not None and not least <= self.length <= top:
             raise ValueError(f"-l must be {least}..{top} bytes, got {self.length}")
+
+    @property
+    def counted(self) -> bool:
+        """The test ends on a count (-n or -k), not a time."""
+        return self.nbytes is not None or self.blocks is not None
 
     @property
     def sockets(self) -> int:
@@ -210,6 +224,33 @@ class _Flow:
 
 
 @dataclass(slots=True)
+class _TcpStats:
+    """A stream's TCP_INFO samples as iperf3's sender statistics (its -J end.streams[]
+    .sender: max_snd_cwnd and max_snd_wnd in bytes, max_rtt, min_rtt, mean_rtt in µs, the
+    mean an integer division as iperf3's)."""
+
+    max_snd_cwnd: int = 0
+    max_snd_wnd: int = 0
+    max_rtt: int = 0
+    min_rtt: int = 0
+    rtt_sum: int = 0
+    count: int = 0
+
+    def add(self, info: Any) -> None:
+        self.max_snd_cwnd = max(self.max_snd_cwnd, info.cwnd_bytes)
+        self.max_snd_wnd = max(self.max_snd_wnd, info.snd_wnd)
+        self.max_rtt = max(self.max_rtt, info.rtt)
+        self.min_rtt = info.rtt if not self.count else min(self.min_rtt, info.rtt)
+        self.rtt_sum += info.rtt
+        self.count += 1
+
+    def fields(self) -> dict[str, int]:
+        return {"max_snd_cwnd": self.max_snd_cwnd, "max_snd_wnd": self.max_snd_wnd,
+                "max_rtt": self.max_rtt, "min_rtt": self.min_rtt,
+                "mean_rtt": self.rtt_sum // self.count if self.count else 0}  # fmt: skip
+
+
+@dataclass(slots=True)
 class TimedResult:
     spec: TimedSpec
     server: str
@@ -218,6 +259,7 @@ class TimedResult:
     streams: list[dict[str, Any]] = field(default_factory=list)
     late: tuple[int, int, float] | None = None  # scheduled sends: (late, tagged, worst ms)
     stopped: bool = False  # ended early when asked (`stopping`: Ctrl-C)
+    pcap_dropped: int = 0  # --pcap: data packets past its bound, not in the file
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,6 +275,8 @@ class TimedResult:
             "bytes": s.nbytes,
             "interval": s.interval,
         }
+        if s.blocks is not None:
+            out["blocks"] = s.blocks
         if s.rate:
             out["bitrate"] = s.rate
         if s.omit:
@@ -269,6 +313,8 @@ class TimedResult:
         """`out` with how the test ended: stopped early, and timed sends that left late."""
         if self.stopped:
             out["stopped"] = True
+        if self.pcap_dropped:
+            out["pcap_dropped"] = self.pcap_dropped
         if self.late is not None:
             out.update(late_sends=self.late[0], tagged_sends=self.late[1],
                        late_max_ms=self.late[2])  # fmt: skip
@@ -317,6 +363,12 @@ def _sum(sides: list[dict[str, Any]], udp: bool) -> dict[str, Any]:
     return out
 
 
+def _interval_sum(streams: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    nbytes = sum(st["bytes"] for st in streams)
+    return {"bytes": nbytes, "packets": sum(st["packets"] for st in streams),
+            "bits_per_second": nbytes * 8 / seconds if seconds > 0 else 0.0}  # fmt: skip
+
+
 def _side(nbytes: int, seconds: float, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "bytes": nbytes,
@@ -361,16 +413,20 @@ class _Test:
         self.ending = False  # TEST_END went with sends still queued: their failures are moot
         self._stop_timer: Any = None
         self.tagged = self.late = self.late_max = 0  # scheduled sends: tagged, late, worst ns
+        self.awaiting = 0  # upload: ntags asked for and not come yet
         self.heard = 0.0  # download: when the last data notification came (controller s)
         self.counted = False  # the figures are final: later notifications are not counted
         self.early: list[tuple[_Flow, Ndata]] = []  # download data seen before `started`
         self.marks: dict[int, tuple[int, int]] = {}  # UDP download: (lost, packets) so far
-        # TCP upload: each interval's Retr/Cwnd sampled (SKT_TCPINFO) before it is shown;
-        # `emitting` keeps the intervals in order. `retrans`: each stream's last total.
-        # --bidir: no Retr/Cwnd columns (its receiving streams share the records)
-        self.sample_tcp = spec.direction == "upload" and not spec.udp and not spec.bidir
+        # TCP upload (and --bidir): each interval's Retr/Cwnd sampled (SKT_TCPINFO) before
+        # it is shown; `emitting` keeps the intervals in order. `retrans`: each stream's
+        # last total; `rtts`: each stream's samples' maxima, minimum RTT and sum (-J's
+        # max_snd_cwnd, max_snd_wnd, max_rtt, min_rtt, mean_rtt)
+        self.sample_tcp = not spec.udp and (spec.direction == "upload" or spec.bidir)
         self.emitting: Deferred[None] | None = None
         self.retrans: dict[int, int] = {}
+        self.rtts: dict[int, _TcpStats] = {}
+        self.capture: TimedCapture | None = None  # --pcap: the data streams' packets
         self.final: Deferred[dict[int, Any]] | None = None  # the sample as the test ended
 
     # ---------------------------------------------------------------- streams
@@ -415,6 +471,13 @@ class _Test:
             flow = _Flow(sid, label, sktid, spec.direction_of(i))
             self.flows.append(flow)
             sock.add_callback(partial(self._note, flow))
+            if spec.udp and self.capture is not None:
+                sinfo = await read_socket_info(session, sktid)
+                local = sinfo.laddr
+                if local is None or local.is_unspecified:  # unbound: the endpoint's address
+                    mine = [a for a in info.addresses if a.version == self.addr.version]
+                    local = self.addr if self.addr.is_loopback or not mine else mine[0]
+                self.capture.udp(label, local, sinfo.lport, self.addr, self.port)
             if spec.udp:
                 flow.reply = Deferred()
                 try:
@@ -433,8 +496,15 @@ class _Test:
                         "blocked?)"
                     ) from None
             else:
-                await wait_connected(session, sktid, timeout=CONNECT_WAIT)
+                asked = session.reactor.seconds()
+                est = await wait_connected(session, sktid, timeout=CONNECT_WAIT)
                 session.nsend(sktid, key).addErrback(lambda _: None)
+                if self.capture is not None:
+                    sinfo = await read_socket_info(session, sktid)
+                    started = est.time - int((session.reactor.seconds() - asked) * 1e9)
+                    self.capture.tcp(label, sinfo.laddr or self.addr, sinfo.lport, self.addr,
+                                     self.port, min(started, est.time), est.time)  # fmt: skip
+                    self.capture.sent(label, est.time, len(key), key)
 
     def _note(self, flow: _Flow, note: object) -> None:
         if isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
@@ -442,6 +512,10 @@ class _Test:
             return
         if not isinstance(note, Ndata):
             return
+        if self.capture is not None:  # everything the endpoint received on the stream
+            if flow.reply is not None and not flow.reply.called:  # the connect: no ntag
+                self.capture.sent(flow.label, note.time, 4, iperf3.UDP_CONNECT_MSG)
+            self.capture.received(flow.label, note.time, note.data)
         if flow.reply is not None and not flow.reply.called:
             if note.data == iperf3.UDP_CONNECT_REPLY or len(note.data) == 4:
                 flow.reply.callback(None)
@@ -463,11 +537,23 @@ class _Test:
             flow.udp.add(count, sent, note.time / 1e9)
             packets = 1
         self._count(flow, note.time, len(note.data), packets)
-        nbytes = self.spec.nbytes
-        if nbytes is not None and self.end is None and sum(f.bytes for f in self.flows) >= nbytes:
+        if self.end is None and self._received_all():
             self.end = note.time
             if not self.done.called:
                 self.done.callback(None)
+            self._wakeup()  # --bidir: the sending half stops
+
+    def _received_all(self) -> bool:
+        """-n/-k: the receiving streams hold N bytes, or N blocks of -l bytes (iperf3's
+        client counts its reads of up to -l bytes, blocks_received: the same when the data
+        comes in whole blocks; the endpoint's recv()s are of at most 64 KiB)."""
+        spec = self.spec
+        rx = [f for f in self.flows if f.direction == "download"]
+        if spec.nbytes is not None:
+            return sum(f.bytes for f in rx) >= spec.nbytes
+        if spec.blocks is not None:
+            return sum(f.bytes for f in rx) >= spec.blocks * spec.block
+        return False
 
     def _count(self, flow: _Flow, t: int, nbytes: int, packets: int) -> None:
         if t < self.counted_from:  # -O: the pre-test, reported "(omitted)", not counted
@@ -494,6 +580,11 @@ class _Test:
                 role = {f.label: "TX-C" if f.direction == "upload" else "RX-C" for f in self.flows}
                 for st in rec["streams"]:
                     st["role"] = role[st["id"]]
+                # each role summed apart (iperf3's -J: sum and sum_bidir_reverse)
+                for key, name in (("sum", "TX-C"), ("sum_reverse", "RX-C")):
+                    rec[key] = _interval_sum(
+                        [st for st in rec["streams"] if st["role"] == name], rec["seconds"]
+                    )
             if omitted:
                 rec["omitted"] = True
             elif self.omit_ns:  # counted, after -O's pre-test (iperf3: no second header)
@@ -528,20 +619,30 @@ class _Test:
         `sample`, the one taken as the test ended (the interval closed after it)."""
         if before is not None:
             await before
-        infos = await (sample if sample is not None else self.tcp_sample())
+        if sample is None:
+            infos = await self.tcp_sample()
+            self.note_sample(infos)
+        else:
+            infos = await sample  # noted by the caller (the totals take it too)
         for st in rec["streams"]:
             info = infos.get(st["id"])
-            if info is None:
+            if info is None or st.get("role") == "RX-C":  # iperf3: a receiver's are blank
                 continue
             prev = self.retrans.get(st["id"], 0)
             self.retrans[st["id"]] = info.total_retrans
             st.update(retransmits=info.total_retrans - prev, snd_cwnd=info.cwnd_bytes,
                       snd_wnd=info.snd_wnd, rtt=info.rtt, rttvar=info.rttvar,
                       pmtu=info.pmtu)  # fmt: skip
-        if infos:
+        if infos:  # --bidir: `sum` is the TX-C streams'
             rec["sum"]["retransmits"] = sum(st.get("retransmits", 0) for st in rec["streams"])
         assert self.on_interval is not None
         self.on_interval(rec)
+
+    def note_sample(self, infos: dict[int, Any]) -> None:
+        """One TCP_INFO sample of the streams into their -J statistics (iperf3 takes one
+        per interval and one as the test ends)."""
+        for label, info in infos.items():
+            self.rtts.setdefault(label, _TcpStats()).add(info)
 
     def _close_omitted(self, end: int | None = None) -> None:
         """-O: the pre-test's last intervals, once the counted test began (or ended)."""
@@ -595,6 +696,10 @@ class _Test:
             if await self._wait_until(self.stop_at - int(END_AHEAD_S * 1e9), timeout):
                 self.end = self.stop_at  # the endpoint sends TEST_END then (scheduled)
                 self.ctl.stream.send(iperf3.state_byte(State.TEST_END), time=self.stop_at)
+                if self.sample_tcp:  # --bidir: the sending streams' last TCP_INFO, just
+                    ahead = self.stop_at - int(FINAL_SAMPLE_AHEAD_S * 1e9)  # before TEST_END
+                    await self._wait_until(ahead, timeout, stoppable=False)
+                    self.final = Deferred.fromCoroutine(self.tcp_sample())
                 await self._wait_until(self.stop_at, timeout, stoppable=False)
                 return
         else:
@@ -603,22 +708,23 @@ class _Test:
             try:
                 await self.done
             except defer.TimeoutError:
-                got = sum(f.bytes for f in self.flows)
+                got = sum(f.bytes for f in self.flows if f.direction == "download")
+                want = spec.nbytes if spec.nbytes is not None else (spec.blocks or 0) * spec.block
                 raise StreamError(
-                    f"only {got} of {spec.nbytes} bytes arrived within {timeout:g} s"
+                    f"only {got} of {want} bytes arrived within {timeout:g} s"
                 ) from None
             finally:
                 if self._stop_timer is not None and self._stop_timer.active():
                     self._stop_timer.cancel()
             if not self.stopped:
-                self.ctl.send_state(State.TEST_END)
+                self._test_end()
                 return
         # stopped (Ctrl-C): the test ends now, with what came so far
         self.stopped = True
         now = await read_time(self.session)
         if self.end is None or self.end > now:
             self.end = now
-        self.ctl.send_state(State.TEST_END)
+        self._test_end()
 
     def _watch_stop(self) -> None:
         """Download -n: fire `done` when asked to stop (polled)."""
@@ -721,6 +827,9 @@ class _Test:
                 await self.wake
                 if timer.active():
                     timer.cancel()
+        if spec.bidir and spec.counted:
+            await self._bidir_sent(limit)
+            return
         if spec.seconds is not None and not rate and not self.stopped:
             # unpaced -t: TEST_END now, as iperf3's timer sends it with its socket buffer
             # still full; the blocks still queued at the endpoint are not waited for (8 MiB
@@ -744,6 +853,26 @@ class _Test:
         if self.spec.seconds is None and not (self.stopped and self.end):
             self.end = self.latest
 
+    async def _bidir_sent(self, limit: float) -> None:
+        """--bidir -n/-k, the sending half: once its last ntag came (iperf3 counts a block
+        sent when write() returns), the test ends then, unless the receiving half got its
+        count first: then the blocks still queued are not waited for."""
+        clock = self.session.reactor
+        while not self.done.called and self.awaiting:
+            if self.failure is not None:
+                raise self.failure
+            if clock.seconds() > limit:
+                raise StreamError("the endpoint had not sent the data in time")
+            self.wake = Deferred()
+            timer = clock.callLater(0.05, self._wakeup)
+            await self.wake
+            if timer.active():
+                timer.cancel()
+        self.ending = True  # TEST_END goes now: later failures of queued sends are moot
+        if not self.done.called:
+            self.end = self.latest
+            self.done.callback(None)  # the receiving half sends TEST_END
+
     def _test_end(self) -> None:
         """TEST_END, after the mreads of the streams' last TCP_INFO (answered in order:
         sampled as the test ends, as iperf3's sender totals; the server may reset the
@@ -754,10 +883,12 @@ class _Test:
 
     def _sent_all(self, f: _Flow, rate: float | None) -> bool:
         spec = self.spec
-        if self.stopped and spec.nbytes is not None:
+        if spec.counted and (self.stopped or self.done.called):  # --bidir: received all
             return True
         if spec.nbytes is not None:
             return sum(x.queued for x in self.flows) >= spec.nbytes
+        if spec.blocks is not None:  # iperf3's blocks_sent: its writes of -l bytes
+            return sum(x.sent_packets for x in self.flows) >= spec.blocks
         if rate:
             return f.next_time >= self.stop_at
         return self.latest >= self.stop_at
@@ -784,7 +915,10 @@ class _Test:
         unit = f.outstanding if tag else 0  # bytes this ntag stands for
         if tag:
             f.outstanding = 0 if rate else f.outstanding
+            self.awaiting += 1
         to = (self.addr, self.port) if spec.udp else None
+        if when and self.capture is not None:  # a paced send: at its scheduled time
+            self.capture.sent(f.label, when, size, data[: self.capture.snap])
         d: Deferred[Any] = session.nsend(f.sktid, data, time=when, ntag=tag, to=to)
         d.addCallback(self._queued, f, size, unit, when)  # then waits for the ntag
         d.addErrback(self._refused)
@@ -799,6 +933,9 @@ class _Test:
 
     def _sent(self, tag: Ntag, f: _Flow, size: int, unit: int, when: int) -> Ntag:
         spec = self.spec
+        self.awaiting -= 1
+        if not when and self.capture is not None:  # unpaced: when it went to the kernel
+            self.capture.sent(f.label, tag.time, size, bytes(min(size, self.capture.snap)))
         if when:  # a scheduled send: did it leave on time?
             self.tagged += 1
             if tag.time - when > LATE_NS:
@@ -811,7 +948,11 @@ class _Test:
             nbytes, packets = size, 1 if spec.udp else 0
         if spec.udp and spec.rate:
             packets = max(1, round(unit / spec.block))
-        if spec.seconds is None or tag.time <= self.stop_at:
+        if spec.seconds is not None:
+            counts = tag.time <= self.stop_at
+        else:  # -n/-k: until the test ended (--bidir: the receiving half may end it first)
+            counts = self.end is None or tag.time <= self.end
+        if counts:
             self._count(f, tag.time, nbytes, packets)
         self.latest = max(self.latest, tag.time)
         self._wakeup()
@@ -905,8 +1046,10 @@ class _Test:
                     pre = f.udp.packets - packets
                     theirs_extra = {"packets": max(0, int(theirs["packets"]) - pre)}
                 mine = _side(f.bytes, seconds, **extra)
-                if not spec.udp and not spec.bidir and theirs.get("retransmits", -1) >= 0:
+                if not spec.udp and theirs.get("retransmits", -1) >= 0:
                     theirs_extra["retransmits"] = int(theirs["retransmits"])  # the server's count
+                if spec.bidir and f.label in self.rtts:  # iperf3 --bidir: its receiving
+                    theirs_extra.update(self.rtts[f.label].fields())  # socket's, as native
                 other = _side(int(theirs["bytes"]), theirs["seconds"], **theirs_extra)
                 out.append({"id": f.label, "sender": other, "receiver": mine})
                 if spec.bidir:
@@ -915,6 +1058,8 @@ class _Test:
                 extra = {"packets": f.packets} if spec.udp else {}
                 if tcp is not None and f.label in tcp:
                     extra["retransmits"] = tcp[f.label].total_retrans
+                    if f.label in self.rtts:
+                        extra.update(self.rtts[f.label].fields())
                 mine = _side(f.bytes, seconds, **extra)
                 extra = {}
                 if spec.udp:  # the server's total less our pre-test's sends, as iperf3's
@@ -982,6 +1127,7 @@ async def timed_test(
     progress: OnProgress | None = None,
     stopping: Callable[[], bool] | None = None,
     on_connected: OnInterval | None = None,
+    recorder: PcapRecorder | None = None,
 ) -> TimedResult:
     """One iperf3 test as `spec` says, timed by the endpoint. `on_interval` gets each -i
     interval as it completes ({"start", "end", "seconds", "streams": [{"id", "bytes",
@@ -989,7 +1135,10 @@ async def timed_test(
     ends early with what was measured, as iperf3 on Ctrl-C. `on_connected` gets the
     streams' addresses once they are open (iperf3's `connected`, type "connected").
     `timeout` bounds the transfer
-    (default: the test's time + 30 s). Failures after the start come back in `error`; a spec iperf3
+    (default: the test's time + 30 s). `recorder` gets the control connection's packets and
+    the data streams' (`throughput_pcap`: payloads cut to 64 bytes, built after the test;
+    `pcap_dropped` in the record counts those past its bound). Failures after the start
+    come back in `error`; a spec iperf3
     would refuse raises ValueError, one the endpoint cannot serve ThroughputError."""
     spec.check()
     addr = parse_address(server)
@@ -997,7 +1146,7 @@ async def timed_test(
         timeout = (spec.seconds or 0) + 30.0
     result = TimedResult(spec, str(addr), port)
     try:
-        ctl, key = await _admitted(session, addr, port, None)
+        ctl, key = await _admitted(session, addr, port, recorder)
     except Iperf3Error as e:
         result.error = str(e)
         return result
@@ -1006,9 +1155,12 @@ async def timed_test(
         return result
     test = _Test(session, spec, addr, port, ctl, on_interval, progress)
     test.should_stop = stopping
+    if recorder is not None:
+        test.capture = TimedCapture(recorder)
     try:
         params = iperf3.timed_parameters(
-            udp=spec.udp, seconds=spec.seconds, nbytes=spec.nbytes, streams=spec.streams,
+            udp=spec.udp, seconds=spec.seconds, nbytes=spec.nbytes, blocks=spec.blocks,
+            streams=spec.streams,
             reverse=spec.direction == "download" and not spec.bidir, length=spec.block,
             bitrate=spec.rate, wide_counters=spec.wide, omit=spec.omit, bidir=spec.bidir,
         )  # fmt: skip
@@ -1030,6 +1182,8 @@ async def timed_test(
         await test.drained()
         test.finish()
         tcp = await test.final if test.final is not None else None  # the sender's Retr
+        if tcp is not None:
+            test.note_sample(tcp)
         if test.emitting is not None:
             await test.emitting  # the intervals shown before the totals
         ctl.stream.send(iperf3.encode_json(iperf3.timed_client_results(test.figures())))
@@ -1048,4 +1202,7 @@ async def timed_test(
     finally:
         await test.close()
         await ctl.stream.close()
+        if test.capture is not None:  # the packets built now, after the test
+            result.pcap_dropped = test.capture.dropped
+            test.capture.write()
     return result

@@ -42,21 +42,23 @@ from packetlab.measure.capture import (
     pick_source,
 )
 from packetlab.measure.flight import GRACE_S, Waker
+from packetlab.measure.packets import TCP_ACK, loose_source_route, with_ip_options
 from packetlab.measure.probes import (
+    BARE_ACK,
+    LINUX_SYN,
     TRACEROUTE_BASE_PORT,
     TRACEROUTE_PAYLOAD,
     Probe,
     ProbeKey,
     ProbeTable,
+    TcpFlavor,
     echo_probe,
     fragmented,
     paris_echo_probe,
     paris_udp_probe,
-    tcp_ack_probe,
-    tcp_syn_probe,
+    tcp_probe,
     traceroute_payload,
     traceroute_probe,
-    traceroute_syn_options,
     udp_probe,
 )
 from packetlab.measure.records import Hop, Stamp, TracerouteResult
@@ -76,7 +78,6 @@ __all__ = [
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 PACED_LEAD_S = 0.05  # paced: the first probe leaves this long after the clock was read
-TCP_OPTIONS = traceroute_syn_options()  # -T probes carry traceroute's options: 60/80 bytes
 
 
 def _ends_trace(reply: Reply) -> bool:
@@ -98,20 +99,31 @@ TCP_METHODS = ("tcp", "tcp-ack")
 MAX_PACKET_LEN = 65000  # Butskoy's largest packetlen
 
 
-def probe_headers(method: str, version: int) -> int:
-    """Bytes of IP and transport header of a probe by `method` (TCP SYN: with traceroute's
-    20 bytes of options): the least a packet can be (traceroute's packetlen is raised to
-    it)."""
-    transport = {"tcp": 40, "tcp-ack": 20}.get(method, 8)
-    return (20 if version == 4 else 40) + transport
+def probe_headers(
+    method: str, version: int, tcp: TcpFlavor | None = None, ip_options: int = 0
+) -> int:
+    """Bytes of IP and transport header of a probe by `method` (TCP: `tcp`'s header, by
+    default traceroute's SYN with 20 bytes of options), with `ip_options` bytes of IPv4
+    options (-g): the least a packet can be (traceroute's packetlen is raised to it)."""
+    if method in TCP_METHODS:
+        transport = (tcp or (LINUX_SYN if method == "tcp" else BARE_ACK)).length
+    else:
+        transport = 8
+    return (20 + ip_options if version == 4 else 40) + transport
 
 
-def probe_length(method: str, version: int, packetlen: int | None) -> int:
+def probe_length(
+    method: str,
+    version: int,
+    packetlen: int | None,
+    tcp: TcpFlavor | None = None,
+    ip_options: int = 0,
+) -> int:
     """The IP length of the probes for traceroute's `packetlen` (None: Butskoy's default,
     32 bytes of payload): raised to the headers (and 2 payload bytes for the Paris
     methods, which steer their checksums with them); TCP probes are always their headers,
     as traceroute -T's."""
-    headers = probe_headers(method, version)
+    headers = probe_headers(method, version, tcp, ip_options)
     if method in TCP_METHODS:
         return headers
     if packetlen is None:
@@ -129,6 +141,9 @@ class ProbeShape:
     tos: int = 0
     dont_fragment: bool = False
     flow_label: int = 0
+    tcp: TcpFlavor | None = None  # -T's flags and options (-O); None: the method's own
+    # -g over IPv4: the first gateway (the packets' destination) and the IP options
+    route: tuple[Address, bytes] | None = None
 
 
 def _probe(
@@ -141,10 +156,31 @@ def _probe(
     port: int,
     shape: ProbeShape = ProbeShape(),
 ) -> Probe:
-    """Probe i (TTL `ttl`) of a traceroute by `method`; each identifies itself by i."""
+    """Probe i (TTL `ttl`) of a traceroute by `method`; each identifies itself by i. With
+    `shape.route` (-g) it goes to the first gateway with a loose source route."""
+    probe = _plain_probe(method, src, dst, ttl, i, sport, port, shape)
+    if shape.route is None or dst.version != 4:
+        return probe
+    gateway, options = shape.route
+    return dataclasses.replace(probe, packet=with_ip_options(probe.packet, options, gateway))
+
+
+def _plain_probe(
+    method: str,
+    src: Address,
+    dst: Address,
+    ttl: int,
+    i: int,
+    sport: int,
+    port: int,
+    shape: ProbeShape,
+) -> Probe:
     payload = TRACEROUTE_PAYLOAD
+    extra = len(shape.route[1]) if shape.route is not None else 0
     if shape.length is not None and method not in TCP_METHODS:
-        payload = traceroute_payload(shape.length - probe_headers(method, dst.version))
+        payload = traceroute_payload(
+            shape.length - probe_headers(method, dst.version, ip_options=extra)
+        )
     kw: dict[str, Any] = {"tos": shape.tos, "dont_fragment": shape.dont_fragment}
     if dst.version == 6:
         kw["flow_label"] = shape.flow_label
@@ -154,12 +190,9 @@ def _probe(
         return paris_echo_probe(
             src, dst, ttl, ident=sport, seq=i + 1, checksum=sport, payload=payload, **kw
         )
-    if method == "tcp":
-        return tcp_syn_probe(
-            src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl, options=TCP_OPTIONS, **kw
-        )
-    if method == "tcp-ack":
-        return tcp_ack_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl, **kw)
+    if method in TCP_METHODS:
+        flavor = shape.tcp or (LINUX_SYN if method == "tcp" else BARE_ACK)
+        return tcp_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl, flavor=flavor, **kw)
     if method == "udp-paris":
         return paris_udp_probe(
             src, dst, ttl, sport=sport, dport=port, index=i, payload=payload, **kw
@@ -174,11 +207,28 @@ def _probe(
     )
 
 
-def reply_key(method: str, reply: Reply) -> ProbeKey:
-    """The key of the probe `reply` answers: a Paris UDP probe is told by its checksum."""
+def reply_key(
+    method: str, reply: Reply, shape: ProbeShape | None = None, target: Address | None = None
+) -> ProbeKey:
+    """The key of the probe `reply` answers: a Paris UDP probe is told by its checksum; a
+    TCP probe by the ack of the target's SYN-ACK/RST-ACK as its flags count it
+    (`TcpFlavor.reply_shift`); with -g (`shape.route`) whatever address a quote names
+    (a gateway's, before the route reached it) stands for `target`."""
+    key = reply.key
     if method == "udp-paris" and reply.quoted_sum is not None:
-        return dataclasses.replace(reply.key, seq=reply.quoted_sum)
-    return reply.key
+        key = dataclasses.replace(key, seq=reply.quoted_sum)
+    if shape is None:
+        return key
+    flags = reply.tcp_flags
+    if shape.tcp is not None and flags is not None and flags & TCP_ACK:
+        key = dataclasses.replace(key, seq=(key.seq + shape.tcp.reply_shift) & 0xFFFFFFFF)
+    if shape.route is not None and target is not None:
+        key = dataclasses.replace(key, dst=target)
+    return key
+
+
+# a reply with the key of the probe it answers (`reply_key`), which it is then matched by
+Adopt = Callable[[Reply], Reply]
 
 
 def _end_of_ttl(probes: list[Probe], i: int) -> int:
@@ -199,7 +249,7 @@ def _hop(probe: Probe, answer: tuple[Reply, int] | None, sent: int | None) -> Ho
 
 
 async def _answer_to(
-    cap: RawCapture, probe: Probe, method: str, deadline: float, stop: StopSignal | None
+    cap: RawCapture, probe: Probe, adopt: Adopt, deadline: float, stop: StopSignal | None
 ) -> tuple[Reply, int] | None:
     """The captured reply to `probe` (and its receive time), read until `deadline`
     (reactor seconds) or `stop`; None if none came: one probe in flight at a time."""
@@ -208,15 +258,15 @@ async def _answer_to(
         if note is None:
             return None
         got = parse_ndata(note)
-        if got is not None and reply_key(method, got[0]) == probe.key:
-            return got
+        if got is not None and adopt(got[0]).key == probe.key:
+            return adopt(got[0]), got[1]
 
 
 async def _sequential(
     session: EndpointSession,
     cap: RawCapture,
     probes: list[Probe],
-    method: str,
+    adopt: Adopt,
     wait: float,
     on_hop: HopCallback | None,
     stop: StopSignal | None,
@@ -231,7 +281,7 @@ async def _sequential(
         queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
         for piece in probe.more:  # the rest of a fragmented probe
             await session.nsend(cap.sktid, piece)
-        answer = await _answer_to(cap, probe, method, reactor.seconds() + wait, stop)
+        answer = await _answer_to(cap, probe, adopt, reactor.seconds() + wait, stop)
         sent = await ntag_time(queued.ntag, reactor, wait)
         hop = _hop(probe, answer, sent)
         if answer is not None and _ends_trace(answer[0]):
@@ -276,7 +326,7 @@ async def _mtu_sequential(
     session: EndpointSession,
     cap: RawCapture,
     build: Callable[[int, int], Probe],
-    method: str,
+    adopt: Adopt,
     ttls: list[int],
     size: int,
     least: int,
@@ -305,7 +355,7 @@ async def _mtu_sequential(
                 raise MeasureError(f"the endpoint could not send a {size} byte probe") from None
             size = new_size = smaller
             continue
-        answer = await _answer_to(cap, probe, method, reactor.seconds() + wait, stop)
+        answer = await _answer_to(cap, probe, adopt, reactor.seconds() + wait, stop)
         if answer is not None and too_big(answer[0]):
             smaller = smaller_mtu(size, least, answer[0].mtu, hints)
             if smaller is not None:
@@ -341,11 +391,11 @@ class _Parallel:
         session: EndpointSession,
         cap: RawCapture,
         probes: list[Probe],
-        method: str,
+        adopt: Adopt,
         on_hop: HopCallback | None,
     ) -> None:
         self.session, self.cap, self.probes, self.on_hop = session, cap, probes, on_hop
-        self.method = method
+        self.adopt = adopt
         self.reactor = session.reactor
         self.waker = Waker(self.reactor)
         self.table: ProbeTable[int] = ProbeTable()
@@ -375,7 +425,8 @@ class _Parallel:
         got = parse_ndata(note)
         if got is None:
             return
-        i = self.table.pop(reply_key(self.method, got[0]))
+        got = (self.adopt(got[0]), got[1])
+        i = self.table.pop(got[0].key)
         if i is None:  # not ours, or a duplicate
             return
         self.answers[i] = got
@@ -607,6 +658,8 @@ async def traceroute(
     mtu_hints: Sequence[int] = (),
     fragment_mtu: int | None = None,
     flow_label: int = 0,
+    tcp: TcpFlavor | None = None,
+    gateways: Sequence[str | Address] = (),
 ) -> TracerouteResult:
     """Trace the path to `dst` from the endpoint: one UDP probe per TTL, each answered
     within `wait` seconds or recorded as `Hop.timeout`. Stops at the destination (or a
@@ -654,7 +707,10 @@ async def traceroute(
     `fragment_mtu` (the MTU the endpoint can send, when the caller knows it) has probes
     longer than that without DF sent in fragments, as traceroute's kernel sends them.
     `flow_label` is the IPv6 probes' flow label (traceroute -l; ignored over IPv4, as
-    traceroute ignores it).
+    traceroute ignores it). `tcp`: the TCP probes' flags, options and window (traceroute
+    -T -O, `TcpFlavor`; default Linux's SYN as traceroute -T sends it, or a bare ACK for
+    "tcp-ack"). `gateways` (traceroute -g, IPv4, at most 8): the probes go to the first
+    with a loose source route through the others to `dst`, as Butskoy's.
     """
     target = as_target(dst)
     if not 1 <= first_ttl <= max_ttl <= 255:
@@ -685,6 +741,13 @@ async def traceroute(
         raise ValueError(f"fragment_mtu must be 68..65535, got {fragment_mtu}")
     if any(not 68 <= m <= 0xFFFF for m in mtu_hints):
         raise ValueError(f"mtu_hints must be 68..65535, got {tuple(mtu_hints)}")
+    if tcp is not None and method not in TCP_METHODS:
+        raise ValueError(f"tcp flags and options are for tcp probes, not {method}")
+    route = None
+    if gateways:
+        if target.version != 4:
+            raise ValueError("gateways (loose source routing) are built over IPv4 only")
+        route = loose_source_route(gateways, target)
     source = as_target(src) if src is not None else None
     n = (max_ttl - first_ttl + 1) * queries
     if method == "udp-paris" and n > 0xFFFE:
@@ -695,10 +758,17 @@ async def traceroute(
         pace = None  # one probe at a time (traceroute --mtu implies -N 1)
         if packetlen is None:
             packetlen = MAX_PACKET_LEN
-    length = probe_length(method, target.version, packetlen)
+    extra = len(route[1]) if route is not None else 0
+    length = probe_length(method, target.version, packetlen, tcp, extra)
     shape = ProbeShape(
-        None if packetlen is None else length, tos, dont_fragment or mtu_discovery, flow_label
-    )
+        None if packetlen is None else length, tos, dont_fragment or mtu_discovery, flow_label,
+        tcp, route,
+    )  # fmt: skip
+
+    def adopt(reply: Reply) -> Reply:
+        key = reply_key(method, reply, shape, target)
+        return reply if key == reply.key else dataclasses.replace(reply, key=key)
+
     if pace is None:
         budget = n * (wait + 1.0)
     elif squeries:  # each place in the window held at most `wait` s per probe
@@ -711,7 +781,7 @@ async def traceroute(
     cap = await open_capture(session, target, src=source, duration_s=budget, expression=expression)
     try:
         ttls = [ttl for ttl in range(first_ttl, max_ttl + 1) for _ in range(queries)]
-        least = probe_length(method, target.version, 0)
+        least = probe_length(method, target.version, 0, tcp, extra)
 
         def build(i: int, size: int) -> Probe:
             at = dataclasses.replace(shape, length=max(size, least))
@@ -728,12 +798,12 @@ async def traceroute(
         probes = [] if mtu_discovery else [build(i, length) for i in range(len(ttls))]
         if mtu_discovery:
             hops = await _mtu_sequential(
-                session, cap, build, method, ttls, length, least, mtu_hints, wait, on_hop, stop
+                session, cap, build, adopt, ttls, length, least, mtu_hints, wait, on_hop, stop
             )
         elif pace is None:
-            hops = await _sequential(session, cap, probes, method, wait, on_hop, stop)
+            hops = await _sequential(session, cap, probes, adopt, wait, on_hop, stop)
         else:
-            run = _Parallel(session, cap, probes, method, on_hop)
+            run = _Parallel(session, cap, probes, adopt, on_hop)
             run.here, run.near = here, near
             if fragment_mtu is not None and not shape.dont_fragment:
                 run.rebuild, run.frag_mtu = rebuild, fragment_mtu

@@ -685,7 +685,7 @@ def _tracelb_reply(p: Any, table: _Addresses) -> dict[int, bytes]:
 
 def _tracelb_links(
     result: MdaResult,
-) -> tuple[dict[tuple[str, str, int], list[list[Any]]], set[str]]:
+) -> tuple[dict[tuple[str, str | None, int], list[list[Any]]], set[str]]:
     """(A, B, hopc) -> the probe sets of the link from A to B, as scamper's tracelb joins
     them (`_flow_links` per flow, then `_clumps`), and the interfaces inside clumps: no
     nodes (scamper's nodes are where the flows through the node before converge; the
@@ -693,15 +693,18 @@ def _tracelb_links(
     flows = _flows(result)
     per_flow = _flow_links(flows)
     links = _clumps(flows, per_flow, _roots(result, per_flow))
-    kept = {a for a, _, _ in links} | {b for _, b, _ in links}
+    kept = {a for a, _, _ in links} | {b for _, b, _ in links if b is not None}
     inner = ({a for a, _, _ in per_flow} | {b for _, b, _ in per_flow}) - kept
     return links, inner
 
 
 def _flows(result: MdaResult) -> dict[int, dict[int, Any]]:
+    """flow -> TTL -> its probe (of a probe sent again, --attempts, the answered one)."""
     by_flow: dict[int, dict[int, Any]] = {}
     for p in result.probes:
-        by_flow.setdefault(p.flow, {})[p.ttl] = p
+        at = by_flow.setdefault(p.flow, {})
+        if p.ttl not in at or at[p.ttl].reply is None:
+            at[p.ttl] = p
     return by_flow
 
 
@@ -742,33 +745,38 @@ def _clumps(
     by_flow: dict[int, dict[int, Any]],
     links: dict[tuple[str, str, int], list[list[Any]]],
     roots: list[str],
-) -> dict[tuple[str, str, int], list[list[Any]]]:
+) -> dict[tuple[str, str | None, int], list[list[Any]]]:
     """scamper's clumps: where a node's flows go on to more than one (next interface,
     hopc) (a load balancer, or some flows silent), scamper follows those flows TTL by TTL
     until all that answer at one TTL answer from one interface, and writes one link to
     it, of a probe set per TTL (sc_warts2text: ``r1 -> (ra, rb) -> r2``). A stretch that
-    never converges so keeps the per-flow links."""
-    out: dict[tuple[str, str, int], list[list[Any]]] = {}
+    does not converge before the run ends, or halts (`_clump`), is one link from the node
+    without a far end (B None), as scamper writes a clump it did not finish; nothing
+    past it is followed."""
+    out: dict[tuple[str, str | None, int], list[list[Any]]] = {}
     todo, seen = list(roots), set(roots)
     while todo:
         a = todo.pop(0)
+        mine: dict[tuple[str, str | None, int], list[list[Any]]]
         mine = {k: v for k, v in links.items() if k[0] == a}
         joined = _clump(by_flow, a) if len(mine) > 1 else None
         if joined is not None:
             mine = {(a, joined[0], len(joined[1])): joined[1]}
         out.update(mine)
         for _, b, _ in mine:
-            if b not in seen:
+            if b is not None and b not in seen:
                 seen.add(b)
                 todo.append(b)
     return out
 
 
-def _clump(by_flow: dict[int, dict[int, Any]], a: str) -> tuple[str, list[list[Any]]] | None:
+def _clump(by_flow: dict[int, dict[int, Any]], a: str) -> tuple[str | None, list[list[Any]]] | None:
     """(B, probe sets) of the clump from `a`: its flows' probes at each TTL past their
-    answer from `a`, up to the first TTL where every answer is B; None if there is none
-    (the flows' probes end first, or some reach the end of the path, the destination or
-    an unreachable, before the others converge)."""
+    answer from `a`, up to the first TTL where every answer is B. B is None for a
+    **half-converged** clump, as scamper leaves it: the flows' probes end first (the run
+    ended: its probe budget, -Q, or the hop limit) or, before they converge, some answer
+    otherwise than time exceeded (the destination, an unreachable: scamper halts the
+    clump there, its sets up to that TTL). None: no probe past `a` at all."""
     starts = {}  # flow -> the TTL it answered from a at
     for flow, probes in by_flow.items():
         at = [t for t, p in probes.items() if p.reply is not None and str(p.reply.src) == a]
@@ -779,15 +787,15 @@ def _clump(by_flow: dict[int, dict[int, Any]], a: str) -> tuple[str, list[list[A
         here = [p for f, t in starts.items() if (p := by_flow[f].get(t + j)) is not None]
         here.sort(key=lambda p: (p.tx_ns is None, p.tx_ns or 0))  # send order, as scamper
         if not here:
-            return None
+            return (None, sets) if sets else None
         sets.append(here)
         answered = {None if p.reply is None else str(p.reply.src) for p in here}
         if len(answered) == 1 and None not in answered:  # scamper: one node, none silent
             return str(answered.pop()), sets
         if any(p.reply is not None and p.reply.kind is not ReplyKind.TIME_EXCEEDED
                for p in here):  # fmt: skip
-            return None  # scamper halts there (a link without a far end): not written so
-    return None
+            return None, sets  # scamper halts there: a link without a far end
+    return None, sets
 
 
 def tracelb_object(
@@ -797,8 +805,8 @@ def tracelb_object(
     cycle_id: int = 1,
     first_ttl: int = 1,
     wait_s: float = 2.0,
-    gaplimit: int = 3,
-    probec_max: int = 0,
+    gaplimit: int | None = None,
+    probec_max: int | None = None,
     tos: int = 0,
 ) -> bytes:
     """scamper's tracelb record of an MDA run: a node per interface (in TTL order, as the
@@ -808,7 +816,9 @@ def tracelb_object(
     TTLs between A and B gives a link of hopc > 1 (as scamper's), a probe set per TTL.
     Where A's flows go on to several interfaces (a load balancer), one link of hopc > 1
     to the interface they converge on, as scamper's clump (`_clumps`). The probes before
-    a flow's first answer are in no link."""
+    a flow's first answer are in no link. A probe sent again (--attempts) is in its set
+    with its earlier tries, as scamper's (each with its `attempt`). `gaplimit` and
+    `probec_max` default to the run's (`result.gaplimit`, `result.max_probes`)."""
     if result.method not in TRACELB_TYPES:
         raise WartsError(f"no warts tracelb type for method {result.method!r}")
     table = _Addresses()
@@ -817,7 +827,8 @@ def tracelb_object(
     for hop in result.hops:
         nodes += [a for a in hop.addrs if a not in nodes and a not in inner]
     index = {a: i for i, a in enumerate(nodes)}
-    order = sorted(links, key=lambda k: (index[k[0]], index[k[1]], k[2]))
+    # (a half-converged link, without a far end, after the node's others)
+    order = sorted(links, key=lambda k: (index[k[0]], index.get(k[1] or "", len(nodes)), k[2]))
     if len(nodes) > 0xFFFF or len(order) > 0xFFFF:
         raise WartsError("more than 65535 nodes or links for one warts tracelb")
     linkc = {a: 0 for a in nodes}
@@ -834,15 +845,15 @@ def tracelb_object(
         _LB_TYPE: _u8(TRACELB_TYPES[result.method]),
         _LB_FIRSTHOP: _u8(first_ttl),
         _LB_WAIT_TIMEOUT: _u8(_whole_seconds(wait_s)),
-        _LB_WAIT_PROBE: _u8(0),  # ours go a round at once, not one every 10 ms x N
-        _LB_ATTEMPTS: _u8(1),
+        _LB_WAIT_PROBE: _u8(result.wait_probe_cs),  # (0: ours go a round at once)
+        _LB_ATTEMPTS: _u8(result.attempts),
         _LB_CONFIDENCE: _u8(round(result.confidence * 100)),
         _LB_TOS: _u8(tos),
         _LB_NODEC: _u16(len(nodes)),
         _LB_LINKC: _u16(len(order)),
         _LB_PROBEC: _u32(len(result.probes)),
-        _LB_PROBECMAX: _u32(probec_max),
-        _LB_GAPLIMIT: _u8(gaplimit),
+        _LB_PROBECMAX: _u32(result.max_probes if probec_max is None else probec_max),
+        _LB_GAPLIMIT: _u8(result.gaplimit if gaplimit is None else gaplimit),
     }
     if result.src is not None:
         fields[_LB_SRC] = table.encode(result.src)
@@ -852,6 +863,9 @@ def tracelb_object(
     for p in result.probes:
         if p.reply is not None and p.reply.quoted_ttl is not None:
             q_ttl.setdefault(str(p.reply.src), p.reply.quoted_ttl)
+    tries: dict[tuple[int, int], list[Any]] = {}  # (flow, ttl) -> its probes, in order
+    for p in result.probes:
+        tries.setdefault((p.flow, p.ttl), []).append(p)
     for a in nodes:
         node = {_LN_FLAGS: _u8(0), _LN_LINKC: _u16(linkc[a]), _LN_ADDR: table.encode(a)}
         if a in q_ttl:
@@ -859,9 +873,13 @@ def tracelb_object(
             node[_LN_QTTL] = _u8(q_ttl[a])
         out.append(_params(node))
     for a, b, hopc in order:
-        out.append(_params({_LL_FROM: _u16(index[a]), _LL_TO: _u16(index[b]), _LL_HOPC: _u8(hopc)}))
+        link = {_LL_FROM: _u16(index[a]), _LL_HOPC: _u8(hopc)}
+        if b is not None:  # (scamper's half-converged clump: no far end, no field)
+            link[_LL_TO] = _u16(index[b])
+        out.append(_params(link))
         for hop_set in links[(a, b, hopc)]:
-            probes = [p for p in hop_set if p.tx_ns is not None]
+            probes = [q for p in hop_set for q in tries.get((p.flow, p.ttl), [p])]
+            probes = [p for p in probes if p.tx_ns is not None]
             out.append(_params({1: _u16(len(probes))}))
             for p in probes:
                 assert p.tx_ns is not None
@@ -869,7 +887,7 @@ def tracelb_object(
                     _LP_TX: _timeval(p.tx_ns),
                     _LP_FLOWID: _u16(p.flowid),
                     _LP_TTL: _u8(p.ttl),
-                    _LP_ATTEMPT: _u8(0),
+                    _LP_ATTEMPT: _u8(p.attempt),
                     _LP_RXC: _u16(0 if p.reply is None else 1),
                 }
                 out.append(_params(probe))

@@ -137,7 +137,8 @@ class _Direction:
         self.relay = relay
         self.src, self.dst = src, dst
         src.out, dst.into = self, self
-        self.pending = pending
+        # A view: what dst takes is dropped by slicing it, without copying the rest.
+        self.pending = memoryview(pending)
         self.count = count
         self.eof = False
         self.shut = False
@@ -255,7 +256,7 @@ class _CopyDirection(_Direction):
             if sent:
                 self.count(sent)
             if sent < n:
-                self.pending = bytes(view[sent:n])
+                self.pending = memoryview(_SCRATCH[sent:n])  # copied: the buffer is shared
                 return
             if n < SMALL_READ:  # src is empty: skip the recv that would only say EAGAIN
                 return

@@ -18,7 +18,11 @@ query). Class CH: `version.bind. TXT` (and `id.server.`) as a BIND server answer
 Outside `test.`: a root zone whose server is `localhost.` (for `+trace`).
 
 Misbehaving names: `silent.test.` never answers; `refused.test.` gets REFUSED;
-`badopt.test.` gets a reply whose OPT record is cut short; `garbage.test.` gets the
+`badopt.test.` gets a reply whose OPT record is cut short; `cut.test.` one that ends in
+the middle of its SOA (no OPT); `cutname.test.`, `cutfixed.test.`, `cutdata.test.` two A
+records, the second cut in its name, its fixed fields, its data; `junk.test.` 5 bytes
+after them; `badptr.test.` a bad compression pointer in the answer section;
+`counts.test.` 65535 records said in each section, none there; `garbage.test.` gets the
 query's ID and flags followed by bytes that are no DNS message; `tcgarbage.test.` gets TC
 over UDP and, over TCP, 65535 bytes of garbage after its ID; a name under `deep.test.`
 gets a referral one label deeper each time it is asked (to ns.deep.test. at this server):
@@ -241,6 +245,18 @@ def answer(query: dns.message.Message) -> dns.message.Message:
     return response
 
 
+# an answer of two A records (no OPT) cut or lengthened: in the second record's name
+# (a pointer's first byte), in its fixed fields, in its data; 5 bytes of junk after it; a
+# bad compression pointer in the answer section (not the question); 65535 records in each
+# section said, none there
+CUTS = {
+    "cutname.test.": lambda w, at: w[:-15],
+    "cutfixed.test.": lambda w, at: w[:-10],
+    "cutdata.test.": lambda w, at: w[:-2],
+    "junk.test.": lambda w, at: w + b"junk!",
+    "badptr.test.": lambda w, at: w[:at] + b"\xff\xff" + w[at + 2 :],
+    "counts.test.": lambda w, at: w[:6] + b"\xff\xff" * 3 + w[12:at],  # counts, no records
+}
 DEEP = dns.name.from_text("deep.test.")
 asked: dict[str, int] = {}  # deep.test. names: how often each was asked (the depth)
 
@@ -272,6 +288,17 @@ def reply_to(wire: bytes, limit: int | None) -> bytes | None:
         response.additional.append(dns.rrset.from_text("ns.deep.test.", 60, "IN", "A", "127.0.0.1"))
         return response.to_wire()
     response = answer(query)
+    if qname == "cut.test.":  # no OPT, the authority's SOA cut short: ends mid-record
+        response.use_edns(False)
+        return response.to_wire(want_shuffle=False)[:-6]
+    if qname in CUTS:  # two A records for the name, no OPT, cut (or lengthened) as CUTS says
+        response = dns.message.make_response(query)
+        response.use_edns(False)
+        response.flags |= dns.flags.AA
+        response.answer.append(dns.rrset.from_text(name, 300, "IN", "A", "192.0.2.1", "192.0.2.2"))
+        wire = response.to_wire(want_shuffle=False)
+        at = 12 + len(name.to_wire() or b"") + 4  # the first answer record
+        return CUTS[qname](wire, at)
     if qname == "badopt.test.":
         full = response.to_wire(want_shuffle=False)
         return full[:-3]  # the OPT record's RDLENGTH and data cut short

@@ -116,6 +116,10 @@ def test_edns_switches_as_dig(port: int) -> None:
     out = side_by_side(*at, "+dnssec", "keys.test", "DNSKEY")  # 1232: no truncation
     assert "Truncated" not in out and "(UDP)" in out
     side_by_side(*at, "+edns=1", "+nocmd", "a.test")  # BADVERS, asked again with version 0
+    # +ignore: the truncated answer as it came (flags tc, no answer), no TCP retry
+    out = side_by_side(*at, "+ignore", "+noedns", "big.test", "TXT", "+bufsize=512",
+                       "+dnssec", "keys.test", "DNSKEY")  # fmt: skip
+    assert out.count("flags: qr aa tc rd;") == 2 and "Truncated" not in out and "(TCP)" not in out
 
 
 def test_display_switches_as_dig(port: int) -> None:
@@ -158,11 +162,29 @@ def test_closed_udp_port_is_connection_refused_at_once(port: int) -> None:
 def test_timeout_and_malformed_replies(port: int) -> None:
     at = ["@127.0.0.1", "-p", str(port)]
     side_by_side(*at, "+time=1", "+tries=1", "silent.test")
-    for name in ("garbage.test", "badopt.test"):  # dig prints what it could; we: one line
-        got = ours(*at, name)
-        assert got.returncode == 1 and "Traceback" not in got.stderr
-        assert got.stdout.startswith(f";; Got bad packet: malformed reply from 127.0.0.1#{port}")
-        assert got.stdout.count("\n") == 1
+    # a bad packet: dig's `;; Got bad packet: REASON` and its hex dump (the ID differs)
+    hexid = re.compile(r"^(\d+ bytes\n)[0-9a-f]{2} [0-9a-f]{2} (.{51})..", re.M)
+    for words in (["garbage.test"], ["garbage.test", "a.test"], ["a.test", "garbage.test"],
+                  ["+tcp", "+nocmd", "tcgarbage.test"], ["+nocmd", "tcgarbage.test"]):  # fmt: skip
+        a, b = ours(*at, *words), dig(*at, *words)
+        assert a.returncode == 1 and "Traceback" not in a.stderr, a.stderr
+        assert hexid.sub(r"\1ID \2ID", normal(a.stdout)) == hexid.sub(
+            r"\1ID \2ID", normal(b.stdout)
+        )
+        assert ";; Got bad packet: b" in a.stdout and " bytes\n" in a.stdout
+    for words in (["badptr.test"], ["+tcp", "badptr.test"]):  # in the answer section
+        a, b = ours(*at, *words), dig(*at, *words)
+        assert hexid.sub(r"\1ID \2ID", normal(a.stdout)) == hexid.sub(
+            r"\1ID \2ID", normal(b.stdout)
+        )
+    # cut short past the question, or with bytes after it: what parsed, as dig (BIND's best
+    # effort: `Warning: Message parser reports malformed message packet.`, the extra bytes)
+    for name in ("badopt.test", "cut.test", "cutname.test", "cutfixed.test", "cutdata.test",
+                 "junk.test", "counts.test"):  # fmt: skip
+        for words in ([name], ["+tcp", "+nocmd", name]):
+            out = side_by_side(*at, *words)
+            assert " extra bytes at end\n" in out or name == "counts.test"
+    assert "Warning: Message parser reports malformed" not in side_by_side(*at, "junk.test")
 
 
 def test_trace_as_dig(port: int) -> None:
@@ -175,11 +197,16 @@ def test_trace_as_dig(port: int) -> None:
         assert out.count(";; Received ") == 2 and "(localhost) in " in out
     out = side_by_side(*at, "+short", "www.test", "AAAA")
     assert "CNAME v6.test. from server 127.0.0.1 in " in out
+    out = side_by_side(*at, "+tcp", "a.test")  # every step over TCP (refused before session 12)
+    assert out.count(";; Received ") == 2 and ";; Received 94 bytes from" in out
     # sub.test.'s server is ns.sub.test. at 127.0.0.1 (glue), this same server: it refers
-    # to sub.test. again. dig cannot find ns.sub.test on this host; we stop at the loop.
+    # to sub.test. again. dig cannot find ns.sub.test on this host; we stop at the loop,
+    # the step shown as dig shows a horizontal referral (its `BAD (HORIZONTAL) REFERRAL`)
     got = ours(*at, "x.sub.test")
-    assert got.returncode == 1 and got.stdout.count(";; Received ") == 2
-    assert got.stdout.endswith(
+    assert got.returncode == 1 and got.stdout.count(";; Received ") == 3
+    assert normal(got.stdout).endswith(
+        "sub.test.\t\t3600\tIN\tNS\tns.sub.test.\n;; BAD (HORIZONTAL) REFERRAL\n"
+        f";; Received 100 bytes from 127.0.0.1#{port}(ns.sub.test) in T ms\n\n"
         ";; referral to sub.test. from sub.test. goes no deeper (a lame delegation)\n"
     )
 
@@ -219,12 +246,11 @@ def test_hostile_servers_through_the_cli(port: int) -> None:
     at = ["@127.0.0.1", "-p", str(port)]
     got = ours(*at, "+nocmd", "tcgarbage.test")
     assert got.returncode == 1 and "Traceback" not in got.stderr, got.stderr
-    assert got.stdout.splitlines() == [
-        ";; Truncated, retrying in TCP mode.",
-        f";; Got bad packet: malformed reply from 127.0.0.1#{port} over TCP: "
-        + got.stdout.split(" over TCP: ", 1)[1].splitlines()[0],
-    ]
-    assert got.stdout.rstrip().endswith("(65535 bytes)")
+    lines = got.stdout.splitlines()  # dig's hex dump of it: 4096 lines of 16 bytes
+    assert lines[:3] == [
+        ";; Truncated, retrying in TCP mode.", ";; Got bad packet: bad label type", "65535 bytes"
+    ]  # fmt: skip
+    assert len(lines) == 3 + 4096
     deep = ".".join(["x"] * 40) + ".deep.test"
     t0 = time.monotonic()
     got = ours("-4", "+trace", *at, deep)
@@ -309,6 +335,10 @@ def test_batch_file_as_dig(port: int, tmp_path: Path) -> None:
                  "a.test +noall +answer\nmx.test MX\n")  # fmt: skip
     out = side_by_side(*at, "-f", str(f))
     assert out.count("; <<>> ") == 3 and "<<>> a.test +dnssec +multiline\n" in out
+    # -t, -x and @SERVER after a name in a line: that name's, as on the command line
+    f.write_text("a.test -t MX mx.test\n@127.0.0.1 nope.test\nmx.test MX @::1 +tries=1\n"
+                 "-x 192.0.2.1 a.test\n")  # fmt: skip
+    side_by_side(*at, "-f", str(f))
     big = tmp_path / "big"  # a million lines: refused at once, read a line at a time
     with big.open("w") as w:
         for i in range(1_000_000):
@@ -336,3 +366,94 @@ def test_options_after_a_name_are_its_own_as_dig(port: int) -> None:
                   ["a.test", "+tcp", "+nsid", "a.test"],
                   ["a.test", "+split=8", "+dnssec", "test", "DNSKEY"]):  # fmt: skip
         side_by_side(*at, *words)
+
+
+def test_dash_t_c_x_and_servers_after_a_name_as_dig(port: int) -> None:
+    """dig applies -t, -c and @SERVER written after a name to that name's query only; -x
+    is a name where it stands; after a -t, -c or -x a type or class word is a name; a
+    type word before any name is every name's. Several servers: tried in order, each
+    failure a `communications error` line (::1: nothing listens, refused at once)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    for words in (["a.test", "-t", "MX", "mx.test"], ["a.test", "-t", "MX", "mx.test", "MX"],
+                  ["a.test", "-c", "CH", "version.bind", "TXT"], ["MX", "mx.test", "a.test"],
+                  ["-t", "MX", "a.test", "mx.test", "-t", "TXT", "txt.test"],
+                  ["-x", "192.0.2.1", "-t", "A", "a.test"], ["a.test", "-x", "192.0.2.1"],
+                  ["-t", "MX", "-x", "192.0.2.1", "+noall", "+question"]):  # fmt: skip
+        side_by_side(*at, *words)
+    p = ["-p", str(port), "+tries=1"]  # ::1: nothing listens there (the server is IPv4)
+    out = side_by_side(*p, "@::1", "@127.0.0.1", "a.test", "nope.test")
+    assert out.count(f";; communications error to ::1#{port}: connection refused") == 2
+    out = side_by_side(*p, "a.test", "@::1", "@127.0.0.1", "nope.test", "@127.0.0.1")
+    assert out.count(";; communications error") == 1 and "server found" not in out
+    side_by_side(*p, "@127.0.0.1", "a.test", "@::1", "b.test", "@::1")
+    side_by_side(*p, "+nocmd", "a.test", "@::1")  # its only server: no servers reached
+
+
+@pytest.fixture(scope="module")
+def hierarchy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """dns_hierarchy_server.py on 127.0.0.11-14 (root, tld., example.tld., other.tld.)
+    and an /etc/hosts naming its servers (dig +trace resolves them on its host)."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare (a mount namespace for dig's /etc/hosts)")
+    server = HERE / "dns_hierarchy_server.py"
+    names = subprocess.run([sys.executable, str(server), "127.0.0", "--hosts"],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    hosts = tmp_path_factory.mktemp("hierarchy") / "hosts"
+    hosts.write_text(Path("/etc/hosts").read_text() + names)
+    proc = subprocess.Popen([sys.executable, str(server), "127.0.0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.strip().isdigit():
+            proc.kill()
+            pytest.fail(f"dns_hierarchy_server did not start: {line} {proc.communicate()[1]}")
+        yield int(line), hosts
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def with_hosts(hosts: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """`argv` in a mount namespace of its own where /etc/hosts is `hosts` (both tools)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts),
+         *argv], capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
+    )  # fmt: skip
+
+
+def test_trace_down_a_delegation_hierarchy_as_dig(hierarchy: tuple[int, Path]) -> None:
+    """+trace from @127.0.0.11 (the root) down to tld. and example.tld. (glue), other.tld.
+    (no glue: ours asks @SERVER for its NS's address, dig its host's /etc/hosts), over
+    UDP and TCP, with DNSSEC's DS and RRSIG in the referrals: the same lines as dig's but
+    for the times. A lame delegation: dig's first `BAD (HORIZONTAL) REFERRAL` step, then
+    we stop (dig goes round until `too many lookups`)."""
+    port, hosts = hierarchy
+    at = ["-4", "+trace", "@127.0.0.11", "-p", str(port)]
+    for words in (["www.example.tld"], ["a.other.tld"], ["nope.example.tld"],
+                  ["host.example.tld", "TXT"], ["+tcp", "mx.example.tld", "MX"],
+                  ["+nodnssec", "host.example.tld", "AAAA"], ["+short", "www.example.tld"],
+                  ["+nocookie", "+nodnssec", "+multiline", "example.tld", "SOA"]):  # fmt: skip
+        a, b = with_hosts(hosts, [*RUN, *at, *words]), with_hosts(hosts, ["dig", *at, *words])
+        assert "Traceback" not in a.stderr and (a.returncode, b.returncode) == (0, 0), a.stderr
+        assert normal(a.stdout) == normal(b.stdout), words
+    assert a.stdout.count(";; Received ") == 4
+    assert "(ns.example.tld) in " in a.stdout and "tld.\t\t\t86400\tIN\tDS\t4242 13 2 " in (
+        with_hosts(hosts, [*RUN, *at, "www.example.tld"]).stdout
+    )
+    a, b = (
+        with_hosts(hosts, [*RUN, *at, "x.loop.tld"]),
+        with_hosts(hosts, ["dig", *at, "x.loop.tld"]),
+    )
+    assert (a.returncode, b.returncode, b.stderr) == (1, 1, "dig: too many lookups\n")
+    ours_lines = normal(a.stdout).splitlines()
+    assert (
+        ours_lines[-1]
+        == ";; referral to loop.tld. from loop.tld. goes no deeper (a lame delegation)"
+    )
+    assert normal(b.stdout).startswith("\n".join(ours_lines[:-1]) + "\n")
+    assert ours_lines[-4:-2] == [
+        ";; BAD (HORIZONTAL) REFERRAL",
+        f";; Received 101 bytes from 127.0.0.12#{port}(ns1.tld) in T ms",
+    ]

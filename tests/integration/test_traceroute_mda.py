@@ -21,6 +21,7 @@ from test_traceroute_paris_names import ecmp_diamond, isolate
 
 from packetlab.measure import native
 from packetlab.testbed import Testbed
+from packetlab.testbed.topology import Topology
 
 pytest_plugins = ["packetlab.testbed.pytest_fixtures"]
 pytestmark = pytest.mark.root
@@ -95,6 +96,136 @@ def test_mda_text_output(ecmp: Testbed) -> None:
     ra, rb = sorted([str(ecmp.addr("ra")), str(ecmp.addr("rb"))])
     assert lines[2] == f" 2  {ra}  {rb}"
     assert lines[4] == f" 4  {tg}"
+
+
+# -- scamper's tracelb limits, MDA-Lite ------------------------------------------------------
+
+
+def summary_of(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    assert lines[-1]["type"] == "summary"
+    return lines[-1]
+
+
+def names(tb: Testbed, lines: list[dict[str, Any]], *nodes: str) -> dict[int, set[str]]:
+    name = {str(tb.addr(n)): n for n in nodes}
+    return {x["ttl"]: {name[a] for a in x["addrs"]} for x in lines if x["type"] == "mda-hop"}
+
+
+def test_maxprobec_ends_the_trace_and_is_in_the_warts(ecmp: Testbed, tmp_path: Path) -> None:
+    need("sc_warts2json")
+    tg = str(ecmp.addr("tg"))
+    out = tmp_path / "lb.warts"
+    # (at 99 % the diamond takes some 60 probes)
+    lines = ours(ecmp, "--mda", "--confidence", "99", "-Q", "50", "--gaplimit", "2",
+                 "--attempts", "2", "-W", "15", "--warts", str(out), tg)  # fmt: skip
+    s = summary_of(lines)
+    # (the last round, cut at the 50th probe, may have reached tg: not its TTL's end)
+    assert s["stop_reason"] == "MAXPROBEC" and s["probe_count"] == 50
+    assert (s["probec_max"], s["gaplimit"], s["attempts"], s["wait_probe"]) == (50, 2, 2, 15)
+    theirs = subprocess.run(["sc_warts2json", str(out)], capture_output=True, text=True,
+                            timeout=60, check=True).stdout  # fmt: skip
+    (lb,) = [json.loads(x) for x in theirs.splitlines() if '"type":"tracelb"' in x]
+    # scamper's tracelb has no stop reason: a run cut by -Q is probec == probec_max
+    assert (lb["probec"], lb["probec_max"], lb["gaplimit"], lb["attempts"]) == (50, 50, 2, 2)
+    assert lb["wait_probe"] == 150  # (sc_warts2json: in ms)
+
+
+def test_mda_lite_on_the_diamond_finds_it_with_fewer_probes(ecmp: Testbed) -> None:
+    tg = str(ecmp.addr("tg"))
+    nodes = ("r1", "ra", "rb", "r2", "tg")
+    full = ours(ecmp, "--mda", "--confidence", "99", tg)
+    lite = ours(ecmp, "--mda-lite", "--confidence", "99", tg)
+    want = {1: {"r1"}, 2: {"ra", "rb"}, 3: {"r2"}, 4: {"tg"}}
+    assert names(ecmp, full, *nodes) == names(ecmp, lite, *nodes) == want
+
+    def links(lines: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return {(a, b) for x in lines if x["type"] == "mda-hop" for a, b in x["links"] if a}
+
+    assert links(full) == links(lite)
+    s, f = summary_of(lite), summary_of(full)
+    assert s["algorithm"] == "mda-lite" and s["meshed"] == [] and s["stop_reason"] == "COMPLETED"
+    assert s["probe_count"] < f["probe_count"], (s["probe_count"], f["probe_count"])
+
+
+def meshed_diamond(testbed_factory: Callable[..., Testbed]) -> Testbed:
+    """ep — r1 — {ra, rb} — {rc, rd} — r2 — tg, every ra/rb -> rc/rd link: r1 balances
+    per flow over ra and rb, and each of them over rc and rd (meshed). Each balancer its
+    own hash seed: with one seed, ra would send all the flows r1 sent it one way."""
+    topo = Topology(kind="custom")
+    for name in ("ep", "r1", "ra", "rb", "rc", "rd", "r2", "tg"):
+        topo.add_node(name, router=name.startswith("r"))
+    for a, b in (("ep", "r1"), ("r1", "ra"), ("r1", "rb"), ("ra", "rc"), ("ra", "rd"),
+                 ("rb", "rc"), ("rb", "rd"), ("rc", "r2"), ("rd", "r2"), ("r2", "tg")):  # fmt: skip
+        topo.add_link(a, b)
+    tb = testbed_factory(topo)
+    net = tb.topology.link_interfaces(tb.topology.link_between("r2", "tg"))[0].ipv4.network
+
+    def via(frm: str, to: str) -> str:
+        link = tb.topology.link_between(frm, to)
+        (far,) = [i for i in tb.topology.link_interfaces(link) if i.node == to]
+        return str(far.ipv4.ip)
+
+    for seed, (router, nexts) in enumerate(
+        (("r1", ("ra", "rb")), ("ra", ("rc", "rd")), ("rb", ("rc", "rd"))), start=1
+    ):
+        tb.ns(router).set_sysctls({
+            "net.ipv4.fib_multipath_hash_policy": 1,
+            "net.ipv4.fib_multipath_hash_seed": seed * 7919,
+        })  # fmt: skip
+        hops = [w for n in nexts for w in ("nexthop", "via", via(router, n))]
+        tb.run(router, ["ip", "route", "replace", str(net), *hops])
+    return tb
+
+
+def test_mda_lite_falls_back_to_the_mda_on_a_meshed_diamond(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    tb = meshed_diamond(testbed_factory)
+    tg = str(tb.addr("tg"))
+    nodes = ("r1", "ra", "rb", "rc", "rd", "r2", "tg")
+    full = ours(tb, "--mda", "--confidence", "99", tg)
+    lite = ours(tb, "--mda-lite", "--confidence", "99", tg)
+    want = {1: {"r1"}, 2: {"ra", "rb"}, 3: {"rc", "rd"}, 4: {"r2"}, 5: {"tg"}}
+    assert names(tb, full, *nodes) == names(tb, lite, *nodes) == want
+    s = summary_of(lite)
+    assert s["algorithm"] == "mda-lite" and s["meshed"] == [3], s
+    (three,) = [x for x in lite if x.get("ttl") == 3]
+    assert three["meshed"] is True
+    # the mesh itself: both of ra and rb on to both of rc and rd
+    name = {str(tb.addr(n)): n for n in nodes}
+    assert {(name[a], name[b]) for a, b in three["links"] if a} == {
+        ("ra", "rc"), ("ra", "rd"), ("rb", "rc"), ("rb", "rd"),
+    }  # fmt: skip
+
+
+def test_a_budget_ending_inside_a_clump_leaves_a_half_converged_link(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path
+) -> None:
+    """-Q 50 at 99 % on the meshed diamond: the run ends while r1's flows are still spread
+    over ra/rb and rc/rd (TTLs 2 and 3; r2, where they meet, is TTL 4). scamper writes an
+    unfinished clump as a link from its node without a far end; so does ours, and
+    scamper's tools read it so (sc_wartsdump `r1 -> * hopc N`, sc_warts2json `"*"`)."""
+    need("sc_warts2json")
+    tb = meshed_diamond(testbed_factory)
+    out = tmp_path / "half.warts"
+    lines = ours(tb, "--mda", "--confidence", "99", "-Q", "50", "--warts", str(out),
+                 str(tb.addr("tg")))  # fmt: skip
+    s = summary_of(lines)
+    assert s["stop_reason"] == "MAXPROBEC" and s["probe_count"] == 50
+    assert max(x["ttl"] for x in lines if x["type"] == "mda-hop") <= 3
+    r1 = str(tb.addr("r1"))
+    dump = subprocess.run(["sc_wartsdump", str(out)], capture_output=True, text=True,
+                          timeout=60, check=True).stdout  # fmt: skip
+    assert re.search(rf"link {re.escape(r1)} -> \* hopc [23]\n", dump), dump
+    theirs = subprocess.run(["sc_warts2json", str(out)], capture_output=True, text=True,
+                            timeout=60, check=True).stdout  # fmt: skip
+    (lb,) = [json.loads(x) for x in theirs.splitlines() if '"type":"tracelb"' in x]
+    assert (lb["nodec"], lb["linkc"], lb["probec"], lb["probec_max"]) == (1, 1, 50, 50)
+    (node,) = lb["nodes"]
+    # (sc_warts2json lists a link's sets but the last by reply address, then its far end)
+    assert node["addr"] == r1 and node["links"][-1] == [{"addr": "*"}]
+    # its first probe set: TTL 2, answered by ra and rb
+    assert {x["addr"] for x in node["links"][0]} == {str(tb.addr("ra")), str(tb.addr("rb"))}
 
 
 @pytest.fixture

@@ -58,6 +58,17 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
             ["run", "ping", "--zzzz", "127.0.0.1"],
             "pktlab run ping: error: unrecognized arguments: --zzzz",
         ),
+        # An unknown option is named even when an operand is missing too (argparse
+        # checks the operands first: "the following arguments are required: TARGET").
+        (["run", "ping", "--bogus"], "pktlab run ping: error: unrecognized arguments: --bogus"),
+        (
+            ["run", "ping", "--cout=3"],
+            "pktlab run ping: error: unrecognized arguments: --cout=3 (did you mean --count?)",
+        ),
+        (["xpmgr", "--bogus"], "pktlab xpmgr: error: unrecognized arguments: --bogus"),
+        # MLET_ARGS may be empty: only MLET is required.
+        (["xpmgr"], "pktlab xpmgr: error: the following arguments are required: MLET"),
+        (["run", "ping"], "pktlab run ping: error: the following arguments are required: TARGET"),
         # A mistyped choice, at every level.
         (["rn"], "(did you mean 'run'?)"),
         (["run", "pign", "127.0.0.1"], "(did you mean 'ping'?)"),

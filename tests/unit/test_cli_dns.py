@@ -146,6 +146,40 @@ def test_sections_errors_and_notes_as_dig() -> None:
     )
 
 
+# `dig @127.0.0.1 -p P garbage.test` and `dig +tcp ... tcgarbage.test` (BIND 9.18.49) against
+# tests/integration's dns_zone_server.py: the bad packet's reason and dig's hex dump
+DIG_BAD_PACKET = """\
+;; Got bad packet: bad compression pointer
+21 bytes
+96 9d 84 00 00 01 00 01 00 00 00 00 ff ff ff ff          ................
+ff ff ff ff ff                                           .....
+"""
+DIG_BAD_TCP_LINES = [
+    "65535 bytes",
+    "8c d9 84 00 01 02 03 04 05 06 07 08 09 0a 0b 0c          ................",
+    "5d 5e 5f 60 61 62 63 64 65 66 67 68 69 6a 6b 6c          ]^_`abcdefghijkl",
+    "6d 6e 6f 70 71 72 73 74 75 76 77 78 79 7a 7b 7c          mnopqrstuvwxyz{|",
+    "7d 7e 7f 80 81 82 83 84 85 86 87 88 89 8a 8b 8c          }...............",
+]
+
+
+def test_a_bad_packet_is_digs_hex_dump() -> None:
+    """dig prints a reply that does not parse as `;; Got bad packet: REASON`, its length
+    and a hex dump (16 bytes a line, '!'..'}' as text); no banner before it."""
+    packet = bytes.fromhex("969d84000001000100000000") + b"\xff" * 9
+    bad = {"type": "dns", "qname": "garbage.test.", "qtype": "A", "server": "127.0.0.1",
+           "port": 53, "proto": "udp", "tries": 1, "error_kind": "malformed",
+           "error": "malformed reply from 127.0.0.1#53: bad compression pointer (21 bytes)",
+           "reason": "bad compression pointer", "packet": packet.hex()}  # fmt: skip
+    assert text_of(parse("garbage.test"), bad) == DIG_BAD_PACKET
+    wire = b"\x8c\xd9\x84" + bytes(range(256)) * 255 + b"\0" * 252
+    tcp = {**bad, "reason": "bad label type", "packet": wire.hex(), "proto": "tcp"}
+    lines = text_of(parse("+tcp", "tcgarbage.test"), tcp).splitlines()
+    assert lines[0] == ";; Got bad packet: bad label type" and len(lines) == 2 + 4096
+    assert lines[1:3] + lines[8:11] == DIG_BAD_TCP_LINES
+    assert lines[-1] == "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00             ..............."
+
+
 def test_columns_follow_binds_indent() -> None:
     rr = {"name": "a-rather-long-label-for-the-columns.test.", "ttl": 2147483647,
           "type": "A", "data": "192.0.2.3"}  # fmt: skip
@@ -233,10 +267,14 @@ def test_trace_steps_as_dig() -> None:
         "A 192.0.2.2 from server 127.0.0.1 in 0 ms.\nA 192.0.2.1 from server 127.0.0.1 in 0 ms.\n"
         f"RRSIG {SIG} from server 127.0.0.1 in 0 ms.\n"
     )
-    with pytest.raises(RunError, match=r"\+trace over TCP is not built"):
-        from packetlab.cli.run_command import Progress
+    import packetlab.cli as cli
+    from packetlab.cli.run_command import Progress
 
-        run_dns.experiment(parse("+trace", "+tcp", "a.test"), lambda r: None, Progress())
+    # +trace +tcp (dig's too; refused before session 12) and +ignore are taken
+
+    a = cli.parse(["run", "dns", "+trace", "+tcp", "+ignore", "a.test", "b.test", "+noignore"])
+    run_dns.experiment(a, lambda r: None, Progress())  # was: +trace over TCP is not built
+    assert a.trace and a.tcp and a.ignore and not a.plan[1][3].ignore
 
 
 DIG_MULTILINE = (  # dig @127.0.0.1 -p PORT +multiline +noall +answer +dnssec soa2.test SOA
@@ -358,8 +396,11 @@ def test_class_words_and_dash_c_as_dig() -> None:
     a = parse("version.bind", "CH", "TXT", "a.test")
     assert [(n, t, c) for n, t, c, _ in a.plan] == [("version.bind", ["TXT"], "CH"),
                                                      ("a.test", None, None)]  # fmt: skip
+    # as dig: -c before any name is every name's, and after a -c or -t a class word is a name
     a = parse("-c", "chaos", "-t", "TXT", "version.bind", "id.server", "IN")
-    assert [(n, c) for n, _, c, _ in a.plan] == [("version.bind", "chaos"), ("id.server", "IN")]
+    assert [(n, c) for n, _, c, _ in a.plan] == [
+        ("version.bind", "chaos"), ("id.server", "chaos"), ("IN", "chaos")
+    ]  # fmt: skip
     ch = {**A_DNSSEC, "qname": "version.bind.", "qtype": "TXT", "qclass": "CH", "answers": [
         {"name": "version.bind.", "type": "TXT", "ttl": 0, "data": '"9.18-pktlab-test"',
          "class": "CH"}]}  # fmt: skip
@@ -376,12 +417,13 @@ def test_batch_file_lines_and_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     f = tmp_path / "batch"
     f.write_text("a.test\n\nmx.test MX +noall +answer\n-x 192.0.2.1 +tcp\n-t TXT -c CH v.b\n")
     a = parse("@127.0.0.1", "-p", "53", "-f", str(f))
-    got = [(n, t, c, o.tcp, o.show["stats"], o.show["cmd"], o.server) for n, t, c, o in a.plan]
+    got = [(n, t, c, o.tcp, o.show["stats"], o.show["cmd"], o.server, o.port)
+           for n, t, c, o in a.plan]  # fmt: skip
     assert got == [  # +noall's cmd stays for the lines after (dig's global printcmd), not stats
-        ("a.test", None, None, False, True, True, "127.0.0.1:53"),
-        ("mx.test", ["MX"], None, False, False, False, "127.0.0.1:53"),
-        ("1.2.0.192.in-addr.arpa.", ["PTR"], None, True, True, False, "127.0.0.1:53"),
-        ("v.b", ["TXT"], "CH", False, True, False, "127.0.0.1:53"),
+        ("a.test", None, None, False, True, True, "127.0.0.1", 53),
+        ("mx.test", ["MX"], None, False, False, False, "127.0.0.1", 53),
+        ("1.2.0.192.in-addr.arpa.", ["PTR"], None, True, True, False, "127.0.0.1", 53),
+        ("v.b", ["TXT"], "CH", False, True, False, "127.0.0.1", 53),
     ]
     assert a.plan[0][3].batch_words == ["a.test"]  # dig's banner for the line shows it
     monkeypatch.setattr(run_dns, "BATCH_LINES", 3)
@@ -405,3 +447,101 @@ def test_options_after_a_name_are_its_own() -> None:
     assert first is not None and first.dnssec and first.tcp and not first.show["stats"]
     assert second is None and not a.dnssec and a.tcp and a.show["stats"]
     assert a.short and a.wait == 3.0 and not a.show["cmd"]  # +noall's cmd: dig's global
+
+
+def test_dash_t_c_x_and_server_after_a_name_are_its_own_as_dig() -> None:
+    """dig applies -t, -c and @SERVER written after a name to that name's query only
+    (checked with dig 9.18: `a.test -t MX mx.test` asks a.test MX, mx.test A); -x is a
+    name where it stands; after a -t, -c or -x a type or class word is a name; a type
+    or class word before any name is every name's."""
+    a = parse("@127.0.0.1", "a.test", "-t", "MX", "mx.test", "-c", "CH", "MX")
+    assert [(n, t, c) for n, t, c, _ in a.plan] == [
+        ("a.test", ["MX"], None), ("mx.test", None, "CH"), ("MX", None, None)
+    ]  # fmt: skip
+    a = parse("-x", "192.0.2.1", "-t", "A", "a.test", "-x", "192.0.2.2")
+    assert [(n, t) for n, t, _, _ in a.plan] == [
+        ("1.2.0.192.in-addr.arpa.", ["A"]), ("a.test", None), ("2.2.0.192.in-addr.arpa.", ["PTR"])
+    ]  # fmt: skip
+    a = parse("MX", "mx.test", "a.test", "TXT")
+    assert [(n, t) for n, t, _, _ in a.plan] == [("mx.test", ["MX"]), ("a.test", ["TXT"])]
+    a = parse("-p", "5300", "@127.0.0.1", "a.test", "@127.0.0.2", "@::1", "b.test", "c.test")
+    (_, _, _, first), (_, _, _, second), (_, _, _, third) = a.plan
+    assert first.servers == ["127.0.0.1", "127.0.0.2", "::1"] and second is third is None
+    assert (a.servers, a.user_server, a.port) == (["127.0.0.1"], "127.0.0.1", 5300)
+    a = parse("-p", "5300", "a.test", "@127.0.0.2", "b.test")  # no server for b.test: the default
+    assert a.plan[0][3].servers == ["127.0.0.2"] and a.servers == [] and a.user_server is None
+    assert run_dns.COMMAND.budget(a) == 2 * 3 * 2.0
+
+
+def test_servers_are_tried_in_order_as_dig() -> None:
+    """A query with several servers (dig's @A @B) asks the next when one does not
+    answer; the failures are dig's `communications error` lines before the answer."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    from ctl_fakes import Rig
+
+    from packetlab.measure.dns import dns_query
+
+    rig = Rig()
+
+    def server(q: bytes) -> list[bytes]:
+        import dns.message
+
+        return [dns.message.make_response(dns.message.from_wire(q)).to_wire()]
+
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = server
+    servers = [("192.0.2.54", 53), ("192.0.2.53", 53)]
+    from twisted.internet.defer import Deferred
+
+    ask = run_dns._ask(rig.session, servers, "a.test", "A", attempts=2, timeout=1, icmp=False)
+    r = rig.run(Deferred.fromCoroutine(ask))
+    assert (r.server, r.rcode, r.error) == ("192.0.2.53", "NOERROR", None)
+    assert r.notes == ["communications error to 192.0.2.54#53: timed out"] * 2
+    assert text_of(parse("+nocmd", "+noall", "+comments", "a.test"), r.to_dict()).startswith(
+        ";; communications error to 192.0.2.54#53: timed out\n" * 2 + ";; Got answer:\n"
+    )
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.54", attempts=1, timeout=1))
+    assert r.error_kind == "timeout" and not r.notes
+
+
+def test_a_lame_trace_step_is_digs_horizontal_referral() -> None:
+    """+trace at a referral no deeper: the step as dig prints it (`dig -4 +trace +nodnssec
+    @127.0.0.11 -p 49287 x.loop.tld`, BIND 9.18.49, against dns_hierarchy_server.py), then
+    where we stop (dig goes round until `dig: too many lookups`)."""
+    a = parse("-4", "+trace", "+nodnssec", "@127.0.0.11", "-p", "49287", "x.loop.tld")
+    lame = {**A_DNSSEC, "qname": "x.loop.tld.", "server": "127.0.0.12", "port": 49287,
+            "server_name": "ns1.tld", "size": 101, "rtt_us": 400.0, "answers": [],
+            "authority": [{"name": "loop.tld.", "type": "NS", "ttl": 3600, "data": "ns1.tld."}],
+            "notes": ["BAD (HORIZONTAL) REFERRAL"], "error_kind": "lame",
+            "error": "referral to loop.tld. from loop.tld. goes no deeper "
+                     "(a lame delegation)"}  # fmt: skip
+    a.dig_text = run_dns.DigText(a)
+    a.dig_text.bannered = a  # the steps before it showed the banner
+    assert text_of(a, lame) == (
+        "loop.tld.\t\t3600\tIN\tNS\tns1.tld.\n;; BAD (HORIZONTAL) REFERRAL\n"
+        ";; Received 101 bytes from 127.0.0.12#49287(ns1.tld) in 0 ms\n\n"
+        ";; referral to loop.tld. from loop.tld. goes no deeper (a lame delegation)\n"
+    )
+
+
+def test_a_reply_cut_short_shows_what_parsed_as_dig() -> None:
+    """`dig @127.0.0.1 -p 42781 +nocmd cutdata.test` (BIND 9.18.49, dns_zone_server.py: two
+    A records, the second's data cut 2 bytes short): the malformed warning, the header's
+    counts as sent, the extra bytes, the record read whole."""
+    cut = {**A_DNSSEC, "qname": "cutdata.test.", "port": 42781, "id": 15437, "size": 60,
+           "counts": [1, 2, 0, 0], "edns": None, "rtt_us": 100.0, "extra_bytes": 2,
+           "notes": ["Warning: Message parser reports malformed message packet."],
+           "answers": [{"name": "cutdata.test.", "type": "A", "ttl": 300,
+                        "data": "192.0.2.1"}]}  # fmt: skip
+    same(text_of(parse("@127.0.0.1", "+nocmd", "cutdata.test"), cut), (
+        ";; Warning: Message parser reports malformed message packet.\n;; Got answer:\n"
+        ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 15437\n"
+        ";; flags: qr aa rd; QUERY: 1, ANSWER: 2, AUTHORITY: 0, ADDITIONAL: 0\n"
+        ";; WARNING: recursion requested but not available\n"
+        ";; WARNING: Message has 2 extra bytes at end\n\n"
+        ";; QUESTION SECTION:\n;cutdata.test.\t\t\tIN\tA\n\n"
+        ";; ANSWER SECTION:\ncutdata.test.\t\t300\tIN\tA\t192.0.2.1\n\n"
+        ";; Query time: 0 msec\n;; SERVER: 127.0.0.1#42781(127.0.0.1) (UDP)\n"
+        ";; WHEN: Fri Dec 04 21:49:23 UTC 2026\n;; MSG SIZE  rcvd: 60\n\n"
+    ))  # fmt: skip

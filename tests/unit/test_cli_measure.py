@@ -263,7 +263,7 @@ def test_dns_takes_digs_words() -> None:
     a = _main_args("run", "dns", "@127.0.0.1", "-p", "5353", "a.test", "MX", "+tcp", "+norec",
                    "+time=1", "+tries=3", "b.test", "aaaa")  # fmt: skip
     run_dns.dig_style(a)
-    assert (a.names, a.server) == (["a.test", "b.test"], "127.0.0.1:5353")
+    assert (a.names, a.server, a.port) == (["a.test", "b.test"], "127.0.0.1", 5353)
     assert [e[:2] for e in a.plan] == [
         ("a.test", ["MX"]),
         ("b.test", ["aaaa"]),
@@ -271,14 +271,19 @@ def test_dns_takes_digs_words() -> None:
     o = a.plan[0][3]  # as dig: the options after a.test are its query's, +time all's
     assert (o.tcp, o.norecurse, o.wait, o.tries) == (True, True, 1.0, 3)
     assert (a.tcp, a.norecurse, a.wait, a.tries) == (False, False, 1.0, 2) and a.plan[1][3] is None
-    # `dig MX a.test b.test -t TXT`: a type before any name is the first's; -t the others'
+    # `dig MX a.test b.test -t TXT c.test NS`, as dig: a type before any name is every
+    # name's, -t after a name that name's, and after a -t a type word is a name
     a = _main_args("run", "dns", "MX", "a.test", "b.test", "-t", "TXT", "c.test", "NS", "+short")
     run_dns.dig_style(a)
-    assert [e[:2] for e in a.plan] == [("a.test", ["MX"]), ("b.test", ["TXT"]), ("c.test", ["NS"])]
-    assert a.short and run_dns.COMMAND.budget(a) == 3 * 3 * 2.0
+    assert [e[:2] for e in a.plan] == [
+        ("a.test", ["MX"]), ("b.test", ["TXT"]), ("c.test", ["MX"]), ("NS", ["MX"])
+    ]  # fmt: skip
+    assert a.short and run_dns.COMMAND.budget(a) == 4 * 3 * 2.0
     a = parse("dns", "--server", "::1", "-p", "53", "x.test", "+retry=0")
     run_dns.dig_style(a)
-    assert (a.server, a.plan[0][:3], a.plan[0][3].tries) == ("[::1]:53", ("x.test", None, None), 1)
+    assert (a.server, a.port, a.plan[0][:3], a.plan[0][3].tries) == (
+        "::1", 53, ("x.test", None, None), 1
+    )  # fmt: skip
     a = parse("dns", "-x", "192.0.2.1", "-x", "2001:db8::1")
     run_dns.dig_style(a)
     assert a.names[0] == "1.2.0.192.in-addr.arpa." and a.names[1].endswith(".ip6.arpa.")

@@ -244,6 +244,32 @@ def test_mda_json_lines_and_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert (s["probe_count"], s["reached"], s["confidence"]) == (38, True, 0.95)
 
 
+def test_mda_summary_has_the_limits_and_maxprobec(capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    r = MdaReport(Clock(), True, "10.0.0.3", name=None, max_ttl=30, method="udp-paris",
+                  confidence=0.95, lite=True)  # fmt: skip
+    r.start("10.0.0.9")
+    hops = (MDA_HOPS[0], dataclasses.replace(MDA_HOPS[1], meshed=True))
+    out = dataclasses.replace(
+        MDA, hops=hops, reached=False, stop_reason="MAXPROBEC", algorithm="mda-lite",
+        max_probes=50, gaplimit=2, attempts=3, wait_probe_cs=15,
+    )  # fmt: skip
+    r.finish(out, interrupted=False)
+    s = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert s["stop_reason"] == "MAXPROBEC" and s["algorithm"] == "mda-lite"
+    assert (s["probec_max"], s["gaplimit"], s["attempts"], s["wait_probe"]) == (50, 2, 3, 15)
+    assert s["meshed"] == [2]
+    assert MDA_HOPS[0].to_dict().get("meshed") is None and hops[1].to_dict()["meshed"]
+
+
+def test_mda_lite_header(capsys: pytest.CaptureFixture[str]) -> None:
+    r = MdaReport(Clock(), False, "10.0.0.3", name=None, max_ttl=30, method="udp-paris",
+                  confidence=0.95, lite=True)  # fmt: skip
+    r.start("10.0.0.9")
+    assert capsys.readouterr().out.splitlines()[0].endswith("confidence 95%, MDA-Lite")
+
+
 class _ClosedPipe(io.StringIO):
     def flush(self) -> None:
         raise BrokenPipeError(32, "Broken pipe")

@@ -44,6 +44,18 @@ def test_defaults() -> None:
     assert parse("traceroute", "-P", "TCP-ACK", "x").protocol == "tcp-ack"
     m = parse("traceroute", "--mda", "--confidence", "99", "x")
     assert (a.mda, a.confidence, m.mda, m.confidence) == (False, 95.0, True, 99.0)
+    # scamper's tracelb limits: -Q maxprobec, -g gaplimit, -q attempts, -W wait-probe
+    lb = parse("traceroute", "--mda-lite", "-Q", "500", "--gaplimit", "5", "--attempts", "2",
+               "-W", "15", "x")  # fmt: skip
+    assert (lb.mda_lite, lb.max_probes, lb.gaplimit, lb.attempts, lb.wait_probe) == (
+        True, 500, 5, 2, 15,
+    )  # fmt: skip
+    assert (a.mda_lite, a.max_probes, a.gaplimit, a.attempts, a.wait_probe) == (
+        False, None, None, None, None,
+    )  # fmt: skip
+    for bad in (["-Q", "49"], ["--gaplimit", "6"], ["--attempts", "0"], ["-W", "201"]):
+        with pytest.raises(SystemExit):
+            parse("traceroute", "--mda", *bad, "x")
     p = parse("ping", "-6", "-c", "3", "-i", "0.2", "--json", "::1")
     assert (p.family, p.count, p.interval, p.size, p.ttl, p.json) == (6, 3, 0.2, 56, 64, True)
     assert (p.wait, p.deadline) == (10.0, None)  # iputils' -W default (MAXWAIT)
@@ -80,7 +92,7 @@ def test_help(what: str, capsys: pytest.CaptureFixture[str]) -> None:
         (["trace", "x"], "invalid choice"),
         (["traceroute", "--fwmark", "3", "x"], "SO_MARK is not a PacketLab socket option"),
         (["traceroute", "-r", "x"], "SO_DONTROUTE is not a PacketLab socket option"),
-        (["traceroute", "-g", "10.0.0.1", "x"], "source routing"),
+        (["ping", "-T", "tsall", "x"], "invalid timestamp type: tsall"),
         (["traceroute", "-l", "abc", "x"], "expected a number"),
         (["ping", "-m", "3", "x"], "SO_MARK is not a PacketLab socket option"),
         (["ping", "-S", "1000", "x"], "SO_SNDBUF is not a PacketLab socket option"),
@@ -122,6 +134,87 @@ def test_tcp_module_options() -> None:
     args = parse("traceroute", "-T", "-O", "syn,sysctl", "x")
     module_options(args)
     assert (args.protocol, args.tcp_info) == ("tcp", False)
+    assert args.tcp_spec == (0x02, False, frozenset({"sysctl"}), None)
+    args = parse("traceroute", "-T", "-O", "fin,psh,mss=1000", "-O", "time,window,fl=0x29", "x")
+    module_options(args)  # (CLIF's abbreviations: time, window, fl)
+    assert args.tcp_spec == (0x29, True, frozenset({"timestamps", "window_scaling"}), 1000)
+    args = parse("traceroute", "-P", "tcp-ack", "-O", "info", "x")
+    module_options(args)  # scamper's bare ACKs stay themselves
+    assert (args.protocol, args.tcp_spec, args.tcp_info) == ("tcp-ack", None, True)
+
+
+@pytest.mark.parametrize(
+    ("words", "sysctls", "flags", "options"),
+    [
+        # no flag, no option: the sysctls (Linux's defaults: no ECN) -> traceroute -T's SYN
+        ([], {"sack", "timestamps", "window_scaling"}, 0x02, "mss,sack+ts,ws"),
+        ([], {"ecn"}, 0xC2, "mss"),  # tcp_ecn=1: SYN, ECE, CWR
+        (["syn"], {"sack", "timestamps", "window_scaling"}, 0x02, "mss"),  # a flag: no sysctl
+        (["ecn"], set(), 0xC2, "mss"),
+        (["sack"], {"timestamps"}, 0x02, "mss,sack"),
+        (["timestamps"], set(), 0x02, "mss,ts"),
+        (["window_scaling"], set(), 0x02, "mss,ws"),
+        (["sysctl", "ack"], {"sack", "timestamps", "window_scaling"}, 0x10, "sack+ts,ws"),
+        (["fin", "psh"], {"sack"}, 0x09, ""),
+        (["flags=0"], {"sack"}, 0x00, ""),  # flags=0: exactly no flag (not SYN)
+        (["syn", "ack"], set(), 0x12, "mss"),
+        (["info"], {"sack", "timestamps", "window_scaling"}, 0x02, "mss,sack+ts,ws"),
+    ],
+)
+def test_tcp_flavor_as_traceroutes_tcp_init(
+    words: list[str], sysctls: set[str], flags: int, options: str
+) -> None:
+    """The flags and options Butskoy's mod-tcp.c tcp_init builds for each -O combination
+    (checked on the wire against traceroute 2.1.2, test_run_like_native.py)."""
+    from packetlab.cli.run import module_options, tcp_flavor
+
+    args = parse("traceroute", "-T", *(["-O", ",".join(words)] if words else []), "x")
+    module_options(args)
+    flavor = tcp_flavor(args.tcp_spec, lambda name: name in sysctls, 1500)
+    assert flavor.flags == flags
+    got = [
+        name
+        for name, on in (
+            ("mss", bool(flags & 0x02)),
+            ("sack+ts" if flavor.sack and flavor.timestamps else "sack", flavor.sack),
+            ("ts", flavor.timestamps and not flavor.sack),
+            ("ws", flavor.window_scaling),
+        )
+        if on
+    ]
+    assert ",".join(got) == options
+    assert (flavor.mss, flavor.window) == (1460, 5840)  # 4 x the MSS, as traceroute's
+    assert len(flavor.options()) == flavor.length - 20
+
+
+def test_tcp_flavor_mss_from_the_path_mtu() -> None:
+    from packetlab.cli.run import tcp_flavor
+
+    loop = tcp_flavor(None, lambda name: False, 65535)  # lo: traceroute's mss 65495
+    assert (loop.mss, loop.window) == (65495, 65372)
+    assert tcp_flavor(None, lambda name: False, None).mss == 536  # unknown: 576
+    assert tcp_flavor(None, lambda name: False, 1500, 6).mss == 1440
+    assert tcp_flavor((0x02, False, frozenset(), 1000), lambda n: False, 1500).mss == 1000
+
+
+def test_ping_timestamp_hosts() -> None:
+    """ping -T tsprespec HOST... TARGET: the hosts before the target (iputils' order)."""
+    from packetlab.cli.run import ping_hosts
+
+    args = parse("ping", "-T", "tsprespec", "10.0.0.2", "10.0.0.3", "10.0.0.1")
+    assert (ping_hosts(args), args.target) == (["10.0.0.2", "10.0.0.3"], "10.0.0.1")
+    args = parse("ping", "-T", "tsandaddr", "10.0.0.1")
+    assert (ping_hosts(args), args.target, args.ip_timestamps) == ([], "10.0.0.1", "tsandaddr")
+
+
+def test_traceroute_gateways() -> None:
+    from packetlab.cli.run import gateways
+
+    dst = ipaddress.IPv4Address("10.0.0.1")
+    assert gateways(["10.0.0.2,localhost", "10.0.0.3"], dst) == [
+        "10.0.0.2", "127.0.0.1", "10.0.0.3",
+    ]  # fmt: skip
+    assert gateways([], dst) == []
 
 
 def test_resolve_target() -> None:
@@ -158,10 +251,52 @@ def _fails(args: argparse.Namespace) -> BaseException:
             "-i eth0: an endpoint reached with --listen",
         ),
         (["traceroute", "-O", "info", "10.0.0.1"], "the udp method takes no options (-T does)"),
-        (["traceroute", "-T", "-O", "mss=1000", "10.0.0.1"], "-O mss=1000: not built yet"),
+        (["traceroute", "-T", "-O", "mss=1e3", "10.0.0.1"], "-O mss=1e3: expected 0..65535"),
+        (["traceroute", "-T", "-O", "mss", "10.0.0.1"], "requires an argument: `mss=NUM'"),
+        (["traceroute", "-T", "-O", "flags=x", "10.0.0.1"], "-O flags=x: expected a number"),
+        (["traceroute", "-T", "-O", "sack=1", "10.0.0.1"], "`sack' takes no value"),
         (["traceroute", "-T", "-O", "bogus", "10.0.0.1"], "no such option of traceroute's tcp"),
-        (["traceroute", "-T", "-O", "syn,ack", "10.0.0.1"], "SYN-ACK probes are not built"),
+        (["traceroute", "--mda", "-T", "-O", "fin", "10.0.0.1"], "not with -g or -O's flags"),
+        (["traceroute", "-g", "10.0.0.2", "::1"], "-g: source routing over IPv6"),
+        (
+            [
+                "traceroute",
+                "-g",
+                "10.0.0.2,10.0.0.3,10.0.0.4",
+                "-g",
+                "10.0.0.5,10.0.0.6",
+                "-g",
+                "10.0.0.7,10.0.0.8,10.0.0.9,10.0.0.10",
+                "10.0.0.1",
+            ],
+            "Too many gateways specified. No more than 8",
+        ),
+        (["ping", "-R", "-T", "tsonly", "10.0.0.1"], "only one of -T or -R may be used"),
+        (["ping", "10.0.0.2", "10.0.0.1"], "ping's source routing through all but the last"),
+        (["ping", "-T", "tsonly", "10.0.0.2", "10.0.0.1"], "source routing"),
+        (
+            [
+                "ping",
+                "-T",
+                "tsprespec",
+                "10.0.0.2",
+                "10.0.0.3",
+                "10.0.0.4",
+                "10.0.0.5",
+                "10.0.0.6",
+                "10.0.0.1",
+            ],
+            "at most 4 hosts before TARGET, not 5",
+        ),
         (["traceroute", "--mda", "-e", "10.0.0.1"], "--mda prints each hop's interfaces"),
+        (["traceroute", "-Q", "100", "10.0.0.1"], "--maxprobec is a limit of --mda"),
+        (["traceroute", "--gaplimit", "2", "10.0.0.1"], "--gaplimit is a limit of --mda"),
+        (["traceroute", "--attempts", "2", "10.0.0.1"], "--attempts is a limit of --mda"),
+        (["traceroute", "-W", "25", "10.0.0.1"], "--wait-probe is a limit of --mda"),
+        (["traceroute", "--mda-lite", "-N", "4", "10.0.0.1"], "not with --sequential or -N"),
+        # -q was accepted and ignored with --mda (even -q 3, traceroute's default)
+        (["traceroute", "--mda", "-q", "2", "10.0.0.1"], "-q: --mda sends as many probes"),
+        (["traceroute", "--mda-lite", "-q", "3", "10.0.0.1"], "-q: --mda sends as many probes"),
     ],
 )
 def test_early_errors(argv: list[str], message: str) -> None:

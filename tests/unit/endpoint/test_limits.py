@@ -10,7 +10,7 @@ from testkit.clock import FakeClock
 from twisted.python import usage
 
 from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP_COUNTED, SessionRefused
-from packetlab.endpoint.config import ConfigError, EndpointConfig, parse_config
+from packetlab.endpoint.config import ConfigError, EndpointConfig, load_config, parse_config
 from packetlab.endpoint.limits import QUOTA_CHUNK, BurstWindow, LimitsGate, admit
 from packetlab.endpoint.sockets import Skt
 from packetlab.endpoint.tap import Options
@@ -267,6 +267,22 @@ def test_accounting_path_errors(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00" * 4096)  # not SQLite (e.g. the reference's LMDB file)
     with pytest.raises(ConfigError, match="RLimDBPath"):
         open_accounting(EndpointConfig(rlim_db=str(bad)))
+
+
+def test_accounting_path_in_a_missing_directory(tmp_path: Path) -> None:
+    """An operator's RLimDBPath must be in an existing directory (a typo would otherwise
+    put the accounting in a new tree); only the pktlab home's default is made."""
+    conf = tmp_path / "endpt.conf"
+    missing = tmp_path / "no" / "such"
+    conf.write_text(f"RLimDBPath {missing / 'rlim.sqlite3'}\n")
+    cfg = load_config(conf)
+    with pytest.raises(
+        ConfigError, match=r"endpt.conf:1: RLimDBPath: directory .*no/such' does not exist"
+    ):
+        open_accounting(cfg)
+    assert not (tmp_path / "no").exists()
+    (tmp_path / "no" / "such").mkdir(parents=True)
+    assert open_accounting(cfg).path == str(missing / "rlim.sqlite3")
 
 
 def test_tap_tls_options(tmp_path: Path) -> None:

@@ -279,8 +279,8 @@ def test_sections_header_and_opt_are_kept() -> None:
 
 @pytest.mark.parametrize(
     "cut",
-    [lambda w: w[:-3], lambda w: w[:14] + b"\xff" * 9],
-    ids=["truncated-opt", "bad-pointer"],
+    [lambda w: w[:15], lambda w: w[:14] + b"\xff" * 9],
+    ids=["truncated-question", "bad-pointer"],
 )
 def test_a_malformed_reply_is_one_clear_error(cut: object) -> None:
     rig = Rig()
@@ -289,6 +289,54 @@ def test_a_malformed_reply_is_one_clear_error(cut: object) -> None:
     assert r.error_kind == "malformed" and r.rcode is None
     assert r.error is not None and r.error.startswith("malformed reply from 192.0.2.53#53: ")
     assert "\n" not in r.error and rig.clock.seconds() < 1  # at once, not after the tries
+    assert r.packet is not None and r.reason and r.to_dict()["reason"] == r.reason
+    assert bytes.fromhex(r.to_dict()["packet"]) == r.packet
+
+
+@pytest.mark.parametrize(
+    ("cut", "reason"),
+    [(lambda w: w[:14] + b"\xff" * 9, "bad compression pointer"),
+     (lambda w: w[:12] + b"\x41abc", "bad label type"),
+     (lambda w: w[:15], "unexpected end of input")],
+    ids=["pointer", "label", "end"],
+)  # fmt: skip
+def test_a_bad_packet_is_kept_with_binds_reason(cut: Any, reason: str) -> None:
+    """The reply that does not parse is kept (dig's hex dump) with BIND's words for why
+    (`;; Got bad packet: bad compression pointer`, as dig says it)."""
+    rig = Rig()
+    sent: list[bytes] = []
+
+    def server(q: bytes) -> list[bytes]:
+        sent.append(cut(answer(q, "a.test. 1 A 192.0.2.1")))
+        return sent[-1:]
+
+    rig.endpoint.udp_servers[SERVER] = server
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=5))
+    assert (r.error_kind, r.reason, r.packet) == ("malformed", reason, sent[0])
+    assert r.error == f"malformed reply from 192.0.2.53#53: {reason} ({len(sent[0])} bytes)"
+
+
+@pytest.mark.parametrize(
+    ("cut", "extra", "kept"),
+    [(lambda w: w[:-15], 1, 1), (lambda w: w[:-10], 4, 1), (lambda w: w[:-2], 2, 1),
+     (lambda w: w + b"junk!", 5, 2)],
+    ids=["in-a-name", "in-fixed-fields", "in-data", "junk-after"],
+)  # fmt: skip
+def test_a_reply_cut_short_is_what_parsed_as_dig(cut: Any, extra: int, kept: int) -> None:
+    """BIND's best effort, as dig 9.18 shows it (tests/integration's cutname.test, ...):
+    a reply that ends inside a record after its question keeps the records read whole,
+    says "malformed" and how many bytes were left past where the parser stopped (the
+    record's start in its name, after its name in its fixed fields, after those in its
+    data); bytes after a whole message are extra bytes alone."""
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = lambda q: [
+        cut(answer(q, "a.test. 1 A 192.0.2.1", "a.test. 1 A 192.0.2.2"))
+    ]
+    q = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", edns=False, cookie=False))
+    assert q.error is None and q.rcode == "NOERROR" and len(q.answers) == kept
+    assert q.extra_bytes == extra and q.to_dict()["extra_bytes"] == extra and q.counts[1] == 2
+    malformed = ["Warning: Message parser reports malformed message packet."]
+    assert q.notes == (malformed if kept == 1 else [])
 
 
 def test_family_picks_the_default_server_and_checks_a_given_one() -> None:
@@ -501,6 +549,36 @@ def test_trace_follows_referrals_down_to_the_answer() -> None:
     assert all(q.ednsflags & dns.flags.DO for q in queries)  # as dig +trace
 
 
+def test_trace_over_tcp_asks_every_step_over_tcp() -> None:
+    """dig +trace +tcp: the root's NS, each referral and the NS addresses, all over TCP
+    (the servers here answer TCP only)."""
+    rig = trace_rig()
+    rig.endpoint.udp_servers[(LEAF, 53)] = zone_server(
+        {"x.sub.test.": ["x.sub.test. 5 A 192.0.2.99"]}
+    )
+    rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
+        {".": [". 86400 NS a.root."], "ns1.elsewhere.": [f"ns1.elsewhere. 60 A {LEAF}"]},
+        {"test.": ["test. 172800 NS ns.test."]},
+        [f"ns.test. 172800 A {TLD}", f"a.root. 60 A {ROOT}"],
+    )  # fmt: skip
+
+    def over_tcp(serve: Any) -> Any:
+        def stream(data: bytes) -> list[bytes]:
+            return [struct.pack(">H", len(r)) + r for r in serve(data[2:])]
+
+        return stream
+
+    for where in list(rig.endpoint.udp_servers):
+        rig.endpoint.tcp_servers[where] = over_tcp(rig.endpoint.udp_servers.pop(where))
+    steps = rig.run(dns_trace(rig.session, "x.sub.test", server=ROOT, tcp=True))
+    assert [(s.server, s.proto, s.error) for s in steps] == [
+        (ROOT, "tcp", None), (ROOT, "tcp", None), (TLD, "tcp", None), (LEAF, "tcp", None)
+    ]  # fmt: skip
+    assert steps[-1].answer_set() == {("x.sub.test.", "A", "192.0.2.99")}
+    opened = [m.proto for m in rig.endpoint.received if isinstance(m, Nopen)]
+    assert len(opened) == 5 and set(opened) == {Proto.TCP}  # 4 steps, a glue-less NS's A
+
+
 def test_trace_tries_the_next_server_and_stops_at_a_lame_referral() -> None:
     rig = trace_rig()
     rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
@@ -518,6 +596,12 @@ def test_trace_tries_the_next_server_and_stops_at_a_lame_referral() -> None:
     assert steps[-1].error_kind == "lame" and steps[-1].error == (
         "referral to sub.test. from sub.test. goes no deeper (a lame delegation)"
     )
+    # shown as dig shows it (its records, `BAD (HORIZONTAL) REFERRAL`), so kept in the record
+    lame = steps[-1].to_dict()
+    assert lame["notes"] == ["BAD (HORIZONTAL) REFERRAL"] and lame["rcode"] == "NOERROR"
+    assert lame["authority"] == [
+        {"name": "sub.test.", "type": "NS", "ttl": 3600, "data": "ns2.elsewhere."}
+    ]  # fmt: skip
 
 
 def test_trace_ends_at_nxdomain_and_at_an_unanswered_root() -> None:

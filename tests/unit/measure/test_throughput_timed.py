@@ -623,7 +623,8 @@ def test_omit_and_cport_bounds_and_window_refused() -> None:
 
     for spec, message in (
         (TimedSpec(seconds=1, omit=61), "-O must be 0..60 s"),
-        (TimedSpec(nbytes=1 << 20, omit=1), "-O with -n is not built"),
+        (TimedSpec(nbytes=1 << 20, omit=1), "-O with -n or -k is not built"),
+        (TimedSpec(blocks=3, omit=1), "-O with -n or -k is not built"),
         (TimedSpec(seconds=1, streams=2, cport=65535), "--cport must be 1..65535 with room"),
     ):
         with pytest.raises(ValueError, match=message):
@@ -704,11 +705,6 @@ def test_bidir_sends_and_receives_at_once(udp: bool) -> None:
              "[SUM][RX-C]"]  # fmt: skip
     assert [x[:11] for x in block[1:13:2]] == roles
     assert block[-1].startswith("# TX-C: sender the endpoint's stamps")
-
-
-def test_bidir_with_bytes_is_refused() -> None:
-    with pytest.raises(ValueError, match="--bidir with -n is not built"):
-        TimedSpec(nbytes=1 << 20, bidir=True).check()
 
 
 def test_a_stop_ends_a_bidir_test_with_both_halves() -> None:

@@ -111,6 +111,31 @@ def test_nodes_links_and_probe_sets_are_the_results() -> None:
     assert objs[3].fixed["stop"] == (T0 + 134_000) // 10**9
 
 
+def test_the_runs_limits_and_every_attempt_of_a_probe() -> None:
+    # flow 1's TTL 2 probe went twice (--attempts 2): its lost first try stays in the set
+    # with attempt 0, the answered one with attempt 1; the tracelb's limits are the run's
+    import dataclasses
+
+    base = _diamond()
+    lost = dataclasses.replace(base.probes[5], reply=None, rx_ns=None, tx_ns=T0 + 19_000)
+    again = dataclasses.replace(base.probes[5], attempt=1)
+    probes = (*base.probes[:5], lost, again, *base.probes[6:])
+    result = dataclasses.replace(
+        base, probes=probes, probe_count=len(probes), attempts=2, gaplimit=4, max_probes=60,
+        wait_probe_cs=15,
+    )  # fmt: skip
+    (lb,) = [o for o in read_warts(tracelb_warts(result)) if o.kind == OBJ_TRACELB]
+    f = lb.fields
+    assert (f[12], f[13], f[18], f[19], f[20]) == (15, 2, 13, 60, 4)
+    first = lb.probes[0]["sets"][0]["probes"]
+    assert [(p[2] - 0x85FF, p[4], len(p["replies"])) for p in first] == [
+        (0, 0, 1), (1, 0, 0), (1, 1, 1), (2, 0, 1), (3, 0, 0),
+    ]  # fmt: skip
+    # the defaults: scamper's -Q 3000, -g 3, one attempt, no gap between probes
+    (lb,) = [o for o in read_warts(tracelb_warts(base)) if o.kind == OBJ_TRACELB]
+    assert (lb.fields[12], lb.fields[13], lb.fields[19], lb.fields[20]) == (0, 1, 3000, 3)
+
+
 def test_one_next_hop_keeps_a_link_per_hop() -> None:
     # r1 -> ra -> r2 -> tg: every flow goes on to one next interface: hopc 1 links, every
     # interface a node (the silent hop: test_warts_scamper.py)
@@ -126,9 +151,10 @@ def test_one_next_hop_keeps_a_link_per_hop() -> None:
     assert _links(lb) == [(R1, RA, 1), (RA, R2, 1), (R2, TG, 1)]
 
 
-def test_a_clump_that_never_converges_keeps_the_links_per_interface() -> None:
-    # r1's flows reach ra and rb, and the run ends there (both answer at TTL 3 as ra, rb
-    # again: no single interface): no clump, a link per flow as the --json lines
+def test_a_clump_that_never_converges_is_a_link_without_a_far_end() -> None:
+    # r1's flows reach ra and rb, and the run ends there (its budget, -Q: both answer at
+    # TTL 3 as ra, rb again, no single interface): scamper's half-converged clump, one
+    # link from r1 with no `to`, a probe set per TTL probed; ra and rb are no nodes
     probes: tuple[MdaProbe, ...] = (
         _probe(0, 1, R1, 10), _probe(1, 1, R1, 11), _probe(0, 2, RA, 20), _probe(1, 2, RB, 21),
         _probe(0, 3, RA, 30), _probe(1, 3, RB, 31),
@@ -137,10 +163,14 @@ def test_a_clump_that_never_converges_keeps_the_links_per_interface() -> None:
             MdaHop(3, (RA, RB), 2, ((RA, RA), (RB, RB))))  # fmt: skip
     (lb,) = read_warts(tracelb_object(MdaResult(TG, SRC, "udp-paris", 0.95, hops, 6, False,
                                                 probes)))  # fmt: skip
-    assert [n[5] for n in lb.probedefs] == [R1, RA, RB]
-    assert _links(lb) == [(R1, RA, 1), (R1, RB, 1), (RA, RA, 1), (RB, RB, 1)]
-    # ra's flows reach tg at TTL 3 while rb's go on to r2: no single interface before
-    # the destination answers (scamper halts the clump there): the links per flow
+    assert [n[5] for n in lb.probedefs] == [R1]
+    assert [n[3] for n in lb.probedefs] == [1]  # r1's one link
+    assert [(x[1], x.get(2), x[3]) for x in lb.probes] == [(0, None, 2)]
+    assert _sets(lb) == [[[(0, 2, 1), (1, 2, 1)], [(0, 3, 1), (1, 3, 1)]]]
+    assert (lb.fields[16], lb.fields[17]) == (1, 1)  # nodec, linkc
+    # ra's flows reach tg at TTL 3 while rb's go on to r2: a reply other than time
+    # exceeded before they converge, scamper halts the clump there: r1 -> * over TTLs 2
+    # and 3, and nothing after it
     probes = (
         _probe(0, 1, R1, 10), _probe(1, 1, R1, 11), _probe(0, 2, RA, 20), _probe(1, 2, RB, 21),
         _probe(0, 3, TG, 30), _probe(1, 3, R2, 31), _probe(1, 4, TG, 40),
@@ -153,7 +183,9 @@ def test_a_clump_that_never_converges_keeps_the_links_per_interface() -> None:
     )
     (lb,) = read_warts(tracelb_object(MdaResult(TG, SRC, "udp-paris", 0.95, hops, 7, True,
                                                 probes)))  # fmt: skip
-    assert _links(lb) == [(R1, RA, 1), (R1, RB, 1), (RA, TG, 1), (RB, R2, 1), (R2, TG, 1)]
+    assert [n[5] for n in lb.probedefs] == [R1]
+    assert [(x[1], x.get(2), x[3]) for x in lb.probes] == [(0, None, 2)]
+    assert _sets(lb) == [[[(0, 2, 1), (1, 2, 1)], [(0, 3, 1), (1, 3, 1)]]]
 
 
 def test_a_tcp_reply_has_tcp_flags_not_icmp() -> None:

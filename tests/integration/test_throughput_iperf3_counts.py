@@ -1,0 +1,179 @@
+"""Issue 13, `pktlab run throughput` beside native iperf3 3.12 against the same real
+`iperf3 -s` on loopback: -k (block count), --bidir with -n and -k, Retr/Cwnd of --bidir's
+sending streams, -J's TCP statistics of the sender, and --pcap with the timed options.
+
+Bounded: tests of 1-2 s (paced at 20-50 Mbit/s where both directions run), one server
+per test on a free loopback port (test_throughput_iperf3_options' fixture).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_throughput_iperf3_options import native, pktlab, port  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 missing")
+
+BLOCK = 128 * 1024
+STATS = {"retransmits", "max_snd_cwnd", "max_snd_wnd", "max_rtt", "min_rtt", "mean_rtt"}
+INTERVAL_TCP = {"retransmits", "snd_cwnd", "snd_wnd", "rtt", "rttvar", "pmtu"}
+
+
+def _result(records: list[dict[str, Any]]) -> dict[str, Any]:
+    (result,) = [r for r in records if r["type"] == "throughput"]
+    return result
+
+
+def test_blockcount_beside_native(port: int) -> None:  # noqa: F811
+    """-k 100 (upload): 100 blocks of 128 KiB sent, as native; -R -k 100: the test ends
+    once 100 blocks came (native: after 100 reads of up to 128 KiB)."""
+    rc, records, err = pktlab(port, "-k", "100", "--direction", "upload")
+    assert rc == 0, (err, records)
+    ours = _result(records)
+    theirs = native(port, "-k", "100")
+    assert theirs["start"]["test_start"]["blocks"] == 100
+    assert ours["sum"]["sender"]["bytes"] == theirs["end"]["sum_sent"]["bytes"] == 100 * BLOCK
+    assert 0 < ours["sum"]["receiver"]["bytes"] <= 100 * BLOCK  # the server's count
+    rc, records, err = pktlab(port, "-R", "-k", "100")
+    assert rc == 0, (err, records)
+    ours = _result(records)
+    theirs = native(port, "-R", "-k", "100")
+    assert 0 < theirs["end"]["sum_received"]["bytes"] <= 100 * BLOCK
+    assert 100 * BLOCK <= ours["sum"]["receiver"]["bytes"] <= 100 * BLOCK + (1 << 16)
+    assert ours["sum"]["sender"]["bytes"] >= ours["sum"]["receiver"]["bytes"]  # the server's
+    rc, _out, err = pktlab(port, "-k", "3", "-t", "1", json_out=False)
+    assert rc == 2 and "only one test end condition (-t, -n, -k)" in err
+
+
+@pytest.mark.parametrize("words", [["-n", "4M"], ["-k", "32"]], ids=["n", "k"])
+def test_bidir_counts_beside_native(port: int, words: list[str]) -> None:  # noqa: F811
+    """--bidir -n 4M (-k 32) -b 20M: each direction's budget is 4 MiB (32 blocks); the
+    first to reach it ends the test, about 1.7 s in, as native iperf3 --bidir."""
+    args = ["--bidir", *words, "-b", "20M", "-i", "0"]
+    rc, records, err = pktlab(port, *args)
+    assert rc == 0, (err, records)
+    ours = _result(records)
+    theirs = native(port, *args)["end"]
+    budget = 4 << 20
+    sent, received = ours["sum"]["sender"]["bytes"], ours["sum_reverse"]["receiver"]["bytes"]
+    n_sent = theirs["sum_sent"]["bytes"]
+    n_received = theirs["sum_received_bidir_reverse"]["bytes"]
+    for a, b in ((sent, received), (n_sent, n_received)):  # one reached it, neither far past
+        assert max(a, b) >= budget * 0.99 and a <= budget and b <= budget + BLOCK, (a, b)
+        assert min(a, b) > budget * 0.7  # both ran at once, at the same rate
+    assert ours["seconds"] == pytest.approx(theirs["sum_sent"]["seconds"], rel=0.15)
+    assert ours["seconds"] == pytest.approx(budget * 8 / 20e6, rel=0.15)
+
+
+HEAD_CWND = "[ ID][Role] Interval           Transfer     Bitrate         Retr  Cwnd"
+HEAD_RETR = "[ ID][Role] Interval           Transfer     Bitrate         Retr"
+RATE = r"sec +[\d.]+ [KMG]Bytes +[\d.]+ [KMG]bits/sec"
+TX_LINE = re.compile(r"\[  5\]\[TX-C\]   0\.00-0\.50   " + RATE + r" +\d+ +[\d.]+ [KM]Bytes {7}")
+RX_LINE = re.compile(r"\[  7\]\[RX-C\]   0\.00-0\.50   " + RATE + " {18}")
+TX_SENDER = re.compile(r"\[  5\]\[TX-C\]   0\.00-1\.00   " + RATE + r" +\d+ {13}sender")
+RX_SENDER = re.compile(r"\[  7\]\[RX-C\]   0\.00-1\.00   " + RATE + r" +\d+ {13}sender")
+
+
+def test_bidir_retr_and_cwnd_beside_native(port: int) -> None:  # noqa: F811
+    """--bidir -t 1 -i 0.5 -b 50M, the text: Retr and Cwnd on the TX-C lines, blank on the
+    RX-C ones, Retr on both sender lines (RX-C's the server's), in ours as in native's."""
+    args = ["--bidir", "-t", "1", "-i", "0.5", "-b", "50M"]
+    rc, ours, err = pktlab(port, *args, json_out=False)
+    assert rc == 0, err
+    theirs = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), *args],
+                            capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    for text in (ours, theirs):
+        lines = text.splitlines()
+        assert HEAD_CWND in lines and HEAD_RETR in lines, text
+        assert any(TX_LINE.fullmatch(x) for x in lines), text
+        assert any(RX_LINE.fullmatch(x) for x in lines), text
+        assert any(TX_SENDER.fullmatch(x) for x in lines), text
+        assert any(RX_SENDER.fullmatch(x) for x in lines), text
+
+
+def _plausible(sender: dict[str, Any], intervals: list[dict[str, Any]]) -> None:
+    assert 0 < sender["min_rtt"] <= sender["mean_rtt"] <= sender["max_rtt"] < 1_000_000
+    assert sender["max_snd_cwnd"] >= 10 * 1448 and sender["max_snd_wnd"] > 0
+    assert sender["max_snd_cwnd"] >= max(i["snd_cwnd"] for i in intervals)
+    assert sender["max_rtt"] >= max(i["rtt"] for i in intervals) - 1
+
+
+def test_json_tcp_statistics_beside_native(port: int) -> None:  # noqa: F811
+    """-t 1 -i 0.5 (upload) and --bidir: the sender's -J statistics and each interval's
+    TCP_INFO columns, the keys native fills, the values plausible and the path's MTU
+    the same as native's."""
+    args = ["-t", "1", "-i", "0.5"]
+    rc, records, err = pktlab(port, *args, "--direction", "upload")
+    assert rc == 0, (err, records)
+    theirs = native(port, *args)
+    (s,) = _result(records)["streams"]
+    n_sender = theirs["end"]["streams"][0]["sender"]
+    assert STATS <= set(n_sender) and STATS <= set(s["sender"])
+    ivals = [i["streams"][0] for i in records if i["type"] == "interval"]
+    n_ivals = [i["streams"][0] for i in theirs["intervals"]]
+    assert INTERVAL_TCP <= set(n_ivals[0]) and all(INTERVAL_TCP <= set(i) for i in ivals)
+    assert {i["pmtu"] for i in ivals} == {i["pmtu"] for i in n_ivals}
+    _plausible(s["sender"], ivals)
+    _plausible(n_sender, n_ivals)
+    args = ["--bidir", "-t", "1", "-i", "0.5", "-b", "50M"]
+    rc, records, err = pktlab(port, *args)
+    assert rc == 0, (err, records)
+    theirs = native(port, *args)
+    tx, rx = _result(records)["streams"]
+    n_tx, n_rx = theirs["end"]["streams"]
+    assert STATS <= set(n_tx["sender"]) and STATS <= set(tx["sender"])
+    assert STATS <= set(n_rx["sender"]) and STATS <= set(rx["sender"])
+    ivals = [i for i in records if i["type"] == "interval"]
+    assert all(INTERVAL_TCP <= set(i["streams"][0]) for i in ivals)  # TX-C
+    assert not any(INTERVAL_TCP & set(i["streams"][1]) for i in ivals)  # RX-C, as native
+    assert not INTERVAL_TCP & set(theirs["intervals"][0]["streams"][1])
+    assert all("retransmits" in i["sum"] for i in ivals)  # TX-C's sum, as native's
+    _plausible(tx["sender"], [i["streams"][0] for i in ivals])
+
+
+def _pcap(path: Path) -> list[tuple[int, bytes, int]]:
+    """(protocol, kept bytes, whole length) of each packet of a pcap we wrote."""
+    data = path.read_bytes()
+    out, off = [], 24
+    while off < len(data):
+        _s, _n, incl, orig = struct.unpack_from("<IIII", data, off)
+        pkt = data[off + 16 : off + 16 + incl]
+        out.append((pkt[9], pkt, orig))
+        off += 16 + incl
+    return out
+
+
+def test_pcap_with_the_timed_options(port: int, tmp_path: Path) -> None:  # noqa: F811
+    """--pcap with -R -t 1 -P 2 and with a paced UDP upload: every data packet the
+    endpoint received or sent, cut to 64 bytes of payload, whole lengths in the headers;
+    tcpdump reads the file; the figures as without it."""
+    f = tmp_path / "tcp.pcap"
+    rc, records, err = pktlab(port, "-R", "-t", "1", "-P", "2", "--pcap", str(f))
+    assert rc == 0, (err, records)
+    ours = _result(records)
+    assert abs(1 - ours["mbit_s"] / ours["server_mbit_s"]) < 0.1, ours
+    packets = _pcap(f)
+    syns = [p for proto, p, _ in packets if proto == 6 and p[33] == 0x02]
+    assert len(syns) == 3  # control + 2 streams
+    data = sum(n - 40 for proto, p, n in packets if proto == 6 and len(p) < n)
+    assert data >= ours["sum"]["receiver"]["bytes"]  # and what came after the end
+    assert all(len(p) <= 40 + 64 for proto, p, n in packets if len(p) < n)
+    f = tmp_path / "udp.pcap"
+    rc, records, err = pktlab(port, "-u", "-b", "10M", "-l", "1460", "-t", "1",
+                              "--direction", "upload", "--pcap", str(f))  # fmt: skip
+    assert rc == 0, (err, records)
+    (s,) = _result(records)["streams"]
+    datagrams = [p for proto, p, n in _pcap(f) if proto == 17 and n == 20 + 8 + 1460]
+    assert len(datagrams) >= s["sender"]["packets"] and len(datagrams) <= 900
+    numbers = [struct.unpack_from("!I", p, 36)[0] for p in datagrams]  # iperf3's count
+    assert numbers == list(range(1, len(numbers) + 1))
+    if shutil.which("tcpdump"):
+        got = subprocess.run(["tcpdump", "-nn", "-r", str(f)], capture_output=True,
+                             text=True, timeout=30)  # fmt: skip
+        assert got.returncode == 0 and "UDP, length 1460" in got.stdout, got.stderr
