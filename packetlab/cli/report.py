@@ -104,6 +104,8 @@ class TracerouteReport(_Report):
         self.settled = 0
         # address -> name (None: none) once looked up, when names are shown (not -n)
         self.names: Mapping[str, str | None] | None = None
+        # address -> AS path once looked up, with -A
+        self.as_paths: Mapping[str, str] | None = None
 
     def describe(self) -> str:
         return f"traceroute {self.dst}: {self.settled} probes settled, {super().describe()}"
@@ -122,6 +124,8 @@ class TracerouteReport(_Report):
             obj.update(type="hop", dst=self.dst, src=self.src, tool="packetlab")
             if self.names is not None:
                 obj["name"] = self.names.get(hop.addr) if hop.addr is not None else None
+            if self.as_paths is not None:
+                obj["as_path"] = self.as_paths.get(hop.addr) if hop.addr is not None else None
             self.write(_dumps(obj))
             return
         if self.pending and self.pending[0].ttl != hop.ttl:
@@ -139,6 +143,7 @@ class TracerouteReport(_Report):
                 extensions=self.extensions,
                 back=self.back,
                 tcp_info=self.tcp_info,
+                as_paths=self.as_paths,
             )
             self.write(line)
             self.pending = []

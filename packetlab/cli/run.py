@@ -395,6 +395,24 @@ def _add_traceroute(sub: Any) -> None:
         help="UDP probes to one port (-p, default 53), as traceroute -U (each probe from "
         "its own source port)",
     )
+    proto.add_argument(
+        "-UL",
+        "--UL",
+        dest="protocol",
+        action="store_const",
+        const="udplite",
+        help="UDP-Lite probes to one port (-p, default 53), as traceroute -UL (-O "
+        "coverage=NUM: the checksum coverage [8])",
+    )
+    proto.add_argument(
+        "-D",
+        "--dccp",
+        dest="protocol",
+        action="store_const",
+        const="dccp",
+        help="DCCP-Request probes to one port (-p, default 33434), as traceroute -D (-O "
+        "service=NUM: the service code [1885957735])",
+    )
     tr.add_argument(
         "-t",
         "--tos",
@@ -534,17 +552,26 @@ def _add_traceroute(sub: Any) -> None:
         "`sysctl` (the in-process endpoint's host's net.ipv4.tcp_* settings, also the "
         "default without flags or options; Linux's defaults with --listen); `info` "
         "prints the flags of the target's TCP reply after its address (<syn,ack>, "
-        "<rst,ack>); `reuse` changes nothing here. Comma-separated or repeated",
+        "<rst,ack>); `reuse` changes nothing here. For -UL: `coverage=NUM` (the "
+        "UDP-Lite checksum coverage [8]); for -D: `service=NUM` (the DCCP service code). "
+        "Comma-separated or repeated",
     )
     _version(tr, "traceroute")
     _refuse(tr, (
         (("--fwmark",), "SO_MARK is not a PacketLab socket option", True),
         (("-r",), "SO_DONTROUTE is not a PacketLab socket option", False),
-        (("-A", "--as-path-lookups"), "AS path lookups are not built yet", False),
         (("-M", "--module"), "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris", True),
-        (("-D", "--dccp"), "DCCP probes are not built", False),
         (("-d", "--debug"), "SO_DEBUG is not a PacketLab socket option", False),
     ))  # fmt: skip
+    tr.add_argument(
+        "-A",
+        "--as-path-lookups",
+        dest="as_lookups",
+        action="store_true",
+        help="as traceroute -A: each hop address's AS path, [AS64500], from the whois "
+        "server RA_SERVER (default whois.radb.net) on service RA_SERVICE (default nicname, "
+        "tcp/43), asked from this host (not the endpoint), each address once, 5 s each",
+    )
     tr.add_argument(
         "-e",
         "--extensions",
@@ -925,12 +952,24 @@ def _experiment(
         names = resolver(session) if _names_wanted(args) else None
         report.names = None if names is None else names.names
         shown: Deferred[object] = succeed(None)
+        paths = None
+        if getattr(args, "as_whois", None) is not None and isinstance(report, TracerouteReport):
+            from packetlab.measure.aspath import AsPaths
+
+            paths = AsPaths(session.reactor, *args.as_whois)  # (from this host, as names)
+            report.as_paths = paths.paths
 
         def on_hop(hop: Any) -> None:
-            if names is None:
+            if names is None and paths is None:
                 report.hop(hop)
                 return
-            named = DeferredList([names.lookup(a) for a in addrs_of(hop)])
+            looked: list[Deferred[Any]] = []
+            for a in addrs_of(hop):
+                if names is not None:
+                    looked.append(names.lookup(a))
+                if paths is not None:
+                    looked.append(paths.lookup(a))
+            named = DeferredList(looked)
             shown.addCallback(lambda _: named).addCallback(lambda _: report.hop(hop))
 
         return on_hop, shown
@@ -969,6 +1008,8 @@ def _experiment(
             flow_label=args.flow_label,
             tcp=args.tcp_flavor,
             gateways=args.gateway_addrs,
+            coverage=getattr(args, "coverage", 8),  # (-O's, `module_options`)
+            **({} if getattr(args, "service", None) is None else {"service": args.service}),
         )
         await shown
         return result
@@ -1111,12 +1152,43 @@ def _tcp_word(word: str) -> tuple[str, str | None]:
     return name, None
 
 
+# the one -O word of traceroute's udplite and dccp modules: a number (its CLIF_set_uint:
+# strtoul, any base; at most 32 bits), an abbreviation taken
+MODULE_NUMBER_WORDS = {"udplite": "coverage", "dccp": "service"}
+
+
+def _number_words(args: argparse.Namespace, words: list[str]) -> None:
+    """-O coverage=NUM (-UL) or service=NUM (-D), as traceroute's modules read them; a
+    RunError in traceroute's words for anything else."""
+    want = MODULE_NUMBER_WORDS[args.protocol]
+    for w in words:
+        name, eq, value = w.partition("=")
+        if not name or not want.startswith(name):
+            raise RunError(f"-O {w}: no such option of traceroute's {args.protocol} module")
+        if not eq:
+            raise RunError(f"-O {w}: requires an argument: `{want}=NUM'")
+        try:
+            number = int(value, 0) if value.strip() else -1
+        except ValueError:
+            number = -1
+        if not 0 <= number <= 0xFFFFFFFF:
+            raise RunError(f"Cannot handle `{want}' keyword with arg `{value}'")
+        if want == "coverage":
+            args.coverage = min(number, 0xFFFF)  # (the kernel's limit, as traceroute's)
+        else:
+            args.service = number
+
+
 def module_options(args: argparse.Namespace) -> None:
     """traceroute -O for -T (Butskoy's tcp module), read into ``args.tcp_spec`` (the
     flags, the switches asked, -O mss's value) for `tcp_flavor`, and ``args.tcp_info``.
     RunError (one line) for a word it has not or a bad value."""
     words = [w for opt in args.module_options for w in opt.split(",") if w]
     args.tcp_info, args.tcp_spec = False, None
+    args.coverage, args.service = 8, None  # -UL's and -D's (traceroute's defaults)
+    if args.protocol in MODULE_NUMBER_WORDS:
+        _number_words(args, words)
+        return
     if args.protocol not in ("tcp", "tcp-ack"):
         if words:
             method = {"udp-fixed": "udp (-U)"}.get(args.protocol, args.protocol)
@@ -1209,10 +1281,13 @@ def gateways(words: Sequence[str], dst: Address) -> list[str]:
 
 
 def default_port(protocol: str) -> int:
-    """traceroute's default destination port: 80 for TCP, 53 for -U, 33434 (+n) else."""
+    """traceroute's default destination port: 80 for TCP, 53 for -U and -UL, 33434 (+n)
+    else (-D: 33434 for every probe)."""
     from packetlab.measure.traceroute import TCP_METHODS
 
-    return 80 if protocol in TCP_METHODS else 53 if protocol == "udp-fixed" else 33434
+    if protocol in TCP_METHODS:
+        return 80
+    return 53 if protocol in ("udp-fixed", "udplite") else 33434
 
 
 def traceroute_shape(args: argparse.Namespace) -> tuple[int | None, int]:
@@ -1447,6 +1522,18 @@ async def measure(
         and (args.mtu or args.packetlen or args.tos or args.dont_fragment)
     ):
         raise RunError("--mda sends its own probes: not with PACKETLEN, -t, -F or --mtu")
+    if args.measurement == "traceroute" and args.warts and args.protocol in ("udplite", "dccp"):
+        raise RunError(f"--warts: scamper has no {args.protocol} trace method (-UL, -D)")
+    if args.measurement == "traceroute" and args.mda and args.as_lookups:
+        raise RunError("--mda prints each hop's interfaces: not with -A")
+    args.as_whois = None
+    if args.measurement == "traceroute" and args.as_lookups:
+        from packetlab.measure.aspath import AsLookupError, resolve_server, whois_server
+
+        try:  # (as traceroute's getaddrinfo; its message, exit 2)
+            args.as_whois = resolve_server(*whois_server())
+        except AsLookupError as e:
+            raise RunError(str(e)) from None
     if args.measurement == "traceroute" and args.squeries and (args.sequential or args.pace):
         raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
     args.prespec_addrs = []

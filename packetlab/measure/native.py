@@ -178,6 +178,11 @@ def _note_reply(note: str, v6: bool) -> tuple[str, int | None]:
     m = re.fullmatch(r"!<(\d+)>", note)
     if m:
         return ReplyKind.DEST_UNREACHABLE, int(m.group(1))
+    m = re.fullmatch(r"!<(\d+)-(\d+)>", note)  # an error traceroute has no name for
+    if m:
+        kinds = {3: ReplyKind.TIME_EXCEEDED, 4: ReplyKind.PARAM_PROBLEM} if v6 else {
+            11: ReplyKind.TIME_EXCEEDED, 12: ReplyKind.PARAM_PROBLEM}  # fmt: skip
+        return kinds.get(int(m.group(1)), ReplyKind.DEST_UNREACHABLE), int(m.group(2))
     if note in _NOTE_CODES:
         kind, c4, c6 = _NOTE_CODES[note]
         return kind, c6 if v6 else c4
@@ -249,6 +254,8 @@ def _parse_hop_line(ttl: int, rest: str, dst: str, v6: bool, method: str) -> lis
             i += 1  # the "ms"
         elif tok.startswith("(") and tok.endswith(")"):
             addr = _hop_address(tok[1:-1], ttl)  # "name (addr)" without -n
+        elif tok.startswith("[") and tok.endswith("]"):
+            pass  # -A's AS path
         else:
             try:
                 addr = str(ipaddress.ip_address(tok))

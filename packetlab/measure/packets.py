@@ -28,7 +28,9 @@ AddressLike: TypeAlias = Address | str
 PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
+PROTO_DCCP = 33
 PROTO_ICMPV6 = 58
+PROTO_UDPLITE = 136
 
 ICMP_ECHO_REPLY = 0
 ICMP_DEST_UNREACH = 3
@@ -315,18 +317,66 @@ def skip_ipv6_extensions(data: bytes, next_header: int) -> tuple[int, int, int |
 
 
 def udp_segment(
-    src: AddressLike, dst: AddressLike, sport: int, dport: int, payload: bytes = b""
+    src: AddressLike,
+    dst: AddressLike,
+    sport: int,
+    dport: int,
+    payload: bytes = b"",
+    *,
+    coverage: int | None = None,
 ) -> bytes:
-    """A UDP header plus payload, with the pseudo-header checksum for IPv4 or IPv6."""
+    """A UDP header plus payload, with the pseudo-header checksum for IPv4 or IPv6.
+
+    With `coverage` a UDP-Lite datagram (RFC 3828) instead, as Linux sends one whose
+    socket has UDPLITE_SEND_CSCOV = `coverage` (traceroute -UL -O coverage=NUM): less
+    than 8 is 8; the checksum covers the first `coverage` bytes, the header's Checksum
+    Coverage field says so, and when it reaches the end of the datagram the field is the
+    whole length (the pseudo-header always carries the whole length)."""
     s, d = as_address(src), as_address(dst)
     _check_range("sport", sport, 16)
     _check_range("dport", dport, 16)
     length = 8 + len(payload)
     if length > 0xFFFF:
         raise ValueError(f"UDP datagram of {length} bytes does not fit the 16-bit length")
-    segment = _UDP.pack(sport, dport, length, 0) + payload
-    csum = transport_checksum(s, d, PROTO_UDP, segment)
-    return _UDP.pack(sport, dport, length, csum) + payload
+    if coverage is None:
+        segment = _UDP.pack(sport, dport, length, 0) + payload
+        csum = transport_checksum(s, d, PROTO_UDP, segment)
+        return _UDP.pack(sport, dport, length, csum) + payload
+    if coverage < 0:
+        raise ValueError(f"UDP-Lite coverage must be 0 or more, not {coverage}")
+    cover = min(max(coverage, 8), length)
+    segment = _UDP.pack(sport, dport, cover, 0) + payload
+    csum = inet_checksum(pseudo_header(s, d, PROTO_UDPLITE, length) + segment[:cover])
+    return _UDP.pack(sport, dport, cover, csum or 0xFFFF) + payload
+
+
+DCCP_REQUEST = 0
+DCCP_RESPONSE = 1
+DCCP_RESET = 7
+# Butskoy traceroute's DCCP service code ("ping" in ASCII)
+DCCP_SERVICE_CODE = 1885957735
+
+
+def dccp_request(
+    src: AddressLike,
+    dst: AddressLike,
+    sport: int,
+    dport: int,
+    seq: int,
+    service: int = DCCP_SERVICE_CODE,
+) -> bytes:
+    """A DCCP-Request (RFC 4340 §5.1, 5.5) as traceroute's dccp module builds it: 48-bit
+    sequence number `seq` (X = 1), no options, no data (20 bytes, Data Offset 5), CCVal
+    and CsCov 0 (the checksum covers it all), the service code `service`."""
+    s, d = as_address(src), as_address(dst)
+    _check_range("sport", sport, 16)
+    _check_range("dport", dport, 16)
+    _check_range("seq", seq, 48)
+    _check_range("service", service, 32)
+    tail = struct.pack("!BBHIL", DCCP_REQUEST << 1 | 1, 0, seq >> 32, seq & 0xFFFFFFFF, service)
+    head = struct.pack("!HHBB", sport, dport, 5, 0)
+    csum = inet_checksum(pseudo_header(s, d, PROTO_DCCP, 20) + head + b"\0\0" + tail)
+    return head + struct.pack("!H", csum) + tail
 
 
 def icmp_echo(ident: int, seq: int, payload: bytes = b"") -> bytes:

@@ -7,6 +7,9 @@ be matched to the probe that caused it, whatever order replies arrive in:
   ``base_port + index`` (33434 + n by default, like Butskoy's traceroute and classic
   traceroute). ICMP errors quote the IP header and at least the first 8 bytes of UDP, so
   both ports come back.
+* UDP-Lite (traceroute -UL) and DCCP Requests (traceroute -D): as traceroute -U, one
+  destination port and each probe its own source port; errors quote both ports, and the
+  target's DCCP Reset or Response carries them swapped.
 * ICMP(v6) echo (ping, ICMP traceroute): identifier = measurement, sequence = index. Echo
   replies carry both, and ICMP errors quote them.
 * TCP SYN: source port = measurement, sequence number = index (the destination port is
@@ -39,13 +42,16 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from packetlab.measure.packets import (
+    DCCP_SERVICE_CODE,
     ICMP6_ECHO,
     ICMP_ECHO,
     IP_DF,
+    PROTO_DCCP,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
     PROTO_UDP,
+    PROTO_UDPLITE,
     TCP_ACK,
     TCP_FIN,
     TCP_SYN,
@@ -53,6 +59,7 @@ from packetlab.measure.packets import (
     AddressLike,
     ParseError,
     as_address,
+    dccp_request,
     fragment,
     icmp_echo,
     icmpv6_echo,
@@ -170,15 +177,18 @@ def udp_probe(
     tos: int = 0,
     flow_label: int = 0,
     dont_fragment: bool = False,
+    coverage: int | None = None,
 ) -> Probe:
-    """A UDP datagram in an IPv4/IPv6 packet; matched by (dst, sport, dport)."""
+    """A UDP datagram in an IPv4/IPv6 packet; matched by (dst, sport, dport). With
+    `coverage` a UDP-Lite one (traceroute -UL; `udp_segment`), matched the same way."""
     s, d = _addresses(src, dst, need_src=True)
     ident = _ip_id(ip_id, d.version)
-    segment = udp_segment(s, d, sport, dport, payload)
+    segment = udp_segment(s, d, sport, dport, payload, coverage=coverage)
+    proto = PROTO_UDP if coverage is None else PROTO_UDPLITE
     packet = ip_packet(
         s,
         d,
-        PROTO_UDP,
+        proto,
         segment,
         ttl=ttl,
         tos=tos,
@@ -186,7 +196,43 @@ def udp_probe(
         flags=IP_DF if dont_fragment else 0,
         flow_label=flow_label,
     )
-    return Probe(packet, ProbeKey(PROTO_UDP, d, sport, dport), s, d, ttl, ident)
+    return Probe(packet, ProbeKey(proto, d, sport, dport), s, d, ttl, ident)
+
+
+def dccp_probe(
+    src: AddressLike,
+    dst: AddressLike,
+    *,
+    sport: int,
+    dport: int,
+    ttl: int = 64,
+    seq: int | None = None,
+    service: int = DCCP_SERVICE_CODE,
+    ip_id: int | None = None,
+    tos: int = 0,
+    flow_label: int = 0,
+    dont_fragment: bool = False,
+) -> Probe:
+    """A DCCP-Request as traceroute -D sends it (`dccp_request`; the sequence number
+    random, in 32 bits, as its `random_seq`); matched by (dst, sport, dport): ICMP errors
+    quote the ports, and the target's Reset or Response carries them swapped."""
+    s, d = _addresses(src, dst, need_src=True)
+    ident = _ip_id(ip_id, d.version)
+    if seq is None:
+        seq = random.getrandbits(32)
+    segment = dccp_request(s, d, sport, dport, seq, service)
+    packet = ip_packet(
+        s,
+        d,
+        PROTO_DCCP,
+        segment,
+        ttl=ttl,
+        tos=tos,
+        ident=ident or 0,
+        flags=IP_DF if dont_fragment else 0,
+        flow_label=flow_label,
+    )
+    return Probe(packet, ProbeKey(PROTO_DCCP, d, sport, dport), s, d, ttl, ident)
 
 
 def traceroute_probe(
@@ -543,13 +589,13 @@ def probe_key(packet: bytes) -> ProbeKey:
 
     Needs the IP header and the first 8 bytes of the transport header, which is what an
     ICMPv4 error is required to quote (RFC 792). Raises ParseError for anything that is not
-    a UDP, TCP or echo-request packet. (A Paris UDP probe's key also has its checksum, in
-    ``seq``: see `quoted_checksum`.)
+    a UDP, UDP-Lite, DCCP, TCP or echo-request packet. (A Paris UDP probe's key also has
+    its checksum, in ``seq``: see `quoted_checksum`.)
     """
     proto, dst, head = _quoted_transport(packet)
-    if proto == PROTO_UDP:
+    if proto in (PROTO_UDP, PROTO_UDPLITE, PROTO_DCCP):  # the ports first, as UDP's
         sport, dport = struct.unpack_from("!HH", head)
-        return ProbeKey(PROTO_UDP, dst, sport, dport)
+        return ProbeKey(proto, dst, sport, dport)
     if proto == PROTO_TCP:
         sport, dport, seq = struct.unpack_from("!HHI", head)
         return ProbeKey(PROTO_TCP, dst, sport, dport, seq)
@@ -559,7 +605,9 @@ def probe_key(packet: bytes) -> ProbeKey:
             raise ParseError(f"ICMP type {head[0]} is not an echo request")
         ident, seq = struct.unpack_from("!HH", head, 4)
         return ProbeKey(proto, dst, ident, 0, seq)
-    raise ParseError(f"IP protocol {proto} is not a probe protocol (UDP, TCP, ICMP echo)")
+    raise ParseError(
+        f"IP protocol {proto} is not a probe protocol (UDP, UDP-Lite, DCCP, TCP, ICMP echo)"
+    )
 
 
 @dataclass(slots=True)

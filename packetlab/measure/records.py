@@ -267,13 +267,28 @@ _V4_UNREACH_NOTE |= {11: "!N", 12: "!H", 13: "!X", 14: "!V", 15: "!C"}
 _V6_UNREACH_NOTE = {0: "!N", 1: "!X", 2: "!S", 3: "!H", 5: "!X", 6: "!X"}
 
 
+def _other_error(hop: Hop, version: int) -> str | None:
+    """traceroute's ``!<TYPE-CODE>`` for an ICMP error other than time exceeded in
+    transit and destination unreachable (a parameter problem: a target without DCCP
+    answers IPv6 probes so; a reassembly time exceeded); None for those two."""
+    code = hop.code or 0
+    if hop.reply_type == ReplyKind.PARAM_PROBLEM:
+        return f"!<{12 if version == 4 else 4}-{code}>"
+    if hop.reply_type == ReplyKind.TIME_EXCEEDED and code:
+        return f"!<{11 if version == 4 else 3}-{code}>"
+    return None
+
+
 def hop_annotation(hop: Hop, *, version: int | None = None) -> str:
     """The ``!X`` note traceroute prints after an RTT ('' for none)."""
     if hop.reply_type == ReplyKind.PACKET_TOO_BIG:
         return f"!F-{hop.next_mtu}" if hop.next_mtu else "!F"
+    v = version or (6 if hop.addr and ":" in hop.addr else 4)
+    other = _other_error(hop, v)
+    if other is not None:  # (traceroute's `!<TYPE-CODE>` for an error it has no name for)
+        return other
     if hop.reply_type != ReplyKind.DEST_UNREACHABLE or hop.code is None:
         return ""
-    v = version or (6 if hop.addr and ":" in hop.addr else 4)
     if v == 4:
         if hop.code == ICMP_PORT_UNREACH:
             return ""
@@ -319,9 +334,11 @@ def traceroute_line(
     extensions: bool = False,
     back: bool = False,
     tcp_info: bool = False,
+    as_paths: Mapping[str, str] | None = None,
 ) -> str:
     """One TTL's line like Butskoy's ``traceroute -n`` (no newline); with `names` (address
     -> PTR name or None) like plain ``traceroute``: ``name (addr)``, ``addr (addr)``.
+    `as_paths` (address -> AS path): as traceroute -A, ``[AS64500]`` after the address.
     `extensions`: as traceroute -e, ``<MPLS:...>`` after the address; `back`: as
     traceroute --back, ``'-N'`` after it when the way back is N hops, not `ttl`. The
     address is shown again when it, its extensions (-e) or its way back (--back) differ
@@ -342,6 +359,8 @@ def traceroute_line(
                 line += f" {hop.addr}"
             else:
                 line += f" {names.get(hop.addr) or hop.addr} ({hop.addr})"
+            if as_paths is not None:
+                line += f" [{as_paths.get(hop.addr, '*')}]"
             if ext is not None:
                 line += f" <{ext}>"
             if back and hop.reply_ttl:

@@ -31,6 +31,7 @@ from packetlab.measure.packets import (
     ICMP_TIME_EXCEEDED,
     IPV4_HEADER_LEN,
     IPV6_HEADER_LEN,
+    PROTO_DCCP,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
@@ -67,6 +68,7 @@ class ReplyKind(enum.StrEnum):
     ECHO_REPLY = "echo-reply"
     TCP_SYNACK = "tcp-synack"
     TCP_RST = "tcp-rst"
+    DCCP = "dccp"  # the target's DCCP packet (a Reset, or a Response) to a DCCP-Request
 
 
 _ICMP4_ERRORS = {
@@ -120,7 +122,12 @@ class Reply:
         Port unreachable (UDP probes), echo reply, or TCP SYN-ACK/RST; also any reply whose
         source is the probe's destination.
         """
-        if self.kind in (ReplyKind.ECHO_REPLY, ReplyKind.TCP_SYNACK, ReplyKind.TCP_RST):
+        if self.kind in (
+            ReplyKind.ECHO_REPLY,
+            ReplyKind.TCP_SYNACK,
+            ReplyKind.TCP_RST,
+            ReplyKind.DCCP,
+        ):
             return True
         if self.kind is ReplyKind.DEST_UNREACHABLE:
             port = ICMP_PORT_UNREACH if self.src.version == 4 else ICMP6_PORT_UNREACH
@@ -174,7 +181,9 @@ def _parse_v4(data: bytes, verify: bool) -> Reply:
         if verify and whole:
             _verify_transport(ip.src, ip.dst, PROTO_TCP, body, ip.payload_length)
         return reply
-    raise NotAReply(f"IPv4 protocol {ip.proto} is not ICMP or TCP")
+    if ip.proto == PROTO_DCCP:
+        return _parse_dccp(body, ip.src, ip.dst, ip.ttl, ip.total_length, ip.ident)
+    raise NotAReply(f"IPv4 protocol {ip.proto} is not ICMP, TCP or DCCP")
 
 
 def _parse_v6(data: bytes, verify: bool) -> Reply:
@@ -188,8 +197,10 @@ def _parse_v6(data: bytes, verify: bool) -> Reply:
         reply = _parse_icmp(body, ip.src, ip.dst, ip.hop_limit, ip.total_length, None, v6=True)
     elif proto == PROTO_TCP:
         reply = _parse_tcp(body, ip.src, ip.dst, ip.hop_limit, ip.total_length, None)
+    elif proto == PROTO_DCCP:
+        return _parse_dccp(body, ip.src, ip.dst, ip.hop_limit, ip.total_length, None)
     else:
-        raise NotAReply(f"IPv6 next header {proto} is not ICMPv6 or TCP")
+        raise NotAReply(f"IPv6 next header {proto} is not ICMPv6, TCP or DCCP")
     if verify:
         _verify_transport(ip.src, ip.dst, proto, body, full)
     return reply
@@ -261,6 +272,19 @@ def _parse_icmp(
         quoted_sum=quoted_sum,
         extension=extension,
     )
+
+
+def _parse_dccp(
+    body: bytes, src: Address, dst: Address, ttl: int, size: int, ip_id: int | None
+) -> Reply:
+    """The target's DCCP packet, read as traceroute's dccp module reads it: any packet of
+    8 bytes or more whose ports, swapped, are a probe's (the half-open technique: a
+    closed port answers Reset, an open one Response)."""
+    if len(body) < 8:
+        raise ParseError(f"DCCP header truncated to {len(body)} bytes (need 8)")
+    sport, dport = struct.unpack_from("!HH", body)
+    key = ProbeKey(PROTO_DCCP, src, dport, sport)
+    return Reply(ReplyKind.DCCP, src, dst, key, ttl, size, ip_id=ip_id)
 
 
 def _parse_tcp(

@@ -42,7 +42,12 @@ from packetlab.measure.capture import (
     pick_source,
 )
 from packetlab.measure.flight import GRACE_S, Waker
-from packetlab.measure.packets import TCP_ACK, loose_source_route, with_ip_options
+from packetlab.measure.packets import (
+    DCCP_SERVICE_CODE,
+    TCP_ACK,
+    loose_source_route,
+    with_ip_options,
+)
 from packetlab.measure.probes import (
     BARE_ACK,
     LINUX_SYN,
@@ -52,6 +57,7 @@ from packetlab.measure.probes import (
     ProbeKey,
     ProbeTable,
     TcpFlavor,
+    dccp_probe,
     echo_probe,
     fragmented,
     paris_echo_probe,
@@ -82,21 +88,32 @@ PACED_LEAD_S = 0.05  # paced: the first probe leaves this long after the clock w
 
 def _ends_trace(reply: Reply) -> bool:
     # The destination answered (port unreachable), or a router says it cannot get there
-    # (!H, !N, !X..., or ICMPv6 "packet too big": !F): further TTLs would only repeat that.
-    return reply.from_destination or reply.kind in (
-        ReplyKind.DEST_UNREACHABLE,
-        ReplyKind.PACKET_TOO_BIG,
+    # (!H, !N, !X..., or ICMPv6 "packet too big": !F), or any other error but a time
+    # exceeded in transit (traceroute's final `!<TYPE-CODE>`, e.g. a parameter
+    # problem): further TTLs would only repeat that.
+    return (
+        reply.from_destination
+        or reply.kind
+        in (ReplyKind.DEST_UNREACHABLE, ReplyKind.PACKET_TOO_BIG, ReplyKind.PARAM_PROBLEM)
+        or (reply.kind is ReplyKind.TIME_EXCEEDED and bool(reply.icmp_code))
     )
 
 
 HopCallback = Callable[[Hop], object]
 # scamper's method names. TCP probes are one flow already (fixed ports; the index is in
 # the sequence number), so TCP is Paris too, like scamper's and tcptraceroute's.
-# "udp-fixed" is Butskoy's -U: UDP to one port (53), the probe index in the source port.
-METHODS = ("udp", "icmp", "tcp", "tcp-ack", "udp-paris", "icmp-paris", "udp-fixed")
+# "udp-fixed" is Butskoy's -U: UDP to one port (53), the probe index in the source port;
+# "udplite" its -UL (the same with UDP-Lite) and "dccp" its -D (DCCP-Requests to one port,
+# 33434, the index in the source port too).
+METHODS = (
+    "udp", "icmp", "tcp", "tcp-ack", "udp-paris", "icmp-paris", "udp-fixed", "udplite", "dccp",
+)  # fmt: skip
 PARIS = {"udp": "udp-paris", "icmp": "icmp-paris", "tcp": "tcp", "tcp-ack": "tcp-ack"}
 TCP_METHODS = ("tcp", "tcp-ack")
 MAX_PACKET_LEN = 65000  # Butskoy's largest packetlen
+# methods whose probes are their headers whatever packetlen says (as traceroute's)
+FIXED_LENGTH = ("tcp", "tcp-ack", "dccp")
+DCCP_REQUEST_LEN = 20  # traceroute -D: the generic header, 48-bit sequence, service code
 
 
 def probe_headers(
@@ -107,6 +124,8 @@ def probe_headers(
     options (-g): the least a packet can be (traceroute's packetlen is raised to it)."""
     if method in TCP_METHODS:
         transport = (tcp or (LINUX_SYN if method == "tcp" else BARE_ACK)).length
+    elif method == "dccp":
+        transport = DCCP_REQUEST_LEN
     else:
         transport = 8
     return (20 + ip_options if version == 4 else 40) + transport
@@ -121,10 +140,10 @@ def probe_length(
 ) -> int:
     """The IP length of the probes for traceroute's `packetlen` (None: Butskoy's default,
     32 bytes of payload): raised to the headers (and 2 payload bytes for the Paris
-    methods, which steer their checksums with them); TCP probes are always their headers,
-    as traceroute -T's."""
+    methods, which steer their checksums with them); TCP and DCCP probes are always their
+    headers, as traceroute -T's and -D's."""
     headers = probe_headers(method, version, tcp, ip_options)
-    if method in TCP_METHODS:
+    if method in FIXED_LENGTH:
         return headers
     if packetlen is None:
         return headers + len(TRACEROUTE_PAYLOAD)
@@ -144,6 +163,8 @@ class ProbeShape:
     tcp: TcpFlavor | None = None  # -T's flags and options (-O); None: the method's own
     # -g over IPv4: the first gateway (the packets' destination) and the IP options
     route: tuple[Address, bytes] | None = None
+    coverage: int = 8  # -UL's checksum coverage (-O coverage=NUM; traceroute's default)
+    service: int = DCCP_SERVICE_CODE  # -D's service code (-O service=NUM)
 
 
 def _probe(
@@ -177,7 +198,7 @@ def _plain_probe(
 ) -> Probe:
     payload = TRACEROUTE_PAYLOAD
     extra = len(shape.route[1]) if shape.route is not None else 0
-    if shape.length is not None and method not in TCP_METHODS:
+    if shape.length is not None and method not in FIXED_LENGTH:
         payload = traceroute_payload(
             shape.length - probe_headers(method, dst.version, ip_options=extra)
         )
@@ -197,10 +218,16 @@ def _plain_probe(
         return paris_udp_probe(
             src, dst, ttl, sport=sport, dport=port, index=i, payload=payload, **kw
         )
-    if method == "udp-fixed":  # one destination port; each probe its own source port
+    if method in ("udp-fixed", "udplite"):  # one destination port; each its own source port
+        lite = shape.coverage if method == "udplite" else None
         return udp_probe(
             src, dst, sport=(sport - 1 + i) % 0xFFFF + 1, dport=port, ttl=ttl, payload=payload,
-            **kw,
+            coverage=lite, **kw,
+        )  # fmt: skip
+    if method == "dccp":  # as -U: each probe its own source port
+        return dccp_probe(
+            src, dst, sport=(sport - 1 + i) % 0xFFFF + 1, dport=port, ttl=ttl,
+            service=shape.service, **kw,
         )  # fmt: skip
     return traceroute_probe(
         src, dst, ttl, sport=sport, index=i, base_port=port, payload=payload, **kw
@@ -660,6 +687,8 @@ async def traceroute(
     flow_label: int = 0,
     tcp: TcpFlavor | None = None,
     gateways: Sequence[str | Address] = (),
+    coverage: int = 8,
+    service: int = DCCP_SERVICE_CODE,
 ) -> TracerouteResult:
     """Trace the path to `dst` from the endpoint: one UDP probe per TTL, each answered
     within `wait` seconds or recorded as `Hop.timeout`. Stops at the destination (or a
@@ -711,6 +740,13 @@ async def traceroute(
     -T -O, `TcpFlavor`; default Linux's SYN as traceroute -T sends it, or a bare ACK for
     "tcp-ack"). `gateways` (traceroute -g, IPv4, at most 8): the probes go to the first
     with a loose source route through the others to `dst`, as Butskoy's.
+
+    "udplite" is traceroute -UL: "udp-fixed" with UDP-Lite datagrams whose checksum covers
+    `coverage` bytes (-O coverage=NUM: less than 8 is 8, past the end the whole datagram,
+    as Linux sends them). "dccp" is traceroute -D: DCCP-Requests (service code `service`,
+    -O service=NUM) to the one port `base_port` (traceroute's 33434), probe n from source
+    port `sport + n`; 40 (IPv6: 60) bytes whatever `packetlen`; the target's Reset (closed
+    port) or Response (open) is its answer, as the ICMP errors of the routers on the way.
     """
     target = as_target(dst)
     if not 1 <= first_ttl <= max_ttl <= 255:
@@ -741,6 +777,10 @@ async def traceroute(
         raise ValueError(f"fragment_mtu must be 68..65535, got {fragment_mtu}")
     if any(not 68 <= m <= 0xFFFF for m in mtu_hints):
         raise ValueError(f"mtu_hints must be 68..65535, got {tuple(mtu_hints)}")
+    if not 0 <= coverage <= 0xFFFF:
+        raise ValueError(f"coverage must be 0..65535, got {coverage}")
+    if not 0 <= service <= 0xFFFFFFFF:
+        raise ValueError(f"service must be 0..4294967295, got {service}")
     if tcp is not None and method not in TCP_METHODS:
         raise ValueError(f"tcp flags and options are for tcp probes, not {method}")
     route = None
@@ -762,7 +802,7 @@ async def traceroute(
     length = probe_length(method, target.version, packetlen, tcp, extra)
     shape = ProbeShape(
         None if packetlen is None else length, tos, dont_fragment or mtu_discovery, flow_label,
-        tcp, route,
+        tcp, route, coverage, service,
     )  # fmt: skip
 
     def adopt(reply: Reply) -> Reply:
@@ -778,6 +818,9 @@ async def traceroute(
     expression = None
     if method in TCP_METHODS:  # the target's SYN-ACK or RST as well as the routers' ICMP
         expression = f"{CAPTURE_FILTERS[target.version]} or (tcp and src host {target})"
+    elif method == "dccp":  # the target's Reset or Response
+        ip = "ip" if target.version == 4 else "ip6"
+        expression = f"{CAPTURE_FILTERS[target.version]} or ({ip} proto 33 and src host {target})"
     cap = await open_capture(session, target, src=source, duration_s=budget, expression=expression)
     try:
         ttls = [ttl for ttl in range(first_ttl, max_ttl + 1) for _ in range(queries)]

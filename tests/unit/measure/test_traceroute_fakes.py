@@ -27,6 +27,7 @@ from ctl_fakes import FakeEndpoint, Rig
 from packetlab.endpoint.config import parse_config
 from packetlab.endpoint.memory import system_image
 from packetlab.measure.packets import (
+    PROTO_DCCP,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
@@ -73,6 +74,7 @@ class RawFakeEndpoint(FakeEndpoint):
         self.ncap_status = 0
         self.nsend_errid: int | None = None  # ntag error for every raw send
         self.unreachable_at: dict[int, int] = {}  # ttl -> ICMP code from that router
+        self.dccp_reset = True  # the target answers DCCP-Requests with a Reset (else !P)
 
     def handle(self, msg: Any) -> None:
         if isinstance(msg, Ncap):
@@ -140,6 +142,12 @@ class RawFakeEndpoint(FakeEndpoint):
             ack = (seq + 1) & 0xFFFFFFFF
             seg = tcp_segment(target, src, dport, sport, seq=7, ack=ack, flags=flags)
             return [(self.delay(ttl), ip_packet(target, src, PROTO_TCP, seg, ttl=63))]
+        if proto == PROTO_DCCP and hop == target and self.dccp_reset:  # closed port: Reset
+            hdr = 40 if v6 else 20
+            sport, dport = struct.unpack_from("!HH", probe, hdr)
+            reset = struct.pack("!HHBBHBBHIHHIBBBB", dport, sport, 7, 0, 0, 7 << 1 | 1, 0, 0, 1,
+                                0, 0, 0, 3, 0, 0, 0)  # fmt: skip
+            return [(self.delay(ttl), ip_packet(target, src, PROTO_DCCP, reset, ttl=63))]
         if proto in (PROTO_ICMP, PROTO_ICMPV6):  # echo request: answer from the target
             hdr = 40 if v6 else 20
             echo = bytearray(probe[hdr:])
@@ -148,6 +156,8 @@ class RawFakeEndpoint(FakeEndpoint):
             return [(late, icmp_packet(target, src, echo[0], 0, bytes(echo[4:8]), bytes(echo[8:])))]
         if ttl in self.unreachable_at:
             kind, code = (1 if v6 else 3), self.unreachable_at[ttl]
+        elif hop == target and proto == PROTO_DCCP:  # no DCCP there: protocol unreachable
+            kind, code = (4, 1) if v6 else (3, 2)
         elif hop == target:
             kind, code = (1, 4) if v6 else (3, 3)
         else:
