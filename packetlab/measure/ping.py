@@ -401,7 +401,13 @@ class _PingRun:
             self.learnt_ns = recv_ns
         if not self.fragments_ok:  # -M do: an error, as ping's; the later ones local errors
             self.local_mtu = min(self.local_mtu or mtu, mtu)
-            return False
+            if learnt is None or sent is None or sent < learnt:
+                return False
+            # Queued before the first one came, sent after it: ping's kernel, knowing the
+            # MTU by then, would have refused it (on a loaded host the answer can take
+            # longer than the AHEAD_S a request is queued early).
+            self._local_error(seq, sent)
+            return True
         self.fragment_mtu = min(self.fragment_mtu or mtu, mtu)
         for waiting in sorted(self.parked):  # refused before this came: again, smaller
             self.parked.discard(waiting)
@@ -487,6 +493,7 @@ class _PingRun:
             self.due_ns[seq] = start + int(at * 1e9)
             p = self._request(seq)
             if self.local_mtu is not None and len(p.packet) > self.local_mtu:
+                self.queued = seq
                 self._local_error(seq, start + int(at * 1e9))
                 continue
             self.table.add(p.key, seq)
@@ -502,13 +509,14 @@ class _PingRun:
         than it (`local error: message too long, mtu=N`: counted, not sent). The
         endpoint's kernel would send it (a raw packet is not held to path MTUs), so the
         controller refuses it, as ping's would."""
-        self.queued = seq
         self.errors[seq] = e = PingError(
             seq, str(self.cap.src), LOCAL_ERROR, 0, 0, mtu=self.local_mtu, probe_send_ns=at_ns
         )
         self.settled.add(seq)
+        self.open.pop(seq, None)
         if self.on_error is not None:
             self.on_error(e)
+        self.waker.poke()
 
     def _request(self, seq: int) -> Probe:
         """Echo request `seq`: with DF (IPv4) as ping's (Linux's path MTU discovery), or,

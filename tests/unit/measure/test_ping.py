@@ -351,6 +351,21 @@ def test_pmtudisc_do_never_fragments_a_frag_needed_is_an_error_each_time() -> No
     assert [len(m.data) for m in rig.endpoint.raw_sends] == [1428]
 
 
+def test_pmtudisc_do_a_request_sent_after_the_mtu_was_learnt_is_a_local_error() -> None:
+    """-M do at -i 0.2: the second request is queued (AHEAD_S early) before the first one's
+    "Frag needed" comes, and leaves after it. ping's kernel would have refused it by then:
+    a local error, not a second "Frag needed" (what a loaded CI host printed)."""
+    rig = RawRig([R14, R24, TG4])
+    narrow_link(rig, 1500, 1400)
+    result = rig.run(
+        ping(rig.session, TG4, count=3, interval=0.2, size=1400, pmtudisc="do",
+             fragment_mtu=1500)
+    )  # fmt: skip
+    assert [e.reply_type for e in result.errors] == ["dest-unreachable"] + ["local-error"] * 2
+    assert [len(m.data) for m in rig.endpoint.raw_sends] == [1428, 1428]  # the 2nd had left
+    assert result.sent == 3 and result.received == 0
+
+
 def test_preload_sends_the_first_requests_at_once_as_ping_l() -> None:
     rig = RawRig([TG4])
     result = rig.run(ping(rig.session, TG4, count=5, interval=1.0, preload=3))
