@@ -48,6 +48,7 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Mapping, Sequence
 
 _ICMP_ECHO, _ICMP_REPLY, _ICMP_UNREACH, _PORT_UNREACH, _ICMP_TIMXCEED = 8, 0, 3, 3, 11
 _TCP_SYN, _TCP_RST, _TCP_ACK = 0x02, 0x04, 0x10
@@ -88,7 +89,7 @@ def answer(
     counters: dict[bytes, Counter],
     methods: dict[bytes, set[str]],
     udp_port: int,
-    expire: dict[bytes, tuple[bytes, ...]] | None = None,
+    expire: Mapping[bytes, Sequence[bytes]] | None = None,
 ) -> bytes | None:
     """The reply to an IPv4 probe for one of our addresses by a method its group answers
     (echo reply, RST to a bare ACK, port unreachable to `udp_port`), or to an echo
