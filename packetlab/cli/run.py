@@ -61,6 +61,7 @@ examples:
   pktlab run traceroute --json 10.77.3.2          # one JSON object per probe
   pktlab run traceroute -n --mda 10.77.6.2        # every interface of every hop
   pktlab run traceroute -n --mda-lite -Q 500 10.77.6.2   # MDA-Lite, 500 probes at most
+  pktlab run traceroute -n --mda-lite --multilevel 10.77.6.2   # and each hop's routers
   pktlab run traceroute --listen 127.0.0.1:20556 192.0.2.1    # TLS, ~/.pktlab (pktlab init)
       # then: twistd -n pktendpoint -c ~/.pktlab/endpt.conf --transproto raw,tcp,udp \\
       #           --ipv4 SRC 127.0.0.1:20556      (SRC: the endpoint's address to send from)

@@ -190,7 +190,8 @@ async def resolve_routers(
     if not 1 <= rounds <= 10 or not 3 <= samples <= 100:
         raise ValueError(f"need 1 <= rounds <= 10 and 3 <= samples <= 100, got {rounds}, {samples}")
     hops, via, te_ttl = alias_candidates(result, per_hop)
-    targets = sorted({a for addrs in hops.values() for a in addrs})
+    # (IPv6 has no IP-ID in its base header: its interfaces stay unresolved, unprobed)
+    targets = sorted({a for addrs in hops.values() for a in addrs if ":" not in a})
     if not targets:
         return MultilevelResult(tuple(group_routers(hops, [])), rounds, 0)
     runs: list[ProbeRun] = []
