@@ -9,12 +9,14 @@ import os
 import re
 import sys
 from typing import IO, Any
+from urllib.parse import quote
 
 from packetlab.cli import pcapout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
 MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not imported here)
+PARALLEL_MAX, PARALLEL_LIMIT = 50, 300  # curl's --parallel-max default and its largest
 
 EPILOG = """\
 examples:
@@ -109,6 +111,32 @@ def configure(p: argparse.ArgumentParser) -> None:
     ):  # fmt: skip
         p.add_argument(*flag, action=_DataAction, dest="data", kind=kind, metavar="DATA",
                        help=what)  # fmt: skip
+    p.add_argument(
+        "-F", "--form", action="append", default=[], metavar="NAME=VALUE",
+        help="a multipart/form-data POST part, as curl -F: NAME=VALUE, NAME=@FILE (a file "
+        "part), NAME=<FILE (its content as the value); ;type=T and ;filename=F after it",
+    )  # fmt: skip
+    p.add_argument(
+        "-T", "--upload-file", action="append", default=[], metavar="FILE",
+        help="PUT FILE to the URL (the first -T for the first URL, and so on; - is stdin, "
+        "sent chunked); a URL ending in / gets the file name appended, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "-Z", "--parallel", action="store_true",
+        help="fetch the URLs at the same time (at most --parallel-max), as curl -Z: each "
+        "row when its URL ends",
+    )  # fmt: skip
+    p.add_argument(
+        "--parallel-immediate", action="store_true",
+        help="with -Z: a new connection for each transfer at once, not waiting for a "
+        "first connection to the origin (to multiplex over HTTP/2, or reuse over "
+        "HTTP/1.1), as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "--parallel-max", type=int, default=PARALLEL_MAX, metavar="N",
+        help=f"with -Z: at most N transfers at once, 1..{PARALLEL_LIMIT} "
+        f"[default: {PARALLEL_MAX}, as curl]",
+    )  # fmt: skip
     p.add_argument("-I", "--head", action="store_true", help="HEAD request (headers only)")
     ver = p.add_mutually_exclusive_group()
     ver.add_argument(
@@ -469,11 +497,68 @@ def _check_output(path: str, option: str = "--output") -> None:
         raise RunError(f"{option} {path}: permission denied")
 
 
+def upload_url(url: str, path: str) -> str:
+    """curl -T: a URL without a file name (its path empty or ending in /) gets the
+    file's name appended (not for stdin)."""
+    if path == "-":
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    host, slash, tail = rest.partition("/")
+    where, q, query = tail.partition("?")
+    if slash and where and not where.endswith("/"):
+        return url
+    name = quote(os.path.basename(path))
+    return f"{scheme}{sep}{host}/{where}{name}{q}{query}"
+
+
+def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], list[Any]]:
+    """-F's parts and -T's uploads (files looked at now: a missing or unreadable one is
+    a one-line error before anything is sent), checked against -d, -I and -G as curl."""
+    from packetlab.measure.upload import UploadError, file_upload, parse_form
+
+    try:
+        forms = [parse_form(f) for f in args.form]
+        uploads = [file_upload(f) for f in args.upload_file]
+    except UploadError as e:
+        option = "-F/--form" if str(e).startswith("-F") else "-T/--upload-file"
+        raise RunError(str(e) if str(e).startswith("-F") else f"{option} {e}") from None
+    given = [o for o, v in (("-d/--data", data is not None), ("-F/--form", forms),
+                            ("-T/--upload-file", uploads)) if v]  # fmt: skip
+    if len(given) > 1:  # curl: "You can only select one HTTP request method!" (2)
+        raise RunError(f"{' and '.join(given)}: one request body only")
+    if given and args.head:
+        raise RunError(f"-I/--head and {given[0]}: one request method only (HEAD or "
+                       f"{'PUT' if uploads else 'POST'})")  # fmt: skip
+    if args.get and (forms or uploads):
+        raise RunError(f"-G/--get and {given[0]}: -G makes -d the query; no other body")
+    if len(uploads) > len(args.urls):
+        raise RunError(f"{len(uploads)} -T/--upload-file for {len(args.urls)} URLs")
+    stdin = sum(f == "-" for f in args.upload_file) + sum(p.path == "-" for p in forms)
+    stdin += sum(v == "@-" for k, v in args.data or [] if k != "raw")
+    if stdin > 1 or (stdin and forms and len(args.urls) > 1):
+        raise RunError("stdin (-) can be read once: one -T -, -F NAME=@- or -d @- for one URL")
+    return forms, uploads
+
+
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.http import Connections, http_get, parse_url
+    from packetlab.measure.upload import UploadError, multipart
 
     data = request_body(args.data)
-    urls = list(args.urls)
+    forms, uploads = bodies(args, None if args.get else data)  # -G: -d is the query
+    try:  # a form for each URL (its own boundary, as curl's), its files looked at now
+        posts = [multipart(forms) for _ in args.urls] if forms else []
+    except UploadError as e:
+        raise RunError(f"-F/--form {e}") from None
+    if not 1 <= args.parallel_max <= PARALLEL_LIMIT:
+        raise RunError(f"--parallel-max {args.parallel_max}: 1..{PARALLEL_LIMIT}")
+    urls = [
+        upload_url(url, path)
+        for url, path in zip(args.urls[: len(args.upload_file)], args.upload_file, strict=True)
+    ]
+    urls += args.urls[len(urls) :]
     if args.get and data is not None:  # curl -G: the data is the query, no body
         urls = [with_query(url, data) for url in urls]
         data = None
@@ -511,85 +596,112 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
-        pool = Connections()  # kept open from URL to URL, as curl's connection cache
+        # kept open from URL to URL, as curl's connection cache
+        pool = Connections(pipewait=not args.parallel_immediate)
         try:
             await fetch_all(session, pool)
         finally:
             await pool.close()
 
+    stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
+
     async def fetch_all(session: Any, pool: Any) -> None:
-        stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
         if fmt is not None or "-" in args.output:
             progress.clear()  # curl's bytes on stdout: no progress line drawn between them
-        for i, url in enumerate(urls, 1):
-            if progress.stopping:  # Ctrl-C: no new URL
+        if not args.parallel:
+            for i, url in enumerate(urls, 1):
+                if progress.stopping:  # Ctrl-C: no new URL
+                    return
+                progress(f"http {i}/{len(args.urls)}: {url}")
+                await fetch(session, pool, i, url)
+            return
+        # curl -Z: every URL at once, at most --parallel-max of them; each one's row (or
+        # write-out) when it ends, so in the order they end
+        from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
+
+        gate = DeferredSemaphore(args.parallel_max)
+        done = [0]
+
+        async def parallel(i: int, url: str) -> None:
+            if progress.stopping:
                 return
-            progress(f"http {i}/{len(args.urls)}: {url}")
-            path = args.output[i - 1] if i <= len(args.output) else None
-            sink = _Body(path, stdout) if path is not None or fmt is not None else None
-            on_body = None if sink is None or args.head else sink.write
-            on_headers = None if sink is None or not args.include or args.head else sink.write
-            result = await http_get(
-                session,
-                url,
-                connect_to=args.connect_to,
-                family=args.family,
-                cafile=args.cacert,
-                insecure=args.insecure,
-                timeout=args.max_time,
-                headers=headers,
-                recorder=recorder,
-                method=method,
-                data=data,
-                head=args.head,
-                follow=args.location,
-                max_redirs=args.max_redirs,
-                post30x=frozenset(args.post30x),
-                on_body=on_body,
-                connections=pool,
-                auth=auth,
-                compressed=args.compressed,
-                on_headers=on_headers,
-                cookies=jar,
-                cookie=cookie,
-                http_version=args.http_version,
-            )
-            if sink is not None and args.head:  # curl -I: the headers are the output
-                try:
-                    sink.write(b"".join(result.raw_headers))
-                except OSError as e:
-                    result.error = result.error or f"writing {path}: {e.strerror or e}"
-            why = None if sink is None else sink.close(result.error is None)
-            if why is not None and result.error is None:
-                result.error, result.exitcode = why, 23
-            record = result.to_dict()
-            if path is not None and path != "-":
-                record["output"] = path
-            if (
-                args.fail
-                and result.status is not None
-                and result.status >= 400
-                and not (result.error)
-            ):
-                answer = f"{result.status} {result.reason or ''}".strip()  # HTTP/2: no reason
-                record["error"] = f"the server answered {answer} (--fail)"
-                record["exitcode"] = 22
-            if fmt is not None:  # no table: the experiment writes curl's output
-                record["_quiet"] = True
-            emit(record)
-            if fmt is not None:
-                error = record.get("error")
-                if error is not None and not args.silent:
-                    print(f"pktlab run http: {url}: {error}", file=stderr)
-                values = write_out_values(result, url, path, record.get("exitcode", 0), error)
-                for stream, text in write_out(fmt, values, result.headers):
-                    if stream == "stdout":
-                        stdout.write(text.encode())
-                        stdout.flush()
-                    else:
-                        print(text, end="", file=stderr, flush=True)
-            if jar is not None and args.cookie_jar is not None:  # curl: after each URL
-                _save(jar.dump(), args.cookie_jar, args, stderr)
+            await fetch(session, pool, i, url)
+            done[0] += 1
+            progress(f"http -Z: {done[0]}/{len(urls)} done")
+
+        def start(i: int, url: str) -> Any:
+            return Deferred.fromCoroutine(parallel(i, url))
+
+        await gatherResults([gate.run(start, i, url) for i, url in enumerate(urls, 1)],
+                            consumeErrors=True)  # fmt: skip
+
+    async def fetch(session: Any, pool: Any, i: int, url: str) -> None:
+        path = args.output[i - 1] if i <= len(args.output) else None
+        if forms:
+            body: Any = posts[i - 1]
+        elif i <= len(uploads):
+            body = uploads[i - 1]
+        else:
+            body = data
+        sink = _Body(path, stdout) if path is not None or fmt is not None else None
+        on_body = None if sink is None or args.head else sink.write
+        on_headers = None if sink is None or not args.include or args.head else sink.write
+        result = await http_get(
+            session,
+            url,
+            connect_to=args.connect_to,
+            family=args.family,
+            cafile=args.cacert,
+            insecure=args.insecure,
+            timeout=args.max_time,
+            headers=headers,
+            recorder=recorder,
+            method=method,
+            data=body,
+            head=args.head,
+            follow=args.location,
+            max_redirs=args.max_redirs,
+            post30x=frozenset(args.post30x),
+            on_body=on_body,
+            connections=pool,
+            auth=auth,
+            compressed=args.compressed,
+            on_headers=on_headers,
+            cookies=jar,
+            cookie=cookie,
+            http_version=args.http_version,
+        )
+        if sink is not None and args.head:  # curl -I: the headers are the output
+            try:
+                sink.write(b"".join(result.raw_headers))
+            except OSError as e:
+                result.error = result.error or f"writing {path}: {e.strerror or e}"
+        why = None if sink is None else sink.close(result.error is None)
+        if why is not None and result.error is None:
+            result.error, result.exitcode = why, 23
+        record = result.to_dict()
+        if path is not None and path != "-":
+            record["output"] = path
+        if args.fail and result.status is not None and result.status >= 400 and not (result.error):
+            answer = f"{result.status} {result.reason or ''}".strip()  # HTTP/2: no reason
+            record["error"] = f"the server answered {answer} (--fail)"
+            record["exitcode"] = 22
+        if fmt is not None:  # no table: the experiment writes curl's output
+            record["_quiet"] = True
+        emit(record)
+        if fmt is not None:
+            error = record.get("error")
+            if error is not None and not args.silent:
+                print(f"pktlab run http: {url}: {error}", file=stderr)
+            values = write_out_values(result, url, path, record.get("exitcode", 0), error)
+            for stream, text in write_out(fmt, values, result.headers):
+                if stream == "stdout":
+                    stdout.write(text.encode())
+                    stdout.flush()
+                else:
+                    print(text, end="", file=stderr, flush=True)
+        if jar is not None and args.cookie_jar is not None:  # curl: after each URL
+            _save(jar.dump(), args.cookie_jar, args, stderr)
 
     return pcapout.recording(args, recorder, run)
 

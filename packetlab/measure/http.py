@@ -44,6 +44,7 @@ from packetlab.controller import (
     AddressLike,
     ControllerError,
     EndpointSession,
+    RequestFailed,
     deferred_api,
     parse_address,
     read_time,
@@ -57,6 +58,7 @@ from packetlab.measure.stream import (
     TcpStream,
     connect_failure,
 )
+from packetlab.measure.upload import CHUNK, Upload, UploadError
 from packetlab.wire import Ndata, Ntag
 
 if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it
@@ -73,6 +75,9 @@ __all__ = [
 ]
 
 USER_AGENT = "pktlab-http/1"
+FORM = "application/x-www-form-urlencoded"  # -d's Content-Type (curl's)
+EXPECT_WAIT = 1.0  # s curl waits for a 100 Continue before it sends the body anyway
+UPLOAD_WINDOW = 8  # body chunks sent and not yet ntagged at most (the rest read later)
 MAX_BODY = 256 << 20
 # A response's header blocks, 1xx ones included, at most (curl 8.3+'s
 # MAX_HTTP_RESP_HEADER_SIZE; 7.88 had no total, so 1xx responses sent for ever grew it):
@@ -401,6 +406,21 @@ class _Conn:
     stirred: bool = False  # something came while idle: dead, or unasked for (not reused)
     unwatch: Callable[[], None] | None = None
     h2: H2Framing | None = None  # HTTP/2 (ALPN h2, h2c): its state between requests
+    # HTTP/2 with several streams at once (--parallel): how many exchanges use it, one of
+    # them reads for all (`reading`), the others wait to be woken (`waiters`); `failed`
+    # the connection's end that every stream gets, `broken`: no new stream goes on it
+    active: int = 0
+    reading: bool = False
+    waiters: list[Deferred[None]] = field(default_factory=list)
+    failed: Exception | None = None
+    closed: bool = False
+    broken: bool = False
+
+    def wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for d in waiters:
+            if not d.called:
+                d.callback(None)
 
     def idle(self) -> None:
         """Watch the connection while it waits in the pool: what comes (bytes nobody asked
@@ -456,16 +476,57 @@ MAX_IDLE = 5  # connections kept open at most (curl's default CURLOPT_MAXCONNECT
 class Connections:
     """Connections kept open for the next request (curl's connection cache): one idle
     connection per scheme, host and port, `MAX_IDLE` in all (the oldest closed first).
-    `close()` ends them all."""
+    Fetches running at once (curl --parallel) share an HTTP/2 connection as streams;
+    with `pipewait` (curl's default) a fetch waits for a connection to its origin being
+    made to learn whether it can (HTTP/1.1: until its first exchange ended, then one
+    fetch reuses it). `close()` ends them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, pipewait: bool = True) -> None:
+        self.pipewait = pipewait  # False: curl --parallel-immediate
         self.idle: dict[tuple[str, str, int], _Conn] = {}
+        # HTTP/2 connections in use that take another stream (curl --parallel multiplexes)
+        self.busy: dict[tuple[str, str, int], _Conn] = {}
+        # connections being made whose protocol is not known yet: who waits for them
+        # (curl's pipewait: a transfer waits to learn whether the first multiplexes)
+        self.connecting: dict[tuple[str, str, int], list[Deferred[None]]] = {}
 
     @staticmethod
     def key(u: Url) -> tuple[str, str, int]:
         return (u.scheme, u.host.lower(), u.port)
 
+    def shared(self, u: Url) -> _Conn | None:
+        """An HTTP/2 connection in use to `u`'s origin with room for another stream."""
+        conn = self.busy.get(self.key(u))
+        if conn is None or conn.h2 is None or conn.broken or conn.failed or conn.closed:
+            return None
+        return conn if conn.h2.room and not conn.stream.eof else None
+
+    def known(self, u: Url, conn: _Conn | None) -> None:
+        """A new connection's protocol is known (or it failed: None): an HTTP/2 one is
+        offered to the transfers waiting for it."""
+        if conn is not None and conn.h2 is not None:
+            self.busy[self.key(u)] = conn
+        for d in self.connecting.pop(self.key(u), []):
+            d.callback(None)
+
+    async def wait_for(self, u: Url) -> None:
+        """When a connection to `u`'s origin is being made: until its protocol is known."""
+        waiting = self.connecting.get(self.key(u))
+        if waiting is not None:
+            d: Deferred[None] = Deferred()
+            waiting.append(d)
+            await d
+
+    def done(self, u: Url, conn: _Conn) -> None:
+        """An exchange on `conn` ended: an HTTP/2 connection no longer in use is no
+        longer offered for streams (it goes back to `idle` through `put`, or closes)."""
+        if self.busy.get(self.key(u)) is conn and conn.active == 0:
+            del self.busy[self.key(u)]
+
     async def take(self, u: Url) -> _Conn | None:
+        conn = self.shared(u)
+        if conn is not None:  # curl: "Multiplexed connection found"
+            return conn
         conn = self.idle.pop(self.key(u), None)
         if conn is None:
             return None
@@ -476,6 +537,8 @@ class Connections:
             # sent what nobody asked for) "seems to be dead": not reused
             await conn.stream.close()
             return None
+        if conn.h2 is not None:
+            self.busy[self.key(u)] = conn
         return conn
 
     async def put(self, u: Url, conn: _Conn) -> None:
@@ -490,6 +553,7 @@ class Connections:
 
     @deferred_api
     async def close(self) -> None:
+        self.busy.clear()
         idle, self.idle = list(self.idle.values()), {}
         for conn in idle:
             await conn.stream.close()
@@ -643,6 +707,8 @@ class _Hop:
     exitcode: int = 0
     reused: bool = False  # over a connection kept from an earlier request
     version: str = "1.1"  # of the response: "1.1" or "2"
+    uploaded: int = 0  # request body bytes sent (curl's size_upload)
+    queued: int | None = None  # TIME before it waited for a first connection (pipewait)
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
@@ -696,7 +762,7 @@ async def http_get(
     keep_body: bool = False,
     recorder: PcapRecorder | None = None,
     method: str | None = None,
-    data: bytes | None = None,
+    data: bytes | Upload | None = None,
     head: bool = False,
     follow: bool = False,
     max_redirs: int = MAX_REDIRS,
@@ -750,7 +816,8 @@ async def http_get(
     if http_version not in (None, "1.1", "2", "2-prior"):
         raise HttpError(f"http_version {http_version!r}: one of '1.1', '2', '2-prior'")
     current = parse_url(url)
-    kind = "HEAD" if head else "POST" if data is not None else "GET"
+    body = Upload.of(data, FORM) if isinstance(data, bytes) else data
+    kind = "HEAD" if head else "GET" if body is None else body.method
     result = HttpResult(url, url_effective=current.text)
     ctxs: dict[str, SSL.Context] = {}
     extra = list(headers or [])
@@ -764,7 +831,7 @@ async def http_get(
     jar = _Cookies(cookies, cookie, "cookie" in names)
     pool = Connections() if connections is None else connections
     try:
-        return await _fetch(session, result, current, kind, method, data, extra, pool, ctxs,
+        return await _fetch(session, result, current, kind, method, body, extra, pool, ctxs,
                            connect_to, family, cafile, insecure, timeout, connect_timeout,
                            sink, recorder, follow, max_redirs, post30x, jar)  # fmt: skip
     finally:
@@ -778,7 +845,7 @@ async def _fetch(
     current: Url,
     kind: str,
     method: str | None,
-    data: bytes | None,
+    data: Upload | None,
     extra: list[tuple[str, str]],
     pool: Connections,
     ctxs: dict[str, SSL.Context],
@@ -799,6 +866,7 @@ async def _fetch(
     origin = Connections.key(current)
     public = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
     first_start: int | None = None
+    began: int | None = None  # with -Z: before the wait for a first connection (pipewait)
     last_hop: _Hop | None = None
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     while True:
@@ -821,13 +889,15 @@ async def _fetch(
         if hop.status is not None:
             result.http_version = hop.version
         result.request_size += hop.request_size
-        result.upload_size = len(body or b"") if hop.sent is not None else 0
+        result.upload_size = hop.uploaded
         result.header_size += len(hop.raw_headers)
         if hop.raw_headers:
             result.raw_headers.append(hop.raw_headers)
             del result.raw_headers[:-KEEP_HEADERS]  # bounded with --max-redirs -1
         if hop.start is not None:
             first_start = hop.start if first_start is None else first_start
+            if began is None:  # curl's time_total runs from the transfer's start
+                began = hop.start if hop.queued is None else min(hop.queued, hop.start)
             _add(sums, hop)
         result.method = hop.method
         result.url_effective = current.text
@@ -865,7 +935,7 @@ async def _fetch(
         if new_kind != kind:
             kind, body = new_kind, None
         current = target
-    _finish(result, last_hop, sums, first_start)
+    _finish(result, last_hop, sums, first_start, began)
     if last_hop is not None and last_hop is not hop:  # a redirect followed, then a failure
         result.body_len, result.body_sha256, result.body = 0, None, None  # curl resets them
     return result
@@ -881,7 +951,10 @@ def _add(sums: dict[str, int], hop: _Hop) -> None:
             sums[name] += t - hop.start
 
 
-def _finish(result: HttpResult, hop: _Hop | None, sums: dict[str, int], first: int | None) -> None:
+def _finish(
+    result: HttpResult, hop: _Hop | None, sums: dict[str, int], first: int | None,
+    began: int | None = None,
+) -> None:  # fmt: skip
     if hop is None:
         return
     if hop.status is not None:
@@ -900,7 +973,7 @@ def _finish(result: HttpResult, hop: _Hop | None, sums: dict[str, int], first: i
     if hop.first is not None:
         result.first_byte_us = sums["first"] / 1000
     if hop.last is not None:  # on an error: to the last byte received
-        result.total_us = (hop.last - first) / 1000
+        result.total_us = (hop.last - (first if began is None else began)) / 1000
 
 
 _EXIT_CONNECT = 7  # curl: couldn't connect
@@ -910,7 +983,7 @@ async def _hop(
     session: EndpointSession,
     hop: _Hop,
     ctx: SSL.Context | None,
-    data: bytes | None,
+    data: Upload | None,
     headers: list[tuple[str, str]],
     connect_to: AddressLike | None,
     family: int | None,
@@ -923,6 +996,15 @@ async def _hop(
 ) -> None:
     u = hop.url
     conn = await pool.take(u)
+    # curl's pipewait (its -Z default): while a first connection to the origin is being
+    # made, wait to learn whether it multiplexes (HTTP/2: at its handshake; HTTP/1.1: at
+    # its first exchange's end, when it can be reused)
+    multiplexed = pool.pipewait
+    if conn is None and multiplexed and Connections.key(u) in pool.connecting:
+        queued = await read_time(session)  # curl: time_total counts the wait
+        await pool.wait_for(u)  # curl's pipewait: the first connection may take us too
+        conn = await pool.take(u)
+        hop.queued = queued
     if conn is not None:  # curl: "Re-using existing connection"
         hop.start = hop.resolved = await read_time(session)
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
@@ -930,7 +1012,37 @@ async def _hop(
         if not (hop.error is not None and hop.first is None and hop.exitcode in (52, 56)):
             return
         # curl: "Connection died, retrying a fresh connect" (closed while idle)
+        was = hop.queued
         hop.__init__(hop.url, hop.method)  # type: ignore[misc]
+        hop.queued = was
+    mine = multiplexed and Connections.key(u) not in pool.connecting
+    if mine:  # the next transfers to this origin wait to learn whether it multiplexes
+        pool.connecting[Connections.key(u)] = []
+    try:
+        await _connect(session, hop, ctx, data, headers, connect_to, family, timeout,
+                       connect_timeout, sink, recorder, follows, pool)  # fmt: skip
+    finally:
+        if mine:
+            pool.known(u, None)  # failed before its protocol was known: they go on their own
+
+
+async def _connect(
+    session: EndpointSession,
+    hop: _Hop,
+    ctx: SSL.Context | None,
+    data: Upload | None,
+    headers: list[tuple[str, str]],
+    connect_to: AddressLike | None,
+    family: int | None,
+    timeout: float,
+    connect_timeout: float,
+    sink: _Sink,
+    recorder: PcapRecorder | None,
+    follows: bool,
+    pool: Connections,
+) -> None:
+    """The hop over a new connection: the name resolved, the connect, the exchange."""
+    u = hop.url
     if connect_to is None and not u.host_is_address:
         hop.start = await read_time(session)
         try:
@@ -961,7 +1073,7 @@ async def _over(
     session: EndpointSession,
     hop: _Hop,
     conn: _Conn,
-    data: bytes | None,
+    data: Upload | None,
     headers: list[tuple[str, str]],
     timeout: float,
     sink: _Sink,
@@ -976,6 +1088,7 @@ async def _over(
         sink.until.append(now + timeout)
     deadline = min(now + timeout, sink.until[0])
     keep = False
+    conn.active += 1
     try:
         if conn.tls is not None and not hop.reused:
             hop.tls_done = await conn.tls.handshake(deadline)
@@ -984,6 +1097,8 @@ async def _over(
                 conn.h2 = _h2_framing(conn.server)
         elif conn.tls is None and not hop.reused and sink.http == "2-prior":
             conn.h2 = _h2_framing(conn.server)  # h2c, no Upgrade
+        if not hop.reused and conn.h2 is not None:
+            pool.known(hop.url, conn)  # HTTP/2: the transfers waiting for it multiplex
         if conn.h2 is not None:
             keep = await _exchange_h2(session, hop, conn, data, headers, deadline, sink,
                                       follows)  # fmt: skip
@@ -1009,6 +1124,9 @@ async def _over(
     except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)
         hop.error = str(e)
         hop.exitcode = getattr(e, "exitcode", 52 if "without a response" in str(e) else 56)
+    except UploadError as e:  # curl: (26) a read error on the file sent; (65) no rewind
+        hop.error = f"upload: {e}"
+        hop.exitcode = 65 if "sent again" in str(e) else 26
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
         hop.error, hop.exitcode = str(e), 61
     except h11.ProtocolError as e:
@@ -1021,10 +1139,18 @@ async def _over(
         hop.error = f"writing the body: {e.strerror or e}"
         hop.exitcode = 23
     finally:
-        if keep and hop.error is None:
+        conn.active -= 1
+        if not (keep and hop.error is None):
+            conn.broken = True  # HTTP/2: no new stream; the others in flight go on
+        pool.done(hop.url, conn)
+        if conn.active > 0:
+            pass  # streams of other transfers are in flight: the last one decides
+        elif not conn.broken:
             await pool.put(hop.url, conn)
         else:
             await stream.close()
+        if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
+            pool.known(hop.url, None)
     if hop.error is not None:
         hop.status = None
 
@@ -1036,29 +1162,50 @@ def _h2_framing(server: str) -> H2Framing:
 
 
 def _request_headers(
-    u: Url, data: bytes | None, headers: list[tuple[str, str]]
+    u: Url, data: Upload | None, headers: list[tuple[str, str]], expect: bool = False
 ) -> list[tuple[str, str]]:
-    """The request's header fields as curl sends them (either framing)."""
+    """The request's header fields as curl sends them (either framing): a body's
+    Content-Length (Transfer-Encoding: chunked when its length is unknown), Content-Type
+    and, over HTTP/1.1 when curl asks it, `Expect: 100-continue`, in curl 7.88's order."""
     names = {k.lower() for k, _ in headers}
     req = [("Host", u.authority), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
     req = [(k, v) for k, v in req if k.lower() not in names]  # -H replaces, as curl's
     if data is not None:
-        if "content-type" not in names:
-            req.append(("Content-Type", "application/x-www-form-urlencoded"))
-        req.append(("Content-Length", str(len(data))))
+        if data.length is not None:
+            req.append(("Content-Length", str(data.length)))
+        else:
+            req.append(("Transfer-Encoding", "chunked"))
+        if data.content_type is not None and "content-type" not in names:
+            req.append(("Content-Type", data.content_type))
+        if expect:
+            req.append(("Expect", "100-continue"))
     return [*req, *headers]
 
 
+def _expects(data: Upload | None, headers: list[tuple[str, str]]) -> bool:
+    """curl 7.88 over HTTP/1.1: `Expect: 100-continue` for a PUT's body, a POST's over
+    1 MiB or of unknown length, unless a -H Expect is given (`-H Expect:` removes it)."""
+    given = any(k.lower() == "expect" for k, _ in headers)
+    return data is not None and data.expects() and not given
+
+
 def _request(
-    u: Url, method: str, data: bytes | None, headers: list[tuple[str, str]]
-) -> tuple[h11.Connection, bytes]:
+    u: Url, method: str, data: Upload | None, headers: list[tuple[str, str]],
+    expect: bool = False,
+) -> tuple[h11.Connection, bytes, bool]:  # fmt: skip
+    """h11's connection, the request's head (with the body when curl sends it in the
+    same write: -d below 64 KiB, no Expect), and whether the body went with it."""
     h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
-    fields = _request_headers(u, data, headers)
-    out = h.send(h11.Request(method=method, target=u.target, headers=fields))
-    if data:
-        out += h.send(h11.Data(data=data))
+    fields = _request_headers(u, data, headers, expect)
+    headers = [(k, v) for k, v in fields if not (k.lower() == "expect" and not v)]
+    out = h.send(h11.Request(method=method, target=u.target, headers=headers))
+    small = None if data is None or expect else data.small()
+    if data is not None and small is None:
+        return h, out, False
+    if small:
+        out += h.send(h11.Data(data=small))
     out += h.send(h11.EndOfMessage())
-    return h, out
+    return h, out, True
 
 
 class _Response:
@@ -1130,7 +1277,7 @@ async def _exchange(
     session: EndpointSession,
     hop: _Hop,
     conn: _Conn,
-    data: bytes | None,
+    data: Upload | None,
     headers: list[tuple[str, str]],
     deadline: float,
     sink: _Sink,
@@ -1139,7 +1286,10 @@ async def _exchange(
     """The request and its response over HTTP/1.1; whether the connection can carry
     another (both sides DONE in h11: no `Connection: close`, a delimited body). With
     --http2 on a new http:// connection the request asks for an h2c Upgrade (curl's):
-    a 101 continues in HTTP/2 (`_h2_response`)."""
+    a 101 continues in HTTP/2 (`_h2_response`). A body not sent with the head goes in
+    chunks after it; with `Expect: 100-continue` (curl's rules, `_expects`) only after
+    a 100 Continue or `EXPECT_WAIT` s without an answer, never after a final response
+    (curl: "HTTP error before end of send, stop sending"; the connection is closed)."""
     stream = conn.stream
     u = hop.url
     upgrade = None
@@ -1147,26 +1297,33 @@ async def _exchange(
         upgrade = _h2_framing(conn.server)
         headers = [*headers, ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
                    ("HTTP2-Settings", upgrade.upgrade_settings())]  # fmt: skip
+    expect = _expects(data, headers)
     try:
-        h, request = _request(u, hop.method, data, headers)
+        h, request, complete = _request(u, hop.method, data, headers, expect)
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
     hop.request_size = len(request)
     _stamp_sent(hop, _send(conn, request, ntag=True))
+    if complete and data is not None:
+        hop.uploaded = data.length or 0
     fed = bytearray()  # response bytes up to the end of the headers
     resp = _Response(hop, sink, follows)
     ended = False  # the server ended the connection (TCP EOF, or TLS close_notify)
-    while True:
-        event = h.next_event()
-        if event is h11.NEED_DATA:
-            chunk, plain, closed = await _read(session, conn, deadline)
+
+    async def next_event(until: float) -> Any:
+        nonlocal ended
+        while True:
+            event = h.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            chunk, plain, closed = await _read(session, conn, until)
             if plain:
                 h.receive_data(plain)
             if closed:
                 h.receive_data(b"")
                 ended = True
             if hop.status is None:
-                fed += plain
+                fed.extend(plain)
                 if len(fed) > MAX_HEADERS + len(plain):  # this chunk may hold body bytes
                     raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
                                    "bytes (1xx responses included)")  # fmt: skip
@@ -1177,7 +1334,31 @@ async def _exchange(
                 raise StreamError(
                     f"the server {hop.server} closed the connection without a response"
                 )
-            continue
+
+    early = None  # a response that came before the body went
+    if not complete and data is not None:
+        send = True
+        if expect:  # curl: wait for the 100 (1 s), or the final answer that stops it
+            send = False
+            wait = min(session.reactor.seconds() + EXPECT_WAIT, deadline)
+            while True:
+                try:
+                    event = await next_event(wait)
+                except StreamTimeout:
+                    if wait >= deadline:
+                        raise
+                    send = True  # no answer: the body goes anyway
+                    break
+                if isinstance(event, h11.InformationalResponse) and event.status_code == 100:
+                    send = True
+                    break
+                if not isinstance(event, h11.InformationalResponse):
+                    early = event
+                    break
+        if send:
+            await _upload(hop, conn, data, h)
+    while True:
+        event, early = (early, None) if early is not None else (await next_event(deadline), None)
         if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
             if upgrade is None or h.their_state is not h11.SWITCHED_PROTOCOL:
                 raise StreamError(f"the server {hop.server} switched protocols unasked")
@@ -1187,7 +1368,7 @@ async def _exchange(
             _send(conn, upgrade.data_to_send())
             raw = bytes(fed[: len(fed) - len(leftover)])
             return await _h2_response(session, hop, conn, deadline, sink, follows, raw,
-                                      bytes(leftover))  # fmt: skip
+                                      bytes(leftover), 1)  # fmt: skip
         if isinstance(event, h11.Response):
             resp.head(
                 event.status_code,
@@ -1208,11 +1389,61 @@ async def _exchange(
     return h.our_state is h11.DONE and h.their_state is h11.DONE and clean  # body: not kept
 
 
+async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection) -> None:
+    """The body after the head, in chunks read now, at most `UPLOAD_WINDOW` of them on
+    their way to the endpoint (each waits for an earlier one's ntag): a file of any size
+    goes through bounded memory. A send the endpoint refuses (the server closed) stops
+    it: the response, if one came, is read next."""
+    inflight: list[Deferred[Ntag]] = []
+    try:
+        for piece in data.chunks():
+            try:
+                out = h.send(h11.Data(data=piece))
+            except h11.LocalProtocolError as e:  # more than Content-Length
+                raise UploadError(f"the body: {e}") from None
+            sent = _send(conn, out or b"", ntag=True)
+            hop.uploaded += len(piece) if data.length is not None else len(out or b"")
+            if sent is not None:
+                inflight.append(sent)
+            if len(inflight) > UPLOAD_WINDOW:
+                await inflight.pop(0)
+        out = h.send(h11.EndOfMessage())
+        if out:  # chunked: its last chunk (counted in size_upload, as curl's)
+            _send(conn, out)
+            hop.uploaded += len(out)
+        for sent in inflight:
+            sent.addErrback(lambda _: None)
+    except RequestFailed as e:  # the endpoint refused an nsend: its policy, not the server
+        for sent in inflight:
+            sent.addErrback(lambda _: None)
+        raise _refused(e, hop.uploaded, data.length) from None
+    except ControllerError:  # a send failed (the connection is gone): read the answer
+        for sent in inflight:
+            sent.addErrback(lambda _: None)
+
+
+class _SendRefused(StreamError):
+    """The endpoint refused an nsend of the body (curl's 55: failed sending data)."""
+
+    exitcode = 55
+
+
+def _refused(e: RequestFailed, sent: int, length: int | None) -> _SendRefused:
+    of = "" if length is None else f" of {length}"
+    why = f"upload: the endpoint refused a send ({e.name}; {sent}{of} body bytes queued)"
+    if e.name == "ESKTPKTDENY":
+        why += (": over its send window (without a max_burst_rate_byte grant in the "
+                "operator's exppriv certificate 12,500,000 bytes per 10 s, 10 Mb/s; "
+                "pktlab init --max-burst-rate-byte 1250000000/10000000000 grants the "
+                "in-process endpoint more; docs/http.md)")  # fmt: skip
+    return _SendRefused(why)
+
+
 async def _exchange_h2(
     session: EndpointSession,
     hop: _Hop,
     conn: _Conn,
-    data: bytes | None,
+    data: Upload | None,
     headers: list[tuple[str, str]],
     deadline: float,
     sink: _Sink,
@@ -1224,15 +1455,18 @@ async def _exchange_h2(
     DATA frames, is not counted)."""
     assert conn.h2 is not None
     u = hop.url
+    fields = _request_headers(u, data, headers)
     try:
-        _, request = _request(u, hop.method, data, headers)
+        _request(u, hop.method, None, headers)  # h11's checks of the method and fields
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
-    hop.request_size = len(request) - len(data or b"") - len("1.1") + len("2")  # no body
-    frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target,
-                             _request_headers(u, data, headers), data)  # fmt: skip
+    head = f"{hop.method} {u.target} HTTP/2\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
+    hop.request_size = len(head.encode("latin-1", "replace")) + 2  # the head only, as curl's
+    frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target, fields,
+                             None if data is None else data.chunks())  # fmt: skip
+    sid = conn.h2.stream_id
     _stamp_sent(hop, _send(conn, frames, ntag=True))
-    return await _h2_response(session, hop, conn, deadline, sink, follows, b"", b"")
+    return await _h2_response(session, hop, conn, deadline, sink, follows, b"", b"", sid)
 
 
 async def _h2_response(
@@ -1244,42 +1478,110 @@ async def _h2_response(
     follows: bool,
     informational: bytes,
     leftover: bytes,
+    sid: int,
 ) -> bool:
-    """The response on the request's stream: `informational` the header blocks before
-    it (an h2c Upgrade's 101), `leftover` bytes already received after them."""
+    """The response on the request's stream `sid`: `informational` the header blocks
+    before it (an h2c Upgrade's 101), `leftover` bytes already received after them.
+    With other streams in flight on the connection (--parallel) one exchange reads for
+    all at a time and the others wait until it woke them (what came for them queued)."""
     from packetlab.measure.http2 import Body, End, Head
 
     framing = conn.h2
     assert framing is not None
     resp = _Response(hop, sink, follows)
-    done = closed = False
-    pending: list[tuple[Chunk | None, bytes]] = [(None, leftover)] if leftover else []
-    while not done:
-        if pending:
-            chunk, plain = pending.pop()
-        else:
-            chunk, plain, closed = await _read(session, conn, deadline)
-        when = chunk.time if chunk is not None else hop.last
-        for ev in framing.receive(plain) if plain else ():
-            hop.first = when if hop.first is None else hop.first
-            hop.last = when
-            if isinstance(ev, Head) and not ev.final:
-                informational += ev.raw
-                if len(informational) > MAX_HEADERS:
-                    raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
-                                   "bytes (1xx responses included)")  # fmt: skip
-            elif isinstance(ev, Head):
-                hop.version = "2"
-                resp.head(ev.status, "", ev.headers, informational + ev.raw)
-            elif isinstance(ev, Body):
-                resp.data(ev.data)
-            elif isinstance(ev, End):
-                done = True
+    done = False
+    clock = session.reactor
+    try:
+        if leftover:
+            framing.receive(leftover, hop.last)
+        while not done:
+            for when, ev in framing.take(sid):
+                when = hop.last if when is None else when
+                hop.first = when if hop.first is None else hop.first
+                hop.last = when
+                if isinstance(ev, Head) and not ev.final:
+                    informational += ev.raw
+                    if len(informational) > MAX_HEADERS:
+                        raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
+                                       "bytes (1xx responses included)")  # fmt: skip
+                elif isinstance(ev, Head):
+                    hop.version = "2"
+                    resp.head(ev.status, "", ev.headers, informational + ev.raw)
+                elif isinstance(ev, Body):
+                    resp.data(ev.data)
+                elif isinstance(ev, End):
+                    done = True
+            if done:
+                break
+            if conn.failed is not None:
+                raise conn.failed
+            if conn.closed:
+                what = "without a response" if hop.first is None else "before a complete response"
+                raise StreamError(f"the server {hop.server} closed the connection {what}")
+            if conn.reading:  # another stream's exchange reads: wait for it to wake us
+                left = deadline - clock.seconds()
+                if left <= 0:
+                    raise StreamTimeout(f"nothing from {conn.server} within the time")
+                await _woken(conn, clock, left)
+                continue
+            conn.reading = True
+            try:
+                chunk, plain, closed = await _read(session, conn, deadline)
+                if plain:
+                    framing.receive(plain, chunk.time if chunk is not None else hop.last)
+            except StreamTimeout:
+                raise  # this stream's time: the others have theirs
+            except Exception as e:  # the connection's end: every stream's
+                conn.failed = e
+                raise
+            finally:
+                conn.reading = False
+                conn.wake()
+            conn.closed = conn.closed or closed
+            out = framing.data_to_send()
+            if out:
+                _send(conn, out)
+            await _h2_upload(conn, framing)
+            hop.uploaded = framing.uploaded(sid)
+        hop.uploaded = framing.uploaded(sid)
+    finally:
+        framing.finish(sid)
+    resp.end()
+    return framing.reusable and not conn.closed and not conn.stream.eof
+
+
+async def _woken(conn: _Conn, clock: Any, left: float) -> None:
+    """Until the exchange reading the connection woke the waiters, or `left` s."""
+    woken: Deferred[None] = Deferred()
+    conn.waiters.append(woken)
+
+    def late() -> None:
+        if not woken.called:
+            woken.callback(None)
+
+    timer = clock.callLater(left, late)
+    await woken
+    if timer.active():
+        timer.cancel()
+
+
+async def _h2_upload(conn: _Conn, framing: H2Framing) -> None:
+    """The request body's DATA frames the server's windows let go now, `UPLOAD_WINDOW`
+    chunks at a time, each batch after the previous one's ntag (bounded memory)."""
+    sent: Deferred[Ntag] | None = None
+    while True:
+        framed = framing.pump(UPLOAD_WINDOW * CHUNK)
         out = framing.data_to_send()
         if out:
-            _send(conn, out)
-        if closed and not done:
-            what = "without a response" if hop.first is None else "before a complete response"
-            raise StreamError(f"the server {hop.server} closed the connection {what}")
-    resp.end()
-    return framing.reusable and not closed and not conn.stream.eof
+            if sent is not None:
+                try:
+                    await sent
+                except RequestFailed as e:
+                    raise _refused(e, framing.uploaded(framing.stream_id), None) from None
+                except ControllerError:  # the connection is gone: the read says so
+                    return
+            sent = _send(conn, out, ntag=True)
+        if not framed:
+            break
+    if sent is not None:
+        sent.addErrback(lambda _: None)

@@ -1,5 +1,6 @@
 """HTTP/2 framing for `http_get`, as curl 7.88 (nghttp2) speaks it: one request at a time
-on a connection, reused for the next one to the same origin.
+on a connection, reused for the next one to the same origin, or several at once on their
+own streams (curl --parallel multiplexes).
 
 `H2Framing` wraps the h2 library's sans-IO state machine (python-hyper) with what a
 measurement needs from it and nothing of I/O: the request's header list from the same
@@ -22,7 +23,7 @@ FLOW_CONTROL_ERROR (h2's).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import h2.config
 import h2.connection
@@ -101,9 +102,22 @@ class _CurlSettings(h2.settings.Settings):
         return iter(self.SENT)
 
 
+@dataclass(slots=True)
+class _Stream:
+    """A request's stream: its body still to frame, and what came for it not yet taken."""
+
+    body: Iterator[bytes] | None = None
+    pending: bytes = b""  # body bytes the server's windows have not taken yet
+    uploaded: int = 0  # body bytes framed (curl's size_upload)
+    events: list[tuple[int | None, Event | H2Error]] = field(default_factory=list)
+
+
 class H2Framing:
-    """One HTTP/2 client connection (a TLS one where ALPN chose h2, or h2c), one request
-    at a time. `server` names the far end in errors."""
+    """One HTTP/2 client connection (a TLS one where ALPN chose h2, or h2c): one request
+    at a time, or several at once on their own streams (curl --parallel multiplexes).
+    `request` opens a stream (`stream_id` is the last one's), `receive` queues what the
+    server's bytes brought for each, `take(sid)` hands a stream's events (with the time
+    given to `receive`), `finish(sid)` forgets it. `server` names the far end in errors."""
 
     def __init__(self, server: str, max_headers: int) -> None:
         self.server = server
@@ -122,7 +136,7 @@ class H2Framing:
         self.started = False
         self.stream_id = 0
         self.terminated: str | None = None  # the GOAWAY that ended it (not reusable)
-        self.pending = b""  # request body bytes the server's window has not taken yet
+        self.streams: dict[int, _Stream] = {}
         self.overhead = 0
         self.controls = 0
 
@@ -133,6 +147,7 @@ class H2Framing:
         assert value is not None
         self.started = True
         self.stream_id = 1
+        self.streams[1] = _Stream()
         return value.decode("ascii")
 
     def upgraded(self) -> None:
@@ -142,10 +157,12 @@ class H2Framing:
 
     def request(
         self, method: str, scheme: str, authority: str, target: str,
-        headers: list[tuple[str, str]], body: bytes | None,
+        headers: list[tuple[str, str]], body: Iterator[bytes] | None,
     ) -> bytes:  # fmt: skip
-        """The request's frames (the connection preface first on a new connection):
-        `headers` as for HTTP/1.1 (a Host header becomes :authority, as curl's)."""
+        """The request's frames (the connection preface first on a new connection) on a
+        new stream (`stream_id`): `headers` as for HTTP/1.1 (a Host header becomes
+        :authority, as curl's). `body`'s chunks are taken as DATA frames by `pump` when
+        the server's windows let them go (`pump` is called here for the first ones)."""
         if not self.started:
             self.h2.initiate_connection()
             self.h2.increment_flow_control_window(WINDOW - 65535)  # the connection's, too
@@ -159,39 +176,64 @@ class H2Framing:
                 fields.append((name, v))
         pseudo = [(":method", method), (":path", target), (":scheme", scheme),
                   (":authority", authority)]  # fmt: skip
-        self.stream_id = self.h2.get_next_available_stream_id()
+        sid = self.h2.get_next_available_stream_id()
         try:
             self.h2.send_headers(
-                self.stream_id,
+                sid,
                 [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pseudo + fields],
-                end_stream=not body,
+                end_stream=body is None,
             )
         except h2.exceptions.H2Error as e:
             raise H2Error(f"bad request: {e}") from None
-        self.pending = body or b""
-        self._new_exchange()
-        self._send_body()
+        self.stream_id = sid
+        if not self.streams:
+            self._new_exchange()
+        self.streams[sid] = _Stream(body)
+        self.pump()
         return self.data_to_send()
 
     def _new_exchange(self) -> None:
         self.overhead = self.controls = 0
 
-    def _send_body(self) -> None:
-        while self.pending:
-            room = min(self.h2.local_flow_control_window(self.stream_id),
-                       self.h2.max_outbound_frame_size)  # fmt: skip
-            if room <= 0:
-                return
-            piece, self.pending = self.pending[:room], self.pending[room:]
-            self.h2.send_data(self.stream_id, piece, end_stream=not self.pending)
+    def pump(self, limit: int = 1 << 20) -> int:
+        """DATA frames of the request bodies, as far as the streams' and the connection's
+        windows allow and at most about `limit` bytes (the rest for the next call, after
+        the server's WINDOW_UPDATE or the caller's pacing); the bytes framed. A body's
+        end sends END_STREAM (an empty DATA frame when it ends on a chunk boundary)."""
+        framed = 0
+        for sid, st in list(self.streams.items()):
+            while st.body is not None and framed < limit:
+                if not st.pending:
+                    try:
+                        st.pending = next(st.body)
+                    except StopIteration:
+                        st.body = None
+                        self.h2.end_stream(sid)
+                        break
+                    continue
+                room = min(self.h2.local_flow_control_window(sid),
+                           self.h2.max_outbound_frame_size)  # fmt: skip
+                if room <= 0:
+                    break
+                piece, st.pending = st.pending[:room], st.pending[room:]
+                self.h2.send_data(sid, piece)
+                st.uploaded += len(piece)
+                framed += len(piece)
+        return framed
+
+    def uploaded(self, sid: int) -> int:
+        st = self.streams.get(sid)
+        return 0 if st is None else st.uploaded
 
     def data_to_send(self) -> bytes:
         return self.h2.data_to_send()
 
-    def receive(self, data: bytes) -> list[Event]:
-        """What `data` (the server's bytes) brought for the request; H2Error on a broken
-        protocol, a reset of the request's stream, a GOAWAY before its end or a flood.
-        The answers it wants (ACKs, window updates) are in `data_to_send()` after it."""
+    def receive(self, data: bytes, when: int | None = None) -> int:
+        """Take in `data` (the server's bytes, received at `when`): each open stream's
+        events queued for `take`; how many. H2Error on a broken protocol or a flood (the
+        connection's end); a stream's reset, or a GOAWAY before it, is that stream's
+        error (raised by its `take`). The answers it wants (ACKs, window updates) are in
+        `data_to_send()` after it."""
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as e:
@@ -202,49 +244,71 @@ class H2Framing:
         except Exception as e:  # hpack's header list limit and decoding errors
             raise H2Error(f"HTTP/2: bad header block from {self.server}: {e}") from None
         self.overhead += len(data)
-        out: list[Event] = []
+        queued = 0
         for ev in events:
-            out += self._event(ev)
-        if self.overhead > self.max_headers + SLACK:
+            for sid, out in self._event(ev):
+                st = self.streams.get(sid)
+                if st is not None:
+                    st.events.append((when, out))
+                    queued += 1
+        budget = (self.max_headers + SLACK) * max(1, len(self.streams))
+        if self.overhead > budget:
             raise H2Error(
-                f"HTTP/2: over {self.max_headers + SLACK} bytes from {self.server} that are "
+                f"HTTP/2: over {budget} bytes from {self.server} that are "
                 "not response body (header blocks, control frames or padding)",
                 56,
             )
+        return queued
+
+    def take(self, sid: int) -> list[tuple[int | None, Event]]:
+        """What came for stream `sid` since the last call, with the times given to
+        `receive`; its error (a reset, a GOAWAY before it) raised after what came first."""
+        st = self.streams.get(sid)
+        if st is None:
+            return []
+        out: list[tuple[int | None, Event]] = []
+        while st.events:
+            when, ev = st.events[0]
+            if isinstance(ev, H2Error):
+                if out:
+                    break
+                st.events.clear()
+                raise ev
+            out.append((when, ev))
+            del st.events[0]
         return out
 
-    def _event(self, ev: h2.events.Event) -> list[Event]:
-        sid = getattr(ev, "stream_id", None)
+    def finish(self, sid: int) -> None:
+        """Stream `sid`'s exchange is over (done or failed): forgotten."""
+        self.streams.pop(sid, None)
+
+    def _event(self, ev: h2.events.Event) -> list[tuple[int, Event | H2Error]]:
+        sid = getattr(ev, "stream_id", None) or 0
         if isinstance(ev, h2.events.DataReceived):
             self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-            if sid != self.stream_id:
+            if sid not in self.streams:
                 return []
             self.overhead -= len(ev.data) + 9  # its frame header counted as body
-            return [Body(bytes(ev.data))] if ev.data else []
+            return [(sid, Body(bytes(ev.data)))] if ev.data else []
         if isinstance(ev, h2.events.ResponseReceived | h2.events.InformationalResponseReceived):
-            if sid != self.stream_id:
+            if sid not in self.streams:
                 return []
             fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in ev.headers]
             status = next((v for k, v in fields if k == ":status"), "")
             if not status.isdigit():
                 raise H2Error(f"HTTP/2: bad :status {status!r} from {self.server}")
             fields = [(k, v) for k, v in fields if not k.startswith(":")]
-            return [Head(int(status), fields, render(int(status), fields))]  # then StreamEnded
+            return [(sid, Head(int(status), fields, render(int(status), fields)))]
         if isinstance(ev, h2.events.StreamEnded):
-            return [End()] if sid == self.stream_id else []
+            return [(sid, End())]
         if isinstance(ev, h2.events.StreamReset):
-            if sid != self.stream_id:
-                return []
             code = _code(ev.error_code)
-            raise H2Error(f"HTTP/2: stream {sid} reset by {self.server} ({code})", 92)
+            return [(sid, H2Error(f"HTTP/2: stream {sid} reset by {self.server} ({code})", 92))]
         if isinstance(ev, h2.events.ConnectionTerminated):
             self.terminated = _code(ev.error_code)
-            if ev.last_stream_id is not None and ev.last_stream_id < self.stream_id:
-                raise H2Error(f"HTTP/2: {self.server} went away (GOAWAY {self.terminated}) "
-                              "before the request", 16)  # fmt: skip
-            return []
-        if isinstance(ev, h2.events.WindowUpdated):
-            self._send_body()
+            last = ev.last_stream_id if ev.last_stream_id is not None else 1 << 31
+            why = f"HTTP/2: {self.server} went away (GOAWAY {self.terminated}) before the request"
+            return [(s, H2Error(why, 16)) for s in self.streams if s > last]
         if isinstance(ev, h2.events.PingReceived | h2.events.RemoteSettingsChanged):
             self.controls += 1
             if self.controls > MAX_CONTROL:
@@ -256,6 +320,12 @@ class H2Framing:
     @property
     def reusable(self) -> bool:
         return self.terminated is None and self.stream_id < (1 << 31) - 2
+
+    @property
+    def room(self) -> bool:
+        """Another stream may open now (the server's MAX_CONCURRENT_STREAMS allows it)."""
+        limit = self.h2.remote_settings.max_concurrent_streams
+        return self.reusable and len(self.streams) < min(limit, 100)
 
 
 def _code(code: object) -> str:

@@ -7,7 +7,8 @@ chosen through ALPN (h2 and priority installed), HTTP/1.1 for a client without i
 It serves until killed; the plain port speaks HTTP/1.1 only (twisted.web has no h2c).
 
 /echo (any path) answers the request it saw as JSON; /r/CODE?to=WHERE redirects;
-/big a 300,000-byte body (past the initial flow-control windows). Fixed Server and Date
+/big a 300,000-byte body (past the initial flow-control windows); /d/S answers after S
+seconds (for --parallel). Fixed Server and Date
 headers, so that header blocks do not depend on the clock. `x-request` counts the requests
 of the connection: 2 or more, it was reused.
 """
@@ -40,6 +41,13 @@ class Answer(resource.Resource):
             request.setHeader(b"location", parse_qs(u.query)["to"][0].encode())
             request.setHeader(b"content-length", b"5")
             return b"moved"
+        if u.path.startswith("/d/"):  # the answer after S seconds (/d/S)
+            from twisted.internet import reactor as clock
+
+            out = u.path.encode()
+            request.setHeader(b"content-length", str(len(out)).encode())
+            clock.callLater(float(u.path[3:]), _finish, request, out)
+            return server.NOT_DONE_YET  # type: ignore[return-value]
         if u.path == "/big":
             out = bytes(range(256)) * 1172 + b"x" * 68
             request.setHeader(b"content-type", b"application/octet-stream")
@@ -53,6 +61,11 @@ class Answer(resource.Resource):
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"content-length", str(len(out)).encode())
         return out
+
+
+def _finish(request: server.Request, out: bytes) -> None:
+    request.write(out)
+    request.finish()
 
 
 def main() -> None:

@@ -189,3 +189,23 @@ def test_h2c_prior_knowledge_against_nghttpd(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_parallel_multiplexed_as_curl(servers: tuple[str, str, Path], tmp_path: Path) -> None:
+    # curl -Z over HTTP/2: the transfers to one origin as streams of one connection
+    # (num_connects 1 for the one that made it, 0 for the others), each write-out when
+    # it ends
+    https = servers[0]
+    urls = [f"{https}/d/1.5", f"{https}/d/0.4", f"{https}/d/0.9", f"{https}/echo"]
+    w = "%{url} %{http_code} %{http_version} %{num_connects} %header{x-request}\n"
+    null = ["-o", "/dev/null"] * len(urls)
+    curl, ours = run_both(servers, "-Z", "-w", w, *null, *urls, cwd=tmp_path)
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    for out in (ours.stdout, curl.stdout):
+        fields = [line.split() for line in out.splitlines()]
+        assert sorted(f[-2] for f in fields) == [b"0", b"0", b"0", b"1"]  # one connection
+        assert sorted(f[-1] for f in fields) == [b"1", b"2", b"3", b"4"]  # its 4 requests
+    # the order they ended: curl's (which stream the server got first may differ)
+    strip = [line.rsplit(b" ", 2)[0] for line in ours.stdout.splitlines()]
+    assert strip == [line.rsplit(b" ", 2)[0] for line in curl.stdout.splitlines()]
+    assert strip[0].startswith(f"{https}/echo".encode()) and strip[-1].startswith(urls[0].encode())
