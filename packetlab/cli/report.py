@@ -34,7 +34,7 @@ from packetlab.measure.replies import ReplyKind
 if TYPE_CHECKING:
     from packetlab.measure.mda import MdaHop, MdaResult
     from packetlab.measure.multilevel import MultilevelResult
-    from packetlab.measure.packets import IpTimestamps
+    from packetlab.measure.packets import IpTimestamps, SourceRoute
 
 __all__ = [
     "MdaReport",
@@ -216,6 +216,13 @@ def timestamp_lines(ts: IpTimestamps, shown: Callable[[str], str]) -> str:
     return out
 
 
+def source_route_lines(sr: SourceRoute, shown: Callable[[str], str]) -> str:
+    """A reply's `LSRR:` (or `SSRR:`) lines as iputils' pr_options prints them: its
+    words (`SourceRoute.as_iputils_prints`), one a line."""
+    kind = "S" if sr.strict else "L"
+    return f"\n{kind}SRR: " + "".join(f"\t{shown(w)}\n" for w in sr.as_iputils_prints())
+
+
 class PingReport(_Report):
     def __init__(
         self,
@@ -323,6 +330,8 @@ class PingReport(_Report):
                     line += "\nRR: " + "".join(f"\t{self.shown(a)}\n" for a in r.route)
             if r.ip_timestamps is not None:  # ping -T
                 line += timestamp_lines(r.ip_timestamps, self.shown)
+            if r.source_route is not None:  # ping HOST... TARGET
+                line += source_route_lines(r.source_route, self.shown)
             self._line(line, r.reply_recv_ns)
 
     def error(self, e: PingError) -> None:

@@ -210,19 +210,33 @@ def _timestamp_kind(text: str) -> str:
 
 
 def ping_hosts(args: argparse.Namespace) -> list[str]:
-    """ping -T tsprespec HOST... TARGET: the hosts before the target (at most 4, as
-    iputils); `args.target` becomes the last one. RunError for hosts without tsprespec
-    (iputils would source-route through them: not built) or too many."""
+    """ping HOST... TARGET: the hosts before the target; `args.target` becomes the last
+    one. With -T tsprespec they are its addresses (at most 4, as iputils), else a loose
+    source route through them (at most 9, as iputils; not with -R or another -T: ping's
+    usage). RunError, one line, for too many or a refused combination."""
+    from packetlab.measure.packets import MAX_PING_ROUTE, MAX_PRESPEC
+
     if args.measurement != "ping" or not args.prespec:
         return []
     hosts = [args.target, *args.prespec[:-1]]
-    if args.ip_timestamps != "tsprespec":
+    if args.record_route:
         raise RunError(
-            f"{len(hosts) + 1} hosts given: ping's source routing through all but the last "
-            "(an LSRR option) is not built; one TARGET, or -T tsprespec HOST... TARGET"
+            f"{len(hosts) + 1} hosts given: a source route through all but the last (an "
+            "LSRR option) is not with -R (ping: its usage); one TARGET with -R"
         )
-    if len(hosts) > 4:
-        raise RunError(f"-T tsprespec takes at most 4 hosts before TARGET, not {len(hosts)}")
+    if args.ip_timestamps not in (None, "tsprespec"):
+        raise RunError(
+            f"{len(hosts) + 1} hosts given: -T {args.ip_timestamps} takes one TARGET (ping: "
+            "its usage); HOST... TARGET with -T tsprespec or without -T (a source route)"
+        )
+    if args.ip_timestamps == "tsprespec" and len(hosts) > MAX_PRESPEC:
+        raise RunError(
+            f"-T tsprespec takes at most {MAX_PRESPEC} hosts before TARGET, not {len(hosts)}"
+        )
+    if len(hosts) > MAX_PING_ROUTE:
+        raise RunError(
+            f"a source route takes at most {MAX_PING_ROUTE} hosts before TARGET, not {len(hosts)}"
+        )
     args.target = args.prespec[-1]
     return hosts
 
@@ -662,7 +676,9 @@ def _add_ping(sub: Any) -> None:
         "ping",
         help="ICMP echo",
         description="ICMP(v6) echo requests from the endpoint's raw socket, paced by the "
-        "endpoint (scheduled nsend times), replies captured there.",
+        "endpoint (scheduled nsend times), replies captured there. HOST... TARGET (IPv4, "
+        "up to 9 hosts): a loose source route through the hosts, as ping's (each reply's "
+        "`LSRR:` lines as ping prints them); with -T tsprespec, its addresses.",
         epilog=PING_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -1127,6 +1143,7 @@ def _experiment(
             record_route=args.record_route,
             timestamps=args.ip_timestamps,
             prespec=args.prespec_addrs,
+            route=args.route_addrs,
         )
         await shown
         return result
@@ -1501,7 +1518,8 @@ def _report(
         timestamps=args.timestamps, pattern=pattern,
         source=None if src is None else (str(src), ifname or ""),
         verbose=args.verbose,
-        options=40 if (args.record_route or args.ip_timestamps) and dst.version == 4 else 0,
+        options=40 if (args.record_route or args.ip_timestamps or args.route_addrs)
+        and dst.version == 4 else 0,
         audible=args.audible,
     )  # fmt: skip
     if args.warts == "-":
@@ -1553,11 +1571,23 @@ async def measure(
             raise RunError(str(e)) from None
     if args.measurement == "traceroute" and args.squeries and (args.sequential or args.pace):
         raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
-    args.prespec_addrs = []
+    args.prespec_addrs, args.route_addrs = [], []
     if args.measurement == "ping":
         if args.record_route and args.ip_timestamps:
             raise RunError("only one of -T or -R may be used")  # (iputils' words)
-        args.prespec_addrs = [str(resolve_target(h, 4)) for h in ping_hosts(args)]
+        names = ping_hosts(args)
+        if names and any(":" in h for h in [*names, args.target]):  # (ping: its usage)
+            raise RunError(
+                "HOST... TARGET is IPv4 only: an IPv6 source route (a type 0 routing "
+                "header) is deprecated (RFC 5095)"
+            )
+        if names and args.family is None:
+            args.family = 4  # (ping4_run: the target too)
+        hosts = [str(resolve_target(h, 4)) for h in names]
+        if args.ip_timestamps:
+            args.prespec_addrs = hosts
+        else:
+            args.route_addrs = hosts
     pattern = None
     if args.measurement == "ping" and args.pattern is not None:
         from packetlab.measure.ping import parse_pattern

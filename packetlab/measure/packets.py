@@ -467,13 +467,14 @@ def ip_packet(
     )
 
 
-IPOPT_EOL, IPOPT_NOP, IPOPT_RR, IPOPT_TS, IPOPT_LSRR = 0, 1, 7, 0x44, 0x83
+IPOPT_EOL, IPOPT_NOP, IPOPT_RR, IPOPT_TS, IPOPT_LSRR, IPOPT_SSRR = 0, 1, 7, 0x44, 0x83, 0x89
 IPOPT_COPIED = 0x80  # an option every fragment carries (the others: the first only)
 # ping -T's kinds of timestamp option (RFC 791's flags)
 TS_TSONLY, TS_TSANDADDR, TS_PRESPEC = 0, 1, 3
 TIMESTAMP_KINDS = {"tsonly": TS_TSONLY, "tsandaddr": TS_TSANDADDR, "tsprespec": TS_PRESPEC}
 MAX_PRESPEC = 4  # ping -T tsprespec: at most 4 addresses (iputils' limit)
 MAX_GATEWAYS = 8  # traceroute -g over IPv4: at most 8 (Butskoy's)
+MAX_PING_ROUTE = 9  # ping HOST... TARGET: at most 9 hosts before the target (iputils')
 
 
 def record_route_option(src: AddressLike | None = None) -> bytes:
@@ -643,19 +644,69 @@ def ip_timestamps(options: bytes) -> IpTimestamps | None:
     return IpTimestamps(flags & 0x0F, tuple(entries), flags >> 4)
 
 
-def loose_source_route(gateways: Sequence[AddressLike], dst: AddressLike) -> tuple[Address, bytes]:
-    """traceroute -g over IPv4: the first gateway (the packet's destination address) and
-    the options Butskoy's traceroute has its kernel send (a NOP and a loose source route
-    option): the other gateways, then `dst` twice (the kernel moves the first address of
-    the option traceroute gives it into the header and writes the final destination in
-    its last slot)."""
-    if not 1 <= len(gateways) <= MAX_GATEWAYS:
-        raise ValueError(f"1..{MAX_GATEWAYS} gateways over IPv4, not {len(gateways)}")
+def loose_source_route(
+    gateways: Sequence[AddressLike],
+    dst: AddressLike,
+    *,
+    target_listed: bool = True,
+    most: int = MAX_GATEWAYS,
+) -> tuple[Address, bytes]:
+    """A loose source route through `gateways` to `dst` as the sender's kernel sends it:
+    the first gateway (the packet's destination address) and the options (a NOP and a
+    loose source route option). The tool gives its kernel a route (IP_OPTIONS): Butskoy's
+    traceroute -g the gateways then `dst` (`target_listed`), iputils ping's HOST...
+    TARGET the hosts only; the kernel moves the route's first address into the header,
+    the others up one slot, and writes the final destination in the last slot. So
+    traceroute's option holds the other gateways and `dst` twice, ping's the other hosts
+    and `dst` once. At most `most` gateways (traceroute's 8, ping's 9: `MAX_PING_ROUTE`)."""
+    if not 1 <= len(gateways) <= most:
+        raise ValueError(f"1..{most} gateways over IPv4, not {len(gateways)}")
     hops = [ipaddress.IPv4Address(str(g)) for g in gateways]
     final = ipaddress.IPv4Address(str(dst))
-    route = [*hops[1:], final, final]
+    given = [*hops, final] if target_listed else hops  # what the tool hands its kernel
+    route = [*given[1:], final]
     option = bytes([IPOPT_NOP, IPOPT_LSRR, 3 + 4 * len(route), 4])
     return hops[0], option + b"".join(a.packed for a in route)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRoute:
+    """A reply's loose (or strict) source route option: its pointer and the addresses
+    it holds (a Linux host answering a source-routed echo request sends its reply back
+    along the route reversed, the option's pointer past the end)."""
+
+    strict: bool
+    pointer: int
+    addresses: tuple[str, ...]
+
+    def as_iputils_prints(self) -> tuple[str, ...]:
+        """The words iputils ping (20221126) prints on its `LSRR:` lines: its pr_options
+        reads them from the option's pointer byte on, two bytes before the addresses
+        (`10.77.3.2` after a pointer of 12 reads `12.10.77.3`), one word for every four
+        bytes of the option past its first four, rounded up."""
+        body = bytes([self.pointer]) + b"".join(
+            ipaddress.IPv4Address(a).packed for a in self.addresses
+        )
+        olen = 3 + 4 * len(self.addresses)
+        words = range(0, 4 * -(-(olen - 4) // 4), 4) if olen > 4 else range(0)
+        return tuple(str(ipaddress.IPv4Address(body[w : w + 4].ljust(4, b"\0"))) for w in words)
+
+
+def source_route(options: bytes) -> SourceRoute | None:
+    """The loose or strict source route option among IPv4 `options` (None without one):
+    its pointer and its whole words of addresses."""
+    for at, olen in _option_spans(options):
+        if options[at] in (IPOPT_LSRR, IPOPT_SSRR) and olen >= 3:
+            words = options[at + 3 : at + olen]
+            return SourceRoute(
+                options[at] == IPOPT_SSRR,
+                options[at + 2],
+                tuple(
+                    str(ipaddress.IPv4Address(words[w : w + 4]))
+                    for w in range(0, len(words) - 3, 4)
+                ),
+            )
+    return None
 
 
 def with_ip_options(packet: bytes, options: bytes, dst: AddressLike | None = None) -> bytes:

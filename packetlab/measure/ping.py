@@ -9,6 +9,7 @@ time, both taken by the endpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Sequence
 
@@ -35,13 +36,18 @@ from packetlab.measure.capture import (
 )
 from packetlab.measure.flight import GRACE_S, Waker
 from packetlab.measure.packets import (
+    MAX_PING_ROUTE,
     TIMESTAMP_KINDS,
     IpTimestamps,
+    SourceRoute,
     ip_timestamps,
+    loose_source_route,
     received_timestamps,
     record_route_option,
     recorded_route,
+    source_route,
     timestamp_option,
+    with_ip_options,
 )
 from packetlab.measure.probes import PING_PAYLOAD, Probe, ProbeTable, echo_probe, fragmented
 from packetlab.measure.records import PingError, PingReply, PingResult, Stamp
@@ -126,6 +132,7 @@ async def ping(
     record_route: bool = False,
     timestamps: str | None = None,
     prespec: Sequence[str | Address] = (),
+    route: Sequence[str | Address] = (),
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
     `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
@@ -161,7 +168,11 @@ async def ping(
     `prespec` addresses): IPv4 requests carry a timestamp option with the entry ping's
     kernel would add (the endpoint time the request is scheduled for; ping's: when it
     left); each reply's `ip_timestamps` is what it holds once the endpoint's kernel
-    stamped it on arrival (its kernel receive time), as ping reads it.
+    stamped it on arrival (its kernel receive time), as ping reads it. `route`, iputils'
+    HOST... TARGET (IPv4, at most 9 hosts, not with `record_route` or `timestamps`): the
+    requests go to the first host with a loose source route option through the others
+    to `dst`, as ping's kernel sends them; each reply's `source_route` is the option it
+    came back with (the route reversed, from a Linux target).
 
     When `stop` is requested, no further request is sent, replies in flight are awaited
     for up to `GRACE_S` (or `wait`, if shorter), and the result holds what was sent.
@@ -191,6 +202,10 @@ async def ping(
         raise ValueError("up to 4 prespec addresses, with tsprespec only")
     if record_route and timestamps is not None:
         raise ValueError("only one of -T or -R may be used")
+    if route and (record_route or timestamps is not None):
+        raise ValueError("a source route (hosts before the target) is not with -R or -T")
+    if route and target.version != 4:
+        raise ValueError("a source route (hosts before the target) is built over IPv4 only")
     if ident is None:
         ident = random.randrange(1, 0x10000)
     elif not 0 <= ident <= 0xFFFF:
@@ -203,6 +218,10 @@ async def ping(
     run.on_sent, run.on_outstanding = on_sent, on_outstanding
     run.tos, run.preload = tos, preload
     run.options = record_route_option(cap.src) if record_route and target.version == 4 else b""
+    if route:
+        run.first_hop, run.options = loose_source_route(
+            route, target, target_listed=False, most=MAX_PING_ROUTE
+        )
     if timestamps is not None and target.version == 4:
         run.ts_kind = TIMESTAMP_KINDS[timestamps]
         run.prespec = tuple(str(a) for a in prespec)
@@ -277,7 +296,9 @@ class _PingRun:
         self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
         self.failure: BaseException | None = None
         self.tos, self.preload = 0, 1  # iputils -Q, -l
-        self.options = b""  # IPv4 options of the requests (iputils -R)
+        self.options = b""  # IPv4 options of the requests (iputils -R, HOST... TARGET)
+        self.first_hop: Address | None = None  # HOST... TARGET: the requests' IP destination
+        self.reverse: dict[int, SourceRoute | None] = {}  # seq -> its reply's source route
         self.local_mtu: int | None = None  # -M do: the MTU a router named (ping's kernel's)
         self.routes: dict[int, tuple[str, ...] | None] = {}  # seq -> its reply's record route
         self.ts_kind: int | None = None  # iputils -T: the timestamp option's kind
@@ -316,7 +337,9 @@ class _PingRun:
             return
         self.answered[got[0].key] = seq
         self.replies[seq] = (got[0], got[1], self._size(got[0], note.data))
-        if self.options:
+        if self.first_hop is not None:
+            self.reverse[seq] = source_route(note.data[20 : (note.data[0] & 0x0F) * 4])
+        elif self.options:
             options = note.data[20 : (note.data[0] & 0x0F) * 4]
             self.routes[seq] = recorded_route(options, received_by=got[0].dst)
         elif self.ts_kind is not None:  # stamped as the endpoint's kernel does on arrival
@@ -435,6 +458,7 @@ class _PingRun:
             reply_recv_ns=recv_ns,
             route=self.routes.get(seq),
             ip_timestamps=self.stamps.get(seq),
+            source_route=self.reverse.get(seq),
         )
 
     # -- sending --
@@ -495,15 +519,23 @@ class _PingRun:
             payload=self.payload, dont_fragment=self.dont_fragment, tos=self.tos,
             options=options,
         )  # fmt: skip
+        p = self._routed(p, options)
         self.built[seq] = len(p.packet)
         if self.fragment_mtu is not None and len(p.packet) > self.fragment_mtu:
             whole = echo_probe(
                 self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
                 payload=self.payload, ip_id=p.ip_id, tos=self.tos, options=options,
             )  # fmt: skip
-            p = fragmented(whole, self.fragment_mtu)
+            p = fragmented(self._routed(whole, options), self.fragment_mtu)
             self.built[seq] = self.fragment_mtu
         return p
+
+    def _routed(self, p: Probe, options: bytes) -> Probe:
+        """`p` addressed to the first host of a source route (its option already in),
+        as ping's kernel sends it; `p` itself without one. (Matched still by the target.)"""
+        if self.first_hop is None:
+            return p
+        return dataclasses.replace(p, packet=with_ip_options(p.packet, options, self.first_hop))
 
     def _options(self, seq: int) -> bytes:
         """The IPv4 options of request `seq`: -R's, or -T's with the entry ping's kernel

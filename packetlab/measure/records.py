@@ -23,7 +23,7 @@ from typing import Any
 from packetlab.measure.icmpext import EXTENSION_OFFSET, IcmpExt
 from packetlab.measure.icmpext import decode as icmpext_decode
 from packetlab.measure.icmpext import text as icmpext_text
-from packetlab.measure.packets import IpTimestamps
+from packetlab.measure.packets import IpTimestamps, SourceRoute
 from packetlab.measure.replies import ICMP6_PORT_UNREACH, ICMP_PORT_UNREACH, Reply, ReplyKind
 
 __all__ = [
@@ -404,13 +404,17 @@ class PingReply:
     route: tuple[str, ...] | None = None
     # ping -T: the reply's timestamp option as iputils reads it (None: no option)
     ip_timestamps: IpTimestamps | None = None
+    # ping HOST... TARGET: the reply's source route option (None: none, or not asked)
+    source_route: SourceRoute | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The fields; `route` only when the reply had a record route (ping -R),
         `ip_timestamps` (kind, entries [address or null, ms since midnight UT or null],
-        unrecorded hops) only when it had a timestamp option (ping -T)."""
+        unrecorded hops) only when it had a timestamp option (ping -T), `source_route`
+        (strict, pointer, addresses) only when it had a source route (ping HOST...
+        TARGET)."""
         out = asdict(self)
-        for key in ("route", "ip_timestamps"):
+        for key in ("route", "ip_timestamps", "source_route"):
             if out[key] is None:
                 del out[key]
         if "route" in out:
@@ -418,6 +422,8 @@ class PingReply:
         if "ip_timestamps" in out:
             ts = out["ip_timestamps"]
             ts["entries"] = [list(e) for e in ts["entries"]]
+        if "source_route" in out:
+            out["source_route"]["addresses"] = list(out["source_route"]["addresses"])
         return out
 
     @classmethod
@@ -430,6 +436,9 @@ class PingReply:
         ts = obj.get("ip_timestamps") if isinstance(obj, Mapping) else None
         if ts is not None:
             obj = {**obj, "ip_timestamps": _ip_timestamps(ts)}
+        sr = obj.get("source_route") if isinstance(obj, Mapping) else None
+        if sr is not None:
+            obj = {**obj, "source_route": _source_route(sr)}
         return _from_dict(cls, obj, required=("seq", "addr", "rtt_us"), non_null=("seq",))
 
 
@@ -444,6 +453,17 @@ def _ip_timestamps(obj: Any) -> IpTimestamps:
     if type(kind) is not int or type(unrecorded) is not int or not ok or len(got) != len(entries):
         raise RecordError(f"PingReply.ip_timestamps is malformed: {obj!r}")
     return IpTimestamps(kind, got, unrecorded)
+
+
+def _source_route(obj: Any) -> SourceRoute:
+    try:
+        strict, pointer, addresses = obj["strict"], obj["pointer"], obj["addresses"]
+    except (TypeError, KeyError):
+        raise RecordError(f"PingReply.source_route is malformed: {obj!r}") from None
+    ok = isinstance(addresses, list) and all(isinstance(a, str) for a in addresses)
+    if type(strict) is not bool or type(pointer) is not int or not ok:
+        raise RecordError(f"PingReply.source_route is malformed: {obj!r}")
+    return SourceRoute(strict, pointer, tuple(addresses))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """IP options and TCP probe flavors side by side with the native tools (root): ping -T
-(iputils' `TS:` lines, through routers that stamp too), traceroute -g (loose source
-route through a gateway) and traceroute -T -O's flags and options, compared line by line
-and, with tcpdump on the endpoint's link, byte by byte (what legitimately differs masked:
-times, sequence numbers, ports, checksums, IP IDs)."""
+(iputils' `TS:` lines, through routers that stamp too), ping HOST... TARGET and
+traceroute -g (loose source routes through gateways) and traceroute -T -O's flags and
+options, compared line by line and, with tcpdump on the endpoint's link, byte by byte
+(what legitimately differs masked: times, sequence numbers, ports, checksums, IP IDs)."""
 
 from __future__ import annotations
 
@@ -76,13 +76,16 @@ def test_ping_timestamp_errors_as_iputils() -> None:
         (["-c", "1", "-T", "tsall", "127.0.0.1"], "invalid timestamp type: tsall"),
         (["-c", "1", "-R", "-T", "tsonly", "127.0.0.1"], "only one of -T or -R may be used"),
         (["-c", "1", "-T", "tsprespec", *["127.0.0.1"] * 5, "127.0.0.1"], "at most 4 hosts"),
-        (["-c", "1", "127.0.0.2", "127.0.0.1"], "source routing"),
+        (["-c", "1", "-R", "127.0.0.2", "127.0.0.1"], "is not with -R"),
+        (["-c", "1", "-T", "tsonly", "127.0.0.2", "127.0.0.1"], "-T tsonly takes one TARGET"),
+        (["-c", "1", *["127.0.0.2"] * 10, "127.0.0.1"], "at most 9 hosts before TARGET"),
+        (["-c", "1", "127.0.0.2", "::1"], "HOST... TARGET is IPv4 only"),
     ):
         ours, theirs = pktlab_run("ping", *args), native("ping", *args)
         assert ours.returncode == theirs.returncode == 2, args
         assert ours.stdout == theirs.stdout == "" and "Traceback" not in ours.stderr
         assert words in ours.stderr.splitlines()[-1], ours.stderr
-        if "at most" not in words and "routing" not in words:  # (ping: its usage text)
+        if words.startswith(("invalid", "only")):  # (else ping prints its usage text)
             assert words in theirs.stderr
 
 
@@ -235,3 +238,98 @@ def test_traceroute_through_a_gateway(testbed_factory: Callable[..., Testbed]) -
         assert ours.returncode == theirs.returncode == 2, args
         assert len(ours.stderr.splitlines()) == 1 and "Traceback" not in ours.stderr
     assert "No more than 8" in pktlab_run("traceroute", "-g", ",".join([gw] * 9), tg).stderr
+
+
+# iputils 20221126 sets its source route (IP_OPTIONS) with its capabilities dropped, and
+# Linux refuses that without CAP_NET_RAW ("ping: record route: Operation not permitted",
+# exit 2, even as root): this shim raises CAP_NET_RAW (which ping keeps permitted) around
+# that one setsockopt, so that native ping sends what it means to.
+CAP_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <linux/capability.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int setsockopt(int fd, int level, int name, const void *val, socklen_t len) {
+    int (*real)(int, int, int, const void *, socklen_t) =
+        (int (*)(int, int, int, const void *, socklen_t))dlsym(RTLD_NEXT, "setsockopt");
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    if (level != IPPROTO_IP || name != IP_OPTIONS || syscall(SYS_capget, &h, d))
+        return real(fd, level, name, val, len);
+    __u32 was = d[0].effective;
+    d[0].effective |= d[0].permitted & (1u << CAP_NET_RAW);
+    syscall(SYS_capset, &h, d);
+    int rc = real(fd, level, name, val, len);
+    d[0].effective = was;
+    syscall(SYS_capset, &h, d);
+    return rc;
+}
+"""
+
+
+@pytest.fixture
+def cap_shim(tmp_path: Path) -> str:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("needs a C compiler for native ping's source route shim (see CAP_SHIM)")
+    src, lib = tmp_path / "capshim.c", tmp_path / "capshim.so"
+    src.write_text(CAP_SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
+    return str(lib)
+
+
+def native_routed(
+    *args: str, shim: str, netns: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return native("env", f"LD_PRELOAD={shim}", "ping", *args, netns=netns)
+
+
+def test_ping_through_hosts_as_iputils(
+    testbed_factory: Callable[..., Testbed], cap_shim: str
+) -> None:
+    """ping HOST... TARGET through three routers (every host accepting source routes):
+    the same lines as iputils (`56(124) bytes`, the replies' `LSRR:` lines as its
+    pr_options prints them), and requests with its header: to the first host, NOP +
+    LSRR with the other hosts and the target (the IP ID and checksum differ, and the
+    payload: iputils' starts with its send time)."""
+    tb: Testbed = testbed_factory(hops=3)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    r1, r2, r3 = (str(tb.addr(r)) for r in ("r1", "r2", "r3"))
+    _accept_source_routes(tb, ("ep", "r1", "r2", "r3", "tg"))
+    for args in (
+        ["-c", "2", "-i", "0.2", r2, tg],
+        ["-c", "1", r2, r3, tg],
+        ["-c", "1", r1, r2, r3, tg],
+        ["-c", "1", *[r2] * 9, tg],  # iputils' most: a 40 byte option
+        ["-c", "1", "-n", "-s", "100", r3, tg],
+        ["-c", "1", "-W", "1", "-t", "1", r2, tg],  # (no error line, no reply: ping's too)
+    ):
+        ours = pktlab_run("ping", *args, netns=ns)
+        theirs = native_routed(*args, shim=cap_shim, netns=ns)
+        want = 1 if "-t" in args else 0
+        assert ours.returncode == theirs.returncode == want, (args, ours.stderr, theirs.stderr)
+        assert masked(ours.stdout) == masked(theirs.stdout), args
+        assert ("LSRR: " in ours.stdout) == (want == 0)
+    requests = []
+    for run in (pktlab_run, lambda *a, netns: native_routed(*a[1:], shim=cap_shim, netns=netns)):
+        with captured(ns, "to-r1", "icmp[icmptype] == icmp-echo", 1) as got:
+            run("ping", "-c", "1", r2, r3, tg, netns=ns)
+        requests += got
+    mine, its = requests
+    assert len(mine) == len(its) == 96
+    assert mine[:4] == its[:4] and mine[6:10] == its[6:10]  # IHL, length, DF, TTL, proto
+    assert mine[12:32] == its[12:32]  # addresses (the first host's) and the option
+    assert mine[12:20] == bytes(int(x) for a in (tb.addr("ep"), r2) for x in str(a).split("."))
+
+
+def test_ping_through_hosts_on_loopback_as_iputils(cap_shim: str) -> None:
+    """On loopback Linux drops a source-routed packet (it is not PACKET_HOST): no reply
+    to ping's either; the same lines and exit status."""
+    args = ["-c", "1", "-W", "1", "127.0.0.1", "127.0.0.1"]
+    ours, theirs = pktlab_run("ping", *args), native_routed(*args, shim=cap_shim)
+    assert ours.returncode == theirs.returncode == 1, ours.stderr
+    assert masked(ours.stdout) == masked(theirs.stdout)
+    assert "56(124) bytes of data." in ours.stdout

@@ -205,6 +205,10 @@ def test_ping_timestamp_hosts() -> None:
     assert (ping_hosts(args), args.target) == (["10.0.0.2", "10.0.0.3"], "10.0.0.1")
     args = parse("ping", "-T", "tsandaddr", "10.0.0.1")
     assert (ping_hosts(args), args.target, args.ip_timestamps) == ([], "10.0.0.1", "tsandaddr")
+    args = parse("ping", "10.0.0.2", "10.0.0.3", "10.0.0.1")  # a source route
+    assert (ping_hosts(args), args.target) == (["10.0.0.2", "10.0.0.3"], "10.0.0.1")
+    args = parse("ping", *["10.0.0.2"] * 9, "10.0.0.1")
+    assert len(ping_hosts(args)) == 9  # (iputils' most)
 
 
 def test_traceroute_gateways() -> None:
@@ -272,8 +276,11 @@ def _fails(args: argparse.Namespace) -> BaseException:
             "Too many gateways specified. No more than 8",
         ),
         (["ping", "-R", "-T", "tsonly", "10.0.0.1"], "only one of -T or -R may be used"),
-        (["ping", "10.0.0.2", "10.0.0.1"], "ping's source routing through all but the last"),
-        (["ping", "-T", "tsonly", "10.0.0.2", "10.0.0.1"], "source routing"),
+        (["ping", "-R", "10.0.0.2", "10.0.0.1"], "an LSRR option) is not with -R"),
+        (["ping", "-T", "tsonly", "10.0.0.2", "10.0.0.1"], "-T tsonly takes one TARGET"),
+        (["ping", *["10.0.0.2"] * 10, "10.0.0.1"], "at most 9 hosts before TARGET, not 10"),
+        (["ping", "10.0.0.2", "::1"], "HOST... TARGET is IPv4 only"),
+        (["ping", "::2", "10.0.0.1"], "HOST... TARGET is IPv4 only"),
         (
             [
                 "ping",

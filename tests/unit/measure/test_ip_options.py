@@ -1,4 +1,5 @@
-"""IP options in the probes (ping -T's timestamps, traceroute -g's loose source route) and
+"""IP options in the probes (ping -T's timestamps, the loose source routes of ping HOST...
+TARGET and traceroute -g) and
 traceroute -T -O's TCP flags and options, built as the native tools' kernels send them
 (the bytes below are from tcpdump captures of iputils ping 20221126 and Butskoy
 traceroute 2.1.2 on Linux) and read back as iputils reads them."""
@@ -11,7 +12,7 @@ import struct
 import pytest
 from test_traceroute_fakes import EP4, R14, R24, TG4, RawRig, icmp_packet
 
-from packetlab.cli.report import timestamp_lines
+from packetlab.cli.report import source_route_lines, timestamp_lines
 from packetlab.measure.packets import (
     IPOPT_NOP,
     PROTO_ICMP,
@@ -25,6 +26,7 @@ from packetlab.measure.packets import (
     TS_TSANDADDR,
     TS_TSONLY,
     IpTimestamps,
+    SourceRoute,
     fragment,
     ip_packet,
     ip_timestamps,
@@ -33,6 +35,7 @@ from packetlab.measure.packets import (
     parse_ipv4_header,
     received_timestamps,
     record_route_option,
+    source_route,
     stamp_option,
     tcp_segment,
     timestamp_option,
@@ -237,6 +240,112 @@ def test_traceroute_through_a_gateway_matches_quotes_naming_it() -> None:
     for m in rig.endpoint.raw_sends:
         assert m.data[16:20] == bytes(int(x) for x in R24.split("."))
         assert m.data[20:24] == bytes.fromhex("01830b04")
+
+
+# -- ping HOST... TARGET: a loose source route --------------------------------------------
+
+
+def test_loose_source_route_as_pings_kernel_sends_it() -> None:
+    """ping 10.77.2.2 10.77.3.2 10.77.4.2 on the wire (iputils hands its kernel the hosts
+    but the target): to the first host, NOP + LSRR(11, 4) with the other host and the
+    target once; with one host, the target alone."""
+    first, option = loose_source_route(
+        ["10.77.2.2", "10.77.3.2"], "10.77.4.2", target_listed=False, most=9
+    )
+    assert str(first) == "10.77.2.2"
+    assert option == bytes.fromhex("01830b04 0a4d0302 0a4d0402")
+    first, option = loose_source_route(["10.77.2.2"], "10.77.4.2", target_listed=False, most=9)
+    assert (str(first), option) == ("10.77.2.2", bytes.fromhex("01830704 0a4d0402"))
+    assert (
+        len(loose_source_route(["10.0.0.1"] * 9, "10.0.0.2", target_listed=False, most=9)[1]) == 40
+    )
+    with pytest.raises(ValueError, match=r"1\.\.9 gateways"):
+        loose_source_route(["10.0.0.1"] * 10, "10.0.0.2", target_listed=False, most=9)
+
+
+def test_source_route_read_and_printed_as_iputils() -> None:
+    """The replies' options of those captures (the route reversed, the pointer past its
+    end, an EOL after): iputils prints words read from the pointer byte on."""
+    two = source_route(bytes.fromhex("830b0c0a4d03020a4d020200"))
+    assert two == SourceRoute(False, 12, ("10.77.3.2", "10.77.2.2"))
+    assert two.as_iputils_prints() == ("12.10.77.3", "2.10.77.2")
+    assert source_route_lines(two, str) == "\nLSRR: \t12.10.77.3\n\t2.10.77.2\n"
+    one = source_route(bytes.fromhex("8307080a4d020200"))
+    assert one is not None and one.as_iputils_prints() == ("8.10.77.2",)
+    nine = source_route(bytes([0x83, 39, 40]) + bytes([10, 77, 2, 2]) * 9 + bytes(1))
+    assert nine is not None and nine.as_iputils_prints() == ("40.10.77.2",) + ("2.10.77.2",) * 8
+    strict = SourceRoute(True, 4, ("0.0.0.0",))
+    assert source_route_lines(strict, str) == "\nSSRR: \t4.0.0.0\n"
+    assert source_route(record_route_option()) is None and source_route(b"") is None
+
+
+def _linux_lsrr_echo(back: bytes):  # type: ignore[no-untyped-def]
+    """The target's echo reply to a source-routed request, with the reply's option
+    `back` (as captured at the sender)."""
+
+    def answers(probe: bytes) -> list[tuple[float, bytes]]:
+        echo = probe[(probe[0] & 0x0F) * 4 :]
+        reply = icmp_packet(TG4, EP4, 0, 0, bytes(echo[4:8]), bytes(echo[8:]))
+        return [(0.001, with_ip_options(reply, back))]
+
+    return answers
+
+
+def test_ping_through_hosts_as_ping_and_the_replies_route() -> None:
+    """ping R14 R24 TG4: each request goes to R14 with the option ping's kernel gives it
+    (matched still by the target's reply); each reply's `source_route` is its option."""
+    rig = RawRig([TG4])
+    back = bytes.fromhex("830b0c") + ipaddress.IPv4Address(R24).packed
+    back += ipaddress.IPv4Address(R14).packed + bytes(1)
+    rig.endpoint.answers = _linux_lsrr_echo(back)  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=2, interval=0.2, route=[R14, R24]))
+    assert result.received == 2
+    for m, r in zip(rig.endpoint.raw_sends, result.replies, strict=True):
+        h = parse_ipv4_header(m.data)
+        assert (h.header_length, str(h.dst)) == (32, R14)
+        assert (
+            m.data[20:32]
+            == bytes.fromhex("01830b04")
+            + ipaddress.IPv4Address(R24).packed
+            + ipaddress.IPv4Address(TG4).packed
+        )
+        assert r.source_route == SourceRoute(False, 12, (R24, R14))
+        assert r.route is None and r.ip_timestamps is None
+    back_again = PingReply.from_dict(result.replies[0].to_dict())
+    assert back_again == result.replies[0]
+    assert "source_route" not in PingReply(1, TG4, 1.0).to_dict()
+
+
+def test_ping_through_hosts_in_fragments_each_routed() -> None:
+    """A long request in fragments: every fragment to the first host, with the option."""
+    rig = RawRig([TG4])
+    rig.endpoint.answers = _linux_lsrr_echo(bytes.fromhex("8307080a4d020200"))  # type: ignore[method-assign]
+    rig.run(ping(rig.session, TG4, count=1, size=3000, fragment_mtu=1500, route=[R24]))
+    sends = rig.endpoint.raw_sends
+    assert len(sends) == 3
+    assert all(str(parse_ipv4_header(m.data).dst) == R24 for m in sends)
+    assert all(
+        m.data[20:28] == bytes.fromhex("01830704") + ipaddress.IPv4Address(TG4).packed
+        for m in sends
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"record_route": True}, "not with -R or -T"),
+        ({"timestamps": "tsonly"}, "not with -R or -T"),
+        ({"route": ["10.0.0.1"] * 10}, r"1\.\.9 gateways"),
+    ],
+)
+def test_bad_source_route_arguments(kwargs: dict[str, object], message: str) -> None:
+    rig = RawRig([TG4])
+    kwargs.setdefault("route", [R24])
+    with pytest.raises(ValueError, match=message):
+        rig.run(ping(rig.session, TG4, **kwargs))  # type: ignore[arg-type]
+    v6 = RawRig(["fd00:77:3::2"])
+    with pytest.raises(ValueError, match="IPv4 only"):
+        v6.run(ping(v6.session, "fd00:77:3::2", route=[R24]))
 
 
 # -- traceroute -T -O --------------------------------------------------------------------------
