@@ -33,6 +33,7 @@ from packetlab.measure.replies import ReplyKind
 
 if TYPE_CHECKING:
     from packetlab.measure.mda import MdaHop, MdaResult
+    from packetlab.measure.multilevel import MultilevelResult
     from packetlab.measure.packets import IpTimestamps, SourceRoute
 
 __all__ = [
@@ -416,6 +417,7 @@ class MdaReport(_Report):
         self.max_ttl, self.method, self.confidence = max_ttl, method, confidence
         self.lite = lite
         self.ttls = 0
+        self.multilevel: MultilevelResult | None = None
         self.names: Mapping[str, str | None] | None = None
 
     def describe(self) -> str:
@@ -441,6 +443,28 @@ class MdaReport(_Report):
             return
         shown = [a if self.names is None else f"{self.names.get(a) or a} ({a})" for a in hop.addrs]
         self.write(f"{hop.ttl:2d}  " + ("  ".join(shown) if shown else "*"))
+
+    def routers(self, ml: MultilevelResult) -> None:
+        """--multilevel: each hop's routers (JSON: an `mda-routers` line a hop)."""
+        from packetlab.measure.multilevel import format_routers
+
+        self.multilevel = ml
+        if self.as_json:
+            for h in ml.hops:
+                obj = h.to_dict()
+                addrs = [a for r in h.routers for a in r]
+                obj.update(type="mda-routers", dst=self.dst, src=self.src, tool="packetlab",
+                           methods={a: ml.methods.get(a) for a in addrs},
+                           fingerprints={a: list(ml.fingerprints.get(a, (None, None)))
+                                         for a in addrs})  # fmt: skip
+                self.write(_dumps(obj))
+            return
+        self.write(
+            f"routers (Multilevel MDA-Lite: alias resolution by the monotonic bounds test "
+            f"on IP-IDs, {ml.probes} probes)"
+        )
+        for h in ml.hops:
+            self.write(format_routers(h))
 
     def finish(self, result: MdaResult, interrupted: bool) -> None:
         self.close()
@@ -485,6 +509,14 @@ class MdaReport(_Report):
                     **(
                         {"meshed": [h.ttl for h in result.hops if h.meshed]}
                         if result.algorithm == "mda-lite"
+                        else {}
+                    ),
+                    **(
+                        {
+                            "router_count": sum(len(h.routers) for h in ml.hops),
+                            "alias_probe_count": ml.probes,
+                        }
+                        if (ml := self.multilevel) is not None
                         else {}
                     ),
                 }

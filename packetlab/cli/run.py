@@ -61,6 +61,7 @@ examples:
   pktlab run traceroute --json 10.77.3.2          # one JSON object per probe
   pktlab run traceroute -n --mda 10.77.6.2        # every interface of every hop
   pktlab run traceroute -n --mda-lite -Q 500 10.77.6.2   # MDA-Lite, 500 probes at most
+  pktlab run traceroute -n --mda-lite --multilevel 10.77.6.2   # and each hop's routers
   pktlab run traceroute --listen 127.0.0.1:20556 192.0.2.1    # TLS, ~/.pktlab (pktlab init)
       # then: twistd -n pktendpoint -c ~/.pktlab/endpt.conf --transproto raw,tcp,udp \\
       #           --ipv4 SRC 127.0.0.1:20556      (SRC: the endpoint's address to send from)
@@ -477,6 +478,14 @@ def _add_traceroute(sub: Any) -> None:
         help="MDA-Lite (Vermeulen et al., IMC 2018; implies --mda): load balancing taken as "
         "uniform (n(k) flows a hop, no node control), with a meshing test between two "
         "multi-interface hops that falls back to the full MDA there",
+    )
+    tr.add_argument(
+        "--multilevel",
+        action="store_true",
+        help="with --mda or --mda-lite: Multilevel MDA-Lite's router-level view; the "
+        "interfaces of each hop resolved into routers by alias resolution (IP-ID series "
+        "through the flows that reached them, and ICMP echo; the monotonic bounds test, "
+        "initial-TTL fingerprints), printed after the trace, one line per hop",
     )
     tr.add_argument(
         "-Q",
@@ -1057,6 +1066,10 @@ def _experiment(
             wait_probe=(args.wait_probe or 0) / 100,
         )
         await shown
+        if args.multilevel and not stop.requested:
+            from packetlab.measure.multilevel import resolve_routers
+
+            report.routers(await resolve_routers(session, result))
         return result
 
     async def echo(session: Any) -> PingResult:
@@ -1431,6 +1444,9 @@ def mda_limits(args: argparse.Namespace) -> None:
     if args.mda and not isinstance(args.queries, _Default):
         raise RunError("-q: --mda sends as many probes per hop as its stopping rule needs "
                        "(set --confidence; --attempts resends a silent probe)")  # fmt: skip
+    if getattr(args, "multilevel", False) and not args.mda:
+        raise RunError("--multilevel resolves the interfaces --mda finds into routers: "
+                       "add --mda or --mda-lite")  # fmt: skip
     given = [flag for dest, flag in MDA_LIMITS if getattr(args, dest, None) is not None]
     if given and not args.mda:
         raise RunError(f"{given[0]} is a limit of --mda (scamper's tracelb): add --mda")
@@ -1444,6 +1460,7 @@ def _budget(args: argparse.Namespace) -> float:
         if args.mda:  # rounds of probes: a few per TTL, each at most one --wait a try
             work = (args.max_ttl - args.first_ttl + 1) * 6 * args.wait * (args.attempts or 1)
             work += (args.max_probes or 3000) * (args.wait_probe or 0) / 100
+            work += 20.0 if getattr(args, "multilevel", False) else 0.0  # 2 rounds of IP-IDs
         elif args.sequential or args.mtu:  # (--mtu: and a resend per size, a dozen at most)
             work = (n + (16 if args.mtu else 0)) * (args.wait + 0.5)
         elif args.squeries:

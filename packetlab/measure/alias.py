@@ -28,7 +28,9 @@ answer only some probes, or number some replies from a usable counter and others
   request to a destination beyond the router with a TTL that expires at it; the router's
   ICMP time exceeded's IP-ID. Only for an address given with that destination and TTL
   (`via`); a time exceeded from another address (the path changed) is no sample. Not in
-  ``auto``, which probes each address itself.
+  ``auto``, which probes each address itself. A `via` may also name the flow to probe
+  through (a `FlowProbe`: Paris probes of the one flow a multipath trace saw reach the
+  address behind a per-flow load balancer, `packetlab.measure.multilevel`).
 
 `best_methods` picks per address the method whose series is a usable counter (MIDAR's
 estimation stage probes with every method and keeps the best per target).
@@ -36,10 +38,11 @@ estimation stage probes with every method and keeps the best per target).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +75,7 @@ __all__ = [
     "ALL_METHODS",
     "INDIRECT",
     "METHODS",
+    "FlowProbe",
     "IdSample",
     "ProbeLog",
     "ProbeRun",
@@ -90,7 +94,11 @@ ID_SPACE = 1 << 16
 METHODS = ("icmp-echo", "tcp-ack", "udp")  # direct: `auto`
 INDIRECT = "indirect"  # TTL-limited echo requests through the address (needs `via`)
 ALL_METHODS = (*METHODS, INDIRECT)
-Via = Mapping[str, tuple[str, int]]  # address -> (destination beyond it, TTL expiring there)
+# An indirect probe through one flow: (src, dst, ttl, slot) -> a probe of that flow whose
+# key differs from slot to slot (Paris probes: the flow in the ports or the ICMP checksum)
+FlowProbe = Callable[[Any, Any, int, int], Probe]
+# address -> (destination beyond it, TTL expiring there[, the flow to probe through])
+Via = Mapping[str, tuple[str, int] | tuple[str, int, FlowProbe]]
 PROBE_PORT = 33435  # TCP ACK and UDP destination port: scamper dealias's default
 MethodSpec = str | Sequence[str] | Mapping[str, str]  # one, every one, or per address
 LATE_S = 30.0  # how long the last probe may be late before its stage gives up on it
@@ -333,10 +341,15 @@ async def _probe_from(
             parsed = parse_ndata(note)
             if parsed is None:
                 continue
-            which = table.get(parsed[0].key)
+            key = parsed[0].key
+            which = table.get(key)
+            if which is None and key.proto == 17 and parsed[0].quoted_sum is not None:
+                # (a Paris UDP probe, `FlowProbe`'s: told by its checksum)
+                key = dataclasses.replace(key, seq=parsed[0].quoted_sum)
+                which = table.get(key)
             if which is None or not _answers(parsed[0], *jobs[slots[which][1]]):
                 continue
-            table.pop(parsed[0].key)
+            table.pop(key)
             if parsed[0].ip_id is not None:
                 got[which] = (parsed[1], parsed[0].ip_id, parsed[0])
         sent = []
@@ -382,7 +395,9 @@ def _probe(method: str, src: Any, dst: Any, ident: int, seq: int, index: int, vi
     own key: echo (ident, seq); TCP ACK the sequence number; UDP the source port; an
     indirect echo (to the destination beyond `dst`) its own ident and the slot."""
     if method == INDIRECT:
-        beyond, ttl = via[str(dst)]
+        beyond, ttl, *flow = via[str(dst)]
+        if flow:  # through the flow that reached it (Paris probes, one key per slot)
+            return flow[0](src, as_target(beyond), ttl, index)
         return echo_probe(src, as_target(beyond), ident=ident ^ 0x8000, seq=index & 0xFFFF,
                           ttl=ttl)  # fmt: skip
     if method == "icmp-echo":
@@ -429,7 +444,7 @@ def _jobs(targets: Sequence[str], method: MethodSpec, via: Via) -> list[tuple[st
                 f"{t}: the indirect method needs the destination beyond it and the TTL "
                 f"that expires there ({t}@DST:TTL)"
             )
-    for t, (beyond, ttl) in via.items():
+    for t, (beyond, ttl, *_) in via.items():
         if not 1 <= ttl <= 255:
             raise ValueError(f"{t}@{beyond}:{ttl}: the TTL must be 1..255")
     return jobs

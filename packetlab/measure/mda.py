@@ -52,6 +52,7 @@ __all__ = [
     "MdaPlan",
     "MdaProbe",
     "MdaResult",
+    "flow_probe",
     "mda_trace",
     "stopping_points",
 ]
@@ -416,6 +417,17 @@ def _mda_probe(
     if method == "tcp":
         return tcp_syn_probe(src, dst, sport=fport, dport=port, seq=i + 1, ttl=ttl)
     return paris_udp_probe(src, dst, ttl, sport=fport, dport=port, index=i)
+
+
+def flow_probe(method: str, sport: int, port: int, flow: int) -> Callable[..., Probe]:
+    """Probes of one flow of a trace, (src, dst, ttl, slot) -> probe: the flow as the
+    trace sent it (`MdaResult`'s method, sport and dport), the slot in the UDP checksum
+    or the sequence number (alias resolution's indirect probes through that flow)."""
+
+    def make(src: Any, dst: Any, ttl: int, slot: int) -> Probe:
+        return _mda_probe(method, src, dst, ttl, flow, slot % 0xFFFE, sport, port)
+
+    return make
 
 
 MdaHopCallback = Callable[[MdaHop], object]

@@ -28,6 +28,12 @@ ID 0 on the way out (a tc filter), and the responder never numbers a reply 0.
 this node) that arrives with TTL 1 is answered with an ICMP time exceeded from ADDR
 quoting it, numbered from ADDR's group's counter. ADDR need not be an address of any
 node (then nothing answers it directly: only indirect probing reads its counter).
+``DST=ADDR,ADDR2,...`` plays a per-flow load balancer's next hops one TTL before DST:
+each probe's flow (an echo request's ICMP checksum, as Paris traceroute's ICMP flows; a
+UDP datagram's source port, as its UDP flows, answered with TTL 1 too) picks one of the
+addresses by a hash, so a multipath trace finds them all at one hop, each numbering its
+time exceeded from its own group's counter (two of one group: one router's two
+interfaces).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
+from collections.abc import Mapping, Sequence
 
 _ICMP_ECHO, _ICMP_REPLY, _ICMP_UNREACH, _PORT_UNREACH, _ICMP_TIMXCEED = 8, 0, 3, 3, 11
 _TCP_SYN, _TCP_RST, _TCP_ACK = 0x02, 0x04, 0x10
@@ -81,7 +89,7 @@ def answer(
     counters: dict[bytes, Counter],
     methods: dict[bytes, set[str]],
     udp_port: int,
-    expire: dict[bytes, bytes] | None = None,
+    expire: Mapping[bytes, Sequence[bytes]] | None = None,
 ) -> bytes | None:
     """The reply to an IPv4 probe for one of our addresses by a method its group answers
     (echo reply, RST to a bare ACK, port unreachable to `udp_port`), or to an echo
@@ -91,10 +99,13 @@ def answer(
         return None
     ihl = (packet[0] & 0x0F) * 4
     src, dst, proto = packet[12:16], packet[16:20], packet[9]
-    router = (expire or {}).get(dst)
-    if router is not None and packet[8] <= 1 and proto == socket.IPPROTO_ICMP:
-        if packet[ihl] != _ICMP_ECHO:
+    routers = (expire or {}).get(dst)
+    if routers and packet[8] <= 1 and proto in (socket.IPPROTO_ICMP, socket.IPPROTO_UDP):
+        if proto == socket.IPPROTO_ICMP and packet[ihl] != _ICMP_ECHO:
             return None
+        # the flow: the ICMP checksum, or the UDP source port
+        flow = packet[ihl + 2 : ihl + 4] if proto == socket.IPPROTO_ICMP else packet[ihl : ihl + 2]
+        router = routers[zlib.crc32(flow) % len(routers)]
         icmp = bytes([_ICMP_TIMXCEED, 0, 0, 0, 0, 0, 0, 0]) + packet[: ihl + 8]
         icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
         return _ip(router, src, socket.IPPROTO_ICMP, counters[router].next(), icmp)
@@ -148,9 +159,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="addresses answering from one shared counter (repeatable); the "
                     "probes they answer: icmp-echo (default), tcp-ack, udp")  # fmt: skip
     ap.add_argument("--udp-port", type=int, default=33435, help="UDP port answered [33435]")
-    ap.add_argument("--ttl-exceeded", action="append", default=[], metavar="DST=ADDR",
+    ap.add_argument("--ttl-exceeded", action="append", default=[],
+                    metavar="DST=ADDR[,ADDR...]",
                     help="echo requests to DST arriving with TTL 1: a time exceeded from "
-                    "ADDR (an address of a --group: its counter), repeatable")  # fmt: skip
+                    "ADDR (an address of a --group: its counter), repeatable; several: "
+                    "one per flow (ICMP checksum, UDP source port; UDP too)")  # fmt: skip
     ap.add_argument("--velocity", type=float, default=100.0, help="IDs per second [100]")
     ap.add_argument("--quiet-kernel", action="store_true",
                     help="set net.ipv4.icmp_echo_ignore_all=1 here first")  # fmt: skip
@@ -166,13 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         for a in addrs.split(","):
             counters[ipaddress.IPv4Address(a.strip()).packed] = c
             methods[ipaddress.IPv4Address(a.strip()).packed] = wanted
-    expire: dict[bytes, bytes] = {}
+    expire: dict[bytes, tuple[bytes, ...]] = {}
     for spec in args.ttl_exceeded:
-        dst, _, router = spec.partition("=")
-        r = ipaddress.IPv4Address(router.strip()).packed
-        if r not in counters:
-            ap.error(f"--ttl-exceeded {spec}: {router} is in no --group")
-        expire[ipaddress.IPv4Address(dst.strip()).packed] = r
+        dst, _, routers = spec.partition("=")
+        rs = tuple(ipaddress.IPv4Address(r.strip()).packed for r in routers.split(","))
+        for router, r in zip(routers.split(","), rs, strict=True):
+            if r not in counters:
+                ap.error(f"--ttl-exceeded {spec}: {router} is in no --group")
+        expire[ipaddress.IPv4Address(dst.strip()).packed] = rs
     if args.quiet_kernel:
         subprocess.run(["sysctl", "-q", "-w", "net.ipv4.icmp_echo_ignore_all=1"], check=True)
     rxs = [socket.socket(socket.AF_INET, socket.SOCK_RAW, p)

@@ -300,6 +300,7 @@ def _fails(args: argparse.Namespace) -> BaseException:
         (["traceroute", "--gaplimit", "2", "10.0.0.1"], "--gaplimit is a limit of --mda"),
         (["traceroute", "--attempts", "2", "10.0.0.1"], "--attempts is a limit of --mda"),
         (["traceroute", "-W", "25", "10.0.0.1"], "--wait-probe is a limit of --mda"),
+        (["traceroute", "--multilevel", "10.0.0.1"], "--multilevel resolves the interfaces"),
         (["traceroute", "--mda-lite", "-N", "4", "10.0.0.1"], "not with --sequential or -N"),
         # -q was accepted and ignored with --mda (even -q 3, traceroute's default)
         (["traceroute", "--mda", "-q", "2", "10.0.0.1"], "-q: --mda sends as many probes"),

@@ -109,7 +109,7 @@ def test_responder_time_exceeded_plays_a_router_for_indirect_probing() -> None:
     shared = Counter(0.0, start=41)
     counters = {socket.inet_aton("10.0.0.1"): shared, socket.inet_aton("10.0.0.2"): shared}
     methods = {a: {"icmp-echo"} for a in counters}
-    expire = {socket.inet_aton("10.0.0.9"): socket.inet_aton("10.0.0.1")}
+    expire = {socket.inet_aton("10.0.0.9"): (socket.inet_aton("10.0.0.1"),)}
     probe = echo_probe("10.9.9.9", "10.0.0.9", ident=7, seq=5, ttl=1)
     out = answer(probe.packet, counters, methods, 33435, expire)
     assert out is not None
@@ -119,7 +119,40 @@ def test_responder_time_exceeded_plays_a_router_for_indirect_probing() -> None:
     later = echo_probe("10.9.9.9", "10.0.0.9", ident=7, seq=6, ttl=2).packet
     udp = udp_probe("10.9.9.9", "10.0.0.9", sport=4000, dport=33435, ttl=1).packet
     assert answer(later, counters, methods, 33435, expire) is None  # not expiring here
-    assert answer(udp, counters, methods, 33435, expire) is None  # echo requests only
+    # UDP too (Paris traceroute's UDP flows; session 12, for --multilevel)
+    got = parse_reply(answer(udp, counters, methods, 33435, expire) or b"")
+    assert got.kind is ReplyKind.TIME_EXCEEDED and str(got.src) == "10.0.0.1"
+    assert got.ip_id == 43
+
+
+def test_responder_time_exceeded_from_several_addresses_by_flow() -> None:
+    # --ttl-exceeded 10.0.0.9=10.0.0.1,10.0.0.2,10.0.0.3: one address per flow (the UDP
+    # source port, the ICMP checksum), always the same for one flow, each by its counter
+    from packetlab.measure.probes import paris_echo_probe, paris_udp_probe
+    from packetlab.measure.traceroute import reply_key
+    from packetlab.testbed.ipid_responder import answer
+
+    shared, other = Counter(0.0, start=41), Counter(0.0, start=9000)
+    addrs = [socket.inet_aton(f"10.0.0.{i}") for i in (1, 2, 3)]
+    counters = dict(zip(addrs, [shared, shared, other], strict=True))
+    methods = {a: {"icmp-echo"} for a in counters}
+    expire = {socket.inet_aton("10.0.0.9"): tuple(addrs)}
+    by_flow: dict[tuple[str, int], set[str]] = {}
+    for flow in range(12):
+        for i in range(3):
+            for kind, probe in (
+                ("udp", paris_udp_probe("10.9.9.9", "10.0.0.9", 1, sport=40000 + flow,
+                                        dport=33434, index=i)),
+                ("icmp", paris_echo_probe("10.9.9.9", "10.0.0.9", 1, ident=7, seq=i,
+                                          checksum=1000 + flow)),
+            ):  # fmt: skip
+                r = parse_reply(answer(probe.packet, counters, methods, 33435, expire) or b"")
+                assert r.kind is ReplyKind.TIME_EXCEEDED
+                assert reply_key(f"{kind}-paris", r) == probe.key
+                by_flow.setdefault((kind, flow), set()).add(str(r.src))
+    assert all(len(s) == 1 for s in by_flow.values())  # one flow, one interface
+    seen = set().union(*by_flow.values())
+    assert seen == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
 
 
 def test_session_pool() -> None:

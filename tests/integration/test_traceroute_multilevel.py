@@ -1,0 +1,103 @@
+"""`pktlab run traceroute --mda-lite --multilevel` (Multilevel MDA-Lite's router-level view)
+on the namespace testbed (root).
+
+A router with two interfaces at one hop: on the chain ep - r1 - tg, the IP-ID responder on
+tg plays a per-flow load balancer's next hops one TTL before FAR (`--ttl-exceeded
+FAR=A1,A2,B`): each probe's flow picks one of A1, A2, B, which answers with a time
+exceeded numbered from its group's counter; A1 and A2 share one (one router's two
+interfaces), B has its own. None of them is on the wire as a neighbour but A1, an address
+of tg answering echo requests from the shared counter too: A2 and B are read only through
+the flows that reached them (indirect probing), A1 directly as well. The trace must find
+the three at TTL 2 and group A1 and A2 into one router, B apart.
+
+The ECMP diamond (r1 balancing per flow over two Linux routers ra and rb): two routers,
+never grouped.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_pktlab_run import REPO, RUN, env
+from test_traceroute_paris_names import ecmp_diamond, isolate
+
+from packetlab.testbed import Testbed, chain
+
+pytest_plugins = ["packetlab.testbed.pytest_fixtures"]
+pytestmark = pytest.mark.root
+
+A1, A2, B, FAR = "10.77.2.60", "10.77.2.61", "10.77.2.63", "10.77.2.62"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate(tmp_path, monkeypatch)  # (skips without root, with the reason)
+
+
+def ours(tb: Testbed, *args: str, json_lines: bool = True) -> Any:
+    argv = ["ip", "netns", "exec", tb.netns_name("ep"), *RUN, "traceroute", "-n"]
+    argv += [*(["--json"] if json_lines else []), *args]
+    got = subprocess.run(
+        argv, capture_output=True, text=True, timeout=150, env=env(), cwd=REPO, check=False
+    )
+    assert got.returncode == 0, got.stderr
+    if not json_lines:
+        return got.stdout
+    return [json.loads(line) for line in got.stdout.splitlines()]
+
+
+def two_interface_router(tb: Testbed) -> None:
+    for a in (A1, FAR):
+        tb.run("tg", ["ip", "addr", "add", f"{a}/24", "dev", "to-r1"])
+    argv = [sys.executable, "-m", "packetlab.testbed.ipid_responder", "--quiet-kernel",
+            "--velocity", "200", "--udp-port", "33434", "--group", f"{A1},{A2}",
+            "--group", B, "--group", f"{FAR}@icmp-echo,udp",
+            "--ttl-exceeded", f"{FAR}={A1},{A2},{B}"]  # fmt: skip
+    proc = tb.popen("tg", argv, stdout=subprocess.PIPE, text=True, env=env())
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+
+
+@pytest.mark.parametrize("method", ["udp-paris", "icmp-paris"])
+def test_two_interfaces_of_one_router_grouped(
+    testbed_factory: Callable[..., Testbed], method: str
+) -> None:
+    tb = testbed_factory(chain(1))
+    two_interface_router(tb)
+    lines = ours(tb, "--mda-lite", "--multilevel", "-P", method, "--confidence", "99", FAR)
+    hops = {x["ttl"]: set(x["addrs"]) for x in lines if x["type"] == "mda-hop"}
+    assert hops == {1: {str(tb.addr("r1"))}, 2: {A1, A2, B}, 3: {FAR}}, lines
+    (routers,) = [x for x in lines if x["type"] == "mda-routers"]
+    assert routers["ttl"] == 2
+    assert sorted(map(sorted, routers["routers"])) == [[A1, A2], [B]], routers
+    assert routers["unresolved"] == []
+    assert routers["methods"][A2] == routers["methods"][B] == "indirect"
+    summary = lines[-1]
+    assert summary["type"] == "summary" and summary["reached"]
+    assert summary["router_count"] == 2 and 0 < summary["alias_probe_count"] <= 400
+
+
+def test_text_output(testbed_factory: Callable[..., Testbed]) -> None:
+    tb = testbed_factory(chain(1))
+    two_interface_router(tb)
+    out = ours(tb, "--mda-lite", "--multilevel", FAR, json_lines=False).splitlines()
+    at = next(i for i, x in enumerate(out) if x.startswith("routers ("))
+    a, b = sorted([A1, A2])
+    assert out[at + 1] in (f" 2  {{{a} {b}}}  {B}", f" 2  {B}  {{{a} {b}}}"), out
+
+
+def test_linux_routers_of_the_ecmp_diamond_kept_apart(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    tb = ecmp_diamond(testbed_factory)
+    lines = ours(tb, "--mda-lite", "--multilevel", "--confidence", "99", str(tb.addr("tg")))
+    ra, rb = str(tb.addr("ra")), str(tb.addr("rb"))
+    (routers,) = [x for x in lines if x["type"] == "mda-routers"]
+    assert routers["ttl"] == 2
+    assert sorted(map(sorted, routers["routers"])) == [[ra], [rb]], routers
+    assert routers["pairs"] == []
