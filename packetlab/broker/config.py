@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packetlab.paths import expand_path
 from packetlab.ppks import PktlabHome
 from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT
 
@@ -90,8 +91,15 @@ def _nonempty(value: str) -> str:
     return value
 
 
+def _path(value: str) -> str:
+    try:
+        return str(expand_path(value))
+    except ValueError as e:  # an unknown ~user, a NUL byte
+        raise ConfigError(str(e)) from None
+
+
 def _paths(value: str) -> list[str]:
-    return [str(Path(p.strip()).expanduser()) for p in value.split(",") if p.strip()]
+    return [_path(p.strip()) for p in value.split(",") if p.strip()]
 
 
 def _set_cert(c: BrokerConfig, v: str) -> None:
@@ -99,7 +107,7 @@ def _set_cert(c: BrokerConfig, v: str) -> None:
 
 
 def _set_key(c: BrokerConfig, v: str) -> None:
-    c.private_key = str(Path(_nonempty(v)).expanduser())
+    c.private_key = _path(_nonempty(v))
 
 
 def _set_publish(c: BrokerConfig, v: str) -> None:
@@ -180,7 +188,7 @@ def load_config(path: str | None, home: PktlabHome | None = None) -> BrokerConfi
             else BrokerConfig()
         )
     else:
-        p = Path(path).expanduser()
+        p = Path(_path(str(path)))
         try:
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:

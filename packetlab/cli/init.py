@@ -101,7 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    home = PktlabHome.at(args.home)
+    try:
+        home = PktlabHome.at(args.home)
+    except ValueError as e:  # ~nosuchuser
+        print(f"error: --home {e}", file=sys.stderr)
+        return 2
     if home.exists() and not args.force:
         print(
             f"error: {home.root} already holds keys, certs or CSRs; "

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from packetlab.controller.errors import ControllerError
+from packetlab.paths import expand_path
 from packetlab.ppks import PktlabHome, default_home
 
 T = TypeVar("T")
@@ -113,9 +114,13 @@ class Link:
     def from_args(cls, args: argparse.Namespace) -> Link:
         listen = getattr(args, "listen", None)
         home = getattr(args, "home", None)
+        try:
+            root = expand_path(home) if home is not None else None
+        except ValueError as e:  # ~nosuchuser: was "internal error: RuntimeError"
+            raise LinkError(f"--home {e}") from None
         return cls(
             listen_description(listen) if listen is not None else None,
-            Path(home).expanduser() if home is not None else None,
+            root,
             bool(getattr(args, "insecure_plaintext", False)),
         )
 

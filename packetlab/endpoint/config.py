@@ -16,6 +16,7 @@ from pathlib import Path
 
 from packetlab.endpoint import netif
 from packetlab.endpoint.busypoll import MAX_BUSY_POLL_US
+from packetlab.paths import expand_path
 from packetlab.ppks.limits import NS_PER_S, BurstRate
 
 __all__ = [
@@ -326,12 +327,12 @@ def _set_snikey(cfg: EndpointConfig, value: str) -> None:
 
 
 def _path(value: str) -> str:
-    """A file name, ``~`` and ``~user`` expanded; an unknown user is a ConfigError (not
-    the bare RuntimeError of `Path.expanduser`)."""
+    """A file name, ``~`` and ``~user`` expanded; an unknown user or a NUL byte is a
+    ConfigError."""
     try:
-        return str(Path(value).expanduser())
-    except RuntimeError as e:
-        raise ConfigError(f"{value!r}: cannot expand '~': {e}") from None
+        return str(expand_path(value))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _paths(value: str) -> list[str]:

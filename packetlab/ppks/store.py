@@ -14,6 +14,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from packetlab.paths import expand_path
+
 from .cert import Certificate, load_certificates
 from .keys import read_private_key, read_public_key
 
@@ -32,7 +34,9 @@ class PktlabHome:
 
     @classmethod
     def at(cls, path: str | os.PathLike[str] | None = None) -> PktlabHome:
-        return cls(Path(path) if path is not None else default_home())
+        """The home at `path` (``~`` expanded; ValueError for an unknown ``~user``), or the
+        default one."""
+        return cls(expand_path(path) if path is not None else default_home())
 
     @property
     def keys_dir(self) -> Path:

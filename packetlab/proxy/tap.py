@@ -145,7 +145,10 @@ class Options(TapOptions):
         stats_dir = Path(self["stats-file"] or ".").absolute().parent
         if self["stats-file"] and not stats_dir.is_dir():
             raise usage.UsageError(f"{origin['stats-file']}: no directory {stats_dir}")
-        home = PktlabHome.at(self["home"])
+        try:
+            home = PktlabHome.at(self["home"])
+        except ValueError as e:  # ~nosuchuser
+            raise usage.UsageError(f"--home {e}") from None
         cert: str | Path = self["cert"] or home.cert_path(AGENT_CERT)
         keyfile: str | Path = self["private-key"] or home.key_path(AGENT_KEY)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,16 @@ def test_runs_help_line_names_every_measurement() -> None:
 
     for name in MEASUREMENTS:
         assert name in COMMANDS["run"][1]
+
+
+def test_init_home_with_an_unknown_user_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pktlab init --home '~nosuchuser/x'` made a directory named `~nosuchuser` here."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--home", "~nosuchuser9/x"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --home '~nosuchuser9/x': cannot expand '~nosuchuser9': there is no user "
+        "'nosuchuser9'\n"
+    )
+    assert list(tmp_path.iterdir()) == []

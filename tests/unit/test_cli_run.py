@@ -302,6 +302,8 @@ def _fails(args: argparse.Namespace) -> BaseException:
         (["traceroute", "-W", "25", "10.0.0.1"], "--wait-probe is a limit of --mda"),
         (["traceroute", "--multilevel", "10.0.0.1"], "--multilevel resolves the interfaces"),
         (["traceroute", "--mda-lite", "-N", "4", "10.0.0.1"], "not with --sequential or -N"),
+        # was "internal error: RuntimeError: Could not determine home directory."
+        (["ping", "--home", "~nosuchuser9/x", "10.0.0.1"], "there is no user 'nosuchuser9'"),
         # -q was accepted and ignored with --mda (even -q 3, traceroute's default)
         (["traceroute", "--mda", "-q", "2", "10.0.0.1"], "-q: --mda sends as many probes"),
         (["traceroute", "--mda-lite", "-q", "3", "10.0.0.1"], "-q: --mda sends as many probes"),

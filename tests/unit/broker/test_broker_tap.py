@@ -100,3 +100,19 @@ def test_the_service_gives_the_linger_and_its_clock_to_the_registry() -> None:
     svc = BrokerService(clock, parse()["credentials"], publish="tcp:0", subscribe="tcp:0",
                         delivery_linger=5.0)  # fmt: skip
     assert svc.registry.linger == 5.0 and svc.registry.clock() == 7
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("BrokerCertPath ~nosuchuser9/x", "there is no user 'nosuchuser9'"),
+        ("BrokerPrivKey ~\x00", "a file name cannot contain a NUL byte"),
+    ],
+)
+def test_a_path_that_cannot_be_a_file_is_a_config_error(line: str, why: str) -> None:
+    """Was a RuntimeError traceback from `Path.expanduser` (`~nosuchuser`)."""
+    from packetlab.broker.config import ConfigError, parse_config
+
+    key = line.split()[0]
+    with pytest.raises(ConfigError, match=f"b.conf:1: {key}: .*{why}"):
+        parse_config([line], "b.conf")

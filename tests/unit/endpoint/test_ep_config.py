@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from packetlab.endpoint.config import (
@@ -191,6 +191,8 @@ def test_at_most_255_local_addresses_as_ip4no_ip6no_are_one_byte(key: str, make:
     | st.sampled_from(["0", "-1", "0x10", "1_0", "1e3", "1/0", "1/1e-12", "99999999999", ""])
     | st.just("~nosuchuser8/x"),  # a path whose ~user does not exist: a ConfigError
 )
+@example(key="BrokerChainRootPath", value="~\x00")  # was a bare ValueError (expanduser)
+@example(key="RLimDBPath", value="/tmp/a\x00b")
 def test_any_value_of_any_key_is_taken_or_refused_with_a_config_error(key: str, value: str) -> None:
     """endpt.conf from a stranger: each line is applied or refused with a ConfigError that
     names the line and the key, and a config that parses gives a system image (§2.2)."""
