@@ -198,10 +198,16 @@ def _more_operands(args: argparse.Namespace, extra: list[str]) -> bool:
     """Operands given after an option (`pktlab run dns @127.0.0.1 -p 5353 a.test MX`,
     `pktlab run http --json URL1 -k URL2`) join the command's list of operands (names,
     URLs, addresses), as dig, curl and most native tools take them anywhere. False when
-    the command has no such list or an unknown option is among them."""
-    field = getattr(getattr(args, "_command", None), "split", None)
-    if field is None or any(e.startswith("-") and len(e) > 1 for e in extra):
+    the command has no such list or an unknown option is among them. A command with
+    operands of its own shape (`pktlab run ping HOST -c 1 TARGET`, `pktlab run traceroute
+    TARGET -n PACKETLEN`, as getopt permutes them for ping and traceroute) takes them
+    with its `_take_operands(args, extra)`."""
+    if any(e.startswith("-") and len(e) > 1 for e in extra):
         return False
+    field = getattr(getattr(args, "_command", None), "split", None)
+    if field is None:
+        take = getattr(args, "_take_operands", None)
+        return take is not None and bool(take(args, extra))
     getattr(args, field).extend(extra)
     return True
 

@@ -209,6 +209,22 @@ def _timestamp_kind(text: str) -> str:
     return text
 
 
+def _ping_operands(args: argparse.Namespace, extra: list[str]) -> bool:
+    """`pktlab run ping HOST -c 1 TARGET`: operands after an option are more hosts (the
+    TARGET last), as ping's getopt permutes them (was `unrecognized arguments`)."""
+    args.prespec.extend(extra)
+    return True
+
+
+def _traceroute_operands(args: argparse.Namespace, extra: list[str]) -> bool:
+    """`pktlab run traceroute TARGET -n PACKETLEN`: the one operand after an option is
+    PACKETLEN, as traceroute takes it (was `unrecognized arguments`)."""
+    if args.packetlen is not None or len(extra) != 1:
+        return False
+    args.packetlen = extra[0]
+    return True
+
+
 def ping_hosts(args: argparse.Namespace) -> list[str]:
     """ping HOST... TARGET: the hosts before the target; `args.target` becomes the last
     one. With -T tsprespec they are its addresses (at most 4, as iputils), else a loose
@@ -364,7 +380,7 @@ def _add_traceroute(sub: Any) -> None:
         "the RTT of an answer from the same hop [3], NEAR times that of a later hop [10] "
         "(0: not)",
     )
-    tr.set_defaults(wait=5.0, here=3.0, near=10.0)
+    tr.set_defaults(wait=5.0, here=3.0, near=10.0, _take_operands=_traceroute_operands)
     tr.add_argument(
         "-q",
         "--queries",
@@ -816,6 +832,7 @@ def _add_ping(sub: Any) -> None:
         "over IPv6, as ping",
     )
     pg.add_argument("prespec", nargs="*", default=[], help=argparse.SUPPRESS)
+    pg.set_defaults(_take_operands=_ping_operands)
     pg.add_argument(
         "-a",
         dest="audible",

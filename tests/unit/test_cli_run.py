@@ -532,3 +532,22 @@ def test_help_fits_a_terminal(
         main([*argv, "--help"])
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 100, out
+
+
+def test_operands_after_options() -> None:
+    """`pktlab run ping HOST -c 1 TARGET` and `pktlab run traceroute TARGET -n PACKETLEN`:
+    operands after an option, as ping's and traceroute's getopt permute them (both were
+    `unrecognized arguments`, found by the session 12 fresh-eyes pass)."""
+    from packetlab.cli import parse as cli_parse
+    from packetlab.cli.run import ping_hosts
+
+    args = cli_parse(["run", "ping", "10.0.0.2", "-c", "1", "10.0.0.3", "-R", "10.0.0.1"])
+    assert (args.count, args.target, args.prespec) == (1, "10.0.0.2", ["10.0.0.3", "10.0.0.1"])
+    args.record_route = False
+    assert (ping_hosts(args), args.target) == (["10.0.0.2", "10.0.0.3"], "10.0.0.1")
+    args = cli_parse(["run", "traceroute", "10.0.0.1", "-n", "100"])
+    assert (args.target, args.packetlen, args.numeric) == ("10.0.0.1", "100", True)
+    with pytest.raises(SystemExit):  # a third operand, as traceroute's `Extra arg`
+        cli_parse(["run", "traceroute", "10.0.0.1", "-n", "100", "7"])
+    with pytest.raises(SystemExit):  # an unknown option among them is still named
+        cli_parse(["run", "ping", "10.0.0.2", "--bogus", "10.0.0.1"])
