@@ -71,12 +71,27 @@ RTTs are endpoint times: reply kernel receive time (ndata) minus probe send time
 a kernel TX timestamp on this project's endpoint). See docs/traceroute.md.
 """
 
+# `pktlab run traceroute --help`: the run examples without ping's, and one for each of
+# traceroute's own options a researcher reaches for.
+TRACEROUTE_EPILOG = EPILOG.replace("  pktlab run ping -c 3 -i 0.2 127.0.0.1\n", "").replace(
+    "  pktlab run traceroute --listen",
+    """\
+  pktlab run traceroute -n -T -O ecn,info 10.77.3.2     # ECN SYNs; the target's <rst,ack>
+  pktlab run traceroute -n -g 10.77.2.2 10.77.3.2       # loose source route via a gateway
+  pktlab run traceroute -n -UL 10.77.3.2                # UDP-Lite probes (-D: DCCP)
+  RA_SERVER=whois.radb.net pktlab run traceroute -A 10.77.3.2   # each hop's AS path
+  pktlab run traceroute --listen""",
+    1,
+)
+
 
 PING_EPILOG = """\
 examples:
   pktlab run ping -c 3 -i 0.2 127.0.0.1
   pktlab run ping -q -c 1000 -i 0 127.0.0.1       # as fast as replies return: statistics only
   pktlab run ping --json -c 3 127.0.0.1           # JSON lines, then a summary
+  pktlab run ping -c 2 -T tsandaddr 10.77.3.2     # IP timestamps: each reply's TS: lines
+  pktlab run ping -c 2 10.77.2.2 10.77.3.2        # HOST TARGET: a loose source route (LSRR:)
   pktlab run ping --listen 127.0.0.1:20556 127.0.0.1    # TLS, ~/.pktlab (pktlab init)
       # then: twistd -n pktendpoint -c ~/.pktlab/endpt.conf --transproto raw,tcp,udp \\
       #           127.0.0.1:20556
@@ -357,7 +372,7 @@ def _add_traceroute(sub: Any) -> None:
         "waited for --wait s, or 10 times the RTT of a later hop that answered. Stops at "
         "the target or --max-ttl. Each hop is printed as soon as it and the hops before it "
         "are known. --mda finds every path through per-flow load balancers.",
-        epilog=EPILOG,
+        epilog=TRACEROUTE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(tr, "-s")  # traceroute -s src_addr
@@ -599,7 +614,8 @@ def _add_traceroute(sub: Any) -> None:
     _refuse(tr, (
         (("--fwmark",), "SO_MARK is not a PacketLab socket option", True),
         (("-r",), "SO_DONTROUTE is not a PacketLab socket option", False),
-        (("-M", "--module"), "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris", True),
+        (("-M", "--module"),
+         "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris, -UL, -D", True),
         (("-d", "--debug"), "SO_DEBUG is not a PacketLab socket option", False),
     ))  # fmt: skip
     tr.add_argument(
@@ -1561,6 +1577,12 @@ async def measure(
         raise RunError(f"--mda varies the flow of udp, icmp or tcp probes, not {args.protocol}")
     if args.measurement == "traceroute" and args.mda and (args.sequential or args.squeries):
         raise RunError("--mda sends its own rounds of probes: not with --sequential or -N")
+    if args.measurement == "traceroute" and args.mda and args.pace:
+        # (they were ignored: tracelb's own pacing is scamper's -W)
+        raise RunError(
+            "--mda paces its probes with -W/--wait-probe CS (1/100 s, as scamper tracelb "
+            "-W): not with --pace or -z"
+        )
     if args.measurement == "traceroute":
         module_options(args)
         if args.mda and (args.extensions or args.back or args.tcp_info):

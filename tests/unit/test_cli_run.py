@@ -247,6 +247,8 @@ def _fails(args: argparse.Namespace) -> BaseException:
         (["traceroute", "-N", "2", "--sequential", "10.0.0.1"], "not with --sequential"),
         (["traceroute", "--mda", "-P", "tcp-ack", "10.0.0.1"], "not tcp-ack"),
         (["traceroute", "--mda", "-N", "4", "10.0.0.1"], "not with --sequential or -N"),
+        (["traceroute", "--mda-lite", "-z", "0.1", "10.0.0.1"], "not with --pace or -z"),
+        (["traceroute", "--mda", "--pace", "0.01", "10.0.0.1"], "with -W/--wait-probe CS"),
         (["ping", "--src", "::1", "10.0.0.1"], "--src ::1 is IPv6, the target 10.0.0.1 IPv4"),
         (["ping", "-6", "10.0.0.1"], "is an IPv4 address, but -6"),
         (["ping", "--listen", "bogus", "10.0.0.1"], "--listen bogus"),
@@ -496,6 +498,35 @@ def test_pings_help_shows_ping_examples(capsys: pytest.CaptureFixture[str]) -> N
     assert "pktlab run ping --listen" in examples and "traceroute" not in examples
 
 
+@pytest.mark.parametrize(
+    ("what", "shown", "hidden"),
+    [
+        ("traceroute", ("-T -O ecn,info", " -g ", " -UL ", " -A "), "pktlab run ping"),
+        ("ping", ("-T tsandaddr", "10.77.2.2 10.77.3.2"), "pktlab run traceroute"),
+    ],
+)
+def test_help_examples_are_the_commands_own_and_parse(
+    what: str, shown: tuple[str, ...], hidden: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pktlab run traceroute --help` showed a ping example and none of -g, -O, -A, -UL/-D;
+    ping's none of -T or HOST... TARGET (session 12 fresh-eyes pass). Each example
+    parses as written."""
+    from packetlab.cli import main
+    from packetlab.cli import parse as cli_parse
+
+    with pytest.raises(SystemExit):
+        main(["run", what, "--help"])
+    examples = capsys.readouterr().out.split("examples:", 1)[1].split("\n\n", 1)[0]
+    assert hidden not in examples
+    for word in shown:
+        assert word in examples, word
+    for line in examples.splitlines():
+        command = line.split("#", 1)[0].split()
+        if "pktlab" in command:
+            args = cli_parse(command[command.index("pktlab") + 1 :])
+            assert args.measurement == what
+
+
 @pytest.mark.parametrize("name", list(cli_run.MEASUREMENTS))
 def test_the_link_group_is_wrapped(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     """The `link:` group's description kept as written by the raw formatter: one line
@@ -551,3 +582,12 @@ def test_operands_after_options() -> None:
         cli_parse(["run", "traceroute", "10.0.0.1", "-n", "100", "7"])
     with pytest.raises(SystemExit):  # an unknown option among them is still named
         cli_parse(["run", "ping", "10.0.0.2", "--bogus", "10.0.0.1"])
+
+
+def test_module_refusal_names_every_method(capsys: pytest.CaptureFixture[str]) -> None:
+    """traceroute -M: the refusal lists the methods, -UL and -D too (were left out)."""
+    with pytest.raises(SystemExit):
+        parse("traceroute", "-M", "udplite", "10.0.0.1")
+    assert "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris, -UL, -D" in (
+        capsys.readouterr().err
+    )
