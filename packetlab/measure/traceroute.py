@@ -516,7 +516,10 @@ class _Parallel:
             else:
                 local = [INF] * n  # when each was sent; not yet
             stop_by: float | None = None
-            while len(self.hops) < self.end:
+            # After a stop, -N's probes not sent yet are no hops (not silent ones).
+            while len(self.hops) < (
+                self.end if stop_by is None or window is None else min(self.end, self.next)
+            ):
                 if self.failure is not None:
                     raise self.failure
                 now = self.reactor.seconds()

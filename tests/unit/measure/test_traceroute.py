@@ -385,6 +385,18 @@ def test_a_stop_returns_the_hops_settled(pace: float | None) -> None:
     assert len(result.hops) < 6 if pace is None else len(result.hops) == 6
 
 
+def test_a_stop_with_squeries_returns_only_the_probes_sent() -> None:
+    """traceroute -N 1, Ctrl-C while a silent hop is waited for: the hops of probes never
+    sent are not settled as silent (`* * *` down to --max-ttl and a `probe_count` of every
+    probe were printed; found by the session 12 fresh-eyes pass)."""
+    rig = RawRig([R14, None, None, None, None, None, TG4])
+    stop = StopSignal()
+    d = traceroute(rig.session, TG4, pace=0.0, squeries=1, wait=5.0, max_ttl=6, stop=stop)
+    rig.clock.callLater(2.5, stop.request)  # TTL 2's probe in flight, 3.. not sent
+    result = rig.run(d)
+    assert result.path() == [(1, R14), (2, None)]
+
+
 @pytest.mark.parametrize("method", ["icmp", "tcp", "tcp-ack"])
 @pytest.mark.parametrize(("dst", "path"), [(TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])])
 def test_icmp_and_tcp_probes(method: str, dst: str, path: list[str]) -> None:
