@@ -48,6 +48,8 @@ MDA_METHOD = {
     "udp": "udp-paris", "udp-paris": "udp-paris", "icmp": "icmp-paris",
     "icmp-paris": "icmp-paris", "tcp": "tcp",
 }  # fmt: skip
+# traceroute's methods whose probes are a flow each (a source port each), by option
+FLOW_PER_PROBE = {"udp-fixed": "-U", "udplite": "-UL", "dccp": "-D"}
 
 # Sub-commands in their own modules (packetlab.cli.run_NAME, see run_command.py).
 MODULE_COMMANDS = ("dns", "http", "throughput", "sendgap", "clocksync", "alias")
@@ -486,7 +488,7 @@ def _add_traceroute(sub: Any) -> None:
         action="store_true",
         help="Paris traceroute: every probe one flow (constant ports, or ICMP checksum), "
         "so a per-flow load balancer sends all of them one way (-P udp-paris/icmp-paris; "
-        "TCP probes are one flow anyway)",
+        "TCP probes are one flow anyway; not with -U, -UL or -D, a source port each)",
     )
     tr.add_argument(
         "--mda",
@@ -1577,6 +1579,12 @@ async def measure(
         raise RunError(f"--mda varies the flow of udp, icmp or tcp probes, not {args.protocol}")
     if args.measurement == "traceroute" and args.mda and (args.sequential or args.squeries):
         raise RunError("--mda sends its own rounds of probes: not with --sequential or -N")
+    if args.measurement == "traceroute" and args.paris and args.protocol in FLOW_PER_PROBE:
+        # (it was ignored: each probe kept its own source port)
+        raise RunError(
+            f"--paris: {FLOW_PER_PROBE[args.protocol]} probes come each from a source port "
+            "of its own, as traceroute's (a flow each): for one flow, -P udp-paris"
+        )
     if args.measurement == "traceroute" and args.mda and args.pace:
         # (they were ignored: tracelb's own pacing is scamper's -W)
         raise RunError(
