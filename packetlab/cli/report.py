@@ -459,6 +459,11 @@ class MdaReport(_Report):
                                          for a in addrs})  # fmt: skip
                 self.write(_dumps(obj))
             return
+        if not ml.hops:  # (a header over nothing, "0 probes", was all it said)
+            self.write(
+                "routers (Multilevel MDA-Lite): no hop has several interfaces, none to resolve"
+            )
+            return
         self.write(
             f"routers (Multilevel MDA-Lite: alias resolution by the monotonic bounds test "
             f"on IP-IDs, {ml.probes} probes)"

@@ -270,6 +270,19 @@ def test_mda_lite_header(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.splitlines()[0].endswith("confidence 95%, MDA-Lite")
 
 
+def test_multilevel_without_a_hop_to_resolve_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """--multilevel on a path without load balancing: one line saying there was nothing to
+    resolve (was a header, `0 probes`, over no lines; session 12 fresh-eyes pass)."""
+    from packetlab.measure.multilevel import MultilevelResult
+
+    r = MdaReport(Clock(), False, "10.0.0.3", name=None, max_ttl=30, method="udp-paris",
+                  confidence=0.95, lite=True)  # fmt: skip
+    r.routers(MultilevelResult(hops=(), rounds=0, probes=0))
+    assert capsys.readouterr().out.splitlines() == [
+        "routers (Multilevel MDA-Lite): no hop has several interfaces, none to resolve"
+    ]
+
+
 class _ClosedPipe(io.StringIO):
     def flush(self) -> None:
         raise BrokenPipeError(32, "Broken pipe")
