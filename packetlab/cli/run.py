@@ -235,11 +235,11 @@ def _ping_operands(args: argparse.Namespace, extra: list[str]) -> bool:
 
 def _traceroute_operands(args: argparse.Namespace, extra: list[str]) -> bool:
     """`pktlab run traceroute TARGET -n PACKETLEN`: the one operand after an option is
-    PACKETLEN, as traceroute takes it (was `unrecognized arguments`)."""
-    if args.packetlen is not None or len(extra) != 1:
-        return False
-    args.packetlen = extra[0]
-    return True
+    PACKETLEN, as traceroute takes it (was `unrecognized arguments`); those after it are
+    left in `extra`, the words of the error (traceroute's `Extra arg`)."""
+    if args.packetlen is None and extra:
+        args.packetlen = extra.pop(0)
+    return not extra
 
 
 def ping_hosts(args: argparse.Namespace) -> list[str]:

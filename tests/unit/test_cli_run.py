@@ -568,7 +568,7 @@ def test_help_fits_a_terminal(
     assert max(len(line) for line in out.splitlines()) <= 100, out
 
 
-def test_operands_after_options() -> None:
+def test_operands_after_options(capsys: pytest.CaptureFixture[str]) -> None:
     """`pktlab run ping HOST -c 1 TARGET` and `pktlab run traceroute TARGET -n PACKETLEN`:
     operands after an option, as ping's and traceroute's getopt permute them (both were
     `unrecognized arguments`, found by the session 12 fresh-eyes pass)."""
@@ -583,6 +583,7 @@ def test_operands_after_options() -> None:
     assert (args.target, args.packetlen, args.numeric) == ("10.0.0.1", "100", True)
     with pytest.raises(SystemExit):  # a third operand, as traceroute's `Extra arg`
         cli_parse(["run", "traceroute", "10.0.0.1", "-n", "100", "7"])
+    assert capsys.readouterr().err.endswith("error: unrecognized arguments: 7\n")
     with pytest.raises(SystemExit):  # an unknown option among them is still named
         cli_parse(["run", "ping", "10.0.0.2", "--bogus", "10.0.0.1"])
 
