@@ -1867,6 +1867,7 @@ def write_ping_warts(
 
     from packetlab.measure.warts import ping_warts
 
+    option, options = ping_ip_options(args, result.dst)
     data = ping_warts(
         result,
         stop_s=int(time.time()),
@@ -1877,8 +1878,32 @@ def write_ping_warts(
         timeout_s=args.wait,
         ttl=args.ttl,
         interrupted=interrupted,
+        ip_option=option,
+        options_len=len(options),
     )
     _replace(out, data)
+
+
+def ping_ip_options(args: argparse.Namespace, dst: str) -> tuple[str | None, bytes]:
+    """The IPv4 option of the run's requests, as warts names it (``v4rr``, ``tsonly``,
+    ``tsandaddr``; None for tsprespec and a source route, which scamper's ping records no
+    flag for), and its bytes (their length is in the probe size)."""
+    from packetlab.measure import packets
+
+    if ":" in dst:  # (ignored over IPv6, as ping)
+        return None, b""
+    if args.record_route:
+        return "v4rr", packets.record_route_option()
+    if args.ip_timestamps is not None:
+        kind = packets.TIMESTAMP_KINDS[args.ip_timestamps]
+        option = packets.timestamp_option(kind, getattr(args, "prespec_addrs", ()))
+        return (None if args.ip_timestamps == "tsprespec" else args.ip_timestamps), option
+    if getattr(args, "route_addrs", None):
+        route = packets.loose_source_route(
+            args.route_addrs, dst, target_listed=False, most=packets.MAX_PING_ROUTE
+        )
+        return None, route[1]
+    return None, b""
 
 
 def ping_exit(args: argparse.Namespace, result: PingResult) -> int:

@@ -108,15 +108,15 @@ _HOP_SIZES: dict[int, int | str] = {
     15: 1, 16: 1, 17: "ext", 18: "addr", 19: 8,
 }  # fmt: skip
 # ping: 24 (timestamp prespecification) not read, the rest of such a ping's fields skipped;
-# ping replies: 13, 14 (record route, timestamp options) the same
+# ping replies: 13, 14 (record route, timestamp options) read as lists
 _PING_SIZES: dict[int, int | str] = {
     1: 4, 2: 4, 3: 4, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: "data", 10: 2, 11: 2, 12: 1, 13: 1,
     14: 2, 15: 2, 16: 1, 17: 2, 18: 2, 19: 4, 20: "addr", 21: "addr", 22: 1, 23: 1, 25: 2,
     26: 2, 27: 1, 28: 4,
 }  # fmt: skip
 _PING_REPLY_SIZES: dict[int, int | str] = {
-    1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 2, 8: 2, 9: 2, 10: 1, 11: 1, 12: "addr", 15: 4,
-    16: 8, 17: 12,
+    1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 2, 8: 2, 9: 2, 10: 1, 11: 1, 12: "addr",
+    13: "v4rr", 14: "v4ts", 15: 4, 16: 8, 17: 12,
 }  # fmt: skip
 _LIST_SIZES: dict[int, int | str] = {1: "str", 2: "str"}
 _CYCLE_SIZES: dict[int, int | str] = {1: 4, 2: "str"}
@@ -375,11 +375,33 @@ _R_FLAGS, _R_TTL, _R_SIZE, _R_ICMP_TC, _R_RTT, _R_PROBE_ID, _R_ADDR, _R_TX = (
 )
 PING_STOP_COMPLETED, PING_STOP_HALTED = 0x01, 0x03
 PING_REPLY_FLAG_REPLY_TTL = 0x01
+# ping's flags8 (22): the IP option its requests carry (scamper -R, -T tsonly|tsandaddr)
+_P_FLAGS8 = 22
+PING_FLAGS8 = {"v4rr": 0x01, "tsonly": 0x08, "tsandaddr": 0x10}
+_R_V4RR, _R_V4TS = 13, 14  # a reply's record route and timestamp options
+
+
+def _v4rr(route: tuple[str, ...], table: _Addresses) -> bytes:
+    """A reply's record route as scamper writes it: a count, the addresses."""
+    return _u8(len(route)) + b"".join(table.encode(a) for a in route)
+
+
+def _v4ts(entries: tuple[tuple[str | None, int | None], ...], table: _Addresses) -> bytes:
+    """A reply's timestamp option as scamper writes it: the count of times, of addresses
+    (0 with tsonly, else as many), the times, the addresses."""
+    addrs = [a for a, _ in entries if a is not None]
+    body = _u8(len(entries)) + _u8(len(entries) if addrs else 0)
+    body += b"".join(_u32(t or 0) for _, t in entries)
+    if addrs:
+        body += b"".join(table.encode(a or "0.0.0.0") for a, _ in entries)
+    return body
 
 
 def _ping_reply(
     seq: int, addr: str, rtt_us: float | None, icmp: tuple[int, int], ttl: int | None,
     size: int | None, send_ns: int | None, table: _Addresses,
+    route: tuple[str, ...] | None = None,
+    stamps: tuple[tuple[str | None, int | None], ...] | None = None,
 ) -> dict[int, bytes]:  # fmt: skip
     fields: dict[int, bytes] = {_R_PROBE_ID: _u16(seq - 1), _R_ICMP_TC: bytes(icmp)}
     if ttl is not None:
@@ -390,6 +412,10 @@ def _ping_reply(
     if rtt_us is not None:
         fields[_R_RTT] = _u32(max(0, round(rtt_us)))
     fields[_R_ADDR] = table.encode(addr)
+    if route is not None:
+        fields[_R_V4RR] = _v4rr(route, table)
+    if stamps is not None:
+        fields[_R_V4TS] = _v4ts(stamps, table)
     if send_ns:
         fields[_R_TX] = _timeval(send_ns)
     return fields
@@ -406,11 +432,16 @@ def ping_object(
     timeout_s: float | None = None,
     ttl: int | None = None,
     interrupted: bool = False,
+    ip_option: str | None = None,
+    options_len: int = 0,
 ) -> bytes:
     """The ping object of `result` (scamper's ``ping``, ICMP echo): its fields, then one
     reply record per reply (duplicates too) and per ICMP error, in request order;
     ``probe_id`` is ping's ``icmp_seq`` - 1 (scamper counts from 0). `size`: ping's -s
-    (the ICMP data bytes); the records hold IP lengths, as scamper's."""
+    (the ICMP data bytes); the records hold IP lengths, as scamper's. `ip_option`
+    (``v4rr``, ``tsonly``, ``tsandaddr``: ping -R, -T) sets scamper's flag and writes
+    each reply's option (``v4rr``, ``v4ts``); `options_len`: the requests' IPv4 option
+    bytes (in the probe size, as scamper's)."""
     version = ipaddress.ip_address(result.dst).version
     header = 8 + (20 if version == 4 else 40)
     table = _Addresses()
@@ -425,7 +456,7 @@ def ping_object(
         _P_STOP_R: _u8(PING_STOP_HALTED if interrupted else PING_STOP_COMPLETED),
         _P_STOP_D: _u8(0),
         _P_COUNT: _u16(count if count is not None else result.sent),
-        _P_SIZE: _u16(size + header),
+        _P_SIZE: _u16(size + header + options_len),
         _P_WAIT: _u8(min(255, wait_us // 1_000_000)),
         _P_TTL: _u8(ttl if ttl is not None else 64),
         _P_SENT: _u16(result.sent),
@@ -433,6 +464,8 @@ def ping_object(
     if result.src is not None:
         fields[_P_SRC] = table.encode(result.src)
     fields[_P_DST] = table.encode(result.dst)
+    if ip_option in PING_FLAGS8:
+        fields[_P_FLAGS8] = _u8(PING_FLAGS8[ip_option])
     if timeout_s is not None:
         fields[_P_TIMEOUT] = _u8(_whole_seconds(timeout_s))
     fields[_P_WAIT_US] = _u32(wait_us)
@@ -442,7 +475,15 @@ def ping_object(
         if r.addr is None or not 1 <= r.seq <= result.sent:
             continue
         ip_size = None if r.size is None else r.size + header - 8
-        got = _ping_reply(r.seq, r.addr, r.rtt_us, echo, r.ttl, ip_size, r.probe_send_ns, table)
+        echoed = r.route is not None or r.ip_timestamps is not None or r.source_route is not None
+        if ip_size is not None and echoed:  # (the reply's options, as the request's)
+            ip_size += options_len
+        route = r.route if ip_option == "v4rr" else None
+        ts = r.ip_timestamps
+        stamps = ts.entries if ts is not None and ip_option in ("tsonly", "tsandaddr") else None
+        got = _ping_reply(
+            r.seq, r.addr, r.rtt_us, echo, r.ttl, ip_size, r.probe_send_ns, table, route, stamps
+        )
         records.append((r.seq, r.reply_recv_ns or 0, got))
     for e in result.errors:
         if not 1 <= e.seq <= result.sent or e.reply_type == "local-error":
@@ -995,6 +1036,12 @@ class _Reader:
                 out[i] = self.take(out.get(8, 0))
             elif size == "ext":
                 out[i] = self.take(self.uint(2))
+            elif size == "v4rr":  # a count, the addresses
+                out[i] = [self.addr() for _ in range(self.uint(1))]
+            elif size == "v4ts":  # counts of times and addresses, the times, the addresses
+                tsc, ipc = self.uint(1), self.uint(1)
+                times = [self.uint(4) for _ in range(tsc)]
+                out[i] = (times, [self.addr() for _ in range(ipc)])
             else:
                 assert isinstance(size, int)
                 out[i] = self.uint(size) if size <= 4 else self.take(size)

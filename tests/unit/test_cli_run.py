@@ -595,3 +595,19 @@ def test_module_refusal_names_every_method(capsys: pytest.CaptureFixture[str]) -
     assert "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris, -UL, -D" in (
         capsys.readouterr().err
     )
+
+
+def test_ping_ip_options_for_warts() -> None:
+    """ping --warts with -R/-T: scamper's flag name and the request's option bytes."""
+    from packetlab.cli.run import ping_ip_options
+
+    assert ping_ip_options(parse("ping", "10.0.0.1"), "10.0.0.1") == (None, b"")
+    option, raw = ping_ip_options(parse("ping", "-R", "10.0.0.1"), "10.0.0.1")
+    assert (option, len(raw)) == ("v4rr", 40)
+    option, raw = ping_ip_options(parse("ping", "-T", "tsandaddr", "10.0.0.1"), "10.0.0.1")
+    assert (option, len(raw)) == ("tsandaddr", 36)
+    assert ping_ip_options(parse("ping", "-R", "::1"), "::1") == (None, b"")  # (ignored)
+    args = parse("ping", "10.0.0.2", "10.0.0.1")
+    args.route_addrs = ["10.0.0.2"]
+    option, raw = ping_ip_options(args, "10.0.0.1")
+    assert option is None and len(raw) == 8  # NOP + LSRR (3 + one address)

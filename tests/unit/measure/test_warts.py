@@ -249,6 +249,32 @@ def test_ping_fields() -> None:
     assert 16 not in fields  # method 0: ICMP echo, left out as scamper does
 
 
+def test_ping_record_route_and_timestamps_as_scamper_writes_them() -> None:
+    """ping -R / -T tsonly|tsandaddr --warts: scamper's flag (v4rr 0x01, tsonly 0x08,
+    tsandaddr 0x10), the probe and reply sizes with the option, each reply's option
+    (v4rr: the addresses; v4ts: the times, with tsandaddr the addresses). They were left
+    out, and the sizes 84 (session 12 fresh-eyes pass; sc_wartsdump shows them)."""
+    import dataclasses
+
+    from packetlab.measure.packets import IpTimestamps
+
+    route = ("10.0.0.2", "10.0.0.1", "10.0.0.3")
+    stamps = IpTimestamps(1, (("10.0.0.2", 1000), ("10.0.0.3", 2000)), unrecorded=1)
+    rr = (dataclasses.replace(REPLIES[0], route=route),)
+    ts = (dataclasses.replace(REPLIES[0], ip_timestamps=stamps),)
+    fields, (got,) = _ping_read(ping_object(_ping(rr), ip_option="v4rr", options_len=40))
+    assert (fields[22], fields[11], got[4], got[13]) == (0x01, 124, 124, list(route))
+    fields, (got,) = _ping_read(ping_object(_ping(ts), ip_option="tsandaddr", options_len=36))
+    assert (fields[22], fields[11], got[4]) == (0x10, 120, 120)
+    assert got[14] == ([1000, 2000], ["10.0.0.2", "10.0.0.3"])
+    only = IpTimestamps(0, ((None, 1000), (None, 2000)))
+    ts = (dataclasses.replace(REPLIES[0], ip_timestamps=only),)
+    fields, (got,) = _ping_read(ping_object(_ping(ts), ip_option="tsonly", options_len=40))
+    assert (fields[22], got[14]) == (0x08, ([1000, 2000], []))
+    fields, (got,) = _ping_read(ping_object(_ping(REPLIES[:1])))  # no option: as before
+    assert (22 in fields, fields[11], 13 in got, 14 in got) == (False, 84, False, False)
+
+
 def test_ping_replies_and_errors_in_request_order_from_0() -> None:
     _, got = _ping_read(ping_object(_ping(REPLIES, ERRORS)))
     assert [(r[7], r[12], r[5], r.get(6), r.get(3), r.get(4)) for r in got] == [
