@@ -433,3 +433,35 @@ def test_a_tracelb_link_over_a_silent_hop_reads_in_scampers_tools(tmp_path: Path
     assert node["addr"] == a and len(node["links"]) == 2  # the link's two hops
     assert [g["addr"] for g in node["links"][-1]] == [b]
     assert tool("sc_warts2text", str(path)).splitlines()[1:] == [f"{a} -> * -> {b}"]
+
+
+@pytest.mark.parametrize(
+    ("option", "flag", "key"),
+    [(("-R",), "v4rr", "RR"), (("-T", "tsonly"), "tsonly", "tsonly"),
+     (("-T", "tsandaddr"), "tsandaddr", "tsandaddr")],
+)  # fmt: skip
+def test_ping_ip_options_have_scampers_flags_sizes_and_entries(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path, option: tuple[str, ...],
+    flag: str, key: str,
+) -> None:  # fmt: skip
+    """ping -R / -T --warts beside `scamper ping -R / -T` through two routers: the same
+    flag, probe and reply sizes, and each reply's option entries (ours, as iputils', also
+    hold the endpoint's own entries, which scamper's raw requests do not get). They were
+    left out (session 12 fresh-eyes pass)."""
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    ours, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
+    done = pktlab_run("ping", "-c", "1", *option, "--warts", str(ours), tg, netns=ns)
+    assert done.returncode == 0, done.stderr
+    tool("scamper", "-O", "warts", "-o", str(theirs), "-c", f"ping -c 1 {' '.join(option)}",
+         "-i", tg, netns=ns)  # fmt: skip
+    a, b = scamper_ping(ours), scamper_ping(theirs)
+    assert a["flags"] == b["flags"] == [flag]
+    assert a["probe_size"] == b["probe_size"]
+    (ra,), (rb,) = a["responses"], b["responses"]
+    assert ra["reply_size"] == rb["reply_size"] and ra[key] and rb[key]
+    if key == "RR":  # the routers' addresses, both ways
+        assert set(rb[key]) - {str(tb.addr("ep"))} <= set(ra[key])
+    elif key == "tsandaddr":
+        routers = {e["ip"] for e in rb[key]} - {tg}
+        assert routers <= {e["ip"] for e in ra[key]}
