@@ -30,10 +30,11 @@ traces), for tests and for checking a file without scamper's tools.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -470,7 +471,10 @@ def ping_object(
         fields[_P_TIMEOUT] = _u8(_whole_seconds(timeout_s))
     fields[_P_WAIT_US] = _u32(wait_us)
     echo = (0, 0) if version == 4 else (129, 0)
-    records: list[tuple[int, int, dict[int, bytes]]] = []
+    # The records in file order first, then their fields: the address table numbers
+    # addresses as they are written (a router's error before a reply would otherwise
+    # name an address by an index the file defines only later).
+    records: list[tuple[int, int, Callable[[], dict[int, bytes]]]] = []
     for r in result.replies:
         if r.addr is None or not 1 <= r.seq <= result.sent:
             continue
@@ -481,9 +485,10 @@ def ping_object(
         route = r.route if ip_option == "v4rr" else None
         ts = r.ip_timestamps
         stamps = ts.entries if ts is not None and ip_option in ("tsonly", "tsandaddr") else None
-        got = _ping_reply(
-            r.seq, r.addr, r.rtt_us, echo, r.ttl, ip_size, r.probe_send_ns, table, route, stamps
-        )
+        got = functools.partial(
+            _ping_reply, r.seq, r.addr, r.rtt_us, echo, r.ttl, ip_size, r.probe_send_ns, table,
+            route, stamps,
+        )  # fmt: skip
         records.append((r.seq, r.reply_recv_ns or 0, got))
     for e in result.errors:
         if not 1 <= e.seq <= result.sent or e.reply_type == "local-error":
@@ -492,10 +497,12 @@ def ping_object(
         if e.probe_send_ns is not None and e.reply_recv_ns is not None:
             rtt = (e.reply_recv_ns - e.probe_send_ns) / 1000
         icmp = (e.icmp_type, e.code)
-        got = _ping_reply(e.seq, e.addr, rtt, icmp, None, None, e.probe_send_ns, table)
-        records.append((e.seq, e.reply_recv_ns or 0, got))
+        err = functools.partial(
+            _ping_reply, e.seq, e.addr, rtt, icmp, None, None, e.probe_send_ns, table
+        )
+        records.append((e.seq, e.reply_recv_ns or 0, err))
     records.sort(key=lambda rec: (rec[0], rec[1]))
-    body = b"".join(_params(rec[2]) for rec in records)
+    body = b"".join(_params(rec[2]()) for rec in records)
     if len(records) > 0xFFFF:
         raise WartsError("more than 65535 replies for one warts ping")
     return _object(OBJ_PING, _params(fields) + _u16(len(records)) + body)

@@ -275,6 +275,22 @@ def test_ping_record_route_and_timestamps_as_scamper_writes_them() -> None:
     assert (22 in fields, fields[11], 13 in got, 14 in got) == (False, 84, False, False)
 
 
+def test_ping_addresses_are_numbered_in_file_order() -> None:
+    """A router's error (request 1) before a reply (request 2) whose record route names
+    that router and others first: each address written whole where the file first holds
+    it (the table numbered them as the records were built, replies first, then sorted:
+    the error named its router by an index the file defined only later)."""
+    import dataclasses
+
+    route = ("10.0.0.7", "10.0.0.1", "10.0.0.8")
+    rr = (dataclasses.replace(REPLIES[0], seq=2, route=route),)
+    err = (dataclasses.replace(ERRORS[0], seq=1),)
+    _, got = _ping_read(ping_object(_ping(rr, err), ip_option="v4rr", options_len=40))
+    assert [(r[7], r[12], r.get(13)) for r in got] == [
+        (0, "10.0.0.1", None), (1, "10.0.0.3", list(route)),
+    ]  # fmt: skip
+
+
 def test_ping_replies_and_errors_in_request_order_from_0() -> None:
     _, got = _ping_read(ping_object(_ping(REPLIES, ERRORS)))
     assert [(r[7], r[12], r[5], r.get(6), r.get(3), r.get(4)) for r in got] == [
