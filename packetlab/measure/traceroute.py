@@ -516,15 +516,17 @@ class _Parallel:
             else:
                 local = [INF] * n  # when each was sent; not yet
             stop_by: float | None = None
-            # After a stop, -N's probes not sent yet are no hops (not silent ones).
-            while len(self.hops) < (
-                self.end if stop_by is None or window is None else min(self.end, self.next)
-            ):
+            last = self.end  # after a stop: the probes due by then (-N's sent, --pace's
+            # scheduled); those after it are no hops, not silent ones
+            while len(self.hops) < min(self.end, last):
                 if self.failure is not None:
                     raise self.failure
                 now = self.reactor.seconds()
                 if stop is not None and stop.requested and stop_by is None:
                     stop_by = now + min(wait, GRACE_S)
+                    last = next((i for i in range(len(self.hops), n) if local[i] > now), n)
+                    if last <= len(self.hops):
+                        break
                 if window is not None and stop_by is None:
                     self._fill(window, local, wait, now)
                 due = self._settle(local, wait, self.floor, now, stop_by)

@@ -397,6 +397,17 @@ def test_a_stop_with_squeries_returns_only_the_probes_sent() -> None:
     assert result.path() == [(1, R14), (2, None)]
 
 
+def test_a_stop_with_pace_returns_only_the_probes_due() -> None:
+    """--pace 1, Ctrl-C at 2.5 s: the probes scheduled after it are no hops (they were
+    settled as silent down to --max-ttl, the target's among them)."""
+    rig = RawRig([R14, None, None, None, None, None, TG4])
+    stop = StopSignal()
+    d = traceroute(rig.session, TG4, pace=1.0, wait=5.0, max_ttl=6, stop=stop)
+    rig.clock.callLater(2.5, stop.request)  # probes due at ~0.05, 1.05, 2.05
+    result = rig.run(d)
+    assert result.path() == [(1, R14), (2, None), (3, None)]
+
+
 @pytest.mark.parametrize("method", ["icmp", "tcp", "tcp-ack"])
 @pytest.mark.parametrize(("dst", "path"), [(TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])])
 def test_icmp_and_tcp_probes(method: str, dst: str, path: list[str]) -> None:
