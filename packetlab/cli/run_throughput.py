@@ -15,14 +15,18 @@ EPILOG = """\
 examples:
   iperf3 -s &                                     # any stock iperf3 3.x server
   pktlab run throughput --server 127.0.0.1 --direction download
-  pktlab run throughput --server 10.77.3.2:5201 --direction upload --bytes 8M --runs 5
+  pktlab run throughput --server 10.77.3.2:5201 --direction upload --bytes 2M --runs 5
   pktlab run throughput --server 10.77.3.2 --json --runs 10
   pktlab run throughput -c iperf.example -p 5202 -n 8M --direction upload   # iperf3's names
   pktlab run throughput -c 10.77.3.2 -t 2 -i 0.5 -P 2          # iperf3 -R -t 2 -i 0.5 -P 2
   pktlab run throughput -c 10.77.3.2 -u -b 20M -t 1 --direction upload   # iperf3 -u -b 20M
-  pktlab run throughput -c 10.77.3.2 --bidir -b 50M -t 5 -O 1     # both ways, 1 s omitted
-  pktlab run throughput -c 10.77.3.2 -k 100 --direction upload     # 100 blocks, as iperf3 -k
+  pktlab run throughput -c 10.77.3.2 --bidir -b 5M -t 5 -O 1      # both ways, 1 s omitted
+  pktlab run throughput -c 10.77.3.2 -k 50 --direction upload      # 50 blocks, as iperf3 -k
   pktlab run throughput -c 10.77.3.2 -t 2 -P 2 --pcap t.pcap       # packets cut to 64 bytes
+
+An upload from the in-process endpoint is held to 12,500,000 bytes per 10 s (10 Mb/s)
+unless its home's exppriv grants more (pktlab init --max-burst-rate-byte): see
+docs/throughput.md, "Uploads over TLS above 10 Mb/s".
 
 Download: the data socket's ndata are masked during the transfer; the rate comes from the
 endpoint's receive stamps with the first 1 MiB ignored (the Marionette paper, §5.2).
