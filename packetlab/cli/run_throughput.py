@@ -62,6 +62,18 @@ class Given(argparse.Action):
         setattr(namespace, f"{self.dest}_given", True)
 
 
+class Reverse(argparse.Action):
+    """-R: --direction download, noted as given (iperf3 refuses -R with --bidir, while
+    download is also the default direction)."""
+
+    def __init__(self, option_strings: Any, dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, "download")
+        namespace.reverse_given = True
+
+
 def rate(text: str) -> float:
     from packetlab.measure.iperf3 import parse_rate
 
@@ -160,7 +172,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="download: server to endpoint (iperf3 -R); upload: endpoint to server (iperf3's "
         "default) [default: download]",
     )
-    p.add_argument("-R", dest="direction", action="store_const", const="download",
+    p.add_argument("-R", dest="direction", action=Reverse,
                    help="--direction download, as iperf3 -R (the server sends)")  # fmt: skip
     p.add_argument("-n", "--bytes", type=size, default=25 << 20, metavar="N", action=Given,
                    help="bytes per transfer, e.g. 25M, as iperf3 -n [default: 25M, the "
@@ -266,6 +278,8 @@ def timed_experiment(
     from packetlab.measure.throughput_timed import TimedSpec, timed_test
 
     nbytes = args.bytes if getattr(args, "bytes_given", False) else None
+    if args.bidir and getattr(args, "reverse_given", False):
+        raise RunError("-R and --bidir: cannot be both reverse and bidirectional, as iperf3")
     if sum(x is not None for x in (args.time, nbytes, args.blocks)) > 1:
         raise RunError("only one test end condition (-t, -n, -k) may be specified, as iperf3")
     if args.lead is not None:

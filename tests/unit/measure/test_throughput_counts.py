@@ -248,6 +248,12 @@ def test_cli_blockcount_and_bidir_bytes() -> None:
             run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
     args = p.parse_args(["-c", "192.0.2.5", "--bidir", "-n", "8M"])
     run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+    # iperf3: "cannot be both reverse and bidirectional" (ours ran --bidir)
+    args = p.parse_args(["-c", "192.0.2.5", "--bidir", "-R", "-t", "1"])
+    assert args.direction == "download"
+    with pytest.raises(RunError, match="cannot be both reverse and bidirectional"):
+        run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+    assert p.parse_args(["-c", "192.0.2.5", "-R"]).direction == "download"
     with pytest.raises(ValueError, match="only one test end condition"):
         TimedSpec(blocks=3, seconds=1).check()
     with pytest.raises(ValueError, match="-k must be positive"):
