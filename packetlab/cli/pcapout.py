@@ -18,9 +18,17 @@ def add_option(p: argparse.ArgumentParser) -> None:
 
 
 def recorder_for(args: argparse.Namespace) -> PcapRecorder | None:
+    """A recorder for --pcap FILE, the file made now (as tcpdump -w): one that cannot be
+    written is a one-line error before the measurement, not an errno after it."""
     if not getattr(args, "pcap", None):
         return None
+    from packetlab.cli.run import RunError
     from packetlab.measure.pcap import PcapRecorder
+
+    try:
+        open(args.pcap, "wb").close()
+    except OSError as e:
+        raise RunError(f"--pcap {args.pcap}: cannot write it: {e.strerror or e}") from None
 
     return PcapRecorder()
 

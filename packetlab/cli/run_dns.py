@@ -28,6 +28,8 @@ examples:
   pktlab run dns +nsid @192.0.2.53 example.com    # the server's NSID (a cookie goes too)
   pktlab run dns -c CH @192.0.2.53 version.bind TXT
   pktlab run dns @192.0.2.53 -f queries.txt       # dig's batch mode: a query line a line
+  pktlab run dns +trace +tcp @192.0.2.53 www.example.com   # every step over TCP
+  pktlab run dns @192.0.2.53 a.test -t MX @192.0.2.54 b.test  # a.test MX (.53, then .54), b.test A
 
 Output is dig's (header, OPT pseudosection, question, answer, authority, additional,
 statistics; +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority,
@@ -350,6 +352,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 own_class[-1] = word.value
             else:
                 qclass = word.value
+        elif word == "@":  # was taken as a name (dig: couldn't get address for '')
+            raise RunError("@: no server after it (@SERVER, e.g. @127.0.0.1, as dig)")
         elif word.startswith("@") and len(word) > 1:
             (own_servers[-1] if names else servers).append(word[1:])
         elif word.startswith("+"):
@@ -488,8 +492,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         nargs="*",
         help="names to look up; dig's words work among them: @SERVER, a TYPE or CLASS after "
-        "a name, +tcp, +norecurse, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
-        "+tries=N, +short, +[no]multiline, +split=N, +[no]nsid, +[no]cookie[=HEX], +[no]cmd, "
+        "a name, +tcp (+vc), +ignore, +norecurse, +dnssec, +[no]edns[=N], +bufsize=N, +trace, "
+        "+time=S, +tries=N, +retry=N, +short, +[no]multiline, +split=N, +[no]nsid, "
+        "+[no]cookie[=HEX], +[no]cmd, "
         "+[no]comments, +[no]question, +[no]answer, +[no]authority, +[no]additional, "
         "+[no]stats, +[no]all",
     )
@@ -587,8 +592,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             texts.setdefault(server, _host_text(typed))
         if texts:
             o.server_texts = texts
-        if not 0 < o.wait <= 60 or not 1 <= o.tries <= 10:
-            raise RunError("--wait must be in (0, 60] and --tries 1..10")
+        if not 0 < o.wait <= 60:  # was one message for both, naming neither's value
+            raise RunError(f"+time/--wait {o.wait:g}: must be in (0, 60] seconds")
+        if not 1 <= o.tries <= 10:
+            raise RunError(f"+tries/--tries {o.tries}: must be 1..10 (+retry=N: N+1 tries)")
         qtypes = [parse_qtype(t) for t in (types or ["A"])]
         plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)]))
 

@@ -31,6 +31,9 @@ examples:
   pktlab run http --compressed -o page.html http://10.77.3.2/
   pktlab run http -L -b '' -c jar.txt http://10.77.3.2/login  # cookies as curl -c
   pktlab run http -o page.html http://10.77.3.2/ # the body to a file
+  pktlab run http -F name=me -F 'photo=@cat.jpg' http://10.77.3.2/upload  # multipart POST
+  pktlab run http -T results.tar http://10.77.3.2/dav/  # PUT .../dav/results.tar
+  pktlab run http -Z https://10.77.3.2/a https://10.77.3.2/b  # at once, as curl -Z
   pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\\n' http://10.77.3.2/
 
 With -w the table is replaced by curl's output: each URL's body (unless -o sends it to a
@@ -518,12 +521,16 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
     a one-line error before anything is sent), checked against -d, -I and -G as curl."""
     from packetlab.measure.upload import UploadError, file_upload, parse_form
 
+    forms = []
+    for f in args.form:
+        try:
+            forms.append(parse_form(f))
+        except UploadError as e:  # a file part's file: the -F it came from (was -T's name)
+            raise RunError(str(e) if str(e).startswith("-F") else f"-F/--form {f!r}: {e}") from None
     try:
-        forms = [parse_form(f) for f in args.form]
         uploads = [file_upload(f) for f in args.upload_file]
     except UploadError as e:
-        option = "-F/--form" if str(e).startswith("-F") else "-T/--upload-file"
-        raise RunError(str(e) if str(e).startswith("-F") else f"{option} {e}") from None
+        raise RunError(f"-T/--upload-file {e}") from None
     given = [o for o, v in (("-d/--data", data is not None), ("-F/--form", forms),
                             ("-T/--upload-file", uploads)) if v]  # fmt: skip
     if len(given) > 1:  # curl: "You can only select one HTTP request method!" (2)
@@ -714,6 +721,9 @@ def row(r: Record) -> str | None:
     if r.get("_quiet"):  # -w: curl's output instead of the table
         return None
     if r["type"] == "summary":
+        if r.get("stop_reason") == "INTERRUPTED":  # the URLs not ended are not in "urls"
+            return (f"# interrupted (Ctrl-C): {r['urls']} URLs ended, {r['fetched']} "
+                    f"fetched, {r['bytes']} body bytes")  # fmt: skip
         return f"# {r['fetched']} of {r['urls']} fetched, {r['bytes']} body bytes"
     if "error" in r and r.get("status") is not None:  # --fail: a response, but >= 400
         return f"{_fetched(r)}  {r['error']}"

@@ -15,14 +15,18 @@ EPILOG = """\
 examples:
   iperf3 -s &                                     # any stock iperf3 3.x server
   pktlab run throughput --server 127.0.0.1 --direction download
-  pktlab run throughput --server 10.77.3.2:5201 --direction upload --bytes 8M --runs 5
+  pktlab run throughput --server 10.77.3.2:5201 --direction upload --bytes 2M --runs 5
   pktlab run throughput --server 10.77.3.2 --json --runs 10
   pktlab run throughput -c iperf.example -p 5202 -n 8M --direction upload   # iperf3's names
   pktlab run throughput -c 10.77.3.2 -t 2 -i 0.5 -P 2          # iperf3 -R -t 2 -i 0.5 -P 2
   pktlab run throughput -c 10.77.3.2 -u -b 20M -t 1 --direction upload   # iperf3 -u -b 20M
-  pktlab run throughput -c 10.77.3.2 --bidir -b 50M -t 5 -O 1     # both ways, 1 s omitted
-  pktlab run throughput -c 10.77.3.2 -k 100 --direction upload     # 100 blocks, as iperf3 -k
+  pktlab run throughput -c 10.77.3.2 --bidir -b 5M -t 5 -O 1      # both ways, 1 s omitted
+  pktlab run throughput -c 10.77.3.2 -k 50 --direction upload      # 50 blocks, as iperf3 -k
   pktlab run throughput -c 10.77.3.2 -t 2 -P 2 --pcap t.pcap       # packets cut to 64 bytes
+
+An upload from the in-process endpoint is held to 12,500,000 bytes per 10 s (10 Mb/s)
+unless its home's exppriv grants more (pktlab init --max-burst-rate-byte): see
+docs/throughput.md, "Uploads over TLS above 10 Mb/s".
 
 Download: the data socket's ndata are masked during the transfer; the rate comes from the
 endpoint's receive stamps with the first 1 MiB ignored (the Marionette paper, §5.2).
@@ -56,6 +60,18 @@ class Given(argparse.Action):
     def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
         setattr(namespace, self.dest, values)
         setattr(namespace, f"{self.dest}_given", True)
+
+
+class Reverse(argparse.Action):
+    """-R: --direction download, noted as given (iperf3 refuses -R with --bidir, while
+    download is also the default direction)."""
+
+    def __init__(self, option_strings: Any, dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, "download")
+        namespace.reverse_given = True
 
 
 def rate(text: str) -> float:
@@ -156,7 +172,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="download: server to endpoint (iperf3 -R); upload: endpoint to server (iperf3's "
         "default) [default: download]",
     )
-    p.add_argument("-R", dest="direction", action="store_const", const="download",
+    p.add_argument("-R", dest="direction", action=Reverse,
                    help="--direction download, as iperf3 -R (the server sends)")  # fmt: skip
     p.add_argument("-n", "--bytes", type=size, default=25 << 20, metavar="N", action=Given,
                    help="bytes per transfer, e.g. 25M, as iperf3 -n [default: 25M, the "
@@ -262,6 +278,8 @@ def timed_experiment(
     from packetlab.measure.throughput_timed import TimedSpec, timed_test
 
     nbytes = args.bytes if getattr(args, "bytes_given", False) else None
+    if args.bidir and getattr(args, "reverse_given", False):
+        raise RunError("-R and --bidir: cannot be both reverse and bidirectional, as iperf3")
     if sum(x is not None for x in (args.time, nbytes, args.blocks)) > 1:
         raise RunError("only one test end condition (-t, -n, -k) may be specified, as iperf3")
     if args.lead is not None:

@@ -948,11 +948,10 @@ class _Test:
             nbytes, packets = size, 1 if spec.udp else 0
         if spec.udp and spec.rate:
             packets = max(1, round(unit / spec.block))
-        if spec.seconds is not None:
-            counts = tag.time <= self.stop_at
-        else:  # -n/-k: until the test ended (--bidir: the receiving half may end it first)
-            counts = self.end is None or tag.time <= self.end
-        if counts:
+        # -t: what left before the stop time; -n/-k: every byte that left, as a sender
+        # counts its writes (with --bidir the receiving half may end the test while
+        # queued sends still go: they reach the server)
+        if spec.seconds is None or tag.time <= self.stop_at:
             self._count(f, tag.time, nbytes, packets)
         self.latest = max(self.latest, tag.time)
         self._wakeup()

@@ -71,6 +71,19 @@ def test_bidir_counts_beside_native(port: int, words: list[str]) -> None:  # noq
     assert ours["seconds"] == pytest.approx(budget * 8 / 20e6, rel=0.15)
 
 
+def test_bidir_bytes_unpaced_counts_the_sends_that_left(port: int) -> None:  # noqa: F811
+    """--bidir -n 2M unpaced on loopback: the download reaches 2 MiB within milliseconds,
+    while the upload's queued blocks still leave and reach the server. They count as sent,
+    as native's writes do (was: "0.00 Bytes" sent against the server's 2 MB received)."""
+    rc, records, err = pktlab(port, "--bidir", "-n", "2M", "-i", "0")
+    assert rc == 0, (err, records)
+    ours = _result(records)
+    sent, server_got = ours["sum"]["sender"]["bytes"], ours["sum"]["receiver"]["bytes"]
+    assert sent >= server_got > 0, (sent, server_got)
+    assert sent <= 2 << 20
+    assert native(port, "--bidir", "-n", "2M", "-i", "0")["end"]["sum_sent"]["bytes"] > 0
+
+
 HEAD_CWND = "[ ID][Role] Interval           Transfer     Bitrate         Retr  Cwnd"
 HEAD_RETR = "[ ID][Role] Interval           Transfer     Bitrate         Retr"
 RATE = r"sec +[\d.]+ [KMG]Bytes +[\d.]+ [KMG]bits/sec"

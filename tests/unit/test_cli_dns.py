@@ -545,3 +545,33 @@ def test_a_reply_cut_short_shows_what_parsed_as_dig() -> None:
         ";; Query time: 0 msec\n;; SERVER: 127.0.0.1#42781(127.0.0.1) (UDP)\n"
         ";; WHEN: Fri Dec 04 21:49:23 UTC 2026\n;; MSG SIZE  rcvd: 60\n\n"
     ))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [  # was one line for both, "--wait must be in (0, 60] and --tries 1..10"
+        (["+tries=0", "a.test"], r"^\+tries/--tries 0: must be 1\.\.10 \(\+retry=N: N\+1 tries\)$"),
+        (["+retry=20", "a.test"], r"^\+tries/--tries 21: must be 1\.\.10"),
+        (["+time=0", "a.test"], r"^\+time/--wait 0: must be in \(0, 60\] seconds$"),
+        (["--wait", "61", "a.test"], r"^\+time/--wait 61: must be in"),
+    ],
+)
+def test_bad_time_and_tries_name_the_one_that_is_wrong(argv: list[str], message: str) -> None:
+    from packetlab.cli.run_command import Progress
+
+    with pytest.raises(RunError, match=message):
+        run_dns.experiment(parse("@127.0.0.1", *argv), lambda r: None, Progress())
+
+
+def test_an_at_sign_alone_is_an_error_not_a_name() -> None:
+    # `@` was silently a name; dig: "couldn't get address for ''"
+    with pytest.raises(RunError, match=r"^@: no server after it"):
+        parse("a.test", "@")
+
+
+def test_help_shows_session_12_words(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("--help")
+    text = " ".join(capsys.readouterr().out.split())
+    for word in ("+ignore", "+retry=N", "+vc", "+trace +tcp @192.0.2.53", "-t MX @192.0.2.54"):
+        assert word in text, word

@@ -235,6 +235,17 @@ def test_help_names_the_curl_options(capsys: pytest.CaptureFixture[str]) -> None
         assert option in text, option
     assert "-w '%{http_code} %{time_total}\\n'" in text  # the escape as typed, not a newline
     assert "%header{NAME}, \\n \\t \\r and %%" in text
+    for example in ("run http -F name=me", "run http -T results.tar", "run http -Z https"):
+        assert example in text, example  # session 12's options have examples too
+
+
+def test_an_interrupted_run_says_so_not_0_of_0() -> None:
+    # Ctrl-C before any URL ended printed "# 0 of 0 fetched, 0 body bytes"
+    line = run_http.row({"type": "summary", "urls": 0, "fetched": 0, "bytes": 0,
+                         "stop_reason": "INTERRUPTED"})  # fmt: skip
+    assert line == "# interrupted (Ctrl-C): 0 URLs ended, 0 fetched, 0 body bytes"
+    done = {"type": "summary", "urls": 2, "fetched": 1, "bytes": 5, "stop_reason": "COMPLETED"}
+    assert run_http.row(done) == "# 1 of 2 fetched, 5 body bytes"
 
 
 def test_output_file_created_as_curl_creates_it(tmp_path: Path) -> None:

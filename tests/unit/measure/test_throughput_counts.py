@@ -75,6 +75,10 @@ def test_bidir_bytes_per_direction_the_first_ends_the_test(first: str) -> None:
     else:
         assert received >= n and sent < n / 2
         assert server.got[0] < n  # the blocks still queued were not waited for
+        # what left is counted, as a sender counts its writes: at least what the server
+        # got (was: only what left before the download reached its budget, "0.00 Bytes"
+        # sent while the server had received 2 MB)
+        assert sent >= server.got[0] > 0
     assert d["seconds"] > 0 and d["mbit_s_reverse"] and d["mbit_s"]
 
 
@@ -244,6 +248,12 @@ def test_cli_blockcount_and_bidir_bytes() -> None:
             run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
     args = p.parse_args(["-c", "192.0.2.5", "--bidir", "-n", "8M"])
     run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+    # iperf3: "cannot be both reverse and bidirectional" (ours ran --bidir)
+    args = p.parse_args(["-c", "192.0.2.5", "--bidir", "-R", "-t", "1"])
+    assert args.direction == "download"
+    with pytest.raises(RunError, match="cannot be both reverse and bidirectional"):
+        run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+    assert p.parse_args(["-c", "192.0.2.5", "-R"]).direction == "download"
     with pytest.raises(ValueError, match="only one test end condition"):
         TimedSpec(blocks=3, seconds=1).check()
     with pytest.raises(ValueError, match="-k must be positive"):
