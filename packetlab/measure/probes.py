@@ -165,6 +165,18 @@ def _ip_id(ip_id: int | None, version: int) -> int | None:
     return ip_id
 
 
+def _probe(
+    s: Address, d: Address, key: ProbeKey, segment: bytes, ttl: int, ident: int | None, *,
+    tos: int, dont_fragment: bool, flow_label: int, options: bytes = b"",
+) -> Probe:  # fmt: skip
+    """The probe of `segment` (of protocol `key.proto`) in its IP packet."""
+    packet = ip_packet(
+        s, d, key.proto, segment, ttl=ttl, tos=tos, ident=ident or 0,
+        flags=IP_DF if dont_fragment else 0, flow_label=flow_label, options=options,
+    )  # fmt: skip
+    return Probe(packet, key, s, d, ttl, ident)
+
+
 def udp_probe(
     src: AddressLike,
     dst: AddressLike,
@@ -185,18 +197,8 @@ def udp_probe(
     ident = _ip_id(ip_id, d.version)
     segment = udp_segment(s, d, sport, dport, payload, coverage=coverage)
     proto = PROTO_UDP if coverage is None else PROTO_UDPLITE
-    packet = ip_packet(
-        s,
-        d,
-        proto,
-        segment,
-        ttl=ttl,
-        tos=tos,
-        ident=ident or 0,
-        flags=IP_DF if dont_fragment else 0,
-        flow_label=flow_label,
-    )
-    return Probe(packet, ProbeKey(proto, d, sport, dport), s, d, ttl, ident)
+    return _probe(s, d, ProbeKey(proto, d, sport, dport), segment, ttl, ident, tos=tos,
+                  dont_fragment=dont_fragment, flow_label=flow_label)  # fmt: skip
 
 
 def dccp_probe(
@@ -221,18 +223,8 @@ def dccp_probe(
     if seq is None:
         seq = random.getrandbits(32)
     segment = dccp_request(s, d, sport, dport, seq, service)
-    packet = ip_packet(
-        s,
-        d,
-        PROTO_DCCP,
-        segment,
-        ttl=ttl,
-        tos=tos,
-        ident=ident or 0,
-        flags=IP_DF if dont_fragment else 0,
-        flow_label=flow_label,
-    )
-    return Probe(packet, ProbeKey(PROTO_DCCP, d, sport, dport), s, d, ttl, ident)
+    return _probe(s, d, ProbeKey(PROTO_DCCP, d, sport, dport), segment, ttl, ident, tos=tos,
+                  dont_fragment=dont_fragment, flow_label=flow_label)  # fmt: skip
 
 
 def traceroute_probe(
@@ -300,19 +292,9 @@ def echo_probe(
         proto, message = PROTO_ICMP, icmp_echo(ident, seq, payload)
     else:
         proto, message = PROTO_ICMPV6, icmpv6_echo(s, d, ident, seq, payload)
-    packet = ip_packet(
-        s,
-        d,
-        proto,
-        message,
-        ttl=ttl,
-        tos=tos,
-        ident=ident_ip or 0,
-        flags=IP_DF if dont_fragment else 0,
-        flow_label=flow_label,
-        options=options if d.version == 4 else b"",
-    )
-    return Probe(packet, ProbeKey(proto, d, ident, 0, seq), s, d, ttl, ident_ip)
+    return _probe(s, d, ProbeKey(proto, d, ident, 0, seq), message, ttl, ident_ip, tos=tos,
+                  dont_fragment=dont_fragment, flow_label=flow_label,
+                  options=options if d.version == 4 else b"")  # fmt: skip
 
 
 def traceroute_syn_options(mss: int = 1460, tsval: int = 1) -> bytes:
@@ -403,11 +385,8 @@ def tcp_probe(
         s, d, sport, dport, seq=seq, ack=ack, flags=flavor.flags, window=window,
         options=flavor.options() if options is None else options,
     )  # fmt: skip
-    packet = ip_packet(
-        s, d, PROTO_TCP, segment, ttl=ttl, tos=tos, ident=ident or 0,
-        flags=IP_DF if dont_fragment else 0, flow_label=flow_label,
-    )  # fmt: skip
-    return Probe(packet, ProbeKey(PROTO_TCP, d, sport, dport, seq), s, d, ttl, ident)
+    return _probe(s, d, ProbeKey(PROTO_TCP, d, sport, dport, seq), segment, ttl, ident,
+                  tos=tos, dont_fragment=dont_fragment, flow_label=flow_label)  # fmt: skip
 
 
 def tcp_syn_probe(
@@ -505,11 +484,8 @@ def paris_udp_probe(
     ident = _ip_id(ip_id, d.version)
     want = index + 1  # never 0: a zero UDP checksum means "none" (IPv4) or is invalid (IPv6)
     segment = _steer_checksum(lambda p: udp_segment(s, d, sport, dport, p), payload, 6, want)
-    packet = ip_packet(
-        s, d, PROTO_UDP, segment, ttl=ttl, tos=tos, ident=ident or 0,
-        flags=IP_DF if dont_fragment else 0, flow_label=flow_label,
-    )  # fmt: skip
-    return Probe(packet, ProbeKey(PROTO_UDP, d, sport, dport, want), s, d, ttl, ident)
+    return _probe(s, d, ProbeKey(PROTO_UDP, d, sport, dport, want), segment, ttl, ident,
+                  tos=tos, dont_fragment=dont_fragment, flow_label=flow_label)  # fmt: skip
 
 
 def paris_echo_probe(
@@ -538,11 +514,8 @@ def paris_echo_probe(
     else:
         proto = PROTO_ICMPV6
         segment = _steer_checksum(lambda p: icmpv6_echo(s, d, ident, seq, p), payload, 2, checksum)
-    packet = ip_packet(
-        s, d, proto, segment, ttl=ttl, tos=tos, ident=ip_ident or 0,
-        flags=IP_DF if dont_fragment else 0, flow_label=flow_label,
-    )  # fmt: skip
-    return Probe(packet, ProbeKey(proto, d, ident, 0, seq), s, d, ttl, ip_ident)
+    return _probe(s, d, ProbeKey(proto, d, ident, 0, seq), segment, ttl, ip_ident, tos=tos,
+                  dont_fragment=dont_fragment, flow_label=flow_label)  # fmt: skip
 
 
 def _check_16(name: str, value: int) -> None:
