@@ -869,6 +869,8 @@ async def _fetch(
     began: int | None = None  # with -Z: before the wait for a first connection (pipewait)
     last_hop: _Hop | None = None
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
+    route = _Route(session, connect_to, family, timeout, connect_timeout, sink, recorder,
+                   follow, pool)  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = [b"http/1.1"] if sink.http == "1.1" else [b"h2", b"http/1.1"]
@@ -880,8 +882,7 @@ async def _fetch(
 
         # curl: credentials and cookies only to the first URL's scheme, host and port
         sent = (extra if Connections.key(current) == origin else public) + jar.headers(current)
-        await _hop(session, hop, ctxs.get(current.scheme), body, sent, connect_to, family,
-                   timeout, connect_timeout, sink, recorder, follow, pool)  # fmt: skip
+        await _hop(route, hop, ctxs.get(current.scheme), body, sent)
         if hop.status is not None:
             jar.receive(current, hop.headers)
         result.connects += hop.server is not None and not hop.reused
@@ -979,21 +980,29 @@ def _finish(
 _EXIT_CONNECT = 7  # curl: couldn't connect
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What every hop of one transfer is made with (curl's per-transfer options)."""
+
+    session: EndpointSession
+    connect_to: AddressLike | None
+    family: int | None
+    timeout: float
+    connect_timeout: float
+    sink: _Sink
+    recorder: PcapRecorder | None
+    follows: bool
+    pool: Connections
+
+
 async def _hop(
-    session: EndpointSession,
+    route: _Route,
     hop: _Hop,
     ctx: SSL.Context | None,
     data: Upload | None,
     headers: list[tuple[str, str]],
-    connect_to: AddressLike | None,
-    family: int | None,
-    timeout: float,
-    connect_timeout: float,
-    sink: _Sink,
-    recorder: PcapRecorder | None,
-    follows: bool,
-    pool: Connections,
 ) -> None:
+    session, pool = route.session, route.pool
     u = hop.url
     conn = await pool.take(u)
     # curl's pipewait (its -Z default): while a first connection to the origin is being
@@ -1008,7 +1017,8 @@ async def _hop(
     if conn is not None:  # curl: "Re-using existing connection"
         hop.start = hop.resolved = await read_time(session)
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
-        await _over(session, hop, conn, data, headers, timeout, sink, follows, pool)
+        await _over(session, hop, conn, data, headers, route.timeout, route.sink,
+                    route.follows, pool)  # fmt: skip
         if not (hop.error is not None and hop.first is None and hop.exitcode in (52, 56)):
             return
         # curl: "Connection died, retrying a fresh connect" (closed while idle)
@@ -1019,34 +1029,26 @@ async def _hop(
     if mine:  # the next transfers to this origin wait to learn whether it multiplexes
         pool.connecting[Connections.key(u)] = []
     try:
-        await _connect(session, hop, ctx, data, headers, connect_to, family, timeout,
-                       connect_timeout, sink, recorder, follows, pool)  # fmt: skip
+        await _connect(route, hop, ctx, data, headers)
     finally:
         if mine:
             pool.known(u, None)  # failed before its protocol was known: they go on their own
 
 
 async def _connect(
-    session: EndpointSession,
+    route: _Route,
     hop: _Hop,
     ctx: SSL.Context | None,
     data: Upload | None,
     headers: list[tuple[str, str]],
-    connect_to: AddressLike | None,
-    family: int | None,
-    timeout: float,
-    connect_timeout: float,
-    sink: _Sink,
-    recorder: PcapRecorder | None,
-    follows: bool,
-    pool: Connections,
 ) -> None:
     """The hop over a new connection: the name resolved, the connect, the exchange."""
+    session, connect_to = route.session, route.connect_to
     u = hop.url
     if connect_to is None and not u.host_is_address:
         hop.start = await read_time(session)
         try:
-            connect_to = await _resolve(session, u, family)
+            connect_to = await _resolve(session, u, route.family)
         except _Unresolved as e:
             hop.error, hop.exitcode = str(e), 6
             return
@@ -1054,7 +1056,7 @@ async def _connect(
     server = f"[{addr}]:{u.port}" if addr.version == 6 else f"{addr}:{u.port}"
     try:
         stream = await TcpStream.connect(
-            session, addr, u.port, timeout=connect_timeout, recorder=recorder
+            session, addr, u.port, timeout=route.connect_timeout, recorder=route.recorder
         )
     except ControllerError as e:
         hop.error = connect_failure(e, addr, u.port)
@@ -1065,8 +1067,8 @@ async def _connect(
         hop.start = stream.started_at
     hop.resolved, hop.connected = stream.started_at, stream.established_at
     tls = None if ctx is None else _Tls(ctx, u, stream)
-    await _over(session, hop, _Conn(stream, tls, server, None), data, headers, timeout, sink,
-                follows, pool)  # fmt: skip
+    await _over(session, hop, _Conn(stream, tls, server, None), data, headers, route.timeout,
+                route.sink, route.follows, route.pool)  # fmt: skip
 
 
 async def _over(
