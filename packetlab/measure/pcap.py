@@ -68,21 +68,24 @@ class TcpFlow:
         while len(data) > _MAX_SEG:  # an IP packet holds at most 65535 bytes
             done += self._seg(time, outgoing, ACK, data[:_MAX_SEG])
             data = data[_MAX_SEG:]
-        if outgoing:
-            src, sport, dst, dport, seq, ack = (self.local, self.lport, self.remote,
-                                                self.rport, self.seq, self.ack)  # fmt: skip
-        else:
-            src, sport, dst, dport, seq, ack = (self.remote, self.rport, self.local,
-                                                self.lport, self.ack, self.seq)  # fmt: skip
+        src, sport, dst, dport, seq, ack = self._ends(outgoing)
         seg = tcp_segment(src, dst, sport, dport, seq=seq, ack=ack if flags & ACK else 0,
                           flags=flags, payload=data)  # fmt: skip
         done.append(self.recorder.add(time, ip_packet(src, dst, PROTO_TCP, seg)))
-        step = len(data) + (1 if flags & (SYN | FIN) else 0)
+        self._advance(outgoing, len(data) + (1 if flags & (SYN | FIN) else 0))
+        return done
+
+    def _ends(self, outgoing: bool) -> tuple[AddressLike, int, AddressLike, int, int, int]:
+        """(src, sport, dst, dport, seq, ack) of a segment in that direction."""
+        if outgoing:
+            return self.local, self.lport, self.remote, self.rport, self.seq, self.ack
+        return self.remote, self.rport, self.local, self.lport, self.ack, self.seq
+
+    def _advance(self, outgoing: bool, step: int) -> None:
         if outgoing:
             self.seq = (self.seq + step) & 0xFFFFFFFF
         else:
             self.ack = (self.ack + step) & 0xFFFFFFFF
-        return done
 
     def connected(self, started: int, established: int) -> None:
         self._seg(started, True, SYN)
@@ -104,21 +107,13 @@ class TcpFlow:
         while length > 0:
             n = min(length, _MAX_SEG)
             kept = head[:n]
-            if outgoing:
-                src, sport, dst, dport, seq, ack = (self.local, self.lport, self.remote,
-                                                    self.rport, self.seq, self.ack)  # fmt: skip
-            else:
-                src, sport, dst, dport, seq, ack = (self.remote, self.rport, self.local,
-                                                    self.lport, self.ack, self.seq)  # fmt: skip
+            src, sport, dst, dport, seq, ack = self._ends(outgoing)
             seg = tcp_segment(src, dst, sport, dport, seq=seq, ack=ack, flags=PSH | ACK,
                               payload=kept)  # fmt: skip
             whole = len(seg) - len(kept) + n
             ip = _ip_header(src, dst, PROTO_TCP, whole)
             self.recorder.add(time, ip + seg, len(ip) + whole)
-            if outgoing:
-                self.seq = (self.seq + n) & 0xFFFFFFFF
-            else:
-                self.ack = (self.ack + n) & 0xFFFFFFFF
+            self._advance(outgoing, n)
             head, length = head[n:], length - n
 
     def closed(self, time: int, *, by_peer: bool) -> None:
