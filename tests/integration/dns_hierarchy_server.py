@@ -39,6 +39,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import dns.zone
+from dns_zone_server import zone_rrsets  # (a sibling: run as a script from this folder)
 from twisted.internet import protocol
 from twisted.internet import reactor as _reactor
 from twisted.internet.error import CannotListenError
@@ -126,17 +127,7 @@ class Authority:
         self.resolves = resolves or {}
 
     def rrsets(self, name: dns.name.Name, rdtype: Any, do: bool) -> list[dns.rrset.RRset]:
-        node = self.zone.get_node(name)
-        if node is None:
-            return []
-        out = []
-        rds = node.get_rdataset(dns.rdataclass.IN, rdtype)
-        if rds is not None:
-            out.append(dns.rrset.from_rdata_list(name, rds.ttl, list(rds)))
-            sig = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
-            if do and sig is not None:
-                out.append(dns.rrset.from_rdata_list(name, sig.ttl, list(sig)))
-        return out
+        return zone_rrsets(name, rdtype, do, self.zone)
 
     def cut(self, name: dns.name.Name) -> dns.name.Name | None:
         """The zone cut at or above `name` below this zone (a delegation), if any."""

@@ -139,7 +139,7 @@ ODD = dns.zone.from_text(
 PAYLOAD = 1232
 
 
-def _rrsets(
+def zone_rrsets(
     name: dns.name.Name, rdtype: dns.rdatatype.RdataType, do: bool, z: dns.zone.Zone | None = None
 ) -> list[dns.rrset.RRset]:
     node = (z or zone).get_node(name)
@@ -163,13 +163,13 @@ def root_answer(
     """The root zone: `. NS localhost.` (for dig +trace from @SERVER, which resolves the
     root server's name on its host: localhost is 127.0.0.1 there)."""
     response.flags |= dns.flags.AA
-    response.answer += _rrsets(name, rdtype, False, root)
+    response.answer += zone_rrsets(name, rdtype, False, root)
     if not response.answer:
         if root.get_node(name) is None:
             response.set_rcode(dns.rcode.NXDOMAIN)
-        response.authority += _rrsets(dns.name.root, dns.rdatatype.SOA, False, root)
+        response.authority += zone_rrsets(dns.name.root, dns.rdatatype.SOA, False, root)
     elif rdtype == dns.rdatatype.NS:
-        response.additional += _rrsets(LOCALHOST, dns.rdatatype.A, False, root)
+        response.additional += zone_rrsets(LOCALHOST, dns.rdatatype.A, False, root)
     return response
 
 
@@ -213,16 +213,17 @@ def answer(query: dns.message.Message) -> dns.message.Message:
     if not name.is_subdomain(ORIGIN):
         return root_answer(response, name, rdtype)
     if name.is_subdomain(SUB) and not (name == SUB and rdtype == dns.rdatatype.DS):
-        response.authority += _rrsets(SUB, dns.rdatatype.NS, False)
-        response.additional += _rrsets(dns.name.from_text("ns.sub.test."), dns.rdatatype.A, False)
+        response.authority += zone_rrsets(SUB, dns.rdatatype.NS, False)
+        ns = dns.name.from_text("ns.sub.test.")
+        response.additional += zone_rrsets(ns, dns.rdatatype.A, False)
         return response
     response.flags |= dns.flags.AA
     for _ in range(8):  # CNAME chain
-        found = _rrsets(name, rdtype, do)
+        found = zone_rrsets(name, rdtype, do)
         if found:
             response.answer += found
             break
-        cname = _rrsets(name, dns.rdatatype.CNAME, do)
+        cname = zone_rrsets(name, dns.rdatatype.CNAME, do)
         if not cname:
             break
         response.answer += cname
@@ -232,16 +233,16 @@ def answer(query: dns.message.Message) -> dns.message.Message:
     ):
         if zone.get_node(name) is None:
             response.set_rcode(dns.rcode.NXDOMAIN)
-        response.authority += _rrsets(ORIGIN, dns.rdatatype.SOA, do)
+        response.authority += zone_rrsets(ORIGIN, dns.rdatatype.SOA, do)
         if do:
-            response.authority += _rrsets(ORIGIN, dns.rdatatype.NSEC, do)
+            response.authority += zone_rrsets(ORIGIN, dns.rdatatype.NSEC, do)
     if rdtype == dns.rdatatype.MX:
         for rrset in list(response.answer):
             if rrset.rdtype == dns.rdatatype.MX:
                 for rd in rrset:
-                    response.additional += _rrsets(rd.exchange, dns.rdatatype.A, do)
+                    response.additional += zone_rrsets(rd.exchange, dns.rdatatype.A, do)
     if rdtype == dns.rdatatype.NS and name == ORIGIN:
-        response.additional += _rrsets(dns.name.from_text("ns.test."), dns.rdatatype.A, do)
+        response.additional += zone_rrsets(dns.name.from_text("ns.test."), dns.rdatatype.A, do)
     return response
 
 
