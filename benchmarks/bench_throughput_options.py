@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.common import iperf3_server
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = [
@@ -64,13 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     opts = ap.parse_args()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    time.sleep(0.5)
-    try:
+    with iperf3_server() as port:
         for name, args in CASES:
             rows = []
             for _ in range(opts.rounds):
@@ -92,9 +86,6 @@ def main() -> None:
                     )
             med = [statistics.median(c) for c in zip(*rows, strict=True)] if rows else []
             print(f"{name:34}", " | ".join(f"{x:.4g}" for x in med), flush=True)
-    finally:
-        server.terminate()
-        server.wait(5)
 
 
 if __name__ == "__main__":

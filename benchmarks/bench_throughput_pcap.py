@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.common import iperf3_server
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = [
@@ -48,32 +49,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     opts = ap.parse_args()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    time.sleep(0.5)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            pcap = Path(tmp) / "b.pcap"
-            print(f"{'case':34} ours A | server A | wall A | ours B | server B | wall B | bytes B")
-            for name, args in CASES:
-                rows = []
-                for _ in range(opts.rounds):
-                    a, wall_a = ours(port, args)
-                    b, wall_b = ours(port, [*args, "--pcap", str(pcap)])
-                    if "error" in a or "error" in b:
-                        print(name, "error:", a.get("error"), b.get("error"))
-                        continue
-                    rows.append((a["sum"][a["endpoint"]]["mbit_s"], a["server_mbit_s"], wall_a,
-                                 b["sum"][b["endpoint"]]["mbit_s"], b["server_mbit_s"], wall_b,
-                                 pcap.stat().st_size))  # fmt: skip
-                med = [statistics.median(c) for c in zip(*rows, strict=True)] if rows else []
-                print(f"{name:34}", " | ".join(f"{x:.4g}" for x in med), flush=True)
-    finally:
-        server.terminate()
-        server.wait(5)
+    with iperf3_server() as port, tempfile.TemporaryDirectory() as tmp:
+        pcap = Path(tmp) / "b.pcap"
+        print(f"{'case':34} ours A | server A | wall A | ours B | server B | wall B | bytes B")
+        for name, args in CASES:
+            rows = []
+            for _ in range(opts.rounds):
+                a, wall_a = ours(port, args)
+                b, wall_b = ours(port, [*args, "--pcap", str(pcap)])
+                if "error" in a or "error" in b:
+                    print(name, "error:", a.get("error"), b.get("error"))
+                    continue
+                rows.append((a["sum"][a["endpoint"]]["mbit_s"], a["server_mbit_s"], wall_a,
+                             b["sum"][b["endpoint"]]["mbit_s"], b["server_mbit_s"], wall_b,
+                             pcap.stat().st_size))  # fmt: skip
+            med = [statistics.median(c) for c in zip(*rows, strict=True)] if rows else []
+            print(f"{name:34}", " | ".join(f"{x:.4g}" for x in med), flush=True)
 
 
 if __name__ == "__main__":

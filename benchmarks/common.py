@@ -6,20 +6,23 @@ percentiles, never means or maxima, as their headline numbers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "environment",
     "fmt",
+    "iperf3_server",
     "markdown_table",
     "median",
     "percentile",
@@ -105,3 +108,19 @@ def write_json(path: str | Path, data: Any) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def iperf3_server() -> Iterator[int]:
+    """A native `iperf3 -s` on a free loopback port for the block: its port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(0.5)
+    try:
+        yield port
+    finally:
+        server.terminate()
+        server.wait(5)
