@@ -43,6 +43,11 @@ def under_twistd(**parent: Any) -> Opts:
     return o
 
 
+def parent(o: Opts) -> Any:
+    assert o.parent is not None
+    return o.parent
+
+
 def test_outside_twistd_errors_raise_as_always() -> None:
     with pytest.raises(usage.UsageError, match="--count: expected a count, got 'x'"):
         Opts().parseOptions(["--count", "x"])
@@ -151,7 +156,7 @@ def test_stop_daemon_in_the_background_tells_the_waiting_shell(
     opts = under_twistd(nodaemon=False, pidfile="", logfile="d.log")
     make(opts)
     capfd.readouterr()
-    opts.parent["statusPipe"] = w  # what twistd's daemonize() sets
+    parent(opts)["statusPipe"] = w  # what twistd's daemonize() sets
     stop_daemon(Reactor(), "cannot listen: Couldn't listen on any:20556: [Errno 98] in use")
     os.set_blocking(r, False)
     try:
@@ -160,7 +165,7 @@ def test_stop_daemon_in_the_background_tells_the_waiting_shell(
         got = b""
     os.close(r)
     assert got == b"1 cannot listen: any:20556: in use"
-    assert opts.parent["statusPipe"] is None and _Exit.status == 1
+    assert parent(opts)["statusPipe"] is None and _Exit.status == 1
 
 
 class WithOperand(Opts):
@@ -206,16 +211,16 @@ def test_in_the_foreground_there_is_no_pid_file_to_clash() -> None:
     one directory, as the quick starts do, clashed: "Another twistd server is running")."""
     o = under_twistd(nodaemon=True, pidfile="twistd.pid", logfile=None)
     o.parseOptions([])
-    assert o.parent["pidfile"] == "" and o.parent["logfile"] is None  # the log: stdout
+    assert parent(o)["pidfile"] == "" and parent(o)["logfile"] is None  # the log: stdout
 
 
 def test_in_the_background_the_files_are_the_daemons_own() -> None:
     o = under_twistd(nodaemon=False, pidfile="twistd.pid", logfile=None)
     o.parseOptions([])
-    assert (o.parent["pidfile"], o.parent["logfile"]) == ("pktdemo.pid", "pktdemo.log")
+    assert (parent(o)["pidfile"], parent(o)["logfile"]) == ("pktdemo.pid", "pktdemo.log")
     given = under_twistd(nodaemon=False, pidfile="/run/d.pid", logfile="/var/log/d.log")
     given.parseOptions([])  # given: left alone
-    assert (given.parent["pidfile"], given.parent["logfile"]) == ("/run/d.pid", "/var/log/d.log")
+    assert (parent(given)["pidfile"], parent(given)["logfile"]) == ("/run/d.pid", "/var/log/d.log")
     kept = under_twistd(nodaemon=True, pidfile="./twistd.pid", logfile=None)
     kept.parseOptions([])  # the way to ask for twistd.pid itself
-    assert kept.parent["pidfile"] == "./twistd.pid"
+    assert parent(kept)["pidfile"] == "./twistd.pid"
