@@ -63,13 +63,12 @@ class TapOptions(usage.Options):
         ``twistd.log``. A pid file or log file given (other than ``twistd.pid`` itself)
         is left alone."""
         parent = getattr(self, "parent", None)
-        if parent is None or parent.get("pidfile") != "twistd.pid":
+        if parent is None:
             return
-        if parent.get("nodaemon"):
-            parent["pidfile"] = ""
-            return
-        parent["pidfile"] = f"{self.tapname}.pid"
-        if not parent.get("logfile") and not parent.get("syslog"):
+        nodaemon = parent.get("nodaemon")
+        if parent.get("pidfile") == "twistd.pid":
+            parent["pidfile"] = "" if nodaemon else f"{self.tapname}.pid"
+        if not nodaemon and not parent.get("logfile") and not parent.get("syslog"):
             parent["logfile"] = f"{self.tapname}.log"
 
     def _options_first(self, options: Any) -> Any:

@@ -220,6 +220,9 @@ def test_in_the_background_the_files_are_the_daemons_own() -> None:
     assert (parent(o)["pidfile"], parent(o)["logfile"]) == ("pktdemo.pid", "pktdemo.log")
     given = under_twistd(nodaemon=False, pidfile="/run/d.pid", logfile="/var/log/d.log")
     given.parseOptions([])  # given: left alone
+    pid_only = under_twistd(nodaemon=False, pidfile="/run/d.pid", logfile=None)
+    pid_only.parseOptions([])  # the log is the daemon's own all the same
+    assert parent(pid_only)["logfile"] == "pktdemo.log"
     assert (parent(given)["pidfile"], parent(given)["logfile"]) == ("/run/d.pid", "/var/log/d.log")
     kept = under_twistd(nodaemon=True, pidfile="./twistd.pid", logfile=None)
     kept.parseOptions([])  # the way to ask for twistd.pid itself
