@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab.endpoint.config import ConfigError, EndpointConfig
-from packetlab.endpoint.service import ControllerAddress, PlaintextLink
+from packetlab.endpoint.service import OUTAGE_REMINDER, ControllerAddress, PlaintextLink
 from packetlab.endpoint.subscription import (
     BrokerReader,
     Event,
@@ -121,6 +121,7 @@ class BrokerSubscriber(service.Service):
         self.link: _BrokerLink | None = None
         self._timer: IDelayedCall | None = None
         self._connecting: Any = None
+        self._outage_start = self._last_line = 0.0
 
     def startService(self) -> None:
         super().startService()
@@ -163,9 +164,33 @@ class BrokerSubscriber(service.Service):
         delay = min(self.backoff_cap, self.backoff_base * 2 ** min(self.failures, 16))
         delay *= random.uniform(0.8, 1.0)  # spread a crowd of endpoints after a restart
         self.failures += 1
-        self.log.info(
-            "broker {addr}: {why}; reconnecting in {d:.2f} s", addr=self.address, why=why, d=delay
-        )
+        now = self.reactor.seconds()
+        if self.failures == 1:
+            self._outage_start = self._last_line = now
+        # Each failure while the backoff grows, then one line every OUTAGE_REMINDER s: a
+        # broker down for a day logged a line every ~5 s (~17,000 lines).
+        if self.failures <= 8:
+            self.log.info(
+                "broker {addr}: {why}; reconnecting in {d:.2f} s{then}",
+                addr=self.address,
+                why=why,
+                d=delay,
+                then=""
+                if self.failures < 8
+                else f" (and so on, logged every {OUTAGE_REMINDER:g} s)",
+            )
+            self._last_line = now
+        elif now - self._last_line >= OUTAGE_REMINDER:
+            self.log.warn(
+                "broker {addr}: still unreachable ({why}) after {n} attempts over {t:.0f} s; "
+                "reconnecting in {d:.2f} s",
+                addr=self.address,
+                why=why,
+                n=self.failures,
+                t=now - self._outage_start,
+                d=delay,
+            )
+            self._last_line = now
         self._timer = self.reactor.callLater(delay, self._connect)
 
     def stopService(self) -> None:
