@@ -292,3 +292,49 @@ def test_tap_tls_options(tmp_path: Path) -> None:
         Options().parseOptions(["-c", str(conf), "127.0.0.1:1"])
     with pytest.raises(usage.UsageError, match="not a snikey"):
         Options().parseOptions(["-c", str(conf), "--snikey", "Bad!", "127.0.0.1:1"])
+
+
+# ------------------------------------------------------- a database that cannot record
+def test_a_full_accounting_database_refuses_the_session_in_words(tmp_path: Path) -> None:
+    """RLimDBPath on a full disk: admitting a new chain raised sqlite3's error into the
+    reactor (an unhandled traceback, no session and no word why). Now the session is
+    refused with the database and SQLite's reason. SQLite's own "full" is made here with
+    max_page_count (the integration run used a full tmpfs)."""
+    acct = Accounting(tmp_path / "rlim.sqlite3", clock=lambda: NOW)
+    admit(chain(CertLimits(max_send_byte=1000)), acct, still_clock())  # type: ignore[arg-type]
+    pages = acct._db.execute("PRAGMA page_count").fetchone()[0]
+    acct._db.execute(f"PRAGMA max_page_count = {pages}")
+    limits = CertLimits(max_send_byte=1, max_send_pkt=1, max_recv_byte=1, max_recv_pkt=1)
+    with pytest.raises(SessionRefused) as e:
+        for _ in range(50):  # new records until a page is needed
+            admit(chain(limits), acct, still_clock())  # type: ignore[arg-type]
+    assert e.value.rule == "accounting"
+    assert "rlim.sqlite3: database or disk is full" in str(e.value)
+
+
+def test_sends_that_cannot_be_recorded_are_refused_and_logged_once(tmp_path: Path) -> None:
+    """A debit the database cannot record (disk full, read-only): the nsend got no answer
+    (sqlite3's error escaped from the gate into the reactor), and the session's close
+    raised again. Now each such nsend is ESKTPKTDENY, one error line per session says why
+    and what to do, and the close logs what it could not refund."""
+    from typing import Any, cast
+
+    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+
+    g = gate(tmp_path, CertLimits(max_send_pkt=10**9))
+    assert g.budget is not None
+    g.budget._acct._db.execute("PRAGMA query_only = 1")  # every write now fails
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        for _ in range(20):
+            assert g.check(nsend(b"x")) == DENY
+        g.close()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    errors = [e for e in seen if e["log_level"] in (LogLevel.error, LogLevel.warn)]
+    assert len(errors) == 2, [e["log_format"] for e in seen]
+    first = errors[0]["log_format"].format(**errors[0])
+    assert first.startswith("nsend (ESKTPKTDENY) refused: accounting database ")
+    assert "readonly database" in first and "RLimDBPath" in first
