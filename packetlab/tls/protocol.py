@@ -17,6 +17,7 @@ hands them to the kernel in one `send` (`packetlab.tls.directwrite`).
 from __future__ import annotations
 
 import enum
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from packetlab.logbudget import LogBudget
 from packetlab.ppks import AuthMode, Certificate, ChainError, PPKSError, VerifiedChain, verify_chain
 
 from .context import PeerPolicy, PPKSClientCreator, PPKSServerOptions, RefusedName
@@ -102,6 +104,17 @@ class PeerVerificationError(Exception):
         if self.chain_error is not None:
             return self.chain_error.reason.value
         return self.refusal.value
+
+
+REFUSAL_LOG = LogBudget(time.monotonic)  # refused TLS clients, for the whole process
+
+
+def _address(addr: Any) -> str:
+    """``HOST:PORT`` (``[v6]:PORT``) of a Twisted address, not its repr."""
+    host, port = getattr(addr, "host", None), getattr(addr, "port", None)
+    if host is None or port is None:
+        return "?" if addr is None else str(addr)
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -383,6 +396,12 @@ class PeerGate(Protocol):
         except Exception:
             return "?"
 
+    def _peer_address_obj(self) -> Any:
+        try:
+            return cast(Any, self.transport).getPeer()
+        except Exception:
+            return None
+
     def _refuse(self, err: PeerVerificationError, *, abort: bool = True) -> None:
         self.refused = err
         delay = 0.0
@@ -396,14 +415,22 @@ class PeerGate(Protocol):
         if held:
             assert self.refusal_delay is not None
             delay = self.refusal_delay[0](self._peer_host())
-        self.log.warn(
-            "refused TLS peer {peer} ({side}): {rule}: {error}{later}",
-            peer=self._peer_address(),
-            side="server" if self.is_client else "client",
-            rule=err.rule,
-            error=str(err),
-            later=f" (closing in {delay:.1f} s)" if delay > 0 else "",
-        )
+        # A client's refusals come as fast as anyone connects: a budget of lines a minute
+        # for all of them (a flood of 1,500 bad handshakes was 1,500 lines).
+        more = "" if self.is_client else REFUSAL_LOG.allow()
+        if more is not None:
+            error = str(err)
+            rule = err.rule
+            self.log.warn(
+                "refused TLS peer {peer} ({side}): {rule}: {error}{later}{more}",
+                peer=_address(self._peer_address_obj()),
+                side="server" if self.is_client else "client",
+                rule=rule,
+                # "handshake_failed: handshake_failed: unexpected message": said once
+                error=error.removeprefix(f"{rule}: "),
+                later=f" (closing in {delay:.1f} s)" if delay > 0 else "",
+                more=more,
+            )
         if abort and self.transport is not None:
             tls = cast(TLSMemoryBIOProtocol, self.transport)
             if delay > 0:
