@@ -317,6 +317,7 @@ def makeService(options: Options) -> IService:
         from packetlab.endpoint.tlslink import Admission, open_accounting
 
         link = options["tls_link"]
+        options["tls_link"].watch_expiry(reactor)
         if options["tls_link"].trusts_any_root:
             log.warn(
                 "no EndpointOpPubKeyPath: any controller chain with a well-formed root is "

@@ -9,6 +9,7 @@ does a session start, under the limits of that chain (`packetlab.endpoint.limits
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,40 @@ __all__ = ["Admission", "TLSLink", "open_accounting"]
 
 log = Logger(namespace="pktendpoint")
 RUNTIME_TICK = 1.0  # s between runtime debits (each reserves up to RUNTIME_CHUNK ahead)
+EXPIRY_WARNING = 7 * 86400  # s: a certificate of ours expiring sooner is warned about
+
+
+def check_validity(certs: Any, what: str, now: float) -> tuple[str | None, int]:
+    """Our own certificates (`what`: where they were set), at start-up: `ConfigError` when
+    one has expired or is not valid yet (every peer refuses the chain: the endpoint used
+    to start and fail every connection without a word); else a warning text when one
+    expires within `EXPIRY_WARNING` (or None), and the chain's earliest `not_after`."""
+    import datetime
+
+    def utc(ts: int) -> str:
+        return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    for i, c in enumerate(certs):
+        name = f"{what}: certificate #{i} ({c.cert_type.label})"
+        if now > c.not_after:
+            raise ConfigError(
+                f"{name} expired at {utc(c.not_after)}: every peer refuses the chain; renew "
+                f"it (pktlab ppks sign {c.cert_type.label} ...) and start again"
+            )
+        if now < c.not_before:
+            raise ConfigError(
+                f"{name} is not valid before {utc(c.not_before)}: every peer refuses the "
+                "chain until then (is this host's clock right?)"
+            )
+    first = min(certs, key=lambda c: c.not_after)
+    if first.not_after - now < EXPIRY_WARNING:
+        hours = (first.not_after - now) / 3600
+        return (
+            f"{what}: certificate #{list(certs).index(first)} ({first.cert_type.label}) "
+            f"expires at {utc(first.not_after)}, in {hours:.1f} h: renew it before then "
+            "(every peer refuses an expired chain) and restart the endpoint"
+        ), first.not_after
+    return None, first.not_after
 
 
 @dataclass
@@ -44,6 +79,8 @@ class TLSLink:
     trusts_any_root: bool
     credentials: Credentials | None = None
     roots: tuple[Any, ...] = ()
+    #: The chain's earliest not_after (Unix s), and what to say when it passes.
+    expires: tuple[int, str] | None = None
 
     @classmethod
     def from_config(cls, cfg: EndpointConfig) -> TLSLink:
@@ -59,6 +96,12 @@ class TLSLink:
             creds = Credentials.load(cfg.controller_chain, cfg.private_key)
         except TLSConfigError as e:
             raise ConfigError(f"ControllerCertChainPath/EndpointPrivKey: {e}") from None
+        what = cfg.origins.get("ControllerCertChainPath") or "ControllerCertChainPath"
+        if not what.endswith("ControllerCertChainPath"):
+            what += ": ControllerCertChainPath"
+        warning, not_after = check_validity(creds.chain, what, time.time())
+        if warning is not None:
+            log.warn("{warning}", warning=warning)
         roots = []
         for path in cfg.eop_pubkeys:
             try:
@@ -68,7 +111,11 @@ class TLSLink:
         creator = PPKSClientCreator(
             creds, AuthMode.ENDPOINT_AUTH_CONTROLLER, roots, snikey=cfg.nosub_snikey
         )
-        return cls(creator, not roots, creds, tuple(roots))
+        expired = (
+            f"{what}: the chain expired now; every controller will refuse this endpoint "
+            "until it is renewed and the endpoint restarted"
+        )
+        return cls(creator, not roots, creds, tuple(roots), (not_after, expired))
 
     def for_snikey(self, snikey: str | None) -> TLSLink:
         """The same link sending another SNI (broker mode: the xdescr's sni_key)."""
@@ -77,7 +124,17 @@ class TLSLink:
         creator = PPKSClientCreator(
             self.credentials, AuthMode.ENDPOINT_AUTH_CONTROLLER, self.roots, snikey=snikey
         )
-        return TLSLink(creator, self.trusts_any_root, self.credentials, self.roots)
+        return TLSLink(creator, self.trusts_any_root, self.credentials, self.roots, self.expires)
+
+    def watch_expiry(self, reactor: Any) -> None:
+        """One error line when the chain expires while the endpoint runs (within 30 days:
+        a timer, not one for every endpoint's 2038)."""
+        if self.expires is None:
+            return
+        not_after, text = self.expires
+        delay = not_after + 1 - time.time()
+        if 0 < delay <= 30 * 86400:
+            reactor.callLater(delay, log.error, "{text}", text=text)
 
     def endpoint(self, reactor: object, address: object) -> IStreamClientEndpoint:
         from packetlab.endpoint.service import ControllerAddress, PlaintextLink

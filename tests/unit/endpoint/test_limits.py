@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import cast
 
 import pytest
 from testkit.clock import FakeClock
@@ -245,7 +246,9 @@ def test_tls_link_errors_name_the_file(tmp_path: Path) -> None:
     key = generate_private_key()
     priv, _ = write_key_pair(tmp_path / "k", key)
     cert = tmp_path / "c.cert"
-    cert.write_bytes(issue_certificate("subcmd", generate_private_key(), key, 0, 10).to_pem())
+    cert.write_bytes(
+        issue_certificate("subcmd", generate_private_key(), key, 0, 2**31 - 1).to_pem()
+    )
     cfg = EndpointConfig(controller_chain=[str(tmp_path / "missing")], private_key=str(priv))
     with pytest.raises(ConfigError, match="missing"):
         TLSLink.from_config(cfg)
@@ -260,6 +263,57 @@ def test_tls_link_errors_name_the_file(tmp_path: Path) -> None:
     cfg = EndpointConfig(controller_chain=[str(cert)], private_key=str(priv))
     link = TLSLink.from_config(cfg)
     assert link.trusts_any_root
+
+
+def test_an_expired_or_expiring_chain_of_ours_is_said_at_start(tmp_path: Path) -> None:
+    """Our subcmd chain expired: the endpoint started, connected, and every controller
+    refused it, without a word at our end. Now it does not start (one line: which file and
+    line, which certificate, when, what to do); expiring within a week is a warning."""
+    import time
+
+    from twisted.internet.task import Clock
+
+    key = generate_private_key()
+    priv, _ = write_key_pair(tmp_path / "k", key)
+    now = int(time.time())
+
+    def conf(not_before: int, not_after: int) -> EndpointConfig:
+        cert = tmp_path / f"sub{not_after}.cert"
+        cert.write_bytes(
+            issue_certificate("subcmd", generate_private_key(), key, not_before, not_after).to_pem()
+        )
+        path = tmp_path / "endpt.conf"
+        path.write_text(f"ControllerCertChainPath {cert}\nEndpointPrivKey {priv}\n")
+        return load_config(path)
+
+    with pytest.raises(
+        ConfigError,
+        match=r"endpt.conf:1: ControllerCertChainPath: certificate #0 \(subcmd\) expired at "
+        r"1970-01-01T00:01:40Z: every peer refuses the chain; renew it \(pktlab ppks sign subcmd",
+    ):
+        TLSLink.from_config(conf(0, 100))
+    with pytest.raises(ConfigError, match=r"is not valid before .*is this host's clock right"):
+        TLSLink.from_config(conf(now + 3600, 2**31 - 1))
+    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+
+    seen: list[dict[str, object]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        link = TLSLink.from_config(conf(0, now + 7200))  # starts, with a warning
+        clock = Clock()
+        clock.advance(time.time())
+        link.watch_expiry(clock)
+        clock.advance(7201)  # ... and one line when it expires
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    said = [str(e.get("warning") or e.get("text")) for e in seen if e.get("log_level") in
+            (LogLevel.warn, LogLevel.error)]  # fmt: skip
+    assert len(said) == 2, said
+    assert "expires at" in said[0] and "in 2.0 h: renew it before then" in said[0]
+    assert said[1].endswith("the chain expired now; every controller will refuse this "
+                            "endpoint until it is renewed and the endpoint restarted")  # fmt: skip
+    assert TLSLink.from_config(conf(0, 2**31 - 1)) is not None  # far off: nothing said
 
 
 def test_accounting_path_errors(tmp_path: Path) -> None:
