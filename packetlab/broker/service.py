@@ -29,6 +29,15 @@ from .throttle import Throttle
 __all__ = ["BrokerService", "server_options"]
 
 
+def host_port(addr: Any) -> str:
+    """``HOST:PORT`` (``[v6]:PORT``) of a listening port's address, for the log and the
+    status page (were ``IPv4Address(type='TCP', host='0.0.0.0', port=20556)``)."""
+    host, port = getattr(addr, "host", None), getattr(addr, "port", None)
+    if host is None or port is None:
+        return str(addr)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def server_options(credentials: Credentials) -> PPKSServerOptions:
     """TLS for both ports: our agent chain to every client (they send no SNI), client
     agent certificate required, any root (agent certs are self-signed)."""
@@ -103,7 +112,9 @@ class BrokerService(service.Service):
             port = await ep.listen(self.factories[role])
             self.ports[role.value] = port
             self.log.info(
-                "pktbroker {role} port listening on {host}", role=role.value, host=port.getHost()
+                "pktbroker {role} port listening on {host}",
+                role=role.value,
+                host=host_port(port.getHost()),
             )
         if self.status_where is not None:
             from .status import status_site
@@ -118,7 +129,7 @@ class BrokerService(service.Service):
                 )
                 return
             self.ports["status"] = port
-            self.log.info("pktbroker status page on http {host}", host=port.getHost())
+            self.log.info("pktbroker status page on http://{host}/", host=host_port(port.getHost()))
 
     def _refusal_delay(self, host: str) -> float:
         return self.throttle.delay(host, self.reactor.seconds())
@@ -126,7 +137,7 @@ class BrokerService(service.Service):
     def status(self) -> dict[str, object]:
         out = self.registry.status()
         out["connections"] = {r.value: len(f.connections) for r, f in self.factories.items()}
-        out["listening"] = {k: str(p.getHost()) for k, p in self.ports.items()}
+        out["listening"] = {k: host_port(p.getHost()) for k, p in self.ports.items()}
         return out
 
     def status_json(self) -> bytes:

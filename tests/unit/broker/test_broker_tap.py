@@ -116,3 +116,17 @@ def test_a_path_that_cannot_be_a_file_is_a_config_error(line: str, why: str) -> 
     key = line.split()[0]
     with pytest.raises(ConfigError, match=f"b.conf:1: {key}: .*{why}"):
         parse_config([line], "b.conf")
+
+
+def test_listening_ports_are_said_as_host_port() -> None:
+    """`pktlab broker status` and the log said `publish IPv4Address(type='TCP',
+    host='0.0.0.0', port=20556)`; now `publish 0.0.0.0:20556`."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from packetlab.broker.service import BrokerService
+
+    reactor = MemoryReactorClock()
+    svc = BrokerService(reactor, parse()["credentials"], publish="tcp:20556",
+                        subscribe="tcp:20557")  # fmt: skip
+    svc.startService()
+    assert svc.status()["listening"] == {"publish": "0.0.0.0:20556", "subscribe": "0.0.0.0:20557"}
