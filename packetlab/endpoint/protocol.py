@@ -125,7 +125,12 @@ class ControllerProtocol(Protocol):
         session.on_ready = self._ready
         session.outbox.attach(link.write)
         self._setup_timer = self._reactor.callLater(SETUP_TIMEOUT, self._setup_expired)
-        self.log.info("controller session started with {peer}", peer=transport.getPeer())
+        peer = transport.getPeer()
+        host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+        self.log.info(
+            "controller session started with {peer}",  # HOST:PORT, not the address's repr
+            peer=peer if host is None else f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        )
 
     # -- requests in -------------------------------------------------------------------
 
