@@ -29,6 +29,13 @@ from .throttle import Throttle
 __all__ = ["BrokerService", "server_options"]
 
 
+STORE_TIMEOUT = 10.0  # s for Redis to accept the first connection at start
+
+
+class StoreUnreachable(Exception):
+    """The Redis of `--store` did not answer at start."""
+
+
 def host_port(addr: Any) -> str:
     """``HOST:PORT`` (``[v6]:PORT``) of a listening port's address, for the log and the
     status page (were ``IPv4Address(type='TCP', host='0.0.0.0', port=20556)``)."""
@@ -85,6 +92,10 @@ class BrokerService(service.Service):
         d.addErrback(self._listen_failed)
 
     def _listen_failed(self, failure: Any) -> None:
+        if failure.check(StoreUnreachable):
+            self.log.critical("pktbroker {why}; stopping", why=failure.value)
+            stop_daemon(self.reactor, str(failure.value))
+            return
         if failure.check(CannotListenError, ValueError):  # a port in use, a bad address
             self.log.critical("pktbroker cannot listen: {why}; stopping", why=failure.value)
         else:
@@ -97,6 +108,7 @@ class BrokerService(service.Service):
             from .redis_store import RedisStore
 
             self.store = RedisStore(self.reactor, self.store_url, self.registry)
+            await self._probe_store(self.store.host, self.store.port)
             await self.store.start()
         for role, where in self.where.items():
             # The idle deadline covers the handshake too: a client that never finishes it
@@ -130,6 +142,32 @@ class BrokerService(service.Service):
                 return
             self.ports["status"] = port
             self.log.info("pktbroker status page on http://{host}/", host=host_port(port.getHost()))
+
+    async def _probe_store(self, host: str, port: int) -> None:
+        """Redis must answer at start. Its client retries for ever, and the ports open
+        only after it connects: with Redis down the broker sat there listening on nothing,
+        its log saying only "Scheduling retry 3 to connect <HostnameEndpoint ...>". Once
+        it has started, a Redis that goes away is retried as before."""
+        import ipaddress
+
+        from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
+        from twisted.internet.protocol import Factory, Protocol
+
+        try:
+            ipaddress.IPv4Address(host)
+            ep: Any = TCP4ClientEndpoint(self.reactor, host, port, timeout=STORE_TIMEOUT)
+        except ValueError:
+            ep = HostnameEndpoint(self.reactor, host, port, timeout=STORE_TIMEOUT)
+        factory = Factory.forProtocol(Protocol)
+        factory.noisy = False
+        try:
+            proto = await ep.connect(factory)
+        except Exception as e:
+            raise StoreUnreachable(
+                f"cannot reach Redis at {host}:{port} ({self.store_url}): {e} Start "
+                "redis-server there, or use Store memory: (one broker)"
+            ) from None
+        proto.transport.loseConnection()
 
     def _refusal_delay(self, host: str) -> float:
         return self.throttle.delay(host, self.reactor.seconds())

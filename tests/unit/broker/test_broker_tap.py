@@ -130,3 +130,27 @@ def test_listening_ports_are_said_as_host_port() -> None:
                         subscribe="tcp:20557")  # fmt: skip
     svc.startService()
     assert svc.status()["listening"] == {"publish": "0.0.0.0:20556", "subscribe": "0.0.0.0:20557"}
+
+
+def test_a_redis_store_that_does_not_answer_stops_the_broker_in_one_line(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """`--store redis://...` with Redis down: the broker waited for it for ever, listening
+    on nothing, its log saying only "Scheduling retry 3 to connect <HostnameEndpoint
+    127.0.0.1:6399>". Now the first connection is tried and its failure stops the broker
+    (stop_daemon: one line, exit status 1 under twistd)."""
+    from twisted.internet.error import ConnectionRefusedError
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.python.failure import Failure
+
+    from packetlab.broker.service import BrokerService
+
+    reactor = MemoryReactorClock()
+    reactor.running = True
+    svc = BrokerService(reactor, parse()["credentials"], publish="tcp:20556",
+                        subscribe="tcp:20557", store="redis://127.0.0.1:6399/0")  # fmt: skip
+    svc.startService()
+    (host, port, factory, _timeout, _bind) = reactor.tcpClients[0]
+    assert (host, port) == ("127.0.0.1", 6399)
+    factory.clientConnectionFailed(reactor.connectors[0], Failure(ConnectionRefusedError()))
+    assert reactor.hasStopped and reactor.tcpServers == []  # stopped, listening on nothing
