@@ -154,3 +154,25 @@ def test_a_redis_store_that_does_not_answer_stops_the_broker_in_one_line(
     assert (host, port) == ("127.0.0.1", 6399)
     factory.clientConnectionFailed(reactor.connectors[0], Failure(ConnectionRefusedError()))
     assert reactor.hasStopped and reactor.tcpServers == []  # stopped, listening on nothing
+
+
+def test_broker_status_without_a_broker_says_why_in_words(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was `error: no broker status at http://127.0.0.1:20558/: <urlopen error [Errno 111]
+    Connection refused> (...)`."""
+    import urllib.error
+
+    from packetlab.cli import broker
+
+    def refused(url: str) -> object:
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(broker, "fetch", refused)
+    parser = __import__("argparse").ArgumentParser()
+    broker.add_arguments(parser)
+    assert broker.run(parser.parse_args(["status"])) == 1
+    assert capsys.readouterr().err == (
+        "pktlab broker status: no broker status at http://127.0.0.1:20558/: Connection refused "
+        "(is twistd pktbroker running, with StatusListen set in its broker.conf?)\n"
+    )
