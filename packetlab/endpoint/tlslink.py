@@ -38,16 +38,18 @@ RUNTIME_TICK = 1.0  # s between runtime debits (each reserves up to RUNTIME_CHUN
 EXPIRY_WARNING = 7 * 86400  # s: a certificate of ours expiring sooner is warned about
 
 
+def _utc(ts: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def check_validity(certs: Any, what: str, now: float) -> tuple[str | None, int]:
     """Our own certificates (`what`: where they were set), at start-up: `ConfigError` when
     one has expired or is not valid yet (every peer refuses the chain: the endpoint used
     to start and fail every connection without a word); else a warning text when one
     expires within `EXPIRY_WARNING` (or None), and the chain's earliest `not_after`."""
-    import datetime
-
-    def utc(ts: int) -> str:
-        return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
+    utc = _utc
     for i, c in enumerate(certs):
         name = f"{what}: certificate #{i} ({c.cert_type.label})"
         if now > c.not_after:
@@ -183,10 +185,11 @@ class Admission:
         extra = {} if priority is None else {"priority": priority}
         gate = admit(peer.chain.certs, self.accounting, self.clock, log=log, **extra)
         log.info(
-            "controller chain admitted: {n} cert(s), experiment ends in {t:.1f} s, "
+            "controller chain admitted: {n} cert(s), experiment ends in {t:.1f} s ({at}), "
             "{d} monitor digest(s) required",
             n=len(peer.chain.certs),
             t=(gate.end_ns - self.clock()) / 1e9,
+            at=_utc(gate.end_ns // 1_000_000_000),  # "in 351054399.4 s" alone says little
             d=len(gate.required_digests),
         )
         return gate

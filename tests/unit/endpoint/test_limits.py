@@ -392,3 +392,24 @@ def test_sends_that_cannot_be_recorded_are_refused_and_logged_once(tmp_path: Pat
     first = errors[0]["log_format"].format(**errors[0])
     assert first.startswith("nsend (ESKTPKTDENY) refused: accounting database ")
     assert "readonly database" in first and "RLimDBPath" in first
+
+
+def test_the_admission_line_says_when_the_experiment_ends() -> None:
+    """Was "experiment ends in 351054399.4 s" alone (the demo chain's 2038)."""
+    from types import SimpleNamespace
+
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    from packetlab.endpoint.tlslink import Admission
+
+    seen: list[dict[str, object]] = []
+    observer = cast(ILogObserver, seen.append)
+    peer = SimpleNamespace(chain=SimpleNamespace(certs=chain()))
+    globalLogPublisher.addObserver(observer)
+    try:
+        Admission(None, still_clock()).gate_for(peer)  # type: ignore[arg-type]
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    (event,) = [e for e in seen if "admitted" in str(e.get("log_format"))]
+    line = str(event["log_format"]).format(**event)
+    assert "experiment ends in 347483647.0 s (2038-01-19T03:14:07Z)" in line, line
