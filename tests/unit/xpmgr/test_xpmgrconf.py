@@ -96,6 +96,10 @@ BASE = "EnableExpPublication 0\nControllerPrivkeyPath k\n"
             "EnableExpPublication 1\nBrokerAddr b\nControllerPrivkeyPath k\nExpExec 0::c:::\n",
             "needs TRUSTEDEOP_PATH",
         ),
+        (  # was found once listening, when the first publication failed (xpmgr: FATAL)
+            "EnableExpPublication 1\nBrokerAddr b\nControllerPrivkeyPath k\nExpExec 0::c:k.pub::\n",
+            "EnableExpPublication 1 needs PubAgentCertPath",
+        ),
     ],
 )
 def test_errors_name_the_line(text: str, message: str) -> None:
