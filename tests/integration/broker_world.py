@@ -5,6 +5,7 @@ no SNI, each message split into records)."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -86,9 +87,9 @@ class BrokerProcess:
         except BaseException:
             self.stop()  # a broker that never said it listens must not outlive the test
             raise
-        self.status_port = int(
-            out[self.mark :].split("status page on http")[1].split("port=")[1].split(")")[0]
-        )
+        found = re.search(r"status page on http://[^\s]*:(\d+)/", out[self.mark :])
+        assert found is not None, out[self.mark :]
+        self.status_port = int(found.group(1))
 
     def output(self) -> str:
         """The whole log: twistd rotates its log file at 1 MB (to .1, .2, ...; the
