@@ -29,48 +29,14 @@ from packetlab.tls import (
     PPKSClientEndpoint,
     TLSConfigError,
     VerifiedPeer,
+    chain_validity,
 )
+from packetlab.tls.credentials import _utc
 
 __all__ = ["Admission", "TLSLink", "open_accounting"]
 
 log = Logger(namespace="pktendpoint")
 RUNTIME_TICK = 1.0  # s between runtime debits (each reserves up to RUNTIME_CHUNK ahead)
-EXPIRY_WARNING = 7 * 86400  # s: a certificate of ours expiring sooner is warned about
-
-
-def _utc(ts: int) -> str:
-    import datetime
-
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def check_validity(certs: Any, what: str, now: float) -> tuple[str | None, int]:
-    """Our own certificates (`what`: where they were set), at start-up: `ConfigError` when
-    one has expired or is not valid yet (every peer refuses the chain: the endpoint used
-    to start and fail every connection without a word); else a warning text when one
-    expires within `EXPIRY_WARNING` (or None), and the chain's earliest `not_after`."""
-    utc = _utc
-    for i, c in enumerate(certs):
-        name = f"{what}: certificate #{i} ({c.cert_type.label})"
-        if now > c.not_after:
-            raise ConfigError(
-                f"{name} expired at {utc(c.not_after)}: every peer refuses the chain; renew "
-                f"it (pktlab ppks sign {c.cert_type.label} ...) and start again"
-            )
-        if now < c.not_before:
-            raise ConfigError(
-                f"{name} is not valid before {utc(c.not_before)}: every peer refuses the "
-                "chain until then (is this host's clock right?)"
-            )
-    first = min(certs, key=lambda c: c.not_after)
-    if first.not_after - now < EXPIRY_WARNING:
-        hours = (first.not_after - now) / 3600
-        return (
-            f"{what}: certificate #{list(certs).index(first)} ({first.cert_type.label}) "
-            f"expires at {utc(first.not_after)}, in {hours:.1f} h: renew it before then "
-            "(every peer refuses an expired chain) and restart the endpoint"
-        ), first.not_after
-    return None, first.not_after
 
 
 @dataclass
@@ -101,7 +67,9 @@ class TLSLink:
         what = cfg.origins.get("ControllerCertChainPath") or "ControllerCertChainPath"
         if not what.endswith("ControllerCertChainPath"):
             what += ": ControllerCertChainPath"
-        warning, not_after = check_validity(creds.chain, what, time.time())
+        error, warning, not_after = chain_validity(creds.chain, what, time.time())
+        if error is not None:  # it used to start and fail every connection silently
+            raise ConfigError(error)
         if warning is not None:
             log.warn("{warning}", warning=warning)
         roots = []

@@ -176,3 +176,24 @@ def test_broker_status_without_a_broker_says_why_in_words(
         "pktlab broker status: no broker status at http://127.0.0.1:20558/: Connection refused "
         "(is twistd pktbroker running, with StatusListen set in its broker.conf?)\n"
     )
+
+
+def test_a_broker_certificate_expiring_within_a_week_is_warned_about(
+    home: PktlabHome, tmp_path: Path
+) -> None:
+    """Was silent until the day clients refused it (and then spun, reconnecting)."""
+    import time
+    from typing import Any, cast
+
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    cert = _cert(home, tmp_path, "agent", 0, int(time.time()) + 3 * 86400)
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        parse("--cert", str(cert))  # starts
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    (w,) = [str(e["w"]) for e in seen if "w" in e]
+    assert w.startswith("--cert: certificate #0 (agent) expires at ") and "in 72.0 h" in w, w
