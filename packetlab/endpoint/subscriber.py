@@ -15,6 +15,7 @@ So a restarted broker has every endpoint back within `backoff_cap` plus a handsh
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ from packetlab.tls import (
     PPKSClientCreator,
     PPKSClientEndpoint,
     TLSConfigError,
+    chain_validity,
 )
 from packetlab.wire.constants import DEFAULT_SUB_PORT
 from packetlab.wire.framer import Framer
@@ -242,6 +244,19 @@ class BrokerSettings:
             )
         except (TLSConfigError, OSError, PPKSError, ValueError) as e:
             raise ConfigError(f"broker mode: {e}") from None
+        # Expired: the broker refuses the link (agent cert) or the subscription (chain), and
+        # the endpoint would retry for ever with nothing at its end saying why.
+        now = time.time()
+        for key, certs in (("EndpointAgentCertPath", creds.chain), ("SubPrivCertChainPath", chain)):
+            if not certs:
+                continue
+            where = cfg.origins.get(key, key)
+            what = where if where.endswith(key) else f"{where}: {key}"
+            error, warning, _ = chain_validity(certs, what, now)
+            if error is not None:
+                raise ConfigError(f"broker mode: {error}")
+            if warning is not None:
+                Logger(namespace="pktendpoint").warn("broker mode: {w}", w=warning)
         return cls(address, PPKSClientCreator(creds, AuthMode.AGENT, roots), plan)
 
     def endpoint(self, reactor: Any) -> Any:

@@ -41,3 +41,31 @@ def test_a_broker_down_for_an_hour_is_not_logged_every_five_seconds() -> None:
     assert ep.attempts > 700  # it keeps trying every ~5 s
     assert 8 + 3600 // OUTAGE_REMINDER - 1 <= len(lines) <= 8 + 3600 // OUTAGE_REMINDER, lines
     assert sum("still unreachable" in ln for ln in lines) >= 5
+
+
+def test_broker_mode_with_an_expired_chain_of_ours_does_not_start(tmp_path: Any) -> None:
+    """Broker mode with an expired SubPrivCertChainPath: the endpoint started, the broker
+    refused its subscription at every reconnect, and nothing at our end said why."""
+    import pytest
+
+    from packetlab.cli.init import init_home
+    from packetlab.endpoint.config import ConfigError, load_config
+    from packetlab.endpoint.subscriber import BrokerSettings
+    from packetlab.ppks import PktlabHome, issue_certificate
+
+    home = PktlabHome.at(tmp_path / "home")
+    init_home(home)
+    old = tmp_path / "sub_old.cert"
+    cert = issue_certificate("subcmd", home.private_key("k_eop"), home.private_key("k_ep"), 0, 100)
+    old.write_bytes(cert.to_pem())
+    conf = tmp_path / "endpt.conf"
+    text = (home.root / "endpt.conf").read_text()
+    conf.write_text(text + f"SubPrivCertChainPath {old}\n")
+    line = len(text.splitlines()) + 1
+    with pytest.raises(ConfigError) as e:
+        BrokerSettings.from_config(load_config(conf))
+    assert str(e.value).startswith(
+        f"broker mode: {conf}:{line}: SubPrivCertChainPath: certificate #0 (subcmd) expired at "
+        "1970-01-01T00:01:40Z"
+    ), str(e.value)
+    assert BrokerSettings.from_config(load_config(home.root / "endpt.conf")) is not None
