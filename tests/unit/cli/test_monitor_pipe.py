@@ -20,8 +20,10 @@ def test_a_closed_stdout_is_141_and_no_error(
 ) -> None:
     parser = argparse.ArgumentParser()
     monitor.add_arguments(parser)
-    args = parser.parse_args(["test", str(REPO / "examples/monitors/pass_all.wat"),
-                              "--messages", str(REPO / "examples/monitors/messages.jsonl")])  # fmt: skip
+    examples = REPO / "examples/monitors"
+    args = parser.parse_args(
+        ["test", str(examples / "pass_all.wat"), "--messages", str(examples / "messages.jsonl")]
+    )
     r, w = os.pipe()
     os.close(r)  # the reader is gone
     closed = io.TextIOWrapper(io.FileIO(w, "w"), line_buffering=True)
