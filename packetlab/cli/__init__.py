@@ -84,6 +84,16 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+class NativeValueError(argparse.ArgumentTypeError):
+    """A bad option value said as the native tool says it (iputils ping's `invalid
+    argument: '0': out of range: 1 <= value <= N`), alone on its line after the command's
+    name and with the tool's exit status, not argparse's usage and 2."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a "did you mean" for a mistyped choice (`pktlab run pign`), as
     Python 3.14's `suggest_on_error`; the sub-commands' parsers are of this class too."""
@@ -95,6 +105,10 @@ class _Parser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
+        native = sys.exc_info()[1]
+        native = native.__context__ if native is not None else None
+        if isinstance(native, NativeValueError):
+            self.exit(native.status, f"{self.prog}: {native}\n")
         # argparse checks the operands before it reports options it does not know, so
         # `pktlab run ping --bogus` said "TARGET is required": name the bad option, as
         # ping's "invalid option" does.

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from packetlab.cli.link import LinkError
 from packetlab.cli.progress import Progress
 from packetlab.measure.records import (
     PING_TIMING_MIN_SIZE,
@@ -107,6 +108,10 @@ class TracerouteReport(_Report):
         self.names: Mapping[str, str | None] | None = None
         # address -> AS path once looked up, with -A
         self.as_paths: Mapping[str, str] | None = None
+        # -A with a whois server that does not resolve: its error, raised (as a LinkError)
+        # at the first address the lines would print, after the line's start up to that
+        # address (traceroute's get_as_path fails there: the header and ` 1  ADDR`)
+        self.as_error: str | None = None
 
     def describe(self) -> str:
         return f"traceroute {self.dst}: {self.settled} probes settled, {super().describe()}"
@@ -136,6 +141,15 @@ class TracerouteReport(_Report):
             self._flush()
 
     def _flush(self) -> None:
+        if self.pending and self.as_error is not None and any(h.addr for h in self.pending):
+            mark = "\0"  # (an AS path no whois answer holds)
+            line = traceroute_line(
+                self.pending[0].ttl, self.pending, self.names,
+                as_paths={h.addr: mark for h in self.pending if h.addr is not None},
+            )  # fmt: skip
+            self.pending = []
+            self.write(line[: line.index(f" [{mark}]")], end="")
+            raise LinkError(self.as_error)
         if self.pending:
             line = traceroute_line(
                 self.pending[0].ttl,

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
+from packetlab.cli import NativeValueError
 from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.interrupt import quit_on_interrupt, run_reactor
 from packetlab.cli.link import (
@@ -123,6 +124,23 @@ def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str],
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not lo <= value <= hi:  # type: ignore[operator]
             raise argparse.ArgumentTypeError(f"must be {lo:g}..{hi:g}, got {text}")
+        return value
+
+    return parse
+
+
+def _iputils_int(lo: int, hi: int) -> Callable[[str], int]:
+    """A whole number in lo..hi, refused in iputils ping's words and status (1)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise NativeValueError(f"invalid argument: {text!r}") from None
+        if not lo <= value <= hi:
+            raise NativeValueError(
+                f"invalid argument: {text!r}: out of range: {lo} <= value <= {hi}"
+            )
         return value
 
     return parse
@@ -741,7 +759,7 @@ def _add_ping(sub: Any) -> None:
     pg.add_argument(
         "-c",
         "--count",
-        type=_positive(int, "--count", 1, 10_000),
+        type=_iputils_int(1, 10_000),  # (ping: 1 <= value <= LLONG_MAX)
         default=None,
         metavar="N",
         help="echo requests to send [default: 5; with -w: as many as the deadline allows]",
@@ -797,7 +815,7 @@ def _add_ping(sub: Any) -> None:
     pg.add_argument(
         "-s",
         "--size",
-        type=_positive(int, "--size", 0, 65000),
+        type=_iputils_int(0, 65527),  # (ping: ..INT_MAX; sends what fits)
         default=56,
         metavar="B",
         help="payload bytes [default: 56]; over the MTU, in IP fragments as ping's kernel "
@@ -984,6 +1002,8 @@ def _experiment(
     from packetlab.measure.rdns import LocalNames, ReverseNames
     from packetlab.measure.traceroute import PARIS, TCP_METHODS, pick_source, traceroute
 
+    failed: list[LinkError] = []  # an error a report raised as it printed (-A's server)
+
     async def source(session: Any) -> Address:
         if src is not None:
             return src
@@ -1018,10 +1038,23 @@ def _experiment(
 
             paths = AsPaths(session.reactor, *args.as_whois)  # (from this host, as names)
             report.as_paths = paths.paths
+        if getattr(args, "as_whois_error", None) and isinstance(report, TracerouteReport):
+            report.as_error = args.as_whois_error
+
+        def show(hop: Any) -> None:
+            """The hop to the report; an error it raises (-A's whois server) stops the run
+            and is raised when the run returns."""
+            if failed:
+                return
+            try:
+                report.hop(hop)
+            except LinkError as e:
+                failed.append(e)
+                stop.request("error")
 
         def on_hop(hop: Any) -> None:
             if names is None and paths is None:
-                report.hop(hop)
+                show(hop)
                 return
             looked: list[Deferred[Any]] = []
             for a in addrs_of(hop):
@@ -1030,7 +1063,7 @@ def _experiment(
                 if paths is not None:
                     looked.append(paths.lookup(a))
             named = DeferredList(looked)
-            shown.addCallback(lambda _: named).addCallback(lambda _: report.hop(hop))
+            shown.addCallback(lambda _: named).addCallback(lambda _: show(hop))
 
         return on_hop, shown
 
@@ -1072,6 +1105,8 @@ def _experiment(
             **({} if getattr(args, "service", None) is None else {"service": args.service}),
         )
         await shown
+        if failed:
+            raise failed[0]
         return result
 
     async def tracelb(session: Any) -> Any:
@@ -1384,7 +1419,8 @@ def route_mtus(dst: Address, sys_net: str = "/sys/class/net") -> tuple[int, ...]
     traceroute starts from) and the path MTU the kernel cached from an earlier "too big"
     (a connected socket's IP_MTU), which a raw send cannot exceed either."""
     got = [m for m in (_device_mtu(dst, sys_net), _path_mtu(dst)) if m is not None]
-    return tuple(sorted(set(got), reverse=True))
+    # (loopback's 65536: no packet is longer than 65535 bytes, so none needs cutting)
+    return tuple(sorted({min(m, 0xFFFF) for m in got}, reverse=True))
 
 
 def _path_mtu(dst: Address) -> int | None:
@@ -1399,7 +1435,7 @@ def _path_mtu(dst: Address) -> int | None:
             mtu = int(s.getsockopt(level, opt))
         except OSError:
             return None
-    return mtu if 68 <= mtu <= 65535 else None
+    return mtu if mtu >= 68 else None
 
 
 def _device_mtu(dst: Address, sys_net: str) -> int | None:
@@ -1415,7 +1451,7 @@ def _device_mtu(dst: Address, sys_net: str) -> int | None:
             mtu = int(f.read())
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return None
-    return mtu if 68 <= mtu <= 65535 else None
+    return mtu if mtu >= 68 else None
 
 
 def ping_count(args: argparse.Namespace) -> int:
@@ -1477,14 +1513,22 @@ def mda_limits(args: argparse.Namespace) -> None:
     if getattr(args, "mda_lite", False):
         args.mda = True
     if args.mda and not isinstance(args.queries, _Default):
-        raise RunError("-q: --mda sends as many probes per hop as its stopping rule needs "
-                       "(set --confidence; --attempts resends a silent probe)")  # fmt: skip
+        raise RunError(
+            f"-q: {mda_flag(args)} sends as many probes per hop as its stopping rule needs "
+            "(set --confidence; --attempts resends a silent probe)"
+        )
     if getattr(args, "multilevel", False) and not args.mda:
         raise RunError("--multilevel resolves the interfaces --mda finds into routers: "
                        "add --mda or --mda-lite")  # fmt: skip
     given = [flag for dest, flag in MDA_LIMITS if getattr(args, dest, None) is not None]
     if given and not args.mda:
         raise RunError(f"{given[0]} is a limit of --mda (scamper's tracelb): add --mda")
+
+
+def mda_flag(args: argparse.Namespace) -> str:
+    """The multipath option the user typed, for its errors: --mda-lite implies --mda,
+    but an error about it names --mda-lite."""
+    return "--mda-lite" if getattr(args, "mda_lite", False) else "--mda"
 
 
 def _budget(args: argparse.Namespace) -> float:
@@ -1576,9 +1620,13 @@ async def measure(
     if args.measurement == "traceroute":
         mda_limits(args)
     if args.measurement == "traceroute" and args.mda and args.protocol not in MDA_METHOD:
-        raise RunError(f"--mda varies the flow of udp, icmp or tcp probes, not {args.protocol}")
+        raise RunError(
+            f"{mda_flag(args)} varies the flow of udp, icmp or tcp probes, not {args.protocol}"
+        )
     if args.measurement == "traceroute" and args.mda and (args.sequential or args.squeries):
-        raise RunError("--mda sends its own rounds of probes: not with --sequential or -N")
+        raise RunError(
+            f"{mda_flag(args)} sends its own rounds of probes: not with --sequential or -N"
+        )
     if args.measurement == "traceroute" and args.paris and args.protocol in FLOW_PER_PROBE:
         # (it was ignored: each probe kept its own source port)
         raise RunError(
@@ -1588,26 +1636,32 @@ async def measure(
     if args.measurement == "traceroute" and args.mda and args.pace:
         # (they were ignored: tracelb's own pacing is scamper's -W)
         raise RunError(
-            "--mda paces its probes with -W/--wait-probe CS (1/100 s, as scamper tracelb "
-            "-W): not with --pace or -z"
+            f"{mda_flag(args)} paces its probes with -W/--wait-probe CS (1/100 s, as scamper "
+            "tracelb -W): not with --pace or -z"
         )
     if args.measurement == "traceroute":
         module_options(args)
         if args.mda and (args.extensions or args.back or args.tcp_info):
-            raise RunError("--mda prints each hop's interfaces: not with -e, --back or -O info")
+            raise RunError(
+                f"{mda_flag(args)} prints each hop's interfaces: not with -e, --back or -O info"
+            )
         if args.mda and (args.tcp_spec or args.gateways):
-            raise RunError("--mda sends its own probes: not with -g or -O's flags and options")
+            raise RunError(
+                f"{mda_flag(args)} sends its own probes: not with -g or -O's flags and options"
+            )
     shape = traceroute_shape(args) if args.measurement == "traceroute" else (None, 0)
     if (
         args.measurement == "traceroute"
         and args.mda
         and (args.mtu or args.packetlen or args.tos or args.dont_fragment)
     ):
-        raise RunError("--mda sends its own probes: not with PACKETLEN, -t, -F or --mtu")
+        raise RunError(
+            f"{mda_flag(args)} sends its own probes: not with PACKETLEN, -t, -F or --mtu"
+        )
     if args.measurement == "traceroute" and args.warts and args.protocol in ("udplite", "dccp"):
         raise RunError(f"--warts: scamper has no {args.protocol} trace method (-UL, -D)")
     if args.measurement == "traceroute" and args.mda and args.as_lookups:
-        raise RunError("--mda prints each hop's interfaces: not with -A")
+        raise RunError(f"{mda_flag(args)} prints each hop's interfaces: not with -A")
     args.as_whois = None
     if args.measurement == "traceroute" and args.as_lookups:
         from packetlab.measure.aspath import AsLookupError, resolve_server, whois_server
@@ -1615,7 +1669,11 @@ async def measure(
         try:  # (as traceroute's getaddrinfo; its message, exit 2)
             args.as_whois = resolve_server(*whois_server())
         except AsLookupError as e:
-            raise RunError(str(e)) from None
+            if args.json:
+                raise RunError(str(e)) from None
+            # traceroute stops at the first address it prints (the header and ` 1  ADDR`
+            # first): so do the lines (`TracerouteReport.as_error`)
+            args.as_whois_error = str(e)
     if args.measurement == "traceroute" and args.squeries and (args.sequential or args.pace):
         raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
     args.prespec_addrs, args.route_addrs = [], []
@@ -1787,6 +1845,9 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         assert isinstance(report, PingReport) and isinstance(result, PingResult)
         report.finish(result, interrupted)
+        hint = None if interrupted else source_route_hint(args, result)
+        if hint is not None:
+            print(f"pktlab run ping: {hint}", file=sys.stderr)
         if warts is not None:
             write_ping_warts(warts, args, result, interrupted)
         return ping_exit(args, result)
@@ -1906,6 +1967,29 @@ def ping_ip_options(args: argparse.Namespace, dst: str) -> tuple[str | None, byt
     return None, b""
 
 
+def source_route_hint(args: argparse.Namespace, result: PingResult) -> str | None:
+    """ping HOST... TARGET that got nothing back (not even an error): one line on why it
+    may be, as no native tool says it (iputils fails earlier, `record route: Operation not
+    permitted`): Linux drops a source-routed packet to one of its own addresses, and
+    every host on the way must accept source routing."""
+    hosts = getattr(args, "route_addrs", None)
+    if not hosts or result.received or result.errors or not result.sent:
+        return None
+    import ipaddress
+
+    first = hosts[0]
+    if ipaddress.ip_address(first).is_loopback or first == result.src:
+        return (
+            f"no reply: the requests are source-routed to {first}, the endpoint's own "
+            "address, and Linux drops a source-routed packet for a local address"
+        )
+    return (
+        "no reply: the requests are source-routed (an LSRR option); every host on the way "
+        "and the target must accept source routing (net.ipv4.conf.*.accept_source_route, "
+        "off by default on Linux), else they drop them"
+    )
+
+
 def ping_exit(args: argparse.Namespace, result: PingResult) -> int:
     """iputils' exit status: 1 when nothing was received, or with -w (and -c) fewer
     replies than -c asked for; else 0."""
@@ -1917,7 +2001,9 @@ def ping_exit(args: argparse.Namespace, result: PingResult) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pktlab run")
+    from packetlab.cli import _Parser
+
+    parser = _Parser(prog="pktlab run")  # (as `pktlab run` builds it)
     add_arguments(parser)
     return parser
 

@@ -38,6 +38,30 @@ def test_traceroute_text_is_printed_hop_by_hop(capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().out == " 2  *\n 3  10.0.0.3  0.020 ms\n"
 
 
+def test_as_path_error_stops_at_the_first_address(capsys: pytest.CaptureFixture[str]) -> None:
+    """-A with a whois server that does not resolve: traceroute prints the header and the
+    line up to its first address, then its error (exit 2); session 12's ours stopped
+    before the header. A silent hop's line is whole, as traceroute's."""
+    from packetlab.cli.link import LinkError
+
+    r = TracerouteReport(Clock(), False, "10.0.0.3", name=None, max_ttl=30, queries=3, size=60)
+    r.as_error = "nosuch.invalid/nicname: Name or service not known"
+    r.start(None)
+    for h in (Hop(1, None, None),) * 3:
+        r.hop(h)
+    r.hop(Hop(2, None, None))
+    r.hop(Hop(2, "10.0.0.2", 1.0))
+    with pytest.raises(LinkError, match=r"nosuch\.invalid/nicname"):
+        r.hop(Hop(2, "10.0.0.2", 1.0))
+    assert capsys.readouterr().out.splitlines()[1:] == [" 1  * * *", " 2  * 10.0.0.2"]
+    r.names = {"10.0.0.2": "r1.example"}
+    for h in (HOPS[0],) * 2:
+        r.hop(h)
+    with pytest.raises(LinkError):
+        r.hop(HOPS[0])
+    assert capsys.readouterr().out == " 1  r1.example (10.0.0.2)"
+
+
 def test_traceroute_queries_share_a_line(capsys: pytest.CaptureFixture[str]) -> None:
     r = TracerouteReport(Clock(), False, "10.0.0.3", name=None, max_ttl=30, queries=3, size=60)
     r.start(None)

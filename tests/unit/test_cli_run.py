@@ -85,9 +85,7 @@ def test_help(what: str, capsys: pytest.CaptureFixture[str]) -> None:
         (["traceroute", "-N", "0", "x"], "--sim-queries: must be 1..1000"),
         (["traceroute", "--confidence", "100", "x"], "--confidence: must be 50..99.9"),
         (["traceroute", "-P", "sctp", "x"], "invalid choice"),
-        (["ping", "-c", "0", "x"], "--count: must be 1..10000"),
         (["ping", "-i=-1", "x"], "--interval: must be"),
-        (["ping", "-s", "70000", "x"], "--size: must be"),
         (["ping"], "TARGET"),
         (["trace", "x"], "invalid choice"),
         (["traceroute", "--fwmark", "3", "x"], "SO_MARK is not a PacketLab socket option"),
@@ -107,6 +105,28 @@ def test_bad_options(argv: list[str], message: str, capsys: pytest.CaptureFixtur
         parse(*argv)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["-c", "0"], "invalid argument: '0': out of range: 1 <= value <= 10000"),
+        (["-c", "abc"], "invalid argument: 'abc'"),
+        (["-s", "70000"], "invalid argument: '70000': out of range: 0 <= value <= 65527"),
+        (["-s", "x1"], "invalid argument: 'x1'"),
+    ],
+)
+def test_ping_bad_numbers_as_iputils(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ping -c 0, -c abc: iputils' one line and status 1 (session 12: argparse's usage
+    and 2); -s as large as a packet holds is taken (65500 was refused)."""
+    with pytest.raises(SystemExit) as e:
+        parse("ping", *argv, "x")
+    assert e.value.code == 1
+    assert capsys.readouterr().err == f"pktlab run ping: {line}\n"
+    assert parse("ping", "-s", "65500", "x").size == 65500
+    assert parse("ping", "-s", "65527", "x").size == 65527
 
 
 @pytest.mark.parametrize("tool", ["ping", "traceroute"])
@@ -311,12 +331,33 @@ def _fails(args: argparse.Namespace) -> BaseException:
         (["ping", "--home", "~nosuchuser9/x", "10.0.0.1"], "there is no user 'nosuchuser9'"),
         # -q was accepted and ignored with --mda (even -q 3, traceroute's default)
         (["traceroute", "--mda", "-q", "2", "10.0.0.1"], "-q: --mda sends as many probes"),
-        (["traceroute", "--mda-lite", "-q", "3", "10.0.0.1"], "-q: --mda sends as many probes"),
+        (["traceroute", "--mda-lite", "-q", "3", "10.0.0.1"], "-q: --mda-lite sends as many"),
     ],
 )
 def test_early_errors(argv: list[str], message: str) -> None:
     err = _fails(parse(*argv))
     assert isinstance(err, LinkError) and message in str(err)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["-N", "2"],
+        ["--sequential"],
+        ["-z", "0.1"],
+        ["-P", "tcp-ack"],
+        ["-e"],
+        ["-g", "10.0.0.2"],
+        ["-F"],
+        ["-q", "2"],
+    ],
+)
+def test_mda_lite_errors_name_mda_lite(words: list[str]) -> None:
+    """Session 12 left: `--mda-lite -N 2` said `--mda sends its own rounds...`, naming an
+    option the user did not type (--mda-lite implies it); each error names --mda-lite."""
+    err = str(_fails(parse("traceroute", "--mda-lite", *words, "10.0.0.1")))
+    assert "--mda-lite" in err and "--mda " not in err.replace("--mda-lite", ""), err
+    assert "--mda " in str(_fails(parse("traceroute", "--mda", *words, "10.0.0.1")))
 
 
 @pytest.mark.parametrize(
@@ -611,3 +652,27 @@ def test_ping_ip_options_for_warts() -> None:
     args.route_addrs = ["10.0.0.2"]
     option, raw = ping_ip_options(args, "10.0.0.1")
     assert option is None and len(raw) == 8  # NOP + LSRR (3 + one address)
+
+
+def test_source_routed_ping_without_replies_says_why() -> None:
+    """ping HOST... TARGET on loopback: 100 % loss with no word why (session 12); now one
+    line naming the reason (Linux drops a source-routed packet for a local address), or
+    what every host must accept; nothing when a reply or an error came, or no route."""
+    from packetlab.cli.run import source_route_hint
+    from packetlab.measure.records import PingError, PingReply, PingResult
+
+    args = parse("ping", "127.0.0.1", "127.0.0.1")
+    args.route_addrs = ["127.0.0.1"]
+    lost = PingResult(dst="127.0.0.1", sent=2, replies=(), src="127.0.0.1")
+    hint = source_route_hint(args, lost)
+    assert hint is not None and "drops a source-routed packet for a local address" in hint
+    args.route_addrs = ["10.77.2.2"]
+    far = PingResult(dst="10.77.3.2", sent=2, replies=(), src="10.77.1.1")
+    assert "accept_source_route" in (source_route_hint(args, far) or "")
+    reply = PingReply(seq=1, addr="10.77.3.2", rtt_us=10.0, ttl=62, size=64)
+    assert source_route_hint(args, PingResult("10.77.3.2", 2, (reply,), "10.77.1.1")) is None
+    err = PingError(1, "10.77.1.2", "time-exceeded", 11, 0)
+    answered = PingResult("10.77.3.2", 2, (), "10.77.1.1", errors=(err,))
+    assert source_route_hint(args, answered) is None
+    args.route_addrs = []
+    assert source_route_hint(args, far) is None
