@@ -470,7 +470,9 @@ class MdaReport(_Report):
                 obj.update(type="mda-routers", dst=self.dst, src=self.src, tool="packetlab",
                            methods={a: ml.methods.get(a) for a in addrs},
                            fingerprints={a: list(ml.fingerprints.get(a, (None, None)))
-                                         for a in addrs})  # fmt: skip
+                                         for a in addrs},
+                           mpls={a: [list(st) for st in ml.mpls[a]]
+                                 for a in addrs if a in ml.mpls})  # fmt: skip
                 self.write(_dumps(obj))
             return
         if not ml.hops:  # (a header over nothing, "0 probes", was all it said)
@@ -478,9 +480,13 @@ class MdaReport(_Report):
                 "routers (Multilevel MDA-Lite): no hop has several interfaces, none to resolve"
             )
             return
+        rounds = f"{ml.rounds} round{'s' if ml.rounds != 1 else ''}"
+        if not ml.stable:
+            rounds += f", the sets still changing at --mbt-rounds {ml.max_rounds}"
+        labels = ", MPLS label stacks" if ml.mpls else ""
         self.write(
             f"routers (Multilevel MDA-Lite: alias resolution by the monotonic bounds test "
-            f"on IP-IDs, {ml.probes} probes)"
+            f"on IP-IDs{labels}, {rounds}, {ml.probes} probes)"
         )
         for h in ml.hops:
             self.write(format_routers(h))
@@ -534,6 +540,8 @@ class MdaReport(_Report):
                         {
                             "router_count": sum(len(h.routers) for h in ml.hops),
                             "alias_probe_count": ml.probes,
+                            "alias_rounds": ml.rounds,
+                            "alias_sets_stable": ml.stable,
                         }
                         if (ml := self.multilevel) is not None
                         else {}

@@ -536,7 +536,17 @@ def _add_traceroute(sub: Any) -> None:
         help="with --mda or --mda-lite: Multilevel MDA-Lite's router-level view; the "
         "interfaces of each hop resolved into routers by alias resolution (IP-ID series "
         "through the flows that reached them, and ICMP echo; the monotonic bounds test, "
-        "initial-TTL fingerprints), printed after the trace, one line per hop",
+        "initial-TTL fingerprints, MPLS label stacks), printed after the trace, one line "
+        "per hop",
+    )
+    tr.add_argument(
+        "--mbt-rounds",
+        dest="mbt_rounds",
+        type=_positive(int, "--mbt-rounds", 1, 10),
+        default=None,
+        metavar="N",
+        help="with --multilevel: at most N rounds of the monotonic bounds test; they stop "
+        "earlier, once a round changes no hop's alias sets [default: 5]",
     )
     tr.add_argument(
         "-Q",
@@ -1137,9 +1147,11 @@ def _experiment(
         )
         await shown
         if args.multilevel and not stop.requested:
-            from packetlab.measure.multilevel import resolve_routers
+            from packetlab.measure.multilevel import ROUNDS_DEFAULT, resolve_routers
 
-            report.routers(await resolve_routers(session, result))
+            report.routers(
+                await resolve_routers(session, result, rounds=args.mbt_rounds or ROUNDS_DEFAULT)
+            )
         return result
 
     async def echo(session: Any) -> PingResult:
@@ -1520,6 +1532,8 @@ def mda_limits(args: argparse.Namespace) -> None:
     if getattr(args, "multilevel", False) and not args.mda:
         raise RunError("--multilevel resolves the interfaces --mda finds into routers: "
                        "add --mda or --mda-lite")  # fmt: skip
+    if getattr(args, "mbt_rounds", None) is not None and not args.multilevel:
+        raise RunError("--mbt-rounds bounds --multilevel's alias resolution: add --multilevel")
     given = [flag for dest, flag in MDA_LIMITS if getattr(args, dest, None) is not None]
     if given and not args.mda:
         raise RunError(f"{given[0]} is a limit of --mda (scamper's tracelb): add --mda")
@@ -1539,7 +1553,8 @@ def _budget(args: argparse.Namespace) -> float:
         if args.mda:  # rounds of probes: a few per TTL, each at most one --wait a try
             work = (args.max_ttl - args.first_ttl + 1) * 6 * args.wait * (args.attempts or 1)
             work += (args.max_probes or 3000) * (args.wait_probe or 0) / 100
-            work += 20.0 if getattr(args, "multilevel", False) else 0.0  # 2 rounds of IP-IDs
+            if getattr(args, "multilevel", False):  # rounds of IP-IDs, 10 s each at most
+                work += 10.0 * (args.mbt_rounds or 5)
         elif args.sequential or args.mtu:  # (--mtu: and a resend per size, a dozen at most)
             work = (n + (16 if args.mtu else 0)) * (args.wait + 0.5)
         elif args.squeries:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +52,17 @@ def ours(tb: Testbed, *args: str, json_lines: bool = True) -> Any:
     return [json.loads(line) for line in got.stdout.splitlines()]
 
 
-def two_interface_router(tb: Testbed) -> None:
+def two_interface_router(tb: Testbed, mpls: Sequence[str] = ()) -> None:
+    """`mpls`: ipid_responder's `--mpls ADDR=LABEL...` specs (label stacks in the time
+    exceeded messages of those interfaces)."""
     for a in (A1, FAR):
         tb.run("tg", ["ip", "addr", "add", f"{a}/24", "dev", "to-r1"])
     argv = [sys.executable, "-m", "packetlab.testbed.ipid_responder", "--quiet-kernel",
             "--velocity", "200", "--udp-port", "33434", "--group", f"{A1},{A2}",
             "--group", B, "--group", f"{FAR}@icmp-echo,udp",
             "--ttl-exceeded", f"{FAR}={A1},{A2},{B}"]  # fmt: skip
+    for spec in mpls:
+        argv += ["--mpls", spec]
     proc = tb.popen("tg", argv, stdout=subprocess.PIPE, text=True, env=env())
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
 
@@ -80,6 +84,36 @@ def test_two_interfaces_of_one_router_grouped(
     summary = lines[-1]
     assert summary["type"] == "summary" and summary["reached"]
     assert summary["router_count"] == 2 and 0 < summary["alias_probe_count"] <= 400
+
+
+@pytest.mark.parametrize(
+    ("mpls", "want", "by_label"),
+    [
+        # A2 and B quote one stack, the same: one router with A1 (A1-A2 by IP-IDs)
+        ([f"{A2}=24001/16", f"{B}=24001/16"], [[A1, A2, B]], [[A2, B]]),
+        # A1 and A2 share a counter but quote different labels: two routers
+        ([f"{A1}=16", f"{A2}=17"], [[A1], [A2], [B]], []),
+    ],
+)
+def test_mpls_label_stacks_join_or_separate_interfaces(
+    testbed_factory: Callable[..., Testbed],
+    mpls: list[str],
+    want: list[list[str]],
+    by_label: list[list[str]],
+) -> None:
+    """Multilevel MDA-Lite's MPLS fingerprint (session 13): the label stacks the trace's
+    time exceeded messages quote (traceroute -e's extensions, seen here by `mpls` in
+    the JSON) join two interfaces whatever their IP-IDs, or keep them apart."""
+    tb = testbed_factory(chain(1))
+    two_interface_router(tb, mpls)
+    lines = ours(tb, "--mda-lite", "--multilevel", "--confidence", "99", FAR)
+    (routers,) = [x for x in lines if x["type"] == "mda-routers"]
+    assert sorted(map(sorted, routers["routers"])) == want, routers
+    assert routers["mpls_pairs"] == by_label
+    labelled = {spec.split("=")[0]: [[int(x) for x in spec.split("=")[1].split("/")]]
+                for spec in mpls}  # fmt: skip
+    assert routers["mpls"] == labelled
+    assert lines[-1]["alias_sets_stable"] is True and 1 <= lines[-1]["alias_rounds"] <= 5
 
 
 def test_text_output(testbed_factory: Callable[..., Testbed]) -> None:

@@ -307,6 +307,40 @@ def test_multilevel_without_a_hop_to_resolve_says_so(capsys: pytest.CaptureFixtu
     ]
 
 
+def test_multilevel_says_its_rounds_and_label_stacks(capsys: pytest.CaptureFixture[str]) -> None:
+    """The rounds the monotonic bounds test took (until the sets settled, or the bound,
+    said), the label stacks when some interface quoted one; `--json`: `mpls` per
+    interface, `mpls_pairs`, the summary's `alias_rounds` and `alias_sets_stable`."""
+    from packetlab.measure.multilevel import MultilevelResult, RouterHop
+
+    hop = RouterHop(2, (("A", "B"), ("C",)), (), (("A", "B"),), (("A", "B"),))
+    ml = MultilevelResult((hop,), 3, 110, mpls={"A": ((16,),), "B": ((16,),)})
+    r = MdaReport(Clock(), False, "10.0.0.3", name=None, max_ttl=30, method="udp-paris",
+                  confidence=0.95, lite=True)  # fmt: skip
+    r.routers(ml)
+    assert capsys.readouterr().out.splitlines() == [
+        "routers (Multilevel MDA-Lite: alias resolution by the monotonic bounds test on "
+        "IP-IDs, MPLS label stacks, 3 rounds, 110 probes)",
+        " 2  {A B}  C",
+    ]
+    r.routers(MultilevelResult((hop,), 2, 80, max_rounds=2, stable=False))
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[0]
+        .endswith("on IP-IDs, 2 rounds, the sets still changing at --mbt-rounds 2, 80 probes)")
+    )
+    j = MdaReport(Clock(), True, "10.0.0.3", name=None, max_ttl=30, method="udp-paris",
+                  confidence=0.95, lite=True)  # fmt: skip
+    j.start("10.0.0.1")
+    j.routers(ml)
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["mpls"] == {"A": [[16]], "B": [[16]]} and line["mpls_pairs"] == [["A", "B"]]
+    trace = MdaResult("10.0.0.3", "10.0.0.1", "udp-paris", 0.95, (), 0, True)
+    j.finish(trace, interrupted=False)
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (summary["alias_rounds"], summary["alias_sets_stable"]) == (3, True)
+
+
 class _ClosedPipe(io.StringIO):
     def flush(self) -> None:
         raise BrokenPipeError(32, "Broken pipe")

@@ -98,6 +98,7 @@ def test_help(what: str, capsys: pytest.CaptureFixture[str]) -> None:
         (["ping", "-Q", "abc", "x"], "bad TOS value: abc"),
         (["ping", "-M", "probe", "x"], "invalid choice"),
         (["ping", "-l", "0", "x"], "-l: must be 1..65536"),
+        (["traceroute", "--mbt-rounds", "11", "x"], "--mbt-rounds: must be 1..10"),
     ],
 )
 def test_bad_options(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -326,6 +327,7 @@ def _fails(args: argparse.Namespace) -> BaseException:
         (["traceroute", "--attempts", "2", "10.0.0.1"], "--attempts is a limit of --mda"),
         (["traceroute", "-W", "25", "10.0.0.1"], "--wait-probe is a limit of --mda"),
         (["traceroute", "--multilevel", "10.0.0.1"], "--multilevel resolves the interfaces"),
+        (["traceroute", "--mda", "--mbt-rounds", "3", "10.0.0.1"], "add --multilevel"),
         (["traceroute", "--mda-lite", "-N", "4", "10.0.0.1"], "not with --sequential or -N"),
         # was "internal error: RuntimeError: Could not determine home directory."
         (["ping", "--home", "~nosuchuser9/x", "10.0.0.1"], "there is no user 'nosuchuser9'"),
