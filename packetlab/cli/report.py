@@ -70,6 +70,8 @@ class _Report:
         self.started = time.time()
         self.progress = Progress(reactor, self.describe)
         self.src: str | None = None
+        # more fields of the --json summary (a source route's addresses: "gateways")
+        self.summary_extra: dict[str, Any] = {}
 
     def describe(self) -> str:
         return f"{time.time() - self.started:.1f} s"
@@ -187,6 +189,7 @@ class TracerouteReport(_Report):
                     "max_ttl": result.max_ttl,
                     "send_stamp": result.send_stamp,
                     "recv_stamp": result.recv_stamp,
+                    **self.summary_extra,
                 }
             )
         )
@@ -403,6 +406,7 @@ class PingReport(_Report):
             "loss": round(result.loss, 6),
             "send_stamp": result.send_stamp,
             "recv_stamp": result.recv_stamp,
+            **self.summary_extra,
         }
         for key in ("min", "avg", "max", "mdev"):
             summary[f"rtt_{key}_us"] = (

@@ -1603,6 +1603,8 @@ def _report(
             queries=args.queries, size=size, extensions=args.extensions, back=args.back,
             tcp_info=getattr(args, "tcp_info", False),
         )  # fmt: skip
+        if args.gateway_addrs:  # (-g: the JSON says the probes' way, warts cannot)
+            report.summary_extra["gateways"] = list(args.gateway_addrs)
         if args.warts == "-":  # the warts bytes go to stdout: the lines to stderr
             report.progress.out = sys.stderr
         return report
@@ -1616,6 +1618,8 @@ def _report(
         and dst.version == 4 else 0,
         audible=args.audible,
     )  # fmt: skip
+    if args.route_addrs:  # (HOST... TARGET: the requests' way)
+        ping_report.summary_extra["gateways"] = list(args.route_addrs)
     if args.warts == "-":
         ping_report.progress.out = sys.stderr
     return ping_report
@@ -1673,6 +1677,13 @@ async def measure(
         raise RunError(
             f"{mda_flag(args)} sends its own probes: not with PACKETLEN, -t, -F or --mtu"
         )
+    if args.measurement == "traceroute" and args.warts and args.gateways:
+        # (it wrote a trace to TARGET as if the probes had gone there straight)
+        raise RunError(
+            "--warts: scamper's trace records no source route (-g): the file would say "
+            "the probes went straight to TARGET; --json has the gateways (summary "
+            "`gateways`)"
+        )
     if args.measurement == "traceroute" and args.warts and args.protocol in ("udplite", "dccp"):
         raise RunError(f"--warts: scamper has no {args.protocol} trace method (-UL, -D)")
     if args.measurement == "traceroute" and args.mda and args.as_lookups:
@@ -1708,6 +1719,12 @@ async def measure(
             args.prespec_addrs = hosts
         else:
             args.route_addrs = hosts
+        if args.route_addrs and args.warts:  # (it wrote them as straight to TARGET)
+            raise RunError(
+                "--warts: scamper's ping records no source route (HOST... TARGET): the "
+                "file would say the requests went straight to TARGET; --json has the hosts "
+                "(summary `gateways`, each reply's `source_route`)"
+            )
     pattern = None
     if args.measurement == "ping" and args.pattern is not None:
         from packetlab.measure.ping import parse_pattern
@@ -1850,7 +1867,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(report, MdaReport):
             report.finish(result, interrupted)
             if warts is not None:
-                write_tracelb_warts(warts, args, result)
+                write_tracelb_warts(warts, args, result, report.multilevel)
             return EXIT_OK
         if isinstance(report, TracerouteReport):
             assert isinstance(result, TracerouteResult)
@@ -1918,12 +1935,18 @@ def write_warts(
     _replace(out, data)
 
 
-def write_tracelb_warts(out: BinaryIO, args: argparse.Namespace, result: Any) -> None:
-    """An --mda `result` as a warts file (list, cycle, tracelb, cycle stop)."""
+def write_tracelb_warts(
+    out: BinaryIO, args: argparse.Namespace, result: Any, multilevel: Any = None
+) -> None:
+    """An --mda `result` as a warts file (list, cycle, tracelb, cycle stop); with
+    --multilevel's result, its probing rounds as dealias records after the tracelb, and
+    a note on stderr that the routers they make are not in it (warts has no record of
+    them)."""
     import time
 
     from packetlab.measure.warts import tracelb_warts
 
+    runs = [] if multilevel is None else multilevel.runs
     data = tracelb_warts(
         result,
         stop_s=int(time.time()),
@@ -1931,8 +1954,17 @@ def write_tracelb_warts(out: BinaryIO, args: argparse.Namespace, result: Any) ->
         first_ttl=args.first_ttl,
         wait_s=args.wait,
         tos=traceroute_shape(args)[1],
+        alias_runs=runs,
     )
     _replace(out, data)
+    if multilevel is not None:
+        print(
+            f"pktlab run traceroute: --warts holds the trace (tracelb) and the "
+            f"{len(runs)} alias probing round{'s' if len(runs) != 1 else ''} (dealias "
+            "radargun records); not the routers they make, which no warts record holds "
+            "(they are in the text and --json)",
+            file=sys.stderr,
+        )
 
 
 def write_ping_warts(
@@ -1995,8 +2027,8 @@ def source_route_hint(args: argparse.Namespace, result: PingResult) -> str | Non
     first = hosts[0]
     if ipaddress.ip_address(first).is_loopback or first == result.src:
         return (
-            f"no reply: the requests are source-routed to {first}, the endpoint's own "
-            "address, and Linux drops a source-routed packet for a local address"
+            f"no reply: the requests are source-routed to {first}, an address of the "
+            "endpoint's own host, and Linux drops a source-routed packet for a local address"
         )
     return (
         "no reply: the requests are source-routed (an LSRR option); every host on the way "

@@ -552,11 +552,14 @@ def traceroute_warts(
 # a reply's (flag ids)
 DEALIAS_RADARGUN = 3
 PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3, "indirect": 1}  # (echo, TTL)
+PROBEDEF_TCP_SYN_SPORT = 6  # scamper's tcp-syn-sport (an MDA tcp flow's SYN, with a TTL)
+TCP_SYN = 0x02
 _D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_PROBEC = 1, 2, 3, 4, 6
 _RG_DEFC, _RG_ROUNDS, _RG_WAIT_PROBE, _RG_WAIT_ROUND, _RG_WAIT_TIMEOUT = 1, 2, 3, 4, 5
 _PD_ID, _PD_METHOD, _PD_TTL, _PD_PORTS, _PD_TCP_FLAGS, _PD_ICMP_ID, _PD_DST, _PD_SRC = (
     3, 4, 5, 7, 8, 9, 10, 11,
 )  # fmt: skip
+_PD_ICMP_CSUM = 14
 _DP_DEF, _DP_TX, _DP_REPLYC, _DP_IPID, _DP_SEQ = 1, 2, 3, 4, 5
 _DR_RX, _DR_IPID, _DR_TTL, _DR_ICMP_TC, _DR_Q_TTL, _DR_PROTO, _DR_TCP_FLAGS, _DR_SRC = (
     2, 3, 4, 5, 6, 8, 9, 10,
@@ -574,8 +577,31 @@ _DREPLY_SIZES: dict[int, int | str] = {
 }  # fmt: skip
 
 
+def _flow_definition(p: Any) -> tuple[int, dict[int, bytes]]:
+    """The method and fields of an indirect probe that is a Paris probe of a trace's flow
+    (`--multilevel`'s): as its packet is, scamper's ``-P udp -F SPORT -d DPORT -t TTL``,
+    ``-P tcp-syn-sport``, or ``-P icmp-echo -c CSUM`` (the flow in the ICMP checksum)."""
+    packet = p.probe.packet
+    proto, at = packet[9], (packet[0] & 0x0F) * 4
+    key = p.probe.key
+    if proto == 17:
+        return PROBEDEF_METHODS["udp"], {_PD_PORTS: _u16(key.sport) + _u16(key.dport)}
+    if proto == 6:
+        return PROBEDEF_TCP_SYN_SPORT, {
+            _PD_PORTS: _u16(key.sport) + _u16(key.dport), _PD_TCP_FLAGS: _u8(TCP_SYN),
+        }  # fmt: skip
+    return PROBEDEF_METHODS["icmp-echo"], {
+        _PD_ICMP_ID: _u16(key.sport), _PD_ICMP_CSUM: packet[at + 2 : at + 4],
+    }  # fmt: skip
+
+
 def dealias_object(
-    run: ProbeRun, *, list_id: int = 1, cycle_id: int = 1, start_ns: int | None = None
+    run: ProbeRun,
+    *,
+    list_id: int = 1,
+    cycle_id: int = 1,
+    start_ns: int | None = None,
+    flows: bool = False,
 ) -> bytes:
     """scamper's dealias record (method radargun) of one probing run: the run's fields,
     one probe definition per (endpoint's source, target, method) in order of first use,
@@ -584,7 +610,9 @@ def dealias_object(
     definition's source port is its first probe's (ours change per probe, as the key
     that matches replies). An indirect probe's definition is scamper's for ``-P icmp-echo
     -i DST -t TTL``: method icmp-echo, the destination beyond the router and the TTL;
-    its replies are the router's time exceeded messages."""
+    its replies are the router's time exceeded messages; with `flows` (IPv4) each is a
+    Paris probe of a trace's flow (`--multilevel`'s), defined as its packet is
+    (`_flow_definition`)."""
     table = _Addresses()
     defs: dict[tuple[str, str, str], int] = {}
     first: list[Any] = []
@@ -626,7 +654,11 @@ def dealias_object(
         if i:
             pd[_PD_ID] = _u32(i)
         key = p.probe.key
-        if p.method in ("icmp-echo", "indirect"):
+        if flows and p.method == "indirect" and p.probe.packet[0] >> 4 == 4:
+            method, more = _flow_definition(p)
+            pd[_PD_METHOD] = _u8(method)
+            pd.update(more)
+        elif p.method in ("icmp-echo", "indirect"):
             pd[_PD_ICMP_ID] = _u16(key.sport)
         else:
             pd[_PD_PORTS] = _u16(key.sport) + _u16(key.dport)
@@ -945,9 +977,16 @@ def tracelb_object(
 
 
 def tracelb_warts(
-    result: MdaResult, *, stop_s: int | None = None, hostname: str = "", **lb: Any
+    result: MdaResult,
+    *,
+    stop_s: int | None = None,
+    hostname: str = "",
+    alias_runs: Iterable[ProbeRun] = (),
+    **lb: Any,
 ) -> bytes:
-    """A whole warts file for one MDA run: list, cycle start, tracelb, cycle stop; `lb`:
+    """A whole warts file for one MDA run: list, cycle start, tracelb, a dealias record
+    (radargun) per probing run of `alias_runs` (`--multilevel`'s rounds: their indirect
+    probes defined as the trace's flows they went by), cycle stop; `lb`:
     `tracelb_object`'s keywords (first_ttl, wait_s, gaplimit...)."""
     start_s = (result.start_ns or 0) // 1_000_000_000
     if stop_s is None:
@@ -956,6 +995,7 @@ def tracelb_warts(
         list_object()
         + cycle_start_object(start_s, hostname=hostname)
         + tracelb_object(result, **lb)
+        + b"".join(dealias_object(run, flows=True) for run in alias_runs if run.probes)
         + cycle_stop_object(stop_s)
     )
 

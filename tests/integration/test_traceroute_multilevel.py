@@ -17,6 +17,7 @@ never grouped.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -114,6 +115,47 @@ def test_mpls_label_stacks_join_or_separate_interfaces(
                 for spec in mpls}  # fmt: skip
     assert routers["mpls"] == labelled
     assert lines[-1]["alias_sets_stable"] is True and 1 <= lines[-1]["alias_rounds"] <= 5
+
+
+@pytest.mark.parametrize("method", ["udp-paris", "icmp-paris"])
+def test_warts_holds_the_trace_and_the_alias_rounds(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path, method: str
+) -> None:
+    """`--multilevel --warts F` (session 13; was the tracelb alone, silently): scamper's
+    tools read the tracelb, then one dealias (radargun) record per round, the indirect
+    probes defined as the flows they went by (`udp`: the ports; `icmp-echo`: the
+    checksum), their replies the interfaces' time exceeded messages with the IP-IDs the
+    `--json` samples hold; a note on stderr says the routers are not in it."""
+    if shutil.which("sc_warts2json") is None:
+        pytest.skip("needs scamper's sc_warts2json (apt-get install scamper)")
+    tb = testbed_factory(chain(1))
+    two_interface_router(tb)
+    warts = tmp_path / "ml.warts"
+    argv = ["ip", "netns", "exec", tb.netns_name("ep"), *RUN, "traceroute", "-n",
+            "--mda-lite", "--multilevel", "-P", method, "--warts", str(warts), FAR]  # fmt: skip
+    got = subprocess.run(argv, capture_output=True, text=True, timeout=150, env=env(), cwd=REPO,
+                         check=False)  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    assert "not the routers they make" in got.stderr and "Traceback" not in got.stderr
+    for reader in ("sc_wartsdump", "sc_warts2json"):  # (each without a complaint)
+        read = subprocess.run([reader, str(warts)], capture_output=True, text=True,
+                              timeout=60, check=False)  # fmt: skip
+        assert read.returncode == 0 and not read.stderr, (reader, read.stderr)
+    objs = [json.loads(x) for x in read.stdout.splitlines()]
+    kinds = [o["type"] for o in objs]
+    assert kinds[:2] == ["cycle-start", "tracelb"] and kinds[-1] == "cycle-stop", kinds
+    rounds = [o for o in objs if o["type"] == "dealias"]
+    assert len(rounds) >= 2 and all(o["method"] == "radargun" for o in rounds)
+    defs = [d for o in rounds for d in o["probedefs"] if d["dst"] == FAR]
+    want = "udp" if method == "udp-paris" else "icmp-echo"
+    assert defs and {d["method"] for d in defs} == {want} and {d["ttl"] for d in defs} == {2}
+    if want == "udp":
+        assert all(d["udp_dport"] == 33434 for d in defs)
+    else:
+        assert all("icmp_csum" in d for d in defs)
+    seen = {r["src"] for o in rounds for p in o["probes"] for r in p["replies"]
+            if o["probedefs"][p.get("probedef_id", 0)]["dst"] == FAR}  # fmt: skip
+    assert seen == {A1, A2, B}  # each flow's probes came back from its interface
 
 
 def test_text_output(testbed_factory: Callable[..., Testbed]) -> None:

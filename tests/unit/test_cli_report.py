@@ -62,6 +62,21 @@ def test_as_path_error_stops_at_the_first_address(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out == " 1  r1.example (10.0.0.2)"
 
 
+def test_json_summary_names_a_source_route(capsys: pytest.CaptureFixture[str]) -> None:
+    """-g / ping HOST... TARGET: the summary's `gateways` (what --warts cannot hold, so
+    it is refused there; session 13)."""
+    r = TracerouteReport(Clock(), True, "10.0.0.3", name=None, max_ttl=30, queries=1, size=72)
+    r.summary_extra["gateways"] = ["10.0.0.2"]
+    r.start("10.0.0.1")
+    r.finish(TRACE, interrupted=False)
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["gateways"] == ["10.0.0.2"]
+    p = PingReport(Clock(), True, "10.0.0.3", name=None, count=1, size=56)
+    p.summary_extra["gateways"] = ["10.0.0.2"]
+    p.start("10.0.0.1")
+    p.finish(PingResult("10.0.0.3", 1, (), "10.0.0.1"), interrupted=False)
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["gateways"] == ["10.0.0.2"]
+
+
 def test_traceroute_queries_share_a_line(capsys: pytest.CaptureFixture[str]) -> None:
     r = TracerouteReport(Clock(), False, "10.0.0.3", name=None, max_ttl=30, queries=3, size=60)
     r.start(None)

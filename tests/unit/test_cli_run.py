@@ -328,6 +328,15 @@ def _fails(args: argparse.Namespace) -> BaseException:
         (["traceroute", "-W", "25", "10.0.0.1"], "--wait-probe is a limit of --mda"),
         (["traceroute", "--multilevel", "10.0.0.1"], "--multilevel resolves the interfaces"),
         (["traceroute", "--mda", "--mbt-rounds", "3", "10.0.0.1"], "add --multilevel"),
+        # session 12 wrote a trace (ping) to TARGET without the source route: refused
+        (
+            ["traceroute", "-g", "10.0.0.2", "--warts", "x.warts", "10.0.0.1"],
+            "--warts: scamper's trace records no source route (-g)",
+        ),
+        (
+            ["ping", "--warts", "x.warts", "10.0.0.2", "10.0.0.1"],
+            "--warts: scamper's ping records no source route (HOST... TARGET)",
+        ),
         (["traceroute", "--mda-lite", "-N", "4", "10.0.0.1"], "not with --sequential or -N"),
         # was "internal error: RuntimeError: Could not determine home directory."
         (["ping", "--home", "~nosuchuser9/x", "10.0.0.1"], "there is no user 'nosuchuser9'"),
