@@ -2030,6 +2030,8 @@ def source_route_hint(args: argparse.Namespace, result: PingResult) -> str | Non
             f"no reply: the requests are source-routed to {first}, an address of the "
             "endpoint's own host, and Linux drops a source-routed packet for a local address"
         )
+    if args.ttl < 64:  # (-t: a router's error then quotes a host, not TARGET: not shown)
+        return None
     return (
         "no reply: the requests are source-routed (an LSRR option); every host on the way "
         "and the target must accept source routing (net.ipv4.conf.*.accept_source_route, "

@@ -680,6 +680,9 @@ def test_source_routed_ping_without_replies_says_why() -> None:
     args.route_addrs = ["10.77.2.2"]
     far = PingResult(dst="10.77.3.2", sent=2, replies=(), src="10.77.1.1")
     assert "accept_source_route" in (source_route_hint(args, far) or "")
+    args.ttl = 1  # (-t 1: a router's error quotes a host and is not shown: no hint)
+    assert source_route_hint(args, far) is None
+    args.ttl = 64
     reply = PingReply(seq=1, addr="10.77.3.2", rtt_us=10.0, ttl=62, size=64)
     assert source_route_hint(args, PingResult("10.77.3.2", 2, (reply,), "10.77.1.1")) is None
     err = PingError(1, "10.77.1.2", "time-exceeded", 11, 0)
