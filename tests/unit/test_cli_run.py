@@ -115,6 +115,8 @@ def test_bad_options(argv: list[str], message: str, capsys: pytest.CaptureFixtur
         (["-c", "abc"], "invalid argument: 'abc'"),
         (["-s", "70000"], "invalid argument: '70000': out of range: 0 <= value <= 65527"),
         (["-s", "x1"], "invalid argument: 'x1'"),
+        (["-c", "-1"], "invalid argument: '-1': out of range: 1 <= value <= 10000"),
+        (["-s", "-5"], "invalid argument: '-5': out of range: 0 <= value <= 65527"),
     ],
 )
 def test_ping_bad_numbers_as_iputils(
