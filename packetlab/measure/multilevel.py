@@ -66,6 +66,7 @@ __all__ = [
     "group_routers",
     "initial_ttl",
     "mpls_stacks",
+    "mpls_verdict",
     "resolve_routers",
 ]
 
