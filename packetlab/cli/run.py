@@ -1988,14 +1988,15 @@ def write_ping_warts(
         interrupted=interrupted,
         ip_option=option,
         options_len=len(options),
+        tsps=getattr(args, "prespec_addrs", ()),
     )
     _replace(out, data)
 
 
 def ping_ip_options(args: argparse.Namespace, dst: str) -> tuple[str | None, bytes]:
     """The IPv4 option of the run's requests, as warts names it (``v4rr``, ``tsonly``,
-    ``tsandaddr``; None for tsprespec and a source route, which scamper's ping records no
-    flag for), and its bytes (their length is in the probe size)."""
+    ``tsandaddr``, ``tsprespec``; None for a source route, which scamper's ping cannot
+    record: refused with --warts), and its bytes (their length is in the probe size)."""
     from packetlab.measure import packets
 
     if ":" in dst:  # (ignored over IPv6, as ping)
@@ -2005,7 +2006,7 @@ def ping_ip_options(args: argparse.Namespace, dst: str) -> tuple[str | None, byt
     if args.ip_timestamps is not None:
         kind = packets.TIMESTAMP_KINDS[args.ip_timestamps]
         option = packets.timestamp_option(kind, getattr(args, "prespec_addrs", ()))
-        return (None if args.ip_timestamps == "tsprespec" else args.ip_timestamps), option
+        return args.ip_timestamps, option
     if getattr(args, "route_addrs", None):
         route = packets.loose_source_route(
             args.route_addrs, dst, target_listed=False, most=packets.MAX_PING_ROUTE

@@ -34,7 +34,7 @@ import functools
 import ipaddress
 import math
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -108,12 +108,12 @@ _HOP_SIZES: dict[int, int | str] = {
     1: 4, 2: 1, 3: 1, 4: 1, 5: 1, 6: 4, 7: 2, 8: 2, 9: 2, 10: 2, 11: 1, 12: 2, 13: 2, 14: 1,
     15: 1, 16: 1, 17: "ext", 18: "addr", 19: 8,
 }  # fmt: skip
-# ping: 24 (timestamp prespecification) not read, the rest of such a ping's fields skipped;
-# ping replies: 13, 14 (record route, timestamp options) read as lists
+# ping: 24 (timestamp prespecification: a count, the addresses) and the replies' 13, 14
+# (record route, timestamp options) read as lists
 _PING_SIZES: dict[int, int | str] = {
     1: 4, 2: 4, 3: 4, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: "data", 10: 2, 11: 2, 12: 1, 13: 1,
-    14: 2, 15: 2, 16: 1, 17: 2, 18: 2, 19: 4, 20: "addr", 21: "addr", 22: 1, 23: 1, 25: 2,
-    26: 2, 27: 1, 28: 4,
+    14: 2, 15: 2, 16: 1, 17: 2, 18: 2, 19: 4, 20: "addr", 21: "addr", 22: 1, 23: 1,
+    24: "v4rr", 25: 2, 26: 2, 27: 1, 28: 4,
 }  # fmt: skip
 _PING_REPLY_SIZES: dict[int, int | str] = {
     1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 2, 8: 2, 9: 2, 10: 1, 11: 1, 12: "addr",
@@ -379,7 +379,11 @@ PING_REPLY_FLAG_REPLY_TTL = 0x01
 # ping's flags8 (22): the IP option its requests carry (scamper -R, -T tsonly|tsandaddr)
 _P_FLAGS8 = 22
 PING_FLAGS8 = {"v4rr": 0x01, "tsonly": 0x08, "tsandaddr": 0x10}
+_P_TSPS = 24  # ping -T tsprespec's addresses (scamper's probe_tsps; no flag)
 _R_V4RR, _R_V4TS = 13, 14  # a reply's record route and timestamp options
+
+
+_TS_OPTIONS = ("tsonly", "tsandaddr", "tsprespec")
 
 
 def _v4rr(route: tuple[str, ...], table: _Addresses) -> bytes:
@@ -435,14 +439,16 @@ def ping_object(
     interrupted: bool = False,
     ip_option: str | None = None,
     options_len: int = 0,
+    tsps: Sequence[str] = (),
 ) -> bytes:
     """The ping object of `result` (scamper's ``ping``, ICMP echo): its fields, then one
     reply record per reply (duplicates too) and per ICMP error, in request order;
     ``probe_id`` is ping's ``icmp_seq`` - 1 (scamper counts from 0). `size`: ping's -s
     (the ICMP data bytes); the records hold IP lengths, as scamper's. `ip_option`
     (``v4rr``, ``tsonly``, ``tsandaddr``: ping -R, -T) sets scamper's flag and writes
-    each reply's option (``v4rr``, ``v4ts``); `options_len`: the requests' IPv4 option
-    bytes (in the probe size, as scamper's)."""
+    each reply's option (``v4rr``, ``v4ts``); ``tsprespec`` with `tsps` (its hosts)
+    writes scamper's ``probe_tsps`` and each reply's ``v4ts`` (no flag, as scamper's);
+    `options_len`: the requests' IPv4 option bytes (in the probe size, as scamper's)."""
     version = ipaddress.ip_address(result.dst).version
     header = 8 + (20 if version == 4 else 40)
     table = _Addresses()
@@ -465,6 +471,8 @@ def ping_object(
     if result.src is not None:
         fields[_P_SRC] = table.encode(result.src)
     fields[_P_DST] = table.encode(result.dst)
+    if ip_option == "tsprespec" and tsps:
+        fields[_P_TSPS] = _u8(len(tsps)) + b"".join(table.encode(a) for a in tsps)
     if ip_option in PING_FLAGS8:
         fields[_P_FLAGS8] = _u8(PING_FLAGS8[ip_option])
     if timeout_s is not None:
@@ -484,7 +492,7 @@ def ping_object(
             ip_size += options_len
         route = r.route if ip_option == "v4rr" else None
         ts = r.ip_timestamps
-        stamps = ts.entries if ts is not None and ip_option in ("tsonly", "tsandaddr") else None
+        stamps = ts.entries if ts is not None and ip_option in _TS_OPTIONS else None
         got = functools.partial(
             _ping_reply, r.seq, r.addr, r.rtt_us, echo, r.ttl, ip_size, r.probe_send_ns, table,
             route, stamps,

@@ -661,6 +661,10 @@ def test_ping_ip_options_for_warts() -> None:
     option, raw = ping_ip_options(parse("ping", "-T", "tsandaddr", "10.0.0.1"), "10.0.0.1")
     assert (option, len(raw)) == ("tsandaddr", 36)
     assert ping_ip_options(parse("ping", "-R", "::1"), "::1") == (None, b"")  # (ignored)
+    args = parse("ping", "-T", "tsprespec", "10.0.0.2", "10.0.0.1")
+    args.prespec_addrs = ["10.0.0.2"]
+    option, raw = ping_ip_options(args, "10.0.0.1")
+    assert (option, len(raw)) == ("tsprespec", 12)  # (session 12: None, no warts field)
     args = parse("ping", "10.0.0.2", "10.0.0.1")
     args.route_addrs = ["10.0.0.2"]
     option, raw = ping_ip_options(args, "10.0.0.1")
