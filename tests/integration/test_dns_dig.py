@@ -457,3 +457,24 @@ def test_trace_down_a_delegation_hierarchy_as_dig(hierarchy: tuple[int, Path]) -
         ";; BAD (HORIZONTAL) REFERRAL",
         f";; Received 101 bytes from 127.0.0.12#{port}(ns1.tld) in T ms",
     ]
+
+
+def test_one_type_a_name_with_digs_warning(port: int, tmp_path: Path) -> None:
+    """Several types (or classes) for one name: dig asks the last, `;; Warning, extra type
+    option` (`class`) on stderr for each one more, exit 0; so do we (each was asked).
+    -t before -f is every batch line's type (ours asked A)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    f = tmp_path / "queries"
+    f.write_text("a.test A\nmx.test\nmx.test A MX\n-x 192.0.2.1\n")
+    for words in (["mx.test", "A", "MX"], ["-t", "A", "-t", "MX", "mx.test", "a.test"],
+                  ["A", "mx.test", "MX", "TXT", "a.test"], ["txt.test", "-t", "A", "-t", "TXT"],
+                  ["a.test", "A", "a.test", "MX"], ["version.bind", "IN", "CH", "TXT"],
+                  ["-c", "IN", "-c", "CH", "-t", "TXT", "version.bind"],
+                  ["+noall", "+answer", "-t", "MX", "-f", str(f)]):  # fmt: skip
+        a, b = ours(*at, *words), dig(*at, *words)
+        assert normal(a.stdout) == normal(b.stdout), words
+        assert (a.stderr, a.returncode) == (b.stderr, b.returncode), words
+    assert b.stderr == ";; Warning, extra type option\n" * 3
+    assert a.stdout.endswith("mx.test.\t\t60\tIN\tMX\t10 a.test.\n" * 2)
+    a = ours(*at, "+short", "mx.test", "A", "MX")  # one answer: the MX's
+    assert (a.stdout, a.stderr) == ("10 a.test.\n", ";; Warning, extra type option\n")
