@@ -959,6 +959,9 @@ class DigText:
                 body = [rr_line(a, style) for a in records]
             if body:
                 lines += [f";; {title} SECTION:", *body, ""] if comments else body
+        if show["additional"] and r.get("tsig"):  # dig: after the additional section
+            body = [rr_line(a, style) for a in r["tsig"]]
+            lines += [";; TSIG PSEUDOSECTION:", *body, ""] if comments else body
         if show["stats"]:
             took = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
             if took is not None:

@@ -478,3 +478,31 @@ def test_one_type_a_name_with_digs_warning(port: int, tmp_path: Path) -> None:
     assert a.stdout.endswith("mx.test.\t\t60\tIN\tMX\t10 a.test.\n" * 2)
     a = ours(*at, "+short", "mx.test", "A", "MX")  # one answer: the MX's
     assert (a.stdout, a.stderr) == ("10 a.test.\n", ";; Warning, extra type option\n")
+
+
+def test_hip_tkey_and_tsig_as_dig(port: int) -> None:
+    """HIP in the zone; TKEY in answers (with other data, with an error and no key, an
+    error BIND has no name for); replies with a TSIG (no key given, as dig without -k:
+    dig's TSIG pseudosection after the additional section), a TSIG in the answer section
+    (BIND's best effort: a record of it, the malformed-packet warning): one line and
+    BIND's +multiline forms, +split=N, +short, the display switches, over UDP and TCP."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    names = ["hip.test", "HIP", "hip2.test", "HIP", "tkey.test", "TKEY", "tkey2.test",
+             "tkey3.test", "tkey4.test", "tkey5.test", "tsig.test", "tsigtime.test",
+             "tsigans.test"]  # fmt: skip
+    for switches in ([], ["+multiline"], ["+split=12"], ["+split=0", "+multiline"], ["+short"],
+                     ["+nocomments"], ["+noadditional", "+multiline"], ["+tcp", "+multiline"],
+                     ["+noall", "+answer", "+additional"]):  # fmt: skip
+        a, b = ours(*at, *switches, *names), dig(*at, *switches, *names)
+        assert normal(a.stdout) == normal(b.stdout), switches
+        assert (a.returncode, b.returncode) == (0, 0) and "Traceback" not in a.stderr
+    out = side_by_side(*at, "+multiline", "+nocmd", *names)
+    for part in (
+        "hip.test.\t\t300 IN HIP ( 2 DD805812F2FD7FF1476C5ABB96D09D0D\n\t\t\t\t",
+        "\t\t\t\trvs1.test.\n\t\t\t\trvs2.test. )\n",
+        "\t\t\t\tFQ== ) 6 (\n\t\t\t\tAABpMtkA )\n",
+        " 2 BADKEY 0 (\n\t\t\t\t ) 0\n",
+        ";; TSIG PSEUDOSECTION:\nkey.test.\t\t0 ANY TSIG hmac-sha256. 1764892800 300 32 (\n",
+        ";; Warning: Message parser reports malformed message packet.\n",
+    ):
+        assert part in out
