@@ -358,7 +358,8 @@ def _bind_meta(rd: Any, rtype: str, split: int, lb: str, multiline: bool) -> str
     each rendezvous server after a line break, all in parentheses when multi-line; TKEY's
     and TSIG's error by name, the key (MAC) and other data after their sizes, in
     `split`-character words (0: whole), TKEY's in parentheses when multi-line; TSIG's
-    other data in 60-character words and a space after its size, as BIND."""
+    other data after its size and a space, in 56-character words (whole with +split=0),
+    as dig 9.18 prints them."""
     import base64
 
     def b64(data: bytes, width: int, sep: str) -> str:
@@ -372,14 +373,14 @@ def _bind_meta(rd: Any, rtype: str, split: int, lb: str, multiline: bool) -> str
     opening, closing = (" (", " ) ") if multiline else ("", " ")
     alg = str(rd.algorithm)
     if rtype == "TKEY":
-        error = TSIG_RCODES.get(rd.error, str(rd.error))
+        error = TSIG_RCODES.get(int(rd.error), str(int(rd.error)))
         out = (f"{alg} {rd.inception} {rd.expiration} {rd.mode} {error} {len(rd.key)}"
                f"{opening}{lb}{b64(rd.key, split, lb)}{closing}{len(rd.other)}")  # fmt: skip
         if rd.other:
             out += f"{opening}{lb}{b64(rd.other, split, lb)}{' )' if multiline else ''}"
         return out
-    error = TSIG_RCODES.get(rd.error, str(rd.error))
-    other = b64(rd.other, 60 if split else 0, " ")
+    error = TSIG_RCODES.get(int(rd.error), str(int(rd.error)))
+    other = b64(rd.other, SPLIT if split else 0, " ")  # dig 9.18: 56 whatever +split says
     return (f"{alg} {rd.time_signed} {rd.fudge} {len(rd.mac)}{opening}{lb}"
             f"{b64(rd.mac, split, lb)}{closing}{rd.original_id} {error} {len(rd.other)} "
             f"{other}")  # fmt: skip

@@ -319,6 +319,9 @@ META = {
     "tsig.test.": _meta(_tsig(), "additional"),
     "tsigtime.test.": _meta(_tsig(18, b"\x00\x00i2\xd9\x00"), "additional"),
     "tsigans.test.": _meta(_tsig(), "answer"),
+    # long other data: TKEY's in the key's words, TSIG's in 60-character words
+    "tkeyother.test.": _meta(_tkey(b"\x07" * 5, base64.b64decode(_b64("other", 100)))),
+    "tsigother.test.": _meta(_tsig(0, base64.b64decode(_b64("other", 100))), "additional"),
 }
 DEEP = dns.name.from_text("deep.test.")
 asked: dict[str, int] = {}  # deep.test. names: how often each was asked (the depth)

@@ -488,11 +488,12 @@ def test_hip_tkey_and_tsig_as_dig(port: int) -> None:
     BIND's +multiline forms, +split=N, +short, the display switches, over UDP and TCP."""
     at = ["@127.0.0.1", "-p", str(port)]
     names = ["hip.test", "HIP", "hip2.test", "HIP", "tkey.test", "TKEY", "tkey2.test",
-             "tkey3.test", "tkey4.test", "tkey5.test", "tsig.test", "tsigtime.test",
-             "tsigans.test"]  # fmt: skip
+             "tkey3.test", "tkey4.test", "tkey5.test", "tkeyother.test", "tsig.test",
+             "tsigtime.test", "tsigans.test", "tsigother.test"]  # fmt: skip
     for switches in ([], ["+multiline"], ["+split=12"], ["+split=0", "+multiline"], ["+short"],
                      ["+nocomments"], ["+noadditional", "+multiline"], ["+tcp", "+multiline"],
-                     ["+noall", "+answer", "+additional"]):  # fmt: skip
+                     ["+noall", "+answer", "+additional"], ["+split=100"], ["+split=0"],
+                     ["+multiline", "+split=12"]):  # fmt: skip
         a, b = ours(*at, *switches, *names), dig(*at, *switches, *names)
         assert normal(a.stdout) == normal(b.stdout), switches
         assert (a.returncode, b.returncode) == (0, 0) and "Traceback" not in a.stderr

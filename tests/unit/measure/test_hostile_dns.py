@@ -421,3 +421,39 @@ def test_hip_tkey_and_tsig_as_dig_prints_them() -> None:
     )
     assert "TSIG" not in dig_text(r, "+noadditional", "+nocmd")  # as dig: with additional
     assert r.to_dict()["tsig"][0]["data"].endswith(" 4242 BADTIME 6 AABpMtkA")
+
+
+def test_tkey_and_tsig_other_data_in_dig_s_words() -> None:
+    """TKEY's other data is cut as its key (+split's words, +multiline's lines); a TSIG's
+    in 56-character words whatever +split says (whole with +split=0): dig 9.18.49 for
+    dns_zone_server.py's tkeyother.test and tsigother.test."""
+    import base64
+    import hashlib
+
+    import dns.name
+    from dns.rdtypes.ANY.TKEY import TKEY
+    from dns.rdtypes.ANY.TSIG import TSIG
+
+    from packetlab.measure.dns import presentation, restyle
+
+    other = ("9Lp08doGiOYkacdcyIkpc8VM0FRKRSFwXPRiL+VtsAkydrfS3Kkn4wif7eWR7vfRNXhv7nmQwA9Ny+Zq"
+             "4isklJvFN+0xvQI1d1dl3zl08KKwMKGxLFaM0nWF6fn75T/6uBy45g==")  # fmt: skip
+    alg = dns.name.from_text("hmac-sha256.")
+    tkey = TKEY(dns.rdataclass.ANY, dns.rdatatype.TKEY, alg, 1764892800, 1764979200, 3, 0,
+                b"\x07" * 5, base64.b64decode(other))  # fmt: skip
+    tsig = TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, alg, 1764892800, 300,
+                hashlib.sha256(b"mac").digest(), 4242, 0, base64.b64decode(other))  # fmt: skip
+    head = "hmac-sha256. 1764892800 1764979200 3 NOERROR 5 BwcHBwc= 100 "
+    assert presentation(tkey) == head + f"{other[:56]} {other[56:112]} {other[112:]}"
+    assert presentation(tkey, 20).startswith(head + f"{other[:20]} {other[20:40]} ")
+    lb = "\n\t\t\t\t"
+    assert restyle(presentation(tkey), "TKEY", "ANY", None, lb) == (
+        "hmac-sha256. 1764892800 1764979200 3 NOERROR 5 (\n\t\t\t\tBwcHBwc= ) 100 (\n"
+        f"\t\t\t\t{other[:44]}\n\t\t\t\t{other[44:88]}\n\t\t\t\t{other[88:132]}\n"
+        f"\t\t\t\t{other[132:]} )"
+    )
+    words = f"{other[:56]} {other[56:112]} {other[112:]}"
+    for split, linebreak in ((None, None), (12, None), (100, None), (None, lb), (12, lb)):
+        text = restyle(presentation(tsig), "TSIG", "ANY", split, linebreak)
+        assert text.endswith(f" 4242 NOERROR 100 {words}"), (split, linebreak)
+    assert presentation(tsig, 0).endswith(f" 4242 NOERROR 100 {other}")
