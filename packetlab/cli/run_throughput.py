@@ -219,12 +219,18 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="socket buffer size, as iperf3 -w: refused, the endpoint's kernel "
                    "buffers cannot be set through PacketLab")  # fmt: skip
     # iperf3's socket options: refused in one line each (SOCKET_REFUSED), not unknown
-    p.add_argument("-Z", "--zerocopy", action="store_true", help="refused (see below)")
-    p.add_argument("-C", "--congestion", default=None, metavar="ALGO", help="refused")
-    p.add_argument("-M", "--set-mss", dest="mss", default=None, metavar="MSS", help="refused")
-    p.add_argument("-N", "--no-delay", dest="nodelay", action="store_true", help="refused")
-    p.add_argument("-S", "--tos", default=None, metavar="TOS", help="refused")
-    p.add_argument("--fq-rate", dest="fq_rate", default=None, metavar="RATE", help="refused")
+    p.add_argument("-Z", "--zerocopy", action="store_true",
+                   help="iperf3's zero-copy sends: refused (see below)")  # fmt: skip
+    p.add_argument("-C", "--congestion", default=None, metavar="ALGO",
+                   help="TCP congestion control, as iperf3 -C: refused")  # fmt: skip
+    p.add_argument("-M", "--set-mss", dest="mss", default=None, metavar="MSS",
+                   help="TCP maximum segment size, as iperf3 -M: refused")  # fmt: skip
+    p.add_argument("-N", "--no-delay", dest="nodelay", action="store_true",
+                   help="TCP_NODELAY, as iperf3 -N: refused")  # fmt: skip
+    p.add_argument("-S", "--tos", default=None, metavar="TOS",
+                   help="IP type of service, as iperf3 -S: refused")  # fmt: skip
+    p.add_argument("--fq-rate", dest="fq_rate", default=None, metavar="RATE",
+                   help="fair-queuing pacing, as iperf3 --fq-rate: refused")  # fmt: skip
     p.add_argument("--runs", type=int, default=1, metavar="N", help="transfers [default: 1]")
     p.add_argument(
         "--max-time", type=float, default=60.0, metavar="S", help="seconds per transfer [60]"
