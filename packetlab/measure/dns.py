@@ -1077,6 +1077,7 @@ async def dns_query(
     qclass: str = "IN",
     nsid: bool = False,
     cookie: bool | bytes = False,
+    expect_opt: bool | None = None,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
@@ -1093,8 +1094,12 @@ async def dns_query(
     `qclass` is the query's class (IN, CH, HS, CLASSnnn). With EDNS, `nsid` asks for the
     server's NSID (option 3) and `cookie` sends a COOKIE (option 10): True a random
     8-byte client cookie, bytes that cookie (8, or 16..40 with a server cookie); the
-    reply's COOKIE is then marked "good" or "bad" in `edns`.
+    reply's COOKIE is then marked "good" or "bad" in `edns`. A reply without an OPT
+    record is noted as dig notes it (`expected opt record in response`) when
+    `expect_opt` (default: a cookie was given as bytes, dig's +cookie=HEX).
     """
+    if expect_opt is None:
+        expect_opt = isinstance(cookie, bytes)
     rtype = parse_qtype(qtype)
     qclass = parse_qclass(qclass)
     if cookie is True:
@@ -1140,7 +1145,12 @@ async def dns_query(
             version = 0
             continue
         break
+    if expect_opt and result.error is None and result.edns is None:
+        result.notes.append(NO_OPT_NOTE)  # dig: a cookie of the lookup's, and no OPT came
     return result
+
+
+NO_OPT_NOTE = "expected opt record in response"
 
 
 TRACE_STEPS = 16  # referrals followed at most (dig: 30)
@@ -1183,7 +1193,9 @@ async def dns_trace(
     `dnssec` (default on, as dig +trace) sets the DO bit; `nsid` and `cookie` go in each
     query, as in dns_query (True: one random client cookie for the whole trace); `tcp`
     asks every step over TCP (dig +trace +tcp), `tcp_fallback` off keeps a truncated
-    UDP answer as it came (dig +ignore)."""
+    UDP answer as it came (dig +ignore). With a cookie, a step after the first whose
+    reply has no OPT is noted as dig notes it (its follow-up lookups carry a cookie)."""
+    explicit = isinstance(cookie, bytes)
     if cookie is True:
         cookie = random.randbytes(8)
     common: dict[str, Any] = {
@@ -1203,7 +1215,8 @@ async def dns_trace(
             on_step(r)
         return r
 
-    first = step(await dns_query(session, ".", "NS", server=start, **common))
+    first = step(await dns_query(session, ".", "NS", server=start, expect_opt=explicit,
+                                 **common))  # fmt: skip
     if first.error is not None or first.rcode != "NOERROR":
         return steps
     zone = dns.name.root
@@ -1228,11 +1241,13 @@ async def dns_trace(
             addrs = _addresses_of(ns.data, glue, version)
             if not addrs:  # no glue: the first server's answer for the name
                 look = await dns_query(
-                    session, ns.data, "A" if version == 4 else "AAAA", server=start, **common
-                )
+                    session, ns.data, "A" if version == 4 else "AAAA", server=start,
+                    expect_opt=False, **common,
+                )  # fmt: skip
                 addrs = [a.data for a in look.answers if a.type == look.qtype]
             for addr in addrs[:1]:
-                r = await dns_query(session, qname, qtype, server=addr, recursion=False, **common)
+                r = await dns_query(session, qname, qtype, server=addr, recursion=False,
+                                    expect_opt=cookie is not False, **common)  # fmt: skip
                 r.server_name = ns.data.rstrip(".") or "."
                 if r.error is None:
                     got = r

@@ -507,3 +507,10 @@ def test_hip_tkey_and_tsig_as_dig(port: int) -> None:
         ";; Warning: Message parser reports malformed message packet.\n",
     ):
         assert part in out
+    # a lookup with a cookie of its own (+cookie=HEX; +trace's steps after the first) and a
+    # reply without OPT: dig's `;; expected opt record in response` (ours said nothing)
+    out = side_by_side(*at, "+cookie=0011223344556677", "tsig.test", "cut.test", "a.test")
+    assert out.count(";; expected opt record in response\n") == 2
+    for words in (["-4", "+trace", "tsig.test"], ["-4", "+trace", "+nocookie", "tkey.test"]):
+        out = side_by_side(*at, *words)
+        assert ("expected opt" in out) == ("+nocookie" not in words)

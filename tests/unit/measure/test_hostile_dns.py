@@ -457,3 +457,36 @@ def test_tkey_and_tsig_other_data_in_dig_s_words() -> None:
         text = restyle(presentation(tsig), "TSIG", "ANY", split, linebreak)
         assert text.endswith(f" 4242 NOERROR 100 {words}"), (split, linebreak)
     assert presentation(tsig, 0).endswith(f" 4242 NOERROR 100 {other}")
+
+
+def test_no_opt_in_the_reply_of_a_lookup_with_a_cookie_is_noted_as_dig() -> None:
+    """dig notes `;; expected opt record in response` when its lookup carries a cookie
+    (+cookie=HEX; +trace's follow-up lookups, unless +nocookie) and the reply has no OPT
+    (dig 9.18.49 against dns_zone_server.py's tsig.test and cut.test; we said nothing)."""
+    from test_dns import ROOT, TLD, zone_server
+
+    import packetlab.cli as cli
+    from packetlab.cli import run_dns
+    from packetlab.measure.dns import NO_OPT_NOTE
+
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = _meta_reply  # no OPT in its replies
+    for cookie, notes in ((bytes(8), [NO_OPT_NOTE]), (True, []), (False, [])):
+        r = rig.run(dns_query(rig.session, "tsig.test", server=SERVER[0], cookie=cookie))
+        assert r.error is None and r.edns is None and r.notes == notes, cookie
+    rig.endpoint.udp_servers[SERVER] = lambda q: [answer(q, "a.test. 300 A 192.0.2.1")]
+    r = rig.run(dns_query(rig.session, "a.test", server=SERVER[0], cookie=bytes(8)))
+    assert r.edns is not None and r.notes == []  # an OPT came: nothing to say
+    rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
+        {".": [". 86400 NS a.root."]}, {"test.": ["test. 172800 NS ns.test."]},
+        [f"ns.test. 172800 A {TLD}", f"a.root. 60 A {ROOT}"],
+    )  # fmt: skip
+    rig.endpoint.udp_servers[(TLD, 53)] = _meta_reply
+    for cookie, last in ((True, [NO_OPT_NOTE]), (False, [])):
+        steps = rig.run(dns_trace(rig.session, "tsig.test", server=ROOT, cookie=cookie))
+        assert [s.notes for s in steps] == [[], [], last], cookie
+        if cookie:  # as dig prints the step: the note, then its records
+            args = cli.parse(["run", "dns", "+trace", "+nocmd", "x"])
+            run_dns.dig_style(args)
+            text = run_dns.DigText(args)(steps[-1].to_dict()) or ""
+            assert text.startswith(";; expected opt record in response\ntsig.test.\t\t300\tIN\tA")
