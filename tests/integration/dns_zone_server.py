@@ -27,6 +27,13 @@ query's ID and flags followed by bytes that are no DNS message; `tcgarbage.test.
 over UDP and, over TCP, 65535 bytes of garbage after its ID; a name under `deep.test.`
 gets a referral one label deeper each time it is asked (to ns.deep.test. at this server):
 an endless chain for +trace.
+
+Odd replies (no OPT, AA): `tkey.test.` .. `tkey5.test.` and `tkeyother.test.` a TKEY in
+the answer section whatever the type asked (with other data, with an error and no key,
+errors BIND names and does not name); `tsig.test.`, `tsigtime.test.` (BADTIME, the time
+as other data) and `tsigother.test.` an A record signed with a TSIG (fixed time, MAC and
+original ID: the client has no key); `tsigans.test.` that TSIG in the answer section
+(BIND's BADTSIG). `hip.test.` and `hip2.test.` are HIP records of the zone.
 """
 
 from __future__ import annotations
