@@ -115,9 +115,15 @@ def configure(p: argparse.ArgumentParser) -> None:
         p.add_argument(*flag, action=_DataAction, dest="data", kind=kind, metavar="DATA",
                        help=what)  # fmt: skip
     p.add_argument(
-        "-F", "--form", action="append", default=[], metavar="NAME=VALUE",
+        "-F", "--form", action=_FormAction, dest="form", default=[], metavar="NAME=VALUE",
         help="a multipart/form-data POST part, as curl -F: NAME=VALUE, NAME=@FILE (a file "
-        "part), NAME=<FILE (its content as the value); ;type=T and ;filename=F after it",
+        "part; NAME=@a,b several files in one part), NAME=<FILE (its content as the "
+        "value); ;type=T ;filename=F ;headers=H (;headers=@FILE) ;encoder=E after it",
+    )  # fmt: skip
+    p.add_argument(
+        "--form-string", action=_FormAction, dest="form", metavar="NAME=VALUE",
+        help="a multipart/form-data part whose VALUE is sent as is (no @, < or ;type=), "
+        "as curl --form-string",
     )  # fmt: skip
     p.add_argument(
         "-T", "--upload-file", action="append", default=[], metavar="FILE",
@@ -205,6 +211,15 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds per URL from its first connect, redirects included [default: 30]",
     )
+
+
+class _FormAction(argparse.Action):
+    """-F and --form-string: one list of (literal, value) in command-line order."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        items = list(getattr(ns, self.dest, None) or [])
+        items.append((opt == "--form-string", value))
+        setattr(ns, self.dest, items)
 
 
 class _DataAction(argparse.Action):
@@ -521,12 +536,18 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
     a one-line error before anything is sent), checked against -d, -I and -G as curl."""
     from packetlab.measure.upload import UploadError, file_upload, parse_form
 
-    forms = []
-    for f in args.form:
+    forms: list[Any] = []
+    warnings: list[str] = []
+    for literal, f in args.form:
+        option = "--form-string" if literal else "-F/--form"
         try:
-            forms.append(parse_form(f))
+            forms.append(parse_form(f, literal, warnings))
         except UploadError as e:  # a file part's file: the -F it came from (was -T's name)
-            raise RunError(str(e) if str(e).startswith("-F") else f"-F/--form {f!r}: {e}") from None
+            raise RunError(str(e) if str(e).startswith("-F") else f"{option} {f!r}: {e}") from None
+        stderr = getattr(args, "_stderr", None) or sys.stderr
+        for warning in warnings if not args.silent else []:  # curl: "Warning: ..."
+            print(f"pktlab run http: {option} {f!r}: {warning}", file=stderr)
+        warnings.clear()
     try:
         uploads = [file_upload(f) for f in args.upload_file]
     except UploadError as e:
@@ -542,7 +563,8 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
         raise RunError(f"-G/--get and {given[0]}: -G makes -d the query; no other body")
     if len(uploads) > len(args.urls):
         raise RunError(f"{len(uploads)} -T/--upload-file for {len(args.urls)} URLs")
-    stdin = sum(f == "-" for f in args.upload_file) + sum(p.path == "-" for p in forms)
+    stdin = sum(f == "-" for f in args.upload_file)
+    stdin += sum(p.path == "-" for f in forms for p in (f, *f.files))
     stdin += sum(v == "@-" for k, v in args.data or [] if k != "raw")
     if stdin > 1 or (stdin and forms and len(args.urls) > 1):
         raise RunError("stdin (-) can be read once: one -T -, -F NAME=@- or -d @- for one URL")
