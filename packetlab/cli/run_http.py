@@ -128,7 +128,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-T", "--upload-file", action="append", default=[], metavar="FILE",
         help="PUT FILE to the URL (the first -T for the first URL, and so on; - is stdin, "
-        "sent chunked); a URL ending in / gets the file name appended, as curl",
+        "sent chunked); a URL ending in / gets the file name appended; curl's globs: "
+        "-T '{a,b}' or -T 'f[1-3]' PUTs each file to that URL",
+    )  # fmt: skip
+    p.add_argument(
+        "-g", "--globoff", action="store_true",
+        help="-T names are file names as written: no {a,b} or [1-3] globbing (URLs are "
+        "never globbed)",
     )  # fmt: skip
     p.add_argument(
         "-Z", "--parallel", action="store_true",
@@ -517,7 +523,8 @@ def _check_output(path: str, option: str = "--output") -> None:
 
 def upload_url(url: str, path: str) -> str:
     """curl -T: a URL without a file name (its path empty or ending in /) gets the
-    file's name appended (not for stdin)."""
+    file's name appended (not for stdin), percent-encoded as curl 7.88 writes it (%5b:
+    its hex digits in lower case)."""
     if path == "-":
         return url
     scheme, sep, rest = url.partition("://")
@@ -527,14 +534,33 @@ def upload_url(url: str, path: str) -> str:
     where, q, query = tail.partition("?")
     if slash and where and not where.endswith("/"):
         return url
-    name = quote(os.path.basename(path))
+    base = path.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]  # after the last / or \, as curl
+    name = re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quote(base, safe=""))
     return f"{scheme}{sep}{host}/{where}{name}{q}{query}"
 
 
+def _upload_files(arg: str, globoff: bool) -> list[tuple[str, Any]]:
+    """One -T: its files (curl's globbing of the name unless -g), each (name, Upload),
+    looked at now."""
+    from packetlab.measure.upload import UploadError, file_upload
+    from packetlab.measure.urlglob import GlobError, glob_names
+
+    try:
+        names = [arg] if globoff else glob_names(arg)
+    except GlobError as e:
+        raise RunError(f"-T/--upload-file {arg!r}: {e}") from None
+    try:
+        return [(name, file_upload(name)) for name in names]
+    except UploadError as e:
+        where = "" if names == [arg] else f" (from {arg!r})"
+        raise RunError(f"-T/--upload-file {e}{where}") from None
+
+
 def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], list[Any]]:
-    """-F's parts and -T's uploads (files looked at now: a missing or unreadable one is
-    a one-line error before anything is sent), checked against -d, -I and -G as curl."""
-    from packetlab.measure.upload import UploadError, file_upload, parse_form
+    """-F's parts and -T's uploads (each -T a list of (file name, Upload): curl's glob;
+    files looked at now: a missing or unreadable one is a one-line error before anything
+    is sent), checked against -d, -I and -G as curl."""
+    from packetlab.measure.upload import UploadError, parse_form
 
     forms: list[Any] = []
     warnings: list[str] = []
@@ -548,10 +574,7 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
         for warning in warnings if not args.silent else []:  # curl: "Warning: ..."
             print(f"pktlab run http: {option} {f!r}: {warning}", file=stderr)
         warnings.clear()
-    try:
-        uploads = [file_upload(f) for f in args.upload_file]
-    except UploadError as e:
-        raise RunError(f"-T/--upload-file {e}") from None
+    uploads = [_upload_files(f, args.globoff) for f in args.upload_file]
     given = [o for o, v in (("-d/--data", data is not None), ("-F/--form", forms),
                             ("-T/--upload-file", uploads)) if v]  # fmt: skip
     if len(given) > 1:  # curl: "You can only select one HTTP request method!" (2)
@@ -583,15 +606,18 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError(f"-F/--form {e}") from None
     if not 1 <= args.parallel_max <= PARALLEL_LIMIT:
         raise RunError(f"--parallel-max {args.parallel_max}: 1..{PARALLEL_LIMIT}")
-    urls = [
-        upload_url(url, path)
-        for url, path in zip(args.urls[: len(args.upload_file)], args.upload_file, strict=True)
-    ]
-    urls += args.urls[len(urls) :]
+    # each URL's transfers: (its number, for -o and -F; URL; its -T upload or None), one
+    # for each file its -T names (curl's glob), the file name appended to a URL ending in /
+    jobs: list[tuple[int, str, Any]] = []
+    for i, url in enumerate(args.urls, 1):
+        if i <= len(uploads):
+            jobs += [(i, upload_url(url, name), up) for name, up in uploads[i - 1]]
+        else:
+            jobs.append((i, url, None))
     if args.get and data is not None:  # curl -G: the data is the query, no body
-        urls = [with_query(url, data) for url in urls]
+        jobs = [(i, with_query(url, data), up) for i, url, up in jobs]
         data = None
-    for url in urls:
+    for _, url, _ in jobs:
         parse_url(url)  # a bad URL is an error before anything starts
     auth = None if args.user is None else user_password(args.user)
     if args.include and not args.output and args.write_out is None:
@@ -638,11 +664,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if fmt is not None or "-" in args.output:
             progress.clear()  # curl's bytes on stdout: no progress line drawn between them
         if not args.parallel:
-            for i, url in enumerate(urls, 1):
+            for n, job in enumerate(jobs, 1):
                 if progress.stopping:  # Ctrl-C: no new URL
                     return
-                progress(f"http {i}/{len(args.urls)}: {url}")
-                await fetch(session, pool, i, url)
+                progress(f"http {n}/{len(jobs)}: {job[1]}")
+                await fetch(session, pool, *job)
             return
         # curl -Z: every URL at once, at most --parallel-max of them; each one's row (or
         # write-out) when it ends, so in the order they end
@@ -651,27 +677,21 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         gate = DeferredSemaphore(args.parallel_max)
         done = [0]
 
-        async def parallel(i: int, url: str) -> None:
+        async def parallel(i: int, url: str, up: Any) -> None:
             if progress.stopping:
                 return
-            await fetch(session, pool, i, url)
+            await fetch(session, pool, i, url, up)
             done[0] += 1
-            progress(f"http -Z: {done[0]}/{len(urls)} done")
+            progress(f"http -Z: {done[0]}/{len(jobs)} done")
 
-        def start(i: int, url: str) -> Any:
-            return Deferred.fromCoroutine(parallel(i, url))
+        def start(job: tuple[int, str, Any]) -> Any:
+            return Deferred.fromCoroutine(parallel(*job))
 
-        await gatherResults([gate.run(start, i, url) for i, url in enumerate(urls, 1)],
-                            consumeErrors=True)  # fmt: skip
+        await gatherResults([gate.run(start, job) for job in jobs], consumeErrors=True)
 
-    async def fetch(session: Any, pool: Any, i: int, url: str) -> None:
+    async def fetch(session: Any, pool: Any, i: int, url: str, up: Any) -> None:
         path = args.output[i - 1] if i <= len(args.output) else None
-        if forms:
-            body: Any = posts[i - 1]
-        elif i <= len(uploads):
-            body = uploads[i - 1]
-        else:
-            body = data
+        body: Any = posts[i - 1] if forms else up if up is not None else data
         sink = _Body(path, stdout) if path is not None or fmt is not None else None
         on_body = None if sink is None or args.head else sink.write
         on_headers = None if sink is None or not args.include or args.head else sink.write
@@ -782,7 +802,15 @@ def summary(records: list[Record]) -> Record:
 def budget(args: argparse.Namespace) -> float:
     redirs = args.max_redirs if args.max_redirs >= 0 else 5
     hops = 1 + (min(redirs, 5) if args.location else 0)
-    return len(args.urls) * hops * (args.max_time + 15)
+    transfers = len(args.urls)
+    for arg in [] if getattr(args, "globoff", True) else args.upload_file:
+        from packetlab.measure.urlglob import GlobError, glob_names
+
+        try:  # one transfer for each file a -T glob names
+            transfers += len(glob_names(arg)) - 1
+        except GlobError:
+            pass  # the experiment says why
+    return transfers * hops * (args.max_time + 15)
 
 
 COMMAND = Command(
