@@ -206,6 +206,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         "(@FILE: the format from FILE); see below",
     )  # fmt: skip
     p.add_argument(
+        "--no-progress-meter", action="store_true",
+        help="with -Z and -w: no curl progress meter on stderr (-s: neither it nor error "
+        "lines)",
+    )  # fmt: skip
+    p.add_argument(
         "-s", "--silent", action="store_true",
         help="with -w: no error lines on stderr (the write-out still has %%{errormsg})",
     )  # fmt: skip
@@ -649,6 +654,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError(f"-X/--request {method!r}: not an HTTP method (a token: letters, "
                        "digits, !#$%&'*+-.^_`|~)")  # fmt: skip
     recorder = pcapout.recorder_for(args)
+    # curl 7.88 -Z draws its parallel meter on stderr (also off a terminal) unless -s,
+    # --no-progress-meter, or a body goes to stdout on a terminal; ours with -w, where the
+    # output is curl's (the table keeps its progress line, drawn between its rows)
+    to_stdout = any(i > len(args.output) or args.output[i - 1] == "-" for i, _, _ in jobs)
+    stdout_tty = getattr(getattr(args, "_stdout", None) or sys.stdout, "isatty", bool)()
+    meter_wanted = (args.parallel and fmt is not None and not args.silent
+                    and not args.no_progress_meter and not (to_stdout and stdout_tty))  # fmt: skip
 
     async def run(session: Any) -> None:
         # kept open from URL to URL, as curl's connection cache
@@ -676,20 +688,37 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
         gate = DeferredSemaphore(args.parallel_max)
         done = [0]
+        meter, stop = None, None
+        if meter_wanted:  # curl's own parallel progress meter on stderr (see curl_meter)
+            from packetlab.cli import curl_meter
+
+            meter, stop = curl_meter.start(session.reactor, stderr)
 
         async def parallel(i: int, url: str, up: Any) -> None:
             if progress.stopping:
                 return
-            await fetch(session, pool, i, url, up)
+            xfer = None
+            if meter is not None:
+                xfer = _transfer(posts[i - 1] if forms else up if up is not None else data)
+                meter.add(xfer)
+            try:
+                await fetch(session, pool, i, url, up, xfer)
+            finally:
+                if meter is not None and xfer is not None:
+                    meter.done(xfer)
             done[0] += 1
             progress(f"http -Z: {done[0]}/{len(jobs)} done")
 
         def start(job: tuple[int, str, Any]) -> Any:
             return Deferred.fromCoroutine(parallel(*job))
 
-        await gatherResults([gate.run(start, job) for job in jobs], consumeErrors=True)
+        try:
+            await gatherResults([gate.run(start, job) for job in jobs], consumeErrors=True)
+        finally:
+            if stop is not None:
+                stop()
 
-    async def fetch(session: Any, pool: Any, i: int, url: str, up: Any) -> None:
+    async def fetch(session: Any, pool: Any, i: int, url: str, up: Any, xfer: Any = None) -> None:
         path = args.output[i - 1] if i <= len(args.output) else None
         body: Any = posts[i - 1] if forms else up if up is not None else data
         sink = _Body(path, stdout) if path is not None or fmt is not None else None
@@ -719,6 +748,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             cookies=jar,
             cookie=cookie,
             http_version=args.http_version,
+            on_hop=None if xfer is None else xfer.follow,
         )
         if sink is not None and args.head:  # curl -I: the headers are the output
             try:
@@ -753,6 +783,15 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             _save(jar.dump(), args.cookie_jar, args, stderr)
 
     return pcapout.recording(args, recorder, run)
+
+
+def _transfer(body: Any) -> Any:
+    """A -Z transfer for curl's meter, its upload's size known beforehand (0: none, or
+    unknown: stdin, quoted-printable)."""
+    from packetlab.cli.curl_meter import Transfer
+
+    size = len(body) if isinstance(body, bytes) else getattr(body, "length", None) or 0
+    return Transfer(size)
 
 
 def _ms(v: float | None) -> str:
