@@ -33,6 +33,10 @@ examples:
   pktlab run http -o page.html http://10.77.3.2/ # the body to a file
   pktlab run http -F name=me -F 'photo=@cat.jpg' http://10.77.3.2/upload  # multipart POST
   pktlab run http -T results.tar http://10.77.3.2/dav/  # PUT .../dav/results.tar
+  pktlab run http -T 'run[1-3].tar' http://10.77.3.2/dav/  # run1.tar..run3.tar, as curl
+  pktlab run http -F 'logs=@a.log,b.log' -F 'n=x;headers=X-Run: 7;encoder=base64' \\
+      http://10.77.3.2/upload  # several files in one part, part headers, encoders
+  pktlab run http -Z -w '%{url} %{http_code}\\n' -o a -o b URL1 URL2  # curl's -Z meter
   pktlab run http -Z https://10.77.3.2/a https://10.77.3.2/b  # at once, as curl -Z
   pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\\n' http://10.77.3.2/
 
@@ -53,7 +57,8 @@ address (the name still goes into SNI, the Host header and the certificate check
 Times are endpoint stamps from the start (TIME read before the name lookup, or before
 the nopen), like curl's time_* (summed over the hops of a redirect, as curl's).
 Exit status: 0 all fetched (any HTTP status, as curl; with -f one of 400 or more fails),
-1 some fetch failed (its record has "error"), 2 error.
+1 some fetch failed (its record has "error"), 2 error (an option, a URL, a -T glob
+or a -F part that is wrong: one line, before anything is sent).
 See docs/http.md.
 """
 

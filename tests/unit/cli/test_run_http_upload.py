@@ -213,7 +213,9 @@ def test_help_names_the_new_options(capsys: Any) -> None:
         parse("--help")
     text = capsys.readouterr().out
     for option in ("-F NAME=VALUE, --form", "-T FILE, --upload-file", "-Z, --parallel",
-                   "--parallel-max N"):  # fmt: skip
+                   "--parallel-max N", "--form-string NAME=VALUE", "-g, --globoff",
+                   "--no-progress-meter", "-T 'run[1-3].tar'", "'logs=@a.log,b.log'",
+                   "headers=X-Run: 7;encoder=base64", "-Z -w"):  # fmt: skip
         assert option in text, option
 
 
