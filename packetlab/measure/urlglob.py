@@ -23,9 +23,10 @@ _ULONG = 1 << 64
 class GlobError(ValueError):
     """curl's "(3) bad range in URL position 7:" and friends: `why`, `pos` (1-based)."""
 
-    def __init__(self, why: str, pos: int, pattern: str) -> None:
+    def __init__(self, why: str, pos: int, pattern: str, curl_error: bool = True) -> None:
         self.why, self.pos, self.pattern = why, pos, pattern
-        super().__init__(f"{why}{f' at position {pos}' if pos else ''} (curl: 3)")
+        where = f" at position {pos}" if pos else ""
+        super().__init__(f"{why}{where}{' (curl: 3)' if curl_error else ''}")
 
 
 def _strtoul(s: str, i: int) -> tuple[int | None, int]:
@@ -133,7 +134,13 @@ def _parse(pattern: str) -> list[list[str] | range | tuple[int, int, int, int]]:
         if len(pats) >= PATTERN_NUM:
             raise GlobError("too many globs", pos, pattern)
         if amount > MAX_NAMES:  # before any list of names is made
-            raise GlobError(f"over {MAX_NAMES} file names", 0, pattern)
+            raise GlobError(
+                f"over {MAX_NAMES} file names (each is looked at before "
+                "anything is sent; curl has no such limit)",
+                0,
+                pattern,
+                False,
+            )
     return pats
 
 
