@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 import os
 import re
 import secrets
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ class UploadError(Exception):
 class _File:
     path: str  # "-": stdin
     size: int | None  # None: stdin, unknown
+    head: bytes = b""  # stdin already read (a -F part's first STDIN_BUFFER bytes), sent first
 
 
 Piece: TypeAlias = "bytes | _File | _Encoded"
@@ -127,6 +130,8 @@ def _source(p: Any) -> _File | None:
 
 
 def _read_file(f: _File) -> Iterator[bytes]:
+    if f.head:
+        yield f.head
     try:
         stream: BinaryIO = sys.stdin.buffer if f.path == "-" else open(f.path, "rb")  # noqa: SIM115
     except OSError as e:
@@ -518,12 +523,37 @@ def _part(p: FormPart, disposition: str | None, boundary: Callable[[], str]) -> 
     if sub is not None:
         inner = "form-data" if _ct_match(ctype or "", "multipart/form-data") else None
         return pieces + _mime(p.files, sub, inner, boundary)
-    source: bytes | _File = p.text if p.text is not None else _file(p.path or "-")
+    if p.text is not None:
+        source: bytes | _File = p.text
+    else:
+        source = _stdin_part() if p.path == "-" else _file(p.path or "-")
     if p.encoder in (None, "binary", "8bit"):
         pieces.append(source)
     else:
         pieces.append(_Encoded(source, p.encoder, p.name))
     return pieces
+
+
+STDIN_BUFFER = 16 << 20  # a -F NAME=@- from a pipe read whole up to this (curl: all of it)
+
+
+def _stdin_part() -> bytes | _File:
+    """A -F part's stdin (@- or <-) as curl 7.88 takes it: a regular file read when sent,
+    its size known; else read now, whole, so that its size is known (curl's
+    Content-Length) when it is at most STDIN_BUFFER bytes; past that (curl: all in
+    memory) those bytes then the rest as it comes, the body sent chunked."""
+    try:
+        fd = sys.stdin.fileno()
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return _File("-", max(st.st_size - os.lseek(fd, 0, os.SEEK_CUR), 0))
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+    try:
+        data = sys.stdin.buffer.read(STDIN_BUFFER)
+    except OSError as e:
+        raise UploadError(f"stdin: {e.strerror or e}") from None
+    return data if len(data) < STDIN_BUFFER else _File("-", None, data)
 
 
 def _basename(path: str) -> str:

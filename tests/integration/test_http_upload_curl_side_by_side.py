@@ -197,6 +197,19 @@ def test_form_parameters_as_curl(http: str, tmp_path: Path) -> None:
     assert curl.returncode == 26 and ours.returncode == 1
     assert ours.stdout.split(b"\n")[0].split()[-1] == curl.stdout.split()[3] == b"26"
     assert b"byte 0x80 at offset 128 is not 7-bit" in ours.stdout
+    # -F NAME=@- from a pipe: read whole first (Content-Length), as curl
+    piped = b"from a pipe\n" * 5000
+    curl = subprocess.run(["curl", *UA, "-s", "-w", w, "-F", "a=@-", f"{http}/form"],
+                          input=piped, capture_output=True, timeout=60)  # fmt: skip
+    ours = subprocess.run(
+        [sys.executable, "-m", "packetlab", "run", "http", "--connect-to", "127.0.0.1", *UA,
+         "-s", "-w", w, "-F", "a=@-", f"{http}/form"],
+        input=piped, capture_output=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    assert same_but_boundary(ours.stdout) == same_but_boundary(curl.stdout)
+    assert b'"Content-Length": "60150"' in ours.stdout
     # what curl only warns about is one line and exit 2 here, before anything is sent
     for arg, why in (("f=x;headers=@nosuch", b"nosuch: No such file or directory"),
                      ("f=@a.txt;encoder=bogus", b"not one of curl's encoders")):  # fmt: skip

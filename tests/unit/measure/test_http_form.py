@@ -6,6 +6,8 @@ types curl 7.88 derives, the parameters' spaces, quotes and unknown ones."""
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,7 +123,9 @@ def test_7bit_checks_the_bytes(files: Path) -> None:
     assert b"hello\n" in body(["e=@a.txt;encoder=7bit"])
 
 
-def test_content_types_names_and_parameters_as_curl(files: Path) -> None:
+def test_content_types_names_and_parameters_as_curl(
+    files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     warnings: list[str] = []
     got = body(["b=@a.txt;filename=zz", "c=x;filename=f.txt", "d=x;filename=f.bin",
                 "e=<x.html", "g=  sp  ", "h=@a.txt;type=text/plain;charset=utf-8",
@@ -159,10 +163,10 @@ def test_content_types_names_and_parameters_as_curl(files: Path) -> None:
     assert parse_form("n=@a.txt;type=x/y", literal=True) == FormPart("n", b"@a.txt;type=x/y")
     assert b"Content-Disposition: form-data\r\n\r\nv\r\n" in body(["=v"])
     assert parse_form("s=@-") == FormPart("s", path="-", as_file=True)
-    head = multipart([FormPart("s", path="-", as_file=True)], B).pieces[0]
-    assert (
-        head == f'--{B}\r\nContent-Disposition: form-data; name="s"; filename="-"\r\n\r\n'.encode()
-    )
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    got = b"".join(multipart([FormPart("s", path="-", as_file=True)], B).chunks())
+    disposition = 'Content-Disposition: form-data; name="s"; filename="-"'
+    assert got == f"--{B}\r\n{disposition}\r\n\r\n\r\n--{B}--\r\n".encode()
 
 
 def test_headers_file_as_curl_reads_it(files: Path) -> None:
@@ -188,3 +192,19 @@ def test_headers_file_as_curl_reads_it(files: Path) -> None:
 def test_bad_parameters_are_one_line_errors(files: Path, arg: str, message: str) -> None:
     with pytest.raises(UploadError, match=message):
         parse_form(arg)
+
+
+def test_stdin_parts_are_read_whole_as_curl(monkeypatch: pytest.MonkeyPatch) -> None:
+    # curl 7.88.1: `printf 'from a pipe\n' | curl -F a=@-` sent Content-Length: 162 (it
+    # reads a pipe whole); ours the same when it is at most STDIN_BUFFER bytes
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"from a pipe\n")))
+    up = multipart([parse_form("a=@-")], "-" * 24 + "b2f4eece0da3bd5f")
+    assert up.length == 162 and up.rewindable and not up.expects()
+    assert b"".join(up.chunks()).endswith(b'filename="-"\r\n\r\nfrom a pipe\n\r\n' + (
+        "--" + "-" * 24 + "b2f4eece0da3bd5f--\r\n").encode())  # fmt: skip
+    # past it: those bytes, then the rest as it comes (chunked): memory stays bounded
+    monkeypatch.setattr(upload, "STDIN_BUFFER", 4)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"0123456789")))
+    up = multipart([parse_form("a=<-;encoder=base64")], B)
+    assert up.length is None and not up.rewindable
+    assert b"\r\n\r\nMDEyMzQ1Njc4OQ==\r\n" in b"".join(up.chunks())
