@@ -646,6 +646,11 @@ class _Base64:
 
 
 _QP_OK = frozenset(range(0x21, 0x7F)) - {0x3D}  # printable ASCII but '='
+# printable ASCII but '=', with spaces and tabs inside (not last: one before a line end is
+# encoded)
+_QP_RUN = re.compile(rb"[\t \x21-\x3c\x3e-\x7e]*[\x21-\x3c\x3e-\x7e]")
+_QP_ESCAPED = re.compile(rb"[\x00-\x08\x0a-\x0c\x0e-\x1f=\x7f-\xff]+")  # not tab, CR, space
+_QP_HEX = [b"=%02X" % c for c in range(256)]
 
 
 class _QuotedPrintable:
@@ -669,6 +674,21 @@ class _QuotedPrintable:
             return 1 if buf[j] == 13 and buf[j + 1] == 10 else 0
 
         while i < n:
+            if self.pos < LINE - 1:  # a run of bytes sent as they are, up to column 75
+                m = _QP_RUN.match(buf, i)
+                if m is not None:
+                    take = min(m.end() - i, LINE - 1 - self.pos)
+                    out += buf[i : i + take]
+                    self.pos += take
+                    i += take
+                    continue
+                m = _QP_ESCAPED.match(buf, i)  # bytes always encoded, 3 columns each
+                take = 0 if m is None else min(m.end() - i, (LINE - 1 - self.pos) // 3)
+                if take:
+                    out += b"".join(map(_QP_HEX.__getitem__, buf[i : i + take]))
+                    self.pos += 3 * take
+                    i += take
+                    continue
             c = buf[i]
             enc, used = bytes((c,)), 1
             if c in (0x20, 0x09):

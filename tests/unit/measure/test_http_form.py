@@ -208,3 +208,43 @@ def test_stdin_parts_are_read_whole_as_curl(monkeypatch: pytest.MonkeyPatch) -> 
     up = multipart([parse_form("a=<-;encoder=base64")], B)
     assert up.length is None and not up.rewindable
     assert b"\r\n\r\nMDEyMzQ1Njc4OQ==\r\n" in b"".join(up.chunks())
+
+
+def reference_qp(buf: bytes) -> bytes:
+    """curl 7.88's encoder_qp_read over the whole input, a byte at a time (lib/mime.c)."""
+    out, pos, i, n = bytearray(), 0, 0, len(buf)
+
+    def eol(j: int) -> bool:
+        return j >= n or (j + 2 <= n and buf[j] == 13 and buf[j + 1] == 10)
+
+    while i < n:
+        c = buf[i]
+        enc, used = bytes((c,)), 1
+        if c in (9, 32):
+            enc = b"=%02X" % c if eol(i + 1) else enc
+        elif c == 13:
+            enc, used = (b"\r\n", 2) if eol(i) and i + 1 < n else (b"=0D", 1)
+        elif not (0x21 <= c <= 0x7E) or c == 0x3D:
+            enc = b"=%02X" % c
+        if not enc.endswith(b"\n") and (
+            pos + len(enc) > 76 or (pos + len(enc) == 76 and not eol(i + used))
+        ):
+            enc, used = b"=\r\n", 0
+        out += enc
+        pos = 0 if enc.endswith(b"\n") else pos + len(enc)
+        i += used
+    return bytes(out)
+
+
+def test_quoted_printable_runs_encode_as_byte_by_byte() -> None:
+    import random
+
+    rng = random.Random(13)
+    alphabet = b"ab =\t\r\n\xff."
+    cases = [bytes(rng.randrange(256) for _ in range(3000)),
+             bytes(rng.choice(alphabet) for _ in range(3000)),
+             b"x" * 75 + b" \r\n" + b"y" * 74 + b"\t\r\n" + b"z" * 200 + b" "]  # fmt: skip
+    for data in cases:
+        enc = upload._QuotedPrintable()
+        got = b"".join(enc.feed(data[k : k + 61], False) for k in range(0, len(data), 61))
+        assert got + enc.feed(b"", True) == reference_qp(data)
