@@ -579,7 +579,8 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
         try:
             forms.append(parse_form(f, literal, warnings))
         except UploadError as e:  # a file part's file: the -F it came from (was -T's name)
-            raise RunError(str(e) if str(e).startswith("-F") else f"{option} {f!r}: {e}") from None
+            named = str(e).startswith(("-F", "--form-string"))
+            raise RunError(str(e) if named else f"{option} {f!r}: {e}") from None
         stderr = getattr(args, "_stderr", None) or sys.stderr
         for warning in warnings if not args.silent else []:  # curl: "Warning: ..."
             print(f"pktlab run http: {option} {f!r}: {warning}", file=stderr)

@@ -399,7 +399,8 @@ def parse_form(arg: str, literal: bool = False, warnings: list[str] | None = Non
     warnings = [] if warnings is None else warnings
     name, sep, rest = arg.partition("=")
     if not sep:
-        raise UploadError(f"-F/--form {arg!r}: expected NAME=VALUE, NAME=@FILE or NAME=<FILE")
+        raise UploadError(f"{'--form-string' if literal else '-F/--form'} {arg!r}: expected "
+                          "NAME=VALUE, NAME=@FILE or NAME=<FILE")  # fmt: skip
     key = name or None  # curl: `-F =v` is a part without a name
     if literal:
         return FormPart(key, text=rest.encode("utf-8", "surrogateescape"))

@@ -50,6 +50,8 @@ def test_upload_url_as_curl() -> None:
         (["-F", "f=@{d}/nosuch", "http://a.test/"], r"^-F/--form 'f=@.*nosuch': .*nosuch: No such"),
         (["-F", "f=<{d}/nosuch", "http://a.test/"], r"^-F/--form 'f=<.*nosuch': .*nosuch: No such"),
         (["-F", "noequals", "http://a.test/"], "expected NAME=VALUE"),
+        (["--form-string", "noeq", "http://a.test/"], r"^--form-string 'noeq': expected NAME"),
+        (["-F", "a=x;encoder=nope", "http://a.test/"], r"^-F/--form 'a=x;encoder=nope': ;enc"),
         (["-T", "-", "-F", "f=@-", "http://a.test/"], "one request body"),
         (["-T", "-", "-T", "-", "http://a.test/", "http://b.test/"], "stdin .* can be read once"),
         (
