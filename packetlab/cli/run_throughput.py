@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from packetlab.cli import pcapout
-from packetlab.cli.run import RunError
+from packetlab.cli.run import Given, RunError, given
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 from packetlab.measure import iperf3
 
@@ -55,27 +55,6 @@ def size(text: str) -> int:
     if not 2 << 20 <= n <= 1 << 32:
         raise argparse.ArgumentTypeError(f"size must be 2M..4G, got {text}")
     return n
-
-
-class Given(argparse.Action):
-    """Stores the value and notes that the option was given (-n beside -t is an error, as
-    in iperf3, while the default 25M stands without -t)."""
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
-        setattr(namespace, self.dest, values)
-        setattr(namespace, f"{self.dest}_given", True)
-
-
-class Reverse(argparse.Action):
-    """-R: --direction download, noted as given (iperf3 refuses -R with --bidir, while
-    download is also the default direction)."""
-
-    def __init__(self, option_strings: Any, dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, **kwargs)
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
-        setattr(namespace, self.dest, "download")
-        namespace.reverse_given = True
 
 
 def rate(text: str) -> float:
@@ -176,7 +155,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="download: server to endpoint (iperf3 -R); upload: endpoint to server (iperf3's "
         "default) [default: download]",
     )
-    p.add_argument("-R", dest="direction", action=Reverse,
+    p.add_argument("-R", dest="direction", action=Given, const="download",
                    help="--direction download, as iperf3 -R (the server sends)")  # fmt: skip
     p.add_argument("-n", "--bytes", type=size, default=25 << 20, metavar="N", action=Given,
                    help="bytes per transfer, e.g. 25M, as iperf3 -n [default: 25M, the "
@@ -326,8 +305,8 @@ def timed_experiment(
 ) -> Experiment:
     from packetlab.measure.throughput_timed import TimedSpec, timed_test
 
-    nbytes = args.bytes if getattr(args, "bytes_given", False) else None
-    if args.bidir and getattr(args, "reverse_given", False):
+    nbytes = args.bytes if given(args, "--bytes") else None
+    if args.bidir and given(args, "-R"):
         raise RunError("-R and --bidir: cannot be both reverse and bidirectional, as iperf3")
     if sum(x is not None for x in (args.time, nbytes, args.blocks)) > 1:
         raise RunError("only one test end condition (-t, -n, -k) may be specified, as iperf3")
