@@ -109,8 +109,24 @@ class RunError(LinkError):
     """A problem worth one line on stderr (exit status 2)."""
 
 
-class _Default(int):
-    """An option's default, told apart from the same value given (an int everywhere)."""
+class Given(argparse.Action):
+    """Stores an option's value (its `const` when it takes none) and notes that it was
+    given, so that a check can tell it from its default (`given`): traceroute's `-q 3`
+    beside `--mda`, iperf3's `-n` beside `-t` or `-R` beside `--bidir`."""
+
+    def __init__(self, option_strings: Any, dest: str, const: Any = None, **kwargs: Any) -> None:
+        if const is not None:
+            kwargs["nargs"] = 0
+        super().__init__(option_strings, dest, const=const, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        namespace._given = set(getattr(namespace, "_given", ())) | set(self.option_strings)
+
+
+def given(args: argparse.Namespace, option: str) -> bool:
+    """Whether `option` (any of its spellings) was on the command line (`Given`)."""
+    return option in getattr(args, "_given", ())
 
 
 def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str], T]:
@@ -303,19 +319,12 @@ def _flow_label(text: str) -> int:
     return value & 0xFFFFF
 
 
-class _Interval(argparse.Action):
-    """ping -i: remembered as given, so that -f (anywhere on the line) keeps it."""
-
-    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
-        ns.interval, ns.interval_given = value, True
-
-
 class _Flood(argparse.Action):
     """ping -f: the flood display, and -i 0 unless -i is given (as iputils)."""
 
     def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
         ns.flood = True
-        if not getattr(ns, "interval_given", False):
+        if not given(ns, "-i"):
             ns.interval = 0.0
 
 
@@ -420,7 +429,8 @@ def _add_traceroute(sub: Any) -> None:
         "-q",
         "--queries",
         type=_positive(int, "--queries", 1, 10),
-        default=_Default(3),
+        default=3,
+        action=Given,
         metavar="N",
         help="probes per hop [default: 3, as traceroute]",
     )
@@ -785,7 +795,7 @@ def _add_ping(sub: Any) -> None:
         "-i",
         "--interval",
         type=_positive(float, "--interval", 0, 60),
-        action=_Interval,
+        action=Given,
         default=1.0,
         metavar="S",
         help="seconds between requests [default: 1; with -f: 0]",
@@ -1524,7 +1534,7 @@ def mda_limits(args: argparse.Namespace) -> None:
     traceroute's -q is not one of them."""
     if getattr(args, "mda_lite", False):
         args.mda = True
-    if args.mda and not isinstance(args.queries, _Default):
+    if args.mda and given(args, "-q"):
         raise RunError(
             f"-q: {mda_flag(args)} sends as many probes per hop as its stopping rule needs "
             "(set --confidence; --attempts resends a silent probe)"
@@ -1534,9 +1544,9 @@ def mda_limits(args: argparse.Namespace) -> None:
                        "add --mda or --mda-lite")  # fmt: skip
     if getattr(args, "mbt_rounds", None) is not None and not args.multilevel:
         raise RunError("--mbt-rounds bounds --multilevel's alias resolution: add --multilevel")
-    given = [flag for dest, flag in MDA_LIMITS if getattr(args, dest, None) is not None]
-    if given and not args.mda:
-        raise RunError(f"{given[0]} is a limit of --mda (scamper's tracelb): add --mda")
+    limits = [flag for dest, flag in MDA_LIMITS if getattr(args, dest, None) is not None]
+    if limits and not args.mda:
+        raise RunError(f"{limits[0]} is a limit of --mda (scamper's tracelb): add --mda")
 
 
 def mda_flag(args: argparse.Namespace) -> str:

@@ -449,6 +449,8 @@ def test_ping_flood_implies_interval_0_unless_given() -> None:
     assert (parse("ping", "x").flood, parse("ping", "x").interval) == (False, 1.0)
     assert (parse("ping", "-f", "x").flood, parse("ping", "-f", "x").interval) == (True, 0.0)
     assert parse("ping", "-f", "-i", "0.5", "x").interval == 0.5
+    assert parse("ping", "-i", "0.5", "-f", "x").interval == 0.5
+    assert parse("ping", "--interval", "1", "-f", "x").interval == 1.0  # the default's value, given
     assert parse("ping", "-i", "0.5", "-f", "x").interval == 0.5  # in either order
     p = parse("ping", "-O", "-D", "-p", "ab", "x")
     assert (p.outstanding, p.timestamps, p.pattern) == (True, True, "ab")
