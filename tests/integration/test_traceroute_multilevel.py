@@ -74,7 +74,7 @@ def test_two_interfaces_of_one_router_grouped(
 ) -> None:
     tb = testbed_factory(chain(1))
     two_interface_router(tb)
-    lines = ours(tb, "--mda-lite", "--multilevel", "-P", method, "--confidence", "99", FAR)
+    lines = ours(tb, "--mda-lite", "--multilevel", "-P", method, "--confidence", "99.9", FAR)
     hops = {x["ttl"]: set(x["addrs"]) for x in lines if x["type"] == "mda-hop"}
     assert hops == {1: {str(tb.addr("r1"))}, 2: {A1, A2, B}, 3: {FAR}}, lines
     (routers,) = [x for x in lines if x["type"] == "mda-routers"]
@@ -107,7 +107,7 @@ def test_mpls_label_stacks_join_or_separate_interfaces(
     the JSON) join two interfaces whatever their IP-IDs, or keep them apart."""
     tb = testbed_factory(chain(1))
     two_interface_router(tb, mpls)
-    lines = ours(tb, "--mda-lite", "--multilevel", "--confidence", "99", FAR)
+    lines = ours(tb, "--mda-lite", "--multilevel", "--confidence", "99.9", FAR)
     (routers,) = [x for x in lines if x["type"] == "mda-routers"]
     assert sorted(map(sorted, routers["routers"])) == want, routers
     assert routers["mpls_pairs"] == by_label
@@ -132,7 +132,8 @@ def test_warts_holds_the_trace_and_the_alias_rounds(
     two_interface_router(tb)
     warts = tmp_path / "ml.warts"
     argv = ["ip", "netns", "exec", tb.netns_name("ep"), *RUN, "traceroute", "-n",
-            "--mda-lite", "--multilevel", "-P", method, "--warts", str(warts), FAR]  # fmt: skip
+            "--mda-lite", "--multilevel", "-P", method, "--confidence", "99.9",
+            "--warts", str(warts), FAR]  # fmt: skip
     got = subprocess.run(argv, capture_output=True, text=True, timeout=150, env=env(), cwd=REPO,
                          check=False)  # fmt: skip
     assert got.returncode == 0, got.stderr
@@ -161,7 +162,9 @@ def test_warts_holds_the_trace_and_the_alias_rounds(
 def test_text_output(testbed_factory: Callable[..., Testbed]) -> None:
     tb = testbed_factory(chain(1))
     two_interface_router(tb)
-    out = ours(tb, "--mda-lite", "--multilevel", FAR, json_lines=False).splitlines()
+    out = ours(
+        tb, "--mda-lite", "--multilevel", "--confidence", "99.9", FAR, json_lines=False
+    ).splitlines()
     at = next(i for i, x in enumerate(out) if x.startswith("routers ("))
     a, b = sorted([A1, A2])
     assert out[at + 1] in (f" 2  {{{a} {b}}}  {B}", f" 2  {B}  {{{a} {b}}}"), out
@@ -171,7 +174,7 @@ def test_linux_routers_of_the_ecmp_diamond_kept_apart(
     testbed_factory: Callable[..., Testbed],
 ) -> None:
     tb = ecmp_diamond(testbed_factory)
-    lines = ours(tb, "--mda-lite", "--multilevel", "--confidence", "99", str(tb.addr("tg")))
+    lines = ours(tb, "--mda-lite", "--multilevel", "--confidence", "99.9", str(tb.addr("tg")))
     ra, rb = str(tb.addr("ra")), str(tb.addr("rb"))
     (routers,) = [x for x in lines if x["type"] == "mda-routers"]
     assert routers["ttl"] == 2
