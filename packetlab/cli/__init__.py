@@ -84,6 +84,16 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+class NativeValueError(argparse.ArgumentTypeError):
+    """A bad option value said as the native tool says it (iputils ping's `invalid
+    argument: '0': out of range: 1 <= value <= N`), alone on its line after the command's
+    name and with the tool's exit status, not argparse's usage and 2."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a "did you mean" for a mistyped choice (`pktlab run pign`), as
     Python 3.14's `suggest_on_error`; the sub-commands' parsers are of this class too."""
@@ -95,6 +105,12 @@ class _Parser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
+        native = sys.exc_info()[1]
+        native = native.__context__ if native is not None else None
+        if native is None and message.endswith(": expected one argument"):
+            native = self._negative_value(message)
+        if isinstance(native, NativeValueError):
+            self.exit(native.status, f"{self.prog}: {native}\n")
         # argparse checks the operands before it reports options it does not know, so
         # `pktlab run ping --bogus` said "TARGET is required": name the bad option, as
         # ping's "invalid option" does.
@@ -112,6 +128,25 @@ class _Parser(argparse.ArgumentParser):
             if bad:
                 message = f"unrecognized arguments: {' '.join(bad)}{_did_you_mean(self, bad)}"
         super().error(message)
+
+    def _negative_value(self, message: str) -> BaseException | None:
+        """`ping -c -1`: argparse takes `-1` for an option (the parser has `-4`, `-6`) and
+        says "expected one argument"; an option whose values are the native tool's
+        (`NativeValueError`) judges it as the tool does (`out of range`)."""
+        flags = message.removeprefix("argument ").removesuffix(": expected one argument")
+        action = self._option_string_actions.get(flags.split("/")[0])
+        if action is None or not callable(action.type):
+            return None
+        for at, word in enumerate(self._seen[:-1]):
+            value = self._seen[at + 1]
+            if word in action.option_strings and value[1:].isdigit() and value[0] == "-":
+                try:
+                    action.type(value)
+                except NativeValueError as e:
+                    return e
+                except (argparse.ArgumentTypeError, ValueError, TypeError):
+                    return None
+        return None
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         try:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from packetlab.cli.link import LinkError
 from packetlab.cli.progress import Progress
 from packetlab.measure.records import (
     PING_TIMING_MIN_SIZE,
@@ -69,6 +70,8 @@ class _Report:
         self.started = time.time()
         self.progress = Progress(reactor, self.describe)
         self.src: str | None = None
+        # more fields of the --json summary (a source route's addresses: "gateways")
+        self.summary_extra: dict[str, Any] = {}
 
     def describe(self) -> str:
         return f"{time.time() - self.started:.1f} s"
@@ -107,6 +110,10 @@ class TracerouteReport(_Report):
         self.names: Mapping[str, str | None] | None = None
         # address -> AS path once looked up, with -A
         self.as_paths: Mapping[str, str] | None = None
+        # -A with a whois server that does not resolve: its error, raised (as a LinkError)
+        # at the first address the lines would print, after the line's start up to that
+        # address (traceroute's get_as_path fails there: the header and ` 1  ADDR`)
+        self.as_error: str | None = None
 
     def describe(self) -> str:
         return f"traceroute {self.dst}: {self.settled} probes settled, {super().describe()}"
@@ -136,6 +143,15 @@ class TracerouteReport(_Report):
             self._flush()
 
     def _flush(self) -> None:
+        if self.pending and self.as_error is not None and any(h.addr for h in self.pending):
+            mark = "\0"  # (an AS path no whois answer holds)
+            line = traceroute_line(
+                self.pending[0].ttl, self.pending, self.names,
+                as_paths={h.addr: mark for h in self.pending if h.addr is not None},
+            )  # fmt: skip
+            self.pending = []
+            self.write(line[: line.index(f" [{mark}]")], end="")
+            raise LinkError(self.as_error)
         if self.pending:
             line = traceroute_line(
                 self.pending[0].ttl,
@@ -173,6 +189,7 @@ class TracerouteReport(_Report):
                     "max_ttl": result.max_ttl,
                     "send_stamp": result.send_stamp,
                     "recv_stamp": result.recv_stamp,
+                    **self.summary_extra,
                 }
             )
         )
@@ -389,6 +406,7 @@ class PingReport(_Report):
             "loss": round(result.loss, 6),
             "send_stamp": result.send_stamp,
             "recv_stamp": result.recv_stamp,
+            **self.summary_extra,
         }
         for key in ("min", "avg", "max", "mdev"):
             summary[f"rtt_{key}_us"] = (
@@ -456,7 +474,9 @@ class MdaReport(_Report):
                 obj.update(type="mda-routers", dst=self.dst, src=self.src, tool="packetlab",
                            methods={a: ml.methods.get(a) for a in addrs},
                            fingerprints={a: list(ml.fingerprints.get(a, (None, None)))
-                                         for a in addrs})  # fmt: skip
+                                         for a in addrs},
+                           mpls={a: [list(st) for st in ml.mpls[a]]
+                                 for a in addrs if a in ml.mpls})  # fmt: skip
                 self.write(_dumps(obj))
             return
         if not ml.hops:  # (a header over nothing, "0 probes", was all it said)
@@ -464,9 +484,13 @@ class MdaReport(_Report):
                 "routers (Multilevel MDA-Lite): no hop has several interfaces, none to resolve"
             )
             return
+        rounds = f"{ml.rounds} round{'s' if ml.rounds != 1 else ''}"
+        if not ml.stable:
+            rounds += f", the sets still changing at --mbt-rounds {ml.max_rounds}"
+        labels = ", MPLS label stacks" if ml.mpls else ""
         self.write(
             f"routers (Multilevel MDA-Lite: alias resolution by the monotonic bounds test "
-            f"on IP-IDs, {ml.probes} probes)"
+            f"on IP-IDs{labels}, {rounds}, {ml.probes} probes)"
         )
         for h in ml.hops:
             self.write(format_routers(h))
@@ -520,6 +544,8 @@ class MdaReport(_Report):
                         {
                             "router_count": sum(len(h.routers) for h in ml.hops),
                             "alias_probe_count": ml.probes,
+                            "alias_rounds": ml.rounds,
+                            "alias_sets_stable": ml.stable,
                         }
                         if (ml := self.multilevel) is not None
                         else {}

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
+from packetlab.cli import NativeValueError
 from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.interrupt import quit_on_interrupt, run_reactor
 from packetlab.cli.link import (
@@ -108,8 +109,24 @@ class RunError(LinkError):
     """A problem worth one line on stderr (exit status 2)."""
 
 
-class _Default(int):
-    """An option's default, told apart from the same value given (an int everywhere)."""
+class Given(argparse.Action):
+    """Stores an option's value (its `const` when it takes none) and notes that it was
+    given, so that a check can tell it from its default (`given`): traceroute's `-q 3`
+    beside `--mda`, iperf3's `-n` beside `-t` or `-R` beside `--bidir`."""
+
+    def __init__(self, option_strings: Any, dest: str, const: Any = None, **kwargs: Any) -> None:
+        if const is not None:
+            kwargs["nargs"] = 0
+        super().__init__(option_strings, dest, const=const, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        namespace._given = set(getattr(namespace, "_given", ())) | set(self.option_strings)
+
+
+def given(args: argparse.Namespace, option: str) -> bool:
+    """Whether `option` (any of its spellings) was on the command line (`Given`)."""
+    return option in getattr(args, "_given", ())
 
 
 def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str], T]:
@@ -123,6 +140,23 @@ def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str],
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not lo <= value <= hi:  # type: ignore[operator]
             raise argparse.ArgumentTypeError(f"must be {lo:g}..{hi:g}, got {text}")
+        return value
+
+    return parse
+
+
+def _iputils_int(lo: int, hi: int) -> Callable[[str], int]:
+    """A whole number in lo..hi, refused in iputils ping's words and status (1)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise NativeValueError(f"invalid argument: {text!r}") from None
+        if not lo <= value <= hi:
+            raise NativeValueError(
+                f"invalid argument: {text!r}: out of range: {lo} <= value <= {hi}"
+            )
         return value
 
     return parse
@@ -285,19 +319,12 @@ def _flow_label(text: str) -> int:
     return value & 0xFFFFF
 
 
-class _Interval(argparse.Action):
-    """ping -i: remembered as given, so that -f (anywhere on the line) keeps it."""
-
-    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
-        ns.interval, ns.interval_given = value, True
-
-
 class _Flood(argparse.Action):
     """ping -f: the flood display, and -i 0 unless -i is given (as iputils)."""
 
     def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
         ns.flood = True
-        if not getattr(ns, "interval_given", False):
+        if not given(ns, "-i"):
             ns.interval = 0.0
 
 
@@ -402,7 +429,8 @@ def _add_traceroute(sub: Any) -> None:
         "-q",
         "--queries",
         type=_positive(int, "--queries", 1, 10),
-        default=_Default(3),
+        default=3,
+        action=Given,
         metavar="N",
         help="probes per hop [default: 3, as traceroute]",
     )
@@ -518,7 +546,17 @@ def _add_traceroute(sub: Any) -> None:
         help="with --mda or --mda-lite: Multilevel MDA-Lite's router-level view; the "
         "interfaces of each hop resolved into routers by alias resolution (IP-ID series "
         "through the flows that reached them, and ICMP echo; the monotonic bounds test, "
-        "initial-TTL fingerprints), printed after the trace, one line per hop",
+        "initial-TTL fingerprints, MPLS label stacks), printed after the trace, one line "
+        "per hop",
+    )
+    tr.add_argument(
+        "--mbt-rounds",
+        dest="mbt_rounds",
+        type=_positive(int, "--mbt-rounds", 1, 10),
+        default=None,
+        metavar="N",
+        help="with --multilevel: at most N rounds of the monotonic bounds test; they stop "
+        "earlier, once a round changes no hop's alias sets [default: 5]",
     )
     tr.add_argument(
         "-Q",
@@ -741,7 +779,7 @@ def _add_ping(sub: Any) -> None:
     pg.add_argument(
         "-c",
         "--count",
-        type=_positive(int, "--count", 1, 10_000),
+        type=_iputils_int(1, 10_000),  # (ping: 1 <= value <= LLONG_MAX)
         default=None,
         metavar="N",
         help="echo requests to send [default: 5; with -w: as many as the deadline allows]",
@@ -757,7 +795,7 @@ def _add_ping(sub: Any) -> None:
         "-i",
         "--interval",
         type=_positive(float, "--interval", 0, 60),
-        action=_Interval,
+        action=Given,
         default=1.0,
         metavar="S",
         help="seconds between requests [default: 1; with -f: 0]",
@@ -797,7 +835,7 @@ def _add_ping(sub: Any) -> None:
     pg.add_argument(
         "-s",
         "--size",
-        type=_positive(int, "--size", 0, 65000),
+        type=_iputils_int(0, 65527),  # (ping: ..INT_MAX; sends what fits)
         default=56,
         metavar="B",
         help="payload bytes [default: 56]; over the MTU, in IP fragments as ping's kernel "
@@ -984,6 +1022,8 @@ def _experiment(
     from packetlab.measure.rdns import LocalNames, ReverseNames
     from packetlab.measure.traceroute import PARIS, TCP_METHODS, pick_source, traceroute
 
+    failed: list[LinkError] = []  # an error a report raised as it printed (-A's server)
+
     async def source(session: Any) -> Address:
         if src is not None:
             return src
@@ -1018,10 +1058,23 @@ def _experiment(
 
             paths = AsPaths(session.reactor, *args.as_whois)  # (from this host, as names)
             report.as_paths = paths.paths
+        if getattr(args, "as_whois_error", None) and isinstance(report, TracerouteReport):
+            report.as_error = args.as_whois_error
+
+        def show(hop: Any) -> None:
+            """The hop to the report; an error it raises (-A's whois server) stops the run
+            and is raised when the run returns."""
+            if failed:
+                return
+            try:
+                report.hop(hop)
+            except LinkError as e:
+                failed.append(e)
+                stop.request("error")
 
         def on_hop(hop: Any) -> None:
             if names is None and paths is None:
-                report.hop(hop)
+                show(hop)
                 return
             looked: list[Deferred[Any]] = []
             for a in addrs_of(hop):
@@ -1030,7 +1083,7 @@ def _experiment(
                 if paths is not None:
                     looked.append(paths.lookup(a))
             named = DeferredList(looked)
-            shown.addCallback(lambda _: named).addCallback(lambda _: report.hop(hop))
+            shown.addCallback(lambda _: named).addCallback(lambda _: show(hop))
 
         return on_hop, shown
 
@@ -1072,6 +1125,8 @@ def _experiment(
             **({} if getattr(args, "service", None) is None else {"service": args.service}),
         )
         await shown
+        if failed:
+            raise failed[0]
         return result
 
     async def tracelb(session: Any) -> Any:
@@ -1102,9 +1157,11 @@ def _experiment(
         )
         await shown
         if args.multilevel and not stop.requested:
-            from packetlab.measure.multilevel import resolve_routers
+            from packetlab.measure.multilevel import ROUNDS_DEFAULT, resolve_routers
 
-            report.routers(await resolve_routers(session, result))
+            report.routers(
+                await resolve_routers(session, result, rounds=args.mbt_rounds or ROUNDS_DEFAULT)
+            )
         return result
 
     async def echo(session: Any) -> PingResult:
@@ -1384,7 +1441,8 @@ def route_mtus(dst: Address, sys_net: str = "/sys/class/net") -> tuple[int, ...]
     traceroute starts from) and the path MTU the kernel cached from an earlier "too big"
     (a connected socket's IP_MTU), which a raw send cannot exceed either."""
     got = [m for m in (_device_mtu(dst, sys_net), _path_mtu(dst)) if m is not None]
-    return tuple(sorted(set(got), reverse=True))
+    # (loopback's 65536: no packet is longer than 65535 bytes, so none needs cutting)
+    return tuple(sorted({min(m, 0xFFFF) for m in got}, reverse=True))
 
 
 def _path_mtu(dst: Address) -> int | None:
@@ -1399,7 +1457,7 @@ def _path_mtu(dst: Address) -> int | None:
             mtu = int(s.getsockopt(level, opt))
         except OSError:
             return None
-    return mtu if 68 <= mtu <= 65535 else None
+    return mtu if mtu >= 68 else None
 
 
 def _device_mtu(dst: Address, sys_net: str) -> int | None:
@@ -1415,7 +1473,7 @@ def _device_mtu(dst: Address, sys_net: str) -> int | None:
             mtu = int(f.read())
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return None
-    return mtu if 68 <= mtu <= 65535 else None
+    return mtu if mtu >= 68 else None
 
 
 def ping_count(args: argparse.Namespace) -> int:
@@ -1476,15 +1534,25 @@ def mda_limits(args: argparse.Namespace) -> None:
     traceroute's -q is not one of them."""
     if getattr(args, "mda_lite", False):
         args.mda = True
-    if args.mda and not isinstance(args.queries, _Default):
-        raise RunError("-q: --mda sends as many probes per hop as its stopping rule needs "
-                       "(set --confidence; --attempts resends a silent probe)")  # fmt: skip
+    if args.mda and given(args, "-q"):
+        raise RunError(
+            f"-q: {mda_flag(args)} sends as many probes per hop as its stopping rule needs "
+            "(set --confidence; --attempts resends a silent probe)"
+        )
     if getattr(args, "multilevel", False) and not args.mda:
         raise RunError("--multilevel resolves the interfaces --mda finds into routers: "
                        "add --mda or --mda-lite")  # fmt: skip
-    given = [flag for dest, flag in MDA_LIMITS if getattr(args, dest, None) is not None]
-    if given and not args.mda:
-        raise RunError(f"{given[0]} is a limit of --mda (scamper's tracelb): add --mda")
+    if getattr(args, "mbt_rounds", None) is not None and not args.multilevel:
+        raise RunError("--mbt-rounds bounds --multilevel's alias resolution: add --multilevel")
+    limits = [flag for dest, flag in MDA_LIMITS if getattr(args, dest, None) is not None]
+    if limits and not args.mda:
+        raise RunError(f"{limits[0]} is a limit of --mda (scamper's tracelb): add --mda")
+
+
+def mda_flag(args: argparse.Namespace) -> str:
+    """The multipath option the user typed, for its errors: --mda-lite implies --mda,
+    but an error about it names --mda-lite."""
+    return "--mda-lite" if getattr(args, "mda_lite", False) else "--mda"
 
 
 def _budget(args: argparse.Namespace) -> float:
@@ -1495,7 +1563,8 @@ def _budget(args: argparse.Namespace) -> float:
         if args.mda:  # rounds of probes: a few per TTL, each at most one --wait a try
             work = (args.max_ttl - args.first_ttl + 1) * 6 * args.wait * (args.attempts or 1)
             work += (args.max_probes or 3000) * (args.wait_probe or 0) / 100
-            work += 20.0 if getattr(args, "multilevel", False) else 0.0  # 2 rounds of IP-IDs
+            if getattr(args, "multilevel", False):  # rounds of IP-IDs, 10 s each at most
+                work += 10.0 * (args.mbt_rounds or 5)
         elif args.sequential or args.mtu:  # (--mtu: and a resend per size, a dozen at most)
             work = (n + (16 if args.mtu else 0)) * (args.wait + 0.5)
         elif args.squeries:
@@ -1544,6 +1613,8 @@ def _report(
             queries=args.queries, size=size, extensions=args.extensions, back=args.back,
             tcp_info=getattr(args, "tcp_info", False),
         )  # fmt: skip
+        if args.gateway_addrs:  # (-g: the JSON says the probes' way, warts cannot)
+            report.summary_extra["gateways"] = list(args.gateway_addrs)
         if args.warts == "-":  # the warts bytes go to stdout: the lines to stderr
             report.progress.out = sys.stderr
         return report
@@ -1557,6 +1628,8 @@ def _report(
         and dst.version == 4 else 0,
         audible=args.audible,
     )  # fmt: skip
+    if args.route_addrs:  # (HOST... TARGET: the requests' way)
+        ping_report.summary_extra["gateways"] = list(args.route_addrs)
     if args.warts == "-":
         ping_report.progress.out = sys.stderr
     return ping_report
@@ -1576,9 +1649,13 @@ async def measure(
     if args.measurement == "traceroute":
         mda_limits(args)
     if args.measurement == "traceroute" and args.mda and args.protocol not in MDA_METHOD:
-        raise RunError(f"--mda varies the flow of udp, icmp or tcp probes, not {args.protocol}")
+        raise RunError(
+            f"{mda_flag(args)} varies the flow of udp, icmp or tcp probes, not {args.protocol}"
+        )
     if args.measurement == "traceroute" and args.mda and (args.sequential or args.squeries):
-        raise RunError("--mda sends its own rounds of probes: not with --sequential or -N")
+        raise RunError(
+            f"{mda_flag(args)} sends its own rounds of probes: not with --sequential or -N"
+        )
     if args.measurement == "traceroute" and args.paris and args.protocol in FLOW_PER_PROBE:
         # (it was ignored: each probe kept its own source port)
         raise RunError(
@@ -1588,26 +1665,39 @@ async def measure(
     if args.measurement == "traceroute" and args.mda and args.pace:
         # (they were ignored: tracelb's own pacing is scamper's -W)
         raise RunError(
-            "--mda paces its probes with -W/--wait-probe CS (1/100 s, as scamper tracelb "
-            "-W): not with --pace or -z"
+            f"{mda_flag(args)} paces its probes with -W/--wait-probe CS (1/100 s, as scamper "
+            "tracelb -W): not with --pace or -z"
         )
     if args.measurement == "traceroute":
         module_options(args)
         if args.mda and (args.extensions or args.back or args.tcp_info):
-            raise RunError("--mda prints each hop's interfaces: not with -e, --back or -O info")
+            raise RunError(
+                f"{mda_flag(args)} prints each hop's interfaces: not with -e, --back or -O info"
+            )
         if args.mda and (args.tcp_spec or args.gateways):
-            raise RunError("--mda sends its own probes: not with -g or -O's flags and options")
+            raise RunError(
+                f"{mda_flag(args)} sends its own probes: not with -g or -O's flags and options"
+            )
     shape = traceroute_shape(args) if args.measurement == "traceroute" else (None, 0)
     if (
         args.measurement == "traceroute"
         and args.mda
         and (args.mtu or args.packetlen or args.tos or args.dont_fragment)
     ):
-        raise RunError("--mda sends its own probes: not with PACKETLEN, -t, -F or --mtu")
+        raise RunError(
+            f"{mda_flag(args)} sends its own probes: not with PACKETLEN, -t, -F or --mtu"
+        )
+    if args.measurement == "traceroute" and args.warts and args.gateways:
+        # (it wrote a trace to TARGET as if the probes had gone there straight)
+        raise RunError(
+            "--warts: scamper's trace records no source route (-g): the file would say "
+            "the probes went straight to TARGET; --json has the gateways (summary "
+            "`gateways`)"
+        )
     if args.measurement == "traceroute" and args.warts and args.protocol in ("udplite", "dccp"):
         raise RunError(f"--warts: scamper has no {args.protocol} trace method (-UL, -D)")
     if args.measurement == "traceroute" and args.mda and args.as_lookups:
-        raise RunError("--mda prints each hop's interfaces: not with -A")
+        raise RunError(f"{mda_flag(args)} prints each hop's interfaces: not with -A")
     args.as_whois = None
     if args.measurement == "traceroute" and args.as_lookups:
         from packetlab.measure.aspath import AsLookupError, resolve_server, whois_server
@@ -1615,7 +1705,11 @@ async def measure(
         try:  # (as traceroute's getaddrinfo; its message, exit 2)
             args.as_whois = resolve_server(*whois_server())
         except AsLookupError as e:
-            raise RunError(str(e)) from None
+            if args.json:
+                raise RunError(str(e)) from None
+            # traceroute stops at the first address it prints (the header and ` 1  ADDR`
+            # first): so do the lines (`TracerouteReport.as_error`)
+            args.as_whois_error = str(e)
     if args.measurement == "traceroute" and args.squeries and (args.sequential or args.pace):
         raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
     args.prespec_addrs, args.route_addrs = [], []
@@ -1635,6 +1729,12 @@ async def measure(
             args.prespec_addrs = hosts
         else:
             args.route_addrs = hosts
+        if args.route_addrs and args.warts:  # (it wrote them as straight to TARGET)
+            raise RunError(
+                "--warts: scamper's ping records no source route (HOST... TARGET): the "
+                "file would say the requests went straight to TARGET; --json has the hosts "
+                "(summary `gateways`, each reply's `source_route`)"
+            )
     pattern = None
     if args.measurement == "ping" and args.pattern is not None:
         from packetlab.measure.ping import parse_pattern
@@ -1777,7 +1877,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(report, MdaReport):
             report.finish(result, interrupted)
             if warts is not None:
-                write_tracelb_warts(warts, args, result)
+                write_tracelb_warts(warts, args, result, report.multilevel)
             return EXIT_OK
         if isinstance(report, TracerouteReport):
             assert isinstance(result, TracerouteResult)
@@ -1787,6 +1887,9 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         assert isinstance(report, PingReport) and isinstance(result, PingResult)
         report.finish(result, interrupted)
+        hint = None if interrupted else source_route_hint(args, result)
+        if hint is not None:
+            print(f"pktlab run ping: {hint}", file=sys.stderr)
         if warts is not None:
             write_ping_warts(warts, args, result, interrupted)
         return ping_exit(args, result)
@@ -1842,12 +1945,18 @@ def write_warts(
     _replace(out, data)
 
 
-def write_tracelb_warts(out: BinaryIO, args: argparse.Namespace, result: Any) -> None:
-    """An --mda `result` as a warts file (list, cycle, tracelb, cycle stop)."""
+def write_tracelb_warts(
+    out: BinaryIO, args: argparse.Namespace, result: Any, multilevel: Any = None
+) -> None:
+    """An --mda `result` as a warts file (list, cycle, tracelb, cycle stop); with
+    --multilevel's result, its probing rounds as dealias records after the tracelb, and
+    a note on stderr that the routers they make are not in it (warts has no record of
+    them)."""
     import time
 
     from packetlab.measure.warts import tracelb_warts
 
+    runs = [] if multilevel is None else multilevel.runs
     data = tracelb_warts(
         result,
         stop_s=int(time.time()),
@@ -1855,8 +1964,17 @@ def write_tracelb_warts(out: BinaryIO, args: argparse.Namespace, result: Any) ->
         first_ttl=args.first_ttl,
         wait_s=args.wait,
         tos=traceroute_shape(args)[1],
+        alias_runs=runs,
     )
     _replace(out, data)
+    if multilevel is not None:
+        print(
+            f"pktlab run traceroute: --warts holds the trace (tracelb) and the "
+            f"{len(runs)} alias probing round{'s' if len(runs) != 1 else ''} (dealias "
+            "radargun records); not the routers they make, which no warts record holds "
+            "(they are in the text and --json)",
+            file=sys.stderr,
+        )
 
 
 def write_ping_warts(
@@ -1880,14 +1998,15 @@ def write_ping_warts(
         interrupted=interrupted,
         ip_option=option,
         options_len=len(options),
+        tsps=getattr(args, "prespec_addrs", ()),
     )
     _replace(out, data)
 
 
 def ping_ip_options(args: argparse.Namespace, dst: str) -> tuple[str | None, bytes]:
     """The IPv4 option of the run's requests, as warts names it (``v4rr``, ``tsonly``,
-    ``tsandaddr``; None for tsprespec and a source route, which scamper's ping records no
-    flag for), and its bytes (their length is in the probe size)."""
+    ``tsandaddr``, ``tsprespec``; None for a source route, which scamper's ping cannot
+    record: refused with --warts), and its bytes (their length is in the probe size)."""
     from packetlab.measure import packets
 
     if ":" in dst:  # (ignored over IPv6, as ping)
@@ -1897,13 +2016,38 @@ def ping_ip_options(args: argparse.Namespace, dst: str) -> tuple[str | None, byt
     if args.ip_timestamps is not None:
         kind = packets.TIMESTAMP_KINDS[args.ip_timestamps]
         option = packets.timestamp_option(kind, getattr(args, "prespec_addrs", ()))
-        return (None if args.ip_timestamps == "tsprespec" else args.ip_timestamps), option
+        return args.ip_timestamps, option
     if getattr(args, "route_addrs", None):
         route = packets.loose_source_route(
             args.route_addrs, dst, target_listed=False, most=packets.MAX_PING_ROUTE
         )
         return None, route[1]
     return None, b""
+
+
+def source_route_hint(args: argparse.Namespace, result: PingResult) -> str | None:
+    """ping HOST... TARGET that got nothing back (not even an error): one line on why it
+    may be, as no native tool says it (iputils fails earlier, `record route: Operation not
+    permitted`): Linux drops a source-routed packet to one of its own addresses, and
+    every host on the way must accept source routing."""
+    hosts = getattr(args, "route_addrs", None)
+    if not hosts or result.received or result.errors or not result.sent:
+        return None
+    import ipaddress
+
+    first = hosts[0]
+    if ipaddress.ip_address(first).is_loopback or first == result.src:
+        return (
+            f"no reply: the requests are source-routed to {first}, an address of the "
+            "endpoint's own host, and Linux drops a source-routed packet for a local address"
+        )
+    if args.ttl < 64:  # (-t: a router's error then quotes a host, not TARGET: not shown)
+        return None
+    return (
+        "no reply: the requests are source-routed (an LSRR option); every host on the way "
+        "and the target must accept source routing (net.ipv4.conf.*.accept_source_route, "
+        "off by default on Linux), else they drop them"
+    )
 
 
 def ping_exit(args: argparse.Namespace, result: PingResult) -> int:
@@ -1917,7 +2061,9 @@ def ping_exit(args: argparse.Namespace, result: PingResult) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pktlab run")
+    from packetlab.cli import _Parser
+
+    parser = _Parser(prog="pktlab run")  # (as `pktlab run` builds it)
     add_arguments(parser)
     return parser
 

@@ -15,7 +15,7 @@ from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Recor
 EPILOG = """\
 examples:
   pktlab run dns example.com                      # A, from the endpoint's DNS server
-  pktlab run dns --type AAAA --type MX example.com
+  pktlab run dns example.com AAAA example.com MX   # two types: the name twice, as dig
   pktlab run dns --tcp --server 192.0.2.53 example.com
   pktlab run dns --json --server 127.0.0.1:5353 a.test b.test
   pktlab run dns @127.0.0.1 -p 5353 example.com MX +tcp     # dig's words work too
@@ -149,12 +149,14 @@ def dig_style(args: argparse.Namespace) -> None:
     every query's server; after a name: one more server for that name's query, as dig),
     a record type (a word that is a type mnemonic, TYPEnnn included: as dig, after a
     name that name's type, `dig a.test MX b.test` asks a.test MX and b.test A; before any
-    name, every name's), a class (IN, CH, HS, CLASSnnn: likewise), `+tcp`, `+norecurse`,
-    `+short`, `+time=S`, `+tries=N`, `+retry=N`, ...; `-t TYPE`, `-c CLASS` and `-x ADDR`
-    in their place among the names (as dig: after a name, that name's; and after the
-    first of them a type or class word is a name); then `-p PORT` and `-f FILE` (dig's
-    batch file: its lines after the names, each with its own words). Sets `args.plan`:
-    (name, its types or None, its class or None, its options or None) in order."""
+    name, every name's; one type a query: a second one is the one asked, with dig's
+    `;; Warning, extra type option` on stderr), a class (IN, CH, HS, CLASSnnn: likewise),
+    `+tcp`, `+norecurse`, `+short`, `+time=S`, `+tries=N`, `+retry=N`, ...; `-t TYPE`,
+    `-c CLASS` and `-x ADDR` in their place among the names (as dig: after a name, that
+    name's; and after the first of them a type or class word is a name); then `-p PORT`
+    and `-f FILE` (dig's batch file: its lines after the names, each with its own words).
+    Sets `args.plan`: (name, its types (one at most) or None, its class or None, its
+    options or None) in order."""
     given = getattr(args, "_argv", None)  # the words as given (cli.parse)
     argv = list(given or sys.argv[1:])  # dig's banner repeats them
     args.cmdline = argv[argv.index("dns") + 1 :] if "dns" in argv else list(args.names)
@@ -182,7 +184,7 @@ def _in_place(args: argparse.Namespace, cmdline: list[str]) -> list[str | Dash]:
     argparse's input) put back in their place among them: argparse gathers them apart.
     One it cannot place (an abbreviated --ty) goes before the names, as before."""
     names = list(args.names)
-    dashed = {"-t": list(args.types or []), "-c": [args.qclass] if args.qclass else [],
+    dashed = {"-t": list(args.types or []), "-c": list(args.qclass or []),
               "-x": list(args.reverse or [])}  # fmt: skip
     out: list[str | Dash] = []
     k, i = 0, 0
@@ -271,7 +273,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
             mine = BatchLine(args)  # the command line's options, then the line's own
             mine.show = {**args.show, "cmd": sticky["cmd"]}
             mine.short, mine.split = sticky["short"], sticky["split"]
-            mine.plan, mine.types, mine.reverse, mine.qclass = [], None, None, args.qclass
+            mine.plan, mine.types, mine.reverse, mine.qclass = [], args.types, None, args.qclass
             _dig_words(mine, _batch_options(mine, words, f"-f {args.batch}:{n}"), top=False)
             mine.batch_words = words  # dig's banner for the line shows it
             args.plan += [(name, types, cls, o or mine) for name, types, cls, o in mine.plan]
@@ -330,6 +332,25 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             mine = scopes[-1] = NameScope(args)
         return mine
 
+    def set_type(word: str) -> None:
+        """A type for the last name (before any name: every name's). As dig: one type a
+        query; a second one for the same name (its own, or every name's before it) is
+        the one asked, with dig's warning on stderr."""
+        mine = own[-1] if names else types
+        if mine or (names and types):
+            print(";; Warning, extra type option", file=sys.stderr)
+        mine[:] = [word]
+
+    def set_class(word: str) -> None:
+        """Likewise a class (dig's `extra class option`)."""
+        nonlocal qclass
+        if (own_class[-1] if names else None) is not None or qclass is not None:
+            print(";; Warning, extra class option", file=sys.stderr)
+        if names:
+            own_class[-1] = word
+        else:
+            qclass = word
+
     def new_name(name: str) -> None:
         names.append(name)
         own.append([])
@@ -347,11 +368,9 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     raise RunError(f"-x {word.value}: not an IP address") from None
                 scope().reverse = True
             elif word.flag == "-t":
-                (own[-1] if names else types).append(word.value)
-            elif names:
-                own_class[-1] = word.value
+                set_type(word.value)
             else:
-                qclass = word.value
+                set_class(word.value)
         elif word == "@":  # was taken as a name (dig: couldn't get address for '')
             raise RunError("@: no server after it (@SERVER, e.g. @127.0.0.1, as dig)")
         elif word.startswith("@") and len(word) > 1:
@@ -391,12 +410,9 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     "all; see --help)"
                 )
         elif loose and _is_type(word, dns.rdatatype):
-            (own[-1] if names else types).append(word)
+            set_type(word)
         elif loose and _is_class(word, dns.rdataclass):
-            if names:
-                own_class[-1] = word
-            else:
-                qclass = word
+            set_class(word)
         else:
             new_name(word)
     if qclass is not None:
@@ -504,7 +520,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("-p", "--port", type=int, metavar="PORT", help="server port (as dig -p)")
     p.add_argument(
-        "-c", "--class", dest="qclass", metavar="CLASS",
+        "-c", "--class", dest="qclass", metavar="CLASS", action="append",
         help="query class: IN, CH, HS, NONE, ANY, CLASSnnn (as dig -c) [default: IN]",
     )  # fmt: skip
     p.add_argument(
@@ -522,7 +538,10 @@ def configure(p: argparse.ArgumentParser) -> None:
         dest="types",
         action="append",
         metavar="TYPE",
-        help="record type (A, AAAA, MX, TXT, ANY, TYPE65, ...); repeat for several [default: A]",
+        help="record type (A, AAAA, MX, TXT, ANY, TYPE65, ...), as dig -t: after a name "
+        "that name's, before any name every name's; one type a query: given again, the last "
+        "is asked, with dig's ';; Warning, extra type option' on stderr (two types: give "
+        "the name twice) [default: A]",
     )
     p.add_argument("--tcp", action="store_true", help="ask over TCP (default: UDP)")
     p.set_defaults(nsid=False, cookie=True, multiline=False, split=None, ignore=False)
@@ -940,6 +959,9 @@ class DigText:
                 body = [rr_line(a, style) for a in records]
             if body:
                 lines += [f";; {title} SECTION:", *body, ""] if comments else body
+        if show["additional"] and r.get("tsig"):  # dig: after the additional section
+            body = [rr_line(a, style) for a in r["tsig"]]
+            lines += [";; TSIG PSEUDOSECTION:", *body, ""] if comments else body
         if show["stats"]:
             took = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
             if took is not None:

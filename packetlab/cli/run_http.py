@@ -33,6 +33,10 @@ examples:
   pktlab run http -o page.html http://10.77.3.2/ # the body to a file
   pktlab run http -F name=me -F 'photo=@cat.jpg' http://10.77.3.2/upload  # multipart POST
   pktlab run http -T results.tar http://10.77.3.2/dav/  # PUT .../dav/results.tar
+  pktlab run http -T 'run[1-3].tar' http://10.77.3.2/dav/  # run1.tar..run3.tar, as curl
+  pktlab run http -F 'logs=@a.log,b.log' -F 'n=x;headers=X-Run: 7;encoder=base64' \\
+      http://10.77.3.2/upload  # several files in one part, part headers, encoders
+  pktlab run http -Z -w '%{url} %{http_code}\\n' -o a -o b URL1 URL2  # curl's -Z meter
   pktlab run http -Z https://10.77.3.2/a https://10.77.3.2/b  # at once, as curl -Z
   pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\\n' http://10.77.3.2/
 
@@ -53,7 +57,8 @@ address (the name still goes into SNI, the Host header and the certificate check
 Times are endpoint stamps from the start (TIME read before the name lookup, or before
 the nopen), like curl's time_* (summed over the hops of a redirect, as curl's).
 Exit status: 0 all fetched (any HTTP status, as curl; with -f one of 400 or more fails),
-1 some fetch failed (its record has "error"), 2 error.
+1 some fetch failed (its record has "error"), 2 error (an option, a URL, a -T glob
+or a -F part that is wrong: one line, before anything is sent).
 See docs/http.md.
 """
 
@@ -115,14 +120,26 @@ def configure(p: argparse.ArgumentParser) -> None:
         p.add_argument(*flag, action=_DataAction, dest="data", kind=kind, metavar="DATA",
                        help=what)  # fmt: skip
     p.add_argument(
-        "-F", "--form", action="append", default=[], metavar="NAME=VALUE",
+        "-F", "--form", action=_FormAction, dest="form", default=[], metavar="NAME=VALUE",
         help="a multipart/form-data POST part, as curl -F: NAME=VALUE, NAME=@FILE (a file "
-        "part), NAME=<FILE (its content as the value); ;type=T and ;filename=F after it",
+        "part; NAME=@a,b several files in one part), NAME=<FILE (its content as the "
+        "value); ;type=T ;filename=F ;headers=H (;headers=@FILE) ;encoder=E after it",
+    )  # fmt: skip
+    p.add_argument(
+        "--form-string", action=_FormAction, dest="form", metavar="NAME=VALUE",
+        help="a multipart/form-data part whose VALUE is sent as is (no @, < or ;type=), "
+        "as curl --form-string",
     )  # fmt: skip
     p.add_argument(
         "-T", "--upload-file", action="append", default=[], metavar="FILE",
         help="PUT FILE to the URL (the first -T for the first URL, and so on; - is stdin, "
-        "sent chunked); a URL ending in / gets the file name appended, as curl",
+        "sent chunked); a URL ending in / gets the file name appended; curl's globs: "
+        "-T '{a,b}' or -T 'f[1-3]' PUTs each file to that URL",
+    )  # fmt: skip
+    p.add_argument(
+        "-g", "--globoff", action="store_true",
+        help="-T names are file names as written: no {a,b} or [1-3] globbing (URLs are "
+        "never globbed)",
     )  # fmt: skip
     p.add_argument(
         "-Z", "--parallel", action="store_true",
@@ -194,6 +211,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         "(@FILE: the format from FILE); see below",
     )  # fmt: skip
     p.add_argument(
+        "--no-progress-meter", action="store_true",
+        help="with -Z and -w: no curl progress meter on stderr (-s: neither it nor error "
+        "lines)",
+    )  # fmt: skip
+    p.add_argument(
         "-s", "--silent", action="store_true",
         help="with -w: no error lines on stderr (the write-out still has %%{errormsg})",
     )  # fmt: skip
@@ -205,6 +227,15 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds per URL from its first connect, redirects included [default: 30]",
     )
+
+
+class _FormAction(argparse.Action):
+    """-F and --form-string: one list of (literal, value) in command-line order."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        items = list(getattr(ns, self.dest, None) or [])
+        items.append((opt == "--form-string", value))
+        setattr(ns, self.dest, items)
 
 
 class _DataAction(argparse.Action):
@@ -502,7 +533,8 @@ def _check_output(path: str, option: str = "--output") -> None:
 
 def upload_url(url: str, path: str) -> str:
     """curl -T: a URL without a file name (its path empty or ending in /) gets the
-    file's name appended (not for stdin)."""
+    file's name appended (not for stdin), percent-encoded as curl 7.88 writes it (%5b:
+    its hex digits in lower case)."""
     if path == "-":
         return url
     scheme, sep, rest = url.partition("://")
@@ -512,25 +544,48 @@ def upload_url(url: str, path: str) -> str:
     where, q, query = tail.partition("?")
     if slash and where and not where.endswith("/"):
         return url
-    name = quote(os.path.basename(path))
+    base = path.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]  # after the last / or \, as curl
+    name = re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quote(base, safe=""))
     return f"{scheme}{sep}{host}/{where}{name}{q}{query}"
 
 
-def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], list[Any]]:
-    """-F's parts and -T's uploads (files looked at now: a missing or unreadable one is
-    a one-line error before anything is sent), checked against -d, -I and -G as curl."""
-    from packetlab.measure.upload import UploadError, file_upload, parse_form
+def _upload_files(arg: str, globoff: bool) -> list[tuple[str, Any]]:
+    """One -T: its files (curl's globbing of the name unless -g), each (name, Upload),
+    looked at now."""
+    from packetlab.measure.upload import UploadError, file_upload
+    from packetlab.measure.urlglob import GlobError, glob_names
 
-    forms = []
-    for f in args.form:
-        try:
-            forms.append(parse_form(f))
-        except UploadError as e:  # a file part's file: the -F it came from (was -T's name)
-            raise RunError(str(e) if str(e).startswith("-F") else f"-F/--form {f!r}: {e}") from None
     try:
-        uploads = [file_upload(f) for f in args.upload_file]
+        names = [arg] if globoff else glob_names(arg)
+    except GlobError as e:
+        raise RunError(f"-T/--upload-file {arg!r}: {e}") from None
+    try:
+        return [(name, file_upload(name)) for name in names]
     except UploadError as e:
-        raise RunError(f"-T/--upload-file {e}") from None
+        where = "" if names == [arg] else f" (from {arg!r})"
+        raise RunError(f"-T/--upload-file {e}{where}") from None
+
+
+def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], list[Any]]:
+    """-F's parts and -T's uploads (each -T a list of (file name, Upload): curl's glob;
+    files looked at now: a missing or unreadable one is a one-line error before anything
+    is sent), checked against -d, -I and -G as curl."""
+    from packetlab.measure.upload import UploadError, parse_form
+
+    forms: list[Any] = []
+    warnings: list[str] = []
+    for literal, f in args.form:
+        option = "--form-string" if literal else "-F/--form"
+        try:
+            forms.append(parse_form(f, literal, warnings))
+        except UploadError as e:  # a file part's file: the -F it came from (was -T's name)
+            named = str(e).startswith(("-F", "--form-string"))
+            raise RunError(str(e) if named else f"{option} {f!r}: {e}") from None
+        stderr = getattr(args, "_stderr", None) or sys.stderr
+        for warning in warnings if not args.silent else []:  # curl: "Warning: ..."
+            print(f"pktlab run http: {option} {f!r}: {warning}", file=stderr)
+        warnings.clear()
+    uploads = [_upload_files(f, args.globoff) for f in args.upload_file]
     given = [o for o, v in (("-d/--data", data is not None), ("-F/--form", forms),
                             ("-T/--upload-file", uploads)) if v]  # fmt: skip
     if len(given) > 1:  # curl: "You can only select one HTTP request method!" (2)
@@ -542,7 +597,8 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
         raise RunError(f"-G/--get and {given[0]}: -G makes -d the query; no other body")
     if len(uploads) > len(args.urls):
         raise RunError(f"{len(uploads)} -T/--upload-file for {len(args.urls)} URLs")
-    stdin = sum(f == "-" for f in args.upload_file) + sum(p.path == "-" for p in forms)
+    stdin = sum(f == "-" for f in args.upload_file)
+    stdin += sum(p.path == "-" for f in forms for p in (f, *f.files))
     stdin += sum(v == "@-" for k, v in args.data or [] if k != "raw")
     if stdin > 1 or (stdin and forms and len(args.urls) > 1):
         raise RunError("stdin (-) can be read once: one -T -, -F NAME=@- or -d @- for one URL")
@@ -561,15 +617,18 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError(f"-F/--form {e}") from None
     if not 1 <= args.parallel_max <= PARALLEL_LIMIT:
         raise RunError(f"--parallel-max {args.parallel_max}: 1..{PARALLEL_LIMIT}")
-    urls = [
-        upload_url(url, path)
-        for url, path in zip(args.urls[: len(args.upload_file)], args.upload_file, strict=True)
-    ]
-    urls += args.urls[len(urls) :]
+    # each URL's transfers: (its number, for -o and -F; URL; its -T upload or None), one
+    # for each file its -T names (curl's glob), the file name appended to a URL ending in /
+    jobs: list[tuple[int, str, Any]] = []
+    for i, url in enumerate(args.urls, 1):
+        if i <= len(uploads):
+            jobs += [(i, upload_url(url, name), up) for name, up in uploads[i - 1]]
+        else:
+            jobs.append((i, url, None))
     if args.get and data is not None:  # curl -G: the data is the query, no body
-        urls = [with_query(url, data) for url in urls]
+        jobs = [(i, with_query(url, data), up) for i, url, up in jobs]
         data = None
-    for url in urls:
+    for _, url, _ in jobs:
         parse_url(url)  # a bad URL is an error before anything starts
     auth = None if args.user is None else user_password(args.user)
     if args.include and not args.output and args.write_out is None:
@@ -601,6 +660,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError(f"-X/--request {method!r}: not an HTTP method (a token: letters, "
                        "digits, !#$%&'*+-.^_`|~)")  # fmt: skip
     recorder = pcapout.recorder_for(args)
+    # curl 7.88 -Z draws its parallel meter on stderr (also off a terminal) unless -s,
+    # --no-progress-meter, or a body goes to stdout on a terminal; ours with -w, where the
+    # output is curl's (the table keeps its progress line, drawn between its rows)
+    to_stdout = any(i > len(args.output) or args.output[i - 1] == "-" for i, _, _ in jobs)
+    stdout_tty = getattr(getattr(args, "_stdout", None) or sys.stdout, "isatty", bool)()
+    meter_wanted = (args.parallel and fmt is not None and not args.silent
+                    and not args.no_progress_meter and not (to_stdout and stdout_tty))  # fmt: skip
 
     async def run(session: Any) -> None:
         # kept open from URL to URL, as curl's connection cache
@@ -616,11 +682,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if fmt is not None or "-" in args.output:
             progress.clear()  # curl's bytes on stdout: no progress line drawn between them
         if not args.parallel:
-            for i, url in enumerate(urls, 1):
+            for n, job in enumerate(jobs, 1):
                 if progress.stopping:  # Ctrl-C: no new URL
                     return
-                progress(f"http {i}/{len(args.urls)}: {url}")
-                await fetch(session, pool, i, url)
+                progress(f"http {n}/{len(jobs)}: {job[1]}")
+                await fetch(session, pool, *job)
             return
         # curl -Z: every URL at once, at most --parallel-max of them; each one's row (or
         # write-out) when it ends, so in the order they end
@@ -628,28 +694,39 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
         gate = DeferredSemaphore(args.parallel_max)
         done = [0]
+        meter, stop = None, None
+        if meter_wanted:  # curl's own parallel progress meter on stderr (see curl_meter)
+            from packetlab.cli import curl_meter
 
-        async def parallel(i: int, url: str) -> None:
+            meter, stop = curl_meter.start(session.reactor, stderr)
+
+        async def parallel(i: int, url: str, up: Any) -> None:
             if progress.stopping:
                 return
-            await fetch(session, pool, i, url)
+            xfer = None
+            if meter is not None:
+                xfer = _transfer(posts[i - 1] if forms else up if up is not None else data)
+                meter.add(xfer)
+            try:
+                await fetch(session, pool, i, url, up, xfer)
+            finally:
+                if meter is not None and xfer is not None:
+                    meter.done(xfer)
             done[0] += 1
-            progress(f"http -Z: {done[0]}/{len(urls)} done")
+            progress(f"http -Z: {done[0]}/{len(jobs)} done")
 
-        def start(i: int, url: str) -> Any:
-            return Deferred.fromCoroutine(parallel(i, url))
+        def start(job: tuple[int, str, Any]) -> Any:
+            return Deferred.fromCoroutine(parallel(*job))
 
-        await gatherResults([gate.run(start, i, url) for i, url in enumerate(urls, 1)],
-                            consumeErrors=True)  # fmt: skip
+        try:
+            await gatherResults([gate.run(start, job) for job in jobs], consumeErrors=True)
+        finally:
+            if stop is not None:
+                stop()
 
-    async def fetch(session: Any, pool: Any, i: int, url: str) -> None:
+    async def fetch(session: Any, pool: Any, i: int, url: str, up: Any, xfer: Any = None) -> None:
         path = args.output[i - 1] if i <= len(args.output) else None
-        if forms:
-            body: Any = posts[i - 1]
-        elif i <= len(uploads):
-            body = uploads[i - 1]
-        else:
-            body = data
+        body: Any = posts[i - 1] if forms else up if up is not None else data
         sink = _Body(path, stdout) if path is not None or fmt is not None else None
         on_body = None if sink is None or args.head else sink.write
         on_headers = None if sink is None or not args.include or args.head else sink.write
@@ -677,6 +754,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             cookies=jar,
             cookie=cookie,
             http_version=args.http_version,
+            on_hop=None if xfer is None else xfer.follow,
         )
         if sink is not None and args.head:  # curl -I: the headers are the output
             try:
@@ -711,6 +789,15 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             _save(jar.dump(), args.cookie_jar, args, stderr)
 
     return pcapout.recording(args, recorder, run)
+
+
+def _transfer(body: Any) -> Any:
+    """A -Z transfer for curl's meter, its upload's size known beforehand (0: none, or
+    unknown: stdin, quoted-printable)."""
+    from packetlab.cli.curl_meter import Transfer
+
+    size = len(body) if isinstance(body, bytes) else getattr(body, "length", None) or 0
+    return Transfer(size)
 
 
 def _ms(v: float | None) -> str:
@@ -760,7 +847,15 @@ def summary(records: list[Record]) -> Record:
 def budget(args: argparse.Namespace) -> float:
     redirs = args.max_redirs if args.max_redirs >= 0 else 5
     hops = 1 + (min(redirs, 5) if args.location else 0)
-    return len(args.urls) * hops * (args.max_time + 15)
+    transfers = len(args.urls)
+    for arg in [] if getattr(args, "globoff", True) else args.upload_file:
+        from packetlab.measure.urlglob import GlobError, glob_names
+
+        try:  # one transfer for each file a -T glob names
+            transfers += len(glob_names(arg)) - 1
+        except GlobError:
+            pass  # the experiment says why
+    return transfers * hops * (args.max_time + 15)
 
 
 COMMAND = Command(

@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from packetlab.cli import pcapout
-from packetlab.cli.run import RunError
+from packetlab.cli.run import Given, RunError, given
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 from packetlab.measure import iperf3
 
@@ -36,6 +36,10 @@ With -t/-k/-P/-u/-b/-i/-l: iperf3's test and lines, every figure from endpoint s
 (ndata receive times, ntag send times); TEST_END and paced sends (-b, UDP) are scheduled
 at the endpoint; the sender/receiver block pairs ours with the iperf3 server's.
 mbit_s is 10^6 bit/s. See docs/throughput.md.
+
+Refused, one line each, exit 2 (iperf3's socket options: PacketLab's nopen carries none):
+-w N (SO_SNDBUF/SO_RCVBUF), -Z (sendfile), -C ALGO (TCP_CONGESTION), -M MSS (TCP_MAXSEG),
+-N (TCP_NODELAY), -S TOS (IP_TOS), --fq-rate RATE (SO_MAX_PACING_RATE).
 """
 
 
@@ -51,27 +55,6 @@ def size(text: str) -> int:
     if not 2 << 20 <= n <= 1 << 32:
         raise argparse.ArgumentTypeError(f"size must be 2M..4G, got {text}")
     return n
-
-
-class Given(argparse.Action):
-    """Stores the value and notes that the option was given (-n beside -t is an error, as
-    in iperf3, while the default 25M stands without -t)."""
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
-        setattr(namespace, self.dest, values)
-        setattr(namespace, f"{self.dest}_given", True)
-
-
-class Reverse(argparse.Action):
-    """-R: --direction download, noted as given (iperf3 refuses -R with --bidir, while
-    download is also the default direction)."""
-
-    def __init__(self, option_strings: Any, dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, **kwargs)
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
-        setattr(namespace, self.dest, "download")
-        namespace.reverse_given = True
 
 
 def rate(text: str) -> float:
@@ -172,7 +155,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="download: server to endpoint (iperf3 -R); upload: endpoint to server (iperf3's "
         "default) [default: download]",
     )
-    p.add_argument("-R", dest="direction", action=Reverse,
+    p.add_argument("-R", dest="direction", action=Given, const="download",
                    help="--direction download, as iperf3 -R (the server sends)")  # fmt: skip
     p.add_argument("-n", "--bytes", type=size, default=25 << 20, metavar="N", action=Given,
                    help="bytes per transfer, e.g. 25M, as iperf3 -n [default: 25M, the "
@@ -214,6 +197,19 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--window", default=None, metavar="N",
                    help="socket buffer size, as iperf3 -w: refused, the endpoint's kernel "
                    "buffers cannot be set through PacketLab")  # fmt: skip
+    # iperf3's socket options: refused in one line each (SOCKET_REFUSED), not unknown
+    p.add_argument("-Z", "--zerocopy", action="store_true",
+                   help="iperf3's zero-copy sends: refused (see below)")  # fmt: skip
+    p.add_argument("-C", "--congestion", default=None, metavar="ALGO",
+                   help="TCP congestion control, as iperf3 -C: refused")  # fmt: skip
+    p.add_argument("-M", "--set-mss", dest="mss", default=None, metavar="MSS",
+                   help="TCP maximum segment size, as iperf3 -M: refused")  # fmt: skip
+    p.add_argument("-N", "--no-delay", dest="nodelay", action="store_true",
+                   help="TCP_NODELAY, as iperf3 -N: refused")  # fmt: skip
+    p.add_argument("-S", "--tos", default=None, metavar="TOS",
+                   help="IP type of service, as iperf3 -S: refused")  # fmt: skip
+    p.add_argument("--fq-rate", dest="fq_rate", default=None, metavar="RATE",
+                   help="fair-queuing pacing, as iperf3 --fq-rate: refused")  # fmt: skip
     p.add_argument("--runs", type=int, default=1, metavar="N", help="transfers [default: 1]")
     p.add_argument(
         "--max-time", type=float, default=60.0, metavar="S", help="seconds per transfer [60]"
@@ -236,12 +232,44 @@ WINDOW_REFUSED = (
 )
 
 
+# iperf3's options that set a socket option on its data sockets: (attribute, the option
+# as written, what iperf3 sets). PacketLab's nopen carries no socket options, so each is
+# refused in one line, as -w is, rather than run without it.
+SOCKETS = "PacketLab cannot set it on the endpoint's sockets"
+SOCKET_OPTIONS = (
+    ("zerocopy", "-Z", "sends with sendfile() (zero copy) from its own process",
+     "PacketLab cannot choose how the endpoint copies the bytes of an nsend"),
+    ("congestion", "-C {}", "sets TCP_CONGESTION on its sockets", SOCKETS),
+    ("mss", "-M {}", "sets TCP_MAXSEG on its sockets", SOCKETS),
+    ("nodelay", "-N", "sets TCP_NODELAY on its sockets", SOCKETS),
+    ("tos", "-S {}", "sets IP_TOS (IPV6_TCLASS) on its sockets", SOCKETS),
+    ("fq_rate", "--fq-rate {}", "sets SO_MAX_PACING_RATE on its sockets", SOCKETS),
+)  # fmt: skip
+SOCKET_REFUSED = (
+    "{}: not supported: iperf3 {}, and {} (nopen takes only the protocol, the addresses "
+    "and rbufsz; there is no socket option request)"
+)
+
+
+def refused(args: argparse.Namespace) -> str | None:
+    """The one-line refusal of the first iperf3 socket option given (-w, -Z, -C, -M,
+    -N, -S, --fq-rate), or None."""
+    if getattr(args, "window", None) is not None:
+        return WINDOW_REFUSED.format(args.window)
+    for attr, flag, what, cannot in SOCKET_OPTIONS:
+        value = getattr(args, attr, None)
+        if value not in (None, False):
+            return SOCKET_REFUSED.format(flag.format(value), what, cannot)
+    return None
+
+
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.throughput import throughput
 
     host, port = split_host_port(args.server, 5201, args.port)
-    if args.window is not None:
-        raise RunError(WINDOW_REFUSED.format(args.window))
+    why = refused(args)
+    if why is not None:
+        raise RunError(why)
     if not 1 <= args.runs <= 10_000:
         raise RunError("--runs must be 1..10000")
     if timed(args):
@@ -277,8 +305,8 @@ def timed_experiment(
 ) -> Experiment:
     from packetlab.measure.throughput_timed import TimedSpec, timed_test
 
-    nbytes = args.bytes if getattr(args, "bytes_given", False) else None
-    if args.bidir and getattr(args, "reverse_given", False):
+    nbytes = args.bytes if given(args, "--bytes") else None
+    if args.bidir and given(args, "-R"):
         raise RunError("-R and --bidir: cannot be both reverse and bidirectional, as iperf3")
     if sum(x is not None for x in (args.time, nbytes, args.blocks)) > 1:
         raise RunError("only one test end condition (-t, -n, -k) may be specified, as iperf3")

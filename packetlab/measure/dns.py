@@ -117,6 +117,7 @@ class DnsResult:
     packet: bytes | None = None  # "malformed": the reply as received (dig's hex dump)
     reason: str | None = None  # "malformed": why it does not parse, in BIND's words
     extra_bytes: int = 0  # bytes past what BIND's parser read (dig's "extra bytes at end")
+    tsig: list[DnsAnswer] = field(default_factory=list)  # the reply's TSIG (not checked)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -160,6 +161,8 @@ class DnsResult:
             out["query_time_us"] = self.query_time_us
         if self.extra_bytes:
             out["extra_bytes"] = self.extra_bytes
+        if self.tsig:
+            out["tsig"] = [a.to_dict() for a in self.tsig]
         return out
 
     def answer_set(self) -> frozenset[tuple[str, str, str]]:
@@ -237,6 +240,8 @@ def presentation(rd: Any, split: int | None = None, linebreak: str | None = None
         if multi is not None:
             return multi
     split = SPLIT if split is None else split
+    if rtype in ("HIP", "TKEY", "TSIG"):
+        return _bind_meta(rd, rtype, split, " ", False)
     if rtype == "OPENPGPKEY":  # dnspython's does not cut it
         import base64
 
@@ -333,7 +338,91 @@ def _multiline(rd: Any, rtype: str, split: int, lb: str) -> str | None:
     if rtype == "ZONEMD":
         head = f"{rd.serial} {rd.scheme} {rd.hash_algorithm}"
         return f"{head} ({lb}{_hexwords(rd.digest, split, lb)} )"
+    if rtype in ("HIP", "TKEY", "TSIG"):
+        return _bind_meta(rd, rtype, split, lb, True)
     return None
+
+
+#: BIND's names of TSIG/TKEY error codes (dns_tsigrcode_totext): the RCODEs, then
+#: RFC 8945's; any other code as its number
+TSIG_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
+               5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH",
+               10: "NOTZONE", 11: "RESERVED11", 12: "RESERVED12", 13: "RESERVED13",
+               14: "RESERVED14", 15: "RESERVED15", 16: "BADSIG", 17: "BADKEY", 18: "BADTIME",
+               19: "BADMODE", 20: "BADNAME", 21: "BADALG", 22: "BADTRUNC"}  # fmt: skip
+
+
+def _bind_meta(rd: Any, rtype: str, split: int, lb: str, multiline: bool) -> str:
+    """HIP, TKEY and TSIG as BIND 9.18 writes them (one line: `lb` is a space; with
+    +multiline the line break and indent): HIP's HIT in upper-case hex and its key whole,
+    each rendezvous server after a line break, all in parentheses when multi-line; TKEY's
+    and TSIG's error by name, the key (MAC) and other data after their sizes, in
+    `split`-character words (0: whole), TKEY's in parentheses when multi-line; TSIG's
+    other data after its size and a space, in 56-character words (whole with +split=0),
+    as dig 9.18 prints them."""
+    import base64
+
+    def b64(data: bytes, width: int, sep: str) -> str:
+        return _words(base64.b64encode(data).decode(), width, sep)
+
+    if rtype == "HIP":
+        head = f"{rd.algorithm} {rd.hit.hex().upper()}"
+        parts = [head, base64.b64encode(rd.key).decode(), *(str(n) for n in rd.servers)]
+        text = lb.join(parts)
+        return f"( {text} )" if multiline else text
+    opening, closing = (" (", " ) ") if multiline else ("", " ")
+    alg = str(rd.algorithm)
+    if rtype == "TKEY":
+        error = TSIG_RCODES.get(int(rd.error), str(int(rd.error)))
+        out = (f"{alg} {rd.inception} {rd.expiration} {rd.mode} {error} {len(rd.key)}"
+               f"{opening}{lb}{b64(rd.key, split, lb)}{closing}{len(rd.other)}")  # fmt: skip
+        if rd.other:
+            out += f"{opening}{lb}{b64(rd.other, split, lb)}{' )' if multiline else ''}"
+        return out
+    error = TSIG_RCODES.get(int(rd.error), str(int(rd.error)))
+    other = b64(rd.other, SPLIT if split else 0, " ")  # dig 9.18: 56 whatever +split says
+    return (f"{alg} {rd.time_signed} {rd.fudge} {len(rd.mac)}{opening}{lb}"
+            f"{b64(rd.mac, split, lb)}{closing}{rd.original_id} {error} {len(rd.other)} "
+            f"{other}")  # fmt: skip
+
+
+def _meta_from_text(rtype: str, cls: str, data: str) -> Any:
+    """A TKEY or TSIG read back from BIND's one-line text (`_bind_meta`'s), or None:
+    dnspython's text of them has no sizes and the error as a number."""
+    import base64
+
+    words = data.split()
+    back = {name: code for code, name in TSIG_RCODES.items()}
+
+    def blob(at: int, size: int) -> tuple[bytes, int]:
+        need, text = 4 * ((size + 2) // 3), ""
+        while len(text) < need:
+            text += words[at]
+            at += 1
+        return base64.b64decode(text), at
+
+    try:
+        alg = dns.name.from_text(words[0])
+        if rtype == "TKEY":
+            inception, expiration, mode = int(words[1]), int(words[2]), int(words[3])
+            error = back.get(words[4]) if words[4] in back else int(words[4])
+            key, at = blob(6, int(words[5]))
+            other, _ = blob(at + 1, int(words[at]))
+            from dns.rdtypes.ANY.TKEY import TKEY
+
+            return TKEY(dns.rdataclass.from_text(cls), dns.rdatatype.TKEY, alg, inception,
+                        expiration, mode, error, key, other)  # fmt: skip
+        time_signed, fudge = int(words[1]), int(words[2])
+        mac, at = blob(4, int(words[3]))
+        original_id = int(words[at])
+        error = back.get(words[at + 1]) if words[at + 1] in back else int(words[at + 1])
+        other, _ = blob(at + 3, int(words[at + 2]))
+        from dns.rdtypes.ANY.TSIG import TSIG
+
+        return TSIG(dns.rdataclass.from_text(cls), dns.rdatatype.TSIG, alg, time_signed, fudge,
+                    mac, original_id, error, other)  # fmt: skip
+    except (IndexError, ValueError, dns.exception.DNSException):
+        return None
 
 
 def restyle(
@@ -346,6 +435,9 @@ def restyle(
         return data
     import dns.rdata
 
+    if rtype in ("TKEY", "TSIG"):  # BIND's text of them, not dnspython's
+        rd = _meta_from_text(rtype, cls, data)
+        return data if rd is None else presentation(rd, split, linebreak)
     try:
         rd = dns.rdata.from_text(cls, rtype, data)
     except Exception:  # dnspython raises many kinds for text it cannot read
@@ -394,6 +486,7 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
     result.answers = _answers(msg)
     result.authority = _records(msg.authority)
     result.additional = _records(msg.additional)
+    result.tsig = _records([msg.tsig]) if msg.tsig is not None else []
     result.flags = dns.flags.to_text(msg.flags).split()
     result.size = len(wire)
     result.id = msg.id
@@ -404,20 +497,71 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
     if len(wire) >= 12 and not msg.flags & dns.flags.TC:
         pos, _, _, cut = _walk(wire)
         result.extra_bytes = len(wire) - pos
-        if cut:  # what parsed of a message cut short, as dig shows it (BIND's best effort)
+        # what parsed of a message cut short, or with a TSIG out of its place, as dig shows
+        # it (BIND's best effort)
+        if cut or _misplaced_tsigs(wire):
             result.notes.append(MALFORMED_NOTE)
 
 
 MALFORMED_NOTE = "Warning: Message parser reports malformed message packet."
 
 
-def _walk(wire: bytes) -> tuple[int, int, tuple[int, int, int, int], bool]:
+def _misplaced_tsigs(wire: bytes) -> list[int]:
+    """Where the TYPE fields of the TSIG records out of their place are (BIND's BADTSIG:
+    a TSIG must be the additional section's last record, of class ANY)."""
+    heads: list[tuple[int, int, int, int]] = []
+    _walk(wire, heads)
+    out = []
+    counts = struct.unpack(">4H", wire[4:12])
+    for section, i, at, cls in heads:
+        if struct.unpack(">H", wire[at : at + 2])[0] == dns.rdatatype.TSIG and (
+            section != 3 or i != counts[3] - 1 or cls != dns.rdataclass.ANY
+        ):
+            out.append(at)
+    return out
+
+
+def _with_misplaced_tsigs(wire: bytes) -> dns.message.Message | None:
+    """A reply whose TSIG is out of its place (dnspython refuses it: BadTSIG), as BIND's
+    best effort keeps it: each such TSIG a record of its section. Each is read under a
+    private type no record of the message has, then made a TSIG again."""
+    import dns.rdata
+    import dns.rrset
+
+    at = _misplaced_tsigs(wire)
+    heads: list[tuple[int, int, int, int]] = []
+    _walk(wire, heads)
+    used = {struct.unpack(">H", wire[h[2] : h[2] + 2])[0] for h in heads}
+    marker = next((t for t in range(65534, 65279, -1) if t not in used), None)
+    if not at or marker is None:
+        return None
+    patched = bytearray(wire)
+    for a in at:
+        patched[a : a + 2] = struct.pack(">H", marker)
+    try:
+        msg = dns.message.from_wire(bytes(patched), ignore_trailing=True, keyring=False)
+        for section in (msg.answer, msg.authority, msg.additional):
+            for k, rrset in enumerate(section):
+                if rrset.rdtype == marker:
+                    rds = [dns.rdata.from_wire(rrset.rdclass, dns.rdatatype.TSIG, rd.data, 0,
+                                               len(rd.data)) for rd in rrset]  # fmt: skip
+                    section[k] = dns.rrset.from_rdata_list(rrset.name, rrset.ttl, rds)
+    except (dns.exception.DNSException, ValueError):
+        return None
+    return msg
+
+
+def _walk(
+    wire: bytes, heads: list[tuple[int, int, int, int]] | None = None
+) -> tuple[int, int, tuple[int, int, int, int], bool]:
     """Where BIND's parser stops in `wire` (12 bytes at least): (its position, the start
     of the record it stopped in, the records read whole per section, whether it ran out
     of data). A record's name that runs past the end leaves the position at the record,
     its fixed fields after its name, its data after its fixed fields (dig's "N extra
     bytes at end" is the rest). A label of an unknown type stops it too (not cut short:
-    then the message is bad, whatever it says)."""
+    then the message is bad, whatever it says). `heads`, when given, gets (section, index
+    in it, the offset of its TYPE field, its CLASS) of each record read whole (not the
+    question's)."""
     counts = struct.unpack(">4H", wire[4:12])
     done = [0, 0, 0, 0]
     end = len(wire)
@@ -448,6 +592,9 @@ def _walk(wire: bytes) -> tuple[int, int, tuple[int, int, int, int], bool]:
             data = 0 if section == 0 else struct.unpack(">H", wire[after + 8 : after + 10])[0]
             if after + fixed + data > end:
                 return after + fixed, pos, (done[0], done[1], done[2], done[3]), True
+            if heads is not None and section:
+                cls = struct.unpack(">H", wire[after + 2 : after + 4])[0]
+                heads.append((section, done[section], after, cls))
             pos = after + fixed + data
             done[section] += 1
     return pos, pos, (done[0], done[1], done[2], done[3]), False
@@ -488,13 +635,17 @@ def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | Non
     _Malformed for a message with our ID and QR set that does not parse (a truncated one,
     TC set, may end anywhere: its header and question are kept; another one cut short
     after its question: what parsed, as BIND's best effort keeps it for dig)."""
-    try:
-        msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False)
+    try:  # keyring=False: a TSIG is kept unchecked (dig without a key prints it so)
+        msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False,
+                                    keyring=False)  # fmt: skip
     except (dns.exception.DNSException, ValueError) as e:
         why = _bind_reason(e)
         if len(wire) < 12 or struct.unpack(">H", wire[:2])[0] != query.id or not wire[2] & 0x80:
             return None
-        if wire[2] & 0x02:  # TC: a truncated reply may not parse past the question
+        kept = _with_misplaced_tsigs(wire) if isinstance(e, dns.message.BadTSIG) else None
+        if kept is not None:
+            msg = kept
+        elif wire[2] & 0x02:  # TC: a truncated reply may not parse past the question
             try:
                 msg = dns.message.from_wire(wire, question_only=True)
             except (dns.exception.DNSException, ValueError):
@@ -516,7 +667,9 @@ def _best_effort(wire: bytes) -> dns.message.Message | None:
     if not cut or done[0] != counts[0]:
         return None
     try:
-        return dns.message.from_wire(wire[:4] + struct.pack(">4H", *done) + wire[12:start])
+        return dns.message.from_wire(
+            wire[:4] + struct.pack(">4H", *done) + wire[12:start], keyring=False
+        )
     except (dns.exception.DNSException, ValueError):
         return None
 
@@ -924,6 +1077,7 @@ async def dns_query(
     qclass: str = "IN",
     nsid: bool = False,
     cookie: bool | bytes = False,
+    expect_opt: bool | None = None,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
@@ -940,8 +1094,12 @@ async def dns_query(
     `qclass` is the query's class (IN, CH, HS, CLASSnnn). With EDNS, `nsid` asks for the
     server's NSID (option 3) and `cookie` sends a COOKIE (option 10): True a random
     8-byte client cookie, bytes that cookie (8, or 16..40 with a server cookie); the
-    reply's COOKIE is then marked "good" or "bad" in `edns`.
+    reply's COOKIE is then marked "good" or "bad" in `edns`. A reply without an OPT
+    record is noted as dig notes it (`expected opt record in response`) when
+    `expect_opt` (default: a cookie was given as bytes, dig's +cookie=HEX).
     """
+    if expect_opt is None:
+        expect_opt = isinstance(cookie, bytes)
     rtype = parse_qtype(qtype)
     qclass = parse_qclass(qclass)
     if cookie is True:
@@ -987,7 +1145,12 @@ async def dns_query(
             version = 0
             continue
         break
+    if expect_opt and result.error is None and result.edns is None:
+        result.notes.append(NO_OPT_NOTE)  # dig: a cookie of the lookup's, and no OPT came
     return result
+
+
+NO_OPT_NOTE = "expected opt record in response"
 
 
 TRACE_STEPS = 16  # referrals followed at most (dig: 30)
@@ -1030,7 +1193,9 @@ async def dns_trace(
     `dnssec` (default on, as dig +trace) sets the DO bit; `nsid` and `cookie` go in each
     query, as in dns_query (True: one random client cookie for the whole trace); `tcp`
     asks every step over TCP (dig +trace +tcp), `tcp_fallback` off keeps a truncated
-    UDP answer as it came (dig +ignore)."""
+    UDP answer as it came (dig +ignore). With a cookie, a step after the first whose
+    reply has no OPT is noted as dig notes it (its follow-up lookups carry a cookie)."""
+    explicit = isinstance(cookie, bytes)
     if cookie is True:
         cookie = random.randbytes(8)
     common: dict[str, Any] = {
@@ -1050,7 +1215,8 @@ async def dns_trace(
             on_step(r)
         return r
 
-    first = step(await dns_query(session, ".", "NS", server=start, **common))
+    first = step(await dns_query(session, ".", "NS", server=start, expect_opt=explicit,
+                                 **common))  # fmt: skip
     if first.error is not None or first.rcode != "NOERROR":
         return steps
     zone = dns.name.root
@@ -1075,11 +1241,13 @@ async def dns_trace(
             addrs = _addresses_of(ns.data, glue, version)
             if not addrs:  # no glue: the first server's answer for the name
                 look = await dns_query(
-                    session, ns.data, "A" if version == 4 else "AAAA", server=start, **common
-                )
+                    session, ns.data, "A" if version == 4 else "AAAA", server=start,
+                    expect_opt=False, **common,
+                )  # fmt: skip
                 addrs = [a.data for a in look.answers if a.type == look.qtype]
             for addr in addrs[:1]:
-                r = await dns_query(session, qname, qtype, server=addr, recursion=False, **common)
+                r = await dns_query(session, qname, qtype, server=addr, recursion=False,
+                                    expect_opt=cookie is not False, **common)  # fmt: skip
                 r.server_name = ns.data.rstrip(".") or "."
                 if r.error is None:
                     got = r

@@ -609,6 +609,7 @@ class _Sink:
     compressed: bool = False
     http: str | None = None  # "1.1" (--http1.1), "2" (--http2), "2-prior"; None: curl's default
     until: list[float] = field(default_factory=list)  # the URL's end (its first exchange's)
+    on_hop: Callable[[Any], object] | None = None  # each request's live state (-Z's meter)
 
 
 ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
@@ -775,6 +776,7 @@ async def http_get(
     cookies: CookieJar | None = None,
     cookie: str | None = None,
     http_version: str | None = None,
+    on_hop: Callable[[Any], object] | None = None,
 ) -> HttpResult:
     """Fetch `url` from the endpoint (HTTP/1.1 or HTTP/2, persistent connections as curl): a GET, a
     POST of `data` (form-encoded unless a Content-Type header is given, as curl -d), a
@@ -804,6 +806,9 @@ async def http_get(
     (redirects included). `on_body` gets the final response's body as it comes
     (`keep_body` keeps it in `body`).
     `recorder` collects the connections' packets for a pcap file (TLS stays encrypted).
+    `on_hop` gets each request's live state as it starts (a redirect's next hop too): its
+    `body_len`, `uploaded`, `headers` (once the response's head came) as they grow, for
+    a progress meter (read only).
 
     HTTP versions as curl 7.88's with nghttp2: by default https:// offers ALPN h2 and
     http/1.1 and speaks HTTP/2 when the server picks h2, http:// speaks HTTP/1.1;
@@ -827,7 +832,8 @@ async def http_get(
         extra.insert(0, ("Authorization", f"Basic {token}"))
     if compressed and "accept-encoding" not in names:
         extra.append(("Accept-Encoding", ACCEPT_ENCODING))
-    sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version)
+    sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
+                 on_hop=on_hop)  # fmt: skip
     jar = _Cookies(cookies, cookie, "cookie" in names)
     pool = Connections() if connections is None else connections
     try:
@@ -878,6 +884,8 @@ async def _fetch(
         if sink.http != "1.1" and (current.scheme == "https" or sink.http is not None):
             import_module("packetlab.measure.http2")  # before the hop starts, not in its times
         hop = _Hop(current, method or kind)
+        if sink.on_hop is not None:
+            sink.on_hop(hop)
         followed = follow and (max_redirs < 0 or result.num_redirects < max_redirs)
 
         # curl: credentials and cookies only to the first URL's scheme, host and port

@@ -57,6 +57,9 @@ from packetlab.wire import Ndata, Ntag
 __all__ = ["MAX_COUNT", "parse_pattern", "ping"]
 
 MAX_COUNT = 10_000
+# -s: the most an echo request can carry over IPv6 (65535 - 8; IPv4: 65507, a larger one
+# is a local error, as ping's kernel refuses it: `message too long, mtu=65535`)
+MAX_SIZE = 65527
 LOCAL_ERROR = "local-error"  # a PingError no router sent: ping's kernel refused the request
 PMTUDISC = ("want", "dont", "do")  # iputils -M (20221126 takes no "probe")
 MAX_PRELOAD = 65536  # iputils -l's limit (it takes more than 3 from root only)
@@ -184,8 +187,8 @@ async def ping(
         raise ValueError(f"interval must be 0..60 seconds, got {interval}")
     if not 0 < wait <= 60:
         raise ValueError(f"wait must be in (0, 60] seconds, got {wait}")
-    if not 0 <= size <= 65000:
-        raise ValueError(f"size must be 0..65000 bytes of payload, got {size}")
+    if not 0 <= size <= MAX_SIZE:
+        raise ValueError(f"size must be 0..{MAX_SIZE} bytes of payload, got {size}")
     if not 1 <= ttl <= 255:
         raise ValueError(f"ttl must be 1..255, got {ttl}")
     if fragment_mtu is not None and not 68 <= fragment_mtu <= 0xFFFF:
@@ -491,6 +494,11 @@ class _PingRun:
                 return
             seq = i + 1
             self.due_ns[seq] = start + int(at * 1e9)
+            if self._too_long(seq):  # ping's kernel: `message too long, mtu=65535`
+                self.local_mtu = 0xFFFF
+                self.queued = seq
+                self._local_error(seq, start + int(at * 1e9))
+                continue
             p = self._request(seq)
             if self.local_mtu is not None and len(p.packet) > self.local_mtu:
                 self.queued = seq
@@ -544,6 +552,12 @@ class _PingRun:
         if self.first_hop is None:
             return p
         return dataclasses.replace(p, packet=with_ip_options(p.packet, options, self.first_hop))
+
+    def _too_long(self, seq: int) -> bool:
+        """Request `seq` would be an IPv4 packet over 65535 bytes (-s above 65507 less
+        its options): ping's kernel refuses it as a local error."""
+        head = 20 + len(self._options(seq)) + 8
+        return self.target.version == 4 and head + len(self.payload) > 0xFFFF
 
     def _options(self, seq: int) -> bytes:
         """The IPv4 options of request `seq`: -R's, or -T's with the entry ping's kernel

@@ -9,16 +9,21 @@ file that cannot be read or changes size while it is sent is an `UploadError`.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import io
 import os
 import re
 import secrets
+import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeAlias
 
 __all__ = [
     "CHUNK",
+    "ENCODERS",
     "EXPECT_THRESHOLD",
     "FormPart",
     "Upload",
@@ -27,6 +32,7 @@ __all__ = [
     "file_upload",
     "multipart",
     "parse_form",
+    "read_headers_file",
 ]
 
 CHUNK = 64 << 10  # bytes read from a file at a time
@@ -50,9 +56,10 @@ class UploadError(Exception):
 class _File:
     path: str  # "-": stdin
     size: int | None  # None: stdin, unknown
+    head: bytes = b""  # stdin already read (a -F part's first STDIN_BUFFER bytes), sent first
 
 
-Piece = bytes | _File
+Piece: TypeAlias = "bytes | _File | _Encoded"
 
 
 @dataclass(slots=True)
@@ -83,7 +90,7 @@ class Upload:
     @property
     def rewindable(self) -> bool:
         """It can be sent again (a 307/308 redirect): stdin cannot (curl's exit 65)."""
-        return all(isinstance(p, bytes) or p.path != "-" for p in self.pieces)
+        return all(getattr(_source(p), "path", None) != "-" for p in self.pieces)
 
     def expects(self) -> bool:
         """curl 7.88 asks `Expect: 100-continue` for it over HTTP/1.1."""
@@ -107,11 +114,24 @@ class Upload:
             if isinstance(p, bytes):
                 for i in range(0, len(p), CHUNK):
                     yield p[i : i + CHUNK]
+            elif isinstance(p, _Encoded):
+                for data in p.chunks():
+                    for i in range(0, len(data), CHUNK):
+                        yield data[i : i + CHUNK]
             else:
                 yield from _read_file(p)
 
 
+def _source(p: Any) -> _File | None:
+    """The file a piece reads (None: bytes)."""
+    if isinstance(p, _Encoded):
+        p = p.source
+    return p if isinstance(p, _File) else None
+
+
 def _read_file(f: _File) -> Iterator[bytes]:
+    if f.head:
+        yield f.head
     try:
         stream: BinaryIO = sys.stdin.buffer if f.path == "-" else open(f.path, "rb")  # noqa: SIM115
     except OSError as e:
@@ -156,82 +176,272 @@ def file_upload(path: str) -> Upload:
     return Upload([_file(path)], "PUT")
 
 
-# curl 7.88's ContentTypeForFilename (tool_formparse.c / mime.c)
-_TYPES = {
-    ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
-    ".svg": "image/svg+xml", ".txt": "text/plain", ".htm": "text/html",
-    ".html": "text/html", ".pdf": "application/pdf", ".xml": "application/xml",
-}  # fmt: skip
+# curl 7.88's Curl_mime_contenttype (lib/mime.c): the first extension the name ends with
+_TYPES = (
+    (".gif", "image/gif"), (".jpg", "image/jpeg"), (".jpeg", "image/jpeg"),
+    (".png", "image/png"), (".svg", "image/svg+xml"), (".txt", "text/plain"),
+    (".htm", "text/html"), (".html", "text/html"), (".pdf", "application/pdf"),
+    (".xml", "application/xml"),
+)  # fmt: skip
+OCTET = "application/octet-stream"
+
+
+def _type_of(name: str | None) -> str | None:
+    if name is None:
+        return None
+    low = name.lower()
+    return next((t for ext, t in _TYPES if low.endswith(ext)), None)
 
 
 def content_type_for(filename: str) -> str:
     """The Content-Type curl gives a file part by its name's extension (case ignored)."""
-    return _TYPES.get(os.path.splitext(filename)[1].lower(), "application/octet-stream")
+    return _type_of(filename) or OCTET
+
+
+#: curl 7.88's encoders (-F ;encoder=), by their Content-Transfer-Encoding names
+ENCODERS = ("binary", "8bit", "7bit", "base64", "quoted-printable")
+LINE = 76  # curl's MAX_ENCODED_LINE_LENGTH (base64 and quoted-printable)
+HEADER_LINE = 998  # curl's longest header line from a ;headers=@FILE (longer: truncated)
+HEADERS_FILE_MAX = 1 << 20  # a ;headers=@FILE larger than this is refused (ours)
 
 
 @dataclass(frozen=True, slots=True)
 class FormPart:
-    """One -F: `name`, its value (`text`) or a file (`path`: `@FILE` sent as a file part
-    with a filename, `<FILE` its content as the value), `type` and `filename` given."""
+    """One -F (or --form-string): `name` (None: `-F =VALUE`, no name, as curl), its value
+    (`text`) or a file (`path`: `@FILE` sent as a file part with a filename, `<FILE` its
+    content as the value), `type` and `filename` given, `headers` (;headers=, as
+    written), `encoder` (;encoder=, curl's name), `files` the parts of `NAME=@a,b` (a
+    multipart/mixed part of one file part each)."""
 
-    name: str
+    name: str | None
     text: bytes | None = None
     path: str | None = None
     as_file: bool = False  # @FILE (filename and Content-Type), not <FILE
     type: str | None = None
     filename: str | None = None
+    headers: tuple[str, ...] = ()
+    encoder: str | None = None
+    files: tuple[FormPart, ...] = ()
 
 
-def _value(s: str) -> tuple[str, str]:
-    """A -F value up to the next ';' (a "quoted" one with \\ escapes, as curl)."""
-    if s.startswith('"'):
-        out, i = [], 1
-        while i < len(s) and s[i] != '"':
-            if s[i] == "\\" and i + 1 < len(s):
-                i += 1
-            out.append(s[i])
-            i += 1
-        rest = s[i + 1 :]
-        return "".join(out), rest[rest.find(";") :] if ";" in rest else ""
-    head, sep, rest = s.partition(";")
-    return head, sep + rest
+_SPACE = " \t\n\v\f\r"  # C's isspace()
 
 
-def parse_form(arg: str) -> FormPart:
-    """curl -F NAME=VALUE, NAME=@FILE, NAME=<FILE, each with ;type=T and ;filename=F
-    (the ones curl 7.88's users write; ;headers= and ;encoder= are refused)."""
+class _Scan:
+    """curl 7.88's tool_formparse.c get_param_word/get_param_part over one -F argument:
+    the same words, parameters, quoting, spaces and warnings."""
+
+    def __init__(self, s: str, warnings: list[str]) -> None:
+        self.s, self.p, self.warnings = s, 0, warnings
+
+    def at(self, i: int) -> str:
+        return self.s[i] if i < len(self.s) else ""
+
+    def skip_space(self) -> None:
+        while self.at(self.p) and self.at(self.p) in _SPACE:
+            self.p += 1
+
+    def _stop(self, c: str, end: str) -> bool:
+        return not c or c == ";" or (bool(end) and c == end)
+
+    def word(self, end: str) -> tuple[str, bool]:
+        """A word up to ';' or `end` ("quoted": \\" and \\\\ escapes); (word, quoted)."""
+        s, p = self.s, self.p
+        if self.at(p) == '"':
+            q, out = p + 1, []
+            while q < len(s):
+                if s[q] == "\\" and self.at(q + 1) in ("\\", '"') and self.at(q + 1):
+                    out.append(s[q + 1])
+                    q += 2
+                    continue
+                if s[q] == '"':
+                    q += 1
+                    trailing = False
+                    while not self._stop(self.at(q), end):
+                        trailing = trailing or self.at(q) not in _SPACE
+                        q += 1
+                    if trailing:
+                        self.warnings.append("Trailing data after quoted form parameter")
+                    self.p = q
+                    return "".join(out), True
+                out.append(s[q])
+                q += 1
+        q = p  # no closing quote: as if not quoted
+        while not self._stop(self.at(q), end):
+            q += 1
+        self.p = q
+        return s[p:q], False
+
+    def stripped(self, end: str) -> str:
+        """get_param_word with get_param_part's strip of an unquoted word's spaces."""
+        self.skip_space()
+        text, quoted = self.word(end)
+        return text if quoted else text.rstrip(_SPACE)
+
+    def part(self, end: str, filename_ok: bool = True) -> tuple[str, str, dict[str, Any]]:
+        """(separator, value, {type, filename, encoder, headers}) as get_param_part."""
+        data = self.stripped(end)
+        sep = self.at(self.p)
+        got: dict[str, Any] = {"type": None, "filename": None, "encoder": None, "headers": []}
+        ct_start = ct_end = None
+
+        def close_type() -> None:
+            nonlocal ct_end
+            if ct_end is not None:
+                got["type"] = self.s[ct_start:ct_end]
+                ct_end = None
+
+        while sep == ";":
+            self.p += 1
+            self.skip_space()
+            rest = self.s[self.p :].lower()
+            if ct_end is None and rest.startswith("type="):
+                self.p += 5
+                self.skip_space()
+                ct_start = self.p
+                m = _CT.match(self.s, self.p)
+                if m is None:
+                    raise UploadError(f"Illegally formatted content-type field: "
+                                      f"{self.s[ct_start:]!r} (a TYPE/SUBTYPE)")  # fmt: skip
+                self.p = ct_end = m.end()
+                while not self._stop(self.at(self.p), end):
+                    if self.at(self.p) not in _SPACE:
+                        ct_end = self.p + 1
+                    self.p += 1
+            elif rest.startswith("filename="):
+                close_type()
+                self.p += 9
+                got["filename"] = self.stripped(end)
+            elif rest.startswith("headers="):
+                close_type()
+                self.p += 8
+                if self.at(self.p) in ("@", "<") and self.at(self.p):
+                    self.p += 1
+                    got["headers"] += read_headers_file(self.stripped(end), self.warnings)
+                else:
+                    got["headers"].append(self.stripped(end))
+            elif rest.startswith("encoder="):
+                close_type()
+                self.p += 8
+                got["encoder"] = self.stripped(end)
+            elif ct_end is not None:  # ;charset=... after ;type=: part of the type
+                ct_end = self.p
+                while not self._stop(self.at(self.p), end):
+                    if self.at(self.p) not in _SPACE:
+                        ct_end = self.p + 1
+                    self.p += 1
+            else:
+                unknown, _ = self.word(end)
+                if unknown:
+                    self.warnings.append(f"skip unknown form field: {unknown}")
+            sep = self.at(self.p)
+        close_type()
+        if got["filename"] is not None and not filename_ok:
+            self.warnings.append(f"Field file name not allowed here: {got['filename']}")
+            got["filename"] = None
+        if got["encoder"] is not None:
+            name = got["encoder"].lower()
+            if name not in ENCODERS:
+                raise UploadError(f";encoder={got['encoder']}: not one of curl's encoders "
+                                  f"({', '.join(ENCODERS)})")  # fmt: skip
+            got["encoder"] = name
+        return sep, data, got
+
+
+_CT = re.compile(r"[^/ ]{1,127}/[^;, \n]{1,127}")  # curl's sscanf("%127[^/ ]/%127[^;, \n]")
+
+
+def read_headers_file(path: str, warnings: list[str]) -> list[str]:
+    """-F ...;headers=@FILE as curl 7.88 reads it: one header a line, a line starting
+    with a space or tab continues the one before, # starts a comment line, CRs dropped,
+    trailing spaces stripped, a line over 998 bytes truncated (warned). Unreadable: an
+    UploadError (curl only warns and sends the part without them)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(HEADERS_FILE_MAX + 1)
+    except OSError as e:
+        raise UploadError(f";headers=@{path}: {e.strerror or e}") from None
+    if len(data) > HEADERS_FILE_MAX:
+        raise UploadError(f";headers=@{path}: over {HEADERS_FILE_MAX} bytes")
+    out: list[str] = []
+    hdr = bytearray()
+    pos, comment, lineno = 0, False, 1
+    for c in [*data, None]:
+        if c is None or (not pos and chr(c) not in _SPACE):
+            text = bytes(hdr).rstrip(_SPACE.encode())
+            if text:
+                out.append(text.decode("utf-8", "surrogateescape"))
+            hdr.clear()
+        if c is None:
+            break
+        if c == 13:
+            continue
+        if c == 10:
+            pos, comment, lineno = 0, False, lineno + 1
+            continue
+        if c == 35 and not pos:  # '#'
+            comment = True
+        pos += 1
+        if not comment:
+            if len(hdr) == HEADER_LINE:
+                warnings.append(f"File {path} line {lineno}: header too long (truncated)")
+                c = 32
+            if len(hdr) <= HEADER_LINE:
+                hdr.append(c)
+    return out
+
+
+def parse_form(arg: str, literal: bool = False, warnings: list[str] | None = None) -> FormPart:
+    """curl 7.88's -F NAME=VALUE, NAME=@FILE (NAME=@a,b: several files), NAME=<FILE, each
+    with ;type=, ;filename=, ;headers= (@FILE too) and ;encoder=, parsed as curl's
+    tool_formparse.c does (spaces, "quotes", unknown parameters skipped with a warning
+    appended to `warnings`); `literal`: --form-string NAME=VALUE, the value as is."""
+    warnings = [] if warnings is None else warnings
     name, sep, rest = arg.partition("=")
-    if not sep or not name:
-        raise UploadError(f"-F/--form {arg!r}: expected NAME=VALUE, NAME=@FILE or NAME=<FILE")
-    kind = rest[:1] if rest[:1] in ("@", "<") else ""
-    value, params = _value(rest[len(kind) :])
-    ptype = filename = None
-    while params.startswith(";"):
-        item, params = _value_param(params[1:])
-        key, eq, val = item.partition("=")
-        key = key.strip().lower()
-        if key == "type" and eq:
-            ptype = val
-        elif key == "filename" and eq:
-            filename = val
-        elif kind or eq:
-            raise UploadError(f"-F/--form {arg!r}: ;{key}= is not supported (type= and "
-                              "filename= are)")  # fmt: skip
-        else:  # curl: a ';' in a plain value without a known parameter stays in it
-            value += ";" + item
-    if kind:
-        f = _file(value)  # unreadable: one line before anything is sent
-        return FormPart(name, path=f.path, as_file=kind == "@", type=ptype, filename=filename)
-    return FormPart(name, text=value.encode(), type=ptype, filename=filename)
+    if not sep:
+        raise UploadError(f"{'--form-string' if literal else '-F/--form'} {arg!r}: expected "
+                          "NAME=VALUE, NAME=@FILE or NAME=<FILE")  # fmt: skip
+    key = name or None  # curl: `-F =v` is a part without a name
+    if literal:
+        return FormPart(key, text=rest.encode("utf-8", "surrogateescape"))
+    if rest.startswith("(") or (key is None and rest == ")"):
+        raise UploadError(f"-F/--form {arg!r}: nested multipart (NAME=( ... =)) is not "
+                          "supported (--form-string sends a literal '(')")  # fmt: skip
+    scan = _Scan(rest, warnings)
+    if rest.startswith("@"):
+        files = []
+        while True:
+            scan.p += 1  # the @, then each ','
+            more, path, got = scan.part(",")
+            f = _file(path)  # unreadable: one line before anything is sent
+            files.append(FormPart(None, path=f.path, as_file=True, type=got["type"],
+                                  filename=got["filename"], headers=tuple(got["headers"]),
+                                  encoder=got["encoder"]))  # fmt: skip
+            if more != ",":
+                break
+        if len(files) == 1:
+            return dataclasses.replace(files[0], name=key)
+        return FormPart(key, files=tuple(files))
+    if rest.startswith("<"):
+        scan.p = 1
+        _, path, got = scan.part("", filename_ok=False)
+        f = _file(path)
+        return FormPart(key, path=f.path, type=got["type"], headers=tuple(got["headers"]),
+                        encoder=got["encoder"])  # fmt: skip
+    _, value, got = scan.part("")
+    part = FormPart(key, text=value.encode("utf-8", "surrogateescape"), type=got["type"],
+                    filename=got["filename"], headers=tuple(got["headers"]),
+                    encoder=got["encoder"])  # fmt: skip
+    if part.encoder == "7bit":
+        _check_7bit(part.text or b"", f"-F/--form {arg!r}")
+    return part
 
 
-def _value_param(s: str) -> tuple[str, str]:
-    key, eq, rest = s.partition("=")
-    if not eq:
-        head, sep, tail = s.partition(";")
-        return head, sep + tail
-    val, more = _value(rest)
-    return f"{key}={val}", more
+def _check_7bit(data: bytes, what: str, offset: int = 0) -> None:
+    for i, b in enumerate(data):
+        if b & 0x80:
+            raise UploadError(f"{what}: byte 0x{b:02X} at offset {offset + i} is not 7-bit "
+                              "(;encoder=7bit; curl: 26)")  # fmt: skip
 
 
 def _escape(text: str) -> str:
@@ -239,31 +449,276 @@ def _escape(text: str) -> str:
     return text.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
+def _header(headers: tuple[str, ...], label: str) -> str | None:
+    """curl's search_header: the value of the first `label:` header (case ignored)."""
+    for h in headers:
+        if h[: len(label)].lower() == label.lower() and h[len(label) : len(label) + 1] == ":":
+            return h[len(label) + 1 :].lstrip(" ")
+    return None
+
+
 _BOUNDARY = re.compile(r"-{24}[0-9a-f]{16}")
 
 
-def multipart(parts: list[FormPart], boundary: str | None = None) -> Upload:
-    """curl -F's multipart/form-data body: curl 7.88's boundary (24 dashes and 16 hex
-    digits), part headers and order; files read at send time."""
-    b = boundary or "-" * 24 + secrets.token_hex(8)
+def _new_boundary() -> str:
+    return "-" * 24 + secrets.token_hex(8)
+
+
+def _mime(parts: list[FormPart] | tuple[FormPart, ...], b: str, disposition: str | None,
+          boundary: Callable[[], str]) -> list[Piece]:  # fmt: skip
+    """A multipart body (its parts between the boundary lines), as curl's mime reader."""
     pieces: list[Piece] = []
-    for p in parts:
-        head = f'--{b}\r\nContent-Disposition: form-data; name="{_escape(p.name)}"'
-        filename = p.filename
-        if p.as_file and filename is None and p.path is not None:
-            filename = "" if p.path == "-" else os.path.basename(p.path)
-        if filename is not None:
-            head += f'; filename="{_escape(filename)}"'
-        ctype = p.type
-        if ctype is None and p.as_file:
-            ctype = content_type_for(filename or "")
-        if ctype is not None:
-            head += f"\r\nContent-Type: {ctype}"
-        pieces.append((head + "\r\n\r\n").encode("utf-8", "surrogateescape"))
-        pieces.append(p.text if p.text is not None else _file(p.path or "-"))
-        pieces.append(b"\r\n")
-    pieces.append(f"--{b}--\r\n".encode())
+    for i, p in enumerate(parts):
+        pieces.append(f"{'--' if i == 0 else chr(13) + chr(10) + '--'}{b}\r\n".encode())
+        pieces += _part(p, disposition, boundary)
+    pieces.append(f"{chr(13) + chr(10) if parts else ''}--{b}--\r\n".encode())
+    return pieces
+
+
+def _part(p: FormPart, disposition: str | None, boundary: Callable[[], str]) -> list[Piece]:
+    """One part, curl 7.88's Curl_mime_prepare_headers: Content-Disposition (unless a
+    ;headers= gives one), Content-Type (;type=, a ;headers= one, else by the names),
+    Content-Transfer-Encoding (;encoder=, unless a ;headers= gives one), the ;headers=
+    but Content-Type, then the content (encoded)."""
+    stdin = p.path == "-"
+    filename = p.filename
+    if filename is None and p.as_file and p.path is not None:
+        filename = "-" if stdin else _basename(p.path)
+    custom = p.type or _header(p.headers, "Content-Type")
+    ctype = custom
+    sub = None
+    if ctype is None:
+        if p.files:
+            ctype = "multipart/mixed"
+        elif p.path is not None and not stdin:
+            ctype = _type_of(filename) or _type_of(p.path)
+            ctype = ctype or (OCTET if filename is not None else None)
+        else:
+            ctype = _type_of(filename)
+    if p.files:
+        sub = boundary()
+    elif ctype and not custom and _ct_match(ctype, "text/plain") and filename is None:
+        ctype = None
+    lines = []
+    if _header(p.headers, "Content-Disposition") is None:
+        d = disposition
+        if not d and (filename is not None or p.name is not None
+                      or (ctype and not ctype.lower().startswith("multipart/"))):  # fmt: skip
+            d = "attachment"
+        if d and d.lower() == "attachment" and p.name is None and filename is None:
+            d = None
+        if d:
+            line = f"Content-Disposition: {d}"
+            if p.name is not None:
+                line += f'; name="{_escape(p.name)}"'
+            if filename is not None:
+                line += f'; filename="{_escape(filename)}"'
+            lines.append(line)
+    if ctype:
+        lines.append(f"Content-Type: {ctype}" + (f"; boundary={sub}" if sub else ""))
+    if p.encoder and _header(p.headers, "Content-Transfer-Encoding") is None:
+        lines.append(f"Content-Transfer-Encoding: {p.encoder}")
+    lines += [h for h in p.headers if _header((h,), "Content-Type") is None]
+    head = "".join(line + "\r\n" for line in lines) + "\r\n"
+    pieces: list[Piece] = [head.encode("utf-8", "surrogateescape")]
+    if sub is not None:
+        inner = "form-data" if _ct_match(ctype or "", "multipart/form-data") else None
+        return pieces + _mime(p.files, sub, inner, boundary)
+    if p.text is not None:
+        source: bytes | _File = p.text
+    else:
+        source = _stdin_part() if p.path == "-" else _file(p.path or "-")
+    if p.encoder in (None, "binary", "8bit"):
+        pieces.append(source)
+    else:
+        pieces.append(_Encoded(source, p.encoder, p.name))
+    return pieces
+
+
+STDIN_BUFFER = 16 << 20  # a -F NAME=@- from a pipe read whole up to this (curl: all of it)
+
+
+def _stdin_part() -> bytes | _File:
+    """A -F part's stdin (@- or <-) as curl 7.88 takes it: a regular file read when sent,
+    its size known; else read now, whole, so that its size is known (curl's
+    Content-Length) when it is at most STDIN_BUFFER bytes; past that (curl: all in
+    memory) those bytes then the rest as it comes, the body sent chunked."""
+    try:
+        fd = sys.stdin.fileno()
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return _File("-", max(st.st_size - os.lseek(fd, 0, os.SEEK_CUR), 0))
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+    try:
+        data = sys.stdin.buffer.read(STDIN_BUFFER)
+    except OSError as e:
+        raise UploadError(f"stdin: {e.strerror or e}") from None
+    return data if len(data) < STDIN_BUFFER else _File("-", None, data)
+
+
+def _basename(path: str) -> str:
+    """libgen basename(), as curl's strippath: the last component, trailing / ignored."""
+    stripped = path.rstrip("/")
+    return os.path.basename(stripped) if stripped else ("/" if path else ".")
+
+
+def _ct_match(ctype: str, target: str) -> bool:
+    """curl's content_type_match: `target` then the end, a space or a ';'."""
+    return ctype[: len(target)].lower() == target and ctype[len(target) : len(target) + 1] in (
+        "", "\t", "\r", "\n", " ", ";")  # fmt: skip
+
+
+def multipart(parts: list[FormPart], boundary: str | None = None,
+              sub_boundary: Callable[[], str] | None = None) -> Upload:  # fmt: skip
+    """curl -F's multipart/form-data body: curl 7.88's boundary (24 dashes and 16 hex
+    digits; each `@a,b` part its own), part headers and order; files read (and encoded)
+    at send time."""
+    b = boundary or _new_boundary()
+    pieces = _mime(parts, b, "form-data", sub_boundary or _new_boundary)
     return Upload(_merge(pieces), "POST", f"multipart/form-data; boundary={b}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """A part's content through curl's ;encoder= (7bit: checked; base64,
+    quoted-printable), read at send time; `size` None when curl cannot tell it
+    beforehand (quoted-printable, stdin), and then the body goes chunked, as curl's."""
+
+    source: bytes | _File
+    encoder: str
+    name: str | None
+
+    @property
+    def size(self) -> int | None:
+        n = len(self.source) if isinstance(self.source, bytes) else self.source.size
+        if n is None or n == 0:
+            return n
+        if self.encoder == "base64":
+            n = 4 * (1 + (n - 1) // 3)
+            return n + 2 * ((n - 1) // LINE)
+        if self.encoder == "quoted-printable":
+            return None
+        return n
+
+    def chunks(self) -> Iterator[bytes]:
+        if isinstance(self.source, bytes):
+            raw: Iterator[bytes] = iter([self.source] if self.source else [])
+        else:
+            raw = _read_file(self.source)
+        enc = _Base64() if self.encoder == "base64" else _QuotedPrintable()
+        offset = 0
+        for data in raw:
+            if self.encoder == "7bit":
+                what = self.source.path if isinstance(self.source, _File) else "the value"
+                _check_7bit(data, f"-F part {self.name or ''!r}: {what}", offset)
+                offset += len(data)
+                yield data
+                continue
+            out = enc.feed(data, False)
+            if out:
+                yield out
+        if self.encoder != "7bit":
+            out = enc.feed(b"", True)
+            if out:
+                yield out
+
+
+class _Base64:
+    """curl's base64 encoder: lines of 76 characters ended by CRLF, none after the last."""
+
+    def __init__(self) -> None:
+        self.rest, self.pos = b"", 0
+
+    def feed(self, data: bytes, eof: bool) -> bytes:
+        buf = self.rest + data
+        n = len(buf) if eof else len(buf) - len(buf) % 3
+        enc, self.rest = base64.b64encode(buf[:n]), buf[n:]
+        out, i = bytearray(), 0
+        while i < len(enc):
+            if self.pos >= LINE:
+                out += b"\r\n"
+                self.pos = 0
+            take = min(LINE - self.pos, len(enc) - i)
+            out += enc[i : i + take]
+            self.pos += take
+            i += take
+        return bytes(out)
+
+
+_QP_OK = frozenset(range(0x21, 0x7F)) - {0x3D}  # printable ASCII but '='
+# printable ASCII but '=', with spaces and tabs inside (not last: one before a line end is
+# encoded)
+_QP_RUN = re.compile(rb"[\t \x21-\x3c\x3e-\x7e]*[\x21-\x3c\x3e-\x7e]")
+_QP_ESCAPED = re.compile(rb"[\x00-\x08\x0a-\x0c\x0e-\x1f=\x7f-\xff]+")  # not tab, CR, space
+_QP_HEX = [b"=%02X" % c for c in range(256)]
+
+
+class _QuotedPrintable:
+    """curl 7.88's quoted-printable encoder (lib/mime.c encoder_qp_read): CRLF pairs
+    kept as line breaks, a lone CR or LF encoded (=0D, =0A), space or tab before a line
+    break or the end encoded, soft line breaks (=CRLF) to keep lines within 76."""
+
+    def __init__(self) -> None:
+        self.rest, self.pos = b"", 0
+
+    def feed(self, data: bytes, eof: bool) -> bytes:
+        buf = self.rest + data
+        n, i, out = len(buf), 0, bytearray()
+
+        def eol(k: int) -> int:  # qp_lookahead_eol: 1 CRLF or the end, 0 not, -1 more data
+            j = i + k
+            if j >= n and eof:
+                return 1
+            if j + 2 > n:
+                return 0 if eof else -1
+            return 1 if buf[j] == 13 and buf[j + 1] == 10 else 0
+
+        while i < n:
+            if self.pos < LINE - 1:  # a run of bytes sent as they are, up to column 75
+                m = _QP_RUN.match(buf, i)
+                if m is not None:
+                    take = min(m.end() - i, LINE - 1 - self.pos)
+                    out += buf[i : i + take]
+                    self.pos += take
+                    i += take
+                    continue
+                m = _QP_ESCAPED.match(buf, i)  # bytes always encoded, 3 columns each
+                take = 0 if m is None else min(m.end() - i, (LINE - 1 - self.pos) // 3)
+                if take:
+                    out += b"".join(map(_QP_HEX.__getitem__, buf[i : i + take]))
+                    self.pos += 3 * take
+                    i += take
+                    continue
+            c = buf[i]
+            enc, used = bytes((c,)), 1
+            if c in (0x20, 0x09):
+                r = eol(1)
+                if r < 0:
+                    break
+                if r:
+                    enc = b"=%02X" % c
+            elif c == 13:
+                r = eol(0)
+                if r < 0:
+                    break
+                enc, used = (b"\r\n", 2) if r else (b"=0D", 1)
+            elif c not in _QP_OK:
+                enc = b"=%02X" % c
+            if not enc.endswith(b"\n"):
+                soft = self.pos + len(enc) > LINE
+                if not soft and self.pos + len(enc) == LINE:
+                    r = eol(used)
+                    if r < 0:
+                        break
+                    soft = r == 0
+                if soft:
+                    enc, used = b"=\r\n", 0
+            out += enc
+            self.pos = 0 if enc.endswith(b"\n") else self.pos + len(enc)
+            i += used
+        self.rest = buf[i:]
+        return bytes(out)
 
 
 def _merge(pieces: list[Piece]) -> list[Piece]:

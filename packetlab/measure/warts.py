@@ -34,7 +34,7 @@ import functools
 import ipaddress
 import math
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -108,12 +108,12 @@ _HOP_SIZES: dict[int, int | str] = {
     1: 4, 2: 1, 3: 1, 4: 1, 5: 1, 6: 4, 7: 2, 8: 2, 9: 2, 10: 2, 11: 1, 12: 2, 13: 2, 14: 1,
     15: 1, 16: 1, 17: "ext", 18: "addr", 19: 8,
 }  # fmt: skip
-# ping: 24 (timestamp prespecification) not read, the rest of such a ping's fields skipped;
-# ping replies: 13, 14 (record route, timestamp options) read as lists
+# ping: 24 (timestamp prespecification: a count, the addresses) and the replies' 13, 14
+# (record route, timestamp options) read as lists
 _PING_SIZES: dict[int, int | str] = {
     1: 4, 2: 4, 3: 4, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: "data", 10: 2, 11: 2, 12: 1, 13: 1,
-    14: 2, 15: 2, 16: 1, 17: 2, 18: 2, 19: 4, 20: "addr", 21: "addr", 22: 1, 23: 1, 25: 2,
-    26: 2, 27: 1, 28: 4,
+    14: 2, 15: 2, 16: 1, 17: 2, 18: 2, 19: 4, 20: "addr", 21: "addr", 22: 1, 23: 1,
+    24: "v4rr", 25: 2, 26: 2, 27: 1, 28: 4,
 }  # fmt: skip
 _PING_REPLY_SIZES: dict[int, int | str] = {
     1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 2, 8: 2, 9: 2, 10: 1, 11: 1, 12: "addr",
@@ -379,7 +379,11 @@ PING_REPLY_FLAG_REPLY_TTL = 0x01
 # ping's flags8 (22): the IP option its requests carry (scamper -R, -T tsonly|tsandaddr)
 _P_FLAGS8 = 22
 PING_FLAGS8 = {"v4rr": 0x01, "tsonly": 0x08, "tsandaddr": 0x10}
+_P_TSPS = 24  # ping -T tsprespec's addresses (scamper's probe_tsps; no flag)
 _R_V4RR, _R_V4TS = 13, 14  # a reply's record route and timestamp options
+
+
+_TS_OPTIONS = ("tsonly", "tsandaddr", "tsprespec")
 
 
 def _v4rr(route: tuple[str, ...], table: _Addresses) -> bytes:
@@ -435,14 +439,16 @@ def ping_object(
     interrupted: bool = False,
     ip_option: str | None = None,
     options_len: int = 0,
+    tsps: Sequence[str] = (),
 ) -> bytes:
     """The ping object of `result` (scamper's ``ping``, ICMP echo): its fields, then one
     reply record per reply (duplicates too) and per ICMP error, in request order;
     ``probe_id`` is ping's ``icmp_seq`` - 1 (scamper counts from 0). `size`: ping's -s
     (the ICMP data bytes); the records hold IP lengths, as scamper's. `ip_option`
     (``v4rr``, ``tsonly``, ``tsandaddr``: ping -R, -T) sets scamper's flag and writes
-    each reply's option (``v4rr``, ``v4ts``); `options_len`: the requests' IPv4 option
-    bytes (in the probe size, as scamper's)."""
+    each reply's option (``v4rr``, ``v4ts``); ``tsprespec`` with `tsps` (its hosts)
+    writes scamper's ``probe_tsps`` and each reply's ``v4ts`` (no flag, as scamper's);
+    `options_len`: the requests' IPv4 option bytes (in the probe size, as scamper's)."""
     version = ipaddress.ip_address(result.dst).version
     header = 8 + (20 if version == 4 else 40)
     table = _Addresses()
@@ -465,6 +471,8 @@ def ping_object(
     if result.src is not None:
         fields[_P_SRC] = table.encode(result.src)
     fields[_P_DST] = table.encode(result.dst)
+    if ip_option == "tsprespec" and tsps:
+        fields[_P_TSPS] = _u8(len(tsps)) + b"".join(table.encode(a) for a in tsps)
     if ip_option in PING_FLAGS8:
         fields[_P_FLAGS8] = _u8(PING_FLAGS8[ip_option])
     if timeout_s is not None:
@@ -484,7 +492,7 @@ def ping_object(
             ip_size += options_len
         route = r.route if ip_option == "v4rr" else None
         ts = r.ip_timestamps
-        stamps = ts.entries if ts is not None and ip_option in ("tsonly", "tsandaddr") else None
+        stamps = ts.entries if ts is not None and ip_option in _TS_OPTIONS else None
         got = functools.partial(
             _ping_reply, r.seq, r.addr, r.rtt_us, echo, r.ttl, ip_size, r.probe_send_ns, table,
             route, stamps,
@@ -552,11 +560,14 @@ def traceroute_warts(
 # a reply's (flag ids)
 DEALIAS_RADARGUN = 3
 PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3, "indirect": 1}  # (echo, TTL)
+PROBEDEF_TCP_SYN_SPORT = 6  # scamper's tcp-syn-sport (an MDA tcp flow's SYN, with a TTL)
+TCP_SYN = 0x02
 _D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_PROBEC = 1, 2, 3, 4, 6
 _RG_DEFC, _RG_ROUNDS, _RG_WAIT_PROBE, _RG_WAIT_ROUND, _RG_WAIT_TIMEOUT = 1, 2, 3, 4, 5
 _PD_ID, _PD_METHOD, _PD_TTL, _PD_PORTS, _PD_TCP_FLAGS, _PD_ICMP_ID, _PD_DST, _PD_SRC = (
     3, 4, 5, 7, 8, 9, 10, 11,
 )  # fmt: skip
+_PD_ICMP_CSUM = 14
 _DP_DEF, _DP_TX, _DP_REPLYC, _DP_IPID, _DP_SEQ = 1, 2, 3, 4, 5
 _DR_RX, _DR_IPID, _DR_TTL, _DR_ICMP_TC, _DR_Q_TTL, _DR_PROTO, _DR_TCP_FLAGS, _DR_SRC = (
     2, 3, 4, 5, 6, 8, 9, 10,
@@ -574,8 +585,31 @@ _DREPLY_SIZES: dict[int, int | str] = {
 }  # fmt: skip
 
 
+def _flow_definition(p: Any) -> tuple[int, dict[int, bytes]]:
+    """The method and fields of an indirect probe that is a Paris probe of a trace's flow
+    (`--multilevel`'s): as its packet is, scamper's ``-P udp -F SPORT -d DPORT -t TTL``,
+    ``-P tcp-syn-sport``, or ``-P icmp-echo -c CSUM`` (the flow in the ICMP checksum)."""
+    packet = p.probe.packet
+    proto, at = packet[9], (packet[0] & 0x0F) * 4
+    key = p.probe.key
+    if proto == 17:
+        return PROBEDEF_METHODS["udp"], {_PD_PORTS: _u16(key.sport) + _u16(key.dport)}
+    if proto == 6:
+        return PROBEDEF_TCP_SYN_SPORT, {
+            _PD_PORTS: _u16(key.sport) + _u16(key.dport), _PD_TCP_FLAGS: _u8(TCP_SYN),
+        }  # fmt: skip
+    return PROBEDEF_METHODS["icmp-echo"], {
+        _PD_ICMP_ID: _u16(key.sport), _PD_ICMP_CSUM: packet[at + 2 : at + 4],
+    }  # fmt: skip
+
+
 def dealias_object(
-    run: ProbeRun, *, list_id: int = 1, cycle_id: int = 1, start_ns: int | None = None
+    run: ProbeRun,
+    *,
+    list_id: int = 1,
+    cycle_id: int = 1,
+    start_ns: int | None = None,
+    flows: bool = False,
 ) -> bytes:
     """scamper's dealias record (method radargun) of one probing run: the run's fields,
     one probe definition per (endpoint's source, target, method) in order of first use,
@@ -584,7 +618,9 @@ def dealias_object(
     definition's source port is its first probe's (ours change per probe, as the key
     that matches replies). An indirect probe's definition is scamper's for ``-P icmp-echo
     -i DST -t TTL``: method icmp-echo, the destination beyond the router and the TTL;
-    its replies are the router's time exceeded messages."""
+    its replies are the router's time exceeded messages; with `flows` (IPv4) each is a
+    Paris probe of a trace's flow (`--multilevel`'s), defined as its packet is
+    (`_flow_definition`)."""
     table = _Addresses()
     defs: dict[tuple[str, str, str], int] = {}
     first: list[Any] = []
@@ -626,7 +662,11 @@ def dealias_object(
         if i:
             pd[_PD_ID] = _u32(i)
         key = p.probe.key
-        if p.method in ("icmp-echo", "indirect"):
+        if flows and p.method == "indirect" and p.probe.packet[0] >> 4 == 4:
+            method, more = _flow_definition(p)
+            pd[_PD_METHOD] = _u8(method)
+            pd.update(more)
+        elif p.method in ("icmp-echo", "indirect"):
             pd[_PD_ICMP_ID] = _u16(key.sport)
         else:
             pd[_PD_PORTS] = _u16(key.sport) + _u16(key.dport)
@@ -945,9 +985,16 @@ def tracelb_object(
 
 
 def tracelb_warts(
-    result: MdaResult, *, stop_s: int | None = None, hostname: str = "", **lb: Any
+    result: MdaResult,
+    *,
+    stop_s: int | None = None,
+    hostname: str = "",
+    alias_runs: Iterable[ProbeRun] = (),
+    **lb: Any,
 ) -> bytes:
-    """A whole warts file for one MDA run: list, cycle start, tracelb, cycle stop; `lb`:
+    """A whole warts file for one MDA run: list, cycle start, tracelb, a dealias record
+    (radargun) per probing run of `alias_runs` (`--multilevel`'s rounds: their indirect
+    probes defined as the trace's flows they went by), cycle stop; `lb`:
     `tracelb_object`'s keywords (first_ttl, wait_s, gaplimit...)."""
     start_s = (result.start_ns or 0) // 1_000_000_000
     if stop_s is None:
@@ -956,6 +1003,7 @@ def tracelb_warts(
         list_object()
         + cycle_start_object(start_s, hostname=hostname)
         + tracelb_object(result, **lb)
+        + b"".join(dealias_object(run, flows=True) for run in alias_runs if run.probes)
         + cycle_stop_object(stop_s)
     )
 

@@ -33,7 +33,10 @@ each probe's flow (an echo request's ICMP checksum, as Paris traceroute's ICMP f
 UDP datagram's source port, as its UDP flows, answered with TTL 1 too) picks one of the
 addresses by a hash, so a multipath trace finds them all at one hop, each numbering its
 time exceeded from its own group's counter (two of one group: one router's two
-interfaces).
+interfaces). ``--mpls ADDR=LABEL[/LABEL...]`` extends ADDR's time exceeded with that MPLS
+label stack (RFC 4884/4950: the quote padded to 128 bytes, then the extension structure,
+as `packetlab.testbed.mpls_responder` builds it), as a label switching router quotes the
+label the probes arrived with (Multilevel MDA-Lite's MPLS fingerprint).
 """
 
 from __future__ import annotations
@@ -90,11 +93,13 @@ def answer(
     methods: dict[bytes, set[str]],
     udp_port: int,
     expire: Mapping[bytes, Sequence[bytes]] | None = None,
+    labels: Mapping[bytes, bytes] | None = None,
 ) -> bytes | None:
     """The reply to an IPv4 probe for one of our addresses by a method its group answers
     (echo reply, RST to a bare ACK, port unreachable to `udp_port`), or to an echo
     request for a DST of `expire` arriving with TTL 1 (a time exceeded from its router
-    address, numbered by that address's counter), else None."""
+    address, numbered by that address's counter; with `labels`' extension for that
+    address after the quote padded to 128 bytes), else None."""
     if len(packet) < 28 or packet[0] >> 4 != 4:
         return None
     ihl = (packet[0] & 0x0F) * 4
@@ -107,6 +112,9 @@ def answer(
         flow = packet[ihl + 2 : ihl + 4] if proto == socket.IPPROTO_ICMP else packet[ihl : ihl + 2]
         router = routers[zlib.crc32(flow) % len(routers)]
         icmp = bytes([_ICMP_TIMXCEED, 0, 0, 0, 0, 0, 0, 0]) + packet[: ihl + 8]
+        ext = (labels or {}).get(router)
+        if ext is not None:  # RFC 4884: the quote's length in words, 128 bytes of it
+            icmp = icmp[:5] + bytes([32]) + icmp[6:8] + icmp[8:].ljust(128, b"\0") + ext
         icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
         return _ip(router, src, socket.IPPROTO_ICMP, counters[router].next(), icmp)
     counter, how = counters.get(dst), methods.get(dst, set())
@@ -164,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="echo requests to DST arriving with TTL 1: a time exceeded from "
                     "ADDR (an address of a --group: its counter), repeatable; several: "
                     "one per flow (ICMP checksum, UDP source port; UDP too)")  # fmt: skip
+    ap.add_argument("--mpls", action="append", default=[], metavar="ADDR=LABEL[/LABEL...]",
+                    help="ADDR's time exceeded (--ttl-exceeded) carries this MPLS label "
+                    "stack, top first (repeatable)")  # fmt: skip
     ap.add_argument("--velocity", type=float, default=100.0, help="IDs per second [100]")
     ap.add_argument("--quiet-kernel", action="store_true",
                     help="set net.ipv4.icmp_echo_ignore_all=1 here first")  # fmt: skip
@@ -187,6 +198,20 @@ def main(argv: list[str] | None = None) -> int:
             if r not in counters:
                 ap.error(f"--ttl-exceeded {spec}: {router} is in no --group")
         expire[ipaddress.IPv4Address(dst.strip()).packed] = rs
+    labels: dict[bytes, bytes] = {}
+    for spec in args.mpls:
+        addr, _, stack = spec.partition("=")
+        try:
+            words = [int(x) for x in stack.split("/")]
+        except ValueError:
+            ap.error(f"--mpls {spec}: labels are numbers, e.g. 10.0.0.1=24001/16")
+        if any(not 0 <= w < 1 << 20 for w in words):
+            ap.error(f"--mpls {spec}: labels are 0..1048575")
+        from packetlab.testbed.mpls_responder import extension
+
+        labels[ipaddress.IPv4Address(addr.strip()).packed] = extension(
+            [(w, 0, int(i == len(words) - 1), 1) for i, w in enumerate(words)]
+        )
     if args.quiet_kernel:
         subprocess.run(["sysctl", "-q", "-w", "net.ipv4.icmp_echo_ignore_all=1"], check=True)
     rxs = [socket.socket(socket.AF_INET, socket.SOCK_RAW, p)
@@ -205,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             packet = rx.recv(65535)
             if rx in bound:
                 continue  # the datagram itself, answered from its raw copy
-            out = answer(packet, counters, methods, args.udp_port, expire)
+            out = answer(packet, counters, methods, args.udp_port, expire, labels)
             if out is not None:
                 tx.sendto(out, (socket.inet_ntoa(packet[12:16]), 0))
 

@@ -27,12 +27,20 @@ query's ID and flags followed by bytes that are no DNS message; `tcgarbage.test.
 over UDP and, over TCP, 65535 bytes of garbage after its ID; a name under `deep.test.`
 gets a referral one label deeper each time it is asked (to ns.deep.test. at this server):
 an endless chain for +trace.
+
+Odd replies (no OPT, AA): `tkey.test.` .. `tkey5.test.` and `tkeyother.test.` a TKEY in
+the answer section whatever the type asked (with other data, with an error and no key,
+errors BIND names and does not name); `tsig.test.`, `tsigtime.test.` (BADTIME, the time
+as other data) and `tsigother.test.` an A record signed with a TSIG (fixed time, MAC and
+original ID: the client has no key); `tsigans.test.` that TSIG in the answer section
+(BIND's BADTSIG). `hip.test.` and `hip2.test.` are HIP records of the zone.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import struct
 import sys
 from typing import Any
 
@@ -45,6 +53,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import dns.tsig
 import dns.zone
 from twisted.internet import protocol
 from twisted.internet import reactor as _reactor
@@ -112,6 +121,8 @@ https2 300 IN HTTPS 1 svc.test. {SVC_PARAMS}
 svcb 300 IN SVCB 0 svc.test.
 hinfo 300 IN HINFO "PC" "Linux"
 loc 300 IN LOC 42 21 54 N 71 06 18 W -24m 30m
+hip 300 IN HIP 2 {_hex("hip", 16)} {_b64("hip", 260)} rvs1.test. rvs2.test.
+hip2 300 IN HIP 2 {_hex("hip2", 16)} {_b64("hip2", 40)}
 """
 for _i in range(3):  # about 800 bytes: over UDP with the default 1232, TC with 512
     ZONE += f"keys 300 IN DNSKEY 256 3 8 {_b64(f'key{_i}', 260)}\n"
@@ -258,6 +269,67 @@ CUTS = {
     "badptr.test.": lambda w, at: w[:at] + b"\xff\xff" + w[at + 2 :],
     "counts.test.": lambda w, at: w[:6] + b"\xff\xff" * 3 + w[12:at],  # counts, no records
 }
+TKEY_ALG = dns.name.from_text("hmac-sha256.")
+TKEY_TIMES = (1764892800, 1764979200)  # inception, expiration (2025-12-05, a day)
+
+
+def _tkey(key: bytes, other: bytes = b"", mode: int = 3, error: int = 0) -> Any:
+    from dns.rdtypes.ANY.TKEY import TKEY
+
+    return TKEY(dns.rdataclass.ANY, dns.rdatatype.TKEY, TKEY_ALG, *TKEY_TIMES, mode, error,
+                key, other)  # fmt: skip
+
+
+def _tsig(error: int = 0, other: bytes = b"") -> Any:
+    """A TSIG record (fixed time, MAC and original ID: the client has no key to check it)."""
+    from dns.rdtypes.ANY.TSIG import TSIG
+
+    mac = hashlib.sha256(b"mac").digest()
+    return TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, TKEY_ALG, TKEY_TIMES[0], 300, mac,
+                4242, error, other)  # fmt: skip
+
+
+def _meta(rd: Any, section: str = "answer") -> Any:
+    """A reply (AA, no OPT) with the meta record `rd` (class ANY, TTL 0): a TKEY in the
+    answer section; a TSIG as the last record of the additional section (after an A
+    record of the name, as a signed reply), or elsewhere (`section`)."""
+
+    def reply(query: dns.message.Message) -> bytes:
+        response = dns.message.make_response(query)
+        response.use_edns(False)
+        response.flags |= dns.flags.AA
+        name = query.question[0].name
+        if rd.rdtype != dns.rdatatype.TSIG:
+            response.answer.append(dns.rrset.from_rdata(name, 0, rd))
+            return bytes(response.to_wire(want_shuffle=False))
+        response.answer.append(dns.rrset.from_text(name, 300, "IN", "A", "192.0.2.1"))
+        wire = bytearray(response.to_wire(want_shuffle=False))
+        data = rd.to_wire()
+        owner = b"\x03key\x04test\x00"
+        wire += owner + struct.pack(">HHIH", 250, 255, 0, len(data)) + data
+        at = {"answer": 6, "additional": 10}[section]  # its count in the header
+        wire[at : at + 2] = struct.pack(">H", struct.unpack(">H", wire[at : at + 2])[0] + 1)
+        return bytes(wire)
+
+    return reply
+
+
+# odd replies: TKEY as a server answers a key negotiation (in the answer section; with
+# other data; with an error and no key), replies signed with a TSIG the client has no key
+# for (its error BADTIME with the server's time as other data); a TSIG in the answer section
+META = {
+    "tkey.test.": _meta(_tkey(base64.b64decode(_b64("tkey", 100)), b"\x00\x00i2\xd9\x00")),
+    "tkey2.test.": _meta(_tkey(b"", mode=2, error=17)),
+    "tkey3.test.": _meta(_tkey(b"\x01\x02", mode=5, error=23)),
+    "tkey4.test.": _meta(_tkey(b"", mode=1, error=11)),
+    "tkey5.test.": _meta(_tkey(b"", mode=1, error=99)),
+    "tsig.test.": _meta(_tsig(), "additional"),
+    "tsigtime.test.": _meta(_tsig(18, b"\x00\x00i2\xd9\x00"), "additional"),
+    "tsigans.test.": _meta(_tsig(), "answer"),
+    # long other data: TKEY's in the key's words, TSIG's in 60-character words
+    "tkeyother.test.": _meta(_tkey(b"\x07" * 5, base64.b64decode(_b64("other", 100)))),
+    "tsigother.test.": _meta(_tsig(0, base64.b64decode(_b64("other", 100))), "additional"),
+}
 DEEP = dns.name.from_text("deep.test.")
 asked: dict[str, int] = {}  # deep.test. names: how often each was asked (the depth)
 
@@ -288,6 +360,8 @@ def reply_to(wire: bytes, limit: int | None) -> bytes | None:
         response.authority.append(dns.rrset.from_text(cut, 60, "IN", "NS", "ns.deep.test."))
         response.additional.append(dns.rrset.from_text("ns.deep.test.", 60, "IN", "A", "127.0.0.1"))
         return response.to_wire()
+    if qname in META:  # TKEY in the answer section, a TSIG-signed reply, ... (odd replies)
+        return META[qname](query)
     response = answer(query)
     if qname == "cut.test.":  # no OPT, the authority's SOA cut short: ends mid-record
         response.use_edns(False)

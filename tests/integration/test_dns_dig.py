@@ -457,3 +457,60 @@ def test_trace_down_a_delegation_hierarchy_as_dig(hierarchy: tuple[int, Path]) -
         ";; BAD (HORIZONTAL) REFERRAL",
         f";; Received 101 bytes from 127.0.0.12#{port}(ns1.tld) in T ms",
     ]
+
+
+def test_one_type_a_name_with_digs_warning(port: int, tmp_path: Path) -> None:
+    """Several types (or classes) for one name: dig asks the last, `;; Warning, extra type
+    option` (`class`) on stderr for each one more, exit 0; so do we (each was asked).
+    -t before -f is every batch line's type (ours asked A)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    f = tmp_path / "queries"
+    f.write_text("a.test A\nmx.test\nmx.test A MX\n-x 192.0.2.1\n")
+    for words in (["mx.test", "A", "MX"], ["-t", "A", "-t", "MX", "mx.test", "a.test"],
+                  ["A", "mx.test", "MX", "TXT", "a.test"], ["txt.test", "-t", "A", "-t", "TXT"],
+                  ["a.test", "A", "a.test", "MX"], ["version.bind", "IN", "CH", "TXT"],
+                  ["-c", "IN", "-c", "CH", "-t", "TXT", "version.bind"],
+                  ["+noall", "+answer", "-t", "MX", "-f", str(f)]):  # fmt: skip
+        a, b = ours(*at, *words), dig(*at, *words)
+        assert normal(a.stdout) == normal(b.stdout), words
+        assert (a.stderr, a.returncode) == (b.stderr, b.returncode), words
+    assert b.stderr == ";; Warning, extra type option\n" * 3
+    assert a.stdout.endswith("mx.test.\t\t60\tIN\tMX\t10 a.test.\n" * 2)
+    a = ours(*at, "+short", "mx.test", "A", "MX")  # one answer: the MX's
+    assert (a.stdout, a.stderr) == ("10 a.test.\n", ";; Warning, extra type option\n")
+
+
+def test_hip_tkey_and_tsig_as_dig(port: int) -> None:
+    """HIP in the zone; TKEY in answers (with other data, with an error and no key, an
+    error BIND has no name for); replies with a TSIG (no key given, as dig without -k:
+    dig's TSIG pseudosection after the additional section), a TSIG in the answer section
+    (BIND's best effort: a record of it, the malformed-packet warning): one line and
+    BIND's +multiline forms, +split=N, +short, the display switches, over UDP and TCP."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    names = ["hip.test", "HIP", "hip2.test", "HIP", "tkey.test", "TKEY", "tkey2.test",
+             "tkey3.test", "tkey4.test", "tkey5.test", "tkeyother.test", "tsig.test",
+             "tsigtime.test", "tsigans.test", "tsigother.test"]  # fmt: skip
+    for switches in ([], ["+multiline"], ["+split=12"], ["+split=0", "+multiline"], ["+short"],
+                     ["+nocomments"], ["+noadditional", "+multiline"], ["+tcp", "+multiline"],
+                     ["+noall", "+answer", "+additional"], ["+split=100"], ["+split=0"],
+                     ["+multiline", "+split=12"]):  # fmt: skip
+        a, b = ours(*at, *switches, *names), dig(*at, *switches, *names)
+        assert normal(a.stdout) == normal(b.stdout), switches
+        assert (a.returncode, b.returncode) == (0, 0) and "Traceback" not in a.stderr
+    out = side_by_side(*at, "+multiline", "+nocmd", *names)
+    for part in (
+        "hip.test.\t\t300 IN HIP ( 2 DD805812F2FD7FF1476C5ABB96D09D0D\n\t\t\t\t",
+        "\t\t\t\trvs1.test.\n\t\t\t\trvs2.test. )\n",
+        "\t\t\t\tFQ== ) 6 (\n\t\t\t\tAABpMtkA )\n",
+        " 2 BADKEY 0 (\n\t\t\t\t ) 0\n",
+        ";; TSIG PSEUDOSECTION:\nkey.test.\t\t0 ANY TSIG hmac-sha256. 1764892800 300 32 (\n",
+        ";; Warning: Message parser reports malformed message packet.\n",
+    ):
+        assert part in out
+    # a lookup with a cookie of its own (+cookie=HEX; +trace's steps after the first) and a
+    # reply without OPT: dig's `;; expected opt record in response` (ours said nothing)
+    out = side_by_side(*at, "+cookie=0011223344556677", "tsig.test", "cut.test", "a.test")
+    assert out.count(";; expected opt record in response\n") == 2
+    for words in (["-4", "+trace", "tsig.test"], ["-4", "+trace", "+nocookie", "tkey.test"]):
+        out = side_by_side(*at, *words)
+        assert ("expected opt" in out) == ("+nocookie" not in words)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -163,3 +164,141 @@ def test_parallel_as_curl(http: str, tmp_path: Path) -> None:
     assert took < 0.9 * 2 + 0.5 + 0.1 + 3  # not one after the other (3 s: start-up)
     curl, ours = both("-s", "-Z", "--parallel-max", "1", "-w", w, *null, *urls, cwd=tmp_path)
     assert ours.stdout == curl.stdout  # one at a time: in URL order
+
+
+QP_TEXT = (b"hello = w\xc3\xb6rld\tTab \r\nline2 with a very long line that goes on and on and on "
+           b"and on past seventy-six characters for sure yes\n.\r\nend \r\n")  # fmt: skip
+
+
+def test_form_parameters_as_curl(http: str, tmp_path: Path) -> None:
+    """-F ;headers= (inline and @FILE), ;encoder=, NAME=@a,b and --form-string: the
+    server gets the same body as from curl 7.88 (but the random boundaries)."""
+    (tmp_path / "a.txt").write_bytes(b"hello\n")
+    (tmp_path / "b.bin").write_bytes(bytes(range(256)))
+    (tmp_path / "q.txt").write_bytes(QP_TEXT * 40)
+    (tmp_path / "h.txt").write_bytes(b"# comment\nX-One: 1\n  folded\nX-Two: two\n")
+    w = "%{http_code} %{method} %{size_download} %{exitcode}\\n"
+    for args in (
+        ["-F", "a=x;headers=X-A: 1", "-F", "b=@a.txt;headers=@h.txt", "-F", "c=@a.txt,b.bin",
+         "-F", "d=@a.txt;type=text/x,b.bin;filename=z", "--form-string", "e=@a.txt;type=x/y",
+         "-F", "f=  spaced  ;unknown=1", "-F", "g=<a.txt;headers=Content-Type: app/x"],
+        ["-F", "b=x;encoder=base64", "-F", "d=@b.bin;encoder=base64",
+         "-F", "e=@a.txt;encoder=7bit", "-F", "f=@b.bin;encoder=8bit;encoder=binary"],
+        ["-F", "c=@q.txt;encoder=quoted-printable", "-F", "n=1"],  # chunked, as curl's
+    ):  # fmt: skip
+        curl, ours = both(*UA, "-s", "-w", w, *args, f"{http}/form", cwd=tmp_path)
+        assert curl.returncode == ours.returncode == 0, ours.stderr
+        assert same_but_boundary(ours.stdout) == same_but_boundary(curl.stdout), args
+    assert b'"Transfer-Encoding": "chunked"' in ours.stdout
+    assert b'"Expect": "100-continue"' in ours.stdout
+    # 7bit over 8-bit bytes: curl sends the head and fails (26); ours fails the same way
+    curl, ours = both(*UA, "-s", "-w", w + "%{errormsg}\\n", "-F", "e=@b.bin;encoder=7bit",
+                      f"{http}/form", cwd=tmp_path)  # fmt: skip
+    assert curl.returncode == 26 and ours.returncode == 1
+    assert ours.stdout.split(b"\n")[0].split()[-1] == curl.stdout.split()[3] == b"26"
+    assert b"byte 0x80 at offset 128 is not 7-bit" in ours.stdout
+    # -F NAME=@- from a pipe: read whole first (Content-Length), as curl
+    piped = b"from a pipe\n" * 5000
+    curl = subprocess.run(["curl", *UA, "-s", "-w", w, "-F", "a=@-", f"{http}/form"],
+                          input=piped, capture_output=True, timeout=60)  # fmt: skip
+    ours = subprocess.run(
+        [sys.executable, "-m", "packetlab", "run", "http", "--connect-to", "127.0.0.1", *UA,
+         "-s", "-w", w, "-F", "a=@-", f"{http}/form"],
+        input=piped, capture_output=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    assert same_but_boundary(ours.stdout) == same_but_boundary(curl.stdout)
+    assert b'"Content-Length": "60150"' in ours.stdout
+    # what curl only warns about is one line and exit 2 here, before anything is sent
+    for arg, why in (("f=x;headers=@nosuch", b"nosuch: No such file or directory"),
+                     ("f=@a.txt;encoder=bogus", b"not one of curl's encoders")):  # fmt: skip
+        curl, ours = both("-s", "-F", arg, f"{http}/form", cwd=tmp_path)
+        assert ours.returncode == 2 and len(ours.stderr.strip().splitlines()) == 1
+        assert why in ours.stderr and curl.returncode in (0, 43)
+
+
+def test_upload_globs_as_curl(http: str, tmp_path: Path) -> None:
+    for name in ("a", "b", "file1", "file2", "file3", "f01", "f02", "c"):
+        (tmp_path / name).write_text(name * 3)
+    w = "%{http_code} %{method} %{url_effective} %{size_upload} %{exitcode}\\n"
+    for args in (
+        ["-T", "{a,b}", f"{http}/up/"],
+        ["-T", "file[1-3]", f"{http}/up/"],
+        ["-T", "{a,b}", f"{http}/same"],  # no / at the end: both to that URL
+        ["-T", "f[01-02]", "-T", "{c,a}", f"{http}/1/", f"{http}/2/"],
+        ["-g", "-T", "c", f"{http}/3/"],
+    ):
+        curl, ours = both(*UA, "-s", "-o", "/dev/null", "-w", w, *args, cwd=tmp_path)
+        assert curl.returncode == ours.returncode == 0, ours.stderr
+        assert ours.stdout == curl.stdout, args
+    # a URL after the globbed ones without a -T: curl 7.88.1 GETs it once for each file
+    # the glob before had (its infilenum not reset); ours once
+    curl, ours = both(*UA, "-s", "-o", "/dev/null", "-w", w, "-T", "{a,b}", f"{http}/up/",
+                      f"{http}/after", cwd=tmp_path)  # fmt: skip
+    assert curl.stdout.count(b" GET ") == 2 and ours.stdout.count(b" GET ") == 1
+    # curl's (3) with its column; ours one line, exit 2
+    for pattern, why in (("{a,b", b"unmatched brace at position 1"),
+                         ("f[3-1]", b"bad range at position 7")):  # fmt: skip
+        curl, ours = both("-T", pattern, f"{http}/up/", cwd=tmp_path)
+        assert curl.returncode == 3 and why.replace(b"at position", b"in URL position") in (
+            curl.stderr
+        )
+        assert ours.returncode == 2 and ours.stderr.strip().splitlines() == [
+            b"pktlab run http: -T/--upload-file '" + pattern.encode() + b"': " + why
+            + b" (curl: 3)"
+        ]  # fmt: skip
+
+
+SIZE, TIME = r"[0-9. kMGTP]{5}", r"[-:0-9 dh]{8}"
+METER = re.compile(  # curl 7.88's "%-3s %-3s %s %s %5d %5d  %s %s %s %s %5s"
+    rf"[-0-9 ]{{3}} [-0-9 ]{{3}} {SIZE} {SIZE} [0-9 ]{{5}} [0-9 ]{{5}}  "
+    rf"{TIME} {TIME} {TIME} {SIZE} {{5,6}}"
+)
+
+
+def meter_lines(err: bytes) -> tuple[bytes, list[str]]:
+    head, _, rest = err.partition(b"\n")
+    return head, [line.rstrip("\n") for line in rest.decode().split("\r") if line.strip()]
+
+
+def test_parallel_progress_meter_as_curl(http: str, tmp_path: Path) -> None:
+    """curl 7.88 -Z without -s draws its parallel meter on stderr (off a terminal too):
+    ours with -w the same header, columns and final line (but the times)."""
+    urls = [f"{http}/d/1.2", f"{http}/d/0.1"]
+    w = "%{url} %{http_code}\\n"
+    curl, ours = both(*UA, "-Z", "--parallel-immediate", "-w", w, "-o", "x1", "-o", "x2",
+                      *urls, cwd=tmp_path)  # fmt: skip
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    assert ours.stdout == curl.stdout
+    (ch, cl), (oh, ol) = meter_lines(curl.stderr), meter_lines(ours.stderr)
+    assert oh == ch == b"DL% UL%  Dled  Uled  Xfers  Live Total     Current  Left    Speed"
+    assert all(METER.fullmatch(line) for line in cl + ol), (cl, ol)
+    assert len(ol) >= 3 and len(cl) >= 3  # at the start, every half second, at the end
+    assert curl.stderr.endswith(b"     \n") and ours.stderr.endswith(b"     \n")
+    # the last line but its times and speed: DL% UL% Dled Uled Xfers Live
+    assert ol[-1].split()[:6] == cl[-1].split()[:6] == ["100", "--", *cl[-1].split()[2:4],
+                                                       "2", "0"]  # fmt: skip
+    # --no-progress-meter: none; -s: none from ours, while curl 7.88.1 still draws it
+    curl, ours = both("--no-progress-meter", "-Z", "-w", w, "-o", "x1", "-o", "x2", *urls,
+                      cwd=tmp_path)  # fmt: skip
+    assert b"DL%" not in curl.stderr and b"DL%" not in ours.stderr
+    curl, ours = both("-s", "-Z", "-w", w, "-o", "x1", "-o", "x2", *urls, cwd=tmp_path)
+    assert b"DL%" in curl.stderr and ours.stderr == b""
+
+
+def test_parallel_progress_meter_on_a_terminal(http: str, tmp_path: Path) -> None:
+    """Through `script` (a pseudo-terminal): with -o for every URL both draw it; with a
+    body to the terminal neither does."""
+    if shutil.which("script") is None:
+        pytest.skip("script (util-linux) missing: no pseudo-terminal to run them on")
+    ours = f"{sys.executable} -m packetlab run http --connect-to 127.0.0.1"
+    url = f"{http}/d/0.1"
+    for args, drawn in ((f"-Z -w x -o x1 -o x2 {url} {url}", True),
+                        (f"-Z -w x {url} {url}", False)):  # fmt: skip
+        for cmd in (f"curl {args}", f"{ours} {args}"):
+            run = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
+                                 timeout=120, cwd=tmp_path,
+                                 env=dict(os.environ, PYTHONPATH=str(REPO)))  # fmt: skip
+            assert run.returncode == 0, run.stdout
+            assert (b"DL% UL%  Dled" in run.stdout) is drawn, (cmd, run.stdout)

@@ -177,6 +177,30 @@ def test_ping_outstanding_timestamps_flood_errors_and_bad_input_as_iputils(
         assert "Traceback" not in ours.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-c", "0", "127.0.0.1"],
+        ["-c", "abc", "127.0.0.1"],
+        ["-s", "65500", "-c", "1", "127.0.0.1"],  # 65528 bytes: sent, answered
+        ["-s", "65507", "-c", "1", "127.0.0.1"],
+        ["-s", "65508", "-c", "2", "-i", "0.2", "127.0.0.1"],  # local error, mtu=65535
+        ["-s", "65500", "-c", "1", "::1"],
+    ],
+)
+def test_ping_count_and_size_limits_as_iputils(args: list[str]) -> None:
+    """Session 12 left ping -c 0 / -s 65500 as argparse's usage and 2: now iputils'
+    words and status (`invalid argument: '0': out of range: ...`, 1; the bound ours,
+    10,000), and a size up to what a packet holds sent as ping sends it."""
+    ours, theirs = pktlab_run("ping", *args), native("ping", *args)
+    assert ours.returncode == theirs.returncode, (args, ours.stderr, theirs.stderr)
+    assert masked(ours.stdout) == masked(theirs.stdout), args
+    strip = [re.sub(r"(?m)^(pktlab run )?ping: ", "", x) for x in (ours.stderr, theirs.stderr)]
+    if args[1] == "0":  # (iputils' bound: LLONG_MAX)
+        strip = [re.sub(r"<= \d+$", "<= N", x.strip()) for x in strip]
+    assert strip[0].strip() == strip[1].strip(), (ours.stderr, theirs.stderr)
+
+
 def test_ping_long_requests_over_a_narrow_link_as_iputils(
     testbed_factory: Callable[..., Testbed],
 ) -> None:

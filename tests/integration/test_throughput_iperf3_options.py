@@ -275,6 +275,23 @@ def test_window_is_refused_in_one_line(port: int) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("words", "head"),
+    [(["-Z"], "-Z"), (["-C", "cubic"], "-C cubic"), (["-M", "1000"], "-M 1000"),
+     (["-N"], "-N"), (["-S", "16"], "-S 16"), (["--fq-rate", "10M"], "--fq-rate 10M")],
+)  # fmt: skip
+def test_socket_options_are_refused_in_one_line(port: int, words: list[str], head: str) -> None:
+    """iperf3's socket options: one line each naming the option and why, exit 2, nothing
+    sent (were argparse's `unrecognized arguments` with its usage)."""
+    rc, out, err = pktlab(port, "-t", "1", *words, json_out=False)
+    assert rc == 2 and out == "" and "Traceback" not in err and "usage:" not in err
+    (line,) = err.strip().splitlines()
+    assert f"{head}: not supported: iperf3 " in line and line.endswith(
+        "(nopen takes only the protocol, the addresses and rbufsz; there is no socket option "
+        "request)"
+    )
+
+
 def test_bidir_beside_native_iperf3(port: int) -> None:
     """--bidir -P 2 -b 20M: four streams, the endpoint sending on two (TX-C) and receiving
     on two (RX-C) at once, as native iperf3 --bidir against the same server; each figure

@@ -55,7 +55,7 @@ def test_mda_finds_every_interface_as_scamper_tracelb_does(ecmp: Testbed) -> Non
     need("scamper")
     tg = str(ecmp.addr("tg"))
     # MDA is probabilistic by design: at 99 % a branch is missed with probability 1/128
-    lines = ours(ecmp, "--mda", "--confidence", "99", tg)
+    lines = ours(ecmp, "--mda", "--confidence", "99.9", tg)
     hops = {x["ttl"]: set(x["addrs"]) for x in lines if x["type"] == "mda-hop"}
     name = {str(ecmp.addr(n)): n for n in ("r1", "ra", "rb", "r2", "tg")}
     assert {t: {name[a] for a in s} for t, s in hops.items()} == {
@@ -133,8 +133,8 @@ def test_maxprobec_ends_the_trace_and_is_in_the_warts(ecmp: Testbed, tmp_path: P
 def test_mda_lite_on_the_diamond_finds_it_with_fewer_probes(ecmp: Testbed) -> None:
     tg = str(ecmp.addr("tg"))
     nodes = ("r1", "ra", "rb", "r2", "tg")
-    full = ours(ecmp, "--mda", "--confidence", "99", tg)
-    lite = ours(ecmp, "--mda-lite", "--confidence", "99", tg)
+    full = ours(ecmp, "--mda", "--confidence", "99.9", tg)
+    lite = ours(ecmp, "--mda-lite", "--confidence", "99.9", tg)
     want = {1: {"r1"}, 2: {"ra", "rb"}, 3: {"r2"}, 4: {"tg"}}
     assert names(ecmp, full, *nodes) == names(ecmp, lite, *nodes) == want
 
@@ -183,8 +183,8 @@ def test_mda_lite_falls_back_to_the_mda_on_a_meshed_diamond(
     tb = meshed_diamond(testbed_factory)
     tg = str(tb.addr("tg"))
     nodes = ("r1", "ra", "rb", "rc", "rd", "r2", "tg")
-    full = ours(tb, "--mda", "--confidence", "99", tg)
-    lite = ours(tb, "--mda-lite", "--confidence", "99", tg)
+    full = ours(tb, "--mda", "--confidence", "99.9", tg)
+    lite = ours(tb, "--mda-lite", "--confidence", "99.9", tg)
     want = {1: {"r1"}, 2: {"ra", "rb"}, 3: {"rc", "rd"}, 4: {"r2"}, 5: {"tg"}}
     assert names(tb, full, *nodes) == names(tb, lite, *nodes) == want
     s = summary_of(lite)

@@ -136,8 +136,9 @@ def test_as_lookups_on_loopback_as_traceroute(
 
 def test_as_lookups_when_the_server_fails_as_traceroute(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nobody listening: `[!!]` as traceroute's; a server or service that does not
-    resolve: its `SERVER/SERVICE: REASON` and exit 2 (ours before the first line, not
-    after it)."""
+    resolve: its `SERVER/SERVICE: REASON` and exit 2, after the header and the line's
+    start up to the first address (` 1  127.0.0.1`, no newline), as traceroute stops
+    there (session 13: ours stopped before the header)."""
     monkeypatch.setenv("RA_SERVER", "127.0.0.1")
     monkeypatch.setenv("RA_SERVICE", "4344")
     args = ["-A", "-n", "-q", "2", "127.0.0.1"]
@@ -148,6 +149,13 @@ def test_as_lookups_when_the_server_fails_as_traceroute(monkeypatch: pytest.Monk
     ours, theirs = pktlab_run("traceroute", *args), native("traceroute", *args)
     assert ours.returncode == theirs.returncode == 2
     assert ours.stderr.splitlines()[-1].endswith(theirs.stderr.strip())
+    assert ours.stdout == theirs.stdout and ours.stdout.endswith("\n 1  127.0.0.1")
+    ours, theirs = (
+        pktlab_run("traceroute", "-A", "127.0.0.1"),
+        native("traceroute", "-A", "127.0.0.1"),
+    )
+    assert ours.returncode == theirs.returncode == 2
+    assert ours.stdout == theirs.stdout and ours.stdout.endswith(" 1  localhost (127.0.0.1)")
     assert "Traceback" not in ours.stderr
 
 

@@ -212,6 +212,26 @@ def test_ping_reads_in_scampers_tools(tmp_path: Path) -> None:
     assert (ping["probe_size"], ping["wait_us"], ping["ttl"]) == (84, 200_000, 64)
 
 
+def test_ping_tsprespec_as_scampers(tmp_path: Path) -> None:
+    """ping -T tsprespec HOST TARGET --warts beside `scamper ping -T tsprespec=HOST` on
+    loopback: no flag, the same `probe_tsps` and `probe_size` (96: 84 and the 12 byte
+    option), each reply's `tsandaddr` naming the host (session 12 wrote neither). (The
+    reply sizes differ: scamper's requests carry 12 more payload bytes than its
+    `probe_size` says, 108 on the wire; ours 96, as sent.)"""
+    ours, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
+    done = pktlab_run("ping", "-c", "1", "-T", "tsprespec", "--warts", str(ours),
+                      "127.0.0.1", "127.0.0.1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tool("scamper", "-O", "warts", "-o", str(theirs), "-c", "ping -c 1 -T tsprespec=127.0.0.1",
+         "-i", "127.0.0.1")  # fmt: skip
+    a, b = scamper_ping(ours), scamper_ping(theirs)
+    assert "flags" not in a and "flags" not in b
+    assert a["probe_tsps"] == b["probe_tsps"] == ["127.0.0.1"]
+    assert a["probe_size"] == b["probe_size"] == 96
+    (ra,), (rb,) = a["responses"], b["responses"]
+    assert [e["ip"] for e in ra["tsandaddr"]] == [e["ip"] for e in rb["tsandaddr"]]
+
+
 def test_ping_in_a_testbed_matches_json_and_scampers_own_shape(
     testbed_factory: Callable[..., Testbed], tmp_path: Path
 ) -> None:

@@ -575,3 +575,59 @@ def test_help_shows_session_12_words(capsys: pytest.CaptureFixture[str]) -> None
     text = " ".join(capsys.readouterr().out.split())
     for word in ("+ignore", "+retry=N", "+vc", "+trace +tcp @192.0.2.53", "-t MX @192.0.2.54"):
         assert word in text, word
+
+
+@pytest.mark.parametrize(
+    ("argv", "asked", "warnings"),
+    [  # each checked with dig 9.18.49 (`+noall +question`): what it asks, its stderr
+        (["a.test", "A", "MX"], ["a.test IN MX"], 1),
+        (["-t", "A", "-t", "MX", "a.test", "b.test"], ["a.test IN MX", "b.test IN MX"], 1),
+        (["--type", "AAAA", "--type", "MX", "a.test"], ["a.test IN MX"], 1),
+        (["MX", "A", "a.test"], ["a.test IN A"], 1),
+        (["A", "a.test", "MX"], ["a.test IN MX"], 1),  # its own over every name's
+        (["a.test", "A", "MX", "b.test"], ["a.test IN MX", "b.test IN A"], 1),
+        (["a.test", "A", "MX", "AAAA"], ["a.test IN AAAA"], 2),
+        (["-t", "MX", "a.test", "-t", "TXT"], ["a.test IN TXT"], 1),
+        (["a.test", "A", "-t", "MX"], ["a.test IN MX"], 1),
+        (["a.test", "A", "a.test", "MX"], ["a.test IN A", "a.test IN MX"], 0),
+        (["-x", "192.0.2.1", "-t", "A"], ["1.2.0.192.in-addr.arpa. IN A"], 0),
+        (["-t", "A", "-x", "192.0.2.1"], ["1.2.0.192.in-addr.arpa. IN A"], 0),
+        (["a.test", "-c", "IN", "-c", "CH"], ["a.test CH A"], 1),
+        (["-c", "IN", "-c", "CH", "a.test"], ["a.test CH A"], 1),
+        (["CH", "-c", "IN", "a.test"], ["a.test IN A"], 1),
+        (["a.test", "IN", "CH"], ["a.test CH A"], 1),
+        (["-c", "IN", "a.test", "CH"], ["a.test IN A", "CH IN A"], 0),
+    ],
+)  # fmt: skip
+def test_one_type_and_class_a_query_as_dig(
+    argv: list[str], asked: list[str], warnings: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dig asks one type a name: a second type for it (its own, or every name's before
+    it) is the one asked, with `;; Warning, extra type option` on stderr (a class:
+    `extra class option`); it was each type asked in turn (a documented departure)."""
+    a = parse(*argv)
+    got = []
+    for name, types, cls, _ in a.plan:
+        (qtype,) = types or a.types or ["A"]  # one type a query
+        got.append(f"{name} {cls or a.qclass or 'IN'} {qtype}")
+    assert got == asked
+    err = capsys.readouterr().err
+    word = "class" if any(w in ("-c", "IN", "CH") for w in argv) else "type"
+    assert err == f";; Warning, extra {word} option\n" * warnings
+    assert run_dns.COMMAND.budget(a) == len(asked) * 3 * 2.0  # one query a name
+
+
+def test_batch_lines_take_the_command_line_s_type_as_dig(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dig -t MX -f FILE`: a line's name without a type of its own is asked MX (was A),
+    and a type of its own is a second one (dig's warning)."""
+    f = tmp_path / "batch"
+    f.write_text("a.test A\nb.test\nc.test A MX\n-x 192.0.2.1\n")
+    for first in (["-t", "MX"], ["MX"]):
+        a = parse(*first, "-f", str(f))
+        assert [(n, t) for n, t, _, _ in a.plan] == [
+            ("a.test", ["A"]), ("b.test", ["MX"]), ("c.test", ["MX"]),
+            ("1.2.0.192.in-addr.arpa.", ["MX"]),
+        ]  # fmt: skip
+        assert capsys.readouterr().err == ";; Warning, extra type option\n" * 3

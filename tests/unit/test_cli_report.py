@@ -38,6 +38,45 @@ def test_traceroute_text_is_printed_hop_by_hop(capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().out == " 2  *\n 3  10.0.0.3  0.020 ms\n"
 
 
+def test_as_path_error_stops_at_the_first_address(capsys: pytest.CaptureFixture[str]) -> None:
+    """-A with a whois server that does not resolve: traceroute prints the header and the
+    line up to its first address, then its error (exit 2); session 12's ours stopped
+    before the header. A silent hop's line is whole, as traceroute's."""
+    from packetlab.cli.link import LinkError
+
+    r = TracerouteReport(Clock(), False, "10.0.0.3", name=None, max_ttl=30, queries=3, size=60)
+    r.as_error = "nosuch.invalid/nicname: Name or service not known"
+    r.start(None)
+    for h in (Hop(1, None, None),) * 3:
+        r.hop(h)
+    r.hop(Hop(2, None, None))
+    r.hop(Hop(2, "10.0.0.2", 1.0))
+    with pytest.raises(LinkError, match=r"nosuch\.invalid/nicname"):
+        r.hop(Hop(2, "10.0.0.2", 1.0))
+    assert capsys.readouterr().out.splitlines()[1:] == [" 1  * * *", " 2  * 10.0.0.2"]
+    r.names = {"10.0.0.2": "r1.example"}
+    for h in (HOPS[0],) * 2:
+        r.hop(h)
+    with pytest.raises(LinkError):
+        r.hop(HOPS[0])
+    assert capsys.readouterr().out == " 1  r1.example (10.0.0.2)"
+
+
+def test_json_summary_names_a_source_route(capsys: pytest.CaptureFixture[str]) -> None:
+    """-g / ping HOST... TARGET: the summary's `gateways` (what --warts cannot hold, so
+    it is refused there; session 13)."""
+    r = TracerouteReport(Clock(), True, "10.0.0.3", name=None, max_ttl=30, queries=1, size=72)
+    r.summary_extra["gateways"] = ["10.0.0.2"]
+    r.start("10.0.0.1")
+    r.finish(TRACE, interrupted=False)
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["gateways"] == ["10.0.0.2"]
+    p = PingReport(Clock(), True, "10.0.0.3", name=None, count=1, size=56)
+    p.summary_extra["gateways"] = ["10.0.0.2"]
+    p.start("10.0.0.1")
+    p.finish(PingResult("10.0.0.3", 1, (), "10.0.0.1"), interrupted=False)
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["gateways"] == ["10.0.0.2"]
+
+
 def test_traceroute_queries_share_a_line(capsys: pytest.CaptureFixture[str]) -> None:
     r = TracerouteReport(Clock(), False, "10.0.0.3", name=None, max_ttl=30, queries=3, size=60)
     r.start(None)
@@ -281,6 +320,40 @@ def test_multilevel_without_a_hop_to_resolve_says_so(capsys: pytest.CaptureFixtu
     assert capsys.readouterr().out.splitlines() == [
         "routers (Multilevel MDA-Lite): no hop has several interfaces, none to resolve"
     ]
+
+
+def test_multilevel_says_its_rounds_and_label_stacks(capsys: pytest.CaptureFixture[str]) -> None:
+    """The rounds the monotonic bounds test took (until the sets settled, or the bound,
+    said), the label stacks when some interface quoted one; `--json`: `mpls` per
+    interface, `mpls_pairs`, the summary's `alias_rounds` and `alias_sets_stable`."""
+    from packetlab.measure.multilevel import MultilevelResult, RouterHop
+
+    hop = RouterHop(2, (("A", "B"), ("C",)), (), (("A", "B"),), (("A", "B"),))
+    ml = MultilevelResult((hop,), 3, 110, mpls={"A": ((16,),), "B": ((16,),)})
+    r = MdaReport(Clock(), False, "10.0.0.3", name=None, max_ttl=30, method="udp-paris",
+                  confidence=0.95, lite=True)  # fmt: skip
+    r.routers(ml)
+    assert capsys.readouterr().out.splitlines() == [
+        "routers (Multilevel MDA-Lite: alias resolution by the monotonic bounds test on "
+        "IP-IDs, MPLS label stacks, 3 rounds, 110 probes)",
+        " 2  {A B}  C",
+    ]
+    r.routers(MultilevelResult((hop,), 2, 80, max_rounds=2, stable=False))
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[0]
+        .endswith("on IP-IDs, 2 rounds, the sets still changing at --mbt-rounds 2, 80 probes)")
+    )
+    j = MdaReport(Clock(), True, "10.0.0.3", name=None, max_ttl=30, method="udp-paris",
+                  confidence=0.95, lite=True)  # fmt: skip
+    j.start("10.0.0.1")
+    j.routers(ml)
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["mpls"] == {"A": [[16]], "B": [[16]]} and line["mpls_pairs"] == [["A", "B"]]
+    trace = MdaResult("10.0.0.3", "10.0.0.1", "udp-paris", 0.95, (), 0, True)
+    j.finish(trace, interrupted=False)
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (summary["alias_rounds"], summary["alias_sets_stable"]) == (3, True)
 
 
 class _ClosedPipe(io.StringIO):

@@ -85,9 +85,7 @@ def test_help(what: str, capsys: pytest.CaptureFixture[str]) -> None:
         (["traceroute", "-N", "0", "x"], "--sim-queries: must be 1..1000"),
         (["traceroute", "--confidence", "100", "x"], "--confidence: must be 50..99.9"),
         (["traceroute", "-P", "sctp", "x"], "invalid choice"),
-        (["ping", "-c", "0", "x"], "--count: must be 1..10000"),
         (["ping", "-i=-1", "x"], "--interval: must be"),
-        (["ping", "-s", "70000", "x"], "--size: must be"),
         (["ping"], "TARGET"),
         (["trace", "x"], "invalid choice"),
         (["traceroute", "--fwmark", "3", "x"], "SO_MARK is not a PacketLab socket option"),
@@ -100,6 +98,7 @@ def test_help(what: str, capsys: pytest.CaptureFixture[str]) -> None:
         (["ping", "-Q", "abc", "x"], "bad TOS value: abc"),
         (["ping", "-M", "probe", "x"], "invalid choice"),
         (["ping", "-l", "0", "x"], "-l: must be 1..65536"),
+        (["traceroute", "--mbt-rounds", "11", "x"], "--mbt-rounds: must be 1..10"),
     ],
 )
 def test_bad_options(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,6 +106,30 @@ def test_bad_options(argv: list[str], message: str, capsys: pytest.CaptureFixtur
         parse(*argv)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["-c", "0"], "invalid argument: '0': out of range: 1 <= value <= 10000"),
+        (["-c", "abc"], "invalid argument: 'abc'"),
+        (["-s", "70000"], "invalid argument: '70000': out of range: 0 <= value <= 65527"),
+        (["-s", "x1"], "invalid argument: 'x1'"),
+        (["-c", "-1"], "invalid argument: '-1': out of range: 1 <= value <= 10000"),
+        (["-s", "-5"], "invalid argument: '-5': out of range: 0 <= value <= 65527"),
+    ],
+)
+def test_ping_bad_numbers_as_iputils(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ping -c 0, -c abc: iputils' one line and status 1 (session 12: argparse's usage
+    and 2); -s as large as a packet holds is taken (65500 was refused)."""
+    with pytest.raises(SystemExit) as e:
+        parse("ping", *argv, "x")
+    assert e.value.code == 1
+    assert capsys.readouterr().err == f"pktlab run ping: {line}\n"
+    assert parse("ping", "-s", "65500", "x").size == 65500
+    assert parse("ping", "-s", "65527", "x").size == 65527
 
 
 @pytest.mark.parametrize("tool", ["ping", "traceroute"])
@@ -306,17 +329,48 @@ def _fails(args: argparse.Namespace) -> BaseException:
         (["traceroute", "--attempts", "2", "10.0.0.1"], "--attempts is a limit of --mda"),
         (["traceroute", "-W", "25", "10.0.0.1"], "--wait-probe is a limit of --mda"),
         (["traceroute", "--multilevel", "10.0.0.1"], "--multilevel resolves the interfaces"),
+        (["traceroute", "--mda", "--mbt-rounds", "3", "10.0.0.1"], "add --multilevel"),
+        # session 12 wrote a trace (ping) to TARGET without the source route: refused
+        (
+            ["traceroute", "-g", "10.0.0.2", "--warts", "x.warts", "10.0.0.1"],
+            "--warts: scamper's trace records no source route (-g)",
+        ),
+        (
+            ["ping", "--warts", "x.warts", "10.0.0.2", "10.0.0.1"],
+            "--warts: scamper's ping records no source route (HOST... TARGET)",
+        ),
         (["traceroute", "--mda-lite", "-N", "4", "10.0.0.1"], "not with --sequential or -N"),
         # was "internal error: RuntimeError: Could not determine home directory."
         (["ping", "--home", "~nosuchuser9/x", "10.0.0.1"], "there is no user 'nosuchuser9'"),
         # -q was accepted and ignored with --mda (even -q 3, traceroute's default)
         (["traceroute", "--mda", "-q", "2", "10.0.0.1"], "-q: --mda sends as many probes"),
-        (["traceroute", "--mda-lite", "-q", "3", "10.0.0.1"], "-q: --mda sends as many probes"),
+        (["traceroute", "--mda-lite", "-q", "3", "10.0.0.1"], "-q: --mda-lite sends as many"),
     ],
 )
 def test_early_errors(argv: list[str], message: str) -> None:
     err = _fails(parse(*argv))
     assert isinstance(err, LinkError) and message in str(err)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["-N", "2"],
+        ["--sequential"],
+        ["-z", "0.1"],
+        ["-P", "tcp-ack"],
+        ["-e"],
+        ["-g", "10.0.0.2"],
+        ["-F"],
+        ["-q", "2"],
+    ],
+)
+def test_mda_lite_errors_name_mda_lite(words: list[str]) -> None:
+    """Session 12 left: `--mda-lite -N 2` said `--mda sends its own rounds...`, naming an
+    option the user did not type (--mda-lite implies it); each error names --mda-lite."""
+    err = str(_fails(parse("traceroute", "--mda-lite", *words, "10.0.0.1")))
+    assert "--mda-lite" in err and "--mda " not in err.replace("--mda-lite", ""), err
+    assert "--mda " in str(_fails(parse("traceroute", "--mda", *words, "10.0.0.1")))
 
 
 @pytest.mark.parametrize(
@@ -395,6 +449,8 @@ def test_ping_flood_implies_interval_0_unless_given() -> None:
     assert (parse("ping", "x").flood, parse("ping", "x").interval) == (False, 1.0)
     assert (parse("ping", "-f", "x").flood, parse("ping", "-f", "x").interval) == (True, 0.0)
     assert parse("ping", "-f", "-i", "0.5", "x").interval == 0.5
+    assert parse("ping", "-i", "0.5", "-f", "x").interval == 0.5
+    assert parse("ping", "--interval", "1", "-f", "x").interval == 1.0  # the default's value, given
     assert parse("ping", "-i", "0.5", "-f", "x").interval == 0.5  # in either order
     p = parse("ping", "-O", "-D", "-p", "ab", "x")
     assert (p.outstanding, p.timestamps, p.pattern) == (True, True, "ab")
@@ -607,7 +663,38 @@ def test_ping_ip_options_for_warts() -> None:
     option, raw = ping_ip_options(parse("ping", "-T", "tsandaddr", "10.0.0.1"), "10.0.0.1")
     assert (option, len(raw)) == ("tsandaddr", 36)
     assert ping_ip_options(parse("ping", "-R", "::1"), "::1") == (None, b"")  # (ignored)
+    args = parse("ping", "-T", "tsprespec", "10.0.0.2", "10.0.0.1")
+    args.prespec_addrs = ["10.0.0.2"]
+    option, raw = ping_ip_options(args, "10.0.0.1")
+    assert (option, len(raw)) == ("tsprespec", 12)  # (session 12: None, no warts field)
     args = parse("ping", "10.0.0.2", "10.0.0.1")
     args.route_addrs = ["10.0.0.2"]
     option, raw = ping_ip_options(args, "10.0.0.1")
     assert option is None and len(raw) == 8  # NOP + LSRR (3 + one address)
+
+
+def test_source_routed_ping_without_replies_says_why() -> None:
+    """ping HOST... TARGET on loopback: 100 % loss with no word why (session 12); now one
+    line naming the reason (Linux drops a source-routed packet for a local address), or
+    what every host must accept; nothing when a reply or an error came, or no route."""
+    from packetlab.cli.run import source_route_hint
+    from packetlab.measure.records import PingError, PingReply, PingResult
+
+    args = parse("ping", "127.0.0.1", "127.0.0.1")
+    args.route_addrs = ["127.0.0.1"]
+    lost = PingResult(dst="127.0.0.1", sent=2, replies=(), src="127.0.0.1")
+    hint = source_route_hint(args, lost)
+    assert hint is not None and "drops a source-routed packet for a local address" in hint
+    args.route_addrs = ["10.77.2.2"]
+    far = PingResult(dst="10.77.3.2", sent=2, replies=(), src="10.77.1.1")
+    assert "accept_source_route" in (source_route_hint(args, far) or "")
+    args.ttl = 1  # (-t 1: a router's error quotes a host and is not shown: no hint)
+    assert source_route_hint(args, far) is None
+    args.ttl = 64
+    reply = PingReply(seq=1, addr="10.77.3.2", rtt_us=10.0, ttl=62, size=64)
+    assert source_route_hint(args, PingResult("10.77.3.2", 2, (reply,), "10.77.1.1")) is None
+    err = PingError(1, "10.77.1.2", "time-exceeded", 11, 0)
+    answered = PingResult("10.77.3.2", 2, (), "10.77.1.1", errors=(err,))
+    assert source_route_hint(args, answered) is None
+    args.route_addrs = []
+    assert source_route_hint(args, far) is None

@@ -27,6 +27,11 @@ def test_upload_url_as_curl() -> None:
     assert run_http.upload_url("http://h:1/a/b?x=1", "small.txt") == "http://h:1/a/b?x=1"
     assert run_http.upload_url("h/up/", "a b") == "h/up/a%20b"
     assert run_http.upload_url("http://h/up/", "-") == "http://h/up/"
+    # curl 7.88.1 writes the percent-encoding's hex digits in lower case, and takes the
+    # name after the last / or \\
+    assert run_http.upload_url("http://h/up/", "{a,b}") == "http://h/up/%7ba%2cb%7d"
+    assert run_http.upload_url("http://h/up/", "sp~_.-!*()") == "http://h/up/sp~_.-%21%2a%28%29"
+    assert run_http.upload_url("http://h/", "d\\x.txt") == "http://h/x.txt"
 
 
 @pytest.mark.parametrize(
@@ -45,8 +50,18 @@ def test_upload_url_as_curl() -> None:
         (["-F", "f=@{d}/nosuch", "http://a.test/"], r"^-F/--form 'f=@.*nosuch': .*nosuch: No such"),
         (["-F", "f=<{d}/nosuch", "http://a.test/"], r"^-F/--form 'f=<.*nosuch': .*nosuch: No such"),
         (["-F", "noequals", "http://a.test/"], "expected NAME=VALUE"),
+        (["--form-string", "noeq", "http://a.test/"], r"^--form-string 'noeq': expected NAME"),
+        (["-F", "a=x;encoder=nope", "http://a.test/"], r"^-F/--form 'a=x;encoder=nope': ;enc"),
         (["-T", "-", "-F", "f=@-", "http://a.test/"], "one request body"),
         (["-T", "-", "-T", "-", "http://a.test/", "http://b.test/"], "stdin .* can be read once"),
+        (
+            ["-T", "{{a,b", "http://a.test/"],
+            r"^-T/--upload-file '\{a,b': unmatched brace at position 1 \(curl: 3\)$",
+        ),
+        (["-T", "f[3-1]", "http://a.test/"], r"'f\[3-1\]': bad range at position 7"),
+        (["-T", "f[1-100000]", "http://a.test/"], r"over 10000 file names"),
+        (["-T", "{d}/{{f,nosuch}}", "http://a.test/"], r"nosuch: No such file .*\(from '.*"),
+        (["-g", "-T", "{d}/[1-2]", "http://a.test/"], r"\[1-2\]: No such file"),
         (["-Z", "--parallel-max", "0", "http://a.test/"], r"--parallel-max 0: 1\.\.300"),
         (["-Z", "--parallel-max", "301", "http://a.test/"], r"--parallel-max 301"),
     ],
@@ -85,6 +100,29 @@ def test_put_and_form_runs(tmp_path: Path) -> None:
         f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="note.txt"\r\n'
         f"Content-Type: text/plain\r\n\r\nhello there\r\n--{boundary}--\r\n"
     )
+
+
+def test_upload_globs_and_pairs_as_curl(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b", "file1", "file2", "c", "{x}"):
+        (tmp_path / name).write_text(name)
+    u = "http://192.0.2.80"
+    # curl 7.88.1: each -T (its glob's files) goes with one URL, in order; a URL ending
+    # in / gets each file's name, another is PUT to as is; a URL without -T is a GET
+    code, _, _, _, records = run("--json", "-T", "{a,b}", "-T", "file[1-2]", "-T", "c",
+                                 f"{u}/1/", f"{u}/2/", f"{u}/3", f"{u}/4/")  # fmt: skip
+    got = [(r["method"], r["url"], r["upload_size"]) for r in records if r["type"] == "http"]
+    assert code == 0 and got == [
+        ("PUT", f"{u}/1/a", 1), ("PUT", f"{u}/1/b", 1), ("PUT", f"{u}/2/file1", 5),
+        ("PUT", f"{u}/2/file2", 5), ("PUT", f"{u}/3", 1), ("GET", f"{u}/4/", 0),
+    ]  # fmt: skip
+    # -g: the name as written
+    code, _, _, _, records = run("--json", "-g", "-T", "{x}", f"{u}/up/")
+    assert code == 0 and records[0]["url"] == f"{u}/up/%7bx%7d"
+    # -Z: every file of the glob at once
+    code, _, _, _, records = run("--json", "-Z", "-T", "{a,b,c}", f"{u}/z/")
+    assert code == 0 and sorted(r["url"] for r in records if r["type"] == "http") == [
+        f"{u}/z/a", f"{u}/z/b", f"{u}/z/c"]  # fmt: skip
 
 
 class Slow(Server):
@@ -177,7 +215,9 @@ def test_help_names_the_new_options(capsys: Any) -> None:
         parse("--help")
     text = capsys.readouterr().out
     for option in ("-F NAME=VALUE, --form", "-T FILE, --upload-file", "-Z, --parallel",
-                   "--parallel-max N"):  # fmt: skip
+                   "--parallel-max N", "--form-string NAME=VALUE", "-g, --globoff",
+                   "--no-progress-meter", "-T 'run[1-3].tar'", "'logs=@a.log,b.log'",
+                   "headers=X-Run: 7;encoder=base64", "-Z -w"):  # fmt: skip
         assert option in text, option
 
 

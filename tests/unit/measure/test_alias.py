@@ -155,6 +155,26 @@ def test_responder_time_exceeded_from_several_addresses_by_flow() -> None:
     assert seen == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
 
 
+def test_responder_time_exceeded_with_an_mpls_label_stack() -> None:
+    # --mpls 10.0.0.1=24001/16: the time exceeded's quote padded to 128 bytes, then the
+    # RFC 4884 structure holding the stack, as traceroute -e reads it
+    from packetlab.measure.icmpext import decode
+    from packetlab.measure.probes import echo_probe
+    from packetlab.testbed.ipid_responder import answer
+    from packetlab.testbed.mpls_responder import extension
+
+    counters = {socket.inet_aton("10.0.0.1"): Counter(0.0, start=41)}
+    expire = {socket.inet_aton("10.0.0.9"): (socket.inet_aton("10.0.0.1"),)}
+    labels = {socket.inet_aton("10.0.0.1"): extension([(24001, 0, 0, 1), (16, 0, 1, 1)])}
+    probe = echo_probe("10.9.9.9", "10.0.0.9", ident=7, seq=5, ttl=1)
+    r = parse_reply(answer(probe.packet, counters, {}, 33435, expire, labels) or b"",
+                    verify_checksums=True)  # fmt: skip
+    assert r.kind is ReplyKind.TIME_EXCEEDED and r.key == probe.key and r.ip_id == 42
+    assert r.extension is not None
+    (obj,) = decode(r.extension) or ()
+    assert [m["mpls_label"] for m in obj["mpls_labels"]] == [24001, 16]
+
+
 def test_session_pool() -> None:
     clock = Clock()
     pool = SessionPool(2, clock)

@@ -308,3 +308,185 @@ def next_now(inbox: Any) -> Any:
     d = Deferred.fromCoroutine(inbox.next(deadline=1.0))
     assert d.called
     return d.result
+
+
+# HIP, TKEY and TSIG as dig 9.18.49 prints them (+multiline +noall +answer; the TSIG
+# pseudosection with +multiline +nocmd +nostats), for the replies dns_zone_server.py gives
+# (its `hip`, `tkey`, `tkey2`, `tkey5`, `tsigans` and `tsigtime` names)
+HIP_KEY = (
+    "UvNgXYQ8ym4Jo4GRA1NLrb7N08K+toIgwX9vNJIslQl8K+jPc91cuqmCjqeIWKEQi6VybbiUROChmZ9jkzUmK+8a5D"
+    "eoWpnC7ZVFr3Lu1HWlffkUr98FY1L1nNHQqXv99lWVC4XmUZl+C2sL8JahEmAB2gUFQrh5YvmRFDa6BgDIBuFYIxlW"
+    "45MiBMCqlKJ4R9G8zJBrZrUfzylCf8uZBxBHTvGsSkMVWw5oJZFcefnbgBqPi86jXexKojNlJXpBPOWAqIG8bYpNqc"
+    "YXj2vmPoxEeDoKjlRNL3OBER23rwlTygzLg6Db81Z5zGf0vY2e+gfM7zQqS3ejjdBT0fIT/xh6gzk="
+)
+TKEY_KEY = ("epUA3SrFf3kTZ5UX3UD/JBjYnKMtXNdCzHpnlF4VH29r3PBccJEQrueVfzbG32SwqZKFqQBNWd7Yg2Pe3Km"
+            "TCxaNjh0i6xUpIDS4bS6b3fNVVB7jBnFoT5kJNMH6wIsNRqvuFQ==")  # fmt: skip
+MAC = "NIpin1zu0DLD6HBuxH2b+vsA+0JQsBjdllQ1ylDLg24="
+DIG_META = {
+    ("hip.test", "HIP"): "hip.test.\t\t300 IN HIP ( 2 DD805812F2FD7FF1476C5ABB96D09D0D\n"
+    f"\t\t\t\t{HIP_KEY}\n\t\t\t\trvs1.test.\n\t\t\t\trvs2.test. )\n",
+    ("tkey.test", "TKEY"): "tkey.test.\t\t0 ANY TKEY hmac-sha256. 1764892800 1764979200 3 "
+    "NOERROR 100 (\n\t\t\t\tepUA3SrFf3kTZ5UX3UD/JBjYnKMtXNdCzHpnlF4VH29r\n"
+    "\t\t\t\t3PBccJEQrueVfzbG32SwqZKFqQBNWd7Yg2Pe3KmTCxaN\n"
+    "\t\t\t\tjh0i6xUpIDS4bS6b3fNVVB7jBnFoT5kJNMH6wIsNRqvu\n\t\t\t\tFQ== ) 6 (\n"
+    "\t\t\t\tAABpMtkA )\n",
+    ("tkey2.test", "A"): "tkey2.test.\t\t0 ANY TKEY hmac-sha256. 1764892800 1764979200 2 "
+    "BADKEY 0 (\n\t\t\t\t ) 0\n",
+    ("tkey5.test", "A"): "tkey5.test.\t\t0 ANY TKEY hmac-sha256. 1764892800 1764979200 1 99 0 "
+    "(\n\t\t\t\t ) 0\n",
+    ("tsigans.test", "A"): ";; Warning: Message parser reports malformed message packet.\n"
+    "tsigans.test.\t\t300 IN A 192.0.2.1\nkey.test.\t\t0 ANY TSIG hmac-sha256. 1764892800 "
+    f"300 32 (\n\t\t\t\t{MAC} ) 4242 NOERROR 0 \n",
+}  # fmt: skip
+DIG_TSIG_TAIL = (  # dig +multiline +nocmd +nostats tsigtime.test: the end of it
+    ";; ANSWER SECTION:\ntsigtime.test.\t\t300 IN A 192.0.2.1\n\n;; TSIG PSEUDOSECTION:\n"
+    f"key.test.\t\t0 ANY TSIG hmac-sha256. 1764892800 300 32 (\n\t\t\t\t{MAC} ) 4242 BADTIME "
+    "6 AABpMtkA\n\n"
+)
+
+
+def _meta_reply(q: bytes) -> list[bytes]:
+    """dns_zone_server.py's odd replies: HIP; TKEY in the answer section (class ANY, TTL
+    0); an A record and a TSIG (unchecked MAC), last in the additional section or, for
+    tsigans.test, in the answer section."""
+    import base64
+    import hashlib
+
+    import dns.name
+    import dns.rdata
+    from dns.rdtypes.ANY.TKEY import TKEY
+    from dns.rdtypes.ANY.TSIG import TSIG
+
+    query = dns.message.from_wire(q)
+    r = dns.message.make_response(query)
+    r.use_edns(False)
+    r.flags |= dns.flags.AA
+    name = query.question[0].name
+    alg = dns.name.from_text("hmac-sha256.")
+    label = name.labels[0].decode()
+    tkeys = {"tkey": (3, 0, base64.b64decode(TKEY_KEY), b"\0\0i2\xd9\0"),
+             "tkey2": (2, 17, b"", b""), "tkey5": (1, 99, b"", b"")}  # fmt: skip
+    if label == "hip":
+        text = f"2 DD805812F2FD7FF1476C5ABB96D09D0D {HIP_KEY} rvs1.test. rvs2.test."
+        r.answer.append(dns.rrset.from_text(name, 300, "IN", "HIP", text))
+    elif label in tkeys:
+        rd = TKEY(dns.rdataclass.ANY, dns.rdatatype.TKEY, alg, 1764892800, 1764979200,
+                  *tkeys[label])  # fmt: skip
+        r.answer.append(dns.rrset.from_rdata(name, 0, rd))
+    else:
+        r.answer.append(dns.rrset.from_text(name, 300, "IN", "A", "192.0.2.1"))
+        error, other = (18, b"\0\0i2\xd9\0") if label == "tsigtime" else (0, b"")
+        sig = TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, alg, 1764892800, 300,
+                  hashlib.sha256(b"mac").digest(), 4242, error, other)  # fmt: skip
+        data = sig.to_wire() or b""
+        wire = bytearray(r.to_wire())
+        wire += b"\x03key\x04test\0" + struct.pack(">HHIH", 250, 255, 0, len(data)) + data
+        at = 6 if label == "tsigans" else 10  # the count of its section, one more
+        wire[at : at + 2] = struct.pack(">H", struct.unpack(">H", wire[at : at + 2])[0] + 1)
+        return [bytes(wire)]
+    return [r.to_wire()]
+
+
+def test_hip_tkey_and_tsig_as_dig_prints_them() -> None:
+    """HIP, TKEY, TSIG: BIND's one-line and +multiline forms (one line, dnspython's text
+    before: HIP's HIT in lower case, TKEY's error a number and no sizes); a signed reply
+    (no key here, as dig without -k) is read with its TSIG in dig's TSIG pseudosection
+    (it was `Got bad packet: got signed message without keyring`); a TSIG out of its
+    place is BIND's best effort: a record of its section, dig's malformed-packet warning."""
+    import packetlab.cli as cli
+    from packetlab.cli import run_dns
+
+    def dig_text(result: DnsResult, *words: str) -> str:
+        a = cli.parse(["run", "dns", *words, "x"])
+        run_dns.dig_style(a)
+        line = run_dns.DigText(a)(result.to_dict())
+        return "" if line is None else line + "\n"
+
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = _meta_reply
+    for (name, qtype), text in DIG_META.items():
+        r = rig.run(dns_query(rig.session, name, qtype, server=SERVER[0], timeout=1))
+        assert r.error is None, r.error
+        assert dig_text(r, "+multiline", "+noall", "+answer") == text
+        one = dig_text(r, "+noall", "+answer")  # one line a record, BIND's words
+        assert one.count("\n") == text.count("\n") - text.count("\t\t\t\t")
+    r = rig.run(dns_query(rig.session, "tsigtime.test", server=SERVER[0], timeout=1))
+    assert r.error is None and r.counts == (1, 1, 0, 1) and r.additional == []
+    assert [(t.name, t.type, t.cls) for t in r.tsig] == [("key.test.", "TSIG", "ANY")]
+    out = dig_text(r, "+multiline", "+nocmd", "+nostats")
+    assert out.endswith(DIG_TSIG_TAIL) and out.startswith(";; Got answer:\n")
+    assert dig_text(r, "+noall", "+answer", "+additional") == (  # no comments: no title
+        "tsigtime.test.\t\t300\tIN\tA\t192.0.2.1\nkey.test.\t\t0\tANY\tTSIG\thmac-sha256. "
+        f"1764892800 300 32 {MAC} 4242 BADTIME 6 AABpMtkA\n"
+    )
+    assert "TSIG" not in dig_text(r, "+noadditional", "+nocmd")  # as dig: with additional
+    assert r.to_dict()["tsig"][0]["data"].endswith(" 4242 BADTIME 6 AABpMtkA")
+
+
+def test_tkey_and_tsig_other_data_in_dig_s_words() -> None:
+    """TKEY's other data is cut as its key (+split's words, +multiline's lines); a TSIG's
+    in 56-character words whatever +split says (whole with +split=0): dig 9.18.49 for
+    dns_zone_server.py's tkeyother.test and tsigother.test."""
+    import base64
+    import hashlib
+
+    import dns.name
+    from dns.rdtypes.ANY.TKEY import TKEY
+    from dns.rdtypes.ANY.TSIG import TSIG
+
+    from packetlab.measure.dns import presentation, restyle
+
+    other = ("9Lp08doGiOYkacdcyIkpc8VM0FRKRSFwXPRiL+VtsAkydrfS3Kkn4wif7eWR7vfRNXhv7nmQwA9Ny+Zq"
+             "4isklJvFN+0xvQI1d1dl3zl08KKwMKGxLFaM0nWF6fn75T/6uBy45g==")  # fmt: skip
+    alg = dns.name.from_text("hmac-sha256.")
+    tkey = TKEY(dns.rdataclass.ANY, dns.rdatatype.TKEY, alg, 1764892800, 1764979200, 3, 0,
+                b"\x07" * 5, base64.b64decode(other))  # fmt: skip
+    tsig = TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, alg, 1764892800, 300,
+                hashlib.sha256(b"mac").digest(), 4242, 0, base64.b64decode(other))  # fmt: skip
+    head = "hmac-sha256. 1764892800 1764979200 3 NOERROR 5 BwcHBwc= 100 "
+    assert presentation(tkey) == head + f"{other[:56]} {other[56:112]} {other[112:]}"
+    assert presentation(tkey, 20).startswith(head + f"{other[:20]} {other[20:40]} ")
+    lb = "\n\t\t\t\t"
+    assert restyle(presentation(tkey), "TKEY", "ANY", None, lb) == (
+        "hmac-sha256. 1764892800 1764979200 3 NOERROR 5 (\n\t\t\t\tBwcHBwc= ) 100 (\n"
+        f"\t\t\t\t{other[:44]}\n\t\t\t\t{other[44:88]}\n\t\t\t\t{other[88:132]}\n"
+        f"\t\t\t\t{other[132:]} )"
+    )
+    words = f"{other[:56]} {other[56:112]} {other[112:]}"
+    for split, linebreak in ((None, None), (12, None), (100, None), (None, lb), (12, lb)):
+        text = restyle(presentation(tsig), "TSIG", "ANY", split, linebreak)
+        assert text.endswith(f" 4242 NOERROR 100 {words}"), (split, linebreak)
+    assert presentation(tsig, 0).endswith(f" 4242 NOERROR 100 {other}")
+
+
+def test_no_opt_in_the_reply_of_a_lookup_with_a_cookie_is_noted_as_dig() -> None:
+    """dig notes `;; expected opt record in response` when its lookup carries a cookie
+    (+cookie=HEX; +trace's follow-up lookups, unless +nocookie) and the reply has no OPT
+    (dig 9.18.49 against dns_zone_server.py's tsig.test and cut.test; we said nothing)."""
+    from test_dns import ROOT, TLD, zone_server
+
+    import packetlab.cli as cli
+    from packetlab.cli import run_dns
+    from packetlab.measure.dns import NO_OPT_NOTE
+
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = _meta_reply  # no OPT in its replies
+    for cookie, notes in ((bytes(8), [NO_OPT_NOTE]), (True, []), (False, [])):
+        r = rig.run(dns_query(rig.session, "tsig.test", server=SERVER[0], cookie=cookie))
+        assert r.error is None and r.edns is None and r.notes == notes, cookie
+    rig.endpoint.udp_servers[SERVER] = lambda q: [answer(q, "a.test. 300 A 192.0.2.1")]
+    r = rig.run(dns_query(rig.session, "a.test", server=SERVER[0], cookie=bytes(8)))
+    assert r.edns is not None and r.notes == []  # an OPT came: nothing to say
+    rig.endpoint.udp_servers[(ROOT, 53)] = zone_server(
+        {".": [". 86400 NS a.root."]}, {"test.": ["test. 172800 NS ns.test."]},
+        [f"ns.test. 172800 A {TLD}", f"a.root. 60 A {ROOT}"],
+    )  # fmt: skip
+    rig.endpoint.udp_servers[(TLD, 53)] = _meta_reply
+    for cookie, last in ((True, [NO_OPT_NOTE]), (False, [])):
+        steps = rig.run(dns_trace(rig.session, "tsig.test", server=ROOT, cookie=cookie))
+        assert [s.notes for s in steps] == [[], [], last], cookie
+        if cookie:  # as dig prints the step: the note, then its records
+            args = cli.parse(["run", "dns", "+trace", "+nocmd", "x"])
+            run_dns.dig_style(args)
+            text = run_dns.DigText(args)(steps[-1].to_dict()) or ""
+            assert text.startswith(";; expected opt record in response\ntsig.test.\t\t300\tIN\tA")

@@ -21,20 +21,39 @@ from packetlab.measure.multilevel import (
     format_routers,
     group_routers,
     initial_ttl,
+    mpls_stacks,
     resolve_routers,
 )
 from packetlab.measure.packets import PROTO_ICMP, PROTO_UDP, inet_checksum, ip_packet
+from packetlab.testbed.mpls_responder import extension
 
 R1, A1, A2, B, FAR = "10.77.1.2", "10.77.2.60", "10.77.2.61", "10.77.2.63", "10.77.2.62"
 
 
-def balanced_rig(b_ttl: int = 63) -> tuple[RawRig, dict[str, Router]]:
+class Switching:
+    """A counter that is `first`'s for the first `n` IDs it gives, then `then`'s."""
+
+    def __init__(self, first: Router, then: Router, n: int) -> None:
+        self.first, self.then, self.n = first, then, n
+
+    def next_id(self, now: float, method: str) -> int:
+        self.n -= 1
+        return (self.first if self.n >= 0 else self.then).next_id(now, method)
+
+
+def balanced_rig(
+    b_ttl: int = 63, labels: dict[str, list[list[int]]] | None = None
+) -> tuple[RawRig, dict[str, Router | Switching]]:
     """ep - R1 - {A1, A2, B} (per flow: the UDP source port, the ICMP checksum) - FAR.
     A1 and A2 number their time exceeded from one counter; A1 also answers echo
     requests from it; B and R1 have their own counters; FAR answers UDP with a port
-    unreachable. `b_ttl`: the TTL B's replies arrive with."""
+    unreachable. `b_ttl`: the TTL B's replies arrive with. `labels`: per interface the
+    MPLS label stacks its time exceeded carries (RFC 4884/4950), taken in turn."""
     shared = Router({"icmp-echo"}, 30000)
-    table = {A1: shared, A2: shared, B: Router(set(), 50000), R1: Router(set(), 100)}
+    table: dict[str, Router | Switching] = {
+        A1: shared, A2: shared, B: Router(set(), 50000), R1: Router(set(), 100),
+    }  # fmt: skip
+    turn = dict.fromkeys(labels or {}, 0)
     rig = RawRig([FAR])
     clock = rig.clock
 
@@ -52,6 +71,14 @@ def balanced_rig(b_ttl: int = 63) -> tuple[RawRig, dict[str, Router]]:
             kind, out_ttl = bytes([11, 0, 0, 0, 0, 0, 0, 0]) + probe[:28], 63
             if frm == B:
                 out_ttl = b_ttl
+            if labels and frm in labels:  # the quote padded to 128 bytes, then the stack
+                stacks = labels[frm]
+                stack = stacks[turn[frm] % len(stacks)]
+                turn[frm] += 1
+                ext = extension(
+                    [(lb, 0, int(i == len(stack) - 1), 1) for i, lb in enumerate(stack)]
+                )
+                kind = bytes([11, 0, 0, 0, 0, 32, 0, 0]) + probe[:28].ljust(128, b"\0") + ext
         elif proto == PROTO_UDP:
             kind, frm, out_ttl = bytes([3, 3, 0, 0, 0, 0, 0, 0]) + probe[:28], FAR, 62
         elif proto == PROTO_ICMP and probe[20] == 8:
@@ -98,6 +125,78 @@ def test_fingerprints_that_differ_keep_a_shared_looking_counter_apart() -> None:
     (hop,) = got.hops
     assert got.fingerprints[B] == (255, None)
     assert sorted(map(sorted, hop.routers)) == [[A1, A2], [B]]
+
+
+def test_one_label_stack_joins_two_interfaces_whatever_their_ip_ids() -> None:
+    """The paper's MPLS fingerprint: A2 and B quote one label stack each, the same (a
+    router gives one label to the trace's FEC): one router, though their IP-IDs come
+    from two counters; A1, unlabelled, joins A2 by its IP-IDs as before. The pair is
+    not probed again for its IP-IDs (rounds after the first: A1 and A2 only)."""
+    rig, table = balanced_rig(labels={A2: [[24001, 16]], B: [[24001, 16]]})
+    table[B] = Router(set(), 50000, zero_for={"indirect"})  # no usable counter at all
+    trace = rig.run(mda_trace(rig.session, FAR, wait=1.0, sport=40000, lite=True))
+    assert mpls_stacks(trace) == {A2: ((24001, 16),), B: ((24001, 16),)}
+    got = rig.run(resolve_routers(rig.session, trace))
+    (hop,) = got.hops
+    assert sorted(map(sorted, hop.routers)) == [[A1, A2, B]], hop
+    assert hop.mpls_pairs == ((A2, B),) and (A1, A2) in hop.pairs and hop.unresolved == ()
+    assert got.mpls == {A2: ((24001, 16),), B: ((24001, 16),)}
+    again = {s.addr for r in got.runs[1:] for s in r.probes}
+    assert again == {A1, A2} and got.rounds == 2 and got.stable
+    assert hop.to_dict()["mpls_pairs"] == [[A2, B]]
+
+
+@pytest.mark.parametrize(
+    "stacks",
+    [
+        {A1: [[16]], A2: [[17]]},  # two labels: two routers
+        {A1: [[16]], A2: [[16], [18]]},  # A2 quoted two: its label says nothing of A1
+    ],
+)
+def test_label_stacks_that_differ_keep_one_counter_apart(
+    stacks: dict[str, list[list[int]]],
+) -> None:
+    """A1 and A2 share an IP-ID counter (the MBT alone groups them, test above), but
+    both are labelled and their stacks are not one and the same: two routers, as the
+    paper's tool eliminates such a pair."""
+    rig, _ = balanced_rig(labels=stacks)
+    trace = rig.run(mda_trace(rig.session, FAR, wait=1.0, sport=40000, lite=True))
+    assert set(mpls_stacks(trace)) == {A1, A2}
+    got = rig.run(resolve_routers(rig.session, trace))
+    (hop,) = got.hops
+    assert sorted(map(sorted, hop.routers)) == [[A1], [A2], [B]] and hop.pairs == ()
+    assert got.rounds == 1 and got.stable  # (no pair left to probe again)
+
+
+def test_rounds_go_on_until_the_alias_sets_stop_changing() -> None:
+    """B numbers from A's counter for its first 10 IDs (round 1: all three pass the
+    MBT, one set {A1, A2, B}), then from its own: round 2 splits B off (the sets
+    changed), round 3 changes nothing (stable): 3 rounds, where 2 were fixed before
+    (and kept {A1, A2, B}: `rounds=2` shows what that gave, not stable)."""
+
+    def rig_b_switching() -> tuple[RawRig, MdaResult]:
+        rig, table = balanced_rig()
+        trace = rig.run(mda_trace(rig.session, FAR, wait=1.0, sport=40000, lite=True))
+        a, b = table[A1], table[B]
+        assert isinstance(a, Router) and isinstance(b, Router)
+        table[B] = Switching(a, b, 10)  # (the trace's own IDs are spent)
+        return rig, trace
+
+    rig, trace = rig_b_switching()
+    got = rig.run(resolve_routers(rig.session, trace))
+    (hop,) = got.hops
+    assert sorted(map(sorted, hop.routers)) == [[A1, A2], [B]]
+    assert (got.rounds, got.stable, got.max_rounds) == (3, True, 5)
+    assert got.probes == 60 + 30 + 20  # round 2: the three of the set; round 3: A1, A2
+    assert [len(r.probes) for r in got.runs] == [60, 30, 20]
+    rig, trace = rig_b_switching()
+    got = rig.run(resolve_routers(rig.session, trace, rounds=2))
+    assert (got.rounds, got.stable) == (2, False)  # (the sets changed in its last round)
+    rig, trace = rig_b_switching()
+    got = rig.run(resolve_routers(rig.session, trace, rounds=1))
+    (hop,) = got.hops
+    assert sorted(map(sorted, hop.routers)) == [[A1, A2, B]]  # (one round: fooled)
+    assert (got.rounds, got.stable) == (1, False)
 
 
 def result_with(hops: list[MdaHop]) -> MdaResult:

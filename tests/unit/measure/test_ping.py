@@ -366,6 +366,23 @@ def test_pmtudisc_do_a_request_sent_after_the_mtu_was_learnt_is_a_local_error() 
     assert result.sent == 3 and result.received == 0
 
 
+def test_an_ipv4_request_over_65535_bytes_is_a_local_error_as_pings() -> None:
+    """ping -s 65508 (65536 bytes with the headers): ping's kernel refuses each request,
+    `local error: message too long, mtu=65535`, counted as sent and as an error (exit 1);
+    -s 65507 fits and goes (session 12: -s above 65000 refused by argparse). IPv6 holds
+    65527 bytes of ICMPv6 data."""
+    rig = RawRig([TG4])
+    result = rig.run(ping(rig.session, TG4, count=2, interval=0.2, size=65508))
+    assert rig.endpoint.raw_sends == [] and result.sent == 2 and result.received == 0
+    assert [(e.reply_type, e.mtu) for e in result.errors] == [("local-error", 0xFFFF)] * 2
+    rig = RawRig([TG4])
+    result = rig.run(ping(rig.session, TG4, count=1, size=65507))
+    assert [len(m.data) for m in rig.endpoint.raw_sends] == [65535] and result.received == 1
+    rig = RawRig([TG6])
+    rig.run(ping(rig.session, TG6, count=1, size=65527, fragment_mtu=0xFFFF))
+    assert sum(len(m.data) for m in rig.endpoint.raw_sends) > 65527
+
+
 def test_preload_sends_the_first_requests_at_once_as_ping_l() -> None:
     rig = RawRig([TG4])
     result = rig.run(ping(rig.session, TG4, count=5, interval=1.0, preload=3))

@@ -724,3 +724,45 @@ def test_a_stop_ends_a_bidir_test_with_both_halves() -> None:
     assert len(ends) == 1
     assert d["sum"]["sender"]["mbit_s"] == pytest.approx(8, rel=0.2)
     assert d["sum_reverse"]["receiver"]["mbit_s"] == pytest.approx(RATE * 8 / 1e6, rel=0.2)
+
+
+@pytest.mark.parametrize(
+    ("argv", "head", "what"),
+    [
+        (["-Z"], "-Z", "sends with sendfile() (zero copy) from its own process, and PacketLab "
+         "cannot choose how the endpoint copies the bytes of an nsend"),
+        (["--zerocopy"], "-Z", "sends with sendfile()"),
+        (["-C", "cubic"], "-C cubic", "sets TCP_CONGESTION on its sockets"),
+        (["--congestion=bbr"], "-C bbr", "sets TCP_CONGESTION on its sockets"),
+        (["-M", "1000"], "-M 1000", "sets TCP_MAXSEG on its sockets"),
+        (["--set-mss", "x"], "-M x", "sets TCP_MAXSEG"),  # the value as typed: no matter
+        (["-N"], "-N", "sets TCP_NODELAY on its sockets"),
+        (["--no-delay"], "-N", "sets TCP_NODELAY"),
+        (["-S", "0x10"], "-S 0x10", "sets IP_TOS (IPV6_TCLASS) on its sockets"),
+        (["--tos", "16"], "-S 16", "sets IP_TOS"),
+        (["--fq-rate", "10M"], "--fq-rate 10M", "sets SO_MAX_PACING_RATE on its sockets"),
+    ],
+)  # fmt: skip
+def test_iperf3_socket_options_are_refused_in_one_line(
+    argv: list[str], head: str, what: str
+) -> None:
+    """iperf3's -Z, -C, -M, -N, -S, --fq-rate were unknown options (argparse's usage and
+    exit 2); each is refused by name with the reason, as -w is: nopen carries no socket
+    options. The refusal comes before anything is sent (the run's exit status 2)."""
+    from packetlab.cli import run_throughput
+    from packetlab.cli.run import RunError
+
+    p = argparse.ArgumentParser(exit_on_error=False)
+    run_throughput.configure(p)
+    args = p.parse_args(["-c", "192.0.2.5", "-t", "1", *argv])
+    with pytest.raises(RunError) as e:
+        run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+    assert str(e.value).startswith(f"{head}: not supported: iperf3 {what}")
+    assert str(e.value).endswith(
+        "(nopen takes only the protocol, the addresses and rbufsz; there is no socket option "
+        "request)"
+    )
+    assert "\n" not in str(e.value)
+    assert "-Z (sendfile), -C ALGO (TCP_CONGESTION), -M MSS (TCP_MAXSEG)" in " ".join(
+        run_throughput.EPILOG.split()
+    )

@@ -275,6 +275,25 @@ def test_ping_record_route_and_timestamps_as_scamper_writes_them() -> None:
     assert (22 in fields, fields[11], 13 in got, 14 in got) == (False, 84, False, False)
 
 
+def test_ping_tsprespec_as_scamper_writes_it() -> None:
+    """ping -T tsprespec HOST... TARGET --warts: no flag (scamper has none), its hosts in
+    scamper's probe_tsps field (24: a count, the addresses) and each reply's v4ts with
+    the addresses (session 12 wrote neither: `sc_warts2json` showed no `probe_tsps`)."""
+    import dataclasses
+
+    from packetlab.measure.packets import IpTimestamps
+
+    stamps = IpTimestamps(3, (("10.0.0.3", 1000), ("10.0.0.9", None)))
+    ts = (dataclasses.replace(REPLIES[0], ip_timestamps=stamps),)
+    data = ping_object(_ping(ts), ip_option="tsprespec", options_len=20,
+                       tsps=("10.0.0.3", "10.0.0.9"))  # fmt: skip
+    fields, (got,) = _ping_read(data)
+    assert 22 not in fields and fields[24] == ["10.0.0.3", "10.0.0.9"] and fields[11] == 104
+    assert got[14] == ([1000, 0], ["10.0.0.3", "10.0.0.9"])
+    fields, (got,) = _ping_read(ping_object(_ping(ts), ip_option=None, options_len=20))
+    assert 24 not in fields and 14 not in got  # (without the option named: as before)
+
+
 def test_ping_addresses_are_numbered_in_file_order() -> None:
     """A router's error (request 1) before a reply (request 2) whose record route names
     that router and others first: each address written whole where the file first holds

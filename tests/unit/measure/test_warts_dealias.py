@@ -176,3 +176,41 @@ def test_cli_checks_the_file_without_touching_it(tmp_path: Any) -> None:
         args = build_parser().parse_args(["alias", "--warts", str(path), "10.0.0.1", "10.0.0.2"])
         run_alias.experiment(args, lambda r: None, Progress())
     assert old.read_bytes() == b"kept" and not new.exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "want"),
+    [
+        ("udp-paris", {4: 3, 7: (40003 << 16) | 33434}),  # scamper's -P udp -F -d
+        ("tcp", {4: 6, 7: (40003 << 16) | 80, 8: 0x02}),  # -P tcp-syn-sport
+        ("icmp-paris", {4: 1, 9: 40000, 14: 40003}),  # -P icmp-echo -c CSUM
+    ],
+)
+def test_multilevel_flow_probes_defined_as_sent(method: str, want: dict[int, int]) -> None:
+    """--multilevel's indirect probes are Paris probes of the trace's flows: with `flows`
+    each definition is its packet's (the protocol, ports, ICMP checksum, TTL), not an
+    ICMP echo (what alias.py's own indirect probes are); without, unchanged."""
+    from packetlab.measure.mda import flow_probe
+
+    port = 80 if method == "tcp" else 33434
+    p = flow_probe(method, 40000, port, 3)("10.0.0.2", "10.0.0.9", 2, 0)
+    log = ProbeLog("10.0.0.7", "indirect", "ep", "10.0.0.2", 0, p, 10**18)
+    (d,) = read_warts(dealias_object(ProbeRun(1, 0.005, 1.0, [log]), flows=True))
+    (pd,) = d.probedefs
+    assert {k: pd[k] for k in want} == want and pd[5] == 2 and pd[10] == "10.0.0.9"
+    (plain,) = read_warts(dealias_object(ProbeRun(1, 0.005, 1.0, [log])))
+    assert plain.probedefs[0][4] == 1 and 14 not in plain.probedefs[0]
+
+
+def test_tracelb_file_holds_the_alias_rounds_after_the_trace() -> None:
+    from packetlab.measure.mda import MdaResult, flow_probe
+    from packetlab.measure.warts import OBJ_TRACELB, tracelb_warts
+
+    p = flow_probe("udp-paris", 40000, 33434, 3)("10.0.0.2", "10.0.0.9", 2, 0)
+    runs = [ProbeRun(1, 0.005, 1.0, [ProbeLog("10.0.0.7", "indirect", "ep", "10.0.0.2", s, p,
+                                              10**18 + s)]) for s in (0, 1)]  # fmt: skip
+    trace = MdaResult("10.0.0.9", "10.0.0.2", "udp-paris", 0.95, (), 0, True, sport=40000,
+                      dport=33434, start_ns=10**18)  # fmt: skip
+    kinds = [o.kind for o in read_warts(tracelb_warts(trace, stop_s=10**9, alias_runs=runs))]
+    assert kinds == [OBJ_LIST, OBJ_CYCLE_START, OBJ_TRACELB, OBJ_DEALIAS, OBJ_DEALIAS,
+                     OBJ_CYCLE_STOP]  # fmt: skip
