@@ -260,7 +260,13 @@ class BrokerSettings:
         return cls(address, PPKSClientCreator(creds, AuthMode.AGENT, roots), plan)
 
     def endpoint(self, reactor: Any) -> Any:
-        return PPKSClientEndpoint(PlaintextLink().endpoint(reactor, self.address), self.creator)
+        from packetlab.endpoint.tlslink import HANDSHAKE_TIMEOUT
+
+        return PPKSClientEndpoint(
+            PlaintextLink().endpoint(reactor, self.address),
+            self.creator,
+            handshake_timeout=(HANDSHAKE_TIMEOUT, reactor),  # a silent broker: retried
+        )
 
 
 def _read(path: str) -> bytes:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
@@ -37,6 +37,7 @@ __all__ = ["Admission", "TLSLink", "open_accounting"]
 
 log = Logger(namespace="pktendpoint")
 RUNTIME_TICK = 1.0  # s between runtime debits (each reserves up to RUNTIME_CHUNK ahead)
+HANDSHAKE_TIMEOUT = 10.0  # s for a controller (or a broker) to finish the TLS handshake
 
 
 @dataclass
@@ -111,7 +112,12 @@ class TLSLink:
 
         assert isinstance(address, ControllerAddress)
         tcp = PlaintextLink().endpoint(reactor, address)
-        return PPKSClientEndpoint(tcp, self.creator)
+        # A controller (or anything on its port) that accepts and then says nothing: the
+        # endpoint waited in the handshake for ever, without a log line. The reference
+        # endpoint's setup window is 10 s.
+        return PPKSClientEndpoint(
+            tcp, self.creator, handshake_timeout=(HANDSHAKE_TIMEOUT, cast(Any, reactor))
+        )
 
 
 def open_accounting(cfg: EndpointConfig) -> Accounting:

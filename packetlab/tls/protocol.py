@@ -868,14 +868,22 @@ class PPKSClientEndpoint:
         creator: PPKSClientCreator,
         *,
         tcp_nodelay: bool = True,
+        handshake_timeout: tuple[float, AnyReactorTime] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._creator = creator
         self._tcp_nodelay = tcp_nodelay
+        # (seconds, clock): a server silent in the handshake is given up on (the connect
+        # fails), as the server side cuts off a silent client
+        self._handshake_timeout = handshake_timeout
 
     def connect(self, protocolFactory: AnyProtocolFactory) -> Deferred[AnyProtocol]:
         factory = PPKSTLSFactory(
-            self._creator, True, protocolFactory, tcp_nodelay=self._tcp_nodelay
+            self._creator,
+            True,
+            protocolFactory,
+            tcp_nodelay=self._tcp_nodelay,
+            handshake_timeout=self._handshake_timeout,
         )
 
         def verified(tls: TLSMemoryBIOProtocol) -> Deferred[AnyProtocol]:

@@ -413,3 +413,35 @@ def test_the_admission_line_says_when_the_experiment_ends() -> None:
     (event,) = [e for e in seen if "admitted" in str(e.get("log_format"))]
     line = str(event["log_format"]).format(**event)
     assert "experiment ends in 347483647.0 s (2038-01-19T03:14:07Z)" in line, line
+
+
+def test_a_controller_silent_in_the_handshake_is_given_up_on(tmp_path: Path) -> None:
+    """Something on the controller's port that accepts and says nothing: the endpoint sat in
+    the TLS handshake for ever, its log silent. Now the connect fails after 10 s (the
+    reference's setup window), and the connect cycle logs it and tries again."""
+    from twisted.internet.protocol import Factory, Protocol
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from packetlab.cli.init import init_home
+    from packetlab.endpoint.service import ControllerAddress
+    from packetlab.endpoint.tlslink import HANDSHAKE_TIMEOUT
+    from packetlab.ppks import PktlabHome
+
+    home = PktlabHome.at(tmp_path / "home")
+    init_home(home)
+    link = TLSLink.from_config(load_config(home.root / "endpt.conf"))
+    reactor = MemoryReactorClock()
+    d = link.endpoint(reactor, ControllerAddress("127.0.0.1", 20556)).connect(
+        Factory.forProtocol(Protocol)
+    )
+    failures: list[object] = []
+    d.addErrback(failures.append)
+    factory = reactor.tcpClients[0][2]
+    proto = factory.buildProtocol(None)
+    assert proto is not None
+    proto.makeConnection(StringTransport())  # connected; the peer never answers
+    reactor.advance(HANDSHAKE_TIMEOUT - 0.1)
+    assert not failures
+    reactor.advance(0.1)
+    assert len(failures) == 1
+    assert "TLS handshake not done in 10 s" in str(failures[0])
