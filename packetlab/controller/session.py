@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from packetlab import wire
+from packetlab.controller.addresses import unpack_address
 from packetlab.controller.errors import (
     AnswerTimeout,
     ControllerError,
@@ -402,10 +403,19 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         sock = self._sockets.get(msg.sktid)
         if sock is not None and sock.family is None and not sock.ended:
             sock.family, sock.proto, sock.buffering = msg.family, msg.proto, buffering
-            return sock
-        if sock is not None:
-            sock.end()
-        return self._new_socket(msg.sktid, msg.family, msg.proto, buffering)
+        else:
+            if sock is not None:
+                sock.end()
+            sock = self._new_socket(msg.sktid, msg.family, msg.proto, buffering)
+        if msg.raddr is not None and msg.rport is not None:
+            try:
+                addr = unpack_address(msg.family, msg.raddr)
+            except ValueError:
+                pass
+            else:
+                host = f"[{addr}]" if addr.version == 6 else str(addr)
+                sock.remote = f"{host}:{msg.rport}"
+        return sock
 
     def _nopen_sent(self, sktid: int) -> None:
         self._opening.add(sktid)
