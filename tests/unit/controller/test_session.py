@@ -306,3 +306,33 @@ def test_end_accepts_the_reference_ectlnotsup_then_closes() -> None:
     assert t.disconnecting
     s.connectionLost(Failure(ConnectionLost()))
     assert result_of(d) is None
+
+
+@pytest.mark.parametrize(
+    "chunks", [[b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"], [b"\x16", b"\x03\x01"]]
+)
+def test_a_tls_handshake_on_a_plaintext_session_says_so_at_once(chunks: list[bytes]) -> None:
+    # An endpoint with TLS connected to a plaintext controller: its ClientHello was read
+    # as a frame of type 0x16 announcing 196,608+ bytes, and the session waited for them
+    # (60 s, AnswerTimeout) or ended "in the middle of a frame (type 0x16 ...)" with a hint
+    # about exp_priority, while the endpoint waited for a ServerHello.
+    s = EndpointSession(reactor=Clock())
+    t = WriteLog()
+    s.makeConnection(t)
+    for chunk in chunks:
+        s.dataReceived(chunk)
+    with pytest.raises(SessionClosed) as e:
+        result_of(s.ready)
+    assert isinstance(e.value.cause, ProtocolViolation)
+    assert "started a TLS handshake" in str(e.value.cause)
+    assert "--insecure-plaintext" in str(e.value.cause)
+    assert t.disconnecting
+
+
+def test_a_first_frame_split_after_its_first_byte_is_still_read() -> None:
+    s = EndpointSession(reactor=Clock())
+    s.makeConnection(WriteLog())
+    whole = frames(Result())
+    s.dataReceived(whole[:1])
+    s.dataReceived(whole[1:])
+    assert result_of(s.ready) is s
