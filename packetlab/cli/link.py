@@ -577,7 +577,7 @@ async def _run(
 
     from packetlab.controller import Controller
 
-    ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1)
+    ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1, report_failures=False)
     try:
         port = await ctl.listen(where)
     except CannotListenError as e:

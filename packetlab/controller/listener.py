@@ -70,6 +70,9 @@ class Controller(Generic[T]):
     `programs` are the encoded monitor programs sent as `cdata` before `start`.
     `limit` stops listening after that many endpoints connected (None: no limit).
     `session_options` go to each `EndpointSession` (max_notes, max_bytes, clock_ns).
+    `report_failures`: log a failed run with its traceback (the default: nobody else may
+    see it); False when the caller takes every outcome's error itself (`run_once`), which
+    leaves one info line.
     """
 
     log = Logger()
@@ -81,6 +84,7 @@ class Controller(Generic[T]):
         reactor: Any = None,
         programs: Iterable[bytes | Cdata] = (),
         limit: int | None = None,
+        report_failures: bool = True,
         **session_options: Any,
     ) -> None:
         if reactor is None:
@@ -91,6 +95,7 @@ class Controller(Generic[T]):
         self.experiment = experiment
         self.programs = list(programs)
         self.limit = limit
+        self.report_failures = report_failures
         self.session_options = session_options
         self.outcomes: list[Outcome[T]] = []
         self.sessions: set[EndpointSession] = set()
@@ -172,7 +177,14 @@ class Controller(Generic[T]):
                 result = await result
         except BaseException:
             failure = Failure()
-            self.log.failure("experiment on endpoint {peer} failed", failure, peer=session.peer)
+            if self.report_failures:
+                self.log.failure("experiment on endpoint {peer} failed", failure, peer=session.peer)
+            else:  # the caller gets the error: a traceback here would tell it twice
+                self.log.info(
+                    "experiment on endpoint {peer} failed: {error}",
+                    peer=session.peer,
+                    error=failure.getErrorMessage(),
+                )
         await self._close(session)
         outcome: Outcome[T] = Outcome(session.peer, started, time.time(), result, failure)
         self.outcomes.append(outcome)
@@ -220,6 +232,7 @@ async def run_once(
     once listening (to start an endpoint pointed at `port.getHost().port`, for instance).
     `timeout` (seconds) bounds the wait for the endpoint and the run.
     """
+    options.setdefault("report_failures", False)  # raised to our caller instead
     ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1, **options)
     port = await ctl.listen(where)
     try:

@@ -192,3 +192,27 @@ def test_endpoint_vanishing_mid_experiment_fails_the_run() -> None:
     net.settle(2)
     (out,) = ctl.outcomes
     assert out.failure is not None and out.failure.check(SessionClosed)
+
+
+def test_run_once_raises_a_failure_without_logging_its_traceback_too() -> None:
+    # run_once (and the in-process link of packetlab.cli.link) raised the experiment's
+    # error to its caller and also logged it with a traceback: a researcher who caught
+    # it still had "experiment on endpoint ... failed" and a traceback on stderr per run.
+    net = Net()
+
+    async def boom(session: EndpointSession) -> None:
+        raise RuntimeError("boom")
+
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
+    try:
+        d = run_once(net.reactor, "tcp:0", boom)
+        net.connect()
+        net.settle()
+    finally:
+        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
+    with pytest.raises(RuntimeError, match="boom"):
+        result_of(d)
+    assert not any(e.get("log_failure") for e in events)
+    said = [e for e in events if "failed: {error}" in e.get("log_format", "")]
+    assert [e["error"] for e in said] == ["boom"]
