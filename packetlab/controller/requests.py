@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from packetlab.controller.sockets import Socket
 
 DEFAULT_RBUFSZ = 1 << 20  # per-socket receive budget; the endpoint's BufMax is 8 MiB
+#: The largest UDP payload a socket sends: 65535 less the IPv4 (20) and UDP (8) headers,
+#: or less the UDP header alone over IPv6 (no jumbograms).
+UDP_PAYLOAD_MAX: dict[int, int] = {Family.IP4: 65507, Family.IP6: 65527}
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +252,14 @@ class RequestMethods:
                 if family_of(ra) != fam:
                     raise ValueError(f"destination {ra} is not of the socket's family {fam}")
                 raddr, rport = ra.packed, check_port(to[1], "destination port")
+                if rport == 0:  # the kernel refuses it (EINVAL): an EPKTNOTSENT later
+                    raise ValueError("destination port must be 1..65535 to send to, got 0")
+                most = UDP_PAYLOAD_MAX[fam]
+                if len(data) > most:
+                    raise ValueError(
+                        f"a UDP payload over IPv{4 if fam == Family.IP4 else 6} is at most "
+                        f"{most} bytes, got {len(data)}"
+                    )
             elif to is not None:
                 raise ValueError("only UDP nsend takes a destination (to=...)")
             if tag is not None and not 0 <= tag <= 0xFFFF:

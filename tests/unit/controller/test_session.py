@@ -336,3 +336,23 @@ def test_a_first_frame_split_after_its_first_byte_is_still_read() -> None:
     s.dataReceived(whole[:1])
     s.dataReceived(whole[1:])
     assert result_of(s.ready) is s
+
+
+def test_udp_nsend_to_port_0_or_over_the_largest_datagram_fails_before_sending() -> None:
+    # Both went out and came back as ntag EPKTNOTSENT per packet, with no reason given
+    # (examples/udp_train.py --target 127.0.0.1:0, --size 70000: 100 rows of EPKTNOTSENT).
+    s, t, _ = on_string_transport()
+    s.nopen_udp(4)
+    s.nopen_udp(6, family=6)
+    s.dataReceived(frames(Result(), Result()))
+    t.writes.clear()
+    with pytest.raises(ValueError, match=r"destination port must be 1\.\.65535 to send to, got 0"):
+        result_of(s.nsend(4, b"x", to=("127.0.0.1", 0), ntag=True))
+    with pytest.raises(ValueError, match="over IPv4 is at most 65507 bytes, got 65508"):
+        result_of(s.nsend(4, b"x" * 65508, to=("127.0.0.1", 9)))
+    with pytest.raises(ValueError, match="over IPv6 is at most 65527 bytes, got 65528"):
+        result_of(s.nsend(6, b"x" * 65528, to=("::1", 9)))
+    assert t.writes == [] and s.pending == 0 and s._tags == {}
+    s.nsend(4, b"x" * 65507, to=("127.0.0.1", 9))
+    s.nsend(6, b"x" * 65527, to=("::1", 9))
+    assert len(t.writes) == 2
