@@ -26,8 +26,21 @@ T = TypeVar("T")
 def add_link_args(p: argparse.ArgumentParser, *, timeout: float = 30.0) -> None:
     """The link options, --timeout (`timeout` is the default) and -v."""
     add_link_arguments(p)
-    p.add_argument("--timeout", type=float, default=timeout, help="seconds (default: %(default)s)")
+    p.add_argument(
+        "--timeout", type=seconds, default=timeout, help="seconds (default: %(default)s)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+
+
+def seconds(text: str) -> float:
+    """A --timeout: a number of seconds above 0 (argparse's one-line error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    return value
 
 
 def announce(port: Any) -> None:
