@@ -108,6 +108,22 @@ class RunError(LinkError):
     """A problem worth one line on stderr (exit status 2)."""
 
 
+def check_ranges(*checks: tuple[str, float, float, float], unit: str = "") -> None:
+    """RunError naming the first option whose value is outside its range (nan too):
+    `--size must be 4..65000, got 70000`. Each check is (option, value, low, high)."""
+    for name, value, low, high in checks:
+        if not low <= value <= high:
+            span = f"{_num(low)}..{_num(high)}" if high != float("inf") else f">= {_num(low)}"
+            raise RunError(f"{name} must be {span}{unit}, got {_num(value)}")
+
+
+def _num(value: float) -> str:
+    """10000000, not 1e+07; 0.05; nan."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 class _Default(int):
     """An option's default, told apart from the same value given (an int everywhere)."""
 
