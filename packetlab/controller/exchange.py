@@ -19,7 +19,7 @@ from packetlab.controller.errors import ConnectFailed, ControllerError
 from packetlab.controller.info import read_socket_state
 from packetlab.controller.requests import DEFAULT_RBUFSZ
 from packetlab.controller.sockets import _nstat_name
-from packetlab.wire import Ndata, Nstat, NstatCode, Ntag, SocketState, vmem
+from packetlab.wire import Ndata, Nstat, NstatCode, Ntag, Proto, SocketState, vmem
 
 if TYPE_CHECKING:
     from packetlab.controller.session import EndpointSession
@@ -93,6 +93,9 @@ async def wait_connected(
     sock = session.find_socket(sktid)
     if sock is None:
         raise ValueError(f"socket {sktid} is not open")
+    if sock.proto is not None and sock.proto != Proto.TCP:
+        kind = "UDP" if sock.proto == Proto.UDP else "raw"
+        raise ValueError(f"wait_connected is for TCP connects; socket {sktid} is {kind}")
     to = sock.remote
     est = sock.wait_established()
     watch = _Watch(est, session.reactor)

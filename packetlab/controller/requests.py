@@ -50,6 +50,16 @@ DEFAULT_RBUFSZ = 1 << 20  # per-socket receive budget; the endpoint's BufMax is 
 UDP_PAYLOAD_MAX: dict[int, int] = {Family.IP4: 65507, Family.IP6: 65527}
 
 
+def as_bytes(data: object, what: str) -> bytes:
+    """`data` (bytes, bytearray, memoryview) as bytes; TypeError naming `what` for
+    anything else: a str must be encoded first (bytes(str) needs an encoding, and
+    bytes(int) would be that many zero bytes)."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    hint = f" (encode it: {data[:20]!r}.encode())" if isinstance(data, str) else ""
+    raise TypeError(f"{what} must be bytes, got {type(data).__name__}{hint}")
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedSend:
     """An nsend the endpoint has queued. `ntag` (when asked for) fires with the `Ntag`
@@ -104,9 +114,13 @@ class RequestMethods:
         """Read `length` (1..65535) bytes of endpoint memory at `addr` (§2.2)."""
         return _bytes_of(self.request(Mread(addr, length)))
 
-    def mwrite(self, addr: int, data: bytes) -> Deferred[Result]:
+    def mwrite(self, addr: int, data: bytes | bytearray | memoryview) -> Deferred[Result]:
         """Write endpoint memory; only the RW socket fields take writes (§2.1)."""
-        return self.request(Mwrite(addr, bytes(data)))  # type: ignore[return-value]
+        try:
+            payload = as_bytes(data, "mwrite data")
+        except TypeError as e:
+            return fail(e)
+        return self.request(Mwrite(addr, payload))  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ sockets
 
@@ -218,7 +232,7 @@ class RequestMethods:
     def nsend(
         self,
         sktid: int,
-        data: bytes,
+        data: bytes | bytearray | memoryview,
         *,
         time: int = 0,
         to: tuple[AddressLike, int] | None = None,
@@ -264,10 +278,16 @@ class RequestMethods:
                 raise ValueError("only UDP nsend takes a destination (to=...)")
             if tag is not None and not 0 <= tag <= 0xFFFF:
                 raise ValueError(f"tag must be 0..65535, got {tag!r}")
-            if ntag:
+            payload = as_bytes(data, "nsend data")
+            if not isinstance(time, int) or isinstance(time, bool):
+                raise TypeError(
+                    f"nsend time must be an int (ns since the epoch on the endpoint's "
+                    f"clock, 0: now; a float cannot hold them exactly), got {time!r}"
+                )
+            if ntag:  # last: a tag tracked for a request that is never sent would leak
                 wire_tag, ntag_d = self._track_tag(sktid, tag or None)
-            msg = Nsend(sktid, fam, pro, time, wire_tag, bytes(data), raddr, rport)
-        except ValueError as e:
+            msg = Nsend(sktid, fam, pro, time, wire_tag, payload, raddr, rport)
+        except (ValueError, TypeError) as e:
             return fail(e)
         d = self.request(msg)
 

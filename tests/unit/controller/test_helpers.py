@@ -4,6 +4,7 @@ exchanges, scheduled trains."""
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import struct
 
 import pytest
@@ -277,3 +278,24 @@ def test_a_connect_failure_is_named_by_stat_with_its_peer_and_meaning(
     assert str(e.value).startswith(f"TCP connect on socket 0 to 192.0.2.80:80 failed: {words}")
     with pytest.raises(ConnectFailed, match=rf"to \[2001:db8::1\]:443 failed: {stat.name} "):
         rig.run(tcp_exchange(rig.session, "2001:db8::1", 443, b"x"))
+
+
+def test_send_train_takes_a_gap_written_as_a_float() -> None:
+    # send_train(..., 3, 1e6) (Python writes a million as a float) failed with
+    # "EncodeError: Nsend: required argument is not an integer".
+    rig = Rig()
+    r = rig.run(send_train(rig.session, "127.0.0.1", 9, 3, 1e6, lead=2e7))
+    assert r.gap == 1_000_000 and all(type(t) is int for t in r.intended)
+    assert [b - a for a, b in itertools.pairwise(r.intended)] == [1_000_000] * 2
+    with pytest.raises(TypeError, match="start must be an int of ns since the epoch"):
+        rig.run(send_train(rig.session, "127.0.0.1", 9, 3, 1000, start=1.7e18))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="gap must be a number of ns"):
+        rig.run(send_train(rig.session, "127.0.0.1", 9, 3, "1ms"))  # type: ignore[arg-type]
+
+
+def test_wait_connected_on_a_udp_socket_says_it_is_for_tcp() -> None:
+    # Was "TCP connect on socket 0 failed: not established within 5 s", 5 s later.
+    rig = Rig()
+    rig.run(rig.session.nopen_udp(0))
+    with pytest.raises(ValueError, match="wait_connected is for TCP connects; socket 0 is UDP"):
+        rig.run(wait_connected(rig.session, 0, timeout=0.2))

@@ -356,3 +356,24 @@ def test_udp_nsend_to_port_0_or_over_the_largest_datagram_fails_before_sending()
     s.nsend(4, b"x" * 65507, to=("127.0.0.1", 9))
     s.nsend(6, b"x" * 65527, to=("::1", 9))
     assert len(t.writes) == 2
+
+
+def test_a_str_or_a_float_time_fails_the_deferred_and_leaks_no_tag() -> None:
+    # nsend(sktid, "abc", ...) raised TypeError("string argument without an encoding") out
+    # of the call instead of failing its Deferred, after tracking its ntag: the tag leaked
+    # and later failed "Unhandled error in Deferred: SocketClosed ... before its ntag 5".
+    s, t, _ = on_string_transport()
+    s.nopen_udp(4)
+    s.dataReceived(frames(Result()))
+    t.writes.clear()
+    d = s.nsend(4, "abc", to=("127.0.0.1", 9), ntag=True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"nsend data must be bytes, got str \(encode it: 'abc'"):
+        result_of(d)
+    with pytest.raises(TypeError, match="nsend time must be an int"):
+        result_of(s.nsend(4, b"x", to=("127.0.0.1", 9), time=1.5e18, ntag=True))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="mwrite data must be bytes, got int"):
+        result_of(s.mwrite(0, 5))  # type: ignore[arg-type]
+    assert t.writes == [] and s._tags == {} and s.pending == 0
+    s.nsend(4, bytearray(b"ok"), to=("127.0.0.1", 9))
+    s.nsend(4, memoryview(b"ok"), to=("127.0.0.1", 9))
+    assert len(t.writes) == 2
