@@ -192,3 +192,43 @@ def test_publish_experiment_errors_are_one_line(args: list[str], error: str) -> 
     assert proc.returncode == 2, proc.stderr
     assert error in proc.stderr.strip().splitlines()[-1], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_system_demo_never_clears_a_directory_that_is_not_its_home(tmp_path: Path) -> None:
+    # `system_demo.py --home DIR` removed DIR whole when it had no broker.conf (`--home ~`
+    # cleared a home directory) and ran pktlab init there.
+    home = tmp_path / "notes"
+    home.mkdir()
+    (home / "thesis.tex").write_text("precious")
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "system_demo.py"), "--home", str(home)],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert (home / "thesis.tex").read_text() == "precious"
+    assert sorted(p.name for p in home.iterdir()) == ["thesis.tex"]
+    assert "is not a pktlab init home with a broker.conf, and not empty" in proc.stderr
+    bad = subprocess.run(
+        [sys.executable, str(EXAMPLES / "system_demo.py"), "--home", "/proc/no/such"],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert "pktlab init --home /proc/no/such failed: " in bad.stderr
+
+
+def test_system_demo_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    demo = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "system_demo.py"), "--home", str(tmp_path / "h")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert demo.stdout is not None
+    deadline = time.monotonic() + TIMEOUT
+    while "broker:" not in readline(demo.stdout) and time.monotonic() < deadline:
+        pass
+    demo.send_signal(signal.SIGINT)
+    _out, err = demo.communicate(timeout=TIMEOUT)
+    assert demo.returncode == 130, err
+    assert "Traceback" not in err and err.strip().endswith("system_demo.py: interrupted")
