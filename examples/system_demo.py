@@ -33,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PROG = Path(__file__).name
+DEFAULT_HOME = REPO / ".cache" / "pktlab-demo"
 BIN = Path(sys.executable).parent
 TIMEOUT = 60.0  # seconds for the whole experiment to finish on both endpoints
 
@@ -126,13 +127,16 @@ class Processes:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--home", default=str(REPO / ".cache" / "pktlab-demo"),
+    ap.add_argument("--home", default=str(DEFAULT_HOME),
                     help="pktlab init home (made if missing) [%(default)s]")  # fmt: skip
     ap.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     args = ap.parse_args()
     home = Path(args.home).absolute()  # the daemons run in their own directory
     if not (home / "broker.conf").is_file():
-        # Never remove what is there: --home ~ once cleared a home directory.
+        # Never remove what is there (--home ~ once cleared a home directory) but our own
+        # default home, which an interrupted pktlab init may have left half made.
+        if home == DEFAULT_HOME:
+            shutil.rmtree(home, ignore_errors=True)
         if home.exists() and (not home.is_dir() or any(home.iterdir())):
             print(f"{PROG}: --home {home} is not a pktlab init home with a broker.conf, and "
                   "not empty: give a new or empty directory (made with pktlab init), or "
