@@ -177,8 +177,12 @@ class Controller(Generic[T]):
                 result = await result
         except BaseException:
             failure = Failure()
+            result = None  # (not the experiment's coroutine, which raised)
             if self.report_failures:
                 self.log.failure("experiment on endpoint {peer} failed", failure, peer=session.peer)
+                # Logged with its traceback: now drop the frames, which hold the session
+                # (its sockets, their queued data) for as long as `outcomes` keeps it.
+                _forget_frames(failure)
             else:  # the caller gets the error: a traceback here would tell it twice
                 self.log.info(
                     "experiment on endpoint {peer} failed: {error}",
@@ -201,6 +205,19 @@ class Controller(Generic[T]):
             await closed
             if cut.active():
                 cut.cancel()
+
+
+def _forget_frames(failure: Failure) -> None:
+    """Drop the frames `failure` holds, and those of the exceptions chained to it (the log
+    event that carried it may be kept too: Twisted buffers events until logging starts)."""
+    failure.cleanFailure()  # (its frames kept as text, for printing)
+    failure.tb = None  # (pytest-twisted makes cleanFailure a no-op)
+    seen: set[int] = set()
+    e: BaseException | None = failure.value
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        e.__traceback__ = None
+        e = e.__cause__ or e.__context__
 
 
 def listen(

@@ -216,3 +216,34 @@ def test_run_once_raises_a_failure_without_logging_its_traceback_too() -> None:
     assert not any(e.get("log_failure") for e in events)
     said = [e for e in events if "failed: {error}" in e.get("log_format", "")]
     assert [e["error"] for e in said] == ["boom"]
+
+
+def test_a_failed_run_does_not_keep_its_session_alive() -> None:
+    # A failed experiment's Outcome kept the Failure's frames, and through them the
+    # session (its sockets and whatever they had queued) for as long as the listener
+    # lived: a passive controller kept every failed session it ever ran.
+    import gc
+    import weakref
+
+    refs: list[weakref.ref[EndpointSession]] = []
+
+    async def boom(session: EndpointSession) -> None:
+        refs.append(weakref.ref(session))
+        try:
+            await read_time(session)
+            raise KeyError("inner")
+        except KeyError as e:
+            raise RuntimeError("boom") from e
+
+    net = Net()
+    ctl = result_of(listen(net.reactor, "tcp:0", boom))
+    net.connect()
+    net.settle()
+    net.pumps.clear()
+    net.reactor.tcpServers.clear()
+    gc.collect()
+    (out,) = ctl.outcomes
+    assert out.failure is not None and out.failure.check(RuntimeError)
+    assert out.failure.getErrorMessage() == "boom" and out.result is None
+    assert refs[0]() is None
+    assert "in boom" in out.failure.getTraceback()  # (its frames kept as text)
