@@ -102,6 +102,7 @@ class Controller(Generic[T]):
         self.accepted = 0
         self.port: Any = None  # IListeningPort while listening
         self._runs: set[Deferred[None]] = set()
+        self._running: set[Deferred[Any]] = set()  # the experiments themselves
         self._taken = 0
         self._waiters: dict[int, Deferred[Outcome[T]]] = {}  # by outcome index
 
@@ -133,12 +134,18 @@ class Controller(Generic[T]):
 
     @deferred_api
     async def stop(self) -> None:
-        """Stop listening, close the live sessions, and wait for their runs to end."""
+        """Stop listening, close the live sessions, cancel the experiments still running
+        (a `CancelledError` in each: one waiting on anything but its session would never
+        end), and wait for their runs to end."""
         if self.port is not None:
             port, self.port = self.port, None
             await maybeDeferred(port.stopListening)
         for s in list(self.sessions):
             s.close()
+        # An experiment waiting on something other than its session (a Deferred of its
+        # own, a sleep) would never end: it is cancelled (CancelledError in it).
+        for running in list(self._running):
+            running.cancel()
         runs = list(self._runs)
         if runs:
             await DeferredList(runs, consumeErrors=True)
@@ -174,7 +181,10 @@ class Controller(Generic[T]):
             self.log.info("endpoint {peer} ready; running the experiment", peer=session.peer)
             result = self.experiment(session)
             if inspect.isawaitable(result):
-                result = await result
+                running = Deferred.fromCoroutine(_awaited(result))
+                self._running.add(running)
+                running.addBoth(_passing(lambda: self._running.discard(running)))
+                result = await running
         except BaseException:
             failure = Failure()
             result = None  # (not the experiment's coroutine, which raised)
@@ -205,6 +215,20 @@ class Controller(Generic[T]):
             await closed
             if cut.active():
                 cut.cancel()
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _passing(action: Callable[[], object]) -> Callable[[Any], Any]:
+    """A callback that runs `action` and passes the result (or failure) on."""
+
+    def both(result: Any) -> Any:
+        action()
+        return result
+
+    return both
 
 
 def _forget_frames(failure: Failure) -> None:

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import pytest
 from ctl_fakes import FakeEndpoint, result_of
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
@@ -247,3 +248,39 @@ def test_a_failed_run_does_not_keep_its_session_alive() -> None:
     assert out.failure.getErrorMessage() == "boom" and out.result is None
     assert refs[0]() is None
     assert "in boom" in out.failure.getTraceback()  # (its frames kept as text)
+
+
+def test_run_once_timeout_ends_an_experiment_that_never_does() -> None:
+    # run_once(..., timeout=3) (and run_in_process(..., timeout=1)) with an experiment
+    # waiting on a Deferred of its own hung for ever: the timeout fired, then stop()
+    # waited for the run, which waited for the experiment.
+    net = Net()
+    cancelled: list[bool] = []
+
+    async def stuck(session: EndpointSession) -> None:
+        try:
+            await Deferred()
+        except defer.CancelledError:
+            cancelled.append(True)
+            raise
+
+    d = run_once(net.reactor, "tcp:0", stuck, timeout=3)
+    net.connect()
+    net.settle()
+    net.reactor.advance(4)
+    net.settle()
+    with pytest.raises(ControllerError, match=r"within 3 s \(the experiment did not end\)"):
+        result_of(d)
+    assert cancelled == [True]
+
+
+def test_stop_cancels_the_experiments_still_running() -> None:
+    net = Net()
+    ctl: Controller[Any] = result_of(listen(net.reactor, "tcp:0", lambda s: Deferred()))
+    net.connect()
+    net.settle()
+    stopped = ctl.stop()
+    net.settle()
+    assert stopped.called
+    (out,) = ctl.outcomes
+    assert out.failure is not None and out.failure.check(defer.CancelledError)
