@@ -26,3 +26,15 @@ def test_a_bad_timeout_is_a_one_line_usage_error(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("dns_query.py: error: argument --timeout: ")
     assert p.parse_args(["--timeout", "2.5"]).timeout == 2.5
+
+
+def test_http_gets_body_preview_is_one_line() -> None:
+    # Under `pktlab xpmgr examples/http_get.py http://127.0.0.1:8000/` (python -m
+    # http.server's listing) the "body" line ran over five lines of HTML.
+    from http_get import body_preview
+
+    page = b'<!DOCTYPE HTML>\n<html lang="en">\n<head>\n\t<meta charset="utf-8">\n' + b"x" * 100
+    assert body_preview(page) == (
+        '<!DOCTYPE HTML> <html lang="en"> <head> <meta charset="utf-8"> ' + "x" * 9 + "..."
+    )
+    assert body_preview(b"hello\n") == "hello"
