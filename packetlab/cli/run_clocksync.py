@@ -59,10 +59,15 @@ def row(r: Record) -> str | None:
         )
     if r["type"] == "clockmodel":
         return (
-            f"# offset {r['offset_us']:.3f} us, drift {r['drift_ppm']:.3f} ppm over "
-            f"{r['span_s']:.1f} s, max residual {r['max_residual_us']:.3f} us"
+            f"# offset {r['offset_us']:.3f} us, drift {r['drift_ppm']:.3f}{_spread(r)} ppm "
+            f"over {r['span_s']:.1f} s, max residual {r['max_residual_us']:.3f} us"
         )
     return None
+
+
+def _spread(r: Record) -> str:
+    err = r.get("drift_error_ppm")
+    return "" if err is None else f" +- {err:.3f}"
 
 
 def summary(records: list[Record]) -> Record:

@@ -4,6 +4,7 @@ drift fit on exact data."""
 from __future__ import annotations
 
 import io
+import math
 import sys
 from pathlib import Path
 
@@ -194,3 +195,22 @@ def test_run_clocksync_and_alias_name_the_option_that_is_wrong(
     with pytest.raises(RunError) as e:
         module.experiment(args, lambda r: None, None)
     assert str(e.value).startswith(error)
+
+
+def test_the_drift_comes_with_its_standard_error() -> None:
+    # `pktlab run clocksync --rounds 3 --interval 0.1` on the in-process endpoint (the
+    # same clock: drift 0) printed "drift -20.147 ppm over 0.2 s" with nothing to say that
+    # ±46 us per round over 0.2 s cannot tell a drift from 0.
+    rounds = [
+        ClockRound(10**18 + i * 10**8, off, 92_000) for i, off in enumerate((6460, 4682, 2430))
+    ]
+    m = fit_drift(rounds)
+    # three rounds 0.1 s apart, each ±46 us: 1/sqrt(2 x 0.01 s² / (46 us)²) = 325 ppm
+    assert m.drift_error_ppm == pytest.approx(46_000 / math.sqrt(0.02) / 1000)
+    assert m.drift_error_ppm is not None and abs(m.drift_ppm) < m.drift_error_ppm
+    assert m.to_dict()["drift_error_ppm"] == m.drift_error_ppm
+    assert fit_drift(rounds[:1]).drift_error_ppm is None
+    from packetlab.cli.run_clocksync import row
+
+    line = row({"type": "clockmodel", **m.to_dict()})
+    assert line is not None and f"{m.drift_ppm:.3f} +- {m.drift_error_ppm:.3f} ppm over 0.2 s" in line
