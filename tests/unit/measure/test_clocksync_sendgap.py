@@ -213,4 +213,5 @@ def test_the_drift_comes_with_its_standard_error() -> None:
     from packetlab.cli.run_clocksync import row
 
     line = row({"type": "clockmodel", **m.to_dict()})
-    assert line is not None and f"{m.drift_ppm:.3f} +- {m.drift_error_ppm:.3f} ppm over 0.2 s" in line
+    assert line is not None
+    assert f"{m.drift_ppm:.3f} +- {m.drift_error_ppm:.3f} ppm over 0.2 s" in line
