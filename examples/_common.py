@@ -43,6 +43,38 @@ def seconds(text: str) -> float:
     return value
 
 
+def address_port(default: int | None) -> Callable[[str], tuple[str, int]]:
+    """An argparse type for IP[:PORT], [IPv6]:PORT or a bare IPv6 address: (ip, port).
+    `default` None: the port must be given."""
+
+    def parse(text: str) -> tuple[str, int]:
+        host, port = text, default
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            port = int(rest[1:]) if rest[:1] == ":" and rest[1:].isdigit() else -1
+        elif text.count(":") == 1:
+            host, p = text.split(":")
+            port = int(p) if p.isdigit() else -1
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: not an IP address (names are not resolved here)"
+            ) from None
+        if port is None:
+            raise argparse.ArgumentTypeError(f"{text!r}: give the port, IP:PORT")
+        if not 1 <= port <= 65535:
+            raise argparse.ArgumentTypeError(f"{text!r}: the port must be 1..65535")
+        return host, port
+
+    return parse
+
+
+def host_port(host: Any, port: int) -> str:
+    """192.0.2.1:53, [2001:db8::1]:53."""
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
 def announce(port: Any) -> None:
     addr = port.getHost()
     print(f"controller listening on {addr.host}:{addr.port}; waiting for an endpoint", flush=True)

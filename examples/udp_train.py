@@ -20,7 +20,7 @@ import struct
 import sys
 from typing import Any
 
-from _common import add_link_args, react, run_experiment
+from _common import add_link_args, address_port, host_port, react, run_experiment
 from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--count", type=int, default=100, help="datagrams (default: %(default)s)")
     p.add_argument("--gap-us", type=float, default=1000.0, help="gap in µs (default: %(default)s)")
     p.add_argument("--size", type=int, default=64, help="payload bytes (default: %(default)s)")
-    p.add_argument("--target", help="IP:PORT to send to (default: a local sink)")
+    p.add_argument("--target", type=address_port(None),
+                   help="IP:PORT to send to (default: a local sink)")  # fmt: skip
     p.add_argument("--rows", type=int, default=10, help="packets listed (default: %(default)s)")
     p.add_argument(
         "--lead-ms",
@@ -66,8 +67,8 @@ def us(ns: float | int | None) -> str:
 def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
     gap = rep.gap
     print(
-        f"UDP train to {rep.raddr}:{rep.rport}: {rep.count} datagrams, gap {gap / 1e3:g} µs, "
-        f"sent {rep.sent_count}"
+        f"UDP train to {host_port(rep.raddr, rep.rport)}: {rep.count} datagrams, "
+        f"gap {gap / 1e3:g} µs, sent {rep.sent_count}"
     )
     if rep.queued_ahead is not None:
         ahead = rep.queued_ahead / 1e6
@@ -126,8 +127,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
         udp.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         host, port = "127.0.0.1", udp.getHost().port
     else:
-        host, _, p = args.target.rpartition(":")
-        port = int(p)
+        host, port = args.target
     gap = round(args.gap_us * 1000)
 
     async def experiment(session: EndpointSession) -> TrainReport:

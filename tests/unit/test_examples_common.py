@@ -38,3 +38,47 @@ def test_http_gets_body_preview_is_one_line() -> None:
         '<!DOCTYPE HTML> <html lang="en"> <head> <meta charset="utf-8"> ' + "x" * 9 + "..."
     )
     assert body_preview(b"hello\n") == "hello"
+
+
+@pytest.mark.parametrize(
+    ("text", "default", "expected"),
+    [
+        ("192.0.2.9:9000", None, ("192.0.2.9", 9000)),
+        ("[::1]:53", None, ("::1", 53)),
+        ("::1", 53, ("::1", 53)),
+        ("192.0.2.53", 53, ("192.0.2.53", 53)),
+    ],
+)
+def test_address_port(text: str, default: int | None, expected: tuple[str, int]) -> None:
+    from _common import address_port
+
+    assert address_port(default)(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--target", "bogus"], "'bogus': not an IP address (names are not resolved here)"),
+        (["--target", "127.0.0.1"], "'127.0.0.1': give the port, IP:PORT"),
+        (["--target", "127.0.0.1:99999"], "'127.0.0.1:99999': the port must be 1..65535"),
+        (["--target", "host.invalid:9"], "'host.invalid:9': not an IP address"),
+    ],
+)
+def test_udp_train_target_is_checked_as_it_is_parsed(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Were "invalid literal for int() with base 10: 'bogus'", the same for an address
+    # without a port, "not an IP address: '[::1]'" for [::1]:9 (after the link started),
+    # and the port's range after the link started.
+    from udp_train import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert error in capsys.readouterr().err
+    assert parse_args(["--target", "[::1]:9"]).target == ("::1", 9)
+
+
+def test_host_port_brackets_ipv6() -> None:
+    from _common import host_port
+
+    assert host_port("::1", 9) == "[::1]:9" and host_port("192.0.2.1", 53) == "192.0.2.1:53"
