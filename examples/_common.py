@@ -70,6 +70,22 @@ def address_port(default: int | None) -> Callable[[str], tuple[str, int]]:
     return parse
 
 
+def number(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], Any]:
+    """An argparse type: `kind` (int, float) within low..high, else a one-line error."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not low <= value <= high:  # (nan too)
+            span = "..".join(str(int(x)) if float(x).is_integer() else str(x) for x in (low, high))
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+
+    return parse
+
+
 def host_port(host: Any, port: int) -> str:
     """192.0.2.1:53, [2001:db8::1]:53."""
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

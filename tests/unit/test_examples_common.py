@@ -82,3 +82,25 @@ def test_host_port_brackets_ipv6() -> None:
     from _common import host_port
 
     assert host_port("::1", 9) == "[::1]:9" and host_port("192.0.2.1", 53) == "192.0.2.1:53"
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--count", "0"], "argument --count: must be 1..1000000, got 0"),
+        (["--gap-us", "-1"], "argument --gap-us: must be 0..10000000, got -1"),
+        (["--gap-us", "nan"], "argument --gap-us: must be 0..10000000, got nan"),
+        (["--size", "70000"], "argument --size: must be 4..65507, got 70000"),
+        (["--lead-ms", "-5"], "argument --lead-ms: must be 0..60000, got -5"),
+    ],
+)
+def test_udp_train_names_the_option_out_of_range(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was "error: need --count >= 1, --gap-us >= 0 and --lead-ms >= 0" whichever was
+    # wrong, once the reactor ran; nan and --size 70000 were taken.
+    from udp_train import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert error in capsys.readouterr().err
