@@ -162,9 +162,11 @@ class RequestMethods:
             ra = parse_address(raddr)
             family = family_of(ra)
             la = _local(laddr, family)
+            if check_port(rport, "rport") == 0:  # the kernel refuses it: a REFUSED later
+                raise ValueError("rport must be 1..65535 to connect to, got 0")
             msg = Nopen(
                 sktid, family, Proto.TCP, rbufsz, la, check_port(lport, "lport"),
-                ra.packed, check_port(rport, "rport"),
+                ra.packed, rport,
             )  # fmt: skip
         except ValueError as e:
             return fail(e)

@@ -270,6 +270,9 @@ def test_bad_arguments_fail_without_sending() -> None:
         result_of(s.nopen_tcp_connect(1, "nowhere", 80))
     with pytest.raises(ValueError, match="rport"):
         result_of(s.nopen_tcp_connect(1, "127.0.0.1", 70000))
+    # was sent, and came back as a refused connect (the kernel's ECONNREFUSED for port 0)
+    with pytest.raises(ValueError, match=r"rport must be 1\.\.65535 to connect to, got 0"):
+        result_of(s.nopen_tcp_connect(1, "127.0.0.1", 0))
     with pytest.raises(ValueError, match="not open here"):
         result_of(s.nsend(9, b"x"))
     with pytest.raises(wire.EncodeError):
