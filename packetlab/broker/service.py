@@ -18,6 +18,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from packetlab.hostport import host_port
 from packetlab.tapoptions import stop_daemon
 from packetlab.tls import AuthMode, Credentials, PPKSServerEndpoint, PPKSServerOptions, ServerEntry
 
@@ -34,15 +35,6 @@ STORE_TIMEOUT = 10.0  # s for Redis to accept the first connection at start
 
 class StoreUnreachable(Exception):
     """The Redis of `--store` did not answer at start."""
-
-
-def host_port(addr: Any) -> str:
-    """``HOST:PORT`` (``[v6]:PORT``) of a listening port's address, for the log and the
-    status page (were ``IPv4Address(type='TCP', host='0.0.0.0', port=20556)``)."""
-    host, port = getattr(addr, "host", None), getattr(addr, "port", None)
-    if host is None or port is None:
-        return str(addr)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def server_options(credentials: Credentials) -> PPKSServerOptions:

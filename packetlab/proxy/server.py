@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab import wire
+from packetlab.hostport import host_port
 from packetlab.logbudget import LogBudget
 from packetlab.tls import PPKSServerOptions
 from packetlab.tls.handoff import HandoffError, TLSHandoff
@@ -227,7 +228,7 @@ class _Conn(RelayEnd):
     def connectionMade(self) -> None:
         self.proxy.live.add(self)
         peer = self.transport.getPeer()  # type: ignore[union-attr]
-        self.peer_text = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        self.peer_text = host_port(peer)
         self.proxy.admit(self)
         keepalive(self.transport, self.proxy.keepalive)
 

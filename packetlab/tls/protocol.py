@@ -41,6 +41,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from packetlab.hostport import host_port
 from packetlab.logbudget import LogBudget
 from packetlab.ppks import AuthMode, Certificate, ChainError, PPKSError, VerifiedChain, verify_chain
 
@@ -107,14 +108,6 @@ class PeerVerificationError(Exception):
 
 
 REFUSAL_LOG = LogBudget(time.monotonic)  # refused TLS clients, for the whole process
-
-
-def _address(addr: Any) -> str:
-    """``HOST:PORT`` (``[v6]:PORT``) of a Twisted address, not its repr."""
-    host, port = getattr(addr, "host", None), getattr(addr, "port", None)
-    if host is None or port is None:
-        return "?" if addr is None else str(addr)
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -318,7 +311,7 @@ class PeerGate(Protocol):
         _PEERS[self.app] = _PEERS[self.transport] = peer
         self.log.debug(
             "TLS peer {peer} verified in {mode} mode ({n} cert(s), snikey {snikey})",
-            peer=self._peer_address(),
+            peer=host_port(self._peer_address_obj()),
             mode=peer.mode.name,
             n=len(peer.chain.certs) if peer.chain else 0,
             snikey=peer.snikey,
@@ -390,12 +383,6 @@ class PeerGate(Protocol):
             PeerRefusal.CONNECTION_LOST, f"before the peer was verified: {reason.getErrorMessage()}"
         )
 
-    def _peer_address(self) -> str:
-        try:
-            return str(cast(Any, self.transport).getPeer())
-        except Exception:
-            return "?"
-
     def _peer_address_obj(self) -> Any:
         try:
             return cast(Any, self.transport).getPeer()
@@ -423,7 +410,7 @@ class PeerGate(Protocol):
             rule = err.rule
             self.log.warn(
                 "refused TLS peer {peer} ({side}): {rule}: {error}{later}{more}",
-                peer=_address(self._peer_address_obj()),
+                peer=host_port(self._peer_address_obj()),
                 side="server" if self.is_client else "client",
                 rule=rule,
                 # "handshake_failed: handshake_failed: unexpected message": said once
