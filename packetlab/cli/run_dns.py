@@ -123,14 +123,40 @@ def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | N
 GLOBAL_SWITCHES = {"+short", "+noshort", "+split", "+nosplit", "+time"}
 
 
-def _split_value(word: str, value: str) -> int:
+def _warn(args: argparse.Namespace, text: str) -> None:
+    """One of dig's parse-time warnings (`;; Warning, ...`) on stderr: at once for the
+    command line's words; a batch line's are kept (`args.warnings`) and shown when its
+    query is (dig reads a line of -f FILE only when the previous one is done, so its
+    warnings come between the answers: `_show_line_warnings`)."""
+    pending = vars(args).get("warnings")
+    if pending is not None:
+        pending.append(text)
+    else:
+        print(text, file=sys.stderr)
+
+
+def _show_line_warnings(line: argparse.Namespace) -> None:
+    """A batch line's warnings (`_warn`), once, before its first query's output: stdout
+    flushed first, so that `2>&1` shows them where dig does."""
+    pending = vars(_base_of(line)).get("warnings")
+    if pending:
+        sys.stdout.flush()
+        print("\n".join(pending), file=sys.stderr, flush=True)
+        pending.clear()
+
+
+def _split_value(word: str, value: str, args: argparse.Namespace | None = None) -> int:
     """+split=N as dig: 0..1023, rounded up to a multiple of 4 with dig's warning."""
     if not value.isdigit() or int(value) > SPLIT_MAX:
         raise RunError(f"{word}: expected a number 0..{SPLIT_MAX}")
     n = int(value)
     if n % 4:
         n = (n + 3) // 4 * 4
-        print(f";; Warning, split must be a multiple of 4; adjusting to {n}", file=sys.stderr)
+        text = f";; Warning, split must be a multiple of 4; adjusting to {n}"
+        if args is None:
+            print(text, file=sys.stderr)
+        else:
+            _warn(args, text)
     return n
 
 
@@ -170,10 +196,13 @@ def dig_style(args: argparse.Namespace) -> None:
 
 
 class Dash(NamedTuple):
-    """`-t TYPE`, `-c CLASS` or `-x ADDR` in its place among dig's words."""
+    """`-t TYPE`, `-c CLASS` or `-x ADDR` in its place among dig's words. `strict`: given
+    as our own long option (--type, --class), which dig has not: a type or class that
+    is none is an error there (dig's -t/-c warn and ignore it)."""
 
     flag: str
     value: str
+    strict: bool = False
 
 
 _DASHES = {"-t": "-t", "--type": "-t", "-c": "-c", "--class": "-c", "-x": "-x"}
@@ -206,7 +235,7 @@ def _in_place(args: argparse.Namespace, cmdline: list[str]) -> list[str | Dash]:
             kind = _DASHES[flag]
             if value in dashed[kind]:
                 dashed[kind].remove(value)
-                out.append(Dash(kind, value))
+                out.append(Dash(kind, value, flag.startswith("--")))
     out += names[k:]
     # the ones not found: before every name, as argparse had them
     first = [Dash(kind, v) for kind in ("-t", "-c") for v in dashed[kind]]
@@ -274,6 +303,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
             mine.show = {**args.show, "cmd": sticky["cmd"]}
             mine.short, mine.split = sticky["short"], sticky["split"]
             mine.plan, mine.types, mine.reverse, mine.qclass = [], args.types, None, args.qclass
+            mine.warnings = []  # shown when the line's query is (_show_line_warnings)
             _dig_words(mine, _batch_options(mine, words, f"-f {args.batch}:{n}"), top=False)
             mine.batch_words = words  # dig's banner for the line shows it
             args.plan += [(name, types, cls, o or mine) for name, types, cls, o in mine.plan]
@@ -332,20 +362,40 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             mine = scopes[-1] = NameScope(args)
         return mine
 
-    def set_type(word: str) -> None:
+    def set_type(word: str, strict: bool = False) -> None:
         """A type for the last name (before any name: every name's). As dig: one type a
         query; a second one for the same name (its own, or every name's before it) is
-        the one asked, with dig's warning on stderr."""
+        the one asked, with dig's warning on stderr. One that is no type to dig (-t
+        BOGUS, -t 65, -t ixfr) is ignored with dig's warning (--type, ours: an error)."""
+        if word.lower().startswith("ixfr="):
+            raise RunError(f"-t {word}: IXFR is not supported (dig asks IXFR from serial N)")
+        known = _dig_type(word, dns.rdatatype)
+        if known is None and strict:
+            from packetlab.measure.dns import DnsError, parse_qtype
+
+            try:
+                known = parse_qtype(word)
+            except DnsError as e:
+                raise RunError(f"--type {word}: {e}") from None
+        if known is None:
+            _warn(args, f";; Warning, ignoring invalid type {word}")
+            return
         mine = own[-1] if names else types
         if mine or (names and types):
-            print(";; Warning, extra type option", file=sys.stderr)
-        mine[:] = [word]
+            _warn(args, ";; Warning, extra type option")
+        mine[:] = [known if word.upper() in BIND_ONLY_TYPES else word]
 
-    def set_class(word: str) -> None:
-        """Likewise a class (dig's `extra class option`)."""
+    def set_class(word: str, strict: bool = False) -> None:
+        """Likewise a class (dig's `extra class option`, before the class is read; one
+        that is none: dig's `ignoring invalid class` warning, --class's error)."""
         nonlocal qclass
         if (own_class[-1] if names else None) is not None or qclass is not None:
-            print(";; Warning, extra class option", file=sys.stderr)
+            _warn(args, ";; Warning, extra class option")
+        if not _is_class(word, dns.rdataclass, loose=False):
+            if strict:
+                _class_of(word, "--class")
+            _warn(args, f";; Warning, ignoring invalid class {word}")
+            return
         if names:
             own_class[-1] = word
         else:
@@ -368,9 +418,9 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     raise RunError(f"-x {word.value}: not an IP address") from None
                 scope().reverse = True
             elif word.flag == "-t":
-                set_type(word.value)
+                set_type(word.value, word.strict)
             else:
-                set_class(word.value)
+                set_class(word.value, word.strict)
         elif word == "@":  # was taken as a name (dig: couldn't get address for '')
             raise RunError("@: no server after it (@SERVER, e.g. @127.0.0.1, as dig)")
         elif word.startswith("@") and len(word) > 1:
@@ -382,7 +432,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             if key == "+edns" and not eq:
                 at.edns = 0
             elif key == "+split" and eq:
-                args.split = _split_value(word, value)
+                args.split = _split_value(word, value, args)
             elif key == "+cookie" and eq:
                 at.cookie = _cookie_value(word, value)
                 at.edns = max(at.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
@@ -409,6 +459,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     "+split=N, +[no]cmd/comments/question/answer/authority/additional/stats/"
                     "all; see --help)"
                 )
+        elif loose and word.lower() == "ixfr":  # as dig: neither a type nor a name
+            _warn(args, ";; Warning, ixfr requires a serial number")
         elif loose and _is_type(word, dns.rdatatype):
             set_type(word)
         elif loose and _is_class(word, dns.rdataclass):
@@ -462,10 +514,10 @@ def _class_of(text: str, where: str) -> str:
         raise RunError(f"{where}: {e}") from None
 
 
-def _is_class(word: str, rdataclass: Any) -> bool:
+def _is_class(word: str, rdataclass: Any, loose: bool = True) -> bool:
     """A class mnemonic among the names (dig's IN, CH, HS, NONE, CLASSnnn; ANY is a type
-    first, as dig reads it)."""
-    if not word.isalnum() or word.isdigit():
+    first, as dig reads it); `loose=False`: -c's value (CLASS65536 and 3 are none)."""
+    if (loose and not word.isalnum()) or not word or word.isdigit():
         return False
     try:
         rdataclass.from_text(word.upper())
@@ -492,14 +544,33 @@ def _check_name(name: str) -> None:
         raise RunError(f"{name!r} is not a legal name: {e}") from None
 
 
-def _is_type(word: str, rdatatype: Any) -> bool:
-    if not word.isalnum() or word.isdigit():
-        return False
+# BIND 9.18's type mnemonics that dnspython 2 does not know (dns_rdatatype_fromtext):
+# dig asks them; we ask TYPEnnn (the question line shows TYPEnnn but for KEYDATA, which
+# dig shows so too)
+BIND_ONLY_TYPES = {"EID": 31, "NIMLOC": 32, "ATMA": 34, "SINK": 40, "RKEY": 57, "TALINK": 58,
+                   "UINFO": 100, "UID": 101, "GID": 102, "DOA": 259, "KEYDATA": 65533}  # fmt: skip
+# dnspython's that BIND's are not: dig ignores them with its warning (IXFR: only as
+# ixfr=SERIAL; NONE is a class; NXNAME came after 9.18)
+NOT_BIND_TYPES = {"NONE", "IXFR", "NXNAME", "NSAP_PTR", "RESERVED0"}
+
+
+def _dig_type(word: str, rdatatype: Any) -> str | None:
+    """`word` as a type dig 9.18 reads (-t's value, a type word among the names): the
+    canonical name we ask (TYPEnnn for a type only BIND names), else None (dig: `ignoring
+    invalid type`). Not a number (`-t 65`: dig's warning; TYPE65 is one)."""
+    upper = word.upper()
+    if upper in BIND_ONLY_TYPES:
+        return f"TYPE{BIND_ONLY_TYPES[upper]}"
+    if not word or word.isdigit() or upper in NOT_BIND_TYPES:
+        return None
     try:
-        rdatatype.from_text(word.upper())
-    except rdatatype.UnknownRdatatype:
-        return False
-    return True
+        return str(rdatatype.to_text(rdatatype.from_text(upper)))
+    except (rdatatype.UnknownRdatatype, ValueError):
+        return None
+
+
+def _is_type(word: str, rdatatype: Any) -> bool:
+    return (word.isalnum() or word.upper() == "NSAP-PTR") and _dig_type(word, rdatatype) is not None
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -625,6 +696,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         n = 0
         for name, types, qclass, o, servers in plan:
             args.view = o  # the display options of the line being shown (dig -f)
+            _show_line_warnings(o)  # dig -f: a line's warnings before its answers
             for qtype in types:
                 if progress.stopping:  # Ctrl-C: no new query
                     return

@@ -514,3 +514,29 @@ def test_hip_tkey_and_tsig_as_dig(port: int) -> None:
     for words in (["-4", "+trace", "tsig.test"], ["-4", "+trace", "+nocookie", "tkey.test"]):
         out = side_by_side(*at, *words)
         assert ("expected opt" in out) == ("+nocookie" not in words)
+
+
+def test_a_type_or_class_dig_does_not_know_as_dig(port: int, tmp_path: Path) -> None:
+    """dig's -t BOGUS (-c BOGUS, -t 65, -t ixfr, ixfr as a word): its warning on stderr,
+    the type it had asked (exit 0; was our error); KEYDATA asked as TYPE65533. In a batch
+    file each line's warnings come between the answers, as dig reads its lines (stdout
+    and stderr in one pipe, `2>&1`)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    for words in (["-t", "BOGUS", "a.test"], ["a.test", "-t", "MX", "-t", "BOGUS"],
+                  ["a.test", "-t", "65"], ["a.test", "-t", "ixfr"], ["a.test", "ixfr"],
+                  ["a.test", "-c", "BOGUS"], ["a.test", "-c", "CH", "-c", "BOGUS"],
+                  ["-x", "192.0.2.1", "-t", "NONE"], ["a.test", "-t", "KEYDATA"],
+                  ["a.test", "KEYDATA", "NXNAME"]):  # fmt: skip
+        a, b = ours(*at, "+noall", "+question", *words), dig(*at, "+noall", "+question", *words)
+        assert (a.stdout, a.stderr, a.returncode) == (b.stdout, b.stderr, b.returncode), words
+        assert b.returncode == 0
+    assert "ignoring invalid type BOGUS" in dig(*at, "-t", "BOGUS", "a.test").stderr
+    f = tmp_path / "batch"
+    f.write_text("a.test +short\nb.test -t BOGUS +short\na.test -t MX -t A +short +split=5\n"
+                 "-c BOGUS a.test +short\na.test -t KEYDATA\n")  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    a, b = (subprocess.run([*cmd, *at, "-f", str(f)], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=120, env=env, cwd=REPO)
+            for cmd in (RUN, ["dig"]))  # fmt: skip
+    assert normal(a.stdout) == normal(b.stdout)
+    assert b.stdout.startswith("192.0.2.1\n192.0.2.2\n;; Warning, ignoring invalid type BOGUS\n")

@@ -221,7 +221,10 @@ def test_edns_switches_and_families() -> None:
         (["+split=1024", "a.test"], r"\+split=1024: expected a number 0..1023"),
         (["+cookie=zz", "a.test"], r"\+cookie=zz: expected hex digits"),
         (["+cookie=0011", "a.test"], r"\+cookie=0011: a cookie is 8 bytes, or 16 to 40"),
-        (["-c", "XX", "a.test"], r"-c: unknown class .XX. \(IN, CH, HS, NONE, ANY or CLASSnnn\)"),
+        (
+            ["--class", "XX", "a.test"],
+            r"--class: unknown class .XX. \(IN, CH, HS, NONE, ANY or CLASSnnn\)",
+        ),
         (["+bogus", "a.test"], r"\+bogus: dig option not supported here \(dig-style"),
         (["+bufsize=70000", "a.test"], r"\+bufsize=70000: out of range"),
         (["+bufsize=-1", "a.test"], r"\+bufsize=-1: expected a number from 0"),
@@ -630,4 +633,109 @@ def test_batch_lines_take_the_command_line_s_type_as_dig(
             ("a.test", ["A"]), ("b.test", ["MX"]), ("c.test", ["MX"]),
             ("1.2.0.192.in-addr.arpa.", ["MX"]),
         ]  # fmt: skip
+        assert capsys.readouterr().err == ""  # a line's warnings: when it is asked
+        for _, _, _, line in a.plan:
+            run_dns._show_line_warnings(line)
         assert capsys.readouterr().err == ";; Warning, extra type option\n" * 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "asked", "err"),
+    [
+        (["-t", "BOGUS", "a.test"], ["a.test IN A"], ";; Warning, ignoring invalid type BOGUS\n"),
+        (["a.test", "-t", "MX", "-t", "BOGUS"], ["a.test IN MX"],
+         ";; Warning, ignoring invalid type BOGUS\n"),
+        (["a.test", "-t", "65"], ["a.test IN A"], ";; Warning, ignoring invalid type 65\n"),
+        (["a.test", "-t", "ixfr"], ["a.test IN A"], ";; Warning, ignoring invalid type ixfr\n"),
+        (["a.test", "-t", "NONE"], ["a.test IN A"], ";; Warning, ignoring invalid type NONE\n"),
+        (["a.test", "-t", "TYPE65536"], ["a.test IN A"],
+         ";; Warning, ignoring invalid type TYPE65536\n"),
+        (["-x", "192.0.2.1", "-t", "BOGUS"], ["1.2.0.192.in-addr.arpa. IN PTR"],
+         ";; Warning, ignoring invalid type BOGUS\n"),
+        (["a.test", "-t", "KEYDATA"], ["a.test IN TYPE65533"], ""),
+        (["a.test", "KEYDATA"], ["a.test IN TYPE65533"], ""),
+        (["a.test", "-t", "RKEY"], ["a.test IN TYPE57"], ""),
+        (["a.test", "ixfr"], ["a.test IN A"], ";; Warning, ixfr requires a serial number\n"),
+        (["a.test", "NXNAME"], ["a.test IN A", "NXNAME IN A"], ""),
+        (["a.test", "NONE"], ["a.test NONE A"], ""),
+        (["a.test", "-c", "BOGUS"], ["a.test IN A"], ";; Warning, ignoring invalid class BOGUS\n"),
+        (["a.test", "-c", "3"], ["a.test IN A"], ";; Warning, ignoring invalid class 3\n"),
+        (["a.test", "-c", "CH", "-c", "BOGUS"], ["a.test CH A"],
+         ";; Warning, extra class option\n;; Warning, ignoring invalid class BOGUS\n"),
+    ],
+)  # fmt: skip
+def test_a_type_or_class_dig_does_not_know_is_ignored_with_its_warning(
+    argv: list[str], asked: list[str], err: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dig 9.18's `-t BOGUS` (-c BOGUS): `;; Warning, ignoring invalid type BOGUS` on
+    stderr and the type it had (A; PTR for -x); was our error. What dig reads as a type
+    is BIND's list: not a number, IXFR only as ixfr=N, NONE a class, KEYDATA one
+    (TYPE65533)."""
+    a = parse(*argv)
+    got = [f"{n} {c or a.qclass or 'IN'} {(t or a.types or ['A'])[0]}" for n, t, c, _ in a.plan]
+    assert got == asked
+    assert capsys.readouterr().err == err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["a.test", "--type", "BOGUS"], "--type BOGUS: unknown record type 'BOGUS'"),
+        (["a.test", "--type=BOGUS"], "--type BOGUS: unknown record type 'BOGUS'"),
+        (["a.test", "--class", "BOGUS"], "--class: unknown class 'BOGUS'"),
+        (["a.test", "-t", "ixfr=3"], "-t ixfr=3: IXFR is not supported"),
+    ],
+)
+def test_our_long_type_and_class_options_stay_strict(argv: list[str], message: str) -> None:
+    """--type and --class are ours (dig has none): a type that is none is an error."""
+    with pytest.raises(RunError, match=re.escape(message)):
+        parse(*argv)
+    assert parse("a.test", "--type", "28").plan[0][1] == ["28"]  # ours takes numbers (AAAA)
+
+
+def test_batch_line_warnings_come_between_the_answers_as_dig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dig -f reads a line when the previous one is done: a line's warnings (ignoring
+    invalid type, extra type option, split adjusted) come between the answers on
+    `2>&1`; they were all printed before the first answer."""
+    import io
+    import sys
+
+    import dns.message
+    import dns.rrset
+    from twisted.internet.defer import Deferred
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    from ctl_fakes import Rig
+
+    from packetlab.cli.run_command import Progress, begun, measure
+    from packetlab.controller.stop import StopSignal
+
+    rig = Rig()
+
+    def server(query: bytes) -> list[bytes]:
+        q = dns.message.from_wire(query)
+        r = dns.message.make_response(q)
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN", "A", "192.0.2.1"))
+        return [r.to_wire()]
+
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = server
+    f = tmp_path / "batch"
+    f.write_text("a.test\nb.test -t BOGUS\nc.test -t MX -t A +split=5\n-c BOGUS d.test\n")
+    both = io.StringIO()  # stdout and stderr as `2>&1` shows them
+    monkeypatch.setattr(sys, "stderr", both)
+    args = parse("@192.0.2.53", "+short", "-f", str(f))
+    assert both.getvalue() == ""  # none at parse time: each at its line
+
+    async def link(reactor: object, a: argparse.Namespace, emit: object, p: Progress) -> None:
+        await begun(a._command.experiment(a, emit, p), p)(rig.session)
+
+    rig.run(Deferred.fromCoroutine(measure(rig.clock, args, StopSignal(), both, run=link)))
+    assert both.getvalue() == (
+        "192.0.2.1\n"
+        ";; Warning, ignoring invalid type BOGUS\n192.0.2.1\n"
+        ";; Warning, extra type option\n"
+        ";; Warning, split must be a multiple of 4; adjusting to 8\n192.0.2.1\n"
+        ";; Warning, ignoring invalid class BOGUS\n192.0.2.1\n"
+    )

@@ -66,10 +66,12 @@ def test_dns_bad_name_is_an_early_error() -> None:
 
 
 def test_dns_bad_type_is_an_early_error() -> None:
-    from packetlab.measure.dns import DnsError
+    # --type is ours (dig has no such option): strict; dig's -t BOGUS warns and asks A
+    # (tests/unit/test_cli_dns.py)
+    import packetlab.cli as cli
 
-    a = parse("dns", "-t", "BOGUS", "x.test")
-    with pytest.raises(DnsError, match="unknown record type"):
+    a = cli.parse(["run", "dns", "--type", "BOGUS", "x.test"])
+    with pytest.raises(RunError, match="--type BOGUS: unknown record type 'BOGUS'"):
         run_dns.experiment(a, lambda r: None, Progress())
 
 
