@@ -415,12 +415,15 @@ def _meta_from_text(rtype: str, cls: str, data: str) -> Any:
         time_signed, fudge = int(words[1]), int(words[2])
         mac, at = blob(4, int(words[3]))
         original_id = int(words[at])
-        error = back.get(words[at + 1]) if words[at + 1] in back else int(words[at + 1])
+        code = back[words[at + 1]] if words[at + 1] in back else int(words[at + 1])
         other, _ = blob(at + 3, int(words[at + 2]))
         from dns.rdtypes.ANY.TSIG import TSIG
 
-        return TSIG(dns.rdataclass.from_text(cls), dns.rdatatype.TSIG, alg, time_signed, fudge,
-                    mac, original_id, error, other)  # fmt: skip
+        rd = TSIG(dns.rdataclass.from_text(cls), dns.rdatatype.TSIG, alg, time_signed, fudge,
+                  mac, original_id, code if code <= 4095 else 0, other)  # fmt: skip
+        if code > 4095:  # not an RCODE to dnspython (`_with_big_tsig_errors`)
+            object.__setattr__(rd, "error", code)
+        return rd
     except (IndexError, ValueError, dns.exception.DNSException):
         return None
 
@@ -551,6 +554,55 @@ def _with_misplaced_tsigs(wire: bytes) -> dns.message.Message | None:
     return msg
 
 
+def _tsig_error_at(wire: bytes, at: int) -> int | None:
+    """The offset of the error field of the TSIG whose TYPE field is at `at` (its data
+    read from the front: algorithm name, times, MAC, original ID), or None when its data
+    is too short to hold one."""
+    length = struct.unpack(">H", wire[at + 8 : at + 10])[0]
+    p, end = at + 10, min(at + 10 + length, len(wire))
+    while p < end and wire[p] and wire[p] & 0xC0 != 0xC0:  # the algorithm's labels
+        p += 1 + wire[p]
+    p += 1 if p < end and not wire[p] else 2  # its root label, or a compression pointer
+    if p + 10 > end:
+        return None
+    mac = struct.unpack(">H", wire[p + 8 : p + 10])[0]  # after time (6) and fudge (2)
+    p += 10 + mac + 2  # the MAC, the original ID
+    return p if p + 4 <= end else None
+
+
+def _with_big_tsig_errors(wire: bytes, parse: Any) -> dns.message.Message | None:
+    """A reply with a TSIG whose error is above 4095 (dnspython reads an error as an
+    RCODE, 0..4095, and refuses the message; BIND shows the number): each such error read
+    as 0 by `parse` (the reply's parser), then set back on the record read, in the wire's
+    order. None when there is none (or it still does not parse)."""
+    heads: list[tuple[int, int, int, int]] = []
+    _walk(wire, heads)
+    errors: list[int] = []
+    patched = bytearray(wire)
+    for _, _, at, _ in heads:
+        if struct.unpack(">H", wire[at : at + 2])[0] != dns.rdatatype.TSIG:
+            continue
+        where = _tsig_error_at(wire, at)
+        errors.append(-1 if where is None else struct.unpack(">H", wire[where : where + 2])[0])
+        if errors[-1] > 4095 and where is not None:
+            patched[where : where + 2] = b"\0\0"
+    if not any(e > 4095 for e in errors):
+        return None
+    try:
+        msg = parse(bytes(patched))
+    except (dns.exception.DNSException, ValueError):
+        return None
+    if msg is None:
+        return None
+    read = [rd for section in (msg.answer, msg.authority, msg.additional) for rrset in section
+            if rrset.rdtype == dns.rdatatype.TSIG for rd in rrset]  # fmt: skip
+    read += list(msg.tsig or [])
+    for rd, error in zip(read, errors, strict=False):
+        if error > 4095:
+            object.__setattr__(rd, "error", error)  # dnspython's rdata is frozen
+    return msg
+
+
 def _walk(
     wire: bytes, heads: list[tuple[int, int, int, int]] | None = None
 ) -> tuple[int, int, tuple[int, int, int, int], bool]:
@@ -643,6 +695,8 @@ def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | Non
         if len(wire) < 12 or struct.unpack(">H", wire[:2])[0] != query.id or not wire[2] & 0x80:
             return None
         kept = _with_misplaced_tsigs(wire) if isinstance(e, dns.message.BadTSIG) else None
+        if kept is None:  # a TSIG error above 4095? (None if there is none)
+            kept = _with_big_tsig_errors(wire, _parse_signed)
         if kept is not None:
             msg = kept
         elif wire[2] & 0x02:  # TC: a truncated reply may not parse past the question
@@ -656,6 +710,14 @@ def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | Non
                 raise _Malformed(why, wire) from None
             msg = kept
     return msg if query.is_response(msg) else None
+
+
+def _parse_signed(wire: bytes) -> dns.message.Message | None:
+    """A reply as `_parse` reads it first, or a TSIG out of its place as BIND keeps it."""
+    try:
+        return dns.message.from_wire(wire, ignore_trailing=True, keyring=False)
+    except dns.message.BadTSIG:
+        return _with_misplaced_tsigs(wire)
 
 
 def _best_effort(wire: bytes) -> dns.message.Message | None:

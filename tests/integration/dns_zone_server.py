@@ -33,7 +33,9 @@ the answer section whatever the type asked (with other data, with an error and n
 errors BIND names and does not name); `tsig.test.`, `tsigtime.test.` (BADTIME, the time
 as other data) and `tsigother.test.` an A record signed with a TSIG (fixed time, MAC and
 original ID: the client has no key); `tsigans.test.` that TSIG in the answer section
-(BIND's BADTSIG). `hip.test.` and `hip2.test.` are HIP records of the zone.
+(BIND's BADTSIG); `tsigbig.test.`, `tsigmax.test.` (and `tsigbigans.test.` in the answer
+section) a TSIG whose error is above 4095 (5000, 65535: dnspython reads none).
+`hip.test.` and `hip2.test.` are HIP records of the zone.
 """
 
 from __future__ import annotations
@@ -289,6 +291,21 @@ def _tsig(error: int = 0, other: bytes = b"") -> Any:
                 4242, error, other)  # fmt: skip
 
 
+class _BigError:
+    """A TSIG whose error is above 4095 (dnspython cannot build nor read one: its RCODEs
+    end there): `_tsig()`'s wire with the error field set to `error`."""
+
+    rdtype = dns.rdatatype.TSIG
+
+    def __init__(self, error: int) -> None:
+        self.error = error
+
+    def to_wire(self) -> bytes:
+        data = bytearray(_tsig().to_wire())
+        data[-4:-2] = struct.pack(">H", self.error)  # error, then other len (0)
+        return bytes(data)
+
+
 def _meta(rd: Any, section: str = "answer") -> Any:
     """A reply (AA, no OPT) with the meta record `rd` (class ANY, TTL 0): a TKEY in the
     answer section; a TSIG as the last record of the additional section (after an A
@@ -326,6 +343,9 @@ META = {
     "tsig.test.": _meta(_tsig(), "additional"),
     "tsigtime.test.": _meta(_tsig(18, b"\x00\x00i2\xd9\x00"), "additional"),
     "tsigans.test.": _meta(_tsig(), "answer"),
+    "tsigbig.test.": _meta(_BigError(5000), "additional"),
+    "tsigmax.test.": _meta(_BigError(65535), "additional"),
+    "tsigbigans.test.": _meta(_BigError(65535), "answer"),
     # long other data: TKEY's in the key's words, TSIG's in 60-character words
     "tkeyother.test.": _meta(_tkey(b"\x07" * 5, base64.b64decode(_b64("other", 100)))),
     "tsigother.test.": _meta(_tsig(0, base64.b64decode(_b64("other", 100))), "additional"),

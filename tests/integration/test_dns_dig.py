@@ -540,3 +540,15 @@ def test_a_type_or_class_dig_does_not_know_as_dig(port: int, tmp_path: Path) -> 
             for cmd in (RUN, ["dig"]))  # fmt: skip
     assert normal(a.stdout) == normal(b.stdout)
     assert b.stdout.startswith("192.0.2.1\n192.0.2.2\n;; Warning, ignoring invalid type BOGUS\n")
+
+
+def test_a_tsig_error_above_4095_as_dig(port: int) -> None:
+    """A TSIG whose 16-bit error is above 4095 (dnspython reads errors as RCODEs, up to
+    4095): dig shows the reply and the number; ours was `Got bad packet: rcode must be an
+    int between >= 0 and <= 4095`, exit 1. In place, and out of place (BADTSIG)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    for name in ("tsigbig.test", "tsigmax.test", "tsigbigans.test"):
+        for style in ([], ["+multiline"], ["+split=8"], ["+short"]):
+            out = side_by_side(*at, *style, name)
+            assert "Got bad packet" not in out, out
+    assert " 4242 65535 0 " in side_by_side(*at, "tsigmax.test")

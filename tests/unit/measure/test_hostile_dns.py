@@ -379,9 +379,12 @@ def _meta_reply(q: bytes) -> list[bytes]:
         sig = TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, alg, 1764892800, 300,
                   hashlib.sha256(b"mac").digest(), 4242, error, other)  # fmt: skip
         data = sig.to_wire() or b""
+        big = {"tsigbig": 5000, "tsigbigans": 65535}.get(label)
+        if big is not None:  # above 4095: dnspython builds none (nor reads one)
+            data = data[:-4] + struct.pack(">H", big) + data[-2:]
         wire = bytearray(r.to_wire())
         wire += b"\x03key\x04test\0" + struct.pack(">HHIH", 250, 255, 0, len(data)) + data
-        at = 6 if label == "tsigans" else 10  # the count of its section, one more
+        at = 6 if label in ("tsigans", "tsigbigans") else 10  # its section's count, +1
         wire[at : at + 2] = struct.pack(">H", struct.unpack(">H", wire[at : at + 2])[0] + 1)
         return [bytes(wire)]
     return [r.to_wire()]
@@ -490,3 +493,36 @@ def test_no_opt_in_the_reply_of_a_lookup_with_a_cookie_is_noted_as_dig() -> None
             run_dns.dig_style(args)
             text = run_dns.DigText(args)(steps[-1].to_dict()) or ""
             assert text.startswith(";; expected opt record in response\ntsig.test.\t\t300\tIN\tA")
+
+
+def test_a_tsig_error_above_4095_is_its_number_as_dig() -> None:
+    """A TSIG error is 16 bits; dnspython reads it as an RCODE (0..4095) and refused
+    the whole reply (`Got bad packet: rcode must be an int between >= 0 and <= 4095`);
+    dig 9.18.49 shows the reply and the number (dns_zone_server.py's tsigbig.test,
+    tsigbigans.test: +multiline +nocmd +nostats, +multiline +noall +answer)."""
+    import packetlab.cli as cli
+    from packetlab.cli import run_dns
+
+    def dig_text(result: DnsResult, *words: str) -> str:
+        a = cli.parse(["run", "dns", *words, "x"])
+        run_dns.dig_style(a)
+        line = run_dns.DigText(a)(result.to_dict())
+        return "" if line is None else line + "\n"
+
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = _meta_reply
+    r = rig.run(dns_query(rig.session, "tsigbig.test", server=SERVER[0], timeout=1))
+    assert r.error is None, r.error
+    assert dig_text(r, "+multiline", "+nocmd", "+nostats").endswith(
+        ";; ANSWER SECTION:\ntsigbig.test.\t\t300 IN A 192.0.2.1\n\n;; TSIG PSEUDOSECTION:\n"
+        f"key.test.\t\t0 ANY TSIG hmac-sha256. 1764892800 300 32 (\n\t\t\t\t{MAC} ) 4242 5000 "
+        "0 \n\n"
+    )
+    assert r.to_dict()["tsig"][0]["data"] == f"hmac-sha256. 1764892800 300 32 {MAC} 4242 5000 0 "
+    r = rig.run(dns_query(rig.session, "tsigbigans.test", server=SERVER[0], timeout=1))
+    assert r.error is None, r.error
+    assert dig_text(r, "+multiline", "+noall", "+answer") == (
+        ";; Warning: Message parser reports malformed message packet.\n"
+        "tsigbigans.test.\t300 IN A 192.0.2.1\nkey.test.\t\t0 ANY TSIG hmac-sha256. 1764892800 "
+        f"300 32 (\n\t\t\t\t{MAC} ) 4242 65535 0 \n"
+    )
