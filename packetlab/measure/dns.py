@@ -23,6 +23,7 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 from twisted.internet.defer import Deferred
@@ -235,6 +236,8 @@ def presentation(rd: Any, split: int | None = None, linebreak: str | None = None
     the rdata column) the long types as BIND's multi-line form: in parentheses, a field
     group a line, SOA's and DNSKEY's comments; the others on one line, as BIND."""
     rtype = dns.rdatatype.to_text(rd.rdtype)
+    if isinstance(rd, dns.rdata.GenericRdata):  # a type dnspython does not know (KEYDATA)
+        return _unknown(rd.data, split, linebreak)
     if linebreak is not None:
         multi = _multiline(rd, rtype, SPLIT_MULTILINE if split is None else split, linebreak)
         if multi is not None:
@@ -279,6 +282,18 @@ def _nsec3_words(rd: Any) -> list[str]:
     words[3] = words[3].upper()  # salt
     words[4] = words[4].upper()  # next hashed owner (base32hex)
     return words
+
+
+def _unknown(data: bytes, split: int | None, linebreak: str | None) -> str:
+    """RFC 3597's form of a type dnspython does not know, as BIND writes it (its
+    unknown_totext; dig 9.18 writes KEYDATA so too): `\\# N` and the hex in upper case,
+    in `split`-character words (+multiline: in parentheses, a word a line)."""
+    if not data:
+        return "\\# 0"
+    if linebreak is None:
+        return f"\\# {len(data)} {_hexwords(data, SPLIT if split is None else split)}"
+    words = _hexwords(data, SPLIT_MULTILINE if split is None else split, linebreak)
+    return f"\\# {len(data)} ( {words} )"
 
 
 def _multiline(rd: Any, rtype: str, split: int, lb: str) -> str | None:

@@ -35,7 +35,9 @@ as other data) and `tsigother.test.` an A record signed with a TSIG (fixed time,
 original ID: the client has no key); `tsigans.test.` that TSIG in the answer section
 (BIND's BADTSIG); `tsigbig.test.`, `tsigmax.test.` (and `tsigbigans.test.` in the answer
 section) a TSIG whose error is above 4095 (5000, 65535: dnspython reads none).
-`hip.test.` and `hip2.test.` are HIP records of the zone.
+`hip.test.` and `hip2.test.` are HIP records of the zone; `keydata.test.` a KEYDATA
+(type 65533: dig 9.18 prints it in RFC 3597's form, as dnspython reads it), `empty.test.`
+a TYPE65280 with no data.
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ hinfo 300 IN HINFO "PC" "Linux"
 loc 300 IN LOC 42 21 54 N 71 06 18 W -24m 30m
 hip 300 IN HIP 2 {_hex("hip", 16)} {_b64("hip", 260)} rvs1.test. rvs2.test.
 hip2 300 IN HIP 2 {_hex("hip2", 16)} {_b64("hip2", 40)}
+empty 300 IN TYPE65280 \\# 0
+keydata 300 IN TYPE65533 \\# {16 + 32} 69320080 6932208a 00000000 0101030f{_hex("kd", 32)}
 """
 for _i in range(3):  # about 800 bytes: over UDP with the default 1232, TC with 512
     ZONE += f"keys 300 IN DNSKEY 256 3 8 {_b64(f'key{_i}', 260)}\n"

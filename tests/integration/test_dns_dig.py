@@ -552,3 +552,14 @@ def test_a_tsig_error_above_4095_as_dig(port: int) -> None:
             out = side_by_side(*at, *style, name)
             assert "Got bad packet" not in out, out
     assert " 4242 65535 0 " in side_by_side(*at, "tsigmax.test")
+
+
+def test_keydata_and_unknown_types_as_dig(port: int) -> None:
+    """KEYDATA (65533; dnspython has no such type) and an empty TYPE65280: dig 9.18
+    writes them in RFC 3597's form (KEYDATA's own text is for named's key files): `\\# N`,
+    the hex in upper case and dig's words (ours was dnspython's lower case, one word)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    for style in ([], ["+multiline"], ["+short"], ["+split=8"], ["+nosplit"]):
+        out = side_by_side(*at, *style, "keydata.test", "KEYDATA", "empty.test", "TYPE65280")
+        assert "TYPE65533" in out or "+short" in style
+        assert "\\# 48 " in out and "69320080" in out and "\\# 0" in out

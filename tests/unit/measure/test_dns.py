@@ -720,3 +720,33 @@ def test_multiline_and_split_styles_are_bind_s() -> None:
     assert restyle(dhcid, "DHCID", linebreak=lb) == (
         "( UvqztzyvPnWfvoWG+sUzlXdB9l3eFLpeWPvmDc7xdbQE\n\t\t\t\t8rQ= ) ; 21242 179 32"
     )
+
+
+# `dig @127.0.0.1 -p PORT keydata.test -t KEYDATA +noall +answer [+multiline]` (BIND
+# 9.18.49) against tests/integration/dns_zone_server.py's KEYDATA record: dig writes it
+# in RFC 3597's form (its KEYDATA text is for named's managed-keys files only)
+KEYDATA_HEX = ("693200806932208A000000000101030FF66025C51E65B02FFDAF55EA9460656A0B79598CB7DB1514"
+               "DC7A23A81B4CF1AA")  # fmt: skip
+DIG_KEYDATA = r"\# 48 " + KEYDATA_HEX[:56] + " " + KEYDATA_HEX[56:]
+DIG_KEYDATA_MULTILINE = (
+    r"\# 48 ( 693200806932208A000000000101030FF66025C51E65" "\n\t\t\t\t"
+    "B02FFDAF55EA9460656A0B79598CB7DB1514DC7A23A8\n\t\t\t\t1B4CF1AA )"
+)  # fmt: skip
+
+
+def test_a_type_dnspython_does_not_know_is_written_as_bind_writes_it() -> None:
+    """KEYDATA (65533) and any other type dnspython reads as generic: BIND's `\\# N` with
+    the hex in upper case and 56-character words (+multiline: in parentheses, 44 a line);
+    it was dnspython's lower-case hex in one word."""
+    import dns.rdata
+
+    from packetlab.measure.dns import presentation, restyle
+
+    keydata = dns.rdatatype.RdataType.make(65533)
+    rd = dns.rdata.from_wire(dns.rdataclass.IN, keydata, bytes.fromhex(KEYDATA_HEX), 0, 48)
+    assert presentation(rd) == DIG_KEYDATA
+    assert presentation(rd, linebreak="\n\t\t\t\t") == DIG_KEYDATA_MULTILINE
+    assert restyle(DIG_KEYDATA, "TYPE65533", linebreak="\n\t\t\t\t") == DIG_KEYDATA_MULTILINE
+    assert presentation(rd, 0) == r"\# 48 " + KEYDATA_HEX
+    empty = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RdataType.make(65280), b"", 0, 0)
+    assert presentation(empty) == presentation(empty, linebreak="\n\t\t\t\t") == r"\# 0"
