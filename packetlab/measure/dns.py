@@ -517,11 +517,34 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
         result.extra_bytes = len(wire) - pos
         # what parsed of a message cut short, or with a TSIG out of its place, as dig shows
         # it (BIND's best effort)
-        if cut or _misplaced_tsigs(wire):
+        if cut or _misplaced_tsigs(wire) or _other_class(msg, wire):
             result.notes.append(MALFORMED_NOTE)
 
 
 MALFORMED_NOTE = "Warning: Message parser reports malformed message packet."
+
+
+def _other_class(msg: dns.message.Message, wire: bytes) -> bool:
+    """A record of another class than the question's (BIND's FORMERR, kept by its best
+    effort: dig's malformed-packet warning): but OPT, TSIG, TKEY and SIG (SIG(0)), a KEY
+    in a TKEY exchange, a question of class ANY, an UPDATE."""
+    if msg.opcode() == dns.opcode.UPDATE:
+        return False
+    q = msg.question[0] if msg.question else None
+    qclass: int | None = None if q is None else int(q.rdclass)
+    tkey = q is not None and q.rdtype == dns.rdatatype.TKEY
+    meta = {dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY}
+    heads: list[tuple[int, int, int, int]] = []
+    _walk(wire, heads)
+    for _, _, at, cls in heads:
+        rtype = struct.unpack(">H", wire[at : at + 2])[0]
+        if qclass is None and rtype not in meta:
+            qclass = cls  # no question: the first record's class is the message's
+        if rtype in meta or rtype == dns.rdatatype.SIG or (tkey and rtype == dns.rdatatype.KEY):
+            continue
+        if qclass not in (None, dns.rdataclass.ANY) and cls != qclass:
+            return True
+    return False
 
 
 def _misplaced_tsigs(wire: bytes) -> list[int]:

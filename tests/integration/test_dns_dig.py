@@ -563,3 +563,15 @@ def test_keydata_and_unknown_types_as_dig(port: int) -> None:
         out = side_by_side(*at, *style, "keydata.test", "KEYDATA", "empty.test", "TYPE65280")
         assert "TYPE65533" in out or "+short" in style
         assert "\\# 48 " in out and "69320080" in out and "\\# 0" in out
+
+
+def test_records_of_another_class_than_the_question_s_as_dig(port: int) -> None:
+    """The zone server answers in class IN whatever the question's: for HS, NONE, CLASS9
+    dig warns (BIND's FORMERR, best effort: `;; Warning: Message parser reports malformed
+    message packet.`); for ANY and CH's version.bind it does not. Ours said nothing."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    for words in (["a.test", "-c", "HS"], ["a.test", "NONE"], ["a.test", "-c", "CLASS9"],
+                  ["nope.test", "-c", "HS"], ["a.test", "-c", "ANY"],
+                  ["version.bind", "CH", "TXT"]):  # fmt: skip
+        out = side_by_side(*at, *words)
+        assert ("malformed" in out) == (words[-1] not in ("ANY", "TXT")), words

@@ -526,3 +526,28 @@ def test_a_tsig_error_above_4095_is_its_number_as_dig() -> None:
         "tsigbigans.test.\t300 IN A 192.0.2.1\nkey.test.\t\t0 ANY TSIG hmac-sha256. 1764892800 "
         f"300 32 (\n\t\t\t\t{MAC} ) 4242 65535 0 \n"
     )
+
+
+def test_a_record_of_another_class_than_the_question_s_is_malformed_as_dig() -> None:
+    """A server answering a class HS (NONE, CLASS9) question with class IN records: BIND's
+    parser calls it FORMERR and keeps the records (dig 9.18.49: `;; Warning: Message
+    parser reports malformed message packet.` against dns_zone_server.py, `a.test -c HS`);
+    ours said nothing. A question of class ANY, and OPT/TSIG records, are not."""
+    from packetlab.measure.dns import MALFORMED_NOTE
+
+    def in_class(q: bytes) -> list[bytes]:
+        query = dns.message.from_wire(q)
+        r = dns.message.make_response(query)
+        r.answer.append(dns.rrset.from_text(query.question[0].name, 300, "IN", "A", "192.0.2.1"))
+        return [r.to_wire()]
+
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = in_class
+    for qclass, noted in (("HS", True), ("NONE", True), ("CLASS9", True), ("ANY", False),
+                          ("IN", False)):  # fmt: skip
+        r = rig.run(dns_query(rig.session, "a.test", server=SERVER[0], timeout=1, qclass=qclass))
+        assert r.error is None and [a.data for a in r.answers] == ["192.0.2.1"], qclass
+        assert (MALFORMED_NOTE in r.notes) is noted, qclass
+    rig.endpoint.udp_servers[SERVER] = _meta_reply  # a TSIG (class ANY) in its place
+    r = rig.run(dns_query(rig.session, "tsig.test", server=SERVER[0], timeout=1))
+    assert r.error is None and r.tsig and MALFORMED_NOTE not in r.notes
