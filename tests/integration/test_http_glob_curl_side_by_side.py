@@ -73,7 +73,7 @@ def side_by_side(
     return tuple(out)
 
 
-W = "%{http_code} %{method} %{url_effective} %{filename_effective} %{exitcode}\\n"
+W = "%{http_code} %{method} %{url} %{url_effective} %{filename_effective} %{exitcode}\\n"
 
 
 @pytest.mark.parametrize(
