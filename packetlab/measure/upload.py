@@ -180,8 +180,8 @@ def _file(path: str) -> _File:
             return _File(path, None)
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-    except OSError as e:
-        raise UploadError(f"{path}: {e.strerror or e}") from None
+    except OSError as e:  # an empty name (-F a=@, a=@x,, -T '{,}') shown as ''
+        raise UploadError(f"{path or repr(path)}: {e.strerror or e}") from None
     return _File(path, size)
 
 

@@ -187,6 +187,10 @@ def test_headers_file_as_curl_reads_it(files: Path) -> None:
         ("f=x;type=bad", r"Illegally formatted content-type field: 'bad'"),
         ("f=(;type=multipart/alternative", r"nested multipart .* is not supported"),
         ("f=@a.txt,nosuch", r"nosuch: No such file or directory"),
+        # an empty name, as '' (was ': No such file or directory')
+        ("f=@", r"^'': No such file or directory$"),
+        ("f=<;type=x/y", r"^'': No such file or directory$"),
+        ("f=@a.txt,", r"^'': No such file or directory$"),
     ],
 )
 def test_bad_parameters_are_one_line_errors(files: Path, arg: str, message: str) -> None:
