@@ -143,10 +143,13 @@ def _read_file(f: _File) -> Iterator[bytes]:
     except OSError as e:
         raise UploadError(f"{f.path}: {e.strerror or e}") from None
     sent = 0
+    read = getattr(stream, "read1", stream.read) if f.size is None else stream.read
     try:
         while True:
             try:
-                data = stream.read(STDIN_CHUNK if f.size is None else CHUNK)
+                # size unknown (stdin, a FIFO): what one read() gives, as curl (its chunks
+                # and size_upload; a slow pipe's bytes sent as they come)
+                data = read(STDIN_CHUNK if f.size is None else CHUNK)
             except OSError as e:
                 raise UploadError(f"{f.path}: {e.strerror or e}") from None
             if not data:

@@ -213,6 +213,30 @@ def test_put_from_stdin_is_chunked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert r.upload_size == len(data) + 8 + 6 + 5
 
 
+class Pipe(io.RawIOBase):
+    """A pipe's read end as the writer fills it: each read() gives one write."""
+
+    def __init__(self, writes: list[bytes]) -> None:
+        self.writes = writes
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        data = self.writes.pop(0) if self.writes else b""
+        buf[: len(data)] = data
+        return len(data)
+
+
+def test_put_from_a_slow_pipe_sends_each_read_as_curl(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (echo a; sleep 1; echo b) | curl -T - : two chunks, size_upload 19 (1\r\na\n\r\n
+    # twice, 0\r\n\r\n); ours waited for 65,524 bytes or the end: one chunk, 14
+    stdin = io.TextIOWrapper(io.BufferedReader(Pipe([b"a\n", b"b\n"])))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    r, server, _ = put("100", file_upload("-"))
+    assert bytes(server.body) == b"a\nb\n" and r.upload_size == 19
+
+
 def test_a_fifo_or_device_is_not_opened_when_looked_at_and_goes_chunked(
     tmp_path: Path,
 ) -> None:
