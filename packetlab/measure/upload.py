@@ -371,7 +371,8 @@ _CT = re.compile(r"[^/ ]{1,127}/[^;, \n]{1,127}")  # curl's sscanf("%127[^/ ]/%1
 def read_headers_file(path: str, warnings: list[str]) -> list[str]:
     """-F ...;headers=@FILE as curl 7.88 reads it: one header a line, a line starting
     with a space or tab continues the one before, # starts a comment line, CRs dropped,
-    trailing spaces stripped, a line over 998 bytes truncated (warned). Unreadable: an
+    trailing spaces stripped, a line over 998 bytes truncated (warned), a line cut at a
+    NUL byte (curl's C strings: one that starts with NUL is an empty line). Unreadable: an
     UploadError (curl only warns and sends the part without them)."""
     try:
         with open(path, "rb") as f:
@@ -386,8 +387,8 @@ def read_headers_file(path: str, warnings: list[str]) -> list[str]:
     for c in [*data, None]:
         if c is None or (not pos and chr(c) not in _SPACE):
             text = bytes(hdr).rstrip(_SPACE.encode())
-            if text:
-                out.append(text.decode("utf-8", "surrogateescape"))
+            if text:  # a C string in curl: it ends at a NUL (spaces before it kept)
+                out.append(text.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
             hdr.clear()
         if c is None:
             break
