@@ -26,8 +26,69 @@ T = TypeVar("T")
 def add_link_args(p: argparse.ArgumentParser, *, timeout: float = 30.0) -> None:
     """The link options, --timeout (`timeout` is the default) and -v."""
     add_link_arguments(p)
-    p.add_argument("--timeout", type=float, default=timeout, help="seconds (default: %(default)s)")
+    p.add_argument(
+        "--timeout", type=seconds, default=timeout, help="seconds (default: %(default)s)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+
+
+def seconds(text: str) -> float:
+    """A --timeout: a number of seconds above 0 (argparse's one-line error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    return value
+
+
+def address_port(default: int | None) -> Callable[[str], tuple[str, int]]:
+    """An argparse type for IP[:PORT], [IPv6]:PORT or a bare IPv6 address: (ip, port).
+    `default` None: the port must be given."""
+
+    def parse(text: str) -> tuple[str, int]:
+        host, port = text, default
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            port = int(rest[1:]) if rest[:1] == ":" and rest[1:].isdigit() else -1
+        elif text.count(":") == 1:
+            host, p = text.split(":")
+            port = int(p) if p.isdigit() else -1
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: not an IP address (names are not resolved here)"
+            ) from None
+        if port is None:
+            raise argparse.ArgumentTypeError(f"{text!r}: give the port, IP:PORT")
+        if not 1 <= port <= 65535:
+            raise argparse.ArgumentTypeError(f"{text!r}: the port must be 1..65535")
+        return host, port
+
+    return parse
+
+
+def number(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], Any]:
+    """An argparse type: `kind` (int, float) within low..high, else a one-line error."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not low <= value <= high:  # (nan too)
+            span = "..".join(str(int(x)) if float(x).is_integer() else str(x) for x in (low, high))
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+
+    return parse
+
+
+def host_port(host: Any, port: int) -> str:
+    """192.0.2.1:53, [2001:db8::1]:53."""
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def announce(port: Any) -> None:

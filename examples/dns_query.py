@@ -18,7 +18,7 @@ import argparse
 import random
 from typing import Any
 
-from _common import add_link_args, react, run_experiment
+from _common import add_link_args, address_port, host_port, react, run_experiment
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 from twisted.names import dns
@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name", default="www.example.com", help="name to look up (A record)")
     p.add_argument(
         "--server",
+        type=address_port(53),
         help="DNS server IP[:PORT] to ask (default: a local responder this script starts)",
     )
     add_link_args(p)
@@ -75,7 +76,7 @@ def make_experiment(name: str, server: str, port: int) -> tuple[Any, int]:
 
 
 def report(name: str, server: str, port: int, qid: int, got: Any) -> int:
-    print(f"DNS A {name} asked of {server}:{port} through the endpoint")
+    print(f"DNS A {name} asked of {host_port(server, port)} through the endpoint")
     sent = got.sent[0]
     if sent.time is None:
         print(f"  query not sent: {sent.error}")
@@ -87,7 +88,7 @@ def report(name: str, server: str, port: int, qid: int, got: Any) -> int:
     r = got.replies[0]
     msg = dns.Message()
     msg.fromStr(r.data)
-    src = f"{r.addr}:{r.port}"
+    src = host_port(r.addr, r.port)
     print(f"  reply       {len(r.data)} bytes from {src}, id {msg.id}, rcode {msg.rCode}")
     for rr in msg.answers:
         rtype = dns.QUERY_TYPES.get(rr.type, rr.type)
@@ -103,8 +104,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
         udp = reactor.listenUDP(0, FixedResponder(), interface="127.0.0.1")
         server, port = "127.0.0.1", udp.getHost().port
     else:
-        server, _, p = args.server.partition(":")
-        port = int(p) if p else 53
+        server, port = args.server
     experiment, qid = make_experiment(args.name, server, port)
     try:
         got = await run_experiment(reactor, args, experiment, targets=[server])

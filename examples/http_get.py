@@ -82,9 +82,15 @@ def report(url: str, r: dict[str, Any]) -> None:
     if got.chunks > 1 and got.first_data_at is not None and got.last_data_at is not None:
         print(f"  transfer    {ms(got.last_data_at - got.first_data_at)}  (first -> last ndata)")
     print(f"  end         {got.end}")
-    text = body.decode("utf-8", "replace").strip()
+    text = body_preview(body)
     if text:
-        print(f"  body        {text[:72]}{'...' if len(text) > 72 else ''}")
+        print(f"  body        {text}")
+
+
+def body_preview(body: bytes, width: int = 72) -> str:
+    """The body's start on one line (a page's newlines and tabs as single spaces)."""
+    text = " ".join(body.decode("utf-8", "replace").split())
+    return f"{text[:width]}..." if len(text) > width else text
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> int:

@@ -18,15 +18,16 @@ import argparse
 import contextlib
 import io
 import os
+import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, task
+from _common import react, seconds
+from twisted.internet import defer
 
 from packetlab.cli.init import init_home
 from packetlab.controller import (
@@ -39,6 +40,10 @@ from packetlab.controller import (
 )
 from packetlab.controller.local import tls_server, twistd_command
 from packetlab.ppks import PktlabHome, generate_private_key, issue_certificate, write_key_pair
+
+
+class StartError(ValueError):
+    """A child process that did not start (one line, and the work directory kept)."""
 
 
 def free_port() -> int:
@@ -64,7 +69,9 @@ class Local:
         deadline = time.monotonic() + 30
         while not (log.exists() and ready in log.read_text(errors="replace")):
             if time.monotonic() > deadline or self.procs[-1].poll() is not None:
-                raise SystemExit(f"{name} did not start:\n{log.read_text()[-2000:]}")
+                lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+                last = lines[-1].split("] ", 1)[-1] if lines else "no output"
+                raise StartError(f"{name} did not start: {last} (its log: {log})")
             time.sleep(0.05)
 
     def broker(self) -> str:
@@ -112,11 +119,20 @@ class Local:
                 p.wait()
 
 
-async def experiment(session: EndpointSession) -> Any:
-    return await read_system_info(session)
+async def experiment(session: EndpointSession) -> str:
+    info = await read_system_info(session)
+    v4 = ", ".join(str(i) for i in info.ip4) or "none"
+    return f"hostid {info.hostid!r}, IPv4 {v4}, transports {info.transsup.name or 'none'}"
 
 
-async def run(reactor: Any, args: argparse.Namespace) -> None:
+async def run(reactor: Any, args: argparse.Namespace) -> int:
+    if args.broker and args.endpoints:
+        raise ValueError(
+            "--broker: the local endpoints subscribe to the broker this example starts; "
+            "give --endpoints 0 with --broker (your endpoints subscribe to it themselves)"
+        )
+    if args.home and not (Path(args.home).expanduser() / "keys").is_dir():
+        raise ValueError(f"--home {args.home}: not a pktlab home: run `pktlab init --home DIR`")
     work = Path(tempfile.mkdtemp(prefix="publish-example-"))
     if args.home:
         home = PktlabHome.at(Path(args.home).expanduser())
@@ -138,35 +154,50 @@ async def run(reactor: Any, args: argparse.Namespace) -> None:
         pub = await publish(reactor, broker, xdescr, PublishCredentials.from_home(home))
         print(f"published to {broker}: {xdescr.decode()}", flush=True)
         for n in range(args.endpoints or 1):
-            outcome = await ctl.next_outcome().addTimeout(args.timeout, reactor)
-            info = outcome.unwrap()
-            print(f"endpoint {n + 1} ({outcome.peer}): {info}", flush=True)
+            try:
+                outcome = await ctl.next_outcome().addTimeout(args.timeout, reactor)
+            except defer.TimeoutError:
+                raise ValueError(
+                    f"no endpoint ran the experiment within {args.timeout:g} s (endpoint "
+                    f"{n + 1}): are endpoints subscribed to {broker} on this EOp's channel, "
+                    f"and can they reach {addr}?"
+                ) from None
+            print(f"endpoint {n + 1} ({outcome.peer}): {outcome.unwrap()}", flush=True)
         await pub.close()
         print("publication closed", flush=True)
         await ctl.stop()
-    finally:
+    except StartError:
         local.stop()
+        raise  # the logs stay in `work`, named in the error
+    except BaseException:
+        local.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    local.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def endpoints(text: str) -> int:
+    n = int(text)
+    if not 0 <= n <= 100:
+        raise argparse.ArgumentTypeError(f"must be 0..100, got {n}")
+    return n
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--endpoints", type=int, default=2, help="local endpoints to start")
+    p.add_argument("--endpoints", type=endpoints, default=2,
+                   help="local endpoints to start, 0..100 (default: %(default)s)")  # fmt: skip
     p.add_argument("--broker", help="publish to this broker HOST:PORT (default: start one)")
     p.add_argument("--home", help="pktlab init home (default: a new temporary one)")
-    p.add_argument("--listen", default="tcp:0:interface=127.0.0.1", help="controller address")
+    p.add_argument("--listen", default="tcp:0:interface=127.0.0.1",
+                   help="controller address (default: %(default)s)")  # fmt: skip
     p.add_argument("--controller-addr", help="controller_addr to publish (default: --listen)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per endpoint")
-    args = p.parse_args()
-
-    def go(reactor: Any) -> defer.Deferred[None]:
-        return defer.ensureDeferred(run(reactor, args))
-
-    try:
-        task.react(go)
-    except SystemExit as e:
-        if e.code not in (0, None):
-            print("failed", file=sys.stderr)
-        raise
+    p.add_argument("--timeout", type=seconds, default=60.0,
+                   help="seconds per endpoint (default: %(default)s)")  # fmt: skip
+    p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    react(run, p.parse_args())
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+PROG = Path(__file__).name
+DEFAULT_HOME = REPO / ".cache" / "pktlab-demo"
 BIN = Path(sys.executable).parent
 TIMEOUT = 60.0  # seconds for the whole experiment to finish on both endpoints
 
@@ -125,15 +127,27 @@ class Processes:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--home", default=str(REPO / ".cache" / "pktlab-demo"),
+    ap.add_argument("--home", default=str(DEFAULT_HOME),
                     help="pktlab init home (made if missing) [%(default)s]")  # fmt: skip
     ap.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     args = ap.parse_args()
     home = Path(args.home).absolute()  # the daemons run in their own directory
     if not (home / "broker.conf").is_file():
-        shutil.rmtree(home, ignore_errors=True)
-        subprocess.run([str(BIN / "pktlab"), "init", "--home", str(home)], check=True,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
+        # Never remove what is there (--home ~ once cleared a home directory) but our own
+        # default home, which an interrupted pktlab init may have left half made.
+        if home == DEFAULT_HOME:
+            shutil.rmtree(home, ignore_errors=True)
+        if home.exists() and (not home.is_dir() or any(home.iterdir())):
+            print(f"{PROG}: --home {home} is not a pktlab init home with a broker.conf, and "
+                  "not empty: give a new or empty directory (made with pktlab init), or "
+                  "the home of a previous run", file=sys.stderr)  # fmt: skip
+            return 2
+        init = subprocess.run([str(BIN / "pktlab"), "init", "--home", str(home)], text=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        if init.returncode != 0:
+            why = (init.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"{PROG}: pktlab init --home {home} failed: {why}", file=sys.stderr)
+            return 2
         print(f"keys and certificates: pktlab init --home {home}")
     work = Path(tempfile.mkdtemp(prefix="pktlab-system-"))
     procs = Processes(work)
@@ -209,4 +223,8 @@ def main() -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the children were stopped on the way out (Processes.stop)
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import socket
 import struct
-import sys
 from typing import Any
 
-from _common import add_link_args, react, run_experiment
+from _common import add_link_args, address_port, host_port, number, react, run_experiment
 from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
@@ -44,14 +43,18 @@ class Sink(DatagramProtocol):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--count", type=int, default=100, help="datagrams (default: %(default)s)")
-    p.add_argument("--gap-us", type=float, default=1000.0, help="gap in µs (default: %(default)s)")
-    p.add_argument("--size", type=int, default=64, help="payload bytes (default: %(default)s)")
-    p.add_argument("--target", help="IP:PORT to send to (default: a local sink)")
+    p.add_argument("--count", type=number(int, 1, 1_000_000), default=100,
+                   help="datagrams, 1..1000000 (default: %(default)s)")  # fmt: skip
+    p.add_argument("--gap-us", type=number(float, 0, 1e7), default=1000.0,
+                   help="gap in µs (default: %(default)s)")  # fmt: skip
+    p.add_argument("--size", type=number(int, 4, 65507), default=64,
+                   help="payload bytes, 4..65507 (default: %(default)s)")  # fmt: skip
+    p.add_argument("--target", type=address_port(None),
+                   help="IP:PORT to send to (default: a local sink)")  # fmt: skip
     p.add_argument("--rows", type=int, default=10, help="packets listed (default: %(default)s)")
     p.add_argument(
         "--lead-ms",
-        type=float,
+        type=number(float, 0, 60_000),
         help="first packet this long after the endpoint's current time (default: adapts "
         "to the measured cost of a request, so every nsend is queued before it is due)",
     )
@@ -66,8 +69,8 @@ def us(ns: float | int | None) -> str:
 def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
     gap = rep.gap
     print(
-        f"UDP train to {rep.raddr}:{rep.rport}: {rep.count} datagrams, gap {gap / 1e3:g} µs, "
-        f"sent {rep.sent_count}"
+        f"UDP train to {host_port(rep.raddr, rep.rport)}: {rep.count} datagrams, "
+        f"gap {gap / 1e3:g} µs, sent {rep.sent_count}"
     )
     if rep.queued_ahead is not None:
         ahead = rep.queued_ahead / 1e6
@@ -113,9 +116,6 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> int:
-    if args.count < 1 or args.gap_us < 0 or (args.lead_ms is not None and args.lead_ms < 0):
-        print("error: need --count >= 1, --gap-us >= 0 and --lead-ms >= 0", file=sys.stderr)
-        return 2
     sink: Sink | None = None
     udp: Any = None
     if args.target is None:
@@ -126,8 +126,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
         udp.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         host, port = "127.0.0.1", udp.getHost().port
     else:
-        host, _, p = args.target.rpartition(":")
-        port = int(p)
+        host, port = args.target
     gap = round(args.gap_us * 1000)
 
     async def experiment(session: EndpointSession) -> TrainReport:

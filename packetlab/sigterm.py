@@ -1,4 +1,4 @@
-"""SIGTERM for the daemons, without the deadlock of Twisted's own handler.
+"""SIGTERM (and SIGHUP) for the daemons, without the deadlock of Twisted's own handler.
 
 Twisted's SIGTERM handler logs from inside the signal handler, and its file log observer
 takes `twisted.python.threadable`'s lock, a pure-Python RLock: a signal that lands while
@@ -22,16 +22,29 @@ log = Logger()
 
 
 def install_sigterm(reactor: Any) -> None:
-    """Once `reactor` runs, SIGTERM stops it through `_stop` instead of Twisted's handler."""
+    """Once `reactor` runs, SIGTERM stops it through `_stop` instead of Twisted's handler;
+    SIGHUP too. Neither Twisted nor Python handles SIGHUP: its default action killed the
+    daemon on the spot (a closed terminal, or an operator asking a "reload" as of other
+    daemons), without a log line, a clean session end, or removing twistd's pid file."""
 
     def handler(signum: int, frame: object) -> None:
-        reactor.callFromThread(_stop, reactor)
+        reactor.callFromThread(_stop, reactor, signum)
 
-    reactor.callWhenRunning(signal.signal, signal.SIGTERM, handler)
+    def install() -> None:
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGHUP, handler)
+
+    reactor.callWhenRunning(install)
 
 
-def _stop(reactor: Any) -> None:
-    log.info("Received SIGTERM, shutting down.")
+def _stop(reactor: Any, signum: int = signal.SIGTERM) -> None:
+    if signum == signal.SIGHUP:
+        log.info(
+            "Received SIGHUP, shutting down (packetlab's daemons do not reload their "
+            "configuration: start it again to read a changed one)."
+        )
+    else:
+        log.info("Received SIGTERM, shutting down.")
     try:
         reactor.stop()
     except ReactorNotRunning:  # a second SIGTERM while stopping

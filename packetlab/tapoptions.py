@@ -1,10 +1,12 @@
 """What the three daemons' twistd plugins (pktendpoint, pktbroker, pktproxy) share on the
 command line: an option or config error is a pointer to --help and the error as one
 line, on stderr, exit status 1 (twistd prints the whole usage text, then the error, on
-stdout); without ``-n`` the daemon says where it goes (twistd writes twistd.log and
-twistd.pid into the current directory without a word); a daemon that cannot do its work
-(`stop_daemon`: a port it cannot listen on) says why in one line on stderr and exits with
-status 1 once twistd has stopped it (twistd itself exits 0 whenever its reactor stops:
+stdout); the pid file is the daemon's own (none with ``-n``, ``NAME.pid`` without it,
+the log then in ``NAME.log``: twistd's shared ``twistd.pid`` made a second daemon started
+from the same directory refuse to start); without ``-n`` the daemon says where it goes;
+a daemon that cannot do its work (`stop_daemon`: a port it cannot listen on) says why in
+one line on stderr (in the background: to the shell, through twistd's status pipe) and
+exits with status 1 once twistd has stopped it (twistd itself exits 0 whenever its reactor stops:
 Twisted has no way to set twistd's exit status, twisted/twisted#11335). See
 docs/usability.md.
 
@@ -19,6 +21,7 @@ import atexit
 import functools
 import getopt
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,11 +47,29 @@ class TapOptions(usage.Options):
         self.docs = {k: " ".join(v.split()) if v else v for k, v in self.docs.items()}
 
     def parseOptions(self, options: Any = None) -> None:
+        self._own_files()
         try:
             super().parseOptions(self._options_first(options))
         except usage.UsageError as e:
             self.fail(e)
             raise
+
+    def _own_files(self) -> None:
+        """Under twistd, twistd's default pid file (``twistd.pid`` in the current
+        directory) becomes the daemon's own: none with ``-n`` (whoever runs it in the
+        foreground has its PID; with one, a broker and an endpoint started from one
+        directory, as the docs' quick starts do, clashed: "Another twistd server is
+        running"), ``NAME.pid`` in the background, with the log in ``NAME.log`` rather than
+        ``twistd.log``. A pid file or log file given (other than ``twistd.pid`` itself)
+        is left alone."""
+        parent = getattr(self, "parent", None)
+        if parent is None:
+            return
+        nodaemon = parent.get("nodaemon")
+        if parent.get("pidfile") == "twistd.pid":
+            parent["pidfile"] = "" if nodaemon else f"{self.tapname}.pid"
+        if not nodaemon and not parent.get("logfile") and not parent.get("syslog"):
+            parent["logfile"] = f"{self.tapname}.log"
 
     def _options_first(self, options: Any) -> Any:
         """`options` with every option before the operands, as GNU getopt (the reference
@@ -139,7 +160,7 @@ def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:
             raise
         options.announce_background()
         if getattr(options, "parent", None) is not None:
-            _Exit.arm(options.tapname)
+            _Exit.arm(options.tapname, options.parent)
         return made
 
     return wrapper
@@ -157,12 +178,35 @@ class _Exit:
 
     tapname: str | None = None  # armed: under twistd, this daemon
     status = 0
+    twistd: Any = None  # twistd's options (its config: the status pipe of a daemon)
 
     @classmethod
-    def arm(cls, tapname: str) -> None:
+    def arm(cls, tapname: str, twistd: Any = None) -> None:
         if cls.tapname is None:
             atexit.register(cls.at_exit)
         cls.tapname = tapname
+        cls.twistd = twistd
+
+    @classmethod
+    def tell_the_shell(cls, why: str) -> None:
+        """Without -n, twistd's first process waits on a pipe for the daemon to say it
+        started (b"0"), and exits 0 on it: a port in use, found as the service starts,
+        left the shell with status 0 and the reason only in the log. Said here instead
+        (twistd's parent prints ``An error has occurred: '...'`` and exits 1); twistd
+        then finds no pipe to write its b"0" to."""
+        config = cls.twistd
+        pipe = config.get("statusPipe") if config is not None else None
+        if pipe is None:
+            return
+        config["statusPipe"] = None
+        # The parent reads 100 bytes: b"1 " and the reason, in 98 (the words that repeat
+        # what "cannot listen" says go first).
+        why = re.sub(r"Couldn't listen on |\[Errno \d+\] ", "", why)
+        try:
+            os.write(pipe, b"1 " + why.encode("utf-8", "replace")[:98])
+            os.close(pipe)
+        except OSError:
+            pass
 
     @classmethod
     def at_exit(cls) -> None:
@@ -188,6 +232,7 @@ def stop_daemon(reactor: Any, why: str | None = None, status: int = 1) -> None:
             text = " ".join(why.split())
             err.write(f"twistd {_Exit.tapname}: {text}\n")
             err.flush()
+            _Exit.tell_the_shell(text)
         _Exit.status = status
     if reactor.running:
         _stop(reactor)

@@ -75,7 +75,12 @@ class _Events(txredisapi.SubscriberProtocol):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.subscribe(self.factory.store.events)
+        self.factory.store._connected()
         self.factory.store._resync()
+
+    def connectionLost(self, why: Any) -> None:
+        super().connectionLost(why)
+        self.factory.store._lost(why)
 
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
         self.factory.store._event(str(message))
@@ -98,6 +103,8 @@ class RedisStore:
         self._sub_factory: Any = None
         self._claims: dict[str, list[tuple[str, defer.Deferred[bool]]]] = {}
         self._claim_flush: Any = None
+        self._down_since: float | None = None  # the pub/sub link to Redis is down since
+        self._stopping = False
 
     async def start(self) -> None:
         self.redis = await txredisapi.Connection(
@@ -117,6 +124,7 @@ class RedisStore:
         self.log.info("shared state in {url} (broker id {id})", url=self.url, id=self.broker_id)
 
     def stop(self) -> defer.Deferred[None]:
+        self._stopping = True
         for loop in self._loops:
             if loop.running:
                 loop.stop()
@@ -127,6 +135,34 @@ class RedisStore:
         if self.redis is not None:
             d.addCallback(lambda _: self.redis.disconnect())
         return d.addCallback(lambda _: None)
+
+    def _connected(self) -> None:
+        if self._down_since is not None:
+            self.log.info(
+                "shared state: Redis at {host}:{port} is back after {t:.0f} s; "
+                "publications are shared again",
+                host=self.host,
+                port=self.port,
+                t=self.reactor.seconds() - self._down_since,
+            )
+        self._down_since = None
+
+    def _lost(self, why: Any) -> None:
+        """The pub/sub link to Redis went (Redis stopped, the network): said once, in words
+        (its client only logged "Scheduling retry N to connect <TCP4ClientEndpoint object
+        at 0x...>")."""
+        if self._down_since is not None or self._stopping:
+            return
+        self._down_since = self.reactor.seconds()
+        reason = why.getErrorMessage() if hasattr(why, "getErrorMessage") else why
+        self.log.warn(
+            "shared state: lost Redis at {host}:{port} ({why}): until it is back, "
+            "publications made here reach only this broker's subscribers and other brokers' "
+            "do not reach them; reconnecting",
+            host=self.host,
+            port=self.port,
+            why=reason,
+        )
 
     def _failed(self, failure: Any, what: str) -> None:
         self.log.failure("redis store: {what} failed", failure, what=what)

@@ -18,6 +18,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from packetlab.hostport import host_port
 from packetlab.tapoptions import stop_daemon
 from packetlab.tls import AuthMode, Credentials, PPKSServerEndpoint, PPKSServerOptions, ServerEntry
 
@@ -27,6 +28,13 @@ from .session import Role
 from .throttle import Throttle
 
 __all__ = ["BrokerService", "server_options"]
+
+
+STORE_TIMEOUT = 10.0  # s for Redis to accept the first connection at start
+
+
+class StoreUnreachable(Exception):
+    """The Redis of `--store` did not answer at start."""
 
 
 def server_options(credentials: Credentials) -> PPKSServerOptions:
@@ -76,6 +84,10 @@ class BrokerService(service.Service):
         d.addErrback(self._listen_failed)
 
     def _listen_failed(self, failure: Any) -> None:
+        if failure.check(StoreUnreachable):
+            self.log.critical("pktbroker {why}; stopping", why=failure.value)
+            stop_daemon(self.reactor, str(failure.value))
+            return
         if failure.check(CannotListenError, ValueError):  # a port in use, a bad address
             self.log.critical("pktbroker cannot listen: {why}; stopping", why=failure.value)
         else:
@@ -88,6 +100,7 @@ class BrokerService(service.Service):
             from .redis_store import RedisStore
 
             self.store = RedisStore(self.reactor, self.store_url, self.registry)
+            await self._probe_store(self.store.host, self.store.port)
             await self.store.start()
         for role, where in self.where.items():
             # The idle deadline covers the handshake too: a client that never finishes it
@@ -103,7 +116,9 @@ class BrokerService(service.Service):
             port = await ep.listen(self.factories[role])
             self.ports[role.value] = port
             self.log.info(
-                "pktbroker {role} port listening on {host}", role=role.value, host=port.getHost()
+                "pktbroker {role} port listening on {host}",
+                role=role.value,
+                host=host_port(port.getHost()),
             )
         if self.status_where is not None:
             from .status import status_site
@@ -118,7 +133,33 @@ class BrokerService(service.Service):
                 )
                 return
             self.ports["status"] = port
-            self.log.info("pktbroker status page on http {host}", host=port.getHost())
+            self.log.info("pktbroker status page on http://{host}/", host=host_port(port.getHost()))
+
+    async def _probe_store(self, host: str, port: int) -> None:
+        """Redis must answer at start. Its client retries for ever, and the ports open
+        only after it connects: with Redis down the broker sat there listening on nothing,
+        its log saying only "Scheduling retry 3 to connect <HostnameEndpoint ...>". Once
+        it has started, a Redis that goes away is retried as before."""
+        import ipaddress
+
+        from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
+        from twisted.internet.protocol import Factory, Protocol
+
+        try:
+            ipaddress.IPv4Address(host)
+            ep: Any = TCP4ClientEndpoint(self.reactor, host, port, timeout=STORE_TIMEOUT)
+        except ValueError:
+            ep = HostnameEndpoint(self.reactor, host, port, timeout=STORE_TIMEOUT)
+        factory = Factory.forProtocol(Protocol)
+        factory.noisy = False
+        try:
+            proto = await ep.connect(factory)
+        except Exception as e:
+            raise StoreUnreachable(
+                f"cannot reach Redis at {host}:{port} ({self.store_url}): {e} Start "
+                "redis-server there, or use Store memory: (one broker)"
+            ) from None
+        proto.transport.loseConnection()
 
     def _refusal_delay(self, host: str) -> float:
         return self.throttle.delay(host, self.reactor.seconds())
@@ -126,7 +167,7 @@ class BrokerService(service.Service):
     def status(self) -> dict[str, object]:
         out = self.registry.status()
         out["connections"] = {r.value: len(f.connections) for r, f in self.factories.items()}
-        out["listening"] = {k: str(p.getHost()) for k, p in self.ports.items()}
+        out["listening"] = {k: host_port(p.getHost()) for k, p in self.ports.items()}
         return out
 
     def status_json(self) -> bytes:

@@ -126,6 +126,15 @@ def _credentials(cfg: BrokerConfig) -> Any:
         raise usage.UsageError(
             f"{what} is not valid before {_utc(leaf.not_before)}: clients refuse it until then."
         )
+    from twisted.logger import Logger
+
+    from packetlab.tls import chain_validity
+
+    error, warning, _ = chain_validity(creds.chain, cfg.origin("BrokerCertPath"), now)
+    if error is not None:  # a certificate above the leaf
+        raise usage.UsageError(f"broker agent certificate: {error}")
+    if warning is not None:  # a broker past its date would only spin its clients
+        Logger(namespace="pktbroker").warn("broker agent certificate: {w}", w=warning)
     return creds
 
 

@@ -61,9 +61,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         st = fetch(args.url)
     except (urllib.error.URLError, OSError, ValueError) as e:
+        # "<urlopen error [Errno 111] Connection refused>": the reason, in words
+        reason = getattr(e, "reason", None)
+        why = getattr(reason, "strerror", None) or reason or e
         print(
-            f"error: no broker status at {args.url}: {e} (is twistd pktbroker running with "
-            "StatusListen set?)",
+            f"pktlab broker status: no broker status at {args.url}: {why} (is twistd "
+            "pktbroker running, with StatusListen set in its broker.conf?)",
             file=sys.stderr,
         )
         return 1

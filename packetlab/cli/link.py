@@ -132,6 +132,10 @@ class Link:
         """ "TLS 1.3, PPKS certificates from ~/.pktlab" and the like, for a status line."""
         if self.plaintext:
             return "plain TCP (--insecure-plaintext)"
+        if self.in_process and self.home is None:  # what run_in_process will use
+            h = PktlabHome.at(None)
+            if not all((h.root / f).is_file() for f in CONTROLLER_FILES + ENDPOINT_FILES):
+                return f"TLS 1.3, demo PPKS certificates from {demo_link_cache()}"
         return f"TLS 1.3, PPKS certificates from {self.home or default_home()}"
 
 
@@ -494,7 +498,8 @@ async def run_in_process(
     offering `transproto` ("tcp,udp"; "raw,tcp,udp" for raw sockets, which need root or
     CAP_NET_RAW + CAP_BPF). It connects to a controller listening on 127.0.0.1 over TLS
     with the certificates of `home` (a `pktlab init` home; None: ~/.pktlab when it has
-    both sides of the demo link, else a temporary one), or plain TCP with `plaintext`.
+    both sides of the demo link, else a demo home made once in `demo_link_cache()`), or
+    plain TCP with `plaintext`.
     Returns the experiment's result or raises its error; `timeout` (seconds, None: no
     limit) bounds the whole run. `extra`: more pktendpoint options (DNS servers, BufMax).
     """
@@ -577,7 +582,7 @@ async def _run(
 
     from packetlab.controller import Controller
 
-    ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1)
+    ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1, report_failures=False)
     try:
         port = await ctl.listen(where)
     except CannotListenError as e:

@@ -106,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "digest":
             return _digest(args)
         return kit.test(args)
+    except BrokenPipeError:  # `| head`: quietly, 141, as the run commands (was "error:
+        from packetlab.cli.exits import EXIT_BROKEN_PIPE  # [Errno 32] Broken pipe", 1)
+        from packetlab.cli.interrupt import stdout_gone
+
+        stdout_gone()
+        return EXIT_BROKEN_PIPE
     except (BuildError, MonitorLoadError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

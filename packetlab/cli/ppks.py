@@ -292,6 +292,11 @@ def _limit_pairs(args: argparse.Namespace) -> list[NVPair]:
         if v is None:
             continue
         if kind == "digests":
+            for d in v:  # non-ASCII failed later, in an ascii codec's words
+                if not d.isascii():
+                    raise ValueError(
+                        f"--{_opt}: {d!r}: not hexadecimal (64 hex digits per SHA-256 digest)"
+                    )
             text = "".join(d[2:] if d.startswith("0x") else d for d in v)
         elif kind == "list":
             text = ",".join(v)

@@ -129,6 +129,22 @@ def given(args: argparse.Namespace, option: str) -> bool:
     return option in getattr(args, "_given", ())
 
 
+def check_ranges(*checks: tuple[str, float, float, float], unit: str = "") -> None:
+    """RunError naming the first option whose value is outside its range (nan too):
+    `--size must be 4..65000, got 70000`. Each check is (option, value, low, high)."""
+    for name, value, low, high in checks:
+        if not low <= value <= high:
+            span = f"{_num(low)}..{_num(high)}" if high != float("inf") else f">= {_num(low)}"
+            raise RunError(f"{name} must be {span}{unit}, got {_num(value)}")
+
+
+def _num(value: float) -> str:
+    """10000000, not 1e+07; 0.05; nan."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _positive(kind: type[T], what: str, lo: float, hi: float) -> Callable[[str], T]:
     """A number of `kind` in lo..hi. (`what` names the option for the reader of the call;
     argparse itself prefixes the message with it.)"""

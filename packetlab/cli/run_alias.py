@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from packetlab.cli import pcapout
-from packetlab.cli.run import RunError
+from packetlab.cli.run import RunError, check_ranges
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
 EPILOG = """\
@@ -135,13 +135,16 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     if methods == ("indirect",) and lacking:
         raise RunError(f"--method indirect: {lacking[0]} has no destination and TTL to be "
                        f"probed through (give it as {lacking[0]}@DST:TTL)")  # fmt: skip
-    if not 2 <= args.rounds <= 10_000 or not 0.05 <= args.spacing <= 10_000:
-        raise RunError("--rounds must be 2..10000 and --spacing 0.05..10000 ms")
-    stage_rounds = (args.discovery_rounds, args.elimination_rounds, args.corroboration_rounds)
-    if not all(2 <= n <= 10_000 for n in stage_rounds):
-        raise RunError("--discovery/elimination/corroboration-rounds must be 2..10000")
-    if args.window < 2 or args.velocity_ratio < 1:
-        raise RunError("--window must be >= 2 and --velocity-ratio >= 1")
+    check_ranges(
+        ("--rounds", args.rounds, 2, 10_000),
+        ("--spacing", args.spacing, 0.05, 10_000),
+        ("--wait", args.wait, 0, 3600),
+        ("--discovery-rounds", args.discovery_rounds, 2, 10_000),
+        ("--elimination-rounds", args.elimination_rounds, 2, 10_000),
+        ("--corroboration-rounds", args.corroboration_rounds, 2, 10_000),
+        ("--window", args.window, 2, float("inf")),
+        ("--velocity-ratio", args.velocity_ratio, 1, float("inf")),
+    )
     recorder = pcapout.recorder_for(args)
     runs: list[Any] | None = [] if args.warts else None
     warts = _check_warts(args.warts) if args.warts else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from packetlab.cli.run import RunError
+from packetlab.cli.run import check_ranges
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
 EPILOG = """\
@@ -29,10 +29,11 @@ def configure(p: argparse.ArgumentParser) -> None:
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.clocksync import clock_sync
 
-    if not 2 <= args.rounds <= 100_000 or not 1 <= args.samples <= 1000:
-        raise RunError("--rounds must be 2..100000 and --samples 1..1000")
-    if not 0 <= args.interval <= 3600:
-        raise RunError("--interval must be 0..3600 s")
+    check_ranges(
+        ("--rounds", args.rounds, 2, 100_000),
+        ("--samples", args.samples, 1, 1000),
+        ("--interval", args.interval, 0, 3600),
+    )
 
     async def run(session: Any) -> None:
         n = [0]
@@ -58,10 +59,15 @@ def row(r: Record) -> str | None:
         )
     if r["type"] == "clockmodel":
         return (
-            f"# offset {r['offset_us']:.3f} us, drift {r['drift_ppm']:.3f} ppm over "
-            f"{r['span_s']:.1f} s, max residual {r['max_residual_us']:.3f} us"
+            f"# offset {r['offset_us']:.3f} us, drift {r['drift_ppm']:.3f}{_spread(r)} ppm "
+            f"over {r['span_s']:.1f} s, max residual {r['max_residual_us']:.3f} us"
         )
     return None
+
+
+def _spread(r: Record) -> str:
+    err = r.get("drift_error_ppm")
+    return "" if err is None else f" +- {err:.3f}"
 
 
 def summary(records: list[Record]) -> Record:

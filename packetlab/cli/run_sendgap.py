@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from packetlab.cli import pcapout
-from packetlab.cli.run import RunError
+from packetlab.cli.run import check_ranges
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
 EPILOG = """\
@@ -39,11 +39,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.cli.run_throughput import split_host_port
     from packetlab.measure.sendgap import send_gap
 
-    host, port = split_host_port(args.to, 9)
-    if not 1 <= args.count <= 100_000 or not 1 <= args.trains <= 10_000:
-        raise RunError("--count must be 1..100000 and --trains 1..10000")
-    if not 0 <= args.gap_us <= 10_000_000 or not 4 <= args.size <= 65000:
-        raise RunError("--gap-us must be 0..1e7 and --size 4..65000")
+    host, port = split_host_port(args.to, 9, option="--to")
+    check_ranges(
+        ("--count", args.count, 1, 100_000),
+        ("--trains", args.trains, 1, 10_000),
+        ("--gap-us", args.gap_us, 0, 10_000_000),
+        ("--size", args.size, 4, 65000),
+        ("--lead-ms", args.lead_ms, 0, 60_000),
+    )
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:

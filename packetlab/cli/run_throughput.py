@@ -111,9 +111,12 @@ def timed(args: argparse.Namespace) -> bool:
     )
 
 
-def split_host_port(text: str, default: int, port_option: int | None = None) -> tuple[str, int]:
+def split_host_port(
+    text: str, default: int, port_option: int | None = None, *, option: str = "--server"
+) -> tuple[str, int]:
     """HOST, HOST:PORT or [V6]:PORT (`port_option`, iperf3's -p, wins). A host name is
-    resolved here, as iperf3 -c does (and ping/traceroute with the in-process endpoint)."""
+    resolved here, as iperf3 -c does (and ping/traceroute with the in-process endpoint).
+    `option` names the option in errors."""
     import ipaddress
 
     from packetlab.cli.run import resolve_target
@@ -129,16 +132,16 @@ def split_host_port(text: str, default: int, port_option: int | None = None) -> 
     if port_option is not None:
         port = port_option
     if not host:
-        raise RunError(f"--server {text}: no host")
+        raise RunError(f"{option} {text}: no host")
     try:
         ipaddress.ip_address(host)
     except ValueError:
         try:
             host = str(resolve_target(host, None))
         except RunError as e:
-            raise RunError(f"--server {text}: {e}") from None
+            raise RunError(f"{option} {text}: {e}") from None
     if not 1 <= port <= 65535:
-        raise RunError(f"--server {text}: bad port")
+        raise RunError(f"{option} {text}: bad port (1..65535)")
     return host, port
 
 

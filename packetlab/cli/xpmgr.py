@@ -28,7 +28,8 @@ TargetBacklogConn backlog connections there per snikey.
 Each endpoint's outcome is one JSON line (hostid, address, status, exit code, linfo,
 output) in ResultsPath (xpmgr.conf) or --results (default ./xpmgr-results.jsonl); a
 progress line (seen/running/done/failed) goes to stderr. The first SIGINT wraps up
-(stop accepting, wait for running mlets), the second exits at once."""
+(stop accepting, wait for running mlets), the second SIGTERMs the running mlets, records
+them as failed ("interrupted") and exits 130."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -86,16 +86,37 @@ class SocketClosed(ControllerError):
         super().__init__(f"socket {sktid} was closed before its {what}")
 
 
+# What a failed connect's state means. Our endpoint reports a refusal as the nstat RESET
+# and an unreachable host as the nstat UNKNOWN; the reference only sets STAT (REFUSED,
+# UNREACH, ...). `wait_connected` names the failure by STAT when the nstat is vaguer.
+CONNECT_MEANING = {
+    "REFUSED": "connection refused: the host answered the SYN with a reset, nothing "
+    "listens on that port",
+    "RESET": "reset before it was established (a refusal: nothing listens on that port)",
+    "TIMEDOUT": "timed out: the SYN was never answered",
+    "TIMEOUT": "timed out: the SYN was never answered",
+    "UNREACH": "host or network unreachable from the endpoint: no route, no ARP/ND "
+    "answer, or an ICMP unreachable in answer to the SYN",
+    "UNKNOWN": "the endpoint did not say why: nstat UNKNOWN",
+}
+
+
 class ConnectFailed(ControllerError):
     """A TCP connect through the endpoint did not reach ESTABLISHED.
 
-    `state` is the socket STAT (REFUSED, TIMEDOUT, ...) or the nstat code name that ended it.
+    `state` is the socket STAT (REFUSED, TIMEDOUT, UNREACH, ...) or the nstat code name that
+    ended it, or "not established within N s". `to` ("192.0.2.1:80") names the peer when
+    known; the message says what the state means.
     """
 
-    def __init__(self, sktid: int, state: str) -> None:
+    def __init__(self, sktid: int, state: str, to: str | None = None) -> None:
         self.sktid = sktid
         self.state = state
-        super().__init__(f"TCP connect on socket {sktid} failed: {state}")
+        self.to = to
+        where = f" to {to}" if to else ""
+        meaning = CONNECT_MEANING.get(state)
+        text = f"{state} ({meaning})" if meaning else state
+        super().__init__(f"TCP connect on socket {sktid}{where} failed: {text}")
 
 
 class ProtocolViolation(ControllerError):

@@ -19,7 +19,7 @@ from packetlab.controller.errors import ConnectFailed, ControllerError
 from packetlab.controller.info import read_socket_state
 from packetlab.controller.requests import DEFAULT_RBUFSZ
 from packetlab.controller.sockets import _nstat_name
-from packetlab.wire import Ndata, Nstat, NstatCode, Ntag, SocketState, vmem
+from packetlab.wire import Ndata, Nstat, NstatCode, Ntag, Proto, SocketState, vmem
 
 if TYPE_CHECKING:
     from packetlab.controller.session import EndpointSession
@@ -93,6 +93,10 @@ async def wait_connected(
     sock = session.find_socket(sktid)
     if sock is None:
         raise ValueError(f"socket {sktid} is not open")
+    if sock.proto is not None and sock.proto != Proto.TCP:
+        kind = "UDP" if sock.proto == Proto.UDP else "raw"
+        raise ValueError(f"wait_connected is for TCP connects; socket {sktid} is {kind}")
+    to = sock.remote
     est = sock.wait_established()
     watch = _Watch(est, session.reactor)
     clock = session.reactor
@@ -101,17 +105,37 @@ async def wait_connected(
         while not watch.done:
             left = deadline - clock.seconds()
             if left <= 0:
-                raise ConnectFailed(sktid, f"not established within {timeout:g} s")
+                raise ConnectFailed(sktid, f"not established within {timeout:g} s", to)
             if await watch.wait(min(poll, left)):
                 break
             state = await read_socket_state(session, sktid)
             if isinstance(state, int) and state < 0 and not watch.done:
-                raise ConnectFailed(sktid, _state_name(state))
+                raise ConnectFailed(sktid, _state_name(state), to)
     finally:
         if not watch.done:
             est.cancel()  # the watch takes the CancelledError
-    nstat: Nstat = watch.result()
+    try:
+        nstat: Nstat = watch.result()
+    except ConnectFailed as e:
+        raise await _named_by_stat(session, e, to) from None
     return nstat
+
+
+async def _named_by_stat(
+    session: EndpointSession, e: ConnectFailed, to: str | None
+) -> ConnectFailed:
+    """A connect failure told by an nstat code (our endpoint sends RESET for a refusal and
+    UNKNOWN for an unreachable host) named by the socket's STAT when that says more
+    (REFUSED, TIMEDOUT, UNREACH); else `e`, with the peer."""
+    state = e.state
+    if state in ("UNKNOWN", "TIMEOUT", "RESET") and session.find_socket(e.sktid) is not None:
+        try:
+            stat = await read_socket_state(session, e.sktid)
+        except ControllerError:
+            stat = 0
+        if isinstance(stat, int) and stat < 0 and stat != SocketState.UNKFAULT:
+            state = _state_name(stat)
+    return ConnectFailed(e.sktid, state, to)
 
 
 def _state_name(state: int) -> str:

@@ -70,6 +70,9 @@ class Controller(Generic[T]):
     `programs` are the encoded monitor programs sent as `cdata` before `start`.
     `limit` stops listening after that many endpoints connected (None: no limit).
     `session_options` go to each `EndpointSession` (max_notes, max_bytes, clock_ns).
+    `report_failures`: log a failed run with its traceback (the default: nobody else may
+    see it); False when the caller takes every outcome's error itself (`run_once`), which
+    leaves one info line.
     """
 
     log = Logger()
@@ -81,6 +84,7 @@ class Controller(Generic[T]):
         reactor: Any = None,
         programs: Iterable[bytes | Cdata] = (),
         limit: int | None = None,
+        report_failures: bool = True,
         **session_options: Any,
     ) -> None:
         if reactor is None:
@@ -91,12 +95,14 @@ class Controller(Generic[T]):
         self.experiment = experiment
         self.programs = list(programs)
         self.limit = limit
+        self.report_failures = report_failures
         self.session_options = session_options
         self.outcomes: list[Outcome[T]] = []
         self.sessions: set[EndpointSession] = set()
         self.accepted = 0
         self.port: Any = None  # IListeningPort while listening
         self._runs: set[Deferred[None]] = set()
+        self._running: set[Deferred[Any]] = set()  # the experiments themselves
         self._taken = 0
         self._waiters: dict[int, Deferred[Outcome[T]]] = {}  # by outcome index
 
@@ -128,12 +134,18 @@ class Controller(Generic[T]):
 
     @deferred_api
     async def stop(self) -> None:
-        """Stop listening, close the live sessions, and wait for their runs to end."""
+        """Stop listening, close the live sessions, cancel the experiments still running
+        (a `CancelledError` in each: one waiting on anything but its session would never
+        end), and wait for their runs to end."""
         if self.port is not None:
             port, self.port = self.port, None
             await maybeDeferred(port.stopListening)
         for s in list(self.sessions):
             s.close()
+        # An experiment waiting on something other than its session (a Deferred of its
+        # own, a sleep) would never end: it is cancelled (CancelledError in it).
+        for running in list(self._running):
+            running.cancel()
         runs = list(self._runs)
         if runs:
             await DeferredList(runs, consumeErrors=True)
@@ -169,10 +181,24 @@ class Controller(Generic[T]):
             self.log.info("endpoint {peer} ready; running the experiment", peer=session.peer)
             result = self.experiment(session)
             if inspect.isawaitable(result):
-                result = await result
+                running = Deferred.fromCoroutine(_awaited(result))
+                self._running.add(running)
+                running.addBoth(_passing(lambda: self._running.discard(running)))
+                result = await running
         except BaseException:
             failure = Failure()
-            self.log.failure("experiment on endpoint {peer} failed", failure, peer=session.peer)
+            result = None  # (not the experiment's coroutine, which raised)
+            if self.report_failures:
+                self.log.failure("experiment on endpoint {peer} failed", failure, peer=session.peer)
+                # Logged with its traceback: now drop the frames, which hold the session
+                # (its sockets, their queued data) for as long as `outcomes` keeps it.
+                _forget_frames(failure)
+            else:  # the caller gets the error: a traceback here would tell it twice
+                self.log.info(
+                    "experiment on endpoint {peer} failed: {error}",
+                    peer=session.peer,
+                    error=failure.getErrorMessage(),
+                )
         await self._close(session)
         outcome: Outcome[T] = Outcome(session.peer, started, time.time(), result, failure)
         self.outcomes.append(outcome)
@@ -189,6 +215,33 @@ class Controller(Generic[T]):
             await closed
             if cut.active():
                 cut.cancel()
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _passing(action: Callable[[], object]) -> Callable[[Any], Any]:
+    """A callback that runs `action` and passes the result (or failure) on."""
+
+    def both(result: Any) -> Any:
+        action()
+        return result
+
+    return both
+
+
+def _forget_frames(failure: Failure) -> None:
+    """Drop the frames `failure` holds, and those of the exceptions chained to it (the log
+    event that carried it may be kept too: Twisted buffers events until logging starts)."""
+    failure.cleanFailure()  # (its frames kept as text, for printing)
+    failure.tb = None  # (pytest-twisted makes cleanFailure a no-op)
+    seen: set[int] = set()
+    e: BaseException | None = failure.value
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        e.__traceback__ = None
+        e = e.__cause__ or e.__context__
 
 
 def listen(
@@ -220,6 +273,7 @@ async def run_once(
     once listening (to start an endpoint pointed at `port.getHost().port`, for instance).
     `timeout` (seconds) bounds the wait for the endpoint and the run.
     """
+    options.setdefault("report_failures", False)  # raised to our caller instead
     ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1, **options)
     port = await ctl.listen(where)
     try:

@@ -32,7 +32,7 @@ from twisted.logger import Logger
 
 from packetlab.controller.session import EndpointSession
 
-__all__ = ["load_mlet", "main"]
+__all__ = ["describe_error", "load_mlet", "main"]
 
 log = Logger(namespace="pymlet")
 MAX_FDS = 16
@@ -57,6 +57,26 @@ def load_mlet(target: str) -> Callable[..., Any]:
     if not callable(fn):
         raise ImportError(f"{name} has no function {func or 'mlet'}(session, args)")
     return fn
+
+
+def describe_error(e: BaseException) -> str:
+    """`IndexError: list index out of range (at exp.py:44, in mlet)`: the error and the
+    innermost line of the experiment's own code it came from (not packetlab's, Twisted's
+    or the standard library's), so that a bug in an mlet can be found without a traceback."""
+    import traceback
+
+    text = f"{type(e).__name__}: {e}"
+    skip = (
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # packetlab
+        os.path.dirname(os.path.dirname(os.path.abspath(defer.__file__))),  # twisted
+        os.path.dirname(os.path.abspath(os.__file__)),  # the standard library
+    )
+    frames = traceback.extract_tb(e.__traceback__)
+    ours = [f for f in frames if not os.path.abspath(f.filename).startswith(skip)]
+    if ours:
+        f = ours[-1]
+        text += f" (at {os.path.basename(f.filename)}:{f.lineno}, in {f.name})"
+    return text
 
 
 async def _run_one(
@@ -145,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             code = await _main(reactor, argv[0], argv[1:])
         except Exception as e:
-            print(f"mlet {argv[0]}: {type(e).__name__}: {e}", file=sys.stderr)
+            print(f"mlet {argv[0]}: {describe_error(e)}", file=sys.stderr)
             code = 1
         if code:
             raise SystemExit(code)

@@ -45,6 +45,19 @@ if TYPE_CHECKING:
     from packetlab.controller.sockets import Socket
 
 DEFAULT_RBUFSZ = 1 << 20  # per-socket receive budget; the endpoint's BufMax is 8 MiB
+#: The largest UDP payload a socket sends: 65535 less the IPv4 (20) and UDP (8) headers,
+#: or less the UDP header alone over IPv6 (no jumbograms).
+UDP_PAYLOAD_MAX: dict[int, int] = {Family.IP4: 65507, Family.IP6: 65527}
+
+
+def as_bytes(data: object, what: str) -> bytes:
+    """`data` (bytes, bytearray, memoryview) as bytes; TypeError naming `what` for
+    anything else: a str must be encoded first (bytes(str) needs an encoding, and
+    bytes(int) would be that many zero bytes)."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    hint = f" (encode it: {data[:20]!r}.encode())" if isinstance(data, str) else ""
+    raise TypeError(f"{what} must be bytes, got {type(data).__name__}{hint}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +114,13 @@ class RequestMethods:
         """Read `length` (1..65535) bytes of endpoint memory at `addr` (§2.2)."""
         return _bytes_of(self.request(Mread(addr, length)))
 
-    def mwrite(self, addr: int, data: bytes) -> Deferred[Result]:
+    def mwrite(self, addr: int, data: bytes | bytearray | memoryview) -> Deferred[Result]:
         """Write endpoint memory; only the RW socket fields take writes (§2.1)."""
-        return self.request(Mwrite(addr, bytes(data)))  # type: ignore[return-value]
+        try:
+            payload = as_bytes(data, "mwrite data")
+        except TypeError as e:
+            return fail(e)
+        return self.request(Mwrite(addr, payload))  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ sockets
 
@@ -145,9 +162,11 @@ class RequestMethods:
             ra = parse_address(raddr)
             family = family_of(ra)
             la = _local(laddr, family)
+            if check_port(rport, "rport") == 0:  # the kernel refuses it: a REFUSED later
+                raise ValueError("rport must be 1..65535 to connect to, got 0")
             msg = Nopen(
                 sktid, family, Proto.TCP, rbufsz, la, check_port(lport, "lport"),
-                ra.packed, check_port(rport, "rport"),
+                ra.packed, rport,
             )  # fmt: skip
         except ValueError as e:
             return fail(e)
@@ -215,7 +234,7 @@ class RequestMethods:
     def nsend(
         self,
         sktid: int,
-        data: bytes,
+        data: bytes | bytearray | memoryview,
         *,
         time: int = 0,
         to: tuple[AddressLike, int] | None = None,
@@ -249,14 +268,28 @@ class RequestMethods:
                 if family_of(ra) != fam:
                     raise ValueError(f"destination {ra} is not of the socket's family {fam}")
                 raddr, rport = ra.packed, check_port(to[1], "destination port")
+                if rport == 0:  # the kernel refuses it (EINVAL): an EPKTNOTSENT later
+                    raise ValueError("destination port must be 1..65535 to send to, got 0")
+                most = UDP_PAYLOAD_MAX[fam]
+                if len(data) > most:
+                    raise ValueError(
+                        f"a UDP payload over IPv{4 if fam == Family.IP4 else 6} is at most "
+                        f"{most} bytes, got {len(data)}"
+                    )
             elif to is not None:
                 raise ValueError("only UDP nsend takes a destination (to=...)")
             if tag is not None and not 0 <= tag <= 0xFFFF:
                 raise ValueError(f"tag must be 0..65535, got {tag!r}")
-            if ntag:
+            payload = as_bytes(data, "nsend data")
+            if not isinstance(time, int) or isinstance(time, bool):
+                raise TypeError(
+                    f"nsend time must be an int (ns since the epoch on the endpoint's "
+                    f"clock, 0: now; a float cannot hold them exactly), got {time!r}"
+                )
+            if ntag:  # last: a tag tracked for a request that is never sent would leak
                 wire_tag, ntag_d = self._track_tag(sktid, tag or None)
-            msg = Nsend(sktid, fam, pro, time, wire_tag, bytes(data), raddr, rport)
-        except ValueError as e:
+            msg = Nsend(sktid, fam, pro, time, wire_tag, payload, raddr, rport)
+        except (ValueError, TypeError) as e:
             return fail(e)
         d = self.request(msg)
 

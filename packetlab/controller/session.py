@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from packetlab import wire
+from packetlab.controller.addresses import unpack_address
 from packetlab.controller.errors import (
     AnswerTimeout,
     ControllerError,
@@ -78,6 +79,9 @@ CLOSE_GRACE = 5.0
 #: LINFO_INFO_MAX) and an mdata of 65535 bytes: a bigger header is an endpoint gone wrong,
 #: and is refused before its body is buffered.
 MAX_FRAME_BODY = 1 << 20
+#: A TLS record's first byte (a handshake) followed by 3 (TLS 1.x): no PacketLab message
+#: type is 0x16, so a stream starting so is an endpoint speaking TLS to a plaintext link.
+TLS_HANDSHAKE = 0x16
 #: `linfo` messages kept (the reference sends one per monitor: at most 100 + 16).
 MAX_LINFO = 128
 #: Unknown message types (and notifications for sockets that are not open) logged one by
@@ -183,6 +187,7 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         self._link: Any = None  # corkable frame writer over _out (packetlab.tls.directwrite)
         self._write: Callable[[bytes], None] = lambda frame: None
         self._framer = wire.Framer(MAX_FRAME_BODY)
+        self._head: bytes | None = b""  # the first bytes, until two are here (TLS check)
         self._pending: deque[_Pending] = deque()
         self._sockets: dict[int, Socket] = {}
         self._opening: set[int] = set()
@@ -251,6 +256,19 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
     def dataReceived(self, data: bytes) -> None:
         if self._dead:
             return
+        if self._head is not None:  # the stream's first bytes: is it TLS?
+            self._head += data
+            if len(self._head) < 2:
+                return
+            data, self._head = self._head, None
+            if data[0] == TLS_HANDSHAKE and data[1] == 3:
+                self._violation(
+                    "the endpoint started a TLS handshake, but this controller listens in "
+                    "plain TCP: listen with TLS (tls_server, run_on_link; `pktlab run` "
+                    "without --insecure-plaintext) or start the endpoint with "
+                    "--insecure-plaintext"
+                )
+                return
         self._pump(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -402,10 +420,19 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         sock = self._sockets.get(msg.sktid)
         if sock is not None and sock.family is None and not sock.ended:
             sock.family, sock.proto, sock.buffering = msg.family, msg.proto, buffering
-            return sock
-        if sock is not None:
-            sock.end()
-        return self._new_socket(msg.sktid, msg.family, msg.proto, buffering)
+        else:
+            if sock is not None:
+                sock.end()
+            sock = self._new_socket(msg.sktid, msg.family, msg.proto, buffering)
+        if msg.raddr is not None and msg.rport is not None:
+            try:
+                addr = unpack_address(msg.family, msg.raddr)
+            except ValueError:
+                pass
+            else:
+                host = f"[{addr}]" if addr.version == 6 else str(addr)
+                sock.remote = f"{host}:{msg.rport}"
+        return sock
 
     def _nopen_sent(self, sktid: int) -> None:
         self._opening.add(sktid)

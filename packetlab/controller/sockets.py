@@ -70,6 +70,7 @@ class Socket:
         self.dropped = 0  # notifications nobody took (buffering off, no callback)
         self.callback_errors = 0  # exceptions raised by callbacks (logged)
         self.last_nstat: Nstat | None = None
+        self.remote: str | None = None  # "192.0.2.1:80" of a TCP connect (messages)
         self.established: Nstat | None = None
         self._reactor = reactor
         self._on_pressure = on_pressure

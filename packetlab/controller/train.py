@@ -120,18 +120,30 @@ class TrainReport:
         }
 
 
+def _ns(value: float, what: str) -> int:
+    """A duration in ns as an int: `gap=1e6` (a float, as Python writes a million) is
+    1,000,000 ns, not a float in every send time."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise TypeError(f"{what} must be a number of ns, got {value!r}")
+    if isinstance(value, float):
+        if value in (float("inf"), float("-inf")):
+            raise ValueError(f"{what} must be a finite number of ns, got {value!r}")
+        return round(value)
+    return value
+
+
 @deferred_api
 async def send_train(
     session: EndpointSession,
     host: AddressLike,
     port: int,
     count: int,
-    gap: int,
+    gap: float,
     *,
     payload: bytes | Callable[[int], bytes] | None = None,
     size: int = 64,
     start: int | None = None,
-    lead: int | None = None,
+    lead: float | None = None,
     lport: int = 0,
     sktid: int | None = None,
     rbufsz: int = DEFAULT_RBUFSZ,
@@ -139,8 +151,10 @@ async def send_train(
 ) -> TrainReport:
     """Send `count` UDP datagrams to `host:port`, packet i at endpoint time start + i*gap.
 
-    `gap`, `start` and `lead` are ns. Without `start` the train begins `lead` ns after the
-    endpoint's current time; without `lead` either, the lead adapts: long enough for
+    `gap`, `start` and `lead` are ns (`gap` and `lead` may be floats, `gap=1e6`: rounded
+    to the ns; `start`, ns since the epoch, an int). Without `start` the train begins
+    `lead` ns after the endpoint's current time; without `lead` either, the lead adapts:
+    long enough for
     every nsend to be queued before the first packet is due, from the measured cost of a
     request on this link (`measure_lead`); `TrainReport.queued_ahead` says whether it was.
     Payloads are `payload(i)`, a fixed `payload`, or the sequence number padded to `size`
@@ -150,7 +164,13 @@ async def send_train(
     `MAX_PENDING` packets wait for their ntag at once (tags are 16 bits); notifications are
     read while the train is queued.
     """
-    if count < 1 or gap < 0:
+    gap, lead = _ns(gap, "gap"), None if lead is None else _ns(lead, "lead")
+    if start is not None and (not isinstance(start, int) or isinstance(start, bool)):
+        raise TypeError(
+            f"start must be an int of ns since the epoch (endpoint clock; a float cannot "
+            f"hold them exactly), got {start!r}"
+        )
+    if not isinstance(count, int) or count < 1 or gap < 0:
         raise ValueError(f"need count >= 1 and gap >= 0, got count={count} gap={gap}")
     ra = parse_address(host)
     make = default_payload(size) if payload is None else payload

@@ -268,6 +268,11 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
                     f"{x.where}: an empty PUB_CHANNEL means the root EOp's channel, which "
                     "needs TRUSTEDEOP_PATH (or give explicit hex channels)"
                 )
+        if not cfg.pub_agent_cert:  # found at start, not once listening and publishing
+            raise XpmgrConfigError(
+                f"{path}: EnableExpPublication 1 needs PubAgentCertPath (the manager's "
+                "agent certificate; pktlab init writes certs/agent_xc_xc.cert)"
+            )
     return cfg
 
 

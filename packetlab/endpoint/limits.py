@@ -30,6 +30,7 @@ from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP_COUNTED, Session
 from packetlab.endpoint.sockets import Skt
 from packetlab.ppks import (
     Accounting,
+    AccountingError,
     Budget,
     BurstRate,
     Certificate,
@@ -191,6 +192,7 @@ class LimitsGate:
         self.denied = 0
         self.dropped = 0
         self._closed = False
+        self._unrecorded = 0  # requests refused because the database could not record them
 
     # -- RequestGate ------------------------------------------------------------------
 
@@ -235,10 +237,12 @@ class LimitsGate:
     ) -> int:
         ok = True
         if self._recv_pkts is not None and not self._recv_pkts.consume(1):
+            self._not_recorded(self._recv_pkts, "received data (dropped)")
             ok = False
         elif self._recv_bytes is not None and not self._recv_bytes.consume(len(data)):
             if self._recv_pkts is not None:
                 _unspend(self._recv_pkts, 1)  # not received after all
+            self._not_recorded(self._recv_bytes, "received data (dropped)")
             ok = False
         if ok:
             return NDATA_DELIVER
@@ -255,6 +259,31 @@ class LimitsGate:
                 m.release()
         if self._runtime is not None:
             self._runtime.release()
+        meters = (self._send_bytes, self._send_pkts, self._recv_bytes, self._recv_pkts)
+        errors = [m.error for m in (*meters, self._runtime) if m is not None and m.error]
+        if errors:
+            self.rule_log.warn(
+                "session's accounting could not all be recorded ({n} request(s) refused, "
+                "unsent reservations kept as used): {e}",
+                n=self._unrecorded,
+                e=errors[-1],
+            )
+
+    def _not_recorded(self, meter: Meter, what: str) -> bool:
+        """After a refused `consume`: True when the database failed (logged once per
+        session, with what to do), not the limit."""
+        if meter.error is None:
+            return False
+        self._unrecorded += 1
+        if self._unrecorded == 1:
+            self.rule_log.error(
+                "{what} refused: {e}; every request of a chain with limits is refused while "
+                "its debit cannot be recorded (free space there, or move RLimDBPath); this "
+                "session's next refusals are counted, not logged",
+                what=what,
+                e=meter.error,
+            )
+        return True
 
     # -- runtime ------------------------------------------------------------------------
 
@@ -270,6 +299,7 @@ class LimitsGate:
         if self._runtime.consume(due):
             self._runtime_spent += due
             return True
+        self._not_recorded(self._runtime, "the experiment's runtime (the session ends)")
         return False
 
     # -- checks -------------------------------------------------------------------------
@@ -306,10 +336,14 @@ class LimitsGate:
             if not w.fits(when, 1):
                 return self._deny(_DENY_PKT, "max_burst_rate_pkt", rate=str(w.rate))
         if self._send_pkts is not None and not self._send_pkts.consume(1):
+            if self._not_recorded(self._send_pkts, "nsend (ESKTPKTDENY)"):
+                return _DENY_PKT
             return self._deny(_DENY_PKT, "max_send_pkt")
         if self._send_bytes is not None and not self._send_bytes.consume(n):
             if self._send_pkts is not None:
                 _unspend(self._send_pkts, 1)
+            if self._not_recorded(self._send_bytes, "nsend (ESKTPKTDENY)"):
+                return _DENY_PKT
             return self._deny(_DENY_PKT, "max_send_byte")
         for w in self._byte_windows:
             w.add(when, n)
@@ -373,7 +407,10 @@ def admit(
         )
     if len(limits.monitor_digests) > 100:
         raise SessionRefused("monitor", f"{len(limits.monitor_digests)} digests (at most 100)")
-    budget = accounting.budget(certs) if accounting is not None else None
+    try:
+        budget = accounting.budget(certs) if accounting is not None else None
+    except AccountingError as e:
+        raise SessionRefused("accounting", f"{e} (free space there, or move RLimDBPath)") from e
     now = clock()
     remaining = budget.remaining(Counter.RUNTIME) if budget is not None else None
     if remaining is None and limits.max_exp_period is not None:
@@ -382,4 +419,9 @@ def admit(
     if end_ns <= now:
         why = "max_exp_period used up" if remaining == 0 else "a certificate has expired"
         raise SessionRefused("max_exp_period" if remaining == 0 else "not_after", why)
-    return LimitsGate(limits, budget, clock, end_ns, rule_log=log or Logger(), certs=tuple(certs))
+    try:
+        return LimitsGate(
+            limits, budget, clock, end_ns, rule_log=log or Logger(), certs=tuple(certs)
+        )
+    except AccountingError as e:  # the runtime paid ahead could not be recorded
+        raise SessionRefused("accounting", f"{e} (free space there, or move RLimDBPath)") from e

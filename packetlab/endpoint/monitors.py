@@ -528,8 +528,11 @@ def _log_crash(idx: int, inst: Instance, kind: str) -> None:
     n = inst.crashes
     if n & (n - 1) == 0:
         log.warn(
-            "monitor {i} crashed in {kind} ({n} crash(es) so far): {why}",
+            "monitor {i} ({digest}) crashed in {kind} ({n} crash(es) so far): {why}",
             i=idx,
+            # which one: the digest the start-up line ("aux monitor FILE (DIGEST)") or the
+            # certificate names
+            digest=inst.compiled.digest.hex()[:16],
             kind=kind,
             n=n,
             why=inst.last_crash,

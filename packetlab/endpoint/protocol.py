@@ -31,6 +31,7 @@ from zope.interface import implementer
 
 from packetlab.endpoint.checks import SessionRefused
 from packetlab.endpoint.session import Phase, Session, SessionEnd
+from packetlab.hostport import host_port
 from packetlab.tls.directwrite import frame_writer, socket_connection
 from packetlab.wire.codec import encode
 from packetlab.wire.framer import Framer, Item
@@ -125,7 +126,7 @@ class ControllerProtocol(Protocol):
         session.on_ready = self._ready
         session.outbox.attach(link.write)
         self._setup_timer = self._reactor.callLater(SETUP_TIMEOUT, self._setup_expired)
-        self.log.info("controller session started with {peer}", peer=transport.getPeer())
+        self.log.info("controller session started with {peer}", peer=host_port(transport.getPeer()))
 
     # -- requests in -------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from packetlab.endpoint.service import (
     ControllerLink,
 )
 from packetlab.endpoint.session import Session, SessionEnd
+from packetlab.logbudget import LogBudget
 from packetlab.tls import peer_of
 
 __all__ = ["BrokerModeService", "ExperimentRunner"]
@@ -60,6 +61,9 @@ class ExperimentRunner:
         self._wakeup: IDelayedCall | None = None
         self.stopped = False
         self.finished = 0
+        # What a broker sends, refused: as many as it likes (a line each was a log that
+        # grew as fast as the broker sent); 20 lines a minute, the rest counted and said.
+        self.refusal_log = LogBudget(reactor.seconds)
 
     # ---------------------------------------------------------------- from the broker
 
@@ -68,10 +72,20 @@ class ExperimentRunner:
         try:
             exp = self.pool.add(xdescr)
         except PoolError as e:  # cut short: a refused one may be 64 KiB of anything
-            self.log.warn("xdescr {x} refused: {why}", x=shown(text, 200), why=str(e))
+            more = self.refusal_log.allow()
+            if more is not None:
+                self.log.warn(
+                    "xdescr {x} refused: {why}{more}", x=shown(text, 200), why=str(e), more=more
+                )
             return
         if exp is None:
-            self.log.warn("xdescr {x} is already in the pool; ignored", x=shown(text, 200))
+            more = self.refusal_log.allow()
+            if more is not None:
+                self.log.warn(
+                    "xdescr {x} is already in the pool; ignored{more}",
+                    x=shown(text, 200),
+                    more=more,
+                )
             return
         self.log.info(
             "experiment #{seq} from the broker (channel {ch}): {x}",

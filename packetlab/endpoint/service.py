@@ -20,7 +20,7 @@ import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from twisted.application import service
 from twisted.application.internet import ClientService
@@ -32,7 +32,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -56,6 +56,7 @@ __all__ = [
 CONNECT_TIMEOUT = 3.0
 CONNECT_RETRY = 1.0
 CONNECT_GIVE_UP = 5.0
+OUTAGE_REMINDER = 600.0  # s between the log lines of a controller that stays unreachable
 MAX_YIELD_WAIT = 86400.0  # a resume hint further away than a day is capped to a day
 
 
@@ -182,6 +183,12 @@ class ConnectCycle:
         self._cycle_start: float | None = None
         self._after_session: float | None = None
         self._why = ""
+        # The outage (failed attempts since the last session, or since the start): its
+        # first cycle is logged attempt by attempt, then one line every OUTAGE_REMINDER s
+        # (a controller down for a day logged ~5 lines every 9 s: ~48,000 lines).
+        self._outage_start: float | None = None
+        self._outage_cycles = 0
+        self._last_line = 0.0
 
     def attempt_started(self) -> None:
         if self._cycle_start is None:
@@ -194,31 +201,65 @@ class ConnectCycle:
     def session_over(self, delay: float) -> None:
         self._after_session = delay
         self._cycle_start = None
+        self._outage_start = None  # it was reached
 
     def __call__(self, attempt: int) -> float:
         if self._after_session is not None:
             delay, self._after_session = self._after_session, None
             self.log.info("next connection to {addr} in {d:.3f} s", addr=str(self.address), d=delay)
             return delay
-        start = self._cycle_start if self._cycle_start is not None else self.clock.seconds()
-        elapsed = self.clock.seconds() - start
+        now = self.clock.seconds()
+        start = self._cycle_start if self._cycle_start is not None else now
+        elapsed = now - start
+        if self._outage_start is None:
+            self._outage_start, self._outage_cycles, self._last_line = start, 0, now
+        first_cycle = self._outage_cycles == 0
         if elapsed + CONNECT_RETRY < CONNECT_GIVE_UP:
-            self.log.info(
-                "cannot reach controller {addr}: {why}; retrying in {d} s",
+            if first_cycle:
+                self.log.info(
+                    "cannot reach controller {addr}: {why}; retrying in {d} s",
+                    addr=str(self.address),
+                    why=self._why,
+                    d=CONNECT_RETRY,
+                )
+            return CONNECT_RETRY
+        self._outage_cycles += 1
+        self._cycle_start = None
+        if first_cycle:
+            self.log.warn(
+                "gave up reaching controller {addr} after {t:.1f} s ({why}); next attempt in "
+                "{d} s (and so on, logged every {r:g} s until it is reached)",
+                addr=str(self.address),
+                t=elapsed,
+                why=self._why,
+                d=self.retry_delay,
+                r=OUTAGE_REMINDER,
+            )
+            self._last_line = now
+        elif now - self._last_line >= OUTAGE_REMINDER:
+            self.log.warn(
+                "still cannot reach controller {addr} ({why}): {n} connect cycles over "
+                "{t:.0f} s; next attempt in {d} s",
                 addr=str(self.address),
                 why=self._why,
-                d=CONNECT_RETRY,
+                n=self._outage_cycles,
+                t=now - self._outage_start,
+                d=self.retry_delay,
             )
-            return CONNECT_RETRY
-        self.log.warn(
-            "gave up reaching controller {addr} after {t:.1f} s ({why}); next attempt in {d} s",
-            addr=str(self.address),
-            t=elapsed,
-            why=self._why,
-            d=self.retry_delay,
-        )
-        self._cycle_start = None
+            self._last_line = now
         return self.retry_delay
+
+
+def _discard(event: Any) -> None:
+    pass
+
+
+class _QuietClientService(ClientService):
+    """`ClientService` without its line per failed attempt ("Scheduling retry 3 to connect
+    <packetlab.endpoint.service._CycleEndpoint object at 0x7f...> in 1.0 seconds."):
+    `ConnectCycle` says the same in words, and less often."""
+
+    _log = Logger(observer=cast(ILogObserver, _discard))
 
 
 @implementer(IStreamClientEndpoint)
@@ -274,7 +315,7 @@ class NoSubService(service.Service):
 
         factory = Factory.forProtocol(build)
         factory.noisy = False  # one "Starting factory" line per connection is noise
-        self._client = ClientService(
+        self._client = _QuietClientService(
             _CycleEndpoint(reactor, link, address, self.cycle),
             factory,
             retryPolicy=self.cycle,

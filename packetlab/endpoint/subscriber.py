@@ -15,6 +15,7 @@ So a restarted broker has every endpoint back within `backoff_cap` plus a handsh
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab.endpoint.config import ConfigError, EndpointConfig
-from packetlab.endpoint.service import ControllerAddress, PlaintextLink
+from packetlab.endpoint.service import OUTAGE_REMINDER, ControllerAddress, PlaintextLink
 from packetlab.endpoint.subscription import (
     BrokerReader,
     Event,
@@ -40,6 +41,7 @@ from packetlab.tls import (
     PPKSClientCreator,
     PPKSClientEndpoint,
     TLSConfigError,
+    chain_validity,
 )
 from packetlab.wire.constants import DEFAULT_SUB_PORT
 from packetlab.wire.framer import Framer
@@ -121,6 +123,7 @@ class BrokerSubscriber(service.Service):
         self.link: _BrokerLink | None = None
         self._timer: IDelayedCall | None = None
         self._connecting: Any = None
+        self._outage_start = self._last_line = 0.0
 
     def startService(self) -> None:
         super().startService()
@@ -163,9 +166,33 @@ class BrokerSubscriber(service.Service):
         delay = min(self.backoff_cap, self.backoff_base * 2 ** min(self.failures, 16))
         delay *= random.uniform(0.8, 1.0)  # spread a crowd of endpoints after a restart
         self.failures += 1
-        self.log.info(
-            "broker {addr}: {why}; reconnecting in {d:.2f} s", addr=self.address, why=why, d=delay
-        )
+        now = self.reactor.seconds()
+        if self.failures == 1:
+            self._outage_start = self._last_line = now
+        # Each failure while the backoff grows, then one line every OUTAGE_REMINDER s: a
+        # broker down for a day logged a line every ~5 s (~17,000 lines).
+        if self.failures <= 8:
+            self.log.info(
+                "broker {addr}: {why}; reconnecting in {d:.2f} s{then}",
+                addr=self.address,
+                why=why,
+                d=delay,
+                then=""
+                if self.failures < 8
+                else f" (and so on, logged every {OUTAGE_REMINDER:g} s)",
+            )
+            self._last_line = now
+        elif now - self._last_line >= OUTAGE_REMINDER:
+            self.log.warn(
+                "broker {addr}: still unreachable ({why}) after {n} attempts over {t:.0f} s; "
+                "reconnecting in {d:.2f} s",
+                addr=self.address,
+                why=why,
+                n=self.failures,
+                t=now - self._outage_start,
+                d=delay,
+            )
+            self._last_line = now
         self._timer = self.reactor.callLater(delay, self._connect)
 
     def stopService(self) -> None:
@@ -217,10 +244,29 @@ class BrokerSettings:
             )
         except (TLSConfigError, OSError, PPKSError, ValueError) as e:
             raise ConfigError(f"broker mode: {e}") from None
+        # Expired: the broker refuses the link (agent cert) or the subscription (chain), and
+        # the endpoint would retry for ever with nothing at its end saying why.
+        now = time.time()
+        for key, certs in (("EndpointAgentCertPath", creds.chain), ("SubPrivCertChainPath", chain)):
+            if not certs:
+                continue
+            where = cfg.origins.get(key, key)
+            what = where if where.endswith(key) else f"{where}: {key}"
+            error, warning, _ = chain_validity(certs, what, now)
+            if error is not None:
+                raise ConfigError(f"broker mode: {error}")
+            if warning is not None:
+                Logger(namespace="pktendpoint").warn("broker mode: {w}", w=warning)
         return cls(address, PPKSClientCreator(creds, AuthMode.AGENT, roots), plan)
 
     def endpoint(self, reactor: Any) -> Any:
-        return PPKSClientEndpoint(PlaintextLink().endpoint(reactor, self.address), self.creator)
+        from packetlab.endpoint.tlslink import HANDSHAKE_TIMEOUT
+
+        return PPKSClientEndpoint(
+            PlaintextLink().endpoint(reactor, self.address),
+            self.creator,
+            handshake_timeout=(HANDSHAKE_TIMEOUT, reactor),  # a silent broker: retried
+        )
 
 
 def _read(path: str) -> bytes:

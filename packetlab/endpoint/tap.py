@@ -75,7 +75,7 @@ class Options(TapOptions):
         "no ADDR is given then. Settings come from the reference endpt.conf format "
         "(--config, default "
         "~/.pktlab/endpt.conf) and can be overridden with --set KEY=VALUE or the named "
-        "options below. The link is TLS 1.3 with PPKS certificates (ControllerCertChainPath, "
+        "options above. The link is TLS 1.3 with PPKS certificates (ControllerCertChainPath, "
         "EndpointPrivKey, EndpointOpPubKeyPath; `pktlab init` writes a demo endpt.conf); "
         "--insecure-plaintext runs over plain TCP to a loopback controller only. "
         "Known config keys: " + ", ".join(KNOWN_KEYS) + "."
@@ -317,6 +317,7 @@ def makeService(options: Options) -> IService:
         from packetlab.endpoint.tlslink import Admission, open_accounting
 
         link = options["tls_link"]
+        options["tls_link"].watch_expiry(reactor)
         if options["tls_link"].trusts_any_root:
             log.warn(
                 "no EndpointOpPubKeyPath: any controller chain with a well-formed root is "

@@ -9,10 +9,11 @@ does a session start, under the limits of that chain (`packetlab.endpoint.limits
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
@@ -28,12 +29,15 @@ from packetlab.tls import (
     PPKSClientEndpoint,
     TLSConfigError,
     VerifiedPeer,
+    chain_validity,
 )
+from packetlab.tls.credentials import _utc
 
 __all__ = ["Admission", "TLSLink", "open_accounting"]
 
 log = Logger(namespace="pktendpoint")
 RUNTIME_TICK = 1.0  # s between runtime debits (each reserves up to RUNTIME_CHUNK ahead)
+HANDSHAKE_TIMEOUT = 10.0  # s for a controller (or a broker) to finish the TLS handshake
 
 
 @dataclass
@@ -44,6 +48,8 @@ class TLSLink:
     trusts_any_root: bool
     credentials: Credentials | None = None
     roots: tuple[Any, ...] = ()
+    #: The chain's earliest not_after (Unix s), and what to say when it passes.
+    expires: tuple[int, str] | None = None
 
     @classmethod
     def from_config(cls, cfg: EndpointConfig) -> TLSLink:
@@ -59,6 +65,14 @@ class TLSLink:
             creds = Credentials.load(cfg.controller_chain, cfg.private_key)
         except TLSConfigError as e:
             raise ConfigError(f"ControllerCertChainPath/EndpointPrivKey: {e}") from None
+        what = cfg.origins.get("ControllerCertChainPath") or "ControllerCertChainPath"
+        if not what.endswith("ControllerCertChainPath"):
+            what += ": ControllerCertChainPath"
+        error, warning, not_after = chain_validity(creds.chain, what, time.time())
+        if error is not None:  # it used to start and fail every connection silently
+            raise ConfigError(error)
+        if warning is not None:
+            log.warn("{warning}", warning=warning)
         roots = []
         for path in cfg.eop_pubkeys:
             try:
@@ -68,7 +82,11 @@ class TLSLink:
         creator = PPKSClientCreator(
             creds, AuthMode.ENDPOINT_AUTH_CONTROLLER, roots, snikey=cfg.nosub_snikey
         )
-        return cls(creator, not roots, creds, tuple(roots))
+        expired = (
+            f"{what}: the chain expired now; every controller will refuse this endpoint "
+            "until it is renewed and the endpoint restarted"
+        )
+        return cls(creator, not roots, creds, tuple(roots), (not_after, expired))
 
     def for_snikey(self, snikey: str | None) -> TLSLink:
         """The same link sending another SNI (broker mode: the xdescr's sni_key)."""
@@ -77,14 +95,29 @@ class TLSLink:
         creator = PPKSClientCreator(
             self.credentials, AuthMode.ENDPOINT_AUTH_CONTROLLER, self.roots, snikey=snikey
         )
-        return TLSLink(creator, self.trusts_any_root, self.credentials, self.roots)
+        return TLSLink(creator, self.trusts_any_root, self.credentials, self.roots, self.expires)
+
+    def watch_expiry(self, reactor: Any) -> None:
+        """One error line when the chain expires while the endpoint runs (within 30 days:
+        a timer, not one for every endpoint's 2038)."""
+        if self.expires is None:
+            return
+        not_after, text = self.expires
+        delay = not_after + 1 - time.time()
+        if 0 < delay <= 30 * 86400:
+            reactor.callLater(delay, log.error, "{text}", text=text)
 
     def endpoint(self, reactor: object, address: object) -> IStreamClientEndpoint:
         from packetlab.endpoint.service import ControllerAddress, PlaintextLink
 
         assert isinstance(address, ControllerAddress)
         tcp = PlaintextLink().endpoint(reactor, address)
-        return PPKSClientEndpoint(tcp, self.creator)
+        # A controller (or anything on its port) that accepts and then says nothing: the
+        # endpoint waited in the handshake for ever, without a log line. The reference
+        # endpoint's setup window is 10 s.
+        return PPKSClientEndpoint(
+            tcp, self.creator, handshake_timeout=(HANDSHAKE_TIMEOUT, cast(Any, reactor))
+        )
 
 
 def open_accounting(cfg: EndpointConfig) -> Accounting:
@@ -126,10 +159,11 @@ class Admission:
         extra = {} if priority is None else {"priority": priority}
         gate = admit(peer.chain.certs, self.accounting, self.clock, log=log, **extra)
         log.info(
-            "controller chain admitted: {n} cert(s), experiment ends in {t:.1f} s, "
+            "controller chain admitted: {n} cert(s), experiment ends in {t:.1f} s ({at}), "
             "{d} monitor digest(s) required",
             n=len(peer.chain.certs),
             t=(gate.end_ns - self.clock()) / 1e9,
+            at=_utc(gate.end_ns // 1_000_000_000),  # "in 351054399.4 s" alone says little
             d=len(gate.required_digests),
         )
         return gate

@@ -11,6 +11,7 @@ moment, which is how synchronised sends across several endpoints are scheduled (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,12 +51,17 @@ class ClockRound:
 
 @dataclass(frozen=True, slots=True)
 class ClockModel:
-    """offset(t) = offset_ns + drift_ppm * 1e-6 * (t - ref_ns), t local ns."""
+    """offset(t) = offset_ns + drift_ppm * 1e-6 * (t - ref_ns), t local ns.
+
+    `drift_error_ppm` is the drift's standard error had each round's offset an error of
+    its ± rtt/2 (1/sqrt(sum w (t - mean t)^2), w = 1/error^2): a drift well inside it is
+    not one. None with fewer than two rounds apart in time."""
 
     ref_ns: int
     offset_ns: float
     drift_ppm: float
     rounds: tuple[ClockRound, ...]
+    drift_error_ppm: float | None = None
 
     def offset_at(self, local_ns: int) -> float:
         return self.offset_ns + self.drift_ppm * 1e-6 * (local_ns - self.ref_ns)
@@ -77,6 +83,7 @@ class ClockModel:
             "rounds": len(self.rounds),
             "offset_us": self.offset_ns / 1000,
             "drift_ppm": self.drift_ppm,
+            "drift_error_ppm": self.drift_error_ppm,
             "min_rtt_us": min(r.rtt_ns for r in self.rounds) / 1000,
             "max_residual_us": max(res) / 1000 if res else 0.0,
             "span_s": (self.rounds[-1].local_ns - self.rounds[0].local_ns) / 1e9,
@@ -101,7 +108,8 @@ def fit_drift(rounds: list[ClockRound]) -> ClockModel:
         else sum(w * (x - mx) * (y - my) for w, x, y in zip(ws, xs, ys, strict=True)) / sxx
     )  # ns per s = ppb
     intercept = my - slope * mx
-    return ClockModel(ref, intercept, slope / 1000, tuple(rounds))
+    spread = None if sxx == 0 else 1.0 / math.sqrt(sxx) / 1000  # ns per s -> ppm
+    return ClockModel(ref, intercept, slope / 1000, tuple(rounds), spread)
 
 
 def _round(est: ClockEstimate) -> ClockRound:

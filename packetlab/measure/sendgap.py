@@ -42,7 +42,7 @@ class SendGapResult:
         return {
             "type": "sendgap",
             "train": self.train,
-            "dst": f"{r.raddr}:{r.rport}",
+            "dst": f"[{r.raddr}]:{r.rport}" if r.raddr.version == 6 else f"{r.raddr}:{r.rport}",
             "count": r.count,
             "sent": r.sent_count,
             "gap_us": r.gap / 1000,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from packetlab._lazy import lazy_attributes
 
-from .accounting import Accounting, Budget, Counter, Meter
+from .accounting import Accounting, AccountingError, Budget, Counter, Meter
 from .cert import (
     Certificate,
     CertType,
@@ -54,6 +54,7 @@ __getattr__, __dir__ = lazy_attributes(
 __all__ = [
     "DEFAULT_SEND_BURST",
     "Accounting",
+    "AccountingError",
     "AuthMode",
     "Budget",
     "BurstRate",

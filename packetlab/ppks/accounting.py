@@ -25,17 +25,42 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .cert import Certificate
 
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["Accounting", "Budget", "Counter", "Meter"]
+__all__ = ["Accounting", "AccountingError", "Budget", "Counter", "Meter"]
 
 _SQLITE_MAX = 2**63 - 1  # SQLite INTEGER is signed 64-bit; larger limits are clamped
 _SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database
+
+
+class AccountingError(Exception):
+    """The database could not record a debit, a refund or a session's records (disk full,
+    an I/O error, a read-only file): what needed recording is refused (fail closed), and
+    the message names the database and SQLite's reason. Before, the `sqlite3` error
+    escaped into the reactor as an unhandled traceback and the request got no answer."""
+
+
+def _recording(acct: Accounting) -> _Recording:
+    return _Recording(acct.path)
+
+
+class _Recording:
+    """Turns an SQLite error inside it into `AccountingError`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: object) -> None:
+        if exc is not None and type(exc).__module__ == "sqlite3":
+            raise AccountingError(f"accounting database {self.path}: {exc}") from exc
 
 
 class Counter(enum.Enum):
@@ -163,7 +188,7 @@ class Accounting:
                     )
         if not any(records.values()):
             return Budget(self, records)  # nothing to count: no database work (nor SQLite)
-        with self._transaction():
+        with _recording(self), self._transaction():
             for counter, recs in records.items():
                 for r in recs:
                     self._db.execute(
@@ -222,9 +247,25 @@ class _Txn:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type is None:
+                try:
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._rollback()  # a COMMIT that failed must not leave it open
+                    raise
+            else:
+                self._rollback()
         finally:
             self._lock.release()
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (SQLITE_FULL does): ROLLBACK then raises
+        # "no transaction is active", which would hide the error that matters.
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except Exception:
+                pass
 
 
 class Budget:
@@ -254,7 +295,7 @@ class Budget:
         if not recs or amount == 0:
             return amount
         acct = self._acct
-        with acct._transaction():
+        with _recording(acct), acct._transaction():
             avail = acct._available(recs, counter)
             grant = min(amount, avail) if partial else (amount if avail >= amount else 0)
             if grant:
@@ -270,7 +311,7 @@ class Budget:
         if not recs or amount == 0:
             return
         acct = self._acct
-        with acct._transaction():
+        with _recording(acct), acct._transaction():
             for r in recs:
                 acct._set_used(
                     r.key, counter, max(0, acct._used(r.key, counter) - amount), r.exptime
@@ -305,6 +346,9 @@ class Meter:
         self._worker = budget._acct._worker if budget.is_limited(counter) else None
         self._next: Future[int] | None = None  # the background reservation in flight
         self._asked = 0  # ... and what it asked for
+        #: The database's last `AccountingError` (then `consume` grants nothing more
+        #: than is held, and `release` could not refund).
+        self.error: AccountingError | None = None
 
     def consume(self, n: int) -> bool:
         """Spend `n` if the budget allows; False (nothing spent) otherwise."""
@@ -316,16 +360,22 @@ class Meter:
                 return True
             if self.spent:  # ran dry after the first reservation: the top-ups are too small
                 self.chunk = min(2 * self.chunk, self.max_chunk)
-            self._take_next(wait=True)
-            if n > self.held:
-                want = max(self.chunk, n - self.held)
-                self.held += self._budget.reserve(self.counter, want, partial=True)
+            try:
+                self._take_next(wait=True)
                 if n > self.held:
-                    return False
+                    want = max(self.chunk, n - self.held)
+                    self.held += self._budget.reserve(self.counter, want, partial=True)
+            except AccountingError as e:  # nothing recorded: nothing granted
+                self.error = e
+            if n > self.held:
+                return False
         self.held -= n
         self.spent += n
         if self._worker is not None and self.held < self.chunk // 2:
-            self._prefetch()
+            try:
+                self._prefetch()
+            except AccountingError as e:  # the next consume reserves (or fails) itself
+                self.error = e
         return True
 
     def _prefetch(self) -> None:
@@ -351,7 +401,10 @@ class Meter:
 
     def release(self) -> None:
         """Refund what was reserved and not spent (a reservation in flight included)."""
-        self._take_next(wait=True)
-        if self.held:
-            self._budget.refund(self.counter, self.held)
-            self.held = 0
+        try:
+            self._take_next(wait=True)
+            if self.held:
+                self._budget.refund(self.counter, self.held)
+                self.held = 0
+        except AccountingError as e:  # what is held stays debited: never more than used
+            self.error = e

@@ -21,6 +21,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab import wire
+from packetlab.hostport import host_port
+from packetlab.logbudget import LogBudget
 from packetlab.tls import PPKSServerOptions
 from packetlab.tls.handoff import HandoffError, TLSHandoff
 from packetlab.wire.constants import Status
@@ -96,6 +98,10 @@ class Proxy:
         self._known: dict[str, float] = {}  # snikey -> when a backlog of it was last seen
         self.pending: dict[str, dict[_Conn, None]] = {"endpoints": {}, "setup": {}}
         self._saturated = {"endpoints": False, "setup": False}
+        # Refusals come as fast as anyone connects: so many lines a minute per port (a
+        # flood of 1,500 bad registrations was 1,500 lines); the counters count them all.
+        clock = reactor.seconds
+        self.refusal_log = {"endpoints": LogBudget(clock), "setup": LogBudget(clock)}
         self.relays: set[SpliceRelay] = set()
         # "copy"/"splice": SpliceRelay on the sockets (Linux); "python": RelayEnd.
         self.relay = relay or ("copy" if splice_available() else "python")
@@ -222,7 +228,7 @@ class _Conn(RelayEnd):
     def connectionMade(self) -> None:
         self.proxy.live.add(self)
         peer = self.transport.getPeer()  # type: ignore[union-attr]
-        self.peer_text = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        self.peer_text = host_port(peer)
         self.proxy.admit(self)
         keepalive(self.transport, self.proxy.keepalive)
 
@@ -321,9 +327,15 @@ class SetupProtocol(_Conn):
             self.proxy.registry.discard(self.snikey or "", self)
         else:
             self.proxy.stats.registration_failures += 1
-        self.proxy.log.warn(
-            "setup {peer}: {text}; closing", peer=self.peer_text, text=text, reason=reason
-        )
+        more = self.proxy.refusal_log["setup"].allow()
+        if more is not None:
+            self.proxy.log.warn(
+                "setup {peer}: {text}; closing{more}",
+                peer=self.peer_text,
+                text=text,
+                reason=reason,
+                more=more,
+            )
         self._close()
 
     def evict(self) -> None:
@@ -483,12 +495,15 @@ class EndpointProtocol(_Conn):
             return
         self._unwait()
         self.proxy.stats.refusals[reason] += 1
-        self.proxy.log.warn(
-            "endpoint {peer} refused ({reason}): {text}",
-            peer=self.peer_text,
-            reason=reason,
-            text=text,
-        )
+        more = self.proxy.refusal_log["endpoints"].allow()
+        if more is not None:
+            self.proxy.log.warn(
+                "endpoint {peer} refused ({reason}): {text}{more}",
+                peer=self.peer_text,
+                reason=reason,
+                text=text,
+                more=more,
+            )
         if alert and self.transport is not None:
             self.transport.write(alert)
             self._closing = True

@@ -4,6 +4,7 @@ See docs/proxy.md."""
 from __future__ import annotations
 
 import difflib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,14 @@ from twisted.python import usage
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key
 from packetlab.proxy.splice import available as splice_available
 from packetlab.tapoptions import TapOptions, server_endpoint, stop_daemon, tap_service
-from packetlab.tls import AuthMode, Credentials, PPKSServerOptions, ServerEntry, TLSConfigError
+from packetlab.tls import (
+    AuthMode,
+    Credentials,
+    PPKSServerOptions,
+    ServerEntry,
+    TLSConfigError,
+    chain_validity,
+)
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
 __all__ = ["AGENT_CERT", "AGENT_KEY", "Options", "default_pending_max", "makeService"]
@@ -160,6 +168,15 @@ class Options(TapOptions):
                 f"{given}proxy identity: {e} (run `pktlab init`, which writes {AGENT_CERT}.cert "
                 f"and {AGENT_KEY}, or give --cert and --private-key)"
             ) from None
+        # An expired agent certificate: managers that check it (ProxyCertRootPath) refuse
+        # every registration; the proxy used to start with it without a word.
+        error, warning, _ = chain_validity(
+            self["credentials"].chain, f"{origin['cert'] if self['cert'] else cert}", time.time()
+        )
+        if error is not None:
+            raise usage.UsageError(f"proxy identity: {error}")
+        if warning is not None:
+            log.warn("proxy identity: {warning}", warning=warning)
         roots = []
         for p in filter(None, (self["manager-roots"] or "").split(",")):
             try:

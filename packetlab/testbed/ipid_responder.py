@@ -53,18 +53,11 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 
+from packetlab.testbed.probe import inet_checksum as checksum
+
 _ICMP_ECHO, _ICMP_REPLY, _ICMP_UNREACH, _PORT_UNREACH, _ICMP_TIMXCEED = 8, 0, 3, 3, 11
 _TCP_SYN, _TCP_RST, _TCP_ACK = 0x02, 0x04, 0x10
 METHODS = ("icmp-echo", "tcp-ack", "udp")
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 class Counter:

@@ -25,7 +25,7 @@ import socket
 import struct
 import sys
 
-from packetlab.testbed.ipid_responder import checksum
+from packetlab.testbed.probe import inet_checksum as checksum
 
 _ETH_P_IP = 0x0800
 _PACKET_OUTGOING = 4

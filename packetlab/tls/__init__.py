@@ -5,7 +5,7 @@ message. See docs/tls.md."""
 from packetlab.ppks import AuthMode, generate_snikey, is_valid_snikey
 
 from .context import PeerPolicy, PPKSClientCreator, PPKSServerOptions
-from .credentials import Credentials, ServerEntry, TLSConfigError
+from .credentials import Credentials, ServerEntry, TLSConfigError, chain_validity
 from .protocol import (
     IPPKSPeerListener,
     PeerGate,
@@ -36,6 +36,7 @@ __all__ = [
     "ServerEntry",
     "TLSConfigError",
     "VerifiedPeer",
+    "chain_validity",
     "gen_snikey",
     "generate_snikey",
     "is_valid_snikey",

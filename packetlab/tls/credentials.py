@@ -170,3 +170,46 @@ class ServerEntry:
             f"ServerEntry({self.credentials!r}, {self.mode.name}, {len(self.roots)} root(s), "
             f"client cert {'required' if self.client_cert_required else 'optional'})"
         )
+
+
+EXPIRY_WARNING = 7 * 86400  # s: one of our own certificates expiring sooner is warned about
+
+
+def _utc(ts: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def chain_validity(
+    certs: Sequence[Certificate], what: str, now: float
+) -> tuple[str | None, str | None, int]:
+    """A daemon's own certificates (`what`: where they were set) at start-up: an error text
+    when one has expired or is not valid yet (every peer refuses the chain), else a warning
+    text when one expires within `EXPIRY_WARNING`, and the earliest `not_after`."""
+    for i, c in enumerate(certs):
+        name = f"{what}: certificate #{i} ({c.cert_type.label})"
+        if now > c.not_after:
+            return (
+                f"{name} expired at {_utc(c.not_after)}: every peer refuses the chain; renew "
+                f"it (pktlab ppks sign {c.cert_type.label} ...) and start again",
+                None,
+                c.not_after,
+            )
+        if now < c.not_before:
+            return (
+                f"{name} is not valid before {_utc(c.not_before)}: every peer refuses the "
+                "chain until then (is this host's clock right?)",
+                None,
+                c.not_after,
+            )
+    first = min(certs, key=lambda c: c.not_after)
+    warning = None
+    if first.not_after - now < EXPIRY_WARNING:
+        hours = (first.not_after - now) / 3600
+        warning = (
+            f"{what}: certificate #{list(certs).index(first)} ({first.cert_type.label}) "
+            f"expires at {_utc(first.not_after)}, in {hours:.1f} h: renew it before then "
+            "(every peer refuses an expired chain) and restart"
+        )
+    return None, warning, first.not_after

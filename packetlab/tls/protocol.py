@@ -17,6 +17,7 @@ hands them to the kernel in one `send` (`packetlab.tls.directwrite`).
 from __future__ import annotations
 
 import enum
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from packetlab.hostport import host_port
+from packetlab.logbudget import LogBudget
 from packetlab.ppks import AuthMode, Certificate, ChainError, PPKSError, VerifiedChain, verify_chain
 
 from .context import PeerPolicy, PPKSClientCreator, PPKSServerOptions, RefusedName
@@ -102,6 +105,9 @@ class PeerVerificationError(Exception):
         if self.chain_error is not None:
             return self.chain_error.reason.value
         return self.refusal.value
+
+
+REFUSAL_LOG = LogBudget(time.monotonic)  # refused TLS clients, for the whole process
 
 
 @dataclass(frozen=True)
@@ -305,7 +311,7 @@ class PeerGate(Protocol):
         _PEERS[self.app] = _PEERS[self.transport] = peer
         self.log.debug(
             "TLS peer {peer} verified in {mode} mode ({n} cert(s), snikey {snikey})",
-            peer=self._peer_address(),
+            peer=host_port(self._peer_address_obj()),
             mode=peer.mode.name,
             n=len(peer.chain.certs) if peer.chain else 0,
             snikey=peer.snikey,
@@ -377,11 +383,11 @@ class PeerGate(Protocol):
             PeerRefusal.CONNECTION_LOST, f"before the peer was verified: {reason.getErrorMessage()}"
         )
 
-    def _peer_address(self) -> str:
+    def _peer_address_obj(self) -> Any:
         try:
-            return str(cast(Any, self.transport).getPeer())
+            return cast(Any, self.transport).getPeer()
         except Exception:
-            return "?"
+            return None
 
     def _refuse(self, err: PeerVerificationError, *, abort: bool = True) -> None:
         self.refused = err
@@ -396,14 +402,22 @@ class PeerGate(Protocol):
         if held:
             assert self.refusal_delay is not None
             delay = self.refusal_delay[0](self._peer_host())
-        self.log.warn(
-            "refused TLS peer {peer} ({side}): {rule}: {error}{later}",
-            peer=self._peer_address(),
-            side="server" if self.is_client else "client",
-            rule=err.rule,
-            error=str(err),
-            later=f" (closing in {delay:.1f} s)" if delay > 0 else "",
-        )
+        # A client's refusals come as fast as anyone connects: a budget of lines a minute
+        # for all of them (a flood of 1,500 bad handshakes was 1,500 lines).
+        more = "" if self.is_client else REFUSAL_LOG.allow()
+        if more is not None:
+            error = str(err)
+            rule = err.rule
+            self.log.warn(
+                "refused TLS peer {peer} ({side}): {rule}: {error}{later}{more}",
+                peer=host_port(self._peer_address_obj()),
+                side="server" if self.is_client else "client",
+                rule=rule,
+                # "handshake_failed: handshake_failed: unexpected message": said once
+                error=error.removeprefix(f"{rule}: "),
+                later=f" (closing in {delay:.1f} s)" if delay > 0 else "",
+                more=more,
+            )
         if abort and self.transport is not None:
             tls = cast(TLSMemoryBIOProtocol, self.transport)
             if delay > 0:
@@ -841,14 +855,22 @@ class PPKSClientEndpoint:
         creator: PPKSClientCreator,
         *,
         tcp_nodelay: bool = True,
+        handshake_timeout: tuple[float, AnyReactorTime] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._creator = creator
         self._tcp_nodelay = tcp_nodelay
+        # (seconds, clock): a server silent in the handshake is given up on (the connect
+        # fails), as the server side cuts off a silent client
+        self._handshake_timeout = handshake_timeout
 
     def connect(self, protocolFactory: AnyProtocolFactory) -> Deferred[AnyProtocol]:
         factory = PPKSTLSFactory(
-            self._creator, True, protocolFactory, tcp_nodelay=self._tcp_nodelay
+            self._creator,
+            True,
+            protocolFactory,
+            tcp_nodelay=self._tcp_nodelay,
+            handshake_timeout=self._handshake_timeout,
         )
 
         def verified(tls: TLSMemoryBIOProtocol) -> Deferred[AnyProtocol]:

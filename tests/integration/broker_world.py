@@ -5,6 +5,7 @@ no SNI, each message split into records)."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -83,12 +84,14 @@ class BrokerProcess:
         try:
             # 30 s: a loaded 2-CPU machine has taken over 15 s to import and listen.
             out = self.wait_log("pktbroker status page on http", timeout=30.0, since=self.mark)
+            found = re.search(r"status page on http://[^\s]*:(\d+)/", out[self.mark :])
+            assert found is not None, out[self.mark :]
+            self.status_port = int(found.group(1))
         except BaseException:
-            self.stop()  # a broker that never said it listens must not outlive the test
+            # a broker that never said it listens (or not as expected) must not outlive
+            # the test: a line that did not parse leaked eight brokers once
+            self.stop()
             raise
-        self.status_port = int(
-            out[self.mark :].split("status page on http")[1].split("port=")[1].split(")")[0]
-        )
 
     def output(self) -> str:
         """The whole log: twistd rotates its log file at 1 MB (to .1, .2, ...; the

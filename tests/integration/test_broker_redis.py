@@ -26,6 +26,12 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     port = free_port()
+    proc = start_redis(port, tmp_path)
+    yield f"redis://127.0.0.1:{port}/3"
+    stop_process(proc)
+
+
+def start_redis(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(tmp_path)],
@@ -45,8 +51,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
             pass
         assert time.monotonic() < deadline, "redis-server did not start"
         time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/3"
-    stop_process(proc)
+    return proc
 
 
 @pytest.fixture
@@ -177,3 +182,24 @@ def test_the_delivery_record_outlives_the_publication_across_brokers(
     assert _redis_int(redis_url, "TTL", f"pktlab:delivered:{h}") == -1  # live: kept
     for c in (at_b, other, pub2):
         c.close()
+
+
+def test_redis_lost_and_back_is_said_in_words(home: PktlabHome, tmp_path: Path) -> None:
+    """Redis stopped under a running broker: its log said only Twisted's "Scheduling retry
+    N to connect <twisted.internet.endpoints.TCP4ClientEndpoint object at 0x...>". Now one
+    line says what is lost meanwhile, and one that it is back."""
+    port = free_port()
+    redis = start_redis(port, tmp_path)
+    (tmp_path / "a").mkdir()
+    broker = BrokerProcess(home, tmp_path / "a", "--store", f"redis://127.0.0.1:{port}/3")
+    try:
+        broker.wait_log("shared state in redis://")
+        stop_process(redis)
+        out = broker.wait_log("shared state: lost Redis at 127.0.0.1:", timeout=15)
+        assert "publications made here reach only this broker's subscribers" in out
+        redis = start_redis(port, tmp_path)
+        broker.wait_log(f"shared state: Redis at 127.0.0.1:{port} is back", timeout=60)
+        assert broker.output().count("shared state: lost Redis") == 1
+    finally:
+        broker.stop()
+        stop_process(redis)

@@ -122,7 +122,7 @@ def test_external_endpoint() -> None:
 
 def test_publish_experiment_through_a_broker() -> None:
     out = run_example("publish_experiment.py", "--endpoints", "2")
-    assert out.count("SystemInfo(") == 2
+    assert out.count("hostid 'pktendpt', IPv4 127.0.0.1/8, transports TCP|UDP") == 2, out
     assert "publication closed" in out
 
 
@@ -171,3 +171,64 @@ def test_system_demo_runs_one_experiment_on_two_subscribed_endpoints(tmp_path: P
     assert out.count("status      HTTP/1.0 200 OK") == 2
     assert out.count("body        hello from the PacketLab system demo") == 2
     assert "2 of 2 endpoints ran the experiment (xpmgr exit 0)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--broker", "127.0.0.1:9"], "--broker: the local endpoints subscribe to the broker"),
+        (["--broker", "127.0.0.1:9", "--endpoints", "0"], "cannot reach broker 127.0.0.1:9: "),
+        (["--home", "/nonexistent"], "--home /nonexistent: not a pktlab home"),
+        (["--timeout", "-1"], "argument --timeout: must be a number of seconds above 0"),
+    ],
+)
+def test_publish_experiment_errors_are_one_line(args: list[str], error: str) -> None:
+    # Each was a traceback (AttributeError: 'Local' object has no attribute 'sub_port',
+    # ConnectionRefusedError, a broker's log dump, TimeoutError), then "failed", status 1.
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "publish_experiment.py"), *args],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert error in proc.stderr.strip().splitlines()[-1], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_system_demo_never_clears_a_directory_that_is_not_its_home(tmp_path: Path) -> None:
+    # `system_demo.py --home DIR` removed DIR whole when it had no broker.conf (`--home ~`
+    # cleared a home directory) and ran pktlab init there.
+    home = tmp_path / "notes"
+    home.mkdir()
+    (home / "thesis.tex").write_text("precious")
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "system_demo.py"), "--home", str(home)],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert (home / "thesis.tex").read_text() == "precious"
+    assert sorted(p.name for p in home.iterdir()) == ["thesis.tex"]
+    assert "is not a pktlab init home with a broker.conf, and not empty" in proc.stderr
+    bad = subprocess.run(
+        [sys.executable, str(EXAMPLES / "system_demo.py"), "--home", "/proc/no/such"],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert "pktlab init --home /proc/no/such failed: " in bad.stderr
+
+
+def test_system_demo_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    demo = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "system_demo.py"), "--home", str(tmp_path / "h")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=EXAMPLES.parent,
+    )  # fmt: skip
+    assert demo.stdout is not None
+    deadline = time.monotonic() + TIMEOUT
+    while "broker:" not in readline(demo.stdout) and time.monotonic() < deadline:
+        pass
+    demo.send_signal(signal.SIGINT)
+    _out, err = demo.communicate(timeout=TIMEOUT)
+    assert demo.returncode == 130, err
+    assert "Traceback" not in err and err.strip().endswith("system_demo.py: interrupted")

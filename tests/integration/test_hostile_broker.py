@@ -309,7 +309,10 @@ def test_slow_peers_are_closed_by_their_deadline(
         for s, _, _ in slow:
             s.close()
     out = broker.output()[mark:]
-    assert "TLS handshake not done" in out, out[-3000:]
+    # (refused TLS peers log at most 20 lines a minute per process: after the floods of
+    # the tests before, this one's may all be counted rather than logged)
+    budget_spent = "the next ones are counted, not logged" in broker.output()
+    assert "TLS handshake not done" in out or budget_spent, out[-3000:]
     assert "closing idle" in out, out[-3000:]
     check("slow peers", home, broker, tmp_path, before)
 

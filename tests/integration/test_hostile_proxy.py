@@ -123,8 +123,8 @@ def mutate_hello(rng: random.Random, hello: bytes) -> bytes:
 
 def test_mutated_and_split_hellos_are_refused_with_their_reason(proxy: ProxyProc) -> None:
     """400 mutated ClientHellos (SNIs nobody registered), half of them split into
-    random pieces: each is closed with a counted, logged reason, within the hello
-    timeout when it never completes."""
+    random pieces: each is closed with a counted reason (logged up to the refusal log's
+    budget), within the hello timeout when it never completes."""
     before = baseline(proxy)
     rng = random.Random("proxy-hellos")
     hellos = [client_hello(f"nobody{i}") for i in range(4)] + [client_hello(None)]
@@ -149,7 +149,10 @@ def test_mutated_and_split_hellos_are_refused_with_their_reason(proxy: ProxyProc
     stats = proxy.counters(f"sum(refusals.values()) >= {was + n}")
     reasons = set(stats["refusals"])
     assert {"unknown_snikey", "malformed", "timeout"} <= reasons, stats
-    assert len(proxy.text().split(" refused (")) > n
+    # each refusal is counted above; the log holds at most 20 lines a minute of them, and
+    # says so once they are spent (the rest are said as a count in the next line let through)
+    text = proxy.text()
+    assert " refused (" in text and "the next ones are counted, not logged" in text, text[-3000:]
     check("mutated ClientHellos", proxy, before)
 
 

@@ -159,13 +159,14 @@ def test_without_n_it_says_it_goes_to_the_background(tmp_path: Path, home: Path,
 
 
 def test_without_n_and_without_logfile_it_names_the_cwd(tmp_path: Path, home: Path) -> None:
-    """The case of the README without -n: twistd.log and twistd.pid in the current
-    directory, said in full."""
+    """The case of the README without -n: the daemon's own pktproxy.log and pktproxy.pid
+    in the current directory (twistd's twistd.log and twistd.pid before session 13), said
+    in full."""
     got = twistd(tmp_path, home, "pktproxy", *background_args("pktproxy"))
-    pid = tmp_path / "twistd.pid"
+    pid = tmp_path / "pktproxy.pid"
     try:
         assert got.returncode == 0, got.stderr
-        assert f"log in {tmp_path / 'twistd.log'}, pid in {pid}" in got.stderr
+        assert f"log in {tmp_path / 'pktproxy.log'}, pid in {pid}" in got.stderr
     finally:
         for _ in range(100):
             if pid.exists() and pid.read_text().strip():
@@ -209,3 +210,53 @@ def test_a_port_in_use_stops_the_daemon_with_one_line_and_status_1(
     assert f"127.0.0.1:{port}" in lines[0] and "Address already in use" in lines[0], lines[0]
     assert "cannot listen" in lines[0]
     assert not (tmp_path / "twistd.pid").exists()  # twistd cleaned up before the exit
+
+
+def test_daemons_started_in_the_foreground_from_one_directory_all_run(
+    tmp_path: Path, home: Path
+) -> None:
+    """The quick starts, as written: `twistd -n pktbroker`, then `twistd -n pktendpoint
+    ...` from the same directory. twistd wrote twistd.pid there with -n too, so the
+    second one refused to start ("Another twistd server is running, PID N"). Now -n writes
+    no pid file: both run."""
+    env = dict(os.environ, PKTLAB_HOME=str(home))
+    procs = []
+    try:
+        for tap in ("pktbroker", "pktendpoint", "pktproxy"):
+            procs.append(subprocess.Popen(
+                [*twistd_command(), "-n", tap, *background_args(tap)], cwd=tmp_path, env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            ))  # fmt: skip
+        time.sleep(3)
+        for p in procs:
+            assert p.poll() is None, p.communicate()[0]
+        assert not (tmp_path / "twistd.pid").exists()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+            p.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("tap", ["pktbroker", "pktproxy"])
+def test_a_port_in_use_in_the_background_is_said_to_the_shell(
+    tmp_path: Path, home: Path, tap: str
+) -> None:
+    """Without -n twistd's first process returns once the daemon says it started: a port
+    in use, found as the service starts, gave the shell status 0 and the reason only in
+    the log. Now the shell gets status 1 and the reason."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = background_args(tap)
+        args[1 if tap == "pktproxy" else 3] = f"tcp:{port}:interface=127.0.0.1"
+        got = twistd(tmp_path, home, tap, *args)
+    assert got.returncode == 1, (got.returncode, got.stderr)
+    assert "An error has occurred" in got.stderr and "Address already in use" in got.stderr
+    assert f"127.0.0.1:{port}" in got.stderr, got.stderr
+    for _ in range(100):  # the daemon stops: its pid file goes
+        if not (tmp_path / f"{tap}.pid").exists():
+            break
+        time.sleep(0.1)
+    assert not (tmp_path / f"{tap}.pid").exists()

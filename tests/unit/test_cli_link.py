@@ -35,7 +35,7 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_defaults_are_in_process_tls_from_the_default_home() -> None:
     link = Link.from_args(parse())
     assert link == Link(None, None, False) and link.in_process
-    assert link.describe().startswith("TLS 1.3, PPKS certificates from ")
+    assert link.describe().startswith(("TLS 1.3, PPKS certificates from ", "TLS 1.3, demo PPKS"))
 
 
 def test_options() -> None:
@@ -193,3 +193,20 @@ def test_the_demo_link_home_is_made_once_and_reused(
     key.unlink()  # an incomplete cache is made again
     third, _ = _in_process_home(None)
     assert third.root == home.root and key.is_file()
+
+
+def test_the_in_process_link_names_the_demo_certificates_it_will_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a complete `pktlab init` home the in-process link uses the demo home cached
+    # in ~/.cache/pktlab/demo-link, but said "PPKS certificates from ~/.pktlab" (which did
+    # not exist): every example's first line.
+    monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "nohome"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    link = Link.from_args(parse())
+    demo = tmp_path / "cache" / "pktlab" / "demo-link"
+    assert link.describe() == f"TLS 1.3, demo PPKS certificates from {demo}"
+    listening = Link.from_args(parse("--listen", "0"))  # the default home, as it reads it
+    assert listening.describe() == f"TLS 1.3, PPKS certificates from {tmp_path / 'nohome'}"
+    init_home(PktlabHome.at(tmp_path / "nohome"))
+    assert link.describe() == f"TLS 1.3, PPKS certificates from {tmp_path / 'nohome'}"

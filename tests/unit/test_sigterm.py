@@ -32,6 +32,7 @@ class FakeReactor:
 
 def test_sigterm_only_queues_the_stop_then_the_loop_stops_once() -> None:
     before = signal.getsignal(signal.SIGTERM)
+    before_hup = signal.getsignal(signal.SIGHUP)
     reactor = FakeReactor()
     try:
         install_sigterm(reactor)
@@ -39,8 +40,39 @@ def test_sigterm_only_queues_the_stop_then_the_loop_stops_once() -> None:
         signal.raise_signal(signal.SIGTERM)
     finally:
         signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGHUP, before_hup)
     assert reactor.stops == 0  # nothing ran inside the handler but the queueing
     assert len(reactor.from_thread) == 2
     for f, args in reactor.from_thread:
         f(*args)  # the second finds the reactor stopping: no error
     assert reactor.stops == 1 and not reactor.running
+
+
+def test_sighup_stops_cleanly_with_a_line_saying_why() -> None:
+    """SIGHUP killed a daemon outright (the default action): no log line, no clean end,
+    twistd's pid file left behind. Now it stops the reactor as SIGTERM does, saying that
+    the daemons do not reload."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+
+    before = signal.getsignal(signal.SIGTERM)
+    before_hup = signal.getsignal(signal.SIGHUP)
+    reactor = FakeReactor()
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    try:
+        install_sigterm(reactor)
+        signal.raise_signal(signal.SIGHUP)  # the test process lives on: handled
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGHUP, before_hup)
+    globalLogPublisher.addObserver(observer)
+    try:
+        for f, args in reactor.from_thread:
+            f(*args)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert reactor.stops == 1
+    (line,) = [e["log_format"] for e in seen if e.get("log_level") == LogLevel.info]
+    assert line.startswith("Received SIGHUP, shutting down") and "do not reload" in line

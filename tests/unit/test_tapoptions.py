@@ -43,6 +43,11 @@ def under_twistd(**parent: Any) -> Opts:
     return o
 
 
+def parent(o: Opts) -> Any:
+    assert o.parent is not None
+    return o.parent
+
+
 def test_outside_twistd_errors_raise_as_always() -> None:
     with pytest.raises(usage.UsageError, match="--count: expected a count, got 'x'"):
         Opts().parseOptions(["--count", "x"])
@@ -139,6 +144,30 @@ def test_stop_daemon_under_twistd_says_why_once_and_sets_the_status(
     assert reactor.stops == 1
 
 
+def test_stop_daemon_in_the_background_tells_the_waiting_shell(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Without -n twistd's first process waits for b"0" on its status pipe and exits 0 on
+    it: a port in use left the shell with status 0. Now the reason goes down the pipe
+    (twistd's parent prints it and exits 1), and twistd has no pipe left to say b"0"."""
+    import os
+
+    r, w = os.pipe()
+    opts = under_twistd(nodaemon=False, pidfile="", logfile="d.log")
+    make(opts)
+    capfd.readouterr()
+    parent(opts)["statusPipe"] = w  # what twistd's daemonize() sets
+    stop_daemon(Reactor(), "cannot listen: Couldn't listen on any:20556: [Errno 98] in use")
+    os.set_blocking(r, False)
+    try:
+        got = os.read(r, 200)
+    except BlockingIOError:  # nothing said
+        got = b""
+    os.close(r)
+    assert got == b"1 cannot listen: any:20556: in use"
+    assert parent(opts)["statusPipe"] is None and _Exit.status == 1
+
+
 class WithOperand(Opts):
     optFlags = [["quiet", "q", "A flag."]]
 
@@ -175,3 +204,26 @@ def test_endpoint_address_then_options() -> None:
     o = Options()
     o.parseOptions(["--insecure-plaintext", "127.0.0.1:20599", "--sessions", "1"])
     assert (o["address"].port, int(o["sessions"])) == (20599, 1)
+
+
+def test_in_the_foreground_there_is_no_pid_file_to_clash() -> None:
+    """twistd's default twistd.pid, with -n: none (a broker and an endpoint started from
+    one directory, as the quick starts do, clashed: "Another twistd server is running")."""
+    o = under_twistd(nodaemon=True, pidfile="twistd.pid", logfile=None)
+    o.parseOptions([])
+    assert parent(o)["pidfile"] == "" and parent(o)["logfile"] is None  # the log: stdout
+
+
+def test_in_the_background_the_files_are_the_daemons_own() -> None:
+    o = under_twistd(nodaemon=False, pidfile="twistd.pid", logfile=None)
+    o.parseOptions([])
+    assert (parent(o)["pidfile"], parent(o)["logfile"]) == ("pktdemo.pid", "pktdemo.log")
+    given = under_twistd(nodaemon=False, pidfile="/run/d.pid", logfile="/var/log/d.log")
+    given.parseOptions([])  # given: left alone
+    pid_only = under_twistd(nodaemon=False, pidfile="/run/d.pid", logfile=None)
+    pid_only.parseOptions([])  # the log is the daemon's own all the same
+    assert parent(pid_only)["logfile"] == "pktdemo.log"
+    assert (parent(given)["pidfile"], parent(given)["logfile"]) == ("/run/d.pid", "/var/log/d.log")
+    kept = under_twistd(nodaemon=True, pidfile="./twistd.pid", logfile=None)
+    kept.parseOptions([])  # the way to ask for twistd.pid itself
+    assert parent(kept)["pidfile"] == "./twistd.pid"

@@ -621,6 +621,48 @@ def test_refusal_is_logged_with_rule(world: World, caplog: pytest.LogCaptureFixt
     assert any(e["rule"] == "untrusted_root" and e["side"] == "server" for e in seen)
 
 
+def test_a_flood_of_bad_handshakes_is_a_bounded_number_of_log_lines(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker's port took 1,500 connections of junk: 1,500 lines "refused TLS peer
+    IPv4Address(type='TCP', host=..., port=...) (client): handshake_failed:
+    handshake_failed: ...". Now a budget of lines a minute for all of them, the peer as
+    HOST:PORT and the rule said once."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+
+    from packetlab.logbudget import LogBudget
+    from packetlab.tls import protocol
+
+    clock = Clock()
+    monkeypatch.setattr(protocol, "REFUSAL_LOG", LogBudget(clock.seconds))
+    seen: list[dict[str, Any]] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if event.get("log_level") is LogLevel.warn and "rule" in event:
+            seen.append(event)
+
+    sf = PPKSTLSFactory(
+        PPKSServerOptions({"exp1": controller_entry(world)}), False, Factory.forProtocol(App)
+    )
+    globalLogPublisher.addObserver(cast(ILogObserver, observer))
+    try:
+        for _ in range(200):
+            server = sf.buildProtocol(None)
+            assert server is not None
+            transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.9", 4242))
+            server.makeConnection(transport)
+            server.dataReceived(b"GET / HTTP/1.0\r\n\r\n")
+            server.connectionLost(Failure(ConnectionDone()))
+    finally:
+        globalLogPublisher.removeObserver(cast(ILogObserver, observer))
+    assert len(seen) == 20
+    line = seen[0]["log_format"].format(**seen[0])
+    assert line.startswith("refused TLS peer 192.0.2.9:4242 (client): handshake_failed: "), line
+    assert "handshake_failed: handshake_failed" not in line
+
+
 # --------------------------------------------------------------------------- SNI map
 
 

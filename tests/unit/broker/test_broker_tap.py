@@ -116,3 +116,84 @@ def test_a_path_that_cannot_be_a_file_is_a_config_error(line: str, why: str) -> 
     key = line.split()[0]
     with pytest.raises(ConfigError, match=f"b.conf:1: {key}: .*{why}"):
         parse_config([line], "b.conf")
+
+
+def test_listening_ports_are_said_as_host_port() -> None:
+    """`pktlab broker status` and the log said `publish IPv4Address(type='TCP',
+    host='0.0.0.0', port=20556)`; now `publish 0.0.0.0:20556`."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from packetlab.broker.service import BrokerService
+
+    reactor = MemoryReactorClock()
+    svc = BrokerService(reactor, parse()["credentials"], publish="tcp:20556",
+                        subscribe="tcp:20557")  # fmt: skip
+    svc.startService()
+    assert svc.status()["listening"] == {"publish": "0.0.0.0:20556", "subscribe": "0.0.0.0:20557"}
+
+
+def test_a_redis_store_that_does_not_answer_stops_the_broker_in_one_line(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """`--store redis://...` with Redis down: the broker waited for it for ever, listening
+    on nothing, its log saying only "Scheduling retry 3 to connect <HostnameEndpoint
+    127.0.0.1:6399>". Now the first connection is tried and its failure stops the broker
+    (stop_daemon: one line, exit status 1 under twistd)."""
+    from twisted.internet.error import ConnectionRefusedError
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.python.failure import Failure
+
+    from packetlab.broker.service import BrokerService
+
+    reactor = MemoryReactorClock()
+    reactor.running = True
+    svc = BrokerService(reactor, parse()["credentials"], publish="tcp:20556",
+                        subscribe="tcp:20557", store="redis://127.0.0.1:6399/0")  # fmt: skip
+    svc.startService()
+    (host, port, factory, _timeout, _bind) = reactor.tcpClients[0]
+    assert (host, port) == ("127.0.0.1", 6399)
+    factory.clientConnectionFailed(reactor.connectors[0], Failure(ConnectionRefusedError()))
+    assert reactor.hasStopped and reactor.tcpServers == []  # stopped, listening on nothing
+
+
+def test_broker_status_without_a_broker_says_why_in_words(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was `error: no broker status at http://127.0.0.1:20558/: <urlopen error [Errno 111]
+    Connection refused> (...)`."""
+    import urllib.error
+
+    from packetlab.cli import broker
+
+    def refused(url: str) -> object:
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(broker, "fetch", refused)
+    parser = __import__("argparse").ArgumentParser()
+    broker.add_arguments(parser)
+    assert broker.run(parser.parse_args(["status"])) == 1
+    assert capsys.readouterr().err == (
+        "pktlab broker status: no broker status at http://127.0.0.1:20558/: Connection refused "
+        "(is twistd pktbroker running, with StatusListen set in its broker.conf?)\n"
+    )
+
+
+def test_a_broker_certificate_expiring_within_a_week_is_warned_about(
+    home: PktlabHome, tmp_path: Path
+) -> None:
+    """Was silent until the day clients refused it (and then spun, reconnecting)."""
+    import time
+    from typing import Any, cast
+
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    cert = _cert(home, tmp_path, "agent", 0, int(time.time()) + 3 * 86400)
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        parse("--cert", str(cert))  # starts
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    (w,) = [str(e["w"]) for e in seen if "w" in e]
+    assert w.startswith("--cert: certificate #0 (agent) expires at ") and "in 72.0 h" in w, w

@@ -4,10 +4,12 @@ exchanges, scheduled trains."""
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import struct
 
 import pytest
-from ctl_fakes import BASE_NS, Rig, result_of
+from ctl_fakes import BASE_NS, FakeEndpoint, Rig, result_of
+from twisted.internet.task import Clock
 
 from packetlab.controller import (
     ClockSample,
@@ -23,7 +25,17 @@ from packetlab.controller import (
     wait_connected,
 )
 from packetlab.controller.clock import estimate_from
-from packetlab.wire import Mwrite, NotifMask, SocketState, TransSup, vmem
+from packetlab.wire import (
+    Mwrite,
+    Nopen,
+    NotifMask,
+    Nstat,
+    NstatCode,
+    Proto,
+    SocketState,
+    TransSup,
+    vmem,
+)
 
 
 def test_estimate_picks_the_min_rtt_sample() -> None:
@@ -228,3 +240,62 @@ def test_send_train_bounds_the_packets_waiting_for_their_ntag(
     assert report.sent_count == 200 and report.errors == [None] * 200
     assert report.offsets() == [0] * 200
     assert 8 <= most[0] <= 16
+
+
+class _NstatThenStat(FakeEndpoint):
+    """Our endpoint's way of failing a connect: an nstat code (RESET for a refusal,
+    UNKNOWN for EHOSTUNREACH) and the socket's STAT set to what really happened."""
+
+    def __init__(self, clock: Clock, code: int, stat: SocketState) -> None:
+        super().__init__(clock)
+        self.code, self.stat = code, stat
+
+    def nopen(self, msg: Nopen) -> None:
+        super().nopen(msg)
+        if msg.proto == Proto.TCP and msg.raddr is not None:
+            self.sockets[msg.sktid]["state"] = self.stat
+            nstat = Nstat(msg.sktid, msg.family, msg.proto, 0, self.code)
+            self.clock.callLater(0.0, self.late_nstat, nstat)
+
+
+@pytest.mark.parametrize(
+    "code, stat, words",
+    [
+        (NstatCode.UNKNOWN, SocketState.UNREACH, "UNREACH (host or network unreachable"),
+        (NstatCode.RESET, SocketState.REFUSED, "REFUSED (connection refused"),
+    ],
+)
+def test_a_connect_failure_is_named_by_stat_with_its_peer_and_meaning(
+    code: int, stat: SocketState, words: str
+) -> None:
+    # Was "TCP connect on socket 0 failed: UNKNOWN" for a host that does not answer ARP,
+    # and "... failed: RESET" for a closed port: no peer, no meaning, UNKNOWN and RESET
+    # where the socket's STAT says UNREACH and REFUSED.
+    rig = Rig(endpoint=lambda clock: _NstatThenStat(clock, code, stat))
+    with pytest.raises(ConnectFailed) as e:
+        rig.run(tcp_exchange(rig.session, "192.0.2.80", 80, b"x"))
+    assert e.value.state == stat.name and e.value.to == "192.0.2.80:80"
+    assert str(e.value).startswith(f"TCP connect on socket 0 to 192.0.2.80:80 failed: {words}")
+    with pytest.raises(ConnectFailed, match=rf"to \[2001:db8::1\]:443 failed: {stat.name} "):
+        rig.run(tcp_exchange(rig.session, "2001:db8::1", 443, b"x"))
+
+
+def test_send_train_takes_a_gap_written_as_a_float() -> None:
+    # send_train(..., 3, 1e6) (Python writes a million as a float) failed with
+    # "EncodeError: Nsend: required argument is not an integer".
+    rig = Rig()
+    r = rig.run(send_train(rig.session, "127.0.0.1", 9, 3, 1e6, lead=2e7))
+    assert r.gap == 1_000_000 and all(type(t) is int for t in r.intended)
+    assert [b - a for a, b in itertools.pairwise(r.intended)] == [1_000_000] * 2
+    with pytest.raises(TypeError, match="start must be an int of ns since the epoch"):
+        rig.run(send_train(rig.session, "127.0.0.1", 9, 3, 1000, start=1.7e18))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="gap must be a number of ns"):
+        rig.run(send_train(rig.session, "127.0.0.1", 9, 3, "1ms"))  # type: ignore[arg-type]
+
+
+def test_wait_connected_on_a_udp_socket_says_it_is_for_tcp() -> None:
+    # Was "TCP connect on socket 0 failed: not established within 5 s", 5 s later.
+    rig = Rig()
+    rig.run(rig.session.nopen_udp(0))
+    with pytest.raises(ValueError, match="wait_connected is for TCP connects; socket 0 is UDP"):
+        rig.run(wait_connected(rig.session, 0, timeout=0.2))

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import pytest
 from ctl_fakes import FakeEndpoint, result_of
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
@@ -192,3 +193,94 @@ def test_endpoint_vanishing_mid_experiment_fails_the_run() -> None:
     net.settle(2)
     (out,) = ctl.outcomes
     assert out.failure is not None and out.failure.check(SessionClosed)
+
+
+def test_run_once_raises_a_failure_without_logging_its_traceback_too() -> None:
+    # run_once (and the in-process link of packetlab.cli.link) raised the experiment's
+    # error to its caller and also logged it with a traceback: a researcher who caught
+    # it still had "experiment on endpoint ... failed" and a traceback on stderr per run.
+    net = Net()
+
+    async def boom(session: EndpointSession) -> None:
+        raise RuntimeError("boom")
+
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
+    try:
+        d = run_once(net.reactor, "tcp:0", boom)
+        net.connect()
+        net.settle()
+    finally:
+        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
+    with pytest.raises(RuntimeError, match="boom"):
+        result_of(d)
+    assert not any(e.get("log_failure") for e in events)
+    said = [e for e in events if "failed: {error}" in e.get("log_format", "")]
+    assert [e["error"] for e in said] == ["boom"]
+
+
+def test_a_failed_run_does_not_keep_its_session_alive() -> None:
+    # A failed experiment's Outcome kept the Failure's frames, and through them the
+    # session (its sockets and whatever they had queued) for as long as the listener
+    # lived: a passive controller kept every failed session it ever ran.
+    import gc
+    import weakref
+
+    refs: list[weakref.ref[EndpointSession]] = []
+
+    async def boom(session: EndpointSession) -> None:
+        refs.append(weakref.ref(session))
+        try:
+            await read_time(session)
+            raise KeyError("inner")
+        except KeyError as e:
+            raise RuntimeError("boom") from e
+
+    net = Net()
+    ctl = result_of(listen(net.reactor, "tcp:0", boom))
+    net.connect()
+    net.settle()
+    net.pumps.clear()
+    net.reactor.tcpServers.clear()
+    gc.collect()
+    (out,) = ctl.outcomes
+    assert out.failure is not None and out.failure.check(RuntimeError)
+    assert out.failure.getErrorMessage() == "boom" and out.result is None
+    assert refs[0]() is None
+    assert "in boom" in out.failure.getTraceback()  # (its frames kept as text)
+
+
+def test_run_once_timeout_ends_an_experiment_that_never_does() -> None:
+    # run_once(..., timeout=3) (and run_in_process(..., timeout=1)) with an experiment
+    # waiting on a Deferred of its own hung for ever: the timeout fired, then stop()
+    # waited for the run, which waited for the experiment.
+    net = Net()
+    cancelled: list[bool] = []
+
+    async def stuck(session: EndpointSession) -> None:
+        try:
+            await Deferred()
+        except defer.CancelledError:
+            cancelled.append(True)
+            raise
+
+    d = run_once(net.reactor, "tcp:0", stuck, timeout=3)
+    net.connect()
+    net.settle()
+    net.reactor.advance(4)
+    net.settle()
+    with pytest.raises(ControllerError, match=r"within 3 s \(the experiment did not end\)"):
+        result_of(d)
+    assert cancelled == [True]
+
+
+def test_stop_cancels_the_experiments_still_running() -> None:
+    net = Net()
+    ctl: Controller[Any] = result_of(listen(net.reactor, "tcp:0", lambda s: Deferred()))
+    net.connect()
+    net.settle()
+    stopped = ctl.stop()
+    net.settle()
+    assert stopped.called
+    (out,) = ctl.outcomes
+    assert out.failure is not None and out.failure.check(defer.CancelledError)

@@ -270,6 +270,9 @@ def test_bad_arguments_fail_without_sending() -> None:
         result_of(s.nopen_tcp_connect(1, "nowhere", 80))
     with pytest.raises(ValueError, match="rport"):
         result_of(s.nopen_tcp_connect(1, "127.0.0.1", 70000))
+    # was sent, and came back as a refused connect (the kernel's ECONNREFUSED for port 0)
+    with pytest.raises(ValueError, match=r"rport must be 1\.\.65535 to connect to, got 0"):
+        result_of(s.nopen_tcp_connect(1, "127.0.0.1", 0))
     with pytest.raises(ValueError, match="not open here"):
         result_of(s.nsend(9, b"x"))
     with pytest.raises(wire.EncodeError):
@@ -306,3 +309,74 @@ def test_end_accepts_the_reference_ectlnotsup_then_closes() -> None:
     assert t.disconnecting
     s.connectionLost(Failure(ConnectionLost()))
     assert result_of(d) is None
+
+
+@pytest.mark.parametrize(
+    "chunks", [[b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"], [b"\x16", b"\x03\x01"]]
+)
+def test_a_tls_handshake_on_a_plaintext_session_says_so_at_once(chunks: list[bytes]) -> None:
+    # An endpoint with TLS connected to a plaintext controller: its ClientHello was read
+    # as a frame of type 0x16 announcing 196,608+ bytes, and the session waited for them
+    # (60 s, AnswerTimeout) or ended "in the middle of a frame (type 0x16 ...)" with a hint
+    # about exp_priority, while the endpoint waited for a ServerHello.
+    s = EndpointSession(reactor=Clock())
+    t = WriteLog()
+    s.makeConnection(t)
+    for chunk in chunks:
+        s.dataReceived(chunk)
+    with pytest.raises(SessionClosed) as e:
+        result_of(s.ready)
+    assert isinstance(e.value.cause, ProtocolViolation)
+    assert "started a TLS handshake" in str(e.value.cause)
+    assert "--insecure-plaintext" in str(e.value.cause)
+    assert t.disconnecting
+
+
+def test_a_first_frame_split_after_its_first_byte_is_still_read() -> None:
+    s = EndpointSession(reactor=Clock())
+    s.makeConnection(WriteLog())
+    whole = frames(Result())
+    s.dataReceived(whole[:1])
+    s.dataReceived(whole[1:])
+    assert result_of(s.ready) is s
+
+
+def test_udp_nsend_to_port_0_or_over_the_largest_datagram_fails_before_sending() -> None:
+    # Both went out and came back as ntag EPKTNOTSENT per packet, with no reason given
+    # (examples/udp_train.py --target 127.0.0.1:0, --size 70000: 100 rows of EPKTNOTSENT).
+    s, t, _ = on_string_transport()
+    s.nopen_udp(4)
+    s.nopen_udp(6, family=6)
+    s.dataReceived(frames(Result(), Result()))
+    t.writes.clear()
+    with pytest.raises(ValueError, match=r"destination port must be 1\.\.65535 to send to, got 0"):
+        result_of(s.nsend(4, b"x", to=("127.0.0.1", 0), ntag=True))
+    with pytest.raises(ValueError, match="over IPv4 is at most 65507 bytes, got 65508"):
+        result_of(s.nsend(4, b"x" * 65508, to=("127.0.0.1", 9)))
+    with pytest.raises(ValueError, match="over IPv6 is at most 65527 bytes, got 65528"):
+        result_of(s.nsend(6, b"x" * 65528, to=("::1", 9)))
+    assert t.writes == [] and s.pending == 0 and s._tags == {}
+    s.nsend(4, b"x" * 65507, to=("127.0.0.1", 9))
+    s.nsend(6, b"x" * 65527, to=("::1", 9))
+    assert len(t.writes) == 2
+
+
+def test_a_str_or_a_float_time_fails_the_deferred_and_leaks_no_tag() -> None:
+    # nsend(sktid, "abc", ...) raised TypeError("string argument without an encoding") out
+    # of the call instead of failing its Deferred, after tracking its ntag: the tag leaked
+    # and later failed "Unhandled error in Deferred: SocketClosed ... before its ntag 5".
+    s, t, _ = on_string_transport()
+    s.nopen_udp(4)
+    s.dataReceived(frames(Result()))
+    t.writes.clear()
+    d = s.nsend(4, "abc", to=("127.0.0.1", 9), ntag=True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"nsend data must be bytes, got str \(encode it: 'abc'"):
+        result_of(d)
+    with pytest.raises(TypeError, match="nsend time must be an int"):
+        result_of(s.nsend(4, b"x", to=("127.0.0.1", 9), time=1.5e18, ntag=True))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="mwrite data must be bytes, got int"):
+        result_of(s.mwrite(0, 5))  # type: ignore[arg-type]
+    assert t.writes == [] and s._tags == {} and s.pending == 0
+    s.nsend(4, bytearray(b"ok"), to=("127.0.0.1", 9))
+    s.nsend(4, memoryview(b"ok"), to=("127.0.0.1", 9))
+    assert len(t.writes) == 2

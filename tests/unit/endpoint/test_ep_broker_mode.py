@@ -251,3 +251,33 @@ def test_runner_logs_a_refused_xdescr_cut_short() -> None:
     seen = [formatEvent(e) for e in events]
     assert len(seen) == 1 and f"refused: xdescr of {len(hostile)} bytes" in seen[0], seen
     assert f"... ({len(hostile)} characters)" in seen[0] and len(seen[0]) < 400
+
+
+def test_a_broker_sending_refused_xdescrs_floods_no_log() -> None:
+    """A broker (or whoever holds its key) may send bad xdescrs as fast as it likes: a
+    line each. Now 20 a minute, the rest counted; the next minute's first line says so."""
+    from typing import Any, cast
+
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    from packetlab.endpoint.runner import ExperimentRunner
+
+    def unused(*_: Any) -> Any:
+        raise AssertionError("a refused xdescr connects nowhere")
+
+    clock = MemoryReactorClock()
+    runner = ExperimentRunner(clock, ExperimentPool(), unused, unused)
+    events: list[dict[str, object]] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        for i in range(5000):
+            runner.notify(b"ch", b"exp_priority=" + b"9" * 30 + f";n={i};".encode())
+        clock.advance(60)
+        runner.notify(b"ch", b"exp_priority=" + b"9" * 30 + b";")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    seen = [formatEvent(e) for e in events]
+    assert len(seen) == 21, len(seen)
+    assert seen[-1].endswith("[4980 not logged before this one]"), seen[-1]

@@ -259,3 +259,21 @@ def test_after_badmsg_the_endpoint_half_closes_reads_on_then_closes() -> None:
     assert fd.lost  # then closed
     proto.connectionLost(fd.lost[0])
     assert clock.getDelayedCalls() == []
+
+
+def test_the_session_start_names_the_controller_as_host_port() -> None:
+    """Was `controller session started with IPv4Address(type='TCP', host='10.0.0.1',
+    port=20556)`."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        Conn()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    (event,) = [e for e in seen if "session started" in e.get("log_format", "")]
+    assert event["peer"] == "192.168.1.1:54321"  # StringTransport's peer

@@ -148,3 +148,11 @@ def test_help_text_mentions_the_essentials() -> None:
     text = str(Options())
     for needle in ("--insecure-plaintext", "--config", "--monitor", "--set", "ADDR[:PORT]"):
         assert needle in text
+
+
+def test_help_text_points_where_the_options_are() -> None:
+    """twistd prints the options first and the description after them: the description
+    said "the named options below"."""
+    text = " ".join(str(Options()).split())
+    assert text.index("--transproto") < text.index("the named options above")
+    assert "options below" not in text

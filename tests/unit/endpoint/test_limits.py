@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import cast
 
 import pytest
 from testkit.clock import FakeClock
@@ -245,7 +246,9 @@ def test_tls_link_errors_name_the_file(tmp_path: Path) -> None:
     key = generate_private_key()
     priv, _ = write_key_pair(tmp_path / "k", key)
     cert = tmp_path / "c.cert"
-    cert.write_bytes(issue_certificate("subcmd", generate_private_key(), key, 0, 10).to_pem())
+    cert.write_bytes(
+        issue_certificate("subcmd", generate_private_key(), key, 0, 2**31 - 1).to_pem()
+    )
     cfg = EndpointConfig(controller_chain=[str(tmp_path / "missing")], private_key=str(priv))
     with pytest.raises(ConfigError, match="missing"):
         TLSLink.from_config(cfg)
@@ -260,6 +263,57 @@ def test_tls_link_errors_name_the_file(tmp_path: Path) -> None:
     cfg = EndpointConfig(controller_chain=[str(cert)], private_key=str(priv))
     link = TLSLink.from_config(cfg)
     assert link.trusts_any_root
+
+
+def test_an_expired_or_expiring_chain_of_ours_is_said_at_start(tmp_path: Path) -> None:
+    """Our subcmd chain expired: the endpoint started, connected, and every controller
+    refused it, without a word at our end. Now it does not start (one line: which file and
+    line, which certificate, when, what to do); expiring within a week is a warning."""
+    import time
+
+    from twisted.internet.task import Clock
+
+    key = generate_private_key()
+    priv, _ = write_key_pair(tmp_path / "k", key)
+    now = int(time.time())
+
+    def conf(not_before: int, not_after: int) -> EndpointConfig:
+        cert = tmp_path / f"sub{not_after}.cert"
+        cert.write_bytes(
+            issue_certificate("subcmd", generate_private_key(), key, not_before, not_after).to_pem()
+        )
+        path = tmp_path / "endpt.conf"
+        path.write_text(f"ControllerCertChainPath {cert}\nEndpointPrivKey {priv}\n")
+        return load_config(path)
+
+    with pytest.raises(
+        ConfigError,
+        match=r"endpt.conf:1: ControllerCertChainPath: certificate #0 \(subcmd\) expired at "
+        r"1970-01-01T00:01:40Z: every peer refuses the chain; renew it \(pktlab ppks sign subcmd",
+    ):
+        TLSLink.from_config(conf(0, 100))
+    with pytest.raises(ConfigError, match=r"is not valid before .*is this host's clock right"):
+        TLSLink.from_config(conf(now + 3600, 2**31 - 1))
+    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+
+    seen: list[dict[str, object]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        link = TLSLink.from_config(conf(0, now + 7200))  # starts, with a warning
+        clock = Clock()
+        clock.advance(time.time())
+        link.watch_expiry(clock)
+        clock.advance(7201)  # ... and one line when it expires
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    said = [str(e.get("warning") or e.get("text")) for e in seen if e.get("log_level") in
+            (LogLevel.warn, LogLevel.error)]  # fmt: skip
+    assert len(said) == 2, said
+    assert "expires at" in said[0] and "in 2.0 h: renew it before then" in said[0]
+    assert said[1].endswith("the chain expired now; every controller will refuse this "
+                            "endpoint until it is renewed and the endpoint restarted")  # fmt: skip
+    assert TLSLink.from_config(conf(0, 2**31 - 1)) is not None  # far off: nothing said
 
 
 def test_accounting_path_errors(tmp_path: Path) -> None:
@@ -292,3 +346,102 @@ def test_tap_tls_options(tmp_path: Path) -> None:
         Options().parseOptions(["-c", str(conf), "127.0.0.1:1"])
     with pytest.raises(usage.UsageError, match="not a snikey"):
         Options().parseOptions(["-c", str(conf), "--snikey", "Bad!", "127.0.0.1:1"])
+
+
+# ------------------------------------------------------- a database that cannot record
+def test_a_full_accounting_database_refuses_the_session_in_words(tmp_path: Path) -> None:
+    """RLimDBPath on a full disk: admitting a new chain raised sqlite3's error into the
+    reactor (an unhandled traceback, no session and no word why). Now the session is
+    refused with the database and SQLite's reason. SQLite's own "full" is made here with
+    max_page_count (the integration run used a full tmpfs)."""
+    acct = Accounting(tmp_path / "rlim.sqlite3", clock=lambda: NOW)
+    admit(chain(CertLimits(max_send_byte=1000)), acct, still_clock())  # type: ignore[arg-type]
+    pages = acct._db.execute("PRAGMA page_count").fetchone()[0]
+    acct._db.execute(f"PRAGMA max_page_count = {pages}")
+    limits = CertLimits(max_send_byte=1, max_send_pkt=1, max_recv_byte=1, max_recv_pkt=1)
+    with pytest.raises(SessionRefused) as e:
+        for _ in range(50):  # new records until a page is needed
+            admit(chain(limits), acct, still_clock())  # type: ignore[arg-type]
+    assert e.value.rule == "accounting"
+    assert "rlim.sqlite3: database or disk is full" in str(e.value)
+
+
+def test_sends_that_cannot_be_recorded_are_refused_and_logged_once(tmp_path: Path) -> None:
+    """A debit the database cannot record (disk full, read-only): the nsend got no answer
+    (sqlite3's error escaped from the gate into the reactor), and the session's close
+    raised again. Now each such nsend is ESKTPKTDENY, one error line per session says why
+    and what to do, and the close logs what it could not refund."""
+    from typing import Any, cast
+
+    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+
+    g = gate(tmp_path, CertLimits(max_send_pkt=10**9))
+    assert g.budget is not None
+    g.budget._acct._db.execute("PRAGMA query_only = 1")  # every write now fails
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        for _ in range(20):
+            assert g.check(nsend(b"x")) == DENY
+        g.close()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    errors = [e for e in seen if e["log_level"] in (LogLevel.error, LogLevel.warn)]
+    assert len(errors) == 2, [e["log_format"] for e in seen]
+    first = errors[0]["log_format"].format(**errors[0])
+    assert first.startswith("nsend (ESKTPKTDENY) refused: accounting database ")
+    assert "readonly database" in first and "RLimDBPath" in first
+
+
+def test_the_admission_line_says_when_the_experiment_ends() -> None:
+    """Was "experiment ends in 351054399.4 s" alone (the demo chain's 2038)."""
+    from types import SimpleNamespace
+
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    from packetlab.endpoint.tlslink import Admission
+
+    seen: list[dict[str, object]] = []
+    observer = cast(ILogObserver, seen.append)
+    peer = SimpleNamespace(chain=SimpleNamespace(certs=chain()))
+    globalLogPublisher.addObserver(observer)
+    try:
+        Admission(None, still_clock()).gate_for(peer)  # type: ignore[arg-type]
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    (event,) = [e for e in seen if "admitted" in str(e.get("log_format"))]
+    line = str(event["log_format"]).format(**event)
+    assert "experiment ends in 347483647.0 s (2038-01-19T03:14:07Z)" in line, line
+
+
+def test_a_controller_silent_in_the_handshake_is_given_up_on(tmp_path: Path) -> None:
+    """Something on the controller's port that accepts and says nothing: the endpoint sat in
+    the TLS handshake for ever, its log silent. Now the connect fails after 10 s (the
+    reference's setup window), and the connect cycle logs it and tries again."""
+    from twisted.internet.protocol import Factory, Protocol
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from packetlab.cli.init import init_home
+    from packetlab.endpoint.service import ControllerAddress
+    from packetlab.endpoint.tlslink import HANDSHAKE_TIMEOUT
+    from packetlab.ppks import PktlabHome
+
+    home = PktlabHome.at(tmp_path / "home")
+    init_home(home)
+    link = TLSLink.from_config(load_config(home.root / "endpt.conf"))
+    reactor = MemoryReactorClock()
+    d = link.endpoint(reactor, ControllerAddress("127.0.0.1", 20556)).connect(
+        Factory.forProtocol(Protocol)
+    )
+    failures: list[object] = []
+    d.addErrback(failures.append)
+    factory = reactor.tcpClients[0][2]
+    proto = factory.buildProtocol(None)
+    assert proto is not None
+    proto.makeConnection(StringTransport())  # connected; the peer never answers
+    reactor.advance(HANDSHAKE_TIMEOUT - 0.1)
+    assert not failures
+    reactor.advance(0.1)
+    assert len(failures) == 1
+    assert "TLS handshake not done in 10 s" in str(failures[0])

@@ -530,7 +530,9 @@ def test_result_callback_crash_is_logged(tmp_path: Path) -> None:
     with capturedLogs() as events:
         assert r.send(udp_open()) == [wire.Result(0)]
     text = messages(events)
-    assert "monitor 0 crashed in pktlab_message_nopen_result" in text and "unreachable" in text
+    digest = abi.digest(w(results={"nopen": "unreachable"})).hex()[:16]
+    assert f"monitor 0 ({digest}) crashed in pktlab_message_nopen_result" in text
+    assert "unreachable" in text
 
 
 def padded(module: bytes, size: int, tag: int = 0) -> bytes:

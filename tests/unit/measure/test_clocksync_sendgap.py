@@ -4,6 +4,7 @@ drift fit on exact data."""
 from __future__ import annotations
 
 import io
+import math
 import sys
 from pathlib import Path
 
@@ -121,3 +122,96 @@ def test_send_gap_pcap_holds_each_datagram_at_its_send_time() -> None:
         assert p[9] == 17 and p[16:20] == bytes([127, 0, 0, 1])  # UDP to 127.0.0.1
         assert int.from_bytes(p[20:22], "big") == nopen.lport
         assert int.from_bytes(p[22:24], "big") == 9 and p[28:] == sends[i].data
+
+
+def test_send_gap_names_an_ipv6_destination_in_brackets() -> None:
+    # `pktlab run sendgap --to ::1:9` sent to the address ::1:9 (a bare IPv6 address takes
+    # the default port, as --server's) and its records said "dst": "::1:9:9".
+    rig = Rig()
+    r = rig.run(send_gap(rig.session, "::1:9", 9, count=2, gap_ns=1000, lead_ns=10**7))
+    assert r.to_dict()["dst"] == "[::1:9]:9"
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--to", ""], "--to : no host"),
+        (["--to", "127.0.0.1:0"], "--to 127.0.0.1:0: bad port (1..65535)"),
+        (["--count", "0"], "--count must be 1..100000, got 0"),
+        (["--trains", "0"], "--trains must be 1..10000, got 0"),
+        (["--gap-us", "-1"], "--gap-us must be 0..10000000, got -1"),
+        (["--size", "70000"], "--size must be 4..65000, got 70000"),
+        (["--lead-ms", "-5"], "--lead-ms must be 0..60000, got -5"),
+        (["--gap-us", "nan"], "--gap-us must be 0..10000000, got nan"),
+    ],
+)
+def test_run_sendgap_names_the_option_that_is_wrong(argv: list[str], error: str) -> None:
+    # Was "--server bogus: ..." and "--server 127.0.0.1:0: bad port" for --to (the option
+    # is --to), "--gap-us must be 0..1e7 and --size 4..65000" whichever was wrong, and a
+    # negative --lead-ms was taken.
+    import argparse
+
+    from packetlab.cli import run_sendgap
+    from packetlab.cli.run import RunError
+
+    p = argparse.ArgumentParser()
+    run_sendgap.configure(p)
+    args = p.parse_args(argv)
+    with pytest.raises(RunError) as e:
+        run_sendgap.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+    assert str(e.value).startswith(error)
+
+
+@pytest.mark.parametrize(
+    ("command", "argv", "error"),
+    [
+        ("run_clocksync", ["--samples", "0"], "--samples must be 1..1000, got 0"),
+        ("run_clocksync", ["--rounds", "1"], "--rounds must be 2..100000, got 1"),
+        ("run_clocksync", ["--interval", "nan"], "--interval must be 0..3600, got nan"),
+        ("run_alias", ["--spacing", "0", "127.0.0.1", "127.0.0.2"], "--spacing must be 0.05.."),
+        ("run_alias", ["--wait", "-1", "127.0.0.1", "127.0.0.2"], "--wait must be 0..3600, got -1"),
+        ("run_alias", ["--velocity-ratio", "0.5", "127.0.0.1", "127.0.0.2"], "--velocity-ratio"),
+        (
+            "run_alias",
+            ["--elimination-rounds", "1", "127.0.0.1", "127.0.0.2"],
+            "--elimination-rounds must be 2..10000, got 1",
+        ),
+    ],
+)
+def test_run_clocksync_and_alias_name_the_option_that_is_wrong(
+    command: str, argv: list[str], error: str
+) -> None:
+    # Was "--rounds must be 2..100000 and --samples 1..1000" for either, the three stage
+    # round counts under one name, and alias's --wait -1 taken.
+    import argparse
+    import importlib
+
+    from packetlab.cli.run import RunError
+
+    module = importlib.import_module(f"packetlab.cli.{command}")
+    p = argparse.ArgumentParser()
+    module.configure(p)
+    args = p.parse_args(argv)
+    with pytest.raises(RunError) as e:
+        module.experiment(args, lambda r: None, None)
+    assert str(e.value).startswith(error)
+
+
+def test_the_drift_comes_with_its_standard_error() -> None:
+    # `pktlab run clocksync --rounds 3 --interval 0.1` on the in-process endpoint (the
+    # same clock: drift 0) printed "drift -20.147 ppm over 0.2 s" with nothing to say that
+    # ±46 us per round over 0.2 s cannot tell a drift from 0.
+    rounds = [
+        ClockRound(10**18 + i * 10**8, off, 92_000) for i, off in enumerate((6460, 4682, 2430))
+    ]
+    m = fit_drift(rounds)
+    # three rounds 0.1 s apart, each ±46 us: 1/sqrt(2 x 0.01 s² / (46 us)²) = 325 ppm
+    assert m.drift_error_ppm == pytest.approx(46_000 / math.sqrt(0.02) / 1000)
+    assert m.drift_error_ppm is not None and abs(m.drift_ppm) < m.drift_error_ppm
+    assert m.to_dict()["drift_error_ppm"] == m.drift_error_ppm
+    assert fit_drift(rounds[:1]).drift_error_ppm is None
+    from packetlab.cli.run_clocksync import row
+
+    line = row({"type": "clockmodel", **m.to_dict()})
+    assert line is not None
+    assert f"{m.drift_ppm:.3f} +- {m.drift_error_ppm:.3f} ppm over 0.2 s" in line

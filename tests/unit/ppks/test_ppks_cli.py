@@ -449,3 +449,19 @@ def test_sign_times_a_certificate_cannot_hold_are_named(
     err = capsys.readouterr().err
     assert message in err, err
     assert not (tmp_path / "x.cert").exists()
+
+
+def test_a_digest_that_is_not_hex_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ppks.md's `--monitor-digest 5a5a…5a` typed as written (an ellipsis, not a digest):
+    `error: 'ascii' codec can't encode character '\\u2026' in position 12: ordinal not in
+    range(128)`. Now the option and the value, as for any other digest that is not hex."""
+    write_key_pair(tmp_path / "eop", key("eop"))
+    write_key_pair(tmp_path / "exper", key("exper"))
+    rc = pktlab("ppks", "sign", "exppriv", tmp_path / "eop", "0", "2147483647",
+                tmp_path / "c.cert", "-k", tmp_path / "exper.pub",
+                "--monitor-digest", "5a5a\u20265a")  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "ascii" not in err, err
+    assert err.startswith("error: --monitor-digest: '5a5a\u20265a': not hexadecimal"), err

@@ -427,3 +427,44 @@ def test_registration_as_the_reference_sends_it(options: PPKSServerOptions) -> N
         proto.dataReceived(b"LAB")
         assert proto.state == "backlog"
     assert proxy.registry.count("proxysni1") == 2 and proxy.stats.registrations == 2
+
+
+def test_a_flood_of_bad_connections_is_a_bounded_number_of_log_lines(
+    options: PPKSServerOptions,
+) -> None:
+    """1,500 connections that send no TLS (1,500 on each port): one warning per
+    connection, as fast as the peer connected (the log grew with the flood). Now 20 lines
+    a minute per port, the counters counting them all, and the first line of the next
+    minute says how many were left out."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    proxy, clock = make_proxy(options)
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        for factory, junk in (
+            (proxy.endpoint_factory, b"GET / HTTP/1.0\r\n\r\n"),
+            (proxy.setup_factory, b"\x16\x03\x01\x00\x05hello"),  # a TLS record, not a hello
+        ):
+            for _ in range(1500):
+                p = factory().buildProtocol(None)
+                p.makeConnection(HalfCloseTransport())
+                p.dataReceived(junk)
+        assert proxy.stats.refusals["not_tls"] == 1500
+        assert proxy.stats.registration_failures >= 1500  # (+ evictions: the fakes never close)
+        refused = [
+            e
+            for e in seen
+            if e.get("log_level") is not None and "{more}" in e.get("log_format", "")
+        ]
+        assert len(refused) == 40, len(refused)
+        clock.advance(60)
+        p = proxy.endpoint_factory().buildProtocol(None)
+        p.makeConnection(HalfCloseTransport())
+        p.dataReceived(b"\x00" * 10)
+        assert seen[-1]["more"] == " [1480 not logged before this one]"
+    finally:
+        globalLogPublisher.removeObserver(observer)

@@ -104,3 +104,20 @@ def test_pending_max_default_fits_the_descriptor_limit(home: Path) -> None:
     assert default_pending_max(64) == 16
     assert parse("--home", str(home))["pending-max"] == default_pending_max()
     assert parse("--home", str(home), "--pending-max", "5000")["pending-max"] == 5000
+
+
+def test_an_expired_agent_certificate_stops_the_proxy(home: Path, tmp_path: Path) -> None:
+    """Was: the proxy started with it, and every manager that checks it
+    (ProxyCertRootPath) refused every registration."""
+    from packetlab.ppks import issue_certificate
+
+    h = PktlabHome.at(home)
+    key = h.private_key("k_prx")
+    old = tmp_path / "old.cert"
+    old.write_bytes(issue_certificate("agent", key, key, 0, 100).to_pem())
+    with pytest.raises(usage.UsageError) as e:
+        parse("--home", str(home), "--cert", str(old))
+    assert str(e.value).startswith(
+        "proxy identity: --cert: certificate #0 (agent) expired at 1970-01-01T00:01:40Z: "
+        "every peer refuses the chain; renew it (pktlab ppks sign agent ...)"
+    ), str(e.value)

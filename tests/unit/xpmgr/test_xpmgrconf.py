@@ -96,6 +96,10 @@ BASE = "EnableExpPublication 0\nControllerPrivkeyPath k\n"
             "EnableExpPublication 1\nBrokerAddr b\nControllerPrivkeyPath k\nExpExec 0::c:::\n",
             "needs TRUSTEDEOP_PATH",
         ),
+        (  # was found once listening, when the first publication failed (xpmgr: FATAL)
+            "EnableExpPublication 1\nBrokerAddr b\nControllerPrivkeyPath k\nExpExec 0::c:k.pub::\n",
+            "EnableExpPublication 1 needs PubAgentCertPath",
+        ),
     ],
 )
 def test_errors_name_the_line(text: str, message: str) -> None:
@@ -144,3 +148,16 @@ def test_bytes_that_are_not_utf8_in_a_comment_or_path(tmp_path: Path) -> None:
     conf.write_bytes(BASE.encode() + b"# caf\xe9\nProgramDirPath /tmp/pr\xf6g\nExpExec 0::c:::\n")
     c = load_xpmgr_config(conf)
     assert os.fsencode(c.program_dir or "") == b"/tmp/pr\xf6g"
+
+
+def test_help_says_what_the_second_sigint_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """`pktlab xpmgr --help` said the second SIGINT "exits at once"; it SIGTERMs the running
+    mlets, records them as failed and exits 130 (xpmgr.md, controller/xpmgr.py)."""
+    from packetlab import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["xpmgr", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "exits at once" not in text
+    assert "the second SIGTERMs the running mlets, records them as failed" in text
+    assert "exits 130" in text

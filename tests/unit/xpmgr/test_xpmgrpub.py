@@ -93,6 +93,9 @@ def test_override_pairs_reversed() -> None:
 
 def test_publishing_needs_the_agent_cert(home: PktlabHome, tmp_path: Path) -> None:
     text = conf(home, "ExpExec 0::CHAIN:EOP::").replace("PubAgentCertPath", "# ")
-    cfg = parse_xpmgr_config(text)
+    with pytest.raises(ValueError, match="needs PubAgentCertPath"):  # at start (session 13)
+        parse_xpmgr_config(text)
+    cfg = parse_xpmgr_config(conf(home, "ExpExec 0::CHAIN:EOP::"))
+    cfg.pub_agent_cert = None  # and where publishing is asked anyway
     with pytest.raises(ValueError, match="needs PubAgentCertPath"):
         publication_items(cfg, {id(cfg.exp_exec[0]): "k"}, addr="a")

@@ -1,0 +1,71 @@
+"""Broker mode's reconnects to a broker that stays down: logged while the backoff grows,
+then once every `OUTAGE_REMINDER` seconds, not at every attempt."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from twisted.internet import defer
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import ILogObserver, globalLogPublisher
+
+from packetlab.endpoint.service import OUTAGE_REMINDER
+from packetlab.endpoint.subscriber import BrokerSubscriber
+
+
+class Refusing:
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        self.attempts += 1
+        return defer.fail(ConnectionRefusedError())
+
+
+def test_a_broker_down_for_an_hour_is_not_logged_every_five_seconds() -> None:
+    reactor = MemoryReactorClock()
+    ep = Refusing()
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    sub = BrokerSubscriber(reactor, "127.0.0.1:20557", lambda: ep, cast(Any, None), print)
+    globalLogPublisher.addObserver(observer)
+    try:
+        sub.startService()
+        while reactor.seconds() < 3600:
+            reactor.advance(reactor.getDelayedCalls()[0].getTime() - reactor.seconds())
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        sub.stopService()
+    lines = [e["log_format"] for e in seen if e.get("log_namespace", "").endswith("Subscriber")]
+    assert ep.attempts > 700  # it keeps trying every ~5 s
+    assert 8 + 3600 // OUTAGE_REMINDER - 1 <= len(lines) <= 8 + 3600 // OUTAGE_REMINDER, lines
+    assert sum("still unreachable" in ln for ln in lines) >= 5
+
+
+def test_broker_mode_with_an_expired_chain_of_ours_does_not_start(tmp_path: Any) -> None:
+    """Broker mode with an expired SubPrivCertChainPath: the endpoint started, the broker
+    refused its subscription at every reconnect, and nothing at our end said why."""
+    import pytest
+
+    from packetlab.cli.init import init_home
+    from packetlab.endpoint.config import ConfigError, load_config
+    from packetlab.endpoint.subscriber import BrokerSettings
+    from packetlab.ppks import PktlabHome, issue_certificate
+
+    home = PktlabHome.at(tmp_path / "home")
+    init_home(home)
+    old = tmp_path / "sub_old.cert"
+    cert = issue_certificate("subcmd", home.private_key("k_eop"), home.private_key("k_ep"), 0, 100)
+    old.write_bytes(cert.to_pem())
+    conf = tmp_path / "endpt.conf"
+    text = (home.root / "endpt.conf").read_text()
+    conf.write_text(text + f"SubPrivCertChainPath {old}\n")
+    line = len(text.splitlines()) + 1
+    with pytest.raises(ConfigError) as e:
+        BrokerSettings.from_config(load_config(conf))
+    assert str(e.value).startswith(
+        f"broker mode: {conf}:{line}: SubPrivCertChainPath: certificate #0 (subcmd) expired at "
+        "1970-01-01T00:01:40Z"
+    ), str(e.value)
+    assert BrokerSettings.from_config(load_config(home.root / "endpt.conf")) is not None
