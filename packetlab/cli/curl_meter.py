@@ -80,6 +80,12 @@ class Transfer:
     def ulnow(self) -> int:
         return int(getattr(self.hop, "uploaded", 0))
 
+    def ultotal_now(self) -> int:
+        """The upload's size as curl's xferinfo callback gives it: 0 (not known) until
+        the request went out (curl sets it when it sends the request), so that a first
+        line drawn while connecting says `--` as curl's."""
+        return self.ultotal if getattr(self.hop, "sent", None) is not None else 0
+
     def dltotal(self) -> int:
         """The response's Content-Length (0 before its head, or without one)."""
         headers = getattr(self.hop, "headers", None) or []
@@ -135,7 +141,7 @@ class Meter:
             elif not t.dltotal_added:
                 self.dltotal += total
                 t.dltotal_added = True
-            if not t.ultotal:
+            if not t.ultotal_now():
                 ulknown = False
             elif not t.ultotal_added:
                 self.ultotal += t.ultotal

@@ -7,6 +7,7 @@
   and its summary; the status is then 130. When nothing watches `stop` yet (start-up,
   waiting for an endpoint) there is nothing to gather: the command ends at once, 130;
 * a second Ctrl-C ends the process at once (130);
+* SIGTERM (`timeout`, `kill`) is a Ctrl-C: the same stop, the same 130;
 * stdout closed under us (`pktlab run ... | head`): quietly 141, as a native tool killed
   by SIGPIPE;
 * an expected error (`ControllerError`, `ValueError`, `OSError`) is one line on stderr,
@@ -158,8 +159,11 @@ def run_reactor(
                 reactor.stop()
 
     def started() -> None:
-        # after the reactor's own handlers are in place, so that ours win
+        # after the reactor's own handlers are in place, so that ours win; SIGTERM
+        # (`timeout 10 pktlab run ...`) as a Ctrl-C: Twisted's own handler stopped the
+        # reactor under the run, which then ended with the error of the connection torn
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
         Deferred.fromCoroutine(body())
 
     reactor.callWhenRunning(started)

@@ -31,6 +31,7 @@ import ipaddress
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -554,12 +555,19 @@ def _start_endpoint(
     from packetlab.endpoint.tap import Options, makeService
 
     options = Options()
+    # the daemon's SIGTERM/SIGHUP handlers (makeService installs them when the reactor
+    # runs) are not the run's: its own (cli.interrupt: a Ctrl-C's stop) are put back
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         opts = _endpoint_options(port.getHost().port, addresses, transproto, tls, extra)
         options.parseOptions(opts)
         service = makeService(options)
     except usage.UsageError as e:
         raise LinkError(f"cannot configure the in-process endpoint: {e}") from None
+    finally:
+        for s, handler in handlers.items():
+            if handler is not None:
+                signal.signal(s, handler)
     service.startService()
     return service
 

@@ -31,6 +31,8 @@ examples:
   pktlab run http --compressed -o page.html http://10.77.3.2/
   pktlab run http -L -b '' -c jar.txt http://10.77.3.2/login  # cookies as curl -c
   pktlab run http -o page.html http://10.77.3.2/ # the body to a file
+  pktlab run http -o 'page_#1.html' 'http://10.77.3.2/p/[1-3]'  # page_1.html..., as curl
+  pktlab run http -g 'http://10.77.3.2/q?a[]=1'  # -g: [ ] { } as written, no globbing
   pktlab run http -F name=me -F 'photo=@cat.jpg' http://10.77.3.2/upload  # multipart POST
   pktlab run http -T results.tar http://10.77.3.2/dav/  # PUT .../dav/results.tar
   pktlab run http -T 'run[1-3].tar' http://10.77.3.2/dav/  # run1.tar..run3.tar, as curl
@@ -57,8 +59,8 @@ address (the name still goes into SNI, the Host header and the certificate check
 Times are endpoint stamps from the start (TIME read before the name lookup, or before
 the nopen), like curl's time_* (summed over the hops of a redirect, as curl's).
 Exit status: 0 all fetched (any HTTP status, as curl; with -f one of 400 or more fails),
-1 some fetch failed (its record has "error"), 2 error (an option, a URL, a -T glob
-or a -F part that is wrong: one line, before anything is sent).
+1 some fetch failed (its record has "error"), 2 error (an option, a URL or its glob,
+a -T glob or a -F part that is wrong: one line, before anything is sent).
 See docs/http.md.
 """
 
@@ -68,7 +70,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         "urls",
         metavar="URL",
         nargs="+",
-        help="http:// or https:// URLs (no scheme: http://, as curl)",
+        help="http:// or https:// URLs (no scheme: http://, as curl); curl's globs: "
+        "'http://h/f[1-3].txt' or 'http://h/{a,b}' fetch each URL they make (not with -g)",
     )
     p.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM)")
     p.add_argument(
@@ -138,8 +141,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "-g", "--globoff", action="store_true",
-        help="-T names are file names as written: no {a,b} or [1-3] globbing (URLs are "
-        "never globbed)",
+        help="URLs and -T names as written: no {a,b} or [1-3] globbing, as curl -g",
+    )  # fmt: skip
+    p.add_argument(
+        "--create-dirs", action="store_true",
+        help="make the missing directories of -o files (mode 0750), as curl",
     )  # fmt: skip
     p.add_argument(
         "-Z", "--parallel", action="store_true",
@@ -203,7 +209,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-o", "--output", action="append", default=[], metavar="FILE",
         help="write the body to FILE (the first -o for the first URL, and so on; - is "
-        "stdout)",
+        "stdout); #1, #2... in FILE: what the URL's first, second glob matched, as curl",
     )  # fmt: skip
     p.add_argument(
         "-w", "--write-out", metavar="FORMAT",
@@ -519,12 +525,14 @@ def _save(text: str, path: str, args: argparse.Namespace, stderr: Any) -> None:
               file=stderr)  # fmt: skip
 
 
-def _check_output(path: str, option: str = "--output") -> None:
+def _check_output(path: str, option: str = "--output", create_dirs: bool = False) -> None:
     if path == "-":
         return
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise RunError(f"{option} {path}: is a directory")
+    if create_dirs and not os.path.isdir(parent):  # --create-dirs: made now, as curl's
+        _create_dirs(parent, option, path)
     if not os.path.isdir(parent):
         raise RunError(f"{option} {path}: no such directory {parent}")
     if not os.access(path if os.path.exists(path) else parent, os.W_OK):
@@ -547,6 +555,63 @@ def upload_url(url: str, path: str) -> str:
     base = path.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]  # after the last / or \, as curl
     name = re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quote(base, safe=""))
     return f"{scheme}{sep}{host}/{where}{name}{q}{query}"
+
+
+def _create_dirs(parent: str, option: str, path: str) -> None:
+    """curl's --create-dirs: each missing directory of `parent` made with mode 0750
+    (less the umask), as curl 7.88's create_dir_hierarchy."""
+    missing = []
+    while parent and not os.path.isdir(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o750)
+        except FileExistsError:
+            if not os.path.isdir(d):
+                raise RunError(f"{option} {path}: {d} is not a directory") from None
+        except OSError as e:  # curl: "Failed to create the directory D: ..." (23)
+            raise RunError(f"{option} {path}: cannot create the directory {d}: "
+                           f"{e.strerror or e} (--create-dirs)") from None  # fmt: skip
+
+
+def transfers(args: argparse.Namespace, uploads: list[Any]) -> tuple[
+    list[tuple[int, str, Any]], list[str | None]
+]:  # fmt: skip
+    """curl 7.88's transfers in its order, numbered from 1: (number, URL, its -T upload
+    or None), and each one's -o file (None: stdout). Each URL is globbed unless -g
+    (`{a,b}`, `[1-3]`: urlglob, curl's errors), each of its -T's files going to every
+    URL of the glob (the files the outer loop, as curl); its -o (the Nth for the Nth
+    URL) gets #N filled with what the URL's Nth glob matched. At most MAX_NAMES."""
+    from packetlab.measure.urlglob import MAX_NAMES, GlobError, glob_urls, output_name
+
+    jobs: list[tuple[int, str, Any]] = []
+    outputs: list[str | None] = []
+    for i, url in enumerate(args.urls, 1):
+        try:
+            matches = [None] if args.globoff else glob_urls(url)
+        except GlobError as e:
+            hint = "; -g/--globoff takes { } [ ] as written" if e.pos else ""
+            raise RunError(f"URL {url!r}: {e}{hint}") from None
+        files = uploads[i - 1] if i <= len(uploads) else [(None, None)]
+        if len(jobs) + len(files) * len(matches) > MAX_NAMES:
+            raise RunError(f"over {MAX_NAMES} transfers (URL globs and -T files; each is "
+                           "listed before anything is sent; curl has no such limit)")  # fmt: skip
+        out = args.output[i - 1] if i <= len(args.output) else None
+        for name, up in files:
+            if name == "-" and len(matches) > 1:
+                raise RunError(f"stdin (-) can be read once: -T - for one URL ({url!r} "
+                               f"makes {len(matches)})")  # fmt: skip
+            for m in matches:
+                target = url if m is None else m.url
+                path = out if m is None or out in (None, "-") else output_name(out, m)
+                if path == "":  # curl: "output glob produces empty string" (23)
+                    raise RunError(f"-o/--output {out!r}: empty for {target}")
+                jobs.append(
+                    (len(jobs) + 1, target if name is None else upload_url(target, name), up)
+                )
+                outputs.append(path)
+    return jobs, outputs
 
 
 def _upload_files(arg: str, globoff: bool) -> list[tuple[str, Any]]:
@@ -611,20 +676,18 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     data = request_body(args.data)
     forms, uploads = bodies(args, None if args.get else data)  # -G: -d is the query
-    try:  # a form for each URL (its own boundary, as curl's), its files looked at now
-        posts = [multipart(forms) for _ in args.urls] if forms else []
+    if len(args.output) > len(args.urls):
+        raise RunError(f"{len(args.output)} -o/--output for {len(args.urls)} URLs")
+    # the transfers, in curl's order: (number, URL, its -T upload or None), each -o file
+    jobs, outputs = transfers(args, uploads)
+    if forms and len(jobs) > 1 and any(p.path == "-" for f in forms for p in (f, *f.files)):
+        raise RunError("stdin (-) can be read once: one -T -, -F NAME=@- or -d @- for one URL")
+    try:  # a form for each transfer (its own boundary, as curl's), its files looked at now
+        posts = [multipart(forms) for _ in jobs] if forms else []
     except UploadError as e:
         raise RunError(f"-F/--form {e}") from None
     if not 1 <= args.parallel_max <= PARALLEL_LIMIT:
         raise RunError(f"--parallel-max {args.parallel_max}: 1..{PARALLEL_LIMIT}")
-    # each URL's transfers: (its number, for -o and -F; URL; its -T upload or None), one
-    # for each file its -T names (curl's glob), the file name appended to a URL ending in /
-    jobs: list[tuple[int, str, Any]] = []
-    for i, url in enumerate(args.urls, 1):
-        if i <= len(uploads):
-            jobs += [(i, upload_url(url, name), up) for name, up in uploads[i - 1]]
-        else:
-            jobs.append((i, url, None))
     if args.get and data is not None:  # curl -G: the data is the query, no body
         jobs = [(i, with_query(url, data), up) for i, url, up in jobs]
         data = None
@@ -645,10 +708,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError("-I/--head and -d/--data: one request method only (HEAD or POST)")
     if args.max_redirs < -1:
         raise RunError(f"--max-redirs {args.max_redirs}: -1 (no limit) or more")
-    if len(args.output) > len(args.urls):
-        raise RunError(f"{len(args.output)} -o/--output for {len(args.urls)} URLs")
-    for path in args.output:
-        _check_output(path)
+    for path in dict.fromkeys(p for p in outputs if p is not None):
+        _check_output(path, create_dirs=args.create_dirs)
     fmt = None if args.write_out is None else write_out_format(args.write_out)
     if fmt is not None and args.json:
         raise RunError("-w/--write-out and --json: choose one output")
@@ -663,7 +724,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     # curl 7.88 -Z draws its parallel meter on stderr (also off a terminal) unless -s,
     # --no-progress-meter, or a body goes to stdout on a terminal; ours with -w, where the
     # output is curl's (the table keeps its progress line, drawn between its rows)
-    to_stdout = any(i > len(args.output) or args.output[i - 1] == "-" for i, _, _ in jobs)
+    to_stdout = any(path is None or path == "-" for path in outputs)
     stdout_tty = getattr(getattr(args, "_stdout", None) or sys.stdout, "isatty", bool)()
     meter_wanted = (args.parallel and fmt is not None and not args.silent
                     and not args.no_progress_meter and not (to_stdout and stdout_tty))  # fmt: skip
@@ -725,7 +786,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 stop()
 
     async def fetch(session: Any, pool: Any, i: int, url: str, up: Any, xfer: Any = None) -> None:
-        path = args.output[i - 1] if i <= len(args.output) else None
+        path = outputs[i - 1]
         body: Any = posts[i - 1] if forms else up if up is not None else data
         sink = _Body(path, stdout) if path is not None or fmt is not None else None
         on_body = None if sink is None or args.head else sink.write
@@ -847,15 +908,18 @@ def summary(records: list[Record]) -> Record:
 def budget(args: argparse.Namespace) -> float:
     redirs = args.max_redirs if args.max_redirs >= 0 else 5
     hops = 1 + (min(redirs, 5) if args.location else 0)
-    transfers = len(args.urls)
-    for arg in [] if getattr(args, "globoff", True) else args.upload_file:
-        from packetlab.measure.urlglob import GlobError, glob_names
+    from packetlab.measure.urlglob import MAX_NAMES, GlobError, glob_count
 
-        try:  # one transfer for each file a -T glob names
-            transfers += len(glob_names(arg)) - 1
+    def count(pattern: str) -> int:
+        try:
+            return 1 if getattr(args, "globoff", True) else glob_count(pattern)
         except GlobError:
-            pass  # the experiment says why
-    return transfers * hops * (args.max_time + 15)
+            return 1  # the experiment says why
+
+    files = [count(arg) for arg in args.upload_file]
+    # one transfer for each URL a URL's glob makes, times its -T glob's files
+    n = sum(count(url) * (files[i] if i < len(files) else 1) for i, url in enumerate(args.urls))
+    return min(n, MAX_NAMES) * hops * (args.max_time + 15)
 
 
 COMMAND = Command(

@@ -89,8 +89,11 @@ class Upload:
 
     @property
     def rewindable(self) -> bool:
-        """It can be sent again (a 307/308 redirect): stdin cannot (curl's exit 65)."""
-        return all(getattr(_source(p), "path", None) != "-" for p in self.pieces)
+        """It can be sent again (a 307/308 redirect): stdin or a FIFO cannot (curl's
+        exit 65)."""
+        return not any(
+            s is not None and (s.path == "-" or s.size is None) for s in map(_source, self.pieces)
+        )
 
     def expects(self) -> bool:
         """curl 7.88 asks `Expect: 100-continue` for it over HTTP/1.1."""
@@ -108,7 +111,10 @@ class Upload:
         """The body, at most CHUNK bytes at a time, files read now; UploadError when one
         cannot be read, or it changed size since the length was taken."""
         if not self.rewindable and self.used:
-            raise UploadError("the upload from stdin cannot be sent again (curl: 65)")
+            one = next(s.path for s in map(_source, self.pieces)
+                       if s is not None and (s.path == "-" or s.size is None))  # fmt: skip
+            where = "stdin" if one == "-" else one
+            raise UploadError(f"the upload from {where} cannot be sent again (curl: 65)")
         self.used = True
         for p in self.pieces:
             if isinstance(p, bytes):
@@ -137,10 +143,13 @@ def _read_file(f: _File) -> Iterator[bytes]:
     except OSError as e:
         raise UploadError(f"{f.path}: {e.strerror or e}") from None
     sent = 0
+    read = getattr(stream, "read1", stream.read) if f.size is None else stream.read
     try:
         while True:
             try:
-                data = stream.read(STDIN_CHUNK if f.size is None else CHUNK)
+                # size unknown (stdin, a FIFO): what one read() gives, as curl (its chunks
+                # and size_upload; a slow pipe's bytes sent as they come)
+                data = read(STDIN_CHUNK if f.size is None else CHUNK)
             except OSError as e:
                 raise UploadError(f"{f.path}: {e.strerror or e}") from None
             if not data:
@@ -158,16 +167,24 @@ def _read_file(f: _File) -> Iterator[bytes]:
 
 
 def _file(path: str) -> _File:
-    """A file to send, its size taken now (curl: "Can't open 'FILE'!", exit 26)."""
+    """A file to send, its size taken now (curl: "Can't open 'FILE'!", exit 26). One
+    that is not a regular file (a FIFO, /dev/zero, /dev/stdin) is not opened now (a
+    FIFO's open waits for a writer): as curl, its size is unknown and it is read to its
+    end when sent, chunked."""
     if path == "-":
         return _File("-", None)
     try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "Is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            if not os.access(path, os.R_OK):
+                raise PermissionError(13, "Permission denied")
+            return _File(path, None)
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            if os.path.isdir(path):
-                raise IsADirectoryError(21, "Is a directory")
-    except OSError as e:
-        raise UploadError(f"{path}: {e.strerror or e}") from None
+    except OSError as e:  # an empty name (-F a=@, a=@x,, -T '{,}') shown as ''
+        raise UploadError(f"{path or repr(path)}: {e.strerror or e}") from None
     return _File(path, size)
 
 
@@ -354,7 +371,8 @@ _CT = re.compile(r"[^/ ]{1,127}/[^;, \n]{1,127}")  # curl's sscanf("%127[^/ ]/%1
 def read_headers_file(path: str, warnings: list[str]) -> list[str]:
     """-F ...;headers=@FILE as curl 7.88 reads it: one header a line, a line starting
     with a space or tab continues the one before, # starts a comment line, CRs dropped,
-    trailing spaces stripped, a line over 998 bytes truncated (warned). Unreadable: an
+    trailing spaces stripped, a line over 998 bytes truncated (warned), a line cut at a
+    NUL byte (curl's C strings: one that starts with NUL is an empty line). Unreadable: an
     UploadError (curl only warns and sends the part without them)."""
     try:
         with open(path, "rb") as f:
@@ -369,8 +387,8 @@ def read_headers_file(path: str, warnings: list[str]) -> list[str]:
     for c in [*data, None]:
         if c is None or (not pos and chr(c) not in _SPACE):
             text = bytes(hdr).rstrip(_SPACE.encode())
-            if text:
-                out.append(text.decode("utf-8", "surrogateescape"))
+            if text:  # a C string in curl: it ends at a NUL (spaces before it kept)
+                out.append(text.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
             hdr.clear()
         if c is None:
             break

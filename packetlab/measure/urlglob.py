@@ -1,21 +1,25 @@
-"""curl 7.88's URL globbing (src/tool_urlglob.c), as `curl -T` applies it to upload
-file names: `{a,b,c}` sets, `[1-10]`/`[001-100]`/`[a-z]` ranges with an optional
+"""curl 7.88's URL globbing (src/tool_urlglob.c), as curl applies it to URLs and to `-T`
+upload file names: `{a,b,c}` sets, `[1-10]`/`[001-100]`/`[a-z]` ranges with an optional
 `:STEP`, `\\` before a brace or bracket for the character itself, `[]` and an IPv6
 literal `[::1]` kept as is. Names come out in curl's order (the rightmost pattern
 fastest). Malformed patterns are a `GlobError` with curl's words and column; more than
-`MAX_NAMES` names is one too (curl has no such limit: it walks them lazily, we look
-at each file before anything is sent).
+`limit` names is one too (curl has no such limit: it walks them lazily, we look at each
+file, or list each URL, before anything is sent). `glob_urls` keeps what each glob
+matched for curl's `-o 'out_#1'` (`output_name`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import itertools
+import re
 from collections.abc import Iterator
+from typing import NamedTuple
 
-__all__ = ["MAX_NAMES", "GlobError", "glob_names"]
+__all__ = ["MAX_NAMES", "GlobError", "GlobMatch", "glob_count", "glob_names", "glob_urls",
+           "output_name"]  # fmt: skip
 
-MAX_NAMES = 10_000  # file names one -T may expand to (ours)
+MAX_NAMES = 10_000  # file names one -T, or URLs one URL, may expand to (ours)
 PATTERN_NUM = 100  # curl's GLOB_PATTERN_NUM: literal runs and patterns in one glob
 _ULONG = 1 << 64
 
@@ -56,10 +60,15 @@ def _isalpha(c: str) -> bool:
     return c.isascii() and c.isalpha()
 
 
-def _parse(pattern: str) -> list[list[str] | range | tuple[int, int, int, int]]:
+_Pattern = list[str] | range | tuple[int, int, int, int]
+
+
+def _parse(pattern: str) -> tuple[list[_Pattern], list[bool], int]:
     """The glob's patterns in order: a list of strings (a set or a literal), a char
-    range as `range` of code points, a number range as (min, max, step, padding)."""
-    pats: list[list[str] | range | tuple[int, int, int, int]] = []
+    range as `range` of code points, a number range as (min, max, step, padding); for
+    each whether it is a glob (not a literal run); and how many names they make."""
+    pats: list[_Pattern] = []
+    globs: list[bool] = []
     s, i, pos, n = pattern, 0, 1, len(pattern)
     amount = 1
 
@@ -91,6 +100,7 @@ def _parse(pattern: str) -> list[list[str] | range | tuple[int, int, int, int]]:
             pos += 1
         if buf:
             pats.append(["".join(buf)])
+            globs.append(False)
         elif i < n and s[i] == "{":
             i += 1
             pos += 1
@@ -123,6 +133,7 @@ def _parse(pattern: str) -> list[list[str] | range | tuple[int, int, int, int]]:
                 pos += 1
             amount *= len(elements)
             pats.append(elements)
+            globs.append(True)
         elif i < n and s[i] == "[":
             i += 1
             pos += 1
@@ -131,17 +142,18 @@ def _parse(pattern: str) -> list[list[str] | range | tuple[int, int, int, int]]:
             pos += i - start
             amount *= len(pat) if isinstance(pat, range) else (pat[1] - pat[0]) // pat[2] + 1
             pats.append(pat)
+            globs.append(True)
         if len(pats) >= PATTERN_NUM:
             raise GlobError("too many globs", pos, pattern)
-        if amount > MAX_NAMES:  # before any list of names is made
-            raise GlobError(
-                f"over {MAX_NAMES} file names (each is looked at before "
-                "anything is sent; curl has no such limit)",
-                0,
-                pattern,
-                False,
-            )
-    return pats
+    return pats, globs, amount
+
+
+def _checked(pattern: str, limit: int, what: str) -> tuple[list[_Pattern], list[bool]]:
+    """_parse, and more than `limit` names refused before any list of them is made."""
+    pats, globs, amount = _parse(pattern)
+    if amount > limit:
+        raise GlobError(f"over {limit} {what}; curl has no such limit)", 0, pattern, False)
+    return pats, globs
 
 
 def _range(s: str, i: int, pos: int, pattern: str) -> tuple[range | tuple[int, int, int, int], int]:
@@ -222,7 +234,47 @@ def _values(p: list[str] | range | tuple[int, int, int, int]) -> Iterator[str]:
     return (str(v).zfill(pad) for v in range(lo, hi + 1, step))
 
 
-def glob_names(pattern: str) -> list[str]:
-    """The names `pattern` expands to, in curl's order."""
-    pats = _parse(pattern)
+def glob_count(pattern: str) -> int:
+    """How many names `pattern` expands to (none made); GlobError if it is malformed."""
+    return _parse(pattern)[2]
+
+
+def glob_names(pattern: str, limit: int = MAX_NAMES) -> list[str]:
+    """The names `pattern` expands to, in curl's order (-T: each a file looked at before
+    anything is sent)."""
+    what = "file names (each is looked at before anything is sent"
+    pats, _ = _checked(pattern, limit, what)
     return ["".join(t) for t in itertools.product(*(list(_values(p)) for p in pats))]
+
+
+class GlobMatch(NamedTuple):
+    """One URL of a glob: its text, what each glob matched (`-o`'s #1, #2...), and curl's
+    count of patterns (literal runs too: a #N from it up is no glob's, see output_name)."""
+
+    url: str
+    matched: tuple[str, ...]
+    size: int
+
+
+def glob_urls(pattern: str, limit: int = MAX_NAMES) -> list[GlobMatch]:
+    """The URLs `pattern` expands to, in curl's order, each with what its globs matched."""
+    pats, globs = _checked(pattern, limit, "URLs (each is listed before anything is sent")
+    return [
+        GlobMatch("".join(t), tuple(v for v, g in zip(t, globs, strict=True) if g), len(pats))
+        for t in itertools.product(*(list(_values(p)) for p in pats))
+    ]
+
+
+def output_name(template: str, match: GlobMatch) -> str:
+    """curl's glob_match_url: each #N in an -o name replaced by what the URL's Nth glob
+    matched. A #N with no such glob stays as written, and so does every #N when N is
+    not below curl's pattern count (its `num < glob->size`: `-o 'x#1' '{URL1,URL2}'`,
+    a URL that is one glob and nothing else, writes the file `x#1`, as curl 7.88.1)."""
+
+    def fill(m: re.Match[str]) -> str:
+        n = int(m.group(1))
+        if 0 < n < match.size and n <= len(match.matched):
+            return match.matched[n - 1]
+        return m.group()
+
+    return re.sub(r"#([0-9]+)", fill, template)

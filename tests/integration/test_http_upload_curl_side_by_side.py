@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -302,3 +303,21 @@ def test_parallel_progress_meter_on_a_terminal(http: str, tmp_path: Path) -> Non
                                  env=dict(os.environ, PYTHONPATH=str(REPO)))  # fmt: skip
             assert run.returncode == 0, run.stdout
             assert (b"DL% UL%  Dled" in run.stdout) is drawn, (cmd, run.stdout)
+
+
+def test_sigterm_mid_request_ends_as_interrupted(http: str, tmp_path: Path) -> None:
+    """`timeout 10 pktlab run http URL` (SIGTERM) on a slow answer: the run stops as at a
+    Ctrl-C, its summary and 130 (was: the in-process endpoint's daemon handler stopped
+    the reactor under it: `connection lost: ... non-clean fashion`, exit 2)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packetlab", "run", "http", "--connect-to", "127.0.0.1",
+         f"{http}/d/4/term"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    time.sleep(2.5)  # connected, the answer not come (it takes 4 s)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"connection lost" not in err
+    assert out.strip().endswith(b"# interrupted (Ctrl-C): 0 URLs ended, 0 fetched, 0 body bytes")

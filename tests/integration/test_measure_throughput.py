@@ -62,7 +62,7 @@ def test_throughput_matches_native_iperf3(tb: Testbed, direction: str, tmp_path:
         tb, "ep", "throughput", "--json", "--server", tg, "--direction", direction,
         "--bytes", str(NBYTES), "--runs", "2", "--insecure-plaintext", "--pcap", str(pcap),
     )  # fmt: skip
-    assert rc == 0, (err, records)
+    assert rc == 0, f"{err}\n{records}"  # (a str: pytest cuts a repr short)
     runs, summary = records[:-1], records[-1]
     assert [r["type"] for r in runs] == ["throughput", "throughput"]
     assert summary["type"] == "summary" and summary["ok"] == 2

@@ -264,8 +264,12 @@ def test_dccp_on_loopback_as_traceroute(shim: str, family: int, args: list[str])
     it traceroute's own raw DCCP socket takes its Requests, so it sees `*` where ours,
     without such a socket, gets the kernel's `!P`)."""
     with helper([str(HERE / "dccp_responder.py"), str(family), "60"]):
-        ours = pktlab_run("traceroute", *args)
-        theirs = native_dccp(*args, shim=shim)
+        for _ in range(3):  # native waits 3 x the first answer's RTT (~0.1 ms here) for the
+            # others: a responder (Python) slowed by a loaded machine gets `*` there (CI once)
+            ours = pktlab_run("traceroute", *args)
+            theirs = native_dccp(*args, shim=shim)
+            if "*" not in theirs.stdout:
+                break
     assert ours.returncode == theirs.returncode == 0, ours.stderr
     assert masked(ours.stdout) == masked(theirs.stdout)
     assert "!" not in ours.stdout and "*" not in ours.stdout

@@ -54,6 +54,35 @@ def test_two_quick_transfers_as_curl_drew_them() -> None:
     )
 
 
+class Hop:
+    sent: int | None = None
+    uploaded = body_len = 0
+    headers: list[tuple[str, str]] = []
+
+
+def test_an_uploads_size_is_known_once_its_request_went_out() -> None:
+    # curl 7.88.1 -Z -T 'f[1-3]' -o /dev/null URL/ (2 bytes each): its first line says
+    # -- for UL% (its xferinfo has no upload size while connecting); ours said 0
+    out = io.StringIO()
+    meter = Meter(out, 100.0)
+    xfers = [Transfer(2) for _ in range(3)]
+    for t in xfers:
+        meter.add(t)
+        t.follow(Hop())
+    meter.draw(100.0)
+    for t in xfers:
+        t.hop.sent, t.hop.uploaded = 1, 2
+    assert meter.line(100.6).startswith("\r--  100     0     6     3     3")
+    for t in xfers:
+        meter.done(t)
+    meter.draw(100.7, final=True)
+    assert out.getvalue().startswith(
+        HEADER + "\r--  --      0     0     3     3  --:--:-- --:--:-- --:--:--     0      "
+    )
+    assert out.getvalue().endswith("\r--  100     0     6     3     0  --:--:-- --:--:-- --:--:--"
+                                   "     8     \n")  # fmt: skip
+
+
 def test_a_slow_download_estimates_as_curl() -> None:
     # curl 7.88.1 drew ' 50 --   195k     0     2     1   0:00:04  0:00:02  0:00:02 99750'
     # for two 200,000-byte bodies at 100 kB/s

@@ -177,6 +177,12 @@ def test_headers_file_as_curl_reads_it(files: Path) -> None:
         "X-A: 1  continued", "X-B:   two   \tmore", "X-C: " + "c" * 993,
     ]  # fmt: skip
     assert warnings == ["File h2.txt line 8: header too long (truncated)"]
+    # a NUL byte ends the line as curl's C strings (was sent on, NUL and all): curl 7.88.1
+    # sent '\r\nX-A: a \r\nX-B: 2\r\n' for these lines (an empty header line first)
+    (files / "h3.txt").write_bytes(b"\x00x\nX-A: a \x00b \nX-B: 2\n")
+    assert upload.read_headers_file("h3.txt", warnings) == ["", "X-A: a ", "X-B: 2"]
+    got = body(["a=x;headers=@h3.txt"])
+    assert b'name="a"\r\n\r\nX-A: a \r\nX-B: 2\r\n\r\nx\r\n' in got
 
 
 @pytest.mark.parametrize(
@@ -187,6 +193,10 @@ def test_headers_file_as_curl_reads_it(files: Path) -> None:
         ("f=x;type=bad", r"Illegally formatted content-type field: 'bad'"),
         ("f=(;type=multipart/alternative", r"nested multipart .* is not supported"),
         ("f=@a.txt,nosuch", r"nosuch: No such file or directory"),
+        # an empty name, as '' (was ': No such file or directory')
+        ("f=@", r"^'': No such file or directory$"),
+        ("f=<;type=x/y", r"^'': No such file or directory$"),
+        ("f=@a.txt,", r"^'': No such file or directory$"),
     ],
 )
 def test_bad_parameters_are_one_line_errors(files: Path, arg: str, message: str) -> None:

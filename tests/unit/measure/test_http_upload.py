@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +211,66 @@ def test_put_from_stdin_is_chunked(monkeypatch: pytest.MonkeyPatch) -> None:
     # framing counted in size_upload: fff4\r\n...\r\n 13\r\n...\r\n 0\r\n\r\n
     assert server.sizes[-3:] == [6 + 65524 + 2, 4 + 19 + 2, 5]
     assert r.upload_size == len(data) + 8 + 6 + 5
+
+
+class Pipe(io.RawIOBase):
+    """A pipe's read end as the writer fills it: each read() gives one write."""
+
+    def __init__(self, writes: list[bytes]) -> None:
+        self.writes = writes
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        data = self.writes.pop(0) if self.writes else b""
+        buf[: len(data)] = data
+        return len(data)
+
+
+def test_put_from_a_slow_pipe_sends_each_read_as_curl(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (echo a; sleep 1; echo b) | curl -T - : two chunks, size_upload 19 (1\r\na\n\r\n
+    # twice, 0\r\n\r\n); ours waited for 65,524 bytes or the end: one chunk, 14
+    stdin = io.TextIOWrapper(io.BufferedReader(Pipe([b"a\n", b"b\n"])))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    r, server, _ = put("100", file_upload("-"))
+    assert bytes(server.body) == b"a\nb\n" and r.upload_size == 19
+
+
+def test_a_fifo_or_device_is_not_opened_when_looked_at_and_goes_chunked(
+    tmp_path: Path,
+) -> None:
+    # curl 7.88 -T FIFO / -F a=@FIFO / -T /dev/null: its size unknown (not a regular
+    # file), read to its end when sent, chunked. Ours opened it when looking at it: a
+    # FIFO's open waited for a writer (SIGTERM could not stop it) and took its size as
+    # 0, the writer's bytes lost when it was closed
+    fifo = tmp_path / "ff"
+    os.mkfifo(fifo)
+    # a writer already there (so that the old open did not wait: it took 0 bytes)
+    held = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    early = os.open(fifo, os.O_WRONLY)
+    try:
+        up = file_upload(str(fifo))
+        form = multipart([parse_form(f"a=@{fifo}")], "-" * 24 + "b2f4eece0da3bd5f")
+    finally:
+        os.close(early)
+        os.close(held)
+    assert up.length is None and form.length is None and up.expects() and not up.rewindable
+
+    def write() -> None:  # opens when the upload opens it to read
+        with open(fifo, "wb") as w:
+            w.write(b"fifo-data\n" * 10000)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert b"".join(up.chunks()) == b"fifo-data\n" * 10000
+    finally:
+        writer.join()
+    with pytest.raises(UploadError, match=r"the upload from \S*ff cannot be sent again"):
+        list(up.chunks())
+    null = file_upload("/dev/null")  # a character device: curl's chunked PUT of nothing
+    assert null.length is None and list(null.chunks()) == []
 
 
 def test_a_post_over_1_mib_asks_expect_and_a_small_one_goes_with_the_head() -> None:

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from packetlab.measure.urlglob import MAX_NAMES, GlobError, glob_names
+from packetlab.measure.urlglob import (
+    MAX_NAMES,
+    GlobError,
+    glob_count,
+    glob_names,
+    glob_urls,
+    output_name,
+)
 
 
 @pytest.mark.parametrize(
@@ -67,3 +74,44 @@ def test_too_many_names_is_refused_before_any_list_is_made() -> None:
     for pattern in ("f[1-100000000]", "[1-100][1-101]", "[0-99999999999999999999999]"):
         with pytest.raises(GlobError, match=r"over 10000 file names|bad range"):
             glob_names(pattern)
+
+
+def test_urls_keep_what_each_glob_matched() -> None:
+    # curl's order (the rightmost glob fastest); the literal runs are no globs
+    got = glob_urls("http://h/{a,b}/x[1-2]")
+    assert [(m.url, m.matched) for m in got] == [
+        ("http://h/a/x1", ("a", "1")), ("http://h/a/x2", ("a", "2")),
+        ("http://h/b/x1", ("b", "1")), ("http://h/b/x2", ("b", "2")),
+    ]  # fmt: skip
+    assert glob_count("http://h/[1-100:10]/[a-e:2]/[001-003]") == 10 * 3 * 3
+    assert [m.url for m in glob_urls("http://[::1]:8/[01-02]")] == [
+        "http://[::1]:8/01", "http://[::1]:8/02"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("template", "url", "names"),
+    [  # each checked against curl 7.88.1 (`curl -o TEMPLATE URL`: the files it wrote)
+        (
+            "o_#1_#2.txt",
+            "http://h/{a,b}/[1-2]",
+            ["o_a_1.txt", "o_a_2.txt", "o_b_1.txt", "o_b_2.txt"],
+        ),
+        ("#2-#1", "http://h/[a-b]/[08-09]", ["08-a", "09-a", "08-b", "09-b"]),
+        ("y#0#3#12#a#", "http://h/{a,b}", ["y#0#3#12#a#"] * 2),  # no such glob: as written
+        ("same", "http://h/{a,b}", ["same", "same"]),
+        ("x#1", "{http://h/a,http://h/b}", ["x#1", "x#1"]),  # curl's `num < glob->size`
+        ("x#1", "{http://h/a,http://h/b}/", ["xhttp://h/a", "xhttp://h/b"]),
+        ("x#1", "http://h/a", ["x#1"]),
+    ],
+)
+def test_output_names_as_curl(template: str, url: str, names: list[str]) -> None:
+    assert [output_name(template, m) for m in glob_urls(url)] == names
+
+
+def test_too_many_urls_is_refused_before_any_list_is_made() -> None:
+    assert len(glob_urls("http://h/[1-50][1-200]")) == MAX_NAMES
+    with pytest.raises(GlobError, match=r"^over 10000 URLs \(each is listed before"):
+        glob_urls("http://h/[1-1000000000000000][1-2]")
+    # curl's own errors come first, also after a glob too big for ours
+    with pytest.raises(GlobError, match="bad range at position 31"):
+        glob_urls("http://h/[1-100000000000][3-1]")
