@@ -612,7 +612,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="record type (A, AAAA, MX, TXT, ANY, TYPE65, ...), as dig -t: after a name "
         "that name's, before any name every name's; one type a query: given again, the last "
         "is asked, with dig's ';; Warning, extra type option' on stderr (two types: give "
-        "the name twice) [default: A]",
+        "the name twice); -t with a type dig does not read: dig's ';; Warning, ignoring "
+        "invalid type' and the type it had; --type with one: an error [default: A]",
     )
     p.add_argument("--tcp", action="store_true", help="ask over TCP (default: UDP)")
     p.set_defaults(nsid=False, cookie=True, multiline=False, split=None, ignore=False)
