@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import REPO, stop_process, twistd
+from httpserve import serve_http
 from OpenSSL import SSL
 
 from packetlab import wire
@@ -180,14 +180,8 @@ def http_server(body: bytes = b"hello from the test server\n") -> Iterator[int]:
         def log_message(self, *a: Any) -> None:
             pass
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield srv.server_address[1]
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serve_http(Handler) as port:
+        yield port
 
 
 def client_hello(sni: str | None, pad: int = 0) -> bytes:

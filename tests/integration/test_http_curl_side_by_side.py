@@ -13,14 +13,14 @@ import shutil
 import ssl
 import subprocess
 import sys
-import threading
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from httpserve import serve_http
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -138,18 +138,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve(tls: ssl.SSLContext | None) -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serve_http(Handler, tls) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

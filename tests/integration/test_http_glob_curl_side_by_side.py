@@ -11,10 +11,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from httpserve import serve_http
 from test_http_curl_side_by_side import REPO, Handler, pytestmark  # noqa: F401
 
 
@@ -34,16 +34,8 @@ class Logged(Handler):
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Logged)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serve_http(Logged) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def files(top: Path) -> dict[str, bytes]:

@@ -15,13 +15,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from httpserve import serve_http
 from test_http_curl_side_by_side import REPO, Handler, both, pytestmark  # noqa: F401
 
 W = ("%{http_code} %{method} %{url_effective} %{size_upload} %{size_request} "
@@ -65,16 +64,8 @@ class Upload(Handler):
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Upload)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serve_http(Upload) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def same_but_boundary(out: bytes) -> bytes:

@@ -390,21 +390,23 @@ def _meta_reply(q: bytes) -> list[bytes]:
     return [r.to_wire()]
 
 
+def dig_text(result: DnsResult, *words: str) -> str:
+    """A result as `pktlab run dns WORDS` prints it (dig's text), "" for none."""
+    import packetlab.cli as cli
+    from packetlab.cli import run_dns
+
+    a = cli.parse(["run", "dns", *words, "x"])
+    run_dns.dig_style(a)
+    line = run_dns.DigText(a)(result.to_dict())
+    return "" if line is None else line + "\n"
+
+
 def test_hip_tkey_and_tsig_as_dig_prints_them() -> None:
     """HIP, TKEY, TSIG: BIND's one-line and +multiline forms (one line, dnspython's text
     before: HIP's HIT in lower case, TKEY's error a number and no sizes); a signed reply
     (no key here, as dig without -k) is read with its TSIG in dig's TSIG pseudosection
     (it was `Got bad packet: got signed message without keyring`); a TSIG out of its
     place is BIND's best effort: a record of its section, dig's malformed-packet warning."""
-    import packetlab.cli as cli
-    from packetlab.cli import run_dns
-
-    def dig_text(result: DnsResult, *words: str) -> str:
-        a = cli.parse(["run", "dns", *words, "x"])
-        run_dns.dig_style(a)
-        line = run_dns.DigText(a)(result.to_dict())
-        return "" if line is None else line + "\n"
-
     rig = Rig()
     rig.endpoint.udp_servers[SERVER] = _meta_reply
     for (name, qtype), text in DIG_META.items():
@@ -500,15 +502,6 @@ def test_a_tsig_error_above_4095_is_its_number_as_dig() -> None:
     the whole reply (`Got bad packet: rcode must be an int between >= 0 and <= 4095`);
     dig 9.18.49 shows the reply and the number (dns_zone_server.py's tsigbig.test,
     tsigbigans.test: +multiline +nocmd +nostats, +multiline +noall +answer)."""
-    import packetlab.cli as cli
-    from packetlab.cli import run_dns
-
-    def dig_text(result: DnsResult, *words: str) -> str:
-        a = cli.parse(["run", "dns", *words, "x"])
-        run_dns.dig_style(a)
-        line = run_dns.DigText(a)(result.to_dict())
-        return "" if line is None else line + "\n"
-
     rig = Rig()
     rig.endpoint.udp_servers[SERVER] = _meta_reply
     r = rig.run(dns_query(rig.session, "tsigbig.test", server=SERVER[0], timeout=1))
