@@ -32,6 +32,8 @@ examples:
   pktlab run http -L -b '' -c jar.txt http://10.77.3.2/login  # cookies as curl -c
   pktlab run http -o page.html http://10.77.3.2/ # the body to a file
   pktlab run http -o 'page_#1.html' 'http://10.77.3.2/p/[1-3]'  # page_1.html..., as curl
+  pktlab run http -O http://10.77.3.2/data/run1.tar  # saved as run1.tar, as curl -O
+  pktlab run http --output-dir out --create-dirs --remote-name-all URL1 URL2  # out/NAME
   pktlab run http -g 'http://10.77.3.2/q?a[]=1'  # -g: [ ] { } as written, no globbing
   pktlab run http -F name=me -F 'photo=@cat.jpg' http://10.77.3.2/upload  # multipart POST
   pktlab run http -T results.tar http://10.77.3.2/dav/  # PUT .../dav/results.tar
@@ -145,7 +147,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--create-dirs", action="store_true",
-        help="make the missing directories of -o files (mode 0750), as curl",
+        help="make the missing directories of -o and -O files and --output-dir "
+        "(mode 0750), as curl",
     )  # fmt: skip
     p.add_argument(
         "-Z", "--parallel", action="store_true",
@@ -210,6 +213,22 @@ def configure(p: argparse.ArgumentParser) -> None:
         "-o", "--output", action="append", default=[], metavar="FILE",
         help="write the body to FILE (the first -o for the first URL, and so on; - is "
         "stdout); #1, #2... in FILE: what the URL's first, second glob matched, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "-O", "--remote-name", action="append_const", const=REMOTE, dest="output",
+        help="write the body to a file named as the URL's last path segment, in the "
+        "current directory (as curl: no query, undecoded, a URL ending in / is an error); "
+        "paired with URLs in order together with -o",
+    )  # fmt: skip
+    p.add_argument(
+        "--remote-name-all", "--no-remote-name-all", action=_RemoteNameAll, nargs=0,
+        dest="remote_name_all", default=[],
+        help="-O for every URL after this option that has no -o or -O of its own, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "--output-dir", metavar="DIR",
+        help="the -o and -O files go into DIR (DIR/FILE, as curl; with --create-dirs DIR "
+        "is made too)",
     )  # fmt: skip
     p.add_argument(
         "-w", "--write-out", metavar="FORMAT",
@@ -539,6 +558,60 @@ def _check_output(path: str, option: str = "--output", create_dirs: bool = False
         raise RunError(f"{option} {path}: permission denied")
 
 
+REMOTE = "\0-O"  # -O/--remote-name among the -o files (args.output): no file name has a NUL
+
+
+class _RemoteNameAll(argparse.Action):
+    """--remote-name-all (--no-remote-name-all): as curl 7.88, for the URLs after it on
+    the command line only: kept as (how many URLs argparse has read before it, on)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        seen = len(getattr(namespace, "urls", None) or [])
+        marks = [*getattr(namespace, self.dest, []), (seen, not str(option).startswith("--no-"))]
+        setattr(namespace, self.dest, marks)
+
+
+def _output_of(args: argparse.Namespace, i: int) -> str | None:
+    """The Nth URL's -o FILE or -O (REMOTE), curl's pairing: the Nth of the -o and -O
+    options, else -O if --remote-name-all came before that URL, else None (stdout)."""
+    if i <= len(args.output):
+        return str(args.output[i - 1])
+    on = [o for seen, o in getattr(args, "remote_name_all", []) if seen < i]
+    return REMOTE if on and on[-1] else None
+
+
+def _dedot(path: str) -> str:
+    """RFC 3986's remove_dot_segments, as curl's URL parser does to a URL's path."""
+    out: list[str] = []
+    segments = path.split("/")
+    for n, seg in enumerate(segments):
+        last = n == len(segments) - 1
+        if seg == ".":
+            if last:
+                out.append("")
+        elif seg == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/".join(out)
+
+
+def remote_name(url: str) -> str:
+    """curl 7.88's -O file name (get_url_file_name): the URL's path as curl parses it (no
+    query, no fragment, its . and .. segments removed) after its last / (and after a \\
+    in that), as written: not decoded (`a%2F..%2Fb` is the name of a file here, not a
+    path). "" for a path that ends in / (curl: "Remote file name has no length!", 23)."""
+    rest = url.partition("://")[2] if "://" in url else url
+    at = re.search(r"[/?#]", rest)
+    path = rest[at.start() :] if at else ""
+    path = re.split(r"[?#]", path, maxsplit=1)[0]
+    name = _dedot(path or "/").rsplit("/", 1)[-1]
+    return name.rsplit("\\", 1)[-1]
+
+
 def upload_url(url: str, path: str) -> str:
     """curl -T: a URL without a file name (its path empty or ending in /) gets the
     file's name appended (not for stdin), percent-encoded as curl 7.88 writes it (%5b:
@@ -582,7 +655,9 @@ def transfers(args: argparse.Namespace, uploads: list[Any]) -> tuple[
     or None), and each one's -o file (None: stdout). Each URL is globbed unless -g
     (`{a,b}`, `[1-3]`: urlglob, curl's errors), each of its -T's files going to every
     URL of the glob (the files the outer loop, as curl); its -o (the Nth for the Nth
-    URL) gets #N filled with what the URL's Nth glob matched. At most MAX_NAMES."""
+    URL) gets #N filled with what the URL's Nth glob matched, its -O the file name of
+    each URL of the glob (the URL before -T's file name is added, as curl); each file
+    in --output-dir if given. At most MAX_NAMES."""
     from packetlab.measure.urlglob import MAX_NAMES, GlobError, glob_urls, output_name
 
     jobs: list[tuple[int, str, Any]] = []
@@ -597,16 +672,25 @@ def transfers(args: argparse.Namespace, uploads: list[Any]) -> tuple[
         if len(jobs) + len(files) * len(matches) > MAX_NAMES:
             raise RunError(f"over {MAX_NAMES} transfers (URL globs and -T files; each is "
                            "listed before anything is sent; curl has no such limit)")  # fmt: skip
-        out = args.output[i - 1] if i <= len(args.output) else None
+        out = _output_of(args, i)
         for name, up in files:
             if name == "-" and len(matches) > 1:
                 raise RunError(f"stdin (-) can be read once: -T - for one URL ({url!r} "
                                f"makes {len(matches)})")  # fmt: skip
             for m in matches:
                 target = url if m is None else m.url
-                path = out if m is None or out in (None, "-") else output_name(out, m)
-                if path == "":  # curl: "output glob produces empty string" (23)
-                    raise RunError(f"-o/--output {out!r}: empty for {target}")
+                if out == REMOTE:
+                    path: str | None = remote_name(target)
+                    if path == "":  # curl: "Remote file name has no length!" (23)
+                        raise RunError(f"-O/--remote-name: {target} has no file name (its "
+                                       "path ends in /; curl: 23, after the URLs before "
+                                       "it, and no URL after it is fetched)")  # fmt: skip
+                else:
+                    path = out if m is None or out in (None, "-") else output_name(out, m)
+                    if path == "":  # curl: "output glob produces empty string" (23)
+                        raise RunError(f"-o/--output {out!r}: empty for {target}")
+                if path not in (None, "-") and args.output_dir:  # as curl: "DIR/FILE"
+                    path = f"{args.output_dir}/{path}"
                 jobs.append(
                     (len(jobs) + 1, target if name is None else upload_url(target, name), up)
                 )
@@ -676,8 +760,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     data = request_body(args.data)
     forms, uploads = bodies(args, None if args.get else data)  # -G: -d is the query
-    if len(args.output) > len(args.urls):
-        raise RunError(f"{len(args.output)} -o/--output for {len(args.urls)} URLs")
+    if len(args.output) > len(args.urls):  # curl: a warning, the extra ones unused
+        raise RunError(f"{len(args.output)} -o/--output and -O for {len(args.urls)} URLs")
     # the transfers, in curl's order: (number, URL, its -T upload or None), each -o file
     jobs, outputs = transfers(args, uploads)
     if forms and len(jobs) > 1 and any(p.path == "-" for f in forms for p in (f, *f.files)):
@@ -694,7 +778,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     for _, url, _ in jobs:
         parse_url(url)  # a bad URL is an error before anything starts
     auth = None if args.user is None else user_password(args.user)
-    if args.include and not args.output and args.write_out is None:
+    if args.include and all(p is None for p in outputs) and args.write_out is None:
         raise RunError("-i/--include: the headers go where the body goes, and the table shows "
                        "no body: add -o FILE (-o - for stdout) or -w")  # fmt: skip
     headers = _headers(args.header)
@@ -708,6 +792,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError("-I/--head and -d/--data: one request method only (HEAD or POST)")
     if args.max_redirs < -1:
         raise RunError(f"--max-redirs {args.max_redirs}: -1 (no limit) or more")
+    if args.output_dir and not args.create_dirs and not os.path.isdir(args.output_dir):
+        raise RunError(f"--output-dir {args.output_dir}: no such directory (--create-dirs "
+                       "makes it; curl: 23 for each URL, after fetching it)")  # fmt: skip
     for path in dict.fromkeys(p for p in outputs if p is not None):
         _check_output(path, create_dirs=args.create_dirs)
     fmt = None if args.write_out is None else write_out_format(args.write_out)
