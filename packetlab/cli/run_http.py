@@ -682,8 +682,8 @@ def transfers(args: argparse.Namespace, uploads: list[Any]) -> tuple[
                 if out == REMOTE:
                     path: str | None = remote_name(target)
                     if path == "":  # curl: "Remote file name has no length!" (23)
-                        raise RunError(f"-O/--remote-name: {target} has no file name (its "
-                                       "path ends in /; curl: 23, after the URLs before "
+                        raise RunError(f"-O/--remote-name: {target} has no file name (nothing "
+                                       "after its last / or \\; curl: 23, after the URLs before "
                                        "it, and no URL after it is fetched)")  # fmt: skip
                 else:
                     path = out if m is None or out in (None, "-") else output_name(out, m)

@@ -29,6 +29,8 @@ U = "http://192.0.2.80"
         (f"{U}?x/y", ""),
         (f"{U}/x#frag", "x"),
         (f"{U}/p\\q", "q"),  # after a \ too
+        (f"{U}/a\\..", ".."),  # not a dot segment for curl's parser, then after the \
+        (f"{U}/a\\", ""),
         (f"{U}/a%2F..%2Fb", "a%2F..%2Fb"),  # as written: not decoded, no directory
         (f"{U}/a/..%2F..", "..%2F.."),
         (f"{U}/a/%2e%2e", "%2e%2e"),
@@ -115,6 +117,7 @@ def test_output_dir_with_create_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyP
         (["-O", U], "has no file name"),
         (["-O", "-O", f"{U}/ok", f"{U}/{{a,b/}}"], r"http://192.0.2.80/b/ has no file name"),
         (["--remote-name-all", f"{U}/a/.."], "has no file name"),
+        (["-O", f"{U}/a\\.."], r"^--output \.\.: is a directory$"),  # curl: 23
         (["-O", "-o", "x", f"{U}/a"], r"^2 -o/--output and -O for 1 URLs$"),
         (["--output-dir", "/nonexistent/d", "-O", f"{U}/a"],
          r"^--output-dir /nonexistent/d: no such directory \(--create-dirs makes it"),
