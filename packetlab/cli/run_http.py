@@ -221,6 +221,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         "paired with URLs in order together with -o",
     )  # fmt: skip
     p.add_argument(
+        "--no-remote-name", action="append_const", const=NO_REMOTE, dest="output",
+        help="a place among the -o and -O options that names no file (as a URL "
+        "without -o), as curl",
+    )  # fmt: skip
+    p.add_argument(
         "--remote-name-all", "--no-remote-name-all", action=_RemoteNameAll, nargs=0,
         dest="remote_name_all", default=[],
         help="-O for every URL after this option that has no -o or -O of its own, as curl",
@@ -559,6 +564,7 @@ def _check_output(path: str, option: str = "--output", create_dirs: bool = False
 
 
 REMOTE = "\0-O"  # -O/--remote-name among the -o files (args.output): no file name has a NUL
+NO_REMOTE = "\0--no-remote-name"  # curl's -O turned off: that URL's place, no file
 
 
 class _RemoteNameAll(argparse.Action):
@@ -572,10 +578,11 @@ class _RemoteNameAll(argparse.Action):
 
 
 def _output_of(args: argparse.Namespace, i: int) -> str | None:
-    """The Nth URL's -o FILE or -O (REMOTE), curl's pairing: the Nth of the -o and -O
-    options, else -O if --remote-name-all came before that URL, else None (stdout)."""
+    """The Nth URL's -o FILE or -O (REMOTE), curl's pairing: the Nth of the -o, -O and
+    --no-remote-name options (None: no file), else -O if --remote-name-all came before
+    that URL, else None."""
     if i <= len(args.output):
-        return str(args.output[i - 1])
+        return None if args.output[i - 1] == NO_REMOTE else str(args.output[i - 1])
     on = [o for seen, o in getattr(args, "remote_name_all", []) if seen < i]
     return REMOTE if on and on[-1] else None
 

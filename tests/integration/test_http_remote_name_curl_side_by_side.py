@@ -35,6 +35,8 @@ W = "%{http_code} %{url} %{filename_effective} %{exitcode}\\n"
         ["{URL}/u1", "--remote-name-all", "{URL}/u2", "{URL}/u3"],
         ["--remote-name-all", "{URL}/u1", "-o", "x", "{URL}/u2"],
         ["--remote-name-all", "{URL}/u1", "--no-remote-name-all", "{URL}/u2"],
+        ["-O", "--no-remote-name", "{URL}/u1", "{URL}/u2"],
+        ["--remote-name-all", "--no-remote-name", "{URL}/u1", "{URL}/u2"],
         ["-O", "-O", "{URL}/f[1-2].txt", "{URL}/{{a,b}}", "{URL}/c"],
         ["--output-dir", "d/e", "--create-dirs", "-O", "-o", "f/g", "{URL}/f[1-2]", "{URL}/x"],
         ["--output-dir", "d/", "--create-dirs", "--remote-name-all", "{URL}/q/r", "{URL}/s"],

@@ -57,6 +57,8 @@ def test_o_and_O_pair_with_the_urls_in_order_as_curl() -> None:
     assert outputs("-o", "first", "-O", f"{U}/one", f"{U}/two2") == ["first", "two2"]
     assert outputs("-O", f"{U}/one", f"{U}/two2") == ["one", None]  # the second: stdout
     assert outputs("-O", f"{U}/b", "-o", "x", "-O", f"{U}/c", f"{U}/d") == ["b", "x", "d"]
+    assert outputs("-O", "--no-remote-name", f"{U}/u1", f"{U}/u2") == ["u1", None]
+    assert outputs("--remote-name-all", "--no-remote-name", f"{U}/u1", f"{U}/u2") == [None, "u2"]
     # a URL glob: each of its URLs its own name
     assert outputs("-O", f"{U}/f[1-2].txt", f"{U}/{{a,b}}") == ["f1.txt", "f2.txt", None, None]
     assert outputs("-O", "-O", f"{U}/f[1-2].txt", f"{U}/{{a,b}}") == [
