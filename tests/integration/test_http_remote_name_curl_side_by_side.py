@@ -41,6 +41,7 @@ W = "%{http_code} %{url} %{filename_effective} %{exitcode}\\n"
         ["--output-dir", "d/e", "--create-dirs", "-O", "-o", "f/g", "{URL}/f[1-2]", "{URL}/x"],
         ["--output-dir", "d/", "--create-dirs", "--remote-name-all", "{URL}/q/r", "{URL}/s"],
         ["--output-dir", "", "-O", "{URL}/t"],
+        ["-i", "-O", "{URL}/hdr"],  # the headers too, into the file
     ],
 )
 def test_remote_names_as_curl(http: str, tmp_path: Path, args: list[str]) -> None:

@@ -99,6 +99,9 @@ def test_O_writes_the_remote_file_overwriting_as_curl(
     assert [r.get("output") for r in records if r["type"] == "http"] == ["a.txt", None]
     code, _, _, _, _ = run("--remote-name-all", f"{U}/x", f"{U}/a%2F..%2Fb")
     assert code == 0 and sorted(os.listdir(tmp_path)) == ["a%2F..%2Fb", "a.txt", "x"]
+    # -i: the headers go where the body goes, the -O file (before: "add -o FILE")
+    code, _, _, _, _ = run("-i", "-O", f"{U}/h")
+    assert code == 0 and (tmp_path / "h").read_bytes().startswith(b"HTTP/1.1 200 ")
 
 
 def test_output_dir_with_create_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
