@@ -587,25 +587,6 @@ def _output_of(args: argparse.Namespace, i: int) -> str | None:
     return REMOTE if on and on[-1] else None
 
 
-def _dedot(path: str) -> str:
-    """RFC 3986's remove_dot_segments, as curl's URL parser does to a URL's path."""
-    out: list[str] = []
-    segments = path.split("/")
-    for n, seg in enumerate(segments):
-        last = n == len(segments) - 1
-        if seg == ".":
-            if last:
-                out.append("")
-        elif seg == "..":
-            if len(out) > 1:
-                out.pop()
-            if last:
-                out.append("")
-        else:
-            out.append(seg)
-    return "/".join(out)
-
-
 def remote_name(url: str) -> str:
     """curl 7.88's -O file name (get_url_file_name): the URL's path as curl parses it (no
     query, no fragment, its . and .. segments removed) after its last / (and after a \\
@@ -615,7 +596,9 @@ def remote_name(url: str) -> str:
     at = re.search(r"[/?#]", rest)
     path = rest[at.start() :] if at else ""
     path = re.split(r"[?#]", path, maxsplit=1)[0]
-    name = _dedot(path or "/").rsplit("/", 1)[-1]
+    from packetlab.measure.http import remove_dot_segments
+
+    name = remove_dot_segments(path or "/").rsplit("/", 1)[-1]
     return name.rsplit("\\", 1)[-1]
 
 

@@ -122,6 +122,26 @@ class Url:
         return host if self.port == default else f"{host}:{self.port}"
 
 
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986's remove_dot_segments, as curl's URL parser does to a URL's path
+    (`/a/b/../c/./d` is fetched as `/a/c/d`, and is -O's `d`)."""
+    out: list[str] = []
+    segments = path.split("/")
+    for n, seg in enumerate(segments):
+        last = n == len(segments) - 1
+        if seg == ".":
+            if last:
+                out.append("")
+        elif seg == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/".join(out)
+
+
 def parse_url(url: str) -> Url:
     """An http:// or https:// URL; without a scheme, http:// as curl assumes."""
     parts = urlsplit(url if "://" in url else "http://" + url)
@@ -133,7 +153,7 @@ def parse_url(url: str) -> Url:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise HttpError(f"{url!r}: bad port") from None
-    target = parts.path or "/"
+    target = remove_dot_segments(parts.path) or "/"
     if parts.query:
         target += "?" + parts.query
     return Url(parts.scheme, parts.hostname, port, target)

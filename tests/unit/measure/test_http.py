@@ -233,6 +233,16 @@ def test_urls() -> None:
             parse_url(bad)
 
 
+def test_dot_segments_are_removed_from_the_target_as_curl() -> None:
+    """curl 7.88 fetches `/a/b/../c/./d?x=..` as `GET /a/c/d?x=..` (RFC 3986's
+    remove_dot_segments on the path only; %2e%2e is not a dot segment)."""
+    assert parse_url("http://h/a/b/../c/./d?x=..").target == "/a/c/d?x=.."
+    assert parse_url("http://h/..").target == "/"
+    assert parse_url("http://h/a/..").target == "/"
+    assert parse_url("http://h/a/.").target == "/a/"
+    assert parse_url("http://h/a/%2e%2e/b").target == "/a/%2e%2e/b"
+
+
 def test_connect_failures_read_as_curl_and_dig_put_them() -> None:
     from packetlab.controller import ConnectFailed, ControllerError
     from packetlab.measure.stream import connect_failure
