@@ -433,6 +433,8 @@ class _Conn:
     reading: bool = False
     waiters: list[Deferred[None]] = field(default_factory=list)
     failed: Exception | None = None
+    h2_pumping: bool = False  # an _h2_upload runs (`h2_again`: something more to frame)
+    h2_again: bool = False
     closed: bool = False
     broken: bool = False
 
@@ -1386,7 +1388,7 @@ async def _exchange(
                     early = event
                     break
         if send:
-            await _upload(hop, conn, data, h)
+            await _upload(hop, conn, data, h, deadline)
     while True:
         event, early = (early, None) if early is not None else (await next_event(deadline), None)
         if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
@@ -1419,14 +1421,59 @@ async def _exchange(
     return h.our_state is h11.DONE and h.their_state is h11.DONE and clean  # body: not kept
 
 
-async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection) -> None:
+class _Ready:
+    """Wakes an upload waiting for a pipe's next chunk: `notify` is called by the
+    pipe's reader thread (callFromThread), `wait` awaited on the reactor (until
+    `deadline`: then StreamTimeout). A notify before the wait is not lost."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.fired = False
+        self.waiter: Deferred[None] | None = None
+        self.on_ready: Callable[[], None] | None = None  # also run on the reactor
+
+    def notify(self) -> None:  # the reader thread
+        self.clock.callFromThread(self._fire)
+
+    def _fire(self) -> None:
+        self.fired = True
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            waiter.callback(None)
+        if self.on_ready is not None:
+            self.on_ready()
+
+    async def wait(self, deadline: float) -> None:
+        if self.fired:
+            self.fired = False
+            return
+        left = deadline - self.clock.seconds()
+        if left <= 0:
+            raise StreamTimeout("nothing to upload within the time (the pipe gave nothing)")
+        self.waiter = waiter = Deferred[None]()
+        timer = self.clock.callLater(left, lambda: None if waiter.called else waiter.callback(None))
+        try:
+            await waiter
+        finally:
+            if timer.active():
+                timer.cancel()
+        self.fired = False
+
+
+async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadline: float) -> None:
     """The body after the head, in chunks read now, at most `UPLOAD_WINDOW` of them on
     their way to the endpoint (each waits for an earlier one's ntag): a file of any size
-    goes through bounded memory. A send the endpoint refuses (the server closed) stops
-    it: the response, if one came, is read next."""
+    goes through bounded memory. A pipe (stdin, a FIFO) is read by a thread, never on
+    the reactor: while it gives nothing the upload awaits its next chunk (the reactor
+    runs on: Ctrl-C, SIGTERM and the time limit act). A send the endpoint refuses (the
+    server closed) stops it: the response, if one came, is read next."""
     inflight: list[Deferred[Ntag]] = []
+    ready = _Ready(conn.stream.session.reactor)
     try:
-        for piece in data.chunks():
+        for piece in data.chunks(ready.notify):
+            if not piece:  # the pipe has nothing yet
+                await ready.wait(deadline)
+                continue
             try:
                 out = h.send(h11.Data(data=piece))
             except h11.LocalProtocolError as e:  # more than Content-Length
@@ -1492,8 +1539,11 @@ async def _exchange_h2(
         raise StreamError(f"bad request: {e}") from None
     head = f"{hop.method} {u.target} HTTP/2\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
     hop.request_size = len(head.encode("latin-1", "replace")) + 2  # the head only, as curl's
+    ready = _Ready(session.reactor)
+    framing = conn.h2
+    ready.on_ready = lambda: _h2_kick(conn, framing)  # a pipe's chunk: frame it now
     frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target, fields,
-                             None if data is None else data.chunks())  # fmt: skip
+                             None if data is None else data.chunks(ready.notify))  # fmt: skip
     sid = conn.h2.stream_id
     _stamp_sent(hop, _send(conn, frames, ntag=True))
     return await _h2_response(session, hop, conn, deadline, sink, follows, b"", b"", sid)
@@ -1595,9 +1645,40 @@ async def _woken(conn: _Conn, clock: Any, left: float) -> None:
         timer.cancel()
 
 
+def _h2_kick(conn: _Conn, framing: H2Framing) -> None:
+    """A request body's pipe has a chunk ready: frame it now (one `_h2_upload` at a
+    time on the connection: the running one goes on). A refused send is the
+    connection's failure (the response's loop raises it)."""
+    if conn.h2_pumping:
+        conn.h2_again = True
+        return
+
+    def failed(f: Any) -> None:
+        conn.failed = conn.failed or f.value
+        conn.wake()
+
+    Deferred.fromCoroutine(_h2_upload(conn, framing)).addErrback(failed)
+
+
 async def _h2_upload(conn: _Conn, framing: H2Framing) -> None:
     """The request body's DATA frames the server's windows let go now, `UPLOAD_WINDOW`
-    chunks at a time, each batch after the previous one's ntag (bounded memory)."""
+    chunks at a time, each batch after the previous one's ntag (bounded memory); one at a
+    time on a connection (frames in order): a call while one runs asks it to go on."""
+    if conn.h2_pumping:
+        conn.h2_again = True
+        return
+    conn.h2_pumping = True
+    try:
+        while True:
+            conn.h2_again = False
+            await _h2_frames(conn, framing)
+            if not conn.h2_again:
+                break
+    finally:
+        conn.h2_pumping = False
+
+
+async def _h2_frames(conn: _Conn, framing: H2Framing) -> None:
     sent: Deferred[Ntag] | None = None
     while True:
         framed = framing.pump(UPLOAD_WINDOW * CHUNK)

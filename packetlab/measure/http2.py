@@ -199,7 +199,8 @@ class H2Framing:
         """DATA frames of the request bodies, as far as the streams' and the connection's
         windows allow and at most about `limit` bytes (the rest for the next call, after
         the server's WINDOW_UPDATE or the caller's pacing); the bytes framed. A body's
-        end sends END_STREAM (an empty DATA frame when it ends on a chunk boundary)."""
+        end sends END_STREAM (an empty DATA frame when it ends on a chunk boundary); an
+        empty chunk from a body (its pipe has nothing yet) ends its turn."""
         framed = 0
         for sid, st in list(self.streams.items()):
             while st.body is not None and framed < limit:
@@ -209,6 +210,8 @@ class H2Framing:
                     except StopIteration:
                         st.body = None
                         self.h2.end_stream(sid)
+                        break
+                    if not st.pending:  # a pipe with nothing yet: pumped again when it has
                         break
                     continue
                 room = min(self.h2.local_flow_control_window(sid),

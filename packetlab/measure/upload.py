@@ -13,10 +13,12 @@ import base64
 import dataclasses
 import io
 import os
+import queue
 import re
 import secrets
 import stat
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeAlias
@@ -107,9 +109,14 @@ class Upload:
             return b"".join(p for p in self.pieces if isinstance(p, bytes))
         return None
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self, wake: Callable[[], None] | None = None) -> Iterator[bytes]:
         """The body, at most CHUNK bytes at a time, files read now; UploadError when one
-        cannot be read, or it changed size since the length was taken."""
+        cannot be read, or it changed size since the length was taken. With `wake`, a
+        source that is not a regular file (stdin or a FIFO from a pipe or a terminal,
+        whose read() may wait for ever) is opened and read by a daemon thread, never by
+        the caller: an empty chunk then means "nothing ready yet", and `wake` is called
+        (from that thread) when something is; the thread stops reading while
+        `PIPE_QUEUE` chunks wait to be taken (bounded memory)."""
         if not self.rewindable and self.used:
             one = next(s.path for s in map(_source, self.pieces)
                        if s is not None and (s.path == "-" or s.size is None))  # fmt: skip
@@ -121,11 +128,13 @@ class Upload:
                 for i in range(0, len(p), CHUNK):
                     yield p[i : i + CHUNK]
             elif isinstance(p, _Encoded):
-                for data in p.chunks():
+                for data in p.chunks(wake):
+                    if not data:  # nothing ready yet (a pipe)
+                        yield data
                     for i in range(0, len(data), CHUNK):
                         yield data[i : i + CHUNK]
             else:
-                yield from _read_file(p)
+                yield from _read_file(p, wake)
 
 
 def _source(p: Any) -> _File | None:
@@ -135,9 +144,80 @@ def _source(p: Any) -> _File | None:
     return p if isinstance(p, _File) else None
 
 
-def _read_file(f: _File) -> Iterator[bytes]:
+def _stdin_fd() -> int | None:
+    """stdin's file descriptor, None when it has none (replaced by a stream in tests)."""
+    try:
+        return sys.stdin.fileno()
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+PIPE_QUEUE = 4  # chunks a pipe's reader thread reads ahead of the sender at most
+
+
+class _PipeReader:
+    """A daemon thread that opens a non-regular source (stdin: its fd) and reads it,
+    each read() a chunk (curl's), into a bounded queue; `wake` called after each put
+    and at the end. Daemon: a reader still waiting on a silent pipe does not keep the
+    process alive."""
+
+    def __init__(self, f: _File, wake: Callable[[], None]) -> None:
+        self.path, self.wake = f.path, wake
+        self.queue: queue.Queue[bytes | UploadError | None] = queue.Queue(PIPE_QUEUE)
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, name=f"upload {f.path}", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: bytes | UploadError | None) -> bool:
+        while not self.stop:
+            try:
+                self.queue.put(item, timeout=0.5)
+            except queue.Full:
+                continue
+            self.wake()
+            return True
+        return False
+
+    def _run(self) -> None:
+        fd = -1
+        try:
+            fd = sys.stdin.fileno() if self.path == "-" else os.open(self.path, os.O_RDONLY)
+            while not self.stop:
+                data = os.read(fd, STDIN_CHUNK)
+                if not data or not self._put(data):
+                    break
+            self._put(None)
+        except (OSError, ValueError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            self._put(UploadError(f"{self.path}: {why}"))
+        finally:
+            if fd >= 0 and self.path != "-":
+                os.close(fd)
+
+    def chunks(self) -> Iterator[bytes]:
+        """What was read, b"" when nothing is yet; the end when the source ends."""
+        try:
+            while True:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    yield b""
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, UploadError):
+                    raise item
+                yield item
+        finally:
+            self.stop = True
+
+
+def _read_file(f: _File, wake: Callable[[], None] | None = None) -> Iterator[bytes]:
     if f.head:
         yield f.head
+    if f.size is None and wake is not None and (f.path != "-" or _stdin_fd() is not None):
+        yield from _PipeReader(f, wake).chunks()
+        return
     try:
         stream: BinaryIO = sys.stdin.buffer if f.path == "-" else open(f.path, "rb")  # noqa: SIM115
     except OSError as e:
@@ -568,10 +648,18 @@ def _stdin_part() -> bytes | _File:
             return _File("-", max(st.st_size - os.lseek(fd, 0, os.SEEK_CUR), 0))
     except (OSError, ValueError, io.UnsupportedOperation):
         pass
+    got = bytearray()  # os.read: no bytes past them left in sys.stdin's buffer
     try:
-        data = sys.stdin.buffer.read(STDIN_BUFFER)
+        fd = _stdin_fd()
+        while len(got) < STDIN_BUFFER:
+            want = STDIN_BUFFER - len(got)
+            more = sys.stdin.buffer.read(want) if fd is None else os.read(fd, min(want, 1 << 20))
+            if not more:
+                break
+            got += more
     except OSError as e:
         raise UploadError(f"stdin: {e.strerror or e}") from None
+    data = bytes(got)
     return data if len(data) < STDIN_BUFFER else _File("-", None, data)
 
 
@@ -619,14 +707,17 @@ class _Encoded:
             return None
         return n
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self, wake: Callable[[], None] | None = None) -> Iterator[bytes]:
         if isinstance(self.source, bytes):
             raw: Iterator[bytes] = iter([self.source] if self.source else [])
         else:
-            raw = _read_file(self.source)
+            raw = _read_file(self.source, wake)
         enc = _Base64() if self.encoder == "base64" else _QuotedPrintable()
         offset = 0
         for data in raw:
+            if not data:  # nothing ready yet (a pipe): said on
+                yield data
+                continue
             if self.encoder == "7bit":
                 what = self.source.path if isinstance(self.source, _File) else "the value"
                 _check_7bit(data, f"-F part {self.name or ''!r}: {what}", offset)

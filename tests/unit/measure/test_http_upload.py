@@ -6,16 +6,21 @@ bodies (no Expect) to the h2 server."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import queue
 import re
+import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ctl_fakes import result_of
 from http_fake import H2Server, TlsPeer, serve
 from stream_fakes import StreamFakeEndpoint, StreamRig
 from web_pki import make_pki
@@ -352,3 +357,150 @@ def test_a_send_the_endpoint_refuses_is_the_urls_error_in_one_line(tmp_path: Pat
         r"queued\): over its send window \(.*12,500,000 bytes per 10 s.*\)",
         r.error or "",
     ), r.error
+
+
+class ThreadCalls:
+    """A fake reactor's callFromThread: what the pipe's reader thread asks is queued,
+    and run on the test's thread when it drives the rig."""
+
+    def __init__(self) -> None:
+        self.calls: queue.SimpleQueue[tuple[Any, tuple[Any, ...]]] = queue.SimpleQueue()
+
+    def __call__(self, f: Any, *a: Any) -> None:
+        self.calls.put((f, a))
+
+    def run(self, wait: float) -> None:
+        try:  # waiting for the reader thread (its read and put), not a timed assert
+            f, a = self.calls.get(timeout=wait)
+        except queue.Empty:
+            return
+        f(*a)
+
+
+@contextlib.contextmanager
+def blocked_read_fails() -> Iterator[None]:
+    """A read that waits on the test's thread (the bug) raises after 20 s: the test
+    fails rather than hangs."""
+
+    def alarm(*_: Any) -> None:
+        raise AssertionError("the upload read the silent pipe on the reactor's thread")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(20)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def silent_stdin(monkeypatch: pytest.MonkeyPatch) -> int:
+    """stdin a pipe whose writer (returned) has written nothing yet."""
+    r, w = os.pipe()
+    stdin = os.fdopen(r, "r")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    return w
+
+
+def test_a_silent_pipe_does_not_stop_the_reactor(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pktlab run http -T - URL with a pipe that gives nothing (yet): ours read it with a
+    # blocking read() on the reactor's thread, which stood still (Ctrl-C, SIGTERM and
+    # the time limits acted only once bytes came or the pipe closed)
+    w = silent_stdin(monkeypatch)
+    rig, made = serve(lambda _: UploadServer("100"))
+    calls = ThreadCalls()
+    rig.clock.callFromThread = calls  # type: ignore[attr-defined]
+    ticks: list[float] = []
+    rig.clock.callLater(3.0, lambda: ticks.append(rig.clock.seconds()))
+    with blocked_read_fails():
+        d = http_get(rig.session, "http://192.0.2.80/up", data=file_upload("-"),
+                     keep_body=True, timeout=30.0)  # fmt: skip
+        start = rig.clock.seconds()
+        while rig.clock.seconds() < start + 5.0:  # the reactor runs on
+            rig.pump.flush()
+            rig.clock.advance(0.01)
+    assert ticks and not d.called
+    server = made[0]
+    assert server.head is not None and server.head["transfer-encoding"] == "chunked"
+    os.write(w, b"late\n")  # data arriving later is sent, as it comes
+    os.close(w)
+    for _ in range(5000):
+        if d.called:
+            break
+        calls.run(0.01)
+        rig.pump.flush()
+        rig.clock.advance(0.001)
+    r = result_of(d)
+    assert r.error is None and r.status == 200 and bytes(server.body) == b"late\n"
+    assert r.upload_size == len(b"5\r\nlate\n\r\n0\r\n\r\n")  # curl's size_upload
+
+
+def test_a_silent_pipe_times_out_with_the_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = silent_stdin(monkeypatch)
+    rig, _ = serve(lambda _: UploadServer("100"))
+    rig.clock.callFromThread = ThreadCalls()  # type: ignore[attr-defined]
+    try:
+        with blocked_read_fails():
+            r = rig.run(http_get(rig.session, "http://192.0.2.80/up", data=file_upload("-"),
+                                 timeout=4.0))  # fmt: skip
+    finally:
+        os.close(w)
+    assert r.exitcode == 28 and r.error is not None and r.error.startswith("timed out"), r.error
+
+
+def test_a_pipe_upload_never_reads_on_the_callers_thread(tmp_path: Path) -> None:
+    # Upload.chunks(wake): a FIFO with no writer (its open waits) is opened and read by a
+    # thread; the caller gets b"" (nothing yet) and `wake` when there is something
+    fifo = tmp_path / "ff"
+    os.mkfifo(fifo)
+    woken = threading.Event()
+    up = file_upload(str(fifo))
+    with blocked_read_fails():
+        chunks = up.chunks(woken.set)
+        assert next(chunks) == b"" and next(chunks) == b""
+    with open(fifo, "wb") as w:  # the reader's open is waiting: this one does not
+        w.write(b"abc")
+    got = b""
+    while True:
+        try:
+            piece = next(chunks)
+        except StopIteration:
+            break
+        if not piece:
+            assert woken.wait(30)  # the reader thread's read, not a timed assert
+            woken.clear()
+        got += piece
+    assert got == b"abc"
+
+
+def test_http2_a_silent_pipe_is_framed_when_it_gives(
+    monkeypatch: pytest.MonkeyPatch, pki: dict[str, Path]
+) -> None:
+    # HTTP/2's pump is synchronous: the pipe's "nothing yet" ends its turn, and the
+    # reader thread's wake frames what came (ours read the pipe inside the pump)
+    w = silent_stdin(monkeypatch)
+    rig, made = serve(lambda _: H2Server(pki=pki), (443,))
+    calls = ThreadCalls()
+    rig.clock.callFromThread = calls  # type: ignore[attr-defined]
+    ticks: list[float] = []
+    rig.clock.callLater(3.0, lambda: ticks.append(rig.clock.seconds()))
+    tls: dict[str, Any] = {"cafile": str(pki["ca"]), "connect_to": "192.0.2.80"}
+    with blocked_read_fails():
+        d = http_get(rig.session, "https://www.test/up/", data=file_upload("-"),
+                     keep_body=True, timeout=30.0, **tls)  # fmt: skip
+        start = rig.clock.seconds()
+        while rig.clock.seconds() < start + 5.0:
+            rig.pump.flush()
+            rig.clock.advance(0.01)
+    assert ticks and not d.called
+    os.write(w, b"late\n")
+    os.close(w)
+    for _ in range(5000):
+        if d.called:
+            break
+        calls.run(0.01)
+        rig.pump.flush()
+        rig.clock.advance(0.001)
+    r = result_of(d)
+    assert r.error is None and r.http_version == "2" and r.body == b"ok PUT /up/ 5"
+    assert made[0].requests[0][1] == b"late\n" and r.upload_size == 5

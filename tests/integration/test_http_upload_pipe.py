@@ -1,0 +1,94 @@
+"""`pktlab run http -T - URL` fed by a pipe that stays silent: the pipe is read off the
+reactor's thread, so the first Ctrl-C stops the run at once (what was gathered and the
+summary, exit 130), and bytes that come later are sent as they come."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+from httpserve import serve_http
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Chunked(BaseHTTPRequestHandler):
+    """Reads a chunked PUT to its end (after a 100 Continue), answers its bytes."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_PUT(self) -> None:
+        if self.headers.get("Expect") == "100-continue":
+            self.send_response_only(100)
+            self.end_headers()
+        body = b""
+        while size := self.rfile.readline().strip():
+            n = int(size, 16)
+            if not n:
+                self.rfile.readline()
+                break
+            body += self.rfile.read(n)
+            self.rfile.readline()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def put_from_pipe(tmp_path: Path, port: int) -> tuple[subprocess.Popen[bytes], int]:
+    r, w = os.pipe()
+    env = dict(os.environ, PYTHONPATH=str(REPO), PKTLAB_HOME=str(tmp_path / "home"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packetlab", "run", "http", "-T", "-",
+         f"http://127.0.0.1:{port}/up"],
+        stdin=r, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    os.close(r)
+    return proc, w
+
+
+def test_ctrl_c_stops_an_upload_from_a_silent_pipe(tmp_path: Path) -> None:
+    # ours read the pipe with a blocking read() on the reactor's thread: Ctrl-C (and
+    # SIGTERM, and the time limits) acted only once bytes came or the pipe closed
+    with serve_http(Chunked) as port:
+        proc, w = put_from_pipe(tmp_path, port)
+        try:
+            time.sleep(3.0)  # started, connected, waiting on the pipe
+            proc.send_signal(signal.SIGINT)
+            sent = time.monotonic()
+            try:
+                out, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            took = time.monotonic() - sent
+        finally:
+            os.close(w)
+    assert proc.returncode == 130, err
+    assert took < 5.0, f"Ctrl-C took {took:.1f} s"  # the grace for replies in flight: 1 s
+    text = (out + err).decode()
+    assert "# interrupted (Ctrl-C): 0 URLs ended" in text and "Traceback" not in text
+
+
+def test_what_a_slow_pipe_gives_is_sent(tmp_path: Path) -> None:
+    with serve_http(Chunked) as port:
+        proc, w = put_from_pipe(tmp_path, port)
+        try:
+            time.sleep(1.5)
+            os.write(w, b"first\n")
+            time.sleep(0.5)
+            os.write(w, b"second\n")
+        finally:
+            os.close(w)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b" 200 " in out and b"13 body bytes" in out, out
