@@ -401,6 +401,13 @@ class EndpointWorker(Protocol):
         }
         if self.error:
             out["error"] = self.error
+        elif not ok and self.process is not None:  # the mlet's own failure, in words
+            p = self.process
+            out["error"] = (
+                f"the mlet was killed by signal {p.signal}"
+                if p.signal is not None
+                else f"the mlet exited with status {p.exit_code}"
+            )
         if self.process is not None:
             out["exit_code"] = self.process.exit_code
             if self.process.signal is not None:

@@ -202,6 +202,7 @@ def test_failed_mlet_is_counted_and_reported(
     assert wait_exit_or_explain(xp, ep) == 0
     [r] = xp.result_lines()
     assert r["status"] == "failed" and r["exit_code"] == 1
+    assert r["error"] == "the mlet exited with status 1"  # (was: no error field)
     assert "failed 1" in xp.text()
 
 

@@ -131,3 +131,23 @@ def test_bad_frame_from_the_mlet_ends_the_session() -> None:
     h.worker.mlet.dataReceived(b"\x28\xff\xff\xff")
     assert h.worker.error is not None and "mlet sent a bad frame" in h.worker.error
     assert h.ep.disconnecting
+
+
+def test_a_failed_mlet_says_why_in_its_result() -> None:
+    """An mlet that exits non-zero or is killed: `"status": "failed"` with an `error`, as
+    xpmgr.md's results say (it had only `exit_code`)."""
+    from twisted.internet.error import ProcessTerminated
+
+    from packetlab.controller.mlet import MletProcess
+
+    for reason, want in (
+        (ProcessTerminated(exitCode=3), "the mlet exited with status 3"),
+        (ProcessTerminated(signal=9), "the mlet was killed by signal 9"),
+    ):
+        h = started()
+        proc = MletProcess("m", on_exit=lambda p: None)
+        proc.processEnded(Failure(reason))
+        h.worker.process = proc
+        h.worker.mlet_gone()
+        r = h.worker.result()
+        assert (r["status"], r["error"]) == ("failed", want), r
