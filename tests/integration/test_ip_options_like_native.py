@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from test_pktlab_run import pktlab_run
-from test_run_like_native import masked, native
+from test_run_like_native import masked, native, preload_shim
 
 from packetlab.testbed import Testbed
 
@@ -272,13 +272,9 @@ int setsockopt(int fd, int level, int name, const void *val, socklen_t len) {
 
 @pytest.fixture
 def cap_shim(tmp_path: Path) -> str:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("needs a C compiler for native ping's source route shim (see CAP_SHIM)")
-    src, lib = tmp_path / "capshim.c", tmp_path / "capshim.so"
-    src.write_text(CAP_SHIM)
-    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
-    return str(lib)
+    return preload_shim(
+        tmp_path, CAP_SHIM, "capshim", "native ping's source route shim (see CAP_SHIM)"
+    )
 
 
 def native_routed(

@@ -42,6 +42,18 @@ def native(*argv: str, netns: str | None = None) -> subprocess.CompletedProcess[
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
 
+def preload_shim(tmp_path: Path, source: str, stem: str, why: str) -> str:
+    """`source` (C) built into an LD_PRELOAD library in `tmp_path` (skip without a C
+    compiler, `why` saying what the library is for)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip(f"needs a C compiler for {why}")
+    src, lib = tmp_path / f"{stem}.c", tmp_path / f"{stem}.so"
+    src.write_text(source)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
+    return str(lib)
+
+
 def masked(text: str) -> list[str]:
     """The lines with what may differ between two runs masked: RTTs (`time=`, `ms`
     figures), the statistics' time and ping's `pipe` (scheduling)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from test_ip_options_like_native import captured
 from test_pktlab_run import pktlab_run
-from test_run_like_native import masked, native
+from test_run_like_native import masked, native, preload_shim
 
 from packetlab.testbed import Testbed
 
@@ -64,13 +64,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def shim(tmp_path: Path) -> str:
     """The LD_PRELOAD library that lets traceroute -D run on a kernel without DCCP."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("needs a C compiler for traceroute -D's shim (no DCCP in this kernel)")
-    src, lib = tmp_path / "dccpshim.c", tmp_path / "dccpshim.so"
-    src.write_text(SHIM)
-    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
-    return str(lib)
+    return preload_shim(tmp_path, SHIM, "dccpshim", "traceroute -D's shim (no DCCP in this kernel)")
 
 
 def native_dccp(
