@@ -64,9 +64,14 @@ def test_bidir_counts_beside_native(port: int, words: list[str]) -> None:  # noq
     sent, received = ours["sum"]["sender"]["bytes"], ours["sum_reverse"]["receiver"]["bytes"]
     n_sent = theirs["sum_sent"]["bytes"]
     n_received = theirs["sum_received_bidir_reverse"]["bytes"]
-    for a, b in ((sent, received), (n_sent, n_received)):  # one reached it, neither far past
-        assert max(a, b) >= budget * 0.99 and a <= budget and b <= budget + BLOCK, (a, b)
-        assert min(a, b) > budget * 0.7  # both ran at once, at the same rate
+    # One reached it, neither far past. Native -k counts reads on its receiving stream, and
+    # a loaded machine splits blocks over reads (CI: 29 blocks sent, 3.56 MiB read when 32
+    # reads ended the test), so only its -n budget is exact; ours counts -l bytes.
+    for who, a, b in (("ours", sent, received), ("native", n_sent, n_received)):
+        exact = who == "ours" or "-n" in words
+        assert max(a, b) >= budget * (0.99 if exact else 0.7), (who, a, b)
+        assert a <= budget and b <= budget + BLOCK, (who, a, b)
+        assert min(a, b) > budget * 0.7, (who, a, b)  # both ran at once, at the same rate
     assert ours["seconds"] == pytest.approx(theirs["sum_sent"]["seconds"], rel=0.15)
     assert ours["seconds"] == pytest.approx(budget * 8 / 20e6, rel=0.15)
 
