@@ -10,6 +10,7 @@ loose bounds are for a shared 2-core machine; docs/throughput.md has the figures
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -233,16 +234,34 @@ def iperf3_header() -> str:
 def test_omit_udp_counts_beside_native_iperf3(port: int) -> None:
     """UDP -O: the pre-test's datagrams are out of both sides' totals (3.12's server
     counts them in its results; the client takes its own pre-test count off, as native
-    iperf3's does): 1 s at 10 Mbit/s of 1460-byte datagrams, about 856 each side."""
+    iperf3's does): 1 s at 10 Mbit/s of 1460-byte datagrams, about 856 each side.
+
+    Both senders pace the two seconds as one and count a datagram by when it left: on a
+    loaded machine one due in the pre-test but sent late counts in the test, one due
+    before the end but sent after it in neither (two CPU hogs: ours 861 sent, 862 at the
+    server; native 864, 852, 866). Our upload's count is held to 856 give or take the
+    datagrams its worst lateness (the endpoint's ntags: late_max_ms) can move; the
+    pre-test, another 856, is still out. Native's lateness is not reported: its figure
+    is the median of up to three runs."""
     words = ["-O", "1", "-t", "1", "-u", "-b", "10M", "-l", "1460", "-i", "0"]
+    due = 10e6 / 8 / 1460  # a second's datagrams
     for direction in (["-R"], ["--direction", "upload"]):
         rc, records, err = pktlab(port, *words, *direction)
         assert rc == 0, (err, records)
-        (s,) = records[-2]["streams"]
-        theirs = native(port, *words, *(["-R"] if direction == ["-R"] else []))["end"]["sum"]
-        assert theirs["packets"] == pytest.approx(856, abs=3)
-        for side in ("sender", "receiver"):
-            assert s[side]["packets"] == pytest.approx(theirs["packets"], abs=5), (direction, s)
+        result = records[-2]
+        (s,) = result["streams"]
+        moved = 0
+        if direction != ["-R"]:  # what left late at -O's end or the test's, at most
+            moved = math.ceil(result["late_max_ms"] / 1e3 * due)
+            assert result["tagged_sends"] == pytest.approx(2 * due, abs=5), result
+        for side in ("sender", "receiver"):  # ours, and the server's less our pre-test
+            got = s[side]["packets"]
+            assert abs(got - due) <= 5 + moved, (direction, s, result.get("late_max_ms"))
+        theirs: list[int] = []
+        while len(theirs) < 3 and (len(theirs) != 1 or abs(theirs[0] - due) > 3):
+            n = native(port, *words, *(["-R"] if direction == ["-R"] else []))
+            theirs.append(n["end"]["sum"]["packets"])
+        assert sorted(theirs)[len(theirs) // 2] == pytest.approx(due, abs=3), theirs
 
 
 def test_cport_beside_native_iperf3(port: int) -> None:
