@@ -36,31 +36,45 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _listening(port: int) -> bool:
-    """A TCP socket listens on `port` (/proc/net/tcp: local address, state 0A)."""
-    text = Path("/proc/net/tcp").read_text()
-    return any(
-        f":{port:04X} " in line.split()[1] + " " and line.split()[3] == "0A"
-        for line in text.splitlines()[1:]
-    )
+def _listening(port: int, pid: int) -> bool:
+    """Process `pid` listens on TCP `port` (/proc/net/tcp: local address, state 0A, the
+    socket's inode among the process's descriptors; not another process's socket)."""
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    inodes = {r[9] for r in rows if r[1].endswith(f":{port:04X}") and r[3] == "0A"}
+    try:
+        fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:  # gone, or a descriptor closed meanwhile: look again
+        return False
+    return any(f"socket:[{inode}]" in fds for inode in inodes)
 
 
 @pytest.fixture
 def port() -> Iterator[int]:
-    p = _free_port()
-    server = subprocess.Popen(
-        ["iperf3", "-s", "-p", str(p), "-B", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not _listening(p):
-            time.sleep(0.05)  # not probed by a connect: iperf3 would take it for a client
-        yield p
-    finally:
-        server.terminate()
-        server.wait(5)
+    """A free loopback port with an `iperf3 -s` listening on it. The port is free when
+    chosen, not when iperf3 binds it (another process may take it meanwhile: iperf3
+    then exits, and the listener seen may be the other one's), so a server that exits
+    before its own socket listens is tried again on a new port; one that does not
+    listen within 20 s (a loaded machine) fails the test by name."""
+    for _attempt in range(3):
+        p = _free_port()
+        server = subprocess.Popen(
+            ["iperf3", "-s", "-p", str(p), "-B", "127.0.0.1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while server.poll() is None and not _listening(p, server.pid):
+                assert time.monotonic() < deadline, f"iperf3 -s -p {p}: not listening in 20 s"
+                time.sleep(0.05)  # not probed by a connect: iperf3 would take it for a client
+            if server.poll() is None:
+                yield p
+                return
+        finally:
+            if server.poll() is None:
+                server.terminate()
+            server.wait(5)
+    pytest.fail("iperf3 -s exited three times before listening (ports taken meanwhile?)")
 
 
 def pktlab(port: int, *args: str, json_out: bool = True) -> tuple[int, Any, str]:
