@@ -10,14 +10,13 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from test_pktlab_run import pktlab_run
-from test_run_like_native import masked, native, preload_shim
+from test_run_like_native import masked, native, preload_shim, tcpdump_listening
 
 from packetlab.testbed import Testbed
 
@@ -112,7 +111,7 @@ def captured(ns: str, dev: str, expr: str, count: int) -> Iterator[list[bytes]]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(1.0)  # (tcpdump listening)
+        tcpdump_listening(cap)
         yield got
         out, _ = cap.communicate(timeout=20)
         got.extend(_hex_packets(out))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import subprocess
 import time
@@ -52,6 +53,22 @@ def preload_shim(tmp_path: Path, source: str, stem: str, why: str) -> str:
     src.write_text(source)
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
     return str(lib)
+
+
+def tcpdump_listening(cap: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    """Returns once `cap` (tcpdump) says "listening on" on stderr: its filter is set and
+    the capture open (a fixed 1 s wait lost the first packets when a loaded machine
+    started tcpdump late). Read a byte at a time: the rest stays for `communicate()`."""
+    assert cap.stderr is not None
+    fd, said = cap.stderr.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while b"listening on" not in said:
+        left = deadline - time.monotonic()
+        assert left > 0, f"tcpdump not listening within {timeout:g} s: {said!r}"
+        if select.select([fd], [], [], left)[0]:
+            byte = os.read(fd, 1)
+            assert byte, f"tcpdump exited before listening: {said.decode(errors='replace')}"
+            said += byte
 
 
 def masked(text: str) -> list[str]:
@@ -329,7 +346,7 @@ def test_traceroute_tos_and_df_are_in_the_probes_ip_header(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(1.0)  # (tcpdump listening)
+        tcpdump_listening(cap)
         ours = pktlab_run("traceroute", "-n", "-q", "1", "-U", "-t", "0x28", "-F", tg, netns=ns)
         assert ours.returncode == 0, ours.stderr
         out, _ = cap.communicate(timeout=20)
