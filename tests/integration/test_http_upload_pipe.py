@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -21,8 +22,10 @@ class Chunked(BaseHTTPRequestHandler):
     """Reads a chunked PUT to its end (after a 100 Continue), answers its bytes."""
 
     protocol_version = "HTTP/1.1"
+    put = threading.Event()  # a PUT's headers came: the client reads its pipe now
 
     def do_PUT(self) -> None:
+        Chunked.put.set()
         if self.headers.get("Expect") == "100-continue":
             self.send_response_only(100)
             self.end_headers()
@@ -60,9 +63,10 @@ def test_ctrl_c_stops_an_upload_from_a_silent_pipe(tmp_path: Path) -> None:
     # ours read the pipe with a blocking read() on the reactor's thread: Ctrl-C (and
     # SIGTERM, and the time limits) acted only once bytes came or the pipe closed
     with serve_http(Chunked) as port:
+        Chunked.put.clear()
         proc, w = put_from_pipe(tmp_path, port)
-        try:
-            time.sleep(3.0)  # started, connected, waiting on the pipe
+        try:  # started, connected, waiting on the pipe (a fixed 3 s: a loaded start)
+            assert Chunked.put.wait(30), "no PUT within 30 s"
             proc.send_signal(signal.SIGINT)
             sent = time.monotonic()
             try:
@@ -73,6 +77,9 @@ def test_ctrl_c_stops_an_upload_from_a_silent_pipe(tmp_path: Path) -> None:
             took = time.monotonic() - sent
         finally:
             os.close(w)
+            if proc.poll() is None:  # (failed before the Ctrl-C)
+                proc.kill()
+                proc.communicate()
     assert proc.returncode == 130, err
     assert took < 5.0, f"Ctrl-C took {took:.1f} s"  # the grace for replies in flight: 1 s
     text = (out + err).decode()
