@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from httpserve import serve_http
 from test_http_curl_side_by_side import REPO, Handler, both, pytestmark  # noqa: F401
+from testkit.poll import poll_until
 
 W = ("%{http_code} %{method} %{url_effective} %{size_upload} %{size_request} "
      "%{size_header} %{size_download} %{exitcode}\\n")  # fmt: skip
@@ -32,7 +33,10 @@ class Upload(Handler):
     """Reads a Content-Length or chunked body; answers what it got as JSON (method, path,
     length, SHA-256, the body when short, framing headers). /d/S answers after S s."""
 
+    arrived: set[str] = set()  # the paths of the requests that came (their headers)
+
     def answer(self) -> None:
+        Upload.arrived.add(self.path)
         if self.path.startswith("/d/"):
             time.sleep(float(self.path[3:].split("/")[0]))
         body = bytearray()
@@ -306,7 +310,8 @@ def test_sigterm_mid_request_ends_as_interrupted(http: str, tmp_path: Path) -> N
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
     )  # fmt: skip
-    time.sleep(2.5)  # connected, the answer not come (it takes 4 s)
+    # connected, the answer not come (it takes 4 s); a fixed 2.5 s: a loaded start
+    poll_until(lambda: "/d/4/term" in Upload.arrived, timeout=30, what="the request")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
