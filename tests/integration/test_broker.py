@@ -4,13 +4,14 @@ BROKER-PROXY-OBSERVED.md §1-§3, §5)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 import pytest_twisted
 from broker_world import BrokerProcess, Identity, RawClient
+from testkit.poll import poll_until
 from tls_world import pktlab_init
 from twisted.internet import reactor, threads
 
@@ -217,17 +218,29 @@ def test_the_broker_side_of_every_link_has_tcp_keepalive(
     pub = publish_raw(home, broker, b"controller_addr=127.0.0.1:9;sni_key=ka;")
     try:
         assert isinstance(sub.recv(), wire.Xnotify)
-        time.sleep(0.5)  # everything acknowledged: the idle timer is the keepalive one
-        for port in (broker.sub_port, broker.pub_port):
+
+        def links(port: int) -> list[str]:
             out = subprocess.run(
                 ["ss", "-tnoH", "state", "established", f"( sport = :{port} )"],
                 capture_output=True,
                 text=True,
                 check=True,
             ).stdout
-            assert out.strip(), f"no established link on port {port}"
-            for line in out.strip().splitlines():
-                assert "timer:(keepalive,10min" in line or "timer:(keepalive,9min" in line, line
+            return out.strip().splitlines()
+
+        def links_text(port: int) -> str:
+            return f"keepalive timers on port {port}: {links(port)}"
+
+        def idle(port: int) -> bool:
+            got = links(port)
+            return bool(got) and all(
+                "timer:(keepalive,10min" in x or "timer:(keepalive,9min" in x for x in got
+            )
+
+        for port in (broker.sub_port, broker.pub_port):
+            # once everything is acknowledged the idle timer is the keepalive one (until
+            # then it is the retransmit timer, "on": a fixed 0.5 s was short under load)
+            poll_until(partial(idle, port), timeout=10, what=partial(links_text, port))
     finally:
         sub.close()
         pub.close()
