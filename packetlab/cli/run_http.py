@@ -12,6 +12,7 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from packetlab.cli import pcapout
+from packetlab.cli.curl_output import Output, RemoteName
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
@@ -34,6 +35,8 @@ examples:
   pktlab run http -o 'page_#1.html' 'http://10.77.3.2/p/[1-3]'  # page_1.html..., as curl
   pktlab run http -O http://10.77.3.2/data/run1.tar  # saved as run1.tar, as curl -O
   pktlab run http --output-dir out --create-dirs --remote-name-all URL1 URL2  # out/NAME
+  pktlab run http -O -J http://10.77.3.2/download?id=7  # the name the server gives
+  pktlab run http --no-clobber -O http://10.77.3.2/run1.tar  # run1.tar.1 if it exists
   pktlab run http -g 'http://10.77.3.2/q?a[]=1'  # -g: [ ] { } as written, no globbing
   pktlab run http -F name=me -F 'photo=@cat.jpg' http://10.77.3.2/upload  # multipart POST
   pktlab run http -T results.tar http://10.77.3.2/dav/  # PUT .../dav/results.tar
@@ -229,6 +232,23 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--remote-name-all", "--no-remote-name-all", action=_RemoteNameAll, nargs=0,
         dest="remote_name_all", default=[],
         help="-O for every URL after this option that has no -o or -O of its own, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "-J", "--remote-header-name", action="store_true", dest="remote_header_name",
+        help="with -O: the file named as the server's Content-Disposition header says "
+        "(filename=, its path removed; none: the URL's name), as curl 7.88; such a file "
+        "is not overwritten (an error, unless --clobber)",
+    )  # fmt: skip
+    p.add_argument("--no-remote-header-name", action="store_false", dest="remote_header_name",
+                   help=argparse.SUPPRESS)  # fmt: skip
+    p.add_argument(
+        "--no-clobber", action="store_false", dest="clobber", default=None,
+        help="an -o, -O or -J file that exists is kept: the body goes to FILE.1, FILE.2 "
+        "... FILE.99 (the first that does not exist; none free: error 23), as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "--clobber", action="store_true", dest="clobber", default=None,
+        help="overwrite an existing file, also one -J names (curl's default but for -J)",
     )  # fmt: skip
     p.add_argument(
         "--output-dir", metavar="DIR",
@@ -482,37 +502,6 @@ def write_out(fmt: str, values: dict[str, Any], headers: list[tuple[str, str]],
     return out
 
 
-class _Body:
-    """Where one URL's body goes: a file opened at its first byte, or the binary stdout."""
-
-    def __init__(self, path: str | None, stdout: IO[bytes]) -> None:
-        self.path = path
-        self.stdout = stdout
-        self.file: IO[bytes] | None = None
-
-    def write(self, data: bytes) -> None:
-        if self.path is None or self.path == "-":
-            self.stdout.write(data)
-            return
-        if self.file is None:
-            self.file = open(self.path, "wb")  # noqa: SIM115 (closed in close())
-        self.file.write(data)
-
-    def close(self, create: bool) -> str | None:
-        """Close the file (with `create`, made empty when nothing came: curl does so for
-        a complete response); why it could not be written, or None."""
-        try:
-            if create and self.path is not None and self.path != "-" and self.file is None:
-                self.file = open(self.path, "wb")  # noqa: SIM115
-            if self.file is not None:
-                self.file.close()
-            else:
-                self.stdout.flush()
-        except OSError as e:
-            return f"writing {self.path}: {e.strerror or e}"
-        return None
-
-
 def cookie_options(items: list[str], jar_file: str | None) -> tuple[Any, str | None]:
     """-b and -c as curl reads them: (the cookie engine or None, the -b string or None).
     A -b with '=' is cookies to send as is; else a Netscape cookie file, read if it exists
@@ -549,17 +538,21 @@ def _save(text: str, path: str, args: argparse.Namespace, stderr: Any) -> None:
               file=stderr)  # fmt: skip
 
 
-def _check_output(path: str, option: str = "--output", create_dirs: bool = False) -> None:
+def _check_output(path: str, option: str = "--output", create_dirs: bool = False,
+                  replaced: bool = True) -> None:  # fmt: skip
+    """An output file's directory (made with `create_dirs`) and, when `path` is the file
+    opened (not so with --no-clobber or -J), the file itself: refused before the run
+    when they cannot be written."""
     if path == "-":
         return
     parent = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
+    if replaced and os.path.isdir(path):
         raise RunError(f"{option} {path}: is a directory")
     if create_dirs and not os.path.isdir(parent):  # --create-dirs: made now, as curl's
         _create_dirs(parent, option, path)
     if not os.path.isdir(parent):
         raise RunError(f"{option} {path}: no such directory {parent}")
-    if not os.access(path if os.path.exists(path) else parent, os.W_OK):
+    if not os.access(path if replaced and os.path.exists(path) else parent, os.W_OK):
         raise RunError(f"{option} {path}: permission denied")
 
 
@@ -670,8 +663,9 @@ def transfers(args: argparse.Namespace, uploads: list[Any]) -> tuple[
             for m in matches:
                 target = url if m is None else m.url
                 if out == REMOTE:
-                    path: str | None = remote_name(target)
-                    if path == "":  # curl: "Remote file name has no length!" (23)
+                    path: str | None = RemoteName(remote_name(target))
+                    # -J: the server may name it (curl fetches it; none: 23 then)
+                    if path == "" and not getattr(args, "remote_header_name", False):
                         raise RunError(f"-O/--remote-name: {target} has no file name (nothing "
                                        "after its last / or \\; curl: 23, after the URLs before "
                                        "it, and no URL after it is fetched)")  # fmt: skip
@@ -680,7 +674,7 @@ def transfers(args: argparse.Namespace, uploads: list[Any]) -> tuple[
                     if path == "":  # curl: "output glob produces empty string" (23)
                         raise RunError(f"-o/--output {out!r}: empty for {target}")
                 if path not in (None, "-") and args.output_dir:  # as curl: "DIR/FILE"
-                    path = f"{args.output_dir}/{path}"
+                    path = type(path)(f"{args.output_dir}/{path}")
                 jobs.append(
                     (len(jobs) + 1, target if name is None else upload_url(target, name), up)
                 )
@@ -748,6 +742,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.http import Connections, http_get, parse_url
     from packetlab.measure.upload import UploadError, multipart
 
+    if args.remote_header_name and (args.include or args.head):  # curl: 2, as ours
+        raise RunError(f"{'-I/--head' if args.head else '-i/--include'} and "
+                       "-J/--remote-header-name: showing headers and --remote-header-name "
+                       "cannot be combined (curl's words)")  # fmt: skip
     data = request_body(args.data)
     forms, uploads = bodies(args, None if args.get else data)  # -G: -d is the query
     if len(args.output) > len(args.urls):  # curl: a warning, the extra ones unused
@@ -786,7 +784,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError(f"--output-dir {args.output_dir}: no such directory (--create-dirs "
                        "makes it; curl: 23 for each URL, after fetching it)")  # fmt: skip
     for path in dict.fromkeys(p for p in outputs if p is not None):
-        _check_output(path, create_dirs=args.create_dirs)
+        # --no-clobber or -J: the file may be another than `path`; its directory matters
+        named = args.clobber is False or (args.remote_header_name and isinstance(path, RemoteName))
+        _check_output(path, create_dirs=args.create_dirs, replaced=not named)
     fmt = None if args.write_out is None else write_out_format(args.write_out)
     if fmt is not None and args.json:
         raise RunError("-w/--write-out and --json: choose one output")
@@ -865,9 +865,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     async def fetch(session: Any, pool: Any, i: int, url: str, up: Any, xfer: Any = None) -> None:
         path = outputs[i - 1]
         body: Any = posts[i - 1] if forms else up if up is not None else data
-        sink = _Body(path, stdout) if path is not None or fmt is not None else None
+        sink: Output | None = None
+        if path is not None or fmt is not None:
+            honor = args.remote_header_name and isinstance(path, RemoteName)  # curl: -J with -O
+            sink = Output(path, stdout, args.clobber, honor, args.output_dir or None)
         on_body = None if sink is None or args.head else sink.write
-        on_headers = None if sink is None or not args.include or args.head else sink.write
+        on_headers: Any = None if sink is None or not args.include or args.head else sink.write
+        if sink is not None and sink.honor:  # -J (never with -i or -I)
+            on_headers = sink.headers
         result = await http_get(
             session,
             url,
@@ -903,8 +908,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if why is not None and result.error is None:
             result.error, result.exitcode = why, 23
         record = result.to_dict()
-        if path is not None and path != "-":
-            record["output"] = path
+        if path is not None and path != "-":  # the file written (-J, --no-clobber: another)
+            record["output"] = (sink.written or sink.effective) if sink is not None else path
         if args.fail and result.status is not None and result.status >= 400 and not (result.error):
             answer = f"{result.status} {result.reason or ''}".strip()  # HTTP/2: no reason
             record["error"] = f"the server answered {answer} (--fail)"
@@ -916,7 +921,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             error = record.get("error")
             if error is not None and not args.silent:
                 print(f"pktlab run http: {url}: {error}", file=stderr)
-            values = write_out_values(result, url, path, record.get("exitcode", 0), error)
+            name = sink.effective if sink is not None else path  # curl's: null for stdout
+            values = write_out_values(result, url, name, record.get("exitcode", 0), error)
             for stream, text in write_out(fmt, values, result.headers):
                 if stream == "stdout":
                     stdout.write(text.encode())

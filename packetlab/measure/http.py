@@ -68,6 +68,7 @@ __all__ = [
     "Connections",
     "HttpError",
     "HttpResult",
+    "WriteError",
     "http_get",
     "next_method",
     "parse_url",
@@ -93,6 +94,12 @@ CA_FILES = (  # where curl and Python find the system store on common distributi
 class HttpError(ControllerError):
     """The URL cannot be fetched as given (bad URL). A host name that does not resolve is
     the result's `error`, as a refused connect: the other URLs of a run still go."""
+
+
+class WriteError(Exception):
+    """Raised by an `on_body` or `on_headers` callback that cannot take what came (the
+    file it writes could not be made): the fetch ends there, its message the result's
+    `error`, curl's exit code 23 (the response's status kept, as curl's %{http_code})."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -828,6 +835,8 @@ async def http_get(
     (redirects included). `on_body` gets the final response's body as it comes
     (`keep_body` keeps it in `body`).
     `recorder` collects the connections' packets for a pcap file (TLS stays encrypted).
+    `on_body` or `on_headers` may raise WriteError (a file that could not be made, -J):
+    the fetch ends with its message as `error`, exit code 23, the status kept.
     `on_hop` gets each request's live state as it starts (a redirect's next hop too): its
     `body_len`, `uploaded`, `headers` (once the response's head came) as they grow, for
     a progress meter (read only).
@@ -1167,6 +1176,8 @@ async def _over(
             why = f"response headers over {MAX_HEADERS} bytes"
         hop.error = f"HTTP: bad response from {conn.server}: {type(e).__name__}: {why}"
         hop.exitcode = 18 if "complete message" in str(e) else 8
+    except WriteError as e:  # curl: (23) Failed writing header / output to destination
+        hop.error, hop.exitcode = str(e), 23
     except OSError as e:  # on_body could not write
         hop.error = f"writing the body: {e.strerror or e}"
         hop.exitcode = 23
@@ -1183,7 +1194,7 @@ async def _over(
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
             pool.known(hop.url, None)
-    if hop.error is not None:
+    if hop.error is not None and hop.exitcode != 23:  # a write error: the response came
         hop.status = None
 
 
