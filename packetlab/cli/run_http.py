@@ -925,7 +925,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             values = write_out_values(result, url, name, record.get("exitcode", 0), error)
             for stream, text in write_out(fmt, values, result.headers):
                 if stream == "stdout":
-                    stdout.write(text.encode())
+                    stdout.write(text.encode("utf-8", "surrogateescape"))  # a name as sent
                     stdout.flush()
                 else:
                     print(text, end="", file=stderr, flush=True)

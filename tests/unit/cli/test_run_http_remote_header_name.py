@@ -97,7 +97,7 @@ def test_the_header_is_found_as_curl_finds_it(
 def serve(target: str) -> bytes:
     """/NAME?cd=VALUE...: each cd a Content-Disposition header; code=N, loc=L, empty=1,
     times=N (the body N times)."""
-    query = parse_qs(urlsplit(target).query, keep_blank_values=True)
+    query = parse_qs(urlsplit(target).query, keep_blank_values=True, encoding="latin-1")
     head = [(b"Content-Disposition", v.encode("latin-1")) for v in query.get("cd", [])]
     head += [(b"Location", v.encode()) for v in query.get("loc", [])]
     body = b"" if "empty" in query else f"body of {target}\n".encode()
@@ -133,6 +133,10 @@ def test_J_names_the_file_as_the_server_says(
     assert listing(tmp_path) == ["a b.txt", "nocd", "passwd2"]
     assert (tmp_path / "a b.txt").read_bytes().startswith(b"body of /x?cd=")
     assert [r["output"] for r in records] == ["a b.txt", "passwd2", "nocd"]
+    # a name that is no UTF-8: its bytes as sent, in the file system and the write-out
+    # (was: "'utf-8' codec can't encode character", exit 2)
+    code, raw, _, _ = run("-w", W, "-OJ", f"{U}/b{CD}%FCn%EF.txt")
+    assert code == 0 and raw == b"[200|\xfcn\xef.txt|0]\n" and os.path.exists(b"\xfcn\xef.txt")
     # -J without -O: nothing (as curl: no warning); the body where it goes (stdout)
     code, raw, err, _ = run("-w", W, "-J", f"{U}/z{CD}z.txt")
     assert (code, err) == (0, "") and raw.startswith(b"body of /z") and raw.endswith(b"[200||0]\n")
