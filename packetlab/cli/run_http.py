@@ -220,7 +220,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-O", "--remote-name", action="append_const", const=REMOTE, dest="output",
         help="write the body to a file named as the URL's last path segment, in the "
-        "current directory (as curl: no query, undecoded, a URL ending in / is an error); "
+        "current directory (as curl: no query, undecoded, a URL ending in / is an error "
+        "unless -J); "
         "paired with URLs in order together with -o",
     )  # fmt: skip
     p.add_argument(

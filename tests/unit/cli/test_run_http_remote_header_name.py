@@ -287,3 +287,16 @@ def test_help_tells_of_J_and_no_clobber(capsys: pytest.CaptureFixture[str]) -> N
     for words in ("-J, --remote-header-name", "--no-clobber", "--clobber", "FILE.99",
                   "-O -J http://10.77.3.2/download?id=7"):  # fmt: skip
         assert words in text, words
+
+
+def test_J_over_http2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from http_fake import Answer, H2Server
+
+    def named(method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        fields = [("content-disposition", 'attachment; filename="h2.txt"')]
+        return 200, [*fields, ("content-length", "3")], b"two"
+
+    monkeypatch.chdir(tmp_path)
+    code, _, raw, _, _ = run_http_fake("--http2-prior-knowledge", "-w", W, "-OJ", f"{U}/a",
+                                       server=lambda: H2Server(named))  # fmt: skip
+    assert code == 0 and raw == b"[200|h2.txt|0]\n" and (tmp_path / "h2.txt").read_bytes() == b"two"
