@@ -93,18 +93,25 @@ class Output:
         named by its Content-Disposition opened now."""
         if not self.honor:
             return
-        for line in _LINE.findall(raw):
+        for m in _LINE.finditer(raw):
+            line = m.group()
             if not self.honor or len(line) <= 20 or line[:20].lower() != _CD:
                 continue
-            name = cd_filename(line)
-            if name is not None:
-                if self.file is not None:  # curl: (23) Failed writing header
-                    raise WriteError(f"a Content-Disposition file name ({os.fsdecode(name)!r}) "
-                                     f"after {self.written} was opened (-J)")  # fmt: skip
-                self.path = self.effective = os.fsdecode(name)
-                self.from_header, self.honor = True, False
-            if self.file is None:
-                self._open()
+            try:
+                self._disposition(line)
+            except WriteError as e:  # curl's size_header: the lines before this one
+                raise WriteError(str(e), m.start()) from None
+
+    def _disposition(self, line: bytes) -> None:
+        name = cd_filename(line)
+        if name is not None:
+            if self.file is not None:  # curl: (23) Failed writing header
+                raise WriteError(f"a Content-Disposition file name ({os.fsdecode(name)!r}) "
+                                 f"after {self.written} was opened (-J)")  # fmt: skip
+            self.path = self.effective = os.fsdecode(name)
+            self.from_header, self.honor = True, False
+        if self.file is None:
+            self._open()
 
     def write(self, data: bytes) -> None:
         if self.path is None or self.path == "-":

@@ -99,7 +99,13 @@ class HttpError(ControllerError):
 class WriteError(Exception):
     """Raised by an `on_body` or `on_headers` callback that cannot take what came (the
     file it writes could not be made): the fetch ends there, its message the result's
-    `error`, curl's exit code 23 (the response's status kept, as curl's %{http_code})."""
+    `error`, curl's exit code 23 (the response's status kept, as curl's %{http_code}).
+    From `on_headers`, `header_bytes` says how much of the header block was taken (the
+    lines before the refused one, as curl counts its size_header), None: all of it."""
+
+    def __init__(self, message: str, header_bytes: int | None = None) -> None:
+        super().__init__(message)
+        self.header_bytes = header_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -1268,7 +1274,12 @@ class _Response:
         hop.status, hop.reason, hop.headers, hop.raw_headers = status, reason, headers, raw
         self.keep = not (self.follows and hop.location() is not None)
         if self.sink.on_headers is not None:
-            self.sink.on_headers(raw)
+            try:
+                self.sink.on_headers(raw)
+            except WriteError as e:  # curl's size_header: the lines before the refused one
+                if e.header_bytes is not None:
+                    hop.raw_headers = raw[: e.header_bytes]
+                raise
 
     def data(self, data: bytes) -> None:
         hop, sink = self.hop, self.sink

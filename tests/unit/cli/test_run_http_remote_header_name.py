@@ -160,6 +160,10 @@ def test_J_never_overwrites_a_file_the_server_names(
     assert err.splitlines() == [f"pktlab run http: {U}/x{CD}a.txt: {why}"]
     assert records[0]["error"] == why and records[0]["exitcode"] == 23
     assert records[0]["status"] == 200  # curl's %{http_code}: the response came
+    # curl's %{size_header}: the header lines before the refused one (body: none)
+    body = f"body of /x{CD}a.txt\n"
+    before = f"HTTP/1.1 200 X\r\nContent-Length: {len(body)}\r\n"
+    assert (records[0]["header_size"], records[0]["body_len"]) == (len(before), 0)
     assert (tmp_path / "a.txt").read_bytes() == b"old"  # kept
     assert (tmp_path / "nocd").read_bytes().startswith(b"body of /nocd")  # the URL's name: as -O
     code, raw, _, _ = run("-w", W, "--clobber", "-OJ", f"{U}/x{CD}a.txt")
