@@ -909,8 +909,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if why is not None and result.error is None:
             result.error, result.exitcode = why, 23
         record = result.to_dict()
-        if path is not None and path != "-":  # the file written (-J, --no-clobber: another)
-            record["output"] = (sink.written or sink.effective) if sink is not None else path
+        if path and path != "-":  # the file written (-J, --no-clobber: another); -J: none yet
+            output = (sink.written or sink.effective) if sink is not None else path
+            if output:
+                record["output"] = output
         if args.fail and result.status is not None and result.status >= 400 and not (result.error):
             answer = f"{result.status} {result.reason or ''}".strip()  # HTTP/2: no reason
             record["error"] = f"the server answered {answer} (--fail)"

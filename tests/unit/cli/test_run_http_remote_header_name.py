@@ -183,6 +183,7 @@ def test_J_with_a_url_without_a_name_and_redirects(
         "Remote filename has no length! (no file name in the URL nor in a "
         "Content-Disposition header)",
     ] * 2  # curl: "Remote filename has no length!", 23
+    assert not any("output" in r for r in records)  # no file written, none named
     # curl 7.88 takes the name from any response's header: a followed redirect's too
     code, raw, _, _ = run(
         "-w", W, "-L", "-OJ", f"{U}/r?code=302&loc=/final&cd=a;filename=fromredir"
