@@ -254,7 +254,8 @@ async def send_train(
             report.queued_ahead = start - (flow.last_queued + offset)
         ended = session.clock_ns() + offset  # endpoint time (± rtt/2)
         flow.settled = True  # what the close does to the ntags still awaited is not news
-        report.stopped = stop is not None and stop.requested
+        # (a stop once every packet was sent did not end the train early)
+        report.stopped = stop is not None and stop.requested and report.sent_count < count
         for i, when in enumerate(report.sent):
             if when is None and report.errors[i] is None:
                 due = report.intended[i] <= ended

@@ -335,6 +335,9 @@ def test_an_unstopped_train_with_a_stop_signal_is_a_whole_train() -> None:
     report = rig.run(send_train(rig.session, "127.0.0.1", 9000, 20, 1_000_000, stop=stop))
     assert not report.stopped and report.sent_count == 20
     assert stop.watched and not stop._waiters
+    stop.request()  # (too late: the train is over, not stopped early)
+    again = rig.run(send_train(rig.session, "127.0.0.1", 9000, 20, 1_000_000, stop=stop))
+    assert again.stopped and again.errors == ["stopped"] * 20  # already requested: none sent
 
 
 class _NstatThenStat(FakeEndpoint):
