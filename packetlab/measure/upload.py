@@ -28,6 +28,7 @@ __all__ = [
     "ENCODERS",
     "EXPECT_THRESHOLD",
     "FormPart",
+    "Forms",
     "Upload",
     "UploadError",
     "content_type_for",
@@ -308,7 +309,8 @@ class FormPart:
     (`text`) or a file (`path`: `@FILE` sent as a file part with a filename, `<FILE` its
     content as the value), `type` and `filename` given, `headers` (;headers=, as
     written), `encoder` (;encoder=, curl's name), `files` the parts of `NAME=@a,b` (a
-    multipart/mixed part of one file part each)."""
+    multipart/mixed part of one file part each) or of a `NAME=(` ... `=)` sub-multipart
+    (`sub`: such a part, its parts the -F between, maybe none)."""
 
     name: str | None
     text: bytes | None = None
@@ -319,6 +321,18 @@ class FormPart:
     headers: tuple[str, ...] = ()
     encoder: str | None = None
     files: tuple[FormPart, ...] = ()
+    sub: bool = False
+
+    @property
+    def multi(self) -> bool:
+        """A multipart part (curl's MIMEKIND_MULTIPART): `@a,b` or `NAME=(`."""
+        return self.sub or bool(self.files)
+
+    def walk(self) -> Iterator[FormPart]:
+        """This part, then those inside it, depth first."""
+        yield self
+        for f in self.files:
+            yield from f.walk()
 
 
 _SPACE = " \t\n\v\f\r"  # C's isspace()
@@ -375,7 +389,8 @@ class _Scan:
         text, quoted = self.word(end)
         return text if quoted else text.rstrip(_SPACE)
 
-    def part(self, end: str, filename_ok: bool = True) -> tuple[str, str, dict[str, Any]]:
+    def part(self, end: str, filename_ok: bool = True,
+             encoder_ok: bool = True) -> tuple[str, str, dict[str, Any]]:  # fmt: skip
         """(separator, value, {type, filename, encoder, headers}) as get_param_part."""
         data = self.stripped(end)
         sep = self.at(self.p)
@@ -436,6 +451,9 @@ class _Scan:
         if got["filename"] is not None and not filename_ok:
             self.warnings.append(f"Field file name not allowed here: {got['filename']}")
             got["filename"] = None
+        if got["encoder"] is not None and not encoder_ok:
+            self.warnings.append(f"Field encoder not allowed here: {got['encoder']}")
+            got["encoder"] = None
         if got["encoder"] is not None:
             name = got["encoder"].lower()
             if name not in ENCODERS:
@@ -502,10 +520,12 @@ def parse_form(arg: str, literal: bool = False, warnings: list[str] | None = Non
     key = name or None  # curl: `-F =v` is a part without a name
     if literal:
         return FormPart(key, text=rest.encode("utf-8", "surrogateescape"))
-    if rest.startswith("(") or (key is None and rest == ")"):
-        raise UploadError(f"-F/--form {arg!r}: nested multipart (NAME=( ... =)) is not "
-                          "supported (--form-string sends a literal '(')")  # fmt: skip
+    if key is None and rest == ")":  # closes a NAME=(: Forms.add's
+        raise UploadError(f"-F/--form {arg!r}: no multipart to terminate (curl: 2)")
     scan = _Scan(rest, warnings)
+    if rest.startswith("("):  # NAME=(;type=...;headers=...: a sub-multipart opens
+        _, _, got = scan.part("", filename_ok=False, encoder_ok=False)
+        return FormPart(key, type=got["type"], headers=tuple(got["headers"]), sub=True)
     if rest.startswith("@"):
         files = []
         while True:
@@ -533,6 +553,48 @@ def parse_form(arg: str, literal: bool = False, warnings: list[str] | None = Non
     if part.encoder == "7bit":
         _check_7bit(part.text or b"", f"-F/--form {arg!r}")
     return part
+
+
+MAX_DEPTH = 100  # NAME=( opened within each other at most (ours; curl: no limit)
+
+
+class Forms:
+    """curl 7.88's -F/--form-string arguments in order (tool_formparse.c's mimeroot and
+    mimecurrent): `NAME=(` (;type=, ;headers=) opens a sub-multipart that the parts
+    after it go in, `=)` closes the innermost (none open: curl's "no multipart to
+    terminate", exit 2); those still open at the end are closed there, as curl's.
+    `parts` is the form to give `multipart`."""
+
+    def __init__(self) -> None:
+        self._open: list[tuple[FormPart, list[FormPart]]] = []
+        self._root: list[FormPart] = []
+
+    def add(self, arg: str, literal: bool = False, warnings: list[str] | None = None) -> None:
+        """One -F (`literal`: --form-string) argument; UploadError as `parse_form`."""
+        name, sep, rest = arg.partition("=")
+        if not literal and sep and not name and rest == ")":
+            if not self._open:
+                raise UploadError(f"-F/--form {arg!r}: no multipart to terminate (curl: 2)")
+            self._close()
+            return
+        part = parse_form(arg, literal, warnings)
+        if part.sub:
+            if len(self._open) >= MAX_DEPTH:
+                raise UploadError(f"-F/--form {arg!r}: over {MAX_DEPTH} NAME=( open at once")
+            self._open.append((part, []))
+        else:
+            (self._open[-1][1] if self._open else self._root).append(part)
+
+    def _close(self) -> None:
+        part, inside = self._open.pop()
+        done = dataclasses.replace(part, files=tuple(inside))
+        (self._open[-1][1] if self._open else self._root).append(done)
+
+    @property
+    def parts(self) -> list[FormPart]:
+        while self._open:
+            self._close()
+        return list(self._root)
 
 
 def _check_7bit(data: bytes, what: str, offset: int = 0) -> None:
@@ -586,14 +648,14 @@ def _part(p: FormPart, disposition: str | None, boundary: Callable[[], str]) -> 
     ctype = custom
     sub = None
     if ctype is None:
-        if p.files:
+        if p.multi:
             ctype = "multipart/mixed"
         elif p.path is not None and not stdin:
             ctype = _type_of(filename) or _type_of(p.path)
             ctype = ctype or (OCTET if filename is not None else None)
         else:
             ctype = _type_of(filename)
-    if p.files:
+    if p.multi:
         sub = boundary()
     elif ctype and not custom and _ct_match(ctype, "text/plain") and filename is None:
         ctype = None

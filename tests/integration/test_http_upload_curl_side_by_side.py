@@ -210,6 +210,32 @@ def test_form_parameters_as_curl(http: str, tmp_path: Path) -> None:
         assert why in ours.stderr and curl.returncode in (0, 43)
 
 
+def test_nested_multiparts_as_curl(http: str, tmp_path: Path) -> None:
+    """-F 'NAME=(' ... -F '=)': sub-multiparts (nested, ;type=, ;headers=, empty, without
+    a name, left open at the end) the same bytes as curl 7.88's but the boundaries."""
+    (tmp_path / "f1.txt").write_bytes(b"hello\n")
+    (tmp_path / "f2.bin").write_bytes(b"two\x00\xff")
+    w = "%{http_code} %{method} %{size_upload} %{exitcode}\\n"
+    for args in (
+        ["-F", "x=1", "-F", "NAME=(;type=multipart/mixed", "-F", "a=@f1.txt", "-F", "b=@f2.bin",
+         "-F", "=)", "-F", "y=2"],
+        ["-F", "a=(;type=multipart/form-data", "-F", "b=1", "-F",
+         "c=(;headers=X-H: 1;filename=x;encoder=base64", "-F", "d=2;encoder=base64",
+         "--form-string", "e=(", "-F", "=)", "-F", "f=@f1.txt,f2.bin", "-F", "=)", "-F", "g=3"],
+        ["-F", "a=(", "-F", "=)", "-F", "=(;type=text/plain", "-F", "b=<f1.txt", "-F", "=)"],
+        ["-F", "a=(", "-F", "b=(", "-F", "c=@f2.bin;encoder=base64"],  # left open
+    ):  # fmt: skip
+        curl, ours = both(*UA, "-s", "-w", w, *args, f"{http}/form", cwd=tmp_path)
+        assert curl.returncode == ours.returncode == 0, ours.stderr
+        assert same_but_boundary(ours.stdout) == same_but_boundary(curl.stdout), args
+    # =) with none open: curl's "no multipart to terminate" and its exit 2
+    curl, ours = both("-s", "-F", "a=1", "-F", "=)", f"{http}/form", cwd=tmp_path)
+    assert curl.returncode == ours.returncode == 2
+    assert ours.stderr.strip().splitlines() == [
+        b"pktlab run http: -F/--form '=)': no multipart to terminate (curl: 2)"
+    ]
+
+
 def test_upload_globs_as_curl(http: str, tmp_path: Path) -> None:
     for name in ("a", "b", "file1", "file2", "file3", "f01", "f02", "c"):
         (tmp_path / name).write_text(name * 3)
