@@ -62,7 +62,7 @@ class _File:
     head: bytes = b""  # stdin already read (a -F part's first STDIN_BUFFER bytes), sent first
 
 
-Piece: TypeAlias = "bytes | _File | _Encoded"
+Piece: TypeAlias = "bytes | _File | _Piped | _Encoded"
 
 
 @dataclass(slots=True)
@@ -79,11 +79,28 @@ class Upload:
     used: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
+        self.length = self._length()
+
+    def _length(self) -> int | None:
         total: int | None = 0
         for p in self.pieces:
             size = len(p) if isinstance(p, bytes) else p.size
             total = None if total is None or size is None else total + size
-        self.length = total
+        return total
+
+    def fill(self, wake: Callable[[], None]) -> bool:
+        """Read what curl reads before the request (its Content-Length): a -F part's
+        stdin from a pipe, by a daemon thread (`_Piped`), never the caller's; True when
+        done (`length` then set), False when not yet: `wake` is called (from that
+        thread) when more came, then call again. UploadError when stdin cannot be read."""
+        done = True
+        for p in self.pieces:
+            piped = p.source if isinstance(p, _Encoded) else p
+            if isinstance(piped, _Piped) and not piped.fill(wake):
+                done = False
+        if done:
+            self.length = self._length()
+        return done
 
     @classmethod
     def of(cls, data: bytes, content_type: str | None = None) -> Upload:
@@ -134,14 +151,18 @@ class Upload:
                         yield data
                     for i in range(0, len(data), CHUNK):
                         yield data[i : i + CHUNK]
+            elif isinstance(p, _Piped):
+                yield from p.chunks(wake)
             else:
                 yield from _read_file(p, wake)
 
 
 def _source(p: Any) -> _File | None:
-    """The file a piece reads (None: bytes)."""
+    """The file a piece reads (None: bytes, or a pipe's bytes all read before)."""
     if isinstance(p, _Encoded):
         p = p.source
+    if isinstance(p, _Piped):
+        return None if p.ended else _File("-", None)
     return p if isinstance(p, _File) else None
 
 
@@ -211,6 +232,62 @@ class _PipeReader:
                 yield item
         finally:
             self.stop = True
+
+
+@dataclass(eq=False, slots=True)
+class _Piped:
+    """A -F part's stdin (@- or <-) from a pipe or a terminal. curl 7.88 reads it whole
+    before the request (its Content-Length); ours is read by a `_PipeReader` thread,
+    never on the reactor (a silent pipe leaves Ctrl-C, SIGTERM and the time limits
+    acting), while the request waits (`Upload.fill`): whole up to STDIN_BUFFER bytes,
+    past which (curl: all in memory) those bytes then the rest as it comes, the body
+    sent chunked. `size` is known once it `ended` (before: None)."""
+
+    got: bytearray = field(default_factory=bytearray)
+    ended: bool = False  # the pipe's end came within STDIN_BUFFER bytes
+    full: bool = False  # read as far as it is before the request
+    reader: _PipeReader | None = None
+    path: str = "-"
+
+    @property
+    def size(self) -> int | None:
+        return len(self.got) if self.ended else None
+
+    def fill(self, wake: Callable[[], None]) -> bool:
+        """What the reader thread read so far taken in; whether it is full (the end,
+        or STDIN_BUFFER bytes)."""
+        if self.full:
+            return True
+        if self.reader is None:
+            self.reader = _PipeReader(_File("-", None), wake)
+        self.reader.wake = wake
+        while len(self.got) < STDIN_BUFFER:
+            try:
+                item = self.reader.queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is None:
+                self.ended = True
+                break
+            if isinstance(item, UploadError):
+                self.reader.stop = True
+                raise UploadError(f"stdin: {str(item).removeprefix('-: ')}")
+            self.got += item
+        self.full = True
+        return True
+
+    def chunks(self, wake: Callable[[], None] | None) -> Iterator[bytes]:
+        """What was read before the request, then (past STDIN_BUFFER) the rest from the
+        same reader thread; b"": nothing ready yet."""
+        if not self.full:
+            raise UploadError("stdin: not read before the request (Upload.fill)")
+        for i in range(0, len(self.got), CHUNK):
+            yield bytes(self.got[i : i + CHUNK])
+        if self.ended or self.reader is None:
+            return
+        if wake is not None:
+            self.reader.wake = wake
+        yield from self.reader.chunks()
 
 
 def _read_file(f: _File, wake: Callable[[], None] | None = None) -> Iterator[bytes]:
@@ -685,7 +762,7 @@ def _part(p: FormPart, disposition: str | None, boundary: Callable[[], str]) -> 
         inner = "form-data" if _ct_match(ctype or "", "multipart/form-data") else None
         return pieces + _mime(p.files, sub, inner, boundary)
     if p.text is not None:
-        source: bytes | _File = p.text
+        source: bytes | _File | _Piped = p.text
     else:
         source = _stdin_part() if p.path == "-" else _file(p.path or "-")
     if p.encoder in (None, "binary", "8bit"):
@@ -698,11 +775,13 @@ def _part(p: FormPart, disposition: str | None, boundary: Callable[[], str]) -> 
 STDIN_BUFFER = 16 << 20  # a -F NAME=@- from a pipe read whole up to this (curl: all of it)
 
 
-def _stdin_part() -> bytes | _File:
+def _stdin_part() -> bytes | _File | _Piped:
     """A -F part's stdin (@- or <-) as curl 7.88 takes it: a regular file read when sent,
-    its size known; else read now, whole, so that its size is known (curl's
-    Content-Length) when it is at most STDIN_BUFFER bytes; past that (curl: all in
-    memory) those bytes then the rest as it comes, the body sent chunked."""
+    its size known; else (a pipe, a terminal) read whole before the request so that its
+    size is known (curl's Content-Length) when it is at most STDIN_BUFFER bytes; past
+    that (curl: all in memory) those bytes then the rest as it comes, the body sent
+    chunked. Not read here: by a thread while the request waits (`_Piped`); a stdin
+    with no file descriptor (a stream put there) is read now."""
     try:
         fd = sys.stdin.fileno()
         st = os.fstat(fd)
@@ -710,18 +789,12 @@ def _stdin_part() -> bytes | _File:
             return _File("-", max(st.st_size - os.lseek(fd, 0, os.SEEK_CUR), 0))
     except (OSError, ValueError, io.UnsupportedOperation):
         pass
-    got = bytearray()  # os.read: no bytes past them left in sys.stdin's buffer
+    if _stdin_fd() is not None:
+        return _Piped()
     try:
-        fd = _stdin_fd()
-        while len(got) < STDIN_BUFFER:
-            want = STDIN_BUFFER - len(got)
-            more = sys.stdin.buffer.read(want) if fd is None else os.read(fd, min(want, 1 << 20))
-            if not more:
-                break
-            got += more
+        data = sys.stdin.buffer.read(STDIN_BUFFER)
     except OSError as e:
         raise UploadError(f"stdin: {e.strerror or e}") from None
-    data = bytes(got)
     return data if len(data) < STDIN_BUFFER else _File("-", None, data)
 
 
@@ -753,7 +826,7 @@ class _Encoded:
     quoted-printable), read at send time; `size` None when curl cannot tell it
     beforehand (quoted-printable, stdin), and then the body goes chunked, as curl's."""
 
-    source: bytes | _File
+    source: bytes | _File | _Piped
     encoder: str
     name: str | None
 
@@ -772,6 +845,8 @@ class _Encoded:
     def chunks(self, wake: Callable[[], None] | None = None) -> Iterator[bytes]:
         if isinstance(self.source, bytes):
             raw: Iterator[bytes] = iter([self.source] if self.source else [])
+        elif isinstance(self.source, _Piped):
+            raw = self.source.chunks(wake)
         else:
             raw = _read_file(self.source, wake)
         enc = _Base64() if self.encoder == "base64" else _QuotedPrintable()
@@ -781,7 +856,7 @@ class _Encoded:
                 yield data
                 continue
             if self.encoder == "7bit":
-                what = self.source.path if isinstance(self.source, _File) else "the value"
+                what = self.source.path if isinstance(self.source, (_File, _Piped)) else "the value"
                 _check_7bit(data, f"-F part {self.name or ''!r}: {what}", offset)
                 offset += len(data)
                 yield data
