@@ -43,6 +43,8 @@ examples:
   pktlab run http -T 'run[1-3].tar' http://10.77.3.2/dav/  # run1.tar..run3.tar, as curl
   pktlab run http -F 'logs=@a.log,b.log' -F 'n=x;headers=X-Run: 7;encoder=base64' \\
       http://10.77.3.2/upload  # several files in one part, part headers, encoders
+  pktlab run http -F 'alt=(;type=multipart/alternative' -F 't=<m.txt' -F 'h=<m.html' \\
+      -F '=)' http://10.77.3.2/upload  # a nested multipart part, as curl's
   pktlab run http -Z -w '%{url} %{http_code}\\n' -o a -o b URL1 URL2  # curl's -Z meter
   pktlab run http -Z https://10.77.3.2/a https://10.77.3.2/b  # at once, as curl -Z
   pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\\n' http://10.77.3.2/
@@ -131,7 +133,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         "-F", "--form", action=_FormAction, dest="form", default=[], metavar="NAME=VALUE",
         help="a multipart/form-data POST part, as curl -F: NAME=VALUE, NAME=@FILE (a file "
         "part; NAME=@a,b several files in one part), NAME=<FILE (its content as the "
-        "value); ;type=T ;filename=F ;headers=H (;headers=@FILE) ;encoder=E after it",
+        "value); ;type=T ;filename=F ;headers=H (;headers=@FILE) ;encoder=E after it; "
+        "NAME=( (;type=T) opens a nested multipart part that the parts after it go in, =) "
+        "closes it",
     )  # fmt: skip
     p.add_argument(
         "--form-string", action=_FormAction, dest="form", metavar="NAME=VALUE",
@@ -704,14 +708,14 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
     """-F's parts and -T's uploads (each -T a list of (file name, Upload): curl's glob;
     files looked at now: a missing or unreadable one is a one-line error before anything
     is sent), checked against -d, -I and -G as curl."""
-    from packetlab.measure.upload import UploadError, parse_form
+    from packetlab.measure.upload import Forms, UploadError
 
-    forms: list[Any] = []
+    tree = Forms()  # NAME=( ... =): a sub-multipart, as curl's
     warnings: list[str] = []
     for literal, f in args.form:
         option = "--form-string" if literal else "-F/--form"
         try:
-            forms.append(parse_form(f, literal, warnings))
+            tree.add(f, literal, warnings)
         except UploadError as e:  # a file part's file: the -F it came from (was -T's name)
             named = str(e).startswith(("-F", "--form-string"))
             raise RunError(str(e) if named else f"{option} {f!r}: {e}") from None
@@ -719,6 +723,7 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
         for warning in warnings if not args.silent else []:  # curl: "Warning: ..."
             print(f"pktlab run http: {option} {f!r}: {warning}", file=stderr)
         warnings.clear()
+    forms: list[Any] = tree.parts
     uploads = [_upload_files(f, args.globoff) for f in args.upload_file]
     given = [o for o, v in (("-d/--data", data is not None), ("-F/--form", forms),
                             ("-T/--upload-file", uploads)) if v]  # fmt: skip
@@ -732,7 +737,7 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
     if len(uploads) > len(args.urls):
         raise RunError(f"{len(uploads)} -T/--upload-file for {len(args.urls)} URLs")
     stdin = sum(f == "-" for f in args.upload_file)
-    stdin += sum(p.path == "-" for f in forms for p in (f, *f.files))
+    stdin += sum(p.path == "-" for f in forms for p in f.walk())
     stdin += sum(v == "@-" for k, v in args.data or [] if k != "raw")
     if stdin > 1 or (stdin and forms and len(args.urls) > 1):
         raise RunError("stdin (-) can be read once: one -T -, -F NAME=@- or -d @- for one URL")
@@ -753,7 +758,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError(f"{len(args.output)} -o/--output and -O for {len(args.urls)} URLs")
     # the transfers, in curl's order: (number, URL, its -T upload or None), each -o file
     jobs, outputs = transfers(args, uploads)
-    if forms and len(jobs) > 1 and any(p.path == "-" for f in forms for p in (f, *f.files)):
+    if forms and len(jobs) > 1 and any(p.path == "-" for f in forms for p in f.walk()):
         raise RunError("stdin (-) can be read once: one -T -, -F NAME=@- or -d @- for one URL")
     try:  # a form for each transfer (its own boundary, as curl's), its files looked at now
         posts = [multipart(forms) for _ in jobs] if forms else []

@@ -873,6 +873,14 @@ async def http_get(
                  on_hop=on_hop)  # fmt: skip
     jar = _Cookies(cookies, cookie, "cookie" in names)
     pool = Connections() if connections is None else connections
+    if body is not None:  # a -F part's stdin from a pipe: read whole first, as curl's
+        try:
+            await _fill(session.reactor, body)
+        except UploadError as e:  # curl: (26)
+            result.error, result.exitcode = f"upload: {e}", 26
+            if connections is None:
+                await pool.close()
+            return result
     try:
         return await _fetch(session, result, current, kind, method, body, extra, pool, ctxs,
                            connect_to, family, cafile, insecure, timeout, connect_timeout,
@@ -1443,6 +1451,16 @@ async def _exchange(
     return h.our_state is h11.DONE and h.their_state is h11.DONE and clean  # body: not kept
 
 
+async def _fill(clock: Any, body: Upload) -> None:
+    """What curl reads of the body before the request (a -F part's stdin from a pipe:
+    whole, for its Content-Length), read by a thread while this awaits (the reactor runs
+    on: Ctrl-C and SIGTERM act). As curl's (read while it parses its options) the time
+    limit (-m) starts after it."""
+    ready = _Ready(clock)
+    while not body.fill(ready.notify):
+        await ready.wait(None)
+
+
 class _Ready:
     """Wakes an upload waiting for a pipe's next chunk: `notify` is called by the
     pipe's reader thread (callFromThread), `wait` awaited on the reactor (until
@@ -1465,14 +1483,19 @@ class _Ready:
         if self.on_ready is not None:
             self.on_ready()
 
-    async def wait(self, deadline: float) -> None:
+    async def wait(self, deadline: float | None) -> None:
         if self.fired:
+            self.fired = False
+            return
+        self.waiter = waiter = Deferred[None]()
+        if deadline is None:  # until notified (or cancelled)
+            await waiter
             self.fired = False
             return
         left = deadline - self.clock.seconds()
         if left <= 0:
+            self.waiter = None
             raise StreamTimeout("nothing to upload within the time (the pipe gave nothing)")
-        self.waiter = waiter = Deferred[None]()
         timer = self.clock.callLater(left, lambda: None if waiter.called else waiter.callback(None))
         try:
             await waiter
