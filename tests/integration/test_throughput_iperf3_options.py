@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit.poll import wait_tcp_listening
 
 pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 missing")
 
@@ -90,6 +91,9 @@ def pktlab(port: int, *args: str, json_out: bool = True) -> tuple[int, Any, str]
 
 
 def native(port: int, *args: str) -> dict[str, Any]:
+    # between two tests the server closes its listener, then listens anew; native iperf3
+    # does not try a refused test again (ours does)
+    wait_tcp_listening(port, timeout=20)
     got = subprocess.run(
         ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-J", *args],
         capture_output=True, text=True, timeout=60,
