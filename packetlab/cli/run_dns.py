@@ -115,6 +115,11 @@ def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | N
         if k == "cmd":
             args.show["cmd"] = on
         target.show[k] = on
+    # dig's +[no]comments and +[no]question as given (the last one): a transfer shows its
+    # messages' headers and questions only when asked (dig's pluscomm, plusquest)
+    given = dict(getattr(target, "plus_set", None) or {})
+    given.update((k, on) for k in keys if k in ("comments", "question"))
+    target.plus_set = given
     return True
 
 
@@ -367,9 +372,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
         query; a second one for the same name (its own, or every name's before it) is
         the one asked, with dig's warning on stderr. One that is no type to dig (-t
         BOGUS, -t 65, -t ixfr) is ignored with dig's warning (--type, ours: an error)."""
-        if word.lower().startswith("ixfr="):
-            raise RunError(f"-t {word}: IXFR is not supported (dig asks IXFR from serial N)")
-        known = _dig_type(word, dns.rdatatype)
+        known = _ixfr_type(word) if word.lower().startswith("ixfr=") else None
+        known = known or _dig_type(word, dns.rdatatype)
         if known is None and strict:
             from packetlab.measure.dns import DnsError, parse_qtype
 
@@ -461,8 +465,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 )
         elif loose and word.lower() == "ixfr":  # as dig: neither a type nor a name
             _warn(args, ";; Warning, ixfr requires a serial number")
-        elif loose and _is_type(word, dns.rdatatype):
-            set_type(word)
+        elif loose and (word.lower().startswith("ixfr=") or _is_type(word, dns.rdatatype)):
+            set_type(word)  # a type word, dig's IXFR=SERIAL too
         elif loose and _is_class(word, dns.rdataclass):
             set_class(word)
         else:
@@ -554,6 +558,22 @@ BIND_ONLY_TYPES = {"EID": 31, "NIMLOC": 32, "ATMA": 34, "SINK": 40, "RKEY": 57, 
 NOT_BIND_TYPES = {"NONE", "IXFR", "NXNAME", "NSAP_PTR", "RESERVED0"}
 
 
+SERIAL_MAX = 0xFFFFFFFF
+
+
+def _ixfr_type(word: str) -> str:
+    """dig's `ixfr=SERIAL` (a type word, or -t's value) as our type `IXFR=SERIAL`."""
+    value = word[5:]
+    if not value.isdigit() or int(value) > SERIAL_MAX:
+        raise RunError(f"{word}: invalid serial number {value!r} (IXFR=N: 0..{SERIAL_MAX})")
+    return f"IXFR={int(value)}"
+
+
+def is_xfr(qtype: str) -> bool:
+    """A zone transfer's type: AXFR, or IXFR=SERIAL (`_ixfr_type`)."""
+    return qtype == "AXFR" or qtype.startswith("IXFR=")
+
+
 def _dig_type(word: str, rdatatype: Any) -> str | None:
     """`word` as a type dig 9.18 reads (-t's value, a type word among the names): the
     canonical name we ask (TYPEnnn for a type only BIND names), else None (dig: `ignoring
@@ -571,6 +591,12 @@ def _dig_type(word: str, rdatatype: Any) -> str | None:
 
 def _is_type(word: str, rdatatype: Any) -> bool:
     return (word.isalnum() or word.upper() == "NSAP-PTR") and _dig_type(word, rdatatype) is not None
+
+
+def _xfr_max(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of records, 1..10000000")
+    return int(text)
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -616,6 +642,13 @@ def configure(p: argparse.ArgumentParser) -> None:
         "invalid type' and the type it had; --type with one: an error [default: A]",
     )
     p.add_argument("--tcp", action="store_true", help="ask over TCP (default: UDP)")
+    from packetlab.measure.dnsxfr import XFR_MAX_RECORDS
+
+    p.add_argument(
+        "--xfr-max", type=_xfr_max, default=XFR_MAX_RECORDS, metavar="N",
+        help="records a zone transfer (AXFR, IXFR=SERIAL) may hold, its retries' included; "
+        f"past it the transfer stops with an error [default: {XFR_MAX_RECORDS}]",
+    )  # fmt: skip
     p.set_defaults(nsid=False, cookie=True, multiline=False, split=None, ignore=False)
     p.add_argument(
         "--server",
@@ -687,7 +720,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             raise RunError(f"+time/--wait {o.wait:g}: must be in (0, 60] seconds")
         if not 1 <= o.tries <= 10:
             raise RunError(f"+tries/--tries {o.tries}: must be 1..10 (+retry=N: N+1 tries)")
-        qtypes = [parse_qtype(t) for t in (types or ["A"])]
+        qtypes = [t if is_xfr(t) else parse_qtype(t) for t in (types or ["A"])]
         plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)]))
 
     recorder = pcapout.recorder_for(args)
@@ -703,6 +736,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     return
                 n += 1
                 progress(f"dns {n}/{total}: {name} {qtype}")
+                if is_xfr(qtype):  # always over TCP, as dig
+                    xfr = await _transfer(
+                        session, servers, name, qtype, o, qclass, recorder, progress
+                    )
+                    emit(xfr.to_dict())
+                    continue
                 if o.trace:  # from the first server, as dig
                     server, port = servers[0]
                     await dns_trace(
@@ -746,6 +785,50 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 emit(result.to_dict())
 
     return pcapout.recording(args, recorder, run)
+
+
+async def _transfer(
+    session: Any,
+    servers: Sequence[tuple[str | None, int]],
+    name: str,
+    qtype: str,
+    o: argparse.Namespace,
+    qclass: str,
+    recorder: Any,
+    progress: Progress,
+) -> Any:
+    """A zone transfer (AXFR, IXFR=SERIAL) from dig's servers in order until one gives
+    it (or answers: a refusal ends it too, as dig); each failed server's attempts come
+    before the last one's (`retries`)."""
+    from packetlab.measure.dns import EDNS_PAYLOAD
+    from packetlab.measure.dnsxfr import dns_xfr
+
+    serial = int(qtype[5:]) if qtype.startswith("IXFR=") else None
+    earlier: list[Record] = []  # the attempts of the servers before the last one asked
+    result: Any = None
+    for i, (server, port) in enumerate(servers):
+        result = await dns_xfr(
+            session, name, serial=serial, server=server, port=port, timeout=o.wait,
+            attempts=o.tries, edns=False if o.edns < 0 else o.edns,
+            payload=EDNS_PAYLOAD if o.bufsize is None else o.bufsize,
+            dnssec=bool(o.dnssec), family=o.family, qclass=qclass, nsid=o.nsid,
+            cookie=_xfr_cookie(o.cookie), max_records=o.xfr_max, recorder=recorder,
+        )  # fmt: skip
+        final = result.error is None or result.error_kind in ("malformed", "mismatch", "limit")
+        if final or i == len(servers) - 1 or progress.stopping:
+            break
+        earlier += [*result.retries, result.attempt_dict()]
+    result.retries = [*earlier, *result.retries]
+    return result
+
+
+def _xfr_cookie(cookie: bool | bytes) -> bytes | None:
+    """The client cookie a transfer sends (dig's default: a random one)."""
+    import random
+
+    if cookie is True:
+        return random.randbytes(8)
+    return cookie or None
 
 
 async def _ask(
@@ -948,6 +1031,8 @@ class DigText:
     def __call__(self, r: Record) -> str | None:
         if r["type"] != "dns":
             return None
+        if r.get("xfr"):
+            return "\n".join(self.transfer(r)) or None
         if r.get("error_kind") == "lame" and self.trace and not self.short:  # as dig's step
             notes = [f";; {n}" for n in r.get("notes", []) if not n.startswith("BAD ")]
             return "\n".join([*notes, *self.trace_step(r), f";; {r['error']}"])
@@ -998,10 +1083,87 @@ class DigText:
             "",
         ]
 
-    def message(self, r: Record) -> list[str]:
+    def transfer(self, r: Record) -> list[str]:
+        """A zone transfer as dig prints it: each attempt's messages (only their answer
+        sections by default: a transfer shows headers and questions when +comments and
+        +question were given), how it ended (`; Transfer failed.`, a communications
+        error), then the statistics with dig's XFR size line."""
+        show = dict(self.show)
+        given = getattr(self.view, "plus_set", None) or {}
+        show["comments"] = show["comments"] and given.get("comments", False)
+        show["question"] = show["question"] and given.get("question", False)
+        show["stats"] = False  # after the last message, with its XFR size
+        attempts = [*r.get("retries", []), r]
+        lines: list[str] = []
+        for i, a in enumerate(attempts):
+            lines += self.xfr_attempt(a, show, last=i == len(attempts) - 1)
+        complete = r.get("error") is None and r.get("failed") is None and r["messages"]
+        if complete and self.show["stats"] and not self.short:
+            size = f"{r['records']} records (messages {r['messages']}, bytes {r['bytes']})"
+            lines += self.stats(r, f";; XFR size: {size}")
+        return lines
+
+    def xfr_attempt(self, a: Record, show: dict[str, bool], last: bool) -> list[str]:
+        style = self.style
+        lines: list[str] = []
+        if a["parts"]:
+            lines += self.banner()  # dig's, with the first message
+        at = 0
+        for part in a["parts"]:
+            lines += [f";; {note}" for note in part.get("notes", [])]
+            records = a["answers"][at : at + part["answers"]]
+            at += part["answers"]
+            if self.short:
+                lines += [style.data(x) for x in records]
+                continue
+            message = {**part, "answers": records}
+            if "question" in part:
+                message["qname"], message["qtype"], message["qclass"] = part["question"]
+            lines += self.message(message, show)
+        if a.get("failed"):
+            lines.append(f"; {a['failed']}")
+        kind = a.get("error_kind")
+        if a.get("error") is None:
+            return lines
+        where = f"{a['server']}#{a['port']}"
+        if kind in ("refused", "tcp"):  # dig: the lookup's name as typed, no final dot
+            why = "connection refused" if kind == "refused" else a["error"].split(": ", 1)[-1]
+            name = a["qname"].rstrip(".") or "."
+            user = self.user_server or a["server"]
+            lines += [f";; Connection to {where}({user}) for {name} failed: {why}.",
+                      ";; no servers could be reached"]  # fmt: skip
+        elif kind == "malformed" and "packet" in a:
+            lines += [f";; Got bad packet: {a['reason']}", *hex_dump(bytes.fromhex(a["packet"]))]
+        elif kind in ("eof", "timeout", "reset"):
+            what = {"eof": "end of file", "timeout": "timed out"}.get(kind, "connection reset")
+            lines.append(f";; communications error to {where}: {what}")
+            if last:  # dig's banner, if no message showed it
+                lines += [*self.banner(), ";; no servers could be reached"]
+        else:  # an ID mismatch (dig's words), a cap reached (ours)
+            lines.append(f";; {a['error']}")
+        return lines
+
+    def stats(self, r: Record, size_line: str) -> list[str]:
+        """dig's statistics: query time, server, when, the size line, a blank line."""
+        lines = []
+        took = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
+        if took is not None:
+            lines.append(f";; Query time: {int(took // 1000)} msec")
+        texts = getattr(self.view, "server_texts", None) or {}
+        user = texts.get(r["server"]) or self.user_server or r["server"]
+        return [
+            *lines,
+            f";; SERVER: {r['server']}#{r['port']}({user}) ({r['proto'].upper()})",
+            f";; WHEN: {time.strftime('%a %b %d %H:%M:%S %Z %Y')}",
+            size_line,
+            "",
+        ]
+
+    def message(self, r: Record, show: dict[str, bool] | None = None) -> list[str]:
         """The reply: header, OPT pseudosection, sections and statistics as dig shows
-        them; a blank line ends each block (the last one is the record's line end)."""
-        show, style = self.show, self.style
+        them; a blank line ends each block (the last one is the record's line end).
+        `show`: the display switches (default: the view's)."""
+        show, style = show or self.show, self.style
         comments = show["comments"]
         lines: list[str] = []
         if comments:
@@ -1026,6 +1188,8 @@ class DigText:
         for title, key, records in sections:
             if not show[key]:
                 continue
+            if records is None and "qname" not in r:  # a transfer's message without one
+                continue
             if records is None:
                 body = [question_line(r["qname"], r["qtype"], r.get("qclass", "IN"), style)]
             else:
@@ -1036,17 +1200,7 @@ class DigText:
             body = [rr_line(a, style) for a in r["tsig"]]
             lines += [";; TSIG PSEUDOSECTION:", *body, ""] if comments else body
         if show["stats"]:
-            took = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
-            if took is not None:
-                lines.append(f";; Query time: {int(took // 1000)} msec")
-            texts = getattr(self.view, "server_texts", None) or {}
-            user = texts.get(r["server"]) or self.user_server or r["server"]
-            lines += [
-                f";; SERVER: {r['server']}#{r['port']}({user}) ({r['proto'].upper()})",
-                f";; WHEN: {time.strftime('%a %b %d %H:%M:%S %Z %Y')}",
-                f";; MSG SIZE  rcvd: {r['size']}",
-                "",
-            ]
+            lines += self.stats(r, f";; MSG SIZE  rcvd: {r['size']}")
         return lines
 
 
@@ -1095,7 +1249,11 @@ def budget(args: argparse.Namespace) -> float:
         o = entry[3] or args  # a batch line's options (dig -f), else the command line's
         tries = (1 if o.tcp else o.tries) * max(len(getattr(o, "servers", None) or ()), 1)
         steps = 16 if getattr(o, "trace", False) else 1  # measure.dns.TRACE_STEPS
-        total += len(entry[1] or ["A"]) * steps * (tries + 1) * o.wait
+        for qtype in entry[1] or ["A"]:
+            if is_xfr(qtype):  # each attempt: its connect, then at most XFR_MAX_S
+                total += o.tries * max(len(getattr(o, "servers", None) or ()), 1) * (o.wait + 300)
+            else:
+                total += steps * (tries + 1) * o.wait
     return total
 
 
