@@ -387,7 +387,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
         mine = own[-1] if names else types
         if mine or (names and types):
             _warn(args, ";; Warning, extra type option")
-        mine[:] = [known if word.upper() in BIND_ONLY_TYPES else word]
+        mine[:] = [known if word.upper() in BIND_ONLY_TYPES or is_xfr(known) else word]
 
     def set_class(word: str, strict: bool = False) -> None:
         """Likewise a class (dig's `extra class option`, before the class is read; one
@@ -571,7 +571,8 @@ def _ixfr_type(word: str) -> str:
 
 def is_xfr(qtype: str) -> bool:
     """A zone transfer's type: AXFR, or IXFR=SERIAL (`_ixfr_type`)."""
-    return qtype == "AXFR" or qtype.startswith("IXFR=")
+    upper = qtype.upper()
+    return upper == "AXFR" or upper.startswith("IXFR=")
 
 
 def _dig_type(word: str, rdatatype: Any) -> str | None:
