@@ -196,7 +196,7 @@ def test_an_attempt_is_capped_in_time_whatever_trickles_in() -> None:
         sock.append(m.sktid)
         nsend(m)
 
-    rig.endpoint.nsend = sending  # type: ignore[method-assign]
+    rig.endpoint.nsend = sending  # type: ignore[method-assign,assignment]
 
     def trickle() -> None:  # a byte a second (of a 65535-byte message): never the end
         if sock and sock[0] in rig.endpoint.sockets:
