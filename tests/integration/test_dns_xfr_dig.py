@@ -17,11 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_dns_dig import dig, normal, ours, pytestmark  # noqa: F401  (dig missing: skipped)
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from test_dns_dig import dig, normal, ours, pytestmark  # noqa: F401  (dig missing: skipped)
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +113,9 @@ def test_ixfr_as_dig(server: tuple[int, Path]) -> None:
     ):  # fmt: skip
         got, _ = same(port, *words)
         assert got.returncode == 0
-    styles = [json.loads(ours("@127.0.0.1", "-p", str(port), "ixfr.xfr", f"IXFR={n}",
-                              "--json").stdout.splitlines()[0])["style"] for n in (1, 3, 0)]  # fmt: skip
+    at = ["@127.0.0.1", "-p", str(port), "ixfr.xfr"]
+    runs = [ours(*at, f"IXFR={n}", "--json").stdout.splitlines()[0] for n in (1, 3, 0)]
+    styles = [json.loads(line)["style"] for line in runs]
     assert styles == ["incremental", "up-to-date", "axfr"]
 
 
