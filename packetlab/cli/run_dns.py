@@ -30,6 +30,8 @@ examples:
   pktlab run dns @192.0.2.53 -f queries.txt       # dig's batch mode: a query line a line
   pktlab run dns +trace +tcp @192.0.2.53 www.example.com   # every step over TCP
   pktlab run dns @192.0.2.53 a.test -t MX @192.0.2.54 b.test  # a.test MX (.53, then .54), b.test A
+  pktlab run dns @192.0.2.53 example.com AXFR     # a zone transfer over TCP, as dig
+  pktlab run dns @192.0.2.53 example.com IXFR=42  # the changes since serial 42 (or the zone)
 
 Output is dig's (header, OPT pseudosection, question, answer, authority, additional,
 statistics; +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority,
@@ -38,8 +40,12 @@ time. The default server is the endpoint's first configured DNS address (its mem
 in-process endpoint takes /etc/resolv.conf). A truncated UDP answer is asked again over
 TCP. A closed UDP port is "connection refused" at once when the endpoint has raw sockets
 (it captures the ICMP port unreachable); without them it is "no answer" after the tries.
-Exit status: 0 all answered (NXDOMAIN too), 1 some query got no answer (dig: 9), 2 error
-(dig: 1 usage, 10 internal). See docs/dns.md.
+A zone transfer (AXFR, IXFR=SERIAL) is read over TCP until its last SOA and printed as
+dig prints it (the records, then the XFR size; +comments/+question: each message's
+header/question); a refusal is dig's "; Transfer failed." (exit 0), a server that closes
+or goes silent mid-transfer is asked again (+tries), a transfer holds --xfr-max records
+at most. Exit status: 0 all answered (NXDOMAIN too), 1 some query got no answer (dig: 9),
+2 error (dig: 1 usage, 10 internal). See docs/dns.md.
 """
 
 
@@ -93,6 +99,7 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
 DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries", "+bufsize": "bufsize",
               "+edns": "edns", "+split": "split"}  # fmt: skip
 SPLIT_MAX = 1023  # dig's bound for +split
+XFR_MAX_RECORDS = 100_000  # measure.dnsxfr's (not imported here: dnspython loads late)
 BATCH_LINES = 10_000  # -f FILE: query lines at most (each answer is kept for the summary)
 BATCH_LINE_BYTES = 4096  # -f FILE: a longer line is refused
 # dig's display switches: what each +[no]WORD shows (+all/+noall: every one of them)
@@ -606,7 +613,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         nargs="*",
         help="names to look up; dig's words work among them: @SERVER, a TYPE or CLASS after "
-        "a name, +tcp (+vc), +ignore, +norecurse, +dnssec, +[no]edns[=N], +bufsize=N, +trace, "
+        "a name (AXFR, IXFR=SERIAL: a zone transfer), +tcp (+vc), +ignore, +norecurse, "
+        "+dnssec, +[no]edns[=N], +bufsize=N, +trace, "
         "+time=S, +tries=N, +retry=N, +short, +[no]multiline, +split=N, +[no]nsid, "
         "+[no]cookie[=HEX], +[no]cmd, "
         "+[no]comments, +[no]question, +[no]answer, +[no]authority, +[no]additional, "
@@ -643,8 +651,6 @@ def configure(p: argparse.ArgumentParser) -> None:
         "invalid type' and the type it had; --type with one: an error [default: A]",
     )
     p.add_argument("--tcp", action="store_true", help="ask over TCP (default: UDP)")
-    from packetlab.measure.dnsxfr import XFR_MAX_RECORDS
-
     p.add_argument(
         "--xfr-max", type=_xfr_max, default=XFR_MAX_RECORDS, metavar="N",
         help="records a zone transfer (AXFR, IXFR=SERIAL) may hold, its retries' included; "

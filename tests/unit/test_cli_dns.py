@@ -879,3 +879,15 @@ def test_ixfr_words_as_dig() -> None:
     assert run_dns.budget(a) >= 2 * a.tries * 300  # an attempt may take XFR_MAX_S
     with pytest.raises(SystemExit):
         parse("z.test", "AXFR", "--xfr-max", "0")
+    from packetlab.measure import dnsxfr
+
+    assert parse("z.test", "AXFR").xfr_max == dnsxfr.XFR_MAX_RECORDS == run_dns.XFR_MAX_RECORDS
+
+
+def test_help_shows_the_transfers(capsys: pytest.CaptureFixture[str]) -> None:
+    import packetlab.cli as cli
+
+    with pytest.raises(SystemExit):
+        cli.parse(["run", "dns", "--help"])
+    out = capsys.readouterr().out
+    assert "IXFR=SERIAL" in out and "--xfr-max N" in out and "example.com AXFR" in out

@@ -280,3 +280,22 @@ def test_frames_split_anywhere_and_many_in_one_chunk() -> None:
     f = Frames()
     got = f.feed(stream[:1]) + f.feed(stream[1:3]) + f.feed(stream[3:500]) + f.feed(stream[500:])
     assert got == msgs and f.pending == 0
+
+
+def test_a_later_message_of_another_id_is_digs_warning_once() -> None:
+    rig = Rig()
+
+    def serve(data: bytes) -> list[bytes]:
+        query = dns.message.from_wire(data[2:])
+        parts = [bytearray(message(query, m)) for m in (ZONE[:2], ZONE[2:4], ZONE[4:])]
+        for p in parts[1:]:
+            p[2:4] = ((query.id + 7) % 65536).to_bytes(2, "big")
+        return [bytes(b"".join(parts))]
+
+    rig.endpoint.tcp_servers[SERVER] = serve
+    r = rig.run(dns_xfr(rig.session, "z.test", server="192.0.2.53"))
+    assert (r.error, r.records, r.messages) == (None, 6, 3)
+    assert r.parts[1]["notes"] == [
+        f"WARNING: ID mismatch: expected ID {r.id}, got {(r.id or 0) + 7 & 0xFFFF}"
+    ]
+    assert "notes" not in r.parts[2]  # as dig: said once
