@@ -95,7 +95,8 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+multiline": ("multiline", True), "+nomultiline": ("multiline", False),
              "+cookie": ("cookie", True), "+nocookie": ("cookie", False),
              "+nosplit": ("split", 0), "+ignore": ("ignore", True),
-             "+noignore": ("ignore", False)}  # fmt: skip
+             "+noignore": ("ignore", False), "+onesoa": ("onesoa", True),
+             "+noonesoa": ("onesoa", False)}  # fmt: skip
 DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries", "+bufsize": "bufsize",
               "+edns": "edns", "+split": "split"}  # fmt: skip
 SPLIT_MAX = 1023  # dig's bound for +split
@@ -467,8 +468,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     f"{word}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
                     "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
                     "+ignore, +tries=N, +retry=N, +[no]nsid, +[no]cookie[=HEX], +[no]multiline, "
-                    "+split=N, +[no]cmd/comments/question/answer/authority/additional/stats/"
-                    "all; see --help)"
+                    "+split=N, +[no]onesoa, +[no]cmd/comments/question/answer/authority/"
+                    "additional/stats/all; see --help)"
                 )
         elif loose and word.lower() == "ixfr":  # as dig: neither a type nor a name
             _warn(args, ";; Warning, ixfr requires a serial number")
@@ -616,7 +617,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "a name (AXFR, IXFR=SERIAL: a zone transfer), +tcp (+vc), +ignore, +norecurse, "
         "+dnssec, +[no]edns[=N], +bufsize=N, +trace, "
         "+time=S, +tries=N, +retry=N, +short, +[no]multiline, +split=N, +[no]nsid, "
-        "+[no]cookie[=HEX], +[no]cmd, "
+        "+[no]cookie[=HEX], +[no]onesoa (AXFR: the first SOA only), +[no]cmd, "
         "+[no]comments, +[no]question, +[no]answer, +[no]authority, +[no]additional, "
         "+[no]stats, +[no]all",
     )
@@ -656,7 +657,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="records a zone transfer (AXFR, IXFR=SERIAL) may hold, its retries' included; "
         f"past it the transfer stops with an error [default: {XFR_MAX_RECORDS}]",
     )  # fmt: skip
-    p.set_defaults(nsid=False, cookie=True, multiline=False, split=None, ignore=False)
+    p.set_defaults(nsid=False, cookie=True, multiline=False, split=None, ignore=False,
+                   onesoa=False)  # fmt: skip
     p.add_argument(
         "--server",
         metavar="ADDR[:PORT]",
@@ -1116,13 +1118,18 @@ class DigText:
         if a["parts"]:
             lines += self.banner()  # dig's, with the first message
         at = 0
-        for part in a["parts"]:
+        onesoa = bool(getattr(self.view, "onesoa", False)) and a["qtype"] == "AXFR"
+        for j, part in enumerate(a["parts"]):
             lines += [f";; {note}" for note in part.get("notes", [])]
             records = a["answers"][at : at + part["answers"]]
             at += part["answers"]
             if self.short:
                 lines += [style.data(x) for x in records]
                 continue
+            if onesoa:  # dig +onesoa (AXFR): the first message's first SOA, no other
+                soas = [k for k, x in enumerate(records) if x["type"] == "SOA"]
+                drop = set(soas[1:] if j == 0 else soas)
+                records = [x for k, x in enumerate(records) if k not in drop]
             message = {**part, "answers": records}
             if "question" in part:
                 message["qname"], message["qtype"], message["qclass"] = part["question"]
@@ -1134,7 +1141,8 @@ class DigText:
             return lines
         where = f"{a['server']}#{a['port']}"
         if kind in ("refused", "tcp"):  # dig: the lookup's name as typed, no final dot
-            why = "connection refused" if kind == "refused" else a["error"].split(": ", 1)[-1]
+            why = ("connection refused" if kind == "refused" else "timed out"
+                   if "timed out" in a["error"] else a["error"].split(": ", 1)[-1])  # fmt: skip
             name = a["qname"].rstrip(".") or "."
             user = self.user_server or a["server"]
             lines += [f";; Connection to {where}({user}) for {name} failed: {why}.",

@@ -75,6 +75,8 @@ def test_axfr_as_dig(server: tuple[int, Path]) -> None:
         ["+comments", "ixfr.xfr", "AXFR", "+noall", "+answer"],
         ["-t", "AXFR", "one.xfr", "+dnssec", "+nsid"],
         ["one.xfr", "AXFR", "a.test", "ixfr.xfr", "AXFR"],  # a query's REFUSED between
+        ["test", "AXFR", "+onesoa"], ["ixfr.xfr", "AXFR", "+onesoa", "+comments"],
+        ["ixfr.xfr", "IXFR=1", "+onesoa"],  # IXFR: every SOA, as dig
     ):  # fmt: skip
         got, _ = same(port, *words)
         assert got.returncode == 0, (words, got.stderr)

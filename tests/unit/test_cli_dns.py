@@ -822,6 +822,12 @@ def test_a_zone_transfer_prints_as_dig() -> None:
     assert text_of(xfr_args("+short"), ONE_XFR) == (
         f'{ONE}\nns.one.xfr.\n192.0.2.80\n2001:db8::80\n"hello world"\n{ONE}\n'
     )
+    # +onesoa: the first SOA only (dig's, for an AXFR; +short keeps both)
+    assert (
+        text_of(xfr_args("+onesoa", "+nocmd", "+nostats"), ONE_XFR)
+        == ONE_LINES.rsplit("one.xfr.\t", 1)[0]
+    )
+    assert text_of(xfr_args("+onesoa", "+short"), ONE_XFR).count(ONE) == 2
     out = text_of(xfr_args("+multiline", "+nocmd", "+nostats"), ONE_XFR)
     assert out.startswith("one.xfr.\t\t3600 IN\tSOA ns.one.xfr. h.one.xfr. (\n\t\t\t\t1  ")
     assert "www.one.xfr.\t\t60 IN A\t192.0.2.80\n" in out
