@@ -822,6 +822,7 @@ async def _transfer(
             payload=EDNS_PAYLOAD if o.bufsize is None else o.bufsize,
             dnssec=bool(o.dnssec), family=o.family, qclass=qclass, nsid=o.nsid,
             cookie=_xfr_cookie(o.cookie), max_records=o.xfr_max, recorder=recorder,
+            stop=lambda: progress.stopping,  # Ctrl-C: what came is printed, then the summary
         )  # fmt: skip
         final = result.error is None or result.error_kind in ("malformed", "mismatch", "limit")
         if final or i == len(servers) - 1 or progress.stopping:

@@ -21,6 +21,7 @@ again, `attempts` in all, as dig does over TCP; each attempt's partial records a
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,7 @@ __all__ = ["XFR_MAX_BYTES", "XFR_MAX_RECORDS", "XFR_MAX_S", "XfrResult", "XfrSta
 XFR_MAX_RECORDS = 100_000  # records a transfer may hold (all its attempts together)
 XFR_MAX_BYTES = 32 << 20  # bytes of DNS messages likewise
 XFR_MAX_S = 300.0  # seconds an attempt may take in all (each wait: `timeout`)
+STOP_POLL_S = 0.25  # with `stop`: how often a silent transfer asks it
 
 
 @dataclass(slots=True)
@@ -70,11 +72,11 @@ class XfrResult:
     answer.`); `error`/`error_kind` say why it ended without its last SOA: "refused"
     (connection refused), "tcp" (no connection), "eof" (the server closed), "timeout",
     "reset", "malformed" (a message that does not parse), "mismatch" (a first message of
-    another ID or question), "limit" (a cap reached). `records`, `messages`, `nbytes` are
-    dig's XFR size (records up to the last SOA, messages and their bytes); `answers`
-    every record received; `parts` a header per message (id, flags, rcode, counts, OPT,
-    size, and how many of `answers` it carried). `style` (IXFR): "incremental",
-    "axfr" (the AXFR-style reply) or "up-to-date"."""
+    another ID or question), "limit" (a cap reached), "interrupted" (`stop` said so).
+    `records`, `messages`, `nbytes` are dig's XFR size (records up to the last SOA,
+    messages and their bytes); `answers` every record received; `parts` a header per
+    message (id, flags, rcode, counts, OPT, size, and how many of `answers` it carried).
+    `style` (IXFR): "incremental", "axfr" (the AXFR-style reply) or "up-to-date"."""
 
     zone: str
     qtype: str  # "AXFR" or "IXFR"
@@ -313,10 +315,13 @@ async def dns_xfr(
     max_bytes: int = XFR_MAX_BYTES,
     max_seconds: float = XFR_MAX_S,
     recorder: PcapRecorder | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> XfrResult:
     """Transfer `zone` from `server` (default: the endpoint's first DNS server) over TCP
     from the endpoint: AXFR, or IXFR from `serial` when given. A result always comes
-    back (failures in `error`, a refusal in `failed`); see the module's docstring."""
+    back (failures in `error`, a refusal in `failed`); see the module's docstring.
+    `stop`, when given, is asked between reads (at least every STOP_POLL_S s): once it
+    says True the transfer ends with what came ("interrupted"), not tried again."""
     import random
 
     qclass = parse_qclass(qclass)
@@ -343,7 +348,8 @@ async def dns_xfr(
     for attempt in range(1, max(attempts, 1) + 1):
         result = XfrResult(name.to_text(), qtype, str(addr), port, serial, qclass,
                            tries=attempt, id=query.id, cookie=cookie)  # fmt: skip
-        await _attempt(session, query, result, addr, timeout, budget, max_seconds, recorder)
+        await _attempt(session, query, result, addr, timeout, budget, max_seconds, recorder,
+                       stop)  # fmt: skip
         budget[0] -= len(result.answers)
         budget[1] -= result.nbytes
         if result.error_kind not in ("eof", "timeout", "reset", "refused", "tcp"):
@@ -363,6 +369,7 @@ async def _attempt(
     budget: list[int],
     max_seconds: float,
     recorder: PcapRecorder | None,
+    stop: Callable[[], bool] | None,
 ) -> None:
     from packetlab.measure.stream import StreamError, StreamTimeout, TcpStream, connect_failure
 
@@ -386,23 +393,30 @@ async def _attempt(
         assert ntag is not None
         sent_at: list[int] = []
         ntag.addCallbacks(lambda t: sent_at.append(t.time), lambda f: None)
+        idle = clock.seconds() + timeout  # dig's wait: +time after the last message
         while True:
-            left = min(timeout, deadline - clock.seconds())
-            if left <= 0:
+            now = clock.seconds()
+            if stop is not None and stop():
+                result.error = (f"interrupted after {len(result.answers)} records: the "
+                                "transfer is incomplete")  # fmt: skip
+                result.error_kind = "interrupted"
+                return
+            if now >= deadline:
                 result.error = (
                     f"transfer of {result.zone} stopped after {max_seconds:g} s (the cap of "
                     f"an attempt), {len(result.answers)} records in"
                 )
                 result.error_kind = "limit"
                 return
-            try:
-                chunk = await stream.recv(left)
-            except StreamTimeout:
-                if left < timeout:
-                    continue  # the attempt's cap: said above
+            if now >= idle:
                 result.error = f"nothing from {result.server}#{result.port} within {timeout:g} s"
                 result.error_kind = "timeout"
                 return
+            wait = min(idle, deadline) - now
+            try:
+                chunk = await stream.recv(wait if stop is None else min(wait, STOP_POLL_S))
+            except StreamTimeout:
+                continue  # which limit it was: said above
             except StreamError as e:
                 result.error = str(e)
                 result.error_kind = "reset"
@@ -414,6 +428,7 @@ async def _attempt(
                 )
                 result.error_kind = "eof"
                 return
+            idle = clock.seconds() + timeout
             for message in frames.feed(chunk.data):
                 done = _take(result, query, message, state, budget, warn_id)
                 if result.parts and result.parts[-1].get("notes"):

@@ -189,3 +189,38 @@ def test_a_transfer_without_end_is_capped(server: tuple[int, Path]) -> None:
     got = ours("@127.0.0.1", "-p", str(port), "endless.xfr", "AXFR", "--xfr-max", "3000",
                "+nocmd")  # fmt: skip
     assert got.stdout.splitlines()[-1].startswith(";; transfer of endless.xfr. stopped at ")
+
+
+def test_ctrl_c_mid_transfer_prints_what_came(server: tuple[int, Path]) -> None:
+    """The first Ctrl-C during a transfer: it ends at once with the records that came
+    (`interrupted`), printed with the summary, exit 130 (dig: killed, nothing after)."""
+    import os
+    import signal
+
+    from test_dns_dig import REPO, RUN
+
+    port, log = server
+    log.write_text("")
+    proc = subprocess.Popen(
+        [*RUN, "@127.0.0.1", "-p", str(port), "endless.xfr", "AXFR", "--json",
+         "--xfr-max", "10000000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        for _ in range(600):  # the request reached the server: the transfer is under way
+            if "tcp " in log.read_text():
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    xfr, summary = (json.loads(line) for line in out.splitlines())
+    assert xfr["error_kind"] == "interrupted" and len(xfr["answers"]) > 0, xfr["error"]
+    assert xfr["error"].startswith("interrupted after ") and xfr["tries"] == 1
+    assert summary["stop_reason"] == "INTERRUPTED" and "Traceback" not in err

@@ -299,3 +299,17 @@ def test_a_later_message_of_another_id_is_digs_warning_once() -> None:
         f"WARNING: ID mismatch: expected ID {r.id}, got {(r.id or 0) + 7 & 0xFFFF}"
     ]
     assert "notes" not in r.parts[2]  # as dig: said once
+
+
+def test_stop_ends_a_transfer_with_what_came() -> None:
+    """Ctrl-C (`stop`): the transfer in flight ends at once with its records, not tried
+    again, even while the server is silent."""
+    rig = Rig(endpoint=QuietEnd)
+    assert isinstance(rig.endpoint, QuietEnd)
+    rig.endpoint.open_ended.add(SERVER)
+    rig.endpoint.tcp_servers[SERVER] = xfr_server([ZONE[:2], ZONE[2:4]])
+    r = rig.run(dns_xfr(rig.session, "z.test", server="192.0.2.53", timeout=30, attempts=3,
+                        stop=lambda: rig.clock.seconds() > 1.0), limit=60)  # fmt: skip
+    assert (r.error_kind, r.records, r.tries, r.retries) == ("interrupted", 4, 1, [])
+    assert r.error == "interrupted after 4 records: the transfer is incomplete"
+    assert rig.clock.seconds() < 2  # not the 30 s wait
