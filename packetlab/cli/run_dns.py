@@ -806,29 +806,45 @@ async def _transfer(
     recorder: Any,
     progress: Progress,
 ) -> Any:
-    """A zone transfer (AXFR, IXFR=SERIAL) from dig's servers in order until one gives
-    it (or answers: a refusal ends it too, as dig); each failed server's attempts come
-    before the last one's (`retries`)."""
+    """A zone transfer (AXFR, IXFR=SERIAL) from dig's servers in dig's order: a
+    communications failure (a refused connection, the server closing or silent
+    mid-transfer) is tried again from the first server while the lookup's tries last
+    (+tries: dig's requeue), then the next servers once each; an answer (a refusal too)
+    ends it. The attempts before the last are its `retries`, one that went on to the
+    next server marked `next_server` (dig says `no servers could be reached` after the
+    others)."""
     from packetlab.measure.dns import EDNS_PAYLOAD
     from packetlab.measure.dnsxfr import dns_xfr
 
-    serial = int(qtype[5:]) if qtype.startswith("IXFR=") else None
-    earlier: list[Record] = []  # the attempts of the servers before the last one asked
-    result: Any = None
-    for i, (server, port) in enumerate(servers):
+    serial = int(qtype[5:]) if qtype.upper().startswith("IXFR=") else None
+    cookie = _xfr_cookie(o.cookie)  # one client cookie for the lookup, as dig
+    earlier: list[Record] = []
+    left, budget, i = o.tries, o.xfr_max, 0
+    while True:
+        server, port = servers[i]
         result = await dns_xfr(
             session, name, serial=serial, server=server, port=port, timeout=o.wait,
-            attempts=o.tries, edns=False if o.edns < 0 else o.edns,
+            attempts=1, edns=False if o.edns < 0 else o.edns,
             payload=EDNS_PAYLOAD if o.bufsize is None else o.bufsize,
             dnssec=bool(o.dnssec), family=o.family, qclass=qclass, nsid=o.nsid,
-            cookie=_xfr_cookie(o.cookie), max_records=o.xfr_max, recorder=recorder,
+            cookie=cookie, max_records=budget, recorder=recorder,
             stop=lambda: progress.stopping,  # Ctrl-C: what came is printed, then the summary
         )  # fmt: skip
-        final = result.error is None or result.error_kind in ("malformed", "mismatch", "limit")
-        if final or i == len(servers) - 1 or progress.stopping:
+        budget -= len(result.answers)  # the cap holds for all the attempts together
+        final = result.error is None or result.error_kind in (
+            "malformed", "mismatch", "limit", "interrupted",
+        )  # fmt: skip
+        if final or progress.stopping or (left <= 1 and i == len(servers) - 1):
             break
-        earlier += [*result.retries, result.attempt_dict()]
-    result.retries = [*earlier, *result.retries]
+        attempt = result.attempt_dict()
+        if left > 1:  # dig's requeue: the lookup again, from its first server
+            left, i = left - 1, 0
+        else:
+            attempt["next_server"] = True
+            i += 1
+        earlier.append(attempt)
+    result.retries = earlier
+    result.tries = len(earlier) + 1
     return result
 
 
@@ -1141,13 +1157,15 @@ class DigText:
         if a.get("error") is None:
             return lines
         where = f"{a['server']}#{a['port']}"
+        texts = getattr(self.view, "server_texts", None) or {}
         if kind in ("refused", "tcp"):  # dig: the lookup's name as typed, no final dot
             why = ("connection refused" if kind == "refused" else "timed out"
                    if "timed out" in a["error"] else a["error"].split(": ", 1)[-1])  # fmt: skip
             name = a["qname"].rstrip(".") or "."
-            user = self.user_server or a["server"]
-            lines += [f";; Connection to {where}({user}) for {name} failed: {why}.",
-                      ";; no servers could be reached"]  # fmt: skip
+            user = texts.get(a["server"]) or self.user_server or a["server"]
+            lines.append(f";; Connection to {where}({user}) for {name} failed: {why}.")
+            if not a.get("next_server"):  # dig: said but when it goes on to the next server
+                lines.append(";; no servers could be reached")
         elif kind == "malformed" and "packet" in a:
             lines += [f";; Got bad packet: {a['reason']}", *hex_dump(bytes.fromhex(a["packet"]))]
         elif kind in ("eof", "timeout", "reset"):

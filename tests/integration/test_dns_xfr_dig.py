@@ -51,9 +51,12 @@ def _hex_id(m: re.Match[str]) -> str:
     return f"{m.group(1)}ID ID {line[6:57]}..{line[59:]}"
 
 
-def same(port: int, *words: str) -> tuple[subprocess.CompletedProcess[str], str]:
-    """Ours and dig's outputs for `@127.0.0.1 -p PORT WORDS`, compared; ours and its text."""
-    at = ["@127.0.0.1", "-p", str(port)]
+def same(
+    port: int, *words: str, at: tuple[str, ...] = ("@127.0.0.1",)
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Ours and dig's outputs for `@127.0.0.1 -p PORT WORDS` (`at`: the servers),
+    compared; ours and dig's text."""
+    at = (*at, "-p", str(port))
     a, b = ours(*at, *words), dig(*at, *words)
     assert "Traceback" not in a.stderr, a.stderr
     mine, theirs = (MISMATCH.sub("expected ID X, got Y", HEX_ID.sub(_hex_id, normal(p.stdout)))
@@ -172,6 +175,14 @@ def test_bad_servers_as_dig(server: tuple[int, Path]) -> None:
         closed = s.getsockname()[1]
     got, out = same(closed, "one.xfr", "AXFR", "+tries=2")
     assert got.returncode == 1 and out.count("failed: connection refused.") == 2
+    # several servers, as dig: the first again while the tries last, then the next ones
+    # once each (127.0.0.2: nothing listens there)
+    down_first, up_first = ("@127.0.0.2", "@127.0.0.1"), ("@127.0.0.1", "@127.0.0.2")
+    for servers, words in ((down_first, ["one.xfr", "AXFR", "+tries=3"]),
+                           (down_first, ["cut.xfr", "AXFR", "+tries=2"]),
+                           (up_first, ["cut.xfr", "AXFR", "+tries=2"])):  # fmt: skip
+        got, out = same(port, *words, at=servers)
+        assert got.returncode == (0 if words[0] == "one.xfr" else 1)
 
 
 def test_a_transfer_without_end_is_capped(server: tuple[int, Path]) -> None:

@@ -897,3 +897,45 @@ def test_help_shows_the_transfers(capsys: pytest.CaptureFixture[str]) -> None:
         cli.parse(["run", "dns", "--help"])
     out = capsys.readouterr().out
     assert "IXFR=SERIAL" in out and "--xfr-max N" in out and "example.com AXFR" in out
+
+
+def test_a_transfer_tries_servers_in_digs_order() -> None:
+    """dig's order for a lookup's failures: the first server again while the tries last
+    (its requeue), then the next servers once each; `no servers could be reached`
+    after each refused connection but the one that goes on to the next server."""
+    import struct
+    import sys
+
+    import dns.message
+    import dns.rrset
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    from ctl_fakes import Rig
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli.run_command import Progress
+
+    rig = Rig()
+
+    def cut(data: bytes) -> list[bytes]:  # the SOA, then the connection closed
+        r = dns.message.make_response(dns.message.from_wire(data[2:]))
+        r.answer.append(dns.rrset.from_text("one.xfr.", 60, "IN", "SOA", ONE))
+        wire = r.to_wire()
+        return [struct.pack(">H", len(wire)) + wire]
+
+    rig.endpoint.tcp_servers[("192.0.2.54", 53)] = cut
+    a = parse("@192.0.2.53", "@192.0.2.54", "one.xfr", "AXFR", "+tries=3", "+nocmd")
+    servers = [("192.0.2.53", 53), ("192.0.2.54", 53)]
+    o = a.plan[0][3] or a  # the name's own options (+tries=3 after it)
+    go = run_dns._transfer(rig.session, servers, "one.xfr", "AXFR", o, "IN", None, Progress())
+    r = rig.run(Deferred.fromCoroutine(go))
+    got = [(x["server"], x["error_kind"], x.get("next_server")) for x in r.retries]
+    assert got == [("192.0.2.53", "refused", None), ("192.0.2.53", "refused", None),
+                   ("192.0.2.53", "refused", True)]  # fmt: skip
+    assert (r.server, r.error_kind, r.tries) == ("192.0.2.54", "eof", 4)
+    a.view = o
+    out = text_of(a, r.to_dict())
+    refused = ";; Connection to 192.0.2.53#53(192.0.2.53) for one.xfr failed: connection refused.\n"
+    assert out.startswith((refused + ";; no servers could be reached\n") * 2 + refused + "one.xfr.")
+    assert out.endswith(";; communications error to 192.0.2.54#53: end of file\n"
+                        ";; no servers could be reached\n")  # fmt: skip
