@@ -865,6 +865,8 @@ async def _ask(
     remarks before it (`communications error to ADDR#PORT: connection refused`)."""
     from packetlab.measure.dns import dns_query
 
+    if options.get("tcp"):
+        return await _ask_tcp(session, servers, name, qtype, **options)
     notes: list[str] = []
     for i, (server, port) in enumerate(servers):
         result = await dns_query(session, name, qtype, server=server, port=port, **options)
@@ -873,6 +875,37 @@ async def _ask(
             return result
         notes += [line.removeprefix(";; ") for line in error_lines(result.to_dict())]
     raise AssertionError("no server")  # pragma: no cover (servers is never empty)
+
+
+async def _ask_tcp(
+    session: Any, servers: Sequence[tuple[str | None, int]], name: str, qtype: str, **options: Any
+) -> Any:
+    """A query over TCP (+tcp) in dig's order for a lookup over TCP: a connection refused
+    or a failed exchange is asked again from the first server while the tries last
+    (dig's requeue), then the next servers once each; each failure dig's lines before
+    the last (`;; Connection to ADDR#PORT(ADDR) for NAME failed: connection refused.`,
+    then `;; no servers could be reached` but when it goes on to the next server)."""
+    from packetlab.measure.dns import dns_query
+
+    notes: list[str] = []
+    left, i = options["attempts"], 0
+    while True:
+        server, port = servers[i]
+        result = await dns_query(session, name, qtype, server=server, port=port, **options)
+        if result.error is None or result.error_kind not in ("refused", "tcp"):
+            break
+        if left > 1:
+            left, i, next_server = left - 1, 0, False
+        elif i + 1 < len(servers):
+            i, next_server = i + 1, True
+        else:
+            break
+        lines = error_lines(result.to_dict())
+        if result.error_kind == "refused" and not next_server:
+            lines.append(";; no servers could be reached")
+        notes += [line.removeprefix(";; ") for line in lines]
+    result.notes[:0] = notes
+    return result
 
 
 def compact_row(r: Record) -> str | None:
@@ -978,7 +1011,15 @@ def hex_dump(data: bytes) -> list[str]:
     return lines
 
 
-def error_lines(r: Record) -> list[str]:
+def connect_failed_line(r: Record, user: str | None, why: str = "connection refused") -> str:
+    """dig's line for a TCP connection that failed: the server as typed (`user`), the
+    name as typed (we have it absolute: without its final dot)."""
+    name = r["qname"].rstrip(".") or "."
+    where = f"{r['server']}#{r['port']}({user or r['server']})"
+    return f";; Connection to {where} for {name} failed: {why}."
+
+
+def error_lines(r: Record, user: str | None = None) -> list[str]:
     """A query that got no answer, as dig says it: a communications error per try (a
     reply that does not parse: `Got bad packet` and dig's hex dump of it)."""
     if r.get("error_kind") == "malformed" and "packet" in r:
@@ -987,6 +1028,8 @@ def error_lines(r: Record) -> list[str]:
         return [f";; Got bad packet: {r['error']}" if r["error_kind"] == "malformed" else
                 f";; {r['error']}"]  # fmt: skip
     where = f"{r['server']}#{r['port']}"
+    if r.get("proto") == "tcp" and r.get("error_kind") == "refused":  # dig's connect failure
+        return [connect_failed_line(r, user)]
     what = {"timeout": "timed out", "refused": "connection refused"}.get(
         r.get("error_kind") or "", r["error"]
     )
@@ -1064,8 +1107,11 @@ class DigText:
             return "\n".join([*notes, *self.trace_step(r), f";; {r['error']}"])
         lines = [f";; {note}" for note in r.get("notes", [])]
         if "error" in r:
-            lines += error_lines(r)
-            if r.get("error_kind") == "malformed":
+            texts = getattr(self.view, "server_texts", None) or {}
+            lines += error_lines(r, texts.get(r["server"]) or self.user_server)
+            if r.get("proto") == "tcp" and r.get("error_kind") == "refused":
+                lines.append(";; no servers could be reached")  # as dig: no banner
+            elif r.get("error_kind") == "malformed":
                 self.banner()  # as dig: the lookup's banner is used up, not shown
             elif r.get("error_kind") not in ("lame", "steps"):
                 lines += self.banner()
@@ -1161,9 +1207,8 @@ class DigText:
         if kind in ("refused", "tcp"):  # dig: the lookup's name as typed, no final dot
             why = ("connection refused" if kind == "refused" else "timed out"
                    if "timed out" in a["error"] else a["error"].split(": ", 1)[-1])  # fmt: skip
-            name = a["qname"].rstrip(".") or "."
             user = texts.get(a["server"]) or self.user_server or a["server"]
-            lines.append(f";; Connection to {where}({user}) for {name} failed: {why}.")
+            lines.append(connect_failed_line(a, user, why))
             if not a.get("next_server"):  # dig: said but when it goes on to the next server
                 lines.append(";; no servers could be reached")
         elif kind == "malformed" and "packet" in a:
@@ -1281,7 +1326,8 @@ def budget(args: argparse.Namespace) -> float:
     total = 0.0
     for entry in plan:
         o = entry[3] or args  # a batch line's options (dig -f), else the command line's
-        tries = (1 if o.tcp else o.tries) * max(len(getattr(o, "servers", None) or ()), 1)
+        servers = max(len(getattr(o, "servers", None) or ()), 1)
+        tries = o.tries + servers - 1 if o.tcp else o.tries * servers  # TCP: dig's requeue
         steps = 16 if getattr(o, "trace", False) else 1  # measure.dns.TRACE_STEPS
         for qtype in entry[1] or ["A"]:
             if is_xfr(qtype):  # each attempt: its connect, then at most XFR_MAX_S

@@ -939,3 +939,27 @@ def test_a_transfer_tries_servers_in_digs_order() -> None:
     assert out.startswith((refused + ";; no servers could be reached\n") * 2 + refused + "one.xfr.")
     assert out.endswith(";; communications error to 192.0.2.54#53: end of file\n"
                         ";; no servers could be reached\n")  # fmt: skip
+
+
+def test_a_tcp_query_to_a_closed_port_is_digs_connect_failure() -> None:
+    """+tcp: a refused connection is dig's `;; Connection to ... failed: connection
+    refused.` and `no servers could be reached`, no banner, asked again while the tries
+    last (from the first server: dig's requeue), then the next server (was our one
+    `communications error ... connection refused` line, the banner, one try)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    from ctl_fakes import Rig
+    from twisted.internet.defer import Deferred
+
+    rig = Rig()  # nothing listens: the fake refuses every connect
+    a = parse("@192.0.2.53", "a.test", "+tcp", "+tries=2")
+    servers = [("192.0.2.53", 53)]
+    r = rig.run(Deferred.fromCoroutine(run_dns._ask(rig.session, servers, "a.test", "A",
+                                                    tcp=True, attempts=2, icmp=False)))  # fmt: skip
+    line = ";; Connection to 192.0.2.53#53(192.0.2.53) for a.test failed: connection refused.\n"
+    assert text_of(a, r.to_dict()) == (line + ";; no servers could be reached\n") * 2
+    r = rig.run(Deferred.fromCoroutine(run_dns._ask(
+        rig.session, [("192.0.2.53", 53), ("192.0.2.54", 53)], "a.test", "A", tcp=True,
+        attempts=1, icmp=False)))  # fmt: skip
+    assert r.notes == [line[3:-1]] and r.server == "192.0.2.54"  # on to the next: no `no servers`
