@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -1011,6 +1012,9 @@ def hex_dump(data: bytes) -> list[str]:
     return lines
 
 
+STREAM_TIMEOUT = re.compile(r" within [0-9.e+-]+ s$")
+
+
 def connect_failed_line(r: Record, user: str | None, why: str = "connection refused") -> str:
     """dig's line for a TCP connection that failed: the server as typed (`user`), the
     name as typed (we have it absolute: without its final dot)."""
@@ -1033,6 +1037,8 @@ def error_lines(r: Record, user: str | None = None) -> list[str]:
     what = {"timeout": "timed out", "refused": "connection refused"}.get(
         r.get("error_kind") or "", r["error"]
     )
+    if r.get("proto") == "tcp" and STREAM_TIMEOUT.search(r["error"]):
+        what = "timed out"  # the TCP exchange's wait (TcpStream's StreamTimeout), as dig
     return [f";; communications error to {where}: {what}"] * max(r.get("tries", 1), 1)
 
 
@@ -1076,16 +1082,17 @@ class DigText:
         multiline = bool(getattr(view, "multiline", False)) and not self.short
         return Style(multiline, getattr(view, "split", None))
 
-    def banner(self) -> list[str]:
+    def banner(self, always: bool = False) -> list[str]:
         """dig's banner before the first answer; with -f, a line of it before each batch
-        line's first answer too, naming that line's words."""
+        line's first answer too, naming that line's words. `always`: with +short too (dig
+        prints it before `no servers could be reached` whatever +short says)."""
         view = _base_of(self.view)
         words = getattr(view, "batch_words", None)
         if view is self.bannered or (self.bannered is not None and words is None):
             return []
         first = self.bannered is None
         self.bannered = view
-        if not self.cmd or self.short:
+        if not self.cmd or (self.short and not always):
             return []
         from packetlab import __version__
 
@@ -1114,7 +1121,7 @@ class DigText:
             elif r.get("error_kind") == "malformed":
                 self.banner()  # as dig: the lookup's banner is used up, not shown
             elif r.get("error_kind") not in ("lame", "steps"):
-                lines += self.banner()
+                lines += self.banner(always=True)
                 lines.append(";; no servers could be reached")
             if r.get("error_kind") == "timeout" and "; " in r["error"]:
                 lines.append(";; (" + r["error"].split("; ", 1)[1] + ")")
@@ -1217,7 +1224,7 @@ class DigText:
             what = {"eof": "end of file", "timeout": "timed out"}.get(kind, "connection reset")
             lines.append(f";; communications error to {where}: {what}")
             if last:  # dig's banner, if no message showed it
-                lines += [*self.banner(), ";; no servers could be reached"]
+                lines += [*self.banner(always=True), ";; no servers could be reached"]
         else:  # an ID mismatch (dig's words), a cap reached (ours)
             lines.append(f";; {a['error']}")
         return lines

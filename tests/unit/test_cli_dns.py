@@ -963,3 +963,24 @@ def test_a_tcp_query_to_a_closed_port_is_digs_connect_failure() -> None:
         rig.session, [("192.0.2.53", 53), ("192.0.2.54", 53)], "a.test", "A", tcp=True,
         attempts=1, icmp=False)))  # fmt: skip
     assert r.notes == [line[3:-1]] and r.server == "192.0.2.54"  # on to the next: no `no servers`
+
+
+def test_a_query_without_answer_shows_digs_banner_with_short_and_tcp_timeouts() -> None:
+    """dig prints its banner before `no servers could be reached` whatever +short says;
+    a TCP exchange that timed out is dig's `timed out` (was our StreamTimeout text, and
+    no banner with +short)."""
+    lost = {"type": "dns", "qname": "silent.test.", "qtype": "A", "server": "127.0.0.1",
+            "port": 41073, "proto": "tcp", "tries": 1, "error_kind": "tcp",
+            "error": "nothing from 127.0.0.1:41073 within 1 s"}  # fmt: skip
+    words = ["@127.0.0.1", "-p", "41073", "silent.test", "+tcp", "+tries=1", "+time=1", "+short"]
+    a = parse(*words)
+    a.cmdline = words
+    # `dig @127.0.0.1 -p 41073 silent.test +tcp +tries=1 +time=1 +short` (BIND 9.18.49)
+    same(text_of(a, lost), (
+        ";; communications error to 127.0.0.1#41073: timed out\n"
+        "\n; <<>> DiG 9.18.49-1~deb12u3-Debian <<>> " + " ".join(words) + "\n"
+        "; (1 server found)\n;; global options: +cmd\n;; no servers could be reached\n"
+    ))  # fmt: skip
+    assert text_of(parse("+nocmd", "+short", "silent.test"), lost).endswith(
+        "timed out\n;; no servers could be reached\n"
+    )
