@@ -414,7 +414,10 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
         else:
             qclass = word
 
+    built: list[bool] = []  # dig's banner made for each name's lookup (cmd on, no +short)
+
     def new_name(name: str) -> None:
+        built.append(bool(args.show["cmd"]) and not args.short)
         names.append(name)
         own.append([])
         own_class.append(None)
@@ -480,6 +483,12 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             set_class(word)
         else:
             new_name(word)
+    if not (args.show["cmd"] and not args.short):  # +nocmd or +short after a name: dig
+        for i, made in enumerate(built):  # made that lookup's banner before reading them,
+            if made:  # and prints it before `no servers could be reached`
+                if scopes[i] is None:
+                    scopes[i] = NameScope(args)
+                scopes[i].error_banner = True  # type: ignore[union-attr]
     if qclass is not None:
         _class_of(qclass, "-c")
     for cls in own_class:
@@ -1073,6 +1082,12 @@ class DigText:
         return bool(getattr(self.view, "trace", False))
 
     @property
+    def error_banner(self) -> bool:
+        """dig made the lookup's banner (`_dig_words`' `error_banner`): it comes before
+        `no servers could be reached` even when +nocmd or +short came after the name."""
+        return bool(getattr(self.view, "error_banner", False))
+
+    @property
     def user_server(self) -> str | None:
         return getattr(self.view, "user_server", None)
 
@@ -1084,15 +1099,15 @@ class DigText:
 
     def banner(self, always: bool = False) -> list[str]:
         """dig's banner before the first answer; with -f, a line of it before each batch
-        line's first answer too, naming that line's words. `always`: with +short too (dig
-        prints it before `no servers could be reached` whatever +short says)."""
+        line's first answer too, naming that line's words. `always`: whatever +nocmd and
+        +short say now (dig made it when it read the name, before them)."""
         view = _base_of(self.view)
         words = getattr(view, "batch_words", None)
         if view is self.bannered or (self.bannered is not None and words is None):
             return []
         first = self.bannered is None
         self.bannered = view
-        if not self.cmd or (self.short and not always):
+        if not always and (not self.cmd or self.short):
             return []
         from packetlab import __version__
 
@@ -1121,7 +1136,7 @@ class DigText:
             elif r.get("error_kind") == "malformed":
                 self.banner()  # as dig: the lookup's banner is used up, not shown
             elif r.get("error_kind") not in ("lame", "steps"):
-                lines += self.banner(always=True)
+                lines += self.banner(always=self.error_banner)
                 lines.append(";; no servers could be reached")
             if r.get("error_kind") == "timeout" and "; " in r["error"]:
                 lines.append(";; (" + r["error"].split("; ", 1)[1] + ")")
@@ -1224,7 +1239,7 @@ class DigText:
             what = {"eof": "end of file", "timeout": "timed out"}.get(kind, "connection reset")
             lines.append(f";; communications error to {where}: {what}")
             if last:  # dig's banner, if no message showed it
-                lines += [*self.banner(always=True), ";; no servers could be reached"]
+                lines += [*self.banner(always=self.error_banner), ";; no servers could be reached"]
         else:  # an ID mismatch (dig's words), a cap reached (ours)
             lines.append(f";; {a['error']}")
         return lines

@@ -597,6 +597,13 @@ def test_tcp_to_a_closed_port_is_digs_connect_failure(port: int) -> None:
     assert out.count("failed: connection refused.") == 2 and "status: NOERROR" in out
     # a silent server: dig's `timed out` over TCP too, and its banner with +short
     at = ["@127.0.0.1", "-p", str(port), "silent.test", "+time=1"]
-    for words in (["+tcp", "+tries=2"], ["+tcp", "+tries=1", "+short"], ["+tries=1", "+short"]):
+    for words in (
+        ["+tcp", "+tries=2"],
+        ["+tcp", "+tries=1", "+short"],
+        ["+tries=1", "+short"],
+        ["+tries=1", "+nocmd"],
+    ):  # after the name: dig's banner all the same
         out = side_by_side(*at, *words)
         assert "timed out" in out and out.endswith(";; no servers could be reached\n")
+    out = side_by_side("+short", *at, "+tries=1")  # before it: none
+    assert "<<>>" not in out
