@@ -166,10 +166,11 @@ def test_bad_servers_as_dig(server: tuple[int, Path]) -> None:
     ):  # fmt: skip
         got, _ = same(port, *words)
         assert got.returncode == status, words
-    t0 = time.monotonic()
     got, out = same(port, "noend.xfr", "AXFR", "+time=1", "+tries=2")
-    assert time.monotonic() - t0 < 15 and got.returncode == 1
-    assert out.count(";; communications error to 127.0.0.1#") == 2
+    assert got.returncode == 1 and out.count(";; communications error to 127.0.0.1#") == 2
+    t0 = time.monotonic()  # ours alone: two waits of +time, bounded (a loose bound: load)
+    ours("@127.0.0.1", "-p", str(port), "noend.xfr", "AXFR", "+time=1", "+tries=2")
+    assert time.monotonic() - t0 < 30
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
