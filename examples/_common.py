@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from packetlab.cli.interrupt import run_reactor
 from packetlab.cli.link import Link, add_link_arguments, route_source, run_on_link
-from packetlab.controller import EndpointSession
+from packetlab.controller import EndpointSession, StopSignal
 
 T = TypeVar("T")
 
@@ -142,4 +142,20 @@ def react(
     prog = Path(sys.argv[0]).name
     sys.exit(
         run_reactor(lambda reactor, stop: main(reactor, args), prog=prog, verbose=args.verbose)
+    )
+
+
+def react_stoppable(
+    main: Callable[[Any, argparse.Namespace, StopSignal], Awaitable[int]],
+    args: argparse.Namespace,
+) -> None:
+    """`react` for a measurement that takes the `StopSignal` of the first Ctrl-C (or
+    SIGTERM): it stops sending, waits briefly for what is in flight and `main` prints what
+    it gathered; the status is then 130, as `pktlab run` ping's. (Before the measurement
+    watches the signal, Ctrl-C ends the run at once, 130.)"""
+    prog = Path(sys.argv[0]).name
+    sys.exit(
+        run_reactor(
+            lambda reactor, stop: main(reactor, args, stop), prog=prog, verbose=args.verbose
+        )
     )

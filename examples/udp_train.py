@@ -10,6 +10,10 @@ times: per-packet offsets and gap statistics.
     python examples/udp_train.py
     python examples/udp_train.py --count 1000 --gap-us 100
     python examples/udp_train.py --target 192.0.2.9:9000 --listen tcp:20556
+
+The first Ctrl-C stops the train: no more datagrams are scheduled, the send times of
+those already due are awaited briefly, and the report of what was sent follows (exit
+status 130); a second Ctrl-C quits at once.
 """
 
 from __future__ import annotations
@@ -19,11 +23,18 @@ import socket
 import struct
 from typing import Any
 
-from _common import add_link_args, address_port, host_port, number, react, run_experiment
+from _common import (
+    add_link_args,
+    address_port,
+    host_port,
+    number,
+    react_stoppable,
+    run_experiment,
+)
 from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
-from packetlab.controller import EndpointSession, TrainReport, send_train
+from packetlab.controller import EndpointSession, StopSignal, TrainReport, send_train
 
 LATE_NS = 100_000  # a p50 send offset beyond this gets an explanation
 
@@ -72,6 +83,8 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
         f"UDP train to {host_port(rep.raddr, rep.rport)}: {rep.count} datagrams, "
         f"gap {gap / 1e3:g} µs, sent {rep.sent_count}"
     )
+    if rep.stopped:
+        print(f"  stopped early: {rep.count - rep.sent_count} datagrams not sent")
     if rep.queued_ahead is not None:
         ahead = rep.queued_ahead / 1e6
         print(
@@ -115,7 +128,7 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
     return 0 if rep.sent_count == rep.count else 1
 
 
-async def main(reactor: Any, args: argparse.Namespace) -> int:
+async def main(reactor: Any, args: argparse.Namespace, stop: StopSignal | None = None) -> int:
     sink: Sink | None = None
     udp: Any = None
     if args.target is None:
@@ -131,7 +144,9 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
 
     async def experiment(session: EndpointSession) -> TrainReport:
         lead = None if args.lead_ms is None else round(args.lead_ms * 1e6)
-        return await send_train(session, host, port, args.count, gap, size=args.size, lead=lead)
+        return await send_train(
+            session, host, port, args.count, gap, size=args.size, lead=lead, stop=stop
+        )
 
     try:
         rep = await run_experiment(reactor, args, experiment, targets=[host])
@@ -144,7 +159,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
 
 
 def run(argv: list[str] | None = None) -> None:
-    react(main, parse_args(argv))
+    react_stoppable(main, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from packetlab.cli import pcapout
+from packetlab.cli.curl_output import Output, RemoteName
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
@@ -34,12 +35,16 @@ examples:
   pktlab run http -o 'page_#1.html' 'http://10.77.3.2/p/[1-3]'  # page_1.html..., as curl
   pktlab run http -O http://10.77.3.2/data/run1.tar  # saved as run1.tar, as curl -O
   pktlab run http --output-dir out --create-dirs --remote-name-all URL1 URL2  # out/NAME
+  pktlab run http -O -J http://10.77.3.2/download?id=7  # the name the server gives
+  pktlab run http --no-clobber -O http://10.77.3.2/run1.tar  # run1.tar.1 if it exists
   pktlab run http -g 'http://10.77.3.2/q?a[]=1'  # -g: [ ] { } as written, no globbing
   pktlab run http -F name=me -F 'photo=@cat.jpg' http://10.77.3.2/upload  # multipart POST
   pktlab run http -T results.tar http://10.77.3.2/dav/  # PUT .../dav/results.tar
   pktlab run http -T 'run[1-3].tar' http://10.77.3.2/dav/  # run1.tar..run3.tar, as curl
   pktlab run http -F 'logs=@a.log,b.log' -F 'n=x;headers=X-Run: 7;encoder=base64' \\
       http://10.77.3.2/upload  # several files in one part, part headers, encoders
+  pktlab run http -F 'alt=(;type=multipart/alternative' -F 't=<m.txt' -F 'h=<m.html' \\
+      -F '=)' http://10.77.3.2/upload  # a nested multipart part, as curl's
   pktlab run http -Z -w '%{url} %{http_code}\\n' -o a -o b URL1 URL2  # curl's -Z meter
   pktlab run http -Z https://10.77.3.2/a https://10.77.3.2/b  # at once, as curl -Z
   pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\\n' http://10.77.3.2/
@@ -128,7 +133,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         "-F", "--form", action=_FormAction, dest="form", default=[], metavar="NAME=VALUE",
         help="a multipart/form-data POST part, as curl -F: NAME=VALUE, NAME=@FILE (a file "
         "part; NAME=@a,b several files in one part), NAME=<FILE (its content as the "
-        "value); ;type=T ;filename=F ;headers=H (;headers=@FILE) ;encoder=E after it",
+        "value); ;type=T ;filename=F ;headers=H (;headers=@FILE) ;encoder=E after it; "
+        "NAME=( (;type=T) opens a nested multipart part that the parts after it go in, =) "
+        "closes it",
     )  # fmt: skip
     p.add_argument(
         "--form-string", action=_FormAction, dest="form", metavar="NAME=VALUE",
@@ -217,7 +224,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-O", "--remote-name", action="append_const", const=REMOTE, dest="output",
         help="write the body to a file named as the URL's last path segment, in the "
-        "current directory (as curl: no query, undecoded, a URL ending in / is an error); "
+        "current directory (as curl: no query, undecoded, a URL ending in / is an error "
+        "unless -J); "
         "paired with URLs in order together with -o",
     )  # fmt: skip
     p.add_argument(
@@ -229,6 +237,23 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--remote-name-all", "--no-remote-name-all", action=_RemoteNameAll, nargs=0,
         dest="remote_name_all", default=[],
         help="-O for every URL after this option that has no -o or -O of its own, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "-J", "--remote-header-name", action="store_true", dest="remote_header_name",
+        help="with -O: the file named as the server's Content-Disposition header says "
+        "(filename=, its path removed; none: the URL's name), as curl 7.88; such a file "
+        "is not overwritten (an error, unless --clobber)",
+    )  # fmt: skip
+    p.add_argument("--no-remote-header-name", action="store_false", dest="remote_header_name",
+                   help=argparse.SUPPRESS)  # fmt: skip
+    p.add_argument(
+        "--no-clobber", action="store_false", dest="clobber", default=None,
+        help="an -o, -O or -J file that exists is kept: the body goes to FILE.1, FILE.2 "
+        "... FILE.99 (the first that does not exist; none free: error 23), as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "--clobber", action="store_true", dest="clobber", default=None,
+        help="overwrite an existing file, also one -J names (curl's default but for -J)",
     )  # fmt: skip
     p.add_argument(
         "--output-dir", metavar="DIR",
@@ -482,37 +507,6 @@ def write_out(fmt: str, values: dict[str, Any], headers: list[tuple[str, str]],
     return out
 
 
-class _Body:
-    """Where one URL's body goes: a file opened at its first byte, or the binary stdout."""
-
-    def __init__(self, path: str | None, stdout: IO[bytes]) -> None:
-        self.path = path
-        self.stdout = stdout
-        self.file: IO[bytes] | None = None
-
-    def write(self, data: bytes) -> None:
-        if self.path is None or self.path == "-":
-            self.stdout.write(data)
-            return
-        if self.file is None:
-            self.file = open(self.path, "wb")  # noqa: SIM115 (closed in close())
-        self.file.write(data)
-
-    def close(self, create: bool) -> str | None:
-        """Close the file (with `create`, made empty when nothing came: curl does so for
-        a complete response); why it could not be written, or None."""
-        try:
-            if create and self.path is not None and self.path != "-" and self.file is None:
-                self.file = open(self.path, "wb")  # noqa: SIM115
-            if self.file is not None:
-                self.file.close()
-            else:
-                self.stdout.flush()
-        except OSError as e:
-            return f"writing {self.path}: {e.strerror or e}"
-        return None
-
-
 def cookie_options(items: list[str], jar_file: str | None) -> tuple[Any, str | None]:
     """-b and -c as curl reads them: (the cookie engine or None, the -b string or None).
     A -b with '=' is cookies to send as is; else a Netscape cookie file, read if it exists
@@ -549,17 +543,21 @@ def _save(text: str, path: str, args: argparse.Namespace, stderr: Any) -> None:
               file=stderr)  # fmt: skip
 
 
-def _check_output(path: str, option: str = "--output", create_dirs: bool = False) -> None:
+def _check_output(path: str, option: str = "--output", create_dirs: bool = False,
+                  replaced: bool = True) -> None:  # fmt: skip
+    """An output file's directory (made with `create_dirs`) and, when `path` is the file
+    opened (not so with --no-clobber or -J), the file itself: refused before the run
+    when they cannot be written."""
     if path == "-":
         return
     parent = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
+    if replaced and os.path.isdir(path):
         raise RunError(f"{option} {path}: is a directory")
     if create_dirs and not os.path.isdir(parent):  # --create-dirs: made now, as curl's
         _create_dirs(parent, option, path)
     if not os.path.isdir(parent):
         raise RunError(f"{option} {path}: no such directory {parent}")
-    if not os.access(path if os.path.exists(path) else parent, os.W_OK):
+    if not os.access(path if replaced and os.path.exists(path) else parent, os.W_OK):
         raise RunError(f"{option} {path}: permission denied")
 
 
@@ -670,8 +668,9 @@ def transfers(args: argparse.Namespace, uploads: list[Any]) -> tuple[
             for m in matches:
                 target = url if m is None else m.url
                 if out == REMOTE:
-                    path: str | None = remote_name(target)
-                    if path == "":  # curl: "Remote file name has no length!" (23)
+                    path: str | None = RemoteName(remote_name(target))
+                    # -J: the server may name it (curl fetches it; none: 23 then)
+                    if path == "" and not getattr(args, "remote_header_name", False):
                         raise RunError(f"-O/--remote-name: {target} has no file name (nothing "
                                        "after its last / or \\; curl: 23, after the URLs before "
                                        "it, and no URL after it is fetched)")  # fmt: skip
@@ -680,7 +679,7 @@ def transfers(args: argparse.Namespace, uploads: list[Any]) -> tuple[
                     if path == "":  # curl: "output glob produces empty string" (23)
                         raise RunError(f"-o/--output {out!r}: empty for {target}")
                 if path not in (None, "-") and args.output_dir:  # as curl: "DIR/FILE"
-                    path = f"{args.output_dir}/{path}"
+                    path = type(path)(f"{args.output_dir}/{path}")
                 jobs.append(
                     (len(jobs) + 1, target if name is None else upload_url(target, name), up)
                 )
@@ -709,14 +708,14 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
     """-F's parts and -T's uploads (each -T a list of (file name, Upload): curl's glob;
     files looked at now: a missing or unreadable one is a one-line error before anything
     is sent), checked against -d, -I and -G as curl."""
-    from packetlab.measure.upload import UploadError, parse_form
+    from packetlab.measure.upload import Forms, UploadError
 
-    forms: list[Any] = []
+    tree = Forms()  # NAME=( ... =): a sub-multipart, as curl's
     warnings: list[str] = []
     for literal, f in args.form:
         option = "--form-string" if literal else "-F/--form"
         try:
-            forms.append(parse_form(f, literal, warnings))
+            tree.add(f, literal, warnings)
         except UploadError as e:  # a file part's file: the -F it came from (was -T's name)
             named = str(e).startswith(("-F", "--form-string"))
             raise RunError(str(e) if named else f"{option} {f!r}: {e}") from None
@@ -724,6 +723,7 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
         for warning in warnings if not args.silent else []:  # curl: "Warning: ..."
             print(f"pktlab run http: {option} {f!r}: {warning}", file=stderr)
         warnings.clear()
+    forms: list[Any] = tree.parts
     uploads = [_upload_files(f, args.globoff) for f in args.upload_file]
     given = [o for o, v in (("-d/--data", data is not None), ("-F/--form", forms),
                             ("-T/--upload-file", uploads)) if v]  # fmt: skip
@@ -737,7 +737,7 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
     if len(uploads) > len(args.urls):
         raise RunError(f"{len(uploads)} -T/--upload-file for {len(args.urls)} URLs")
     stdin = sum(f == "-" for f in args.upload_file)
-    stdin += sum(p.path == "-" for f in forms for p in (f, *f.files))
+    stdin += sum(p.path == "-" for f in forms for p in f.walk())
     stdin += sum(v == "@-" for k, v in args.data or [] if k != "raw")
     if stdin > 1 or (stdin and forms and len(args.urls) > 1):
         raise RunError("stdin (-) can be read once: one -T -, -F NAME=@- or -d @- for one URL")
@@ -748,13 +748,17 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.http import Connections, http_get, parse_url
     from packetlab.measure.upload import UploadError, multipart
 
+    if args.remote_header_name and (args.include or args.head):  # curl: 2, as ours
+        raise RunError(f"{'-I/--head' if args.head else '-i/--include'} and "
+                       "-J/--remote-header-name: showing headers and --remote-header-name "
+                       "cannot be combined (curl's words)")  # fmt: skip
     data = request_body(args.data)
     forms, uploads = bodies(args, None if args.get else data)  # -G: -d is the query
     if len(args.output) > len(args.urls):  # curl: a warning, the extra ones unused
         raise RunError(f"{len(args.output)} -o/--output and -O for {len(args.urls)} URLs")
     # the transfers, in curl's order: (number, URL, its -T upload or None), each -o file
     jobs, outputs = transfers(args, uploads)
-    if forms and len(jobs) > 1 and any(p.path == "-" for f in forms for p in (f, *f.files)):
+    if forms and len(jobs) > 1 and any(p.path == "-" for f in forms for p in f.walk()):
         raise RunError("stdin (-) can be read once: one -T -, -F NAME=@- or -d @- for one URL")
     try:  # a form for each transfer (its own boundary, as curl's), its files looked at now
         posts = [multipart(forms) for _ in jobs] if forms else []
@@ -786,7 +790,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError(f"--output-dir {args.output_dir}: no such directory (--create-dirs "
                        "makes it; curl: 23 for each URL, after fetching it)")  # fmt: skip
     for path in dict.fromkeys(p for p in outputs if p is not None):
-        _check_output(path, create_dirs=args.create_dirs)
+        # --no-clobber or -J: the file may be another than `path`; its directory matters
+        named = args.clobber is False or (args.remote_header_name and isinstance(path, RemoteName))
+        _check_output(path, create_dirs=args.create_dirs, replaced=not named)
     fmt = None if args.write_out is None else write_out_format(args.write_out)
     if fmt is not None and args.json:
         raise RunError("-w/--write-out and --json: choose one output")
@@ -865,9 +871,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     async def fetch(session: Any, pool: Any, i: int, url: str, up: Any, xfer: Any = None) -> None:
         path = outputs[i - 1]
         body: Any = posts[i - 1] if forms else up if up is not None else data
-        sink = _Body(path, stdout) if path is not None or fmt is not None else None
+        sink: Output | None = None
+        if path is not None or fmt is not None:
+            honor = args.remote_header_name and isinstance(path, RemoteName)  # curl: -J with -O
+            sink = Output(path, stdout, args.clobber, honor, args.output_dir or None)
         on_body = None if sink is None or args.head else sink.write
-        on_headers = None if sink is None or not args.include or args.head else sink.write
+        on_headers: Any = None if sink is None or not args.include or args.head else sink.write
+        if sink is not None and sink.honor:  # -J (never with -i or -I)
+            on_headers = sink.headers
         result = await http_get(
             session,
             url,
@@ -903,8 +914,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if why is not None and result.error is None:
             result.error, result.exitcode = why, 23
         record = result.to_dict()
-        if path is not None and path != "-":
-            record["output"] = path
+        if path and path != "-":  # the file written (-J, --no-clobber: another); -J: none yet
+            output = (sink.written or sink.effective) if sink is not None else path
+            if output:
+                record["output"] = output
         if args.fail and result.status is not None and result.status >= 400 and not (result.error):
             answer = f"{result.status} {result.reason or ''}".strip()  # HTTP/2: no reason
             record["error"] = f"the server answered {answer} (--fail)"
@@ -916,10 +929,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             error = record.get("error")
             if error is not None and not args.silent:
                 print(f"pktlab run http: {url}: {error}", file=stderr)
-            values = write_out_values(result, url, path, record.get("exitcode", 0), error)
+            name = sink.effective if sink is not None else path  # curl's: null for stdout
+            values = write_out_values(result, url, name, record.get("exitcode", 0), error)
             for stream, text in write_out(fmt, values, result.headers):
                 if stream == "stdout":
-                    stdout.write(text.encode())
+                    stdout.write(text.encode("utf-8", "surrogateescape"))  # a name as sent
                     stdout.flush()
                 else:
                     print(text, end="", file=stderr, flush=True)

@@ -31,6 +31,9 @@ T = TypeVar("T")
 Experiment = Callable[[EndpointSession], Awaitable[T]]
 
 CLOSE_GRACE = 5.0  # seconds an endpoint gets to take our EOF before the connection is cut
+# Outcomes kept for a caller that does not take them with next_outcome() (the newest);
+# older ones are dropped and counted, so that a listener serving for days stays bounded.
+KEEP_OUTCOMES = 1000
 
 
 @dataclass(slots=True)
@@ -73,6 +76,11 @@ class Controller(Generic[T]):
     `report_failures`: log a failed run with its traceback (the default: nobody else may
     see it); False when the caller takes every outcome's error itself (`run_once`), which
     leaves one info line.
+
+    `outcomes` holds the outcomes `next_outcome()` has not handed out, oldest first: one
+    it hands out leaves the list, and of the others only the newest `keep_outcomes` are
+    kept (None: all). An older one is dropped (`dropped_outcomes` counts them) and
+    `next_outcome()` skips it. `finished` counts the runs that ended.
     """
 
     log = Logger()
@@ -85,6 +93,7 @@ class Controller(Generic[T]):
         programs: Iterable[bytes | Cdata] = (),
         limit: int | None = None,
         report_failures: bool = True,
+        keep_outcomes: int | None = KEEP_OUTCOMES,
         **session_options: Any,
     ) -> None:
         if reactor is None:
@@ -97,7 +106,15 @@ class Controller(Generic[T]):
         self.limit = limit
         self.report_failures = report_failures
         self.session_options = session_options
+        if keep_outcomes is not None and keep_outcomes < 0:
+            raise ValueError(f"keep_outcomes must be >= 0 or None, got {keep_outcomes}")
+        self.keep_outcomes = keep_outcomes
+        # outcomes[k] is the run that ended (_first + k)-th: not yet taken, at most
+        # keep_outcomes of them (_first + len(outcomes) == finished)
         self.outcomes: list[Outcome[T]] = []
+        self.finished = 0
+        self.dropped_outcomes = 0
+        self._first = 0
         self.sessions: set[EndpointSession] = set()
         self.accepted = 0
         self.port: Any = None  # IListeningPort while listening
@@ -123,11 +140,16 @@ class Controller(Generic[T]):
 
     def next_outcome(self) -> Deferred[Outcome[T]]:
         """The next outcome not yet taken by this method (the first call: the first run to
-        finish, and so on); fires at once if it is already there."""
-        i = self._taken
-        self._taken += 1
-        if i < len(self.outcomes):
-            return succeed(self.outcomes[i])
+        finish, and so on; one dropped from `outcomes` unread is skipped); fires at once if
+        it is already there. The outcome leaves `outcomes`: it is the caller's. One whose
+        Deferred was cancelled (a timeout) was taken too: it is released when it comes."""
+        # Outcomes not taken are never behind one taken: the list holds none, or starts at
+        # the next one to take.
+        i = max(self._taken, self._first)
+        self._taken = i + 1
+        if self.outcomes:
+            self._first += 1
+            return succeed(self.outcomes.pop(0))
         d: Deferred[Outcome[T]] = Deferred()
         self._waiters[i] = d
         return d
@@ -191,7 +213,7 @@ class Controller(Generic[T]):
             if self.report_failures:
                 self.log.failure("experiment on endpoint {peer} failed", failure, peer=session.peer)
                 # Logged with its traceback: now drop the frames, which hold the session
-                # (its sockets, their queued data) for as long as `outcomes` keeps it.
+                # (its sockets, their queued data) for as long as the outcome is kept.
                 _forget_frames(failure)
             else:  # the caller gets the error: a traceback here would tell it twice
                 self.log.info(
@@ -201,12 +223,26 @@ class Controller(Generic[T]):
                 )
         await self._close(session)
         outcome: Outcome[T] = Outcome(session.peer, started, time.time(), result, failure)
-        self.outcomes.append(outcome)
         if failure is None:
             self.log.info("endpoint {peer} done", peer=session.peer)
-        d = self._waiters.pop(len(self.outcomes) - 1, None)
-        if d is not None and not d.called:  # (called: cancelled by a timeout)
-            d.callback(outcome)
+        self._record(outcome)
+
+    def _record(self, outcome: Outcome[T]) -> None:
+        """Hand `outcome` to the `next_outcome()` that took its place, or keep it (at most
+        `keep_outcomes`: the oldest kept goes)."""
+        n = self.finished
+        self.finished += 1
+        if n < self._taken:  # taken already: none waits in `outcomes` (see next_outcome)
+            self._first = n + 1
+            d = self._waiters.pop(n, None)
+            if d is not None and not d.called:  # (called: cancelled by a timeout)
+                d.callback(outcome)
+            return
+        self.outcomes.append(outcome)
+        if self.keep_outcomes is not None and len(self.outcomes) > self.keep_outcomes:
+            del self.outcomes[0]
+            self._first += 1
+            self.dropped_outcomes += 1
 
     async def _close(self, session: EndpointSession) -> None:
         closed = session.close()
@@ -251,7 +287,8 @@ def listen(
     **options: Any,
 ) -> Deferred[Controller[T]]:
     """Listen on `where` and run `experiment(session)` for every endpoint that connects.
-    Fires with the `Controller` (its `outcomes`, `next_outcome()`, `stop()`) once listening.
+    Fires with the `Controller` (its `next_outcome()`, `outcomes` not yet taken, `stop()`)
+    once listening.
     `options` go to `Controller`."""
     ctl: Controller[T] = Controller(experiment, reactor=reactor, **options)
     return ctl.listen(where).addCallback(lambda _: ctl)

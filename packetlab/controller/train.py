@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from packetlab.controller._deferred import deferred_api
@@ -18,6 +18,7 @@ from packetlab.controller.clock import read_time
 from packetlab.controller.errors import RequestFailed
 from packetlab.controller.exchange import _close_quietly, _fired_within
 from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
+from packetlab.controller.stop import StopSignal
 from packetlab.wire import Ntag, vmem
 
 if TYPE_CHECKING:
@@ -48,6 +49,11 @@ LEAD_ROUNDS_MAX = 200
 LEAD_RTTS = 3
 LEAD_NSEND_COST = 12
 LEAD_MIN_NS = 20_000_000
+# After a stop: how long the ntags of the packets already due may take to come (s); then
+# the socket is closed, and the endpoint drops the sends still queued (§3.1).
+STOP_WAIT_S = 1.0
+STOP_POLL_S = 0.01  # meanwhile, how often the ntags still missing are looked at
+STOPPED = "stopped"  # the error of a packet a stop kept from being sent
 
 
 def default_payload(size: int) -> Callable[[int], bytes]:
@@ -82,6 +88,8 @@ class TrainReport:
     #: ns by which the last nsend was queued before the first packet was due (endpoint
     #: clock, ± half a round trip); negative: part of the train was queued late
     queued_ahead: int | None = None
+    #: a `StopSignal` ended the train early: the packets not sent say "stopped"
+    stopped: bool = False
 
     @property
     def count(self) -> int:
@@ -148,6 +156,8 @@ async def send_train(
     sktid: int | None = None,
     rbufsz: int = DEFAULT_RBUFSZ,
     ntag_timeout: float = 5.0,
+    stop: StopSignal | None = None,
+    stop_wait: float = STOP_WAIT_S,
 ) -> TrainReport:
     """Send `count` UDP datagrams to `host:port`, packet i at endpoint time start + i*gap.
 
@@ -163,6 +173,13 @@ async def send_train(
     (an endpoint that is behind still gets its time), is reported as "no ntag". At most
     `MAX_PENDING` packets wait for their ntag at once (tags are 16 bits); notifications are
     read while the train is queued.
+
+    When `stop` is requested (a `StopSignal`: the first Ctrl-C of a command), no further
+    nsend is queued; the ntags of the packets already due by then are awaited for up to
+    `stop_wait` s; then the socket is closed, which drops the sends still queued at the
+    endpoint. The report holds what was sent so far, `stopped` is True, and a packet not
+    due when the train was stopped says "stopped" (one that was due and whose ntag did not
+    come: "no ntag").
     """
     gap, lead = _ns(gap, "gap"), None if lead is None else _ns(lead, "lead")
     if start is not None and (not isinstance(start, int) or isinstance(start, bool)):
@@ -177,6 +194,18 @@ async def send_train(
     if sktid is None:
         sktid = session.free_sktid()
     await session.nopen_udp(sktid, family=ra.version, lport=lport, rbufsz=rbufsz, buffer=False)
+    # Watched from the start (a stop while the lead is measured stops the train too); a
+    # stop wakes whatever the train waits for.
+    flows: list[_Flow] = []
+    watch: Deferred[Any] | None = None
+    if stop is not None:
+        watch = stop.when_requested()
+
+        def wake(_: object) -> None:
+            for f in flows:
+                f.wake()
+
+        watch.addCallbacks(wake, lambda f: f.trap(CancelledError))
     try:
         t0 = session.clock_ns()
         now = await read_time(session)
@@ -195,7 +224,10 @@ async def send_train(
         report.errors = [None] * count
         report.lead = start - now
         flow = _Flow(report, clock, session.clock_ns)
+        flows.append(flow)
         for i, t in enumerate(report.intended):
+            if stop is not None and stop.requested:
+                break
             data = make(i) if callable(make) else make
             d = session.nsend(sktid, data, time=t, to=(ra, port), ntag=True)
             flow.track(i, d)
@@ -206,6 +238,9 @@ async def send_train(
             if flow.failure is not None:
                 raise flow.failure
         while flow.pending and flow.failure is None:
+            if stop is not None and stop.requested:
+                await _wind_down(flow, session, offset, stop_wait)
+                break
             # One wait for every ntag, not a timer per packet: with the endpoint in this
             # process, that per-packet work ran in the gaps of the train it measures.
             # An endpoint that is behind but still sending gets its time.
@@ -217,10 +252,17 @@ async def send_train(
             raise flow.failure
         if flow.last_queued is not None:
             report.queued_ahead = start - (flow.last_queued + offset)
+        ended = session.clock_ns() + offset  # endpoint time (± rtt/2)
+        flow.settled = True  # what the close does to the ntags still awaited is not news
+        # (a stop once every packet was sent did not end the train early)
+        report.stopped = stop is not None and stop.requested and report.sent_count < count
         for i, when in enumerate(report.sent):
             if when is None and report.errors[i] is None:
-                report.errors[i] = "no ntag"
+                due = report.intended[i] <= ended
+                report.errors[i] = "no ntag" if due or not report.stopped else STOPPED
     finally:
+        if watch is not None:
+            watch.cancel()
         await _close_quietly(session, sktid)
     return report
 
@@ -252,6 +294,21 @@ async def measure_lead(session: EndpointSession, count: int, *, rtt: int | None 
     return LEAD_MIN_NS + 2 * max(rtt, took // LEAD_PROBES) + count * LEAD_NSEND_COST * per_request
 
 
+async def _wind_down(flow: _Flow, session: EndpointSession, offset: int, stop_wait: float) -> None:
+    """After a stop: wait (up to `stop_wait` s) for the ntags of the packets due by now,
+    endpoint time `offset` ns ahead of ours; the later ones are dropped by the close."""
+    clock = session.reactor
+    cutoff = session.clock_ns() + offset
+    until = clock.seconds() + stop_wait
+    intended = flow.report.intended
+    while flow.pending and intended[min(flow.pending)] <= cutoff:
+        left = until - clock.seconds()
+        if left <= 0:
+            break
+        # (polled: one wake-up per ntag would cost the train's own gaps, see above)
+        await _fired_within(flow.below(1), min(left, STOP_POLL_S), clock)
+
+
 async def _probe_round(session: EndpointSession) -> int:
     """The time (ns) LEAD_PROBES pipelined mreads of TIME take."""
     t0 = session.clock_ns()
@@ -274,6 +331,7 @@ class _Flow:
         self.last = clock.seconds()  # when the last ntag (or refusal) came
         self.pending: dict[int, Deferred[Any]] = {}  # packet -> its nsend, then its ntag
         self.failure: BaseException | None = None
+        self.settled = False  # the report is written: later ntags and errors are ignored
         self._room: list[tuple[int, Deferred[None]]] = []
 
     @property
@@ -300,14 +358,16 @@ class _Flow:
 
     def _sent(self, i: int) -> Callable[[Ntag], None]:
         def cb(n: Ntag) -> None:
-            self.report.sent[i] = n.time
+            if not self.settled:
+                self.report.sent[i] = n.time
             self._done(i)
 
         return cb
 
     def _not_sent(self, i: int) -> Callable[[Failure], None]:
         def eb(f: Failure) -> None:
-            self.report.errors[i] = getattr(f.value, "name", None) or str(f.value)
+            if not self.settled:
+                self.report.errors[i] = getattr(f.value, "name", None) or str(f.value)
             self._done(i)
 
         return eb
@@ -318,6 +378,12 @@ class _Flow:
         ready = [d for n, d in self._room if self.waiting < n]
         self._room = [(n, d) for n, d in self._room if self.waiting >= n]
         for d in ready:
+            d.callback(None)
+
+    def wake(self) -> None:
+        """Fire every `below()` waiting (a stop: the train looks at what to do next)."""
+        room, self._room = self._room, []
+        for _, d in room:
             d.callback(None)
 
     def below(self, n: int) -> Deferred[None]:

@@ -36,6 +36,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from packetlab.endpoint.outage import Outage, Say
 from packetlab.endpoint.protocol import ControllerProtocol
 from packetlab.endpoint.session import Session, SessionEnd
 from packetlab.endpoint.tcpclient import TCPClientEndpoint
@@ -56,7 +57,6 @@ __all__ = [
 CONNECT_TIMEOUT = 3.0
 CONNECT_RETRY = 1.0
 CONNECT_GIVE_UP = 5.0
-OUTAGE_REMINDER = 600.0  # s between the log lines of a controller that stays unreachable
 MAX_YIELD_WAIT = 86400.0  # a resume hint further away than a day is capped to a day
 
 
@@ -183,12 +183,10 @@ class ConnectCycle:
         self._cycle_start: float | None = None
         self._after_session: float | None = None
         self._why = ""
-        # The outage (failed attempts since the last session, or since the start): its
+        # The outage (cycles given up since the last session, or since the start): its
         # first cycle is logged attempt by attempt, then one line every OUTAGE_REMINDER s
         # (a controller down for a day logged ~5 lines every 9 s: ~48,000 lines).
-        self._outage_start: float | None = None
-        self._outage_cycles = 0
-        self._last_line = 0.0
+        self._outage = Outage(loud=1)
 
     def attempt_started(self) -> None:
         if self._cycle_start is None:
@@ -201,7 +199,7 @@ class ConnectCycle:
     def session_over(self, delay: float) -> None:
         self._after_session = delay
         self._cycle_start = None
-        self._outage_start = None  # it was reached
+        self._outage.reached()
 
     def __call__(self, attempt: int) -> float:
         if self._after_session is not None:
@@ -211,11 +209,8 @@ class ConnectCycle:
         now = self.clock.seconds()
         start = self._cycle_start if self._cycle_start is not None else now
         elapsed = now - start
-        if self._outage_start is None:
-            self._outage_start, self._outage_cycles, self._last_line = start, 0, now
-        first_cycle = self._outage_cycles == 0
         if elapsed + CONNECT_RETRY < CONNECT_GIVE_UP:
-            if first_cycle:
+            if not self._outage.quiet:  # the outage's first cycle
                 self.log.info(
                     "cannot reach controller {addr}: {why}; retrying in {d} s",
                     addr=str(self.address),
@@ -223,9 +218,9 @@ class ConnectCycle:
                     d=CONNECT_RETRY,
                 )
             return CONNECT_RETRY
-        self._outage_cycles += 1
         self._cycle_start = None
-        if first_cycle:
+        say = self._outage.failed(now, since=start)
+        if say is Say.EACH:
             self.log.warn(
                 "gave up reaching controller {addr} after {t:.1f} s ({why}); next attempt in "
                 "{d} s (and so on, logged every {r:g} s until it is reached)",
@@ -233,20 +228,18 @@ class ConnectCycle:
                 t=elapsed,
                 why=self._why,
                 d=self.retry_delay,
-                r=OUTAGE_REMINDER,
+                r=self._outage.reminder,
             )
-            self._last_line = now
-        elif now - self._last_line >= OUTAGE_REMINDER:
+        elif say is Say.REMINDER:
             self.log.warn(
                 "still cannot reach controller {addr} ({why}): {n} connect cycles over "
                 "{t:.0f} s; next attempt in {d} s",
                 addr=str(self.address),
                 why=self._why,
-                n=self._outage_cycles,
-                t=now - self._outage_start,
+                n=self._outage.failures,
+                t=self._outage.elapsed(now),
                 d=self.retry_delay,
             )
-            self._last_line = now
         return self.retry_delay
 
 

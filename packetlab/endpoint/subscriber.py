@@ -27,7 +27,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab.endpoint.config import ConfigError, EndpointConfig
-from packetlab.endpoint.service import OUTAGE_REMINDER, ControllerAddress, PlaintextLink
+from packetlab.endpoint.outage import Outage, Say
+from packetlab.endpoint.service import ControllerAddress, PlaintextLink
 from packetlab.endpoint.subscription import (
     BrokerReader,
     Event,
@@ -123,7 +124,9 @@ class BrokerSubscriber(service.Service):
         self.link: _BrokerLink | None = None
         self._timer: IDelayedCall | None = None
         self._connecting: Any = None
-        self._outage_start = self._last_line = 0.0
+        # Each failure while the backoff grows, then one line every OUTAGE_REMINDER s: a
+        # broker down for a day logged a line every ~5 s (~17,000 lines).
+        self._outage = Outage(loud=8)
 
     def startService(self) -> None:
         super().startService()
@@ -147,6 +150,7 @@ class BrokerSubscriber(service.Service):
 
     def subscribed(self) -> None:
         self.failures = 0
+        self._outage.reached()
         self.subscriptions += 1
         self.log.info(
             "Broker subscription finished: {addr}, {n} channel(s), dattr {dattr!r}",
@@ -167,32 +171,27 @@ class BrokerSubscriber(service.Service):
         delay *= random.uniform(0.8, 1.0)  # spread a crowd of endpoints after a restart
         self.failures += 1
         now = self.reactor.seconds()
-        if self.failures == 1:
-            self._outage_start = self._last_line = now
-        # Each failure while the backoff grows, then one line every OUTAGE_REMINDER s: a
-        # broker down for a day logged a line every ~5 s (~17,000 lines).
-        if self.failures <= 8:
+        say = self._outage.failed(now)
+        if say is Say.EACH:
             self.log.info(
                 "broker {addr}: {why}; reconnecting in {d:.2f} s{then}",
                 addr=self.address,
                 why=why,
                 d=delay,
                 then=""
-                if self.failures < 8
-                else f" (and so on, logged every {OUTAGE_REMINDER:g} s)",
+                if not self._outage.quiet
+                else f" (and so on, logged every {self._outage.reminder:g} s)",
             )
-            self._last_line = now
-        elif now - self._last_line >= OUTAGE_REMINDER:
+        elif say is Say.REMINDER:
             self.log.warn(
                 "broker {addr}: still unreachable ({why}) after {n} attempts over {t:.0f} s; "
                 "reconnecting in {d:.2f} s",
                 addr=self.address,
                 why=why,
-                n=self.failures,
-                t=now - self._outage_start,
+                n=self._outage.failures,
+                t=self._outage.elapsed(now),
                 d=delay,
             )
-            self._last_line = now
         self._timer = self.reactor.callLater(delay, self._connect)
 
     def stopService(self) -> None:

@@ -68,6 +68,7 @@ __all__ = [
     "Connections",
     "HttpError",
     "HttpResult",
+    "WriteError",
     "http_get",
     "next_method",
     "parse_url",
@@ -93,6 +94,18 @@ CA_FILES = (  # where curl and Python find the system store on common distributi
 class HttpError(ControllerError):
     """The URL cannot be fetched as given (bad URL). A host name that does not resolve is
     the result's `error`, as a refused connect: the other URLs of a run still go."""
+
+
+class WriteError(Exception):
+    """Raised by an `on_body` or `on_headers` callback that cannot take what came (the
+    file it writes could not be made): the fetch ends there, its message the result's
+    `error`, curl's exit code 23 (the response's status kept, as curl's %{http_code}).
+    From `on_headers`, `header_bytes` says how much of the header block was taken (the
+    lines before the refused one, as curl counts its size_header), None: all of it."""
+
+    def __init__(self, message: str, header_bytes: int | None = None) -> None:
+        super().__init__(message)
+        self.header_bytes = header_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -828,6 +841,8 @@ async def http_get(
     (redirects included). `on_body` gets the final response's body as it comes
     (`keep_body` keeps it in `body`).
     `recorder` collects the connections' packets for a pcap file (TLS stays encrypted).
+    `on_body` or `on_headers` may raise WriteError (a file that could not be made, -J):
+    the fetch ends with its message as `error`, exit code 23, the status kept.
     `on_hop` gets each request's live state as it starts (a redirect's next hop too): its
     `body_len`, `uploaded`, `headers` (once the response's head came) as they grow, for
     a progress meter (read only).
@@ -858,6 +873,14 @@ async def http_get(
                  on_hop=on_hop)  # fmt: skip
     jar = _Cookies(cookies, cookie, "cookie" in names)
     pool = Connections() if connections is None else connections
+    if body is not None:  # a -F part's stdin from a pipe: read whole first, as curl's
+        try:
+            await _fill(session.reactor, body)
+        except UploadError as e:  # curl: (26)
+            result.error, result.exitcode = f"upload: {e}", 26
+            if connections is None:
+                await pool.close()
+            return result
     try:
         return await _fetch(session, result, current, kind, method, body, extra, pool, ctxs,
                            connect_to, family, cafile, insecure, timeout, connect_timeout,
@@ -1167,6 +1190,8 @@ async def _over(
             why = f"response headers over {MAX_HEADERS} bytes"
         hop.error = f"HTTP: bad response from {conn.server}: {type(e).__name__}: {why}"
         hop.exitcode = 18 if "complete message" in str(e) else 8
+    except WriteError as e:  # curl: (23) Failed writing header / output to destination
+        hop.error, hop.exitcode = str(e), 23
     except OSError as e:  # on_body could not write
         hop.error = f"writing the body: {e.strerror or e}"
         hop.exitcode = 23
@@ -1183,7 +1208,7 @@ async def _over(
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
             pool.known(hop.url, None)
-    if hop.error is not None:
+    if hop.error is not None and hop.exitcode != 23:  # a write error: the response came
         hop.status = None
 
 
@@ -1257,7 +1282,12 @@ class _Response:
         hop.status, hop.reason, hop.headers, hop.raw_headers = status, reason, headers, raw
         self.keep = not (self.follows and hop.location() is not None)
         if self.sink.on_headers is not None:
-            self.sink.on_headers(raw)
+            try:
+                self.sink.on_headers(raw)
+            except WriteError as e:  # curl's size_header: the lines before the refused one
+                if e.header_bytes is not None:
+                    hop.raw_headers = raw[: e.header_bytes]
+                raise
 
     def data(self, data: bytes) -> None:
         hop, sink = self.hop, self.sink
@@ -1421,6 +1451,16 @@ async def _exchange(
     return h.our_state is h11.DONE and h.their_state is h11.DONE and clean  # body: not kept
 
 
+async def _fill(clock: Any, body: Upload) -> None:
+    """What curl reads of the body before the request (a -F part's stdin from a pipe:
+    whole, for its Content-Length), read by a thread while this awaits (the reactor runs
+    on: Ctrl-C and SIGTERM act). As curl's (read while it parses its options) the time
+    limit (-m) starts after it."""
+    ready = _Ready(clock)
+    while not body.fill(ready.notify):
+        await ready.wait(None)
+
+
 class _Ready:
     """Wakes an upload waiting for a pipe's next chunk: `notify` is called by the
     pipe's reader thread (callFromThread), `wait` awaited on the reactor (until
@@ -1443,14 +1483,19 @@ class _Ready:
         if self.on_ready is not None:
             self.on_ready()
 
-    async def wait(self, deadline: float) -> None:
+    async def wait(self, deadline: float | None) -> None:
         if self.fired:
+            self.fired = False
+            return
+        self.waiter = waiter = Deferred[None]()
+        if deadline is None:  # until notified (or cancelled)
+            await waiter
             self.fired = False
             return
         left = deadline - self.clock.seconds()
         if left <= 0:
+            self.waiter = None
             raise StreamTimeout("nothing to upload within the time (the pipe gave nothing)")
-        self.waiter = waiter = Deferred[None]()
         timer = self.clock.callLater(left, lambda: None if waiter.called else waiter.callback(None))
         try:
             await waiter

@@ -10,8 +10,10 @@ file that cannot be read or changes size while it is sent is an `UploadError`.
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import io
+import operator
 import os
 import queue
 import re
@@ -28,6 +30,7 @@ __all__ = [
     "ENCODERS",
     "EXPECT_THRESHOLD",
     "FormPart",
+    "Forms",
     "Upload",
     "UploadError",
     "content_type_for",
@@ -61,7 +64,7 @@ class _File:
     head: bytes = b""  # stdin already read (a -F part's first STDIN_BUFFER bytes), sent first
 
 
-Piece: TypeAlias = "bytes | _File | _Encoded"
+Piece: TypeAlias = "bytes | _File | _Piped | _Encoded"
 
 
 @dataclass(slots=True)
@@ -78,11 +81,28 @@ class Upload:
     used: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
+        self.length = self._length()
+
+    def _length(self) -> int | None:
         total: int | None = 0
         for p in self.pieces:
             size = len(p) if isinstance(p, bytes) else p.size
             total = None if total is None or size is None else total + size
-        self.length = total
+        return total
+
+    def fill(self, wake: Callable[[], None]) -> bool:
+        """Read what curl reads before the request (its Content-Length): a -F part's
+        stdin from a pipe, by a daemon thread (`_Piped`), never the caller's; True when
+        done (`length` then set), False when not yet: `wake` is called (from that
+        thread) when more came, then call again. UploadError when stdin cannot be read."""
+        done = True
+        for p in self.pieces:
+            piped = p.source if isinstance(p, _Encoded) else p
+            if isinstance(piped, _Piped) and not piped.fill(wake):
+                done = False
+        if done:
+            self.length = self._length()
+        return done
 
     @classmethod
     def of(cls, data: bytes, content_type: str | None = None) -> Upload:
@@ -133,14 +153,18 @@ class Upload:
                         yield data
                     for i in range(0, len(data), CHUNK):
                         yield data[i : i + CHUNK]
+            elif isinstance(p, _Piped):
+                yield from p.chunks(wake)
             else:
                 yield from _read_file(p, wake)
 
 
 def _source(p: Any) -> _File | None:
-    """The file a piece reads (None: bytes)."""
+    """The file a piece reads (None: bytes, or a pipe's bytes all read before)."""
     if isinstance(p, _Encoded):
         p = p.source
+    if isinstance(p, _Piped):
+        return None if p.ended else _File("-", None)
     return p if isinstance(p, _File) else None
 
 
@@ -210,6 +234,62 @@ class _PipeReader:
                 yield item
         finally:
             self.stop = True
+
+
+@dataclass(eq=False, slots=True)
+class _Piped:
+    """A -F part's stdin (@- or <-) from a pipe or a terminal. curl 7.88 reads it whole
+    before the request (its Content-Length); ours is read by a `_PipeReader` thread,
+    never on the reactor (a silent pipe leaves Ctrl-C, SIGTERM and the time limits
+    acting), while the request waits (`Upload.fill`): whole up to STDIN_BUFFER bytes,
+    past which (curl: all in memory) those bytes then the rest as it comes, the body
+    sent chunked. `size` is known once it `ended` (before: None)."""
+
+    got: bytearray = field(default_factory=bytearray)
+    ended: bool = False  # the pipe's end came within STDIN_BUFFER bytes
+    full: bool = False  # read as far as it is before the request
+    reader: _PipeReader | None = None
+    path: str = "-"
+
+    @property
+    def size(self) -> int | None:
+        return len(self.got) if self.ended else None
+
+    def fill(self, wake: Callable[[], None]) -> bool:
+        """What the reader thread read so far taken in; whether it is full (the end,
+        or STDIN_BUFFER bytes)."""
+        if self.full:
+            return True
+        if self.reader is None:
+            self.reader = _PipeReader(_File("-", None), wake)
+        self.reader.wake = wake
+        while len(self.got) < STDIN_BUFFER:
+            try:
+                item = self.reader.queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is None:
+                self.ended = True
+                break
+            if isinstance(item, UploadError):
+                self.reader.stop = True
+                raise UploadError(f"stdin: {str(item).removeprefix('-: ')}")
+            self.got += item
+        self.full = True
+        return True
+
+    def chunks(self, wake: Callable[[], None] | None) -> Iterator[bytes]:
+        """What was read before the request, then (past STDIN_BUFFER) the rest from the
+        same reader thread; b"": nothing ready yet."""
+        if not self.full:
+            raise UploadError("stdin: not read before the request (Upload.fill)")
+        for i in range(0, len(self.got), CHUNK):
+            yield bytes(self.got[i : i + CHUNK])
+        if self.ended or self.reader is None:
+            return
+        if wake is not None:
+            self.reader.wake = wake
+        yield from self.reader.chunks()
 
 
 def _read_file(f: _File, wake: Callable[[], None] | None = None) -> Iterator[bytes]:
@@ -308,7 +388,8 @@ class FormPart:
     (`text`) or a file (`path`: `@FILE` sent as a file part with a filename, `<FILE` its
     content as the value), `type` and `filename` given, `headers` (;headers=, as
     written), `encoder` (;encoder=, curl's name), `files` the parts of `NAME=@a,b` (a
-    multipart/mixed part of one file part each)."""
+    multipart/mixed part of one file part each) or of a `NAME=(` ... `=)` sub-multipart
+    (`sub`: such a part, its parts the -F between, maybe none)."""
 
     name: str | None
     text: bytes | None = None
@@ -319,6 +400,18 @@ class FormPart:
     headers: tuple[str, ...] = ()
     encoder: str | None = None
     files: tuple[FormPart, ...] = ()
+    sub: bool = False
+
+    @property
+    def multi(self) -> bool:
+        """A multipart part (curl's MIMEKIND_MULTIPART): `@a,b` or `NAME=(`."""
+        return self.sub or bool(self.files)
+
+    def walk(self) -> Iterator[FormPart]:
+        """This part, then those inside it, depth first."""
+        yield self
+        for f in self.files:
+            yield from f.walk()
 
 
 _SPACE = " \t\n\v\f\r"  # C's isspace()
@@ -375,7 +468,8 @@ class _Scan:
         text, quoted = self.word(end)
         return text if quoted else text.rstrip(_SPACE)
 
-    def part(self, end: str, filename_ok: bool = True) -> tuple[str, str, dict[str, Any]]:
+    def part(self, end: str, filename_ok: bool = True,
+             encoder_ok: bool = True) -> tuple[str, str, dict[str, Any]]:  # fmt: skip
         """(separator, value, {type, filename, encoder, headers}) as get_param_part."""
         data = self.stripped(end)
         sep = self.at(self.p)
@@ -436,6 +530,9 @@ class _Scan:
         if got["filename"] is not None and not filename_ok:
             self.warnings.append(f"Field file name not allowed here: {got['filename']}")
             got["filename"] = None
+        if got["encoder"] is not None and not encoder_ok:
+            self.warnings.append(f"Field encoder not allowed here: {got['encoder']}")
+            got["encoder"] = None
         if got["encoder"] is not None:
             name = got["encoder"].lower()
             if name not in ENCODERS:
@@ -502,10 +599,12 @@ def parse_form(arg: str, literal: bool = False, warnings: list[str] | None = Non
     key = name or None  # curl: `-F =v` is a part without a name
     if literal:
         return FormPart(key, text=rest.encode("utf-8", "surrogateescape"))
-    if rest.startswith("(") or (key is None and rest == ")"):
-        raise UploadError(f"-F/--form {arg!r}: nested multipart (NAME=( ... =)) is not "
-                          "supported (--form-string sends a literal '(')")  # fmt: skip
+    if key is None and rest == ")":  # closes a NAME=(: Forms.add's
+        raise UploadError(f"-F/--form {arg!r}: no multipart to terminate (curl: 2)")
     scan = _Scan(rest, warnings)
+    if rest.startswith("("):  # NAME=(;type=...;headers=...: a sub-multipart opens
+        _, _, got = scan.part("", filename_ok=False, encoder_ok=False)
+        return FormPart(key, type=got["type"], headers=tuple(got["headers"]), sub=True)
     if rest.startswith("@"):
         files = []
         while True:
@@ -533,6 +632,48 @@ def parse_form(arg: str, literal: bool = False, warnings: list[str] | None = Non
     if part.encoder == "7bit":
         _check_7bit(part.text or b"", f"-F/--form {arg!r}")
     return part
+
+
+MAX_DEPTH = 100  # NAME=( opened within each other at most (ours; curl: no limit)
+
+
+class Forms:
+    """curl 7.88's -F/--form-string arguments in order (tool_formparse.c's mimeroot and
+    mimecurrent): `NAME=(` (;type=, ;headers=) opens a sub-multipart that the parts
+    after it go in, `=)` closes the innermost (none open: curl's "no multipart to
+    terminate", exit 2); those still open at the end are closed there, as curl's.
+    `parts` is the form to give `multipart`."""
+
+    def __init__(self) -> None:
+        self._open: list[tuple[FormPart, list[FormPart]]] = []
+        self._root: list[FormPart] = []
+
+    def add(self, arg: str, literal: bool = False, warnings: list[str] | None = None) -> None:
+        """One -F (`literal`: --form-string) argument; UploadError as `parse_form`."""
+        name, sep, rest = arg.partition("=")
+        if not literal and sep and not name and rest == ")":
+            if not self._open:
+                raise UploadError(f"-F/--form {arg!r}: no multipart to terminate (curl: 2)")
+            self._close()
+            return
+        part = parse_form(arg, literal, warnings)
+        if part.sub:
+            if len(self._open) >= MAX_DEPTH:
+                raise UploadError(f"-F/--form {arg!r}: over {MAX_DEPTH} NAME=( open at once")
+            self._open.append((part, []))
+        else:
+            (self._open[-1][1] if self._open else self._root).append(part)
+
+    def _close(self) -> None:
+        part, inside = self._open.pop()
+        done = dataclasses.replace(part, files=tuple(inside))
+        (self._open[-1][1] if self._open else self._root).append(done)
+
+    @property
+    def parts(self) -> list[FormPart]:
+        while self._open:
+            self._close()
+        return list(self._root)
 
 
 def _check_7bit(data: bytes, what: str, offset: int = 0) -> None:
@@ -586,14 +727,14 @@ def _part(p: FormPart, disposition: str | None, boundary: Callable[[], str]) -> 
     ctype = custom
     sub = None
     if ctype is None:
-        if p.files:
+        if p.multi:
             ctype = "multipart/mixed"
         elif p.path is not None and not stdin:
             ctype = _type_of(filename) or _type_of(p.path)
             ctype = ctype or (OCTET if filename is not None else None)
         else:
             ctype = _type_of(filename)
-    if p.files:
+    if p.multi:
         sub = boundary()
     elif ctype and not custom and _ct_match(ctype, "text/plain") and filename is None:
         ctype = None
@@ -623,7 +764,7 @@ def _part(p: FormPart, disposition: str | None, boundary: Callable[[], str]) -> 
         inner = "form-data" if _ct_match(ctype or "", "multipart/form-data") else None
         return pieces + _mime(p.files, sub, inner, boundary)
     if p.text is not None:
-        source: bytes | _File = p.text
+        source: bytes | _File | _Piped = p.text
     else:
         source = _stdin_part() if p.path == "-" else _file(p.path or "-")
     if p.encoder in (None, "binary", "8bit"):
@@ -636,11 +777,13 @@ def _part(p: FormPart, disposition: str | None, boundary: Callable[[], str]) -> 
 STDIN_BUFFER = 16 << 20  # a -F NAME=@- from a pipe read whole up to this (curl: all of it)
 
 
-def _stdin_part() -> bytes | _File:
+def _stdin_part() -> bytes | _File | _Piped:
     """A -F part's stdin (@- or <-) as curl 7.88 takes it: a regular file read when sent,
-    its size known; else read now, whole, so that its size is known (curl's
-    Content-Length) when it is at most STDIN_BUFFER bytes; past that (curl: all in
-    memory) those bytes then the rest as it comes, the body sent chunked."""
+    its size known; else (a pipe, a terminal) read whole before the request so that its
+    size is known (curl's Content-Length) when it is at most STDIN_BUFFER bytes; past
+    that (curl: all in memory) those bytes then the rest as it comes, the body sent
+    chunked. Not read here: by a thread while the request waits (`_Piped`); a stdin
+    with no file descriptor (a stream put there) is read now."""
     try:
         fd = sys.stdin.fileno()
         st = os.fstat(fd)
@@ -648,18 +791,12 @@ def _stdin_part() -> bytes | _File:
             return _File("-", max(st.st_size - os.lseek(fd, 0, os.SEEK_CUR), 0))
     except (OSError, ValueError, io.UnsupportedOperation):
         pass
-    got = bytearray()  # os.read: no bytes past them left in sys.stdin's buffer
+    if _stdin_fd() is not None:
+        return _Piped()
     try:
-        fd = _stdin_fd()
-        while len(got) < STDIN_BUFFER:
-            want = STDIN_BUFFER - len(got)
-            more = sys.stdin.buffer.read(want) if fd is None else os.read(fd, min(want, 1 << 20))
-            if not more:
-                break
-            got += more
+        data = sys.stdin.buffer.read(STDIN_BUFFER)
     except OSError as e:
         raise UploadError(f"stdin: {e.strerror or e}") from None
-    data = bytes(got)
     return data if len(data) < STDIN_BUFFER else _File("-", None, data)
 
 
@@ -691,7 +828,7 @@ class _Encoded:
     quoted-printable), read at send time; `size` None when curl cannot tell it
     beforehand (quoted-printable, stdin), and then the body goes chunked, as curl's."""
 
-    source: bytes | _File
+    source: bytes | _File | _Piped
     encoder: str
     name: str | None
 
@@ -710,6 +847,8 @@ class _Encoded:
     def chunks(self, wake: Callable[[], None] | None = None) -> Iterator[bytes]:
         if isinstance(self.source, bytes):
             raw: Iterator[bytes] = iter([self.source] if self.source else [])
+        elif isinstance(self.source, _Piped):
+            raw = self.source.chunks(wake)
         else:
             raw = _read_file(self.source, wake)
         enc = _Base64() if self.encoder == "base64" else _QuotedPrintable()
@@ -719,7 +858,7 @@ class _Encoded:
                 yield data
                 continue
             if self.encoder == "7bit":
-                what = self.source.path if isinstance(self.source, _File) else "the value"
+                what = self.source.path if isinstance(self.source, (_File, _Piped)) else "the value"
                 _check_7bit(data, f"-F part {self.name or ''!r}: {what}", offset)
                 offset += len(data)
                 yield data
@@ -755,79 +894,102 @@ class _Base64:
         return bytes(out)
 
 
-_QP_OK = frozenset(range(0x21, 0x7F)) - {0x3D}  # printable ASCII but '='
-# printable ASCII but '=', with spaces and tabs inside (not last: one before a line end is
-# encoded)
-_QP_RUN = re.compile(rb"[\t \x21-\x3c\x3e-\x7e]*[\x21-\x3c\x3e-\x7e]")
-_QP_ESCAPED = re.compile(rb"[\x00-\x08\x0a-\x0c\x0e-\x1f=\x7f-\xff]+")  # not tab, CR, space
-_QP_HEX = [b"=%02X" % c for c in range(256)]
+# bytes curl's quoted-printable encoder sends as they are (space and tab but before a line
+# end): printable ASCII but '='; the others are escaped (=XX) wherever they are
+_QP_SAFE = bytes(c for c in range(256) if c in (0x09, 0x20) or (0x21 <= c <= 0x7E and c != 0x3D))
+_QP_MARK = bytes(c if c in _QP_SAFE else 0x3D for c in range(256))  # each escaped one: '='
+_QP_TRAILING = {0x20: b"=20", 0x09: b"=09"}
+_CRLF = b"\r\n"
+
+
+_QP_HI = bytes(0 if c in _QP_SAFE else b"0123456789ABCDEF"[c >> 4] for c in range(256))
+_QP_LO = bytes(0 if c in _QP_SAFE else b"0123456789ABCDEF"[c & 15] for c in range(256))
+
+
+def _qp_escape(line: bytes) -> bytes:
+    """`line` with every byte but printable ASCII, space and tab as =XX (upper case hex),
+    in C loops only. Few of them (text): the runs of plain bytes between them (each
+    escaped one made '=', split there) joined to their hex pairs; many: three columns
+    (the byte or '=', then the two hex digits or NUL for a plain byte) interleaved, the
+    NULs deleted."""
+    escaped = line.translate(None, _QP_SAFE)
+    if not escaped:
+        return line
+    if 30 * len(escaped) < len(line):
+        runs = line.translate(_QP_MARK).split(b"=")
+        pairs = binascii.hexlify(escaped, b" ").upper().split(b" ")
+        return runs[0] + b"=" + b"=".join(map(operator.add, pairs, runs[1:]))
+    out = bytearray(3 * len(line))
+    out[0::3] = line.translate(_QP_MARK)
+    out[1::3] = line.translate(_QP_HI)
+    out[2::3] = line.translate(_QP_LO)
+    return bytes(out.translate(None, b"\0"))
+
+
+_QP_CRLF = b"=0D=0A"  # a CRLF pair escaped: where the input's lines end
 
 
 class _QuotedPrintable:
     """curl 7.88's quoted-printable encoder (lib/mime.c encoder_qp_read): CRLF pairs
     kept as line breaks, a lone CR or LF encoded (=0D, =0A), space or tab before a line
-    break or the end encoded, soft line breaks (=CRLF) to keep lines within 76."""
+    break or the end encoded, soft line breaks (=CRLF) to keep lines within 76.
+
+    Not curl's byte at a time but the same output (the unit tests check it against a
+    byte-at-a-time transcription of curl's, and the integration tests against curl):
+    what is fed escaped in one go (`_qp_escape`, C loops), CR and LF too, then cut at
+    the escaped CRLF pairs (=0D=0A: tokens never hold an '=' but first, so these are
+    the input's CRLFs) into its lines, each cut into output lines of at most 75
+    characters and a soft break (76 when that ends the line: curl's look-ahead), never
+    inside an =XX; a space or tab that ends a line escaped. The bytes after the last
+    CRLF are encoded but their last two (a CR whose LF may come next, a space or tab
+    that may end the line), the output column kept for the next feed."""
 
     def __init__(self) -> None:
         self.rest, self.pos = b"", 0
 
+    def _wrap(self, enc: bytes, ends: bool) -> bytes:
+        """An escaped line from column self.pos; `ends`: nothing follows it but a CRLF
+        or the end of the input (a trailing space or tab is escaped, and its last
+        output line may be 76 characters)."""
+        if ends and enc[-1:] in (b" ", b"\t"):
+            enc = enc[:-1] + (b"=20" if enc[-1] == 0x20 else b"=09")
+        n = len(enc)
+        if n + self.pos <= (76 if ends else 75):
+            self.pos += n
+            return enc
+        parts = []
+        s, c = 0, 75 - self.pos  # the first soft break: after column 75
+        stop = n - (76 if ends else 75)  # the rest fits on one line from here
+        while True:
+            if c > s and enc[c - 1] == 0x3D:  # not inside an =XX
+                c -= 1
+            elif c > s + 1 and enc[c - 2] == 0x3D:
+                c -= 2
+            parts.append(enc[s:c])
+            s = c
+            if s >= stop:
+                break
+            c = s + 75
+        parts.append(enc[s:])
+        self.pos = n - s
+        return b"=\r\n".join(parts)
+
     def feed(self, data: bytes, eof: bool) -> bytes:
-        buf = self.rest + data
-        n, i, out = len(buf), 0, bytearray()
-
-        def eol(k: int) -> int:  # qp_lookahead_eol: 1 CRLF or the end, 0 not, -1 more data
-            j = i + k
-            if j >= n and eof:
-                return 1
-            if j + 2 > n:
-                return 0 if eof else -1
-            return 1 if buf[j] == 13 and buf[j + 1] == 10 else 0
-
-        while i < n:
-            if self.pos < LINE - 1:  # a run of bytes sent as they are, up to column 75
-                m = _QP_RUN.match(buf, i)
-                if m is not None:
-                    take = min(m.end() - i, LINE - 1 - self.pos)
-                    out += buf[i : i + take]
-                    self.pos += take
-                    i += take
-                    continue
-                m = _QP_ESCAPED.match(buf, i)  # bytes always encoded, 3 columns each
-                take = 0 if m is None else min(m.end() - i, (LINE - 1 - self.pos) // 3)
-                if take:
-                    out += b"".join(map(_QP_HEX.__getitem__, buf[i : i + take]))
-                    self.pos += 3 * take
-                    i += take
-                    continue
-            c = buf[i]
-            enc, used = bytes((c,)), 1
-            if c in (0x20, 0x09):
-                r = eol(1)
-                if r < 0:
-                    break
-                if r:
-                    enc = b"=%02X" % c
-            elif c == 13:
-                r = eol(0)
-                if r < 0:
-                    break
-                enc, used = (b"\r\n", 2) if r else (b"=0D", 1)
-            elif c not in _QP_OK:
-                enc = b"=%02X" % c
-            if not enc.endswith(b"\n"):
-                soft = self.pos + len(enc) > LINE
-                if not soft and self.pos + len(enc) == LINE:
-                    r = eol(used)
-                    if r < 0:
-                        break
-                    soft = r == 0
-                if soft:
-                    enc, used = b"=\r\n", 0
-            out += enc
-            self.pos = 0 if enc.endswith(b"\n") else self.pos + len(enc)
-            i += used
-        self.rest = buf[i:]
-        return bytes(out)
+        buf = self.rest + data if self.rest else data
+        end = buf.rfind(_CRLF)  # the bytes after the last CRLF: all but their last two
+        hold = 0 if eof else min(2, len(buf) - end - 2 if end >= 0 else len(buf))
+        self.rest = buf[len(buf) - hold :] if hold else b""
+        lines = _qp_escape(buf[: len(buf) - hold] if hold else buf).split(_QP_CRLF)
+        last = lines.pop()  # no CRLF after it (yet)
+        done = []
+        for line in lines:  # each ended by a CRLF
+            if self.pos + len(line) <= 75 and line[-1:] not in (b" ", b"\t"):
+                done.append(line)  # as it is (most lines of a text)
+            else:
+                done.append(self._wrap(line, True))
+            self.pos = 0
+        done.append(self._wrap(last, eof))
+        return b"\r\n".join(done)
 
 
 def _merge(pieces: list[Piece]) -> list[Piece]:

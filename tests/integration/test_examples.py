@@ -72,6 +72,54 @@ def test_udp_train_of_1000_is_queued_before_it_is_due() -> None:
     assert "sink received 1000 of 1000 datagrams" in out, out
 
 
+def test_ctrl_c_mid_train_prints_what_was_sent_and_exits_130() -> None:
+    """A 10 s train (5000 datagrams, 2 ms apart) to a socket of this test: once 50 came,
+    SIGINT. The example stops scheduling, waits briefly for the send times in flight,
+    prints the partial report and exits 130; the endpoint dropped the rest (fewer than
+    5000 ever arrive)."""
+    import signal
+    import socket
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.settimeout(TIMEOUT)
+    port = sink.getsockname()[1]
+    example = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "udp_train.py"), "--count", "5000", "--gap-us", "2000",
+         "--rows", "3", "--target", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=EXAMPLES.parent,
+        env={**os.environ, "PKTLAB_HOME": str(EXAMPLES.parent / ".cache" / "no-such-home")},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        got = 0
+        while got < 50:
+            sink.recv(2048)
+            got += 1
+        example.send_signal(signal.SIGINT)
+        out, err = example.communicate(timeout=TIMEOUT)
+        sink.settimeout(0.5)  # what was still on its way
+        try:
+            while got < 5000:
+                sink.recv(2048)
+                got += 1
+        except TimeoutError:
+            pass
+    finally:
+        sink.close()
+        if example.poll() is None:
+            example.kill()
+            example.wait()
+    assert example.returncode == 130, f"{out}\n{err}"
+    m = re.search(r"5000 datagrams, gap 2000 µs, sent (\d+)$", out, re.M)
+    assert m, out
+    sent = int(m[1])
+    assert 50 <= sent < 5000 and got < 5000, (sent, got, out)
+    assert f"stopped early: {5000 - sent} datagrams not sent" in out, out
+    assert re.search(r"^  send offset \(sent - intended\)\s+p50 -?[\d.]+ µs", out, re.M), out
+    assert "stopping" in err and "Traceback" not in err, err
+
+
 @pytest.mark.parametrize("name", ["http_get.py", "dns_query.py", "udp_train.py"])
 def test_help(name: str) -> None:
     out = run_example(name, "--help")

@@ -58,6 +58,7 @@ def side_by_side(
         d = tmp_path / name
         d.mkdir()
         for f in inputs:
+            (d / f).parent.mkdir(parents=True, exist_ok=True)  # "d/f": in a directory
             (d / f).write_text(f * 3)
         Logged.log.clear()
         p = subprocess.run([*cmd, *args], capture_output=True, timeout=180, env=env, cwd=d)

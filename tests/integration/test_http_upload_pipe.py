@@ -1,6 +1,7 @@
-"""`pktlab run http -T - URL` fed by a pipe that stays silent: the pipe is read off the
-reactor's thread, so the first Ctrl-C stops the run at once (what was gathered and the
-summary, exit 130), and bytes that come later are sent as they come."""
+"""`pktlab run http -T - URL` (and `-F a=@- URL`) fed by a pipe that stays silent: the
+pipe is read off the reactor's thread, so the first Ctrl-C stops the run at once (what
+was gathered and the summary, exit 130), and bytes that come later are sent as they come
+(-F: the part read whole first, then sent with a Content-Length, as curl's)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import pytest
 from httpserve import serve_http
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,15 +41,23 @@ class Chunked(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:  # -F: a Content-Length body; its length and framing answered
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        out = f"{self.headers.get('Content-Length')} {body.count(b'late')}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
     def log_message(self, *_: object) -> None:
         pass
 
 
-def put_from_pipe(tmp_path: Path, port: int) -> tuple[subprocess.Popen[bytes], int]:
+def put_from_pipe(tmp_path: Path, port: int, *body: str) -> tuple[subprocess.Popen[bytes], int]:
     r, w = os.pipe()
     env = dict(os.environ, PYTHONPATH=str(REPO), PKTLAB_HOME=str(tmp_path / "home"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "packetlab", "run", "http", "-T", "-",
+        [sys.executable, "-m", "packetlab", "run", "http", *(body or ("-T", "-")),
          f"http://127.0.0.1:{port}/up"],
         stdin=r, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -56,11 +66,13 @@ def put_from_pipe(tmp_path: Path, port: int) -> tuple[subprocess.Popen[bytes], i
     return proc, w
 
 
-def test_ctrl_c_stops_an_upload_from_a_silent_pipe(tmp_path: Path) -> None:
+@pytest.mark.parametrize("body", [("-T", "-"), ("-F", "a=@-")])
+def test_ctrl_c_stops_an_upload_from_a_silent_pipe(tmp_path: Path, body: tuple[str, str]) -> None:
     # ours read the pipe with a blocking read() on the reactor's thread: Ctrl-C (and
-    # SIGTERM, and the time limits) acted only once bytes came or the pipe closed
+    # SIGTERM, and the time limits) acted only once bytes came or the pipe closed (-F
+    # a=@-: until session 14, while the request was built, read whole)
     with serve_http(Chunked) as port:
-        proc, w = put_from_pipe(tmp_path, port)
+        proc, w = put_from_pipe(tmp_path, port, *body)
         try:
             time.sleep(3.0)  # started, connected, waiting on the pipe
             proc.send_signal(signal.SIGINT)
@@ -74,7 +86,8 @@ def test_ctrl_c_stops_an_upload_from_a_silent_pipe(tmp_path: Path) -> None:
         finally:
             os.close(w)
     assert proc.returncode == 130, err
-    assert took < 5.0, f"Ctrl-C took {took:.1f} s"  # the grace for replies in flight: 1 s
+    limit = 2.5 if body[0] == "-F" else 5.0  # -F: within ~2 s (the run's 1 s grace)
+    assert took < limit, f"Ctrl-C took {took:.1f} s"  # the grace for replies in flight: 1 s
     text = (out + err).decode()
     assert "# interrupted (Ctrl-C): 0 URLs ended" in text and "Traceback" not in text
 
@@ -92,3 +105,19 @@ def test_what_a_slow_pipe_gives_is_sent(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert b" 200 " in out and b"13 body bytes" in out, out
+
+
+def test_a_form_part_from_a_slow_pipe_goes_whole(tmp_path: Path) -> None:
+    # -F a=@-: the pipe read to its end first (a Content-Length, as curl's), by a thread
+    with serve_http(Chunked) as port:
+        proc, w = put_from_pipe(tmp_path, port, "-F", "a=@-", "-w", "%{response_code}\\n")
+        try:
+            time.sleep(1.5)
+            os.write(w, b"late\n")
+            time.sleep(0.5)
+            os.write(w, b"later\n")
+        finally:
+            os.close(w)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out == b"161 2200\n", out  # Content-Length 161 (curl's), both lines in it

@@ -53,6 +53,11 @@ def test_upload_url_as_curl() -> None:
         (["--form-string", "noeq", "http://a.test/"], r"^--form-string 'noeq': expected NAME"),
         (["-F", "a=x;encoder=nope", "http://a.test/"], r"^-F/--form 'a=x;encoder=nope': ;enc"),
         (["-T", "-", "-F", "f=@-", "http://a.test/"], "one request body"),
+        (["-F", "a=1", "-F", "=)", "http://a.test/"], r"^-F/--form '=\)': no multipart to term"),
+        (  # stdin inside a NAME=( for two URLs
+            ["-F", "a=(", "-F", "b=(", "-F", "f=@-", "http://a.test/", "http://b.test/"],
+            "stdin .* can be read once",
+        ),
         (["-T", "-", "-T", "-", "http://a.test/", "http://b.test/"], "stdin .* can be read once"),
         (
             ["-T", "{{a,b", "http://a.test/"],
@@ -99,6 +104,24 @@ def test_put_and_form_runs(tmp_path: Path) -> None:
         f'--{boundary}\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n'
         f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="note.txt"\r\n'
         f"Content-Type: text/plain\r\n\r\nhello there\r\n--{boundary}--\r\n"
+    )
+
+
+def test_nested_form_runs(tmp_path: Path) -> None:
+    f = tmp_path / "note.txt"
+    f.write_text("hello there")
+    code, _, raw, _, _ = run("-F", "a=(;type=multipart/alternative", "-F", f"f=@{f}", "-F", "=)",
+                             "-o", "-", "--json", "http://192.0.2.80/form")  # fmt: skip
+    got = json.loads(raw)
+    boundary = got["ct"].split("boundary=")[1]
+    sub = re.search(r"boundary=(-{24}[0-9a-f]{16})\r\n", got["body"])
+    assert code == 0 and sub is not None and sub[1] != boundary
+    assert got["body"] == (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="a"\r\n'
+        f"Content-Type: multipart/alternative; boundary={sub[1]}\r\n\r\n"
+        f'--{sub[1]}\r\nContent-Disposition: attachment; name="f"; filename="note.txt"\r\n'
+        f"Content-Type: text/plain\r\n\r\nhello there\r\n--{sub[1]}--\r\n"
+        f"\r\n--{boundary}--\r\n"
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import struct
+from typing import Any
 
 import pytest
 from ctl_fakes import BASE_NS, FakeEndpoint, Rig, result_of
@@ -14,6 +15,7 @@ from twisted.internet.task import Clock
 from packetlab.controller import (
     ClockSample,
     ConnectFailed,
+    StopSignal,
     estimate_clock,
     read_socket_info,
     read_system_info,
@@ -27,10 +29,13 @@ from packetlab.controller import (
 from packetlab.controller.clock import estimate_from
 from packetlab.wire import (
     Mwrite,
+    Nclose,
     Nopen,
     NotifMask,
+    Nsend,
     Nstat,
     NstatCode,
+    Ntag,
     Proto,
     SocketState,
     TransSup,
@@ -240,6 +245,99 @@ def test_send_train_bounds_the_packets_waiting_for_their_ntag(
     assert report.sent_count == 200 and report.errors == [None] * 200
     assert report.offsets() == [0] * 200
     assert 8 <= most[0] <= 16
+
+
+class _SchedulingEndpoint(FakeEndpoint):
+    """Sends each datagram at its time, with its ntag then, as a real endpoint does; an
+    nclose drops the sends still queued on the socket without a word (§3.1)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.queued: dict[int, list[Any]] = {}
+        self.sent: list[int] = []  # the first 4 bytes of each datagram sent
+
+    def nsend(self, msg: Nsend) -> None:
+        if msg.sktid not in self.sockets:
+            self.result(0x20)
+            return
+        self.result()
+        when = max(msg.time, self.now())
+        call = self.clock.callLater((when - self.now()) / 1e9, self._send, msg, when)
+        self.queued.setdefault(msg.sktid, []).append(call)
+
+    def _send(self, msg: Nsend, when: int) -> None:
+        self.sent.append(struct.unpack(">I", msg.data[:4])[0])
+        self.send(Ntag(msg.sktid, msg.tag, when))
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Nclose):
+            for call in self.queued.pop(msg.sktid, []):
+                if call.active():
+                    call.cancel()
+        super().handle(msg)
+
+
+def test_a_packet_whose_ntag_never_came_says_no_ntag() -> None:
+    """The close after the train errs the ntags still awaited (SocketClosed): that is not
+    news, the report keeps "no ntag" (it said "socket 0 was closed before its ntag 1")."""
+    rig = Rig()
+    ep = rig.endpoint
+    ep.nsend = lambda msg: ep.result()  # type: ignore[method-assign]
+    report = rig.run(send_train(rig.session, "127.0.0.1", 9000, 3, 1000, ntag_timeout=0.1))
+    assert report.errors == ["no ntag"] * 3 and not report.stopped
+
+
+def test_a_stopped_train_ends_early_with_what_was_sent() -> None:
+    """A stop half-way through a 100-packet, 1 s train: no wait for the rest of it; the
+    packets sent keep their times, the later ones say "stopped" (the close dropped them
+    at the endpoint), and the report says it was stopped."""
+    rig = Rig(endpoint=_SchedulingEndpoint)
+    ep = rig.endpoint
+    assert isinstance(ep, _SchedulingEndpoint)
+    stop = StopSignal()
+    start = BASE_NS + 100_000_000  # 0.1 s from now; packet i at 0.1 + i/100 s
+    d = send_train(rig.session, "127.0.0.1", 9000, 100, 10_000_000, start=start, stop=stop)
+    rig.clock.callLater(0.405, stop.request)  # between packets 30 and 31
+    report = rig.run(d)
+    assert rig.clock.seconds() < 0.5  # not 1.1 s: the rest of the train was not awaited
+    assert report.stopped
+    assert ep.sent == list(range(31))  # the close dropped the others at the endpoint
+    assert report.sent_count == 31 and report.offsets() == [0] * 31
+    assert report.errors == [None] * 31 + ["stopped"] * 69
+    assert ep.requests()[-1] == "nclose"
+
+
+def test_a_stop_while_the_train_is_queued_queues_no_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A train waiting for room among the tags (MAX_PENDING) stops queuing at once."""
+    from packetlab.controller import train
+
+    monkeypatch.setattr(train, "MAX_PENDING", 16)
+    rig = Rig(endpoint=_SchedulingEndpoint)
+    ep = rig.endpoint
+    stop = StopSignal()
+    start = BASE_NS + 100_000_000
+    d = send_train(rig.session, "127.0.0.1", 9000, 1000, 10_000_000, start=start, stop=stop)
+    rig.clock.callLater(0.05, stop.request)  # before the first packet is due
+    report = rig.run(d)
+    assert rig.clock.seconds() < 0.1
+    nsends = [m for m in ep.received if isinstance(m, Nsend)]
+    assert len(nsends) == 16  # then it waited for room, and stopped
+    assert report.stopped and report.sent_count == 0
+    assert report.errors == ["stopped"] * 1000
+    assert not stop._waiters  # nothing left watching the signal
+
+
+def test_an_unstopped_train_with_a_stop_signal_is_a_whole_train() -> None:
+    rig = Rig(endpoint=_SchedulingEndpoint)
+    stop = StopSignal()
+    report = rig.run(send_train(rig.session, "127.0.0.1", 9000, 20, 1_000_000, stop=stop))
+    assert not report.stopped and report.sent_count == 20
+    assert stop.watched and not stop._waiters
+    stop.request()  # (too late: the train is over, not stopped early)
+    again = rig.run(send_train(rig.session, "127.0.0.1", 9000, 20, 1_000_000, stop=stop))
+    assert again.stopped and again.errors == ["stopped"] * 20  # already requested: none sent
 
 
 class _NstatThenStat(FakeEndpoint):

@@ -33,10 +33,12 @@ class Net:
     def __init__(self) -> None:
         self.reactor = MemoryReactorClock()
         self.pumps: list[iosim.IOPump] = []
+        self.connected = 0
 
     def connect(self, start_status: int = 0) -> tuple[EndpointSession, FakeEndpoint]:
         _port, factory, _backlog, _iface = self.reactor.tcpServers[-1]
-        peer = IPv4Address("TCP", "127.0.0.1", 40000 + len(self.pumps))
+        peer = IPv4Address("TCP", "127.0.0.1", 40000 + self.connected)
+        self.connected += 1
         session = factory.buildProtocol(peer)
         fake = FakeEndpoint(self.reactor)
         fake.start_status = start_status
@@ -71,7 +73,8 @@ def test_experiment_runs_per_endpoint_and_session_closes() -> None:
     (s1, f1), (s2, _f2) = net.connect(), net.connect()
     first = ctl.next_outcome()
     net.settle()
-    assert len(ctl.outcomes) == 2 and all(o.ok for o in ctl.outcomes)
+    # the first is the caller's now; `outcomes` keeps the one not taken
+    assert ctl.finished == 2 and len(ctl.outcomes) == 1 and ctl.outcomes[0].ok
     assert result_of(first).peer == "127.0.0.1:40000"
     assert isinstance(result_of(first).unwrap(), int)
     assert f1.requests() == ["start", "mread"]
@@ -284,3 +287,93 @@ def test_stop_cancels_the_experiments_still_running() -> None:
     assert stopped.called
     (out,) = ctl.outcomes
     assert out.failure is not None and out.failure.check(defer.CancelledError)
+
+
+def serve(ctl: Controller[Any], net: Net, sessions: int) -> None:
+    """`sessions` fake endpoints, one after the other, each run to its end."""
+    for _ in range(sessions):
+        net.connect()
+        pump = net.pumps.pop()
+        for _ in range(3):
+            pump.flush()
+        net.reactor.advance(0)
+
+
+def test_a_listener_serving_10000_sessions_stays_bounded() -> None:
+    """`outcomes` grew by one per run for ever, and an outcome whose failure kept its
+    frames (report_failures=False) kept its session too: 10,000 sessions, 10,000 kept.
+    Now the newest KEEP_OUTCOMES are kept, the rest dropped and counted."""
+    import gc
+    import weakref
+
+    from packetlab.controller.listener import KEEP_OUTCOMES
+
+    live: weakref.WeakSet[EndpointSession] = weakref.WeakSet()
+
+    async def fails(session: EndpointSession) -> None:
+        live.add(session)
+        raise RuntimeError("boom")  # its frames (and the session) stay in the Failure
+
+    net = Net()
+    ctl: Controller[None] = Controller(fails, reactor=net.reactor, report_failures=False)
+    result_of(ctl.listen("tcp:0"))
+    serve(ctl, net, 10_000)
+    gc.collect()
+    assert ctl.finished == 10_000 and ctl.accepted == 10_000
+    assert len(ctl.outcomes) == KEEP_OUTCOMES == 1000
+    assert ctl.dropped_outcomes == 9000
+    assert len(live) <= KEEP_OUTCOMES  # the dropped outcomes' sessions are gone
+    assert all(o.peer for o in ctl.outcomes) and not ctl._waiters
+    # next_outcome() skips the dropped ones: the oldest kept, and it leaves the list
+    first = result_of(ctl.next_outcome())
+    assert first is not None and len(ctl.outcomes) == 999
+
+
+def test_outcomes_taken_by_next_outcome_are_released() -> None:
+    """A caller taking every outcome with next_outcome() leaves nothing behind, with the
+    index semantics unchanged: the i-th call gets the i-th run to end."""
+    net = Net()
+    peers: list[str] = []
+    ctl: Controller[str] = Controller(
+        lambda s: succeed(s.peer), reactor=net.reactor, keep_outcomes=None
+    )
+    result_of(ctl.listen("tcp:0"))
+    ahead = [ctl.next_outcome() for _ in range(3)]  # waiting before the runs end
+    serve(ctl, net, 5)
+    peers += [result_of(d).unwrap() for d in ahead]
+    assert len(ctl.outcomes) == 2  # runs 4 and 5: not taken yet
+    peers += [result_of(ctl.next_outcome()).unwrap() for _ in range(2)]
+    assert ctl.outcomes == []
+    late = ctl.next_outcome()
+    assert not late.called
+    serve(ctl, net, 1)
+    peers.append(result_of(late).unwrap())
+    assert peers == [f"127.0.0.1:{40000 + i}" for i in range(6)]
+    assert ctl.finished == 6 and ctl.outcomes == [] and not ctl._waiters
+
+
+def test_an_outcome_whose_wait_timed_out_is_released() -> None:
+    net = Net()
+    ctl: Controller[str] = Controller(lambda s: succeed(s.peer), reactor=net.reactor)
+    result_of(ctl.listen("tcp:0"))
+    d = ctl.next_outcome().addTimeout(1, net.reactor)
+    net.reactor.advance(2)
+    with pytest.raises(defer.TimeoutError):
+        result_of(d)
+    serve(ctl, net, 2)
+    assert [o.peer for o in ctl.outcomes] == ["127.0.0.1:40001"]  # the first was taken
+    assert result_of(ctl.next_outcome()).peer == "127.0.0.1:40001"
+
+
+def test_keep_outcomes_bounds_what_nobody_takes() -> None:
+    net = Net()
+    ctl: Controller[str] = Controller(
+        lambda s: succeed(s.peer), reactor=net.reactor, keep_outcomes=2
+    )
+    result_of(ctl.listen("tcp:0"))
+    serve(ctl, net, 5)
+    assert [o.peer for o in ctl.outcomes] == ["127.0.0.1:40003", "127.0.0.1:40004"]
+    assert ctl.dropped_outcomes == 3
+    assert result_of(ctl.next_outcome()).peer == "127.0.0.1:40003"
+    with pytest.raises(ValueError, match="keep_outcomes"):
+        Controller(time_experiment, reactor=net.reactor, keep_outcomes=-1)

@@ -10,7 +10,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, globalLogPublisher
 
-from packetlab.endpoint.service import OUTAGE_REMINDER
+from packetlab.endpoint.outage import OUTAGE_REMINDER
 from packetlab.endpoint.subscriber import BrokerSubscriber
 
 

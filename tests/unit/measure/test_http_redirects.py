@@ -16,6 +16,7 @@ from web_pki import make_pki
 
 from packetlab.measure.http import (
     HttpError,
+    WriteError,
     http_get,
     next_method,
     parse_url,
@@ -374,3 +375,14 @@ def test_no_redirect_limit_keeps_memory_bounded() -> None:
     assert (r.error, r.status, r.num_redirects, len(made)) == (None, 200, 150, 151)
     assert len(r.raw_headers) == 100 and r.raw_headers[-1].startswith(b"HTTP/1.1 200")
     assert r.url_effective == "http://192.0.2.80/150"
+
+
+def test_a_header_writer_that_refuses_ends_the_fetch_with_23() -> None:
+    rig, _ = serving()
+
+    def refuse(block: bytes) -> None:
+        raise WriteError("Failed to open the file a: File exists")
+
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/echo", on_headers=refuse))
+    assert (r.error, r.exitcode) == ("Failed to open the file a: File exists", 23)
+    assert (r.status, r.body_len) == (200, 0)  # curl's %{http_code}: the response came

@@ -23,6 +23,7 @@ import pytest
 from ctl_fakes import result_of
 from http_fake import H2Server, TlsPeer, serve
 from stream_fakes import StreamFakeEndpoint, StreamRig
+from twisted.internet.defer import CancelledError
 from web_pki import make_pki
 
 from packetlab.measure import upload
@@ -504,3 +505,76 @@ def test_http2_a_silent_pipe_is_framed_when_it_gives(
     r = result_of(d)
     assert r.error is None and r.http_version == "2" and r.body == b"ok PUT /up/ 5"
     assert made[0].requests[0][1] == b"late\n" and r.upload_size == 5
+
+
+def test_a_form_part_from_a_silent_pipe_does_not_stop_the_reactor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pktlab run http -F a=@- URL with a pipe that gives nothing (yet): ours read it
+    # whole (curl's Content-Length) with blocking reads on the reactor's thread while
+    # the request was built, so Ctrl-C, SIGTERM and the time limits stood still
+    w = silent_stdin(monkeypatch)
+    rig, made = serve(lambda _: UploadServer("100"))
+    calls = ThreadCalls()
+    rig.clock.callFromThread = calls  # type: ignore[attr-defined]
+    ticks: list[float] = []
+    rig.clock.callLater(3.0, lambda: ticks.append(rig.clock.seconds()))
+    with blocked_read_fails():
+        body = multipart([parse_form("a=@-")], B)
+        assert body.length is None  # not read yet
+        d = http_get(rig.session, "http://192.0.2.80/up", data=body, keep_body=True,
+                     timeout=1.0)  # fmt: skip
+        start = rig.clock.seconds()
+        while rig.clock.seconds() < start + 5.0:  # the reactor runs on
+            rig.pump.flush()
+            rig.clock.advance(0.01)
+    assert ticks and not d.called and not made  # nothing sent: the part is read first
+    os.write(w, b"from a pipe\n")
+    os.close(w)
+    calls.drive(rig, d)
+    r = result_of(d)
+    server = made[0]
+    # curl 7.88.1: `printf 'from a pipe\n' | curl -F a=@-`: Content-Length 162, the -m
+    # time limit (1 s here) counted from after the read, as curl's
+    assert r.error is None and r.status == 200, r.error
+    assert server.head is not None and server.head["content-length"] == "162"
+    assert (
+        bytes(server.body)
+        == (
+            f'--{B}\r\nContent-Disposition: form-data; name="a"; filename="-"\r\n\r\n'
+            f"from a pipe\n\r\n--{B}--\r\n"
+        ).encode()
+    )
+    assert body.rewindable  # all in memory: a 307 sends it again
+
+
+def test_a_form_part_from_a_silent_pipe_is_cancelled_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C (the run's Deferred cancelled) while the pipe is silent: at once, no error
+    # logged; then past STDIN_BUFFER: those bytes, then the rest chunked
+    w = silent_stdin(monkeypatch)
+    rig, made = serve(lambda _: UploadServer("100"))
+    rig.clock.callFromThread = ThreadCalls()  # type: ignore[attr-defined]
+    with blocked_read_fails():
+        d = http_get(rig.session, "http://192.0.2.80/up", data=multipart([parse_form("a=@-")]))
+        rig.pump.flush()
+        d.cancel()
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    os.close(w)
+    assert failures and failures[0].check(CancelledError) and not made
+    w = silent_stdin(monkeypatch)
+    monkeypatch.setattr(upload, "STDIN_BUFFER", 4)
+    calls = ThreadCalls()
+    rig.clock.callFromThread = calls  # type: ignore[attr-defined]
+    with blocked_read_fails():
+        body = multipart([parse_form("a=<-;encoder=base64")], B)
+        d = http_get(rig.session, "http://192.0.2.80/up", data=body, keep_body=True)
+    os.write(w, b"0123456789")
+    os.close(w)
+    calls.drive(rig, d)
+    r = result_of(d)
+    assert r.error is None and body.length is None and not body.rewindable
+    assert made[0].head is not None and made[0].head["transfer-encoding"] == "chunked"
+    assert bytes(made[0].body).endswith(b"\r\n\r\nMDEyMzQ1Njc4OQ==\r\n--" + B.encode() + b"--\r\n")
