@@ -236,3 +236,12 @@ def test_ctrl_c_mid_transfer_prints_what_came(server: tuple[int, Path]) -> None:
     assert xfr["error_kind"] == "interrupted" and len(xfr["answers"]) > 0, xfr["error"]
     assert xfr["error"].startswith("interrupted after ") and xfr["tries"] == 1
     assert summary["stop_reason"] == "INTERRUPTED" and "Traceback" not in err
+
+
+def test_transfers_in_a_batch_file_as_dig(server: tuple[int, Path], tmp_path: Path) -> None:
+    """dig -f: a transfer on a batch line, with its line's switches."""
+    port, _ = server
+    batch = tmp_path / "lines.txt"
+    batch.write_text("one.xfr AXFR +nocmd\nixfr.xfr IXFR=2 +short\nrefused.xfr AXFR\n")
+    got, out = same(port, "-f", str(batch))
+    assert got.returncode == 0 and "; Transfer failed." in out and ";; XFR size: 6 records" in out
