@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ examples:
   pktlab run dns @192.0.2.53 -f queries.txt       # dig's batch mode: a query line a line
   pktlab run dns +trace +tcp @192.0.2.53 www.example.com   # every step over TCP
   pktlab run dns @192.0.2.53 a.test -t MX @192.0.2.54 b.test  # a.test MX (.53, then .54), b.test A
+  pktlab run dns @192.0.2.53 example.com AXFR     # a zone transfer over TCP, as dig
+  pktlab run dns @192.0.2.53 example.com IXFR=42  # the changes since serial 42 (or the zone)
 
 Output is dig's (header, OPT pseudosection, question, answer, authority, additional,
 statistics; +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority,
@@ -38,8 +41,12 @@ time. The default server is the endpoint's first configured DNS address (its mem
 in-process endpoint takes /etc/resolv.conf). A truncated UDP answer is asked again over
 TCP. A closed UDP port is "connection refused" at once when the endpoint has raw sockets
 (it captures the ICMP port unreachable); without them it is "no answer" after the tries.
-Exit status: 0 all answered (NXDOMAIN too), 1 some query got no answer (dig: 9), 2 error
-(dig: 1 usage, 10 internal). See docs/dns.md.
+A zone transfer (AXFR, IXFR=SERIAL) is read over TCP until its last SOA and printed as
+dig prints it (the records, then the XFR size; +comments/+question: each message's
+header/question); a refusal is dig's "; Transfer failed." (exit 0), a server that closes
+or goes silent mid-transfer is asked again (+tries), a transfer holds --xfr-max records
+at most. Exit status: 0 all answered (NXDOMAIN too), 1 some query got no answer (dig: 9),
+2 error (dig: 1 usage, 10 internal). See docs/dns.md.
 """
 
 
@@ -89,10 +96,12 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+multiline": ("multiline", True), "+nomultiline": ("multiline", False),
              "+cookie": ("cookie", True), "+nocookie": ("cookie", False),
              "+nosplit": ("split", 0), "+ignore": ("ignore", True),
-             "+noignore": ("ignore", False)}  # fmt: skip
+             "+noignore": ("ignore", False), "+onesoa": ("onesoa", True),
+             "+noonesoa": ("onesoa", False)}  # fmt: skip
 DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries", "+bufsize": "bufsize",
               "+edns": "edns", "+split": "split"}  # fmt: skip
 SPLIT_MAX = 1023  # dig's bound for +split
+XFR_MAX_RECORDS = 100_000  # measure.dnsxfr's (not imported here: dnspython loads late)
 BATCH_LINES = 10_000  # -f FILE: query lines at most (each answer is kept for the summary)
 BATCH_LINE_BYTES = 4096  # -f FILE: a longer line is refused
 # dig's display switches: what each +[no]WORD shows (+all/+noall: every one of them)
@@ -115,6 +124,11 @@ def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | N
         if k == "cmd":
             args.show["cmd"] = on
         target.show[k] = on
+    # dig's +[no]comments and +[no]question as given (the last one): a transfer shows its
+    # messages' headers and questions only when asked (dig's pluscomm, plusquest)
+    given = dict(getattr(target, "plus_set", None) or {})
+    given.update((k, on) for k in keys if k in ("comments", "question"))
+    target.plus_set = given
     return True
 
 
@@ -367,9 +381,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
         query; a second one for the same name (its own, or every name's before it) is
         the one asked, with dig's warning on stderr. One that is no type to dig (-t
         BOGUS, -t 65, -t ixfr) is ignored with dig's warning (--type, ours: an error)."""
-        if word.lower().startswith("ixfr="):
-            raise RunError(f"-t {word}: IXFR is not supported (dig asks IXFR from serial N)")
-        known = _dig_type(word, dns.rdatatype)
+        known = _ixfr_type(word) if word.lower().startswith("ixfr=") else None
+        known = known or _dig_type(word, dns.rdatatype)
         if known is None and strict:
             from packetlab.measure.dns import DnsError, parse_qtype
 
@@ -383,7 +396,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
         mine = own[-1] if names else types
         if mine or (names and types):
             _warn(args, ";; Warning, extra type option")
-        mine[:] = [known if word.upper() in BIND_ONLY_TYPES else word]
+        mine[:] = [known if word.upper() in BIND_ONLY_TYPES or is_xfr(known) else word]
 
     def set_class(word: str, strict: bool = False) -> None:
         """Likewise a class (dig's `extra class option`, before the class is read; one
@@ -401,7 +414,10 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
         else:
             qclass = word
 
+    built: list[bool] = []  # dig's banner made for each name's lookup (cmd on, no +short)
+
     def new_name(name: str) -> None:
+        built.append(bool(args.show["cmd"]) and not args.short)
         names.append(name)
         own.append([])
         own_class.append(None)
@@ -456,17 +472,23 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     f"{word}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
                     "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
                     "+ignore, +tries=N, +retry=N, +[no]nsid, +[no]cookie[=HEX], +[no]multiline, "
-                    "+split=N, +[no]cmd/comments/question/answer/authority/additional/stats/"
-                    "all; see --help)"
+                    "+split=N, +[no]onesoa, +[no]cmd/comments/question/answer/authority/"
+                    "additional/stats/all; see --help)"
                 )
         elif loose and word.lower() == "ixfr":  # as dig: neither a type nor a name
             _warn(args, ";; Warning, ixfr requires a serial number")
-        elif loose and _is_type(word, dns.rdatatype):
-            set_type(word)
+        elif loose and (word.lower().startswith("ixfr=") or _is_type(word, dns.rdatatype)):
+            set_type(word)  # a type word, dig's IXFR=SERIAL too
         elif loose and _is_class(word, dns.rdataclass):
             set_class(word)
         else:
             new_name(word)
+    if not (args.show["cmd"] and not args.short):  # +nocmd or +short after a name: dig
+        for i, made in enumerate(built):  # made that lookup's banner before reading them,
+            if made:  # and prints it before `no servers could be reached`
+                if scopes[i] is None:
+                    scopes[i] = NameScope(args)
+                scopes[i].error_banner = True  # type: ignore[union-attr]
     if qclass is not None:
         _class_of(qclass, "-c")
     for cls in own_class:
@@ -554,6 +576,23 @@ BIND_ONLY_TYPES = {"EID": 31, "NIMLOC": 32, "ATMA": 34, "SINK": 40, "RKEY": 57, 
 NOT_BIND_TYPES = {"NONE", "IXFR", "NXNAME", "NSAP_PTR", "RESERVED0"}
 
 
+SERIAL_MAX = 0xFFFFFFFF
+
+
+def _ixfr_type(word: str) -> str:
+    """dig's `ixfr=SERIAL` (a type word, or -t's value) as our type `IXFR=SERIAL`."""
+    value = word[5:]
+    if not value.isdigit() or int(value) > SERIAL_MAX:
+        raise RunError(f"{word}: invalid serial number {value!r} (IXFR=N: 0..{SERIAL_MAX})")
+    return f"IXFR={int(value)}"
+
+
+def is_xfr(qtype: str) -> bool:
+    """A zone transfer's type: AXFR, or IXFR=SERIAL (`_ixfr_type`)."""
+    upper = qtype.upper()
+    return upper == "AXFR" or upper.startswith("IXFR=")
+
+
 def _dig_type(word: str, rdatatype: Any) -> str | None:
     """`word` as a type dig 9.18 reads (-t's value, a type word among the names): the
     canonical name we ask (TYPEnnn for a type only BIND names), else None (dig: `ignoring
@@ -573,15 +612,22 @@ def _is_type(word: str, rdatatype: Any) -> bool:
     return (word.isalnum() or word.upper() == "NSAP-PTR") and _dig_type(word, rdatatype) is not None
 
 
+def _xfr_max(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of records, 1..10000000")
+    return int(text)
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "names",
         metavar="NAME",
         nargs="*",
         help="names to look up; dig's words work among them: @SERVER, a TYPE or CLASS after "
-        "a name, +tcp (+vc), +ignore, +norecurse, +dnssec, +[no]edns[=N], +bufsize=N, +trace, "
+        "a name (AXFR, IXFR=SERIAL: a zone transfer), +tcp (+vc), +ignore, +norecurse, "
+        "+dnssec, +[no]edns[=N], +bufsize=N, +trace, "
         "+time=S, +tries=N, +retry=N, +short, +[no]multiline, +split=N, +[no]nsid, "
-        "+[no]cookie[=HEX], +[no]cmd, "
+        "+[no]cookie[=HEX], +[no]onesoa (AXFR: the first SOA only), +[no]cmd, "
         "+[no]comments, +[no]question, +[no]answer, +[no]authority, +[no]additional, "
         "+[no]stats, +[no]all",
     )
@@ -616,7 +662,13 @@ def configure(p: argparse.ArgumentParser) -> None:
         "invalid type' and the type it had; --type with one: an error [default: A]",
     )
     p.add_argument("--tcp", action="store_true", help="ask over TCP (default: UDP)")
-    p.set_defaults(nsid=False, cookie=True, multiline=False, split=None, ignore=False)
+    p.add_argument(
+        "--xfr-max", type=_xfr_max, default=XFR_MAX_RECORDS, metavar="N",
+        help="records a zone transfer (AXFR, IXFR=SERIAL) may hold, its retries' included; "
+        f"past it the transfer stops with an error [default: {XFR_MAX_RECORDS}]",
+    )  # fmt: skip
+    p.set_defaults(nsid=False, cookie=True, multiline=False, split=None, ignore=False,
+                   onesoa=False)  # fmt: skip
     p.add_argument(
         "--server",
         metavar="ADDR[:PORT]",
@@ -687,7 +739,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             raise RunError(f"+time/--wait {o.wait:g}: must be in (0, 60] seconds")
         if not 1 <= o.tries <= 10:
             raise RunError(f"+tries/--tries {o.tries}: must be 1..10 (+retry=N: N+1 tries)")
-        qtypes = [parse_qtype(t) for t in (types or ["A"])]
+        qtypes = [t if is_xfr(t) else parse_qtype(t) for t in (types or ["A"])]
         plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)]))
 
     recorder = pcapout.recorder_for(args)
@@ -703,6 +755,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     return
                 n += 1
                 progress(f"dns {n}/{total}: {name} {qtype}")
+                if is_xfr(qtype):  # always over TCP, as dig
+                    xfr = await _transfer(
+                        session, servers, name, qtype, o, qclass, recorder, progress
+                    )
+                    emit(xfr.to_dict())
+                    continue
                 if o.trace:  # from the first server, as dig
                     server, port = servers[0]
                     await dns_trace(
@@ -748,6 +806,67 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     return pcapout.recording(args, recorder, run)
 
 
+async def _transfer(
+    session: Any,
+    servers: Sequence[tuple[str | None, int]],
+    name: str,
+    qtype: str,
+    o: argparse.Namespace,
+    qclass: str,
+    recorder: Any,
+    progress: Progress,
+) -> Any:
+    """A zone transfer (AXFR, IXFR=SERIAL) from dig's servers in dig's order: a
+    communications failure (a refused connection, the server closing or silent
+    mid-transfer) is tried again from the first server while the lookup's tries last
+    (+tries: dig's requeue), then the next servers once each; an answer (a refusal too)
+    ends it. The attempts before the last are its `retries`, one that went on to the
+    next server marked `next_server` (dig says `no servers could be reached` after the
+    others)."""
+    from packetlab.measure.dns import EDNS_PAYLOAD
+    from packetlab.measure.dnsxfr import dns_xfr
+
+    serial = int(qtype[5:]) if qtype.upper().startswith("IXFR=") else None
+    cookie = _xfr_cookie(o.cookie)  # one client cookie for the lookup, as dig
+    earlier: list[Record] = []
+    left, budget, i = o.tries, o.xfr_max, 0
+    while True:
+        server, port = servers[i]
+        result = await dns_xfr(
+            session, name, serial=serial, server=server, port=port, timeout=o.wait,
+            attempts=1, edns=False if o.edns < 0 else o.edns,
+            payload=EDNS_PAYLOAD if o.bufsize is None else o.bufsize,
+            dnssec=bool(o.dnssec), family=o.family, qclass=qclass, nsid=o.nsid,
+            cookie=cookie, max_records=budget, recorder=recorder,
+            stop=lambda: progress.stopping,  # Ctrl-C: what came is printed, then the summary
+        )  # fmt: skip
+        budget -= len(result.answers)  # the cap holds for all the attempts together
+        final = result.error is None or result.error_kind in (
+            "malformed", "mismatch", "limit", "interrupted",
+        )  # fmt: skip
+        if final or progress.stopping or (left <= 1 and i == len(servers) - 1):
+            break
+        attempt = result.attempt_dict()
+        if left > 1:  # dig's requeue: the lookup again, from its first server
+            left, i = left - 1, 0
+        else:
+            attempt["next_server"] = True
+            i += 1
+        earlier.append(attempt)
+    result.retries = earlier
+    result.tries = len(earlier) + 1
+    return result
+
+
+def _xfr_cookie(cookie: bool | bytes) -> bytes | None:
+    """The client cookie a transfer sends (dig's default: a random one)."""
+    import random
+
+    if cookie is True:
+        return random.randbytes(8)
+    return cookie or None
+
+
 async def _ask(
     session: Any, servers: Sequence[tuple[str | None, int]], name: str, qtype: str, **options: Any
 ) -> Any:
@@ -756,6 +875,8 @@ async def _ask(
     remarks before it (`communications error to ADDR#PORT: connection refused`)."""
     from packetlab.measure.dns import dns_query
 
+    if options.get("tcp"):
+        return await _ask_tcp(session, servers, name, qtype, **options)
     notes: list[str] = []
     for i, (server, port) in enumerate(servers):
         result = await dns_query(session, name, qtype, server=server, port=port, **options)
@@ -764,6 +885,37 @@ async def _ask(
             return result
         notes += [line.removeprefix(";; ") for line in error_lines(result.to_dict())]
     raise AssertionError("no server")  # pragma: no cover (servers is never empty)
+
+
+async def _ask_tcp(
+    session: Any, servers: Sequence[tuple[str | None, int]], name: str, qtype: str, **options: Any
+) -> Any:
+    """A query over TCP (+tcp) in dig's order for a lookup over TCP: a connection refused
+    or a failed exchange is asked again from the first server while the tries last
+    (dig's requeue), then the next servers once each; each failure dig's lines before
+    the last (`;; Connection to ADDR#PORT(ADDR) for NAME failed: connection refused.`,
+    then `;; no servers could be reached` but when it goes on to the next server)."""
+    from packetlab.measure.dns import dns_query
+
+    notes: list[str] = []
+    left, i = options["attempts"], 0
+    while True:
+        server, port = servers[i]
+        result = await dns_query(session, name, qtype, server=server, port=port, **options)
+        if result.error is None or result.error_kind not in ("refused", "tcp"):
+            break
+        if left > 1:
+            left, i, next_server = left - 1, 0, False
+        elif i + 1 < len(servers):
+            i, next_server = i + 1, True
+        else:
+            break
+        lines = error_lines(result.to_dict())
+        if result.error_kind == "refused" and not next_server:
+            lines.append(";; no servers could be reached")
+        notes += [line.removeprefix(";; ") for line in lines]
+    result.notes[:0] = notes
+    return result
 
 
 def compact_row(r: Record) -> str | None:
@@ -869,7 +1021,18 @@ def hex_dump(data: bytes) -> list[str]:
     return lines
 
 
-def error_lines(r: Record) -> list[str]:
+STREAM_TIMEOUT = re.compile(r" within [0-9.e+-]+ s$")
+
+
+def connect_failed_line(r: Record, user: str | None, why: str = "connection refused") -> str:
+    """dig's line for a TCP connection that failed: the server as typed (`user`), the
+    name as typed (we have it absolute: without its final dot)."""
+    name = r["qname"].rstrip(".") or "."
+    where = f"{r['server']}#{r['port']}({user or r['server']})"
+    return f";; Connection to {where} for {name} failed: {why}."
+
+
+def error_lines(r: Record, user: str | None = None) -> list[str]:
     """A query that got no answer, as dig says it: a communications error per try (a
     reply that does not parse: `Got bad packet` and dig's hex dump of it)."""
     if r.get("error_kind") == "malformed" and "packet" in r:
@@ -878,9 +1041,13 @@ def error_lines(r: Record) -> list[str]:
         return [f";; Got bad packet: {r['error']}" if r["error_kind"] == "malformed" else
                 f";; {r['error']}"]  # fmt: skip
     where = f"{r['server']}#{r['port']}"
+    if r.get("proto") == "tcp" and r.get("error_kind") == "refused":  # dig's connect failure
+        return [connect_failed_line(r, user)]
     what = {"timeout": "timed out", "refused": "connection refused"}.get(
         r.get("error_kind") or "", r["error"]
     )
+    if r.get("proto") == "tcp" and STREAM_TIMEOUT.search(r["error"]):
+        what = "timed out"  # the TCP exchange's wait (TcpStream's StreamTimeout), as dig
     return [f";; communications error to {where}: {what}"] * max(r.get("tries", 1), 1)
 
 
@@ -915,6 +1082,12 @@ class DigText:
         return bool(getattr(self.view, "trace", False))
 
     @property
+    def error_banner(self) -> bool:
+        """dig made the lookup's banner (`_dig_words`' `error_banner`): it comes before
+        `no servers could be reached` even when +nocmd or +short came after the name."""
+        return bool(getattr(self.view, "error_banner", False))
+
+    @property
     def user_server(self) -> str | None:
         return getattr(self.view, "user_server", None)
 
@@ -924,16 +1097,17 @@ class DigText:
         multiline = bool(getattr(view, "multiline", False)) and not self.short
         return Style(multiline, getattr(view, "split", None))
 
-    def banner(self) -> list[str]:
+    def banner(self, always: bool = False) -> list[str]:
         """dig's banner before the first answer; with -f, a line of it before each batch
-        line's first answer too, naming that line's words."""
+        line's first answer too, naming that line's words. `always`: whatever +nocmd and
+        +short say now (dig made it when it read the name, before them)."""
         view = _base_of(self.view)
         words = getattr(view, "batch_words", None)
         if view is self.bannered or (self.bannered is not None and words is None):
             return []
         first = self.bannered is None
         self.bannered = view
-        if not self.cmd or self.short:
+        if not always and (not self.cmd or self.short):
             return []
         from packetlab import __version__
 
@@ -948,16 +1122,21 @@ class DigText:
     def __call__(self, r: Record) -> str | None:
         if r["type"] != "dns":
             return None
+        if r.get("xfr"):
+            return "\n".join(self.transfer(r)) or None
         if r.get("error_kind") == "lame" and self.trace and not self.short:  # as dig's step
             notes = [f";; {n}" for n in r.get("notes", []) if not n.startswith("BAD ")]
             return "\n".join([*notes, *self.trace_step(r), f";; {r['error']}"])
         lines = [f";; {note}" for note in r.get("notes", [])]
         if "error" in r:
-            lines += error_lines(r)
-            if r.get("error_kind") == "malformed":
+            texts = getattr(self.view, "server_texts", None) or {}
+            lines += error_lines(r, texts.get(r["server"]) or self.user_server)
+            if r.get("proto") == "tcp" and r.get("error_kind") == "refused":
+                lines.append(";; no servers could be reached")  # as dig: no banner
+            elif r.get("error_kind") == "malformed":
                 self.banner()  # as dig: the lookup's banner is used up, not shown
             elif r.get("error_kind") not in ("lame", "steps"):
-                lines += self.banner()
+                lines += self.banner(always=self.error_banner)
                 lines.append(";; no servers could be reached")
             if r.get("error_kind") == "timeout" and "; " in r["error"]:
                 lines.append(";; (" + r["error"].split("; ", 1)[1] + ")")
@@ -998,10 +1177,94 @@ class DigText:
             "",
         ]
 
-    def message(self, r: Record) -> list[str]:
+    def transfer(self, r: Record) -> list[str]:
+        """A zone transfer as dig prints it: each attempt's messages (only their answer
+        sections by default: a transfer shows headers and questions when +comments and
+        +question were given), how it ended (`; Transfer failed.`, a communications
+        error), then the statistics with dig's XFR size line."""
+        show = dict(self.show)
+        given = getattr(self.view, "plus_set", None) or {}
+        show["comments"] = show["comments"] and given.get("comments", False)
+        show["question"] = show["question"] and given.get("question", False)
+        show["stats"] = False  # after the last message, with its XFR size
+        attempts = [*r.get("retries", []), r]
+        lines: list[str] = []
+        for i, a in enumerate(attempts):
+            lines += self.xfr_attempt(a, show, last=i == len(attempts) - 1)
+        complete = r.get("error") is None and r.get("failed") is None and r["messages"]
+        if complete and self.show["stats"] and not self.short:
+            size = f"{r['records']} records (messages {r['messages']}, bytes {r['bytes']})"
+            lines += self.stats(r, f";; XFR size: {size}")
+        return lines
+
+    def xfr_attempt(self, a: Record, show: dict[str, bool], last: bool) -> list[str]:
+        style = self.style
+        lines: list[str] = []
+        if a["parts"]:
+            lines += self.banner()  # dig's, with the first message
+        at = 0
+        onesoa = bool(getattr(self.view, "onesoa", False)) and a["qtype"] == "AXFR"
+        for j, part in enumerate(a["parts"]):
+            lines += [f";; {note}" for note in part.get("notes", [])]
+            records = a["answers"][at : at + part["answers"]]
+            at += part["answers"]
+            if self.short:
+                lines += [style.data(x) for x in records]
+                continue
+            if onesoa:  # dig +onesoa (AXFR): the first message's first SOA, no other
+                soas = [k for k, x in enumerate(records) if x["type"] == "SOA"]
+                drop = set(soas[1:] if j == 0 else soas)
+                records = [x for k, x in enumerate(records) if k not in drop]
+            message = {**part, "answers": records}
+            if "question" in part:
+                message["qname"], message["qtype"], message["qclass"] = part["question"]
+            lines += self.message(message, show)
+        if a.get("failed"):
+            lines.append(f"; {a['failed']}")
+        kind = a.get("error_kind")
+        if a.get("error") is None:
+            return lines
+        where = f"{a['server']}#{a['port']}"
+        texts = getattr(self.view, "server_texts", None) or {}
+        if kind in ("refused", "tcp"):  # dig: the lookup's name as typed, no final dot
+            why = ("connection refused" if kind == "refused" else "timed out"
+                   if "timed out" in a["error"] else a["error"].split(": ", 1)[-1])  # fmt: skip
+            user = texts.get(a["server"]) or self.user_server or a["server"]
+            lines.append(connect_failed_line(a, user, why))
+            if not a.get("next_server"):  # dig: said but when it goes on to the next server
+                lines.append(";; no servers could be reached")
+        elif kind == "malformed" and "packet" in a:
+            lines += [f";; Got bad packet: {a['reason']}", *hex_dump(bytes.fromhex(a["packet"]))]
+        elif kind in ("eof", "timeout", "reset"):
+            what = {"eof": "end of file", "timeout": "timed out"}.get(kind, "connection reset")
+            lines.append(f";; communications error to {where}: {what}")
+            if last:  # dig's banner, if no message showed it
+                lines += [*self.banner(always=self.error_banner), ";; no servers could be reached"]
+        else:  # an ID mismatch (dig's words), a cap reached (ours)
+            lines.append(f";; {a['error']}")
+        return lines
+
+    def stats(self, r: Record, size_line: str) -> list[str]:
+        """dig's statistics: query time, server, when, the size line, a blank line."""
+        lines = []
+        took = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
+        if took is not None:
+            lines.append(f";; Query time: {int(took // 1000)} msec")
+        texts = getattr(self.view, "server_texts", None) or {}
+        user = texts.get(r["server"]) or self.user_server or r["server"]
+        return [
+            *lines,
+            f";; SERVER: {r['server']}#{r['port']}({user}) ({r['proto'].upper()})",
+            f";; WHEN: {time.strftime('%a %b %d %H:%M:%S %Z %Y')}",
+            size_line,
+            "",
+        ]
+
+    def message(self, r: Record, show: dict[str, bool] | None = None) -> list[str]:
         """The reply: header, OPT pseudosection, sections and statistics as dig shows
-        them; a blank line ends each block (the last one is the record's line end)."""
-        show, style = self.show, self.style
+        them; a blank line ends each block (the last one is the record's line end).
+        `show`: the display switches (default: the view's)."""
+        show, style = show or self.show, self.style
         comments = show["comments"]
         lines: list[str] = []
         if comments:
@@ -1026,6 +1289,8 @@ class DigText:
         for title, key, records in sections:
             if not show[key]:
                 continue
+            if records is None and "qname" not in r:  # a transfer's message without one
+                continue
             if records is None:
                 body = [question_line(r["qname"], r["qtype"], r.get("qclass", "IN"), style)]
             else:
@@ -1036,17 +1301,7 @@ class DigText:
             body = [rr_line(a, style) for a in r["tsig"]]
             lines += [";; TSIG PSEUDOSECTION:", *body, ""] if comments else body
         if show["stats"]:
-            took = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
-            if took is not None:
-                lines.append(f";; Query time: {int(took // 1000)} msec")
-            texts = getattr(self.view, "server_texts", None) or {}
-            user = texts.get(r["server"]) or self.user_server or r["server"]
-            lines += [
-                f";; SERVER: {r['server']}#{r['port']}({user}) ({r['proto'].upper()})",
-                f";; WHEN: {time.strftime('%a %b %d %H:%M:%S %Z %Y')}",
-                f";; MSG SIZE  rcvd: {r['size']}",
-                "",
-            ]
+            lines += self.stats(r, f";; MSG SIZE  rcvd: {r['size']}")
         return lines
 
 
@@ -1093,9 +1348,14 @@ def budget(args: argparse.Namespace) -> float:
     total = 0.0
     for entry in plan:
         o = entry[3] or args  # a batch line's options (dig -f), else the command line's
-        tries = (1 if o.tcp else o.tries) * max(len(getattr(o, "servers", None) or ()), 1)
+        servers = max(len(getattr(o, "servers", None) or ()), 1)
+        tries = o.tries + servers - 1 if o.tcp else o.tries * servers  # TCP: dig's requeue
         steps = 16 if getattr(o, "trace", False) else 1  # measure.dns.TRACE_STEPS
-        total += len(entry[1] or ["A"]) * steps * (tries + 1) * o.wait
+        for qtype in entry[1] or ["A"]:
+            if is_xfr(qtype):  # each attempt: its connect, then at most XFR_MAX_S
+                total += o.tries * max(len(getattr(o, "servers", None) or ()), 1) * (o.wait + 300)
+            else:
+                total += steps * (tries + 1) * o.wait
     return total
 
 

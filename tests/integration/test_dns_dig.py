@@ -575,3 +575,35 @@ def test_records_of_another_class_than_the_question_s_as_dig(port: int) -> None:
                   ["version.bind", "CH", "TXT"]):  # fmt: skip
         out = side_by_side(*at, *words)
         assert ("malformed" in out) == (words[-1] not in ("ANY", "TXT")), words
+
+
+def test_tcp_to_a_closed_port_is_digs_connect_failure(port: int) -> None:
+    """+tcp to a port nothing listens on: dig's `;; Connection to ... failed: connection
+    refused.` and `;; no servers could be reached` each try, no banner (session 14:
+    was one `communications error` line, the banner, one try); with a server after
+    it, the next server's answer after the first's tries, as dig."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    for words in (["+tries=2"], ["+tries=1", "+short"], ["+tries=3", "+nocmd"]):
+        out = side_by_side("@127.0.0.1", "-p", str(closed), "a.test", "+tcp", *words)
+        assert "failed: connection refused." in out and "<<>>" not in out
+    got = ours("@127.0.0.1", "-p", str(closed), "+tcp", "a.test")
+    assert got.returncode == 1
+    # 127.0.0.2: nothing listens there; then the zone server's answer
+    out = side_by_side("@127.0.0.2", "@127.0.0.1", "-p", str(port), "+tcp", "+tries=2", "a.test")
+    assert out.count("failed: connection refused.") == 2 and "status: NOERROR" in out
+    # a silent server: dig's `timed out` over TCP too, and its banner with +short
+    at = ["@127.0.0.1", "-p", str(port), "silent.test", "+time=1"]
+    for words in (
+        ["+tcp", "+tries=2"],
+        ["+tcp", "+tries=1", "+short"],
+        ["+tries=1", "+short"],
+        ["+tries=1", "+nocmd"],
+    ):  # after the name: dig's banner all the same
+        out = side_by_side(*at, *words)
+        assert "timed out" in out and out.endswith(";; no servers could be reached\n")
+    out = side_by_side("+short", *at, "+tries=1")  # before it: none
+    assert "<<>>" not in out

@@ -683,7 +683,8 @@ def test_a_type_or_class_dig_does_not_know_is_ignored_with_its_warning(
         (["a.test", "--type", "BOGUS"], "--type BOGUS: unknown record type 'BOGUS'"),
         (["a.test", "--type=BOGUS"], "--type BOGUS: unknown record type 'BOGUS'"),
         (["a.test", "--class", "BOGUS"], "--class: unknown class 'BOGUS'"),
-        (["a.test", "-t", "ixfr=3"], "-t ixfr=3: IXFR is not supported"),
+        (["a.test", "-t", "ixfr=x3"], "ixfr=x3: invalid serial number 'x3'"),
+        (["a.test", "IXFR=4294967296"], "IXFR=4294967296: invalid serial number"),
     ],
 )
 def test_our_long_type_and_class_options_stay_strict(argv: list[str], message: str) -> None:
@@ -739,3 +740,253 @@ def test_batch_line_warnings_come_between_the_answers_as_dig(
         ";; Warning, split must be a multiple of 4; adjusting to 8\n192.0.2.1\n"
         ";; Warning, ignoring invalid class BOGUS\n192.0.2.1\n"
     )
+
+
+# `dig @127.0.0.1 -p 36880 one.xfr AXFR` (BIND 9.18.49) against tests/integration's
+# dns_xfr_server.py, and what we recorded for the same transfer (--json)
+ONE = "ns.one.xfr. h.one.xfr. 1 7200 3600 1209600 300"
+ONE_ANSWERS = [
+    {"data": ONE, "name": "one.xfr.", "ttl": 3600, "type": "SOA"},
+    {"data": "ns.one.xfr.", "name": "one.xfr.", "ttl": 3600, "type": "NS"},
+    {"data": "192.0.2.80", "name": "www.one.xfr.", "ttl": 60, "type": "A"},
+    {"data": "2001:db8::80", "name": "www.one.xfr.", "ttl": 60, "type": "AAAA"},
+    {"data": '"hello world"', "name": "txt.one.xfr.", "ttl": 60, "type": "TXT"},
+    {"data": ONE, "name": "one.xfr.", "ttl": 3600, "type": "SOA"},
+]
+EDNS = {"flags": [], "mbz": 0, "options": [], "udp": 8192, "version": 0}
+ONE_XFR = {
+    "type": "dns", "xfr": True, "qname": "one.xfr.", "qtype": "AXFR", "server": "127.0.0.1",
+    "port": 36880, "proto": "tcp", "tries": 1, "rcode": "NOERROR", "records": 6,
+    "messages": 1, "bytes": 203, "answers": ONE_ANSWERS, "rtt_us": 1453.063,
+    "error_kind": None, "id": 45222,
+    "parts": [{"answers": 6, "counts": [1, 6, 0, 1], "edns": EDNS, "flags": ["QR", "AA"],
+               "id": 6542, "opcode": "QUERY", "question": ["one.xfr.", "AXFR", "IN"],
+               "rcode": "NOERROR", "size": 203}],
+}  # fmt: skip
+ONE_LINES = (
+    "one.xfr.\t\t3600\tIN\tSOA\tns.one.xfr. h.one.xfr. 1 7200 3600 1209600 300\n"
+    "one.xfr.\t\t3600\tIN\tNS\tns.one.xfr.\n"
+    "www.one.xfr.\t\t60\tIN\tA\t192.0.2.80\n"
+    "www.one.xfr.\t\t60\tIN\tAAAA\t2001:db8::80\n"
+    'txt.one.xfr.\t\t60\tIN\tTXT\t"hello world"\n'
+    "one.xfr.\t\t3600\tIN\tSOA\tns.one.xfr. h.one.xfr. 1 7200 3600 1209600 300\n"
+)
+ONE_STATS = """;; Query time: 1 msec
+;; SERVER: 127.0.0.1#36880(127.0.0.1) (TCP)
+;; WHEN: Sat Dec 05 02:53:03 UTC 2026
+;; XFR size: 6 records (messages 1, bytes 203)
+
+"""
+BANNER = """
+; <<>> DiG 9.18.49-1~deb12u3-Debian <<>> @127.0.0.1 -p 36880 one.xfr AXFR{}
+; (1 server found)
+;; global options: +cmd
+"""
+
+
+def xfr_args(*words: str) -> argparse.Namespace:
+    a = parse("@127.0.0.1", "-p", "36880", "one.xfr", "AXFR", *words)
+    a.cmdline = ["@127.0.0.1", "-p", "36880", "one.xfr", "AXFR", *words]
+    a.view = a.plan[0][3] or a  # the name's own options, as the run shows them
+    return a
+
+
+def test_a_zone_transfer_prints_as_dig() -> None:
+    """dig's output for a transfer: no header, question nor MSG SIZE as for a query, the
+    records of each message, then the statistics with dig's XFR size line (was: the
+    AXFR asked over UDP as a query, its REFUSED header printed)."""
+    a = xfr_args()
+    assert a.plan[0][1] == ["AXFR"]
+    same(text_of(a, ONE_XFR), BANNER.format("") + ONE_LINES + ONE_STATS)
+    # +comments (+question): each message's header (question) as dig prints a reply's
+    out = text_of(xfr_args("+comments"), ONE_XFR)
+    same(
+        out,
+        BANNER.format(" +comments")
+        + """;; Got answer:
+;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 6542
+;; flags: qr aa; QUERY: 1, ANSWER: 6, AUTHORITY: 0, ADDITIONAL: 1
+
+;; OPT PSEUDOSECTION:
+; EDNS: version: 0, flags:; udp: 8192
+;; ANSWER SECTION:
+"""
+        + ONE_LINES
+        + "\n"
+        + ONE_STATS,
+    )
+    out = text_of(xfr_args("+question", "+nocmd", "+nostats"), ONE_XFR)
+    assert out == ";one.xfr.\t\t\tIN\tAXFR\n" + ONE_LINES
+    assert text_of(xfr_args("+noall", "+answer"), ONE_XFR) == ONE_LINES
+    assert text_of(xfr_args("+noall"), ONE_XFR) == ""
+    assert text_of(xfr_args("+short"), ONE_XFR) == (
+        f'{ONE}\nns.one.xfr.\n192.0.2.80\n2001:db8::80\n"hello world"\n{ONE}\n'
+    )
+    # +onesoa: the first SOA only (dig's, for an AXFR; +short keeps both)
+    assert (
+        text_of(xfr_args("+onesoa", "+nocmd", "+nostats"), ONE_XFR)
+        == ONE_LINES.rsplit("one.xfr.\t", 1)[0]
+    )
+    assert text_of(xfr_args("+onesoa", "+short"), ONE_XFR).count(ONE) == 2
+    out = text_of(xfr_args("+multiline", "+nocmd", "+nostats"), ONE_XFR)
+    assert out.startswith("one.xfr.\t\t3600 IN\tSOA ns.one.xfr. h.one.xfr. (\n\t\t\t\t1  ")
+    assert "www.one.xfr.\t\t60 IN A\t192.0.2.80\n" in out
+
+
+def test_a_failed_transfer_is_digs_remark() -> None:
+    refused = {**ONE_XFR, "rcode": "REFUSED", "records": 0, "bytes": 40, "answers": [],
+               "failed": "Transfer failed.",
+               "parts": [{**ONE_XFR["parts"][0], "answers": 0, "counts": [1, 0, 0, 1],  # type: ignore[index]
+                          "flags": ["QR"], "rcode": "REFUSED", "size": 40}]}  # fmt: skip
+    same(text_of(xfr_args(), refused), BANNER.format("") + "; Transfer failed.\n")
+    out = text_of(xfr_args("+comments", "+nocmd"), refused)
+    assert out.startswith(";; Got answer:\n;; ->>HEADER<<- opcode: QUERY, status: REFUSED,")
+    assert out.endswith("; EDNS: version: 0, flags:; udp: 8192\n; Transfer failed.\n")
+    assert text_of(xfr_args("+short"), refused) == "; Transfer failed.\n"
+
+
+def test_a_transfer_cut_short_is_tried_again_as_dig() -> None:
+    """The server closed mid-transfer: dig prints what came, its communications error,
+    and tries again (+tries); after the last, `no servers could be reached`."""
+    cut = {**ONE_XFR, "answers": ONE_ANSWERS[:5], "records": 5, "error_kind": "eof",
+           "error": "127.0.0.1#36880 closed the connection after 1 messages", "tries": 2,
+           "parts": [{**ONE_XFR["parts"][0], "answers": 5}]}  # type: ignore[index]  # fmt: skip
+    last = {**cut, "retries": [dict(cut)]}
+    lines = "".join(ONE_LINES.splitlines(keepends=True)[:5])
+    same(text_of(xfr_args("+tries=2"), last), BANNER.format(" +tries=2") + lines
+         + ";; communications error to 127.0.0.1#36880: end of file\n" + lines
+         + ";; communications error to 127.0.0.1#36880: end of file\n"
+         + ";; no servers could be reached\n")  # fmt: skip
+    # nothing came: the banner before dig's last line, as dig
+    none = {**cut, "answers": [], "parts": [], "records": 0, "messages": 0}
+    out = text_of(xfr_args("+tries=2"), {**none, "retries": [none]})
+    assert out.startswith(";; communications error to 127.0.0.1#36880: end of file\n" * 2 + "\n")
+    assert out.endswith(";; global options: +cmd\n;; no servers could be reached\n")
+    # a refused connection: dig's line for it and `no servers` each try, no banner
+    refused = {**none, "error_kind": "refused", "error": "TCP connect to 127.0.0.1:36880: ..."}
+    assert (
+        text_of(xfr_args(), {**refused, "retries": [refused]})
+        == (
+            ";; Connection to 127.0.0.1#36880(127.0.0.1) for one.xfr failed: connection refused.\n"
+            ";; no servers could be reached\n"
+        )
+        * 2
+    )
+
+
+def test_ixfr_words_as_dig() -> None:
+    """`IXFR=N` (a word or -t's value): an incremental transfer from serial N; `ixfr`
+    alone is dig's warning; was an error (-t) or a name looked up (the word)."""
+    assert parse("@127.0.0.1", "z.test", "IXFR=5").plan[0][1] == ["IXFR=5"]
+    assert parse("@127.0.0.1", "z.test", "-t", "ixfr=07").plan[0][1] == ["IXFR=7"]
+    assert parse("@127.0.0.1", "ixfr=4294967295", "z.test").plan[0][1] == ["IXFR=4294967295"]
+    a = parse("@127.0.0.1", "z.test", "AXFR", "y.test", "IXFR=1", "--xfr-max", "50")
+    assert [p[1] for p in a.plan] == [["AXFR"], ["IXFR=1"]] and a.xfr_max == 50
+    assert run_dns.budget(a) >= 2 * a.tries * 300  # an attempt may take XFR_MAX_S
+    with pytest.raises(SystemExit):
+        parse("z.test", "AXFR", "--xfr-max", "0")
+    from packetlab.measure import dnsxfr
+
+    assert parse("z.test", "AXFR").xfr_max == dnsxfr.XFR_MAX_RECORDS == run_dns.XFR_MAX_RECORDS
+
+
+def test_help_shows_the_transfers(capsys: pytest.CaptureFixture[str]) -> None:
+    import packetlab.cli as cli
+
+    with pytest.raises(SystemExit):
+        cli.parse(["run", "dns", "--help"])
+    out = capsys.readouterr().out
+    assert "IXFR=SERIAL" in out and "--xfr-max N" in out and "example.com AXFR" in out
+
+
+def test_a_transfer_tries_servers_in_digs_order() -> None:
+    """dig's order for a lookup's failures: the first server again while the tries last
+    (its requeue), then the next servers once each; `no servers could be reached`
+    after each refused connection but the one that goes on to the next server."""
+    import struct
+    import sys
+
+    import dns.message
+    import dns.rrset
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    from ctl_fakes import Rig
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli.run_command import Progress
+
+    rig = Rig()
+
+    def cut(data: bytes) -> list[bytes]:  # the SOA, then the connection closed
+        r = dns.message.make_response(dns.message.from_wire(data[2:]))
+        r.answer.append(dns.rrset.from_text("one.xfr.", 60, "IN", "SOA", ONE))
+        wire = r.to_wire()
+        return [struct.pack(">H", len(wire)) + wire]
+
+    rig.endpoint.tcp_servers[("192.0.2.54", 53)] = cut
+    a = parse("@192.0.2.53", "@192.0.2.54", "one.xfr", "AXFR", "+tries=3", "+nocmd")
+    servers = [("192.0.2.53", 53), ("192.0.2.54", 53)]
+    o = a.plan[0][3] or a  # the name's own options (+tries=3 after it)
+    go = run_dns._transfer(rig.session, servers, "one.xfr", "AXFR", o, "IN", None, Progress())
+    r = rig.run(Deferred.fromCoroutine(go))
+    got = [(x["server"], x["error_kind"], x.get("next_server")) for x in r.retries]
+    assert got == [("192.0.2.53", "refused", None), ("192.0.2.53", "refused", None),
+                   ("192.0.2.53", "refused", True)]  # fmt: skip
+    assert (r.server, r.error_kind, r.tries) == ("192.0.2.54", "eof", 4)
+    a.view = o
+    out = text_of(a, r.to_dict())
+    refused = ";; Connection to 192.0.2.53#53(192.0.2.53) for one.xfr failed: connection refused.\n"
+    assert out.startswith((refused + ";; no servers could be reached\n") * 2 + refused + "one.xfr.")
+    assert out.endswith(";; communications error to 192.0.2.54#53: end of file\n"
+                        ";; no servers could be reached\n")  # fmt: skip
+
+
+def test_a_tcp_query_to_a_closed_port_is_digs_connect_failure() -> None:
+    """+tcp: a refused connection is dig's `;; Connection to ... failed: connection
+    refused.` and `no servers could be reached`, no banner, asked again while the tries
+    last (from the first server: dig's requeue), then the next server (was our one
+    `communications error ... connection refused` line, the banner, one try)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    from ctl_fakes import Rig
+    from twisted.internet.defer import Deferred
+
+    rig = Rig()  # nothing listens: the fake refuses every connect
+    a = parse("@192.0.2.53", "a.test", "+tcp", "+tries=2")
+    servers = [("192.0.2.53", 53)]
+    r = rig.run(Deferred.fromCoroutine(run_dns._ask(rig.session, servers, "a.test", "A",
+                                                    tcp=True, attempts=2, icmp=False)))  # fmt: skip
+    line = ";; Connection to 192.0.2.53#53(192.0.2.53) for a.test failed: connection refused.\n"
+    assert text_of(a, r.to_dict()) == (line + ";; no servers could be reached\n") * 2
+    r = rig.run(Deferred.fromCoroutine(run_dns._ask(
+        rig.session, [("192.0.2.53", 53), ("192.0.2.54", 53)], "a.test", "A", tcp=True,
+        attempts=1, icmp=False)))  # fmt: skip
+    assert r.notes == [line[3:-1]] and r.server == "192.0.2.54"  # on to the next: no `no servers`
+
+
+def test_a_query_without_answer_shows_digs_banner_with_short_and_tcp_timeouts() -> None:
+    """dig prints its banner before `no servers could be reached` whatever +short says;
+    a TCP exchange that timed out is dig's `timed out` (was our StreamTimeout text, and
+    no banner with +short)."""
+    lost = {"type": "dns", "qname": "silent.test.", "qtype": "A", "server": "127.0.0.1",
+            "port": 41073, "proto": "tcp", "tries": 1, "error_kind": "tcp",
+            "error": "nothing from 127.0.0.1:41073 within 1 s"}  # fmt: skip
+    words = ["@127.0.0.1", "-p", "41073", "silent.test", "+tcp", "+tries=1", "+time=1", "+short"]
+    a = parse(*words)
+    a.cmdline = words
+    a.view = a.plan[0][3]  # the name's options, as the run shows it
+    # `dig @127.0.0.1 -p 41073 silent.test +tcp +tries=1 +time=1 +short` (BIND 9.18.49)
+    same(text_of(a, lost), (
+        ";; communications error to 127.0.0.1#41073: timed out\n"
+        "\n; <<>> DiG 9.18.49-1~deb12u3-Debian <<>> " + " ".join(words) + "\n"
+        "; (1 server found)\n;; global options: +cmd\n;; no servers could be reached\n"
+    ))  # fmt: skip
+    # +short or +nocmd before the name: no banner, as dig (it makes none for the lookup)
+    assert text_of(parse("+short", "silent.test"), lost) == (
+        ";; communications error to 127.0.0.1#41073: timed out\n;; no servers could be reached\n"
+    )
+    a = parse("@127.0.0.1", "silent.test", "+nocmd")  # after it: dig's banner all the same
+    a.view = a.plan[0][3]
+    assert "; <<>> pktlab" in text_of(a, lost) and a.view.error_banner
+    assert "<<>>" not in text_of(parse("+nocmd", "silent.test"), lost)

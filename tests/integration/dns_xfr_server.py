@@ -1,0 +1,280 @@
+# Run as a child process: imports only the standard library, Twisted and dnspython.
+"""An authoritative server that does zone transfers (AXFR, IXFR) over TCP, and IXFR over
+UDP, for the tests of `pktlab run dns ... AXFR` side by side with dig:
+
+    python dns_xfr_server.py [ADDR [QUERY_LOG]]   # prints "PORT" (UDP and TCP on ADDR)
+
+Each query received is appended to QUERY_LOG as a line `PROTO HEX` (its wire bytes), so a
+test compares the request we send with dig's.
+
+Zones (each transfer is sent in messages of `PER_MESSAGE` records, the zone's order):
+* `test.`: dns_zone_server.py's zone (DNSSEC records, every type dig prints in its own
+  way), sent in messages of 7 records; `big.xfr.`: 3000 A records (SOA, NS first), in
+  messages of 100; `one.xfr.`: the whole zone in one message.
+* `ixfr.xfr.`: serials 1, 2 and 3 (a record deleted and one added each time): IXFR from
+  serial 1 or 2 gets the incremental reply (RFC 1995, differences in messages of 3
+  records), from 3 or later the current SOA alone (up to date), from any other serial
+  the AXFR-style reply (the whole zone between two SOAs).
+* Over UDP an IXFR gets the incremental reply when it fits in 512 bytes, else the SOA
+  alone (RFC 1995 §2); any other UDP query gets REFUSED.
+Misbehaving ones: `refused.xfr.` REFUSED, `notauth.xfr.` NOTAUTH, `empty.xfr.` NOERROR
+with no records, `nosoa.xfr.` a transfer that starts with an A record; `cut.xfr.` two
+messages, then the connection closed (no end SOA); `noend.xfr.` two messages, then
+silence with the connection open; `endless.xfr.` records without end, as fast as the
+client reads; `close.xfr.` the
+connection closed at once; `garbage.xfr.` one message, then one that is no DNS message; `badid.xfr.`
+the first message with another ID.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import dns.zone
+from twisted.internet import protocol
+from twisted.internet import reactor as _reactor
+from twisted.internet.error import CannotListenError
+from twisted.protocols.basic import Int16StringReceiver
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dns_zone_server import ZONE  # the side-by-side zone of the query tests
+
+reactor: Any = _reactor
+RR = tuple[str, int, str, str]  # name, ttl, type, data
+
+
+def _zone_records(text: str, origin: str) -> list[RR]:
+    """A zone's records, SOA first, then the others in the zone's order."""
+    z = dns.zone.from_text(text, origin=dns.name.from_text(origin), relativize=False)
+    soa: list[RR] = []
+    rest: list[RR] = []
+    for name, node in z.items():
+        for rds in node:
+            for rd in rds:
+                rr = (name.to_text(), rds.ttl, dns.rdatatype.to_text(rds.rdtype), rd.to_text())
+                (soa if rds.rdtype == dns.rdatatype.SOA else rest).append(rr)
+    return soa + rest
+
+
+def _soa(zone: str, serial: int) -> RR:
+    return (zone, 3600, "SOA", f"ns.{zone} h.{zone} {serial} 7200 3600 1209600 300")
+
+
+TEST = _zone_records(ZONE, "test.")
+BIG = [_soa("big.xfr.", 7), ("big.xfr.", 3600, "NS", "ns.big.xfr.")] + [
+    (f"h{i}.big.xfr.", 300, "A", f"10.{i // 65536}.{i // 256 % 256}.{i % 256}") for i in range(3000)
+]
+ONE = [_soa("one.xfr.", 1), ("one.xfr.", 3600, "NS", "ns.one.xfr."),
+       ("www.one.xfr.", 60, "A", "192.0.2.80"), ("www.one.xfr.", 60, "AAAA", "2001:db8::80"),
+       ("txt.one.xfr.", 60, "TXT", '"hello world"')]  # fmt: skip
+# ixfr.xfr.: version 1 has a, b; 2 drops a, adds c; 3 drops b, adds d
+IX = "ixfr.xfr."
+IX_BASE = [(IX, 3600, "NS", f"ns.{IX}"), (f"ns.{IX}", 3600, "A", "127.0.0.1")]
+IX_DIFFS = {  # serial -> (deleted, added) going to it from serial - 1
+    2: ([(f"a.{IX}", 300, "A", "192.0.2.1")], [(f"c.{IX}", 300, "A", "192.0.2.3")]),
+    3: ([(f"b.{IX}", 300, "A", "192.0.2.2")], [(f"d.{IX}", 300, "TXT", '"new in 3"')]),
+}
+IX_SERIAL = 3
+IX_NOW = [_soa(IX, IX_SERIAL), *IX_BASE, (f"c.{IX}", 300, "A", "192.0.2.3"),
+          (f"d.{IX}", 300, "TXT", '"new in 3"')]  # fmt: skip
+
+
+def ixfr_records(serial: int) -> list[RR]:
+    """The IXFR answer for a client at `serial` (RFC 1995 §4)."""
+    if serial >= IX_SERIAL:
+        return [_soa(IX, IX_SERIAL)]
+    if serial not in (1, 2):
+        return [*IX_NOW, _soa(IX, IX_SERIAL)]
+    out = [_soa(IX, IX_SERIAL)]
+    for to in range(serial + 1, IX_SERIAL + 1):
+        deleted, added = IX_DIFFS[to]
+        out += [_soa(IX, to - 1), *deleted, _soa(IX, to), *added]
+    return [*out, _soa(IX, IX_SERIAL)]
+
+
+def axfr_of(zone: str) -> tuple[list[RR], int] | None:
+    """A zone's AXFR records (SOA, the rest, SOA) and how many go in a message."""
+    records = {"test.": (TEST, 7), "big.xfr.": (BIG, 100), "one.xfr.": (ONE, 1000),
+               IX: (IX_NOW, 3)}.get(zone)  # fmt: skip
+    if records is None:
+        return None
+    rrs, per = records
+    return [*rrs, rrs[0]], per
+
+
+def message(query: dns.message.Message, records: list[RR]) -> bytes:
+    r = dns.message.make_response(query)
+    r.flags |= dns.flags.AA
+    for name, ttl, rtype, data in records:
+        r.answer.append(dns.rrset.from_text(name, ttl, "IN", rtype, data))
+    return bytes(r.to_wire(want_shuffle=False, max_size=65535))
+
+
+def _rcode(query: dns.message.Message, rcode: int) -> bytes:
+    r = dns.message.make_response(query)
+    r.set_rcode(dns.rcode.Rcode(rcode))
+    return bytes(r.to_wire())
+
+
+def _ixfr_serial(query: dns.message.Message) -> int | None:
+    for rrset in query.authority:
+        if rrset.rdtype == dns.rdatatype.SOA:
+            return int(rrset[0].serial)
+    return None
+
+
+class Tcp(Int16StringReceiver):
+    MAX_LENGTH = 65535
+    transport: Any
+    factory: Any
+
+    def stringReceived(self, data: bytes) -> None:
+        log(self.factory, "tcp", data)
+        try:
+            query = dns.message.from_wire(data)
+        except Exception:
+            self.transport.loseConnection()
+            return
+        if not query.question:
+            return
+        q = query.question[0]
+        zone, rdtype = q.name.to_text(), q.rdtype
+        if rdtype not in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
+            self.sendString(_rcode(query, dns.rcode.REFUSED))
+            return
+        special = {"refused.xfr.": dns.rcode.REFUSED, "notauth.xfr.": dns.rcode.NOTAUTH}
+        if zone in special:
+            self.sendString(_rcode(query, special[zone]))
+            return
+        if zone == "close.xfr.":
+            self.transport.loseConnection()
+            return
+        if zone == "empty.xfr.":
+            self.sendString(message(query, []))
+            return
+        if zone == "nosoa.xfr.":
+            self.sendString(message(query, [("a.nosoa.xfr.", 60, "A", "192.0.2.9")]))
+            return
+        if zone in ("cut.xfr.", "noend.xfr.", "garbage.xfr.", "badid.xfr."):
+            self.misbehave(query, zone)
+            return
+        if zone == "endless.xfr.":
+            self.endless(query)
+            return
+        if rdtype == dns.rdatatype.IXFR and zone == IX:
+            serial = _ixfr_serial(query)
+            records = ixfr_records(serial if serial is not None else 0)
+            per = 3
+        else:
+            got = axfr_of(zone)
+            if got is None:
+                self.sendString(_rcode(query, dns.rcode.NOTAUTH))
+                return
+            records, per = got
+        for at in range(0, len(records), per):
+            self.sendString(message(query, records[at : at + per]))
+
+    def misbehave(self, query: dns.message.Message, zone: str) -> None:
+        first = [_soa(zone, 1), (zone, 3600, "NS", f"ns.{zone}")]
+        second = [(f"h{i}.{zone}", 60, "A", f"192.0.2.{i}") for i in range(1, 4)]
+        if zone == "badid.xfr.":
+            wire = bytearray(message(query, first))
+            wire[0:2] = ((query.id + 1) % 65536).to_bytes(2, "big")
+            self.sendString(bytes(wire))
+            return
+        self.sendString(message(query, first))
+        if zone == "garbage.xfr.":
+            self.sendString(message(query, [])[:2] + b"\x84\x00" + b"\xff" * 20)
+            return
+        self.sendString(message(query, second))
+        if zone == "cut.xfr.":
+            self.transport.loseConnection()
+
+    def endless(self, query: dns.message.Message) -> None:
+        """Records without end, each message written once the client read the last."""
+        self.sendString(message(query, [_soa("endless.xfr.", 1)]))
+        producer = Endless(self, query)
+        self.transport.registerProducer(producer, True)
+        reactor.callLater(0, producer.resumeProducing)
+
+
+class Endless:
+    """A push producer of A records in messages of 100, for as long as the client reads."""
+
+    def __init__(self, proto: Tcp, query: dns.message.Message) -> None:
+        self.proto, self.query, self.count, self.paused = proto, query, 0, False
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while not self.paused and self.proto.transport is not None and self.proto.connected:
+            n, self.count = self.count, self.count + 100
+            self.proto.sendString(message(self.query, [
+                (f"h{i}.endless.xfr.", 60, "A", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
+                for i in range(n, n + 100)
+            ]))  # fmt: skip
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
+class Udp(protocol.DatagramProtocol):
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        log(self.factory, "udp", data)
+        try:
+            query = dns.message.from_wire(data)
+        except Exception:
+            return
+        if not query.question or self.transport is None:
+            return
+        q = query.question[0]
+        if q.rdtype == dns.rdatatype.IXFR and q.name.to_text() == IX:
+            serial = _ixfr_serial(query)
+            out = message(query, ixfr_records(serial if serial is not None else 0))
+            if len(out) > 512:
+                out = message(query, [_soa(IX, IX_SERIAL)])
+        else:
+            out = _rcode(query, dns.rcode.REFUSED)
+        self.transport.write(out, addr)
+
+
+def log(factory: Any, proto: str, data: bytes) -> None:
+    path = getattr(factory, "query_log", None)
+    if path:
+        with open(path, "a", encoding="ascii") as f:
+            f.write(f"{proto} {data.hex()}\n")
+
+
+def main(argv: list[str]) -> None:
+    addr = argv[0] if argv else "127.0.0.1"
+    factory = protocol.Factory.forProtocol(Tcp)
+    factory.query_log = argv[1] if len(argv) > 1 else None  # type: ignore[attr-defined]
+    for _ in range(50):  # the UDP port's number may be taken for TCP: try another
+        udp = reactor.listenUDP(0, Udp(factory), interface=addr)
+        port = udp.getHost().port
+        try:
+            reactor.listenTCP(port, factory, interface=addr)
+            break
+        except CannotListenError:
+            udp.stopListening()
+    print(port, flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
