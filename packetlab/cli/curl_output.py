@@ -11,7 +11,7 @@ import os
 import re
 from typing import IO
 
-from packetlab.measure.http import WriteError
+from packetlab.measure.writeerror import WriteError
 
 NUMBERED = 100  # curl 7.88 --no-clobber: NAME.1 .. NAME.99 (its manual says .100)
 _CD = b"content-disposition:"

@@ -37,11 +37,14 @@ import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from packetlab import ppks  # (its names load on first use: `run --help` needs none)
 from packetlab.controller.errors import ControllerError
 from packetlab.paths import expand_path
-from packetlab.ppks import PktlabHome, default_home
+
+if TYPE_CHECKING:
+    from packetlab.ppks import PktlabHome
 
 T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -134,10 +137,10 @@ class Link:
         if self.plaintext:
             return "plain TCP (--insecure-plaintext)"
         if self.in_process and self.home is None:  # what run_in_process will use
-            h = PktlabHome.at(None)
+            h = ppks.PktlabHome.at(None)
             if not all((h.root / f).is_file() for f in CONTROLLER_FILES + ENDPOINT_FILES):
                 return f"TLS 1.3, demo PPKS certificates from {demo_link_cache()}"
-        return f"TLS 1.3, PPKS certificates from {self.home or default_home()}"
+        return f"TLS 1.3, PPKS certificates from {self.home or ppks.default_home()}"
 
 
 def listen_description(text: str) -> str:
@@ -301,7 +304,7 @@ def _quiet_demo_home(root: Path) -> PktlabHome:
     """`pktlab init` into `root` without its listing on stdout."""
     from packetlab.cli.init import init_home
 
-    home = PktlabHome.at(root)
+    home = ppks.PktlabHome.at(root)
     with contextlib.redirect_stdout(io.StringIO()):
         init_home(home)
     return home
@@ -420,7 +423,7 @@ def _in_process_home(home: Path | None) -> tuple[PktlabHome, bool]:
     the rest of a run's start)."""
     need = CONTROLLER_FILES + ENDPOINT_FILES
     if home is not None:
-        h = PktlabHome.at(home)
+        h = ppks.PktlabHome.at(home)
         missing = [f for f in need if not (h.root / f).is_file()]
         if missing:
             raise LinkError(
@@ -429,7 +432,7 @@ def _in_process_home(home: Path | None) -> tuple[PktlabHome, bool]:
                 "--insecure-plaintext"
             )
         return h, False
-    h = PktlabHome.at(None)
+    h = ppks.PktlabHome.at(None)
     if all((h.root / f).is_file() for f in need):
         return h, False
     cache = demo_link_cache()
@@ -441,7 +444,7 @@ def _in_process_home(home: Path | None) -> tuple[PktlabHome, bool]:
         if not all((cache / f).is_file() for f in need):
             shutil.rmtree(cache, ignore_errors=True)
             _quiet_demo_home(cache)
-    return PktlabHome.at(cache), True
+    return ppks.PktlabHome.at(cache), True
 
 
 def _memory_dir() -> str | None:
@@ -642,7 +645,7 @@ def listening_endpoint(reactor: Any, link: Link) -> tuple[Any, ControllerCredent
     from packetlab.controller.local import HANDSHAKE_TIMEOUT
     from packetlab.tls import PPKSServerEndpoint
 
-    creds = ControllerCredentials.from_home(PktlabHome.at(link.home))
+    creds = ControllerCredentials.from_home(ppks.PktlabHome.at(link.home))
     # an endpoint that connects and never finishes the handshake is cut off, as by tls_server
     where = PPKSServerEndpoint(
         serverFromString(reactor, link.listen),

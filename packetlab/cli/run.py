@@ -34,10 +34,10 @@ from packetlab.cli.link import (
     route_source,
     run_on_link,
 )
-from packetlab.controller.stop import StopSignal
 
 if TYPE_CHECKING:  # (imported where used: `run dns`, `http`... import this module too)
     from packetlab.cli.report import MdaReport, PingReport, TracerouteReport
+    from packetlab.controller.stop import StopSignal
     from packetlab.measure.records import PingResult, TracerouteResult
 
 T = TypeVar("T")
@@ -1659,6 +1659,8 @@ async def measure(
     from packetlab.measure.records import Stamp
 
     if stop is None:
+        from packetlab.controller.stop import StopSignal
+
         stop = StopSignal()
     if args.measurement == "traceroute" and args.first_ttl > args.max_ttl:
         raise RunError(f"--first-ttl {args.first_ttl} is above --max-ttl {args.max_ttl}")

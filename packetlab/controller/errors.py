@@ -7,7 +7,12 @@ code is known, as a plain int otherwise.
 
 from __future__ import annotations
 
-from packetlab.wire import Message, Status
+from typing import TYPE_CHECKING
+
+from packetlab.wire.constants import Status
+
+if TYPE_CHECKING:
+    from packetlab.wire import Message
 
 
 def status_name(code: int) -> str:

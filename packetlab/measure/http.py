@@ -59,6 +59,7 @@ from packetlab.measure.stream import (
     connect_failure,
 )
 from packetlab.measure.upload import CHUNK, Upload, UploadError
+from packetlab.measure.writeerror import WriteError  # (re-exported: its home before)
 from packetlab.wire import Ndata, Ntag
 
 if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it
@@ -94,18 +95,6 @@ CA_FILES = (  # where curl and Python find the system store on common distributi
 class HttpError(ControllerError):
     """The URL cannot be fetched as given (bad URL). A host name that does not resolve is
     the result's `error`, as a refused connect: the other URLs of a run still go."""
-
-
-class WriteError(Exception):
-    """Raised by an `on_body` or `on_headers` callback that cannot take what came (the
-    file it writes could not be made): the fetch ends there, its message the result's
-    `error`, curl's exit code 23 (the response's status kept, as curl's %{http_code}).
-    From `on_headers`, `header_bytes` says how much of the header block was taken (the
-    lines before the refused one, as curl counts its size_header), None: all of it."""
-
-    def __init__(self, message: str, header_bytes: int | None = None) -> None:
-        super().__init__(message)
-        self.header_bytes = header_bytes
 
 
 @dataclass(frozen=True, slots=True)

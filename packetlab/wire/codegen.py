@@ -67,7 +67,7 @@ def compile_cached(src: str, filename: str) -> CodeType:
 # What the derived code is made from: a change to any of these derives it afresh.
 _INPUTS = (
     "layouts.py", "messages.py", "nodes.py", "chlist.py", "constants.py", "errors.py",
-    "sourcegen.py", "codegen.py", "fastns.py",
+    "sourcegen.py", "codegen.py", "fastns.py", "jsonform.py",
 )  # fmt: skip
 _CHLIST = {chlist.decode: "decode", chlist.encode: "encode"}
 # key -> marshal of (code, recipe, source), as kept on disk: each entry is loaded when its
@@ -100,7 +100,7 @@ def _kept() -> dict[str, bytes]:
     return _bundle
 
 
-def _keep(key: str, entry: tuple[CodeType, tuple[Any, ...], str]) -> None:
+def _keep(key: str, entry: Any) -> None:
     kept = _kept()
     kept[key] = marshal.dumps(entry)
     try:
@@ -193,6 +193,22 @@ def _load(
         ns = _namespace(base, recipe)
     exec(code, ns)
     return ns, src
+
+
+def kept_table(key: str, derive_table: Callable[[], Any]) -> Any:
+    """A table derived from the declarations (plain dicts, lists, tuples of str, int,
+    bool), kept with the derived code: `packetlab.wire.jsonform`'s field tables, so that
+    `pktlab decode` does not import construct to walk the layouts on every start. Derived
+    now by `derive_table` and kept when absent or unreadable."""
+    blob = _kept().get(key)
+    if blob is not None:
+        try:
+            return marshal.loads(blob)
+        except (ValueError, EOFError, TypeError):
+            pass
+    table = derive_table()
+    _keep(key, table)
+    return table
 
 
 def is_kept(cls: type) -> bool:

@@ -20,13 +20,11 @@ from collections.abc import Mapping
 from dataclasses import MISSING, fields
 from typing import Any
 
-import construct as c
-
 from packetlab.wire.codec import encode
+from packetlab.wire.codegen import kept_table
 from packetlab.wire.constants import HEADER_LEN
 from packetlab.wire.errors import WireError
 from packetlab.wire.messages import ALL_MESSAGES, BY_NAME, Message
-from packetlab.wire.nodes import Cond
 
 __all__ = [
     "JsonFormError",
@@ -54,6 +52,10 @@ class JsonFormError(WireError):
 
 def _int_bits(body: Any) -> dict[str, int]:
     """Width in bits of every integer field of a construct body declaration."""
+    import construct as c
+
+    from packetlab.wire.nodes import Cond
+
     out: dict[str, int] = {}
     for sub in body.subcons:
         if not (isinstance(sub, c.Renamed) and sub.name):
@@ -76,24 +78,36 @@ def _kind(name: str, annotation: str) -> str:
 
 def _wire_order(cls: type[Message]) -> list[Any]:
     """The dataclass fields in the order the body declaration puts them on the wire."""
+    import construct as c
+
     declared = [s.name for s in cls.BODY.subcons if isinstance(s, c.Renamed) and s.name]
     dfields = fields(cls)  # type: ignore[arg-type]
     return sorted(dfields, key=lambda f: declared.index(f.name))
 
 
-# name -> [(field, kind, required)] in wire order, and name -> {field: bits}
-_FIELDS: dict[str, list[tuple[str, str, bool]]] = {}
-_BITS: dict[str, dict[str, int]] = {}
-for _cls in ALL_MESSAGES:
-    _FIELDS[_cls.NAME] = [
-        (
-            f.name,
-            _kind(f.name, str(f.type)),
-            f.default is MISSING and f.default_factory is MISSING,
-        )
-        for f in _wire_order(_cls)
-    ]
-    _BITS[_cls.NAME] = _int_bits(_cls.BODY)
+def _derive_tables() -> dict[str, Any]:
+    """name -> [(field, kind, required)] in wire order, and name -> {field: bits}, walked
+    from the construct declarations (`cls.BODY`)."""
+    fields_: dict[str, list[tuple[str, str, bool]]] = {}
+    bits: dict[str, dict[str, int]] = {}
+    for cls in ALL_MESSAGES:
+        fields_[cls.NAME] = [
+            (
+                f.name,
+                _kind(f.name, str(f.type)),
+                f.default is MISSING and f.default_factory is MISSING,
+            )
+            for f in _wire_order(cls)
+        ]
+        bits[cls.NAME] = _int_bits(cls.BODY)
+    return {"fields": fields_, "bits": bits}
+
+
+# Kept with the wire's derived code (`codegen.kept_table`): a start that finds them there
+# imports neither construct nor the layouts (`pktlab decode`, docs/performance.md).
+_TABLES = kept_table("jsonform tables", _derive_tables)
+_FIELDS: dict[str, list[tuple[str, str, bool]]] = _TABLES["fields"]
+_BITS: dict[str, dict[str, int]] = _TABLES["bits"]
 
 
 # -------------------------------------------------------------------------- to JSON
