@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +152,8 @@ def run_reactor(
         except Exception as e:  # a bug: say what, keep the traceback for -v
             box["error"] = f"internal error: {type(e).__name__}: {e}"
             if verbose:
+                import traceback  # (not at the top: `pktlab --help` does without it)
+
                 traceback.print_exc()
         finally:
             if reactor.running:
