@@ -476,8 +476,14 @@ class _PingRun:
         """Queue the requests with endpoint send times `interval` apart, at most AHEAD_S
         before their time and while fewer than WINDOW are unanswered, so that a stop stops
         them promptly and replies never come faster than they are read."""
-        start = await read_time(self.session) + int(LEAD_S * 1e9)
-        local_start = self.reactor.seconds() + LEAD_S
+        # Every request due at once (-c 1; -c N with -l N), and no -T stamping its due
+        # time: sent with time 0, as soon as the endpoint has it, as ping sends its first
+        # at once; the lead is for the ones after it, whose times must still be ahead
+        # when they arrive (a `run ping -c 1` waited 50 ms for it, docs/performance.md).
+        at_once = count <= self.preload and self.ts_kind is None
+        lead = 0.0 if at_once else LEAD_S
+        start = await read_time(self.session) + int(lead * 1e9)
+        local_start = self.reactor.seconds() + lead
         for i in range(count):
             at = max(0, i - self.preload + 1) * interval  # -l: the first ones at once
             due = local_start + at - (AHEAD_S if self.wanted is None else WANTED_AHEAD_S)
@@ -505,7 +511,7 @@ class _PingRun:
                 self._local_error(seq, start + int(at * 1e9))
                 continue
             self.table.add(p.key, seq)
-            d = self._send(p, start + int(at * 1e9))
+            d = self._send(p, 0 if at_once else start + int(at * 1e9))
             self.queued, self.in_flight = seq, self.in_flight + 1
             self.open[seq] = max(self.reactor.seconds(), local_start + at) + wait
             d.addCallbacks(self._queued(seq), self._failed)

@@ -392,6 +392,27 @@ def test_preload_sends_the_first_requests_at_once_as_ping_l() -> None:
     assert result.received == 5
 
 
+@pytest.mark.parametrize(("count", "preload"), [(1, 1), (3, 3)])
+def test_requests_all_due_at_once_go_with_time_0_without_the_lead(count: int, preload: int) -> None:
+    """`run ping -c 1` (or -c N -l N): nothing after the first needs its time ahead, so
+    the requests leave as soon as the endpoint has them (nsend time 0), as ping sends its
+    first at once, not 50 ms (LEAD_S) after the clock read (docs/performance.md)."""
+    rig = RawRig([TG4])
+    start = rig.clock.seconds()
+    result = rig.run(ping(rig.session, TG4, count=count, interval=1.0, preload=preload))
+    assert [m.time for m in rig.endpoint.raw_sends] == [0] * count
+    assert result.received == count
+    assert all(r.probe_send_ns for r in result.replies)  # the endpoint's send stamps
+    assert rig.clock.seconds() - start < 0.05
+
+
+def test_requests_after_the_first_keep_the_lead() -> None:
+    rig = RawRig([TG4])
+    rig.run(ping(rig.session, TG4, count=2, interval=1.0))
+    times = [m.time for m in rig.endpoint.raw_sends]
+    assert times[0] > 0 and times[1] - times[0] == 1_000_000_000
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"tos": 256}, "tos"), ({"pmtudisc": "probe"}, "pmtudisc"), ({"preload": 0}, "preload")],
