@@ -195,16 +195,21 @@ def _load(
     return ns, src
 
 
-def kept_table(key: str, derive_table: Callable[[], Any]) -> Any:
+def kept_table(
+    key: str, derive_table: Callable[[], Any], check: Callable[[Any], bool] = bool
+) -> Any:
     """A table derived from the declarations (plain dicts, lists, tuples of str, int,
     bool), kept with the derived code: `packetlab.wire.jsonform`'s field tables, so that
     `pktlab decode` does not import construct to walk the layouts on every start. Derived
-    now by `derive_table` and kept when absent or unreadable."""
+    now by `derive_table` and kept when absent, unreadable or not of the shape `check`
+    accepts."""
     blob = _kept().get(key)
     if blob is not None:
         try:
-            return marshal.loads(blob)
-        except (ValueError, EOFError, TypeError):
+            table = marshal.loads(blob)
+            if check(table):
+                return table
+        except (ValueError, EOFError, TypeError, KeyError, AttributeError):
             pass
     table = derive_table()
     _keep(key, table)

@@ -105,7 +105,20 @@ def _derive_tables() -> dict[str, Any]:
 
 # Kept with the wire's derived code (`codegen.kept_table`): a start that finds them there
 # imports neither construct nor the layouts (`pktlab decode`, docs/performance.md).
-_TABLES = kept_table("jsonform tables", _derive_tables)
+def _tables_ok(tables: Any) -> bool:
+    """A kept value of `_derive_tables`'s shape, for every message."""
+    return (
+        isinstance(tables, dict)
+        and tables.keys() == {"fields", "bits"}
+        and all(isinstance(tables[k], dict) and tables[k].keys() == BY_NAME.keys() for k in tables)
+        and all(
+            isinstance(spec, list) and all(isinstance(f, tuple) and len(f) == 3 for f in spec)
+            for spec in tables["fields"].values()
+        )
+    )
+
+
+_TABLES = kept_table("jsonform tables", _derive_tables, _tables_ok)
 _FIELDS: dict[str, list[tuple[str, str, bool]]] = _TABLES["fields"]
 _BITS: dict[str, dict[str, int]] = _TABLES["bits"]
 

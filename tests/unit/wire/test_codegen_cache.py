@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 import sys
 from pathlib import Path
 from types import CodeType
@@ -108,6 +109,41 @@ def test_damaged_kept_code_is_derived_again(
         monkeypatch.setattr(codegen, "_bundle", None)
         dec, enc, _ = codegen.derive(wire.Mread)
         assert dec(enc(wire.Mread(addr=1, len=2))[4:]) == wire.Mread(addr=1, len=2)
+
+
+def test_a_kept_table_is_read_back_and_derived_again_when_damaged(
+    fresh_kept: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kept_table` (jsonform's field tables): derived once, then read back without
+    deriving; an entry that is unreadable or not of the shape its `check` accepts is
+    derived again, never returned."""
+    calls: list[int] = []
+
+    def derive() -> dict[str, Any]:
+        calls.append(1)
+        return {"a": [("x", "int", True)]}
+
+    def ok(t: Any) -> bool:
+        return isinstance(t, dict) and t.keys() == {"a"}
+
+    assert codegen.kept_table("test table", derive, ok) == {"a": [("x", "int", True)]}
+    monkeypatch.setattr(codegen, "_bundle", None)  # a new process: read from disk
+    assert codegen.kept_table("test table", derive, ok) == {"a": [("x", "int", True)]}
+    assert len(calls) == 1
+    for junk in (b"", b"\x00garbage", marshal.dumps(None), marshal.dumps({"b": 1})):
+        codegen._kept()["test table"] = junk
+        assert codegen.kept_table("test table", derive, ok) == {"a": [("x", "int", True)]}
+    assert len(calls) == 5
+
+
+def test_jsonform_tables_kept_are_those_derived_from_the_declarations(
+    fresh_kept: Path,
+) -> None:
+    from packetlab.wire import jsonform
+
+    kept = codegen.kept_table("jsonform tables", jsonform._derive_tables, jsonform._tables_ok)
+    assert kept == jsonform._derive_tables() == {"fields": jsonform._FIELDS, "bits": jsonform._BITS}
+    assert jsonform._tables_ok(kept) and not jsonform._tables_ok({"fields": {}, "bits": {}})
 
 
 def test_a_rule_reading_more_than_constants_is_refused() -> None:
