@@ -400,3 +400,20 @@ def test_keep_outcomes_bounds_what_nobody_takes() -> None:
     assert result_of(ctl.next_outcome()).peer == "127.0.0.1:40003"
     with pytest.raises(ValueError, match="keep_outcomes"):
         Controller(time_experiment, reactor=net.reactor, keep_outcomes=-1)
+
+
+def test_keep_outcomes_0_hands_out_only_to_a_caller_waiting() -> None:
+    """keep_outcomes=0: an outcome nobody waits for is dropped (counted), one a
+    next_outcome() waits for is handed out, and the call after the drops waits for the
+    next run (it is not handed a dropped one)."""
+    net = Net()
+    ctl: Controller[str] = Controller(
+        lambda s: succeed(s.peer), reactor=net.reactor, keep_outcomes=0
+    )
+    result_of(ctl.listen("tcp:0"))
+    serve(ctl, net, 2)
+    assert (ctl.outcomes, ctl.dropped_outcomes, ctl.finished) == ([], 2, 2)
+    d = ctl.next_outcome()
+    assert not d.called
+    serve(ctl, net, 1)
+    assert result_of(d).peer == "127.0.0.1:40002" and ctl.dropped_outcomes == 2
