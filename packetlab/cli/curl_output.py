@@ -20,7 +20,13 @@ _LINE = re.compile(rb"[^\n]*\n|[^\n]+")  # curl's header callback gets one line 
 
 class RemoteName(str):
     """An -O (or --remote-name-all) file name, DIR/NAME with --output-dir: the transfers
-    whose name -J may take from a Content-Disposition header."""
+    whose name -J may take from a Content-Disposition header. "-" is a file's name here
+    (curl 7.88: only -o - is stdout)."""
+
+
+def is_stdout(path: str | None) -> bool:
+    """Whether an output is stdout: none given, or -o - (not -O's or -J's "-": a file)."""
+    return path is None or (path == "-" and not isinstance(path, RemoteName))
 
 
 def cd_filename(line: bytes) -> bytes | None:
@@ -82,7 +88,8 @@ class Output:
     def __init__(self, path: str | None, stdout: IO[bytes], clobber: bool | None = None,
                  honor_cd: bool = False, output_dir: str | None = None) -> None:  # fmt: skip
         self.path, self.stdout = path, stdout
-        self.effective: str | None = None if path in (None, "-") else path  # curl: null
+        self.to_stdout = is_stdout(path)
+        self.effective: str | None = None if self.to_stdout else path  # curl: null
         self.clobber, self.honor, self.output_dir = clobber, honor_cd, output_dir
         self.from_header = False
         self.written: str | None = None
@@ -109,12 +116,12 @@ class Output:
                 raise WriteError(f"a Content-Disposition file name ({os.fsdecode(name)!r}) "
                                  f"after {self.written} was opened (-J)")  # fmt: skip
             self.path = self.effective = os.fsdecode(name)
-            self.from_header, self.honor = True, False
+            self.from_header, self.honor, self.to_stdout = True, False, False
         if self.file is None:
             self._open()
 
     def write(self, data: bytes) -> None:
-        if self.path is None or self.path == "-":
+        if self.to_stdout:
             self.stdout.write(data)
             return
         if self.file is None:
@@ -126,7 +133,7 @@ class Output:
         """Close the file (with `create`, made empty when nothing came: curl does so for
         a complete response); why it could not be made or written, or None."""
         try:
-            if create and self.path is not None and self.path != "-" and self.file is None:
+            if create and not self.to_stdout and self.file is None:
                 self._open()
             if self.file is not None:
                 self.file.close()
@@ -148,11 +155,19 @@ class Output:
         if self.output_dir and self.from_header:
             name = f"{self.output_dir}/{name}"
         if self.clobber or (self.clobber is None and not self.from_header):
+            # --clobber: a name the server gave is never a symbolic link followed out of
+            # the output directory (curl 7.88 follows it); the user's names are, as curl
+            flags = (
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_NOFOLLOW if self.from_header else 0)
+            )
             try:
-                self.file = open(name, "wb")  # noqa: SIM115 (closed in close())
+                made = os.open(name, flags, 0o666)
             except OSError as e:
-                raise WriteError(f"Failed to open the file {name}: {e.strerror or e}") from None
-            self.written = name
+                why = e.strerror or str(e)
+                if self.from_header and e.errno == errno.ELOOP:
+                    why = "a symbolic link (-J does not write through a link the server named)"
+                raise WriteError(f"Failed to open the file {name}: {why}") from None
+            self.file, self.written = os.fdopen(made, "wb"), name
             return
         fd, err = _create(name)
         opened = name

@@ -298,7 +298,9 @@ def _batch_lines(args: argparse.Namespace) -> None:
         raise RunError(f"-f {args.batch}: cannot open: {e.strerror}") from None
     n = 0
     # dig's global switches: set on a line, they stay for the lines after it
-    sticky = {"short": args.short, "cmd": args.show["cmd"], "split": args.split}
+    # (and -p: dig's `port` is a global, the line's port and every later line's)
+    sticky = {"short": args.short, "cmd": args.show["cmd"], "split": args.split,
+              "port": args.port}  # fmt: skip
     with f:
         while line := f.readline(BATCH_LINE_BYTES + 1):
             n += 1
@@ -315,13 +317,14 @@ def _batch_lines(args: argparse.Namespace) -> None:
                 continue
             mine = BatchLine(args)  # the command line's options, then the line's own
             mine.show = {**args.show, "cmd": sticky["cmd"]}
-            mine.short, mine.split = sticky["short"], sticky["split"]
+            mine.short, mine.split, mine.port = sticky["short"], sticky["split"], sticky["port"]
             mine.plan, mine.types, mine.reverse, mine.qclass = [], args.types, None, args.qclass
             mine.warnings = []  # shown when the line's query is (_show_line_warnings)
             _dig_words(mine, _batch_options(mine, words, f"-f {args.batch}:{n}"), top=False)
             mine.batch_words = words  # dig's banner for the line shows it
             args.plan += [(name, types, cls, o or mine) for name, types, cls, o in mine.plan]
-            sticky = {"short": mine.short, "cmd": mine.show["cmd"], "split": mine.split}
+            sticky = {"short": mine.short, "cmd": mine.show["cmd"], "split": mine.split,
+                      "port": mine.port}  # fmt: skip
     if not args.plan:
         raise RunError(f"-f {args.batch}: no name to look up")
 

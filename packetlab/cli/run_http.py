@@ -12,7 +12,7 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from packetlab.cli import pcapout
-from packetlab.cli.curl_output import Output, RemoteName
+from packetlab.cli.curl_output import Output, RemoteName, is_stdout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
@@ -548,7 +548,7 @@ def _check_output(path: str, option: str = "--output", create_dirs: bool = False
     """An output file's directory (made with `create_dirs`) and, when `path` is the file
     opened (not so with --no-clobber or -J), the file itself: refused before the run
     when they cannot be written."""
-    if path == "-":
+    if is_stdout(path):
         return
     parent = os.path.dirname(os.path.abspath(path))
     if replaced and os.path.isdir(path):
@@ -678,7 +678,9 @@ def transfers(args: argparse.Namespace, uploads: list[Any]) -> tuple[
                     path = out if m is None or out in (None, "-") else output_name(out, m)
                     if path == "":  # curl: "output glob produces empty string" (23)
                         raise RunError(f"-o/--output {out!r}: empty for {target}")
-                if path not in (None, "-") and args.output_dir:  # as curl: "DIR/FILE"
+                if (
+                    path is not None and not is_stdout(path) and args.output_dir
+                ):  # as curl: "DIR/FILE"
                     path = type(path)(f"{args.output_dir}/{path}")
                 jobs.append(
                     (len(jobs) + 1, target if name is None else upload_url(target, name), up)
@@ -807,7 +809,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     # curl 7.88 -Z draws its parallel meter on stderr (also off a terminal) unless -s,
     # --no-progress-meter, or a body goes to stdout on a terminal; ours with -w, where the
     # output is curl's (the table keeps its progress line, drawn between its rows)
-    to_stdout = any(path is None or path == "-" for path in outputs)
+    to_stdout = any(is_stdout(path) for path in outputs)
     stdout_tty = getattr(getattr(args, "_stdout", None) or sys.stdout, "isatty", bool)()
     meter_wanted = (args.parallel and fmt is not None and not args.silent
                     and not args.no_progress_meter and not (to_stdout and stdout_tty))  # fmt: skip
@@ -914,7 +916,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if why is not None and result.error is None:
             result.error, result.exitcode = why, 23
         record = result.to_dict()
-        if path and path != "-":  # the file written (-J, --no-clobber: another); -J: none yet
+        if path and not is_stdout(
+            path
+        ):  # the file written (-J, --no-clobber: another); -J: none yet
             output = (sink.written or sink.effective) if sink is not None else path
             if output:
                 record["output"] = output

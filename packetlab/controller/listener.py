@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
@@ -80,7 +81,8 @@ class Controller(Generic[T]):
     `outcomes` holds the outcomes `next_outcome()` has not handed out, oldest first: one
     it hands out leaves the list, and of the others only the newest `keep_outcomes` are
     kept (None: all). An older one is dropped (`dropped_outcomes` counts them) and
-    `next_outcome()` skips it. `finished` counts the runs that ended.
+    `next_outcome()` skips it. `finished` counts the runs that ended. A `next_outcome()`
+    cancelled (a timeout) takes none: the next outcome goes to the next call.
     """
 
     log = Logger()
@@ -109,19 +111,18 @@ class Controller(Generic[T]):
         if keep_outcomes is not None and keep_outcomes < 0:
             raise ValueError(f"keep_outcomes must be >= 0 or None, got {keep_outcomes}")
         self.keep_outcomes = keep_outcomes
-        # outcomes[k] is the run that ended (_first + k)-th: not yet taken, at most
-        # keep_outcomes of them (_first + len(outcomes) == finished)
+        # the outcomes not taken, in the order their runs ended (at most keep_outcomes);
+        # none while a next_outcome() waits
         self.outcomes: list[Outcome[T]] = []
         self.finished = 0
         self.dropped_outcomes = 0
-        self._first = 0
         self.sessions: set[EndpointSession] = set()
         self.accepted = 0
         self.port: Any = None  # IListeningPort while listening
         self._runs: set[Deferred[None]] = set()
         self._running: set[Deferred[Any]] = set()  # the experiments themselves
-        self._taken = 0
-        self._waiters: dict[int, Deferred[Outcome[T]]] = {}  # by outcome index
+        # the next_outcome() calls waiting, in their order (a cancelled one leaves)
+        self._waiters: deque[Deferred[Outcome[T]]] = deque()
 
     @deferred_api
     async def listen(self, where: str | IStreamServerEndpoint) -> IListeningPort:
@@ -141,18 +142,19 @@ class Controller(Generic[T]):
     def next_outcome(self) -> Deferred[Outcome[T]]:
         """The next outcome not yet taken by this method (the first call: the first run to
         finish, and so on; one dropped from `outcomes` unread is skipped); fires at once if
-        it is already there. The outcome leaves `outcomes`: it is the caller's. One whose
-        Deferred was cancelled (a timeout) was taken too: it is released when it comes."""
-        # Outcomes not taken are never behind one taken: the list holds none, or starts at
-        # the next one to take.
-        i = max(self._taken, self._first)
-        self._taken = i + 1
+        it is already there. The outcome leaves `outcomes`: it is the caller's. A call
+        whose Deferred is cancelled (a timeout) takes none: it gives its place up, and
+        the outcome it would have had goes to the next call (or stays in `outcomes`)."""
         if self.outcomes:
-            self._first += 1
             return succeed(self.outcomes.pop(0))
-        d: Deferred[Outcome[T]] = Deferred()
-        self._waiters[i] = d
+        d: Deferred[Outcome[T]] = Deferred(self._give_up)
+        self._waiters.append(d)
         return d
+
+    def _give_up(self, d: Deferred[Outcome[T]]) -> None:
+        """A waiting next_outcome() cancelled: out of the queue (it fails CancelledError)."""
+        if d in self._waiters:
+            self._waiters.remove(d)
 
     @deferred_api
     async def stop(self) -> None:
@@ -228,20 +230,17 @@ class Controller(Generic[T]):
         self._record(outcome)
 
     def _record(self, outcome: Outcome[T]) -> None:
-        """Hand `outcome` to the `next_outcome()` that took its place, or keep it (at most
+        """Hand `outcome` to the first `next_outcome()` waiting, or keep it (at most
         `keep_outcomes`: the oldest kept goes)."""
-        n = self.finished
         self.finished += 1
-        if n < self._taken:  # taken already: none waits in `outcomes` (see next_outcome)
-            self._first = n + 1
-            d = self._waiters.pop(n, None)
-            if d is not None and not d.called:  # (called: cancelled by a timeout)
+        while self._waiters:
+            d = self._waiters.popleft()
+            if not d.called:
                 d.callback(outcome)
-            return
+                return
         self.outcomes.append(outcome)
         if self.keep_outcomes is not None and len(self.outcomes) > self.keep_outcomes:
             del self.outcomes[0]
-            self._first += 1
             self.dropped_outcomes += 1
 
     async def _close(self, session: EndpointSession) -> None:

@@ -258,10 +258,10 @@ def presentation(rd: Any, split: int | None = None, linebreak: str | None = None
 
         return re.sub(r'(^| )(mandatory|port|ipv4hint|ipv6hint)="([^" ]*)"', r"\1\2=\3",
                       str(rd.to_text()))  # fmt: skip
-    if rtype == "LOC":  # BIND: a whole number of metres without its ".00" (not the altitude)
+    if rtype == "LOC":  # BIND: 1 m or more in whole metres (not the altitude), less in cm
         words = str(rd.to_text()).split(" ")
-        words[-3:] = [w.removesuffix(".00m") + "m" if w.endswith(".00m") else w
-                      for w in words[-3:]]  # fmt: skip
+        words[-3:] = [w.removesuffix(".00m") + "m" if w.endswith(".00m") and w != "0.00m"
+                      else w for w in words[-3:]]  # fmt: skip
         return " ".join(words)
     if rtype in ("DS", "CDS", "DLV"):
         return f"{rd.key_tag} {int(rd.algorithm)} {rd.digest_type} {_hexwords(rd.digest, split)}"

@@ -44,12 +44,14 @@ from packetlab.controller import (
 )
 from packetlab.measure.dns import (
     EDNS_PAYLOAD,
+    MALFORMED_NOTE,
     DnsAnswer,
     DnsError,
     _bind_reason,
     _default_server,
     _edns_of,
     _make_query,
+    _other_class,
     _records,
     parse_qclass,
     version_of,
@@ -489,6 +491,8 @@ def _take(
         return True
     if result.rcode is None:
         result.rcode = dns.rcode.to_text(msg.rcode())
+    if _other_class(msg, wire):  # dig: BIND's best effort, said before the message
+        notes.append(MALFORMED_NOTE)
     part = _head(msg, wire, len(answers), result.cookie)
     if notes:
         part["notes"] = notes

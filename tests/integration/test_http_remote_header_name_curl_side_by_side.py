@@ -66,6 +66,8 @@ NINETY_NINE = ("f", *(f"f.{n}" for n in range(1, 99)))
         (["-L", "-OJ", "{URL}/r?code=302&loc=/final&cd=attachment;%20filename=redir"], ()),
         (["-OJ", "{URL}/r?code=404&empty=1&cd=attachment;%20filename=from404"], ()),
         (["-OJ", f"{{URL}}/{CD}slash.txt"], ()),
+        (["-J", "-O", "-O", f"{{URL}}/x{CD}-", "{URL}/-"], ()),  # "-": files, not stdout
+        (["--output-dir", "d", "-J", "-O", "-O", f"{{URL}}/x{CD}-", "{URL}/-"], ("d/in",)),
         (["--output-dir", "d", "--create-dirs", "-J", "-O", "-O", f"{{URL}}/x{CD}a.txt",
           "{URL}/nocd"], ()),
         (["--output-dir", "d", "--no-clobber", "-OJ", f"{{URL}}/x{CD}a.txt"], ("d/a.txt",)),

@@ -442,6 +442,18 @@ def test_batch_file_lines_and_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         parse("-f", str(f))
 
 
+def test_a_batch_line_s_port_stays_for_the_lines_after_as_dig(tmp_path: Path) -> None:
+    """dig 9.18's -p is a global: set on a batch line it is that line's and every later
+    line's port (`-p 5353 a.test` then `b.test`: both to 5353; eyes14, side by side with
+    dig; was the command line's port again from the next line)."""
+    f = tmp_path / "batch"
+    f.write_text("a.test\n-p 5353 b.test\nc.test AXFR\n-p 5300 d.test\ne.test\n")
+    a = parse("@127.0.0.1", "-p", "53", "-f", str(f))
+    assert [(n, o.port) for n, _, _, o in a.plan] == [
+        ("a.test", 53), ("b.test", 5353), ("c.test", 5353), ("d.test", 5300), ("e.test", 5300),
+    ]  # fmt: skip
+
+
 def test_options_after_a_name_are_its_own() -> None:
     """dig's scoping: `a.test +dnssec b.test` asks a.test with DO, b.test without; dig's
     global switches (+short, +nocmd, +split, +time) are every query's wherever written."""

@@ -270,6 +270,45 @@ def test_no_clobber_stops_at_99_as_curl(tmp_path: Path, monkeypatch: pytest.Monk
     assert code == 1 and raw == b"[200|f.99|23]\n[200|f.99|23]\n"
 
 
+def test_a_file_named_dash_is_a_file_as_curl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server's `filename=-`, or -O on a URL whose name is `-`: curl 7.88 writes a
+    file named "-" (only -o - is stdout). Ours wrote the body to stdout (and, with -J,
+    left an empty file "-"): eyes14, side by side with curl."""
+    monkeypatch.chdir(tmp_path)
+    code, raw, err, records = run("-w", W, "-OJ", f"{U}/x{CD}-")
+    assert (code, err, raw) == (0, "", b"[200|-|0]\n")
+    assert (tmp_path / "-").read_bytes() == f"body of /x{CD}-\n".encode()
+    assert records[0]["output"] == "-"
+    (tmp_path / "-").unlink()
+    code, raw, err, records = run("-w", W, "-O", f"{U}/-")
+    assert (code, err, raw) == (0, "", b"[200|-|0]\n")
+    assert (tmp_path / "-").read_bytes() == b"body of /-\n" and records[0]["output"] == "-"
+    code, raw, _, _ = run("-w", W, "-o", "-", f"{U}/-")  # -o -: stdout, as curl
+    assert code == 0 and raw == b"body of /-\n[200||0]\n"
+
+
+def test_clobber_never_writes_through_a_link_the_server_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--clobber -J: a server's name that is a symbolic link in the output directory is
+    refused (23), not followed out of it (curl 7.88 follows it: a deliberate difference,
+    eyes14). A link the user names (-o, -O's URL name) is followed, as curl."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"keep")
+    (tmp_path / "out" / "link").symlink_to(outside)
+    code, raw, _, records = run("-w", W, "--clobber", "--output-dir", "out", "-OJ",
+                                  f"{U}/x{CD}link")  # fmt: skip
+    assert (code, raw) == (1, b"[200|link|23]\n")
+    assert outside.read_bytes() == b"keep"
+    assert "out/link: a symbolic link" in records[0]["error"], records[0]["error"]
+    code, raw, _, _ = run("-w", W, "--clobber", "--output-dir", "out", "-O", f"{U}/link")
+    assert code == 0 and outside.read_bytes() == b"body of /link\n"
+
+
 def test_filename_effective_is_null_for_stdout_as_curl() -> None:
     # curl 7.88: %{json}'s "filename_effective" null, %{filename_effective} empty
     for argv in ([], ["-o", "-"]):

@@ -352,7 +352,13 @@ def test_outcomes_taken_by_next_outcome_are_released() -> None:
     assert ctl.finished == 6 and ctl.outcomes == [] and not ctl._waiters
 
 
-def test_an_outcome_whose_wait_timed_out_is_released() -> None:
+def test_a_wait_that_timed_out_gives_its_place_up() -> None:
+    """A `next_outcome()` whose Deferred was cancelled (a timeout) takes no outcome: the
+    next run's goes to the next call waiting, else stays in `outcomes` (bounded by
+    keep_outcomes). eyes14: it was the timed-out call's and released, so a caller polling
+    with a timeout lost the next outcome per timeout, and a waiter stayed behind for each
+    while no run ended (10,000 timeouts: 10,000 Deferreds kept, the next 10,000 outcomes
+    thrown away)."""
     net = Net()
     ctl: Controller[str] = Controller(lambda s: succeed(s.peer), reactor=net.reactor)
     result_of(ctl.listen("tcp:0"))
@@ -360,9 +366,26 @@ def test_an_outcome_whose_wait_timed_out_is_released() -> None:
     net.reactor.advance(2)
     with pytest.raises(defer.TimeoutError):
         result_of(d)
+    assert not ctl._waiters
     serve(ctl, net, 2)
-    assert [o.peer for o in ctl.outcomes] == ["127.0.0.1:40001"]  # the first was taken
-    assert result_of(ctl.next_outcome()).peer == "127.0.0.1:40001"
+    assert [o.peer for o in ctl.outcomes] == ["127.0.0.1:40000", "127.0.0.1:40001"]
+    assert result_of(ctl.next_outcome()).peer == "127.0.0.1:40000"
+    ctl.outcomes.clear()
+    for _ in range(10_000):  # a caller polling with a timeout while no endpoint comes
+        poll = ctl.next_outcome().addTimeout(1, net.reactor)
+        net.reactor.advance(2)
+        poll.addErrback(lambda f: f.trap(defer.TimeoutError))
+    assert len(ctl._waiters) == 0
+    live = ctl.next_outcome()
+    serve(ctl, net, 1)
+    assert result_of(live).peer == "127.0.0.1:40002"
+    # a wait cancelled among others: the ones after it keep their order
+    first, gone, third = (ctl.next_outcome() for _ in range(3))
+    gone.cancel()
+    gone.addErrback(lambda f: f.trap(defer.CancelledError))
+    serve(ctl, net, 2)
+    assert [result_of(first).peer, result_of(third).peer] == ["127.0.0.1:40003", "127.0.0.1:40004"]
+    assert ctl.outcomes == [] and not ctl._waiters and ctl.finished == 5
 
 
 def test_keep_outcomes_bounds_what_nobody_takes() -> None:
@@ -377,3 +400,20 @@ def test_keep_outcomes_bounds_what_nobody_takes() -> None:
     assert result_of(ctl.next_outcome()).peer == "127.0.0.1:40003"
     with pytest.raises(ValueError, match="keep_outcomes"):
         Controller(time_experiment, reactor=net.reactor, keep_outcomes=-1)
+
+
+def test_keep_outcomes_0_hands_out_only_to_a_caller_waiting() -> None:
+    """keep_outcomes=0: an outcome nobody waits for is dropped (counted), one a
+    next_outcome() waits for is handed out, and the call after the drops waits for the
+    next run (it is not handed a dropped one)."""
+    net = Net()
+    ctl: Controller[str] = Controller(
+        lambda s: succeed(s.peer), reactor=net.reactor, keep_outcomes=0
+    )
+    result_of(ctl.listen("tcp:0"))
+    serve(ctl, net, 2)
+    assert (ctl.outcomes, ctl.dropped_outcomes, ctl.finished) == ([], 2, 2)
+    d = ctl.next_outcome()
+    assert not d.called
+    serve(ctl, net, 1)
+    assert result_of(d).peer == "127.0.0.1:40002" and ctl.dropped_outcomes == 2

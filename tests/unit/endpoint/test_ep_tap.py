@@ -71,7 +71,11 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
         (["--insecure-plaintext", "localhost:"], "port must be 1..65535, got ''"),
     ],
 )
-def test_refusals(argv: list[str], message: str) -> None:
+def test_refusals(
+    argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a HOME of its own: a ~/.pktlab on the machine (`pktlab run` makes one) gives TLS
+    monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(usage.UsageError, match=message.replace("[", r"\[")):
         parse(*argv)
 

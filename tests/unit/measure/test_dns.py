@@ -368,6 +368,24 @@ def test_presentation_of_hex_fields_is_bind_s() -> None:
     )
 
 
+def test_loc_sizes_are_binds() -> None:
+    """BIND writes a LOC size or precision of 1 m or more as whole metres, and one below
+    (0 too, mantissa and exponent 0 on the wire) with its centimetres: `0.00m` (eyes14:
+    was `0m`; dig 9.18 side by side over an AXFR)."""
+    import dns.rdata
+
+    def text(data: str) -> str:
+        return presentation(dns.rdata.from_text("IN", "LOC", data))
+
+    assert text("52 22 23.000 N 4 53 32.000 E -2.00m 0.00m 10000m 10m") == (
+        "52 22 23.000 N 4 53 32.000 E -2.00m 0.00m 10000m 10m"
+    )
+    assert text("42 21 54 N 71 06 18 W -24m 30m") == (
+        "42 21 54.000 N 71 6 18.000 W -24.00m 30m 10000m 10m"
+    )
+    assert text("1 N 1 E 0m 0.5m 1m 0.01m").endswith(" 0.00m 0.50m 1m 0.01m")
+
+
 class IcmpEndpoint(FakeEndpoint):
     """The scripted endpoint with raw sockets (or without, `raw=False`): a UDP datagram to
     a port in `closed` gets an ICMP port unreachable, `delay` s later, on each raw socket

@@ -313,3 +313,24 @@ def test_stop_ends_a_transfer_with_what_came() -> None:
     assert (r.error_kind, r.records, r.tries, r.retries) == ("interrupted", 4, 1, [])
     assert r.error == "interrupted after 4 records: the transfer is incomplete"
     assert rig.clock.seconds() < 2  # not the 30 s wait
+
+
+def test_a_record_of_another_class_is_digs_malformed_warning() -> None:
+    """A message with a record of another class than the question's (BIND's FORMERR, kept
+    by its best effort): dig 9.18 prints its malformed-packet warning before that
+    message's records, and goes on with the transfer (eyes14; was silent)."""
+    rig = Rig()
+
+    def serve(data: bytes) -> list[bytes]:
+        query = dns.message.from_wire(data[2:])
+        r = dns.message.make_response(query)
+        r.answer.append(dns.rrset.from_text("z.test.", 60, "CH", "TXT", '"chaos"'))
+        wire = r.to_wire()
+        return [message(query, ZONE[:2]) + struct.pack(">H", len(wire)) + wire
+                + message(query, ZONE[2:])]  # fmt: skip
+
+    rig.endpoint.tcp_servers[SERVER] = serve
+    r = rig.run(dns_xfr(rig.session, "z.test", server="192.0.2.53"))
+    assert (r.error, r.records, r.messages) == (None, 7, 3)
+    assert "notes" not in r.parts[0] and "notes" not in r.parts[2]
+    assert r.parts[1]["notes"] == ["Warning: Message parser reports malformed message packet."]
