@@ -45,8 +45,9 @@ A zone transfer (AXFR, IXFR=SERIAL) is read over TCP until its last SOA and prin
 dig prints it (the records, then the XFR size; +comments/+question: each message's
 header/question); a refusal is dig's "; Transfer failed." (exit 0), a server that closes
 or goes silent mid-transfer is asked again (+tries), a transfer holds --xfr-max records
-at most. Exit status: 0 all answered (NXDOMAIN too), 1 some query got no answer (dig: 9),
-2 error (dig: 1 usage, 10 internal). See docs/dns.md.
+at most. IXFR=SERIAL +notcp is asked over UDP and printed as a query's answer, as dig
+(truncated: the transfer over TCP). Exit status: 0 all answered (NXDOMAIN too), 1 some
+query got no answer (dig: 9), 2 error (dig: 1 usage, 10 internal). See docs/dns.md.
 """
 
 
@@ -458,6 +459,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             elif key in DIG_FLAGS and not eq:
                 attr, on = DIG_FLAGS[key]
                 setattr(at, attr, on)
+                if attr == "tcp":  # dig's tcp_mode_set: IXFR=N +notcp goes over UDP
+                    at.tcp_set = True
                 if key in ("+nsid", "+cookie"):
                     at.edns = max(at.edns, 0)
             elif key in DIG_VALUES and eq:
@@ -758,7 +761,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     return
                 n += 1
                 progress(f"dns {n}/{total}: {name} {qtype}")
-                if is_xfr(qtype):  # always over TCP, as dig
+                if _ixfr_over_udp(qtype, o):  # dig: asked as a query, TC: the transfer
+                    result = await _ixfr_udp(session, servers, name, qtype, o, qclass,
+                                             recorder, progress)  # fmt: skip
+                    emit(result.to_dict())
+                    continue
+                if is_xfr(qtype):  # over TCP, as dig
                     xfr = await _transfer(
                         session, servers, name, qtype, o, qclass, recorder, progress
                     )
@@ -818,6 +826,7 @@ async def _transfer(
     qclass: str,
     recorder: Any,
     progress: Progress,
+    cookie: bytes | None = b"",
 ) -> Any:
     """A zone transfer (AXFR, IXFR=SERIAL) from dig's servers in dig's order: a
     communications failure (a refused connection, the server closing or silent
@@ -830,7 +839,8 @@ async def _transfer(
     from packetlab.measure.dnsxfr import dns_xfr
 
     serial = int(qtype[5:]) if qtype.upper().startswith("IXFR=") else None
-    cookie = _xfr_cookie(o.cookie)  # one client cookie for the lookup, as dig
+    if cookie == b"":  # one client cookie for the lookup, as dig (given: IXFR's over UDP)
+        cookie = _xfr_cookie(o.cookie)
     earlier: list[Record] = []
     left, budget, i = o.tries, o.xfr_max, 0
     while True:
@@ -859,6 +869,44 @@ async def _transfer(
     result.retries = earlier
     result.tries = len(earlier) + 1
     return result
+
+
+def _ixfr_over_udp(qtype: str, o: argparse.Namespace) -> bool:
+    """dig 9.18 asks an IXFR over UDP when +notcp (+novc) was given (its tcp_mode_set)."""
+    return qtype.upper().startswith("IXFR=") and bool(getattr(o, "tcp_set", False)) and not o.tcp
+
+
+async def _ixfr_udp(
+    session: Any,
+    servers: Sequence[tuple[str | None, int]],
+    name: str,
+    qtype: str,
+    o: argparse.Namespace,
+    qclass: str,
+    recorder: Any,
+    progress: Progress,
+) -> Any:
+    """dig's `IXFR=N +notcp`: the IXFR request asked over UDP as a query (its servers,
+    tries and errors a query's); a truncated (TC) reply is the transfer over TCP, with
+    the same client cookie (`;; Truncated, retrying in TCP mode.` before it, shown as
+    dig with +comments), unless +ignore."""
+    from packetlab.measure.dns import EDNS_PAYLOAD
+
+    cookie = _xfr_cookie(o.cookie)
+    result = await _ask(
+        session, servers, name, "IXFR", tcp=False, tcp_fallback=False, timeout=o.wait,
+        attempts=o.tries, edns=False if o.edns < 0 else o.edns,
+        payload=EDNS_PAYLOAD if o.bufsize is None else o.bufsize, dnssec=bool(o.dnssec),
+        family=o.family, recorder=recorder, qclass=qclass, nsid=o.nsid,
+        cookie=cookie or False, expect_opt=isinstance(o.cookie, bytes),
+        ixfr_serial=int(qtype[5:]),
+    )  # fmt: skip
+    if not result.truncated or o.ignore:
+        return result
+    xfr = await _transfer(session, [(result.server, result.port)], name, qtype, o, qclass,
+                          recorder, progress, cookie)  # fmt: skip
+    xfr.notes = [*result.notes, "Truncated, retrying in TCP mode."]
+    return xfr
 
 
 def _xfr_cookie(cookie: bool | bytes) -> bytes | None:
@@ -1157,7 +1205,7 @@ class DigText:
         lines += self.banner()
         if self.trace:
             return "\n".join([*lines, *self.trace_step(r)])
-        lines += self.message(r)
+        lines += self.message(r, self.xfr_show() if r["qtype"] == "IXFR" else None)  # +notcp
         return "\n".join(lines) if lines else None
 
     @staticmethod
@@ -1185,13 +1233,10 @@ class DigText:
         sections by default: a transfer shows headers and questions when +comments and
         +question were given), how it ended (`; Transfer failed.`, a communications
         error), then the statistics with dig's XFR size line."""
-        show = dict(self.show)
-        given = getattr(self.view, "plus_set", None) or {}
-        show["comments"] = show["comments"] and given.get("comments", False)
-        show["question"] = show["question"] and given.get("question", False)
+        show = self.xfr_show()
         show["stats"] = False  # after the last message, with its XFR size
         attempts = [*r.get("retries", []), r]
-        lines: list[str] = []
+        lines = self.xfr_notes(r)
         for i, a in enumerate(attempts):
             lines += self.xfr_attempt(a, show, last=i == len(attempts) - 1)
         complete = r.get("error") is None and r.get("failed") is None and r["messages"]
@@ -1199,6 +1244,21 @@ class DigText:
             size = f"{r['records']} records (messages {r['messages']}, bytes {r['bytes']})"
             lines += self.stats(r, f";; XFR size: {size}")
         return lines
+
+    def xfr_show(self) -> dict[str, bool]:
+        """A transfer's display switches (an IXFR asked over UDP's too, as dig): headers
+        and questions only when +comments and +question were given."""
+        show = dict(self.show)
+        given = getattr(self.view, "plus_set", None) or {}
+        show["comments"] = show["comments"] and given.get("comments", False)
+        show["question"] = show["question"] and given.get("question", False)
+        return show
+
+    def xfr_notes(self, r: Record) -> list[str]:
+        """dig's remarks before a transfer (`IXFR=N +notcp` truncated: `;; Truncated,
+        retrying in TCP mode.`, which dig prints only with +comments)."""
+        comments = self.xfr_show()["comments"]
+        return [f";; {n}" for n in r.get("notes", []) if comments or not n.startswith("Trunc")]
 
     def xfr_attempt(self, a: Record, show: dict[str, bool], last: bool) -> list[str]:
         style = self.style

@@ -725,9 +725,10 @@ def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | Non
     _Malformed for a message with our ID and QR set that does not parse (a truncated one,
     TC set, may end anywhere: its header and question are kept; another one cut short
     after its question: what parsed, as BIND's best effort keeps it for dig)."""
+    ixfr = query.question[0].rdtype == dns.rdatatype.IXFR  # +notcp: each SOA as it came
     try:  # keyring=False: a TSIG is kept unchecked (dig without a key prints it so)
         msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False,
-                                    keyring=False)  # fmt: skip
+                                    keyring=False, one_rr_per_rrset=ixfr)  # fmt: skip
     except (dns.exception.DNSException, ValueError) as e:
         why = _bind_reason(e)
         if len(wire) < 12 or struct.unpack(">H", wire[:2])[0] != query.id or not wire[2] & 0x80:
@@ -1155,6 +1156,18 @@ def _make_query(
     return query
 
 
+def as_ixfr(query: dns.message.Message, serial: int, rdclass: str = "IN") -> None:
+    """dig 9.18's IXFR request (over TCP, or over UDP with +notcp): no flag set, the
+    client's SOA (`ZONE 0 CLASS SOA . . SERIAL 0 0 0 0`) in the authority section."""
+    import dns.rrset
+
+    if not 0 <= serial <= 0xFFFFFFFF:
+        raise DnsError(f"IXFR serial {serial} out of range (0..4294967295)")
+    query.flags = dns.flags.Flag(0)
+    zone = query.question[0].name
+    query.authority.append(dns.rrset.from_text(zone, 0, rdclass, "SOA", f". . {serial} 0 0 0 0"))
+
+
 @deferred_api
 async def dns_query(
     session: EndpointSession,
@@ -1178,6 +1191,7 @@ async def dns_query(
     nsid: bool = False,
     cookie: bool | bytes = False,
     expect_opt: bool | None = None,
+    ixfr_serial: int | None = None,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
@@ -1197,10 +1211,13 @@ async def dns_query(
     reply's COOKIE is then marked "good" or "bad" in `edns`. A reply without an OPT
     record is noted as dig notes it (`expected opt record in response`) when
     `expect_opt` (default: a cookie was given as bytes, dig's +cookie=HEX).
+
+    `ixfr_serial`: an IXFR asked as a query (dig's `IXFR=N +notcp`: over UDP, the reply
+    printed as a query's), `qtype` IXFR, with dig's request (`as_ixfr`).
     """
     if expect_opt is None:
         expect_opt = isinstance(cookie, bytes)
-    rtype = parse_qtype(qtype)
+    rtype = "IXFR" if ixfr_serial is not None else parse_qtype(qtype)
     qclass = parse_qclass(qclass)
     if cookie is True:
         cookie = random.randbytes(8)
@@ -1226,6 +1243,8 @@ async def dns_query(
     for _ in range(2):  # a second round only after BADVERS
         query = _make_query(name, rtype, version, payload, dnssec, recursion, qclass, nsid,
                             sent_cookie)  # fmt: skip
+        if ixfr_serial is not None:
+            as_ixfr(query, ixfr_serial, qclass)
         result = DnsResult(name.to_text(), rtype, str(addr), port, "udp", notes=result.notes,
                            qclass=qclass, cookie=sent_cookie)  # fmt: skip
         if tcp:

@@ -53,6 +53,7 @@ from packetlab.measure.dns import (
     _make_query,
     _other_class,
     _records,
+    as_ixfr,
     parse_qclass,
     version_of,
 )
@@ -104,6 +105,7 @@ class XfrResult:
     reason: str | None = None
     cookie: bytes | None = None
     retries: list[dict[str, Any]] = field(default_factory=list)  # earlier attempts
+    notes: list[str] = field(default_factory=list)  # dig's remarks before it (TC: over TCP)
 
     @property
     def complete(self) -> bool:
@@ -146,6 +148,8 @@ class XfrResult:
             out["reason"] = self.reason
         if self.retries:
             out["retries"] = self.retries
+        if self.notes:
+            out["notes"] = self.notes
         return out
 
     def attempt_dict(self) -> dict[str, Any]:
@@ -262,9 +266,7 @@ def xfr_query(
     if serial is None:
         query.flags = dns.flags.AD
     else:
-        query.flags = dns.flags.Flag(0)
-        soa = dns.rrset.from_text(zone, 0, qclass, "SOA", f". . {serial} 0 0 0 0")
-        query.authority.append(soa)
+        as_ixfr(query, serial, qclass)
     return query
 
 

@@ -16,7 +16,9 @@ Zones (each transfer is sent in messages of `PER_MESSAGE` records, the zone's or
   records), from 3 or later the current SOA alone (up to date), from any other serial
   the AXFR-style reply (the whole zone between two SOAs).
 * Over UDP an IXFR gets the incremental reply when it fits in 512 bytes, else the SOA
-  alone (RFC 1995 §2); any other UDP query gets REFUSED.
+  alone (RFC 1995 §2); an IXFR of `tc.xfr.` a truncated (TC) reply without records
+  (over TCP the whole of `tc.xfr.`, AXFR-style); of `silent.xfr.` no reply; any other
+  UDP query gets REFUSED.
 Misbehaving ones: `refused.xfr.` REFUSED, `notauth.xfr.` NOTAUTH, `empty.xfr.` NOERROR
 with no records, `nosoa.xfr.` a transfer that starts with an A record; `cut.xfr.` two
 messages, then the connection closed (no end SOA); `noend.xfr.` two messages, then
@@ -71,6 +73,11 @@ def _soa(zone: str, serial: int) -> RR:
 
 
 TEST = _zone_records(ZONE, "test.")
+TC = [
+    _soa("tc.xfr.", 5),
+    ("tc.xfr.", 3600, "NS", "ns.tc.xfr."),
+    ("www.tc.xfr.", 60, "A", "192.0.2.5"),
+]
 BIG = [_soa("big.xfr.", 7), ("big.xfr.", 3600, "NS", "ns.big.xfr.")] + [
     (f"h{i}.big.xfr.", 300, "A", f"10.{i // 65536}.{i // 256 % 256}.{i % 256}") for i in range(3000)
 ]
@@ -105,7 +112,7 @@ def ixfr_records(serial: int) -> list[RR]:
 def axfr_of(zone: str) -> tuple[list[RR], int] | None:
     """A zone's AXFR records (SOA, the rest, SOA) and how many go in a message."""
     records = {"test.": (TEST, 7), "big.xfr.": (BIG, 100), "one.xfr.": (ONE, 1000),
-               IX: (IX_NOW, 3)}.get(zone)  # fmt: skip
+               IX: (IX_NOW, 3), "tc.xfr.": (TC, 2)}.get(zone)  # fmt: skip
     if records is None:
         return None
     rrs, per = records
@@ -243,7 +250,13 @@ class Udp(protocol.DatagramProtocol):
         if not query.question or self.transport is None:
             return
         q = query.question[0]
-        if q.rdtype == dns.rdatatype.IXFR and q.name.to_text() == IX:
+        if q.rdtype == dns.rdatatype.IXFR and q.name.to_text() == "silent.xfr.":
+            return
+        if q.rdtype == dns.rdatatype.IXFR and q.name.to_text() == "tc.xfr.":
+            r = dns.message.make_response(query)
+            r.flags |= dns.flags.AA | dns.flags.TC
+            out = r.to_wire()
+        elif q.rdtype == dns.rdatatype.IXFR and q.name.to_text() == IX:
             serial = _ixfr_serial(query)
             out = message(query, ixfr_records(serial if serial is not None else 0))
             if len(out) > 512:

@@ -124,6 +124,34 @@ def test_ixfr_as_dig(server: tuple[int, Path]) -> None:
     assert styles == ["incremental", "up-to-date", "axfr"]
 
 
+def test_ixfr_notcp_over_udp_as_dig(server: tuple[int, Path]) -> None:
+    """IXFR=N +notcp: dig 9.18 asks over UDP and prints the reply as a query's (`(UDP)`,
+    `MSG SIZE`): the differences that fit, the SOA alone (up to date, or too big for 512
+    bytes), the AXFR-style reply, a refusal; a truncated (TC) reply is the transfer over
+    TCP (+comments: dig's `Truncated` line), +ignore keeps it; no reply: dig's timeouts.
+    Each request is dig's bytes, over the same protocols in the same order."""
+    port, log = server
+    for words in (
+        ["ixfr.xfr", "IXFR=1", "+notcp"], ["+notcp", "ixfr.xfr", "IXFR=2"],
+        ["ixfr.xfr", "IXFR=3", "+notcp"], ["ixfr.xfr", "IXFR=0", "+notcp"],
+        ["ixfr.xfr", "IXFR=1", "+notcp", "+comments", "+question"],
+        ["ixfr.xfr", "IXFR=1", "+novc", "+short"], ["ixfr.xfr", "IXFR=2", "+notcp", "+multiline"],
+        ["refused.xfr", "IXFR=1", "+notcp"], ["tc.xfr", "IXFR=1", "+notcp"],
+        ["tc.xfr", "IXFR=1", "+notcp", "+comments"], ["tc.xfr", "IXFR=1", "+notcp", "+ignore"],
+    ):  # fmt: skip
+        log.write_text("")
+        got, _ = same(port, *words)
+        assert got.returncode == 0, words
+        queries = [line.split() for line in log.read_text().splitlines()]
+        mine, digs = queries[: len(queries) // 2], queries[len(queries) // 2 :]
+        assert [p for p, _ in mine] == [p for p, _ in digs] and mine[0][0] == "udp", words
+        for (_, a), (_, b) in zip(mine, digs, strict=True):
+            assert bytes.fromhex(a)[2:-8] == bytes.fromhex(b)[2:-8], words
+    start = time.monotonic()
+    got, _ = same(port, "silent.xfr", "IXFR=1", "+notcp", "+time=1", "+tries=2")
+    assert got.returncode == 1 and time.monotonic() - start < 10  # dig: 9
+
+
 def test_the_requests_are_digs_bytes(server: tuple[int, Path]) -> None:
     """The AXFR and IXFR requests (with the client's SOA in the authority section, as dig
     sends it) are dig's bytes but for the ID and the client cookie's 8 random bytes."""
