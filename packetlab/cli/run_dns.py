@@ -456,6 +456,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             elif key == "+cookie" and eq:
                 at.cookie = _cookie_value(word, value)
                 at.edns = max(at.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
+            elif key in DIG_FLAGS and not eq and DIG_FLAGS[key][0] == "tcp" and not top:
+                pass  # dig 9.18 ignores +[no]tcp and +[no]vc on a batch line (is_batchfile)
             elif key in DIG_FLAGS and not eq:
                 attr, on = DIG_FLAGS[key]
                 setattr(at, attr, on)

@@ -147,6 +147,14 @@ def test_ixfr_notcp_over_udp_as_dig(server: tuple[int, Path]) -> None:
         assert [p for p, _ in mine] == [p for p, _ in digs] and mine[0][0] == "udp", words
         for (_, a), (_, b) in zip(mine, digs, strict=True):
             assert bytes.fromhex(a)[2:-8] == bytes.fromhex(b)[2:-8], words
+    # dig ignores +notcp (+tcp) on a batch line: the line's IXFR is a TCP transfer; the
+    # command line's +notcp holds for the lines
+    f = log.parent / "batch"
+    f.write_text("ixfr.xfr IXFR=1 +notcp\nixfr.xfr IXFR=3\nx.xfr A +tcp\n")
+    _, out = same(port, "-f", str(f))
+    assert out.count("(TCP)") == 2 and out.count("(UDP)") == 1
+    _, out = same(port, "+notcp", "-f", str(f))
+    assert out.count("(UDP)") == 3
     start = time.monotonic()
     got, _ = same(port, "silent.xfr", "IXFR=1", "+notcp", "+time=1", "+tries=2")
     assert got.returncode == 1 and time.monotonic() - start < 10  # dig: 9

@@ -26,6 +26,7 @@ from ctl_fakes import Rig
 from twisted.internet.defer import Deferred
 
 import packetlab.cli as cli
+from packetlab.cli import run_dns
 from packetlab.cli.run_command import Progress, begun, measure
 from packetlab.controller.stop import StopSignal
 from packetlab.wire import Nopen, Nsend, Proto
@@ -142,6 +143,23 @@ def test_a_truncated_ixfr_notcp_reply_with_ignore_is_shown_as_it_came() -> None:
     rig = tc_rig()
     assert normal(run(rig, "tc.xfr", "IXFR=1", "+notcp", "+ignore", "+nocmd")) == normal(DIG_IGNORE)
     assert [p for p, _ in sent(rig)] == [Proto.UDP]
+
+
+def test_a_batch_lines_tcp_switches_are_ignored_as_dig(tmp_path: Path) -> None:
+    """dig 9.18 ignores +tcp, +vc, +notcp and +novc on a `-f` line (its is_batchfile): the
+    command line's hold (`ixfr.xfr IXFR=1 +notcp` on a line was a TCP transfer in dig,
+    UDP in ours; `x.xfr A +tcp` on a line UDP in dig, TCP in ours)."""
+    f = tmp_path / "batch"
+    f.write_text("ixfr.xfr IXFR=1 +notcp\nx.xfr A +tcp\n+vc y.xfr\n")
+    for argv, tcp in ((["-f", str(f)], False), (["+tcp", "-f", str(f)], True)):
+        args = cli.parse(["run", "dns", "@127.0.0.1", *argv])
+        run_dns.dig_style(args)
+        lines = [entry[3] for entry in args.plan]
+        assert [bool(line.tcp) for line in lines] == [tcp] * 3
+        assert not run_dns._ixfr_over_udp("IXFR=1", lines[0])
+    args = cli.parse(["run", "dns", "@127.0.0.1", "+notcp", "-f", str(f)])
+    run_dns.dig_style(args)  # the command line's +notcp: UDP, as dig
+    assert run_dns._ixfr_over_udp("IXFR=1", args.plan[0][3])
 
 
 DIG_IXFR = """\
