@@ -889,9 +889,9 @@ async def _ixfr_udp(
     progress: Progress,
 ) -> Any:
     """dig's `IXFR=N +notcp`: the IXFR request asked over UDP as a query (its servers,
-    tries and errors a query's); a truncated (TC) reply is the transfer over TCP, with
-    the same client cookie (`;; Truncated, retrying in TCP mode.` before it, shown as
-    dig with +comments), unless +ignore."""
+    tries and errors a query's); a truncated (TC) reply is the transfer over TCP (from
+    the first server again: dig's requeue), with the same client cookie (`;; Truncated,
+    retrying in TCP mode.` before it, shown as dig with +comments), unless +ignore."""
     from packetlab.measure.dns import EDNS_PAYLOAD
 
     cookie = _xfr_cookie(o.cookie)
@@ -905,8 +905,8 @@ async def _ixfr_udp(
     )  # fmt: skip
     if not result.truncated or o.ignore:
         return result
-    xfr = await _transfer(session, [(result.server, result.port)], name, qtype, o, qclass,
-                          recorder, progress, cookie)  # fmt: skip
+    # dig's requeued lookup over TCP: from its first server again, as a transfer's
+    xfr = await _transfer(session, servers, name, qtype, o, qclass, recorder, progress, cookie)
     xfr.notes = [*result.notes, "Truncated, retrying in TCP mode."]
     return xfr
 

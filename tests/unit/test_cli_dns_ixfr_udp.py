@@ -57,9 +57,10 @@ def reply(query: bytes, records: list[RR], tc: bool = False) -> bytes:
     return bytes(r.to_wire(want_shuffle=False, max_size=65535))
 
 
-def run(rig: Rig, *words: str) -> str:
-    """What `pktlab run dns @127.0.0.1 -p 48002 WORDS` prints through the rig."""
-    argv = ["@127.0.0.1", "-p", "48002", *words]
+def run(rig: Rig, *words: str, at: tuple[str, ...] = ("@127.0.0.1",)) -> str:
+    """What `pktlab run dns @127.0.0.1 -p 48002 WORDS` prints through the rig (`at`: the
+    servers)."""
+    argv = [*at, "-p", "48002", *words]
     args = cli.parse(["run", "dns", *argv])
     args.cmdline = argv
     out = io.StringIO()
@@ -137,6 +138,20 @@ def test_a_truncated_ixfr_notcp_reply_is_the_transfer_over_tcp() -> None:
     assert q1.to_wire()[2:] == q2.to_wire()[2:]
     out = run(tc_rig(), "tc.xfr", "IXFR=1", "+notcp")  # no +comments: no Truncated line
     assert out.startswith("\n; <<>>") and "Truncated" not in out and "XFR size: 4 records" in out
+
+
+def test_a_truncated_ixfr_notcp_reply_is_asked_over_tcp_from_the_first_server() -> None:
+    """dig requeues the lookup over TCP: from its first server again (here one that
+    refuses the connection), then the next (was: only the one that sent TC)."""
+    rig = tc_rig()
+    words = ["tc.xfr", "IXFR=1", "+notcp", "+tries=1", "+time=1"]
+    out = run(rig, *words, at=("@127.0.0.2", "@127.0.0.1"))
+    assert out.startswith(
+        ";; communications error to 127.0.0.2#48002: timed out\n"
+        ";; Connection to 127.0.0.2#48002(127.0.0.2) for tc.xfr failed: connection refused.\n"
+        "\n; <<>>"
+    )  # fake: the UDP query to .2 unanswered (dig's: ICMP, `connection refused`)
+    assert ";; SERVER: 127.0.0.1#48002(127.0.0.1) (TCP)" in out and "XFR size: 4 records" in out
 
 
 def test_a_truncated_ixfr_notcp_reply_with_ignore_is_shown_as_it_came() -> None:
