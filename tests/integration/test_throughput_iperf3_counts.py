@@ -84,7 +84,9 @@ def test_bidir_bytes_unpaced_counts_the_sends_that_left(port: int) -> None:  # n
     assert rc == 0, (err, records)
     ours = _result(records)
     sent, server_got = ours["sum"]["sender"]["bytes"], ours["sum"]["receiver"]["bytes"]
-    assert sent >= server_got > 0, (sent, server_got)
+    # The server may end the test before reading any of them (CI, loaded: 2 MiB sent, 0
+    # read), so its count bounds ours from below only.
+    assert sent > 0 and sent >= server_got, (sent, server_got)
     assert sent <= 2 << 20
     assert native(port, "--bidir", "-n", "2M", "-i", "0")["end"]["sum_sent"]["bytes"] > 0
 
