@@ -43,9 +43,9 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import dns.zone
+from childserver import listen_udp_tcp
 from twisted.internet import protocol
 from twisted.internet import reactor as _reactor
-from twisted.internet.error import CannotListenError
 from twisted.protocols.basic import Int16StringReceiver
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -277,15 +277,7 @@ def main(argv: list[str]) -> None:
     addr = argv[0] if argv else "127.0.0.1"
     factory = protocol.Factory.forProtocol(Tcp)
     factory.query_log = argv[1] if len(argv) > 1 else None  # type: ignore[attr-defined]
-    for _ in range(50):  # the UDP port's number may be taken for TCP: try another
-        udp = reactor.listenUDP(0, Udp(factory), interface=addr)
-        port = udp.getHost().port
-        try:
-            reactor.listenTCP(port, factory, interface=addr)
-            break
-        except CannotListenError:
-            udp.stopListening()
-    print(port, flush=True)
+    print(listen_udp_tcp(reactor, Udp(factory), factory, addr), flush=True)
     reactor.run()
 
 

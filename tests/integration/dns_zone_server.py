@@ -59,9 +59,9 @@ import dns.rdatatype
 import dns.rrset
 import dns.tsig
 import dns.zone
+from childserver import listen_udp_tcp
 from twisted.internet import protocol
 from twisted.internet import reactor as _reactor
-from twisted.internet.error import CannotListenError
 from twisted.protocols.basic import Int16StringReceiver
 
 reactor: Any = _reactor
@@ -429,15 +429,7 @@ class Tcp(Int16StringReceiver):
 def main(argv: list[str]) -> None:
     addr = argv[0] if argv else "127.0.0.1"
     factory = protocol.Factory.forProtocol(Tcp)
-    for _ in range(50):  # the UDP port's number may be taken for TCP: try another
-        udp = reactor.listenUDP(0, Udp(), interface=addr)
-        port = udp.getHost().port
-        try:
-            reactor.listenTCP(port, factory, interface=addr)
-            break
-        except CannotListenError:
-            udp.stopListening()
-    print(port, flush=True)
+    print(listen_udp_tcp(reactor, Udp(), factory, addr), flush=True)
     reactor.run()
 
 

@@ -27,9 +27,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from childserver import listen_udp_tcp
 from twisted.internet import protocol, ssl
 from twisted.internet import reactor as _reactor
-from twisted.internet.error import CannotListenError
 from twisted.names import dns, server
 from twisted.names.authority import FileAuthority
 from twisted.web import resource
@@ -187,14 +187,7 @@ def main(argv: list[str]) -> None:
     kind = argv[0]
     if kind == "dns":
         f = server.DNSServerFactory(authorities=[Zone()])
-        for _ in range(50):  # the UDP port's number may be taken for TCP: try another
-            udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(f), interface="127.0.0.1")
-            port = udp.getHost().port
-            try:
-                reactor.listenTCP(port, f, interface="127.0.0.1")
-                break
-            except CannotListenError:
-                udp.stopListening()
+        port = listen_udp_tcp(reactor, dns.DNSDatagramProtocol(f), f, "127.0.0.1")
     elif kind == "http":
         port = reactor.listenTCP(0, RouterFactory(), interface="127.0.0.1").getHost().port
     elif kind == "hostile-http":

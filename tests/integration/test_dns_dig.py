@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from childserver import serve_child
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -27,20 +28,8 @@ pytestmark = pytest.mark.skipif(shutil.which("dig") is None, reason="dig (dnsuti
 
 
 def zone_server(addr: str) -> Iterator[int]:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "dns_zone_server.py"), addr],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.strip().isdigit():
-            proc.kill()
-            pytest.fail(f"dns_zone_server did not start: {line} {proc.communicate()[1]}")
-        yield int(line)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with serve_child(str(HERE / "dns_zone_server.py"), addr) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
@@ -400,18 +389,8 @@ def hierarchy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
                            capture_output=True, text=True, check=True).stdout  # fmt: skip
     hosts = tmp_path_factory.mktemp("hierarchy") / "hosts"
     hosts.write_text(Path("/etc/hosts").read_text() + names)
-    proc = subprocess.Popen([sys.executable, str(server), "127.0.0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.strip().isdigit():
-            proc.kill()
-            pytest.fail(f"dns_hierarchy_server did not start: {line} {proc.communicate()[1]}")
-        yield int(line), hosts
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with serve_child(str(server), "127.0.0") as port:
+        yield port, hosts
 
 
 def with_hosts(hosts: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:

@@ -11,12 +11,12 @@ import json
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from childserver import serve_child
 from test_dns_dig import dig, normal, ours, pytestmark  # noqa: F401  (dig missing: skipped)
 
 HERE = Path(__file__).resolve().parent
@@ -25,20 +25,8 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     log = tmp_path_factory.mktemp("xfr") / "queries.log"
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "dns_xfr_server.py"), "127.0.0.1", str(log)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.strip().isdigit():
-            proc.kill()
-            pytest.fail(f"dns_xfr_server did not start: {line} {proc.communicate()[1]}")
-        yield int(line), log
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with serve_child(str(HERE / "dns_xfr_server.py"), "127.0.0.1", str(log)) as port:
+        yield port, log
 
 
 MISMATCH = re.compile(r"expected ID \d+, got \d+")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from childserver import serve_child
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -27,22 +28,8 @@ RUN = [sys.executable, "-m", "packetlab", "run"]
 
 
 def service(*args: str) -> Iterator[int]:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "measure_services.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.strip().isdigit():
-            proc.kill()
-            pytest.fail(f"service {args} did not start: {line} {proc.communicate()[1]}")
-        yield int(line)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with serve_child(str(HERE / "measure_services.py"), *args, what=f"service {args}") as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

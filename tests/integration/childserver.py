@@ -1,0 +1,47 @@
+"""Loopback servers that integration tests run as child processes (dns_zone_server.py,
+dns_xfr_server.py, measure_services.py, ...): the child prints its port as its first
+line; the parent reads it, or fails naming the child with the child's stderr, and stops
+the child when done."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@contextlib.contextmanager
+def serve_child(script: str, *args: str, what: str | None = None) -> Iterator[int]:
+    """Run `python SCRIPT ARGS...`, yield the port it printed first, then terminate it."""
+    proc = subprocess.Popen([sys.executable, script, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.strip().isdigit():
+            proc.kill()
+            name = what or script.rsplit("/", 1)[-1].removesuffix(".py")
+            pytest.fail(f"{name} did not start: {line} {proc.communicate()[1]}")
+        yield int(line)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def listen_udp_tcp(reactor: Any, udp: Any, factory: Any, addr: str) -> int:
+    """One port number for both UDP `udp` and TCP `factory` on `addr` (in the child)."""
+    from twisted.internet.error import CannotListenError
+
+    for _ in range(50):  # the UDP port's number may be taken for TCP: try another
+        port = reactor.listenUDP(0, udp, interface=addr)
+        number: int = port.getHost().port
+        try:
+            reactor.listenTCP(number, factory, interface=addr)
+            return number
+        except CannotListenError:
+            port.stopListening()
+    raise CannotListenError(addr, 0, "no port number free for both UDP and TCP")
