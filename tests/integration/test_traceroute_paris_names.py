@@ -65,7 +65,12 @@ def ecmp_diamond(testbed_factory: Callable[..., Testbed]) -> Testbed:
     tb = testbed_factory(diamond())
     net = tb.topology.link_interfaces(tb.topology.link_between("r2", "tg"))[0].ipv4.network
     ra, rb = tb.addr("ra"), tb.addr("rb")
-    tb.ns("r1").set_sysctls({"net.ipv4.fib_multipath_hash_policy": 1})  # hash L4 ports
+    # hash L4 ports, with a fixed seed (the kernel's default is random at boot): a trace
+    # with a fixed --sport takes the same branches every run
+    tb.ns("r1").set_sysctls({
+        "net.ipv4.fib_multipath_hash_policy": 1,
+        "net.ipv4.fib_multipath_hash_seed": 7919,
+    })  # fmt: skip
     tb.run(
         "r1",
         ["ip", "route", "replace", str(net), "nexthop", "via", str(ra), "nexthop", "via",
