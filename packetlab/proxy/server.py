@@ -398,7 +398,15 @@ class SetupProtocol(_Conn):
             status = Status.SUCCESS
             full = self.proxy.registry.full(snikey)
             if full:  # a soft failure for the manager: it warns and tries again
-                self.proxy.log.warn("setup {peer}: refusing xreg: {e}", peer=self.peer_text, e=full)
+                # (as often as it likes: in the setup port's log budget, as its refusals)
+                more = self.proxy.refusal_log["setup"].allow()
+                if more is not None:
+                    self.proxy.log.warn(
+                        "setup {peer}: refusing xreg: {e}{more}",
+                        peer=self.peer_text,
+                        e=full,
+                        more=more,
+                    )
                 status = Status.ENORES
             self.snikey = snikey if status == Status.SUCCESS else None
             self.state = "close_notify"

@@ -244,6 +244,66 @@ def test_handoff_refuses_garbage_records(options: PPKSServerOptions) -> None:
         server.receive(b"\x16\x03\x01\xff\xff")
 
 
+@pytest.mark.parametrize(
+    "junk",
+    [b"GET / HTTP/1.0\r\n\r\n", b"SSH-2.0-OpenSSH_9.2\r\n", b"\x16\x05\x01\x00\x10"],
+)
+def test_handoff_refuses_what_is_not_tls_at_its_first_record_header(
+    options: PPKSServerOptions, junk: bytes
+) -> None:
+    """An HTTP request (a port scanner, a misdirected client) on the setup port: its first
+    bytes read as a record header announcing ~8 KB ("GET /": type 0x47, length 0x202f),
+    so the proxy waited for them and closed after --setup-timeout with "registration not
+    done in 10 s", which names neither the peer's mistake nor TLS. Refused at once now."""
+    server = TLSHandoff(options.serverConnectionForTLS(None), is_client=False)  # type: ignore[arg-type]
+    with pytest.raises(HandoffError, match=r"not TLS \(record type 0x.., version .*\)"):
+        server.receive(junk)
+
+
+def test_not_tls_on_the_setup_port_is_closed_at_once_with_its_reason(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, _ = make_proxy(options)
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    proto.dataReceived(b"GET / HTTP/1.0\r\n\r\n")
+    assert t.disconnecting and proxy.stats.registration_failures == 1
+
+
+def test_a_flood_of_refused_xregs_is_a_bounded_number_of_log_lines(
+    options: PPKSServerOptions,
+) -> None:
+    """A manager that registers past the snikey's backlog cap gets ENORES each time (a
+    soft failure: it tries again) and each one was a warning line, outside the setup
+    port's log budget: 1,000 registrations for one snikey were 936 lines. Now they share
+    the port's 20 lines a minute, and the counter counts them all."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    proxy, clock = make_proxy(options, setup_timeout=600.0)  # (fakes never close)
+    register(proxy)
+    register(proxy)  # the cap (2) reached
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        for _ in range(40):
+            with pytest.raises(AssertionError):  # answered ENORES, not SUCCESS
+                register(proxy)
+        assert proxy.stats.registration_failures == 40
+        refused = [e for e in seen if "refusing xreg" in e.get("log_format", "")]
+        assert len(refused) == 20, len(refused)
+        assert "the next ones are counted, not logged" in refused[-1]["more"]
+        clock.advance(60)
+        with pytest.raises(AssertionError):
+            register(proxy)
+        assert seen[-1]["more"] == " [20 not logged before this one]", seen[-1]
+    finally:
+        globalLogPublisher.removeObserver(observer)
+
+
 def test_manager_backlog_finds_an_overlapping_preamble() -> None:
     from packetlab.controller.backlog import BacklogConnection
 
