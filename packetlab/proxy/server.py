@@ -453,14 +453,33 @@ class SetupProtocol(_Conn):
         if self.spliced:
             self.relay_eof()
         else:
+            self._gone_early()
             self._leave()
             if self.transport is not None:
                 self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self.spliced:
+            self._gone_early()
             self._leave()
         super().connectionLost(reason)
+
+    def _gone_early(self) -> None:
+        """The manager closed (or half-closed) in the middle of its registration: a line
+        and a count, as the endpoints port's `eof`. Not after an xreg answered ENORES (a
+        soft failure, already counted: the manager gives up the link there)."""
+        if self._closing:
+            return
+        if self.state == "tls":
+            done = self.tls is not None and self.tls.handshake_done
+            step = "before its xreg" if done else "before its TLS handshake finished"
+        elif self.state == "close_notify" and self.snikey is not None:
+            step = "after its xreg, before its close_notify"
+        elif self.state == "echo" and self.snikey is not None:
+            step = "before it echoed the preamble"
+        else:
+            return
+        self.refuse("early_close", f"closed by the manager {step}")
 
     def _leave(self) -> None:
         if self.state == "backlog" and self.snikey is not None:

@@ -304,6 +304,78 @@ def test_a_flood_of_refused_xregs_is_a_bounded_number_of_log_lines(
         globalLogPublisher.removeObserver(observer)
 
 
+@pytest.mark.parametrize("how", ["fin", "reset"])
+@pytest.mark.parametrize("phase", ["connected", "handshake", "xreg", "echo"])
+def test_a_manager_gone_before_its_registration_finished_is_logged_and_counted(
+    options: PPKSServerOptions, phase: str, how: str
+) -> None:
+    """A manager that half-closed or went away in the middle of its registration was
+    closed without a line and without a count (the endpoints port says `refused (eof):
+    closed before a complete ClientHello`). Now one line (in the setup port's budget)
+    naming the step, and `registration_failures`."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    proxy, _ = make_proxy(options)
+    proto = proxy.setup_factory().buildProtocol(None)
+    assert isinstance(proto, SetupProtocol)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    if phase != "connected":
+        proto.dataReceived(tls.start())
+    if phase in ("xreg", "echo"):
+        step = tls.receive(t.value())
+        t.clear()
+        proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+        tls.receive(t.value())
+        t.clear()
+    if phase == "echo":
+        proto.dataReceived(tls.close())
+        assert t.value() == PREAMBLE
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        if how == "fin":
+            proto.readConnectionLost()
+        proto.connectionLost(Failure(ConnectionDone()))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert proxy.stats.registration_failures == 1
+    [line] = [e for e in seen if e.get("text", "").startswith("closed by the manager")]
+    assert (
+        line["text"]
+        == {
+            "connected": "closed by the manager before its TLS handshake finished",
+            "handshake": "closed by the manager before its TLS handshake finished",
+            "xreg": "closed by the manager after its xreg, before its close_notify",
+            "echo": "closed by the manager before it echoed the preamble",
+        }[phase]
+    )
+    assert proxy.registry.count("k1") == 0
+
+
+def test_a_manager_that_closes_after_enores_is_not_counted_twice(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, _ = make_proxy(options)
+    register(proxy)
+    register(proxy)
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    assert list(wire.Framer().feed(tls.receive(t.value()).data)) == [wire.Result(68)]
+    proto.connectionLost(Failure(ConnectionDone()))  # the soft failure: it gives up here
+    assert proxy.stats.registration_failures == 1
+
+
 def test_manager_backlog_finds_an_overlapping_preamble() -> None:
     from packetlab.controller.backlog import BacklogConnection
 
