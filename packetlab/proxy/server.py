@@ -269,6 +269,14 @@ class _Conn(RelayEnd):
             self.relay_lost(reason)
 
 
+def _sni_text(sni: str | None) -> str:
+    """An endpoint's SNI for a log line: quoted, and cut after 64 characters (a snikey
+    has at most 63; the SNI may fill the whole --hello-cap)."""
+    if sni is None or len(sni) <= 64:
+        return repr(sni)
+    return f"{sni[:64]!r}... ({len(sni)} characters)"
+
+
 def keepalive(transport: Any, idle: float) -> bool:
     """TCP keepalive on `transport`: the first probe after `idle` s of silence, then one
     every idle/4 s, given up after `_KEEPALIVE_PROBES`. False where it cannot be set."""
@@ -576,7 +584,7 @@ class EndpointProtocol(_Conn):
         else:
             self.refuse(
                 "unknown_snikey",
-                f"no backlog connection for snikey {hello.sni!r}",
+                f"no backlog connection for snikey {_sni_text(hello.sni)}",
                 alert=_ALERT_UNRECOGNIZED_NAME,
             )
 
@@ -591,7 +599,7 @@ class EndpointProtocol(_Conn):
         sni = self.hello.sni if self.hello is not None else None
         self.refuse(
             "no_backlog",
-            f"no backlog connection for snikey {sni!r} within {wait:g} s",
+            f"no backlog connection for snikey {_sni_text(sni)} within {wait:g} s",
             alert=_ALERT_UNRECOGNIZED_NAME,
         )
 

@@ -185,6 +185,34 @@ def test_endpoint_refusals(options: PPKSServerOptions, data: bytes, reason: str)
     assert t.disconnecting and proxy.stats.refusals[reason] == 1
 
 
+def test_a_long_sni_is_cut_short_in_the_refusal_line(options: PPKSServerOptions) -> None:
+    """An SNI of 12,000 characters (it fits the default 16 KB hello cap) was quoted whole
+    in its `unknown_snikey` line: the refusal budget bounds lines, not their size (20
+    such lines a minute: 14 MB of log an hour). A snikey has at most 63 characters: the
+    line shows the first 64 and the length."""
+    from typing import cast
+
+    from test_clienthello import hello_bytes, sni_ext
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    proxy, _ = make_proxy(options, hello_cap=16384)
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        ep = proxy.endpoint_factory().buildProtocol(None)
+        t = HalfCloseTransport()
+        ep.makeConnection(t)
+        ep.dataReceived(hello_bytes([sni_ext((0, b"a" * 12000))]))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert t.disconnecting and proxy.stats.refusals["unknown_snikey"] == 1
+    [line] = [e for e in seen if e.get("reason") == "unknown_snikey"]
+    assert line["text"] == (
+        f"no backlog connection for snikey {'a' * 64!r}... (12000 characters)"
+    ), line["text"][:200]
+
+
 def test_hello_timeout(options: PPKSServerOptions) -> None:
     proxy, clock = make_proxy(options, hello_timeout=2.0)
     ep = proxy.endpoint_factory().buildProtocol(None)
