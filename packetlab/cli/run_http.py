@@ -387,8 +387,20 @@ def write_out_format(text: str, stdin: bool = True) -> str:
     if text == "@-" and not stdin:
         return ""
     if text.startswith("@"):
-        return _read("--write-out", text[1:]).decode("utf-8", "replace")
+        return file2string(_read("--write-out", text[1:])).decode("utf-8", "replace")
     return text
+
+
+def file2string(data: bytes) -> bytes:
+    """A file's text as curl 7.88's file2string takes it (-w @FILE): read in fgets()
+    pieces of up to 255 bytes (a line's end ends one), each cut at its first CR or LF
+    (and, a C string, at a NUL): the line ends gone, and what follows a CR in its piece."""
+    out, pos = [], 0
+    while pos < len(data):
+        end = data.find(b"\n", pos, pos + 255) + 1 or min(pos + 255, len(data))
+        out.append(re.split(b"[\r\n\0]", data[pos:end], maxsplit=1)[0])
+        pos = end
+    return b"".join(out)
 
 
 def _sec(us: float | None) -> float:
