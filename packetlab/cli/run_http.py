@@ -678,7 +678,8 @@ def _create_dirs(parent: str, option: str, path: str) -> None:
                            f"{e.strerror or e} (--create-dirs)") from None  # fmt: skip
 
 
-def stdin_owner(args: argparse.Namespace, form_stdin: int | None) -> tuple[str, Any] | None:
+def stdin_owner(args: argparse.Namespace, form_stdin: int | None,
+                uploads: list[Any]) -> tuple[str, Any] | None:  # fmt: skip
     """Which use of stdin reads it, as curl 7.88: stdin is read once, and every other use
     gets it empty (-T -: an empty chunked PUT; -F: an empty part; -d, -w, -b: nothing).
     First those curl reads as it parses its arguments, the first on the command line:
@@ -687,7 +688,8 @@ def stdin_owner(args: argparse.Namespace, form_stdin: int | None) -> tuple[str, 
     then -b - (("cookie", 0), read as the first transfer starts); then what is read when
     sent: a -F part of a regular file (("form", 0): the first in the first transfer's
     body), the first transfer's -T - (("upload", 0)). None: stdin unused.
-    `form_stdin`: the number of the first -F with a part of stdin (`Forms.first_stdin`)."""
+    `form_stdin`: the number of the first -F with a part of stdin (`Forms.first_stdin`);
+    `uploads`: each -T's (file name, Upload) list (a glob's names: `-T '{-,a}'`)."""
     from packetlab.measure.upload import stdin_is_regular
 
     regular = stdin_is_regular()
@@ -707,7 +709,7 @@ def stdin_owner(args: argparse.Namespace, form_stdin: int | None) -> tuple[str, 
         return ("cookie", 0)
     if form_stdin is not None:
         return ("form", 0)
-    if "-" in args.upload_file:
+    if any(name == "-" for files in uploads for name, _ in files):
         return ("upload", 0)
     return None
 
@@ -831,7 +833,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                        "cannot be combined (curl's words)")  # fmt: skip
     # -G: -d is the query, no body; -d read after -F is checked (stdin: see stdin_owner)
     forms, uploads, form_stdin = bodies(args, b"" if args.data and not args.get else None)
-    owner = stdin_owner(args, form_stdin)  # stdin is read once, as curl's
+    owner = stdin_owner(args, form_stdin, uploads)  # stdin is read once, as curl's
     data = request_body(args.data, owner[1] if owner and owner[0] == "data" else None)
     if len(args.output) > len(args.urls):  # curl: a warning, the extra ones unused
         raise RunError(f"{len(args.output)} -o/--output and -O for {len(args.urls)} URLs")

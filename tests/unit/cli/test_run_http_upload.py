@@ -401,7 +401,7 @@ def test_a_form_part_of_stdin_after_a_write_out_of_it(monkeypatch: Any, tmp_path
         assert A + part + "\r\n" in seen[0] and rest == fmt  # (its newline dropped, curl's)
 
 
-def test_stdin_uploads_after_the_first_are_empty(monkeypatch: Any) -> None:
+def test_stdin_uploads_after_the_first_are_empty(monkeypatch: Any, tmp_path: Path) -> None:
     # -T - to two URLs (or a glob): curl's second PUT is an empty chunked body
     stdin_of(monkeypatch, Path(), "pipe", b"hello\n")
     args = parse("-T", "-", "-T", "-", U1, U2)
@@ -411,3 +411,12 @@ def test_stdin_uploads_after_the_first_are_empty(monkeypatch: Any) -> None:
     assert [up.length for _, _, up in jobs] == [None, None]  # both chunked, as curl's
     jobs, _ = run_http.transfers(parse("-T", "-", f"{U1}[1-3]"), uploads[:1], stdin=False)
     assert [b"".join(up.chunks()) for _, _, up in jobs] == [b""] * 3  # (-w @- read it)
+    # a -T glob's names count: `-T '{-,f,-}'`
+    stdin_of(monkeypatch, Path(), "pipe", b"hello\n")
+    (tmp_path / "f").write_bytes(b"f")
+    args = parse("-T", f"{{-,{tmp_path / 'f'},-}}", U1)
+    _, uploads, _ = run_http.bodies(args, None)
+    jobs, _ = run_http.transfers(
+        args, uploads, stdin=run_http.stdin_owner(args, None, uploads) is not None
+    )
+    assert [b"".join(up.chunks()) for _, _, up in jobs] == [b"hello\n", b"f", b""]
