@@ -962,21 +962,36 @@ def _xfr_cookie(cookie: bool | bytes) -> bytes | None:
 async def _ask(
     session: Any, servers: Sequence[tuple[str | None, int]], name: str, qtype: str, **options: Any
 ) -> Any:
-    """dig's servers of a query, in order until one answers (a reply that does not parse
-    ends it too): the one that did, with the others' communications errors as dig's
-    remarks before it (`communications error to ADDR#PORT: connection refused`)."""
+    """dig's servers of a query in dig's order until one answers (a reply that does not
+    parse ends it too): the lookup's tries go to its first server (each timeout or
+    `connection refused` one; a closed port is asked again, as dig, not given up at
+    once), then each next server gets one try (dig's requeue, as over TCP). The one
+    that answered, with the failures before it as dig's remarks
+    (`communications error to ADDR#PORT: connection refused`, a line a try)."""
     from packetlab.measure.dns import dns_query
 
     if options.get("tcp"):
         return await _ask_tcp(session, servers, name, qtype, **options)
     notes: list[str] = []
-    for i, (server, port) in enumerate(servers):
-        result = await dns_query(session, name, qtype, server=server, port=port, **options)
-        if result.error is None or result.error_kind == "malformed" or i == len(servers) - 1:
-            result.notes[:0] = notes
-            return result
+    left, i = options.pop("attempts"), 0
+    while True:
+        server, port = servers[i]
+        tries = left if i == 0 else 1
+        result = await dns_query(session, name, qtype, server=server, port=port,
+                                 attempts=tries, **options)  # fmt: skip
+        if i == 0:
+            left -= max(result.tries, 1)  # a refusal ends its tries early: the rest left
+        if result.error is None or result.error_kind == "malformed":
+            break
+        if i == 0 and left > 0 and result.error_kind == "refused":
+            pass  # the first server again, with the tries left
+        elif i + 1 < len(servers):
+            i += 1
+        else:
+            break
         notes += [line.removeprefix(";; ") for line in error_lines(result.to_dict())]
-    raise AssertionError("no server")  # pragma: no cover (servers is never empty)
+    result.notes[:0] = notes
+    return result
 
 
 async def _ask_tcp(
@@ -1467,7 +1482,7 @@ def budget(args: argparse.Namespace) -> float:
     for entry in plan:
         o = entry[3] or args  # a batch line's options (dig -f), else the command line's
         servers = max(len(getattr(o, "servers", None) or ()), 1)
-        tries = o.tries + servers - 1 if o.tcp else o.tries * servers  # TCP: dig's requeue
+        tries = o.tries + servers - 1  # dig's requeue: the first server's tries, one a next
         steps = 16 if getattr(o, "trace", False) else 1  # measure.dns.TRACE_STEPS
         for qtype in entry[1] or ["A"]:
             if is_xfr(qtype):  # each attempt: its connect, then at most XFR_MAX_S

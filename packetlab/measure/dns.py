@@ -878,6 +878,17 @@ async def _watch_for(
     mine[key] = opening  # concurrent queries wait for this one: one raw socket, not many
     got: _IcmpWatch | str
     try:
+        # An endpoint has one raw socket per interface and family (ESKTINUSE for a
+        # second): a watch of another server no query is using goes first (dig's next
+        # server after a closed or silent one: each gets its watch in turn).
+        for other_key, other in list(mine.items()):
+            if (isinstance(other, _IcmpWatch) and not other.waiting
+                    and other.server.version == server.version):  # fmt: skip
+                del mine[other_key]
+                try:
+                    await close_capture(other.cap)
+                except ControllerError:
+                    pass
         cap = await open_capture(
             session, server, src=None, duration_s=WATCH_S + needed,
             expression=_icmp_filter(server.version, port),
