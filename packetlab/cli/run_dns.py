@@ -865,6 +865,7 @@ async def _transfer(
     progress: Progress,
     cookie: bytes | None = b"",
     tsig: Any = None,
+    tries: int | None = None,
 ) -> Any:
     """A zone transfer (AXFR, IXFR=SERIAL) from dig's servers in dig's order: a
     communications failure (a refused connection, the server closing or silent
@@ -872,7 +873,7 @@ async def _transfer(
     (+tries: dig's requeue), then the next servers once each; an answer (a refusal too)
     ends it. The attempts before the last are its `retries`, one that went on to the
     next server marked `next_server` (dig says `no servers could be reached` after the
-    others)."""
+    others). `tries`: the lookup's (default +tries; less after UDP tries, dig's requeue)."""
     from packetlab.measure.dns import EDNS_PAYLOAD
     from packetlab.measure.dnsxfr import dns_xfr
 
@@ -880,7 +881,7 @@ async def _transfer(
     if cookie == b"":  # one client cookie for the lookup, as dig (given: IXFR's over UDP)
         cookie = _xfr_cookie(o.cookie)
     earlier: list[Record] = []
-    left, budget, i = o.tries, o.xfr_max, 0
+    left, budget, i = o.tries if tries is None else tries, o.xfr_max, 0
     while True:
         server, port = servers[i]
         result = await dns_xfr(
@@ -933,7 +934,7 @@ async def _ixfr_udp(
     from packetlab.measure.dns import EDNS_PAYLOAD
 
     cookie = _xfr_cookie(o.cookie)
-    result = await _ask(
+    result, left = await _ask_udp(
         session, servers, name, "IXFR", tcp=False, tcp_fallback=False, timeout=o.wait,
         attempts=o.tries, edns=False if o.edns < 0 else o.edns,
         payload=EDNS_PAYLOAD if o.bufsize is None else o.bufsize, dnssec=bool(o.dnssec),
@@ -943,9 +944,10 @@ async def _ixfr_udp(
     )  # fmt: skip
     if not result.truncated or o.ignore:
         return result
-    # dig's requeued lookup over TCP: from its first server again, as a transfer's
+    # dig's requeued lookup over TCP: from its first server again, as a transfer's, with
+    # the tries the UDP ones left (the first server once at least, then the next ones)
     xfr = await _transfer(session, servers, name, qtype, o, qclass, recorder, progress, cookie,
-                          tsig)  # fmt: skip
+                          tsig, tries=max(left, 1))  # fmt: skip
     xfr.notes = [*result.notes, "Truncated, retrying in TCP mode."]
     return xfr
 
@@ -968,10 +970,18 @@ async def _ask(
     once), then each next server gets one try (dig's requeue, as over TCP). The one
     that answered, with the failures before it as dig's remarks
     (`communications error to ADDR#PORT: connection refused`, a line a try)."""
-    from packetlab.measure.dns import dns_query
-
     if options.get("tcp"):
         return await _ask_tcp(session, servers, name, qtype, **options)
+    return (await _ask_udp(session, servers, name, qtype, **options))[0]
+
+
+async def _ask_udp(
+    session: Any, servers: Sequence[tuple[str | None, int]], name: str, qtype: str, **options: Any
+) -> tuple[Any, int]:
+    """`_ask` over UDP: the result, and the lookup's tries left (dig's requeue over TCP
+    after a truncated reply has only those)."""
+    from packetlab.measure.dns import dns_query
+
     notes: list[str] = []
     left, i = options.pop("attempts"), 0
     while True:
@@ -991,7 +1001,7 @@ async def _ask(
             break
         notes += [line.removeprefix(";; ") for line in error_lines(result.to_dict())]
     result.notes[:0] = notes
-    return result
+    return result, left
 
 
 async def _ask_tcp(

@@ -49,3 +49,30 @@ def test_closed_and_silent_first_servers_as_dig(port: int, silent: str) -> None:
     # the closed server's lines, one a try: 3 (dig's count)
     a = ours("@127.0.0.9", "@127.0.0.1", *p, "+tries=3", "a.test", "+short")
     assert a.stdout.count("127.0.0.9#") == 3 and a.stdout.endswith("192.0.2.2\n")
+
+
+@pytest.fixture(scope="module")
+def xfr_port() -> Iterator[int]:
+    from pathlib import Path
+
+    from childserver import serve_child
+
+    with serve_child(str(Path(__file__).resolve().parent / "dns_xfr_server.py"), "127.0.0.1") as n:
+        yield n
+
+
+def test_a_truncated_ixfr_over_udp_requeued_over_tcp_with_the_tries_left_as_dig(
+    xfr_port: int,
+) -> None:
+    """`IXFR=N +notcp` to a closed first server: the UDP tries on it, the TC reply of the
+    next, then dig's requeue over TCP from the first server with the lookup's tries left
+    (once at least, then the next: no `no servers could be reached`). Before: the TCP
+    transfer had its own +tries."""
+    p = ["-p", str(xfr_port)]
+    for tries in ("+tries=1", "+tries=2", "+tries=3"):
+        for servers in (["@127.0.0.9", "@127.0.0.1"], ["@127.0.0.9", "@127.0.0.10", "@127.0.0.1"]):
+            words = [*servers, *p, "tc.xfr", "IXFR=1", "+notcp", tries]
+            a, b = ours(*words), dig(*words)
+            assert "Traceback" not in a.stderr, a.stderr
+            assert normal(a.stdout) == normal(b.stdout), (words, a.stderr)
+            assert "no servers could be reached" not in a.stdout and "XFR size" in a.stdout
