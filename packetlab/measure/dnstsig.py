@@ -104,8 +104,8 @@ def _make(name: str, algorithm: str, secret: str, warnings: list[str]) -> KeyRes
 def key_from_y(text: str) -> KeyResult:
     """dig's `-y [hmac:]name:secret`. A word without a name and secret: KeyUsageError.
     A truncated MAC (`hmac-sha256-128`) is refused (KeyUsageError, ours)."""
-    parts = text.split(":")
-    if len(parts) < 2 or not parts[0] or not parts[1] or (len(parts) == 2 and not parts[1]):
+    parts = [p for p in text.split(":") if p]  # dig's strtok: empty fields are skipped
+    if len(parts) < 2:
         raise KeyUsageError(f"-y {text}: give [hmac:]name:secret (dig: usage, exit 1)")
     if len(parts) == 2:
         algorithm, (name, secret) = DEFAULT_Y_ALGORITHM, parts

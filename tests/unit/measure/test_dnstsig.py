@@ -180,6 +180,9 @@ def test_a_transfer_chains_each_mac_to_the_one_before() -> None:
         ("a:b:c:d", [";; Warning, ignoring invalid TSIG algorithm a"],
          ";; Couldn't create key b: bad base64 encoding"),
         (f"hmac-md5:bad..name:{SECRET}", [], ";; Couldn't create key bad..name: empty label"),
+        # dig reads the fields with strtok: empty ones are skipped
+        ("hmac-sha256:k.test:", [], ";; Couldn't create key hmac-sha256: bad base64 encoding"),
+        (f"::k.test::{SECRET}", [], None),
     ],
 )  # fmt: skip
 def test_y_keys_as_dig_makes_them(y: str, warnings: list[str], failed: str | None) -> None:
