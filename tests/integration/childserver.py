@@ -36,11 +36,14 @@ def listen_udp_tcp(reactor: Any, udp: Any, factory: Any, addr: str) -> int:
     """One port number for both UDP `udp` and TCP `factory` on `addr` (in the child)."""
     from twisted.internet.error import CannotListenError
 
-    for _ in range(50):  # the UDP port's number may be taken for TCP: try another
-        port = reactor.listenUDP(0, udp, interface=addr)
+    # TCP first: a UDP port stopped for another try lets its protocol go a reactor turn
+    # later (Twisted asserts a protocol has no transport when it is listened again), a
+    # factory can listen on several ports at once
+    for _ in range(50):  # the TCP port's number may be taken for UDP: try another
+        port = reactor.listenTCP(0, factory, interface=addr)
         number: int = port.getHost().port
         try:
-            reactor.listenTCP(number, factory, interface=addr)
+            reactor.listenUDP(number, udp, interface=addr)
             return number
         except CannotListenError:
             port.stopListening()
