@@ -14,6 +14,9 @@ endpoint's own send (ntag) and receive (ndata) timestamps.
 
 from __future__ import annotations
 
+import _startup  # noqa: F401  (first: a Ctrl-C while starting is one line, 130)
+
+# isort: split
 import argparse
 import random
 from typing import Any

@@ -16,6 +16,9 @@ endpoint measured.
 
 from __future__ import annotations
 
+import _startup  # noqa: F401  (first: a Ctrl-C while starting is one line, 130)
+
+# isort: split
 import argparse
 import socket
 import sys

@@ -14,6 +14,9 @@ what each endpoint reported, and ends the publication.
 
 from __future__ import annotations
 
+import _startup  # noqa: F401  (first: a Ctrl-C while starting is one line, 130)
+
+# isort: split
 import argparse
 import contextlib
 import io

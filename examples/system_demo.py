@@ -15,6 +15,9 @@ Usage: python examples/system_demo.py [--home DIR] [--keep-logs]
 
 from __future__ import annotations
 
+import _startup  # first: a Ctrl-C while starting is one line, 130
+
+# isort: split
 import argparse
 import http.server
 import json
@@ -223,6 +226,7 @@ def main() -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    _startup.restore()  # Ctrl-C from here: KeyboardInterrupt, the children stopped
     try:
         sys.exit(main())
     except KeyboardInterrupt:  # the children were stopped on the way out (Processes.stop)

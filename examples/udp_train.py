@@ -18,6 +18,9 @@ status 130); a second Ctrl-C quits at once.
 
 from __future__ import annotations
 
+import _startup  # noqa: F401  (first: a Ctrl-C while starting is one line, 130)
+
+# isort: split
 import argparse
 import socket
 import struct

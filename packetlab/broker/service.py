@@ -20,7 +20,14 @@ from twisted.logger import Logger
 
 from packetlab.hostport import host_port
 from packetlab.tapoptions import stop_daemon
-from packetlab.tls import AuthMode, Credentials, PPKSServerEndpoint, PPKSServerOptions, ServerEntry
+from packetlab.tls import (
+    AuthMode,
+    Credentials,
+    PPKSServerEndpoint,
+    PPKSServerOptions,
+    ServerEntry,
+    default_pending_max,
+)
 
 from .protocol import IDLE_TIMEOUT, BrokerFactory
 from .registry import DELIVERY_LINGER, Registry
@@ -112,6 +119,9 @@ class BrokerService(service.Service):
                 self.options,
                 handshake_timeout=(IDLE_TIMEOUT, self.reactor),
                 refusal_delay=(self._refusal_delay, self.reactor),
+                # a flood of silent connections must not take every descriptor (EMFILE:
+                # then Twisted closes each new connection at accept, real ones too)
+                pending_max=default_pending_max(),
             )
             port = await ep.listen(self.factories[role])
             self.ports[role.value] = port

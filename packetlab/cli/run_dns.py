@@ -671,6 +671,17 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tcp", action="store_true", help="ask over TCP (default: UDP)")
     p.add_argument(
+        "-y", dest="tsig_y", metavar="[HMAC:]NAME:SECRET",
+        help="sign the queries and transfers with this TSIG key (secret in base64; HMAC "
+        "hmac-md5 (default, as dig 9.18), hmac-sha1, -sha224, -sha256, -sha384, -sha512) and "
+        "check the replies' signatures, as dig -y",
+    )  # fmt: skip
+    p.add_argument(
+        "-k", dest="tsig_file", metavar="FILE",
+        help='the TSIG key from a BIND key file (key "NAME" { algorithm hmac-sha256; '
+        'secret "BASE64"; };), as dig -k',
+    )  # fmt: skip
+    p.add_argument(
         "--xfr-max", type=_xfr_max, default=XFR_MAX_RECORDS, metavar="N",
         help="records a zone transfer (AXFR, IXFR=SERIAL) may hold, its retries' included; "
         f"past it the transfer stops with an error [default: {XFR_MAX_RECORDS}]",
@@ -750,6 +761,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         qtypes = [t if is_xfr(t) else parse_qtype(t) for t in (types or ["A"])]
         plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)]))
 
+    tsig = _tsig_key(args)
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
@@ -765,12 +777,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 progress(f"dns {n}/{total}: {name} {qtype}")
                 if _ixfr_over_udp(qtype, o):  # dig: asked as a query, TC: the transfer
                     result = await _ixfr_udp(session, servers, name, qtype, o, qclass,
-                                             recorder, progress)  # fmt: skip
+                                             recorder, progress, tsig)  # fmt: skip
                     emit(result.to_dict())
                     continue
                 if is_xfr(qtype):  # over TCP, as dig
                     xfr = await _transfer(
-                        session, servers, name, qtype, o, qclass, recorder, progress
+                        session, servers, name, qtype, o, qclass, recorder, progress, tsig=tsig
                     )
                     emit(xfr.to_dict())
                     continue
@@ -813,10 +825,33 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     qclass=qclass,
                     nsid=o.nsid,
                     cookie=o.cookie,
+                    tsig=tsig,
                 )
                 emit(result.to_dict())
 
     return pcapout.recording(args, recorder, run)
+
+
+def _tsig_key(args: argparse.Namespace) -> Any:
+    """dig's -y/-k key (-y when both), or None: what dig cannot make is its warning on
+    stderr and no key (the queries go unsigned, as dig's); a -y without name and secret,
+    a key file without algorithm or secret, an error (dig: exit 1)."""
+    y, path = getattr(args, "tsig_y", None), getattr(args, "tsig_file", None)
+    if y is None and path is None:
+        return None
+    from packetlab.measure.dnstsig import KeyUsageError, key_from_file, key_from_y
+
+    try:
+        made = key_from_y(y) if y is not None else key_from_file(str(path))
+    except KeyUsageError as e:
+        raise RunError(str(e) if y is not None else f"-k {path}: {e} (dig's words)") from None
+    if made.warnings:
+        sys.stdout.flush()
+        print("\n".join(made.warnings), file=sys.stderr, flush=True)
+    if made.failed is not None:  # dig: on stdout, before anything; then each reply says so
+        print(made.failed, flush=True)
+        args.tsig_unused = True
+    return made.key
 
 
 async def _transfer(
@@ -829,6 +864,8 @@ async def _transfer(
     recorder: Any,
     progress: Progress,
     cookie: bytes | None = b"",
+    tsig: Any = None,
+    tries: int | None = None,
 ) -> Any:
     """A zone transfer (AXFR, IXFR=SERIAL) from dig's servers in dig's order: a
     communications failure (a refused connection, the server closing or silent
@@ -836,7 +873,7 @@ async def _transfer(
     (+tries: dig's requeue), then the next servers once each; an answer (a refusal too)
     ends it. The attempts before the last are its `retries`, one that went on to the
     next server marked `next_server` (dig says `no servers could be reached` after the
-    others)."""
+    others). `tries`: the lookup's (default +tries; less after UDP tries, dig's requeue)."""
     from packetlab.measure.dns import EDNS_PAYLOAD
     from packetlab.measure.dnsxfr import dns_xfr
 
@@ -844,7 +881,7 @@ async def _transfer(
     if cookie == b"":  # one client cookie for the lookup, as dig (given: IXFR's over UDP)
         cookie = _xfr_cookie(o.cookie)
     earlier: list[Record] = []
-    left, budget, i = o.tries, o.xfr_max, 0
+    left, budget, i = o.tries if tries is None else tries, o.xfr_max, 0
     while True:
         server, port = servers[i]
         result = await dns_xfr(
@@ -854,6 +891,7 @@ async def _transfer(
             dnssec=bool(o.dnssec), family=o.family, qclass=qclass, nsid=o.nsid,
             cookie=cookie, max_records=budget, recorder=recorder,
             stop=lambda: progress.stopping,  # Ctrl-C: what came is printed, then the summary
+            tsig=tsig,
         )  # fmt: skip
         budget -= len(result.answers)  # the cap holds for all the attempts together
         final = result.error is None or result.error_kind in (
@@ -887,6 +925,7 @@ async def _ixfr_udp(
     qclass: str,
     recorder: Any,
     progress: Progress,
+    tsig: Any = None,
 ) -> Any:
     """dig's `IXFR=N +notcp`: the IXFR request asked over UDP as a query (its servers,
     tries and errors a query's); a truncated (TC) reply is the transfer over TCP (from
@@ -895,18 +934,20 @@ async def _ixfr_udp(
     from packetlab.measure.dns import EDNS_PAYLOAD
 
     cookie = _xfr_cookie(o.cookie)
-    result = await _ask(
+    result, left = await _ask_udp(
         session, servers, name, "IXFR", tcp=False, tcp_fallback=False, timeout=o.wait,
         attempts=o.tries, edns=False if o.edns < 0 else o.edns,
         payload=EDNS_PAYLOAD if o.bufsize is None else o.bufsize, dnssec=bool(o.dnssec),
         family=o.family, recorder=recorder, qclass=qclass, nsid=o.nsid,
         cookie=cookie or False, expect_opt=isinstance(o.cookie, bytes),
-        ixfr_serial=int(qtype[5:]),
+        ixfr_serial=int(qtype[5:]), tsig=tsig,
     )  # fmt: skip
     if not result.truncated or o.ignore:
         return result
-    # dig's requeued lookup over TCP: from its first server again, as a transfer's
-    xfr = await _transfer(session, servers, name, qtype, o, qclass, recorder, progress, cookie)
+    # dig's requeued lookup over TCP: from its first server again, as a transfer's, with
+    # the tries the UDP ones left (the first server once at least, then the next ones)
+    xfr = await _transfer(session, servers, name, qtype, o, qclass, recorder, progress, cookie,
+                          tsig, tries=max(left, 1))  # fmt: skip
     xfr.notes = [*result.notes, "Truncated, retrying in TCP mode."]
     return xfr
 
@@ -923,21 +964,44 @@ def _xfr_cookie(cookie: bool | bytes) -> bytes | None:
 async def _ask(
     session: Any, servers: Sequence[tuple[str | None, int]], name: str, qtype: str, **options: Any
 ) -> Any:
-    """dig's servers of a query, in order until one answers (a reply that does not parse
-    ends it too): the one that did, with the others' communications errors as dig's
-    remarks before it (`communications error to ADDR#PORT: connection refused`)."""
-    from packetlab.measure.dns import dns_query
-
+    """dig's servers of a query in dig's order until one answers (a reply that does not
+    parse ends it too): the lookup's tries go to its first server (each timeout or
+    `connection refused` one; a closed port is asked again, as dig, not given up at
+    once), then each next server gets one try (dig's requeue, as over TCP). The one
+    that answered, with the failures before it as dig's remarks
+    (`communications error to ADDR#PORT: connection refused`, a line a try)."""
     if options.get("tcp"):
         return await _ask_tcp(session, servers, name, qtype, **options)
+    return (await _ask_udp(session, servers, name, qtype, **options))[0]
+
+
+async def _ask_udp(
+    session: Any, servers: Sequence[tuple[str | None, int]], name: str, qtype: str, **options: Any
+) -> tuple[Any, int]:
+    """`_ask` over UDP: the result, and the lookup's tries left (dig's requeue over TCP
+    after a truncated reply has only those)."""
+    from packetlab.measure.dns import dns_query
+
     notes: list[str] = []
-    for i, (server, port) in enumerate(servers):
-        result = await dns_query(session, name, qtype, server=server, port=port, **options)
-        if result.error is None or result.error_kind == "malformed" or i == len(servers) - 1:
-            result.notes[:0] = notes
-            return result
+    left, i = options.pop("attempts"), 0
+    while True:
+        server, port = servers[i]
+        tries = left if i == 0 else 1
+        result = await dns_query(session, name, qtype, server=server, port=port,
+                                 attempts=tries, **options)  # fmt: skip
+        if i == 0:
+            left -= max(result.tries, 1)  # a refusal ends its tries early: the rest left
+        if result.error is None or result.error_kind == "malformed":
+            break
+        if i == 0 and left > 0 and result.error_kind == "refused":
+            pass  # the first server again, with the tries left
+        elif i + 1 < len(servers):
+            i += 1
+        else:
+            break
         notes += [line.removeprefix(";; ") for line in error_lines(result.to_dict())]
-    raise AssertionError("no server")  # pragma: no cover (servers is never empty)
+    result.notes[:0] = notes
+    return result, left
 
 
 async def _ask_tcp(
@@ -1266,10 +1330,14 @@ class DigText:
         style = self.style
         lines: list[str] = []
         if a["parts"]:
+            first = a["parts"][0].get("tsig_note")  # dig: its TSIG's failure, then the banner
+            lines += [f";; {first}"] if first else []
             lines += self.banner()  # dig's, with the first message
         at = 0
         onesoa = bool(getattr(self.view, "onesoa", False)) and a["qtype"] == "AXFR"
         for j, part in enumerate(a["parts"]):
+            if j and part.get("tsig_note"):  # dig: before the message that did not verify
+                lines.append(f";; {part['tsig_note']}")
             lines += [f";; {note}" for note in part.get("notes", [])]
             records = a["answers"][at : at + part["answers"]]
             at += part["answers"]
@@ -1322,6 +1390,16 @@ class DigText:
             f";; SERVER: {r['server']}#{r['port']}({user}) ({r['proto'].upper()})",
             f";; WHEN: {time.strftime('%a %b %d %H:%M:%S %Z %Y')}",
             size_line,
+            *(
+                [";; WARNING -- Some TSIG could not be validated"]
+                if r.get("tsig_verified") is False
+                else []
+            ),  # dig's, after the size
+            *(
+                [";; WARNING -- TSIG key was not used."]
+                if getattr(self.args, "tsig_unused", False)
+                else []
+            ),
             "",
         ]
 
@@ -1414,7 +1492,7 @@ def budget(args: argparse.Namespace) -> float:
     for entry in plan:
         o = entry[3] or args  # a batch line's options (dig -f), else the command line's
         servers = max(len(getattr(o, "servers", None) or ()), 1)
-        tries = o.tries + servers - 1 if o.tcp else o.tries * servers  # TCP: dig's requeue
+        tries = o.tries + servers - 1  # dig's requeue: the first server's tries, one a next
         steps = 16 if getattr(o, "trace", False) else 1  # measure.dns.TRACE_STEPS
         for qtype in entry[1] or ["A"]:
             if is_xfr(qtype):  # each attempt: its connect, then at most XFR_MAX_S

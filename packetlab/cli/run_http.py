@@ -261,7 +261,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "is made too)",
     )  # fmt: skip
     p.add_argument(
-        "-w", "--write-out", metavar="FORMAT",
+        "-w", "--write-out", metavar="FORMAT", action=_WriteOutAction,
         help="after each URL print FORMAT with curl's %%{variables} instead of the table "
         "(@FILE: the format from FILE); see below",
     )  # fmt: skip
@@ -291,6 +291,21 @@ class _FormAction(argparse.Action):
         items = list(getattr(ns, self.dest, None) or [])
         items.append((opt == "--form-string", value))
         setattr(ns, self.dest, items)
+        _in_order(ns, "form", len(items) - 1)
+
+
+def _in_order(ns: argparse.Namespace, kind: str, key: Any) -> None:
+    """The order of -d, -F and -w on the command line (curl reads stdin for the first
+    that takes it; `stdin_owner`)."""
+    ns.stdin_order = [*getattr(ns, "stdin_order", []), (kind, key)]
+
+
+class _WriteOutAction(argparse.Action):
+    """-w: the last one kept (as curl); each recorded in order (a -w @- reads stdin)."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        setattr(ns, self.dest, value)
+        _in_order(ns, "write_out", value)
 
 
 class _DataAction(argparse.Action):
@@ -304,6 +319,7 @@ class _DataAction(argparse.Action):
         items = list(getattr(ns, self.dest, None) or [])
         items.append((self.kind, value))
         setattr(ns, self.dest, items)
+        _in_order(ns, "data", len(items) - 1)
 
 
 def _read(what: str, name: str) -> bytes:
@@ -316,14 +332,20 @@ def _read(what: str, name: str) -> bytes:
         raise RunError(f"{what} @{name}: {e.strerror or e}") from None
 
 
-def request_body(items: list[tuple[str, str]] | None) -> bytes | None:
+def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1) -> bytes | None:
     """The POST body of -d/--data-binary/--data-raw as curl builds it: each one's bytes
-    (@FILE read; for -d with CR and LF removed), joined with &."""
+    (@FILE read; for -d with CR and LF removed), joined with &. Stdin is read once, as
+    curl's: by the item numbered `stdin` (-1: the first @-; None: none, another use read
+    it), the other @- empty."""
     if not items:
         return None
+    if stdin == -1:
+        stdin = next((i for i, (k, v) in enumerate(items) if k != "raw" and v == "@-"), None)
     parts = []
-    for kind, value in items:
-        if kind != "raw" and value.startswith("@"):
+    for i, (kind, value) in enumerate(items):
+        if kind != "raw" and value == "@-" and i != stdin:
+            data = b""
+        elif kind != "raw" and value.startswith("@"):
             data = _read("--data" if kind == "data" else "--data-binary", value[1:])
             if kind == "data":
                 data = data.replace(b"\r", b"").replace(b"\n", b"")
@@ -359,11 +381,26 @@ def _headers(items: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def write_out_format(text: str) -> str:
-    """-w's argument: FORMAT, or @FILE's text (@- stdin), as curl."""
+def write_out_format(text: str, stdin: bool = True) -> str:
+    """-w's argument: FORMAT, or @FILE's text (@- stdin; empty without `stdin`: another
+    use read it), as curl."""
+    if text == "@-" and not stdin:
+        return ""
     if text.startswith("@"):
-        return _read("--write-out", text[1:]).decode("utf-8", "replace")
+        return file2string(_read("--write-out", text[1:])).decode("utf-8", "replace")
     return text
+
+
+def file2string(data: bytes) -> bytes:
+    """A file's text as curl 7.88's file2string takes it (-w @FILE): read in fgets()
+    pieces of up to 255 bytes (a line's end ends one), each cut at its first CR or LF
+    (and, a C string, at a NUL): the line ends gone, and what follows a CR in its piece."""
+    out, pos = [], 0
+    while pos < len(data):
+        end = data.find(b"\n", pos, pos + 255) + 1 or min(pos + 255, len(data))
+        out.append(re.split(b"[\r\n\0]", data[pos:end], maxsplit=1)[0])
+        pos = end
+    return b"".join(out)
 
 
 def _sec(us: float | None) -> float:
@@ -507,10 +544,12 @@ def write_out(fmt: str, values: dict[str, Any], headers: list[tuple[str, str]],
     return out
 
 
-def cookie_options(items: list[str], jar_file: str | None) -> tuple[Any, str | None]:
+def cookie_options(items: list[str], jar_file: str | None,
+                   stdin: bool = True) -> tuple[Any, str | None]:  # fmt: skip
     """-b and -c as curl reads them: (the cookie engine or None, the -b string or None).
     A -b with '=' is cookies to send as is; else a Netscape cookie file, read if it exists
-    (curl: a missing one just turns the engine on)."""
+    (curl: a missing one just turns the engine on); `-b -` stdin, read once (none
+    without `stdin`: another use read it)."""
     from packetlab.measure.cookies import CookieJar
 
     strings = [item for item in items if "=" in item]
@@ -522,6 +561,9 @@ def cookie_options(items: list[str], jar_file: str | None) -> tuple[Any, str | N
         if name != "-" and os.path.isdir(name):
             raise RunError(f"-b/--cookie {name}: is a directory")
         assert jar is not None
+        if name == "-" and not stdin:
+            continue
+        stdin = stdin and name != "-"
         jar.load(_read("--cookie", name).decode("utf-8", "replace"))
     if jar_file is not None:
         _check_output(jar_file, "--cookie-jar")
@@ -636,7 +678,43 @@ def _create_dirs(parent: str, option: str, path: str) -> None:
                            f"{e.strerror or e} (--create-dirs)") from None  # fmt: skip
 
 
-def transfers(args: argparse.Namespace, uploads: list[Any]) -> tuple[
+def stdin_owner(args: argparse.Namespace, form_stdin: int | None,
+                uploads: list[Any]) -> tuple[str, Any] | None:  # fmt: skip
+    """Which use of stdin reads it, as curl 7.88: stdin is read once, and every other use
+    gets it empty (-T -: an empty chunked PUT; -F: an empty part; -d, -w, -b: nothing).
+    First those curl reads as it parses its arguments, the first on the command line:
+    -d/--data-binary @- (("data", its number)), -w @- (("write_out", its place among
+    the -w)), a -F part of stdin when stdin is a pipe or a terminal (("form", 0));
+    then -b - (("cookie", 0), read as the first transfer starts); then what is read when
+    sent: a -F part of a regular file (("form", 0): the first in the first transfer's
+    body), the first transfer's -T - (("upload", 0)). None: stdin unused.
+    `form_stdin`: the number of the first -F with a part of stdin (`Forms.first_stdin`);
+    `uploads`: each -T's (file name, Upload) list (a glob's names: `-T '{-,a}'`)."""
+    from packetlab.measure.upload import stdin_is_regular
+
+    regular = stdin_is_regular()
+    w = 0
+    for kind, key in getattr(args, "stdin_order", []):
+        if kind == "data":
+            k, v = args.data[key]
+            if k != "raw" and v == "@-":
+                return ("data", key)
+        elif kind == "write_out":
+            if key == "@-":
+                return ("write_out", w)
+            w += 1
+        elif kind == "form" and key == form_stdin and not regular:
+            return ("form", 0)
+    if "-" in args.cookie:
+        return ("cookie", 0)
+    if form_stdin is not None:
+        return ("form", 0)
+    if any(name == "-" for files in uploads for name, _ in files):
+        return ("upload", 0)
+    return None
+
+
+def transfers(args: argparse.Namespace, uploads: list[Any], stdin: bool = True) -> tuple[
     list[tuple[int, str, Any]], list[str | None]
 ]:  # fmt: skip
     """curl 7.88's transfers in its order, numbered from 1: (number, URL, its -T upload
@@ -645,7 +723,10 @@ def transfers(args: argparse.Namespace, uploads: list[Any]) -> tuple[
     URL of the glob (the files the outer loop, as curl); its -o (the Nth for the Nth
     URL) gets #N filled with what the URL's Nth glob matched, its -O the file name of
     each URL of the glob (the URL before -T's file name is added, as curl); each file
-    in --output-dir if given. At most MAX_NAMES."""
+    in --output-dir if given. At most MAX_NAMES. Stdin is read once (curl's): by the
+    first transfer of a -T - when `stdin`, the others (all without `stdin`: another use
+    read it) an empty chunked PUT."""
+    from packetlab.measure.upload import file_upload
     from packetlab.measure.urlglob import MAX_NAMES, GlobError, glob_urls, output_name
 
     jobs: list[tuple[int, str, Any]] = []
@@ -662,10 +743,10 @@ def transfers(args: argparse.Namespace, uploads: list[Any]) -> tuple[
                            "listed before anything is sent; curl has no such limit)")  # fmt: skip
         out = _output_of(args, i)
         for name, up in files:
-            if name == "-" and len(matches) > 1:
-                raise RunError(f"stdin (-) can be read once: -T - for one URL ({url!r} "
-                               f"makes {len(matches)})")  # fmt: skip
             for m in matches:
+                if name == "-":
+                    up = up if stdin else file_upload("-", spent=True)
+                    stdin = False
                 target = url if m is None else m.url
                 if out == REMOTE:
                     path: str | None = RemoteName(remote_name(target))
@@ -706,10 +787,11 @@ def _upload_files(arg: str, globoff: bool) -> list[tuple[str, Any]]:
         raise RunError(f"-T/--upload-file {e}{where}") from None
 
 
-def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], list[Any]]:
+def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], list[Any], Any]:
     """-F's parts and -T's uploads (each -T a list of (file name, Upload): curl's glob;
     files looked at now: a missing or unreadable one is a one-line error before anything
-    is sent), checked against -d, -I and -G as curl."""
+    is sent), checked against -d (`data` not None: given), -I and -G as curl; and which
+    -F first has a part of stdin (`Forms.first_stdin`)."""
     from packetlab.measure.upload import Forms, UploadError
 
     tree = Forms()  # NAME=( ... =): a sub-multipart, as curl's
@@ -738,12 +820,7 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
         raise RunError(f"-G/--get and {given[0]}: -G makes -d the query; no other body")
     if len(uploads) > len(args.urls):
         raise RunError(f"{len(uploads)} -T/--upload-file for {len(args.urls)} URLs")
-    stdin = sum(f == "-" for f in args.upload_file)
-    stdin += sum(p.path == "-" for f in forms for p in f.walk())
-    stdin += sum(v == "@-" for k, v in args.data or [] if k != "raw")
-    if stdin > 1 or (stdin and forms and len(args.urls) > 1):
-        raise RunError("stdin (-) can be read once: one -T -, -F NAME=@- or -d @- for one URL")
-    return forms, uploads
+    return forms, uploads, tree.first_stdin
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
@@ -754,16 +831,17 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError(f"{'-I/--head' if args.head else '-i/--include'} and "
                        "-J/--remote-header-name: showing headers and --remote-header-name "
                        "cannot be combined (curl's words)")  # fmt: skip
-    data = request_body(args.data)
-    forms, uploads = bodies(args, None if args.get else data)  # -G: -d is the query
+    # -G: -d is the query, no body; -d read after -F is checked (stdin: see stdin_owner)
+    forms, uploads, form_stdin = bodies(args, b"" if args.data and not args.get else None)
+    owner = stdin_owner(args, form_stdin, uploads)  # stdin is read once, as curl's
+    data = request_body(args.data, owner[1] if owner and owner[0] == "data" else None)
     if len(args.output) > len(args.urls):  # curl: a warning, the extra ones unused
         raise RunError(f"{len(args.output)} -o/--output and -O for {len(args.urls)} URLs")
     # the transfers, in curl's order: (number, URL, its -T upload or None), each -o file
-    jobs, outputs = transfers(args, uploads)
-    if forms and len(jobs) > 1 and any(p.path == "-" for f in forms for p in f.walk()):
-        raise RunError("stdin (-) can be read once: one -T -, -F NAME=@- or -d @- for one URL")
+    jobs, outputs = transfers(args, uploads, stdin=owner == ("upload", 0))
     try:  # a form for each transfer (its own boundary, as curl's), its files looked at now
-        posts = [multipart(forms) for _ in jobs] if forms else []
+        posts = [multipart(forms, stdin=owner == ("form", 0) and not i)
+                 for i in range(len(jobs))] if forms else []  # fmt: skip
     except UploadError as e:
         raise RunError(f"-F/--form {e}") from None
     if not 1 <= args.parallel_max <= PARALLEL_LIMIT:
@@ -778,7 +856,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError("-i/--include: the headers go where the body goes, and the table shows "
                        "no body: add -o FILE (-o - for stdout) or -w")  # fmt: skip
     headers = _headers(args.header)
-    jar, cookie = cookie_options(args.cookie, args.cookie_jar)
+    jar, cookie = cookie_options(args.cookie, args.cookie_jar, stdin=owner == ("cookie", 0))
     if args.cacert is not None:
         try:
             open(args.cacert, "rb").close()
@@ -795,7 +873,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         # --no-clobber or -J: the file may be another than `path`; its directory matters
         named = args.clobber is False or (args.remote_header_name and isinstance(path, RemoteName))
         _check_output(path, create_dirs=args.create_dirs, replaced=not named)
-    fmt = None if args.write_out is None else write_out_format(args.write_out)
+    fmt = None
+    if args.write_out is not None:  # the last -w (the one kept) reads stdin if it is first
+        last = sum(k == "write_out" for k, _ in getattr(args, "stdin_order", [])) - 1
+        fmt = write_out_format(args.write_out, stdin=owner in (None, ("write_out", last)))
     if fmt is not None and args.json:
         raise RunError("-w/--write-out and --json: choose one output")
     stderr = getattr(args, "_stderr", None) or sys.stderr

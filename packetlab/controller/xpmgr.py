@@ -42,6 +42,7 @@ from packetlab.tls import (
     PPKSTLSFactory,
     ServerEntry,
     TLSConfigError,
+    default_pending_max,
     gen_snikey,
     peer_of,
 )
@@ -230,8 +231,10 @@ class Manager:
         if self.active:
             return self._start_active()
         where = f"tcp:{self.address.port}:interface={self.address.host.replace(':', chr(92) + ':')}"
+        # (pending_max: a flood of silent connections must not take every descriptor)
         ep = PPKSServerEndpoint(serverFromString(self.reactor, where), self.options,
-                                handshake_timeout=(HANDSHAKE_TIMEOUT, self.reactor))  # fmt: skip
+                                handshake_timeout=(HANDSHAKE_TIMEOUT, self.reactor),
+                                pending_max=default_pending_max())  # fmt: skip
         d: Deferred[Any] = ep.listen(self.worker_factory())
 
         def listening(port: Any) -> Any:
@@ -260,7 +263,8 @@ class Manager:
             raise ManagerError(f"ProxyCertRootPath: {e}") from None
         creator = PPKSClientCreator(creds, AuthMode.AGENT, roots)
         server = PPKSTLSFactory(self.options, False, self.worker_factory(),
-                                handshake_timeout=(HANDSHAKE_TIMEOUT, self.reactor))  # fmt: skip
+                                handshake_timeout=(HANDSHAKE_TIMEOUT, self.reactor),
+                                pending_max=default_pending_max())  # fmt: skip
         for exp in self._exps:
             pool = BacklogPool(
                 self.reactor,

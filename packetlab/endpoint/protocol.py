@@ -85,6 +85,7 @@ class ControllerProtocol(Protocol):
         self._close_timer: IDelayedCall | None = None
         self._linger_timer: IDelayedCall | None = None
         self._refused: SessionRefused | None = None
+        self._heard = False  # any byte from the controller yet
         self.suspended = False  # pre-empted: see suspend()
         self._wait_paused = False  # a cdata's program compiles and WAIT_BUFFER bytes wait
         self._setup_late = False  # the setup window passed while it compiled
@@ -131,6 +132,7 @@ class ControllerProtocol(Protocol):
     # -- requests in -------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        self._heard = True
         if self._closing:
             return
         if self.suspended:  # bytes already in flight when we paused: keep them for later
@@ -350,6 +352,19 @@ class ControllerProtocol(Protocol):
         self.log.warn("controller did not take the last frames in {t} s", t=CLOSE_TIMEOUT)
         self._t.abortConnection()
 
+    def _silent_close(self) -> str:
+        """The controller closed without a byte: over TLS, what a controller does that
+        refuses our certificate chain (it checks it after the handshake and aborts,
+        with no alert), so say so rather than leave the operator guessing."""
+        text = "controller closed the connection before its first message"
+        fd = socket_connection(self.transport, FileDescriptor) if self.transport else None
+        if fd is not None and fd is not self._t:
+            text += (
+                " (right after the TLS handshake: a controller that refuses this "
+                "endpoint's certificate chain does so; see the controller's log)"
+            )
+        return text
+
     def end_session(self) -> None:
         """Close from our side (service stopping): like a controller EOF, no more frames."""
         if self.transport is not None:
@@ -364,6 +379,8 @@ class ControllerProtocol(Protocol):
             self._link.discard()
         session = self.session
         end = SessionEnd("controller closed the connection")
+        if not self._heard:
+            end = SessionEnd(self._silent_close())
         if self._refused is not None:
             end = SessionEnd(f"controller refused: {self._refused}", clean=False)
         if session is not None:

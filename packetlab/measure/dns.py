@@ -118,7 +118,10 @@ class DnsResult:
     packet: bytes | None = None  # "malformed": the reply as received (dig's hex dump)
     reason: str | None = None  # "malformed": why it does not parse, in BIND's words
     extra_bytes: int = 0  # bytes past what BIND's parser read (dig's "extra bytes at end")
-    tsig: list[DnsAnswer] = field(default_factory=list)  # the reply's TSIG (not checked)
+    tsig: list[DnsAnswer] = field(default_factory=list)  # the reply's TSIG
+    # with a key (dig -k/-y): whether the reply's TSIG verified (None: no key given)
+    tsig_verified: bool | None = None
+    tsig_key: Any = None  # the query's key (measure.dnstsig.TsigKey), None: unsigned
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -164,6 +167,8 @@ class DnsResult:
             out["extra_bytes"] = self.extra_bytes
         if self.tsig:
             out["tsig"] = [a.to_dict() for a in self.tsig]
+        if self.tsig_verified is not None:
+            out["tsig_verified"] = self.tsig_verified
         return out
 
     def answer_set(self) -> frozenset[tuple[str, str, str]]:
@@ -396,6 +401,9 @@ def _bind_meta(rd: Any, rtype: str, split: int, lb: str, multiline: bool) -> str
         return out
     error = TSIG_RCODES.get(int(rd.error), str(int(rd.error)))
     other = b64(rd.other, SPLIT if split else 0, " ")  # dig 9.18: 56 whatever +split says
+    if not rd.mac:  # BIND: no MAC, nor its parentheses (a BADKEY/BADSIG reply's)
+        return (f"{alg} {rd.time_signed} {rd.fudge} 0 {rd.original_id} {error} "
+                f"{len(rd.other)} {other}")  # fmt: skip
     return (f"{alg} {rd.time_signed} {rd.fudge} {len(rd.mac)}{opening}{lb}"
             f"{b64(rd.mac, split, lb)}{closing}{rd.original_id} {error} {len(rd.other)} "
             f"{other}")  # fmt: skip
@@ -870,6 +878,17 @@ async def _watch_for(
     mine[key] = opening  # concurrent queries wait for this one: one raw socket, not many
     got: _IcmpWatch | str
     try:
+        # An endpoint has one raw socket per interface and family (ESKTINUSE for a
+        # second): a watch of another server no query is using goes first (dig's next
+        # server after a closed or silent one: each gets its watch in turn).
+        for other_key, other in list(mine.items()):
+            if (isinstance(other, _IcmpWatch) and not other.waiting
+                    and other.server.version == server.version):  # fmt: skip
+                del mine[other_key]
+                try:
+                    await close_capture(other.cap)
+                except ControllerError:
+                    pass
         cap = await open_capture(
             session, server, src=None, duration_s=WATCH_S + needed,
             expression=_icmp_filter(server.version, port),
@@ -955,7 +974,7 @@ async def _over_udp(
     recorder: PcapRecorder | None = None,
     icmp: bool = True,
 ) -> dns.message.Message | None:
-    wire = query.to_wire()
+    wire = _render(query)
     reactor = session.reactor
     inbox = _Inbox(reactor)
     watch: _IcmpWatch | None = None
@@ -1027,6 +1046,7 @@ async def _over_udp(
                 if t_sent is not None:
                     result.rtt_us = (note.time - t_sent) / 1000
                 _fill(result, msg, note.data)
+                _verify(result, query, note.data)
                 return msg
             record_sends()
     finally:
@@ -1073,7 +1093,7 @@ async def _over_tcp(
     # Only here: a query over UDP (most) does not load the TCP stream (docs/performance.md).
     from packetlab.measure.stream import StreamError, TcpStream, connect_failure
 
-    wire = query.to_wire()
+    wire = _render(query)
     result.proto = "tcp"
     result.tries = 1
     try:
@@ -1110,11 +1130,34 @@ async def _over_tcp(
         else:  # dig's query time all the same: from the connection's establishment
             result.query_time_us = max(head.time - stream.established_at, 0) / 1000
         _fill(result, msg, body.data)
+        _verify(result, query, body.data)
     except StreamError as e:
         result.error = str(e)
         result.error_kind = "tcp"
     finally:
         await stream.close()
+
+
+def _render(query: dns.message.Message) -> bytes:
+    """The query's wire; signed (dig -k/-y), as BIND writes it (`dnstsig.render`)."""
+    if query.tsig is None:
+        return bytes(query.to_wire())
+    from packetlab.measure.dnstsig import render
+
+    return render(query)
+
+
+def _verify(result: DnsResult, query: dns.message.Message, wire: bytes) -> None:
+    """A signed query's reply checked as dig checks it: a failure is dig's note
+    (`Couldn't verify signature: WORDS`) and `tsig_verified` False."""
+    if result.tsig_key is None:
+        return
+    from packetlab.measure.dnstsig import Verifier, query_mac, verify_failure_note
+
+    words = Verifier(result.tsig_key, query_mac(query)).check(wire)
+    result.tsig_verified = words is None
+    if words is not None:
+        result.notes.append(verify_failure_note(words))
 
 
 NSID, COOKIE = 3, 10  # EDNS option codes (RFC 5001, RFC 7873)
@@ -1151,6 +1194,7 @@ def _make_query(
         options=options or None,
     )
     query.id = random.randrange(0x10000)
+    query.flags |= dns.flags.AD  # as dig 9.18 (+adflag by default)
     if not rd:
         query.flags &= ~dns.flags.RD
     return query
@@ -1192,6 +1236,7 @@ async def dns_query(
     cookie: bool | bytes = False,
     expect_opt: bool | None = None,
     ixfr_serial: int | None = None,
+    tsig: Any = None,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
@@ -1214,6 +1259,10 @@ async def dns_query(
 
     `ixfr_serial`: an IXFR asked as a query (dig's `IXFR=N +notcp`: over UDP, the reply
     printed as a query's), `qtype` IXFR, with dig's request (`as_ixfr`).
+
+    `tsig` (a `measure.dnstsig.TsigKey`, dig's -k/-y): the query signed as dig signs it,
+    the reply's MAC checked as dig checks it (`tsig_verified`; a failure is dig's note
+    `Couldn't verify signature: ...`).
     """
     if expect_opt is None:
         expect_opt = isinstance(cookie, bytes)
@@ -1245,8 +1294,12 @@ async def dns_query(
                             sent_cookie)  # fmt: skip
         if ixfr_serial is not None:
             as_ixfr(query, ixfr_serial, qclass)
+        if tsig is not None:
+            from packetlab.measure.dnstsig import sign
+
+            sign(query, tsig)
         result = DnsResult(name.to_text(), rtype, str(addr), port, "udp", notes=result.notes,
-                           qclass=qclass, cookie=sent_cookie)  # fmt: skip
+                           qclass=qclass, cookie=sent_cookie, tsig_key=tsig)  # fmt: skip
         if tcp:
             await _over_tcp(session, query, result, addr, timeout, recorder)
         else:
@@ -1255,7 +1308,7 @@ async def dns_query(
                 notes = [*result.notes, "Truncated, retrying in TCP mode."]
                 result = DnsResult(result.qname, rtype, result.server, port, "tcp",
                                    truncated=True, notes=notes, qclass=qclass,
-                                   cookie=sent_cookie)  # fmt: skip
+                                   cookie=sent_cookie, tsig_key=tsig)  # fmt: skip
                 await _over_tcp(session, query, result, addr, timeout, recorder)
             elif msg is not None and msg.flags & dns.flags.TC:
                 result.truncated = True

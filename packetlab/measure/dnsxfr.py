@@ -53,6 +53,7 @@ from packetlab.measure.dns import (
     _make_query,
     _other_class,
     _records,
+    _render,
     as_ixfr,
     parse_qclass,
     version_of,
@@ -106,6 +107,7 @@ class XfrResult:
     cookie: bytes | None = None
     retries: list[dict[str, Any]] = field(default_factory=list)  # earlier attempts
     notes: list[str] = field(default_factory=list)  # dig's remarks before it (TC: over TCP)
+    tsig_verified: bool | None = None  # with a key: every signed message's MAC verified
 
     @property
     def complete(self) -> bool:
@@ -150,6 +152,8 @@ class XfrResult:
             out["retries"] = self.retries
         if self.notes:
             out["notes"] = self.notes
+        if self.tsig_verified is not None:
+            out["tsig_verified"] = self.tsig_verified
         return out
 
     def attempt_dict(self) -> dict[str, Any]:
@@ -295,6 +299,8 @@ def _head(msg: dns.message.Message, wire: bytes, n: int, cookie: bytes | None) -
         part["authority"] = [a.to_dict() for a in authority]
     if additional:
         part["additional"] = [a.to_dict() for a in additional]
+    if msg.tsig is not None:  # dig shows it after the message's records
+        part["tsig"] = [a.to_dict() for a in _records([msg.tsig])]
     return part
 
 
@@ -320,12 +326,21 @@ async def dns_xfr(
     max_seconds: float = XFR_MAX_S,
     recorder: PcapRecorder | None = None,
     stop: Callable[[], bool] | None = None,
+    tsig: Any = None,
 ) -> XfrResult:
     """Transfer `zone` from `server` (default: the endpoint's first DNS server) over TCP
     from the endpoint: AXFR, or IXFR from `serial` when given. A result always comes
     back (failures in `error`, a refusal in `failed`); see the module's docstring.
     `stop`, when given, is asked between reads (at least every STOP_POLL_S s): once it
-    says True the transfer ends with what came ("interrupted"), not tried again."""
+    says True the transfer ends with what came ("interrupted"), not tried again.
+
+    `tsig` (a `measure.dnstsig.TsigKey`, dig's -k/-y): the request signed as dig signs
+    it; each message that carries a TSIG is checked as dig checks it (RFC 8945's
+    chaining: the prior MAC, the unsigned messages since), a failure noted on that
+    message (`Couldn't verify signature: ...`, `tsig_note` of its part) and
+    `tsig_verified` False; as dig 9.18, unsigned messages after the first are not
+    counted and the last need not be signed (`dnstsig.Verifier(strict=True)`: RFC
+    8945's rules)."""
     import random
 
     qclass = parse_qclass(qclass)
@@ -345,6 +360,10 @@ async def dns_xfr(
         cookie = None
     query = xfr_query(name, serial, version, payload, dnssec, qclass, nsid, cookie)
     query.id = random.randrange(0x10000)
+    if tsig is not None:
+        from packetlab.measure.dnstsig import sign
+
+        sign(query, tsig)
     qtype = "AXFR" if serial is None else "IXFR"
     earlier: list[dict[str, Any]] = []
     budget = [max_records, max_bytes]
@@ -353,7 +372,7 @@ async def dns_xfr(
         result = XfrResult(name.to_text(), qtype, str(addr), port, serial, qclass,
                            tries=attempt, id=query.id, cookie=cookie)  # fmt: skip
         await _attempt(session, query, result, addr, timeout, budget, max_seconds, recorder,
-                       stop)  # fmt: skip
+                       stop, tsig)  # fmt: skip
         budget[0] -= len(result.answers)
         budget[1] -= result.nbytes
         if result.error_kind not in ("eof", "timeout", "reset", "refused", "tcp"):
@@ -374,10 +393,17 @@ async def _attempt(
     max_seconds: float,
     recorder: PcapRecorder | None,
     stop: Callable[[], bool] | None,
+    tsig: Any = None,
 ) -> None:
     from packetlab.measure.stream import StreamError, StreamTimeout, TcpStream, connect_failure
 
-    wire = query.to_wire()
+    wire = _render(query)  # signed: anew each attempt (its time), as dig
+    verifier = None
+    if tsig is not None:
+        from packetlab.measure.dnstsig import Verifier, query_mac
+
+        verifier = Verifier(tsig, query_mac(query))
+        result.tsig_verified = True
     try:
         stream = await TcpStream.connect(
             session, server, result.port, timeout=timeout, recorder=recorder
@@ -434,7 +460,7 @@ async def _attempt(
                 return
             idle = clock.seconds() + timeout
             for message in frames.feed(chunk.data):
-                done = _take(result, query, message, state, budget, warn_id)
+                done = _take(result, query, message, state, budget, warn_id, verifier)
                 if result.parts and result.parts[-1].get("notes"):
                     warn_id = False
                 if result.error is None and done:
@@ -455,9 +481,11 @@ def _take(
     state: XfrState,
     budget: list[int],
     warn_id: bool,
+    verifier: Any = None,
 ) -> bool:
     """One message of the transfer into `result`; True when the transfer is over (or
-    failed: `result.error`/`result.failed`)."""
+    failed: `result.error`/`result.failed`). `verifier`: its TSIG checked (dig's note
+    on the part, `tsig_note`, when it fails)."""
     notes: list[str] = []
     if len(wire) < 12:
         result.error = "ERROR: short (< header size) message"
@@ -498,6 +526,13 @@ def _take(
     part = _head(msg, wire, len(answers), result.cookie)
     if notes:
         part["notes"] = notes
+    if verifier is not None:
+        words = verifier.check(wire)
+        if words is not None:
+            from packetlab.measure.dnstsig import verify_failure_note
+
+            part["tsig_note"] = verify_failure_note(words)
+            result.tsig_verified = False
     result.parts.append(part)
     result.answers += answers
     result.messages += 1

@@ -38,6 +38,7 @@ __all__ = [
     "multipart",
     "parse_form",
     "read_headers_file",
+    "stdin_is_regular",
 ]
 
 CHUNK = 64 << 10  # bytes read from a file at a time
@@ -62,6 +63,7 @@ class _File:
     path: str  # "-": stdin
     size: int | None  # None: stdin, unknown
     head: bytes = b""  # stdin already read (a -F part's first STDIN_BUFFER bytes), sent first
+    spent: bool = False  # stdin another use read first: nothing (curl reads stdin once)
 
 
 Piece: TypeAlias = "bytes | _File | _Piped | _Encoded"
@@ -293,6 +295,8 @@ class _Piped:
 
 
 def _read_file(f: _File, wake: Callable[[], None] | None = None) -> Iterator[bytes]:
+    if f.spent:
+        return
     if f.head:
         yield f.head
     if f.size is None and wake is not None and (f.path != "-" or _stdin_fd() is not None):
@@ -348,9 +352,19 @@ def _file(path: str) -> _File:
     return _File(path, size)
 
 
-def file_upload(path: str) -> Upload:
-    """curl -T FILE: a PUT of the file as is, no Content-Type (`-` stdin, chunked)."""
-    return Upload([_file(path)], "PUT")
+def file_upload(path: str, spent: bool = False) -> Upload:
+    """curl -T FILE: a PUT of the file as is, no Content-Type (`-` stdin, chunked;
+    `spent`: stdin that another use read first, an empty chunked body as curl's)."""
+    return Upload([_File("-", None, spent=True) if spent else _file(path)], "PUT")
+
+
+def stdin_is_regular() -> bool:
+    """stdin is a regular file (`< FILE`): curl reads a -F part of it when it sends it
+    (else, a pipe or a terminal, when it parses the -F)."""
+    try:
+        return stat.S_ISREG(os.fstat(sys.stdin.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
 
 
 # curl 7.88's Curl_mime_contenttype (lib/mime.c): the first extension the name ends with
@@ -642,21 +656,28 @@ class Forms:
     mimecurrent): `NAME=(` (;type=, ;headers=) opens a sub-multipart that the parts
     after it go in, `=)` closes the innermost (none open: curl's "no multipart to
     terminate", exit 2); those still open at the end are closed there, as curl's.
-    `parts` is the form to give `multipart`."""
+    `parts` is the form to give `multipart`; `first_stdin` the number (from 0) of the
+    first argument with a part of stdin (@- or <-), None if none."""
 
     def __init__(self) -> None:
         self._open: list[tuple[FormPart, list[FormPart]]] = []
         self._root: list[FormPart] = []
+        self.added = 0
+        self.first_stdin: int | None = None
 
     def add(self, arg: str, literal: bool = False, warnings: list[str] | None = None) -> None:
         """One -F (`literal`: --form-string) argument; UploadError as `parse_form`."""
         name, sep, rest = arg.partition("=")
         if not literal and sep and not name and rest == ")":
+            self.added += 1
             if not self._open:
                 raise UploadError(f"-F/--form {arg!r}: no multipart to terminate (curl: 2)")
             self._close()
             return
         part = parse_form(arg, literal, warnings)
+        if self.first_stdin is None and any(q.path == "-" for q in part.walk()):
+            self.first_stdin = self.added
+        self.added += 1
         if part.sub:
             if len(self._open) >= MAX_DEPTH:
                 raise UploadError(f"-F/--form {arg!r}: over {MAX_DEPTH} NAME=( open at once")
@@ -703,22 +724,26 @@ def _new_boundary() -> str:
     return "-" * 24 + secrets.token_hex(8)
 
 
+Stdin: TypeAlias = "Callable[[], bytes | _File | _Piped]"
+
+
 def _mime(parts: list[FormPart] | tuple[FormPart, ...], b: str, disposition: str | None,
-          boundary: Callable[[], str]) -> list[Piece]:  # fmt: skip
+          boundary: Callable[[], str], take: Stdin) -> list[Piece]:  # fmt: skip
     """A multipart body (its parts between the boundary lines), as curl's mime reader."""
     pieces: list[Piece] = []
     for i, p in enumerate(parts):
         pieces.append(f"{'--' if i == 0 else chr(13) + chr(10) + '--'}{b}\r\n".encode())
-        pieces += _part(p, disposition, boundary)
+        pieces += _part(p, disposition, boundary, take)
     pieces.append(f"{chr(13) + chr(10) if parts else ''}--{b}--\r\n".encode())
     return pieces
 
 
-def _part(p: FormPart, disposition: str | None, boundary: Callable[[], str]) -> list[Piece]:
+def _part(p: FormPart, disposition: str | None, boundary: Callable[[], str],
+          take: Stdin) -> list[Piece]:  # fmt: skip
     """One part, curl 7.88's Curl_mime_prepare_headers: Content-Disposition (unless a
     ;headers= gives one), Content-Type (;type=, a ;headers= one, else by the names),
     Content-Transfer-Encoding (;encoder=, unless a ;headers= gives one), the ;headers=
-    but Content-Type, then the content (encoded)."""
+    but Content-Type, then the content (encoded; stdin's from `take`)."""
     stdin = p.path == "-"
     filename = p.filename
     if filename is None and p.as_file and p.path is not None:
@@ -762,11 +787,11 @@ def _part(p: FormPart, disposition: str | None, boundary: Callable[[], str]) -> 
     pieces: list[Piece] = [head.encode("utf-8", "surrogateescape")]
     if sub is not None:
         inner = "form-data" if _ct_match(ctype or "", "multipart/form-data") else None
-        return pieces + _mime(p.files, sub, inner, boundary)
+        return pieces + _mime(p.files, sub, inner, boundary, take)
     if p.text is not None:
         source: bytes | _File | _Piped = p.text
     else:
-        source = _stdin_part() if p.path == "-" else _file(p.path or "-")
+        source = take() if p.path == "-" else _file(p.path or "-")
     if p.encoder in (None, "binary", "8bit"):
         pieces.append(source)
     else:
@@ -813,12 +838,22 @@ def _ct_match(ctype: str, target: str) -> bool:
 
 
 def multipart(parts: list[FormPart], boundary: str | None = None,
-              sub_boundary: Callable[[], str] | None = None) -> Upload:  # fmt: skip
+              sub_boundary: Callable[[], str] | None = None,
+              stdin: bool = True) -> Upload:  # fmt: skip
     """curl -F's multipart/form-data body: curl 7.88's boundary (24 dashes and 16 hex
     digits; each `@a,b` part its own), part headers and order; files read (and encoded)
-    at send time."""
+    at send time. Stdin is read once, as curl's: by the first part of it (@- or <-) when
+    `stdin`, the others (all without `stdin`: another use read it) empty."""
     b = boundary or _new_boundary()
-    pieces = _mime(parts, b, "form-data", sub_boundary or _new_boundary)
+    given = [not stdin]
+
+    def take() -> bytes | _File | _Piped:
+        if given[0]:
+            return b""
+        given[0] = True
+        return _stdin_part()
+
+    pieces = _mime(parts, b, "form-data", sub_boundary or _new_boundary, take)
     return Upload(_merge(pieces), "POST", f"multipart/form-data; boundary={b}")
 
 

@@ -47,80 +47,80 @@ if TYPE_CHECKING:
         verify_chain,
     )
 
-__getattr__, __dir__ = lazy_attributes(
-    globals(),
-    {
-        "accounting": (
-            "Accounting",
-            "AccountingError",
-            "Budget",
-            "Counter",
-            "Meter",
-        ),
-        "cert": (
-            "Certificate",
-            "CertType",
-            "DelType",
-            "certificate_pem",
-            "load_certificates",
-            "parse_certificate",
-        ),
-        "chainlimits": (
-            "Limits",
-            "combine_limits",
-            "experiment_end_time",
-        ),
-        "errors": (
-            "CertificateError",
-            "ChainError",
-            "CSRError",
-            "KeyFileError",
-            "PPKSError",
-            "Reason",
-        ),
-        "keys": (
-            "generate_private_key",
-            "key_id",
-            "load_private_key",
-            "load_public_key",
-            "private_key_pem",
-            "public_key_pem",
-            "raw_public_key",
-            "read_private_key",
-            "read_public_key",
-            "write_key_pair",
-        ),
-        "limits": (
-            "DEFAULT_SEND_BURST",
-            "BurstRate",
-            "CertLimits",
-        ),
-        "snikey": (
-            "generate_snikey",
-            "is_valid_snikey",
-        ),
-        "store": (
-            "PktlabHome",
-            "default_home",
-        ),
-        "verify": (
-            "AuthMode",
-            "EndpointChainInfo",
-            "ExpChainInfo",
-            "VerifiedChain",
-            "parse_controller_exp_chain",
-            "parse_endpoint_rep_chain",
-            "verify_chain",
-        ),
-        "issue": (
-            "CertRequest",
-            "issue_certificate",
-            "make_csr",
-            "parse_csr",
-            "sign_csr",
-        ),
-    },
-)
+# each public name under its submodule (the TYPE_CHECKING imports and __all__ name the
+# same; tests/unit/test_public_names.py keeps the three in step)
+_MODULES: dict[str, tuple[str, ...]] = {
+    "accounting": (
+        "Accounting",
+        "AccountingError",
+        "Budget",
+        "Counter",
+        "Meter",
+    ),
+    "cert": (
+        "Certificate",
+        "CertType",
+        "DelType",
+        "certificate_pem",
+        "load_certificates",
+        "parse_certificate",
+    ),
+    "chainlimits": (
+        "Limits",
+        "combine_limits",
+        "experiment_end_time",
+    ),
+    "errors": (
+        "CertificateError",
+        "ChainError",
+        "CSRError",
+        "KeyFileError",
+        "PPKSError",
+        "Reason",
+    ),
+    "keys": (
+        "generate_private_key",
+        "key_id",
+        "load_private_key",
+        "load_public_key",
+        "private_key_pem",
+        "public_key_pem",
+        "raw_public_key",
+        "read_private_key",
+        "read_public_key",
+        "write_key_pair",
+    ),
+    "limits": (
+        "DEFAULT_SEND_BURST",
+        "BurstRate",
+        "CertLimits",
+    ),
+    "snikey": (
+        "generate_snikey",
+        "is_valid_snikey",
+    ),
+    "store": (
+        "PktlabHome",
+        "default_home",
+    ),
+    "verify": (
+        "AuthMode",
+        "EndpointChainInfo",
+        "ExpChainInfo",
+        "VerifiedChain",
+        "parse_controller_exp_chain",
+        "parse_endpoint_rep_chain",
+        "verify_chain",
+    ),
+    "issue": (
+        "CertRequest",
+        "issue_certificate",
+        "make_csr",
+        "parse_csr",
+        "sign_csr",
+    ),
+}
+__getattr__, __dir__ = lazy_attributes(globals(), _MODULES)
 
 __all__ = [
     "DEFAULT_SEND_BURST",

@@ -100,6 +100,18 @@ class _Failure:
             self.depth, self.error = depth, error
 
 
+def _when(seconds: int) -> str:
+    """A certificate time for a refusal line: the UTC date and the number (a peer's
+    refusal said `expired at 1000`), or the number alone past what a date can show."""
+    import datetime
+
+    try:
+        date = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return str(seconds)
+    return f"{date:%Y-%m-%dT%H:%M:%SZ} ({seconds})"
+
+
 def _coerce_certs(certs: Sequence[Certificate | bytes]) -> list[Certificate]:
     out = []
     for i, c in enumerate(certs):
@@ -207,12 +219,13 @@ def verify_chain(
         cert = parsed[idx]
         if when < cert.not_before:
             failure.note(
-                depth, ChainError(Reason.NOT_YET_VALID, f"valid from {cert.not_before}", index=idx)
+                depth,
+                ChainError(Reason.NOT_YET_VALID, f"valid from {_when(cert.not_before)}", index=idx),
             )
             return False
         if when > cert.not_after:
             failure.note(
-                depth, ChainError(Reason.EXPIRED, f"expired at {cert.not_after}", index=idx)
+                depth, ChainError(Reason.EXPIRED, f"expired at {_when(cert.not_after)}", index=idx)
             )
             return False
         return True

@@ -269,6 +269,14 @@ class _Conn(RelayEnd):
             self.relay_lost(reason)
 
 
+def _sni_text(sni: str | None) -> str:
+    """An endpoint's SNI for a log line: quoted, and cut after 64 characters (a snikey
+    has at most 63; the SNI may fill the whole --hello-cap)."""
+    if sni is None or len(sni) <= 64:
+        return repr(sni)
+    return f"{sni[:64]!r}... ({len(sni)} characters)"
+
+
 def keepalive(transport: Any, idle: float) -> bool:
     """TCP keepalive on `transport`: the first probe after `idle` s of silence, then one
     every idle/4 s, given up after `_KEEPALIVE_PROBES`. False where it cannot be set."""
@@ -398,7 +406,15 @@ class SetupProtocol(_Conn):
             status = Status.SUCCESS
             full = self.proxy.registry.full(snikey)
             if full:  # a soft failure for the manager: it warns and tries again
-                self.proxy.log.warn("setup {peer}: refusing xreg: {e}", peer=self.peer_text, e=full)
+                # (as often as it likes: in the setup port's log budget, as its refusals)
+                more = self.proxy.refusal_log["setup"].allow()
+                if more is not None:
+                    self.proxy.log.warn(
+                        "setup {peer}: refusing xreg: {e}{more}",
+                        peer=self.peer_text,
+                        e=full,
+                        more=more,
+                    )
                 status = Status.ENORES
             self.snikey = snikey if status == Status.SUCCESS else None
             self.state = "close_notify"
@@ -445,14 +461,33 @@ class SetupProtocol(_Conn):
         if self.spliced:
             self.relay_eof()
         else:
+            self._gone_early()
             self._leave()
             if self.transport is not None:
                 self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self.spliced:
+            self._gone_early()
             self._leave()
         super().connectionLost(reason)
+
+    def _gone_early(self) -> None:
+        """The manager closed (or half-closed) in the middle of its registration: a line
+        and a count, as the endpoints port's `eof`. Not after an xreg answered ENORES (a
+        soft failure, already counted: the manager gives up the link there)."""
+        if self._closing:
+            return
+        if self.state == "tls":
+            done = self.tls is not None and self.tls.handshake_done
+            step = "before its xreg" if done else "before its TLS handshake finished"
+        elif self.state == "close_notify" and self.snikey is not None:
+            step = "after its xreg, before its close_notify"
+        elif self.state == "echo" and self.snikey is not None:
+            step = "before it echoed the preamble"
+        else:
+            return
+        self.refuse("early_close", f"closed by the manager {step}")
 
     def _leave(self) -> None:
         if self.state == "backlog" and self.snikey is not None:
@@ -549,7 +584,7 @@ class EndpointProtocol(_Conn):
         else:
             self.refuse(
                 "unknown_snikey",
-                f"no backlog connection for snikey {hello.sni!r}",
+                f"no backlog connection for snikey {_sni_text(hello.sni)}",
                 alert=_ALERT_UNRECOGNIZED_NAME,
             )
 
@@ -564,7 +599,7 @@ class EndpointProtocol(_Conn):
         sni = self.hello.sni if self.hello is not None else None
         self.refuse(
             "no_backlog",
-            f"no backlog connection for snikey {sni!r} within {wait:g} s",
+            f"no backlog connection for snikey {_sni_text(sni)} within {wait:g} s",
             alert=_ALERT_UNRECOGNIZED_NAME,
         )
 

@@ -15,6 +15,7 @@ from .protocol import (
     PPKSServerEndpoint,
     PPKSTLSFactory,
     VerifiedPeer,
+    default_pending_max,
     peer_of,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "TLSConfigError",
     "VerifiedPeer",
     "chain_validity",
+    "default_pending_max",
     "gen_snikey",
     "generate_snikey",
     "is_valid_snikey",

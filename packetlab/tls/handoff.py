@@ -26,6 +26,8 @@ __all__ = ["HandoffError", "Step", "TLSHandoff"]
 
 _RECORD_HEADER = 5
 _RECORD_MAX = (1 << 14) + 256  # TLSCiphertext may exceed 2^14 by up to 256 bytes
+# change_cipher_spec, alert, handshake, application_data: the record types TLS 1.3 sends
+_RECORD_TYPES = frozenset((20, 21, 22, 23))
 
 
 class HandoffError(Exception):
@@ -88,7 +90,14 @@ class TLSHandoff:
         while not self.closed:
             if len(self._buf) < _RECORD_HEADER:
                 break
-            (length,) = struct.unpack_from(">H", self._buf, 3)
+            ctype, major, minor, length = struct.unpack_from(">BBBH", self._buf)
+            if ctype not in _RECORD_TYPES or major != 3:
+                # (an HTTP request or SSH banner: as a header it announces a record of
+                # ~8 KB, which would be waited for until a deadline named nothing useful)
+                raise HandoffError(
+                    f"not TLS (record type 0x{ctype:02x}, version {major}.{minor}: "
+                    f"first bytes {bytes(self._buf[:8])!r})"
+                )
             if length > _RECORD_MAX:
                 raise HandoffError(f"TLS record of {length} bytes (at most {_RECORD_MAX})")
             end = _RECORD_HEADER + length

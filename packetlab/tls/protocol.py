@@ -72,6 +72,7 @@ __all__ = [
     "PeerRefusal",
     "PeerVerificationError",
     "VerifiedPeer",
+    "default_pending_max",
     "peer_of",
     "verify_peer",
 ]
@@ -234,6 +235,9 @@ class PeerGate(Protocol):
         self._app_connected = False
         self._waiting: list[Deferred[VerifiedPeer]] = []
         self._held: list[bytes] | None = None
+        # Told once when the handshake is over or the connection is lost (the factory's
+        # set of connections still in the handshake, `pending_max`).
+        self.on_settled: Callable[[PeerGate], None] | None = None
 
     # -- application-facing --
 
@@ -296,7 +300,23 @@ class PeerGate(Protocol):
 
     _refusal: Any = None  # the delayed abort of a refused client
 
+    def _settled(self) -> None:
+        settled, self.on_settled = self.on_settled, None
+        if settled is not None:
+            settled(self)
+
+    def evict(self, why: str) -> None:
+        """Close a connection still in the handshake to make room for a new one (no
+        refusal line: the factory logs the episode once)."""
+        self._settled()
+        self._disarm()
+        self.refused = PeerVerificationError(PeerRefusal.HANDSHAKE_FAILED, why)
+        if self.transport is not None:
+            cast(Any, self.transport).abortConnection()
+        self._fire(self.refused)
+
     def handshakeCompleted(self) -> None:
+        self._settled()
         self._disarm()
         try:
             peer = self._verify()
@@ -342,6 +362,7 @@ class PeerGate(Protocol):
             self.app.dataReceived(held[0] if len(held) == 1 else b"".join(held))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._settled()
         self._disarm()
         if self._app_connected:
             self.app.connectionLost(reason)
@@ -790,6 +811,27 @@ def _address_of(transport: Any) -> str:
     return f"{host}:{port}" if host is not None else str(peer)
 
 
+def _local(gate: PeerGate) -> str:
+    """The listening address a server connection came in on, for log lines."""
+    try:
+        return host_port(cast(Any, gate.transport).getHost())
+    except Exception:
+        return "?"
+
+
+def default_pending_max(nofile: int | None = None) -> int:
+    """A TLS server port's cap on connections in the handshake (`PPKSTLSFactory`
+    `pending_max`): 1024, or 1/8 of the descriptor limit if lower (the established
+    connections need the rest; past the limit accept() fails with EMFILE)."""
+    if nofile is None:
+        import resource
+
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if nofile == resource.RLIM_INFINITY:
+            return 1024
+    return max(16, min(1024, nofile // 8))
+
+
 class PPKSTLSFactory(TLSMemoryBIOFactory):
     """Wraps `wrapped_factory` in TLS with the PPKS check, one TLS record per write.
 
@@ -811,6 +853,7 @@ class PPKSTLSFactory(TLSMemoryBIOFactory):
         clock: AnyReactorTime | None = None,
         handshake_timeout: tuple[float, AnyReactorTime] | None = None,
         refusal_delay: RefusalDelay | None = None,
+        pending_max: int | None = None,
     ) -> None:
         if is_client and not isinstance(creator, PPKSClientCreator):
             raise TypeError("a client PPKSTLSFactory needs a PPKSClientCreator")
@@ -828,6 +871,16 @@ class PPKSTLSFactory(TLSMemoryBIOFactory):
         self.tcp_nodelay = tcp_nodelay
         self.handshake_timeout = handshake_timeout
         self.refusal_delay = refusal_delay
+        # At most so many connections in the handshake at once (None: no cap): each new
+        # one past it closes the oldest. Silent connections otherwise each hold a
+        # descriptor and an OpenSSL session until the handshake deadline, and once the
+        # descriptors run out Twisted closes every new connection at accept (EMFILE),
+        # a real peer's too.
+        self.pending_max = pending_max
+        self.pending: dict[PeerGate, None] = {}
+        self.evicted = 0
+        self._saturated = False
+        self._where = "?"  # the port's address, for the episode's lines
 
     def buildProtocol(self, addr: IAddress | None) -> TLSMemoryBIOProtocol | None:  # type: ignore[override]
         app = self.wrappedFactory.buildProtocol(cast(IAddress, addr))
@@ -840,7 +893,41 @@ class PPKSTLSFactory(TLSMemoryBIOFactory):
             handshake_timeout=self.handshake_timeout,
             refusal_delay=self.refusal_delay,
         )
+        if self.pending_max is not None:
+            self._admit(gate)
         return self.protocol(self, gate)
+
+    def _admit(self, gate: PeerGate) -> None:
+        assert self.pending_max is not None
+        while len(self.pending) >= self.pending_max:
+            oldest = next(iter(self.pending))
+            if not self._saturated:
+                self._saturated = True
+                self._where = _local(oldest)
+                PeerGate.log.warn(
+                    "TLS port {port}: {n} connections in the handshake (cap {cap}): "
+                    "closing the oldest one for each new one",
+                    port=self._where,
+                    n=len(self.pending),
+                    cap=self.pending_max,
+                )
+            self.evicted += 1
+            oldest.evict(f"closed for a newer connection ({self.pending_max} in the handshake)")
+            self.pending.pop(oldest, None)
+        self.pending[gate] = None
+        gate.on_settled = self._settled
+
+    def _settled(self, gate: PeerGate) -> None:
+        self.pending.pop(gate, None)
+        if self._saturated and len(self.pending) < (self.pending_max or 0) * 3 // 4:
+            self._saturated = False
+            PeerGate.log.info(
+                "TLS port {port}: {n} connections in the handshake, under the cap again "
+                "(closed so far for newer ones: {evicted})",
+                port=self._where,
+                n=len(self.pending),
+                evicted=self.evicted,
+            )
 
 
 @implementer(IStreamClientEndpoint)
@@ -898,9 +985,11 @@ class PPKSServerEndpoint:
         tcp_nodelay: bool = True,
         handshake_timeout: tuple[float, AnyReactorTime] | None = None,
         refusal_delay: RefusalDelay | None = None,
+        pending_max: int | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._options = options
+        self._pending_max = pending_max
         self._tcp_nodelay = tcp_nodelay
         self._handshake_timeout = handshake_timeout
         self._refusal_delay = refusal_delay
@@ -914,5 +1003,6 @@ class PPKSServerEndpoint:
                 tcp_nodelay=self._tcp_nodelay,
                 handshake_timeout=self._handshake_timeout,
                 refusal_delay=self._refusal_delay,
+                pending_max=self._pending_max,
             )
         )

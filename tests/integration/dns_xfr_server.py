@@ -26,6 +26,14 @@ silence with the connection open; `endless.xfr.` records without end, as fast as
 client reads; `close.xfr.` the
 connection closed at once; `garbage.xfr.` one message, then one that is no DNS message; `badid.xfr.`
 the first message with another ID.
+
+Signed transfers (TSIG, `dig -y`): the key's name says how the messages are signed (all
+with dns_zone_server's `tk.test.` secret, hmac-sha256; RFC 8945's chaining: each MAC over
+the one before, the unsigned messages since and the message): `tk.test.` each message,
+`sparse.test.` the first, every third and the last, `lastbare.test.` all but the last,
+`badmid.test.` each, the second with a wrong MAC, `gap.test.` the first and the last only
+(`big.xfr.` then in messages of 10 records: 300 unsigned in a row). A key of another
+secret: NOTAUTH with BADSIG, of another name: NOTAUTH with BADKEY (empty MACs).
 """
 
 from __future__ import annotations
@@ -49,7 +57,12 @@ from twisted.internet import reactor as _reactor
 from twisted.protocols.basic import Int16StringReceiver
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dns_zone_server import ZONE  # the side-by-side zone of the query tests
+from dns_zone_server import (  # the side-by-side zone of the query tests; its TSIG keys
+    TK_SECRET,
+    ZONE,
+    _with_tsig,
+    check_signed,
+)
 
 reactor: Any = _reactor
 RR = tuple[str, int, str, str]  # name, ttl, type, data
@@ -140,6 +153,68 @@ def _ixfr_serial(query: dns.message.Message) -> int | None:
     return None
 
 
+XFR_KEYS = ("tk.test.", "sparse.test.", "lastbare.test.", "badmid.test.", "gap.test.")
+
+
+class Signer:
+    """Signs a transfer's messages as the key's name says (see the module's text)."""
+
+    def __init__(self, query_wire: bytes) -> None:
+        q = dns.message.from_wire(query_wire, keyring=False)
+        assert q.tsig is not None
+        rd = q.tsig[0]
+        self.keyname, self.alg, self.prior = q.tsig.name, rd.algorithm, bytes(rd.mac)
+        self.mode = self.keyname.to_text().lower()
+        self.secret = TK_SECRET
+        self.pending: list[bytes] = []
+        self.n = 0
+        self.bare, self.refusal = check_signed(query_wire)
+
+    def sign(self, wire: bytes, last: bool) -> bytes:
+        import hmac
+        import struct
+        import time
+
+        n, self.n = self.n, self.n + 1
+        mode = self.mode
+        if not (n == 0 or last or mode in ("tk.test.", "badmid.test.")
+                or (mode == "sparse.test." and n % 3 == 0)
+                or (mode == "lastbare.test." and not last)):  # fmt: skip
+            self.pending.append(wire)
+            return wire
+        if mode == "lastbare.test." and last and n > 0:
+            return wire
+        if n == 0:
+            out = _with_tsig(wire, self.keyname, self.alg, self.secret, self.prior)
+        else:
+            now = int(time.time())
+            data = struct.pack(">H", len(self.prior)) + self.prior + b"".join(self.pending)
+            data += wire + struct.pack(">HIH", now >> 32, now & 0xFFFFFFFF, 300)
+            mac = hmac.new(self.secret, data, "sha256").digest()
+            if mode == "badmid.test." and n == 1:
+                mac = bytes(32)
+            out = _with_mac(wire, self.keyname, self.alg, mac, now)
+        self.pending = []
+        found = dns.message.from_wire(out, keyring=False).tsig
+        assert found is not None
+        self.prior = bytes(found[0].mac)
+        return out
+
+
+def _with_mac(wire: bytes, keyname: Any, alg: Any, mac: bytes, now: int) -> bytes:
+    import struct
+
+    from dns.rdtypes.ANY.TSIG import TSIG
+
+    orig = struct.unpack(">H", wire[:2])[0]
+    rd = TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, alg, now, 300, mac, orig, 0, b"")
+    data = bytes(rd.to_wire() or b"")
+    out = bytearray(wire)
+    out += bytes(keyname.to_wire() or b"") + struct.pack(">HHIH", 250, 255, 0, len(data)) + data
+    out[10:12] = struct.pack(">H", struct.unpack(">H", out[10:12])[0] + 1)
+    return bytes(out)
+
+
 class Tcp(Int16StringReceiver):
     MAX_LENGTH = 65535
     transport: Any
@@ -147,8 +222,18 @@ class Tcp(Int16StringReceiver):
 
     def stringReceived(self, data: bytes) -> None:
         log(self.factory, "tcp", data)
+        signer: Signer | None = None
         try:
-            query = dns.message.from_wire(data)
+            if dns.message.from_wire(data, keyring=False).had_tsig:
+                signer = Signer(data)
+        except Exception:
+            self.transport.loseConnection()
+            return
+        if signer is not None and signer.refusal is not None:
+            self.sendString(signer.refusal)
+            return
+        try:
+            query = dns.message.from_wire(data if signer is None else signer.bare)
         except Exception:
             self.transport.loseConnection()
             return
@@ -188,8 +273,13 @@ class Tcp(Int16StringReceiver):
                 self.sendString(_rcode(query, dns.rcode.NOTAUTH))
                 return
             records, per = got
+        if signer is not None and signer.mode == "gap.test." and zone == "big.xfr.":
+            per = 10
         for at in range(0, len(records), per):
-            self.sendString(message(query, records[at : at + per]))
+            wire = message(query, records[at : at + per])
+            if signer is not None:
+                wire = signer.sign(wire, at + per >= len(records))
+            self.sendString(wire)
 
     def misbehave(self, query: dns.message.Message, zone: str) -> None:
         first = [_soa(zone, 1), (zone, 3600, "NS", f"ns.{zone}")]

@@ -35,6 +35,17 @@ as other data) and `tsigother.test.` an A record signed with a TSIG (fixed time,
 original ID: the client has no key); `tsigans.test.` that TSIG in the answer section
 (BIND's BADTSIG); `tsigbig.test.`, `tsigmax.test.` (and `tsigbigans.test.` in the answer
 section) a TSIG whose error is above 4095 (5000, 65535: dnspython reads none).
+
+Signed queries (TSIG, `dig -y` / `-k`): the keys of `TSIG_KEYS` (`tk.test.`
+hmac-sha256, `md5.test.` hmac-md5; other keys: NOTAUTH with BADKEY and an empty MAC, a
+bad MAC: BADSIG, a time off by more than the fudge: BADTIME signed, with the server's
+time) get the name's reply signed with the query's key, but for `unsigned.sig.` (no
+TSIG), `badmac.sig.` (signed with another secret), `skew.sig.` (signed 1000 s ago),
+`badtime.sig.` (signed, error BADTIME), `badkey.sig.` (signed, error BADKEY),
+`othername.sig.` (signed with the right secret under another key name), `shortmac.sig.`
+(the MAC cut to 8 bytes), `trunc.sig.` (the MAC cut to 16 bytes, hmac-sha256's least):
+each reply an A record, AA.
+
 `hip.test.` and `hip2.test.` are HIP records of the zone; `keydata.test.` a KEYDATA
 (type 65533: dig 9.18 prints it in RFC 3597's form, as dnspython reads it), `empty.test.`
 a TYPE65280 with no data.
@@ -46,6 +57,7 @@ import base64
 import hashlib
 import struct
 import sys
+import time
 from typing import Any
 
 import dns.edns
@@ -358,7 +370,147 @@ DEEP = dns.name.from_text("deep.test.")
 asked: dict[str, int] = {}  # deep.test. names: how often each was asked (the depth)
 
 
+TK_SECRET = base64.b64decode("c2VjcmV0c2VjcmV0IGtleSBmb3IgdGVzdHM=")
+TSIG_KEYS = {"tk.test.": ("hmac-sha256.", TK_SECRET),
+             "md5.test.": ("hmac-md5.sig-alg.reg.int.", b"md5 secret key!!")}  # fmt: skip
+# dns_xfr_server.py's: tk.test.'s secret, the name says how a transfer is signed
+TSIG_KEYS.update((f"{mode}.test.", ("hmac-sha256.", TK_SECRET))
+                 for mode in ("sparse", "lastbare", "badmid", "gap"))  # fmt: skip
+SIGNED = dns.name.from_text("sig.")
+
+
+def _wire(name: Any) -> bytes:
+    """A name's canonical wire form (what a MAC covers)."""
+    return bytes(name.canonicalize().to_wire() or b"")
+
+
+def _tsig_start(wire: bytes) -> int:
+    """Where a message's last record (its TSIG) starts."""
+    counts = struct.unpack(">4H", wire[4:12])
+    p = 12
+    for _ in range(counts[0]):
+        p += dns.name.from_wire(wire, p)[1] + 4
+    at = p
+    for _ in range(sum(counts[1:])):
+        at = p
+        p += dns.name.from_wire(wire, p)[1]
+        p += 10 + struct.unpack(">H", wire[p + 8 : p + 10])[0]
+    return at
+
+
+def _with_tsig(wire: bytes, keyname: Any, alg: Any, secret: bytes | None, request_mac: bytes,
+               error: int = 0, other: bytes = b"", signed: int | None = None,
+               maclen: int | None = None) -> bytes:  # fmt: skip
+    """`wire` with a TSIG appended (RFC 8945: the request MAC, the message, the
+    variables); `secret` None: an empty MAC."""
+    import hmac
+
+    from dns.rdtypes.ANY.TSIG import TSIG
+
+    now = int(time.time()) if signed is None else signed
+    mac = b""
+    if secret is not None:
+        hashes = {"hmac-sha256.": "sha256", "hmac-md5.sig-alg.reg.int.": "md5"}
+        data = struct.pack(">H", len(request_mac)) + request_mac + wire
+        data += _wire(keyname) + struct.pack(">HI", 255, 0)
+        data += _wire(alg) + struct.pack(">HIH", now >> 32, now & 0xFFFFFFFF, 300)
+        data += struct.pack(">HH", error, len(other)) + other
+        mac = hmac.new(secret, data, hashes[alg.to_text()]).digest()[:maclen]
+    orig = struct.unpack(">H", wire[:2])[0]
+    rd = TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, alg, now, 300, mac, orig, error, other)
+    data = bytes(rd.to_wire() or b"")
+    out = bytearray(wire)
+    out += bytes(keyname.to_wire() or b"") + struct.pack(">HHIH", 250, 255, 0, len(data)) + data
+    out[10:12] = struct.pack(">H", struct.unpack(">H", out[10:12])[0] + 1)
+    return bytes(out)
+
+
+def check_signed(wire: bytes) -> tuple[bytes, bytes | None]:
+    """A signed query checked with TSIG_KEYS: the query without its TSIG, and the
+    refusal to send instead of a reply (NOTAUTH: BADKEY, BADSIG, BADTIME), or None."""
+    import hmac
+
+    query = dns.message.from_wire(wire, keyring=False)
+    assert query.tsig is not None
+    rd = query.tsig[0]
+    keyname, alg, qmac = query.tsig.name, rd.algorithm, bytes(rd.mac)
+    at = _tsig_start(wire)
+    bare = bytearray(wire[:at])
+    bare[10:12] = struct.pack(">H", struct.unpack(">H", bare[10:12])[0] - 1)
+
+    def refusal(error: int) -> bytes:
+        response = dns.message.make_response(dns.message.from_wire(bytes(bare)))
+        response.set_rcode(dns.rcode.NOTAUTH)
+        response.use_edns(False)
+        other = struct.pack(">HI", 0, int(time.time())) if error == 18 else b""
+        key = TSIG_KEYS.get(keyname.to_text().lower())
+        secret = key[1] if error == 18 and key else None
+        return _with_tsig(response.to_wire(), keyname, alg, secret, qmac, error, other)
+
+    key = TSIG_KEYS.get(keyname.to_text().lower())
+    if key is None or dns.name.from_text(key[0]) != alg:
+        return bytes(bare), refusal(17)
+    head = bytearray(bare)
+    head[0:2] = struct.pack(">H", rd.original_id)
+    data = bytes(head) + _wire(keyname) + struct.pack(">HI", 255, 0) + _wire(alg)
+    data += struct.pack(">HIH", rd.time_signed >> 32, rd.time_signed & 0xFFFFFFFF, rd.fudge)
+    data += struct.pack(">HH", rd.error, len(rd.other)) + rd.other
+    hashes = {"hmac-sha256.": "sha256", "hmac-md5.sig-alg.reg.int.": "md5"}
+    if not hmac.compare_digest(hmac.new(key[1], data, hashes[key[0]]).digest(), qmac):
+        return bytes(bare), refusal(16)
+    if abs(time.time() - rd.time_signed) > rd.fudge:
+        return bytes(bare), refusal(18)
+    return bytes(bare), None
+
+
+def signed_reply(wire: bytes, limit: int | None) -> bytes | None:
+    """A signed query's reply (see the module's text): checked with TSIG_KEYS, the
+    reply to it unsigned (`reply_to`), then signed as its name says."""
+    bare, refused = check_signed(wire)
+    if refused is not None:
+        return refused
+    query = dns.message.from_wire(wire, keyring=False)
+    assert query.tsig is not None
+    keyname, alg, qmac = query.tsig.name, query.tsig[0].algorithm, bytes(query.tsig[0].mac)
+    key = TSIG_KEYS[keyname.to_text().lower()]
+    name = query.question[0].name
+    if name.is_subdomain(SIGNED):
+        response = dns.message.make_response(dns.message.from_wire(bytes(bare)))
+        response.use_edns(False)
+        response.flags |= dns.flags.AA
+        response.answer.append(dns.rrset.from_text(name, 300, "IN", "A", "192.0.2.1"))
+        plain = bytes(response.to_wire())
+        how = name.labels[0].decode()
+        if how == "unsigned":
+            return plain
+        secret: bytes = key[1]
+        keyname2, when, error, maclen = keyname, None, 0, None
+        if how == "badmac":
+            secret = b"another secret"
+        elif how == "skew":
+            when = int(time.time()) - 1000
+        elif how == "badtime":
+            error = 18
+        elif how == "badkey":
+            error = 17
+        elif how == "othername":
+            keyname2 = dns.name.from_text("other.key.")
+        elif how == "shortmac":
+            maclen = 8
+        elif how == "trunc":
+            maclen = 16
+        return _with_tsig(plain, keyname2, alg, secret, qmac, error, b"", when, maclen)
+    out = reply_to(bytes(bare), limit)
+    return None if out is None else _with_tsig(out, keyname, alg, key[1], qmac)
+
+
 def reply_to(wire: bytes, limit: int | None) -> bytes | None:
+    try:
+        signed = dns.message.from_wire(wire, keyring=False).had_tsig
+    except Exception:
+        signed = False
+    if signed:
+        return signed_reply(wire, limit)
     try:
         query = dns.message.from_wire(wire)
     except Exception:

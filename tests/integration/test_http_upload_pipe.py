@@ -117,32 +117,32 @@ def test_ctrl_c_stops_an_upload_from_a_silent_pipe(tmp_path: Path, body: tuple[s
     assert "# interrupted (Ctrl-C): 0 URLs ended" in text and "Traceback" not in text
 
 
-def test_what_a_slow_pipe_gives_is_sent(tmp_path: Path) -> None:
+def from_slow_pipe(tmp_path: Path, lines: tuple[bytes, bytes], *body: str) -> tuple[
+    int, bytes, bytes
+]:  # fmt: skip
+    """`pktlab run http BODY URL` (BODY default -T -) fed by a pipe that gives the first
+    of `lines` after 1.5 s, the second 0.5 s later, then ends: (status, stdout, stderr)."""
     with serve_http(Chunked) as port:
-        proc, w = put_from_pipe(tmp_path, port)
+        proc, w = put_from_pipe(tmp_path, port, *body)
         try:
-            time.sleep(1.5)
-            os.write(w, b"first\n")
-            time.sleep(0.5)
-            os.write(w, b"second\n")
+            for delay, line in zip((1.5, 0.5), lines, strict=True):
+                time.sleep(delay)
+                os.write(w, line)
         finally:
             os.close(w)
         out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    return proc.returncode, out, err
+
+
+def test_what_a_slow_pipe_gives_is_sent(tmp_path: Path) -> None:
+    code, out, err = from_slow_pipe(tmp_path, (b"first\n", b"second\n"))
+    assert code == 0, err
     assert b" 200 " in out and b"13 body bytes" in out, out
 
 
 def test_a_form_part_from_a_slow_pipe_goes_whole(tmp_path: Path) -> None:
     # -F a=@-: the pipe read to its end first (a Content-Length, as curl's), by a thread
-    with serve_http(Chunked) as port:
-        proc, w = put_from_pipe(tmp_path, port, "-F", "a=@-", "-w", "%{response_code}\\n")
-        try:
-            time.sleep(1.5)
-            os.write(w, b"late\n")
-            time.sleep(0.5)
-            os.write(w, b"later\n")
-        finally:
-            os.close(w)
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    lines = (b"late\n", b"later\n")
+    code, out, err = from_slow_pipe(tmp_path, lines, "-F", "a=@-", "-w", "%{response_code}\\n")
+    assert code == 0, err
     assert out == b"161 2200\n", out  # Content-Length 161 (curl's), both lines in it

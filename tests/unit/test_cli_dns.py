@@ -521,6 +521,54 @@ def test_servers_are_tried_in_order_as_dig() -> None:
     assert r.error_kind == "timeout" and not r.notes
 
 
+def test_a_closed_first_server_is_asked_again_each_try_as_dig() -> None:
+    """dig's order over UDP (`dig @closed @closed2 @open +tries=N`, BIND 9.18.49, seen
+    side by side): the lookup's tries go to the first server, a closed port (ICMP port
+    unreachable) one try each, then each next server once; a `communications error`
+    line a try. Before: the closed server once, then the next."""
+    import sys
+
+    from twisted.internet.defer import Deferred
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "measure"))
+    from ctl_fakes import Rig
+    from test_dns import OneRawEndpoint
+
+    def server(q: bytes) -> list[bytes]:
+        import dns.message
+
+        return [dns.message.make_response(dns.message.from_wire(q)).to_wire()]
+
+    refused = "communications error to {}#53: connection refused"
+    for tries, servers, notes in (
+        (3, ["192.0.2.54", "192.0.2.53"], [refused.format("192.0.2.54")] * 3),
+        (2, ["192.0.2.54", "192.0.2.55", "192.0.2.53"],
+         [refused.format("192.0.2.54")] * 2 + [refused.format("192.0.2.55")]),
+        (1, ["192.0.2.54", "192.0.2.55", "192.0.2.53"],
+         [refused.format("192.0.2.54"), refused.format("192.0.2.55")]),
+    ):  # fmt: skip
+        rig = Rig(endpoint=lambda clock: OneRawEndpoint(clock))
+        ep = rig.endpoint
+        assert isinstance(ep, OneRawEndpoint)
+        ep.closed |= {("192.0.2.54", 53), ("192.0.2.55", 53)}
+        ep.udp_servers[("192.0.2.53", 53)] = server
+        ask = run_dns._ask(rig.session, [(s, 53) for s in servers], "a.test", "A",
+                           attempts=tries, timeout=1)  # fmt: skip
+        r = rig.run(Deferred.fromCoroutine(ask))
+        assert (r.server, r.rcode, r.notes) == ("192.0.2.53", "NOERROR", notes), tries
+    # one closed server, +tries=3: three lines, then no servers could be reached (dig's)
+    rig = Rig(endpoint=lambda clock: OneRawEndpoint(clock))
+    ep = rig.endpoint
+    assert isinstance(ep, OneRawEndpoint)
+    ep.closed.add(("192.0.2.54", 53))
+    ask = run_dns._ask(rig.session, [("192.0.2.54", 53)], "a.test", "A", attempts=3, timeout=1)
+    r = rig.run(Deferred.fromCoroutine(ask))
+    a = parse("@192.0.2.54", "+tries=3", "a.test")
+    assert text_of(a, r.to_dict()).splitlines()[:3] == [";; " + refused.format("192.0.2.54")] * 3
+    assert r.error_kind == "refused" and len(r.notes) == 2
+
+
 def test_a_lame_trace_step_is_digs_horizontal_referral() -> None:
     """+trace at a referral no deeper: the step as dig prints it (`dig -4 +trace +nodnssec
     @127.0.0.11 -p 49287 x.loop.tld`, BIND 9.18.49, against dns_hierarchy_server.py), then

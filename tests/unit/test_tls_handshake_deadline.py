@@ -94,3 +94,69 @@ def test_no_deadline_unless_asked() -> None:
     tls: Any = server(clock, None).buildProtocol(None)
     tls.makeConnection(StringTransport())
     assert clock.getDelayedCalls() == []
+
+
+def test_connections_in_the_handshake_are_capped_oldest_closed_first() -> None:
+    """Silent TCP connections to a TLS server (`pktlab xpmgr`'s endpoint port) each held a
+    descriptor and an OpenSSL session for the whole handshake deadline (30 s): 3,000 of
+    them took 1,540 descriptors and +100 MB, and under a 256-descriptor limit 300 of them
+    made Twisted close every new connection at accept (EMFILE), a real endpoint's too,
+    for 22 s. With `pending_max`, each connection past the cap closes the oldest one still
+    in the handshake (once-per-episode log line), so a quick client still gets through."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    clock = Clock()
+    f = PPKSTLSFactory(
+        server_options(),
+        False,
+        Factory.forProtocol(App),
+        handshake_timeout=(30.0, clock),
+        pending_max=3,
+    )
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        conns = []
+        for _ in range(10):
+            tls: Any = f.buildProtocol(None)
+            t = StringTransport()
+            tls.makeConnection(t)
+            conns.append((tls, t))
+        closed = [t.disconnecting or t.disconnected for _, t in conns]
+        assert closed == [True] * 7 + [False] * 3
+        assert f.evicted == 7 and len(f.pending) == 3
+        capped = [e for e in seen if "in the handshake (cap" in e.get("log_format", "")]
+        assert len(capped) == 1, seen  # one line per episode, not one per eviction
+        refusals = [e for e in seen if "refused TLS peer" in e.get("log_format", "")]
+        assert refusals == []  # an eviction is not also logged as a refusal
+        for tls, _ in conns:  # the evicted ones' connections end; the rest go away
+            tls.connectionLost(Exception("gone"))
+        assert len(f.pending) == 0
+        assert any("under the cap again" in e.get("log_format", "") for e in seen)
+        assert clock.getDelayedCalls() == []
+    finally:
+        globalLogPublisher.removeObserver(observer)
+
+
+def test_a_verified_connection_leaves_the_pending_set() -> None:
+    clock = Clock()
+    creator = PPKSClientCreator(None, AuthMode.NO_VERIFY)
+    cf = PPKSTLSFactory(creator, True, Factory.forProtocol(App))
+    sf = PPKSTLSFactory(
+        server_options(),
+        False,
+        Factory.forProtocol(App),
+        handshake_timeout=(30.0, clock),
+        pending_max=1,
+    )
+    s, _c, pump = connectedServerAndClient(
+        lambda: sf.buildProtocol(None), lambda: cf.buildProtocol(None)
+    )
+    pump.flush()
+    assert gate_of(s).peer is not None and len(sf.pending) == 0
+    tls: Any = sf.buildProtocol(None)  # a second one: under the cap, the first not evicted
+    tls.makeConnection(StringTransport())
+    assert sf.evicted == 0 and len(sf.pending) == 1

@@ -72,6 +72,10 @@ def test_write_out_from_a_file(tmp_path: Path) -> None:
     assert run_http.write_out_format(f"@{f}") == "code=%{http_code}\\n"
     with pytest.raises(RunError, match=r"--write-out @.*nope: No such file"):
         run_http.write_out_format(f"@{tmp_path / 'nope'}")
+    # curl 7.88.1's file2string: each fgets() piece (<= 255 bytes) cut at its CR or LF
+    # (ours sent the file as is: its last line end printed, a CR kept)
+    f.write_bytes(b"a\rb\nc%{http_code}\n\nd\n" + b"x" * 300 + b"\ry\n")
+    assert run_http.write_out_format(f"@{f}") == "ac%{http_code}d" + "x" * 300
 
 
 def test_data_options_as_curl(tmp_path: Path) -> None:

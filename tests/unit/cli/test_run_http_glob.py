@@ -119,8 +119,6 @@ def _umask() -> int:
         ),
         ([f"{U}/[1-6000]", f"{U}/[1-6000]"], r"^over 10000 transfers \(URL globs and -T"),
         (["-o", "#1", f"{U}/{{,a}}"], r"^-o/--output '#1': empty for http://192.0.2.80/$"),
-        (["-T", "-", f"{U}/[1-2]/"], r"stdin \(-\) can be read once: -T - for one URL \("),
-        (["-F", "f=@-", f"{U}/[1-2]/"], r"stdin \(-\) can be read once"),
     ],
 )
 def test_bad_url_globs_are_one_line_errors(argv: list[str], message: str) -> None:

@@ -5,8 +5,10 @@ the same time, each row when its URL ends, --parallel-max)."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +54,10 @@ def test_upload_url_as_curl() -> None:
         (["-F", "noequals", "http://a.test/"], "expected NAME=VALUE"),
         (["--form-string", "noeq", "http://a.test/"], r"^--form-string 'noeq': expected NAME"),
         (["-F", "a=x;encoder=nope", "http://a.test/"], r"^-F/--form 'a=x;encoder=nope': ;enc"),
-        (["-T", "-", "-F", "f=@-", "http://a.test/"], "one request body"),
+        (["-T", "-", "-F", "f=@-", "http://a.test/"], "one request body"),  # curl: 2 too
+        (["--data-binary", "@-", "-T", "-", "http://a.test/"], "one request body"),
+        (["-d", "@-", "-F", "x=y", "http://a.test/"], "one request body"),
         (["-F", "a=1", "-F", "=)", "http://a.test/"], r"^-F/--form '=\)': no multipart to term"),
-        (  # stdin inside a NAME=( for two URLs
-            ["-F", "a=(", "-F", "b=(", "-F", "f=@-", "http://a.test/", "http://b.test/"],
-            "stdin .* can be read once",
-        ),
-        (["-T", "-", "-T", "-", "http://a.test/", "http://b.test/"], "stdin .* can be read once"),
         (
             ["-T", "{{a,b", "http://a.test/"],
             r"^-T/--upload-file '\{a,b': unmatched brace at position 1 \(curl: 3\)$",
@@ -327,3 +326,97 @@ def test_parallel_http2_a_reset_stream_is_its_urls_error_only() -> None:
                                  "http://192.0.2.80/a", "http://192.0.2.80/close",
                                  server=lambda: Resets(9))  # fmt: skip
     assert code == 1 and all("closed the connection" in r["error"] for r in records[:2])
+
+
+def stdin_of(monkeypatch: Any, tmp_path: Path, kind: str, data: bytes) -> None:
+    """stdin a regular file ("file": curl reads a -F part of it when sent) or a stream
+    without a file descriptor ("pipe": read as the options are, as curl reads a pipe)."""
+    if kind == "file":
+        (tmp_path / "stdin").write_bytes(data)
+        stream: Any = open(tmp_path / "stdin")  # noqa: SIM115
+    else:
+        stream = io.TextIOWrapper(io.BytesIO(data))
+    monkeypatch.setattr(sys, "stdin", stream)
+
+
+U1, U2 = "http://192.0.2.80/x", "http://192.0.2.80/y"
+A = 'name="a"; filename="-"\r\n\r\n'
+# curl 7.88.1 side by side (test_http_upload_curl_side_by_side.py): stdin read once, by
+# its first use (-d, -w and a pipe's -F as the options are parsed, then -F of a regular
+# file when sent); every other use of it empty
+
+
+@pytest.mark.parametrize("kind", ["pipe", "file"])
+@pytest.mark.parametrize(
+    ("argv", "bodies", "fmt"),
+    [
+        (["-F", "a=@-", "-F", "b=<-", U1], [A + 'hello\n\r\n', 'name="b"\r\n\r\n\r\n'], "."),
+        (["-F", "a=<-", "-F", "b=@-", U1], ['name="a"\r\n\r\nhello\n\r\n',
+                                                 'name="b"; filename="-"\r\n\r\n\r\n'], "."),
+        (["-F", "a=@-", U1, U2], [A + "hello\n\r\n", A + "\r\n--"], "."),
+        (["-F", "n=(", "-F", "a=@-", "-F", "=)", "-F", "b=<-", U1], [A + "hello\n\r\n",
+                                                                     'name="b"\r\n\r\n\r\n'], "."),
+        (["-d", "@-", "-d", "@-", "--data-binary", "@-", U1], ["hello&&"], "."),
+        (["-w", "@-", "-d", "@-", U1], [""], "hello"),
+        (["-d", "@-", "-w", "@-", U1], ["hello"], ""),
+        (["-w", "@-", "-F", "a=@-", U1], [A + "\r\n"], "hello"),
+    ],
+)  # fmt: skip
+def test_stdin_is_read_once_by_its_first_use_as_curl(
+    monkeypatch: Any, tmp_path: Path, kind: str, argv: list[str], bodies: list[str], fmt: str
+) -> None:
+    # ours refused a second use of stdin: `stdin (-) can be read once` (exit 2)
+    stdin_of(monkeypatch, tmp_path, kind, b"hello\n")
+    w = [] if "-w" in argv else ["-w", "."]
+    outs = ["-o", "-"] * sum(a.startswith("http") for a in argv)
+    code, _, raw, err, _ = run(*w, *outs, *argv)
+    assert code == 0, err
+    seen, rest = bodies_and_write_out(raw)
+    assert rest == fmt * (len(outs) // 2) and len(seen) == len(outs) // 2
+    for body in bodies:  # in the one request, or the first then the second
+        assert body in seen[0] or (U2 in argv and body in seen[1]), (body, seen)
+    assert ("".join(seen) + rest).count("hello") == 1  # read once
+
+
+def bodies_and_write_out(raw: bytes) -> tuple[list[str], str]:
+    """The bodies the echo server saw (its JSON answers, -o -) and what -w printed."""
+    text, seen, rest = raw.decode(), [], ""
+    while text:
+        if text.startswith("{"):
+            got, end = json.JSONDecoder().raw_decode(text)
+            seen.append(got["body"])
+            text = text[end:]
+        else:
+            rest, text = rest + text[0], text[1:]
+    return seen, rest
+
+
+def test_a_form_part_of_stdin_after_a_write_out_of_it(monkeypatch: Any, tmp_path: Path) -> None:
+    # curl reads a pipe's -F part as it parses it, a regular file's when it sends it
+    for kind, part, fmt in (("pipe", "hello\n", ""), ("file", "", "hello")):
+        stdin_of(monkeypatch, tmp_path, kind, b"hello\n")
+        code, _, raw, err, _ = run("-o", "-", "-F", "a=@-", "-w", "@-", U1)
+        assert code == 0, err
+        seen, rest = bodies_and_write_out(raw)
+        assert A + part + "\r\n" in seen[0] and rest == fmt  # (its newline dropped, curl's)
+
+
+def test_stdin_uploads_after_the_first_are_empty(monkeypatch: Any, tmp_path: Path) -> None:
+    # -T - to two URLs (or a glob): curl's second PUT is an empty chunked body
+    stdin_of(monkeypatch, Path(), "pipe", b"hello\n")
+    args = parse("-T", "-", "-T", "-", U1, U2)
+    _, uploads, _ = run_http.bodies(args, None)
+    jobs, _ = run_http.transfers(args, uploads)
+    assert [b"".join(up.chunks()) for _, _, up in jobs] == [b"hello\n", b""]
+    assert [up.length for _, _, up in jobs] == [None, None]  # both chunked, as curl's
+    jobs, _ = run_http.transfers(parse("-T", "-", f"{U1}[1-3]"), uploads[:1], stdin=False)
+    assert [b"".join(up.chunks()) for _, _, up in jobs] == [b""] * 3  # (-w @- read it)
+    # a -T glob's names count: `-T '{-,f,-}'`
+    stdin_of(monkeypatch, Path(), "pipe", b"hello\n")
+    (tmp_path / "f").write_bytes(b"f")
+    args = parse("-T", f"{{-,{tmp_path / 'f'},-}}", U1)
+    _, uploads, _ = run_http.bodies(args, None)
+    jobs, _ = run_http.transfers(
+        args, uploads, stdin=run_http.stdin_owner(args, None, uploads) is not None
+    )
+    assert [b"".join(up.chunks()) for _, _, up in jobs] == [b"hello\n", b"f", b""]

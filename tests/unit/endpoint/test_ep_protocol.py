@@ -140,6 +140,16 @@ def test_connection_lost_frees_the_session() -> None:
     assert c.clock.getDelayedCalls() == []
 
 
+def test_a_controller_that_closes_before_a_byte_is_told_apart() -> None:
+    """A controller that refuses the endpoint's chain (pktlab xpmgr checks it after the
+    TLS handshake and aborts) left "session over: controller closed the connection",
+    the line of any ending, 10 times a second: the operator could not tell that the
+    chain was the problem. A close before the first byte now says so."""
+    c = Conn()
+    c.proto.connectionLost(Failure(ConnectionError("gone")))
+    assert c.ended[0].reason == "controller closed the connection before its first message"
+
+
 def count_writes(c: Conn) -> list[bytes]:
     writes: list[bytes] = []
     write = c.transport.write

@@ -36,7 +36,7 @@ from packetlab.measure.dns import (
     resolver_of,
 )
 from packetlab.measure.packets import PROTO_UDP, ip_packet, udp_segment
-from packetlab.wire import Mread, Ncap, Ndata, Nopen, Nsend, Proto
+from packetlab.wire import Mread, Ncap, Ndata, Nopen, Nsend, Proto, Status
 
 SERVER = ("192.0.2.53", 53)
 EP = "192.0.2.1"  # the endpoint's address (IcmpEndpoint)
@@ -456,6 +456,34 @@ def test_a_closed_port_is_connection_refused_at_once_with_raw_sockets() -> None:
     ep.udp_servers[SERVER] = udp_server("a.test. 1 A 192.0.2.1")
     r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53"))
     assert r.rcode == "NOERROR" and r.error is None
+
+
+class OneRawEndpoint(IcmpEndpoint):
+    """As our endpoint (endpoint/raw.py) and the reference: one raw socket per interface
+    and family, a second one ESKTINUSE."""
+
+    def nopen(self, msg: Nopen) -> None:
+        if msg.proto == Proto.RAW and any(
+            s["proto"] == Proto.RAW and s["family"] == msg.family for s in self.sockets.values()
+        ):
+            self.result(Status.ESKTINUSE)
+            return
+        super().nopen(msg)
+
+
+def test_a_second_server_s_closed_port_is_seen_too() -> None:
+    """dig's next server after a closed one: the idle watch of the first goes, so the
+    second gets one (was: `nopen failed: ESKTINUSE`, the second's closed port a timeout
+    after its tries)."""
+    rig = Rig(endpoint=lambda clock: OneRawEndpoint(clock))
+    ep = rig.endpoint
+    assert isinstance(ep, OneRawEndpoint)
+    other = ("192.0.2.54", 53)
+    ep.closed |= {SERVER, other}
+    for server in ("192.0.2.53", "192.0.2.54", "192.0.2.53"):
+        r = rig.run(dns_query(rig.session, "a.test", server=server, timeout=2, attempts=3))
+        assert (r.server, r.error_kind, r.tries) == (server, "refused", 1), r.error
+    assert len(ep.ncaps) == 3 and len(ep.sockets) == 1  # one raw socket at a time
 
 
 def test_an_unreachable_quoting_another_port_is_not_ours() -> None:

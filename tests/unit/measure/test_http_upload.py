@@ -7,6 +7,7 @@ bodies (no Expect) to the h2 server."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import os
@@ -15,7 +16,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -413,44 +414,89 @@ def silent_stdin(monkeypatch: pytest.MonkeyPatch) -> int:
     return w
 
 
-def test_a_silent_pipe_does_not_stop_the_reactor(monkeypatch: pytest.MonkeyPatch) -> None:
+@dataclasses.dataclass
+class SilentPipe:
+    """stdin a pipe that has given nothing yet (`w`, its writer), a rig whose endpoint
+    reaches the servers made (`made`), the pipe's reader thread's calls to the reactor
+    queued in `calls` (run when the test drives the rig)."""
+
+    w: int
+    rig: Any
+    made: list[Any]
+    calls: ThreadCalls
+    closed: bool = False
+
+    def runs_on(self, fetch: Callable[[], Any], seconds: float = 5.0) -> Any:
+        """`fetch()`'s Deferred, after `seconds` of the rig's clock in which the reactor
+        ran on (a timer set for 3 s fired) and the fetch did not end; a read of the
+        pipe on this thread (the bug) fails the test."""
+        ticks: list[float] = []
+        self.rig.clock.callLater(3.0, lambda: ticks.append(self.rig.clock.seconds()))
+        with blocked_read_fails():
+            d = fetch()
+            start = self.rig.clock.seconds()
+            while self.rig.clock.seconds() < start + seconds:
+                self.rig.pump.flush()
+                self.rig.clock.advance(0.01)
+        assert ticks and not d.called
+        return d
+
+    def close(self, data: bytes = b"") -> None:
+        """The pipe gives `data` (written later) and ends."""
+        if data:
+            os.write(self.w, data)
+        if not self.closed:
+            os.close(self.w)
+            self.closed = True
+
+    def give(self, data: bytes, d: Any) -> Any:
+        """The pipe gives `data` and ends; `d`'s result once the rig ran it to its end."""
+        self.close(data)
+        self.calls.drive(self.rig, d)
+        return result_of(d)
+
+
+@pytest.fixture
+def silent(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SilentPipe]]:
+    """`silent(make=an UploadServer answering 100, ports=(80,))`: a SilentPipe."""
+    pipes: list[SilentPipe] = []
+
+    def make(
+        server: Any = lambda _: UploadServer("100"), ports: tuple[int, ...] = (80,)
+    ) -> SilentPipe:
+        w = silent_stdin(monkeypatch)
+        rig, made = serve(server, ports)
+        calls = ThreadCalls()
+        rig.clock.callFromThread = calls  # type: ignore[attr-defined]
+        pipes.append(SilentPipe(w, rig, made, calls))
+        return pipes[-1]
+
+    yield make
+    for pipe in pipes:
+        pipe.close()
+
+
+def test_a_silent_pipe_does_not_stop_the_reactor(silent: Callable[..., SilentPipe]) -> None:
     # pktlab run http -T - URL with a pipe that gives nothing (yet): ours read it with a
     # blocking read() on the reactor's thread, which stood still (Ctrl-C, SIGTERM and
     # the time limits acted only once bytes came or the pipe closed)
-    w = silent_stdin(monkeypatch)
-    rig, made = serve(lambda _: UploadServer("100"))
-    calls = ThreadCalls()
-    rig.clock.callFromThread = calls  # type: ignore[attr-defined]
-    ticks: list[float] = []
-    rig.clock.callLater(3.0, lambda: ticks.append(rig.clock.seconds()))
-    with blocked_read_fails():
-        d = http_get(rig.session, "http://192.0.2.80/up", data=file_upload("-"),
-                     keep_body=True, timeout=30.0)  # fmt: skip
-        start = rig.clock.seconds()
-        while rig.clock.seconds() < start + 5.0:  # the reactor runs on
-            rig.pump.flush()
-            rig.clock.advance(0.01)
-    assert ticks and not d.called
-    server = made[0]
+    pipe = silent()
+    url = "http://192.0.2.80/up"
+    d = pipe.runs_on(
+        lambda: http_get(pipe.rig.session, url, data=file_upload("-"), keep_body=True, timeout=30.0)
+    )
+    server = pipe.made[0]
     assert server.head is not None and server.head["transfer-encoding"] == "chunked"
-    os.write(w, b"late\n")  # data arriving later is sent, as it comes
-    os.close(w)
-    calls.drive(rig, d)
-    r = result_of(d)
+    r = pipe.give(b"late\n", d)  # data arriving later is sent, as it comes
     assert r.error is None and r.status == 200 and bytes(server.body) == b"late\n"
     assert r.upload_size == len(b"5\r\nlate\n\r\n0\r\n\r\n")  # curl's size_upload
 
 
-def test_a_silent_pipe_times_out_with_the_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    w = silent_stdin(monkeypatch)
-    rig, _ = serve(lambda _: UploadServer("100"))
-    rig.clock.callFromThread = ThreadCalls()  # type: ignore[attr-defined]
-    try:
-        with blocked_read_fails():
-            r = rig.run(http_get(rig.session, "http://192.0.2.80/up", data=file_upload("-"),
-                                 timeout=4.0))  # fmt: skip
-    finally:
-        os.close(w)
+def test_a_silent_pipe_times_out_with_the_time_limit(silent: Callable[..., SilentPipe]) -> None:
+    rig = silent().rig
+    with blocked_read_fails():
+        r = rig.run(http_get(rig.session, "http://192.0.2.80/up", data=file_upload("-"),
+                             timeout=4.0))  # fmt: skip
     assert r.exitcode == 28 and r.error is not None and r.error.startswith("timed out"), r.error
 
 
@@ -480,60 +526,35 @@ def test_a_pipe_upload_never_reads_on_the_callers_thread(tmp_path: Path) -> None
 
 
 def test_http2_a_silent_pipe_is_framed_when_it_gives(
-    monkeypatch: pytest.MonkeyPatch, pki: dict[str, Path]
+    silent: Callable[..., SilentPipe], pki: dict[str, Path]
 ) -> None:
     # HTTP/2's pump is synchronous: the pipe's "nothing yet" ends its turn, and the
     # reader thread's wake frames what came (ours read the pipe inside the pump)
-    w = silent_stdin(monkeypatch)
-    rig, made = serve(lambda _: H2Server(pki=pki), (443,))
-    calls = ThreadCalls()
-    rig.clock.callFromThread = calls  # type: ignore[attr-defined]
-    ticks: list[float] = []
-    rig.clock.callLater(3.0, lambda: ticks.append(rig.clock.seconds()))
+    pipe = silent(lambda _: H2Server(pki=pki), (443,))
     tls: dict[str, Any] = {"cafile": str(pki["ca"]), "connect_to": "192.0.2.80"}
-    with blocked_read_fails():
-        d = http_get(rig.session, "https://www.test/up/", data=file_upload("-"),
-                     keep_body=True, timeout=30.0, **tls)  # fmt: skip
-        start = rig.clock.seconds()
-        while rig.clock.seconds() < start + 5.0:
-            rig.pump.flush()
-            rig.clock.advance(0.01)
-    assert ticks and not d.called
-    os.write(w, b"late\n")
-    os.close(w)
-    calls.drive(rig, d)
-    r = result_of(d)
+    d = pipe.runs_on(lambda: http_get(pipe.rig.session, "https://www.test/up/",
+                                      data=file_upload("-"), keep_body=True, timeout=30.0,
+                                      **tls))  # fmt: skip
+    r = pipe.give(b"late\n", d)
     assert r.error is None and r.http_version == "2" and r.body == b"ok PUT /up/ 5"
-    assert made[0].requests[0][1] == b"late\n" and r.upload_size == 5
+    assert pipe.made[0].requests[0][1] == b"late\n" and r.upload_size == 5
 
 
 def test_a_form_part_from_a_silent_pipe_does_not_stop_the_reactor(
-    monkeypatch: pytest.MonkeyPatch,
+    silent: Callable[..., SilentPipe],
 ) -> None:
     # pktlab run http -F a=@- URL with a pipe that gives nothing (yet): ours read it
     # whole (curl's Content-Length) with blocking reads on the reactor's thread while
     # the request was built, so Ctrl-C, SIGTERM and the time limits stood still
-    w = silent_stdin(monkeypatch)
-    rig, made = serve(lambda _: UploadServer("100"))
-    calls = ThreadCalls()
-    rig.clock.callFromThread = calls  # type: ignore[attr-defined]
-    ticks: list[float] = []
-    rig.clock.callLater(3.0, lambda: ticks.append(rig.clock.seconds()))
+    pipe = silent()
     with blocked_read_fails():
         body = multipart([parse_form("a=@-")], B)
-        assert body.length is None  # not read yet
-        d = http_get(rig.session, "http://192.0.2.80/up", data=body, keep_body=True,
-                     timeout=1.0)  # fmt: skip
-        start = rig.clock.seconds()
-        while rig.clock.seconds() < start + 5.0:  # the reactor runs on
-            rig.pump.flush()
-            rig.clock.advance(0.01)
-    assert ticks and not d.called and not made  # nothing sent: the part is read first
-    os.write(w, b"from a pipe\n")
-    os.close(w)
-    calls.drive(rig, d)
-    r = result_of(d)
-    server = made[0]
+    assert body.length is None  # not read yet
+    d = pipe.runs_on(lambda: http_get(pipe.rig.session, "http://192.0.2.80/up", data=body,
+                                      keep_body=True, timeout=1.0))  # fmt: skip
+    assert not pipe.made  # nothing sent: the part is read first
+    r = pipe.give(b"from a pipe\n", d)
+    server = pipe.made[0]
     # curl 7.88.1: `printf 'from a pipe\n' | curl -F a=@-`: Content-Length 162, the -m
     # time limit (1 s here) counted from after the read, as curl's
     assert r.error is None and r.status == 200, r.error
@@ -549,32 +570,27 @@ def test_a_form_part_from_a_silent_pipe_does_not_stop_the_reactor(
 
 
 def test_a_form_part_from_a_silent_pipe_is_cancelled_at_once(
-    monkeypatch: pytest.MonkeyPatch,
+    silent: Callable[..., SilentPipe], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Ctrl-C (the run's Deferred cancelled) while the pipe is silent: at once, no error
     # logged; then past STDIN_BUFFER: those bytes, then the rest chunked
-    w = silent_stdin(monkeypatch)
-    rig, made = serve(lambda _: UploadServer("100"))
-    rig.clock.callFromThread = ThreadCalls()  # type: ignore[attr-defined]
+    pipe = silent()
     with blocked_read_fails():
-        d = http_get(rig.session, "http://192.0.2.80/up", data=multipart([parse_form("a=@-")]))
-        rig.pump.flush()
+        d = http_get(pipe.rig.session, "http://192.0.2.80/up",
+                     data=multipart([parse_form("a=@-")]))  # fmt: skip
+        pipe.rig.pump.flush()
         d.cancel()
     failures: list[Any] = []
     d.addErrback(failures.append)
-    os.close(w)
-    assert failures and failures[0].check(CancelledError) and not made
-    w = silent_stdin(monkeypatch)
+    pipe.close()
+    assert failures and failures[0].check(CancelledError) and not pipe.made
+    pipe = silent()
     monkeypatch.setattr(upload, "STDIN_BUFFER", 4)
-    calls = ThreadCalls()
-    rig.clock.callFromThread = calls  # type: ignore[attr-defined]
     with blocked_read_fails():
         body = multipart([parse_form("a=<-;encoder=base64")], B)
-        d = http_get(rig.session, "http://192.0.2.80/up", data=body, keep_body=True)
-    os.write(w, b"0123456789")
-    os.close(w)
-    calls.drive(rig, d)
-    r = result_of(d)
+        d = http_get(pipe.rig.session, "http://192.0.2.80/up", data=body, keep_body=True)
+    r = pipe.give(b"0123456789", d)
     assert r.error is None and body.length is None and not body.rewindable
+    made = pipe.made
     assert made[0].head is not None and made[0].head["transfer-encoding"] == "chunked"
     assert bytes(made[0].body).endswith(b"\r\n\r\nMDEyMzQ1Njc4OQ==\r\n--" + B.encode() + b"--\r\n")

@@ -326,6 +326,18 @@ def test_refused_chain(case: str) -> None:
     assert e.value.index == index, str(e.value)
 
 
+def test_a_chain_out_of_its_validity_names_the_date() -> None:
+    """A peer's expired certificate was refused with `expired at 1000` (seconds since
+    1970: the proxy's, broker's and xpmgr's refusal lines), where the daemons' own
+    start-up checks print the date; now both."""
+    chain = [cert("pubcmd", "exper", "xc", nb=0, na=1000), cert("exppriv", "eop", "exper")]
+    with pytest.raises(ChainError, match=r"expired at 1970-01-01T00:16:40Z \(1000\)"):
+        verify_chain(CTRL, chain, [pub("eop")], NOW)
+    chain = [cert("pubcmd", "exper", "xc", nb=NOW + 60), cert("exppriv", "eop", "exper")]
+    with pytest.raises(ChainError, match=r"valid from 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ \("):
+        verify_chain(CTRL, chain, [pub("eop")], NOW)
+
+
 def test_helpers_check_the_leaf_key() -> None:
     with pytest.raises(ChainError) as e:
         parse_controller_exp_chain(controller_chain(0), pub("other"), [pub("eop")], NOW)

@@ -185,6 +185,34 @@ def test_endpoint_refusals(options: PPKSServerOptions, data: bytes, reason: str)
     assert t.disconnecting and proxy.stats.refusals[reason] == 1
 
 
+def test_a_long_sni_is_cut_short_in_the_refusal_line(options: PPKSServerOptions) -> None:
+    """An SNI of 12,000 characters (it fits the default 16 KB hello cap) was quoted whole
+    in its `unknown_snikey` line: the refusal budget bounds lines, not their size (20
+    such lines a minute: 14 MB of log an hour). A snikey has at most 63 characters: the
+    line shows the first 64 and the length."""
+    from typing import cast
+
+    from test_clienthello import hello_bytes, sni_ext
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    proxy, _ = make_proxy(options, hello_cap=16384)
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        ep = proxy.endpoint_factory().buildProtocol(None)
+        t = HalfCloseTransport()
+        ep.makeConnection(t)
+        ep.dataReceived(hello_bytes([sni_ext((0, b"a" * 12000))]))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert t.disconnecting and proxy.stats.refusals["unknown_snikey"] == 1
+    [line] = [e for e in seen if e.get("reason") == "unknown_snikey"]
+    assert line["text"] == (
+        f"no backlog connection for snikey {'a' * 64!r}... (12000 characters)"
+    ), line["text"][:200]
+
+
 def test_hello_timeout(options: PPKSServerOptions) -> None:
     proxy, clock = make_proxy(options, hello_timeout=2.0)
     ep = proxy.endpoint_factory().buildProtocol(None)
@@ -242,6 +270,138 @@ def test_handoff_refuses_garbage_records(options: PPKSServerOptions) -> None:
     server = TLSHandoff(options.serverConnectionForTLS(None), is_client=False)  # type: ignore[arg-type]
     with pytest.raises(HandoffError, match="TLS record of"):
         server.receive(b"\x16\x03\x01\xff\xff")
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b"GET / HTTP/1.0\r\n\r\n", b"SSH-2.0-OpenSSH_9.2\r\n", b"\x16\x05\x01\x00\x10"],
+)
+def test_handoff_refuses_what_is_not_tls_at_its_first_record_header(
+    options: PPKSServerOptions, junk: bytes
+) -> None:
+    """An HTTP request (a port scanner, a misdirected client) on the setup port: its first
+    bytes read as a record header announcing ~8 KB ("GET /": type 0x47, length 0x202f),
+    so the proxy waited for them and closed after --setup-timeout with "registration not
+    done in 10 s", which names neither the peer's mistake nor TLS. Refused at once now."""
+    server = TLSHandoff(options.serverConnectionForTLS(None), is_client=False)  # type: ignore[arg-type]
+    with pytest.raises(HandoffError, match=r"not TLS \(record type 0x.., version .*\)"):
+        server.receive(junk)
+
+
+def test_not_tls_on_the_setup_port_is_closed_at_once_with_its_reason(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, _ = make_proxy(options)
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    proto.dataReceived(b"GET / HTTP/1.0\r\n\r\n")
+    assert t.disconnecting and proxy.stats.registration_failures == 1
+
+
+def test_a_flood_of_refused_xregs_is_a_bounded_number_of_log_lines(
+    options: PPKSServerOptions,
+) -> None:
+    """A manager that registers past the snikey's backlog cap gets ENORES each time (a
+    soft failure: it tries again) and each one was a warning line, outside the setup
+    port's log budget: 1,000 registrations for one snikey were 936 lines. Now they share
+    the port's 20 lines a minute, and the counter counts them all."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    proxy, clock = make_proxy(options, setup_timeout=600.0)  # (fakes never close)
+    register(proxy)
+    register(proxy)  # the cap (2) reached
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        for _ in range(40):
+            with pytest.raises(AssertionError):  # answered ENORES, not SUCCESS
+                register(proxy)
+        assert proxy.stats.registration_failures == 40
+        refused = [e for e in seen if "refusing xreg" in e.get("log_format", "")]
+        assert len(refused) == 20, len(refused)
+        assert "the next ones are counted, not logged" in refused[-1]["more"]
+        clock.advance(60)
+        with pytest.raises(AssertionError):
+            register(proxy)
+        assert seen[-1]["more"] == " [20 not logged before this one]", seen[-1]
+    finally:
+        globalLogPublisher.removeObserver(observer)
+
+
+@pytest.mark.parametrize("how", ["fin", "reset"])
+@pytest.mark.parametrize("phase", ["connected", "handshake", "xreg", "echo"])
+def test_a_manager_gone_before_its_registration_finished_is_logged_and_counted(
+    options: PPKSServerOptions, phase: str, how: str
+) -> None:
+    """A manager that half-closed or went away in the middle of its registration was
+    closed without a line and without a count (the endpoints port says `refused (eof):
+    closed before a complete ClientHello`). Now one line (in the setup port's budget)
+    naming the step, and `registration_failures`."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, globalLogPublisher
+
+    proxy, _ = make_proxy(options)
+    proto = proxy.setup_factory().buildProtocol(None)
+    assert isinstance(proto, SetupProtocol)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    if phase != "connected":
+        proto.dataReceived(tls.start())
+    if phase in ("xreg", "echo"):
+        step = tls.receive(t.value())
+        t.clear()
+        proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+        tls.receive(t.value())
+        t.clear()
+    if phase == "echo":
+        proto.dataReceived(tls.close())
+        assert t.value() == PREAMBLE
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        if how == "fin":
+            proto.readConnectionLost()
+        proto.connectionLost(Failure(ConnectionDone()))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert proxy.stats.registration_failures == 1
+    [line] = [e for e in seen if e.get("text", "").startswith("closed by the manager")]
+    assert (
+        line["text"]
+        == {
+            "connected": "closed by the manager before its TLS handshake finished",
+            "handshake": "closed by the manager before its TLS handshake finished",
+            "xreg": "closed by the manager after its xreg, before its close_notify",
+            "echo": "closed by the manager before it echoed the preamble",
+        }[phase]
+    )
+    assert proxy.registry.count("k1") == 0
+
+
+def test_a_manager_that_closes_after_enores_is_not_counted_twice(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, _ = make_proxy(options)
+    register(proxy)
+    register(proxy)
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    assert list(wire.Framer().feed(tls.receive(t.value()).data)) == [wire.Result(68)]
+    proto.connectionLost(Failure(ConnectionDone()))  # the soft failure: it gives up here
+    assert proxy.stats.registration_failures == 1
 
 
 def test_manager_backlog_finds_an_overlapping_preamble() -> None:

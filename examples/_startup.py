@@ -1,0 +1,31 @@
+"""Imported first by every example: while the example is still starting (its imports,
+~0.3 s), a Ctrl-C ends it at once with one line and status 130, as `pktlab`'s start-up
+(packetlab/__main__.py), not with Python's KeyboardInterrupt traceback from the middle
+of an import. `run_reactor` (`_common.react`) puts its own handling in place later; an
+example that catches KeyboardInterrupt itself calls `restore()` first.
+
+Only the standard library here, so that the guard is in place before anything slow is
+imported; and only when an example is the program run (`python examples/NAME.py`), not
+when a test imports one.
+"""
+
+import os
+import signal
+import sys
+
+
+def _quit(signum: int, frame: object) -> None:
+    os.write(2, f"\n{os.path.basename(sys.argv[0])}: interrupted\n".encode())
+    os._exit(130)
+
+
+def restore() -> None:
+    """Ctrl-C raises KeyboardInterrupt again (Python's default)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+_here = os.path.dirname(os.path.abspath(__file__))
+if os.path.dirname(os.path.abspath(sys.argv[0])) == _here and (
+    signal.getsignal(signal.SIGINT) is signal.default_int_handler
+):
+    signal.signal(signal.SIGINT, _quit)

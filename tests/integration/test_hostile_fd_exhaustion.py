@@ -1,0 +1,100 @@
+"""Silent connections until the descriptors run out, against a real `twistd pktbroker`
+and a real `pktlab xpmgr` (passive mode), each started under a 256-descriptor limit.
+
+300 TCP connections that never send a byte: each held a descriptor (and an OpenSSL
+session) until the 30 s handshake deadline, the limit was reached, and Twisted then
+closed every new connection at accept ("EMFILE recovery: Closed socket"), a real
+subscriber's or endpoint's too: it was served only after 22-24 s, when the first deadlines
+freed descriptors (and never, had the flood gone on). Now at most 1/8 of the limit (32)
+are in the handshake at once, each new one past it closes the oldest (one log line per
+episode), and the real peer is served at once.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from broker_world import BrokerProcess, Identity
+from procstat import open_fds
+from pxworld import EndpointProc, XpmgrProc
+from tls_world import pktlab_init
+
+NOFILE = 256
+SILENT = 300
+
+
+@contextmanager
+def low_nofile() -> Iterator[None]:
+    """Children started inside get a soft descriptor limit of NOFILE."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@contextmanager
+def silent_flood(port: int) -> Iterator[list[socket.socket]]:
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(SILENT)]
+    try:
+        yield socks
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_broker_serves_a_subscriber_through_a_flood_of_silent_connections(
+    tmp_path: Path,
+) -> None:
+    home = pktlab_init(tmp_path / "home")
+    with low_nofile():
+        broker = BrokerProcess(home, tmp_path, error_delay=0)
+    try:
+        pid = broker.proc.pid  # type: ignore[union-attr]
+        with silent_flood(broker.sub_port):
+            time.sleep(0.5)  # all accepted (or refused at accept, before the fix)
+            assert open_fds(pid) < NOFILE // 2, open_fds(pid)
+            ident = Identity(home, tmp_path, "real")
+            started = time.monotonic()
+            sub = ident.subscribe(broker.sub_port)  # TLS handshake, xcert, xsub answered
+            took = time.monotonic() - started
+            sub.close()
+            assert took < 10, f"served after {took:.1f} s"
+        out = broker.output()
+        assert "connections in the handshake (cap 32)" in out, out[-3000:]
+        assert "EMFILE" not in out, out[-3000:]
+        assert "Traceback" not in out
+    finally:
+        broker.stop()
+
+
+def test_xpmgr_serves_an_endpoint_through_a_flood_of_silent_connections(
+    tmp_path: Path,
+) -> None:
+    home = pktlab_init(tmp_path / "home").root
+    mlet = tmp_path / "mlet.py"
+    mlet.write_text("print('mlet ran')\n")
+    with low_nofile():
+        xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [sys.executable, str(mlet)])
+    ep = None
+    try:
+        port = xp.port()
+        with silent_flood(port):
+            time.sleep(0.5)
+            assert open_fds(xp.proc.pid) < NOFILE // 2, open_fds(xp.proc.pid)
+            ep = EndpointProc(tmp_path, home, f"127.0.0.1:{port}", "--sessions", "1")
+            xp.wait_log("mlet ran", timeout=15)  # was: ~22 s (the flood's deadlines)
+        out = xp.text()
+        assert "connections in the handshake (cap 32)" in out, out[-3000:]
+        assert "EMFILE" not in out, out[-3000:]
+    finally:
+        if ep is not None:
+            ep.stop()
+        xp.stop()
