@@ -479,6 +479,9 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
             if data:
                 self._framer.feed(data)  # buffers at once; the returned iterator is unused
             return
+        if self._paused:  # delivered after pauseProducing: held until reads resume
+            self._framer.feed(data)  # (_update_pause pumps them; the iterator is unused)
+            return
         self._pumping = True
         try:
             frames = self._framer.feed(data)

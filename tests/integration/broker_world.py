@@ -20,9 +20,21 @@ from packetlab.ppks import PktlabHome
 
 def free_port() -> int:
     """A port free right now on 127.0.0.1 (for a broker that must restart on it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` different ports free right now on 127.0.0.1: all held at once, so none is
+    chosen twice (two free_port() calls in a row gave the same port 4 times in 100,000
+    here: a broker then could not listen on its second one)."""
+    held = [socket.socket() for _ in range(n)]
+    try:
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def pythonpath_env(home: PktlabHome | None = None) -> dict[str, str]:
@@ -48,12 +60,23 @@ class BrokerProcess:
         self.home = home
         self.error_delay = error_delay
         self.workdir = workdir
-        self.pub_port = pub_port or free_port()
-        self.sub_port = sub_port or free_port()
+        ports = free_ports(2)
+        self.pub_port = pub_port or ports[0]
+        self.sub_port = sub_port or ports[1]
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
         self.logfile = workdir / "pktbroker.log"
-        self.start()
+        # ports chosen here were free a moment ago, not when the broker binds them:
+        # another process may have taken one since (then new ones, up to 3 tries)
+        for tries_left in (2, 1, 0):
+            try:
+                self.start()
+                return
+            except AssertionError:
+                taken = "Address already in use" in self.output()[self.mark :]
+                if not (taken and tries_left and pub_port is None and sub_port is None):
+                    raise
+            self.pub_port, self.sub_port = free_ports(2)
 
     def start(self) -> None:
         # Our own broker.conf: the home's one listens for status on a fixed port.

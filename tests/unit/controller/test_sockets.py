@@ -184,6 +184,23 @@ def test_backpressure_pauses_reading_until_drained() -> None:
     assert result_of(d) == vmem_answer.data
 
 
+def test_bytes_arriving_while_paused_are_held_not_dispatched() -> None:
+    """A transport may still deliver after pauseProducing (bytes already read, a TLS
+    record's rest): they wait in the framer. Each such delivery dispatched one frame
+    before the paused check, one note over the high-water mark per call (Hypothesis,
+    test_ctl_fuzz seed 1014: 5 queued of max_notes 4, the frames fed a byte at a time)."""
+    s, t, _ = on_string_transport(max_notes=4, max_bytes=1 << 20)
+    sock = open_tcp(s, 1)
+    s.dataReceived(frames(*(ndata(1, bytes([i])) for i in range(4))))
+    assert s.paused and sock.queued == 4
+    for frame in (frames(ndata(1, bytes([i]))) for i in range(4, 7)):
+        s.dataReceived(frame)
+    assert s.paused and sock.queued == 4
+    assert [n.data for n in sock.drain()] == [bytes([i]) for i in range(4)]  # type: ignore[union-attr]
+    assert not s.paused and t.producerState == "producing"
+    assert [n.data for n in sock.drain()] == [bytes([i]) for i in range(4, 7)]
+
+
 def _mdata():  # type: ignore[no-untyped-def]
     from packetlab.wire import Mdata
 
