@@ -1,0 +1,74 @@
+"""measure.flight.Waker on the real reactor: a deadline that passed while the process was
+not running (descheduled, or busy) wakes the sleeper only after the input already waiting
+is read. Twisted runs due timers before it polls sockets: ping and traceroute gave up on
+an answer that sat in a socket (a `*` under CPU load where native traceroute, which
+reads first, had the answer)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import reactor as _reactor
+from twisted.internet.protocol import DatagramProtocol
+
+from packetlab.measure.flight import Waker
+
+reactor: Any = _reactor
+
+
+class _Answers(DatagramProtocol):
+    def __init__(self, waker: Waker) -> None:
+        self.waker = waker
+        self.got: list[bytes] = []
+
+    def datagramReceived(self, data: bytes, addr: object) -> None:
+        self.got.append(data)
+        self.waker.poke()
+
+
+class _Busy(DatagramProtocol):
+    """Handling its datagram, sends the answer, then runs nothing for 50 ms (as a process
+    descheduled, or busy with other input, while the deadline passes)."""
+
+    def __init__(self, to: int) -> None:
+        self.to = to
+
+    def datagramReceived(self, data: bytes, addr: object) -> None:
+        assert self.transport is not None
+        self.transport.write(b"answer", ("127.0.0.1", self.to))
+        time.sleep(0.05)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_deadline_passed_while_busy_wakes_after_the_waiting_answer() -> None:
+    waker = Waker(reactor)
+    answers = _Answers(waker)
+    port = reactor.listenUDP(0, answers, interface="127.0.0.1")
+    busy = reactor.listenUDP(0, _Busy(port.getHost().port), interface="127.0.0.1")
+    trigger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        # the reactor reads the trigger in a poll, the busy handler lets the deadline pass
+        # with the answer waiting; then the reactor runs its due timers, then polls again
+        go = ("127.0.0.1", busy.getHost().port)
+        reactor.callLater(0.005, trigger.sendto, b"go", go)
+        await waker.sleep(reactor.seconds() + 0.02)
+        seen = list(answers.got)  # what the sleeper sees the moment it runs again
+        assert seen == [b"answer"]
+    finally:
+        trigger.close()
+        await busy.stopListening()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_deadline_with_nothing_waiting_still_ends_the_sleep() -> None:
+    waker = Waker(reactor)
+    t0 = reactor.seconds()
+    await waker.sleep(t0 + 0.01)
+    assert reactor.seconds() - t0 >= 0.01
+    assert not reactor.getDelayedCalls() or all(
+        c.getTime() > reactor.seconds() for c in reactor.getDelayedCalls()
+    )
