@@ -37,6 +37,7 @@ from packetlab.controller import (
     parse_address,
     read_system_info,
 )
+from packetlab.measure.flight import Waker
 from packetlab.measure.pcap import PcapRecorder, local_udp_end
 from packetlab.measure.resolvconf import resolver_of
 from packetlab.wire import Ndata, Ntag
@@ -918,7 +919,7 @@ class _Inbox:
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self.items: deque[tuple[str, Any]] = deque()
-        self.waiter: Deferred[None] | None = None
+        self.waker = Waker(reactor)  # (its deadline reads what is waiting first)
         self.held = 0  # bytes of the datagrams in `items`
         self.dropped = 0
 
@@ -930,21 +931,15 @@ class _Inbox:
                 return
             self.held += size
             self.items.append((kind, note))
-            if self.waiter is not None and not self.waiter.called:
-                self.waiter.callback(None)
+            self.waker.poke()
 
         return put
 
     async def next(self, deadline: float) -> tuple[str, Any] | None:
         while not self.items:
-            left = deadline - self.reactor.seconds()
-            if left <= 0:
+            if deadline <= self.reactor.seconds():
                 return None
-            d: Deferred[None] = Deferred()
-            d.addTimeout(left, self.reactor, onTimeoutCancel=lambda result, t: None)
-            self.waiter = d
-            await d
-            self.waiter = None
+            await self.waker.sleep(deadline)
         kind, note = self.items.popleft()
         if kind == "udp" and isinstance(note, Ndata):
             self.held -= len(note.data)

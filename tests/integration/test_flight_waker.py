@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import pytest_twisted
 from twisted.internet import reactor as _reactor
@@ -20,13 +21,13 @@ reactor: Any = _reactor
 
 
 class _Answers(DatagramProtocol):
-    def __init__(self, waker: Waker) -> None:
-        self.waker = waker
+    def __init__(self, then: Callable[[bytes], None]) -> None:
+        self.then = then
         self.got: list[bytes] = []
 
     def datagramReceived(self, data: bytes, addr: object) -> None:
         self.got.append(data)
-        self.waker.poke()
+        self.then(data)
 
 
 class _Busy(DatagramProtocol):
@@ -42,25 +43,48 @@ class _Busy(DatagramProtocol):
         time.sleep(0.05)
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_deadline_passed_while_busy_wakes_after_the_waiting_answer() -> None:
-    waker = Waker(reactor)
-    answers = _Answers(waker)
+async def answer_while_busy(
+    then: Callable[[bytes], None], wait: Callable[[float], Awaitable[object]]
+) -> tuple[list[bytes], object]:
+    """`wait(deadline)` while the answer comes and the deadline passes in a busy handler
+    (the reactor reads the trigger in a poll, the handler lets the deadline pass with the
+    answer waiting; then the reactor runs its due timers, then polls again): what had been
+    read when the wait returned, and what it returned."""
+    answers = _Answers(then)
     port = reactor.listenUDP(0, answers, interface="127.0.0.1")
     busy = reactor.listenUDP(0, _Busy(port.getHost().port), interface="127.0.0.1")
     trigger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        # the reactor reads the trigger in a poll, the busy handler lets the deadline pass
-        # with the answer waiting; then the reactor runs its due timers, then polls again
         go = ("127.0.0.1", busy.getHost().port)
         reactor.callLater(0.005, trigger.sendto, b"go", go)
-        await waker.sleep(reactor.seconds() + 0.02)
-        seen = list(answers.got)  # what the sleeper sees the moment it runs again
-        assert seen == [b"answer"]
+        got = await wait(reactor.seconds() + 0.02)
+        return list(answers.got), got  # what the sleeper sees the moment it runs again
     finally:
         trigger.close()
         await busy.stopListening()
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_deadline_passed_while_busy_wakes_after_the_waiting_answer() -> None:
+    waker = Waker(reactor)
+    seen, _ = await answer_while_busy(lambda _: waker.poke(), waker.sleep)
+    assert seen == [b"answer"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dns_query_s_deadline_takes_the_waiting_answer() -> None:
+    from packetlab.measure.dns import _Inbox
+    from packetlab.wire import Ndata
+
+    inbox = _Inbox(reactor)
+    put = inbox.feeder("udp")
+    _, got = await answer_while_busy(
+        lambda data: put(Ndata(sktid=0, family=2, proto=17, time=0, data=data)), inbox.next
+    )
+    assert got is not None, "the query gave up with its answer waiting"
+    kind, note = cast(tuple[str, Ndata], got)
+    assert (kind, note.data) == ("udp", b"answer")
 
 
 @pytest_twisted.ensureDeferred
