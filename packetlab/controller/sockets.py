@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from packetlab.afterinput import timeout_after_input
 from packetlab.controller.errors import ConnectFailed, SocketClosed
 from packetlab.wire import Nblock, Ndata, Ndrop, Nstat, NstatCode, Ntag, Proto
 
@@ -136,8 +137,8 @@ class Socket:
             return succeed(None)
         d: Deferred[Note | None] = Deferred(lambda d: self._waiters.remove(d))
         self._waiters.append(d)
-        if timeout is not None:
-            d.addTimeout(timeout, self._reactor, onTimeoutCancel=lambda result, t: None)
+        if timeout is not None:  # (the input waiting at the deadline is read first)
+            return timeout_after_input(d, timeout, self._reactor)
         return d
 
     def drain(self) -> list[Note]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 
+from packetlab.afterinput import timeout_after_input
 from packetlab.controller import (
     ControllerError,
     EndpointSession,
@@ -190,6 +191,5 @@ async def ntag_time(d: Deferred[Ntag] | None, reactor: Any, timeout: float) -> i
         box[0] = tag.time
 
     d.addCallback(got)
-    d.addTimeout(timeout, reactor, onTimeoutCancel=lambda result, t: None)
-    await d
+    await timeout_after_input(d, timeout, reactor)
     return box[0]

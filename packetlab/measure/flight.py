@@ -12,17 +12,12 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 
+from packetlab.afterinput import AfterInput
 from packetlab.controller import StopSignal
 
 __all__ = ["GRACE_S", "Waker"]
 
 GRACE_S = 1.0  # after a stop request: how long replies already in flight are awaited
-# A deadline wakes the sleeper only after the reactor has polled for input so many times:
-# Twisted runs due timers before it reads sockets, so a process descheduled past a deadline
-# gave up on an answer already waiting in a socket (native traceroute's loop reads first).
-# A call a timer makes with callLater(0) runs after the next poll; an in-process
-# endpoint's answer takes up to three (its raw socket, then the controller's link).
-READ_TURNS = 3
 
 
 class Waker:
@@ -44,17 +39,12 @@ class Waker:
             return
         d: Deferred[None] = Deferred()
         self._d = d
-        timer: list[Any] = []  # the pending call of the deadline, if any
-
-        def due(turns: int) -> None:
-            if turns == 0:
-                self.poke()
-            else:  # once more round the reactor: it polls for input first
-                timer[0] = self.reactor.callLater(0, due, turns - 1)
-
-        if until is not None:
-            delay = max(0.0, until - self.reactor.seconds())
-            timer.append(self.reactor.callLater(delay, due, READ_TURNS))
+        # (a deadline passed while this process was busy reads the waiting input first)
+        timer = (
+            None
+            if until is None
+            else AfterInput(self.reactor, until - self.reactor.seconds(), self.poke)
+        )
         asked: Deferred[str] | None = None
         if stop is not None:
             asked = stop.when_requested()
@@ -63,8 +53,8 @@ class Waker:
         try:
             await d
         finally:
-            if timer and timer[0].active():
-                timer[0].cancel()
+            if timer is not None:
+                timer.cancel()
             if asked is not None and not asked.called:
                 asked.cancel()
             if self._d is d:

@@ -96,3 +96,33 @@ async def test_a_deadline_with_nothing_waiting_still_ends_the_sleep() -> None:
     assert not reactor.getDelayedCalls() or all(
         c.getTime() > reactor.seconds() for c in reactor.getDelayedCalls()
     )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_controller_socket_s_get_timeout_takes_the_waiting_answer() -> None:
+    """The public `Socket.get(timeout)` (exchange helpers, streams, captures): the same."""
+    from packetlab.controller import Socket
+    from packetlab.wire import Ndata
+
+    sock = Socket(0, 2, 17, reactor)
+    _, got = await answer_while_busy(
+        lambda data: sock.deliver(Ndata(sktid=0, family=2, proto=17, time=0, data=data)),
+        lambda until: sock.get(timeout=until - reactor.seconds()),
+    )
+    assert isinstance(got, Ndata), "get() timed out with the answer waiting"
+    assert got.data == b"answer"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_ntag_wait_takes_the_waiting_ntag() -> None:
+    from twisted.internet.defer import Deferred
+
+    from packetlab.measure.capture import ntag_time
+    from packetlab.wire import Ntag
+
+    tag: Deferred[Ntag] = Deferred()
+    _, got = await answer_while_busy(
+        lambda data: tag.callback(Ntag(sktid=0, tag=1, time=42)),
+        lambda until: Deferred.fromCoroutine(ntag_time(tag, reactor, until - reactor.seconds())),
+    )
+    assert got == 42, "the ntag wait gave up with the ntag waiting"
