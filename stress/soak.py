@@ -212,7 +212,7 @@ def one_session(
 
     ending = endings[n % len(endings)]
     if ending == 0:
-        c.ok(wire.End())
+        c.ok(wire.Yield(rhint=0))
         c.closed_by_peer()
     elif ending == 1:
         c.ok(wire.Yield(rhint=0))

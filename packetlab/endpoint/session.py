@@ -61,7 +61,6 @@ from packetlab.wire.constants import (
 from packetlab.wire.framer import Item, Malformed, Unknown
 from packetlab.wire.messages import (
     Cdata,
-    End,
     Mread,
     Mwrite,
     Ncap,
@@ -103,9 +102,10 @@ class Phase(enum.Enum):
 
 
 # The session's phases (§1.4), in one place: the requests each phase answers (by handler
-# name; anything else is ECTLNOTSUP) and the events that move it on.
+# name; anything else is ECTLNOTSUP, `end` included: the reference does not handle it,
+# §1.2) and the events that move it on.
 _REQUESTS: dict[Phase, dict[type, str]] = {
-    Phase.SETUP: {Cdata: "_cdata", Start: "_start", End: "_end_request"},
+    Phase.SETUP: {Cdata: "_cdata", Start: "_start"},
     Phase.IDLE: {
         Mread: "_mread",
         Mwrite: "_mwrite",
@@ -115,7 +115,6 @@ _REQUESTS: dict[Phase, dict[type, str]] = {
         Ncap: "_ncap",
         Nctl: "_nctl",
         Yield: "_yield",
-        End: "_end_request",
     },
     Phase.ENDED: {},
 }
@@ -282,11 +281,6 @@ class Session:
         self.outbox.put(_OK)
         for frame in extra:
             self.outbox.put(frame)
-
-    def _end_request(self, msg: End) -> None:
-        # The reference answers `end` with ECTLNOTSUP; we end the session cleanly.
-        self.outbox.put(_OK)
-        self._finish(SessionEnd("end requested"))
 
     def _yield(self, msg: Yield) -> None:
         self.outbox.put(_OK)

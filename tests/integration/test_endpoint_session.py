@@ -60,8 +60,15 @@ def test_memory_ranges_past_4gib_are_malformed_on_the_wire(controller: RawContro
     assert controller.response() == wire.Result(S.ECTLBADMSG)
 
 
-def test_end_answers_success_then_closes(controller: RawController) -> None:
-    controller.ok(wire.End())
+def test_end_answers_notsup_and_the_session_carries_on(controller: RawController) -> None:
+    # §1.2: the reference endpoint does not handle `end`.
+    controller.send(wire.End())
+    assert controller.response() == wire.Result(S.ECTLNOTSUP)
+    assert controller.mread(vmem.IP4NO.addr, 1) == b"\x01"
+
+
+def test_yield_answers_success_then_closes(controller: RawController) -> None:
+    controller.ok(wire.Yield(rhint=0))
     assert controller.closed_by_peer()
 
 
@@ -167,5 +174,5 @@ def test_session_limit_exits_cleanly(endpoint_factory: Callable[..., EndpointPro
     ep = endpoint_factory(args=["--sessions", "1"])
     c = ep.accept()
     c.start()
-    c.ok(wire.End())
+    c.ok(wire.Yield(rhint=0))
     assert ep.proc.wait(10) == 0
