@@ -90,6 +90,7 @@ PM_LEN = abi.PM_LEN
 _MONUKN = int(Status.ECTLMONUKN)
 _MONREJ = int(Status.ECTLMONREJ)
 _PKTDENY = int(Status.ESKTPKTDENY)
+_NOPEN_LIMITS = (int(Status.ENORES), int(Status.ESKTOPNDENY))  # max_socket_count, valid_dest
 _LINFO_NAME = b"monitor"
 
 
@@ -259,17 +260,25 @@ class MonitorGate:
         self._supplied_bytes = 0
         self._memory: VirtualMemory | None = None
         self._sockets: Sequence[Skt | None] = ()
+        self._nopen_error: Callable[[Nopen], Status | None] | None = None
         self._pm_keys: dict[Instance, bytes] = {}
         self._stored: dict[Instance, bytes] = {}  # the bytes last loaded or stored
         self._with_results: dict[str, list[tuple[int, Instance]]] = {}
         self._pending: Deferred[Compiled] | None = None  # a cdata's module compiling
         self._closed = False
 
-    def attach(self, memory: VirtualMemory, sockets: Sequence[Skt | None] = ()) -> None:
-        """The session's vmem, read by read_vmem_region outside CURPKT, and its sockets
-        (what a refused nsend/ncap is answered depends on them)."""
+    def attach(
+        self,
+        memory: VirtualMemory,
+        sockets: Sequence[Skt | None] = (),
+        nopen_error: Callable[[Nopen], Status | None] | None = None,
+    ) -> None:
+        """The session's vmem, read by read_vmem_region outside CURPKT, its sockets and
+        its nopen socket checks (what a request a limit refuses is answered depends on
+        them)."""
         self._memory = memory
         self._sockets = sockets
+        self._nopen_error = nopen_error
 
     # -- SETUP -------------------------------------------------------------------------
 
@@ -419,6 +428,9 @@ class MonitorGate:
                 # The session answers a socket error before a limit's ESKTPKTDENY: the
                 # callbacks see what the controller gets.
                 err = socket_error(msg, self._sockets[msg.sktid])
+                errid = errid if err is None else int(err)
+            elif errid in _NOPEN_LIMITS and type(msg) is Nopen and self._nopen_error:
+                err = self._nopen_error(msg)
                 errid = errid if err is None else int(err)
             self._results(msg, errid)
         return verdict

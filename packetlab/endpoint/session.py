@@ -79,6 +79,7 @@ UDP = int(Proto.UDP)
 RAW = int(Proto.RAW)
 _NSTAT = int(NotifMask.NSTAT)
 _PKTDENY = int(Status.ESKTPKTDENY)
+_NOPEN_LIMITS = (int(Status.ENORES), int(Status.ESKTOPNDENY))  # max_socket_count, valid_dest
 _UNCHECKED = object()  # `_target`: the gate has not been asked yet
 _OK = frames.RESULT_SUCCESS
 _R = {s: frames.result(int(s)) for s in Status}
@@ -311,18 +312,33 @@ class Session:
         self.outbox.put(_R[status])
         self.gate.done(msg, int(status))
 
-    def _nopen(self, msg: Nopen) -> None:
-        if not self._gate(msg):
-            return
+    def nopen_error(self, msg: Nopen) -> Status | None:
+        """The socket checks of an nopen (§1.3), in order: the sktid in use, then family,
+        protocol and address lengths. They come before a limit's ENORES/ESKTOPNDENY, as
+        an nsend's socket errors come before ESKTPKTDENY (the monitors' result callbacks
+        see the same order)."""
         if self.sockets[msg.sktid] is not None:
-            return self._answer(msg, Status.ESKTINUSE)
+            return Status.ESKTINUSE
         if not self._families.get(msg.family):
-            return self._answer(msg, Status.ESKTNOPRFAM)
+            return Status.ESKTNOPRFAM
         if not self._protos.get(msg.proto):
-            return self._answer(msg, Status.ESKTNOPROTO)
+            return Status.ESKTNOPROTO
         alen = 4 if msg.family == 4 else 16
         if len(msg.laddr) != alen or (msg.raddr is not None and len(msg.raddr) != alen):
-            return self._answer(msg, Status.ESKTNOADDR)
+            return Status.ESKTNOADDR
+        return None
+
+    def _nopen(self, msg: Nopen) -> None:
+        verdict = self.gate.check(msg)
+        if verdict is not None:
+            # A monitor's rejection comes first (§8.5); a limit's only after the socket
+            # checks (a refused nopen is charged to no limit: nothing to give back).
+            err = self.nopen_error(msg) if verdict.errid in _NOPEN_LIMITS else None
+            self.outbox.put(codec.encode(verdict) if err is None else _R[err])
+            return
+        err = self.nopen_error(msg)
+        if err is not None:
+            return self._answer(msg, err)
         skt = Skt(msg.sktid, msg.family, msg.proto, msg.rbufsz)
         failed: SocketState | None = None
         try:

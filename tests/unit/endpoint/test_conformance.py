@@ -261,3 +261,32 @@ def test_nsend_socket_errors_come_before_certificate_limits(tmp_path: Path) -> N
     assert errids(r.send(v6)) == [Status.ESKTNOMATCH]
     assert errids(r.send(send)) == [Status.ESKTPKTDENY]
     assert errids(r.send(udp_send())) == [0]  # 127.0.0.1 is allowed
+
+
+# ---------------------------------------------------------- §1.3 order of nopen checks
+
+
+def test_nopen_socket_errors_come_before_certificate_limits(tmp_path: Path) -> None:
+    """§1.3: ESKTINUSE is for an nopen on a sktid that is not FREE, ESKTNOPRFAM/ESKTNOPROTO
+    for a family/protocol not offered, whatever the chain's limits say; ESKTOPNDENY
+    (valid_dest) and ENORES (max_socket_count) are for a socket that could be opened.
+    They answered before the socket checks (as ESKTPKTDENY did for nsend)."""
+    limits = CertLimits(
+        valid_dest=parse_valid_dest("valid_dest", "127.0.0.1/32"), max_socket_count=2
+    )
+    r = gated(lambda clock: limits_gate(tmp_path, limits, clock))
+    far = b"\xc0\x00\x02\x01"
+
+    def tcp(sktid: int, raddr: bytes = far) -> wire.Nopen:
+        return wire.Nopen(
+            sktid=sktid, family=4, proto=6, rbufsz=1, laddr=bytes(4), lport=0, raddr=raddr, rport=80
+        )
+
+    raw = wire.Nopen(sktid=4, family=4, proto=0, rbufsz=1, laddr=bytes(4))  # raw not offered
+    assert errids(r.send(udp_open(1))) == [0]
+    assert errids(r.send(tcp(1))) == [Status.ESKTINUSE]  # was ESKTOPNDENY
+    assert errids(r.send(tcp(2))) == [Status.ESKTOPNDENY]
+    assert errids(r.send(udp_open(2))) == [0]  # the quota (2) is used up now
+    assert errids(r.send(udp_open(2))) == [Status.ESKTINUSE]  # was ENORES
+    assert errids(r.send(raw)) == [Status.ESKTNOPROTO]  # was ENORES
+    assert errids(r.send(udp_open(3))) == [Status.ENORES]
