@@ -302,12 +302,25 @@ def test_ndata_sees_the_payload_and_source(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "init",
-    ["unreachable", "(loop (br 0)) (i32.const 0)", "(i32.const 0x20000)"],
+    ["unreachable", "(loop (br 0)) (i32.const 0)"],
 )
 def test_initialize_failure_answers_monukn_and_ends(tmp_path: Path, init: str) -> None:
     r = aux_rig(tmp_path, w(), w(initialize=init), deadline_ms=20)
     assert r.send(wire.Start()) == [wire.Result(MONUKN, 1)]
     assert r.session.ended is not None
+
+
+def test_initialize_claiming_more_info_than_the_buffer_starts_with_the_info_cut(
+    tmp_path: Path,
+) -> None:
+    """The reference truncates initialize's info to PKTLAB_LINFO_INFO_MAX (pktmon
+    README): start succeeds, the linfo carries 0x10000 bytes (it was ECTLMONUKN)."""
+    r = aux_rig(tmp_path, w(), w(initialize="(i32.const 0x20000)"))
+    out = r.send(wire.Start())
+    assert out[0] == wire.Result(0)
+    assert [m.NAME for m in out[1:]] == ["linfo", "linfo"]
+    assert len(out[2].info) == 0x10000
+    assert r.session.ended is None
 
 
 def test_instantiation_failure_answers_monukn(tmp_path: Path) -> None:
