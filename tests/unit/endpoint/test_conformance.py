@@ -290,3 +290,21 @@ def test_nopen_socket_errors_come_before_certificate_limits(tmp_path: Path) -> N
     assert errids(r.send(udp_open(2))) == [Status.ESKTINUSE]  # was ENORES
     assert errids(r.send(raw)) == [Status.ESKTNOPROTO]  # was ENORES
     assert errids(r.send(udp_open(3))) == [Status.ENORES]
+
+
+# ------------------------------------------------------ §3.1 UDP nopen with a peer
+
+
+def test_udp_nopen_with_a_peer_binds_and_ignores_the_peer() -> None:
+    """§3.1: "UDP binds laddr:lport (raddr ignored) and reports SUCCESS at once": a UDP
+    nopen in the TCP-connect form (laddr lport raddr rport) is taken, the peer ignored
+    (it was malformed: ECTLBADMSG and the session closed)."""
+    r = Rig().started()
+    frame = bytes.fromhex("2a00001301 04 11 00010000 00000000 0000 7f000001 0035".replace(" ", ""))
+    for item in wire.Framer().feed(frame):
+        r.session.handle(item)
+    assert errids(r.new()) == [0]
+    assert r.session.ended is None
+    skt = r.skt(1)
+    assert (skt.proto, skt.raddr, skt.rport) == (17, bytes(4), 0)  # RADDR/RPORT stay 0
+    assert errids(r.send(udp_send(1, tag=0))) == [0]  # sends go where each nsend says
