@@ -51,6 +51,7 @@ from packetlab.wire.constants import (
     CDATA_HINT_MONITOR,
     MAX_SKT_CNT,
     MREAD_MAX,
+    MsgType,
     NctlCommand,
     NotifMask,
     NstatCode,
@@ -72,13 +73,14 @@ from packetlab.wire.messages import (
     Yield,
 )
 
-__all__ = ["Phase", "Scheduler", "Session", "SessionEnd"]
+__all__ = ["Phase", "Scheduler", "Session", "SessionEnd", "is_odd_nopen"]
 
 TCP = int(Proto.TCP)
 UDP = int(Proto.UDP)
 RAW = int(Proto.RAW)
 _NSTAT = int(NotifMask.NSTAT)
 _PKTDENY = int(Status.ESKTPKTDENY)
+_NOPEN_TYPE = int(MsgType.NOPEN)
 _NOPEN_LIMITS = (int(Status.ENORES), int(Status.ESKTOPNDENY))  # max_socket_count, valid_dest
 _UNCHECKED = object()  # `_target`: the gate has not been asked yet
 _OK = frames.RESULT_SUCCESS
@@ -94,6 +96,18 @@ _NSTAT_FOR_STATE = {
     SocketState.UNREACH: NstatCode.UNKNOWN,
     SocketState.UNKFAULT: NstatCode.UNKNOWN,
 }
+
+
+def is_odd_nopen(item: Malformed) -> bool:
+    """A malformed nopen the reference's decoder takes: 7 or more bytes, family 4 or 6,
+    protocol raw, TCP or UDP; only its length fits none of the forms (§1.2, §9.3)."""
+    body = item.body
+    return (
+        item.msgtype == _NOPEN_TYPE
+        and len(body) >= 7
+        and body[1] in (4, 6)
+        and body[2] in (RAW, TCP, UDP)
+    )
 
 
 class Phase(enum.Enum):
@@ -221,6 +235,9 @@ class Session:
             handler(item)
         elif type(item) is Malformed:
             assert isinstance(item, Malformed)
+            if is_odd_nopen(item):
+                self._odd_nopen(item)
+                return
             self.log.warn("malformed request, ending the session: {error}", error=item.error)
             self.outbox.put(_R[Status.ECTLBADMSG])
             self._finish(SessionEnd(f"malformed request: {item.error}", clean=False))
@@ -230,6 +247,32 @@ class Session:
             # Unknown types, requests not allowed in this phase, and messages that only
             # flow from the endpoint (§1.1: answer ECTLNOTSUP and carry on).
             self.outbox.put(_R[Status.ECTLNOTSUP])
+
+    def _odd_nopen(self, item: Malformed) -> None:
+        """An nopen of 7 or more bytes, good family and protocol, whose length fits none
+        of its forms: the reference decodes it (§1.2: len >= 7; §9.3: "the TCP nopen
+        decoder accepts lengths it does not parse") and answers a bad address or port
+        length ESKTNOADDR (§1.3), after the socket checks; the session goes on. Outside
+        IDLE it is an nopen: ECTLNOTSUP. No monitor sees it (it has no fields to pass)."""
+        body = item.body
+        if Nopen not in self._tables[self.phase]:
+            self.outbox.put(_R[Status.ECTLNOTSUP])
+            return
+        sktid, family, proto = body[0], body[1], body[2]
+        status = Status.ESKTNOADDR
+        if self.sockets[sktid] is not None:
+            status = Status.ESKTINUSE
+        elif not self._families.get(family):
+            status = Status.ESKTNOPRFAM
+        elif not self._protos.get(proto):
+            status = Status.ESKTNOPROTO
+        self.log.info(
+            "nopen {sktid} refused ({status}): {error}",
+            sktid=sktid,
+            status=status.name,
+            error=item.error,
+        )
+        self.outbox.put(_R[status])
 
     def _cdata(self, msg: Cdata) -> None:
         if msg.hint not in _HINTS and (self.extension is None or msg.hint != b"reflex"):
