@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate, socket_error
+from packetlab.endpoint.checks import (
+    NDATA_DELIVER,
+    NDATA_DROP,
+    NOPEN_LIMITS,
+    RequestGate,
+    socket_error,
+)
 from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.memory import VirtualMemory
 from packetlab.endpoint.sockets import Skt
@@ -90,7 +96,6 @@ PM_LEN = abi.PM_LEN
 _MONUKN = int(Status.ECTLMONUKN)
 _MONREJ = int(Status.ECTLMONREJ)
 _PKTDENY = int(Status.ESKTPKTDENY)
-_NOPEN_LIMITS = (int(Status.ENORES), int(Status.ESKTOPNDENY))  # max_socket_count, valid_dest
 _LINFO_NAME = b"monitor"
 
 
@@ -429,7 +434,7 @@ class MonitorGate:
                 # callbacks see what the controller gets.
                 err = socket_error(msg, self._sockets[msg.sktid])
                 errid = errid if err is None else int(err)
-            elif errid in _NOPEN_LIMITS and type(msg) is Nopen and self._nopen_error:
+            elif errid in NOPEN_LIMITS and type(msg) is Nopen and self._nopen_error:
                 err = self._nopen_error(msg)
                 errid = errid if err is None else int(err)
             self._results(msg, errid)

@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 
 from packetlab.endpoint import frames
 from packetlab.endpoint.budget import SEND_BUF_OVERHEAD, Budget
-from packetlab.endpoint.checks import OpenGate, RequestGate, socket_error
+from packetlab.endpoint.checks import NOPEN_LIMITS, OpenGate, RequestGate, socket_error
 from packetlab.endpoint.config import EndpointConfig
 from packetlab.endpoint.memory import SystemImage, VirtualMemory, system_image
 from packetlab.endpoint.rawpkt import RawPacketDenied, local_address_for, raw_destination
@@ -81,7 +81,6 @@ RAW = int(Proto.RAW)
 _NSTAT = int(NotifMask.NSTAT)
 _PKTDENY = int(Status.ESKTPKTDENY)
 _NOPEN_TYPE = int(MsgType.NOPEN)
-_NOPEN_LIMITS = (int(Status.ENORES), int(Status.ESKTOPNDENY))  # max_socket_count, valid_dest
 _UNCHECKED = object()  # `_target`: the gate has not been asked yet
 _OK = frames.RESULT_SUCCESS
 _R = {s: frames.result(int(s)) for s in Status}
@@ -376,7 +375,7 @@ class Session:
         if verdict is not None:
             # A monitor's rejection comes first (§8.5); a limit's only after the socket
             # checks (a refused nopen is charged to no limit: nothing to give back).
-            err = self.nopen_error(msg) if verdict.errid in _NOPEN_LIMITS else None
+            err = self.nopen_error(msg) if verdict.errid in NOPEN_LIMITS else None
             self.outbox.put(codec.encode(verdict) if err is None else _R[err])
             return
         err = self.nopen_error(msg)
