@@ -23,6 +23,7 @@ from packetlab.wire.constants import (
     Status,
     TransSup,
 )
+from packetlab.wire.program import MAX_FILTER_LEN
 
 # §1.2 message types.
 MESSAGE_TYPES = {
@@ -90,6 +91,7 @@ def test_field_constants_and_size_limits() -> None:
     assert (int(ProgType.EBPF), int(ProgType.WASM)) == (0x00, 0x01)
     assert (k.MREAD_MAX, k.NDATA_MAX, k.LINFO_INFO_MAX, k.FILTER_MAX) == (0x10000,) * 4
     assert k.NSEND_MAX == 0xFFFFFF - 31
+    assert MAX_FILTER_LEN == 0x10000  # FILT_BUFSZ: ncap filters above it are ESKTBADFILT (§3.4)
     assert k.MAX_SKT_CNT == 0x100
     assert (k.CHANNEL_MAX, k.SNIKEY_MAX, k.KEYID_LEN) == (32, 63, 32)
     assert (k.CDATA_HINT_FILTER, k.CDATA_HINT_MONITOR) == (b"filter", b"monitor")
