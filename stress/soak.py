@@ -211,9 +211,11 @@ def one_session(
     k.requests += 2
 
     ending = endings[n % len(endings)]
-    if ending == 0:
-        c.ok(wire.End())
-        c.closed_by_peer()
+    if ending == 0:  # end is ECTLNOTSUP (§1.2): the EOF below ends the session
+        c.send(wire.End())
+        r = c.response()
+        if r != wire.Result(wire.Status.ECTLNOTSUP):
+            k.errors.append(f"session {n}: end answered {r!r}")
     elif ending == 1:
         c.ok(wire.Yield(rhint=0))
         c.closed_by_peer()

@@ -89,6 +89,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "10 s; several comma-separated): the operator's grant, which replaces the built-in "
         "10 Mb/s window on this project's endpoint (docs/security.md)",
     )
+    # The reference pktlab_init writes the delegation CSRs only when asked (§4.1); we
+    # always write them, and take its flags so its command lines work unchanged.
+    for flag, csr in (("del_exppriv", "delpriv_exp_exper"), ("del_reppriv", "delpriv_rep_eop")):
+        parser.add_argument(
+            f"--{flag}",
+            f"--{flag.replace('_', '-')}",
+            action="store_true",
+            help=f"accepted as in the reference pktlab_init ({csr}.csr is always written)",
+        )
     parser.add_argument(
         "--reflex",
         action="append",

@@ -20,6 +20,7 @@ __all__ = [
     "NDATA_DELIVER",
     "NDATA_DROP",
     "NDATA_DROP_COUNTED",
+    "NOPEN_LIMITS",
     "OpenGate",
     "RequestGate",
     "SessionRefused",
@@ -29,6 +30,9 @@ __all__ = [
 NDATA_DELIVER = -1  # check_ndata: send the ndata
 NDATA_DROP = -2  # check_ndata: drop it silently (any value >= 0 is an nblock monerrid)
 NDATA_DROP_COUNTED = -3  # check_ndata: drop it and count it (DROPSTAT, ndrop): a quota
+#: A limit's refusals of an nopen (max_socket_count, valid_dest): answered only after the
+#: session's socket checks (ESKTINUSE, ESKTNOPRFAM, ESKTNOPROTO, ESKTNOADDR), §1.3.
+NOPEN_LIMITS = (int(Status.ENORES), int(Status.ESKTOPNDENY))
 
 
 def socket_error(msg: Nsend | Ncap, skt: Skt | None) -> Status | None:

@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate, socket_error
+from packetlab.endpoint.checks import (
+    NDATA_DELIVER,
+    NDATA_DROP,
+    NOPEN_LIMITS,
+    RequestGate,
+    socket_error,
+)
 from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.memory import VirtualMemory
 from packetlab.endpoint.sockets import Skt
@@ -259,17 +265,25 @@ class MonitorGate:
         self._supplied_bytes = 0
         self._memory: VirtualMemory | None = None
         self._sockets: Sequence[Skt | None] = ()
+        self._nopen_error: Callable[[Nopen], Status | None] | None = None
         self._pm_keys: dict[Instance, bytes] = {}
         self._stored: dict[Instance, bytes] = {}  # the bytes last loaded or stored
         self._with_results: dict[str, list[tuple[int, Instance]]] = {}
         self._pending: Deferred[Compiled] | None = None  # a cdata's module compiling
         self._closed = False
 
-    def attach(self, memory: VirtualMemory, sockets: Sequence[Skt | None] = ()) -> None:
-        """The session's vmem, read by read_vmem_region outside CURPKT, and its sockets
-        (what a refused nsend/ncap is answered depends on them)."""
+    def attach(
+        self,
+        memory: VirtualMemory,
+        sockets: Sequence[Skt | None] = (),
+        nopen_error: Callable[[Nopen], Status | None] | None = None,
+    ) -> None:
+        """The session's vmem, read by read_vmem_region outside CURPKT, its sockets and
+        its nopen socket checks (what a request a limit refuses is answered depends on
+        them)."""
         self._memory = memory
         self._sockets = sockets
+        self._nopen_error = nopen_error
 
     # -- SETUP -------------------------------------------------------------------------
 
@@ -419,6 +433,9 @@ class MonitorGate:
                 # The session answers a socket error before a limit's ESKTPKTDENY: the
                 # callbacks see what the controller gets.
                 err = socket_error(msg, self._sockets[msg.sktid])
+                errid = errid if err is None else int(err)
+            elif errid in NOPEN_LIMITS and type(msg) is Nopen and self._nopen_error:
+                err = self._nopen_error(msg)
                 errid = errid if err is None else int(err)
             self._results(msg, errid)
         return verdict

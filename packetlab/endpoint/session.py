@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 
 from packetlab.endpoint import frames
 from packetlab.endpoint.budget import SEND_BUF_OVERHEAD, Budget
-from packetlab.endpoint.checks import OpenGate, RequestGate, socket_error
+from packetlab.endpoint.checks import NOPEN_LIMITS, OpenGate, RequestGate, socket_error
 from packetlab.endpoint.config import EndpointConfig
 from packetlab.endpoint.memory import SystemImage, VirtualMemory, system_image
 from packetlab.endpoint.rawpkt import RawPacketDenied, local_address_for, raw_destination
@@ -51,6 +51,7 @@ from packetlab.wire.constants import (
     CDATA_HINT_MONITOR,
     MAX_SKT_CNT,
     MREAD_MAX,
+    MsgType,
     NctlCommand,
     NotifMask,
     NstatCode,
@@ -61,7 +62,6 @@ from packetlab.wire.constants import (
 from packetlab.wire.framer import Item, Malformed, Unknown
 from packetlab.wire.messages import (
     Cdata,
-    End,
     Mread,
     Mwrite,
     Ncap,
@@ -73,13 +73,14 @@ from packetlab.wire.messages import (
     Yield,
 )
 
-__all__ = ["Phase", "Scheduler", "Session", "SessionEnd"]
+__all__ = ["Phase", "Scheduler", "Session", "SessionEnd", "is_odd_nopen"]
 
 TCP = int(Proto.TCP)
 UDP = int(Proto.UDP)
 RAW = int(Proto.RAW)
 _NSTAT = int(NotifMask.NSTAT)
 _PKTDENY = int(Status.ESKTPKTDENY)
+_NOPEN_TYPE = int(MsgType.NOPEN)
 _UNCHECKED = object()  # `_target`: the gate has not been asked yet
 _OK = frames.RESULT_SUCCESS
 _R = {s: frames.result(int(s)) for s in Status}
@@ -96,6 +97,18 @@ _NSTAT_FOR_STATE = {
 }
 
 
+def is_odd_nopen(item: Malformed) -> bool:
+    """A malformed nopen the reference's decoder takes: 7 or more bytes, family 4 or 6,
+    protocol raw, TCP or UDP; only its length fits none of the forms (§1.2, §9.3)."""
+    body = item.body
+    return (
+        item.msgtype == _NOPEN_TYPE
+        and len(body) >= 7
+        and body[1] in (4, 6)
+        and body[2] in (RAW, TCP, UDP)
+    )
+
+
 class Phase(enum.Enum):
     SETUP = "setup"
     IDLE = "idle"
@@ -103,9 +116,10 @@ class Phase(enum.Enum):
 
 
 # The session's phases (§1.4), in one place: the requests each phase answers (by handler
-# name; anything else is ECTLNOTSUP) and the events that move it on.
+# name; anything else is ECTLNOTSUP, `end` included: the reference does not handle it,
+# §1.2) and the events that move it on.
 _REQUESTS: dict[Phase, dict[type, str]] = {
-    Phase.SETUP: {Cdata: "_cdata", Start: "_start", End: "_end_request"},
+    Phase.SETUP: {Cdata: "_cdata", Start: "_start"},
     Phase.IDLE: {
         Mread: "_mread",
         Mwrite: "_mwrite",
@@ -115,7 +129,6 @@ _REQUESTS: dict[Phase, dict[type, str]] = {
         Ncap: "_ncap",
         Nctl: "_nctl",
         Yield: "_yield",
-        End: "_end_request",
     },
     Phase.ENDED: {},
 }
@@ -221,6 +234,9 @@ class Session:
             handler(item)
         elif type(item) is Malformed:
             assert isinstance(item, Malformed)
+            if is_odd_nopen(item):
+                self._odd_nopen(item)
+                return
             self.log.warn("malformed request, ending the session: {error}", error=item.error)
             self.outbox.put(_R[Status.ECTLBADMSG])
             self._finish(SessionEnd(f"malformed request: {item.error}", clean=False))
@@ -230,6 +246,32 @@ class Session:
             # Unknown types, requests not allowed in this phase, and messages that only
             # flow from the endpoint (§1.1: answer ECTLNOTSUP and carry on).
             self.outbox.put(_R[Status.ECTLNOTSUP])
+
+    def _odd_nopen(self, item: Malformed) -> None:
+        """An nopen of 7 or more bytes, good family and protocol, whose length fits none
+        of its forms: the reference decodes it (§1.2: len >= 7; §9.3: "the TCP nopen
+        decoder accepts lengths it does not parse") and answers a bad address or port
+        length ESKTNOADDR (§1.3), after the socket checks; the session goes on. Outside
+        IDLE it is an nopen: ECTLNOTSUP. No monitor sees it (it has no fields to pass)."""
+        body = item.body
+        if Nopen not in self._tables[self.phase]:
+            self.outbox.put(_R[Status.ECTLNOTSUP])
+            return
+        sktid, family, proto = body[0], body[1], body[2]
+        status = Status.ESKTNOADDR
+        if self.sockets[sktid] is not None:
+            status = Status.ESKTINUSE
+        elif not self._families.get(family):
+            status = Status.ESKTNOPRFAM
+        elif not self._protos.get(proto):
+            status = Status.ESKTNOPROTO
+        self.log.info(
+            "nopen {sktid} refused ({status}): {error}",
+            sktid=sktid,
+            status=status.name,
+            error=item.error,
+        )
+        self.outbox.put(_R[status])
 
     def _cdata(self, msg: Cdata) -> None:
         if msg.hint not in _HINTS and (self.extension is None or msg.hint != b"reflex"):
@@ -283,11 +325,6 @@ class Session:
         for frame in extra:
             self.outbox.put(frame)
 
-    def _end_request(self, msg: End) -> None:
-        # The reference answers `end` with ECTLNOTSUP; we end the session cleanly.
-        self.outbox.put(_OK)
-        self._finish(SessionEnd("end requested"))
-
     def _yield(self, msg: Yield) -> None:
         self.outbox.put(_OK)
         self._finish(SessionEnd("yield", rhint=msg.rhint))
@@ -317,18 +354,33 @@ class Session:
         self.outbox.put(_R[status])
         self.gate.done(msg, int(status))
 
-    def _nopen(self, msg: Nopen) -> None:
-        if not self._gate(msg):
-            return
+    def nopen_error(self, msg: Nopen) -> Status | None:
+        """The socket checks of an nopen (§1.3), in order: the sktid in use, then family,
+        protocol and address lengths. They come before a limit's ENORES/ESKTOPNDENY, as
+        an nsend's socket errors come before ESKTPKTDENY (the monitors' result callbacks
+        see the same order)."""
         if self.sockets[msg.sktid] is not None:
-            return self._answer(msg, Status.ESKTINUSE)
+            return Status.ESKTINUSE
         if not self._families.get(msg.family):
-            return self._answer(msg, Status.ESKTNOPRFAM)
+            return Status.ESKTNOPRFAM
         if not self._protos.get(msg.proto):
-            return self._answer(msg, Status.ESKTNOPROTO)
+            return Status.ESKTNOPROTO
         alen = 4 if msg.family == 4 else 16
         if len(msg.laddr) != alen or (msg.raddr is not None and len(msg.raddr) != alen):
-            return self._answer(msg, Status.ESKTNOADDR)
+            return Status.ESKTNOADDR
+        return None
+
+    def _nopen(self, msg: Nopen) -> None:
+        verdict = self.gate.check(msg)
+        if verdict is not None:
+            # A monitor's rejection comes first (§8.5); a limit's only after the socket
+            # checks (a refused nopen is charged to no limit: nothing to give back).
+            err = self.nopen_error(msg) if verdict.errid in NOPEN_LIMITS else None
+            self.outbox.put(codec.encode(verdict) if err is None else _R[err])
+            return
+        err = self.nopen_error(msg)
+        if err is not None:
+            return self._answer(msg, err)
         skt = Skt(msg.sktid, msg.family, msg.proto, msg.rbufsz)
         failed: SocketState | None = None
         try:

@@ -117,6 +117,7 @@ class Options(TapOptions):
         self["monitor"].append(path)
 
     opt_m = opt_monitor
+    opt_h = usage.Options.opt_help  # pktendpt -h (§7.4)
 
     def opt_set(self, assignment: str) -> None:
         """Override one config key: --set KEY=VALUE (repeatable)."""
@@ -304,7 +305,7 @@ def makeService(options: Options) -> IService:
         image = mapped_system_image(cfg)
         session = Session(cfg, network, scheduler, realtime_ns, gate=gate, image=image)
         if isinstance(gate, MonitorGate):
-            gate.attach(session.memory, session.sockets)
+            gate.attach(session.memory, session.sockets, session.nopen_error)
         reflexes.install(session)  # reflex hook (docs/reflexes.md)
         session.close_hooks.append(idle.opened())  # trim the heap when none is left
         if cpu_latency is not None:

@@ -43,9 +43,9 @@ def _nopen_len_ok(proto: int, family: int, bodylen: int) -> bool:
     alen = 4 if family == 4 else 16
     if proto == 0:
         return bodylen == 7 + alen
-    if proto == UDP:
-        return bodylen == 9 + alen
-    return bodylen in (9 + alen, 7 + 2 * (alen + 2))  # TCP listen or connect
+    # UDP: laddr lport, or with raddr rport too, which the endpoint ignores (§3.1: "UDP
+    # binds laddr:lport (raddr ignored)"); TCP: listen or connect.
+    return bodylen in (9 + alen, 7 + 2 * (alen + 2))
 
 
 def _udp_addr_ok(proto: int, raddr: bytes | None, rport: int | None) -> bool:
@@ -89,7 +89,7 @@ BODIES: dict[str, Any] = {  # by message class name: messages.py imports this la
         Rule(
             _nopen_len_ok,
             "nopen length must be 7+addr (raw), 7+addr+2 (UDP, TCP listen) "
-            "or 7+2*(addr+2) (TCP connect)",
+            "or 7+2*(addr+2) (TCP connect, UDP with a peer)",
             on_build=False,
         ),
         "laddr" / Addr,
@@ -98,7 +98,7 @@ BODIES: dict[str, Any] = {  # by message class name: messages.py imports this la
         "rport" / Cond(BODYLEN > 9 + 4 + 12 * (this.family == 6), this.raddr != None, u16),  # noqa: E711
         c.Terminated,
         Rule(lambda proto, lport: proto == 0 or lport is not None, "UDP/TCP nopen needs lport"),
-        Rule(lambda proto, raddr: proto == 6 or raddr is None, "only TCP nopen has raddr"),
+        Rule(lambda proto, raddr: proto != 0 or raddr is None, "raw nopen has no raddr"),
         Rule(lambda raddr, rport: (raddr is None) == (rport is None), "raddr needs rport"),
         Rule(
             lambda proto, lport: proto != 0 or lport is None,

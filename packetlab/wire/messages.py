@@ -90,7 +90,7 @@ class Mwrite(Message):
 @dataclass(slots=True)
 class Nopen(Message):
     """Open socket `sktid`. RAW: laddr; UDP and TCP listen: laddr, lport;
-    TCP connect: laddr, lport, raddr, rport."""
+    TCP connect: laddr, lport, raddr, rport (a UDP nopen may carry them too: ignored)."""
 
     sktid: int
     family: int

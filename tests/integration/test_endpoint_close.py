@@ -90,13 +90,13 @@ def test_answers_before_a_malformed_frame_arrive_then_a_clean_close(
     assert c2.mread(vmem.IP4NO.addr, 1) == b"\x01"
 
 
-def test_end_after_pipelined_requests_flushes_everything_then_closes(
+def test_yield_after_pipelined_requests_flushes_everything_then_closes(
     endpoint_factory: Callable[..., EndpointProcess],
 ) -> None:
     ep = endpoint_factory()
     c = ep.accept()
     c.start()
-    c.send(wire.encode(MREAD) * 8 + wire.encode(wire.End()) + wire.encode(MREAD) * 4)
+    c.send(wire.encode(MREAD) * 8 + wire.encode(wire.Yield(rhint=0)) + wire.encode(MREAD) * 4)
     answering(c.sock)
     c.sock.sendall(wire.encode(MREAD) * 4)  # the controller is still talking: discarded
     items, how = read_to_end(c.sock)
@@ -112,7 +112,7 @@ def test_endpoint_closes_within_a_bound_while_the_controller_keeps_talking(
     ep = endpoint_factory()
     c = ep.accept()
     c.start()
-    c.send(wire.End())
+    c.send(wire.Yield(rhint=0))
     assert c.response() == wire.Result(0)
     c.sock.settimeout(0.05)
     deadline = time.monotonic() + 20

@@ -60,8 +60,26 @@ def test_memory_ranges_past_4gib_are_malformed_on_the_wire(controller: RawContro
     assert controller.response() == wire.Result(S.ECTLBADMSG)
 
 
-def test_end_answers_success_then_closes(controller: RawController) -> None:
-    controller.ok(wire.End())
+def test_nopen_of_an_odd_length_answers_esktnoaddr_and_the_session_carries_on(
+    controller: RawController,
+) -> None:
+    # §1.2 (len >= 7), §9.3 (the TCP nopen decoder accepts lengths it does not parse),
+    # §1.3 (ESKTNOADDR: bad addr/port length): not ECTLBADMSG and a close.
+    body = bytes.fromhex("03 04 06 00010000 00000000 0000 7f000001".replace(" ", ""))
+    controller.send(b"\x2a" + len(body).to_bytes(3, "big") + body)
+    assert controller.response() == wire.Result(S.ESKTNOADDR)
+    assert controller.mread(vmem.IP4NO.addr, 1) == b"\x01"
+
+
+def test_end_answers_notsup_and_the_session_carries_on(controller: RawController) -> None:
+    # §1.2: the reference endpoint does not handle `end`.
+    controller.send(wire.End())
+    assert controller.response() == wire.Result(S.ECTLNOTSUP)
+    assert controller.mread(vmem.IP4NO.addr, 1) == b"\x01"
+
+
+def test_yield_answers_success_then_closes(controller: RawController) -> None:
+    controller.ok(wire.Yield(rhint=0))
     assert controller.closed_by_peer()
 
 
@@ -167,5 +185,5 @@ def test_session_limit_exits_cleanly(endpoint_factory: Callable[..., EndpointPro
     ep = endpoint_factory(args=["--sessions", "1"])
     c = ep.accept()
     c.start()
-    c.ok(wire.End())
+    c.ok(wire.Yield(rhint=0))
     assert ep.proc.wait(10) == 0

@@ -198,6 +198,23 @@ def test_max_socket_count(world: Any, tmp_path: Path) -> None:
         c.close()
 
 
+def test_socket_checks_come_before_the_chains_limits(world: Any, tmp_path: Path) -> None:
+    """§1.3: an nopen on a sktid in use is ESKTINUSE whatever valid_dest or
+    max_socket_count would say (they answered first before session 16)."""
+    limits = CertLimits(valid_dest=parse_valid_dest("v", "127.0.0.1/32"), max_socket_count=1)
+    c = _session(world, tmp_path, limits)
+    try:
+        _udp_open(c, 1)  # the one socket the chain allows
+        denied_dst = wire.Nopen(1, 4, int(Proto.TCP), 65536, LO, 0, LO2, 9)
+        assert c.status(denied_dst) == S.ESKTINUSE
+        again = wire.Nopen(sktid=1, family=4, proto=int(Proto.UDP), rbufsz=1, laddr=LO, lport=0)
+        assert c.status(again) == S.ESKTINUSE
+        fresh = wire.Nopen(sktid=2, family=4, proto=int(Proto.UDP), rbufsz=1, laddr=LO, lport=0)
+        assert c.status(fresh) == S.ENORES
+    finally:
+        c.close()
+
+
 def test_send_byte_quota(world: Any, tmp_path: Path) -> None:
     c = _session(world, tmp_path, CertLimits(max_send_byte=1000, max_send_pkt=3))
     sink, port = udp_sink()

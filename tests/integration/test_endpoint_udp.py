@@ -69,6 +69,24 @@ def test_udp_round_trip(controller: RawController, peer: tuple[int, socket.socke
     assert c.mread(vmem.skt_addr(1, vmem.SKT_STAT), 1) == b"\x02"
 
 
+def test_udp_nopen_carrying_a_peer_is_taken_and_the_peer_ignored(
+    controller: RawController, peer: tuple[int, socket.socket]
+) -> None:
+    """§3.1 "UDP binds laddr:lport (raddr ignored)": the TCP-connect form of a UDP nopen
+    (19/43 bytes) is answered SUCCESS and the socket works; it was ECTLBADMSG and a
+    close. The datagram goes where the nsend says, not to the nopen's peer."""
+    family, s = peer
+    c = controller
+    alen = 4 if family == 4 else 16
+    head = bytes([1, family, 17]) + (1 << 16).to_bytes(4, "big") + bytes(alen) + bytes(2)
+    body = head + bytes(alen - 1) + b"\x09" + (9).to_bytes(2, "big")  # peer ...9 port 9
+    c.ok(bytes([0x2A]) + len(body).to_bytes(3, "big") + body)
+    port = s.getsockname()[1]
+    c.ok(nsend(1, port, b"hi", family=family))
+    assert s.recvfrom(100)[0] == b"hi"
+    assert c.mread(vmem.skt_addr(1, vmem.SKT_RADDR), alen) == bytes(alen)
+
+
 def test_scheduled_send_goes_at_its_time(controller: RawController) -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))

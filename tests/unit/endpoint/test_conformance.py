@@ -261,3 +261,87 @@ def test_nsend_socket_errors_come_before_certificate_limits(tmp_path: Path) -> N
     assert errids(r.send(v6)) == [Status.ESKTNOMATCH]
     assert errids(r.send(send)) == [Status.ESKTPKTDENY]
     assert errids(r.send(udp_send())) == [0]  # 127.0.0.1 is allowed
+
+
+# ---------------------------------------------------------- §1.3 order of nopen checks
+
+
+def test_nopen_socket_errors_come_before_certificate_limits(tmp_path: Path) -> None:
+    """§1.3: ESKTINUSE is for an nopen on a sktid that is not FREE, ESKTNOPRFAM/ESKTNOPROTO
+    for a family/protocol not offered, whatever the chain's limits say; ESKTOPNDENY
+    (valid_dest) and ENORES (max_socket_count) are for a socket that could be opened.
+    They answered before the socket checks (as ESKTPKTDENY did for nsend)."""
+    limits = CertLimits(
+        valid_dest=parse_valid_dest("valid_dest", "127.0.0.1/32"), max_socket_count=2
+    )
+    r = gated(lambda clock: limits_gate(tmp_path, limits, clock))
+    far = b"\xc0\x00\x02\x01"
+
+    def tcp(sktid: int, raddr: bytes = far) -> wire.Nopen:
+        return wire.Nopen(
+            sktid=sktid, family=4, proto=6, rbufsz=1, laddr=bytes(4), lport=0, raddr=raddr, rport=80
+        )
+
+    raw = wire.Nopen(sktid=4, family=4, proto=0, rbufsz=1, laddr=bytes(4))  # raw not offered
+    assert errids(r.send(udp_open(1))) == [0]
+    assert errids(r.send(tcp(1))) == [Status.ESKTINUSE]  # was ESKTOPNDENY
+    assert errids(r.send(tcp(2))) == [Status.ESKTOPNDENY]
+    assert errids(r.send(udp_open(2))) == [0]  # the quota (2) is used up now
+    assert errids(r.send(udp_open(2))) == [Status.ESKTINUSE]  # was ENORES
+    assert errids(r.send(raw)) == [Status.ESKTNOPROTO]  # was ENORES
+    assert errids(r.send(udp_open(3))) == [Status.ENORES]
+
+
+# ------------------------------------------------------ §3.1 UDP nopen with a peer
+
+
+def test_udp_nopen_with_a_peer_binds_and_ignores_the_peer() -> None:
+    """§3.1: "UDP binds laddr:lport (raddr ignored) and reports SUCCESS at once": a UDP
+    nopen in the TCP-connect form (laddr lport raddr rport) is taken, the peer ignored
+    (it was malformed: ECTLBADMSG and the session closed)."""
+    r = Rig().started()
+    frame = bytes.fromhex("2a00001301 04 11 00010000 00000000 0000 7f000001 0035".replace(" ", ""))
+    for item in wire.Framer().feed(frame):
+        r.session.handle(item)
+    assert errids(r.new()) == [0]
+    assert r.session.ended is None
+    skt = r.skt(1)
+    assert (skt.proto, skt.raddr, skt.rport) == (17, bytes(4), 0)  # RADDR/RPORT stay 0
+    assert errids(r.send(udp_send(1, tag=0))) == [0]  # sends go where each nsend says
+
+
+# ------------------------------------------ §1.2, §1.3, §9.3 nopen of an odd length
+
+
+def feed(r: Rig, hexframe: str) -> list[int]:
+    for item in wire.Framer().feed(bytes.fromhex(hexframe.replace(" ", ""))):
+        r.session.handle(item)
+    return errids(r.new())
+
+
+def test_nopen_of_an_odd_length_is_a_bad_address_length_not_a_malformed_frame() -> None:
+    """§1.2 decodes an nopen of len >= 7 with family 4/6 and proto 0/6/17 (§9.3: "the TCP
+    nopen decoder accepts lengths it does not parse"); §1.3 answers a bad address or port
+    length ESKTNOADDR. It was ECTLBADMSG and the session closed."""
+    r = Rig()
+    assert feed(r, "2a000011 03 04 06 00010000 00000000 0000 c6336407") == [Status.ECTLNOTSUP]
+    r.started()
+    tcp_no_rport = "2a000011 03 04 06 00010000 00000000 0000 c6336407"
+    assert feed(r, tcp_no_rport) == [Status.ESKTNOADDR]
+    assert feed(r, "2a00000c 04 04 00 00010000 0000000000") == [Status.ESKTNOPROTO]  # raw
+    assert feed(r, "2a00000b 05 04 11 00010000 00000000") == [Status.ESKTNOADDR]  # no lport
+    assert r.session.ended is None
+    assert errids(r.send(udp_open(1))) == [0]
+    assert feed(r, "2a00000c 01 04 11 00010000 00000000 00") == [Status.ESKTINUSE]
+    assert feed(r, "2a000010 07 06 11 00010000 00000000000000000000") == [Status.ESKTNOADDR]
+    assert r.session.ended is None
+    assert all(r.session.sockets[i] is None for i in (3, 4, 5, 7))
+    # What the decoder still refuses: shorter than 7 bytes, a bad family or protocol.
+    assert feed(r, "2a00000d 02 05 11 00010000 00000000 0000") == [Status.ECTLBADMSG]
+    assert r.session.ended is not None
+
+
+def test_nopen_shorter_than_7_bytes_is_malformed() -> None:
+    r = Rig().started()
+    assert feed(r, "2a000006 02 04 11 000100") == [Status.ECTLBADMSG]
+    assert r.session.ended is not None

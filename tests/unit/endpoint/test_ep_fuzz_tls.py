@@ -14,7 +14,7 @@ from typing import Any, cast
 from ep_fakes import Rig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_ep_fuzz_conn import ALLOWED, SETUP_ONLY, bad_frame, record_handled, request
+from test_ep_fuzz_conn import ALLOWED, ODD_NOPEN, SETUP_ONLY, bad_frame, record_handled, request
 from test_tls import World, controller_entry, endpoint_creator
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
@@ -24,7 +24,7 @@ from twisted.test.iosim import connectedServerAndClient
 
 from packetlab import wire
 from packetlab.endpoint.protocol import ControllerProtocol
-from packetlab.endpoint.session import Phase
+from packetlab.endpoint.session import Phase, is_odd_nopen
 from packetlab.tls import PPKSServerOptions, PPKSTLSFactory
 from packetlab.wire.constants import Status
 
@@ -110,7 +110,10 @@ def test_hostile_stream_over_tls(
         ]
         assert len(answers) == len(c.handled), (answers, c.handled)
         for (item, phase), answer in zip(c.handled, answers, strict=True):
-            if isinstance(item, wire.Malformed):
+            if isinstance(item, wire.Malformed) and is_odd_nopen(item):
+                want = ODD_NOPEN if phase is Phase.IDLE else {Status.ECTLNOTSUP}
+                assert isinstance(answer, wire.Result) and answer.errid in want
+            elif isinstance(item, wire.Malformed):
                 assert answer == wire.Result(Status.ECTLBADMSG)
                 assert item is c.handled[-1][0]
                 assert c.controller.lost, "the endpoint kept the connection after ECTLBADMSG"

@@ -57,7 +57,7 @@ def test_session_follows_the_table() -> None:
     assert rig.session.phase is Phase.SETUP
     rig.started()
     assert rig.session.phase is Phase.IDLE
-    rig.send(wire.End())
+    rig.send(wire.Yield(rhint=0))
     assert rig.session.phase is Phase.ENDED
     assert rig.send(wire.Mread(addr=0x10000000, len=4)) == []
 

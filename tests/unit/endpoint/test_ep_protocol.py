@@ -119,11 +119,11 @@ def test_malformed_answers_and_disconnects_after_flushing() -> None:
     assert c.out() == []
 
 
-def test_end_with_a_paused_transport_closes_once_drained() -> None:
+def test_yield_with_a_paused_transport_closes_once_drained() -> None:
     c = Conn()
     c.feed(wire.Start())
     c.proto.pauseProducing()
-    c.feed(mread(), wire.End())
+    c.feed(mread(), wire.Yield(rhint=0))
     assert not c.transport.disconnecting
     c.proto.resumeProducing()
     assert names(c.out()) == ["result", "mdata", "result"]
@@ -219,7 +219,7 @@ def test_frames_held_for_the_turn_go_out_before_the_close() -> None:
     c.feed(wire.Start())
     c.out()
     c.rig.session.outbox.put(wire.encode(wire.Ntag(sktid=1, tag=7, time=5)))
-    c.feed(wire.End())  # the session ends in the same turn
+    c.feed(wire.Yield(rhint=0))  # the session ends in the same turn
     assert c.transport.disconnecting
     assert names(c.out()) == ["ntag", "result"]
 

@@ -93,7 +93,7 @@ def test_ended_session_frees_sends_of_every_socket() -> None:
         rig.send(udp_send(sktid, tag=sktid, data=data, time=FAR))  # type: ignore[arg-type]
         del data
     session: Session = rig.session
-    assert rig.send(wire.End()) == [wire.Result(0)]
+    assert rig.send(wire.Yield(rhint=0)) == [wire.Result(0)]
     assert session.budget.used == 0
     assert all(_gone(r) for r in refs)
 

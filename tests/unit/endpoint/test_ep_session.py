@@ -83,19 +83,35 @@ def test_malformed_answers_badmsg_and_ends_the_session() -> None:
     assert rig.io(1).closed  # sockets are freed at once
 
 
-def test_end_answers_success_then_ends_and_frees_sockets() -> None:
+def test_end_answers_notsup_and_the_session_carries_on() -> None:
+    """§1.2: the reference endpoint does not handle `end` (0x22): ECTLNOTSUP, and the
+    session goes on with its sockets."""
     rig = Rig().started()
     rig.send(udp_open(), tcp_open())
-    assert rig.send(wire.End(), wire.Start()) == [wire.Result(0)]
+    got = rig.send(wire.End(), wire.Mread(addr=vmem.IP4NO.addr, len=1))
+    assert names(got) == ["result", "mdata"]
+    assert errids(got) == [S.ECTLNOTSUP]
+    assert rig.session.ended is None
+    assert rig.session.open_sockets == 2
+    assert not rig.io(1).closed and not rig.io(2).closed
+
+
+def test_end_in_setup_answers_notsup_too() -> None:
+    """§1.4 step 3: SETUP takes cdata and start only; `end` is ECTLNOTSUP there as well,
+    and start still works after it."""
+    rig = Rig()
+    assert errids(rig.send(wire.End())) == [S.ECTLNOTSUP]
+    assert rig.session.ended is None and rig.session.phase is Phase.SETUP
+    assert rig.send(wire.Start()) == [wire.Result(0)]
+
+
+def test_yield_answers_success_then_ends_and_frees_sockets() -> None:
+    rig = Rig().started()
+    rig.send(udp_open(), tcp_open())
+    assert rig.send(wire.Yield(rhint=0), wire.Start()) == [wire.Result(0)]
     assert rig.session.ended is not None and rig.session.ended.clean
     assert rig.io(1).closed and rig.io(2).closed
     assert rig.session.open_sockets == 0
-
-
-def test_end_works_in_setup_too() -> None:
-    rig = Rig()
-    assert rig.send(wire.End()) == [wire.Result(0)]
-    assert rig.session.ended is not None
 
 
 def test_yield_keeps_the_resume_hint() -> None:

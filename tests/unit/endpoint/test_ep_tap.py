@@ -160,3 +160,18 @@ def test_help_text_points_where_the_options_are() -> None:
     text = " ".join(str(Options()).split())
     assert text.index("--transproto") < text.index("the named options above")
     assert "options below" not in text
+
+
+def test_reference_short_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """§7.4: `pktendpt [-h] [-c EP_CONF_PATH] [-m MONITOR_PATH]... [ADDR[:PORT]]`: each short
+    option is taken (-h was "option -h not recognized")."""
+    with pytest.raises(SystemExit) as e:
+        parse("-h")
+    assert e.value.code == 0
+    assert "--insecure-plaintext" in capsys.readouterr().out
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("HostID from-c\n")
+    opts = parse("-c", str(conf), "--insecure-plaintext", "127.0.0.1:20999")
+    assert opts["endpoint_config"].host_id == "from-c"
+    assert opts["address"] == ControllerAddress("127.0.0.1", 20999)
+    assert "-m" in str(Options()) and "-c" in str(Options())

@@ -122,6 +122,17 @@ def test_required_digests_refuse_start(tmp_path: Path) -> None:
     assert g.start() == (None, [])
 
 
+def test_admit_takes_at_most_100_monitor_digests(tmp_path: Path) -> None:
+    """§1.4 step 2: at most MAX_PROG_NUM = 100 digests from the chain; more refuse the
+    session (the endpoint disconnects)."""
+    digests = tuple(i.to_bytes(32, "big") for i in range(101))
+    with pytest.raises(SessionRefused) as e:
+        admit(chain(CertLimits(monitor_digests=digests)), None, still_clock())  # type: ignore[arg-type]
+    assert e.value.rule == "monitor"
+    g = admit(chain(CertLimits(monitor_digests=digests[:100])), None, still_clock())  # type: ignore[arg-type]
+    assert len(g.required_digests) == 100
+
+
 # --------------------------------------------------------------------------- checks
 
 

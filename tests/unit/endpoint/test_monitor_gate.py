@@ -44,7 +44,7 @@ def rig(gate: RequestGate) -> Rig:
     r.frames.clear()
     r.session.outbox.attach(r.frames.append)
     if isinstance(gate, MonitorGate):
-        gate.attach(r.session.memory, r.session.sockets)
+        gate.attach(r.session.memory, r.session.sockets, r.session.nopen_error)
     return r
 
 
@@ -220,6 +220,40 @@ def test_result_callbacks_see_the_socket_error_before_a_limits_deny(tmp_path: Pa
     assert gate.monitors[0].persistent()[1] == int(S.ESKTPKTDENY)
 
 
+class DenyingOpens(OpenGate):
+    """A limits gate whose max_socket_count is 1: the nopens after the first are ENORES."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+
+    def check(self, msg: Any) -> wire.Result | None:
+        if isinstance(msg, wire.Nopen) and self.opened >= 1:
+            return wire.Result(int(S.ENORES))
+        return None
+
+    def done(self, msg: Any, errid: int) -> None:
+        self.opened += isinstance(msg, wire.Nopen) and errid == 0
+
+
+def test_nopen_result_callbacks_see_the_socket_error_before_a_limits_deny(
+    tmp_path: Path,
+) -> None:
+    # The limits say ENORES, but the session answers an nopen on a sktid in use
+    # ESKTINUSE and one of a protocol not offered (raw) ESKTNOPROTO: the callbacks see
+    # what the controller gets.
+    store = "(i32.store8 (i32.add (local.get $pm) (local.get $sktid)) (local.get $errid))"
+    h = host(tmp_path, w(results={"nopen": store}))
+    r = rig(h.gate(DenyingOpens()))
+    started(r, 1)
+    raw = wire.Nopen(sktid=2, family=4, proto=0, rbufsz=1, laddr=bytes(4))
+    got = r.send(udp_open(sktid=1), udp_open(sktid=1), raw, udp_open(sktid=3))
+    assert [m.errid for m in got] == [0, S.ESKTINUSE, S.ESKTNOPROTO, S.ENORES]
+    gate = r.session.gate
+    assert isinstance(gate, MonitorGate)
+    pm = gate.monitors[0].persistent()
+    assert (pm[1], pm[2], pm[3]) == (int(S.ESKTINUSE), int(S.ESKTNOPROTO), int(S.ENORES))
+
+
 # ---------------------------------------------------------------------- ndata
 
 
@@ -268,12 +302,25 @@ def test_ndata_sees_the_payload_and_source(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "init",
-    ["unreachable", "(loop (br 0)) (i32.const 0)", "(i32.const 0x20000)"],
+    ["unreachable", "(loop (br 0)) (i32.const 0)"],
 )
 def test_initialize_failure_answers_monukn_and_ends(tmp_path: Path, init: str) -> None:
     r = aux_rig(tmp_path, w(), w(initialize=init), deadline_ms=20)
     assert r.send(wire.Start()) == [wire.Result(MONUKN, 1)]
     assert r.session.ended is not None
+
+
+def test_initialize_claiming_more_info_than_the_buffer_starts_with_the_info_cut(
+    tmp_path: Path,
+) -> None:
+    """The reference truncates initialize's info to PKTLAB_LINFO_INFO_MAX (pktmon
+    README): start succeeds, the linfo carries 0x10000 bytes (it was ECTLMONUKN)."""
+    r = aux_rig(tmp_path, w(), w(initialize="(i32.const 0x20000)"))
+    out = r.send(wire.Start())
+    assert out[0] == wire.Result(0)
+    assert [m.NAME for m in out[1:]] == ["linfo", "linfo"]
+    assert len(out[2].info) == 0x10000
+    assert r.session.ended is None
 
 
 def test_instantiation_failure_answers_monukn(tmp_path: Path) -> None:

@@ -76,6 +76,15 @@ def test_init_creates_the_reference_layout(home: PktlabHome) -> None:
     assert brk.leaf.public_key == raw_public_key(home.public_key("k_brk"))
 
 
+def test_init_takes_the_reference_pktlab_init_flags(tmp_path: Path) -> None:
+    """§4.1: pktlab_init --del_exppriv / --del_reppriv ask for the delegation CSRs; ours
+    are always written, and the flags are taken (they were "unrecognized arguments")."""
+    root = tmp_path / "ref"
+    assert pktlab("init", "--home", root, "--del_exppriv", "--del_reppriv") == 0
+    csrs = {p.name for p in (root / "csrs").iterdir()}
+    assert {"delpriv_exp_exper.csr", "delpriv_rep_eop.csr"} <= csrs
+
+
 def test_init_leaves_an_existing_setup_alone(
     home: PktlabHome, capsys: pytest.CaptureFixture[str]
 ) -> None:
