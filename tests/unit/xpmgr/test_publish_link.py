@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from ppks_factory import cert, key, pub
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from packetlab.controller.publish import (
     Publication,
@@ -151,7 +152,11 @@ def test_an_error_result_stops_the_publication_with_its_code(at: int, errid: int
     link, publication, t = link_and_pub([certs["pubcmd"]], pub("eop"))
     d = publication.add(XD)
     failures: list[BaseException] = []
-    d.addErrback(lambda f: failures.append(f.value))
+
+    def failed(f: Failure) -> None:
+        failures.append(f.value)
+
+    d.addErrback(failed)
     if at == 1:
         link.dataReceived(encode(Result(0)))
     sent(t)
