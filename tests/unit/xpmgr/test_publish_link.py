@@ -154,7 +154,7 @@ def test_an_error_result_stops_the_publication_with_its_code(at: int, errid: int
     failures: list[BaseException] = []
 
     def failed(f: Failure) -> None:
-        failures.append(f.value)
+        failures.append(f.value)  # type: ignore[arg-type]
 
     d.addErrback(failed)
     if at == 1:
