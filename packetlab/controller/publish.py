@@ -50,6 +50,7 @@ from packetlab.ppks import (
 )
 from packetlab.ppks.keys import PublicKeyLike
 from packetlab.tls import AuthMode, Credentials, PPKSClientCreator, PPKSClientEndpoint
+from packetlab.tls.directwrite import socket_connection
 from packetlab.wire import Framer, Result, Xcert, Xpub, encode
 from packetlab.wire.constants import DEFAULT_PUB_PORT, KEYID_LEN
 from packetlab.wire.nvlist import NVPair, encode_nvlist
@@ -200,6 +201,16 @@ class _BrokerLink(Protocol):
         self.waiting: list[Deferred[int]] = []
         self.lost: Failure | None = None
         self._end_waiters: list[Deferred[None]] = []
+
+    def connectionMade(self) -> None:
+        # As pktxpmgr (OBSERVED §3.1): the link idles for the whole publication, through
+        # NATs that forget silent connections; the OS keepalive timers find a dead one.
+        tcp = socket_connection(self.transport)
+        if tcp is not None:
+            try:
+                tcp.setTcpKeepAlive(True)
+            except OSError:  # going already: its close will be seen
+                pass
 
     def when_ended(self) -> Deferred[None]:
         if self.lost is not None:
