@@ -5,6 +5,7 @@ broker's default port, and when an endpoint's client certificate is required."""
 
 from __future__ import annotations
 
+import importlib
 import io
 
 import pytest
@@ -80,3 +81,88 @@ def test_an_endpoint_certificate_is_required_only_with_trusted_eop_keys(
         assert entry.mode is AuthMode.CONTROLLER_AUTH_ENDPOINT
         assert entry.client_cert_required is required
         assert len(entry.roots) == (1 if eop else 0)
+
+
+class FakePublication:
+    """What the manager keeps of a live publication (`packetlab.controller.publish`)."""
+
+    def __init__(self, xdescr: bytes) -> None:
+        from twisted.internet.defer import Deferred
+
+        self.xdescr = xdescr
+        self.closed = False
+        self._ended: Deferred[None] = Deferred()
+
+    @property
+    def ended(self) -> object:
+        return self._ended
+
+    def close(self) -> None:
+        self.closed = True
+        if not self._ended.called:
+            self._ended.callback(None)
+
+
+def publishing(
+    home: PktlabHome, monkeypatch: pytest.MonkeyPatch, *lines: str
+) -> tuple[Manager, MemoryReactorClock, list[FakePublication]]:
+    from twisted.internet.defer import succeed
+
+    # (the package's lazy `publish` attribute is the function, not the module)
+    publish_module = importlib.import_module("packetlab.controller.publish")
+    made: list[FakePublication] = []
+
+    def fake_publish(
+        reactor: object, broker: str, xdescr: bytes, *a: object, **kw: object
+    ) -> object:
+        made.append(FakePublication(xdescr))
+        return succeed(made[-1])
+
+    monkeypatch.setattr(publish_module, "publish", fake_publish)
+    r = home.root
+    m, reactor = manager(
+        home,
+        "BrokerAddr 127.0.0.1:20556",
+        f"PubAgentCertPath {r}/certs/agent_xc_xc.cert",
+        *lines,
+    )
+    m.cfg.enable_publication = True
+    m.start()
+    return m, reactor, made
+
+
+def test_pub_end_closes_the_publication_then_greeting_lasts_greet_period(
+    home: PktlabHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # §7.1 and OBSERVED §3.4 [pub_pubend]: at pub_end (now + PubPeriod) the manager closes
+    # its broker link ("Stopping publication") and greets endpoints until pub_end +
+    # GreetPeriodAfterPubEnd, then wraps up (exit 0 with nothing running).
+    m, reactor, made = publishing(
+        home, monkeypatch, "PubPeriod 10000000000", "GreetPeriodAfterPubEnd 5000000000"
+    )
+    [pub] = made
+    # [pub_noaddr]: no -a, no -p: the local address toward the broker, no port
+    assert pub.xdescr.startswith(b"pub_end=")
+    assert pub.xdescr.endswith(b";controller_addr=127.0.0.1;sni_key=snione;")
+    reactor.advance(9.9)
+    assert not pub.closed
+    reactor.advance(0.1)
+    assert pub.closed and not m.wrapping_up and m.port is not None  # still greeting
+    reactor.advance(4.9)
+    assert not m.wrapping_up
+    reactor.advance(0.2)
+    assert m.wrapping_up and m.port is None
+    assert m.finished.called and m.finished.result == 0
+
+
+def test_a_broker_eof_is_not_republished_and_greeting_goes_on(
+    home: PktlabHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OBSERVED §3.4 [pub_fin]: pktxpmgr logs "broker EOF, cleaning up", never reconnects or
+    # republishes, and keeps accepting endpoints until pub_end + GreetPeriodAfterPubEnd.
+    m, reactor, made = publishing(home, monkeypatch, "PubPeriod 10000000000")
+    made[0].close()  # the broker closed the link
+    reactor.advance(9.0)
+    assert len(made) == 1 and not m.wrapping_up and m.port is not None
+    reactor.advance(1.1)
+    assert m.wrapping_up and len(made) == 1
