@@ -578,7 +578,11 @@ def test_registration_as_the_reference_sends_it(options: PPKSServerOptions) -> N
         xreg = wire.encode(wire.Xreg(b"proxysni1"))
         assert xreg.hex() == "80000009" + b"proxysni1".hex()
         proto.dataReceived(step.out + tls.send(xreg[:4]) + tls.send(xreg[4:]))
-        got = tls.receive(t.value())
+        answer = t.value()
+        # after the two NewSessionTicket records (the handshake's end), the result is one
+        # 26-byte record: 17 03 03 00 15 (4 bytes, type, 16 of tag)
+        assert answer[-26:-21] == bytes.fromhex("1703030015")
+        got = tls.receive(answer)
         t.clear()
         assert got.data == bytes.fromhex("40000000")
         proto.dataReceived(tls.close())
