@@ -388,7 +388,9 @@ def test_a_manager_gone_before_its_registration_finished_is_logged_and_counted(
 def test_a_manager_that_closes_after_enores_is_not_counted_twice(
     options: PPKSServerOptions,
 ) -> None:
-    proxy, _ = make_proxy(options)
+    from packetlab.proxy.server import ENORES_DELAY
+
+    proxy, clock = make_proxy(options)
     register(proxy)
     register(proxy)
     proto = proxy.setup_factory().buildProtocol(None)
@@ -399,6 +401,7 @@ def test_a_manager_that_closes_after_enores_is_not_counted_twice(
     step = tls.receive(t.value())
     t.clear()
     proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    clock.advance(ENORES_DELAY)  # the refusal is held back (see below)
     assert list(wire.Framer().feed(tls.receive(t.value()).data)) == [wire.Result(68)]
     proto.connectionLost(Failure(ConnectionDone()))  # the soft failure: it gives up here
     assert proxy.stats.registration_failures == 1
@@ -632,3 +635,58 @@ def test_a_flood_of_bad_connections_is_a_bounded_number_of_log_lines(
         assert seen[-1]["more"] == " [1480 not logged before this one]"
     finally:
         globalLogPublisher.removeObserver(observer)
+
+
+def test_an_xreg_refusal_is_held_back_so_a_reference_manager_does_not_spin(
+    options: PPKSServerOptions,
+) -> None:
+    """OBSERVED §4.1 [px_xreg_err]: pktxpmgr answers a non-zero xreg result with a new
+    setup connection at once, no backoff (~5 ms later): an ENORES sent at once made a
+    full proxy and every reference manager beyond its caps spin at ~200 TLS handshakes a
+    second each. The refusal now waits ENORES_DELAY (1 s, under pktxpmgr's 2 s
+    BacklogConnTimeout, so it still gets its WARN), as the broker holds its error results
+    (O §5: "to throttle, delay the error result or the close")."""
+    from packetlab.proxy.server import ENORES_DELAY
+
+    assert 0.5 <= ENORES_DELAY < 2.0
+    proxy, clock = make_proxy(options)
+    register(proxy)
+    register(proxy)  # the cap (2) of k1 reached
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    assert list(wire.Framer().feed(tls.receive(t.value()).data)) == []
+    t.clear()
+    clock.advance(ENORES_DELAY - 0.01)
+    assert t.value() == b""
+    clock.advance(0.02)
+    assert list(wire.Framer().feed(tls.receive(t.value()).data)) == [wire.Result(68)]
+    assert proxy.stats.registration_failures == 1 and not t.disconnecting
+    # then as before: the manager's close_notify, and the link ends (nothing registered)
+    t.clear()
+    proto.dataReceived(tls.close())
+    proto.dataReceived(b"PKTLAB")
+    assert t.disconnecting and proxy.registry.count("k1") == 2
+
+
+def test_a_manager_gone_while_its_refusal_is_held_leaves_no_timer(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, clock = make_proxy(options)
+    register(proxy)
+    register(proxy)
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    proto.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
