@@ -322,7 +322,6 @@ class SetupProtocol(_Conn):
         self.state = "tls"  # tls -> close_notify -> echo -> backlog -> spliced
         self._echo = b""
         self._held: IDelayedCall | None = None  # an ENORES answer waiting (ENORES_DELAY)
-        self._held_out = b""
 
     port = "setup"
 
@@ -391,7 +390,7 @@ class SetupProtocol(_Conn):
             if self.state != "close_notify":
                 self.refuse("early_close", "close_notify before a registration")
                 return
-            self._send_held()  # a manager that did not wait for it: the answer first
+            self._drop_held()  # a manager that did not wait for its answer
             # The observed order: the manager's close_notify, then at once the raw preamble.
             self.state = "echo"
             self.transport.write(PREAMBLE)  # type: ignore[union-attr]
@@ -426,22 +425,25 @@ class SetupProtocol(_Conn):
                 status = Status.ENORES
             self.snikey = snikey if status == Status.SUCCESS else None
             self.state = "close_notify"
-            out = self.tls.send(wire.encode(wire.Result(int(status))))
             if status != Status.SUCCESS:
                 self.proxy.stats.registration_failures += 1
-                self._held_out = out
-                self._held = self.proxy.later(ENORES_DELAY, self._send_held)
+                # encrypted when it goes: TLS records must leave in sequence order
+                self._held = self.proxy.later(ENORES_DELAY, self._send_held, int(status))
                 return b""
-            return out
+            return self.tls.send(wire.encode(wire.Result(int(status))))
         return b""
 
-    def _send_held(self) -> None:
+    def _send_held(self, status: int) -> None:
+        self._held = None
+        tls = self.tls
+        if self._closing or self.transport is None or tls is None or tls.closed:
+            return
+        self.transport.write(tls.send(wire.encode(wire.Result(status))))
+
+    def _drop_held(self) -> None:
         if self._held is not None and self._held.active():
             self._held.cancel()
         self._held = None
-        out, self._held_out = self._held_out, b""
-        if out and self.transport is not None and not self._closing:
-            self.transport.write(out)
 
     def _echo_data(self, data: bytes) -> None:
         self._echo += data
@@ -486,9 +488,7 @@ class SetupProtocol(_Conn):
                 self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self._held is not None and self._held.active():
-            self._held.cancel()
-        self._held = None
+        self._drop_held()
         if not self.spliced:
             self._gone_early()
             self._leave()

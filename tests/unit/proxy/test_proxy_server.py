@@ -690,3 +690,27 @@ def test_a_manager_gone_while_its_refusal_is_held_leaves_no_timer(
     proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
     proto.connectionLost(Failure(ConnectionDone()))
     assert clock.getDelayedCalls() == []
+
+
+def test_a_manager_that_closes_before_its_held_refusal_gets_no_late_tls_record(
+    options: PPKSServerOptions,
+) -> None:
+    """The refusal is encrypted only when it goes (records leave in sequence order); a
+    manager whose close_notify comes first gets no TLS after it, only the raw preamble,
+    and no timer is left."""
+    proxy, clock = make_proxy(options)
+    register(proxy)
+    register(proxy)
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    t.clear()
+    proto.dataReceived(tls.close())
+    assert t.value() == PREAMBLE and clock.getDelayedCalls() != []  # the setup deadline
+    clock.advance(2.0)
+    assert t.value() == PREAMBLE  # nothing after it
