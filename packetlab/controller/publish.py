@@ -50,6 +50,7 @@ from packetlab.ppks import (
 )
 from packetlab.ppks.keys import PublicKeyLike
 from packetlab.tls import AuthMode, Credentials, PPKSClientCreator, PPKSClientEndpoint
+from packetlab.tls.directwrite import socket_connection
 from packetlab.wire import Framer, Result, Xcert, Xpub, encode
 from packetlab.wire.constants import DEFAULT_PUB_PORT, KEYID_LEN
 from packetlab.wire.nvlist import NVPair, encode_nvlist
@@ -59,6 +60,7 @@ __all__ = [
     "PublishCredentials",
     "PublishError",
     "PublishRefused",
+    "chain_order",
     "make_xdescr",
     "publish",
 ]
@@ -77,7 +79,8 @@ class PublishRefused(PublishError):
         self.what = what
         self.status = as_status(errid)
         self.name = status_name(errid)
-        super().__init__(f"broker refused the {what}: {self.name} (0x{errid:02x})")
+        # pktxpmgr prints the code in decimal ("Broker returned error: 81"): both here
+        super().__init__(f"broker refused the {what}: {self.name} (0x{errid:02x}, error {errid})")
 
 
 def make_xdescr(
@@ -159,11 +162,28 @@ class PublishCredentials:
         TRUSTEDEOP key, BrokerCertRootPath."""
         agent = Credentials([*load_certificates(_read(agent_cert))], read_private_key(private_key))
         certs = [c for p in chain for c in load_certificates(_read(p))]
-        # leaf first: the cert of the agent's key, then the others as listed
-        pub = agent.leaf.public_key
-        certs.sort(key=lambda c: c.public_key != pub)
+        certs = chain_order(certs, agent.leaf.public_key)
         eop = raw_public_key(read_public_key(eop_pubkey)) if eop_pubkey else None
         return cls(agent, certs, eop, [read_public_key(p) for p in broker_roots])
+
+
+def chain_order(certs: Sequence[Certificate], leaf_key: bytes) -> list[Certificate]:
+    """`certs` as pktxpmgr sends them, whatever the listed order (OBSERVED §3.2): the leaf
+    (the cert of `leaf_key`), then each cert's issuer (its SKI = the AKI before it) up to
+    the top; certs on no such path follow in listed order."""
+    rest = list(certs)
+    mine = [c for c in rest if c.public_key == leaf_key]
+    leaf = next((c for c in mine if not c.cert_type.is_ca), mine[0] if mine else None)
+    if leaf is None:
+        return rest
+    rest.remove(leaf)
+    out = [leaf]
+    while True:
+        parent = next((c for c in rest if c.subject_key_id == out[-1].authority_key_id), None)
+        if parent is None:
+            return out + rest
+        rest.remove(parent)
+        out.append(parent)
 
 
 def _read(path: str) -> bytes:
@@ -181,6 +201,16 @@ class _BrokerLink(Protocol):
         self.waiting: list[Deferred[int]] = []
         self.lost: Failure | None = None
         self._end_waiters: list[Deferred[None]] = []
+
+    def connectionMade(self) -> None:
+        # As pktxpmgr (OBSERVED §3.1): the link idles for the whole publication, through
+        # NATs that forget silent connections; the OS keepalive timers find a dead one.
+        tcp = socket_connection(self.transport)
+        if tcp is not None:
+            try:
+                tcp.setTcpKeepAlive(True)
+            except OSError:  # going already: its close will be seen
+                pass
 
     def when_ended(self) -> Deferred[None]:
         if self.lost is not None:

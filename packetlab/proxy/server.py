@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_BACKLOG_WAIT",
     "DEFAULT_KEEPALIVE",
     "DEFAULT_PENDING_MAX",
+    "ENORES_DELAY",
     "PREAMBLE",
     "Proxy",
     "keepalive",
@@ -51,6 +52,10 @@ DEFAULT_PENDING_MAX = 1024  # per port: connections not yet routed / registered
 # being spliced to a dead backlog.
 DEFAULT_KEEPALIVE = 60.0
 DEFAULT_BACKLOG_WAIT = 5.0  # s an endpoint may wait for a backlog of a snikey in use
+# s an xreg refusal (ENORES) is held back: pktxpmgr opens a new setup connection at once
+# after one (OBSERVED §4.1, ~5 ms later, no backoff), so an answer at once made it spin at
+# ~200 TLS handshakes a second; under its 2 s BacklogConnTimeout it still gets the answer.
+ENORES_DELAY = 1.0
 KNOWN_FOR = 600.0  # s a snikey counts as in use after its last backlog was seen
 _KEEPALIVE_PROBES = 4
 # TLS alert record: fatal unrecognized_name, sent before closing an endpoint we cannot route.
@@ -316,6 +321,7 @@ class SetupProtocol(_Conn):
         self.snikey: str | None = None
         self.state = "tls"  # tls -> close_notify -> echo -> backlog -> spliced
         self._echo = b""
+        self._held: IDelayedCall | None = None  # an ENORES answer waiting (ENORES_DELAY)
 
     port = "setup"
 
@@ -384,6 +390,7 @@ class SetupProtocol(_Conn):
             if self.state != "close_notify":
                 self.refuse("early_close", "close_notify before a registration")
                 return
+            self._drop_held()  # a manager that did not wait for its answer
             # The observed order: the manager's close_notify, then at once the raw preamble.
             self.state = "echo"
             self.transport.write(PREAMBLE)  # type: ignore[union-attr]
@@ -418,11 +425,25 @@ class SetupProtocol(_Conn):
                 status = Status.ENORES
             self.snikey = snikey if status == Status.SUCCESS else None
             self.state = "close_notify"
-            out = self.tls.send(wire.encode(wire.Result(int(status))))
             if status != Status.SUCCESS:
                 self.proxy.stats.registration_failures += 1
-            return out
+                # encrypted when it goes: TLS records must leave in sequence order
+                self._held = self.proxy.later(ENORES_DELAY, self._send_held, int(status))
+                return b""
+            return self.tls.send(wire.encode(wire.Result(int(status))))
         return b""
+
+    def _send_held(self, status: int) -> None:
+        self._held = None
+        tls = self.tls
+        if self._closing or self.transport is None or tls is None or tls.closed:
+            return
+        self.transport.write(tls.send(wire.encode(wire.Result(status))))
+
+    def _drop_held(self) -> None:
+        if self._held is not None and self._held.active():
+            self._held.cancel()
+        self._held = None
 
     def _echo_data(self, data: bytes) -> None:
         self._echo += data
@@ -467,6 +488,7 @@ class SetupProtocol(_Conn):
                 self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._drop_held()
         if not self.spliced:
             self._gone_early()
             self._leave()

@@ -159,6 +159,14 @@ async def test_publish_api_reaches_a_subscriber_and_close_ends_it(
     got = await threads.deferToThread(s.recv)
     assert got == wire.Xnotify(key_id(home.public_key("k_eop")), xd)
     assert pub.live
+    # OBSERVED §3.1: pktxpmgr's broker socket has SO_KEEPALIVE (the link idles for the
+    # whole publication, through NATs that forget a silent connection)
+    import socket
+
+    from packetlab.tls.directwrite import socket_connection
+
+    sock = socket_connection(pub._link.transport).getHandle()
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     await pub.close()
     assert not pub.live
     s.close()

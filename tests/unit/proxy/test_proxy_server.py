@@ -388,7 +388,9 @@ def test_a_manager_gone_before_its_registration_finished_is_logged_and_counted(
 def test_a_manager_that_closes_after_enores_is_not_counted_twice(
     options: PPKSServerOptions,
 ) -> None:
-    proxy, _ = make_proxy(options)
+    from packetlab.proxy.server import ENORES_DELAY
+
+    proxy, clock = make_proxy(options)
     register(proxy)
     register(proxy)
     proto = proxy.setup_factory().buildProtocol(None)
@@ -399,6 +401,7 @@ def test_a_manager_that_closes_after_enores_is_not_counted_twice(
     step = tls.receive(t.value())
     t.clear()
     proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    clock.advance(ENORES_DELAY)  # the refusal is held back (see below)
     assert list(wire.Framer().feed(tls.receive(t.value()).data)) == [wire.Result(68)]
     proto.connectionLost(Failure(ConnectionDone()))  # the soft failure: it gives up here
     assert proxy.stats.registration_failures == 1
@@ -578,7 +581,11 @@ def test_registration_as_the_reference_sends_it(options: PPKSServerOptions) -> N
         xreg = wire.encode(wire.Xreg(b"proxysni1"))
         assert xreg.hex() == "80000009" + b"proxysni1".hex()
         proto.dataReceived(step.out + tls.send(xreg[:4]) + tls.send(xreg[4:]))
-        got = tls.receive(t.value())
+        answer = t.value()
+        # after the two NewSessionTicket records (the handshake's end), the result is one
+        # 26-byte record: 17 03 03 00 15 (4 bytes, type, 16 of tag)
+        assert answer[-26:-21] == bytes.fromhex("1703030015")
+        got = tls.receive(answer)
         t.clear()
         assert got.data == bytes.fromhex("40000000")
         proto.dataReceived(tls.close())
@@ -628,3 +635,82 @@ def test_a_flood_of_bad_connections_is_a_bounded_number_of_log_lines(
         assert seen[-1]["more"] == " [1480 not logged before this one]"
     finally:
         globalLogPublisher.removeObserver(observer)
+
+
+def test_an_xreg_refusal_is_held_back_so_a_reference_manager_does_not_spin(
+    options: PPKSServerOptions,
+) -> None:
+    """OBSERVED §4.1 [px_xreg_err]: pktxpmgr answers a non-zero xreg result with a new
+    setup connection at once, no backoff (~5 ms later): an ENORES sent at once made a
+    full proxy and every reference manager beyond its caps spin at ~200 TLS handshakes a
+    second each. The refusal now waits ENORES_DELAY (1 s, under pktxpmgr's 2 s
+    BacklogConnTimeout, so it still gets its WARN), as the broker holds its error results
+    (O §5: "to throttle, delay the error result or the close")."""
+    from packetlab.proxy.server import ENORES_DELAY
+
+    assert 0.5 <= ENORES_DELAY < 2.0
+    proxy, clock = make_proxy(options)
+    register(proxy)
+    register(proxy)  # the cap (2) of k1 reached
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    assert list(wire.Framer().feed(tls.receive(t.value()).data)) == []
+    t.clear()
+    clock.advance(ENORES_DELAY - 0.01)
+    assert t.value() == b""
+    clock.advance(0.02)
+    assert list(wire.Framer().feed(tls.receive(t.value()).data)) == [wire.Result(68)]
+    assert proxy.stats.registration_failures == 1 and not t.disconnecting
+    # then as before: the manager's close_notify, and the link ends (nothing registered)
+    t.clear()
+    proto.dataReceived(tls.close())
+    proto.dataReceived(b"PKTLAB")
+    assert t.disconnecting and proxy.registry.count("k1") == 2
+
+
+def test_a_manager_gone_while_its_refusal_is_held_leaves_no_timer(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, clock = make_proxy(options)
+    register(proxy)
+    register(proxy)
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    proto.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_manager_that_closes_before_its_held_refusal_gets_no_late_tls_record(
+    options: PPKSServerOptions,
+) -> None:
+    """The refusal is encrypted only when it goes (records leave in sequence order); a
+    manager whose close_notify comes first gets no TLS after it, only the raw preamble,
+    and no timer is left."""
+    proxy, clock = make_proxy(options)
+    register(proxy)
+    register(proxy)
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    t.clear()
+    proto.dataReceived(tls.close())
+    assert t.value() == PREAMBLE and clock.getDelayedCalls() != []  # the setup deadline
+    clock.advance(2.0)
+    assert t.value() == PREAMBLE  # nothing after it

@@ -144,3 +144,32 @@ def test_pool_replenishes_after_an_unclaim() -> None:
     assert pool.wanted == 0 and pool.connects == 1
     pool.unclaim()
     assert pool.wanted == 1 and pool.connects == 2
+
+
+def test_the_manager_side_of_a_registration_byte_for_byte(options: PPKSServerOptions) -> None:
+    """OBSERVED §4.1 from the manager's side: a ClientHello without SNI; after the xreg
+    (`80 LLLLLL snikey`) and its result, our close_notify at once (one alert record,
+    `17 03 03 00 13`), before any preamble; then exactly the 6 bytes `PKTLAB` back."""
+    from packetlab.proxy.clienthello import ClientHelloReader
+
+    pool = Pool(options)
+    conn = BacklogConnection(pool)  # type: ignore[arg-type]
+    t = StringTransport()
+    conn.makeConnection(t)
+    hello = ClientHelloReader().feed(t.value())
+    assert hello is not None and hello.sni is None
+    proxy = TLSHandoff(options.serverConnectionForTLS(None), is_client=False)  # type: ignore[arg-type]
+    step = proxy.receive(t.value())
+    t.clear()
+    conn.dataReceived(step.out)
+    step = proxy.receive(t.value())
+    t.clear()
+    assert step.data == bytes.fromhex("80000007") + b"snikey1"
+    conn.dataReceived(step.out + proxy.send(wire.encode(wire.Result())))
+    close_notify = t.value()
+    t.clear()
+    assert close_notify[:5] == bytes.fromhex("1703030013") and len(close_notify) == 24
+    assert proxy.receive(close_notify).closed
+    assert conn.state == "preamble" and pool.calls == []  # not counted before the echo
+    conn.dataReceived(PREAMBLE)
+    assert t.value() == b"PKTLAB" and pool.calls == ["established"]

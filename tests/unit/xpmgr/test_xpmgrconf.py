@@ -63,6 +63,8 @@ def test_defaults() -> None:
         5_000_000_000,
     )
     assert not c.enable_proxy and c.default_exp is None
+    # §7.2: GreetPeriodAfterPubEnd 0; no PubPeriod, no pub_end
+    assert c.greet_after_pub_end_ns == 0 and c.pub_period_ns is None
 
 
 BASE = "EnableExpPublication 0\nControllerPrivkeyPath k\n"
