@@ -212,6 +212,14 @@ class Proxy:
     def later(self, delay: float, f: Any, *args: Any) -> IDelayedCall:
         return self.reactor.callLater(delay, f, *args)
 
+    def warn_refusal(self, port: str, fmt: str, **fields: object) -> None:
+        """One warning line for a refusal on `port` ("setup"/"endpoints"), within that
+        port's log budget (a peer causes these at will); `fmt` is followed by the
+        budget's note of lines left out."""
+        more = self.refusal_log[port].allow()
+        if more is not None:
+            self.log.warn(fmt + "{more}", more=more, **fields)
+
 
 def _factory(build: Any) -> Factory:
     f = Factory()
@@ -341,15 +349,9 @@ class SetupProtocol(_Conn):
             self.proxy.registry.discard(self.snikey or "", self)
         else:
             self.proxy.stats.registration_failures += 1
-        more = self.proxy.refusal_log["setup"].allow()
-        if more is not None:
-            self.proxy.log.warn(
-                "setup {peer}: {text}; closing{more}",
-                peer=self.peer_text,
-                text=text,
-                reason=reason,
-                more=more,
-            )
+        self.proxy.warn_refusal(
+            "setup", "setup {peer}: {text}; closing", peer=self.peer_text, text=text, reason=reason
+        )
         self._close()
 
     def evict(self) -> None:
@@ -414,14 +416,9 @@ class SetupProtocol(_Conn):
             full = self.proxy.registry.full(snikey)
             if full:  # a soft failure for the manager: it warns and tries again
                 # (as often as it likes: in the setup port's log budget, as its refusals)
-                more = self.proxy.refusal_log["setup"].allow()
-                if more is not None:
-                    self.proxy.log.warn(
-                        "setup {peer}: refusing xreg: {e}{more}",
-                        peer=self.peer_text,
-                        e=full,
-                        more=more,
-                    )
+                self.proxy.warn_refusal(
+                    "setup", "setup {peer}: refusing xreg: {e}", peer=self.peer_text, e=full
+                )
                 status = Status.ENORES
             self.snikey = snikey if status == Status.SUCCESS else None
             self.state = "close_notify"
@@ -552,15 +549,13 @@ class EndpointProtocol(_Conn):
             return
         self._unwait()
         self.proxy.stats.refusals[reason] += 1
-        more = self.proxy.refusal_log["endpoints"].allow()
-        if more is not None:
-            self.proxy.log.warn(
-                "endpoint {peer} refused ({reason}): {text}{more}",
-                peer=self.peer_text,
-                reason=reason,
-                text=text,
-                more=more,
-            )
+        self.proxy.warn_refusal(
+            "endpoints",
+            "endpoint {peer} refused ({reason}): {text}",
+            peer=self.peer_text,
+            reason=reason,
+            text=text,
+        )
         if alert and self.transport is not None:
             self.transport.write(alert)
             self._closing = True
