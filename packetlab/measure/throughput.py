@@ -329,14 +329,23 @@ ADMIT_ATTEMPTS, ADMIT_RETRY_S = 3, 0.2
 
 
 async def _admitted(
-    session: EndpointSession, addr: Any, port: int, recorder: PcapRecorder | None
+    session: EndpointSession,
+    addr: Any,
+    port: int,
+    recorder: PcapRecorder | None,
+    *,
+    laddr: str | None = None,
+    timeout: float | None = None,
 ) -> tuple[_Control, bytes]:
-    """The control connection of a new test, its cookie sent and PARAM_EXCHANGE read; the
+    """The control connection of a new test (from `laddr`, established within `timeout`
+    s: iperf3's -B, --connect-timeout), its cookie sent and PARAM_EXCHANGE read; the
     cookie. Raises the last attempt's error (ControllerError, Iperf3Error)."""
     attempt = 1
+    wait = {} if timeout is None else {"timeout": timeout}
     while True:
         try:
-            stream = await TcpStream.connect(session, addr, port, recorder=recorder)
+            stream = await TcpStream.connect(session, addr, port, recorder=recorder,
+                                             laddr=laddr, **wait)  # fmt: skip
         except ConnectFailed as e:
             if e.state not in ("REFUSED", "RESET") or attempt >= ADMIT_ATTEMPTS:
                 raise

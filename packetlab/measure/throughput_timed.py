@@ -128,6 +128,11 @@ class TimedSpec:
     omit: int = 0  # -O: seconds of pre-test first, reported "(omitted)" and not counted
     cport: int | None = None  # --cport: the data streams' local ports at the endpoint, from it
     bidir: bool = False  # --bidir: `streams` sending and as many receiving, at once
+    extra_data: str | None = None  # --extra-data: told the server (its JSON shows it)
+    server_output: bool = False  # --get-server-output: the server's own report, in the result
+    repeating_payload: bool = False  # --repeating-payload: "0123..." blocks both ways
+    bind: str | None = None  # -B: the endpoint's local address for every connection
+    connect_timeout: float | None = None  # --connect-timeout (s): the control connection's
 
     def check(self) -> None:
         if self.direction not in ("download", "upload"):
@@ -169,6 +174,10 @@ class TimedSpec:
         least = 16 if self.udp else 1
         if self.length is not None and not least <= self.length <= top:
             raise ValueError(f"-l must be {least}..{top} bytes, got {self.length}")
+        if self.connect_timeout is not None and not 0 < self.connect_timeout <= 3600:
+            raise ValueError(
+                f"--connect-timeout must be 1..3600000 ms, got {self.connect_timeout * 1e3:g}"
+            )
 
     @property
     def counted(self) -> bool:
@@ -260,6 +269,8 @@ class TimedResult:
     late: tuple[int, int, float] | None = None  # scheduled sends: (late, tagged, worst ms)
     stopped: bool = False  # ended early when asked (`stopping`: Ctrl-C)
     pcap_dropped: int = 0  # --pcap: data packets past its bound, not in the file
+    server_output: str | dict[str, Any] | None = None  # --get-server-output: the server's
+    remote: dict[str, Any] = field(default_factory=dict)  # its CPU figures and congestion
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -274,7 +285,10 @@ class TimedResult:
             "time": s.seconds,
             "bytes": s.nbytes,
             "interval": s.interval,
+            "length": s.block,
         }
+        if s.nbytes is not None:
+            out["bytes_limit"] = s.nbytes  # -n (`bytes` becomes what was moved)
         if s.blocks is not None:
             out["blocks"] = s.blocks
         if s.rate:
@@ -315,6 +329,14 @@ class TimedResult:
             out["stopped"] = True
         if self.pcap_dropped:
             out["pcap_dropped"] = self.pcap_dropped
+        if isinstance(self.server_output, str):
+            out["server_output_text"] = self.server_output
+        elif self.server_output is not None:
+            out["server_output_json"] = self.server_output
+        if self.spec.extra_data is not None:
+            out["extra_data"] = self.spec.extra_data
+        if self.remote:
+            out["server_info"] = self.remote
         if self.late is not None:
             out.update(late_sends=self.late[0], tagged_sends=self.late[1],
                        late_max_ms=self.late[2])  # fmt: skip
@@ -445,10 +467,12 @@ class _Test:
                 sktid = session.free_sktid()
                 if spec.udp:
                     sock = await session.nopen_udp(sktid, family=family, rbufsz=rbuf,
-                                                   lport=lport, buffer=False)  # fmt: skip
+                                                   laddr=spec.bind, lport=lport,
+                                                   buffer=False)  # fmt: skip
                 else:
                     sock = await session.nopen_tcp_connect(
-                        sktid, self.addr, self.port, rbufsz=rbuf, lport=lport, buffer=False
+                        sktid, self.addr, self.port, laddr=spec.bind, rbufsz=rbuf, lport=lport,
+                        buffer=False,
                     )
             except RequestFailed as e:
                 if lport and e.name != "ENORES":
@@ -786,7 +810,7 @@ class _Test:
                 f.next_time = first
             every = max(1, math.ceil(1e9 / gap / TAGS_PER_S))
         window = max(2 * block, WINDOW // len(tx))
-        payload = bytes(block)
+        payload = iperf3.repeating_pattern(block) if spec.repeating_payload else bytes(block)
         limit = clock.seconds() + timeout
         while True:
             if self.failure is not None:
@@ -1072,14 +1096,30 @@ class _Test:
                     out[-1]["role"] = "TX-C"
         return out
 
-    async def connected(self) -> dict[str, Any]:
+    async def _udp_local(self) -> Any:
+        """The address an unbound UDP socket sends from (iperf3 connects its UDP sockets and
+        shows that one): -B's, the server's on loopback, else the endpoint's first of its
+        family."""
+        if self.spec.bind is not None:
+            return parse_address(self.spec.bind)
+        if self.addr.is_loopback:
+            return self.addr
+        mine = [a for a in (await read_system_info(self.session)).addresses
+                if a.version == self.addr.version]  # fmt: skip
+        return mine[0] if mine else None
+
+    async def connected(self, key: bytes = b"") -> dict[str, Any]:
         """iperf3's `connected` list: each stream's local and remote address and port (the
-        endpoint's side; an unbound UDP socket shows its wildcard address)."""
+        endpoint's side; an unbound UDP socket the address it sends from), and the test's
+        cookie (iperf3 -V and -J show it)."""
         infos = [read_socket_info(self.session, f.sktid) for f in self.flows]
         streams = []
         for f, d in zip(self.flows, infos, strict=True):
             info = await d
-            streams.append({"id": f.label, "local_host": str(info.laddr or ""),
+            local = info.laddr
+            if self.spec.udp and (local is None or local.is_unspecified):
+                local = await self._udp_local()
+            streams.append({"id": f.label, "local_host": str(local or ""),
                             "local_port": info.lport, "remote_host": str(self.addr),
                             "remote_port": self.port})  # fmt: skip
         return {
@@ -1089,7 +1129,12 @@ class _Test:
             "direction": "bidir" if self.spec.bidir else self.spec.direction,
             "protocol": "udp" if self.spec.udp else "tcp",
             "streams": streams,
-        }
+            "cookie": key.rstrip(b"\0").decode(errors="replace"),
+            # the test as the server was told (iperf3 -V's "Starting Test" line)
+            "parallel": self.spec.streams, "length": self.spec.block, "omit": self.spec.omit,
+            "time": self.spec.seconds, "bytes_limit": self.spec.nbytes,
+            "blocks": self.spec.blocks, "bitrate": self.spec.rate,
+        }  # fmt: skip
 
     async def close(self) -> None:
         for d in self.ntags:
@@ -1103,6 +1148,36 @@ class _Test:
                     await self.session.nclose(f.sktid)
                 except ControllerError:
                     pass
+
+
+def _server_results(
+    results: dict[str, Any],
+) -> tuple[dict[int, dict[str, float]], str | dict[str, Any] | None, dict[str, Any]]:
+    """The server's figures per stream, its own report (--get-server-output), and what it
+    says of itself (-J's remote CPU figures and congestion control)."""
+    return iperf3.server_streams(results), iperf3.server_output(results), iperf3.remote(results)
+
+
+async def _bind_refused(session: EndpointSession, bind: str, server: Any) -> str | None:
+    """-B: None when `bind` is one of the endpoint's addresses, of the server's family;
+    else the one line saying why, naming the endpoint's addresses (iperf3 would fail its
+    bind(): "Cannot assign requested address")."""
+    import ipaddress
+
+    try:
+        want = ipaddress.ip_address(bind)
+    except ValueError:
+        return f"-B {bind}: not an IP address (the endpoint's local address is wanted)"
+    mine = (await read_system_info(session)).addresses
+    if want not in mine:
+        listed = ", ".join(str(a) for a in mine) or "none"
+        return (
+            f"-B {bind}: not an address of the endpoint (its addresses: {listed}); iperf3 "
+            "would fail to bind it (Cannot assign requested address)"
+        )
+    if want.version != server.version:
+        return f"-B {bind}: an IPv{want.version} address, but the server {server} is IPv{server.version}"
+    return None
 
 
 async def _both(*steps: Any) -> None:
@@ -1144,8 +1219,13 @@ async def timed_test(
     if timeout is None:
         timeout = (spec.seconds or 0) + 30.0
     result = TimedResult(spec, str(addr), port)
+    if spec.bind is not None:
+        result.error = await _bind_refused(session, spec.bind, addr)
+        if result.error is not None:
+            return result
     try:
-        ctl, key = await _admitted(session, addr, port, recorder)
+        ctl, key = await _admitted(session, addr, port, recorder, laddr=spec.bind,
+                                   timeout=spec.connect_timeout)  # fmt: skip
     except Iperf3Error as e:
         result.error = str(e)
         return result
@@ -1162,12 +1242,14 @@ async def timed_test(
             streams=spec.streams,
             reverse=spec.direction == "download" and not spec.bidir, length=spec.block,
             bitrate=spec.rate, wide_counters=spec.wide, omit=spec.omit, bidir=spec.bidir,
+            extra_data=spec.extra_data, get_server_output=spec.server_output,
+            repeating_payload=spec.repeating_payload,
         )  # fmt: skip
         ctl.stream.send(iperf3.encode_json(params))
         await ctl.expect(State.CREATE_STREAMS)
         await test.open(key)
         if on_connected is not None:
-            on_connected(await test.connected())
+            on_connected(await test.connected(key))
         await ctl.expect(State.TEST_START, timeout=CONNECT_WAIT)
         test.started(ctl.time)
         await ctl.expect(State.TEST_RUNNING)
@@ -1186,7 +1268,10 @@ async def timed_test(
         if test.emitting is not None:
             await test.emitting  # the intervals shown before the totals
         ctl.stream.send(iperf3.encode_json(iperf3.timed_client_results(test.figures())))
-        result.streams = test.streams(await ctl.read_json(iperf3.server_streams), tcp)
+        theirs, output, result.remote = await ctl.read_json(_server_results)
+        if spec.server_output:  # an iperf3 3.12 server keeps sending it after one asked
+            result.server_output = output
+        result.streams = test.streams(theirs, tcp)
         result.seconds = round(test.seconds(), 6)
         result.stopped = test.stopped
         if test.tagged:
