@@ -40,7 +40,7 @@ mbit_s is 10^6 bit/s. See docs/throughput.md.
 
 iperf3's output: -J (its document), -f, -T, --timestamps, --logfile, --get-server-output,
 -V (any of them selects iperf3's test); -J beside native:
-  pktlab run throughput -c 10.77.3.2 -t 2 -J > ours.json    # iperf3 -c 10.77.3.2 -R -t 2 -J
+  pktlab run throughput -c 10.77.3.2 -t 2 -J                # iperf3 -c 10.77.3.2 -R -t 2 -J
   pktlab run throughput -c 10.77.3.2 -t 2 -f m -T run1 --timestamps --get-server-output
   pktlab run throughput -c 10.77.3.2 -t 2 -B 10.77.3.1 --connect-timeout 500
 
@@ -161,8 +161,10 @@ def split_host_port(
             raise RunError(f"{option} {text}: {e}") from None
     else:
         if family is not None and literal.version != family:
-            raise RunError(f"{option} {text}: an IPv{literal.version} address, but -{family} "
-                           "was given (iperf3: Address family for hostname not supported)")  # fmt: skip
+            raise RunError(
+                f"{option} {text}: an IPv{literal.version} address, but -{family} was given "
+                "(iperf3: Address family for hostname not supported)"
+            )
     if not 1 <= port <= 65535:
         raise RunError(f"{option} {text}: bad port (1..65535)")
     return host, port
@@ -251,7 +253,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="iperf3's authentication: refused (not built)")  # fmt: skip
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", "--version4", dest="family", action="store_const", const=4,
-                     help="only IPv4: the server's name resolved to IPv4, as iperf3 -4")  # fmt: skip
+                     help="only IPv4: a name resolved to IPv4, as iperf3 -4")  # fmt: skip
     fam.add_argument("-6", "--version6", dest="family", action="store_const", const=6,
                      help="only IPv6, as iperf3 -6")  # fmt: skip
     p.add_argument("-B", "--bind", default=None, metavar="ADDR",

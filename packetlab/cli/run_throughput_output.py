@@ -14,7 +14,6 @@ import json
 import time
 from typing import IO, Any
 
-
 Record = dict[str, Any]
 
 #: --timestamps without a format: iperf3's "%c " (its default, a space before the line)
@@ -74,9 +73,9 @@ def selected(args: argparse.Namespace) -> bool:
 
 def check(args: argparse.Namespace) -> str | None:
     """The one-line error for options that do not go together, or None."""
-    if args.json_doc and args.json:
+    if args.json_doc and getattr(args, "json", False):
         return "-J and --json: choose one (-J: iperf3's document; --json: JSON lines)"
-    if args.logfile is not None and args.json:
+    if args.logfile is not None and getattr(args, "json", False):
         return "--logfile goes with the text or -J (redirect --json's lines instead)"
     return None
 

@@ -101,10 +101,10 @@ def _sum(sides: list[Record], udp: bool, sends: bool, *, retr: bool, jitter: boo
     seconds = max((s["seconds"] for s in sides), default=0.0)
     out = _span(0, seconds, seconds, sum(s["bytes"] for s in sides))
     if udp:
-        js = [s.get("jitter_ms", 0.0) for s in sides]
-        out.update(_udp_figures(sum(js) / len(js) if jitter and js else 0,
-                                sum(s.get("lost_packets", s.get("lost", 0)) for s in sides),
-                                sum(s.get("packets", 0) for s in sides)))  # fmt: skip
+        js: list[float] = [s.get("jitter_ms", 0.0) for s in sides]
+        lost: int = sum(int(s.get("lost", 0)) for s in sides)
+        packets: int = sum(int(s.get("packets", 0)) for s in sides)
+        out.update(_udp_figures(sum(js) / len(js) if jitter and js else 0, lost, packets))
     elif retr:
         out["retransmits"] = sum(max(s.get("retransmits", 0), 0) for s in sides)
     out["sender"] = sends
@@ -127,9 +127,13 @@ def end(r: Record) -> Record:
         streams.append({"sender": _side(st["sender"], st["id"], sends, True),
                         "receiver": _side(st["receiver"], st["id"], sends, False)})  # fmt: skip
     out: Record = {"streams": streams}
-    for sends, suffix in ((True, ""), (False, "_bidir_reverse")) if bidir else ((None, ""),):
-        group = r["streams"] if sends is None else groups[sends]
-        flag = _sender(None, r) if sends is None else sends
+    # --bidir: the sending streams' sums, then the receiving ones' (iperf3's _bidir_reverse)
+    parts: list[tuple[list[Record], bool, str]] = (
+        [(groups[True], True, ""), (groups[False], False, "_bidir_reverse")]
+        if bidir
+        else [(r["streams"], _sender(None, r), "")]
+    )
+    for group, flag, suffix in parts:
         tx = [s["sender"] for s in group]
         rx = [s["receiver"] for s in group]
         if udp:  # iperf3's UDP `sum` (the receiver's loss and jitter), first of each group
@@ -159,13 +163,22 @@ def start(connected: Record | None, r: Record, started: float, version: str) -> 
     rate = int(r.get("bitrate") or 0)
     streams = connected["streams"] if connected else []
     out: Record = {
-        "connected": [{"socket": s["id"], "local_host": s["local_host"],
-                       "local_port": s["local_port"], "remote_host": s["remote_host"],
-                       "remote_port": s["remote_port"]} for s in streams],  # fmt: skip
+        "connected": [
+            {
+                "socket": s["id"],
+                "local_host": s["local_host"],
+                "local_port": s["local_port"],
+                "remote_host": s["remote_host"],
+                "remote_port": s["remote_port"],
+            }
+            for s in streams
+        ],
         "version": version,
         "system_info": f"PacketLab endpoint (controller: {' '.join(platform.uname()[:3])})",
-        "timestamp": {"time": email.utils.formatdate(started, usegmt=True),
-                      "timesecs": int(started)},  # fmt: skip
+        "timestamp": {
+            "time": email.utils.formatdate(started, usegmt=True),
+            "timesecs": int(started),
+        },
         "connecting_to": {"host": r["server"], "port": r["port"]},
         "cookie": connected.get("cookie", "") if connected else "",
     }

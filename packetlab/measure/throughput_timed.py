@@ -471,7 +471,12 @@ class _Test:
                                                    buffer=False)  # fmt: skip
                 else:
                     sock = await session.nopen_tcp_connect(
-                        sktid, self.addr, self.port, laddr=spec.bind, rbufsz=rbuf, lport=lport,
+                        sktid,
+                        self.addr,
+                        self.port,
+                        laddr=spec.bind,
+                        rbufsz=rbuf,
+                        lport=lport,
                         buffer=False,
                     )
             except RequestFailed as e:
@@ -1176,7 +1181,10 @@ async def _bind_refused(session: EndpointSession, bind: str, server: Any) -> str
             "would fail to bind it (Cannot assign requested address)"
         )
     if want.version != server.version:
-        return f"-B {bind}: an IPv{want.version} address, but the server {server} is IPv{server.version}"
+        return (
+            f"-B {bind}: an IPv{want.version} address, but the server {server} is "
+            f"IPv{server.version}"
+        )
     return None
 
 
