@@ -29,6 +29,13 @@ def unit_format(text: str) -> str:
     return text
 
 
+def printable(text: str) -> str:
+    """The server's text with its control characters (but newlines and tabs) shown as
+    \\xNN: a hostile server's escape sequences do not reach the terminal (iperf3 prints
+    them raw)."""
+    return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)
+
+
 def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-J", dest="json_doc", action="store_true",
                    help="iperf3's JSON document (start, intervals, end; its keys, our "
@@ -120,7 +127,7 @@ class Output:
         if kind == "throughput" and "protocol" in r and "error" not in r:
             out = rt.timed_rows(r, a.unit or "a", verbose=a.iperf_verbose)
             if "server_output_text" in r:  # iperf3: "\nServer output:\n%s\n"
-                out += "\n\nServer output:\n" + r["server_output_text"]
+                out += "\n\nServer output:\n" + printable(r["server_output_text"])
             elif "server_output_json" in r:
                 out += "\n\nServer JSON output:\n" + json.dumps(r["server_output_json"],
                                                                  indent="\t") + "\n"  # fmt: skip
@@ -169,4 +176,4 @@ def renderer(args: argparse.Namespace) -> Any:
     return out
 
 
-__all__ = ["Output", "add_options", "check", "renderer", "selected", "unit_format"]
+__all__ = ["Output", "add_options", "check", "printable", "renderer", "selected", "unit_format"]
