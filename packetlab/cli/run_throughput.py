@@ -48,8 +48,9 @@ Refused, one line each, exit 2 (iperf3's socket options: PacketLab's nopen carri
 -w N (SO_SNDBUF/SO_RCVBUF), -Z (sendfile), -C ALGO (TCP_CONGESTION), -M MSS (TCP_MAXSEG),
 -N (TCP_NODELAY), -S TOS and --dscp N (IP_TOS), --fq-rate RATE (SO_MAX_PACING_RATE),
 -L N (IPV6_FLOWLABEL_MGR), --dont-fragment (IP_MTU_DISCOVER), -A N (the endpoint's
-process cannot be pinned to a CPU). Not built: -F NAME (a file's bytes), --username
-(iperf3's RSA authtoken); -B ADDR%DEV (SO_BINDTODEVICE).
+process cannot be pinned to a CPU), -B ADDR%DEV (SO_BINDTODEVICE). Not built: -F NAME
+(a file's bytes).
+--username U --rsa-public-key-path K: iperf3's authtoken (password from $IPERF3_PASSWORD).
 """
 
 
@@ -121,6 +122,7 @@ def timed(args: argparse.Namespace) -> bool:
         or args.bind is not None
         or args.connect_timeout is not None
         or args.repeating_payload
+        or args.username is not None
         or output.selected(args)
     )
 
@@ -250,7 +252,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="send or receive a file's bytes, as iperf3 -F: refused (not "
                    "built)")  # fmt: skip
     p.add_argument("--username", default=None, metavar="NAME",
-                   help="iperf3's authentication: refused (not built)")  # fmt: skip
+                   help="authenticate to the server, as iperf3 --username: the password from "
+                   "$IPERF3_PASSWORD or asked on the terminal, encrypted with "
+                   "--rsa-public-key-path")  # fmt: skip
+    p.add_argument("--rsa-public-key-path", dest="rsa_public_key", default=None,
+                   metavar="FILE",
+                   help="the server's RSA public key (PEM) for --username, as iperf3")  # fmt: skip
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", "--version4", dest="family", action="store_const", const=4,
                      help="only IPv4: a name resolved to IPv4, as iperf3 -4")  # fmt: skip
@@ -316,8 +323,6 @@ AFFINITY_REFUSED = (
 NOT_BUILT = (
     ("file", "-F {}", "sends a file's bytes (or writes what it receives to the file)",
      "this client sends zeros or --repeating-payload and keeps no received bytes"),
-    ("username", "--username {}", "sends an RSA-encrypted authtoken (with "
-     "--rsa-public-key-path)", "this client does not build the token"),
 )  # fmt: skip
 NOT_BUILT_REFUSED = "{}: not supported here: iperf3 {}; {} (not built)"
 SOCKET_REFUSED = (
@@ -403,6 +408,35 @@ def bind(args: argparse.Namespace, host: str) -> str | None:
     return str(local)
 
 
+def authtoken(args: argparse.Namespace) -> str | None:
+    """--username's token, as iperf3 3.12 builds it: the password from $IPERF3_PASSWORD or
+    asked on the terminal, the key from --rsa-public-key-path."""
+    import os
+    import sys
+    import time
+
+    if args.username is None and args.rsa_public_key is None:
+        return None
+    password = os.environ.get("IPERF3_PASSWORD")
+    if password is None and args.username is not None and sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    if args.username is None or password is None or args.rsa_public_key is None:
+        raise RunError(
+            "--username needs a username, a password ($IPERF3_PASSWORD, or asked on a "
+            "terminal) and --rsa-public-key-path, as iperf3"
+        )
+    try:
+        with open(args.rsa_public_key, "rb") as f:
+            pem = f.read(1 << 16)
+        return iperf3.authtoken(args.username, password, pem, int(time.time()))
+    except (OSError, ValueError, TypeError) as e:
+        raise RunError(
+            f"--rsa-public-key-path {args.rsa_public_key}: not a valid RSA public key ({e})"
+        ) from None
+
+
 def timed_experiment(
     args: argparse.Namespace, host: str, port: int, emit: Emit, progress: Progress
 ) -> Experiment:
@@ -427,6 +461,7 @@ def timed_experiment(
         extra_data=args.extra_data, server_output=args.server_output,
         repeating_payload=args.repeating_payload, bind=bind(args, host),
         connect_timeout=None if args.connect_timeout is None else args.connect_timeout / 1e3,
+        authtoken=authtoken(args),
     )  # fmt: skip
     try:
         spec.check()

@@ -235,6 +235,7 @@ def timed_parameters(
     extra_data: str | None = None,
     get_server_output: bool = False,
     repeating_payload: bool = False,
+    authtoken: str | None = None,
 ) -> dict[str, Any]:
     """The PARAM_EXCHANGE object of native `iperf3 -c` with -t, -n or -k, -P, -u, -b, -l, -R
     (checked with `iperf3 -d`): "time" a whole number of seconds (iperf3 takes -t as an
@@ -254,6 +255,7 @@ def timed_parameters(
         **({"extra_data": extra_data} if extra_data is not None else {}),
         **({"get_server_output": 1} if get_server_output else {}),
         **({"repeating_payload": 1} if repeating_payload else {}),
+        **({"authtoken": authtoken} if authtoken is not None else {}),
         "client_version": "3.12",
     }
     if bitrate:
@@ -328,6 +330,24 @@ def remote(results: dict[str, Any]) -> dict[str, Any]:
     if isinstance(cc, str) and cc.isprintable() and len(cc) <= 32:
         out["congestion_used"] = cc
     return out
+
+
+def authtoken(username: str, password: str, public_key_pem: bytes, now: int) -> str:
+    """iperf3's --username token (iperf_auth.c, 3.12): `user: U\\npwd:  P\\nts:   T` (T
+    the time in s) encrypted with the server's RSA public key, PKCS #1 v1.5 padding (a
+    token of native 3.12's decrypts only so), base64 on one line. The server decrypts it
+    with its private key and checks sha256("{U}P") against its authorized users.
+    ValueError for a key that is no RSA public key."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = serialization.load_pem_public_key(public_key_pem)
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("not an RSA public key")
+    text = f"user: {username}\npwd:  {password}\nts:   {now}".encode()
+    return base64.b64encode(key.encrypt(text, padding.PKCS1v15())).decode()
 
 
 def repeating_pattern(n: int) -> bytes:

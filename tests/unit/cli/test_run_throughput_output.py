@@ -162,8 +162,10 @@ def test_json_document_once_per_test_with_the_title() -> None:
         (["-A", "1"], "-A 1: not supported: iperf3 pins its own process to a CPU "
          "(sched_setaffinity), and PacketLab has no request that places the endpoint's"),
         (["-F", "f.bin"], "-F f.bin: not supported here: iperf3 sends a file's bytes"),
-        (["--username", "u"], "--username u: not supported here: iperf3 sends an "
-         "RSA-encrypted authtoken"),
+        (["--username", "u"], "--username needs a username, a password ($IPERF3_PASSWORD, "
+         "or asked on a terminal) and --rsa-public-key-path, as iperf3"),
+        (["--username", "u", "--rsa-public-key-path", "/nonexistent.pem"],
+         "--rsa-public-key-path /nonexistent.pem: not a valid RSA public key"),
         (["-6"], "--server 127.0.0.1: an IPv4 address, but -6 was given"),
         (["-B", "127.0.0.1%lo"], "-B 127.0.0.1%lo: the %lo part is iperf3's --bind-dev"),
         (["-B", "::1"], "-B ::1: an IPv6 address, but the server 127.0.0.1 is IPv4"),
@@ -172,7 +174,12 @@ def test_json_document_once_per_test_with_the_title() -> None:
         (["--connect-timeout", "0"], "--connect-timeout must be 1..3600000 ms, got 0"),
     ],
 )  # fmt: skip
-def test_refused_in_one_line(argv: list[str], message: str) -> None:
+def test_refused_in_one_line(
+    argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IPERF3_PASSWORD", raising=False)
+    if "/nonexistent.pem" in argv:
+        monkeypatch.setenv("IPERF3_PASSWORD", "pw")
     args = args_of("-t", "1", *argv)
     with pytest.raises(RunError) as e:
         run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
@@ -186,5 +193,6 @@ def test_help_documents_every_new_option() -> None:
     for opt in ("-J", "--format", "--title", "--timestamps", "--forceflush", "--logfile",
                 "--get-server-output", "--extra-data", "--connect-timeout", "--version4",
                 "--version6", "--bind", "--repeating-payload", "--dscp", "--flowlabel",
-                "--dont-fragment", "--affinity", "--file", "--username", "-V"):  # fmt: skip
+                "--dont-fragment", "--affinity", "--file", "--username",
+                "--rsa-public-key-path", "-V"):  # fmt: skip
         assert opt in text, opt

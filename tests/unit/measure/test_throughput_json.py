@@ -250,3 +250,29 @@ def test_unit_snprintf_adaptive_matches_the_default_columns() -> None:
     for value in (0, 999, 1000, 9_994_999, 12_345_678_901, 3e13):
         assert iperf3.unit_snprintf(value / 8, "a") == iperf3.unit(value, "bits")
         assert iperf3.unit_snprintf(value, "A") == iperf3.unit(value, "bytes")
+
+
+def test_authtoken_as_iperf3_builds_it() -> None:
+    """--username: `user: U\\npwd:  P\\nts:   T` under the server's RSA key with PKCS #1
+    v1.5 padding, base64 on one line: a token native iperf3 3.12 sent decrypted only so
+    (OAEP failed), the same text."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
+    token = iperf3.authtoken("alice", "s3cret", pem, 1796461894)
+    assert "\n" not in token
+    plain = key.decrypt(base64.b64decode(token), padding.PKCS1v15())
+    assert plain == b"user: alice\npwd:  s3cret\nts:   1796461894"
+    with pytest.raises(ValueError):
+        iperf3.authtoken(
+            "a", "b", b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", 0
+        )
+    _r, _c, _i, server, _rig = run_test(TimedSpec(seconds=0.2, authtoken=token))
+    assert server.params["authtoken"] == token
+    params = list(server.params)  # -R: "reverse" after them
+    assert params.index("authtoken") + 1 == params.index("client_version")
