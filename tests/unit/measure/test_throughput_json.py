@@ -262,8 +262,8 @@ def test_authtoken_as_iperf3_builds_it() -> None:
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, spki)
     token = iperf3.authtoken("alice", "s3cret", pem, 1796461894)
     assert "\n" not in token
     plain = key.decrypt(base64.b64decode(token), padding.PKCS1v15())
