@@ -200,3 +200,63 @@ def test_address_family_beside_native(port: int) -> None:  # noqa: F811
     assert nat.returncode == 1 and "Address family" in nat.stdout + nat.stderr
     got = ours(port, "-t", "1", "-4", "--json")  # -c 127.0.0.1 with -4: fine
     assert got.returncode == 0, got.stderr
+
+
+@pytest.fixture
+def auth_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """An `iperf3 -s` that takes only alice (password s3cret): its RSA key, its users file
+    (sha256 of `{alice}s3cret`, as iperf3 salts it); (port, the public key's file)."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from test_throughput_iperf3_options import _free_port, _listening
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public, users = tmp_path / "k.pem", tmp_path / "k.pub", tmp_path / "users.csv"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.TraditionalOpenSSL,
+                                          serialization.NoEncryption()))  # fmt: skip
+    public.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    users.write_text(f"alice,{hashlib.sha256(b'{alice}s3cret').hexdigest()}\n")
+    p = _free_port()
+    server = subprocess.Popen(
+        ["iperf3", "-s", "-p", str(p), "-B", "127.0.0.1", "--rsa-private-key-path",
+         str(private), "--authorized-users-path", str(users)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while server.poll() is None and not _listening(p, server.pid):
+            assert time.monotonic() < deadline, "iperf3 -s with users: not listening in 20 s"
+            time.sleep(0.05)
+        assert server.poll() is None, "iperf3 -s with users exited"
+        yield p, public
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
+def test_username_beside_native(auth_server: tuple[int, Path]) -> None:
+    p, public = auth_server
+    user = ["--username", "alice", "--rsa-public-key-path", str(public)]
+    for password, status in (("s3cret", 0), ("wrong", 1)):
+        env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "IPERF3_PASSWORD": password}
+        got = subprocess.run(
+            [sys.executable, "-m", "packetlab", "run", "throughput", "-c", "127.0.0.1", "-p",
+             str(p), "--insecure-plaintext", "-t", "1", *user],
+            capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
+        )  # fmt: skip
+        assert got.returncode == status, (got.stdout, got.stderr)
+        wait_tcp_listening(p, timeout=20)
+        argv = ["iperf3", "-c", "127.0.0.1", "-p", str(p), "-t", "1", *user]
+        nat = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                             env={"PATH": "/usr/bin:/bin", "IPERF3_PASSWORD": password})  # fmt: skip
+        assert nat.returncode == status, nat.stdout + nat.stderr
+        if status:
+            assert "test authorization failed" in got.stdout
+            assert "test authorization failed" in nat.stdout + nat.stderr
+        else:
+            assert got.stdout.rstrip().splitlines()[-1].startswith("# 1 of 1 runs")
+        wait_tcp_listening(p, timeout=20)
