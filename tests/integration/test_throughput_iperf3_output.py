@@ -251,8 +251,8 @@ def test_username_beside_native(auth_server: tuple[int, Path]) -> None:
         assert got.returncode == status, (got.stdout, got.stderr)
         wait_tcp_listening(p, timeout=20)
         argv = ["iperf3", "-c", "127.0.0.1", "-p", str(p), "-t", "1", *user]
-        nat = subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                             env={"PATH": "/usr/bin:/bin", "IPERF3_PASSWORD": password})  # fmt: skip
+        plain = {"PATH": "/usr/bin:/bin", "IPERF3_PASSWORD": password}
+        nat = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=plain)
         assert nat.returncode == status, nat.stdout + nat.stderr
         if status:
             assert "test authorization failed" in got.stdout
