@@ -659,16 +659,21 @@ def starting_test(spec: Record) -> str:
 
 def connected_rows(r: Record, verbose: bool = False) -> str:
     """iperf3's opening lines (the local side is the endpoint's); `verbose`: iperf3 -V's
-    too (Time, Cookie, Target Bitrate, Starting Test: the record has the parameters)."""
+    too (Control connection MSS, Time, Cookie, TCP MSS, Target Bitrate, Starting Test: the
+    record has the parameters)."""
     lines = [f"Connecting to host {r['server']}, port {r['port']}"]
     if verbose:
         import email.utils
 
         lines.insert(0, f"Time: {email.utils.formatdate(usegmt=True)}")
+        if r.get("tcp_mss"):  # the endpoint's TCP_INFO of the control connection
+            lines.insert(0, f"Control connection MSS {r['tcp_mss']}")
     if r["direction"] == "download":
         lines.append(f"Reverse mode, remote host {r['server']} is sending")
     if verbose:
         lines.append(f"      Cookie: {r.get('cookie', '')}")
+        if r["protocol"] == "tcp" and r.get("tcp_mss"):
+            lines.append(f"      TCP MSS: {r['tcp_mss']} (default)")
         if r.get("bitrate"):
             lines.append(f"      Target Bitrate: {int(r['bitrate'])}")
     for s in r["streams"]:

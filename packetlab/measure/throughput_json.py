@@ -1,8 +1,8 @@
 """iperf3's `-J` document (3.12: `start`, `intervals`, `end`, with its keys and nesting)
 from the records of one `timed_test`: its `connected` record, its intervals and its
 result (`TimedResult.to_dict()`). The values are ours (endpoint stamps); what PacketLab
-cannot know of the endpoint (its CPU load, socket buffers, congestion control, the
-control connection's MSS) is 0 or "unknown", the keys are kept so that a parser of
+cannot know of the endpoint (its CPU load, socket buffers, congestion control) is 0
+or "unknown", the keys are kept so that a parser of
 native `iperf3 -J` finds every one it reads. `pktlab run throughput -J` prints it.
 """
 
@@ -183,7 +183,8 @@ def start(connected: Record | None, r: Record, started: float, version: str) -> 
         "cookie": connected.get("cookie", "") if connected else "",
     }
     if not udp:
-        out["tcp_mss_default"] = 0  # the endpoint's MSS is not reported through PacketLab
+        # the control connection's MSS from the endpoint's TCP_INFO (0 without it)
+        out["tcp_mss_default"] = connected.get("tcp_mss", 0) if connected else 0
     out.update(target_bitrate=rate, sock_bufsize=0, sndbuf_actual=0, rcvbuf_actual=0)
     seconds = r.get("time")
     out["test_start"] = {

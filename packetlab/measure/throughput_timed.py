@@ -1119,6 +1119,10 @@ class _Test:
         endpoint's side; an unbound UDP socket the address it sends from), and the test's
         cookie (iperf3 -V and -J show it)."""
         infos = [read_socket_info(self.session, f.sktid) for f in self.flows]
+        try:  # iperf3 -V's "TCP MSS" and -J's tcp_mss_default: the control connection's
+            ctl_info = await read_tcp_info(self.session, self.ctl.stream.sktid)
+        except ControllerError:
+            ctl_info = None
         streams = []
         for f, d in zip(self.flows, infos, strict=True):
             info = await d
@@ -1136,6 +1140,8 @@ class _Test:
             "protocol": "udp" if self.spec.udp else "tcp",
             "streams": streams,
             "cookie": key.rstrip(b"\0").decode(errors="replace"),
+            # 0: an endpoint without SKT_TCPINFO (the reference)
+            "tcp_mss": ctl_info.snd_mss if ctl_info is not None else 0,
             # the test as the server was told (iperf3 -V's "Starting Test" line)
             "parallel": self.spec.streams, "length": self.spec.block, "omit": self.spec.omit,
             "time": self.spec.seconds, "bytes_limit": self.spec.nbytes,

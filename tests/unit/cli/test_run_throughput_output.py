@@ -21,7 +21,8 @@ from packetlab.cli.run_command import parse_args
 COOKIE = "s5uthllc6eut5d3ku7n4b7gqdamzghvhdkrp"
 CONNECTED = {
     "type": "connected", "server": "127.0.0.1", "port": 15216, "direction": "upload",
-    "protocol": "tcp", "cookie": COOKIE, "parallel": 1, "length": 131072, "omit": 0,
+    "protocol": "tcp", "cookie": COOKIE, "tcp_mss": 32768, "parallel": 1, "length": 131072,
+    "omit": 0,
     "time": 1.0, "bytes_limit": None, "blocks": None, "bitrate": None,
     "streams": [{"id": 5, "local_host": "127.0.0.1", "local_port": 45150,
                  "remote_host": "127.0.0.1", "remote_port": 15216}],
@@ -94,11 +95,13 @@ def test_format_letter_in_the_lines() -> None:
 
 def test_verbose_lines_as_iperf3(at_native_time: None) -> None:
     got = lines(args_of("-t", "1", "-V"), CONNECTED, INTERVAL, RESULT)
-    assert got[0].startswith("Time: ") and got[0].endswith(" GMT")
-    # native `iperf3 -c 127.0.0.1 -p 15216 -t 1 -V` (the TCP MSS line: not known here)
-    assert got[1:5] == [
+    assert got[0] == "Control connection MSS 32768"
+    assert got[1].startswith("Time: ") and got[1].endswith(" GMT")
+    # native `iperf3 -c 127.0.0.1 -p 15216 -t 1 -V`
+    assert got[2:7] == [
         "Connecting to host 127.0.0.1, port 15216",
         f"      Cookie: {COOKIE}",
+        "      TCP MSS: 32768 (default)",
         "[  5] local 127.0.0.1 port 45150 connected to 127.0.0.1 port 15216",
         "Starting Test: protocol: TCP, 1 streams, 131072 byte blocks, omitting 0 seconds, "
         "1 second test, tos 0",
@@ -112,7 +115,7 @@ def test_verbose_lines_as_iperf3(at_native_time: None) -> None:
     udp = {**CONNECTED, "protocol": "udp", "length": 32768, "bitrate": 5e6, "blocks": 50,
            "time": None}  # fmt: skip
     got = lines(args_of("-V"), udp)
-    assert "      Target Bitrate: 5000000" in got
+    assert "      Target Bitrate: 5000000" in got and "      TCP MSS: 32768 (default)" not in got
     assert got[-1] == ("Starting Test: protocol: UDP, 1 streams, 32768 byte blocks, omitting 0 "
                        "seconds, 50 blocks to send, tos 0")  # fmt: skip
 
