@@ -64,7 +64,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="a string told to the server and put in -J's extra_data, as "
                    "iperf3")  # fmt: skip
     p.add_argument("-V", dest="iperf_verbose", action="store_true",
-                   help="iperf3 -V's extra lines: Time, Cookie, Target Bitrate, Starting "
+                   help="iperf3 -V's extra lines: Control connection MSS, Time, Cookie, TCP MSS, Target Bitrate, Starting "
                    "Test, Test Complete, the server's congestion control (-v is pktlab's "
                    "log)")  # fmt: skip
 
