@@ -64,9 +64,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="a string told to the server and put in -J's extra_data, as "
                    "iperf3")  # fmt: skip
     p.add_argument("-V", dest="iperf_verbose", action="store_true",
-                   help="iperf3 -V's extra lines: Control connection MSS, Time, Cookie, TCP MSS, Target Bitrate, Starting "
-                   "Test, Test Complete, the server's congestion control (-v is pktlab's "
-                   "log)")  # fmt: skip
+                   help="iperf3 -V's extra lines: Control connection MSS, Time, Cookie, TCP "
+                   "MSS, Target Bitrate, Starting Test, Test Complete, the server's "
+                   "congestion control (-v is pktlab's log)")  # fmt: skip
 
 
 def selected(args: argparse.Namespace) -> bool:
