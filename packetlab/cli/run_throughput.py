@@ -48,8 +48,7 @@ Refused, one line each, exit 2 (iperf3's socket options: PacketLab's nopen carri
 -w N (SO_SNDBUF/SO_RCVBUF), -Z (sendfile), -C ALGO (TCP_CONGESTION), -M MSS (TCP_MAXSEG),
 -N (TCP_NODELAY), -S TOS and --dscp N (IP_TOS), --fq-rate RATE (SO_MAX_PACING_RATE),
 -L N (IPV6_FLOWLABEL_MGR), --dont-fragment (IP_MTU_DISCOVER), -A N (the endpoint's
-process cannot be pinned to a CPU), -B ADDR%DEV (SO_BINDTODEVICE). Not built: -F NAME
-(a file's bytes).
+process cannot be pinned to a CPU), -B ADDR%DEV (SO_BINDTODEVICE).
 --username U --rsa-public-key-path K: iperf3's authtoken (password from $IPERF3_PASSWORD).
 """
 
@@ -123,6 +122,7 @@ def timed(args: argparse.Namespace) -> bool:
         or args.connect_timeout is not None
         or args.repeating_payload
         or args.username is not None
+        or args.file is not None
         or output.selected(args)
     )
 
@@ -249,8 +249,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-A", "--affinity", default=None, metavar="N[,M]",
                    help="CPU affinity, as iperf3 -A: refused")  # fmt: skip
     p.add_argument("-F", "--file", default=None, metavar="NAME",
-                   help="send or receive a file's bytes, as iperf3 -F: refused (not "
-                   "built)")  # fmt: skip
+                   help="send the file's bytes in -l blocks (the test ends at its end, or "
+                   "-t), or with -R write what came to it, as iperf3 -F (one stream)")  # fmt: skip
     p.add_argument("--username", default=None, metavar="NAME",
                    help="authenticate to the server, as iperf3 --username: the password from "
                    "$IPERF3_PASSWORD or asked on the terminal, encrypted with "
@@ -319,12 +319,6 @@ AFFINITY_REFUSED = (
     "-A {}: not supported: iperf3 pins its own process to a CPU (sched_setaffinity), and "
     "PacketLab has no request that places the endpoint's process or threads"
 )
-#: iperf3's options PacketLab could serve but this client does not (one line each).
-NOT_BUILT = (
-    ("file", "-F {}", "sends a file's bytes (or writes what it receives to the file)",
-     "this client sends zeros or --repeating-payload and keeps no received bytes"),
-)  # fmt: skip
-NOT_BUILT_REFUSED = "{}: not supported here: iperf3 {}; {} (not built)"
 SOCKET_REFUSED = (
     "{}: not supported: iperf3 {}, and {} (nopen takes only the protocol, the addresses "
     "and rbufsz; there is no socket option request)"
@@ -342,10 +336,6 @@ def refused(args: argparse.Namespace) -> str | None:
             return SOCKET_REFUSED.format(flag.format(value), what, cannot)
     if getattr(args, "affinity", None) is not None:
         return AFFINITY_REFUSED.format(args.affinity)
-    for attr, flag, what, why in NOT_BUILT:
-        value = getattr(args, attr, None)
-        if value is not None:
-            return NOT_BUILT_REFUSED.format(flag.format(value), what, why)
     return None
 
 
@@ -461,7 +451,7 @@ def timed_experiment(
         extra_data=args.extra_data, server_output=args.server_output,
         repeating_payload=args.repeating_payload, bind=bind(args, host),
         connect_timeout=None if args.connect_timeout is None else args.connect_timeout / 1e3,
-        authtoken=authtoken(args),
+        authtoken=authtoken(args), file=args.file,
     )  # fmt: skip
     try:
         spec.check()

@@ -134,6 +134,7 @@ class TimedSpec:
     bind: str | None = None  # -B: the endpoint's local address for every connection
     connect_timeout: float | None = None  # --connect-timeout (s): the control connection's
     authtoken: str | None = None  # --username: iperf3's encrypted credentials
+    file: str | None = None  # -F: blocks read from it (sending), what came written to it
 
     def check(self) -> None:
         if self.direction not in ("download", "upload"):
@@ -175,6 +176,11 @@ class TimedSpec:
         least = 16 if self.udp else 1
         if self.length is not None and not least <= self.length <= top:
             raise ValueError(f"-l must be {least}..{top} bytes, got {self.length}")
+        if self.file is not None and (self.streams > 1 or self.bidir):
+            raise ValueError(
+                "-F with -P or --bidir is not built here (iperf3's streams each read the "
+                "file whole, or write it from the start over each other)"
+            )
         if self.connect_timeout is not None and not 0 < self.connect_timeout <= 3600:
             raise ValueError(
                 f"--connect-timeout must be 1..3600000 ms, got {self.connect_timeout * 1e3:g}"
@@ -229,6 +235,7 @@ class _Flow:
     omitted_bytes: int = 0  # -O: counted in the pre-test (not in the totals)
     omitted_packets: int = 0
     omit_mark: tuple[int, int, int] | None = None  # UDP download: (lost, packets, ooo) at -O's end
+    eof: bool = False  # -F: its file is read to the end
     udp: UdpReceiver = field(default_factory=UdpReceiver)
     reply: Deferred[None] | None = None  # UDP: the server's answer to the connect datagram
 
@@ -451,6 +458,7 @@ class _Test:
         self.rtts: dict[int, _TcpStats] = {}
         self.capture: TimedCapture | None = None  # --pcap: the data streams' packets
         self.final: Deferred[dict[int, Any]] | None = None  # the sample as the test ended
+        self.disk: DiskFile | None = None  # -F
 
     # ---------------------------------------------------------------- streams
 
@@ -567,6 +575,8 @@ class _Test:
             flow.udp.add(count, sent, note.time / 1e9)
             packets = 1
         self._count(flow, note.time, len(note.data), packets)
+        if self.disk is not None:  # -R -F: what iperf3 read, into the file
+            self.disk.write(note.data)
         if self.end is None and self._received_all():
             self.end = note.time
             if not self.done.called:
@@ -836,7 +846,14 @@ class _Test:
                             continue
                     elif f.outstanding >= window:
                         continue
-                    self._queue(f, payload, gap, every, rate)
+                    data = payload
+                    if self.disk is not None:
+                        read = self.disk.block(len(payload))
+                        if read is None:  # an empty file
+                            f.eof = True
+                            continue
+                        data, f.eof = read, self.disk.done  # the last block: an ntag
+                    self._queue(f, data, gap, every, rate)
                     queued_any = more = True
                     if f.sent_packets % 64 == 0:
                         await session.wait_writable()
@@ -860,7 +877,8 @@ class _Test:
         if spec.bidir and spec.counted:
             await self._bidir_sent(limit)
             return
-        if spec.seconds is not None and not rate and not self.stopped:
+        eof = any(f.eof for f in tx)
+        if spec.seconds is not None and not rate and not self.stopped and not eof:
             # unpaced -t: TEST_END now, as iperf3's timer sends it with its socket buffer
             # still full; the blocks still queued at the endpoint are not waited for (8 MiB
             # took 0.7 s at 100 Mbit/s). The server counts only until TEST_END.
@@ -880,7 +898,7 @@ class _Test:
             raise self.failure
         if last_word:
             self._test_end()
-        if self.spec.seconds is None and not (self.stopped and self.end):
+        if (self.spec.seconds is None or eof) and not (self.stopped and self.end):
             self.end = self.latest
 
     async def _bidir_sent(self, limit: float) -> None:
@@ -914,6 +932,8 @@ class _Test:
     def _sent_all(self, f: _Flow, rate: float | None) -> bool:
         spec = self.spec
         if spec.counted and (self.stopped or self.done.called):  # --bidir: received all
+            return True
+        if f.eof:  # -F: the file's end ends the test (iperf3's diskfile_send: done)
             return True
         if spec.nbytes is not None:
             return sum(x.queued for x in self.flows) >= spec.nbytes
@@ -1149,6 +1169,8 @@ class _Test:
         }  # fmt: skip
 
     async def close(self) -> None:
+        if self.disk is not None:
+            self.disk.close()
         for d in self.ntags:
             d.addErrback(lambda _: None)
         for e in (self.emitting, self.final):  # a test that failed: samples not awaited
@@ -1193,6 +1215,32 @@ async def _bind_refused(session: EndpointSession, bind: str, server: Any) -> str
             f"IPv{server.version}"
         )
     return None
+
+
+class DiskFile:
+    """iperf3's -F (3.12's diskfile_send/_recv): a sender sends the file in blocks of -l
+    bytes, the last one short (exactly the file's bytes), and the test ends at its end; a
+    receiver writes what it read (the file created or emptied first)."""
+
+    def __init__(self, path: str, *, sending: bool) -> None:
+        self.f = open(path, "rb" if sending else "wb")  # noqa: SIM115 (closed with the test)
+        self.ahead: bytes | None = None  # the next block, read ahead to know the last
+        self.done = False  # the block returned last was the file's last
+
+    def block(self, size: int) -> bytes | None:
+        data = self.f.read(size) if self.ahead is None else self.ahead
+        if not data:
+            self.done = True
+            return None
+        self.ahead = self.f.read(size)
+        self.done = not self.ahead
+        return data
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+
+    def close(self) -> None:
+        self.f.close()
 
 
 async def _both(*steps: Any) -> None:
@@ -1249,6 +1297,13 @@ async def timed_test(
         return result
     test = _Test(session, spec, addr, port, ctl, on_interval, progress)
     test.should_stop = stopping
+    if spec.file is not None:
+        try:
+            test.disk = DiskFile(spec.file, sending=spec.direction == "upload")
+        except OSError as e:
+            result.error = f"-F {spec.file}: {e.strerror or e}"
+            await ctl.stream.close()
+            return result
     if recorder is not None:
         test.capture = TimedCapture(recorder)
     try:

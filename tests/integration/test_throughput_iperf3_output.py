@@ -263,3 +263,27 @@ def test_username_beside_native(auth_server: tuple[int, Path]) -> None:
         else:
             assert got.stdout.rstrip().splitlines()[-1].startswith("# 1 of 1 runs")
         wait_tcp_listening(p, timeout=20)
+
+
+def test_file_beside_native(port: int, tmp_path: Path) -> None:  # noqa: F811
+    """-F: a 1,000,000-byte file sent as native sends it (7 blocks of 128 KiB and one of
+    82,496 bytes: 1,000,000 in all, the test over at its end); -R -F with
+    --repeating-payload: the file holds what came, iperf3's pattern, as native's."""
+    data = tmp_path / "f.bin"
+    data.write_bytes(bytes(range(256)) * 3906 + bytes(64))  # 1,000,000 bytes
+    got = ours(port, "-F", str(data), "--direction", "upload", "--json")
+    assert got.returncode == 0, got.stderr
+    (r,) = [x for x in map(json.loads, got.stdout.splitlines()) if x["type"] == "throughput"]
+    nat = json.loads(native_run(port, "-F", str(data), "-J").stdout)
+    assert r["sum"]["sender"]["bytes"] == nat["end"]["sum_sent"]["bytes"] == 1_000_000
+    assert r["seconds"] < 5 and nat["end"]["sum_sent"]["seconds"] < 5  # not -t's 10 s
+    mine, theirs = tmp_path / "ours.bin", tmp_path / "native.bin"
+    got = ours(port, "-R", "-t", "1", "-F", str(mine), "--repeating-payload", "--json")
+    assert got.returncode == 0, got.stderr
+    (r,) = [x for x in map(json.loads, got.stdout.splitlines()) if x["type"] == "throughput"]
+    native_run(port, "-R", "-t", "1", "-F", str(theirs), "--repeating-payload", "-J")
+    assert mine.stat().st_size == r["sum"]["receiver"]["bytes"] > 1_000_000
+    pattern = b"0123456789" * 100
+    for f in (mine, theirs):  # the server's blocks: iperf3's pattern from each block's start
+        head = f.read_bytes()[:131072]
+        assert head[:1000] == pattern and theirs.stat().st_size > 1_000_000

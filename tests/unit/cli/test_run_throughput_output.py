@@ -164,7 +164,7 @@ def test_json_document_once_per_test_with_the_title() -> None:
          "(IP_PMTUDISC_DO) on its sockets"),
         (["-A", "1"], "-A 1: not supported: iperf3 pins its own process to a CPU "
          "(sched_setaffinity), and PacketLab has no request that places the endpoint's"),
-        (["-F", "f.bin"], "-F f.bin: not supported here: iperf3 sends a file's bytes"),
+        (["-F", "f.bin", "-P", "2"], "-F with -P or --bidir is not built here"),
         (["--username", "u"], "--username needs a username, a password ($IPERF3_PASSWORD, "
          "or asked on a terminal) and --rsa-public-key-path, as iperf3"),
         (["--username", "u", "--rsa-public-key-path", "/nonexistent.pem"],

@@ -18,7 +18,7 @@ from test_throughput_timed import RATE, SERVER, rig_with_server
 from packetlab.measure import iperf3
 from packetlab.measure.throughput_json import document
 from packetlab.measure.throughput_timed import TimedSpec, timed_test
-from packetlab.wire import Nopen, vmem
+from packetlab.wire import Nopen, Nsend, vmem
 
 SPECS: dict[str, dict[str, Any]] = {
     "tcp_download": {"direction": "download"},
@@ -276,3 +276,32 @@ def test_authtoken_as_iperf3_builds_it() -> None:
     assert server.params["authtoken"] == token
     params = list(server.params)  # -R: "reverse" after them
     assert params.index("authtoken") + 1 == params.index("client_version")
+
+
+def test_file_sent_in_blocks_the_last_short_and_the_test_ends_at_its_end(tmp_path: Any) -> None:
+    """-F (iperf3 3.12's diskfile_send): the file's bytes in -l blocks, the last one short,
+    nothing more; the test ends at the file's end, not at -t."""
+    f = tmp_path / "f.bin"
+    content = bytes(range(256)) * 10  # 2560 bytes: 1000, 1000, 560
+    f.write_bytes(content)
+    r, _c, _i, server, rig = run_test(TimedSpec(seconds=5, direction="upload", length=1000,
+                                                file=str(f)))  # fmt: skip
+    assert "error" not in r, r
+    assert server.bytes_in[0][iperf3.COOKIE_SIZE :] == content
+    assert r["sum"]["sender"]["bytes"] == 2560 and r["seconds"] < 1  # not the 5 s of -t
+    data = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid != 0]
+    assert [len(m.data) for m in data][1:] == [1000, 1000, 560]  # after the cookie
+
+
+def test_file_written_with_what_came(tmp_path: Any) -> None:
+    f = tmp_path / "out.bin"
+    f.write_bytes(b"old")
+    r, _c, _i, _server, _rig = run_test(TimedSpec(seconds=0.2, direction="download",
+                                                  file=str(f)))  # fmt: skip
+    assert "error" not in r, r
+    got = f.read_bytes()
+    assert len(got) == r["sum"]["receiver"]["bytes"] > 0 and set(got) == {ord("x")}
+    missing = run_test(TimedSpec(seconds=0.2, direction="upload", file=str(tmp_path / "no")))[0]
+    assert missing["error"] == f"-F {tmp_path / 'no'}: No such file or directory"
+    with pytest.raises(ValueError, match="-F with -P or --bidir is not built here"):
+        TimedSpec(streams=2, file=str(f)).check()
