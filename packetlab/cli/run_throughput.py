@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from packetlab.cli import pcapout
+from packetlab.cli import run_throughput_output as output
 from packetlab.cli.run import Given, RunError, given
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 from packetlab.measure import iperf3
@@ -37,9 +38,18 @@ With -t/-k/-P/-u/-b/-i/-l: iperf3's test and lines, every figure from endpoint s
 at the endpoint; the sender/receiver block pairs ours with the iperf3 server's.
 mbit_s is 10^6 bit/s. See docs/throughput.md.
 
+iperf3's output: -J (its document), -f, -T, --timestamps, --logfile, --get-server-output,
+-V (any of them selects iperf3's test); -J beside native:
+  pktlab run throughput -c 10.77.3.2 -t 2 -J                # iperf3 -c 10.77.3.2 -R -t 2 -J
+  pktlab run throughput -c 10.77.3.2 -t 2 -f m -T run1 --timestamps --get-server-output
+  pktlab run throughput -c 10.77.3.2 -t 2 -B 10.77.3.1 --connect-timeout 500
+
 Refused, one line each, exit 2 (iperf3's socket options: PacketLab's nopen carries none):
 -w N (SO_SNDBUF/SO_RCVBUF), -Z (sendfile), -C ALGO (TCP_CONGESTION), -M MSS (TCP_MAXSEG),
--N (TCP_NODELAY), -S TOS (IP_TOS), --fq-rate RATE (SO_MAX_PACING_RATE).
+-N (TCP_NODELAY), -S TOS and --dscp N (IP_TOS), --fq-rate RATE (SO_MAX_PACING_RATE),
+-L N (IPV6_FLOWLABEL_MGR), --dont-fragment (IP_MTU_DISCOVER), -A N (the endpoint's
+process cannot be pinned to a CPU), -B ADDR%DEV (SO_BINDTODEVICE).
+--username U --rsa-public-key-path K: iperf3's authtoken (password from $IPERF3_PASSWORD).
 """
 
 
@@ -108,15 +118,26 @@ def timed(args: argparse.Namespace) -> bool:
         or args.omit
         or args.cport is not None
         or args.bidir
+        or args.bind is not None
+        or args.connect_timeout is not None
+        or args.repeating_payload
+        or args.username is not None
+        or args.file is not None
+        or output.selected(args)
     )
 
 
 def split_host_port(
-    text: str, default: int, port_option: int | None = None, *, option: str = "--server"
+    text: str,
+    default: int,
+    port_option: int | None = None,
+    *,
+    option: str = "--server",
+    family: int | None = None,
 ) -> tuple[str, int]:
     """HOST, HOST:PORT or [V6]:PORT (`port_option`, iperf3's -p, wins). A host name is
-    resolved here, as iperf3 -c does (and ping/traceroute with the in-process endpoint).
-    `option` names the option in errors."""
+    resolved here, as iperf3 -c does (and ping/traceroute with the in-process endpoint),
+    to `family` (4 or 6: iperf3's -4/-6) if given. `option` names the option in errors."""
     import ipaddress
 
     from packetlab.cli.run import resolve_target
@@ -134,12 +155,18 @@ def split_host_port(
     if not host:
         raise RunError(f"{option} {text}: no host")
     try:
-        ipaddress.ip_address(host)
+        literal = ipaddress.ip_address(host)
     except ValueError:
         try:
-            host = str(resolve_target(host, None))
+            host = str(resolve_target(host, family))
         except RunError as e:
             raise RunError(f"{option} {text}: {e}") from None
+    else:
+        if family is not None and literal.version != family:
+            raise RunError(
+                f"{option} {text}: an IPv{literal.version} address, but -{family} was given "
+                "(iperf3: Address family for hostname not supported)"
+            )
     if not 1 <= port <= 65535:
         raise RunError(f"{option} {text}: bad port (1..65535)")
     return host, port
@@ -213,6 +240,40 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="IP type of service, as iperf3 -S: refused")  # fmt: skip
     p.add_argument("--fq-rate", dest="fq_rate", default=None, metavar="RATE",
                    help="fair-queuing pacing, as iperf3 --fq-rate: refused")  # fmt: skip
+    p.add_argument("--dscp", default=None, metavar="N",
+                   help="IP DSCP, as iperf3 --dscp: refused")  # fmt: skip
+    p.add_argument("-L", "--flowlabel", default=None, metavar="N",
+                   help="IPv6 flow label, as iperf3 -L: refused")  # fmt: skip
+    p.add_argument("--dont-fragment", dest="dont_fragment", action="store_true",
+                   help="IPv4 Don't Fragment, as iperf3: refused")  # fmt: skip
+    p.add_argument("-A", "--affinity", default=None, metavar="N[,M]",
+                   help="CPU affinity, as iperf3 -A: refused")  # fmt: skip
+    p.add_argument("-F", "--file", default=None, metavar="NAME",
+                   help="send the file's bytes in -l blocks (the test ends at its end, or "
+                   "-t), or with -R write what came to it, as iperf3 -F (one stream)")  # fmt: skip
+    p.add_argument("--username", default=None, metavar="NAME",
+                   help="authenticate to the server, as iperf3 --username: the password from "
+                   "$IPERF3_PASSWORD or asked on the terminal, encrypted with "
+                   "--rsa-public-key-path")  # fmt: skip
+    p.add_argument("--rsa-public-key-path", dest="rsa_public_key", default=None,
+                   metavar="FILE",
+                   help="the server's RSA public key (PEM) for --username, as iperf3")  # fmt: skip
+    fam = p.add_mutually_exclusive_group()
+    fam.add_argument("-4", "--version4", dest="family", action="store_const", const=4,
+                     help="only IPv4: a name resolved to IPv4, as iperf3 -4")  # fmt: skip
+    fam.add_argument("-6", "--version6", dest="family", action="store_const", const=6,
+                     help="only IPv6, as iperf3 -6")  # fmt: skip
+    p.add_argument("-B", "--bind", default=None, metavar="ADDR",
+                   help="the endpoint's local address for every connection (one of its "
+                   "addresses: else one line naming them), as iperf3 -B")  # fmt: skip
+    p.add_argument("--connect-timeout", dest="connect_timeout", type=int, default=None,
+                   metavar="MS",
+                   help="give up on the control connection after MS ms, as iperf3 "
+                   "[5000]")  # fmt: skip
+    p.add_argument("--repeating-payload", dest="repeating_payload", action="store_true",
+                   help="blocks of '0123456789...' instead of zeros, both ways (the "
+                   "server is told), as iperf3")  # fmt: skip
+    output.add_options(p)
     p.add_argument("--runs", type=int, default=1, metavar="N", help="transfers [default: 1]")
     p.add_argument(
         "--max-time", type=float, default=60.0, metavar="S", help="seconds per transfer [60]"
@@ -247,7 +308,17 @@ SOCKET_OPTIONS = (
     ("nodelay", "-N", "sets TCP_NODELAY on its sockets", SOCKETS),
     ("tos", "-S {}", "sets IP_TOS (IPV6_TCLASS) on its sockets", SOCKETS),
     ("fq_rate", "--fq-rate {}", "sets SO_MAX_PACING_RATE on its sockets", SOCKETS),
+    ("dscp", "--dscp {}", "sets IP_TOS (IPV6_TCLASS) to the DSCP on its sockets", SOCKETS),
+    ("flowlabel", "-L {}", "sets IPV6_FLOWLABEL_MGR and IPV6_FLOWINFO_SEND on its sockets",
+     SOCKETS),
+    ("dont_fragment", "--dont-fragment", "sets IP_MTU_DISCOVER (IP_PMTUDISC_DO) on its "
+     "sockets", SOCKETS),
 )  # fmt: skip
+#: -A: not a socket option (iperf3 places its own process), refused in the same way
+AFFINITY_REFUSED = (
+    "-A {}: not supported: iperf3 pins its own process to a CPU (sched_setaffinity), and "
+    "PacketLab has no request that places the endpoint's process or threads"
+)
 SOCKET_REFUSED = (
     "{}: not supported: iperf3 {}, and {} (nopen takes only the protocol, the addresses "
     "and rbufsz; there is no socket option request)"
@@ -263,14 +334,16 @@ def refused(args: argparse.Namespace) -> str | None:
         value = getattr(args, attr, None)
         if value not in (None, False):
             return SOCKET_REFUSED.format(flag.format(value), what, cannot)
+    if getattr(args, "affinity", None) is not None:
+        return AFFINITY_REFUSED.format(args.affinity)
     return None
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.throughput import throughput
 
-    host, port = split_host_port(args.server, 5201, args.port)
-    why = refused(args)
+    host, port = split_host_port(args.server, 5201, args.port, family=args.family)
+    why = refused(args) or output.check(args)
     if why is not None:
         raise RunError(why)
     if not 1 <= args.runs <= 10_000:
@@ -303,6 +376,57 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     return pcapout.recording(args, recorder, run)
 
 
+def bind(args: argparse.Namespace, host: str) -> str | None:
+    """-B's address (checked against the endpoint's addresses when the test starts)."""
+    import ipaddress
+
+    if args.bind is None:
+        return None
+    addr, _, dev = args.bind.partition("%")
+    if dev:
+        raise RunError(
+            f"-B {args.bind}: the %{dev} part is iperf3's --bind-dev (SO_BINDTODEVICE), a "
+            "socket option PacketLab cannot set on the endpoint's sockets"
+        )
+    try:
+        local = ipaddress.ip_address(addr)
+    except ValueError:
+        raise RunError(f"-B {args.bind}: not an IP address (the endpoint's own)") from None
+    if local.version != ipaddress.ip_address(host).version:
+        raise RunError(f"-B {args.bind}: an IPv{local.version} address, but the server {host} "
+                       f"is IPv{ipaddress.ip_address(host).version}")  # fmt: skip
+    return str(local)
+
+
+def authtoken(args: argparse.Namespace) -> str | None:
+    """--username's token, as iperf3 3.12 builds it: the password from $IPERF3_PASSWORD or
+    asked on the terminal, the key from --rsa-public-key-path."""
+    import os
+    import sys
+    import time
+
+    if args.username is None and args.rsa_public_key is None:
+        return None
+    password = os.environ.get("IPERF3_PASSWORD")
+    if password is None and args.username is not None and sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    if args.username is None or password is None or args.rsa_public_key is None:
+        raise RunError(
+            "--username needs a username, a password ($IPERF3_PASSWORD, or asked on a "
+            "terminal) and --rsa-public-key-path, as iperf3"
+        )
+    try:
+        with open(args.rsa_public_key, "rb") as f:
+            pem = f.read(1 << 16)
+        return iperf3.authtoken(args.username, password, pem, int(time.time()))
+    except (OSError, ValueError, TypeError) as e:
+        raise RunError(
+            f"--rsa-public-key-path {args.rsa_public_key}: not a valid RSA public key ({e})"
+        ) from None
+
+
 def timed_experiment(
     args: argparse.Namespace, host: str, port: int, emit: Emit, progress: Progress
 ) -> Experiment:
@@ -324,6 +448,10 @@ def timed_experiment(
         udp=args.udp, bitrate=args.bitrate, length=args.length,
         interval=1.0 if args.interval is None else args.interval,
         wide=args.wide, omit=args.omit, cport=args.cport, bidir=args.bidir,
+        extra_data=args.extra_data, server_output=args.server_output,
+        repeating_payload=args.repeating_payload, bind=bind(args, host),
+        connect_timeout=None if args.connect_timeout is None else args.connect_timeout / 1e3,
+        authtoken=authtoken(args), file=args.file,
     )  # fmt: skip
     try:
         spec.check()
@@ -399,7 +527,7 @@ def _header(text: str, r: Record) -> str:
     )
 
 
-def interval_rows(r: Record) -> str:
+def interval_rows(r: Record, fmt: str = "a") -> str:
     """iperf3's -i lines: one per stream, [SUM] with several, a header before the first
     (--bidir: the sending streams, then the receiving ones, each line with its role).
     TCP: Retr and Cwnd for a sender whose endpoint samples TCP_INFO (--bidir: the TX-C
@@ -427,7 +555,8 @@ def interval_rows(r: Record) -> str:
             if r.get("omitted"):
                 omitted = ("" if tail.endswith("  ") else "  " if udp else " " * 18) + "(omitted)"
             lines.append(iperf3.report_line(_label(s["id"], role), r["start"], r["end"],
-                                            s["bytes"], r["seconds"], tail + omitted))  # fmt: skip
+                                            s["bytes"], r["seconds"], tail + omitted,
+                                            fmt))  # fmt: skip
         if len(streams) > 1:
             several = True
             tail = f"  {sum(s['packets'] for s in streams)}  " if udp else ""
@@ -443,19 +572,21 @@ def interval_rows(r: Record) -> str:
                                        sum(s["total"] for s in streams))  # fmt: skip
             lines.append(iperf3.report_line(_label("SUM", role), r["start"], r["end"],
                                             sum(s["bytes"] for s in streams), r["seconds"],
-                                            tail + omitted))  # fmt: skip
+                                            tail + omitted, fmt))  # fmt: skip
     if several:
         lines.append(iperf3.SEPARATOR)
     return "\n".join(lines)
 
 
-def timed_rows(r: Record) -> str:
+def timed_rows(r: Record, fmt: str = "a", verbose: bool = False) -> str:
     """iperf3's closing block: sender and receiver lines per stream and [SUM], and which
     of them are the endpoint's (--bidir: the sending streams' block, then the receiving
-    ones')."""
+    ones'); `fmt` iperf3's -f, `verbose` its -V lines."""
     udp = r["protocol"] == "udp"
     shown = r.get("interval") and r["parallel"] > 1  # the intervals ended with a separator
     lines = [] if shown else [iperf3.SEPARATOR]
+    if verbose:
+        lines.append("Test Complete. Summary Results:")
     retr = not udp and any("retransmits" in s["sender"] for s in r["streams"])
     lines.append(
         _header(iperf3.UDP_HEADER if udp else iperf3.TCP_TOTAL_HEADER if retr else iperf3.HEADER, r)
@@ -469,13 +600,15 @@ def timed_rows(r: Record) -> str:
             else:
                 tail = _tcp_tail(x, side == "sender", cwnd=False) + side
             lines.append(iperf3.report_line(label, 0.0, r["seconds"] or 0.0, x["bytes"],
-                                            x["seconds"] or 0.0, tail))  # fmt: skip
+                                            x["seconds"] or 0.0, tail, fmt))  # fmt: skip
 
     for role, streams in _roles(r):
         for s in streams:
             two(_label(s["id"], role), s)
         if len(streams) > 1:
             two(_label("SUM", role), r["sum_reverse"] if role == "RX-C" else r["sum"])
+    if verbose:
+        lines += verbose_congestion(r)
     if r.get("bidir"):
         lines.append(BIDIR_NOTE)
     else:
@@ -490,16 +623,56 @@ def timed_rows(r: Record) -> str:
     return "\n".join(lines)
 
 
-def connected_rows(r: Record) -> str:
-    """iperf3's opening lines (the local side is the endpoint's)."""
+def verbose_congestion(r: Record) -> list[str]:
+    """iperf3 -V's `snd_tcp_congestion`/`rcv_tcp_congestion` lines: only the server's (the
+    endpoint's congestion control is not reported through PacketLab), as iperf3 prints
+    only the ones it knows."""
+    cc = r.get("server_info", {}).get("congestion_used")
+    if r["protocol"] != "tcp" or cc is None or r.get("direction") == "bidir":
+        return []
+    return [f"{'rcv' if r['direction'] == 'upload' else 'snd'}_tcp_congestion {cc}"]
+
+
+def starting_test(spec: Record) -> str:
+    """iperf3 -V's `Starting Test: ...` line (iperf_locale.c's test_start_time, _bytes,
+    _blocks), from the parameters in the result record or the options."""
+    head = (
+        f"Starting Test: protocol: {spec['protocol'].upper()}, {spec['parallel']} streams, "
+        f"{spec['length']} byte blocks, omitting {spec.get('omit', 0)} seconds, "
+    )
+    if spec.get("bytes_limit"):
+        return head + f"{spec['bytes_limit']} bytes to send, tos 0"
+    if spec.get("blocks"):
+        return head + f"{spec['blocks']} blocks to send, tos 0"
+    return head + f"{max(1, int((spec.get('time') or 10) + 0.999))} second test, tos 0"
+
+
+def connected_rows(r: Record, verbose: bool = False) -> str:
+    """iperf3's opening lines (the local side is the endpoint's); `verbose`: iperf3 -V's
+    too (Control connection MSS, Time, Cookie, TCP MSS, Target Bitrate, Starting Test: the
+    record has the parameters)."""
     lines = [f"Connecting to host {r['server']}, port {r['port']}"]
+    if verbose:
+        import email.utils
+
+        lines.insert(0, f"Time: {email.utils.formatdate(usegmt=True)}")
+        if r.get("tcp_mss"):  # the endpoint's TCP_INFO of the control connection
+            lines.insert(0, f"Control connection MSS {r['tcp_mss']}")
     if r["direction"] == "download":
         lines.append(f"Reverse mode, remote host {r['server']} is sending")
+    if verbose:
+        lines.append(f"      Cookie: {r.get('cookie', '')}")
+        if r["protocol"] == "tcp" and r.get("tcp_mss"):
+            lines.append(f"      TCP MSS: {r['tcp_mss']} (default)")
+        if r.get("bitrate"):
+            lines.append(f"      Target Bitrate: {int(r['bitrate'])}")
     for s in r["streams"]:
         lines.append(
             f"[{s['id']:>3}] local {s['local_host']} port {s['local_port']} connected to "
             f"{s['remote_host']} port {s['remote_port']}"
         )
+    if verbose:
+        lines.append(starting_test(r))
     return "\n".join(lines)
 
 
@@ -558,7 +731,8 @@ COMMAND = Command(
     summary=summary,
     budget=budget,
     epilog=EPILOG,
-    target=lambda args: split_host_port(args.server, 5201, args.port)[0],
+    target=lambda args: split_host_port(args.server, 5201, args.port, family=args.family)[0],
+    row_for=output.renderer,
 )
 
 

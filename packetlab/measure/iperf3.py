@@ -232,6 +232,10 @@ def timed_parameters(
     wide_counters: bool = False,
     omit: int = 0,
     bidir: bool = False,
+    extra_data: str | None = None,
+    get_server_output: bool = False,
+    repeating_payload: bool = False,
+    authtoken: str | None = None,
 ) -> dict[str, Any]:
     """The PARAM_EXCHANGE object of native `iperf3 -c` with -t, -n or -k, -P, -u, -b, -l, -R
     (checked with `iperf3 -d`): "time" a whole number of seconds (iperf3 takes -t as an
@@ -246,6 +250,12 @@ def timed_parameters(
         **({"bidirectional": True} if bidir else {}),
         "len": length,
         "pacing_timer": 1000,
+        # iperf3 3.12's order (`iperf3 -d`): --extra-data, --get-server-output,
+        # --repeating-payload (the server fills its blocks with the pattern when it sends)
+        **({"extra_data": extra_data} if extra_data is not None else {}),
+        **({"get_server_output": 1} if get_server_output else {}),
+        **({"repeating_payload": 1} if repeating_payload else {}),
+        **({"authtoken": authtoken} if authtoken is not None else {}),
         "client_version": "3.12",
     }
     if bitrate:
@@ -294,6 +304,56 @@ def server_streams(results: dict[str, Any]) -> dict[int, dict[str, float]]:
     except _Bad as e:
         raise Iperf3Error(f"unexpected iperf3 results: {e}") from None
     return out
+
+
+def server_output(results: dict[str, Any]) -> str | dict[str, Any] | None:
+    """What a server asked for `get_server_output` sends with its results: its text
+    (`server_output_text`) or, a server with -J, its JSON document (`server_output_json`);
+    None when it sent neither, or something else."""
+    text = results.get("server_output_text")
+    if isinstance(text, str):
+        return text
+    doc = results.get("server_output_json")
+    return doc if isinstance(doc, dict) else None
+
+
+def remote(results: dict[str, Any]) -> dict[str, Any]:
+    """The server's CPU figures (`cpu_util_total`, `_user`, `_system`: percent) and its
+    congestion control (`congestion_used`), those it sent in range; -J shows them as
+    remote_* and sender/receiver_tcp_congestion."""
+    out: dict[str, Any] = {}
+    for key in ("cpu_util_total", "cpu_util_user", "cpu_util_system"):
+        v = results.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            out[key] = min(max(float(v), 0.0), 1e4)
+    cc = results.get("congestion_used")
+    if isinstance(cc, str) and cc.isprintable() and len(cc) <= 32:
+        out["congestion_used"] = cc
+    return out
+
+
+def authtoken(username: str, password: str, public_key_pem: bytes, now: int) -> str:
+    """iperf3's --username token (iperf_auth.c, 3.12): `user: U\\npwd:  P\\nts:   T` (T
+    the time in s) encrypted with the server's RSA public key, PKCS #1 v1.5 padding (a
+    token of native 3.12's decrypts only so), base64 on one line. The server decrypts it
+    with its private key and checks sha256("{U}P") against its authorized users.
+    ValueError for a key that is no RSA public key."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = serialization.load_pem_public_key(public_key_pem)
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("not an RSA public key")
+    text = f"user: {username}\npwd:  {password}\nts:   {now}".encode()
+    return base64.b64encode(key.encrypt(text, padding.PKCS1v15())).decode()
+
+
+def repeating_pattern(n: int) -> bytes:
+    """iperf3's --repeating-payload: "0123456789" over and over (its
+    fill_with_repeating_pattern), instead of its random bytes."""
+    return (b"0123456789" * (n // 10 + 1))[:n]
 
 
 def udp_header(count: int, ns: int, *, wide: bool = False) -> bytes:
@@ -382,6 +442,38 @@ def unit(value: float, kind: str) -> str:
     return f"{num} {labels[i]}"
 
 
+#: iperf3's -f letters: a (adaptive bits, the default), k, m, g, t (10^3 steps of bits);
+#: A, K, M, G, T the same in bytes (2^10 steps).
+FORMATS = "akmgtAKMGT"
+_BIT_LABELS = ("bit", "Kbit", "Mbit", "Gbit", "Tbit")
+_BYTE_LABELS = ("Byte", "KByte", "MByte", "GByte", "TByte")
+
+
+def unit_snprintf(value: float, fmt: str) -> str:
+    """iperf3's unit_snprintf (units.c, 3.12) with the plural `s` its report lines add:
+    `value` in bytes (a rate: bytes per second); a lower-case `fmt` shows it as bits
+    (x 8, 1000 steps), an upper-case one as bytes (1024 steps); `a`/`A` pick the unit,
+    the others fix it (`-f m`: `21809 Mbits`, `-f K`: `2612365 KBytes`)."""
+    bits = not fmt.isupper()
+    step = 1000.0 if bits else 1024.0
+    if bits:
+        value *= 8
+    conv = "BKMGT".find(fmt.upper())
+    if conv < 0:  # "a"/"A": adaptive
+        conv, v = 0, value
+        while v >= step and conv < 4:
+            v /= step
+            conv += 1
+    value /= step**conv
+    if value < 9.995:
+        num = f"{value:4.2f}"
+    elif value < 99.95:
+        num = f"{value:4.1f}"
+    else:
+        num = f"{value:4.0f}"
+    return f"{num} {(_BIT_LABELS if bits else _BYTE_LABELS)[conv]}s"
+
+
 HEADER = "[ ID] Interval           Transfer     Bitrate"
 UDP_HEADER = HEADER + "         Jitter    Lost/Total Datagrams"
 UDP_SENDER_HEADER = HEADER + "         Total Datagrams"
@@ -408,14 +500,16 @@ def report_line(
     nbytes: int,
     seconds: float,
     tail: str = "",
+    fmt: str = "a",
 ) -> str:
-    """One of iperf3's `[  5]   0.00-1.00   sec  1.22 MBytes  10.2 Mbits/sec ...` lines."""
+    """One of iperf3's `[  5]   0.00-1.00   sec  1.22 MBytes  10.2 Mbits/sec ...` lines;
+    `fmt` the rate's -f letter (the transfer is always adaptive bytes, as iperf3's)."""
     ident = f"[{label:>3}]" if isinstance(label, int) else f"[{label}]"
-    rate = nbytes * 8 / seconds if seconds > 0 else 0.0
-    return (
-        f"{ident} {start:6.2f}-{end:<6.2f} sec  {unit(nbytes, 'bytes')}  "
-        f"{unit(rate, 'bits')}/sec{tail}"
-    )
+    if fmt == "a":
+        rate = unit(nbytes * 8 / seconds if seconds > 0 else 0.0, "bits")
+    else:
+        rate = unit_snprintf(nbytes / seconds if seconds > 0 else 0.0, fmt)
+    return f"{ident} {start:6.2f}-{end:<6.2f} sec  {unit(nbytes, 'bytes')}  {rate}/sec{tail}"
 
 
 def udp_tail(jitter_s: float, lost: int, total: int) -> str:

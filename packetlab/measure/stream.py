@@ -114,6 +114,7 @@ class TcpStream:
         rbufsz: int = DEFAULT_RBUFSZ,
         sktid: int | None = None,
         recorder: PcapRecorder | None = None,
+        laddr: AddressLike | None = None,
     ) -> TcpStream:
         """Connect from the endpoint; raises ConnectFailed (REFUSED, not established
         within `timeout` s, ...) after closing the socket. With `recorder`, the
@@ -122,7 +123,7 @@ class TcpStream:
         if sktid is None:
             sktid = session.free_sktid()
         t0 = read_time(session)  # pipelined: sampled just before the nopen is handled
-        opened = session.nopen_tcp_connect(sktid, ra, port, rbufsz=rbufsz)
+        opened = session.nopen_tcp_connect(sktid, ra, port, laddr=laddr, rbufsz=rbufsz)
         started = await t0
         sock = await opened
         try:

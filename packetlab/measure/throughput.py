@@ -326,17 +326,28 @@ async def _rbufused(session: EndpointSession, sktid: int) -> int:
 #: when the machine is loaded (an iperf3 -s whose listen() strace held 300 ms: `--runs 3`
 #: failed its second and third tests "connection refused").
 ADMIT_ATTEMPTS, ADMIT_RETRY_S = 3, 0.2
+#: The control connection's connect, unless --connect-timeout says (TcpStream's default).
+CONNECT_TIMEOUT_S = 5.0
 
 
 async def _admitted(
-    session: EndpointSession, addr: Any, port: int, recorder: PcapRecorder | None
+    session: EndpointSession,
+    addr: Any,
+    port: int,
+    recorder: PcapRecorder | None,
+    *,
+    laddr: str | None = None,
+    timeout: float | None = None,
 ) -> tuple[_Control, bytes]:
-    """The control connection of a new test, its cookie sent and PARAM_EXCHANGE read; the
+    """The control connection of a new test (from `laddr`, established within `timeout`
+    s: iperf3's -B, --connect-timeout), its cookie sent and PARAM_EXCHANGE read; the
     cookie. Raises the last attempt's error (ControllerError, Iperf3Error)."""
     attempt = 1
+    wait = CONNECT_TIMEOUT_S if timeout is None else timeout
     while True:
         try:
-            stream = await TcpStream.connect(session, addr, port, recorder=recorder)
+            stream = await TcpStream.connect(session, addr, port, recorder=recorder,
+                                             laddr=laddr, timeout=wait)  # fmt: skip
         except ConnectFailed as e:
             if e.state not in ("REFUSED", "RESET") or attempt >= ADMIT_ATTEMPTS:
                 raise

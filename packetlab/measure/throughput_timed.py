@@ -128,6 +128,13 @@ class TimedSpec:
     omit: int = 0  # -O: seconds of pre-test first, reported "(omitted)" and not counted
     cport: int | None = None  # --cport: the data streams' local ports at the endpoint, from it
     bidir: bool = False  # --bidir: `streams` sending and as many receiving, at once
+    extra_data: str | None = None  # --extra-data: told the server (its JSON shows it)
+    server_output: bool = False  # --get-server-output: the server's own report, in the result
+    repeating_payload: bool = False  # --repeating-payload: "0123..." blocks both ways
+    bind: str | None = None  # -B: the endpoint's local address for every connection
+    connect_timeout: float | None = None  # --connect-timeout (s): the control connection's
+    authtoken: str | None = None  # --username: iperf3's encrypted credentials
+    file: str | None = None  # -F: blocks read from it (sending), what came written to it
 
     def check(self) -> None:
         if self.direction not in ("download", "upload"):
@@ -169,6 +176,15 @@ class TimedSpec:
         least = 16 if self.udp else 1
         if self.length is not None and not least <= self.length <= top:
             raise ValueError(f"-l must be {least}..{top} bytes, got {self.length}")
+        if self.file is not None and (self.streams > 1 or self.bidir):
+            raise ValueError(
+                "-F with -P or --bidir is not built here (iperf3's streams each read the "
+                "file whole, or write it from the start over each other)"
+            )
+        if self.connect_timeout is not None and not 0 < self.connect_timeout <= 3600:
+            raise ValueError(
+                f"--connect-timeout must be 1..3600000 ms, got {self.connect_timeout * 1e3:g}"
+            )
 
     @property
     def counted(self) -> bool:
@@ -219,6 +235,7 @@ class _Flow:
     omitted_bytes: int = 0  # -O: counted in the pre-test (not in the totals)
     omitted_packets: int = 0
     omit_mark: tuple[int, int, int] | None = None  # UDP download: (lost, packets, ooo) at -O's end
+    eof: bool = False  # -F: its file is read to the end
     udp: UdpReceiver = field(default_factory=UdpReceiver)
     reply: Deferred[None] | None = None  # UDP: the server's answer to the connect datagram
 
@@ -260,6 +277,8 @@ class TimedResult:
     late: tuple[int, int, float] | None = None  # scheduled sends: (late, tagged, worst ms)
     stopped: bool = False  # ended early when asked (`stopping`: Ctrl-C)
     pcap_dropped: int = 0  # --pcap: data packets past its bound, not in the file
+    server_output: str | dict[str, Any] | None = None  # --get-server-output: the server's
+    remote: dict[str, Any] = field(default_factory=dict)  # its CPU figures and congestion
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -274,7 +293,10 @@ class TimedResult:
             "time": s.seconds,
             "bytes": s.nbytes,
             "interval": s.interval,
+            "length": s.block,
         }
+        if s.nbytes is not None:
+            out["bytes_limit"] = s.nbytes  # -n (`bytes` becomes what was moved)
         if s.blocks is not None:
             out["blocks"] = s.blocks
         if s.rate:
@@ -315,6 +337,14 @@ class TimedResult:
             out["stopped"] = True
         if self.pcap_dropped:
             out["pcap_dropped"] = self.pcap_dropped
+        if isinstance(self.server_output, str):
+            out["server_output_text"] = self.server_output
+        elif self.server_output is not None:
+            out["server_output_json"] = self.server_output
+        if self.spec.extra_data is not None:
+            out["extra_data"] = self.spec.extra_data
+        if self.remote:
+            out["server_info"] = self.remote
         if self.late is not None:
             out.update(late_sends=self.late[0], tagged_sends=self.late[1],
                        late_max_ms=self.late[2])  # fmt: skip
@@ -428,6 +458,7 @@ class _Test:
         self.rtts: dict[int, _TcpStats] = {}
         self.capture: TimedCapture | None = None  # --pcap: the data streams' packets
         self.final: Deferred[dict[int, Any]] | None = None  # the sample as the test ended
+        self.disk: DiskFile | None = None  # -F
 
     # ---------------------------------------------------------------- streams
 
@@ -445,10 +476,17 @@ class _Test:
                 sktid = session.free_sktid()
                 if spec.udp:
                     sock = await session.nopen_udp(sktid, family=family, rbufsz=rbuf,
-                                                   lport=lport, buffer=False)  # fmt: skip
+                                                   laddr=spec.bind, lport=lport,
+                                                   buffer=False)  # fmt: skip
                 else:
                     sock = await session.nopen_tcp_connect(
-                        sktid, self.addr, self.port, rbufsz=rbuf, lport=lport, buffer=False
+                        sktid,
+                        self.addr,
+                        self.port,
+                        laddr=spec.bind,
+                        rbufsz=rbuf,
+                        lport=lport,
+                        buffer=False,
                     )
             except RequestFailed as e:
                 if lport and e.name != "ENORES":
@@ -537,6 +575,8 @@ class _Test:
             flow.udp.add(count, sent, note.time / 1e9)
             packets = 1
         self._count(flow, note.time, len(note.data), packets)
+        if self.disk is not None:  # -R -F: what iperf3 read, into the file
+            self.disk.write(note.data)
         if self.end is None and self._received_all():
             self.end = note.time
             if not self.done.called:
@@ -786,7 +826,7 @@ class _Test:
                 f.next_time = first
             every = max(1, math.ceil(1e9 / gap / TAGS_PER_S))
         window = max(2 * block, WINDOW // len(tx))
-        payload = bytes(block)
+        payload = iperf3.repeating_pattern(block) if spec.repeating_payload else bytes(block)
         limit = clock.seconds() + timeout
         while True:
             if self.failure is not None:
@@ -806,7 +846,14 @@ class _Test:
                             continue
                     elif f.outstanding >= window:
                         continue
-                    self._queue(f, payload, gap, every, rate)
+                    data = payload
+                    if self.disk is not None:
+                        read = self.disk.block(len(payload))
+                        if read is None:  # an empty file
+                            f.eof = True
+                            continue
+                        data, f.eof = read, self.disk.done  # the last block: an ntag
+                    self._queue(f, data, gap, every, rate)
                     queued_any = more = True
                     if f.sent_packets % 64 == 0:
                         await session.wait_writable()
@@ -830,7 +877,8 @@ class _Test:
         if spec.bidir and spec.counted:
             await self._bidir_sent(limit)
             return
-        if spec.seconds is not None and not rate and not self.stopped:
+        eof = any(f.eof for f in tx)
+        if spec.seconds is not None and not rate and not self.stopped and not eof:
             # unpaced -t: TEST_END now, as iperf3's timer sends it with its socket buffer
             # still full; the blocks still queued at the endpoint are not waited for (8 MiB
             # took 0.7 s at 100 Mbit/s). The server counts only until TEST_END.
@@ -850,7 +898,7 @@ class _Test:
             raise self.failure
         if last_word:
             self._test_end()
-        if self.spec.seconds is None and not (self.stopped and self.end):
+        if (self.spec.seconds is None or eof) and not (self.stopped and self.end):
             self.end = self.latest
 
     async def _bidir_sent(self, limit: float) -> None:
@@ -884,6 +932,8 @@ class _Test:
     def _sent_all(self, f: _Flow, rate: float | None) -> bool:
         spec = self.spec
         if spec.counted and (self.stopped or self.done.called):  # --bidir: received all
+            return True
+        if f.eof:  # -F: the file's end ends the test (iperf3's diskfile_send: done)
             return True
         if spec.nbytes is not None:
             return sum(x.queued for x in self.flows) >= spec.nbytes
@@ -1072,14 +1122,34 @@ class _Test:
                     out[-1]["role"] = "TX-C"
         return out
 
-    async def connected(self) -> dict[str, Any]:
+    async def _udp_local(self) -> Any:
+        """The address an unbound UDP socket sends from (iperf3 connects its UDP sockets and
+        shows that one): -B's, the server's on loopback, else the endpoint's first of its
+        family."""
+        if self.spec.bind is not None:
+            return parse_address(self.spec.bind)
+        if self.addr.is_loopback:
+            return self.addr
+        mine = [a for a in (await read_system_info(self.session)).addresses
+                if a.version == self.addr.version]  # fmt: skip
+        return mine[0] if mine else None
+
+    async def connected(self, key: bytes = b"") -> dict[str, Any]:
         """iperf3's `connected` list: each stream's local and remote address and port (the
-        endpoint's side; an unbound UDP socket shows its wildcard address)."""
+        endpoint's side; an unbound UDP socket the address it sends from), and the test's
+        cookie (iperf3 -V and -J show it)."""
         infos = [read_socket_info(self.session, f.sktid) for f in self.flows]
+        try:  # iperf3 -V's "TCP MSS" and -J's tcp_mss_default: the control connection's
+            ctl_info = await read_tcp_info(self.session, self.ctl.stream.sktid)
+        except ControllerError:
+            ctl_info = None
         streams = []
         for f, d in zip(self.flows, infos, strict=True):
             info = await d
-            streams.append({"id": f.label, "local_host": str(info.laddr or ""),
+            local = info.laddr
+            if self.spec.udp and (local is None or local.is_unspecified):
+                local = await self._udp_local()
+            streams.append({"id": f.label, "local_host": str(local or ""),
                             "local_port": info.lport, "remote_host": str(self.addr),
                             "remote_port": self.port})  # fmt: skip
         return {
@@ -1089,9 +1159,18 @@ class _Test:
             "direction": "bidir" if self.spec.bidir else self.spec.direction,
             "protocol": "udp" if self.spec.udp else "tcp",
             "streams": streams,
-        }
+            "cookie": key.rstrip(b"\0").decode(errors="replace"),
+            # 0: an endpoint without SKT_TCPINFO (the reference)
+            "tcp_mss": ctl_info.snd_mss if ctl_info is not None else 0,
+            # the test as the server was told (iperf3 -V's "Starting Test" line)
+            "parallel": self.spec.streams, "length": self.spec.block, "omit": self.spec.omit,
+            "time": self.spec.seconds, "bytes_limit": self.spec.nbytes,
+            "blocks": self.spec.blocks, "bitrate": self.spec.rate,
+        }  # fmt: skip
 
     async def close(self) -> None:
+        if self.disk is not None:
+            self.disk.close()
         for d in self.ntags:
             d.addErrback(lambda _: None)
         for e in (self.emitting, self.final):  # a test that failed: samples not awaited
@@ -1103,6 +1182,65 @@ class _Test:
                     await self.session.nclose(f.sktid)
                 except ControllerError:
                     pass
+
+
+def _server_results(
+    results: dict[str, Any],
+) -> tuple[dict[int, dict[str, float]], str | dict[str, Any] | None, dict[str, Any]]:
+    """The server's figures per stream, its own report (--get-server-output), and what it
+    says of itself (-J's remote CPU figures and congestion control)."""
+    return iperf3.server_streams(results), iperf3.server_output(results), iperf3.remote(results)
+
+
+async def _bind_refused(session: EndpointSession, bind: str, server: Any) -> str | None:
+    """-B: None when `bind` is one of the endpoint's addresses, of the server's family;
+    else the one line saying why, naming the endpoint's addresses (iperf3 would fail its
+    bind(): "Cannot assign requested address")."""
+    import ipaddress
+
+    try:
+        want = ipaddress.ip_address(bind)
+    except ValueError:
+        return f"-B {bind}: not an IP address (the endpoint's local address is wanted)"
+    mine = (await read_system_info(session)).addresses
+    if want not in mine:
+        listed = ", ".join(str(a) for a in mine) or "none"
+        return (
+            f"-B {bind}: not an address of the endpoint (its addresses: {listed}); iperf3 "
+            "would fail to bind it (Cannot assign requested address)"
+        )
+    if want.version != server.version:
+        return (
+            f"-B {bind}: an IPv{want.version} address, but the server {server} is "
+            f"IPv{server.version}"
+        )
+    return None
+
+
+class DiskFile:
+    """iperf3's -F (3.12's diskfile_send/_recv): a sender sends the file in blocks of -l
+    bytes, the last one short (exactly the file's bytes), and the test ends at its end; a
+    receiver writes what it read (the file created or emptied first)."""
+
+    def __init__(self, path: str, *, sending: bool) -> None:
+        self.f = open(path, "rb" if sending else "wb")  # noqa: SIM115 (closed with the test)
+        self.ahead: bytes | None = None  # the next block, read ahead to know the last
+        self.done = False  # the block returned last was the file's last
+
+    def block(self, size: int) -> bytes | None:
+        data = self.f.read(size) if self.ahead is None else self.ahead
+        if not data:
+            self.done = True
+            return None
+        self.ahead = self.f.read(size)
+        self.done = not self.ahead
+        return data
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+
+    def close(self) -> None:
+        self.f.close()
 
 
 async def _both(*steps: Any) -> None:
@@ -1144,8 +1282,13 @@ async def timed_test(
     if timeout is None:
         timeout = (spec.seconds or 0) + 30.0
     result = TimedResult(spec, str(addr), port)
+    if spec.bind is not None:
+        result.error = await _bind_refused(session, spec.bind, addr)
+        if result.error is not None:
+            return result
     try:
-        ctl, key = await _admitted(session, addr, port, recorder)
+        ctl, key = await _admitted(session, addr, port, recorder, laddr=spec.bind,
+                                   timeout=spec.connect_timeout)  # fmt: skip
     except Iperf3Error as e:
         result.error = str(e)
         return result
@@ -1154,6 +1297,13 @@ async def timed_test(
         return result
     test = _Test(session, spec, addr, port, ctl, on_interval, progress)
     test.should_stop = stopping
+    if spec.file is not None:
+        try:
+            test.disk = DiskFile(spec.file, sending=spec.direction == "upload")
+        except OSError as e:
+            result.error = f"-F {spec.file}: {e.strerror or e}"
+            await ctl.stream.close()
+            return result
     if recorder is not None:
         test.capture = TimedCapture(recorder)
     try:
@@ -1162,12 +1312,22 @@ async def timed_test(
             streams=spec.streams,
             reverse=spec.direction == "download" and not spec.bidir, length=spec.block,
             bitrate=spec.rate, wide_counters=spec.wide, omit=spec.omit, bidir=spec.bidir,
+            extra_data=spec.extra_data, get_server_output=spec.server_output,
+            repeating_payload=spec.repeating_payload, authtoken=spec.authtoken,
         )  # fmt: skip
         ctl.stream.send(iperf3.encode_json(params))
-        await ctl.expect(State.CREATE_STREAMS)
+        try:
+            await ctl.expect(State.CREATE_STREAMS)
+        except Iperf3Error as e:  # iperf3 3.12's server fails the test, saying nothing more
+            if spec.authtoken is None or "failed" not in str(e):
+                raise
+            raise Iperf3Error(
+                f"{e}: test authorization failed (iperf3's words): a user, password or key "
+                "the server does not take, or clocks further apart than its skew threshold"
+            ) from None
         await test.open(key)
         if on_connected is not None:
-            on_connected(await test.connected())
+            on_connected(await test.connected(key))
         await ctl.expect(State.TEST_START, timeout=CONNECT_WAIT)
         test.started(ctl.time)
         await ctl.expect(State.TEST_RUNNING)
@@ -1186,7 +1346,10 @@ async def timed_test(
         if test.emitting is not None:
             await test.emitting  # the intervals shown before the totals
         ctl.stream.send(iperf3.encode_json(iperf3.timed_client_results(test.figures())))
-        result.streams = test.streams(await ctl.read_json(iperf3.server_streams), tcp)
+        theirs, output, result.remote = await ctl.read_json(_server_results)
+        if spec.server_output:  # an iperf3 3.12 server keeps sending it after one asked
+            result.server_output = output
+        result.streams = test.streams(theirs, tcp)
         result.seconds = round(test.seconds(), 6)
         result.stopped = test.stopped
         if test.tagged:

@@ -1,0 +1,289 @@
+"""`pktlab run throughput`'s iperf3 output and connection options beside native `iperf3
+-c` 3.12 against the same `iperf3 -s` on loopback: -J's documents (the same key paths,
+order and `sender` flags; our figures), -f/-T/--timestamps/-V/--get-server-output
+lines, --logfile, -B, --connect-timeout against a listener that drops SYNs, -4/-6.
+
+Bounded: 1 s tests, one server per test on a free loopback port (the fixture of
+test_throughput_iperf3_options), loose figure bounds for a shared 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_throughput_iperf3_options import REPO, pktlab, port  # noqa: F401 (a fixture)
+from testkit.poll import wait_tcp_listening
+
+pytestmark = pytest.mark.skipif(
+    subprocess.run(["which", "iperf3"], capture_output=True).returncode != 0,
+    reason="iperf3 missing",
+)
+
+
+def native_run(port: int, *args: str) -> subprocess.CompletedProcess[str]:  # noqa: F811
+    wait_tcp_listening(port, timeout=20)  # the server listens anew between tests
+    return subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), *args],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def ours(port: int, *args: str) -> subprocess.CompletedProcess[str]:  # noqa: F811
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "TZ": "UTC"}
+    return subprocess.run(
+        [sys.executable, "-m", "packetlab", "run", "throughput", "-c", "127.0.0.1", "-p",
+         str(port), "--insecure-plaintext", *args],
+        capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
+    )  # fmt: skip
+
+
+def paths(obj: Any, at: str = "") -> set[str]:
+    out: set[str] = set()
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out |= {f"{at}/{k}"} | paths(v, f"{at}/{k}")
+    elif isinstance(obj, list):
+        for x in obj:
+            out |= paths(x, at + "[]")
+    return out
+
+
+def flags(doc: dict[str, Any]) -> list[tuple[str, bool]]:
+    out = [(f"i{k}", v["sender"]) for k, v in doc["intervals"][0].items() if isinstance(v, dict)]
+    out += [(f"e{k}", v["sender"]) for k, v in doc["end"].items() if k.startswith("sum")]
+    for s in doc["end"]["streams"]:
+        out += [(side, v["sender"]) for side, v in s.items()]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs"),
+    [
+        (["-t", "1"], ["-R", "-t", "1"]),
+        (["-t", "1", "--direction", "upload", "-b", "50M"], ["-t", "1", "-b", "50M"]),
+        (["-t", "1", "-u", "-b", "5M", "-l", "1460", "--direction", "upload"],
+         ["-t", "1", "-u", "-b", "5M", "-l", "1460"]),
+        (["-t", "1", "-u", "-b", "5M", "-l", "1460"], ["-t", "1", "-u", "-b", "5M", "-l", "1460",
+                                                        "-R"]),
+        (["-t", "1", "--bidir", "-b", "20M"], ["-t", "1", "--bidir", "-b", "20M"]),
+    ],
+)  # fmt: skip
+def test_json_document_beside_native(port: int, mine: list[str], theirs: list[str]) -> None:  # noqa: F811
+    more = ["-J", "--get-server-output", "--extra-data", "x1", "-T", "t1"]
+    got = ours(port, *mine, *more)
+    assert got.returncode == 0, got.stderr
+    doc = json.loads(got.stdout)  # one document, nothing else on stdout (as iperf3 -J)
+    nat = native_run(port, *theirs, *more)
+    assert nat.returncode == 0, nat.stdout[-500:]
+    ref = json.loads(nat.stdout)
+    assert paths(doc) == paths(ref)
+    assert list(doc) == list(ref) and list(doc["end"]) == list(ref["end"])
+    assert flags(doc) == flags(ref)
+    assert [c["socket"] for c in doc["start"]["connected"]] == [
+        c["socket"] for c in ref["start"]["connected"]]  # fmt: skip
+    assert doc["start"]["connected"][0]["local_host"] == "127.0.0.1"
+    if "tcp_mss_default" in ref["start"]:  # the control connection's, from TCP_INFO
+        assert doc["start"]["tcp_mss_default"] == ref["start"]["tcp_mss_default"]
+    assert doc["title"] == "t1" and doc["extra_data"] == "x1"
+    assert "Accepted connection from 127.0.0.1" in doc["server_output_text"]
+    for key in ("protocol", "num_streams", "omit", "duration", "reverse", "target_bitrate"):
+        assert doc["start"]["test_start"][key] == ref["start"]["test_start"][key], key
+    if "-u" in mine:  # paced: about the same bytes as native's
+        for k in ("sum_sent", "sum_received"):
+            assert doc["end"][k]["bytes"] == pytest.approx(ref["end"][k]["bytes"], rel=0.1), k
+    if "-b" in mine and "-u" not in mine:
+        rate = doc["end"]["sum_received"]["bits_per_second"]
+        assert rate == pytest.approx(ref["end"]["sum_received"]["bits_per_second"], rel=0.15)
+    assert doc["end"]["cpu_utilization_percent"]["remote_total"] > 0  # the server's figure
+
+
+def test_text_options_beside_native(port: int) -> None:  # noqa: F811
+    opts = ["-t", "1", "-f", "k", "-T", "hi", "--timestamps", "-V"]
+    got = ours(port, *opts, "--direction", "upload", "-b", "50M")
+    assert got.returncode == 0, got.stderr
+    nat = native_run(port, *opts, "-b", "50M")
+    stamp = r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4} hi:  "
+    # every line of ours; native 3.12 -V prints "Control connection MSS" bare and its
+    # uname line with the prefix twice
+    assert all(re.match(stamp, line) for line in got.stdout.splitlines()), got.stdout
+    assert sum(bool(re.match(stamp, x)) for x in nat.stdout.splitlines()) >= 15, nat.stdout
+    mine = [re.sub(stamp, "", x) for x in got.stdout.splitlines()]
+    theirs = [re.sub(stamp, "", x) for x in nat.stdout.splitlines()]
+    # -V: native's lines that we print, in native's order
+    heads = ["Control connection MSS", "Time: ", "Connecting to host", "      Cookie: ",
+             "      TCP MSS: ", "[  5] local",
+             "Starting Test: ", "[ ID] Interval", "- - - -", "Test Complete. Summary Results:",
+             "rcv_tcp_congestion"]  # fmt: skip
+    for lines in (mine, theirs):
+        at = [next(i for i, x in enumerate(lines) if x.startswith(h)) for h in heads]
+        assert at == sorted(at), lines
+    for same in ("Starting Test: ", "      TCP MSS: ", "Control connection MSS"):
+        assert [x for x in mine if same in x] == [x for x in theirs if same in x], same
+    rx = [x for x in mine + theirs if x.endswith("receiver")]  # -f k: ~50000 Kbits/sec both
+    assert len(rx) == 2 and all(re.search(r"\s(4\d|5\d)\d{3} Kbits/sec", x) for x in rx), rx
+
+
+def test_server_output_and_logfile_beside_native(port: int, tmp_path: Path) -> None:  # noqa: F811
+    ours_log, native_log = tmp_path / "ours.log", tmp_path / "native.log"
+    got = ours(port, "-t", "1", "--get-server-output", "--logfile", str(ours_log))
+    assert got.returncode == 0 and got.stdout == "", (got.stdout, got.stderr)
+    nat = native_run(port, "-R", "-t", "1", "--get-server-output", "--logfile", str(native_log))
+    assert nat.returncode == 0 and nat.stdout == ""
+    for log in (ours_log, native_log):
+        lines = log.read_text().splitlines()
+        assert lines[0] == f"Connecting to host 127.0.0.1, port {port}"
+        at = lines.index("Server output:")
+        assert lines[at - 1] == "" and "Accepted connection from 127.0.0.1" in "\n".join(lines[at:])
+    # the server's view of our data stream: the port the endpoint connected from
+    text = ours_log.read_text()
+    local = re.search(r"\[  5\] local 127\.0\.0\.1 port (\d+) connected to", text)
+    assert local is not None
+    assert f"connected to 127.0.0.1 port {local.group(1)}" in text.split("Server output:")[1]
+
+
+def test_bind_beside_native(port: int) -> None:  # noqa: F811
+    got = ours(port, "-t", "1", "-B", "127.0.0.1", "--json")
+    assert got.returncode == 0, got.stderr
+    records = [json.loads(x) for x in got.stdout.splitlines()]
+    assert records[0]["streams"][0]["local_host"] == "127.0.0.1"
+    bad = ours(port, "-t", "1", "-B", "10.9.9.9")
+    assert bad.returncode == 1
+    assert ("-B 10.9.9.9: not an address of the endpoint (its addresses: 127.0.0.1)"
+            in bad.stdout)  # fmt: skip
+    nat = native_run(port, "-t", "1", "-B", "10.9.9.9")
+    assert nat.returncode == 1 and "Cannot assign requested address" in nat.stdout + nat.stderr
+
+
+@pytest.fixture
+def dropping() -> Iterator[int]:
+    """A loopback port whose listener's queue is full: the kernel drops new SYNs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fill = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(listener.getsockname())
+        fill.append(c)
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        for c in fill:
+            c.close()
+        listener.close()
+
+
+def test_connect_timeout_beside_native(dropping: int) -> None:
+    t0 = time.monotonic()
+    got = ours(dropping, "-t", "1", "--connect-timeout", "300")
+    ours_s = time.monotonic() - t0
+    assert got.returncode == 1
+    assert "no answer to the SYN: not established within 0.3 s" in got.stdout
+    t0 = time.monotonic()
+    argv = ["iperf3", "-c", "127.0.0.1", "-p", str(dropping), "-t", "1", "--connect-timeout",
+            "300"]  # fmt: skip
+    nat = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    native_s = time.monotonic() - t0
+    assert nat.returncode == 1 and "timed out" in nat.stdout + nat.stderr
+    assert native_s < 2 and ours_s < 4  # not TcpStream's default 5 s (the run starts a Python)
+
+
+def test_address_family_beside_native(port: int) -> None:  # noqa: F811
+    got = ours(port, "-t", "1", "-6")
+    assert got.returncode == 2 and "an IPv4 address, but -6 was given" in got.stderr
+    nat = native_run(port, "-t", "1", "-6")
+    assert nat.returncode == 1 and "Address family" in nat.stdout + nat.stderr
+    got = ours(port, "-t", "1", "-4", "--json")  # -c 127.0.0.1 with -4: fine
+    assert got.returncode == 0, got.stderr
+
+
+@pytest.fixture
+def auth_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """An `iperf3 -s` that takes only alice (password s3cret): its RSA key, its users file
+    (sha256 of `{alice}s3cret`, as iperf3 salts it); (port, the public key's file)."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from test_throughput_iperf3_options import _free_port, _listening
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public, users = tmp_path / "k.pem", tmp_path / "k.pub", tmp_path / "users.csv"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.TraditionalOpenSSL,
+                                          serialization.NoEncryption()))  # fmt: skip
+    public.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    users.write_text(f"alice,{hashlib.sha256(b'{alice}s3cret').hexdigest()}\n")
+    p = _free_port()
+    server = subprocess.Popen(
+        ["iperf3", "-s", "-p", str(p), "-B", "127.0.0.1", "--rsa-private-key-path",
+         str(private), "--authorized-users-path", str(users)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while server.poll() is None and not _listening(p, server.pid):
+            assert time.monotonic() < deadline, "iperf3 -s with users: not listening in 20 s"
+            time.sleep(0.05)
+        assert server.poll() is None, "iperf3 -s with users exited"
+        yield p, public
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
+def test_username_beside_native(auth_server: tuple[int, Path]) -> None:
+    p, public = auth_server
+    user = ["--username", "alice", "--rsa-public-key-path", str(public)]
+    for password, status in (("s3cret", 0), ("wrong", 1)):
+        env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "IPERF3_PASSWORD": password}
+        got = subprocess.run(
+            [sys.executable, "-m", "packetlab", "run", "throughput", "-c", "127.0.0.1", "-p",
+             str(p), "--insecure-plaintext", "-t", "1", *user],
+            capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
+        )  # fmt: skip
+        assert got.returncode == status, (got.stdout, got.stderr)
+        wait_tcp_listening(p, timeout=20)
+        argv = ["iperf3", "-c", "127.0.0.1", "-p", str(p), "-t", "1", *user]
+        plain = {"PATH": "/usr/bin:/bin", "IPERF3_PASSWORD": password}
+        nat = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=plain)
+        assert nat.returncode == status, nat.stdout + nat.stderr
+        if status:
+            assert "test authorization failed" in got.stdout
+            assert "test authorization failed" in nat.stdout + nat.stderr
+        else:
+            assert got.stdout.rstrip().splitlines()[-1].startswith("# 1 of 1 runs")
+        wait_tcp_listening(p, timeout=20)
+
+
+def test_file_beside_native(port: int, tmp_path: Path) -> None:  # noqa: F811
+    """-F: a 1,000,000-byte file sent as native sends it (7 blocks of 128 KiB and one of
+    82,496 bytes: 1,000,000 in all, the test over at its end); -R -F with
+    --repeating-payload: the file holds what came, iperf3's pattern, as native's."""
+    data = tmp_path / "f.bin"
+    data.write_bytes(bytes(range(256)) * 3906 + bytes(64))  # 1,000,000 bytes
+    got = ours(port, "-F", str(data), "--direction", "upload", "--json")
+    assert got.returncode == 0, got.stderr
+    (r,) = [x for x in map(json.loads, got.stdout.splitlines()) if x["type"] == "throughput"]
+    nat = json.loads(native_run(port, "-F", str(data), "-J").stdout)
+    assert r["sum"]["sender"]["bytes"] == nat["end"]["sum_sent"]["bytes"] == 1_000_000
+    assert r["seconds"] < 5 and nat["end"]["sum_sent"]["seconds"] < 5  # not -t's 10 s
+    mine, theirs = tmp_path / "ours.bin", tmp_path / "native.bin"
+    got = ours(port, "-R", "-t", "1", "-F", str(mine), "--repeating-payload", "--json")
+    assert got.returncode == 0, got.stderr
+    (r,) = [x for x in map(json.loads, got.stdout.splitlines()) if x["type"] == "throughput"]
+    native_run(port, "-R", "-t", "1", "-F", str(theirs), "--repeating-payload", "-J")
+    assert mine.stat().st_size == r["sum"]["receiver"]["bytes"] > 1_000_000
+    pattern = b"0123456789" * 100
+    for f in (mine, theirs):  # the server's blocks: iperf3's pattern from each block's start
+        head = f.read_bytes()[:131072]
+        assert head[:1000] == pattern and theirs.stat().st_size > 1_000_000

@@ -1,0 +1,201 @@
+"""`pktlab run throughput`'s iperf3 output options over records (no endpoint): -T and
+--timestamps byte for byte as native iperf3 3.12 prefixed its lines, --logfile, -J's one
+document per test, -V's lines, --get-server-output's block, and the options refused or
+checked in one line (--dscp, -L, --dont-fragment, -A, -F, --username, -4/-6, -B)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from packetlab.cli import run_throughput
+from packetlab.cli import run_throughput_output as output
+from packetlab.cli.run import RunError
+from packetlab.cli.run_command import parse_args
+
+COOKIE = "s5uthllc6eut5d3ku7n4b7gqdamzghvhdkrp"
+CONNECTED = {
+    "type": "connected", "server": "127.0.0.1", "port": 15216, "direction": "upload",
+    "protocol": "tcp", "cookie": COOKIE, "tcp_mss": 32768, "parallel": 1, "length": 131072,
+    "omit": 0,
+    "time": 1.0, "bytes_limit": None, "blocks": None, "bitrate": None,
+    "streams": [{"id": 5, "local_host": "127.0.0.1", "local_port": 45150,
+                 "remote_host": "127.0.0.1", "remote_port": 15216}],
+}  # fmt: skip
+SIDE = {"bytes": 2448883712, "seconds": 1.0, "mbit_s": 19591.1}
+RESULT = {
+    "type": "throughput", "direction": "upload", "server": "127.0.0.1", "port": 15216,
+    "protocol": "tcp", "parallel": 1, "time": 1.0, "bytes": 2448883712, "interval": 1.0,
+    "length": 131072, "seconds": 1.0, "endpoint": "sender",
+    "streams": [{"id": 5, "sender": {**SIDE, "retransmits": 1}, "receiver": dict(SIDE)}],
+    "sum": {"sender": {**SIDE, "retransmits": 1}, "receiver": dict(SIDE)},
+    "server_info": {"congestion_used": "bbr"},
+    "server_output_text": "Accepted connection from 127.0.0.1, port 45140\n",
+}  # fmt: skip
+INTERVAL = {
+    "type": "interval", "direction": "upload", "protocol": "tcp", "sender": True,
+    "start": 0.0, "end": 1.0, "seconds": 1.0,
+    "streams": [{"id": 5, "bytes": 2448883712, "packets": 0, "retransmits": 1,
+                 "snd_cwnd": 1835008, "bits_per_second": 1.9e10}],
+    "sum": {"bytes": 2448883712, "packets": 0, "retransmits": 1},
+}  # fmt: skip
+
+
+def args_of(*argv: str) -> argparse.Namespace:
+    return parse_args(run_throughput.COMMAND, ["-c", "127.0.0.1", "-p", "15216", *argv])
+
+
+def lines(args: argparse.Namespace, *records: dict[str, Any]) -> list[str]:
+    render = output.renderer(args)
+    out: list[str] = []
+    for r in records:
+        text = render(r)
+        if text is not None:
+            out += text.split("\n")
+    return out
+
+
+@pytest.fixture
+def at_native_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local time as native's --timestamps run printed it (Sat Dec  5 08:50:17 2026)."""
+    monkeypatch.setattr(time, "localtime", lambda *a: time.gmtime(1796460617))
+
+
+def test_title_and_timestamps_prefix_every_line_as_iperf3(at_native_time: None) -> None:
+    # native: `iperf3 -c 127.0.0.1 -p 15216 -t 1 -T hi` and `... --timestamps`
+    got = lines(args_of("-t", "1", "-T", "hi"), CONNECTED)
+    assert got == [
+        "hi:  Connecting to host 127.0.0.1, port 15216",
+        "hi:  [  5] local 127.0.0.1 port 45150 connected to 127.0.0.1 port 15216",
+    ]
+    got = lines(args_of("-t", "1", "--timestamps"), CONNECTED)
+    assert got[1] == ("Sat Dec  5 08:50:17 2026 [  5] local 127.0.0.1 port 45150 connected "
+                      "to 127.0.0.1 port 15216")  # fmt: skip
+    got = lines(args_of("-t", "1", "--timestamps=%H:%M"), CONNECTED)
+    assert got[0] == "08:50Connecting to host 127.0.0.1, port 15216"  # no space, as native
+    both = lines(args_of("-t", "1", "--timestamps", "-T", "hi"), RESULT)
+    assert all(x.startswith("Sat Dec  5 08:50:17 2026 hi:  ") for x in both)
+    assert "Sat Dec  5 08:50:17 2026 hi:  " in both  # the blank line too, as native's
+
+
+def test_format_letter_in_the_lines() -> None:
+    got = lines(args_of("-f", "m"), INTERVAL, RESULT)
+    assert got[1].startswith("[  5]   0.00-1.00   sec  2.28 GBytes  19591 Mbits/sec")
+    assert any(
+        x.startswith("[  5]   0.00-1.00   sec  2.28 GBytes  19591 Mbits/sec    1") for x in got
+    )
+    with pytest.raises(SystemExit):
+        args_of("-f", "a")  # iperf3 3.12 takes kmgtKMGT only
+
+
+def test_verbose_lines_as_iperf3(at_native_time: None) -> None:
+    got = lines(args_of("-t", "1", "-V"), CONNECTED, INTERVAL, RESULT)
+    assert got[0] == "Control connection MSS 32768"
+    assert got[1].startswith("Time: ") and got[1].endswith(" GMT")
+    # native `iperf3 -c 127.0.0.1 -p 15216 -t 1 -V`
+    assert got[2:7] == [
+        "Connecting to host 127.0.0.1, port 15216",
+        f"      Cookie: {COOKIE}",
+        "      TCP MSS: 32768 (default)",
+        "[  5] local 127.0.0.1 port 45150 connected to 127.0.0.1 port 15216",
+        "Starting Test: protocol: TCP, 1 streams, 131072 byte blocks, omitting 0 seconds, "
+        "1 second test, tos 0",
+    ]
+    sep = got.index("- - - - - - - - - - - - - - - - - - - - - - - - -")
+    assert got[sep + 1 : sep + 3] == [
+        "Test Complete. Summary Results:",
+        "[ ID] Interval           Transfer     Bitrate         Retr",
+    ]
+    assert "rcv_tcp_congestion bbr" in got
+    udp = {**CONNECTED, "protocol": "udp", "length": 32768, "bitrate": 5e6, "blocks": 50,
+           "time": None}  # fmt: skip
+    got = lines(args_of("-V"), udp)
+    assert "      Target Bitrate: 5000000" in got and "      TCP MSS: 32768 (default)" not in got
+    assert got[-1] == ("Starting Test: protocol: UDP, 1 streams, 32768 byte blocks, omitting 0 "
+                       "seconds, 50 blocks to send, tos 0")  # fmt: skip
+
+
+def test_server_output_after_the_results() -> None:
+    got = lines(args_of("-t", "1", "--get-server-output"), RESULT)
+    at = got.index("Server output:")
+    assert got[at - 1] == "" and got[at + 1] == "Accepted connection from 127.0.0.1, port 45140"
+    hostile = {**RESULT, "server_output_text": "a\x1b]0;pwned\x07\tb\n"}
+    got = lines(args_of("-t", "1", "--get-server-output"), hostile)
+    assert got[-2:] == ["a\\x1b]0;pwned\\x07\tb", ""]  # no escape reaches the terminal
+
+
+def test_logfile_appends_and_prints_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "iperf.log"
+    log.write_text("before\n")
+    args = args_of("-t", "1", "--logfile", str(log), "-T", "x")
+    assert lines(args, CONNECTED, RESULT) == []
+    text = log.read_text().splitlines()
+    assert text[0] == "before" and text[1] == "x:  Connecting to host 127.0.0.1, port 15216"
+    assert (
+        "x:  [  5]   0.00-1.00   sec  2.28 GBytes  19.6 Gbits/sec    1             sender" in text
+    )
+
+
+def test_json_document_once_per_test_with_the_title() -> None:
+    args = args_of("-J", "-T", "hi", "--timestamps")
+    render = output.renderer(args)
+    assert render(CONNECTED) is None and render(INTERVAL) is None
+    doc = json.loads(render(RESULT) or "")
+    assert list(doc) == ["start", "intervals", "end", "title", "server_output_text"]
+    assert doc["title"] == "hi" and len(doc["intervals"]) == 1
+    assert doc["start"]["cookie"] == COOKIE and doc["end"]["sum_sent"]["retransmits"] == 1
+    assert render({"type": "summary", "runs": 1, "ok": 1}) is None  # iperf3: the document only
+    assert run_throughput.timed(args_of("-J"))  # -J alone: iperf3's test (-t 10)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--dscp", "46"], "--dscp 46: not supported: iperf3 sets IP_TOS (IPV6_TCLASS) to the "
+         "DSCP on its sockets, and PacketLab cannot set it on the endpoint's sockets"),
+        (["-L", "7"], "-L 7: not supported: iperf3 sets IPV6_FLOWLABEL_MGR and "
+         "IPV6_FLOWINFO_SEND on its sockets"),
+        (["--dont-fragment"], "--dont-fragment: not supported: iperf3 sets IP_MTU_DISCOVER "
+         "(IP_PMTUDISC_DO) on its sockets"),
+        (["-A", "1"], "-A 1: not supported: iperf3 pins its own process to a CPU "
+         "(sched_setaffinity), and PacketLab has no request that places the endpoint's"),
+        (["-F", "f.bin", "-P", "2"], "-F with -P or --bidir is not built here"),
+        (["--username", "u"], "--username needs a username, a password ($IPERF3_PASSWORD, "
+         "or asked on a terminal) and --rsa-public-key-path, as iperf3"),
+        (["--username", "u", "--rsa-public-key-path", "/nonexistent.pem"],
+         "--rsa-public-key-path /nonexistent.pem: not a valid RSA public key"),
+        (["-6"], "--server 127.0.0.1: an IPv4 address, but -6 was given"),
+        (["-B", "127.0.0.1%lo"], "-B 127.0.0.1%lo: the %lo part is iperf3's --bind-dev"),
+        (["-B", "::1"], "-B ::1: an IPv6 address, but the server 127.0.0.1 is IPv4"),
+        (["-J", "--json"], "-J and --json: choose one"),
+        (["--logfile", "x", "--json"], "--logfile goes with the text or -J"),
+        (["--connect-timeout", "0"], "--connect-timeout must be 1..3600000 ms, got 0"),
+    ],
+)  # fmt: skip
+def test_refused_in_one_line(
+    argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IPERF3_PASSWORD", raising=False)
+    if "/nonexistent.pem" in argv:
+        monkeypatch.setenv("IPERF3_PASSWORD", "pw")
+    args = args_of("-t", "1", *argv)
+    with pytest.raises(RunError) as e:
+        run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_help_documents_every_new_option() -> None:
+    p = argparse.ArgumentParser(prog="t", formatter_class=argparse.RawDescriptionHelpFormatter)
+    run_throughput.configure(p)
+    text = p.format_help() + run_throughput.EPILOG
+    for opt in ("-J", "--format", "--title", "--timestamps", "--forceflush", "--logfile",
+                "--get-server-output", "--extra-data", "--connect-timeout", "--version4",
+                "--version6", "--bind", "--repeating-payload", "--dscp", "--flowlabel",
+                "--dont-fragment", "--affinity", "--file", "--username",
+                "--rsa-public-key-path", "-V"):  # fmt: skip
+        assert opt in text, opt
