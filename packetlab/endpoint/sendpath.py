@@ -180,7 +180,11 @@ class SendPath:
     def fail(self, skt: Skt, state: SocketState, unsent: list[PendingSend]) -> None:
         """The socket failed in `state`: every send it had or that waits is dropped."""
         err = NSENDERR_FOR_STATE.get(state, NsendErr.UNKFAULT)
+        queued = skt.queued
         for p in unsent:
+            # A send that failed inside its own kernel call is the stream's unsent one and
+            # still the session's queued one (its callback comes after): dropped once.
+            queued.discard(p)
             self.drop(p, err)
         self.drop_queued(skt, err)
 

@@ -31,6 +31,9 @@ class FakeIO:
         self.sent: list[PendingSend] = []
         self.complete = True  # send() returns this (False: "still writing")
         self.error: int | None = None  # send() raises OSError(error)
+        # send() fails as netio's does on a reset stream: the send joins the unsent ones,
+        # then the socket fails (tcp_error) inside the call
+        self.fails_inside: SocketState | None = None
         self.fin = False
         self.closed = False
         self.resumed = 0
@@ -39,6 +42,10 @@ class FakeIO:
     def send(self, pending: PendingSend) -> bool:
         if self.error is not None:
             raise OSError(self.error, "fake send error")
+        if self.fails_inside is not None:
+            self.unsent.append(pending)
+            self.events.tcp_error(self.skt, self.fails_inside)
+            return False
         self.sent.append(pending)
         if not self.complete:
             self.unsent.append(pending)

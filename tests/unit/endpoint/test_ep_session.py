@@ -380,6 +380,27 @@ def test_tcp_receive_eof_and_errors() -> None:
     assert rig.skt(3).nsenderr == NsendErr.RESET
 
 
+def test_a_tcp_send_that_fails_inside_the_kernel_call_is_dropped_once() -> None:
+    """netio's send() on a stream the peer reset: the send joins the stream's unsent
+    ones and the socket fails inside the call, while the send is still the session's
+    queued one. It was dropped twice: two ntag(EPKTNOTSENT) for one tag, its charge
+    given back twice (BUFUSED below zero: the next mread of it crashed the session;
+    `run throughput --bidir` when the server closed its streams)."""
+    rig = Rig().started()
+    rig.send(tcp_open(3))
+    skt = rig.skt(3)
+    rig.session.tcp_established(skt, LO4, 1, LO4, 80)
+    rig.new()
+    rig.io(3).fails_inside = SocketState.RESET
+    got = rig.send(tcp_send(3, tag=8, data=b"x" * 100))
+    got += rig.new()
+    assert names(got) == ["result", "ntag", "nstat"], names(got)
+    assert got[1].tag == 8 and got[1].errid == S.EPKTNOTSENT
+    assert rig.session.budget.used == 0 and not skt.queued
+    read = rig.send(wire.Mread(addr=vmem.BUFUSED.addr, len=4))
+    assert read == [wire.Mdata(addr=vmem.BUFUSED.addr, data=bytes(4))]
+
+
 def test_tcp_budget_blocks_reading_until_frames_are_written() -> None:
     rig = Rig().started()
     rig.send(tcp_open(2, rbufsz=4096))
