@@ -31,7 +31,7 @@ import os
 import ssl
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -66,6 +66,7 @@ if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it
     from packetlab.measure.http2 import H2Framing
 
 __all__ = [
+    "Asked",
     "Connections",
     "HttpError",
     "HttpResult",
@@ -637,6 +638,30 @@ class _Sink:
 
 
 ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What curl adds to every request of a transfer (its options, not -H): -A's
+    User-Agent ("": none), -e's Referer (`auto_referer`: ;auto, each redirect hop the URL
+    before it), -r's byte range (`Range: bytes=R` for a GET or HEAD, `Content-Range:
+    bytes R/SIZE` for a -d POST or a -T PUT, nothing for -F, as curl 7.88's http.c)."""
+
+    user_agent: str = USER_AGENT
+    referer: str | None = None
+    auto_referer: bool = False
+    byte_range: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    """A request's header fields but Host and the body's, in curl 7.88's order: its own
+    (Authorization, Range, User-Agent, Accept, Accept-Encoding, Referer), then a chunked
+    body's Transfer-Encoding, the Cookie, the -H ones (`custom`; the body's after them)."""
+
+    own: list[tuple[str, str]]
+    cookie: list[tuple[str, str]]
+    custom: list[tuple[str, str]]
 _GZIP, _ZLIB, _RAW = 32 + 15, 15, -15  # zlib wbits: gzip, zlib-wrapped deflate, raw
 
 
@@ -801,6 +826,7 @@ async def http_get(
     cookie: str | None = None,
     http_version: str | None = None,
     on_hop: Callable[[Any], object] | None = None,
+    asked: Asked = Asked(),
 ) -> HttpResult:
     """Fetch `url` from the endpoint (HTTP/1.1 or HTTP/2, persistent connections as curl): a GET, a
     POST of `data` (form-encoded unless a Content-Type header is given, as curl -d), a
@@ -832,6 +858,8 @@ async def http_get(
     `recorder` collects the connections' packets for a pcap file (TLS stays encrypted).
     `on_body` or `on_headers` may raise WriteError (a file that could not be made, -J):
     the fetch ends with its message as `error`, exit code 23, the status kept.
+    `asked`: curl's User-Agent, Referer and Range (-A, -e, -r; see Asked); a -H of the
+    same name replaces it, as any of curl's own fields (`-H 'NAME:'` removes it).
     `on_hop` gets each request's live state as it starts (a redirect's next hop too): its
     `body_len`, `uploaded`, `headers` (once the response's head came) as they grow, for
     a progress meter (read only).
@@ -852,15 +880,12 @@ async def http_get(
     result = HttpResult(url, url_effective=current.text)
     ctxs: dict[str, SSL.Context] = {}
     extra = list(headers or [])
-    names = {k.lower() for k, _ in extra}
-    if auth is not None and "authorization" not in names:  # a -H Authorization wins
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        extra.insert(0, ("Authorization", f"Basic {token}"))
-    if compressed and "accept-encoding" not in names:
-        extra.append(("Accept-Encoding", ACCEPT_ENCODING))
+    basic = None
+    if auth is not None:  # a -H Authorization wins (_own)
+        basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
                  on_hop=on_hop)  # fmt: skip
-    jar = _Cookies(cookies, cookie, "cookie" in names)
+    jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     pool = Connections() if connections is None else connections
     if body is not None:  # a -F part's stdin from a pipe: read whole first, as curl's
         try:
@@ -873,7 +898,8 @@ async def http_get(
     try:
         return await _fetch(session, result, current, kind, method, body, extra, pool, ctxs,
                            connect_to, family, cafile, insecure, timeout, connect_timeout,
-                           sink, recorder, follow, max_redirs, post30x, jar)  # fmt: skip
+                           sink, recorder, follow, max_redirs, post30x, jar,
+                           (asked, basic))  # fmt: skip
     finally:
         if connections is None:
             await pool.close()
@@ -901,8 +927,10 @@ async def _fetch(
     max_redirs: int,
     post30x: frozenset[int],
     jar: _Cookies,
+    own: tuple[Asked, str | None],
 ) -> HttpResult:
     body = data
+    referer = own[0].referer
     origin = Connections.key(current)
     public = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
     first_start: int | None = None
@@ -923,7 +951,12 @@ async def _fetch(
         followed = follow and (max_redirs < 0 or result.num_redirects < max_redirs)
 
         # curl: credentials and cookies only to the first URL's scheme, host and port
-        sent = (extra if Connections.key(current) == origin else public) + jar.headers(current)
+        same = Connections.key(current) == origin
+        custom = extra if same else public
+        mine = _own(own[0], own[1] if same else None, sink.compressed, referer, kind, body)
+        names = {k.lower() for k, _ in custom}
+        sent = _Fields([f for f in mine if f[0].lower() not in names], jar.headers(current),
+                       custom)  # fmt: skip
         await _hop(route, hop, ctxs.get(current.scheme), body, sent)
         if hop.status is not None:
             jar.receive(current, hop.headers)
@@ -977,6 +1010,8 @@ async def _fetch(
         new_kind = next_method(hop.status or 0, kind, method, post30x)
         if new_kind != kind:
             kind, body = new_kind, None
+        if own[0].auto_referer:  # curl -e ';auto': the URL the redirect came from
+            referer = current.text
         current = target
     _finish(result, last_hop, sums, first_start, began)
     if last_hop is not None and last_hop is not hop:  # a redirect followed, then a failure
@@ -1042,7 +1077,7 @@ async def _hop(
     hop: _Hop,
     ctx: SSL.Context | None,
     data: Upload | None,
-    headers: list[tuple[str, str]],
+    headers: _Fields,
 ) -> None:
     session, pool = route.session, route.pool
     u = hop.url
@@ -1082,7 +1117,7 @@ async def _connect(
     hop: _Hop,
     ctx: SSL.Context | None,
     data: Upload | None,
-    headers: list[tuple[str, str]],
+    headers: _Fields,
 ) -> None:
     """The hop over a new connection: the name resolved, the connect, the exchange."""
     session, connect_to = route.session, route.connect_to
@@ -1118,7 +1153,7 @@ async def _over(
     hop: _Hop,
     conn: _Conn,
     data: Upload | None,
-    headers: list[tuple[str, str]],
+    headers: _Fields,
     timeout: float,
     sink: _Sink,
     follows: bool,
@@ -1207,43 +1242,67 @@ def _h2_framing(server: str) -> H2Framing:
     return H2Framing(server, MAX_HEADERS)
 
 
+def _own(asked: Asked, basic: str | None, compressed: bool, referer: str | None, kind: str,
+         body: Upload | None) -> list[tuple[str, str]]:  # fmt: skip
+    """curl 7.88's own fields of a request, in its order (http.c's request line format):
+    Authorization (-u), Range or Content-Range (-r), User-Agent, Accept, Accept-Encoding
+    (--compressed), Referer."""
+    out = [] if basic is None else [("Authorization", basic)]
+    r = asked.byte_range
+    if r is not None and (body is None or kind in ("GET", "HEAD")):
+        out.append(("Range", f"bytes={r}"))
+    elif r is not None and body is not None and (body.inline or body.method == "PUT"):
+        size = -1 if body.length is None else body.length  # curl's infilesize
+        out.append(("Content-Range", f"bytes {r}/{size}"))  # (a -F form: none, as curl)
+    if asked.user_agent:
+        out.append(("User-Agent", asked.user_agent))
+    out.append(("Accept", "*/*"))
+    if compressed:
+        out.append(("Accept-Encoding", ACCEPT_ENCODING))
+    if referer:
+        out.append(("Referer", referer))
+    return out
+
+
 def _request_headers(
-    u: Url, data: Upload | None, headers: list[tuple[str, str]], expect: bool = False
+    u: Url, data: Upload | None, fields: _Fields, expect: bool = False
 ) -> list[tuple[str, str]]:
-    """The request's header fields as curl sends them (either framing): a body's
-    Content-Length (Transfer-Encoding: chunked when its length is unknown), Content-Type
-    and, over HTTP/1.1 when curl asks it, `Expect: 100-continue`, in curl 7.88's order."""
-    names = {k.lower() for k, _ in headers}
-    req = [("Host", u.authority), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
-    req = [(k, v) for k, v in req if k.lower() not in names]  # -H replaces, as curl's
+    """The request's header fields as curl 7.88 sends them (either framing), in its
+    order: Host, its own (`_own`), Transfer-Encoding: chunked for a body of unknown
+    length, Cookie, the -H fields (one without a value is not sent: `-H 'NAME:'`
+    removes curl's own NAME), then a body's Content-Length, Content-Type and, over
+    HTTP/1.1 when curl asks it, `Expect: 100-continue`."""
+    names = {k.lower() for k, _ in fields.custom}
+    req = [] if "host" in names else [("Host", u.authority)]
+    req += fields.own
+    if data is not None and data.length is None:
+        req.append(("Transfer-Encoding", "chunked"))
+    req += fields.cookie
+    req += [(k, v) for k, v in fields.custom if v]
     if data is not None:
         if data.length is not None:
             req.append(("Content-Length", str(data.length)))
-        else:
-            req.append(("Transfer-Encoding", "chunked"))
         if data.content_type is not None and "content-type" not in names:
             req.append(("Content-Type", data.content_type))
         if expect:
             req.append(("Expect", "100-continue"))
-    return [*req, *headers]
+    return req
 
 
-def _expects(data: Upload | None, headers: list[tuple[str, str]]) -> bool:
+def _expects(data: Upload | None, fields: _Fields) -> bool:
     """curl 7.88 over HTTP/1.1: `Expect: 100-continue` for a PUT's body, a POST's over
     1 MiB or of unknown length, unless a -H Expect is given (`-H Expect:` removes it)."""
-    given = any(k.lower() == "expect" for k, _ in headers)
+    given = any(k.lower() == "expect" for k, _ in fields.custom)
     return data is not None and data.expects() and not given
 
 
 def _request(
-    u: Url, method: str, data: Upload | None, headers: list[tuple[str, str]],
-    expect: bool = False,
+    u: Url, method: str, data: Upload | None, fields: _Fields, expect: bool = False,
 ) -> tuple[h11.Connection, bytes, bool]:  # fmt: skip
     """h11's connection, the request's head (with the body when curl sends it in the
     same write: -d below 64 KiB, no Expect), and whether the body went with it."""
     h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
-    fields = _request_headers(u, data, headers, expect)
-    headers = [(k, v) for k, v in fields if not (k.lower() == "expect" and not v)]
+    headers = _request_headers(u, data, fields, expect)
     out = h.send(h11.Request(method=method, target=u.target, headers=headers))
     small = None if data is None or expect else data.small()
     if data is not None and small is None:
@@ -1329,7 +1388,7 @@ async def _exchange(
     hop: _Hop,
     conn: _Conn,
     data: Upload | None,
-    headers: list[tuple[str, str]],
+    headers: _Fields,
     deadline: float,
     sink: _Sink,
     follows: bool,
@@ -1346,8 +1405,9 @@ async def _exchange(
     upgrade = None
     if sink.http == "2" and u.scheme == "http" and not hop.reused:
         upgrade = _h2_framing(conn.server)
-        headers = [*headers, ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
-                   ("HTTP2-Settings", upgrade.upgrade_settings())]  # fmt: skip
+        headers = replace(headers, custom=[
+            *headers.custom, ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+            ("HTTP2-Settings", upgrade.upgrade_settings())])  # fmt: skip
     expect = _expects(data, headers)
     try:
         h, request, complete = _request(u, hop.method, data, headers, expect)
@@ -1555,7 +1615,7 @@ async def _exchange_h2(
     hop: _Hop,
     conn: _Conn,
     data: Upload | None,
-    headers: list[tuple[str, str]],
+    headers: _Fields,
     deadline: float,
     sink: _Sink,
     follows: bool,
