@@ -126,6 +126,10 @@ def configure(p: argparse.ArgumentParser) -> None:
          "and LF removed; several: joined with &)"),
         (("--data-binary",), "binary", "POST DATA as is (@FILE: the file as is)"),
         (("--data-raw",), "raw", "POST DATA, an @ is no file name"),
+        (("--data-ascii",), "data", "the same as -d"),
+        (("--data-urlencode",), "urlencode", "POST DATA URL-encoded, as curl: CONTENT, "
+         "=CONTENT, NAME=CONTENT (CONTENT encoded), @FILE, NAME@FILE (the file's bytes "
+         "encoded; @-: stdin); joined with the other -d options by &"),
     ):  # fmt: skip
         p.add_argument(*flag, action=_DataAction, dest="data", kind=kind, metavar="DATA",
                        help=what)  # fmt: skip
@@ -190,7 +194,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "-G", "--get", action="store_true",
-        help="with -d: a GET with the data appended to each URL as its query (after ? or &)",
+        help="with -d: a GET with the data appended to each URL as its query (after ? or "
+        "&; then --url-query is not used, as curl 7.88)",
+    )  # fmt: skip
+    p.add_argument(
+        "--url-query", action=_QueryAction, dest="url_query", default=[], metavar="DATA",
+        help="append DATA to each URL's query (several: joined with &), as curl 7.87+: "
+        "+DATA as is, else as --data-urlencode makes it (NAME=CONTENT, NAME@FILE, ...)",
     )  # fmt: skip
     p.add_argument(
         "-u", "--user", metavar="USER:PASSWORD",
@@ -300,6 +310,15 @@ def _in_order(ns: argparse.Namespace, kind: str, key: Any) -> None:
     ns.stdin_order = [*getattr(ns, "stdin_order", []), (kind, key)]
 
 
+class _QueryAction(argparse.Action):
+    """--url-query: each in order (a @- reads stdin)."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        items = [*(getattr(ns, self.dest, None) or []), value]
+        setattr(ns, self.dest, items)
+        _in_order(ns, "query", len(items) - 1)
+
+
 class _WriteOutAction(argparse.Action):
     """-w: the last one kept (as curl); each recorded in order (a -w @- reads stdin)."""
 
@@ -309,7 +328,8 @@ class _WriteOutAction(argparse.Action):
 
 
 class _DataAction(argparse.Action):
-    """-d, --data-binary, --data-raw: one list of (kind, value) in command-line order."""
+    """-d (--data-ascii), --data-binary, --data-raw, --data-urlencode: one list of (kind,
+    value) in command-line order."""
 
     def __init__(self, *args: Any, kind: str, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -332,18 +352,41 @@ def _read(what: str, name: str) -> bytes:
         raise RunError(f"{what} @{name}: {e.strerror or e}") from None
 
 
-def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1) -> bytes | None:
-    """The POST body of -d/--data-binary/--data-raw as curl builds it: each one's bytes
-    (@FILE read; for -d with CR and LF removed), joined with &. Stdin is read once, as
-    curl's: by the item numbered `stdin` (-1: the first @-; None: none, another use read
-    it), the other @- empty."""
+def _takes_stdin(kind: str, value: str) -> bool:
+    """A -d/--data-binary @- or a --data-urlencode [NAME]@- (read as curl parses it)."""
+    from packetlab.cli.run_http_data import reads_stdin
+
+    return reads_stdin(value) if kind == "urlencode" else kind != "raw" and value == "@-"
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1,
+                 warn: Any = _ignore) -> bytes | None:  # fmt: skip
+    """The POST body of -d/--data-binary/--data-raw/--data-urlencode as curl builds it:
+    each one's bytes (@FILE read; for -d with CR and LF removed; --data-urlencode as
+    run_http_data.urlencode, its warnings to `warn`), joined with &. Stdin is read once,
+    as curl's: by the item numbered `stdin` (-1: the first @-; None: none, another use
+    read it), the other @- empty."""
+    from packetlab.cli.run_http_data import read_file, urlencode
+
     if not items:
         return None
     if stdin == -1:
-        stdin = next((i for i, (k, v) in enumerate(items) if k != "raw" and v == "@-"), None)
+        stdin = next((i for i, (k, v) in enumerate(items) if _takes_stdin(k, v)), None)
     parts = []
     for i, (kind, value) in enumerate(items):
-        if kind != "raw" and value == "@-" and i != stdin:
+        if kind == "urlencode":
+            mine = i == stdin
+
+            def read(name: str, mine: bool = mine) -> bytes | None:
+                return read_file(name, "--data-urlencode",
+                                 lambda: _read("--data-urlencode", "-") if mine else b"")  # fmt: skip
+
+            data = urlencode(value, read, warn)
+        elif kind != "raw" and value == "@-" and i != stdin:
             data = b""
         elif kind != "raw" and value.startswith("@"):
             data = _read("--data" if kind == "data" else "--data-binary", value[1:])
@@ -355,11 +398,25 @@ def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1) ->
     return b"&".join(parts)
 
 
-def with_query(url: str, data: bytes) -> str:
-    """curl -G: `data` appended to the URL's query (after ? or &), before any #fragment."""
-    base, sep, fragment = url.partition("#")
-    text = data.decode("utf-8", "surrogateescape")
-    return base + ("&" if "?" in base else "?") + text + sep + fragment
+def _url_query(args: argparse.Namespace, owner: tuple[str, Any] | None,
+               warn: Any) -> str | None:  # fmt: skip
+    """--url-query's query (run_http_data.url_query), stdin read by the one that owns it."""
+    from packetlab.cli.run_http_data import read_file, url_query
+
+    def read(i: int, name: str) -> bytes | None:
+        mine = owner == ("query", i)
+        return read_file(name, "--url-query",
+                         lambda: _read("--url-query", "-") if mine else b"")  # fmt: skip
+
+    return url_query(args.url_query, read, warn)
+
+
+def with_query(url: str, data: bytes, option: str = "-G/--get") -> str:
+    """curl -G (and --url-query): `data` appended to the URL's query as curl's URL API
+    appends it (run_http_data.append_query)."""
+    from packetlab.cli.run_http_data import append_query
+
+    return append_query(url, data.decode("utf-8", "surrogateescape"), option)
 
 
 def user_password(text: str) -> tuple[str, str]:
@@ -696,9 +753,13 @@ def stdin_owner(args: argparse.Namespace, form_stdin: int | None,
     w = 0
     for kind, key in getattr(args, "stdin_order", []):
         if kind == "data":
-            k, v = args.data[key]
-            if k != "raw" and v == "@-":
+            if _takes_stdin(*args.data[key]):
                 return ("data", key)
+        elif kind == "query":
+            from packetlab.cli.run_http_data import reads_stdin
+
+            if not args.url_query[key].startswith("+") and reads_stdin(args.url_query[key]):
+                return ("query", key)
         elif kind == "write_out":
             if key == "@-":
                 return ("write_out", w)
@@ -834,7 +895,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     # -G: -d is the query, no body; -d read after -F is checked (stdin: see stdin_owner)
     forms, uploads, form_stdin = bodies(args, b"" if args.data and not args.get else None)
     owner = stdin_owner(args, form_stdin, uploads)  # stdin is read once, as curl's
-    data = request_body(args.data, owner[1] if owner and owner[0] == "data" else None)
+    stderr = getattr(args, "_stderr", None) or sys.stderr
+
+    def warn(text: str) -> None:  # curl's warnings (-s: none, as curl's)
+        if not args.silent:
+            print(f"pktlab run http: {text}", file=stderr)
+
+    data = request_body(args.data, owner[1] if owner and owner[0] == "data" else None, warn)
+    query = _url_query(args, owner, warn)
     if len(args.output) > len(args.urls):  # curl: a warning, the extra ones unused
         raise RunError(f"{len(args.output)} -o/--output and -O for {len(args.urls)} URLs")
     # the transfers, in curl's order: (number, URL, its -T upload or None), each -o file
@@ -848,7 +916,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError(f"--parallel-max {args.parallel_max}: 1..{PARALLEL_LIMIT}")
     if args.get and data is not None:  # curl -G: the data is the query, no body
         jobs = [(i, with_query(url, data), up) for i, url, up in jobs]
-        data = None
+        data = None  # (--url-query then unused: curl 7.88 appends one or the other)
+    elif query is not None:
+        jobs = [(i, with_query(url, query.encode(), "--url-query"), up) for i, url, up in jobs]
     for _, url, _ in jobs:
         parse_url(url)  # a bad URL is an error before anything starts
     auth = None if args.user is None else user_password(args.user)
@@ -879,7 +949,6 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         fmt = write_out_format(args.write_out, stdin=owner in (None, ("write_out", last)))
     if fmt is not None and args.json:
         raise RunError("-w/--write-out and --json: choose one output")
-    stderr = getattr(args, "_stderr", None) or sys.stderr
     for warning in format_warnings(fmt or ""):  # curl warns at each use; we once
         print(f"pktlab run http: {warning}", file=stderr)
     method = args.request
