@@ -370,7 +370,7 @@ def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1,
     run_http_data.urlencode, its warnings to `warn`), joined with &. Stdin is read once,
     as curl's: by the item numbered `stdin` (-1: the first @-; None: none, another use
     read it), the other @- empty."""
-    from packetlab.cli.run_http_data import read_file, urlencode
+    from packetlab.cli.run_http_data import urlencode
 
     if not items:
         return None
@@ -379,13 +379,7 @@ def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1,
     parts = []
     for i, (kind, value) in enumerate(items):
         if kind == "urlencode":
-            mine = i == stdin
-
-            def read(name: str, mine: bool = mine) -> bytes | None:
-                return read_file(name, "--data-urlencode",
-                                 lambda: _read("--data-urlencode", "-") if mine else b"")  # fmt: skip
-
-            data = urlencode(value, read, warn)
+            data = urlencode(value, _reader("--data-urlencode", i == stdin), warn)
         elif kind != "raw" and value == "@-" and i != stdin:
             data = b""
         elif kind != "raw" and value.startswith("@"):
@@ -401,14 +395,23 @@ def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1,
 def _url_query(args: argparse.Namespace, owner: tuple[str, Any] | None,
                warn: Any) -> str | None:  # fmt: skip
     """--url-query's query (run_http_data.url_query), stdin read by the one that owns it."""
-    from packetlab.cli.run_http_data import read_file, url_query
+    from packetlab.cli.run_http_data import url_query
 
     def read(i: int, name: str) -> bytes | None:
-        mine = owner == ("query", i)
-        return read_file(name, "--url-query",
-                         lambda: _read("--url-query", "-") if mine else b"")  # fmt: skip
+        return _reader("--url-query", owner == ("query", i))(name)
 
     return url_query(args.url_query, read, warn)
+
+
+def _reader(option: str, stdin: bool) -> Any:
+    """An @FILE reader of --data-urlencode or --url-query (run_http_data.read_file): "-"
+    stdin when this use owns it, else empty."""
+    from packetlab.cli.run_http_data import read_file
+
+    def read(name: str) -> bytes | None:
+        return read_file(name, option, lambda: _read(option, "-") if stdin else b"")
+
+    return read
 
 
 def with_query(url: str, data: bytes, option: str = "-G/--get") -> str:

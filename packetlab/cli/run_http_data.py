@@ -105,7 +105,7 @@ def append_query(url: str, query: str, option: str) -> str:
                        "URL (curl: 3, URL using bad/illegal format)")  # fmt: skip
     query = _PERCENT.sub(lambda m: m.group().lower(), query)
     base, sep, fragment = url.partition("#")
-    scheme, found, rest = base.partition("://")
+    _, found, rest = base.partition("://")
     if found and not re.search(r"[/?]", rest):  # no path: curl's URL has "/"
         base += "/"
     if "?" in base:

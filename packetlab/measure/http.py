@@ -662,6 +662,8 @@ class _Fields:
     own: list[tuple[str, str]]
     cookie: list[tuple[str, str]]
     custom: list[tuple[str, str]]
+
+
 _GZIP, _ZLIB, _RAW = 32 + 15, 15, -15  # zlib wbits: gzip, zlib-wrapped deflate, raw
 
 
