@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import time
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -15,8 +16,12 @@ from packetlab.cli import pcapout
 from packetlab.cli.curl_output import Output, RemoteName, is_stdout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
+from packetlab.cli.run_http_opts import HeaderDump, byte_range, referer
+from packetlab.cli.run_http_retry import Retry
 
 MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not imported here)
+USER_AGENT = "pktlab-http/1"  # measure.http's (not imported here: it loads OpenSSL)
+CONNECT_TIMEOUT = 10.0  # s, http_get's default connect_timeout
 PARALLEL_MAX, PARALLEL_LIMIT = 50, 300  # curl's --parallel-max default and its largest
 
 EPILOG = """\
@@ -284,14 +289,83 @@ def configure(p: argparse.ArgumentParser) -> None:
         "-s", "--silent", action="store_true",
         help="with -w: no error lines on stderr (the write-out still has %%{errormsg})",
     )  # fmt: skip
+    p.add_argument(
+        "-A", "--user-agent", metavar="NAME",
+        help=f"the User-Agent header [default: {USER_AGENT}]; '' sends none, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "-e", "--referer", metavar="URL",
+        help="the Referer header on every request; 'URL;auto' (or ';auto') with -L: each "
+        "redirect hop sends the URL it came from, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "-r", "--range", metavar="RANGE", dest="byte_range",
+        help="ask for bytes RANGE (0-499, 500-, -500, 0-1,5-9): Range: bytes=RANGE on a "
+        "GET or HEAD, Content-Range: bytes RANGE/SIZE on a -d or -T upload, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "-D", "--dump-header", metavar="FILE",
+        help="write every response header block (1xx, redirect hops, every URL) to FILE "
+        "as received (made empty first; - is stdout), as curl",
+    )  # fmt: skip
     pcapout.add_option(p)
     p.add_argument(
+        "-m",
         "--max-time",
         type=float,
         default=30.0,
         metavar="S",
         help="seconds per URL from its first connect, redirects included [default: 30]",
     )
+    p.add_argument(
+        "--retry", type=_count, default=0, metavar="N",
+        help="fetch a URL again, at most N times, after a transient failure, as curl: a "
+        "timeout (28), a name not resolved (6), an HTTP status 408, 429, 500, 502, 503 "
+        "or 504; waiting 1 s, then 2, 4, ... (at most 600), or the server's Retry-After, "
+        "with curl's 'Warning: Problem : ...' line on stderr [default: 0]",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry-delay", type=_count, default=0, metavar="S",
+        help="with --retry: wait S seconds between tries (0: curl's doubling)",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry-max-time", type=_count, default=0, metavar="S",
+        help="with --retry: no new try S seconds after the URL's first (0: no limit)",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry-connrefused", action="store_true",
+        help="with --retry: a refused connect (7) is transient too",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry-all-errors", action="store_true",
+        help="with --retry: any failure is retried (also -f's 22)",
+    )  # fmt: skip
+    p.add_argument(
+        "--connect-timeout", type=_seconds, metavar="S",
+        help=f"seconds for each TCP connect (0: the default, {CONNECT_TIMEOUT:g}; curl's "
+        "also bounds the name lookup and the TLS handshake: ours -m does)",
+    )  # fmt: skip
+
+
+def _count(text: str) -> int:
+    """--retry N, --retry-delay S, --retry-max-time S: a whole number, 0 or more (curl's
+    words when not)."""
+    if text.strip().lstrip("-").isdigit() and text.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive numerical parameter")
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a proper numerical parameter")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    """--connect-timeout S: seconds, 0 or more (curl's words when not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a proper numerical parameter")
+    return value
 
 
 class _FormAction(argparse.Action):
@@ -906,6 +980,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     data = request_body(args.data, owner[1] if owner and owner[0] == "data" else None, warn)
     query = _url_query(args, owner, warn)
+    asked = _asked(args, warn)
+    if args.dump_header is not None:
+        _check_output(args.dump_header, "--dump-header")
     if len(args.output) > len(args.urls):  # curl: a warning, the extra ones unused
         raise RunError(f"{len(args.output)} -o/--output and -O for {len(args.urls)} URLs")
     # the transfers, in curl's order: (number, URL, its -T upload or None), each -o file
@@ -967,6 +1044,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     meter_wanted = (args.parallel and fmt is not None and not args.silent
                     and not args.no_progress_meter and not (to_stdout and stdout_tty))  # fmt: skip
 
+    stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
+    dump = None if args.dump_header is None else HeaderDump(args.dump_header, stdout)
+
     async def run(session: Any) -> None:
         # kept open from URL to URL, as curl's connection cache
         pool = Connections(pipewait=not args.parallel_immediate)
@@ -974,8 +1054,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             await fetch_all(session, pool)
         finally:
             await pool.close()
-
-    stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
+            if dump is not None:
+                dump.close()
 
     async def fetch_all(session: Any, pool: Any) -> None:
         if fmt is not None or "-" in args.output:
@@ -1034,37 +1114,19 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         on_headers: Any = None if sink is None or not args.include or args.head else sink.write
         if sink is not None and sink.honor:  # -J (never with -i or -I)
             on_headers = sink.headers
-        result = await http_get(
-            session,
-            url,
-            connect_to=args.connect_to,
-            family=args.family,
-            cafile=args.cacert,
-            insecure=args.insecure,
-            timeout=args.max_time,
-            headers=headers,
-            recorder=recorder,
-            method=method,
-            data=body,
-            head=args.head,
-            follow=args.location,
-            max_redirs=args.max_redirs,
-            post30x=frozenset(args.post30x),
-            on_body=on_body,
-            connections=pool,
-            auth=auth,
-            compressed=args.compressed,
-            on_headers=on_headers,
-            cookies=jar,
-            cookie=cookie,
-            http_version=args.http_version,
-            on_hop=None if xfer is None else xfer.follow,
-        )
-        if sink is not None and args.head:  # curl -I: the headers are the output
-            try:
-                sink.write(b"".join(result.raw_headers))
-            except OSError as e:
-                result.error = result.error or f"writing {path}: {e.strerror or e}"
+        if dump is not None:  # -D: first, as curl's header callback
+            dump.start()
+            on_headers = _both(dump.write, on_headers)
+        retry = Retry(args.retry, args.retry_delay, args.retry_max_time, session.reactor.seconds())
+        while True:  # --retry: the transfer again while curl would
+            result = await attempt(session, pool, url, body, on_body, on_headers, xfer)
+            if sink is not None and args.head:  # curl -I: the headers are the output
+                try:
+                    sink.write(b"".join(result.raw_headers))
+                except OSError as e:
+                    result.error = result.error or f"writing {path}: {e.strerror or e}"
+            if not await again(session, retry, result, sink):
+                break
         why = None if sink is None else sink.close(result.error is None)
         if why is not None and result.error is None:
             result.error, result.exitcode = why, 23
@@ -1097,7 +1159,86 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if jar is not None and args.cookie_jar is not None:  # curl: after each URL
             _save(jar.dump(), args.cookie_jar, args, stderr)
 
+    async def attempt(session: Any, pool: Any, url: str, body: Any, on_body: Any,
+                      on_headers: Any, xfer: Any) -> Any:  # fmt: skip
+        return await http_get(
+            session,
+            url,
+            connect_to=args.connect_to,
+            family=args.family,
+            cafile=args.cacert,
+            insecure=args.insecure,
+            timeout=args.max_time,
+            connect_timeout=args.connect_timeout or CONNECT_TIMEOUT,
+            asked=asked,
+            headers=headers,
+            recorder=recorder,
+            method=method,
+            data=body,
+            head=args.head,
+            follow=args.location,
+            max_redirs=args.max_redirs,
+            post30x=frozenset(args.post30x),
+            on_body=on_body,
+            connections=pool,
+            auth=auth,
+            compressed=args.compressed,
+            on_headers=on_headers,
+            cookies=jar,
+            cookie=cookie,
+            http_version=args.http_version,
+            on_hop=None if xfer is None else xfer.follow,
+        )
+
+    async def again(session: Any, retry: Any, result: Any, sink: Output | None) -> bool:
+        """--retry: whether to fetch the URL again, after curl's warning and wait (a
+        file's bytes thrown away, as curl's; stdout's stay)."""
+        from twisted.internet.task import deferLater
+
+        from packetlab.cli.run_http_retry import retry_after, transient
+
+        failed = args.fail and result.status is not None and result.status >= 400
+        code = 22 if failed and result.exitcode == 0 else result.exitcode
+        why = transient(code, result.status, result.error, args.retry_connrefused,
+                        args.retry_all_errors)  # fmt: skip
+        now = session.reactor.seconds()
+        wait, text = retry.next(why, retry_after(result.headers, time.time()), now)
+        if text is not None and not args.silent:  # curl's words (-s: none, as curl's)
+            print(f"Warning: {text}", file=stderr, flush=True)
+        if wait is None or progress.stopping:
+            return False
+        if sink is not None and sink.file is not None:
+            if not args.silent:
+                print(f"Throwing away {sink.file.tell()} bytes", file=stderr, flush=True)
+            sink.file.seek(0)
+            sink.file.truncate()
+        end = session.reactor.seconds() + wait
+        while not progress.stopping and session.reactor.seconds() < end:  # Ctrl-C: at once
+            await deferLater(session.reactor, min(0.1, end - session.reactor.seconds()))
+        return not progress.stopping
+
     return pcapout.recording(args, recorder, run)
+
+
+def _asked(args: argparse.Namespace, warn: Any) -> Any:
+    """-A, -e and -r as measure.http.Asked (run_http_opts reads them as curl)."""
+    from packetlab.measure.http import Asked
+
+    ref, auto = referer(args.referer)
+    r = None if args.byte_range is None else byte_range(args.byte_range, warn)
+    ua = USER_AGENT if args.user_agent is None else args.user_agent
+    return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r)
+
+
+def _both(first: Any, then: Any) -> Any:
+    """Two header-block callbacks in turn (the second may be None)."""
+
+    def call(raw: bytes) -> None:
+        first(raw)
+        if then is not None:
+            then(raw)
+
+    return call
 
 
 def _transfer(body: Any) -> Any:
@@ -1167,7 +1308,13 @@ def budget(args: argparse.Namespace) -> float:
     files = [count(arg) for arg in args.upload_file]
     # one transfer for each URL a URL's glob makes, times its -T glob's files
     n = sum(count(url) * (files[i] if i < len(files) else 1) for i, url in enumerate(args.urls))
-    return min(n, MAX_NAMES) * hops * (args.max_time + 15)
+    # --retry: each try, and curl's waits between them (a Retry-After not foreseen)
+    retries = getattr(args, "retry", 0)
+    delay = getattr(args, "retry_delay", 0)
+    waits = sum(delay or min(2**k, 600) for k in range(retries))
+    if getattr(args, "retry_max_time", 0):
+        waits = min(waits, args.retry_max_time)
+    return min(n, MAX_NAMES) * (hops * (args.max_time + 15) * (1 + retries) + waits)
 
 
 COMMAND = Command(

@@ -1,0 +1,73 @@
+"""curl 7.88's -r/--range, -e/--referer and -D/--dump-header for `pktlab run http`: each
+argument read as curl's tool_getparam.c reads it, and -D's file written as curl writes
+it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import IO
+
+from packetlab.cli.run import RunError
+
+_OFF_T_MAX = (1 << 63) - 1
+
+
+def byte_range(text: str, warn: Callable[[str], object]) -> str:
+    """-r RANGE as curl 7.88 takes it: digits without a dash get one appended (warned:
+    N is N-), a byte that is not a digit, - or , is warned about and sent as is; a
+    number past curl_off_t is curl's error (2)."""
+    if text[:1].isdigit() and "-" not in text:
+        digits = re.match(r"\d+", text)
+        assert digits is not None
+        if int(digits.group()) > _OFF_T_MAX:
+            raise RunError(f"-r/--range {text!r}: unsupported range point (curl: 2)")
+        warn("A specified range MUST include at least one dash (-). Appending one for you!")
+        return f"{int(digits.group())}-"
+    if re.search(r"[^0-9,-]", text):
+        warn("Invalid character is found in given range. A specified range MUST have "
+             "only digits in 'start'-'stop'. The server's response to this request is "
+             "uncertain.")  # fmt: skip
+    return text
+
+
+def referer(text: str | None) -> tuple[str | None, bool]:
+    """-e URL, -e 'URL;auto', -e ';auto' as curl reads it: (the Referer to send or None,
+    whether each redirect hop sends the URL it came from). What follows ;auto is
+    dropped, as curl's."""
+    if text is None:
+        return None, False
+    at = text.find(";auto")
+    auto = at >= 0
+    text = text[:at] if auto else text
+    return text or None, auto
+
+
+class HeaderDump:
+    """-D FILE: every response header block (1xx, each redirect hop's, each URL's and
+    each retry's) in the order they come, as curl writes them: FILE made empty when
+    the first transfer starts, then appended to; "-" stdout."""
+
+    def __init__(self, path: str, stdout: IO[bytes]) -> None:
+        self.path, self.stdout = path, stdout
+        self.file: IO[bytes] | None = None
+
+    def start(self) -> None:
+        """A transfer starts: the file made (empty) for the first, as curl's."""
+        if self.path != "-" and self.file is None:
+            self.file = open(self.path, "wb")  # noqa: SIM115 (closed by close())
+
+    def write(self, raw: bytes) -> None:
+        if self.path == "-":
+            self.stdout.write(raw)
+            self.stdout.flush()
+            return
+        self.start()
+        assert self.file is not None
+        self.file.write(raw)
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
