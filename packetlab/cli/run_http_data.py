@@ -69,15 +69,13 @@ def read_file(name: str, option: str, stdin: Callable[[], bytes]) -> bytes | Non
     if name == "-":
         return stdin()
     try:
-        f = open(name, "rb")  # noqa: SIM115
-    except OSError:
-        return None
-    try:
-        with f:
+        with open(name, "rb") as f:
             return f.read()
-    except OSError as e:  # curl: "option --data-urlencode: error encountered when ..."
+    except IsADirectoryError as e:  # C's fopen opens it, its read fails: curl's error
         raise RunError(f"{option} @{name}: error encountered when reading a file: "
                        f"{e.strerror or e} (curl: 26)") from None  # fmt: skip
+    except OSError:
+        return None
 
 
 def url_query(items: list[str], read: Callable[[int, str], bytes | None],

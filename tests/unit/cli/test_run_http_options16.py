@@ -1,0 +1,326 @@
+"""`pktlab run http`'s curl options of session 16: --data-urlencode, --data-ascii,
+--url-query (and -G through curl's URL API), -A, -e (;auto), -r, -D, -m,
+--connect-timeout and --retry: each argument read as curl 7.88 reads it, the bytes it
+makes (pinned from what curl 7.88.1 sent to a capturing server), and whole runs over
+the scripted endpoint (what the server saw, what went to stdout, -D and stderr)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_http_redirects import response
+from test_run_http_curl import parse, run
+
+from packetlab.cli import run_http, run_http_data, run_http_opts, run_http_retry
+from packetlab.cli.run import RunError
+from packetlab.cli.run_command import Progress
+
+
+def _no_file(name: str) -> bytes | None:
+    return {"f1": b"a b&c\n\x01", "empty": b""}.get(name)
+
+
+def test_urlencode_as_curl_7_88() -> None:
+    # each pinned from curl 7.88.1's body for the same --data-urlencode
+    warned: list[str] = []
+
+    def enc(arg: str) -> bytes:
+        return run_http_data.urlencode(arg, _no_file, warned.append)
+
+    assert enc("a b=c d&e/~._-*") == b"a b=c+d%26e%2F~._-%2A"  # only the content
+    assert enc("=x y") == b"x+y" and enc("plain é") == b"plain+%C3%A9"
+    assert enc("@f1") == b"a+b%26c%0A%01" and enc("n@f1") == b"n=a+b%26c%0A%01"
+    assert enc("q=") == b"q=" and enc("a@b=c") == b"a@b=c"  # the first = wins over @
+    assert enc("e@empty") == b"" and warned == []  # an empty file: not even the name
+    assert enc("m@missing") == b""  # curl: a warning, an empty part
+    assert warned == ['Couldn\'t read data from file "m@missing", this makes an empty POST.']
+    assert run_http_data.reads_stdin("a@-") and run_http_data.reads_stdin("@-")
+    assert not run_http_data.reads_stdin("a=@-") and not run_http_data.reads_stdin("-")
+
+
+def test_data_urlencode_joins_with_the_other_data_in_order(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"x y\r\n")
+    a = parse("-d", "a=1", "--data-urlencode", f"n@{f}", "--data-ascii", f"@{f}",
+              "--data-raw", "@r", "--data-urlencode", "m@missing", "u")  # fmt: skip
+    assert run_http.request_body(a.data) == b"a=1&n=x+y%0D%0A&x y&@r&"
+    with pytest.raises(RunError, match=r"--data-urlencode @.*error encountered when reading"):
+        run_http.request_body(parse("--data-urlencode", f"@{tmp_path}", "u").data)
+
+
+def test_stdin_read_once_by_its_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    # curl 7.88.1: `echo 'in put' | curl --data-urlencode a@- --data-urlencode b@- -d @-`
+    # sends a=in+put%0A&& (stdin read by the first, the others get nothing)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"in put\n")))
+    a = parse("--data-urlencode", "a@-", "--data-urlencode", "b@-", "-d", "@-", "u")
+    owner = run_http.stdin_owner(a, None, [])
+    assert owner == ("data", 0)
+    assert run_http.request_body(a.data, owner[1]) == b"a=in+put%0A&&"
+    # --url-query's @- first: the query has it, the body's @- nothing
+    a = parse("-d", "x", "--url-query", "a@-", "--data-urlencode", "b@-", "u")
+    assert run_http.stdin_owner(a, None, []) == ("query", 0)
+    assert run_http.request_body(a.data, None) == b"x&"
+
+
+def test_url_query_and_get_through_curls_url_api() -> None:
+    q = run_http_data.url_query(["c=d e", "+x=%41", "@f1"], lambda i, n: _no_file(n), print)
+    assert q == "c=d+e&x=%41&a+b%26c%0A%01"
+    assert run_http_data.url_query([], _no_file, print) is None
+
+    def app(url: str, query: str) -> str:
+        return run_http_data.append_query(url, query, "--url-query")
+
+    # each pinned from curl 7.88.1's %{url_effective} and request line
+    assert app("http://h:1/p#frag", q) == "http://h:1/p?c=d+e&x=%41&a+b%26c%0a%01#frag"
+    assert app("http://h:1/q?w#g", "c=d") == "http://h:1/q?w&c=d#g"
+    assert app("http://h:1", "c=d") == "http://h:1/?c=d"
+    assert (
+        app("http://h/b?", "a") == "http://h/b?a" and app("http://h/b?x&", "a") == "http://h/b?x&a"
+    )
+    assert run_http.with_query("http://h/g", b"b=x%2Fy") == "http://h/g?b=x%2fy"
+    with pytest.raises(RunError, match=r"--url-query: the query 'f g' has a space.*curl: 3"):
+        app("http://h/", "f g")
+
+
+def test_get_wins_over_url_query_as_curl_7_88() -> None:
+    # curl 7.88.1: -G's data is appended and --url-query is not (one or the other)
+    _, _, _, _, records = run("-G", "-d", "a=1", "--url-query", "c=d", "-w", "",
+                              "http://192.0.2.80/g?z")  # fmt: skip
+    assert records[0]["url_effective"] == "http://192.0.2.80/g?z&a=1"
+    _, _, _, _, records = run("--url-query", "c=d e", "-d", "b", "-w", "", "http://192.0.2.80/p")
+    assert records[0]["url_effective"] == "http://192.0.2.80/p?c=d+e"
+    assert records[0]["method"] == "POST"
+
+
+def test_range_and_referer_arguments_as_curl() -> None:
+    warned: list[str] = []
+    assert run_http_opts.byte_range("0-5", warned.append) == "0-5" and warned == []
+    assert run_http_opts.byte_range("5", warned.append) == "5-"
+    assert warned[-1].startswith("A specified range MUST include at least one dash (-).")
+    assert run_http_opts.byte_range("x-1", warned.append) == "x-1"  # warned, sent as is
+    assert warned[-1].startswith("Invalid character is found in given range.")
+    with pytest.raises(RunError, match="unsupported range point"):
+        run_http_opts.byte_range("99999999999999999999", warned.append)
+    assert run_http_opts.referer("http://r/;auto") == ("http://r/", True)
+    assert run_http_opts.referer(";autox") == (None, True)  # after ;auto: dropped
+    assert run_http_opts.referer("http://r/") == ("http://r/", False)
+    assert run_http_opts.referer("") == (None, False) == run_http_opts.referer(None)
+
+
+def _seen(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+    """The request's header fields in order, as the body; /r: a redirect to /x."""
+    if target.startswith("/r"):
+        return response(302, b"", Location="/x#f")
+    text = "".join(f"{k}: {v}\n" for k, v in headers.items()) + f"{method} {target}\n"
+    return response(200, text.encode() + body)
+
+
+def test_curl_fields_in_curls_order() -> None:
+    # curl 7.88.1 sent these fields in this order for the same options (but its own
+    # User-Agent, and Accept-Encoding with br and zstd)
+    code, _, raw, _, _ = run(
+        "-r", "0-1", "-d", "abc", "-u", "a:b", "--compressed", "-b", "c=d", "-H", "X-A: 1",
+        "-A", "ua", "-e", "ref", "-o", "-", "http://192.0.2.80/p", handler=_seen,
+    )  # fmt: skip
+    assert code == 0
+    assert raw.decode().splitlines() == [
+        "host: 192.0.2.80", "authorization: Basic YTpi", "content-range: bytes 0-1/3",
+        "user-agent: ua", "accept: */*", "accept-encoding: deflate, gzip", "referer: ref",
+        "cookie: c=d", "x-a: 1", "content-length: 3",
+        "content-type: application/x-www-form-urlencoded", "POST /p", "abc",
+    ]  # fmt: skip
+    # -A '' and -e '': none; -H replaces (in the -H place), -H 'NAME:' sends nothing
+    _, _, raw, _, _ = run("-A", "", "-e", "", "-r", "5", "-H", "Referer: b", "-H", "X-Gone:",
+                          "-o", "-", "http://192.0.2.80/p", handler=_seen)  # fmt: skip
+    assert raw.decode().splitlines() == [
+        "host: 192.0.2.80", "range: bytes=5-", "accept: */*", "referer: b", "GET /p",
+    ]  # fmt: skip
+    # -e ';auto' -L: the redirect hop's Referer is the URL it came from (no fragment)
+    _, _, raw, _, _ = run("-L", "-e", "http://s/;auto", "-o", "-",
+                          "http://192.0.2.80/r?q#z", handler=_seen)  # fmt: skip
+    assert "referer: http://192.0.2.80/r?q" in raw.decode().splitlines()
+    _, _, raw, _, _ = run("-L", "-e", "http://s/", "-o", "-", "http://192.0.2.80/r",
+                          handler=_seen)  # fmt: skip
+    assert "referer: http://s/" in raw.decode().splitlines()
+
+
+def test_dump_header_every_block_as_received(tmp_path: Path) -> None:
+    d = tmp_path / "h"
+    d.write_bytes(b"old")
+    code, _, raw, _, _ = run("-L", "-D", str(d), "-w", "", "-o", "/dev/null", "-o", "/dev/null",
+                             "http://192.0.2.80/r", "http://192.0.2.80/p", handler=_seen)  # fmt: skip
+    blocks = d.read_bytes().split(b"\r\n\r\n")
+    assert code == 0 and raw == b"" and len(blocks) == 4 and blocks[-1] == b""
+    assert blocks[0].startswith(b"HTTP/1.1 302 X\r\n") and b"Location: /x#f" in blocks[0]
+    assert blocks[1].startswith(b"HTTP/1.1 200 X\r\n") and blocks[2].startswith(b"HTTP/1.1 200")
+    # - is stdout, before the body (-I: the headers once to each)
+    _, _, raw, _, _ = run("-D", "-", "-o", "-", "http://192.0.2.80/p", handler=_seen)
+    assert raw.startswith(b"HTTP/1.1 200 X\r\n") and raw.endswith(b"GET /p\n")
+    _, _, raw, _, _ = run("-I", "-D", "-", "-o", "-", "http://192.0.2.80/p", handler=_seen)
+    assert raw.count(b"HTTP/1.1 200 X\r\n") == 2
+    # the file is made when the first transfer starts, even when nothing comes
+    e = tmp_path / "e"
+    code, _, _, _, _ = run("-D", str(e), "-w", "", "http://192.0.2.81/")
+    assert code == 1 and e.read_bytes() == b""
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-D", "/nonexistent/dir/h", "http://a.test/"], "--dump-header /nonexistent/dir/h: no"),
+        (["-r", "123456789012345678901", "http://a.test/"], "unsupported range point"),
+        (["--url-query", "+a b", "http://a.test/"], "has a space or control byte"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(RunError, match=message):
+        run_http.experiment(parse(*argv), lambda r: None, Progress())
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--retry", "x"], "expected a proper numerical parameter"),
+        (["--retry=-1"], "expected a positive numerical parameter"),
+        (["--retry-delay", "0.5"], "expected a proper numerical parameter"),
+        (["--connect-timeout=-1"], "expected a proper numerical parameter"),
+    ],
+)
+def test_bad_numbers_are_usage_errors(argv: list[str], words: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        parse(*argv, "u")
+    assert e.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_m_is_max_time_and_connect_timeout_is_passed() -> None:
+    a = parse("-m", "2.5", "--connect-timeout", "0.5", "u")
+    assert (a.max_time, a.connect_timeout) == (2.5, 0.5)
+    assert parse("u").connect_timeout is None
+
+
+def test_transient_outcomes_as_curl() -> None:
+    t = run_http_retry.transient
+    assert t(28, None, "timed out", False, False) == "timeout" == t(6, None, "x", False, False)
+    assert t(7, None, "connect to a: connection refused (...)", False, False) is None
+    assert t(7, None, "connect to a: connection refused (...)", True, False) == "refused"
+    assert t(7, None, "connect to a: no route", True, False) is None
+    assert t(7, None, "connect to a: no route", True, True) == "all"
+    for status in (408, 429, 500, 502, 503, 504):
+        assert t(0, status, None, False, False) == "http" == t(22, status, "x", False, False)
+    assert t(0, 404, None, False, True) is None  # a 404 without -f is no failure
+    assert t(22, 404, "x", False, True) == "all" and t(22, 404, "x", False, False) is None
+    assert t(56, None, "x", True, False) is None
+
+
+def test_retry_waits_and_words_as_curl() -> None:
+    r = run_http_retry.Retry(3, 0, 0, started=100.0)
+    got = [r.next("http", 0, 100.0 + i) for i in range(4)]
+    assert got == [
+        (1.0, "Problem : HTTP error. Will retry in 1 seconds. 3 retries left."),
+        (2.0, "Problem : HTTP error. Will retry in 2 seconds. 2 retries left."),
+        (4.0, "Problem : HTTP error. Will retry in 4 seconds. 1 retries left."),
+        (None, None),
+    ]
+    r = run_http_retry.Retry(2, 3, 0, started=0.0)  # --retry-delay: the same each time
+    assert [r.next("timeout", 0, 0)[0], r.next("all", 0, 0)] == [
+        3.0, (3.0, "Problem (retrying all errors). Will retry in 3 seconds. 1 retries left."),
+    ]  # fmt: skip
+    r = run_http_retry.Retry(9, 0, 10, started=0.0)  # --retry-max-time from the first try
+    assert r.next("timeout", 0, 9.9)[0] == 1.0 and r.next("timeout", 0, 10.0) == (None, None)
+    r = run_http_retry.Retry(9, 0, 10, started=0.0)  # a Retry-After past it: curl's words
+    assert r.next("http", 8, 5.0) == (
+        None,
+        "The Retry-After: time would make this command "
+        "line exceed the maximum allowed time for retries.",
+    )
+    assert run_http_retry.Retry(9, 0, 0, 0.0).next("http", 7, 0.0)[0] == 7.0
+    assert run_http_retry.Retry(9, 0, 0, 0.0).next("timeout", 7, 0.0)[0] == 1.0  # HTTP only
+    r = run_http_retry.Retry(20, 0, 0, 0.0)
+    assert max(r.next("timeout", 0, 0.0)[0] or 0 for _ in range(20)) == 600.0  # capped
+
+
+def test_retry_after_seconds_or_date() -> None:
+    ra = run_http_retry.retry_after
+    assert ra([("Retry-After", "12")], 0.0) == 12.0 and ra([], 0.0) == 0.0
+    assert ra([("retry-after", "Thu, 01 Jan 1970 00:01:40 GMT")], 40.5) == 59.0
+    assert ra([("Retry-After", "Thu, 01 Jan 1970 00:00:10 GMT")], 40.0) == 0.0  # past
+    assert ra([("Retry-After", "soon")], 0.0) == 0.0
+
+
+class _Flaky:
+    """Answers 503 (then 200) `fails` times, each on a closed connection."""
+
+    def __init__(self, fails: int, status: int = 503, **headers: str) -> None:
+        self.fails, self.status, self.headers, self.n = fails, status, headers, 0
+
+    def __call__(self, method: str, target: str, headers: Any, body: bytes) -> bytes:
+        self.n += 1
+        if self.n <= self.fails:
+            return response(self.status, f"fail {self.n}\n".encode(), Connection="close",
+                            **self.headers)  # fmt: skip
+        return response(200, f"ok {self.n}\n".encode(), Connection="close")
+
+
+def test_retry_a_transient_status_as_curl(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    flaky = _Flaky(2)
+    code, _, raw, err, records = run("--retry", "3", "-o", str(out), "-w", "%{http_code}\\n",
+                                     "http://192.0.2.80/", handler=flaky)  # fmt: skip
+    assert code == 0 and raw == b"200\n" and out.read_bytes() == b"ok 3\n" and flaky.n == 3
+    assert err.splitlines() == [
+        "Warning: Problem : HTTP error. Will retry in 1 seconds. 3 retries left.",
+        "Throwing away 7 bytes",
+        "Warning: Problem : HTTP error. Will retry in 2 seconds. 2 retries left.",
+        "Throwing away 7 bytes",
+    ]
+    assert len(records) == 1  # one row for the URL: its last try
+    # -f: each try a failure (22), all of them; stdout keeps each body (as curl's);
+    # -s: no warnings
+    flaky = _Flaky(9, 502)
+    code, _, raw, err, records = run("-s", "-f", "--retry", "2", "-o", "-", "-w", "|",
+                                     "http://192.0.2.80/", handler=flaky)  # fmt: skip
+    assert code == 1 and records[0]["exitcode"] == 22 and flaky.n == 3 and err == ""
+    assert raw == b"fail 1\nfail 2\nfail 3\n|"
+    # not transient: no retry
+    flaky = _Flaky(1, 404)
+    code, _, _, err, _ = run("--retry", "2", "-w", "", "http://192.0.2.80/", handler=flaky)
+    assert code == 0 and flaky.n == 1 and err == ""
+
+
+def test_retry_after_and_a_refused_connect() -> None:
+    flaky = _Flaky(1, 429, Retry_After="3")
+    _, _, _, err, _ = run("--retry", "1", "-w", "", "http://192.0.2.80/", handler=flaky)
+    assert err.splitlines() == [
+        "Warning: Problem : HTTP error. Will retry in 3 seconds. 1 retries left."
+    ]  # fmt: skip
+    code, _, _, err, records = run("--retry", "1", "--retry-connrefused", "-s", "-w", "",
+                                   "http://192.0.2.81/")  # fmt: skip
+    assert code == 1 and records[0]["exitcode"] == 7 and err == ""
+    code, _, _, err, _ = run("--retry", "1", "--retry-connrefused", "-w", "",
+                             "http://192.0.2.81/")  # fmt: skip
+    assert err.splitlines()[0] == (
+        "Warning: Problem : connection refused. Will retry in 1 seconds. 1 retries left."
+    )
+
+
+def test_budget_counts_the_retries() -> None:
+    base = run_http.budget(parse("u"))
+    assert run_http.budget(parse("--retry", "3", "u")) == 4 * base + 1 + 2 + 4
+    assert run_http.budget(parse("--retry", "3", "--retry-delay", "5", "u")) == 4 * base + 15
+    assert run_http.budget(parse("--retry", "3", "--retry-max-time", "2", "u")) == 4 * base + 2
+
+
+def test_help_documents_the_new_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("--help")
+    text = capsys.readouterr().out
+    for option in ("--data-urlencode", "--data-ascii", "--url-query", "-A NAME, --user-agent",
+                   "-e URL, --referer", "-r RANGE, --range", "-D FILE, --dump-header",
+                   "-m S, --max-time",
+                   "--connect-timeout", "--retry N", "--retry-delay", "--retry-max-time",
+                   "--retry-connrefused", "--retry-all-errors"):  # fmt: skip
+        assert option in text, option
