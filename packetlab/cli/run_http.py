@@ -16,7 +16,7 @@ from packetlab.cli import pcapout
 from packetlab.cli.curl_output import Output, RemoteName, is_stdout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
-from packetlab.cli.run_http_opts import HeaderDump, byte_range, referer
+from packetlab.cli.run_http_opts import HeaderDump, byte_range, curl_warning, referer
 from packetlab.cli.run_http_retry import Retry
 
 MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not imported here)
@@ -974,9 +974,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     owner = stdin_owner(args, form_stdin, uploads)  # stdin is read once, as curl's
     stderr = getattr(args, "_stderr", None) or sys.stderr
 
-    def warn(text: str) -> None:  # curl's warnings (-s: none, as curl's)
+    def warn(text: str) -> None:  # curl's warnings in its form (-s: none, as curl's)
         if not args.silent:
-            print(f"pktlab run http: {text}", file=stderr)
+            print(curl_warning(text), end="", file=stderr, flush=True)
 
     data = request_body(args.data, owner[1] if owner and owner[0] == "data" else None, warn)
     query = _url_query(args, owner, warn)
@@ -1204,7 +1204,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         now = session.reactor.seconds()
         wait, text = retry.next(why, retry_after(result.headers, time.time()), now)
         if text is not None and not args.silent:  # curl's words (-s: none, as curl's)
-            print(f"Warning: {text}", file=stderr, flush=True)
+            print(curl_warning(text), end="", file=stderr, flush=True)
         if wait is None or progress.stopping:
             return False
         if sink is not None and sink.file is not None:

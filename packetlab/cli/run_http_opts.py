@@ -13,6 +13,24 @@ from packetlab.cli.run import RunError
 _OFF_T_MAX = (1 << 63) - 1
 
 
+def curl_warning(text: str) -> str:
+    """`text` as curl 7.88's warnf prints it (tool_msgs.c's voutf): "Warning: " before
+    each piece of at most 70 characters (its line end counted), a piece cut after the
+    last blank that fits (kept at its end), else at 70."""
+    msg, width, out = text + "\n", 79 - len("Warning: "), []
+    while msg:
+        if len(msg) <= width:
+            out.append("Warning: " + msg)
+            break
+        cut = width - 1
+        while cut and msg[cut] not in " \t":
+            cut -= 1
+        cut = cut or width - 1
+        out.append("Warning: " + msg[: cut + 1] + "\n")
+        msg = msg[cut + 1 :]
+    return "".join(out)
+
+
 def byte_range(text: str, warn: Callable[[str], object]) -> str:
     """-r RANGE as curl 7.88 takes it: digits without a dash get one appended (warned:
     N is N-), a byte that is not a digit, - or , is warned about and sent as is; a

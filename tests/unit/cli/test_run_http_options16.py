@@ -68,7 +68,7 @@ def test_stdin_read_once_by_its_first_use(monkeypatch: pytest.MonkeyPatch) -> No
 def test_url_query_and_get_through_curls_url_api() -> None:
     q = run_http_data.url_query(["c=d e", "+x=%41", "@f1"], lambda i, n: _no_file(n), print)
     assert q == "c=d+e&x=%41&a+b%26c%0A%01"
-    assert run_http_data.url_query([], _no_file, print) is None
+    assert run_http_data.url_query([], lambda i, n: None, print) is None
 
     def app(url: str, query: str) -> str:
         return run_http_data.append_query(url, query, "--url-query")
@@ -150,8 +150,9 @@ def test_curl_fields_in_curls_order() -> None:
 def test_dump_header_every_block_as_received(tmp_path: Path) -> None:
     d = tmp_path / "h"
     d.write_bytes(b"old")
-    code, _, raw, _, _ = run("-L", "-D", str(d), "-w", "", "-o", "/dev/null", "-o", "/dev/null",
-                             "http://192.0.2.80/r", "http://192.0.2.80/p", handler=_seen)  # fmt: skip
+    null = ("-o", "/dev/null")
+    code, _, raw, _, _ = run("-L", "-D", str(d), "-w", "", *null, *null, "http://192.0.2.80/r",
+                             "http://192.0.2.80/p", handler=_seen)  # fmt: skip
     blocks = d.read_bytes().split(b"\r\n\r\n")
     assert code == 0 and raw == b"" and len(blocks) == 4 and blocks[-1] == b""
     assert blocks[0].startswith(b"HTTP/1.1 302 X\r\n") and b"Location: /x#f" in blocks[0]
@@ -302,9 +303,21 @@ def test_retry_after_and_a_refused_connect() -> None:
     assert code == 1 and records[0]["exitcode"] == 7 and err == ""
     code, _, _, err, _ = run("--retry", "1", "--retry-connrefused", "-w", "",
                              "http://192.0.2.81/")  # fmt: skip
-    assert err.splitlines()[0] == (
-        "Warning: Problem : connection refused. Will retry in 1 seconds. 1 retries left."
-    )
+    assert err.splitlines()[:2] == [  # cut at 79 columns as curl's
+        "Warning: Problem : connection refused. Will retry in 1 seconds. 1 retries ",
+        "Warning: left.",
+    ]
+
+
+def test_warnings_cut_as_curls() -> None:
+    # each as curl 7.88.1 printed it
+    assert run_http_opts.curl_warning(
+        "A specified range MUST include at least one dash (-). Appending one for you!"
+    ) == ("Warning: A specified range MUST include at least one dash (-). Appending one \n"
+          "Warning: for you!\n")  # fmt: skip
+    assert run_http_opts.curl_warning("x" * 75) == f"Warning: {'x' * 70}\nWarning: xxxxx\n"
+    assert run_http_opts.curl_warning("Problem : HTTP error. Will retry in 1 seconds. 3 "
+                                      "retries left.").count("Warning") == 1  # fmt: skip
 
 
 def test_budget_counts_the_retries() -> None:
