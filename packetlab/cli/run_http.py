@@ -1117,6 +1117,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if dump is not None:  # -D: first, as curl's header callback
             dump.start()
             on_headers = _both(dump.write, on_headers)
+        failing = _Failing(on_body) if args.fail else None
+        if failing is not None:  # curl -f: the headers of a status >= 400 out, no body
+            on_headers, on_body = _both(failing.headers, on_headers), failing.body
         retry = Retry(args.retry, args.retry_delay, args.retry_max_time, session.reactor.seconds())
         while True:  # --retry: the transfer again while curl would
             result = await attempt(session, pool, url, body, on_body, on_headers, xfer)
@@ -1127,7 +1130,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     result.error = result.error or f"writing {path}: {e.strerror or e}"
             if not await again(session, retry, result, sink):
                 break
-        why = None if sink is None else sink.close(result.error is None)
+        failed = failing is not None and failing.failed and result.error is None
+        why = None if sink is None else sink.close(result.error is None and not failed)
         if why is not None and result.error is None:
             result.error, result.exitcode = why, 23
         record = result.to_dict()
@@ -1150,6 +1154,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 print(f"pktlab run http: {url}: {error}", file=stderr)
             name = sink.effective if sink is not None else path  # curl's: null for stdout
             values = write_out_values(result, url, name, record.get("exitcode", 0), error)
+            if failed:  # curl -f stops before the body
+                values["size_download"] = values["speed_download"] = 0
             for stream, text in write_out(fmt, values, result.headers):
                 if stream == "stdout":
                     stdout.write(text.encode("utf-8", "surrogateescape"))  # a name as sent
@@ -1228,6 +1234,22 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
     r = None if args.byte_range is None else byte_range(args.byte_range, warn)
     ua = USER_AGENT if args.user_agent is None else args.user_agent
     return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r)
+
+
+class _Failing:
+    """curl -f: a final response of 400 or more ends the transfer after its headers
+    (-i and -D have them), its body not written (-o makes no file)."""
+
+    def __init__(self, on_body: Any) -> None:
+        self.on_body, self.failed = on_body, False
+
+    def headers(self, raw: bytes) -> None:
+        code = raw.split(b" ", 2)[1:2]
+        self.failed = bool(code) and code[0].isdigit() and int(code[0]) >= 400
+
+    def body(self, data: bytes) -> None:
+        if not self.failed and self.on_body is not None:
+            self.on_body(data)
 
 
 def _both(first: Any, then: Any) -> Any:

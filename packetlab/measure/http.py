@@ -104,6 +104,12 @@ class Url:
     host: str
     port: int
     target: str  # path and query
+    fragment: str = ""  # never sent; curl's url_effective keeps it
+
+    @property
+    def effective(self) -> str:
+        """curl's %{url_effective}: the URL as fetched and its #fragment."""
+        return self.text + (f"#{self.fragment}" if self.fragment else "")
 
     @property
     def text(self) -> str:
@@ -159,7 +165,7 @@ def parse_url(url: str) -> Url:
     target = remove_dot_segments(parts.path) or "/"
     if parts.query:
         target += "?" + parts.query
-    return Url(parts.scheme, parts.hostname, port, target)
+    return Url(parts.scheme, parts.hostname, port, target, parts.fragment)
 
 
 @dataclass(slots=True)
@@ -879,7 +885,7 @@ async def http_get(
     current = parse_url(url)
     body = Upload.of(data, FORM) if isinstance(data, bytes) else data
     kind = "HEAD" if head else "GET" if body is None else body.method
-    result = HttpResult(url, url_effective=current.text)
+    result = HttpResult(url, url_effective=current.effective)
     ctxs: dict[str, SSL.Context] = {}
     extra = list(headers or [])
     basic = None
@@ -978,7 +984,7 @@ async def _fetch(
                 began = hop.start if hop.queued is None else min(hop.queued, hop.start)
             _add(sums, hop)
         result.method = hop.method
-        result.url_effective = current.text
+        result.url_effective = current.effective
         if hop.server is not None:
             result.server = hop.server
         if hop.status is not None or last_hop is None:

@@ -279,13 +279,13 @@ def test_retry_a_transient_status_as_curl(tmp_path: Path) -> None:
         "Throwing away 7 bytes",
     ]
     assert len(records) == 1  # one row for the URL: its last try
-    # -f: each try a failure (22), all of them; stdout keeps each body (as curl's);
-    # -s: no warnings
+    # -f: each try a failure (22), all of them, no body written (as curl's); -s: no
+    # warnings
     flaky = _Flaky(9, 502)
     code, _, raw, err, records = run("-s", "-f", "--retry", "2", "-o", "-", "-w", "|",
                                      "http://192.0.2.80/", handler=flaky)  # fmt: skip
     assert code == 1 and records[0]["exitcode"] == 22 and flaky.n == 3 and err == ""
-    assert raw == b"fail 1\nfail 2\nfail 3\n|"
+    assert raw == b"|"
     # not transient: no retry
     flaky = _Flaky(1, 404)
     code, _, _, err, _ = run("--retry", "2", "-w", "", "http://192.0.2.80/", handler=flaky)
@@ -337,3 +337,35 @@ def test_help_documents_the_new_options(capsys: pytest.CaptureFixture[str]) -> N
                    "--connect-timeout", "--retry N", "--retry-delay", "--retry-max-time",
                    "--retry-connrefused", "--retry-all-errors"):  # fmt: skip
         assert option in text, option
+
+
+def test_fail_writes_the_headers_not_the_body(tmp_path: Path) -> None:
+    # curl 7.88.1 -f: the transfer ends after a >= 400 status's headers: -i and -D have
+    # them, the body is not written, -o makes no file (with -i: the headers alone),
+    # %{size_download} 0 (ours wrote the body, made the file, counted its bytes)
+    out, dump = tmp_path / "o", tmp_path / "d"
+    block = b"HTTP/1.1 404 X\r\nContent-Length: 7\r\nConnection: close\r\n\r\n"
+    code, _, raw, _, records = run(
+        "-f", "-i", "-D", str(dump), "-w", "%{http_code} %{size_download}", "-o", "-",
+        "-o", str(out), "http://192.0.2.80/", "http://192.0.2.80/", handler=_Flaky(9, 404),
+    )  # fmt: skip
+    assert code == 1 and [r["exitcode"] for r in records] == [22, 22]
+    assert raw == block + b"404 0404 0" and out.read_bytes() == block
+    assert dump.read_bytes() == block * 2
+    out.unlink()
+    code, _, raw, _, _ = run("-f", "-o", str(out), "-w", "%{size_download}",
+                             "http://192.0.2.80/", handler=_Flaky(9, 404))  # fmt: skip
+    assert code == 1 and raw == b"0" and not out.exists()
+    code, _, raw, _, _ = run("-f", "-o", "-", "-w", "", "http://192.0.2.80/", handler=_Flaky(0))
+    assert code == 0 and raw == b"ok 1\n"
+
+
+def test_url_effective_keeps_the_fragment_as_curl() -> None:
+    # curl 7.88.1: %{url_effective} http://h/p#frag (ours dropped the #frag), also a
+    # redirect's (Location: /x#f); the Referer of ;auto has none
+    _, _, raw, _, _ = run("-w", "%{url_effective} ", "http://192.0.2.80/p#frag",
+                          "http://192.0.2.80/p?q#f", handler=_seen)  # fmt: skip
+    assert raw.endswith(b"http://192.0.2.80/p#frag http://192.0.2.80/p?q#f ")
+    _, _, raw, _, _ = run("-L", "-w", "|%{url_effective}", "http://192.0.2.80/r#z",
+                          handler=_seen)  # fmt: skip
+    assert raw.endswith(b"|http://192.0.2.80/x#f") and b"GET /x\n" in raw

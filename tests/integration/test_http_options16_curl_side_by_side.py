@@ -1,0 +1,228 @@
+"""`pktlab run http` and curl 7.88 side by side for the options of session 16
+(--data-urlencode, --data-ascii, --url-query, -G, -A, -e, -r, -D, -m, --retry): the
+same loopback server echoes the request it read (its request line, header fields in
+order, body); curl and ours must send the same bytes (both are given the same -A, so
+that the User-Agent is not ours against curl's), print the same stdout, write the same
+-D file, exit alike and warn alike on stderr."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from httpserve import serve_http
+from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
+
+UA = ("-A", "side-by-side", "-w", "")  # -w: curl's output, no table (a later -w wins)
+SEEN: dict[str, int] = {}  # /flaky?k=KEY: requests seen for KEY
+LOCK = threading.Lock()
+
+
+class Echo(BaseHTTPRequestHandler):
+    """/r: a 302 to /x#f; /flaky?k=KEY&fail=N&code=C[&ra=S][&sleep=S]: C (after S s)
+    the first N times for KEY (Retry-After S), then 200; any other: the request read
+    (request line, fields in order, body). Fixed Server and Date: the header blocks do
+    not depend on the clock."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def version_string(self) -> str:
+        return "test/1"
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return "Thu, 01 Jan 2026 00:00:00 GMT"
+
+    def answer(self) -> None:
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        u = urlsplit(self.path)
+        headers: list[tuple[str, str]] = []
+        if u.path == "/r":
+            code, out = 302, b"moved"
+            headers.append(("Location", "/x#f"))
+        elif u.path == "/flaky":
+            q = parse_qs(u.query)
+            with LOCK:
+                tries = SEEN[q["k"][0]] = SEEN.get(q["k"][0], 0) + 1
+            code, out = 200, f"ok {tries}\n".encode()
+            if tries <= int(q["fail"][0]):
+                time.sleep(float(q.get("sleep", ["0"])[0]))
+                code, out = int(q["code"][0]), f"fail {tries}\n".encode()
+                headers += [("Retry-After", v) for v in q.get("ra", [])]
+        else:
+            code = 200
+            out = f"{self.requestline}\n{self.headers}".encode("latin-1") + body
+        self.send_response(code)
+        for k, v in [*headers, ("Content-Length", str(len(out)))]:
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = answer
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[str]:
+    with serve_http(Echo) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def tool(who: str, *args: str, cwd: Path, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """curl ("curl") or pktlab run http ("ours") with `args`, in `cwd`, `stdin` piped."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    ours = [sys.executable, "-m", "packetlab", "run", "http", "--connect-to", "127.0.0.1"]
+    return subprocess.run([*(["curl"] if who == "curl" else ours), *args], capture_output=True,
+                          timeout=180, env=env, cwd=cwd, input=stdin)  # fmt: skip
+
+
+def both(*args: str, cwd: Path, stdin: bytes = b"") -> tuple[
+    subprocess.CompletedProcess[bytes], subprocess.CompletedProcess[bytes]
+]:  # fmt: skip
+    """(curl, pktlab run http) with the same arguments."""
+    return tool("curl", *args, cwd=cwd, stdin=stdin), tool("ours", *args, cwd=cwd, stdin=stdin)
+
+
+def warnings(stderr: bytes) -> list[str]:
+    """curl's warning and retry lines (not its progress meter or error lines)."""
+    lines = stderr.decode().replace("\r", "\n").splitlines()
+    return [x for x in lines if x.startswith(("Warning: ", "Throwing away "))]
+
+
+def same(curl: subprocess.CompletedProcess[bytes], ours: subprocess.CompletedProcess[bytes],
+         code: int = 0) -> None:  # fmt: skip
+    assert curl.returncode == code and ours.returncode == min(code, 1), ours.stderr
+    assert ours.stdout == curl.stdout
+    assert warnings(ours.stderr) == warnings(curl.stderr)
+
+
+def test_data_urlencode_as_curl(http: str, tmp_path: Path) -> None:
+    # ours had no --data-urlencode: "unrecognized arguments", exit 2
+    (tmp_path / "f1").write_bytes(b"a b&c\n\x01\xff")
+    (tmp_path / "empty").write_bytes(b"")
+    forms = ["a b=c d&e/~._-*", "=x y", "plain é", "@f1", "n@f1", "m@missing", "e@empty",
+             "q=", "a@b=c", "s@-", "t@-"]  # fmt: skip
+    argv = [x for f in forms for x in ("--data-urlencode", f)]
+    curl, ours = both(*UA, "-o", "-", *argv, "-d", "@-", "--data-ascii", "@f1",
+                      "--data-binary", "@f1", "--data-raw", "@f1", f"{http}/post",
+                      cwd=tmp_path, stdin=b"in put\r\n")  # fmt: skip
+    same(curl, ours)  # the bytes sent: the echoed request
+    assert curl.stdout.endswith(b"&s=in+put%0D%0A&&&a b&c\x01\xff&a b&c\n\x01\xff&@f1")
+    assert warnings(curl.stderr) == [
+        "Warning: Couldn't read data from file \"m@missing\", this makes an empty POST."
+    ]  # fmt: skip
+    # -s: no warning, as curl's
+    curl, ours = both("-s", *UA, "-o", "-", "--data-urlencode", "m@missing", f"{http}/p",
+                      cwd=tmp_path)  # fmt: skip
+    same(curl, ours)
+    assert ours.stderr == b""
+
+
+def test_get_and_url_query_as_curl(http: str, tmp_path: Path) -> None:
+    (tmp_path / "f1").write_bytes(b"a b&c\n\x01")
+    fields = "%{url_effective} %{method} %{http_code}\\n"
+    for args in (
+        ["-G", "-d", "a=1", "--data-urlencode", "b=x/y"],  # -G: %xx in lower case
+        ["-G", "-d", "a=1", "--url-query", "c=d"],  # -G wins: no --url-query (7.88.1)
+        ["--url-query", "c=d e", "--url-query", "+x=%4A", "--url-query", "@f1"],
+        ["-d", "b=2", "--url-query", "a=1"],  # a POST's URL gets it too
+        ["--url-query", "a@-"],
+    ):
+        for url in (f"{http}/q?w#g", f"{http}/a/../b?", http):
+            curl, ours = both(*UA, "-s", "-w", fields, "-o", "-", *args, url, cwd=tmp_path,
+                              stdin=b"st in\n")  # fmt: skip
+            same(curl, ours)
+
+
+def test_agent_referer_range_as_curl(http: str, tmp_path: Path) -> None:
+    (tmp_path / "up").write_bytes(b"hi\n")
+    for args in (
+        ["-A", "my agent", "-e", "http://ref/x", "-L", f"{http}/r"],
+        ["-e", "http://ref/x;auto", "-L", f"{http}/r"],
+        ["-e", ";auto", "-L", f"{http}/r", f"{http}/r"],
+        ["-A", "", "-e", "", f"{http}/p"],  # none of either
+        [
+            "-A",
+            "x",
+            "-H",
+            "User-Agent: y",
+            "-e",
+            "a",
+            "-H",
+            "Referer: b",
+            "-H",
+            "X-Gone:",
+            f"{http}/p",
+        ],
+        ["-r", "0-5", f"{http}/p"],
+        ["-r", "5", f"{http}/p"],  # warned: 5-
+        ["-r", "x-1", "-X", "DELETE", f"{http}/p"],  # warned, sent
+        ["-r", "0-1,5-", "-I", f"{http}/p"],
+        ["-r", "0-1", "-d", "abc", "-u", "a:b", "-b", "c=d", "-H", "X-A: 1", f"{http}/p"],
+        ["-r", "0-1", "-T", "up", "-H", "Expect:", f"{http}/p"],  # Content-Range
+    ):
+        n = sum(a.startswith(http) for a in args)
+        curl, ours = both(*UA, *["-o", "-"] * n, *args, cwd=tmp_path)
+        same(curl, ours)
+
+
+def test_dump_header_as_curl(http: str, tmp_path: Path) -> None:
+    # ours had no -D: "unrecognized arguments", exit 2
+    h = tmp_path / "h"
+    for out in ("h", "-"):
+        for args in (["-L", f"{http}/r", f"{http}/p"], ["-I", f"{http}/p"]):
+            urls = sum(a.startswith("http") for a in args)
+            argv = [*UA, "-s", *["-o", "/dev/null"] * urls, "-D", out, *args]
+            runs, files = [], []
+            for who in ("curl", "ours"):
+                h.write_bytes(b"old")
+                runs.append(tool(who, *argv, cwd=tmp_path))
+                files.append(h.read_bytes())
+            same(runs[0], runs[1])
+            assert files[0] == files[1]
+            assert (files[0] if out == "h" else runs[0].stdout).startswith(b"HTTP/1.1 ")
+
+
+def test_retry_as_curl(http: str, tmp_path: Path) -> None:
+    # ours had no --retry; each case: the same tries, stdout, -o file, warnings, exit
+    for key, (args, code) in enumerate([
+        (["--retry", "3", "-o", "out", "-w", "%{http_code}\\n", "/flaky?fail=2&code=503"], 0),
+        (["--retry", "2", "-f", "-w", "%{http_code}\\n", "/flaky?fail=9&code=502"], 22),
+        (["--retry", "2", "-w", "|", "/flaky?fail=1&code=404"], 0),  # not transient
+        (["--retry", "1", "-w", "|", "/flaky?fail=1&code=429&ra=2"], 0),  # Retry-After
+        (["--retry", "1", "--retry-all-errors", "-f", "/flaky?fail=1&code=404"], 0),
+        (["--retry", "1", "-m", "1", "/flaky?fail=1&code=200&sleep=1.6"], 0),  # timeout
+        (["--retry", "3", "--retry-max-time", "2", "/flaky?fail=9&code=500"], 0),
+    ]):  # fmt: skip
+        *opts, path = args
+        runs = []
+        for who in ("curl", "ours"):
+            url = f"{http}{path}&k={key}{who}"
+            runs.append(tool(who, *UA, *opts, url, cwd=tmp_path))
+            if "out" in opts:
+                runs[-1].stdout += (tmp_path / "out").read_bytes()
+        curl, ours = runs
+        same(curl, ours, code)
+        assert SEEN[f"{key}curl"] == SEEN[f"{key}ours"], args
+        assert warnings(curl.stderr) or key == 2
+
+
+def test_retry_a_refused_connect_as_curl(tmp_path: Path) -> None:
+    # a closed port on loopback: refused (7); retried with --retry-connrefused only
+    for opts in (["--retry", "1"], ["--retry", "1", "--retry-connrefused"]):
+        curl, ours = both(*UA, *opts, "-w", "|%{exitcode}", "http://127.0.0.1:9/", cwd=tmp_path)
+        same(curl, ours, 7)
+        assert len(warnings(ours.stderr)) == 2 * (len(opts) - 2)  # one line, cut in two
+    assert re.search(rb"connection refused", ours.stderr)
