@@ -1213,11 +1213,16 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             print(curl_warning(text), end="", file=stderr, flush=True)
         if wait is None or progress.stopping:
             return False
-        if sink is not None and sink.file is not None:
+        if sink is not None and sink.file is not None and sink.file.tell():
             if not args.silent:
                 print(f"Throwing away {sink.file.tell()} bytes", file=stderr, flush=True)
-            sink.file.seek(0)
-            sink.file.truncate()
+            try:
+                sink.file.seek(0)
+                sink.file.truncate()
+            except OSError as e:  # /dev/null: curl's "(23) Failed to truncate file"
+                result.error = f"Failed to truncate file {sink.written}: {e.strerror or e}"
+                result.exitcode = 23
+                return False
         end = session.reactor.seconds() + wait
         while not progress.stopping and session.reactor.seconds() < end:  # Ctrl-C: at once
             await deferLater(session.reactor, min(0.1, end - session.reactor.seconds()))

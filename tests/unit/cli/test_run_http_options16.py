@@ -370,3 +370,17 @@ def test_url_effective_keeps_the_fragment_as_curl() -> None:
     _, _, raw, _, _ = run("-L", "-w", "|%{url_effective}", "http://192.0.2.80/r#z",
                           handler=_seen)  # fmt: skip
     assert raw.endswith(b"|http://192.0.2.80/x#f") and b"GET /x\n" in raw
+
+
+def test_retry_into_a_file_that_cannot_be_truncated_is_23() -> None:
+    # curl 7.88.1 --retry -o /dev/null: "Throwing away 7 bytes", "curl: (23) Failed to
+    # truncate file", no more tries (ours: [Errno 22] Invalid argument, exit 2)
+    flaky = _Flaky(2)
+    code, _, _, err, records = run("--retry", "3", "-o", "/dev/null", "-w", "",
+                                   "http://192.0.2.80/", handler=flaky)  # fmt: skip
+    assert code == 1 and flaky.n == 1 and records[0]["exitcode"] == 23
+    assert records[0]["error"] == "Failed to truncate file /dev/null: Invalid argument"
+    assert err.splitlines()[:2] == [
+        "Warning: Problem : HTTP error. Will retry in 1 seconds. 3 retries left.",
+        "Throwing away 7 bytes",
+    ]
