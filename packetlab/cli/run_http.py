@@ -33,6 +33,11 @@ examples:
   pktlab run http -L http://10.77.3.2/old       # follow redirects (at most --max-redirs)
   pktlab run http -d 'a=1&b=2' http://10.77.3.2/form   # POST, as curl -d
   pktlab run http -X DELETE http://10.77.3.2/item/4
+  pktlab run http --data-urlencode 'q=a b&c' --data-urlencode note@n.txt http://10.77.3.2/f
+  pktlab run http --url-query 'q=a b' --url-query +page=2 http://10.77.3.2/search
+  pktlab run http -A probe/1 -e 'http://10.77.3.2/;auto' -L http://10.77.3.2/old
+  pktlab run http -r 0-1023 -D head.txt -o part.bin http://10.77.3.2/big  # bytes 0-1023
+  pktlab run http --retry 3 --retry-connrefused --connect-timeout 2 -m 10 http://10.77.3.2/
   pktlab run http -G -d q=1 -u me:secret -i -o - http://10.77.3.2/search
   pktlab run http --compressed -o page.html http://10.77.3.2/
   pktlab run http -L -b '' -c jar.txt http://10.77.3.2/login  # cookies as curl -c
