@@ -115,6 +115,10 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="an HTTP status of 400 or more is a failure (exit status 1), as curl -f",
     )  # fmt: skip
     p.add_argument(
+        "--fail-with-body", action="store_true",
+        help="as -f, but the body of a status of 400 or more is written (curl 7.76+)",
+    )  # fmt: skip
+    p.add_argument(
         "-L", "--location", action="store_true",
         help="follow 301, 302, 303, 307 and 308 redirects (curl's method rules)",
     )  # fmt: skip
@@ -292,7 +296,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "-s", "--silent", action="store_true",
-        help="with -w: no error lines on stderr (the write-out still has %%{errormsg})",
+        help="with -w: no error lines on stderr (the write-out still has %%{errormsg}), "
+        "no warnings",
+    )  # fmt: skip
+    p.add_argument(
+        "-S", "--show-error", action="store_true",
+        help="with -s: the error lines still on stderr (curl -sS, -fsSL)",
     )  # fmt: skip
     p.add_argument(
         "-A", "--user-agent", metavar="NAME",
@@ -970,6 +979,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.http import Connections, http_get, parse_url
     from packetlab.measure.upload import UploadError, multipart
 
+    if args.fail and args.fail_with_body:  # curl: 2, its words
+        raise RunError("-f/--fail and --fail-with-body: You must select either --fail or "
+                       "--fail-with-body, not both.")  # fmt: skip
     if args.remote_header_name and (args.include or args.head):  # curl: 2, as ours
         raise RunError(f"{'-I/--head' if args.head else '-i/--include'} and "
                        "-J/--remote-header-name: showing headers and --remote-header-name "
@@ -1146,7 +1158,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             output = (sink.written or sink.effective) if sink is not None else path
             if output:
                 record["output"] = output
-        if args.fail and result.status is not None and result.status >= 400 and not (result.error):
+        fails = args.fail or args.fail_with_body
+        if fails and result.status is not None and result.status >= 400 and not result.error:
             answer = f"{result.status} {result.reason or ''}".strip()  # HTTP/2: no reason
             record["error"] = f"the server answered {answer} (--fail)"
             record["exitcode"] = 22
@@ -1155,7 +1168,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         emit(record)
         if fmt is not None:
             error = record.get("error")
-            if error is not None and not args.silent:
+            if error is not None and (not args.silent or args.show_error):
                 print(f"pktlab run http: {url}: {error}", file=stderr)
             name = sink.effective if sink is not None else path  # curl's: null for stdout
             values = write_out_values(result, url, name, record.get("exitcode", 0), error)
@@ -1208,7 +1221,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
         from packetlab.cli.run_http_retry import retry_after, transient
 
-        failed = args.fail and result.status is not None and result.status >= 400
+        fails = args.fail or args.fail_with_body
+        failed = fails and result.status is not None and result.status >= 400
         code = 22 if failed and result.exitcode == 0 else result.exitcode
         why = transient(code, result.status, result.error, args.retry_connrefused,
                         args.retry_all_errors)  # fmt: skip

@@ -384,3 +384,19 @@ def test_retry_into_a_file_that_cannot_be_truncated_is_23() -> None:
         "Warning: Problem : HTTP error. Will retry in 1 seconds. 3 retries left.",
         "Throwing away 7 bytes",
     ]
+
+
+def test_show_error_and_fail_with_body_as_curl() -> None:
+    # curl -fsSL (ours: `unrecognized arguments: -S`): the error line on stderr despite -s
+    code, _, raw, err, records = run("-fsSL", "-w", "[%{http_code}]", "http://192.0.2.80/",
+                                     handler=_Flaky(1, 404))  # fmt: skip
+    assert code == 1 and raw == b"[404]" and records[0]["exitcode"] == 22
+    assert err.count("\n") == 1 and "the server answered 404 X (--fail)" in err
+    _, _, _, err, _ = run("-fs", "-w", "", "http://192.0.2.80/", handler=_Flaky(1, 404))
+    assert err == ""
+    # --fail-with-body: 22, the body written
+    code, _, raw, _, records = run("-s", "--fail-with-body", "-w", "[%{http_code}]",
+                                   "http://192.0.2.80/", handler=_Flaky(1, 404))  # fmt: skip
+    assert code == 1 and raw == b"fail 1\n[404]" and records[0]["exitcode"] == 22
+    with pytest.raises(RunError, match="You must select either --fail or --fail-with-body"):
+        run_http.experiment(parse("-f", "--fail-with-body", "u"), lambda r: None, Progress())
