@@ -318,6 +318,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         "GET or HEAD, Content-Range: bytes RANGE/SIZE on a -d or -T upload, as curl",
     )  # fmt: skip
     p.add_argument(
+        "-C", "--continue-at", metavar="OFFSET", type=_offset,
+        help="resume a download at byte OFFSET (- : the size of the -o file), as curl: "
+        "Range: bytes=OFFSET-, the -o file appended to; an answer that does not start "
+        "there is curl's 33, a 416 is no error",
+    )  # fmt: skip
+    p.add_argument(
         "-D", "--dump-header", metavar="FILE",
         help="write every response header block (1xx, redirect hops, every URL) to FILE "
         "as received (made empty first; - is stdout), as curl",
@@ -369,6 +375,13 @@ def _count(text: str) -> int:
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"{text!r}: expected a proper numerical parameter")
     return int(text)
+
+
+def _offset(text: str) -> str:
+    """-C OFFSET: "-" or a whole number (curl's words when not)."""
+    if text != "-" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a proper numerical parameter")
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -976,9 +989,14 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
-    from packetlab.measure.http import Connections, http_get, parse_url
+    from dataclasses import replace
+
+    from packetlab.measure.http import Connections, HttpResult, WriteError, http_get, parse_url
     from packetlab.measure.upload import UploadError, multipart
 
+    if args.continue_at is not None and (args.data is not None or args.form or args.upload_file):
+        raise RunError("-C/--continue-at with a request body: an upload resumed is not "
+                       "built (curl sends a Content-Range)")  # fmt: skip
     if args.fail and args.fail_with_body:  # curl: 2, its words
         raise RunError("-f/--fail and --fail-with-body: You must select either --fail or "
                        "--fail-with-body, not both.")  # fmt: skip
@@ -1127,6 +1145,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if path is not None or fmt is not None:
             honor = args.remote_header_name and isinstance(path, RemoteName)  # curl: -J with -O
             sink = Output(path, stdout, args.clobber, honor, args.output_dir or None)
+        offset = _resume_offset(args.continue_at, path)
+        unopened = None
+        if sink is not None and offset:
+            try:
+                sink.resume(offset)  # curl: the -o file opened to append now
+            except WriteError as e:  # curl: 23 for this URL
+                unopened = str(e)
         on_body = None if sink is None or args.head else sink.write
         on_headers: Any = None if sink is None or not args.include or args.head else sink.write
         if sink is not None and sink.honor:  # -J (never with -i or -I)
@@ -1139,7 +1164,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             on_headers, on_body = _both(failing.headers, on_headers), failing.body
         retry = Retry(args.retry, args.retry_delay, args.retry_max_time, session.reactor.seconds())
         while True:  # --retry: the transfer again while curl would
-            result = await attempt(session, pool, url, body, on_body, on_headers, xfer)
+            if unopened is not None:
+                result = HttpResult(url, error=unopened, exitcode=23)
+                break
+            result = await attempt(session, pool, url, body, on_body, on_headers, xfer, offset)
             if sink is not None and args.head:  # curl -I: the headers are the output
                 try:
                     sink.write(b"".join(result.raw_headers))
@@ -1184,7 +1212,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             _save(jar.dump(), args.cookie_jar, args, stderr)
 
     async def attempt(session: Any, pool: Any, url: str, body: Any, on_body: Any,
-                      on_headers: Any, xfer: Any) -> Any:  # fmt: skip
+                      on_headers: Any, xfer: Any, offset: int) -> Any:  # fmt: skip
         return await http_get(
             session,
             url,
@@ -1194,7 +1222,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             insecure=args.insecure,
             timeout=args.max_time,
             connect_timeout=args.connect_timeout or CONNECT_TIMEOUT,
-            asked=asked,
+            asked=replace(asked, resume_from=offset),
             headers=headers,
             recorder=recorder,
             method=method,
@@ -1236,8 +1264,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             if not args.silent:
                 print(f"Throwing away {sink.file.tell()} bytes", file=stderr, flush=True)
             try:
-                sink.file.seek(0)
-                sink.file.truncate()
+                sink.file.truncate(sink.append)  # to where it started (-C: its offset)
+                sink.file.seek(0, os.SEEK_END)
             except OSError as e:  # /dev/null: curl's "(23) Failed to truncate file"
                 result.error = f"Failed to truncate file {sink.written}: {e.strerror or e}"
                 result.exitcode = 23
@@ -1248,6 +1276,21 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         return not progress.stopping
 
     return pcapout.recording(args, recorder, run)
+
+
+def _resume_offset(continue_at: str | None, path: str | None) -> int:
+    """-C's offset for a transfer to `path`: N, or with "-" the size of the -o file
+    (0: none yet, or stdout), as curl's stat of it."""
+    if continue_at is None:
+        return 0
+    if continue_at != "-":
+        return int(continue_at)
+    if path is None or is_stdout(path):
+        return 0
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _asked(args: argparse.Namespace, warn: Any) -> Any:

@@ -28,6 +28,7 @@ import base64
 import hashlib
 import ipaddress
 import os
+import re
 import ssl
 import zlib
 from collections.abc import Callable
@@ -641,6 +642,7 @@ class _Sink:
     http: str | None = None  # "1.1" (--http1.1), "2" (--http2), "2-prior"; None: curl's default
     until: list[float] = field(default_factory=list)  # the URL's end (its first exchange's)
     on_hop: Callable[[Any], object] | None = None  # each request's live state (-Z's meter)
+    resume: int = 0  # -C's offset: the final answer must resume there (_Response.head)
 
 
 ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
@@ -651,12 +653,15 @@ class Asked:
     """What curl adds to every request of a transfer (its options, not -H): -A's
     User-Agent ("": none), -e's Referer (`auto_referer`: ;auto, each redirect hop the URL
     before it), -r's byte range (`Range: bytes=R` for a GET or HEAD, `Content-Range:
-    bytes R/SIZE` for a -d POST or a -T PUT, nothing for -F, as curl 7.88's http.c)."""
+    bytes R/SIZE` for a -d POST or a -T PUT, nothing for -F, as curl 7.88's http.c);
+    -C's offset (`resume_from`: `Range: bytes=N-`, and the final answer must resume
+    there: `_Response.head`)."""
 
     user_agent: str = USER_AGENT
     referer: str | None = None
     auto_referer: bool = False
     byte_range: str | None = None
+    resume_from: int = 0  # -C: Range: bytes=N- (a GET or HEAD), the answer checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -892,7 +897,7 @@ async def http_get(
     if auth is not None:  # a -H Authorization wins (_own)
         basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
-                 on_hop=on_hop)  # fmt: skip
+                 on_hop=on_hop, resume=asked.resume_from)  # fmt: skip
     jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     pool = Connections() if connections is None else connections
     if body is not None:  # a -F part's stdin from a pipe: read whole first, as curl's
@@ -1216,6 +1221,8 @@ async def _over(
         hop.exitcode = 65 if "sent again" in str(e) else 26
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
         hop.error, hop.exitcode = str(e), 61
+    except _NoResume as e:  # curl: (33) HTTP server doesn't seem to support byte ranges
+        hop.error, hop.exitcode = str(e), 33
     except h11.ProtocolError as e:
         why = str(e)
         if why == "Receive buffer too long":  # h11's max_incomplete_event_size
@@ -1240,7 +1247,7 @@ async def _over(
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
             pool.known(hop.url, None)
-    if hop.error is not None and hop.exitcode != 23:  # a write error: the response came
+    if hop.error is not None and hop.exitcode not in (23, 33):  # the response came
         hop.status = None
 
 
@@ -1257,6 +1264,8 @@ def _own(asked: Asked, basic: str | None, compressed: bool, referer: str | None,
     (--compressed), Referer."""
     out = [] if basic is None else [("Authorization", basic)]
     r = asked.byte_range
+    if r is None and asked.resume_from and (body is None or kind in ("GET", "HEAD")):
+        r = f"{asked.resume_from}-"  # curl -C N
     if r is not None and (body is None or kind in ("GET", "HEAD")):
         out.append(("Range", f"bytes={r}"))
     elif r is not None and body is not None and (body.inline or body.method == "PUT"):
@@ -1331,12 +1340,15 @@ class _Response:
         self.digest = hashlib.sha256()
         self.body: list[bytes] = []
         self.keep = True
+        self.ignore: str | None = None  # -C: "ignore" the body (a 416), "done" (_resumed)
         self.decoder: _Decoder | None = None
 
     def head(self, status: int, reason: str, headers: list[tuple[str, str]], raw: bytes) -> None:
         hop = self.hop
         hop.status, hop.reason, hop.headers, hop.raw_headers = status, reason, headers, raw
         self.keep = not (self.follows and hop.location() is not None)
+        if self.keep and self.sink.resume and hop.method != "HEAD":
+            self.ignore = _resumed(self.sink.resume, status, headers, hop.server)
         if self.sink.on_headers is not None:
             try:
                 self.sink.on_headers(raw)
@@ -1349,6 +1361,8 @@ class _Response:
         hop, sink = self.hop, self.sink
         if self.keep and sink.compressed and hop.body_len == 0:  # a body to decode (not HEAD)
             self.decoder = _decoder(hop.headers, sink.max_body, hop.server)
+        if self.ignore == "done":  # curl: not read ("already downloaded")
+            return
         hop.body_len += len(data)
         if hop.body_len > sink.max_body:
             raise _TooMuch(f"body from {hop.server} larger than {sink.max_body} bytes")
@@ -1358,7 +1372,7 @@ class _Response:
     def _out(self, out: bytes) -> None:
         if self.keep and self.sink.keep_body:
             self.body.append(out)
-        if self.keep and self.sink.on_body is not None and out:
+        if self.keep and self.sink.on_body is not None and out and not self.ignore:
             self.sink.on_body(out)
 
     def end(self) -> None:
@@ -1366,6 +1380,33 @@ class _Response:
             self._out(self.decoder.feed(b"", final=True))
         self.hop.body_sha256 = self.digest.hexdigest()
         self.hop.body = b"".join(self.body) if self.sink.keep_body and self.keep else None
+
+
+class _NoResume(Exception):
+    """-C: the server answered the whole document, not from the offset (curl's 33)."""
+
+
+def _resumed(offset: int, status: int, headers: list[tuple[str, str]],
+             server: str | None) -> str | None:  # fmt: skip
+    """curl 7.88's check of a -C answer (http.c), as curl 7.88.1 was seen to do: None,
+    its body written; "ignore" (a 416: read, not written, no error); "done" (no
+    Content-Range from `offset` but a body of exactly `offset` bytes: "The entire
+    document is already downloaded", not read, size_download 0). Raises _NoResume
+    (curl's 33) when the answer does not start at `offset`. A Content-Range's first
+    number (after what is not a digit) must be `offset`; one with `*` before any digit
+    turns the check off (curl: "get everything")."""
+    if status == 416:
+        return "ignore"
+    value = next((v for k, v in headers if k.lower() == "content-range"), None)
+    if value is not None:
+        m = re.search(r"\d+|\*", value)
+        if m is None or m.group() == "*" or int(m.group()) == offset:
+            return None
+    length = next((v.strip() for k, v in headers if k.lower() == "content-length"), "")
+    if length.isdigit() and int(length) == offset:
+        return "done"
+    raise _NoResume(f"HTTP server doesn't seem to support byte ranges. Cannot resume. "
+                    f"({server}: no Content-Range from byte {offset})")  # fmt: skip
 
 
 async def _read(

@@ -25,6 +25,7 @@ from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
 UA = ("-A", "side-by-side", "-w", "")  # -w: curl's output, no table (a later -w wins)
 SEEN: dict[str, int] = {}  # /flaky?k=KEY: requests seen for KEY
 LOCK = threading.Lock()
+DATA = bytes(range(48, 58)) * 10  # /file's 100 bytes
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -61,6 +62,16 @@ class Echo(BaseHTTPRequestHandler):
                 time.sleep(float(q.get("sleep", ["0"])[0]))
                 code, out = int(q["code"][0]), f"fail {tries}\n".encode()
                 headers += [("Retry-After", v) for v in q.get("ra", [])]
+        elif u.path in ("/file", "/wrong", "/norange"):  # -C: bytes=N- answered or not
+            code, out = 200, DATA
+            start = (self.headers.get("Range") or "").removeprefix("bytes=").removesuffix("-")
+            if u.path != "/norange" and start.isdigit():
+                n = int(start) if u.path == "/file" else 0
+                code, out = 206, DATA[n:]
+                headers.append(("Content-Range", f"bytes {n}-{len(DATA) - 1}/{len(DATA)}"))
+                if n >= len(DATA):
+                    code, out = 416, b"range not satisfiable\n"
+                    headers[-1] = ("Content-Range", f"bytes */{len(DATA)}")
         else:
             code = 200
             out = f"{self.requestline}\n{self.headers}".encode("latin-1") + body
@@ -226,3 +237,29 @@ def test_retry_a_refused_connect_as_curl(tmp_path: Path) -> None:
         same(curl, ours, 7)
         assert len(warnings(ours.stderr)) == 2 * (len(opts) - 2)  # one line, cut in two
     assert re.search(rb"connection refused", ours.stderr)
+
+
+def test_continue_at_as_curl(http: str, tmp_path: Path) -> None:
+    # ours had no -C: "unrecognized arguments", exit 2; each case from the same partial
+    # file, the same answers: stdout (-w), the file after, the exit
+    part = tmp_path / "part"
+    w = ("-s", "-w", "%{http_code} %{size_download} %{exitcode}")
+    for start, args, code in (
+        (DATA[:10], ["-C", "-", "-o", "part", f"{http}/file"], 0),  # 206: appended
+        (DATA, ["-C", "-", "-o", "part", f"{http}/file"], 0),  # 416: no error, no body
+        (DATA[:10], ["-C", "-", "-o", "part", f"{http}/norange"], 33),
+        (DATA[:10], ["-C", "-", "-o", "part", f"{http}/wrong"], 33),
+        (DATA, ["-C", "-", "-o", "part", f"{http}/norange"], 0),  # already downloaded
+        (None, ["-C", "-", "-o", "part", f"{http}/file"], 0),  # no file: from 0
+        (None, ["-C", "95", f"{http}/file"], 0),  # stdout
+        (DATA[:10], ["-C", "20", "-i", "-D", "h", "-o", "part", f"{http}/file"], 0),
+    ):
+        runs, files = [], []
+        for who in ("curl", "ours"):
+            part.unlink(missing_ok=True)
+            if start is not None:
+                part.write_bytes(start)
+            runs.append(tool(who, *UA, *w, *args, cwd=tmp_path))
+            files.append(part.read_bytes() if part.exists() else None)
+        same(runs[0], runs[1], code)
+        assert files[0] == files[1], args

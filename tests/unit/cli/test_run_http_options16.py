@@ -400,3 +400,54 @@ def test_show_error_and_fail_with_body_as_curl() -> None:
     assert code == 1 and raw == b"fail 1\n[404]" and records[0]["exitcode"] == 22
     with pytest.raises(RunError, match="You must select either --fail or --fail-with-body"):
         run_http.experiment(parse("-f", "--fail-with-body", "u"), lambda r: None, Progress())
+
+
+DATA = bytes(range(48, 58)) * 10  # 100 bytes
+
+
+def _ranged(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+    """/file: Range bytes=N- answered (206, or 416 past the end); /wrong: 206 from 0;
+    /norange: 200 whole."""
+    start = headers.get("range", "").removeprefix("bytes=").removesuffix("-")
+    if target == "/file" and start.isdigit() and int(start) >= len(DATA):
+        return response(416, b"range not satisfiable\n", Content_Range=f"bytes */{len(DATA)}")
+    if target in ("/file", "/wrong") and start.isdigit():
+        n = int(start) if target == "/file" else 0
+        return response(206, DATA[n:], Content_Range=f"bytes {n}-99/100")
+    return response(200, DATA)
+
+
+def test_continue_at_as_curl(tmp_path: Path) -> None:
+    # each outcome as curl 7.88.1 had it against the same answers (ours: unrecognized -C)
+    part = tmp_path / "part"
+    w = ("-w", "%{http_code} %{size_download} %{exitcode}")
+
+    def go(*argv: str) -> tuple[int, bytes, bytes]:
+        code, _, raw, _, _ = run("-s", *w, *argv, handler=_ranged)
+        return code, raw, part.read_bytes() if part.exists() else b""
+
+    part.write_bytes(DATA[:10])
+    assert go("-C", "-", "-o", str(part), "http://192.0.2.80/file") == (0, b"206 90 0", DATA)
+    assert go("-C", "-", "-o", str(part), "http://192.0.2.80/file") == (0, b"416 22 0", DATA)
+    part.write_bytes(DATA[:10])  # a 200, or a 206 from elsewhere: 33, the file kept
+    assert go("-C", "-", "-o", str(part), "http://192.0.2.80/norange") == (
+        1, b"200 0 33", DATA[:10],
+    )  # fmt: skip
+    assert go("-C", "-", "-o", str(part), "http://192.0.2.80/wrong") == (
+        1, b"206 0 33", DATA[:10],
+    )  # fmt: skip
+    part.write_bytes(DATA)  # the whole document already there: no error, nothing read
+    assert go("-C", "-", "-o", str(part), "http://192.0.2.80/norange") == (0, b"200 0 0", DATA)
+    part.unlink()  # no file: from 0, no Range
+    assert go("-C", "-", "-o", str(part), "http://192.0.2.80/file") == (0, b"200 100 0", DATA)
+    part.unlink()
+    assert go("-C", "95", "-o", "-", "http://192.0.2.80/file") == (0, b"56789206 5 0", b"")
+
+
+def test_continue_at_arguments() -> None:
+    assert run_http._resume_offset(None, "f") == 0 and run_http._resume_offset("7", None) == 7
+    assert run_http._resume_offset("-", None) == 0 == run_http._resume_offset("-", "-")
+    with pytest.raises(SystemExit):
+        parse("-C", "x", "u")
+    with pytest.raises(RunError, match="-C/--continue-at with a request body"):
+        run_http.experiment(parse("-C", "5", "-d", "a", "u"), lambda r: None, Progress())
