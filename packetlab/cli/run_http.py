@@ -324,6 +324,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         "there is curl's 33, a 416 is no error",
     )  # fmt: skip
     p.add_argument(
+        "--max-filesize", metavar="BYTES", type=_size,
+        help="a response whose Content-Length is over BYTES (k, M, G: KiB, MiB, GiB) is "
+        "an error before its body, curl 7.88's 63 (a body of unknown length is not "
+        "checked, as 7.88)",
+    )  # fmt: skip
+    p.add_argument(
         "-D", "--dump-header", metavar="FILE",
         help="write every response header block (1xx, redirect hops, every URL) to FILE "
         "as received (made empty first; - is stdout), as curl",
@@ -375,6 +381,16 @@ def _count(text: str) -> int:
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"{text!r}: expected a proper numerical parameter")
     return int(text)
+
+
+def _size(text: str) -> int:
+    """--max-filesize BYTES as curl 7.88's GetSizeParameter: N, or N with one of G, M, K,
+    B (any case; 1024s)."""
+    m = re.fullmatch(r"(\d+)([gGmMkKbB]?)", text)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: unsupported max-filesize unit. Use "
+                                         "G, M, K or B!")  # fmt: skip
+    return int(m.group(1)) << {"g": 30, "m": 20, "k": 10}.get(m.group(2).lower(), 0)
 
 
 def _offset(text: str) -> str:
@@ -1300,7 +1316,8 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
     ref, auto = referer(args.referer)
     r = None if args.byte_range is None else byte_range(args.byte_range, warn)
     ua = USER_AGENT if args.user_agent is None else args.user_agent
-    return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r)
+    return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r,
+                 max_filesize=args.max_filesize or 0)  # fmt: skip
 
 
 class _Failing:

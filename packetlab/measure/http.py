@@ -643,6 +643,7 @@ class _Sink:
     until: list[float] = field(default_factory=list)  # the URL's end (its first exchange's)
     on_hop: Callable[[Any], object] | None = None  # each request's live state (-Z's meter)
     resume: int = 0  # -C's offset: the final answer must resume there (_Response.head)
+    max_filesize: int = 0  # --max-filesize (0: none)
 
 
 ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
@@ -662,6 +663,7 @@ class Asked:
     auto_referer: bool = False
     byte_range: str | None = None
     resume_from: int = 0  # -C: Range: bytes=N- (a GET or HEAD), the answer checked
+    max_filesize: int = 0  # --max-filesize: a larger Content-Length is curl's 63 (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -897,7 +899,8 @@ async def http_get(
     if auth is not None:  # a -H Authorization wins (_own)
         basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
-                 on_hop=on_hop, resume=asked.resume_from)  # fmt: skip
+                 on_hop=on_hop, resume=asked.resume_from,
+                 max_filesize=asked.max_filesize)  # fmt: skip
     jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     pool = Connections() if connections is None else connections
     if body is not None:  # a -F part's stdin from a pipe: read whole first, as curl's
@@ -1223,6 +1226,8 @@ async def _over(
         hop.error, hop.exitcode = str(e), 61
     except _NoResume as e:  # curl: (33) HTTP server doesn't seem to support byte ranges
         hop.error, hop.exitcode = str(e), 33
+    except _TooLarge as e:  # curl: (63) Maximum file size exceeded
+        hop.error, hop.exitcode = str(e), 63
     except h11.ProtocolError as e:
         why = str(e)
         if why == "Receive buffer too long":  # h11's max_incomplete_event_size
@@ -1247,7 +1252,7 @@ async def _over(
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
             pool.known(hop.url, None)
-    if hop.error is not None and hop.exitcode not in (23, 33):  # the response came
+    if hop.error is not None and hop.exitcode not in (23, 33, 63):  # the response came
         hop.status = None
 
 
@@ -1349,6 +1354,9 @@ class _Response:
         self.keep = not (self.follows and hop.location() is not None)
         if self.keep and self.sink.resume and hop.method != "HEAD":
             self.ignore = _resumed(self.sink.resume, status, headers, hop.server)
+        large = self._too_large(headers)
+        if large is not None and raw.endswith(b"\r\n\r\n"):  # curl: before the blank line
+            raw = hop.raw_headers = raw[:-2]
         if self.sink.on_headers is not None:
             try:
                 self.sink.on_headers(raw)
@@ -1356,6 +1364,20 @@ class _Response:
                 if e.header_bytes is not None:
                     hop.raw_headers = raw[: e.header_bytes]
                 raise
+        if large is not None:
+            raise large
+
+    def _too_large(self, headers: list[tuple[str, str]]) -> _TooLarge | None:
+        """--max-filesize: a final answer's Content-Length over it (curl 7.88's 63,
+        checked at the end of its header block, before that block's last line end)."""
+        limit, hop = self.sink.max_filesize, self.hop
+        if not (self.keep and limit and hop.method != "HEAD"):
+            return None
+        length = next((v.strip() for k, v in headers if k.lower() == "content-length"), "")
+        if not (length.isdigit() and int(length) > limit):
+            return None
+        return _TooLarge(f"Maximum file size exceeded ({length} bytes from {hop.server}; "
+                         f"at most {limit})")  # fmt: skip
 
     def data(self, data: bytes) -> None:
         hop, sink = self.hop, self.sink
@@ -1384,6 +1406,10 @@ class _Response:
 
 class _NoResume(Exception):
     """-C: the server answered the whole document, not from the offset (curl's 33)."""
+
+
+class _TooLarge(Exception):
+    """A Content-Length over --max-filesize (curl's 63)."""
 
 
 def _resumed(offset: int, status: int, headers: list[tuple[str, str]],

@@ -263,3 +263,22 @@ def test_continue_at_as_curl(http: str, tmp_path: Path) -> None:
             files.append(part.read_bytes() if part.exists() else None)
         same(runs[0], runs[1], code)
         assert files[0] == files[1], args
+
+
+def test_max_filesize_fail_with_body_show_error_as_curl(http: str, tmp_path: Path) -> None:
+    # ours had none of them ("unrecognized arguments", exit 2); -fsSL is curl's most
+    # common line: stdout, exit and the (one) error line on stderr alike
+    for args, code in (
+        (["-s", "--max-filesize", "50", "-i", f"{http}/norange"], 63),
+        (["-s", "--max-filesize", "1k", f"{http}/norange"], 0),
+        (["-fsSL", f"{http}/flaky?k=fs&fail=1&code=404"], 22),
+        (["-sS", "--fail-with-body", f"{http}/flaky?k=fb&fail=1&code=404"], 22),
+        (["-sS", "http://127.0.0.1:9/"], 7),
+    ):
+        runs = []
+        for who in ("curl", "ours"):
+            mine = [a.replace("k=f", f"k={who}f") for a in args]  # each its own counter
+            runs.append(tool(who, *UA, "-w", "[%{http_code} %{exitcode}]", *mine, cwd=tmp_path))
+        same(runs[0], runs[1], code)
+        shown = "-sS" in args or "-fsSL" in args  # the error line: with -S only
+        assert runs[0].stderr.count(b"\n") == runs[1].stderr.count(b"\n") == shown
