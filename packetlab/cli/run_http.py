@@ -16,7 +16,13 @@ from packetlab.cli import pcapout
 from packetlab.cli.curl_output import Output, RemoteName, is_stdout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
-from packetlab.cli.run_http_opts import HeaderDump, byte_range, curl_warning, referer
+from packetlab.cli.run_http_opts import (
+    HeaderDump,
+    byte_range,
+    curl_warning,
+    referer,
+    resolve_entries,
+)
 from packetlab.cli.run_http_retry import Retry
 
 MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not imported here)
@@ -99,6 +105,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="ADDR",
         help="connect to ADDR instead of resolving the URL's host",
     )
+    p.add_argument(
+        "--resolve", action="append", default=[], metavar="HOST:PORT:ADDR",
+        help="a request to HOST (* any) and PORT connects to ADDR (the first of "
+        "ADDR,ADDR...; [v6] in brackets), no DNS, as curl (repeatable; -HOST:PORT "
+        "drops an earlier one); --connect-to wins",
+    )  # fmt: skip
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", dest="family", action="store_const", const=4, help="resolve to IPv4")
     fam.add_argument("-6", dest="family", action="store_const", const=6, help="resolve to IPv6")
@@ -1317,7 +1329,8 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
     r = None if args.byte_range is None else byte_range(args.byte_range, warn)
     ua = USER_AGENT if args.user_agent is None else args.user_agent
     return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r,
-                 max_filesize=args.max_filesize or 0)  # fmt: skip
+                 max_filesize=args.max_filesize or 0,
+                 resolve=resolve_entries(args.resolve))  # fmt: skip
 
 
 class _Failing:

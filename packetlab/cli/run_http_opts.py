@@ -4,6 +4,7 @@ it."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import IO
@@ -47,6 +48,30 @@ def byte_range(text: str, warn: Callable[[str], object]) -> str:
              "only digits in 'start'-'stop'. The server's response to this request is "
              "uncertain.")  # fmt: skip
     return text
+
+
+def resolve_entries(items: list[str]) -> tuple[tuple[str, int, str], ...]:
+    """--resolve [+]HOST:PORT:ADDR[,ADDR...] (and -HOST:PORT, dropping an earlier one)
+    as curl 7.88 takes them: (host in lower case, port, the first address without its
+    brackets), the latest for a host and port first. One that is not so: exit 2 (curl
+    ignores it, its words in -v only)."""
+    entries: dict[tuple[str, int], str] = {}
+    for item in items:
+        drop = item.startswith("-")
+        m = re.fullmatch(r"[-+]?([^:]+):(\d+)" + ("" if drop else r":(.+)"), item)
+        if m is None or int(m.group(2)) > 65535:
+            raise RunError(f"--resolve {item!r}: Couldn't parse CURLOPT_RESOLVE entry "
+                           "(HOST:PORT:ADDR, or -HOST:PORT)")  # fmt: skip
+        key = (m.group(1).lower(), int(m.group(2)))
+        entries.pop(key, None)
+        if not drop:
+            first = m.group(3).split(",")[0].strip()
+            first = first[1:-1] if first.startswith("[") and first.endswith("]") else first
+            try:
+                entries[key] = str(ipaddress.ip_address(first))
+            except ValueError:
+                raise RunError(f"--resolve {item!r}: {first!r} is no IP address") from None
+    return tuple((h, p, a) for (h, p), a in reversed(entries.items()))
 
 
 def referer(text: str | None) -> tuple[str | None, bool]:

@@ -664,6 +664,9 @@ class Asked:
     byte_range: str | None = None
     resume_from: int = 0  # -C: Range: bytes=N- (a GET or HEAD), the answer checked
     max_filesize: int = 0  # --max-filesize: a larger Content-Length is curl's 63 (0: none)
+    # --resolve: (host, port, address) a hop to that host and port connects to, no DNS
+    # (host "*": any); `connect_to` wins over it
+    resolve: tuple[tuple[str, int, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -954,7 +957,7 @@ async def _fetch(
     last_hop: _Hop | None = None
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     route = _Route(session, connect_to, family, timeout, connect_timeout, sink, recorder,
-                   follow, pool)  # fmt: skip
+                   follow, pool, own[0].resolve)  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = [b"http/1.1"] if sink.http == "1.1" else [b"h2", b"http/1.1"]
@@ -1086,6 +1089,15 @@ class _Route:
     recorder: PcapRecorder | None
     follows: bool
     pool: Connections
+    resolve: tuple[tuple[str, int, str], ...] = ()
+
+    def address_for(self, u: Url) -> AddressLike | None:
+        """--connect-to's address, else the first --resolve entry of the URL's host (or
+        "*") and port, else None (the endpoint's DNS)."""
+        if self.connect_to is not None:
+            return self.connect_to
+        return next((a for h, p, a in self.resolve if p == u.port and h in (u.host, "*")),
+                    None)  # fmt: skip
 
 
 async def _hop(
@@ -1136,7 +1148,7 @@ async def _connect(
     headers: _Fields,
 ) -> None:
     """The hop over a new connection: the name resolved, the connect, the exchange."""
-    session, connect_to = route.session, route.connect_to
+    session, connect_to = route.session, route.address_for(hop.url)
     u = hop.url
     if connect_to is None and not u.host_is_address:
         hop.start = await read_time(session)

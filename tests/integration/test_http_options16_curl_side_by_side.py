@@ -91,10 +91,13 @@ def http() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-def tool(who: str, *args: str, cwd: Path, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    """curl ("curl") or pktlab run http ("ours") with `args`, in `cwd`, `stdin` piped."""
+def tool(who: str, *args: str, cwd: Path, stdin: bytes = b"",
+         direct: bool = True) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
+    """curl ("curl") or pktlab run http ("ours") with `args`, in `cwd`, `stdin` piped
+    (ours with `direct`: --connect-to 127.0.0.1, as the URLs are curl's 127.0.0.1)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    ours = [sys.executable, "-m", "packetlab", "run", "http", "--connect-to", "127.0.0.1"]
+    ours = [sys.executable, "-m", "packetlab", "run", "http"]
+    ours += ["--connect-to", "127.0.0.1"] if direct else []
     return subprocess.run([*(["curl"] if who == "curl" else ours), *args], capture_output=True,
                           timeout=180, env=env, cwd=cwd, input=stdin)  # fmt: skip
 
@@ -282,3 +285,17 @@ def test_max_filesize_fail_with_body_show_error_as_curl(http: str, tmp_path: Pat
         same(runs[0], runs[1], code)
         shown = "-sS" in args or "-fsSL" in args  # the error line: with -S only
         assert runs[0].stderr.count(b"\n") == runs[1].stderr.count(b"\n") == shown
+
+
+def test_resolve_as_curl(http: str, tmp_path: Path) -> None:
+    # ours had no --resolve (only its own --connect-to ADDR); here ours gets no
+    # --connect-to: the names are only in --resolve, as for curl
+    port = http.rsplit(":", 1)[1]
+    for args in (
+        ["--resolve", f"a.test:{port}:127.0.0.1", f"http://a.test:{port}/p"],
+        ["--resolve", f"*:{port}:[127.0.0.1],10.9.9.9", f"http://b.test:{port}/r", "-L"],
+    ):
+        runs = [tool(who, *UA, "-s", "-o", "-", "-w", "|%{remote_ip} %{url_effective}", *args,
+                     cwd=tmp_path, direct=False) for who in ("curl", "ours")]  # fmt: skip
+        same(runs[0], runs[1])
+        assert b"Host: " in runs[0].stdout and b"|127.0.0.1 http://" in runs[0].stdout

@@ -336,7 +336,7 @@ def test_help_documents_the_new_options(capsys: pytest.CaptureFixture[str]) -> N
                    "-m S, --max-time",
                    "--connect-timeout", "--retry N", "--retry-delay", "--retry-max-time",
                    "--retry-connrefused", "--retry-all-errors", "-C OFFSET, --continue-at",
-                   "-S, --show-error", "--fail-with-body", "--max-filesize"):  # fmt: skip
+                   "-S, --show-error", "--fail-with-body", "--max-filesize", "--resolve"):  # fmt: skip
         assert option in text, option
 
 
@@ -474,3 +474,19 @@ def test_max_filesize_as_curl(tmp_path: Path) -> None:
     assert parse("--max-filesize", "2G", "u").max_filesize == 2 << 30
     with pytest.raises(SystemExit):
         parse("--max-filesize", "1x", "u")
+
+
+def test_resolve_as_curl() -> None:
+    entries = run_http_opts.resolve_entries(
+        ["A.test:80:192.0.2.80", "+b.test:443:[2001:db8::1],192.0.2.9", "c.test:80:192.0.2.1",
+         "-c.test:80", "*:8080:192.0.2.7", "a.test:80:192.0.2.81"]
+    )  # fmt: skip
+    assert entries == (("a.test", 80, "192.0.2.81"), ("*", 8080, "192.0.2.7"),
+                       ("b.test", 443, "2001:db8::1"))  # fmt: skip
+    for bad in ("a.test:80", "a.test:x:1.2.3.4", "a.test:80:host.test", "a:70000:1.2.3.4"):
+        with pytest.raises(RunError, match="--resolve"):
+            run_http_opts.resolve_entries([bad])
+    # the endpoint connects to the address given, no DNS; Host stays the name
+    code, _, raw, _, records = run("--resolve", "a.test:80:192.0.2.80", "-o", "-",
+                                   "http://a.test/p", handler=_seen)  # fmt: skip
+    assert code == 0 and raw.startswith(b"host: a.test\n") and records[0]["status"] == 200
