@@ -336,7 +336,8 @@ def test_help_documents_the_new_options(capsys: pytest.CaptureFixture[str]) -> N
                    "-m S, --max-time",
                    "--connect-timeout", "--retry N", "--retry-delay", "--retry-max-time",
                    "--retry-connrefused", "--retry-all-errors", "-C OFFSET, --continue-at",
-                   "-S, --show-error", "--fail-with-body", "--max-filesize", "--resolve"):  # fmt: skip
+                   "-S, --show-error", "--fail-with-body", "--max-filesize",
+                   "--resolve"):  # fmt: skip
         assert option in text, option
 
 
