@@ -138,6 +138,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--max-redirs", type=int, default=MAX_REDIRS, metavar="N",
         help=f"with -L: at most N redirects, -1 no limit [default: {MAX_REDIRS}, as curl]",
     )  # fmt: skip
+    p.add_argument(
+        "--location-trusted", action="store_true",
+        help="as -L, and -u's credentials (and a -H Authorization or Cookie) also sent to "
+        "the other hosts a redirect leads to, as curl",
+    )  # fmt: skip
     for code in (301, 302, 303):
         p.add_argument(
             f"--post{code}", action="append_const", dest="post30x", const=code, default=[],
@@ -1256,7 +1261,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             method=method,
             data=body,
             head=args.head,
-            follow=args.location,
+            follow=args.location or args.location_trusted,
             max_redirs=args.max_redirs,
             post30x=frozenset(args.post30x),
             on_body=on_body,
@@ -1330,7 +1335,7 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
     ua = USER_AGENT if args.user_agent is None else args.user_agent
     return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r,
                  max_filesize=args.max_filesize or 0,
-                 resolve=resolve_entries(args.resolve))  # fmt: skip
+                 resolve=resolve_entries(args.resolve), trusted=args.location_trusted)  # fmt: skip
 
 
 class _Failing:
@@ -1415,7 +1420,7 @@ def summary(records: list[Record]) -> Record:
 
 def budget(args: argparse.Namespace) -> float:
     redirs = args.max_redirs if args.max_redirs >= 0 else 5
-    hops = 1 + (min(redirs, 5) if args.location else 0)
+    hops = 1 + (min(redirs, 5) if args.location or getattr(args, "location_trusted", False) else 0)
     from packetlab.measure.urlglob import MAX_NAMES, GlobError, glob_count
 
     def count(pattern: str) -> int:

@@ -667,6 +667,7 @@ class Asked:
     # --resolve: (host, port, address) a hop to that host and port connects to, no DNS
     # (host "*": any); `connect_to` wins over it
     resolve: tuple[tuple[str, int, str], ...] = ()
+    trusted: bool = False  # --location-trusted: -u, -H Authorization and Cookie to any host
 
 
 @dataclass(frozen=True, slots=True)
@@ -970,7 +971,7 @@ async def _fetch(
         followed = follow and (max_redirs < 0 or result.num_redirects < max_redirs)
 
         # curl: credentials and cookies only to the first URL's scheme, host and port
-        same = Connections.key(current) == origin
+        same = Connections.key(current) == origin or own[0].trusted
         custom = extra if same else public
         mine = _own(own[0], own[1] if same else None, sink.compressed, referer, kind, body)
         names = {k.lower() for k, _ in custom}

@@ -50,9 +50,9 @@ class Echo(BaseHTTPRequestHandler):
         body = self.rfile.read(n) if n else b""
         u = urlsplit(self.path)
         headers: list[tuple[str, str]] = []
-        if u.path == "/r":
+        if u.path in ("/r", "/go"):  # /go?to=URL: there
             code, out = 302, b"moved"
-            headers.append(("Location", "/x#f"))
+            headers.append(("Location", parse_qs(u.query)["to"][0] if u.query else "/x#f"))
         elif u.path == "/flaky":
             q = parse_qs(u.query)
             with LOCK:
@@ -299,3 +299,14 @@ def test_resolve_as_curl(http: str, tmp_path: Path) -> None:
                      cwd=tmp_path, direct=False) for who in ("curl", "ours")]  # fmt: skip
         same(runs[0], runs[1])
         assert b"Host: " in runs[0].stdout and b"|127.0.0.1 http://" in runs[0].stdout
+
+
+def test_location_trusted_as_curl(http: str, tmp_path: Path) -> None:
+    # -u and -H Cookie go to another host (here: port) only with --location-trusted
+    with serve_http(Echo) as other:
+        url = f"{http}/go?to=http://127.0.0.1:{other}/there"
+        for trusted in ([], ["--location-trusted"]):
+            runs = [tool(who, *UA, "-s", "-o", "-", "-L", "-u", "a:b", "-H", "Cookie: c=1",
+                         *trusted, url, cwd=tmp_path) for who in ("curl", "ours")]  # fmt: skip
+            same(runs[0], runs[1])
+            assert (b"Authorization: Basic YTpi" in runs[0].stdout) == bool(trusted)

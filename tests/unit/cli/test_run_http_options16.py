@@ -337,7 +337,7 @@ def test_help_documents_the_new_options(capsys: pytest.CaptureFixture[str]) -> N
                    "--connect-timeout", "--retry N", "--retry-delay", "--retry-max-time",
                    "--retry-connrefused", "--retry-all-errors", "-C OFFSET, --continue-at",
                    "-S, --show-error", "--fail-with-body", "--max-filesize",
-                   "--resolve"):  # fmt: skip
+                   "--resolve", "--location-trusted"):  # fmt: skip
         assert option in text, option
 
 
@@ -491,3 +491,17 @@ def test_resolve_as_curl() -> None:
     code, _, raw, _, records = run("--resolve", "a.test:80:192.0.2.80", "-o", "-",
                                    "http://a.test/p", handler=_seen)  # fmt: skip
     assert code == 0 and raw.startswith(b"host: a.test\n") and records[0]["status"] == 200
+
+
+def test_location_trusted_as_curl() -> None:
+    # ours had no --location-trusted: the credentials never left the first host
+    def hop(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+        return response(302, b"", Location="http://192.0.2.80:8080/there")
+
+    rig_peers = {("192.0.2.80", 80): hop, ("192.0.2.80", 8080): _seen}
+    for trusted in ([], ["--location-trusted"]):
+        code, _, raw, _, _ = run("-u", "a:b", "-H", "Cookie: c=1", "-L", *trusted, "-o", "-",
+                                 "http://192.0.2.80/", handler=hop, peers=rig_peers)  # fmt: skip
+        lines = raw.decode().splitlines()
+        assert code == 0 and lines[-1] == "GET /there"
+        assert ("authorization: Basic YTpi" in lines) == ("cookie: c=1" in lines) == bool(trusted)
