@@ -384,6 +384,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="with --retry: any failure is retried (also -f's 22)",
     )  # fmt: skip
     p.add_argument(
+        "--expect100-timeout", type=_seconds, default=1.0, metavar="S",
+        help="wait S seconds for a 100 Continue before an upload's body goes anyway "
+        "[default: 1, as curl]",
+    )  # fmt: skip
+    p.add_argument(
         "--connect-timeout", type=_seconds, metavar="S",
         help=f"seconds for each TCP connect (0: the default, {CONNECT_TIMEOUT:g}; curl's "
         "also bounds the name lookup and the TLS handshake: ours -m does)",
@@ -1335,7 +1340,8 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
     ua = USER_AGENT if args.user_agent is None else args.user_agent
     return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r,
                  max_filesize=args.max_filesize or 0,
-                 resolve=resolve_entries(args.resolve), trusted=args.location_trusted)  # fmt: skip
+                 resolve=resolve_entries(args.resolve), trusted=args.location_trusted,
+                 expect_wait=args.expect100_timeout)  # fmt: skip
 
 
 class _Failing:

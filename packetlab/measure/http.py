@@ -644,6 +644,7 @@ class _Sink:
     on_hop: Callable[[Any], object] | None = None  # each request's live state (-Z's meter)
     resume: int = 0  # -C's offset: the final answer must resume there (_Response.head)
     max_filesize: int = 0  # --max-filesize (0: none)
+    expect_wait: float = EXPECT_WAIT  # s for a 100 Continue (--expect100-timeout)
 
 
 ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
@@ -668,6 +669,7 @@ class Asked:
     # (host "*": any); `connect_to` wins over it
     resolve: tuple[tuple[str, int, str], ...] = ()
     trusted: bool = False  # --location-trusted: -u, -H Authorization and Cookie to any host
+    expect_wait: float = EXPECT_WAIT  # --expect100-timeout: s to wait for a 100 Continue
 
 
 @dataclass(frozen=True, slots=True)
@@ -904,7 +906,7 @@ async def http_get(
         basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
                  on_hop=on_hop, resume=asked.resume_from,
-                 max_filesize=asked.max_filesize)  # fmt: skip
+                 max_filesize=asked.max_filesize, expect_wait=asked.expect_wait)  # fmt: skip
     jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     pool = Connections() if connections is None else connections
     if body is not None:  # a -F part's stdin from a pipe: read whole first, as curl's
@@ -1486,7 +1488,7 @@ async def _exchange(
     --http2 on a new http:// connection the request asks for an h2c Upgrade (curl's):
     a 101 continues in HTTP/2 (`_h2_response`). A body not sent with the head goes in
     chunks after it; with `Expect: 100-continue` (curl's rules, `_expects`) only after
-    a 100 Continue or `EXPECT_WAIT` s without an answer, never after a final response
+    a 100 Continue or `sink.expect_wait` s without an answer, never after a final response
     (curl: "HTTP error before end of send, stop sending"; the connection is closed)."""
     stream = conn.stream
     u = hop.url
@@ -1539,7 +1541,7 @@ async def _exchange(
         send = True
         if expect:  # curl: wait for the 100 (1 s), or the final answer that stops it
             send = False
-            wait = min(session.reactor.seconds() + EXPECT_WAIT, deadline)
+            wait = min(session.reactor.seconds() + sink.expect_wait, deadline)
             while True:
                 try:
                     event = await next_event(wait)

@@ -337,7 +337,7 @@ def test_help_documents_the_new_options(capsys: pytest.CaptureFixture[str]) -> N
                    "--connect-timeout", "--retry N", "--retry-delay", "--retry-max-time",
                    "--retry-connrefused", "--retry-all-errors", "-C OFFSET, --continue-at",
                    "-S, --show-error", "--fail-with-body", "--max-filesize",
-                   "--resolve", "--location-trusted"):  # fmt: skip
+                   "--resolve", "--location-trusted", "--expect100-timeout"):  # fmt: skip
         assert option in text, option
 
 
@@ -505,3 +505,17 @@ def test_location_trusted_as_curl() -> None:
         lines = raw.decode().splitlines()
         assert code == 0 and lines[-1] == "GET /there"
         assert ("authorization: Basic YTpi" in lines) == ("cookie: c=1" in lines) == bool(trusted)
+
+
+def test_expect100_timeout_is_the_wait_before_the_body(tmp_path: Path) -> None:
+    # a server that sends no 100 Continue: the body goes after the wait (curl's
+    # --expect100-timeout, default 1 s; ours had the 1 s fixed); the scripted clock
+    f = tmp_path / "up"
+    f.write_bytes(b"hi\n")
+    took = []
+    for wait in ([], ["--expect100-timeout", "0.25"], ["--expect100-timeout", "2"]):
+        code, _, raw, _, _ = run("-T", str(f), *wait, "-w", "|%{time_total}", "-o", "-",
+                                 "http://192.0.2.80/up", handler=_seen)  # fmt: skip
+        assert code == 0 and b"expect: 100-continue\n" in raw and b"hi\n|" in raw
+        took.append(float(raw.rsplit(b"|", 1)[1]))
+    assert 1.0 <= took[0] < 1.2 and 0.25 <= took[1] < 0.45 and 2.0 <= took[2] < 2.2
