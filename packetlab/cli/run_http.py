@@ -1032,7 +1032,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.http import Connections, HttpResult, WriteError, http_get, parse_url
     from packetlab.measure.upload import UploadError, multipart
 
-    if args.continue_at is not None and (args.data is not None or args.form or args.upload_file):
+    body_given = (args.data is not None and not args.get) or args.form or args.upload_file
+    if args.continue_at is not None and body_given:
         raise RunError("-C/--continue-at with a request body: an upload resumed is not "
                        "built (curl sends a Content-Range)")  # fmt: skip
     if args.fail and args.fail_with_body:  # curl: 2, its words
@@ -1441,7 +1442,8 @@ def budget(args: argparse.Namespace) -> float:
     # --retry: each try, and curl's waits between them (a Retry-After not foreseen)
     retries = getattr(args, "retry", 0)
     delay = getattr(args, "retry_delay", 0)
-    waits = sum(delay or min(2**k, 600) for k in range(retries))
+    doubled = sum(2**k for k in range(min(retries, 10))) + 600 * max(0, retries - 10)
+    waits = delay * retries if delay else doubled  # curl: 1, 2, ... 512, then 600 s
     if getattr(args, "retry_max_time", 0):
         waits = min(waits, args.retry_max_time)
     return min(n, MAX_NAMES) * (hops * (args.max_time + 15) * (1 + retries) + waits)

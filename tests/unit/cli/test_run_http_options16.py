@@ -325,6 +325,8 @@ def test_budget_counts_the_retries() -> None:
     assert run_http.budget(parse("--retry", "3", "u")) == 4 * base + 1 + 2 + 4
     assert run_http.budget(parse("--retry", "3", "--retry-delay", "5", "u")) == 4 * base + 15
     assert run_http.budget(parse("--retry", "3", "--retry-max-time", "2", "u")) == 4 * base + 2
+    assert run_http.budget(parse("--retry", "12", "u")) == 13 * base + 1023 + 1200
+    assert run_http.budget(parse("--retry", "10000000000", "u")) > 6e12  # at once
 
 
 def test_help_documents_the_new_options(capsys: pytest.CaptureFixture[str]) -> None:
