@@ -101,6 +101,13 @@ def configure(p: argparse.ArgumentParser) -> None:
         "-k", "--insecure", action="store_true", help="do not verify the server certificate"
     )
     p.add_argument(
+        "-E", "--cert", metavar="FILE",
+        help="the client certificate (PEM, its chain after it; its key too unless --key) "
+        "sent when an https:// server asks for one, as curl (no :PASSWORD: an encrypted "
+        "key is refused)",
+    )  # fmt: skip
+    p.add_argument("--key", metavar="FILE", help="the private key of --cert (PEM)")
+    p.add_argument(
         "--connect-to",
         metavar="ADDR",
         help="connect to ADDR instead of resolving the URL's host",
@@ -1317,6 +1324,33 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     return pcapout.recording(args, recorder, run)
 
 
+def _client_cert(args: argparse.Namespace) -> tuple[str, str | None] | None:
+    """--cert and --key, loaded once now: one that cannot be used is a one-line error in
+    curl's words before anything is sent (curl: 58 when the transfer starts)."""
+    if args.cert is None:
+        if args.key is not None:  # curl: the key alone is not used
+            raise RunError("--key without --cert/-E: no client certificate to use it with")
+        return None
+    from OpenSSL import SSL
+
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    key = args.key or args.cert
+    for step, why, name in (
+        (ctx.use_certificate_chain_file, "could not load PEM client certificate", args.cert),
+        (ctx.use_privatekey_file, "unable to set private key file", key),
+        (lambda _: ctx.check_privatekey(), "Private key does not match the certificate "
+         "public key", key),
+    ):  # fmt: skip
+        try:
+            open(name, "rb").close()
+            step(name)
+        except (OSError, SSL.Error) as e:
+            detail = getattr(e, "strerror", None) or "not PEM, or not its key"
+            raise RunError(f"--cert {args.cert}: {why} '{name}' ({detail}; curl: "
+                           "58)") from None  # fmt: skip
+    return args.cert, args.key
+
+
 def _resume_offset(continue_at: str | None, path: str | None) -> int:
     """-C's offset for a transfer to `path`: N, or with "-" the size of the -o file
     (0: none yet, or stdout), as curl's stat of it."""
@@ -1342,7 +1376,7 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
     return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r,
                  max_filesize=args.max_filesize or 0,
                  resolve=resolve_entries(args.resolve), trusted=args.location_trusted,
-                 expect_wait=args.expect100_timeout)  # fmt: skip
+                 expect_wait=args.expect100_timeout, client_cert=_client_cert(args))  # fmt: skip
 
 
 class _Failing:

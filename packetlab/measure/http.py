@@ -261,14 +261,24 @@ class HttpResult:
 
 
 def client_context(
-    *, cafile: str | None = None, insecure: bool = False, alpn: list[bytes] | None = None
+    *,
+    cafile: str | None = None,
+    insecure: bool = False,
+    alpn: list[bytes] | None = None,
+    cert: tuple[str, str | None] | None = None,
 ) -> SSL.Context:
     """TLS 1.2+ client context: peer verification against `cafile` or the system store,
-    none with `insecure`; `alpn` the protocols offered (curl's: h2, http/1.1)."""
+    none with `insecure`; `alpn` the protocols offered (curl's: h2, http/1.1); `cert`
+    (curl --cert FILE, --key KEY: PEM; the key in FILE without one) the client's
+    certificate chain and key (SSL.Error when they cannot be used)."""
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
     if alpn:
         ctx.set_alpn_protos(alpn)
+    if cert is not None:
+        ctx.use_certificate_chain_file(cert[0])
+        ctx.use_privatekey_file(cert[1] or cert[0])
+        ctx.check_privatekey()
     if insecure:
         ctx.set_verify(SSL.VERIFY_NONE)
         return ctx
@@ -670,6 +680,7 @@ class Asked:
     resolve: tuple[tuple[str, int, str], ...] = ()
     trusted: bool = False  # --location-trusted: -u, -H Authorization and Cookie to any host
     expect_wait: float = EXPECT_WAIT  # --expect100-timeout: s to wait for a 100 Continue
+    client_cert: tuple[str, str | None] | None = None  # --cert FILE, --key KEY (PEM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -964,7 +975,8 @@ async def _fetch(
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = [b"http/1.1"] if sink.http == "1.1" else [b"h2", b"http/1.1"]
-            ctxs["https"] = client_context(cafile=cafile, insecure=insecure, alpn=alpn)
+            ctxs["https"] = client_context(cafile=cafile, insecure=insecure, alpn=alpn,
+                                           cert=own[0].client_cert)  # fmt: skip
         if sink.http != "1.1" and (current.scheme == "https" or sink.http is not None):
             import_module("packetlab.measure.http2")  # before the hop starts, not in its times
         hop = _Hop(current, method or kind)

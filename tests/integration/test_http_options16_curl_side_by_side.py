@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from httpserve import serve_http
 from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
+from web_pki import make_pki
 
 UA = ("-A", "side-by-side", "-w", "")  # -w: curl's output, no table (a later -w wins)
 SEEN: dict[str, int] = {}  # /flaky?k=KEY: requests seen for KEY
@@ -342,3 +344,45 @@ def test_expect100_timeout_as_curl(http: str, tmp_path: Path) -> None:
     body = [r.stdout.rsplit(b"|", 1) for r in runs]
     assert body[0][0] == body[1][0] and b"Expect: 100-continue" in body[0][0]
     assert all(0.1 <= float(t) < 0.9 for _, t in body), body
+
+
+class Mtls(BaseHTTPRequestHandler):
+    """Answers the common name of the client certificate it was shown ("none")."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        peer = self.connection.getpeercert()
+        names = dict(x[0] for x in peer["subject"]) if peer else {}
+        out = f"client: {names.get('commonName', 'none')}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+def test_client_certificate_as_curl(tmp_path: Path) -> None:
+    # ours had no --cert/--key: a server that asks for a client certificate (required,
+    # or optional) gets the same one from both, or none; without one where it is
+    # required, both fail (curl: 56, or 55 when the server's alert comes while it
+    # sends; ours: the same words in %{exitcode} as its record says)
+    pki = make_pki(tmp_path)
+    for mode in (ssl.CERT_REQUIRED, ssl.CERT_OPTIONAL):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(pki["server"]), str(pki["key"]))
+        ctx.load_verify_locations(str(pki["ca"]))
+        ctx.verify_mode = mode
+        with serve_http(Mtls, ctx) as port:
+            url = f"https://localhost:{port}/"
+            for args, fails in (
+                (["--cert", str(pki["client"]), "--key", str(pki["client_key"])], False),
+                ([], mode == ssl.CERT_REQUIRED),
+            ):
+                runs = [tool(who, *UA, "-s", "--cacert", str(pki["ca"]), "-w", "[%{http_code}]",
+                             *args, url, cwd=tmp_path) for who in ("curl", "ours")]  # fmt: skip
+                same(runs[0], runs[1], runs[0].returncode)
+                assert runs[0].returncode in ((55, 56) if fails else (0,))
+                assert (b"client: pktlab test client" in runs[0].stdout) == bool(args)

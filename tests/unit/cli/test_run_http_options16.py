@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from test_http_redirects import response
 from test_run_http_curl import parse, run
+from web_pki import make_pki
 
 from packetlab.cli import run_http, run_http_data, run_http_opts, run_http_retry
 from packetlab.cli.run import RunError
@@ -521,3 +522,18 @@ def test_expect100_timeout_is_the_wait_before_the_body(tmp_path: Path) -> None:
         assert code == 0 and b"expect: 100-continue\n" in raw and b"hi\n|" in raw
         took.append(float(raw.rsplit(b"|", 1)[1]))
     assert 1.0 <= took[0] < 1.2 and 0.25 <= took[1] < 0.45 and 2.0 <= took[2] < 2.2
+
+
+def test_client_certificate_arguments(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    cert, key = str(pki["client"]), str(pki["client_key"])
+    assert run_http._client_cert(parse("--cert", cert, "--key", key, "u")) == (cert, key)
+    assert run_http._client_cert(parse("u")) is None
+    for argv, words in (
+        (["-E", cert], f"unable to set private key file '{cert}'"),  # no key in it
+        (["-E", cert, "--key", str(pki["key"])], "unable to set private key file"),  # another
+        (["-E", str(tmp_path / "nope")], "could not load PEM client certificate .*No such"),
+        (["--key", key], "--key without --cert"),
+    ):
+        with pytest.raises(RunError, match=words):
+            run_http._client_cert(parse(*argv, "u"))
