@@ -340,7 +340,8 @@ def test_help_documents_the_new_options(capsys: pytest.CaptureFixture[str]) -> N
                    "--connect-timeout", "--retry N", "--retry-delay", "--retry-max-time",
                    "--retry-connrefused", "--retry-all-errors", "-C OFFSET, --continue-at",
                    "-S, --show-error", "--fail-with-body", "--max-filesize",
-                   "--resolve", "--location-trusted", "--expect100-timeout"):  # fmt: skip
+                   "--resolve", "--location-trusted", "--expect100-timeout",
+                   "-E FILE, --cert FILE", "--key FILE"):  # fmt: skip
         assert option in text, option
 
 
