@@ -22,6 +22,7 @@ from packetlab.cli.run_http_opts import (
     curl_warning,
     referer,
     resolve_entries,
+    time_cond,
 )
 from packetlab.cli.run_http_retry import Retry
 
@@ -352,6 +353,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="a response whose Content-Length is over BYTES (k, M, G: KiB, MiB, GiB) is "
         "an error before its body, curl 7.88's 63 (a body of unknown length is not "
         "checked, as 7.88)",
+    )  # fmt: skip
+    p.add_argument(
+        "-z", "--time-cond", metavar="TIME",
+        help="If-Modified-Since: TIME (-TIME If-Unmodified-Since, =TIME Last-Modified); "
+        "TIME a date or a file (its time of change); a 2xx whose Last-Modified fails it "
+        "is curl's simulated 304, no body",
     )  # fmt: skip
     p.add_argument(
         "-D", "--dump-header", metavar="FILE",
@@ -1376,7 +1383,9 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
     return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r,
                  max_filesize=args.max_filesize or 0,
                  resolve=resolve_entries(args.resolve), trusted=args.location_trusted,
-                 expect_wait=args.expect100_timeout, client_cert=_client_cert(args))  # fmt: skip
+                 expect_wait=args.expect100_timeout, client_cert=_client_cert(args),
+                 time_cond=None if args.time_cond is None else time_cond(args.time_cond,
+                                                                         warn))  # fmt: skip
 
 
 class _Failing:

@@ -33,6 +33,7 @@ import ssl
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from email.utils import formatdate, parsedate_to_datetime
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -653,6 +654,7 @@ class _Sink:
     until: list[float] = field(default_factory=list)  # the URL's end (its first exchange's)
     on_hop: Callable[[Any], object] | None = None  # each request's live state (-Z's meter)
     resume: int = 0  # -C's offset: the final answer must resume there (_Response.head)
+    time_cond: tuple[str, int] | None = None  # -z without a range (Asked.time_cond)
     max_filesize: int = 0  # --max-filesize (0: none)
     expect_wait: float = EXPECT_WAIT  # s for a 100 Continue (--expect100-timeout)
 
@@ -681,6 +683,9 @@ class Asked:
     trusted: bool = False  # --location-trusted: -u, -H Authorization and Cookie to any host
     expect_wait: float = EXPECT_WAIT  # --expect100-timeout: s to wait for a 100 Continue
     client_cert: tuple[str, str | None] | None = None  # --cert FILE, --key KEY (PEM)
+    # -z: (If-Modified-Since, If-Unmodified-Since or Last-Modified, the time in s); a 2xx
+    # whose Last-Modified fails it is curl's simulated 304 (_Response.head)
+    time_cond: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -915,9 +920,11 @@ async def http_get(
     basic = None
     if auth is not None:  # a -H Authorization wins (_own)
         basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    ranged = asked.byte_range is not None or asked.resume_from > 0  # curl: no -z check
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
                  on_hop=on_hop, resume=asked.resume_from,
-                 max_filesize=asked.max_filesize, expect_wait=asked.expect_wait)  # fmt: skip
+                 max_filesize=asked.max_filesize, expect_wait=asked.expect_wait,
+                 time_cond=None if ranged else asked.time_cond)  # fmt: skip
     jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     pool = Connections() if connections is None else connections
     if body is not None:  # a -F part's stdin from a pipe: read whole first, as curl's
@@ -989,7 +996,10 @@ async def _fetch(
         custom = extra if same else public
         mine = _own(own[0], own[1] if same else None, sink.compressed, referer, kind, body)
         names = {k.lower() for k, _ in custom}
-        sent = _Fields([f for f in mine if f[0].lower() not in names], jar.headers(current),
+        cond = own[0].time_cond  # curl: after the Cookie
+        dated = [] if cond is None else [(cond[0], formatdate(cond[1], usegmt=True))]
+        sent = _Fields([f for f in mine if f[0].lower() not in names],
+                       jar.headers(current) + [f for f in dated if f[0].lower() not in names],
                        custom)  # fmt: skip
         await _hop(route, hop, ctxs.get(current.scheme), body, sent)
         if hop.status is not None:
@@ -1381,6 +1391,8 @@ class _Response:
         self.keep = not (self.follows and hop.location() is not None)
         if self.keep and self.sink.resume and hop.method != "HEAD":
             self.ignore = _resumed(self.sink.resume, status, headers, hop.server)
+        if self.keep and not self._meets(status, headers):  # curl: "Simulate an HTTP 304"
+            self.ignore, hop.status = "done", 304
         large = self._too_large(headers)
         if large is not None and raw.endswith(b"\r\n\r\n"):  # curl: before the blank line
             raw = hop.raw_headers = raw[:-2]
@@ -1393,6 +1405,22 @@ class _Response:
                 raise
         if large is not None:
             raise large
+
+    def _meets(self, status: int, headers: list[tuple[str, str]]) -> bool:
+        """-z: curl 7.88's Curl_meets_timecondition on a 2xx's Last-Modified (none, or
+        one it cannot read: met): "not new enough" (at or before the time; also for
+        -z =TIME) or, for -z -TIME, "not old enough" (at or after it)."""
+        cond = self.sink.time_cond
+        if cond is None or not 200 <= status < 300:
+            return True
+        value = next((v for k, v in headers if k.lower() == "last-modified"), "")
+        try:
+            doc = int(parsedate_to_datetime(value).timestamp())
+        except (TypeError, ValueError, IndexError):
+            return True
+        if not doc or not cond[1]:
+            return True
+        return doc < cond[1] if cond[0] == "If-Unmodified-Since" else doc > cond[1]
 
     def _too_large(self, headers: list[tuple[str, str]]) -> _TooLarge | None:
         """--max-filesize: a final answer's Content-Length over it (curl 7.88's 63,

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -69,6 +70,11 @@ class Echo(BaseHTTPRequestHandler):
                 time.sleep(float(q.get("sleep", ["0"])[0]))
                 code, out = int(q["code"][0]), f"fail {tries}\n".encode()
                 headers += [("Retry-After", v) for v in q.get("ra", [])]
+        elif u.path == "/dated":  # -z: Last-Modified ?t=S, the condition fields seen
+            when = int(parse_qs(u.query)["t"][0])
+            code, out = 200, "".join(f"{k}: {v}\n" for k, v in self.headers.items()
+                                     if k.endswith(("Since", "Modified"))).encode()  # fmt: skip
+            headers.append(("Last-Modified", formatdate(when, usegmt=True)))
         elif u.path in ("/file", "/wrong", "/norange"):  # -C: bytes=N- answered or not
             code, out = 200, DATA
             start = (self.headers.get("Range") or "").removeprefix("bytes=").removesuffix("-")
@@ -386,3 +392,25 @@ def test_client_certificate_as_curl(tmp_path: Path) -> None:
                 same(runs[0], runs[1], runs[0].returncode)
                 assert runs[0].returncode in ((55, 56) if fails else (0,))
                 assert (b"client: pktlab test client" in runs[0].stdout) == bool(args)
+
+
+def test_time_cond_as_curl(http: str, tmp_path: Path) -> None:
+    # ours had no -z: each condition's field, and curl's simulated 304 (no body) for a
+    # 200 whose Last-Modified fails it; a file's time; a date neither reads: the warning
+    t = 1709528767  # Mon, 04 Mar 2024 05:06:07 GMT
+    (tmp_path / "f").write_bytes(b"")
+    os.utime(tmp_path / "f", (t, t))
+    z = "Mon, 04 Mar 2024 05:06:07 GMT"
+    for args in (
+        ["-z", z, f"{http}/dated?t={t}"],
+        ["-z", z, f"{http}/dated?t={t + 1}"],
+        ["-z", f"-{z}", f"{http}/dated?t={t}"],
+        ["-z", f"-{z}", f"{http}/dated?t={t - 1}"],
+        ["-z", "=20240304", f"{http}/dated?t={t}"],
+        ["-z", "f", "-i", f"{http}/dated?t={t}"],
+        ["-z", "f", "-r", "0-", f"{http}/dated?t={t}"],
+        ["-z", "garbage", f"{http}/dated?t={t}"],
+    ):
+        runs = [tool(who, *UA, "-o", "-", "-w", "[%{http_code} %{size_download}]", *args,
+                     cwd=tmp_path) for who in ("curl", "ours")]  # fmt: skip
+        same(runs[0], runs[1])

@@ -7,6 +7,7 @@ the scripted endpoint (what the server saw, what went to stdout, -D and stderr).
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -538,3 +539,56 @@ def test_client_certificate_arguments(tmp_path: Path) -> None:
     ):
         with pytest.raises(RunError, match=words):
             run_http._client_cert(parse(*argv, "u"))
+
+
+T = 1709528767  # Mon, 04 Mar 2024 05:06:07 GMT
+
+
+def test_time_cond_arguments_as_curl(tmp_path: Path) -> None:
+    warned: list[str] = []
+    tc = run_http_opts.time_cond
+    assert tc("Mon, 04 Mar 2024 05:06:07 GMT", warned.append) == ("If-Modified-Since", T)
+    assert tc("-Mon, 04 Mar 2024 05:06:07 GMT", warned.append) == ("If-Unmodified-Since", T)
+    assert tc("=20240304", warned.append) == ("Last-Modified", T - 5 * 3600 - 367)
+    f = tmp_path / "f"
+    f.write_bytes(b"")
+    os.utime(f, (T, T))
+    assert tc(f"+{f}", warned.append) == ("If-Modified-Since", T) and warned == []
+    assert tc("garbage", warned.append) is None
+    assert warned == [
+        "Illegal date format for -z, --time-cond (and not a file name). "
+        "Disabling time condition. See curl_getdate(3) for valid date syntax."
+    ]
+
+
+def _dated(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+    """A 200 with Last-Modified T + the number after /, and the condition it was sent."""
+    seen = [f"{k}: {v}" for k, v in headers.items() if k.endswith(("since", "modified"))]
+    from email.utils import formatdate
+
+    when = formatdate(T + int(target.strip("/") or 0), usegmt=True)
+    return response(200, ("\n".join(seen) + "\n").encode(), Last_Modified=when)
+
+
+def test_time_cond_as_curl() -> None:
+    # curl 7.88.1 against the same answers: the field after the Cookie; a 2xx whose
+    # Last-Modified fails the condition is its simulated 304, the body not written
+    w = ("-w", "[%{http_code} %{size_download}]", "-o", "-")
+    z = "Mon, 04 Mar 2024 05:06:07 GMT"
+    for argv, out in (
+        (["-z", z, "http://192.0.2.80/0"], b"[304 0]"),
+        (["-z", z, "http://192.0.2.80/1"],
+         b"if-modified-since: Mon, 04 Mar 2024 05:06:07 GMT\n[200 49]"),
+        (["-z", f"-{z}", "http://192.0.2.80/0"], b"[304 0]"),
+        (["-z", f"-{z}", "http://192.0.2.80/-1"],
+         b"if-unmodified-since: Mon, 04 Mar 2024 05:06:07 GMT\n[200 51]"),
+        (["-z", z, "-r", "0-", "http://192.0.2.80/0"],  # a range: no check, as curl
+         b"if-modified-since: Mon, 04 Mar 2024 05:06:07 GMT\n[200 49]"),
+    ):  # fmt: skip
+        code, _, raw, _, _ = run(*w, *argv, handler=_dated)
+        assert (code, raw) == (0, out), argv
+    _, _, raw, _, _ = run("-b", "c=d", "-H", "X-A: 1", "-z", z, "-o", "-", "http://192.0.2.80/1",
+                          handler=_seen)  # fmt: skip
+    assert raw.decode().splitlines()[3:6] == [
+        "cookie: c=d", "if-modified-since: Mon, 04 Mar 2024 05:06:07 GMT", "x-a: 1",
+    ]  # fmt: skip
