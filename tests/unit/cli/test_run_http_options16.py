@@ -342,7 +342,7 @@ def test_help_documents_the_new_options(capsys: pytest.CaptureFixture[str]) -> N
                    "--retry-connrefused", "--retry-all-errors", "-C OFFSET, --continue-at",
                    "-S, --show-error", "--fail-with-body", "--max-filesize",
                    "--resolve", "--location-trusted", "--expect100-timeout",
-                   "-E FILE, --cert FILE", "--key FILE"):  # fmt: skip
+                   "-E FILE, --cert FILE", "--key FILE", "-z TIME, --time-cond"):  # fmt: skip
         assert option in text, option
 
 
