@@ -94,6 +94,7 @@ class Output:
         self.from_header = False
         self.written: str | None = None
         self.file: IO[bytes] | None = None
+        self.append = 0  # -C: the offset resumed from; the file opened to append (open())
 
     def headers(self, raw: bytes) -> None:
         """A header block (curl's header callback, line by line): with -J, the file
@@ -144,6 +145,17 @@ class Output:
         except OSError as e:
             return f"writing {self.written or self.path}: {e.strerror or e}"
         return None
+
+    def resume(self, offset: int) -> None:
+        """curl -C with a file: opened now to append (made if missing), as curl's."""
+        name = self.path or ""
+        if self.to_stdout or not offset or not name:
+            return
+        try:
+            self.file = open(name, "ab")  # noqa: SIM115 (closed by close())
+        except OSError as e:  # curl: "Can't open 'NAME'!" (23)
+            raise WriteError(f"Can't open '{name}'!: {e.strerror or e}") from None
+        self.written, self.append = name, offset
 
     def _open(self) -> None:
         """curl 7.88's tool_create_output_file."""

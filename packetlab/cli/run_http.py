@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import time
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -15,8 +16,19 @@ from packetlab.cli import pcapout
 from packetlab.cli.curl_output import Output, RemoteName, is_stdout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
+from packetlab.cli.run_http_opts import (
+    HeaderDump,
+    byte_range,
+    curl_warning,
+    referer,
+    resolve_entries,
+    time_cond,
+)
+from packetlab.cli.run_http_retry import Retry
 
 MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not imported here)
+USER_AGENT = "pktlab-http/1"  # measure.http's (not imported here: it loads OpenSSL)
+CONNECT_TIMEOUT = 10.0  # s, http_get's default connect_timeout
 PARALLEL_MAX, PARALLEL_LIMIT = 50, 300  # curl's --parallel-max default and its largest
 
 EPILOG = """\
@@ -28,6 +40,11 @@ examples:
   pktlab run http -L http://10.77.3.2/old       # follow redirects (at most --max-redirs)
   pktlab run http -d 'a=1&b=2' http://10.77.3.2/form   # POST, as curl -d
   pktlab run http -X DELETE http://10.77.3.2/item/4
+  pktlab run http --data-urlencode 'q=a b&c' --data-urlencode note@n.txt http://10.77.3.2/f
+  pktlab run http --url-query 'q=a b' --url-query +page=2 http://10.77.3.2/search
+  pktlab run http -A probe/1 -e 'http://10.77.3.2/;auto' -L http://10.77.3.2/old
+  pktlab run http -r 0-1023 -D head.txt -o part.bin http://10.77.3.2/big  # bytes 0-1023
+  pktlab run http --retry 3 --retry-connrefused --connect-timeout 2 -m 10 http://10.77.3.2/
   pktlab run http -G -d q=1 -u me:secret -i -o - http://10.77.3.2/search
   pktlab run http --compressed -o page.html http://10.77.3.2/
   pktlab run http -L -b '' -c jar.txt http://10.77.3.2/login  # cookies as curl -c
@@ -85,10 +102,23 @@ def configure(p: argparse.ArgumentParser) -> None:
         "-k", "--insecure", action="store_true", help="do not verify the server certificate"
     )
     p.add_argument(
+        "-E", "--cert", metavar="FILE",
+        help="the client certificate (PEM, its chain after it; its key too unless --key) "
+        "sent when an https:// server asks for one, as curl (no :PASSWORD: an encrypted "
+        "key is refused)",
+    )  # fmt: skip
+    p.add_argument("--key", metavar="FILE", help="the private key of --cert (PEM)")
+    p.add_argument(
         "--connect-to",
         metavar="ADDR",
         help="connect to ADDR instead of resolving the URL's host",
     )
+    p.add_argument(
+        "--resolve", action="append", default=[], metavar="HOST:PORT:ADDR",
+        help="a request to HOST (* any) and PORT connects to ADDR (the first of "
+        "ADDR,ADDR...; [v6] in brackets), no DNS, as curl (repeatable; -HOST:PORT "
+        "drops an earlier one); --connect-to wins",
+    )  # fmt: skip
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", dest="family", action="store_const", const=4, help="resolve to IPv4")
     fam.add_argument("-6", dest="family", action="store_const", const=6, help="resolve to IPv6")
@@ -105,12 +135,21 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="an HTTP status of 400 or more is a failure (exit status 1), as curl -f",
     )  # fmt: skip
     p.add_argument(
+        "--fail-with-body", action="store_true",
+        help="as -f, but the body of a status of 400 or more is written (curl 7.76+)",
+    )  # fmt: skip
+    p.add_argument(
         "-L", "--location", action="store_true",
         help="follow 301, 302, 303, 307 and 308 redirects (curl's method rules)",
     )  # fmt: skip
     p.add_argument(
         "--max-redirs", type=int, default=MAX_REDIRS, metavar="N",
         help=f"with -L: at most N redirects, -1 no limit [default: {MAX_REDIRS}, as curl]",
+    )  # fmt: skip
+    p.add_argument(
+        "--location-trusted", action="store_true",
+        help="as -L, and -u's credentials (and a -H Authorization or Cookie) also sent to "
+        "the other hosts a redirect leads to, as curl",
     )  # fmt: skip
     for code in (301, 302, 303):
         p.add_argument(
@@ -126,6 +165,10 @@ def configure(p: argparse.ArgumentParser) -> None:
          "and LF removed; several: joined with &)"),
         (("--data-binary",), "binary", "POST DATA as is (@FILE: the file as is)"),
         (("--data-raw",), "raw", "POST DATA, an @ is no file name"),
+        (("--data-ascii",), "data", "the same as -d"),
+        (("--data-urlencode",), "urlencode", "POST DATA URL-encoded, as curl: CONTENT, "
+         "=CONTENT, NAME=CONTENT (CONTENT encoded), @FILE, NAME@FILE (the file's bytes "
+         "encoded; @-: stdin); joined with the other -d options by &"),
     ):  # fmt: skip
         p.add_argument(*flag, action=_DataAction, dest="data", kind=kind, metavar="DATA",
                        help=what)  # fmt: skip
@@ -190,7 +233,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "-G", "--get", action="store_true",
-        help="with -d: a GET with the data appended to each URL as its query (after ? or &)",
+        help="with -d: a GET with the data appended to each URL as its query (after ? or "
+        "&; then --url-query is not used, as curl 7.88)",
+    )  # fmt: skip
+    p.add_argument(
+        "--url-query", action=_QueryAction, dest="url_query", default=[], metavar="DATA",
+        help="append DATA to each URL's query (several: joined with &), as curl 7.87+: "
+        "+DATA as is, else as --data-urlencode makes it (NAME=CONTENT, NAME@FILE, ...)",
     )  # fmt: skip
     p.add_argument(
         "-u", "--user", metavar="USER:PASSWORD",
@@ -272,16 +321,130 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "-s", "--silent", action="store_true",
-        help="with -w: no error lines on stderr (the write-out still has %%{errormsg})",
+        help="with -w: no error lines on stderr (the write-out still has %%{errormsg}), "
+        "no warnings",
+    )  # fmt: skip
+    p.add_argument(
+        "-S", "--show-error", action="store_true",
+        help="with -s: the error lines still on stderr (curl -sS, -fsSL)",
+    )  # fmt: skip
+    p.add_argument(
+        "-A", "--user-agent", metavar="NAME",
+        help=f"the User-Agent header [default: {USER_AGENT}]; '' sends none, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "-e", "--referer", metavar="URL",
+        help="the Referer header on every request; 'URL;auto' (or ';auto') with -L: each "
+        "redirect hop sends the URL it came from, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "-r", "--range", metavar="RANGE", dest="byte_range",
+        help="ask for bytes RANGE (0-499, 500-, -500, 0-1,5-9): Range: bytes=RANGE on a "
+        "GET or HEAD, Content-Range: bytes RANGE/SIZE on a -d or -T upload, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "-C", "--continue-at", metavar="OFFSET", type=_offset,
+        help="resume a download at byte OFFSET (- : the size of the -o file), as curl: "
+        "Range: bytes=OFFSET-, the -o file appended to; an answer that does not start "
+        "there is curl's 33, a 416 is no error",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-filesize", metavar="BYTES", type=_size,
+        help="a response whose Content-Length is over BYTES (k, M, G: KiB, MiB, GiB) is "
+        "an error before its body, curl 7.88's 63 (a body of unknown length is not "
+        "checked, as 7.88)",
+    )  # fmt: skip
+    p.add_argument(
+        "-z", "--time-cond", metavar="TIME",
+        help="If-Modified-Since: TIME (-TIME If-Unmodified-Since, =TIME Last-Modified); "
+        "TIME a date or a file (its time of change); a 2xx whose Last-Modified fails it "
+        "is curl's simulated 304, no body",
+    )  # fmt: skip
+    p.add_argument(
+        "-D", "--dump-header", metavar="FILE",
+        help="write every response header block (1xx, redirect hops, every URL) to FILE "
+        "as received (made empty first; - is stdout), as curl",
     )  # fmt: skip
     pcapout.add_option(p)
     p.add_argument(
+        "-m",
         "--max-time",
         type=float,
         default=30.0,
         metavar="S",
         help="seconds per URL from its first connect, redirects included [default: 30]",
     )
+    p.add_argument(
+        "--retry", type=_count, default=0, metavar="N",
+        help="fetch a URL again, at most N times, after a transient failure, as curl: a "
+        "timeout (28), a name not resolved (6), an HTTP status 408, 429, 500, 502, 503 "
+        "or 504; waiting 1 s, then 2, 4, ... (at most 600), or the server's Retry-After, "
+        "with curl's 'Warning: Problem : ...' line on stderr [default: 0]",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry-delay", type=_count, default=0, metavar="S",
+        help="with --retry: wait S seconds between tries (0: curl's doubling)",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry-max-time", type=_count, default=0, metavar="S",
+        help="with --retry: no new try S seconds after the URL's first (0: no limit)",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry-connrefused", action="store_true",
+        help="with --retry: a refused connect (7) is transient too",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry-all-errors", action="store_true",
+        help="with --retry: any failure is retried (also -f's 22)",
+    )  # fmt: skip
+    p.add_argument(
+        "--expect100-timeout", type=_seconds, default=1.0, metavar="S",
+        help="wait S seconds for a 100 Continue before an upload's body goes anyway "
+        "[default: 1, as curl]",
+    )  # fmt: skip
+    p.add_argument(
+        "--connect-timeout", type=_seconds, metavar="S",
+        help=f"seconds for each TCP connect (0: the default, {CONNECT_TIMEOUT:g}; curl's "
+        "also bounds the name lookup and the TLS handshake: ours -m does)",
+    )  # fmt: skip
+
+
+def _count(text: str) -> int:
+    """--retry N, --retry-delay S, --retry-max-time S: a whole number, 0 or more (curl's
+    words when not)."""
+    if text.strip().lstrip("-").isdigit() and text.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive numerical parameter")
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a proper numerical parameter")
+    return int(text)
+
+
+def _size(text: str) -> int:
+    """--max-filesize BYTES as curl 7.88's GetSizeParameter: N, or N with one of G, M, K,
+    B (any case; 1024s)."""
+    m = re.fullmatch(r"(\d+)([gGmMkKbB]?)", text)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: unsupported max-filesize unit. Use "
+                                         "G, M, K or B!")  # fmt: skip
+    return int(m.group(1)) << {"g": 30, "m": 20, "k": 10}.get(m.group(2).lower(), 0)
+
+
+def _offset(text: str) -> str:
+    """-C OFFSET: "-" or a whole number (curl's words when not)."""
+    if text != "-" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a proper numerical parameter")
+    return text
+
+
+def _seconds(text: str) -> float:
+    """--connect-timeout S: seconds, 0 or more (curl's words when not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a proper numerical parameter")
+    return value
 
 
 class _FormAction(argparse.Action):
@@ -300,6 +463,15 @@ def _in_order(ns: argparse.Namespace, kind: str, key: Any) -> None:
     ns.stdin_order = [*getattr(ns, "stdin_order", []), (kind, key)]
 
 
+class _QueryAction(argparse.Action):
+    """--url-query: each in order (a @- reads stdin)."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        items = [*(getattr(ns, self.dest, None) or []), value]
+        setattr(ns, self.dest, items)
+        _in_order(ns, "query", len(items) - 1)
+
+
 class _WriteOutAction(argparse.Action):
     """-w: the last one kept (as curl); each recorded in order (a -w @- reads stdin)."""
 
@@ -309,7 +481,8 @@ class _WriteOutAction(argparse.Action):
 
 
 class _DataAction(argparse.Action):
-    """-d, --data-binary, --data-raw: one list of (kind, value) in command-line order."""
+    """-d (--data-ascii), --data-binary, --data-raw, --data-urlencode: one list of (kind,
+    value) in command-line order."""
 
     def __init__(self, *args: Any, kind: str, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -332,18 +505,35 @@ def _read(what: str, name: str) -> bytes:
         raise RunError(f"{what} @{name}: {e.strerror or e}") from None
 
 
-def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1) -> bytes | None:
-    """The POST body of -d/--data-binary/--data-raw as curl builds it: each one's bytes
-    (@FILE read; for -d with CR and LF removed), joined with &. Stdin is read once, as
-    curl's: by the item numbered `stdin` (-1: the first @-; None: none, another use read
-    it), the other @- empty."""
+def _takes_stdin(kind: str, value: str) -> bool:
+    """A -d/--data-binary @- or a --data-urlencode [NAME]@- (read as curl parses it)."""
+    from packetlab.cli.run_http_data import reads_stdin
+
+    return reads_stdin(value) if kind == "urlencode" else kind != "raw" and value == "@-"
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1,
+                 warn: Any = _ignore) -> bytes | None:  # fmt: skip
+    """The POST body of -d/--data-binary/--data-raw/--data-urlencode as curl builds it:
+    each one's bytes (@FILE read; for -d with CR and LF removed; --data-urlencode as
+    run_http_data.urlencode, its warnings to `warn`), joined with &. Stdin is read once,
+    as curl's: by the item numbered `stdin` (-1: the first @-; None: none, another use
+    read it), the other @- empty."""
+    from packetlab.cli.run_http_data import urlencode
+
     if not items:
         return None
     if stdin == -1:
-        stdin = next((i for i, (k, v) in enumerate(items) if k != "raw" and v == "@-"), None)
+        stdin = next((i for i, (k, v) in enumerate(items) if _takes_stdin(k, v)), None)
     parts = []
     for i, (kind, value) in enumerate(items):
-        if kind != "raw" and value == "@-" and i != stdin:
+        if kind == "urlencode":
+            data = urlencode(value, _reader("--data-urlencode", i == stdin), warn)
+        elif kind != "raw" and value == "@-" and i != stdin:
             data = b""
         elif kind != "raw" and value.startswith("@"):
             data = _read("--data" if kind == "data" else "--data-binary", value[1:])
@@ -355,11 +545,34 @@ def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1) ->
     return b"&".join(parts)
 
 
-def with_query(url: str, data: bytes) -> str:
-    """curl -G: `data` appended to the URL's query (after ? or &), before any #fragment."""
-    base, sep, fragment = url.partition("#")
-    text = data.decode("utf-8", "surrogateescape")
-    return base + ("&" if "?" in base else "?") + text + sep + fragment
+def _url_query(args: argparse.Namespace, owner: tuple[str, Any] | None,
+               warn: Any) -> str | None:  # fmt: skip
+    """--url-query's query (run_http_data.url_query), stdin read by the one that owns it."""
+    from packetlab.cli.run_http_data import url_query
+
+    def read(i: int, name: str) -> bytes | None:
+        return _reader("--url-query", owner == ("query", i))(name)
+
+    return url_query(args.url_query, read, warn)
+
+
+def _reader(option: str, stdin: bool) -> Any:
+    """An @FILE reader of --data-urlencode or --url-query (run_http_data.read_file): "-"
+    stdin when this use owns it, else empty."""
+    from packetlab.cli.run_http_data import read_file
+
+    def read(name: str) -> bytes | None:
+        return read_file(name, option, lambda: _read(option, "-") if stdin else b"")
+
+    return read
+
+
+def with_query(url: str, data: bytes, option: str = "-G/--get") -> str:
+    """curl -G (and --url-query): `data` appended to the URL's query as curl's URL API
+    appends it (run_http_data.append_query)."""
+    from packetlab.cli.run_http_data import append_query
+
+    return append_query(url, data.decode("utf-8", "surrogateescape"), option)
 
 
 def user_password(text: str) -> tuple[str, str]:
@@ -696,9 +909,13 @@ def stdin_owner(args: argparse.Namespace, form_stdin: int | None,
     w = 0
     for kind, key in getattr(args, "stdin_order", []):
         if kind == "data":
-            k, v = args.data[key]
-            if k != "raw" and v == "@-":
+            if _takes_stdin(*args.data[key]):
                 return ("data", key)
+        elif kind == "query":
+            from packetlab.cli.run_http_data import reads_stdin
+
+            if not args.url_query[key].startswith("+") and reads_stdin(args.url_query[key]):
+                return ("query", key)
         elif kind == "write_out":
             if key == "@-":
                 return ("write_out", w)
@@ -824,9 +1041,18 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
-    from packetlab.measure.http import Connections, http_get, parse_url
+    from dataclasses import replace
+
+    from packetlab.measure.http import Connections, HttpResult, WriteError, http_get, parse_url
     from packetlab.measure.upload import UploadError, multipart
 
+    body_given = (args.data is not None and not args.get) or args.form or args.upload_file
+    if args.continue_at is not None and body_given:
+        raise RunError("-C/--continue-at with a request body: an upload resumed is not "
+                       "built (curl sends a Content-Range)")  # fmt: skip
+    if args.fail and args.fail_with_body:  # curl: 2, its words
+        raise RunError("-f/--fail and --fail-with-body: You must select either --fail or "
+                       "--fail-with-body, not both.")  # fmt: skip
     if args.remote_header_name and (args.include or args.head):  # curl: 2, as ours
         raise RunError(f"{'-I/--head' if args.head else '-i/--include'} and "
                        "-J/--remote-header-name: showing headers and --remote-header-name "
@@ -834,7 +1060,17 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     # -G: -d is the query, no body; -d read after -F is checked (stdin: see stdin_owner)
     forms, uploads, form_stdin = bodies(args, b"" if args.data and not args.get else None)
     owner = stdin_owner(args, form_stdin, uploads)  # stdin is read once, as curl's
-    data = request_body(args.data, owner[1] if owner and owner[0] == "data" else None)
+    stderr = getattr(args, "_stderr", None) or sys.stderr
+
+    def warn(text: str) -> None:  # curl's warnings in its form (-s: none, as curl's)
+        if not args.silent:
+            print(curl_warning(text), end="", file=stderr, flush=True)
+
+    data = request_body(args.data, owner[1] if owner and owner[0] == "data" else None, warn)
+    query = _url_query(args, owner, warn)
+    asked = _asked(args, warn)
+    if args.dump_header is not None:
+        _check_output(args.dump_header, "--dump-header")
     if len(args.output) > len(args.urls):  # curl: a warning, the extra ones unused
         raise RunError(f"{len(args.output)} -o/--output and -O for {len(args.urls)} URLs")
     # the transfers, in curl's order: (number, URL, its -T upload or None), each -o file
@@ -848,7 +1084,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError(f"--parallel-max {args.parallel_max}: 1..{PARALLEL_LIMIT}")
     if args.get and data is not None:  # curl -G: the data is the query, no body
         jobs = [(i, with_query(url, data), up) for i, url, up in jobs]
-        data = None
+        data = None  # (--url-query then unused: curl 7.88 appends one or the other)
+    elif query is not None:
+        jobs = [(i, with_query(url, query.encode(), "--url-query"), up) for i, url, up in jobs]
     for _, url, _ in jobs:
         parse_url(url)  # a bad URL is an error before anything starts
     auth = None if args.user is None else user_password(args.user)
@@ -879,7 +1117,6 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         fmt = write_out_format(args.write_out, stdin=owner in (None, ("write_out", last)))
     if fmt is not None and args.json:
         raise RunError("-w/--write-out and --json: choose one output")
-    stderr = getattr(args, "_stderr", None) or sys.stderr
     for warning in format_warnings(fmt or ""):  # curl warns at each use; we once
         print(f"pktlab run http: {warning}", file=stderr)
     method = args.request
@@ -895,6 +1132,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     meter_wanted = (args.parallel and fmt is not None and not args.silent
                     and not args.no_progress_meter and not (to_stdout and stdout_tty))  # fmt: skip
 
+    stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
+    dump = None if args.dump_header is None else HeaderDump(args.dump_header, stdout)
+
     async def run(session: Any) -> None:
         # kept open from URL to URL, as curl's connection cache
         pool = Connections(pipewait=not args.parallel_immediate)
@@ -902,8 +1142,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             await fetch_all(session, pool)
         finally:
             await pool.close()
-
-    stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
+            if dump is not None:
+                dump.close()
 
     async def fetch_all(session: Any, pool: Any) -> None:
         if fmt is not None or "-" in args.output:
@@ -958,11 +1198,75 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if path is not None or fmt is not None:
             honor = args.remote_header_name and isinstance(path, RemoteName)  # curl: -J with -O
             sink = Output(path, stdout, args.clobber, honor, args.output_dir or None)
+        offset = _resume_offset(args.continue_at, path)
+        unopened = None
+        if sink is not None and offset:
+            try:
+                sink.resume(offset)  # curl: the -o file opened to append now
+            except WriteError as e:  # curl: 23 for this URL
+                unopened = str(e)
         on_body = None if sink is None or args.head else sink.write
         on_headers: Any = None if sink is None or not args.include or args.head else sink.write
         if sink is not None and sink.honor:  # -J (never with -i or -I)
             on_headers = sink.headers
-        result = await http_get(
+        if dump is not None:  # -D: first, as curl's header callback
+            dump.start()
+            on_headers = _both(dump.write, on_headers)
+        failing = _Failing(on_body) if args.fail else None
+        if failing is not None:  # curl -f: the headers of a status >= 400 out, no body
+            on_headers, on_body = _both(failing.headers, on_headers), failing.body
+        retry = Retry(args.retry, args.retry_delay, args.retry_max_time, session.reactor.seconds())
+        while True:  # --retry: the transfer again while curl would
+            if unopened is not None:
+                result = HttpResult(url, error=unopened, exitcode=23)
+                break
+            result = await attempt(session, pool, url, body, on_body, on_headers, xfer, offset)
+            if sink is not None and args.head:  # curl -I: the headers are the output
+                try:
+                    sink.write(b"".join(result.raw_headers))
+                except OSError as e:
+                    result.error = result.error or f"writing {path}: {e.strerror or e}"
+            if not await again(session, retry, result, sink):
+                break
+        failed = failing is not None and failing.failed and result.error is None
+        why = None if sink is None else sink.close(result.error is None and not failed)
+        if why is not None and result.error is None:
+            result.error, result.exitcode = why, 23
+        record = result.to_dict()
+        if path and not is_stdout(
+            path
+        ):  # the file written (-J, --no-clobber: another); -J: none yet
+            output = (sink.written or sink.effective) if sink is not None else path
+            if output:
+                record["output"] = output
+        fails = args.fail or args.fail_with_body
+        if fails and result.status is not None and result.status >= 400 and not result.error:
+            answer = f"{result.status} {result.reason or ''}".strip()  # HTTP/2: no reason
+            record["error"] = f"the server answered {answer} (--fail)"
+            record["exitcode"] = 22
+        if fmt is not None:  # no table: the experiment writes curl's output
+            record["_quiet"] = True
+        emit(record)
+        if fmt is not None:
+            error = record.get("error")
+            if error is not None and (not args.silent or args.show_error):
+                print(f"pktlab run http: {url}: {error}", file=stderr)
+            name = sink.effective if sink is not None else path  # curl's: null for stdout
+            values = write_out_values(result, url, name, record.get("exitcode", 0), error)
+            if failed:  # curl -f stops before the body
+                values["size_download"] = values["speed_download"] = 0
+            for stream, text in write_out(fmt, values, result.headers):
+                if stream == "stdout":
+                    stdout.write(text.encode("utf-8", "surrogateescape"))  # a name as sent
+                    stdout.flush()
+                else:
+                    print(text, end="", file=stderr, flush=True)
+        if jar is not None and args.cookie_jar is not None:  # curl: after each URL
+            _save(jar.dump(), args.cookie_jar, args, stderr)
+
+    async def attempt(session: Any, pool: Any, url: str, body: Any, on_body: Any,
+                      on_headers: Any, xfer: Any, offset: int) -> Any:  # fmt: skip
+        return await http_get(
             session,
             url,
             connect_to=args.connect_to,
@@ -970,12 +1274,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             cafile=args.cacert,
             insecure=args.insecure,
             timeout=args.max_time,
+            connect_timeout=args.connect_timeout or CONNECT_TIMEOUT,
+            asked=replace(asked, resume_from=offset),
             headers=headers,
             recorder=recorder,
             method=method,
             data=body,
             head=args.head,
-            follow=args.location,
+            follow=args.location or args.location_trusted,
             max_redirs=args.max_redirs,
             post30x=frozenset(args.post30x),
             on_body=on_body,
@@ -988,44 +1294,125 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             http_version=args.http_version,
             on_hop=None if xfer is None else xfer.follow,
         )
-        if sink is not None and args.head:  # curl -I: the headers are the output
+
+    async def again(session: Any, retry: Any, result: Any, sink: Output | None) -> bool:
+        """--retry: whether to fetch the URL again, after curl's warning and wait (a
+        file's bytes thrown away, as curl's; stdout's stay)."""
+        from twisted.internet.task import deferLater
+
+        from packetlab.cli.run_http_retry import retry_after, transient
+
+        fails = args.fail or args.fail_with_body
+        failed = fails and result.status is not None and result.status >= 400
+        code = 22 if failed and result.exitcode == 0 else result.exitcode
+        why = transient(code, result.status, result.error, args.retry_connrefused,
+                        args.retry_all_errors)  # fmt: skip
+        now = session.reactor.seconds()
+        wait, text = retry.next(why, retry_after(result.headers, time.time()), now)
+        if text is not None and not args.silent:  # curl's words (-s: none, as curl's)
+            print(curl_warning(text), end="", file=stderr, flush=True)
+        if wait is None or progress.stopping:
+            return False
+        if sink is not None and sink.file is not None and sink.file.tell():
+            if not args.silent:
+                print(f"Throwing away {sink.file.tell()} bytes", file=stderr, flush=True)
             try:
-                sink.write(b"".join(result.raw_headers))
-            except OSError as e:
-                result.error = result.error or f"writing {path}: {e.strerror or e}"
-        why = None if sink is None else sink.close(result.error is None)
-        if why is not None and result.error is None:
-            result.error, result.exitcode = why, 23
-        record = result.to_dict()
-        if path and not is_stdout(
-            path
-        ):  # the file written (-J, --no-clobber: another); -J: none yet
-            output = (sink.written or sink.effective) if sink is not None else path
-            if output:
-                record["output"] = output
-        if args.fail and result.status is not None and result.status >= 400 and not (result.error):
-            answer = f"{result.status} {result.reason or ''}".strip()  # HTTP/2: no reason
-            record["error"] = f"the server answered {answer} (--fail)"
-            record["exitcode"] = 22
-        if fmt is not None:  # no table: the experiment writes curl's output
-            record["_quiet"] = True
-        emit(record)
-        if fmt is not None:
-            error = record.get("error")
-            if error is not None and not args.silent:
-                print(f"pktlab run http: {url}: {error}", file=stderr)
-            name = sink.effective if sink is not None else path  # curl's: null for stdout
-            values = write_out_values(result, url, name, record.get("exitcode", 0), error)
-            for stream, text in write_out(fmt, values, result.headers):
-                if stream == "stdout":
-                    stdout.write(text.encode("utf-8", "surrogateescape"))  # a name as sent
-                    stdout.flush()
-                else:
-                    print(text, end="", file=stderr, flush=True)
-        if jar is not None and args.cookie_jar is not None:  # curl: after each URL
-            _save(jar.dump(), args.cookie_jar, args, stderr)
+                sink.file.truncate(sink.append)  # to where it started (-C: its offset)
+                sink.file.seek(0, os.SEEK_END)
+            except OSError as e:  # /dev/null: curl's "(23) Failed to truncate file"
+                result.error = f"Failed to truncate file {sink.written}: {e.strerror or e}"
+                result.exitcode = 23
+                return False
+        end = session.reactor.seconds() + wait
+        while not progress.stopping and session.reactor.seconds() < end:  # Ctrl-C: at once
+            await deferLater(session.reactor, min(0.1, end - session.reactor.seconds()))
+        return not progress.stopping
 
     return pcapout.recording(args, recorder, run)
+
+
+def _client_cert(args: argparse.Namespace) -> tuple[str, str | None] | None:
+    """--cert and --key, loaded once now: one that cannot be used is a one-line error in
+    curl's words before anything is sent (curl: 58 when the transfer starts)."""
+    if args.cert is None:
+        if args.key is not None:  # curl: the key alone is not used
+            raise RunError("--key without --cert/-E: no client certificate to use it with")
+        return None
+    from OpenSSL import SSL
+
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    key = args.key or args.cert
+    for step, why, name in (
+        (ctx.use_certificate_chain_file, "could not load PEM client certificate", args.cert),
+        (ctx.use_privatekey_file, "unable to set private key file", key),
+        (lambda _: ctx.check_privatekey(), "Private key does not match the certificate "
+         "public key", key),
+    ):  # fmt: skip
+        try:
+            open(name, "rb").close()
+            step(name)
+        except (OSError, SSL.Error) as e:
+            detail = getattr(e, "strerror", None) or "not PEM, or not its key"
+            raise RunError(f"--cert {args.cert}: {why} '{name}' ({detail}; curl: "
+                           "58)") from None  # fmt: skip
+    return args.cert, args.key
+
+
+def _resume_offset(continue_at: str | None, path: str | None) -> int:
+    """-C's offset for a transfer to `path`: N, or with "-" the size of the -o file
+    (0: none yet, or stdout), as curl's stat of it."""
+    if continue_at is None:
+        return 0
+    if continue_at != "-":
+        return int(continue_at)
+    if path is None or is_stdout(path):
+        return 0
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _asked(args: argparse.Namespace, warn: Any) -> Any:
+    """-A, -e and -r as measure.http.Asked (run_http_opts reads them as curl)."""
+    from packetlab.measure.http import Asked
+
+    ref, auto = referer(args.referer)
+    r = None if args.byte_range is None else byte_range(args.byte_range, warn)
+    ua = USER_AGENT if args.user_agent is None else args.user_agent
+    return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r,
+                 max_filesize=args.max_filesize or 0,
+                 resolve=resolve_entries(args.resolve), trusted=args.location_trusted,
+                 expect_wait=args.expect100_timeout, client_cert=_client_cert(args),
+                 time_cond=None if args.time_cond is None else time_cond(args.time_cond,
+                                                                         warn))  # fmt: skip
+
+
+class _Failing:
+    """curl -f: a final response of 400 or more ends the transfer after its headers
+    (-i and -D have them), its body not written (-o makes no file)."""
+
+    def __init__(self, on_body: Any) -> None:
+        self.on_body, self.failed = on_body, False
+
+    def headers(self, raw: bytes) -> None:
+        code = raw.split(b" ", 2)[1:2]
+        self.failed = bool(code) and code[0].isdigit() and int(code[0]) >= 400
+
+    def body(self, data: bytes) -> None:
+        if not self.failed and self.on_body is not None:
+            self.on_body(data)
+
+
+def _both(first: Any, then: Any) -> Any:
+    """Two header-block callbacks in turn (the second may be None)."""
+
+    def call(raw: bytes) -> None:
+        first(raw)
+        if then is not None:
+            then(raw)
+
+    return call
 
 
 def _transfer(body: Any) -> Any:
@@ -1083,7 +1470,7 @@ def summary(records: list[Record]) -> Record:
 
 def budget(args: argparse.Namespace) -> float:
     redirs = args.max_redirs if args.max_redirs >= 0 else 5
-    hops = 1 + (min(redirs, 5) if args.location else 0)
+    hops = 1 + (min(redirs, 5) if args.location or getattr(args, "location_trusted", False) else 0)
     from packetlab.measure.urlglob import MAX_NAMES, GlobError, glob_count
 
     def count(pattern: str) -> int:
@@ -1095,7 +1482,14 @@ def budget(args: argparse.Namespace) -> float:
     files = [count(arg) for arg in args.upload_file]
     # one transfer for each URL a URL's glob makes, times its -T glob's files
     n = sum(count(url) * (files[i] if i < len(files) else 1) for i, url in enumerate(args.urls))
-    return min(n, MAX_NAMES) * hops * (args.max_time + 15)
+    # --retry: each try, and curl's waits between them (a Retry-After not foreseen)
+    retries = getattr(args, "retry", 0)
+    delay = getattr(args, "retry_delay", 0)
+    doubled = sum(2**k for k in range(min(retries, 10))) + 600 * max(0, retries - 10)
+    waits = delay * retries if delay else doubled  # curl: 1, 2, ... 512, then 600 s
+    if getattr(args, "retry_max_time", 0):
+        waits = min(waits, args.retry_max_time)
+    return min(n, MAX_NAMES) * (hops * (args.max_time + 15) * (1 + retries) + waits)
 
 
 COMMAND = Command(

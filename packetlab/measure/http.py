@@ -28,10 +28,12 @@ import base64
 import hashlib
 import ipaddress
 import os
+import re
 import ssl
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from email.utils import formatdate, parsedate_to_datetime
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -66,6 +68,7 @@ if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it
     from packetlab.measure.http2 import H2Framing
 
 __all__ = [
+    "Asked",
     "Connections",
     "HttpError",
     "HttpResult",
@@ -103,6 +106,12 @@ class Url:
     host: str
     port: int
     target: str  # path and query
+    fragment: str = ""  # never sent; curl's url_effective keeps it
+
+    @property
+    def effective(self) -> str:
+        """curl's %{url_effective}: the URL as fetched and its #fragment."""
+        return self.text + (f"#{self.fragment}" if self.fragment else "")
 
     @property
     def text(self) -> str:
@@ -158,7 +167,7 @@ def parse_url(url: str) -> Url:
     target = remove_dot_segments(parts.path) or "/"
     if parts.query:
         target += "?" + parts.query
-    return Url(parts.scheme, parts.hostname, port, target)
+    return Url(parts.scheme, parts.hostname, port, target, parts.fragment)
 
 
 @dataclass(slots=True)
@@ -253,14 +262,24 @@ class HttpResult:
 
 
 def client_context(
-    *, cafile: str | None = None, insecure: bool = False, alpn: list[bytes] | None = None
+    *,
+    cafile: str | None = None,
+    insecure: bool = False,
+    alpn: list[bytes] | None = None,
+    cert: tuple[str, str | None] | None = None,
 ) -> SSL.Context:
     """TLS 1.2+ client context: peer verification against `cafile` or the system store,
-    none with `insecure`; `alpn` the protocols offered (curl's: h2, http/1.1)."""
+    none with `insecure`; `alpn` the protocols offered (curl's: h2, http/1.1); `cert`
+    (curl --cert FILE, --key KEY: PEM; the key in FILE without one) the client's
+    certificate chain and key (SSL.Error when they cannot be used)."""
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
     if alpn:
         ctx.set_alpn_protos(alpn)
+    if cert is not None:
+        ctx.use_certificate_chain_file(cert[0])
+        ctx.use_privatekey_file(cert[1] or cert[0])
+        ctx.check_privatekey()
     if insecure:
         ctx.set_verify(SSL.VERIFY_NONE)
         return ctx
@@ -634,9 +653,52 @@ class _Sink:
     http: str | None = None  # "1.1" (--http1.1), "2" (--http2), "2-prior"; None: curl's default
     until: list[float] = field(default_factory=list)  # the URL's end (its first exchange's)
     on_hop: Callable[[Any], object] | None = None  # each request's live state (-Z's meter)
+    resume: int = 0  # -C's offset: the final answer must resume there (_Response.head)
+    time_cond: tuple[str, int] | None = None  # -z without a range (Asked.time_cond)
+    max_filesize: int = 0  # --max-filesize (0: none)
+    expect_wait: float = EXPECT_WAIT  # s for a 100 Continue (--expect100-timeout)
 
 
 ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What curl adds to every request of a transfer (its options, not -H): -A's
+    User-Agent ("": none), -e's Referer (`auto_referer`: ;auto, each redirect hop the URL
+    before it), -r's byte range (`Range: bytes=R` for a GET or HEAD, `Content-Range:
+    bytes R/SIZE` for a -d POST or a -T PUT, nothing for -F, as curl 7.88's http.c);
+    -C's offset (`resume_from`: `Range: bytes=N-`, and the final answer must resume
+    there: `_Response.head`)."""
+
+    user_agent: str = USER_AGENT
+    referer: str | None = None
+    auto_referer: bool = False
+    byte_range: str | None = None
+    resume_from: int = 0  # -C: Range: bytes=N- (a GET or HEAD), the answer checked
+    max_filesize: int = 0  # --max-filesize: a larger Content-Length is curl's 63 (0: none)
+    # --resolve: (host, port, address) a hop to that host and port connects to, no DNS
+    # (host "*": any); `connect_to` wins over it
+    resolve: tuple[tuple[str, int, str], ...] = ()
+    trusted: bool = False  # --location-trusted: -u, -H Authorization and Cookie to any host
+    expect_wait: float = EXPECT_WAIT  # --expect100-timeout: s to wait for a 100 Continue
+    client_cert: tuple[str, str | None] | None = None  # --cert FILE, --key KEY (PEM)
+    # -z: (If-Modified-Since, If-Unmodified-Since or Last-Modified, the time in s); a 2xx
+    # whose Last-Modified fails it is curl's simulated 304 (_Response.head)
+    time_cond: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    """A request's header fields but Host and the body's, in curl 7.88's order: its own
+    (Authorization, Range, User-Agent, Accept, Accept-Encoding, Referer), then a chunked
+    body's Transfer-Encoding, the Cookie, the -H ones (`custom`; the body's after them)."""
+
+    own: list[tuple[str, str]]
+    cookie: list[tuple[str, str]]
+    custom: list[tuple[str, str]]
+
+
 _GZIP, _ZLIB, _RAW = 32 + 15, 15, -15  # zlib wbits: gzip, zlib-wrapped deflate, raw
 
 
@@ -801,6 +863,7 @@ async def http_get(
     cookie: str | None = None,
     http_version: str | None = None,
     on_hop: Callable[[Any], object] | None = None,
+    asked: Asked = Asked(),
 ) -> HttpResult:
     """Fetch `url` from the endpoint (HTTP/1.1 or HTTP/2, persistent connections as curl): a GET, a
     POST of `data` (form-encoded unless a Content-Type header is given, as curl -d), a
@@ -832,6 +895,8 @@ async def http_get(
     `recorder` collects the connections' packets for a pcap file (TLS stays encrypted).
     `on_body` or `on_headers` may raise WriteError (a file that could not be made, -J):
     the fetch ends with its message as `error`, exit code 23, the status kept.
+    `asked`: curl's User-Agent, Referer and Range (-A, -e, -r; see Asked); a -H of the
+    same name replaces it, as any of curl's own fields (`-H 'NAME:'` removes it).
     `on_hop` gets each request's live state as it starts (a redirect's next hop too): its
     `body_len`, `uploaded`, `headers` (once the response's head came) as they grow, for
     a progress meter (read only).
@@ -849,18 +914,18 @@ async def http_get(
     current = parse_url(url)
     body = Upload.of(data, FORM) if isinstance(data, bytes) else data
     kind = "HEAD" if head else "GET" if body is None else body.method
-    result = HttpResult(url, url_effective=current.text)
+    result = HttpResult(url, url_effective=current.effective)
     ctxs: dict[str, SSL.Context] = {}
     extra = list(headers or [])
-    names = {k.lower() for k, _ in extra}
-    if auth is not None and "authorization" not in names:  # a -H Authorization wins
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        extra.insert(0, ("Authorization", f"Basic {token}"))
-    if compressed and "accept-encoding" not in names:
-        extra.append(("Accept-Encoding", ACCEPT_ENCODING))
+    basic = None
+    if auth is not None:  # a -H Authorization wins (_own)
+        basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    ranged = asked.byte_range is not None or asked.resume_from > 0  # curl: no -z check
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
-                 on_hop=on_hop)  # fmt: skip
-    jar = _Cookies(cookies, cookie, "cookie" in names)
+                 on_hop=on_hop, resume=asked.resume_from,
+                 max_filesize=asked.max_filesize, expect_wait=asked.expect_wait,
+                 time_cond=None if ranged else asked.time_cond)  # fmt: skip
+    jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     pool = Connections() if connections is None else connections
     if body is not None:  # a -F part's stdin from a pipe: read whole first, as curl's
         try:
@@ -873,7 +938,8 @@ async def http_get(
     try:
         return await _fetch(session, result, current, kind, method, body, extra, pool, ctxs,
                            connect_to, family, cafile, insecure, timeout, connect_timeout,
-                           sink, recorder, follow, max_redirs, post30x, jar)  # fmt: skip
+                           sink, recorder, follow, max_redirs, post30x, jar,
+                           (asked, basic))  # fmt: skip
     finally:
         if connections is None:
             await pool.close()
@@ -901,8 +967,10 @@ async def _fetch(
     max_redirs: int,
     post30x: frozenset[int],
     jar: _Cookies,
+    own: tuple[Asked, str | None],
 ) -> HttpResult:
     body = data
+    referer = own[0].referer
     origin = Connections.key(current)
     public = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
     first_start: int | None = None
@@ -910,11 +978,12 @@ async def _fetch(
     last_hop: _Hop | None = None
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     route = _Route(session, connect_to, family, timeout, connect_timeout, sink, recorder,
-                   follow, pool)  # fmt: skip
+                   follow, pool, own[0].resolve)  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = [b"http/1.1"] if sink.http == "1.1" else [b"h2", b"http/1.1"]
-            ctxs["https"] = client_context(cafile=cafile, insecure=insecure, alpn=alpn)
+            ctxs["https"] = client_context(cafile=cafile, insecure=insecure, alpn=alpn,
+                                           cert=own[0].client_cert)  # fmt: skip
         if sink.http != "1.1" and (current.scheme == "https" or sink.http is not None):
             import_module("packetlab.measure.http2")  # before the hop starts, not in its times
         hop = _Hop(current, method or kind)
@@ -923,7 +992,15 @@ async def _fetch(
         followed = follow and (max_redirs < 0 or result.num_redirects < max_redirs)
 
         # curl: credentials and cookies only to the first URL's scheme, host and port
-        sent = (extra if Connections.key(current) == origin else public) + jar.headers(current)
+        same = Connections.key(current) == origin or own[0].trusted
+        custom = extra if same else public
+        mine = _own(own[0], own[1] if same else None, sink.compressed, referer, kind, body)
+        names = {k.lower() for k, _ in custom}
+        cond = own[0].time_cond  # curl: after the Cookie
+        dated = [] if cond is None else [(cond[0], formatdate(cond[1], usegmt=True))]
+        sent = _Fields([f for f in mine if f[0].lower() not in names],
+                       jar.headers(current) + [f for f in dated if f[0].lower() not in names],
+                       custom)  # fmt: skip
         await _hop(route, hop, ctxs.get(current.scheme), body, sent)
         if hop.status is not None:
             jar.receive(current, hop.headers)
@@ -943,7 +1020,7 @@ async def _fetch(
                 began = hop.start if hop.queued is None else min(hop.queued, hop.start)
             _add(sums, hop)
         result.method = hop.method
-        result.url_effective = current.text
+        result.url_effective = current.effective
         if hop.server is not None:
             result.server = hop.server
         if hop.status is not None or last_hop is None:
@@ -977,6 +1054,8 @@ async def _fetch(
         new_kind = next_method(hop.status or 0, kind, method, post30x)
         if new_kind != kind:
             kind, body = new_kind, None
+        if own[0].auto_referer:  # curl -e ';auto': the URL the redirect came from
+            referer = current.text
         current = target
     _finish(result, last_hop, sums, first_start, began)
     if last_hop is not None and last_hop is not hop:  # a redirect followed, then a failure
@@ -1035,6 +1114,15 @@ class _Route:
     recorder: PcapRecorder | None
     follows: bool
     pool: Connections
+    resolve: tuple[tuple[str, int, str], ...] = ()
+
+    def address_for(self, u: Url) -> AddressLike | None:
+        """--connect-to's address, else the first --resolve entry of the URL's host (or
+        "*") and port, else None (the endpoint's DNS)."""
+        if self.connect_to is not None:
+            return self.connect_to
+        return next((a for h, p, a in self.resolve if p == u.port and h in (u.host, "*")),
+                    None)  # fmt: skip
 
 
 async def _hop(
@@ -1042,7 +1130,7 @@ async def _hop(
     hop: _Hop,
     ctx: SSL.Context | None,
     data: Upload | None,
-    headers: list[tuple[str, str]],
+    headers: _Fields,
 ) -> None:
     session, pool = route.session, route.pool
     u = hop.url
@@ -1082,10 +1170,10 @@ async def _connect(
     hop: _Hop,
     ctx: SSL.Context | None,
     data: Upload | None,
-    headers: list[tuple[str, str]],
+    headers: _Fields,
 ) -> None:
     """The hop over a new connection: the name resolved, the connect, the exchange."""
-    session, connect_to = route.session, route.connect_to
+    session, connect_to = route.session, route.address_for(hop.url)
     u = hop.url
     if connect_to is None and not u.host_is_address:
         hop.start = await read_time(session)
@@ -1118,7 +1206,7 @@ async def _over(
     hop: _Hop,
     conn: _Conn,
     data: Upload | None,
-    headers: list[tuple[str, str]],
+    headers: _Fields,
     timeout: float,
     sink: _Sink,
     follows: bool,
@@ -1173,6 +1261,10 @@ async def _over(
         hop.exitcode = 65 if "sent again" in str(e) else 26
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
         hop.error, hop.exitcode = str(e), 61
+    except _NoResume as e:  # curl: (33) HTTP server doesn't seem to support byte ranges
+        hop.error, hop.exitcode = str(e), 33
+    except _TooLarge as e:  # curl: (63) Maximum file size exceeded
+        hop.error, hop.exitcode = str(e), 63
     except h11.ProtocolError as e:
         why = str(e)
         if why == "Receive buffer too long":  # h11's max_incomplete_event_size
@@ -1197,7 +1289,7 @@ async def _over(
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
             pool.known(hop.url, None)
-    if hop.error is not None and hop.exitcode != 23:  # a write error: the response came
+    if hop.error is not None and hop.exitcode not in (23, 33, 63):  # the response came
         hop.status = None
 
 
@@ -1207,43 +1299,69 @@ def _h2_framing(server: str) -> H2Framing:
     return H2Framing(server, MAX_HEADERS)
 
 
+def _own(asked: Asked, basic: str | None, compressed: bool, referer: str | None, kind: str,
+         body: Upload | None) -> list[tuple[str, str]]:  # fmt: skip
+    """curl 7.88's own fields of a request, in its order (http.c's request line format):
+    Authorization (-u), Range or Content-Range (-r), User-Agent, Accept, Accept-Encoding
+    (--compressed), Referer."""
+    out = [] if basic is None else [("Authorization", basic)]
+    r = asked.byte_range
+    if r is None and asked.resume_from and (body is None or kind in ("GET", "HEAD")):
+        r = f"{asked.resume_from}-"  # curl -C N
+    if r is not None and (body is None or kind in ("GET", "HEAD")):
+        out.append(("Range", f"bytes={r}"))
+    elif r is not None and body is not None and (body.inline or body.method == "PUT"):
+        size = -1 if body.length is None else body.length  # curl's infilesize
+        out.append(("Content-Range", f"bytes {r}/{size}"))  # (a -F form: none, as curl)
+    if asked.user_agent:
+        out.append(("User-Agent", asked.user_agent))
+    out.append(("Accept", "*/*"))
+    if compressed:
+        out.append(("Accept-Encoding", ACCEPT_ENCODING))
+    if referer:
+        out.append(("Referer", referer))
+    return out
+
+
 def _request_headers(
-    u: Url, data: Upload | None, headers: list[tuple[str, str]], expect: bool = False
+    u: Url, data: Upload | None, fields: _Fields, expect: bool = False
 ) -> list[tuple[str, str]]:
-    """The request's header fields as curl sends them (either framing): a body's
-    Content-Length (Transfer-Encoding: chunked when its length is unknown), Content-Type
-    and, over HTTP/1.1 when curl asks it, `Expect: 100-continue`, in curl 7.88's order."""
-    names = {k.lower() for k, _ in headers}
-    req = [("Host", u.authority), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
-    req = [(k, v) for k, v in req if k.lower() not in names]  # -H replaces, as curl's
+    """The request's header fields as curl 7.88 sends them (either framing), in its
+    order: Host, its own (`_own`), Transfer-Encoding: chunked for a body of unknown
+    length, Cookie, the -H fields (one without a value is not sent: `-H 'NAME:'`
+    removes curl's own NAME), then a body's Content-Length, Content-Type and, over
+    HTTP/1.1 when curl asks it, `Expect: 100-continue`."""
+    names = {k.lower() for k, _ in fields.custom}
+    req = [] if "host" in names else [("Host", u.authority)]
+    req += fields.own
+    if data is not None and data.length is None:
+        req.append(("Transfer-Encoding", "chunked"))
+    req += fields.cookie
+    req += [(k, v) for k, v in fields.custom if v]
     if data is not None:
         if data.length is not None:
             req.append(("Content-Length", str(data.length)))
-        else:
-            req.append(("Transfer-Encoding", "chunked"))
         if data.content_type is not None and "content-type" not in names:
             req.append(("Content-Type", data.content_type))
         if expect:
             req.append(("Expect", "100-continue"))
-    return [*req, *headers]
+    return req
 
 
-def _expects(data: Upload | None, headers: list[tuple[str, str]]) -> bool:
+def _expects(data: Upload | None, fields: _Fields) -> bool:
     """curl 7.88 over HTTP/1.1: `Expect: 100-continue` for a PUT's body, a POST's over
     1 MiB or of unknown length, unless a -H Expect is given (`-H Expect:` removes it)."""
-    given = any(k.lower() == "expect" for k, _ in headers)
+    given = any(k.lower() == "expect" for k, _ in fields.custom)
     return data is not None and data.expects() and not given
 
 
 def _request(
-    u: Url, method: str, data: Upload | None, headers: list[tuple[str, str]],
-    expect: bool = False,
+    u: Url, method: str, data: Upload | None, fields: _Fields, expect: bool = False,
 ) -> tuple[h11.Connection, bytes, bool]:  # fmt: skip
     """h11's connection, the request's head (with the body when curl sends it in the
     same write: -d below 64 KiB, no Expect), and whether the body went with it."""
     h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
-    fields = _request_headers(u, data, headers, expect)
-    headers = [(k, v) for k, v in fields if not (k.lower() == "expect" and not v)]
+    headers = _request_headers(u, data, fields, expect)
     out = h.send(h11.Request(method=method, target=u.target, headers=headers))
     small = None if data is None or expect else data.small()
     if data is not None and small is None:
@@ -1264,12 +1382,20 @@ class _Response:
         self.digest = hashlib.sha256()
         self.body: list[bytes] = []
         self.keep = True
+        self.ignore: str | None = None  # -C: "ignore" the body (a 416), "done" (_resumed)
         self.decoder: _Decoder | None = None
 
     def head(self, status: int, reason: str, headers: list[tuple[str, str]], raw: bytes) -> None:
         hop = self.hop
         hop.status, hop.reason, hop.headers, hop.raw_headers = status, reason, headers, raw
         self.keep = not (self.follows and hop.location() is not None)
+        if self.keep and self.sink.resume and hop.method != "HEAD":
+            self.ignore = _resumed(self.sink.resume, status, headers, hop.server)
+        if self.keep and not self._meets(status, headers):  # curl: "Simulate an HTTP 304"
+            self.ignore, hop.status = "done", 304
+        large = self._too_large(headers)
+        if large is not None and raw.endswith(b"\r\n\r\n"):  # curl: before the blank line
+            raw = hop.raw_headers = raw[:-2]
         if self.sink.on_headers is not None:
             try:
                 self.sink.on_headers(raw)
@@ -1277,11 +1403,43 @@ class _Response:
                 if e.header_bytes is not None:
                     hop.raw_headers = raw[: e.header_bytes]
                 raise
+        if large is not None:
+            raise large
+
+    def _meets(self, status: int, headers: list[tuple[str, str]]) -> bool:
+        """-z: curl 7.88's Curl_meets_timecondition on a 2xx's Last-Modified (none, or
+        one it cannot read: met): "not new enough" (at or before the time; also for
+        -z =TIME) or, for -z -TIME, "not old enough" (at or after it)."""
+        cond = self.sink.time_cond
+        if cond is None or not 200 <= status < 300:
+            return True
+        value = next((v for k, v in headers if k.lower() == "last-modified"), "")
+        try:
+            doc = int(parsedate_to_datetime(value).timestamp())
+        except (TypeError, ValueError, IndexError):
+            return True
+        if not doc or not cond[1]:
+            return True
+        return doc < cond[1] if cond[0] == "If-Unmodified-Since" else doc > cond[1]
+
+    def _too_large(self, headers: list[tuple[str, str]]) -> _TooLarge | None:
+        """--max-filesize: a final answer's Content-Length over it (curl 7.88's 63,
+        checked at the end of its header block, before that block's last line end)."""
+        limit, hop = self.sink.max_filesize, self.hop
+        if not (self.keep and limit and hop.method != "HEAD"):
+            return None
+        length = next((v.strip() for k, v in headers if k.lower() == "content-length"), "")
+        if not (length.isdigit() and int(length) > limit):
+            return None
+        return _TooLarge(f"Maximum file size exceeded ({length} bytes from {hop.server}; "
+                         f"at most {limit})")  # fmt: skip
 
     def data(self, data: bytes) -> None:
         hop, sink = self.hop, self.sink
         if self.keep and sink.compressed and hop.body_len == 0:  # a body to decode (not HEAD)
             self.decoder = _decoder(hop.headers, sink.max_body, hop.server)
+        if self.ignore == "done":  # curl: not read ("already downloaded")
+            return
         hop.body_len += len(data)
         if hop.body_len > sink.max_body:
             raise _TooMuch(f"body from {hop.server} larger than {sink.max_body} bytes")
@@ -1291,7 +1449,7 @@ class _Response:
     def _out(self, out: bytes) -> None:
         if self.keep and self.sink.keep_body:
             self.body.append(out)
-        if self.keep and self.sink.on_body is not None and out:
+        if self.keep and self.sink.on_body is not None and out and not self.ignore:
             self.sink.on_body(out)
 
     def end(self) -> None:
@@ -1299,6 +1457,37 @@ class _Response:
             self._out(self.decoder.feed(b"", final=True))
         self.hop.body_sha256 = self.digest.hexdigest()
         self.hop.body = b"".join(self.body) if self.sink.keep_body and self.keep else None
+
+
+class _NoResume(Exception):
+    """-C: the server answered the whole document, not from the offset (curl's 33)."""
+
+
+class _TooLarge(Exception):
+    """A Content-Length over --max-filesize (curl's 63)."""
+
+
+def _resumed(offset: int, status: int, headers: list[tuple[str, str]],
+             server: str | None) -> str | None:  # fmt: skip
+    """curl 7.88's check of a -C answer (http.c), as curl 7.88.1 was seen to do: None,
+    its body written; "ignore" (a 416: read, not written, no error); "done" (no
+    Content-Range from `offset` but a body of exactly `offset` bytes: "The entire
+    document is already downloaded", not read, size_download 0). Raises _NoResume
+    (curl's 33) when the answer does not start at `offset`. A Content-Range's first
+    number (after what is not a digit) must be `offset`; one with `*` before any digit
+    turns the check off (curl: "get everything")."""
+    if status == 416:
+        return "ignore"
+    value = next((v for k, v in headers if k.lower() == "content-range"), None)
+    if value is not None:
+        m = re.search(r"\d+|\*", value)
+        if m is None or m.group() == "*" or int(m.group()) == offset:
+            return None
+    length = next((v.strip() for k, v in headers if k.lower() == "content-length"), "")
+    if length.isdigit() and int(length) == offset:
+        return "done"
+    raise _NoResume(f"HTTP server doesn't seem to support byte ranges. Cannot resume. "
+                    f"({server}: no Content-Range from byte {offset})")  # fmt: skip
 
 
 async def _read(
@@ -1329,7 +1518,7 @@ async def _exchange(
     hop: _Hop,
     conn: _Conn,
     data: Upload | None,
-    headers: list[tuple[str, str]],
+    headers: _Fields,
     deadline: float,
     sink: _Sink,
     follows: bool,
@@ -1339,15 +1528,16 @@ async def _exchange(
     --http2 on a new http:// connection the request asks for an h2c Upgrade (curl's):
     a 101 continues in HTTP/2 (`_h2_response`). A body not sent with the head goes in
     chunks after it; with `Expect: 100-continue` (curl's rules, `_expects`) only after
-    a 100 Continue or `EXPECT_WAIT` s without an answer, never after a final response
+    a 100 Continue or `sink.expect_wait` s without an answer, never after a final response
     (curl: "HTTP error before end of send, stop sending"; the connection is closed)."""
     stream = conn.stream
     u = hop.url
     upgrade = None
     if sink.http == "2" and u.scheme == "http" and not hop.reused:
         upgrade = _h2_framing(conn.server)
-        headers = [*headers, ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
-                   ("HTTP2-Settings", upgrade.upgrade_settings())]  # fmt: skip
+        headers = replace(headers, custom=[
+            *headers.custom, ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+            ("HTTP2-Settings", upgrade.upgrade_settings())])  # fmt: skip
     expect = _expects(data, headers)
     try:
         h, request, complete = _request(u, hop.method, data, headers, expect)
@@ -1391,7 +1581,7 @@ async def _exchange(
         send = True
         if expect:  # curl: wait for the 100 (1 s), or the final answer that stops it
             send = False
-            wait = min(session.reactor.seconds() + EXPECT_WAIT, deadline)
+            wait = min(session.reactor.seconds() + sink.expect_wait, deadline)
             while True:
                 try:
                     event = await next_event(wait)
@@ -1555,7 +1745,7 @@ async def _exchange_h2(
     hop: _Hop,
     conn: _Conn,
     data: Upload | None,
-    headers: list[tuple[str, str]],
+    headers: _Fields,
     deadline: float,
     sink: _Sink,
     follows: bool,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +113,11 @@ def test_output_to_a_directory_is_refused(tmp_path: Path) -> None:
 
 
 def run(
-    *argv: str, handler: Any = echo, server: Any = None
+    *argv: str, handler: Any = echo, server: Any = None, peers: Any = None
 ) -> tuple[int, str, bytes, str, list[dict[str, Any]]]:
     """`pktlab run http ARGV` over the scripted endpoint (server 192.0.2.80:80, `handler`'s
-    or a `server()`): (exit status, text stdout, binary stdout, stderr, records)."""
+    or a `server()`; `peers`: more, {(address, port): handler}): (exit status, text
+    stdout, binary stdout, stderr, records)."""
     from twisted.internet.defer import Deferred
 
     from packetlab.cli.run_command import begun, measure
@@ -123,6 +125,8 @@ def run(
 
     rig = StreamRig()
     rig.endpoint.peers[("192.0.2.80", 80)] = server or (lambda: Server(handler))
+    for peer, answer in (peers or {}).items():
+        rig.endpoint.peers[peer] = partial(Server, answer)
     args = parse(*argv)
     args._stdout, args._stderr = io.BytesIO(), io.StringIO()
     records: list[dict[str, Any]] = []

@@ -18,7 +18,8 @@ def _name(cn: str) -> x509.Name:
 
 
 def make_pki(out: Path, names: tuple[str, ...] = ("localhost", "www.test")) -> dict[str, Path]:
-    """ca.pem, server.pem, server.key, and other-ca.pem (a CA that signed nothing here)."""
+    """ca.pem, server.pem, server.key, other-ca.pem (a CA that signed nothing here), and
+    a client certificate the CA signed (client.pem, client.key: CN pktlab test client)."""
     now = datetime.datetime.now(datetime.UTC)
     day = datetime.timedelta(days=1)
     paths = {}
@@ -57,6 +58,26 @@ def make_pki(out: Path, names: tuple[str, ...] = ("localhost", "www.test")) -> d
     paths["server"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     paths["key"] = out / "server.key"
     paths["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("pktlab test client"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - day)
+        .not_valid_after(now + day)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths["client"], paths["client_key"] = out / "client.pem", out / "client.key"
+    paths["client"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["client_key"].write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,

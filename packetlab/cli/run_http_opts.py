@@ -1,0 +1,153 @@
+"""curl 7.88's -r/--range, -e/--referer and -D/--dump-header for `pktlab run http`: each
+argument read as curl's tool_getparam.c reads it, and -D's file written as curl writes
+it."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import re
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import IO
+
+from packetlab.cli.run import RunError
+
+_OFF_T_MAX = (1 << 63) - 1
+
+
+def curl_warning(text: str) -> str:
+    """`text` as curl 7.88's warnf prints it (tool_msgs.c's voutf): "Warning: " before
+    each piece of at most 70 characters (its line end counted), a piece cut after the
+    last blank that fits (kept at its end), else at 70."""
+    msg, width, out = text + "\n", 79 - len("Warning: "), []
+    while msg:
+        if len(msg) <= width:
+            out.append("Warning: " + msg)
+            break
+        cut = width - 1
+        while cut and msg[cut] not in " \t":
+            cut -= 1
+        cut = cut or width - 1
+        out.append("Warning: " + msg[: cut + 1] + "\n")
+        msg = msg[cut + 1 :]
+    return "".join(out)
+
+
+def byte_range(text: str, warn: Callable[[str], object]) -> str:
+    """-r RANGE as curl 7.88 takes it: digits without a dash get one appended (warned:
+    N is N-), a byte that is not a digit, - or , is warned about and sent as is; a
+    number past curl_off_t is curl's error (2)."""
+    if text[:1].isdigit() and "-" not in text:
+        digits = re.match(r"\d+", text)
+        assert digits is not None
+        if int(digits.group()) > _OFF_T_MAX:
+            raise RunError(f"-r/--range {text!r}: unsupported range point (curl: 2)")
+        warn("A specified range MUST include at least one dash (-). Appending one for you!")
+        return f"{int(digits.group())}-"
+    if re.search(r"[^0-9,-]", text):
+        warn("Invalid character is found in given range. A specified range MUST have "
+             "only digits in 'start'-'stop'. The server's response to this request is "
+             "uncertain.")  # fmt: skip
+    return text
+
+
+def resolve_entries(items: list[str]) -> tuple[tuple[str, int, str], ...]:
+    """--resolve [+]HOST:PORT:ADDR[,ADDR...] (and -HOST:PORT, dropping an earlier one)
+    as curl 7.88 takes them: (host in lower case, port, the first address without its
+    brackets), the latest for a host and port first. One that is not so: exit 2 (curl
+    ignores it, its words in -v only)."""
+    entries: dict[tuple[str, int], str] = {}
+    for item in items:
+        drop = item.startswith("-")
+        m = re.fullmatch(r"[-+]?([^:]+):(\d+)" + ("" if drop else r":(.+)"), item)
+        if m is None or int(m.group(2)) > 65535:
+            raise RunError(f"--resolve {item!r}: Couldn't parse CURLOPT_RESOLVE entry "
+                           "(HOST:PORT:ADDR, or -HOST:PORT)")  # fmt: skip
+        key = (m.group(1).lower(), int(m.group(2)))
+        entries.pop(key, None)
+        if not drop:
+            first = m.group(3).split(",")[0].strip()
+            first = first[1:-1] if first.startswith("[") and first.endswith("]") else first
+            try:
+                entries[key] = str(ipaddress.ip_address(first))
+            except ValueError:
+                raise RunError(f"--resolve {item!r}: {first!r} is no IP address") from None
+    return tuple((h, p, a) for (h, p), a in reversed(entries.items()))
+
+
+_CONDITIONS = {"-": "If-Unmodified-Since", "=": "Last-Modified"}
+
+
+def time_cond(text: str, warn: Callable[[str], object]) -> tuple[str, int] | None:
+    """-z [+-=]TIME as curl 7.88 reads it: (the request field: If-Modified-Since, with -
+    If-Unmodified-Since, with = Last-Modified; the time in s). TIME is a date (RFC 1123,
+    RFC 850 or asctime, as HTTP writes them, or YYYYMMDD; curl's curl_getdate reads more
+    forms) or else a file whose time of last change is taken; neither: curl's warning,
+    no condition (None)."""
+    field = _CONDITIONS.get(text[:1], "If-Modified-Since")
+    rest = text[1:] if text[:1] in "+-=" and text else text
+    when: float | None = None
+    if re.fullmatch(r"\d{8}", rest):
+        try:
+            when = (
+                datetime.datetime.strptime(rest, "%Y%m%d").replace(tzinfo=datetime.UTC).timestamp()
+            )
+        except ValueError:
+            when = None
+    else:
+        try:
+            when = parsedate_to_datetime(rest).timestamp()
+        except (TypeError, ValueError, IndexError):
+            when = None
+    if when is None:
+        try:
+            when = os.stat(rest).st_mtime
+        except OSError:
+            warn("Illegal date format for -z, --time-cond (and not a file name). Disabling "
+                 "time condition. See curl_getdate(3) for valid date syntax.")  # fmt: skip
+            return None
+    return field, int(when)
+
+
+def referer(text: str | None) -> tuple[str | None, bool]:
+    """-e URL, -e 'URL;auto', -e ';auto' as curl reads it: (the Referer to send or None,
+    whether each redirect hop sends the URL it came from). What follows ;auto is
+    dropped, as curl's."""
+    if text is None:
+        return None, False
+    at = text.find(";auto")
+    auto = at >= 0
+    text = text[:at] if auto else text
+    return text or None, auto
+
+
+class HeaderDump:
+    """-D FILE: every response header block (1xx, each redirect hop's, each URL's and
+    each retry's) in the order they come, as curl writes them: FILE made empty when
+    the first transfer starts, then appended to; "-" stdout."""
+
+    def __init__(self, path: str, stdout: IO[bytes]) -> None:
+        self.path, self.stdout = path, stdout
+        self.file: IO[bytes] | None = None
+
+    def start(self) -> None:
+        """A transfer starts: the file made (empty) for the first, as curl's."""
+        if self.path != "-" and self.file is None:
+            self.file = open(self.path, "wb")  # noqa: SIM115 (closed by close())
+
+    def write(self, raw: bytes) -> None:
+        if self.path == "-":
+            self.stdout.write(raw)
+            self.stdout.flush()
+            return
+        self.start()
+        assert self.file is not None
+        self.file.write(raw)
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
