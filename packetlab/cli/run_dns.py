@@ -99,6 +99,26 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+nosplit": ("split", 0), "+ignore": ("ignore", True),
              "+noignore": ("ignore", False), "+onesoa": ("onesoa", True),
              "+noonesoa": ("onesoa", False)}  # fmt: skip
+# since session 16: dig 9.18's display and query switches, each +WORD and +noWORD (an
+# alias maps onto the same attribute), as dig reads them
+_ON_OFF = {"ttlid": "ttlid", "class": "show_class", "cl": "show_class",
+           "ttlunits": "ttlunits", "crypto": "crypto", "rrcomments": "rrcomments",
+           "unknownformat": "unknownformat", "qr": "qr", "header-only": "header_only",
+           "aaflag": "aaflag", "aaonly": "aaflag", "adflag": "adflag", "ad": "adflag",
+           "cdflag": "cdflag", "cd": "cdflag", "raflag": "raflag", "tcflag": "tcflag",
+           "zflag": "zflag", "expire": "expire", "keepalive": "keepalive", "fail": "fail",
+           "besteffort": "besteffort", "rdflag": "norecurse", "identify": "identify"}  # fmt: skip
+for _word, _attr in _ON_OFF.items():
+    _on = _attr != "norecurse"  # +rdflag is +recurse
+    DIG_FLAGS[f"+{_word}"] = (_attr, _on)
+    DIG_FLAGS[f"+no{_word}"] = (_attr, not _on)
+DIG_FLAGS["+noidnin"] = ("idnin", False)  # dig's default when not on a terminal
+DIG_FLAGS["+noidnout"] = ("idnout", False)
+#: dig's opcode names (+opcode=NAME; a number 0..15 too)
+OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
+#: the query's header bits and EDNS options from dig's switches (measure.dns.QueryBits)
+QUERY_BITS = ("aaflag", "adflag", "cdflag", "raflag", "tcflag", "zflag", "opcode",
+              "header_only", "subnet", "expire", "keepalive", "padding")  # fmt: skip
 DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries", "+bufsize": "bufsize",
               "+edns": "edns", "+split": "split"}  # fmt: skip
 SPLIT_MAX = 1023  # dig's bound for +split
@@ -173,6 +193,40 @@ def _split_value(word: str, value: str, args: argparse.Namespace | None = None) 
         else:
             _warn(args, text)
     return n
+
+
+def _query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None:
+    """dig's +opcode=NAME|N, +subnet=ADDR[/PREFIX] (EDNS on, as dig), +padding=N
+    (0..512, EDNS on) into `at`."""
+    from packetlab.measure.dns import PADDING_MAX, subnet_option
+
+    if key == "+opcode":
+        code = OPCODES.get(value.lower(), int(value) if value.isdigit() else -1)
+        if not 0 <= code <= 15:
+            raise RunError(f"{word}: expected an opcode (QUERY, IQUERY, STATUS, NOTIFY, "
+                           "UPDATE) or a number 0..15")  # fmt: skip
+        at.opcode = code
+    elif key == "+subnet":
+        try:
+            at.subnet = subnet_option(value)
+        except ValueError:
+            raise RunError(f"{word}: invalid address {value!r} (ADDR[/PREFIX], or 0)") from None
+    else:
+        if not value.isdigit() or int(value) > PADDING_MAX:
+            raise RunError(f"{word}: invalid padding {value!r}: expected 0..{PADDING_MAX}")
+        at.padding = int(value)
+        at.edns = max(at.edns, 0)
+
+
+def query_bits(o: argparse.Namespace) -> Any:
+    """The query switches of `o` (a line's, a name's) as measure.dns.QueryBits."""
+    from packetlab.measure.dns import QueryBits
+
+    v = {k: getattr(o, k) for k in QUERY_BITS}
+    return QueryBits(aa=v["aaflag"], ad=v["adflag"], cd=v["cdflag"], ra=v["raflag"],
+                     tc=v["tcflag"], z=v["zflag"], opcode=v["opcode"],
+                     header_only=v["header_only"], subnet=v["subnet"], expire=v["expire"],
+                     keepalive=v["keepalive"], padding=v["padding"])  # fmt: skip
 
 
 def _cookie_value(word: str, value: str) -> bytes:
@@ -456,6 +510,14 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             elif key == "+cookie" and eq:
                 at.cookie = _cookie_value(word, value)
                 at.edns = max(at.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
+            elif key in ("+opcode", "+subnet", "+padding") and eq:
+                _query_value(at, key, value, word)
+            elif key in ("+noopcode", "+nosubnet") and not eq:
+                setattr(at, key[3:], 0 if key == "+noopcode" else None)
+            elif key in ("+idnin", "+idnout"):
+                raise RunError(f"{word}: IDN names not supported here (dig's default when "
+                               "its output is not a terminal: +noidnin +noidnout; give "
+                               "names in their xn-- form)")  # fmt: skip
             elif key in DIG_FLAGS and not eq and DIG_FLAGS[key][0] == "tcp" and not top:
                 pass  # dig 9.18 ignores +[no]tcp and +[no]vc on a batch line (is_batchfile)
             elif key in DIG_FLAGS and not eq:
@@ -465,6 +527,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     at.tcp_set = True
                 if key in ("+nsid", "+cookie"):
                     at.edns = max(at.edns, 0)
+                if key == "+short" and on:  # dig: +short turns the lookup's rrcomments off
+                    at.rrcomments = False
             elif key in DIG_VALUES and eq:
                 try:
                     n = float(value) if key == "+time" else int(value) + (key == "+retry")
@@ -481,7 +545,11 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
                     "+ignore, +tries=N, +retry=N, +[no]nsid, +[no]cookie[=HEX], +[no]multiline, "
                     "+split=N, +[no]onesoa, +[no]cmd/comments/question/answer/authority/"
-                    "additional/stats/all; see --help)"
+                    "additional/stats/all, +[no]ttlid, +[no]class, +[no]ttlunits, +[no]crypto, "
+                    "+[no]rrcomments, +[no]unknownformat, +[no]qr, +[no]header-only, "
+                    "+[no]aaflag/adflag/cdflag/raflag/tcflag/zflag, +opcode=N, +subnet=ADDR/N, "
+                    "+[no]expire, +[no]keepalive, +padding=N, +[no]fail, +[no]identify; "
+                    "see --help)"
                 )
         elif loose and word.lower() == "ixfr":  # as dig: neither a type nor a name
             _warn(args, ";; Warning, ixfr requires a serial number")
@@ -687,7 +755,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         f"past it the transfer stops with an error [default: {XFR_MAX_RECORDS}]",
     )  # fmt: skip
     p.set_defaults(nsid=False, cookie=True, multiline=False, split=None, ignore=False,
-                   onesoa=False)  # fmt: skip
+                   onesoa=False, ttlid=True, show_class=True, ttlunits=False, crypto=True,
+                   rrcomments=None, unknownformat=False, qr=False, header_only=False,
+                   aaflag=False, adflag=True, cdflag=False, raflag=False, tcflag=False,
+                   zflag=False, opcode=0, subnet=None, expire=False, keepalive=False,
+                   padding=0, fail=True, besteffort=True, identify=False, idnin=False,
+                   idnout=False)  # fmt: skip
     p.add_argument(
         "--server",
         metavar="ADDR[:PORT]",
@@ -826,6 +899,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     nsid=o.nsid,
                     cookie=o.cookie,
                     tsig=tsig,
+                    bits=query_bits(o),
+                    keep_query=bool(o.qr),
+                    servfail_next=not o.fail,
                 )
                 emit(result.to_dict())
 
@@ -983,17 +1059,27 @@ async def _ask_udp(
     from packetlab.measure.dns import dns_query
 
     notes: list[str] = []
-    left, i = options.pop("attempts"), 0
+    servfail_next = options.pop("servfail_next", False)
+    attempts = options.pop("attempts")
+    left, i, first = attempts, 0, 0
     while True:
         server, port = servers[i]
-        tries = left if i == 0 else 1
+        tries = left if i == first else 1
         result = await dns_query(session, name, qtype, server=server, port=port,
                                  attempts=tries, **options)  # fmt: skip
-        if i == 0:
+        if i == first:
             left -= max(result.tries, 1)  # a refusal ends its tries early: the rest left
+        if servfail_next and result.rcode == "SERVFAIL":  # dig +nofail: the next server
+            if i + 1 == len(servers):
+                notes.append(f"Got SERVFAIL reply from {server}")
+                break
+            notes.append(f"Got SERVFAIL reply from {server}, trying next server")
+            i = first = i + 1  # asked anew, with the lookup's tries (as dig)
+            left = attempts
+            continue
         if result.error is None or result.error_kind == "malformed":
             break
-        if i == 0 and left > 0 and result.error_kind == "refused":
+        if i == first and left > 0 and result.error_kind == "refused":
             pass  # the first server again, with the tries left
         elif i + 1 < len(servers):
             i += 1
@@ -1015,10 +1101,18 @@ async def _ask_tcp(
     from packetlab.measure.dns import dns_query
 
     notes: list[str] = []
+    servfail_next = options.pop("servfail_next", False)
     left, i = options["attempts"], 0
     while True:
         server, port = servers[i]
         result = await dns_query(session, name, qtype, server=server, port=port, **options)
+        if servfail_next and result.rcode == "SERVFAIL":  # dig +nofail: the next server
+            if i + 1 == len(servers):
+                notes.append(f"Got SERVFAIL reply from {server}")
+                break
+            notes.append(f"Got SERVFAIL reply from {server}, trying next server")
+            i += 1
+            continue
         if result.error is None or result.error_kind not in ("refused", "tcp"):
             break
         if left > 1:
@@ -1067,30 +1161,76 @@ MULTILINE_COLUMNS = (24, 24, 24, 32)  # dig +multiline's (BIND's style for it)
 
 class Style:
     """How dig lays records out: its columns and, with +multiline or +split=N, the data
-    written again (measure.dns.restyle) in BIND's multi-line form or N-character words."""
+    written again (measure.dns.restyle) in BIND's multi-line form or N-character words;
+    +nottlid and +noclass leave out the TTL and class (BIND's columns for them),
+    +ttlunits writes TTLs in units (`1h30m`), +[no]rrcomments, +nocrypto and
+    +unknownformat as `presentation` says."""
 
-    def __init__(self, multiline: bool = False, split: int | None = None) -> None:
+    def __init__(self, multiline: bool = False, split: int | None = None, *, ttl: bool = True,
+                 cls: bool = True, ttlunits: bool = False, comments: bool | None = None,
+                 crypto: bool = True, unknown: bool = False) -> None:  # fmt: skip
         self.multiline, self.split = multiline, split
-        self.columns = MULTILINE_COLUMNS if multiline else COLUMNS
+        self.ttl, self.cls, self.ttlunits = ttl, cls, ttlunits
+        self.comments, self.crypto, self.unknown = comments, crypto, unknown
+        # dig's columns (dns_master_stylecreate in its printmessage)
+        self.columns = (MULTILINE_COLUMNS if multiline or not (ttl or cls) else
+                        (24, 24, 32, 40) if not (ttl and cls) else COLUMNS)  # fmt: skip
         # a line break goes on at the rdata column, in tabs as BIND indents
         self.linebreak = "\n" + _pad(0, self.columns[3])[0] if multiline else None
 
     def data(self, a: Record) -> str:
-        if not self.multiline and self.split is None:
+        plain = self.comments is None or (not self.comments and not self.multiline)
+        if not self.multiline and self.split is None and plain and self.crypto and (
+            not self.unknown
+        ):  # fmt: skip
             return str(a["data"])
         from packetlab.measure.dns import restyle
 
-        return restyle(a["data"], a["type"], a.get("class", "IN"), self.split, self.linebreak)
+        return restyle(a["data"], a["type"], a.get("class", "IN"), self.split,
+                       self.linebreak, comments=self.comments, crypto=self.crypto,
+                       unknown=self.unknown)  # fmt: skip
+
+    def ttl_text(self, ttl: int) -> str:
+        return ttl_units(ttl) if self.ttlunits else str(ttl)
+
+    def names(self, a: Record) -> tuple[str, str]:
+        """The class and type as written: +unknownformat's CLASSn and TYPEn."""
+        cls, rtype = a.get("class", "IN"), a["type"]
+        if not self.unknown:
+            return cls, rtype
+        import dns.rdataclass
+        import dns.rdatatype
+
+        try:
+            return (f"CLASS{int(dns.rdataclass.from_text(cls))}",
+                    f"TYPE{int(dns.rdatatype.from_text(rtype))}")  # fmt: skip
+        except (ValueError, dns.rdataclass.UnknownRdataclass, dns.rdatatype.UnknownRdatatype):
+            return cls, rtype
 
 
 PLAIN = Style()
 
 
+def ttl_units(seconds: int) -> str:
+    """dig +ttlunits: BIND 9.18's short TTL text (dns_ttl_totext): `1w2d3h4m5s`, `0s`."""
+    parts = [f"{n}{u}" for n, u in ((seconds // 604800, "w"), (seconds // 86400 % 7, "d"),
+             (seconds // 3600 % 24, "h"), (seconds // 60 % 60, "m")) if n]  # fmt: skip
+    if seconds % 60 or not parts:
+        parts.append(f"{seconds % 60}s")
+    return "".join(parts)
+
+
 def rr_line(a: Record, style: Style = PLAIN) -> str:
-    """A resource record as dig prints it: the fields at its tab columns."""
+    """A resource record as dig prints it: the fields at its tab columns (no TTL with
+    +nottlid, no class with +noclass: the next field at that one's column, as BIND)."""
+    cls, rtype = style.names(a)
+    fields = [(style.ttl_text(a["ttl"]), style.columns[0], style.ttl),
+              (cls, style.columns[1], style.cls), (rtype, style.columns[2], True),
+              (style.data(a), style.columns[3], True)]  # fmt: skip
     out, col = a["name"], len(a["name"])
-    for text, to in zip((str(a["ttl"]), a.get("class", "IN"), a["type"], style.data(a)),
-                        style.columns, strict=True):  # fmt: skip
+    for text, to, shown in fields:
+        if not shown:
+            continue
         gap, col = _pad(col, to)
         out += gap + text
         col += len(text)
@@ -1122,9 +1262,37 @@ def _opt_lines(edns: Record) -> list[str]:
             verdict = f" ({opt['cookie']})" if "cookie" in opt else ""
             lines.append(f"; COOKIE: {opt['data']}{verdict}")
             continue
+        known = _known_option(opt["code"], data)
+        if known is not None:
+            lines.append(known)
+            continue
         name = {3: "NSID"}.get(opt["code"], f"OPT={opt['code']}")
         lines.append(f'; {name}: {words} ("{shown}")' if data else f"; {name}")
     return lines
+
+
+def _known_option(code: int, data: bytes) -> str | None:
+    """dig's line for CLIENT-SUBNET, EXPIRE, TCP KEEPALIVE and PADDING (None: another
+    option, or one whose data BIND would not read so)."""
+    import ipaddress
+
+    from packetlab.measure.dns import ECS, EXPIRE, KEEPALIVE, PADDING, ttl_words
+
+    if code == ECS and len(data) >= 4 and data[:2] in (b"\0\1", b"\0\2"):
+        size = 4 if data[1] == 1 else 16
+        if len(data) - 4 > size:
+            return None
+        addr = ipaddress.ip_address(data[4:].ljust(size, b"\0"))
+        return f"; CLIENT-SUBNET: {addr}/{data[2]}/{data[3]}"
+    if code == EXPIRE and len(data) in (0, 4):
+        secs = int.from_bytes(data, "big")
+        return f"; EXPIRE: {secs} ({ttl_words(secs)})" if data else "; EXPIRE:"
+    if code == KEEPALIVE and len(data) in (0, 2):
+        n = int.from_bytes(data, "big")
+        return f"; TCP KEEPALIVE: {n // 10}.{n % 10} secs" if data else "; TCP KEEPALIVE:"
+    if code == PADDING:
+        return f"; PAD: ({len(data)} bytes)" if data else "; PAD:"
+    return None
 
 
 def hex_dump(data: bytes) -> list[str]:
@@ -1212,7 +1380,14 @@ class DigText:
     def style(self) -> Style:
         view = self.view
         multiline = bool(getattr(view, "multiline", False)) and not self.short
-        return Style(multiline, getattr(view, "split", None))
+
+        def opt(name: str, default: Any) -> Any:
+            return getattr(view, name, default)
+
+        return Style(multiline, opt("split", None), ttl=opt("ttlid", True),
+                     cls=opt("show_class", True), ttlunits=opt("ttlunits", False),
+                     comments=opt("rrcomments", None), crypto=opt("crypto", True),
+                     unknown=opt("unknownformat", False))  # fmt: skip
 
     def banner(self, always: bool = False) -> list[str]:
         """dig's banner before the first answer; with -f, a line of it before each batch
@@ -1266,8 +1441,12 @@ class DigText:
             return "\n".join(lines) or None
         if self.short:
             style = self.style
-            lines += [style.data(a) for a in r["answers"]]
+            where = (f" from server {r['server']} in {self.took(r)} ms."
+                     if getattr(self.view, "identify", False) else "")  # fmt: skip
+            lines += [style.data(a) + where for a in r["answers"]]
             return "\n".join(lines) or None
+        if "query" in r:  # dig +qr: the banner, the query as sent, then what came of it
+            lines = [*self.banner(), *self.sending(r), *lines]
         lines += self.banner()
         if self.trace:
             return "\n".join([*lines, *self.trace_step(r)])
@@ -1413,13 +1592,15 @@ class DigText:
         if comments:
             flags = "".join(f" {f.lower()}" for f in FLAG_ORDER if f in r["flags"])
             qd, an, ns, ar = r.get("counts") or (1, len(r["answers"]), 0, 0)
+            mbz = "; MBZ: 0x4" if r.get("z") else ""  # dig's word for the Z bit
             lines += [
                 ";; Got answer:",
                 f";; ->>HEADER<<- opcode: {r.get('opcode', 'QUERY')}, status: {r['rcode']}, "
                 f"id: {r.get('id')}",
-                f";; flags:{flags}; QUERY: {qd}, ANSWER: {an}, AUTHORITY: {ns}, ADDITIONAL: {ar}",
+                f";; flags:{flags}{mbz}; QUERY: {qd}, ANSWER: {an}, AUTHORITY: {ns}, "
+                f"ADDITIONAL: {ar}",
             ]
-            if "RD" in r["flags"] and "RA" not in r["flags"]:
+            if "RD" in r["flags"] and "RA" not in r["flags"] and not r.get("sent"):
                 lines.append(";; WARNING: recursion requested but not available")
             if r.get("extra_bytes"):
                 lines.append(f";; WARNING: Message has {r['extra_bytes']} extra bytes at end")
@@ -1432,10 +1613,16 @@ class DigText:
         for title, key, records in sections:
             if not show[key]:
                 continue
-            if records is None and "qname" not in r:  # a transfer's message without one
+            no_question = "qname" not in r or (
+                not r.get("sent") and (r.get("counts") or [1])[0] == 0
+            )  # a transfer's message without one, a reply to +header-only
+            if records is None and no_question:
+                if r.get("sent"):  # dig +header-only's query: the title alone
+                    lines += [f";; {title} SECTION:", ""] if comments else []
                 continue
             if records is None:
-                body = [question_line(r["qname"], r["qtype"], r.get("qclass", "IN"), style)]
+                cls, rtype = style.names({"class": r.get("qclass", "IN"), "type": r["qtype"]})
+                body = [question_line(r["qname"], rtype, cls, style)]
             else:
                 body = [rr_line(a, style) for a in records]
             if body:
@@ -1443,9 +1630,22 @@ class DigText:
         if show["additional"] and r.get("tsig"):  # dig: after the additional section
             body = [rr_line(a, style) for a in r["tsig"]]
             lines += [";; TSIG PSEUDOSECTION:", *body, ""] if comments else body
+        if r.get("sent"):  # dig +qr's query: its size, not the statistics
+            return [*lines, f";; QUERY SIZE: {r['size']}", ""] if show["stats"] else lines
         if show["stats"]:
             lines += self.stats(r, f";; MSG SIZE  rcvd: {r['size']}")
+        elif getattr(self.view, "identify", False):  # dig +identify +nostats
+            lines += [f";; Received {r['size']} bytes from {r['server']}#{r['port']}"
+                      f"({self.user_server or r['server']}) in {self.took(r)} ms", ""]  # fmt: skip
         return lines
+
+    def sending(self, r: Record) -> list[str]:
+        """dig +qr: `;; Sending:` and the query as dig prints it before it goes (its
+        PADDING option still empty), `;; QUERY SIZE: N` for its statistics."""
+        from packetlab.measure.dns import query_record
+
+        lines = self.message(query_record(bytes.fromhex(r["query"])))
+        return lines[:1] and [";; Sending:", *lines[1:]] if self.show["comments"] else lines
 
 
 def row_for(args: argparse.Namespace) -> Any:
