@@ -33,6 +33,9 @@ examples:
   pktlab run dns @192.0.2.53 a.test -t MX @192.0.2.54 b.test  # a.test MX (.53, then .54), b.test A
   pktlab run dns @192.0.2.53 example.com AXFR     # a zone transfer over TCP, as dig
   pktlab run dns @192.0.2.53 example.com IXFR=42  # the changes since serial 42 (or the zone)
+  pktlab run dns +nottlid +noclass +nocrypto example.com DNSKEY   # dig's record forms
+  pktlab run dns +qr +subnet=192.0.2.0/24 +padding=128 example.com  # the query too, as sent
+  pktlab run dns @192.0.2.53 @192.0.2.54 +nofail example.com  # SERVFAIL: the next server
 
 Output is dig's (header, OPT pseudosection, question, answer, authority, additional,
 statistics; +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority,
@@ -705,7 +708,17 @@ def configure(p: argparse.ArgumentParser) -> None:
         "+time=S, +tries=N, +retry=N, +short, +[no]multiline, +split=N, +[no]nsid, "
         "+[no]cookie[=HEX], +[no]onesoa (AXFR: the first SOA only), +[no]cmd, "
         "+[no]comments, +[no]question, +[no]answer, +[no]authority, +[no]additional, "
-        "+[no]stats, +[no]all",
+        "+[no]stats, +[no]all; the records' form: +[no]ttlid, +[no]class, +[no]ttlunits "
+        "(TTLs as 1h30m), +[no]crypto (keys as [key id = N], signatures and digests "
+        "[omitted]), +[no]rrcomments (DNSKEY's and SOA's comments; default: with "
+        "+multiline), +[no]unknownformat (RFC 3597's \\# N HEX), +[no]identify (+short: "
+        "the server and time after each answer); the query: +[no]qr (print it as sent), "
+        "+[no]header-only (no question), +[no]aaflag, +[no]adflag (on by default), "
+        "+[no]cdflag, +[no]raflag, +[no]tcflag, +[no]zflag (header bits), +opcode=NAME|N, "
+        "+subnet=ADDR[/PREFIX] (EDNS client subnet; 0: 0.0.0.0/0), +[no]expire, "
+        "+[no]keepalive, +padding=N (a multiple of N bytes, 0..512), +[no]fail (+nofail: "
+        "a SERVFAIL reply asks the next server); +noidnin, +noidnout, +besteffort "
+        "(dig's defaults off a terminal; +idnin and +idnout are refused)",
     )
     p.add_argument(
         "-x", dest="reverse", action="append", metavar="ADDR",

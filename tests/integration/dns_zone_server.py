@@ -233,7 +233,9 @@ def _options(query: dns.message.Message) -> list[dns.edns.Option]:
     return out
 
 
-ECS, EXPIRE, KEEPALIVE, PADDING = 8, 9, 11, 12  # EDNS option codes (RFC 7871, 7314, 7828, 7830)
+ECS, EXPIRE, KEEPALIVE, PADDING = (
+    dns.edns.OptionType(c) for c in (8, 9, 11, 12)
+)  # EDNS option codes (RFC 7871, 7314, 7828, 7830)
 
 
 def answer(query: dns.message.Message) -> dns.message.Message:

@@ -1,0 +1,166 @@
+"""dig 9.18's query and display switches that `pktlab run dns` reads since session 16
+(dig16), side by side with dig against dns_zone_server.py (which echoes CLIENT-SUBNET,
+answers EXPIRE, TCP-KEEPALIVE and PADDING, SERVFAIL for `servfail.test.`, FORMERR for a
+query without a question): the same text but for what differs by nature (test_dns_dig's
+`normal`), and the same query bytes but for the message ID."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_dns_dig import ours, side_by_side, zone_server
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("dig") is None, reason="dig (dnsutils) missing")
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    yield from zone_server("127.0.0.1")
+
+
+def test_record_display_switches_as_dig(port: int) -> None:
+    at = ["@127.0.0.1", "-p", str(port)]
+    names = ["mx.test", "MX", "test", "SOA", "a.test"]
+    for switches in (["+nottlid"], ["+noclass"], ["+nottlid", "+noclass"], ["+ttlunits"],
+                     ["+ttlunits", "+multiline"], ["+unknownformat"],
+                     ["+unknownformat", "+multiline"], ["+noclass", "+multiline"]):  # fmt: skip
+        side_by_side(*at, *switches, *names)
+    out = side_by_side(*at, "+nottlid", "+noclass", "a.test")
+    assert ";a.test.\t\t\tIN A\n" in out and "a.test.\t\t\tA\t192.0.2.1" in out
+    assert "\t1m\tIN\tMX" in side_by_side(*at, "+ttlunits", "mx.test", "MX")
+    assert "CLASS1\tTYPE15\t\\# 10 000A0161047465737400" in side_by_side(
+        *at, "+unknownformat", "mx.test", "MX"
+    )  # fmt: skip
+    keys = ["+dnssec", "keys.test", "DNSKEY", "a.test", "test", "DS", "sub.test", "DS",
+            "test", "DNSKEY"]  # fmt: skip
+    out = side_by_side(*at, "+nocrypto", *keys)
+    assert "DNSKEY\t257 3 13 [key id = 3925]" in out and "4242 test. [omitted]" in out
+    side_by_side(*at, "+nocrypto", "+multiline", *keys)
+    side_by_side(*at, "+multiline", "+norrcomments", "test", "SOA", "test", "DNSKEY")
+    out = side_by_side(*at, "+rrcomments", "+dnssec", "test", "DNSKEY", "test", "SOA")
+    assert "==  ; KSK; alg = ECDSAP256SHA256 ; key id = 3925" in out
+    side_by_side(*at, "+short", "+nocrypto", "+rrcomments", "keys.test", "DNSKEY")
+    side_by_side(*at, "+rrcomments", "+short", "keys.test", "DNSKEY")  # +short after: none
+
+
+def test_qr_header_only_header_bits_and_opcode_as_dig(port: int) -> None:
+    at = ["@127.0.0.1", "-p", str(port)]
+    out = side_by_side(*at, "+qr", "a.test")
+    assert ";; Sending:\n" in out and ";; QUERY SIZE: 47\n\n;; Got answer:" in out
+    side_by_side(*at, "+qr", "+nocookie", "+tcp", "mx.test", "MX")
+    out = side_by_side(*at, "+header-only", "+qr", "a.test")
+    assert "QUERY: 0, ANSWER: 0" in out and "status: FORMERR" in out
+    side_by_side(*at, "+header-only", "a.test")
+    out = side_by_side(*at, "+qr", "+aaflag", "+cdflag", "+raflag", "+tcflag", "+zflag",
+                       "+noadflag", "a.test")  # fmt: skip
+    assert ";; flags: aa tc rd ra cd; MBZ: 0x4; QUERY: 1" in out
+    assert "opcode: STATUS" in side_by_side(*at, "+qr", "+opcode=status", "a.test")
+    side_by_side(*at, "+opcode=3", "+tcp", "a.test", "+noopcode", "b.test")
+    side_by_side(*at, "+qr", "+nostats", "+nocomments", "a.test")
+
+
+def test_edns_options_as_dig(port: int) -> None:
+    at = ["@127.0.0.1", "-p", str(port)]
+    out = side_by_side(*at, "+qr", "+subnet=192.0.2.77/27", "+expire", "+keepalive",
+                       "+padding=64", "a.test")  # fmt: skip
+    for line in ("; CLIENT-SUBNET: 192.0.2.64/27/0\n; COOKIE:",
+                 "; EXPIRE:\n; TCP KEEPALIVE:\n; PAD:\n", ";; QUERY SIZE: 128\n",
+                 "; CLIENT-SUBNET: 192.0.2.64/27/27\n",
+                 "; EXPIRE: 1209600 (2 weeks)\n; TCP KEEPALIVE: 30.0 secs\n",
+                 "; PAD: (8 bytes)\n"):  # fmt: skip
+        assert line in out
+    side_by_side(*at, "+qr", "+subnet=0", "+padding=128", "+tcp", "a.test")
+    out = side_by_side(*at, "+subnet=2001:db8::/33", "+noedns", "a.test")  # EDNS all the same
+    assert "; CLIENT-SUBNET: 2001:db8::/33/33" in out
+    side_by_side(*at, "+expire", "+nsid", "test", "SOA", "+nosubnet", "a.test")
+
+
+def test_nofail_and_identify_as_dig(port: int) -> None:
+    at = ["-p", str(port)]
+    out = side_by_side("@127.0.0.1", "@127.0.0.1", *at, "+nofail", "servfail.test")
+    assert out.startswith(";; Got SERVFAIL reply from 127.0.0.1, trying next server\n"
+                          ";; Got SERVFAIL reply from 127.0.0.1\n")  # fmt: skip
+    assert ";; Got SERVFAIL" not in side_by_side("@127.0.0.1", *at, "+fail", "servfail.test")
+    side_by_side("@127.0.0.1", "@127.0.0.1", *at, "+nofail", "+tcp", "servfail.test")
+    out = side_by_side("@127.0.0.1", *at, "+short", "+identify", "a.test", "mx.test", "MX")
+    assert "192.0.2.1 from server 127.0.0.1 in " in out
+    side_by_side("@127.0.0.1", *at, "+nostats", "+identify", "a.test")
+
+
+def test_refusals_in_one_line(port: int) -> None:
+    at = ["@127.0.0.1", "-p", str(port)]
+    for word, says in (("+idnin", "IDN names not supported here"),
+                       ("+padding=600", "invalid padding '600'"),
+                       ("+subnet=bogus", "invalid address 'bogus'"),
+                       ("+opcode=bogus", "expected an opcode")):  # fmt: skip
+        got = ours(*at, word, "a.test")
+        assert got.returncode == 2 and says in got.stderr, (word, got.stderr)
+        assert "Traceback" not in got.stderr and got.stderr.count("\n") == 1
+    got = ours(*at, "+noidnin", "+noidnout", "+besteffort", "a.test")  # dig's defaults here
+    assert got.returncode == 0, got.stderr
+
+
+def _capture(cmd: list[str], tcp: bool) -> bytes:
+    """The first query `cmd` (PORT: a listener's) sends, over UDP or TCP."""
+    kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(30)
+    if tcp:
+        s.listen(1)
+    got: list[bytes] = []
+
+    def take() -> None:
+        if not tcp:
+            got.append(s.recvfrom(65535)[0])
+            return
+        conn, _ = s.accept()
+        with conn:
+            data = b""
+            while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
+                chunk = conn.recv(65535)
+                if not chunk:
+                    break
+                data += chunk
+            got.append(data[2:])
+
+    t = threading.Thread(target=take)
+    t.start()
+    words = [w.replace("PORT", str(s.getsockname()[1])) for w in cmd]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    subprocess.run(words, capture_output=True, timeout=60, env=env, cwd=REPO)
+    t.join(30)
+    s.close()
+    assert got, cmd
+    return got[0]
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["+aaflag", "+cdflag", "+raflag", "+tcflag", "+zflag", "+noadflag", "a.test"],
+        ["+opcode=notify", "a.test"],
+        ["+header-only", "a.test"],
+        ["+subnet=192.0.2.77/27", "+expire", "+keepalive", "+padding=64", "+nsid", "a.test"],
+        ["+subnet=2001:db8::/33", "+noedns", "a.test"],
+        ["+subnet=0", "a.test"],
+        ["+padding=128", "+tcp", "+dnssec", "a.test", "MX"],
+    ],
+)
+def test_the_query_is_digs_bytes(words: list[str]) -> None:
+    """The query as sent: dig's bytes but for the ID (no cookie: random on both sides)."""
+    at = ["@127.0.0.1", "-p", "PORT", "+tries=1", "+time=1", "+nocookie", *words]
+    tcp = "+tcp" in words
+    mine = _capture([sys.executable, "-m", "packetlab", "run", "dns", *at], tcp)
+    theirs = _capture(["dig", *at], tcp)
+    assert mine[2:] == theirs[2:], (mine.hex(), theirs.hex())

@@ -1,0 +1,222 @@
+"""dig 9.18's switches `pktlab run dns` reads since session 16 (dig16): the query bytes
+against dig's (captured from dig 9.18.49 with a UDP listener), the output lines
+against dig's text for the same records, +nofail over scripted servers.
+tests/integration/test_dns_options_dig.py runs both side by side."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.name
+import dns.rcode
+import pytest
+from test_cli_dns import A_DNSSEC, parse, text_of
+
+from packetlab.cli import run_dns
+from packetlab.cli.run import RunError
+from packetlab.measure.dns import DIG_QUERY, QueryBits, _make_query, query_record
+
+# dig @127.0.0.1 -p PORT +tries=1 +time=1 +nocookie WORDS, the first datagram it sent
+DIG_QUERIES = {
+    ("+aaflag", "+cdflag", "+raflag", "+tcflag", "+zflag", "+noadflag", "+opcode=notify"):
+        "036e27d0000100000000000101610474657374000001000100002904d0000000000000",
+    ("+header-only",): "eb7a0120000000000000000100002904d0000000000000",
+    ("+subnet=192.0.2.77/27", "+expire", "+keepalive", "+padding=64", "+nsid"):
+        "3dfb0120000100000000000101610474657374000001000100002904d000000000001d0003000000"
+        "08000800011b00c000024000090000000b0000000c000100",
+    ("+subnet=2001:db8::/33", "+noedns", "MX"):
+        "9480012000010000000000010161047465737400000f000100002904d000000000000d0008000900"
+        "02210020010db800",
+}  # fmt: skip
+
+
+def query_of(*words: str) -> bytes:
+    """The query `pktlab run dns @127.0.0.1 WORDS a.test` makes (the ID set to 0)."""
+    a = parse("@127.0.0.1", "+nocookie", *words, "a.test")
+    name, types, _, line = a.plan[0]
+    o = line or a
+    qtype = (types or ["A"])[0]
+    edns = None if o.edns < 0 else o.edns
+    q = _make_query(dns.name.from_text(name), qtype, edns, 1232, bool(o.dnssec),
+                    not o.norecurse, "IN", o.nsid, None, run_dns.query_bits(o))  # fmt: skip
+    q.id = 0
+    return bytes(q.to_wire())
+
+
+@pytest.mark.parametrize("words", list(DIG_QUERIES))
+def test_the_query_is_digs_bytes(words: tuple[str, ...]) -> None:
+    assert query_of(*words)[2:].hex() == DIG_QUERIES[words][4:]
+
+
+def test_the_default_query_bits_are_digs() -> None:
+    assert run_dns.query_bits(parse("a.test")) == DIG_QUERY == QueryBits()
+    # +padding turns EDNS on (as dig), after +noedns too; +subnet asks for an OPT
+    assert parse("+noedns", "+padding=16", "a.test").edns == 0
+    assert query_of("+subnet=0")[-8:].hex() == "0008000400010000"  # 0.0.0.0/0, as dig
+
+
+# dig @127.0.0.1 -p 46195 +qr +nocookie +subnet=192.0.2.77/27 +expire +keepalive
+# +padding=64 +zflag a.test: its `;; Sending:` block (the ID as 0)
+DIG_SENDING = """\
+;; Sending:
+;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 0
+;; flags: rd ad; MBZ: 0x4; QUERY: 1, ANSWER: 0, AUTHORITY: 0, ADDITIONAL: 1
+
+;; OPT PSEUDOSECTION:
+; EDNS: version: 0, flags:; udp: 1232
+; CLIENT-SUBNET: 192.0.2.64/27/0
+; EXPIRE:
+; TCP KEEPALIVE:
+; PAD:
+;; QUESTION SECTION:
+;a.test.\t\t\t\tIN\tA
+
+;; QUERY SIZE: 64
+"""
+
+
+def test_qr_prints_the_query_as_dig() -> None:
+    words = ("+subnet=192.0.2.77/27", "+expire", "+keepalive", "+padding=64", "+zflag")
+    wire = query_of(*words)
+    assert len(wire) == 64
+    a = parse("+qr", *words, "a.test")
+    text = "\n".join(run_dns.DigText(a).sending({"query": wire.hex()}))
+    assert text == DIG_SENDING  # and a blank line, as dig's
+    record = query_record(wire)
+    assert record["sent"] and record["z"] and record["edns"]["options"][-1]["data"] == ""
+    # +header-only: the question section's title alone (dig's sendmsg holds the name)
+    lines = run_dns.DigText(a).sending({"query": query_of("+header-only").hex()})
+    assert ";; QUESTION SECTION:\n\n;; QUERY SIZE: 23" in "\n".join(lines)
+
+
+def test_a_reply_s_edns_options_as_dig() -> None:
+    options = [{"code": 8, "data": "00011b1bc0000240"}, {"code": 9, "data": "00127500"},
+               {"code": 11, "data": "012c"}, {"code": 12, "data": "00" * 8},
+               {"code": 8, "data": "00022121" + "20010db800"}, {"code": 8, "data": "0001"},
+               {"code": 9, "data": "0102"}]  # fmt: skip
+    edns = {"version": 0, "flags": [], "mbz": 0, "udp": 1232, "options": options}
+    assert run_dns._opt_lines(edns)[1:] == [
+        "; CLIENT-SUBNET: 192.0.2.64/27/27",
+        "; EXPIRE: 1209600 (2 weeks)",
+        "; TCP KEEPALIVE: 30.0 secs",
+        "; PAD: (8 bytes)",
+        "; CLIENT-SUBNET: 2001:db8::/33/33",
+        '; OPT=8: 00 01 ("..")',
+        '; OPT=9: 01 02 ("..")',
+    ]  # fmt: skip  (BIND's generic form for data it does not read)
+
+
+MX = {"name": "mx.test.", "type": "MX", "ttl": 90, "data": "10 a.test."}
+KSK = {"name": "test.", "type": "DNSKEY", "ttl": 3600,
+       "data": "257 3 13 6GfPDfkzFvmUX4w4K3b6Aw7yzky+6bOTG+TB2DQ/9qeruYhdDdzYuv37hCYFOnb/"
+               "M8LKYxPZM5OQoO9hBtm/uQ=="}  # fmt: skip
+
+
+def answer_lines(*words: str, records: list[dict[str, object]]) -> list[str]:
+    a = parse("+noall", "+answer", *words, "a.test")
+    return text_of(a, {**A_DNSSEC, "answers": records}).splitlines()
+
+
+def test_record_display_switches_as_dig() -> None:
+    # dig 9.18.49 against dns_zone_server.py (the TTL 90 made up: 1m30s)
+    assert answer_lines("+nottlid", records=[MX]) == ["mx.test.\t\tIN\tMX\t10 a.test."]
+    assert answer_lines("+noclass", records=[MX]) == ["mx.test.\t\t90\tMX\t10 a.test."]
+    assert answer_lines("+nottlid", "+noclass", records=[MX]) == ["mx.test.\t\tMX\t10 a.test."]
+    assert answer_lines("+ttlunits", records=[MX]) == ["mx.test.\t\t1m30s\tIN\tMX\t10 a.test."]
+    assert answer_lines("+unknownformat", records=[MX]) == [
+        "mx.test.\t\t90\tCLASS1\tTYPE15\t\\# 10 000A0161047465737400"
+    ]
+    assert answer_lines("+nocrypto", records=[KSK]) == [
+        "test.\t\t\t3600\tIN\tDNSKEY\t257 3 13 [key id = 3925]"
+    ]
+    assert answer_lines("+rrcomments", records=[KSK])[0].endswith(
+        "uQ==  ; KSK; alg = ECDSAP256SHA256 ; key id = 3925"
+    )
+    assert answer_lines("+multiline", "+nocrypto", records=[KSK]) == [
+        "test.\t\t\t3600 IN\tDNSKEY 257 3 13 (", "\t\t\t\t[key id = 3925]",
+        "\t\t\t\t) ; KSK; alg = ECDSAP256SHA256 ; key id = 3925",
+    ]  # fmt: skip
+    assert answer_lines("+multiline", "+norrcomments", "+nocrypto", records=[KSK]) == [
+        "test.\t\t\t3600 IN\tDNSKEY 257 3 13 (", "\t\t\t\t[key id = 3925] )"
+    ]  # fmt: skip
+    sig = {"name": "a.test.", "type": "RRSIG", "ttl": 300, "data": A_DNSSEC["answers"][2]["data"]}  # type: ignore[index]
+    assert answer_lines("+nocrypto", records=[sig])[0].endswith("4242 test. [omitted]")
+    assert run_dns.ttl_units(0) == "0s" and run_dns.ttl_units(1209600 + 3661) == "2w1h1m1s"
+
+
+def test_identify_with_short_and_without_stats_as_dig() -> None:
+    a = parse("+short", "+identify", "a.test")
+    assert text_of(a, A_DNSSEC).splitlines()[0] == "192.0.2.2 from server 127.0.0.1 in 0 ms."
+    a = parse("@127.0.0.1", "+nostats", "+identify", "+noall", "+answer", "a.test")
+    assert text_of(a, A_DNSSEC).endswith(
+        ";; Received 167 bytes from 127.0.0.1#53029(127.0.0.1) in 0 ms\n\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["+idnin", "a.test"], "+idnin: IDN names not supported here"),
+        (["+idnout", "a.test"], "+idnout: IDN names not supported here"),
+        (["+padding=513", "a.test"], "invalid padding '513': expected 0..512"),
+        (["+subnet=bogus", "a.test"], "invalid address 'bogus'"),
+        (["+subnet=192.0.2.0/33", "a.test"], "invalid address '192.0.2.0/33'"),
+        (["+opcode=16", "a.test"], "expected an opcode"),
+    ],
+)
+def test_bad_values_are_one_line_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(RunError, match=message.replace("+", r"\+")):
+        parse(*argv)
+
+
+def test_switches_after_a_name_are_its_own() -> None:
+    a = parse("a.test", "+opcode=status", "+subnet=192.0.2.0/24", "b.test")
+    first, second = (run_dns.query_bits(p[3] or a) for p in a.plan)
+    assert (first.opcode, first.subnet) == (2, bytes.fromhex("000118" + "00c00002"))
+    assert second == DIG_QUERY
+
+
+def test_nofail_asks_the_next_server_after_servfail() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    from ctl_fakes import Rig
+    from twisted.internet.defer import Deferred
+
+    rig = Rig()
+
+    def answering(rcode: int) -> Callable[[bytes], list[bytes]]:
+        def server(q: bytes) -> list[bytes]:
+            import dns.message
+
+            r = dns.message.make_response(dns.message.from_wire(q))
+            r.set_rcode(dns.rcode.Rcode(rcode))
+            return [r.to_wire()]
+
+        return server
+
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = answering(2)  # SERVFAIL
+    rig.endpoint.udp_servers[("192.0.2.54", 53)] = answering(0)
+    servers = [("192.0.2.53", 53), ("192.0.2.54", 53)]
+    for servfail_next, want in ((True, "192.0.2.54"), (False, "192.0.2.53")):
+        ask = run_dns._ask(rig.session, servers, "a.test", "A", attempts=2, timeout=1,
+                           icmp=False, servfail_next=servfail_next)  # fmt: skip
+        r = rig.run(Deferred.fromCoroutine(ask))
+        assert r.server == want
+        assert r.notes == (["Got SERVFAIL reply from 192.0.2.53, trying next server"]
+                           if servfail_next else [])  # fmt: skip
+    ask = run_dns._ask(rig.session, servers[:1], "a.test", "A", attempts=2, timeout=1,
+                       icmp=False, servfail_next=True)  # fmt: skip
+    r = rig.run(Deferred.fromCoroutine(ask))
+    assert (r.rcode, r.notes) == ("SERVFAIL", ["Got SERVFAIL reply from 192.0.2.53"])
+
+
+def test_help_documents_the_switches(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("--help")
+    text = " ".join(capsys.readouterr().out.split())
+    for word in ("+[no]ttlid", "+[no]class", "+[no]ttlunits", "+[no]crypto", "+[no]rrcomments",
+                 "+[no]unknownformat", "+[no]qr", "+[no]header-only", "+[no]aaflag", "+[no]zflag",
+                 "+opcode=", "+subnet=ADDR", "+[no]expire", "+padding=N", "+[no]keepalive",
+                 "+[no]fail", "+[no]identify"):  # fmt: skip
+        assert word in text, word
