@@ -115,6 +115,8 @@ for _word, _attr in _ON_OFF.items():
     _on = _attr != "norecurse"  # +rdflag is +recurse
     DIG_FLAGS[f"+{_word}"] = (_attr, _on)
     DIG_FLAGS[f"+no{_word}"] = (_attr, not _on)
+for _word in ("search", "defname"):  # dig: +[no]defname is +[no]search
+    DIG_FLAGS[f"+{_word}"], DIG_FLAGS[f"+no{_word}"] = ("search", True), ("search", False)
 DIG_FLAGS["+noidnin"] = ("idnin", False)  # dig's default when not on a terminal
 DIG_FLAGS["+noidnout"] = ("idnout", False)
 #: dig's opcode names (+opcode=NAME; a number 0..15 too)
@@ -158,7 +160,11 @@ def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | N
 
 # dig's switches that are global variables (not a lookup's): after a name too, they set
 # the command line's (a batch line's) options
-GLOBAL_SWITCHES = {"+short", "+noshort", "+split", "+nosplit", "+time"}
+GLOBAL_SWITCHES = {"+short", "+noshort", "+split", "+nosplit", "+time", "+search", "+nosearch",
+                   "+defname", "+nodefname", "+showsearch", "+noshowsearch", "+domain",
+                   "+ndots"}  # fmt: skip
+NDOTS_MAX = 15  # BIND's MAXNDOTS
+RESOLV_CONF = "/etc/resolv.conf"  # dig's search list and ndots: this host's, as dig reads them
 
 
 def _warn(args: argparse.Namespace, text: str) -> None:
@@ -219,6 +225,33 @@ def _query_value(at: argparse.Namespace, key: str, value: str, word: str) -> Non
             raise RunError(f"{word}: invalid padding {value!r}: expected 0..{PADDING_MAX}")
         at.padding = int(value)
         at.edns = max(at.edns, 0)
+
+
+def search_names(name: str, args: argparse.Namespace) -> list[str]:
+    """The names dig 9.18 asks for `name`, in order (+search, +domain, +ndots; dig's
+    usesearch, domainopt and ndots are globals: the command line's): with fewer dots
+    than ndots (resolv.conf's `options ndots:N`, default 1), the name in each domain of
+    the search list (resolv.conf's `search`/`domain`, this host's as dig reads them;
+    +domain=D: D alone), then as given; else (or absolute) as given only. The next is
+    asked only after an NXDOMAIN."""
+    top = _base_of(args)
+    while isinstance(top, BatchLine):
+        top = top.__dict__["_base"]
+    if not getattr(top, "search", False) or name.endswith("."):
+        return [name]
+    from packetlab.measure.resolvconf import search_of
+
+    try:
+        with open(RESOLV_CONF, encoding="utf-8", errors="replace") as f:
+            domains, ndots = search_of(f.read(65536))
+    except OSError:
+        domains, ndots = [], None
+    if top.domain is not None:
+        domains = [top.domain]
+    ndots = top.ndots if top.ndots is not None else 1 if ndots is None else ndots
+    if name.count(".") >= ndots:
+        return [name, ""]  # "": asked as given first, the search list never (dig: see _search)
+    return [f"{name}.{d.strip('.')}." if d.strip(".") else f"{name}." for d in domains] + [name]
 
 
 def query_bits(o: argparse.Namespace) -> Any:
@@ -515,6 +548,15 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 at.edns = max(at.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
             elif key in ("+opcode", "+subnet", "+padding") and eq:
                 _query_value(at, key, value, word)
+            elif key in ("+showsearch", "+noshowsearch") and not eq:
+                args.showsearch = args.search = key == "+showsearch"  # as dig: both
+            elif key == "+domain" and eq:  # as dig: the search list of one, search on
+                _check_name(value or ".")
+                args.domain, args.search = value, True
+            elif key == "+ndots" and eq:
+                if not value.isdigit() or int(value) > NDOTS_MAX:
+                    raise RunError(f"{word}: expected a number 0..{NDOTS_MAX}")
+                args.ndots = int(value)
             elif key in ("+noopcode", "+nosubnet") and not eq:
                 setattr(at, key[3:], 0 if key == "+noopcode" else None)
             elif key in ("+idnin", "+idnout"):
@@ -773,7 +815,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    aaflag=False, adflag=True, cdflag=False, raflag=False, tcflag=False,
                    zflag=False, opcode=0, subnet=None, expire=False, keepalive=False,
                    padding=0, fail=True, besteffort=True, identify=False, idnin=False,
-                   idnout=False)  # fmt: skip
+                   idnout=False, search=False, showsearch=False, domain=None,
+                   ndots=None)  # fmt: skip
     p.add_argument(
         "--server",
         metavar="ADDR[:PORT]",
@@ -893,11 +936,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                         cookie=o.cookie,
                     )
                     continue
-                result = await _ask(
+                await _search(
                     session,
                     servers,
-                    name,
+                    search_names(name, o),
                     qtype,
+                    emit,
+                    bool(getattr(args, "showsearch", False)),
                     tcp=o.tcp,
                     tcp_fallback=not o.ignore,  # +ignore: a truncated answer as it came
                     timeout=o.wait,
@@ -916,7 +961,6 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     keep_query=bool(o.qr),
                     servfail_next=not o.fail,
                 )
-                emit(result.to_dict())
 
     return pcapout.recording(args, recorder, run)
 
@@ -1048,6 +1092,35 @@ def _xfr_cookie(cookie: bool | bytes) -> bytes | None:
     if cookie is True:
         return random.randbytes(8)
     return cookie or None
+
+
+async def _search(
+    session: Any,
+    servers: Sequence[tuple[str | None, int]],
+    names: list[str],
+    qtype: str,
+    emit: Emit,
+    show: bool,
+    **options: Any,
+) -> Any:
+    """dig +search: each of `names` (`search_names`) while the answer is NXDOMAIN; the
+    last answer emitted, those before it only with +showsearch (each marked
+    `search_step`: dig prints its whole banner again before the next). A name asked as
+    given first (`search_names`' "") whose answer is NXDOMAIN is marked `stats_twice`:
+    dig 9.18 prints its statistics twice then."""
+    as_is_first = names[1:] == [""]
+    names = [n for n in names if n]
+    for i, name in enumerate(names):
+        result = await _ask(session, servers, name, qtype, **options)
+        if result.rcode != "NXDOMAIN" or i == len(names) - 1:
+            break
+        if show:
+            emit({**result.to_dict(), "search_step": True})
+    record = result.to_dict()
+    if as_is_first and result.rcode == "NXDOMAIN":
+        record["stats_twice"] = True
+    emit(record)
+    return result
 
 
 async def _ask(
@@ -1464,6 +1537,8 @@ class DigText:
         if self.trace:
             return "\n".join([*lines, *self.trace_step(r)])
         lines += self.message(r, self.xfr_show() if r["qtype"] == "IXFR" else None)  # +notcp
+        if r.get("search_step"):  # dig +showsearch: the next lookup's whole banner again
+            self.bannered = None
         return "\n".join(lines) if lines else None
 
     @staticmethod
@@ -1645,11 +1720,12 @@ class DigText:
             lines += [";; TSIG PSEUDOSECTION:", *body, ""] if comments else body
         if r.get("sent"):  # dig +qr's query: its size, not the statistics
             return [*lines, f";; QUERY SIZE: {r['size']}", ""] if show["stats"] else lines
+        twice = 2 if r.get("stats_twice") else 1
         if show["stats"]:
-            lines += self.stats(r, f";; MSG SIZE  rcvd: {r['size']}")
+            lines += self.stats(r, f";; MSG SIZE  rcvd: {r['size']}") * twice
         elif getattr(self.view, "identify", False):  # dig +identify +nostats
             lines += [f";; Received {r['size']} bytes from {r['server']}#{r['port']}"
-                      f"({self.user_server or r['server']}) in {self.took(r)} ms", ""]  # fmt: skip
+                      f"({self.user_server or r['server']}) in {self.took(r)} ms", ""] * twice
         return lines
 
     def sending(self, r: Record) -> list[str]:
@@ -1706,7 +1782,8 @@ def budget(args: argparse.Namespace) -> float:
         o = entry[3] or args  # a batch line's options (dig -f), else the command line's
         servers = max(len(getattr(o, "servers", None) or ()), 1)
         tries = o.tries + servers - 1  # dig's requeue: the first server's tries, one a next
-        steps = 16 if getattr(o, "trace", False) else 1  # measure.dns.TRACE_STEPS
+        # measure.dns.TRACE_STEPS; +search: the names asked in turn
+        steps = 16 if getattr(o, "trace", False) else len(search_names(entry[0], o))
         for qtype in entry[1] or ["A"]:
             if is_xfr(qtype):  # each attempt: its connect, then at most XFR_MAX_S
                 total += o.tries * max(len(getattr(o, "servers", None) or ()), 1) * (o.wait + 300)
