@@ -1724,8 +1724,11 @@ class DigText:
         if show["stats"]:
             lines += self.stats(r, f";; MSG SIZE  rcvd: {r['size']}") * twice
         elif getattr(self.view, "identify", False):  # dig +identify +nostats
-            lines += [f";; Received {r['size']} bytes from {r['server']}#{r['port']}"
-                      f"({self.user_server or r['server']}) in {self.took(r)} ms", ""] * twice
+            lines += [
+                f";; Received {r['size']} bytes from {r['server']}#{r['port']}"
+                f"({self.user_server or r['server']}) in {self.took(r)} ms",
+                "",
+            ] * twice
         return lines
 
     def sending(self, r: Record) -> list[str]:

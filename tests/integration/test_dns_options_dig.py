@@ -164,3 +164,37 @@ def test_the_query_is_digs_bytes(words: list[str]) -> None:
     mine = _capture([sys.executable, "-m", "packetlab", "run", "dns", *at], tcp)
     theirs = _capture(["dig", *at], tcp)
     assert mine[2:] == theirs[2:], (mine.hex(), theirs.hex())
+
+
+def in_resolv_conf(conf: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """`argv` in a mount namespace of its own whose /etc/resolv.conf is `conf`."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+         str(conf), *argv], capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
+    )  # fmt: skip
+
+
+def test_search_list_as_dig(port: int, tmp_path: Path) -> None:
+    """+search, +showsearch, +domain, +ndots with a resolv.conf of our own (both tools
+    read /etc/resolv.conf: a mount namespace gives them this one)."""
+    from test_dns_dig import normal
+
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare (a mount namespace for /etc/resolv.conf)")
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.1\nsearch nope.test test\noptions ndots:2\n")
+    at = ["@127.0.0.1", "-p", str(port)]
+    for words in (["+search", "www", "AAAA"], ["+search", "nothere"],
+                  ["+showsearch", "nothere"], ["+showsearch", "www", "AAAA", "+nocmd"],
+                  ["+domain=test", "www", "AAAA"], ["+search", "+ndots=1", "www.x"],
+                  ["+search", "nothere."], ["+search", "www", "AAAA", "+short"],
+                  ["+search", "+ndots=3", "www.test", "AAAA", "nothere"],
+                  ["+search", "nothere.x.y", "+nostats", "+identify"],
+                  ["www", "AAAA"]):  # fmt: skip
+        mine = in_resolv_conf(conf, [sys.executable, "-m", "packetlab", "run", "dns", *at, *words])
+        theirs = in_resolv_conf(conf, ["dig", *at, *words])
+        assert "Traceback" not in mine.stderr, mine.stderr
+        assert normal(mine.stdout) == normal(theirs.stdout), words
+        if words == ["+search", "www", "AAAA"]:
+            assert ";www.test.\t\t\tIN\tAAAA" in mine.stdout and "nope" not in mine.stdout

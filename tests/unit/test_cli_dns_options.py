@@ -220,3 +220,66 @@ def test_help_documents_the_switches(capsys: pytest.CaptureFixture[str]) -> None
                  "+opcode=", "+subnet=ADDR", "+[no]expire", "+padding=N", "+[no]keepalive",
                  "+[no]fail", "+[no]identify"):  # fmt: skip
         assert word in text, word
+
+
+def test_search_names_as_dig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 192.0.2.53\ndomain old.test\nsearch a.test b.test.\n"
+                    "options rotate ndots:2\n")  # fmt: skip
+    monkeypatch.setattr(run_dns, "RESOLV_CONF", str(conf))
+
+    def names(*words: str) -> list[str]:
+        a = parse(*words)
+        return run_dns.search_names(a.plan[0][0], a.plan[0][3] or a)
+
+    assert names("www") == ["www"]  # no +search: as given (dig's default)
+    assert names("+search", "www") == ["www.a.test.", "www.b.test.", "www"]
+    assert names("+search", "www.x") == ["www.x.a.test.", "www.x.b.test.", "www.x"]
+    assert names("+search", "+ndots=1", "www.x") == ["www.x", ""]  # as given, first and only
+    assert names("+search", "www.") == ["www."]
+    assert names("+domain=c.test", "www") == ["www.c.test.", "www"]
+    assert names("www", "+showsearch") == ["www.a.test.", "www.b.test.", "www"]  # global
+    assert names("+showsearch", "+nosearch", "www") == ["www"]
+    with pytest.raises(RunError, match=r"\+ndots=16: expected a number 0..15"):
+        parse("+ndots=16", "www")
+    monkeypatch.setattr(run_dns, "RESOLV_CONF", str(tmp_path / "none"))
+    assert names("+search", "www") == ["www"]  # no resolv.conf: no search list
+
+
+def test_search_prints_the_last_answer_and_showsearch_each_as_dig() -> None:
+    """Over scripted servers: NXDOMAIN asks the next name; +showsearch shows each, dig's
+    whole banner again before the next; a name asked as given first: its statistics
+    twice (dig 9.18)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    import dns.message
+    from ctl_fakes import Rig
+    from twisted.internet.defer import Deferred
+
+    rig = Rig()
+
+    def server(q: bytes) -> list[bytes]:
+        query = dns.message.from_wire(q)
+        r = dns.message.make_response(query)
+        if query.question[0].name.to_text() != "www.b.test.":
+            r.set_rcode(dns.rcode.NXDOMAIN)
+        return [r.to_wire()]
+
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = server
+    servers = [("192.0.2.53", 53)]
+    for names, show, want in ((["www.a.test.", "www.b.test.", "www"], False, 1),
+                              (["www.a.test.", "www.b.test.", "www"], True, 2),
+                              (["nothere.x", ""], False, 1)):  # fmt: skip
+        got: list[dict[str, object]] = []
+        ask = run_dns._search(rig.session, servers, names, "A", got.append, show, attempts=1,
+                              timeout=1, icmp=False)  # fmt: skip
+        rig.run(Deferred.fromCoroutine(ask))
+        assert len(got) == want
+        assert got[-1]["qname"] == ("nothere.x." if names[1] == "" else "www.b.test.")
+        assert bool(got[-1].get("stats_twice")) == (names[1] == "")
+        assert all(r.get("search_step") for r in got[:-1])
+    a = parse("@192.0.2.53", "+showsearch", "+nocomments", "+noquestion", "www")
+    step = {**A_DNSSEC, "search_step": True, "rcode": "NXDOMAIN", "answers": []}
+    text = text_of(a, step, A_DNSSEC)
+    assert text.count("; (1 server found)\n;; global options: +cmd\n") == 2
+    twice = text_of(parse("+noall", "+stats", "www"), {**A_DNSSEC, "stats_twice": True})
+    assert twice.count(";; MSG SIZE  rcvd: 167\n") == 2
