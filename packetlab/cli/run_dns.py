@@ -391,7 +391,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
     # dig's global switches: set on a line, they stay for the lines after it
     # (and -p: dig's `port` is a global, the line's port and every later line's)
     sticky = {"short": args.short, "cmd": args.show["cmd"], "split": args.split,
-              "port": args.port}  # fmt: skip
+              "port": args.port, "tsig_unused": False}  # fmt: skip
     with f:
         while line := f.readline(BATCH_LINE_BYTES + 1):
             n += 1
@@ -409,28 +409,41 @@ def _batch_lines(args: argparse.Namespace) -> None:
             mine = BatchLine(args)  # the command line's options, then the line's own
             mine.show = {**args.show, "cmd": sticky["cmd"]}
             mine.short, mine.split, mine.port = sticky["short"], sticky["split"], sticky["port"]
+            if sticky["tsig_unused"]:
+                mine.tsig_unused = True
+            mine.first_line = not args.plan  # dig reads it before it makes its TSIG key
             mine.plan, mine.types, mine.reverse, mine.qclass = [], args.types, None, args.qclass
             mine.warnings = []  # shown when the line's query is (_show_line_warnings)
             _dig_words(mine, _batch_options(mine, words, f"-f {args.batch}:{n}"), top=False)
             mine.batch_words = words  # dig's banner for the line shows it
             args.plan += [(name, types, cls, o or mine) for name, types, cls, o in mine.plan]
+            unused = vars(mine).get("tsig_unused", False)
             sticky = {"short": mine.short, "cmd": mine.show["cmd"], "split": mine.split,
-                      "port": mine.port}  # fmt: skip
+                      "port": mine.port, "tsig_unused": unused}  # fmt: skip
     if not args.plan:
         raise RunError(f"-f {args.batch}: no name to look up")
 
 
 def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> list[str | Dash]:
     """A batch line's dashed options: -p PORT, -4, -6 into `mine`; -t TYPE, -c CLASS and
-    -x ADDR in their place among the other words (dig's scoping, as on the command line)."""
+    -x ADDR in their place among the other words (dig's scoping, as on the command line);
+    -y and -k as dig 9.18 takes them: on the first line, the run's key (dig reads that
+    line before it makes its key: every line signed); on a later one no key, and -y's
+    `;; WARNING -- TSIG key was not used.` from that line on when no key was made."""
     rest: list[str | Dash] = []
     it = iter(words)
     for word in it:
-        if word in ("-t", "-c", "-x", "-p"):
+        if word in ("-t", "-c", "-x", "-p", "-y", "-k"):
             value = next(it, None)
             if value is None:
                 raise RunError(f"{where}: {word} needs a value")
-            if word != "-p":
+            if word in ("-y", "-k"):
+                top = mine.__dict__["_base"]
+                if mine.first_line:
+                    setattr(top, "tsig_y" if word == "-y" else "tsig_file", value)
+                elif word == "-y" and top.tsig_y is None and top.tsig_file is None:
+                    mine.tsig_unused = True
+            elif word != "-p":
                 rest.append(Dash(word, value))
             elif not value.isdigit():
                 raise RunError(f"{where}: -p {value}: bad port")
@@ -934,6 +947,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                         on_step=lambda r: emit(r.to_dict()),
                         nsid=o.nsid,
                         cookie=o.cookie,
+                        tsig=tsig,  # signed, as dig signs each step
                     )
                     continue
                 await _search(
@@ -1665,6 +1679,7 @@ class DigText:
             *(
                 [";; WARNING -- TSIG key was not used."]
                 if getattr(self.args, "tsig_unused", False)
+                or getattr(self.view, "tsig_unused", False)
                 else []
             ),
             "",

@@ -1532,6 +1532,7 @@ async def dns_trace(
     on_step: Callable[[DnsResult], object] | None = None,
     nsid: bool = False,
     cookie: bool | bytes = False,
+    tsig: Any = None,
 ) -> list[DnsResult]:
     """Resolve `qname`/`qtype` iteratively from the endpoint, as dig +trace: ask `server`
     (default: the endpoint's) for the root's NS (RD set), then ask a root server without
@@ -1544,7 +1545,8 @@ async def dns_trace(
     query, as in dns_query (True: one random client cookie for the whole trace); `tcp`
     asks every step over TCP (dig +trace +tcp), `tcp_fallback` off keeps a truncated
     UDP answer as it came (dig +ignore). With a cookie, a step after the first whose
-    reply has no OPT is noted as dig notes it (its follow-up lookups carry a cookie)."""
+    reply has no OPT is noted as dig notes it (its follow-up lookups carry a cookie).
+    `tsig` (dig -y/-k with +trace): every query signed, every reply checked, as dig."""
     explicit = isinstance(cookie, bytes)
     if cookie is True:
         cookie = random.randbytes(8)
@@ -1552,6 +1554,7 @@ async def dns_trace(
         "port": port, "timeout": timeout, "attempts": attempts, "edns": edns,
         "payload": payload, "dnssec": dnssec, "family": family, "icmp": icmp,
         "nsid": nsid, "cookie": cookie, "tcp": tcp, "tcp_fallback": tcp_fallback,
+        "tsig": tsig,
     }  # fmt: skip
     if server is None:
         server = await _default_server(session, family)
