@@ -283,3 +283,54 @@ def test_search_prints_the_last_answer_and_showsearch_each_as_dig() -> None:
     assert text.count("; (1 server found)\n;; global options: +cmd\n") == 2
     twice = text_of(parse("+noall", "+stats", "www"), {**A_DNSSEC, "stats_twice": True})
     assert twice.count(";; MSG SIZE  rcvd: 167\n") == 2
+
+
+SECRET = "c2VjcmV0c2VjcmV0IGtleSBmb3IgdGVzdHM="
+
+
+def test_batch_line_keys_as_dig(tmp_path: Path) -> None:
+    """dig 9.18 reads the first batch line before it makes its TSIG key: a -y or -k
+    there is the run's key; on a later line no key, and -y's `TSIG key was not used`
+    from that line on (-k: nothing)."""
+    batch = tmp_path / "q"
+    batch.write_text(f"-y hmac-sha256:tk.test:{SECRET} a.test\nb.test\n")
+    a = parse("@127.0.0.1", "-f", str(batch))
+    assert a.tsig_y == f"hmac-sha256:tk.test:{SECRET}" and a.tsig_file is None
+    batch.write_text(f"a.test\n-y hmac-sha256:tk.test:{SECRET} b.test\nc.test\n-k k d.test\n")
+    a = parse("@127.0.0.1", "-f", str(batch))
+    assert a.tsig_y is None and a.tsig_file is None
+    unused = [bool(getattr(line, "tsig_unused", False)) for _, _, _, line in a.plan]
+    assert unused == [False, True, True, True]
+    a.view = a.plan[1][3]
+    stats = "\n".join(run_dns.DigText(a).stats(A_DNSSEC, ";; MSG SIZE  rcvd: 167"))
+    assert stats.endswith(";; MSG SIZE  rcvd: 167\n;; WARNING -- TSIG key was not used.\n")
+    batch.write_text(f"-k {tmp_path / 'key'} a.test\n-y hmac-sha256:tk.test:{SECRET} b.test\n")
+    a = parse("@127.0.0.1", "-f", str(batch))
+    assert a.tsig_file == str(tmp_path / "key")  # a key was made: a later -y says nothing
+    assert not any(getattr(line, "tsig_unused", False) for _, _, _, line in a.plan)
+
+
+def test_trace_signs_each_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dig +trace -y: every step's query signed (dns_trace hands the key to each)."""
+    from twisted.internet.defer import Deferred
+
+    from packetlab.measure import dns as measure_dns
+
+    seen: list[object] = []
+
+    async def fake_query(session: object, qname: str, qtype: str, **kw: object) -> object:
+        seen.append(kw.get("tsig"))
+        r = measure_dns.DnsResult(qname, qtype, "192.0.2.53", 53, "udp", rcode="NOERROR")
+        if qname == ".":
+            r.answers = [measure_dns.DnsAnswer(".", "NS", 60, "ns.test.")]
+            r.additional = [measure_dns.DnsAnswer("ns.test.", "A", 60, "192.0.2.54")]
+        else:
+            r.answers = [measure_dns.DnsAnswer(qname, "A", 60, "192.0.2.1")]
+        return r
+
+    monkeypatch.setattr(measure_dns, "dns_query", fake_query)
+    key = object()
+    d = measure_dns.dns_trace(None, "a.test", server="192.0.2.53", tsig=key)  # type: ignore[arg-type]
+    steps: list[object] = []
+    d.addCallback(steps.append)
+    assert isinstance(d, Deferred) and steps and seen == [key, key]
