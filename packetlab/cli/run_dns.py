@@ -1367,7 +1367,7 @@ def _opt_lines(edns: Record) -> list[str]:
             lines.append(known)
             continue
         name = {3: "NSID"}.get(opt["code"], f"OPT={opt['code']}")
-        lines.append(f'; {name}: {words} ("{shown}")' if data else f"; {name}")
+        lines.append(f'; {name}: {words} ("{shown}")' if data else f"; {name}:")
     return lines
 
 
@@ -1392,7 +1392,26 @@ def _known_option(code: int, data: bytes) -> str | None:
         return f"; TCP KEEPALIVE: {n // 10}.{n % 10} secs" if data else "; TCP KEEPALIVE:"
     if code == PADDING:
         return f"; PAD: ({len(data)} bytes)" if data else "; PAD:"
+    if code == KEY_TAG and data and len(data) % 2 == 0:
+        tags = (int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+        return "; KEY-TAG: " + ", ".join(map(str, tags))
+    if code == EDE and len(data) >= 2:
+        info = int.from_bytes(data[:2], "big")
+        name = f" ({EDE_NAMES[info]})" if info < len(EDE_NAMES) else ""
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in data[2:])
+        return f"; EDE: {info}{name}" + (f": ({text})" if text else "")
     return None
+
+
+KEY_TAG, EDE = 14, 15  # EDNS option codes (RFC 8145, RFC 8914)
+#: BIND 9.18's names of the extended DNS errors (its edetext), by INFO-CODE
+EDE_NAMES = ("Other", "Unsupported DNSKEY Algorithm", "Unsupported DS Digest Type",
+             "Stale Answer", "Forged Answer", "DNSSEC Indeterminate", "DNSSEC Bogus",
+             "Signature Expired", "Signature Not Yet Valid", "DNSKEY Missing", "RRSIGs Missing",
+             "No Zone Key Bit Set", "NSEC Missing", "Cached Error", "Not Ready", "Blocked",
+             "Censored", "Filtered", "Prohibited", "Stale NXDOMAIN Answer", "Not Authoritative",
+             "Not Supported", "No Reachable Authority", "Network Error",
+             "Invalid Data")  # fmt: skip
 
 
 def hex_dump(data: bytes) -> list[str]:

@@ -20,7 +20,8 @@ query without a question (dig +header-only) gets FORMERR. Class CH: `version.bin
 
 Outside `test.`: a root zone whose server is `localhost.` (for `+trace`).
 
-Misbehaving names: `silent.test.` never answers; `refused.test.` gets REFUSED
+`ednsopts.test.`: an OPT with options dig names (empty NSID and PAD, EDE, KEY-TAG)
+and others. Misbehaving names: `silent.test.` never answers; `refused.test.` gets REFUSED
 (`servfail.test.` SERVFAIL);
 `badopt.test.` gets a reply whose OPT record is cut short; `cut.test.` one that ends in
 the middle of its SOA (no OPT); `cutname.test.`, `cutfixed.test.`, `cutdata.test.` two A
@@ -233,6 +234,12 @@ def _options(query: dns.message.Message) -> list[dns.edns.Option]:
     return out
 
 
+ODD_OPTIONS: list[dns.edns.Option] = [
+    dns.edns.GenericOption(dns.edns.OptionType(code), data)
+    for code, data in ((3, b""), (12, b""), (65001, b""), (65002, b"ab\x01"),
+                       (15, b"\x00\x09no key"), (15, b"\x00\x63"), (15, b"\x00\x16a\x01b"),
+                       (14, b"\x4f\x66\x4f\x67"), (13, b"\x00\x01"))
+]  # fmt: skip
 ECS, EXPIRE, KEEPALIVE, PADDING = (
     dns.edns.OptionType(c) for c in (8, 9, 11, 12)
 )  # EDNS option codes (RFC 7871, 7314, 7828, 7830)
@@ -567,6 +574,8 @@ def reply_to(wire: bytes, limit: int | None) -> bytes | None:
     if qname in META:  # TKEY in the answer section, a TSIG-signed reply, ... (odd replies)
         return META[qname](query)
     response = answer(query)
+    if qname == "ednsopts.test." and query.edns >= 0:  # options as dig prints them
+        response.use_edns(0, 0, PAYLOAD, options=ODD_OPTIONS)
     if qname == "cut.test.":  # no OPT, the authority's SOA cut short: ends mid-record
         response.use_edns(False)
         return response.to_wire(want_shuffle=False)[:-6]

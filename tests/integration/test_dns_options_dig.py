@@ -83,6 +83,10 @@ def test_edns_options_as_dig(port: int) -> None:
     out = side_by_side(*at, "+subnet=2001:db8::/33", "+noedns", "a.test")  # EDNS all the same
     assert "; CLIENT-SUBNET: 2001:db8::/33/33" in out
     side_by_side(*at, "+expire", "+nsid", "test", "SOA", "+nosubnet", "a.test")
+    out = side_by_side(*at, "ednsopts.test")  # empty options, EDE, KEY-TAG: dig's lines
+    for line in ("; NSID:\n; PAD:\n; OPT=65001:\n", "; EDE: 9 (DNSKEY Missing): (no key)\n",
+                 "; EDE: 99\n", "; KEY-TAG: 20326, 20327\n"):  # fmt: skip
+        assert line in out
 
 
 def test_nofail_and_identify_as_dig(port: int) -> None:

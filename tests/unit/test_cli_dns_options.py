@@ -97,6 +97,17 @@ def test_a_reply_s_edns_options_as_dig() -> None:
                {"code": 8, "data": "00022121" + "20010db800"}, {"code": 8, "data": "0001"},
                {"code": 9, "data": "0102"}]  # fmt: skip
     edns = {"version": 0, "flags": [], "mbz": 0, "udp": 1232, "options": options}
+    odd = [{"code": 3, "data": ""}, {"code": 65001, "data": ""},
+           {"code": 15, "data": "0009" + b"no key".hex()}, {"code": 15, "data": "0063"},
+           {"code": 15, "data": "0016610162"}, {"code": 14, "data": "4f664f67"}]  # fmt: skip
+    assert run_dns._opt_lines({**edns, "options": odd})[1:] == [
+        "; NSID:",
+        "; OPT=65001:",
+        "; EDE: 9 (DNSKEY Missing): (no key)",
+        "; EDE: 99",
+        "; EDE: 22 (No Reachable Authority): (a.b)",
+        "; KEY-TAG: 20326, 20327",
+    ]  # fmt: skip  (dig 9.18.49 against dns_zone_server.py's ednsopts.test)
     assert run_dns._opt_lines(edns)[1:] == [
         "; CLIENT-SUBNET: 192.0.2.64/27/27",
         "; EXPIRE: 1209600 (2 weeks)",
