@@ -110,7 +110,9 @@ _ON_OFF = {"ttlid": "ttlid", "class": "show_class", "cl": "show_class",
            "aaflag": "aaflag", "aaonly": "aaflag", "adflag": "adflag", "ad": "adflag",
            "cdflag": "cdflag", "cd": "cdflag", "raflag": "raflag", "tcflag": "tcflag",
            "zflag": "zflag", "expire": "expire", "keepalive": "keepalive", "fail": "fail",
-           "besteffort": "besteffort", "rdflag": "norecurse", "identify": "identify"}  # fmt: skip
+           "besteffort": "besteffort", "rdflag": "norecurse", "identify": "identify",
+           "coflag": "coflag", "expandaaaa": "expandaaaa", "ednsnegotiation": "ednsneg",
+           "ednsneg": "ednsneg"}  # fmt: skip
 for _word, _attr in _ON_OFF.items():
     _on = _attr != "norecurse"  # +rdflag is +recurse
     DIG_FLAGS[f"+{_word}"] = (_attr, _on)
@@ -123,9 +125,16 @@ DIG_FLAGS["+noidnout"] = ("idnout", False)
 OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
 #: the query's header bits and EDNS options from dig's switches (measure.dns.QueryBits)
 QUERY_BITS = ("aaflag", "adflag", "cdflag", "raflag", "tcflag", "zflag", "opcode",
-              "header_only", "subnet", "expire", "keepalive", "padding")  # fmt: skip
-DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries", "+bufsize": "bufsize",
-              "+edns": "edns", "+split": "split"}  # fmt: skip
+              "header_only", "subnet", "expire", "keepalive", "padding", "ednsflags",
+              "coflag", "ednsopts", "qid", "ednsneg")  # fmt: skip
+#: dig 9.18's names for +ednsopt=NAME[:HEX] (its optnames, any case)
+EDNS_OPTION_NAMES = {"llq": 1, "nsid": 3, "dau": 5, "dhu": 6, "n3u": 7, "ecs": 8,
+                     "expire": 9, "cookie": 10, "keepalive": 11, "padding": 12, "pad": 12,
+                     "chain": 13, "key-tag": 14, "ede": 15, "client-tag": 16,
+                     "server-tag": 17}  # fmt: skip
+EDNS_OPTIONS_MAX = 100  # dig's EDNSOPT_OPTIONS
+DIG_VALUES = {"+time": "wait", "+timeout": "wait", "+tries": "tries", "+retry": "tries",
+              "+bufsize": "bufsize", "+edns": "edns", "+split": "split"}  # fmt: skip
 SPLIT_MAX = 1023  # dig's bound for +split
 XFR_MAX_RECORDS = 100_000  # measure.dnsxfr's (not imported here: dnspython loads late)
 BATCH_LINES = 10_000  # -f FILE: query lines at most (each answer is kept for the summary)
@@ -209,12 +218,37 @@ def _query_value(at: argparse.Namespace, key: str, value: str, word: str) -> Non
     (0..512, EDNS on) into `at`."""
     from packetlab.measure.dns import PADDING_MAX, subnet_option
 
-    if key == "+opcode":
-        code = OPCODES.get(value.lower(), int(value) if value.isdigit() else -1)
-        if not 0 <= code <= 15:
+    if key == "+ednsopt":
+        code, _, data = value.partition(":")
+        number = EDNS_OPTION_NAMES.get(code.lower(), int(code) if code.isdigit() else -1)
+        if not 0 <= number <= 0xFFFF:
+            raise RunError(f"{word}: bad edns code point: {code} (0..65535 or dig's "
+                           "names: NSID, ECS, EXPIRE, COOKIE, KEEPALIVE, PAD, ...)")  # fmt: skip
+        try:
+            raw = bytes.fromhex(data)
+        except ValueError:
+            raise RunError(f"{word}: the value must be hex digits") from None
+        if len(at.ednsopts) >= EDNS_OPTIONS_MAX:
+            raise RunError(f"{word}: too many ednsopts (at most {EDNS_OPTIONS_MAX})")
+        at.ednsopts = (*at.ednsopts, (number, raw))
+        at.edns = max(at.edns, 0)
+    elif key in ("+ednsflags", "+qid"):
+        top = 0xFFFF
+        try:
+            n = int(value, 0) if key == "+ednsflags" else int(value)
+        except ValueError:
+            n = -1
+        if not 0 <= n <= top:
+            raise RunError(f"{word}: invalid {key[1:]} {value!r}: expected 0..{top}")
+        setattr(at, key[1:], n)
+        if key == "+ednsflags":
+            at.edns = max(at.edns, 0)
+    elif key == "+opcode":
+        op = OPCODES.get(value.lower(), int(value) if value.isdigit() else -1)
+        if not 0 <= op <= 15:
             raise RunError(f"{word}: expected an opcode (QUERY, IQUERY, STATUS, NOTIFY, "
                            "UPDATE) or a number 0..15")  # fmt: skip
-        at.opcode = code
+        at.opcode = op
     elif key == "+subnet":
         try:
             at.subnet = subnet_option(value)
@@ -262,7 +296,9 @@ def query_bits(o: argparse.Namespace) -> Any:
     return QueryBits(aa=v["aaflag"], ad=v["adflag"], cd=v["cdflag"], ra=v["raflag"],
                      tc=v["tcflag"], z=v["zflag"], opcode=v["opcode"],
                      header_only=v["header_only"], subnet=v["subnet"], expire=v["expire"],
-                     keepalive=v["keepalive"], padding=v["padding"])  # fmt: skip
+                     keepalive=v["keepalive"], padding=v["padding"],
+                     ednsflags=v["ednsflags"], coflag=v["coflag"], ednsopts=v["ednsopts"],
+                     qid=v["qid"], ednsneg=v["ednsneg"])  # fmt: skip
 
 
 def _cookie_value(word: str, value: str) -> bytes:
@@ -559,8 +595,13 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             elif key == "+cookie" and eq:
                 at.cookie = _cookie_value(word, value)
                 at.edns = max(at.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
-            elif key in ("+opcode", "+subnet", "+padding") and eq:
+            elif key in ("+opcode", "+subnet", "+padding", "+ednsflags", "+ednsopt",
+                         "+qid") and eq:  # fmt: skip
                 _query_value(at, key, value, word)
+            elif key in ("+ednsflags", "+noednsflags") and not eq:
+                at.ednsflags = 0
+            elif key == "+noednsopt" and not eq:
+                at.ednsopts = ()
             elif key in ("+showsearch", "+noshowsearch") and not eq:
                 args.showsearch = args.search = key == "+showsearch"  # as dig: both
             elif key == "+domain" and eq:  # as dig: the search list of one, search on
@@ -772,8 +813,13 @@ def configure(p: argparse.ArgumentParser) -> None:
         "+[no]cdflag, +[no]raflag, +[no]tcflag, +[no]zflag (header bits), +opcode=NAME|N, "
         "+subnet=ADDR[/PREFIX] (EDNS client subnet; 0: 0.0.0.0/0), +[no]expire, "
         "+[no]keepalive, +padding=N (a multiple of N bytes, 0..512), +[no]fail (+nofail: "
-        "a SERVFAIL reply asks the next server); +noidnin, +noidnout, +besteffort "
-        "(dig's defaults off a terminal; +idnin and +idnout are refused)",
+        "a SERVFAIL reply asks the next server), +ednsopt=CODE[:HEX] (CODE a number or "
+        "dig's name: NSID, ECS, EXPIRE, COOKIE, KEEPALIVE, PAD, ...; +noednsopt: none), "
+        "+ednsflags=N, +[no]coflag (EDNS flag bits), +qid=N (the message ID), "
+        "+[no]ednsnegotiation (BADVERS asked again with version 0), +[no]expandaaaa "
+        "(AAAA written whole), +timeout=S (+time=S); +search, +showsearch, +domain=NAME, "
+        "+ndots=N (this host's resolv.conf search list, as dig); +noidnin, +noidnout, "
+        "+besteffort (dig's defaults off a terminal; +idnin and +idnout are refused)",
     )
     p.add_argument(
         "-x", dest="reverse", action="append", metavar="ADDR",
@@ -829,7 +875,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    zflag=False, opcode=0, subnet=None, expire=False, keepalive=False,
                    padding=0, fail=True, besteffort=True, identify=False, idnin=False,
                    idnout=False, search=False, showsearch=False, domain=None,
-                   ndots=None)  # fmt: skip
+                   ndots=None, ednsflags=0, coflag=False, ednsopts=(), qid=None,
+                   ednsneg=True, expandaaaa=False)  # fmt: skip
     p.add_argument(
         "--server",
         metavar="ADDR[:PORT]",
@@ -1268,10 +1315,12 @@ class Style:
 
     def __init__(self, multiline: bool = False, split: int | None = None, *, ttl: bool = True,
                  cls: bool = True, ttlunits: bool = False, comments: bool | None = None,
-                 crypto: bool = True, unknown: bool = False) -> None:  # fmt: skip
+                 crypto: bool = True, unknown: bool = False,
+                 expandaaaa: bool = False) -> None:  # fmt: skip
         self.multiline, self.split = multiline, split
         self.ttl, self.cls, self.ttlunits = ttl, cls, ttlunits
         self.comments, self.crypto, self.unknown = comments, crypto, unknown
+        self.expandaaaa = expandaaaa
         # dig's columns (dns_master_stylecreate in its printmessage)
         self.columns = (MULTILINE_COLUMNS if multiline or not (ttl or cls) else
                         (24, 24, 32, 40) if not (ttl and cls) else COLUMNS)  # fmt: skip
@@ -1279,6 +1328,13 @@ class Style:
         self.linebreak = "\n" + _pad(0, self.columns[3])[0] if multiline else None
 
     def data(self, a: Record) -> str:
+        if self.expandaaaa and a["type"] == "AAAA" and not self.unknown:  # dig +expandaaaa
+            import ipaddress
+
+            try:
+                return ipaddress.IPv6Address(a["data"]).exploded
+            except ValueError:
+                return str(a["data"])
         plain = self.comments is None or (not self.comments and not self.multiline)
         if not self.multiline and self.split is None and plain and self.crypto and (
             not self.unknown
@@ -1350,7 +1406,7 @@ FLAG_ORDER = ("QR", "AA", "TC", "RD", "RA", "AD", "CD")
 
 
 def _opt_lines(edns: Record) -> list[str]:
-    flags = " do" if "do" in edns["flags"] else ""
+    flags = "".join(f" {f}" for f in ("do", "co") if f in edns["flags"])
     mbz = edns.get("mbz", 0)
     tail = f"; MBZ: 0x{mbz:04x}, udp: {edns['udp']}" if mbz else f"; udp: {edns['udp']}"
     lines = [f"; EDNS: version: {edns['version']}, flags:{flags}{tail}"]
@@ -1506,7 +1562,8 @@ class DigText:
         return Style(multiline, opt("split", None), ttl=opt("ttlid", True),
                      cls=opt("show_class", True), ttlunits=opt("ttlunits", False),
                      comments=opt("rrcomments", None), crypto=opt("crypto", True),
-                     unknown=opt("unknownformat", False))  # fmt: skip
+                     unknown=opt("unknownformat", False),
+                     expandaaaa=opt("expandaaaa", False))  # fmt: skip
 
     def banner(self, always: bool = False) -> list[str]:
         """dig's banner before the first answer; with -f, a line of it before each batch

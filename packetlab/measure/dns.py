@@ -560,8 +560,8 @@ def _edns_of(msg: dns.message.Message, cookie: bytes | None = None) -> dict[str,
         options.append(option)
     return {
         "version": msg.edns,
-        "flags": ["do"] if msg.ednsflags & dns.flags.DO else [],
-        "mbz": msg.ednsflags & 0x7FFF,
+        "flags": [f for f, bit in (("do", dns.flags.DO), ("co", CO_BIT)) if msg.ednsflags & bit],
+        "mbz": msg.ednsflags & 0x3FFF,  # as dig 9.18: the bits but DO and CO
         "udp": msg.payload,
         "options": options,
     }
@@ -1220,6 +1220,7 @@ NSID, COOKIE = 3, 10  # EDNS option codes (RFC 5001, RFC 7873)
 ECS, EXPIRE, KEEPALIVE, PADDING = 8, 9, 11, 12  # RFC 7871, 7314, 7828, 7830
 PADDING_MAX = 512  # dig's bound for +padding
 Z_BIT = 0x0040  # the header's reserved bit (dig +zflag)
+CO_BIT = 0x4000  # the EDNS flag dig 9.18.49 calls co (+coflag: compact denial of existence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1227,8 +1228,10 @@ class QueryBits:
     """dig's switches for what else goes in a query: header bits (+aaflag, +adflag (on by
     default, as dig), +cdflag, +raflag, +tcflag, +zflag), +opcode=N, +header-only (no
     question section), and EDNS options in dig's order after NSID: +subnet (the
-    CLIENT-SUBNET option's data, `subnet_option`), the cookie, +expire, +keepalive, then
-    +padding=N (a PADDING option that makes the message a multiple of N bytes)."""
+    CLIENT-SUBNET option's data, `subnet_option`), the cookie, +expire, +keepalive,
+    +ednsopt=CODE[:HEX]'s, then +padding=N (a PADDING option that makes the message a
+    multiple of N bytes); +ednsflags=N, +coflag (EDNS flag bits), +qid=N (the message
+    ID), +noednsnegotiation (BADVERS not asked again with version 0)."""
 
     aa: bool = False
     ad: bool = True
@@ -1242,6 +1245,11 @@ class QueryBits:
     expire: bool = False
     keepalive: bool = False
     padding: int = 0
+    ednsflags: int = 0  # +ednsflags=N: the EDNS flags but DO and CO (dig: those are its own)
+    coflag: bool = False
+    ednsopts: tuple[tuple[int, bytes], ...] = ()  # +ednsopt=CODE[:HEX], after dig's own
+    qid: int | None = None  # +qid=N: the message ID (default: random)
+    ednsneg: bool = True  # +noednsnegotiation: a BADVERS answer is not asked again
 
     def with_edns(self) -> bool:
         """Whether these ask for an OPT record (dig: +subnet does even after +noedns)."""
@@ -1295,6 +1303,8 @@ def _make_query(
             options.append(dns.edns.GenericOption(dns.edns.OptionType.COOKIE, cookie))
         options += [dns.edns.GenericOption(dns.edns.OptionType(code), b"") for code, on in
                     ((EXPIRE, bits.expire), (KEEPALIVE, bits.keepalive)) if on]  # fmt: skip
+        options += [dns.edns.GenericOption(dns.edns.OptionType.make(code), data)
+                    for code, data in bits.ednsopts]  # fmt: skip
     query = dns.message.make_query(
         name,
         rtype,
@@ -1304,7 +1314,10 @@ def _make_query(
         want_dnssec=dnssec,
         options=options or None,
     )
-    query.id = random.randrange(0x10000)
+    query.id = random.randrange(0x10000) if bits.qid is None else bits.qid
+    if edns is not None and (bits.ednsflags or bits.coflag):  # as dig: DO and CO its own
+        flags = bits.ednsflags & ~(dns.flags.DO | CO_BIT) | (dns.flags.DO if dnssec else 0)
+        query.use_edns(edns, flags | (CO_BIT if bits.coflag else 0), payload, options=options)
     if not bits.ad:
         query.flags &= ~dns.flags.AD
     else:
@@ -1467,7 +1480,7 @@ async def dns_query(
                 await _over_tcp(session, query, result, addr, timeout, recorder)
             elif msg is not None and msg.flags & dns.flags.TC:
                 result.truncated = True
-        if result.rcode == "BADVERS" and version:
+        if result.rcode == "BADVERS" and version and bits.ednsneg:
             result.notes.append("BADVERS, retrying with EDNS version 0.")
             version = 0
             continue

@@ -83,6 +83,11 @@ def test_edns_options_as_dig(port: int) -> None:
     out = side_by_side(*at, "+subnet=2001:db8::/33", "+noedns", "a.test")  # EDNS all the same
     assert "; CLIENT-SUBNET: 2001:db8::/33/33" in out
     side_by_side(*at, "+expire", "+nsid", "test", "SOA", "+nosubnet", "a.test")
+    for words in (["+qr", "+coflag", "+ednsflags=0x80", "a.test"], ["+noednsneg", "+edns=1",
+                  "a.test"], ["+qr", "+ednsopt=65001:abcd", "+ednsopt=nsid", "+qid=4242",
+                  "a.test"], ["+expandaaaa", "v6.test", "AAAA"],
+                  ["+expandaaaa", "+short", "v6.test", "AAAA"]):  # fmt: skip
+        side_by_side(*at, *words)
     out = side_by_side(*at, "ednsopts.test")  # empty options, EDE, KEY-TAG: dig's lines
     for line in ("; NSID:\n; PAD:\n; OPT=65001:\n", "; EDE: 9 (DNSKEY Missing): (no key)\n",
                  "; EDE: 99\n", "; KEY-TAG: 20326, 20327\n"):  # fmt: skip
@@ -159,6 +164,9 @@ def _capture(cmd: list[str], tcp: bool) -> bytes:
         ["+subnet=2001:db8::/33", "+noedns", "a.test"],
         ["+subnet=0", "a.test"],
         ["+padding=128", "+tcp", "+dnssec", "a.test", "MX"],
+        ["+coflag", "+ednsflags=0xffff", "+dnssec", "a.test"],
+        ["+ednsopt=65001:abcd", "+ednsopt=5", "+nsid", "+ednsopt=ecs:00010000", "a.test"],
+        ["+noednsneg", "+edns=1", "a.test"],
     ],
 )
 def test_the_query_is_digs_bytes(words: list[str]) -> None:

@@ -26,14 +26,25 @@ DIG_QUERIES = {
     ("+subnet=192.0.2.77/27", "+expire", "+keepalive", "+padding=64", "+nsid"):
         "3dfb0120000100000000000101610474657374000001000100002904d000000000001d0003000000"
         "08000800011b00c000024000090000000b0000000c000100",
+    ("+coflag",): "ac2e0120000100000000000101610474657374000001000100002904d0000040000000",
+    ("+ednsflags=0xffff", "+dnssec"):
+        "ac930120000100000000000101610474657374000001000100002904d00000bfff0000",
+    ("+ednsopt=65001:abcd", "+ednsopt=5", "+nsid"):
+        "7d9a0120000100000000000101610474657374000001000100002904d000000000000e00030000fd"
+        "e90002abcd00050000",
+    ("+ednsopt=nsid", "+ednsopt=ecs:00010000"):
+        "0efd0120000100000000000101610474657374000001000100002904d000000000000c0003000000"
+        "08000400010000",
+    ("+noednsneg", "+edns=1"):
+        "74440120000100000000000101610474657374000001000100002904d0000100000000",
     ("+subnet=2001:db8::/33", "+noedns", "MX"):
         "9480012000010000000000010161047465737400000f000100002904d000000000000d0008000900"
         "02210020010db800",
 }  # fmt: skip
 
 
-def query_of(*words: str) -> bytes:
-    """The query `pktlab run dns @127.0.0.1 WORDS a.test` makes (the ID set to 0)."""
+def query_of(*words: str, qid: int | None = 0) -> bytes:
+    """The query `pktlab run dns @127.0.0.1 WORDS a.test` makes (the ID set to `qid`)."""
     a = parse("@127.0.0.1", "+nocookie", *words, "a.test")
     name, types, _, line = a.plan[0]
     o = line or a
@@ -41,13 +52,39 @@ def query_of(*words: str) -> bytes:
     edns = None if o.edns < 0 else o.edns
     q = _make_query(dns.name.from_text(name), qtype, edns, 1232, bool(o.dnssec),
                     not o.norecurse, "IN", o.nsid, None, run_dns.query_bits(o))  # fmt: skip
-    q.id = 0
+    if qid is not None:
+        q.id = qid
     return bytes(q.to_wire())
 
 
 @pytest.mark.parametrize("words", list(DIG_QUERIES))
 def test_the_query_is_digs_bytes(words: tuple[str, ...]) -> None:
     assert query_of(*words)[2:].hex() == DIG_QUERIES[words][4:]
+
+
+def test_qid_and_the_bits_dig_keeps_its_own() -> None:
+    assert query_of("+qid=4242", qid=None)[:2] == (4242).to_bytes(2, "big")
+    assert parse("+ednsflags=0x80", "a.test").edns == 0  # EDNS on, as dig
+    wire = query_of("+ednsflags=0xc080")  # DO and CO: not from +ednsflags (dig's own)
+    assert wire[-4:-2] == b"\x00\x80"
+    assert run_dns._opt_lines({"version": 0, "flags": ["co"], "mbz": 0x80, "udp": 1232,
+                               "options": []}) == ["; EDNS: version: 0, flags: co; MBZ: "
+                                                   "0x0080, udp: 1232"]  # fmt: skip
+    for word, says in (("+ednsopt=bogus", "bad edns code point: bogus"),
+                       ("+ednsopt=5:xyz", "the value must be hex digits"),
+                       ("+ednsflags=x", "invalid ednsflags 'x'"),
+                       ("+qid=65536", "invalid qid '65536'")):  # fmt: skip
+        with pytest.raises(RunError, match=says):
+            parse(word, "a.test")
+    with pytest.raises(RunError, match="too many ednsopts"):
+        parse(*["+ednsopt=5"] * 101, "a.test")
+
+
+def test_expandaaaa_as_dig() -> None:
+    v6 = {"name": "v6.test.", "type": "AAAA", "ttl": 300, "data": "2001:db8::1"}
+    assert answer_lines("+expandaaaa", records=[v6]) == [
+        "v6.test.\t\t300\tIN\tAAAA\t2001:0db8:0000:0000:0000:0000:0000:0001"
+    ]
 
 
 def test_the_default_query_bits_are_digs() -> None:
@@ -116,7 +153,7 @@ def test_a_reply_s_edns_options_as_dig() -> None:
         "; CLIENT-SUBNET: 2001:db8::/33/33",
         '; OPT=8: 00 01 ("..")',
         '; OPT=9: 01 02 ("..")',
-    ]  # fmt: skip  (BIND's generic form for data it does not read)
+    ]  # fmt: skip  (data of another size: BIND refuses the reply, malformed OPT option)
 
 
 MX = {"name": "mx.test.", "type": "MX", "ttl": 90, "data": "10 a.test."}
@@ -228,7 +265,9 @@ def test_help_documents_the_switches(capsys: pytest.CaptureFixture[str]) -> None
     text = " ".join(capsys.readouterr().out.split())
     for word in ("+[no]ttlid", "+[no]class", "+[no]ttlunits", "+[no]crypto", "+[no]rrcomments",
                  "+[no]unknownformat", "+[no]qr", "+[no]header-only", "+[no]aaflag", "+[no]zflag",
-                 "+opcode=", "+subnet=ADDR", "+[no]expire", "+padding=N", "+[no]keepalive",
+                 "+opcode=", "+subnet=ADDR", "+[no]expire", "+ednsopt=", "+ednsflags=",
+                 "+[no]coflag", "+qid=", "+[no]expandaaaa", "+[no]ednsnegotiation",
+                 "+timeout=", "+padding=N", "+[no]keepalive",
                  "+[no]fail", "+[no]identify"):  # fmt: skip
         assert word in text, word
 
