@@ -126,7 +126,7 @@ OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
 #: the query's header bits and EDNS options from dig's switches (measure.dns.QueryBits)
 QUERY_BITS = ("aaflag", "adflag", "cdflag", "raflag", "tcflag", "zflag", "opcode",
               "header_only", "subnet", "expire", "keepalive", "padding", "ednsflags",
-              "coflag", "ednsopts", "qid", "ednsneg")  # fmt: skip
+              "coflag", "ednsopts", "qid", "ednsneg", "besteffort")  # fmt: skip
 #: dig 9.18's names for +ednsopt=NAME[:HEX] (its optnames, any case)
 EDNS_OPTION_NAMES = {"llq": 1, "nsid": 3, "dau": 5, "dhu": 6, "n3u": 7, "ecs": 8,
                      "expire": 9, "cookie": 10, "keepalive": 11, "padding": 12, "pad": 12,
@@ -298,7 +298,8 @@ def query_bits(o: argparse.Namespace) -> Any:
                      header_only=v["header_only"], subnet=v["subnet"], expire=v["expire"],
                      keepalive=v["keepalive"], padding=v["padding"],
                      ednsflags=v["ednsflags"], coflag=v["coflag"], ednsopts=v["ednsopts"],
-                     qid=v["qid"], ednsneg=v["ednsneg"])  # fmt: skip
+                     qid=v["qid"], ednsneg=v["ednsneg"],
+                     besteffort=v["besteffort"])  # fmt: skip
 
 
 def _cookie_value(word: str, value: str) -> bytes:
@@ -818,8 +819,10 @@ def configure(p: argparse.ArgumentParser) -> None:
         "+ednsflags=N, +[no]coflag (EDNS flag bits), +qid=N (the message ID), "
         "+[no]ednsnegotiation (BADVERS asked again with version 0), +[no]expandaaaa "
         "(AAAA written whole), +timeout=S (+time=S); +search, +showsearch, +domain=NAME, "
-        "+ndots=N (this host's resolv.conf search list, as dig); +noidnin, +noidnout, "
-        "+besteffort (dig's defaults off a terminal; +idnin and +idnout are refused)",
+        "+ndots=N (this host's resolv.conf search list, as dig); +[no]besteffort "
+        "(+nobesteffort: a reply BIND reads only with its best effort is dig's Got bad "
+        "packet); +noidnin, +noidnout (dig's defaults off a terminal; +idnin and +idnout "
+        "are refused)",
     )
     p.add_argument(
         "-x", dest="reverse", action="append", metavar="ADDR",

@@ -124,6 +124,8 @@ class DnsResult:
     tsig_verified: bool | None = None
     tsig_key: Any = None  # the query's key (measure.dnstsig.TsigKey), None: unsigned
     query_wire: bytes | None = None  # the query as sent (dns_query's keep_query: dig +qr)
+    # read only with BIND's best effort (MALFORMED_NOTE): why, in BIND's words, else None
+    lenient: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -585,8 +587,13 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
         result.extra_bytes = len(wire) - pos
         # what parsed of a message cut short, or with a TSIG out of its place, as dig shows
         # it (BIND's best effort)
-        if cut or _misplaced_tsigs(wire) or _other_class(msg, wire):
+        misplaced = bool(_misplaced_tsigs(wire))
+        if cut or misplaced or _other_class(msg, wire):
             result.notes.append(MALFORMED_NOTE)
+            # what dig +nobesteffort says of it instead (BIND's parser's result)
+            result.lenient = ("TSIG in wrong location" if misplaced else
+                              "unexpected end of input" if cut else "FORMERR")  # fmt: skip
+            result.packet = wire
 
 
 MALFORMED_NOTE = "Warning: Message parser reports malformed message packet."
@@ -1250,6 +1257,7 @@ class QueryBits:
     ednsopts: tuple[tuple[int, bytes], ...] = ()  # +ednsopt=CODE[:HEX], after dig's own
     qid: int | None = None  # +qid=N: the message ID (default: random)
     ednsneg: bool = True  # +noednsnegotiation: a BADVERS answer is not asked again
+    besteffort: bool = True  # +nobesteffort: a reply BIND reads only with best effort is bad
 
     def with_edns(self) -> bool:
         """Whether these ask for an OPT record (dig: +subnet does even after +noedns)."""
@@ -1480,6 +1488,8 @@ async def dns_query(
                 await _over_tcp(session, query, result, addr, timeout, recorder)
             elif msg is not None and msg.flags & dns.flags.TC:
                 result.truncated = True
+        if not bits.besteffort and result.lenient is not None and result.error is None:
+            _refuse_lenient(result)  # dig +nobesteffort: the bad packet, not what parsed
         if result.rcode == "BADVERS" and version and bits.ednsneg:
             result.notes.append("BADVERS, retrying with EDNS version 0.")
             version = 0
@@ -1491,6 +1501,17 @@ async def dns_query(
 
 
 NO_OPT_NOTE = "expected opt record in response"
+
+
+def _refuse_lenient(result: DnsResult) -> None:
+    """A reply read with BIND's best effort as dig +nobesteffort has it: `Got bad packet`
+    (BIND's reason) and its hex dump, no records."""
+    result.notes.remove(MALFORMED_NOTE)
+    wire = result.packet or b""
+    via = " over TCP" if result.proto == "tcp" else ""
+    result.error = (f"malformed reply from {result.server}#{result.port}{via}: "
+                    f"{result.lenient} ({len(wire)} bytes)")  # fmt: skip
+    result.error_kind, result.reason = "malformed", result.lenient
 
 
 def query_record(wire: bytes) -> dict[str, Any]:

@@ -210,3 +210,28 @@ def test_search_list_as_dig(port: int, tmp_path: Path) -> None:
         assert normal(mine.stdout) == normal(theirs.stdout), words
         if words == ["+search", "www", "AAAA"]:
             assert ";www.test.\t\t\tIN\tAAAA" in mine.stdout and "nope" not in mine.stdout
+
+
+def test_nobesteffort_as_dig(port: int) -> None:
+    """+nobesteffort: a reply BIND reads only with its best effort (cut short, a TSIG out
+    of its place, records of another class) is dig's `Got bad packet: REASON` and hex
+    dump instead of what parsed; bytes after a whole message are not such a reply."""
+    import re
+
+    from test_dns_dig import dig, normal
+
+    hexid = re.compile(r"^(\d+ bytes\n)[0-9a-f]{2} [0-9a-f]{2} (.{51})..", re.M)
+    at = ["@127.0.0.1", "-p", str(port), "+nocookie", "+nobesteffort"]
+    for words, why in ((["cutname.test"], "unexpected end of input"),
+                       (["+tcp", "cutdata.test"], "unexpected end of input"),
+                       (["tsigans.test"], "TSIG in wrong location"),
+                       (["a.test", "-c", "HS"], "FORMERR"), (["counts.test"], "unexpected end"),
+                       (["badopt.test"], "unexpected end of input")):  # fmt: skip
+        a, b = ours(*at, *words), dig(*at, *words)
+        assert a.stdout.startswith(f";; Got bad packet: {why}"), (words, a.stdout)
+        assert hexid.sub(r"\1ID \2ID", normal(a.stdout)) == hexid.sub(
+            r"\1ID \2ID", normal(b.stdout)
+        ), words
+        assert a.returncode == 1  # our status for a reply that does not parse
+    assert "Warning: Message parser" in side_by_side(*at[:3], "+besteffort", "cutname.test")
+    side_by_side(*at, "junk.test")  # extra bytes only: the answer, as dig

@@ -384,3 +384,31 @@ def test_trace_signs_each_step(monkeypatch: pytest.MonkeyPatch) -> None:
     steps: list[object] = []
     d.addCallback(steps.append)
     assert isinstance(d, Deferred) and steps and seen == [key, key]
+
+
+def test_nobesteffort_makes_a_lenient_reply_a_bad_packet() -> None:
+    """A reply cut short in its second record: read with BIND's best effort by default
+    (dig's warning); +nobesteffort: dig's `Got bad packet` and hex dump."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    import dns.message
+    import dns.rrset
+    from ctl_fakes import Rig
+
+    from packetlab.measure.dns import MALFORMED_NOTE, dns_query
+
+    rig = Rig()
+
+    def server(q: bytes) -> list[bytes]:
+        r = dns.message.make_response(dns.message.from_wire(q))
+        r.use_edns(False)
+        r.answer.append(dns.rrset.from_text("a.test.", 300, "IN", "A", "192.0.2.1", "192.0.2.2"))
+        return [r.to_wire()[:-2]]
+
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = server
+    got = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", icmp=False))
+    assert got.error is None and got.notes == [MALFORMED_NOTE] and len(got.answers) == 1
+    strict = QueryBits(besteffort=False)
+    bad = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", icmp=False, bits=strict))
+    assert (bad.error_kind, bad.reason, bad.notes) == ("malformed", "unexpected end of input", [])
+    text = text_of(parse("+nobesteffort", "a.test"), bad.to_dict())
+    assert text.startswith(";; Got bad packet: unexpected end of input\n54 bytes\n")
