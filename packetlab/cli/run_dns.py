@@ -112,7 +112,7 @@ _ON_OFF = {"ttlid": "ttlid", "class": "show_class", "cl": "show_class",
            "zflag": "zflag", "expire": "expire", "keepalive": "keepalive", "fail": "fail",
            "besteffort": "besteffort", "rdflag": "norecurse", "identify": "identify",
            "coflag": "coflag", "expandaaaa": "expandaaaa", "ednsnegotiation": "ednsneg",
-           "ednsneg": "ednsneg"}  # fmt: skip
+           "ednsneg": "ednsneg", "yaml": "yaml"}  # fmt: skip
 for _word, _attr in _ON_OFF.items():
     _on = _attr != "norecurse"  # +rdflag is +recurse
     DIG_FLAGS[f"+{_word}"] = (_attr, _on)
@@ -171,7 +171,7 @@ def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | N
 # the command line's (a batch line's) options
 GLOBAL_SWITCHES = {"+short", "+noshort", "+split", "+nosplit", "+time", "+search", "+nosearch",
                    "+defname", "+nodefname", "+showsearch", "+noshowsearch", "+domain",
-                   "+ndots"}  # fmt: skip
+                   "+ndots", "+yaml", "+noyaml"}  # fmt: skip
 NDOTS_MAX = 15  # BIND's MAXNDOTS
 RESOLV_CONF = "/etc/resolv.conf"  # dig's search list and ndots: this host's, as dig reads them
 
@@ -819,7 +819,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         "+ednsflags=N, +[no]coflag (EDNS flag bits), +qid=N (the message ID), "
         "+[no]ednsnegotiation (BADVERS asked again with version 0), +[no]expandaaaa "
         "(AAAA written whole), +timeout=S (+time=S); +search, +showsearch, +domain=NAME, "
-        "+ndots=N (this host's resolv.conf search list, as dig); +[no]besteffort "
+        "+ndots=N (this host's resolv.conf search list, as dig); +[no]yaml (dig's YAML "
+        "items; not with +trace or transfers); +[no]besteffort "
         "(+nobesteffort: a reply BIND reads only with its best effort is dig's Got bad "
         "packet); +noidnin, +noidnout (dig's defaults off a terminal; +idnin and +idnout "
         "are refused)",
@@ -879,7 +880,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    padding=0, fail=True, besteffort=True, identify=False, idnin=False,
                    idnout=False, search=False, showsearch=False, domain=None,
                    ndots=None, ednsflags=0, coflag=False, ednsopts=(), qid=None,
-                   ednsneg=True, expandaaaa=False)  # fmt: skip
+                   ednsneg=True, expandaaaa=False, yaml=False)  # fmt: skip
     p.add_argument(
         "--server",
         metavar="ADDR[:PORT]",
@@ -951,6 +952,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if not 1 <= o.tries <= 10:
             raise RunError(f"+tries/--tries {o.tries}: must be 1..10 (+retry=N: N+1 tries)")
         qtypes = [t if is_xfr(t) else parse_qtype(t) for t in (types or ["A"])]
+        if getattr(o, "yaml", False) and (o.trace or any(is_xfr(t) for t in qtypes)):
+            raise RunError("+yaml: not built for +trace and zone transfers (AXFR, IXFR)")
         plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)]))
 
     tsig = _tsig_key(args)
@@ -1408,7 +1411,8 @@ def question_line(qname: str, qtype: str, qclass: str = "IN", style: Style = PLA
 FLAG_ORDER = ("QR", "AA", "TC", "RD", "RA", "AD", "CD")
 
 
-def _opt_lines(edns: Record) -> list[str]:
+def _opt_lines(edns: Record, yaml: bool = False) -> list[str]:
+    """dig's OPT pseudosection lines (`yaml`: as its YAML style words them)."""
     flags = "".join(f" {f}" for f in ("do", "co") if f in edns["flags"])
     mbz = edns.get("mbz", 0)
     tail = f"; MBZ: 0x{mbz:04x}, udp: {edns['udp']}" if mbz else f"; udp: {edns['udp']}"
@@ -1421,18 +1425,19 @@ def _opt_lines(edns: Record) -> list[str]:
             verdict = f" ({opt['cookie']})" if "cookie" in opt else ""
             lines.append(f"; COOKIE: {opt['data']}{verdict}")
             continue
-        known = _known_option(opt["code"], data)
+        known = _known_option(opt["code"], data, yaml)
         if known is not None:
             lines.append(known)
             continue
-        name = {3: "NSID"}.get(opt["code"], f"OPT={opt['code']}")
+        name = {3: "NSID", 12: "PAD"}.get(opt["code"], f"OPT={opt['code']}")
         lines.append(f'; {name}: {words} ("{shown}")' if data else f"; {name}:")
     return lines
 
 
-def _known_option(code: int, data: bytes) -> str | None:
-    """dig's line for CLIENT-SUBNET, EXPIRE, TCP KEEPALIVE and PADDING (None: another
-    option, or one whose data BIND would not read so)."""
+def _known_option(code: int, data: bytes, yaml: bool = False) -> str | None:
+    """dig's line for CLIENT-SUBNET, EXPIRE, TCP KEEPALIVE, PADDING, KEY-TAG, EDE (None:
+    another option, or one whose data BIND would not read so). `yaml`: dig's YAML words
+    (TCP-KEEPALIVE; PAD's bytes as another option's)."""
     import ipaddress
 
     from packetlab.measure.dns import ECS, EXPIRE, KEEPALIVE, PADDING, ttl_words
@@ -1448,8 +1453,9 @@ def _known_option(code: int, data: bytes) -> str | None:
         return f"; EXPIRE: {secs} ({ttl_words(secs)})" if data else "; EXPIRE:"
     if code == KEEPALIVE and len(data) in (0, 2):
         n = int.from_bytes(data, "big")
-        return f"; TCP KEEPALIVE: {n // 10}.{n % 10} secs" if data else "; TCP KEEPALIVE:"
-    if code == PADDING:
+        name = "TCP-KEEPALIVE" if yaml else "TCP KEEPALIVE"
+        return f"; {name}: {n // 10}.{n % 10} secs" if data else f"; {name}:"
+    if code == PADDING and not (yaml and data):
         return f"; PAD: ({len(data)} bytes)" if data else "; PAD:"
     if code == KEY_TAG and data and len(data) % 2 == 0:
         tags = (int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
@@ -1458,6 +1464,9 @@ def _known_option(code: int, data: bytes) -> str | None:
         info = int.from_bytes(data[:2], "big")
         name = f" ({EDE_NAMES[info]})" if info < len(EDE_NAMES) else ""
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in data[2:])
+        if yaml:  # dig's YAML: a mapping (and a blank line after an unnamed code alone)
+            extra = f'\n  EXTRA-TEXT: "{text}"' if text else "\n" if not name else ""
+            return f"; EDE:\n  INFO-CODE: {info}{name}{extra}"
         return f"; EDE: {info}{name}" + (f": ({text})" if text else "")
     return None
 
@@ -1593,6 +1602,8 @@ class DigText:
     def __call__(self, r: Record) -> str | None:
         if r["type"] != "dns":
             return None
+        if getattr(self.view, "yaml", False):
+            return "\n".join(self.yaml(r)) or None
         if r.get("xfr"):
             return "\n".join(self.transfer(r)) or None
         if r.get("error_kind") == "lame" and self.trace and not self.short:  # as dig's step
@@ -1633,6 +1644,30 @@ class DigText:
         if r.get("search_step"):  # dig +showsearch: the next lookup's whole banner again
             self.bannered = None
         return "\n".join(lines) if lines else None
+
+    def yaml(self, r: Record) -> list[str]:
+        """dig +yaml: the message (after the query with +qr) as dig's YAML item; no
+        answer: its DIG_ERROR item (dig's remarks before an answer are not shown)."""
+        from packetlab.cli import run_dns_yaml as y
+
+        if "error" in r:  # dig 9.18 says nothing of a bad packet in YAML
+            malformed = r.get("error_kind") == "malformed"
+            return [] if malformed else y.error_item("no servers could be reached")
+        # dig's YAML style: one line, +split's words, none of the other record switches
+        data = Style(False, self.style.split).data
+
+        def opt_lines(edns: Record) -> list[str]:
+            return _opt_lines(edns, yaml=True)
+
+        now = time.time()
+        lines: list[str] = []
+        if "query" in r:
+            from packetlab.measure.dns import query_record
+
+            sent = {**query_record(bytes.fromhex(r["query"])), "server": r["server"],
+                    "port": r["port"], "proto": r["proto"], "rtt_us": r.get("rtt_us")}  # fmt: skip
+            lines += y.message(sent, self.show, data, opt_lines, now=now)
+        return lines + y.message(r, self.show, data, opt_lines, short=self.short, now=now)
 
     @staticmethod
     def took(r: Record) -> str:

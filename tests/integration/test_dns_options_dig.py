@@ -7,6 +7,7 @@ query without a question): the same text but for what differs by nature (test_dn
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -216,8 +217,6 @@ def test_nobesteffort_as_dig(port: int) -> None:
     """+nobesteffort: a reply BIND reads only with its best effort (cut short, a TSIG out
     of its place, records of another class) is dig's `Got bad packet: REASON` and hex
     dump instead of what parsed; bytes after a whole message are not such a reply."""
-    import re
-
     from test_dns_dig import dig, normal
 
     hexid = re.compile(r"^(\d+ bytes\n)[0-9a-f]{2} [0-9a-f]{2} (.{51})..", re.M)
@@ -235,3 +234,40 @@ def test_nobesteffort_as_dig(port: int) -> None:
         assert a.returncode == 1  # our status for a reply that does not parse
     assert "Warning: Message parser" in side_by_side(*at[:3], "+besteffort", "cutname.test")
     side_by_side(*at, "junk.test")  # extra bytes only: the answer, as dig
+
+
+YAML_NATURE = [
+    (re.compile(r"!!timestamp \S+"), "!!timestamp T"),
+    (re.compile(r"^(      id: )\d+$", re.M), r"\1ID"),
+    (re.compile(r"(COOKIE: )[0-9a-f]{16}"), r"\1CLIENT"),
+    (re.compile(r"( TSIG \S+) \d+ (\d+) (\d+) \S+ \d+ "), r"\1 T \2 \3 MAC ID "),
+]
+
+
+def test_yaml_as_dig(port: int) -> None:
+    """+yaml: dig's YAML items, the same but for the times, the ID, the client cookie
+    (and a TSIG's time, MAC and ID)."""
+    from test_dns_dig import dig
+
+    def yaml_normal(text: str) -> str:
+        for pattern, repl in YAML_NATURE:
+            text = pattern.sub(repl, text)
+        return text
+
+    at = ["@127.0.0.1", "-p", str(port)]
+    secret = "c2VjcmV0c2VjcmV0IGtleSBmb3IgdGVzdHM="
+    for words in (["a.test", "mx.test", "MX"], ["+nsid", "+dnssec", "+expire", "nope.test", "+qr"],
+                  ["+noall", "+answer", "a.test"], ["+time=1", "+tries=1", "silent.test"],
+                  ["+short", "a.test"], ["-y", f"hmac-sha256:tk.test:{secret}", "a.test"],
+                  ["+tcp", "a.test"], ["big.test", "TXT", "+noedns"],
+                  ["+nottlid", "+noclass", "+nocrypto", "+dnssec", "a.test"],
+                  ["+split=8", "test", "DNSKEY"], ["+qr", "+padding=64", "a.test"],
+                  ["+qr", "+header-only", "a.test"], ["garbage.test"],
+                  ["+zflag", "+qr", "a.test", "+norec"], ["ednsopts.test"],
+                  ["+subnet=192.0.2.0/24", "+keepalive", "+expire", "+tcp", "+qr", "a.test"],
+                  ["@127.0.0.2", "a.test"]):  # fmt: skip
+        a, b = ours(*at, "+yaml", *words), dig(*at, "+yaml", *words)
+        assert "Traceback" not in a.stderr, a.stderr
+        assert yaml_normal(a.stdout) == yaml_normal(b.stdout), words
+    got = ours(*at, "+yaml", "+trace", "a.test")
+    assert got.returncode == 2 and "+yaml: not built for +trace" in got.stderr

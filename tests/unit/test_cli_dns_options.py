@@ -5,6 +5,7 @@ tests/integration/test_dns_options_dig.py runs both side by side."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -267,7 +268,8 @@ def test_help_documents_the_switches(capsys: pytest.CaptureFixture[str]) -> None
                  "+[no]unknownformat", "+[no]qr", "+[no]header-only", "+[no]aaflag", "+[no]zflag",
                  "+opcode=", "+subnet=ADDR", "+[no]expire", "+ednsopt=", "+ednsflags=",
                  "+[no]coflag", "+qid=", "+[no]expandaaaa", "+[no]ednsnegotiation",
-                 "+timeout=", "+padding=N", "+[no]keepalive",
+                 "+timeout=", "+[no]yaml", "+showsearch", "+domain=NAME", "+ndots=N",
+                 "+[no]besteffort", "+padding=N", "+[no]keepalive",
                  "+[no]fail", "+[no]identify"):  # fmt: skip
         assert word in text, word
 
@@ -412,3 +414,62 @@ def test_nobesteffort_makes_a_lenient_reply_a_bad_packet() -> None:
     assert (bad.error_kind, bad.reason, bad.notes) == ("malformed", "unexpected end of input", [])
     text = text_of(parse("+nobesteffort", "a.test"), bad.to_dict())
     assert text.startswith(";; Got bad packet: unexpected end of input\n54 bytes\n")
+
+
+# dig @127.0.0.1 -p 53029 +yaml +dnssec a.test (dig 9.18.49): its item, the times as T
+DIG_YAML = """\
+- type: MESSAGE
+  message:
+    type: AUTH_RESPONSE
+    query_time: !!timestamp 2026-12-05T09:09:35.414Z
+    response_time: !!timestamp 2026-12-05T09:09:35.414Z
+    message_size: 167b
+    socket_family: INET
+    socket_protocol: UDP
+    response_address: "127.0.0.1"
+    response_port: 53029
+    query_address: "0.0.0.0"
+    query_port: 0
+    response_message_data:
+      opcode: QUERY
+      status: NOERROR
+      id: 44758
+      flags: qr aa rd
+      QUESTION: 1
+      ANSWER: 3
+      AUTHORITY: 0
+      ADDITIONAL: 1
+      OPT_PSEUDOSECTION:
+        EDNS:
+          version: 0
+          flags: do
+          udp: 1232
+      QUESTION_SECTION:
+        - 'a.test. IN A'
+      ANSWER_SECTION:
+        - 'a.test. 300 IN A 192.0.2.2'
+        - 'a.test. 300 IN A 192.0.2.1'
+        - 'a.test. 300 IN RRSIG A 13 2 300 20270101000000 20261201000000 4242 test. \
+ThGV3wIN5Z4NZaM6QnnxGD565OXZgOMJ+LVa3/LmHD6kIHaXcNeEwXnx MXquEiYgTTx8sUWts87pJ9MzEmgyPw=='
+"""
+
+
+def test_yaml_is_digs_item() -> None:
+    from packetlab.cli import run_dns_yaml
+
+    a = parse("@127.0.0.1", "+yaml", "+nottlid", "a.test")  # dig's YAML: every field
+    r = {**A_DNSSEC, "rtt_us": 0.0}
+    lines = run_dns.DigText(a).yaml(r)
+    now = run_dns_yaml.stamp(1796461775.414)
+    assert now == "2026-12-05T09:09:35.414Z"
+    text = "\n".join(lines) + "\n"
+    assert re.sub(r"!!timestamp \S+", f"!!timestamp {now}", text) == DIG_YAML
+    assert run_dns.DigText(a).yaml({**r, "error": "x", "error_kind": "timeout"}) == [
+        "- type: DIG_ERROR", "  message: |", "    no servers could be reached"
+    ]  # fmt: skip
+    edns = {"version": 0, "flags": [], "mbz": 0, "udp": 1232,
+            "options": [{"code": 15, "data": "0063"}, {"code": 11, "data": "012c"},
+                        {"code": 12, "data": "0000"}]}  # fmt: skip
+    assert run_dns._opt_lines(edns, yaml=True)[1:] == [
+        "; EDE:\n  INFO-CODE: 99\n", "; TCP-KEEPALIVE: 30.0 secs", '; PAD: 00 00 ("..")'
+    ]  # fmt: skip
