@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from packetlab.cli import pcapout
+from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
@@ -102,37 +103,7 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+nosplit": ("split", 0), "+ignore": ("ignore", True),
              "+noignore": ("ignore", False), "+onesoa": ("onesoa", True),
              "+noonesoa": ("onesoa", False)}  # fmt: skip
-# since session 16: dig 9.18's display and query switches, each +WORD and +noWORD (an
-# alias maps onto the same attribute), as dig reads them
-_ON_OFF = {"ttlid": "ttlid", "class": "show_class", "cl": "show_class",
-           "ttlunits": "ttlunits", "crypto": "crypto", "rrcomments": "rrcomments",
-           "unknownformat": "unknownformat", "qr": "qr", "header-only": "header_only",
-           "aaflag": "aaflag", "aaonly": "aaflag", "adflag": "adflag", "ad": "adflag",
-           "cdflag": "cdflag", "cd": "cdflag", "raflag": "raflag", "tcflag": "tcflag",
-           "zflag": "zflag", "expire": "expire", "keepalive": "keepalive", "fail": "fail",
-           "besteffort": "besteffort", "rdflag": "norecurse", "identify": "identify",
-           "coflag": "coflag", "expandaaaa": "expandaaaa", "ednsnegotiation": "ednsneg",
-           "ednsneg": "ednsneg", "yaml": "yaml"}  # fmt: skip
-for _word, _attr in _ON_OFF.items():
-    _on = _attr != "norecurse"  # +rdflag is +recurse
-    DIG_FLAGS[f"+{_word}"] = (_attr, _on)
-    DIG_FLAGS[f"+no{_word}"] = (_attr, not _on)
-for _word in ("search", "defname"):  # dig: +[no]defname is +[no]search
-    DIG_FLAGS[f"+{_word}"], DIG_FLAGS[f"+no{_word}"] = ("search", True), ("search", False)
-DIG_FLAGS["+noidnin"] = ("idnin", False)  # dig's default when not on a terminal
-DIG_FLAGS["+noidnout"] = ("idnout", False)
-#: dig's opcode names (+opcode=NAME; a number 0..15 too)
-OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
-#: the query's header bits and EDNS options from dig's switches (measure.dns.QueryBits)
-QUERY_BITS = ("aaflag", "adflag", "cdflag", "raflag", "tcflag", "zflag", "opcode",
-              "header_only", "subnet", "expire", "keepalive", "padding", "ednsflags",
-              "coflag", "ednsopts", "qid", "ednsneg", "besteffort")  # fmt: skip
-#: dig 9.18's names for +ednsopt=NAME[:HEX] (its optnames, any case)
-EDNS_OPTION_NAMES = {"llq": 1, "nsid": 3, "dau": 5, "dhu": 6, "n3u": 7, "ecs": 8,
-                     "expire": 9, "cookie": 10, "keepalive": 11, "padding": 12, "pad": 12,
-                     "chain": 13, "key-tag": 14, "ede": 15, "client-tag": 16,
-                     "server-tag": 17}  # fmt: skip
-EDNS_OPTIONS_MAX = 100  # dig's EDNSOPT_OPTIONS
+DIG_FLAGS.update(switches.FLAGS)  # since session 16: dig 9.18's other switches
 DIG_VALUES = {"+time": "wait", "+timeout": "wait", "+tries": "tries", "+retry": "tries",
               "+bufsize": "bufsize", "+edns": "edns", "+split": "split"}  # fmt: skip
 SPLIT_MAX = 1023  # dig's bound for +split
@@ -172,8 +143,6 @@ def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | N
 GLOBAL_SWITCHES = {"+short", "+noshort", "+split", "+nosplit", "+time", "+search", "+nosearch",
                    "+defname", "+nodefname", "+showsearch", "+noshowsearch", "+domain",
                    "+ndots", "+yaml", "+noyaml"}  # fmt: skip
-NDOTS_MAX = 15  # BIND's MAXNDOTS
-RESOLV_CONF = "/etc/resolv.conf"  # dig's search list and ndots: this host's, as dig reads them
 
 
 def _warn(args: argparse.Namespace, text: str) -> None:
@@ -211,95 +180,6 @@ def _split_value(word: str, value: str, args: argparse.Namespace | None = None) 
         else:
             _warn(args, text)
     return n
-
-
-def _query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None:
-    """dig's +opcode=NAME|N, +subnet=ADDR[/PREFIX] (EDNS on, as dig), +padding=N
-    (0..512, EDNS on) into `at`."""
-    from packetlab.measure.dns import PADDING_MAX, subnet_option
-
-    if key == "+ednsopt":
-        code, _, data = value.partition(":")
-        number = EDNS_OPTION_NAMES.get(code.lower(), int(code) if code.isdigit() else -1)
-        if not 0 <= number <= 0xFFFF:
-            raise RunError(f"{word}: bad edns code point: {code} (0..65535 or dig's "
-                           "names: NSID, ECS, EXPIRE, COOKIE, KEEPALIVE, PAD, ...)")  # fmt: skip
-        try:
-            raw = bytes.fromhex(data)
-        except ValueError:
-            raise RunError(f"{word}: the value must be hex digits") from None
-        if len(at.ednsopts) >= EDNS_OPTIONS_MAX:
-            raise RunError(f"{word}: too many ednsopts (at most {EDNS_OPTIONS_MAX})")
-        at.ednsopts = (*at.ednsopts, (number, raw))
-        at.edns = max(at.edns, 0)
-    elif key in ("+ednsflags", "+qid"):
-        top = 0xFFFF
-        try:
-            n = int(value, 0) if key == "+ednsflags" else int(value)
-        except ValueError:
-            n = -1
-        if not 0 <= n <= top:
-            raise RunError(f"{word}: invalid {key[1:]} {value!r}: expected 0..{top}")
-        setattr(at, key[1:], n)
-        if key == "+ednsflags":
-            at.edns = max(at.edns, 0)
-    elif key == "+opcode":
-        op = OPCODES.get(value.lower(), int(value) if value.isdigit() else -1)
-        if not 0 <= op <= 15:
-            raise RunError(f"{word}: expected an opcode (QUERY, IQUERY, STATUS, NOTIFY, "
-                           "UPDATE) or a number 0..15")  # fmt: skip
-        at.opcode = op
-    elif key == "+subnet":
-        try:
-            at.subnet = subnet_option(value)
-        except ValueError:
-            raise RunError(f"{word}: invalid address {value!r} (ADDR[/PREFIX], or 0)") from None
-    else:
-        if not value.isdigit() or int(value) > PADDING_MAX:
-            raise RunError(f"{word}: invalid padding {value!r}: expected 0..{PADDING_MAX}")
-        at.padding = int(value)
-        at.edns = max(at.edns, 0)
-
-
-def search_names(name: str, args: argparse.Namespace) -> list[str]:
-    """The names dig 9.18 asks for `name`, in order (+search, +domain, +ndots; dig's
-    usesearch, domainopt and ndots are globals: the command line's): with fewer dots
-    than ndots (resolv.conf's `options ndots:N`, default 1), the name in each domain of
-    the search list (resolv.conf's `search`/`domain`, this host's as dig reads them;
-    +domain=D: D alone), then as given; else (or absolute) as given only. The next is
-    asked only after an NXDOMAIN."""
-    top = _base_of(args)
-    while isinstance(top, BatchLine):
-        top = top.__dict__["_base"]
-    if not getattr(top, "search", False) or name.endswith("."):
-        return [name]
-    from packetlab.measure.resolvconf import search_of
-
-    try:
-        with open(RESOLV_CONF, encoding="utf-8", errors="replace") as f:
-            domains, ndots = search_of(f.read(65536))
-    except OSError:
-        domains, ndots = [], None
-    if top.domain is not None:
-        domains = [top.domain]
-    ndots = top.ndots if top.ndots is not None else 1 if ndots is None else ndots
-    if name.count(".") >= ndots:
-        return [name, ""]  # "": asked as given first, the search list never (dig: see _search)
-    return [f"{name}.{d.strip('.')}." if d.strip(".") else f"{name}." for d in domains] + [name]
-
-
-def query_bits(o: argparse.Namespace) -> Any:
-    """The query switches of `o` (a line's, a name's) as measure.dns.QueryBits."""
-    from packetlab.measure.dns import QueryBits
-
-    v = {k: getattr(o, k) for k in QUERY_BITS}
-    return QueryBits(aa=v["aaflag"], ad=v["adflag"], cd=v["cdflag"], ra=v["raflag"],
-                     tc=v["tcflag"], z=v["zflag"], opcode=v["opcode"],
-                     header_only=v["header_only"], subnet=v["subnet"], expire=v["expire"],
-                     keepalive=v["keepalive"], padding=v["padding"],
-                     ednsflags=v["ednsflags"], coflag=v["coflag"], ednsopts=v["ednsopts"],
-                     qid=v["qid"], ednsneg=v["ednsneg"],
-                     besteffort=v["besteffort"])  # fmt: skip
 
 
 def _cookie_value(word: str, value: str) -> bytes:
@@ -598,7 +478,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 at.edns = max(at.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
             elif key in ("+opcode", "+subnet", "+padding", "+ednsflags", "+ednsopt",
                          "+qid") and eq:  # fmt: skip
-                _query_value(at, key, value, word)
+                switches.query_value(at, key, value, word)
             elif key in ("+ednsflags", "+noednsflags") and not eq:
                 at.ednsflags = 0
             elif key == "+noednsopt" and not eq:
@@ -609,8 +489,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 _check_name(value or ".")
                 args.domain, args.search = value, True
             elif key == "+ndots" and eq:
-                if not value.isdigit() or int(value) > NDOTS_MAX:
-                    raise RunError(f"{word}: expected a number 0..{NDOTS_MAX}")
+                if not value.isdigit() or int(value) > switches.NDOTS_MAX:
+                    raise RunError(f"{word}: expected a number 0..{switches.NDOTS_MAX}")
                 args.ndots = int(value)
             elif key in ("+noopcode", "+nosubnet") and not eq:
                 setattr(at, key[3:], 0 if key == "+noopcode" else None)
@@ -873,14 +753,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         f"past it the transfer stops with an error [default: {XFR_MAX_RECORDS}]",
     )  # fmt: skip
     p.set_defaults(nsid=False, cookie=True, multiline=False, split=None, ignore=False,
-                   onesoa=False, ttlid=True, show_class=True, ttlunits=False, crypto=True,
-                   rrcomments=None, unknownformat=False, qr=False, header_only=False,
-                   aaflag=False, adflag=True, cdflag=False, raflag=False, tcflag=False,
-                   zflag=False, opcode=0, subnet=None, expire=False, keepalive=False,
-                   padding=0, fail=True, besteffort=True, identify=False, idnin=False,
-                   idnout=False, search=False, showsearch=False, domain=None,
-                   ndots=None, ednsflags=0, coflag=False, ednsopts=(), qid=None,
-                   ednsneg=True, expandaaaa=False, yaml=False)  # fmt: skip
+                   onesoa=False, **switches.DEFAULTS)  # fmt: skip
     p.add_argument(
         "--server",
         metavar="ADDR[:PORT]",
@@ -1006,7 +879,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 await _search(
                     session,
                     servers,
-                    search_names(name, o),
+                    switches.search_names(name, o),
                     qtype,
                     emit,
                     bool(getattr(args, "showsearch", False)),
@@ -1024,7 +897,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     nsid=o.nsid,
                     cookie=o.cookie,
                     tsig=tsig,
-                    bits=query_bits(o),
+                    bits=switches.query_bits(o),
                     keep_query=bool(o.qr),
                     servfail_next=not o.fail,
                 )
@@ -1425,61 +1298,13 @@ def _opt_lines(edns: Record, yaml: bool = False) -> list[str]:
             verdict = f" ({opt['cookie']})" if "cookie" in opt else ""
             lines.append(f"; COOKIE: {opt['data']}{verdict}")
             continue
-        known = _known_option(opt["code"], data, yaml)
+        known = switches.known_option(opt["code"], data, yaml)
         if known is not None:
             lines.append(known)
             continue
         name = {3: "NSID", 12: "PAD"}.get(opt["code"], f"OPT={opt['code']}")
         lines.append(f'; {name}: {words} ("{shown}")' if data else f"; {name}:")
     return lines
-
-
-def _known_option(code: int, data: bytes, yaml: bool = False) -> str | None:
-    """dig's line for CLIENT-SUBNET, EXPIRE, TCP KEEPALIVE, PADDING, KEY-TAG, EDE (None:
-    another option, or one whose data BIND would not read so). `yaml`: dig's YAML words
-    (TCP-KEEPALIVE; PAD's bytes as another option's)."""
-    import ipaddress
-
-    from packetlab.measure.dns import ECS, EXPIRE, KEEPALIVE, PADDING, ttl_words
-
-    if code == ECS and len(data) >= 4 and data[:2] in (b"\0\1", b"\0\2"):
-        size = 4 if data[1] == 1 else 16
-        if len(data) - 4 > size:
-            return None
-        addr = ipaddress.ip_address(data[4:].ljust(size, b"\0"))
-        return f"; CLIENT-SUBNET: {addr}/{data[2]}/{data[3]}"
-    if code == EXPIRE and len(data) in (0, 4):
-        secs = int.from_bytes(data, "big")
-        return f"; EXPIRE: {secs} ({ttl_words(secs)})" if data else "; EXPIRE:"
-    if code == KEEPALIVE and len(data) in (0, 2):
-        n = int.from_bytes(data, "big")
-        name = "TCP-KEEPALIVE" if yaml else "TCP KEEPALIVE"
-        return f"; {name}: {n // 10}.{n % 10} secs" if data else f"; {name}:"
-    if code == PADDING and not (yaml and data):
-        return f"; PAD: ({len(data)} bytes)" if data else "; PAD:"
-    if code == KEY_TAG and data and len(data) % 2 == 0:
-        tags = (int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-        return "; KEY-TAG: " + ", ".join(map(str, tags))
-    if code == EDE and len(data) >= 2:
-        info = int.from_bytes(data[:2], "big")
-        name = f" ({EDE_NAMES[info]})" if info < len(EDE_NAMES) else ""
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in data[2:])
-        if yaml:  # dig's YAML: a mapping (and a blank line after an unnamed code alone)
-            extra = f'\n  EXTRA-TEXT: "{text}"' if text else "\n" if not name else ""
-            return f"; EDE:\n  INFO-CODE: {info}{name}{extra}"
-        return f"; EDE: {info}{name}" + (f": ({text})" if text else "")
-    return None
-
-
-KEY_TAG, EDE = 14, 15  # EDNS option codes (RFC 8145, RFC 8914)
-#: BIND 9.18's names of the extended DNS errors (its edetext), by INFO-CODE
-EDE_NAMES = ("Other", "Unsupported DNSKEY Algorithm", "Unsupported DS Digest Type",
-             "Stale Answer", "Forged Answer", "DNSSEC Indeterminate", "DNSSEC Bogus",
-             "Signature Expired", "Signature Not Yet Valid", "DNSKEY Missing", "RRSIGs Missing",
-             "No Zone Key Bit Set", "NSEC Missing", "Cached Error", "Not Ready", "Blocked",
-             "Censored", "Filtered", "Prohibited", "Stale NXDOMAIN Answer", "Not Authoritative",
-             "Not Supported", "No Reachable Authority", "Network Error",
-             "Invalid Data")  # fmt: skip
 
 
 def hex_dump(data: bytes) -> list[str]:
@@ -1915,7 +1740,7 @@ def budget(args: argparse.Namespace) -> float:
         servers = max(len(getattr(o, "servers", None) or ()), 1)
         tries = o.tries + servers - 1  # dig's requeue: the first server's tries, one a next
         # measure.dns.TRACE_STEPS; +search: the names asked in turn
-        steps = 16 if getattr(o, "trace", False) else len(search_names(entry[0], o))
+        steps = 16 if getattr(o, "trace", False) else len(switches.search_names(entry[0], o))
         for qtype in entry[1] or ["A"]:
             if is_xfr(qtype):  # each attempt: its connect, then at most XFR_MAX_S
                 total += o.tries * max(len(getattr(o, "servers", None) or ()), 1) * (o.wait + 300)

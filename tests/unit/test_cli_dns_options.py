@@ -16,6 +16,7 @@ import pytest
 from test_cli_dns import A_DNSSEC, parse, text_of
 
 from packetlab.cli import run_dns
+from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
 from packetlab.measure.dns import DIG_QUERY, QueryBits, _make_query, query_record
 
@@ -52,7 +53,7 @@ def query_of(*words: str, qid: int | None = 0) -> bytes:
     qtype = (types or ["A"])[0]
     edns = None if o.edns < 0 else o.edns
     q = _make_query(dns.name.from_text(name), qtype, edns, 1232, bool(o.dnssec),
-                    not o.norecurse, "IN", o.nsid, None, run_dns.query_bits(o))  # fmt: skip
+                    not o.norecurse, "IN", o.nsid, None, switches.query_bits(o))  # fmt: skip
     if qid is not None:
         q.id = qid
     return bytes(q.to_wire())
@@ -89,7 +90,7 @@ def test_expandaaaa_as_dig() -> None:
 
 
 def test_the_default_query_bits_are_digs() -> None:
-    assert run_dns.query_bits(parse("a.test")) == DIG_QUERY == QueryBits()
+    assert switches.query_bits(parse("a.test")) == DIG_QUERY == QueryBits()
     # +padding turns EDNS on (as dig), after +noedns too; +subnet asks for an OPT
     assert parse("+noedns", "+padding=16", "a.test").edns == 0
     assert query_of("+subnet=0")[-8:].hex() == "0008000400010000"  # 0.0.0.0/0, as dig
@@ -222,7 +223,7 @@ def test_bad_values_are_one_line_errors(argv: list[str], message: str) -> None:
 
 def test_switches_after_a_name_are_its_own() -> None:
     a = parse("a.test", "+opcode=status", "+subnet=192.0.2.0/24", "b.test")
-    first, second = (run_dns.query_bits(p[3] or a) for p in a.plan)
+    first, second = (switches.query_bits(p[3] or a) for p in a.plan)
     assert (first.opcode, first.subnet) == (2, bytes.fromhex("000118" + "00c00002"))
     assert second == DIG_QUERY
 
@@ -278,11 +279,11 @@ def test_search_names_as_dig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     conf = tmp_path / "resolv.conf"
     conf.write_text("nameserver 192.0.2.53\ndomain old.test\nsearch a.test b.test.\n"
                     "options rotate ndots:2\n")  # fmt: skip
-    monkeypatch.setattr(run_dns, "RESOLV_CONF", str(conf))
+    monkeypatch.setattr(switches, "RESOLV_CONF", str(conf))
 
     def names(*words: str) -> list[str]:
         a = parse(*words)
-        return run_dns.search_names(a.plan[0][0], a.plan[0][3] or a)
+        return switches.search_names(a.plan[0][0], a.plan[0][3] or a)
 
     assert names("www") == ["www"]  # no +search: as given (dig's default)
     assert names("+search", "www") == ["www.a.test.", "www.b.test.", "www"]
@@ -294,7 +295,7 @@ def test_search_names_as_dig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert names("+showsearch", "+nosearch", "www") == ["www"]
     with pytest.raises(RunError, match=r"\+ndots=16: expected a number 0..15"):
         parse("+ndots=16", "www")
-    monkeypatch.setattr(run_dns, "RESOLV_CONF", str(tmp_path / "none"))
+    monkeypatch.setattr(switches, "RESOLV_CONF", str(tmp_path / "none"))
     assert names("+search", "www") == ["www"]  # no resolv.conf: no search list
 
 
