@@ -62,7 +62,7 @@ EDNS_OPTIONS_MAX = 100  # dig's EDNSOPT_OPTIONS
 def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None:
     """dig's +ednsopt=CODE[:HEX], +ednsflags=N, +qid=N, +opcode=NAME|N,
     +subnet=ADDR[/PREFIX], +padding=N (0..512) into `at` (EDNS on, as dig, for
-    +ednsopt, +ednsflags and +padding; +subnet asks for an OPT record by itself)."""
+    +ednsflags and +padding, not +ednsopt; +subnet asks for an OPT record by itself)."""
     from packetlab.measure.dns import PADDING_MAX, subnet_option
 
     if key == "+ednsopt":
@@ -77,8 +77,7 @@ def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None
             raise RunError(f"{word}: the value must be hex digits") from None
         if len(at.ednsopts) >= EDNS_OPTIONS_MAX:
             raise RunError(f"{word}: too many ednsopts (at most {EDNS_OPTIONS_MAX})")
-        at.ednsopts = (*at.ednsopts, (number, raw))
-        at.edns = max(at.edns, 0)
+        at.ednsopts = (*at.ednsopts, (number, raw))  # as dig: EDNS not turned on by it
     elif key in ("+ednsflags", "+qid"):
         top = 0xFFFF
         try:

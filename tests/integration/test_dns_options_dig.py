@@ -168,6 +168,8 @@ def _capture(cmd: list[str], tcp: bool) -> bytes:
         ["+coflag", "+ednsflags=0xffff", "+dnssec", "a.test"],
         ["+ednsopt=65001:abcd", "+ednsopt=5", "+nsid", "+ednsopt=ecs:00010000", "a.test"],
         ["+noednsneg", "+edns=1", "a.test"],
+        ["+noedns", "+ednsopt=5", "+coflag", "+expire", "a.test"],  # no OPT, as dig
+        ["+noedns", "+ednsflags=0x80", "a.test"],  # an OPT, as dig
     ],
 )
 def test_the_query_is_digs_bytes(words: list[str]) -> None:
