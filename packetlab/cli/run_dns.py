@@ -1355,6 +1355,7 @@ class DigText:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.bannered: argparse.Namespace | None = None  # whose banner was shown last
+        self.tsig_failures = False  # a reply's TSIG did not verify (dig: every later says so)
 
     @property
     def view(self) -> argparse.Namespace:
@@ -1435,6 +1436,10 @@ class DigText:
             notes = [f";; {n}" for n in r.get("notes", []) if not n.startswith("BAD ")]
             return "\n".join([*notes, *self.trace_step(r), f";; {r['error']}"])
         lines = [f";; {note}" for note in r.get("notes", [])]
+        if "error" in r and "query" in r and r.get("error_kind") in ("timeout", "refused"):
+            return "\n".join(self.with_queries(r, [";; no servers could be reached"]))
+        if "error" in r and "query" in r and r.get("error_kind") == "malformed":
+            return "\n".join([*self.banner(always=True), *self.sending(r), *error_lines(r)])
         if "error" in r:
             texts = getattr(self.view, "server_texts", None) or {}
             lines += error_lines(r, texts.get(r["server"]) or self.user_server)
@@ -1460,8 +1465,8 @@ class DigText:
                      if getattr(self.view, "identify", False) else "")  # fmt: skip
             lines += [style.data(a) + where for a in r["answers"]]
             return "\n".join(lines) or None
-        if "query" in r:  # dig +qr: the banner, the query as sent, then what came of it
-            lines = [*self.banner(), *self.sending(r), *lines]
+        if "query" in r:  # dig +qr: the banner, each query as sent, then what came of it
+            return "\n".join(self.with_queries(r, self.message(r)))
         lines += self.banner()
         if self.trace:
             return "\n".join([*lines, *self.trace_step(r)])
@@ -1611,9 +1616,7 @@ class DigText:
             f";; WHEN: {time.strftime('%a %b %d %H:%M:%S %Z %Y')}",
             size_line,
             *(
-                [";; WARNING -- Some TSIG could not be validated"]
-                if r.get("tsig_verified") is False
-                else []
+                [";; WARNING -- Some TSIG could not be validated"] if self.tsig_failed(r) else []
             ),  # dig's, after the size
             *(
                 [";; WARNING -- TSIG key was not used."]
@@ -1623,6 +1626,13 @@ class DigText:
             ),
             "",
         ]
+
+    def tsig_failed(self, r: Record) -> bool:
+        """dig's `Some TSIG could not be validated`: from the first reply that did not
+        verify, every later signed lookup's too (dig's `validated` is a global)."""
+        if r.get("tsig_verified") is False:
+            self.tsig_failures = True
+        return self.tsig_failures and r.get("tsig_verified") is not None
 
     def message(self, r: Record, show: dict[str, bool] | None = None) -> list[str]:
         """The reply: header, OPT pseudosection, sections and statistics as dig shows
@@ -1684,6 +1694,42 @@ class DigText:
                 "",
             ] * twice
         return lines
+
+    def with_queries(self, r: Record, tail: list[str]) -> list[str]:
+        """dig +qr: the banner, then each query sent (`;; Sending:`) before what came of
+        it (a communications error, a truncated reply, a SERVFAIL with +nofail, a
+        BADVERS: the next round's query), the remarks on the last reply, then `tail`
+        (the reply; `no servers could be reached`). A TCP connection that failed sent
+        nothing: its lines as they are."""
+        wires = [*r.get("query_before", []), r["query"]]
+        k = 0
+        out: list[str] = []
+        after: list[str] = []
+        before: list[str] = []  # the lines before the first query
+
+        def send() -> None:
+            if not out:  # dig's banner comes with the first message it prints
+                out.extend(self.banner(always=True))
+            out.extend(self.sending({"query": wires[min(k, len(wires) - 1)]}))
+
+        tries = error_lines(r) if "error" in r else []
+        for note in [*r.get("notes", []), *(t.removeprefix(";; ") for t in tries)]:
+            if note.startswith(("communications error", "Truncated, retrying", "BADVERS")) or (
+                note.startswith("Got SERVFAIL reply") and note.endswith("trying next server")
+            ):  # fmt: skip
+                send()
+                out.append(f";; {note}")
+                k += note.startswith("BADVERS")
+            elif note.startswith(("Connection to", "no servers could be reached")):
+                (out if out else before).append(f";; {note}")
+            else:
+                after.append(f";; {note}")
+        if "error" not in r:
+            send()
+            out += after
+        elif not out:
+            out = self.banner(always=True)
+        return [*before, *out, *tail]
 
     def sending(self, r: Record) -> list[str]:
         """dig +qr: `;; Sending:` and the query as dig prints it before it goes (its

@@ -124,6 +124,7 @@ class DnsResult:
     tsig_verified: bool | None = None
     tsig_key: Any = None  # the query's key (measure.dnstsig.TsigKey), None: unsigned
     query_wire: bytes | None = None  # the query as sent (dns_query's keep_query: dig +qr)
+    query_before: list[bytes] = field(default_factory=list)  # those of a BADVERS round
     # read only with BIND's best effort (MALFORMED_NOTE): why, in BIND's words, else None
     lenient: str | None = None
 
@@ -145,6 +146,8 @@ class DnsResult:
             out["qclass"] = self.qclass
         if self.query_wire is not None:
             out["query"] = self.query_wire.hex()
+            if self.query_before:
+                out["query_before"] = [w.hex() for w in self.query_before]
         if self.error is not None:
             out["error"] = self.error
             out["error_kind"] = self.error_kind
@@ -1462,6 +1465,7 @@ async def dns_query(
     if family is not None and addr.version != family:
         raise DnsError(f"-{family}: the server {addr} is not an IPv{family} address")
     result = DnsResult(name.to_text(), rtype, str(addr), port, "udp")
+    earlier: list[bytes] = []  # keep_query: the queries of the rounds before (BADVERS)
     for _ in range(2):  # a second round only after BADVERS
         query = _make_query(name, rtype, version, payload, dnssec, recursion, qclass, nsid,
                             sent_cookie, bits)  # fmt: skip
@@ -1474,7 +1478,7 @@ async def dns_query(
         result = DnsResult(name.to_text(), rtype, str(addr), port, "udp", notes=result.notes,
                            qclass=qclass, cookie=sent_cookie, tsig_key=tsig)  # fmt: skip
         if keep_query:
-            result.query_wire = _render(query)
+            result.query_wire, result.query_before = _render(query), earlier
         if tcp:
             await _over_tcp(session, query, result, addr, timeout, recorder)
         else:
@@ -1484,7 +1488,8 @@ async def dns_query(
                 result = DnsResult(result.qname, rtype, result.server, port, "tcp",
                                    truncated=True, notes=notes, qclass=qclass,
                                    cookie=sent_cookie, tsig_key=tsig,
-                                   query_wire=result.query_wire)  # fmt: skip
+                                   query_wire=result.query_wire,
+                                   query_before=result.query_before)  # fmt: skip
                 await _over_tcp(session, query, result, addr, timeout, recorder)
             elif msg is not None and msg.flags & dns.flags.TC:
                 result.truncated = True
@@ -1493,6 +1498,8 @@ async def dns_query(
         if result.rcode == "BADVERS" and version and bits.ednsneg:
             result.notes.append("BADVERS, retrying with EDNS version 0.")
             version = 0
+            if result.query_wire is not None:
+                earlier = [*earlier, result.query_wire]
             continue
         break
     if expect_opt and result.error is None and result.edns is None:
@@ -1526,6 +1533,8 @@ def query_record(wire: bytes) -> dict[str, Any]:
         "answers": [], "authority": [a.to_dict() for a in _records(msg.authority)],
         "additional": [], "edns": _edns_of(msg),
     }  # fmt: skip
+    if msg.tsig is not None:  # a signed query: dig shows its TSIG too
+        out["tsig"] = [a.to_dict() for a in _records([msg.tsig])]
     if out["edns"] is not None:
         for opt in out["edns"]["options"]:
             if opt["code"] == PADDING:

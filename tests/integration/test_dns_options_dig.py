@@ -68,6 +68,16 @@ def test_qr_header_only_header_bits_and_opcode_as_dig(port: int) -> None:
     assert "opcode: STATUS" in side_by_side(*at, "+qr", "+opcode=status", "a.test")
     side_by_side(*at, "+opcode=3", "+tcp", "a.test", "+noopcode", "b.test")
     side_by_side(*at, "+qr", "+nostats", "+nocomments", "a.test")
+    # each query sent before what came of it: tries, a TC retry, a BADVERS round, servers
+    out = side_by_side(*at, "+qr", "big.test", "TXT", "+noedns")
+    assert (
+        out.count(";; Sending:") == 2 and ";; Truncated, retrying in TCP mode.\n;; Sending:" in out
+    )
+    assert side_by_side(*at, "+qr", "+time=1", "+tries=2", "silent.test").count("Sending") == 2
+    side_by_side(*at, "+qr", "+edns=1", "a.test")
+    side_by_side(*at[1:], "@127.0.0.2", "+qr", "+tries=2", "a.test")
+    side_by_side(*at[1:], "@127.0.0.2", "@127.0.0.1", "+qr", "+tcp", "+tries=1", "a.test")
+    side_by_side(*at, "@127.0.0.1", "+nofail", "+qr", "servfail.test")
 
 
 def test_edns_options_as_dig(port: int) -> None:

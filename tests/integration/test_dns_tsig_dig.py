@@ -271,3 +271,15 @@ def test_signed_trace_as_dig(port: int) -> None:
     a, _ = same(*at, "-y", f"hmac-sha256:tk.test:{SECRET}", "+trace", "badmac.sig")
     assert ";; Couldn't verify signature: tsig verify failure" in a.stdout
     same(*at, "-y", f"hmac-sha256:other.key:{SECRET}", "+trace", "a.test")  # BADKEY: stops
+
+
+def test_a_signed_query_with_qr_as_dig(port: int) -> None:
+    """+qr -y: the query's TSIG pseudosection in its `;; Sending:` block, as dig; the
+    TSIG warning after a failure, as dig's."""
+    at = ["@127.0.0.1", "-p", str(port), "-y", f"hmac-sha256:tk.test:{SECRET}", "+qr"]
+    a, _ = same(*at, "badmac.sig", "a.test")
+    assert a.stdout.count(";; TSIG PSEUDOSECTION:") == 4
+    # dig's `validated` is a global: after a reply that did not verify, every later
+    # lookup's statistics say so too (a.test's verified)
+    a, _ = same(*at[:-1], "a.test", "badmac.sig", "a.test")
+    assert a.stdout.count(";; WARNING -- Some TSIG could not be validated") == 2

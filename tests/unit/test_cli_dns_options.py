@@ -477,3 +477,47 @@ def test_yaml_is_digs_item() -> None:
     assert run_dns._opt_lines(edns, yaml=True)[1:] == [
         "; EDE:\n  INFO-CODE: 99\n", "; TCP-KEEPALIVE: 30.0 secs", '; PAD: 00 00 ("..")'
     ]  # fmt: skip
+
+
+def test_qr_shows_each_query_before_what_came_of_it() -> None:
+    """dig +qr: a `;; Sending:` block before each try's communications error, before a
+    truncated reply's retry and before the answer; a BADVERS round's query its own;
+    a failed TCP connection sent nothing (dig 9.18.49's order)."""
+    first = query_of("+edns=1").hex()
+    second = query_of().hex()
+    r = {**A_DNSSEC, "query": second, "query_before": [first],
+         "notes": ["communications error to 192.0.2.9#53: timed out",
+                   "Connection to 192.0.2.8#53(192.0.2.8) for a.test failed: connection refused.",
+                   "BADVERS, retrying with EDNS version 0.",
+                   "Couldn't verify signature: tsig verify failure"]}  # fmt: skip
+    text = text_of(
+        parse("@127.0.0.1", "+qr", "+nocomments", "+noquestion", "+nostats", "a.test"), r
+    )
+    heads = [line for line in text.splitlines() if not line.startswith(("a.test.", ";; QUERY"))]
+    assert heads[4:] == [
+        ";; communications error to 192.0.2.9#53: timed out",
+        ";; Connection to 192.0.2.8#53(192.0.2.8) for a.test failed: connection refused.",
+        ";; BADVERS, retrying with EDNS version 0.",
+        ";; Couldn't verify signature: tsig verify failure",
+    ]  # fmt: skip  (+nocomments: no Sending titles; the queries' lines are cut above)
+    a = parse("@127.0.0.1", "+qr", "a.test")
+    text = text_of(a, r)
+    assert text.count(";; Sending:") == 3
+    assert text.index("version: 1") < text.index("BADVERS") < text.rindex("version: 0")
+    lost = {**A_DNSSEC, "query": second, "error": "x", "error_kind": "timeout", "tries": 2,
+            "notes": []}  # fmt: skip
+    text = text_of(parse("@127.0.0.1", "+qr", "a.test"), lost)
+    assert text.count(";; Sending:") == 2 and text.endswith(
+        ";; communications error to 127.0.0.1#53029: timed out\n;; no servers could be reached\n"
+    )
+
+
+def test_a_tsig_failure_is_said_after_every_later_signed_reply_as_dig() -> None:
+    a = parse("+noall", "+stats", "a.test", "b.test", "c.test")
+    warn = ";; WARNING -- Some TSIG could not be validated"
+    texts = [text_of(a, {**A_DNSSEC, "tsig_verified": ok}) for ok in (True, False, True)]
+    assert [warn in t for t in texts] == [False, True, True]  # one run: dig's global
+    rows = run_dns.DigText(a)
+    shown = ["\n".join(rows.stats({**A_DNSSEC, "tsig_verified": ok}, "x")) for ok in
+             (True, False, True, None)]  # fmt: skip
+    assert [warn in t for t in shown] == [False, True, True, False]
