@@ -1439,7 +1439,7 @@ class DigText:
         if "error" in r and "query" in r and r.get("error_kind") in ("timeout", "refused"):
             return "\n".join(self.with_queries(r, [";; no servers could be reached"]))
         if "error" in r and "query" in r and r.get("error_kind") == "malformed":
-            return "\n".join([*self.banner(always=True), *self.sending(r), *error_lines(r)])
+            return "\n".join([*self.banner(), *self.sending(r), *error_lines(r)])
         if "error" in r:
             texts = getattr(self.view, "server_texts", None) or {}
             lines += error_lines(r, texts.get(r["server"]) or self.user_server)
@@ -1707,9 +1707,12 @@ class DigText:
         after: list[str] = []
         before: list[str] = []  # the lines before the first query
 
+        sent: list[bool] = []
+
         def send() -> None:
-            if not out:  # dig's banner comes with the first message it prints
-                out.extend(self.banner(always=True))
+            if not sent:  # dig's banner comes with the first message it prints (+cmd)
+                out.extend(self.banner())
+                sent.append(True)
             out.extend(self.sending({"query": wires[min(k, len(wires) - 1)]}))
 
         tries = error_lines(r) if "error" in r else []
@@ -1721,14 +1724,12 @@ class DigText:
                 out.append(f";; {note}")
                 k += note.startswith("BADVERS")
             elif note.startswith(("Connection to", "no servers could be reached")):
-                (out if out else before).append(f";; {note}")
+                (out if sent else before).append(f";; {note}")
             else:
                 after.append(f";; {note}")
         if "error" not in r:
             send()
             out += after
-        elif not out:
-            out = self.banner(always=True)
         return [*before, *out, *tail]
 
     def sending(self, r: Record) -> list[str]:

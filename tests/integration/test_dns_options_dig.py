@@ -78,6 +78,10 @@ def test_qr_header_only_header_bits_and_opcode_as_dig(port: int) -> None:
     side_by_side(*at[1:], "@127.0.0.2", "+qr", "+tries=2", "a.test")
     side_by_side(*at[1:], "@127.0.0.2", "@127.0.0.1", "+qr", "+tcp", "+tries=1", "a.test")
     side_by_side(*at, "@127.0.0.1", "+nofail", "+qr", "servfail.test")
+    side_by_side(*at[1:], "@127.0.0.2", "+qr", "+tcp", "+tries=1", "a.test")  # nothing sent
+    # +nocmd (before or after the name): no banner, as dig prints none with a query
+    assert "<<>>" not in side_by_side(*at, "a.test", "+nocmd", "+qr")
+    side_by_side(*at, "+qr", "silent.test", "+nocmd", "+time=1", "+tries=1")
 
 
 def test_edns_options_as_dig(port: int) -> None:
