@@ -739,8 +739,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-y", dest="tsig_y", metavar="[HMAC:]NAME:SECRET",
         help="sign the queries and transfers with this TSIG key (secret in base64; HMAC "
-        "hmac-md5 (default, as dig 9.18), hmac-sha1, -sha224, -sha256, -sha384, -sha512) and "
-        "check the replies' signatures, as dig -y",
+        "hmac-md5 (default, as dig 9.18), hmac-sha1, -sha224, -sha256, -sha384, -sha512; "
+        "HMAC-BITS, e.g. hmac-sha256-128: the MAC cut to BITS) and check the replies' "
+        "signatures, as dig -y (+trace: each step; on a -f line: the first line's is the "
+        "run's key, as dig 9.18)",
     )  # fmt: skip
     p.add_argument(
         "-k", dest="tsig_file", metavar="FILE",
