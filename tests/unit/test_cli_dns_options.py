@@ -273,7 +273,8 @@ def test_help_documents_the_switches(capsys: pytest.CaptureFixture[str]) -> None
                  "+opcode=", "+subnet=ADDR", "+[no]expire", "+ednsopt=", "+ednsflags=",
                  "+[no]coflag", "+qid=", "+[no]expandaaaa", "+[no]ednsnegotiation",
                  "+timeout=", "+[no]yaml", "+showsearch", "+domain=NAME", "+ndots=N",
-                 "+[no]besteffort", "hmac-sha256-128: the MAC cut to BITS", "+padding=N", "+[no]keepalive",
+                 "+[no]besteffort", "hmac-sha256-128: the MAC cut to BITS", "+padding=N",
+                 "+[no]keepalive",
                  "+[no]fail", "+[no]identify"):  # fmt: skip
         assert word in text, word
 
