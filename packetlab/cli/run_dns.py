@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from packetlab.cli import pcapout
+from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 
@@ -33,6 +34,9 @@ examples:
   pktlab run dns @192.0.2.53 a.test -t MX @192.0.2.54 b.test  # a.test MX (.53, then .54), b.test A
   pktlab run dns @192.0.2.53 example.com AXFR     # a zone transfer over TCP, as dig
   pktlab run dns @192.0.2.53 example.com IXFR=42  # the changes since serial 42 (or the zone)
+  pktlab run dns +nottlid +noclass +nocrypto example.com DNSKEY   # dig's record forms
+  pktlab run dns +qr +subnet=192.0.2.0/24 +padding=128 example.com  # the query too, as sent
+  pktlab run dns @192.0.2.53 @192.0.2.54 +nofail example.com  # SERVFAIL: the next server
 
 Output is dig's (header, OPT pseudosection, question, answer, authority, additional,
 statistics; +[no]cmd, +[no]comments, +[no]question, +[no]answer, +[no]authority,
@@ -99,8 +103,9 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+nosplit": ("split", 0), "+ignore": ("ignore", True),
              "+noignore": ("ignore", False), "+onesoa": ("onesoa", True),
              "+noonesoa": ("onesoa", False)}  # fmt: skip
-DIG_VALUES = {"+time": "wait", "+tries": "tries", "+retry": "tries", "+bufsize": "bufsize",
-              "+edns": "edns", "+split": "split"}  # fmt: skip
+DIG_FLAGS.update(switches.FLAGS)  # since session 16: dig 9.18's other switches
+DIG_VALUES = {"+time": "wait", "+timeout": "wait", "+tries": "tries", "+retry": "tries",
+              "+bufsize": "bufsize", "+edns": "edns", "+split": "split"}  # fmt: skip
 SPLIT_MAX = 1023  # dig's bound for +split
 XFR_MAX_RECORDS = 100_000  # measure.dnsxfr's (not imported here: dnspython loads late)
 BATCH_LINES = 10_000  # -f FILE: query lines at most (each answer is kept for the summary)
@@ -135,7 +140,9 @@ def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | N
 
 # dig's switches that are global variables (not a lookup's): after a name too, they set
 # the command line's (a batch line's) options
-GLOBAL_SWITCHES = {"+short", "+noshort", "+split", "+nosplit", "+time"}
+GLOBAL_SWITCHES = {"+short", "+noshort", "+split", "+nosplit", "+time", "+search", "+nosearch",
+                   "+defname", "+nodefname", "+showsearch", "+noshowsearch", "+domain",
+                   "+ndots", "+yaml", "+noyaml"}  # fmt: skip
 
 
 def _warn(args: argparse.Namespace, text: str) -> None:
@@ -301,7 +308,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
     # dig's global switches: set on a line, they stay for the lines after it
     # (and -p: dig's `port` is a global, the line's port and every later line's)
     sticky = {"short": args.short, "cmd": args.show["cmd"], "split": args.split,
-              "port": args.port}  # fmt: skip
+              "port": args.port, "tsig_unused": False}  # fmt: skip
     with f:
         while line := f.readline(BATCH_LINE_BYTES + 1):
             n += 1
@@ -319,28 +326,41 @@ def _batch_lines(args: argparse.Namespace) -> None:
             mine = BatchLine(args)  # the command line's options, then the line's own
             mine.show = {**args.show, "cmd": sticky["cmd"]}
             mine.short, mine.split, mine.port = sticky["short"], sticky["split"], sticky["port"]
+            if sticky["tsig_unused"]:
+                mine.tsig_unused = True
+            mine.first_line = not args.plan  # dig reads it before it makes its TSIG key
             mine.plan, mine.types, mine.reverse, mine.qclass = [], args.types, None, args.qclass
             mine.warnings = []  # shown when the line's query is (_show_line_warnings)
             _dig_words(mine, _batch_options(mine, words, f"-f {args.batch}:{n}"), top=False)
             mine.batch_words = words  # dig's banner for the line shows it
             args.plan += [(name, types, cls, o or mine) for name, types, cls, o in mine.plan]
+            unused = vars(mine).get("tsig_unused", False)
             sticky = {"short": mine.short, "cmd": mine.show["cmd"], "split": mine.split,
-                      "port": mine.port}  # fmt: skip
+                      "port": mine.port, "tsig_unused": unused}  # fmt: skip
     if not args.plan:
         raise RunError(f"-f {args.batch}: no name to look up")
 
 
 def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> list[str | Dash]:
     """A batch line's dashed options: -p PORT, -4, -6 into `mine`; -t TYPE, -c CLASS and
-    -x ADDR in their place among the other words (dig's scoping, as on the command line)."""
+    -x ADDR in their place among the other words (dig's scoping, as on the command line);
+    -y and -k as dig 9.18 takes them: on the first line, the run's key (dig reads that
+    line before it makes its key: every line signed); on a later one no key, and -y's
+    `;; WARNING -- TSIG key was not used.` from that line on when no key was made."""
     rest: list[str | Dash] = []
     it = iter(words)
     for word in it:
-        if word in ("-t", "-c", "-x", "-p"):
+        if word in ("-t", "-c", "-x", "-p", "-y", "-k"):
             value = next(it, None)
             if value is None:
                 raise RunError(f"{where}: {word} needs a value")
-            if word != "-p":
+            if word in ("-y", "-k"):
+                top = mine.__dict__["_base"]
+                if mine.first_line:
+                    setattr(top, "tsig_y" if word == "-y" else "tsig_file", value)
+                elif word == "-y" and top.tsig_y is None and top.tsig_file is None:
+                    mine.tsig_unused = True
+            elif word != "-p":
                 rest.append(Dash(word, value))
             elif not value.isdigit():
                 raise RunError(f"{where}: -p {value}: bad port")
@@ -456,6 +476,28 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             elif key == "+cookie" and eq:
                 at.cookie = _cookie_value(word, value)
                 at.edns = max(at.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
+            elif key in ("+opcode", "+subnet", "+padding", "+ednsflags", "+ednsopt",
+                         "+qid") and eq:  # fmt: skip
+                switches.query_value(at, key, value, word)
+            elif key in ("+ednsflags", "+noednsflags") and not eq:
+                at.ednsflags = 0
+            elif key == "+noednsopt" and not eq:
+                at.ednsopts = ()
+            elif key in ("+showsearch", "+noshowsearch") and not eq:
+                args.showsearch = args.search = key == "+showsearch"  # as dig: both
+            elif key == "+domain" and eq:  # as dig: the search list of one, search on
+                _check_name(value or ".")
+                args.domain, args.search = value, True
+            elif key == "+ndots" and eq:
+                if not value.isdigit() or int(value) > switches.NDOTS_MAX:
+                    raise RunError(f"{word}: expected a number 0..{switches.NDOTS_MAX}")
+                args.ndots = int(value)
+            elif key in ("+noopcode", "+nosubnet") and not eq:
+                setattr(at, key[3:], 0 if key == "+noopcode" else None)
+            elif key in ("+idnin", "+idnout"):
+                raise RunError(f"{word}: IDN names not supported here (dig's default when "
+                               "its output is not a terminal: +noidnin +noidnout; give "
+                               "names in their xn-- form)")  # fmt: skip
             elif key in DIG_FLAGS and not eq and DIG_FLAGS[key][0] == "tcp" and not top:
                 pass  # dig 9.18 ignores +[no]tcp and +[no]vc on a batch line (is_batchfile)
             elif key in DIG_FLAGS and not eq:
@@ -465,6 +507,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     at.tcp_set = True
                 if key in ("+nsid", "+cookie"):
                     at.edns = max(at.edns, 0)
+                if key == "+short" and on:  # dig: +short turns the lookup's rrcomments off
+                    at.rrcomments = False
             elif key in DIG_VALUES and eq:
                 try:
                     n = float(value) if key == "+time" else int(value) + (key == "+retry")
@@ -481,7 +525,11 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
                     "+ignore, +tries=N, +retry=N, +[no]nsid, +[no]cookie[=HEX], +[no]multiline, "
                     "+split=N, +[no]onesoa, +[no]cmd/comments/question/answer/authority/"
-                    "additional/stats/all; see --help)"
+                    "additional/stats/all, +[no]ttlid, +[no]class, +[no]ttlunits, +[no]crypto, "
+                    "+[no]rrcomments, +[no]unknownformat, +[no]qr, +[no]header-only, "
+                    "+[no]aaflag/adflag/cdflag/raflag/tcflag/zflag, +opcode=N, +subnet=ADDR/N, "
+                    "+[no]expire, +[no]keepalive, +padding=N, +[no]fail, +[no]identify; "
+                    "see --help)"
                 )
         elif loose and word.lower() == "ixfr":  # as dig: neither a type nor a name
             _warn(args, ";; Warning, ixfr requires a serial number")
@@ -637,7 +685,25 @@ def configure(p: argparse.ArgumentParser) -> None:
         "+time=S, +tries=N, +retry=N, +short, +[no]multiline, +split=N, +[no]nsid, "
         "+[no]cookie[=HEX], +[no]onesoa (AXFR: the first SOA only), +[no]cmd, "
         "+[no]comments, +[no]question, +[no]answer, +[no]authority, +[no]additional, "
-        "+[no]stats, +[no]all",
+        "+[no]stats, +[no]all; the records' form: +[no]ttlid, +[no]class, +[no]ttlunits "
+        "(TTLs as 1h30m), +[no]crypto (keys as [key id = N], signatures and digests "
+        "[omitted]), +[no]rrcomments (DNSKEY's and SOA's comments; default: with "
+        "+multiline), +[no]unknownformat (RFC 3597's \\# N HEX), +[no]identify (+short: "
+        "the server and time after each answer); the query: +[no]qr (print it as sent), "
+        "+[no]header-only (no question), +[no]aaflag, +[no]adflag (on by default), "
+        "+[no]cdflag, +[no]raflag, +[no]tcflag, +[no]zflag (header bits), +opcode=NAME|N, "
+        "+subnet=ADDR[/PREFIX] (EDNS client subnet; 0: 0.0.0.0/0), +[no]expire, "
+        "+[no]keepalive, +padding=N (a multiple of N bytes, 0..512), +[no]fail (+nofail: "
+        "a SERVFAIL reply asks the next server), +ednsopt=CODE[:HEX] (CODE a number or "
+        "dig's name: NSID, ECS, EXPIRE, COOKIE, KEEPALIVE, PAD, ...; +noednsopt: none), "
+        "+ednsflags=N, +[no]coflag (EDNS flag bits), +qid=N (the message ID), "
+        "+[no]ednsnegotiation (BADVERS asked again with version 0), +[no]expandaaaa "
+        "(AAAA written whole), +timeout=S (+time=S); +search, +showsearch, +domain=NAME, "
+        "+ndots=N (this host's resolv.conf search list, as dig); +[no]yaml (dig's YAML "
+        "items; not with +trace or transfers); +[no]besteffort "
+        "(+nobesteffort: a reply BIND reads only with its best effort is dig's Got bad "
+        "packet); +noidnin, +noidnout (dig's defaults off a terminal; +idnin and +idnout "
+        "are refused)",
     )
     p.add_argument(
         "-x", dest="reverse", action="append", metavar="ADDR",
@@ -673,8 +739,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-y", dest="tsig_y", metavar="[HMAC:]NAME:SECRET",
         help="sign the queries and transfers with this TSIG key (secret in base64; HMAC "
-        "hmac-md5 (default, as dig 9.18), hmac-sha1, -sha224, -sha256, -sha384, -sha512) and "
-        "check the replies' signatures, as dig -y",
+        "hmac-md5 (default, as dig 9.18), hmac-sha1, -sha224, -sha256, -sha384, -sha512; "
+        "HMAC-BITS, e.g. hmac-sha256-128: the MAC cut to BITS) and check the replies' "
+        "signatures, as dig -y (+trace: each step; on a -f line: the first line's is the "
+        "run's key, as dig 9.18)",
     )  # fmt: skip
     p.add_argument(
         "-k", dest="tsig_file", metavar="FILE",
@@ -687,7 +755,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         f"past it the transfer stops with an error [default: {XFR_MAX_RECORDS}]",
     )  # fmt: skip
     p.set_defaults(nsid=False, cookie=True, multiline=False, split=None, ignore=False,
-                   onesoa=False)  # fmt: skip
+                   onesoa=False, **switches.DEFAULTS)  # fmt: skip
     p.add_argument(
         "--server",
         metavar="ADDR[:PORT]",
@@ -759,6 +827,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if not 1 <= o.tries <= 10:
             raise RunError(f"+tries/--tries {o.tries}: must be 1..10 (+retry=N: N+1 tries)")
         qtypes = [t if is_xfr(t) else parse_qtype(t) for t in (types or ["A"])]
+        if getattr(o, "yaml", False) and (o.trace or any(is_xfr(t) for t in qtypes)):
+            raise RunError("+yaml: not built for +trace and zone transfers (AXFR, IXFR)")
         plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)]))
 
     tsig = _tsig_key(args)
@@ -805,13 +875,16 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                         on_step=lambda r: emit(r.to_dict()),
                         nsid=o.nsid,
                         cookie=o.cookie,
+                        tsig=tsig,  # signed, as dig signs each step
                     )
                     continue
-                result = await _ask(
+                await _search(
                     session,
                     servers,
-                    name,
+                    switches.search_names(name, o),
                     qtype,
+                    emit,
+                    bool(getattr(args, "showsearch", False)),
                     tcp=o.tcp,
                     tcp_fallback=not o.ignore,  # +ignore: a truncated answer as it came
                     timeout=o.wait,
@@ -826,8 +899,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     nsid=o.nsid,
                     cookie=o.cookie,
                     tsig=tsig,
+                    bits=switches.query_bits(o),
+                    keep_query=bool(o.qr),
+                    servfail_next=not o.fail,
                 )
-                emit(result.to_dict())
 
     return pcapout.recording(args, recorder, run)
 
@@ -961,6 +1036,35 @@ def _xfr_cookie(cookie: bool | bytes) -> bytes | None:
     return cookie or None
 
 
+async def _search(
+    session: Any,
+    servers: Sequence[tuple[str | None, int]],
+    names: list[str],
+    qtype: str,
+    emit: Emit,
+    show: bool,
+    **options: Any,
+) -> Any:
+    """dig +search: each of `names` (`search_names`) while the answer is NXDOMAIN; the
+    last answer emitted, those before it only with +showsearch (each marked
+    `search_step`: dig prints its whole banner again before the next). A name asked as
+    given first (`search_names`' "") whose answer is NXDOMAIN is marked `stats_twice`:
+    dig 9.18 prints its statistics twice then."""
+    as_is_first = names[1:] == [""]
+    names = [n for n in names if n]
+    for i, name in enumerate(names):
+        result = await _ask(session, servers, name, qtype, **options)
+        if result.rcode != "NXDOMAIN" or i == len(names) - 1:
+            break
+        if show:
+            emit({**result.to_dict(), "search_step": True})
+    record = result.to_dict()
+    if as_is_first and result.rcode == "NXDOMAIN":
+        record["stats_twice"] = True
+    emit(record)
+    return result
+
+
 async def _ask(
     session: Any, servers: Sequence[tuple[str | None, int]], name: str, qtype: str, **options: Any
 ) -> Any:
@@ -983,17 +1087,27 @@ async def _ask_udp(
     from packetlab.measure.dns import dns_query
 
     notes: list[str] = []
-    left, i = options.pop("attempts"), 0
+    servfail_next = options.pop("servfail_next", False)
+    attempts = options.pop("attempts")
+    left, i, first = attempts, 0, 0
     while True:
         server, port = servers[i]
-        tries = left if i == 0 else 1
+        tries = left if i == first else 1
         result = await dns_query(session, name, qtype, server=server, port=port,
                                  attempts=tries, **options)  # fmt: skip
-        if i == 0:
+        if i == first:
             left -= max(result.tries, 1)  # a refusal ends its tries early: the rest left
+        if servfail_next and result.rcode == "SERVFAIL":  # dig +nofail: the next server
+            if i + 1 == len(servers):
+                notes.append(f"Got SERVFAIL reply from {server}")
+                break
+            notes.append(f"Got SERVFAIL reply from {server}, trying next server")
+            i = first = i + 1  # asked anew, with the lookup's tries (as dig)
+            left = attempts
+            continue
         if result.error is None or result.error_kind == "malformed":
             break
-        if i == 0 and left > 0 and result.error_kind == "refused":
+        if i == first and left > 0 and result.error_kind == "refused":
             pass  # the first server again, with the tries left
         elif i + 1 < len(servers):
             i += 1
@@ -1015,10 +1129,18 @@ async def _ask_tcp(
     from packetlab.measure.dns import dns_query
 
     notes: list[str] = []
+    servfail_next = options.pop("servfail_next", False)
     left, i = options["attempts"], 0
     while True:
         server, port = servers[i]
         result = await dns_query(session, name, qtype, server=server, port=port, **options)
+        if servfail_next and result.rcode == "SERVFAIL":  # dig +nofail: the next server
+            if i + 1 == len(servers):
+                notes.append(f"Got SERVFAIL reply from {server}")
+                break
+            notes.append(f"Got SERVFAIL reply from {server}, trying next server")
+            i += 1
+            continue
         if result.error is None or result.error_kind not in ("refused", "tcp"):
             break
         if left > 1:
@@ -1067,30 +1189,85 @@ MULTILINE_COLUMNS = (24, 24, 24, 32)  # dig +multiline's (BIND's style for it)
 
 class Style:
     """How dig lays records out: its columns and, with +multiline or +split=N, the data
-    written again (measure.dns.restyle) in BIND's multi-line form or N-character words."""
+    written again (measure.dns.restyle) in BIND's multi-line form or N-character words;
+    +nottlid and +noclass leave out the TTL and class (BIND's columns for them),
+    +ttlunits writes TTLs in units (`1h30m`), +[no]rrcomments, +nocrypto and
+    +unknownformat as `presentation` says."""
 
-    def __init__(self, multiline: bool = False, split: int | None = None) -> None:
+    def __init__(self, multiline: bool = False, split: int | None = None, *, ttl: bool = True,
+                 cls: bool = True, ttlunits: bool = False, comments: bool | None = None,
+                 crypto: bool = True, unknown: bool = False,
+                 expandaaaa: bool = False) -> None:  # fmt: skip
         self.multiline, self.split = multiline, split
-        self.columns = MULTILINE_COLUMNS if multiline else COLUMNS
+        self.ttl, self.cls, self.ttlunits = ttl, cls, ttlunits
+        self.comments, self.crypto, self.unknown = comments, crypto, unknown
+        self.expandaaaa = expandaaaa
+        # dig's columns (dns_master_stylecreate in its printmessage)
+        self.columns = (MULTILINE_COLUMNS if multiline or not (ttl or cls) else
+                        (24, 24, 32, 40) if not (ttl and cls) else COLUMNS)  # fmt: skip
         # a line break goes on at the rdata column, in tabs as BIND indents
         self.linebreak = "\n" + _pad(0, self.columns[3])[0] if multiline else None
 
     def data(self, a: Record) -> str:
-        if not self.multiline and self.split is None:
+        if self.expandaaaa and a["type"] == "AAAA" and not self.unknown:  # dig +expandaaaa
+            import ipaddress
+
+            try:
+                return ipaddress.IPv6Address(a["data"]).exploded
+            except ValueError:
+                return str(a["data"])
+        plain = self.comments is None or (not self.comments and not self.multiline)
+        if not self.multiline and self.split is None and plain and self.crypto and (
+            not self.unknown
+        ):  # fmt: skip
             return str(a["data"])
         from packetlab.measure.dns import restyle
 
-        return restyle(a["data"], a["type"], a.get("class", "IN"), self.split, self.linebreak)
+        return restyle(a["data"], a["type"], a.get("class", "IN"), self.split,
+                       self.linebreak, comments=self.comments, crypto=self.crypto,
+                       unknown=self.unknown)  # fmt: skip
+
+    def ttl_text(self, ttl: int) -> str:
+        return ttl_units(ttl) if self.ttlunits else str(ttl)
+
+    def names(self, a: Record) -> tuple[str, str]:
+        """The class and type as written: +unknownformat's CLASSn and TYPEn."""
+        cls, rtype = a.get("class", "IN"), a["type"]
+        if not self.unknown:
+            return cls, rtype
+        import dns.rdataclass
+        import dns.rdatatype
+
+        try:
+            return (f"CLASS{int(dns.rdataclass.from_text(cls))}",
+                    f"TYPE{int(dns.rdatatype.from_text(rtype))}")  # fmt: skip
+        except (ValueError, dns.rdataclass.UnknownRdataclass, dns.rdatatype.UnknownRdatatype):
+            return cls, rtype
 
 
 PLAIN = Style()
 
 
+def ttl_units(seconds: int) -> str:
+    """dig +ttlunits: BIND 9.18's short TTL text (dns_ttl_totext): `1w2d3h4m5s`, `0s`."""
+    parts = [f"{n}{u}" for n, u in ((seconds // 604800, "w"), (seconds // 86400 % 7, "d"),
+             (seconds // 3600 % 24, "h"), (seconds // 60 % 60, "m")) if n]  # fmt: skip
+    if seconds % 60 or not parts:
+        parts.append(f"{seconds % 60}s")
+    return "".join(parts)
+
+
 def rr_line(a: Record, style: Style = PLAIN) -> str:
-    """A resource record as dig prints it: the fields at its tab columns."""
+    """A resource record as dig prints it: the fields at its tab columns (no TTL with
+    +nottlid, no class with +noclass: the next field at that one's column, as BIND)."""
+    cls, rtype = style.names(a)
+    fields = [(style.ttl_text(a["ttl"]), style.columns[0], style.ttl),
+              (cls, style.columns[1], style.cls), (rtype, style.columns[2], True),
+              (style.data(a), style.columns[3], True)]  # fmt: skip
     out, col = a["name"], len(a["name"])
-    for text, to in zip((str(a["ttl"]), a.get("class", "IN"), a["type"], style.data(a)),
-                        style.columns, strict=True):  # fmt: skip
+    for text, to, shown in fields:
+        if not shown:
+            continue
         gap, col = _pad(col, to)
         out += gap + text
         col += len(text)
@@ -1109,8 +1286,9 @@ def question_line(qname: str, qtype: str, qclass: str = "IN", style: Style = PLA
 FLAG_ORDER = ("QR", "AA", "TC", "RD", "RA", "AD", "CD")
 
 
-def _opt_lines(edns: Record) -> list[str]:
-    flags = " do" if "do" in edns["flags"] else ""
+def _opt_lines(edns: Record, yaml: bool = False) -> list[str]:
+    """dig's OPT pseudosection lines (`yaml`: as its YAML style words them)."""
+    flags = "".join(f" {f}" for f in ("do", "co") if f in edns["flags"])
     mbz = edns.get("mbz", 0)
     tail = f"; MBZ: 0x{mbz:04x}, udp: {edns['udp']}" if mbz else f"; udp: {edns['udp']}"
     lines = [f"; EDNS: version: {edns['version']}, flags:{flags}{tail}"]
@@ -1122,8 +1300,12 @@ def _opt_lines(edns: Record) -> list[str]:
             verdict = f" ({opt['cookie']})" if "cookie" in opt else ""
             lines.append(f"; COOKIE: {opt['data']}{verdict}")
             continue
-        name = {3: "NSID"}.get(opt["code"], f"OPT={opt['code']}")
-        lines.append(f'; {name}: {words} ("{shown}")' if data else f"; {name}")
+        known = switches.known_option(opt["code"], data, yaml)
+        if known is not None:
+            lines.append(known)
+            continue
+        name = {3: "NSID", 12: "PAD"}.get(opt["code"], f"OPT={opt['code']}")
+        lines.append(f'; {name}: {words} ("{shown}")' if data else f"; {name}:")
     return lines
 
 
@@ -1175,6 +1357,7 @@ class DigText:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.bannered: argparse.Namespace | None = None  # whose banner was shown last
+        self.tsig_failures = False  # a reply's TSIG did not verify (dig: every later says so)
 
     @property
     def view(self) -> argparse.Namespace:
@@ -1212,7 +1395,15 @@ class DigText:
     def style(self) -> Style:
         view = self.view
         multiline = bool(getattr(view, "multiline", False)) and not self.short
-        return Style(multiline, getattr(view, "split", None))
+
+        def opt(name: str, default: Any) -> Any:
+            return getattr(view, name, default)
+
+        return Style(multiline, opt("split", None), ttl=opt("ttlid", True),
+                     cls=opt("show_class", True), ttlunits=opt("ttlunits", False),
+                     comments=opt("rrcomments", None), crypto=opt("crypto", True),
+                     unknown=opt("unknownformat", False),
+                     expandaaaa=opt("expandaaaa", False))  # fmt: skip
 
     def banner(self, always: bool = False) -> list[str]:
         """dig's banner before the first answer; with -f, a line of it before each batch
@@ -1239,12 +1430,18 @@ class DigText:
     def __call__(self, r: Record) -> str | None:
         if r["type"] != "dns":
             return None
+        if getattr(self.view, "yaml", False):
+            return "\n".join(self.yaml(r)) or None
         if r.get("xfr"):
             return "\n".join(self.transfer(r)) or None
         if r.get("error_kind") == "lame" and self.trace and not self.short:  # as dig's step
             notes = [f";; {n}" for n in r.get("notes", []) if not n.startswith("BAD ")]
             return "\n".join([*notes, *self.trace_step(r), f";; {r['error']}"])
         lines = [f";; {note}" for note in r.get("notes", [])]
+        if "error" in r and "query" in r and r.get("error_kind") in ("timeout", "refused"):
+            return "\n".join(self.with_queries(r, [";; no servers could be reached"]))
+        if "error" in r and "query" in r and r.get("error_kind") == "malformed":
+            return "\n".join([*self.banner(), *self.sending(r), *error_lines(r)])
         if "error" in r:
             texts = getattr(self.view, "server_texts", None) or {}
             lines += error_lines(r, texts.get(r["server"]) or self.user_server)
@@ -1266,13 +1463,43 @@ class DigText:
             return "\n".join(lines) or None
         if self.short:
             style = self.style
-            lines += [style.data(a) for a in r["answers"]]
+            where = (f" from server {r['server']} in {self.took(r)} ms."
+                     if getattr(self.view, "identify", False) else "")  # fmt: skip
+            lines += [style.data(a) + where for a in r["answers"]]
             return "\n".join(lines) or None
+        if "query" in r:  # dig +qr: the banner, each query as sent, then what came of it
+            return "\n".join(self.with_queries(r, self.message(r)))
         lines += self.banner()
         if self.trace:
             return "\n".join([*lines, *self.trace_step(r)])
         lines += self.message(r, self.xfr_show() if r["qtype"] == "IXFR" else None)  # +notcp
+        if r.get("search_step"):  # dig +showsearch: the next lookup's whole banner again
+            self.bannered = None
         return "\n".join(lines) if lines else None
+
+    def yaml(self, r: Record) -> list[str]:
+        """dig +yaml: the message (after the query with +qr) as dig's YAML item; no
+        answer: its DIG_ERROR item (dig's remarks before an answer are not shown)."""
+        from packetlab.cli import run_dns_yaml as y
+
+        if "error" in r:  # dig 9.18 says nothing of a bad packet in YAML
+            malformed = r.get("error_kind") == "malformed"
+            return [] if malformed else y.error_item("no servers could be reached")
+        # dig's YAML style: one line, +split's words, none of the other record switches
+        data = Style(False, self.style.split).data
+
+        def opt_lines(edns: Record) -> list[str]:
+            return _opt_lines(edns, yaml=True)
+
+        now = time.time()
+        lines: list[str] = []
+        if "query" in r:
+            from packetlab.measure.dns import query_record
+
+            sent = {**query_record(bytes.fromhex(r["query"])), "server": r["server"],
+                    "port": r["port"], "proto": r["proto"], "rtt_us": r.get("rtt_us")}  # fmt: skip
+            lines += y.message(sent, self.show, data, opt_lines, now=now)
+        return lines + y.message(r, self.show, data, opt_lines, short=self.short, now=now)
 
     @staticmethod
     def took(r: Record) -> str:
@@ -1391,17 +1618,23 @@ class DigText:
             f";; WHEN: {time.strftime('%a %b %d %H:%M:%S %Z %Y')}",
             size_line,
             *(
-                [";; WARNING -- Some TSIG could not be validated"]
-                if r.get("tsig_verified") is False
-                else []
+                [";; WARNING -- Some TSIG could not be validated"] if self.tsig_failed(r) else []
             ),  # dig's, after the size
             *(
                 [";; WARNING -- TSIG key was not used."]
                 if getattr(self.args, "tsig_unused", False)
+                or getattr(self.view, "tsig_unused", False)
                 else []
             ),
             "",
         ]
+
+    def tsig_failed(self, r: Record) -> bool:
+        """dig's `Some TSIG could not be validated`: from the first reply that did not
+        verify, every later signed lookup's too (dig's `validated` is a global)."""
+        if r.get("tsig_verified") is False:
+            self.tsig_failures = True
+        return self.tsig_failures and r.get("tsig_verified") is not None
 
     def message(self, r: Record, show: dict[str, bool] | None = None) -> list[str]:
         """The reply: header, OPT pseudosection, sections and statistics as dig shows
@@ -1413,13 +1646,15 @@ class DigText:
         if comments:
             flags = "".join(f" {f.lower()}" for f in FLAG_ORDER if f in r["flags"])
             qd, an, ns, ar = r.get("counts") or (1, len(r["answers"]), 0, 0)
+            mbz = "; MBZ: 0x4" if r.get("z") else ""  # dig's word for the Z bit
             lines += [
                 ";; Got answer:",
                 f";; ->>HEADER<<- opcode: {r.get('opcode', 'QUERY')}, status: {r['rcode']}, "
                 f"id: {r.get('id')}",
-                f";; flags:{flags}; QUERY: {qd}, ANSWER: {an}, AUTHORITY: {ns}, ADDITIONAL: {ar}",
+                f";; flags:{flags}{mbz}; QUERY: {qd}, ANSWER: {an}, AUTHORITY: {ns}, "
+                f"ADDITIONAL: {ar}",
             ]
-            if "RD" in r["flags"] and "RA" not in r["flags"]:
+            if "RD" in r["flags"] and "RA" not in r["flags"] and not r.get("sent"):
                 lines.append(";; WARNING: recursion requested but not available")
             if r.get("extra_bytes"):
                 lines.append(f";; WARNING: Message has {r['extra_bytes']} extra bytes at end")
@@ -1432,10 +1667,16 @@ class DigText:
         for title, key, records in sections:
             if not show[key]:
                 continue
-            if records is None and "qname" not in r:  # a transfer's message without one
+            no_question = "qname" not in r or (
+                not r.get("sent") and (r.get("counts") or [1])[0] == 0
+            )  # a transfer's message without one, a reply to +header-only
+            if records is None and no_question:
+                if r.get("sent"):  # dig +header-only's query: the title alone
+                    lines += [f";; {title} SECTION:", ""] if comments else []
                 continue
             if records is None:
-                body = [question_line(r["qname"], r["qtype"], r.get("qclass", "IN"), style)]
+                cls, rtype = style.names({"class": r.get("qclass", "IN"), "type": r["qtype"]})
+                body = [question_line(r["qname"], rtype, cls, style)]
             else:
                 body = [rr_line(a, style) for a in records]
             if body:
@@ -1443,9 +1684,63 @@ class DigText:
         if show["additional"] and r.get("tsig"):  # dig: after the additional section
             body = [rr_line(a, style) for a in r["tsig"]]
             lines += [";; TSIG PSEUDOSECTION:", *body, ""] if comments else body
+        if r.get("sent"):  # dig +qr's query: its size, not the statistics
+            return [*lines, f";; QUERY SIZE: {r['size']}", ""] if show["stats"] else lines
+        twice = 2 if r.get("stats_twice") else 1
         if show["stats"]:
-            lines += self.stats(r, f";; MSG SIZE  rcvd: {r['size']}")
+            lines += self.stats(r, f";; MSG SIZE  rcvd: {r['size']}") * twice
+        elif getattr(self.view, "identify", False):  # dig +identify +nostats
+            lines += [
+                f";; Received {r['size']} bytes from {r['server']}#{r['port']}"
+                f"({self.user_server or r['server']}) in {self.took(r)} ms",
+                "",
+            ] * twice
         return lines
+
+    def with_queries(self, r: Record, tail: list[str]) -> list[str]:
+        """dig +qr: the banner, then each query sent (`;; Sending:`) before what came of
+        it (a communications error, a truncated reply, a SERVFAIL with +nofail, a
+        BADVERS: the next round's query), the remarks on the last reply, then `tail`
+        (the reply; `no servers could be reached`). A TCP connection that failed sent
+        nothing: its lines as they are."""
+        wires = [*r.get("query_before", []), r["query"]]
+        k = 0
+        out: list[str] = []
+        after: list[str] = []
+        before: list[str] = []  # the lines before the first query
+
+        sent: list[bool] = []
+
+        def send() -> None:
+            if not sent:  # dig's banner comes with the first message it prints (+cmd)
+                out.extend(self.banner())
+                sent.append(True)
+            out.extend(self.sending({"query": wires[min(k, len(wires) - 1)]}))
+
+        tries = error_lines(r) if "error" in r else []
+        for note in [*r.get("notes", []), *(t.removeprefix(";; ") for t in tries)]:
+            if note.startswith(("communications error", "Truncated, retrying", "BADVERS")) or (
+                note.startswith("Got SERVFAIL reply") and note.endswith("trying next server")
+            ):  # fmt: skip
+                send()
+                out.append(f";; {note}")
+                k += note.startswith("BADVERS")
+            elif note.startswith(("Connection to", "no servers could be reached")):
+                (out if sent else before).append(f";; {note}")
+            else:
+                after.append(f";; {note}")
+        if "error" not in r:
+            send()
+            out += after
+        return [*before, *out, *tail]
+
+    def sending(self, r: Record) -> list[str]:
+        """dig +qr: `;; Sending:` and the query as dig prints it before it goes (its
+        PADDING option still empty), `;; QUERY SIZE: N` for its statistics."""
+        from packetlab.measure.dns import query_record
+
+        lines = self.message(query_record(bytes.fromhex(r["query"])))
+        return lines[:1] and [";; Sending:", *lines[1:]] if self.show["comments"] else lines
 
 
 def row_for(args: argparse.Namespace) -> Any:
@@ -1493,7 +1788,8 @@ def budget(args: argparse.Namespace) -> float:
         o = entry[3] or args  # a batch line's options (dig -f), else the command line's
         servers = max(len(getattr(o, "servers", None) or ()), 1)
         tries = o.tries + servers - 1  # dig's requeue: the first server's tries, one a next
-        steps = 16 if getattr(o, "trace", False) else 1  # measure.dns.TRACE_STEPS
+        # measure.dns.TRACE_STEPS; +search: the names asked in turn
+        steps = 16 if getattr(o, "trace", False) else len(switches.search_names(entry[0], o))
         for qtype in entry[1] or ["A"]:
             if is_xfr(qtype):  # each attempt: its connect, then at most XFR_MAX_S
                 total += o.tries * max(len(getattr(o, "servers", None) or ()), 1) * (o.wait + 300)

@@ -123,6 +123,10 @@ class DnsResult:
     # with a key (dig -k/-y): whether the reply's TSIG verified (None: no key given)
     tsig_verified: bool | None = None
     tsig_key: Any = None  # the query's key (measure.dnstsig.TsigKey), None: unsigned
+    query_wire: bytes | None = None  # the query as sent (dns_query's keep_query: dig +qr)
+    query_before: list[bytes] = field(default_factory=list)  # those of a BADVERS round
+    # read only with BIND's best effort (MALFORMED_NOTE): why, in BIND's words, else None
+    lenient: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -140,6 +144,10 @@ class DnsResult:
             out["server_name"] = self.server_name
         if self.qclass != "IN":
             out["qclass"] = self.qclass
+        if self.query_wire is not None:
+            out["query"] = self.query_wire.hex()
+            if self.query_before:
+                out["query_before"] = [w.hex() for w in self.query_before]
         if self.error is not None:
             out["error"] = self.error
             out["error_kind"] = self.error_kind
@@ -235,20 +243,44 @@ def ttl_words(seconds: int) -> str:
     return " ".join(parts)
 
 
-def presentation(rd: Any, split: int | None = None, linebreak: str | None = None) -> str:
+def presentation(
+    rd: Any,
+    split: int | None = None,
+    linebreak: str | None = None,
+    *,
+    comments: bool | None = None,
+    crypto: bool = True,
+    unknown: bool = False,
+) -> str:
     """An rdata as dig (BIND 9.18) prints it: dnspython's text, with base64 and hex
     fields in `split`-character words (dig's +split; 0: not cut) and hex in upper case
     as BIND writes them. With `linebreak` (dig's +multiline: a newline and the indent to
     the rdata column) the long types as BIND's multi-line form: in parentheses, a field
-    group a line, SOA's and DNSKEY's comments; the others on one line, as BIND."""
+    group a line, SOA's and DNSKEY's comments; the others on one line, as BIND.
+
+    dig's +[no]rrcomments (`comments`; default: with +multiline only): SOA's and
+    DNSKEY's comments (on one line: DNSKEY's after its key); +nocrypto (`crypto`
+    False): a key as `[key id = N]`, a signature or DS digest as `[omitted]`;
+    +unknownformat (`unknown`): RFC 3597's `\\# N HEX` for every type."""
     rtype = dns.rdatatype.to_text(rd.rdtype)
-    if isinstance(rd, dns.rdata.GenericRdata):  # a type dnspython does not know (KEYDATA)
-        return _unknown(rd.data, split, linebreak)
+    if isinstance(rd, dns.rdata.GenericRdata) or unknown:  # KEYDATA; dig +unknownformat
+        data = rd.data if isinstance(rd, dns.rdata.GenericRdata) else rd.to_wire()
+        return _unknown(data, split, linebreak)
+    if comments is None:
+        comments = linebreak is not None
     if linebreak is not None:
-        multi = _multiline(rd, rtype, SPLIT_MULTILINE if split is None else split, linebreak)
+        width = SPLIT_MULTILINE if split is None else split
+        multi = _multiline(rd, rtype, width, linebreak, comments, crypto)
         if multi is not None:
             return multi
     split = SPLIT if split is None else split
+    if (comments or not crypto) and rtype in ("DNSKEY", "CDNSKEY", "KEY"):
+        head, key, note = _key_parts(rd, rtype, split, " ", crypto)
+        return f"{head} {key}" + (f" {note}" if comments else "")
+    if not crypto and rtype in ("RRSIG", "SIG"):
+        return " ".join([*str(rd.to_text(chunksize=0)).split(" ")[:8], "[omitted]"])
+    if not crypto and rtype in ("DS", "CDS", "DLV"):
+        return f"{rd.key_tag} {int(rd.algorithm)} {rd.digest_type} [omitted]"
     if rtype in ("HIP", "TKEY", "TSIG"):
         return _bind_meta(rd, rtype, split, " ", False)
     if rtype == "OPENPGPKEY":  # dnspython's does not cut it
@@ -302,8 +334,29 @@ def _unknown(data: bytes, split: int | None, linebreak: str | None) -> str:
     return f"\\# {len(data)} ( {words} )"
 
 
-def _multiline(rd: Any, rtype: str, split: int, lb: str) -> str | None:
-    """BIND's +multiline text of the types it writes over several lines (None: one line)."""
+def _key_parts(rd: Any, rtype: str, split: int, lb: str, crypto: bool) -> tuple[str, str, str]:
+    """A DNSKEY's (CDNSKEY's, KEY's) head, key (+nocrypto: `[key id = N]`) and BIND's
+    comment after it (`; KSK; alg = ECDSAP256SHA256 ; key id = 3925`)."""
+    import base64
+
+    import dns.dnssec
+
+    head = f"{rd.flags} {rd.protocol} {int(rd.algorithm)}"
+    key_id = dns.dnssec.key_id(rd)
+    key = _words(base64.b64encode(rd.key).decode(), split, lb) if crypto else (
+        f"[key id = {key_id}]"
+    )  # fmt: skip
+    alg = SECALG.get(int(rd.algorithm), str(int(rd.algorithm)))
+    info = "ZSK" if not rd.flags & 1 else ("revoked KSK" if rd.flags & 0x80 else "KSK")
+    tail = f" ; {info}" if rtype != "KEY" else ""
+    return head, key, f"{tail}; alg = {alg} ; key id = {key_id}"
+
+
+def _multiline(
+    rd: Any, rtype: str, split: int, lb: str, comments: bool = True, crypto: bool = True
+) -> str | None:
+    """BIND's +multiline text of the types it writes over several lines (None: one line);
+    `comments` (+rrcomments, on by default with it) and `crypto` as `presentation`'s."""
     import base64
 
     def b64(data: bytes) -> str:
@@ -311,28 +364,28 @@ def _multiline(rd: Any, rtype: str, split: int, lb: str) -> str | None:
 
     if rtype == "SOA":
         lines = [f"{rd.mname} {rd.rname} ("]
+        if not comments:  # BIND: the fields a line, the parenthesis after the last
+            return lb.join([*lines, *(str(getattr(rd, k)) for k in _SOA_FIELDS)]) + ")"
         for i, key in enumerate(_SOA_FIELDS):
             value = getattr(rd, key)
             note = f" ({ttl_words(value)})" if i else ""
             lines.append(f"{value:<10} ; {key}{note}")
         return lb.join([*lines, ")"])
     if rtype in ("DNSKEY", "CDNSKEY", "KEY"):
-        head = f"{rd.flags} {rd.protocol} {int(rd.algorithm)}"
         if rtype == "KEY" and rd.flags & 0xC000 == 0xC000:  # no key
-            return head
-        import dns.dnssec
-
-        alg = SECALG.get(int(rd.algorithm), str(int(rd.algorithm)))
-        info = "ZSK" if not rd.flags & 1 else ("revoked KSK" if rd.flags & 0x80 else "KSK")
-        tail = f" ; {info}" if rtype != "KEY" else ""
-        key_id = dns.dnssec.key_id(rd)
-        return f"{head} ({lb}{b64(rd.key)}{lb}){tail}; alg = {alg} ; key id = {key_id}"
+            return f"{rd.flags} {rd.protocol} {int(rd.algorithm)}"
+        head, key, note = _key_parts(rd, rtype, split, lb, crypto)
+        if not comments:
+            return f"{head} ({lb}{key} )"
+        return f"{head} ({lb}{key}{lb}){note}"
     if rtype in ("RRSIG", "SIG"):
         words = str(rd.to_text(chunksize=0)).split(" ")
-        return f"{' '.join(words[:4])} ({lb}{' '.join(words[4:8])}{lb}{b64(rd.signature)} )"
+        sig = b64(rd.signature) if crypto else "[omitted]"
+        return f"{' '.join(words[:4])} ({lb}{' '.join(words[4:8])}{lb}{sig} )"
     if rtype in ("DS", "CDS", "DLV"):
         head = f"{rd.key_tag} {int(rd.algorithm)} {rd.digest_type}"
-        return f"{head} ({lb}{_hexwords(rd.digest, split, lb)} )"
+        digest = _hexwords(rd.digest, split, lb) if crypto else "[omitted]"
+        return f"{head} ({lb}{digest} )"
     if rtype in ("TLSA", "SMIMEA"):
         return f"{rd.usage} {rd.selector} {rd.mtype} ({lb}{_hexwords(rd.cert, split, lb)} )"
     if rtype == "SSHFP":
@@ -453,23 +506,34 @@ def _meta_from_text(rtype: str, cls: str, data: str) -> Any:
 
 
 def restyle(
-    data: str, rtype: str, cls: str = "IN", split: int | None = None, linebreak: str | None = None
+    data: str,
+    rtype: str,
+    cls: str = "IN",
+    split: int | None = None,
+    linebreak: str | None = None,
+    *,
+    comments: bool | None = None,
+    crypto: bool = True,
+    unknown: bool = False,
 ) -> str:
     """A record's data (`presentation`'s one-line text, as in DnsAnswer) in another of
-    dig's styles (+split=N, +multiline): read back with dnspython and written again;
-    the text as it was if it does not read back."""
-    if split is None and linebreak is None:
+    dig's styles (+split=N, +multiline, +[no]rrcomments, +nocrypto, +unknownformat:
+    `presentation`'s): read back with dnspython and written again; the text as it was
+    if it does not read back."""
+    plain = comments is None or (not comments and linebreak is None)
+    if split is None and linebreak is None and plain and crypto and not unknown:
         return data
     import dns.rdata
 
+    how: dict[str, Any] = {"comments": comments, "crypto": crypto, "unknown": unknown}
     if rtype in ("TKEY", "TSIG"):  # BIND's text of them, not dnspython's
         rd = _meta_from_text(rtype, cls, data)
-        return data if rd is None else presentation(rd, split, linebreak)
+        return data if rd is None else presentation(rd, split, linebreak, **how)
     try:
         rd = dns.rdata.from_text(cls, rtype, data)
     except Exception:  # dnspython raises many kinds for text it cannot read
         return data
-    return presentation(rd, split, linebreak)
+    return presentation(rd, split, linebreak, **how)
 
 
 def _records(section: list[Any]) -> list[DnsAnswer]:
@@ -501,8 +565,8 @@ def _edns_of(msg: dns.message.Message, cookie: bytes | None = None) -> dict[str,
         options.append(option)
     return {
         "version": msg.edns,
-        "flags": ["do"] if msg.ednsflags & dns.flags.DO else [],
-        "mbz": msg.ednsflags & 0x7FFF,
+        "flags": [f for f, bit in (("do", dns.flags.DO), ("co", CO_BIT)) if msg.ednsflags & bit],
+        "mbz": msg.ednsflags & 0x3FFF,  # as dig 9.18: the bits but DO and CO
         "udp": msg.payload,
         "options": options,
     }
@@ -517,7 +581,7 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
     result.flags = dns.flags.to_text(msg.flags).split()
     result.size = len(wire)
     result.id = msg.id
-    result.opcode = dns.opcode.to_text(msg.opcode())
+    result.opcode = opcode_text(int(msg.opcode()))
     if len(wire) >= 12:
         result.counts = struct.unpack(">4H", wire[4:12])
     result.edns = _edns_of(msg, result.cookie)
@@ -526,8 +590,13 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
         result.extra_bytes = len(wire) - pos
         # what parsed of a message cut short, or with a TSIG out of its place, as dig shows
         # it (BIND's best effort)
-        if cut or _misplaced_tsigs(wire) or _other_class(msg, wire):
+        misplaced = bool(_misplaced_tsigs(wire))
+        if cut or misplaced or _other_class(msg, wire):
             result.notes.append(MALFORMED_NOTE)
+            # what dig +nobesteffort says of it instead (BIND's parser's result)
+            result.lenient = ("TSIG in wrong location" if misplaced else
+                              "unexpected end of input" if cut else "FORMERR")  # fmt: skip
+            result.packet = wire
 
 
 MALFORMED_NOTE = "Warning: Message parser reports malformed message packet."
@@ -734,7 +803,9 @@ def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | Non
     _Malformed for a message with our ID and QR set that does not parse (a truncated one,
     TC set, may end anywhere: its header and question are kept; another one cut short
     after its question: what parsed, as BIND's best effort keeps it for dig)."""
-    ixfr = query.question[0].rdtype == dns.rdatatype.IXFR  # +notcp: each SOA as it came
+    ixfr = (
+        bool(query.question) and query.question[0].rdtype == dns.rdatatype.IXFR
+    )  # +notcp: each SOA as it came
     try:  # keyring=False: a TSIG is kept unchecked (dig without a key prints it so)
         msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False,
                                     keyring=False, one_rr_per_rrset=ixfr)  # fmt: skip
@@ -1156,6 +1227,65 @@ def _verify(result: DnsResult, query: dns.message.Message, wire: bytes) -> None:
 
 
 NSID, COOKIE = 3, 10  # EDNS option codes (RFC 5001, RFC 7873)
+ECS, EXPIRE, KEEPALIVE, PADDING = 8, 9, 11, 12  # RFC 7871, 7314, 7828, 7830
+PADDING_MAX = 512  # dig's bound for +padding
+Z_BIT = 0x0040  # the header's reserved bit (dig +zflag)
+CO_BIT = 0x4000  # the EDNS flag dig 9.18.49 calls co (+coflag: compact denial of existence)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryBits:
+    """dig's switches for what else goes in a query: header bits (+aaflag, +adflag (on by
+    default, as dig), +cdflag, +raflag, +tcflag, +zflag), +opcode=N, +header-only (no
+    question section), and EDNS options in dig's order after NSID: +subnet (the
+    CLIENT-SUBNET option's data, `subnet_option`), the cookie, +expire, +keepalive,
+    +ednsopt=CODE[:HEX]'s, then +padding=N (a PADDING option that makes the message a
+    multiple of N bytes); +ednsflags=N, +coflag (EDNS flag bits), +qid=N (the message
+    ID), +noednsnegotiation (BADVERS not asked again with version 0)."""
+
+    aa: bool = False
+    ad: bool = True
+    cd: bool = False
+    ra: bool = False
+    tc: bool = False
+    z: bool = False
+    opcode: int = 0
+    header_only: bool = False
+    subnet: bytes | None = None
+    expire: bool = False
+    keepalive: bool = False
+    padding: int = 0
+    ednsflags: int = 0  # +ednsflags=N: the EDNS flags but DO and CO (dig: those are its own)
+    coflag: bool = False
+    ednsopts: tuple[tuple[int, bytes], ...] = ()  # +ednsopt=CODE[:HEX], after dig's own
+    qid: int | None = None  # +qid=N: the message ID (default: random)
+    ednsneg: bool = True  # +noednsnegotiation: a BADVERS answer is not asked again
+    besteffort: bool = True  # +nobesteffort: a reply BIND reads only with best effort is bad
+
+    def with_edns(self) -> bool:
+        """Whether these ask for an OPT record (dig: +subnet does even after +noedns)."""
+        return self.subnet is not None
+
+
+DIG_QUERY = QueryBits()
+
+
+def subnet_option(text: str) -> bytes:
+    """dig's +subnet=ADDR[/PREFIX] as the CLIENT-SUBNET option's data (RFC 7871): family,
+    source prefix, scope 0, the address cut to its prefix's bytes, the bits past it
+    cleared; `0` is 0.0.0.0/0. ValueError for one that is no address."""
+    import ipaddress
+
+    addr, _, plen = text.partition("/")
+    if text == "0":
+        return struct.pack(">HBB", 1, 0, 0)
+    ip = ipaddress.ip_address(addr)
+    bits = ip.max_prefixlen if not plen else int(plen) if plen.isdigit() else -1
+    if not 0 <= bits <= ip.max_prefixlen:
+        raise ValueError(f"bad prefix length {plen!r}")
+    net = ipaddress.ip_network(f"{ip}/{bits}", strict=False)
+    data = net.network_address.packed[: (bits + 7) // 8]
+    return struct.pack(">HBB", 1 if ip.version == 4 else 2, bits, 0) + data
 
 
 def _make_query(
@@ -1168,17 +1298,24 @@ def _make_query(
     rdclass: str = "IN",
     nsid: bool = False,
     cookie: bytes | None = None,
+    bits: QueryBits = DIG_QUERY,
 ) -> dns.message.Message:
     import dns.edns
 
-    if dnssec and edns is None:
-        edns = 0  # as dig: +dnssec turns EDNS on
+    if (dnssec or bits.with_edns()) and edns is None:
+        edns = 0  # as dig: +dnssec (and +subnet) turns EDNS on
     options: list[dns.edns.Option] = []
     if edns is not None:  # as dig: the options go in an OPT record, none without EDNS
         if nsid:
             options.append(dns.edns.GenericOption(dns.edns.OptionType.NSID, b""))
+        if bits.subnet is not None:
+            options.append(dns.edns.GenericOption(dns.edns.OptionType(ECS), bits.subnet))
         if cookie is not None:
             options.append(dns.edns.GenericOption(dns.edns.OptionType.COOKIE, cookie))
+        options += [dns.edns.GenericOption(dns.edns.OptionType(code), b"") for code, on in
+                    ((EXPIRE, bits.expire), (KEEPALIVE, bits.keepalive)) if on]  # fmt: skip
+        options += [dns.edns.GenericOption(dns.edns.OptionType.make(code), data)
+                    for code, data in bits.ednsopts]  # fmt: skip
     query = dns.message.make_query(
         name,
         rtype,
@@ -1188,11 +1325,49 @@ def _make_query(
         want_dnssec=dnssec,
         options=options or None,
     )
-    query.id = random.randrange(0x10000)
-    query.flags |= dns.flags.AD  # as dig 9.18 (+adflag by default)
+    query.id = random.randrange(0x10000) if bits.qid is None else bits.qid
+    if edns is not None and (bits.ednsflags or bits.coflag):  # as dig: DO and CO its own
+        flags = bits.ednsflags & ~(dns.flags.DO | CO_BIT) | (dns.flags.DO if dnssec else 0)
+        query.use_edns(edns, flags | (CO_BIT if bits.coflag else 0), payload, options=options)
+    if not bits.ad:
+        query.flags &= ~dns.flags.AD
+    else:
+        query.flags |= dns.flags.AD  # as dig 9.18 (+adflag by default)
+    for on, flag in ((bits.aa, dns.flags.AA), (bits.cd, dns.flags.CD), (bits.ra, dns.flags.RA),
+                     (bits.tc, dns.flags.TC), (bits.z, Z_BIT)):  # fmt: skip
+        if on:
+            query.flags |= flag
     if not rd:
         query.flags &= ~dns.flags.RD
+    if bits.opcode:
+        query.set_opcode(dns.opcode.Opcode(bits.opcode) if bits.opcode in OPCODE_NAMES
+                         else bits.opcode)  # type: ignore[arg-type]  # fmt: skip
+    if bits.header_only:
+        query.question = []
+    if edns is not None and bits.padding:
+        _pad(query, options, bits.padding)
     return query
+
+
+#: dig's names of the opcodes (BIND's opcodetext); the others RESERVEDn
+OPCODE_NAMES = {0: "QUERY", 1: "IQUERY", 2: "STATUS", 4: "NOTIFY", 5: "UPDATE"}
+
+
+def opcode_text(code: int) -> str:
+    return OPCODE_NAMES.get(code, f"RESERVED{code}")
+
+
+def _pad(query: dns.message.Message, options: list[Any], block: int) -> None:
+    """dig's +padding=N: a PADDING option last, of the length that makes the message
+    (without a TSIG) a multiple of N bytes, as BIND's renderer pads it."""
+    import dns.edns
+
+    def padded(fill: int) -> None:
+        pad = dns.edns.GenericOption(dns.edns.OptionType.PADDING, bytes(fill))
+        query.use_edns(query.edns, query.ednsflags, query.payload, options=[*options, pad])
+
+    padded(0)
+    padded((-len(query.to_wire())) % block)
 
 
 def as_ixfr(query: dns.message.Message, serial: int, rdclass: str = "IN") -> None:
@@ -1232,6 +1407,8 @@ async def dns_query(
     expect_opt: bool | None = None,
     ixfr_serial: int | None = None,
     tsig: Any = None,
+    bits: QueryBits = DIG_QUERY,
+    keep_query: bool = False,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
@@ -1258,6 +1435,10 @@ async def dns_query(
     `tsig` (a `measure.dnstsig.TsigKey`, dig's -k/-y): the query signed as dig signs it,
     the reply's MAC checked as dig checks it (`tsig_verified`; a failure is dig's note
     `Couldn't verify signature: ...`).
+
+    `bits`: dig's other query switches (header bits, opcode, +header-only, +subnet,
+    +expire, +keepalive, +padding: `QueryBits`). `keep_query`: the query's bytes as
+    sent are kept (`query_wire`; dig +qr prints them).
     """
     if expect_opt is None:
         expect_opt = isinstance(cookie, bytes)
@@ -1267,7 +1448,7 @@ async def dns_query(
         cookie = random.randbytes(8)
     elif isinstance(cookie, bytes) and not (len(cookie) == 8 or 16 <= len(cookie) <= 40):
         raise DnsError(f"a COOKIE is 8 bytes, or 16 to 40 with the server's; got {len(cookie)}")
-    with_opt = version_of(edns, dnssec) is not None
+    with_opt = version_of(edns, dnssec) is not None or bits.with_edns()
     sent_cookie = cookie if isinstance(cookie, bytes) and with_opt else None
     try:
         name = dns.name.from_text(qname)
@@ -1284,9 +1465,10 @@ async def dns_query(
     if family is not None and addr.version != family:
         raise DnsError(f"-{family}: the server {addr} is not an IPv{family} address")
     result = DnsResult(name.to_text(), rtype, str(addr), port, "udp")
+    earlier: list[bytes] = []  # keep_query: the queries of the rounds before (BADVERS)
     for _ in range(2):  # a second round only after BADVERS
         query = _make_query(name, rtype, version, payload, dnssec, recursion, qclass, nsid,
-                            sent_cookie)  # fmt: skip
+                            sent_cookie, bits)  # fmt: skip
         if ixfr_serial is not None:
             as_ixfr(query, ixfr_serial, qclass)
         if tsig is not None:
@@ -1295,6 +1477,8 @@ async def dns_query(
             sign(query, tsig)
         result = DnsResult(name.to_text(), rtype, str(addr), port, "udp", notes=result.notes,
                            qclass=qclass, cookie=sent_cookie, tsig_key=tsig)  # fmt: skip
+        if keep_query:
+            result.query_wire, result.query_before = _render(query), earlier
         if tcp:
             await _over_tcp(session, query, result, addr, timeout, recorder)
         else:
@@ -1303,13 +1487,19 @@ async def dns_query(
                 notes = [*result.notes, "Truncated, retrying in TCP mode."]
                 result = DnsResult(result.qname, rtype, result.server, port, "tcp",
                                    truncated=True, notes=notes, qclass=qclass,
-                                   cookie=sent_cookie, tsig_key=tsig)  # fmt: skip
+                                   cookie=sent_cookie, tsig_key=tsig,
+                                   query_wire=result.query_wire,
+                                   query_before=result.query_before)  # fmt: skip
                 await _over_tcp(session, query, result, addr, timeout, recorder)
             elif msg is not None and msg.flags & dns.flags.TC:
                 result.truncated = True
-        if result.rcode == "BADVERS" and version:
+        if not bits.besteffort and result.lenient is not None and result.error is None:
+            _refuse_lenient(result)  # dig +nobesteffort: the bad packet, not what parsed
+        if result.rcode == "BADVERS" and version and bits.ednsneg:
             result.notes.append("BADVERS, retrying with EDNS version 0.")
             version = 0
+            if result.query_wire is not None:
+                earlier = [*earlier, result.query_wire]
             continue
         break
     if expect_opt and result.error is None and result.edns is None:
@@ -1318,6 +1508,42 @@ async def dns_query(
 
 
 NO_OPT_NOTE = "expected opt record in response"
+
+
+def _refuse_lenient(result: DnsResult) -> None:
+    """A reply read with BIND's best effort as dig +nobesteffort has it: `Got bad packet`
+    (BIND's reason) and its hex dump, no records."""
+    result.notes.remove(MALFORMED_NOTE)
+    wire = result.packet or b""
+    via = " over TCP" if result.proto == "tcp" else ""
+    result.error = (f"malformed reply from {result.server}#{result.port}{via}: "
+                    f"{result.lenient} ({len(wire)} bytes)")  # fmt: skip
+    result.error_kind, result.reason = "malformed", result.lenient
+
+
+def query_record(wire: bytes) -> dict[str, Any]:
+    """A query as sent (`DnsResult.query_wire`) as a record of `DnsResult.to_dict`'s
+    shape (`sent` True, `z` the header's Z bit), for dig +qr's `;; Sending:` block: its
+    PADDING option shown empty, as dig prints the query before padding it."""
+    msg = dns.message.from_wire(wire, keyring=False)
+    out: dict[str, Any] = {
+        "type": "dns", "sent": True, "z": bool(wire[3] & Z_BIT), "rcode": "NOERROR",
+        "flags": dns.flags.to_text(msg.flags).split(), "id": msg.id, "size": len(wire),
+        "opcode": opcode_text(int(msg.opcode())), "counts": list(struct.unpack(">4H", wire[4:12])),
+        "answers": [], "authority": [a.to_dict() for a in _records(msg.authority)],
+        "additional": [], "edns": _edns_of(msg),
+    }  # fmt: skip
+    if msg.tsig is not None:  # a signed query: dig shows its TSIG too
+        out["tsig"] = [a.to_dict() for a in _records([msg.tsig])]
+    if out["edns"] is not None:
+        for opt in out["edns"]["options"]:
+            if opt["code"] == PADDING:
+                opt["data"] = ""
+    if msg.question:
+        q = msg.question[0]
+        out.update(qname=q.name.to_text(), qtype=dns.rdatatype.to_text(q.rdtype),
+                   qclass=dns.rdataclass.to_text(q.rdclass))  # fmt: skip
+    return out
 
 
 TRACE_STEPS = 16  # referrals followed at most (dig: 30)
@@ -1349,6 +1575,7 @@ async def dns_trace(
     on_step: Callable[[DnsResult], object] | None = None,
     nsid: bool = False,
     cookie: bool | bytes = False,
+    tsig: Any = None,
 ) -> list[DnsResult]:
     """Resolve `qname`/`qtype` iteratively from the endpoint, as dig +trace: ask `server`
     (default: the endpoint's) for the root's NS (RD set), then ask a root server without
@@ -1361,7 +1588,8 @@ async def dns_trace(
     query, as in dns_query (True: one random client cookie for the whole trace); `tcp`
     asks every step over TCP (dig +trace +tcp), `tcp_fallback` off keeps a truncated
     UDP answer as it came (dig +ignore). With a cookie, a step after the first whose
-    reply has no OPT is noted as dig notes it (its follow-up lookups carry a cookie)."""
+    reply has no OPT is noted as dig notes it (its follow-up lookups carry a cookie).
+    `tsig` (dig -y/-k with +trace): every query signed, every reply checked, as dig."""
     explicit = isinstance(cookie, bytes)
     if cookie is True:
         cookie = random.randbytes(8)
@@ -1369,6 +1597,7 @@ async def dns_trace(
         "port": port, "timeout": timeout, "attempts": attempts, "edns": edns,
         "payload": payload, "dnssec": dnssec, "family": family, "icmp": icmp,
         "nsid": nsid, "cookie": cookie, "tcp": tcp, "tcp_fallback": tcp_fallback,
+        "tsig": tsig,
     }  # fmt: skip
     if server is None:
         server = await _default_server(session, family)

@@ -50,6 +50,14 @@ class TsigKey:
     name: str  # absolute, as given (dig prints it as given)
     algorithm: str  # dig's word: hmac-sha256, ...
     secret: bytes
+    # dig's `hmac-sha256-128`: the MAC cut to these bits (rounded up to bytes, as BIND's
+    # parse_bits); 0: the whole digest
+    bits: int = 0
+
+    @property
+    def mac_size(self) -> int:
+        """The MAC's bytes in what this key signs (its truncation, or the digest's)."""
+        return (self.bits + 7) // 8 if self.bits else self.digest_size
 
     @property
     def algorithm_name(self) -> str:
@@ -72,7 +80,7 @@ class KeyResult:
     failed: str | None = None
 
 
-def _make(name: str, algorithm: str, secret: str, warnings: list[str]) -> KeyResult:
+def _make(name: str, algorithm: str, secret: str, warnings: list[str], bits: int = 0) -> KeyResult:
     """dig's key from its parts: the algorithm's warning, then `Couldn't create key`
     when it cannot be made (no key: the query goes unsigned, as dig's)."""
     import dns.name
@@ -98,12 +106,12 @@ def _make(name: str, algorithm: str, secret: str, warnings: list[str]) -> KeyRes
         stamp = time.strftime("%d-%b-%Y %H:%M:%S", time.localtime(now))
         warnings.append(f"{stamp}.{int(now * 1000) % 1000:03d} the key '{name}' is too short "
                         "to be secure")  # fmt: skip
-    return KeyResult(TsigKey(name, word, raw), warnings)
+    return KeyResult(TsigKey(name, word, raw, bits), warnings)
 
 
 def key_from_y(text: str) -> KeyResult:
     """dig's `-y [hmac:]name:secret`. A word without a name and secret: KeyUsageError.
-    A truncated MAC (`hmac-sha256-128`) is refused (KeyUsageError, ours)."""
+    A truncated MAC (`hmac-sha256-128`: `_truncated`) as dig 9.18 reads it."""
     parts = [p for p in text.split(":") if p]  # dig's strtok: empty fields are skipped
     if len(parts) < 2:
         raise KeyUsageError(f"-y {text}: give [hmac:]name:secret (dig: usage, exit 1)")
@@ -111,15 +119,27 @@ def key_from_y(text: str) -> KeyResult:
         algorithm, (name, secret) = DEFAULT_Y_ALGORITHM, parts
     else:
         algorithm, name, secret = parts[0], parts[1], parts[2]
-    _truncated(algorithm)
-    return _make(name, algorithm, secret, [])
+    algorithm, bits = _truncated(algorithm)
+    return _make(name, algorithm, secret, [], bits)
 
 
-def _truncated(algorithm: str) -> None:
-    head, _, bits = algorithm.lower().rpartition("-")
-    if head in ALGORITHMS and bits.isdigit():
-        raise KeyUsageError(f"{algorithm}: truncated TSIG MACs are not built here "
-                            f"(give {head})")  # fmt: skip
+def _truncated(algorithm: str) -> tuple[str, int]:
+    """dig 9.18's `HMAC-BITS` (its parse_hmac): the algorithm and the MAC's bits, 0..the
+    digest's (0: whole), rounded up to a multiple of 8; out of range or no number: dig's
+    error (KeyUsageError: dig exits 1)."""
+    word = algorithm.lower()
+    for name, (_, _, size) in ALGORITHMS.items():
+        if word.startswith(name + "-"):
+            text = word[len(name) + 1 :]
+            if not text.isdigit():
+                why = "not a valid number"
+            elif int(text) > size * 8:
+                why = "out of range"
+            else:
+                return name, (int(text) + 7) // 8 * 8
+            raise KeyUsageError(f"invalid digest-bits [0..{size * 8}] '{text}': {why} "
+                                "(dig: couldn't parse digest bits)")  # fmt: skip
+    return algorithm, 0
 
 
 def _tokens(text: str) -> list[str]:
@@ -221,8 +241,8 @@ def key_from_file(path: str) -> KeyResult:
     name, fields = keys[0]
     if "algorithm" not in fields or "secret" not in fields:
         raise KeyUsageError("key must have algorithm and secret")
-    _truncated(fields["algorithm"])
-    return _make(name, fields["algorithm"], fields["secret"], [])
+    algorithm, bits = _truncated(fields["algorithm"])
+    return _make(name, algorithm, fields["secret"], [], bits)
 
 
 def sign(query: Any, key: TsigKey) -> None:
@@ -231,11 +251,16 @@ def sign(query: Any, key: TsigKey) -> None:
 
     dkey = dns.tsig.Key(key.name, key.secret, key.algorithm_name)
     query.use_tsig(dkey, fudge=FUDGE, original_id=query.id)
+    setattr(query, _MAC_SIZE, key.mac_size)  # dnspython's Message: unhashable
+
+
+_MAC_SIZE = "pktlab_mac_size"  # a signed query's MAC bytes, on the query (unhashable)
 
 
 def render(query: Any) -> bytes:
     """`query`'s wire; signed, with its TSIG owner name written whole, as BIND writes it
-    (dnspython compresses it; the MAC, over the name's canonical form, is the same)."""
+    (dnspython compresses it; the MAC, over the name's canonical form, is the same) and
+    its MAC cut to the key's bits (dig's `hmac-sha256-128`: the digest's first bytes)."""
     wire = bytes(query.to_wire())
     if query.tsig is None:
         return wire
@@ -244,14 +269,25 @@ def render(query: Any) -> bytes:
         return wire
     import dns.name
 
-    at = found[0]
+    at, t = found
     owner, used = dns.name.from_wire(wire, at)
-    return wire[:at] + bytes(owner.to_wire() or b"") + wire[at + used :]
+    out = wire[:at] + bytes(owner.to_wire() or b"") + wire[at + used :]
+    size = getattr(query, _MAC_SIZE, len(t["mac"]))
+    if size >= len(t["mac"]):
+        return out
+    at, t = _tsig_at(out) or found
+    p = at + len(bytes(owner.to_wire() or b""))
+    alg_end = p + 10 + len(bytes(t["algorithm"].to_wire() or b""))
+    mac_at = alg_end + 10  # time (6), fudge (2), MAC size (2)
+    rdlen = struct.unpack(">H", out[p + 8 : p + 10])[0] - (len(t["mac"]) - size)
+    head = out[: p + 8] + struct.pack(">H", rdlen) + out[p + 10 : mac_at - 2]
+    return head + struct.pack(">H", size) + t["mac"][:size] + out[mac_at + len(t["mac"]) :]
 
 
 def query_mac(query: Any) -> bytes:
-    """The MAC of a rendered signed query (dnspython keeps it)."""
-    return bytes(query.mac or b"")
+    """The MAC of a rendered signed query as sent (dnspython keeps the whole digest)."""
+    mac = bytes(query.mac or b"")
+    return mac[: getattr(query, _MAC_SIZE, len(mac))]
 
 
 def _name_wire(text: str) -> bytes:
@@ -363,7 +399,7 @@ class Verifier:
         now = self.now()
         if now > t["time"] + t["fudge"] or now < t["time"] - t["fudge"]:
             return "clocks are unsynchronized"
-        if 0 < maclen < size:
+        if 0 < maclen < (key.mac_size if key.bits else size):  # BIND's BADTRUNC checks
             return "tsig verify failure"
         if t["error"]:
             return "clocks are unsynchronized" if t["error"] == BADTIME else "tsig indicates error"

@@ -13,11 +13,16 @@ is larger than the query allows (512 without EDNS). RD is copied, RA never set.
 
 EDNS options: an NSID request (option 3) is answered with `ns1.test`; a client COOKIE
 (option 10, 8 bytes) is echoed with a 16-byte server cookie (fixed: the same for every
-query). Class CH: `version.bind. TXT` (and `id.server.`) as a BIND server answers it.
+query); a CLIENT-SUBNET (8) echoed with its scope the source prefix; EXPIRE (9) answered
+1209600; TCP-KEEPALIVE (11) answered 300 (30 s); PADDING (12) answered with 8 bytes. A
+query without a question (dig +header-only) gets FORMERR. Class CH: `version.bind. TXT`
+(and `id.server.`) as a BIND server answers it.
 
 Outside `test.`: a root zone whose server is `localhost.` (for `+trace`).
 
-Misbehaving names: `silent.test.` never answers; `refused.test.` gets REFUSED;
+`ednsopts.test.`: an OPT with options dig names (empty NSID and PAD, EDE, KEY-TAG)
+and others. Misbehaving names: `silent.test.` never answers; `refused.test.` gets REFUSED
+(`servfail.test.` SERVFAIL);
 `badopt.test.` gets a reply whose OPT record is cut short; `cut.test.` one that ends in
 the middle of its SOA (no OPT); `cutname.test.`, `cutfixed.test.`, `cutdata.test.` two A
 records, the second cut in its name, its fixed fields, its data; `junk.test.` 5 bytes
@@ -215,7 +220,29 @@ def _options(query: dns.message.Message) -> list[dns.edns.Option]:
         elif opt.otype == dns.edns.COOKIE:
             client = opt.to_wire()[:8]
             out.append(dns.edns.GenericOption(dns.edns.COOKIE, client + SERVER_COOKIE))
+        elif opt.otype == ECS:  # echoed, its scope the source's (dig prints both)
+            raw = bytearray(opt.to_wire() or b"")
+            if len(raw) >= 4:
+                raw[3] = raw[2]
+            out.append(dns.edns.GenericOption(ECS, bytes(raw)))
+        elif opt.otype == EXPIRE:  # the zone's SOA expire
+            out.append(dns.edns.GenericOption(EXPIRE, (1209600).to_bytes(4, "big")))
+        elif opt.otype == KEEPALIVE:  # 30.0 s, in units of 100 ms
+            out.append(dns.edns.GenericOption(KEEPALIVE, (300).to_bytes(2, "big")))
+        elif opt.otype == PADDING:  # a padded query gets a padded reply (8 bytes)
+            out.append(dns.edns.GenericOption(PADDING, bytes(8)))
     return out
+
+
+ODD_OPTIONS: list[dns.edns.Option] = [
+    dns.edns.GenericOption(dns.edns.OptionType(code), data)
+    for code, data in ((3, b""), (12, b""), (65001, b""), (65002, b"ab\x01"),
+                       (15, b"\x00\x09no key"), (15, b"\x00\x63"), (15, b"\x00\x16a\x01b"),
+                       (14, b"\x4f\x66\x4f\x67"), (13, b"\x00\x01"))
+]  # fmt: skip
+ECS, EXPIRE, KEEPALIVE, PADDING = (
+    dns.edns.OptionType(c) for c in (8, 9, 11, 12)
+)  # EDNS option codes (RFC 7871, 7314, 7828, 7830)
 
 
 def answer(query: dns.message.Message) -> dns.message.Message:
@@ -238,6 +265,9 @@ def answer(query: dns.message.Message) -> dns.message.Message:
         return response
     if name == dns.name.from_text("refused.test."):
         response.set_rcode(dns.rcode.REFUSED)
+        return response
+    if name == dns.name.from_text("servfail.test."):  # dig +nofail: the next server
+        response.set_rcode(dns.rcode.SERVFAIL)
         return response
     if not name.is_subdomain(ORIGIN):
         return root_answer(response, name, rdtype)
@@ -456,8 +486,9 @@ def check_signed(wire: bytes) -> tuple[bytes, bytes | None]:
     data += struct.pack(">HIH", rd.time_signed >> 32, rd.time_signed & 0xFFFFFFFF, rd.fudge)
     data += struct.pack(">HH", rd.error, len(rd.other)) + rd.other
     hashes = {"hmac-sha256.": "sha256", "hmac-md5.sig-alg.reg.int.": "md5"}
-    if not hmac.compare_digest(hmac.new(key[1], data, hashes[key[0]]).digest(), qmac):
-        return bytes(bare), refusal(16)
+    full = hmac.new(key[1], data, hashes[key[0]]).digest()
+    if len(qmac) < max(10, len(full) // 2) or not hmac.compare_digest(full[: len(qmac)], qmac):
+        return bytes(bare), refusal(16)  # a truncated MAC (dig's hmac-sha256-128) is read
     if abs(time.time() - rd.time_signed) > rd.fudge:
         return bytes(bare), refusal(18)
     return bytes(bare), None
@@ -515,8 +546,12 @@ def reply_to(wire: bytes, limit: int | None) -> bytes | None:
         query = dns.message.from_wire(wire)
     except Exception:
         return None
-    if not query.question:
-        return None
+    if not query.question:  # dig +header-only: FORMERR, the header and OPT echoed
+        response = dns.message.make_response(query)
+        if query.edns >= 0:
+            response.use_edns(0, 0, PAYLOAD, options=_options(query))
+        response.set_rcode(dns.rcode.FORMERR)
+        return response.to_wire()
     qname = query.question[0].name.to_text()
     if qname == "silent.test.":
         return None
@@ -539,6 +574,8 @@ def reply_to(wire: bytes, limit: int | None) -> bytes | None:
     if qname in META:  # TKEY in the answer section, a TSIG-signed reply, ... (odd replies)
         return META[qname](query)
     response = answer(query)
+    if qname == "ednsopts.test." and query.edns >= 0:  # options as dig prints them
+        response.use_edns(0, 0, PAYLOAD, options=ODD_OPTIONS)
     if qname == "cut.test.":  # no OPT, the authority's SOA cut short: ends mid-record
         response.use_edns(False)
         return response.to_wire(want_shuffle=False)[:-6]

@@ -220,3 +220,66 @@ def test_signed_transfers_as_dig(xfr_port: int) -> None:
     for zone in ("refused.xfr", "cut.xfr"):  # unsigned answers
         a, _ = same(*at, *y("tk"), zone, "AXFR")
         assert "expected a TSIG or SIG(0)" in a.stdout
+
+
+def test_truncated_macs_as_dig(port: int, tmp_path: Path) -> None:
+    """dig 9.18's `hmac-sha256-128` (-y and a key file): the query's MAC cut to those
+    bits (the server reads it), a reply's as short verifies, one shorter than the key's
+    bits does not (BIND's BADTRUNC); out of range: an error (dig: exit 1)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    names = ["a.test", "trunc.sig", "shortmac.sig"]
+    a, _ = same(*at, "-y", f"hmac-sha256-128:tk.test:{SECRET}", *names)
+    assert "300 16 " in a.stdout and a.stdout.count("Couldn't verify signature") == 1
+    for alg in ("hmac-sha256-80", "hmac-sha256-256", "hmac-sha256-0", "HMAC-SHA256-130"):
+        same(*at, "-y", f"{alg}:tk.test:{SECRET}", *names)
+    same(*at, "-y", f"hmac-sha256-128:tk.test:{SECRET}", "+tcp", "a.test")
+    conf = tmp_path / "k"
+    conf.write_text(f'key "tk.test" {{ algorithm hmac-sha256-128; secret "{SECRET}"; }};\n')
+    same(*at, "-k", str(conf), *names[:2])
+    got = ours(*at, "-y", f"hmac-sha256-300:tk.test:{SECRET}", "a.test")
+    assert got.returncode == 2 and "invalid digest-bits [0..256] '300': out of range" in (
+        got.stderr
+    )  # fmt: skip
+
+
+def test_batch_line_keys_as_dig(port: int, tmp_path: Path) -> None:
+    """-y/-k on a -f line, as dig 9.18 takes them: the first line's signs every line; a
+    later -y signs none and says `TSIG key was not used` from there on; a later -k
+    does nothing."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    y = f"hmac-sha256:tk.test:{SECRET}"
+    conf = tmp_path / "k"
+    conf.write_text(f'key "tk.test" {{ algorithm hmac-sha256; secret "{SECRET}"; }};\n')
+    batch = tmp_path / "q"
+    cases = (([f"-y {y} a.test", "b.test"], 2, 0), (["a.test", f"-y {y} b.test", "c.test"], 0, 2),
+             (["a.test", f"-k {conf} b.test", "c.test"], 0, 0),
+             ([f"-k {conf} a.test", "b.test +noall +answer"], 1, 0))  # fmt: skip
+    for lines, signed, unused in cases:
+        batch.write_text("\n".join(lines) + "\n")
+        a, _ = same(*at, "-f", str(batch))
+        assert a.stdout.count(";; TSIG PSEUDOSECTION:") == signed, lines
+        assert a.stdout.count(";; WARNING -- TSIG key was not used.") == unused, lines
+    same(*at, "-y", y, "-f", str(batch))  # the command line's key, then the first line's
+
+
+def test_signed_trace_as_dig(port: int) -> None:
+    """+trace with -y: each step signed and checked, as dig (the root's NS is this
+    server: dns_zone_server.py's root zone)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    a, _ = same(*at, "-y", f"hmac-sha256:tk.test:{SECRET}", "+trace", "a.test")
+    assert "Couldn't" not in a.stdout and a.stdout.count(";; Received ") == 2
+    a, _ = same(*at, "-y", f"hmac-sha256:tk.test:{SECRET}", "+trace", "badmac.sig")
+    assert ";; Couldn't verify signature: tsig verify failure" in a.stdout
+    same(*at, "-y", f"hmac-sha256:other.key:{SECRET}", "+trace", "a.test")  # BADKEY: stops
+
+
+def test_a_signed_query_with_qr_as_dig(port: int) -> None:
+    """+qr -y: the query's TSIG pseudosection in its `;; Sending:` block, as dig; the
+    TSIG warning after a failure, as dig's."""
+    at = ["@127.0.0.1", "-p", str(port), "-y", f"hmac-sha256:tk.test:{SECRET}", "+qr"]
+    a, _ = same(*at, "badmac.sig", "a.test")
+    assert a.stdout.count(";; TSIG PSEUDOSECTION:") == 4
+    # dig's `validated` is a global: after a reply that did not verify, every later
+    # lookup's statistics say so too (a.test's verified)
+    a, _ = same(*at[:-1], "a.test", "badmac.sig", "a.test")
+    assert a.stdout.count(";; WARNING -- Some TSIG could not be validated") == 2

@@ -192,7 +192,7 @@ def test_y_keys_as_dig_makes_them(y: str, warnings: list[str], failed: str | Non
 
 
 def test_y_words_dig_refuses_and_short_keys() -> None:
-    for y in ("k.test", "k.test:", ":c2Vj", "hmac-sha256-128:k.test:c2VjcmV0c2VjcmV0"):
+    for y in ("k.test", "k.test:", ":c2Vj"):
         with pytest.raises(dnstsig.KeyUsageError):
             dnstsig.key_from_y(y)
     made = dnstsig.key_from_y("hmac-sha256:k.test:c2VjcmV0")  # 6 bytes: BIND's log line
@@ -266,3 +266,76 @@ def test_dns_query_signs_and_checks(how: str, note: str | None) -> None:
 def test_queries_set_ad_as_dig() -> None:
     q = _make_query(dns.name.from_text("a.test"), "A", 0, 1232, False, True)
     assert q.flags & dns.flags.AD and q.flags & dns.flags.RD
+
+
+# `dig ... +nocookie -y Y a.test` (dig 9.18.49) to a UDP listener: truncated MACs (dig's
+# hmac-sha256-128: 16 bytes; hmac-md5-80: 10)
+DIG_TRUNCATED = {
+    "hmac-sha256-128:tk.test:c2VjcmV0c2VjcmV0": bytes.fromhex(
+        "ade10120000100000000000201610474657374000001000100002904d000000000000002746b0474"
+        "6573740000fa00ff00000000002d0b686d61632d7368613235360000006b13d340012c0010210c82"
+        "30c4774b300d21026572938e6aade100000000"
+    ),
+    "hmac-md5-80:tk.test:c2VjcmV0c2VjcmV0": bytes.fromhex(
+        "8e0c0120000100000000000201610474657374000001000100002904d000000000000002746b0474"
+        "6573740000fa00ff00000000003408686d61632d6d6435077369672d616c670372656703696e7400"
+        "00006b13d341012c000ae7bdafc5d26039083a998e0c00000000"
+    ),
+}
+
+
+@pytest.mark.parametrize("y", list(DIG_TRUNCATED))
+def test_a_truncated_mac_is_digs_bytes(y: str, monkeypatch: Any) -> None:
+    dig = DIG_TRUNCATED[y]
+    sent = dns.message.from_wire(dig, keyring=False)
+    assert sent.tsig is not None
+    query = _make_query(dns.name.from_text("a.test"), "A", 0, 1232, False, True)
+    query.id = sent.id
+    key = dnstsig.key_from_y(y).key
+    assert key is not None and key.mac_size == len(sent.tsig[0].mac)
+    dnstsig.sign(query, key)
+    monkeypatch.setattr(dns.renderer.time, "time", lambda: sent.tsig[0].time_signed)
+    assert dnstsig.render(query) == dig
+    assert dnstsig.query_mac(query) == sent.tsig[0].mac  # the request MAC as sent
+
+
+@pytest.mark.parametrize(
+    ("y", "bits", "error"),
+    [
+        ("hmac-sha256-128", 128, None),
+        ("HMAC-SHA256-130", 136, None),  # rounded up to bytes, as BIND
+        ("hmac-sha256-0", 0, None),  # the whole digest
+        ("hmac-sha512-256", 256, None),
+        ("hmac-sha256-300", 0, "invalid digest-bits [0..256] '300': out of range"),
+        ("hmac-md5-129", 0, "invalid digest-bits [0..128] '129': out of range"),
+        ("hmac-sha1-abc", 0, "invalid digest-bits [0..160] 'abc': not a valid number"),
+        ("hmac-sha256-", 0, "invalid digest-bits [0..256] '': not a valid number"),
+    ],
+)
+def test_truncated_algorithms_as_dig_reads_them(y: str, bits: int, error: str | None) -> None:
+    if error is not None:
+        with pytest.raises(dnstsig.KeyUsageError, match=error.replace("[", r"\[")):
+            dnstsig.key_from_y(f"{y}:k.test:{SECRET}")
+        return
+    key = dnstsig.key_from_y(f"{y}:k.test:{SECRET}").key
+    assert key is not None and key.bits == bits and "-" not in key.algorithm[5:]
+
+
+def test_a_truncated_key_checks_replies_with_binds_badtrunc_rule() -> None:
+    """With hmac-sha256-128 a 16-byte MAC verifies (without: BADTRUNC), a longer one
+    too; one shorter than the key's bits does not; 8 bytes is FORMERR either way."""
+    short = dnstsig.TsigKey("tk.test.", "hmac-sha256", b"secretsecret", bits=128)
+    for maclen, words in ((16, None), (32, None), (20, None), (8, "FORMERR")):
+        wire = signed(reply(), QMAC, maclen=maclen)
+        assert dnstsig.Verifier(short, QMAC, now=lambda: NOW).check(wire) == words, maclen
+    longer = dnstsig.TsigKey("tk.test.", "hmac-sha256", b"secretsecret", bits=160)
+    wire = signed(reply(), QMAC, maclen=16)
+    assert dnstsig.Verifier(longer, QMAC, now=lambda: NOW).check(wire) == "tsig verify failure"
+
+
+def test_a_truncated_key_file_as_dig(tmp_path: Path) -> None:
+    (tmp_path / "k").write_text(
+        f'key "k.test" {{ algorithm hmac-sha256-128; secret "{SECRET}"; }};'
+    )
+    made = dnstsig.key_from_file(str(tmp_path / "k"))
+    assert made.key == dnstsig.TsigKey("k.test", "hmac-sha256", b"secretsecret", bits=128)

@@ -1,0 +1,195 @@
+"""dig 9.18's switches `pktlab run dns` reads since session 16 (dig16): the tables of
+its display and query switches, their values (`query_value`), the query they make
+(`query_bits`: measure.dns.QueryBits), +search's names (`search_names`), and the text
+of the EDNS options dig names (`known_option`). Apart from run_dns.py, which reads and
+prints with them; no dnspython at import."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from packetlab.cli.run import RunError
+
+NDOTS_MAX = 15  # BIND's MAXNDOTS
+RESOLV_CONF = "/etc/resolv.conf"  # dig's search list and ndots: this host's, as dig reads them
+
+# since session 16: dig 9.18's display and query switches, each +WORD and +noWORD (an
+# alias maps onto the same attribute), as dig reads them
+_ON_OFF = {"ttlid": "ttlid", "class": "show_class", "cl": "show_class",
+           "ttlunits": "ttlunits", "crypto": "crypto", "rrcomments": "rrcomments",
+           "unknownformat": "unknownformat", "qr": "qr", "header-only": "header_only",
+           "aaflag": "aaflag", "aaonly": "aaflag", "adflag": "adflag", "ad": "adflag",
+           "cdflag": "cdflag", "cd": "cdflag", "raflag": "raflag", "tcflag": "tcflag",
+           "zflag": "zflag", "expire": "expire", "keepalive": "keepalive", "fail": "fail",
+           "besteffort": "besteffort", "rdflag": "norecurse", "identify": "identify",
+           "coflag": "coflag", "expandaaaa": "expandaaaa", "ednsnegotiation": "ednsneg",
+           "ednsneg": "ednsneg", "yaml": "yaml"}  # fmt: skip
+#: +WORD and +noWORD of each: (attribute, value), as run_dns.DIG_FLAGS
+FLAGS: dict[str, tuple[str, Any]] = {}
+for _word, _attr in _ON_OFF.items():
+    _on = _attr != "norecurse"  # +rdflag is +recurse
+    FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = (_attr, _on), (_attr, not _on)
+for _word in ("search", "defname"):  # dig: +[no]defname is +[no]search
+    FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = ("search", True), ("search", False)
+FLAGS["+noidnin"] = ("idnin", False)  # dig's default when not on a terminal
+FLAGS["+noidnout"] = ("idnout", False)
+#: what they default to (run_dns.configure's)
+DEFAULTS: dict[str, Any] = {
+    "ttlid": True, "show_class": True, "ttlunits": False, "crypto": True, "rrcomments": None,
+    "unknownformat": False, "qr": False, "header_only": False, "aaflag": False,
+    "adflag": True, "cdflag": False, "raflag": False, "tcflag": False, "zflag": False,
+    "opcode": 0, "subnet": None, "expire": False, "keepalive": False, "padding": 0,
+    "fail": True, "besteffort": True, "identify": False, "idnin": False, "idnout": False,
+    "search": False, "showsearch": False, "domain": None, "ndots": None, "ednsflags": 0,
+    "coflag": False, "ednsopts": (), "qid": None, "ednsneg": True, "expandaaaa": False,
+    "yaml": False,
+}  # fmt: skip
+#: dig's opcode names (+opcode=NAME; a number 0..15 too)
+OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
+#: the query's header bits and EDNS options from dig's switches (measure.dns.QueryBits)
+QUERY_BITS = ("aaflag", "adflag", "cdflag", "raflag", "tcflag", "zflag", "opcode",
+              "header_only", "subnet", "expire", "keepalive", "padding", "ednsflags",
+              "coflag", "ednsopts", "qid", "ednsneg", "besteffort")  # fmt: skip
+#: dig 9.18's names for +ednsopt=NAME[:HEX] (its optnames, any case)
+EDNS_OPTION_NAMES = {"llq": 1, "nsid": 3, "dau": 5, "dhu": 6, "n3u": 7, "ecs": 8,
+                     "expire": 9, "cookie": 10, "keepalive": 11, "padding": 12, "pad": 12,
+                     "chain": 13, "key-tag": 14, "ede": 15, "client-tag": 16,
+                     "server-tag": 17}  # fmt: skip
+EDNS_OPTIONS_MAX = 100  # dig's EDNSOPT_OPTIONS
+
+
+def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None:
+    """dig's +ednsopt=CODE[:HEX], +ednsflags=N, +qid=N, +opcode=NAME|N,
+    +subnet=ADDR[/PREFIX], +padding=N (0..512) into `at` (EDNS on, as dig, for
+    +ednsflags and +padding, not +ednsopt; +subnet asks for an OPT record by itself)."""
+    from packetlab.measure.dns import PADDING_MAX, subnet_option
+
+    if key == "+ednsopt":
+        code, _, data = value.partition(":")
+        number = EDNS_OPTION_NAMES.get(code.lower(), int(code) if code.isdigit() else -1)
+        if not 0 <= number <= 0xFFFF:
+            raise RunError(f"{word}: bad edns code point: {code} (0..65535 or dig's "
+                           "names: NSID, ECS, EXPIRE, COOKIE, KEEPALIVE, PAD, ...)")  # fmt: skip
+        try:
+            raw = bytes.fromhex(data)
+        except ValueError:
+            raise RunError(f"{word}: the value must be hex digits") from None
+        if len(at.ednsopts) >= EDNS_OPTIONS_MAX:
+            raise RunError(f"{word}: too many ednsopts (at most {EDNS_OPTIONS_MAX})")
+        at.ednsopts = (*at.ednsopts, (number, raw))  # as dig: EDNS not turned on by it
+    elif key in ("+ednsflags", "+qid"):
+        top = 0xFFFF
+        try:
+            n = int(value, 0) if key == "+ednsflags" else int(value)
+        except ValueError:
+            n = -1
+        if not 0 <= n <= top:
+            raise RunError(f"{word}: invalid {key[1:]} {value!r}: expected 0..{top}")
+        setattr(at, key[1:], n)
+        if key == "+ednsflags":
+            at.edns = max(at.edns, 0)
+    elif key == "+opcode":
+        op = OPCODES.get(value.lower(), int(value) if value.isdigit() else -1)
+        if not 0 <= op <= 15:
+            raise RunError(f"{word}: expected an opcode (QUERY, IQUERY, STATUS, NOTIFY, "
+                           "UPDATE) or a number 0..15")  # fmt: skip
+        at.opcode = op
+    elif key == "+subnet":
+        try:
+            at.subnet = subnet_option(value)
+        except ValueError:
+            raise RunError(f"{word}: invalid address {value!r} (ADDR[/PREFIX], or 0)") from None
+    else:
+        if not value.isdigit() or int(value) > PADDING_MAX:
+            raise RunError(f"{word}: invalid padding {value!r}: expected 0..{PADDING_MAX}")
+        at.padding = int(value)
+        at.edns = max(at.edns, 0)
+
+
+def search_names(name: str, args: argparse.Namespace) -> list[str]:
+    """The names dig 9.18 asks for `name`, in order (+search, +domain, +ndots; dig's
+    usesearch, domainopt and ndots are globals: the command line's): with fewer dots
+    than ndots (resolv.conf's `options ndots:N`, default 1), the name in each domain of
+    the search list (resolv.conf's `search`/`domain`, this host's as dig reads them;
+    +domain=D: D alone), then as given; else as given, first, and the search list never
+    (`[name, ""]`: dig prints such a name's NXDOMAIN statistics twice); absolute: as
+    given only. The next is asked only after an NXDOMAIN."""
+    top = args  # a batch line's, or the command line's (a name's falls back to them)
+    if not getattr(top, "search", False) or name.endswith("."):
+        return [name]
+    from packetlab.measure.resolvconf import search_of
+
+    try:
+        with open(RESOLV_CONF, encoding="utf-8", errors="replace") as f:
+            domains, ndots = search_of(f.read(65536))
+    except OSError:
+        domains, ndots = [], None
+    if top.domain is not None:
+        domains = [top.domain]
+    ndots = top.ndots if top.ndots is not None else 1 if ndots is None else ndots
+    if name.count(".") >= ndots:
+        return [name, ""]
+    return [f"{name}.{d.strip('.')}." if d.strip(".") else f"{name}." for d in domains] + [name]
+
+
+def query_bits(o: argparse.Namespace) -> Any:
+    """The query switches of `o` (a line's, a name's) as measure.dns.QueryBits."""
+    from packetlab.measure.dns import QueryBits
+
+    v = {k: getattr(o, k) for k in QUERY_BITS}
+    return QueryBits(aa=v["aaflag"], ad=v["adflag"], cd=v["cdflag"], ra=v["raflag"],
+                     tc=v["tcflag"], z=v["zflag"], opcode=v["opcode"],
+                     header_only=v["header_only"], subnet=v["subnet"], expire=v["expire"],
+                     keepalive=v["keepalive"], padding=v["padding"],
+                     ednsflags=v["ednsflags"], coflag=v["coflag"], ednsopts=v["ednsopts"],
+                     qid=v["qid"], ednsneg=v["ednsneg"],
+                     besteffort=v["besteffort"])  # fmt: skip
+
+
+def known_option(code: int, data: bytes, yaml: bool = False) -> str | None:
+    """dig's line for CLIENT-SUBNET, EXPIRE, TCP KEEPALIVE, PADDING, KEY-TAG, EDE (None:
+    another option, or one whose data BIND would not read so). `yaml`: dig's YAML words
+    (TCP-KEEPALIVE; PAD's bytes as another option's)."""
+    import ipaddress
+
+    from packetlab.measure.dns import ECS, EXPIRE, KEEPALIVE, PADDING, ttl_words
+
+    if code == ECS and len(data) >= 4 and data[:2] in (b"\0\1", b"\0\2"):
+        size = 4 if data[1] == 1 else 16
+        if len(data) - 4 > size:
+            return None
+        addr = ipaddress.ip_address(data[4:].ljust(size, b"\0"))
+        return f"; CLIENT-SUBNET: {addr}/{data[2]}/{data[3]}"
+    if code == EXPIRE and len(data) in (0, 4):
+        secs = int.from_bytes(data, "big")
+        return f"; EXPIRE: {secs} ({ttl_words(secs)})" if data else "; EXPIRE:"
+    if code == KEEPALIVE and len(data) in (0, 2):
+        n = int.from_bytes(data, "big")
+        name = "TCP-KEEPALIVE" if yaml else "TCP KEEPALIVE"
+        return f"; {name}: {n // 10}.{n % 10} secs" if data else f"; {name}:"
+    if code == PADDING and not (yaml and data):
+        return f"; PAD: ({len(data)} bytes)" if data else "; PAD:"
+    if code == KEY_TAG and data and len(data) % 2 == 0:
+        tags = (int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+        return "; KEY-TAG: " + ", ".join(map(str, tags))
+    if code == EDE and len(data) >= 2:
+        info = int.from_bytes(data[:2], "big")
+        name = f" ({EDE_NAMES[info]})" if info < len(EDE_NAMES) else ""
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in data[2:])
+        if yaml:  # dig's YAML: a mapping (and a blank line after an unnamed code alone)
+            extra = f'\n  EXTRA-TEXT: "{text}"' if text else "\n" if not name else ""
+            return f"; EDE:\n  INFO-CODE: {info}{name}{extra}"
+        return f"; EDE: {info}{name}" + (f": ({text})" if text else "")
+    return None
+
+
+KEY_TAG, EDE = 14, 15  # EDNS option codes (RFC 8145, RFC 8914)
+#: BIND 9.18's names of the extended DNS errors (its edetext), by INFO-CODE
+EDE_NAMES = ("Other", "Unsupported DNSKEY Algorithm", "Unsupported DS Digest Type",
+             "Stale Answer", "Forged Answer", "DNSSEC Indeterminate", "DNSSEC Bogus",
+             "Signature Expired", "Signature Not Yet Valid", "DNSKEY Missing", "RRSIGs Missing",
+             "No Zone Key Bit Set", "NSEC Missing", "Cached Error", "Not Ready", "Blocked",
+             "Censored", "Filtered", "Prohibited", "Stale NXDOMAIN Answer", "Not Authoritative",
+             "Not Supported", "No Reachable Authority", "Network Error",
+             "Invalid Data")  # fmt: skip
