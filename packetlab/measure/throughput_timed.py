@@ -1256,11 +1256,15 @@ class DiskFile:
 
 
 async def _both(*steps: Any) -> None:
-    """Run coroutines at once; the first failure is raised (the others run out)."""
+    """Run coroutines at once; the first failure is raised, the others cancelled (a
+    refused upload half must not leave the receiving half to send TEST_END, or poll the
+    endpoint's clock, after the test ended)."""
     ds = [Deferred.fromCoroutine(step) for step in steps]
     try:
         await defer.gatherResults(ds, consumeErrors=True)
     except defer.FirstError as e:
+        for d in ds:
+            d.cancel()  # a no-op on those done
         e.subFailure.raiseException()
 
 
