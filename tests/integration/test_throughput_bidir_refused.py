@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -83,3 +84,32 @@ def test_bidir_parallel_unpaced_runs_both_ways(port: int) -> None:  # noqa: F811
     assert result["sum_reverse"]["receiver"]["bytes"] > 10 << 20, result["sum_reverse"]
     assert result["seconds"] == pytest.approx(1.0, abs=0.05)
     assert took < PROMPT_S
+
+
+def test_ctrl_c_in_a_parallel_download_prints_the_totals(port: int) -> None:  # noqa: F811
+    """SIGINT in -R -P 4 -t 10 once the test runs: the totals of what ran, exit 130. With
+    4 MiB a stream the stop's TEST_END (behind its clock read) went unread while the
+    server sent on, and the run ended after the grace with `# 0 of 0 runs`."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    wait_tcp_listening(port, timeout=20)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packetlab", "run", "throughput", "-c", "127.0.0.1", "-p",
+         str(port), "--insecure-plaintext", "-R", "-P", "4", "-t", "10", "-i", "0.5",
+         "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["type"] == "connected"
+        first = proc.stdout.readline()  # the first interval: the test runs
+        assert json.loads(first)["type"] == "interval"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 130, err
+    (result,) = [r for r in map(json.loads, out.splitlines()) if r["type"] == "throughput"]
+    assert result["stopped"] is True and result["seconds"] < 5, result
+    assert result["sum"]["receiver"]["bytes"] > 10 << 20 and "Traceback" not in err
