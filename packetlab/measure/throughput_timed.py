@@ -73,6 +73,7 @@ from packetlab.measure.throughput import (
 )
 from packetlab.measure.throughput_pcap import TimedCapture
 from packetlab.wire import Family, Ndata, Nstat, NstatCode, Ntag
+from packetlab.wire.constants import NDATA_MAX
 
 __all__ = ["TimedResult", "TimedSpec", "timed_test"]
 
@@ -90,6 +91,15 @@ HORIZON_S, FIRST_LEAD_S = 0.5, 0.02
 #: the last), enough for 0.1 s intervals without a notification per datagram.
 TAGS_PER_S = 1000
 RBUF = 4 << 20  # download: each data socket's receive budget at the endpoint
+#: TCP download (and --bidir's receiving half): the receiving sockets' budgets together.
+#: An endpoint stops reading requests while 100 frames wait for the controller (PROTOCOL.md
+#: §1.4 step 4, MAX_MSGQ_LEN), and it keeps reading data as long as the budgets allow:
+#: budgets worth more than 100 ndata of NDATA_MAX bytes let a download faster than the
+#: controller keep it there, every request unread (--bidir -P 2 with 4 MiB each: the
+#: sends, TEST_END and the nclose stuck behind 128 queued ndata while the server sent on,
+#: until it gave up 40 s later). Half of it leaves room for the ntags and answers.
+MAX_MSGQ_LEN = 100
+RX_TOTAL = MAX_MSGQ_LEN // 2 * NDATA_MAX
 CONNECT_WAIT = 10.0
 #: Download: the data is all in once no notification came for this long after the end.
 QUIET_S = 0.05
@@ -468,6 +478,8 @@ class _Test:
         info = await read_system_info(session)
         n = spec.sockets
         rbuf = max(256 << 10, min(RBUF, (info.bufmax - info.bufused) // (n + 1)))
+        if not spec.udp:  # see RX_TOTAL (a sending stream receives nothing)
+            rbuf = max(NDATA_MAX, min(rbuf, RX_TOTAL // spec.streams))
         for i, (sid, label) in enumerate(
             zip(iperf3.stream_ids(n), iperf3.display_ids(n), strict=True)
         ):
@@ -1244,11 +1256,15 @@ class DiskFile:
 
 
 async def _both(*steps: Any) -> None:
-    """Run coroutines at once; the first failure is raised (the others run out)."""
+    """Run coroutines at once; the first failure is raised, the others cancelled (a
+    refused upload half must not leave the receiving half to send TEST_END, or poll the
+    endpoint's clock, after the test ended)."""
     ds = [Deferred.fromCoroutine(step) for step in steps]
     try:
         await defer.gatherResults(ds, consumeErrors=True)
     except defer.FirstError as e:
+        for d in ds:
+            d.cancel()  # a no-op on those done
         e.subFailure.raiseException()
 
 
