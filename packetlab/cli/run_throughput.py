@@ -719,6 +719,14 @@ def budget(args: argparse.Namespace) -> float:
     return args.runs * ((args.time or 0) + args.max_time + 20)
 
 
+_ROWS = output.Rows(connected_rows, interval_rows, timed_rows, row)
+
+
+def renderer(args: argparse.Namespace) -> Any:
+    """The text of each record, with iperf3's output options (-J, -f, -T, --logfile...)."""
+    return output.renderer(args, _ROWS)
+
+
 COMMAND = Command(
     name="throughput",
     help="TCP throughput against an iperf3 server (paper §5.2)",
@@ -732,7 +740,7 @@ COMMAND = Command(
     budget=budget,
     epilog=EPILOG,
     target=lambda args: split_host_port(args.server, 5201, args.port, family=args.family)[0],
-    row_for=output.renderer,
+    row_for=renderer,
 )
 
 

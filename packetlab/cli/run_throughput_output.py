@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, NamedTuple
 
 Record = dict[str, Any]
 
@@ -87,13 +88,23 @@ def check(args: argparse.Namespace) -> str | None:
     return None
 
 
+class Rows(NamedTuple):
+    """run_throughput's iperf3 lines, handed in (this module sits below that one)."""
+
+    connected: Callable[..., str]
+    interval: Callable[..., str]
+    timed: Callable[..., str]
+    row: Callable[[Record], str | None]
+
+
 class Output:
     """The text form of the records of one command line, with iperf3's output options;
     with --logfile it writes there and returns None."""
 
-    def __init__(self, args: argparse.Namespace, version: str) -> None:
+    def __init__(self, args: argparse.Namespace, version: str, rows: Rows) -> None:
         self.args = args
         self.version = version
+        self.rows = rows
         self.connected: Record | None = None
         self.intervals: list[Record] = []
         self.started = time.time()
@@ -114,18 +125,17 @@ class Output:
         return None
 
     def text(self, r: Record) -> str | None:
-        from packetlab.cli import run_throughput as rt
-
+        rt = self.rows
         a = self.args
         kind = r["type"]
         if a.json_doc:
             return self._document(r)
         if kind == "connected":
-            return rt.connected_rows(r, verbose=a.iperf_verbose)
+            return rt.connected(r, verbose=a.iperf_verbose)
         if kind == "interval":
-            return rt.interval_rows(r, a.unit or "a")
+            return rt.interval(r, a.unit or "a")
         if kind == "throughput" and "protocol" in r and "error" not in r:
-            out = rt.timed_rows(r, a.unit or "a", verbose=a.iperf_verbose)
+            out = rt.timed(r, a.unit or "a", verbose=a.iperf_verbose)
             if "server_output_text" in r:  # iperf3: "\nServer output:\n%s\n"
                 out += "\n\nServer output:\n" + printable(r["server_output_text"])
             elif "server_output_json" in r:
@@ -165,15 +175,24 @@ class Output:
         return "\n".join(head + line for line in text.split("\n"))
 
 
-def renderer(args: argparse.Namespace) -> Any:
+def renderer(args: argparse.Namespace, rows: Rows) -> Any:
     """The command's `row_for`: the same `Output` for every record of `args`."""
     out = getattr(args, "_output", None)
     if out is None:
         from packetlab import __version__
 
-        out = Output(args, f"packetlab {__version__} (iperf 3.12 protocol)")
+        out = Output(args, f"packetlab {__version__} (iperf 3.12 protocol)", rows)
         args._output = out
     return out
 
 
-__all__ = ["Output", "add_options", "check", "printable", "renderer", "selected", "unit_format"]
+__all__ = [
+    "Output",
+    "Rows",
+    "add_options",
+    "check",
+    "printable",
+    "renderer",
+    "selected",
+    "unit_format",
+]

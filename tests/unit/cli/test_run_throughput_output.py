@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from packetlab.cli import run_throughput
-from packetlab.cli import run_throughput_output as output
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import parse_args
 
@@ -51,7 +50,7 @@ def args_of(*argv: str) -> argparse.Namespace:
 
 
 def lines(args: argparse.Namespace, *records: dict[str, Any]) -> list[str]:
-    render = output.renderer(args)
+    render = run_throughput.renderer(args)
     out: list[str] = []
     for r in records:
         text = render(r)
@@ -143,7 +142,7 @@ def test_logfile_appends_and_prints_nothing(tmp_path: Path) -> None:
 
 def test_json_document_once_per_test_with_the_title() -> None:
     args = args_of("-J", "-T", "hi", "--timestamps")
-    render = output.renderer(args)
+    render = run_throughput.renderer(args)
     assert render(CONNECTED) is None and render(INTERVAL) is None
     doc = json.loads(render(RESULT) or "")
     assert list(doc) == ["start", "intervals", "end", "title", "server_output_text"]
