@@ -5,7 +5,9 @@ transport, with backpressure both ways (PROTOCOL.md §1.1, §1.4).
   straight through; when it pauses us, frames wait in the outbox (and ndata keep their
   budget, so TCP sockets stop reading and UDP sockets drop).
 * Incoming: we stop taking requests from the framer, and pause the transport, while
-  `MAX_QUEUED` (100) or more frames wait in the outbox; below that we carry on. While a
+  `MAX_QUEUED` (100) or more frames wait in the outbox; below that we carry on. Meanwhile
+  TCP sockets read no more (`ReceivePath.held_back`): their budgets may pay for more than
+  100 ndata, which kept the outbox full and the requests unread for good. While a
   cdata's program compiles in a worker thread (`Session.waiting`) no request is handled;
   they wait in the framer, and past `WAIT_BUFFER` bytes we pause the transport too.
 
@@ -192,6 +194,7 @@ class ControllerProtocol(Protocol):
                     if not self._read_paused:
                         self._read_paused = True
                         self._t.pauseProducing()
+                    session.receiving.held_back = True  # until the outbox drains
                     return
             if self._setup_timer is not None and session.phase is not Phase.SETUP:
                 self._setup_timer.cancel()
@@ -236,8 +239,12 @@ class ControllerProtocol(Protocol):
             if not len(session.outbox):
                 self._lose()
         elif self._read_paused and len(session.outbox) < MAX_QUEUED:
+            receiving = session.receiving
+            receiving.held_back = False
             self._refeed()
             self._consume()
+            if not receiving.held_back:  # the requests came first; now the data again
+                receiving.unblock()
         elif session.ended is not None:
             self._end(session.ended)
 

@@ -39,6 +39,10 @@ class ReceivePath:
         self.gate = gate
         self.outbox = Outbox(self.release)
         self.blocked: set[Skt] = set()  # TCP sockets that stopped reading for want of room
+        # Set while requests wait behind a full outbox (protocol.MAX_QUEUED): TCP sockets
+        # read nothing more until it drains, or their ndata, paid for by their budgets,
+        # kept it full for good and the controller's requests were never read again.
+        self.held_back = False
 
     # -- notifications and masks (§2.4) ---------------------------------------------------
 
@@ -89,6 +93,8 @@ class ReceivePath:
             self.unblock()
 
     def recv_room(self, skt: Skt) -> int:
+        if self.held_back:
+            return 0
         budget = self.budget
         return min(skt.rbufsz - skt.rbufused, budget.max - budget.used) - RECV_BUF_OVERHEAD
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ep_fakes import Rig, names, udp_open
+from ep_fakes import Rig, names, tcp_open, udp_open
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -90,6 +90,32 @@ def test_requests_wait_while_100_frames_are_queued() -> None:
     assert len(c.out()) == MAX_QUEUED + 50
     assert c.transport.producerState == "producing"
     assert c.proto.framer.buffered == 0
+
+
+def test_tcp_sockets_read_nothing_while_requests_wait_on_a_full_outbox() -> None:
+    """TCP budgets may pay for more than MAX_QUEUED ndata (two sockets of 4 MiB: 128 of
+    64 KiB): the sockets refilled the outbox as fast as the controller took frames, so it
+    never fell under MAX_QUEUED and the requests were never read again (`run throughput
+    --bidir -P 2` waited 40 s). While requests wait, TCP reads wait too; once the outbox
+    drains the waiting requests are handled first, then the sockets read again."""
+    c = Conn()
+    c.feed(wire.Start(), tcp_open(2, rbufsz=8 << 20))
+    skt = c.rig.skt(2)
+    c.rig.session.tcp_established(skt, b"\x7f\x00\x00\x01", 1, b"\x7f\x00\x00\x01", 80)
+    receiving = c.rig.session.receiving
+    assert receiving.recv_room(skt) > 0
+    c.out()
+    c.proto.pauseProducing()  # the transport's buffer is full
+    c.feed(*[mread() for _ in range(MAX_QUEUED + 5)])
+    assert c.transport.producerState == "paused"
+    assert receiving.recv_room(skt) == 0  # no more ndata behind the requests
+    receiving.tcp_blocked(skt)  # the reader found no room
+    c.proto.resumeProducing()  # the controller took the frames
+    answers = [f for f in c.out() if isinstance(f, wire.Mdata)]
+    assert len(answers) == MAX_QUEUED + 5  # every request answered, the last 5 too
+    assert c.transport.producerState == "producing"
+    assert receiving.recv_room(skt) > 0 and not skt.read_blocked
+    assert c.rig.io(2).resumed == 1  # and the socket reads again
 
 
 def test_setup_timeout_aborts() -> None:
