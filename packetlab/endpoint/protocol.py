@@ -202,6 +202,10 @@ class ControllerProtocol(Protocol):
             if self._read_paused:
                 self._read_paused = False
                 self._t.resumeProducing()
+            receiving = session.receiving
+            if receiving.held_back:  # the waiting requests came first; now the data again
+                receiving.held_back = False
+                receiving.unblock()
         finally:
             self._consuming = False
 
@@ -239,12 +243,8 @@ class ControllerProtocol(Protocol):
             if not len(session.outbox):
                 self._lose()
         elif self._read_paused and len(session.outbox) < MAX_QUEUED:
-            receiving = session.receiving
-            receiving.held_back = False
             self._refeed()
             self._consume()
-            if not receiving.held_back:  # the requests came first; now the data again
-                receiving.unblock()
         elif session.ended is not None:
             self._end(session.ended)
 
