@@ -36,6 +36,7 @@ from packetlab.endpoint.session import Phase, Session, SessionEnd
 from packetlab.hostport import host_port
 from packetlab.tls.directwrite import frame_writer, socket_connection
 from packetlab.wire.codec import encode
+from packetlab.wire.constants import MAX_MSGQ_LEN
 from packetlab.wire.framer import Framer, Item
 from packetlab.wire.messages import Resumd, Suspd
 
@@ -48,7 +49,7 @@ __all__ = [
     "ControllerProtocol",
 ]
 
-MAX_QUEUED = 100  # MAX_MSGQ_LEN: stop reading requests while this many frames wait
+MAX_QUEUED = MAX_MSGQ_LEN  # stop reading requests while this many frames wait
 SETUP_TIMEOUT = 10.0  # STATE_SET_UP_TIME (s)
 CLOSE_TIMEOUT = 10.0  # at most this long to flush the last frames to a stalled controller
 # After the last frame went to the transport we read (and drop) what the controller still

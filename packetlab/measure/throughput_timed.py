@@ -73,7 +73,7 @@ from packetlab.measure.throughput import (
 )
 from packetlab.measure.throughput_pcap import TimedCapture
 from packetlab.wire import Family, Ndata, Nstat, NstatCode, Ntag
-from packetlab.wire.constants import NDATA_MAX
+from packetlab.wire.constants import MAX_MSGQ_LEN, NDATA_MAX
 
 __all__ = ["TimedResult", "TimedSpec", "timed_test"]
 
@@ -98,7 +98,6 @@ RBUF = 4 << 20  # download: each data socket's receive budget at the endpoint
 #: controller keep it there, every request unread (--bidir -P 2 with 4 MiB each: the
 #: sends, TEST_END and the nclose stuck behind 128 queued ndata while the server sent on,
 #: until it gave up 40 s later). Half of it leaves room for the ntags and answers.
-MAX_MSGQ_LEN = 100
 RX_TOTAL = MAX_MSGQ_LEN // 2 * NDATA_MAX
 CONNECT_WAIT = 10.0
 #: Download: the data is all in once no notification came for this long after the end.

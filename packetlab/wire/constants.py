@@ -16,6 +16,9 @@ NDATA_MAX = 0x10000
 NSEND_MAX = 0xFFFFFF - 31
 LINFO_INFO_MAX = 0x10000
 MAX_SKT_CNT = 0x100
+# An endpoint stops reading requests while this many messages wait for the controller
+# (PROTOCOL.md §1.4 step 4).
+MAX_MSGQ_LEN = 100
 FILTER_MAX = 0x10000
 CHANNEL_MAX = 32
 SNIKEY_MAX = 63
