@@ -91,6 +91,25 @@ def client() -> TLSHandoff:
     )
 
 
+def refused_xreg(
+    options: PPKSServerOptions,
+) -> tuple[Proxy, Clock, Any, HalfCloseTransport, TLSHandoff]:
+    """k1's cap (2) reached by two registrations, then a third manager's xreg k1: its
+    ENORES is held back (ENORES_DELAY), nothing sent yet."""
+    proxy, clock = make_proxy(options)
+    register(proxy)
+    register(proxy)
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    return proxy, clock, proto, t, tls
+
+
 def register(
     proxy: Proxy, snikey: str = "k1", *, echo: bytes = PREAMBLE
 ) -> tuple[SetupProtocol, HalfCloseTransport]:
@@ -390,17 +409,7 @@ def test_a_manager_that_closes_after_enores_is_not_counted_twice(
 ) -> None:
     from packetlab.proxy.server import ENORES_DELAY
 
-    proxy, clock = make_proxy(options)
-    register(proxy)
-    register(proxy)
-    proto = proxy.setup_factory().buildProtocol(None)
-    t = HalfCloseTransport()
-    proto.makeConnection(t)
-    tls = client()
-    proto.dataReceived(tls.start())
-    step = tls.receive(t.value())
-    t.clear()
-    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    proxy, clock, proto, t, tls = refused_xreg(options)
     clock.advance(ENORES_DELAY)  # the refusal is held back (see below)
     assert list(wire.Framer().feed(tls.receive(t.value()).data)) == [wire.Result(68)]
     proto.connectionLost(Failure(ConnectionDone()))  # the soft failure: it gives up here
@@ -649,17 +658,7 @@ def test_an_xreg_refusal_is_held_back_so_a_reference_manager_does_not_spin(
     from packetlab.proxy.server import ENORES_DELAY
 
     assert 0.5 <= ENORES_DELAY < 2.0
-    proxy, clock = make_proxy(options)
-    register(proxy)
-    register(proxy)  # the cap (2) of k1 reached
-    proto = proxy.setup_factory().buildProtocol(None)
-    t = HalfCloseTransport()
-    proto.makeConnection(t)
-    tls = client()
-    proto.dataReceived(tls.start())
-    step = tls.receive(t.value())
-    t.clear()
-    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    proxy, clock, proto, t, tls = refused_xreg(options)
     assert list(wire.Framer().feed(tls.receive(t.value()).data)) == []
     t.clear()
     clock.advance(ENORES_DELAY - 0.01)
@@ -677,17 +676,7 @@ def test_an_xreg_refusal_is_held_back_so_a_reference_manager_does_not_spin(
 def test_a_manager_gone_while_its_refusal_is_held_leaves_no_timer(
     options: PPKSServerOptions,
 ) -> None:
-    proxy, clock = make_proxy(options)
-    register(proxy)
-    register(proxy)
-    proto = proxy.setup_factory().buildProtocol(None)
-    t = HalfCloseTransport()
-    proto.makeConnection(t)
-    tls = client()
-    proto.dataReceived(tls.start())
-    step = tls.receive(t.value())
-    t.clear()
-    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    _proxy, clock, proto, _t, _tls = refused_xreg(options)
     proto.connectionLost(Failure(ConnectionDone()))
     assert clock.getDelayedCalls() == []
 
@@ -698,17 +687,7 @@ def test_a_manager_that_closes_before_its_held_refusal_gets_no_late_tls_record(
     """The refusal is encrypted only when it goes (records leave in sequence order); a
     manager whose close_notify comes first gets no TLS after it, only the raw preamble,
     and no timer is left."""
-    proxy, clock = make_proxy(options)
-    register(proxy)
-    register(proxy)
-    proto = proxy.setup_factory().buildProtocol(None)
-    t = HalfCloseTransport()
-    proto.makeConnection(t)
-    tls = client()
-    proto.dataReceived(tls.start())
-    step = tls.receive(t.value())
-    t.clear()
-    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
+    _proxy, clock, proto, t, tls = refused_xreg(options)
     t.clear()
     proto.dataReceived(tls.close())
     assert t.value() == PREAMBLE and clock.getDelayedCalls() != []  # the setup deadline
