@@ -49,7 +49,8 @@ def _case(mode: str, reflex: bool = False) -> dict[str, float]:
 
     from packetlab.endpoint.monitors import MAX_MODULE, MonitorHost
     from packetlab.endpoint.reflexes import ReflexService
-    from packetlab.monitor.runtime import Settings, engine
+    from packetlab.monitor.abi import Settings
+    from packetlab.monitor.engine import engine
     from packetlab.monitor.worker import CompileWorker
 
     wasm = _module(reflex)

@@ -1,7 +1,7 @@
-"""Running monitors under wasmtime (PROTOCOL.md §8.2): compile, check, box, call.
+"""Running monitors under wasmtime (PROTOCOL.md §8.2): box and call.
 
-* `compile_monitor` compiles a module once and checks its imports and exports against the
-  ABI (`packetlab.monitor.abi`); a shape the reference refuses is a `MonitorLoadError`.
+* `compile_monitor` (`packetlab.monitor.load`, re-exported here) compiles a module once
+  and checks its imports and exports against the ABI (`packetlab.monitor.abi`).
 * A `Box` is one wasmtime store (one per session, as the reference's one store shared by
   all monitors): memory capped by the store limiter (`MonitorMemoryMax`), every call cut
   off by epoch interruption after `MonitorDeadlineMillsec`.
@@ -11,20 +11,18 @@
   ~40 µs of `wasmtime.Func.__call__`): that path does no type checks, so every function
   is checked against its ABI signature once, when the module is compiled.
 
-The epoch ticks only while a box is open, from a POSIX timer that calls wasmtime directly
-(no Python, no GIL). A call's start time is recorded in Python (one attribute store); the
-store's epoch-deadline callback, which wasmtime runs at most once per tick while wasm code
-runs, traps the call once it is older than the deadline. So the hot path has no extra
-ctypes call for the deadline.
+The epoch ticks only while a box is open (`packetlab.monitor.engine.ticker`). A call's
+start time is recorded in Python (one attribute store); the store's epoch-deadline
+callback, which wasmtime runs at most once per tick while wasm code runs, traps the call
+once it is older than the deadline. So the hot path has no extra ctypes call for the
+deadline.
 """
 
 from __future__ import annotations
 
 import ctypes
 import struct
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from time import monotonic_ns as _now
 from typing import Any, Protocol
 
@@ -33,6 +31,8 @@ from wasmtime import _bindings as ffi
 
 from packetlab.monitor import abi, wasi
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
+from packetlab.monitor.engine import MAX_TICK_S, MIN_TICK_S, engine, ticker
+from packetlab.monitor.load import Compiled, compile_monitor
 
 __all__ = [
     "Box",
@@ -43,154 +43,13 @@ __all__ = [
     "MonitorLoadError",
     "Settings",
     "compile_monitor",
+    "engine",
 ]
 
-# Epoch tick: a fifth of the deadline (20 ms for the default 100 ms, so a spinning call is
-# cut off 100-120 ms after it began; the reference was seen at 110-120 ms), 1 ms at least.
-# Each tick takes the GIL briefly, so fewer ticks cost the reactor less.
-MAX_TICK_S = 0.020
-MIN_TICK_S = 0.001
 SCRATCH_LEN = 64  # laddr[16] raddr[16] lport[2] rport[2] of a check, staged in wasm memory
 MAX_TABLE_ELEMENTS = 100_000
 MAX_DEBUG_LEN = 4096
 MAX_DEBUG_LINES = 64  # monitor_debug lines logged per call; the rest are dropped
-
-
-# ---------------------------------------------------------------------------- engine
-
-_engine: wasmtime.Engine | None = None
-_engine_lock = threading.Lock()
-
-
-def engine() -> wasmtime.Engine:
-    """The process-wide engine (compiled modules belong to it). Made under a lock: a
-    certificate monitor compiles in a worker thread (`MonitorHost.compile_later`), and a
-    second engine would own modules no store of the first can instantiate."""
-    global _engine
-    if _engine is not None:
-        return _engine
-    with _engine_lock:
-        return _engine or _make_engine()
-
-
-def _make_engine() -> wasmtime.Engine:
-    global _engine
-    cfg = wasmtime.Config()
-    cfg.epoch_interruption = True
-    # Memories never move, so an instance keeps its memory's base address (the host
-    # writes arguments there on every call). Each 32-bit memory reserves 4 GiB of
-    # address space anyway, so growth up to the cap needs no move.
-    cfg.memory_may_move = False
-    cfg.cranelift_opt_level = "speed"
-    # No compile thread pool: twistd may fork (daemonize) after the aux monitors were
-    # compiled, and a child would then queue compile jobs to threads it does not have.
-    cfg.parallel_compilation = False
-    # The proposals the reference's Wasmtime 23 leaves off by default, and a monitor
-    # built as §8.1 says never uses: a module that needs one does not decode there
-    # either. (The GC proposal would also give each monitor a second heap.)
-    cfg.wasm_gc = False
-    cfg.wasm_function_references = False
-    cfg.wasm_exceptions = False
-    _engine = wasmtime.Engine(cfg)
-    return _engine
-
-
-class _Sigevent(ctypes.Structure):
-    # struct sigevent (glibc, 64 bytes) for SIGEV_THREAD: value, signo, notify, function,
-    # attributes, padding.
-    _fields_ = [
-        ("value", ctypes.c_void_p),
-        ("signo", ctypes.c_int),
-        ("notify", ctypes.c_int),
-        ("function", ctypes.c_void_p),
-        ("attribute", ctypes.c_void_p),
-        ("pad", ctypes.c_byte * 32),
-    ]
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("sec", ctypes.c_long), ("nsec", ctypes.c_long)]
-
-
-class _Itimerspec(ctypes.Structure):
-    _fields_ = [("interval", _Timespec), ("value", _Timespec)]
-
-
-_SIGEV_THREAD = 2
-_CLOCK_MONOTONIC = 1
-
-
-class _Ticker:
-    """Advances the engine epoch every `tick_s` while at least one box is open.
-
-    A POSIX timer with SIGEV_THREAD calls ``wasmtime_engine_increment_epoch(engine)``
-    itself, from a libc thread: no Python code and no GIL, so the ticks never stall the
-    reactor (a Python ticker thread must take the GIL for every tick, and on a loaded
-    machine the reactor then waits for it to be scheduled). Where that timer cannot be
-    made (not glibc), a Python thread ticks instead."""
-
-    def __init__(self) -> None:
-        self.tick_s = MAX_TICK_S
-        self._users = 0
-        self._lock = threading.Lock()
-        self._stop: threading.Event | None = None
-        self._timer: ctypes.c_void_p | None = None
-        self._libc: Any = None
-
-    def acquire(self, tick_s: float) -> None:
-        with self._lock:
-            self.tick_s = tick_s if self._users == 0 else min(self.tick_s, tick_s)
-            self._users += 1
-            if self._users == 1 and not self._start_timer():
-                self._stop = threading.Event()
-                t = threading.Thread(
-                    target=self._run, args=(self._stop,), name="monitor-epoch", daemon=True
-                )
-                t.start()
-
-    def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._users == 0:
-                if self._timer is not None:
-                    self._libc.timer_delete(self._timer)
-                    self._timer = None
-                if self._stop is not None:
-                    self._stop.set()
-                    self._stop = None
-
-    def _start_timer(self) -> bool:
-        try:
-            libc = self._libc = self._libc or ctypes.CDLL(None, use_errno=True)
-            func = _c.cast(ffi.dll.wasmtime_engine_increment_epoch, _VP).value
-            ev = _Sigevent()
-            ev.value = _c.cast(engine().ptr(), _VP).value
-            ev.notify = _SIGEV_THREAD
-            ev.function = func
-            timer = _VP()
-            libc.timer_create.argtypes = [_c.c_int, _c.c_void_p, _c.c_void_p]
-            libc.timer_settime.argtypes = [_VP, _c.c_int, _c.c_void_p, _c.c_void_p]
-            libc.timer_delete.argtypes = [_VP]
-            if libc.timer_create(_CLOCK_MONOTONIC, _c.byref(ev), _c.byref(timer)) != 0:
-                return False
-            ns = int(self.tick_s * 1e9)
-            period = _Timespec(ns // 1_000_000_000, ns % 1_000_000_000)
-            spec = _Itimerspec(period, period)
-            if libc.timer_settime(timer, 0, _c.byref(spec), None) != 0:
-                libc.timer_delete(timer)
-                return False
-        except (OSError, AttributeError):
-            return False
-        self._timer = timer
-        return True
-
-    def _run(self, stop: threading.Event) -> None:
-        eng = engine()
-        while not stop.wait(self.tick_s):
-            eng.increment_epoch()
-
-
-_ticker = _Ticker()
 
 
 # ----------------------------------------------------------------------- raw calls
@@ -244,183 +103,6 @@ class _Raw:
         self.results = len(results)
 
 
-# --------------------------------------------------------------------------- compile
-
-
-def _sig_of(ft: wasmtime.FuncType) -> abi.Sig:
-    return tuple(str(t) for t in ft.params), tuple(str(t) for t in ft.results)
-
-
-@dataclass(frozen=True)
-class Compiled:
-    """A module that passed the ABI checks; reusable across boxes."""
-
-    module: wasmtime.Module
-    digest: bytes
-    checks: frozenset[str]  # kinds with a correctly typed check export
-    results: dict[str, abi.Sig]  # kinds with a `*_result` callback, and its type
-    has_initialize: bool
-    notes: tuple[str, ...] = ()  # what is missing or ignored (for the operator's log)
-
-
-def compile_monitor(wasm: bytes) -> Compiled:
-    """Compile `wasm` and check it against the ABI. Raises `MonitorLoadError`."""
-    module = load_module(wasm)
-    check_imports(module, abi.HOST_FUNCS)
-    tables = _section_count(wasm, _TABLE_SECTION)
-    if tables > 1:
-        # Each table may grow to MAX_TABLE_ELEMENTS: with up to 100 tables, one monitor
-        # could hold 100 times that. C code has one (the indirect function table).
-        raise MonitorLoadError(
-            f"the module defines {tables} tables; a monitor may have one (its function table)"
-        )
-    own = defined_memories(wasm)
-    if own:
-        # Each memory is capped at MonitorMemoryMax; with up to 100 of its own (the
-        # multi-memory proposal) one monitor could hold 100 times the cap.
-        raise MonitorLoadError(
-            f"the module defines {own} {'memory' if own == 1 else 'memories'} of its own; "
-            "a monitor has one memory, the imported monitor.memory"
-        )
-    exports = {
-        e.name: _sig_of(e.type) for e in module.exports if isinstance(e.type, wasmtime.FuncType)
-    }
-    check_alloc(exports)
-    notes: list[str] = []
-    checks = set()
-    for kind in abi.CHECKS:
-        name = abi.CHECK_PREFIX + kind
-        got = exports.get(name)
-        if got == abi.check_sig(kind):
-            checks.add(kind)
-        else:
-            notes.append(f"{name} {'missing' if got is None else 'wrongly typed'} (crash if used)")
-    results: dict[str, abi.Sig] = {}
-    for kind in abi.REQUESTS:
-        name = abi.RESULT_PREFIX + kind + abi.RESULT_SUFFIX
-        got = exports.get(name)
-        if got is not None:
-            if got in abi.result_sigs(kind):
-                results[kind] = got
-            else:
-                notes.append(f"{name} wrongly typed: ignored")
-    init = exports.get("initialize")
-    if init is not None and init != abi.INITIALIZE:
-        raise MonitorLoadError(f"initialize has the wrong type (want {abi.INITIALIZE})")
-    return Compiled(
-        module, abi.digest(wasm), frozenset(checks), results, init is not None, tuple(notes)
-    )
-
-
-def load_module(wasm: bytes) -> wasmtime.Module:
-    """Compile `wasm` with the engine. Raises `MonitorLoadError` (decode=True)."""
-    try:
-        return wasmtime.Module(engine(), wasm)
-    except wasmtime.WasmtimeError as e:
-        raise MonitorLoadError(
-            f"not a valid WebAssembly module: {_cause(str(e))}", decode=True
-        ) from None
-
-
-def _cause(text: str) -> str:
-    """wasmtime's error in one line: its first line and the last "Caused by" line (the
-    first alone, "failed to parse WebAssembly module", does not say why)."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    if not lines:
-        return "invalid module"
-    first, last = lines[0], lines[-1]
-    return (first if last == first or last == "Caused by:" else f"{first}: {last}")[:300]
-
-
-def _leb(data: bytes, pos: int) -> tuple[int, int]:
-    """An unsigned LEB128 at `pos`: (value, position after it)."""
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-_TABLE_SECTION = 4
-_MEMORY_SECTION = 5
-
-
-def defined_memories(wasm: bytes) -> int:
-    """How many memories the module defines itself (not imported)."""
-    return _section_count(wasm, _MEMORY_SECTION)
-
-
-def _section_count(wasm: bytes, section_id: int) -> int:
-    """The entry count of a vector section (0 when absent). `wasm` has passed wasmtime's
-    validation, so the layout is sound."""
-    pos = 8  # magic and version
-    while pos < len(wasm):
-        section = wasm[pos]
-        size, pos = _leb(wasm, pos + 1)
-        if section == section_id:
-            return _leb(wasm, pos)[0]
-        pos += size
-    return 0
-
-
-def check_imports(module: wasmtime.Module, host_funcs: dict[str, abi.Sig]) -> None:
-    """The memory import and only known, correctly typed host functions (monitors and
-    reflexes share this; `host_funcs` is the table of the kind of program)."""
-    has_memory = False
-    for imp in module.imports:
-        where = f"{imp.module}.{imp.name}"
-        ty = imp.type
-        if imp.module == abi.MEMORY_MODULE and imp.name == abi.MEMORY_NAME:
-            if not isinstance(ty, wasmtime.MemoryType):
-                raise MonitorLoadError(f"import {where} must be a memory")
-            _check_memory(ty)
-            has_memory = True
-        elif imp.module == abi.HOST_MODULE:
-            want = host_funcs.get(imp.name or "")
-            if want is None:
-                raise MonitorLoadError(f"imports unknown host function {where}")
-            if not isinstance(ty, wasmtime.FuncType) or _sig_of(ty) != want:
-                raise MonitorLoadError(f"import {where} has the wrong type (want {want})")
-        elif imp.module == abi.WASI_MODULE:
-            want = wasi.FUNCS.get(imp.name or "")
-            if want is None:
-                raise MonitorLoadError(f"imports {where}, which WASI preview 1 does not define")
-            if not isinstance(ty, wasmtime.FuncType) or _sig_of(ty) != want:
-                raise MonitorLoadError(f"import {where} has the wrong type (want {want})")
-        else:
-            raise MonitorLoadError(f"imports {where}, which the host does not provide")
-    if not has_memory:
-        raise MonitorLoadError(
-            "the module must import its memory as monitor.memory (--import-memory=monitor,memory)"
-        )
-
-
-def check_alloc(exports: dict[str, abi.Sig]) -> None:
-    """`malloc` and `free` exported with the ABI's types."""
-    for name, want in abi.ALLOC.items():
-        if exports.get(name) != want:
-            what = "does not export" if name not in exports else "exports a wrongly typed"
-            raise MonitorLoadError(f"the module {what} {name} {want}")
-
-
-def _check_memory(ty: wasmtime.MemoryType) -> None:
-    # The host memory is 2 pages with no maximum; wasmtime refuses other shapes too, but
-    # the operator deserves to know which rule a module broke (§8.5).
-    lim = ty.limits
-    if ty.is_64 or getattr(ty, "is_shared", False):
-        raise MonitorLoadError("monitor.memory must be a 32-bit unshared memory")
-    if lim.min > abi.MEMORY_MIN_PAGES:
-        raise MonitorLoadError(
-            f"monitor.memory asks for {lim.min} pages; the host memory has "
-            f"{abi.MEMORY_MIN_PAGES} (grow it at run time instead)"
-        )
-    if lim.max is not None:
-        raise MonitorLoadError("monitor.memory declares a maximum; the host memory has none")
-
-
 # -------------------------------------------------------------------------- the box
 
 
@@ -460,7 +142,7 @@ class Box:
         store_ptr = _c.cast(self.store.ptr(), _VP).value
         _set_epoch_callback(store_ptr, _c.cast(self._epoch_cb, _VP).value, None, None)
         self.store.set_epoch_deadline(1)
-        _ticker.acquire(min(MAX_TICK_S, max(MIN_TICK_S, settings.deadline_ms / 5000)))
+        ticker.acquire(min(MAX_TICK_S, max(MIN_TICK_S, settings.deadline_ms / 5000)))
         self._open = True
 
     def _on_deadline(self, ctx: Any, data: Any, delta: Any, kind: Any) -> int:
@@ -504,7 +186,7 @@ class Box:
     def close(self) -> None:
         if self._open:
             self._open = False
-            _ticker.release()
+            ticker.release()
             self.instances.clear()
 
     def __del__(self) -> None:

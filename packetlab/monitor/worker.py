@@ -102,7 +102,7 @@ class CompileWorker:
     def _next(self) -> None:
         if self._running is not None or not self._queue:
             return
-        from packetlab.monitor.runtime import engine
+        from packetlab.monitor.engine import engine
 
         job = self._running = self._queue.popleft()
         engine()  # made here, on the reactor thread, before any worker needs it

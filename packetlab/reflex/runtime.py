@@ -21,7 +21,8 @@ import wasmtime
 
 from packetlab.monitor import runtime as mrt
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError
-from packetlab.monitor.runtime import Box, Compiled, Instance
+from packetlab.monitor.load import Compiled, check_alloc, check_imports, load_module, sig_of
+from packetlab.monitor.runtime import Box, Instance
 from packetlab.reflex import abi
 from packetlab.reflex.sendqueue import QUEUE_LEN, SendQueue, shim_module
 
@@ -38,12 +39,12 @@ class ReflexCompiled(Compiled):
 
 def compile_reflex(wasm: bytes) -> ReflexCompiled:
     """Compile `wasm` and check it against the reflex ABI. Raises `MonitorLoadError`."""
-    module = mrt.load_module(wasm)
-    mrt.check_imports(module, abi.HOST_FUNCS)
+    module = load_module(wasm)
+    check_imports(module, abi.HOST_FUNCS)
     exports = {
-        e.name: mrt._sig_of(e.type) for e in module.exports if isinstance(e.type, wasmtime.FuncType)
+        e.name: sig_of(e.type) for e in module.exports if isinstance(e.type, wasmtime.FuncType)
     }
-    mrt.check_alloc(exports)
+    check_alloc(exports)
     present = set()
     for name, (sig, required) in abi.EXPORTS.items():
         got = exports.get(name)
