@@ -6,18 +6,9 @@ from packetlab.ppks import AuthMode, generate_snikey, is_valid_snikey
 
 from .context import PeerPolicy, PPKSClientCreator, PPKSServerOptions
 from .credentials import Credentials, ServerEntry, TLSConfigError, chain_validity
-from .protocol import (
-    IPPKSPeerListener,
-    PeerGate,
-    PeerRefusal,
-    PeerVerificationError,
-    PPKSClientEndpoint,
-    PPKSServerEndpoint,
-    PPKSTLSFactory,
-    VerifiedPeer,
-    default_pending_max,
-    peer_of,
-)
+from .endpoints import PPKSClientEndpoint, PPKSServerEndpoint, PPKSTLSFactory, default_pending_max
+from .gate import PeerGate, peer_of
+from .peer import IPPKSPeerListener, PeerRefusal, PeerVerificationError, VerifiedPeer
 
 gen_snikey = generate_snikey  # the reference's name, pktctrl_gen_snikey: 63 random chars
 

@@ -2,7 +2,7 @@
 
 TLS 1.3 only, no session resumption, Ed25519 PPKS certificates. OpenSSL's own X.509 path
 check is switched off (the verify callback accepts everything); the PPKS chain check runs
-right after the handshake in `packetlab.tls.protocol`, in the mode and with the roots of the
+right after the handshake in `packetlab.tls.peer`, in the mode and with the roots of the
 `PeerPolicy` that each context carries as its app data.
 
 A server starts every connection on a "lobby" context that holds no certificate; the

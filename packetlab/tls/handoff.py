@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from OpenSSL import SSL
 
-from .protocol import VerifiedPeer, _ssl_error_text, verify_peer
+from .peer import VerifiedPeer, _ssl_error_text, verify_peer
 from .takeover import forget_secrets
 
 __all__ = ["HandoffError", "Step", "TLSHandoff"]

@@ -633,10 +633,10 @@ def test_a_flood_of_bad_handshakes_is_a_bounded_number_of_log_lines(
     from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 
     from packetlab.logbudget import LogBudget
-    from packetlab.tls import protocol
+    from packetlab.tls import gate
 
     clock = Clock()
-    monkeypatch.setattr(protocol, "REFUSAL_LOG", LogBudget(clock.seconds))
+    monkeypatch.setattr(gate, "REFUSAL_LOG", LogBudget(clock.seconds))
     seen: list[dict[str, Any]] = []
 
     def observer(event: dict[str, Any]) -> None:

@@ -13,7 +13,9 @@ from twisted.test.iosim import connectedServerAndClient
 
 from packetlab.ppks import AuthMode, generate_private_key, issue_certificate
 from packetlab.tls import Credentials, PPKSClientCreator, PPKSServerOptions, ServerEntry
-from packetlab.tls.protocol import PeerGate, PeerRefusal, PPKSTLSFactory
+from packetlab.tls.endpoints import PPKSTLSFactory
+from packetlab.tls.gate import PeerGate
+from packetlab.tls.peer import PeerRefusal
 
 NB, NA = 0, 2**31 - 1
 

@@ -12,7 +12,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from packetlab.cli.init import init_home
 from packetlab.controller.local import HANDSHAKE_TIMEOUT, tls_server
 from packetlab.ppks import PktlabHome
-from packetlab.tls.protocol import PeerRefusal
+from packetlab.tls.peer import PeerRefusal
 
 
 def test_a_silent_endpoint_is_cut_off_after_the_handshake_timeout(tmp_path: Path) -> None:

@@ -189,7 +189,7 @@ def test_loopback_and_str() -> None:
 def test_admission_sees_the_verified_peer_of_the_connection() -> None:
     """ClientService hands the TLS layer a proxy of our protocol: the session's limits
     must still come from the peer verified on that connection (found by its transport)."""
-    from packetlab.tls.protocol import _PEERS
+    from packetlab.tls.gate import _PEERS
 
     peer = object()
     asked: list[object] = []

@@ -1,0 +1,150 @@
+"""The PPKS check of a TLS peer, right after the handshake (PROTOCOL.md §4.4, §4.6).
+
+`verify_peer` reads the chain the peer presented and the SNI of the connection and checks
+it against the connection's `PeerPolicy`: a `VerifiedPeer`, or a `PeerVerificationError`
+naming the `PeerRefusal` and the rule that was broken. `packetlab.tls.gate.PeerGate` runs
+it for Twisted connections; links that drive pyOpenSSL themselves call it directly.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
+from zope.interface import Interface
+
+from packetlab.ppks import AuthMode, Certificate, ChainError, PPKSError, VerifiedChain, verify_chain
+
+from .context import PeerPolicy
+from .credentials import ServerEntry
+
+__all__ = [
+    "IPPKSPeerListener",
+    "PeerRefusal",
+    "PeerVerificationError",
+    "VerifiedPeer",
+    "verify_peer",
+]
+
+
+class PeerRefusal(enum.Enum):
+    """Why a TLS peer was refused (before any application byte was exchanged)."""
+
+    HANDSHAKE_FAILED = "handshake_failed"  # TLS itself failed (version, alert, no cert...)
+    UNKNOWN_SNIKEY = "unknown_snikey"  # server: no entry for the client's SNI
+    NO_DEFAULT_ENTRY = "no_default_entry"  # server: no SNI sent and no default entry
+    NO_PEER_CERTIFICATE = "no_peer_certificate"  # a certificate was required, none came
+    BAD_CHAIN = "bad_chain"  # the PPKS check refused the chain (see chain_error)
+    CONNECTION_LOST = "connection_lost"  # closed before the peer was verified
+
+
+class PeerVerificationError(Exception):
+    """The peer of a TLS link was refused. `rule` is the most specific reason: the PPKS
+    `Reason` value for a bad chain (e.g. "expired", "untrusted_root"), else the refusal."""
+
+    def __init__(
+        self, refusal: PeerRefusal, detail: str = "", *, chain_error: ChainError | None = None
+    ) -> None:
+        self.refusal = refusal
+        self.detail = detail
+        self.chain_error = chain_error
+        super().__init__(f"{refusal.value}: {detail}" if detail else refusal.value)
+
+    @property
+    def rule(self) -> str:
+        if self.chain_error is not None:
+            return self.chain_error.reason.value
+        return self.refusal.value
+
+
+@dataclass(frozen=True)
+class VerifiedPeer:
+    """What the PPKS check established about the peer.
+
+    `chain` is the verified chain (leaf first, with `root_index`), or None when the peer
+    presented no certificate and none was required, or when the mode is NO_VERIFY.
+    `presented` is every certificate the peer sent (DER, leaf first). `snikey` is the SNI of
+    the connection (sent by us as a client, received as a server); `entry` is the server's
+    SNI map row that served it (None on the client side).
+    """
+
+    mode: AuthMode
+    chain: VerifiedChain | None
+    presented: tuple[bytes, ...]
+    snikey: str | None
+    entry: ServerEntry | None
+
+    @property
+    def leaf(self) -> Certificate | None:
+        return self.chain.leaf if self.chain is not None and self.chain.certs else None
+
+    @property
+    def public_key(self) -> bytes | None:
+        """The raw Ed25519 key of the verified leaf (the peer agent's key)."""
+        leaf = self.leaf
+        return leaf.public_key if leaf is not None else None
+
+
+class IPPKSPeerListener(Interface):
+    """Optional for application protocols: told the verified peer before connectionMade."""
+
+    def peerVerified(peer: VerifiedPeer) -> None:
+        """The peer passed the PPKS check; `makeConnection` follows at once."""
+
+
+def _presented_chain(conn: SSL.Connection, is_client: bool) -> list[bytes]:
+    leaf = conn.get_peer_certificate(as_cryptography=True)
+    if leaf is None:
+        return []
+    rest = conn.get_peer_cert_chain(as_cryptography=True) or []
+    ders = [c.public_bytes(Encoding.DER) for c in rest]
+    # OpenSSL's peer chain includes the leaf on the client side only.
+    if is_client and ders:
+        ders = ders[1:]
+    return [leaf.public_bytes(Encoding.DER), *ders]
+
+
+def _servername(conn: SSL.Connection) -> str | None:
+    raw = conn.get_servername()
+    return None if raw is None else raw.decode("ascii", "replace")
+
+
+def verify_peer(conn: SSL.Connection, is_client: bool) -> VerifiedPeer:
+    """The PPKS check of a finished handshake on `conn`, under the `PeerPolicy` its context
+    carries (PeerGate's check; also used by links that drive pyOpenSSL themselves, such as
+    the proxy handoff). Raises `PeerVerificationError`."""
+    policy = conn.get_context().get_app_data()
+    if not isinstance(policy, PeerPolicy):
+        raise PeerVerificationError(
+            PeerRefusal.HANDSHAKE_FAILED, "TLS context carries no PPKS policy"
+        )
+    presented = tuple(_presented_chain(conn, is_client))
+    snikey = _servername(conn)
+    if policy.mode is AuthMode.NO_VERIFY:
+        return VerifiedPeer(policy.mode, None, presented, snikey, policy.entry)
+    if not presented:
+        if policy.require_cert:
+            raise PeerVerificationError(
+                PeerRefusal.NO_PEER_CERTIFICATE,
+                f"the {'server' if is_client else 'client'} sent no certificate",
+            )
+        return VerifiedPeer(policy.mode, None, (), snikey, policy.entry)
+    try:
+        chain = verify_chain(policy.mode, presented, policy.roots, policy.clock())
+    except ChainError as e:
+        raise PeerVerificationError(
+            PeerRefusal.BAD_CHAIN, f"{policy.mode.name}: {e}", chain_error=e
+        ) from None
+    except PPKSError as e:  # defensive: verify_chain reports ChainError
+        raise PeerVerificationError(PeerRefusal.BAD_CHAIN, str(e)) from None
+    return VerifiedPeer(policy.mode, chain, presented, snikey, policy.entry)
+
+
+def _ssl_error_text(err: SSL.Error) -> str:
+    parts = []
+    for item in err.args[0] if err.args and isinstance(err.args[0], list) else ():
+        if isinstance(item, tuple) and item:
+            parts.append(str(item[-1]))
+    return "; ".join(p for p in parts if p) or str(err) or type(err).__name__
