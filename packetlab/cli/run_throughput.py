@@ -250,7 +250,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="CPU affinity, as iperf3 -A: refused")  # fmt: skip
     p.add_argument("-F", "--file", default=None, metavar="NAME",
                    help="send the file's bytes in -l blocks (the test ends at its end, or "
-                   "-t), or with -R write what came to it, as iperf3 -F (one stream)")  # fmt: skip
+                   "-t), or with -R write what came to it, as iperf3 -F (with -P each "
+                   "stream from the file's start; not with --bidir)")  # fmt: skip
     p.add_argument("--username", default=None, metavar="NAME",
                    help="authenticate to the server, as iperf3 --username: the password from "
                    "$IPERF3_PASSWORD or asked on the terminal, encrypted with "

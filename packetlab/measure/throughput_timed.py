@@ -38,6 +38,7 @@ iperf3 server's for an upload, as in `throughput.py`; both sides' figures are ke
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,7 +153,12 @@ class TimedSpec:
         ends = [x for x in (self.seconds, self.nbytes, self.blocks) if x is not None]
         if len(ends) > 1:
             raise ValueError("only one test end condition (-t, -n, -k) may be specified")
-        if not ends:
+        if not ends and self.file is not None and self.direction == "upload" and not self.bidir:
+            try:  # iperf3 3.12: -F alone is -n of the file's size (a missing file: the test's
+                self.nbytes = os.stat(self.file).st_size or None  # error, when it opens it)
+            except OSError:
+                pass
+        if not ends and self.nbytes is None:
             self.seconds = iperf3.DEFAULT_TIME
         if not 0 <= self.omit <= iperf3.MAX_OMIT:
             raise ValueError(f"-O must be 0..{iperf3.MAX_OMIT} s (iperf3's bound), got {self.omit}")
@@ -186,10 +192,11 @@ class TimedSpec:
         least = 16 if self.udp else 1
         if self.length is not None and not least <= self.length <= top:
             raise ValueError(f"-l must be {least}..{top} bytes, got {self.length}")
-        if self.file is not None and (self.streams > 1 or self.bidir):
+        if self.file is not None and self.bidir:
             raise ValueError(
-                "-F with -P or --bidir is not built here (iperf3's streams each read the "
-                "file whole, or write it from the start over each other)"
+                "-F with --bidir is not built: iperf3 3.12 opens the file for writing, "
+                "emptying it, for its receiving streams while its sending streams read it "
+                "(it sent nothing of a 1 MB file, and left 128 KiB of what came in it)"
             )
         if self.connect_timeout is not None and not 0 < self.connect_timeout <= 3600:
             raise ValueError(
@@ -246,6 +253,7 @@ class _Flow:
     omitted_packets: int = 0
     omit_mark: tuple[int, int, int] | None = None  # UDP download: (lost, packets, ooo) at -O's end
     eof: bool = False  # -F: its file is read to the end
+    disk: DiskFile | None = None  # -F: the file, as this stream reads or writes it
     udp: UdpReceiver = field(default_factory=UdpReceiver)
     reply: Deferred[None] | None = None  # UDP: the server's answer to the connect datagram
     reads: Reads | None = None  # TCP download -n/-k: iperf3's reads, modelled
@@ -469,7 +477,7 @@ class _Test:
         self.rtts: dict[int, _TcpStats] = {}
         self.capture: TimedCapture | None = None  # --pcap: the data streams' packets
         self.final: Deferred[dict[int, Any]] | None = None  # the sample as the test ended
-        self.disk: DiskFile | None = None  # -F
+        self.disks: list[DiskFile] = []  # -F: the file as each stream opened it
         # -n/-k over TCP: what the server sends in all (then every read in progress ends),
         # and whether iperf3's reads reached the count (later data is not counted)
         self.rx_total: int | None = None
@@ -526,6 +534,7 @@ class _Test:
                     "socket ids, 256 a session, are shared with the control connection)"
                 ) from None
             flow = _Flow(sid, label, sktid, spec.direction_of(i))
+            flow.disk = self.disks[i] if self.disks else None
             if self.rx_total is not None and flow.direction == "download":
                 flow.reads = Reads(spec.block)
             self.flows.append(flow)
@@ -601,8 +610,8 @@ class _Test:
             flow.udp.add(count, sent, note.time / 1e9)
             packets = 1
         self._count(flow, note.time, nbytes, packets)
-        if self.disk is not None:  # -R -F: what iperf3 read, into the file
-            self.disk.write(note.data[:nbytes])
+        if flow.disk is not None:  # -R -F: what iperf3 read, into the file
+            flow.disk.write(note.data[:nbytes])
         if self.rx_total is not None and self._rx_bytes() >= self.rx_total:
             end_all(f.reads for f in self.flows if f.reads is not None)  # all in: no more
         if self.end is None and self._received_all():
@@ -885,12 +894,12 @@ class _Test:
                     elif f.outstanding >= window:
                         continue
                     data = payload
-                    if self.disk is not None:
-                        read = self.disk.block(len(payload))
+                    if f.disk is not None:
+                        read = f.disk.block(len(payload))
                         if read is None:  # an empty file
                             f.eof = True
                             continue
-                        data, f.eof = read, self.disk.done  # the last block: an ntag
+                        data, f.eof = read, f.disk.done  # the last block: an ntag
                     self._queue(f, data, gap, every, rate)
                     queued_any = more = True
                     if f.sent_packets % 64 == 0:
@@ -971,8 +980,8 @@ class _Test:
         spec = self.spec
         if spec.counted and (self.stopped or self.done.called):  # --bidir: received all
             return True
-        if f.eof:  # -F: the file's end ends the test (iperf3's diskfile_send: done)
-            return True
+        if any(x.eof for x in self.flows):  # -F: a stream's file end ends the test (iperf3's
+            return True  # diskfile_send: test->done)
         if spec.nbytes is not None:
             return sum(x.queued for x in self.flows) >= spec.nbytes
         if spec.blocks is not None:  # iperf3's blocks_sent: its writes of -l bytes
@@ -984,9 +993,7 @@ class _Test:
     def _queue(self, f: _Flow, payload: bytes, gap: int, every: int,
                rate: float | None) -> None:  # fmt: skip
         spec, session = self.spec, self.session
-        size = len(payload)
-        if spec.nbytes is not None:
-            size = min(size, spec.nbytes - sum(x.queued for x in self.flows))
+        size = len(payload)  # -n: whole blocks until N bytes went, as iperf3
         when = f.next_time if rate else 0
         f.sent_packets += 1
         if spec.udp:
@@ -1207,8 +1214,8 @@ class _Test:
         }  # fmt: skip
 
     async def close(self) -> None:
-        if self.disk is not None:
-            self.disk.close()
+        for disk in self.disks:
+            disk.close()
         for d in self.ntags:
             d.addErrback(lambda _: None)
         for e in (self.emitting, self.final):  # a test that failed: samples not awaited
@@ -1256,12 +1263,15 @@ async def _bind_refused(session: EndpointSession, bind: str, server: Any) -> str
 
 
 class DiskFile:
-    """iperf3's -F (3.12's diskfile_send/_recv): a sender sends the file in blocks of -l
-    bytes, the last one short (exactly the file's bytes), and the test ends at its end; a
-    receiver writes what it read (the file created or emptied first)."""
+    """iperf3's -F (3.12's diskfile_send/_recv), one stream's: each stream opens the file
+    itself. A sender sends it from its start in blocks of -l bytes, the last one short, and
+    the test ends at its end (-F alone: at the streams' -n of the file's size, in whole
+    blocks); a receiver writes what it read from the file's start (emptied first), over
+    what the other streams wrote, each write(2) as it comes, as iperf3's."""
 
     def __init__(self, path: str, *, sending: bool) -> None:
-        self.f = open(path, "rb" if sending else "wb")  # noqa: SIM115 (closed with the test)
+        # unbuffered for writing: the streams' writes land in the file in the order made
+        self.f = open(path, "rb" if sending else "wb", buffering=-1 if sending else 0)  # noqa: SIM115
         self.ahead: bytes | None = None  # the next block, read ahead to know the last
         self.done = False  # the block returned last was the file's last
 
@@ -1341,9 +1351,12 @@ async def timed_test(
     test.should_stop = stopping
     if spec.file is not None:
         try:
-            test.disk = DiskFile(spec.file, sending=spec.direction == "upload")
+            for _ in range(spec.streams):
+                test.disks.append(DiskFile(spec.file, sending=spec.direction == "upload"))
         except OSError as e:
             result.error = f"-F {spec.file}: {e.strerror or e}"
+            for disk in test.disks:
+                disk.close()
             await ctl.stream.close()
             return result
     if recorder is not None:

@@ -163,7 +163,7 @@ def test_json_document_once_per_test_with_the_title() -> None:
          "(IP_PMTUDISC_DO) on its sockets"),
         (["-A", "1"], "-A 1: not supported: iperf3 pins its own process to a CPU "
          "(sched_setaffinity), and PacketLab has no request that places the endpoint's"),
-        (["-F", "f.bin", "-P", "2"], "-F with -P or --bidir is not built here"),
+        (["-F", "f.bin", "--bidir"], "-F with --bidir is not built: iperf3 3.12 opens"),
         (["--username", "u"], "--username needs a username, a password ($IPERF3_PASSWORD, "
          "or asked on a terminal) and --rsa-public-key-path, as iperf3"),
         (["--username", "u", "--rsa-public-key-path", "/nonexistent.pem"],
