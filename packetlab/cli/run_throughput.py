@@ -53,7 +53,8 @@ process cannot be pinned to a CPU), -B ADDR%DEV (SO_BINDTODEVICE).
 """
 
 
-def size(text: str) -> int:
+def size_of(text: str) -> int:
+    """A size like 25M (K/M/G as 1024, an optional B or iB)."""
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     t = text.strip().upper().removesuffix("IB").removesuffix("B")
     unit = t[-1:] if t[-1:] in units else ""
@@ -61,9 +62,27 @@ def size(text: str) -> int:
         value = float(t[: len(t) - len(unit)])
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a size like 25M, got {text!r}") from None
-    n = int(value * units[unit])
-    if not 2 << 20 <= n <= 1 << 32:
+    return int(value * units[unit])
+
+
+def size(text: str) -> int:
+    """The paper's transfer size: 2M..4G (its first MiB is not timed)."""
+    n = size_of(text)
+    if not FIXED_MIN <= n <= 1 << 32:
         raise argparse.ArgumentTypeError(f"size must be 2M..4G, got {text}")
+    return n
+
+
+#: Below this -n the test is iperf3's (its lines; the paper's transfer skips its first MiB)
+FIXED_MIN = 2 << 20
+
+
+def nbytes(text: str) -> int:
+    """-n as iperf3 takes it (K/M/G as 1024): 1 byte to 4G; below 2M iperf3's test runs
+    instead of the paper's transfer (`timed`)."""
+    n = size_of(text)
+    if not 1 <= n <= 1 << 32:
+        raise argparse.ArgumentTypeError(f"-n must be 1..4G bytes, got {text}")
     return n
 
 
@@ -103,11 +122,12 @@ def length(text: str) -> int:
 
 
 def timed(args: argparse.Namespace) -> bool:
-    """Any of iperf3's -t/-k/-P/-u/-b/-i/-l/-O/--cport/--bidir: the iperf3-like test
-    (measure.throughput_timed); without them the paper's fixed-size transfer
-    (measure.throughput)."""
+    """Any of iperf3's -t/-k/-P/-u/-b/-i/-l/-O/--cport/--bidir, or -n below 2M: the
+    iperf3-like test (measure.throughput_timed); without them the paper's fixed-size
+    transfer (measure.throughput)."""
     return bool(
-        args.time is not None
+        args.bytes < FIXED_MIN
+        or args.time is not None
         or args.blocks is not None
         or args.parallel != 1
         or args.udp
@@ -187,9 +207,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-R", dest="direction", action=Given, const="download",
                    help="--direction download, as iperf3 -R (the server sends)")  # fmt: skip
-    p.add_argument("-n", "--bytes", type=size, default=25 << 20, metavar="N", action=Given,
-                   help="bytes per transfer, e.g. 25M, as iperf3 -n [default: 25M, the "
-                   "paper's; with -t/-P/-u/-b/-i/-l: -t 10 as iperf3]")  # fmt: skip
+    p.add_argument("-n", "--bytes", type=nbytes, default=25 << 20, metavar="N", action=Given,
+                   help="bytes per transfer, e.g. 25M, as iperf3 -n (below 2M: iperf3's "
+                   "test and lines, as with -P) [default: 25M, the paper's; with "
+                   "-t/-P/-u/-b/-i/-l: -t 10 as iperf3]")  # fmt: skip
     p.add_argument("-t", "--time", type=float, default=None, metavar="S",
                    help="seconds to transmit for, as iperf3 -t (not with -n); the endpoint "
                    "ends the test at TEST_START + S")  # fmt: skip
