@@ -359,6 +359,19 @@ async def _bind_refused(session: EndpointSession, bind: str, server: Any) -> str
     return None
 
 
+async def _udp_block(session: EndpointSession, ctl_sktid: int) -> int:
+    """UDP's -l when none is given: iperf3 3.12 takes its control connection's MSS (32768
+    on loopback, 1448 over Ethernet with timestamps), else 1460; ours is the endpoint's
+    control connection's (its TCP_INFO; 1460 from an endpoint without SKT_TCPINFO)."""
+    try:
+        info = await read_tcp_info(session, ctl_sktid)
+    except ControllerError:
+        info = None
+    if info is None or not 16 <= info.snd_mss <= iperf3.MAX_UDP_BLOCK:
+        return iperf3.DEFAULT_UDP_BLOCK
+    return int(info.snd_mss)
+
+
 async def _both(*steps: Any) -> None:
     """Run coroutines at once; the first failure is raised, the others cancelled (a
     refused upload half must not leave the receiving half to send TEST_END, or poll the
@@ -430,6 +443,8 @@ async def timed_test(
     if recorder is not None:
         test.capture = TimedCapture(recorder)
     try:
+        if spec.udp and spec.length is None:
+            spec.length = await _udp_block(session, ctl.stream.sktid)
         params = iperf3.timed_parameters(
             udp=spec.udp, seconds=spec.seconds, nbytes=spec.nbytes, blocks=spec.blocks,
             streams=spec.streams,

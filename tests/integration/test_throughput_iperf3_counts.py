@@ -226,3 +226,15 @@ def test_small_n_beside_native(port: int, args: list[str], want: int) -> None:  
     exact = "-R" in args
     for got in (ours["receiver"]["bytes"], theirs["sum_received"]["bytes"]):
         assert got == want if exact else 0 <= got <= want, (got, want)
+
+
+def test_udp_block_beside_native(port: int) -> None:  # noqa: F811
+    """-u -t 1 without -l: datagrams of the control connection's MSS (32768 on loopback),
+    4 of them at 1 Mbit/s, as native (was: 1460-byte datagrams, 90 of them)."""
+    rc, records, err = pktlab(port, "-u", "-t", "1", "--direction", "upload")
+    assert rc == 0, (err, records)
+    ours = _result(records)
+    theirs = native(port, "-u", "-t", "1")
+    mss = theirs["start"]["test_start"]["blksize"]
+    assert ours["length"] == mss and 1448 <= mss <= 65507
+    assert ours["sum"]["sender"]["packets"] == theirs["end"]["sum"]["packets"], (ours, theirs)
