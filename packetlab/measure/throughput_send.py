@@ -167,9 +167,17 @@ class Sending(Streams):
             return True
         if any(x.eof for x in self.flows):  # -F: a stream's file end ends the test (iperf3's
             return True  # diskfile_send: test->done)
+        # paced (-b, UDP): iperf3 sends a block on every stream in a round and counts
+        # after it (`-k 10 -P 3 -b 20M`: 12 blocks, native), so a stream's next block is
+        # sent if the rounds before it fell short; unpaced, it counts before every block
+        rounds = f.sent_packets * spec.streams if rate else 0
         if spec.nbytes is not None:
+            if rate:
+                return rounds * spec.block >= spec.nbytes
             return sum(x.queued for x in self.flows) >= spec.nbytes
         if spec.blocks is not None:  # iperf3's blocks_sent: its writes of -l bytes
+            if rate:
+                return rounds >= spec.blocks
             return sum(x.sent_packets for x in self.flows) >= spec.blocks
         if rate:
             return f.next_time >= self.stop_at

@@ -238,3 +238,14 @@ def test_udp_block_beside_native(port: int) -> None:  # noqa: F811
     mss = theirs["start"]["test_start"]["blksize"]
     assert ours["length"] == mss and 1448 <= mss <= 65507
     assert ours["sum"]["sender"]["packets"] == theirs["end"]["sum"]["packets"], (ours, theirs)
+
+
+def test_paced_parallel_blockcount_beside_native(port: int) -> None:  # noqa: F811
+    """-k 10 -P 3 -b 20M: a block on every stream per round, counted after it: 12 blocks
+    sent, 4 on each, as native (was: 10)."""
+    args = ["-k", "10", "-P", "3", "-b", "20M"]
+    rc, records, err = pktlab(port, *args, "--direction", "upload")
+    assert rc == 0, (err, records)
+    ours = [st["sender"]["bytes"] for st in _result(records)["streams"]]
+    theirs = [st["sender"]["bytes"] for st in native(port, *args)["end"]["streams"]]
+    assert ours == theirs == [4 * BLOCK] * 3
