@@ -11,7 +11,8 @@ by the endpoint:
   held: a time-limited test has no size to budget for); each counts at its receive
   stamp. TEST_END is an nsend on the control connection scheduled at TEST_START + T, so
   the endpoint ends the test at the nanosecond; what was received by then counts. With
-  -n instead, TEST_END goes once the streams hold N bytes (iperf3's rule: all streams).
+  -n/-k instead, TEST_END goes once iperf3's reads brought N bytes, or were N (all streams
+  together; `throughput_reads`).
   UDP: each datagram's number and send time (iperf3's header) give loss and jitter as
   iperf3's receiver computes them, with the endpoint's receive stamp as the arrival.
 * Upload: TCP blocks (128 KiB) go unscheduled, a window of them queued per stream, each
