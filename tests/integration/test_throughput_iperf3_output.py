@@ -269,7 +269,8 @@ def test_file_with_parallel_streams_beside_native(port: int, tmp_path: Path) -> 
     """-F f.bin -P 2 -l 100K: each stream sends the file from its start, whole blocks until
     the two together sent its 1,000,000 bytes: 5 blocks of 102,400 each, as native (was:
     refused). -R -F out.bin -P 2 -t 1: each stream writes what came from the file's start
-    over the other's: the file is as long as the longer stream's count, in both."""
+    over the other's: the file is as long as the longer stream's count (native's a little
+    longer: it writes what it reads after TEST_END too)."""
     data = tmp_path / "f.bin"
     data.write_bytes(bytes(range(256)) * 3906 + bytes(64))  # 1,000,000 bytes
     args = ("-F", str(data), "-P", "2", "-l", "100K")
@@ -293,7 +294,10 @@ def test_file_with_parallel_streams_beside_native(port: int, tmp_path: Path) -> 
             end = json.loads(native_run(port, "-R", "-t", "1", "-P", "2", "-F", str(out),
                                         "-J").stdout)["end"]  # fmt: skip
             each = [st["receiver"]["bytes"] for st in end["streams"]]
-        assert out.stat().st_size == max(each) < sum(each), (who, each)
+        # native writes also what it reads after TEST_END, uncounted (one run: 131,072
+        # bytes more than its longer stream's count)
+        size = out.stat().st_size
+        assert size == max(each) if who == "ours" else max(each) <= size < sum(each), (who, each)
 
 
 def test_file_beside_native(port: int, tmp_path: Path) -> None:  # noqa: F811
