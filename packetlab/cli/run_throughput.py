@@ -53,7 +53,8 @@ process cannot be pinned to a CPU), -B ADDR%DEV (SO_BINDTODEVICE).
 """
 
 
-def size(text: str) -> int:
+def size_of(text: str) -> int:
+    """A size like 25M (K/M/G as 1024, an optional B or iB)."""
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     t = text.strip().upper().removesuffix("IB").removesuffix("B")
     unit = t[-1:] if t[-1:] in units else ""
@@ -61,9 +62,27 @@ def size(text: str) -> int:
         value = float(t[: len(t) - len(unit)])
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a size like 25M, got {text!r}") from None
-    n = int(value * units[unit])
-    if not 2 << 20 <= n <= 1 << 32:
+    return int(value * units[unit])
+
+
+def size(text: str) -> int:
+    """The paper's transfer size: 2M..4G (its first MiB is not timed)."""
+    n = size_of(text)
+    if not FIXED_MIN <= n <= 1 << 32:
         raise argparse.ArgumentTypeError(f"size must be 2M..4G, got {text}")
+    return n
+
+
+#: Below this -n the test is iperf3's (its lines; the paper's transfer skips its first MiB)
+FIXED_MIN = 2 << 20
+
+
+def nbytes(text: str) -> int:
+    """-n as iperf3 takes it (K/M/G as 1024): 1 byte to 4G; below 2M iperf3's test runs
+    instead of the paper's transfer (`timed`)."""
+    n = size_of(text)
+    if not 1 <= n <= 1 << 32:
+        raise argparse.ArgumentTypeError(f"-n must be 1..4G bytes, got {text}")
     return n
 
 
@@ -103,11 +122,12 @@ def length(text: str) -> int:
 
 
 def timed(args: argparse.Namespace) -> bool:
-    """Any of iperf3's -t/-k/-P/-u/-b/-i/-l/-O/--cport/--bidir: the iperf3-like test
-    (measure.throughput_timed); without them the paper's fixed-size transfer
-    (measure.throughput)."""
+    """Any of iperf3's -t/-k/-P/-u/-b/-i/-l/-O/--cport/--bidir, or -n below 2M: the
+    iperf3-like test (measure.throughput_timed); without them the paper's fixed-size
+    transfer (measure.throughput)."""
     return bool(
-        args.time is not None
+        args.bytes < FIXED_MIN
+        or args.time is not None
         or args.blocks is not None
         or args.parallel != 1
         or args.udp
@@ -187,9 +207,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-R", dest="direction", action=Given, const="download",
                    help="--direction download, as iperf3 -R (the server sends)")  # fmt: skip
-    p.add_argument("-n", "--bytes", type=size, default=25 << 20, metavar="N", action=Given,
-                   help="bytes per transfer, e.g. 25M, as iperf3 -n [default: 25M, the "
-                   "paper's; with -t/-P/-u/-b/-i/-l: -t 10 as iperf3]")  # fmt: skip
+    p.add_argument("-n", "--bytes", type=nbytes, default=25 << 20, metavar="N", action=Given,
+                   help="bytes per transfer, e.g. 25M, as iperf3 -n (below 2M: iperf3's "
+                   "test and lines, as with -P) [default: 25M, the paper's; with "
+                   "-t/-P/-u/-b/-i/-l: -t 10 as iperf3]")  # fmt: skip
     p.add_argument("-t", "--time", type=float, default=None, metavar="S",
                    help="seconds to transmit for, as iperf3 -t (not with -n); the endpoint "
                    "ends the test at TEST_START + S")  # fmt: skip
@@ -250,7 +271,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="CPU affinity, as iperf3 -A: refused")  # fmt: skip
     p.add_argument("-F", "--file", default=None, metavar="NAME",
                    help="send the file's bytes in -l blocks (the test ends at its end, or "
-                   "-t), or with -R write what came to it, as iperf3 -F (one stream)")  # fmt: skip
+                   "-t), or with -R write what came to it, as iperf3 -F (with -P each "
+                   "stream from the file's start; not with --bidir)")  # fmt: skip
     p.add_argument("--username", default=None, metavar="NAME",
                    help="authenticate to the server, as iperf3 --username: the password from "
                    "$IPERF3_PASSWORD or asked on the terminal, encrypted with "
@@ -479,228 +501,24 @@ def timed_experiment(
     return pcapout.recording(args, recorder, run)
 
 
-#: The text warns when more than this share of the timed sends left over 1 ms late.
-LATE_SHARE = 0.05
+#: iperf3's text lines (run_throughput_rows), loaded with the first record shown
+_TEXT = ("connected_rows", "interval_rows", "timed_rows", "verbose_congestion", "starting_test",
+         "LATE_SHARE", "BIDIR_NOTE")  # fmt: skip
 
 
-def _tail(side: dict[str, Any], udp: bool, sender: bool) -> str:
-    if not udp:
-        return ""
-    if sender:
-        return iperf3.udp_tail(0.0, 0, side.get("packets", 0))
-    return iperf3.udp_tail(side.get("jitter_ms", 0.0) / 1e3, side.get("lost", 0),
-                           side.get("packets", 0))  # fmt: skip
+def __getattr__(name: str) -> Any:
+    if name in _TEXT:
+        from packetlab.cli import run_throughput_rows
 
-
-def _tcp_tail(x: Record, sender: bool, cwnd: bool) -> str:
-    """A TCP line's Retr (and Cwnd) columns, blank without the figures (a receiver)."""
-    if not sender or "retransmits" not in x:
-        return iperf3.NO_RETR
-    return iperf3.retr_tail(x["retransmits"], x.get("snd_cwnd") if cwnd else None)
-
-
-BIDIR_NOTE = ("# TX-C: sender the endpoint's stamps, receiver the iperf3 server's; "
-              "RX-C: receiver the endpoint's stamps, sender the iperf3 server's")  # fmt: skip
-
-
-def _roles(r: Record) -> list[tuple[str | None, list[Record]]]:
-    """The streams of a record by role: --bidir's TX-C (the endpoint sends) then RX-C
-    (it receives), as iperf3 lists them; otherwise one group without a role."""
-    if r.get("direction") != "bidir" and not r.get("bidir"):
-        return [(None, list(r["streams"]))]
-    return [(role, [s for s in r["streams"] if s.get("role") == role]) for role in ("TX-C", "RX-C")]
-
-
-def _label(ident: int | str, role: str | None) -> int | str:
-    """iperf3's `[  5]`, with --bidir `[  5][TX-C]` (report_line adds the outer brackets)."""
-    if role is None:
-        return ident
-    text = f"{ident:>3}" if isinstance(ident, int) else ident
-    return f"{text}][{role}"
-
-
-def _header(text: str, r: Record) -> str:
-    return (
-        text.replace("[ ID]", "[ ID][Role]")
-        if r.get("direction") == "bidir" or r.get("bidir")
-        else text
-    )
-
-
-def interval_rows(r: Record, fmt: str = "a") -> str:
-    """iperf3's -i lines: one per stream, [SUM] with several, a header before the first
-    (--bidir: the sending streams, then the receiving ones, each line with its role).
-    TCP: Retr and Cwnd for a sender whose endpoint samples TCP_INFO (--bidir: the TX-C
-    lines, the RX-C ones blank, as iperf3 3.12); when receiving (-R) iperf3 3.12 leaves
-    their 18 columns blank under a header without them."""
-    udp, lines = r["protocol"] == "udp", []
-    bidir = r.get("direction") == "bidir" or bool(r.get("bidir"))
-    sampled = any("retransmits" in s for s in r["streams"])
-    # a TCP upload (or --bidir) from an endpoint without SKT_TCPINFO: no columns
-    cols = not udp and (sampled if bidir else not r["sender"] or sampled)
-    if r["start"] == 0 and (r.get("omitted") or not r.get("after_omit")):
-        head = iperf3.UDP_SENDER_HEADER if r["sender"] else iperf3.UDP_HEADER
-        tcp = iperf3.TCP_HEADER if cols and (r["sender"] or bidir) else iperf3.HEADER  # -R
-        lines.append(_header(head if udp else tcp, r))
-    several = False
-    for role, streams in _roles(r):
-        omitted = ""  # iperf3 marks -O's pre-test intervals, after its columns' padding
-        sends = r["sender"] if role is None else role == "TX-C"
-        for s in streams:
-            tail = f"  {s['packets']}  " if udp else ""
-            if cols:
-                tail = _tcp_tail(s, sends, cwnd=True)
-            if "jitter_ms" in s:
-                tail = iperf3.udp_tail(s["jitter_ms"] / 1e3, s["lost"], s["total"])
-            if r.get("omitted"):
-                omitted = ("" if tail.endswith("  ") else "  " if udp else " " * 18) + "(omitted)"
-            lines.append(iperf3.report_line(_label(s["id"], role), r["start"], r["end"],
-                                            s["bytes"], r["seconds"], tail + omitted,
-                                            fmt))  # fmt: skip
-        if len(streams) > 1:
-            several = True
-            tail = f"  {sum(s['packets'] for s in streams)}  " if udp else ""
-            if cols:
-                total = r["sum"]
-                if role is not None:  # --bidir: the role's streams (the record's sum is all)
-                    got = [s["retransmits"] for s in streams if "retransmits" in s]
-                    total = {"retransmits": sum(got)} if len(got) == len(streams) else {}
-                tail = _tcp_tail(total, sends, cwnd=False)
-            if udp and "jitter_ms" in streams[0]:  # iperf3: the streams' mean jitter
-                jitter = sum(s["jitter_ms"] for s in streams) / len(streams) / 1e3
-                tail = iperf3.udp_tail(jitter, sum(s["lost"] for s in streams),
-                                       sum(s["total"] for s in streams))  # fmt: skip
-            lines.append(iperf3.report_line(_label("SUM", role), r["start"], r["end"],
-                                            sum(s["bytes"] for s in streams), r["seconds"],
-                                            tail + omitted, fmt))  # fmt: skip
-    if several:
-        lines.append(iperf3.SEPARATOR)
-    return "\n".join(lines)
-
-
-def timed_rows(r: Record, fmt: str = "a", verbose: bool = False) -> str:
-    """iperf3's closing block: sender and receiver lines per stream and [SUM], and which
-    of them are the endpoint's (--bidir: the sending streams' block, then the receiving
-    ones'); `fmt` iperf3's -f, `verbose` its -V lines."""
-    udp = r["protocol"] == "udp"
-    shown = r.get("interval") and r["parallel"] > 1  # the intervals ended with a separator
-    lines = [] if shown else [iperf3.SEPARATOR]
-    if verbose:
-        lines.append("Test Complete. Summary Results:")
-    retr = not udp and any("retransmits" in s["sender"] for s in r["streams"])
-    lines.append(
-        _header(iperf3.UDP_HEADER if udp else iperf3.TCP_TOTAL_HEADER if retr else iperf3.HEADER, r)
-    )
-
-    def two(label: int | str, s: Record) -> None:
-        for side in ("sender", "receiver"):
-            x = s[side]
-            if udp:
-                tail = _tail(x, udp, side == "sender") + f"  {side}"
-            else:
-                tail = _tcp_tail(x, side == "sender", cwnd=False) + side
-            lines.append(iperf3.report_line(label, 0.0, r["seconds"] or 0.0, x["bytes"],
-                                            x["seconds"] or 0.0, tail, fmt))  # fmt: skip
-
-    for role, streams in _roles(r):
-        for s in streams:
-            two(_label(s["id"], role), s)
-        if len(streams) > 1:
-            two(_label("SUM", role), r["sum_reverse"] if role == "RX-C" else r["sum"])
-    if verbose:
-        lines += verbose_congestion(r)
-    if r.get("bidir"):
-        lines.append(BIDIR_NOTE)
-    else:
-        theirs = "sender" if r["endpoint"] == "receiver" else "receiver"
-        lines.append(f"# {r['endpoint']}: the endpoint's stamps; {theirs}: the iperf3 server's")
-    if r.get("late_sends", 0) > LATE_SHARE * r.get("tagged_sends", 0):
-        lines.append(
-            f"# warning: {r['late_sends']} of {r['tagged_sends']} timed sends left over 1 ms "
-            f"late (up to {r['late_max_ms']:g} ms): the sends did not reach the endpoint in "
-            "time for -b; a larger -l needs fewer of them"
-        )
-    return "\n".join(lines)
-
-
-def verbose_congestion(r: Record) -> list[str]:
-    """iperf3 -V's `snd_tcp_congestion`/`rcv_tcp_congestion` lines: only the server's (the
-    endpoint's congestion control is not reported through PacketLab), as iperf3 prints
-    only the ones it knows."""
-    cc = r.get("server_info", {}).get("congestion_used")
-    if r["protocol"] != "tcp" or cc is None or r.get("direction") == "bidir":
-        return []
-    return [f"{'rcv' if r['direction'] == 'upload' else 'snd'}_tcp_congestion {cc}"]
-
-
-def starting_test(spec: Record) -> str:
-    """iperf3 -V's `Starting Test: ...` line (iperf_locale.c's test_start_time, _bytes,
-    _blocks), from the parameters in the result record or the options."""
-    head = (
-        f"Starting Test: protocol: {spec['protocol'].upper()}, {spec['parallel']} streams, "
-        f"{spec['length']} byte blocks, omitting {spec.get('omit', 0)} seconds, "
-    )
-    if spec.get("bytes_limit"):
-        return head + f"{spec['bytes_limit']} bytes to send, tos 0"
-    if spec.get("blocks"):
-        return head + f"{spec['blocks']} blocks to send, tos 0"
-    return head + f"{max(1, int((spec.get('time') or 10) + 0.999))} second test, tos 0"
-
-
-def connected_rows(r: Record, verbose: bool = False) -> str:
-    """iperf3's opening lines (the local side is the endpoint's); `verbose`: iperf3 -V's
-    too (Control connection MSS, Time, Cookie, TCP MSS, Target Bitrate, Starting Test: the
-    record has the parameters)."""
-    lines = [f"Connecting to host {r['server']}, port {r['port']}"]
-    if verbose:
-        import email.utils
-
-        lines.insert(0, f"Time: {email.utils.formatdate(usegmt=True)}")
-        if r.get("tcp_mss"):  # the endpoint's TCP_INFO of the control connection
-            lines.insert(0, f"Control connection MSS {r['tcp_mss']}")
-    if r["direction"] == "download":
-        lines.append(f"Reverse mode, remote host {r['server']} is sending")
-    if verbose:
-        lines.append(f"      Cookie: {r.get('cookie', '')}")
-        if r["protocol"] == "tcp" and r.get("tcp_mss"):
-            lines.append(f"      TCP MSS: {r['tcp_mss']} (default)")
-        if r.get("bitrate"):
-            lines.append(f"      Target Bitrate: {int(r['bitrate'])}")
-    for s in r["streams"]:
-        lines.append(
-            f"[{s['id']:>3}] local {s['local_host']} port {s['local_port']} connected to "
-            f"{s['remote_host']} port {s['remote_port']}"
-        )
-    if verbose:
-        lines.append(starting_test(r))
-    return "\n".join(lines)
+        return getattr(run_throughput_rows, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def row(r: Record) -> str | None:
-    if r["type"] == "connected":
-        return connected_rows(r)
-    if r["type"] == "interval":
-        return interval_rows(r)
-    if r["type"] == "throughput" and "protocol" in r and "error" not in r:
-        return timed_rows(r)
-    if r["type"] == "summary":
-        mean = r.get("mbit_s_mean")
-        return (
-            f"# {r['ok']} of {r['runs']} runs, mean {mean:.1f} Mbit/s"
-            if mean
-            else f"# {r['ok']} of {r['runs']} runs"
-        )
-    if "error" in r:
-        size = (r["bytes"] if r["bytes"] is not None
-                else f"{r['blocks']} blocks" if r.get("blocks") is not None
-                else f"{r['time'] or 10:g} s")  # fmt: skip
-        return f"{r['direction']:<9} {size:>10}  error: {r['error']}"
-    extra = f"  (sender {r['sender_mbit_s']:.1f})" if r.get("sender_mbit_s") else ""
-    return (
-        f"{r['direction']:<9} {r['bytes']:>10}  {r['seconds']:>8.4f} s  "
-        f"{r['mbit_s']:>10.1f} Mbit/s  [{r['method']}; "
-        f"iperf3 server {r['server_mbit_s']:.1f}]{extra}"
-    )
+    """A record's text (iperf3's lines, or the fixed-size transfer's row)."""
+    from packetlab.cli.run_throughput_rows import row
+
+    return row(r)
 
 
 def summary(records: list[Record]) -> Record:
@@ -719,12 +537,12 @@ def budget(args: argparse.Namespace) -> float:
     return args.runs * ((args.time or 0) + args.max_time + 20)
 
 
-_ROWS = output.Rows(connected_rows, interval_rows, timed_rows, row)
-
-
 def renderer(args: argparse.Namespace) -> Any:
     """The text of each record, with iperf3's output options (-J, -f, -T, --logfile...)."""
-    return output.renderer(args, _ROWS)
+    from packetlab.cli import run_throughput_rows as text
+
+    rows = output.Rows(text.connected_rows, text.interval_rows, text.timed_rows, text.row)
+    return output.renderer(args, rows)
 
 
 COMMAND = Command(

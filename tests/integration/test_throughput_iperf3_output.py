@@ -265,6 +265,41 @@ def test_username_beside_native(auth_server: tuple[int, Path]) -> None:
         wait_tcp_listening(p, timeout=20)
 
 
+def test_file_with_parallel_streams_beside_native(port: int, tmp_path: Path) -> None:  # noqa: F811
+    """-F f.bin -P 2 -l 100K: each stream sends the file from its start, whole blocks until
+    the two together sent its 1,000,000 bytes: 5 blocks of 102,400 each, as native (was:
+    refused). -R -F out.bin -P 2 -t 1: each stream writes what came from the file's start
+    over the other's: the file is as long as the longer stream's count (native's a little
+    longer: it writes what it reads after TEST_END too)."""
+    data = tmp_path / "f.bin"
+    data.write_bytes(bytes(range(256)) * 3906 + bytes(64))  # 1,000,000 bytes
+    args = ("-F", str(data), "-P", "2", "-l", "100K")
+    got = ours(port, *args, "--direction", "upload", "--json")
+    assert got.returncode == 0, got.stderr
+    (r,) = [x for x in map(json.loads, got.stdout.splitlines()) if x["type"] == "throughput"]
+    nat = json.loads(native_run(port, *args, "-J").stdout)
+    assert nat["start"]["test_start"]["bytes"] == 1_000_000
+    mine = [st["sender"]["bytes"] for st in r["streams"]]
+    theirs = [st["sender"]["bytes"] for st in nat["end"]["streams"]]
+    assert mine == theirs == [512_000, 512_000]
+    for who in ("ours", "native"):
+        out = tmp_path / f"{who}.bin"
+        if who == "ours":
+            got = ours(port, "-R", "-t", "1", "-P", "2", "-F", str(out), "--json")
+            assert got.returncode == 0, got.stderr
+            (r,) = [x for x in map(json.loads, got.stdout.splitlines())
+                    if x["type"] == "throughput"]  # fmt: skip
+            each = [st["receiver"]["bytes"] for st in r["streams"]]
+        else:
+            end = json.loads(native_run(port, "-R", "-t", "1", "-P", "2", "-F", str(out),
+                                        "-J").stdout)["end"]  # fmt: skip
+            each = [st["receiver"]["bytes"] for st in end["streams"]]
+        # native writes also what it reads after TEST_END, uncounted (one run: 131,072
+        # bytes more than its longer stream's count)
+        size = out.stat().st_size
+        assert size == max(each) if who == "ours" else max(each) <= size < sum(each), (who, each)
+
+
 def test_file_beside_native(port: int, tmp_path: Path) -> None:  # noqa: F811
     """-F: a 1,000,000-byte file sent as native sends it (7 blocks of 128 KiB and one of
     82,496 bytes: 1,000,000 in all, the test over at its end); -R -F with

@@ -163,7 +163,7 @@ def test_json_document_once_per_test_with_the_title() -> None:
          "(IP_PMTUDISC_DO) on its sockets"),
         (["-A", "1"], "-A 1: not supported: iperf3 pins its own process to a CPU "
          "(sched_setaffinity), and PacketLab has no request that places the endpoint's"),
-        (["-F", "f.bin", "-P", "2"], "-F with -P or --bidir is not built here"),
+        (["-F", "f.bin", "--bidir"], "-F with --bidir is not built: iperf3 3.12 opens"),
         (["--username", "u"], "--username needs a username, a password ($IPERF3_PASSWORD, "
          "or asked on a terminal) and --rsa-public-key-path, as iperf3"),
         (["--username", "u", "--rsa-public-key-path", "/nonexistent.pem"],
@@ -198,3 +198,20 @@ def test_help_documents_every_new_option() -> None:
                 "--dont-fragment", "--affinity", "--file", "--username",
                 "--rsa-public-key-path", "-V"):  # fmt: skip
         assert opt in text, opt
+
+
+@pytest.mark.parametrize(("n", "want"), [("300000", 300000), ("1M", 1 << 20), ("100K", 102400)])
+def test_small_n_runs_iperf3s_test(n: str, want: int) -> None:
+    """-n below 2M (iperf3 takes any): iperf3's test and lines, as with -P (was: `size must
+    be 2M..4G`, exit 2: the paper's transfer does not time its first MiB)."""
+    args = args_of("-n", n)
+    assert args.bytes == want and run_throughput.timed(args)
+    assert not run_throughput.timed(args_of("-n", "2M"))
+
+
+@pytest.mark.parametrize("n", ["0", "5G"])
+def test_n_out_of_range_is_one_line(n: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        args_of("-n", n)
+    assert e.value.code == 2
+    assert f"-n must be 1..4G bytes, got {n}" in capsys.readouterr().err

@@ -376,3 +376,23 @@ def test_a_stop_ends_a_bidir_bytes_test_with_both_halves() -> None:
     assert len(test_end_events(rig)) == 1
     assert d["sum"]["sender"]["mbit_s"] == pytest.approx(8, rel=0.2)
     assert d["sum_reverse"]["receiver"]["bytes"] > 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "blocks"),
+    [(TimedSpec(direction="upload", blocks=10, streams=3, bitrate=8e6, length=10_000), 12),
+     (TimedSpec(direction="upload", nbytes=95_000, streams=3, bitrate=8e6, length=10_000), 12),
+     (TimedSpec(direction="upload", blocks=10, streams=3, length=10_000), 10)],
+    ids=["k-paced", "n-paced", "k-unpaced"],
+)  # fmt: skip
+def test_paced_counts_round_up_to_a_block_on_every_stream(spec: TimedSpec, blocks: int) -> None:
+    """Paced (-b), iperf3 sends a block on every stream in a round and counts after it:
+    `-k 10 -P 3 -b 20M` sent 12 blocks (native 3.12; was 10 here), `-n 3000000 -P 3 -b
+    20M` 24 of 128 KiB; unpaced it counts before every block (10)."""
+    rig, server = rig_with_server()
+    rig.endpoint.rate = RATE
+    d, _ = run(rig, spec)
+    assert "error" not in d, d
+    assert d["sum"]["sender"]["bytes"] == blocks * 10_000 == sum(server.got)
+    if spec.rate:  # whole rounds
+        assert [st["sender"]["bytes"] for st in d["streams"]] == [blocks // 3 * 10_000] * 3

@@ -303,5 +303,46 @@ def test_file_written_with_what_came(tmp_path: Any) -> None:
     assert len(got) == r["sum"]["receiver"]["bytes"] > 0 and set(got) == {ord("x")}
     missing = run_test(TimedSpec(seconds=0.2, direction="upload", file=str(tmp_path / "no")))[0]
     assert missing["error"] == f"-F {tmp_path / 'no'}: No such file or directory"
-    with pytest.raises(ValueError, match="-F with -P or --bidir is not built here"):
-        TimedSpec(streams=2, file=str(f)).check()
+    with pytest.raises(ValueError, match="-F with --bidir is not built: iperf3 3"):
+        TimedSpec(bidir=True, file=str(f)).check()
+
+
+def test_file_alone_is_n_of_its_size(tmp_path: Any) -> None:
+    """-F f.bin with no -t/-n/-k: iperf3 3.12 tells the server `num` of the file's size and
+    no time (its -J test_start: bytes 1000000, duration 0); with -t, the time."""
+    f = tmp_path / "f.bin"
+    f.write_bytes(bytes(2560))
+    _r, _c, _i, server, _rig = run_test(TimedSpec(direction="upload", length=1000,
+                                                  file=str(f)))  # fmt: skip
+    assert server.params["num"] == 2560 and server.params["time"] == 0
+    spec = TimedSpec(direction="upload", seconds=2, file=str(f))
+    spec.check()
+    assert spec.nbytes is None and spec.seconds == 2
+
+
+def test_file_with_parallel_streams_each_from_its_start(tmp_path: Any) -> None:
+    """-F f.bin -P 2 (iperf3 3.12: each stream opens the file; -n of its size): blocks of
+    -l from the file's start on each stream, whole, until the streams together sent the
+    file's size (native, a 1,000,000-byte file, -l 100K: 5 blocks of 102400 on each,
+    1,024,000 in all). Was: refused, `-F with -P or --bidir is not built here`."""
+    f = tmp_path / "f.bin"
+    content = bytes(range(256)) * 10  # 2560 bytes
+    f.write_bytes(content)
+    r, _c, _i, server, _rig = run_test(TimedSpec(direction="upload", length=500, streams=2,
+                                                 file=str(f)))  # fmt: skip
+    assert "error" not in r, r
+    cookie = iperf3.COOKIE_SIZE
+    got = [bytes(server.bytes_in[i][cookie:]) for i in range(2)]
+    assert got == [content[:1500]] * 2  # 6 blocks of 500 in turn: 3000 >= 2560
+    assert r["sum"]["sender"]["bytes"] == 3000 and server.params["num"] == 2560
+
+
+def test_file_written_by_parallel_streams_from_its_start(tmp_path: Any) -> None:
+    """-R -F out.bin -P 2: each stream writes what it read from the file's start, over the
+    other's (iperf3 3.12, measured: 2,228,224 and 917,504 bytes read, a file of 2,228,224)."""
+    f = tmp_path / "out.bin"
+    r, _c, _i, _server, _rig = run_test(TimedSpec(seconds=0.2, direction="download",
+                                                  streams=2, file=str(f)))  # fmt: skip
+    assert "error" not in r, r
+    each = [st["receiver"]["bytes"] for st in r["streams"]]
+    assert min(each) > 0 and len(f.read_bytes()) == max(each) < sum(each)

@@ -157,3 +157,33 @@ def test_lines_as_iperf3_3_12() -> None:
     text = run_throughput.row(total) or ""
     assert "\n".join(text.splitlines()[1:4]) == UPLOAD_TOTALS
     assert iperf3.retr_tail(4) == "    4             "
+
+
+class ControlMss(TcpInfoEndpoint):
+    """Answers SKT_TCPINFO for the control connection too (sktid 0): MSS 1448."""
+
+    def read(self, addr: int, n: int) -> bytes:
+        if addr != vmem.SKT_BASE + vmem.SKT_TCPINFO.addr:
+            return super().read(addr, n)
+        return struct.pack(vmem.TCPINFO_STRUCT, vmem.TCPINFO_VERSION, 1, 0, 0, 10, 1448, 900,
+                           100, 1500, 65535, 0)[:n]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "length", "want"),
+    [(ControlMss, None, 1448), (UdpFakeEndpoint, None, iperf3.DEFAULT_UDP_BLOCK),
+     (ControlMss, 1000, 1000)],
+    ids=["control-mss", "no-tcp-info", "given"],
+)  # fmt: skip
+def test_udp_block_is_the_control_connections_mss(
+    endpoint: type[UdpFakeEndpoint], length: int | None, want: int
+) -> None:
+    """-u without -l: iperf3 3.12's datagrams are its control connection's MSS (native on
+    loopback: 32768-byte datagrams, 4 in `-u -t 1`; was always 1460 here), 1460 when it
+    is not known (an endpoint without SKT_TCPINFO); -l as given."""
+    rig = StreamRig(endpoint)
+    server = TimedIperf3(rig)
+    rig.endpoint.peers[SERVER] = server.connect
+    d, _ = run(rig, TimedSpec(direction="download", udp=True, seconds=0.2, length=length))
+    assert "error" not in d, d
+    assert server.params["len"] == want and d["length"] == want

@@ -1,0 +1,184 @@
+"""The receiving half of a timed iperf3 test (-R, --bidir's RX-C streams): the endpoint's
+ndata counted at their receive stamps; TEST_END scheduled at the endpoint for -t, or sent
+once iperf3's reads reached -n/-k (`throughput_reads`)."""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+
+from packetlab.controller import read_time
+from packetlab.measure import iperf3
+from packetlab.measure.iperf3 import State
+from packetlab.measure.stream import StreamError
+from packetlab.measure.throughput import _sleep
+from packetlab.measure.throughput_reads import end_all
+from packetlab.measure.throughput_streams import Flow, Streams
+from packetlab.wire import Ndata, Nstat, NstatCode
+
+__all__ = ["Receiving"]
+
+#: Download: the data is all in once no notification came for this long after the end.
+QUIET_S = 0.05
+#: Download -t: TEST_END is queued at the endpoint this long before its time.
+END_AHEAD_S = 0.25
+#: --bidir -t: the sending streams' last TCP_INFO is read this long before the scheduled
+#: TEST_END (after it the iperf3 server may reset the connections; a read cannot be
+#: scheduled at the endpoint).
+FINAL_SAMPLE_AHEAD_S = 0.01
+
+
+class Receiving(Streams):
+    """A test's receiving streams."""
+
+    def _note(self, flow: Flow, note: object) -> None:
+        if isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
+            flow.closed = True
+            return
+        if not isinstance(note, Ndata):
+            return
+        if self.capture is not None:  # everything the endpoint received on the stream
+            if flow.reply is not None and not flow.reply.called:  # the connect: no ntag
+                self.capture.sent(flow.label, note.time, 4, iperf3.UDP_CONNECT_MSG)
+            self.capture.received(flow.label, note.time, note.data)
+        if flow.reply is not None and not flow.reply.called:
+            if note.data == iperf3.UDP_CONNECT_REPLY or len(note.data) == 4:
+                flow.reply.callback(None)
+            return
+        if flow.direction != "download" or self.counted:
+            return
+        self.heard = self.session.reactor.seconds()
+        if not self.t0:  # before the controller read TEST_START: counted once it has
+            self.early.append((flow, note))
+            return
+        if self.end is not None and note.time > self.end:
+            return  # after the test's end: iperf3 stops reading then
+        if self.read_all:
+            return  # -n/-k: iperf3's reads reached the count; the rest is read uncounted
+        packets = 0
+        nbytes = len(note.data)
+        if flow.reads is not None:  # -n/-k over TCP: iperf3's reads of up to -l bytes
+            nbytes = flow.reads.take(nbytes, self._received_all)
+        if self.spec.udp and len(note.data) >= (16 if self.spec.wide else 12):
+            count, sent = iperf3.parse_udp_header(note.data, wide=self.spec.wide)
+            if self.omit_ns and flow.omit_mark is None and note.time >= self.counted_from:
+                self._close_omitted()  # the pre-test's loss is not the test's (iperf3)
+                flow.omit_mark = (flow.udp.lost, flow.udp.packets, flow.udp.out_of_order)
+            flow.udp.add(count, sent, note.time / 1e9)
+            packets = 1
+        self._count(flow, note.time, nbytes, packets)
+        if flow.disk is not None:  # -R -F: what iperf3 read, into the file
+            flow.disk.write(note.data[:nbytes])
+        if self.rx_total is not None and self._rx_bytes() >= self.rx_total:
+            end_all(f.reads for f in self.flows if f.reads is not None)  # all in: no more
+        if self.end is None and self._received_all():
+            self.read_all = True
+            self.end = note.time
+            if not self.done.called:
+                self.done.callback(None)
+            self._wakeup()  # --bidir: the sending half stops
+
+    def _received_all(self) -> bool:
+        """-n/-k: iperf3's client ends the test once its reads brought N bytes, or after N
+        reads (blocks_received): over TCP each read is up to -l bytes, as
+        `throughput_reads` models them from the endpoint's recv()s; over UDP a datagram."""
+        spec = self.spec
+        rx = [f for f in self.flows if f.direction == "download"]
+        if spec.udp:
+            if spec.nbytes is not None:
+                return sum(f.bytes for f in rx) >= spec.nbytes
+            return spec.blocks is not None and sum(f.packets for f in rx) >= spec.blocks
+        reads = [f.reads for f in rx if f.reads is not None]
+        if spec.nbytes is not None:
+            return sum(r.done_bytes for r in reads) >= spec.nbytes
+        return spec.blocks is not None and sum(r.done for r in reads) >= spec.blocks
+
+    def _rx_bytes(self) -> int:
+        return sum(f.bytes for f in self.flows if f.direction == "download")
+
+    def started(self, t0: int) -> None:
+        self.t0 = t0
+        self._begin(t0)
+        early, self.early = self.early, []
+        for flow, note in early:
+            self._note(flow, note)
+
+    async def download(self, timeout: float) -> None:
+        spec, clock = self.spec, self.session.reactor
+        if spec.seconds is not None:
+            # TEST_END is queued at the endpoint for TEST_START + T once that is near (a
+            # queued send cannot be taken back: until then a stop can still end it now)
+            if await self._wait_until(self.stop_at - int(END_AHEAD_S * 1e9), timeout):
+                self.end = self.stop_at  # the endpoint sends TEST_END then (scheduled)
+                self.ctl.stream.send(iperf3.state_byte(State.TEST_END), time=self.stop_at)
+                if self.sample_tcp:  # --bidir: the sending streams' last TCP_INFO, just
+                    ahead = self.stop_at - int(FINAL_SAMPLE_AHEAD_S * 1e9)  # before TEST_END
+                    await self._wait_until(ahead, timeout, stoppable=False)
+                    self.final = Deferred.fromCoroutine(self.tcp_sample())
+                await self._wait_until(self.stop_at, timeout, stoppable=False)
+                return
+        else:
+            self.done.addTimeout(timeout, clock)
+            self._watch_stop()
+            try:
+                await self.done
+            except defer.TimeoutError:
+                got = sum(f.bytes for f in self.flows if f.direction == "download")
+                want = spec.nbytes if spec.nbytes is not None else (spec.blocks or 0) * spec.block
+                raise StreamError(
+                    f"only {got} of {want} bytes arrived within {timeout:g} s"
+                ) from None
+            finally:
+                if self._stop_timer is not None and self._stop_timer.active():
+                    self._stop_timer.cancel()
+            if not self.stopped:
+                self._test_end()
+                return
+        # stopped (Ctrl-C): the test ends now, with what came so far
+        self.stopped = True
+        now = await read_time(self.session)
+        if self.end is None or self.end > now:
+            self.end = now
+        self._test_end()
+
+    def _watch_stop(self) -> None:
+        """Download -n: fire `done` when asked to stop (polled)."""
+        if self.done.called or self.should_stop is None:
+            return
+        if self.should_stop():
+            self.stopped = True
+            self.done.callback(None)
+            return
+        self._stop_timer = self.session.reactor.callLater(0.05, self._watch_stop)
+
+    async def _wait_until(self, end: int, timeout: float, *, stoppable: bool = True) -> bool:
+        """Report progress until the endpoint's clock passes `end` (estimated from here);
+        False if asked to stop first."""
+        clock = self.session.reactor
+        now = await read_time(self.session)
+        here = clock.seconds()
+        deadline = here + (end - now) / 1e9
+        limit = here + timeout
+        while clock.seconds() < deadline:
+            if stoppable and self.should_stop is not None and self.should_stop():
+                return False
+            if self.progress is not None:
+                done = clock.seconds() - here + (now - self.t0) / 1e9
+                self.progress(f"{done:.1f}/{self.spec.seconds:g} s")
+            if clock.seconds() > limit:
+                raise StreamError(f"the test did not end within {timeout:g} s")
+            await _sleep(self.session, min(0.1, max(0.001, deadline - clock.seconds())))
+        return True
+
+    async def drained(self, quiet: float = QUIET_S, limit: float = 5.0) -> None:
+        """Download: wait until the data notifications stop (`quiet` s without one). The
+        kernel stamps a packet when it arrives, the endpoint reads it when it can: data in
+        by the test's end may still be on its way to the controller."""
+        clock = self.session.reactor
+        give_up = clock.seconds() + limit
+        receives = self.spec.direction == "download" or self.spec.bidir
+        while receives and clock.seconds() < give_up:
+            wait = self.heard + quiet - clock.seconds()
+            if wait <= 0:
+                break
+            await _sleep(self.session, wait)

@@ -1,0 +1,260 @@
+"""The sending half of a timed iperf3 test (upload, --bidir's TX-C streams): blocks queued
+at the endpoint unscheduled (a window per stream) or scheduled at -b's pace, each counted
+at its ntag's time, as iperf3's sender counts its writes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+
+from packetlab.controller import RequestFailed, read_time
+from packetlab.measure import iperf3
+from packetlab.measure.stream import StreamError
+from packetlab.measure.throughput import ThroughputError
+from packetlab.measure.throughput_streams import Flow, Streams
+from packetlab.wire import Ntag
+
+__all__ = ["Sending"]
+
+#: Unscheduled TCP upload: blocks queued per stream ahead of their ntags (in all, split
+#: among the streams, at least two blocks each): the endpoint's send buffer stays fed.
+WINDOW = 8 << 20
+#: Scheduled sends (-b, UDP) are queued this far ahead of the endpoint's clock, the first
+#: this long after the controller learnt the clock (the in-process endpoint shares the
+#: controller's CPU: 0.2 s ahead left 40 % of the sends at 20 Mbit/s late by up to 26 ms).
+HORIZON_S, FIRST_LEAD_S = 0.5, 0.02
+#: Scheduled sends: ntags for about this many sends a second per stream (every k-th, and
+#: the last), enough for 0.1 s intervals without a notification per datagram.
+TAGS_PER_S = 1000
+#: A scheduled send whose ntag is this much after its time left late (the sends reached
+#: the endpoint after their time: the controller or the endpoint did not keep up).
+LATE_NS = 1_000_000
+
+
+class Sending(Streams):
+    """A test's sending streams."""
+
+    async def upload(self, timeout: float) -> None:
+        spec, session = self.spec, self.session
+        clock = session.reactor
+        tx = [f for f in self.flows if f.direction == "upload"]  # --bidir: the sending half
+        last_word = not spec.bidir  # --bidir: the receiving half's TEST_END ends the test
+        rate = spec.rate
+        block = spec.block
+        before = clock.seconds()
+        now = await read_time(session)
+        rtt = clock.seconds() - before
+        base_here = clock.seconds()
+
+        def endpoint_now() -> int:
+            return now + int((clock.seconds() - base_here) * 1e9)
+
+        gap = 0
+        every = 1
+        lead = 0.0
+        if rate:
+            gap = max(1, int(block * 8 / rate * 1e9))
+            lead = max(FIRST_LEAD_S, 2 * rtt)
+            first = now + int(lead * 1e9)
+            if not spec.bidir:  # --bidir: the test's clock is TEST_START's (it receives too)
+                self.t0 = first  # the sender's clock starts with its first send: O + T s
+                self._begin(first)  # of sends from it, as iperf3 sends
+            for f in tx:
+                f.next_time = first
+            every = max(1, math.ceil(1e9 / gap / TAGS_PER_S))
+        window = max(2 * block, WINDOW // len(tx))
+        payload = iperf3.repeating_pattern(block) if spec.repeating_payload else bytes(block)
+        limit = clock.seconds() + timeout
+        while True:
+            if self.failure is not None:
+                raise self.failure
+            queued_any = False
+            more = True
+            while more:  # a send per stream in turn (-n counts all streams together)
+                more = False
+                for f in tx:
+                    if self._sent_all(f, rate):
+                        continue
+                    if rate:
+                        # the horizon grows from the first send's lead: a whole horizon
+                        # queued at once made the first sends 40 ms late here
+                        ahead = min(max(HORIZON_S, 4 * rtt), lead + clock.seconds() - base_here)
+                        if f.next_time > endpoint_now() + int(ahead * 1e9):
+                            continue
+                    elif f.outstanding >= window:
+                        continue
+                    data = payload
+                    if f.disk is not None:
+                        read = f.disk.block(len(payload))
+                        if read is None:  # an empty file
+                            f.eof = True
+                            continue
+                        data, f.eof = read, f.disk.done  # the last block: an ntag
+                    self._queue(f, data, gap, every, rate)
+                    queued_any = more = True
+                    if f.sent_packets % 64 == 0:
+                        await session.wait_writable()
+            if self.should_stop is not None and self.should_stop() and not self.stopped:
+                self.stopped = True  # Ctrl-C: no more sends; the test ends with what went
+                cut = max(endpoint_now(), self.latest) if rate else self.latest
+                self.stop_at = self.end = min(self.stop_at, cut) if self.stop_at else cut
+            if all(self._sent_all(f, rate) for f in tx):
+                break
+            if clock.seconds() > limit:
+                raise StreamError(f"the test did not end within {timeout:g} s")
+            if self.progress is not None and self.spec.seconds is not None:
+                done = max(0, self.latest - self.t0) / 1e9
+                self.progress(f"{min(done, self.spec.seconds):.1f}/{self.spec.seconds:g} s")
+            if not queued_any or rate:
+                self.wake = Deferred()
+                timer = clock.callLater(0.01 if rate else 0.05, self._wakeup)
+                await self.wake
+                if timer.active():
+                    timer.cancel()
+        if spec.bidir and spec.counted:
+            await self._bidir_sent(limit)
+            return
+        eof = any(f.eof for f in tx)
+        if spec.seconds is not None and not rate and not self.stopped and not eof:
+            # unpaced -t: TEST_END now, as iperf3's timer sends it with its socket buffer
+            # still full; the blocks still queued at the endpoint are not waited for (8 MiB
+            # took 0.7 s at 100 Mbit/s). The server counts only until TEST_END.
+            self.ending = True
+            if last_word:
+                self._test_end()
+            return
+        for d in self.ntags:  # the last sends' ntags: every byte went to the kernel
+            d.addTimeout(timeout, clock)
+        for d in list(self.ntags):
+            try:
+                await d
+            except defer.TimeoutError:
+                raise StreamError(f"the endpoint had not sent the data within {timeout:g} s") \
+                    from None  # fmt: skip
+        if self.failure is not None:
+            raise self.failure
+        if last_word:
+            self._test_end()
+        if (self.spec.seconds is None or eof) and not (self.stopped and self.end):
+            self.end = self.latest
+
+    async def _bidir_sent(self, limit: float) -> None:
+        """--bidir -n/-k, the sending half: once its last ntag came (iperf3 counts a block
+        sent when write() returns), the test ends then, unless the receiving half got its
+        count first: then the blocks still queued are not waited for."""
+        clock = self.session.reactor
+        while not self.done.called and self.awaiting:
+            if self.failure is not None:
+                raise self.failure
+            if clock.seconds() > limit:
+                raise StreamError("the endpoint had not sent the data in time")
+            self.wake = Deferred()
+            timer = clock.callLater(0.05, self._wakeup)
+            await self.wake
+            if timer.active():
+                timer.cancel()
+        self.ending = True  # TEST_END goes now: later failures of queued sends are moot
+        if not self.done.called:
+            self.end = self.latest
+            self.done.callback(None)  # the receiving half sends TEST_END
+
+    def _sent_all(self, f: Flow, rate: float | None) -> bool:
+        spec = self.spec
+        if spec.counted and (self.stopped or self.done.called):  # --bidir: received all
+            return True
+        if any(x.eof for x in self.flows):  # -F: a stream's file end ends the test (iperf3's
+            return True  # diskfile_send: test->done)
+        # paced (-b, UDP): iperf3 sends a block on every stream in a round and counts
+        # after it (`-k 10 -P 3 -b 20M`: 12 blocks, native), so a stream's next block is
+        # sent if the rounds before it fell short; unpaced, it counts before every block
+        rounds = f.sent_packets * spec.streams if rate else 0
+        if spec.nbytes is not None:
+            if rate:
+                return rounds * spec.block >= spec.nbytes
+            return sum(x.queued for x in self.flows) >= spec.nbytes
+        if spec.blocks is not None:  # iperf3's blocks_sent: its writes of -l bytes
+            if rate:
+                return rounds >= spec.blocks
+            return sum(x.sent_packets for x in self.flows) >= spec.blocks
+        if rate:
+            return f.next_time >= self.stop_at
+        return self.latest >= self.stop_at
+
+    def _queue(self, f: Flow, payload: bytes, gap: int, every: int,
+               rate: float | None) -> None:  # fmt: skip
+        spec, session = self.spec, self.session
+        size = len(payload)  # -n: whole blocks until N bytes went, as iperf3
+        when = f.next_time if rate else 0
+        f.sent_packets += 1
+        if spec.udp:
+            head = iperf3.udp_header(f.sent_packets, when, wide=spec.wide)
+            data = head + payload[len(head) : size]
+        else:
+            data = payload[:size]
+        f.queued += size
+        f.outstanding += size
+        if rate:
+            f.next_time += gap
+        last = self._sent_all(f, rate)
+        tag = not rate or last or f.sent_packets % every == 0
+        unit = f.outstanding if tag else 0  # bytes this ntag stands for
+        if tag:
+            f.outstanding = 0 if rate else f.outstanding
+            self.awaiting += 1
+        to = (self.addr, self.port) if spec.udp else None
+        if when and self.capture is not None:  # a paced send: at its scheduled time
+            self.capture.sent(f.label, when, size, data[: self.capture.snap])
+        d: Deferred[Any] = session.nsend(f.sktid, data, time=when, ntag=tag, to=to)
+        d.addCallback(self._queued, f, size, unit, when)  # then waits for the ntag
+        d.addErrback(self._refused)
+        self.ntags.append(d)
+        while self.ntags[0].called:  # keep those not done yet (awaited at the end); a
+            self.ntags.popleft()  # list rebuilt per send took 43 % of the CPU at 8.5k/s
+
+    def _queued(self, q: Any, f: Flow, size: int, unit: int, when: int) -> Deferred[Ntag] | None:
+        if q.ntag is None:
+            return None
+        return q.ntag.addCallback(self._sent, f, size, unit, when)
+
+    def _sent(self, tag: Ntag, f: Flow, size: int, unit: int, when: int) -> Ntag:
+        spec = self.spec
+        self.awaiting -= 1
+        if not when and self.capture is not None:  # unpaced: when it went to the kernel
+            self.capture.sent(f.label, tag.time, size, bytes(min(size, self.capture.snap)))
+        if when:  # a scheduled send: did it leave on time?
+            self.tagged += 1
+            if tag.time - when > LATE_NS:
+                self.late += 1
+                self.late_max = max(self.late_max, tag.time - when)
+        if spec.rate:
+            nbytes, packets = unit, 0
+        else:
+            f.outstanding -= size
+            nbytes, packets = size, 1 if spec.udp else 0
+        if spec.udp and spec.rate:
+            packets = max(1, round(unit / spec.block))
+        # -t: what left before the stop time; -n/-k: every byte that left, as a sender
+        # counts its writes (with --bidir the receiving half may end the test while
+        # queued sends still go: they reach the server)
+        if spec.seconds is None or tag.time <= self.stop_at:
+            self._count(f, tag.time, nbytes, packets)
+        self.latest = max(self.latest, tag.time)
+        self._wakeup()
+        return tag
+
+    def _refused(self, failure: Any) -> None:
+        e = failure.value
+        if self.failure is None and not self.ending:
+            if isinstance(e, RequestFailed) and e.name == "ESKTPKTDENY":
+                self.failure = ThroughputError(
+                    "the endpoint refused the sends (ESKTPKTDENY): over a send window or "
+                    "quota of its certificates (without a max_burst_rate_byte grant an "
+                    "endpoint allows 12,500,000 bytes per 10 s, 10 Mb/s): use -b below it, "
+                    "or see docs/throughput.md, Uploads over TLS above 10 Mb/s"
+                )
+            else:
+                self.failure = e if isinstance(e, Exception) else StreamError(str(e))
+        self._wakeup()

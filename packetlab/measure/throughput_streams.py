@@ -1,0 +1,252 @@
+"""One timed iperf3 test's data streams (`Flow`) and what both directions share
+(`Streams`): the counts within the test (-O's pre-test apart), the -i interval reports
+as they complete, with iperf3's sender columns from the endpoint's TCP_INFO samples, and
+TEST_END. `throughput_receive` and `throughput_send` add each direction's half."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from packetlab.controller import ControllerError, EndpointSession, read_tcp_info
+from packetlab.measure.iperf3 import Intervals, State, UdpReceiver
+from packetlab.measure.throughput import _Control
+from packetlab.measure.throughput_file import DiskFile
+from packetlab.measure.throughput_pcap import TimedCapture
+from packetlab.measure.throughput_reads import Reads, server_total
+from packetlab.measure.throughput_result import TcpStats, interval_sum
+from packetlab.measure.throughput_spec import TimedSpec
+from packetlab.wire import Ndata
+
+__all__ = ["Flow", "OnInterval", "OnProgress", "Streams"]
+
+OnInterval = Callable[[dict[str, Any]], None]
+OnProgress = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class Flow:
+    """One data stream: its ids and what was counted on it (within the test)."""
+
+    sid: int  # iperf3's stream id (1, 3, 4, ...)
+    label: int  # the `[  5]` iperf3 prints
+    sktid: int
+    direction: str = "download"  # the endpoint receives ("download") or sends ("upload")
+    bytes: int = 0
+    packets: int = 0
+    queued: int = 0  # upload: bytes queued
+    sent_packets: int = 0  # upload: sends queued
+    outstanding: int = 0  # upload: bytes queued whose ntag has not come
+    next_time: int = 0  # scheduled upload: the next send's endpoint time
+    closed: bool = False
+    omitted_bytes: int = 0  # -O: counted in the pre-test (not in the totals)
+    omitted_packets: int = 0
+    omit_mark: tuple[int, int, int] | None = None  # UDP download: (lost, packets, ooo) at -O's end
+    eof: bool = False  # -F: its file is read to the end
+    disk: DiskFile | None = None  # -F: the file, as this stream reads or writes it
+    udp: UdpReceiver = field(default_factory=UdpReceiver)
+    reply: Deferred[None] | None = None  # UDP: the server's answer to the connect datagram
+    reads: Reads | None = None  # TCP download -n/-k: iperf3's reads, modelled
+
+
+class Streams:
+    """One test's data streams once the server asked for them: the state both halves
+    share."""
+
+    def __init__(
+        self,
+        session: EndpointSession,
+        spec: TimedSpec,
+        addr: Any,
+        port: int,
+        ctl: _Control,
+        on_interval: OnInterval | None,
+        progress: OnProgress | None,
+    ) -> None:
+        self.session, self.spec, self.addr, self.port, self.ctl = session, spec, addr, port, ctl
+        self.on_interval = on_interval
+        self.progress = progress
+        self.flows: list[Flow] = []
+        self.t0 = 0  # endpoint stamp of TEST_START
+        self.omit_ns = int(spec.omit * 1e9)
+        self.counted_from = 0  # endpoint time the counted test begins (t0 + -O's seconds)
+        self.omitted: Intervals | None = None  # -O with -i: the pre-test's intervals
+        self.stop_at = 0  # -t: t0 + O + T
+        self.end: int | None = None  # the test's end (endpoint ns), once known
+        self.intervals: Intervals | None = None
+        self.done: Deferred[None] = Deferred()  # download -n: N bytes in
+        self.ntags: deque[Deferred[Any]] = deque()
+        self.failure: Exception | None = None
+        self.wake: Deferred[None] | None = None
+        self.latest = 0  # upload: the latest ntag time
+        self.should_stop: Callable[[], bool] | None = None  # polled: wrap up (Ctrl-C)
+        self.stopped = False
+        self.ending = False  # TEST_END went with sends still queued: their failures are moot
+        self._stop_timer: Any = None
+        self.tagged = self.late = self.late_max = 0  # scheduled sends: tagged, late, worst ns
+        self.awaiting = 0  # upload: ntags asked for and not come yet
+        self.heard = 0.0  # download: when the last data notification came (controller s)
+        self.counted = False  # the figures are final: later notifications are not counted
+        self.early: list[tuple[Flow, Ndata]] = []  # download data seen before `started`
+        self.marks: dict[int, tuple[int, int]] = {}  # UDP download: (lost, packets) so far
+        # TCP upload (and --bidir): each interval's Retr/Cwnd sampled (SKT_TCPINFO) before
+        # it is shown; `emitting` keeps the intervals in order. `retrans`: each stream's
+        # last total; `rtts`: each stream's samples' maxima, minimum RTT and sum (-J's
+        # max_snd_cwnd, max_snd_wnd, max_rtt, min_rtt, mean_rtt)
+        self.sample_tcp = not spec.udp and (spec.direction == "upload" or spec.bidir)
+        self.emitting: Deferred[None] | None = None
+        self.retrans: dict[int, int] = {}
+        self.rtts: dict[int, TcpStats] = {}
+        self.capture: TimedCapture | None = None  # --pcap: the data streams' packets
+        self.final: Deferred[dict[int, Any]] | None = None  # the sample as the test ended
+        self.disks: list[DiskFile] = []  # -F: the file as each stream opened it
+        # -n/-k over TCP: what the server sends in all (then every read in progress ends),
+        # and whether iperf3's reads reached the count (later data is not counted)
+        self.rx_total: int | None = None
+        if spec.counted and not spec.udp:
+            self.rx_total = server_total(spec.nbytes, spec.blocks, spec.block)
+        self.read_all = False
+
+    def _count(self, flow: Flow, t: int, nbytes: int, packets: int) -> None:
+        # -O: the pre-test, reported "(omitted)", not counted. Without -O the data stamped
+        # before TEST_START's stamp counts (the kernel's stamps of two sockets need not
+        # keep the order the server sent in: a 64 KiB recv() of -R -n was dropped so)
+        if self.omit_ns and t < self.counted_from:
+            flow.omitted_bytes += nbytes
+            flow.omitted_packets += packets
+            if self.omitted is not None:
+                for rec in self.omitted.add(flow.label, t, nbytes, packets):
+                    self._emit(rec, omitted=True)
+            return
+        self._close_omitted()
+        flow.bytes += nbytes
+        flow.packets += packets
+        if self.intervals is not None:
+            for rec in self.intervals.add(flow.label, t, nbytes, packets):
+                self._emit(rec)
+
+    def _emit(self, rec: dict[str, Any], omitted: bool = False) -> None:
+        if self.on_interval is not None:
+            rec.update(type="interval", direction=self.spec.direction,
+                       protocol="udp" if self.spec.udp else "tcp",
+                       sender=self.spec.direction == "upload")  # fmt: skip
+            if self.spec.bidir:  # each stream's role, iperf3's TX-C (we send) and RX-C
+                rec.update(direction="bidir", sender=None)
+                role = {f.label: "TX-C" if f.direction == "upload" else "RX-C" for f in self.flows}
+                for st in rec["streams"]:
+                    st["role"] = role[st["id"]]
+                # each role summed apart (iperf3's -J: sum and sum_bidir_reverse)
+                for key, name in (("sum", "TX-C"), ("sum_reverse", "RX-C")):
+                    rec[key] = interval_sum(
+                        [st for st in rec["streams"] if st["role"] == name], rec["seconds"]
+                    )
+            if omitted:
+                rec["omitted"] = True
+            elif self.omit_ns:  # counted, after -O's pre-test (iperf3: no second header)
+                rec["after_omit"] = True
+            if self.sample_tcp:
+                sample = self.final  # closed after the test's end: its last sample
+                self.emitting = Deferred.fromCoroutine(self._sampled(rec, self.emitting, sample))
+            else:
+                self.on_interval(rec)
+
+    async def tcp_sample(self) -> dict[int, Any]:
+        """Each stream's TCP_INFO now, by label (those the endpoint has: none from an
+        endpoint without SKT_TCPINFO, or once the tests's sockets are gone)."""
+        reads = [(f.label, read_tcp_info(self.session, f.sktid)) for f in self.flows]
+        out = {}
+        for label, d in reads:
+            try:
+                info = await d
+            except ControllerError:
+                info = None
+            if info is not None:
+                out[label] = info
+        return out
+
+    async def _sampled(
+        self,
+        rec: dict[str, Any],
+        before: Deferred[None] | None,
+        sample: Deferred[dict[int, Any]] | None,
+    ) -> None:
+        """Show `rec` with iperf3's sender columns after `before`: TCP_INFO sampled now, or
+        `sample`, the one taken as the test ended (the interval closed after it)."""
+        if before is not None:
+            await before
+        if sample is None:
+            infos = await self.tcp_sample()
+            self.note_sample(infos)
+        else:
+            infos = await sample  # noted by the caller (the totals take it too)
+        for st in rec["streams"]:
+            info = infos.get(st["id"])
+            if info is None or st.get("role") == "RX-C":  # iperf3: a receiver's are blank
+                continue
+            prev = self.retrans.get(st["id"], 0)
+            self.retrans[st["id"]] = info.total_retrans
+            st.update(retransmits=info.total_retrans - prev, snd_cwnd=info.cwnd_bytes,
+                      snd_wnd=info.snd_wnd, rtt=info.rtt, rttvar=info.rttvar,
+                      pmtu=info.pmtu)  # fmt: skip
+        if infos:  # --bidir: `sum` is the TX-C streams'
+            rec["sum"]["retransmits"] = sum(st.get("retransmits", 0) for st in rec["streams"])
+        assert self.on_interval is not None
+        self.on_interval(rec)
+
+    def note_sample(self, infos: dict[int, Any]) -> None:
+        """One TCP_INFO sample of the streams into their -J statistics (iperf3 takes one
+        per interval and one as the test ends)."""
+        for label, info in infos.items():
+            self.rtts.setdefault(label, TcpStats()).add(info)
+
+    def _close_omitted(self, end: int | None = None) -> None:
+        """-O: the pre-test's last intervals, once the counted test began (or ended)."""
+        if self.omitted is not None:
+            last = self.counted_from if end is None else min(end, self.counted_from)
+            done, self.omitted = self.omitted, None
+            for rec in done.finish(last):
+                self._emit(rec, omitted=True)
+
+    def _begin(self, t0: int) -> None:
+        """The test's clock from `t0`: -O's pre-test, then T s counted, with intervals."""
+        spec = self.spec
+        self.counted_from = t0 + self.omit_ns
+        if spec.seconds is not None:
+            self.stop_at = self.counted_from + int(spec.seconds * 1e9)
+            self.end = self.stop_at if spec.direction == "upload" or spec.bidir else None
+        if spec.interval:
+            labels = [f.label for f in self.flows]
+            receives = spec.direction == "download" or spec.bidir
+            extra = self._udp_interval if spec.udp and receives else None
+            every = int(spec.interval * 1e9)
+            self.intervals = Intervals(self.counted_from, every, labels, extra)
+            if self.omit_ns:  # iperf3: the pre-test's intervals from 0 too, "(omitted)"
+                self.omitted = Intervals(t0, every, labels, extra)
+
+    def _udp_interval(self, label: int) -> dict[str, Any]:
+        """A UDP receiver's interval columns, as iperf3's: the jitter now, the datagrams
+        lost and expected since the last interval."""
+        f = next(x for x in self.flows if x.label == label)
+        if f.direction != "download":  # --bidir: a sending stream has no receiver columns
+            return {}
+        lost0, total0 = self.marks.get(label, (0, 0))
+        self.marks[label] = (f.udp.lost, f.udp.packets)
+        return {"jitter_ms": round(f.udp.jitter * 1e3, 6), "lost": f.udp.lost - lost0,
+                "total": f.udp.packets - total0}  # fmt: skip
+
+    def _test_end(self) -> None:
+        """TEST_END, after the mreads of the streams' last TCP_INFO (answered in order:
+        sampled as the test ends, as iperf3's sender totals; the server may reset the
+        connections right after TEST_END)."""
+        if self.sample_tcp:
+            self.final = Deferred.fromCoroutine(self.tcp_sample())
+        self.ctl.send_state(State.TEST_END)
+
+    def _wakeup(self) -> None:
+        w, self.wake = self.wake, None
+        if w is not None and not w.called:
+            w.callback(None)
