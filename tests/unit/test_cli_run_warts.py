@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from packetlab.cli.run import RunError, build_parser, open_warts, write_warts
+from packetlab.cli.run import RunError, build_parser
+from packetlab.cli.run_measure import open_warts
+from packetlab.cli.run_traceroute_trace import write_warts
 from packetlab.measure.records import Hop, TracerouteResult
 from packetlab.measure.warts import OBJ_TRACE, read_warts
 
@@ -23,7 +25,7 @@ def test_an_unwritable_file_is_a_run_error(tmp_path: Path) -> None:
 
 def test_mda_writes_a_tracelb_with_the_runs_options(tmp_path: Path) -> None:
     # (--mda was refused before: "--warts writes a trace: not with --mda")
-    from packetlab.cli.run import write_tracelb_warts
+    from packetlab.cli.run_traceroute_trace import write_tracelb_warts
     from packetlab.measure.mda import MdaHop, MdaResult
     from packetlab.measure.warts import OBJ_TRACELB
 
