@@ -272,7 +272,7 @@ def write_ping_warts(
     """`result` as a warts file (list, cycle, ping, cycle stop) with the run's options."""
     import time
 
-    from packetlab.measure.warts import ping_warts
+    from packetlab.measure.warts_ping import ping_warts
 
     option, options = ping_ip_options(args, result.dst)
     data = ping_warts(

@@ -338,7 +338,7 @@ def write_warts(
     """`result` as a warts file (list, cycle, trace, cycle stop) with the run's options."""
     import time
 
-    from packetlab.measure.warts import traceroute_warts
+    from packetlab.measure.warts_trace import traceroute_warts
 
     local = Link.from_args(args).in_process
     data = traceroute_warts(
@@ -365,7 +365,7 @@ def write_tracelb_warts(
     them)."""
     import time
 
-    from packetlab.measure.warts import tracelb_warts
+    from packetlab.measure.warts_tracelb import tracelb_warts
 
     runs = [] if multilevel is None else multilevel.runs
     data = tracelb_warts(
