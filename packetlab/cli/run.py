@@ -241,11 +241,13 @@ def startup_imports(args: argparse.Namespace) -> tuple[str, ...]:
     if getattr(args, "_command", None) is not None:  # run dns, http...: run_NAME.py
         names.append("packetlab.cli.run_command")
     else:
-        names += ["packetlab.cli.report", "packetlab.measure.rdns"]
+        names.append("packetlab.measure.rdns")
         if args.measurement == "ping":
-            names += ["packetlab.cli.run_ping_echo", "packetlab.measure.ping"]
+            names += ["packetlab.cli.run_ping_echo", "packetlab.cli.report_ping"]
+            names.append("packetlab.measure.ping")
         else:
-            names += ["packetlab.cli.run_traceroute_trace", "packetlab.measure.traceroute"]
+            names += ["packetlab.cli.run_traceroute_trace", "packetlab.cli.report_traceroute"]
+            names.append("packetlab.measure.traceroute")
             if getattr(args, "mda", False):
                 names.append("packetlab.measure.mda")
     if getattr(args, "listen", None) is None:

@@ -1,5 +1,5 @@
 """``pktlab run ping [HOST...] TARGET``: ping's options, as iputils ping names them
-(`add_parser`), and its HOST... TARGET operands (`ping_hosts`); the run itself is
+(`add_parser`) and its HOST... TARGET operands; the run itself is
 `packetlab.cli.run_ping_echo` (imported when it runs, not for --help or a usage
 error)."""
 
@@ -10,10 +10,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from packetlab.cli import NativeValueError
-from packetlab.cli.run import Given, RunError, add_common, add_version, given, in_range, refuse
+from packetlab.cli.run import Given, add_common, add_version, given, in_range, refuse
 
 if TYPE_CHECKING:
-    from packetlab.cli.report import PingReport
+    from packetlab.cli.report_ping import PingReport
     from packetlab.controller.stop import StopSignal
 
 PING_EPILOG = """\
@@ -89,38 +89,6 @@ def _ping_operands(args: argparse.Namespace, extra: list[str]) -> bool:
     TARGET last), as ping's getopt permutes them (was `unrecognized arguments`)."""
     args.prespec.extend(extra)
     return True
-
-
-def ping_hosts(args: argparse.Namespace) -> list[str]:
-    """ping HOST... TARGET: the hosts before the target; `args.target` becomes the last
-    one. With -T tsprespec they are its addresses (at most 4, as iputils), else a loose
-    source route through them (at most 9, as iputils; not with -R or another -T: ping's
-    usage). RunError, one line, for too many or a refused combination."""
-    from packetlab.measure.packets import MAX_PING_ROUTE, MAX_PRESPEC
-
-    if args.measurement != "ping" or not args.prespec:
-        return []
-    hosts = [args.target, *args.prespec[:-1]]
-    if args.record_route:
-        raise RunError(
-            f"{len(hosts) + 1} hosts given: a source route through all but the last (an "
-            "LSRR option) is not with -R (ping: its usage); one TARGET with -R"
-        )
-    if args.ip_timestamps not in (None, "tsprespec"):
-        raise RunError(
-            f"{len(hosts) + 1} hosts given: -T {args.ip_timestamps} takes one TARGET (ping: "
-            "its usage); HOST... TARGET with -T tsprespec or without -T (a source route)"
-        )
-    if args.ip_timestamps == "tsprespec" and len(hosts) > MAX_PRESPEC:
-        raise RunError(
-            f"-T tsprespec takes at most {MAX_PRESPEC} hosts before TARGET, not {len(hosts)}"
-        )
-    if len(hosts) > MAX_PING_ROUTE:
-        raise RunError(
-            f"a source route takes at most {MAX_PING_ROUTE} hosts before TARGET, not {len(hosts)}"
-        )
-    args.target = args.prespec[-1]
-    return hosts
 
 
 class _Flood(argparse.Action):

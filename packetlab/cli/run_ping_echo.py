@@ -23,10 +23,9 @@ from packetlab.cli.run_measure import (
     source_address,
     write_whole,
 )
-from packetlab.cli.run_ping import ping_hosts
 
 if TYPE_CHECKING:
-    from packetlab.cli.report import PingReport
+    from packetlab.cli.report_ping import PingReport
     from packetlab.controller.stop import StopSignal
     from packetlab.measure.records import PingResult
 
@@ -107,6 +106,38 @@ async def measure_ping(
         reactor, args, link, dst, src, ifname, report_for, experiment_for,
         lambda: budget(args), lambda: [],
     )  # fmt: skip
+
+
+def ping_hosts(args: argparse.Namespace) -> list[str]:
+    """ping HOST... TARGET: the hosts before the target; `args.target` becomes the last
+    one. With -T tsprespec they are its addresses (at most 4, as iputils), else a loose
+    source route through them (at most 9, as iputils; not with -R or another -T: ping's
+    usage). RunError, one line, for too many or a refused combination."""
+    from packetlab.measure.packets import MAX_PING_ROUTE, MAX_PRESPEC
+
+    if args.measurement != "ping" or not args.prespec:
+        return []
+    hosts = [args.target, *args.prespec[:-1]]
+    if args.record_route:
+        raise RunError(
+            f"{len(hosts) + 1} hosts given: a source route through all but the last (an "
+            "LSRR option) is not with -R (ping: its usage); one TARGET with -R"
+        )
+    if args.ip_timestamps not in (None, "tsprespec"):
+        raise RunError(
+            f"{len(hosts) + 1} hosts given: -T {args.ip_timestamps} takes one TARGET (ping: "
+            "its usage); HOST... TARGET with -T tsprespec or without -T (a source route)"
+        )
+    if args.ip_timestamps == "tsprespec" and len(hosts) > MAX_PRESPEC:
+        raise RunError(
+            f"-T tsprespec takes at most {MAX_PRESPEC} hosts before TARGET, not {len(hosts)}"
+        )
+    if len(hosts) > MAX_PING_ROUTE:
+        raise RunError(
+            f"a source route takes at most {MAX_PING_ROUTE} hosts before TARGET, not {len(hosts)}"
+        )
+    args.target = args.prespec[-1]
+    return hosts
 
 
 def experiment(
@@ -211,7 +242,7 @@ def ping_report(
     ifname: str | None = None,
 ) -> PingReport:
     """The report of the ping to `dst`, printing as it goes."""
-    from packetlab.cli.report import PingReport
+    from packetlab.cli.report_ping import PingReport
 
     name = None if args.target == str(dst) else args.target
     ping_report = PingReport(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from packetlab.cli.run import EPILOG, Given, add_common, add_version, in_range, refuse
 
 if TYPE_CHECKING:
-    from packetlab.cli.report import MdaReport, TracerouteReport
+    from packetlab.cli.report_traceroute import MdaReport, TracerouteReport
     from packetlab.controller.stop import StopSignal
 
 # `pktlab run traceroute --help`: the run examples without ping's, and one for each of

@@ -37,7 +37,7 @@ from packetlab.cli.run_traceroute_checks import (
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
-    from packetlab.cli.report import MdaReport, TracerouteReport
+    from packetlab.cli.report_traceroute import MdaReport, TracerouteReport
     from packetlab.controller.stop import StopSignal
     from packetlab.measure.records import TracerouteResult
 
@@ -46,7 +46,7 @@ def run_traceroute(args: argparse.Namespace) -> int:
     """The traceroute of `args` in the reactor: its lines, its summary, --warts; 0."""
 
     async def measured(reactor: Any, stop: StopSignal, warts: BinaryIO | None) -> int:
-        from packetlab.cli.report import MdaReport
+        from packetlab.cli.report_traceroute import MdaReport
         from packetlab.measure.records import TracerouteResult
 
         result, report = await measure_traceroute(reactor, args, stop)
@@ -127,7 +127,7 @@ def experiment(
     `shape`: traceroute's packetlen and TOS, checked (`traceroute_shape`)."""
     from twisted.internet.defer import DeferredList, succeed
 
-    from packetlab.cli.report import MdaReport, TracerouteReport
+    from packetlab.cli.report_traceroute import MdaReport, TracerouteReport
     from packetlab.measure.traceroute import PARIS, TCP_METHODS, traceroute
 
     failed: list[LinkError] = []  # an error a report raised as it printed (-A's server)
@@ -260,7 +260,7 @@ def traceroute_report(
     reactor: Any, args: argparse.Namespace, dst: Address
 ) -> TracerouteReport | MdaReport:
     """The report of the traceroute (--mda: the MDA trace) to `dst`, printing as it goes."""
-    from packetlab.cli.report import MdaReport, TracerouteReport
+    from packetlab.cli.report_traceroute import MdaReport, TracerouteReport
 
     name = None if args.target == str(dst) else args.target
     if args.mda:

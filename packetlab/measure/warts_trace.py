@@ -63,7 +63,8 @@ _TCP_REPLIES = (ReplyKind.TCP_SYNACK, ReplyKind.TCP_RST)  # flags SYN|ACK, RST(|
 
 def stop_reason(result: TracerouteResult, interrupted: bool = False) -> tuple[int, int]:
     """scamper's stop reason and stop data (the unreachable code for UNREACH), by the rule
-    of the --json summary's ``stop_reason`` (`packetlab.cli.report.traceroute_stop_reason`)."""
+    of the --json summary's ``stop_reason``
+    (`packetlab.cli.report_traceroute.traceroute_stop_reason`)."""
     if interrupted:
         return STOP_REASONS["INTERRUPTED"], 0
     last = next((h for h in reversed(result.hops) if h.addr is not None), None)

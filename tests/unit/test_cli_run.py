@@ -219,7 +219,7 @@ def test_tcp_flavor_mss_from_the_path_mtu() -> None:
 
 def test_ping_timestamp_hosts() -> None:
     """ping -T tsprespec HOST... TARGET: the hosts before the target (iputils' order)."""
-    from packetlab.cli.run_ping import ping_hosts
+    from packetlab.cli.run_ping_echo import ping_hosts
 
     args = parse("ping", "-T", "tsprespec", "10.0.0.2", "10.0.0.3", "10.0.0.1")
     assert (ping_hosts(args), args.target) == (["10.0.0.2", "10.0.0.3"], "10.0.0.1")
@@ -521,7 +521,7 @@ def test_ping_interface_name_with_a_remote_endpoint_names_its_addresses() -> Non
     the run fails with one line that lists them (before anything is sent)."""
     from test_traceroute_fakes import EP4, TG4, RawRig
 
-    from packetlab.cli.report import PingReport
+    from packetlab.cli.report_ping import PingReport
     from packetlab.controller.stop import StopSignal
     from packetlab.measure.traceroute import MeasureError
 
@@ -627,7 +627,7 @@ def test_operands_after_options(capsys: pytest.CaptureFixture[str]) -> None:
     operands after an option, as ping's and traceroute's getopt permute them (both were
     `unrecognized arguments`, found by the session 12 fresh-eyes pass)."""
     from packetlab.cli import parse as cli_parse
-    from packetlab.cli.run_ping import ping_hosts
+    from packetlab.cli.run_ping_echo import ping_hosts
 
     args = cli_parse(["run", "ping", "10.0.0.2", "-c", "1", "10.0.0.3", "-R", "10.0.0.1"])
     assert (args.count, args.target, args.prespec) == (1, "10.0.0.2", ["10.0.0.3", "10.0.0.1"])
