@@ -144,6 +144,7 @@ def refuse(
 
 
 def add_version(p: argparse.ArgumentParser, tool: str) -> None:
+    """-V, as traceroute's and ping's: the version, and exit."""
     from packetlab import __version__
 
     p.add_argument(
@@ -155,6 +156,9 @@ def add_version(p: argparse.ArgumentParser, tool: str) -> None:
 
 
 def add_common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
+    """The options traceroute and ping share: TARGET, -4/-6, --json, --src (also
+    `src_flag`: traceroute's -s, ping's -I, which takes an interface name too),
+    --timeout, --warts, -v and the link's."""
     p.add_argument("target", metavar="TARGET", help="IPv4/IPv6 address or host name")
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", dest="family", action="store_const", const=4, help="use IPv4")
