@@ -1,7 +1,7 @@
-"""``pktlab run ping [HOST...] TARGET``: ping's options, as iputils ping names them
-(`add_parser`) and its HOST... TARGET operands; the run itself is
-`packetlab.cli.run_ping_echo` (imported when it runs, not for --help or a usage
-error)."""
+"""``pktlab run ping [HOST...] TARGET``: ping's options, as iputils ping names them, and
+its operands, taken after options too as ping's getopt takes them (`add_parser`); the
+run itself is `packetlab.cli.run_ping_echo` (imported when it runs, not for --help or a
+usage error)."""
 
 from __future__ import annotations
 
@@ -273,6 +273,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The ping of `args`, in the reactor; iputils' exit status."""
     from packetlab.cli.run_ping_echo import run_ping
 
     return run_ping(args)

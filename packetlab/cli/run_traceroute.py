@@ -431,6 +431,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The traceroute of `args`, in the reactor; 0."""
     from packetlab.cli.run_traceroute_trace import run_traceroute
 
     return run_traceroute(args)
