@@ -82,6 +82,31 @@ def test_traceroute_and_ping_load_no_other_measurement() -> None:
         assert "packetlab.reflex.wire" not in loaded  # no reflex attached: not its codec
 
 
+_TRACEROUTES = {
+    "packetlab.cli.run_traceroute", "packetlab.cli.run_traceroute_checks",
+    "packetlab.cli.run_traceroute_trace", "packetlab.cli.report_traceroute",
+    "packetlab.measure.traceroute", "packetlab.measure.mda",
+}  # fmt: skip
+_PINGS = {
+    "packetlab.cli.run_ping", "packetlab.cli.run_ping_echo", "packetlab.cli.report_ping",
+    "packetlab.measure.ping",
+}  # fmt: skip
+
+
+def test_ping_loads_none_of_traceroutes_code_nor_traceroute_pings() -> None:
+    """`pktlab run ping` imported traceroute's measurement (`measure.traceroute`) and both
+    reports, `run traceroute` ping's parser: each measurement's modules are its own
+    (session 17); both load what they share (`run_measure`, `report`)."""
+    for argv, mine, theirs in (
+        (["ping", "-c", "1", "-q"], _PINGS, _TRACEROUTES),
+        (["traceroute", "-n", "-q", "1"], _TRACEROUTES - {"packetlab.measure.mda"}, _PINGS),
+    ):
+        rc, loaded = _loaded_by(f"rc = c.main(['run', *{argv!r}, '127.0.0.1'])")
+        assert rc == "0", (argv, loaded)
+        assert mine <= loaded and "packetlab.cli.run_measure" in loaded, (argv, mine - loaded)
+        assert not loaded & theirs, (argv, loaded & theirs)
+
+
 def test_an_in_process_run_loads_neither_publishing_nor_twisted_endpoints() -> None:
     """The in-process link listens on 127.0.0.1 without `serverFromString`, and a run
     publishes nothing: neither `packetlab.controller.publish` nor

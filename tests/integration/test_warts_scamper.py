@@ -430,7 +430,7 @@ def test_a_tracelb_link_over_a_silent_hop_reads_in_scampers_tools(tmp_path: Path
     from packetlab.measure.mda import MdaHop, MdaProbe, MdaResult
     from packetlab.measure.probes import ProbeKey
     from packetlab.measure.replies import Reply, ReplyKind
-    from packetlab.measure.warts import tracelb_warts
+    from packetlab.measure.warts_tracelb import tracelb_warts
 
     src, a, b = "10.0.0.1", "10.0.1.1", "10.0.3.1"
     t0 = 1796404980 * 10**9

@@ -10,7 +10,8 @@ import pytest
 from twisted.internet.task import Clock
 
 from packetlab.cli.progress import CLEAR, Progress
-from packetlab.cli.report import MdaReport, PingReport, TracerouteReport, traceroute_stop_reason
+from packetlab.cli.report_ping import PingReport
+from packetlab.cli.report_traceroute import MdaReport, TracerouteReport, traceroute_stop_reason
 from packetlab.measure.mda import MdaHop, MdaResult
 from packetlab.measure.records import Hop, PingError, PingReply, PingResult, TracerouteResult
 

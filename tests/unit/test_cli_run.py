@@ -13,13 +13,10 @@ import pytest
 from twisted.internet.defer import Deferred
 
 from packetlab.cli import run as cli_run
+from packetlab.cli import run_host, run_ping, run_ping_echo, run_traceroute
 from packetlab.cli.link import LinkError
-from packetlab.cli.run import (
-    RunError,
-    build_parser,
-    measure,
-    resolve_target,
-)
+from packetlab.cli.run import RunError, build_parser, resolve_target
+from packetlab.cli.run_traceroute_checks import default_port, traceroute_shape
 from packetlab.measure.records import PingReply, PingResult
 
 
@@ -149,7 +146,7 @@ def test_new_native_options() -> None:
 
 
 def test_tcp_module_options() -> None:
-    from packetlab.cli.run import module_options
+    from packetlab.cli.run_traceroute_checks import module_options
 
     args = parse("traceroute", "-T", "-O", "ack", "-O", "info,reuse", "x")
     module_options(args)
@@ -189,7 +186,7 @@ def test_tcp_flavor_as_traceroutes_tcp_init(
 ) -> None:
     """The flags and options Butskoy's mod-tcp.c tcp_init builds for each -O combination
     (checked on the wire against traceroute 2.1.2, test_run_like_native.py)."""
-    from packetlab.cli.run import module_options, tcp_flavor
+    from packetlab.cli.run_traceroute_checks import module_options, tcp_flavor
 
     args = parse("traceroute", "-T", *(["-O", ",".join(words)] if words else []), "x")
     module_options(args)
@@ -211,7 +208,7 @@ def test_tcp_flavor_as_traceroutes_tcp_init(
 
 
 def test_tcp_flavor_mss_from_the_path_mtu() -> None:
-    from packetlab.cli.run import tcp_flavor
+    from packetlab.cli.run_traceroute_checks import tcp_flavor
 
     loop = tcp_flavor(None, lambda name: False, 65535)  # lo: traceroute's mss 65495
     assert (loop.mss, loop.window) == (65495, 65372)
@@ -222,7 +219,7 @@ def test_tcp_flavor_mss_from_the_path_mtu() -> None:
 
 def test_ping_timestamp_hosts() -> None:
     """ping -T tsprespec HOST... TARGET: the hosts before the target (iputils' order)."""
-    from packetlab.cli.run import ping_hosts
+    from packetlab.cli.run_ping_echo import ping_hosts
 
     args = parse("ping", "-T", "tsprespec", "10.0.0.2", "10.0.0.3", "10.0.0.1")
     assert (ping_hosts(args), args.target) == (["10.0.0.2", "10.0.0.3"], "10.0.0.1")
@@ -235,7 +232,7 @@ def test_ping_timestamp_hosts() -> None:
 
 
 def test_traceroute_gateways() -> None:
-    from packetlab.cli.run import gateways
+    from packetlab.cli.run_traceroute_checks import gateways
 
     dst = ipaddress.IPv4Address("10.0.0.1")
     assert gateways(["10.0.0.2,localhost", "10.0.0.3"], dst) == [
@@ -255,6 +252,7 @@ def test_resolve_target() -> None:
 
 
 def _fails(args: argparse.Namespace) -> BaseException:
+    measure = run_ping.measure if args.measurement == "ping" else run_traceroute.measure
     d = Deferred.fromCoroutine(measure(None, args))
     box: list[BaseException] = []
     d.addErrback(lambda f: box.append(f.value))  # type: ignore[call-overload]
@@ -385,17 +383,17 @@ def test_mda_lite_errors_name_mda_lite(words: list[str]) -> None:
     ],
 )
 def test_ping_count_like_iputils(argv: list[str], count: int) -> None:
-    assert cli_run.ping_count(parse("ping", *argv, "x")) == count
+    assert run_ping_echo.ping_count(parse("ping", *argv, "x")) == count
 
 
 def test_ping_exit_status_like_iputils() -> None:
     """iputils: 1 when nothing came back, or with -w when fewer than -c replies came."""
     some = PingResult("x", 3, (PingReply(1, "x", 1.0), PingReply(2, None, None)))
     none = PingResult("x", 3, (PingReply(1, None, None),))
-    assert cli_run.ping_exit(parse("ping", "-c", "3", "x"), some) == 0
-    assert cli_run.ping_exit(parse("ping", "-c", "3", "x"), none) == 1
-    assert cli_run.ping_exit(parse("ping", "-c", "3", "-w", "5", "x"), some) == 1
-    assert cli_run.ping_exit(parse("ping", "-w", "5", "x"), some) == 0
+    assert run_ping_echo.ping_exit(parse("ping", "-c", "3", "x"), some) == 0
+    assert run_ping_echo.ping_exit(parse("ping", "-c", "3", "x"), none) == 1
+    assert run_ping_echo.ping_exit(parse("ping", "-c", "3", "-w", "5", "x"), some) == 1
+    assert run_ping_echo.ping_exit(parse("ping", "-w", "5", "x"), some) == 0
 
 
 def test_traceroute_wait_takes_max_here_near() -> None:
@@ -417,10 +415,10 @@ def test_native_spellings_of_source_and_pacing() -> None:
 
 def test_ping_accepts_n_and_names_only_named_targets() -> None:
     v4 = ipaddress.IPv4Address("127.0.0.1")
-    assert cli_run._ping_names_wanted(parse("ping", "localhost"), v4)
-    assert not cli_run._ping_names_wanted(parse("ping", "-n", "localhost"), v4)
-    assert not cli_run._ping_names_wanted(parse("ping", "127.0.0.1"), v4)  # numeric: -n
-    assert not cli_run._ping_names_wanted(parse("ping", "--json", "localhost"), v4)
+    assert run_ping_echo._ping_names_wanted(parse("ping", "localhost"), v4)
+    assert not run_ping_echo._ping_names_wanted(parse("ping", "-n", "localhost"), v4)
+    assert not run_ping_echo._ping_names_wanted(parse("ping", "127.0.0.1"), v4)  # numeric: -n
+    assert not run_ping_echo._ping_names_wanted(parse("ping", "--json", "localhost"), v4)
 
 
 def test_module_has_the_cli_interface() -> None:
@@ -428,7 +426,7 @@ def test_module_has_the_cli_interface() -> None:
 
 
 def test_src_must_be_an_address_of_this_host_for_the_in_process_endpoint() -> None:
-    from packetlab.cli.run import RunError, check_local_address
+    from packetlab.cli.run_host import check_local_address
 
     check_local_address(ipaddress.ip_address("127.0.0.1"))
     with pytest.raises(RunError, match=r"--src 192\.0\.2\.77 is not an address of this host"):
@@ -471,15 +469,15 @@ def test_ping_pattern_and_interface_errors(argv: list[str], message: str) -> Non
 def test_interface_address(tmp_path: Path) -> None:
     """ping -I IFNAME for the in-process endpoint: the interface's address on this host
     (lo always exists); IPv6 from /proc/net/if_inet6, a global address first."""
-    assert cli_run.interface_address("lo", 4) == ipaddress.IPv4Address("127.0.0.1")
+    assert run_host.interface_address("lo", 4) == ipaddress.IPv4Address("127.0.0.1")
     proc = tmp_path / "if_inet6"
     proc.write_text(
         "fe800000000000000000000000000001 02 40 20 80     lo\n"
         "fd000077000100000000000000000001 02 40 00 80     lo\n"
     )
-    assert cli_run.interface_address("lo", 6, str(proc)) == ipaddress.IPv6Address("fd00:77:1::1")
+    assert run_host.interface_address("lo", 6, str(proc)) == ipaddress.IPv6Address("fd00:77:1::1")
     with pytest.raises(RunError, match="-I lo: the interface has no IPv6 address"):
-        cli_run.interface_address("lo", 6, str(tmp_path / "none"))
+        run_host.interface_address("lo", 6, str(tmp_path / "none"))
 
 
 def test_traceroute_packetlen_u_t_f_mtu() -> None:
@@ -489,9 +487,9 @@ def test_traceroute_packetlen_u_t_f_mtu() -> None:
     assert (b.protocol, b.packetlen, b.tos, b.dont_fragment, b.mtu) == (
         "udp-fixed", "1400", "0x10", True, True,
     )  # fmt: skip
-    assert cli_run.traceroute_shape(b) == (1400, 16)
-    assert cli_run.default_port("udp-fixed") == 53  # traceroute -U's port
-    assert (cli_run.default_port("udp"), cli_run.default_port("tcp")) == (33434, 80)
+    assert traceroute_shape(b) == (1400, 16)
+    assert default_port("udp-fixed") == 53  # traceroute -U's port
+    assert (default_port("udp"), default_port("tcp")) == (33434, 80)
 
 
 @pytest.mark.parametrize(
@@ -514,7 +512,7 @@ def test_route_mtus_reads_the_interface_of_the_route(tmp_path: Path) -> None:
     from a fake /sys/class/net) and the kernel's path MTU."""
     (tmp_path / "lo").mkdir()
     (tmp_path / "lo" / "mtu").write_text("1234\n")
-    got = cli_run.route_mtus(ipaddress.ip_address("127.0.0.1"), str(tmp_path))
+    got = run_host.route_mtus(ipaddress.ip_address("127.0.0.1"), str(tmp_path))
     assert 1234 in got and list(got) == sorted(got, reverse=True)
 
 
@@ -523,14 +521,14 @@ def test_ping_interface_name_with_a_remote_endpoint_names_its_addresses() -> Non
     the run fails with one line that lists them (before anything is sent)."""
     from test_traceroute_fakes import EP4, TG4, RawRig
 
-    from packetlab.cli.report import PingReport
+    from packetlab.cli.report_ping import PingReport
     from packetlab.controller.stop import StopSignal
     from packetlab.measure.traceroute import MeasureError
 
     rig = RawRig([TG4])
     args = parse("ping", "-I", "eth0", "--listen", "127.0.0.1:1", TG4)
     report = PingReport(rig.clock, False, TG4, name=None, count=1, size=56)
-    echo = cli_run._experiment(
+    echo = run_ping_echo.experiment(
         args, ipaddress.ip_address(TG4), None, "unknown", report, StopSignal(), ifname="eth0"
     )
     with pytest.raises(MeasureError, match=f"-I eth0: the endpoint exports its addresses.*{EP4}"):
@@ -629,7 +627,7 @@ def test_operands_after_options(capsys: pytest.CaptureFixture[str]) -> None:
     operands after an option, as ping's and traceroute's getopt permute them (both were
     `unrecognized arguments`, found by the session 12 fresh-eyes pass)."""
     from packetlab.cli import parse as cli_parse
-    from packetlab.cli.run import ping_hosts
+    from packetlab.cli.run_ping_echo import ping_hosts
 
     args = cli_parse(["run", "ping", "10.0.0.2", "-c", "1", "10.0.0.3", "-R", "10.0.0.1"])
     assert (args.count, args.target, args.prespec) == (1, "10.0.0.2", ["10.0.0.3", "10.0.0.1"])
@@ -655,7 +653,7 @@ def test_module_refusal_names_every_method(capsys: pytest.CaptureFixture[str]) -
 
 def test_ping_ip_options_for_warts() -> None:
     """ping --warts with -R/-T: scamper's flag name and the request's option bytes."""
-    from packetlab.cli.run import ping_ip_options
+    from packetlab.cli.run_ping_echo import ping_ip_options
 
     assert ping_ip_options(parse("ping", "10.0.0.1"), "10.0.0.1") == (None, b"")
     option, raw = ping_ip_options(parse("ping", "-R", "10.0.0.1"), "10.0.0.1")
@@ -677,7 +675,7 @@ def test_source_routed_ping_without_replies_says_why() -> None:
     """ping HOST... TARGET on loopback: 100 % loss with no word why (session 12); now one
     line naming the reason (Linux drops a source-routed packet for a local address), or
     what every host must accept; nothing when a reply or an error came, or no route."""
-    from packetlab.cli.run import source_route_hint
+    from packetlab.cli.run_ping_echo import source_route_hint
     from packetlab.measure.records import PingError, PingReply, PingResult
 
     args = parse("ping", "127.0.0.1", "127.0.0.1")

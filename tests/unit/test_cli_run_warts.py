@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from packetlab.cli.run import RunError, build_parser, open_warts, write_warts
+from packetlab.cli.run import RunError, build_parser
+from packetlab.cli.run_measure import open_warts
+from packetlab.cli.run_traceroute_trace import write_warts
 from packetlab.measure.records import Hop, TracerouteResult
-from packetlab.measure.warts import OBJ_TRACE, read_warts
+from packetlab.measure.warts_format import OBJ_TRACE
+from packetlab.measure.warts_read import read_warts
 
 
 def _args(*argv: str):  # type: ignore[no-untyped-def]
@@ -23,9 +26,9 @@ def test_an_unwritable_file_is_a_run_error(tmp_path: Path) -> None:
 
 def test_mda_writes_a_tracelb_with_the_runs_options(tmp_path: Path) -> None:
     # (--mda was refused before: "--warts writes a trace: not with --mda")
-    from packetlab.cli.run import write_tracelb_warts
+    from packetlab.cli.run_traceroute_trace import write_tracelb_warts
     from packetlab.measure.mda import MdaHop, MdaResult
-    from packetlab.measure.warts import OBJ_TRACELB
+    from packetlab.measure.warts_format import OBJ_TRACELB
 
     path = tmp_path / "lb.warts"
     args = _args("--mda", "-f", "2", "-w", "3", "--warts", str(path), "192.0.2.1")

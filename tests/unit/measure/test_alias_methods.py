@@ -195,7 +195,8 @@ def test_cli_warts_holds_every_probe_and_the_ip_ids_of_the_samples(
     from packetlab.cli import run_alias
     from packetlab.cli.run import build_parser
     from packetlab.cli.run_command import Progress
-    from packetlab.measure.warts import OBJ_DEALIAS, read_warts
+    from packetlab.measure.warts_format import OBJ_DEALIAS
+    from packetlab.measure.warts_read import read_warts
 
     out = tmp_path / "a.warts"
     argv = ["alias", "--wait", "0.5", "--samples", "--warts", str(out),
@@ -296,7 +297,8 @@ def test_indirect_warts_is_scampers_probe_definition_with_a_ttl() -> None:
     # scamper's `-p "-P icmp-echo -i FAR -t 2"`: method icmp-echo, dst FAR, TTL 2; its
     # replies the time exceeded messages from HIDDEN (as sc_wartsdump shows scamper's)
     from packetlab.measure.alias import ProbeRun
-    from packetlab.measure.warts import dealias_object, read_warts
+    from packetlab.measure.warts_dealias import dealias_object
+    from packetlab.measure.warts_read import read_warts
 
     runs: list[ProbeRun] = []
     rig = indirect_rig()

@@ -12,7 +12,7 @@ import struct
 import pytest
 from test_traceroute_fakes import EP4, R14, R24, TG4, RawRig, icmp_packet
 
-from packetlab.cli.report import source_route_lines, timestamp_lines
+from packetlab.cli.report_ping import source_route_lines, timestamp_lines
 from packetlab.measure.packets import (
     IPOPT_NOP,
     PROTO_ICMP,

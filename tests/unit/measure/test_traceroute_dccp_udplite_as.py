@@ -18,7 +18,8 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from packetlab.cli.run import RunError, build_parser, default_port, module_options
+from packetlab.cli.run import RunError, build_parser
+from packetlab.cli.run_traceroute_checks import default_port, module_options
 from packetlab.controller.filters import tcpdump_filter
 from packetlab.measure.aspath import (
     MAX_ANSWER,
@@ -446,7 +447,7 @@ def test_line_shows_the_as_path_after_the_address() -> None:
 def test_as_lookups_not_with_mda_nor_warts_with_the_new_methods() -> None:
     from twisted.internet.testing import MemoryReactor
 
-    from packetlab.cli.run import measure
+    from packetlab.cli.run_traceroute import measure
 
     for argv, message in (
         (["--mda", "-A", "127.0.0.1"], "not with -A"),

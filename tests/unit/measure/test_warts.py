@@ -9,23 +9,21 @@ import struct
 import pytest
 
 from packetlab.measure.records import Hop, PingError, PingReply, PingResult, TracerouteResult
-from packetlab.measure.warts import (
+from packetlab.measure.warts_format import (
     OBJ_CYCLE_START,
     OBJ_CYCLE_STOP,
     OBJ_LIST,
     OBJ_PING,
     OBJ_TRACE,
     WartsError,
-    _flags,
     cycle_start_object,
     cycle_stop_object,
+    flag_bytes,
     list_object,
-    ping_object,
-    ping_warts,
-    read_warts,
-    trace_object,
-    traceroute_warts,
 )
+from packetlab.measure.warts_ping import ping_object, ping_warts
+from packetlab.measure.warts_read import read_warts
+from packetlab.measure.warts_trace import trace_object, traceroute_warts
 
 T0 = 1796403716_440364_000  # 2026-12-04 17:01:56.440364 UTC
 
@@ -68,13 +66,13 @@ def test_cycle_start_and_stop_are_scampers() -> None:
 
 
 def test_flags_seven_a_byte_with_the_high_bit_for_more() -> None:
-    assert _flags([]) == b"\x00"
-    assert _flags([1]) == b"\x01"
-    assert _flags([7]) == b"\x40"
-    assert _flags([8]) == b"\x80\x01"
+    assert flag_bytes([]) == b"\x00"
+    assert flag_bytes([1]) == b"\x01"
+    assert flag_bytes([7]) == b"\x40"
+    assert flag_bytes([8]) == b"\x80\x01"
     # the trace fields scamper set for `trace -P udp-paris`: f3 fe ff 3f
     ids = [1, 2, 5, 6, 7, *range(9, 28)]
-    assert _flags(ids) == bytes.fromhex("f3feff3f")
+    assert flag_bytes(ids) == bytes.fromhex("f3feff3f")
 
 
 # -- the trace object ---------------------------------------------------------------------------

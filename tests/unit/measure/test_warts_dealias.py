@@ -12,18 +12,17 @@ import pytest
 from packetlab.measure.alias import ProbeLog, ProbeRun
 from packetlab.measure.probes import echo_probe, tcp_ack_probe, udp_probe
 from packetlab.measure.replies import Reply, ReplyKind
-from packetlab.measure.warts import (
+from packetlab.measure.warts_dealias import alias_warts, dealias_object
+from packetlab.measure.warts_format import (
     OBJ_CYCLE_START,
     OBJ_CYCLE_STOP,
     OBJ_DEALIAS,
     OBJ_LIST,
     WartsError,
-    alias_warts,
     cycle_start_object,
-    dealias_object,
     list_object,
-    read_warts,
 )
+from packetlab.measure.warts_read import read_warts
 
 # scamper 20211212: `scamper -O warts -I 'dealias -m radargun -q 3 -W 100
 #   -p "-P icmp-echo -i 127.0.0.1" -p "-P udp -i 127.0.0.2" -p "-P tcp-ack -i 127.0.0.3"'`
@@ -204,7 +203,8 @@ def test_multilevel_flow_probes_defined_as_sent(method: str, want: dict[int, int
 
 def test_tracelb_file_holds_the_alias_rounds_after_the_trace() -> None:
     from packetlab.measure.mda import MdaResult, flow_probe
-    from packetlab.measure.warts import OBJ_TRACELB, tracelb_warts
+    from packetlab.measure.warts_format import OBJ_TRACELB
+    from packetlab.measure.warts_tracelb import tracelb_warts
 
     p = flow_probe("udp-paris", 40000, 33434, 3)("10.0.0.2", "10.0.0.9", 2, 0)
     runs = [ProbeRun(1, 0.005, 1.0, [ProbeLog("10.0.0.7", "indirect", "ep", "10.0.0.2", s, p,

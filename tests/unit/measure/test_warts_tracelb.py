@@ -11,17 +11,15 @@ import pytest
 from packetlab.measure.mda import MdaHop, MdaProbe, MdaResult
 from packetlab.measure.probes import ProbeKey
 from packetlab.measure.replies import Reply, ReplyKind
-from packetlab.measure.warts import (
+from packetlab.measure.warts_format import (
     OBJ_CYCLE_START,
     OBJ_CYCLE_STOP,
     OBJ_LIST,
     OBJ_TRACELB,
     WartsError,
-    WartsObject,
-    read_warts,
-    tracelb_object,
-    tracelb_warts,
 )
+from packetlab.measure.warts_read import WartsObject, read_warts
+from packetlab.measure.warts_tracelb import tracelb_object, tracelb_warts
 
 SRC, R1, RA, RB, R2, TG = (f"10.77.{n}.{h}" for n, h in ((1, 1), (1, 2), (2, 2), (3, 2), (4, 2),
                                                          (6, 2)))  # fmt: skip

@@ -1,0 +1,247 @@
+"""What `pktlab run ping` prints as it goes, as iputils ping prints it: the header, a line
+per reply or ICMP error (with its -R route, -T timestamps or source route), -f's dots,
+-O's unanswered requests, then the statistics; or a JSON line per reply and a summary
+(`PingReport`)."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from packetlab.cli.report import Report, dumps
+from packetlab.measure.records import (
+    PING_TIMING_MIN_SIZE,
+    PingError,
+    PingReply,
+    PingResult,
+    ping_line,
+    ping_statistics,
+)
+
+if TYPE_CHECKING:
+    from packetlab.measure.packets import IpTimestamps, SourceRoute
+
+__all__ = ["PingReport", "ping_elapsed_ms", "source_route_lines", "timestamp_lines"]
+
+
+def ping_elapsed_ms(result: PingResult) -> float:
+    """iputils' ``time`` in the statistics: from the first request sent to the last one
+    (ms; 0 when fewer than two went), not the program's start-up."""
+    sent = [r.probe_send_ns for r in result.replies if r.probe_send_ns is not None]
+    sent += [e.probe_send_ns for e in result.errors if e.probe_send_ns is not None]
+    if result.start_ns is not None:
+        sent.append(result.start_ns)
+    return (max(sent) - min(sent)) / 1e6 if sent else 0.0
+
+
+def timestamp_lines(ts: IpTimestamps, shown: Callable[[str], str]) -> str:
+    """ping -T's `TS:` lines for a reply's timestamps, as iputils' pr_options prints
+    them: the first time `absolute`, the others relative to the one before; a time with
+    the high bit set `not-standard`; `Unrecorded hops: N` when the option was full."""
+    out = "\nTS: "
+    std = nonstd = 0
+    for addr, stamp in ts.entries:
+        if addr is not None:
+            out += f"\t{shown(addr)}"
+        if stamp is None:
+            break
+        if stamp & 0x80000000:
+            value = stamp & 0x7FFFFFFF
+            out += (
+                f"\t{value} absolute not-standard"
+                if nonstd == 0
+                else f"\t{value - nonstd} not-standard"
+            )
+            nonstd = value
+        else:
+            out += f"\t{stamp} absolute" if std == 0 else f"\t{stamp - std}"
+            std = stamp
+        out += "\n"
+    if ts.unrecorded:
+        out += f"Unrecorded hops: {ts.unrecorded}\n"
+    return out
+
+
+def source_route_lines(sr: SourceRoute, shown: Callable[[str], str]) -> str:
+    """A reply's `LSRR:` (or `SSRR:`) lines as iputils' pr_options prints them: its
+    words (`SourceRoute.as_iputils_prints`), one a line."""
+    kind = "S" if sr.strict else "L"
+    return f"\n{kind}SRR: " + "".join(f"\t{shown(w)}\n" for w in sr.as_iputils_prints())
+
+
+class PingReport(Report):
+    def __init__(
+        self,
+        reactor: Any,
+        as_json: bool,
+        dst: str,
+        *,
+        name: str | None,
+        count: int,
+        size: int,
+        quiet: bool = False,
+        interval: float | None = None,
+        flood: bool = False,
+        timestamps: bool = False,
+        pattern: bytes | None = None,
+        source: tuple[str, str] | None = None,
+        verbose: bool = False,
+        options: int = 0,
+        audible: bool = False,
+    ) -> None:
+        super().__init__(reactor, as_json, dst, name)
+        # bytes of IPv4 options in the requests (-R, -T: 40), in the header's sizes as ping's
+        self.options = options
+        self.audible = audible  # ping -a: a BEL after each reply line
+        self.last_route: tuple[str, ...] | None = None  # -R: `(same route)` after it
+        # iputils -v: the identifier in each reply line (chosen here, so it is known)
+        self.verbose = verbose
+        self.ident = random.randrange(1, 0x10000)
+        self.count, self.size, self.quiet, self.interval = count, size, quiet, interval
+        # iputils -f (a dot per request, a backspace per reply), -D (`[UNIXTIME]` before
+        # each line), -p (the `PATTERN:` line), -I (`from ADDR IFNAME:` in the header)
+        self.flood, self.timestamps, self.pattern = flood, timestamps, pattern
+        self.source = source
+        self.received = 0
+        self.errors = 0
+        self.last_seq = 0
+        # address -> name (None: none) once looked up, when names are shown (a target given
+        # by name, not -n: iputils then prints `NAME (ADDR)`)
+        self.names: Mapping[str, str | None] | None = None
+
+    def shown(self, addr: str) -> str:
+        """`addr` as iputils prints a reply's source: ``NAME (ADDR)`` if it has a name."""
+        name = None if self.names is None else self.names.get(addr)
+        return f"{name} ({addr})" if name and name != addr else addr
+
+    def describe(self) -> str:
+        return f"ping {self.dst}: {self.received} of {self.count} answered, {super().describe()}"
+
+    def start(self, src: str | None) -> None:
+        self.src = src
+        if self.as_json:
+            return
+        if self.verbose:  # iputils -v: what getaddrinfo gave
+            family = "AF_INET6" if ":" in self.dst else "AF_INET"
+            self.write(f"ai->ai_family: {family}, ai->ai_canonname: '{self.name or self.dst}'")
+        if self.pattern is not None and not self.quiet:
+            self.write(f"PATTERN: 0x{self.pattern.hex()}")
+        who = f"{self.name or self.dst} ({self.dst})"
+        frm = "" if self.source is None else f" from {self.source[0]} {self.source[1]}:"
+        if ":" in self.dst:  # iputils: "PING ::1(::1) 56 data bytes"
+            self.write(f"PING {self.name or self.dst}({self.dst}){frm} {self.size} data bytes")
+        else:
+            total = self.size + 28 + self.options
+            self.write(f"PING {who}{frm} {self.size}({total}) bytes of data.")
+
+    def _line(self, line: str, at_ns: int | None) -> None:
+        """A text line, after `[SECONDS.MICROS] ` with -D (the endpoint's time `at_ns`)."""
+        if self.timestamps and at_ns is not None:
+            line = f"[{at_ns // 1_000_000_000}.{at_ns // 1000 % 1_000_000:06d}] {line}"
+        self.write(line)
+
+    def sent(self, seq: int, send_ns: int) -> None:
+        """A request left: ping -f's dot."""
+        if self.flood and not self.quiet and not self.as_json:
+            self.write(".", end="")
+
+    def outstanding(self, seq: int, at_ns: int) -> None:
+        """Request `seq` had no reply when the next one left: iputils -O's line (also with
+        -q, as ping)."""
+        if not self.as_json:
+            self._line(f"no answer yet for icmp_seq={seq}", at_ns)
+
+    def reply(self, r: PingReply) -> None:
+        self.received += 0 if r.dup else 1
+        if self.as_json:
+            self._json(r)
+        elif self.flood:
+            if not self.quiet:
+                self.write("\b \b", end="")
+        elif not self.quiet:
+            shown = self.shown(r.addr) if r.addr is not None else None
+            line = ping_line(
+                r,
+                shown,
+                timing=self.size >= PING_TIMING_MIN_SIZE,
+                ident=self.ident if self.verbose else None,
+            )
+            if self.audible:  # (before -R's lines, as iputils')
+                line += "\a"
+            if r.route is not None:  # ping -R, as iputils' pr_options prints it
+                if r.route == self.last_route:
+                    line += "\t(same route)"
+                else:
+                    self.last_route = r.route
+                    line += "\nRR: " + "".join(f"\t{self.shown(a)}\n" for a in r.route)
+            if r.ip_timestamps is not None:  # ping -T
+                line += timestamp_lines(r.ip_timestamps, self.shown)
+            if r.source_route is not None:  # ping HOST... TARGET
+                line += source_route_lines(r.source_route, self.shown)
+            self._line(line, r.reply_recv_ns)
+
+    def error(self, e: PingError) -> None:
+        """A router's ICMP error for a request: iputils' ``From ADDR icmp_seq=N ...``."""
+        self.errors += 1
+        if self.as_json:
+            obj = e.to_dict()
+            obj.update(type="error", dst=self.dst, src=self.src, tool="packetlab")
+            self.write(dumps(obj))
+        elif self.flood:
+            if not self.quiet:
+                self.write("\bE", end="")
+        elif e.reply_type == "local-error":  # -M do, as ping's: on stderr
+            print(f"pktlab run ping: local error: message too long, mtu={e.mtu}", file=sys.stderr)
+        elif not self.quiet:
+            line = f"From {self.shown(e.addr)} icmp_seq={e.seq} {e.describe()}"
+            self._line(line, e.reply_recv_ns)
+
+    def _json(self, r: PingReply) -> None:
+        obj = r.to_dict()
+        obj.update(type="reply", dst=self.dst, src=self.src, tool="packetlab")
+        self.write(dumps(obj))
+
+    def finish(self, result: PingResult, interrupted: bool) -> None:
+        self.close()
+        if not self.as_json:
+            self.write("")
+            for line in ping_statistics(
+                result,
+                ping_elapsed_ms(result),
+                name=self.name,
+                errors=len(result.errors),
+                interval=0.0 if self.flood else self.interval,  # ipg/ewma: -i 0 or -f
+                timing=self.size >= PING_TIMING_MIN_SIZE,
+            ):
+                self.write(line)
+            return
+        for r in result.replies:
+            if r.addr is None:
+                self._json(r)
+        stats = result.stats()
+        summary: dict[str, Any] = {
+            "type": "summary",
+            "measurement": "ping",
+            "tool": "packetlab",
+            "dst": result.dst,
+            "name": self.name,
+            "src": result.src,
+            "start_time": round(self.started, 6),
+            "stop_time": round(time.time(), 6),
+            "stop_reason": "INTERRUPTED" if interrupted else "COMPLETED",
+            "sent": result.sent,
+            "received": result.received,
+            "errors": len(result.errors),
+            "loss": round(result.loss, 6),
+            "send_stamp": result.send_stamp,
+            "recv_stamp": result.recv_stamp,
+            **self.summary_extra,
+        }
+        for key in ("min", "avg", "max", "mdev"):
+            summary[f"rtt_{key}_us"] = (
+                None if stats is None else round(getattr(stats, f"{key}_us"), 3)
+            )
+        self.write(dumps(summary))

@@ -1,0 +1,188 @@
+"""scamper's warts dealias record (radargun), for `pktlab run alias --warts` and
+--multilevel's probing rounds (`alias_warts`: a whole file, list, cycle start, a record
+per probing run, cycle stop): its fields, the radargun's, each probe definition's, then
+each probe's followed by its replies'."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from packetlab.measure.replies import ReplyKind
+from packetlab.measure.warts_format import (
+    OBJ_DEALIAS,
+    AddressTable,
+    WartsError,
+    cycle_start_object,
+    cycle_stop_object,
+    list_object,
+    params,
+    record,
+    timeval,
+    u8,
+    u16,
+    u32,
+    whole_seconds,
+)
+
+if TYPE_CHECKING:
+    from packetlab.measure.alias import ProbeRun
+
+
+# dealias (radargun): the record's fields, the radargun's, a probe definition's, a probe's,
+# a reply's (flag ids)
+DEALIAS_RADARGUN = 3
+PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3, "indirect": 1}  # (echo, TTL)
+PROBEDEF_TCP_SYN_SPORT = 6  # scamper's tcp-syn-sport (an MDA tcp flow's SYN, with a TTL)
+TCP_SYN = 0x02
+_D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_PROBEC = 1, 2, 3, 4, 6
+_RG_DEFC, _RG_ROUNDS, _RG_WAIT_PROBE, _RG_WAIT_ROUND, _RG_WAIT_TIMEOUT = 1, 2, 3, 4, 5
+_PD_ID, _PD_METHOD, _PD_TTL, _PD_PORTS, _PD_TCP_FLAGS, _PD_ICMP_ID, _PD_DST, _PD_SRC = (
+    3, 4, 5, 7, 8, 9, 10, 11,
+)  # fmt: skip
+_PD_ICMP_CSUM = 14
+_DP_DEF, _DP_TX, _DP_REPLYC, _DP_IPID, _DP_SEQ = 1, 2, 3, 4, 5
+_DR_RX, _DR_IPID, _DR_TTL, _DR_ICMP_TC, _DR_Q_TTL, _DR_PROTO, _DR_TCP_FLAGS, _DR_SRC = (
+    2, 3, 4, 5, 6, 8, 9, 10,
+)  # fmt: skip
+TCP_ACK, TCP_RST = 0x10, 0x04
+
+
+def _flow_definition(p: Any) -> tuple[int, dict[int, bytes]]:
+    """The method and fields of an indirect probe that is a Paris probe of a trace's flow
+    (`--multilevel`'s): as its packet is, scamper's ``-P udp -F SPORT -d DPORT -t TTL``,
+    ``-P tcp-syn-sport``, or ``-P icmp-echo -c CSUM`` (the flow in the ICMP checksum)."""
+    packet = p.probe.packet
+    proto, at = packet[9], (packet[0] & 0x0F) * 4
+    key = p.probe.key
+    if proto == 17:
+        return PROBEDEF_METHODS["udp"], {_PD_PORTS: u16(key.sport) + u16(key.dport)}
+    if proto == 6:
+        return PROBEDEF_TCP_SYN_SPORT, {
+            _PD_PORTS: u16(key.sport) + u16(key.dport), _PD_TCP_FLAGS: u8(TCP_SYN),
+        }  # fmt: skip
+    return PROBEDEF_METHODS["icmp-echo"], {
+        _PD_ICMP_ID: u16(key.sport), _PD_ICMP_CSUM: packet[at + 2 : at + 4],
+    }  # fmt: skip
+
+
+def dealias_object(
+    run: ProbeRun,
+    *,
+    list_id: int = 1,
+    cycle_id: int = 1,
+    start_ns: int | None = None,
+    flows: bool = False,
+) -> bytes:
+    """scamper's dealias record (method radargun) of one probing run: the run's fields,
+    one probe definition per (endpoint's source, target, method) in order of first use,
+    then every probe sent, in send order, each with the reply that answered it (the
+    reply's IP-ID, TTL, ICMP type and code or TCP flags). ``seq`` is the round; a UDP
+    definition's source port is its first probe's (ours change per probe, as the key
+    that matches replies). An indirect probe's definition is scamper's for ``-P icmp-echo
+    -i DST -t TTL``: method icmp-echo, the destination beyond the router and the TTL;
+    its replies are the router's time exceeded messages; with `flows` (IPv4) each is a
+    Paris probe of a trace's flow (`--multilevel`'s), defined as its packet is
+    (`_flow_definition`)."""
+    table = AddressTable()
+    defs: dict[tuple[str, str, str], int] = {}
+    first: list[Any] = []
+    for p in run.probes:
+        key = (p.src, p.addr, p.method)
+        if key not in defs:
+            if p.method not in PROBEDEF_METHODS:
+                raise WartsError(f"no warts dealias probe method for {p.method!r}")
+            defs[key] = len(defs)
+            first.append(p)
+    if not defs:
+        raise WartsError("a dealias record needs at least one probe")
+    sent = [p for p in run.probes if p.tx_ns is not None]
+    if start_ns is None:
+        start_ns = min((p.tx_ns for p in sent if p.tx_ns is not None), default=0)
+    fields: dict[int, bytes] = {
+        _D_LIST: u32(list_id),
+        _D_CYCLE: u32(cycle_id),
+        _D_START: timeval(start_ns),
+        _D_METHOD: u8(DEALIAS_RADARGUN),
+    }
+    if sent:
+        fields[_D_PROBEC] = u32(len(sent))
+    wait_probe = min(0xFFFF, max(1, round(run.spacing * 1000)))
+    per_round = len(defs)
+    rg = {
+        _RG_DEFC: u32(len(defs)),
+        _RG_ROUNDS: u16(min(0xFFFF, run.rounds)),
+        _RG_WAIT_PROBE: u16(wait_probe),
+        _RG_WAIT_ROUND: u32(wait_probe * per_round),
+        _RG_WAIT_TIMEOUT: u8(whole_seconds(run.wait)),
+    }
+    out = [params(fields), params(rg)]
+    for i, p in enumerate(first):
+        pd: dict[int, bytes] = {
+            _PD_METHOD: u8(PROBEDEF_METHODS[p.method]),
+            _PD_TTL: u8(p.probe.ttl),
+        }
+        if i:
+            pd[_PD_ID] = u32(i)
+        key = p.probe.key
+        if flows and p.method == "indirect" and p.probe.packet[0] >> 4 == 4:
+            method, more = _flow_definition(p)
+            pd[_PD_METHOD] = u8(method)
+            pd.update(more)
+        elif p.method in ("icmp-echo", "indirect"):
+            pd[_PD_ICMP_ID] = u16(key.sport)
+        else:
+            pd[_PD_PORTS] = u16(key.sport) + u16(key.dport)
+        if p.method == "tcp-ack":
+            pd[_PD_TCP_FLAGS] = u8(TCP_ACK)
+        pd[_PD_DST] = table.encode(str(p.probe.dst))  # (indirect: beyond p.addr)
+        pd[_PD_SRC] = table.encode(p.src)
+        out.append(params(pd))
+    for p in sent:
+        assert p.tx_ns is not None
+        which = defs[(p.src, p.addr, p.method)]
+        pf: dict[int, bytes] = {_DP_TX: timeval(p.tx_ns)}
+        if which:
+            pf[_DP_DEF] = u32(which)
+        if p.reply is not None:
+            pf[_DP_REPLYC] = u16(1)
+        if ipaddress.ip_address(p.addr).version == 4:
+            pf[_DP_IPID] = u16(p.probe.ip_id or 0)
+        if p.seq:
+            pf[_DP_SEQ] = u32(p.seq)
+        out.append(params(pf))
+        if p.reply is not None:
+            out.append(params(_dealias_reply(p, table)))
+    return record(OBJ_DEALIAS, b"".join(out))
+
+
+def _dealias_reply(p: Any, table: AddressTable) -> dict[int, bytes]:
+    r = p.reply
+    fields: dict[int, bytes] = {_DR_TTL: u8(r.ttl)}
+    if p.rx_ns is not None:
+        fields[_DR_RX] = timeval(p.rx_ns)
+    if r.ip_id:  # scamper leaves an ID of 0 out
+        fields[_DR_IPID] = u16(r.ip_id)
+    if r.icmp_type is not None:
+        fields[_DR_ICMP_TC] = u8(r.icmp_type) + u8(r.icmp_code or 0)
+        fields[_DR_Q_TTL] = u8(r.quoted_ttl or 0)
+    else:  # TCP: the RST to a bare ACK
+        fields[_DR_PROTO] = u8(6)
+        fields[_DR_TCP_FLAGS] = u8(TCP_RST if r.kind == ReplyKind.TCP_RST else 0x12)
+    fields[_DR_SRC] = table.encode(str(r.src))
+    return fields
+
+
+def alias_warts(
+    runs: Iterable[ProbeRun], *, start_s: int, stop_s: int, hostname: str = ""
+) -> bytes:
+    """A whole warts file for an alias run: list, cycle start, one dealias record per
+    probing run (a MIDAR stage's, or each discovery window's), cycle stop."""
+    body = b"".join(dealias_object(run) for run in runs if run.probes)
+    return (
+        list_object()
+        + cycle_start_object(start_s, hostname=hostname)
+        + body
+        + cycle_stop_object(stop_s)
+    )
