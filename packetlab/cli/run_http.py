@@ -849,7 +849,7 @@ def remote_name(url: str) -> str:
     at = re.search(r"[/?#]", rest)
     path = rest[at.start() :] if at else ""
     path = re.split(r"[?#]", path, maxsplit=1)[0]
-    from packetlab.measure.http import remove_dot_segments
+    from packetlab.measure.http_url import remove_dot_segments
 
     name = remove_dot_segments(path or "/").rsplit("/", 1)[-1]
     return name.rsplit("\\", 1)[-1]
