@@ -68,8 +68,10 @@ file; the headers with -I) then the write-out, nothing else on stdout. -w knows 
 An unknown variable prints nothing (warned on stderr, as curl). Write --max-redirs=-1
 for no limit (-1 alone reads as an option).
 
-Host names are resolved through the endpoint's DNS server unless --connect-to gives the
-address (the name still goes into SNI, the Host header and the certificate check).
+Host names are resolved through the endpoint's DNS server unless --resolve or
+--connect-to gives the address (the URL's name still goes into SNI, the Host header and
+the certificate check). --connect-to takes curl's HOST1:PORT1:HOST2:PORT2 and, as before
+it, an IP address alone: a value that is an IP address (::1 too) is the address form.
 Times are endpoint stamps from the start (TIME read before the name lookup, or before
 the nopen), like curl's time_* (summed over the hops of a redirect, as curl's).
 Exit status: 0 all fetched (any HTTP status, as curl; with -f one of 400 or more fails),
@@ -99,10 +101,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--key", metavar="FILE", help="the private key of --cert (PEM)")
     p.add_argument(
-        "--connect-to",
-        metavar="ADDR",
-        help="connect to ADDR instead of resolving the URL's host",
-    )
+        "--connect-to", action="append", default=[], metavar="HOST1:PORT1:HOST2:PORT2",
+        help="a request to HOST1 and PORT1 connects to HOST2 and PORT2 instead, as curl "
+        "(HOST1, PORT1 empty: any; HOST2, PORT2 empty: the URL's; [v6] in brackets; "
+        "repeatable, the first that matches wins); the Host field and the TLS name stay the "
+        "URL's. An IP address alone (ours before curl's form): every request to it, the "
+        "URL's port (curl's ::ADDR:)",
+    )  # fmt: skip
     p.add_argument(
         "--resolve", action="append", default=[], metavar="HOST:PORT:ADDR",
         help="a request to HOST (* any) and PORT connects to ADDR (the first of "

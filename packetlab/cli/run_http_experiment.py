@@ -28,6 +28,7 @@ from packetlab.cli.run_http_files import _check_output, _save, transfers
 from packetlab.cli.run_http_opts import (
     HeaderDump,
     byte_range,
+    connect_to_entries,
     curl_warning,
     referer,
     resolve_entries,
@@ -272,7 +273,6 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         return await http_get(
             session,
             url,
-            connect_to=args.connect_to,
             family=args.family,
             cafile=args.cacert,
             insecure=args.insecure,
@@ -385,7 +385,8 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
     ua = USER_AGENT if args.user_agent is None else args.user_agent
     return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r,
                  max_filesize=args.max_filesize or 0,
-                 resolve=resolve_entries(args.resolve), trusted=args.location_trusted,
+                 resolve=resolve_entries(args.resolve),
+                 connect=connect_to_entries(args.connect_to), trusted=args.location_trusted,
                  expect_wait=args.expect100_timeout, client_cert=_client_cert(args),
                  time_cond=None if args.time_cond is None else time_cond(args.time_cond,
                                                                          warn))  # fmt: skip

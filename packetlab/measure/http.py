@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from importlib import import_module
 from typing import Any
@@ -243,7 +243,7 @@ async def _fetch(
     last_hop: _Hop | None = None
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     route = _Route(session, connect_to, family, timeout, connect_timeout, sink, recorder,
-                   follow, pool, own[0].resolve)  # fmt: skip
+                   follow, pool, own[0].resolve, own[0].connect)  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = [b"http/1.1"] if sink.http == "1.1" else [b"h2", b"http/1.1"]
@@ -380,14 +380,26 @@ class _Route:
     follows: bool
     pool: Connections
     resolve: tuple[tuple[str, int, str], ...] = ()
+    connect: tuple[tuple[str, int | None, str, int | None], ...] = ()
 
-    def address_for(self, u: Url) -> AddressLike | None:
-        """--connect-to's address, else the first --resolve entry of the URL's host (or
-        "*") and port, else None (the endpoint's DNS)."""
+    def target(self, u: Url) -> tuple[str, int, AddressLike | None]:
+        """Where a hop to `u` connects: (host, port, its address, None for the endpoint's
+        DNS). http_get's `connect_to`: that address and the URL's port. Else the first
+        --connect-to entry (curl's) that matches the URL's host and port and names a host or
+        a port, else the URL's; an address is itself, a name the first --resolve entry of it
+        (or "*") and that port."""
         if self.connect_to is not None:
-            return self.connect_to
-        return next((a for h, p, a in self.resolve if p == u.port and h in (u.host, "*")),
-                    None)  # fmt: skip
+            return u.host, u.port, self.connect_to
+        host, port = u.host, u.port
+        for h1, p1, h2, p2 in self.connect:
+            if h1 in ("", u.host.lower()) and p1 in (None, u.port) and (h2 or p2 is not None):
+                host, port = h2 or u.host, u.port if p2 is None else p2
+                break
+        if replace(u, host=host).host_is_address:
+            return host, port, host
+        name = host.lower()
+        return host, port, next((a for h, p, a in self.resolve if p == port and h in (name, "*")),
+                                None)  # fmt: skip
 
 
 async def _hop(
@@ -438,23 +450,23 @@ async def _connect(
     headers: _Fields,
 ) -> None:
     """The hop over a new connection: the name resolved, the connect, the exchange."""
-    session, connect_to = route.session, route.address_for(hop.url)
-    u = hop.url
-    if connect_to is None and not u.host_is_address:
+    session, u = route.session, hop.url
+    host, port, connect_to = route.target(u)
+    if connect_to is None:
         hop.start = await read_time(session)
         try:
-            connect_to = await _resolve(session, u, route.family)
+            connect_to = await _resolve(session, replace(u, host=host, port=port), route.family)
         except _Unresolved as e:
             hop.error, hop.exitcode = str(e), 6
             return
-    addr = parse_address(connect_to if connect_to is not None else u.host)
-    server = f"[{addr}]:{u.port}" if addr.version == 6 else f"{addr}:{u.port}"
+    addr = parse_address(connect_to)
+    server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
     try:
         stream = await TcpStream.connect(
-            session, addr, u.port, timeout=route.connect_timeout, recorder=route.recorder
+            session, addr, port, timeout=route.connect_timeout, recorder=route.recorder
         )
     except ControllerError as e:
-        hop.error = connect_failure(e, addr, u.port)
+        hop.error = connect_failure(e, addr, port)
         hop.exitcode = 28 if "not established within" in str(e) else _EXIT_CONNECT
         return
     hop.server = server

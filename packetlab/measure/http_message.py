@@ -164,6 +164,11 @@ class Asked:
     # --resolve: (host, port, address) a hop to that host and port connects to, no DNS
     # (host "*": any); `connect_to` wins over it
     resolve: tuple[tuple[str, int, str], ...] = ()
+    # --connect-to: (HOST1, PORT1, HOST2, PORT2) a hop to HOST1 and PORT1 connects to HOST2
+    # and PORT2 instead (HOST1 "" or PORT1 None: any; HOST2 "" or PORT2 None: the URL's),
+    # the first that matches and names a host or a port; HOST2's address is then looked up
+    # as the URL's host would be (--resolve, else the endpoint's DNS). Host and TLS: the URL's
+    connect: tuple[tuple[str, int | None, str, int | None], ...] = ()
     trusted: bool = False  # --location-trusted: -u, -H Authorization and Cookie to any host
     expect_wait: float = EXPECT_WAIT  # --expect100-timeout: s to wait for a 100 Continue
     client_cert: tuple[str, str | None] | None = None  # --cert FILE, --key KEY (PEM)

@@ -95,7 +95,7 @@ def test_http_options_and_rows() -> None:
     assert (a.insecure, a.header, a.connect_to, a.urls) == (
         True,
         ["X-A: b"],
-        "10.0.0.1",
+        ["10.0.0.1"],
         ["https://x.test/"],
     )
     assert run_http_body._headers(["X-A: b", "Y:c"]) == [("X-A", "b"), ("Y", "c")]
