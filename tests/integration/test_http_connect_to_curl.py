@@ -22,7 +22,8 @@ class Where(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        out = f"{self.server.server_address[1]} {self.headers.get('Host')} {self.path}\n"
+        port = self.server.server_address[1]  # type: ignore[index]
+        out = f"{port} {self.headers.get('Host')} {self.path}\n"
         self.send_response(200)
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
