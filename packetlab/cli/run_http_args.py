@@ -344,6 +344,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         "there is curl's 33, a 416 is no error",
     )  # fmt: skip
     p.add_argument(
+        "--limit-rate", metavar="RATE", type=_rate, default=0,
+        help="each transfer at most RATE bytes per second on average (k, M, G: 1024s), "
+        "download and upload, as curl: the endpoint stops reading the socket while the "
+        "transfer is ahead (the server sees the TCP window close), sends wait",
+    )  # fmt: skip
+    p.add_argument(
         "--max-filesize", metavar="BYTES", type=_size,
         help="a response whose Content-Length is over BYTES (k, M, G: KiB, MiB, GiB) is "
         "an error before its body, curl 7.88's 63 (a body of unknown length is not "
@@ -414,14 +420,18 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def _size(text: str) -> int:
-    """--max-filesize BYTES as curl 7.88's GetSizeParameter: N, or N with one of G, M, K,
-    B (any case; 1024s)."""
+def _size(text: str, which: str = "max-filesize") -> int:
+    """--max-filesize BYTES (and --limit-rate's) as curl 7.88's GetSizeParameter: N, or N
+    with one of G, M, K, B (any case; 1024s)."""
     m = re.fullmatch(r"(\d+)([gGmMkKbB]?)", text)
     if m is None:
-        raise argparse.ArgumentTypeError(f"{text!r}: unsupported max-filesize unit. Use "
+        raise argparse.ArgumentTypeError(f"{text!r}: unsupported {which} unit. Use "
                                          "G, M, K or B!")  # fmt: skip
     return int(m.group(1)) << {"g": 30, "m": 20, "k": 10}.get(m.group(2).lower(), 0)
+
+
+def _rate(text: str) -> int:
+    return _size(text, "rate")
 
 
 def _offset(text: str) -> str:

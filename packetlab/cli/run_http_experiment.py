@@ -386,7 +386,8 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
     return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r,
                  max_filesize=args.max_filesize or 0,
                  resolve=resolve_entries(args.resolve),
-                 connect=connect_to_entries(args.connect_to), trusted=args.location_trusted,
+                 connect=connect_to_entries(args.connect_to), limit_rate=args.limit_rate,
+                 trusted=args.location_trusted,
                  expect_wait=args.expect100_timeout, client_cert=_client_cert(args),
                  time_cond=None if args.time_cond is None else time_cond(args.time_cond,
                                                                          warn))  # fmt: skip

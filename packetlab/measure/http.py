@@ -61,6 +61,7 @@ from packetlab.measure.http_message import (
     _TooLarge,
     _Undecodable,
 )
+from packetlab.measure.http_rate import Pace, rbufsz_for
 from packetlab.measure.http_tls import _CertificateMismatch, _Tls, _tls_error, client_context
 from packetlab.measure.http_url import (
     MAX_REDIRS,
@@ -243,7 +244,8 @@ async def _fetch(
     last_hop: _Hop | None = None
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     route = _Route(session, connect_to, family, timeout, connect_timeout, sink, recorder,
-                   follow, pool, own[0].resolve, own[0].connect)  # fmt: skip
+                   follow, pool, own[0].resolve, own[0].connect,
+                   own[0].limit_rate)  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = [b"http/1.1"] if sink.http == "1.1" else [b"h2", b"http/1.1"]
@@ -381,6 +383,7 @@ class _Route:
     pool: Connections
     resolve: tuple[tuple[str, int, str], ...] = ()
     connect: tuple[tuple[str, int | None, str, int | None], ...] = ()
+    rate: int = 0  # --limit-rate (bytes/s)
 
     def target(self, u: Url) -> tuple[str, int, AddressLike | None]:
         """Where a hop to `u` connects: (host, port, its address, None for the endpoint's
@@ -424,8 +427,7 @@ async def _hop(
     if conn is not None:  # curl: "Re-using existing connection"
         hop.start = hop.resolved = await read_time(session)
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
-        await _over(session, hop, conn, data, headers, route.timeout, route.sink,
-                    route.follows, pool)  # fmt: skip
+        await _paced(route, hop, conn, data, headers)
         if not (hop.error is not None and hop.first is None and hop.exitcode in (52, 56)):
             return
         # curl: "Connection died, retrying a fresh connect" (closed while idle)
@@ -462,9 +464,9 @@ async def _connect(
     addr = parse_address(connect_to)
     server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
     try:
-        stream = await TcpStream.connect(
-            session, addr, port, timeout=route.connect_timeout, recorder=route.recorder
-        )
+        stream = await TcpStream.connect(session, addr, port, timeout=route.connect_timeout,
+                                         recorder=route.recorder,
+                                         rbufsz=rbufsz_for(route.rate))  # fmt: skip
     except ControllerError as e:
         hop.error = connect_failure(e, addr, port)
         hop.exitcode = 28 if "not established within" in str(e) else _EXIT_CONNECT
@@ -474,8 +476,23 @@ async def _connect(
         hop.start = stream.started_at
     hop.resolved, hop.connected = stream.started_at, stream.established_at
     tls = None if ctx is None else _Tls(ctx, u, stream)
-    await _over(session, hop, _Conn(stream, tls, server, None), data, headers, route.timeout,
-                route.sink, route.follows, route.pool)  # fmt: skip
+    await _paced(route, hop, _Conn(stream, tls, server, None), data, headers)
+
+
+async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
+                 headers: _Fields) -> None:  # fmt: skip
+    """The hop over `conn`, its reads and sends held to --limit-rate's rate (if any)."""
+    session = route.session
+    pace = None if not route.rate else Pace(conn.stream, route.rate, session.reactor.seconds())
+    conn.pace = pace
+    try:
+        await _over(session, hop, conn, data, headers, route.timeout, route.sink,
+                    route.follows, route.pool)  # fmt: skip
+    finally:
+        if pace is not None:
+            pace.release()
+            if conn.pace is pace:
+                conn.pace = None
 
 
 async def _over(

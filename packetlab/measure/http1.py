@@ -172,6 +172,8 @@ async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadl
                 out = h.send(h11.Data(data=piece))
             except h11.LocalProtocolError as e:  # more than Content-Length
                 raise UploadError(f"the body: {e}") from None
+            if conn.pace is not None:
+                await conn.pace.send(len(out or b""), deadline)
             sent = _send(conn, out or b"", ntag=True)
             hop.uploaded += len(piece) if data.length is not None else len(out or b"")
             if sent is not None:

@@ -219,6 +219,8 @@ async def _h2_frames(conn: _Conn, framing: H2Framing) -> None:
                     raise _refused(e, framing.uploaded(framing.stream_id), None) from None
                 except ControllerError:  # the connection is gone: the read says so
                     return
+            if conn.pace is not None:
+                await conn.pace.send(len(out), float("inf"))
             sent = _send(conn, out, ntag=True)
         if not framed:
             break

@@ -17,6 +17,7 @@ from packetlab.controller import (
     RequestFailed,
     deferred_api,
 )
+from packetlab.measure.http_rate import Pace
 from packetlab.measure.http_tls import _Tls
 from packetlab.measure.http_url import Url
 from packetlab.measure.stream import (
@@ -34,6 +35,8 @@ if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it
 
 def _send(conn: _Conn, data: bytes, ntag: bool = False) -> Deferred[Ntag] | None:
     """`data` over the connection (encrypted on TLS); with `ntag`, the last nsend's."""
+    if conn.pace is not None:  # --limit-rate: the answer is held from now until granted
+        conn.pace.engage()
     if conn.tls is None:
         return conn.stream.send(data, ntag=ntag)
     if ntag:
@@ -65,6 +68,7 @@ class _Conn:
     h2_again: bool = False
     closed: bool = False
     broken: bool = False
+    pace: Pace | None = None  # --limit-rate: the hop's reads and sends held to a rate
 
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []
@@ -245,7 +249,10 @@ async def _read(
 ) -> tuple[Chunk | None, bytes, bool]:
     """The next chunk, its plaintext and whether the server ended the connection (TCP
     EOF, or TLS close_notify)."""
-    chunk = await conn.stream.recv(max(deadline - session.reactor.seconds(), 0.0))
+    if conn.pace is not None:
+        chunk = await conn.pace.recv(deadline)
+    else:
+        chunk = await conn.stream.recv(max(deadline - session.reactor.seconds(), 0.0))
     if conn.tls is not None:
         plain, closed = conn.tls.feed(chunk)
         return chunk, plain, closed

@@ -169,6 +169,7 @@ class Asked:
     # the first that matches and names a host or a port; HOST2's address is then looked up
     # as the URL's host would be (--resolve, else the endpoint's DNS). Host and TLS: the URL's
     connect: tuple[tuple[str, int | None, str, int | None], ...] = ()
+    limit_rate: int = 0  # --limit-rate: bytes/s each way, averaged over a hop (0: none)
     trusted: bool = False  # --location-trusted: -u, -H Authorization and Cookie to any host
     expect_wait: float = EXPECT_WAIT  # --expect100-timeout: s to wait for a 100 Continue
     client_cert: tuple[str, str | None] | None = None  # --cert FILE, --key KEY (PEM)
