@@ -488,6 +488,10 @@ async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
     try:
         await _over(session, hop, conn, data, headers, route.timeout, route.sink,
                     route.follows, route.pool)  # fmt: skip
+        if pace is not None and hop.error is None and hop.last is not None:
+            # the last byte reached the endpoint's kernel before the pace let it go: the
+            # transfer ends when it did (curl's time_total: when curl read it)
+            hop.last = max(hop.last, await read_time(session))
     finally:
         if pace is not None:
             pace.release()
