@@ -256,6 +256,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         "Netscape cookie file (- is stdout)",
     )  # fmt: skip
     p.add_argument(
+        "-j", "--junk-session-cookies", action="store_true",
+        help="the session cookies (no expiry) of -b's cookie files not read, as curl: a "
+        "new session",
+    )  # fmt: skip
+    p.add_argument(
         "-i", "--include", action="store_true",
         help="the response headers (every hop's with -L) before the body, where the body "
         "goes (-o or -w output)",

@@ -111,12 +111,12 @@ def _headers(items: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def cookie_options(items: list[str], jar_file: str | None,
-                   stdin: bool = True) -> tuple[Any, str | None]:  # fmt: skip
+def cookie_options(items: list[str], jar_file: str | None, stdin: bool = True,
+                   junk: bool = False) -> tuple[Any, str | None]:  # fmt: skip
     """-b and -c as curl reads them: (the cookie engine or None, the -b string or None).
     A -b with '=' is cookies to send as is; else a Netscape cookie file, read if it exists
-    (curl: a missing one just turns the engine on); `-b -` stdin, read once (none
-    without `stdin`: another use read it)."""
+    (curl: a missing one just turns the engine on; with `junk`, -j, without its session
+    cookies); `-b -` stdin, read once (none without `stdin`: another use read it)."""
     from packetlab.measure.cookies import CookieJar
 
     strings = [item for item in items if "=" in item]
@@ -131,7 +131,7 @@ def cookie_options(items: list[str], jar_file: str | None,
         if name == "-" and not stdin:
             continue
         stdin = stdin and name != "-"
-        jar.load(_read("--cookie", name).decode("utf-8", "replace"))
+        jar.load(_read("--cookie", name).decode("utf-8", "replace"), sessions=not junk)
     if jar_file is not None:
         _check_output(jar_file, "--cookie-jar")
     return jar, "; ".join(s.strip().rstrip(";") for s in strings) or None

@@ -98,7 +98,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError("-i/--include: the headers go where the body goes, and the table shows "
                        "no body: add -o FILE (-o - for stdout) or -w")  # fmt: skip
     headers = _headers(args.header)
-    jar, cookie = cookie_options(args.cookie, args.cookie_jar, stdin=owner == ("cookie", 0))
+    jar, cookie = cookie_options(args.cookie, args.cookie_jar, stdin=owner == ("cookie", 0),
+                                 junk=args.junk_session_cookies)  # fmt: skip
     if args.cacert is not None:
         try:
             open(args.cacert, "rb").close()
