@@ -10,6 +10,7 @@ rate (no bound on it here)."""
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from httpserve import serve_http
 from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
+from web_pki import make_pki
 
 TOOK: dict[str, float] = {}  # ?k=KEY: seconds the server spent writing or reading the body
 LOCK = threading.Lock()
@@ -111,3 +113,19 @@ def test_upload_at_the_rate(url: str, tmp_path: Path) -> None:
     assert TOOK["o3"] >= 0.8 * n / rate and float(total) >= 0.8 * n / rate
     _, (_, _, theirs, _) = _run("curl", "--limit-rate", "1M", "-T", str(f), f"{url}/u?k=c3")
     assert int(theirs) == n and TOOK["c3"] >= 0.8 * n / rate
+
+
+def test_https_at_the_rate_through_connect_to(tmp_path: Path) -> None:
+    # TLS at the controller, paced at the endpoint; curl's --connect-to: the certificate
+    # is www.test's and so are SNI and the check, the connection goes to 127.0.0.1
+    pki = make_pki(tmp_path)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pki["server"], pki["key"])
+    n, rate = 2 << 20, 1 << 20
+    with serve_http(Timed, tls=ctx) as port:
+        url = f"https://www.test:{port}/d?n={n}&k="
+        tls = ("--cacert", str(pki["ca"]), "--connect-to", f"www.test:{port}:127.0.0.1:")
+        _, (total, size, _, _) = _run("ours", *tls, "--limit-rate", "1M", url + "o4")
+        assert int(size) == n and 0.8 * n / rate <= float(total) <= 1.5 * n / rate
+        _, (_, theirs, _, _) = _run("curl", *tls, "--limit-rate", "1M", url + "c4")
+        assert int(theirs) == n
