@@ -346,7 +346,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         "-C", "--continue-at", metavar="OFFSET", type=_offset,
         help="resume a download at byte OFFSET (- : the size of the -o file), as curl: "
         "Range: bytes=OFFSET-, the -o file appended to; an answer that does not start "
-        "there is curl's 33, a 416 is no error",
+        "there is curl's 33, a 416 is no error. With -T FILE: the file from OFFSET (- : "
+        "all), Content-Range: bytes OFFSET-LAST/SIZE",
     )  # fmt: skip
     p.add_argument(
         "--limit-rate", metavar="RATE", type=_rate, default=0,

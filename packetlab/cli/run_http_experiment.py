@@ -48,12 +48,18 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from dataclasses import replace
 
     from packetlab.measure.http import Connections, HttpResult, WriteError, http_get, parse_url
-    from packetlab.measure.upload import UploadError, multipart
+    from packetlab.measure.upload import Upload, UploadError, multipart
 
-    body_given = (args.data is not None and not args.get) or args.form or args.upload_file
-    if args.continue_at is not None and body_given:
-        raise RunError("-C/--continue-at with a request body: an upload resumed is not "
-                       "built (curl sends a Content-Range)")  # fmt: skip
+    if (
+        args.continue_at is not None
+        and args.data is not None
+        and not args.get
+        and (not args.form and not args.upload_file)
+    ):  # curl 7.88 sends the data's first LEN-N bytes under a Content-Range: not copied
+        raise RunError("-C/--continue-at with -d: a POST resumed is not built (curl 7.88 "
+                       "sends the data's first bytes with a Content-Range)")  # fmt: skip
+    if args.continue_at is not None and "-" in args.upload_file:
+        raise RunError("-C/--continue-at with -T -: an upload resumed from stdin is not built")
     if args.fail and args.fail_with_body:  # curl: 2, its words
         raise RunError("-f/--fail and --fail-with-body: You must select either --fail or "
                        "--fail-with-body, not both.")  # fmt: skip
@@ -204,7 +210,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             honor = args.remote_header_name and isinstance(path, RemoteName)  # curl: -J with -O
             sink = Output(path, stdout, args.clobber, honor, args.output_dir or None)
         offset = _resume_offset(args.continue_at, path)
-        unopened = None
+        unopened, failed_upload = None, 23
         if sink is not None and offset:
             try:
                 sink.resume(offset)  # curl: the -o file opened to append now
@@ -221,9 +227,15 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if failing is not None:  # curl -f: the headers of a status >= 400 out, no body
             on_headers, on_body = _both(failing.headers, on_headers), failing.body
         retry = Retry(args.retry, args.retry_delay, args.retry_max_time, session.reactor.seconds())
+        if isinstance(up, Upload) and body is up and args.continue_at is not None:
+            try:  # curl -C with -T: the file from the offset (-C -: all), a Content-Range
+                body = up.resumed_at(-1 if args.continue_at == "-" else int(args.continue_at))
+            except (ValueError, UploadError) as e:  # curl: 18 (nothing left), ours 26
+                unopened = unopened or str(e)
+                failed_upload = 18 if isinstance(e, ValueError) else 26
         while True:  # --retry: the transfer again while curl would
             if unopened is not None:
-                result = HttpResult(url, error=unopened, exitcode=23)
+                result = HttpResult(url, error=unopened, exitcode=failed_upload)
                 break
             result = await attempt(session, pool, url, body, on_body, on_headers, xfer, offset)
             if sink is not None and args.head:  # curl -I: the headers are the output

@@ -188,7 +188,7 @@ async def http_get(
         basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     ranged = asked.byte_range is not None or asked.resume_from > 0  # curl: no -z check
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
-                 on_hop=on_hop, resume=asked.resume_from,
+                 on_hop=on_hop, resume=asked.resume_from if body is None else 0,
                  max_filesize=asked.max_filesize, expect_wait=asked.expect_wait,
                  time_cond=None if ranged else asked.time_cond)  # fmt: skip
     jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))

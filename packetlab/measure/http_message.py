@@ -305,6 +305,9 @@ def _own(asked: Asked, basic: str | None, compressed: bool, referer: str | None,
         r = f"{asked.resume_from}-"  # curl -C N
     if r is not None and (body is None or kind in ("GET", "HEAD")):
         out.append(("Range", f"bytes={r}"))
+    elif r is None and body is not None and body.resumed is not None:  # -C with -T
+        start, total = body.resumed
+        out.append(("Content-Range", f"bytes {start}-{total - 1}/{total}"))
     elif r is not None and body is not None and (body.inline or body.method == "PUT"):
         size = -1 if body.length is None else body.length  # curl's infilesize
         out.append(("Content-Range", f"bytes {r}/{size}"))  # (a -F form: none, as curl)

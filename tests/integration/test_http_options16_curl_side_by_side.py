@@ -281,6 +281,27 @@ def test_continue_at_as_curl(http: str, tmp_path: Path) -> None:
         assert files[0] == files[1], args
 
 
+def test_upload_resumed_as_curl(http: str, tmp_path: Path) -> None:
+    # session 17: -C with -T was refused (exit 2); now the request curl 7.88.1 sends (the
+    # echo: request line, fields in order, body), -C - all of it, nothing left: 18, -F
+    # ignoring -C, the -o file appended to
+    (tmp_path / "ten").write_bytes(b"0123456789")
+    w = ("-s", "-w", "|%{http_code} %{size_upload} %{exitcode}")
+    for args, code in (
+        (["-C", "4", "-T", "ten", f"{http}/put"], 0),
+        (["-C", "-", "-T", "ten", f"{http}/put"], 0),
+        (["-C", "10", "-T", "ten", f"{http}/put"], 18),
+        (["-C", "4", "-T", "ten", "-o", "part", f"{http}/put"], 0),
+    ):
+        runs, files = [], []
+        for who in ("curl", "ours"):
+            (tmp_path / "part").write_bytes(b"EXISTING\n")
+            runs.append(tool(who, *UA, *w, *args, cwd=tmp_path))
+            files.append((tmp_path / "part").read_bytes())
+        same(runs[0], runs[1], code)
+        assert files[0] == files[1], args
+
+
 def test_max_filesize_fail_with_body_show_error_as_curl(http: str, tmp_path: Path) -> None:
     # ours had none of them ("unrecognized arguments", exit 2); -fsSL is curl's most
     # common line: stdout, exit and the (one) error line on stderr alike

@@ -470,8 +470,10 @@ def test_continue_at_arguments() -> None:
     )
     with pytest.raises(SystemExit):
         parse("-C", "x", "u")
-    with pytest.raises(RunError, match="-C/--continue-at with a request body"):
+    with pytest.raises(RunError, match="-C/--continue-at with -d"):
         run_http.experiment(parse("-C", "5", "-d", "a", "u"), lambda r: None, Progress())
+    with pytest.raises(RunError, match="-C/--continue-at with -T -"):
+        run_http.experiment(parse("-C", "5", "-T", "-", "u"), lambda r: None, Progress())
 
 
 def test_max_filesize_as_curl(tmp_path: Path) -> None:
