@@ -94,12 +94,18 @@ def configure(p: argparse.ArgumentParser) -> None:
         "-k", "--insecure", action="store_true", help="do not verify the server certificate"
     )
     p.add_argument(
-        "-E", "--cert", metavar="FILE",
+        "-E", "--cert", metavar="FILE[:PASSWORD]",
         help="the client certificate (PEM, its chain after it; its key too unless --key) "
-        "sent when an https:// server asks for one, as curl (no :PASSWORD: an encrypted "
-        "key is refused)",
+        "sent when an https:// server asks for one, as curl; :PASSWORD the key's "
+        "passphrase (\\: a colon in FILE)",
     )  # fmt: skip
     p.add_argument("--key", metavar="FILE", help="the private key of --cert (PEM)")
+    p.add_argument(
+        "--pass",
+        dest="key_pass",
+        metavar="PHRASE",
+        help="the passphrase of the private key (wins over --cert's :PASSWORD)",
+    )
     p.add_argument(
         "--connect-to", action="append", default=[], metavar="HOST1:PORT1:HOST2:PORT2",
         help="a request to HOST1 and PORT1 connects to HOST2 and PORT2 instead, as curl "

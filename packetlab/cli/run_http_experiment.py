@@ -352,31 +352,55 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     return pcapout.recording(args, recorder, run)
 
 
-def _client_cert(args: argparse.Namespace) -> tuple[str, str | None] | None:
-    """--cert and --key, loaded once now: one that cannot be used is a one-line error in
-    curl's words before anything is sent (curl: 58 when the transfer starts)."""
+def cert_parameter(text: str) -> tuple[str, str | None]:
+    """--cert FILE[:PASSWORD] as curl 7.88's tool reads it (parse_cert_parameter): the
+    first colon not escaped splits; `\\:` is a colon of FILE, `\\\\` a backslash, another
+    backslash stays."""
+    name, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and text[i + 1 : i + 2] in (":", "\\"):
+            name.append(text[i + 1])
+            i += 2
+            continue
+        if c == ":":  # (an empty PASSWORD: none, as curl)
+            return "".join(name), text[i + 1 :] or None
+        name.append(c)
+        i += 1
+    return "".join(name), None
+
+
+def _client_cert(args: argparse.Namespace) -> tuple[str, str | None, bytes | None] | None:
+    """--cert, --key and --pass, loaded once now: one that cannot be used is a one-line
+    error in curl's words before anything is sent (curl: 58 when the transfer starts)."""
     if args.cert is None:
         if args.key is not None:  # curl: the key alone is not used
             raise RunError("--key without --cert/-E: no client certificate to use it with")
         return None
     from OpenSSL import SSL
 
+    cert, password = cert_parameter(args.cert)
+    if getattr(args, "key_pass", None) is not None:
+        password = args.key_pass
+    phrase = None if password is None else password.encode()
+    from packetlab.measure.http_tls import use_private_key
+
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
-    key = args.key or args.cert
+    key = args.key or cert
     for step, why, name in (
-        (ctx.use_certificate_chain_file, "could not load PEM client certificate", args.cert),
-        (ctx.use_privatekey_file, "unable to set private key file", key),
+        (ctx.use_certificate_chain_file, "could not load PEM client certificate", cert),
+        (lambda n: use_private_key(ctx, n, phrase), "unable to set private key file", key),
         (lambda _: ctx.check_privatekey(), "Private key does not match the certificate "
          "public key", key),
     ):  # fmt: skip
         try:
             open(name, "rb").close()
             step(name)
-        except (OSError, SSL.Error) as e:
-            detail = getattr(e, "strerror", None) or "not PEM, or not its key"
-            raise RunError(f"--cert {args.cert}: {why} '{name}' ({detail}; curl: "
+        except (OSError, SSL.Error, ValueError, TypeError) as e:  # (a wrong passphrase:
+            detail = getattr(e, "strerror", None) or "not PEM, or not its key"  # ValueError)
+            raise RunError(f"--cert {cert}: {why} '{name}' ({detail}; curl: "
                            "58)") from None  # fmt: skip
-    return args.cert, args.key
+    return cert, args.key, phrase
 
 
 def _resume_offset(continue_at: str | None, path: str | None) -> int:

@@ -172,7 +172,8 @@ class Asked:
     limit_rate: int = 0  # --limit-rate: bytes/s each way, averaged over a hop (0: none)
     trusted: bool = False  # --location-trusted: -u, -H Authorization and Cookie to any host
     expect_wait: float = EXPECT_WAIT  # --expect100-timeout: s to wait for a 100 Continue
-    client_cert: tuple[str, str | None] | None = None  # --cert FILE, --key KEY (PEM)
+    # --cert FILE, --key KEY (PEM), the key's passphrase (--cert's :PASSWORD, --pass)
+    client_cert: tuple[str, str | None, bytes | None] | None = None
     # -z: (If-Modified-Since, If-Unmodified-Since or Last-Modified, the time in s); a 2xx
     # whose Last-Modified fails it is curl's simulated 304 (_Response.head)
     time_cond: tuple[str, int] | None = None

@@ -26,24 +26,37 @@ CA_FILES = (  # where curl and Python find the system store on common distributi
 )
 
 
+def use_private_key(ctx: SSL.Context, path: str, phrase: bytes | None) -> None:
+    """The key in PEM file `path`, unlocked with `phrase` if given (an encrypted key
+    without one, or a wrong one: SSL.Error or ValueError)."""
+    if phrase is None:
+        ctx.use_privatekey_file(path)
+        return
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    with open(path, "rb") as f:
+        key = load_pem_private_key(f.read(), phrase)
+    ctx.use_privatekey(key)  # type: ignore[arg-type]
+
+
 def client_context(
     *,
     cafile: str | None = None,
     insecure: bool = False,
     alpn: list[bytes] | None = None,
-    cert: tuple[str, str | None] | None = None,
+    cert: tuple[str, str | None, bytes | None] | None = None,
 ) -> SSL.Context:
     """TLS 1.2+ client context: peer verification against `cafile` or the system store,
     none with `insecure`; `alpn` the protocols offered (curl's: h2, http/1.1); `cert`
-    (curl --cert FILE, --key KEY: PEM; the key in FILE without one) the client's
-    certificate chain and key (SSL.Error when they cannot be used)."""
+    (curl --cert FILE, --key KEY: PEM; the key in FILE without one; the key's passphrase)
+    the client's certificate chain and key (SSL.Error when they cannot be used)."""
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
     if alpn:
         ctx.set_alpn_protos(alpn)
     if cert is not None:
         ctx.use_certificate_chain_file(cert[0])
-        ctx.use_privatekey_file(cert[1] or cert[0])
+        use_private_key(ctx, cert[1] or cert[0], cert[2])
         ctx.check_privatekey()
     if insecure:
         ctx.set_verify(SSL.VERIFY_NONE)

@@ -349,7 +349,8 @@ def test_help_documents_the_new_options(capsys: pytest.CaptureFixture[str]) -> N
                    "--retry-connrefused", "--retry-all-errors", "-C OFFSET, --continue-at",
                    "-S, --show-error", "--fail-with-body", "--max-filesize",
                    "--resolve", "--location-trusted", "--expect100-timeout",
-                   "-E FILE, --cert FILE", "--key FILE", "-z TIME, --time-cond"):  # fmt: skip
+                   "-E FILE[:PASSWORD], --cert FILE[:PASSWORD]", "--key FILE", "--pass PHRASE",
+                   "-z TIME, --time-cond"):  # fmt: skip
         assert option in text, option
 
 
@@ -546,7 +547,11 @@ def test_expect100_timeout_is_the_wait_before_the_body(tmp_path: Path) -> None:
 def test_client_certificate_arguments(tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
     cert, key = str(pki["client"]), str(pki["client_key"])
-    assert run_http_experiment._client_cert(parse("--cert", cert, "--key", key, "u")) == (cert, key)
+    assert run_http_experiment._client_cert(parse("--cert", cert, "--key", key, "u")) == (
+        cert,
+        key,
+        None,
+    )
     assert run_http_experiment._client_cert(parse("u")) is None
     for argv, words in (
         (["-E", cert], f"unable to set private key file '{cert}'"),  # no key in it
