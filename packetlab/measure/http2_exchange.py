@@ -209,7 +209,8 @@ async def _h2_upload(conn: _Conn, framing: H2Framing) -> None:
 async def _h2_frames(conn: _Conn, framing: H2Framing) -> None:
     sent: Deferred[Ntag] | None = None
     while True:
-        framed = framing.pump(UPLOAD_WINDOW * CHUNK)
+        # --limit-rate: a chunk at a time, each paced (else a window's batch at once)
+        framed = framing.pump(CHUNK if conn.pace is not None else UPLOAD_WINDOW * CHUNK)
         out = framing.data_to_send()
         if out:
             if sent is not None:

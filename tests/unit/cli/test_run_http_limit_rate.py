@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from http_fake import Answer, H2Server, serve
 from stream_fakes import StreamFakeEndpoint
 from test_http_redirects import response
 from test_run_http_curl import parse, run
 
+from packetlab.measure.http import Asked, http_get
+from packetlab.measure.upload import file_upload
 from packetlab.wire.constants import NotifMask
 
 N = 256 << 10  # body bytes
@@ -79,3 +82,21 @@ def test_the_endpoint_holds_what_it_reads_until_granted(monkeypatch: pytest.Monk
     # the answer waited at the endpoint for a grant (the fake endpoint holds all of it,
     # the real one stops reading at the socket's rbufsz)
     assert any(used >= N for v, used in masks[1:-1] if v == 0)
+
+
+def _big(method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+    text = b"x" * N if method == "GET" else f"{len(body)}".encode()
+    return 200, [("content-length", str(len(text)))], text
+
+
+def test_http2_download_and_upload_take_what_the_rate_says(tmp_path: Path) -> None:
+    # h2c with prior knowledge: one connection's reads (the body's DATA frames) and the
+    # upload's DATA frames, 64 KiB at a time, held to the rate
+    f = tmp_path / "up"
+    f.write_bytes(b"u" * (1 << 20))
+    for data, rate, seconds in ((None, RATE, N / RATE), (file_upload(str(f)), 256 << 10, 4.0)):
+        rig, _ = serve(lambda _: H2Server(_big), (80,))
+        r = rig.run(http_get(rig.session, "http://192.0.2.80/f", http_version="2-prior",
+                             asked=Asked(limit_rate=rate), data=data))  # fmt: skip
+        assert (r.error, r.status, r.http_version) == (None, 200, "2")
+        assert r.total_us is not None and 0.9 * seconds <= r.total_us / 1e6 <= 1.2 * seconds
