@@ -1,6 +1,6 @@
-"""curl 7.88's -r/--range, -e/--referer and -D/--dump-header for `pktlab run http`: each
-argument read as curl's tool_getparam.c reads it, and -D's file written as curl writes
-it."""
+"""curl 7.88's -r/--range, -e/--referer, --resolve, --connect-to and -D/--dump-header for
+`pktlab run http`: each argument read as curl's tool_getparam.c (and url.c) reads it, and
+-D's file written as curl writes it."""
 
 from __future__ import annotations
 
@@ -75,6 +75,45 @@ def resolve_entries(items: list[str]) -> tuple[tuple[str, int, str], ...]:
             except ValueError:
                 raise RunError(f"--resolve {item!r}: {first!r} is no IP address") from None
     return tuple((h, p, a) for (h, p), a in reversed(entries.items()))
+
+
+ConnectTo = tuple[str, int | None, str, int | None]  # HOST1 ("": any), PORT1, HOST2, PORT2
+_HOST = r"(\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9._~%-]+)?\]|[^:\[\]]*)"  # a name, or [v6] in brackets
+
+
+def _port(text: str, item: str) -> int | None:
+    if text == "":
+        return None
+    if not text.isdigit() or int(text) > 65535:
+        raise RunError(f"--connect-to {item!r}: No valid port number in connect to host "
+                       f"string ({text})")  # fmt: skip
+    return int(text)
+
+
+def connect_to_entries(items: list[str]) -> tuple[ConnectTo, ...]:
+    """--connect-to as curl 7.88 takes it, HOST1:PORT1:HOST2:PORT2 (a request to HOST1
+    and PORT1 connects to HOST2 and PORT2: HOST1 or PORT1 empty matches any, HOST2 or
+    PORT2 empty keeps the URL's; [v6] in brackets; the first entry that matches and names
+    a host or a port wins), or ours, an IP address alone: the same as curl's `::ADDR:`
+    (every request to ADDR, its port kept). A value that is an IP address is ours
+    (`::1` included), anything else is read as curl's; one that is neither: exit 2 (curl
+    ignores an entry it cannot match and fails a bad PORT2 with 49 when used)."""
+    entries: list[ConnectTo] = []
+    for item in items:
+        try:
+            addr = ipaddress.ip_address(item)
+        except ValueError:
+            pass
+        else:
+            entries.append(("", None, str(addr), None))
+            continue
+        m = re.fullmatch(_HOST + ":([^:]*):" + _HOST + "(?::([^:]*))?", item)
+        if m is None:
+            raise RunError(f"--connect-to {item!r}: neither HOST1:PORT1:HOST2:PORT2 (curl's) "
+                           "nor an IP address")  # fmt: skip
+        h1, h2 = (h[1:-1] if h.startswith("[") else h for h in (m.group(1), m.group(3)))
+        entries.append((h1.lower(), _port(m.group(2), item), h2, _port(m.group(4) or "", item)))
+    return tuple(entries)
 
 
 _CONDITIONS = {"-": "If-Unmodified-Since", "=": "Last-Modified"}

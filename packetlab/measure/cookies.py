@@ -178,8 +178,9 @@ class CookieJar:
             out.append(pair)
         return "; ".join(out) or None
 
-    def load(self, text: str) -> None:
-        """Cookies from a Netscape cookie file (bad lines skipped, as curl)."""
+    def load(self, text: str, sessions: bool = True) -> None:
+        """Cookies from a Netscape cookie file (bad lines skipped, as curl); without
+        `sessions` (curl's -j, CURLOPT_COOKIESESSION) not those without an expiry."""
         for line in text.splitlines():
             httponly = line.startswith("#HttpOnly_")
             if httponly:
@@ -196,7 +197,7 @@ class CookieJar:
                 when = int(expires)
             except ValueError:
                 continue
-            if when and when <= self.now():
+            if (when and when <= self.now()) or (not when and not sessions):
                 continue
             self.cookies.append(Cookie(name, value, domain.lstrip(".").lower(),
                                        tail.upper() == "TRUE" or domain.startswith("."),

@@ -22,7 +22,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, TypeAlias
 
 __all__ = [
@@ -64,6 +64,7 @@ class _File:
     size: int | None  # None: stdin, unknown
     head: bytes = b""  # stdin already read (a -F part's first STDIN_BUFFER bytes), sent first
     spent: bool = False  # stdin another use read first: nothing (curl reads stdin once)
+    offset: int = 0  # -C: where in the file `size` bytes start (an upload resumed)
 
 
 Piece: TypeAlias = "bytes | _File | _Piped | _Encoded"
@@ -81,6 +82,8 @@ class Upload:
     inline: bool = False
     length: int | None = field(init=False)
     used: bool = field(default=False, init=False)
+    # -C with -T: (the first byte sent, the file's size), curl's Content-Range
+    resumed: tuple[int, int] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.length = self._length()
@@ -110,6 +113,22 @@ class Upload:
     def of(cls, data: bytes, content_type: str | None = None) -> Upload:
         """-d's bytes (form-encoded unless a Content-Type header is given)."""
         return cls([data], "POST", content_type, inline=True)
+
+    def resumed_at(self, offset: int) -> Upload:
+        """-C OFFSET with -T FILE as curl 7.88 sends it: the file from OFFSET on (-1, `-C
+        -`: all of it, curl asks the server nothing), `resumed` for its Content-Range.
+        UploadError for a body that is no regular file of a known size (not built);
+        ValueError when nothing is left (curl: 18, "File already completely uploaded")."""
+        f = self.pieces[0] if len(self.pieces) == 1 else None
+        if self.method != "PUT" or not isinstance(f, _File) or f.size is None or f.path == "-":
+            raise UploadError("-C/--continue-at with -T of stdin or a pipe: an upload "
+                              "resumed from a stream is not built")  # fmt: skip
+        start = max(offset, 0)
+        if f.size - start <= 0:
+            raise ValueError("File already completely uploaded")
+        out = Upload([replace(f, size=f.size - start, offset=start)], "PUT", self.content_type)
+        out.resumed = (start, f.size)
+        return out
 
     @property
     def rewindable(self) -> bool:
@@ -304,6 +323,8 @@ def _read_file(f: _File, wake: Callable[[], None] | None = None) -> Iterator[byt
         return
     try:
         stream: BinaryIO = sys.stdin.buffer if f.path == "-" else open(f.path, "rb")  # noqa: SIM115
+        if f.offset:
+            stream.seek(f.offset)
     except OSError as e:
         raise UploadError(f"{f.path}: {e.strerror or e}") from None
     sent = 0

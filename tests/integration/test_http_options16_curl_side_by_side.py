@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from httpserve import serve_http
 from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
-from web_pki import make_pki
+from web_pki import encrypted, make_pki
 
 UA = ("-A", "side-by-side", "-w", "")  # -w: curl's output, no table (a later -w wins)
 SEEN: dict[str, int] = {}  # /flaky?k=KEY: requests seen for KEY
@@ -281,6 +281,27 @@ def test_continue_at_as_curl(http: str, tmp_path: Path) -> None:
         assert files[0] == files[1], args
 
 
+def test_upload_resumed_as_curl(http: str, tmp_path: Path) -> None:
+    # session 17: -C with -T was refused (exit 2); now the request curl 7.88.1 sends (the
+    # echo: request line, fields in order, body), -C - all of it, nothing left: 18, -F
+    # ignoring -C, the -o file appended to
+    (tmp_path / "ten").write_bytes(b"0123456789")
+    w = ("-s", "-w", "|%{http_code} %{size_upload} %{exitcode}")
+    for args, code in (
+        (["-C", "4", "-T", "ten", f"{http}/put"], 0),
+        (["-C", "-", "-T", "ten", f"{http}/put"], 0),
+        (["-C", "10", "-T", "ten", f"{http}/put"], 18),
+        (["-C", "4", "-T", "ten", "-o", "part", f"{http}/put"], 0),
+    ):
+        runs, files = [], []
+        for who in ("curl", "ours"):
+            (tmp_path / "part").write_bytes(b"EXISTING\n")
+            runs.append(tool(who, *UA, *w, *args, cwd=tmp_path))
+            files.append((tmp_path / "part").read_bytes())
+        same(runs[0], runs[1], code)
+        assert files[0] == files[1], args
+
+
 def test_max_filesize_fail_with_body_show_error_as_curl(http: str, tmp_path: Path) -> None:
     # ours had none of them ("unrecognized arguments", exit 2); -fsSL is curl's most
     # common line: stdout, exit and the (one) error line on stderr alike
@@ -392,6 +413,31 @@ def test_client_certificate_as_curl(tmp_path: Path) -> None:
                 same(runs[0], runs[1], runs[0].returncode)
                 assert runs[0].returncode in ((55, 56) if fails else (0,))
                 assert (b"client: pktlab test client" in runs[0].stdout) == bool(args)
+
+
+def test_client_certificate_with_a_passphrase_as_curl(tmp_path: Path) -> None:
+    # session 17: --cert FILE:PASSWORD and --pass were refused (an encrypted key could not
+    # be used); now the server gets the same client certificate from both, and a wrong
+    # passphrase is curl's 58 (ours: its words, exit 2 before anything is sent)
+    pki = make_pki(tmp_path)
+    key = str(encrypted(pki["client_key"], tmp_path / "enc.key", b"s3:cret"))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki["server"]), str(pki["key"]))
+    ctx.load_verify_locations(str(pki["ca"]))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    with serve_http(Mtls, ctx) as port:
+        url = f"https://localhost:{port}/"
+        cert = str(pki["client"])
+        for args in (["--cert", f"{cert}:s3:cret", "--key", key],
+                     ["--cert", cert, "--key", key, "--pass", "s3:cret"]):  # fmt: skip
+            runs = [tool(who, *UA, "-s", "--cacert", str(pki["ca"]), "-w", "[%{http_code}]",
+                         *args, url, cwd=tmp_path) for who in ("curl", "ours")]  # fmt: skip
+            same(runs[0], runs[1])
+            assert b"client: pktlab test client" in runs[0].stdout
+        bad = ["-s", "--cacert", str(pki["ca"]), "--cert", f"{cert}:wrong", "--key", key, url]
+        theirs, ours = tool("curl", *bad, cwd=tmp_path), tool("ours", *bad, cwd=tmp_path)
+        assert (theirs.returncode, ours.returncode) == (58, 2)
+        assert b"unable to set private key file" in ours.stderr
 
 
 def test_time_cond_as_curl(http: str, tmp_path: Path) -> None:

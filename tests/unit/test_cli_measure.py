@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from packetlab.cli import run_dns, run_http, run_throughput
+from packetlab.cli import run_dns, run_http, run_http_body, run_throughput
 from packetlab.cli.run import RunError, build_parser
 from packetlab.cli.run_command import Progress, in_process_options, render, resolv_conf_servers
 
@@ -95,12 +95,12 @@ def test_http_options_and_rows() -> None:
     assert (a.insecure, a.header, a.connect_to, a.urls) == (
         True,
         ["X-A: b"],
-        "10.0.0.1",
+        ["10.0.0.1"],
         ["https://x.test/"],
     )
-    assert run_http._headers(["X-A: b", "Y:c"]) == [("X-A", "b"), ("Y", "c")]
+    assert run_http_body._headers(["X-A: b", "Y:c"]) == [("X-A", "b"), ("Y", "c")]
     with pytest.raises(RunError, match="expected 'NAME: VALUE'"):
-        run_http._headers(["nocolon"])
+        run_http_body._headers(["nocolon"])
     ok = {
         "type": "http", "url": "https://x.test/", "status": 200, "body_len": 5,
         "connect_us": 100.0, "tls_us": 900.0, "first_byte_us": 1500.0, "total_us": 1600.0,

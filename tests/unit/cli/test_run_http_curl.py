@@ -16,7 +16,7 @@ from http_fake import Answer, H2Server
 from stream_fakes import StreamRig
 from test_http_redirects import Server, echo, response
 
-from packetlab.cli import run_http
+from packetlab.cli import run_http, run_http_body, run_http_writeout
 from packetlab.cli.run import RunError, build_parser
 from packetlab.cli.run_command import Progress
 
@@ -33,7 +33,7 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def render(fmt: str, values: dict[str, Any] = VALUES, headers: Any = ()) -> list[Any]:
     warned: list[str] = []
-    out = run_http.write_out(fmt, values, list(headers), warned.append)
+    out = run_http_writeout.write_out(fmt, values, list(headers), warned.append)
     return [*out, *(("warn", w) for w in warned)]
 
 
@@ -61,7 +61,7 @@ def test_write_out_as_curl_7_88() -> None:
     ]
     assert json.loads(render("%{json}")[0][1])["http_code"] == 200
     assert render("%{http_code}", {**VALUES, "http_code": 0}) == [("stdout", "000")]
-    assert run_http.format_warnings("%%{x} %{bogus} %{http_code}%{onerror} %{x") == [
+    assert run_http_writeout.format_warnings("%%{x} %{bogus} %{http_code}%{onerror} %{x") == [
         "unknown --write-out variable: 'bogus'",
         "--write-out: '%{' without '}' at character 39: printed as is",
     ]
@@ -70,13 +70,13 @@ def test_write_out_as_curl_7_88() -> None:
 def test_write_out_from_a_file(tmp_path: Path) -> None:
     f = tmp_path / "fmt"
     f.write_text("code=%{http_code}\\n")
-    assert run_http.write_out_format(f"@{f}") == "code=%{http_code}\\n"
+    assert run_http_writeout.write_out_format(f"@{f}") == "code=%{http_code}\\n"
     with pytest.raises(RunError, match=r"--write-out @.*nope: No such file"):
-        run_http.write_out_format(f"@{tmp_path / 'nope'}")
+        run_http_writeout.write_out_format(f"@{tmp_path / 'nope'}")
     # curl 7.88.1's file2string: each fgets() piece (<= 255 bytes) cut at its CR or LF
     # (ours sent the file as is: its last line end printed, a CR kept)
     f.write_bytes(b"a\rb\nc%{http_code}\n\nd\n" + b"x" * 300 + b"\ry\n")
-    assert run_http.write_out_format(f"@{f}") == "ac%{http_code}d" + "x" * 300
+    assert run_http_writeout.write_out_format(f"@{f}") == "ac%{http_code}d" + "x" * 300
 
 
 def test_data_options_as_curl(tmp_path: Path) -> None:
@@ -84,10 +84,10 @@ def test_data_options_as_curl(tmp_path: Path) -> None:
     f.write_bytes(b"x=1\ny=2\r\n")
     a = parse("-d", f"@{f}", "--data-binary", f"@{f}", "--data-raw", "@lit", "-d", "z=3", "u")
     # curl: -d @file loses CR and LF, --data-binary keeps them, all joined with &
-    assert run_http.request_body(a.data) == b"x=1y=2&x=1\ny=2\r\n&@lit&z=3"
-    assert run_http.request_body(parse("u").data) is None
+    assert run_http_body.request_body(a.data) == b"x=1y=2&x=1\ny=2\r\n&@lit&z=3"
+    assert run_http_body.request_body(parse("u").data) is None
     with pytest.raises(RunError, match=r"--data @.*missing: No such file"):
-        run_http.request_body(parse("-d", f"@{tmp_path / 'missing'}", "u").data)
+        run_http_body.request_body(parse("-d", f"@{tmp_path / 'missing'}", "u").data)
 
 
 @pytest.mark.parametrize(
@@ -270,7 +270,7 @@ def test_output_file_created_as_curl_creates_it(tmp_path: Path) -> None:
 def test_get_user_include_compressed_as_curl() -> None:
     # -G: the -d data is each URL's query (after ? or &), a GET without body
     a = parse("-G", "-d", "a=1", "-d", "b=2", "http://x.test/p?q=0#f", "http://x.test/")
-    assert [run_http.with_query(u, b"a=1&b=2") for u in a.urls] == [
+    assert [run_http_body.with_query(u, b"a=1&b=2") for u in a.urls] == [
         "http://x.test/p?q=0&a=1&b=2#f", "http://x.test/?a=1&b=2",
     ]  # fmt: skip
     code, _, raw, _, records = run("-G", "-d", "a=1", "-u", "us:pw", "-i", "-o", "-",
@@ -314,13 +314,13 @@ def test_bad_new_options_are_one_line_errors(argv: list[str], message: str) -> N
 
 def test_cookie_options_as_curl(tmp_path: Path) -> None:
     # -b with '=': sent as is, no engine; a file: read, the engine on; missing: engine on
-    jar, string = run_http.cookie_options(["a=1; b=2;", "c=3"], None)
+    jar, string = run_http_body.cookie_options(["a=1; b=2;", "c=3"], None)
     assert jar is None and string == "a=1; b=2; c=3"
     f = tmp_path / "jar"
     f.write_text("x.test\tFALSE\t/\tFALSE\t0\tn\tv\n")
-    jar, string = run_http.cookie_options([str(f), str(tmp_path / "missing")], None)
+    jar, string = run_http_body.cookie_options([str(f), str(tmp_path / "missing")], None)
     assert string is None and jar is not None and jar.header("http", "x.test", "/") == "n=v"
-    jar, _ = run_http.cookie_options([], str(tmp_path / "out"))
+    jar, _ = run_http_body.cookie_options([], str(tmp_path / "out"))
     assert jar is not None
     # -c -: the jar on stdout after each URL (after its write-out), as curl 7.88
     code, _, raw, _, _ = run("-c", "-", "-w", "W\\n", "http://192.0.2.80/echo",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from test_run_http_curl import parse, run
 
-from packetlab.cli import run_http
+from packetlab.cli import run_http, run_http_files
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Progress
 
@@ -57,7 +57,7 @@ def test_globoff_takes_the_url_as_written(tmp_path: Path) -> None:
     assert code == 0 and urls(records) == [f"{U}/{{a,b}}"]
     assert os.listdir(tmp_path) == ["o#1"]  # no glob: #1 as written, as curl -g
     # not -g: an IPv6 literal and [] are no globs (curl's peek_ipv6)
-    assert run_http.transfers(parse("http://[::1]:8/a[]"), [])[0] == [
+    assert run_http_files.transfers(parse("http://[::1]:8/a[]"), [])[0] == [
         (1, "http://[::1]:8/a[]", None)]  # fmt: skip
 
 

@@ -16,7 +16,14 @@ from test_http_redirects import response
 from test_run_http_curl import parse, run
 from web_pki import make_pki
 
-from packetlab.cli import run_http, run_http_data, run_http_opts, run_http_retry
+from packetlab.cli import (
+    run_http,
+    run_http_body,
+    run_http_data,
+    run_http_experiment,
+    run_http_opts,
+    run_http_retry,
+)
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Progress
 
@@ -48,9 +55,9 @@ def test_data_urlencode_joins_with_the_other_data_in_order(tmp_path: Path) -> No
     f.write_bytes(b"x y\r\n")
     a = parse("-d", "a=1", "--data-urlencode", f"n@{f}", "--data-ascii", f"@{f}",
               "--data-raw", "@r", "--data-urlencode", "m@missing", "u")  # fmt: skip
-    assert run_http.request_body(a.data) == b"a=1&n=x+y%0D%0A&x y&@r&"
+    assert run_http_body.request_body(a.data) == b"a=1&n=x+y%0D%0A&x y&@r&"
     with pytest.raises(RunError, match=r"--data-urlencode @.*error encountered when reading"):
-        run_http.request_body(parse("--data-urlencode", f"@{tmp_path}", "u").data)
+        run_http_body.request_body(parse("--data-urlencode", f"@{tmp_path}", "u").data)
 
 
 def test_stdin_read_once_by_its_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,13 +65,13 @@ def test_stdin_read_once_by_its_first_use(monkeypatch: pytest.MonkeyPatch) -> No
     # sends a=in+put%0A&& (stdin read by the first, the others get nothing)
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"in put\n")))
     a = parse("--data-urlencode", "a@-", "--data-urlencode", "b@-", "-d", "@-", "u")
-    owner = run_http.stdin_owner(a, None, [])
+    owner = run_http_body.stdin_owner(a, None, [])
     assert owner == ("data", 0)
-    assert run_http.request_body(a.data, owner[1]) == b"a=in+put%0A&&"
+    assert run_http_body.request_body(a.data, owner[1]) == b"a=in+put%0A&&"
     # --url-query's @- first: the query has it, the body's @- nothing
     a = parse("-d", "x", "--url-query", "a@-", "--data-urlencode", "b@-", "u")
-    assert run_http.stdin_owner(a, None, []) == ("query", 0)
-    assert run_http.request_body(a.data, None) == b"x&"
+    assert run_http_body.stdin_owner(a, None, []) == ("query", 0)
+    assert run_http_body.request_body(a.data, None) == b"x&"
 
 
 def test_url_query_and_get_through_curls_url_api() -> None:
@@ -82,7 +89,7 @@ def test_url_query_and_get_through_curls_url_api() -> None:
     assert (
         app("http://h/b?", "a") == "http://h/b?a" and app("http://h/b?x&", "a") == "http://h/b?x&a"
     )
-    assert run_http.with_query("http://h/g", b"b=x%2Fy") == "http://h/g?b=x%2fy"
+    assert run_http_body.with_query("http://h/g", b"b=x%2Fy") == "http://h/g?b=x%2fy"
     with pytest.raises(RunError, match=r"--url-query: the query 'f g' has a space.*curl: 3"):
         app("http://h/", "f g")
 
@@ -342,7 +349,8 @@ def test_help_documents_the_new_options(capsys: pytest.CaptureFixture[str]) -> N
                    "--retry-connrefused", "--retry-all-errors", "-C OFFSET, --continue-at",
                    "-S, --show-error", "--fail-with-body", "--max-filesize",
                    "--resolve", "--location-trusted", "--expect100-timeout",
-                   "-E FILE, --cert FILE", "--key FILE", "-z TIME, --time-cond"):  # fmt: skip
+                   "-E FILE[:PASSWORD], --cert FILE[:PASSWORD]", "--key FILE", "--pass PHRASE",
+                   "-z TIME, --time-cond"):  # fmt: skip
         assert option in text, option
 
 
@@ -383,9 +391,10 @@ def test_retry_into_a_file_that_cannot_be_truncated_is_23() -> None:
     # curl 7.88.1 --retry -o /dev/null: "Throwing away 7 bytes", "curl: (23) Failed to
     # truncate file", no more tries (ours: [Errno 22] Invalid argument, exit 2)
     flaky = _Flaky(2)
-    code, _, _, err, records = run("--retry", "3", "-o", "/dev/null", "-w", "",
-                                   "http://192.0.2.80/", handler=flaky)  # fmt: skip
+    code, _, raw, err, records = run("--retry", "3", "-o", "/dev/null", "-w", "X",
+                                     "http://192.0.2.80/", handler=flaky)  # fmt: skip
     assert code == 1 and flaky.n == 1 and records[0]["exitcode"] == 23
+    assert raw == b""  # curl 7.88.1: no write-out for it (session 17; ours printed X)
     assert records[0]["error"] == "Failed to truncate file /dev/null: Invalid argument"
     assert err.splitlines()[:2] == [
         "Warning: Problem : HTTP error. Will retry in 1 seconds. 3 retries left.",
@@ -452,12 +461,21 @@ def test_continue_at_as_curl(tmp_path: Path) -> None:
 
 
 def test_continue_at_arguments() -> None:
-    assert run_http._resume_offset(None, "f") == 0 and run_http._resume_offset("7", None) == 7
-    assert run_http._resume_offset("-", None) == 0 == run_http._resume_offset("-", "-")
+    assert (
+        run_http_experiment._resume_offset(None, "f") == 0
+        and run_http_experiment._resume_offset("7", None) == 7
+    )
+    assert (
+        run_http_experiment._resume_offset("-", None)
+        == 0
+        == run_http_experiment._resume_offset("-", "-")
+    )
     with pytest.raises(SystemExit):
         parse("-C", "x", "u")
-    with pytest.raises(RunError, match="-C/--continue-at with a request body"):
+    with pytest.raises(RunError, match="-C/--continue-at with -d"):
         run_http.experiment(parse("-C", "5", "-d", "a", "u"), lambda r: None, Progress())
+    with pytest.raises(RunError, match="-C/--continue-at with -T -"):
+        run_http.experiment(parse("-C", "5", "-T", "-", "u"), lambda r: None, Progress())
 
 
 def test_max_filesize_as_curl(tmp_path: Path) -> None:
@@ -529,8 +547,12 @@ def test_expect100_timeout_is_the_wait_before_the_body(tmp_path: Path) -> None:
 def test_client_certificate_arguments(tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
     cert, key = str(pki["client"]), str(pki["client_key"])
-    assert run_http._client_cert(parse("--cert", cert, "--key", key, "u")) == (cert, key)
-    assert run_http._client_cert(parse("u")) is None
+    assert run_http_experiment._client_cert(parse("--cert", cert, "--key", key, "u")) == (
+        cert,
+        key,
+        None,
+    )
+    assert run_http_experiment._client_cert(parse("u")) is None
     for argv, words in (
         (["-E", cert], f"unable to set private key file '{cert}'"),  # no key in it
         (["-E", cert, "--key", str(pki["key"])], "unable to set private key file"),  # another
@@ -538,7 +560,7 @@ def test_client_certificate_arguments(tmp_path: Path) -> None:
         (["--key", key], "--key without --cert"),
     ):
         with pytest.raises(RunError, match=words):
-            run_http._client_cert(parse(*argv, "u"))
+            run_http_experiment._client_cert(parse(*argv, "u"))
 
 
 T = 1709528767  # Mon, 04 Mar 2024 05:06:07 GMT

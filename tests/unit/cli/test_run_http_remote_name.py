@@ -14,7 +14,7 @@ import pytest
 from test_run_http_curl import parse, run
 
 from packetlab.cli import parse as cli_parse
-from packetlab.cli import run_http
+from packetlab.cli import run_http, run_http_files
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Progress
 
@@ -45,11 +45,11 @@ U = "http://192.0.2.80"
     ],
 )
 def test_the_remote_name_is_curls(url: str, name: str) -> None:
-    assert run_http.remote_name(url) == name
+    assert run_http_files.remote_name(url) == name
 
 
 def outputs(*argv: str) -> list[str | None]:
-    return run_http.transfers(cli_parse(["run", "http", *argv]), [])[1]
+    return run_http_files.transfers(cli_parse(["run", "http", *argv]), [])[1]
 
 
 def test_o_and_O_pair_with_the_urls_in_order_as_curl() -> None:

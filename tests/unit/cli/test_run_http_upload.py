@@ -17,23 +17,25 @@ from http_fake import H2Server
 from test_http_redirects import Server, echo
 from test_run_http_curl import parse, run
 
-from packetlab.cli import run_http
+from packetlab.cli import run_http, run_http_body, run_http_files
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Progress
 
 
 def test_upload_url_as_curl() -> None:
     # checked against curl 7.88.1: PUT /up/small.txt, /small.txt, /a/b?x=1, /up/ for stdin
-    assert run_http.upload_url("http://h:1/up/", "d/small.txt") == "http://h:1/up/small.txt"
-    assert run_http.upload_url("http://h:1", "small.txt") == "http://h:1/small.txt"
-    assert run_http.upload_url("http://h:1/a/b?x=1", "small.txt") == "http://h:1/a/b?x=1"
-    assert run_http.upload_url("h/up/", "a b") == "h/up/a%20b"
-    assert run_http.upload_url("http://h/up/", "-") == "http://h/up/"
+    assert run_http_files.upload_url("http://h:1/up/", "d/small.txt") == "http://h:1/up/small.txt"
+    assert run_http_files.upload_url("http://h:1", "small.txt") == "http://h:1/small.txt"
+    assert run_http_files.upload_url("http://h:1/a/b?x=1", "small.txt") == "http://h:1/a/b?x=1"
+    assert run_http_files.upload_url("h/up/", "a b") == "h/up/a%20b"
+    assert run_http_files.upload_url("http://h/up/", "-") == "http://h/up/"
     # curl 7.88.1 writes the percent-encoding's hex digits in lower case, and takes the
     # name after the last / or \\
-    assert run_http.upload_url("http://h/up/", "{a,b}") == "http://h/up/%7ba%2cb%7d"
-    assert run_http.upload_url("http://h/up/", "sp~_.-!*()") == "http://h/up/sp~_.-%21%2a%28%29"
-    assert run_http.upload_url("http://h/", "d\\x.txt") == "http://h/x.txt"
+    assert run_http_files.upload_url("http://h/up/", "{a,b}") == "http://h/up/%7ba%2cb%7d"
+    assert (
+        run_http_files.upload_url("http://h/up/", "sp~_.-!*()") == "http://h/up/sp~_.-%21%2a%28%29"
+    )
+    assert run_http_files.upload_url("http://h/", "d\\x.txt") == "http://h/x.txt"
 
 
 @pytest.mark.parametrize(
@@ -405,18 +407,18 @@ def test_stdin_uploads_after_the_first_are_empty(monkeypatch: Any, tmp_path: Pat
     # -T - to two URLs (or a glob): curl's second PUT is an empty chunked body
     stdin_of(monkeypatch, Path(), "pipe", b"hello\n")
     args = parse("-T", "-", "-T", "-", U1, U2)
-    _, uploads, _ = run_http.bodies(args, None)
-    jobs, _ = run_http.transfers(args, uploads)
+    _, uploads, _ = run_http_body.bodies(args, None)
+    jobs, _ = run_http_files.transfers(args, uploads)
     assert [b"".join(up.chunks()) for _, _, up in jobs] == [b"hello\n", b""]
     assert [up.length for _, _, up in jobs] == [None, None]  # both chunked, as curl's
-    jobs, _ = run_http.transfers(parse("-T", "-", f"{U1}[1-3]"), uploads[:1], stdin=False)
+    jobs, _ = run_http_files.transfers(parse("-T", "-", f"{U1}[1-3]"), uploads[:1], stdin=False)
     assert [b"".join(up.chunks()) for _, _, up in jobs] == [b""] * 3  # (-w @- read it)
     # a -T glob's names count: `-T '{-,f,-}'`
     stdin_of(monkeypatch, Path(), "pipe", b"hello\n")
     (tmp_path / "f").write_bytes(b"f")
     args = parse("-T", f"{{-,{tmp_path / 'f'},-}}", U1)
-    _, uploads, _ = run_http.bodies(args, None)
-    jobs, _ = run_http.transfers(
-        args, uploads, stdin=run_http.stdin_owner(args, None, uploads) is not None
+    _, uploads, _ = run_http_body.bodies(args, None)
+    jobs, _ = run_http_files.transfers(
+        args, uploads, stdin=run_http_body.stdin_owner(args, None, uploads) is not None
     )
     assert [b"".join(up.chunks()) for _, _, up in jobs] == [b"hello\n", b"f", b""]

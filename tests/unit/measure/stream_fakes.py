@@ -45,7 +45,7 @@ from packetlab.wire import (
 )
 
 T = TypeVar("T")
-NDATA, NTAG = int(NotifMask.NDATA), int(NotifMask.NTAG)
+NDATA, NTAG, NSTAT = int(NotifMask.NDATA), int(NotifMask.NTAG), int(NotifMask.NSTAT)
 
 
 class Peer:
@@ -154,7 +154,7 @@ class StreamFakeEndpoint(FakeEndpoint):
         if data is None:
             note: Message = Nstat(nopen.sktid, nopen.family, Proto.TCP, self.now(),
                                   NstatCode.PEERCLOSED)  # fmt: skip
-            self.send(note)
+            self._notify(nopen.sktid, NSTAT, note)  # held behind the data while masked
             return
         for i in range(0, len(data), self.chunk):
             piece = data[i : i + self.chunk]

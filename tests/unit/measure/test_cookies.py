@@ -71,6 +71,18 @@ def test_the_jar_file_as_curl_writes_and_reads_it() -> None:
     assert jar().dump() == JAR_HEADER  # no cookies: the header alone, as curl
 
 
+def test_junk_session_cookies_skips_those_of_the_file_without_expiry() -> None:
+    # curl 7.88.1 -j -b FILE: `keep=2` sent, not `sess=1`; a session cookie set later kept
+    text = "x.test\tFALSE\t/\tFALSE\t0\tsess\t1\nx.test\tFALSE\t/\tFALSE\t4102444800\tkeep\t2\n"
+    j = jar()
+    j.load(text, sessions=False)
+    j.set("http", "x.test", "/", "new=3")
+    assert j.header("http", "x.test", "/") == "keep=2; new=3"
+    both = jar()
+    both.load(text)
+    assert both.header("http", "x.test", "/") == "keep=2; sess=1"
+
+
 def test_http_get_keeps_cookies_over_redirects() -> None:
     def handler(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
         if target == "/login":

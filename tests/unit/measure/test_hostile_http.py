@@ -16,7 +16,9 @@ from web_pki import make_pki
 from packetlab.measure import cookies
 from packetlab.measure import http as http_mod
 from packetlab.measure.cookies import CookieJar
-from packetlab.measure.http import MAX_HEADERS, Connections, http_get
+from packetlab.measure.http import Connections, http_get
+from packetlab.measure.http_conn import MAX_IDLE
+from packetlab.measure.http_message import MAX_HEADERS
 
 Script = Callable[[str], Sequence[tuple[bytes | None, float]]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -253,7 +255,7 @@ def test_a_redirect_chain_through_many_hosts_keeps_few_connections() -> None:
     r = rig.run(http_get(rig.session, "http://h0.test/", connect_to="192.0.2.80", follow=True,
                          max_redirs=200, connections=pool))  # fmt: skip
     assert (r.exitcode, r.num_redirects, len(made)) == (47, 200, 201)
-    assert len(pool.idle) <= http_mod.MAX_IDLE
+    assert len(pool.idle) <= MAX_IDLE
     rig.run(pool.close())
 
 

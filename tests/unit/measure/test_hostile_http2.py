@@ -30,6 +30,7 @@ from twisted.internet.task import deferLater
 from packetlab.measure import http as http_mod
 from packetlab.measure.http import Connections, http_get
 from packetlab.measure.http2 import MAX_CONTROL, SLACK
+from packetlab.measure.http_message import MAX_HEADERS
 
 Script = Sequence[tuple[bytes | None, float]]
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -120,7 +121,7 @@ def test_endless_continuation_frames() -> None:
     r = _one([(block, 0.01), *flood(more)])
     assert (r.status, r.exitcode) == (None, 56)
     assert r.error == (
-        f"HTTP/2: over {http_mod.MAX_HEADERS + SLACK} bytes from 192.0.2.80:80 that are not "
+        f"HTTP/2: over {MAX_HEADERS + SLACK} bytes from 192.0.2.80:80 that are not "
         "response body (header blocks, control frames or padding)"
     )
 
@@ -136,7 +137,7 @@ def test_a_header_list_over_the_cap() -> None:
     assert (r.status, r.exitcode) == (None, 16)
     assert r.error == (
         "HTTP/2: bad framing from 192.0.2.80:80: Oversized header block: A header list larger "
-        f"than {http_mod.MAX_HEADERS} has been received"
+        f"than {MAX_HEADERS} has been received"
     )
 
 

@@ -85,3 +85,12 @@ def make_pki(out: Path, names: tuple[str, ...] = ("localhost", "www.test")) -> d
         )
     )
     return paths
+
+
+def encrypted(key: Path, out: Path, phrase: bytes) -> Path:
+    """`key` (PEM) written to `out` encrypted with `phrase` (curl's --cert FILE:PASSWORD)."""
+    k = serialization.load_pem_private_key(key.read_bytes(), None)
+    out.write_bytes(k.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.BestAvailableEncryption(phrase)))  # fmt: skip
+    return out

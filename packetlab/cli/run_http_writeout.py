@@ -1,0 +1,179 @@
+"""curl 7.88's -w/--write-out for `pktlab run http`: the format (`@FILE`), each
+variable's value from a result, the output with curl's escapes and warnings."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from packetlab.cli.run_http_body import _read
+
+
+def write_out_format(text: str, stdin: bool = True) -> str:
+    """-w's argument: FORMAT, or @FILE's text (@- stdin; empty without `stdin`: another
+    use read it), as curl."""
+    if text == "@-" and not stdin:
+        return ""
+    if text.startswith("@"):
+        return file2string(_read("--write-out", text[1:])).decode("utf-8", "replace")
+    return text
+
+
+def file2string(data: bytes) -> bytes:
+    """A file's text as curl 7.88's file2string takes it (-w @FILE): read in fgets()
+    pieces of up to 255 bytes (a line's end ends one), each cut at its first CR or LF
+    (and, a C string, at a NUL): the line ends gone, and what follows a CR in its piece."""
+    out, pos = [], 0
+    while pos < len(data):
+        end = data.find(b"\n", pos, pos + 255) + 1 or min(pos + 255, len(data))
+        out.append(re.split(b"[\r\n\0]", data[pos:end], maxsplit=1)[0])
+        pos = end
+    return b"".join(out)
+
+
+def _sec(us: float | None) -> float:
+    return round((us or 0.0) / 1e6, 6)
+
+
+def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
+                     error: str | None) -> dict[str, Any]:  # fmt: skip
+    """curl's --write-out variables of one fetch (an HttpResult), typed as %{json} has them."""
+    total = _sec(r.total_us)
+    scheme = (r.url_effective or url).split("://", 1)[0].upper()
+    return {
+        "content_type": r.content_type,
+        "errormsg": error,
+        "exitcode": exitcode,
+        "filename_effective": filename,
+        "http_code": r.status or 0,
+        "http_connect": 0,
+        "http_version": r.http_version if r.status is not None else "0",
+        "method": r.method,
+        "num_connects": r.connects,
+        "num_redirects": r.num_redirects,
+        "redirect_url": r.redirect_url,
+        "remote_ip": r.remote_ip,
+        "remote_port": r.remote_port,
+        "response_code": r.status or 0,
+        "scheme": scheme,
+        "size_download": r.body_len if r.status is not None else 0,
+        "size_header": r.header_size,
+        "size_request": r.request_size,
+        "size_upload": r.upload_size,
+        "speed_download": int(r.body_len / total) if total and r.status else 0,
+        "speed_upload": int(r.upload_size / total) if total else 0,
+        "time_appconnect": _sec(r.tls_us),
+        "time_connect": _sec(r.connect_us),
+        "time_namelookup": _sec(r.namelookup_us),
+        "time_pretransfer": _sec(r.pretransfer_us),
+        "time_redirect": _sec(r.redirect_us),
+        "time_starttransfer": _sec(r.first_byte_us),
+        "time_total": total,
+        "url": url,
+        "url_effective": r.url_effective or url,
+    }
+
+
+def _text(name: str, value: Any) -> str:
+    if name.startswith("time_"):
+        return f"{value:.6f}"
+    if name in ("http_code", "response_code", "http_connect"):
+        return f"{value:03d}"
+    return "" if value is None else str(value)
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: a method
+
+
+VARIABLES = (  # write_out_values' names
+    "content_type", "errormsg", "exitcode", "filename_effective", "http_code",
+    "http_connect", "http_version", "method", "num_connects", "num_redirects",
+    "redirect_url", "remote_ip", "remote_port", "response_code", "scheme", "size_download",
+    "size_header", "size_request", "size_upload", "speed_download", "speed_upload",
+    "time_appconnect", "time_connect", "time_namelookup", "time_pretransfer",
+    "time_redirect", "time_starttransfer", "time_total", "url", "url_effective",
+)  # fmt: skip
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+
+
+_CONTROL = ("onerror", "stdout", "stderr", "json")
+
+
+def format_warnings(fmt: str) -> list[str]:
+    """What is wrong in a -w FORMAT, one line each: unknown variables (curl warns and prints
+    nothing for them) and a %{ without } (printed as is, as curl)."""
+    warned: list[str] = []
+    dummy = {name: 0 for name in VARIABLES} | {"errormsg": "x"}  # past any %{onerror}
+    write_out(fmt, dummy, [], warned.append)
+    return warned
+
+
+def write_out(fmt: str, values: dict[str, Any], headers: list[tuple[str, str]],
+              warn: Any = None) -> list[tuple[str, str]]:  # fmt: skip
+    """`fmt` rendered as curl 7.88 does: [(stream, text)], stream "stdout" or "stderr".
+    %{var} (unknown: nothing, and `warn(name)`), %header{NAME}, %% , \\n \\t \\r (another
+    backslash pair is printed as is), a %{ with no } printed as is; %{onerror} stops here
+    unless the fetch failed; %{stderr}/%{stdout} switch the stream."""
+    out: list[tuple[str, str]] = []
+    stream = "stdout"
+    buf: list[str] = []
+
+    def put(text: str) -> None:
+        buf.append(text)
+
+    def switch(to: str) -> None:
+        nonlocal stream
+        if buf:
+            out.append((stream, "".join(buf)))
+            buf.clear()
+        stream = to
+
+    i, n = 0, len(fmt)
+    while i < n:
+        c = fmt[i]
+        if c == "%" and i + 1 < n:
+            nxt = fmt[i + 1]
+            if nxt == "%":
+                put("%")
+                i += 2
+                continue
+            if nxt == "{" or fmt.startswith("header{", i + 1):
+                brace = fmt.index("{", i)
+                end = fmt.find("}", brace)
+                if end < 0:  # curl: the %{ as is, then the rest
+                    if warn is not None:
+                        warn(f"--write-out: {fmt[i : brace + 1]!r} without '}}' at "
+                             f"character {i + 1}: printed as is")  # fmt: skip
+                    put(fmt[i : brace + 1])
+                    i = brace + 1
+                    continue
+                name = fmt[brace + 1 : end]
+                i = end + 1
+                if nxt != "{":  # %header{NAME}: the last response's header
+                    put(next((v for k, v in headers if k.lower() == name.lower()), ""))
+                elif name == "onerror":
+                    if not values.get("errormsg"):
+                        break
+                elif name in ("stdout", "stderr"):
+                    switch(name)
+                elif name == "json":
+                    put(json.dumps(values, sort_keys=True))
+                elif name in values:
+                    put(_text(name, values[name]))
+                elif warn is not None:
+                    warn(f"unknown --write-out variable: {name!r}")
+                continue
+            put(c)
+            i += 1
+            continue
+        if c == "\\" and i + 1 < n:
+            put(_ESCAPES.get(fmt[i + 1], fmt[i : i + 2]))
+            i += 2
+            continue
+        put(c)
+        i += 1
+    switch(stream)
+    return out

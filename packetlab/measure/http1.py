@@ -1,0 +1,195 @@
+"""An HTTP/1.1 exchange over one connection for `packetlab.measure.http`: h11's framing,
+`Expect: 100-continue`, the upload's window of sends, and the h2c Upgrade handed to
+`http2_exchange`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import h11
+from twisted.internet.defer import Deferred
+
+from packetlab.controller import (
+    ControllerError,
+    EndpointSession,
+    RequestFailed,
+)
+from packetlab.measure.http2_exchange import _h2_framing, _h2_response
+from packetlab.measure.http_conn import _Conn, _read, _Ready, _refused, _send
+from packetlab.measure.http_message import (
+    MAX_HEADERS,
+    UPLOAD_WINDOW,
+    _expects,
+    _Fields,
+    _Hop,
+    _request,
+    _Response,
+    _Sink,
+    _stamp_sent,
+    _TooMuch,
+)
+from packetlab.measure.stream import (
+    StreamError,
+    StreamTimeout,
+)
+from packetlab.measure.upload import Upload, UploadError
+from packetlab.wire import Ntag
+
+
+async def _exchange(
+    session: EndpointSession,
+    hop: _Hop,
+    conn: _Conn,
+    data: Upload | None,
+    headers: _Fields,
+    deadline: float,
+    sink: _Sink,
+    follows: bool,
+) -> bool:
+    """The request and its response over HTTP/1.1; whether the connection can carry
+    another (both sides DONE in h11: no `Connection: close`, a delimited body). With
+    --http2 on a new http:// connection the request asks for an h2c Upgrade (curl's):
+    a 101 continues in HTTP/2 (`_h2_response`). A body not sent with the head goes in
+    chunks after it; with `Expect: 100-continue` (curl's rules, `_expects`) only after
+    a 100 Continue or `sink.expect_wait` s without an answer, never after a final response
+    (curl: "HTTP error before end of send, stop sending"; the connection is closed)."""
+    stream = conn.stream
+    u = hop.url
+    upgrade = None
+    if sink.http == "2" and u.scheme == "http" and not hop.reused:
+        upgrade = _h2_framing(conn.server)
+        headers = replace(headers, custom=[
+            *headers.custom, ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+            ("HTTP2-Settings", upgrade.upgrade_settings())])  # fmt: skip
+    expect = _expects(data, headers)
+    try:
+        h, request, complete = _request(u, hop.method, data, headers, expect)
+    except h11.LocalProtocolError as e:
+        raise StreamError(f"bad request: {e}") from None
+    hop.request_size = len(request)
+    _stamp_sent(hop, _send(conn, request, ntag=True))
+    if complete and data is not None:
+        hop.uploaded = data.length or 0
+    fed = bytearray()  # response bytes up to the end of the headers
+    resp = _Response(hop, sink, follows)
+    ended = False  # the server ended the connection (TCP EOF, or TLS close_notify)
+
+    async def next_event(until: float) -> Any:
+        nonlocal ended
+        while True:
+            event = h.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            chunk, plain, closed = await _read(session, conn, until)
+            if plain:
+                h.receive_data(plain)
+            if closed:
+                h.receive_data(b"")
+                ended = True
+            if hop.status is None:
+                fed.extend(plain)
+                if len(fed) > MAX_HEADERS + len(plain):  # this chunk may hold body bytes
+                    raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
+                                   "bytes (1xx responses included)")  # fmt: skip
+            if chunk is not None and plain:
+                hop.first = chunk.time if hop.first is None else hop.first
+                hop.last = chunk.time
+            if hop.first is None and (chunk is None or stream.eof):
+                raise StreamError(
+                    f"the server {hop.server} closed the connection without a response"
+                )
+
+    early = None  # a response that came before the body went
+    if not complete and data is not None:
+        send = True
+        if expect:  # curl: wait for the 100 (1 s), or the final answer that stops it
+            send = False
+            wait = min(session.reactor.seconds() + sink.expect_wait, deadline)
+            while True:
+                try:
+                    event = await next_event(wait)
+                except StreamTimeout:
+                    if wait >= deadline:
+                        raise
+                    send = True  # no answer: the body goes anyway
+                    break
+                if isinstance(event, h11.InformationalResponse) and event.status_code == 100:
+                    send = True
+                    break
+                if not isinstance(event, h11.InformationalResponse):
+                    early = event
+                    break
+        if send:
+            await _upload(hop, conn, data, h, deadline)
+    while True:
+        event, early = (early, None) if early is not None else (await next_event(deadline), None)
+        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+            if upgrade is None or h.their_state is not h11.SWITCHED_PROTOCOL:
+                raise StreamError(f"the server {hop.server} switched protocols unasked")
+            leftover, _ = h.trailing_data
+            conn.h2 = upgrade
+            upgrade.upgraded()
+            _send(conn, upgrade.data_to_send())
+            raw = bytes(fed[: len(fed) - len(leftover)])
+            return await _h2_response(session, hop, conn, deadline, sink, follows, raw,
+                                      bytes(leftover), 1)  # fmt: skip
+        if isinstance(event, h11.Response):
+            resp.head(
+                event.status_code,
+                event.reason.decode("latin-1"),
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items()],
+                bytes(fed[: len(fed) - len(h.trailing_data[0])]),
+            )
+        elif isinstance(event, h11.Data):
+            resp.data(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage):
+            break
+        elif isinstance(event, h11.ConnectionClosed):
+            raise StreamError(
+                f"the server {hop.server} closed the connection before a complete response"
+            )
+    resp.end()
+    clean = not h.trailing_data[0] and not ended and not stream.eof  # a close-delimited
+    return h.our_state is h11.DONE and h.their_state is h11.DONE and clean  # body: not kept
+
+
+async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadline: float) -> None:
+    """The body after the head, in chunks read now, at most `UPLOAD_WINDOW` of them on
+    their way to the endpoint (each waits for an earlier one's ntag): a file of any size
+    goes through bounded memory. A pipe (stdin, a FIFO) is read by a thread, never on
+    the reactor: while it gives nothing the upload awaits its next chunk (the reactor
+    runs on: Ctrl-C, SIGTERM and the time limit act). A send the endpoint refuses (the
+    server closed) stops it: the response, if one came, is read next."""
+    inflight: list[Deferred[Ntag]] = []
+    ready = _Ready(conn.stream.session.reactor)
+    try:
+        for piece in data.chunks(ready.notify):
+            if not piece:  # the pipe has nothing yet
+                await ready.wait(deadline)
+                continue
+            try:
+                out = h.send(h11.Data(data=piece))
+            except h11.LocalProtocolError as e:  # more than Content-Length
+                raise UploadError(f"the body: {e}") from None
+            if conn.pace is not None:
+                await conn.pace.send(len(out or b""), deadline)
+            sent = _send(conn, out or b"", ntag=True)
+            hop.uploaded += len(piece) if data.length is not None else len(out or b"")
+            if sent is not None:
+                inflight.append(sent)
+            if len(inflight) > UPLOAD_WINDOW:
+                await inflight.pop(0)
+        out = h.send(h11.EndOfMessage())
+        if out:  # chunked: its last chunk (counted in size_upload, as curl's)
+            _send(conn, out)
+            hop.uploaded += len(out)
+        for sent in inflight:
+            sent.addErrback(lambda _: None)
+    except RequestFailed as e:  # the endpoint refused an nsend: its policy, not the server
+        for sent in inflight:
+            sent.addErrback(lambda _: None)
+        raise _refused(e, hop.uploaded, data.length) from None
+    except ControllerError:  # a send failed (the connection is gone): read the answer
+        for sent in inflight:
+            sent.addErrback(lambda _: None)

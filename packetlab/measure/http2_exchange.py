@@ -1,0 +1,229 @@
+"""An HTTP/2 exchange over one connection for `packetlab.measure.http` (the framing is
+`http2`'s, loaded when a connection speaks HTTP/2): a stream's request, its response,
+its upload under the flow-control window."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import h11
+from twisted.internet.defer import Deferred
+
+from packetlab.controller import (
+    ControllerError,
+    EndpointSession,
+    RequestFailed,
+)
+from packetlab.measure.http_conn import _Conn, _read, _Ready, _refused, _send
+from packetlab.measure.http_message import (
+    MAX_HEADERS,
+    UPLOAD_WINDOW,
+    _Fields,
+    _Hop,
+    _request,
+    _request_headers,
+    _Response,
+    _Sink,
+    _stamp_sent,
+    _TooMuch,
+)
+from packetlab.measure.stream import (
+    StreamError,
+    StreamTimeout,
+)
+from packetlab.measure.upload import CHUNK, Upload
+from packetlab.wire import Ntag
+
+if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it
+    from packetlab.measure.http2 import H2Framing
+
+
+def _h2_framing(server: str) -> H2Framing:
+    from packetlab.measure.http2 import H2Framing
+
+    return H2Framing(server, MAX_HEADERS)
+
+
+async def _exchange_h2(
+    session: EndpointSession,
+    hop: _Hop,
+    conn: _Conn,
+    data: Upload | None,
+    headers: _Fields,
+    deadline: float,
+    sink: _Sink,
+    follows: bool,
+) -> bool:
+    """The request and its response as HTTP/2 (one stream); whether the connection can
+    carry another. The request's fields are HTTP/1.1's; `request_size` is curl's (the
+    HTTP/1.1 form of the request's head, `HTTP/2` in its request line; the body, sent as
+    DATA frames, is not counted)."""
+    assert conn.h2 is not None
+    u = hop.url
+    fields = _request_headers(u, data, headers)
+    try:
+        _request(u, hop.method, None, headers)  # h11's checks of the method and fields
+    except h11.LocalProtocolError as e:
+        raise StreamError(f"bad request: {e}") from None
+    head = f"{hop.method} {u.target} HTTP/2\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
+    hop.request_size = len(head.encode("latin-1", "replace")) + 2  # the head only, as curl's
+    ready = _Ready(session.reactor)
+    framing = conn.h2
+    ready.on_ready = lambda: _h2_kick(conn, framing)  # a pipe's chunk: frame it now
+    frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target, fields,
+                             None if data is None else data.chunks(ready.notify))  # fmt: skip
+    sid = conn.h2.stream_id
+    _stamp_sent(hop, _send(conn, frames, ntag=True))
+    return await _h2_response(session, hop, conn, deadline, sink, follows, b"", b"", sid)
+
+
+async def _h2_response(
+    session: EndpointSession,
+    hop: _Hop,
+    conn: _Conn,
+    deadline: float,
+    sink: _Sink,
+    follows: bool,
+    informational: bytes,
+    leftover: bytes,
+    sid: int,
+) -> bool:
+    """The response on the request's stream `sid`: `informational` the header blocks
+    before it (an h2c Upgrade's 101), `leftover` bytes already received after them.
+    With other streams in flight on the connection (--parallel) one exchange reads for
+    all at a time and the others wait until it woke them (what came for them queued)."""
+    from packetlab.measure.http2 import Body, End, Head
+
+    framing = conn.h2
+    assert framing is not None
+    resp = _Response(hop, sink, follows)
+    done = False
+    clock = session.reactor
+    try:
+        if leftover:
+            framing.receive(leftover, hop.last)
+        while not done:
+            for when, ev in framing.take(sid):
+                when = hop.last if when is None else when
+                hop.first = when if hop.first is None else hop.first
+                hop.last = when
+                if isinstance(ev, Head) and not ev.final:
+                    informational += ev.raw
+                    if len(informational) > MAX_HEADERS:
+                        raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
+                                       "bytes (1xx responses included)")  # fmt: skip
+                elif isinstance(ev, Head):
+                    hop.version = "2"
+                    resp.head(ev.status, "", ev.headers, informational + ev.raw)
+                elif isinstance(ev, Body):
+                    resp.data(ev.data)
+                elif isinstance(ev, End):
+                    done = True
+            if done:
+                break
+            if conn.failed is not None:
+                raise conn.failed
+            if conn.closed:
+                what = "without a response" if hop.first is None else "before a complete response"
+                raise StreamError(f"the server {hop.server} closed the connection {what}")
+            if conn.reading:  # another stream's exchange reads: wait for it to wake us
+                left = deadline - clock.seconds()
+                if left <= 0:
+                    raise StreamTimeout(f"nothing from {conn.server} within the time")
+                await _woken(conn, clock, left)
+                continue
+            conn.reading = True
+            try:
+                chunk, plain, closed = await _read(session, conn, deadline)
+                if plain:
+                    framing.receive(plain, chunk.time if chunk is not None else hop.last)
+            except StreamTimeout:
+                raise  # this stream's time: the others have theirs
+            except Exception as e:  # the connection's end: every stream's
+                conn.failed = e
+                raise
+            finally:
+                conn.reading = False
+                conn.wake()
+            conn.closed = conn.closed or closed
+            out = framing.data_to_send()
+            if out:
+                _send(conn, out)
+            await _h2_upload(conn, framing)
+            hop.uploaded = framing.uploaded(sid)
+        hop.uploaded = framing.uploaded(sid)
+    finally:
+        framing.finish(sid)
+    resp.end()
+    return framing.reusable and not conn.closed and not conn.stream.eof
+
+
+async def _woken(conn: _Conn, clock: Any, left: float) -> None:
+    """Until the exchange reading the connection woke the waiters, or `left` s."""
+    woken: Deferred[None] = Deferred()
+    conn.waiters.append(woken)
+
+    def late() -> None:
+        if not woken.called:
+            woken.callback(None)
+
+    timer = clock.callLater(left, late)
+    await woken
+    if timer.active():
+        timer.cancel()
+
+
+def _h2_kick(conn: _Conn, framing: H2Framing) -> None:
+    """A request body's pipe has a chunk ready: frame it now (one `_h2_upload` at a
+    time on the connection: the running one goes on). A refused send is the
+    connection's failure (the response's loop raises it)."""
+    if conn.h2_pumping:
+        conn.h2_again = True
+        return
+
+    def failed(f: Any) -> None:
+        conn.failed = conn.failed or f.value
+        conn.wake()
+
+    Deferred.fromCoroutine(_h2_upload(conn, framing)).addErrback(failed)
+
+
+async def _h2_upload(conn: _Conn, framing: H2Framing) -> None:
+    """The request body's DATA frames the server's windows let go now, `UPLOAD_WINDOW`
+    chunks at a time, each batch after the previous one's ntag (bounded memory); one at a
+    time on a connection (frames in order): a call while one runs asks it to go on."""
+    if conn.h2_pumping:
+        conn.h2_again = True
+        return
+    conn.h2_pumping = True
+    try:
+        while True:
+            conn.h2_again = False
+            await _h2_frames(conn, framing)
+            if not conn.h2_again:
+                break
+    finally:
+        conn.h2_pumping = False
+
+
+async def _h2_frames(conn: _Conn, framing: H2Framing) -> None:
+    sent: Deferred[Ntag] | None = None
+    while True:
+        # --limit-rate: a chunk at a time, each paced (else a window's batch at once)
+        framed = framing.pump(CHUNK if conn.pace is not None else UPLOAD_WINDOW * CHUNK)
+        out = framing.data_to_send()
+        if out:
+            if sent is not None:
+                try:
+                    await sent
+                except RequestFailed as e:
+                    raise _refused(e, framing.uploaded(framing.stream_id), None) from None
+                except ControllerError:  # the connection is gone: the read says so
+                    return
+            if conn.pace is not None:
+                await conn.pace.send(len(out), float("inf"))
+            sent = _send(conn, out, ntag=True)
+        if not framed:
+            break
+    if sent is not None:
+        sent.addErrback(lambda _: None)

@@ -1,0 +1,332 @@
+"""Connections of `packetlab.measure.http`: one TCP (and TLS) connection, its sends and
+reads, the pool that keeps them open between requests as curl does (`Connections`), the
+name lookup, and the wait for an upload's next chunk."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from OpenSSL import SSL
+from twisted.internet.defer import Deferred
+
+from packetlab.controller import (
+    AddressLike,
+    EndpointSession,
+    RequestFailed,
+    deferred_api,
+)
+from packetlab.measure.http_rate import Pace
+from packetlab.measure.http_tls import _Tls
+from packetlab.measure.http_url import Url
+from packetlab.measure.stream import (
+    Chunk,
+    StreamError,
+    StreamTimeout,
+    TcpStream,
+)
+from packetlab.measure.upload import Upload
+from packetlab.wire import Ndata, Ntag
+
+if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it
+    from packetlab.measure.http2 import H2Framing
+
+
+def _send(conn: _Conn, data: bytes, ntag: bool = False) -> Deferred[Ntag] | None:
+    """`data` over the connection (encrypted on TLS); with `ntag`, the last nsend's."""
+    if conn.pace is not None:  # --limit-rate: the answer is held from now until granted
+        conn.pace.engage()
+    if conn.tls is None:
+        return conn.stream.send(data, ntag=ntag)
+    if ntag:
+        return conn.tls.send(data)
+    conn.tls.conn.sendall(data)
+    conn.tls.flush()
+    return None
+
+
+@dataclass(slots=True)
+class _Conn:
+    """An open connection between requests: the stream, its TLS, where it goes."""
+
+    stream: TcpStream
+    tls: _Tls | None
+    server: str
+    tls_version: str | None
+    stirred: bool = False  # something came while idle: dead, or unasked for (not reused)
+    unwatch: Callable[[], None] | None = None
+    h2: H2Framing | None = None  # HTTP/2 (ALPN h2, h2c): its state between requests
+    # HTTP/2 with several streams at once (--parallel): how many exchanges use it, one of
+    # them reads for all (`reading`), the others wait to be woken (`waiters`); `failed`
+    # the connection's end that every stream gets, `broken`: no new stream goes on it
+    active: int = 0
+    reading: bool = False
+    waiters: list[Deferred[None]] = field(default_factory=list)
+    failed: Exception | None = None
+    h2_pumping: bool = False  # an _h2_upload runs (`h2_again`: something more to frame)
+    h2_again: bool = False
+    closed: bool = False
+    broken: bool = False
+    pace: Pace | None = None  # --limit-rate: the hop's reads and sends held to a rate
+
+    def wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for d in waiters:
+            if not d.called:
+                d.callback(None)
+
+    def idle(self) -> None:
+        """Watch the connection while it waits in the pool: what comes (bytes nobody asked
+        for, the peer's close) marks it not reusable and is dropped, not queued. A
+        server flooding an idle connection would fill the socket's queue, which pauses
+        the session's reads: every other URL of the run would hang."""
+        sock = self.stream.sock
+
+        def stirred(note: object) -> None:
+            if self.h2 is not None and not self.stirred and self._h2_idle(note):
+                return
+            self.stirred = True
+            sock.buffering = False
+
+        if self.h2 is not None:  # HTTP/2 frames while idle (SETTINGS, PING) are answered
+            sock.buffering = False
+        self.unwatch = sock.add_callback(stirred)
+
+    def _h2_idle(self, note: object) -> bool:
+        """An HTTP/2 connection's frames while idle: taken in (ACKs sent) when they are
+        control frames within the limits; False when the connection cannot be reused."""
+        assert self.h2 is not None
+        if not isinstance(note, Ndata):
+            return False
+        if self.tls is None:
+            plain, closed = note.data, False
+        else:
+            try:
+                plain, closed = self.tls.feed(Chunk(note.data, note.time))
+            except SSL.Error:
+                return False
+        try:
+            if closed or self.h2.receive(plain):
+                return False
+        except StreamError:  # the framing's H2Error
+            return False
+        out = self.h2.data_to_send()
+        if out:
+            _send(self, out)
+        return self.h2.reusable
+
+    def taken(self) -> None:
+        if self.unwatch is not None:
+            self.unwatch()
+            self.unwatch = None
+        if self.h2 is not None and not self.stirred:
+            self.stream.sock.buffering = True
+
+
+MAX_IDLE = 5  # connections kept open at most (curl's default CURLOPT_MAXCONNECTS)
+
+
+class Connections:
+    """Connections kept open for the next request (curl's connection cache): one idle
+    connection per scheme, host and port, `MAX_IDLE` in all (the oldest closed first).
+    Fetches running at once (curl --parallel) share an HTTP/2 connection as streams;
+    with `pipewait` (curl's default) a fetch waits for a connection to its origin being
+    made to learn whether it can (HTTP/1.1: until its first exchange ended, then one
+    fetch reuses it). `close()` ends them all."""
+
+    def __init__(self, pipewait: bool = True) -> None:
+        self.pipewait = pipewait  # False: curl --parallel-immediate
+        self.idle: dict[tuple[str, str, int], _Conn] = {}
+        # HTTP/2 connections in use that take another stream (curl --parallel multiplexes)
+        self.busy: dict[tuple[str, str, int], _Conn] = {}
+        # connections being made whose protocol is not known yet: who waits for them
+        # (curl's pipewait: a transfer waits to learn whether the first multiplexes)
+        self.connecting: dict[tuple[str, str, int], list[Deferred[None]]] = {}
+
+    @staticmethod
+    def key(u: Url) -> tuple[str, str, int]:
+        return (u.scheme, u.host.lower(), u.port)
+
+    def shared(self, u: Url) -> _Conn | None:
+        """An HTTP/2 connection in use to `u`'s origin with room for another stream."""
+        conn = self.busy.get(self.key(u))
+        if conn is None or conn.h2 is None or conn.broken or conn.failed or conn.closed:
+            return None
+        return conn if conn.h2.room and not conn.stream.eof else None
+
+    def known(self, u: Url, conn: _Conn | None) -> None:
+        """A new connection's protocol is known (or it failed: None): an HTTP/2 one is
+        offered to the transfers waiting for it."""
+        if conn is not None and conn.h2 is not None:
+            self.busy[self.key(u)] = conn
+        for d in self.connecting.pop(self.key(u), []):
+            d.callback(None)
+
+    async def wait_for(self, u: Url) -> None:
+        """When a connection to `u`'s origin is being made: until its protocol is known."""
+        waiting = self.connecting.get(self.key(u))
+        if waiting is not None:
+            d: Deferred[None] = Deferred()
+            waiting.append(d)
+            await d
+
+    def done(self, u: Url, conn: _Conn) -> None:
+        """An exchange on `conn` ended: an HTTP/2 connection no longer in use is no
+        longer offered for streams (it goes back to `idle` through `put`, or closes)."""
+        if self.busy.get(self.key(u)) is conn and conn.active == 0:
+            del self.busy[self.key(u)]
+
+    async def take(self, u: Url) -> _Conn | None:
+        conn = self.shared(u)
+        if conn is not None:  # curl: "Multiplexed connection found"
+            return conn
+        conn = self.idle.pop(self.key(u), None)
+        if conn is None:
+            return None
+        sock = conn.stream.sock
+        conn.taken()
+        if conn.stream.eof or sock.ended or sock.queued or conn.stirred:
+            # curl: an idle connection with something to read (the server closed it, or
+            # sent what nobody asked for) "seems to be dead": not reused
+            await conn.stream.close()
+            return None
+        if conn.h2 is not None:
+            self.busy[self.key(u)] = conn
+        return conn
+
+    async def put(self, u: Url, conn: _Conn) -> None:
+        old = self.idle.pop(self.key(u), None)
+        conn.idle()
+        self.idle[self.key(u)] = conn
+        if old is not None:
+            await old.stream.close()
+        while len(self.idle) > MAX_IDLE:  # curl: the oldest goes (each is an endpoint socket)
+            oldest = self.idle.pop(next(iter(self.idle)))
+            await oldest.stream.close()
+
+    @deferred_api
+    async def close(self) -> None:
+        self.busy.clear()
+        idle, self.idle = list(self.idle.values()), {}
+        for conn in idle:
+            await conn.stream.close()
+
+
+class _Unresolved(Exception):
+    """The URL's host has no address: why, in one line (curl's exit 6)."""
+
+
+async def _resolve(session: EndpointSession, url: Url, family: int | None) -> AddressLike:
+    if url.host_is_address:
+        return url.host
+    # Only here: a URL with an address needs neither the DNS client nor dnspython (~60 ms
+    # of a `pktlab run http` start, docs/performance.md).
+    from packetlab.measure.dns import DnsError, dns_query
+
+    qtypes = ["AAAA"] if family == 6 else ["A"] if family == 4 else ["A", "AAAA"]
+    why = []
+    for qtype in qtypes:
+        try:
+            r = await dns_query(session, url.host, qtype)
+        except DnsError as e:  # no DNS server configured at the endpoint
+            raise _Unresolved(f"could not resolve host {url.host}: {e}") from None
+        for a in r.answers:
+            if a.type == qtype:
+                return a.data
+        if r.rcode == "NXDOMAIN":
+            raise _Unresolved(
+                f"could not resolve host {url.host}: no such name (NXDOMAIN from {r.server})"
+            )
+        why.append(f"{qtype}: {r.error}" if r.error else f"{qtype}: {r.rcode}, no address")
+    raise _Unresolved(
+        f"could not resolve host {url.host} through the endpoint's DNS server ({'; '.join(why)})"
+    )
+
+
+async def _read(
+    session: EndpointSession, conn: _Conn, deadline: float
+) -> tuple[Chunk | None, bytes, bool]:
+    """The next chunk, its plaintext and whether the server ended the connection (TCP
+    EOF, or TLS close_notify)."""
+    if conn.pace is not None:
+        chunk = await conn.pace.recv(deadline)
+    else:
+        chunk = await conn.stream.recv(max(deadline - session.reactor.seconds(), 0.0))
+    if conn.tls is not None:
+        plain, closed = conn.tls.feed(chunk)
+        return chunk, plain, closed
+    if chunk is None:
+        return None, b"", True
+    return chunk, chunk.data, False
+
+
+async def _fill(clock: Any, body: Upload) -> None:
+    """What curl reads of the body before the request (a -F part's stdin from a pipe:
+    whole, for its Content-Length), read by a thread while this awaits (the reactor runs
+    on: Ctrl-C and SIGTERM act). As curl's (read while it parses its options) the time
+    limit (-m) starts after it."""
+    ready = _Ready(clock)
+    while not body.fill(ready.notify):
+        await ready.wait(None)
+
+
+class _Ready:
+    """Wakes an upload waiting for a pipe's next chunk: `notify` is called by the
+    pipe's reader thread (callFromThread), `wait` awaited on the reactor (until
+    `deadline`: then StreamTimeout). A notify before the wait is not lost."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.fired = False
+        self.waiter: Deferred[None] | None = None
+        self.on_ready: Callable[[], None] | None = None  # also run on the reactor
+
+    def notify(self) -> None:  # the reader thread
+        self.clock.callFromThread(self._fire)
+
+    def _fire(self) -> None:
+        self.fired = True
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            waiter.callback(None)
+        if self.on_ready is not None:
+            self.on_ready()
+
+    async def wait(self, deadline: float | None) -> None:
+        if self.fired:
+            self.fired = False
+            return
+        self.waiter = waiter = Deferred[None]()
+        if deadline is None:  # until notified (or cancelled)
+            await waiter
+            self.fired = False
+            return
+        left = deadline - self.clock.seconds()
+        if left <= 0:
+            self.waiter = None
+            raise StreamTimeout("nothing to upload within the time (the pipe gave nothing)")
+        timer = self.clock.callLater(left, lambda: None if waiter.called else waiter.callback(None))
+        try:
+            await waiter
+        finally:
+            if timer.active():
+                timer.cancel()
+        self.fired = False
+
+
+class _SendRefused(StreamError):
+    """The endpoint refused an nsend of the body (curl's 55: failed sending data)."""
+
+    exitcode = 55
+
+
+def _refused(e: RequestFailed, sent: int, length: int | None) -> _SendRefused:
+    of = "" if length is None else f" of {length}"
+    why = f"upload: the endpoint refused a send ({e.name}; {sent}{of} body bytes queued)"
+    if e.name == "ESKTPKTDENY":
+        why += (": over its send window (without a max_burst_rate_byte grant in the "
+                "operator's exppriv certificate 12,500,000 bytes per 10 s, 10 Mb/s; "
+                "pktlab init --max-burst-rate-byte 1250000000/10000000000 grants the "
+                "in-process endpoint more; docs/http.md)")  # fmt: skip
+    return _SendRefused(why)

@@ -1,0 +1,502 @@
+"""One request and its response for `packetlab.measure.http`: what was asked (`Asked`),
+the request's fields in curl's order, a hop's record, the response's body decoded,
+resumed or refused (-C, --max-filesize), cookies, and the result of a fetch."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import h11
+from twisted.internet.defer import Deferred
+
+from packetlab.measure.cookies import CookieJar
+from packetlab.measure.http_url import REDIRECTS, Url
+from packetlab.measure.stream import StreamError
+from packetlab.measure.upload import Upload
+from packetlab.measure.writeerror import WriteError
+from packetlab.wire import Ntag
+
+USER_AGENT = "pktlab-http/1"
+FORM = "application/x-www-form-urlencoded"  # -d's Content-Type (curl's)
+EXPECT_WAIT = 1.0  # s curl waits for a 100 Continue before it sends the body anyway
+UPLOAD_WINDOW = 8  # body chunks sent and not yet ntagged at most (the rest read later)
+MAX_BODY = 256 << 20
+# A response's header blocks, 1xx ones included, at most (curl 8.3+'s
+# MAX_HTTP_RESP_HEADER_SIZE; 7.88 had no total, so 1xx responses sent for ever grew it):
+# the one limit of header lines, header count and informational responses a server controls.
+MAX_HEADERS = 300 << 10
+
+
+@dataclass(slots=True)
+class HttpResult:
+    """One URL's fetch, redirects followed included. With redirects the `*_us` times add
+    up over the hops as curl's `time_*` do (each hop's from its own start); `total_us` runs
+    from the first hop's start to the last body byte."""
+
+    url: str
+    server: str | None = None  # address:port connected to (the last hop's)
+    status: int | None = None
+    reason: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body_len: int = 0
+    body_sha256: str | None = None
+    body: bytes | None = None  # kept only with keep_body
+    connect_us: float | None = None
+    tls_us: float | None = None
+    first_byte_us: float | None = None
+    total_us: float | None = None
+    tls_version: str | None = None
+    error: str | None = None
+    method: str = "GET"  # of the last request
+    namelookup_us: float | None = None
+    pretransfer_us: float | None = None
+    redirect_us: float | None = None  # the first start to the end of the last redirect
+    num_redirects: int = 0
+    url_effective: str | None = None  # the last URL asked for
+    redirect_url: str | None = None  # a redirect not followed: where it pointed
+    header_size: int = 0  # response header bytes, every hop and 1xx included (curl's)
+    request_size: int = 0  # request bytes sent, every hop (headers and body)
+    upload_size: int = 0  # request body bytes sent in the last request (curl's size_upload)
+    connects: int = 0  # new TCP connections made (curl's num_connects: 0 when reused)
+    reused: bool = False  # the last request went over a connection kept from before
+    raw_headers: list[bytes] = field(default_factory=list)  # header blocks (the last 100)
+    exitcode: int = 0  # curl's exit code for this outcome (0, 6, 7, 28, 35, 47, 60, ...)
+    http_version: str = "1.1"  # of the last response: "1.1" or "2" (curl's http_version)
+
+    @property
+    def remote_ip(self) -> str:
+        return "" if self.server is None else self.server.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def remote_port(self) -> int:
+        return 0 if self.server is None else int(self.server.rsplit(":", 1)[1])
+
+    @property
+    def content_type(self) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == "content-type"), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "http", "url": self.url, "server": self.server}
+        out.update(
+            method=self.method,
+            url_effective=self.url_effective or self.url,
+            num_redirects=self.num_redirects,
+            header_size=self.header_size,
+            request_size=self.request_size,
+            upload_size=self.upload_size,
+            connects=self.connects,
+        )
+        if self.reused:
+            out["reused"] = True
+        if self.http_version != "1.1":
+            out["http_version"] = self.http_version
+        if self.redirect_url is not None:
+            out["redirect_url"] = self.redirect_url
+        if self.content_type is not None:
+            out["content_type"] = self.content_type
+        for name in ("namelookup_us", "connect_us", "pretransfer_us", "redirect_us"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.tls_us is not None:
+            out.update(tls_us=self.tls_us, tls_version=self.tls_version)
+        if self.error is not None:
+            out.update(error=self.error, exitcode=self.exitcode)
+            if self.status is not None:  # a redirect that could not be followed
+                out.update(status=self.status, reason=self.reason, body_len=self.body_len,
+                           first_byte_us=self.first_byte_us)  # fmt: skip
+            if self.total_us is not None:
+                out["total_us"] = self.total_us
+            return out
+        out.update(
+            status=self.status,
+            reason=self.reason,
+            body_len=self.body_len,
+            body_sha256=self.body_sha256,
+            first_byte_us=self.first_byte_us,
+            total_us=self.total_us,
+        )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Sink:
+    """What a fetch does with its responses: the body limit, the final body kept or handed
+    to `on_body` (decoded with `compressed`), every header block to `on_headers` (-i)."""
+
+    max_body: int
+    keep_body: bool
+    on_body: Callable[[bytes], object] | None
+    on_headers: Callable[[bytes], object] | None = None
+    compressed: bool = False
+    http: str | None = None  # "1.1" (--http1.1), "2" (--http2), "2-prior"; None: curl's default
+    until: list[float] = field(default_factory=list)  # the URL's end (its first exchange's)
+    on_hop: Callable[[Any], object] | None = None  # each request's live state (-Z's meter)
+    resume: int = 0  # -C's offset: the final answer must resume there (_Response.head)
+    time_cond: tuple[str, int] | None = None  # -z without a range (Asked.time_cond)
+    max_filesize: int = 0  # --max-filesize (0: none)
+    expect_wait: float = EXPECT_WAIT  # s for a 100 Continue (--expect100-timeout)
+
+
+ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What curl adds to every request of a transfer (its options, not -H): -A's
+    User-Agent ("": none), -e's Referer (`auto_referer`: ;auto, each redirect hop the URL
+    before it), -r's byte range (`Range: bytes=R` for a GET or HEAD, `Content-Range:
+    bytes R/SIZE` for a -d POST or a -T PUT, nothing for -F, as curl 7.88's http.c);
+    -C's offset (`resume_from`: `Range: bytes=N-`, and the final answer must resume
+    there: `_Response.head`)."""
+
+    user_agent: str = USER_AGENT
+    referer: str | None = None
+    auto_referer: bool = False
+    byte_range: str | None = None
+    resume_from: int = 0  # -C: Range: bytes=N- (a GET or HEAD), the answer checked
+    max_filesize: int = 0  # --max-filesize: a larger Content-Length is curl's 63 (0: none)
+    # --resolve: (host, port, address) a hop to that host and port connects to, no DNS
+    # (host "*": any); `connect_to` wins over it
+    resolve: tuple[tuple[str, int, str], ...] = ()
+    # --connect-to: (HOST1, PORT1, HOST2, PORT2) a hop to HOST1 and PORT1 connects to HOST2
+    # and PORT2 instead (HOST1 "" or PORT1 None: any; HOST2 "" or PORT2 None: the URL's),
+    # the first that matches and names a host or a port; HOST2's address is then looked up
+    # as the URL's host would be (--resolve, else the endpoint's DNS). Host and TLS: the URL's
+    connect: tuple[tuple[str, int | None, str, int | None], ...] = ()
+    limit_rate: int = 0  # --limit-rate: bytes/s each way, averaged over a hop (0: none)
+    trusted: bool = False  # --location-trusted: -u, -H Authorization and Cookie to any host
+    expect_wait: float = EXPECT_WAIT  # --expect100-timeout: s to wait for a 100 Continue
+    # --cert FILE, --key KEY (PEM), the key's passphrase (--cert's :PASSWORD, --pass)
+    client_cert: tuple[str, str | None, bytes | None] | None = None
+    # -z: (If-Modified-Since, If-Unmodified-Since or Last-Modified, the time in s); a 2xx
+    # whose Last-Modified fails it is curl's simulated 304 (_Response.head)
+    time_cond: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    """A request's header fields but Host and the body's, in curl 7.88's order: its own
+    (Authorization, Range, User-Agent, Accept, Accept-Encoding, Referer), then a chunked
+    body's Transfer-Encoding, the Cookie, the -H ones (`custom`; the body's after them)."""
+
+    own: list[tuple[str, str]]
+    cookie: list[tuple[str, str]]
+    custom: list[tuple[str, str]]
+
+
+_GZIP, _ZLIB, _RAW = 32 + 15, 15, -15  # zlib wbits: gzip, zlib-wrapped deflate, raw
+
+
+class _Undecodable(Exception):
+    """A Content-Encoding that cannot be decoded (curl's 61)."""
+
+
+class _Decoder:
+    """--compressed: a gzip or deflate body decoded as it comes, at most `limit` bytes out
+    (a small body that inflates without bound is refused)."""
+
+    def __init__(self, encoding: str, limit: int, server: str | None = None) -> None:
+        self.encoding, self.limit, self.out = encoding, limit, 0
+        self.server = server
+        self.wbits = _GZIP if encoding in ("gzip", "x-gzip") else _ZLIB
+        self.z = zlib.decompressobj(self.wbits)
+        self.fed = False
+
+    def feed(self, data: bytes, final: bool = False) -> bytes:
+        try:
+            out = self.z.decompress(data, self.limit + 1 - self.out)
+        except zlib.error as e:
+            if self.fed or self.wbits != _ZLIB:
+                raise _Undecodable(f"Content-Encoding {self.encoding}: bad data ({e})") from None
+            self.wbits, self.z = _RAW, zlib.decompressobj(_RAW)  # deflate without its header
+            return self.feed(data, final)
+        self.fed = self.fed or bool(data)
+        if final:
+            out += self.z.flush()
+        self.out += len(out)
+        if self.out > self.limit or self.z.unconsumed_tail:
+            raise _TooMuch(f"decoded body from {self.server} larger than {self.limit} bytes")
+        return out
+
+
+def _decoder(headers: list[tuple[str, str]], limit: int, server: str | None) -> _Decoder | None:
+    codings = [c.strip().lower() for k, v in headers if k.lower() == "content-encoding"
+               for c in v.split(",") if c.strip()]  # fmt: skip
+    codings = [c for c in codings if c != "identity"]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+        raise _Undecodable(
+            f"Content-Encoding {', '.join(codings)}: not decoded (gzip and deflate are; "
+            "br and zstd need libraries this install does not have)"
+        )
+    return _Decoder(codings[0], limit, server)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cookies:
+    """A fetch's cookies: the engine's (`jar`), then the -b string unless a -H Cookie
+    is given (curl 7.88 then sends the engine's in their own header, and the -H one)."""
+
+    jar: CookieJar | None
+    string: str | None
+    custom: bool  # a -H Cookie
+
+    def headers(self, u: Url) -> list[tuple[str, str]]:
+        found = None if self.jar is None else self.jar.header(u.scheme, u.host, u.target)
+        value = "; ".join(v for v in (found, None if self.custom else self.string) if v)
+        return [("Cookie", value)] if value else []
+
+    def receive(self, u: Url, headers: list[tuple[str, str]]) -> None:
+        if self.jar is not None:
+            self.jar.receive(u.scheme, u.host, u.target, headers)
+
+
+@dataclass(slots=True)
+class _Hop:
+    """One request/response of a fetch: endpoint stamps (ns) and what came back."""
+
+    url: Url
+    method: str
+    start: int | None = None  # TIME before the resolve (or the nopen)
+    resolved: int | None = None  # TIME just before the nopen
+    connected: int | None = None
+    tls_done: int | None = None
+    sent: int | None = None  # the request's ntag
+    first: int | None = None
+    last: int | None = None
+    server: str | None = None
+    status: int | None = None
+    reason: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    raw_headers: bytes = b""
+    body_len: int = 0
+    body_sha256: str | None = None
+    body: bytes | None = None
+    tls_version: str | None = None
+    request_size: int = 0
+    error: str | None = None
+    exitcode: int = 0
+    reused: bool = False  # over a connection kept from an earlier request
+    version: str = "1.1"  # of the response: "1.1" or "2"
+    uploaded: int = 0  # request body bytes sent (curl's size_upload)
+    queued: int | None = None  # TIME before it waited for a first connection (pipewait)
+
+    def location(self) -> str | None:
+        if self.status not in REDIRECTS:
+            return None
+        loc = next((v for k, v in self.headers if k.lower() == "location"), "").strip()
+        return loc or None
+
+
+def _own(asked: Asked, basic: str | None, compressed: bool, referer: str | None, kind: str,
+         body: Upload | None) -> list[tuple[str, str]]:  # fmt: skip
+    """curl 7.88's own fields of a request, in its order (http.c's request line format):
+    Authorization (-u), Range or Content-Range (-r), User-Agent, Accept, Accept-Encoding
+    (--compressed), Referer."""
+    out = [] if basic is None else [("Authorization", basic)]
+    r = asked.byte_range
+    if r is None and asked.resume_from and (body is None or kind in ("GET", "HEAD")):
+        r = f"{asked.resume_from}-"  # curl -C N
+    if r is not None and (body is None or kind in ("GET", "HEAD")):
+        out.append(("Range", f"bytes={r}"))
+    elif r is None and body is not None and body.resumed is not None:  # -C with -T
+        start, total = body.resumed
+        out.append(("Content-Range", f"bytes {start}-{total - 1}/{total}"))
+    elif r is not None and body is not None and (body.inline or body.method == "PUT"):
+        size = -1 if body.length is None else body.length  # curl's infilesize
+        out.append(("Content-Range", f"bytes {r}/{size}"))  # (a -F form: none, as curl)
+    if asked.user_agent:
+        out.append(("User-Agent", asked.user_agent))
+    out.append(("Accept", "*/*"))
+    if compressed:
+        out.append(("Accept-Encoding", ACCEPT_ENCODING))
+    if referer:
+        out.append(("Referer", referer))
+    return out
+
+
+def _request_headers(
+    u: Url, data: Upload | None, fields: _Fields, expect: bool = False
+) -> list[tuple[str, str]]:
+    """The request's header fields as curl 7.88 sends them (either framing), in its
+    order: Host, its own (`_own`), Transfer-Encoding: chunked for a body of unknown
+    length, Cookie, the -H fields (one without a value is not sent: `-H 'NAME:'`
+    removes curl's own NAME), then a body's Content-Length, Content-Type and, over
+    HTTP/1.1 when curl asks it, `Expect: 100-continue`."""
+    names = {k.lower() for k, _ in fields.custom}
+    req = [] if "host" in names else [("Host", u.authority)]
+    req += fields.own
+    if data is not None and data.length is None:
+        req.append(("Transfer-Encoding", "chunked"))
+    req += fields.cookie
+    req += [(k, v) for k, v in fields.custom if v]
+    if data is not None:
+        if data.length is not None:
+            req.append(("Content-Length", str(data.length)))
+        if data.content_type is not None and "content-type" not in names:
+            req.append(("Content-Type", data.content_type))
+        if expect:
+            req.append(("Expect", "100-continue"))
+    return req
+
+
+def _expects(data: Upload | None, fields: _Fields) -> bool:
+    """curl 7.88 over HTTP/1.1: `Expect: 100-continue` for a PUT's body, a POST's over
+    1 MiB or of unknown length, unless a -H Expect is given (`-H Expect:` removes it)."""
+    given = any(k.lower() == "expect" for k, _ in fields.custom)
+    return data is not None and data.expects() and not given
+
+
+def _request(
+    u: Url, method: str, data: Upload | None, fields: _Fields, expect: bool = False,
+) -> tuple[h11.Connection, bytes, bool]:  # fmt: skip
+    """h11's connection, the request's head (with the body when curl sends it in the
+    same write: -d below 64 KiB, no Expect), and whether the body went with it."""
+    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
+    headers = _request_headers(u, data, fields, expect)
+    out = h.send(h11.Request(method=method, target=u.target, headers=headers))
+    small = None if data is None or expect else data.small()
+    if data is not None and small is None:
+        return h, out, False
+    if small:
+        out += h.send(h11.Data(data=small))
+    out += h.send(h11.EndOfMessage())
+    return h, out, True
+
+
+class _Response:
+    """A response as it comes, in either framing: its header block handed to -i's
+    `on_headers`, its body counted, hashed, capped, decoded (--compressed), kept or
+    handed to `on_body` when it is the result's (not a redirect followed)."""
+
+    def __init__(self, hop: _Hop, sink: _Sink, follows: bool) -> None:
+        self.hop, self.sink, self.follows = hop, sink, follows
+        self.digest = hashlib.sha256()
+        self.body: list[bytes] = []
+        self.keep = True
+        self.ignore: str | None = None  # -C: "ignore" the body (a 416), "done" (_resumed)
+        self.decoder: _Decoder | None = None
+
+    def head(self, status: int, reason: str, headers: list[tuple[str, str]], raw: bytes) -> None:
+        hop = self.hop
+        hop.status, hop.reason, hop.headers, hop.raw_headers = status, reason, headers, raw
+        self.keep = not (self.follows and hop.location() is not None)
+        if self.keep and self.sink.resume and hop.method != "HEAD":
+            self.ignore = _resumed(self.sink.resume, status, headers, hop.server)
+        if self.keep and not self._meets(status, headers):  # curl: "Simulate an HTTP 304"
+            self.ignore, hop.status = "done", 304
+        large = self._too_large(headers)
+        if large is not None and raw.endswith(b"\r\n\r\n"):  # curl: before the blank line
+            raw = hop.raw_headers = raw[:-2]
+        if self.sink.on_headers is not None:
+            try:
+                self.sink.on_headers(raw)
+            except WriteError as e:  # curl's size_header: the lines before the refused one
+                if e.header_bytes is not None:
+                    hop.raw_headers = raw[: e.header_bytes]
+                raise
+        if large is not None:
+            raise large
+
+    def _meets(self, status: int, headers: list[tuple[str, str]]) -> bool:
+        """-z: curl 7.88's Curl_meets_timecondition on a 2xx's Last-Modified (none, or
+        one it cannot read: met): "not new enough" (at or before the time; also for
+        -z =TIME) or, for -z -TIME, "not old enough" (at or after it)."""
+        cond = self.sink.time_cond
+        if cond is None or not 200 <= status < 300:
+            return True
+        value = next((v for k, v in headers if k.lower() == "last-modified"), "")
+        try:
+            doc = int(parsedate_to_datetime(value).timestamp())
+        except (TypeError, ValueError, IndexError):
+            return True
+        if not doc or not cond[1]:
+            return True
+        return doc < cond[1] if cond[0] == "If-Unmodified-Since" else doc > cond[1]
+
+    def _too_large(self, headers: list[tuple[str, str]]) -> _TooLarge | None:
+        """--max-filesize: a final answer's Content-Length over it (curl 7.88's 63,
+        checked at the end of its header block, before that block's last line end)."""
+        limit, hop = self.sink.max_filesize, self.hop
+        if not (self.keep and limit and hop.method != "HEAD"):
+            return None
+        length = next((v.strip() for k, v in headers if k.lower() == "content-length"), "")
+        if not (length.isdigit() and int(length) > limit):
+            return None
+        return _TooLarge(f"Maximum file size exceeded ({length} bytes from {hop.server}; "
+                         f"at most {limit})")  # fmt: skip
+
+    def data(self, data: bytes) -> None:
+        hop, sink = self.hop, self.sink
+        if self.keep and sink.compressed and hop.body_len == 0:  # a body to decode (not HEAD)
+            self.decoder = _decoder(hop.headers, sink.max_body, hop.server)
+        if self.ignore == "done":  # curl: not read ("already downloaded")
+            return
+        hop.body_len += len(data)
+        if hop.body_len > sink.max_body:
+            raise _TooMuch(f"body from {hop.server} larger than {sink.max_body} bytes")
+        self.digest.update(data)
+        self._out(data if self.decoder is None else self.decoder.feed(data))
+
+    def _out(self, out: bytes) -> None:
+        if self.keep and self.sink.keep_body:
+            self.body.append(out)
+        if self.keep and self.sink.on_body is not None and out and not self.ignore:
+            self.sink.on_body(out)
+
+    def end(self) -> None:
+        if self.decoder is not None:
+            self._out(self.decoder.feed(b"", final=True))
+        self.hop.body_sha256 = self.digest.hexdigest()
+        self.hop.body = b"".join(self.body) if self.sink.keep_body and self.keep else None
+
+
+class _NoResume(Exception):
+    """-C: the server answered the whole document, not from the offset (curl's 33)."""
+
+
+class _TooLarge(Exception):
+    """A Content-Length over --max-filesize (curl's 63)."""
+
+
+def _resumed(offset: int, status: int, headers: list[tuple[str, str]],
+             server: str | None) -> str | None:  # fmt: skip
+    """curl 7.88's check of a -C answer (http.c), as curl 7.88.1 was seen to do: None,
+    its body written; "ignore" (a 416: read, not written, no error); "done" (no
+    Content-Range from `offset` but a body of exactly `offset` bytes: "The entire
+    document is already downloaded", not read, size_download 0). Raises _NoResume
+    (curl's 33) when the answer does not start at `offset`. A Content-Range's first
+    number (after what is not a digit) must be `offset`; one with `*` before any digit
+    turns the check off (curl: "get everything")."""
+    if status == 416:
+        return "ignore"
+    value = next((v for k, v in headers if k.lower() == "content-range"), None)
+    if value is not None:
+        m = re.search(r"\d+|\*", value)
+        if m is None or m.group() == "*" or int(m.group()) == offset:
+            return None
+    length = next((v.strip() for k, v in headers if k.lower() == "content-length"), "")
+    if length.isdigit() and int(length) == offset:
+        return "done"
+    raise _NoResume(f"HTTP server doesn't seem to support byte ranges. Cannot resume. "
+                    f"({server}: no Content-Range from byte {offset})")  # fmt: skip
+
+
+class _TooMuch(StreamError):
+    """The server sent more than a limit allows (curl's 56, as its "Too large")."""
+
+
+def _stamp_sent(hop: _Hop, sent: Deferred[Ntag] | None) -> None:
+    if sent is not None:
+
+        def stamp(tag: Ntag) -> None:
+            hop.sent = tag.time
+
+        sent.addCallbacks(stamp, lambda _: None)

@@ -1,0 +1,199 @@
+"""TLS at the controller for `packetlab.measure.http`: a pyOpenSSL connection over memory
+BIOs on an endpoint TCP stream, its context (system store or `cafile`, SNI) and its
+errors in curl's words."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.internet.defer import Deferred
+
+from packetlab.measure.http_url import Url
+from packetlab.measure.stream import (
+    Chunk,
+    StreamError,
+    TcpStream,
+)
+from packetlab.wire import Ntag
+
+CA_FILES = (  # where curl and Python find the system store on common distributions
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+)
+
+
+def use_private_key(ctx: SSL.Context, path: str, phrase: bytes | None) -> None:
+    """The key in PEM file `path`, unlocked with `phrase` if given (an encrypted key
+    without one, or a wrong one: SSL.Error or ValueError)."""
+    if phrase is None:
+        ctx.use_privatekey_file(path)
+        return
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    with open(path, "rb") as f:
+        key = load_pem_private_key(f.read(), phrase)
+    ctx.use_privatekey(key)  # type: ignore[arg-type]
+
+
+def client_context(
+    *,
+    cafile: str | None = None,
+    insecure: bool = False,
+    alpn: list[bytes] | None = None,
+    cert: tuple[str, str | None, bytes | None] | None = None,
+) -> SSL.Context:
+    """TLS 1.2+ client context: peer verification against `cafile` or the system store,
+    none with `insecure`; `alpn` the protocols offered (curl's: h2, http/1.1); `cert`
+    (curl --cert FILE, --key KEY: PEM; the key in FILE without one; the key's passphrase)
+    the client's certificate chain and key (SSL.Error when they cannot be used)."""
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    if alpn:
+        ctx.set_alpn_protos(alpn)
+    if cert is not None:
+        ctx.use_certificate_chain_file(cert[0])
+        use_private_key(ctx, cert[1] or cert[0], cert[2])
+        ctx.check_privatekey()
+    if insecure:
+        ctx.set_verify(SSL.VERIFY_NONE)
+        return ctx
+    trusted = cafile
+    if cafile is not None:
+        ctx.load_verify_locations(cafile)
+    else:
+        system = [ssl.get_default_verify_paths().cafile, *CA_FILES]
+        found = next((p for p in system if p and os.path.isfile(p)), None)
+        if found is not None:
+            ctx.load_verify_locations(found)
+        else:
+            ctx.set_default_verify_paths()
+        trusted = f"the system store ({found or 'OpenSSL default paths'})"
+
+    def verify(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+        if not ok and conn.get_app_data() is None:  # the first failure says the most
+            subject = cert.to_cryptography().subject.rfc4514_string() or "no subject"
+            reason = VERIFY_ERRORS.get(errno, f"X509 verify error {errno}")
+            where = "the server's certificate" if depth == 0 else f"chain certificate {depth}"
+            conn.set_app_data(f"{reason} ({where}, {subject}; trusted: {trusted})")
+        return bool(ok)
+
+    ctx.set_verify(SSL.VERIFY_PEER, verify)
+    return ctx
+
+
+# OpenSSL's X509_V_ERR_* texts (x509_txt.c) for the failures a measurement meets
+VERIFY_ERRORS = {
+    2: "unable to get issuer certificate",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate",
+    21: "unable to verify the first certificate",
+    23: "certificate revoked",
+    24: "invalid CA certificate",
+    26: "unsuitable certificate purpose",
+}
+
+
+def _tls_error(e: SSL.Error) -> str:
+    reasons = [str(a[2]) for a in (e.args[0] if e.args and isinstance(e.args[0], list) else [])]
+    return "TLS: " + ("; ".join(reasons) if reasons else str(e) or type(e).__name__)
+
+
+class _Tls:
+    """A client TLS connection over memory BIOs, fed with the endpoint's chunks."""
+
+    def __init__(self, ctx: SSL.Context, url: Url, stream: TcpStream) -> None:
+        self.conn = SSL.Connection(ctx, None)
+        if not url.host_is_address:
+            self.conn.set_tlsext_host_name(url.host.encode("idna"))
+        self.conn.set_connect_state()
+        self.stream = stream
+        self.url = url
+
+    def flush(self, ntag: bool = False) -> Deferred[Ntag] | None:
+        """Send what OpenSSL has to send; with `ntag`, the Deferred of the last nsend's
+        ntag (None when there was nothing to send)."""
+        sent = None
+        while True:
+            try:
+                out = self.conn.bio_read(1 << 16)
+            except SSL.WantReadError:
+                return sent
+            if not out:
+                return sent
+            sent = self.stream.send(out, ntag=ntag)
+
+    async def handshake(self, deadline: float) -> int:
+        """Run the handshake; the endpoint time of the chunk that completed it."""
+        clock = self.stream.session.reactor
+        when = self.stream.established_at
+        while True:
+            try:
+                self.conn.do_handshake()
+                break
+            except SSL.WantReadError:
+                pass
+            except SSL.Error:
+                why = self.conn.get_app_data()
+                if why is None:
+                    raise
+                raise _CertificateMismatch(f"TLS: certificate verify failed: {why}") from None
+            self.flush()
+            chunk = await self.stream.recv(max(deadline - clock.seconds(), 0.0))
+            if chunk is None:
+                raise StreamError("the server closed the connection during the TLS handshake")
+            self.conn.bio_write(chunk.data)
+            when = chunk.time
+        self.flush()  # the client Finished
+        self._check_name()
+        return when
+
+    def _check_name(self) -> None:
+        if self.conn.get_context().get_verify_mode() == SSL.VERIFY_NONE:
+            return
+        from service_identity import VerificationError
+        from service_identity.pyopenssl import verify_hostname, verify_ip_address
+
+        try:
+            if self.url.host_is_address:
+                verify_ip_address(self.conn, self.url.host)
+            else:
+                verify_hostname(self.conn, self.url.host)
+        except VerificationError:
+            raise _CertificateMismatch(
+                f"TLS: the certificate is not valid for {self.url.host}"
+            ) from None
+
+    def send(self, data: bytes) -> Deferred[Ntag] | None:
+        """Encrypt and send `data`; the Deferred of its (last) nsend's ntag."""
+        self.conn.sendall(data)
+        return self.flush(ntag=True)
+
+    def feed(self, chunk: Chunk | None) -> tuple[bytes, bool]:
+        """Decrypt what `chunk` brought: (plaintext, closed). None = the TCP EOF."""
+        if chunk is None:
+            self.conn.bio_shutdown()
+        else:
+            self.conn.bio_write(chunk.data)
+        out = bytearray()
+        while True:
+            try:
+                out += self.conn.recv(1 << 16)
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:  # close_notify
+                return bytes(out), True
+            except SSL.SysCallError:  # TCP EOF without close_notify
+                return bytes(out), True
+        self.flush()  # post-handshake messages (key updates) may want answers
+        return bytes(out), chunk is None
+
+
+class _CertificateMismatch(Exception):
+    pass

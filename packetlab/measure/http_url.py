@@ -1,0 +1,120 @@
+"""URLs as curl reads them for `packetlab.measure.http`: parsing, dot segments,
+redirect targets and the method a redirect keeps (curl -L's rules)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import quote, urljoin, urlsplit
+
+from packetlab.controller import (
+    ControllerError,
+)
+
+
+class HttpError(ControllerError):
+    """The URL cannot be fetched as given (bad URL). A host name that does not resolve is
+    the result's `error`, as a refused connect: the other URLs of a run still go."""
+
+
+@dataclass(frozen=True, slots=True)
+class Url:
+    scheme: str
+    host: str
+    port: int
+    target: str  # path and query
+    fragment: str = ""  # never sent; curl's url_effective keeps it
+
+    @property
+    def effective(self) -> str:
+        """curl's %{url_effective}: the URL as fetched and its #fragment."""
+        return self.text + (f"#{self.fragment}" if self.fragment else "")
+
+    @property
+    def text(self) -> str:
+        """The URL as fetched (curl's url_effective): scheme, authority, target."""
+        return f"{self.scheme}://{self.authority}{self.target}"
+
+    @property
+    def host_is_address(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986's remove_dot_segments, as curl's URL parser does to a URL's path
+    (`/a/b/../c/./d` is fetched as `/a/c/d`, and is -O's `d`)."""
+    out: list[str] = []
+    segments = path.split("/")
+    for n, seg in enumerate(segments):
+        last = n == len(segments) - 1
+        if seg == ".":
+            if last:
+                out.append("")
+        elif seg == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/".join(out)
+
+
+def parse_url(url: str) -> Url:
+    """An http:// or https:// URL; without a scheme, http:// as curl assumes."""
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    if parts.scheme not in ("http", "https"):
+        raise HttpError(f"{url!r}: only http:// and https:// URLs")
+    if not parts.hostname:
+        raise HttpError(f"{url!r}: no host")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise HttpError(f"{url!r}: bad port") from None
+    target = remove_dot_segments(parts.path) or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return Url(parts.scheme, parts.hostname, port, target, parts.fragment)
+
+
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRS = 50  # curl's default --max-redirs
+
+
+def redirect_target(base: Url, location: str) -> Url:
+    """`location` (a Location header) against `base`, as curl follows it: relative
+    references resolved, spaces and non-ASCII bytes percent-encoded. HttpError when the
+    result is not an http(s) URL one can fetch."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in location):
+        raise HttpError(f"Location {location!r}: control characters")
+    encoded = quote(location.encode("latin-1"), safe=":/?#[]@!$&'()*+,;=%~")
+    try:
+        target = urljoin(base.text, encoded)
+    except ValueError as e:
+        raise HttpError(f"Location {location!r}: {e}") from None
+    try:
+        return parse_url(target)
+    except HttpError as e:
+        raise HttpError(f"Location {location!r}: {str(e).split(': ', 1)[-1]}") from None
+
+
+def next_method(status: int, kind: str, custom: str | None, post30x: frozenset[int]) -> str:
+    """curl 7.88's method after a `status` redirect of a `kind` request (GET, HEAD or
+    POST: what -d/-I made it): 301 and 302 turn a POST into a GET unless --post301/302,
+    303 turns anything but a GET or HEAD into a GET (a POST kept with --post303), 307
+    and 308 keep it. -X's `custom` method is sent whatever the kind (as curl does)."""
+    if status in (301, 302) and kind == "POST" and status not in post30x:
+        return "GET"
+    if status == 303 and kind not in ("GET", "HEAD") and not (kind == "POST" and 303 in post30x):
+        return "GET"
+    return kind

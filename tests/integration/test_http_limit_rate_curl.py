@@ -1,0 +1,131 @@
+"""`pktlab run http --limit-rate` beside curl 7.88's against one loopback server that
+notes, for each request, how long it took to write its answer or read the request's
+body: the server's view of the rate (its writes wait once the receiver's TCP window
+closes). The bounds are tolerant (at least 0.8 of N/R where the rate is the receiver's
+or the sender's), and each fails when the limit is ignored (unlimited, the same transfer
+takes a few ms on loopback). curl is run beside for the figures of docs/http.md; curl
+7.88.1 reads a download's socket as long as it has data, so on loopback it goes over its
+rate (no bound on it here)."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from httpserve import serve_http
+from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
+from web_pki import make_pki
+
+TOOK: dict[str, float] = {}  # ?k=KEY: seconds the server spent writing or reading the body
+LOCK = threading.Lock()
+CHUNK = b"x" * 65536
+
+
+class Timed(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _key(self) -> tuple[str, int]:
+        q = parse_qs(urlsplit(self.path).query)
+        return q["k"][0], int(q.get("n", ["0"])[0])
+
+    def do_GET(self) -> None:
+        key, n = self._key()
+        self.send_response(200)
+        self.send_header("Content-Length", str(n))
+        self.end_headers()
+        t0, left = time.monotonic(), n
+        while left:
+            self.wfile.write(CHUNK[: min(left, len(CHUNK))])
+            left -= min(left, len(CHUNK))
+        self.wfile.flush()
+        with LOCK:
+            TOOK[key] = time.monotonic() - t0
+
+    def do_PUT(self) -> None:
+        key, _ = self._key()
+        n, got, t0 = int(self.headers["Content-Length"]), 0, time.monotonic()
+        while got < n:
+            got += len(self.rfile.read(min(65536, n - got)))
+        with LOCK:
+            TOOK[key] = time.monotonic() - t0
+        self.send_response(200)
+        self.send_header("Content-Length", str(got))
+        self.end_headers()
+        self.wfile.write(b"x" * got)
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with serve_http(Timed) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def _run(who: str, *args: str) -> tuple[float, list[str]]:
+    """(wall seconds, the -w fields) of curl or ours with `args`."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    argv = ["curl"] if who == "curl" else [sys.executable, "-m", "packetlab", "run", "http"]
+    w = "%{time_total} %{size_download} %{size_upload} %{exitcode}"
+    t0 = time.monotonic()
+    out = subprocess.run([*argv, "-s", "-o", "/dev/null", "-w", w, *args], capture_output=True,
+                         timeout=120, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return time.monotonic() - t0, out.stdout.decode().split()
+
+
+def test_download_at_the_rate(url: str) -> None:
+    n, rate = 2 << 20, 1 << 20  # 2 MiB at --limit-rate 1M: 2 s
+    wall, (total, size, _, _) = _run("ours", "--limit-rate", "1M", f"{url}/d?k=o1&n={n}")
+    assert int(size) == n
+    assert float(total) >= 0.8 * n / rate and wall >= 0.8 * n / rate
+    assert float(total) <= 1.5 * n / rate  # not held far below it either
+    _run("curl", "--limit-rate", "1M", f"{url}/d?k=c1&n={n}")  # (its figure: docs)
+
+
+def test_the_server_sees_the_window_close(url: str) -> None:
+    # 24 MiB at 8M (3 s): the loopback buffers (a few MiB) take the start at once, then
+    # the server's writes wait for the endpoint, which reads at the rate
+    n, rate = 24 << 20, 8 << 20
+    _, (_, size, _, _) = _run("ours", "--limit-rate", "8M", f"{url}/d?k=o2&n={n}")
+    assert int(size) == n
+    assert TOOK["o2"] >= 0.3 * n / rate  # unlimited: well under 0.1 s
+    _run("curl", "--limit-rate", "8M", f"{url}/d?k=c2&n={n}")
+
+
+def test_upload_at_the_rate(url: str, tmp_path: Path) -> None:
+    n, rate = 2 << 20, 1 << 20
+    f = tmp_path / "up"
+    f.write_bytes(b"u" * n)
+    _, (total, _, up, _) = _run("ours", "--limit-rate", "1M", "-T", str(f),
+                                   f"{url}/u?k=o3")  # fmt: skip
+    assert int(up) == n
+    assert TOOK["o3"] >= 0.8 * n / rate and float(total) >= 0.8 * n / rate
+    _, (_, _, theirs, _) = _run("curl", "--limit-rate", "1M", "-T", str(f), f"{url}/u?k=c3")
+    assert int(theirs) == n and TOOK["c3"] >= 0.8 * n / rate
+
+
+def test_https_at_the_rate_through_connect_to(tmp_path: Path) -> None:
+    # TLS at the controller, paced at the endpoint; curl's --connect-to: the certificate
+    # is www.test's and so are SNI and the check, the connection goes to 127.0.0.1
+    pki = make_pki(tmp_path)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pki["server"], pki["key"])
+    n, rate = 2 << 20, 1 << 20
+    with serve_http(Timed, tls=ctx) as port:
+        url = f"https://www.test:{port}/d?n={n}&k="
+        tls = ("--cacert", str(pki["ca"]), "--connect-to", f"www.test:{port}:127.0.0.1:")
+        _, (total, size, _, _) = _run("ours", *tls, "--limit-rate", "1M", url + "o4")
+        assert int(size) == n and 0.8 * n / rate <= float(total) <= 1.5 * n / rate
+        _, (_, theirs, _, _) = _run("curl", *tls, "--limit-rate", "1M", url + "c4")
+        assert int(theirs) == n

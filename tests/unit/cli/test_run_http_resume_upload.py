@@ -1,0 +1,42 @@
+"""`pktlab run http -C OFFSET -T FILE` (an upload resumed) as curl 7.88.1 sent it to a
+capturing server (pinned here): the file from OFFSET under `Content-Range: bytes
+OFFSET-LAST/SIZE`, `-C -` all of it (curl asks the server nothing), nothing left:
+curl's 18; -F ignores -C (no Content-Range), as curl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_http_redirects import response
+from test_run_http_curl import run
+
+
+def _seen(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+    fields = "".join(f"{k}: {v}\n" for k, v in headers.items() if k.startswith("content-"))
+    return response(200, f"{method} {fields}".encode() + body)
+
+
+def test_upload_resumed_as_curl(tmp_path: Path) -> None:
+    f = tmp_path / "ten"
+    f.write_bytes(b"0123456789")
+    code, _, raw, _, _ = run("-C", "4", "-T", str(f), "-o", "-", "http://192.0.2.80/x",
+                             handler=_seen)  # fmt: skip
+    assert (code, raw) == (0, b"PUT content-range: bytes 4-9/10\ncontent-length: 6\n456789")
+    code, _, raw, _, _ = run("-C", "-", "-T", str(f), "-o", "-", "http://192.0.2.80/x",
+                             handler=_seen)  # fmt: skip
+    assert raw == b"PUT content-range: bytes 0-9/10\ncontent-length: 10\n0123456789"
+    # nothing left to send: curl's 18, "File already completely uploaded", no request
+    code, _, raw, _, records = run("-C", "10", "-T", str(f), "-w", "%{http_code} %{exitcode}",
+                                   "-o", "-", "http://192.0.2.80/x", handler=_seen)  # fmt: skip
+    assert (code, raw) == (1, b"000 18")
+    assert records[0]["error"] == "File already completely uploaded"
+
+
+def test_form_ignores_continue_at_and_the_output_is_appended(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.write_bytes(b"EXISTING\n")
+    code, _, _, _, _ = run("-C", "4", "-F", "a=b", "-o", str(out), "http://192.0.2.80/x",
+                           handler=_seen)  # fmt: skip
+    text = out.read_bytes()
+    assert code == 0 and text.startswith(b"EXISTING\nPOST content-length: ")
+    assert b"content-range" not in text
