@@ -1189,7 +1189,7 @@ MULTILINE_COLUMNS = (24, 24, 24, 32)  # dig +multiline's (BIND's style for it)
 
 class Style:
     """How dig lays records out: its columns and, with +multiline or +split=N, the data
-    written again (measure.dns.restyle) in BIND's multi-line form or N-character words;
+    written again (measure.dnstext.restyle) in BIND's multi-line form or N-character words;
     +nottlid and +noclass leave out the TTL and class (BIND's columns for them),
     +ttlunits writes TTLs in units (`1h30m`), +[no]rrcomments, +nocrypto and
     +unknownformat as `presentation` says."""

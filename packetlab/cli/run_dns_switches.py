@@ -1,6 +1,6 @@
 """dig 9.18's switches `pktlab run dns` reads since session 16 (dig16): the tables of
 its display and query switches, their values (`query_value`), the query they make
-(`query_bits`: measure.dns.QueryBits), +search's names (`search_names`), and the text
+(`query_bits`: measure.dnsquery.QueryBits), +search's names (`search_names`), and the text
 of the EDNS options dig names (`known_option`). Apart from run_dns.py, which reads and
 prints with them; no dnspython at import."""
 
@@ -47,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 #: dig's opcode names (+opcode=NAME; a number 0..15 too)
 OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
-#: the query's header bits and EDNS options from dig's switches (measure.dns.QueryBits)
+#: the query's header bits and EDNS options from dig's switches (measure.dnsquery.QueryBits)
 QUERY_BITS = ("aaflag", "adflag", "cdflag", "raflag", "tcflag", "zflag", "opcode",
               "header_only", "subnet", "expire", "keepalive", "padding", "ednsflags",
               "coflag", "ednsopts", "qid", "ednsneg", "besteffort")  # fmt: skip
@@ -63,7 +63,7 @@ def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None
     """dig's +ednsopt=CODE[:HEX], +ednsflags=N, +qid=N, +opcode=NAME|N,
     +subnet=ADDR[/PREFIX], +padding=N (0..512) into `at` (EDNS on, as dig, for
     +ednsflags and +padding, not +ednsopt; +subnet asks for an OPT record by itself)."""
-    from packetlab.measure.dns import PADDING_MAX, subnet_option
+    from packetlab.measure.dnsquery import PADDING_MAX, subnet_option
 
     if key == "+ednsopt":
         code, _, data = value.partition(":")
@@ -134,8 +134,8 @@ def search_names(name: str, args: argparse.Namespace) -> list[str]:
 
 
 def query_bits(o: argparse.Namespace) -> Any:
-    """The query switches of `o` (a line's, a name's) as measure.dns.QueryBits."""
-    from packetlab.measure.dns import QueryBits
+    """The query switches of `o` (a line's, a name's) as measure.dnsquery.QueryBits."""
+    from packetlab.measure.dnsquery import QueryBits
 
     v = {k: getattr(o, k) for k in QUERY_BITS}
     return QueryBits(aa=v["aaflag"], ad=v["adflag"], cd=v["cdflag"], ra=v["raflag"],
@@ -153,7 +153,8 @@ def known_option(code: int, data: bytes, yaml: bool = False) -> str | None:
     (TCP-KEEPALIVE; PAD's bytes as another option's)."""
     import ipaddress
 
-    from packetlab.measure.dns import ECS, EXPIRE, KEEPALIVE, PADDING, ttl_words
+    from packetlab.measure.dnsquery import ECS, EXPIRE, KEEPALIVE, PADDING
+    from packetlab.measure.dnstext import ttl_words
 
     if code == ECS and len(data) >= 4 and data[:2] in (b"\0\1", b"\0\2"):
         size = 4 if data[1] == 1 else 16

@@ -18,7 +18,8 @@ from test_cli_dns import A_DNSSEC, parse, text_of
 from packetlab.cli import run_dns
 from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
-from packetlab.measure.dns import DIG_QUERY, QueryBits, _make_query, query_record
+from packetlab.measure.dns import query_record
+from packetlab.measure.dnsquery import DIG_QUERY, QueryBits, _make_query
 
 # dig @127.0.0.1 -p PORT +tries=1 +time=1 +nocookie WORDS, the first datagram it sent
 DIG_QUERIES = {
@@ -401,7 +402,8 @@ def test_nobesteffort_makes_a_lenient_reply_a_bad_packet() -> None:
     import dns.rrset
     from ctl_fakes import Rig
 
-    from packetlab.measure.dns import MALFORMED_NOTE, dns_query
+    from packetlab.measure.dns import dns_query
+    from packetlab.measure.dnsparse import MALFORMED_NOTE
 
     rig = Rig()
 

@@ -26,8 +26,6 @@ from twisted.internet.task import Clock
 from packetlab.endpoint.config import parse_config
 from packetlab.endpoint.memory import system_image
 from packetlab.measure.dns import (
-    _WATCHES,
-    WATCH_S,
     DnsError,
     dns_query,
     dns_trace,
@@ -35,6 +33,7 @@ from packetlab.measure.dns import (
     presentation,
     resolver_of,
 )
+from packetlab.measure.dnstransport import _WATCHES, WATCH_S
 from packetlab.measure.packets import PROTO_UDP, ip_packet, udp_segment
 from packetlab.wire import Mread, Ncap, Ndata, Nopen, Nsend, Proto, Status
 
@@ -728,7 +727,8 @@ def test_class_nsid_and_cookie_go_in_the_query_and_come_back_marked() -> None:
 def test_multiline_and_split_styles_are_bind_s() -> None:
     import dns.rdata
 
-    from packetlab.measure.dns import restyle, ttl_words
+    from packetlab.measure.dns import restyle
+    from packetlab.measure.dnstext import ttl_words
 
     assert [ttl_words(n) for n in (0, 1, 60, 3600, 90061, 1209600, 86399)] == [
         "0 seconds", "1 second", "1 minute", "1 hour", "1 day 1 hour 1 minute 1 second",

@@ -22,17 +22,9 @@ from test_dns import ROOT, SERVER, answer, zone_server
 from twisted.internet.defer import Deferred
 
 from packetlab.cli.run_dns import error_lines
-from packetlab.measure.dns import (
-    INBOX_MAX,
-    TCP_MAX,
-    TRACE_SERVERS,
-    TRACE_STEPS,
-    DnsResult,
-    _Malformed,
-    _parse,
-    dns_query,
-    dns_trace,
-)
+from packetlab.measure.dns import TRACE_SERVERS, TRACE_STEPS, DnsResult, dns_query, dns_trace
+from packetlab.measure.dnsparse import _Malformed, _parse
+from packetlab.measure.dnstransport import INBOX_MAX, TCP_MAX
 from packetlab.wire import Ndata, Nsend
 
 
@@ -288,7 +280,7 @@ def test_a_flood_of_big_datagrams_is_dropped_past_the_inbox_cap() -> None:
     before one is read keep 69 of them; an ICMP note is never dropped; reading frees."""
     from twisted.internet.task import Clock
 
-    from packetlab.measure.dns import _Inbox
+    from packetlab.measure.dnstransport import _Inbox
     from packetlab.wire import Proto
 
     inbox = _Inbox(Clock())
@@ -526,7 +518,7 @@ def test_a_record_of_another_class_than_the_question_s_is_malformed_as_dig() -> 
     parser calls it FORMERR and keeps the records (dig 9.18.49: `;; Warning: Message
     parser reports malformed message packet.` against dns_zone_server.py, `a.test -c HS`);
     ours said nothing. A question of class ANY, and OPT/TSIG records, are not."""
-    from packetlab.measure.dns import MALFORMED_NOTE
+    from packetlab.measure.dnsparse import MALFORMED_NOTE
 
     def in_class(q: bytes) -> list[bytes]:
         query = dns.message.from_wire(q)
