@@ -12,6 +12,8 @@ from typing import Any
 from packetlab.cli.run import RunError
 
 NDOTS_MAX = 15  # BIND's MAXNDOTS
+BATCH_LINES = 10_000  # -f FILE: query lines at most (each answer is kept for the summary)
+BATCH_LINE_BYTES = 4096  # -f FILE: a longer line is refused
 RESOLV_CONF = "/etc/resolv.conf"  # dig's search list and ndots: this host's, as dig reads them
 
 # since session 16: dig 9.18's display and query switches, each +WORD and +noWORD (an

@@ -15,7 +15,7 @@ import dns.rcode
 import pytest
 from test_cli_dns import A_DNSSEC, parse, text_of
 
-from packetlab.cli import run_dns
+from packetlab.cli import run_dns_ask, run_dns_dig, run_dns_text
 from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
 from packetlab.measure.dns import query_record
@@ -73,7 +73,7 @@ def test_qid_and_the_bits_dig_keeps_its_own() -> None:
     assert parse("+ednsflags=0x80", "a.test").edns == 0  # EDNS on, as dig
     wire = query_of("+ednsflags=0xc080")  # DO and CO: not from +ednsflags (dig's own)
     assert wire[-4:-2] == b"\x00\x80"
-    assert run_dns._opt_lines({"version": 0, "flags": ["co"], "mbz": 0x80, "udp": 1232,
+    assert run_dns_text._opt_lines({"version": 0, "flags": ["co"], "mbz": 0x80, "udp": 1232,
                                "options": []}) == ["; EDNS: version: 0, flags: co; MBZ: "
                                                    "0x0080, udp: 1232"]  # fmt: skip
     for word, says in (("+ednsopt=bogus", "bad edns code point: bogus"),
@@ -125,12 +125,12 @@ def test_qr_prints_the_query_as_dig() -> None:
     wire = query_of(*words)
     assert len(wire) == 64
     a = parse("+qr", *words, "a.test")
-    text = "\n".join(run_dns.DigText(a).sending({"query": wire.hex()}))
+    text = "\n".join(run_dns_dig.DigText(a).sending({"query": wire.hex()}))
     assert text == DIG_SENDING  # and a blank line, as dig's
     record = query_record(wire)
     assert record["sent"] and record["z"] and record["edns"]["options"][-1]["data"] == ""
     # +header-only: the question section's title alone (dig's sendmsg holds the name)
-    lines = run_dns.DigText(a).sending({"query": query_of("+header-only").hex()})
+    lines = run_dns_dig.DigText(a).sending({"query": query_of("+header-only").hex()})
     assert ";; QUESTION SECTION:\n\n;; QUERY SIZE: 23" in "\n".join(lines)
 
 
@@ -143,7 +143,7 @@ def test_a_reply_s_edns_options_as_dig() -> None:
     odd = [{"code": 3, "data": ""}, {"code": 65001, "data": ""},
            {"code": 15, "data": "0009" + b"no key".hex()}, {"code": 15, "data": "0063"},
            {"code": 15, "data": "0016610162"}, {"code": 14, "data": "4f664f67"}]  # fmt: skip
-    assert run_dns._opt_lines({**edns, "options": odd})[1:] == [
+    assert run_dns_text._opt_lines({**edns, "options": odd})[1:] == [
         "; NSID:",
         "; OPT=65001:",
         "; EDE: 9 (DNSKEY Missing): (no key)",
@@ -151,7 +151,7 @@ def test_a_reply_s_edns_options_as_dig() -> None:
         "; EDE: 22 (No Reachable Authority): (a.b)",
         "; KEY-TAG: 20326, 20327",
     ]  # fmt: skip  (dig 9.18.49 against dns_zone_server.py's ednsopts.test)
-    assert run_dns._opt_lines(edns)[1:] == [
+    assert run_dns_text._opt_lines(edns)[1:] == [
         "; CLIENT-SUBNET: 192.0.2.64/27/27",
         "; EXPIRE: 1209600 (2 weeks)",
         "; TCP KEEPALIVE: 30.0 secs",
@@ -197,7 +197,9 @@ def test_record_display_switches_as_dig() -> None:
     ]  # fmt: skip
     sig = {"name": "a.test.", "type": "RRSIG", "ttl": 300, "data": A_DNSSEC["answers"][2]["data"]}  # type: ignore[index]
     assert answer_lines("+nocrypto", records=[sig])[0].endswith("4242 test. [omitted]")
-    assert run_dns.ttl_units(0) == "0s" and run_dns.ttl_units(1209600 + 3661) == "2w1h1m1s"
+    assert (
+        run_dns_text.ttl_units(0) == "0s" and run_dns_text.ttl_units(1209600 + 3661) == "2w1h1m1s"
+    )
 
 
 def test_identify_with_short_and_without_stats_as_dig() -> None:
@@ -253,13 +255,13 @@ def test_nofail_asks_the_next_server_after_servfail() -> None:
     rig.endpoint.udp_servers[("192.0.2.54", 53)] = answering(0)
     servers = [("192.0.2.53", 53), ("192.0.2.54", 53)]
     for servfail_next, want in ((True, "192.0.2.54"), (False, "192.0.2.53")):
-        ask = run_dns._ask(rig.session, servers, "a.test", "A", attempts=2, timeout=1,
+        ask = run_dns_ask._ask(rig.session, servers, "a.test", "A", attempts=2, timeout=1,
                            icmp=False, servfail_next=servfail_next)  # fmt: skip
         r = rig.run(Deferred.fromCoroutine(ask))
         assert r.server == want
         assert r.notes == (["Got SERVFAIL reply from 192.0.2.53, trying next server"]
                            if servfail_next else [])  # fmt: skip
-    ask = run_dns._ask(rig.session, servers[:1], "a.test", "A", attempts=2, timeout=1,
+    ask = run_dns_ask._ask(rig.session, servers[:1], "a.test", "A", attempts=2, timeout=1,
                        icmp=False, servfail_next=True)  # fmt: skip
     r = rig.run(Deferred.fromCoroutine(ask))
     assert (r.rcode, r.notes) == ("SERVFAIL", ["Got SERVFAIL reply from 192.0.2.53"])
@@ -328,7 +330,7 @@ def test_search_prints_the_last_answer_and_showsearch_each_as_dig() -> None:
                               (["www.a.test.", "www.b.test.", "www"], True, 2),
                               (["nothere.x", ""], False, 1)):  # fmt: skip
         got: list[dict[str, object]] = []
-        ask = run_dns._search(rig.session, servers, names, "A", got.append, show, attempts=1,
+        ask = run_dns_ask._search(rig.session, servers, names, "A", got.append, show, attempts=1,
                               timeout=1, icmp=False)  # fmt: skip
         rig.run(Deferred.fromCoroutine(ask))
         assert len(got) == want
@@ -360,7 +362,7 @@ def test_batch_line_keys_as_dig(tmp_path: Path) -> None:
     unused = [bool(getattr(line, "tsig_unused", False)) for _, _, _, line in a.plan]
     assert unused == [False, True, True, True]
     a.view = a.plan[1][3]
-    stats = "\n".join(run_dns.DigText(a).stats(A_DNSSEC, ";; MSG SIZE  rcvd: 167"))
+    stats = "\n".join(run_dns_dig.DigText(a).stats(A_DNSSEC, ";; MSG SIZE  rcvd: 167"))
     assert stats.endswith(";; MSG SIZE  rcvd: 167\n;; WARNING -- TSIG key was not used.\n")
     batch.write_text(f"-k {tmp_path / 'key'} a.test\n-y hmac-sha256:tk.test:{SECRET} b.test\n")
     a = parse("@127.0.0.1", "-f", str(batch))
@@ -466,18 +468,18 @@ def test_yaml_is_digs_item() -> None:
 
     a = parse("@127.0.0.1", "+yaml", "+nottlid", "a.test")  # dig's YAML: every field
     r = {**A_DNSSEC, "rtt_us": 0.0}
-    lines = run_dns.DigText(a).yaml(r)
+    lines = run_dns_dig.DigText(a).yaml(r)
     now = run_dns_yaml.stamp(1796461775.414)
     assert now == "2026-12-05T09:09:35.414Z"
     text = "\n".join(lines) + "\n"
     assert re.sub(r"!!timestamp \S+", f"!!timestamp {now}", text) == DIG_YAML
-    assert run_dns.DigText(a).yaml({**r, "error": "x", "error_kind": "timeout"}) == [
+    assert run_dns_dig.DigText(a).yaml({**r, "error": "x", "error_kind": "timeout"}) == [
         "- type: DIG_ERROR", "  message: |", "    no servers could be reached"
     ]  # fmt: skip
     edns = {"version": 0, "flags": [], "mbz": 0, "udp": 1232,
             "options": [{"code": 15, "data": "0063"}, {"code": 11, "data": "012c"},
                         {"code": 12, "data": "0000"}]}  # fmt: skip
-    assert run_dns._opt_lines(edns, yaml=True)[1:] == [
+    assert run_dns_text._opt_lines(edns, yaml=True)[1:] == [
         "; EDE:\n  INFO-CODE: 99\n", "; TCP-KEEPALIVE: 30.0 secs", '; PAD: 00 00 ("..")'
     ]  # fmt: skip
 
@@ -520,7 +522,7 @@ def test_a_tsig_failure_is_said_after_every_later_signed_reply_as_dig() -> None:
     warn = ";; WARNING -- Some TSIG could not be validated"
     texts = [text_of(a, {**A_DNSSEC, "tsig_verified": ok}) for ok in (True, False, True)]
     assert [warn in t for t in texts] == [False, True, True]  # one run: dig's global
-    rows = run_dns.DigText(a)
+    rows = run_dns_dig.DigText(a)
     shown = ["\n".join(rows.stats({**A_DNSSEC, "tsig_verified": ok}, "x")) for ok in
              (True, False, True, None)]  # fmt: skip
     assert [warn in t for t in shown] == [False, True, True, False]

@@ -21,7 +21,8 @@ from ctl_fakes import Rig
 from test_dns import ROOT, SERVER, answer, zone_server
 from twisted.internet.defer import Deferred
 
-from packetlab.cli.run_dns import error_lines
+from packetlab.cli import run_dns_dig, run_dns_words
+from packetlab.cli.run_dns_text import error_lines
 from packetlab.measure.dns import TRACE_SERVERS, TRACE_STEPS, DnsResult, dns_query, dns_trace
 from packetlab.measure.dnsparse import _Malformed, _parse
 from packetlab.measure.dnstransport import INBOX_MAX, TCP_MAX
@@ -385,11 +386,10 @@ def _meta_reply(q: bytes) -> list[bytes]:
 def dig_text(result: DnsResult, *words: str) -> str:
     """A result as `pktlab run dns WORDS` prints it (dig's text), "" for none."""
     import packetlab.cli as cli
-    from packetlab.cli import run_dns
 
     a = cli.parse(["run", "dns", *words, "x"])
-    run_dns.dig_style(a)
-    line = run_dns.DigText(a)(result.to_dict())
+    run_dns_words.dig_style(a)
+    line = run_dns_dig.DigText(a)(result.to_dict())
     return "" if line is None else line + "\n"
 
 
@@ -463,7 +463,6 @@ def test_no_opt_in_the_reply_of_a_lookup_with_a_cookie_is_noted_as_dig() -> None
     from test_dns import ROOT, TLD, zone_server
 
     import packetlab.cli as cli
-    from packetlab.cli import run_dns
     from packetlab.measure.dns import NO_OPT_NOTE
 
     rig = Rig()
@@ -484,8 +483,8 @@ def test_no_opt_in_the_reply_of_a_lookup_with_a_cookie_is_noted_as_dig() -> None
         assert [s.notes for s in steps] == [[], [], last], cookie
         if cookie:  # as dig prints the step: the note, then its records
             args = cli.parse(["run", "dns", "+trace", "+nocmd", "x"])
-            run_dns.dig_style(args)
-            text = run_dns.DigText(args)(steps[-1].to_dict()) or ""
+            run_dns_words.dig_style(args)
+            text = run_dns_dig.DigText(args)(steps[-1].to_dict()) or ""
             assert text.startswith(";; expected opt record in response\ntsig.test.\t\t300\tIN\tA")
 
 
