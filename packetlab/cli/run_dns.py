@@ -87,7 +87,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         "items; not with +trace or transfers); +[no]besteffort "
         "(+nobesteffort: a reply BIND reads only with its best effort is dig's Got bad "
         "packet); +noidnin, +noidnout (dig's defaults off a terminal; +idnin and +idnout "
-        "are refused)",
+        "are refused); each word by its first letters, as dig 9.18 reads them (+ans, "
+        "+noal, +tim=3; one that begins several words is refused, as dig's Invalid option)",
     )
     p.add_argument(
         "-x", dest="reverse", action="append", metavar="ADDR",

@@ -34,6 +34,8 @@ for _word, _attr in _ON_OFF.items():
     FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = (_attr, _on), (_attr, not _on)
 for _word in ("search", "defname"):  # dig: +[no]defname is +[no]search
     FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = ("search", True), ("search", False)
+# read by run_dns_words' own branch first; here for dig's abbreviations (+shows)
+FLAGS["+showsearch"], FLAGS["+noshowsearch"] = ("showsearch", True), ("showsearch", False)
 FLAGS["+noidnin"] = ("idnin", False)  # dig's default when not on a terminal
 FLAGS["+noidnout"] = ("idnout", False)
 #: what they default to (run_dns.configure's)
@@ -59,6 +61,19 @@ EDNS_OPTION_NAMES = {"llq": 1, "nsid": 3, "dau": 5, "dhu": 6, "n3u": 7, "ecs": 8
                      "chain": 13, "key-tag": 14, "ede": 15, "client-tag": 16,
                      "server-tag": 17}  # fmt: skip
 EDNS_OPTIONS_MAX = 100  # dig's EDNSOPT_OPTIONS
+#: switches that take a value, read by `query_value` (each +noWORD resets it)
+QUERY_VALUES = ("+opcode", "+subnet", "+padding", "+ednsflags", "+ednsopt", "+qid")
+#: dig 9.18's words not built here: refused by name (an abbreviation of one too); they
+#: count when an abbreviation is read (`+ke` is keepalive or keepopen: dig refuses it)
+NOT_BUILT = ("nssearch", "keepopen", "https", "https-get", "https-post", "http-plain",
+             "http-plain-get", "http-plain-post", "tls", "tls-ca", "tls-certfile",
+             "tls-keyfile", "tls-hostname", "dns64prefix", "badcookie", "showbadcookie",
+             "fuzztime")  # fmt: skip
+#: dig 9.18's words it reads only to say `;; +WORD option is deprecated` (no line end)
+DEPRECATED = ("sigchase", "topdown", "unexpected", "mapped")
+#: abbreviations of several words that dig's parser (a switch on each letter) reads as one
+DIG_PREFERS = {"aa": "aaflag", "co": "comments", "i": "ignore", "ttl": "ttlid",
+               "https-": "https", "http-plain-": "http-plain"}  # fmt: skip
 
 
 def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None:
@@ -196,3 +211,29 @@ EDE_NAMES = ("Other", "Unsupported DNSKEY Algorithm", "Unsupported DS Digest Typ
              "Censored", "Filtered", "Prohibited", "Stale NXDOMAIN Answer", "Not Authoritative",
              "Not Supported", "No Reachable Authority", "Network Error",
              "Invalid Data")  # fmt: skip
+
+
+def full_word(key: str, actions: dict[str, object]) -> str:
+    """dig's `+KEY` (the part before any `=`) as the switch dig 9.18 reads: dig takes a
+    word by its first letters (`+ans`, `+noall`, `+tim=3`, `+nocl`), so `key` is read as
+    the word of `actions` (every word we read, without `+` and `no`, each mapped to what
+    it sets) or of NOT_BUILT/DEPRECATED that it begins; several that set the same thing
+    (`+tim`: time, timeout) are one. `key` itself when it is a word or begins none (the
+    caller refuses it by name); RunError when it begins several, as dig's `Invalid
+    option` (`+sh`: short, showsearch, showbadcookie), but for dig's own readings of
+    some of those (DIG_PREFERS)."""
+    body = key[1:]
+    no = body.startswith("no") and body not in actions
+    stem = body[2:] if no else body
+    words: dict[str, object] = {**actions, **{w: w for w in (*NOT_BUILT, *DEPRECATED)}}
+    if stem in words or not stem:
+        return key
+    if stem in DIG_PREFERS:
+        return f"+{'no' * no}{DIG_PREFERS[stem]}"
+    found = sorted(w for w in words if w.startswith(stem))
+    if not found:
+        return key
+    if len({words[w] for w in found}) > 1:
+        which = ", ".join(f"+{'no' * no}{w}" for w in found)
+        raise RunError(f"{key}: ambiguous dig option, the start of {which} (dig: Invalid option)")
+    return f"+{'no' * no}{max(found, key=len)}"

@@ -63,11 +63,19 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+noonesoa": ("onesoa", False)}  # fmt: skip
 DIG_FLAGS.update(switches.FLAGS)  # since session 16: dig 9.18's other switches
 DIG_VALUES = {"+time": "wait", "+timeout": "wait", "+tries": "tries", "+retry": "tries",
-              "+bufsize": "bufsize", "+edns": "edns", "+split": "split"}  # fmt: skip
-SPLIT_MAX = 1023  # dig's bound for +split
-
+              "+bufsize": "bufsize", "+edns": "edns", "+split": "split",
+              "+domain": "domain", "+ndots": "ndots"}  # fmt: skip
 # dig's display switches: what each +[no]WORD shows (+all/+noall: every one of them)
 SECTIONS = ("cmd", "comments", "question", "answer", "authority", "additional", "stats")
+#: every + word read here (without + and no) -> what it sets: dig's abbreviations
+#: (`switches.full_word`) are read against them
+WORDS: dict[str, object] = {
+    **{k[1:].removeprefix("no"): attr for k, (attr, _) in DIG_FLAGS.items()},
+    **{k[1:]: attr for k, attr in DIG_VALUES.items()},
+    **{k[1:]: k for k in switches.QUERY_VALUES},
+    **{k: k for k in (*SECTIONS, "all")},
+}
+SPLIT_MAX = 1023  # dig's bound for +split
 
 
 def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | None = None) -> bool:
@@ -424,7 +432,13 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
         elif word.startswith("@") and len(word) > 1:
             (own_servers[-1] if names else servers).append(word[1:])
         elif word.startswith("+"):
-            key, eq, value = word.partition("=")
+            typed, eq, value = word.partition("=")
+            key = switches.full_word(typed, WORDS)  # dig's abbreviations: +ans, +tim=3
+            if key.removeprefix("+").removeprefix("no") in switches.DEPRECATED:
+                sys.stdout.flush()  # dig's warning has no line end
+                print(f";; +{key[1:].removeprefix('no')} option is deprecated", end="",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                continue
             # as dig: an option after a name is that name's query's (a global switch all's)
             at: argparse.Namespace = scope() if names and key not in GLOBAL_SWITCHES else args
             if key == "+edns" and not eq:
@@ -434,8 +448,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             elif key == "+cookie" and eq:
                 at.cookie = _cookie_value(word, value)
                 at.edns = max(at.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
-            elif key in ("+opcode", "+subnet", "+padding", "+ednsflags", "+ednsopt",
-                         "+qid") and eq:  # fmt: skip
+            elif key in switches.QUERY_VALUES and eq:
                 switches.query_value(at, key, value, word)
             elif key in ("+ednsflags", "+noednsflags") and not eq:
                 at.ednsflags = 0
@@ -475,11 +488,12 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 if n < 0 and key in ("+edns", "+bufsize"):
                     raise RunError(f"{word}: expected a number from 0")
                 setattr(at, DIG_VALUES[key], n)
-            elif not eq and _display(args, word, at):
+            elif not eq and _display(args, key, at):
                 pass
             else:
+                shown = word if key == typed else f"{word} ({key})"
                 raise RunError(
-                    f"{word}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
+                    f"{shown}: dig option not supported here (dig-style: @SERVER, TYPE, +tcp, "
                     "+norecurse, +short, +dnssec, +[no]edns[=N], +bufsize=N, +trace, +time=S, "
                     "+ignore, +tries=N, +retry=N, +[no]nsid, +[no]cookie[=HEX], +[no]multiline, "
                     "+split=N, +[no]onesoa, +[no]cmd/comments/question/answer/authority/"

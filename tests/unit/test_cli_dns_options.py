@@ -526,3 +526,65 @@ def test_a_tsig_failure_is_said_after_every_later_signed_reply_as_dig() -> None:
     shown = ["\n".join(rows.stats({**A_DNSSEC, "tsig_verified": ok}, "x")) for ok in
              (True, False, True, None)]  # fmt: skip
     assert [warn in t for t in shown] == [False, True, True, False]
+
+
+# dig 9.18.49's verdict on each prefix of each + word (see the file's first lines)
+DIG_PREFIXES = Path(__file__).with_name("dig918_plus_prefixes.txt")
+
+
+def _read_as_dig(word: str) -> bool:
+    """Whether `run dns` reads `word` as a word of dig's (ours, or one refused by name)."""
+    from packetlab.cli.run_dns_words import WORDS
+
+    known = {*WORDS, *switches.NOT_BUILT, *switches.DEPRECATED}
+    try:
+        key = switches.full_word(word.partition("=")[0], WORDS)[1:]
+    except RunError:
+        return False
+    return key in known or (key.startswith("no") and key[2:] in known)
+
+
+def test_every_prefix_is_read_as_dig_reads_it() -> None:
+    rows = [line.split() for line in DIG_PREFIXES.read_text().splitlines() if line[0] != "#"]
+    assert len(rows) > 900
+    for word, verdict in rows:
+        if word.startswith("+no") and "=" in word:
+            continue  # a value switch negated: refused by the branch that reads values
+        if word.startswith("+noht"):
+            continue  # dig reads +noht... as http-plain (its +ht... not): not built here
+        assert _read_as_dig(word) == (verdict == "read"), word
+
+
+@pytest.mark.parametrize(
+    ("typed", "word"),
+    [("+ans", "+answer"), ("+noal", "+noall"), ("+tim", "+timeout"), ("+tri", "+tries"),
+     ("+nocl", "+nocl"), ("+co", "+comments"), ("+i", "+ignore"), ("+ttl", "+ttlid"),
+     ("+nottl", "+nottlid"), ("+aa", "+aaflag"), ("+shor", "+short"), ("+ednsf", "+ednsflags"),
+     ("+ednsn", "+ednsnegotiation"), ("+nss", "+nssearch"), ("+si", "+sigchase"),
+     ("+bogus", "+bogus")],
+)  # fmt: skip
+def test_abbreviations_read_as_dig(typed: str, word: str) -> None:
+    from packetlab.cli.run_dns_words import WORDS
+
+    assert switches.full_word(typed, WORDS) == word
+
+
+def test_abbreviations_set_what_the_word_sets() -> None:
+    a = parse("+noal", "+ans", "+tim=3", "+tri=1", "+nocoo", "+sp=9", "+mu", "a.test")
+    assert (a.show["answer"], a.show["question"], a.wait, a.tries, a.cookie) == (
+        True, False, 3.0, 1, False,
+    )  # fmt: skip
+    assert (a.split, a.multiline) == (12, True)
+    for typed in ("+sh", "+a", "+n", "+tc", "+re", "+ed", "+ke", "+f", "+m", "+u"):
+        with pytest.raises(RunError, match=r"ambiguous dig option, the start of \+"):
+            parse(typed, "a.test")
+    with pytest.raises(RunError, match=r"\+nss \(\+nssearch\): dig option not supported here"):
+        parse("+nss", "a.test")
+
+
+def test_a_deprecated_switch_is_digs_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    a = parse("+si", "+notop", "+noall", "+answer", "a.test")
+    assert a.show["answer"] and not a.show["question"]
+    assert capsys.readouterr().err == (
+        ";; +sigchase option is deprecated;; +topdown option is deprecated"
+    )
