@@ -87,7 +87,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         "items; not with +trace or transfers); +[no]besteffort "
         "(+nobesteffort: a reply BIND reads only with its best effort is dig's Got bad "
         "packet); +noidnin, +noidnout (dig's defaults off a terminal; +idnin and +idnout "
-        "are refused); each word by its first letters, as dig 9.18 reads them (+ans, "
+        "are refused); +nssearch (the zone's NS from the server, then each one's SOA, as "
+        "dig's lines); each word by its first letters, as dig 9.18 reads them (+ans, "
         "+noal, +tim=3; one that begins several words is refused, as dig's Invalid option)",
     )
     p.add_argument(
@@ -190,7 +191,14 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
-    from packetlab.cli.run_dns_ask import _ixfr_over_udp, _ixfr_udp, _search, _transfer, _tsig_key
+    from packetlab.cli.run_dns_ask import (
+        _ixfr_over_udp,
+        _ixfr_udp,
+        _nssearch,
+        _search,
+        _transfer,
+        _tsig_key,
+    )
     from packetlab.cli.run_dns_words import (
         _check_name,
         _class_of,
@@ -273,13 +281,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                         tsig=tsig,  # signed, as dig signs each step
                     )
                     continue
-                await _search(
-                    session,
-                    servers,
-                    switches.search_names(name, o),
-                    qtype,
-                    emit,
-                    bool(getattr(args, "showsearch", False)),
+                asked: dict[str, Any] = dict(
                     tcp=o.tcp,
                     tcp_fallback=not o.ignore,  # +ignore: a truncated answer as it came
                     timeout=o.wait,
@@ -298,6 +300,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     keep_query=bool(o.qr),
                     servfail_next=not o.fail,
                 )
+                if o.nssearch:  # dig +nssearch: the zone's NS, each one's SOA
+                    await _nssearch(session, servers, name, emit, **asked)
+                    continue
+                names = switches.search_names(name, o)
+                showsearch = bool(getattr(args, "showsearch", False))
+                await _search(session, servers, names, qtype, emit, showsearch, **asked)
 
     return pcapout.recording(args, recorder, run)
 
@@ -331,7 +339,7 @@ def row_for(args: argparse.Namespace) -> Any:
 
 def summary(records: list[Record]) -> Record:
     got = [r for r in records if r["type"] == "dns"]
-    ok = [r for r in got if "error" not in r]
+    ok = [r for r in got if "error" not in r and "nssearch_error" not in r]
     rtts = sorted(r["rtt_us"] for r in ok if r.get("rtt_us") is not None)
     return {
         "queries": len(got),
@@ -371,6 +379,8 @@ def budget(args: argparse.Namespace) -> float:
         tries = o.tries + servers - 1  # dig's requeue: the first server's tries, one a next
         # measure.dns.TRACE_STEPS; +search: the names asked in turn
         steps = 16 if getattr(o, "trace", False) else len(switches.search_names(entry[0], o))
+        if getattr(o, "nssearch", False):  # the NS, each one's address, each one's SOA
+            steps = 1 + 2 * 8
         for qtype in entry[1] or ["A"]:
             if is_xfr(qtype):  # each attempt: its connect, then at most XFR_MAX_S
                 total += o.tries * max(len(getattr(o, "servers", None) or ()), 1) * (o.wait + 300)

@@ -262,3 +262,49 @@ async def _ask_tcp(
         notes += [line.removeprefix(";; ") for line in lines]
     result.notes[:0] = notes
     return result
+
+
+NSSEARCH_SERVERS = 8  # NS names of the zone asked at most (a hostile reply may list thousands)
+
+
+async def _nssearch(
+    session: Any,
+    servers: Sequence[tuple[str | None, int]],
+    name: str,
+    emit: Emit,
+    **options: Any,
+) -> None:
+    """dig +nssearch: NAME's NS from dig's servers (recursion desired, as dig asks it),
+    then NAME's SOA from each address of each NS (recursion off, one try each, as dig's
+    parallel queries), a record each (`nssearch`: dig's `SOA ... from server ADDR in N
+    ms.`). An NS address is the reply's glue, else asked of the servers (dig: its host's
+    resolver). A server that does not answer is dig's warning (`nssearch_error`, not an
+    error: dig exits 0 when one answered); none answered: the last one's error, marked
+    `nssearch_failed` (dig's `;; NS servers could not be reached`, exit 9)."""
+    recursive = {**options, "recursion": True}
+    ns = await _ask(session, servers, name, "NS", **recursive)
+    if ns.error is not None:
+        emit(ns.to_dict())
+        return
+    rtype = "AAAA" if options.get("family") == 6 else "A"
+    port = servers[0][1]
+    targets: list[str] = []
+    hosts = [a.data for a in ns.answers if a.type == "NS"][:NSSEARCH_SERVERS]
+    for host in hosts:
+        glue = [g.data for g in ns.additional if g.name == host and g.type == rtype]
+        if not glue:
+            got = await _ask(session, servers, host, rtype, **recursive)
+            glue = [a.data for a in got.answers if a.type == rtype]
+        targets += [addr for addr in glue if addr not in targets]
+    answered = 0
+    soa = {**options, "recursion": False, "attempts": 1, "servfail_next": False}
+    for i, addr in enumerate(targets):
+        result = await _ask(session, [(addr, port)], name, "SOA", **soa)
+        record = {**result.to_dict(), "nssearch": True}
+        if "error" not in record:
+            answered += 1
+        elif answered or i + 1 < len(targets):
+            record["nssearch_error"] = record.pop("error")
+        else:
+            record["nssearch_failed"] = True
+        emit(record)

@@ -106,6 +106,8 @@ class DigText:
             return "\n".join(self.yaml(r)) or None
         if r.get("xfr"):
             return "\n".join(self.transfer(r)) or None
+        if r.get("nssearch"):
+            return "\n".join(self.nssearch(r)) or None
         if r.get("error_kind") == "lame" and self.trace and not self.short:  # as dig's step
             notes = [f";; {n}" for n in r.get("notes", []) if not n.startswith("BAD ")]
             return "\n".join([*notes, *self.trace_step(r), f";; {r['error']}"])
@@ -148,6 +150,21 @@ class DigText:
         if r.get("search_step"):  # dig +showsearch: the next lookup's whole banner again
             self.bannered = None
         return "\n".join(lines) if lines else None
+
+    def nssearch(self, r: Record) -> list[str]:
+        """dig +nssearch: each SOA query's answer as `SOA DATA from server ADDR in N ms.`,
+        a server that did not answer as dig's warning; none: dig's error after it."""
+        error = r.get("error") or r.get("nssearch_error")
+        if error is not None:
+            lines = error_lines({**r, "error": error, "tries": 1})
+            if r.get("nssearch_failed"):
+                lines.append(";; NS servers could not be reached")
+            return lines
+        if not self.show["answer"]:  # dig +nssearch +noall: its warnings alone
+            return []
+        ms, style = self.took(r), self.style
+        return [f"{a['type']} {style.data(a)} from server {r['server']} in {ms} ms."
+                for a in r["answers"]]  # fmt: skip
 
     def yaml(self, r: Record) -> list[str]:
         """dig +yaml: the message (after the query with +qr) as dig's YAML item; no

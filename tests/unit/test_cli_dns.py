@@ -223,7 +223,7 @@ def test_edns_switches_and_families() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["+nssearch", "a.test"], r"\+nssearch: dig option not supported here"),
+        (["+dns64prefix", "a.test"], r"\+dns64prefix: dig option not supported here"),
         (["+split=x", "a.test"], r"\+split=x: expected a number 0..1023"),
         (["+split=1024", "a.test"], r"\+split=1024: expected a number 0..1023"),
         (["+cookie=zz", "a.test"], r"\+cookie=zz: expected hex digits"),

@@ -15,7 +15,7 @@ import dns.rcode
 import pytest
 from test_cli_dns import A_DNSSEC, parse, text_of
 
-from packetlab.cli import run_dns_ask, run_dns_dig, run_dns_text
+from packetlab.cli import run_dns, run_dns_ask, run_dns_dig, run_dns_text
 from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
 from packetlab.measure.dns import query_record
@@ -578,8 +578,8 @@ def test_abbreviations_set_what_the_word_sets() -> None:
     for typed in ("+sh", "+a", "+n", "+tc", "+re", "+ed", "+ke", "+f", "+m", "+u"):
         with pytest.raises(RunError, match=r"ambiguous dig option, the start of \+"):
             parse(typed, "a.test")
-    with pytest.raises(RunError, match=r"\+nss \(\+nssearch\): dig option not supported here"):
-        parse("+nss", "a.test")
+    with pytest.raises(RunError, match=r"\+dns6 \(\+dns64prefix\): dig option not supported"):
+        parse("+dns6", "a.test")
 
 
 def test_a_deprecated_switch_is_digs_warning(capsys: pytest.CaptureFixture[str]) -> None:
@@ -588,3 +588,73 @@ def test_a_deprecated_switch_is_digs_warning(capsys: pytest.CaptureFixture[str])
     assert capsys.readouterr().err == (
         ";; +sigchase option is deprecated;; +topdown option is deprecated"
     )
+
+
+def test_nssearch_asks_each_name_server_of_the_zone_for_its_soa() -> None:
+    """+nssearch: the zone's NS from @SERVER, an NS's address from the glue or asked of
+    @SERVER, each address's SOA (recursion off), dig's lines; a server that does not
+    answer is dig's warning alone when another answered, dig's error when none did."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    import dns.flags
+    import dns.message
+    import dns.rrset
+    from ctl_fakes import Rig
+    from twisted.internet.defer import Deferred
+
+    rig = Rig()
+    asked: list[tuple[str, str, bool]] = []
+
+    def server(addr: str, serial: int) -> Callable[[bytes], list[bytes]]:
+        def answer(wire: bytes) -> list[bytes]:
+            q = dns.message.from_wire(wire)
+            r = dns.message.make_response(q)
+            name, rtype = q.question[0].name.to_text(), q.question[0].rdtype
+            asked.append((addr, f"{name} {rtype}", bool(q.flags & dns.flags.RD)))
+            if rtype == 2:
+                r.answer.append(
+                    dns.rrset.from_text_list(name, 60, "IN", "NS", ["ns1.z.test.", "ns2.z.test."])
+                )
+                r.additional.append(dns.rrset.from_text("ns1.z.test.", 60, "IN", "A",
+                                                        "192.0.2.53"))  # fmt: skip
+            elif rtype == 1:
+                r.answer.append(dns.rrset.from_text(name, 60, "IN", "A", "192.0.2.54"))
+            else:
+                soa = f"ns1.z.test. h.z.test. {serial} 1 2 3 4"
+                r.answer.append(dns.rrset.from_text(name, 60, "IN", "SOA", soa))
+            return [r.to_wire()]
+
+        return answer
+
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = server("192.0.2.53", 7)
+    rig.endpoint.udp_servers[("192.0.2.54", 53)] = server("192.0.2.54", 8)
+    got: list[dict[str, object]] = []
+    search = run_dns_ask._nssearch(
+        rig.session,
+        [("192.0.2.53", 53)],
+        "z.test",
+        got.append,
+        attempts=2,
+        timeout=1,
+        icmp=False,
+        servfail_next=False,
+    )
+    rig.run(Deferred.fromCoroutine(search))
+    # (dnspython's server shuffles the NS records: the SOA queries in either order)
+    assert asked[:2] == [("192.0.2.53", "z.test. 2", True), ("192.0.2.53", "ns2.z.test. 1", True)]
+    assert sorted(asked[2:]) == [("192.0.2.53", "z.test. 6", False),
+                                 ("192.0.2.54", "z.test. 6", False)]  # fmt: skip
+    a = parse("+nssearch", "z.test")
+    assert a.nssearch and sorted(text_of(a, *got).splitlines()) == [
+        "SOA ns1.z.test. h.z.test. 7 1 2 3 4 from server 192.0.2.53 in 0 ms.",
+        "SOA ns1.z.test. h.z.test. 8 1 2 3 4 from server 192.0.2.54 in 0 ms.",
+    ]
+    silent = {"type": "dns", "qname": "z.test.", "qtype": "SOA", "server": "192.0.2.55",
+              "port": 53, "proto": "udp", "error": "no answer", "error_kind": "timeout",
+              "tries": 1, "nssearch": True}  # fmt: skip
+    warned = {**silent, "nssearch_error": silent["error"]}
+    del warned["error"]
+    assert text_of(a, warned) == ";; communications error to 192.0.2.55#53: timed out\n"
+    assert text_of(a, {**silent, "nssearch_failed": True}) == (
+        ";; communications error to 192.0.2.55#53: timed out\n;; NS servers could not be reached\n"
+    )
+    assert run_dns.summary([*got, warned])["answered"] == 2

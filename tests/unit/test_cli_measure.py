@@ -291,7 +291,7 @@ def test_dns_takes_digs_words() -> None:
     assert a.names[0] == "1.2.0.192.in-addr.arpa." and a.names[1].endswith(".ip6.arpa.")
     assert [e[1] for e in a.plan] == [["PTR"], ["PTR"]]
     for argv, message in [
-        (["+nssearch", "x.test"], r"\+nssearch: dig option not supported here"),
+        (["+dns64prefix", "x.test"], r"\+dns64prefix: dig option not supported here"),
         (["+time=soon", "x.test"], r"\+time=soon: expected a number"),
         (["-x", "nope"], "-x nope: not an IP address"),
         (["-p", "53", "x.test"], "-p PORT needs a server"),
