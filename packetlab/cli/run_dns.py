@@ -88,7 +88,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         "(+nobesteffort: a reply BIND reads only with its best effort is dig's Got bad "
         "packet); +noidnin, +noidnout (dig's defaults off a terminal; +idnin and +idnout "
         "are refused); +nssearch (the zone's NS from the server, then each one's SOA, as "
-        "dig's lines); each word by its first letters, as dig 9.18 reads them (+ans, "
+        "dig's lines); +[no]keepopen (one TCP connection a server for the run's queries); "
+        "each word by its first letters, as dig 9.18 reads them (+ans, "
         "+noal, +tim=3; one that begins several words is refused, as dig's Invalid option)",
     )
     p.add_argument(
@@ -238,6 +239,15 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
+        from packetlab.measure.dnstransport import KeptStreams
+
+        kept = KeptStreams()  # dig +keepopen: a TCP connection a server for the run
+        try:
+            await queries(session, kept)
+        finally:
+            await kept.close()
+
+    async def queries(session: Any, kept: Any) -> None:
         total = sum(len(p[1]) for p in plan)
         n = 0
         for name, types, qclass, o, servers in plan:
@@ -299,6 +309,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     bits=switches.query_bits(o),
                     keep_query=bool(o.qr),
                     servfail_next=not o.fail,
+                    kept=kept if o.keepopen else None,
                 )
                 if o.nssearch:  # dig +nssearch: the zone's NS, each one's SOA
                     await _nssearch(session, servers, name, emit, **asked)

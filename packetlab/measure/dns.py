@@ -56,7 +56,7 @@ from packetlab.measure.dnsresult import (
     version_of,
 )
 from packetlab.measure.dnstext import presentation, restyle
-from packetlab.measure.dnstransport import _default_server, _over_tcp, _over_udp
+from packetlab.measure.dnstransport import KeptStreams, _default_server, _over_tcp, _over_udp
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.resolvconf import resolver_of
 
@@ -102,6 +102,7 @@ async def dns_query(
     tsig: Any = None,
     bits: QueryBits = DIG_QUERY,
     keep_query: bool = False,
+    kept: KeptStreams | None = None,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
@@ -131,7 +132,8 @@ async def dns_query(
 
     `bits`: dig's other query switches (header bits, opcode, +header-only, +subnet,
     +expire, +keepalive, +padding: `QueryBits`). `keep_query`: the query's bytes as
-    sent are kept (`query_wire`; dig +qr prints them).
+    sent are kept (`query_wire`; dig +qr prints them). `kept`: a query over TCP uses
+    the connection to its server kept there and leaves it open (dig +keepopen).
     """
     if expect_opt is None:
         expect_opt = isinstance(cookie, bytes)
@@ -173,7 +175,7 @@ async def dns_query(
         if keep_query:
             result.query_wire, result.query_before = _render(query), earlier
         if tcp:
-            await _over_tcp(session, query, result, addr, timeout, recorder)
+            await _over_tcp(session, query, result, addr, timeout, recorder, kept)
         else:
             msg = await _over_udp(session, query, result, addr, timeout, attempts, recorder, icmp)
             if msg is not None and msg.flags & dns.flags.TC and tcp_fallback:
@@ -183,7 +185,7 @@ async def dns_query(
                                    cookie=sent_cookie, tsig_key=tsig,
                                    query_wire=result.query_wire,
                                    query_before=result.query_before)  # fmt: skip
-                await _over_tcp(session, query, result, addr, timeout, recorder)
+                await _over_tcp(session, query, result, addr, timeout, recorder, kept)
             elif msg is not None and msg.flags & dns.flags.TC:
                 result.truncated = True
         if not bits.besteffort and result.lenient is not None and result.error is None:

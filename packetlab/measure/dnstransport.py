@@ -334,6 +334,19 @@ class _TcpCap:
             self.seen += len(note.data)
 
 
+class KeptStreams:
+    """dig +keepopen: a TCP connection a server, kept open for the queries of a run
+    (`_over_tcp` uses and keeps them; `close` at the run's end)."""
+
+    def __init__(self) -> None:
+        self.streams: dict[tuple[str, int], TcpStream] = {}
+
+    async def close(self) -> None:
+        streams, self.streams = list(self.streams.values()), {}
+        for stream in streams:
+            await stream.close()
+
+
 async def _over_tcp(
     session: EndpointSession,
     query: dns.message.Message,
@@ -341,6 +354,7 @@ async def _over_tcp(
     server: AddressLike,
     timeout: float,
     recorder: PcapRecorder | None = None,
+    kept: KeptStreams | None = None,
 ) -> None:
     # Only here: a query over UDP (most) does not load the TCP stream (docs/performance.md).
     from packetlab.measure.stream import StreamError, TcpStream, connect_failure
@@ -348,15 +362,21 @@ async def _over_tcp(
     wire = _render(query)
     result.proto = "tcp"
     result.tries = 1
-    try:
-        stream = await TcpStream.connect(
-            session, server, result.port, timeout=timeout, recorder=recorder
-        )
-    except ControllerError as e:
-        result.error = "TCP " + connect_failure(e, server, result.port)
-        result.error_kind = "refused" if "refused" in result.error else "tcp"
-        return
-    stream.sock.add_callback(_TcpCap(stream))
+    key = (str(server), result.port)
+    stream = kept.streams.pop(key, None) if kept is not None else None
+    if stream is not None and stream.eof:  # the server closed the kept one: a new one
+        await stream.close()
+        stream = None
+    if stream is None:
+        try:
+            stream = await TcpStream.connect(
+                session, server, result.port, timeout=timeout, recorder=recorder
+            )
+        except ControllerError as e:
+            result.error = "TCP " + connect_failure(e, server, result.port)
+            result.error_kind = "refused" if "refused" in result.error else "tcp"
+            return
+        stream.sock.add_callback(_TcpCap(stream))
     try:
         ntag = stream.send(struct.pack(">H", len(wire)) + wire, ntag=True)
         head = await stream.read_exactly(2, timeout)
@@ -387,4 +407,7 @@ async def _over_tcp(
         result.error = str(e)
         result.error_kind = "tcp"
     finally:
-        await stream.close()
+        if kept is not None and result.error is None and not stream.eof:
+            kept.streams[key] = stream  # for the next query to this server (+keepopen)
+        else:
+            await stream.close()
