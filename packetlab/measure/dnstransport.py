@@ -357,57 +357,74 @@ async def _over_tcp(
     kept: KeptStreams | None = None,
 ) -> None:
     # Only here: a query over UDP (most) does not load the TCP stream (docs/performance.md).
-    from packetlab.measure.stream import StreamError, TcpStream, connect_failure
+    from packetlab.measure.stream import StreamError, StreamTimeout, TcpStream, connect_failure
 
     wire = _render(query)
     result.proto = "tcp"
     result.tries = 1
     key = (str(server), result.port)
-    stream = kept.streams.pop(key, None) if kept is not None else None
-    if stream is not None and stream.eof:  # the server closed the kept one: a new one
-        await stream.close()
-        stream = None
-    if stream is None:
+    while True:
+        stream = kept.streams.pop(key, None) if kept is not None else None
+        reused = stream is not None
+        if stream is None:
+            try:
+                stream = await TcpStream.connect(
+                    session, server, result.port, timeout=timeout, recorder=recorder
+                )
+            except ControllerError as e:
+                result.error = "TCP " + connect_failure(e, server, result.port)
+                result.error_kind = "refused" if "refused" in result.error else "tcp"
+                return
+            stream.sock.add_callback(_TcpCap(stream))
+        before = stream.received
         try:
-            stream = await TcpStream.connect(
-                session, server, result.port, timeout=timeout, recorder=recorder
-            )
-        except ControllerError as e:
-            result.error = "TCP " + connect_failure(e, server, result.port)
-            result.error_kind = "refused" if "refused" in result.error else "tcp"
-            return
-        stream.sock.add_callback(_TcpCap(stream))
-    try:
-        ntag = stream.send(struct.pack(">H", len(wire)) + wire, ntag=True)
-        head = await stream.read_exactly(2, timeout)
-        (length,) = struct.unpack(">H", head.data)
-        body = await stream.read_exactly(length, timeout)
-        try:
-            msg = _parse(query, body.data)
-        except _Malformed as e:
-            result.error = f"malformed reply from {result.server}#{result.port} over TCP: {e}"
-            result.error_kind = "malformed"
-            result.packet, result.reason = e.wire, e.reason
-            return
-        if msg is None:
-            result.error = f"{result.server} answered over TCP with a message that is not the reply"
-            result.error_kind = "malformed"
-            return
-        assert ntag is not None
-        sent = await ntag
-        # A TCP ntag is stamped once send() returned; on a loaded endpoint that can be after
-        # the answer's kernel receive stamp: then the round trip is not known (None).
-        if head.time >= sent.time:
-            result.rtt_us = (head.time - sent.time) / 1000
-        else:  # dig's query time all the same: from the connection's establishment
-            result.query_time_us = max(head.time - stream.established_at, 0) / 1000
-        _fill(result, msg, body.data)
-        _verify(result, query, body.data)
-    except StreamError as e:
-        result.error = str(e)
-        result.error_kind = "tcp"
-    finally:
+            await _tcp_exchange(stream, query, wire, result, timeout)
+        except StreamError as e:
+            if reused and not isinstance(e, StreamTimeout) and stream.received == before:
+                await stream.close()  # the server closed the kept one: the query anew
+                continue
+            result.error = str(e)
+            result.error_kind = "tcp"
+        except BaseException:  # cancelled (Ctrl-C): the connection closed all the same
+            await stream.close()
+            raise
         if kept is not None and result.error is None and not stream.eof:
             kept.streams[key] = stream  # for the next query to this server (+keepopen)
         else:
             await stream.close()
+        return
+
+
+async def _tcp_exchange(
+    stream: TcpStream,
+    query: dns.message.Message,
+    wire: bytes,
+    result: DnsResult,
+    timeout: float,
+) -> None:
+    """One query and its reply over `stream` into `result` (StreamError: none came)."""
+    ntag = stream.send(struct.pack(">H", len(wire)) + wire, ntag=True)
+    head = await stream.read_exactly(2, timeout)
+    (length,) = struct.unpack(">H", head.data)
+    body = await stream.read_exactly(length, timeout)
+    try:
+        msg = _parse(query, body.data)
+    except _Malformed as e:
+        result.error = f"malformed reply from {result.server}#{result.port} over TCP: {e}"
+        result.error_kind = "malformed"
+        result.packet, result.reason = e.wire, e.reason
+        return
+    if msg is None:
+        result.error = f"{result.server} answered over TCP with a message that is not the reply"
+        result.error_kind = "malformed"
+        return
+    assert ntag is not None
+    sent = await ntag
+    # A TCP ntag is stamped once send() returned; on a loaded endpoint that can be after
+    # the answer's kernel receive stamp: then the round trip is not known (None).
+    if head.time >= sent.time:
+        result.rtt_us = (head.time - sent.time) / 1000
+    else:  # dig's query time all the same: from the connection's establishment
+        result.query_time_us = max(head.time - stream.established_at, 0) / 1000
+    _fill(result, msg, body.data)
+    _verify(result, query, body.data)

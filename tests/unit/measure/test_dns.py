@@ -16,6 +16,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rrset
 import pytest
+from twisted.internet.defer import Deferred
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
@@ -796,3 +797,21 @@ def test_a_type_dnspython_does_not_know_is_written_as_bind_writes_it() -> None:
     assert presentation(rd, 0) == r"\# 48 " + KEYDATA_HEX
     empty = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RdataType.make(65280), b"", 0, 0)
     assert presentation(empty) == presentation(empty, linebreak="\n\t\t\t\t") == r"\# 0"
+
+
+def test_a_kept_stream_the_server_closed_is_replaced() -> None:
+    """dig +keepopen: a TCP query to a server goes over the connection kept from the one
+    before (tests/integration/test_dns_keepopen_dig.py counts them); when the server
+    closed it after its answer (as this fake does), the query goes over a new one."""
+    from packetlab.measure.dnstransport import KeptStreams
+
+    rig = Rig()
+    rig.endpoint.tcp_servers[SERVER] = tcp_server("a.example. 5 A 192.0.2.1")
+    kept = KeptStreams()
+    for _ in range(2):
+        r = rig.run(dns_query(rig.session, "a.example.", server="192.0.2.53", tcp=True, kept=kept))
+        assert (r.rcode, [a.data for a in r.answers]) == ("NOERROR", ["192.0.2.1"]), r.error
+    assert [m.proto for m in rig.endpoint.received if isinstance(m, Nopen)] == [Proto.TCP] * 2
+    assert list(kept.streams) == [("192.0.2.53", 53)]  # the last one, until the run ends
+    rig.run(Deferred.fromCoroutine(kept.close()))
+    assert kept.streams == {}
