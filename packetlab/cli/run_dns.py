@@ -89,6 +89,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         "packet); +noidnin, +noidnout (dig's defaults off a terminal; +idnin and +idnout "
         "are refused); +nssearch (the zone's NS from the server, then each one's SOA, as "
         "dig's lines); +[no]keepopen (one TCP connection a server for the run's queries); "
+        "+[no]tls (DNS over TLS, port 853 unless -p; no certificate check unless "
+        "+tls-ca[=FILE]: FILE's CAs or the system store, against +tls-hostname=NAME or "
+        "the server); "
         "each word by its first letters, as dig 9.18 reads them (+ans, "
         "+noal, +tim=3; one that begins several words is refused, as dig's Invalid option)",
     )
@@ -222,7 +225,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             server, port = split_server(typed, o.family)
             if o.family is not None and (":" in server) != (o.family == 6):
                 raise RunError(f"-{o.family}: the server {server} is not an IPv{o.family} address")
-            servers.append((server, o.port or port or 53))  # -p: every server's, as dig
+            default = 853 if o.tls else 53  # dig +tls: DNS over TLS's port
+            servers.append((server, o.port or port or default))  # -p: every server's, as dig
             texts.setdefault(server, _host_text(typed))
         if texts:
             o.server_texts = texts
@@ -230,6 +234,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             raise RunError(f"+time/--wait {o.wait:g}: must be in (0, 60] seconds")
         if not 1 <= o.tries <= 10:
             raise RunError(f"+tries/--tries {o.tries}: must be 1..10 (+retry=N: N+1 tries)")
+        if o.tls and not hasattr(o, "dot"):  # dig +tls: one TLS client a line's options
+            o.dot = _dot_client(o)
         qtypes = [t if is_xfr(t) else parse_qtype(t) for t in (types or ["A"])]
         if getattr(o, "yaml", False) and (o.trace or any(is_xfr(t) for t in qtypes)):
             raise RunError("+yaml: not built for +trace and zone transfers (AXFR, IXFR)")
@@ -310,6 +316,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     keep_query=bool(o.qr),
                     servfail_next=not o.fail,
                     kept=kept if o.keepopen else None,
+                    tls=getattr(o, "dot", None),
                 )
                 if o.nssearch:  # dig +nssearch: the zone's NS, each one's SOA
                     await _nssearch(session, servers, name, emit, **asked)
@@ -319,6 +326,19 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 await _search(session, servers, names, qtype, emit, showsearch, **asked)
 
     return pcapout.recording(args, recorder, run)
+
+
+def _dot_client(o: argparse.Namespace) -> Any:
+    """dig +tls's client: certificates checked only with +tls-ca (its FILE, or the
+    system store), against +tls-hostname or the server."""
+    from OpenSSL import SSL
+
+    from packetlab.measure.dnstransport import DotClient
+
+    try:
+        return DotClient(o.tls_ca is not None, o.tls_ca, o.tls_hostname)
+    except SSL.Error:
+        raise RunError(f"+tls-ca={o.tls_ca}: no certificates read from it") from None
 
 
 def compact_row(r: Record) -> str | None:

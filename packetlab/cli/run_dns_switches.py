@@ -27,7 +27,7 @@ _ON_OFF = {"ttlid": "ttlid", "class": "show_class", "cl": "show_class",
            "besteffort": "besteffort", "rdflag": "norecurse", "identify": "identify",
            "coflag": "coflag", "expandaaaa": "expandaaaa", "ednsnegotiation": "ednsneg",
            "ednsneg": "ednsneg", "yaml": "yaml", "nssearch": "nssearch",
-           "keepopen": "keepopen"}  # fmt: skip
+           "keepopen": "keepopen", "tls": "tls"}  # fmt: skip
 #: +WORD and +noWORD of each: (attribute, value), as run_dns.DIG_FLAGS
 FLAGS: dict[str, tuple[str, Any]] = {}
 for _word, _attr in _ON_OFF.items():
@@ -48,7 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "fail": True, "besteffort": True, "identify": False, "idnin": False, "idnout": False,
     "search": False, "showsearch": False, "domain": None, "ndots": None, "ednsflags": 0,
     "coflag": False, "ednsopts": (), "qid": None, "ednsneg": True, "expandaaaa": False,
-    "yaml": False, "nssearch": False, "keepopen": False,
+    "yaml": False, "nssearch": False, "keepopen": False, "tls": False, "tls_ca": None,
+    "tls_hostname": None,
 }  # fmt: skip
 #: dig's opcode names (+opcode=NAME; a number 0..15 too)
 OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
@@ -66,10 +67,9 @@ EDNS_OPTIONS_MAX = 100  # dig's EDNSOPT_OPTIONS
 QUERY_VALUES = ("+opcode", "+subnet", "+padding", "+ednsflags", "+ednsopt", "+qid")
 #: dig 9.18's words not built here: refused by name (an abbreviation of one too); they
 #: count when an abbreviation is read (`+ke` is keepalive or keepopen: dig refuses it)
-NOT_BUILT = ("https", "https-get", "https-post", "http-plain",
-             "http-plain-get", "http-plain-post", "tls", "tls-ca", "tls-certfile",
-             "tls-keyfile", "tls-hostname", "dns64prefix", "badcookie", "showbadcookie",
-             "fuzztime")  # fmt: skip
+NOT_BUILT = ("https", "https-get", "https-post", "http-plain", "http-plain-get",
+             "http-plain-post", "tls-certfile", "tls-keyfile", "dns64prefix", "badcookie",
+             "showbadcookie", "fuzztime")  # fmt: skip
 #: dig 9.18's words it reads only to say `;; +WORD option is deprecated` (no line end)
 DEPRECATED = ("sigchase", "topdown", "unexpected", "mapped")
 #: abbreviations of several words that dig's parser (a switch on each letter) reads as one

@@ -176,6 +176,8 @@ def error_lines(r: Record, user: str | None = None) -> list[str]:
     if r.get("error_kind") in ("malformed", "lame", "steps"):
         return [f";; Got bad packet: {r['error']}" if r["error_kind"] == "malformed" else
                 f";; {r['error']}"]  # fmt: skip
+    if r.get("error_kind") == "tls":  # dig's `TLS peer certificate verification ...`
+        return [f";; {r['error']}"]
     where = f"{r['server']}#{r['port']}"
     if r.get("proto") == "tcp" and r.get("error_kind") == "refused":  # dig's connect failure
         return [connect_failed_line(r, user)]

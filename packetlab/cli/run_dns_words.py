@@ -64,7 +64,8 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
 DIG_FLAGS.update(switches.FLAGS)  # since session 16: dig 9.18's other switches
 DIG_VALUES = {"+time": "wait", "+timeout": "wait", "+tries": "tries", "+retry": "tries",
               "+bufsize": "bufsize", "+edns": "edns", "+split": "split",
-              "+domain": "domain", "+ndots": "ndots"}  # fmt: skip
+              "+domain": "domain", "+ndots": "ndots", "+tls-ca": "tls_ca",
+              "+tls-hostname": "tls_hostname"}  # fmt: skip
 # dig's display switches: what each +[no]WORD shows (+all/+noall: every one of them)
 SECTIONS = ("cmd", "comments", "question", "answer", "authority", "additional", "stats")
 #: every + word read here (without + and no) -> what it sets: dig's abbreviations
@@ -463,6 +464,11 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 if not value.isdigit() or int(value) > switches.NDOTS_MAX:
                     raise RunError(f"{word}: expected a number 0..{switches.NDOTS_MAX}")
                 args.ndots = int(value)
+            elif key in ("+tls-ca", "+tls-hostname") and (eq or key == "+tls-ca"):
+                setattr(at, key[1:].replace("-", "_"), value)  # dig: TLS on, as +tls
+                at.tls = True
+            elif key in ("+notls-ca", "+notls-hostname") and not eq:
+                setattr(at, key[3:].replace("-", "_"), None)
             elif key in ("+noopcode", "+nosubnet") and not eq:
                 setattr(at, key[3:], 0 if key == "+noopcode" else None)
             elif key in ("+idnin", "+idnout"):

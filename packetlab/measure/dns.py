@@ -56,7 +56,13 @@ from packetlab.measure.dnsresult import (
     version_of,
 )
 from packetlab.measure.dnstext import presentation, restyle
-from packetlab.measure.dnstransport import KeptStreams, _default_server, _over_tcp, _over_udp
+from packetlab.measure.dnstransport import (
+    DotClient,
+    KeptStreams,
+    _default_server,
+    _over_tcp,
+    _over_udp,
+)
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.resolvconf import resolver_of
 
@@ -103,6 +109,7 @@ async def dns_query(
     bits: QueryBits = DIG_QUERY,
     keep_query: bool = False,
     kept: KeptStreams | None = None,
+    tls: DotClient | None = None,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
@@ -133,7 +140,8 @@ async def dns_query(
     `bits`: dig's other query switches (header bits, opcode, +header-only, +subnet,
     +expire, +keepalive, +padding: `QueryBits`). `keep_query`: the query's bytes as
     sent are kept (`query_wire`; dig +qr prints them). `kept`: a query over TCP uses
-    the connection to its server kept there and leaves it open (dig +keepopen).
+    the connection to its server kept there and leaves it open (dig +keepopen). `tls`:
+    over TLS (dig +tls: `DotClient`).
     """
     if expect_opt is None:
         expect_opt = isinstance(cookie, bytes)
@@ -174,8 +182,8 @@ async def dns_query(
                            qclass=qclass, cookie=sent_cookie, tsig_key=tsig)  # fmt: skip
         if keep_query:
             result.query_wire, result.query_before = _render(query), earlier
-        if tcp:
-            await _over_tcp(session, query, result, addr, timeout, recorder, kept)
+        if tcp or tls is not None:
+            await _over_tcp(session, query, result, addr, timeout, recorder, kept, tls)
         else:
             msg = await _over_udp(session, query, result, addr, timeout, attempts, recorder, icmp)
             if msg is not None and msg.flags & dns.flags.TC and tcp_fallback:

@@ -334,15 +334,57 @@ class _TcpCap:
             self.seen += len(note.data)
 
 
+class DotClient:
+    """dig +tls: DNS over TLS (RFC 7858) at the controller over the endpoint's TCP
+    connection, with `run http`'s TLS (measure.http's client context and memory-BIO
+    connection). dig 9.18 checks no certificate unless +tls-ca is given (`cafile` a file,
+    or "" the system store); `hostname` (+tls-hostname, else the server) is the name
+    checked and, when not an address, the SNI."""
+
+    def __init__(self, verify: bool = False, cafile: str | None = None,
+                 hostname: str | None = None) -> None:  # fmt: skip
+        from packetlab.measure.http import client_context
+
+        self.ctx = client_context(cafile=cafile or None, insecure=not verify)
+        self.hostname = hostname
+
+    async def wrap(self, stream: TcpStream, server: str, timeout: float) -> Any:
+        """The TLS connection over `stream`, its handshake done; StreamError when it
+        fails, dig's words (`TLS peer certificate verification ... failed: REASON`)."""
+        from OpenSSL import SSL
+
+        from packetlab.measure.http import Url, _CertificateMismatch, _Tls, _tls_error
+        from packetlab.measure.stream import StreamError
+
+        tls = _Tls(self.ctx, Url("https", self.hostname or server, stream.rport, "/"), stream)
+        try:
+            await tls.handshake(stream.session.reactor.seconds() + timeout)
+        except _CertificateMismatch as e:
+            why = str(e)  # run http's words for it: BIND's
+            why = ("hostname mismatch" if "not valid for" in why else
+                   why.partition("failed: ")[2].partition(" (")[0] or why)  # fmt: skip
+            raise _TlsVerify(
+                f"TLS peer certificate verification for {server}#{stream.rport} failed: {why}"
+            ) from None
+        except SSL.Error as e:
+            raise StreamError(_tls_error(e)) from None
+        return tls
+
+
+class _TlsVerify(Exception):
+    """dig's TLS certificate failure (its line alone; exit 0 in dig 9.18.49)."""
+
+
 class KeptStreams:
     """dig +keepopen: a TCP connection a server, kept open for the queries of a run
     (`_over_tcp` uses and keeps them; `close` at the run's end)."""
 
     def __init__(self) -> None:
         self.streams: dict[tuple[str, int], TcpStream] = {}
+        self.tls: dict[tuple[str, int], Any] = {}  # +tls: a kept stream's TLS connection
 
     async def close(self) -> None:
-        streams, self.streams = list(self.streams.values()), {}
+        streams, self.streams, self.tls = list(self.streams.values()), {}, {}
         for stream in streams:
             await stream.close()
 
@@ -355,6 +397,7 @@ async def _over_tcp(
     timeout: float,
     recorder: PcapRecorder | None = None,
     kept: KeptStreams | None = None,
+    tls: DotClient | None = None,
 ) -> None:
     # Only here: a query over UDP (most) does not load the TCP stream (docs/performance.md).
     from packetlab.measure.stream import StreamError, StreamTimeout, TcpStream, connect_failure
@@ -365,6 +408,7 @@ async def _over_tcp(
     key = (str(server), result.port)
     while True:
         stream = kept.streams.pop(key, None) if kept is not None else None
+        dot = kept.tls.pop(key, None) if kept is not None else None
         reused = stream is not None
         if stream is None:
             try:
@@ -378,7 +422,15 @@ async def _over_tcp(
             stream.sock.add_callback(_TcpCap(stream))
         before = stream.received
         try:
-            await _tcp_exchange(stream, query, wire, result, timeout)
+            if tls is None:
+                await _tcp_exchange(stream, query, wire, result, timeout)
+            else:
+                result.proto = "tls"
+                if dot is None:  # (a kept stream has its TLS connection already)
+                    dot = await tls.wrap(stream, str(server), timeout)
+                await _tls_exchange(stream, dot, query, wire, result, timeout)
+        except _TlsVerify as e:
+            result.error, result.error_kind = str(e), "tls"
         except StreamError as e:
             if reused and not isinstance(e, StreamTimeout) and stream.received == before:
                 await stream.close()  # the server closed the kept one: the query anew
@@ -390,6 +442,8 @@ async def _over_tcp(
             raise
         if kept is not None and result.error is None and not stream.eof:
             kept.streams[key] = stream  # for the next query to this server (+keepopen)
+            if dot is not None:
+                kept.tls[key] = dot
         else:
             await stream.close()
         return
@@ -428,3 +482,48 @@ async def _tcp_exchange(
         result.query_time_us = max(head.time - stream.established_at, 0) / 1000
     _fill(result, msg, body.data)
     _verify(result, query, body.data)
+
+
+async def _tls_exchange(
+    stream: TcpStream,
+    tls: Any,
+    query: dns.message.Message,
+    wire: bytes,
+    result: DnsResult,
+    timeout: float,
+) -> None:
+    """`_tcp_exchange` over TLS: the framed query encrypted, the reply decrypted from the
+    endpoint's chunks until its length is whole."""
+    from packetlab.measure.stream import StreamError
+
+    ntag = tls.send(struct.pack(">H", len(wire)) + wire)
+    got, first = b"", None
+    while len(got) < 2 or len(got) < 2 + struct.unpack(">H", got[:2])[0]:
+        chunk = await stream.recv(timeout)
+        plain, closed = tls.feed(chunk)
+        if plain and first is None:
+            first = chunk.time if chunk is not None else None
+        got += plain
+        if closed and (len(got) < 2 or len(got) < 2 + struct.unpack(">H", got[:2])[0]):
+            raise StreamError(f"{result.server}:{result.port} closed after {len(got)} bytes")
+        if len(got) > TCP_MAX:
+            raise StreamError(f"{result.server}:{result.port}: more than a message")
+    body = got[2 : 2 + struct.unpack(">H", got[:2])[0]]
+    try:
+        msg = _parse(query, body)
+    except _Malformed as e:
+        result.error = f"malformed reply from {result.server}#{result.port} over TLS: {e}"
+        result.error_kind = "malformed"
+        result.packet, result.reason = e.wire, e.reason
+        return
+    if msg is None:
+        result.error = f"{result.server} answered over TLS with a message that is not the reply"
+        result.error_kind = "malformed"
+        return
+    sent = await ntag if ntag is not None else None
+    if sent is not None and first is not None and first >= sent.time:
+        result.rtt_us = (first - sent.time) / 1000
+    elif first is not None:
+        result.query_time_us = max(first - stream.established_at, 0) / 1000
+    _fill(result, msg, body)
+    _verify(result, query, body)

@@ -658,3 +658,21 @@ def test_nssearch_asks_each_name_server_of_the_zone_for_its_soa() -> None:
         ";; communications error to 192.0.2.55#53: timed out\n;; NS servers could not be reached\n"
     )
     assert run_dns.summary([*got, warned])["answered"] == 2
+
+
+def test_tls_switches_as_dig() -> None:
+    """+tls (port 853 unless -p), +tls-ca[=FILE] and +tls-hostname=NAME (each turns TLS
+    on, as dig's); a certificate failure is dig's line alone."""
+    a = parse("@127.0.0.1", "+tls-ca", "+tls-hostname=dot.test", "a.test")
+    assert (a.tls, a.tls_ca, a.tls_hostname) == (True, "", "dot.test")
+    a = parse("@127.0.0.1", "+tls", "+tls-ca=/x.pem", "+notls-ca", "a.test")
+    assert (a.tls, a.tls_ca) == (True, None)
+    with pytest.raises(RunError, match="ambiguous"):  # as dig: +tls, +tls-ca, ... begin so
+        parse("+tl", "a.test")
+    failed = {"type": "dns", "qname": "a.test.", "qtype": "A", "server": "127.0.0.1",
+              "port": 853, "proto": "tls", "error_kind": "tls",
+              "error": "TLS peer certificate verification for 127.0.0.1#853 failed: "
+                       "hostname mismatch"}  # fmt: skip
+    assert text_of(parse("+tls", "a.test"), failed) == (
+        ";; TLS peer certificate verification for 127.0.0.1#853 failed: hostname mismatch\n"
+    )
