@@ -86,8 +86,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         "+ndots=N (this host's resolv.conf search list, as dig); +[no]yaml (dig's YAML "
         "items; not with +trace or transfers); +[no]besteffort "
         "(+nobesteffort: a reply BIND reads only with its best effort is dig's Got bad "
-        "packet); +noidnin, +noidnout (dig's defaults off a terminal; +idnin and +idnout "
-        "are refused); +nssearch (the zone's NS from the server, then each one's SOA, as "
+        "packet); +[no]idnin (a Unicode name asked in its xn-- form, IDNA 2008), "
+        "+[no]idnout (xn-- labels written in Unicode; both off by default: dig's defaults "
+        "off a terminal); +nssearch (the zone's NS from the server, then each one's SOA, as "
         "dig's lines); +[no]keepopen (one TCP connection a server for the run's queries); "
         "+[no]tls (DNS over TLS, port 853 unless -p; no certificate check unless "
         "+tls-ca[=FILE]: FILE's CAs or the system store, against +tls-hostname=NAME or "
@@ -209,6 +210,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         _host_text,
         _show_line_warnings,
         dig_style,
+        idn_name,
         is_xfr,
         split_server,
     )
@@ -218,6 +220,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     plan = []
     for name, types, cls, line in args.plan:
         o = line or args  # a batch line's options, else the command line's
+        name = idn_name(name, o.idnin)  # +idnin: a Unicode name in its xn-- form
         _check_name(name)  # a bad name is an error before anything is sent, as dig
         servers: list[tuple[str | None, int]] = []  # dig's order: tried until one answers
         texts: dict[str, str] = {}  # address -> as typed, for ";; SERVER: ADDR#PORT(TEXT)"

@@ -75,7 +75,8 @@ class DigText:
                      cls=opt("show_class", True), ttlunits=opt("ttlunits", False),
                      comments=opt("rrcomments", None), crypto=opt("crypto", True),
                      unknown=opt("unknownformat", False),
-                     expandaaaa=opt("expandaaaa", False))  # fmt: skip
+                     expandaaaa=opt("expandaaaa", False),
+                     idnout=opt("idnout", False))  # fmt: skip
 
     def banner(self, always: bool = False) -> list[str]:
         """dig's banner before the first answer; with -f, a line of it before each batch

@@ -37,8 +37,8 @@ for _word in ("search", "defname"):  # dig: +[no]defname is +[no]search
     FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = ("search", True), ("search", False)
 # read by run_dns_words' own branch first; here for dig's abbreviations (+shows)
 FLAGS["+showsearch"], FLAGS["+noshowsearch"] = ("showsearch", True), ("showsearch", False)
-FLAGS["+noidnin"] = ("idnin", False)  # dig's default when not on a terminal
-FLAGS["+noidnout"] = ("idnout", False)
+for _word in ("idnin", "idnout"):  # off by default: dig's default off a terminal
+    FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = (_word, True), (_word, False)
 #: what they default to (run_dns.configure's)
 DEFAULTS: dict[str, Any] = {
     "ttlid": True, "show_class": True, "ttlunits": False, "crypto": True, "rrcomments": None,

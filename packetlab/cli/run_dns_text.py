@@ -34,8 +34,9 @@ class Style:
     def __init__(self, multiline: bool = False, split: int | None = None, *, ttl: bool = True,
                  cls: bool = True, ttlunits: bool = False, comments: bool | None = None,
                  crypto: bool = True, unknown: bool = False,
-                 expandaaaa: bool = False) -> None:  # fmt: skip
+                 expandaaaa: bool = False, idnout: bool = False) -> None:  # fmt: skip
         self.multiline, self.split = multiline, split
+        self.idnout = idnout
         self.ttl, self.cls, self.ttlunits = ttl, cls, ttlunits
         self.comments, self.crypto, self.unknown = comments, crypto, unknown
         self.expandaaaa = expandaaaa
@@ -46,6 +47,10 @@ class Style:
         self.linebreak = "\n" + _pad(0, self.columns[3])[0] if multiline else None
 
     def data(self, a: Record) -> str:
+        text = self._data(a)
+        return idn_names(text) if self.idnout and "xn--" in text.lower() else text
+
+    def _data(self, a: Record) -> str:
         if self.expandaaaa and a["type"] == "AAAA" and not self.unknown:  # dig +expandaaaa
             import ipaddress
 
@@ -101,7 +106,8 @@ def rr_line(a: Record, style: Style = PLAIN) -> str:
     fields = [(style.ttl_text(a["ttl"]), style.columns[0], style.ttl),
               (cls, style.columns[1], style.cls), (rtype, style.columns[2], True),
               (style.data(a), style.columns[3], True)]  # fmt: skip
-    out, col = a["name"], len(a["name"])
+    owner = idn_names(a["name"]) if style.idnout else a["name"]
+    out, col = owner, len(owner)
     for text, to, shown in fields:
         if not shown:
             continue
@@ -115,6 +121,7 @@ def question_line(qname: str, qtype: str, qclass: str = "IN", style: Style = PLA
     """dig's question line: `;NAME`, then class and type at their columns (the `;` is
     not counted, as in BIND)."""
     _, class_column, type_column, _ = style.columns
+    qname = idn_names(qname) if style.idnout else qname
     gap, col = _pad(len(qname), class_column)
     gap2, _ = _pad(col + len(qclass), type_column)
     return f";{qname}{gap}{qclass}{gap2}{qtype}"
@@ -187,3 +194,26 @@ def error_lines(r: Record, user: str | None = None) -> list[str]:
     if r.get("proto") == "tcp" and STREAM_TIMEOUT.search(r["error"]):
         what = "timed out"  # the TCP exchange's wait (TcpStream's StreamTimeout), as dig
     return [f";; communications error to {where}: {what}"] * max(r.get("tries", 1), 1)
+
+
+def idn_names(text: str) -> str:
+    """dig +idnout: the names in `text` (a name, or a record's data: its words that are
+    not quoted strings) with each `xn--` label written in Unicode, its case kept (as
+    libidn2's idn2_to_unicode_8zlz does for dig); a label that is no valid A-label (IDNA
+    2008, the `idna` package) stays as it came (dig: `Bad ACE string`, exit 1)."""
+    import idna
+
+    def label(part: str) -> str:
+        if not part.lower().startswith("xn--"):
+            return part
+        try:
+            idna.decode(part)
+            return part[4:].encode("ascii").decode("punycode")
+        except (idna.IDNAError, UnicodeError):
+            return part
+
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        if "xn--" in word.lower() and not word.startswith('"'):
+            words[i] = ".".join(label(part) for part in word.split("."))
+    return " ".join(words)

@@ -107,7 +107,8 @@ def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | N
 # the command line's (a batch line's) options
 GLOBAL_SWITCHES = {"+short", "+noshort", "+split", "+nosplit", "+time", "+search", "+nosearch",
                    "+defname", "+nodefname", "+showsearch", "+noshowsearch", "+domain",
-                   "+ndots", "+yaml", "+noyaml"}  # fmt: skip
+                   "+ndots", "+yaml", "+noyaml", "+idnin", "+noidnin", "+idnout",
+                   "+noidnout"}  # fmt: skip
 
 
 def _warn(args: argparse.Namespace, text: str) -> None:
@@ -471,10 +472,6 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 setattr(at, key[3:].replace("-", "_"), None)
             elif key in ("+noopcode", "+nosubnet") and not eq:
                 setattr(at, key[3:], 0 if key == "+noopcode" else None)
-            elif key in ("+idnin", "+idnout"):
-                raise RunError(f"{word}: IDN names not supported here (dig's default when "
-                               "its output is not a terminal: +noidnin +noidnout; give "
-                               "names in their xn-- form)")  # fmt: skip
             elif key in DIG_FLAGS and not eq and DIG_FLAGS[key][0] == "tcp" and not top:
                 pass  # dig 9.18 ignores +[no]tcp and +[no]vc on a batch line (is_batchfile)
             elif key in DIG_FLAGS and not eq:
@@ -644,3 +641,24 @@ def _dig_type(word: str, rdatatype: Any) -> str | None:
 
 def _is_type(word: str, rdatatype: Any) -> bool:
     return (word.isalnum() or word.upper() == "NSAP-PTR") and _dig_type(word, rdatatype) is not None
+
+
+def idn_name(name: str, idnin: bool) -> str:
+    """A name typed with non-ASCII letters as dig asks it: +idnin, its A-label form (IDNA
+    2008 with UTS #46's mapping, non-transitional: `Bücher.test` is xn--bcher-kva.test,
+    `straße` keeps its ß; the `idna` package, as dig's libidn2); +noidnin (dig's default
+    off a terminal), its UTF-8 bytes as they are (`B\\195\\188cher.test.`; dnspython
+    would have made it IDNA 2003's A-label). An ASCII name as it is (dig: `fa%.test` too)."""
+    if name.isascii():
+        return name
+    if not idnin:
+        return "".join(c if c.isascii() else "".join(f"\\{b:03d}" for b in c.encode())
+                       for c in name)  # fmt: skip
+    import idna
+
+    try:
+        return idna.encode(name.rstrip("."), uts46=True, transitional=False).decode() + (
+            "." if name.endswith(".") else ""
+        )
+    except idna.IDNAError as e:
+        raise RunError(f"{name!r} is not a legal IDNA2008 name ({e}), use +noidnin") from None

@@ -305,3 +305,17 @@ def test_abbreviations_as_dig(port: int) -> None:
     a, b = ours(*at, "+si", "+noall", "+ans", "a.test"), dig(*at, "+si", "+noall", "+ans", "a.test")
     assert a.stderr == b.stderr == ";; +sigchase option is deprecated"
     assert a.stdout == b.stdout and a.stdout.startswith("a.test.\t\t\t300\tIN\tA\t192.0.2.1\n")
+
+
+def test_idn_names_as_dig(port: int) -> None:
+    at = ["@127.0.0.1", "-p", str(port)]
+    out = side_by_side(*at, "+idnin", "Bücher.test", "xn--bcher-kva.test")
+    assert out.count(";xn--bcher-kva.test.\t\tIN\tA\n") == 2
+    side_by_side(*at, "+idnin", "Bücher.test", "+noidnin")  # as dig: a global switch
+    out = side_by_side(*at, "+idnout", "xn--bcher-kva.test", "idn.test", "idnmx.test", "MX")
+    assert "bücher.test.\t\t300\tIN\tA\t192.0.2.4" in out and "MX\t10 BüCHER.test." in out
+    side_by_side(*at, "+idnin", "+idnout", "+short", "straße.test", "idn.test")
+    side_by_side(*at, "+idnout", "+multiline", "+noall", "+answer", "idn.test")
+    a, b = ours(*at, "+idnin", "bü%cher.test"), dig(*at, "+idnin", "bü%cher.test")
+    assert (a.returncode, b.returncode) == (2, 1)
+    assert "is not a legal IDNA2008 name" in a.stderr and "use +noidnin" in a.stderr

@@ -214,8 +214,6 @@ def test_identify_with_short_and_without_stats_as_dig() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["+idnin", "a.test"], "+idnin: IDN names not supported here"),
-        (["+idnout", "a.test"], "+idnout: IDN names not supported here"),
         (["+padding=513", "a.test"], "invalid padding '513': expected 0..512"),
         (["+subnet=bogus", "a.test"], "invalid address 'bogus'"),
         (["+subnet=192.0.2.0/33", "a.test"], "invalid address '192.0.2.0/33'"),
@@ -675,4 +673,29 @@ def test_tls_switches_as_dig() -> None:
                        "hostname mismatch"}  # fmt: skip
     assert text_of(parse("+tls", "a.test"), failed) == (
         ";; TLS peer certificate verification for 127.0.0.1#853 failed: hostname mismatch\n"
+    )
+
+
+def test_idn_names_as_dig() -> None:
+    """+idnin: a Unicode name in its A-label form (IDNA 2008, UTS #46 non-transitional),
+    +noidnin its UTF-8 bytes (dig's default off a terminal; was dnspython's IDNA 2003);
+    +idnout: each valid xn-- label of a name, in a record's data too (not in a quoted
+    string), written in Unicode with its case kept; an invalid one as it came."""
+    from packetlab.cli.run_dns_text import idn_names
+    from packetlab.cli.run_dns_words import idn_name
+
+    assert idn_name("Bücher.test", True) == "xn--bcher-kva.test"
+    assert idn_name("straße.test.", True) == "xn--strae-oqa.test."
+    assert idn_name("Bücher.test", False) == "B\\195\\188cher.test"
+    assert idn_name("fa%.test", True) == "fa%.test"
+    with pytest.raises(RunError, match=r"not a legal IDNA2008 name .*use \+noidnin"):
+        idn_name("bü%cher.test", True)
+    assert idn_names("a.XN--BCHER-KVA.test.") == "a.BüCHER.test."
+    assert idn_names('10 xn--bcher-kva.test. "xn--bcher-kva"') == '10 bücher.test. "xn--bcher-kva"'
+    assert idn_names("xn--zz.test.") == "xn--zz.test."
+    a = parse("+idnout", "a.test")
+    rr = {"name": "xn--bcher-kva.test.", "ttl": 60, "type": "CNAME", "data": "xn--fa-hia.test."}
+    assert (
+        text_of(a, {**A_DNSSEC, "answers": [rr]}).count("bücher.test.\t\t60\tIN\tCNAME\tfaß.test.")
+        == 1
     )
