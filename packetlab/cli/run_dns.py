@@ -92,7 +92,10 @@ def configure(p: argparse.ArgumentParser) -> None:
         "dig's lines); +[no]keepopen (one TCP connection a server for the run's queries); "
         "+[no]tls (DNS over TLS, port 853 unless -p; no certificate check unless "
         "+tls-ca[=FILE]: FILE's CAs or the system store, against +tls-hostname=NAME or "
-        "the server); "
+        "the server); +[no]https[=PATH] (DNS over HTTPS: the query POSTed to PATH, "
+        "default /dns-query, over HTTP/2; port 443 unless -p; certificates as +tls), "
+        "+[no]https-get (GET), +[no]http-plain[=PATH], +[no]http-plain-get (plain HTTP/2, "
+        "port 80); "
         "each word by its first letters, as dig 9.18 reads them (+ans, "
         "+noal, +tim=3; one that begins several words is refused, as dig's Invalid option)",
     )
@@ -228,7 +231,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             server, port = split_server(typed, o.family)
             if o.family is not None and (":" in server) != (o.family == 6):
                 raise RunError(f"-{o.family}: the server {server} is not an IPv{o.family} address")
-            default = 853 if o.tls else 53  # dig +tls: DNS over TLS's port
+            # dig's ports: DNS over HTTPS's, plain HTTP's, DNS over TLS's
+            default = {"https": 443, "http": 80}.get(o.doh or "", 853 if o.tls else 53)
             servers.append((server, o.port or port or default))  # -p: every server's, as dig
             texts.setdefault(server, _host_text(typed))
         if texts:
@@ -237,8 +241,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             raise RunError(f"+time/--wait {o.wait:g}: must be in (0, 60] seconds")
         if not 1 <= o.tries <= 10:
             raise RunError(f"+tries/--tries {o.tries}: must be 1..10 (+retry=N: N+1 tries)")
-        if o.tls and not hasattr(o, "dot"):  # dig +tls: one TLS client a line's options
+        if o.tls and not o.doh and not hasattr(o, "dot"):  # dig +tls: one client a line's
             o.dot = _dot_client(o)
+        if o.doh and not hasattr(o, "doh_client"):  # dig +https, +http-plain
+            from packetlab.measure.dnstransport import DohClient
+
+            o.doh_client = DohClient(o.doh == "https", o.doh_path, bool(o.doh_get),
+                                     o.tls_ca is not None, o.tls_ca, o.tls_hostname)  # fmt: skip
         qtypes = [t if is_xfr(t) else parse_qtype(t) for t in (types or ["A"])]
         if getattr(o, "yaml", False) and (o.trace or any(is_xfr(t) for t in qtypes)):
             raise RunError("+yaml: not built for +trace and zone transfers (AXFR, IXFR)")
@@ -320,6 +329,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     servfail_next=not o.fail,
                     kept=kept if o.keepopen else None,
                     tls=getattr(o, "dot", None),
+                    doh=getattr(o, "doh_client", None),
                 )
                 if o.nssearch:  # dig +nssearch: the zone's NS, each one's SOA
                     await _nssearch(session, servers, name, emit, **asked)

@@ -181,7 +181,7 @@ async def _ask(
     once), then each next server gets one try (dig's requeue, as over TCP). The one
     that answered, with the failures before it as dig's remarks
     (`communications error to ADDR#PORT: connection refused`, a line a try)."""
-    if options.get("tcp"):
+    if options.get("tcp") or options.get("tls") or options.get("doh"):  # dig: TCP's order
         return await _ask_tcp(session, servers, name, qtype, **options)
     return (await _ask_udp(session, servers, name, qtype, **options))[0]
 

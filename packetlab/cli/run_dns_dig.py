@@ -11,6 +11,7 @@ from typing import Any
 from packetlab.cli.run_command import Record
 from packetlab.cli.run_dns_text import (
     FLAG_ORDER,
+    STREAMS,
     Style,
     _opt_lines,
     connect_failed_line,
@@ -120,7 +121,7 @@ class DigText:
         if "error" in r:
             texts = getattr(self.view, "server_texts", None) or {}
             lines += error_lines(r, texts.get(r["server"]) or self.user_server)
-            if r.get("proto") == "tcp" and r.get("error_kind") == "refused":
+            if r.get("proto") in STREAMS and r.get("error_kind") == "refused":
                 lines.append(";; no servers could be reached")  # as dig: no banner
             elif r.get("error_kind") == "malformed":
                 self.banner()  # as dig: the lookup's banner is used up, not shown

@@ -37,6 +37,9 @@ for _word in ("search", "defname"):  # dig: +[no]defname is +[no]search
     FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = ("search", True), ("search", False)
 # read by run_dns_words' own branch first; here for dig's abbreviations (+shows)
 FLAGS["+showsearch"], FLAGS["+noshowsearch"] = ("showsearch", True), ("showsearch", False)
+# DNS over HTTPS: read by run_dns_words' own branch first (+https[=PATH], -get)
+for _word in ("https", "https-get", "http-plain", "http-plain-get"):
+    FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = ("doh", _word), ("doh", None)
 for _word in ("idnin", "idnout"):  # off by default: dig's default off a terminal
     FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = (_word, True), (_word, False)
 #: what they default to (run_dns.configure's)
@@ -49,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "search": False, "showsearch": False, "domain": None, "ndots": None, "ednsflags": 0,
     "coflag": False, "ednsopts": (), "qid": None, "ednsneg": True, "expandaaaa": False,
     "yaml": False, "nssearch": False, "keepopen": False, "tls": False, "tls_ca": None,
-    "tls_hostname": None,
+    "tls_hostname": None, "doh": None, "doh_path": "/dns-query", "doh_get": False,
 }  # fmt: skip
 #: dig's opcode names (+opcode=NAME; a number 0..15 too)
 OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
@@ -67,9 +70,8 @@ EDNS_OPTIONS_MAX = 100  # dig's EDNSOPT_OPTIONS
 QUERY_VALUES = ("+opcode", "+subnet", "+padding", "+ednsflags", "+ednsopt", "+qid")
 #: dig 9.18's words not built here: refused by name (an abbreviation of one too); they
 #: count when an abbreviation is read (`+ke` is keepalive or keepopen: dig refuses it)
-NOT_BUILT = ("https", "https-get", "https-post", "http-plain", "http-plain-get",
-             "http-plain-post", "tls-certfile", "tls-keyfile", "dns64prefix", "badcookie",
-             "showbadcookie", "fuzztime")  # fmt: skip
+NOT_BUILT = ("https-post", "http-plain-post", "tls-certfile", "tls-keyfile", "dns64prefix",
+             "badcookie", "showbadcookie", "fuzztime")  # fmt: skip
 #: dig 9.18's words it reads only to say `;; +WORD option is deprecated` (no line end)
 DEPRECATED = ("sigchase", "topdown", "unexpected", "mapped")
 #: abbreviations of several words that dig's parser (a switch on each letter) reads as one

@@ -164,6 +164,8 @@ def hex_dump(data: bytes) -> list[str]:
     return lines
 
 
+# a query's transports over a connection (TCP, TLS, DNS over HTTP(S)): dig's TCP lines
+STREAMS = ("tcp", "tls", "https", "https-get", "http", "http-get")
 STREAM_TIMEOUT = re.compile(r" within [0-9.e+-]+ s$")
 
 
@@ -186,12 +188,12 @@ def error_lines(r: Record, user: str | None = None) -> list[str]:
     if r.get("error_kind") == "tls":  # dig's `TLS peer certificate verification ...`
         return [f";; {r['error']}"]
     where = f"{r['server']}#{r['port']}"
-    if r.get("proto") == "tcp" and r.get("error_kind") == "refused":  # dig's connect failure
+    if r.get("proto") in STREAMS and r.get("error_kind") == "refused":  # dig's connect failure
         return [connect_failed_line(r, user)]
     what = {"timeout": "timed out", "refused": "connection refused"}.get(
         r.get("error_kind") or "", r["error"]
     )
-    if r.get("proto") == "tcp" and STREAM_TIMEOUT.search(r["error"]):
+    if r.get("proto") in STREAMS and STREAM_TIMEOUT.search(r["error"]):
         what = "timed out"  # the TCP exchange's wait (TcpStream's StreamTimeout), as dig
     return [f";; communications error to {where}: {what}"] * max(r.get("tries", 1), 1)
 

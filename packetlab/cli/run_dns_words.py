@@ -465,6 +465,17 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 if not value.isdigit() or int(value) > switches.NDOTS_MAX:
                     raise RunError(f"{word}: expected a number 0..{switches.NDOTS_MAX}")
                 args.ndots = int(value)
+            elif key in ("+https", "+http-plain", "+https-get", "+http-plain-get"):
+                at.doh = "https" if key.startswith("+https") else "http"  # (as dig's -get)
+                if key.endswith("-get"):
+                    at.doh_get = True
+                elif eq:
+                    at.doh_path = value
+            elif key in ("+nohttps", "+nohttp-plain", "+nohttps-get", "+nohttp-plain-get"):
+                if key.endswith("-get"):
+                    at.doh_get = False
+                else:
+                    at.doh = None
             elif key in ("+tls-ca", "+tls-hostname") and (eq or key == "+tls-ca"):
                 setattr(at, key[1:].replace("-", "_"), value)  # dig: TLS on, as +tls
                 at.tls = True

@@ -57,9 +57,11 @@ from packetlab.measure.dnsresult import (
 )
 from packetlab.measure.dnstext import presentation, restyle
 from packetlab.measure.dnstransport import (
+    DohClient,
     DotClient,
     KeptStreams,
     _default_server,
+    _over_https,
     _over_tcp,
     _over_udp,
 )
@@ -110,6 +112,7 @@ async def dns_query(
     keep_query: bool = False,
     kept: KeptStreams | None = None,
     tls: DotClient | None = None,
+    doh: DohClient | None = None,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
@@ -141,7 +144,7 @@ async def dns_query(
     +expire, +keepalive, +padding: `QueryBits`). `keep_query`: the query's bytes as
     sent are kept (`query_wire`; dig +qr prints them). `kept`: a query over TCP uses
     the connection to its server kept there and leaves it open (dig +keepopen). `tls`:
-    over TLS (dig +tls: `DotClient`).
+    over TLS (dig +tls: `DotClient`). `doh`: over HTTPS (dig +https: `DohClient`).
     """
     if expect_opt is None:
         expect_opt = isinstance(cookie, bytes)
@@ -182,7 +185,9 @@ async def dns_query(
                            qclass=qclass, cookie=sent_cookie, tsig_key=tsig)  # fmt: skip
         if keep_query:
             result.query_wire, result.query_before = _render(query), earlier
-        if tcp or tls is not None:
+        if doh is not None:
+            await _over_https(session, query, result, addr, timeout, doh, recorder)
+        elif tcp or tls is not None:
             await _over_tcp(session, query, result, addr, timeout, recorder, kept, tls)
         else:
             msg = await _over_udp(session, query, result, addr, timeout, attempts, recorder, icmp)

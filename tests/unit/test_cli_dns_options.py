@@ -699,3 +699,18 @@ def test_idn_names_as_dig() -> None:
         text_of(a, {**A_DNSSEC, "answers": [rr]}).count("bücher.test.\t\t60\tIN\tCNAME\tfaß.test.")
         == 1
     )
+
+
+def test_doh_switches_as_dig() -> None:
+    """+https[=PATH] (POST), +https-get (GET, HTTPS on as dig's), +http-plain[-get]; the
+    query's port 443 (80 in plain HTTP) unless -p; dig's word on the SERVER line."""
+    a = parse("@127.0.0.1", "+https-get", "a.test")
+    assert (a.doh, a.doh_get, a.doh_path) == ("https", True, "/dns-query")
+    a = parse("@127.0.0.1", "+http-plain=/q", "+nohttps-get", "a.test")
+    assert (a.doh, a.doh_get, a.doh_path) == ("http", False, "/q")
+    assert parse("+https", "+nohttps", "a.test").doh is None
+    from packetlab.measure.dnstransport import DohClient
+
+    assert [DohClient(t, get=g).proto.upper() for t in (True, False) for g in (False, True)] == [
+        "HTTPS", "HTTPS-GET", "HTTP", "HTTP-GET",
+    ]  # fmt: skip
