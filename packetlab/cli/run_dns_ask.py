@@ -265,6 +265,7 @@ async def _ask_tcp(
 
 
 NSSEARCH_SERVERS = 8  # NS names of the zone asked at most (a hostile reply may list thousands)
+NSSEARCH_ADDRESSES = 16  # their addresses asked at most (likewise)
 
 
 async def _nssearch(
@@ -296,6 +297,7 @@ async def _nssearch(
             got = await _ask(session, servers, host, rtype, **recursive)
             glue = [a.data for a in got.answers if a.type == rtype]
         targets += [addr for addr in glue if addr not in targets]
+    targets = targets[:NSSEARCH_ADDRESSES]
     answered = 0
     soa = {**options, "recursion": False, "attempts": 1, "servfail_next": False}
     for i, addr in enumerate(targets):

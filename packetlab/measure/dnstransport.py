@@ -415,6 +415,7 @@ async def _over_https(
         session, url, connect_to=server, cafile=doh.cafile or None, insecure=not doh.verify,
         timeout=timeout, connect_timeout=timeout, headers=headers,
         method=None if doh.get else "POST", data=None if doh.get else wire, keep_body=True,
+        max_body=TCP_MAX - 2,  # a DNS message at most
         recorder=recorder, http_version=None if doh.tls else "2-prior",
     )  # fmt: skip
     if got.error is not None and got.error.startswith(
