@@ -244,7 +244,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if o.tls and not o.doh and not hasattr(o, "dot"):  # dig +tls: one client a line's
             o.dot = _dot_client(o)
         if o.doh and not hasattr(o, "doh_client"):  # dig +https, +http-plain
-            from packetlab.measure.dnstransport import DohClient
+            from packetlab.measure.dnstls import DohClient
 
             o.doh_client = DohClient(o.doh == "https", o.doh_path, bool(o.doh_get),
                                      o.tls_ca is not None, o.tls_ca, o.tls_hostname)  # fmt: skip
@@ -346,7 +346,7 @@ def _dot_client(o: argparse.Namespace) -> Any:
     system store), against +tls-hostname or the server."""
     from OpenSSL import SSL
 
-    from packetlab.measure.dnstransport import DotClient
+    from packetlab.measure.dnstls import DotClient
 
     try:
         return DotClient(o.tls_ca is not None, o.tls_ca, o.tls_hostname)

@@ -57,11 +57,10 @@ from packetlab.measure.dnsresult import (
 )
 from packetlab.measure.dnstext import presentation, restyle
 from packetlab.measure.dnstransport import (
-    DohClient,
-    DotClient,
+    DohExchange,
     KeptStreams,
+    TlsWrap,
     _default_server,
-    _over_https,
     _over_tcp,
     _over_udp,
 )
@@ -111,8 +110,8 @@ async def dns_query(
     bits: QueryBits = DIG_QUERY,
     keep_query: bool = False,
     kept: KeptStreams | None = None,
-    tls: DotClient | None = None,
-    doh: DohClient | None = None,
+    tls: TlsWrap | None = None,
+    doh: DohExchange | None = None,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
@@ -144,7 +143,8 @@ async def dns_query(
     +expire, +keepalive, +padding: `QueryBits`). `keep_query`: the query's bytes as
     sent are kept (`query_wire`; dig +qr prints them). `kept`: a query over TCP uses
     the connection to its server kept there and leaves it open (dig +keepopen). `tls`:
-    over TLS (dig +tls: `DotClient`). `doh`: over HTTPS (dig +https: `DohClient`).
+    over TLS (dig +tls: measure.dnstls.DotClient). `doh`: over HTTPS (dig +https:
+    measure.dnstls.DohClient).
     """
     if expect_opt is None:
         expect_opt = isinstance(cookie, bytes)
@@ -186,7 +186,7 @@ async def dns_query(
         if keep_query:
             result.query_wire, result.query_before = _render(query), earlier
         if doh is not None:
-            await _over_https(session, query, result, addr, timeout, doh, recorder)
+            await doh.ask(session, query, result, addr, timeout, recorder)
         elif tcp or tls is not None:
             await _over_tcp(session, query, result, addr, timeout, recorder, kept, tls)
         else:

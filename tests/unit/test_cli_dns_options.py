@@ -709,7 +709,7 @@ def test_doh_switches_as_dig() -> None:
     a = parse("@127.0.0.1", "+http-plain=/q", "+nohttps-get", "a.test")
     assert (a.doh, a.doh_get, a.doh_path) == ("http", False, "/q")
     assert parse("+https", "+nohttps", "a.test").doh is None
-    from packetlab.measure.dnstransport import DohClient
+    from packetlab.measure.dnstls import DohClient
 
     assert [DohClient(t, get=g).proto.upper() for t in (True, False) for g in (False, True)] == [
         "HTTPS", "HTTPS-GET", "HTTP", "HTTP-GET",
