@@ -112,7 +112,7 @@ def _dns_items(r: Any) -> list[Hashable]:
 
 
 def _dns_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
-    from packetlab.cli.run_dns import split_server
+    from packetlab.cli.run_dns_words import split_server
     from packetlab.measure.dns import dns_query
 
     server, port = split_server(args.server)
@@ -129,7 +129,7 @@ def _dns_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
 
 
 def _dns_nt(args: argparse.Namespace) -> Callable[[], Sample]:
-    from packetlab.cli.run_dns import split_server
+    from packetlab.cli.run_dns_words import split_server
     from packetlab.measure.baselines import run_dig
     from packetlab.measure.dns import parse_qtype
 

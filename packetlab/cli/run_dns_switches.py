@@ -1,6 +1,6 @@
 """dig 9.18's switches `pktlab run dns` reads since session 16 (dig16): the tables of
 its display and query switches, their values (`query_value`), the query they make
-(`query_bits`: measure.dns.QueryBits), +search's names (`search_names`), and the text
+(`query_bits`: measure.dnsquery.QueryBits), +search's names (`search_names`), and the text
 of the EDNS options dig names (`known_option`). Apart from run_dns.py, which reads and
 prints with them; no dnspython at import."""
 
@@ -12,6 +12,8 @@ from typing import Any
 from packetlab.cli.run import RunError
 
 NDOTS_MAX = 15  # BIND's MAXNDOTS
+BATCH_LINES = 10_000  # -f FILE: query lines at most (each answer is kept for the summary)
+BATCH_LINE_BYTES = 4096  # -f FILE: a longer line is refused
 RESOLV_CONF = "/etc/resolv.conf"  # dig's search list and ndots: this host's, as dig reads them
 
 # since session 16: dig 9.18's display and query switches, each +WORD and +noWORD (an
@@ -24,7 +26,8 @@ _ON_OFF = {"ttlid": "ttlid", "class": "show_class", "cl": "show_class",
            "zflag": "zflag", "expire": "expire", "keepalive": "keepalive", "fail": "fail",
            "besteffort": "besteffort", "rdflag": "norecurse", "identify": "identify",
            "coflag": "coflag", "expandaaaa": "expandaaaa", "ednsnegotiation": "ednsneg",
-           "ednsneg": "ednsneg", "yaml": "yaml"}  # fmt: skip
+           "ednsneg": "ednsneg", "yaml": "yaml", "nssearch": "nssearch",
+           "keepopen": "keepopen", "tls": "tls"}  # fmt: skip
 #: +WORD and +noWORD of each: (attribute, value), as run_dns.DIG_FLAGS
 FLAGS: dict[str, tuple[str, Any]] = {}
 for _word, _attr in _ON_OFF.items():
@@ -32,8 +35,13 @@ for _word, _attr in _ON_OFF.items():
     FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = (_attr, _on), (_attr, not _on)
 for _word in ("search", "defname"):  # dig: +[no]defname is +[no]search
     FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = ("search", True), ("search", False)
-FLAGS["+noidnin"] = ("idnin", False)  # dig's default when not on a terminal
-FLAGS["+noidnout"] = ("idnout", False)
+# read by run_dns_words' own branch first; here for dig's abbreviations (+shows)
+FLAGS["+showsearch"], FLAGS["+noshowsearch"] = ("showsearch", True), ("showsearch", False)
+# DNS over HTTPS: read by run_dns_words' own branch first (+https[=PATH], -get)
+for _word in ("https", "https-get", "http-plain", "http-plain-get"):
+    FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = ("doh", _word), ("doh", None)
+for _word in ("idnin", "idnout"):  # off by default: dig's default off a terminal
+    FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = (_word, True), (_word, False)
 #: what they default to (run_dns.configure's)
 DEFAULTS: dict[str, Any] = {
     "ttlid": True, "show_class": True, "ttlunits": False, "crypto": True, "rrcomments": None,
@@ -43,11 +51,12 @@ DEFAULTS: dict[str, Any] = {
     "fail": True, "besteffort": True, "identify": False, "idnin": False, "idnout": False,
     "search": False, "showsearch": False, "domain": None, "ndots": None, "ednsflags": 0,
     "coflag": False, "ednsopts": (), "qid": None, "ednsneg": True, "expandaaaa": False,
-    "yaml": False,
+    "yaml": False, "nssearch": False, "keepopen": False, "tls": False, "tls_ca": None,
+    "tls_hostname": None, "doh": None, "doh_path": "/dns-query", "doh_get": False,
 }  # fmt: skip
 #: dig's opcode names (+opcode=NAME; a number 0..15 too)
 OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
-#: the query's header bits and EDNS options from dig's switches (measure.dns.QueryBits)
+#: the query's header bits and EDNS options from dig's switches (measure.dnsquery.QueryBits)
 QUERY_BITS = ("aaflag", "adflag", "cdflag", "raflag", "tcflag", "zflag", "opcode",
               "header_only", "subnet", "expire", "keepalive", "padding", "ednsflags",
               "coflag", "ednsopts", "qid", "ednsneg", "besteffort")  # fmt: skip
@@ -57,13 +66,24 @@ EDNS_OPTION_NAMES = {"llq": 1, "nsid": 3, "dau": 5, "dhu": 6, "n3u": 7, "ecs": 8
                      "chain": 13, "key-tag": 14, "ede": 15, "client-tag": 16,
                      "server-tag": 17}  # fmt: skip
 EDNS_OPTIONS_MAX = 100  # dig's EDNSOPT_OPTIONS
+#: switches that take a value, read by `query_value` (each +noWORD resets it)
+QUERY_VALUES = ("+opcode", "+subnet", "+padding", "+ednsflags", "+ednsopt", "+qid")
+#: dig 9.18's words not built here: refused by name (an abbreviation of one too); they
+#: count when an abbreviation is read (`+ke` is keepalive or keepopen: dig refuses it)
+NOT_BUILT = ("https-post", "http-plain-post", "tls-certfile", "tls-keyfile", "dns64prefix",
+             "badcookie", "showbadcookie", "fuzztime")  # fmt: skip
+#: dig 9.18's words it reads only to say `;; +WORD option is deprecated` (no line end)
+DEPRECATED = ("sigchase", "topdown", "unexpected", "mapped")
+#: abbreviations of several words that dig's parser (a switch on each letter) reads as one
+DIG_PREFERS = {"aa": "aaflag", "co": "comments", "i": "ignore", "ttl": "ttlid",
+               "https-": "https", "http-plain-": "http-plain"}  # fmt: skip
 
 
 def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None:
     """dig's +ednsopt=CODE[:HEX], +ednsflags=N, +qid=N, +opcode=NAME|N,
     +subnet=ADDR[/PREFIX], +padding=N (0..512) into `at` (EDNS on, as dig, for
     +ednsflags and +padding, not +ednsopt; +subnet asks for an OPT record by itself)."""
-    from packetlab.measure.dns import PADDING_MAX, subnet_option
+    from packetlab.measure.dnsquery import PADDING_MAX, subnet_option
 
     if key == "+ednsopt":
         code, _, data = value.partition(":")
@@ -134,8 +154,8 @@ def search_names(name: str, args: argparse.Namespace) -> list[str]:
 
 
 def query_bits(o: argparse.Namespace) -> Any:
-    """The query switches of `o` (a line's, a name's) as measure.dns.QueryBits."""
-    from packetlab.measure.dns import QueryBits
+    """The query switches of `o` (a line's, a name's) as measure.dnsquery.QueryBits."""
+    from packetlab.measure.dnsquery import QueryBits
 
     v = {k: getattr(o, k) for k in QUERY_BITS}
     return QueryBits(aa=v["aaflag"], ad=v["adflag"], cd=v["cdflag"], ra=v["raflag"],
@@ -153,7 +173,8 @@ def known_option(code: int, data: bytes, yaml: bool = False) -> str | None:
     (TCP-KEEPALIVE; PAD's bytes as another option's)."""
     import ipaddress
 
-    from packetlab.measure.dns import ECS, EXPIRE, KEEPALIVE, PADDING, ttl_words
+    from packetlab.measure.dnsquery import ECS, EXPIRE, KEEPALIVE, PADDING
+    from packetlab.measure.dnstext import ttl_words
 
     if code == ECS and len(data) >= 4 and data[:2] in (b"\0\1", b"\0\2"):
         size = 4 if data[1] == 1 else 16
@@ -193,3 +214,29 @@ EDE_NAMES = ("Other", "Unsupported DNSKEY Algorithm", "Unsupported DS Digest Typ
              "Censored", "Filtered", "Prohibited", "Stale NXDOMAIN Answer", "Not Authoritative",
              "Not Supported", "No Reachable Authority", "Network Error",
              "Invalid Data")  # fmt: skip
+
+
+def full_word(key: str, actions: dict[str, object]) -> str:
+    """dig's `+KEY` (the part before any `=`) as the switch dig 9.18 reads: dig takes a
+    word by its first letters (`+ans`, `+noall`, `+tim=3`, `+nocl`), so `key` is read as
+    the word of `actions` (every word we read, without `+` and `no`, each mapped to what
+    it sets) or of NOT_BUILT/DEPRECATED that it begins; several that set the same thing
+    (`+tim`: time, timeout) are one. `key` itself when it is a word or begins none (the
+    caller refuses it by name); RunError when it begins several, as dig's `Invalid
+    option` (`+sh`: short, showsearch, showbadcookie), but for dig's own readings of
+    some of those (DIG_PREFERS)."""
+    body = key[1:]
+    no = body.startswith("no") and body not in actions
+    stem = body[2:] if no else body
+    words: dict[str, object] = {**actions, **{w: w for w in (*NOT_BUILT, *DEPRECATED)}}
+    if stem in words or not stem:
+        return key
+    if stem in DIG_PREFERS:
+        return f"+{'no' * no}{DIG_PREFERS[stem]}"
+    found = sorted(w for w in words if w.startswith(stem))
+    if not found:
+        return key
+    if len({words[w] for w in found}) > 1:
+        which = ", ".join(f"+{'no' * no}{w}" for w in found)
+        raise RunError(f"{key}: ambiguous dig option, the start of {which} (dig: Invalid option)")
+    return f"+{'no' * no}{max(found, key=len)}"

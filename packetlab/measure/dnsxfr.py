@@ -42,22 +42,17 @@ from packetlab.controller import (
     deferred_api,
     parse_address,
 )
-from packetlab.measure.dns import (
-    EDNS_PAYLOAD,
+from packetlab.measure.dns import EDNS_PAYLOAD, DnsAnswer, DnsError, parse_qclass
+from packetlab.measure.dnsparse import (
     MALFORMED_NOTE,
-    DnsAnswer,
-    DnsError,
     _bind_reason,
-    _default_server,
     _edns_of,
-    _make_query,
     _other_class,
     _records,
-    _render,
-    as_ixfr,
-    parse_qclass,
-    version_of,
 )
+from packetlab.measure.dnsquery import _make_query, _render, as_ixfr
+from packetlab.measure.dnsresult import version_of
+from packetlab.measure.dnstransport import _default_server
 from packetlab.measure.pcap import PcapRecorder
 
 __all__ = ["XFR_MAX_BYTES", "XFR_MAX_RECORDS", "XFR_MAX_S", "XfrResult", "XfrState", "dns_xfr"]

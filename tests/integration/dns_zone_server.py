@@ -121,6 +121,9 @@ www 60 IN CNAME v6.test.
 mx 60 IN MX 10 a.test.
 txt 60 IN TXT "with \\"quotes\\" and spaces" "second string"
 a-rather-long-label-for-the-columns 2147483647 IN A 192.0.2.3
+xn--bcher-kva IN A 192.0.2.4
+idn 60 IN CNAME xn--bcher-kva.test.
+idnmx 60 IN MX 10 XN--BCHER-KVA.test.
 _443._tcp.www 300 IN TLSA 3 1 1 {_hex("tlsa", 32)}
 ssh 300 IN SSHFP 4 2 {_hex("sshfp", 32)}
 sub 3600 IN NS ns.sub.test.

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_dns_dig import ours, side_by_side, zone_server
+from test_dns_dig import dig, ours, side_by_side, zone_server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -123,7 +123,7 @@ def test_nofail_and_identify_as_dig(port: int) -> None:
 
 def test_refusals_in_one_line(port: int) -> None:
     at = ["@127.0.0.1", "-p", str(port)]
-    for word, says in (("+idnin", "IDN names not supported here"),
+    for word, says in (("+tls-certfile=x", "dig option not supported here"),
                        ("+padding=600", "invalid padding '600'"),
                        ("+subnet=bogus", "invalid address 'bogus'"),
                        ("+opcode=bogus", "expected an opcode")):  # fmt: skip
@@ -287,3 +287,35 @@ def test_yaml_as_dig(port: int) -> None:
         assert yaml_normal(a.stdout) == yaml_normal(b.stdout), words
     got = ours(*at, "+yaml", "+trace", "a.test")
     assert got.returncode == 2 and "+yaml: not built for +trace" in got.stderr
+
+
+def test_abbreviations_as_dig(port: int) -> None:
+    at = ["@127.0.0.1", "-p", str(port)]
+    out = side_by_side(*at, "+noal", "+ans", "mx.test", "MX")
+    assert out.startswith("mx.test.\t\t60\tIN\tMX\t10 a.test.\n")
+    for words in (["+nocm", "+nost", "+noqu", "+nocl", "+nottl", "a.test"],
+                  ["+tim=1", "+tri=1", "+qr", "+aa", "+nocoo", "+nsi", "a.test"],
+                  ["+mu", "+dnss", "test", "SOA"], ["+shor", "+ident", "a.test"],
+                  ["+noadd", "+noauth", "+co", "+ednsf=0x80", "a.test"]):  # fmt: skip
+        side_by_side(*at, *words)
+    for word in ("+sh", "+a", "+n", "+ns", "+tc", "+re", "+ed", "+ke", "+f", "+m", "+u"):
+        a, b = ours(*at, word, "a.test"), dig(*at, word, "a.test")
+        assert (b.returncode, b.stderr.splitlines()[0]) == (1, f"Invalid option: {word}")
+        assert a.returncode == 2 and "ambiguous dig option" in a.stderr, (word, a.stderr)
+    a, b = ours(*at, "+si", "+noall", "+ans", "a.test"), dig(*at, "+si", "+noall", "+ans", "a.test")
+    assert a.stderr == b.stderr == ";; +sigchase option is deprecated"
+    assert a.stdout == b.stdout and a.stdout.startswith("a.test.\t\t\t300\tIN\tA\t192.0.2.1\n")
+
+
+def test_idn_names_as_dig(port: int) -> None:
+    at = ["@127.0.0.1", "-p", str(port)]
+    out = side_by_side(*at, "+idnin", "Bücher.test", "xn--bcher-kva.test")
+    assert out.count(";xn--bcher-kva.test.\t\tIN\tA\n") == 2
+    side_by_side(*at, "+idnin", "Bücher.test", "+noidnin")  # as dig: a global switch
+    out = side_by_side(*at, "+idnout", "xn--bcher-kva.test", "idn.test", "idnmx.test", "MX")
+    assert "bücher.test.\t\t300\tIN\tA\t192.0.2.4" in out and "MX\t10 BüCHER.test." in out
+    side_by_side(*at, "+idnin", "+idnout", "+short", "straße.test", "idn.test")
+    side_by_side(*at, "+idnout", "+multiline", "+noall", "+answer", "idn.test")
+    a, b = ours(*at, "+idnin", "bü%cher.test"), dig(*at, "+idnin", "bü%cher.test")
+    assert (a.returncode, b.returncode) == (2, 1)
+    assert "is not a legal IDNA2008 name" in a.stderr and "use +noidnin" in a.stderr

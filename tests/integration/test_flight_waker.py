@@ -74,7 +74,7 @@ async def test_a_deadline_passed_while_busy_wakes_after_the_waiting_answer() -> 
 
 @pytest_twisted.ensureDeferred
 async def test_a_dns_query_s_deadline_takes_the_waiting_answer() -> None:
-    from packetlab.measure.dns import _Inbox
+    from packetlab.measure.dnstransport import _Inbox
     from packetlab.wire import Ndata
 
     inbox = _Inbox(reactor)

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from packetlab.cli import run_dns
+from packetlab.cli import (
+    run_dns,
+    run_dns_ask,
+    run_dns_dig,
+    run_dns_switches,
+    run_dns_text,
+    run_dns_words,
+)
 from packetlab.cli.run import RunError
 
 
@@ -19,7 +26,7 @@ def parse(*argv: str) -> argparse.Namespace:
     import packetlab.cli as cli
 
     a = cli.parse(["run", "dns", *argv])
-    run_dns.dig_style(a)
+    run_dns_words.dig_style(a)
     return a
 
 
@@ -184,13 +191,13 @@ def test_columns_follow_binds_indent() -> None:
     rr = {"name": "a-rather-long-label-for-the-columns.test.", "ttl": 2147483647,
           "type": "A", "data": "192.0.2.3"}  # fmt: skip
     # past a column: one space (a tab when that reaches a tab stop), as dig prints it
-    assert run_dns.rr_line(rr) == (
+    assert run_dns_text.rr_line(rr) == (
         "a-rather-long-label-for-the-columns.test. 2147483647 IN\tA 192.0.2.3"
     )
-    assert run_dns.rr_line({**rr, "name": "_443._tcp.www.test.", "ttl": 300, "type": "TLSA"}) == (
-        "_443._tcp.www.test.\t300\tIN\tTLSA\t192.0.2.3"
-    )
-    assert run_dns.question_line("www.test.", "AAAA") == ";www.test.\t\t\tIN\tAAAA"
+    assert run_dns_text.rr_line(
+        {**rr, "name": "_443._tcp.www.test.", "ttl": 300, "type": "TLSA"}
+    ) == ("_443._tcp.www.test.\t300\tIN\tTLSA\t192.0.2.3")
+    assert run_dns_text.question_line("www.test.", "AAAA") == ";www.test.\t\t\tIN\tAAAA"
 
 
 def test_compact_form_is_kept_under_its_switch() -> None:
@@ -216,7 +223,7 @@ def test_edns_switches_and_families() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["+nssearch", "a.test"], r"\+nssearch: dig option not supported here"),
+        (["+dns64prefix", "a.test"], r"\+dns64prefix: dig option not supported here"),
         (["+split=x", "a.test"], r"\+split=x: expected a number 0..1023"),
         (["+split=1024", "a.test"], r"\+split=1024: expected a number 0..1023"),
         (["+cookie=zz", "a.test"], r"\+cookie=zz: expected hex digits"),
@@ -430,7 +437,7 @@ def test_batch_file_lines_and_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ("v.b", ["TXT"], "CH", False, True, False, "127.0.0.1", 53),
     ]
     assert a.plan[0][3].batch_words == ["a.test"]  # dig's banner for the line shows it
-    monkeypatch.setattr(run_dns, "BATCH_LINES", 3)
+    monkeypatch.setattr(run_dns_switches, "BATCH_LINES", 3)
     with pytest.raises(RunError, match=r"-f .*batch: more than 3 lines \(the cap"):
         parse("-f", str(f))
     f.write_text("a" * 5000 + "\n")
@@ -510,7 +517,7 @@ def test_servers_are_tried_in_order_as_dig() -> None:
     servers = [("192.0.2.54", 53), ("192.0.2.53", 53)]
     from twisted.internet.defer import Deferred
 
-    ask = run_dns._ask(rig.session, servers, "a.test", "A", attempts=2, timeout=1, icmp=False)
+    ask = run_dns_ask._ask(rig.session, servers, "a.test", "A", attempts=2, timeout=1, icmp=False)
     r = rig.run(Deferred.fromCoroutine(ask))
     assert (r.server, r.rcode, r.error) == ("192.0.2.53", "NOERROR", None)
     assert r.notes == ["communications error to 192.0.2.54#53: timed out"] * 2
@@ -553,7 +560,7 @@ def test_a_closed_first_server_is_asked_again_each_try_as_dig() -> None:
         assert isinstance(ep, OneRawEndpoint)
         ep.closed |= {("192.0.2.54", 53), ("192.0.2.55", 53)}
         ep.udp_servers[("192.0.2.53", 53)] = server
-        ask = run_dns._ask(rig.session, [(s, 53) for s in servers], "a.test", "A",
+        ask = run_dns_ask._ask(rig.session, [(s, 53) for s in servers], "a.test", "A",
                            attempts=tries, timeout=1)  # fmt: skip
         r = rig.run(Deferred.fromCoroutine(ask))
         assert (r.server, r.rcode, r.notes) == ("192.0.2.53", "NOERROR", notes), tries
@@ -562,7 +569,7 @@ def test_a_closed_first_server_is_asked_again_each_try_as_dig() -> None:
     ep = rig.endpoint
     assert isinstance(ep, OneRawEndpoint)
     ep.closed.add(("192.0.2.54", 53))
-    ask = run_dns._ask(rig.session, [("192.0.2.54", 53)], "a.test", "A", attempts=3, timeout=1)
+    ask = run_dns_ask._ask(rig.session, [("192.0.2.54", 53)], "a.test", "A", attempts=3, timeout=1)
     r = rig.run(Deferred.fromCoroutine(ask))
     a = parse("@192.0.2.54", "+tries=3", "a.test")
     assert text_of(a, r.to_dict()).splitlines()[:3] == [";; " + refused.format("192.0.2.54")] * 3
@@ -580,7 +587,7 @@ def test_a_lame_trace_step_is_digs_horizontal_referral() -> None:
             "notes": ["BAD (HORIZONTAL) REFERRAL"], "error_kind": "lame",
             "error": "referral to loop.tld. from loop.tld. goes no deeper "
                      "(a lame delegation)"}  # fmt: skip
-    a.dig_text = run_dns.DigText(a)
+    a.dig_text = run_dns_dig.DigText(a)
     a.dig_text.bannered = a  # the steps before it showed the banner
     assert text_of(a, lame) == (
         "loop.tld.\t\t3600\tIN\tNS\tns1.tld.\n;; BAD (HORIZONTAL) REFERRAL\n"
@@ -696,7 +703,7 @@ def test_batch_lines_take_the_command_line_s_type_as_dig(
         ]  # fmt: skip
         assert capsys.readouterr().err == ""  # a line's warnings: when it is asked
         for _, _, _, line in a.plan:
-            run_dns._show_line_warnings(line)
+            run_dns_words._show_line_warnings(line)
         assert capsys.readouterr().err == ";; Warning, extra type option\n" * 3
 
 
@@ -988,7 +995,7 @@ def test_a_transfer_tries_servers_in_digs_order() -> None:
     a = parse("@192.0.2.53", "@192.0.2.54", "one.xfr", "AXFR", "+tries=3", "+nocmd")
     servers = [("192.0.2.53", 53), ("192.0.2.54", 53)]
     o = a.plan[0][3] or a  # the name's own options (+tries=3 after it)
-    go = run_dns._transfer(rig.session, servers, "one.xfr", "AXFR", o, "IN", None, Progress())
+    go = run_dns_ask._transfer(rig.session, servers, "one.xfr", "AXFR", o, "IN", None, Progress())
     r = rig.run(Deferred.fromCoroutine(go))
     got = [(x["server"], x["error_kind"], x.get("next_server")) for x in r.retries]
     assert got == [("192.0.2.53", "refused", None), ("192.0.2.53", "refused", None),
@@ -1016,11 +1023,11 @@ def test_a_tcp_query_to_a_closed_port_is_digs_connect_failure() -> None:
     rig = Rig()  # nothing listens: the fake refuses every connect
     a = parse("@192.0.2.53", "a.test", "+tcp", "+tries=2")
     servers = [("192.0.2.53", 53)]
-    r = rig.run(Deferred.fromCoroutine(run_dns._ask(rig.session, servers, "a.test", "A",
+    r = rig.run(Deferred.fromCoroutine(run_dns_ask._ask(rig.session, servers, "a.test", "A",
                                                     tcp=True, attempts=2, icmp=False)))  # fmt: skip
     line = ";; Connection to 192.0.2.53#53(192.0.2.53) for a.test failed: connection refused.\n"
     assert text_of(a, r.to_dict()) == (line + ";; no servers could be reached\n") * 2
-    r = rig.run(Deferred.fromCoroutine(run_dns._ask(
+    r = rig.run(Deferred.fromCoroutine(run_dns_ask._ask(
         rig.session, [("192.0.2.53", 53), ("192.0.2.54", 53)], "a.test", "A", tcp=True,
         attempts=1, icmp=False)))  # fmt: skip
     assert r.notes == [line[3:-1]] and r.server == "192.0.2.54"  # on to the next: no `no servers`

@@ -26,7 +26,7 @@ from ctl_fakes import Rig
 from twisted.internet.defer import Deferred
 
 import packetlab.cli as cli
-from packetlab.cli import run_dns
+from packetlab.cli import run_dns_ask, run_dns_words
 from packetlab.cli.run_command import Progress, begun, measure
 from packetlab.controller.stop import StopSignal
 from packetlab.wire import Nopen, Nsend, Proto
@@ -168,13 +168,13 @@ def test_a_batch_lines_tcp_switches_are_ignored_as_dig(tmp_path: Path) -> None:
     f.write_text("ixfr.xfr IXFR=1 +notcp\nx.xfr A +tcp\n+vc y.xfr\n")
     for argv, tcp in ((["-f", str(f)], False), (["+tcp", "-f", str(f)], True)):
         args = cli.parse(["run", "dns", "@127.0.0.1", *argv])
-        run_dns.dig_style(args)
+        run_dns_words.dig_style(args)
         lines = [entry[3] for entry in args.plan]
         assert [bool(line.tcp) for line in lines] == [tcp] * 3
-        assert not run_dns._ixfr_over_udp("IXFR=1", lines[0])
+        assert not run_dns_ask._ixfr_over_udp("IXFR=1", lines[0])
     args = cli.parse(["run", "dns", "@127.0.0.1", "+notcp", "-f", str(f)])
-    run_dns.dig_style(args)  # the command line's +notcp: UDP, as dig
-    assert run_dns._ixfr_over_udp("IXFR=1", args.plan[0][3])
+    run_dns_words.dig_style(args)  # the command line's +notcp: UDP, as dig
+    assert run_dns_ask._ixfr_over_udp("IXFR=1", args.plan[0][3])
 
 
 DIG_IXFR = """\

@@ -15,10 +15,11 @@ import dns.rcode
 import pytest
 from test_cli_dns import A_DNSSEC, parse, text_of
 
-from packetlab.cli import run_dns
+from packetlab.cli import run_dns, run_dns_ask, run_dns_dig, run_dns_text
 from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
-from packetlab.measure.dns import DIG_QUERY, QueryBits, _make_query, query_record
+from packetlab.measure.dns import query_record
+from packetlab.measure.dnsquery import DIG_QUERY, QueryBits, _make_query
 
 # dig @127.0.0.1 -p PORT +tries=1 +time=1 +nocookie WORDS, the first datagram it sent
 DIG_QUERIES = {
@@ -72,7 +73,7 @@ def test_qid_and_the_bits_dig_keeps_its_own() -> None:
     assert parse("+ednsflags=0x80", "a.test").edns == 0  # EDNS on, as dig
     wire = query_of("+ednsflags=0xc080")  # DO and CO: not from +ednsflags (dig's own)
     assert wire[-4:-2] == b"\x00\x80"
-    assert run_dns._opt_lines({"version": 0, "flags": ["co"], "mbz": 0x80, "udp": 1232,
+    assert run_dns_text._opt_lines({"version": 0, "flags": ["co"], "mbz": 0x80, "udp": 1232,
                                "options": []}) == ["; EDNS: version: 0, flags: co; MBZ: "
                                                    "0x0080, udp: 1232"]  # fmt: skip
     for word, says in (("+ednsopt=bogus", "bad edns code point: bogus"),
@@ -124,12 +125,12 @@ def test_qr_prints_the_query_as_dig() -> None:
     wire = query_of(*words)
     assert len(wire) == 64
     a = parse("+qr", *words, "a.test")
-    text = "\n".join(run_dns.DigText(a).sending({"query": wire.hex()}))
+    text = "\n".join(run_dns_dig.DigText(a).sending({"query": wire.hex()}))
     assert text == DIG_SENDING  # and a blank line, as dig's
     record = query_record(wire)
     assert record["sent"] and record["z"] and record["edns"]["options"][-1]["data"] == ""
     # +header-only: the question section's title alone (dig's sendmsg holds the name)
-    lines = run_dns.DigText(a).sending({"query": query_of("+header-only").hex()})
+    lines = run_dns_dig.DigText(a).sending({"query": query_of("+header-only").hex()})
     assert ";; QUESTION SECTION:\n\n;; QUERY SIZE: 23" in "\n".join(lines)
 
 
@@ -142,7 +143,7 @@ def test_a_reply_s_edns_options_as_dig() -> None:
     odd = [{"code": 3, "data": ""}, {"code": 65001, "data": ""},
            {"code": 15, "data": "0009" + b"no key".hex()}, {"code": 15, "data": "0063"},
            {"code": 15, "data": "0016610162"}, {"code": 14, "data": "4f664f67"}]  # fmt: skip
-    assert run_dns._opt_lines({**edns, "options": odd})[1:] == [
+    assert run_dns_text._opt_lines({**edns, "options": odd})[1:] == [
         "; NSID:",
         "; OPT=65001:",
         "; EDE: 9 (DNSKEY Missing): (no key)",
@@ -150,7 +151,7 @@ def test_a_reply_s_edns_options_as_dig() -> None:
         "; EDE: 22 (No Reachable Authority): (a.b)",
         "; KEY-TAG: 20326, 20327",
     ]  # fmt: skip  (dig 9.18.49 against dns_zone_server.py's ednsopts.test)
-    assert run_dns._opt_lines(edns)[1:] == [
+    assert run_dns_text._opt_lines(edns)[1:] == [
         "; CLIENT-SUBNET: 192.0.2.64/27/27",
         "; EXPIRE: 1209600 (2 weeks)",
         "; TCP KEEPALIVE: 30.0 secs",
@@ -196,7 +197,9 @@ def test_record_display_switches_as_dig() -> None:
     ]  # fmt: skip
     sig = {"name": "a.test.", "type": "RRSIG", "ttl": 300, "data": A_DNSSEC["answers"][2]["data"]}  # type: ignore[index]
     assert answer_lines("+nocrypto", records=[sig])[0].endswith("4242 test. [omitted]")
-    assert run_dns.ttl_units(0) == "0s" and run_dns.ttl_units(1209600 + 3661) == "2w1h1m1s"
+    assert (
+        run_dns_text.ttl_units(0) == "0s" and run_dns_text.ttl_units(1209600 + 3661) == "2w1h1m1s"
+    )
 
 
 def test_identify_with_short_and_without_stats_as_dig() -> None:
@@ -211,8 +214,6 @@ def test_identify_with_short_and_without_stats_as_dig() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["+idnin", "a.test"], "+idnin: IDN names not supported here"),
-        (["+idnout", "a.test"], "+idnout: IDN names not supported here"),
         (["+padding=513", "a.test"], "invalid padding '513': expected 0..512"),
         (["+subnet=bogus", "a.test"], "invalid address 'bogus'"),
         (["+subnet=192.0.2.0/33", "a.test"], "invalid address '192.0.2.0/33'"),
@@ -252,13 +253,13 @@ def test_nofail_asks_the_next_server_after_servfail() -> None:
     rig.endpoint.udp_servers[("192.0.2.54", 53)] = answering(0)
     servers = [("192.0.2.53", 53), ("192.0.2.54", 53)]
     for servfail_next, want in ((True, "192.0.2.54"), (False, "192.0.2.53")):
-        ask = run_dns._ask(rig.session, servers, "a.test", "A", attempts=2, timeout=1,
+        ask = run_dns_ask._ask(rig.session, servers, "a.test", "A", attempts=2, timeout=1,
                            icmp=False, servfail_next=servfail_next)  # fmt: skip
         r = rig.run(Deferred.fromCoroutine(ask))
         assert r.server == want
         assert r.notes == (["Got SERVFAIL reply from 192.0.2.53, trying next server"]
                            if servfail_next else [])  # fmt: skip
-    ask = run_dns._ask(rig.session, servers[:1], "a.test", "A", attempts=2, timeout=1,
+    ask = run_dns_ask._ask(rig.session, servers[:1], "a.test", "A", attempts=2, timeout=1,
                        icmp=False, servfail_next=True)  # fmt: skip
     r = rig.run(Deferred.fromCoroutine(ask))
     assert (r.rcode, r.notes) == ("SERVFAIL", ["Got SERVFAIL reply from 192.0.2.53"])
@@ -327,7 +328,7 @@ def test_search_prints_the_last_answer_and_showsearch_each_as_dig() -> None:
                               (["www.a.test.", "www.b.test.", "www"], True, 2),
                               (["nothere.x", ""], False, 1)):  # fmt: skip
         got: list[dict[str, object]] = []
-        ask = run_dns._search(rig.session, servers, names, "A", got.append, show, attempts=1,
+        ask = run_dns_ask._search(rig.session, servers, names, "A", got.append, show, attempts=1,
                               timeout=1, icmp=False)  # fmt: skip
         rig.run(Deferred.fromCoroutine(ask))
         assert len(got) == want
@@ -359,7 +360,7 @@ def test_batch_line_keys_as_dig(tmp_path: Path) -> None:
     unused = [bool(getattr(line, "tsig_unused", False)) for _, _, _, line in a.plan]
     assert unused == [False, True, True, True]
     a.view = a.plan[1][3]
-    stats = "\n".join(run_dns.DigText(a).stats(A_DNSSEC, ";; MSG SIZE  rcvd: 167"))
+    stats = "\n".join(run_dns_dig.DigText(a).stats(A_DNSSEC, ";; MSG SIZE  rcvd: 167"))
     assert stats.endswith(";; MSG SIZE  rcvd: 167\n;; WARNING -- TSIG key was not used.\n")
     batch.write_text(f"-k {tmp_path / 'key'} a.test\n-y hmac-sha256:tk.test:{SECRET} b.test\n")
     a = parse("@127.0.0.1", "-f", str(batch))
@@ -401,7 +402,8 @@ def test_nobesteffort_makes_a_lenient_reply_a_bad_packet() -> None:
     import dns.rrset
     from ctl_fakes import Rig
 
-    from packetlab.measure.dns import MALFORMED_NOTE, dns_query
+    from packetlab.measure.dns import dns_query
+    from packetlab.measure.dnsparse import MALFORMED_NOTE
 
     rig = Rig()
 
@@ -464,18 +466,18 @@ def test_yaml_is_digs_item() -> None:
 
     a = parse("@127.0.0.1", "+yaml", "+nottlid", "a.test")  # dig's YAML: every field
     r = {**A_DNSSEC, "rtt_us": 0.0}
-    lines = run_dns.DigText(a).yaml(r)
+    lines = run_dns_dig.DigText(a).yaml(r)
     now = run_dns_yaml.stamp(1796461775.414)
     assert now == "2026-12-05T09:09:35.414Z"
     text = "\n".join(lines) + "\n"
     assert re.sub(r"!!timestamp \S+", f"!!timestamp {now}", text) == DIG_YAML
-    assert run_dns.DigText(a).yaml({**r, "error": "x", "error_kind": "timeout"}) == [
+    assert run_dns_dig.DigText(a).yaml({**r, "error": "x", "error_kind": "timeout"}) == [
         "- type: DIG_ERROR", "  message: |", "    no servers could be reached"
     ]  # fmt: skip
     edns = {"version": 0, "flags": [], "mbz": 0, "udp": 1232,
             "options": [{"code": 15, "data": "0063"}, {"code": 11, "data": "012c"},
                         {"code": 12, "data": "0000"}]}  # fmt: skip
-    assert run_dns._opt_lines(edns, yaml=True)[1:] == [
+    assert run_dns_text._opt_lines(edns, yaml=True)[1:] == [
         "; EDE:\n  INFO-CODE: 99\n", "; TCP-KEEPALIVE: 30.0 secs", '; PAD: 00 00 ("..")'
     ]  # fmt: skip
 
@@ -518,7 +520,197 @@ def test_a_tsig_failure_is_said_after_every_later_signed_reply_as_dig() -> None:
     warn = ";; WARNING -- Some TSIG could not be validated"
     texts = [text_of(a, {**A_DNSSEC, "tsig_verified": ok}) for ok in (True, False, True)]
     assert [warn in t for t in texts] == [False, True, True]  # one run: dig's global
-    rows = run_dns.DigText(a)
+    rows = run_dns_dig.DigText(a)
     shown = ["\n".join(rows.stats({**A_DNSSEC, "tsig_verified": ok}, "x")) for ok in
              (True, False, True, None)]  # fmt: skip
     assert [warn in t for t in shown] == [False, True, True, False]
+
+
+# dig 9.18.49's verdict on each prefix of each + word (see the file's first lines)
+DIG_PREFIXES = Path(__file__).with_name("dig918_plus_prefixes.txt")
+
+
+def _read_as_dig(word: str) -> bool:
+    """Whether `run dns` reads `word` as a word of dig's (ours, or one refused by name)."""
+    from packetlab.cli.run_dns_words import WORDS
+
+    known = {*WORDS, *switches.NOT_BUILT, *switches.DEPRECATED}
+    try:
+        key = switches.full_word(word.partition("=")[0], WORDS)[1:]
+    except RunError:
+        return False
+    return key in known or (key.startswith("no") and key[2:] in known)
+
+
+def test_every_prefix_is_read_as_dig_reads_it() -> None:
+    rows = [line.split() for line in DIG_PREFIXES.read_text().splitlines() if line[0] != "#"]
+    assert len(rows) > 900
+    for word, verdict in rows:
+        if word.startswith("+no") and "=" in word:
+            continue  # a value switch negated: refused by the branch that reads values
+        if word.startswith("+noht"):
+            continue  # dig reads +noht... as http-plain (its +ht... not): not built here
+        assert _read_as_dig(word) == (verdict == "read"), word
+
+
+@pytest.mark.parametrize(
+    ("typed", "word"),
+    [("+ans", "+answer"), ("+noal", "+noall"), ("+tim", "+timeout"), ("+tri", "+tries"),
+     ("+nocl", "+nocl"), ("+co", "+comments"), ("+i", "+ignore"), ("+ttl", "+ttlid"),
+     ("+nottl", "+nottlid"), ("+aa", "+aaflag"), ("+shor", "+short"), ("+ednsf", "+ednsflags"),
+     ("+ednsn", "+ednsnegotiation"), ("+nss", "+nssearch"), ("+si", "+sigchase"),
+     ("+bogus", "+bogus")],
+)  # fmt: skip
+def test_abbreviations_read_as_dig(typed: str, word: str) -> None:
+    from packetlab.cli.run_dns_words import WORDS
+
+    assert switches.full_word(typed, WORDS) == word
+
+
+def test_abbreviations_set_what_the_word_sets() -> None:
+    a = parse("+noal", "+ans", "+tim=3", "+tri=1", "+nocoo", "+sp=9", "+mu", "a.test")
+    assert (a.show["answer"], a.show["question"], a.wait, a.tries, a.cookie) == (
+        True, False, 3.0, 1, False,
+    )  # fmt: skip
+    assert (a.split, a.multiline) == (12, True)
+    for typed in ("+sh", "+a", "+n", "+tc", "+re", "+ed", "+ke", "+f", "+m", "+u"):
+        with pytest.raises(RunError, match=r"ambiguous dig option, the start of \+"):
+            parse(typed, "a.test")
+    with pytest.raises(RunError, match=r"\+dns6 \(\+dns64prefix\): dig option not supported"):
+        parse("+dns6", "a.test")
+
+
+def test_a_deprecated_switch_is_digs_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    a = parse("+si", "+notop", "+noall", "+answer", "a.test")
+    assert a.show["answer"] and not a.show["question"]
+    assert capsys.readouterr().err == (
+        ";; +sigchase option is deprecated;; +topdown option is deprecated"
+    )
+
+
+def test_nssearch_asks_each_name_server_of_the_zone_for_its_soa() -> None:
+    """+nssearch: the zone's NS from @SERVER, an NS's address from the glue or asked of
+    @SERVER, each address's SOA (recursion off), dig's lines; a server that does not
+    answer is dig's warning alone when another answered, dig's error when none did."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    import dns.flags
+    import dns.message
+    import dns.rrset
+    from ctl_fakes import Rig
+    from twisted.internet.defer import Deferred
+
+    rig = Rig()
+    asked: list[tuple[str, str, bool]] = []
+
+    def server(addr: str, serial: int) -> Callable[[bytes], list[bytes]]:
+        def answer(wire: bytes) -> list[bytes]:
+            q = dns.message.from_wire(wire)
+            r = dns.message.make_response(q)
+            name, rtype = q.question[0].name.to_text(), q.question[0].rdtype
+            asked.append((addr, f"{name} {rtype}", bool(q.flags & dns.flags.RD)))
+            if rtype == 2:
+                r.answer.append(
+                    dns.rrset.from_text_list(name, 60, "IN", "NS", ["ns1.z.test.", "ns2.z.test."])
+                )
+                r.additional.append(dns.rrset.from_text("ns1.z.test.", 60, "IN", "A",
+                                                        "192.0.2.53"))  # fmt: skip
+            elif rtype == 1:
+                r.answer.append(dns.rrset.from_text(name, 60, "IN", "A", "192.0.2.54"))
+            else:
+                soa = f"ns1.z.test. h.z.test. {serial} 1 2 3 4"
+                r.answer.append(dns.rrset.from_text(name, 60, "IN", "SOA", soa))
+            return [r.to_wire()]
+
+        return answer
+
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = server("192.0.2.53", 7)
+    rig.endpoint.udp_servers[("192.0.2.54", 53)] = server("192.0.2.54", 8)
+    got: list[dict[str, object]] = []
+    search = run_dns_ask._nssearch(
+        rig.session,
+        [("192.0.2.53", 53)],
+        "z.test",
+        got.append,
+        attempts=2,
+        timeout=1,
+        icmp=False,
+        servfail_next=False,
+    )
+    rig.run(Deferred.fromCoroutine(search))
+    # (dnspython's server shuffles the NS records: the SOA queries in either order)
+    assert asked[:2] == [("192.0.2.53", "z.test. 2", True), ("192.0.2.53", "ns2.z.test. 1", True)]
+    assert sorted(asked[2:]) == [("192.0.2.53", "z.test. 6", False),
+                                 ("192.0.2.54", "z.test. 6", False)]  # fmt: skip
+    a = parse("+nssearch", "z.test")
+    assert a.nssearch and sorted(text_of(a, *got).splitlines()) == [
+        "SOA ns1.z.test. h.z.test. 7 1 2 3 4 from server 192.0.2.53 in 0 ms.",
+        "SOA ns1.z.test. h.z.test. 8 1 2 3 4 from server 192.0.2.54 in 0 ms.",
+    ]
+    silent = {"type": "dns", "qname": "z.test.", "qtype": "SOA", "server": "192.0.2.55",
+              "port": 53, "proto": "udp", "error": "no answer", "error_kind": "timeout",
+              "tries": 1, "nssearch": True}  # fmt: skip
+    warned = {**silent, "nssearch_error": silent["error"]}
+    del warned["error"]
+    assert text_of(a, warned) == ";; communications error to 192.0.2.55#53: timed out\n"
+    assert text_of(a, {**silent, "nssearch_failed": True}) == (
+        ";; communications error to 192.0.2.55#53: timed out\n;; NS servers could not be reached\n"
+    )
+    assert run_dns.summary([*got, warned])["answered"] == 2
+
+
+def test_tls_switches_as_dig() -> None:
+    """+tls (port 853 unless -p), +tls-ca[=FILE] and +tls-hostname=NAME (each turns TLS
+    on, as dig's); a certificate failure is dig's line alone."""
+    a = parse("@127.0.0.1", "+tls-ca", "+tls-hostname=dot.test", "a.test")
+    assert (a.tls, a.tls_ca, a.tls_hostname) == (True, "", "dot.test")
+    a = parse("@127.0.0.1", "+tls", "+tls-ca=/x.pem", "+notls-ca", "a.test")
+    assert (a.tls, a.tls_ca) == (True, None)
+    with pytest.raises(RunError, match="ambiguous"):  # as dig: +tls, +tls-ca, ... begin so
+        parse("+tl", "a.test")
+    failed = {"type": "dns", "qname": "a.test.", "qtype": "A", "server": "127.0.0.1",
+              "port": 853, "proto": "tls", "error_kind": "tls",
+              "error": "TLS peer certificate verification for 127.0.0.1#853 failed: "
+                       "hostname mismatch"}  # fmt: skip
+    assert text_of(parse("+tls", "a.test"), failed) == (
+        ";; TLS peer certificate verification for 127.0.0.1#853 failed: hostname mismatch\n"
+    )
+
+
+def test_idn_names_as_dig() -> None:
+    """+idnin: a Unicode name in its A-label form (IDNA 2008, UTS #46 non-transitional),
+    +noidnin its UTF-8 bytes (dig's default off a terminal; was dnspython's IDNA 2003);
+    +idnout: each valid xn-- label of a name, in a record's data too (not in a quoted
+    string), written in Unicode with its case kept; an invalid one as it came."""
+    from packetlab.cli.run_dns_text import idn_names
+    from packetlab.cli.run_dns_words import idn_name
+
+    assert idn_name("Bücher.test", True) == "xn--bcher-kva.test"
+    assert idn_name("straße.test.", True) == "xn--strae-oqa.test."
+    assert idn_name("Bücher.test", False) == "B\\195\\188cher.test"
+    assert idn_name("fa%.test", True) == "fa%.test"
+    with pytest.raises(RunError, match=r"not a legal IDNA2008 name .*use \+noidnin"):
+        idn_name("bü%cher.test", True)
+    assert idn_names("a.XN--BCHER-KVA.test.") == "a.BüCHER.test."
+    assert idn_names('10 xn--bcher-kva.test. "xn--bcher-kva"') == '10 bücher.test. "xn--bcher-kva"'
+    assert idn_names("xn--zz.test.") == "xn--zz.test."
+    a = parse("+idnout", "a.test")
+    rr = {"name": "xn--bcher-kva.test.", "ttl": 60, "type": "CNAME", "data": "xn--fa-hia.test."}
+    assert (
+        text_of(a, {**A_DNSSEC, "answers": [rr]}).count("bücher.test.\t\t60\tIN\tCNAME\tfaß.test.")
+        == 1
+    )
+
+
+def test_doh_switches_as_dig() -> None:
+    """+https[=PATH] (POST), +https-get (GET, HTTPS on as dig's), +http-plain[-get]; the
+    query's port 443 (80 in plain HTTP) unless -p; dig's word on the SERVER line."""
+    a = parse("@127.0.0.1", "+https-get", "a.test")
+    assert (a.doh, a.doh_get, a.doh_path) == ("https", True, "/dns-query")
+    a = parse("@127.0.0.1", "+http-plain=/q", "+nohttps-get", "a.test")
+    assert (a.doh, a.doh_get, a.doh_path) == ("http", False, "/q")
+    assert parse("+https", "+nohttps", "a.test").doh is None
+    from packetlab.measure.dnstls import DohClient
+
+    assert [DohClient(t, get=g).proto.upper() for t in (True, False) for g in (False, True)] == [
+        "HTTPS", "HTTPS-GET", "HTTP", "HTTP-GET",
+    ]  # fmt: skip

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from packetlab.cli import run_dns, run_http, run_http_body, run_throughput
+from packetlab.cli import run_dns, run_dns_words, run_http, run_http_body, run_throughput
 from packetlab.cli.run import RunError, build_parser
 from packetlab.cli.run_command import Progress, in_process_options, render, resolv_conf_servers
 
@@ -47,15 +47,15 @@ def test_dns_options() -> None:
         "[::1]:5353",
         False,
     )
-    assert run_dns.split_server("[::1]:5353") == ("::1", 5353)
-    assert run_dns.split_server("192.0.2.1") == ("192.0.2.1", None)
-    assert run_dns.split_server("192.0.2.1:53") == ("192.0.2.1", 53)
-    assert run_dns.split_server("2001:db8::1") == ("2001:db8::1", None)
+    assert run_dns_words.split_server("[::1]:5353") == ("::1", 5353)
+    assert run_dns_words.split_server("192.0.2.1") == ("192.0.2.1", None)
+    assert run_dns_words.split_server("192.0.2.1:53") == ("192.0.2.1", 53)
+    assert run_dns_words.split_server("2001:db8::1") == ("2001:db8::1", None)
     # a name, as dig's @ns.example, resolved on this host (localhost: /etc/hosts)
-    assert run_dns.split_server("localhost:5353") in (("127.0.0.1", 5353), ("::1", 5353))
+    assert run_dns_words.split_server("localhost:5353") in (("127.0.0.1", 5353), ("::1", 5353))
     for bad in ("a..b", "192.0.2.1:0", "[::1", ":53"):
         with pytest.raises(RunError):
-            run_dns.split_server(bad)
+            run_dns_words.split_server(bad)
 
 
 def test_dns_bad_name_is_an_early_error() -> None:
@@ -266,7 +266,7 @@ def test_dns_takes_digs_words() -> None:
     # `dig @127.0.0.1 -p 5353 a.test MX +tcp +norec +time=1 +tries=3`, word for word
     a = _main_args("run", "dns", "@127.0.0.1", "-p", "5353", "a.test", "MX", "+tcp", "+norec",
                    "+time=1", "+tries=3", "b.test", "aaaa")  # fmt: skip
-    run_dns.dig_style(a)
+    run_dns_words.dig_style(a)
     assert (a.names, a.server, a.port) == (["a.test", "b.test"], "127.0.0.1", 5353)
     assert [e[:2] for e in a.plan] == [
         ("a.test", ["MX"]),
@@ -278,34 +278,34 @@ def test_dns_takes_digs_words() -> None:
     # `dig MX a.test b.test -t TXT c.test NS`, as dig: a type before any name is every
     # name's, -t after a name that name's, and after a -t a type word is a name
     a = _main_args("run", "dns", "MX", "a.test", "b.test", "-t", "TXT", "c.test", "NS", "+short")
-    run_dns.dig_style(a)
+    run_dns_words.dig_style(a)
     assert [e[:2] for e in a.plan] == [
         ("a.test", ["MX"]), ("b.test", ["TXT"]), ("c.test", ["MX"]), ("NS", ["MX"])
     ]  # fmt: skip
     assert a.short and run_dns.COMMAND.budget(a) == 4 * 3 * 2.0
     a = parse("dns", "--server", "::1", "-p", "53", "x.test", "+retry=0")
-    run_dns.dig_style(a)
+    run_dns_words.dig_style(a)
     assert (a.server, a.port, a.plan[0][:3], a.plan[0][3].tries) == (
         "::1", 53, ("x.test", None, None), 1
     )  # fmt: skip
     a = parse("dns", "-x", "192.0.2.1", "-x", "2001:db8::1")
-    run_dns.dig_style(a)
+    run_dns_words.dig_style(a)
     assert a.names[0] == "1.2.0.192.in-addr.arpa." and a.names[1].endswith(".ip6.arpa.")
     assert [e[1] for e in a.plan] == [["PTR"], ["PTR"]]
     for argv, message in [
-        (["+nssearch", "x.test"], r"\+nssearch: dig option not supported here"),
+        (["+dns64prefix", "x.test"], r"\+dns64prefix: dig option not supported here"),
         (["+time=soon", "x.test"], r"\+time=soon: expected a number"),
         (["-x", "nope"], "-x nope: not an IP address"),
         (["-p", "53", "x.test"], "-p PORT needs a server"),
         ([], "no name to look up"),
     ]:
         with pytest.raises(RunError, match=message):
-            run_dns.dig_style(parse("dns", *argv))
+            run_dns_words.dig_style(parse("dns", *argv))
 
 
 def test_dns_short_prints_only_the_data_as_dig() -> None:
     a = parse("dns", "+short", "x.test")
-    run_dns.dig_style(a)
+    run_dns_words.dig_style(a)
     rows = run_dns.COMMAND.row_for(a)  # type: ignore[misc]
     ok = {"type": "dns", "qname": "x.test.", "qtype": "A", "rcode": "NOERROR", "answers": [
         {"name": "x.test.", "type": "CNAME", "ttl": 1, "data": "y.test."},

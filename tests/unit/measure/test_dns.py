@@ -16,6 +16,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rrset
 import pytest
+from twisted.internet.defer import Deferred
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
@@ -26,8 +27,6 @@ from twisted.internet.task import Clock
 from packetlab.endpoint.config import parse_config
 from packetlab.endpoint.memory import system_image
 from packetlab.measure.dns import (
-    _WATCHES,
-    WATCH_S,
     DnsError,
     dns_query,
     dns_trace,
@@ -35,6 +34,7 @@ from packetlab.measure.dns import (
     presentation,
     resolver_of,
 )
+from packetlab.measure.dnstransport import _WATCHES, WATCH_S
 from packetlab.measure.packets import PROTO_UDP, ip_packet, udp_segment
 from packetlab.wire import Mread, Ncap, Ndata, Nopen, Nsend, Proto, Status
 
@@ -728,7 +728,8 @@ def test_class_nsid_and_cookie_go_in_the_query_and_come_back_marked() -> None:
 def test_multiline_and_split_styles_are_bind_s() -> None:
     import dns.rdata
 
-    from packetlab.measure.dns import restyle, ttl_words
+    from packetlab.measure.dns import restyle
+    from packetlab.measure.dnstext import ttl_words
 
     assert [ttl_words(n) for n in (0, 1, 60, 3600, 90061, 1209600, 86399)] == [
         "0 seconds", "1 second", "1 minute", "1 hour", "1 day 1 hour 1 minute 1 second",
@@ -796,3 +797,21 @@ def test_a_type_dnspython_does_not_know_is_written_as_bind_writes_it() -> None:
     assert presentation(rd, 0) == r"\# 48 " + KEYDATA_HEX
     empty = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RdataType.make(65280), b"", 0, 0)
     assert presentation(empty) == presentation(empty, linebreak="\n\t\t\t\t") == r"\# 0"
+
+
+def test_a_kept_stream_the_server_closed_is_replaced() -> None:
+    """dig +keepopen: a TCP query to a server goes over the connection kept from the one
+    before (tests/integration/test_dns_keepopen_dig.py counts them); when the server
+    closed it after its answer (as this fake does), the query goes over a new one."""
+    from packetlab.measure.dnstransport import KeptStreams
+
+    rig = Rig()
+    rig.endpoint.tcp_servers[SERVER] = tcp_server("a.example. 5 A 192.0.2.1")
+    kept = KeptStreams()
+    for _ in range(2):
+        r = rig.run(dns_query(rig.session, "a.example.", server="192.0.2.53", tcp=True, kept=kept))
+        assert (r.rcode, [a.data for a in r.answers]) == ("NOERROR", ["192.0.2.1"]), r.error
+    assert [m.proto for m in rig.endpoint.received if isinstance(m, Nopen)] == [Proto.TCP] * 2
+    assert list(kept.streams) == [("192.0.2.53", 53)]  # the last one, until the run ends
+    rig.run(Deferred.fromCoroutine(kept.close()))
+    assert kept.streams == {}

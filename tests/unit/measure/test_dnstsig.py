@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 from ctl_fakes import Rig
 
 from packetlab.measure import dnstsig
-from packetlab.measure.dns import _make_query, dns_query
+from packetlab.measure.dns import dns_query
+from packetlab.measure.dnsquery import _make_query
 
 SERVER = ("192.0.2.53", 53)
 SECRET = "c2VjcmV0c2VjcmV0"  # "secretsecret"

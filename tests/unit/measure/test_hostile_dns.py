@@ -21,18 +21,11 @@ from ctl_fakes import Rig
 from test_dns import ROOT, SERVER, answer, zone_server
 from twisted.internet.defer import Deferred
 
-from packetlab.cli.run_dns import error_lines
-from packetlab.measure.dns import (
-    INBOX_MAX,
-    TCP_MAX,
-    TRACE_SERVERS,
-    TRACE_STEPS,
-    DnsResult,
-    _Malformed,
-    _parse,
-    dns_query,
-    dns_trace,
-)
+from packetlab.cli import run_dns_dig, run_dns_words
+from packetlab.cli.run_dns_text import error_lines
+from packetlab.measure.dns import TRACE_SERVERS, TRACE_STEPS, DnsResult, dns_query, dns_trace
+from packetlab.measure.dnsparse import _Malformed, _parse
+from packetlab.measure.dnstransport import INBOX_MAX, TCP_MAX
 from packetlab.wire import Ndata, Nsend
 
 
@@ -288,7 +281,7 @@ def test_a_flood_of_big_datagrams_is_dropped_past_the_inbox_cap() -> None:
     before one is read keep 69 of them; an ICMP note is never dropped; reading frees."""
     from twisted.internet.task import Clock
 
-    from packetlab.measure.dns import _Inbox
+    from packetlab.measure.dnstransport import _Inbox
     from packetlab.wire import Proto
 
     inbox = _Inbox(Clock())
@@ -393,11 +386,10 @@ def _meta_reply(q: bytes) -> list[bytes]:
 def dig_text(result: DnsResult, *words: str) -> str:
     """A result as `pktlab run dns WORDS` prints it (dig's text), "" for none."""
     import packetlab.cli as cli
-    from packetlab.cli import run_dns
 
     a = cli.parse(["run", "dns", *words, "x"])
-    run_dns.dig_style(a)
-    line = run_dns.DigText(a)(result.to_dict())
+    run_dns_words.dig_style(a)
+    line = run_dns_dig.DigText(a)(result.to_dict())
     return "" if line is None else line + "\n"
 
 
@@ -471,7 +463,6 @@ def test_no_opt_in_the_reply_of_a_lookup_with_a_cookie_is_noted_as_dig() -> None
     from test_dns import ROOT, TLD, zone_server
 
     import packetlab.cli as cli
-    from packetlab.cli import run_dns
     from packetlab.measure.dns import NO_OPT_NOTE
 
     rig = Rig()
@@ -492,8 +483,8 @@ def test_no_opt_in_the_reply_of_a_lookup_with_a_cookie_is_noted_as_dig() -> None
         assert [s.notes for s in steps] == [[], [], last], cookie
         if cookie:  # as dig prints the step: the note, then its records
             args = cli.parse(["run", "dns", "+trace", "+nocmd", "x"])
-            run_dns.dig_style(args)
-            text = run_dns.DigText(args)(steps[-1].to_dict()) or ""
+            run_dns_words.dig_style(args)
+            text = run_dns_dig.DigText(args)(steps[-1].to_dict()) or ""
             assert text.startswith(";; expected opt record in response\ntsig.test.\t\t300\tIN\tA")
 
 
@@ -526,7 +517,7 @@ def test_a_record_of_another_class_than_the_question_s_is_malformed_as_dig() -> 
     parser calls it FORMERR and keeps the records (dig 9.18.49: `;; Warning: Message
     parser reports malformed message packet.` against dns_zone_server.py, `a.test -c HS`);
     ours said nothing. A question of class ANY, and OPT/TSIG records, are not."""
-    from packetlab.measure.dns import MALFORMED_NOTE
+    from packetlab.measure.dnsparse import MALFORMED_NOTE
 
     def in_class(q: bytes) -> list[bytes]:
         query = dns.message.from_wire(q)

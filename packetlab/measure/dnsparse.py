@@ -1,0 +1,356 @@
+"""A reply read as BIND reads it (`_parse`): its records and OPT into a `DnsResult`
+(`_fill`), what dnspython refuses read with BIND's best effort (a record of another
+class, a TSIG out of place, a TSIG error above 4095, a reply cut short past its question)
+with dig's malformed-packet note, and BIND's words for a reply it cannot read
+(`_Malformed`, `_bind_reason`)."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+
+from packetlab.measure.dnsquery import CO_BIT, COOKIE, opcode_text
+from packetlab.measure.dnsresult import DnsAnswer, DnsResult
+from packetlab.measure.dnstext import presentation
+
+
+def _records(section: list[Any]) -> list[DnsAnswer]:
+    out = []
+    for rrset in section:
+        name = rrset.name.to_text()
+        rtype = dns.rdatatype.to_text(rrset.rdtype)
+        cls = dns.rdataclass.to_text(rrset.rdclass)
+        for rd in rrset:
+            out.append(DnsAnswer(name, rtype, rrset.ttl, presentation(rd), cls))
+    return out
+
+
+def _answers(msg: dns.message.Message) -> list[DnsAnswer]:
+    return _records(msg.answer)
+
+
+def _edns_of(msg: dns.message.Message, cookie: bytes | None = None) -> dict[str, Any] | None:
+    """The reply's OPT; a COOKIE option is "good" when it starts with the client cookie
+    sent (`cookie`), else "bad" (dig's words; no verdict when none was sent)."""
+    if msg.edns < 0:
+        return None
+    options = []
+    for opt in msg.options:
+        raw = opt.to_wire() or b""
+        option: dict[str, Any] = {"code": int(opt.otype), "data": raw.hex()}
+        if option["code"] == COOKIE and cookie is not None:
+            option["cookie"] = "good" if len(raw) >= 8 and raw[:8] == cookie[:8] else "bad"
+        options.append(option)
+    return {
+        "version": msg.edns,
+        "flags": [f for f, bit in (("do", dns.flags.DO), ("co", CO_BIT)) if msg.ednsflags & bit],
+        "mbz": msg.ednsflags & 0x3FFF,  # as dig 9.18: the bits but DO and CO
+        "udp": msg.payload,
+        "options": options,
+    }
+
+
+def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
+    result.rcode = dns.rcode.to_text(msg.rcode())
+    result.answers = _answers(msg)
+    result.authority = _records(msg.authority)
+    result.additional = _records(msg.additional)
+    result.tsig = _records([msg.tsig]) if msg.tsig is not None else []
+    result.flags = dns.flags.to_text(msg.flags).split()
+    result.size = len(wire)
+    result.id = msg.id
+    result.opcode = opcode_text(int(msg.opcode()))
+    if len(wire) >= 12:
+        result.counts = struct.unpack(">4H", wire[4:12])
+    result.edns = _edns_of(msg, result.cookie)
+    if len(wire) >= 12 and not msg.flags & dns.flags.TC:
+        pos, _, _, cut = _walk(wire)
+        result.extra_bytes = len(wire) - pos
+        # what parsed of a message cut short, or with a TSIG out of its place, as dig shows
+        # it (BIND's best effort)
+        misplaced = bool(_misplaced_tsigs(wire))
+        if cut or misplaced or _other_class(msg, wire):
+            result.notes.append(MALFORMED_NOTE)
+            # what dig +nobesteffort says of it instead (BIND's parser's result)
+            result.lenient = ("TSIG in wrong location" if misplaced else
+                              "unexpected end of input" if cut else "FORMERR")  # fmt: skip
+            result.packet = wire
+
+
+MALFORMED_NOTE = "Warning: Message parser reports malformed message packet."
+
+
+def _other_class(msg: dns.message.Message, wire: bytes) -> bool:
+    """A record of another class than the question's (BIND's FORMERR, kept by its best
+    effort: dig's malformed-packet warning): but OPT, TSIG, TKEY and SIG (SIG(0)), a KEY
+    in a TKEY exchange, a question of class ANY, an UPDATE."""
+    if msg.opcode() == dns.opcode.UPDATE:
+        return False
+    q = msg.question[0] if msg.question else None
+    qclass: int | None = None if q is None else int(q.rdclass)
+    tkey = q is not None and q.rdtype == dns.rdatatype.TKEY
+    meta = {dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY}
+    heads: list[tuple[int, int, int, int]] = []
+    _walk(wire, heads)
+    for _, _, at, cls in heads:
+        rtype = struct.unpack(">H", wire[at : at + 2])[0]
+        if qclass is None and rtype not in meta:
+            qclass = cls  # no question: the first record's class is the message's
+        if rtype in meta or rtype == dns.rdatatype.SIG or (tkey and rtype == dns.rdatatype.KEY):
+            continue
+        if qclass not in (None, dns.rdataclass.ANY) and cls != qclass:
+            return True
+    return False
+
+
+def _misplaced_tsigs(wire: bytes) -> list[int]:
+    """Where the TYPE fields of the TSIG records out of their place are (BIND's BADTSIG:
+    a TSIG must be the additional section's last record, of class ANY)."""
+    heads: list[tuple[int, int, int, int]] = []
+    _walk(wire, heads)
+    out = []
+    counts = struct.unpack(">4H", wire[4:12])
+    for section, i, at, cls in heads:
+        if struct.unpack(">H", wire[at : at + 2])[0] == dns.rdatatype.TSIG and (
+            section != 3 or i != counts[3] - 1 or cls != dns.rdataclass.ANY
+        ):
+            out.append(at)
+    return out
+
+
+def _with_misplaced_tsigs(wire: bytes) -> dns.message.Message | None:
+    """A reply whose TSIG is out of its place (dnspython refuses it: BadTSIG), as BIND's
+    best effort keeps it: each such TSIG a record of its section. Each is read under a
+    private type no record of the message has, then made a TSIG again."""
+    import dns.rdata
+    import dns.rrset
+
+    at = _misplaced_tsigs(wire)
+    heads: list[tuple[int, int, int, int]] = []
+    _walk(wire, heads)
+    used = {struct.unpack(">H", wire[h[2] : h[2] + 2])[0] for h in heads}
+    marker = next((t for t in range(65534, 65279, -1) if t not in used), None)
+    if not at or marker is None:
+        return None
+    patched = bytearray(wire)
+    for a in at:
+        patched[a : a + 2] = struct.pack(">H", marker)
+    try:
+        msg = dns.message.from_wire(bytes(patched), ignore_trailing=True, keyring=False)
+        for section in (msg.answer, msg.authority, msg.additional):
+            for k, rrset in enumerate(section):
+                if rrset.rdtype == marker:
+                    rds = [dns.rdata.from_wire(rrset.rdclass, dns.rdatatype.TSIG, rd.data, 0,
+                                               len(rd.data)) for rd in rrset]  # fmt: skip
+                    section[k] = dns.rrset.from_rdata_list(rrset.name, rrset.ttl, rds)
+    except (dns.exception.DNSException, ValueError):
+        return None
+    return msg
+
+
+def _tsig_error_at(wire: bytes, at: int) -> int | None:
+    """The offset of the error field of the TSIG whose TYPE field is at `at` (its data
+    read from the front: algorithm name, times, MAC, original ID), or None when its data
+    is too short to hold one."""
+    length = struct.unpack(">H", wire[at + 8 : at + 10])[0]
+    p, end = at + 10, min(at + 10 + length, len(wire))
+    while p < end and wire[p] and wire[p] & 0xC0 != 0xC0:  # the algorithm's labels
+        p += 1 + wire[p]
+    p += 1 if p < end and not wire[p] else 2  # its root label, or a compression pointer
+    if p + 10 > end:
+        return None
+    mac = struct.unpack(">H", wire[p + 8 : p + 10])[0]  # after time (6) and fudge (2)
+    p += 10 + mac + 2  # the MAC, the original ID
+    return p if p + 4 <= end else None
+
+
+def _with_big_tsig_errors(wire: bytes, parse: Any) -> dns.message.Message | None:
+    """A reply with a TSIG whose error is above 4095 (dnspython reads an error as an
+    RCODE, 0..4095, and refuses the message; BIND shows the number): each such error read
+    as 0 by `parse` (the reply's parser), then set back on the record read, in the wire's
+    order. None when there is none (or it still does not parse)."""
+    heads: list[tuple[int, int, int, int]] = []
+    _walk(wire, heads)
+    errors: list[int] = []
+    patched = bytearray(wire)
+    for _, _, at, _ in heads:
+        if struct.unpack(">H", wire[at : at + 2])[0] != dns.rdatatype.TSIG:
+            continue
+        where = _tsig_error_at(wire, at)
+        errors.append(-1 if where is None else struct.unpack(">H", wire[where : where + 2])[0])
+        if errors[-1] > 4095 and where is not None:
+            patched[where : where + 2] = b"\0\0"
+    if not any(e > 4095 for e in errors):
+        return None
+    try:
+        msg = parse(bytes(patched))
+    except (dns.exception.DNSException, ValueError):
+        return None
+    if msg is None:
+        return None
+    read = [rd for section in (msg.answer, msg.authority, msg.additional) for rrset in section
+            if rrset.rdtype == dns.rdatatype.TSIG for rd in rrset]  # fmt: skip
+    read += list(msg.tsig or [])
+    for rd, error in zip(read, errors, strict=False):
+        if error > 4095:
+            object.__setattr__(rd, "error", error)  # dnspython's rdata is frozen
+    return msg
+
+
+def _walk(
+    wire: bytes, heads: list[tuple[int, int, int, int]] | None = None
+) -> tuple[int, int, tuple[int, int, int, int], bool]:
+    """Where BIND's parser stops in `wire` (12 bytes at least): (its position, the start
+    of the record it stopped in, the records read whole per section, whether it ran out
+    of data). A record's name that runs past the end leaves the position at the record,
+    its fixed fields after its name, its data after its fixed fields (dig's "N extra
+    bytes at end" is the rest). A label of an unknown type stops it too (not cut short:
+    then the message is bad, whatever it says). `heads`, when given, gets (section, index
+    in it, the offset of its TYPE field, its CLASS) of each record read whole (not the
+    question's)."""
+    counts = struct.unpack(">4H", wire[4:12])
+    done = [0, 0, 0, 0]
+    end = len(wire)
+
+    def name_end(p: int) -> int | None:  # -1: a bad label type
+        while p < end:
+            n = wire[p]
+            if n == 0:
+                return p + 1
+            if n & 0xC0 == 0xC0:
+                return p + 2 if p + 2 <= end else None
+            if n & 0xC0:
+                return -1
+            p += 1 + n
+        return None
+
+    pos = 12
+    for section, count in enumerate(counts):
+        fixed = 4 if section == 0 else 10
+        for _ in range(count):
+            after = name_end(pos)
+            if after == -1:
+                return pos, pos, (done[0], done[1], done[2], done[3]), False
+            if after is None:
+                return pos, pos, (done[0], done[1], done[2], done[3]), True
+            if after + fixed > end:
+                return after, pos, (done[0], done[1], done[2], done[3]), True
+            data = 0 if section == 0 else struct.unpack(">H", wire[after + 8 : after + 10])[0]
+            if after + fixed + data > end:
+                return after + fixed, pos, (done[0], done[1], done[2], done[3]), True
+            if heads is not None and section:
+                cls = struct.unpack(">H", wire[after + 2 : after + 4])[0]
+                heads.append((section, done[section], after, cls))
+            pos = after + fixed + data
+            done[section] += 1
+    return pos, pos, (done[0], done[1], done[2], done[3]), False
+
+
+class _Malformed(Exception):
+    """A reply to our query (its ID, QR set) that does not parse as a DNS message:
+    `reason` in BIND's words where it has them, `wire` the reply."""
+
+    def __init__(self, reason: str, wire: bytes) -> None:
+        super().__init__(f"{reason} ({len(wire)} bytes)")
+        self.reason, self.wire = reason, wire
+
+
+# BIND's words (isc_result_totext) for what dnspython's parse errors mean, so that
+# dig's `;; Got bad packet: REASON` line reads the same; other errors keep dnspython's
+_BIND_REASONS = {
+    "BadPointer": "bad compression pointer",
+    "BadLabelType": "bad label type",
+    "LabelTooLong": "label too long",
+    "NameTooLong": "name too long",
+    "ShortHeader": "unexpected end of input",
+    "TrailingJunk": "extra input data",
+}
+
+
+def _bind_reason(e: Exception) -> str:
+    name = type(e).__name__
+    if name in _BIND_REASONS:
+        return _BIND_REASONS[name]
+    if type(e) is dns.exception.FormError and str(e) == str(dns.exception.FormError()):
+        return "unexpected end of input"  # dnspython's parser ran out of data
+    return " ".join(str(e).split()).rstrip(".") or name  # dnspython's wrap
+
+
+def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:
+    """The reply to `query`, or None for anything else (another ID or question). Raises
+    _Malformed for a message with our ID and QR set that does not parse (a truncated one,
+    TC set, may end anywhere: its header and question are kept; another one cut short
+    after its question: what parsed, as BIND's best effort keeps it for dig)."""
+    ixfr = (
+        bool(query.question) and query.question[0].rdtype == dns.rdatatype.IXFR
+    )  # +notcp: each SOA as it came
+    try:  # keyring=False: a TSIG is kept unchecked (dig without a key prints it so)
+        msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False,
+                                    keyring=False, one_rr_per_rrset=ixfr)  # fmt: skip
+    except (dns.exception.DNSException, ValueError) as e:
+        why = _bind_reason(e)
+        if len(wire) < 12 or struct.unpack(">H", wire[:2])[0] != query.id or not wire[2] & 0x80:
+            return None
+        kept = _with_misplaced_tsigs(wire) if isinstance(e, dns.message.BadTSIG) else None
+        if kept is None:  # a TSIG error above 4095? (None if there is none)
+            kept = _with_big_tsig_errors(wire, _parse_signed)
+        if kept is not None:
+            msg = kept
+        elif wire[2] & 0x02:  # TC: a truncated reply may not parse past the question
+            try:
+                msg = dns.message.from_wire(wire, question_only=True)
+            except (dns.exception.DNSException, ValueError):
+                raise _Malformed(why, wire) from None
+        else:
+            kept = _best_effort(wire)
+            if kept is None:
+                raise _Malformed(why, wire) from None
+            msg = kept
+    return msg if query.is_response(msg) else None
+
+
+def _parse_signed(wire: bytes) -> dns.message.Message | None:
+    """A reply as `_parse` reads it first, or a TSIG out of its place as BIND keeps it."""
+    try:
+        return dns.message.from_wire(wire, ignore_trailing=True, keyring=False)
+    except dns.message.BadTSIG:
+        return _with_misplaced_tsigs(wire)
+
+
+def _best_effort(wire: bytes) -> dns.message.Message | None:
+    """A message cut short after its question (a record or the OPT ends early), as BIND's
+    parser keeps it for dig: the records read whole (its header's counts stay the wire's
+    in DnsResult.counts), or None when it is not merely cut short."""
+    _, start, done, cut = _walk(wire)
+    counts = struct.unpack(">4H", wire[4:12])
+    if not cut or done[0] != counts[0]:
+        return None
+    try:
+        return dns.message.from_wire(
+            wire[:4] + struct.pack(">4H", *done) + wire[12:start], keyring=False
+        )
+    except (dns.exception.DNSException, ValueError):
+        return None
+
+
+def _verify(result: DnsResult, query: dns.message.Message, wire: bytes) -> None:
+    """A signed query's reply checked as dig checks it: a failure is dig's note
+    (`Couldn't verify signature: WORDS`) and `tsig_verified` False."""
+    if result.tsig_key is None:
+        return
+    from packetlab.measure.dnstsig import Verifier, query_mac, verify_failure_note
+
+    words = Verifier(result.tsig_key, query_mac(query)).check(wire)
+    result.tsig_verified = words is None
+    if words is not None:
+        result.notes.append(verify_failure_note(words))

@@ -1,0 +1,516 @@
+"""A query's exchanges through the endpoint: over UDP (`_over_udp`: its tries, the ICMP
+watch that tells a closed port at once, the inbox of datagrams) and over TCP
+(`_over_tcp`), and the endpoint's own DNS server (`_default_server`)."""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+from weakref import WeakKeyDictionary
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+from twisted.internet.defer import Deferred
+
+from packetlab.controller import (
+    AddressLike,
+    ControllerError,
+    EndpointSession,
+    RequestFailed,
+    read_system_info,
+)
+from packetlab.measure.dnsparse import _fill, _Malformed, _parse, _verify
+from packetlab.measure.dnsquery import _render
+from packetlab.measure.dnsresult import DnsError, DnsResult
+from packetlab.measure.flight import Waker
+from packetlab.measure.pcap import PcapRecorder, local_udp_end
+from packetlab.wire import Ndata, Ntag
+
+if TYPE_CHECKING:
+    from packetlab.measure.capture import RawCapture
+    from packetlab.measure.stream import TcpStream
+
+
+async def _default_server(session: EndpointSession, family: int | None) -> str:
+    info = await read_system_info(session)
+    servers = [str(a) for a in info.dns4 if family in (None, 4)]
+    servers += [str(a) for a in info.dns6 if family in (None, 6)]
+    if not servers:
+        which = "" if family is None else f" IPv{family}"
+        raise DnsError(
+            f"the endpoint has no{which} DNS server configured (VMemLocalDNSAddrStrIPv4/IPv6); "
+            "give one with server="
+        )
+    return servers[0]
+
+
+def _icmp_filter(version: int, rport: int) -> str:
+    """ICMP(v6) port unreachable quoting a UDP datagram to port `rport` (a 20-byte quoted
+    IPv4 header, no IPv6 extension headers; the quote is checked again in Python)."""
+    if version == 4:
+        return f"icmp[0] == 3 and icmp[1] == 3 and icmp[30:2] == {rport}"
+    return f"icmp6 and ip6[40] == 1 and ip6[41] == 4 and ip6[90:2] == {rport}"
+
+
+WATCH_S = 20.0  # a watch serves the queries of this long (its ncap runs 30 s more)
+
+
+class _IcmpWatch:
+    """One raw capture per session, server and port, shared by the queries to it: the
+    ICMP port unreachable quoting a datagram to the server goes to the query whose local
+    port it quotes (`waiting`). Its ncap ends by itself (`open_capture`'s slack)."""
+
+    def __init__(self, cap: RawCapture, server: Any, port: int, until: float) -> None:
+        from packetlab.measure.capture import parse_ndata
+
+        self.cap, self.server, self.port, self.until = cap, server, port, until
+        self.waiting: dict[int, Callable[[Any], None]] = {}
+        self._parse = parse_ndata
+        cap.sock.buffering = False
+        cap.sock.add_callback(self._note)
+
+    def usable(self, now: float, needed: float) -> bool:
+        return not self.cap.sock.ended and now + needed < self.until
+
+    def _note(self, note: Any) -> None:
+        parsed = self._parse(note)
+        reply = parsed[0] if parsed else None
+        if reply is None or not reply.from_destination:
+            return
+        key = reply.key
+        if key.proto == 17 and key.dst == self.server and key.dport == self.port:
+            feed = self.waiting.get(key.sport)
+            if feed is not None:
+                feed(reply)
+
+
+# session -> (server, port) -> its watch, or why there is none (asked once per session)
+_Watches = dict[tuple[str, int], "_IcmpWatch | str | Deferred[None]"]
+_WATCHES: WeakKeyDictionary[EndpointSession, _Watches] = WeakKeyDictionary()
+
+
+def _after(d: Deferred[None]) -> Deferred[None]:
+    """Fires (None) when `d` has, leaving `d`'s own result alone."""
+    done: Deferred[None] = Deferred()
+
+    def fire(result: Any) -> Any:
+        done.callback(None)
+        return result
+
+    d.addBoth(fire)
+    return done
+
+
+async def _watch_for(
+    session: EndpointSession, server: Any, port: int, needed: float
+) -> _IcmpWatch | str:
+    """The session's ICMP watch for `server:port` (opened now if none is usable), or why
+    there can be none (no raw sockets, no filter): then not asked again."""
+    from packetlab.measure.capture import MeasureError, close_capture, open_capture
+
+    mine = _WATCHES.get(session)
+    if mine is None:  # a watch holds its session: the entry goes when the session ends
+        mine = _WATCHES[session] = {}
+        session.when_closed().addCallback(lambda _: _WATCHES.pop(session, None))
+    key = (str(server), port)
+    known = mine.get(key)
+    while isinstance(known, Deferred):  # another query is opening it: that one, then
+        await _after(known)
+        known = mine.get(key)
+    now = session.reactor.seconds()
+    if isinstance(known, str) or (known is not None and known.usable(now, needed)):
+        return known
+    if known is not None:  # expired: its successor first, then it goes
+        Deferred.fromCoroutine(close_capture(known.cap)).addErrback(lambda f: None)
+    opening: Deferred[None] = Deferred()
+    mine[key] = opening  # concurrent queries wait for this one: one raw socket, not many
+    got: _IcmpWatch | str
+    try:
+        # An endpoint has one raw socket per interface and family (ESKTINUSE for a
+        # second): a watch of another server no query is using goes first (dig's next
+        # server after a closed or silent one: each gets its watch in turn).
+        for other_key, other in list(mine.items()):
+            if (isinstance(other, _IcmpWatch) and not other.waiting
+                    and other.server.version == server.version):  # fmt: skip
+                del mine[other_key]
+                try:
+                    await close_capture(other.cap)
+                except ControllerError:
+                    pass
+        cap = await open_capture(
+            session, server, src=None, duration_s=WATCH_S + needed,
+            expression=_icmp_filter(server.version, port),
+        )  # fmt: skip
+        got = _IcmpWatch(cap, server, port, now + WATCH_S + needed)
+    except MeasureError as e:
+        got = str(e)
+    except (RequestFailed, ValueError, RuntimeError) as e:  # refused, or no libpcap filter
+        got = str(e)
+    except BaseException:
+        del mine[key]
+        opening.callback(None)
+        raise
+    mine[key] = got
+    opening.callback(None)
+    return got
+
+
+INBOX_MAX = 4 << 20  # bytes of datagrams a query holds unread; past it they are dropped
+
+
+class _Inbox:
+    """The notes of the query's UDP socket and of the ICMP capture, in arrival order. A
+    flood of datagrams faster than they are read is dropped past INBOX_MAX bytes (as a
+    full socket buffer drops them): the socket has no queue of its own to pause on."""
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.items: deque[tuple[str, Any]] = deque()
+        self.waker = Waker(reactor)  # (its deadline reads what is waiting first)
+        self.held = 0  # bytes of the datagrams in `items`
+        self.dropped = 0
+
+    def feeder(self, kind: str) -> Callable[[Any], None]:
+        def put(note: Any) -> None:
+            size = len(note.data) if kind == "udp" and isinstance(note, Ndata) else 0
+            if size and self.held + size > INBOX_MAX:
+                self.dropped += 1
+                return
+            self.held += size
+            self.items.append((kind, note))
+            self.waker.poke()
+
+        return put
+
+    async def next(self, deadline: float) -> tuple[str, Any] | None:
+        while not self.items:
+            if deadline <= self.reactor.seconds():
+                return None
+            await self.waker.sleep(deadline)
+        kind, note = self.items.popleft()
+        if kind == "udp" and isinstance(note, Ndata):
+            self.held -= len(note.data)
+        return kind, note
+
+
+NO_WATCH = (
+    "a closed port cannot be told from a silent server: the endpoint's UDP sockets report "
+    "no ICMP port unreachable"
+)
+
+
+def _stamp(sent: dict[int, int], attempt: int) -> Callable[[Ntag], None]:
+    def got(n: Ntag) -> None:
+        sent[attempt] = n.time
+
+    return got
+
+
+async def _over_udp(
+    session: EndpointSession,
+    query: dns.message.Message,
+    result: DnsResult,
+    server: Any,
+    timeout: float,
+    attempts: int,
+    recorder: PcapRecorder | None = None,
+    icmp: bool = True,
+) -> dns.message.Message | None:
+    wire = _render(query)
+    reactor = session.reactor
+    inbox = _Inbox(reactor)
+    watch: _IcmpWatch | None = None
+    why: str | None = "not asked"
+    local: tuple[str, int] | None = None
+    chosen = recorder is not None or icmp  # a port we choose, so a capture can name it
+    sktid = session.free_sktid()
+    try:
+        for n in range(5):
+            lport = random.randrange(49152, 65536) if chosen else 0
+            try:
+                sock = await session.nopen_udp(
+                    sktid, family=server.version, lport=lport, buffer=False
+                )
+                break
+            except RequestFailed:
+                if not chosen or n == 4:
+                    raise
+                sktid = session.free_sktid()  # that port is taken: another one
+        sock.add_callback(inbox.feeder("udp"))
+        if icmp:
+            found = await _watch_for(session, server, result.port, timeout * attempts)
+            watch, why = (None, found) if isinstance(found, str) else (found, None)
+        if watch is not None:
+            watch.waiting[lport] = inbox.feeder("icmp")
+            local = (str(watch.cap.src), lport)
+        elif recorder is not None:
+            local = ((await local_udp_end(session, server))[0], lport)
+        sent: dict[int, int] = {}  # try -> endpoint send time (ns)
+        recorded: set[int] = set()
+
+        def record_sends() -> None:  # each query once in the pcap, when its ntag came
+            if recorder is None or local is None:
+                return
+            for a in sorted(set(sent) - recorded):
+                recorded.add(a)
+                recorder.udp(sent[a], local[0], local[1], str(server), result.port, wire)
+
+        for attempt in range(attempts):
+            result.tries = attempt + 1
+            queued = await session.nsend(sktid, wire, to=(server, result.port), ntag=True)
+            if queued.ntag is not None:
+                queued.ntag.addCallbacks(_stamp(sent, attempt), lambda f: None)
+            deadline = reactor.seconds() + timeout
+            while (got := await inbox.next(deadline)) is not None:
+                kind, note = got
+                if kind == "udp" and not isinstance(note, Ndata):
+                    continue
+                if kind == "icmp":  # the watch checked the quote: our port, the server's
+                    result.error = (
+                        f"connection refused: {result.server}#{result.port} answered with "
+                        f"ICMP port unreachable (from {note.src}); nothing listens there"
+                    )
+                    result.error_kind = "refused"
+                    return None
+                t_sent = sent.get(attempt)
+                if recorder is not None and local is not None:
+                    record_sends()
+                    recorder.udp(note.time, str(server), result.port, local[0], local[1], note.data)
+                try:
+                    msg = _parse(query, note.data)
+                except _Malformed as e:
+                    result.error = f"malformed reply from {result.server}#{result.port}: {e}"
+                    result.error_kind = "malformed"
+                    result.packet, result.reason = e.wire, e.reason
+                    return None
+                if msg is None:
+                    continue
+                if t_sent is not None:
+                    result.rtt_us = (note.time - t_sent) / 1000
+                _fill(result, msg, note.data)
+                _verify(result, query, note.data)
+                return msg
+            record_sends()
+    finally:
+        if watch is not None:
+            watch.waiting.pop(lport, None)
+        try:
+            await session.nclose(sktid)
+        except ControllerError:
+            pass
+    lost = f"no answer from {result.server} over UDP ({attempts} x {timeout:g} s)"
+    if watch is None and why not in ("not asked", None):
+        lost += f"; {NO_WATCH}, and none could be captured: {why}"
+    result.error = lost
+    result.error_kind = "timeout"
+    return None
+
+
+TCP_MAX = 2 + 65535  # a length prefix and the longest DNS message
+
+
+class _TcpCap:
+    """Drops what a TCP server sends past TCP_MAX bytes: it is not read, and a flood of it
+    would fill the socket's queue, which pauses the session's reads (the query's ntag
+    and nclose answers too: the query would hang)."""
+
+    def __init__(self, stream: TcpStream) -> None:
+        self.stream, self.seen = stream, 0
+
+    def __call__(self, note: object) -> None:
+        if isinstance(note, Ndata):
+            if self.seen >= TCP_MAX:
+                self.stream.sock.buffering = False  # this note and the next are dropped
+            self.seen += len(note.data)
+
+
+class TlsWrap(Protocol):
+    """What `_over_tcp` asks of dig +tls's client (measure.dnstls.DotClient): the TLS
+    connection over a stream, its handshake done (StreamError, or _TlsVerify in dig's
+    words, when it fails); the object has `send(bytes)` (its ntag's Deferred) and
+    `feed(chunk)` (plaintext, closed)."""
+
+    async def wrap(self, stream: TcpStream, server: str, timeout: float) -> Any: ...
+
+
+class DohExchange(Protocol):
+    """What `dns_query` asks of dig +https's client (measure.dnstls.DohClient): the query
+    over DNS over HTTPS, into the result."""
+
+    async def ask(
+        self,
+        session: EndpointSession,
+        query: dns.message.Message,
+        result: DnsResult,
+        server: AddressLike,
+        timeout: float,
+        recorder: PcapRecorder | None = None,
+    ) -> None: ...
+
+
+class _TlsVerify(Exception):
+    """dig's TLS certificate failure (its line alone; exit 0 in dig 9.18.49)."""
+
+
+class KeptStreams:
+    """dig +keepopen: a TCP connection a server, kept open for the queries of a run
+    (`_over_tcp` uses and keeps them; `close` at the run's end)."""
+
+    def __init__(self) -> None:
+        self.streams: dict[tuple[str, int], TcpStream] = {}
+        self.tls: dict[tuple[str, int], Any] = {}  # +tls: a kept stream's TLS connection
+
+    async def close(self) -> None:
+        streams, self.streams, self.tls = list(self.streams.values()), {}, {}
+        for stream in streams:
+            await stream.close()
+
+
+async def _over_tcp(
+    session: EndpointSession,
+    query: dns.message.Message,
+    result: DnsResult,
+    server: AddressLike,
+    timeout: float,
+    recorder: PcapRecorder | None = None,
+    kept: KeptStreams | None = None,
+    tls: TlsWrap | None = None,
+) -> None:
+    # Only here: a query over UDP (most) does not load the TCP stream (docs/performance.md).
+    from packetlab.measure.stream import StreamError, StreamTimeout, TcpStream, connect_failure
+
+    wire = _render(query)
+    result.proto = "tcp"
+    result.tries = 1
+    key = (str(server), result.port)
+    while True:
+        stream = kept.streams.pop(key, None) if kept is not None else None
+        dot = kept.tls.pop(key, None) if kept is not None else None
+        reused = stream is not None
+        if stream is None:
+            try:
+                stream = await TcpStream.connect(
+                    session, server, result.port, timeout=timeout, recorder=recorder
+                )
+            except ControllerError as e:
+                result.error = "TCP " + connect_failure(e, server, result.port)
+                result.error_kind = "refused" if "refused" in result.error else "tcp"
+                return
+            stream.sock.add_callback(_TcpCap(stream))
+        before = stream.received
+        try:
+            if tls is None:
+                await _tcp_exchange(stream, query, wire, result, timeout)
+            else:
+                result.proto = "tls"
+                if dot is None:  # (a kept stream has its TLS connection already)
+                    dot = await tls.wrap(stream, str(server), timeout)
+                await _tls_exchange(stream, dot, query, wire, result, timeout)
+        except _TlsVerify as e:
+            result.error, result.error_kind = str(e), "tls"
+        except StreamError as e:
+            if reused and not isinstance(e, StreamTimeout) and stream.received == before:
+                await stream.close()  # the server closed the kept one: the query anew
+                continue
+            result.error = str(e)
+            result.error_kind = "tcp"
+        except BaseException:  # cancelled (Ctrl-C): the connection closed all the same
+            await stream.close()
+            raise
+        if kept is not None and result.error is None and not stream.eof:
+            kept.streams[key] = stream  # for the next query to this server (+keepopen)
+            if dot is not None:
+                kept.tls[key] = dot
+        else:
+            await stream.close()
+        return
+
+
+async def _tcp_exchange(
+    stream: TcpStream,
+    query: dns.message.Message,
+    wire: bytes,
+    result: DnsResult,
+    timeout: float,
+) -> None:
+    """One query and its reply over `stream` into `result` (StreamError: none came)."""
+    ntag = stream.send(struct.pack(">H", len(wire)) + wire, ntag=True)
+    head = await stream.read_exactly(2, timeout)
+    (length,) = struct.unpack(">H", head.data)
+    body = await stream.read_exactly(length, timeout)
+    try:
+        msg = _parse(query, body.data)
+    except _Malformed as e:
+        result.error = f"malformed reply from {result.server}#{result.port} over TCP: {e}"
+        result.error_kind = "malformed"
+        result.packet, result.reason = e.wire, e.reason
+        return
+    if msg is None:
+        result.error = f"{result.server} answered over TCP with a message that is not the reply"
+        result.error_kind = "malformed"
+        return
+    assert ntag is not None
+    sent = await ntag
+    # A TCP ntag is stamped once send() returned; on a loaded endpoint that can be after
+    # the answer's kernel receive stamp: then the round trip is not known (None).
+    if head.time >= sent.time:
+        result.rtt_us = (head.time - sent.time) / 1000
+    else:  # dig's query time all the same: from the connection's establishment
+        result.query_time_us = max(head.time - stream.established_at, 0) / 1000
+    _fill(result, msg, body.data)
+    _verify(result, query, body.data)
+
+
+async def _tls_exchange(
+    stream: TcpStream,
+    tls: Any,
+    query: dns.message.Message,
+    wire: bytes,
+    result: DnsResult,
+    timeout: float,
+) -> None:
+    """`_tcp_exchange` over TLS: the framed query encrypted, the reply decrypted from the
+    endpoint's chunks until its length is whole."""
+    from packetlab.measure.stream import StreamError
+
+    ntag = tls.send(struct.pack(">H", len(wire)) + wire)
+    got, first = b"", None
+    while len(got) < 2 or len(got) < 2 + struct.unpack(">H", got[:2])[0]:
+        chunk = await stream.recv(timeout)
+        plain, closed = tls.feed(chunk)
+        if plain and first is None:
+            first = chunk.time if chunk is not None else None
+        got += plain
+        if closed and (len(got) < 2 or len(got) < 2 + struct.unpack(">H", got[:2])[0]):
+            raise StreamError(f"{result.server}:{result.port} closed after {len(got)} bytes")
+        if len(got) > TCP_MAX:
+            raise StreamError(f"{result.server}:{result.port}: more than a message")
+    body = got[2 : 2 + struct.unpack(">H", got[:2])[0]]
+    try:
+        msg = _parse(query, body)
+    except _Malformed as e:
+        result.error = f"malformed reply from {result.server}#{result.port} over TLS: {e}"
+        result.error_kind = "malformed"
+        result.packet, result.reason = e.wire, e.reason
+        return
+    if msg is None:
+        result.error = f"{result.server} answered over TLS with a message that is not the reply"
+        result.error_kind = "malformed"
+        return
+    sent = await ntag if ntag is not None else None
+    if sent is not None and first is not None and first >= sent.time:
+        result.rtt_us = (first - sent.time) / 1000
+    elif first is not None:
+        result.query_time_us = max(first - stream.established_at, 0) / 1000
+    _fill(result, msg, body)
+    _verify(result, query, body)

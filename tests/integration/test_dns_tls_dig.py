@@ -1,0 +1,239 @@
+"""`pktlab run dns +tls` (DNS over TLS, RFC 7858) and `+https`/`+http-plain` (DNS over
+HTTPS, RFC 8484, over HTTP/2) side by side with dig 9.18 against servers of the test's
+(Python's ssl with a self-signed certificate made here; the h2 library): the same output
+but for what differs by nature (test_dns_dig's `normal`), dig's certificate checks
+(+tls-ca, +tls-hostname) and their failure lines, +keepopen's one connection, the
+requests dig makes (POST, GET's ?dns=, the path)."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import dns.message
+import dns.rrset
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+from test_dns_dig import dig, normal, ours
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("dig") is None or shutil.which("openssl") is None,
+    reason="dig (dnsutils) or openssl missing",
+)
+
+
+class DotServer:
+    """DNS over TLS on 127.0.0.1 (every A question answered), connections counted."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, raw: socket.socket) -> None:
+        try:
+            conn = self.ctx.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):  # the client refused our certificate
+            raw.close()
+            return
+        with conn:
+            try:
+                while head := self.read(conn, 2):
+                    query = dns.message.from_wire(self.read(conn, struct.unpack(">H", head)[0]))
+                    reply = dns.message.make_response(query)
+                    name = query.question[0].name
+                    reply.answer.append(dns.rrset.from_text(name, 60, "IN", "A", "192.0.2.9"))
+                    out = reply.to_wire()
+                    conn.sendall(struct.pack(">H", len(out)) + out)
+            except (OSError, ssl.SSLError):
+                return
+
+    @staticmethod
+    def read(conn: ssl.SSLSocket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                return b""
+            data += chunk
+        return data
+
+
+@pytest.fixture(scope="module")
+def dot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DotServer, Path]]:
+    where = tmp_path_factory.mktemp("dot")
+    cert, key = where / "dot.crt", where / "dot.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=dot.test",
+         "-addext", "subjectAltName=DNS:dot.test,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    server = DotServer(cert, key)
+    yield server, cert
+    server.sock.close()
+
+
+def both(*words: str) -> tuple[subprocess.CompletedProcess[str], ...]:
+    a, b = ours(*words), dig(*words)
+    assert "Traceback" not in a.stderr, a.stderr
+    assert normal(a.stdout) == normal(b.stdout), (words, a.stdout, b.stdout)
+    return a, b
+
+
+def test_dns_over_tls_as_dig(dot: tuple[DotServer, Path]) -> None:
+    server, cert = dot
+    at = ["@127.0.0.1", "-p", str(server.port)]
+    a, _ = both(*at, "+tls", "a.test")
+    assert f";; SERVER: 127.0.0.1#{server.port}(127.0.0.1) (TLS)\n" in a.stdout
+    assert a.returncode == 0
+    for words in (["+tls-ca=" + str(cert)], ["+tls-ca=" + str(cert), "+tls-hostname=dot.test"],
+                  ["+tls", "+noall", "+ans", "+stats", "a.test", "MX"]):  # fmt: skip
+        a, _ = both(*at, *words, "+noall", "+answer", "b.test")
+        assert "b.test.\t\t\t60\tIN\tA\t192.0.2.9\n" in a.stdout and a.returncode == 0
+    mismatch = ["+tls-ca=" + str(cert), "+tls-hostname=other.test"]
+    for words, why in ((["+tls-ca"], "self-signed certificate"),
+                       (mismatch, "hostname mismatch")):  # fmt: skip
+        a, b = both(*at, *words, "a.test")
+        assert a.stdout == (f";; TLS peer certificate verification for 127.0.0.1#{server.port} "
+                            f"failed: {why}\n")  # fmt: skip
+        assert (a.returncode, b.returncode) == (1, 0)  # dig 9.18.49: 0 all the same
+
+
+def test_keepopen_over_tls_as_dig(dot: tuple[DotServer, Path]) -> None:
+    server, _ = dot
+    at = ["@127.0.0.1", "-p", str(server.port), "+tls", "+keepopen", "+noall", "+answer"]
+    for tool in (ours, dig):
+        before = server.connections
+        run = tool(*at, "a.test", "b.test", "c.test")
+        assert run.returncode == 0 and run.stdout.count("192.0.2.9") == 3, run.stderr
+        assert server.connections - before == 1, tool
+
+
+def test_a_refused_tls_connection_as_dig() -> None:
+    a, b = both("@127.0.0.1", "-p", "1", "+tls", "+tries=1", "a.test")
+    assert a.stdout.startswith(";; Connection to 127.0.0.1#1(127.0.0.1) for a.test failed")
+    assert (a.returncode, b.returncode) == (1, 9)
+
+
+class DohServer:
+    """DNS over HTTPS on 127.0.0.1 (HTTP/2 over TLS with ALPN h2, or h2c with prior
+    knowledge): a POST's body or a GET's ?dns= answered; the requests' method and path
+    noted."""
+
+    def __init__(self, cert: Path | None = None, key: Path | None = None) -> None:
+        self.ctx: ssl.SSLContext | None = None
+        if cert is not None and key is not None:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(str(cert), str(key))
+            self.ctx.set_alpn_protocols(["h2"])
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[tuple[str, str]] = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, raw: socket.socket) -> None:
+        try:
+            conn: Any = self.ctx.wrap_socket(raw, server_side=True) if self.ctx else raw
+        except (OSError, ssl.SSLError):
+            raw.close()
+            return
+        h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        h2c.initiate_connection()
+        heads: dict[int, dict[str, str]] = {}
+        bodies: dict[int, bytes] = {}
+        with conn:
+            try:
+                conn.sendall(h2c.data_to_send())
+                while data := conn.recv(65535):
+                    for ev in h2c.receive_data(data):
+                        if isinstance(ev, h2.events.RequestReceived):
+                            heads[ev.stream_id] = {
+                                (k.decode() if isinstance(k, bytes) else k):
+                                    (v.decode() if isinstance(v, bytes) else v)
+                                for k, v in ev.headers
+                            }  # fmt: skip
+                            bodies[ev.stream_id] = b""
+                        elif isinstance(ev, h2.events.DataReceived):
+                            bodies[ev.stream_id] += ev.data
+                            h2c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                        elif isinstance(ev, h2.events.StreamEnded):
+                            self.answer(h2c, ev.stream_id, heads[ev.stream_id], bodies)
+                    conn.sendall(h2c.data_to_send())
+            except (OSError, ssl.SSLError):
+                return
+
+    def answer(self, h2c: Any, stream: int, head: dict[str, str], bodies: dict[int, bytes]) -> None:
+        self.requests.append((head[":method"], urlsplit(head[":path"]).path))
+        if head[":method"] == "GET":
+            text = parse_qs(urlsplit(head[":path"]).query)["dns"][0]
+            wire = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        else:
+            wire = bodies[stream]
+        query = dns.message.from_wire(wire)
+        reply = dns.message.make_response(query)
+        reply.answer.append(dns.rrset.from_text(query.question[0].name, 60, "IN", "A", "192.0.2.9"))
+        out = reply.to_wire()
+        h2c.send_headers(stream, [(":status", "200"), ("content-type", "application/dns-message"),
+                                  ("content-length", str(len(out)))])  # fmt: skip
+        h2c.send_data(stream, out, end_stream=True)
+
+
+def test_dns_over_https_as_dig(dot: tuple[DotServer, Path]) -> None:
+    _, cert = dot
+    key = cert.with_name("dot.key")
+    secure, plain = DohServer(cert, key), DohServer()
+    try:
+        at = ["@127.0.0.1", "-p", str(secure.port)]
+        a, _ = both(*at, "+https", "a.test")
+        assert f";; SERVER: 127.0.0.1#{secure.port}(127.0.0.1) (HTTPS)\n" in a.stdout
+        a, _ = both(*at, "+https-get", "+noall", "+answer", "+stats", "a.test")
+        assert "(HTTPS-GET)" in a.stdout and "a.test.\t\t\t60\tIN\tA\t192.0.2.9" in a.stdout
+        both(*at, "+https=/custom", "+tls-ca=" + str(cert), "+noall", "+answer", "a.test")
+        a, b = both(*at, "+https", "+tls-ca", "a.test")
+        assert a.stdout == (f";; TLS peer certificate verification for 127.0.0.1#{secure.port} "
+                            "failed: self-signed certificate\n")  # fmt: skip
+        assert secure.requests == [("POST", "/dns-query")] * 2 + [("GET", "/dns-query")] * 2 + [
+            ("POST", "/custom")] * 2  # fmt: skip
+        at = ["@127.0.0.1", "-p", str(plain.port)]
+        for words in (["+http-plain"], ["+http-plain-get", "+noall", "+answer", "+stats"]):
+            a, _ = both(*at, *words, "a.test")
+            assert a.returncode == 0 and "192.0.2.9" in a.stdout
+        assert [m for m, _ in plain.requests] == ["POST", "POST", "GET", "GET"]
+        for words in (["+https", "+tries=1"], ["+http-plain", "+tries=2"]):  # (dig: 3 by default)
+            a, b = both("@127.0.0.1", "-p", "1", *words, "a.test")
+            assert (a.returncode, b.returncode) == (1, 9)
+    finally:
+        secure.sock.close()
+        plain.sock.close()
