@@ -197,3 +197,12 @@ def test_a_broker_certificate_expiring_within_a_week_is_warned_about(
         globalLogPublisher.removeObserver(observer)
     (w,) = [str(e["w"]) for e in seen if "w" in e]
     assert w.startswith("--cert: certificate #0 (agent) expires at ") and "in 72.0 h" in w, w
+
+
+def test_dash_h_is_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """`twistd pktbroker -h` prints the help, as `twistd pktendpoint -h` does (it was
+    `option -h not recognized`, exit 1)."""
+    with pytest.raises(SystemExit) as e:
+        parse("-h")
+    assert e.value.code == 0
+    assert "--subscribe" in capsys.readouterr().out

@@ -121,3 +121,12 @@ def test_an_expired_agent_certificate_stops_the_proxy(home: Path, tmp_path: Path
         "proxy identity: --cert: certificate #0 (agent) expired at 1970-01-01T00:01:40Z: "
         "every peer refuses the chain; renew it (pktlab ppks sign agent ...)"
     ), str(e.value)
+
+
+def test_dash_h_is_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """`twistd pktproxy -h` prints the help, as `twistd pktendpoint -h` does (it was
+    `option -h not recognized`, exit 1)."""
+    with pytest.raises(SystemExit) as e:
+        parse("-h")
+    assert e.value.code == 0
+    assert "--backlog-wait" in capsys.readouterr().out
