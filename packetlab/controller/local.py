@@ -63,7 +63,11 @@ DEMO_FILES = (
 def demo_home(path: str | os.PathLike[str] | None = None) -> PktlabHome:
     """A home set up by `pktlab init`: `path` as it is when it already holds the demo
     files, else `pktlab init --home path` first (None: a new temporary directory)."""
-    root = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix="pktlab-demo-"))
+    root = (
+        Path(path).expanduser()
+        if path is not None
+        else Path(tempfile.mkdtemp(prefix="pktlab-demo-"))
+    )
     if not all((root / f).is_file() for f in DEMO_FILES):
         proc = subprocess.run(
             [sys.executable, "-m", "packetlab", "init", "--home", str(root)],
