@@ -390,6 +390,29 @@ def test_wrong_chain_refused_by_endpoint(world: World) -> None:
     assert "connectionMade" not in link_.server_app.events or link_.server_app.lost is not None
 
 
+def test_a_peer_of_another_role_is_named(world: World) -> None:
+    """An endpoint pointed at a broker's port (or a broker-mode endpoint at a controller's)
+    said only `wrong_cert_type: cert #0: agent where pubcmd is expected`."""
+    w = world
+    agent = Credentials([w.agent_broker], w.broker)
+    link_ = link(
+        endpoint_creator(w), PPKSServerOptions({"exp1": controller_entry(w, credentials=agent)})
+    )
+    assert_refused(link_.client, PeerRefusal.BAD_CHAIN, "wrong_cert_type")
+    assert str(link_.client.error).endswith(
+        "agent where pubcmd is expected (the peer presents an agent certificate: a broker, "
+        "a proxy's setup port or an agent link answers there, not a controller)"
+    )
+    link_ = link(
+        PPKSClientCreator(w.endpoint(), AuthMode.AGENT),
+        PPKSServerOptions(default=controller_entry(w)),  # no SNI from a broker's client
+    )
+    assert str(link_.client.error).endswith(
+        "(the peer presents a pubcmd certificate: a controller (pktlab xpmgr or the "
+        "controller API) answers there, not a broker or an agent)"
+    )
+
+
 def test_expired_cert_refused(world: World) -> None:
     w = world
     old = issue_certificate("exppriv", w.eop, w.exper, 0, 1_000_000)
