@@ -236,6 +236,21 @@ def role_hint(mode: AuthMode, leaf_der: bytes) -> str:
     )
 
 
+def _sni_hint(sni: str | None) -> str:
+    """What an `unrecognized_name` alert means to the client (an endpoint): alone, `tlsv1
+    unrecognized name` did not say that the snikey was the problem."""
+    if sni is None:
+        return (
+            " (we sent no SNI and the server wants one: a proxy routes by it, and a "
+            "controller may serve only named snikeys; give the endpoint the experiment's "
+            "snikey, NoSubModeSNIKey or --snikey)"
+        )
+    return (
+        f" (the server knows no snikey {sni!r}: a proxy with no backlog registered for "
+        "it, or a controller without that ExpExec; check NoSubModeSNIKey / --snikey)"
+    )
+
+
 def _ssl_error_text(err: SSL.Error) -> str:
     parts = []
     for item in err.args[0] if err.args and isinstance(err.args[0], list) else ():
@@ -441,6 +456,8 @@ class PeerGate(Protocol):
                     PeerRefusal.NO_PEER_CERTIFICATE,
                     "the client sent no certificate and this entry requires one",
                 )
+            if self.is_client and "unrecognized name" in text and self.transport is not None:
+                text += _sni_hint(_servername(self._connection()))
             return PeerVerificationError(PeerRefusal.HANDSHAKE_FAILED, text)
         return PeerVerificationError(
             PeerRefusal.CONNECTION_LOST, f"before the peer was verified: {reason.getErrorMessage()}"

@@ -519,6 +519,36 @@ def test_unknown_snikey_fails_handshake(world: World) -> None:
     assert link_.client_app.events == [] and link_.server_app.events == []
 
 
+@pytest.mark.parametrize(
+    ("sni", "hint"),
+    [
+        (b"nosuchkey", "(the server knows no snikey 'nosuchkey': a proxy with no backlog"),
+        (None, "(we sent no SNI and the server wants one: a proxy routes by it"),
+    ],
+)
+def test_an_unrecognized_name_alert_is_explained_to_the_endpoint(
+    sni: bytes | None, hint: str
+) -> None:
+    """`twistd pktproxy` answers an SNI it has no backlog for (or none) with the
+    unrecognized_name alert: the endpoint logged only `handshake_failed: tlsv1
+    unrecognized name`, which did not say that its snikey was the problem."""
+
+    class Handle:
+        def get_servername(self) -> bytes | None:
+            return sni
+
+    class TLS:
+        def getHandle(self) -> Handle:
+            return Handle()
+
+    gate = PeerGate(Protocol(), is_client=True)
+    gate.transport = TLS()  # type: ignore[assignment]
+    alert = SSL.Error([("SSL routines", "", "tlsv1 unrecognized name")])
+    err = gate._classify_loss(Failure(alert))
+    assert err.refusal is PeerRefusal.HANDSHAKE_FAILED
+    assert str(err).startswith(f"handshake_failed: tlsv1 unrecognized name {hint}")
+
+
 def test_no_sni_without_default_fails(world: World) -> None:
     options = PPKSServerOptions({"exp1": controller_entry(world)})
     link_ = link(endpoint_creator(world, snikey=None), options)
