@@ -135,7 +135,7 @@ def test_http_get_url_is_checked_as_it_is_parsed(
         parse_args(["--url", url])
     assert e.value.code == 2
     assert f": error: argument --url: {message}" in capsys.readouterr().err
-    run = mlet(None, [url])  # type: ignore[arg-type]  # as a `pktlab xpmgr` mlet
+    run = mlet(None, [url])  # as a `pktlab xpmgr` mlet
     with pytest.raises(SystemExit, match=re.escape(message)):
         run.send(None)
     assert http_target("http://127.0.0.1:8080/x") == ("127.0.0.1", 8080, "/x")
