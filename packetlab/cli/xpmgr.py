@@ -90,6 +90,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for warning in cfg.warnings:
         print(f"pktlab xpmgr: config: warning: {warning}", file=sys.stderr)
+    given = [opt for opt, v in (("-p", args.publish), ("-i", args.hostid)) if v is not None]
+    if given and not cfg.enable_publication:  # they were ignored without a word
+        print(
+            f"pktlab xpmgr: warning: {' and '.join(given)} only shape a publication, and "
+            f"{cfg.path} has EnableExpPublication 0: nothing is published (set it to 1, with "
+            "BrokerAddr and PubAgentCertPath; docs/xpmgr.md)",
+            file=sys.stderr,
+        )
     results_path = args.results or cfg.results_path or "xpmgr-results.jsonl"
     return _serve(args, cfg, results_path)
 
