@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,5 +23,5 @@ def test_a_tilde_path_already_set_up_is_not_initialised_again(
     def no_init(*args: Any, **kwargs: Any) -> None:
         raise AssertionError(f"pktlab init run again: {args}")
 
-    monkeypatch.setattr(subprocess, "run", no_init)
+    monkeypatch.setattr("packetlab.controller.local.subprocess.run", no_init)
     assert demo_home("~/.pktlab").root == tmp_path / ".pktlab"
