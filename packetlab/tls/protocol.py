@@ -220,7 +220,7 @@ _LEAF_WANTED = {
 
 
 def role_hint(mode: AuthMode, leaf_der: bytes) -> str:
-    """` (the peer presents an agent certificate: a broker, ... answers there, not a
+    """` (the peer presents an agent certificate: it is a broker, ..., not a
     controller)` when the peer's leaf is another role's, else the empty string."""
     try:
         label = parse_certificate(leaf_der).cert_type.label
@@ -231,9 +231,7 @@ def role_hint(mode: AuthMode, leaf_der: bytes) -> str:
     if wanted is None or role is None or label == wanted[0]:
         return ""
     article = "an" if label[0] in "aeiou" else "a"
-    return (
-        f" (the peer presents {article} {label} certificate: {role} answers there, not {wanted[1]})"
-    )
+    return f" (the peer presents {article} {label} certificate: it is {role}, not {wanted[1]})"
 
 
 def _sni_hint(sni: str | None) -> str:

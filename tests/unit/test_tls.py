@@ -400,16 +400,16 @@ def test_a_peer_of_another_role_is_named(world: World) -> None:
     )
     assert_refused(link_.client, PeerRefusal.BAD_CHAIN, "wrong_cert_type")
     assert str(link_.client.error).endswith(
-        "agent where pubcmd is expected (the peer presents an agent certificate: a broker, "
-        "a proxy's setup port or an agent link answers there, not a controller)"
+        "agent where pubcmd is expected (the peer presents an agent certificate: it is a broker, "
+        "a proxy's setup port or an agent link, not a controller)"
     )
     link_ = link(
         PPKSClientCreator(w.endpoint(), AuthMode.AGENT),
         PPKSServerOptions(default=controller_entry(w)),  # no SNI from a broker's client
     )
     assert str(link_.client.error).endswith(
-        "(the peer presents a pubcmd certificate: a controller (pktlab xpmgr or the "
-        "controller API) answers there, not a broker or an agent)"
+        "(the peer presents a pubcmd certificate: it is a controller (pktlab xpmgr or the "
+        "controller API), not a broker or an agent)"
     )
 
 
