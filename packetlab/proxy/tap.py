@@ -15,7 +15,13 @@ from twisted.python import usage
 
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key
 from packetlab.proxy.splice import available as splice_available
-from packetlab.tapoptions import TapOptions, server_endpoint, stop_daemon, tap_service
+from packetlab.tapoptions import (
+    TapOptions,
+    distinct_ports,
+    server_endpoint,
+    stop_daemon,
+    tap_service,
+)
 from packetlab.tls import (
     AuthMode,
     Credentials,
@@ -303,6 +309,7 @@ def makeService(options: Options) -> IService:
         origin = options["origins"][name]
         ep = server_endpoint(reactor, where, origin, "tcp:20557:interface=127.0.0.1")
         ports.append((name, ep, factory))
+    distinct_ports([(options["origins"][name], ep) for name, ep, _ in ports])
     top = ProxyService(proxy, ports)
     interval = options["stats-interval"]
     if interval:
