@@ -117,10 +117,7 @@ def python_mlet_missing(mlet: str) -> str | None:
     else:
         if spec is not None:
             return None
-    return (
-        f"neither a file nor a Python module (looked for {name} in {os.getcwd()} and the "
-        "installed packages)"
-    )
+    return f"no file or Python module {name} (in {os.getcwd()} or the installed packages)"
 
 
 class MletProcess(ProcessProtocol):

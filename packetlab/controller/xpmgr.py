@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -175,18 +176,24 @@ class Manager:
     def _mlet_argv(mlet: Sequence[str]) -> list[str]:
         if not mlet:
             raise ManagerError("no MLET given")
-        py = python_mlet_argv(mlet[0], mlet[1:])
-        if py is not None:
-            missing = python_mlet_missing(mlet[0])
-            if missing:
-                raise ManagerError(f"MLET {mlet[0]!r}: {missing}")
+        name, args = mlet[0], list(mlet[1:])
+        py = python_mlet_argv(name, args)
+        missing = python_mlet_missing(name) if py is not None else None
+        if py is not None and not missing:
             return py
-        path = mlet[0]
-        if not os.path.isfile(path) or not os.access(path, os.X_OK):
-            raise ManagerError(
-                f"MLET {path!r} is not an executable file, a .py file or a Python module path"
-            )
-        return [os.path.abspath(path), *mlet[1:]]
+        if os.path.isfile(name) and os.access(name, os.X_OK):
+            return [os.path.abspath(name), *args]
+        # a bare name: a program on PATH, as a shell finds it (`true` was run as the Python
+        # module `true`, which failed at each endpoint)
+        bare = os.sep not in name and ":" not in name and not name.endswith(".py")
+        found = shutil.which(name) if bare else None
+        if found is not None:
+            return [found, *args]
+        if missing:
+            raise ManagerError(f"MLET {name!r}: {missing}" + (", and no program on PATH" * bare))
+        raise ManagerError(
+            f"MLET {name!r} is not an executable file, a .py file or a Python module path"
+        )
 
     def _check_validity(self, certs: Sequence[Certificate], what: str) -> None:
         """Our own certificates at start, as the daemons check theirs: an expired (or not

@@ -90,8 +90,9 @@ def _manager_with(home: PktlabHome, mlet: list[str], exppriv: Path | None = None
     [
         ("nonexist.py", "MLET 'nonexist.py': no such file: nonexist.py"),
         ("nonexist.py:run", "MLET 'nonexist.py:run': no such file: nonexist.py"),
-        ("nonexist_pkg.exp", "MLET 'nonexist_pkg.exp': neither a file nor a Python module"),
-        ("packetlab.cli.campaign_mlett", "neither a file nor a Python module"),
+        ("nonexist_pkg.exp", "MLET 'nonexist_pkg.exp': no file or Python module nonexist_pkg"),
+        ("packetlab.cli.campaign_mlett", "no file or Python module packetlab.cli.campaign_mlett"),
+        ("no_such_program", "or the installed packages), and no program on PATH"),
     ],
 )
 def test_a_python_mlet_that_is_not_there_stops_the_manager_at_start(
@@ -114,6 +115,14 @@ def test_python_mlets_that_are_there_are_taken(
     for mlet in ("exp.py", "exp.py:mlet", "mypkg.exp2:run", "packetlab.cli.campaign_mlet"):
         m = _manager_with(home, [mlet, "arg"])
         assert m.mlet_argv[-2:] == [mlet, "arg"]
+    # a bare name that is no module: the program on PATH, as a shell runs it (`true` was
+    # run as the Python module `true`)
+    (tmp_path / "bin").mkdir()
+    prog = tmp_path / "bin" / "my-mlet"
+    prog.write_text("#!/bin/sh\n")
+    prog.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert _manager_with(home, ["my-mlet", "x"]).mlet_argv == [str(prog), "x"]
 
 
 def test_an_expired_experiment_chain_stops_the_manager_at_start(
