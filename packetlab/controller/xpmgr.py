@@ -40,7 +40,13 @@ from packetlab.controller.mlet import (
 )
 from packetlab.controller.programs import ProgramDir, monitor_digests
 from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
-from packetlab.ppks import Certificate, PPKSError, load_certificates, read_public_key
+from packetlab.ppks import (
+    Certificate,
+    PPKSError,
+    load_certificates,
+    read_private_key,
+    read_public_key,
+)
 from packetlab.tls import (
     AuthMode,
     Credentials,
@@ -210,6 +216,10 @@ class Manager:
         cfg = self.cfg
         if not cfg.controller_privkey:
             raise ManagerError("ControllerPrivkeyPath is required")
+        try:  # its own error, not blamed on the first ExpExec line that uses it
+            read_private_key(cfg.controller_privkey)
+        except (OSError, PPKSError, ValueError) as e:
+            raise ManagerError(f"{cfg.where('ControllerPrivkeyPath')}: {e}") from None
         if cfg.enable_publication and cfg.pub_agent_cert:
             try:
                 agent = load_certificates(Path(cfg.pub_agent_cert).read_bytes())

@@ -142,3 +142,17 @@ def test_an_expired_experiment_chain_stops_the_manager_at_start(
         "2023-11-14T22:13:20Z: every peer refuses the chain; renew it "
         "(pktlab ppks sign exppriv ...) and start again"
     )
+
+
+def test_a_controller_key_that_is_not_one_names_its_own_line(home: PktlabHome) -> None:
+    """`ControllerPrivkeyPath .../k_xc.pub` (the public half): the error named the
+    ExpExec line (`xpmgr.conf:3: private key file ...`), not the key's."""
+    r = home.root
+    text = (
+        f"EnableExpPublication 0\nControllerPrivkeyPath {r}/keys/k_xc.pub\n"
+        f"ExpExec 1::{r}/certs/exppriv_eop_exper.cert,{r}/certs/pubcmd_exper_xc.cert:::\n"
+    )
+    with pytest.raises(ManagerError) as e:
+        Manager(MemoryReactorClock(), parse_xpmgr_config(text, "xpmgr.conf"), ["/bin/true"],
+                progress=io.StringIO())  # fmt: skip
+    assert str(e.value).startswith("xpmgr.conf:2: ControllerPrivkeyPath: key_not_pem: ")
