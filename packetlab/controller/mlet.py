@@ -36,7 +36,7 @@ __all__ = [
     "FrameSplitter",
     "MletProcess",
     "python_mlet_argv",
-    "python_mlet_missing",
+    "python_mlet_problem",
 ]
 
 OUTPUT_KEEP = 65536  # bytes of each mlet's stdout kept for its result line
@@ -91,17 +91,27 @@ def python_mlet_argv(mlet: str, args: Sequence[str]) -> list[str] | None:
     return None
 
 
-def python_mlet_missing(mlet: str) -> str | None:
-    """Why the Python experiment `mlet` cannot be found (a ``.py`` file that is not
-    there, a module path with no such module from here), else None. Nothing is imported:
-    the manager must not run the experiment's code. Checked at start, since otherwise every
-    endpoint's mlet fails the same way (`FileNotFoundError`, `ModuleNotFoundError`)."""
+def python_mlet_problem(mlet: str) -> str | None:
+    """Why the Python experiment `mlet` cannot run (a ``.py`` file that is not there or
+    does not compile, a module path with no such module from here), else None. Nothing is
+    imported: the manager must not run the experiment's code. Checked at start, since
+    otherwise every endpoint's mlet fails the same way (`FileNotFoundError`,
+    `SyntaxError`, `ModuleNotFoundError`)."""
     import importlib.machinery
     import importlib.util
 
     name = mlet if os.path.isfile(mlet) else mlet.split(":", 1)[0]  # as pymlet.load_mlet
     if name.endswith(".py") or os.path.isfile(name):
-        return None if os.path.isfile(name) else f"no such file: {name}"
+        if not os.path.isfile(name):
+            return f"no such file: {name}"
+        try:  # compiled, not run: a syntax error failed every endpoint's mlet
+            with open(name, "rb") as f:
+                compile(f.read(), name, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as e:
+            return f"{type(e).__name__}: {e}"
+        except OSError as e:
+            return f"cannot read {name}: {e.strerror}"
+        return None
     parts = name.split(".")
     try:  # the child runs `python -m`: the current directory first, then sys.path
         spec = importlib.util.find_spec(parts[0])

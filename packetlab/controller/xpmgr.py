@@ -36,7 +36,7 @@ from packetlab.controller.mlet import (
     EndpointWorker,
     MletProcess,
     python_mlet_argv,
-    python_mlet_missing,
+    python_mlet_problem,
 )
 from packetlab.controller.programs import ProgramDir, monitor_digests
 from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
@@ -184,7 +184,7 @@ class Manager:
             raise ManagerError("no MLET given")
         name, args = mlet[0], list(mlet[1:])
         py = python_mlet_argv(name, args)
-        missing = python_mlet_missing(name) if py is not None else None
+        missing = python_mlet_problem(name) if py is not None else None
         if py is not None and not missing:
             return py
         if os.path.isfile(name) and os.access(name, os.X_OK):

@@ -93,6 +93,7 @@ def _manager_with(home: PktlabHome, mlet: list[str], exppriv: Path | None = None
         ("nonexist_pkg.exp", "MLET 'nonexist_pkg.exp': no file or Python module nonexist_pkg"),
         ("packetlab.cli.campaign_mlett", "no file or Python module packetlab.cli.campaign_mlett"),
         ("no_such_program", "or the installed packages), and no program on PATH"),
+        ("syntax.py", "MLET 'syntax.py': SyntaxError: expected ':' (syntax.py, line 1)"),
     ],
 )
 def test_a_python_mlet_that_is_not_there_stops_the_manager_at_start(
@@ -101,6 +102,7 @@ def test_a_python_mlet_that_is_not_there_stops_the_manager_at_start(
     """A typo in a Python MLET: one line at start. It was taken, and every endpoint's mlet
     then failed (`mlet nonexist.py: FileNotFoundError: ...`, the result `failed`)."""
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "syntax.py").write_text("async def mlet(session, args)\n    pass\n")
     with pytest.raises(ManagerError, match=re.escape(message)):
         _manager_with(home, [mlet])
 
