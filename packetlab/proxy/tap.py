@@ -73,6 +73,8 @@ _DEFAULTS: dict[str, Any] = {
 _NUMBERS = {"hello-cap": int, "backlog-per-snikey": int, "backlog-max": int, "pending-max": int,
             "hello-timeout": float, "setup-timeout": float, "stats-interval": float,
             "keepalive": float, "backlog-wait": float}  # fmt: skip
+# A timeout of 0 refused every endpoint (or manager) on the reactor's next turn.
+_ABOVE_ZERO = ("hello-timeout", "setup-timeout")
 
 
 class Options(TapOptions):
@@ -145,8 +147,10 @@ class Options(TapOptions):
                 self[opt] = kind(self[opt])
             except ValueError:
                 raise usage.UsageError(f"{origin[opt]}: not a number: {self[opt]!r}") from None
-            if self[opt] < 0 or (kind is int and self[opt] == 0):
-                raise usage.UsageError(f"{origin[opt]}: must be positive, got {self[opt]}")
+            if self[opt] <= 0 and (kind is int or opt in _ABOVE_ZERO):
+                raise usage.UsageError(f"{origin[opt]}: must be positive, got {self[opt]:g}")
+            if self[opt] < 0:  # the others' 0 means off, never or at once
+                raise usage.UsageError(f"{origin[opt]}: must be 0 or more, got {self[opt]:g}")
         if self["no-splice"]:
             if self["relay"] not in (None, "python"):
                 raise usage.UsageError(f"--no-splice contradicts {origin['relay']} {self['relay']}")

@@ -52,7 +52,12 @@ def test_config_file_and_options_override_it(home: Path, tmp_path: Path) -> None
         (("--no-splice",), "Relay copy\n", "bad.conf:1: Relay copy"),
         ((), "ManagerRootPath /nonexistent.pub\n", "bad.conf:1: ManagerRootPath: /nonexistent"),
         (("--hello-cap", "x"), None, "--hello-cap: not a number"),
-        (("--backlog-max", "0"), None, "--backlog-max: must be positive"),
+        (("--backlog-max", "0"), None, "--backlog-max: must be positive, got 0"),
+        # 0 refused every endpoint / manager at once (a timer of 0 s), and was taken
+        (("--hello-timeout", "0"), None, "--hello-timeout: must be positive, got 0"),
+        ((), "SetupTimeout 0\n", "bad.conf:1: SetupTimeout: must be positive, got 0"),
+        # 0 is off here, so -1 is not "positive" but "0 or more"
+        (("--keepalive", "-1"), None, "--keepalive: must be 0 or more, got -1"),
         (("--manager-roots", "/nonexistent.pub"), None, "--manager-roots: /nonexistent.pub"),
         (("--relay", "zero"), None, "--relay: 'zero' is not one of copy, splice, python"),
         (("--relay", "copy", "--no-splice"), None, "--no-splice contradicts --relay copy"),
