@@ -18,8 +18,9 @@ USAGE = (
 )
 EPILOG = """\
 MLET is a program that speaks PacketLab unencrypted on fd 0 (EPADDR in its environment
-holds the endpoint's address), or a Python experiment: a .py file or a module path whose
-`async def mlet(session, args)` gets a started controller session (see docs/xpmgr.md).
+holds the endpoint's address; a bare name is looked up on PATH), or a Python experiment: a
+.py file or a module path whose `async def mlet(session, args)` gets a started controller
+session (see docs/xpmgr.md). It is checked before anything listens.
 
 Passive mode (default) listens on -a (default 0.0.0.0:20556). With `EnableProxyMode 1`
 in xpmgr.conf, -a is the proxy's setup port (default port 20557) and the manager keeps
