@@ -220,6 +220,9 @@ async def run_with_local_endpoint(
 
     The link is TLS with the certificates of `home` (a `pktlab init` directory; None: a
     new temporary one, see `demo_home`), or plain TCP with `plaintext=True`."""
+    # raised to our caller, not also logged with its traceback (as run_once and
+    # run_in_process do; examples/monitors/require_monitor.py printed one under its line)
+    options.setdefault("report_failures", False)
     ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1, **options)
     ep_args = list(endpoint_args)
     cleanup: list[Path] = []
