@@ -225,7 +225,8 @@ class Manager:
                 agent = load_certificates(Path(cfg.pub_agent_cert).read_bytes())
             except (OSError, PPKSError):
                 agent = []  # unreadable: said when the publication loads it
-            self._check_validity(agent[:1], "PubAgentCertPath")
+            if agent:
+                self._check_validity(agent[:1], f"{cfg.where('PubAgentCertPath')}")
         try:
             programs = ProgramDir(cfg.program_dir)
         except ValueError as e:

@@ -158,3 +158,33 @@ def test_a_controller_key_that_is_not_one_names_its_own_line(home: PktlabHome) -
         Manager(MemoryReactorClock(), parse_xpmgr_config(text, "xpmgr.conf"), ["/bin/true"],
                 progress=io.StringIO())  # fmt: skip
     assert str(e.value).startswith("xpmgr.conf:2: ControllerPrivkeyPath: key_not_pem: ")
+
+
+def test_the_publication_agent_certificate_is_checked_at_start(
+    home: PktlabHome, tmp_path: Path
+) -> None:
+    """PubAgentCertPath: expired, a stop at start naming its line; unreadable or no
+    certificate, left to the publication to say (it raised ValueError from `min()` here)."""
+    r = home.root
+    old = tmp_path / "agent_old.cert"
+    xc = read_private_key(r / "keys/k_xc")
+    old.write_bytes(issue_certificate("agent", xc, xc.public_key(), 0, 1_700_000_000).to_pem())
+
+    def manager(agent: Path) -> Manager:
+        text = (
+            f"EnableExpPublication 1\nControllerPrivkeyPath {r}/keys/k_xc\n"
+            f"BrokerAddr 127.0.0.1\nPubAgentCertPath {agent}\n"
+            f"ExpExec 1::{r}/certs/exppriv_eop_exper.cert,{r}/certs/pubcmd_exper_xc.cert:"
+            f"{r}/keys/k_eop.pub::\n"
+        )
+        return Manager(MemoryReactorClock(), parse_xpmgr_config(text, "xpmgr.conf"),
+                       ["/bin/true"], progress=io.StringIO())  # fmt: skip
+
+    with pytest.raises(ManagerError) as e:
+        manager(old)
+    assert str(e.value).startswith(
+        "xpmgr.conf:4: PubAgentCertPath: certificate #0 (agent) expired at 2023-11-14T22:13:20Z"
+    )
+    for unusable in (tmp_path / "none.cert", r / "keys/k_xc.pub"):
+        assert manager(unusable).snikeys  # started; the publication will say why
+    assert manager(r / "certs/agent_xc_xc.cert").snikeys
