@@ -21,7 +21,6 @@ import _startup  # noqa: F401  (first: a Ctrl-C while starting is one line, 130)
 # isort: split
 import argparse
 import socket
-import sys
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,9 +38,39 @@ from packetlab.controller import (
 PAGE = b"<html><body><h1>hello from the packetlab loopback http server</h1></body></html>\n"
 
 
+def http_target(url: str) -> tuple[str, int, str]:
+    """URL's address (resolved here: the endpoint talks to IP addresses), port and path;
+    ValueError in one line for what cannot be fetched (a port out of range and a name that
+    does not resolve were `Port out of range 0-65535`, `[Errno -2] Name or service not
+    known`, naming neither the URL nor the name)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"only http:// URLs are supported, got {url!r}")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise ValueError(f"{url!r}: the port must be 1..65535") from None
+    try:
+        host = socket.gethostbyname(parts.hostname)
+    except (OSError, UnicodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ValueError(f"{url!r}: cannot resolve {parts.hostname}: {why}") from None
+    return host, port, parts.path or "/"
+
+
+def url_arg(text: str) -> str:
+    try:
+        http_target(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--url", help="page to fetch (default: a local server this script starts)")
+    p.add_argument(
+        "--url", type=url_arg, help="page to fetch (default: a local server this script starts)"
+    )
     add_link_args(p)
     return p.parse_args(argv)
 
@@ -105,12 +134,8 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
         url = f"http://127.0.0.1:{web.getHost().port}/"
     else:
         url = args.url
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        print(f"error: only http:// URLs are supported, got {url!r}", file=sys.stderr)
-        return 2
-    host = socket.gethostbyname(parts.hostname)  # the endpoint talks to IP addresses
-    experiment = make_experiment(host, parts.port or 80, parts.path or "/")
+    host, port, path = http_target(url)  # --url was checked as it was parsed
+    experiment = make_experiment(host, port, path)
     try:
         result = await run_experiment(reactor, args, experiment, targets=[host])
     finally:
@@ -125,11 +150,11 @@ async def mlet(session: EndpointSession, args: list[str]) -> None:
     fetches URL from every endpoint that connects to the manager."""
     if len(args) != 1:
         raise SystemExit("usage: pktlab xpmgr ... examples/http_get.py http://IP[:PORT]/PATH")
-    parts = urlsplit(args[0])
-    if parts.scheme != "http" or not parts.hostname:
-        raise SystemExit(f"only http:// URLs are supported, got {args[0]!r}")
-    host = socket.gethostbyname(parts.hostname)
-    experiment = make_experiment(host, parts.port or 80, parts.path or "/")
+    try:
+        host, port, path = http_target(args[0])
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    experiment = make_experiment(host, port, path)
     report(args[0], await experiment(session))
 
 

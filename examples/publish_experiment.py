@@ -134,6 +134,12 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
             "--broker: the local endpoints subscribe to the broker this example starts; "
             "give --endpoints 0 with --broker (your endpoints subscribe to it themselves)"
         )
+    if not args.broker and not args.endpoints:
+        raise ValueError(  # it waited --timeout for endpoints that could not exist
+            "--endpoints 0: no endpoint can subscribe to the broker this example starts (a "
+            "port and keys of its own); give --broker HOST:PORT, the broker your endpoints "
+            "subscribe to"
+        )
     if args.home and not (Path(args.home).expanduser() / "keys").is_dir():
         raise ValueError(f"--home {args.home}: not a pktlab home: run `pktlab init --home DIR`")
     work = Path(tempfile.mkdtemp(prefix="publish-example-"))

@@ -23,7 +23,7 @@ import getopt
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -144,6 +144,26 @@ def server_endpoint(reactor: Any, where: str, origin: str, example: str) -> Any:
     if isinstance(port, int) and not 0 <= port <= 65535:
         raise usage.UsageError(f"{origin}: {where!r}: port {port} is not 0..65535")
     return ep
+
+
+_ANY = ("", "0.0.0.0", "::")
+
+
+def distinct_ports(endpoints: Sequence[tuple[str, Any]]) -> None:
+    """A `usage.UsageError` when two of the (origin, server endpoint) pairs would bind the
+    same TCP port (the same interface, or either on all of them): the second bind failed
+    with `Address already in use` once the reactor ran, and nothing else listened there."""
+    seen: list[tuple[str, int, str]] = []
+    for origin, ep in endpoints:
+        port, iface = getattr(ep, "_port", None), getattr(ep, "_interface", "")
+        if not isinstance(port, int) or port == 0:  # not TCP, or a port the kernel picks
+            continue
+        for other, p, i in seen:
+            if p == port and (iface == i or iface in _ANY or i in _ANY):
+                raise usage.UsageError(
+                    f"{origin} and {other} both listen on port {port}: give each its own"
+                )
+        seen.append((origin, port, iface))
 
 
 def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:

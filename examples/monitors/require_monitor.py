@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     programs = [encode(m.read_bytes()) for m in args.monitors]
 
+    code = [0]
+
     async def run(reactor: Any) -> None:
         try:
             lines = await run_with_local_endpoint(
@@ -54,11 +56,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         except ControllerError as e:
             print(f"experiment refused: {e}")
+            code[0] = 1  # a refused experiment is a failure (it exited 0)
             return
         print("\n".join(lines))
 
-    task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
-    return 0
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
+    except SystemExit:  # react's own exit, always 0 here
+        pass
+    return code[0]
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from packetlab.tapoptions import TapOptions, server_endpoint, tap_service
+from packetlab.tapoptions import TapOptions, distinct_ports, server_endpoint, tap_service
 from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT
 
 from .config import BROKER_CERT, BROKER_KEY, BrokerConfig, ConfigError, load_config
@@ -36,6 +36,7 @@ class Options(TapOptions):
         "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax, FanOutBatch, "
         "DeliveryLinger; options win."
     )
+    opt_h = usage.Options.opt_help  # `-h`, as pktendpoint and the reference tools take it
     optParameters: list[list[Any]] = [
         ["config", "c", None, "broker.conf path (default ~/.pktlab/broker.conf if it exists)."],
         ["cert", None, None,
@@ -148,6 +149,7 @@ def _check_listen(reactor: Any, cfg: BrokerConfig) -> None:
     """A listening address that is no Twisted endpoint string stops the daemon now, with
     where it was given, not once the reactor runs (where the broker would log it and stay
     up with no port)."""
+    made = []
     for key, where in (
         ("PublishListen", cfg.publish),
         ("SubscribeListen", cfg.subscribe),
@@ -155,7 +157,9 @@ def _check_listen(reactor: Any, cfg: BrokerConfig) -> None:
     ):
         if where is None:
             continue
-        server_endpoint(reactor, where, cfg.origin(key), "tcp:20556:interface=127.0.0.1")
+        ep = server_endpoint(reactor, where, cfg.origin(key), "tcp:20556:interface=127.0.0.1")
+        made.append((cfg.origin(key), ep))
+    distinct_ports(made)
 
 
 @tap_service

@@ -22,8 +22,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     st = sub.add_parser("status", help="print the broker's status")
-    st.add_argument("--url", default=DEFAULT_URL, help=f"status page (default {DEFAULT_URL})")
+    st.add_argument(
+        "--url",
+        help="status page (default: where StatusListen of the home's broker.conf puts it, "
+        f"else {DEFAULT_URL})",
+    )
     st.add_argument("--json", action="store_true", help="print the raw JSON")
+
+
+def default_url() -> str:
+    """The page StatusListen of the pktlab home's broker.conf puts up (the broker reads
+    that file too), else `DEFAULT_URL`: a broker.conf with `StatusListen tcp:20600` made
+    `pktlab broker status` look at 20558 and say no broker was there."""
+    from twisted.internet.endpoints import serverFromString
+
+    from packetlab.broker.config import load_config
+
+    try:
+        where = load_config(None).status
+        ep = serverFromString(None, where) if where else None
+    except (ValueError, OSError, KeyError, TypeError):
+        return DEFAULT_URL
+    port, iface = getattr(ep, "_port", None), getattr(ep, "_interface", "")
+    if not isinstance(port, int) or port == 0:
+        return DEFAULT_URL
+    host = "127.0.0.1" if iface in ("", "0.0.0.0") else "[::1]" if iface == "::" else iface
+    return f"http://{f'[{host}]' if ':' in host and not host.startswith('[') else host}:{port}/"
 
 
 def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -58,14 +82,24 @@ def render(st: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    url = args.url or default_url()
     try:
-        st = fetch(args.url)
+        st = fetch(url)
+        if not isinstance(st, dict):
+            raise json.JSONDecodeError("not a JSON object", "", 0)
+    except json.JSONDecodeError as e:  # it was "Expecting value: line 1 column 1 (char 0)"
+        print(
+            f"pktlab broker status: {url} is not a broker's status page (not JSON: {e}); "
+            "StatusListen in broker.conf says where it is",
+            file=sys.stderr,
+        )
+        return 1
     except (urllib.error.URLError, OSError, ValueError) as e:
         # "<urlopen error [Errno 111] Connection refused>": the reason, in words
         reason = getattr(e, "reason", None)
         why = getattr(reason, "strerror", None) or reason or e
         print(
-            f"pktlab broker status: no broker status at {args.url}: {why} (is twistd "
+            f"pktlab broker status: no broker status at {url}: {why} (is twistd "
             "pktbroker running, with StatusListen set in its broker.conf?)",
             file=sys.stderr,
         )

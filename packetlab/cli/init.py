@@ -116,8 +116,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --home {e}", file=sys.stderr)
         return 2
     if home.exists() and not args.force:
+        missing = missing_files(home)
+        lacks = ""
+        if missing:  # an interrupted init, or files removed: the daemons would fail on them
+            shown = ", ".join(missing[:4]) + (
+                f" and {len(missing) - 4} more" if missing[4:] else ""
+            )
+            lacks = f", but not all pktlab init writes ({shown} missing: an interrupted init?)"
         print(
-            f"error: {home.root} already holds keys, certs or CSRs; "
+            f"error: {home.root} already holds keys, certs or CSRs{lacks}; "
             "nothing changed (use --force to replace them)",
             file=sys.stderr,
         )
@@ -137,6 +144,16 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"initialised {home.root}")
     return 0
+
+
+def missing_files(home: PktlabHome) -> list[str]:
+    """What `init_home` writes that `home` lacks, relative to it."""
+    keys = (*KEYS, "k_prx")
+    names = [f"keys/{k}{ext}" for k in keys for ext in ("", ".pub")]
+    names += [f"certs/{c[0]}.cert" for c in (*CERTS, ("agent_prx_prx",))]
+    names += [f"csrs/{c[0]}.csr" for c in CSRS]
+    names += ["endpt.conf", "xpmgr.conf", "broker.conf"]
+    return [n for n in names if not (home.root / n).is_file()]
 
 
 def init_home(

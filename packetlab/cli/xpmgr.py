@@ -18,8 +18,9 @@ USAGE = (
 )
 EPILOG = """\
 MLET is a program that speaks PacketLab unencrypted on fd 0 (EPADDR in its environment
-holds the endpoint's address), or a Python experiment: a .py file or a module path whose
-`async def mlet(session, args)` gets a started controller session (see docs/xpmgr.md).
+holds the endpoint's address; a bare name is looked up on PATH), or a Python experiment: a
+.py file or a module path whose `async def mlet(session, args)` gets a started controller
+session (see docs/xpmgr.md). It is checked before anything listens.
 
 Passive mode (default) listens on -a (default 0.0.0.0:20556). With `EnableProxyMode 1`
 in xpmgr.conf, -a is the proxy's setup port (default port 20557) and the manager keeps
@@ -90,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for warning in cfg.warnings:
         print(f"pktlab xpmgr: config: warning: {warning}", file=sys.stderr)
+    given = [opt for opt, v in (("-p", args.publish), ("-i", args.hostid)) if v is not None]
+    if given and not cfg.enable_publication:  # they were ignored without a word
+        print(
+            f"pktlab xpmgr: warning: {' and '.join(given)} only shape a publication, and "
+            f"{cfg.path} has EnableExpPublication 0: nothing is published (set it to 1, with "
+            "BrokerAddr and PubAgentCertPath; docs/xpmgr.md)",
+            file=sys.stderr,
+        )
     results_path = args.results or cfg.results_path or "xpmgr-results.jsonl"
     return _serve(args, cfg, results_path)
 

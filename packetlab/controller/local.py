@@ -63,7 +63,11 @@ DEMO_FILES = (
 def demo_home(path: str | os.PathLike[str] | None = None) -> PktlabHome:
     """A home set up by `pktlab init`: `path` as it is when it already holds the demo
     files, else `pktlab init --home path` first (None: a new temporary directory)."""
-    root = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix="pktlab-demo-"))
+    root = (
+        Path(path).expanduser()
+        if path is not None
+        else Path(tempfile.mkdtemp(prefix="pktlab-demo-"))
+    )
     if not all((root / f).is_file() for f in DEMO_FILES):
         proc = subprocess.run(
             [sys.executable, "-m", "packetlab", "init", "--home", str(root)],
@@ -216,6 +220,9 @@ async def run_with_local_endpoint(
 
     The link is TLS with the certificates of `home` (a `pktlab init` directory; None: a
     new temporary one, see `demo_home`), or plain TCP with `plaintext=True`."""
+    # raised to our caller, not also logged with its traceback (as run_once and
+    # run_in_process do; examples/monitors/require_monitor.py printed one under its line)
+    options.setdefault("report_failures", False)
     ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1, **options)
     ep_args = list(endpoint_args)
     cleanup: list[Path] = []

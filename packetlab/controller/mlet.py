@@ -31,7 +31,13 @@ from packetlab import wire
 from packetlab.wire import vmem
 from packetlab.wire.constants import BODY_MAX, HEADER_LEN, MsgType
 
-__all__ = ["EndpointWorker", "FrameSplitter", "MletProcess", "python_mlet_argv"]
+__all__ = [
+    "EndpointWorker",
+    "FrameSplitter",
+    "MletProcess",
+    "python_mlet_argv",
+    "python_mlet_problem",
+]
 
 OUTPUT_KEEP = 65536  # bytes of each mlet's stdout kept for its result line
 #: Seconds the endpoint gets to answer the whole setup (cdata, start, the HostID read);
@@ -83,6 +89,45 @@ def python_mlet_argv(mlet: str, args: Sequence[str]) -> list[str] | None:
     if mlet.endswith(".py") or (not is_file and looks_like_module):
         return [sys.executable, "-m", "packetlab.controller.pymlet", mlet, *args]
     return None
+
+
+def python_mlet_problem(mlet: str) -> str | None:
+    """Why the Python experiment `mlet` cannot run (a ``.py`` file that is not there or
+    does not compile, a module path with no such module from here), else None. Nothing is
+    imported: the manager must not run the experiment's code. Checked at start, since
+    otherwise every endpoint's mlet fails the same way (`FileNotFoundError`,
+    `SyntaxError`, `ModuleNotFoundError`)."""
+    import importlib.machinery
+    import importlib.util
+
+    name = mlet if os.path.isfile(mlet) else mlet.split(":", 1)[0]  # as pymlet.load_mlet
+    if name.endswith(".py") or os.path.isfile(name):
+        if not os.path.isfile(name):
+            return f"no such file: {name}"
+        try:  # compiled, not run: a syntax error failed every endpoint's mlet
+            with open(name, "rb") as f:
+                compile(f.read(), name, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as e:
+            return f"{type(e).__name__}: {e}"
+        except OSError as e:
+            return f"cannot read {name}: {e.strerror}"
+        return None
+    parts = name.split(".")
+    try:  # the child runs `python -m`: the current directory first, then sys.path
+        spec = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        spec = importlib.machinery.PathFinder.find_spec(parts[0], [os.getcwd()])
+    for i in range(1, len(parts)):
+        where = spec.submodule_search_locations if spec is not None else None
+        if not where:
+            break
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), list(where))
+    else:
+        if spec is not None:
+            return None
+    return f"no file or Python module {name} (in {os.getcwd()} or the installed packages)"
 
 
 class MletProcess(ProcessProtocol):

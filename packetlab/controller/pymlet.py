@@ -72,7 +72,12 @@ def describe_error(e: BaseException) -> str:
         os.path.dirname(os.path.abspath(os.__file__)),  # the standard library
     )
     frames = traceback.extract_tb(e.__traceback__)
-    ours = [f for f in frames if not os.path.abspath(f.filename).startswith(skip)]
+    ours = [
+        f
+        for f in frames  # nor the import machinery's (`<frozen importlib._bootstrap>`)
+        if not f.filename.startswith("<frozen ")
+        and not os.path.abspath(f.filename).startswith(skip)
+    ]
     if ours:
         f = ours[-1]
         text += f" (at {os.path.basename(f.filename)}:{f.lineno}, in {f.name})"

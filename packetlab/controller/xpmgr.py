@@ -17,10 +17,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from twisted.internet.defer import Deferred
@@ -29,10 +32,21 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from packetlab.controller.backlog import BacklogPool
-from packetlab.controller.mlet import EndpointWorker, MletProcess, python_mlet_argv
+from packetlab.controller.mlet import (
+    EndpointWorker,
+    MletProcess,
+    python_mlet_argv,
+    python_mlet_problem,
+)
 from packetlab.controller.programs import ProgramDir, monitor_digests
 from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
-from packetlab.ppks import PPKSError, read_public_key
+from packetlab.ppks import (
+    Certificate,
+    PPKSError,
+    load_certificates,
+    read_private_key,
+    read_public_key,
+)
 from packetlab.tls import (
     AuthMode,
     Credentials,
@@ -42,6 +56,7 @@ from packetlab.tls import (
     PPKSTLSFactory,
     ServerEntry,
     TLSConfigError,
+    chain_validity,
     default_pending_max,
     gen_snikey,
     peer_of,
@@ -167,20 +182,51 @@ class Manager:
     def _mlet_argv(mlet: Sequence[str]) -> list[str]:
         if not mlet:
             raise ManagerError("no MLET given")
-        py = python_mlet_argv(mlet[0], mlet[1:])
-        if py is not None:
+        name, args = mlet[0], list(mlet[1:])
+        py = python_mlet_argv(name, args)
+        missing = python_mlet_problem(name) if py is not None else None
+        if py is not None and not missing:
             return py
-        path = mlet[0]
-        if not os.path.isfile(path) or not os.access(path, os.X_OK):
-            raise ManagerError(
-                f"MLET {path!r} is not an executable file, a .py file or a Python module path"
-            )
-        return [os.path.abspath(path), *mlet[1:]]
+        if os.path.isfile(name) and os.access(name, os.X_OK):
+            return [os.path.abspath(name), *args]
+        # a bare name: a program on PATH, as a shell finds it (`true` was run as the Python
+        # module `true`, which failed at each endpoint)
+        bare = os.sep not in name and ":" not in name and not name.endswith(".py")
+        found = shutil.which(name) if bare else None
+        if found is not None:
+            return [found, *args]
+        if missing:
+            raise ManagerError(f"MLET {name!r}: {missing}" + (", and no program on PATH" * bare))
+        raise ManagerError(
+            f"MLET {name!r} is not an executable file, a .py file or a Python module path"
+        )
+
+    def _check_validity(self, certs: Sequence[Certificate], what: str) -> None:
+        """Our own certificates at start, as the daemons check theirs: an expired (or not
+        yet valid) one stops the manager (every endpoint, broker or proxy would refuse it:
+        each endpoint used to fail with `endpoint closed during setup`), one expiring within
+        a week is a warning."""
+        error, warning, _ = chain_validity(certs, what, time.time())
+        if error:
+            raise ManagerError(error)
+        if warning:
+            self.log.warn("{warning}", warning=warning)
 
     def _load_exps(self) -> list[_Exp]:
         cfg = self.cfg
         if not cfg.controller_privkey:
             raise ManagerError("ControllerPrivkeyPath is required")
+        try:  # its own error, not blamed on the first ExpExec line that uses it
+            read_private_key(cfg.controller_privkey)
+        except (OSError, PPKSError, ValueError) as e:
+            raise ManagerError(f"{cfg.where('ControllerPrivkeyPath')}: {e}") from None
+        if cfg.enable_publication and cfg.pub_agent_cert:
+            try:
+                agent = load_certificates(Path(cfg.pub_agent_cert).read_bytes())
+            except (OSError, PPKSError):
+                agent = []  # unreadable: said when the publication loads it
+            if agent:
+                self._check_validity(agent[:1], f"{cfg.where('PubAgentCertPath')}")
         try:
             programs = ProgramDir(cfg.program_dir)
         except ValueError as e:
@@ -194,6 +240,7 @@ class Manager:
                 roots = [read_public_key(p) for p in spec.trusted_eop]
             except (TLSConfigError, OSError, PPKSError, ValueError) as e:
                 raise ManagerError(f"{spec.where}: {e}") from None
+            self._check_validity(creds.chain, f"{spec.where}: ExpExec chain")
             entry = ServerEntry(creds, AuthMode.CONTROLLER_AUTH_ENDPOINT, roots)
             digests = monitor_digests(creds.chain)
             found, missing = programs.for_digests(digests)
@@ -257,6 +304,7 @@ class Manager:
                 creds = Credentials.load([cfg.backlog_agent_cert], cfg.controller_privkey or "")
             except TLSConfigError as e:
                 raise ManagerError(f"BacklogConnAgentCertPath: {e}") from None
+            self._check_validity(creds.chain, "BacklogConnAgentCertPath")
         try:
             roots = [read_public_key(p) for p in cfg.proxy_cert_roots]
         except (OSError, PPKSError, ValueError) as e:

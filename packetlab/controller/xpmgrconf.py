@@ -75,6 +75,12 @@ class XpmgrConfig:
     results_path: str | None = None
     path: str = ""
     warnings: list[str] = field(default_factory=list)  # e.g. a key set twice
+    lines: dict[str, int] = field(default_factory=dict)  # key -> the line that set it
+
+    def where(self, key: str) -> str:
+        """`xpmgr.conf:3: Key`, as an error names a setting."""
+        line = self.lines.get(key)
+        return f"{self.path}:{line}: {key}" if line else f"{self.path}: {key}"
 
     @property
     def default_exp(self) -> ExpExec | None:
@@ -246,6 +252,7 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
         if key in seen:
             cfg.warnings.append(f"{where}: {key} repeated (line {seen[key]}); the last one wins")
         seen[key] = n
+    cfg.lines = dict(seen)
     for key in ("EnableExpPublication", "ControllerPrivkeyPath"):
         if key not in seen:
             raise XpmgrConfigError(f"{path}: {key} is required")

@@ -89,6 +89,7 @@ class ControllerProtocol(Protocol):
         self._linger_timer: IDelayedCall | None = None
         self._refused: SessionRefused | None = None
         self._heard = False  # any byte from the controller yet
+        self._ending: str | None = None  # why we closed it ourselves (end_session)
         self.suspended = False  # pre-empted: see suspend()
         self._wait_paused = False  # a cdata's program compiles and WAIT_BUFFER bytes wait
         self._setup_late = False  # the setup window passed while it compiled
@@ -373,9 +374,12 @@ class ControllerProtocol(Protocol):
             )
         return text
 
-    def end_session(self) -> None:
-        """Close from our side (service stopping): like a controller EOF, no more frames."""
+    def end_session(self, why: str = "the endpoint is stopping") -> None:
+        """Close from our side (service stopping, the experiment's end time): like a
+        controller EOF, no more frames. `why` is the session's end reason in the log (it
+        said `controller closed the connection` when the endpoint was stopped)."""
         if self.transport is not None:
+            self._ending = self._ending or why
             self._t.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -387,7 +391,9 @@ class ControllerProtocol(Protocol):
             self._link.discard()
         session = self.session
         end = SessionEnd("controller closed the connection")
-        if not self._heard:
+        if self._ending is not None:
+            end = SessionEnd(f"closed by the endpoint: {self._ending}")
+        elif not self._heard:
             end = SessionEnd(self._silent_close())
         if self._refused is not None:
             end = SessionEnd(f"controller refused: {self._refused}", clean=False)

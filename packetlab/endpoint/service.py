@@ -66,26 +66,30 @@ class ControllerAddress:
     port: int
 
     @classmethod
-    def parse(cls, text: str, default_port: int = DEFAULT_CONTROLLER_PORT) -> ControllerAddress:
+    def parse(
+        cls, text: str, default_port: int = DEFAULT_CONTROLLER_PORT, what: str = "controller"
+    ) -> ControllerAddress:
         """``HOST[:PORT]``, split on the last ':' as the reference does; ``[v6]:PORT`` and a
-        bare IPv6 address (``::1``, default port) are accepted too. Raises ValueError."""
+        bare IPv6 address (``::1``, default port) are accepted too. Raises ValueError, whose
+        text names `what` the address is of (a broker's said `bad controller address`)."""
         text = text.strip()
+        bad = f"bad {what} address {text!r}"
         if not text:
-            raise ValueError("empty controller address")
+            raise ValueError(f"empty {what} address")
         if text.startswith("["):
             host, sep, rest = text[1:].partition("]")
             if not sep or (rest and not rest.startswith(":")):
-                raise ValueError(f"bad controller address {text!r}: expected [IPv6]:PORT")
-            _ip(host, text)
-            return cls(host, _port(rest[1:], text) if rest else default_port)
+                raise ValueError(f"{bad}: expected [IPv6]:PORT")
+            _ip(host, bad)
+            return cls(host, _port(rest[1:], bad) if rest else default_port)
         host, sep, port = text.rpartition(":")
         if sep and _valid_host(host) and (port.isdigit() or ":" not in host):
-            return cls(host, _port(port, text))  # `127.0.0.1:abc`: the port is wrong
+            return cls(host, _port(port, bad))  # `127.0.0.1:abc`: the port is wrong
         if ":" in text:
-            _ip(text, text)  # a bare IPv6 address
+            _ip(text, bad)  # a bare IPv6 address
             return cls(text, default_port)
         if not _valid_host(text):
-            raise ValueError(f"bad controller address {text!r}")
+            raise ValueError(bad)
         return cls(text, default_port)
 
     @property
@@ -102,18 +106,16 @@ class ControllerAddress:
         return f"{host}:{self.port}"
 
 
-def _ip(host: str, text: str) -> None:
+def _ip(host: str, bad: str) -> None:
     try:
         ipaddress.IPv6Address(host)
     except ValueError:
-        raise ValueError(
-            f"bad controller address {text!r}: {host!r} is not an IPv6 address"
-        ) from None
+        raise ValueError(f"{bad}: {host!r} is not an IPv6 address") from None
 
 
-def _port(port: str, text: str) -> int:
+def _port(port: str, bad: str) -> int:
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad controller address {text!r}: port must be 1..65535, got {port!r}")
+        raise ValueError(f"{bad}: port must be 1..65535, got {port!r}")
     return int(port)
 
 

@@ -220,7 +220,7 @@ class BrokerSettings:
         if not cfg.broker_addr:
             raise ConfigError("broker mode (NoSubMode 0) needs BrokerAddr (HOST[:PORT])")
         try:
-            address = ControllerAddress.parse(cfg.broker_addr, DEFAULT_SUB_PORT)
+            address = ControllerAddress.parse(cfg.broker_addr, DEFAULT_SUB_PORT, what="broker")
         except ValueError as e:
             raise ConfigError(f"BrokerAddr: {e}") from None
         if not cfg.broker_roots:

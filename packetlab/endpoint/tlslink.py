@@ -174,7 +174,7 @@ class Admission:
 
         def expire(why: str) -> None:
             log.warn("experiment end time reached ({why}): disconnecting", why=why)
-            proto.end_session()
+            proto.end_session(f"experiment end time reached ({why})")
 
         def tick() -> None:
             if not gate.charge_runtime():

@@ -109,7 +109,9 @@ class Accounting:
         prefetch: bool = False,
         lazy: bool = False,
     ) -> None:
-        self.path = os.fspath(path)
+        # `~` as a shell would (docs/security.md: Accounting("~/.pktlab/endpt.rlim.sqlite3")
+        # was "unable to open database file")
+        self.path = os.path.expanduser(os.fspath(path))
         self._clock = clock
         self._timeout = timeout
         # One connection, used by the caller's thread and (with prefetch) one worker; the
@@ -128,9 +130,12 @@ class Accounting:
         import sqlite3  # here, not at import: see `lazy`
 
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
-        db = sqlite3.connect(
-            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-        )
+        try:
+            db = sqlite3.connect(
+                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as e:  # SQLite's text names no file
+            raise AccountingError(f"accounting database {self.path}: {e}") from e
         try:
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":

@@ -15,7 +15,13 @@ from twisted.python import usage
 
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key
 from packetlab.proxy.splice import available as splice_available
-from packetlab.tapoptions import TapOptions, server_endpoint, stop_daemon, tap_service
+from packetlab.tapoptions import (
+    TapOptions,
+    distinct_ports,
+    server_endpoint,
+    stop_daemon,
+    tap_service,
+)
 from packetlab.tls import (
     AuthMode,
     Credentials,
@@ -67,6 +73,8 @@ _DEFAULTS: dict[str, Any] = {
 _NUMBERS = {"hello-cap": int, "backlog-per-snikey": int, "backlog-max": int, "pending-max": int,
             "hello-timeout": float, "setup-timeout": float, "stats-interval": float,
             "keepalive": float, "backlog-wait": float}  # fmt: skip
+# A timeout of 0 refused every endpoint (or manager) on the reactor's next turn.
+_ABOVE_ZERO = ("hello-timeout", "setup-timeout")
 
 
 class Options(TapOptions):
@@ -84,6 +92,7 @@ class Options(TapOptions):
         "every --stats-interval seconds (and written as JSON to --stats-file)."
     )
     optFlags = [["no-splice", None, "Same as --relay python."]]
+    opt_h = usage.Options.opt_help  # `-h`, as pktendpoint and the reference tools take it
     optParameters: list[list[Any]] = [
         ["config", "c", None, "Config file of 'Key value' lines (keys: "
          + ", ".join(_CONFIG_KEYS) + ")."],
@@ -138,8 +147,10 @@ class Options(TapOptions):
                 self[opt] = kind(self[opt])
             except ValueError:
                 raise usage.UsageError(f"{origin[opt]}: not a number: {self[opt]!r}") from None
-            if self[opt] < 0 or (kind is int and self[opt] == 0):
-                raise usage.UsageError(f"{origin[opt]}: must be positive, got {self[opt]}")
+            if self[opt] <= 0 and (kind is int or opt in _ABOVE_ZERO):
+                raise usage.UsageError(f"{origin[opt]}: must be positive, got {self[opt]:g}")
+            if self[opt] < 0:  # the others' 0 means off, never or at once
+                raise usage.UsageError(f"{origin[opt]}: must be 0 or more, got {self[opt]:g}")
         if self["no-splice"]:
             if self["relay"] not in (None, "python"):
                 raise usage.UsageError(f"--no-splice contradicts {origin['relay']} {self['relay']}")
@@ -302,6 +313,7 @@ def makeService(options: Options) -> IService:
         origin = options["origins"][name]
         ep = server_endpoint(reactor, where, origin, "tcp:20557:interface=127.0.0.1")
         ports.append((name, ep, factory))
+    distinct_ports([(options["origins"][name], ep) for name, ep, _ in ports])
     top = ProxyService(proxy, ports)
     interval = options["stats-interval"]
     if interval:

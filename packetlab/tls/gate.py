@@ -37,6 +37,7 @@ from .peer import (
     PeerVerificationError,
     VerifiedPeer,
     _servername,
+    _sni_hint,
     _ssl_error_text,
     verify_peer,
 )
@@ -247,6 +248,8 @@ class PeerGate(Protocol):
                     PeerRefusal.NO_PEER_CERTIFICATE,
                     "the client sent no certificate and this entry requires one",
                 )
+            if self.is_client and "unrecognized name" in text and self.transport is not None:
+                text += _sni_hint(_servername(self._connection()))
             return PeerVerificationError(PeerRefusal.HANDSHAKE_FAILED, text)
         return PeerVerificationError(
             PeerRefusal.CONNECTION_LOST, f"before the peer was verified: {reason.getErrorMessage()}"

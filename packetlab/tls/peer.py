@@ -15,7 +15,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 from zope.interface import Interface
 
-from packetlab.ppks import AuthMode, Certificate, ChainError, PPKSError, VerifiedChain, verify_chain
+from packetlab.ppks import (
+    AuthMode,
+    Certificate,
+    ChainError,
+    PPKSError,
+    VerifiedChain,
+    parse_certificate,
+    verify_chain,
+)
 
 from .context import PeerPolicy
 from .credentials import ServerEntry
@@ -135,11 +143,58 @@ def verify_peer(conn: SSL.Connection, is_client: bool) -> VerifiedPeer:
         chain = verify_chain(policy.mode, presented, policy.roots, policy.clock())
     except ChainError as e:
         raise PeerVerificationError(
-            PeerRefusal.BAD_CHAIN, f"{policy.mode.name}: {e}", chain_error=e
+            PeerRefusal.BAD_CHAIN,
+            f"{policy.mode.name}: {e}{role_hint(policy.mode, presented[0])}",
+            chain_error=e,
         ) from None
     except PPKSError as e:  # defensive: verify_chain reports ChainError
         raise PeerVerificationError(PeerRefusal.BAD_CHAIN, str(e)) from None
     return VerifiedPeer(policy.mode, chain, presented, snikey, policy.entry)
+
+
+# Who presents a leaf of each type, and what each mode expects: an address that reaches the
+# wrong daemon (an endpoint pointed at a broker's port) said only `wrong_cert_type: cert
+# #0: agent where pubcmd is expected`.
+_ROLE_OF_LEAF = {
+    "agent": "a broker, a proxy's setup port or an agent link",
+    "pubcmd": "a controller (pktlab xpmgr or the controller API)",
+    "subcmd": "an endpoint",
+}
+_LEAF_WANTED = {
+    AuthMode.ENDPOINT_AUTH_CONTROLLER: ("pubcmd", "a controller"),
+    AuthMode.CONTROLLER_AUTH_ENDPOINT: ("subcmd", "an endpoint"),
+    AuthMode.AGENT: ("agent", "a broker or an agent"),
+}
+
+
+def role_hint(mode: AuthMode, leaf_der: bytes) -> str:
+    """` (the peer presents an agent certificate: it is a broker, ..., not a
+    controller)` when the peer's leaf is another role's, else the empty string."""
+    try:
+        label = parse_certificate(leaf_der).cert_type.label
+    except PPKSError:
+        return ""
+    wanted = _LEAF_WANTED.get(mode)
+    role = _ROLE_OF_LEAF.get(label)
+    if wanted is None or role is None or label == wanted[0]:
+        return ""
+    article = "an" if label[0] in "aeiou" else "a"
+    return f" (the peer presents {article} {label} certificate: it is {role}, not {wanted[1]})"
+
+
+def _sni_hint(sni: str | None) -> str:
+    """What an `unrecognized_name` alert means to the client (an endpoint): alone, `tlsv1
+    unrecognized name` did not say that the snikey was the problem."""
+    if sni is None:
+        return (
+            " (we sent no SNI and the server wants one: a proxy routes by it, and a "
+            "controller may serve only named snikeys; give the endpoint the experiment's "
+            "snikey, NoSubModeSNIKey or --snikey)"
+        )
+    return (
+        f" (the server knows no snikey {sni!r}: a proxy with no backlog registered for "
+        "it, or a controller without that ExpExec; check NoSubModeSNIKey / --snikey)"
+    )
 
 
 def _ssl_error_text(err: SSL.Error) -> str:

@@ -227,6 +227,8 @@ def test_system_demo_runs_one_experiment_on_two_subscribed_endpoints(tmp_path: P
         (["--broker", "127.0.0.1:9"], "--broker: the local endpoints subscribe to the broker"),
         (["--broker", "127.0.0.1:9", "--endpoints", "0"], "cannot reach broker 127.0.0.1:9: "),
         (["--home", "/nonexistent"], "--home /nonexistent: not a pktlab home"),
+        # waited --timeout (60 s) for endpoints that could not exist, then said so
+        (["--endpoints", "0"], "--endpoints 0: no endpoint can subscribe to the broker"),
         (["--timeout", "-1"], "argument --timeout: must be a number of seconds above 0"),
     ],
 )

@@ -153,6 +153,10 @@ def test_tutorial_write_test_and_require_a_monitor(tmp_path: Path) -> None:
     assert "tcp socket: opened" in ok.stdout, ok.stdout + ok.stderr
     assert "udp socket: nopen failed: ECTLMONREJ (0x12): " in ok.stdout
     assert "monitor 0 error 1" in ok.stdout
+    assert ok.returncode == 0, ok.stderr
     refused = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert "ECRTNOHDAT" in refused.stdout
+    # the one line: no traceback of the refused setup under it (run_with_local_endpoint
+    # logged it), and a failure's status (it was 0)
+    assert refused.stderr == "" and refused.returncode == 1, refused.stderr
     assert (home / "endpt.persistent.sqlite3").exists()  # MonitorPersistentPath of init

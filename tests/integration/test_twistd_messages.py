@@ -91,6 +91,11 @@ CASES = [
      "0..65535"),
     ("pktproxy", ["--stats-file", "{tmp}/no/such/dir/stats.json"], None,
      "--stats-file: no directory {tmp}/no/such/dir"),
+    # one port for both: `Address already in use` once running, with nothing else there
+    ("pktbroker", ["--subscribe", "tcp:21991"], "PublishListen tcp:21991\n",
+     "--subscribe and {conf}:1: PublishListen both listen on port 21991: give each its own"),
+    ("pktproxy", ["--setup", "tcp:21992", "--endpoints", "tcp:21992:interface=127.0.0.1"],
+     None, "--endpoints and --setup both listen on port 21992: give each its own"),
 ]  # fmt: skip
 
 # where each case's line must say the setting came from (beyond its ending)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -104,3 +105,38 @@ def test_udp_train_names_the_option_out_of_range(
     with pytest.raises(SystemExit):
         parse_args(argv)
     assert error in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://x", "only http:// URLs are supported, got 'ftp://x'"),
+        ("http://127.0.0.1:99999/", "'http://127.0.0.1:99999/': the port must be 1..65535"),
+        ("http://nonexist.invalid/", "'http://nonexist.invalid/': cannot resolve nonexist.invalid"),
+    ],
+)
+def test_http_get_url_is_checked_as_it_is_parsed(
+    url: str, message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A port out of range and a name that does not resolve were `http_get.py: Port out of
+    # range 0-65535` and `http_get.py: [Errno -2] Name or service not known` (naming
+    # neither the URL nor the name), after the link had started; ftp:// was `error: ...`.
+    import socket
+
+    from http_get import http_target, mlet, parse_args
+
+    def resolve(name: str) -> str:  # no resolver asked
+        if name == "127.0.0.1":
+            return name
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "gethostbyname", resolve)
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--url", url])
+    assert e.value.code == 2
+    assert f": error: argument --url: {message}" in capsys.readouterr().err
+    run = mlet(None, [url])  # as a `pktlab xpmgr` mlet
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        run.send(None)
+    assert http_target("http://127.0.0.1:8080/x") == ("127.0.0.1", 8080, "/x")
+    assert parse_args(["--url", "http://127.0.0.1/"]).url == "http://127.0.0.1/"

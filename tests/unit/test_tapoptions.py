@@ -15,7 +15,7 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.internet.testing import MemoryReactor
 from twisted.python import usage
 
-from packetlab.tapoptions import TapOptions, _Exit, stop_daemon, tap_service
+from packetlab.tapoptions import TapOptions, _Exit, distinct_ports, stop_daemon, tap_service
 
 
 @pytest.fixture(autouse=True)
@@ -227,3 +227,23 @@ def test_in_the_background_the_files_are_the_daemons_own() -> None:
     kept = under_twistd(nodaemon=True, pidfile="./twistd.pid", logfile=None)
     kept.parseOptions([])  # the way to ask for twistd.pid itself
     assert parent(kept)["pidfile"] == "./twistd.pid"
+
+
+def test_two_listeners_on_one_port_are_refused_at_start() -> None:
+    """`--publish tcp:21001 --subscribe tcp:21001` (or a proxy's --setup and --endpoints):
+    the second bind failed with `Address already in use` once running, and nothing else
+    listened there. The same port on two given addresses, or port 0, is fine."""
+    from twisted.internet.endpoints import serverFromString
+
+    r = MemoryReactor()
+
+    def eps(*pairs: tuple[str, str]) -> list[tuple[str, Any]]:
+        return [(origin, serverFromString(r, where)) for origin, where in pairs]
+
+    with pytest.raises(usage.UsageError) as e:
+        distinct_ports(eps(("--publish", "tcp:21001"), ("--subscribe", "tcp:21001")))
+    assert str(e.value) == "--subscribe and --publish both listen on port 21001: give each its own"
+    with pytest.raises(usage.UsageError):  # all addresses and one of them
+        distinct_ports(eps(("a", "tcp:5:interface=127.0.0.1"), ("b", "tcp6:5:interface=\\:\\:")))
+    distinct_ports(eps(("a", "tcp:5:interface=127.0.0.1"), ("b", "tcp:5:interface=127.0.0.2")))
+    distinct_ports(eps(("a", "tcp:0"), ("b", "tcp:0"), ("c", "tcp:6")))

@@ -390,6 +390,29 @@ def test_wrong_chain_refused_by_endpoint(world: World) -> None:
     assert "connectionMade" not in link_.server_app.events or link_.server_app.lost is not None
 
 
+def test_a_peer_of_another_role_is_named(world: World) -> None:
+    """An endpoint pointed at a broker's port (or a broker-mode endpoint at a controller's)
+    said only `wrong_cert_type: cert #0: agent where pubcmd is expected`."""
+    w = world
+    agent = Credentials([w.agent_broker], w.broker)
+    link_ = link(
+        endpoint_creator(w), PPKSServerOptions({"exp1": controller_entry(w, credentials=agent)})
+    )
+    assert_refused(link_.client, PeerRefusal.BAD_CHAIN, "wrong_cert_type")
+    assert str(link_.client.error).endswith(
+        "agent where pubcmd is expected (the peer presents an agent certificate: it is a broker, "
+        "a proxy's setup port or an agent link, not a controller)"
+    )
+    link_ = link(
+        PPKSClientCreator(w.endpoint(), AuthMode.AGENT),
+        PPKSServerOptions(default=controller_entry(w)),  # no SNI from a broker's client
+    )
+    assert str(link_.client.error).endswith(
+        "(the peer presents a pubcmd certificate: it is a controller (pktlab xpmgr or the "
+        "controller API), not a broker or an agent)"
+    )
+
+
 def test_expired_cert_refused(world: World) -> None:
     w = world
     old = issue_certificate("exppriv", w.eop, w.exper, 0, 1_000_000)
@@ -494,6 +517,36 @@ def test_unknown_snikey_fails_handshake(world: World) -> None:
     assert link_.server.error is not None and "nosuchkey" in str(link_.server.error)
     assert_refused(link_.client, PeerRefusal.HANDSHAKE_FAILED)
     assert link_.client_app.events == [] and link_.server_app.events == []
+
+
+@pytest.mark.parametrize(
+    ("sni", "hint"),
+    [
+        (b"nosuchkey", "(the server knows no snikey 'nosuchkey': a proxy with no backlog"),
+        (None, "(we sent no SNI and the server wants one: a proxy routes by it"),
+    ],
+)
+def test_an_unrecognized_name_alert_is_explained_to_the_endpoint(
+    sni: bytes | None, hint: str
+) -> None:
+    """`twistd pktproxy` answers an SNI it has no backlog for (or none) with the
+    unrecognized_name alert: the endpoint logged only `handshake_failed: tlsv1
+    unrecognized name`, which did not say that its snikey was the problem."""
+
+    class Handle:
+        def get_servername(self) -> bytes | None:
+            return sni
+
+    class TLS:
+        def getHandle(self) -> Handle:
+            return Handle()
+
+    gate = PeerGate(Protocol(), is_client=True)
+    gate.transport = TLS()  # type: ignore[assignment]
+    alert = SSL.Error([("SSL routines", "", "tlsv1 unrecognized name")])
+    err = gate._classify_loss(Failure(alert))
+    assert err.refusal is PeerRefusal.HANDSHAKE_FAILED
+    assert str(err).startswith(f"handshake_failed: tlsv1 unrecognized name {hint}")
 
 
 def test_no_sni_without_default_fails(world: World) -> None:

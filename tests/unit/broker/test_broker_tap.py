@@ -197,3 +197,64 @@ def test_a_broker_certificate_expiring_within_a_week_is_warned_about(
         globalLogPublisher.removeObserver(observer)
     (w,) = [str(e["w"]) for e in seen if "w" in e]
     assert w.startswith("--cert: certificate #0 (agent) expires at ") and "in 72.0 h" in w, w
+
+
+def test_dash_h_is_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """`twistd pktbroker -h` prints the help, as `twistd pktendpoint -h` does (it was
+    `option -h not recognized`, exit 1)."""
+    with pytest.raises(SystemExit) as e:
+        parse("-h")
+    assert e.value.code == 0
+    assert "--subscribe" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("status", "url"),
+    [
+        ("StatusListen tcp:20600\n", "http://127.0.0.1:20600/"),
+        ("StatusListen tcp:20601:interface=127.0.0.9\n", "http://127.0.0.9:20601/"),
+        ("StatusListen tcp6:20602:interface=\\:\\:1\n", "http://[::1]:20602/"),
+        ("# no StatusListen\n", "http://127.0.0.1:20558/"),
+    ],
+)
+def test_broker_status_looks_where_broker_conf_puts_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str, url: str
+) -> None:
+    """A broker.conf with `StatusListen tcp:20600`: `pktlab broker status` looked at 20558
+    and said `no broker status at http://127.0.0.1:20558/: Connection refused`."""
+    from packetlab.cli import broker
+
+    (tmp_path / "broker.conf").write_text(status)
+    monkeypatch.setenv("PKTLAB_HOME", str(tmp_path))
+    asked: list[str] = []
+
+    def fetch(u: str) -> dict[str, object]:
+        asked.append(u)
+        return {}
+
+    monkeypatch.setattr(broker, "fetch", fetch)
+    parser = __import__("argparse").ArgumentParser()
+    broker.add_arguments(parser)
+    assert broker.run(parser.parse_args(["status"])) == 0
+    assert asked == [url]
+
+
+def test_broker_status_of_a_page_that_is_not_the_brokers(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another web server at --url: it said `no broker status at URL: Expecting value: line
+    1 column 1 (char 0) (is twistd pktbroker running ...)`."""
+    import json
+
+    from packetlab.cli import broker
+
+    def html(url: str) -> object:
+        return json.loads("<html></html>")
+
+    monkeypatch.setattr(broker, "fetch", html)
+    parser = __import__("argparse").ArgumentParser()
+    broker.add_arguments(parser)
+    assert broker.run(parser.parse_args(["status", "--url", "http://127.0.0.1:8000/"])) == 1
+    assert capsys.readouterr().err.startswith(
+        "pktlab broker status: http://127.0.0.1:8000/ is not a broker's status page (not JSON: "
+    )

@@ -45,3 +45,29 @@ def test_an_error_from_packetlab_alone_is_its_message() -> None:
     assert describe_error(error) == (
         "ImportError: packetlab.wire has no function no_such_function(session, args)"
     )
+
+
+def without_this_frame(e: BaseException) -> BaseException:
+    tb = e.__traceback__
+    assert tb is not None
+    return e.with_traceback(tb.tb_next)
+
+
+def test_the_import_machinerys_frames_are_not_named(tmp_path: Path) -> None:
+    """A module the experiment imports that is not there, or a syntax error: the import
+    machinery's frozen frames were named as the experiment's own (`(at <frozen
+    importlib._bootstrap>:241, in _call_with_frames_removed)`)."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("async def mlet(session, args)\n    pass\n")
+    with pytest.raises(SyntaxError) as e:
+        load_mlet(str(bad))
+    assert describe_error(without_this_frame(e.value)) == (
+        "SyntaxError: expected ':' (bad.py, line 1)"
+    )
+    imp = tmp_path / "imp.py"
+    imp.write_text("import no_such_module_here\n")
+    with pytest.raises(ModuleNotFoundError) as m:
+        load_mlet(str(imp))
+    assert describe_error(without_this_frame(m.value)) == (
+        "ModuleNotFoundError: No module named 'no_such_module_here' (at imp.py:1, in <module>)"
+    )

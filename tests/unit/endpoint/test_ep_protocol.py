@@ -176,6 +176,25 @@ def test_a_controller_that_closes_before_a_byte_is_told_apart() -> None:
     assert c.ended[0].reason == "controller closed the connection before its first message"
 
 
+def test_a_session_the_endpoint_ends_does_not_blame_the_controller() -> None:
+    """Ctrl-C (SIGINT/SIGTERM) during a session logged `session over: controller closed
+    the connection` (and broker mode's `experiment #1 over: ...` the same): the operator
+    read that the controller had gone. The end time reached said it too."""
+    for why, reason in [
+        ((), "closed by the endpoint: the endpoint is stopping"),
+        (
+            ("experiment end time reached (end)",),
+            "closed by the endpoint: experiment end time reached (end)",
+        ),
+    ]:
+        c = Conn()
+        c.feed(wire.Start())
+        c.proto.end_session(*why)
+        assert c.transport.disconnecting
+        c.proto.connectionLost(Failure(ConnectionError("aborted")))
+        assert [e.reason for e in c.ended] == [reason]
+
+
 def count_writes(c: Conn) -> list[bytes]:
     writes: list[bytes] = []
     write = c.transport.write

@@ -69,3 +69,18 @@ def test_broker_mode_with_an_expired_chain_of_ours_does_not_start(tmp_path: Any)
         "1970-01-01T00:01:40Z"
     ), str(e.value)
     assert BrokerSettings.from_config(load_config(home.root / "endpt.conf")) is not None
+
+
+def test_a_bad_broker_address_is_called_one() -> None:
+    """`--broker 127.0.0.1:99999` said `BrokerAddr: bad controller address ...`."""
+    import pytest
+
+    from packetlab.endpoint.config import ConfigError, EndpointConfig
+    from packetlab.endpoint.subscriber import BrokerSettings
+
+    cfg = EndpointConfig(broker_addr="127.0.0.1:99999")
+    with pytest.raises(ConfigError) as e:
+        BrokerSettings.from_config(cfg)
+    assert str(e.value) == (
+        "BrokerAddr: bad broker address '127.0.0.1:99999': port must be 1..65535, got '99999'"
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from ppks_factory import NA, NOW, cert
 
-from packetlab.ppks import Accounting, Certificate, Counter
+from packetlab.ppks import Accounting, AccountingError, Certificate, Counter
 
 LIMIT = 1_000_000_000
 
@@ -116,6 +116,22 @@ def test_not_a_database(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00" * 4096)
     with pytest.raises(sqlite3.DatabaseError):
         Accounting(bad)
+
+
+def test_a_home_relative_path_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/security.md's `Accounting("~/.pktlab/endpt.rlim.sqlite3")`: `~` is the home, as
+    in a shell (it was taken literally: sqlite3's "unable to open database file")."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".pktlab").mkdir()
+    with Accounting("~/.pktlab/endpt.rlim.sqlite3", clock=lambda: NOW) as acct:
+        assert acct.budget(chain(100)).remaining(Counter.SEND_BYTE) == 100
+        assert acct.path == str(tmp_path / ".pktlab" / "endpt.rlim.sqlite3")
+    assert (tmp_path / ".pktlab" / "endpt.rlim.sqlite3").is_file()
+
+
+def test_a_file_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
+    with pytest.raises(AccountingError, match=r"accounting database .*/nodir/a\.db: unable"):
+        Accounting(tmp_path / "nodir" / "a.db")
 
 
 # ------------------------------------------------------------- background reservations

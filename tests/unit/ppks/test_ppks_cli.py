@@ -96,6 +96,28 @@ def test_init_leaves_an_existing_setup_alone(
     assert home.key_path("k_eop").read_bytes() != before
 
 
+def test_init_names_what_an_incomplete_home_lacks(
+    home: PktlabHome, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A home an interrupted init (or a hand) left without some files: the refusal says
+    which, since the daemons fail on them later. It said only "already holds keys, certs or
+    CSRs", the same as for a whole home."""
+    assert pktlab("init", "--home", home.root) == 1
+    assert "missing" not in capsys.readouterr().err  # a whole home
+    (home.root / "certs/subcmd_eop_ep.cert").unlink()
+    (home.root / "endpt.conf").unlink()
+    assert pktlab("init", "--home", home.root) == 1
+    assert capsys.readouterr().err == (
+        f"error: {home.root} already holds keys, certs or CSRs, but not all pktlab init "
+        "writes (certs/subcmd_eop_ep.cert, endpt.conf missing: an interrupted init?); "
+        "nothing changed (use --force to replace them)\n"
+    )
+    for p in home.csrs_dir.iterdir():
+        p.unlink()
+    assert pktlab("init", "--home", home.root) == 1
+    assert "csrs/delpriv_rep_eop.csr and 1 more missing" in capsys.readouterr().err
+
+
 def test_init_unwritable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "file"
     f.write_text("x")

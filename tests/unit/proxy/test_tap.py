@@ -52,7 +52,12 @@ def test_config_file_and_options_override_it(home: Path, tmp_path: Path) -> None
         (("--no-splice",), "Relay copy\n", "bad.conf:1: Relay copy"),
         ((), "ManagerRootPath /nonexistent.pub\n", "bad.conf:1: ManagerRootPath: /nonexistent"),
         (("--hello-cap", "x"), None, "--hello-cap: not a number"),
-        (("--backlog-max", "0"), None, "--backlog-max: must be positive"),
+        (("--backlog-max", "0"), None, "--backlog-max: must be positive, got 0"),
+        # 0 refused every endpoint / manager at once (a timer of 0 s), and was taken
+        (("--hello-timeout", "0"), None, "--hello-timeout: must be positive, got 0"),
+        ((), "SetupTimeout 0\n", "bad.conf:1: SetupTimeout: must be positive, got 0"),
+        # 0 is off here, so -1 is not "positive" but "0 or more"
+        (("--keepalive", "-1"), None, "--keepalive: must be 0 or more, got -1"),
         (("--manager-roots", "/nonexistent.pub"), None, "--manager-roots: /nonexistent.pub"),
         (("--relay", "zero"), None, "--relay: 'zero' is not one of copy, splice, python"),
         (("--relay", "copy", "--no-splice"), None, "--no-splice contradicts --relay copy"),
@@ -121,3 +126,12 @@ def test_an_expired_agent_certificate_stops_the_proxy(home: Path, tmp_path: Path
         "proxy identity: --cert: certificate #0 (agent) expired at 1970-01-01T00:01:40Z: "
         "every peer refuses the chain; renew it (pktlab ppks sign agent ...)"
     ), str(e.value)
+
+
+def test_dash_h_is_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """`twistd pktproxy -h` prints the help, as `twistd pktendpoint -h` does (it was
+    `option -h not recognized`, exit 1)."""
+    with pytest.raises(SystemExit) as e:
+        parse("-h")
+    assert e.value.code == 0
+    assert "--backlog-wait" in capsys.readouterr().out

@@ -6,14 +6,16 @@
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from packetlab.cli.init import init_home
-from packetlab.controller.xpmgr import HANDSHAKE_TIMEOUT, HostPort, Manager
+from packetlab.controller.xpmgr import HANDSHAKE_TIMEOUT, HostPort, Manager, ManagerError
 from packetlab.controller.xpmgrconf import parse_xpmgr_config
-from packetlab.ppks import PktlabHome
+from packetlab.ppks import PktlabHome, issue_certificate, read_private_key, read_public_key
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +72,119 @@ def test_endpoint_finishing_tls_after_the_wrap_up_is_turned_away(home: PktlabHom
     worker.makeConnection(t)
     assert t.disconnecting and t.value() == b""
     assert (m.seen, m.running) == (0, 0) and m.finished.called
+
+
+def _manager_with(home: PktlabHome, mlet: list[str], exppriv: Path | None = None) -> Manager:
+    r = home.root
+    chain = exppriv or r / "certs/exppriv_eop_exper.cert"
+    text = (
+        f"EnableExpPublication 0\nControllerPrivkeyPath {r}/keys/k_xc\n"
+        f"ExpExec 1::{chain},{r}/certs/pubcmd_exper_xc.cert:{r}/keys/k_eop.pub::\n"
+    )
+    return Manager(MemoryReactorClock(), parse_xpmgr_config(text, "xpmgr.conf"), mlet,
+                   address=HostPort("127.0.0.1", 0), progress=io.StringIO())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("mlet", "message"),
+    [
+        ("nonexist.py", "MLET 'nonexist.py': no such file: nonexist.py"),
+        ("nonexist.py:run", "MLET 'nonexist.py:run': no such file: nonexist.py"),
+        ("nonexist_pkg.exp", "MLET 'nonexist_pkg.exp': no file or Python module nonexist_pkg"),
+        ("packetlab.cli.campaign_mlett", "no file or Python module packetlab.cli.campaign_mlett"),
+        ("no_such_program", "or the installed packages), and no program on PATH"),
+        ("syntax.py", "MLET 'syntax.py': SyntaxError: expected ':' (syntax.py, line 1)"),
+    ],
+)
+def test_a_python_mlet_that_is_not_there_stops_the_manager_at_start(
+    home: PktlabHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlet: str, message: str
+) -> None:
+    """A typo in a Python MLET: one line at start. It was taken, and every endpoint's mlet
+    then failed (`mlet nonexist.py: FileNotFoundError: ...`, the result `failed`)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "syntax.py").write_text("async def mlet(session, args)\n    pass\n")
+    with pytest.raises(ManagerError, match=re.escape(message)):
+        _manager_with(home, [mlet])
+
+
+def test_python_mlets_that_are_there_are_taken(
+    home: PktlabHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp.py").write_text("async def mlet(session, args): pass\n")
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "exp2.py").write_text("async def run(session, args): pass\n")
+    for mlet in ("exp.py", "exp.py:mlet", "mypkg.exp2:run", "packetlab.cli.campaign_mlet"):
+        m = _manager_with(home, [mlet, "arg"])
+        assert m.mlet_argv[-2:] == [mlet, "arg"]
+    # a bare name that is no module: the program on PATH, as a shell runs it (`true` was
+    # run as the Python module `true`)
+    (tmp_path / "bin").mkdir()
+    prog = tmp_path / "bin" / "my-mlet"
+    prog.write_text("#!/bin/sh\n")
+    prog.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert _manager_with(home, ["my-mlet", "x"]).mlet_argv == [str(prog), "x"]
+
+
+def test_an_expired_experiment_chain_stops_the_manager_at_start(
+    home: PktlabHome, tmp_path: Path
+) -> None:
+    """Every endpoint refuses an expired exppriv: the manager says so at start, as the
+    endpoint, broker and proxy do for their own certificates (it listened, and each
+    endpoint's result was `endpoint closed during setup: Connection ... lost`)."""
+    old = tmp_path / "old.cert"
+    eop = read_private_key(home.root / "keys/k_eop")
+    exper = read_public_key(home.root / "keys/k_exper.pub")
+    old.write_bytes(issue_certificate("exppriv", eop, exper, 0, 1_700_000_000).to_pem())
+    with pytest.raises(ManagerError) as e:
+        _manager_with(home, ["/bin/true"], exppriv=old)
+    assert str(e.value) == (
+        "xpmgr.conf:3: ExpExec chain: certificate #1 (exppriv) expired at "
+        "2023-11-14T22:13:20Z: every peer refuses the chain; renew it "
+        "(pktlab ppks sign exppriv ...) and start again"
+    )
+
+
+def test_a_controller_key_that_is_not_one_names_its_own_line(home: PktlabHome) -> None:
+    """`ControllerPrivkeyPath .../k_xc.pub` (the public half): the error named the
+    ExpExec line (`xpmgr.conf:3: private key file ...`), not the key's."""
+    r = home.root
+    text = (
+        f"EnableExpPublication 0\nControllerPrivkeyPath {r}/keys/k_xc.pub\n"
+        f"ExpExec 1::{r}/certs/exppriv_eop_exper.cert,{r}/certs/pubcmd_exper_xc.cert:::\n"
+    )
+    with pytest.raises(ManagerError) as e:
+        Manager(MemoryReactorClock(), parse_xpmgr_config(text, "xpmgr.conf"), ["/bin/true"],
+                progress=io.StringIO())  # fmt: skip
+    assert str(e.value).startswith("xpmgr.conf:2: ControllerPrivkeyPath: key_not_pem: ")
+
+
+def test_the_publication_agent_certificate_is_checked_at_start(
+    home: PktlabHome, tmp_path: Path
+) -> None:
+    """PubAgentCertPath: expired, a stop at start naming its line; unreadable or no
+    certificate, left to the publication to say (it raised ValueError from `min()` here)."""
+    r = home.root
+    old = tmp_path / "agent_old.cert"
+    xc = read_private_key(r / "keys/k_xc")
+    old.write_bytes(issue_certificate("agent", xc, xc.public_key(), 0, 1_700_000_000).to_pem())
+
+    def manager(agent: Path) -> Manager:
+        text = (
+            f"EnableExpPublication 1\nControllerPrivkeyPath {r}/keys/k_xc\n"
+            f"BrokerAddr 127.0.0.1\nPubAgentCertPath {agent}\n"
+            f"ExpExec 1::{r}/certs/exppriv_eop_exper.cert,{r}/certs/pubcmd_exper_xc.cert:"
+            f"{r}/keys/k_eop.pub::\n"
+        )
+        return Manager(MemoryReactorClock(), parse_xpmgr_config(text, "xpmgr.conf"),
+                       ["/bin/true"], progress=io.StringIO())  # fmt: skip
+
+    with pytest.raises(ManagerError) as e:
+        manager(old)
+    assert str(e.value).startswith(
+        "xpmgr.conf:4: PubAgentCertPath: certificate #0 (agent) expired at 2023-11-14T22:13:20Z"
+    )
+    for unusable in (tmp_path / "none.cert", r / "keys/k_xc.pub"):
+        assert manager(unusable).snikeys  # started; the publication will say why
+    assert manager(r / "certs/agent_xc_xc.cert").snikeys

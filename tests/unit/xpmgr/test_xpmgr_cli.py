@@ -108,3 +108,18 @@ def test_unusable_results_file_or_address_is_a_clear_error(
     assert run(args("-c", conf, *argv, "/bin/true")) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_publication_options_without_a_publication_are_warned_about(
+    conf: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-i lab1 -p HOST:PORT` with `EnableExpPublication 0` (pktlab init's xpmgr.conf)
+    published nothing, without a word."""
+    assert run(args("-c", conf, "-i", "lab1", "-p", "192.0.2.7:20556", "-a", "[::1]:x", "x")) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"pktlab xpmgr: warning: -p and -i only shape a publication, and {conf} has "
+        "EnableExpPublication 0: nothing is published" in err
+    )
+    assert run(args("-c", conf, "-a", "[::1]:x", "x")) == 2
+    assert "warning" not in capsys.readouterr().err
