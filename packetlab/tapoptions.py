@@ -46,6 +46,23 @@ class TapOptions(usage.Options):
         # An opt_ method's docstring wrapped over lines keeps its indentation in --help.
         self.docs = {k: " ".join(v.split()) if v else v for k, v in self.docs.items()}
 
+    def opt_help(self) -> None:
+        """
+        Display this help and exit.
+        """
+        # usage.Options' own: `twistd pktendpoint --help | head` ended in a
+        # BrokenPipeError traceback once head had closed the pipe.
+        try:
+            sys.stdout.write(f"{self}\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # Python flushes stdout again at exit; point it at /dev/null so that second
+            # flush cannot fail too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+
+    opt_h = opt_help  # `-h`, as the reference tools take it (pktendpt -h, §7.4)
+
     def parseOptions(self, options: Any = None) -> None:
         self._own_files()
         try:

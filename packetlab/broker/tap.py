@@ -36,7 +36,6 @@ class Options(TapOptions):
         "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax, FanOutBatch, "
         "DeliveryLinger; options win."
     )
-    opt_h = usage.Options.opt_help  # `-h`, as pktendpoint and the reference tools take it
     optParameters: list[list[Any]] = [
         ["config", "c", None, "broker.conf path (default ~/.pktlab/broker.conf if it exists)."],
         ["cert", None, None,

@@ -117,7 +117,6 @@ class Options(TapOptions):
         self["monitor"].append(path)
 
     opt_m = opt_monitor
-    opt_h = usage.Options.opt_help  # pktendpt -h (§7.4)
 
     def opt_set(self, assignment: str) -> None:
         """Override one config key: --set KEY=VALUE (repeatable)."""

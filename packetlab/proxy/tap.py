@@ -92,7 +92,6 @@ class Options(TapOptions):
         "every --stats-interval seconds (and written as JSON to --stats-file)."
     )
     optFlags = [["no-splice", None, "Same as --relay python."]]
-    opt_h = usage.Options.opt_help  # `-h`, as pktendpoint and the reference tools take it
     optParameters: list[list[Any]] = [
         ["config", "c", None, "Config file of 'Key value' lines (keys: "
          + ", ".join(_CONFIG_KEYS) + ")."],

@@ -265,3 +265,21 @@ def test_a_port_in_use_in_the_background_is_said_to_the_shell(
             break
         time.sleep(0.1)
     assert not (tmp_path / f"{tap}.pid").exists()
+
+
+@pytest.mark.parametrize("tap", ["pktendpoint", "pktbroker", "pktproxy"])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_into_a_closed_pipe_is_no_traceback(tmp_path: Path, tap: str, flag: str) -> None:
+    """`twistd pktbroker --help | head -3`: head closes the pipe before the help is all
+    written; twistd's own opt_help then ended in a BrokenPipeError traceback."""
+    read, write = os.pipe()
+    os.close(read)  # the reader gone before a byte is written, as a finished `head`
+    try:
+        got = subprocess.run(
+            [*twistd_command(), tap, flag], stdout=write, stderr=subprocess.PIPE, text=True,
+            timeout=60, cwd=tmp_path, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert got.returncode == 0, got.stderr
+    assert got.stderr == "", got.stderr
