@@ -3,11 +3,11 @@ ours against another revision's, in one run (A/B on this noisy machine).
 
     .venv/bin/python benchmarks/bench_qp.py [--ref main] [--runs 7] [--mib 4]
 
-The encoder (`packetlab.measure.upload._QuotedPrintable`) fed 64 KiB at a time, as a
+The encoder (`packetlab.measure.upload_encode.QuotedPrintable`) fed 64 KiB at a time, as a
 file part's chunks reach it, over four inputs of `--mib` MiB: `text` (docs/*.md, lines
 ended by LF: one long quoted-printable line cut by soft breaks), `crlf` (the same text,
 CRLF line ends), `code` (packetlab/**/*.py, LF), `binary` (random bytes). `--ref REV`
-loads upload.py as it is at REV (git show) beside the working tree's; both must give the
+loads the encoder as it is at REV (git show) beside the working tree's; both must give the
 same bytes. Medians of `--runs`, alternating A and B.
 """
 
@@ -42,13 +42,18 @@ def corpora(mib: int) -> dict[str, bytes]:
 
 
 def load(rev: str | None) -> ModuleType:
-    """packetlab.measure.upload of the working tree (None) or of git revision `rev`."""
+    """The encoder's module (upload_encode.py; upload.py before session 17's split) of
+    the working tree (None) or of git revision `rev`."""
     if rev is None:
-        from packetlab.measure import upload
+        from packetlab.measure import upload_encode
 
-        return upload
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:packetlab/measure/upload.py"],
-                            capture_output=True, check=True).stdout  # fmt: skip
+        return upload_encode
+    show = ["git", "-C", str(REPO), "show"]
+    found = subprocess.run([*show, f"{rev}:packetlab/measure/upload_encode.py"],
+                           capture_output=True)  # fmt: skip
+    source = found.stdout if found.returncode == 0 else subprocess.run(
+        [*show, f"{rev}:packetlab/measure/upload.py"], capture_output=True, check=True
+    ).stdout  # fmt: skip
     spec = importlib.util.spec_from_loader(f"upload_{rev}", loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
@@ -58,7 +63,7 @@ def load(rev: str | None) -> ModuleType:
 
 
 def encode(module: Any, data: bytes) -> tuple[float, bytes]:
-    enc = module._QuotedPrintable()
+    enc = (getattr(module, "QuotedPrintable", None) or module._QuotedPrintable)()
     out = []
     start = time.perf_counter()
     for i in range(0, len(data), FEED):

@@ -262,7 +262,7 @@ def gateways(words: Sequence[str], dst: Address) -> list[str]:
 def default_port(protocol: str) -> int:
     """traceroute's default destination port: 80 for TCP, 53 for -U and -UL, 33434 (+n)
     else (-D: 33434 for every probe)."""
-    from packetlab.measure.traceroute import TCP_METHODS
+    from packetlab.measure.traceroute_probes import TCP_METHODS
 
     if protocol in TCP_METHODS:
         return 80

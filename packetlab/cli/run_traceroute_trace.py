@@ -128,7 +128,8 @@ def experiment(
     from twisted.internet.defer import DeferredList, succeed
 
     from packetlab.cli.report_traceroute import MdaReport, TracerouteReport
-    from packetlab.measure.traceroute import PARIS, TCP_METHODS, traceroute
+    from packetlab.measure.traceroute import traceroute
+    from packetlab.measure.traceroute_probes import PARIS, TCP_METHODS
 
     failed: list[LinkError] = []  # an error a report raised as it printed (-A's server)
 
@@ -275,7 +276,7 @@ def traceroute_report(
     # Butskoy's probes: UDP or ICMP header + 32 bytes (or up to packetlen; --mtu:
     # 65000 to begin with); a TCP SYN with its 20 bytes of options (MSS, SACK,
     # timestamps, window scale); a bare ACK
-    from packetlab.measure.traceroute import MAX_PACKET_LEN, probe_length
+    from packetlab.measure.traceroute_probes import MAX_PACKET_LEN, probe_length
 
     packetlen = traceroute_shape(args)[0]
     if args.mtu and packetlen is None:

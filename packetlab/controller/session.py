@@ -9,6 +9,10 @@ only answers the first message of a multi-message record, INTEROP.md) with TCP_N
 Anything the protocol forbids from the endpoint (a malformed frame, a response with no
 request waiting, ...) ends the session at once with `ProtocolViolation`, and every pending
 Deferred errbacks with `SessionClosed`, so nothing hangs.
+
+The session's socket and ntag table is `socktable.SocketTable`, its answer watchdog and
+close cut `watchdog.SessionTimers` (both mixed in: no extra call per message), and what it
+says of a loss `sessiontext`.
 """
 
 from __future__ import annotations
@@ -27,21 +31,21 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from packetlab import wire
-from packetlab.controller.addresses import unpack_address
 from packetlab.controller.errors import (
-    AnswerTimeout,
     ControllerError,
     ProtocolViolation,
     RequestFailed,
     SendFailed,
     SessionClosed,
     SetupFailed,
-    SocketClosed,
     Suspended,
 )
 from packetlab.controller.reflexes import ReflexMethods, private_frame
 from packetlab.controller.requests import RequestMethods
+from packetlab.controller.sessiontext import field_error, loss_text, type_name
 from packetlab.controller.sockets import DEFAULT_MAX_BYTES, DEFAULT_MAX_NOTES, Note, Socket
+from packetlab.controller.socktable import SocketTable
+from packetlab.controller.watchdog import SessionTimers
 from packetlab.tls.directwrite import frame_writer, socket_connection
 from packetlab.wire import (
     Cdata,
@@ -54,7 +58,6 @@ from packetlab.wire import (
     Ndata,
     Ndrop,
     Nopen,
-    Nsend,
     Nstat,
     Ntag,
     Result,
@@ -63,7 +66,7 @@ from packetlab.wire import (
     Suspd,
     Yield,
 )
-from packetlab.wire.constants import CDATA_HINT_MONITOR, MAX_SKT_CNT
+from packetlab.wire.constants import CDATA_HINT_MONITOR
 
 Response = Result | Mdata
 _NOTES = (Ntag, Nstat, Ndata, Ndrop, Nblock)
@@ -131,7 +134,9 @@ class _Pending:
         self.on_success = on_success
 
 
-class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
+class EndpointSession(  # reflex hook: ReflexMethods
+    SocketTable, SessionTimers, RequestMethods, ReflexMethods, Protocol
+):
     """The controller's end of one endpoint connection.
 
     On connection it sends the setup: one `cdata` per program in `programs` (encoded
@@ -284,7 +289,9 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
             else:
                 clean = isinstance(reason.value, ConnectionDone)  # the text says it
                 cause = None if clean else reason.value
-                self._finish(SessionClosed(self._loss_text(reason), cause))
+                first = self._pending[0].request if self._pending else None
+                text = loss_text(clean, first, len(self._pending), self._framer)
+                self._finish(SessionClosed(text, cause))
         waiters, self._closed_waiters = self._closed_waiters, []
         for d in waiters:
             d.callback(None)
@@ -304,7 +311,7 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         try:
             frame = private_frame(msg) or wire.encode(msg)  # reflex hook: private requests
         except wire.EncodeError as e:
-            return fail(_field_error(msg) or e)
+            return fail(field_error(msg) or e)
         if on_success is None and isinstance(msg, Nopen):  # a raw nopen: track it too
             nopen = msg
 
@@ -371,109 +378,6 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         self._closed_waiters.append(d)
         return d
 
-    # ---------------------------------------------------------------- sockets and tags
-
-    def socket(self, sktid: int) -> Socket:
-        """The live `Socket` for `sktid`; made now (buffering, unknown family) if none is
-        open, so callbacks can be attached before an nopen sent with `request()`. Once
-        the session has ended it is an ended one (its `get()` gives None or the error)."""
-        sock = self._sockets.get(sktid)
-        if sock is None:
-            if not 0 <= sktid < MAX_SKT_CNT:
-                raise ValueError(f"sktid must be 0..255, got {sktid!r}")
-            sock = self._new_socket(sktid, None, None, True)
-            if self._dead:  # nothing more will come: its readers must not wait
-                del self._sockets[sktid]
-                reason = self.close_reason
-                sock.end(None if reason is None else Failure(self._closed_error()))
-        return sock
-
-    def find_socket(self, sktid: int) -> Socket | None:
-        """The live `Socket` for `sktid`, or None."""
-        return self._sockets.get(sktid)
-
-    def free_sktid(self) -> int:
-        """The lowest sktid with no open or opening socket."""
-        for sktid in range(MAX_SKT_CNT):
-            if sktid not in self._opening and (
-                sktid not in self._sockets or self._sockets[sktid].family is None
-            ):
-                return sktid
-        raise ControllerError("all 256 socket ids are in use")
-
-    def _new_socket(self, sktid: int, family: int | None, proto: int | None, buf: bool) -> Socket:
-        sock = Socket(
-            sktid,
-            family,
-            proto,
-            self.reactor,
-            buffering=buf,
-            max_notes=self.max_notes,
-            max_bytes=self.max_bytes,
-            on_pressure=self._pressure,
-        )
-        self._sockets[sktid] = sock
-        return sock
-
-    def _opened(self, msg: Nopen, buffering: bool) -> Socket:
-        self._opening.discard(msg.sktid)
-        sock = self._sockets.get(msg.sktid)
-        if sock is not None and sock.family is None and not sock.ended:
-            sock.family, sock.proto, sock.buffering = msg.family, msg.proto, buffering
-        else:
-            if sock is not None:
-                sock.end()
-            sock = self._new_socket(msg.sktid, msg.family, msg.proto, buffering)
-        if msg.raddr is not None and msg.rport is not None:
-            try:
-                addr = unpack_address(msg.family, msg.raddr)
-            except ValueError:
-                pass
-            else:
-                host = f"[{addr}]" if addr.version == 6 else str(addr)
-                sock.remote = f"{host}:{msg.rport}"
-        return sock
-
-    def _nopen_sent(self, sktid: int) -> None:
-        self._opening.add(sktid)
-
-    def _nopen_done(self, sktid: int) -> None:
-        self._opening.discard(sktid)
-
-    def _closed_socket(self, sktid: int) -> None:
-        sock = self._sockets.pop(sktid, None)
-        if sock is not None:
-            sock.end()
-            self._full.discard(sock)
-            self._update_pause()
-        for tag, (tsk, d) in list(self._tags.items()):
-            if tsk == sktid:
-                del self._tags[tag]
-                d.errback(SocketClosed(sktid, f"ntag {tag}"))
-
-    def _track_tag(self, sktid: int, tag: int | None = None) -> tuple[int, Deferred[Ntag]]:
-        if tag is not None:
-            if tag in self._tags:
-                raise ValueError(f"tag {tag} is already waiting for its ntag")
-        elif len(self._tags) >= 0xFFFF:
-            raise ValueError("all 65535 ntag tags are waiting for their ntag")
-        else:
-            tag = self._next_tag
-            while True:
-                tag = tag % 0xFFFF + 1
-                if tag not in self._tags:
-                    break
-            self._next_tag = tag
-        # Cancelling (a timeout) forgets the tag, so a late ntag goes to the socket's queue.
-        d: Deferred[Ntag] = Deferred(lambda _: self._untrack_tag(tag))
-        self._tags[tag] = (sktid, d)
-        return tag, d
-
-    def _untrack_tag(self, tag: int) -> None:
-        self._tags.pop(tag, None)
-
-    # ---------------------------------------------------------------- input
-
     def _pump(self, data: bytes = b"") -> None:
         if self._pumping:  # re-entered from a callback: the outer loop takes these frames
             if data:
@@ -494,7 +398,7 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
                 frames.close()  # type: ignore[attr-defined,unused-ignore]
         except wire.FrameTooLarge as e:
             part = self._framer.partial
-            name = f" ({_type_name(part[0])})" if part else ""
+            name = f" ({type_name(part[0])})" if part else ""
             self._violation(
                 f"the endpoint announced a frame{name} with a {e.length}-byte body, more "
                 f"than any endpoint sends (limit {e.limit}; stream offset {e.offset})"
@@ -535,7 +439,7 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
         elif isinstance(item, wire.Malformed):
             e = item.error
             self._violation(
-                f"malformed {_type_name(item.msgtype)} from the endpoint "
+                f"malformed {type_name(item.msgtype)} from the endpoint "
                 f"({len(item.body)}-byte body): {e.rule} (body offset {e.offset})"
             )
         elif isinstance(item, wire.Unknown):
@@ -664,83 +568,6 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
 
     # ---------------------------------------------------------------- ending
 
-    def _loss_text(self, reason: Failure) -> str:
-        """What a user needs to know of an unexpected loss: who closed, what was left."""
-        clean = isinstance(reason.value, ConnectionDone)
-        text = "the endpoint closed the connection" if clean else "connection lost"
-        if self._pending:
-            first = self._pending[0].request.NAME
-            n = len(self._pending)
-            text += f" with {n} request{'s' if n > 1 else ''} unanswered (first: {first})"
-        text += self._partial_text()
-        if self._pending:
-            text += _loss_hint(self._pending[0].request)
-        return text
-
-    def _partial_text(self) -> str:
-        part = self._framer.partial
-        if part is None:
-            return ""
-        msgtype, held, whole = part
-        if whole < 0:
-            return f", in the middle of a frame header ({held} of 4 bytes)"
-        if held < whole:
-            return f", in the middle of a frame ({_type_name(msgtype)}, {held} of {whole} bytes)"
-        return ""  # whole frames not read yet (paused): nothing was cut
-
-    def _arm_watchdog(self) -> None:
-        assert self.answer_timeout is not None
-        self._watch_armed = self.reactor.seconds()
-        self._watchdog = self.reactor.callLater(self.answer_timeout / 4, self._watch)
-
-    def _watch(self) -> None:
-        """Every timeout/4 while requests wait: give up once no answer came for the whole
-        timeout (not counting time paused by us or suspended by the endpoint)."""
-        self._watchdog = None
-        if self._dead or not self._pending or self.answer_timeout is None:
-            return
-        now = self.reactor.seconds()
-        # Late by more than a period: the reactor itself was held up (the experiment's own
-        # work), so answers may be waiting unread in the socket: that time does not count.
-        stalled = now - self._watch_armed > self.answer_timeout / 2
-        if self._answers != self._watch_seen or self._paused or self.suspended or stalled:
-            self._watch_seen = self._answers
-            self._watch_since = now
-        elif now - self._watch_since >= self.answer_timeout:
-            first = self._pending[0].request.NAME
-            n = len(self._pending)
-            text = (
-                f"the endpoint answered none of {n} waiting request{'s' if n > 1 else ''} "
-                f"(first: {first}) for {self.answer_timeout:g} s"
-            )
-            err = AnswerTimeout(text + self._partial_text())
-            self.log.error(
-                "endpoint {peer}: {error}; closing the session", peer=self.peer, error=err
-            )
-            self.abort(err)
-            self.abort_connection()
-            return
-        self._arm_watchdog()
-
-    def _arm_cut(self) -> None:
-        if self._cut is None and not self._lost and self.close_grace is not None:
-            self._cut = self.reactor.callLater(self.close_grace, self._cut_now)
-
-    def _cancel_cut(self) -> None:
-        cut, self._cut = self._cut, None
-        if cut is not None and cut.active():
-            cut.cancel()
-
-    def _cut_now(self) -> None:
-        self._cut = None
-        if not self._lost and self._out is not None:
-            self.log.warn(
-                "endpoint {peer} did not close within {s:g} s of our close; cutting the connection",
-                peer=self.peer,
-                s=self.close_grace,
-            )
-            self._out.abortConnection()
-
     def _violation(self, text: str) -> None:
         err = ProtocolViolation(text)
         self.log.error("endpoint {peer}: {error}; closing the session", peer=self.peer, error=err)
@@ -786,39 +613,3 @@ class EndpointSession(RequestMethods, ReflexMethods, Protocol):  # reflex hook
                 t.unregisterProducer()
             except RuntimeError:
                 pass
-
-
-# The width of every integer field a request carries (PROTOCOL.md §1.2).
-_WIDTHS = {
-    "sktid": 8, "family": 8, "proto": 8, "command": 8, "tag": 16, "len": 16, "lport": 16,
-    "rport": 16, "addr": 32, "rbufsz": 32, "time": 64, "endtime": 64, "rhint": 64,
-}  # fmt: skip
-
-
-def _field_error(msg: Message) -> wire.EncodeError | None:
-    """`nclose: sktid must be 0..255, got 300` for a field out of its wire range."""
-    for name, bits in _WIDTHS.items():
-        value = getattr(msg, name, None)
-        if isinstance(value, int) and not 0 <= value < 1 << bits:
-            return wire.EncodeError(f"{msg.NAME}: {name} must be 0..{(1 << bits) - 1}, got {value}")
-    return None
-
-
-def _loss_hint(req: Message) -> str:
-    """Why a reference endpoint closes instead of answering `req`, where it is known."""
-    if isinstance(req, Cdata | Start):
-        return (
-            " (an endpoint closes before answering the setup when it refuses the "
-            "experiment after TLS: exp_priority above the chain's max_num_priority, or the "
-            "certificates' experiment time or validity used up; §1.4 step 2)"
-        )
-    if isinstance(req, Nopen) and req.proto == 6 and req.raddr is None:
-        return " (a reference 1.1.0 endpoint exits on a TCP listen nopen: §3.1)"
-    if isinstance(req, Nsend | Nopen) and req.proto == 17 and req.family == 6:
-        return " (a reference 1.1.0 endpoint aborts on UDP over IPv6: §3.1)"
-    return ""
-
-
-def _type_name(msgtype: int) -> str:
-    cls: Any = wire.BY_TYPE.get(msgtype)
-    return cls.NAME if cls is not None else f"type 0x{msgtype:02x}"

@@ -43,7 +43,7 @@ from packetlab.measure.probes import (
     tcp_syn_probe,
 )
 from packetlab.measure.replies import Reply, ReplyKind
-from packetlab.measure.traceroute import reply_key
+from packetlab.measure.traceroute_probes import reply_key
 
 __all__ = [
     "MDA_METHODS",

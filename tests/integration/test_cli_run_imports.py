@@ -85,7 +85,9 @@ def test_traceroute_and_ping_load_no_other_measurement() -> None:
 _TRACEROUTES = {
     "packetlab.cli.run_traceroute", "packetlab.cli.run_traceroute_checks",
     "packetlab.cli.run_traceroute_trace", "packetlab.cli.report_traceroute",
-    "packetlab.measure.traceroute", "packetlab.measure.mda",
+    "packetlab.measure.traceroute", "packetlab.measure.traceroute_probes",
+    "packetlab.measure.traceroute_sequential", "packetlab.measure.traceroute_parallel",
+    "packetlab.measure.mda",
 }  # fmt: skip
 _PINGS = {
     "packetlab.cli.run_ping", "packetlab.cli.run_ping_echo", "packetlab.cli.report_ping",

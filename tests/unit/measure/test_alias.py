@@ -129,7 +129,7 @@ def test_responder_time_exceeded_from_several_addresses_by_flow() -> None:
     # --ttl-exceeded 10.0.0.9=10.0.0.1,10.0.0.2,10.0.0.3: one address per flow (the UDP
     # source port, the ICMP checksum), always the same for one flow, each by its counter
     from packetlab.measure.probes import paris_echo_probe, paris_udp_probe
-    from packetlab.measure.traceroute import reply_key
+    from packetlab.measure.traceroute_probes import reply_key
     from packetlab.testbed.ipid_responder import answer
 
     shared, other = Counter(0.0, start=41), Counter(0.0, start=9000)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from packetlab.measure import upload
+from packetlab.measure import upload, upload_body, upload_encode, upload_form
 from packetlab.measure.upload import FormPart, Forms, UploadError, multipart, parse_form
 
 B = "-" * 24 + "8eb7473c0d82f4f0"
@@ -93,25 +93,25 @@ def test_encoders_as_curl(files: Path) -> None:
 
 
 def test_quoted_printable_line_breaks_and_chunk_boundaries() -> None:
-    qp = upload._QuotedPrintable()
+    qp = upload_encode.QuotedPrintable()
     # CRLF kept; space before CRLF or at the end encoded; a lone CR encoded; '=' encoded
     assert qp.feed(b"a \r\nb\t\r\nc\rd=e ", True) == b"a=20\r\nb=09\r\nc=0Dd=3De=20"
     # a line of exactly 76 before a CRLF stays; 76 followed by more gets a soft break
-    assert upload._QuotedPrintable().feed(b"x" * 76 + b"\r\n", True) == b"x" * 76 + b"\r\n"
-    assert upload._QuotedPrintable().feed(b"x" * 77, True) == b"x" * 75 + b"=\r\nxx"
+    assert upload_encode.QuotedPrintable().feed(b"x" * 76 + b"\r\n", True) == b"x" * 76 + b"\r\n"
+    assert upload_encode.QuotedPrintable().feed(b"x" * 77, True) == b"x" * 75 + b"=\r\nxx"
     # fed a byte at a time: the same output (the lookahead waits for the next bytes)
     text = b"ab \r\n" + b"y" * 80 + b" \r\n=\xff\r"
-    whole = upload._QuotedPrintable().feed(text, True)
-    enc = upload._QuotedPrintable()
+    whole = upload_encode.QuotedPrintable().feed(text, True)
+    enc = upload_encode.QuotedPrintable()
     assert (
         b"".join(enc.feed(text[i : i + 1], False) for i in range(len(text))) + enc.feed(b"", True)
         == whole
     )
-    b64 = upload._Base64()
+    b64 = upload_encode.Base64()
     data = bytes(range(256)) * 3
     assert b"".join(b64.feed(data[i : i + 7], False) for i in range(0, len(data), 7)) + b64.feed(
         b"", True
-    ) == upload._Base64().feed(data, True)
+    ) == upload_encode.Base64().feed(data, True)
 
 
 def test_7bit_checks_the_bytes(files: Path) -> None:
@@ -213,7 +213,7 @@ def test_stdin_parts_are_read_whole_as_curl(monkeypatch: pytest.MonkeyPatch) -> 
     assert b"".join(up.chunks()).endswith(b'filename="-"\r\n\r\nfrom a pipe\n\r\n' + (
         "--" + "-" * 24 + "b2f4eece0da3bd5f--\r\n").encode())  # fmt: skip
     # past it: those bytes, then the rest as it comes (chunked): memory stays bounded
-    monkeypatch.setattr(upload, "STDIN_BUFFER", 4)
+    monkeypatch.setattr(upload_body, "STDIN_BUFFER", 4)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"0123456789")))
     up = multipart([parse_form("a=<-;encoder=base64")], B)
     assert up.length is None and not up.rewindable
@@ -255,7 +255,7 @@ def test_quoted_printable_runs_encode_as_byte_by_byte() -> None:
              bytes(rng.choice(alphabet) for _ in range(3000)),
              b"x" * 75 + b" \r\n" + b"y" * 74 + b"\t\r\n" + b"z" * 200 + b" "]  # fmt: skip
     for data in cases:
-        enc = upload._QuotedPrintable()
+        enc = upload_encode.QuotedPrintable()
         got = b"".join(enc.feed(data[k : k + 61], False) for k in range(0, len(data), 61))
         assert got + enc.feed(b"", True) == reference_qp(data)
 
@@ -330,7 +330,7 @@ def test_unbalanced_and_too_deep_nesting(files: Path) -> None:
     forms.add("b=)")  # a name: a value
     assert [(p.name, p.text) for p in forms.parts] == [(None, b")"), ("b", b")")]
     forms = Forms()
-    for _ in range(upload.MAX_DEPTH):
+    for _ in range(upload_form.MAX_DEPTH):
         forms.add("a=(")
     with pytest.raises(UploadError, match=r"over 100 NAME=\( open at once"):
         forms.add("a=(")
@@ -338,7 +338,7 @@ def test_unbalanced_and_too_deep_nesting(files: Path) -> None:
 
 def qp_fed(data: bytes, sizes: list[int]) -> bytes:
     """`data` through the encoder fed in pieces of `sizes` (cycled), then the end."""
-    enc, out, i, k = upload._QuotedPrintable(), [], 0, 0
+    enc, out, i, k = upload_encode.QuotedPrintable(), [], 0, 0
     while i < len(data):
         out.append(enc.feed(data[i : i + sizes[k % len(sizes)]], False))
         i, k = i + sizes[k % len(sizes)], k + 1
@@ -360,11 +360,11 @@ def test_quoted_printable_edges_as_curl() -> None:
     cases += [b"".join(rng.choice(pieces) for _ in range(rng.randrange(1, 40))) for _ in range(300)]
     for data in cases:
         want = reference_qp(data)
-        assert upload._QuotedPrintable().feed(data, True) == want, data
+        assert upload_encode.QuotedPrintable().feed(data, True) == want, data
         assert qp_fed(data, [1]) == want, data
         assert qp_fed(data, [2, 3, 5, 77]) == want, data
     assert reference_qp(b"a" * 75 + b"=") == b"a" * 75 + b"=\r\n=3D"  # no room for =3D
-    assert upload._QuotedPrintable().feed(b"a" * 73 + b"=", True) == b"a" * 73 + b"=3D"
+    assert upload_encode.QuotedPrintable().feed(b"a" * 73 + b"=", True) == b"a" * 73 + b"=3D"
 
 
 def test_quoted_printable_takes_no_python_step_per_byte() -> None:
@@ -379,12 +379,12 @@ def test_quoted_printable_takes_no_python_step_per_byte() -> None:
 
         def trace(frame: Any, event: str, _: Any) -> Any:
             nonlocal steps
-            if frame.f_code.co_filename != upload.__file__:
+            if frame.f_code.co_filename != upload_encode.__file__:
                 return None
             steps += event == "line"
             return trace
 
-        enc = upload._QuotedPrintable()
+        enc = upload_encode.QuotedPrintable()
         sys.settrace(trace)
         try:
             out = enc.feed(data, False) + enc.feed(b"", True)

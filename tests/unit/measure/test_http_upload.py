@@ -27,7 +27,7 @@ from stream_fakes import StreamFakeEndpoint, StreamRig
 from twisted.internet.defer import CancelledError
 from web_pki import make_pki
 
-from packetlab.measure import upload
+from packetlab.measure import upload, upload_body
 from packetlab.measure.http import http_get
 from packetlab.measure.upload import (
     FormPart,
@@ -585,7 +585,7 @@ def test_a_form_part_from_a_silent_pipe_is_cancelled_at_once(
     pipe.close()
     assert failures and failures[0].check(CancelledError) and not pipe.made
     pipe = silent()
-    monkeypatch.setattr(upload, "STDIN_BUFFER", 4)
+    monkeypatch.setattr(upload_body, "STDIN_BUFFER", 4)
     with blocked_read_fails():
         body = multipart([parse_form("a=<-;encoder=base64")], B)
         d = http_get(pipe.rig.session, "http://192.0.2.80/up", data=body, keep_body=True)

@@ -47,7 +47,8 @@ from packetlab.measure.probes import (
 )
 from packetlab.measure.records import Hop, traceroute_line
 from packetlab.measure.replies import ParseError, ReplyKind, parse_reply
-from packetlab.measure.traceroute import probe_length, traceroute
+from packetlab.measure.traceroute import traceroute
+from packetlab.measure.traceroute_probes import probe_length
 
 LO = "127.0.0.1"
 

@@ -1,0 +1,98 @@
+"""A controller session's two timers: the answer watchdog (requests waiting with no
+answer for `answer_timeout` end the session with `AnswerTimeout`) and the close cut (an
+endpoint that does not close within `close_grace` of our EOF is cut off). Mixed into
+`EndpointSession`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from packetlab.controller.errors import AnswerTimeout, ControllerError
+from packetlab.controller.sessiontext import partial_text
+
+if TYPE_CHECKING:
+    from collections import deque
+
+    from twisted.logger import Logger
+
+    from packetlab import wire
+
+
+class SessionTimers:
+    """`EndpointSession` owns the state (made in its `__init__`)."""
+
+    if TYPE_CHECKING:
+        log: Logger
+        reactor: Any
+        peer: str
+        answer_timeout: float | None
+        close_grace: float | None
+        suspended: bool
+        _out: Any
+        _framer: wire.Framer
+        _pending: deque[Any]
+        _dead: bool
+        _lost: bool
+        _paused: bool
+        _answers: int
+        _watch_seen: int
+        _watch_since: float
+        _watch_armed: float
+        _watchdog: Any
+        _cut: Any
+
+        def abort(self, error: ControllerError) -> None: ...
+        def abort_connection(self) -> None: ...
+
+    def _arm_watchdog(self) -> None:
+        assert self.answer_timeout is not None
+        self._watch_armed = self.reactor.seconds()
+        self._watchdog = self.reactor.callLater(self.answer_timeout / 4, self._watch)
+
+    def _watch(self) -> None:
+        """Every timeout/4 while requests wait: give up once no answer came for the whole
+        timeout (not counting time paused by us or suspended by the endpoint)."""
+        self._watchdog = None
+        if self._dead or not self._pending or self.answer_timeout is None:
+            return
+        now = self.reactor.seconds()
+        # Late by more than a period: the reactor itself was held up (the experiment's own
+        # work), so answers may be waiting unread in the socket: that time does not count.
+        stalled = now - self._watch_armed > self.answer_timeout / 2
+        if self._answers != self._watch_seen or self._paused or self.suspended or stalled:
+            self._watch_seen = self._answers
+            self._watch_since = now
+        elif now - self._watch_since >= self.answer_timeout:
+            first = self._pending[0].request.NAME
+            n = len(self._pending)
+            text = (
+                f"the endpoint answered none of {n} waiting request{'s' if n > 1 else ''} "
+                f"(first: {first}) for {self.answer_timeout:g} s"
+            )
+            err = AnswerTimeout(text + partial_text(self._framer))
+            self.log.error(
+                "endpoint {peer}: {error}; closing the session", peer=self.peer, error=err
+            )
+            self.abort(err)
+            self.abort_connection()
+            return
+        self._arm_watchdog()
+
+    def _arm_cut(self) -> None:
+        if self._cut is None and not self._lost and self.close_grace is not None:
+            self._cut = self.reactor.callLater(self.close_grace, self._cut_now)
+
+    def _cancel_cut(self) -> None:
+        cut, self._cut = self._cut, None
+        if cut is not None and cut.active():
+            cut.cancel()
+
+    def _cut_now(self) -> None:
+        self._cut = None
+        if not self._lost and self._out is not None:
+            self.log.warn(
+                "endpoint {peer} did not close within {s:g} s of our close; cutting the connection",
+                peer=self.peer,
+                s=self.close_grace,
+            )
+            self._out.abortConnection()

@@ -1,0 +1,129 @@
+"""A traceroute with one probe in flight at a time (the paper's method, a controller
+round trip per hop), and Butskoy's --mtu, which shrinks the probes as routers or the
+endpoint refuse them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from packetlab.controller import EndpointSession, SendFailed, StopSignal
+from packetlab.measure.capture import MeasureError, RawCapture, next_note, ntag_time, parse_ndata
+from packetlab.measure.probes import Probe
+from packetlab.measure.records import Hop
+from packetlab.measure.replies import Reply
+from packetlab.measure.traceroute_probes import (
+    Adopt,
+    HopCallback,
+    end_of_ttl,
+    ends_trace,
+    smaller_mtu,
+    too_big,
+)
+
+
+def hop_of(probe: Probe, answer: tuple[Reply, int] | None, sent: int | None) -> Hop:
+    """The hop a probe gives: a timeout, or the reply `answer` (reply, receive stamp)."""
+    if answer is None:
+        return Hop.timeout(probe.ttl, probe_send_ns=sent)
+    return Hop.from_reply(
+        probe.ttl, answer[0], probe_send_ns=sent, reply_recv_ns=answer[1], probe_len=len(probe)
+    )
+
+
+async def answer_to(
+    cap: RawCapture, probe: Probe, adopt: Adopt, deadline: float, stop: StopSignal | None
+) -> tuple[Reply, int] | None:
+    """The captured reply to `probe` (and its receive time), read until `deadline`
+    (reactor seconds) or `stop`; None if none came: one probe in flight at a time."""
+    while True:
+        note = await next_note(cap, deadline, stop)
+        if note is None:
+            return None
+        got = parse_ndata(note)
+        if got is not None and adopt(got[0]).key == probe.key:
+            return adopt(got[0]), got[1]
+
+
+async def run_sequential(
+    session: EndpointSession,
+    cap: RawCapture,
+    probes: list[Probe],
+    adopt: Adopt,
+    wait: float,
+    on_hop: HopCallback | None,
+    stop: StopSignal | None,
+) -> list[Hop]:
+    """One probe in flight: send, wait for its answer (or `wait` s), then the next."""
+    reactor = session.reactor
+    hops: list[Hop] = []
+    end = len(probes)
+    i = 0
+    while i < end and not (stop is not None and stop.requested):
+        probe = probes[i]
+        queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
+        for piece in probe.more:  # the rest of a fragmented probe
+            await session.nsend(cap.sktid, piece)
+        answer = await answer_to(cap, probe, adopt, reactor.seconds() + wait, stop)
+        sent = await ntag_time(queued.ntag, reactor, wait)
+        hop = hop_of(probe, answer, sent)
+        if answer is not None and ends_trace(answer[0]):
+            end = min(end, end_of_ttl(probes, i))  # the rest of this TTL's probes
+        hops.append(hop)
+        if on_hop is not None:
+            on_hop(hop)
+        i += 1
+    return hops
+
+
+async def run_mtu_sequential(
+    session: EndpointSession,
+    cap: RawCapture,
+    build: Callable[[int, int], Probe],
+    adopt: Adopt,
+    ttls: list[int],
+    size: int,
+    least: int,
+    hints: Sequence[int],
+    wait: float,
+    on_hop: HopCallback | None,
+    stop: StopSignal | None,
+) -> list[Hop]:
+    """Butskoy's --mtu (with its -N 1): one DF probe at a time, `size` bytes to begin
+    with (`build(i, size)` makes probe i, TTL `ttls[i]`). A probe the endpoint could not
+    send (too big for its interface, or a path MTU its kernel cached) goes again at the
+    next of `hints` (those MTUs, when known) or of the plateaus; one answered by
+    "fragmentation needed" / "packet too big" goes again at the MTU the router named. The
+    first probe answered at a new size carries it (`Hop.mtu`: traceroute's ``F=NUM``)."""
+    reactor = session.reactor
+    hops: list[Hop] = []
+    end, i, new_size = len(ttls), 0, None
+    while i < end and not (stop is not None and stop.requested):
+        probe = build(i, size)
+        queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
+        try:
+            sent = await ntag_time(queued.ntag, reactor, wait)
+        except SendFailed:  # too big for the endpoint's interface (EMSGSIZE)
+            smaller = smaller_mtu(size, least, hints=hints)
+            if smaller is None:
+                raise MeasureError(f"the endpoint could not send a {size} byte probe") from None
+            size = new_size = smaller
+            continue
+        answer = await answer_to(cap, probe, adopt, reactor.seconds() + wait, stop)
+        if answer is not None and too_big(answer[0]):
+            smaller = smaller_mtu(size, least, answer[0].mtu, hints)
+            if smaller is not None:
+                size = new_size = smaller
+                continue
+        hop = hop_of(probe, answer, sent)
+        if answer is not None:
+            if new_size is not None:
+                hop, new_size = dataclasses.replace(hop, mtu=new_size), None
+            if ends_trace(answer[0]):
+                while end > i + 1 and ttls[end - 1] != ttls[i]:
+                    end -= 1
+        hops.append(hop)
+        if on_hop is not None:
+            on_hop(hop)
+        i += 1
+    return hops
