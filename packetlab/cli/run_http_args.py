@@ -15,7 +15,7 @@ MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not im
 USER_AGENT = "pktlab-http/1"  # measure.http's (not imported here: it loads OpenSSL)
 
 
-CONNECT_TIMEOUT = 10.0  # s, http_get's default connect_timeout
+CONNECT_TIMEOUT = 10.0  # s, http_get's default connect_timeout (the connection's set-up)
 
 
 PARALLEL_MAX, PARALLEL_LIMIT = 50, 300  # curl's --parallel-max default and its largest
@@ -417,8 +417,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--connect-timeout", type=_seconds, metavar="S",
-        help=f"seconds for each TCP connect (0: the default, {CONNECT_TIMEOUT:g}; curl's "
-        "also bounds the name lookup and the TLS handshake: ours -m does)",
+        help="seconds for each connection's set-up as curl's: the name lookup, the TCP "
+        f"connect and the TLS handshake together (28 when over) [0: the default, "
+        f"{CONNECT_TIMEOUT:g}; curl's 300]",
     )  # fmt: skip
 
 
