@@ -28,7 +28,6 @@ import base64
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from email.utils import formatdate
 from importlib import import_module
 from typing import Any
 
@@ -44,6 +43,7 @@ from packetlab.controller import (
     read_time,
 )
 from packetlab.measure.cookies import CookieJar
+from packetlab.measure.curldate import http_date
 from packetlab.measure.http1 import _exchange
 from packetlab.measure.http2_exchange import _exchange_h2, _h2_framing
 from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _Unresolved
@@ -265,7 +265,7 @@ async def _fetch(
         mine = _own(own[0], own[1] if same else None, sink.compressed, referer, kind, body)
         names = {k.lower() for k, _ in custom}
         cond = own[0].time_cond  # curl: after the Cookie
-        dated = [] if cond is None else [(cond[0], formatdate(cond[1], usegmt=True))]
+        dated = [] if cond is None else [(cond[0], http_date(cond[1]))]
         sent = _Fields([f for f in mine if f[0].lower() not in names],
                        jar.headers(current) + [f for f in dated if f[0].lower() not in names],
                        custom)  # fmt: skip

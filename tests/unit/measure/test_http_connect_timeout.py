@@ -69,4 +69,3 @@ def test_a_plain_http_exchange_is_not_bounded_by_it() -> None:
     rig = rig_with(Http(OK, pieces=2, gap=2.0))
     r = rig.run(http_get(rig.session, "http://192.0.2.80/", connect_timeout=1.0))
     assert (r.status, r.error) == (200, None)
-
