@@ -353,7 +353,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="resume a download at byte OFFSET (- : the size of the -o file), as curl: "
         "Range: bytes=OFFSET-, the -o file appended to; an answer that does not start "
         "there is curl's 33, a 416 is no error. With -T FILE: the file from OFFSET (- : "
-        "all), Content-Range: bytes OFFSET-LAST/SIZE",
+        "all), Content-Range: bytes OFFSET-LAST/SIZE; with -d: curl 7.88's quirk, the "
+        "data's first LEN-OFFSET bytes under that Content-Range (OFFSET bytes of a stdin "
+        "that cannot seek read and dropped)",
     )  # fmt: skip
     p.add_argument(
         "--limit-rate", metavar="RATE", type=_rate, default=0,
@@ -370,7 +372,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-z", "--time-cond", metavar="TIME",
         help="If-Modified-Since: TIME (-TIME If-Unmodified-Since, =TIME Last-Modified); "
-        "TIME a date or a file (its time of change); a 2xx whose Last-Modified fails it "
+        "TIME a date as curl reads one ('20 Jan 2024', 'Jan 20 2024 10:11 CET', RFC 1123, "
+        "YYYYMMDD) or a file (its time of change); a 2xx whose Last-Modified fails it "
         "is curl's simulated 304, no body",
     )  # fmt: skip
     p.add_argument(
