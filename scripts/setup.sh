@@ -17,6 +17,7 @@ APT_PACKAGES=(
     iperf3                            # pktlab run throughput: the server and native baseline
     tcpdump                           # bench_throughput: native downloads timed from a capture
     nghttp2-server                    # nghttpd: the h2c server of the HTTP/2 curl side-by-side test
+    publicsuffix                      # run http: cookies for a public suffix dropped, as curl with libpsl
 )
 # Installed only when missing.
 missing=()

@@ -15,7 +15,7 @@ MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not im
 USER_AGENT = "pktlab-http/1"  # measure.http's (not imported here: it loads OpenSSL)
 
 
-CONNECT_TIMEOUT = 10.0  # s, http_get's default connect_timeout
+CONNECT_TIMEOUT = 10.0  # s, http_get's default connect_timeout (the connection's set-up)
 
 
 PARALLEL_MAX, PARALLEL_LIMIT = 50, 300  # curl's --parallel-max default and its largest
@@ -353,7 +353,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="resume a download at byte OFFSET (- : the size of the -o file), as curl: "
         "Range: bytes=OFFSET-, the -o file appended to; an answer that does not start "
         "there is curl's 33, a 416 is no error. With -T FILE: the file from OFFSET (- : "
-        "all), Content-Range: bytes OFFSET-LAST/SIZE",
+        "all), Content-Range: bytes OFFSET-LAST/SIZE; with -d: curl 7.88's quirk, the "
+        "data's first LEN-OFFSET bytes under that Content-Range (OFFSET bytes of a stdin "
+        "that cannot seek read and dropped)",
     )  # fmt: skip
     p.add_argument(
         "--limit-rate", metavar="RATE", type=_rate, default=0,
@@ -370,7 +372,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-z", "--time-cond", metavar="TIME",
         help="If-Modified-Since: TIME (-TIME If-Unmodified-Since, =TIME Last-Modified); "
-        "TIME a date or a file (its time of change); a 2xx whose Last-Modified fails it "
+        "TIME a date as curl reads one ('20 Jan 2024', 'Jan 20 2024 10:11 CET', RFC 1123, "
+        "YYYYMMDD) or a file (its time of change); a 2xx whose Last-Modified fails it "
         "is curl's simulated 304, no body",
     )  # fmt: skip
     p.add_argument(
@@ -417,8 +420,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--connect-timeout", type=_seconds, metavar="S",
-        help=f"seconds for each TCP connect (0: the default, {CONNECT_TIMEOUT:g}; curl's "
-        "also bounds the name lookup and the TLS handshake: ours -m does)",
+        help="seconds for each connection's set-up as curl's: the name lookup, the TCP "
+        f"connect and the TLS handshake together (28 when over) [0: the default, "
+        f"{CONNECT_TIMEOUT:g}; curl's 300]",
     )  # fmt: skip
 
 

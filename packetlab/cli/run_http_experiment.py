@@ -52,14 +52,6 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.http import Connections, HttpResult, WriteError, http_get, parse_url
     from packetlab.measure.upload import Upload, UploadError, multipart
 
-    if (
-        args.continue_at is not None
-        and args.data is not None
-        and not args.get
-        and (not args.form and not args.upload_file)
-    ):  # curl 7.88 sends the data's first LEN-N bytes under a Content-Range: not copied
-        raise RunError("-C/--continue-at with -d: a POST resumed is not built (curl 7.88 "
-                       "sends the data's first bytes with a Content-Range)")  # fmt: skip
     if args.continue_at is not None and "-" in args.upload_file:
         raise RunError("-C/--continue-at with -T -: an upload resumed from stdin is not built")
     if args.fail and args.fail_with_body:  # curl: 2, its words
@@ -229,7 +221,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if failing is not None:  # curl -f: the headers of a status >= 400 out, no body
             on_headers, on_body = _both(failing.headers, on_headers), failing.body
         retry = Retry(args.retry, args.retry_delay, args.retry_max_time, session.reactor.seconds())
-        if isinstance(up, Upload) and body is up and args.continue_at is not None:
+        if isinstance(body, bytes) and body is data and offset:  # -C with -d
+            body, unopened, failed_upload = _resumed_post(body, offset, unopened)
+        elif isinstance(up, Upload) and body is up and args.continue_at is not None:
             try:  # curl -C with -T: the file from the offset (-C -: all), a Content-Range
                 body = up.resumed_at(-1 if args.continue_at == "-" else int(args.continue_at))
             except (ValueError, UploadError) as e:  # curl: 18 (nothing left), ours 26
@@ -401,6 +395,47 @@ def _client_cert(args: argparse.Namespace) -> tuple[str, str | None, bytes | Non
             raise RunError(f"--cert {cert}: {why} '{name}' ({detail}; curl: "
                            "58)") from None  # fmt: skip
     return cert, args.key, phrase
+
+
+def _resumed_post(data: bytes, offset: int, unopened: str | None) -> tuple[Any, str | None, int]:
+    """-C OFFSET with -d as curl 7.88.1 sends it: the data's FIRST len-OFFSET bytes (its
+    postfields are not seeked, only their size cut) under `Content-Range: bytes
+    OFFSET-(len-1)/len`. curl seeks its input instead, stdin: where stdin cannot seek
+    (a pipe, a terminal) OFFSET bytes are read from it and dropped, fewer: 26; nothing
+    left: 18, "File already completely uploaded". (body, the transfer's error, its exit
+    code)."""
+    from packetlab.measure.http_message import FORM
+    from packetlab.measure.upload import Upload
+
+    short = _skip_stdin(offset)
+    if short is not None:
+        return data, unopened or short, 26
+    if offset >= len(data):
+        return data, unopened or "File already completely uploaded", 18
+    body = Upload.of(data[: len(data) - offset], FORM)
+    body.resumed = (offset, len(data))
+    return body, unopened, 23
+
+
+def _skip_stdin(offset: int) -> str | None:
+    """curl's resumed upload over stdin (its read callback's default input): seeked to
+    `offset`, else that many bytes read and dropped (blocking, as curl's fread); None, or
+    curl's words when stdin ended first."""
+    try:
+        os.lseek(0, offset, os.SEEK_SET)
+        return None
+    except OSError:
+        pass
+    passed = 0
+    while passed < offset:
+        try:
+            got = len(os.read(0, min(offset - passed, 1 << 16)))
+        except OSError:
+            got = 0
+        if not got:
+            return f"Could only read {passed} bytes from the input"
+        passed += got
+    return None
 
 
 def _resume_offset(continue_at: str | None, path: str | None) -> int:

@@ -4,12 +4,10 @@
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import os
 import re
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
 from typing import IO
 
 from packetlab.cli.run import RunError
@@ -121,25 +119,15 @@ _CONDITIONS = {"-": "If-Unmodified-Since", "=": "Last-Modified"}
 
 def time_cond(text: str, warn: Callable[[str], object]) -> tuple[str, int] | None:
     """-z [+-=]TIME as curl 7.88 reads it: (the request field: If-Modified-Since, with -
-    If-Unmodified-Since, with = Last-Modified; the time in s). TIME is a date (RFC 1123,
-    RFC 850 or asctime, as HTTP writes them, or YYYYMMDD; curl's curl_getdate reads more
-    forms) or else a file whose time of last change is taken; neither: curl's warning,
-    no condition (None)."""
+    If-Unmodified-Since, with = Last-Modified; the time in s). TIME is a date as curl's
+    curl_getdate reads one (`20 Jan 2024`, `Jan 20 2024 10:11 CET`, RFC 1123, RFC 850,
+    asctime, YYYYMMDD: measure/curldate.py) or else a file whose time of last change is
+    taken; neither: curl's warning, no condition (None)."""
+    from packetlab.measure.curldate import getdate
+
     field = _CONDITIONS.get(text[:1], "If-Modified-Since")
     rest = text[1:] if text[:1] in "+-=" and text else text
-    when: float | None = None
-    if re.fullmatch(r"\d{8}", rest):
-        try:
-            when = (
-                datetime.datetime.strptime(rest, "%Y%m%d").replace(tzinfo=datetime.UTC).timestamp()
-            )
-        except ValueError:
-            when = None
-    else:
-        try:
-            when = parsedate_to_datetime(rest).timestamp()
-        except (TypeError, ValueError, IndexError):
-            when = None
+    when: float | None = getdate(rest)
     if when is None:
         try:
             when = os.stat(rest).st_mtime

@@ -6,8 +6,9 @@ header for a URL in curl's order (longest path, then longest domain, then longes
 then the newest), and reads and writes curl's Netscape cookie file: the same header
 lines, one cookie a line (`#HttpOnly_` before the domain of an HttpOnly cookie), the
 newest first. A secure context is https, or the host localhost, 127.0.0.1 or ::1 (as
-curl). No public-suffix list: a Domain must be the host or a parent of it with a dot in
-it (curl also refuses public suffixes with libpsl).
+curl). A Domain must be the host or a parent of it with a dot in it, and no public suffix of
+the host (curl with libpsl: measure/publicsuffix.py, over the system's list when it is
+installed).
 """
 
 from __future__ import annotations
@@ -73,6 +74,15 @@ def _path_match(cookie_path: str, path: str) -> bool:
     return path.startswith(cookie_path) and (
         cookie_path.endswith("/") or path[len(cookie_path)] == "/"
     )
+
+
+def _public_ok(host: str, domain: str) -> bool:
+    """A parent `domain` that is no public suffix of `host` (curl 7.88 with libpsl, over
+    the system's list; without it, every domain that passed the dot rule)."""
+    from packetlab.measure.publicsuffix import suffixes
+
+    psl = suffixes()
+    return psl is None or psl.acceptable(host, domain)
 
 
 def _default_path(path: str) -> str:
@@ -141,6 +151,8 @@ class CookieJar:
                 t = http2time(val)
                 if t is not None:
                     expires = int(t)
+        if tailmatch and domain != host and not _public_ok(host, domain):
+            return  # curl with libpsl: "cookie 'N' dropped, domain 'H' must not set ..."
         if secure and not secure_context(scheme, host):
             return  # curl: a secure cookie only from a secure context
         now = self.now()

@@ -25,9 +25,9 @@ TIME read before its request: no lookup, connect or handshake time (0, as curl's
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from email.utils import formatdate
 from importlib import import_module
 from typing import Any
 
@@ -43,6 +43,7 @@ from packetlab.controller import (
     read_time,
 )
 from packetlab.measure.cookies import CookieJar
+from packetlab.measure.curldate import http_date
 from packetlab.measure.http1 import _exchange
 from packetlab.measure.http2_exchange import _exchange_h2, _h2_framing
 from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _Unresolved
@@ -264,7 +265,7 @@ async def _fetch(
         mine = _own(own[0], own[1] if same else None, sink.compressed, referer, kind, body)
         names = {k.lower() for k, _ in custom}
         cond = own[0].time_cond  # curl: after the Cookie
-        dated = [] if cond is None else [(cond[0], formatdate(cond[1], usegmt=True))]
+        dated = [] if cond is None else [(cond[0], http_date(cond[1]))]
         sent = _Fields([f for f in mine if f[0].lower() not in names],
                        jar.headers(current) + [f for f in dated if f[0].lower() not in names],
                        custom)  # fmt: skip
@@ -368,6 +369,10 @@ def _finish(
 _EXIT_CONNECT = 7  # curl: couldn't connect
 
 
+class _HandshakeTimeout(Exception):
+    """The TLS handshake was not done when --connect-timeout ran out."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Route:
     """What every hop of one transfer is made with (curl's per-transfer options)."""
@@ -451,43 +456,57 @@ async def _connect(
     data: Upload | None,
     headers: _Fields,
 ) -> None:
-    """The hop over a new connection: the name resolved, the connect, the exchange."""
+    """The hop over a new connection: the name resolved, the connect, the exchange.
+    curl's --connect-timeout bounds the three steps of the connection phase together:
+    the lookup, the TCP connect and the TLS handshake."""
     session, u = route.session, hop.url
+    clock = session.reactor
+    until = clock.seconds() + route.connect_timeout
     host, port, connect_to = route.target(u)
+    looked_up = connect_to is None
     if connect_to is None:
         hop.start = await read_time(session)
         try:
-            connect_to = await _resolve(session, replace(u, host=host, port=port), route.family)
+            connect_to = await _resolve(session, replace(u, host=host, port=port), route.family,
+                                        until)  # fmt: skip
         except _Unresolved as e:
-            hop.error, hop.exitcode = str(e), 6
+            hop.error, hop.exitcode = str(e), e.exitcode
             return
     addr = parse_address(connect_to)
     server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
     try:
-        stream = await TcpStream.connect(session, addr, port, timeout=route.connect_timeout,
+        stream = await TcpStream.connect(session, addr, port,
+                                         timeout=max(until - clock.seconds(), 0.001),
                                          recorder=route.recorder,
                                          rbufsz=rbufsz_for(route.rate))  # fmt: skip
     except ControllerError as e:
         hop.error = connect_failure(e, addr, port)
-        hop.exitcode = 28 if "not established within" in str(e) else _EXIT_CONNECT
+        hop.exitcode = _EXIT_CONNECT
+        if "not established within" in str(e):  # curl: (28) Failed to connect ... Timeout
+            since = " of the name lookup's start" if looked_up else ""
+            hop.error = (f"connect to {server}: no answer to the SYN: not established within "
+                         f"{route.connect_timeout:g} s{since} (the host is down or a firewall "
+                         "drops it)")  # fmt: skip
+            hop.exitcode = 28
         return
     hop.server = server
     if hop.start is None:
         hop.start = stream.started_at
     hop.resolved, hop.connected = stream.started_at, stream.established_at
     tls = None if ctx is None else _Tls(ctx, u, stream)
-    await _paced(route, hop, _Conn(stream, tls, server, None), data, headers)
+    await _paced(route, hop, _Conn(stream, tls, server, None), data, headers, until)
 
 
 async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
-                 headers: _Fields) -> None:  # fmt: skip
-    """The hop over `conn`, its reads and sends held to --limit-rate's rate (if any)."""
+                 headers: _Fields, until: float = math.inf) -> None:  # fmt: skip
+    """The hop over `conn`, its reads and sends held to --limit-rate's rate (if any);
+    `until`: when the connection phase (its TLS handshake) must be done."""
     session = route.session
     pace = None if not route.rate else Pace(conn.stream, route.rate, session.reactor.seconds())
     conn.pace = pace
     try:
         await _over(session, hop, conn, data, headers, route.timeout, route.sink,
-                    route.follows, route.pool)  # fmt: skip
+                    route.follows, route.pool, (until, route.connect_timeout))  # fmt: skip
         if pace is not None and hop.error is None and hop.last is not None:
             # the last byte reached the endpoint's kernel before the pace let it go: the
             # transfer ends when it did (curl's time_total: when curl read it)
@@ -509,9 +528,12 @@ async def _over(
     sink: _Sink,
     follows: bool,
     pool: Connections,
+    connect: tuple[float, float] = (math.inf, 0.0),
 ) -> None:
     """One request and its response over `conn` (a new one: TLS handshake first); the
-    connection back into `pool` when the exchange left it reusable, else closed."""
+    connection back into `pool` when the exchange left it reusable, else closed.
+    `connect`: (when the connection phase must be done, --connect-timeout): the
+    handshake's bound when it comes before -m's."""
     stream = conn.stream
     now = session.reactor.seconds()
     if not sink.until:  # curl -m: the URL's time, its redirects included, not each hop's
@@ -521,7 +543,12 @@ async def _over(
     conn.active += 1
     try:
         if conn.tls is not None and not hop.reused:
-            hop.tls_done = await conn.tls.handshake(deadline)
+            try:
+                hop.tls_done = await conn.tls.handshake(min(deadline, connect[0]))
+            except StreamTimeout:
+                if connect[0] < deadline:
+                    raise _HandshakeTimeout from None
+                raise
             conn.tls_version = hop.tls_version = conn.tls.conn.get_protocol_version_name()
             if conn.tls.conn.get_alpn_proto_negotiated() == b"h2":
                 conn.h2 = _h2_framing(conn.server)
@@ -543,6 +570,10 @@ async def _over(
             hop.exitcode = 56
     except _CertificateMismatch as e:
         hop.error, hop.exitcode = str(e), 60
+    except _HandshakeTimeout:  # curl: (28) SSL connection timeout
+        hop.error = (f"SSL connection timeout: no TLS handshake from {conn.server} within "
+                     f"{connect[1]:g} s of the connection's start (--connect-timeout)")  # fmt: skip
+        hop.exitcode = 28
     except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"
         what = "no response" if hop.status is None else "no complete response"
         hop.error = (

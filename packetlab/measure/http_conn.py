@@ -214,21 +214,39 @@ class Connections:
 
 
 class _Unresolved(Exception):
-    """The URL's host has no address: why, in one line (curl's exit 6)."""
+    """The URL's host has no address: why, in one line (curl's exit 6; 28 when the
+    connect timeout ran out during the lookup)."""
+
+    def __init__(self, why: str, exitcode: int = 6) -> None:
+        super().__init__(why)
+        self.exitcode = exitcode
 
 
-async def _resolve(session: EndpointSession, url: Url, family: int | None) -> AddressLike:
+async def _resolve(
+    session: EndpointSession, url: Url, family: int | None, until: float | None = None
+) -> AddressLike:
+    """The host's address through the endpoint's DNS server; `until` (the reactor's
+    clock): curl's --connect-timeout, which bounds the lookup too (each query's wait cut
+    to what is left)."""
     if url.host_is_address:
         return url.host
     # Only here: a URL with an address needs neither the DNS client nor dnspython (~60 ms
     # of a `pktlab run http` start, docs/performance.md).
     from packetlab.measure.dns import DnsError, dns_query
 
+    clock = session.reactor
+    began = clock.seconds()
     qtypes = ["AAAA"] if family == 6 else ["A"] if family == 4 else ["A", "AAAA"]
     why = []
     for qtype in qtypes:
+        wait = 2.0  # dns_query's, twice
+        if until is not None:
+            left = until - clock.seconds()
+            if left <= 0:
+                break
+            wait = min(wait, left / 2)
         try:
-            r = await dns_query(session, url.host, qtype)
+            r = await dns_query(session, url.host, qtype, timeout=wait)
         except DnsError as e:  # no DNS server configured at the endpoint
             raise _Unresolved(f"could not resolve host {url.host}: {e}") from None
         for a in r.answers:
@@ -239,6 +257,12 @@ async def _resolve(session: EndpointSession, url: Url, family: int | None) -> Ad
                 f"could not resolve host {url.host}: no such name (NXDOMAIN from {r.server})"
             )
         why.append(f"{qtype}: {r.error}" if r.error else f"{qtype}: {r.rcode}, no address")
+    if until is not None and clock.seconds() >= until - 1e-6:  # curl: (28) Resolving timed out
+        raise _Unresolved(
+            f"could not resolve host {url.host}: resolving timed out after "
+            f"{(clock.seconds() - began) * 1000:.0f} milliseconds (the connect timeout)",
+            28,
+        )
     raise _Unresolved(
         f"could not resolve host {url.host} through the endpoint's DNS server ({'; '.join(why)})"
     )

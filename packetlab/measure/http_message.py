@@ -9,13 +9,13 @@ import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import h11
 from twisted.internet.defer import Deferred
 
 from packetlab.measure.cookies import CookieJar
+from packetlab.measure.curldate import getdate
 from packetlab.measure.http_url import REDIRECTS, Url
 from packetlab.measure.stream import StreamError
 from packetlab.measure.upload import Upload
@@ -406,17 +406,19 @@ class _Response:
             raise large
 
     def _meets(self, status: int, headers: list[tuple[str, str]]) -> bool:
-        """-z: curl 7.88's Curl_meets_timecondition on a 2xx's Last-Modified (none, or
-        one it cannot read: met): "not new enough" (at or before the time; also for
-        -z =TIME) or, for -z -TIME, "not old enough" (at or after it)."""
+        """-z: curl 7.88's Curl_meets_timecondition on a 2xx's Last-Modified read as
+        curl_getdate reads it (none: met; one it cannot read: -1, as curl's): "not new
+        enough" (at or before the time; also for -z =TIME) or, for -z -TIME, "not old
+        enough" (at or after it)."""
         cond = self.sink.time_cond
         if cond is None or not 200 <= status < 300:
             return True
-        value = next((v for k, v in headers if k.lower() == "last-modified"), "")
-        try:
-            doc = int(parsedate_to_datetime(value).timestamp())
-        except (TypeError, ValueError, IndexError):
+        value = next((v for k, v in headers if k.lower() == "last-modified"), None)
+        if value is None:
             return True
+        doc = getdate(value)
+        if doc is None:  # curl's -1: older than any time asked for
+            doc = -1
         if not doc or not cond[1]:
             return True
         return doc < cond[1] if cond[0] == "If-Unmodified-Since" else doc > cond[1]

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from httpserve import serve_http
@@ -74,7 +74,8 @@ class Echo(BaseHTTPRequestHandler):
             when = int(parse_qs(u.query)["t"][0])
             code, out = 200, "".join(f"{k}: {v}\n" for k, v in self.headers.items()
                                      if k.endswith(("Since", "Modified"))).encode()  # fmt: skip
-            headers.append(("Last-Modified", formatdate(when, usegmt=True)))
+            lm = parse_qs(u.query).get("lm")  # ?lm=TEXT: that Last-Modified as is
+            headers.append(("Last-Modified", lm[0] if lm else formatdate(when, usegmt=True)))
         elif u.path in ("/file", "/wrong", "/norange"):  # -C: bytes=N- answered or not
             code, out = 200, DATA
             start = (self.headers.get("Range") or "").removeprefix("bytes=").removesuffix("-")
@@ -302,6 +303,32 @@ def test_upload_resumed_as_curl(http: str, tmp_path: Path) -> None:
         assert files[0] == files[1], args
 
 
+def test_post_resumed_as_curl(http: str, tmp_path: Path) -> None:
+    # session 17 (curl17b): -C with -d was refused (exit 2); curl 7.88.1 sends the data's
+    # FIRST len-N bytes under Content-Range N-(len-1)/len (a quirk, copied: the echo is
+    # the request), -C - the -o file's size, nothing left: 18 before any request; and it
+    # reads N bytes of stdin (a pipe here) and drops them: fewer, 26
+    (tmp_path / "ten").write_bytes(b"abcdefghij")
+    w = ("-sS", "-w", "|%{http_code} %{size_upload} %{exitcode}")
+    for args, stdin, code in (
+        (["-C", "4", "-d", "abcdefghij", f"{http}/post"], b"1234", 0),
+        (["-C", "4", "-d", "abc", "--data-binary", "@ten", "-X", "PUT", f"{http}/p"],
+         b"12345678", 0),
+        (["-C", "0", "-d", "abcdefghij", f"{http}/post"], b"", 0),
+        (["-C", "-", "-d", "abcdefghij", "-o", "part", f"{http}/post"], b"12345", 0),
+        (["-C", "10", "-d", "abcdefghij", "-o", "part", f"{http}/post"], b"x" * 10, 18),
+        (["-C", "4", "-d", "abcdefghij", f"{http}/post"], b"12", 26),
+        (["-C", "4", "-d", "@-", f"{http}/post"], b"abcdefghij", 26),  # stdin read: 0
+    ):  # fmt: skip
+        runs, files = [], []
+        for who in ("curl", "ours"):
+            (tmp_path / "part").write_bytes(b"EXIST")
+            runs.append(tool(who, *UA, *w, *args, cwd=tmp_path, stdin=stdin))
+            files.append((tmp_path / "part").read_bytes())
+        same(runs[0], runs[1], code)
+        assert files[0] == files[1], args
+
+
 def test_max_filesize_fail_with_body_show_error_as_curl(http: str, tmp_path: Path) -> None:
     # ours had none of them ("unrecognized arguments", exit 2); -fsSL is curl's most
     # common line: stdout, exit and the (one) error line on stderr alike
@@ -459,4 +486,32 @@ def test_time_cond_as_curl(http: str, tmp_path: Path) -> None:
     ):
         runs = [tool(who, *UA, "-o", "-", "-w", "[%{http_code} %{size_download}]", *args,
                      cwd=tmp_path) for who in ("curl", "ours")]  # fmt: skip
+        same(runs[0], runs[1])
+
+
+@pytest.mark.parametrize(
+    "z",
+    [
+        "20 Jan 2024", "Jan 20 2024 10:11 CET", "Sunday, 06-Nov-94 08:49:37 GMT",
+        "Sun Nov  6 08:49:37 1994", "20-Jan-24 10:11:12 +0530", "31 Feb 2024 10:11:60",
+        "12 jan 2024 1: 2: 3 A", "2024-01-20", "January 20, 2024", "20 Jan 2024 25:00",
+    ],
+)  # fmt: skip
+def test_time_cond_free_forms_as_curl(http: str, tmp_path: Path, z: str) -> None:
+    # curl_getdate's forms: ours read RFC 1123/850, asctime and YYYYMMDD only (the rest:
+    # the warning, no condition); the If-Modified-Since sent echoed in the body
+    t = 1709528767
+    runs = [tool(who, *UA, "-o", "-", "-w", "[%{http_code} %{size_download}]", "-z", z,
+                 f"{http}/dated?t={t}", cwd=tmp_path) for who in ("curl", "ours")]  # fmt: skip
+    same(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("lm", ["garbage", "Jan 20 2025 10:00", "Jan 20 2023 10:00"])
+def test_last_modified_read_as_curl(http: str, tmp_path: Path, lm: str) -> None:
+    # curl reads the response's Last-Modified with curl_getdate too: one it cannot read
+    # is -1 (older than the time: no body for -z TIME), ours took it as met
+    for z in ("20 Jan 2024", "-20 Jan 2024"):
+        runs = [tool(who, *UA, "-o", "-", "-w", "[%{http_code} %{size_download}]", "-z", z,
+                     f"{http}/dated?t=0&lm={quote(lm)}", cwd=tmp_path)
+                for who in ("curl", "ours")]  # fmt: skip
         same(runs[0], runs[1])

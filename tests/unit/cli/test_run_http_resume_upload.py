@@ -6,6 +6,7 @@ curl's 18; -F ignores -C (no Content-Range), as curl."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from test_http_redirects import response
 from test_run_http_curl import run
@@ -40,3 +41,42 @@ def test_form_ignores_continue_at_and_the_output_is_appended(tmp_path: Path) -> 
     text = out.read_bytes()
     assert code == 0 and text.startswith(b"EXISTING\nPOST content-length: ")
     assert b"content-range" not in text
+
+
+def test_post_resumed_sends_the_datas_first_bytes_as_curl(monkeypatch: Any) -> None:
+    # curl 7.88.1 -C 4 -d abcdefghij: `Content-Range: bytes 4-9/10`, then "abcdef" (the
+    # postfields' size cut, not their start); it seeks stdin (or reads and drops 4 bytes)
+    from packetlab.cli import run_http_experiment as x
+
+    monkeypatch.setattr(x, "_skip_stdin", lambda offset: None)
+    code, _, raw, _, _ = run("-C", "4", "-d", "abcdefghij", "-o", "-", "http://192.0.2.80/x",
+                             handler=_seen)  # fmt: skip
+    form = b"content-type: application/x-www-form-urlencoded\n"
+    assert (code, raw) == (0, b"POST content-range: bytes 4-9/10\ncontent-length: 6\n" + form
+                           + b"abcdef")  # fmt: skip
+    code, _, raw, _, records = run("-C", "10", "-d", "abcdefghij", "-w", "%{exitcode}", "-o",
+                                   "-", "http://192.0.2.80/x", handler=_seen)  # fmt: skip
+    assert (code, raw, records[0]["error"]) == (1, b"18", "File already completely uploaded")
+    monkeypatch.setattr(x, "_skip_stdin", lambda offset: "Could only read 2 bytes from the input")
+    code, _, raw, _, _ = run("-C", "4", "-d", "abcdefghij", "-w", "%{exitcode}", "-o", "-",
+                             "http://192.0.2.80/x", handler=_seen)  # fmt: skip
+    assert raw == b"26"
+
+
+def test_skip_stdin_reads_and_drops_from_a_pipe(monkeypatch: Any) -> None:
+    import os
+
+    from packetlab.cli.run_http_experiment import _skip_stdin
+
+    r, w = os.pipe()
+    saved = os.dup(0)
+    try:
+        os.write(w, b"123")
+        os.close(w)
+        os.dup2(r, 0)
+        assert _skip_stdin(2) is None
+        assert _skip_stdin(4) == "Could only read 1 bytes from the input"
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(r)
