@@ -279,4 +279,9 @@ def test_a_client_whose_agent_certificate_is_refused_is_held_before_the_close(
         c.close()
     out = broker.output()[mark:]
     assert out.count("refused TLS peer") == 2, out[-2000:]
-    assert out.count("wrong_cert_type: cert #0: subcmd where agent is expected (closing in") == 2
+    # the rule, what the peer is (an endpoint's certificate at the broker), then the hold
+    said = (
+        "wrong_cert_type: cert #0: subcmd where agent is expected (the peer presents a subcmd"
+        " certificate: it is an endpoint, not a broker or an agent) (closing in"
+    )
+    assert out.count(said) == 2, out[-2000:]
