@@ -1,0 +1,55 @@
+"""Session 17 (iperf17b): `pktlab run throughput` beside native iperf3 3.12 against the same
+real `iperf3 -s` on loopback, where the claim is native's behaviour: the fixed-size
+transfer's whole blocks (upload and -R).
+
+Bounded: transfers of 3 MB, one server per test on a free loopback port
+(test_throughput_iperf3_options' fixture).
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import pytest
+from test_throughput_iperf3_options import native, pktlab, port  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 missing")
+
+BLOCK = 128 * 1024
+ODD = 3_000_000  # not a multiple of 128 KiB
+WHOLE = 23 * BLOCK  # 3,014,656
+
+
+def _result(records: list[dict[str, Any]]) -> dict[str, Any]:
+    (result,) = [r for r in records if r["type"] == "throughput"]
+    return result
+
+
+def test_fixed_size_upload_sends_whole_blocks_as_native(port: int) -> None:  # noqa: F811
+    """-n 3000000 alone (the paper's fixed-size transfer), upload: whole 128 KiB blocks
+    until N went, 3,014,656 bytes, as native's sum_sent (was: exactly 3,000,000)."""
+    rc, records, err = pktlab(port, "-n", str(ODD), "--direction", "upload")
+    assert rc == 0, (err, records)
+    ours = _result(records)
+    assert "protocol" not in ours  # the fixed-size transfer, not iperf3's timed test
+    theirs = native(port, "-n", str(ODD))
+    assert theirs["start"]["test_start"]["bytes"] == ours["bytes_limit"] == ODD
+    assert ours["bytes"] == theirs["end"]["sum_sent"]["bytes"] == WHOLE
+    # the server's count: what it read before TEST_END (native's is racy: 0 seen)
+    assert 0 < ours["server_bytes"] <= WHOLE
+
+
+def test_fixed_size_download_counts_whole_blocks_as_native(port: int) -> None:  # noqa: F811
+    """-R -n 3000000: the server sends whole blocks (3,014,656, both); the client counts
+    its reads up to the one that brought N, on loopback the whole last block, as native's
+    sum_received (was: 3,000,000)."""
+    rc, records, err = pktlab(port, "-R", "-n", str(ODD))
+    assert rc == 0, (err, records)
+    ours = _result(records)
+    assert "protocol" not in ours
+    theirs = native(port, "-R", "-n", str(ODD))["end"]
+    assert ours["server_bytes"] == theirs["sum_sent"]["bytes"] == WHOLE
+    assert ODD <= theirs["sum_received"]["bytes"] <= WHOLE
+    # a read ending exactly at N would need a recv() boundary at byte 3,000,000
+    assert ODD < ours["bytes"] <= WHOLE and ours["bytes_limit"] == ODD
