@@ -1,6 +1,6 @@
 """Session 17 (iperf17b): `pktlab run throughput` beside native iperf3 3.12 against the same
 real `iperf3 -s` on loopback, where the claim is native's behaviour: the fixed-size
-transfer's whole blocks (upload and -R).
+transfer's whole blocks (upload and -R); the UDP block-size warning.
 
 Bounded: transfers of 3 MB, one server per test on a free loopback port
 (test_throughput_iperf3_options' fixture).
@@ -9,9 +9,11 @@ Bounded: transfers of 3 MB, one server per test on a free loopback port
 from __future__ import annotations
 
 import shutil
+import subprocess
 from typing import Any
 
 import pytest
+from testkit.poll import wait_tcp_listening
 from test_throughput_iperf3_options import native, pktlab, port  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 missing")
@@ -53,3 +55,32 @@ def test_fixed_size_download_counts_whole_blocks_as_native(port: int) -> None:  
     assert ODD <= theirs["sum_received"]["bytes"] <= WHOLE
     # a read ending exactly at N would need a recv() boundary at byte 3,000,000
     assert ODD < ours["bytes"] <= WHOLE and ours["bytes_limit"] == ODD
+
+
+def _native_text(port: int, *args: str) -> subprocess.CompletedProcess[str]:  # noqa: F811
+    """Native iperf3's text run: its exit code, stdout and stderr."""
+    wait_tcp_listening(port, timeout=20)
+    return subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), *args],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+MSS_WARNING = (
+    "warning: UDP block size 40000 exceeds TCP MSS 32768, may result in fragmentation / drops"
+)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [["-u", "-l", "40000"], ["-u", "-l", "40000", "-R", "-J"], ["-u", "-l", "32768"]],
+    ids=["upload", "reverse-J", "at-the-mss"],
+)
+def test_udp_block_over_the_mss_warns_as_native(port: int, words: list[str]) -> None:  # noqa: F811
+    """-u -l 40000 on loopback (the control connection's MSS 32768): iperf3 3.12's one
+    warning line on stderr, with -J too, and the test runs; -l 32768 none (was: never)."""
+    args = [*words, "-t", "1", "-b", "10M"]
+    rc, _out, err = pktlab(port, *args, json_out=False)
+    theirs = _native_text(port, *args)
+    assert rc == theirs.returncode == 0, (err, theirs.stderr)
+    want = [MSS_WARNING] if "40000" in words else []
+    assert theirs.stderr.splitlines() == want
+    assert err.splitlines() == want
