@@ -84,3 +84,57 @@ def test_udp_block_over_the_mss_warns_as_native(port: int, words: list[str]) -> 
     want = [MSS_WARNING] if "40000" in words else []
     assert theirs.stderr.splitlines() == want
     assert err.splitlines() == want
+
+
+def _heads(text: str) -> list[str]:
+    return [x for x in text.splitlines() if x.startswith("[ ID]")]
+
+
+@pytest.mark.parametrize(
+    "words", [["-R", "-n", "1M"], ["-R", "-t", "1"], ["-R", "-t", "1", "-i", "0.5"]],
+    ids=["n-1M", "t-1", "t-1-i-half"],
+)
+def test_reverse_headers_as_native(port: int, words: list[str]) -> None:  # noqa: F811
+    """-R -n 1M and -R -t 1: the only interval line is printed after the results exchange,
+    under `Retr  Cwnd` (the server has retransmits), as native 3.12 does every time;
+    -R -t 1 -i 0.5 the receiver's header (was: the receiver's always)."""
+    rc, ours, err = pktlab(port, *words, json_out=False)
+    theirs = _native_text(port, *words)
+    assert rc == theirs.returncode == 0, (err, theirs.stderr)
+    assert _heads(ours) == _heads(theirs.stdout), (ours, theirs.stdout)
+
+
+def test_interval_zero_shows_the_whole_test_as_native(port: int) -> None:  # noqa: F811
+    """-i 0: native 3.12 prints one interval line, the whole test, and -J has it (was:
+    none, and -J's intervals empty); -P 2 its [SUM] and one separator."""
+    args = ["-t", "1", "-i", "0", "-P", "2", "-b", "10M"]
+    rc, ours, err = pktlab(port, *args, "--direction", "upload", json_out=False)
+    theirs = _native_text(port, *args).stdout
+    assert rc == 0, err
+    for text in (ours, theirs):
+        lines = text.splitlines()
+        spans = [x.split("sec")[0] for x in lines
+                 if x.startswith(("[  5]", "[SUM]")) and "connected" not in x]  # fmt: skip
+        # the interval, then sender and receiver: each 0.00-1.00
+        assert sorted(spans) == ["[  5]   0.00-1.00   "] * 3 + ["[SUM]   0.00-1.00   "] * 3
+        assert lines.count("- - - - - - - - - - - - - - - - - - - - - - - - -") == 1, text
+    rc, records, err = pktlab(port, "-R", "-n", "1M", "-i", "0")
+    assert rc == 0, err
+    assert [(r["start"], r["type"]) for r in records if r["type"] == "interval"] == [
+        (0.0, "interval")
+    ]
+    assert len(native(port, "-R", "-n", "1M", "-i", "0")["intervals"]) == 1
+
+
+def test_udp_lines_as_native(port: int) -> None:  # noqa: F811
+    """-R -u and --bidir -u: a receiving interval line ends in two spaces; --bidir's
+    sending line has its count under Lost/Total (was: no spaces; 10 columns left)."""
+    args = ["--bidir", "-u", "-b", "10M", "-t", "1"]
+    rc, ours, err = pktlab(port, *args, json_out=False)
+    theirs = _native_text(port, *args).stdout
+    assert rc == 0, err
+    for text in (ours, theirs):
+        tx = [x for x in text.splitlines() if x.startswith("[  5][TX-C]   0.00-1.00")]
+        rx = [x for x in text.splitlines() if x.startswith("[  7][RX-C]   0.00-1.00")]
+        assert tx[0].endswith("bits/sec            " + tx[0].split()[-1] + "  "), text
+        assert rx[0].endswith("%)  "), text
