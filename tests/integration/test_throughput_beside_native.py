@@ -13,8 +13,8 @@ import subprocess
 from typing import Any
 
 import pytest
-from testkit.poll import wait_tcp_listening
 from test_throughput_iperf3_options import native, pktlab, port  # noqa: F401 (a fixture)
+from testkit.poll import wait_tcp_listening
 
 pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 missing")
 
@@ -91,7 +91,8 @@ def _heads(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "words", [["-R", "-n", "1M"], ["-R", "-t", "1"], ["-R", "-t", "1", "-i", "0.5"]],
+    "words",
+    [["-R", "-n", "1M"], ["-R", "-t", "1"], ["-R", "-t", "1", "-i", "0.5"]],
     ids=["n-1M", "t-1", "t-1-i-half"],
 )
 def test_reverse_headers_as_native(port: int, words: list[str]) -> None:  # noqa: F811

@@ -223,8 +223,7 @@ def test_udp_block_over_the_mss_is_iperf3s_warning() -> None:
     known (an endpoint without SKT_TCPINFO: iperf3's 0)."""
     udp = {**CONNECTED, "protocol": "udp", "length": 40000}
     assert run_throughput.udp_mss_warning(udp) == (
-        "warning: UDP block size 40000 exceeds TCP MSS 32768, may result in fragmentation "
-        "/ drops"
+        "warning: UDP block size 40000 exceeds TCP MSS 32768, may result in fragmentation / drops"
     )
     assert run_throughput.udp_mss_warning({**udp, "length": 32768}) is None
     assert run_throughput.udp_mss_warning({**udp, "tcp_mss": 0}) is None
