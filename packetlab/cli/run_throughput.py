@@ -228,9 +228,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="bits/s per stream, e.g. 10M (K/M/G, 0: unlimited), as iperf3 -b "
                    "[UDP 1M, TCP unlimited]; paced by scheduled sends")  # fmt: skip
     p.add_argument("-i", "--interval", type=float, default=None, metavar="S",
-                   help="report every S seconds (0.1..60, 0: none), as iperf3 -i, from "
-                   "endpoint stamps, each as soon as it is complete [1 with -t/-P/-u/-b/-l, "
-                   "as iperf3]")  # fmt: skip
+                   help="report every S seconds (0.1..60; 0: one, the whole test), as "
+                   "iperf3 -i, from endpoint stamps, each as soon as it is complete [1 with "
+                   "-t/-P/-u/-b/-l, as iperf3]")  # fmt: skip
     p.add_argument("-l", "--length", type=length, default=None, metavar="N",
                    help="block (TCP) or datagram (UDP) size, as iperf3 -l [128K; UDP "
                    "1460]")  # fmt: skip
