@@ -228,9 +228,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="bits/s per stream, e.g. 10M (K/M/G, 0: unlimited), as iperf3 -b "
                    "[UDP 1M, TCP unlimited]; paced by scheduled sends")  # fmt: skip
     p.add_argument("-i", "--interval", type=float, default=None, metavar="S",
-                   help="report every S seconds (0.1..60, 0: none), as iperf3 -i, from "
-                   "endpoint stamps, each as soon as it is complete [1 with -t/-P/-u/-b/-l, "
-                   "as iperf3]")  # fmt: skip
+                   help="report every S seconds (0.1..60; 0: one, the whole test), as "
+                   "iperf3 -i, from endpoint stamps, each as soon as it is complete [1 with "
+                   "-t/-P/-u/-b/-l, as iperf3]")  # fmt: skip
     p.add_argument("-l", "--length", type=length, default=None, metavar="N",
                    help="block (TCP) or datagram (UDP) size, as iperf3 -l [128K; UDP "
                    "1460]")  # fmt: skip
@@ -482,6 +482,15 @@ def timed_experiment(
 
     recorder = pcapout.recorder_for(args)  # all runs in one file, payloads cut short
 
+    def connected(r: Record) -> None:
+        warning = udp_mss_warning(r)
+        if warning is not None:  # iperf3: on stderr, whatever -J, --logfile or -T say
+            import sys
+
+            sys.stderr.write(warning + "\n")
+            sys.stderr.flush()
+        emit(r)
+
     async def run(session: Any) -> None:
         for i in range(args.runs):
             if progress.stopping:
@@ -494,11 +503,23 @@ def timed_experiment(
                 session, host, port, spec=spec, on_interval=emit, progress=show,
                 timeout=(spec.seconds or 0) + args.max_time,
                 stopping=lambda: progress.stopping,  # Ctrl-C: the totals so far, as iperf3
-                on_connected=emit, recorder=recorder,
+                on_connected=connected, recorder=recorder,
             )  # fmt: skip
             emit(r.to_dict())
 
     return pcapout.recording(args, recorder, run)
+
+
+def udp_mss_warning(r: Record) -> str | None:
+    """iperf3 3.12's warning when a UDP test's -l exceeds the control connection's MSS
+    (the endpoint's TCP_INFO here; none when it is not known, as iperf3's 0)."""
+    mss, block = r.get("tcp_mss") or 0, r.get("length") or 0
+    if r.get("protocol") != "udp" or mss <= 0 or block <= mss:
+        return None
+    return (
+        f"warning: UDP block size {block} exceeds TCP MSS {mss}, may result in "
+        "fragmentation / drops"
+    )
 
 
 #: iperf3's text lines (run_throughput_rows), loaded with the first record shown

@@ -73,18 +73,23 @@ def interval_rows(r: Record, fmt: str = "a") -> str:
     cols = not udp and (sampled if bidir else not r["sender"] or sampled)
     if r["start"] == 0 and (r.get("omitted") or not r.get("after_omit")):
         head = iperf3.UDP_SENDER_HEADER if r["sender"] else iperf3.UDP_HEADER
-        tcp = iperf3.TCP_HEADER if cols and (r["sender"] or bidir) else iperf3.HEADER  # -R
+        # -R: the receiver's header, but over a line shown after the server's results
+        # (the only one) a sender's with Retr and Cwnd when it has them, as 3.12 prints
+        retr = r["sender"] or bidir or r.get("sender_has_retransmits") == 1
+        tcp = iperf3.TCP_HEADER if cols and retr else iperf3.HEADER
         lines.append(_header(head if udp else tcp, r))
     several = False
     for role, streams in _roles(r):
         omitted = ""  # iperf3 marks -O's pre-test intervals, after its columns' padding
         sends = r["sender"] if role is None else role == "TX-C"
+        # a UDP sender's count: under --bidir's Jitter columns 10 spaces further right
+        pad = " " * 10 if bidir else ""
         for s in streams:
-            tail = f"  {s['packets']}  " if udp else ""
+            tail = f"  {pad}{s['packets']}  " if udp else ""
             if cols:
                 tail = _tcp_tail(s, sends, cwnd=True)
-            if "jitter_ms" in s:
-                tail = iperf3.udp_tail(s["jitter_ms"] / 1e3, s["lost"], s["total"])
+            if "jitter_ms" in s:  # iperf3 3.12: two spaces after, as before "receiver"
+                tail = iperf3.udp_tail(s["jitter_ms"] / 1e3, s["lost"], s["total"]) + "  "
             if r.get("omitted"):
                 omitted = ("" if tail.endswith("  ") else "  " if udp else " " * 18) + "(omitted)"
             lines.append(iperf3.report_line(_label(s["id"], role), r["start"], r["end"],
@@ -92,7 +97,7 @@ def interval_rows(r: Record, fmt: str = "a") -> str:
                                             fmt))  # fmt: skip
         if len(streams) > 1:
             several = True
-            tail = f"  {sum(s['packets'] for s in streams)}  " if udp else ""
+            tail = f"  {pad}{sum(s['packets'] for s in streams)}  " if udp else ""
             if cols:
                 total = r["sum"]
                 if role is not None:  # --bidir: the role's streams (the record's sum is all)
@@ -102,7 +107,7 @@ def interval_rows(r: Record, fmt: str = "a") -> str:
             if udp and "jitter_ms" in streams[0]:  # iperf3: the streams' mean jitter
                 jitter = sum(s["jitter_ms"] for s in streams) / len(streams) / 1e3
                 tail = iperf3.udp_tail(jitter, sum(s["lost"] for s in streams),
-                                       sum(s["total"] for s in streams))  # fmt: skip
+                                       sum(s["total"] for s in streams)) + "  "  # fmt: skip
             lines.append(iperf3.report_line(_label("SUM", role), r["start"], r["end"],
                                             sum(s["bytes"] for s in streams), r["seconds"],
                                             tail + omitted, fmt))  # fmt: skip
@@ -116,7 +121,7 @@ def timed_rows(r: Record, fmt: str = "a", verbose: bool = False) -> str:
     of them are the endpoint's (--bidir: the sending streams' block, then the receiving
     ones'); `fmt` iperf3's -f, `verbose` its -V lines."""
     udp = r["protocol"] == "udp"
-    shown = r.get("interval") and r["parallel"] > 1  # the intervals ended with a separator
+    shown = r["parallel"] > 1  # the intervals (one with -i 0) ended with a separator
     lines = [] if shown else [iperf3.SEPARATOR]
     if verbose:
         lines.append("Test Complete. Summary Results:")

@@ -318,9 +318,9 @@ def server_output(results: dict[str, Any]) -> str | dict[str, Any] | None:
 
 
 def remote(results: dict[str, Any]) -> dict[str, Any]:
-    """The server's CPU figures (`cpu_util_total`, `_user`, `_system`: percent) and its
-    congestion control (`congestion_used`), those it sent in range; -J shows them as
-    remote_* and sender/receiver_tcp_congestion."""
+    """The server's CPU figures (`cpu_util_total`, `_user`, `_system`: percent), its
+    congestion control (`congestion_used`) and `sender_has_retransmits`, those it sent in
+    range; -J shows the first as remote_* and sender/receiver_tcp_congestion."""
     out: dict[str, Any] = {}
     for key in ("cpu_util_total", "cpu_util_user", "cpu_util_system"):
         v = results.get(key)
@@ -329,6 +329,9 @@ def remote(results: dict[str, Any]) -> dict[str, Any]:
     cc = results.get("congestion_used")
     if isinstance(cc, str) and cc.isprintable() and len(cc) <= 32:
         out["congestion_used"] = cc
+    has = results.get("sender_has_retransmits")  # 1: its TCP sender reports Retr
+    if has in (-1, 0, 1) and not isinstance(has, bool):
+        out["sender_has_retransmits"] = has
     return out
 
 
@@ -552,10 +555,12 @@ class Intervals:
 
     def finish(self, end_ns: int) -> list[dict[str, Any]]:
         """The intervals up to the test's end, the last one partial if it is at least a
-        tenth of an interval or carried bytes (iperf3 drops a shorter, empty one)."""
+        tenth of an interval or carried bytes (iperf3 drops a shorter, empty one). With
+        `every` 0 (-i 0) the one interval of the whole test, as iperf3 3.12 reports it
+        at the end."""
         out = self.until(end_ns)
         if self.every <= 0:
-            return out
+            return [self._close(max(end_ns, self.start))] if self.k == 0 else out
         begin = self.start + self.k * self.every
         if end_ns > begin and (end_ns - begin >= self.every / 10 or any(self.bytes.values())):
             out.append(self._close(end_ns))

@@ -58,6 +58,7 @@ from packetlab.measure import iperf3, upload_start
 from packetlab.measure.iperf3 import DEFAULT_PORT, Iperf3Error, State
 from packetlab.measure.pcap import PcapRecorder, TcpFlow
 from packetlab.measure.stream import StreamError, StreamTimeout, TcpStream, connect_failure
+from packetlab.measure.throughput_reads import Reads, server_total
 from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, vmem
 
 __all__ = [
@@ -94,7 +95,7 @@ class ThroughputResult:
     direction: str  # "download" or "upload"
     server: str
     port: int
-    bytes: int  # transferred
+    bytes: int  # transferred: whole blocks, as iperf3 (upload: sent; download: read)
     seconds: float | None = None  # the measured span (after the first `skip` bytes)
     mbit_s: float | None = None  # 10^6 bit/s
     skip: int = SKIP
@@ -112,6 +113,7 @@ class ThroughputResult:
     stalls: list[dict[str, float]] | None = None  # download: where the data stopped
     stall_ms: float | None = None  # the stalls' excess in all
     error: str | None = None
+    bytes_limit: int | None = None  # -n as asked
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -121,6 +123,8 @@ class ThroughputResult:
             "port": self.port,
             "bytes": self.bytes,
         }
+        if self.bytes_limit is not None:
+            out["bytes_limit"] = self.bytes_limit
         if self.error is not None:
             out["error"] = self.error
             return out
@@ -432,14 +436,19 @@ async def throughput(
         raise ValueError(f"need 0 <= skip < bytes, got skip={skip} bytes={nbytes}")
     addr = parse_address(server)
     info = await read_system_info(session)
-    need = nbytes + 2 * MIB
+    # iperf3 3.12 sends whole blocks until N bytes went (the client uploading, the server
+    # for -R): -n 3000000 moves 3,014,656 bytes
+    whole = server_total(nbytes, None, iperf3.BLOCK) or nbytes
+    need = whole + 2 * MIB
     if need > info.bufmax - info.bufused:
         raise ThroughputError(
             f"{nbytes} bytes do not fit the endpoint's buffer budget (BufMax {info.bufmax}, "
             f"{info.bufused} in use): the method holds the whole transfer at the endpoint; "
             "ask for fewer bytes or raise BufMax"
         )
-    result = ThroughputResult(direction, str(addr), port, nbytes, skip=skip)
+    upload_total = whole if direction == "upload" else nbytes
+    result = ThroughputResult(direction, str(addr), port, upload_total, skip=skip,
+                              bytes_limit=nbytes)  # fmt: skip
     try:
         ctl, key = await _admitted(session, addr, port, recorder)
     except Iperf3Error as e:
@@ -458,7 +467,7 @@ async def throughput(
         await ctl.expect(State.CREATE_STREAMS)
         data_sktid = session.free_sktid()
         mask = NotifMask.NDATA if direction == "download" else NotifMask.NTAG
-        transfer = _Download(session, result) if direction == "download" else None
+        transfer = _Download(session, result, whole) if direction == "download" else None
         opened = session.nopen_tcp_connect(
             data_sktid, addr, port, rbufsz=need if transfer else 64 * 1024, buffer=False
         )
@@ -485,7 +494,7 @@ async def throughput(
             session.nsend(data_sktid, key).addErrback(lambda _: None)
             if flow is not None:
                 flow.sent(est.time, key)
-        await ctl.expect(State.TEST_START, timeout=10.0 + (lead or 0.5 + nbytes / 20e6))
+        await ctl.expect(State.TEST_START, timeout=10.0 + (lead or 0.5 + whole / 20e6))
         if upload is not None:
             upload.test_start = ctl.time
         await ctl.expect(State.TEST_RUNNING)
@@ -496,12 +505,12 @@ async def throughput(
             await upload.run(ctl, timeout, poll, progress)
         await ctl.expect(State.EXCHANGE_RESULTS)
         seconds = (result.seconds or 0.0) + 0.0
-        ctl_stream.send(iperf3.encode_json(iperf3.client_results(nbytes, seconds)))
+        ctl_stream.send(iperf3.encode_json(iperf3.client_results(result.bytes, seconds)))
         server_bytes, server_seconds = await ctl.read_json(iperf3.stream_result)
-        if direction == "upload" and server_bytes > nbytes:
+        if direction == "upload" and server_bytes > result.bytes:
             raise Iperf3Error(
                 f"the iperf3 server {ctl.peer} reports {server_bytes} bytes received of the "
-                f"{nbytes} sent"
+                f"{result.bytes} sent"
             )
         result.server_bytes, result.server_seconds = server_bytes, server_seconds
         if server_seconds > 0:
@@ -537,19 +546,26 @@ async def throughput(
 #: Buffer space an endpoint may keep per held ntag (the reference's per-message overhead,
 #: 72 + 44 bytes, rounded up): BUFUSED settles that far above its start on an upload.
 HELD_NTAG_ROOM = 128
+#: A download's N is in but not the server's whole last block: how long the rest may take
+#: (an iperf3 3.12 server sends it right after; one that stops at N sends none)
+WHOLE_GRACE = 0.5
 
 
 class _Download:
-    """Counts the data socket's ndata (held, then released) with their stamps."""
+    """Counts the data socket's ndata (held, then released) with their stamps. The server
+    sends `whole` bytes (whole blocks); the test's bytes are iperf3's client's: its reads
+    up to the one that brought `result.bytes` (-n), modelled from the recv()s."""
 
-    def __init__(self, session: EndpointSession, result: ThroughputResult) -> None:
+    def __init__(self, session: EndpointSession, result: ThroughputResult, whole: int) -> None:
         self.session = session
         self.result = result
+        self.whole = whole
         self.received = 0
         self.stamps: list[tuple[int, int]] = []
         self.closed = False
         self.flow: TcpFlow | None = None
         self._waiter: Deferred[None] | None = None
+        self._grace: Any = None
 
     def note(self, note: object) -> None:
         if isinstance(note, Ndata):
@@ -561,9 +577,33 @@ class _Download:
             self.closed = True
         else:
             return
-        if self._waiter is not None and (self.received >= self.result.bytes or self.closed):
+        if self._waiter is None:
+            return
+        if self.received >= self.whole or self.closed:
+            self._release()
+        elif self.received >= self.result.bytes and self._grace is None:
+            # N is in; a server that does not round up to whole blocks (not 3.12's) sends
+            # no more: what came within WHOLE_GRACE is all
+            self._grace = self.session.reactor.callLater(WHOLE_GRACE, self._release)
+
+    def _release(self) -> None:
+        if self._grace is not None and self._grace.active():
+            self._grace.cancel()
+        if self._waiter is not None:
             w, self._waiter = self._waiter, None
             w.callback(None)
+
+    def counted(self) -> int:
+        """iperf3's bytes: its reads of up to -l bytes (throughput_reads) until the one
+        that brought N; all that came if none did (the last read ends at the socket's
+        end)."""
+        limit, reads, prev = self.result.bytes, Reads(iperf3.BLOCK), 0
+        for cum, _t in self.stamps:
+            taken = reads.take(cum - prev, lambda: reads.done_bytes >= limit)
+            if reads.done_bytes >= limit:
+                return prev + taken
+            prev = cum
+        return self.received
 
     async def run(
         self, sktid: int, ctl: _Control, timeout: float, poll: float, progress: Progress | None
@@ -587,8 +627,9 @@ class _Download:
                 raise StreamError(f"only {used} of {total} bytes arrived within {timeout:g} s")
             last = used
             await _sleep(session, poll)
-        # Release the held ndata and count the bytes themselves; TEST_END once all N are in,
-        # as native iperf3 sends it when it has read N bytes.
+        # Release the held ndata and count the bytes themselves; TEST_END once the server's
+        # whole blocks are in (iperf3 sends it after the read that brought N: all of them
+        # when they came together, as on a fast path).
         self._waiter = Deferred()
         await set_notifmask(session, sktid, 0)
         waiter = self._waiter
@@ -599,10 +640,11 @@ class _Download:
         if self.received < total:
             raise StreamError(f"the data connection closed after {self.received} of {total} bytes")
         r = self.result
-        b, t0, t1 = rate_after(self.stamps, total, r.skip)
+        r.bytes = got = self.counted()
+        b, t0, t1 = rate_after(self.stamps, got, r.skip)
         r.seconds = (t1 - t0) / 1e9
-        r.measured_bytes = total - b
-        r.mbit_s = mbit(total - b, t1 - t0)
+        r.measured_bytes = got - b
+        r.mbit_s = mbit(got - b, t1 - t0)
         r.method = "ndata-stamps"
         r.start_ns = self.stamps[0][1]
         r.chunks = len(self.stamps)

@@ -104,6 +104,11 @@ class Streams:
         self.capture: TimedCapture | None = None  # --pcap: the data streams' packets
         self.final: Deferred[dict[int, Any]] | None = None  # the sample as the test ended
         self.disks: list[DiskFile] = []  # -F: the file as each stream opened it
+        # TCP -R: the test's last interval, shown once the server's results came, as
+        # iperf3 3.12 prints it (at DISPLAY_RESULTS; see `show_held`)
+        self.hold_last = not spec.udp and spec.direction == "download" and not spec.bidir
+        self.held: list[dict[str, Any]] = []
+        self.omitted_shown = False  # -O's pre-test has lines (not with -i 0)
         # -n/-k over TCP: what the server sends in all (then every read in progress ends),
         # and whether iperf3's reads reached the count (later data is not counted)
         self.rx_total: int | None = None
@@ -146,13 +151,33 @@ class Streams:
                     )
             if omitted:
                 rec["omitted"] = True
-            elif self.omit_ns:  # counted, after -O's pre-test (iperf3: no second header)
+            elif self.omitted_shown:  # after -O's pre-test's lines (iperf3: no 2nd header)
                 rec["after_omit"] = True
-            if self.sample_tcp:
+            if self.hold_last and not omitted and self._last(rec):
+                self.held.append(rec)
+            elif self.sample_tcp:
                 sample = self.final  # closed after the test's end: its last sample
                 self.emitting = Deferred.fromCoroutine(self._sampled(rec, self.emitting, sample))
             else:
                 self.on_interval(rec)
+
+    def _last(self, rec: dict[str, Any]) -> bool:
+        """`rec` is the test's last interval: closed as the test ended, or ending at -t."""
+        seconds = self.spec.seconds
+        return self.counted or (seconds is not None and rec["end"] >= seconds - 1e-9)
+
+    def show_held(self, server_retransmits: int | None = None) -> None:
+        """The last interval, held (TCP -R): iperf3 3.12's client prints it after the
+        results exchange, and if no interval came before it, its header is the one of a
+        sender with retransmits when the server says it has them (its results'
+        `sender_has_retransmits`: `Retr  Cwnd` over a -R test's only line, -R -n 1M or
+        -R -t 1, where the lines of a longer test have the receiver's header)."""
+        held, self.held = self.held, []
+        for rec in held:
+            if server_retransmits is not None:
+                rec["sender_has_retransmits"] = server_retransmits
+            assert self.on_interval is not None
+            self.on_interval(rec)
 
     async def tcp_sample(self) -> dict[int, Any]:
         """Each stream's TCP_INFO now, by label (those the endpoint has: none from an
@@ -218,14 +243,16 @@ class Streams:
         if spec.seconds is not None:
             self.stop_at = self.counted_from + int(spec.seconds * 1e9)
             self.end = self.stop_at if spec.direction == "upload" or spec.bidir else None
-        if spec.interval:
-            labels = [f.label for f in self.flows]
-            receives = spec.direction == "download" or spec.bidir
-            extra = self._udp_interval if spec.udp and receives else None
-            every = int(spec.interval * 1e9)
-            self.intervals = Intervals(self.counted_from, every, labels, extra)
-            if self.omit_ns:  # iperf3: the pre-test's intervals from 0 too, "(omitted)"
-                self.omitted = Intervals(t0, every, labels, extra)
+        # -i 0: one interval, the whole counted test, shown at its end (iperf3 3.12's
+        # last stats callback; -O's pre-test then shows none)
+        labels = [f.label for f in self.flows]
+        receives = spec.direction == "download" or spec.bidir
+        extra = self._udp_interval if spec.udp and receives else None
+        every = int(spec.interval * 1e9)
+        self.intervals = Intervals(self.counted_from, every, labels, extra)
+        if self.omit_ns and every:  # iperf3: the pre-test's intervals from 0, "(omitted)"
+            self.omitted = Intervals(t0, every, labels, extra)
+            self.omitted_shown = True
 
     def _udp_interval(self, label: int) -> dict[str, Any]:
         """A UDP receiver's interval columns, as iperf3's: the jitter now, the datagrams

@@ -486,6 +486,7 @@ async def timed_test(
             await test.emitting  # the intervals shown before the totals
         ctl.stream.send(iperf3.encode_json(iperf3.timed_client_results(test.figures())))
         theirs, output, result.remote = await ctl.read_json(_server_results)
+        test.show_held(result.remote.pop("sender_has_retransmits", None))
         if spec.server_output:  # an iperf3 3.12 server keeps sending it after one asked
             result.server_output = output
         result.streams = test.streams(theirs, tcp)
@@ -501,6 +502,7 @@ async def timed_test(
     except defer.TimeoutError:
         result.error = f"the endpoint's notifications did not come within {timeout:g} s"
     finally:
+        test.show_held()  # a test that failed after its end: its last interval all the same
         await test.close()
         await ctl.stream.close()
         if test.capture is not None:  # the packets built now, after the test

@@ -215,3 +215,16 @@ def test_n_out_of_range_is_one_line(n: str, capsys: pytest.CaptureFixture[str]) 
         args_of("-n", n)
     assert e.value.code == 2
     assert f"-n must be 1..4G bytes, got {n}" in capsys.readouterr().err
+
+
+def test_udp_block_over_the_mss_is_iperf3s_warning() -> None:
+    """A UDP test's -l over the control connection's MSS: iperf3 3.12's line (native's
+    on loopback, -u -l 40000); none at or below the MSS, over TCP, or with the MSS not
+    known (an endpoint without SKT_TCPINFO: iperf3's 0)."""
+    udp = {**CONNECTED, "protocol": "udp", "length": 40000}
+    assert run_throughput.udp_mss_warning(udp) == (
+        "warning: UDP block size 40000 exceeds TCP MSS 32768, may result in fragmentation / drops"
+    )
+    assert run_throughput.udp_mss_warning({**udp, "length": 32768}) is None
+    assert run_throughput.udp_mss_warning({**udp, "tcp_mss": 0}) is None
+    assert run_throughput.udp_mss_warning({**udp, "protocol": "tcp"}) is None

@@ -46,8 +46,10 @@ class FakeIperf3:
         deny: bool = False,
         fail_at: State | None = None,
         setup: float = 0.0,
+        whole: bool = True,
     ) -> None:
         self.rig = rig
+        self.whole = whole  # -R: whole blocks until N, as iperf3 3.12 (else exactly N)
         self.deny = deny
         self.fail_at = fail_at
         self.setup = setup  # s from the cookie to TEST_START (iperf3 sets the stream up)
@@ -134,6 +136,8 @@ class FakeIperf3:
         self.state(State.TEST_RUNNING)
         if self.params.get("reverse"):
             total = int(self.params["num"])  # type: ignore[call-overload]
+            if self.whole:
+                total = -(-total // iperf3.BLOCK) * iperf3.BLOCK
             piece = 1 << 16
             for off in range(0, total, piece):
                 n = min(piece, total - off)
@@ -212,6 +216,46 @@ def test_download_cut_short_is_an_error() -> None:
     assert "closed after" in r.error or "arrived within" in r.error, r.error
 
 
+ODD = 3_000_000  # not a multiple of iperf3's 128 KiB block: 23 blocks are 3,014,656
+WHOLE = 23 * iperf3.BLOCK
+
+
+def test_download_counts_the_servers_whole_blocks() -> None:
+    """-n 3000000 -R: iperf3 3.12's server sends whole blocks until N (3,014,656 bytes),
+    and its client's read that brought N took the rest of the last block; so do we (was:
+    3,000,000)."""
+    rig, server = rig_with_server()
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=ODD, direction="download"))
+    assert r.error is None, r.error
+    assert server.params["num"] == ODD and server.got == WHOLE
+    assert r.bytes == WHOLE and r.bytes_limit == ODD
+    assert r.measured_bytes == WHOLE - MIB
+    assert r.mbit_s == pytest.approx(RATE * 8 / 1e6, rel=5e-3)
+    assert r.to_dict()["bytes"] == WHOLE and r.to_dict()["bytes_limit"] == ODD
+    assert server.client_results["streams"][0]["bytes"] == WHOLE  # type: ignore[index]
+
+
+def test_download_from_a_server_that_stops_at_n() -> None:
+    """A server that sends exactly N (not 3.12's rounding): N is all that comes, counted
+    after WHOLE_GRACE instead of waiting for a block that never comes."""
+    rig, server = rig_with_server(whole=False)
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=ODD, direction="download"))
+    assert r.error is None, r.error
+    assert r.bytes == ODD and server.got == ODD
+
+
+def test_download_counts_iperf3s_reads_up_to_n() -> None:
+    """The read that brought N ends the count: the server's 64 KiB pieces come as recv()s
+    of 60,000 and 5,536 bytes, each short (the socket empty after it), so each is one
+    read; the one ending at 45 x 65,536 + 60,000 = 3,009,120 brought N, and the 5,536
+    bytes after it are read after TEST_END, uncounted, as iperf3's client does."""
+    rig, server = rig_with_server()
+    rig.endpoint.chunk = 60_000
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=ODD, direction="download"))
+    assert r.error is None, r.error
+    assert server.got == WHOLE and r.bytes == 45 * 65_536 + 60_000
+
+
 def test_no_ndata_reaches_the_controller_during_a_download() -> None:
     rig, server = rig_with_server()
     seen: list[float] = []
@@ -249,6 +293,18 @@ def test_upload_sends_are_scheduled_ahead_with_ntags_held() -> None:
     assert r.mbit_s == r.server_mbit_s
     assert r.sender_mbit_s == pytest.approx(RATE * 8 / 1e6, rel=0.05)
     assert r.chunks == n // iperf3.BLOCK
+
+
+def test_upload_sends_whole_blocks() -> None:
+    """-n 3000000 (upload): iperf3 sends whole 128 KiB blocks until N went, 3,014,656
+    bytes (was: 3,000,000, the last block cut at N); the server is told N."""
+    rig, server = rig_with_server()
+    rig.endpoint.rate = RATE
+    r = rig.run(throughput(rig.session, "192.0.2.5", nbytes=ODD, direction="upload"))
+    assert r.error is None, r.error
+    assert server.params["num"] == ODD
+    assert server.got == WHOLE and r.bytes == WHOLE and r.server_bytes == WHOLE
+    assert r.bytes_limit == ODD
 
 
 SETUP = 0.0007  # the server's set-up after the cookie (0.4-0.9 ms on the testbed)

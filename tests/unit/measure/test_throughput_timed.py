@@ -122,6 +122,7 @@ class TimedIperf3:
         self.done = False
         self.conns = 0
         self.end_time = 0  # endpoint ns TEST_END was sent at
+        self.extra_results: dict[str, Any] = {}  # more keys of its results (3.12's own)
 
     def connect(self) -> Peer:
         self.conns += 1
@@ -176,7 +177,7 @@ class TimedIperf3:
                 out.append({"id": sid, "bytes": self.got[i], "retransmits": -1,
                             "jitter": rx.jitter, "errors": rx.lost, "packets": rx.packets,
                             "start_time": 0, "end_time": secs})  # fmt: skip
-            self.ctl.write(iperf3.encode_json({"streams": out}))
+            self.ctl.write(iperf3.encode_json({**self.extra_results, "streams": out}))
             self.state(State.DISPLAY_RESULTS)
         if buf[:1] == struct.pack("b", State.IPERF_DONE):
             del buf[:1]
