@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from packetlab.cli import pcapout
+from packetlab.cli import run_dns_exits as exits
 from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
@@ -47,7 +48,9 @@ header/question); a refusal is dig's "; Transfer failed." (exit 0), a server tha
 or goes silent mid-transfer is asked again (+tries), a transfer holds --xfr-max records
 at most. IXFR=SERIAL +notcp is asked over UDP and printed as a query's answer, as dig
 (truncated: the transfer over TCP). Exit status: 0 all answered (NXDOMAIN too), 1 some
-query got no answer (dig: 9), 2 error (dig: 1 usage, 10 internal). See docs/dns.md.
+query got no answer (dig: 9), 2 error (dig: 1 usage, 10 internal); --dig-exit-codes:
+dig 9.18's (0, 1 usage, 8 a -f file not opened, 9 the last lookup got no reply, 10).
+Ctrl-C: 130. See docs/dns.md.
 """
 XFR_MAX_RECORDS = 100_000  # measure.dnsxfr's (not imported here: dnspython loads late)
 
@@ -194,6 +197,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--compact", action="store_true",
         help="instead of dig's sections: one ';;' line per query (rcode, endpoint RTT in "
         "us) then its answer lines, and a summary line",
+    )  # fmt: skip
+    p.add_argument(
+        "--dig-exit-codes", action="store_true",
+        help="exit as dig 9.18 does: 0 when the last lookup was answered (a bad packet, "
+        "NXDOMAIN, SERVFAIL, a failed transfer too), 9 when it got no reply (a timeout, "
+        "a refused connection, +nssearch with no server reached), 1 a usage error, 10 a "
+        "bad +WORD=NUMBER, an illegal name or an error of the run, 8 a -f FILE not "
+        "opened (default: ours, 0 all answered, 1 one unanswered, 2 an error)",
     )  # fmt: skip
     pcapout.add_option(p)
 
@@ -448,6 +459,9 @@ COMMAND = Command(
     epilog=EPILOG,
     split="names",
     row_for=row_for,
+    status=exits.status,  # --dig-exit-codes
+    error_status=exits.error_status,
+    usage_status=exits.usage_status,
     # raw sockets offered (not needed): the ICMP port unreachable of a closed UDP port
     raw=True,
 )

@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from packetlab.cli.run import RunError
+from packetlab.cli.run_dns_exits import dig_error
 
 NDOTS_MAX = 15  # BIND's MAXNDOTS
 BATCH_LINES = 10_000  # -f FILE: query lines at most (each answer is kept for the summary)
@@ -105,15 +106,15 @@ def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None
         except ValueError:
             n = -1
         if not 0 <= n <= top:
-            raise RunError(f"{word}: invalid {key[1:]} {value!r}: expected 0..{top}")
+            raise dig_error(f"{word}: invalid {key[1:]} {value!r}: expected 0..{top}", 10)
         setattr(at, key[1:], n)
         if key == "+ednsflags":
             at.edns = max(at.edns, 0)
     elif key == "+opcode":
         op = OPCODES.get(value.lower(), int(value) if value.isdigit() else -1)
         if not 0 <= op <= 15:
-            raise RunError(f"{word}: expected an opcode (QUERY, IQUERY, STATUS, NOTIFY, "
-                           "UPDATE) or a number 0..15")  # fmt: skip
+            raise dig_error(f"{word}: expected an opcode (QUERY, IQUERY, STATUS, NOTIFY, "
+                            "UPDATE) or a number 0..15", 10)  # fmt: skip
         at.opcode = op
     elif key == "+subnet":
         try:
@@ -122,7 +123,7 @@ def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None
             raise RunError(f"{word}: invalid address {value!r} (ADDR[/PREFIX], or 0)") from None
     else:
         if not value.isdigit() or int(value) > PADDING_MAX:
-            raise RunError(f"{word}: invalid padding {value!r}: expected 0..{PADDING_MAX}")
+            raise dig_error(f"{word}: invalid padding {value!r}: expected 0..{PADDING_MAX}", 10)
         at.padding = int(value)
         at.edns = max(at.edns, 0)
 

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
+from packetlab.cli.run_dns_exits import dig_error
 
 
 def split_server(text: str, family: int | None = None) -> tuple[str, int | None]:
@@ -136,7 +137,7 @@ def _show_line_warnings(line: argparse.Namespace) -> None:
 def _split_value(word: str, value: str, args: argparse.Namespace | None = None) -> int:
     """+split=N as dig: 0..1023, rounded up to a multiple of 4 with dig's warning."""
     if not value.isdigit() or int(value) > SPLIT_MAX:
-        raise RunError(f"{word}: expected a number 0..{SPLIT_MAX}")
+        raise dig_error(f"{word}: expected a number 0..{SPLIT_MAX}", 10)
     n = int(value)
     if n % 4:
         n = (n + 3) // 4 * 4
@@ -271,7 +272,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
     try:
         f = sys.stdin if args.batch == "-" else open(args.batch, encoding="utf-8", errors="replace")  # noqa: SIM115
     except OSError as e:
-        raise RunError(f"-f {args.batch}: cannot open: {e.strerror}") from None
+        raise dig_error(f"-f {args.batch}: cannot open: {e.strerror}", 8) from None
     n = 0
     # dig's global switches: set on a line, they stay for the lines after it
     # (and -p: dig's `port` is a global, the line's port and every later line's)
@@ -463,7 +464,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 args.domain, args.search = value, True
             elif key == "+ndots" and eq:
                 if not value.isdigit() or int(value) > switches.NDOTS_MAX:
-                    raise RunError(f"{word}: expected a number 0..{switches.NDOTS_MAX}")
+                    raise dig_error(f"{word}: expected a number 0..{switches.NDOTS_MAX}", 10)
                 args.ndots = int(value)
             elif key in ("+https", "+http-plain", "+https-get", "+http-plain-get"):
                 at.doh = "https" if key.startswith("+https") else "http"  # (as dig's -get)
@@ -498,9 +499,9 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 try:
                     n = float(value) if key == "+time" else int(value) + (key == "+retry")
                 except ValueError:
-                    raise RunError(f"{word}: expected a number") from None
+                    raise dig_error(f"{word}: expected a number", 10) from None
                 if n < 0 and key in ("+edns", "+bufsize"):
-                    raise RunError(f"{word}: expected a number from 0")
+                    raise dig_error(f"{word}: expected a number from 0", 10)
                 setattr(at, DIG_VALUES[key], n)
             elif not eq and _display(args, key, at):
                 pass
@@ -557,9 +558,9 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             scopes[i].servers = [*args.servers, *mine]  # type: ignore[union-attr]
     for o in [args, *(x for x in scopes if x is not None)]:
         if o.bufsize is not None and not 0 <= o.bufsize <= 65535:
-            raise RunError(f"+bufsize={o.bufsize}: out of range (0..65535)")
+            raise dig_error(f"+bufsize={o.bufsize}: out of range (0..65535)", 10)
         if o.edns > 255:
-            raise RunError(f"+edns={o.edns}: out of range (0..255)")
+            raise dig_error(f"+edns={o.edns}: out of range (0..255)", 10)
     args.names = names
     args.types, args.qclass = types or None, qclass
     args.plan = [
@@ -605,7 +606,7 @@ def _check_name(name: str) -> None:
     try:
         dns.name.from_text(name)
     except dns.exception.DNSException as e:
-        raise RunError(f"{name!r} is not a legal name: {e}") from None
+        raise dig_error(f"{name!r} is not a legal name: {e}", 10) from None
 
 
 # BIND 9.18's type mnemonics that dnspython 2 does not know (dns_rdatatype_fromtext):
@@ -672,4 +673,4 @@ def idn_name(name: str, idnin: bool) -> str:
             "." if name.endswith(".") else ""
         )
     except idna.IDNAError as e:
-        raise RunError(f"{name!r} is not a legal IDNA2008 name ({e}), use +noidnin") from None
+        raise dig_error(f"{name!r} is not a legal IDNA2008 name ({e}), use +noidnin", 10) from None
