@@ -41,6 +41,10 @@ FLAGS["+showsearch"], FLAGS["+noshowsearch"] = ("showsearch", True), ("showsearc
 # DNS over HTTPS: read by run_dns_words' own branch first (+https[=PATH], -get)
 for _word in ("https", "https-get", "http-plain", "http-plain-get"):
     FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = ("doh", _word), ("doh", None)
+# +https-post, +http-plain-post (dig's names of the default, POST; since session 17): read
+# there too, each its own word here: dig refuses +ht, +http, which begin them and the rest
+for _word in ("https-post", "http-plain-post"):
+    FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = (_word, _word), (_word, None)
 for _word in ("idnin", "idnout"):  # off by default: dig's default off a terminal
     FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = (_word, True), (_word, False)
 #: what they default to (run_dns.configure's)
@@ -54,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "coflag": False, "ednsopts": (), "qid": None, "ednsneg": True, "expandaaaa": False,
     "yaml": False, "nssearch": False, "keepopen": False, "tls": False, "tls_ca": None,
     "tls_hostname": None, "doh": None, "doh_path": "/dns-query", "doh_get": False,
+    "tls_certfile": None, "tls_keyfile": None,
 }  # fmt: skip
 #: dig's opcode names (+opcode=NAME; a number 0..15 too)
 OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
@@ -71,8 +76,7 @@ EDNS_OPTIONS_MAX = 100  # dig's EDNSOPT_OPTIONS
 QUERY_VALUES = ("+opcode", "+subnet", "+padding", "+ednsflags", "+ednsopt", "+qid")
 #: dig 9.18's words not built here: refused by name (an abbreviation of one too); they
 #: count when an abbreviation is read (`+ke` is keepalive or keepopen: dig refuses it)
-NOT_BUILT = ("https-post", "http-plain-post", "tls-certfile", "tls-keyfile", "dns64prefix",
-             "badcookie", "showbadcookie", "fuzztime")  # fmt: skip
+NOT_BUILT = ("dns64prefix", "badcookie", "showbadcookie", "fuzztime")
 #: dig 9.18's words it reads only to say `;; +WORD option is deprecated` (no line end)
 DEPRECATED = ("sigchase", "topdown", "unexpected", "mapped")
 #: abbreviations of several words that dig's parser (a switch on each letter) reads as one

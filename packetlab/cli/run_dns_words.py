@@ -66,7 +66,8 @@ DIG_FLAGS.update(switches.FLAGS)  # since session 16: dig 9.18's other switches
 DIG_VALUES = {"+time": "wait", "+timeout": "wait", "+tries": "tries", "+retry": "tries",
               "+bufsize": "bufsize", "+edns": "edns", "+split": "split",
               "+domain": "domain", "+ndots": "ndots", "+tls-ca": "tls_ca",
-              "+tls-hostname": "tls_hostname"}  # fmt: skip
+              "+tls-hostname": "tls_hostname", "+tls-certfile": "tls_certfile",
+              "+tls-keyfile": "tls_keyfile"}  # fmt: skip
 # dig's display switches: what each +[no]WORD shows (+all/+noall: every one of them)
 SECTIONS = ("cmd", "comments", "question", "answer", "authority", "additional", "stats")
 #: every + word read here (without + and no) -> what it sets: dig's abbreviations
@@ -78,6 +79,8 @@ WORDS: dict[str, object] = {
     **{k: k for k in (*SECTIONS, "all")},
 }
 SPLIT_MAX = 1023  # dig's bound for +split
+DOH_WORDS = ("+https", "+http-plain", "+https-get", "+http-plain-get", "+https-post",
+             "+http-plain-post")  # fmt: skip
 
 
 def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | None = None) -> bool:
@@ -466,21 +469,27 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 if not value.isdigit() or int(value) > switches.NDOTS_MAX:
                     raise dig_error(f"{word}: expected a number 0..{switches.NDOTS_MAX}", 10)
                 args.ndots = int(value)
-            elif key in ("+https", "+http-plain", "+https-get", "+http-plain-get"):
+            elif key in DOH_WORDS:
                 at.doh = "https" if key.startswith("+https") else "http"  # (as dig's -get)
                 if key.endswith("-get"):
                     at.doh_get = True
                 elif eq:
                     at.doh_path = value
-            elif key in ("+nohttps", "+nohttp-plain", "+nohttps-get", "+nohttp-plain-get"):
+            elif key in {f"+no{k[1:]}" for k in DOH_WORDS}:
                 if key.endswith("-get"):
                     at.doh_get = False
                 else:
                     at.doh = None
-            elif key in ("+tls-ca", "+tls-hostname") and (eq or key == "+tls-ca"):
+            elif key in ("+tls-certfile", "+tls-keyfile") and not value:
+                what = "certificate" if key == "+tls-certfile" else "key"
+                raise RunError(f"{word}: TLS {what} file is not specified (dig: Invalid option)")
+            elif key in ("+tls-ca", "+tls-hostname", "+tls-certfile", "+tls-keyfile") and (
+                eq or key == "+tls-ca"
+            ):
                 setattr(at, key[1:].replace("-", "_"), value)  # dig: TLS on, as +tls
                 at.tls = True
-            elif key in ("+notls-ca", "+notls-hostname") and not eq:
+            elif key in ("+notls-ca", "+notls-hostname", "+notls-certfile",
+                         "+notls-keyfile") and not eq:  # fmt: skip
                 setattr(at, key[3:].replace("-", "_"), None)
             elif key in ("+noopcode", "+nosubnet") and not eq:
                 setattr(at, key[3:], 0 if key == "+noopcode" else None)
