@@ -183,8 +183,8 @@ def dig_style(args: argparse.Namespace) -> None:
     _dig_words(args, words)
     if args.batch is not None:
         _batch_lines(args)
-    elif not args.plan:
-        raise RunError("no name to look up (give NAME, or -x ADDR)")
+    elif not args.plan:  # as dig: no name is the root's NS (`dig @SERVER`; was an error)
+        args.plan = [(".", ["NS"], args.qclass, None)]
 
 
 class Dash(NamedTuple):
@@ -504,6 +504,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     at.edns = max(at.edns, 0)
                 if key == "+short" and on:  # dig: +short turns the lookup's rrcomments off
                     at.rrcomments = False
+                    args.show["cmd"] = False  # and printcmd: `+short +cmd` has its banner
             elif key in DIG_VALUES and eq:
                 try:
                     n = float(value) if key == "+time" else int(value) + (key == "+retry")
