@@ -132,3 +132,22 @@ def test_transfers_exit_as_dig(xfr: int) -> None:
     closed = ["@127.0.0.1", "-p", str(closed_port()), "+tries=1"]
     a, b = ours("--dig-exit-codes", *closed, "one.xfr", "AXFR"), dig(*closed, "one.xfr", "AXFR")
     assert (a.returncode, b.returncode) == (9, 9)
+
+
+def test_what_a_dig_user_trips_over_next(port: int) -> None:
+    """`dig @SERVER` without a name asks the root's NS (ours: an error); `+short +cmd`
+    keeps dig's banner before `no servers could be reached` (ours: none), `+nssearch`'s
+    says `+short +cmd` (ours: `+cmd`)."""
+    from test_dns_dig import side_by_side
+
+    at = ["@127.0.0.1", "-p", str(port)]
+    out = side_by_side(*at)
+    assert ";.\t\t\t\tIN\tNS" in out and ".\t\t\t86400\tIN\tNS\tlocalhost." in out
+    for words in ([], ["+short"], ["-t", "MX"], ["+noall", "+answer", "-c", "CH"]):
+        side_by_side(*at, *words)
+    quick = ["+time=1", "+tries=1"]
+    for words in (["+short", "+cmd"], ["+cmd", "+short"], ["+nssearch"], ["+short"]):
+        out = side_by_side(*at, *quick, *words, "silent.test")
+        assert out.endswith(";; no servers could be reached\n")
+    assert ";; global options: +short +cmd\n" in side_by_side(*at, *quick, "+nssearch",
+                                                              "silent.test")  # fmt: skip
