@@ -127,6 +127,10 @@ class _Parser(argparse.ArgumentParser):
                     bad.append(arg)
             if bad:
                 message = f"unrecognized arguments: {' '.join(bad)}{_did_you_mean(self, bad)}"
+        usage_status = getattr(self, "usage_status", None)  # (`run dns --dig-exit-codes`: 1)
+        if usage_status is not None:
+            self.print_usage(sys.stderr)
+            self.exit(usage_status(self._seen), f"{self.prog}: error: {message}\n")
         super().error(message)
 
     def _negative_value(self, message: str) -> BaseException | None:

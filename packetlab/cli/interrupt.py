@@ -91,8 +91,10 @@ def run_reactor(
     prog: str,
     verbose: bool = False,
     reactor: Any = None,
+    error_status: Callable[[BaseException], int | None] | None = None,
 ) -> int:
-    """Run `main(reactor, stop)` in the (global) reactor; its exit status (see above)."""
+    """Run `main(reactor, stop)` in the (global) reactor; its exit status (see above).
+    `error_status(e)`: the status of an error instead of 2 (`run dns --dig-exit-codes`)."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -149,8 +151,10 @@ def run_reactor(
             if "interrupted" in box:  # our reactor.stop() cut it (a session still starting)
                 return
             box["error"] = str(e) or type(e).__name__
+            box["status"] = error_status(e) if error_status is not None else None
         except Exception as e:  # a bug: say what, keep the traceback for -v
             box["error"] = f"internal error: {type(e).__name__}: {e}"
+            box["status"] = error_status(e) if error_status is not None else None
             if verbose:
                 import traceback  # (not at the top: `pktlab --help` does without it)
 
@@ -177,7 +181,8 @@ def run_reactor(
     _flush()
     if "error" in box:
         print(f"{prog}: {box['error']}", file=sys.stderr)
-        return EXIT_ERROR
+        status: int | None = box.get("status")
+        return EXIT_ERROR if status is None else status
     if "code" not in box:  # stopped under us: Ctrl-C before anything ran, or SIGTERM
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

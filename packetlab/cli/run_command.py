@@ -16,6 +16,7 @@ with what it gathered and the summary (`stop_reason` INTERRUPTED), exit status 1
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import json
 import sys
@@ -114,6 +115,12 @@ class Command:
     split: str | None = None  # the args list `pktlab campaign --split` deals out (targets)
     # the text form chosen by the options (`dns +short`); None: `row`
     row_for: Callable[[argparse.Namespace], Callable[[Record], str | None]] | None = None
+    # the exit status from the records and ours (0, or 1 when a record failed): `dns
+    # --dig-exit-codes`; that of an error (None: ours, 2); that of a usage error argparse
+    # refuses, from the words (`cli._Parser`)
+    status: Callable[[argparse.Namespace, list[Record], int], int] | None = None
+    error_status: Callable[[argparse.Namespace, BaseException], int | None] | None = None
+    usage_status: Callable[[Sequence[str]], int] | None = None
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
@@ -142,6 +149,8 @@ def add_command(sub: Any, cmd: Command) -> argparse.ArgumentParser:
     )
     cmd.configure(p)
     add_link_options(p)
+    if cmd.usage_status is not None:
+        p.usage_status = cmd.usage_status  # type: ignore[attr-defined]
     if cmd.multi:
         p.add_argument(
             "--endpoints",
@@ -342,7 +351,8 @@ async def measure(
     interrupted = stop.requested and stop.reason == "interrupted"
     reason = "INTERRUPTED" if interrupted else "COMPLETED"
     failed = _summarise(cmd, records, started, reason, args, out)
-    return EXIT_NO_REPLY if failed else EXIT_OK
+    code = EXIT_NO_REPLY if failed else EXIT_OK
+    return code if cmd.status is None else cmd.status(args, records, code)
 
 
 def _summarise(
@@ -388,7 +398,11 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         progress.start(reactor, stdout)
         return await measure(reactor, args, stop, stdout, progress=progress)
 
-    return run_reactor(main, prog=f"pktlab run {cmd.name}", verbose=args.verbose)
+    error_status = None
+    if cmd.error_status is not None:
+        error_status = functools.partial(cmd.error_status, args)
+    return run_reactor(main, prog=f"pktlab run {cmd.name}", verbose=args.verbose,
+                       error_status=error_status)  # fmt: skip
 
 
 def parse_args(cmd: Command, argv: Sequence[str]) -> argparse.Namespace:

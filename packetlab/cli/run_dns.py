@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from packetlab.cli import pcapout
+from packetlab.cli import run_dns_exits as exits
 from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
@@ -47,7 +48,9 @@ header/question); a refusal is dig's "; Transfer failed." (exit 0), a server tha
 or goes silent mid-transfer is asked again (+tries), a transfer holds --xfr-max records
 at most. IXFR=SERIAL +notcp is asked over UDP and printed as a query's answer, as dig
 (truncated: the transfer over TCP). Exit status: 0 all answered (NXDOMAIN too), 1 some
-query got no answer (dig: 9), 2 error (dig: 1 usage, 10 internal). See docs/dns.md.
+query got no answer (dig: 9), 2 error (dig: 1 usage, 10 internal); --dig-exit-codes:
+dig 9.18's (0, 1 usage, 8 a -f file not opened, 9 the last lookup got no reply, 10).
+Ctrl-C: 130. See docs/dns.md.
 """
 XFR_MAX_RECORDS = 100_000  # measure.dnsxfr's (not imported here: dnspython loads late)
 
@@ -195,6 +198,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="instead of dig's sections: one ';;' line per query (rcode, endpoint RTT in "
         "us) then its answer lines, and a summary line",
     )  # fmt: skip
+    p.add_argument(
+        "--dig-exit-codes", action="store_true",
+        help="exit as dig 9.18 does: 0 when the last lookup was answered (a bad packet, "
+        "NXDOMAIN, SERVFAIL, a failed transfer too), 9 when it got no reply (a timeout, "
+        "a refused connection, +nssearch with no server reached), 1 a usage error, 10 a "
+        "bad +WORD=NUMBER, an illegal name or an error of the run, 8 a -f FILE not "
+        "opened (default: ours, 0 all answered, 1 one unanswered, 2 an error)",
+    )  # fmt: skip
     pcapout.add_option(p)
 
 
@@ -241,13 +252,15 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             raise RunError(f"+time/--wait {o.wait:g}: must be in (0, 60] seconds")
         if not 1 <= o.tries <= 10:
             raise RunError(f"+tries/--tries {o.tries}: must be 1..10 (+retry=N: N+1 tries)")
+        cert = _client_cert(o)
         if o.tls and not o.doh and not hasattr(o, "dot"):  # dig +tls: one client a line's
-            o.dot = _dot_client(o)
+            o.dot = _dot_client(o, cert)
         if o.doh and not hasattr(o, "doh_client"):  # dig +https, +http-plain
             from packetlab.measure.dnstls import DohClient
 
             o.doh_client = DohClient(o.doh == "https", o.doh_path, bool(o.doh_get),
-                                     o.tls_ca is not None, o.tls_ca, o.tls_hostname)  # fmt: skip
+                                     o.tls_ca is not None or cert is not None, o.tls_ca,
+                                     o.tls_hostname, cert)  # fmt: skip
         qtypes = [t if is_xfr(t) else parse_qtype(t) for t in (types or ["A"])]
         if getattr(o, "yaml", False) and (o.trace or any(is_xfr(t) for t in qtypes)):
             raise RunError("+yaml: not built for +trace and zone transfers (AXFR, IXFR)")
@@ -276,6 +289,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     return
                 n += 1
                 progress(f"dns {n}/{total}: {name} {qtype}")
+                if _tls_half(o):  # dig: its line, the lookup not made
+                    server, port = servers[0]
+                    emit({"type": "dns", "qname": name, "qtype": str(qtype),
+                          "server": server or "", "port": port, "proto": "tls", "tries": 0,
+                          "error": TLS_HALF, "error_kind": "tls"})  # fmt: skip
+                    continue
                 if _ixfr_over_udp(qtype, o):  # dig: asked as a query, TC: the transfer
                     result = await _ixfr_udp(session, servers, name, qtype, o, qclass,
                                              recorder, progress, tsig)  # fmt: skip
@@ -341,17 +360,55 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     return pcapout.recording(args, recorder, run)
 
 
-def _dot_client(o: argparse.Namespace) -> Any:
+def _dot_client(o: argparse.Namespace, cert: tuple[str, str] | None) -> Any:
     """dig +tls's client: certificates checked only with +tls-ca (its FILE, or the
-    system store), against +tls-hostname or the server."""
+    system store), against +tls-hostname or the server; `cert` the client's."""
     from OpenSSL import SSL
 
     from packetlab.measure.dnstls import DotClient
 
     try:
-        return DotClient(o.tls_ca is not None, o.tls_ca, o.tls_hostname)
+        # dig 9.18.49: a client certificate turns the server's check on (+tls-ca's)
+        verify = o.tls_ca is not None or cert is not None
+        return DotClient(verify, o.tls_ca, o.tls_hostname, cert)
     except SSL.Error:
         raise RunError(f"+tls-ca={o.tls_ca}: no certificates read from it") from None
+
+
+def _client_cert(o: argparse.Namespace) -> tuple[str, str] | None:
+    """dig's +tls-certfile=FILE and +tls-keyfile=FILE (both, or neither: dig's warning
+    for each TLS lookup, `TLS_HALF`), checked here: a certificate and key that cannot
+    be used are an error before anything is sent (dig: `TLS context cannot be created`
+    for each lookup, exit 0)."""
+    if not (o.tls_certfile and o.tls_keyfile):
+        return None
+    from OpenSSL import SSL
+
+    from packetlab.measure.http_tls import client_context
+
+    try:
+        client_context(insecure=True, cert=(o.tls_certfile, o.tls_keyfile, None))
+    except (SSL.Error, OSError) as e:
+        why = getattr(e, "strerror", None) or _ssl_reason(e)
+        raise RunError(f"+tls-certfile={o.tls_certfile} +tls-keyfile={o.tls_keyfile}: "
+                       f"cannot be used: {why}") from None  # fmt: skip
+    return o.tls_certfile, o.tls_keyfile
+
+
+def _ssl_reason(e: BaseException) -> str:
+    """OpenSSL's reason of the last error in `e` (`PEM lib`, `key values mismatch`)."""
+    errors = e.args[0] if e.args and isinstance(e.args[0], list) else []
+    return str(errors[-1][2]) if errors and len(errors[-1]) > 2 else str(e)
+
+
+def _tls_half(o: argparse.Namespace) -> bool:
+    """A TLS lookup (+tls, +https) with one of +tls-certfile and +tls-keyfile."""
+    uses_tls = (o.tls and not o.doh) or o.doh == "https"
+    return bool(uses_tls) and bool(o.tls_certfile) != bool(o.tls_keyfile)
+
+
+#: dig's line for a TLS lookup with one of +tls-certfile and +tls-keyfile (its words)
+TLS_HALF = "both TLS client certificate and key file must be specified a the same time"
 
 
 def compact_row(r: Record) -> str | None:
@@ -448,6 +505,9 @@ COMMAND = Command(
     epilog=EPILOG,
     split="names",
     row_for=row_for,
+    status=exits.status,  # --dig-exit-codes
+    error_status=exits.error_status,
+    usage_status=exits.usage_status,
     # raw sockets offered (not needed): the ICMP port unreachable of a closed UDP port
     raw=True,
 )

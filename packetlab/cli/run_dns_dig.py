@@ -79,17 +79,19 @@ class DigText:
                      expandaaaa=opt("expandaaaa", False),
                      idnout=opt("idnout", False))  # fmt: skip
 
-    def banner(self, always: bool = False) -> list[str]:
+    def banner(self, always: bool = False, failed: bool = False) -> list[str]:
         """dig's banner before the first answer; with -f, a line of it before each batch
         line's first answer too, naming that line's words. `always`: whatever +nocmd and
-        +short say now (dig made it when it read the name, before them)."""
+        +short say now (dig made it when it read the name, before them); `failed`: before
+        `no servers could be reached`, where +short does not hide it (dig prints the
+        lookup's banner, made unless +nocmd: `+short +cmd` shows it)."""
         view = _base_of(self.view)
         words = getattr(view, "batch_words", None)
         if view is self.bannered or (self.bannered is not None and words is None):
             return []
         first = self.bannered is None
         self.bannered = view
-        if not always and (not self.cmd or self.short):
+        if not always and (not self.cmd or (self.short and not failed)):
             return []
         from packetlab import __version__
 
@@ -99,7 +101,9 @@ class DigText:
         lines = ["", f"; <<>> pktlab {__version__} <<>> {text}"]
         if self.user_server is not None:
             lines.append("; (1 server found)")
-        return [*lines, ";; global options: +cmd"]
+        # dig's short_form when it made the banner (`always`: before a +short after the name)
+        short = (self.short and not always) or bool(getattr(self.view, "nssearch", False))
+        return [*lines, f";; global options: {'+short ' if short else ''}+cmd"]
 
     def __call__(self, r: Record) -> str | None:
         if r["type"] != "dns":
@@ -126,7 +130,7 @@ class DigText:
             elif r.get("error_kind") == "malformed":
                 self.banner()  # as dig: the lookup's banner is used up, not shown
             elif r.get("error_kind") not in ("lame", "steps", "tls"):  # (dig: its line alone)
-                lines += self.banner(always=self.error_banner)
+                lines += self.banner(always=self.error_banner, failed=True)
                 lines.append(";; no servers could be reached")
             if r.get("error_kind") == "timeout" and "; " in r["error"]:
                 lines.append(";; (" + r["error"].split("; ", 1)[1] + ")")
@@ -290,7 +294,8 @@ class DigText:
             what = {"eof": "end of file", "timeout": "timed out"}.get(kind, "connection reset")
             lines.append(f";; communications error to {where}: {what}")
             if last:  # dig's banner, if no message showed it
-                lines += [*self.banner(always=self.error_banner), ";; no servers could be reached"]
+                lines += [*self.banner(always=self.error_banner, failed=True),
+                          ";; no servers could be reached"]  # fmt: skip
         else:  # an ID mismatch (dig's words), a cap reached (ours)
             lines.append(f";; {a['error']}")
         return lines

@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from packetlab.cli.run import RunError
+from packetlab.cli.run_dns_exits import dig_error
 
 NDOTS_MAX = 15  # BIND's MAXNDOTS
 BATCH_LINES = 10_000  # -f FILE: query lines at most (each answer is kept for the summary)
@@ -40,6 +41,10 @@ FLAGS["+showsearch"], FLAGS["+noshowsearch"] = ("showsearch", True), ("showsearc
 # DNS over HTTPS: read by run_dns_words' own branch first (+https[=PATH], -get)
 for _word in ("https", "https-get", "http-plain", "http-plain-get"):
     FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = ("doh", _word), ("doh", None)
+# +https-post, +http-plain-post (dig's names of the default, POST; since session 17): read
+# there too, each its own word here: dig refuses +ht, +http, which begin them and the rest
+for _word in ("https-post", "http-plain-post"):
+    FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = (_word, _word), (_word, None)
 for _word in ("idnin", "idnout"):  # off by default: dig's default off a terminal
     FLAGS[f"+{_word}"], FLAGS[f"+no{_word}"] = (_word, True), (_word, False)
 #: what they default to (run_dns.configure's)
@@ -53,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "coflag": False, "ednsopts": (), "qid": None, "ednsneg": True, "expandaaaa": False,
     "yaml": False, "nssearch": False, "keepopen": False, "tls": False, "tls_ca": None,
     "tls_hostname": None, "doh": None, "doh_path": "/dns-query", "doh_get": False,
+    "tls_certfile": None, "tls_keyfile": None,
 }  # fmt: skip
 #: dig's opcode names (+opcode=NAME; a number 0..15 too)
 OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
@@ -70,8 +76,7 @@ EDNS_OPTIONS_MAX = 100  # dig's EDNSOPT_OPTIONS
 QUERY_VALUES = ("+opcode", "+subnet", "+padding", "+ednsflags", "+ednsopt", "+qid")
 #: dig 9.18's words not built here: refused by name (an abbreviation of one too); they
 #: count when an abbreviation is read (`+ke` is keepalive or keepopen: dig refuses it)
-NOT_BUILT = ("https-post", "http-plain-post", "tls-certfile", "tls-keyfile", "dns64prefix",
-             "badcookie", "showbadcookie", "fuzztime")  # fmt: skip
+NOT_BUILT = ("dns64prefix", "badcookie", "showbadcookie", "fuzztime")
 #: dig 9.18's words it reads only to say `;; +WORD option is deprecated` (no line end)
 DEPRECATED = ("sigchase", "topdown", "unexpected", "mapped")
 #: abbreviations of several words that dig's parser (a switch on each letter) reads as one
@@ -105,15 +110,15 @@ def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None
         except ValueError:
             n = -1
         if not 0 <= n <= top:
-            raise RunError(f"{word}: invalid {key[1:]} {value!r}: expected 0..{top}")
+            raise dig_error(f"{word}: invalid {key[1:]} {value!r}: expected 0..{top}", 10)
         setattr(at, key[1:], n)
         if key == "+ednsflags":
             at.edns = max(at.edns, 0)
     elif key == "+opcode":
         op = OPCODES.get(value.lower(), int(value) if value.isdigit() else -1)
         if not 0 <= op <= 15:
-            raise RunError(f"{word}: expected an opcode (QUERY, IQUERY, STATUS, NOTIFY, "
-                           "UPDATE) or a number 0..15")  # fmt: skip
+            raise dig_error(f"{word}: expected an opcode (QUERY, IQUERY, STATUS, NOTIFY, "
+                            "UPDATE) or a number 0..15", 10)  # fmt: skip
         at.opcode = op
     elif key == "+subnet":
         try:
@@ -122,7 +127,7 @@ def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None
             raise RunError(f"{word}: invalid address {value!r} (ADDR[/PREFIX], or 0)") from None
     else:
         if not value.isdigit() or int(value) > PADDING_MAX:
-            raise RunError(f"{word}: invalid padding {value!r}: expected 0..{PADDING_MAX}")
+            raise dig_error(f"{word}: invalid padding {value!r}: expected 0..{PADDING_MAX}", 10)
         at.padding = int(value)
         at.edns = max(at.edns, 0)
 

@@ -167,6 +167,7 @@ def hex_dump(data: bytes) -> list[str]:
 # a query's transports over a connection (TCP, TLS, DNS over HTTP(S)): dig's TCP lines
 STREAMS = ("tcp", "tls", "https", "https-get", "http", "http-get")
 STREAM_TIMEOUT = re.compile(r" within [0-9.e+-]+ s$")
+STREAM_EOF = re.compile(r" closed after \d+( of \d+)? bytes(: .*)?$")  # dig: end of file
 
 
 def connect_failed_line(r: Record, user: str | None, why: str = "connection refused") -> str:
@@ -195,6 +196,10 @@ def error_lines(r: Record, user: str | None = None) -> list[str]:
     )
     if r.get("proto") in STREAMS and STREAM_TIMEOUT.search(r["error"]):
         what = "timed out"  # the TCP exchange's wait (TcpStream's StreamTimeout), as dig
+    elif r.get("proto") in STREAMS and STREAM_EOF.search(r["error"]):
+        what = "end of file"  # the server closed (or a TLS alert ended it), as dig
+    elif r.get("proto") in STREAMS and r["error"].endswith(": RESET"):
+        what = "connection reset"  # (TcpStream's word for it), as dig
     return [f";; communications error to {where}: {what}"] * max(r.get("tries", 1), 1)
 
 

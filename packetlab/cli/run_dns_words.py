@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
+from packetlab.cli.run_dns_exits import dig_error
 
 
 def split_server(text: str, family: int | None = None) -> tuple[str, int | None]:
@@ -65,7 +66,8 @@ DIG_FLAGS.update(switches.FLAGS)  # since session 16: dig 9.18's other switches
 DIG_VALUES = {"+time": "wait", "+timeout": "wait", "+tries": "tries", "+retry": "tries",
               "+bufsize": "bufsize", "+edns": "edns", "+split": "split",
               "+domain": "domain", "+ndots": "ndots", "+tls-ca": "tls_ca",
-              "+tls-hostname": "tls_hostname"}  # fmt: skip
+              "+tls-hostname": "tls_hostname", "+tls-certfile": "tls_certfile",
+              "+tls-keyfile": "tls_keyfile"}  # fmt: skip
 # dig's display switches: what each +[no]WORD shows (+all/+noall: every one of them)
 SECTIONS = ("cmd", "comments", "question", "answer", "authority", "additional", "stats")
 #: every + word read here (without + and no) -> what it sets: dig's abbreviations
@@ -77,6 +79,8 @@ WORDS: dict[str, object] = {
     **{k: k for k in (*SECTIONS, "all")},
 }
 SPLIT_MAX = 1023  # dig's bound for +split
+DOH_WORDS = ("+https", "+http-plain", "+https-get", "+http-plain-get", "+https-post",
+             "+http-plain-post")  # fmt: skip
 
 
 def _display(args: argparse.Namespace, word: str, target: argparse.Namespace | None = None) -> bool:
@@ -136,7 +140,7 @@ def _show_line_warnings(line: argparse.Namespace) -> None:
 def _split_value(word: str, value: str, args: argparse.Namespace | None = None) -> int:
     """+split=N as dig: 0..1023, rounded up to a multiple of 4 with dig's warning."""
     if not value.isdigit() or int(value) > SPLIT_MAX:
-        raise RunError(f"{word}: expected a number 0..{SPLIT_MAX}")
+        raise dig_error(f"{word}: expected a number 0..{SPLIT_MAX}", 10)
     n = int(value)
     if n % 4:
         n = (n + 3) // 4 * 4
@@ -179,8 +183,8 @@ def dig_style(args: argparse.Namespace) -> None:
     _dig_words(args, words)
     if args.batch is not None:
         _batch_lines(args)
-    elif not args.plan:
-        raise RunError("no name to look up (give NAME, or -x ADDR)")
+    elif not args.plan:  # as dig: no name is the root's NS (`dig @SERVER`; was an error)
+        args.plan = [(".", ["NS"], args.qclass, None)]
 
 
 class Dash(NamedTuple):
@@ -271,7 +275,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
     try:
         f = sys.stdin if args.batch == "-" else open(args.batch, encoding="utf-8", errors="replace")  # noqa: SIM115
     except OSError as e:
-        raise RunError(f"-f {args.batch}: cannot open: {e.strerror}") from None
+        raise dig_error(f"-f {args.batch}: cannot open: {e.strerror}", 8) from None
     n = 0
     # dig's global switches: set on a line, they stay for the lines after it
     # (and -p: dig's `port` is a global, the line's port and every later line's)
@@ -463,23 +467,29 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 args.domain, args.search = value, True
             elif key == "+ndots" and eq:
                 if not value.isdigit() or int(value) > switches.NDOTS_MAX:
-                    raise RunError(f"{word}: expected a number 0..{switches.NDOTS_MAX}")
+                    raise dig_error(f"{word}: expected a number 0..{switches.NDOTS_MAX}", 10)
                 args.ndots = int(value)
-            elif key in ("+https", "+http-plain", "+https-get", "+http-plain-get"):
+            elif key in DOH_WORDS:
                 at.doh = "https" if key.startswith("+https") else "http"  # (as dig's -get)
                 if key.endswith("-get"):
                     at.doh_get = True
                 elif eq:
                     at.doh_path = value
-            elif key in ("+nohttps", "+nohttp-plain", "+nohttps-get", "+nohttp-plain-get"):
+            elif key in {f"+no{k[1:]}" for k in DOH_WORDS}:
                 if key.endswith("-get"):
                     at.doh_get = False
                 else:
                     at.doh = None
-            elif key in ("+tls-ca", "+tls-hostname") and (eq or key == "+tls-ca"):
+            elif key in ("+tls-certfile", "+tls-keyfile") and not value:
+                what = "certificate" if key == "+tls-certfile" else "key"
+                raise RunError(f"{word}: TLS {what} file is not specified (dig: Invalid option)")
+            elif key in ("+tls-ca", "+tls-hostname", "+tls-certfile", "+tls-keyfile") and (
+                eq or key == "+tls-ca"
+            ):
                 setattr(at, key[1:].replace("-", "_"), value)  # dig: TLS on, as +tls
                 at.tls = True
-            elif key in ("+notls-ca", "+notls-hostname") and not eq:
+            elif key in ("+notls-ca", "+notls-hostname", "+notls-certfile",
+                         "+notls-keyfile") and not eq:  # fmt: skip
                 setattr(at, key[3:].replace("-", "_"), None)
             elif key in ("+noopcode", "+nosubnet") and not eq:
                 setattr(at, key[3:], 0 if key == "+noopcode" else None)
@@ -494,13 +504,14 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     at.edns = max(at.edns, 0)
                 if key == "+short" and on:  # dig: +short turns the lookup's rrcomments off
                     at.rrcomments = False
+                    args.show["cmd"] = False  # and printcmd: `+short +cmd` has its banner
             elif key in DIG_VALUES and eq:
                 try:
                     n = float(value) if key == "+time" else int(value) + (key == "+retry")
                 except ValueError:
-                    raise RunError(f"{word}: expected a number") from None
+                    raise dig_error(f"{word}: expected a number", 10) from None
                 if n < 0 and key in ("+edns", "+bufsize"):
-                    raise RunError(f"{word}: expected a number from 0")
+                    raise dig_error(f"{word}: expected a number from 0", 10)
                 setattr(at, DIG_VALUES[key], n)
             elif not eq and _display(args, key, at):
                 pass
@@ -557,9 +568,9 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             scopes[i].servers = [*args.servers, *mine]  # type: ignore[union-attr]
     for o in [args, *(x for x in scopes if x is not None)]:
         if o.bufsize is not None and not 0 <= o.bufsize <= 65535:
-            raise RunError(f"+bufsize={o.bufsize}: out of range (0..65535)")
+            raise dig_error(f"+bufsize={o.bufsize}: out of range (0..65535)", 10)
         if o.edns > 255:
-            raise RunError(f"+edns={o.edns}: out of range (0..255)")
+            raise dig_error(f"+edns={o.edns}: out of range (0..255)", 10)
     args.names = names
     args.types, args.qclass = types or None, qclass
     args.plan = [
@@ -605,7 +616,7 @@ def _check_name(name: str) -> None:
     try:
         dns.name.from_text(name)
     except dns.exception.DNSException as e:
-        raise RunError(f"{name!r} is not a legal name: {e}") from None
+        raise dig_error(f"{name!r} is not a legal name: {e}", 10) from None
 
 
 # BIND 9.18's type mnemonics that dnspython 2 does not know (dns_rdatatype_fromtext):
@@ -672,4 +683,4 @@ def idn_name(name: str, idnin: bool) -> str:
             "." if name.endswith(".") else ""
         )
     except idna.IDNAError as e:
-        raise RunError(f"{name!r} is not a legal IDNA2008 name ({e}), use +noidnin") from None
+        raise dig_error(f"{name!r} is not a legal IDNA2008 name ({e}), use +noidnin", 10) from None

@@ -26,13 +26,16 @@ class DotClient:
     connection, with `run http`'s TLS (measure.http's client context and memory-BIO
     connection). dig 9.18 checks no certificate unless +tls-ca is given (`cafile` a file,
     or "" the system store); `hostname` (+tls-hostname, else the server) is the name
-    checked and, when not an address, the SNI."""
+    checked and, when not an address, the SNI; `cert` (+tls-certfile, +tls-keyfile: PEM
+    files) the client's certificate chain and key, SSL.Error when they cannot be used."""
 
     def __init__(self, verify: bool = False, cafile: str | None = None,
-                 hostname: str | None = None) -> None:  # fmt: skip
+                 hostname: str | None = None,
+                 cert: tuple[str, str] | None = None) -> None:  # fmt: skip
         from packetlab.measure.http_tls import client_context
 
-        self.ctx = client_context(cafile=cafile or None, insecure=not verify)
+        own = None if cert is None else (cert[0], cert[1], None)
+        self.ctx = client_context(cafile=cafile or None, insecure=not verify, cert=own)
         self.hostname = hostname
 
     async def wrap(self, stream: TcpStream, server: str, timeout: float) -> Any:
@@ -59,13 +62,14 @@ class DohClient:
     http`'s client (measure.http.http_get: HTTP/2, offered by ALPN over TLS, h2c with
     prior knowledge in plain HTTP): the query POSTed to `path` as
     application/dns-message, or with `get` in `?dns=` (base64url, unpadded). Certificates
-    as `DotClient`'s: none checked unless `verify` (+tls-ca)."""
+    as `DotClient`'s: none checked unless `verify` (+tls-ca); `cert` the client's."""
 
     def __init__(self, tls: bool = True, path: str = "/dns-query", get: bool = False,
                  verify: bool = False, cafile: str | None = None,
-                 hostname: str | None = None) -> None:  # fmt: skip
+                 hostname: str | None = None,
+                 cert: tuple[str, str] | None = None) -> None:  # fmt: skip
         self.tls, self.path, self.get = tls, path, get
-        self.verify, self.cafile, self.hostname = verify, cafile, hostname
+        self.verify, self.cafile, self.hostname, self.cert = verify, cafile, hostname, cert
 
     @property
     def proto(self) -> str:
@@ -98,6 +102,7 @@ async def _over_https(
     import base64
 
     from packetlab.measure.http import http_get
+    from packetlab.measure.http_message import Asked
 
     wire = _render(query)
     result.proto = doh.proto
@@ -117,6 +122,7 @@ async def _over_https(
         method=None if doh.get else "POST", data=None if doh.get else wire, keep_body=True,
         max_body=TCP_MAX - 2,  # a DNS message at most
         recorder=recorder, http_version=None if doh.tls else "2-prior",
+        asked=Asked(client_cert=None if doh.cert is None else (*doh.cert, None)),
     )  # fmt: skip
     if got.error is not None and got.error.startswith(
         ("TLS: certificate verify failed: ", "TLS: the certificate is not valid for ")

@@ -481,13 +481,21 @@ async def _tls_exchange(
 ) -> None:
     """`_tcp_exchange` over TLS: the framed query encrypted, the reply decrypted from the
     endpoint's chunks until its length is whole."""
+    from OpenSSL import SSL
+
     from packetlab.measure.stream import StreamError
 
     ntag = tls.send(struct.pack(">H", len(wire)) + wire)
     got, first = b"", None
     while len(got) < 2 or len(got) < 2 + struct.unpack(">H", got[:2])[0]:
         chunk = await stream.recv(timeout)
-        plain, closed = tls.feed(chunk)
+        try:
+            plain, closed = tls.feed(chunk)
+        except SSL.Error as e:  # an alert after the handshake (a client certificate wanted)
+            reason = next((x[2] for x in reversed(e.args[0]) if len(x) > 2), str(e)) \
+                if e.args and isinstance(e.args[0], list) else str(e)  # fmt: skip
+            raise StreamError(f"{result.server}:{result.port} closed after {len(got)} bytes: "
+                              f"TLS alert: {reason}") from None  # fmt: skip
         if plain and first is None:
             first = chunk.time if chunk is not None else None
         got += plain

@@ -7,7 +7,9 @@
 others without: pktlab asks @SERVER for their addresses, which these servers answer, and
 dig its host's resolver, an /etc/hosts of the test's). Each server answers the SOA with a
 serial of its own (10, 11); nothing listens on 127.0.0.23 (dig's warning for it).
-`one.test.` has a single NS (ns1.multi.test.). `HOSTS` is that /etc/hosts' lines.
+`one.test.` has a single NS (ns1.multi.test.). `gone.test.` (since session 17, dig17b)
+two, ns4 and ns5.multi.test. (127.0.0.24-25, with glue), where nothing listens: dig's
+`NS servers could not be reached`. `HOSTS` is that /etc/hosts' lines.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import dns.rrset
 
 SERVERS = {"ns1.multi.test.": "127.0.0.21", "ns2.multi.test.": "127.0.0.22",
            "ns3.multi.test.": "127.0.0.23"}  # fmt: skip
-HOSTS = "".join(f"{addr} {name.rstrip('.')}\n" for name, addr in SERVERS.items())
+GONE = {"ns4.multi.test.": "127.0.0.24", "ns5.multi.test.": "127.0.0.25"}  # nothing there
+HOSTS = "".join(f"{addr} {name.rstrip('.')}\n" for name, addr in {**SERVERS, **GONE}.items())
 
 
 def answer(wire: bytes, serial: int) -> bytes:
@@ -36,6 +39,10 @@ def answer(wire: bytes, serial: int) -> bytes:
         reply.answer.append(dns.rrset.from_text_list(name, 300, "IN", "NS", hosts))
         reply.additional.append(dns.rrset.from_text("ns1.multi.test.", 300, "IN", "A",
                                                     SERVERS["ns1.multi.test."]))  # fmt: skip
+    elif q.rdtype == dns.rdatatype.NS and name == "gone.test.":
+        reply.answer.append(dns.rrset.from_text_list(name, 300, "IN", "NS", list(GONE)))
+        for host, addr in GONE.items():
+            reply.additional.append(dns.rrset.from_text(host, 300, "IN", "A", addr))
     elif q.rdtype == dns.rdatatype.A and name in SERVERS:
         reply.answer.append(dns.rrset.from_text(name, 300, "IN", "A", SERVERS[name]))
     elif q.rdtype == dns.rdatatype.SOA and name in ("multi.test.", "one.test."):

@@ -34,14 +34,19 @@ pytestmark = pytest.mark.skipif(
 
 
 class DotServer:
-    """DNS over TLS on 127.0.0.1 (every A question answered), connections counted."""
+    """DNS over TLS on 127.0.0.1 (every A question answered), connections counted; with
+    `client_ca` a client certificate it signed is required (`clients`: their CNs)."""
 
-    def __init__(self, cert: Path, key: Path) -> None:
+    def __init__(self, cert: Path, key: Path, client_ca: Path | None = None) -> None:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(cert), str(key))
+        if client_ca is not None:
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(str(client_ca))
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.connections = 0
+        self.clients: list[str] = []
         threading.Thread(target=self.accept, daemon=True).start()
 
     def accept(self) -> None:
@@ -59,6 +64,8 @@ class DotServer:
         except (OSError, ssl.SSLError):  # the client refused our certificate
             raw.close()
             return
+        peer: Any = conn.getpeercert() or {}
+        self.clients += [v for rdn in peer.get("subject", ()) for k, v in rdn if k == "commonName"]
         with conn:
             try:
                 while head := self.read(conn, 2):
@@ -82,16 +89,21 @@ class DotServer:
         return data
 
 
+def make_cert(key: Path, cert: Path, name: str) -> None:
+    """A self-signed EC certificate for `name` (and 127.0.0.1) made by openssl."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def dot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DotServer, Path]]:
     where = tmp_path_factory.mktemp("dot")
     cert, key = where / "dot.crt", where / "dot.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=dot.test",
-         "-addext", "subjectAltName=DNS:dot.test,IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
+    make_cert(key, cert, "dot.test")
     server = DotServer(cert, key)
     yield server, cert
     server.sock.close()
@@ -234,6 +246,67 @@ def test_dns_over_https_as_dig(dot: tuple[DotServer, Path]) -> None:
         for words in (["+https", "+tries=1"], ["+http-plain", "+tries=2"]):  # (dig: 3 by default)
             a, b = both("@127.0.0.1", "-p", "1", *words, "a.test")
             assert (a.returncode, b.returncode) == (1, 9)
+    finally:
+        secure.sock.close()
+        plain.sock.close()
+
+
+def test_a_client_certificate_as_dig(dot: tuple[DotServer, Path], tmp_path: Path) -> None:
+    """+tls-certfile/+tls-keyfile against a DoT server that wants a client certificate:
+    the answer as dig's with both (dig 9.18.49 then checks the server's certificate:
+    +tls-ca), dig's line for one alone, dig's `end of file` for none."""
+    _, cert = dot
+    ccert, ckey = tmp_path / "client.crt", tmp_path / "client.key"
+    make_cert(ckey, ccert, "client.test")
+    server = DotServer(cert, cert.with_name("dot.key"), client_ca=ccert)
+    try:
+        at = ["@127.0.0.1", "-p", str(server.port), "+tries=1", "+time=2"]
+        mine = [f"+tls-certfile={ccert}", f"+tls-keyfile={ckey}"]
+        a, _ = both(*at, f"+tls-ca={cert}", *mine, "+noall", "+answer", "a.test")
+        assert a.stdout == "a.test.\t\t\t60\tIN\tA\t192.0.2.9\n" and a.returncode == 0
+        assert server.clients == ["client.test"] * 2  # dig's and ours
+        a, b = both(*at, *mine, "a.test")  # the server's certificate checked: self-signed
+        assert a.stdout == (f";; TLS peer certificate verification for 127.0.0.1#{server.port} "
+                            "failed: self-signed certificate\n")  # fmt: skip
+        assert (a.returncode, b.returncode) == (1, 0)
+        for half in ([mine[0]], [mine[1]], ["+tls", mine[0], "+https"]):  # one alone
+            a, b = both(*at, *half, "a.test")
+            assert a.stdout == (";; both TLS client certificate and key file must be specified "
+                                "a the same time\n"), half  # fmt: skip
+            assert (a.returncode, b.returncode) == (1, 0)
+        a = ours("--dig-exit-codes", *at, mine[1], "a.test")
+        assert a.returncode == 0  # dig: the status as it was
+        # none: the server's alert ends the connection, or its close resets it (dig 9.18.49
+        # says either, or, a race in it, nothing at all)
+        a = ours(*at, "+tls", "+noall", "a.test")
+        assert a.stdout in (f";; communications error to 127.0.0.1#{server.port}: {why}\n"
+                            ";; no servers could be reached\n"
+                            for why in ("end of file", "connection reset"))  # fmt: skip
+        assert a.returncode == 1 and "Traceback" not in a.stderr  # was an internal error, 2
+        assert ours("--dig-exit-codes", *at, "+tls", "+noall", "a.test").returncode == 9
+        bad = ours(*at, f"+tls-certfile={ckey}", f"+tls-keyfile={ccert}", "a.test")  # swapped
+        assert bad.returncode == 2 and bad.stderr.endswith(": cannot be used: PEM lib\n")
+        assert server.clients == ["client.test"] * 2  # nothing more went out
+    finally:
+        server.sock.close()
+
+
+def test_post_aliases_as_dig(dot: tuple[DotServer, Path]) -> None:
+    """+https-post and +http-plain-post, dig's names of the default (was refused by name)."""
+    _, cert = dot
+    secure, plain = DohServer(cert, cert.with_name("dot.key")), DohServer()
+    try:
+        at = ["@127.0.0.1", "-p", str(secure.port), "+noall", "+answer"]
+        for words in (["+https-post"], ["+https-post=/custom"], ["+https-get", "+https-post"],
+                      ["+https-p"]):  # fmt: skip
+            a, _ = both(*at, *words, "a.test")
+            assert a.returncode == 0 and "192.0.2.9" in a.stdout, words
+        # (+https-get +https-post: GET, as dig 9.18.49: -post does not undo -get)
+        assert secure.requests == [("POST", "/dns-query")] * 2 + [("POST", "/custom")] * 2 + [
+            ("GET", "/dns-query")] * 2 + [("POST", "/dns-query")] * 2  # fmt: skip
+        a, _ = both("@127.0.0.1", "-p", str(plain.port), "+http-plain-post", "a.test")
+        assert a.returncode == 0 and "(HTTP)" in a.stdout
+        assert plain.requests == [("POST", "/dns-query")] * 2
     finally:
         secure.sock.close()
         plain.sock.close()

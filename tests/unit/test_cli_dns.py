@@ -1058,3 +1058,27 @@ def test_a_query_without_answer_shows_digs_banner_with_short_and_tcp_timeouts() 
     a.view = a.plan[0][3]
     assert "; <<>> pktlab" in text_of(a, lost) and a.view.error_banner
     assert "<<>>" not in text_of(parse("+nocmd", "silent.test"), lost)
+
+
+def test_no_name_is_the_roots_ns_as_dig() -> None:
+    """`dig @SERVER` (and `-t MX`, `-c CH` without a name): `. NS` (was an error)."""
+    for words, cls in ((["@192.0.2.53"], None), (["-t", "MX", "@192.0.2.53"], None),
+                       (["-c", "CH"], "CH")):  # fmt: skip
+        a = parse(*words)
+        assert [(e[0], e[1], e[2]) for e in a.plan] == [(".", ["NS"], cls)], words
+
+
+def test_short_then_cmd_keeps_digs_banner_on_a_failure() -> None:
+    """dig 9.18.49: +short turns printcmd off, +cmd back on: the lookup's banner comes
+    before `no servers could be reached`, its options `+short +cmd` (+nssearch too)."""
+    lost = {"type": "dns", "qname": "silent.test.", "qtype": "A", "server": "127.0.0.1",
+            "port": 53, "proto": "udp", "tries": 1, "error_kind": "timeout",
+            "error": "no answer"}  # fmt: skip
+    for words in (["+short", "+cmd"], ["+cmd", "+short"], ["+nssearch"]):
+        a = parse("@127.0.0.1", *words, "silent.test")
+        a.view = a.plan[0][3] or a
+        text = text_of(a, lost)
+        has = ";; global options: +short +cmd\n;; no servers could be reached\n" in text
+        assert has == (words != ["+cmd", "+short"]), words
+    a = parse("@127.0.0.1", "+cmd", "+short", "silent.test")
+    assert "<<>>" not in text_of(a, lost)  # +short last: printcmd off, no banner (as dig)

@@ -297,7 +297,6 @@ def test_dns_takes_digs_words() -> None:
         (["+time=soon", "x.test"], r"\+time=soon: expected a number"),
         (["-x", "nope"], "-x nope: not an IP address"),
         (["-p", "53", "x.test"], "-p PORT needs a server"),
-        ([], "no name to look up"),
     ]:
         with pytest.raises(RunError, match=message):
             run_dns_words.dig_style(parse("dns", *argv))
