@@ -319,6 +319,25 @@ def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | Non
     return msg if query.is_response(msg) else None
 
 
+def _stream_reply(
+    query: dns.message.Message, body: bytes, result: DnsResult, over: str
+) -> dns.message.Message | None:
+    """`_parse` of the one message a stream exchange (TCP, TLS, HTTP) brought back: None
+    with `result`'s error and kind set (dig's words, `over` the transport's name) when it
+    is malformed or not the reply."""
+    try:
+        msg = _parse(query, body)
+    except _Malformed as e:
+        result.error = f"malformed reply from {result.server}#{result.port} over {over}: {e}"
+        result.error_kind = "malformed"
+        result.packet, result.reason = e.wire, e.reason
+        return None
+    if msg is None:
+        result.error = f"{result.server} answered over {over} with a message that is not the reply"
+        result.error_kind = "malformed"
+    return msg
+
+
 def _parse_signed(wire: bytes) -> dns.message.Message | None:
     """A reply as `_parse` reads it first, or a TSIG out of its place as BIND keeps it."""
     try:

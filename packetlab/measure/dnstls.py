@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import dns.message
 
 from packetlab.controller import AddressLike, EndpointSession
-from packetlab.measure.dnsparse import _fill, _Malformed, _parse, _verify
+from packetlab.measure.dnsparse import _fill, _stream_reply, _verify
 from packetlab.measure.dnsquery import _render
 from packetlab.measure.dnsresult import DnsResult
 from packetlab.measure.dnstransport import TCP_MAX, _TlsVerify
@@ -137,16 +137,8 @@ async def _over_https(
         result.error = f"{result.server}#{result.port} answered HTTP status {got.status}"
         result.error_kind = "tcp"
         return
-    try:
-        msg = _parse(query, got.body)
-    except _Malformed as e:
-        result.error = f"malformed reply from {result.server}#{result.port} over HTTP: {e}"
-        result.error_kind = "malformed"
-        result.packet, result.reason = e.wire, e.reason
-        return
+    msg = _stream_reply(query, got.body, result, "HTTP")
     if msg is None:
-        result.error = f"{result.server} answered over HTTP with a message that is not the reply"
-        result.error_kind = "malformed"
         return
     if got.first_byte_us is not None and got.pretransfer_us is not None:
         result.rtt_us = max(got.first_byte_us - got.pretransfer_us, 0.0)

@@ -29,7 +29,7 @@ from packetlab.controller import (
     RequestFailed,
     read_system_info,
 )
-from packetlab.measure.dnsparse import _fill, _Malformed, _parse, _verify
+from packetlab.measure.dnsparse import _fill, _Malformed, _parse, _stream_reply, _verify
 from packetlab.measure.dnsquery import _render
 from packetlab.measure.dnsresult import DnsError, DnsResult
 from packetlab.measure.flight import Waker
@@ -448,16 +448,8 @@ async def _tcp_exchange(
     head = await stream.read_exactly(2, timeout)
     (length,) = struct.unpack(">H", head.data)
     body = await stream.read_exactly(length, timeout)
-    try:
-        msg = _parse(query, body.data)
-    except _Malformed as e:
-        result.error = f"malformed reply from {result.server}#{result.port} over TCP: {e}"
-        result.error_kind = "malformed"
-        result.packet, result.reason = e.wire, e.reason
-        return
+    msg = _stream_reply(query, body.data, result, "TCP")
     if msg is None:
-        result.error = f"{result.server} answered over TCP with a message that is not the reply"
-        result.error_kind = "malformed"
         return
     assert ntag is not None
     sent = await ntag
@@ -504,16 +496,8 @@ async def _tls_exchange(
         if len(got) > TCP_MAX:
             raise StreamError(f"{result.server}:{result.port}: more than a message")
     body = got[2 : 2 + struct.unpack(">H", got[:2])[0]]
-    try:
-        msg = _parse(query, body)
-    except _Malformed as e:
-        result.error = f"malformed reply from {result.server}#{result.port} over TLS: {e}"
-        result.error_kind = "malformed"
-        result.packet, result.reason = e.wire, e.reason
-        return
+    msg = _stream_reply(query, body, result, "TLS")
     if msg is None:
-        result.error = f"{result.server} answered over TLS with a message that is not the reply"
-        result.error_kind = "malformed"
         return
     sent = await ntag if ntag is not None else None
     if sent is not None and first is not None and first >= sent.time:
