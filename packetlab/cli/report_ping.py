@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from packetlab.cli.report import Report, dumps
-from packetlab.measure.records import (
+from packetlab.measure.records_ping import (
     PING_TIMING_MIN_SIZE,
     PingError,
     PingReply,

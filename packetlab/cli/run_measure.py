@@ -72,7 +72,7 @@ async def on_link(
     report. `report_for(src, ifname)` makes the report; `experiment_for(src, stamp,
     report, local, ifname)` the experiment; `budget()` is the default --timeout of the
     in-process endpoint and `extra()` more of its options."""
-    from packetlab.measure.records import Stamp
+    from packetlab.measure.records_fields import Stamp
 
     prog = f"pktlab run {args.measurement}"
 

@@ -27,7 +27,7 @@ from packetlab.cli.run_measure import (
 if TYPE_CHECKING:
     from packetlab.cli.report_ping import PingReport
     from packetlab.controller.stop import StopSignal
-    from packetlab.measure.records import PingResult
+    from packetlab.measure.records_ping import PingResult
 
 
 def run_ping(args: argparse.Namespace) -> int:

@@ -50,7 +50,8 @@ from packetlab.measure.packets import (
     with_ip_options,
 )
 from packetlab.measure.probes import PING_PAYLOAD, Probe, ProbeTable, echo_probe, fragmented
-from packetlab.measure.records import PingError, PingReply, PingResult, Stamp
+from packetlab.measure.records_fields import Stamp
+from packetlab.measure.records_ping import PingError, PingReply, PingResult
 from packetlab.measure.replies import Reply, ReplyKind
 from packetlab.wire import Ndata, Ntag
 

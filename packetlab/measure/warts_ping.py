@@ -9,7 +9,7 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from packetlab.measure.records import PingResult
+from packetlab.measure.records_ping import PingResult
 from packetlab.measure.warts_format import (
     OBJ_PING,
     AddressTable,

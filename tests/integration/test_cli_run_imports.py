@@ -87,7 +87,7 @@ _TRACEROUTES = {
     "packetlab.cli.run_traceroute_trace", "packetlab.cli.report_traceroute",
     "packetlab.measure.traceroute", "packetlab.measure.traceroute_probes",
     "packetlab.measure.traceroute_sequential", "packetlab.measure.traceroute_parallel",
-    "packetlab.measure.mda",
+    "packetlab.measure.mda", "packetlab.measure.records_traceroute",
 }  # fmt: skip
 _PINGS = {
     "packetlab.cli.run_ping", "packetlab.cli.run_ping_echo", "packetlab.cli.report_ping",
