@@ -43,17 +43,17 @@ class DotClient:
         fails, dig's words (`TLS peer certificate verification ... failed: REASON`)."""
         from OpenSSL import SSL
 
-        from packetlab.measure.http_tls import _CertificateMismatch, _Tls, _tls_error
+        from packetlab.measure.http_tls import CertificateMismatch, TlsLink, tls_error
         from packetlab.measure.http_url import Url
         from packetlab.measure.stream import StreamError
 
-        tls = _Tls(self.ctx, Url("https", self.hostname or server, stream.rport, "/"), stream)
+        tls = TlsLink(self.ctx, Url("https", self.hostname or server, stream.rport, "/"), stream)
         try:
             await tls.handshake(stream.session.reactor.seconds() + timeout)
-        except _CertificateMismatch as e:
+        except CertificateMismatch as e:
             raise _TlsVerify(_verify_failed(str(e), server, stream.rport)) from None
         except SSL.Error as e:
-            raise StreamError(_tls_error(e)) from None
+            raise StreamError(tls_error(e)) from None
         return tls
 
 

@@ -63,7 +63,7 @@ from packetlab.measure.http_message import (
     _Undecodable,
 )
 from packetlab.measure.http_rate import Pace, rbufsz_for
-from packetlab.measure.http_tls import _CertificateMismatch, _Tls, _tls_error, client_context
+from packetlab.measure.http_tls import CertificateMismatch, TlsLink, client_context, tls_error
 from packetlab.measure.http_url import (
     MAX_REDIRS,
     HttpError,
@@ -493,7 +493,7 @@ async def _connect(
     if hop.start is None:
         hop.start = stream.started_at
     hop.resolved, hop.connected = stream.started_at, stream.established_at
-    tls = None if ctx is None else _Tls(ctx, u, stream)
+    tls = None if ctx is None else TlsLink(ctx, u, stream)
     await _paced(route, hop, _Conn(stream, tls, server, None), data, headers, until)
 
 
@@ -564,11 +564,11 @@ async def _over(
                                    follows)  # fmt: skip
     except SSL.Error as e:
         if hop.tls_done is None and not hop.reused:  # curl: (35) the handshake failed
-            hop.error, hop.exitcode = _tls_error(e), 35
+            hop.error, hop.exitcode = tls_error(e), 35
         else:  # curl: (56) a TLS read failed
-            hop.error = f"{_tls_error(e)} (from {conn.server}, after the handshake)"
+            hop.error = f"{tls_error(e)} (from {conn.server}, after the handshake)"
             hop.exitcode = 56
-    except _CertificateMismatch as e:
+    except CertificateMismatch as e:
         hop.error, hop.exitcode = str(e), 60
     except _HandshakeTimeout:  # curl: (28) SSL connection timeout
         hop.error = (f"SSL connection timeout: no TLS handshake from {conn.server} within "

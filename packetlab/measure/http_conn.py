@@ -18,7 +18,7 @@ from packetlab.controller import (
     deferred_api,
 )
 from packetlab.measure.http_rate import Pace
-from packetlab.measure.http_tls import _Tls
+from packetlab.measure.http_tls import TlsLink
 from packetlab.measure.http_url import Url
 from packetlab.measure.stream import (
     Chunk,
@@ -51,7 +51,7 @@ class _Conn:
     """An open connection between requests: the stream, its TLS, where it goes."""
 
     stream: TcpStream
-    tls: _Tls | None
+    tls: TlsLink | None
     server: str
     tls_version: str | None
     stirred: bool = False  # something came while idle: dead, or unasked for (not reused)

@@ -100,12 +100,13 @@ VERIFY_ERRORS = {
 }
 
 
-def _tls_error(e: SSL.Error) -> str:
+def tls_error(e: SSL.Error) -> str:
+    """An OpenSSL error as one line (`TLS: REASON; REASON`): the words curl and dig show."""
     reasons = [str(a[2]) for a in (e.args[0] if e.args and isinstance(e.args[0], list) else [])]
     return "TLS: " + ("; ".join(reasons) if reasons else str(e) or type(e).__name__)
 
 
-class _Tls:
+class TlsLink:
     """A client TLS connection over memory BIOs, fed with the endpoint's chunks."""
 
     def __init__(self, ctx: SSL.Context, url: Url, stream: TcpStream) -> None:
@@ -143,7 +144,7 @@ class _Tls:
                 why = self.conn.get_app_data()
                 if why is None:
                     raise
-                raise _CertificateMismatch(f"TLS: certificate verify failed: {why}") from None
+                raise CertificateMismatch(f"TLS: certificate verify failed: {why}") from None
             self.flush()
             chunk = await self.stream.recv(max(deadline - clock.seconds(), 0.0))
             if chunk is None:
@@ -166,7 +167,7 @@ class _Tls:
             else:
                 verify_hostname(self.conn, self.url.host)
         except VerificationError:
-            raise _CertificateMismatch(
+            raise CertificateMismatch(
                 f"TLS: the certificate is not valid for {self.url.host}"
             ) from None
 
@@ -195,5 +196,5 @@ class _Tls:
         return bytes(out), chunk is None
 
 
-class _CertificateMismatch(Exception):
-    pass
+class CertificateMismatch(Exception):
+    """The server's certificate does not name the host asked for (curl's exit 60)."""
