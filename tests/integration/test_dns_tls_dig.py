@@ -11,7 +11,6 @@ import base64
 import shutil
 import socket
 import ssl
-import struct
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
+from dns_stream_server import StreamServer
 from test_dns_dig import dig, normal, ours
 
 pytestmark = pytest.mark.skipif(
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class DotServer:
+class DotServer(StreamServer):
     """DNS over TLS on 127.0.0.1 (every A question answered), connections counted; with
     `client_ca` a client certificate it signed is required (`clients`: their CNs)."""
 
@@ -43,50 +43,18 @@ class DotServer:
         if client_ca is not None:
             self.ctx.verify_mode = ssl.CERT_REQUIRED
             self.ctx.load_verify_locations(str(client_ca))
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
         self.clients: list[str] = []
-        threading.Thread(target=self.accept, daemon=True).start()
+        super().__init__("192.0.2.9")  # (starts accepting: the context first)
 
-    def accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-
-    def serve(self, raw: socket.socket) -> None:
+    def wrap(self, raw: socket.socket) -> socket.socket | None:
         try:
             conn = self.ctx.wrap_socket(raw, server_side=True)
         except (OSError, ssl.SSLError):  # the client refused our certificate
             raw.close()
-            return
+            return None
         peer: Any = conn.getpeercert() or {}
         self.clients += [v for rdn in peer.get("subject", ()) for k, v in rdn if k == "commonName"]
-        with conn:
-            try:
-                while head := self.read(conn, 2):
-                    query = dns.message.from_wire(self.read(conn, struct.unpack(">H", head)[0]))
-                    reply = dns.message.make_response(query)
-                    name = query.question[0].name
-                    reply.answer.append(dns.rrset.from_text(name, 60, "IN", "A", "192.0.2.9"))
-                    out = reply.to_wire()
-                    conn.sendall(struct.pack(">H", len(out)) + out)
-            except (OSError, ssl.SSLError):
-                return
-
-    @staticmethod
-    def read(conn: ssl.SSLSocket, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = conn.recv(n - len(data))
-            if not chunk:
-                return b""
-            data += chunk
-        return data
+        return conn
 
 
 def make_cert(key: Path, cert: Path, name: str) -> None:
