@@ -4,8 +4,8 @@ Both make a class's ``__init__``, ``__repr__``, ``__eq__``... from source text w
 class is created, and compile that text on every start: ~0.06 ms a function on this
 interpreter, ~36 ms of the ~250 ms of CPU of `pktlab run traceroute` (~110 dataclasses,
 Twisted's attrs classes; docs/performance.md, "Session 18: start-up"). The text is the
-same on every start, so its code object is kept as a .pyc is: in one table keyed by what
-was compiled (text, file name, mode, flags), ``$XDG_CACHE_HOME/pktlab/class-code``,
+same on every start, so its code object is kept as a .pyc is: in one table keyed by a digest
+of what was compiled (text, file name, mode, flags), ``$XDG_CACHE_HOME/pktlab/class-code``,
 compiled only when missing. `keep_generated_code` routes the two modules' own ``exec`` /
 ``compile`` through it; what they run is the same code object they would have compiled.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import __future__
 
 import builtins
+import hashlib
 import marshal
 import os
 import sys
@@ -29,8 +30,9 @@ for _name in __future__.all_feature_names:
     _FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag
 LIMIT = 4096  # entries kept; past it the table starts afresh with a writer's new ones
 
-_kept: dict[str, bytes] | None = None  # key -> marshal of the code (loaded on a hit)
-_new: dict[str, bytes] = {}  # compiled here, for the table at exit
+_kept: dict[bytes, bytes] | None = None  # key -> marshal of the code, until first used
+_loaded: dict[bytes, CodeType] = {}  # key -> code, in this process
+_new: dict[bytes, bytes] = {}  # compiled here, for the table at exit
 
 
 def table_path() -> str:
@@ -40,24 +42,28 @@ def table_path() -> str:
     return os.path.join(base, "pktlab", "class-code", f"{tag}.marshal")
 
 
-def _table() -> dict[str, bytes]:
+def _table() -> dict[bytes, bytes]:
     global _kept
     if _kept is None:
-        _kept = {}
-        try:
-            with open(table_path(), "rb") as f:
-                st = os.fstat(f.fileno())
-                # Code this process will run: only a file of its own user that no other
-                # may write (a .pyc's trust, as for the wire's kept code).
-                if st.st_uid == os.geteuid() and not st.st_mode & 0o022:
-                    data = f.read()
-                    if data[: len(MAGIC_NUMBER)] == MAGIC_NUMBER:
-                        loaded = marshal.loads(data[len(MAGIC_NUMBER) :])
-                        if isinstance(loaded, dict):
-                            _kept = loaded
-        except (OSError, ValueError, EOFError, TypeError):
-            pass
+        _kept = _read()
     return _kept
+
+
+def _read() -> dict[bytes, bytes]:
+    try:
+        with open(table_path(), "rb") as f:
+            st = os.fstat(f.fileno())
+            # Code this process will run: only a file of its own user that no other may
+            # write (a .pyc's trust, as for the wire's kept code).
+            if st.st_uid == os.geteuid() and not st.st_mode & 0o022:
+                data = f.read()
+                if data[: len(MAGIC_NUMBER)] == MAGIC_NUMBER:
+                    loaded = marshal.loads(data[len(MAGIC_NUMBER) :])
+                    if isinstance(loaded, dict):
+                        return loaded
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    return {}
 
 
 def cached_compile(
@@ -76,17 +82,23 @@ def cached_compile(
         flags |= sys._getframe(_depth).f_code.co_flags & _FUTURE_FLAGS
     if type(source) is not str or type(filename) is not str:
         return builtins.compile(source, filename, mode, flags, True, optimize)
-    key = f"{filename}\0{mode}\0{flags}\0{optimize}\0{source}"
-    blob = _table().get(key)
+    # Named by a digest of all it was compiled from: the texts are ~0.4 MB in all.
+    key = hashlib.sha256(
+        f"{filename}\0{mode}\0{flags}\0{optimize}\0{source}".encode("utf-8", "surrogatepass")
+    ).digest()
+    code = _loaded.get(key)
+    if code is not None:
+        return code
+    blob = _table().pop(key, None)  # its bytes are not needed again
     if blob is not None:
         try:
             code = marshal.loads(blob)
-            if isinstance(code, CodeType):
-                return code
         except (ValueError, EOFError, TypeError):
-            pass
-    code = builtins.compile(source, filename, mode, flags, True, optimize)
-    _new[key] = marshal.dumps(code)
+            code = None
+    if not isinstance(code, CodeType):
+        code = builtins.compile(source, filename, mode, flags, True, optimize)
+        _new[key] = marshal.dumps(code)
+    _loaded[key] = code
     return code
 
 
@@ -145,7 +157,7 @@ def save() -> None:
     ours (ours alone past `LIMIT`), whole or not at all (a rename), whoever else writes."""
     if not _new:
         return
-    table = {**_table(), **_new}
+    table = {**_read(), **_new}  # as on disk now: others may have added to it
     if len(table) > LIMIT:
         table = dict(_new)
     path = table_path()
