@@ -2,7 +2,7 @@
 
 Both make a class's ``__init__``, ``__repr__``, ``__eq__``... from source text when the
 class is created, and compile that text on every start: ~0.06 ms a function on this
-interpreter, ~36 ms of the ~250 ms of CPU of `pktlab run traceroute` (~110 dataclasses,
+interpreter, ~37 ms of the ~250 ms of CPU of `pktlab run traceroute` (~110 dataclasses,
 Twisted's attrs classes; docs/performance.md, "Session 18: start-up"). The text is the
 same on every start, so its code object is kept as a .pyc is: in one table keyed by a digest
 of what was compiled (text, file name, mode, flags), ``$XDG_CACHE_HOME/pktlab/class-code``,
@@ -33,11 +33,15 @@ LIMIT = 4096  # entries kept; past it the table starts afresh with a writer's ne
 _kept: dict[bytes, bytes] | None = None  # key -> marshal of the code, until first used
 _loaded: dict[bytes, CodeType] = {}  # key -> code, in this process
 _new: dict[bytes, bytes] = {}  # compiled here, for the table at exit
+_saving = False  # `save` registered with atexit
 
 
 def table_path() -> str:
-    """``$XDG_CACHE_HOME/pktlab/class-code/TAG.marshal`` (default ``~/.cache``)."""
+    """``$XDG_CACHE_HOME/pktlab/class-code/TAG.marshal`` (default ``~/.cache``); "" (no
+    table) when neither names an absolute folder (no home: nothing made in the cwd)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(base):
+        return ""
     tag = sys.implementation.cache_tag or "python"
     return os.path.join(base, "pktlab", "class-code", f"{tag}.marshal")
 
@@ -134,6 +138,7 @@ def keep_generated_code() -> None:
     """From now on, the classes `dataclasses` and `attrs` make in this process take their
     generated methods' code from the table; what was compiled afresh is added to it at
     exit. Imports both (a command that imports Twisted imports them anyway)."""
+    global _saving
     import atexit
     import importlib
 
@@ -144,25 +149,20 @@ def keep_generated_code() -> None:
             continue
         if getattr(module, attr, None) is not fn:
             setattr(module, attr, fn)  # a module global: shadows the builtin there only
-    if save not in _registered:
-        _registered.append(save)
+    if not _saving:
+        _saving = True
         atexit.register(save)
-
-
-_registered: list[Any] = []
 
 
 def save() -> None:
     """Write the table if this process compiled something it lacked: the old entries and
     ours (ours alone past `LIMIT`), whole or not at all (a rename), whoever else writes."""
-    if not _new:
+    path = table_path()
+    if not _new or not path or not _ours(os.path.dirname(path)):
         return
     table = {**_read(), **_new}  # as on disk now: others may have added to it
     if len(table) > LIMIT:
         table = dict(_new)
-    path = table_path()
-    if not _ours(os.path.dirname(path)):
-        return
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
@@ -170,7 +170,7 @@ def save() -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC_NUMBER + marshal.dumps(table))
         os.replace(tmp, path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyboardInterrupt):  # (Ctrl-C at exit: kept next time)
         try:
             os.unlink(tmp)
         except OSError:

@@ -160,8 +160,20 @@ def test_nothing_new_writes_nothing(table: Path) -> None:
 def test_keep_generated_code_routes_both_modules(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dataclasses, "exec", exec, raising=False)
     monkeypatch.setattr(attr._make, "compile", compile, raising=False)
-    monkeypatch.setattr(classcode, "_registered", [classcode.save])  # no atexit here
+    monkeypatch.setattr(classcode, "_saving", True)  # no atexit here
     classcode.keep_generated_code()
     assert dataclasses.exec is classcode._exec  # type: ignore[attr-defined]
     assert attr._make.compile is classcode._compile  # type: ignore[attr-defined]
     assert attr.s is not None
+
+
+def test_no_home_no_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(classcode, "_kept", None)
+    monkeypatch.setattr(classcode, "_new", {})
+    monkeypatch.setattr(classcode, "_loaded", {})
+    assert classcode.table_path() == ""
+    classcode.cached_compile("x = 1\n", "<y>", "exec")
+    classcode.save()
+    assert list(tmp_path.iterdir()) == []  # nothing made in the working directory
