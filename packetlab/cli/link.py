@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from packetlab import ppks  # (its names load on first use: `run --help` needs none)
-from packetlab.controller.errors import ControllerError
+from packetlab.cli.linkargs import LinkError, add_link_arguments, listen_description
 from packetlab.paths import expand_path
 
 if TYPE_CHECKING:
@@ -64,42 +64,6 @@ __all__ = [
 # The pktlab_init file names (PROTOCOL.md §4.1) each side of a demo link needs.
 CONTROLLER_FILES = ("keys/k_xc", "certs/pubcmd_exper_xc.cert", "certs/exppriv_eop_exper.cert")
 ENDPOINT_FILES = ("keys/k_ep", "certs/subcmd_eop_ep.cert", "keys/k_eop.pub")
-
-
-class LinkError(ControllerError):
-    """A link problem, in one line that says what to do about it."""
-
-
-# -- options -------------------------------------------------------------------------------------
-
-
-def add_link_arguments(parser: argparse.ArgumentParser) -> None:
-    """--listen, --home, --insecure-plaintext (and nothing else: the command's own options
-    stay the command's)."""
-    g = parser.add_argument_group(
-        "link",
-        # Wrapped by hand: the `run` commands' help keeps descriptions as written.
-        "By default an endpoint runs in this process. The link is TLS 1.3 with the PPKS\n"
-        "certificates of a `pktlab init` home unless --insecure-plaintext.",
-    )
-    g.add_argument(
-        "--listen",
-        metavar="ADDR",
-        help="start no endpoint: listen on ADDR (PORT, HOST:PORT, [V6]:PORT or a Twisted "
-        "endpoint string like tcp:20556) and measure from the first endpoint that connects",
-    )
-    g.add_argument(
-        "--home",
-        metavar="DIR",
-        help="PacketLab home whose certificates the TLS link uses (made by `pktlab init`, or "
-        "the reference pktlab_init; default: $PKTLAB_HOME or ~/.pktlab; the in-process "
-        "endpoint falls back to a temporary demo home when the default one is not set up)",
-    )
-    g.add_argument(
-        "--insecure-plaintext",
-        action="store_true",
-        help="plain TCP instead of TLS (endpoints only allow it to a loopback controller)",
-    )
 
 
 @dataclass(frozen=True)
@@ -141,34 +105,6 @@ class Link:
             if not all((h.root / f).is_file() for f in CONTROLLER_FILES + ENDPOINT_FILES):
                 return f"TLS 1.3, demo PPKS certificates from {demo_link_cache()}"
         return f"TLS 1.3, PPKS certificates from {self.home or ppks.default_home()}"
-
-
-def listen_description(text: str) -> str:
-    """--listen ADDR as a Twisted server endpoint string."""
-    text = text.strip()
-    if text.split(":", 1)[0] in ("tcp", "tcp6", "unix"):
-        return text
-    if text.isdigit():
-        host, port = "", text
-    elif text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise LinkError(f"--listen {text}: expected [IPv6]:PORT")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            raise LinkError(f"--listen {text}: expected PORT, HOST:PORT or an endpoint string")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise LinkError(f"--listen {text}: bad port {port!r}")
-    if not host:
-        return f"tcp:{port}"
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise LinkError(f"--listen {text}: {host!r} is not an IP address") from None
-    if ip.version == 6:
-        return f"tcp6:{port}:interface={str(ip).replace(':', chr(92) + ':')}"
-    return f"tcp:{port}:interface={ip}"
 
 
 def route_source(dst: Address) -> Address:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from packetlab.cli.interrupt import quit_on_interrupt
-from packetlab.cli.link import LinkError, add_link_arguments
+from packetlab.cli.linkargs import LinkError, add_link_arguments
 
 T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

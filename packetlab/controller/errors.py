@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from packetlab.wire.constants import Status
-
 if TYPE_CHECKING:
     from packetlab.wire import Message
+    from packetlab.wire.constants import Status
 
 
 def status_name(code: int) -> str:
     """`ESKTINUSE` for 0x32; `0x1234` for a code the protocol does not define."""
+    from packetlab.wire.constants import Status  # (`pktlab run --help` needs no wire enums)
+
     try:
         return Status(code).name
     except ValueError:
@@ -26,6 +27,8 @@ def status_name(code: int) -> str:
 def status_text(code: int) -> str:
     """`ESKTNOADDR (0x36): the local address is not one the endpoint exports...`: the
     name, the code and the one-line meaning declared with `Status`."""
+    from packetlab.wire.constants import Status
+
     try:
         st = Status(code)
     except ValueError:
@@ -34,6 +37,8 @@ def status_text(code: int) -> str:
 
 
 def as_status(code: int) -> Status | int:
+    from packetlab.wire.constants import Status
+
     try:
         return Status(code)
     except ValueError:

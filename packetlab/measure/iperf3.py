@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 import struct
 from collections.abc import Callable
 from enum import IntEnum
@@ -63,6 +62,8 @@ class State(IntEnum):
 
 
 def cookie() -> bytes:
+    import secrets  # (hmac, hashlib: `pktlab run --help` needs neither)
+
     return ("".join(secrets.choice(_B32) for _ in range(COOKIE_SIZE - 1)) + "\0").encode()
 
 

@@ -4,8 +4,10 @@ the trains (docs/performance.md, pktlab run, Session 6)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -231,3 +233,29 @@ def test_a_run_imports_its_reactor_and_endpoint_before_the_startup_freeze(
     }
     assert not ahead & set(late), late
     assert len(late) < 40, late  # what the endpoint's start imports still comes later
+
+
+def test_a_second_run_compiles_no_generated_class_method(tmp_path: Path) -> None:
+    """The methods dataclasses and attrs generate (~36 ms of CPU of a traceroute's start)
+    are compiled by the first run and kept (`packetlab.classcode`); a second run finds them
+    all (docs/performance.md, Session 18: start-up)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    code = (
+        "import sys\n"
+        "sys.argv = ['pktlab', 'run', 'traceroute', '-n', '-q', '1', '127.0.0.1']\n"
+        "import packetlab.cli as c\n"
+        "rc = c.main()\n"
+        "from packetlab import classcode\n"
+        "print(rc, len(classcode._new), classcode.table_path())"
+    )
+    runs = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert out.returncode == 0, out
+        runs.append(out.stdout.splitlines()[-1].split())
+    (rc1, compiled1, path), (rc2, compiled2, _) = runs
+    assert rc1 == rc2 == "0"
+    assert int(compiled1) > 100 and path.startswith(str(tmp_path)), runs
+    assert compiled2 == "0", runs

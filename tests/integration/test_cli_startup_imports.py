@@ -124,3 +124,38 @@ def test_init_loads_no_wire_codec(tmp_path: Path) -> None:
     assert "cryptography.x509" in loaded  # what init does need
     assert not {"packetlab.wire.messages", "packetlab.wire.codec", "construct"} & set(loaded)
     assert "packetlab.ppks.accounting" not in loaded
+
+
+# What a measurement's own help (and its parsing) no longer loads (session 18): the link's
+# run-time module and with it dataclasses (inspect, ast, dis, tokenize), tempfile,
+# pathlib; the wire's enums (for `controller.errors`' status names); iperf3's `secrets`
+# (hmac, hashlib and OpenSSL's libcrypto) for `pktlab run --help`.
+LIGHT = ("packetlab.cli.link", "dataclasses", "tempfile", "pathlib", "packetlab.wire.constants")
+
+
+@pytest.mark.parametrize(
+    ("argv", "heavy"),
+    [
+        (["run", "ping", "--help"], LIGHT),
+        (["run", "traceroute", "--help"], LIGHT),
+        (["run", "--help"], ("packetlab.wire.constants", "secrets", "hashlib")),
+    ],
+)
+def test_a_measurements_help_loads_no_link_runtime(argv: list[str], heavy: tuple[str, ...]) -> None:
+    code = (
+        f"import sys; sys.argv = ['pktlab', *{argv!r}]\n"
+        "import packetlab.cli as c\n"
+        "try:\n"
+        "    c.main()\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e\n"
+    )
+    assert _loaded(code, heavy=heavy) == []
+
+
+def test_link_names_are_the_same_from_either_module() -> None:
+    from packetlab.cli import link, linkargs
+
+    assert link.LinkError is linkargs.LinkError
+    assert link.add_link_arguments is linkargs.add_link_arguments
+    assert link.listen_description is linkargs.listen_description
