@@ -48,11 +48,14 @@ CASES: dict[str, tuple[bool, bytes, bytes, bool]] = {
     "mread of 5 bytes": (True, h(0x28, 5), BADMSG, True),
     "mread of 7 bytes": (True, h(0x28, 7), BADMSG, True),
     "mread of length 0": (True, h(0x28, 6), BADMSG, True),
-    "mread one past 2^32": (True, h(0x28, 6, (TOP - 0xFFFE).to_bytes(4, "big") + b"\xff\xff"),
-                            BADMSG, True),  # fmt: skip
+    "mread one past 2^32": (
+        True,
+        h(0x28, 6, (TOP - 0xFFFE).to_bytes(4, "big") + b"\xff\xff"),
+        BADMSG,
+        True,
+    ),
     "mwrite of 3 bytes": (True, h(0x29, 3), BADMSG, True),
-    "mwrite one past 2^32": (True, h(0x29, 6, (TOP - 1).to_bytes(4, "big") + b"ab"), BADMSG,
-                             True),  # fmt: skip
+    "mwrite one past 2^32": (True, h(0x29, 6, (TOP - 1).to_bytes(4, "big") + b"ab"), BADMSG, True),
     "nopen of 6 bytes": (True, h(0x2A, 6), BADMSG, True),
     "nclose of 0 bytes": (True, h(0x2B, 0), BADMSG, True),
     "nclose of 2 bytes": (True, h(0x2B, 2), BADMSG, True),
@@ -65,15 +68,15 @@ CASES: dict[str, tuple[bool, bytes, bytes, bool]] = {
     "xnotify with channellen 0": (True, h(0x70, 1), BADMSG, True),
     # at the bound, legal: answered, the session goes on
     "mwrite of 4 bytes (no data)": (True, h(0x29, 4), OK, False),
-    "mwrite of the last byte": (True, h(0x29, 5, (TOP - 1).to_bytes(4, "big") + b"x"), OK,
-                                False),  # fmt: skip
-    "nclose of a free socket": (True, h(0x2B, 1, b"\xff"), wire.encode(wire.Result(0x33)),
-                                False),  # fmt: skip
+    "mwrite of the last byte": (True, h(0x29, 5, (TOP - 1).to_bytes(4, "big") + b"x"), OK, False),
+    "nclose of a free socket": (True, h(0x2B, 1, b"\xff"), wire.encode(wire.Result(0x33)), False),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_frame_at_its_bound_gets_the_spec_reply(shared_endpoint: EndpointProcess, name: str) -> None:
+def test_frame_at_its_bound_gets_the_spec_reply(
+    shared_endpoint: EndpointProcess, name: str
+) -> None:
     started, sent, reply, closes = CASES[name]
     c = shared_endpoint.accept()
     try:

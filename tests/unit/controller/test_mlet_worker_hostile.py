@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import cast
 
 from ctl_fakes import AbortLog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import Logger, formatEvent
+from twisted.logger import ILogObserver, Logger, formatEvent
 
 from packetlab import wire
 from packetlab.controller.mlet import MAX_LINFO, MAX_LINFO_BYTES, SETUP_TIMEOUT, EndpointWorker
@@ -123,7 +124,7 @@ def test_hostile_streams_during_the_setup_end_in_a_stated_error_or_go_on(
 def logged(w: EndpointWorker) -> list[str]:
     """The worker's log lines from now on (its class logger, replaced on the instance)."""
     lines: list[str] = []
-    w.log = Logger(observer=lambda e: lines.append(formatEvent(e)))  # type: ignore[misc]
+    w.log = Logger(observer=cast(ILogObserver, lambda e: lines.append(formatEvent(e))))
     return lines
 
 

@@ -6,12 +6,13 @@ code; no TRUSTEDEOP key: no xcerts and 32 zero bytes."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 from ppks_factory import cert, key, pub
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
-from twisted.logger import Logger, formatEvent
+from twisted.logger import ILogObserver, Logger, formatEvent
 from twisted.python.failure import Failure
 
 from packetlab.controller.publish import (
@@ -187,7 +188,7 @@ def test_a_frame_too_large_from_the_broker_is_a_stated_error_not_a_traceback(
     failures: list[Failure] = []
     d.addErrback(failures.append)
     lines: list[str] = []
-    link.log = Logger(observer=lambda e: lines.append(formatEvent(e)))  # type: ignore[misc]
+    link.log = Logger(observer=cast(ILogObserver, lambda e: lines.append(formatEvent(e))))
     link.dataReceived(frame)  # does not raise
     assert t.disconnecting
     assert len(lines) == 1 and "bad frame from the broker" in lines[0], lines
