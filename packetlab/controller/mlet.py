@@ -455,6 +455,14 @@ class EndpointWorker(Protocol):
 
     # ---------------------------------------------------------------- ending
 
+    def evict(self, why: str) -> None:
+        """End it for a newer endpoint: no log line (the manager says it once), no wait for
+        a peer that answers nothing."""
+        self.finish(why)
+        t: Any = self.transport
+        if t is not None:
+            t.abortConnection()
+
     def fail(self, why: str) -> None:
         self.log.warn("endpoint {addr}: {why}", addr=self.address, why=why)
         self.finish(why)
