@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from procstat import rss_kib
+from procstat import open_fds, rss_kib
 from pxworld import XpmgrProc
+from test_hostile_fd_exhaustion import NOFILE, SILENT, low_nofile
 from tls_world import pktlab_init
 
 from packetlab import wire
@@ -133,3 +134,30 @@ def test_linfo_and_hostid_of_absurd_sizes_are_bounded(xpmgr: tuple[XpmgrProc, Pa
     grew = rss_kib(pid) - rss
     assert grew < RSS_BOUND_KIB, f"RSS grew by {grew} KiB"
     behaved(xp, home)
+
+
+def test_endpoints_silent_after_tls_cannot_take_every_descriptor(tmp_path: Path) -> None:
+    """300 endpoints that finish TLS and then answer nothing, against a manager with 256
+    descriptors: each held one for the 30 s setup timeout, so the 256th and every later
+    endpoint (a real one too) were closed at accept. Now at most 1/8 of the limit (32)
+    wait in the setup, the oldest closed for each new one, and a real one is served."""
+    home = pktlab_init(tmp_path / "home").root
+    mlet = tmp_path / "mlet.py"
+    mlet.write_text("print('mlet ran')\n")
+    with low_nofile():
+        xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [sys.executable, str(mlet)])
+    silent: list[Endpoint] = []
+    try:
+        port = xp.port()
+        for _ in range(SILENT):
+            silent.append(Endpoint(port, home))
+        assert open_fds(xp.proc.pid) < NOFILE // 2, open_fds(xp.proc.pid)
+        behaved(xp, home)
+        out = xp.text()
+        assert "endpoints in the setup (cap 32)" in out, out[-3000:]
+        assert out.count("in the setup (cap") == 1
+        assert "EMFILE" not in out and "Traceback" not in out, out[-3000:]
+    finally:
+        for s in silent:
+            s.close()
+        xp.stop()
