@@ -214,8 +214,10 @@ def test_a_proxy_closing_each_backlog_as_it_registers_is_retried_with_backoff() 
         clock.advance(waits[-1])
         register_and_close()
     assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0], waits
-    clock.advance(pool._retry.getTime() - clock.seconds())  # type: ignore[union-attr]
+    retry: Any = pool._retry
+    clock.advance(retry.getTime() - clock.seconds())
     register_and_close(lived=pool.step_timeout)  # one that lived: replaced at once
     assert pool.pending == 1 and pool._retry is None
     register_and_close()  # and the count starts again
-    assert pool._retry.getTime() - clock.seconds() == 0.5  # type: ignore[union-attr]
+    retry = pool._retry
+    assert retry.getTime() - clock.seconds() == 0.5
