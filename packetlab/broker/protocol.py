@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from packetlab.tls import peer_of
+from packetlab.tls import default_pending_max, peer_of
 from packetlab.tls.directwrite import socket_connection
 from packetlab.wire.codec import encode
 from packetlab.wire.constants import Status
@@ -144,9 +144,50 @@ class BrokerFactory(Factory):
         self.reactor = reactor
         self.connections: set[BrokerProtocol] = set()
         self.fanout = FanOut(reactor)
+        # Links past TLS without an xsub/xpub yet, oldest first. Anyone can make an agent
+        # certificate: such links, silent, held a descriptor each for IDLE_TIMEOUT,
+        # uncapped, until none was left for real clients. Past the cap (as the handshake's)
+        # the oldest is closed for each new one.
+        self.unproven: dict[BrokerProtocol, None] = {}
+        self.unproven_max = default_pending_max()
+        self.evicted = 0
+        self._saturated = False
 
     def buildProtocol(self, addr: Any) -> BrokerProtocol:
         return BrokerProtocol(self)
+
+    def admit(self, link: BrokerProtocol) -> None:
+        waiting = self.unproven
+        while len(waiting) >= self.unproven_max:
+            oldest = next(iter(waiting))
+            del waiting[oldest]
+            if not self._saturated:
+                self._saturated = True
+                BrokerProtocol.log.warn(
+                    "{role} port: {n} links without an xsub/xpub (cap {cap}): closing the "
+                    "oldest one for each new one",
+                    role=self.role.value,
+                    n=len(waiting) + 1,
+                    cap=self.unproven_max,
+                )
+            self.evicted += 1
+            oldest.evict()
+        waiting[link] = None
+
+    def settled(self, link: BrokerProtocol) -> None:
+        """`link` subscribed, published or ended: it no longer counts."""
+        if link not in self.unproven:
+            return
+        del self.unproven[link]
+        if self._saturated and len(self.unproven) < self.unproven_max * 3 // 4:
+            self._saturated = False
+            BrokerProtocol.log.info(
+                "{role} port: {n} links without an xsub/xpub, under the cap again "
+                "(closed so far for newer ones: {evicted})",
+                role=self.role.value,
+                n=len(self.unproven),
+                evicted=self.evicted,
+            )
 
 
 @implementer(IPushProducer)
@@ -225,9 +266,11 @@ class BrokerProtocol(Protocol):
         self.f.connections.add(self)
         self._t.registerProducer(self, True)
         self._idle = self.f.reactor.callLater(IDLE_TIMEOUT, self._idle_expired)
+        self.f.admit(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.f.connections.discard(self)
+        self.f.settled(self)
         timers = (self._held, self._idle, self._lean, self._reread, self._sub_expiry)
         for timer in (*timers, *self._expiry.values()):
             if timer is not None and timer.active():
@@ -249,8 +292,15 @@ class BrokerProtocol(Protocol):
                 why=reason.getErrorMessage(),
             )
 
+    def evict(self) -> None:
+        """Closed for a newer link (the factory says so once): no close_notify wait."""
+        self._cancel_idle()
+        self._closing = True
+        self._t.abortConnection()
+
     def _idle_expired(self) -> None:
         self._idle = None
+        self.f.settled(self)
         self.log.info(
             "closing idle {role} client peer={peer}: no xsub/xpub within {t} s",
             role=self.f.role.value,
@@ -415,6 +465,7 @@ class BrokerProtocol(Protocol):
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
+        self.f.settled(self)
         # The link now idles, maybe for days: after this turn (the result has gone out)
         # give back the handshake's BIO buffers (packetlab.broker.tlsmem).
         if self._lean is None:

@@ -43,6 +43,7 @@ class BacklogConnection(Protocol):
         self._scan = b""
         self._timer: IDelayedCall | None = None
         self.established = False  # counted by the pool (after the preamble echo)
+        self.since = 0.0  # when it was registered (reactor seconds)
 
     def connectionMade(self) -> None:
         self._arm()
@@ -194,6 +195,9 @@ class BacklogPool:
         self.claims = 0
         self.registered = 0  # backlogs ever established
         self.failures = 0  # consecutive
+        # Backlogs the proxy closed within `step_timeout` of their registration, in a row:
+        # replacing each at once was a registration loop as fast as the proxy answers.
+        self.quick_closes = 0
         self.hard_failure: str | None = None
         self.running = False
         self._retry: IDelayedCall | None = None
@@ -251,6 +255,7 @@ class BacklogPool:
         self.failures = 0
         self.registered += 1
         conn.established = True
+        conn.since = self.reactor.seconds()
         if not self.running:
             conn.transport.loseConnection()  # type: ignore[union-attr]
             return
@@ -273,8 +278,24 @@ class BacklogPool:
         if conn.established:
             self.idle.discard(conn)
             if self.running and state == "idle":
-                self.log.info("idle backlog to {proxy} closed by the proxy", proxy=self.where)
-                self.fill()
+                lived = self.reactor.seconds() - conn.since
+                if lived >= self.step_timeout:
+                    self.quick_closes = 0
+                    self.log.info("idle backlog to {proxy} closed by the proxy", proxy=self.where)
+                    self.fill()
+                    return
+                self.quick_closes += 1
+                delay = min(30.0, 0.25 * 2 ** min(self.quick_closes, 8))
+                self.log.warn(
+                    "idle backlog to {proxy} closed by the proxy {t:.1f} s after its "
+                    "registration ({n} in a row); the next one in {d:g} s",
+                    proxy=self.where,
+                    t=lived,
+                    n=self.quick_closes,
+                    d=delay,
+                )
+                if self._retry is None:
+                    self._retry = self.reactor.callLater(delay, self.fill)
             return
         self.pending -= 1
         self._again()

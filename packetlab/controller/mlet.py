@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 
 from packetlab import wire
 from packetlab.wire import vmem
-from packetlab.wire.constants import BODY_MAX, HEADER_LEN, MsgType
+from packetlab.wire.constants import BODY_MAX, HEADER_LEN, LINFO_INFO_MAX, MsgType
 
 __all__ = [
     "EndpointWorker",
@@ -48,6 +48,14 @@ SETUP_TIMEOUT = 30.0
 ENDPOINT_FRAME_MAX = 1 << 20
 #: linfo entries kept per endpoint (the reference sends one per monitor: at most 116).
 MAX_LINFO = 128
+#: Bytes of linfo kept per endpoint (name, aux and info of the entries kept): the
+#: reference's are a few bytes each; a hostile endpoint sent 128 of 1 MB (+128 MB of
+#: memory, log and results file per connection).
+MAX_LINFO_BYTES = 1 << 20
+#: The longest linfo name or aux taken (the reference's are "monitor" and 2 bytes).
+LINFO_FIELD_MAX = 256
+#: Characters of a linfo's info in its log line (the results file has all of it).
+LINFO_LOG_CHARS = 200
 
 
 class FrameSplitter:
@@ -264,6 +272,11 @@ class EndpointWorker(Protocol):
         self.setup_timeout = setup_timeout
         self._setup_timer: Any = None
         self.linfo_dropped = 0
+        self.linfo_bytes = 0
+        # Frames ignored (unknown during the setup, bad linfo): the first of each kind is
+        # logged, the rest counted (one line each was a log flood at the endpoint's will).
+        self.ignored = 0
+        self._ignored_kinds: set[str] = set()
 
     # ---------------------------------------------------------------- endpoint side
 
@@ -326,15 +339,16 @@ class EndpointWorker(Protocol):
         try:
             msg = wire.decode_frame(frame)
         except wire.UnknownType as e:  # not an answer: ignored, as a session does (§1.1)
-            self.log.warn("endpoint {addr}: {e} during the setup; ignored", addr=self.address, e=e)
+            self._ignore("unknown", f"{e} during the setup; ignored")
             return
         except wire.WireError as e:
             self.fail(f"bad answer to {what}: {e}")
             return
         self._awaiting.pop(0)
         if what == "hostid":
-            if isinstance(msg, wire.Mdata):
-                self.hostid = msg.data.split(b"\0", 1)[0].decode("utf-8", "replace")
+            if isinstance(msg, wire.Mdata):  # no more than the field asked for
+                hostid = msg.data[: vmem.HOSTID.size].split(b"\0", 1)[0]
+                self.hostid = hostid.decode("utf-8", "replace")
         elif not isinstance(msg, wire.Result) or msg.errid != 0:
             self.fail(f"endpoint refused {what}: {_describe(msg)}")
             return
@@ -346,16 +360,51 @@ class EndpointWorker(Protocol):
         try:
             msg = wire.decode_frame(frame)
         except wire.WireError as e:
-            self.log.warn("endpoint {addr}: bad linfo ignored: {e}", addr=self.address, e=e)
+            self._ignore("linfo", f"bad linfo ignored: {e}")
             return
         if isinstance(msg, wire.Linfo):
-            if len(self.linfo) >= MAX_LINFO:  # a flood: keep memory and the log bounded
-                self.linfo_dropped += 1
+            if len(msg.info) > LINFO_INFO_MAX or max(len(msg.name), len(msg.aux)) > LINFO_FIELD_MAX:
+                self._ignore(
+                    "linfo",
+                    f"bad linfo ignored: name of {len(msg.name)} bytes, aux of {len(msg.aux)}, "
+                    f"info of {len(msg.info)} (at most {LINFO_FIELD_MAX}, {LINFO_FIELD_MAX}, "
+                    f"{LINFO_INFO_MAX})",
+                )
                 return
+            size = len(msg.name) + len(msg.aux) + len(msg.info)
+            if len(self.linfo) >= MAX_LINFO or self.linfo_bytes + size > MAX_LINFO_BYTES:
+                self.linfo_dropped += 1  # a flood: keep memory and the log bounded
+                if self.linfo_dropped == 1:
+                    self.log.warn(
+                        "endpoint {addr} sent more than {n} linfo or {b} bytes of them; "
+                        "dropping the rest",
+                        addr=self.address,
+                        n=MAX_LINFO,
+                        b=MAX_LINFO_BYTES,
+                    )
+                return
+            self.linfo_bytes += size
             entry = {k: getattr(msg, k).decode("utf-8", "replace") for k in ("name", "aux", "info")}
             self.linfo.append(entry)
+            info = entry["info"]
+            if len(info) > LINFO_LOG_CHARS:
+                info = f"{info[:LINFO_LOG_CHARS]}... ({len(msg.info)} bytes)"
             self.log.info(
-                "endpoint {addr} linfo {name} ({aux}): {info}", addr=self.address, **entry
+                "endpoint {addr} linfo {name} ({aux}): {info}",
+                addr=self.address,
+                name=entry["name"],
+                aux=entry["aux"],
+                info=info,
+            )
+
+    def _ignore(self, kind: str, why: str) -> None:
+        self.ignored += 1
+        if kind not in self._ignored_kinds:
+            self._ignored_kinds.add(kind)
+            self.log.warn(
+                "endpoint {addr}: {why} (more such frames are counted, not logged)",
+                addr=self.address,
+                why=why,
             )
 
     def _start_mlet(self) -> None:
@@ -406,6 +455,14 @@ class EndpointWorker(Protocol):
 
     # ---------------------------------------------------------------- ending
 
+    def evict(self, why: str) -> None:
+        """End it for a newer endpoint: no log line (the manager says it once), no wait for
+        a peer that answers nothing."""
+        self.finish(why)
+        t: Any = self.transport
+        if t is not None:
+            t.abortConnection()
+
     def fail(self, why: str) -> None:
         self.log.warn("endpoint {addr}: {why}", addr=self.address, why=why)
         self.finish(why)
@@ -432,6 +489,11 @@ class EndpointWorker(Protocol):
             return
         self._ended = True
         self.finished = time.time()
+        hidden = self.ignored - len(self._ignored_kinds)
+        if hidden > 0:
+            self.log.warn(
+                "endpoint {addr}: {n} more frames ignored (not logged)", addr=self.address, n=hidden
+            )
         self._done(self)
 
     def result(self) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from packetlab.ppks import (
 from packetlab.ppks.keys import PublicKeyLike
 from packetlab.tls import AuthMode, Credentials, PPKSClientCreator, PPKSClientEndpoint
 from packetlab.tls.directwrite import socket_connection
-from packetlab.wire import Framer, Result, Xcert, Xpub, encode
+from packetlab.wire import Framer, Result, WireError, Xcert, Xpub, encode
 from packetlab.wire.constants import DEFAULT_PUB_PORT, KEYID_LEN
 from packetlab.wire.nvlist import NVPair, encode_nvlist
 
@@ -228,13 +228,17 @@ class _BrokerLink(Protocol):
         return d
 
     def dataReceived(self, data: bytes) -> None:
-        for item in self.framer.feed(data):
-            if isinstance(item, Result) and self.waiting:
-                self.waiting.pop(0).callback(item.errid)
-            else:  # a broker sends a publisher nothing else
-                self.log.warn("unexpected frame from the broker: {item!r}", item=item)
-                self.transport.loseConnection()  # type: ignore[union-attr]
-                return
+        try:
+            for item in self.framer.feed(data):
+                if isinstance(item, Result) and self.waiting:
+                    self.waiting.pop(0).callback(item.errid)
+                else:  # a broker sends a publisher nothing else
+                    self.log.warn("unexpected frame from the broker: {item!r}", item=item)
+                    self.transport.loseConnection()  # type: ignore[union-attr]
+                    return
+        except WireError as e:  # a frame over the cap: it left here as a traceback
+            self.log.warn("bad frame from the broker: {e}", e=e)
+            self.transport.loseConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost = reason

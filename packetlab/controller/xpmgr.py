@@ -165,6 +165,13 @@ class Manager:
         self.port: Any = None
         self.pools: list[BacklogPool] = []
         self.workers: set[EndpointWorker] = set()
+        # Endpoints past TLS whose setup is unanswered, oldest first: past `setup_max` the
+        # oldest is closed for each new one (one answering nothing held a descriptor for
+        # SETUP_TIMEOUT, uncapped: a few thousand took every descriptor).
+        self.setup_max = default_pending_max()
+        self._in_setup: dict[EndpointWorker, None] = {}
+        self._setup_saturated = False
+        self.setup_evicted = 0
         self.single: MletProcess | None = None
         self._control: socket.socket | None = None
         self._exit_code = 0
@@ -384,7 +391,27 @@ class Manager:
             self.wrap_up()
         if exp is None:
             raise ValueError("no ExpExec entry served this endpoint")
+        self._admit_setup(worker)
         return exp.programs
+
+    def _admit_setup(self, worker: EndpointWorker) -> None:
+        waiting = self._in_setup
+        while len(waiting) >= self.setup_max:
+            oldest = next(iter(waiting))
+            del waiting[oldest]
+            if oldest.state != "setup":  # answered since: it does not count
+                continue
+            if not self._setup_saturated:
+                self._setup_saturated = True
+                self.log.warn(
+                    "{n} endpoints in the setup (cap {cap}): closing the oldest one for each "
+                    "new one",
+                    n=len(waiting) + 1,
+                    cap=self.setup_max,
+                )
+            self.setup_evicted += 1
+            oldest.evict(f"closed for a newer endpoint ({self.setup_max} in the setup)")
+        waiting[worker] = None
 
     def _launch(self, worker: EndpointWorker, sock: socket.socket) -> None:
         if self.singleton:
@@ -415,6 +442,15 @@ class Manager:
         if worker not in self.workers:
             return
         self.workers.discard(worker)
+        self._in_setup.pop(worker, None)
+        if self._setup_saturated and len(self._in_setup) < self.setup_max * 3 // 4:
+            self._setup_saturated = False
+            self.log.info(
+                "{n} endpoints in the setup, under the cap again (closed so far for newer "
+                "ones: {evicted})",
+                n=len(self._in_setup),
+                evicted=self.setup_evicted,
+            )
         result = worker.result()
         self.running -= 1
         if result["status"] == "done":

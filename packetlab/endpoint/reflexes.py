@@ -40,6 +40,7 @@ from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, RequestGate
 from packetlab.endpoint.config import EndpointConfig
 from packetlab.endpoint.monitors import MAX_MODULE, MAX_SESSION_MODULES, settings_of
 from packetlab.endpoint.sockets import Skt
+from packetlab.logbudget import LogBudget
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError, Settings
 from packetlab.reflex import abi
 from packetlab.reflex import wire as rw
@@ -265,6 +266,9 @@ class ReflexGate:
         self.by_sktid: dict[int, Attached] = {}
         self.snapshots: dict[int, _Snapshot] = {}
         self.lost_reports = 0
+        # Refused requests, as many as the controller sends: a line each filled the log
+        # (5,000 4-byte frames, 5,000 lines); 20 a minute, the rest counted.
+        self.refusal_log = LogBudget(time.monotonic)
         self.checks_ndata = inner.checks_ndata
         # check and done only pass through: the inner gate's bound methods themselves (a
         # Python frame less on every nsend, a reflex's included).
@@ -398,8 +402,13 @@ class ReflexGate:
             else:
                 self._detach_request(rw.decode_detach(item.body))
         except rw.BadMessage as e:
-            log.info("malformed reflex request: {e}", e=str(e))
+            self._say_refused("malformed reflex request: {e}", e=str(e))
             out.put(_R[Status.ECTLBADMSG])
+
+    def _say_refused(self, fmt: str, warn: bool = False, **kw: object) -> None:
+        more = self.refusal_log.allow()
+        if more is not None:
+            (self.log.warn if warn else self.log.info)(fmt + "{more}", more=more, **kw)
 
     def _attach(self, msg: rw.Attach, compiled: ReflexCompiled | None = None) -> None:
         """Answer a rattach; `compiled`: its program, compiled meanwhile in the worker."""
@@ -523,11 +532,12 @@ class ReflexGate:
         if not program or program[0] != PKTLAB_WASM or abi.digest(program[1:]) != digest:
             return Status.ECRTBADHDAT, None
         if self.listed is not None and digest not in self.listed:
-            log.info("reflex {d} refused: the chain does not list it", d=digest.hex())
+            self._say_refused("reflex {d} refused: the chain does not list it", d=digest.hex())
             return Status.ECRTBADHDAT, None
         if len(program) - 1 > MAX_MODULE:
-            log.warn(
+            self._say_refused(
                 "reflex {d} refused: the module is {n} bytes (at most {max})",
+                warn=True,
                 d=digest.hex()[:16],
                 n=len(program) - 1,
                 max=MAX_MODULE,

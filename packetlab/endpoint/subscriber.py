@@ -35,6 +35,7 @@ from packetlab.endpoint.subscription import (
     SubscriptionPlan,
     plan_subscription,
 )
+from packetlab.logbudget import LogBudget
 from packetlab.ppks import PPKSError, load_certificates, raw_public_key, read_public_key
 from packetlab.tls import (
     AuthMode,
@@ -84,8 +85,10 @@ class _BrokerLink(Protocol):
             elif event is Event.NOTIFY:
                 assert isinstance(detail, Xnotify)
                 self.owner.on_notify(detail.channel, detail.xdescr)
-            elif event is Event.IGNORE:
-                self.log.warn("broker: {why}; ignored", why=detail)
+            elif event is Event.IGNORE:  # as often as the broker likes: a log budget
+                more = self.owner.ignored_log.allow()
+                if more is not None:
+                    self.log.warn("broker: {why}; ignored{more}", why=detail, more=more)
             elif event is Event.RESET:
                 self._reset(str(detail))
                 return
@@ -127,6 +130,8 @@ class BrokerSubscriber(service.Service):
         # Each failure while the backoff grows, then one line every OUTAGE_REMINDER s: a
         # broker down for a day logged a line every ~5 s (~17,000 lines).
         self._outage = Outage(loud=8)
+        # Frames ignored (an empty xnotify): a line each was a log as fast as a broker sent.
+        self.ignored_log = LogBudget(reactor.seconds)
 
     def startService(self) -> None:
         super().startService()

@@ -389,3 +389,51 @@ def test_publications_built_to_make_matching_slow_do_not_stall_the_broker(
         sub.close()
         pub.close()
     check("slow matching", home, broker, tmp_path, before)
+
+
+# what a subscriber sends after its subscription -> (code answered, link closed after)
+AFTER_SUBSCRIBING: dict[str, tuple[bytes, int, bool]] = {
+    "HTTP text (a 4.5 MB frame header)": (b"GET / HTTP/1.1\r\n\r\n", 0x10, True),
+    "a result": (b"\x40\x00\x00\x00", 0x11, True),
+    "an xnotify": (b"\x70\x00\x00\x02\x01a", 0x11, True),
+    "an unknown type": (b"\x00\x00\x00\x00", 0x11, True),
+    "an xpub on the subscribe port": (b"\x31\x00\x00\x00", 0x11, True),
+    "a malformed xsub": (b"\x38\x00\x00\x01\x00", 0x60, False),
+    "an empty xcert": (b"\x30\x00\x00\x00", 0x61, False),
+}
+
+
+def test_garbage_after_subscribing_gets_its_code_and_the_subscription_is_kept_or_ended(
+    home: PktlabHome, broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """Session 18: a subscribed endpoint that then sends garbage. A frame the broker can
+    answer gets its code; a bad xsub/xcert keeps the link and the subscription (it still
+    gets the next publication), anything else ends both with a close and one log line
+    naming the code and reason."""
+    before = baseline(home, broker, tmp_path)
+    eop = home.public_key("k_eop")
+    for i, (name, (junk, code, closes)) in enumerate(AFTER_SUBSCRIBING.items()):
+        ident = Identity(home, tmp_path, f"garbage{i}")
+        sub = ident.subscribe(broker.sub_port)
+        mark = len(broker.output())
+        sub.send(junk, split=False)
+        if code != 0x10:  # (the frame cap cuts the link with the answer unreadable)
+            assert sub.recv(timeout=5) == wire.Result(code), name
+        if closes:
+            assert sub.closed_by_peer(timeout=5), name
+        out = broker.wait_log("refuse", since=mark)[mark:]
+        assert f"code=0x{code:04x}" in out, (name, out[-1500:])
+        pub = RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
+        for cert in ("pubcmd_exper_xc", "exppriv_eop_exper"):
+            pub.send(wire.Xcert(home.certificate(cert).der))
+            assert pub.recv() == wire.Result(0)
+        xd = f"controller_addr=127.0.0.1:9;sni_key=garbage{i}x{time.monotonic_ns()};".encode()
+        pub.send(wire.Xpub([key_id(eop)], raw_public_key(eop), xd))
+        assert pub.recv() == wire.Result(0)
+        if not closes:
+            note = sub.recv()
+            assert isinstance(note, wire.Xnotify) and note.xdescr == xd, (name, note)
+        pub.close()
+        sub.close()
+    assert "Traceback" not in broker.output()
+    check("garbage after subscribing", home, broker, tmp_path, before)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from broker_world import BrokerProcess, Identity
+from broker_world import BrokerProcess, Identity, RawClient
 from procstat import open_fds
 from pxworld import EndpointProc, XpmgrProc
 from tls_world import pktlab_init
@@ -98,3 +98,29 @@ def test_xpmgr_serves_an_endpoint_through_a_flood_of_silent_connections(
         if ep is not None:
             ep.stop()
         xp.stop()
+
+
+def test_broker_serves_a_subscriber_through_a_flood_of_silent_tls_links(tmp_path: Path) -> None:
+    """Anyone can make an agent certificate: 300 links that finish TLS and then send
+    nothing. Each held a descriptor for the 30 s idle timeout; the 243rd and every later
+    client (a real subscriber too) were closed at accept. Now at most 1/8 of the limit
+    wait for their xsub/xpub per port, the oldest closed for each new one."""
+    home = pktlab_init(tmp_path / "home")
+    with low_nofile():
+        broker = BrokerProcess(home, tmp_path, error_delay=0)
+    silent = Identity(home, tmp_path, "silent")
+    links: list[RawClient] = []
+    try:
+        pid = broker.proc.pid  # type: ignore[union-attr]
+        for _ in range(SILENT):
+            links.append(RawClient(broker.sub_port, silent.cert_path, silent.key_path))
+        assert open_fds(pid) < NOFILE // 2, open_fds(pid)
+        sub = Identity(home, tmp_path, "real").subscribe(broker.sub_port)
+        sub.close()
+        out = broker.output()
+        assert "links without an xsub/xpub (cap 32)" in out, out[-3000:]
+        assert "EMFILE" not in out and "Traceback" not in out, out[-3000:]
+    finally:
+        for c in links:
+            c.close()
+        broker.stop()

@@ -652,3 +652,32 @@ def test_the_same_xdescr_published_again_after_its_end_skips_who_got_it() -> Non
     pp2.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
     assert frames(st) == []
     assert frames(nt) == [Result(0), Xnotify(b"public", XD)]
+
+
+def test_links_silent_after_tls_are_capped_oldest_out() -> None:
+    """Session 18: anyone can make an agent certificate; a link that completes TLS and
+    then sends nothing held its descriptor for IDLE_TIMEOUT, uncapped (with 256
+    descriptors, 243 such links and the broker refused every real subscriber at accept).
+    Past `unproven_max` links without an xsub/xpub on a port, the oldest is closed for
+    each new one, with one warning per episode; a subscribed link never counts."""
+    w = World()
+    f = w.factories[Role.SUBSCRIBE]
+    f.unproven_max = 3
+    events, done = _events()
+    try:
+        sub, st = w.connect(Role.SUBSCRIBE)
+        sub.dataReceived(sub_frames())  # subscribed: not counted
+        links = [w.connect(Role.SUBSCRIBE) for _ in range(8)]
+        assert [t.disconnecting for _, t in links] == [True] * 5 + [False] * 3
+        assert not st.disconnecting
+        links[6][0].dataReceived(sub_frames())  # proven now: its slot is free
+        w.connect(Role.SUBSCRIBE)
+        assert not links[5][1].disconnecting and not links[6][1].disconnecting
+        w.connect(Role.SUBSCRIBE)
+        assert links[5][1].disconnecting and not links[6][1].disconnecting
+        w.connect(Role.PUBLISH)  # the other port has its own count
+        assert not links[7][1].disconnecting
+    finally:
+        done()
+    said = [formatEvent(e) for e in events if "without an xsub/xpub" in formatEvent(e)]
+    assert len(said) == 1 and "(cap 3)" in said[0], said

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import cast
 
 from ctl_fakes import AbortLog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import ILogObserver, Logger, formatEvent
 
 from packetlab import wire
-from packetlab.controller.mlet import MAX_LINFO, SETUP_TIMEOUT, EndpointWorker
+from packetlab.controller.mlet import MAX_LINFO, MAX_LINFO_BYTES, SETUP_TIMEOUT, EndpointWorker
+from packetlab.wire import vmem
+from packetlab.wire.constants import LINFO_INFO_MAX
 
 U8 = st.integers(0, 255)
 
@@ -113,5 +117,64 @@ def test_hostile_streams_during_the_setup_end_in_a_stated_error_or_go_on(
     assert len(w.linfo) <= MAX_LINFO
     reactor.advance(SETUP_TIMEOUT)
     assert w.state != "setup"  # nothing waits for ever
+    for s in launched:
+        s.close()
+
+
+def logged(w: EndpointWorker) -> list[str]:
+    """The worker's log lines from now on (its class logger, replaced on the instance)."""
+    lines: list[str] = []
+    w.log = Logger(observer=cast(ILogObserver, lambda e: lines.append(formatEvent(e))))
+    return lines
+
+
+def relaying() -> tuple[EndpointWorker, list[socket.socket]]:
+    w, _, _, launched = worker()
+    w.dataReceived(wire.encode(wire.Result()) * 2 + wire.encode(wire.Mdata(0x10030000, b"ep\0")))
+    assert w.state == "relay"
+    return w, launched
+
+
+def test_frames_ignored_by_the_thousand_log_one_line_each_kind() -> None:
+    # Each ignored frame logged its own line: 20,000 4-byte frames from a hostile
+    # endpoint were 20,000 lines (2.9 MB of log) in the manager.
+    w, _, _, launched = worker()
+    lines = logged(w)
+    w.dataReceived(b"\x00\x00\x00\x00" * 20000)  # unknown type, during the setup
+    w.dataReceived(wire.encode(wire.Result()) * 2 + wire.encode(wire.Mdata(0x10030000, b"ep\0")))
+    w.dataReceived(b"\x65\x00\x00\x00" * 20000)  # malformed linfo, while relaying
+    assert w.state == "relay"
+    assert len(lines) == 2, lines[:5]
+    assert "unknown message type 0x00 during the setup; ignored" in lines[0]
+    assert "bad linfo ignored" in lines[1]
+    w.finish(None)
+    assert len(lines) == 3 and "39998 more frames ignored" in lines[2], lines[2:]
+    for s in launched:
+        s.close()
+
+
+def test_linfo_kept_and_logged_is_bounded_in_bytes() -> None:
+    # 140 linfo of 1 MB each (under the 1 MiB frame cap) were all kept, logged in full and
+    # written to the results file: +128 MB of memory, log and results per endpoint.
+    w, launched = relaying()
+    lines = logged(w)
+    huge = wire.encode(wire.Linfo(b"monitor", b"\0\0", b"i" * (LINFO_INFO_MAX + 1)))
+    big = wire.encode(wire.Linfo(b"monitor", b"\0\0", b"i" * LINFO_INFO_MAX))
+    w.dataReceived(huge * 3 + big * 100)
+    kept = sum(len(e["info"]) + len(e["name"]) + len(e["aux"]) for e in w.linfo)
+    assert kept <= MAX_LINFO_BYTES and len(w.linfo) == MAX_LINFO_BYTES // (LINFO_INFO_MAX + 9)
+    assert sum(len(line) for line in lines) < 8192, [len(line) for line in lines]
+    assert any(f"info of {LINFO_INFO_MAX + 1} " in line for line in lines), lines
+    for s in launched:
+        s.close()
+
+
+def test_the_hostid_is_at_most_the_field_it_was_read_from() -> None:
+    w, _, _, launched = worker()
+    w.dataReceived(
+        wire.encode(wire.Result()) * 2
+        + wire.encode(wire.Mdata(0x10030000, b"h" * 300 + b"\n" + b"x" * 300000))
+    )
+    assert w.hostid == "h" * vmem.HOSTID.size
     for s in launched:
         s.close()

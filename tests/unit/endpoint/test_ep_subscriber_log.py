@@ -84,3 +84,32 @@ def test_a_bad_broker_address_is_called_one() -> None:
     assert str(e.value) == (
         "BrokerAddr: bad broker address '127.0.0.1:99999': port must be 1..65535, got '99999'"
     )
+
+
+def test_a_broker_flooding_empty_xnotify_costs_a_few_log_lines() -> None:
+    """20,000 xnotify without an xdescr (6 bytes each) from a broker were 20,000 warnings
+    in the endpoint's log; now 20 a minute, the rest counted (as refused xdescrs)."""
+    from types import SimpleNamespace
+
+    from twisted.internet.testing import StringTransport
+
+    from packetlab.endpoint.subscriber import _BrokerLink
+    from packetlab.wire import Result, encode
+
+    reactor = MemoryReactorClock()
+    plan = SimpleNamespace(results_expected=1, frames=lambda: [], chlist=[b"a"], dattr=b"")
+    sub = BrokerSubscriber(reactor, "127.0.0.1:20557", lambda: None, cast(Any, plan), print)
+    link = _BrokerLink(sub)
+    link.makeConnection(StringTransport())
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        link.dataReceived(encode(Result(0)) + b"\x70\x00\x00\x02\x01a" * 20000)
+        reactor.advance(61)
+        link.dataReceived(b"\x70\x00\x00\x02\x01a")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    lines = [e["log_format"] for e in seen if "xnotify" in e.get("why", "")]
+    assert len(lines) == 21, len(lines)
+    assert "19980" in str([e.get("more") for e in seen][-1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import wasmtime
@@ -473,3 +473,24 @@ def test_malformed_detach() -> None:
     r, _ = make_rig()
     opened(r)
     assert send(r, Unknown(rw.RDETACH, b"\x01\x02", 0)) == [wire.Result(int(S.ECTLBADMSG))]
+
+
+def test_malformed_and_refused_reflex_requests_by_the_thousand_log_a_few_lines() -> None:
+    """5,000 malformed rattach frames (4 bytes each) were 5,000 log lines; a controller
+    that reads its answers could fill the endpoint's disk. 20 lines a minute now, the
+    rest counted; every frame still gets its ECTLBADMSG."""
+    from twisted.logger import ILogObserver, Logger, formatEvent
+
+    r, g = make_rig()
+    opened(r)
+    lines: list[str] = []
+    g.log = Logger(observer=cast(ILogObserver, lambda e: lines.append(formatEvent(e))))
+    bad = Unknown(rw.RATTACH, b"abc", 0)
+    refused = attach(1, w(ECHO))  # a digest no chain lists (below)
+    g.listed = frozenset()
+    got = send(r, *[bad] * 5000, *[refused] * 50)
+    assert got[:5000] == [wire.Result(S.ECTLBADMSG)] * 5000
+    assert got[5000:] == [wire.Result(S.ECRTBADHDAT)] * 50
+    assert len(lines) == 20, lines[-3:]
+    assert "malformed reflex request" in lines[0]
+    assert "the next ones are counted, not logged" in lines[-1]

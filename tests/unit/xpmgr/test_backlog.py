@@ -173,3 +173,51 @@ def test_the_manager_side_of_a_registration_byte_for_byte(options: PPKSServerOpt
     assert conn.state == "preamble" and pool.calls == []  # not counted before the echo
     conn.dataReceived(PREAMBLE)
     assert t.value() == b"PKTLAB" and pool.calls == ["established"]
+
+
+class _Conn:
+    """A backlog connection as the pool sees it (no transport)."""
+
+    established = False
+    since = 0.0
+    transport = None
+
+
+def test_a_proxy_closing_each_backlog_as_it_registers_is_retried_with_backoff() -> None:
+    """Session 18: a proxy that takes each registration and closes the idle backlog at
+    once (full, restarting, hostile) made the manager register again at once, for ever:
+    a TLS handshake and two log lines per turn, as fast as the proxy answers. A backlog
+    closed within the step timeout of its registration is now a failure: the next one
+    waits, doubling up to 30 s; one that lived longer is replaced at once, as before."""
+    pool = CountingPool()
+    pool.target, pool.max_claims = 1, None
+    clock: Clock = pool.reactor
+
+    def register_and_close(lived: float = 0.0) -> None:
+        assert pool.pending == 1  # the pool connected; the proxy takes the registration
+        conn: Any = _Conn()
+        pool.established(conn)
+        clock.advance(lived)
+        pool.lost(conn, "idle")  # and closes the idle backlog
+
+    pool.start()
+    turns = 0
+    while pool.pending and turns < 50:  # at clock time 0
+        register_and_close()
+        turns += 1
+    assert turns == 1 and pool.connects == 1, (turns, pool.connects)  # was 50 and 51
+    waits = []
+    for _ in range(8):
+        call = pool._retry
+        assert call is not None
+        waits.append(call.getTime() - clock.seconds())
+        clock.advance(waits[-1])
+        register_and_close()
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0], waits
+    retry: Any = pool._retry
+    clock.advance(retry.getTime() - clock.seconds())
+    register_and_close(lived=pool.step_timeout)  # one that lived: replaced at once
+    assert pool.pending == 1 and pool._retry is None
+    register_and_close()  # and the count starts again
+    retry = pool._retry
+    assert retry.getTime() - clock.seconds() == 0.5

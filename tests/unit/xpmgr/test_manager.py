@@ -8,9 +8,11 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from typing import cast
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import ILogObserver, Logger, formatEvent
 
 from packetlab.cli.init import init_home
 from packetlab.controller.xpmgr import HANDSHAKE_TIMEOUT, HostPort, Manager, ManagerError
@@ -188,3 +190,43 @@ def test_the_publication_agent_certificate_is_checked_at_start(
     for unusable in (tmp_path / "none.cert", r / "keys/k_xc.pub"):
         assert manager(unusable).snikeys  # started; the publication will say why
     assert manager(r / "certs/agent_xc_xc.cert").snikeys
+
+
+def test_endpoints_silent_after_the_handshake_are_capped_oldest_out(
+    home: PktlabHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Endpoints that finish TLS and then answer nothing (session 18): each held a
+    descriptor and a worker for the 30 s setup timeout, uncapped (400 of them: 400
+    descriptors, +19 MB), so a few thousand took every descriptor. Past `setup_max` in
+    the setup, the oldest is closed for each new one; one warning per episode."""
+    from types import SimpleNamespace
+
+    from packetlab.controller import xpmgr
+
+    m, _ = manager(home)
+    m.setup_max = 4
+    exp = m._exps[0]
+    monkeypatch.setattr(xpmgr, "peer_of", lambda w: SimpleNamespace(entry=exp.entry))
+    lines: list[str] = []
+    m.log = Logger(observer=cast(ILogObserver, lambda e: lines.append(formatEvent(e))))
+    m.start()
+    ts = []
+    for _ in range(10):
+        w = m.worker_factory().buildProtocol(None)
+        t = StringTransport()
+        w.makeConnection(t)
+        ts.append(t)
+    assert [t.disconnecting for t in ts] == [True] * 6 + [False] * 4
+    assert len([ln for ln in lines if "in the setup" in ln]) == 1, lines
+    assert m.failed == 6 and m.running == 4
+    late = m.worker_factory().buildProtocol(None)
+    late.makeConnection(StringTransport())  # a 5th: the 7th oldest goes, no new line
+    assert ts[6].disconnecting and len([ln for ln in lines if "in the setup" in ln]) == 1
+    # one past its setup (relaying to its mlet) frees its slot: nobody is closed for the
+    # next one, and the one after that closes the oldest still in the setup
+    w8 = next(w for w in m.workers if w.transport is ts[7])
+    w8.state = "relay"
+    m.worker_factory().buildProtocol(None).makeConnection(StringTransport())
+    assert not ts[7].disconnecting and not ts[8].disconnecting
+    m.worker_factory().buildProtocol(None).makeConnection(StringTransport())
+    assert not ts[7].disconnecting and ts[8].disconnecting

@@ -6,15 +6,19 @@ code; no TRUSTEDEOP key: no xcerts and 32 zero bytes."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 from ppks_factory import cert, key, pub
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
+from twisted.logger import ILogObserver, Logger, formatEvent
 from twisted.python.failure import Failure
 
 from packetlab.controller.publish import (
     Publication,
     PublishCredentials,
+    PublishError,
     PublishRefused,
     _BrokerLink,
 )
@@ -166,3 +170,28 @@ def test_an_error_result_stops_the_publication_with_its_code(at: int, errid: int
     assert isinstance(e, PublishRefused)
     assert e.what == ("xcert", "xpub")[at] and int(e.status) == errid
     assert f"error {errid}" in str(e)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"\x40\xff\xff\xff",  # a result announcing 16 MiB: over the link's 1 KiB frame cap
+        b"GET / HTTP/1.1\r\n\r\n",  # not a broker at all
+    ],
+)
+def test_a_frame_too_large_from_the_broker_is_a_stated_error_not_a_traceback(
+    frame: bytes,
+) -> None:
+    # FrameTooLarge left dataReceived: Twisted logged it as an unhandled traceback.
+    link, publication, t = link_and_pub([], None)
+    d = publication.add(XD, [b"public"])
+    failures: list[Failure] = []
+    d.addErrback(failures.append)
+    lines: list[str] = []
+    link.log = Logger(observer=cast(ILogObserver, lambda e: lines.append(formatEvent(e))))
+    link.dataReceived(frame)  # does not raise
+    assert t.disconnecting
+    assert len(lines) == 1 and "bad frame from the broker" in lines[0], lines
+    assert "(limit 1024)" in lines[0]
+    link.connectionLost(Failure(ConnectionDone()))
+    assert isinstance(failures[0].value, PublishError)
