@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from packetlab.measure.packets import IpTimestamps, SourceRoute
+from packetlab.measure.packets_ip_options import IpTimestamps, SourceRoute
 from packetlab.measure.records_fields import RESULT_NON_NULL, RecordError, Stamp, record_from_dict
 
 

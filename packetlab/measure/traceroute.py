@@ -29,7 +29,8 @@ from packetlab.measure.capture import (
     open_capture,
     pick_source,
 )
-from packetlab.measure.packets import DCCP_SERVICE_CODE, loose_source_route
+from packetlab.measure.packets_ip_options import loose_source_route
+from packetlab.measure.packets_transport import DCCP_SERVICE_CODE
 from packetlab.measure.probes import TRACEROUTE_BASE_PORT, Probe, TcpFlavor, fragmented
 from packetlab.measure.records import Stamp, TracerouteResult
 from packetlab.measure.replies import Reply

@@ -10,7 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from packetlab.measure.packets import DCCP_SERVICE_CODE, TCP_ACK, with_ip_options
+from packetlab.measure.packets import TCP_ACK
+from packetlab.measure.packets_ip_options import with_ip_options
+from packetlab.measure.packets_transport import DCCP_SERVICE_CODE
 from packetlab.measure.probes import (
     BARE_ACK,
     LINUX_SYN,

@@ -159,7 +159,7 @@ def test_decode_takes_any_bytes(data: bytes, step: int) -> None:
 
 
 def test_recorded_route_as_iputils_reads_it() -> None:
-    from packetlab.measure.packets import record_route_option, recorded_route
+    from packetlab.measure.packets_ip_options import record_route_option, recorded_route
 
     opt = record_route_option("10.0.0.1")
     assert recorded_route(opt) == ("10.0.0.1",)

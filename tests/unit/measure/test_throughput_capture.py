@@ -9,7 +9,8 @@ import struct
 
 import pytest
 
-from packetlab.measure.packets import ip_packet, tcp_segment
+from packetlab.measure.packets import ip_packet
+from packetlab.measure.packets_transport import tcp_segment
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.throughput_capture import (
     CaptureError,

@@ -33,12 +33,11 @@ from packetlab.measure.aspath import (
 from packetlab.measure.packets import (
     PROTO_DCCP,
     PROTO_UDPLITE,
-    dccp_request,
     inet_checksum,
     ip_packet,
     pseudo_header,
-    udp_segment,
 )
+from packetlab.measure.packets_transport import dccp_request, udp_segment
 from packetlab.measure.probes import (
     TRACEROUTE_PAYLOAD,
     dccp_probe,

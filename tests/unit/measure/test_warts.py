@@ -254,7 +254,7 @@ def test_ping_record_route_and_timestamps_as_scamper_writes_them() -> None:
     out, and the sizes 84 (session 12 fresh-eyes pass; sc_wartsdump shows them)."""
     import dataclasses
 
-    from packetlab.measure.packets import IpTimestamps
+    from packetlab.measure.packets_ip_options import IpTimestamps
 
     route = ("10.0.0.2", "10.0.0.1", "10.0.0.3")
     stamps = IpTimestamps(1, (("10.0.0.2", 1000), ("10.0.0.3", 2000)), unrecorded=1)
@@ -279,7 +279,7 @@ def test_ping_tsprespec_as_scamper_writes_it() -> None:
     the addresses (session 12 wrote neither: `sc_warts2json` showed no `probe_tsps`)."""
     import dataclasses
 
-    from packetlab.measure.packets import IpTimestamps
+    from packetlab.measure.packets_ip_options import IpTimestamps
 
     stamps = IpTimestamps(3, (("10.0.0.3", 1000), ("10.0.0.9", None)))
     ts = (dataclasses.replace(REPLIES[0], ip_timestamps=stamps),)
