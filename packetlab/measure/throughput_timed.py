@@ -1,9 +1,9 @@
 """iperf3's time-limited, parallel and UDP tests through an endpoint, with interval
 reports (`pktlab run throughput -t/-P/-u/-b/-i`), against a stock iperf3 server.
 
-The control protocol is the one `throughput.py` speaks (packetlab.measure.iperf3), with
-native `iperf3 -c`'s parameters for -t/-n, -P, -u, -b, -l and -R. Every figure is timed
-by the endpoint:
+The control connection is `throughput_control`'s, as `throughput.py`'s is (the protocol:
+packetlab.measure.iperf3), with native `iperf3 -c`'s parameters for -t/-n, -P, -u, -b,
+-l and -R. Every figure is timed by the endpoint:
 
 * The test's clock starts at the endpoint's receive stamp of TEST_START, as iperf3's
   client starts its own when TEST_START arrives.
