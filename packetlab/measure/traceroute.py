@@ -32,7 +32,8 @@ from packetlab.measure.capture import (
 from packetlab.measure.packets_ip_options import loose_source_route
 from packetlab.measure.packets_transport import DCCP_SERVICE_CODE
 from packetlab.measure.probes import TRACEROUTE_BASE_PORT, Probe, TcpFlavor, fragmented
-from packetlab.measure.records import Stamp, TracerouteResult
+from packetlab.measure.records_fields import Stamp
+from packetlab.measure.records_traceroute import TracerouteResult
 from packetlab.measure.replies import Reply
 from packetlab.measure.traceroute_parallel import HERE, NEAR, PACED_LEAD_S, ParallelRun
 from packetlab.measure.traceroute_probes import (

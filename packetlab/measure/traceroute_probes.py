@@ -29,7 +29,7 @@ from packetlab.measure.probes import (
     traceroute_probe,
     udp_probe,
 )
-from packetlab.measure.records import Hop
+from packetlab.measure.records_traceroute import Hop
 from packetlab.measure.replies import Reply, ReplyKind
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -45,7 +45,7 @@ from packetlab.measure.packets_ip_options import (
 from packetlab.measure.packets_transport import tcp_segment
 from packetlab.measure.ping import ping
 from packetlab.measure.probes import LINUX_SYN, TcpFlavor, tcp_probe, traceroute_probe
-from packetlab.measure.records import PingReply
+from packetlab.measure.records_ping import PingReply
 from packetlab.measure.traceroute import traceroute
 
 LO = ipaddress.IPv4Address("127.0.0.1")

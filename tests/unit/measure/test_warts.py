@@ -8,7 +8,8 @@ import struct
 
 import pytest
 
-from packetlab.measure.records import Hop, PingError, PingReply, PingResult, TracerouteResult
+from packetlab.measure.records_ping import PingError, PingReply, PingResult
+from packetlab.measure.records_traceroute import Hop, TracerouteResult
 from packetlab.measure.warts_format import (
     OBJ_CYCLE_START,
     OBJ_CYCLE_STOP,
