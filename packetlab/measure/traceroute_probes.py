@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from packetlab.measure.packets import TCP_ACK
-from packetlab.measure.packets_ip_options import with_ip_options
 from packetlab.measure.packets_transport import DCCP_SERVICE_CODE
 from packetlab.measure.probes import (
     BARE_ACK,
@@ -131,6 +130,8 @@ def make_probe(
     probe = _plain_probe(method, src, dst, ttl, i, sport, port, shape)
     if shape.route is None or dst.version != 4:
         return probe
+    from packetlab.measure.packets_ip_options import with_ip_options  # -g only
+
     gateway, options = shape.route
     return dataclasses.replace(probe, packet=with_ip_options(probe.packet, options, gateway))
 
