@@ -45,7 +45,8 @@ from packetlab.measure import native
 from packetlab.measure.packets import ParseError
 from packetlab.measure.ping import ping
 from packetlab.measure.probes import probe_key
-from packetlab.measure.records import PingResult, TracerouteResult
+from packetlab.measure.records_ping import PingResult
+from packetlab.measure.records_traceroute import TracerouteResult
 from packetlab.measure.replies import parse_reply
 from packetlab.measure.traceroute import traceroute
 from packetlab.testbed import Testbed, chain

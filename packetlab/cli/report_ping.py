@@ -22,7 +22,7 @@ from packetlab.measure.records_ping import (
 )
 
 if TYPE_CHECKING:
-    from packetlab.measure.packets import IpTimestamps, SourceRoute
+    from packetlab.measure.packets_ip_options import IpTimestamps, SourceRoute
 
 __all__ = ["PingReport", "ping_elapsed_ms", "source_route_lines", "timestamp_lines"]
 

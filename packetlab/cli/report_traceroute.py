@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from packetlab.cli.link import LinkError
 from packetlab.cli.report import Report, dumps
-from packetlab.measure.records import Hop, TracerouteResult, traceroute_header, traceroute_line
+from packetlab.measure.records_traceroute import (
+    Hop,
+    TracerouteResult,
+    traceroute_header,
+    traceroute_line,
+)
 from packetlab.measure.replies import ReplyKind
 
 if TYPE_CHECKING:

@@ -255,7 +255,11 @@ def startup_imports(args: argparse.Namespace) -> tuple[str, ...]:
             if getattr(args, "mda", False):
                 names.append("packetlab.measure.mda")
     if getattr(args, "listen", None) is None:
-        names += ["packetlab.controller.local", "packetlab.endpoint.tap"]
+        names += [
+            "packetlab.controller.local",
+            "packetlab.endpoint.tap",
+            "packetlab.cli.link_endpoint",
+        ]
     return tuple(names)
 
 

@@ -149,7 +149,7 @@ def stdin_owner(args: argparse.Namespace, form_stdin: int | None,
     body), the first transfer's -T - (("upload", 0)). None: stdin unused.
     `form_stdin`: the number of the first -F with a part of stdin (`Forms.first_stdin`);
     `uploads`: each -T's (file name, Upload) list (a glob's names: `-T '{-,a}'`)."""
-    from packetlab.measure.upload import stdin_is_regular
+    from packetlab.measure.upload_body import stdin_is_regular
 
     regular = stdin_is_regular()
     w = 0
@@ -180,7 +180,7 @@ def stdin_owner(args: argparse.Namespace, form_stdin: int | None,
 def _upload_files(arg: str, globoff: bool) -> list[tuple[str, Any]]:
     """One -T: its files (curl's globbing of the name unless -g), each (name, Upload),
     looked at now."""
-    from packetlab.measure.upload import UploadError, file_upload
+    from packetlab.measure.upload_body import UploadError, file_upload
     from packetlab.measure.urlglob import GlobError, glob_names
 
     try:
@@ -199,7 +199,8 @@ def bodies(args: argparse.Namespace, data: bytes | None) -> tuple[list[Any], lis
     files looked at now: a missing or unreadable one is a one-line error before anything
     is sent), checked against -d (`data` not None: given), -I and -G as curl; and which
     -F first has a part of stdin (`Forms.first_stdin`)."""
-    from packetlab.measure.upload import Forms, UploadError
+    from packetlab.measure.upload_body import UploadError
+    from packetlab.measure.upload_form import Forms
 
     tree = Forms()  # NAME=( ... =): a sub-multipart, as curl's
     warnings: list[str] = []

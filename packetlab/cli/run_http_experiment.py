@@ -50,7 +50,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from dataclasses import replace
 
     from packetlab.measure.http import Connections, HttpResult, WriteError, http_get, parse_url
-    from packetlab.measure.upload import Upload, UploadError, multipart
+    from packetlab.measure.upload_body import Upload, UploadError
+    from packetlab.measure.upload_multipart import multipart
 
     if args.continue_at is not None and "-" in args.upload_file:
         raise RunError("-C/--continue-at with -T -: an upload resumed from stdin is not built")
@@ -405,7 +406,7 @@ def _resumed_post(data: bytes, offset: int, unopened: str | None) -> tuple[Any, 
     left: 18, "File already completely uploaded". (body, the transfer's error, its exit
     code)."""
     from packetlab.measure.http_message import FORM
-    from packetlab.measure.upload import Upload
+    from packetlab.measure.upload_body import Upload
 
     short = _skip_stdin(offset)
     if short is not None:

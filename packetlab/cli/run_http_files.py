@@ -122,7 +122,7 @@ def transfers(args: argparse.Namespace, uploads: list[Any], stdin: bool = True) 
     in --output-dir if given. At most MAX_NAMES. Stdin is read once (curl's): by the
     first transfer of a -T - when `stdin`, the others (all without `stdin`: another use
     read it) an empty chunked PUT."""
-    from packetlab.measure.upload import file_upload
+    from packetlab.measure.upload_body import file_upload
     from packetlab.measure.urlglob import MAX_NAMES, GlobError, glob_urls, output_name
 
     jobs: list[tuple[int, str, Any]] = []

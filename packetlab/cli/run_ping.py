@@ -77,7 +77,7 @@ def _tos(text: str) -> int:
 
 def _timestamp_kind(text: str) -> str:
     """ping -T: the kind of timestamp option, in iputils' words when bad."""
-    from packetlab.measure.packets import TIMESTAMP_KINDS
+    from packetlab.measure.packets_ip_options import TIMESTAMP_KINDS
 
     if text not in TIMESTAMP_KINDS:
         raise argparse.ArgumentTypeError(f"invalid timestamp type: {text}")

@@ -113,7 +113,7 @@ def ping_hosts(args: argparse.Namespace) -> list[str]:
     one. With -T tsprespec they are its addresses (at most 4, as iputils), else a loose
     source route through them (at most 9, as iputils; not with -R or another -T: ping's
     usage). RunError, one line, for too many or a refused combination."""
-    from packetlab.measure.packets import MAX_PING_ROUTE, MAX_PRESPEC
+    from packetlab.measure.packets_ip_options import MAX_PING_ROUTE, MAX_PRESPEC
 
     if args.measurement != "ping" or not args.prespec:
         return []
@@ -327,19 +327,19 @@ def ping_ip_options(args: argparse.Namespace, dst: str) -> tuple[str | None, byt
     """The IPv4 option of the run's requests, as warts names it (``v4rr``, ``tsonly``,
     ``tsandaddr``, ``tsprespec``; None for a source route, which scamper's ping cannot
     record: refused with --warts), and its bytes (their length is in the probe size)."""
-    from packetlab.measure import packets
+    from packetlab.measure import packets_ip_options as ipopts
 
     if ":" in dst:  # (ignored over IPv6, as ping)
         return None, b""
     if args.record_route:
-        return "v4rr", packets.record_route_option()
+        return "v4rr", ipopts.record_route_option()
     if args.ip_timestamps is not None:
-        kind = packets.TIMESTAMP_KINDS[args.ip_timestamps]
-        option = packets.timestamp_option(kind, getattr(args, "prespec_addrs", ()))
+        kind = ipopts.TIMESTAMP_KINDS[args.ip_timestamps]
+        option = ipopts.timestamp_option(kind, getattr(args, "prespec_addrs", ()))
         return args.ip_timestamps, option
     if getattr(args, "route_addrs", None):
-        route = packets.loose_source_route(
-            args.route_addrs, dst, target_listed=False, most=packets.MAX_PING_ROUTE
+        route = ipopts.loose_source_route(
+            args.route_addrs, dst, target_listed=False, most=ipopts.MAX_PING_ROUTE
         )
         return None, route[1]
     return None, b""

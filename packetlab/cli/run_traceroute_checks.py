@@ -244,11 +244,11 @@ def gateways(words: Sequence[str], dst: Address) -> list[str]:
     """traceroute -g's gateways (repeated or comma-separated), resolved: RunError, one
     line, in traceroute's words where it has them, past 8 or for an IPv6 target (its type
     0 routing header is deprecated, RFC 5095, and Linux no longer forwards it)."""
-    from packetlab.measure.packets import MAX_GATEWAYS
-
     names = [g for w in words for g in w.split(",") if g]
     if not names:
         return []
+    from packetlab.measure.packets_ip_options import MAX_GATEWAYS
+
     if dst.version != 4:
         raise RunError(
             "-g: source routing over IPv6 (a type 0 routing header) is deprecated (RFC 5095) "

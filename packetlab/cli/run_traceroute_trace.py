@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from packetlab.cli.report_traceroute import MdaReport, TracerouteReport
     from packetlab.controller.stop import StopSignal
-    from packetlab.measure.records import TracerouteResult
+    from packetlab.measure.records_traceroute import TracerouteResult
 
 
 def run_traceroute(args: argparse.Namespace) -> int:
@@ -47,7 +47,7 @@ def run_traceroute(args: argparse.Namespace) -> int:
 
     async def measured(reactor: Any, stop: StopSignal, warts: BinaryIO | None) -> int:
         from packetlab.cli.report_traceroute import MdaReport
-        from packetlab.measure.records import TracerouteResult
+        from packetlab.measure.records_traceroute import TracerouteResult
 
         result, report = await measure_traceroute(reactor, args, stop)
         interrupted = stop.requested and stop.reason == "interrupted"

@@ -16,7 +16,7 @@ from typing import Any
 from packetlab.measure.dns import DnsAnswer, DnsResult
 from packetlab.measure.http import HttpResult
 from packetlab.measure.native import NativeToolError, _address, _run
-from packetlab.measure.throughput import SKIP, ThroughputResult
+from packetlab.measure.throughput_figures import SKIP, ThroughputResult
 
 __all__ = [
     "curl_argv",

@@ -79,7 +79,7 @@ from packetlab.measure.stream import (
     TcpStream,
     connect_failure,
 )
-from packetlab.measure.upload import Upload, UploadError
+from packetlab.measure.upload_body import Upload, UploadError
 from packetlab.measure.writeerror import WriteError  # (re-exported: its home before)
 
 __all__ = [

@@ -33,7 +33,7 @@ from packetlab.measure.stream import (
     StreamError,
     StreamTimeout,
 )
-from packetlab.measure.upload import Upload, UploadError
+from packetlab.measure.upload_body import Upload, UploadError
 from packetlab.wire import Ntag
 
 

@@ -31,7 +31,7 @@ from packetlab.measure.stream import (
     StreamError,
     StreamTimeout,
 )
-from packetlab.measure.upload import CHUNK, Upload
+from packetlab.measure.upload_body import CHUNK, Upload
 from packetlab.wire import Ntag
 
 if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it

@@ -26,7 +26,7 @@ from packetlab.measure.stream import (
     StreamTimeout,
     TcpStream,
 )
-from packetlab.measure.upload import Upload
+from packetlab.measure.upload_body import Upload
 from packetlab.wire import Ndata, Ntag
 
 if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it

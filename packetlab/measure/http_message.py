@@ -18,7 +18,7 @@ from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import getdate
 from packetlab.measure.http_url import REDIRECTS, Url
 from packetlab.measure.stream import StreamError
-from packetlab.measure.upload import Upload
+from packetlab.measure.upload_body import Upload
 from packetlab.measure.writeerror import WriteError
 from packetlab.wire import Ntag
 

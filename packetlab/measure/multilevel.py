@@ -150,7 +150,7 @@ def mpls_stacks(result: MdaResult) -> dict[str, tuple[LabelStack, ...]]:
     """Per interface the distinct MPLS label stacks (labels only, top first; their TTLs
     and traffic class vary with the path) of the time exceeded messages it sent the
     trace, in order of first sight: found in the RFC 4884 extensions where traceroute -e
-    looks for them (`packetlab.measure.records.Hop.from_reply`'s rule)."""
+    looks for them (`packetlab.measure.records_traceroute.Hop.from_reply`'s rule)."""
     out: dict[str, list[LabelStack]] = {}
     for p in result.probes:
         r = p.reply

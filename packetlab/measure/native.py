@@ -43,13 +43,9 @@ from packetlab.measure.packets import (
     ICMP_TIME_EXCEEDED,
 )
 from packetlab.measure.probes import TRACEROUTE_BASE_PORT
-from packetlab.measure.records import (
-    Hop,
-    PingReply,
-    PingResult,
-    Stamp,
-    TracerouteResult,
-)
+from packetlab.measure.records_fields import Stamp
+from packetlab.measure.records_ping import PingReply, PingResult
+from packetlab.measure.records_traceroute import Hop, TracerouteResult
 from packetlab.measure.replies import ICMP6_PORT_UNREACH, ICMP_PORT_UNREACH, ReplyKind
 
 __all__ = [

@@ -1,4 +1,9 @@
-"""IPv4/IPv6, UDP, ICMP(v6) echo and TCP SYN headers: build and parse, sans-IO, stdlib only.
+"""IPv4 and IPv6 packets: their headers built and parsed (IPv6 extension headers walked,
+IPv4 options found), the Internet checksum and the pseudo-header, a packet around a ready
+payload (`ip_packet`) and a packet cut into fragments as a kernel cuts it (`fragment`);
+the protocol numbers, ICMP types and TCP flags the other packet modules share. Sans-IO,
+stdlib only. The transport headers are `packets_transport`'s, the IPv4 options ping and
+traceroute send and read `packets_ip_options`'s.
 
 A PacketLab raw socket sends whole IP packets written by the controller (PROTOCOL.md §3.3)
 and captures whole IP packets (§3.4), so measurements need both directions. Everything
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -56,9 +61,6 @@ IP_MF = 0x1
 
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _IPV6 = struct.Struct("!IHBB16s16s")
-_UDP = struct.Struct("!HHHH")
-_ICMP_ECHO = struct.Struct("!BBHHH")
-_TCP = struct.Struct("!HHIIBBHHH")
 
 
 class ParseError(ValueError):
@@ -160,7 +162,8 @@ class IPv6Header:
         return IPV6_HEADER_LEN + self.payload_length
 
 
-def _check_range(name: str, value: int, bits: int) -> None:
+def check_range(name: str, value: int, bits: int) -> None:
+    """ValueError unless `value` fits `bits` bits (a header field's width)."""
     if not 0 <= value < 1 << bits:
         raise ValueError(f"{name} must be in 0..{(1 << bits) - 1}, not {value}")
 
@@ -191,7 +194,7 @@ def ipv4_header(
         ("flags", flags, 3),
         ("frag_offset", frag_offset, 13),
     ):
-        _check_range(name, value, bits)
+        check_range(name, value, bits)
     if len(options) % 4 or len(options) > 40:
         raise ValueError(f"IPv4 options are whole words, at most 40 bytes, not {len(options)}")
     total = IPV4_HEADER_LEN + len(options) + payload_length
@@ -224,7 +227,7 @@ def ipv6_header(
         ("traffic_class", traffic_class, 8),
         ("flow_label", flow_label, 20),
     ):
-        _check_range(name, value, bits)
+        check_range(name, value, bits)
     first = 6 << 28 | traffic_class << 20 | flow_label
     return _IPV6.pack(first, payload_length, next_header, hop_limit, s.packed, d.packed)
 
@@ -313,129 +316,6 @@ def skip_ipv6_extensions(data: bytes, next_header: int) -> tuple[int, int, int |
     raise ParseError("too many IPv6 extension headers")
 
 
-# -- transport headers ----------------------------------------------------------------------
-
-
-def udp_segment(
-    src: AddressLike,
-    dst: AddressLike,
-    sport: int,
-    dport: int,
-    payload: bytes = b"",
-    *,
-    coverage: int | None = None,
-) -> bytes:
-    """A UDP header plus payload, with the pseudo-header checksum for IPv4 or IPv6.
-
-    With `coverage` a UDP-Lite datagram (RFC 3828) instead, as Linux sends one whose
-    socket has UDPLITE_SEND_CSCOV = `coverage` (traceroute -UL -O coverage=NUM): less
-    than 8 is 8; the checksum covers the first `coverage` bytes, the header's Checksum
-    Coverage field says so, and when it reaches the end of the datagram the field is the
-    whole length (the pseudo-header always carries the whole length)."""
-    s, d = as_address(src), as_address(dst)
-    _check_range("sport", sport, 16)
-    _check_range("dport", dport, 16)
-    length = 8 + len(payload)
-    if length > 0xFFFF:
-        raise ValueError(f"UDP datagram of {length} bytes does not fit the 16-bit length")
-    if coverage is None:
-        segment = _UDP.pack(sport, dport, length, 0) + payload
-        csum = transport_checksum(s, d, PROTO_UDP, segment)
-        return _UDP.pack(sport, dport, length, csum) + payload
-    if coverage < 0:
-        raise ValueError(f"UDP-Lite coverage must be 0 or more, not {coverage}")
-    cover = min(max(coverage, 8), length)
-    segment = _UDP.pack(sport, dport, cover, 0) + payload
-    csum = inet_checksum(pseudo_header(s, d, PROTO_UDPLITE, length) + segment[:cover])
-    return _UDP.pack(sport, dport, cover, csum or 0xFFFF) + payload
-
-
-DCCP_REQUEST = 0
-DCCP_RESPONSE = 1
-DCCP_RESET = 7
-# Butskoy traceroute's DCCP service code ("ping" in ASCII)
-DCCP_SERVICE_CODE = 1885957735
-
-
-def dccp_request(
-    src: AddressLike,
-    dst: AddressLike,
-    sport: int,
-    dport: int,
-    seq: int,
-    service: int = DCCP_SERVICE_CODE,
-) -> bytes:
-    """A DCCP-Request (RFC 4340 §5.1, 5.5) as traceroute's dccp module builds it: 48-bit
-    sequence number `seq` (X = 1), no options, no data (20 bytes, Data Offset 5), CCVal
-    and CsCov 0 (the checksum covers it all), the service code `service`."""
-    s, d = as_address(src), as_address(dst)
-    _check_range("sport", sport, 16)
-    _check_range("dport", dport, 16)
-    _check_range("seq", seq, 48)
-    _check_range("service", service, 32)
-    tail = struct.pack("!BBHIL", DCCP_REQUEST << 1 | 1, 0, seq >> 32, seq & 0xFFFFFFFF, service)
-    head = struct.pack("!HHBB", sport, dport, 5, 0)
-    csum = inet_checksum(pseudo_header(s, d, PROTO_DCCP, 20) + head + b"\0\0" + tail)
-    return head + struct.pack("!H", csum) + tail
-
-
-def icmp_echo(ident: int, seq: int, payload: bytes = b"") -> bytes:
-    """An ICMPv4 echo request (type 8) with its checksum; ICMPv4 has no pseudo-header."""
-    _check_range("ident", ident, 16)
-    _check_range("seq", seq, 16)
-    body = _ICMP_ECHO.pack(ICMP_ECHO, 0, 0, ident, seq) + payload
-    return _ICMP_ECHO.pack(ICMP_ECHO, 0, inet_checksum(body), ident, seq) + payload
-
-
-def icmpv6_echo(
-    src: AddressLike, dst: AddressLike, ident: int, seq: int, payload: bytes = b""
-) -> bytes:
-    """An ICMPv6 echo request (type 128); its checksum covers the IPv6 pseudo-header."""
-    s, d = as_address(src), as_address(dst)
-    _check_range("ident", ident, 16)
-    _check_range("seq", seq, 16)
-    body = _ICMP_ECHO.pack(ICMP6_ECHO, 0, 0, ident, seq) + payload
-    csum = inet_checksum(pseudo_header(s, d, PROTO_ICMPV6, len(body)) + body)
-    return _ICMP_ECHO.pack(ICMP6_ECHO, 0, csum, ident, seq) + payload
-
-
-def tcp_segment(
-    src: AddressLike,
-    dst: AddressLike,
-    sport: int,
-    dport: int,
-    *,
-    seq: int,
-    ack: int = 0,
-    flags: int = TCP_SYN,
-    window: int = 65535,
-    options: bytes = b"",
-    payload: bytes = b"",
-) -> bytes:
-    """A TCP segment with its checksum; ``options`` is padded with NOPs to 4 bytes."""
-    s, d = as_address(src), as_address(dst)
-    _check_range("sport", sport, 16)
-    _check_range("dport", dport, 16)
-    _check_range("seq", seq, 32)
-    _check_range("ack", ack, 32)
-    _check_range("flags", flags, 8)
-    _check_range("window", window, 16)
-    if len(options) % 4:
-        options += b"\x01" * (4 - len(options) % 4)
-    offset = (20 + len(options)) // 4
-    if offset > 15:
-        raise ValueError(f"TCP options of {len(options)} bytes exceed 40")
-    fields = (sport, dport, seq, ack, offset << 4, flags, window)
-    csum = transport_checksum(s, d, PROTO_TCP, _TCP.pack(*fields, 0, 0) + options + payload)
-    return _TCP.pack(*fields, csum, 0) + options + payload
-
-
-def tcp_mss_option(mss: int) -> bytes:
-    """The TCP maximum segment size option (kind 2)."""
-    _check_range("mss", mss, 16)
-    return struct.pack("!BBH", 2, 4, mss)
-
-
 def ip_packet(
     src: AddressLike,
     dst: AddressLike,
@@ -469,112 +349,9 @@ def ip_packet(
 
 IPOPT_EOL, IPOPT_NOP, IPOPT_RR, IPOPT_TS, IPOPT_LSRR, IPOPT_SSRR = 0, 1, 7, 0x44, 0x83, 0x89
 IPOPT_COPIED = 0x80  # an option every fragment carries (the others: the first only)
-# ping -T's kinds of timestamp option (RFC 791's flags)
-TS_TSONLY, TS_TSANDADDR, TS_PRESPEC = 0, 1, 3
-TIMESTAMP_KINDS = {"tsonly": TS_TSONLY, "tsandaddr": TS_TSANDADDR, "tsprespec": TS_PRESPEC}
-MAX_PRESPEC = 4  # ping -T tsprespec: at most 4 addresses (iputils' limit)
-MAX_GATEWAYS = 8  # traceroute -g over IPv4: at most 8 (Butskoy's)
-MAX_PING_ROUTE = 9  # ping HOST... TARGET: at most 9 hosts before the target (iputils')
 
 
-def record_route_option(src: AddressLike | None = None) -> bytes:
-    """ping -R's IPv4 options: a NOP and a record route option with room for nine
-    addresses (40 bytes, all the header has); with `src` the first holds it, as the
-    sender's kernel records its own address when it sends the option (a raw packet
-    handed over whole gets no such entry)."""
-    if src is None:
-        return bytes([IPOPT_NOP, IPOPT_RR, 39, 4]) + bytes(36)
-    return bytes([IPOPT_NOP, IPOPT_RR, 39, 8]) + as_address(src).packed + bytes(32)
-
-
-def ms_of_day(ns: int) -> int:
-    """An IP timestamp (RFC 791): milliseconds since midnight UT of a time in ns since the
-    epoch, as Linux's inet_current_timestamp."""
-    return ns // 1_000_000 % 86_400_000
-
-
-def _stamps(address: Address, local: Callable[[Address], bool]) -> bool:
-    """Whether a host stamps a tsprespec slot naming `address`: Linux stamps it unless it
-    is another host's unicast address (inet_addr_type != RTN_UNICAST)."""
-    a = ipaddress.IPv4Address(address)
-    broadcast = a.packed[0] == 0 or a == ipaddress.IPv4Address("255.255.255.255")
-    return local(a) or a.is_loopback or a.is_multicast or broadcast
-
-
-def timestamp_option(
-    kind: int,
-    prespec: Sequence[AddressLike] = (),
-    *,
-    src: AddressLike | None = None,
-    sent_ns: int | None = None,
-) -> bytes:
-    """ping -T's IPv4 timestamp option as iputils asks its kernel for it, with the entry
-    that kernel adds when it sends the request (a raw packet handed over whole gets none):
-    `sent_ns` (ns since the epoch) as the first timestamp, `src` before it with
-    tsandaddr; with tsprespec only when the first address is `src`'s host's own.
-    tsonly: room for 9 timestamps (40 bytes); tsandaddr: 4 addresses and times (36, and
-    4 bytes of EOL); tsprespec: the given addresses (at most 4), each with a time slot.
-    Without `sent_ns` the option is as iputils gives it to setsockopt."""
-    if kind == TS_TSONLY:
-        option = bytearray([IPOPT_TS, 40, 5, kind]) + bytes(36)
-    elif kind == TS_TSANDADDR:
-        option = bytearray([IPOPT_TS, 36, 5, kind]) + bytes(32)
-    elif kind == TS_PRESPEC:
-        if len(prespec) > MAX_PRESPEC:
-            raise ValueError(f"tsprespec takes at most {MAX_PRESPEC} addresses, not {len(prespec)}")
-        option = bytearray([IPOPT_TS, 4 + 8 * len(prespec), 5, kind])
-        for a in prespec:
-            option += ipaddress.IPv4Address(str(a)).packed + bytes(4)
-    else:
-        raise ValueError(f"timestamp option kind must be 0, 1 or 3, not {kind}")
-    if sent_ns is not None:
-        at = src if src is None else ipaddress.IPv4Address(str(src))
-        stamp_option(option, at, sent_ns, lambda a: a == at)
-    return bytes(option) + bytes(-len(option) % 4)
-
-
-def stamp_option(
-    option: bytearray,
-    host: Address | None,
-    ns: int,
-    local: Callable[[Address], bool],
-) -> None:
-    """What a Linux host's IP layer does to the timestamp option `option` (in place) of a
-    packet it sends or receives as `host` at `ns`: its time in the next free slot (its
-    address too with tsandaddr; tsprespec: when the next slot names a local address), or,
-    the option being full, one more unrecorded hop in the flags (not with tsprespec)."""
-    olen, ptr, flags = option[1], option[2], option[3]
-    kind = flags & 0x0F
-    if ptr > olen:
-        if kind != TS_PRESPEC and flags >> 4 < 15:
-            option[3] = (flags + 0x10) & 0xFF
-        return
-    if kind == TS_TSONLY and ptr + 3 <= olen:
-        option[ptr - 1 : ptr + 3] = ms_of_day(ns).to_bytes(4, "big")
-        option[2] += 4
-    elif kind == TS_TSANDADDR and ptr + 7 <= olen and host is not None:
-        option[ptr - 1 : ptr + 3] = host.packed
-        option[ptr + 3 : ptr + 7] = ms_of_day(ns).to_bytes(4, "big")
-        option[2] += 8
-    elif kind == TS_PRESPEC and ptr + 7 <= olen:
-        named = ipaddress.IPv4Address(bytes(option[ptr - 1 : ptr + 3]))
-        if _stamps(named, local):
-            option[ptr + 3 : ptr + 7] = ms_of_day(ns).to_bytes(4, "big")
-            option[2] += 8
-
-
-@dataclass(frozen=True, slots=True)
-class IpTimestamps:
-    """A reply's IPv4 timestamp option as iputils ping reads it: the entries up to its
-    pointer, each (address or None with tsonly, ms since midnight UT or None for an
-    address whose time did not fit), the option's kind and its unrecorded hops."""
-
-    kind: int
-    entries: tuple[tuple[str | None, int | None], ...]
-    unrecorded: int = 0
-
-
-def _option_spans(options: bytes | bytearray) -> Iterator[tuple[int, int]]:
+def option_spans(options: bytes | bytearray) -> Iterator[tuple[int, int]]:
     """(offset, length) of each option among IPv4 `options` but NOPs, walked as Linux and
     iputils' pr_options walk them: to an EOL, a length below 2 or past the end."""
     at = 0
@@ -590,164 +367,10 @@ def _option_spans(options: bytes | bytearray) -> Iterator[tuple[int, int]]:
         at += options[at + 1]
 
 
-def _find_option(options: bytes, want: int) -> bytes | None:
-    """The option of kind `want` among IPv4 `options` (None without one)."""
-    for at, olen in _option_spans(options):
-        if options[at] == want:
-            return options[at : at + olen]
-    return None
-
-
-def received_timestamps(
-    options: bytes,
-    received_by: AddressLike,
-    recv_ns: int,
-    local: Callable[[Address], bool] | None = None,
-) -> bytes:
-    """IPv4 `options` as the receiving host's IP layer leaves them (a capture taken before
-    it has their raw form): a timestamp option gets its time (`stamp_option`; `local`:
-    whether an address is that host's, default: it is `received_by`)."""
-    out = bytearray(options)
-    host = ipaddress.IPv4Address(str(received_by))
-    for at, olen in _option_spans(options):
-        if out[at] == IPOPT_TS and olen >= 4:
-            option = out[at : at + olen]
-            stamp_option(option, host, recv_ns, local or (lambda a: a == host))
-            out[at : at + olen] = option
-    return bytes(out)
-
-
-def ip_timestamps(options: bytes) -> IpTimestamps | None:
-    """The timestamp option among IPv4 `options` as iputils' pr_options reads it (None
-    without one, or when it holds nothing: ping prints no `TS:` line then)."""
-    option = _find_option(options, IPOPT_TS)
-    if option is None or len(option) < 4:
-        return None
-    olen, ptr, flags = option[1], option[2], option[3]
-    left = min(ptr, olen) - 5
-    if left <= 0:
-        return None
-    entries: list[tuple[str | None, int | None]] = []
-    at = 4
-    while left > 0:
-        addr = None
-        if flags & 0x0F != TS_TSONLY:
-            addr = str(ipaddress.IPv4Address(option[at : at + 4].ljust(4, b"\0")))
-            at += 4
-            left -= 4
-            if left <= 0:
-                entries.append((addr, None))
-                break
-        entries.append((addr, int.from_bytes(option[at : at + 4].ljust(4, b"\0"), "big")))
-        at += 4
-        left -= 4
-    return IpTimestamps(flags & 0x0F, tuple(entries), flags >> 4)
-
-
-def loose_source_route(
-    gateways: Sequence[AddressLike],
-    dst: AddressLike,
-    *,
-    target_listed: bool = True,
-    most: int = MAX_GATEWAYS,
-) -> tuple[Address, bytes]:
-    """A loose source route through `gateways` to `dst` as the sender's kernel sends it:
-    the first gateway (the packet's destination address) and the options (a NOP and a
-    loose source route option). The tool gives its kernel a route (IP_OPTIONS): Butskoy's
-    traceroute -g the gateways then `dst` (`target_listed`), iputils ping's HOST...
-    TARGET the hosts only; the kernel moves the route's first address into the header,
-    the others up one slot, and writes the final destination in the last slot. So
-    traceroute's option holds the other gateways and `dst` twice, ping's the other hosts
-    and `dst` once. At most `most` gateways (traceroute's 8, ping's 9: `MAX_PING_ROUTE`)."""
-    if not 1 <= len(gateways) <= most:
-        raise ValueError(f"1..{most} gateways over IPv4, not {len(gateways)}")
-    hops = [ipaddress.IPv4Address(str(g)) for g in gateways]
-    final = ipaddress.IPv4Address(str(dst))
-    given = [*hops, final] if target_listed else hops  # what the tool hands its kernel
-    route = [*given[1:], final]
-    option = bytes([IPOPT_NOP, IPOPT_LSRR, 3 + 4 * len(route), 4])
-    return hops[0], option + b"".join(a.packed for a in route)
-
-
-@dataclass(frozen=True, slots=True)
-class SourceRoute:
-    """A reply's loose (or strict) source route option: its pointer and the addresses
-    it holds (a Linux host answering a source-routed echo request sends its reply back
-    along the route reversed, the option's pointer past the end)."""
-
-    strict: bool
-    pointer: int
-    addresses: tuple[str, ...]
-
-    def as_iputils_prints(self) -> tuple[str, ...]:
-        """The words iputils ping (20221126) prints on its `LSRR:` lines: its pr_options
-        reads them from the option's pointer byte on, two bytes before the addresses
-        (`10.77.3.2` after a pointer of 12 reads `12.10.77.3`), one word for every four
-        bytes of the option past its first four, rounded up."""
-        body = bytes([self.pointer]) + b"".join(
-            ipaddress.IPv4Address(a).packed for a in self.addresses
-        )
-        olen = 3 + 4 * len(self.addresses)
-        words = range(0, 4 * -(-(olen - 4) // 4), 4) if olen > 4 else range(0)
-        return tuple(str(ipaddress.IPv4Address(body[w : w + 4].ljust(4, b"\0"))) for w in words)
-
-
-def source_route(options: bytes) -> SourceRoute | None:
-    """The loose or strict source route option among IPv4 `options` (None without one):
-    its pointer and its whole words of addresses."""
-    for at, olen in _option_spans(options):
-        if options[at] in (IPOPT_LSRR, IPOPT_SSRR) and olen >= 3:
-            words = options[at + 3 : at + olen]
-            return SourceRoute(
-                options[at] == IPOPT_SSRR,
-                options[at + 2],
-                tuple(
-                    str(ipaddress.IPv4Address(words[w : w + 4]))
-                    for w in range(0, len(words) - 3, 4)
-                ),
-            )
-    return None
-
-
-def with_ip_options(packet: bytes, options: bytes, dst: AddressLike | None = None) -> bytes:
-    """The IPv4 `packet` with `options` (padded with EOL to whole words) in its header,
-    and `dst` as its destination address if given: what a kernel sends for a socket with
-    IP_OPTIONS (a source route's first gateway in the header: `loose_source_route`)."""
-    h = parse_ipv4_header(packet)
-    body = packet[h.header_length : h.total_length]
-    head = ipv4_header(
-        h.src, h.dst if dst is None else dst, h.proto, len(body), ttl=h.ttl, tos=h.tos,
-        ident=h.ident, flags=h.flags, frag_offset=h.frag_offset,
-        options=options + bytes(-len(options) % 4),
-    )  # fmt: skip
-    return head + body
-
-
-def recorded_route(
-    options: bytes, received_by: AddressLike | None = None
-) -> tuple[str, ...] | None:
-    """The addresses a record route option among IPv4 `options` holds, as iputils ping
-    reads them (up to its pointer; 0.0.0.0 for an empty slot), or None without one. With
-    `received_by`, that address is added when the option has room, as the receiving
-    host's kernel records it (a capture taken before the IP layer has no such entry)."""
-    found = _find_option(options, IPOPT_RR)
-    if found is None or len(found) < 3:
-        return None
-    option, olen = bytearray(found), len(found)
-    if received_by is not None and option[2] + 3 <= olen:
-        option[option[2] - 1 : option[2] + 3] = as_address(received_by).packed
-        option[2] += 4
-    used = min(option[2], olen) - 4
-    if used <= 0:
-        return None
-    words = (bytes(option[off : off + 4]).ljust(4, b"\0") for off in range(3, 3 + used, 4))
-    return tuple(str(ipaddress.IPv4Address(w)) for w in words)
-
-
 def _nop_uncopied(head: bytearray) -> None:
     """Overwrite with NOPs the options of an IPv4 header that later fragments do not
     carry (record route, timestamps), as Linux's ip_options_fragment."""
-    for at, olen in list(_option_spans(head[IPV4_HEADER_LEN:])):
+    for at, olen in list(option_spans(head[IPV4_HEADER_LEN:])):
         at += IPV4_HEADER_LEN
         if not head[at] & IPOPT_COPIED:
             head[at : at + olen] = bytes([IPOPT_NOP]) * olen

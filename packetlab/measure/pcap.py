@@ -28,9 +28,8 @@ from packetlab.measure.packets import (
     ip_packet,
     ipv4_header,
     ipv6_header,
-    tcp_segment,
-    udp_segment,
 )
+from packetlab.measure.packets_transport import tcp_segment, udp_segment
 
 __all__ = ["LINKTYPE_RAW", "PcapRecorder", "TcpFlow", "local_udp_end", "pcap_records", "read_pcap"]
 

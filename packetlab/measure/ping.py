@@ -35,7 +35,7 @@ from packetlab.measure.capture import (
     parse_ndata,
 )
 from packetlab.measure.flight import GRACE_S, Waker
-from packetlab.measure.packets import (
+from packetlab.measure.packets_ip_options import (
     MAX_PING_ROUTE,
     TIMESTAMP_KINDS,
     IpTimestamps,

@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from packetlab.measure.packets import (
-    DCCP_SERVICE_CODE,
     ICMP6_ECHO,
     ICMP_ECHO,
     IP_DF,
@@ -59,14 +58,17 @@ from packetlab.measure.packets import (
     AddressLike,
     ParseError,
     as_address,
-    dccp_request,
     fragment,
-    icmp_echo,
-    icmpv6_echo,
     ip_packet,
     parse_ipv4_header,
     parse_ipv6_header,
     skip_ipv6_extensions,
+)
+from packetlab.measure.packets_transport import (
+    DCCP_SERVICE_CODE,
+    dccp_request,
+    icmp_echo,
+    icmpv6_echo,
     tcp_mss_option,
     tcp_segment,
     udp_segment,

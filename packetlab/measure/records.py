@@ -8,62 +8,19 @@ from kernel timestamps are not the same measurement.
 Addresses are strings (JSON-friendly); RTTs are microseconds as floats; absolute times are
 ``CLOCK_REALTIME`` nanoseconds, like every time in the PacketLab protocol.
 
-The records live in modules of their own, all importable from here: `records_fields`
-(`Stamp`, `RecordError`), `records_traceroute`, `records_ping`.
+This module is the records' documented import path (docs/measure.md's Records,
+docs/traceroute.md's Library) and only that: the records live in modules of their own,
+`records_fields` (`Stamp`, `RecordError`), `records_traceroute` and `records_ping`, and
+every name of theirs (their `__all__`) is importable from here. Code in this package
+imports from those modules, so that a ping does not load traceroute's records nor a
+traceroute ping's.
 """
 
 from __future__ import annotations
 
-from packetlab.measure.records_fields import RecordError, Stamp, rtt_us_between
-from packetlab.measure.records_ping import (
-    PING_TIMING_MIN_SIZE,
-    PingError,
-    PingReply,
-    PingResult,
-    RttStats,
-    format_ping,
-    ping_line,
-    ping_pipe,
-    ping_statistics,
-    ping_time,
-)
-from packetlab.measure.records_traceroute import (
-    Hop,
-    TracerouteResult,
-    back_hops,
-    format_traceroute,
-    hop_annotation,
-    hops_by_ttl,
-    path_jaccard,
-    tcp_flag_names,
-    traceroute_header,
-    traceroute_jsonl,
-    traceroute_line,
-)
+from packetlab.measure import records_fields, records_ping, records_traceroute
+from packetlab.measure.records_fields import *  # noqa: F403
+from packetlab.measure.records_ping import *  # noqa: F403
+from packetlab.measure.records_traceroute import *  # noqa: F403
 
-__all__ = [
-    "PING_TIMING_MIN_SIZE",
-    "Hop",
-    "PingError",
-    "PingReply",
-    "PingResult",
-    "RecordError",
-    "RttStats",
-    "Stamp",
-    "TracerouteResult",
-    "back_hops",
-    "format_ping",
-    "format_traceroute",
-    "hop_annotation",
-    "hops_by_ttl",
-    "path_jaccard",
-    "ping_line",
-    "ping_pipe",
-    "ping_statistics",
-    "ping_time",
-    "rtt_us_between",
-    "tcp_flag_names",
-    "traceroute_header",
-    "traceroute_jsonl",
-    "traceroute_line",
-]
+__all__ = [*records_fields.__all__, *records_ping.__all__, *records_traceroute.__all__]

@@ -10,6 +10,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
+__all__ = [
+    "RESULT_NON_NULL",
+    "RecordError",
+    "Stamp",
+    "record_from_dict",
+    "rtt_us_between",
+]
+
 
 class RecordError(ValueError):
     """A JSON object that is not a valid record."""

@@ -11,8 +11,21 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from packetlab.measure.packets import IpTimestamps, SourceRoute
+from packetlab.measure.packets_ip_options import IpTimestamps, SourceRoute
 from packetlab.measure.records_fields import RESULT_NON_NULL, RecordError, Stamp, record_from_dict
+
+__all__ = [
+    "PING_TIMING_MIN_SIZE",
+    "PingError",
+    "PingReply",
+    "PingResult",
+    "RttStats",
+    "format_ping",
+    "ping_line",
+    "ping_pipe",
+    "ping_statistics",
+    "ping_time",
+]
 
 
 @dataclass(frozen=True, slots=True)

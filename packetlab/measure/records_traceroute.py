@@ -20,6 +20,20 @@ from packetlab.measure.records_fields import (
 )
 from packetlab.measure.replies import ICMP6_PORT_UNREACH, ICMP_PORT_UNREACH, Reply, ReplyKind
 
+__all__ = [
+    "Hop",
+    "TracerouteResult",
+    "back_hops",
+    "format_traceroute",
+    "hop_annotation",
+    "hops_by_ttl",
+    "path_jaccard",
+    "tcp_flag_names",
+    "traceroute_header",
+    "traceroute_jsonl",
+    "traceroute_line",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Hop:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from packetlab.measure.pcap import pcap_records
-from packetlab.measure.throughput import SKIP, ThroughputResult, mbit, rate_after, stalls
+from packetlab.measure.throughput_figures import SKIP, ThroughputResult, mbit, rate_after, stalls
 
 __all__ = ["CaptureError", "Segment", "capture_result", "receive_stamps", "tcp_segments"]
 

@@ -11,7 +11,7 @@ from packetlab.controller import read_time
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import State
 from packetlab.measure.stream import StreamError
-from packetlab.measure.throughput import _sleep
+from packetlab.measure.throughput_control import sleep
 from packetlab.measure.throughput_reads import end_all
 from packetlab.measure.throughput_streams import Flow, Streams
 from packetlab.wire import Ndata, Nstat, NstatCode
@@ -167,7 +167,7 @@ class Receiving(Streams):
                 self.progress(f"{done:.1f}/{self.spec.seconds:g} s")
             if clock.seconds() > limit:
                 raise StreamError(f"the test did not end within {timeout:g} s")
-            await _sleep(self.session, min(0.1, max(0.001, deadline - clock.seconds())))
+            await sleep(self.session, min(0.1, max(0.001, deadline - clock.seconds())))
         return True
 
     async def drained(self, quiet: float = QUIET_S, limit: float = 5.0) -> None:
@@ -181,4 +181,4 @@ class Receiving(Streams):
             wait = self.heard + quiet - clock.seconds()
             if wait <= 0:
                 break
-            await _sleep(self.session, wait)
+            await sleep(self.session, wait)

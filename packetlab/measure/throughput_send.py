@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from packetlab.controller import RequestFailed, read_time
 from packetlab.measure import iperf3
 from packetlab.measure.stream import StreamError
-from packetlab.measure.throughput import ThroughputError
+from packetlab.measure.throughput_control import ThroughputError
 from packetlab.measure.throughput_streams import Flow, Streams
 from packetlab.wire import Ntag
 

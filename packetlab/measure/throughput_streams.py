@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 
 from packetlab.controller import ControllerError, EndpointSession, read_tcp_info
 from packetlab.measure.iperf3 import Intervals, State, UdpReceiver
-from packetlab.measure.throughput import _Control
+from packetlab.measure.throughput_control import Control
 from packetlab.measure.throughput_file import DiskFile
 from packetlab.measure.throughput_pcap import TimedCapture
 from packetlab.measure.throughput_reads import Reads, server_total
@@ -63,7 +63,7 @@ class Streams:
         spec: TimedSpec,
         addr: Any,
         port: int,
-        ctl: _Control,
+        ctl: Control,
         on_interval: OnInterval | None,
         progress: OnProgress | None,
     ) -> None:

@@ -1,9 +1,9 @@
 """iperf3's time-limited, parallel and UDP tests through an endpoint, with interval
 reports (`pktlab run throughput -t/-P/-u/-b/-i`), against a stock iperf3 server.
 
-The control protocol is the one `throughput.py` speaks (packetlab.measure.iperf3), with
-native `iperf3 -c`'s parameters for -t/-n, -P, -u, -b, -l and -R. Every figure is timed
-by the endpoint:
+The control connection is `throughput_control`'s, as `throughput.py`'s is (the protocol:
+packetlab.measure.iperf3), with native `iperf3 -c`'s parameters for -t/-n, -P, -u, -b,
+-l and -R. Every figure is timed by the endpoint:
 
 * The test's clock starts at the endpoint's receive stamp of TEST_START, as iperf3's
   client starts its own when TEST_START arrives.
@@ -67,7 +67,7 @@ from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import DEFAULT_PORT, Iperf3Error, State
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.stream import StreamError, connect_failure
-from packetlab.measure.throughput import ThroughputError, _admitted, _closed_by_server
+from packetlab.measure.throughput_control import ThroughputError, admitted, closed_by_server
 from packetlab.measure.throughput_file import DiskFile
 from packetlab.measure.throughput_pcap import TimedCapture
 from packetlab.measure.throughput_reads import Reads
@@ -421,7 +421,7 @@ async def timed_test(
         if result.error is not None:
             return result
     try:
-        ctl, key = await _admitted(session, addr, port, recorder, laddr=spec.bind,
+        ctl, key = await admitted(session, addr, port, recorder, laddr=spec.bind,
                                    timeout=spec.connect_timeout)  # fmt: skip
     except Iperf3Error as e:
         result.error = str(e)
@@ -496,7 +496,7 @@ async def timed_test(
             result.late = (test.late, test.tagged, round(test.late_max / 1e6, 3))
         await ctl.expect(State.DISPLAY_RESULTS)
         ctl.send_state(State.IPERF_DONE)
-        await _closed_by_server(ctl.stream)
+        await closed_by_server(ctl.stream)
     except (Iperf3Error, StreamError, RequestFailed, ThroughputError) as e:
         result.error = str(e)
     except defer.TimeoutError:

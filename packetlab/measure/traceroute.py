@@ -29,9 +29,10 @@ from packetlab.measure.capture import (
     open_capture,
     pick_source,
 )
-from packetlab.measure.packets import DCCP_SERVICE_CODE, loose_source_route
+from packetlab.measure.packets_transport import DCCP_SERVICE_CODE
 from packetlab.measure.probes import TRACEROUTE_BASE_PORT, Probe, TcpFlavor, fragmented
-from packetlab.measure.records import Stamp, TracerouteResult
+from packetlab.measure.records_fields import Stamp
+from packetlab.measure.records_traceroute import TracerouteResult
 from packetlab.measure.replies import Reply
 from packetlab.measure.traceroute_parallel import HERE, NEAR, PACED_LEAD_S, ParallelRun
 from packetlab.measure.traceroute_probes import (
@@ -199,6 +200,8 @@ async def traceroute(
     if gateways:
         if target.version != 4:
             raise ValueError("gateways (loose source routing) are built over IPv4 only")
+        from packetlab.measure.packets_ip_options import loose_source_route  # -g only
+
         route = loose_source_route(gateways, target)
     source = as_target(src) if src is not None else None
     n = (max_ttl - first_ttl + 1) * queries

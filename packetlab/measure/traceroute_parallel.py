@@ -12,7 +12,7 @@ from packetlab.controller import EndpointSession, QueuedSend, SendFailed, StopSi
 from packetlab.measure.capture import RawCapture, parse_ndata
 from packetlab.measure.flight import GRACE_S, Waker
 from packetlab.measure.probes import Probe, ProbeTable
-from packetlab.measure.records import Hop
+from packetlab.measure.records_traceroute import Hop
 from packetlab.measure.replies import Reply
 from packetlab.measure.traceroute_probes import (
     MIN_MTU,

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from packetlab.measure.packets import DCCP_SERVICE_CODE, TCP_ACK, with_ip_options
+from packetlab.measure.packets import TCP_ACK
+from packetlab.measure.packets_transport import DCCP_SERVICE_CODE
 from packetlab.measure.probes import (
     BARE_ACK,
     LINUX_SYN,
@@ -27,7 +28,7 @@ from packetlab.measure.probes import (
     traceroute_probe,
     udp_probe,
 )
-from packetlab.measure.records import Hop
+from packetlab.measure.records_traceroute import Hop
 from packetlab.measure.replies import Reply, ReplyKind
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -129,6 +130,8 @@ def make_probe(
     probe = _plain_probe(method, src, dst, ttl, i, sport, port, shape)
     if shape.route is None or dst.version != 4:
         return probe
+    from packetlab.measure.packets_ip_options import with_ip_options  # -g only
+
     gateway, options = shape.route
     return dataclasses.replace(probe, packet=with_ip_options(probe.packet, options, gateway))
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from packetlab.controller import EndpointSession, SendFailed, StopSignal
 from packetlab.measure.capture import MeasureError, RawCapture, next_note, ntag_time, parse_ndata
 from packetlab.measure.probes import Probe
-from packetlab.measure.records import Hop
+from packetlab.measure.records_traceroute import Hop
 from packetlab.measure.replies import Reply
 from packetlab.measure.traceroute_probes import (
     Adopt,

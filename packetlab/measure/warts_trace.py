@@ -7,7 +7,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from packetlab.measure.records import Hop, Stamp, TracerouteResult
+from packetlab.measure.records_fields import Stamp
+from packetlab.measure.records_traceroute import Hop, TracerouteResult
 from packetlab.measure.replies import ReplyKind
 from packetlab.measure.warts_format import (
     OBJ_TRACE,

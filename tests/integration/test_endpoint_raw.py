@@ -23,7 +23,8 @@ from packetlab import wire
 from packetlab.controller.filters import tcpdump_filter
 from packetlab.endpoint.bpf import CaptureSocket
 from packetlab.endpoint.budget import RECV_BUF_OVERHEAD
-from packetlab.measure.packets import ip_packet, udp_segment
+from packetlab.measure.packets import ip_packet
+from packetlab.measure.packets_transport import udp_segment
 from packetlab.measure.probes import echo_probe, traceroute_probe
 from packetlab.measure.replies import ReplyKind, parse_reply
 from packetlab.testbed import Testbed

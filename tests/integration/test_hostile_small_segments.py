@@ -20,8 +20,8 @@ shows what each test can catch: DNS answer-then-flood (`_TcpCap` and the drop in
 query run in four, none of 120 queries in 6 later runs. HTTP flood on an idle kept
 connection (`_Conn.idle` not dropping): all three shapes. Header flood and endless chunked
 body (`TcpStream.close()` not dropping): the starved shape and the chunked body. iperf3
-control flood (`_Control._watch` off): the starved shape (the others end on `iperf3 server
-said TEST_RUNNING, expected EXCHANGE_RESULTS`, also accepted here).
+control flood (`throughput_control.Control._watch` off): the starved shape (the others
+end on `iperf3 server said TEST_RUNNING, expected EXCHANGE_RESULTS`, also accepted here).
 """
 
 from __future__ import annotations

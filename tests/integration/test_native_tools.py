@@ -34,7 +34,8 @@ from packetlab.measure.probes import (
     traceroute_probe,
     udp_probe,
 )
-from packetlab.measure.records import Hop, Stamp, TracerouteResult, format_traceroute
+from packetlab.measure.records_fields import Stamp
+from packetlab.measure.records_traceroute import Hop, TracerouteResult, format_traceroute
 from packetlab.measure.replies import Reply, ReplyKind, parse_reply
 from packetlab.testbed import Testbed
 

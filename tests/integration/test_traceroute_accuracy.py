@@ -26,7 +26,8 @@ from packetlab.controller import EndpointSession, run_once
 from packetlab.controller.local import twistd_command
 from packetlab.measure import native
 from packetlab.measure.ping import ping
-from packetlab.measure.records import Stamp, path_jaccard
+from packetlab.measure.records_fields import Stamp
+from packetlab.measure.records_traceroute import path_jaccard
 from packetlab.measure.replies import ReplyKind
 from packetlab.measure.traceroute import traceroute
 from packetlab.testbed import Testbed

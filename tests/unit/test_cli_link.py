@@ -17,12 +17,12 @@ from packetlab.cli.link import (
     ControllerCredentials,
     Link,
     LinkError,
-    _endpoint_options,
-    _Refusals,
     add_link_arguments,
     listen_description,
     route_source,
 )
+from packetlab.cli.link_endpoint import endpoint_options
+from packetlab.cli.link_tls import Refusals
 from packetlab.ppks import PktlabHome
 
 
@@ -92,7 +92,7 @@ def test_endpoint_options_configure_the_link_and_the_addresses(tls: bool, tmp_pa
     o = Options()
     addrs = [ipaddress.ip_address("10.77.1.1"), ipaddress.ip_address("fd00:77:1::1")]
     link = (home, "ab1", home.accounting_db) if tls else None
-    o.parseOptions(_endpoint_options(40000, addrs, "raw,tcp,udp", link))
+    o.parseOptions(endpoint_options(40000, addrs, "raw,tcp,udp", link))
     cfg = o["endpoint_config"]
     assert "raw" in cfg.transproto_sup
     exported = [str(i.ip) for i in cfg.ipv4] + [str(a) for a in cfg.ipv6]
@@ -159,7 +159,7 @@ def _event(side: str, rule: str, error: str) -> dict[str, object]:
 
 def test_refusal_messages_name_the_cause_once_per_kind() -> None:
     told: list[str] = []
-    box = _Refusals(None, told.append)
+    box = Refusals(None, told.append)
     box.observe({"log_format": "something else"})
     box.observe(_event("client", "connection_lost", "before the peer was verified"))
     box.observe(_event("client", "connection_lost", "before the peer was verified"))
@@ -177,21 +177,21 @@ def test_refusal_messages_name_the_cause_once_per_kind() -> None:
 def test_the_demo_link_home_is_made_once_and_reused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from packetlab.cli.link import _in_process_home, demo_link_cache
+    from packetlab.cli.link_tls import demo_link_cache, in_process_home
 
     monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "no-home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    home, cached = _in_process_home(None)
+    home, cached = in_process_home(None)
     assert cached and home.root == demo_link_cache() == tmp_path / "cache/pktlab/demo-link"
     key = home.root / "keys/k_xc"
     made = key.stat().st_mtime_ns
-    again, cached = _in_process_home(None)
+    again, cached = in_process_home(None)
     assert cached and again.root == home.root and key.stat().st_mtime_ns == made
     assert ControllerCredentials.from_home(home).key == key  # usable where it is
     names = {p.name for p in (tmp_path / "cache/pktlab").iterdir()}
     assert names == {"demo-link", "demo-link.lock"}
     key.unlink()  # an incomplete cache is made again
-    third, _ = _in_process_home(None)
+    third, _ = in_process_home(None)
     assert third.root == home.root and key.is_file()
 
 

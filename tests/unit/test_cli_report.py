@@ -13,7 +13,8 @@ from packetlab.cli.progress import CLEAR, Progress
 from packetlab.cli.report_ping import PingReport
 from packetlab.cli.report_traceroute import MdaReport, TracerouteReport, traceroute_stop_reason
 from packetlab.measure.mda import MdaHop, MdaResult
-from packetlab.measure.records import Hop, PingError, PingReply, PingResult, TracerouteResult
+from packetlab.measure.records_ping import PingError, PingReply, PingResult
+from packetlab.measure.records_traceroute import Hop, TracerouteResult
 
 HOPS = (
     Hop(1, "10.0.0.2", 12.5, "time-exceeded", 0),

@@ -17,7 +17,7 @@ from packetlab.cli import run_host, run_ping, run_ping_echo, run_traceroute
 from packetlab.cli.link import LinkError
 from packetlab.cli.run import RunError, build_parser, resolve_target
 from packetlab.cli.run_traceroute_checks import default_port, traceroute_shape
-from packetlab.measure.records import PingReply, PingResult
+from packetlab.measure.records_ping import PingReply, PingResult
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -676,7 +676,7 @@ def test_source_routed_ping_without_replies_says_why() -> None:
     line naming the reason (Linux drops a source-routed packet for a local address), or
     what every host must accept; nothing when a reply or an error came, or no route."""
     from packetlab.cli.run_ping_echo import source_route_hint
-    from packetlab.measure.records import PingError, PingReply, PingResult
+    from packetlab.measure.records_ping import PingError, PingReply, PingResult
 
     args = parse("ping", "127.0.0.1", "127.0.0.1")
     args.route_addrs = ["127.0.0.1"]

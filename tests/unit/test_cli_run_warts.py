@@ -10,7 +10,7 @@ import pytest
 from packetlab.cli.run import RunError, build_parser
 from packetlab.cli.run_measure import open_warts
 from packetlab.cli.run_traceroute_trace import write_warts
-from packetlab.measure.records import Hop, TracerouteResult
+from packetlab.measure.records_traceroute import Hop, TracerouteResult
 from packetlab.measure.warts_format import OBJ_TRACE
 from packetlab.measure.warts_read import read_warts
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from packetlab import cli
-from packetlab.cli import link, run
+from packetlab.cli import link_endpoint, run
 
 
 def test_startup_gc_pauses_and_restores_the_collector() -> None:
@@ -45,10 +45,10 @@ def test_throwaway_files_go_to_the_runtime_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    assert link._memory_dir() == str(tmp_path)
+    assert link_endpoint.memory_dir() == str(tmp_path)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "gone"))
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    assert link._memory_dir() == shm
+    assert link_endpoint.memory_dir() == shm
 
 
 def test_imports_ahead_are_what_the_command_names_and_a_failure_waits() -> None:

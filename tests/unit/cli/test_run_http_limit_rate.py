@@ -13,7 +13,7 @@ from test_http_redirects import response
 from test_run_http_curl import parse, run
 
 from packetlab.measure.http import Asked, http_get
-from packetlab.measure.upload import file_upload
+from packetlab.measure.upload_body import file_upload
 from packetlab.wire.constants import NotifMask
 
 N = 256 << 10  # body bytes

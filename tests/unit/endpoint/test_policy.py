@@ -10,7 +10,8 @@ import pytest
 from packetlab.endpoint.checks import OpenGate
 from packetlab.endpoint.config import ConfigError, parse_anon_mask, parse_config, parse_rate
 from packetlab.endpoint.policy import CaptureFilter, CapturePolicy, PolicyGate
-from packetlab.measure.packets import ip_packet, udp_segment
+from packetlab.measure.packets import ip_packet
+from packetlab.measure.packets_transport import udp_segment
 from packetlab.ppks import BurstRate
 from packetlab.wire.constants import Status
 from packetlab.wire.messages import Nclose, Nsend, Result

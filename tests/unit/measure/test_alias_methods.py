@@ -23,8 +23,8 @@ from packetlab.measure.packets import (
     TCP_RST,
     inet_checksum,
     ip_packet,
-    tcp_segment,
 )
+from packetlab.measure.packets_transport import tcp_segment
 
 TCP_A, TCP_B = "10.77.3.10", "10.77.3.11"  # one router, answers TCP ACKs only
 UDP_A, UDP_B = "10.77.3.20", "10.77.3.21"  # another, answers UDP only

@@ -35,7 +35,8 @@ from packetlab.measure.dns import (
     resolver_of,
 )
 from packetlab.measure.dnstransport import _WATCHES, WATCH_S
-from packetlab.measure.packets import PROTO_UDP, ip_packet, udp_segment
+from packetlab.measure.packets import PROTO_UDP, ip_packet
+from packetlab.measure.packets_transport import udp_segment
 from packetlab.wire import Mread, Ncap, Ndata, Nopen, Nsend, Proto, Status
 
 SERVER = ("192.0.2.53", 53)

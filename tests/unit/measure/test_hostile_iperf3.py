@@ -17,7 +17,8 @@ from test_throughput import SERVER, FakeIperf3
 
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import MAX_JSON, Iperf3Error, State
-from packetlab.measure.throughput import MIB, throughput
+from packetlab.measure.throughput import throughput
+from packetlab.measure.throughput_figures import MIB
 
 PEER = f"{SERVER[0]}:{SERVER[1]}"
 
@@ -244,7 +245,7 @@ def test_a_server_flooding_the_control_connection_during_the_test(direction: str
     it then): the socket's queue would fill and pause the session's reads, the transfer's
     polls with them, and the test hung. Past CTL_MAX_UNREAD unread notes the rest is
     dropped and the test ends with one line; the queue stays at the cap."""
-    from packetlab.measure.throughput import CTL_MAX_UNREAD
+    from packetlab.measure.throughput_control import CTL_MAX_UNREAD
 
     rig = StreamRig()
     server = HostileIperf3(rig)

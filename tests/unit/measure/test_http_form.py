@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
-from packetlab.measure import upload, upload_body, upload_encode, upload_form
-from packetlab.measure.upload import FormPart, Forms, UploadError, multipart, parse_form
+from packetlab.measure import upload_body, upload_encode, upload_form
+from packetlab.measure.upload_body import UploadError
+from packetlab.measure.upload_form import FormPart, Forms, parse_form
+from packetlab.measure.upload_multipart import multipart
 
 B = "-" * 24 + "8eb7473c0d82f4f0"
 S = "-" * 24 + "9cd236c6121230de"
@@ -174,14 +176,14 @@ def test_headers_file_as_curl_reads_it(files: Path) -> None:
     (files / "h2.txt").write_text("# comment\nX-A: 1\n  continued\n\n#X-No: 2\r\n"
                                   "X-B:   two   \n\tmore\nX-C: " + "c" * 1200 + "\n")  # fmt: skip
     warnings: list[str] = []
-    assert upload.read_headers_file("h2.txt", warnings) == [
+    assert upload_form.read_headers_file("h2.txt", warnings) == [
         "X-A: 1  continued", "X-B:   two   \tmore", "X-C: " + "c" * 993,
     ]  # fmt: skip
     assert warnings == ["File h2.txt line 8: header too long (truncated)"]
     # a NUL byte ends the line as curl's C strings (was sent on, NUL and all): curl 7.88.1
     # sent '\r\nX-A: a \r\nX-B: 2\r\n' for these lines (an empty header line first)
     (files / "h3.txt").write_bytes(b"\x00x\nX-A: a \x00b \nX-B: 2\n")
-    assert upload.read_headers_file("h3.txt", warnings) == ["", "X-A: a ", "X-B: 2"]
+    assert upload_form.read_headers_file("h3.txt", warnings) == ["", "X-A: a ", "X-B: 2"]
     got = body(["a=x;headers=@h3.txt"])
     assert b'name="a"\r\n\r\nX-A: a \r\nX-B: 2\r\n\r\nx\r\n' in got
 
@@ -371,7 +373,7 @@ def test_quoted_printable_takes_no_python_step_per_byte() -> None:
     # ours took a Python step for about every byte (a regular expression match per run
     # of plain bytes, a loop turn per byte to escape): 5.7 MiB/s of text. Now escaped in
     # C loops, a step per output line at most: counted with a tracer, not timed
-    text = b"".join(p.read_bytes() for p in sorted(Path(upload.__file__).parents[2]
+    text = b"".join(p.read_bytes() for p in sorted(Path(upload_form.__file__).parents[2]
                                                     .joinpath("docs").glob("*.md")))  # fmt: skip
     for data in (text[: 1 << 16], text.replace(b"\n", b"\r\n")[: 1 << 16],
                  bytes(range(256)) * 256):  # fmt: skip

@@ -27,16 +27,11 @@ from stream_fakes import StreamFakeEndpoint, StreamRig
 from twisted.internet.defer import CancelledError
 from web_pki import make_pki
 
-from packetlab.measure import upload, upload_body
+from packetlab.measure import upload_body, upload_form
 from packetlab.measure.http import http_get
-from packetlab.measure.upload import (
-    FormPart,
-    Upload,
-    UploadError,
-    file_upload,
-    multipart,
-    parse_form,
-)
+from packetlab.measure.upload_body import Upload, UploadError, file_upload
+from packetlab.measure.upload_form import FormPart, parse_form
+from packetlab.measure.upload_multipart import multipart
 from packetlab.wire import Nsend, Status
 
 B = "-" * 24 + "0af91582baf97f12"
@@ -76,8 +71,8 @@ def test_form_arguments_as_curl(tmp_path: Path) -> None:
                                parse_form(f"f=@{f}")], B).chunks())  # fmt: skip
     assert b'name="n%22m"' in body and b'filename="f%22g"' in body
     assert b'filename="s.JPG"\r\nContent-Type: image/jpeg\r\n' in body
-    assert upload.content_type_for("x.html") == "text/html"
-    assert upload.content_type_for("noext") == "application/octet-stream"
+    assert upload_form.content_type_for("x.html") == "text/html"
+    assert upload_form.content_type_for("noext") == "application/octet-stream"
     warnings: list[str] = []  # curl 7.88.1 sent "1" and warned
     assert parse_form("a=1;2", warnings=warnings) == FormPart("a", b"1")
     assert warnings == ["skip unknown form field: 2"]
@@ -91,10 +86,10 @@ def test_form_arguments_as_curl(tmp_path: Path) -> None:
 
 def test_a_file_is_read_in_chunks_and_checked(tmp_path: Path) -> None:
     f = tmp_path / "big"
-    f.write_bytes(b"z" * (3 * upload.CHUNK + 5))
+    f.write_bytes(b"z" * (3 * upload_body.CHUNK + 5))
     up = file_upload(str(f))
-    assert (up.method, up.length, up.content_type) == ("PUT", 3 * upload.CHUNK + 5, None)
-    assert [len(c) for c in up.chunks()] == [upload.CHUNK] * 3 + [5]
+    assert (up.method, up.length, up.content_type) == ("PUT", 3 * upload_body.CHUNK + 5, None)
+    assert [len(c) for c in up.chunks()] == [upload_body.CHUNK] * 3 + [5]
     f.write_bytes(b"z")  # changed since its size was taken
     with pytest.raises(UploadError, match="changed size while sent"):
         list(up.chunks())
@@ -189,7 +184,7 @@ def test_put_a_file_with_expect_100_continue(tmp_path: Path) -> None:
     assert server.head["content-length"] == str(len(content)) and "content-type" not in server.head
     assert bytes(server.body) == content and r.body == hashlib.sha256(content).hexdigest().encode()
     assert r.upload_size == len(content) and took < 1.0  # the body went at the 100
-    assert max(server.sizes) <= upload.CHUNK + 16  # read and sent in chunks
+    assert max(server.sizes) <= upload_body.CHUNK + 16  # read and sent in chunks
     assert b"HTTP/1.1 100 Continue\r\n\r\n" in r.raw_headers[0]  # counted as curl's
     assert r.request_size < 200  # the head only (curl's size_request for a PUT)
 
@@ -208,7 +203,7 @@ def test_expect_without_an_answer_sends_after_a_second_and_a_final_answer_stops_
 
 
 def test_put_from_stdin_is_chunked(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = b"x" * (upload.CHUNK + 7)
+    data = b"x" * (upload_body.CHUNK + 7)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     r, server, _ = put("100", file_upload("-"))
     assert server.head is not None and server.head["transfer-encoding"] == "chunked"

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from packetlab.measure import icmpext
 from packetlab.measure.packets import PROTO_ICMP, inet_checksum, ip_packet
 from packetlab.measure.probes import traceroute_probe
-from packetlab.measure.records import Hop, RecordError, back_hops, traceroute_line
+from packetlab.measure.records_fields import RecordError
+from packetlab.measure.records_traceroute import Hop, back_hops, traceroute_line
 from packetlab.measure.replies import parse_reply
 
 EP4, R14, TG4 = "10.77.1.1", "10.77.1.2", "10.77.3.2"
@@ -159,7 +160,7 @@ def test_decode_takes_any_bytes(data: bytes, step: int) -> None:
 
 
 def test_recorded_route_as_iputils_reads_it() -> None:
-    from packetlab.measure.packets import record_route_option, recorded_route
+    from packetlab.measure.packets_ip_options import record_route_option, recorded_route
 
     opt = record_route_option("10.0.0.1")
     assert recorded_route(opt) == ("10.0.0.1",)
@@ -173,7 +174,7 @@ def test_recorded_route_as_iputils_reads_it() -> None:
 
 
 def test_tcp_reply_flags_as_traceroute_t_o_info_prints_them() -> None:
-    from packetlab.measure.records import tcp_flag_names
+    from packetlab.measure.records_traceroute import tcp_flag_names
 
     assert [tcp_flag_names(f) for f in (0x12, 0x14, 0x04, 0xFF)] == [
         "syn,ack", "rst,ack", "rst", "fin,syn,rst,psh,ack,urg,ece,cwr",

@@ -22,28 +22,30 @@ from packetlab.measure.packets import (
     TCP_PSH,
     TCP_RST,
     TCP_SYN,
+    fragment,
+    ip_packet,
+    parse_ipv4_header,
+)
+from packetlab.measure.packets_ip_options import (
     TS_PRESPEC,
     TS_TSANDADDR,
     TS_TSONLY,
     IpTimestamps,
     SourceRoute,
-    fragment,
-    ip_packet,
     ip_timestamps,
     loose_source_route,
     ms_of_day,
-    parse_ipv4_header,
     received_timestamps,
     record_route_option,
     source_route,
     stamp_option,
-    tcp_segment,
     timestamp_option,
     with_ip_options,
 )
+from packetlab.measure.packets_transport import tcp_segment
 from packetlab.measure.ping import ping
 from packetlab.measure.probes import LINUX_SYN, TcpFlavor, tcp_probe, traceroute_probe
-from packetlab.measure.records import PingReply
+from packetlab.measure.records_ping import PingReply
 from packetlab.measure.traceroute import traceroute
 
 LO = ipaddress.IPv4Address("127.0.0.1")

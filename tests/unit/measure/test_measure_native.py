@@ -6,7 +6,8 @@ import pytest
 
 from packetlab.measure import native
 from packetlab.measure.native import NativeToolError
-from packetlab.measure.records import Hop, Stamp, format_traceroute
+from packetlab.measure.records_fields import Stamp
+from packetlab.measure.records_traceroute import Hop, format_traceroute
 from packetlab.measure.replies import ReplyKind
 
 # traceroute 2.1.2 in the chain testbed (ep -> r1 -> r2 -> tg).

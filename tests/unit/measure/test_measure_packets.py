@@ -16,8 +16,6 @@ from packetlab.measure.packets import (
     PROTO_UDP,
     ParseError,
     as_address,
-    icmp_echo,
-    icmpv6_echo,
     inet_checksum,
     ipv4_header,
     ipv6_header,
@@ -26,9 +24,8 @@ from packetlab.measure.packets import (
     parse_ipv6_header,
     pseudo_header,
     skip_ipv6_extensions,
-    tcp_segment,
-    udp_segment,
 )
+from packetlab.measure.packets_transport import icmp_echo, icmpv6_echo, tcp_segment, udp_segment
 from packetlab.measure.probes import (
     TRACEROUTE_PAYLOAD,
     ProbeKey,

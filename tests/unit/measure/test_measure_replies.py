@@ -22,8 +22,8 @@ from packetlab.measure.packets import (
     ipv4_header,
     ipv6_header,
     pseudo_header,
-    tcp_segment,
 )
+from packetlab.measure.packets_transport import tcp_segment
 from packetlab.measure.probes import (
     ProbeKey,
     ProbeTable,

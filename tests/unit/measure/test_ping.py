@@ -22,7 +22,7 @@ from packetlab.controller.filters import tcpdump_filter
 from packetlab.controller.stop import StopSignal
 from packetlab.measure.ping import parse_pattern, ping
 from packetlab.measure.probes import echo_probe
-from packetlab.measure.records import Stamp
+from packetlab.measure.records_fields import Stamp
 from packetlab.measure.traceroute import MeasureError
 from packetlab.wire import Nclose
 

@@ -16,17 +16,10 @@ from stream_fakes import Peer, ReflexFakeEndpoint, StreamFakeEndpoint, StreamRig
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import Iperf3Error, State
 from packetlab.measure.pcap import PcapRecorder, read_pcap
-from packetlab.measure.throughput import (
-    ADMIT_ATTEMPTS,
-    BULK_AFTER,
-    HEAD_BYTES,
-    HEAD_COUNT,
-    MIB,
-    ThroughputError,
-    end_poll,
-    rate_after,
-    throughput,
-)
+from packetlab.measure.throughput import throughput
+from packetlab.measure.throughput_control import ADMIT_ATTEMPTS, ThroughputError
+from packetlab.measure.throughput_figures import MIB, rate_after
+from packetlab.measure.throughput_upload import BULK_AFTER, HEAD_BYTES, HEAD_COUNT, end_poll
 from packetlab.wire import Mread, Mwrite, Ndata, Nopen, NotifMask, Nsend, vmem
 
 SERVER = ("192.0.2.5", 5201)

@@ -9,15 +9,16 @@ import struct
 
 import pytest
 
-from packetlab.measure.packets import ip_packet, tcp_segment
+from packetlab.measure.packets import ip_packet
+from packetlab.measure.packets_transport import tcp_segment
 from packetlab.measure.pcap import PcapRecorder
-from packetlab.measure.throughput import MIB, ThroughputResult, rate_after, stalls
 from packetlab.measure.throughput_capture import (
     CaptureError,
     capture_result,
     receive_stamps,
     tcp_segments,
 )
+from packetlab.measure.throughput_figures import MIB, ThroughputResult, rate_after, stalls
 
 SERVER, CLIENT = "192.0.2.5", "198.51.100.7"
 SYN, ACK = 0x02, 0x10

@@ -27,7 +27,7 @@ from packetlab.controller import RequestFailed, SendFailed, SessionClosed
 from packetlab.controller.filters import tcpdump_filter
 from packetlab.controller.stop import StopSignal
 from packetlab.measure.probes import traceroute_probe
-from packetlab.measure.records import Stamp
+from packetlab.measure.records_fields import Stamp
 from packetlab.measure.replies import ReplyKind
 from packetlab.measure.traceroute import MeasureError, pick_source, traceroute
 from packetlab.wire import Nclose, Proto, Status
@@ -596,7 +596,7 @@ def test_mtu_discovery_shrinks_to_the_interface_then_to_what_the_router_names(
         (3, dst, None), (3, dst, None),
     ]  # fmt: skip
     assert result.probe_size == 65000
-    from packetlab.measure.records import traceroute_line
+    from packetlab.measure.records_traceroute import traceroute_line
 
     assert " F=1500  " in traceroute_line(1, result.hops[:2])  # after the RTT, as traceroute
     if dst == TG4:
@@ -621,7 +621,7 @@ def test_a_probe_too_big_to_send_without_mtu_discovery_is_one_clear_error() -> N
 
 def test_frag_needed_is_shown_with_the_mtu_and_ends_the_trace() -> None:
     """-F, a probe over the next link's MTU: traceroute's `!F-1400` (IPv6 too)."""
-    from packetlab.measure.records import traceroute_line
+    from packetlab.measure.records_traceroute import traceroute_line
 
     for dst, path in ((TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])):
         rig = RawRig(path)

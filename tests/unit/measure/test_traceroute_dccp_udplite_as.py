@@ -33,19 +33,18 @@ from packetlab.measure.aspath import (
 from packetlab.measure.packets import (
     PROTO_DCCP,
     PROTO_UDPLITE,
-    dccp_request,
     inet_checksum,
     ip_packet,
     pseudo_header,
-    udp_segment,
 )
+from packetlab.measure.packets_transport import dccp_request, udp_segment
 from packetlab.measure.probes import (
     TRACEROUTE_PAYLOAD,
     dccp_probe,
     probe_key,
     udp_probe,
 )
-from packetlab.measure.records import Hop, traceroute_line
+from packetlab.measure.records_traceroute import Hop, traceroute_line
 from packetlab.measure.replies import ParseError, ReplyKind, parse_reply
 from packetlab.measure.traceroute import traceroute
 from packetlab.measure.traceroute_probes import probe_length
@@ -187,7 +186,7 @@ def test_dccp_v6_target_without_dccp_is_a_parameter_problem_as_traceroute_shows(
 
 
 def test_other_errors_are_type_and_code_and_final() -> None:
-    from packetlab.measure.records import hop_annotation
+    from packetlab.measure.records_traceroute import hop_annotation
 
     def hop(kind: ReplyKind, code: int, addr: str = "10.0.0.1") -> Hop:
         return Hop(ttl=1, addr=addr, rtt_us=1.0, reply_type=kind, code=code)
@@ -225,7 +224,7 @@ def test_native_output_with_as_paths_and_unnamed_errors_parses() -> None:
 
 
 def hop_line_again(result: object) -> str:
-    from packetlab.measure.records import TracerouteResult
+    from packetlab.measure.records_traceroute import TracerouteResult
 
     assert isinstance(result, TracerouteResult)
     hops = [h for h in result.hops if h.ttl == 2]

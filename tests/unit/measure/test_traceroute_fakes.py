@@ -38,8 +38,8 @@ from packetlab.measure.packets import (
     inet_checksum,
     ip_packet,
     pseudo_header,
-    tcp_segment,
 )
+from packetlab.measure.packets_transport import tcp_segment
 from packetlab.wire import Ncap, Ndata, Nopen, Nsend, Ntag, Proto, Status
 
 T = TypeVar("T")

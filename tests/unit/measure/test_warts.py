@@ -8,7 +8,8 @@ import struct
 
 import pytest
 
-from packetlab.measure.records import Hop, PingError, PingReply, PingResult, TracerouteResult
+from packetlab.measure.records_ping import PingError, PingReply, PingResult
+from packetlab.measure.records_traceroute import Hop, TracerouteResult
 from packetlab.measure.warts_format import (
     OBJ_CYCLE_START,
     OBJ_CYCLE_STOP,
@@ -254,7 +255,7 @@ def test_ping_record_route_and_timestamps_as_scamper_writes_them() -> None:
     out, and the sizes 84 (session 12 fresh-eyes pass; sc_wartsdump shows them)."""
     import dataclasses
 
-    from packetlab.measure.packets import IpTimestamps
+    from packetlab.measure.packets_ip_options import IpTimestamps
 
     route = ("10.0.0.2", "10.0.0.1", "10.0.0.3")
     stamps = IpTimestamps(1, (("10.0.0.2", 1000), ("10.0.0.3", 2000)), unrecorded=1)
@@ -279,7 +280,7 @@ def test_ping_tsprespec_as_scamper_writes_it() -> None:
     the addresses (session 12 wrote neither: `sc_warts2json` showed no `probe_tsps`)."""
     import dataclasses
 
-    from packetlab.measure.packets import IpTimestamps
+    from packetlab.measure.packets_ip_options import IpTimestamps
 
     stamps = IpTimestamps(3, (("10.0.0.3", 1000), ("10.0.0.9", None)))
     ts = (dataclasses.replace(REPLIES[0], ip_timestamps=stamps),)
