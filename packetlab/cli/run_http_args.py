@@ -82,6 +82,7 @@ See docs/http.md.
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    _read_curl_json(p)
     p.add_argument(
         "urls",
         metavar="URL",
@@ -426,6 +427,22 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _read_curl_json(p: argparse.ArgumentParser) -> None:
+    """`p` reads curl's `--json DATA` (run_http_json.rewrite) before argparse sees the
+    words; `--json`'s help (the output flag's, added later by run_command) says both."""
+    parse = p.parse_known_args
+
+    def parse_known_args(args: Any = None, namespace: Any = None) -> Any:
+        from packetlab.cli.run_http_json import HELP, rewrite
+
+        flag = p._option_string_actions.get("--json")
+        if flag is not None:
+            flag.help = HELP
+        return parse(None if args is None else rewrite(args), namespace)
+
+    setattr(p, "parse_known_args", parse_known_args)  # noqa: B010 (an instance's own)
+
+
 def _count(text: str) -> int:
     """--retry N, --retry-delay S, --retry-max-time S: a whole number, 0 or more (curl's
     words when not)."""
@@ -510,8 +527,14 @@ class _DataAction(argparse.Action):
         self.kind = kind
 
     def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        from packetlab.cli.run_http_json import BAD_MARK, JSON_MARK
+
         items = list(getattr(ns, self.dest, None) or [])
-        items.append((self.kind, value))
+        kind = self.kind
+        for mark, marked in ((JSON_MARK, "json"), (BAD_MARK, "json-bad")):
+            if value.startswith(mark):  # curl's --json DATA (run_http_json.rewrite)
+                kind, value = marked, value[len(mark):]
+        items.append((kind, value))
         setattr(ns, self.dest, items)
         _in_order(ns, "data", len(items) - 1)
 

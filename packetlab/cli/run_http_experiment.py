@@ -19,6 +19,8 @@ from packetlab.cli.run_http_body import (
     _url_query,
     bodies,
     cookie_options,
+    is_json,
+    json_fields,
     request_body,
     stdin_owner,
     user_password,
@@ -98,6 +100,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError("-i/--include: the headers go where the body goes, and the table shows "
                        "no body: add -o FILE (-o - for stdout) or -w")  # fmt: skip
     headers = _headers(args.header)
+    if is_json(args.data):  # curl's --json DATA
+        headers = json_fields(headers)
     jar, cookie = cookie_options(args.cookie, args.cookie_jar, stdin=owner == ("cookie", 0),
                                  junk=args.junk_session_cookies)  # fmt: skip
     if args.cacert is not None:
