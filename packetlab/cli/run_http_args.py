@@ -533,7 +533,7 @@ class _DataAction(argparse.Action):
         kind = self.kind
         for mark, marked in ((JSON_MARK, "json"), (BAD_MARK, "json-bad")):
             if value.startswith(mark):  # curl's --json DATA (run_http_json.rewrite)
-                kind, value = marked, value[len(mark):]
+                kind, value = marked, value[len(mark) :]
         items.append((kind, value))
         setattr(ns, self.dest, items)
         _in_order(ns, "data", len(items) - 1)

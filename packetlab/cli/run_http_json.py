@@ -24,7 +24,7 @@ BAD_MARK = "\0json-bad:"  # one that looked like data and is not JSON: refused b
 HELP = (
     "print JSON lines instead of a table; or curl's --json DATA (7.82): a POST of DATA "
     "with Content-Type and Accept application/json, when the word after --json starts "
-    "with @ (@FILE, @-) or is JSON ({...}, [...], \"text\", a number, true, false, "
+    'with @ (@FILE, @-) or is JSON ({...}, [...], "text", a number, true, false, '
     "null); --json=DATA always curl's DATA (sent as is); several joined as curl's"
 )
 
@@ -59,7 +59,7 @@ def rewrite(words: Sequence[str]) -> list[str]:
             out += words[i:]
             break
         if word.startswith("--json="):
-            out += ["--data-binary", JSON_MARK + word[len("--json="):]]
+            out += ["--data-binary", JSON_MARK + word[len("--json=") :]]
         elif word == "--json" and nxt is not None and data_word(nxt):
             out += ["--data-binary", JSON_MARK + nxt]
             i += 1

@@ -518,6 +518,12 @@ async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
                 conn.pace = None
 
 
+def _rate(conn: _Conn) -> int:
+    """--limit-rate's rate on `conn` (0: none): an HTTP/2 connection holds each stream
+    to it (`http2_exchange._StreamPace`), not the socket."""
+    return 0 if conn.pace is None else conn.pace.rate
+
+
 async def _over(
     session: EndpointSession,
     hop: _Hop,
@@ -551,9 +557,9 @@ async def _over(
                 raise
             conn.tls_version = hop.tls_version = conn.tls.conn.get_protocol_version_name()
             if conn.tls.conn.get_alpn_proto_negotiated() == b"h2":
-                conn.h2 = _h2_framing(conn.server)
+                conn.h2 = _h2_framing(conn.server, _rate(conn))
         elif conn.tls is None and not hop.reused and sink.http == "2-prior":
-            conn.h2 = _h2_framing(conn.server)  # h2c, no Upgrade
+            conn.h2 = _h2_framing(conn.server, _rate(conn))  # h2c, no Upgrade
         if not hop.reused and conn.h2 is not None:
             pool.known(hop.url, conn)  # HTTP/2: the transfers waiting for it multiplex
         if conn.h2 is not None:

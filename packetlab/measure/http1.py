@@ -58,7 +58,7 @@ async def _exchange(
     u = hop.url
     upgrade = None
     if sink.http == "2" and u.scheme == "http" and not hop.reused:
-        upgrade = _h2_framing(conn.server)
+        upgrade = _h2_framing(conn.server, 0 if conn.pace is None else conn.pace.rate)
         headers = replace(headers, custom=[
             *headers.custom, ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
             ("HTTP2-Settings", upgrade.upgrade_settings())])  # fmt: skip

@@ -14,7 +14,7 @@ from test_http_options16_curl_side_by_side import UA, both, http, same, tool  # 
 
 
 def test_json_data_as_curl(http: str, tmp_path: Path) -> None:  # noqa: F811
-    (tmp_path / "g.json").write_bytes(b'[1,\r\n2]\n')
+    (tmp_path / "g.json").write_bytes(b"[1,\r\n2]\n")
     for args in (
         ["--json", '{"a":1}'],
         ["--json", '{"a":1}', "--json", "[2]"],  # joined without &

@@ -25,7 +25,8 @@ def test_data_words(word: str) -> None:
 
 
 @pytest.mark.parametrize("word", ["http://h/", "h/x", "10.0.0.1", "{a,b}", "http://h/{a,b}",
-                                  "[1-3]", "-k", "-o", "NaN", "Infinity", "", "-", "'x'"])  # fmt: skip
+                                  "[1-3]", "-k", "-o", "NaN", "Infinity", "", "-",
+                                  "'x'"])  # fmt: skip
 def test_other_words(word: str) -> None:
     # no URL is JSON, no curl URL glob either; NaN is Python's, not JSON
     assert not data_word(word)
