@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from packetlab.cli import pcapout
+from packetlab.cli.run import RunError
 
 MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not imported here)
 
@@ -82,7 +83,7 @@ See docs/http.md.
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    _read_curl_json(p)
+    _read_curl_words(p)
     p.add_argument(
         "urls",
         metavar="URL",
@@ -122,8 +123,36 @@ def configure(p: argparse.ArgumentParser) -> None:
         "drops an earlier one); --connect-to wins",
     )  # fmt: skip
     fam = p.add_mutually_exclusive_group()
-    fam.add_argument("-4", dest="family", action="store_const", const=4, help="resolve to IPv4")
-    fam.add_argument("-6", dest="family", action="store_const", const=6, help="resolve to IPv6")
+    fam.add_argument("-4", "--ipv4", dest="family", action="store_const", const=4,
+                     help="resolve to IPv4")  # fmt: skip
+    fam.add_argument("-6", "--ipv6", dest="family", action="store_const", const=6,
+                     help="resolve to IPv6")  # fmt: skip
+    p.add_argument(
+        "-K", "--config", metavar="FILE",
+        help="read options from FILE (- stdin) in this place, as curl: one a line, the "
+        "leading -- optional, a value after blanks, = or :, \"quoted\" with \\ escapes",
+    )  # fmt: skip
+    p.add_argument("--url", metavar="URL", help="a URL, as an operand in this place (curl's)")
+    p.add_argument(
+        "-q", "--disable", action="store_true",
+        help="no .curlrc read (curl's; we never read one: no effect)",
+    )  # fmt: skip
+    p.add_argument(
+        "-N", "--no-buffer", action="store_true",
+        help="no effect: the body is written as it comes (curl's -N)",
+    )  # fmt: skip
+    p.add_argument(
+        "-#", "--progress-bar", action="store_true",
+        help="no effect (curl's bar on stderr; ours: the table's progress line, -Z's meter)",
+    )  # fmt: skip
+    p.add_argument(
+        "--stderr", metavar="FILE",
+        help="what would go to stderr goes to FILE (- stdout), as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "--path-as-is", action="store_true",
+        help="send the URL's /../ and /./ as written (curl's; without it they are removed)",
+    )  # fmt: skip
     p.add_argument(
         "-H",
         "--header",
@@ -220,6 +249,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("-I", "--head", action="store_true", help="HEAD request (headers only)")
     ver = p.add_mutually_exclusive_group()
+    ver.add_argument(
+        "-0", "--http1.0", dest="http_version", action="store_const", const="1.0",
+        help="HTTP/1.0 requests (curl's: no Expect, no reuse; https://: ALPN http/1.0)",
+    )  # fmt: skip
     ver.add_argument(
         "--http1.1", dest="http_version", action="store_const", const="1.1",
         help="HTTP/1.1 only (https://: ALPN offers http/1.1 alone)",
@@ -427,18 +460,28 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _read_curl_json(p: argparse.ArgumentParser) -> None:
-    """`p` reads curl's `--json DATA` (run_http_json.rewrite) before argparse sees the
-    words; `--json`'s help (the output flag's, added later by run_command) says both."""
+def _read_curl_words(p: argparse.ArgumentParser) -> None:
+    """`p` reads curl's -K/--config, --url, -q (run_http_words.expand) and `--json DATA`
+    (run_http_json.rewrite) before argparse sees the words; `--json`'s help (the output
+    flag's, added later by run_command) says both."""
     parse = p.parse_known_args
+
+    def takes_value(option: str) -> bool:
+        action = p._option_string_actions.get(option)
+        return action is not None and action.nargs != 0
 
     def parse_known_args(args: Any = None, namespace: Any = None) -> Any:
         from packetlab.cli.run_http_json import HELP, rewrite
+        from packetlab.cli.run_http_words import expand
 
         flag = p._option_string_actions.get("--json")
         if flag is not None:
             flag.help = HELP
-        return parse(None if args is None else rewrite(args), namespace)
+        try:
+            words = None if args is None else rewrite(expand(args, takes_value))
+        except RunError as e:  # an unreadable -K file: one line, as a usage error
+            p.exit(2, f"{p.prog}: {e}\n")
+        return parse(words, namespace)
 
     setattr(p, "parse_known_args", parse_known_args)  # noqa: B010 (an instance's own)
 

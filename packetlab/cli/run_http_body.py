@@ -129,7 +129,7 @@ def _headers(items: list[str]) -> list[tuple[str, str]]:
     from packetlab.measure.http_message import EMPTY_FIELD
 
     out = []
-    for item in items:
+    for item in _header_files(items):
         name, sep, value = item.partition(":")
         if not sep and item.endswith(";") and item[:-1].strip() and ";" not in item[:-1]:
             out.append((item[:-1].strip(), EMPTY_FIELD))
@@ -137,6 +137,21 @@ def _headers(items: list[str]) -> list[tuple[str, str]]:
         if not sep or not name.strip():
             raise RunError(f"--header {item!r}: expected 'NAME: VALUE'")
         out.append((name.strip(), value.strip()))
+    return out
+
+
+def _header_files(items: list[str]) -> list[str]:
+    """-H @FILE (curl 7.55+): FILE's lines (its line ends dropped), each a -H in its
+    place; @- stdin. A line that is no field (no `:`, no `NAME;`: an empty one too) is
+    not sent, as curl's (a -H given so is refused: `_headers`)."""
+    out: list[str] = []
+    for item in items:
+        if not item.startswith("@"):
+            out.append(item)
+            continue
+        text = _read("--header", item[1:]).decode("utf-8", "surrogateescape")
+        lines = [line.rstrip("\r") for line in text.split("\n")]
+        out += [x for x in lines if ":" in x or (x.endswith(";") and x[:-1].strip())]
     return out
 
 

@@ -63,6 +63,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError(f"{'-I/--head' if args.head else '-i/--include'} and "
                        "-J/--remote-header-name: showing headers and --remote-header-name "
                        "cannot be combined (curl's words)")  # fmt: skip
+    if args.stderr is not None:
+        _redirect_stderr(args)
     # -G: -d is the query, no body; -d read after -F is checked (stdin: see stdin_owner)
     forms, uploads, form_stdin = bodies(args, b"" if args.data and not args.get else None)
     owner = stdin_owner(args, form_stdin, uploads)  # stdin is read once, as curl's
@@ -457,6 +459,23 @@ def _resume_offset(continue_at: str | None, path: str | None) -> int:
         return 0
 
 
+def _redirect_stderr(args: argparse.Namespace) -> None:
+    """--stderr FILE: every line for stderr (warnings, errors, -Z's meter) to FILE, made
+    empty first ("-": stdout), as curl's. A caller's own stream (`args._stderr`: tests)
+    is replaced; else the process's."""
+    if args.stderr == "-":
+        target: Any = sys.stdout
+    else:
+        try:
+            target = open(args.stderr, "w")  # noqa: SIM115 (the process's stderr from now)
+        except OSError as e:
+            raise RunError(f"--stderr {args.stderr}: {e.strerror or e}") from None
+    if getattr(args, "_stderr", None) is not None:
+        args._stderr = target
+    else:
+        sys.stderr = target
+
+
 def _asked(args: argparse.Namespace, warn: Any) -> Any:
     """-A, -e and -r as measure.http.Asked (run_http_opts reads them as curl)."""
     from packetlab.measure.http import Asked
@@ -471,7 +490,8 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                  trusted=args.location_trusted,
                  expect_wait=args.expect100_timeout, client_cert=_client_cert(args),
                  time_cond=None if args.time_cond is None else time_cond(args.time_cond,
-                                                                         warn))  # fmt: skip
+                                                                         warn),
+                 path_as_is=args.path_as_is)  # fmt: skip
 
 
 class _Failing:

@@ -176,9 +176,9 @@ async def http_get(
     the next request to the same origin as an HTTP/1.1 one is; `http_version` of the
     result says which was spoken.
     """
-    if http_version not in (None, "1.1", "2", "2-prior"):
-        raise HttpError(f"http_version {http_version!r}: one of '1.1', '2', '2-prior'")
-    current = parse_url(url)
+    if http_version not in (None, "1.0", "1.1", "2", "2-prior"):
+        raise HttpError(f"http_version {http_version!r}: one of '1.0', '1.1', '2', '2-prior'")
+    current = parse_url(url, as_is=asked.path_as_is)
     body = Upload.of(data, FORM) if isinstance(data, bytes) else data
     kind = "HEAD" if head else "GET" if body is None else body.method
     result = HttpResult(url, url_effective=current.effective)
@@ -249,10 +249,12 @@ async def _fetch(
                    own[0].limit_rate)  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
-            alpn = [b"http/1.1"] if sink.http == "1.1" else [b"h2", b"http/1.1"]
+            alpn = {"1.1": [b"http/1.1"], "1.0": [b"http/1.0"]}.get(
+                sink.http or "", [b"h2", b"http/1.1"]
+            )
             ctxs["https"] = client_context(cafile=cafile, insecure=insecure, alpn=alpn,
                                            cert=own[0].client_cert)  # fmt: skip
-        if sink.http != "1.1" and (current.scheme == "https" or sink.http is not None):
+        if sink.http not in ("1.0", "1.1") and (current.scheme == "https" or sink.http):
             import_module("packetlab.measure.http2")  # before the hop starts, not in its times
         hop = _Hop(current, method or kind)
         if sink.on_hop is not None:

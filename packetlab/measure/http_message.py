@@ -177,6 +177,7 @@ class Asked:
     # -z: (If-Modified-Since, If-Unmodified-Since or Last-Modified, the time in s); a 2xx
     # whose Last-Modified fails it is curl's simulated 304 (_Response.head)
     time_cond: tuple[str, int] | None = None
+    path_as_is: bool = False  # --path-as-is: the URL's /../ and /./ sent as written
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,15 +364,22 @@ def _expects(data: Upload | None, fields: _Fields) -> bool:
 
 def _request(
     u: Url, method: str, data: Upload | None, fields: _Fields, expect: bool = False,
+    version: str | None = None,
 ) -> tuple[h11.Connection, bytes, bool]:  # fmt: skip
     """h11's connection, the request's head (with the body when curl sends it in the
-    same write: -d below 64 KiB, no Expect), and whether the body went with it."""
+    same write: -d below 64 KiB, no Expect), and whether the body went with it.
+    `version` "1.0" (curl -0): the request line says HTTP/1.0 (h11 writes 1.1 only)."""
     h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
     headers = _request_headers(u, data, fields, expect)
     hostless = not any(k.lower() == "host" for k, _ in headers)
     if hostless:  # -H 'Host:': none, as curl's; h11 wants one (taken out of its bytes)
         headers = [(_NO_HOST[0], _NO_HOST[1]), *headers]
     out = h.send(h11.Request(method=method, target=u.target, headers=headers))
+    if version == "1.0":
+        if data is not None and data.length is None:  # curl: (25)
+            raise h11.LocalProtocolError("Chunky upload is not supported by HTTP 1.0")
+        line, sep, rest = out.partition(b"\r\n")
+        out = line.removesuffix(b" HTTP/1.1") + b" HTTP/1.0" + sep + rest
     if hostless:
         out = out.replace(b"\r\n%s: %s\r\n" % tuple(x.encode() for x in _NO_HOST), b"\r\n", 1)
     small = None if data is None or expect else data.small()
