@@ -146,6 +146,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="no effect (curl's bar on stderr; ours: the table's progress line, -Z's meter)",
     )  # fmt: skip
     p.add_argument(
+        "--fail-early", action="store_true",
+        help="after a URL fails, no other is fetched (curl's; the exit status 1)",
+    )  # fmt: skip
+    for flag, why in (("--basic", "Basic is -u's one scheme"),
+                      ("--no-keepalive", "no TCP keepalive probes at the endpoint anyway"),
+                      ("--tcp-nodelay", "the endpoint's socket: its own")):  # fmt: skip
+        p.add_argument(flag, action="store_true", help=f"no effect, as curl's ({why})")
+    p.add_argument(
         "--stderr", metavar="FILE",
         help="what would go to stderr goes to FILE (- stdout), as curl",
     )  # fmt: skip

@@ -149,6 +149,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     async def run(session: Any) -> None:
         # kept open from URL to URL, as curl's connection cache
         pool = Connections(pipewait=not args.parallel_immediate)
+        ended_badly.clear()
         try:
             await fetch_all(session, pool)
         finally:
@@ -156,12 +157,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             if dump is not None:
                 dump.close()
 
+    ended_badly: list[int] = []  # the transfers that failed (--fail-early)
+
     async def fetch_all(session: Any, pool: Any) -> None:
         if fmt is not None or "-" in args.output:
             progress.clear()  # curl's bytes on stdout: no progress line drawn between them
         if not args.parallel:
             for n, job in enumerate(jobs, 1):
-                if progress.stopping:  # Ctrl-C: no new URL
+                if progress.stopping or (args.fail_early and ended_badly):  # Ctrl-C: no new URL
                     return
                 progress(f"http {n}/{len(jobs)}: {job[1]}")
                 await fetch(session, pool, *job)
@@ -179,7 +182,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             meter, stop = curl_meter.start(session.reactor, stderr)
 
         async def parallel(i: int, url: str, up: Any) -> None:
-            if progress.stopping:
+            if progress.stopping or (args.fail_early and ended_badly):
                 return
             xfer = None
             if meter is not None:
@@ -265,6 +268,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             record["exitcode"] = 22
         if fmt is not None:  # no table: the experiment writes curl's output
             record["_quiet"] = True
+        if "error" in record:  # (--fail-early: no new transfer after it, as curl's)
+            ended_badly.append(i)
         emit(record)
         if fmt is not None:
             error = record.get("error")

@@ -63,3 +63,15 @@ def test_stderr_file_as_curl(http: str, tmp_path: Path) -> None:  # noqa: F811
             assert files[0] == files[1] and files[0].startswith("Warning: A specified range")
         else:  # the error line: curl's words, ours
             assert files[0].startswith("curl: (7)") and "connection refused" in files[1]
+
+
+def test_fail_early_and_options_without_effect_as_curl(http: str, tmp_path: Path) -> None:  # noqa: F811
+    # ours: --fail-early, --basic, --no-keepalive, --tcp-nodelay unknown, exit 2
+    w = "%{url} %{http_code}\\n"
+    curl, ours = both(*UA, "-w", w, "--fail-early", "http://127.0.0.1:9/", f"{http}/b",
+                      cwd=tmp_path)  # fmt: skip
+    same(curl, ours, 7)
+    assert curl.stdout == b"http://127.0.0.1:9/ 000\n"
+    curl, ours = both(*UA, "--basic", "-u", "a:b", "--no-keepalive", "--tcp-nodelay",
+                      f"{http}/a", cwd=tmp_path)  # fmt: skip
+    same(curl, ours)

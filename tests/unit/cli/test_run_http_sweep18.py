@@ -146,3 +146,22 @@ def test_help_documents_the_new_options(capsys: pytest.CaptureFixture[str]) -> N
 def test_stdin_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO('-A "from stdin"\n'))
     assert parse("-K", "-", "u").user_agent == "from stdin"
+
+
+def test_fail_early_as_curl() -> None:
+    # curl 7.88.1 --fail-early: no URL after the first that failed (its -w printed)
+    w = "%{url} %{exitcode}\\n"
+    for parallel in ([], ["-Z", "--parallel-max", "1"]):
+        code, _, raw, _, records = run(*parallel, "--fail-early", "-s", "-w", w, "-o",
+                                       "/dev/null", "http://192.0.2.9/", "http://192.0.2.80/b",
+                                       handler=_seen)  # fmt: skip
+        assert code == 1 and raw.decode().splitlines() == ["http://192.0.2.9/ 7"], records
+    code, _, raw, _, _ = run("-s", "-w", w, "-o", "/dev/null", "http://192.0.2.9/",
+                             "http://192.0.2.80/b", handler=_seen)  # fmt: skip
+    lines = [x for x in raw.decode().splitlines() if x.startswith("http://")]
+    assert lines == ["http://192.0.2.9/ 7", "http://192.0.2.80/b 0"]  # without it: both
+
+
+def test_options_without_effect_are_taken() -> None:
+    a = parse("--basic", "--no-keepalive", "--tcp-nodelay", "-N", "-#", "-q", "u")
+    assert a.basic and a.no_keepalive and a.tcp_nodelay and a.no_buffer and a.progress_bar
