@@ -30,6 +30,8 @@ examples:
   pktlab run http --connect-to 10.77.3.2 https://www.test/ --json
   pktlab run http -L http://10.77.3.2/old       # follow redirects (at most --max-redirs)
   pktlab run http -d 'a=1&b=2' http://10.77.3.2/form   # POST, as curl -d
+  pktlab run http --json '{"a":1}' http://10.77.3.2/api  # curl's --json: a JSON POST
+  pktlab run http -K opts.txt --url http://10.77.3.2/  # curl's config file, --url
   pktlab run http -X DELETE http://10.77.3.2/item/4
   pktlab run http --data-urlencode 'q=a b&c' --data-urlencode note@n.txt http://10.77.3.2/f
   pktlab run http --url-query 'q=a b' --url-query +page=2 http://10.77.3.2/search
@@ -68,6 +70,12 @@ file; the headers with -I) then the write-out, nothing else on stdout. -w knows 
 %{stdout} %{stderr} %header{NAME}, \\n \\t \\r and %%; -w @FILE reads the format from FILE.
 An unknown variable prints nothing (warned on stderr, as curl). Write --max-redirs=-1
 for no limit (-1 alone reads as an option).
+
+--json: the word after it starts with @ or is JSON ({...}, [...], "text", a number,
+true, false, null): curl's --json DATA (a POST, Content-Type and Accept
+application/json); anything else (a URL, an option, nothing): JSON lines instead of the
+table. --json=DATA is always curl's DATA, sent as is; a word starting with { or [ that
+is not JSON and has no :// is refused.
 
 Host names are resolved through the endpoint's DNS server unless --resolve or
 --connect-to gives the address (the URL's name still goes into SNI, the Host header and
