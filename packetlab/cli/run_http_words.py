@@ -30,7 +30,8 @@ def config_words(text: str, takes_value: Callable[[str], bool]) -> list[str]:
     leading `--` optional; `-X` short ones too) and its value after blanks, `=` or `:`;
     a value in double quotes has \\t \\n \\r \\v and \\CHAR escapes, else it ends at a
     blank; `#` lines and empty lines skipped. A value after an option that takes none
-    is not read (curl warns)."""
+    is not read (curl warns); `json` with a value is curl's --json DATA (`--json=DATA`),
+    without one our JSON-lines flag."""
     words: list[str] = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -43,7 +44,9 @@ def config_words(text: str, takes_value: Callable[[str], bool]) -> list[str]:
         if not option.startswith("-"):
             option = "--" + option
         words.append(option)
-        if not takes_value(option):
+        if option == "--json" and rest:  # curl's --json DATA (ours, alone: the flag)
+            words[-1] = "--json="
+        elif not takes_value(option):
             continue
         if rest.startswith('"'):
             value, i = [], 1
@@ -54,9 +57,13 @@ def config_words(text: str, takes_value: Callable[[str], bool]) -> list[str]:
                 else:
                     value.append(rest[i])
                 i += 1
-            words.append("".join(value))
+            value_text = "".join(value)
         else:
-            words.append(rest.split()[0] if rest.split() else "")
+            value_text = rest.split()[0] if rest.split() else ""
+        if words[-1] == "--json=":
+            words[-1] += value_text
+        else:
+            words.append(value_text)
     return words
 
 

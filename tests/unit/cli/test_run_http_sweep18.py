@@ -165,3 +165,9 @@ def test_fail_early_as_curl() -> None:
 def test_options_without_effect_are_taken() -> None:
     a = parse("--basic", "--no-keepalive", "--tcp-nodelay", "-N", "-#", "-q", "u")
     assert a.basic and a.no_keepalive and a.tcp_nodelay and a.no_buffer and a.progress_bar
+
+
+def test_json_in_a_config_file() -> None:
+    # curl's config `json = "{...}"` is its --json DATA; `json` alone: our output flag
+    text = 'json = "{\\"a\\": 1}"\njson\n'
+    assert config_words(text, _takes) == ['--json={"a": 1}', "--json"]
