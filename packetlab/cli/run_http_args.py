@@ -157,10 +157,10 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--fail-early", action="store_true",
         help="after a URL fails, no other is fetched (curl's; the exit status 1)",
     )  # fmt: skip
-    for flag, why in (("--basic", "Basic is -u's one scheme"),
-                      ("--no-keepalive", "no TCP keepalive probes at the endpoint anyway"),
-                      ("--tcp-nodelay", "the endpoint's socket: its own")):  # fmt: skip
-        p.add_argument(flag, action="store_true", help=f"no effect, as curl's ({why})")
+    for option, why in (("--basic", "Basic is -u's one scheme"),
+                        ("--no-keepalive", "no TCP keepalive probes at the endpoint anyway"),
+                        ("--tcp-nodelay", "the endpoint's socket: its own")):  # fmt: skip
+        p.add_argument(option, action="store_true", help=f"no effect, as curl's ({why})")
     p.add_argument(
         "--stderr", metavar="FILE",
         help="what would go to stderr goes to FILE (- stdout), as curl",
