@@ -158,8 +158,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="after a URL fails, no other is fetched (curl's; the exit status 1)",
     )  # fmt: skip
     for option, why in (("--basic", "Basic is -u's one scheme"),
-                        ("--no-keepalive", "no TCP keepalive probes at the endpoint anyway"),
-                        ("--tcp-nodelay", "the endpoint's socket: its own")):  # fmt: skip
+                        ("--no-keepalive", "a socket option: the endpoint's socket is its own"),
+                        ("--tcp-nodelay", "a socket option: the endpoint's socket is its own")):  # fmt: skip
         p.add_argument(option, action="store_true", help=f"no effect, as curl's ({why})")
     p.add_argument(
         "--stderr", metavar="FILE",
