@@ -157,9 +157,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--fail-early", action="store_true",
         help="after a URL fails, no other is fetched (curl's; the exit status 1)",
     )  # fmt: skip
-    for option, why in (("--basic", "Basic is -u's one scheme"),
-                        ("--no-keepalive", "a socket option: the endpoint's socket is its own"),
-                        ("--tcp-nodelay", "a socket option: the endpoint's socket is its own")):  # fmt: skip
+    sockopt = "a socket option: the endpoint's socket is its own"
+    for option, why in (("--basic", "Basic is -u's one scheme"), ("--no-keepalive", sockopt),
+                        ("--tcp-nodelay", sockopt)):  # fmt: skip
         p.add_argument(option, action="store_true", help=f"no effect, as curl's ({why})")
     p.add_argument(
         "--stderr", metavar="FILE",
