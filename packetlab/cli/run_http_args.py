@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from packetlab.cli import pcapout
+from packetlab.cli.run import RunError
 
 MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not imported here)
 
@@ -29,6 +30,8 @@ examples:
   pktlab run http --connect-to 10.77.3.2 https://www.test/ --json
   pktlab run http -L http://10.77.3.2/old       # follow redirects (at most --max-redirs)
   pktlab run http -d 'a=1&b=2' http://10.77.3.2/form   # POST, as curl -d
+  pktlab run http --json '{"a":1}' http://10.77.3.2/api  # curl's --json: a JSON POST
+  pktlab run http -K opts.txt --url http://10.77.3.2/  # curl's config file, --url
   pktlab run http -X DELETE http://10.77.3.2/item/4
   pktlab run http --data-urlencode 'q=a b&c' --data-urlencode note@n.txt http://10.77.3.2/f
   pktlab run http --url-query 'q=a b' --url-query +page=2 http://10.77.3.2/search
@@ -68,6 +71,12 @@ file; the headers with -I) then the write-out, nothing else on stdout. -w knows 
 An unknown variable prints nothing (warned on stderr, as curl). Write --max-redirs=-1
 for no limit (-1 alone reads as an option).
 
+--json: the word after it starts with @ or is JSON ({...}, [...], "text", a number,
+true, false, null): curl's --json DATA (a POST, Content-Type and Accept
+application/json); anything else (a URL, an option, nothing): JSON lines instead of the
+table. --json=DATA is always curl's DATA, sent as is; a word starting with { or [ that
+is not JSON and has no :// is refused.
+
 Host names are resolved through the endpoint's DNS server unless --resolve or
 --connect-to gives the address (the URL's name still goes into SNI, the Host header and
 the certificate check). --connect-to takes curl's HOST1:PORT1:HOST2:PORT2 and, as before
@@ -82,6 +91,7 @@ See docs/http.md.
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    _read_curl_words(p)
     p.add_argument(
         "urls",
         metavar="URL",
@@ -121,8 +131,44 @@ def configure(p: argparse.ArgumentParser) -> None:
         "drops an earlier one); --connect-to wins",
     )  # fmt: skip
     fam = p.add_mutually_exclusive_group()
-    fam.add_argument("-4", dest="family", action="store_const", const=4, help="resolve to IPv4")
-    fam.add_argument("-6", dest="family", action="store_const", const=6, help="resolve to IPv6")
+    fam.add_argument("-4", "--ipv4", dest="family", action="store_const", const=4,
+                     help="resolve to IPv4")  # fmt: skip
+    fam.add_argument("-6", "--ipv6", dest="family", action="store_const", const=6,
+                     help="resolve to IPv6")  # fmt: skip
+    p.add_argument(
+        "-K", "--config", metavar="FILE",
+        help="read options from FILE (- stdin) in this place, as curl: one a line, the "
+        "leading -- optional, a value after blanks, = or :, \"quoted\" with \\ escapes",
+    )  # fmt: skip
+    p.add_argument("--url", metavar="URL", help="a URL, as an operand in this place (curl's)")
+    p.add_argument(
+        "-q", "--disable", action="store_true",
+        help="no .curlrc read (curl's; we never read one: no effect)",
+    )  # fmt: skip
+    p.add_argument(
+        "-N", "--no-buffer", action="store_true",
+        help="no effect: the body is written as it comes (curl's -N)",
+    )  # fmt: skip
+    p.add_argument(
+        "-#", "--progress-bar", action="store_true",
+        help="no effect (curl's bar on stderr; ours: the table's progress line, -Z's meter)",
+    )  # fmt: skip
+    p.add_argument(
+        "--fail-early", action="store_true",
+        help="after a URL fails, no other is fetched (curl's; the exit status 1)",
+    )  # fmt: skip
+    sockopt = "a socket option: the endpoint's socket is its own"
+    for option, why in (("--basic", "Basic is -u's one scheme"), ("--no-keepalive", sockopt),
+                        ("--tcp-nodelay", sockopt)):  # fmt: skip
+        p.add_argument(option, action="store_true", help=f"no effect, as curl's ({why})")
+    p.add_argument(
+        "--stderr", metavar="FILE",
+        help="what would go to stderr goes to FILE (- stdout), as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "--path-as-is", action="store_true",
+        help="send the URL's /../ and /./ as written (curl's; without it they are removed)",
+    )  # fmt: skip
     p.add_argument(
         "-H",
         "--header",
@@ -219,6 +265,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("-I", "--head", action="store_true", help="HEAD request (headers only)")
     ver = p.add_mutually_exclusive_group()
+    ver.add_argument(
+        "-0", "--http1.0", dest="http_version", action="store_const", const="1.0",
+        help="HTTP/1.0 requests (curl's: no Expect, no reuse; https://: ALPN http/1.0)",
+    )  # fmt: skip
     ver.add_argument(
         "--http1.1", dest="http_version", action="store_const", const="1.1",
         help="HTTP/1.1 only (https://: ALPN offers http/1.1 alone)",
@@ -426,6 +476,32 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _read_curl_words(p: argparse.ArgumentParser) -> None:
+    """`p` reads curl's -K/--config, --url, -q (run_http_words.expand) and `--json DATA`
+    (run_http_json.rewrite) before argparse sees the words; `--json`'s help (the output
+    flag's, added later by run_command) says both."""
+    parse = p.parse_known_args
+
+    def takes_value(option: str) -> bool:
+        action = p._option_string_actions.get(option)
+        return action is not None and action.nargs != 0
+
+    def parse_known_args(args: Any = None, namespace: Any = None) -> Any:
+        from packetlab.cli.run_http_json import HELP, rewrite
+        from packetlab.cli.run_http_words import expand
+
+        flag = p._option_string_actions.get("--json")
+        if flag is not None:
+            flag.help = HELP
+        try:
+            words = None if args is None else rewrite(expand(args, takes_value))
+        except RunError as e:  # an unreadable -K file: one line, as a usage error
+            p.exit(2, f"{p.prog}: {e}\n")
+        return parse(words, namespace)
+
+    setattr(p, "parse_known_args", parse_known_args)  # noqa: B010 (an instance's own)
+
+
 def _count(text: str) -> int:
     """--retry N, --retry-delay S, --retry-max-time S: a whole number, 0 or more (curl's
     words when not)."""
@@ -510,8 +586,14 @@ class _DataAction(argparse.Action):
         self.kind = kind
 
     def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        from packetlab.cli.run_http_json import BAD_MARK, JSON_MARK
+
         items = list(getattr(ns, self.dest, None) or [])
-        items.append((self.kind, value))
+        kind = self.kind
+        for mark, marked in ((JSON_MARK, "json"), (BAD_MARK, "json-bad")):
+            if value.startswith(mark):  # curl's --json DATA (run_http_json.rewrite)
+                kind, value = marked, value[len(mark) :]
+        items.append((kind, value))
         setattr(ns, self.dest, items)
         _in_order(ns, "data", len(items) - 1)
 

@@ -35,9 +35,10 @@ def _ignore(_: str) -> None:
 
 def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1,
                  warn: Any = _ignore) -> bytes | None:  # fmt: skip
-    """The POST body of -d/--data-binary/--data-raw/--data-urlencode as curl builds it:
-    each one's bytes (@FILE read; for -d with CR and LF removed; --data-urlencode as
-    run_http_data.urlencode, its warnings to `warn`), joined with &. Stdin is read once,
+    """The POST body of -d/--data-binary/--data-raw/--data-urlencode/--json as curl builds
+    it: each one's bytes (@FILE read; for -d with CR and LF removed; --data-urlencode as
+    run_http_data.urlencode, its warnings to `warn`), joined with & (a --json joined
+    to what is before it without one, as curl's). Stdin is read once,
     as curl's: by the item numbered `stdin` (-1: the first @-; None: none, another use
     read it), the other @- empty."""
     from packetlab.cli.run_http_data import urlencode
@@ -46,20 +47,41 @@ def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1,
         return None
     if stdin == -1:
         stdin = next((i for i, (k, v) in enumerate(items) if _takes_stdin(k, v)), None)
-    parts = []
+    body = b""
     for i, (kind, value) in enumerate(items):
+        if kind == "json-bad":
+            from packetlab.cli.run_http_json import bad_json
+
+            raise RunError(bad_json(value))
         if kind == "urlencode":
             data = urlencode(value, _reader("--data-urlencode", i == stdin), warn)
         elif kind != "raw" and value == "@-" and i != stdin:
             data = b""
         elif kind != "raw" and value.startswith("@"):
-            data = _read("--data" if kind == "data" else "--data-binary", value[1:])
+            data = _read(_OPTION.get(kind, "--data-binary"), value[1:])
             if kind == "data":
                 data = data.replace(b"\r", b"").replace(b"\n", b"")
         else:
-            data = value.encode()
-        parts.append(data)
-    return b"&".join(parts)
+            data = value.encode("utf-8", "surrogateescape")
+        # curl 7.88 joins with & but puts a --json right after what is before it
+        body += data if not i or kind == "json" else b"&" + data
+    return body
+
+
+_OPTION = {"data": "--data", "json": "--json"}  # (the others: --data-binary's words)
+
+
+def is_json(items: list[tuple[str, str]] | None) -> bool:
+    """curl's --json among the -d options: the request says it is JSON and wants JSON."""
+    return any(kind == "json" for kind, _ in items or [])
+
+
+def json_fields(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """curl 7.88's --json fields after the -H ones, each unless a -H of its name (any
+    case, also one that removes it: `-H 'Accept:'`) is given."""
+    names = {k.lower() for k, _ in headers}
+    return [*headers, *((k, "application/json") for k in ("Content-Type", "Accept")
+                        if k.lower() not in names)]  # fmt: skip
 
 
 def _url_query(args: argparse.Namespace, owner: tuple[str, Any] | None,
@@ -102,12 +124,34 @@ def user_password(text: str) -> tuple[str, str]:
 
 
 def _headers(items: list[str]) -> list[tuple[str, str]]:
+    """-H's fields: (NAME, VALUE); `NAME:` (no value) removes curl's own NAME, and
+    `NAME;` sends NAME empty (`EMPTY_FIELD`), as curl's."""
+    from packetlab.measure.http_message import EMPTY_FIELD
+
     out = []
-    for item in items:
+    for item in _header_files(items):
         name, sep, value = item.partition(":")
+        if not sep and item.endswith(";") and item[:-1].strip() and ";" not in item[:-1]:
+            out.append((item[:-1].strip(), EMPTY_FIELD))
+            continue
         if not sep or not name.strip():
             raise RunError(f"--header {item!r}: expected 'NAME: VALUE'")
         out.append((name.strip(), value.strip()))
+    return out
+
+
+def _header_files(items: list[str]) -> list[str]:
+    """-H @FILE (curl 7.55+): FILE's lines (its line ends dropped), each a -H in its
+    place; @- stdin. A line that is no field (no `:`, no `NAME;`: an empty one too) is
+    not sent, as curl's (a -H given so is refused: `_headers`)."""
+    out: list[str] = []
+    for item in items:
+        if not item.startswith("@"):
+            out.append(item)
+            continue
+        text = _read("--header", item[1:]).decode("utf-8", "surrogateescape")
+        lines = [line.rstrip("\r") for line in text.split("\n")]
+        out += [x for x in lines if ":" in x or (x.endswith(";") and x[:-1].strip())]
     return out
 
 

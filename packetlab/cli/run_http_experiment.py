@@ -19,6 +19,8 @@ from packetlab.cli.run_http_body import (
     _url_query,
     bodies,
     cookie_options,
+    is_json,
+    json_fields,
     request_body,
     stdin_owner,
     user_password,
@@ -62,6 +64,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError(f"{'-I/--head' if args.head else '-i/--include'} and "
                        "-J/--remote-header-name: showing headers and --remote-header-name "
                        "cannot be combined (curl's words)")  # fmt: skip
+    if args.stderr is not None:
+        _redirect_stderr(args)
     # -G: -d is the query, no body; -d read after -F is checked (stdin: see stdin_owner)
     forms, uploads, form_stdin = bodies(args, b"" if args.data and not args.get else None)
     owner = stdin_owner(args, form_stdin, uploads)  # stdin is read once, as curl's
@@ -99,6 +103,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         raise RunError("-i/--include: the headers go where the body goes, and the table shows "
                        "no body: add -o FILE (-o - for stdout) or -w")  # fmt: skip
     headers = _headers(args.header)
+    if is_json(args.data):  # curl's --json DATA
+        headers = json_fields(headers)
     jar, cookie = cookie_options(args.cookie, args.cookie_jar, stdin=owner == ("cookie", 0),
                                  junk=args.junk_session_cookies)  # fmt: skip
     if args.cacert is not None:
@@ -144,6 +150,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     async def run(session: Any) -> None:
         # kept open from URL to URL, as curl's connection cache
         pool = Connections(pipewait=not args.parallel_immediate)
+        ended_badly.clear()
         try:
             await fetch_all(session, pool)
         finally:
@@ -151,12 +158,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             if dump is not None:
                 dump.close()
 
+    ended_badly: list[int] = []  # the transfers that failed (--fail-early)
+
     async def fetch_all(session: Any, pool: Any) -> None:
         if fmt is not None or "-" in args.output:
             progress.clear()  # curl's bytes on stdout: no progress line drawn between them
         if not args.parallel:
             for n, job in enumerate(jobs, 1):
-                if progress.stopping:  # Ctrl-C: no new URL
+                if progress.stopping or (args.fail_early and ended_badly):  # Ctrl-C: no new URL
                     return
                 progress(f"http {n}/{len(jobs)}: {job[1]}")
                 await fetch(session, pool, *job)
@@ -174,7 +183,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             meter, stop = curl_meter.start(session.reactor, stderr)
 
         async def parallel(i: int, url: str, up: Any) -> None:
-            if progress.stopping:
+            if progress.stopping or (args.fail_early and ended_badly):
                 return
             xfer = None
             if meter is not None:
@@ -260,6 +269,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             record["exitcode"] = 22
         if fmt is not None:  # no table: the experiment writes curl's output
             record["_quiet"] = True
+        if "error" in record:  # (--fail-early: no new transfer after it, as curl's)
+            ended_badly.append(i)
         emit(record)
         if fmt is not None:
             error = record.get("error")
@@ -454,6 +465,23 @@ def _resume_offset(continue_at: str | None, path: str | None) -> int:
         return 0
 
 
+def _redirect_stderr(args: argparse.Namespace) -> None:
+    """--stderr FILE: every line for stderr (warnings, errors, -Z's meter) to FILE, made
+    empty first ("-": stdout), as curl's. A caller's own stream (`args._stderr`: tests)
+    is replaced; else the process's."""
+    if args.stderr == "-":
+        target: Any = sys.stdout
+    else:
+        try:
+            target = open(args.stderr, "w")  # noqa: SIM115 (the process's stderr from now)
+        except OSError as e:
+            raise RunError(f"--stderr {args.stderr}: {e.strerror or e}") from None
+    if getattr(args, "_stderr", None) is not None:
+        args._stderr = target
+    else:
+        sys.stderr = target
+
+
 def _asked(args: argparse.Namespace, warn: Any) -> Any:
     """-A, -e and -r as measure.http.Asked (run_http_opts reads them as curl)."""
     from packetlab.measure.http import Asked
@@ -468,7 +496,8 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                  trusted=args.location_trusted,
                  expect_wait=args.expect100_timeout, client_cert=_client_cert(args),
                  time_cond=None if args.time_cond is None else time_cond(args.time_cond,
-                                                                         warn))  # fmt: skip
+                                                                         warn),
+                 path_as_is=args.path_as_is)  # fmt: skip
 
 
 class _Failing:

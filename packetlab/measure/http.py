@@ -176,9 +176,9 @@ async def http_get(
     the next request to the same origin as an HTTP/1.1 one is; `http_version` of the
     result says which was spoken.
     """
-    if http_version not in (None, "1.1", "2", "2-prior"):
-        raise HttpError(f"http_version {http_version!r}: one of '1.1', '2', '2-prior'")
-    current = parse_url(url)
+    if http_version not in (None, "1.0", "1.1", "2", "2-prior"):
+        raise HttpError(f"http_version {http_version!r}: one of '1.0', '1.1', '2', '2-prior'")
+    current = parse_url(url, as_is=asked.path_as_is)
     body = Upload.of(data, FORM) if isinstance(data, bytes) else data
     kind = "HEAD" if head else "GET" if body is None else body.method
     result = HttpResult(url, url_effective=current.effective)
@@ -249,10 +249,12 @@ async def _fetch(
                    own[0].limit_rate)  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
-            alpn = [b"http/1.1"] if sink.http == "1.1" else [b"h2", b"http/1.1"]
+            alpn = {"1.1": [b"http/1.1"], "1.0": [b"http/1.0"]}.get(
+                sink.http or "", [b"h2", b"http/1.1"]
+            )
             ctxs["https"] = client_context(cafile=cafile, insecure=insecure, alpn=alpn,
                                            cert=own[0].client_cert)  # fmt: skip
-        if sink.http != "1.1" and (current.scheme == "https" or sink.http is not None):
+        if sink.http not in ("1.0", "1.1") and (current.scheme == "https" or sink.http):
             import_module("packetlab.measure.http2")  # before the hop starts, not in its times
         hop = _Hop(current, method or kind)
         if sink.on_hop is not None:
@@ -518,6 +520,12 @@ async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
                 conn.pace = None
 
 
+def _rate(conn: _Conn) -> int:
+    """--limit-rate's rate on `conn` (0: none): an HTTP/2 connection holds each stream
+    to it (`http2_exchange._StreamPace`), not the socket."""
+    return 0 if conn.pace is None else conn.pace.rate
+
+
 async def _over(
     session: EndpointSession,
     hop: _Hop,
@@ -551,9 +559,9 @@ async def _over(
                 raise
             conn.tls_version = hop.tls_version = conn.tls.conn.get_protocol_version_name()
             if conn.tls.conn.get_alpn_proto_negotiated() == b"h2":
-                conn.h2 = _h2_framing(conn.server)
+                conn.h2 = _h2_framing(conn.server, _rate(conn))
         elif conn.tls is None and not hop.reused and sink.http == "2-prior":
-            conn.h2 = _h2_framing(conn.server)  # h2c, no Upgrade
+            conn.h2 = _h2_framing(conn.server, _rate(conn))  # h2c, no Upgrade
         if not hop.reused and conn.h2 is not None:
             pool.known(hop.url, conn)  # HTTP/2: the transfers waiting for it multiplex
         if conn.h2 is not None:

@@ -58,13 +58,13 @@ async def _exchange(
     u = hop.url
     upgrade = None
     if sink.http == "2" and u.scheme == "http" and not hop.reused:
-        upgrade = _h2_framing(conn.server)
+        upgrade = _h2_framing(conn.server, 0 if conn.pace is None else conn.pace.rate)
         headers = replace(headers, custom=[
             *headers.custom, ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
             ("HTTP2-Settings", upgrade.upgrade_settings())])  # fmt: skip
-    expect = _expects(data, headers)
+    expect = _expects(data, headers) and sink.http != "1.0"  # (curl: HTTP/1.1's alone)
     try:
-        h, request, complete = _request(u, hop.method, data, headers, expect)
+        h, request, complete = _request(u, hop.method, data, headers, expect, sink.http)
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
     hop.request_size = len(request)
@@ -151,7 +151,8 @@ async def _exchange(
             )
     resp.end()
     clean = not h.trailing_data[0] and not ended and not stream.eof  # a close-delimited
-    return h.our_state is h11.DONE and h.their_state is h11.DONE and clean  # body: not kept
+    clean = clean and sink.http != "1.0"  # body, or an HTTP/1.0 request (-0): not kept
+    return h.our_state is h11.DONE and h.their_state is h11.DONE and clean
 
 
 async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadline: float) -> None:

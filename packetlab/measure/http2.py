@@ -38,6 +38,15 @@ __all__ = ["MAX_CONTROL", "Body", "End", "H2Error", "H2Framing", "Head"]
 
 MAX_CONTROL = 1000  # SETTINGS or PING frames an exchange (nghttp2's max_outbound_ack)
 WINDOW = 32 << 20  # curl's stream and connection windows (HTTP2_HUGE_WINDOW_SIZE)
+PACED_WINDOW = (16 << 10, 1 << 20)  # a paced stream's window: at least, at most
+
+
+def paced_window(rate: int) -> int:
+    """A stream's window under --limit-rate `rate`: half a second of it (what the server
+    may send ahead of the pace), 16 KiB to 1 MiB."""
+    return max(PACED_WINDOW[0], min(PACED_WINDOW[1], rate // 2))
+
+
 SLACK = 64 << 10  # non-body bytes beyond the header cap: frame headers and control frames
 # Headers HTTP/2 forbids (RFC 9113 8.2.2): dropped from the request as curl drops them.
 _CONNECTION = frozenset(
@@ -109,6 +118,7 @@ class _Stream:
     body: Iterator[bytes] | None = None
     pending: bytes = b""  # body bytes the server's windows have not taken yet
     uploaded: int = 0  # body bytes framed (curl's size_upload)
+    unacked: int = 0  # --limit-rate: flow-controlled bytes received, not yet granted
     events: list[tuple[int | None, Event | H2Error]] = field(default_factory=list)
 
 
@@ -119,9 +129,13 @@ class H2Framing:
     server's bytes brought for each, `take(sid)` hands a stream's events (with the time
     given to `receive`), `finish(sid)` forgets it. `server` names the far end in errors."""
 
-    def __init__(self, server: str, max_headers: int) -> None:
+    def __init__(self, server: str, max_headers: int, rate: int = 0) -> None:
         self.server = server
         self.max_headers = max_headers
+        # --limit-rate (bytes/s per stream): each stream's window a fraction of a second
+        # of it, opened again only as its exchange takes the body in (`grant`)
+        self.rate, self.paced = rate, rate > 0
+        window = paced_window(rate) if rate else WINDOW
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self.h2 = h2.connection.H2Connection(config=config)
         self.h2.local_settings = _CurlSettings(
@@ -129,7 +143,7 @@ class H2Framing:
             initial_values={
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window,
             },
         )
         self.h2.decoder.max_header_list_size = max_headers  # enforced, not announced (curl)
@@ -281,15 +295,36 @@ class H2Framing:
             del st.events[0]
         return out
 
+    def queued(self, sid: int) -> bool:
+        """Something came for stream `sid` that `take` has not handed yet."""
+        st = self.streams.get(sid)
+        return st is not None and bool(st.events)
+
+    def grant(self, sid: int) -> None:
+        """--limit-rate: stream `sid`'s exchange took in what came for it and is within
+        its rate: that much acknowledged (the WINDOW_UPDATE frames, for the stream and
+        the connection, in `data_to_send()` when h2 sends them: half a window taken)."""
+        st = self.streams.get(sid)
+        if st is not None and st.unacked:
+            self.h2.acknowledge_received_data(st.unacked, sid)
+            st.unacked = 0
+
     def finish(self, sid: int) -> None:
-        """Stream `sid`'s exchange is over (done or failed): forgotten."""
-        self.streams.pop(sid, None)
+        """Stream `sid`'s exchange is over (done or failed): forgotten (what it did not
+        acknowledge too: the connection's window given back)."""
+        st = self.streams.pop(sid, None)
+        if st is not None and st.unacked:
+            self.h2.acknowledge_received_data(st.unacked, sid)
 
     def _event(self, ev: h2.events.Event) -> list[tuple[int, Event | H2Error]]:
         sid = getattr(ev, "stream_id", None) or 0
         if isinstance(ev, h2.events.DataReceived):
-            self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-            if sid not in self.streams:
+            st = self.streams.get(sid)
+            if self.paced and st is not None:  # acknowledged as its exchange takes it
+                st.unacked += ev.flow_controlled_length
+            else:
+                self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            if st is None:
                 return []
             self.overhead -= len(ev.data) + 9  # its frame header counted as body
             return [(sid, Body(bytes(ev.data)))] if ev.data else []

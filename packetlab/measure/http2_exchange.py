@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 
 from packetlab.controller import (
     ControllerError,
@@ -38,10 +39,11 @@ if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it
     from packetlab.measure.http2 import H2Framing
 
 
-def _h2_framing(server: str) -> H2Framing:
+def _h2_framing(server: str, rate: int = 0) -> H2Framing:
+    """A connection's HTTP/2 framing; `rate`: --limit-rate, each stream held to it."""
     from packetlab.measure.http2 import H2Framing
 
-    return H2Framing(server, MAX_HEADERS)
+    return H2Framing(server, MAX_HEADERS, rate)
 
 
 async def _exchange_h2(
@@ -99,6 +101,7 @@ async def _h2_response(
     resp = _Response(hop, sink, follows)
     done = False
     clock = session.reactor
+    pace = _StreamPace(clock, framing.rate, sid) if framing.paced else None
     try:
         if leftover:
             framing.receive(leftover, hop.last)
@@ -116,11 +119,20 @@ async def _h2_response(
                     hop.version = "2"
                     resp.head(ev.status, "", ev.headers, informational + ev.raw)
                 elif isinstance(ev, Body):
+                    if pace is not None:  # --limit-rate: this stream's bytes at its rate
+                        await pace.wait(len(ev.data), deadline)
                     resp.data(ev.data)
                 elif isinstance(ev, End):
                     done = True
             if done:
                 break
+            if pace is not None:  # what it took in: the server may send as much again
+                framing.grant(sid)
+                out = framing.data_to_send()
+                if out:
+                    _send(conn, out)
+                if framing.queued(sid):  # came while it waited (another stream's read)
+                    continue
             if conn.failed is not None:
                 raise conn.failed
             if conn.closed:
@@ -156,6 +168,27 @@ async def _h2_response(
         framing.finish(sid)
     resp.end()
     return framing.reusable and not conn.closed and not conn.stream.eof
+
+
+class _StreamPace:
+    """--limit-rate over HTTP/2, each stream (each transfer, as curl's) on its own: its
+    body bytes taken in at most at `rate` on average from its start. The server is held
+    by the stream's flow-control window (`H2Framing.grant`: opened again only for what
+    was taken), not by the connection's socket, which the other streams share."""
+
+    def __init__(self, clock: Any, rate: int, sid: int) -> None:
+        self.clock, self.rate, self.sid = clock, rate, sid
+        self.start = clock.seconds()
+        self.received = 0
+
+    async def wait(self, n: int, deadline: float) -> None:
+        """Before `n` more bytes are taken: until the bytes so far are within the rate
+        (the last chunk goes at (N - n)/rate, as curl's)."""
+        ahead = self.received / self.rate - (self.clock.seconds() - self.start)
+        left = min(ahead, deadline - self.clock.seconds())
+        if left > 0:
+            await deferLater(self.clock, left, lambda: None)
+        self.received += n
 
 
 async def _woken(conn: _Conn, clock: Any, left: float) -> None:

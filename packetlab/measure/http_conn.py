@@ -35,8 +35,8 @@ if TYPE_CHECKING:  # HTTP/2 (h2, hpack) is loaded when a connection speaks it
 
 def _send(conn: _Conn, data: bytes, ntag: bool = False) -> Deferred[Ntag] | None:
     """`data` over the connection (encrypted on TLS); with `ntag`, the last nsend's."""
-    if conn.pace is not None:  # --limit-rate: the answer is held from now until granted
-        conn.pace.engage()
+    if conn.pace is not None and conn.h2 is None:  # --limit-rate: the answer held from
+        conn.pace.engage()  # now until granted (HTTP/2: by each stream's window)
     if conn.tls is None:
         return conn.stream.send(data, ntag=ntag)
     if ntag:
@@ -273,7 +273,9 @@ async def _read(
 ) -> tuple[Chunk | None, bytes, bool]:
     """The next chunk, its plaintext and whether the server ended the connection (TCP
     EOF, or TLS close_notify)."""
-    if conn.pace is not None:
+    if conn.pace is not None and conn.h2 is not None:
+        conn.pace.release()  # HTTP/2 (an h2c Upgrade's 101): each stream's window paces
+    if conn.pace is not None and conn.h2 is None:
         chunk = await conn.pace.recv(deadline)
     else:
         chunk = await conn.stream.recv(max(deadline - session.reactor.seconds(), 0.0))

@@ -177,6 +177,7 @@ class Asked:
     # -z: (If-Modified-Since, If-Unmodified-Since or Last-Modified, the time in s); a 2xx
     # whose Last-Modified fails it is curl's simulated 304 (_Response.head)
     time_cond: tuple[str, int] | None = None
+    path_as_is: bool = False  # --path-as-is: the URL's /../ and /./ sent as written
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +296,9 @@ class _Hop:
         return loc or None
 
 
+EMPTY_FIELD = "\0"  # a -H 'NAME;' field: NAME sent with no value (-H 'NAME:' removes it)
+
+
 def _own(asked: Asked, basic: str | None, compressed: bool, referer: str | None, kind: str,
          body: Upload | None) -> list[tuple[str, str]]:  # fmt: skip
     """curl 7.88's own fields of a request, in its order (http.c's request line format):
@@ -328,7 +332,8 @@ def _request_headers(
     """The request's header fields as curl 7.88 sends them (either framing), in its
     order: Host, its own (`_own`), Transfer-Encoding: chunked for a body of unknown
     length, Cookie, the -H fields (one without a value is not sent: `-H 'NAME:'`
-    removes curl's own NAME), then a body's Content-Length, Content-Type and, over
+    removes curl's own NAME; `-H 'NAME;'`, EMPTY_FIELD, is sent empty), then a body's
+    Content-Length, Content-Type and, over
     HTTP/1.1 when curl asks it, `Expect: 100-continue`."""
     names = {k.lower() for k, _ in fields.custom}
     req = [] if "host" in names else [("Host", u.authority)]
@@ -336,7 +341,7 @@ def _request_headers(
     if data is not None and data.length is None:
         req.append(("Transfer-Encoding", "chunked"))
     req += fields.cookie
-    req += [(k, v) for k, v in fields.custom if v]
+    req += [(k, "" if v == EMPTY_FIELD else v) for k, v in fields.custom if v]
     if data is not None:
         if data.length is not None:
             req.append(("Content-Length", str(data.length)))
@@ -345,6 +350,9 @@ def _request_headers(
         if expect:
             req.append(("Expect", "100-continue"))
     return req
+
+
+_NO_HOST = ("Host", "no-host.invalid")  # the Host h11 is given for a request without one
 
 
 def _expects(data: Upload | None, fields: _Fields) -> bool:
@@ -356,12 +364,24 @@ def _expects(data: Upload | None, fields: _Fields) -> bool:
 
 def _request(
     u: Url, method: str, data: Upload | None, fields: _Fields, expect: bool = False,
+    version: str | None = None,
 ) -> tuple[h11.Connection, bytes, bool]:  # fmt: skip
     """h11's connection, the request's head (with the body when curl sends it in the
-    same write: -d below 64 KiB, no Expect), and whether the body went with it."""
+    same write: -d below 64 KiB, no Expect), and whether the body went with it.
+    `version` "1.0" (curl -0): the request line says HTTP/1.0 (h11 writes 1.1 only)."""
     h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
     headers = _request_headers(u, data, fields, expect)
+    hostless = not any(k.lower() == "host" for k, _ in headers)
+    if hostless:  # -H 'Host:': none, as curl's; h11 wants one (taken out of its bytes)
+        headers = [(_NO_HOST[0], _NO_HOST[1]), *headers]
     out = h.send(h11.Request(method=method, target=u.target, headers=headers))
+    if version == "1.0":
+        if data is not None and data.length is None:  # curl: (25)
+            raise h11.LocalProtocolError("Chunky upload is not supported by HTTP 1.0")
+        line, sep, rest = out.partition(b"\r\n")
+        out = line.removesuffix(b" HTTP/1.1") + b" HTTP/1.0" + sep + rest
+    if hostless:
+        out = out.replace(b"\r\n%s: %s\r\n" % tuple(x.encode() for x in _NO_HOST), b"\r\n", 1)
     small = None if data is None or expect else data.small()
     if data is not None and small is None:
         return h, out, False

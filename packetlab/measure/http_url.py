@@ -70,8 +70,9 @@ def remove_dot_segments(path: str) -> str:
     return "/".join(out)
 
 
-def parse_url(url: str) -> Url:
-    """An http:// or https:// URL; without a scheme, http:// as curl assumes."""
+def parse_url(url: str, as_is: bool = False) -> Url:
+    """An http:// or https:// URL; without a scheme, http:// as curl assumes. Its path's
+    dot segments removed, as curl's, unless `as_is` (--path-as-is)."""
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme not in ("http", "https"):
         raise HttpError(f"{url!r}: only http:// and https:// URLs")
@@ -81,7 +82,7 @@ def parse_url(url: str) -> Url:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise HttpError(f"{url!r}: bad port") from None
-    target = remove_dot_segments(parts.path) or "/"
+    target = (parts.path if as_is else remove_dot_segments(parts.path)) or "/"
     if parts.query:
         target += "?" + parts.query
     return Url(parts.scheme, parts.hostname, port, target, parts.fragment)

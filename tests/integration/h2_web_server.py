@@ -8,7 +8,7 @@ It serves until killed; the plain port speaks HTTP/1.1 only (twisted.web has no 
 
 /echo (any path) answers the request it saw as JSON; /r/CODE?to=WHERE redirects;
 /big a 300,000-byte body (past the initial flow-control windows); /d/S answers after S
-seconds (for --parallel). Fixed Server and Date
+seconds (for --parallel); /n/BYTES a body of BYTES (--limit-rate). Fixed Server and Date
 headers, so that header blocks do not depend on the clock. `x-request` counts the requests
 of the connection: 2 or more, it was reused.
 """
@@ -51,6 +51,10 @@ class Answer(resource.Resource):
             request.setHeader(b"content-length", str(len(out)).encode())
             clock.callLater(float(u.path[3:]), _finish, request, out)
             return server.NOT_DONE_YET  # type: ignore[return-value]
+        if u.path.startswith("/n/"):  # /n/BYTES: that many bytes (--limit-rate)
+            out = b"x" * int(u.path[3:])
+            request.setHeader(b"content-length", str(len(out)).encode())
+            return out
         if u.path == "/big":
             out = bytes(range(256)) * 1172 + b"x" * 68
             request.setHeader(b"content-type", b"application/octet-stream")

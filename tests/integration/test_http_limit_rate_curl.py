@@ -129,3 +129,40 @@ def test_https_at_the_rate_through_connect_to(tmp_path: Path) -> None:
         assert int(size) == n and 0.8 * n / rate <= float(total) <= 1.5 * n / rate
         _, (_, theirs, _, _) = _run("curl", *tls, "--limit-rate", "1M", url + "c4")
         assert int(theirs) == n
+
+
+def test_http2_streams_each_at_the_rate_as_curl(tmp_path: Path) -> None:
+    # -Z, two 1 MiB transfers to one HTTP/2 origin: one connection, each stream held to
+    # 500K as curl holds each transfer (curl 7.88.1: 1.4-1.95 s each, N/R 2.05 s); ours
+    # held the connection's reads to it: 4 s for the two
+    from test_http2_curl_side_by_side import HERE, curl_has_http2
+
+    if not curl_has_http2():
+        pytest.skip("curl without HTTP/2")
+    pytest.importorskip("h2")
+    pki = make_pki(tmp_path)
+    server = subprocess.Popen([sys.executable, str(HERE / "h2_web_server.py"),
+                               str(pki["server"]), str(pki["key"])],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert server.stdout is not None
+        port = server.stdout.readline().split()[0]
+        n, rate = 1 << 20, 500 << 10
+        urls = [f"https://localhost:{port}/n/{n}"] * 2
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        for argv in (["curl", "--resolve", f"localhost:{port}:127.0.0.1"],
+                     [sys.executable, "-m", "packetlab", "run", "http", "--connect-to",
+                      "127.0.0.1"]):  # fmt: skip
+            out = subprocess.run([*argv, "-s", "-Z", "--cacert", str(pki["ca"]), "--limit-rate",
+                                  "500K", "-w", "%{http_version} %{num_connects} "
+                                  "%{time_total}\\n", "-o", "/dev/null", "-o", "/dev/null",
+                                  *urls], capture_output=True, timeout=120, env=env)  # fmt: skip
+            assert out.returncode == 0, out.stderr
+            lines = [x.split() for x in out.stdout.decode().splitlines()]
+            assert sorted((v, c) for v, c, _ in lines) == [("2", "0"), ("2", "1")]  # 1 conn
+            if argv[0] != "curl":
+                for _, _, total in lines:  # the connection's pace: the second at 2 N/R
+                    assert 0.8 * n / rate <= float(total) <= 1.5 * n / rate
+    finally:
+        server.kill()
+        server.wait(10)

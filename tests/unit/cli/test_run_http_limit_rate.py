@@ -100,3 +100,53 @@ def test_http2_download_and_upload_take_what_the_rate_says(tmp_path: Path) -> No
                              asked=Asked(limit_rate=rate), data=data))  # fmt: skip
         assert (r.error, r.status, r.http_version) == (None, 200, "2")
         assert r.total_us is not None and 0.9 * seconds <= r.total_us / 1e6 <= 1.2 * seconds
+
+
+def test_each_http2_stream_held_to_the_rate_as_curl() -> None:
+    # -Z over one HTTP/2 connection: each transfer (stream) at --limit-rate, as curl's
+    # (7.88.1 beside us: two 1 MiB streams at 500K ended after 1.4-1.95 s each); it was
+    # the connection's reads held to it: the two together, the second at 2 N/RATE
+    made: list[H2Server] = []
+
+    def server() -> H2Server:
+        made.append(H2Server(_big))
+        return made[-1]
+
+    urls = ["http://192.0.2.80/a", "http://192.0.2.80/b"]
+    code, _, raw, _, records = run("-Z", "--http2-prior-knowledge", "--limit-rate", "64K",
+                                   "-w", "%{num_connects} %{time_total}\\n", "-o", "/dev/null",
+                                   "-o", "/dev/null", *urls, server=server)  # fmt: skip
+    assert code == 0, records
+    lines = raw.decode().splitlines()
+    assert len(made) == 1 and sorted(x.split()[0] for x in lines) == ["0", "1"]
+    for line in raw.decode().splitlines():  # the last 16 KiB frame goes at (N - 16K)/RATE
+        assert 0.9 * N / RATE <= float(line.split()[1]) <= 1.2 * N / RATE
+
+
+def test_a_paced_stream_window_opens_as_its_body_is_taken() -> None:
+    # the stream's window is half a second of the rate (our SETTINGS), and what came is
+    # acknowledged (WINDOW_UPDATE) only when the exchange took it (`grant`)
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    from packetlab.measure.http2 import H2Framing, paced_window
+
+    assert (paced_window(64 << 10), paced_window(1 << 10), paced_window(1 << 30)) == (
+        32 << 10, 16 << 10, 1 << 20)  # fmt: skip
+    client = H2Framing("s", 1 << 20, rate=64 << 10)
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_connection()
+    events = server.receive_data(client.request("GET", "http", "h", "/", [("Host", "h")], None))
+    assert next(e for e in events if isinstance(e, h2.events.RemoteSettingsChanged))
+    assert server.remote_settings.initial_window_size == 32 << 10
+    server.send_headers(1, [(":status", "200")])
+    server.send_data(1, b"x" * (16 << 10))
+    server.send_data(1, b"x" * (16 << 10))
+    assert server.local_flow_control_window(1) == 0  # the stream's window is used up
+    client.receive(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    assert server.local_flow_control_window(1) == 0  # nothing granted yet: still closed
+    client.grant(1)
+    server.receive_data(client.data_to_send())
+    assert server.local_flow_control_window(1) == 32 << 10  # open again

@@ -1,0 +1,101 @@
+"""curl 7.88's command-line words that `pktlab run http` reads before argparse does:
+`-K FILE`/`--config FILE` (the file's options in its place, as curl's tool_parsecfg.c
+reads them), `--url URL` (an operand in its place) and `-q`/`--disable` (curl reads no
+.curlrc after it; we read none at all). curl's `--json DATA`: `run_http_json`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from packetlab.cli.run import RunError
+
+MAX_DEPTH = 10  # -K inside a -K file, at most this deep (curl has no limit)
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "v": "\v"}
+
+
+def _read(name: str) -> str:
+    try:
+        if name == "-":
+            return sys.stdin.read()
+        with open(name, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except OSError as e:  # curl: "Warning: error trying read config from the 'x' file"
+        raise RunError(f"-K/--config {name}: {e.strerror or e} (curl: a warning, and "
+                       "the options not read)") from None  # fmt: skip
+
+
+def config_words(text: str, takes_value: Callable[[str], bool]) -> list[str]:
+    """The words of a curl config file as curl 7.88 reads it: a line is an option (a
+    leading `--` optional; `-X` short ones too) and its value after blanks, `=` or `:`;
+    a value in double quotes has \\t \\n \\r \\v and \\CHAR escapes, else it ends at a
+    blank; `#` lines and empty lines skipped. A value after an option that takes none
+    is not read (curl warns); `json` with a value is curl's --json DATA (`--json=DATA`),
+    without one our JSON-lines flag."""
+    words: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        end = 0
+        while end < len(line) and line[end] not in " \t=:":
+            end += 1
+        option, rest = line[:end], line[end:].lstrip(" \t=:")
+        if not option.startswith("-"):
+            option = "--" + option
+        words.append(option)
+        if option == "--json" and rest:  # curl's --json DATA (ours, alone: the flag)
+            words[-1] = "--json="
+        elif not takes_value(option):
+            continue
+        if rest.startswith('"'):
+            value, i = [], 1
+            while i < len(rest) and rest[i] != '"':
+                if rest[i] == "\\" and i + 1 < len(rest):
+                    i += 1
+                    value.append(_ESCAPES.get(rest[i], rest[i]))
+                else:
+                    value.append(rest[i])
+                i += 1
+            value_text = "".join(value)
+        else:
+            value_text = rest.split()[0] if rest.split() else ""
+        if words[-1] == "--json=":
+            words[-1] += value_text
+        else:
+            words.append(value_text)
+    return words
+
+
+def expand(words: Sequence[str], takes_value: Callable[[str], bool],
+           read: Callable[[str], str] = _read, depth: int = 0) -> list[str]:  # fmt: skip
+    """`words` with curl's -K/--config, --url and -q read: the options of a config file
+    in its place, a --url's URL as an operand in its place, -q dropped. A value of an
+    option that takes one is passed over (`-A -K` is the User-Agent "-K")."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        nxt = words[i + 1] if i + 1 < len(words) else None
+        name, eq, value = word.partition("=")
+        if word == "--":
+            out += words[i:]
+            break
+        if (word in ("-K", "--config") and nxt is not None) or (eq and name == "--config"):
+            if depth >= MAX_DEPTH:
+                raise RunError(f"-K/--config: over {MAX_DEPTH} config files inside each other")
+            inner = config_words(read(value if eq else nxt or ""), takes_value)
+            out += expand(inner, takes_value, read, depth + 1)
+            i += 1 if eq else 2
+            continue
+        if (word == "--url" and nxt is not None) or (eq and name == "--url"):
+            out.append(value if eq else nxt or "")
+            i += 1 if eq else 2
+            continue
+        if word not in ("-q", "--disable"):
+            out.append(word)
+            if takes_value(word) and nxt is not None:
+                out.append(nxt)
+                i += 1
+        i += 1
+    return out
