@@ -90,8 +90,7 @@ def test_header_file_as_curl(tmp_path: Path) -> None:
 
 def test_http1_0_request_line_as_curl() -> None:
     # curl 7.88.1 --http1.0: "GET /a HTTP/1.0", no Expect; a body of unknown length: 25
-    from packetlab.measure.upload import Upload
-    from packetlab.measure.upload_body import SourceFile
+    from packetlab.measure.upload_body import SourceFile, Upload
 
     _, head, _ = _request(parse_url("http://h/a"), "GET", None, _Fields([], [], []),
                           version="1.0")  # fmt: skip
