@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from packetlab.cli import pcapout
@@ -238,6 +239,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         _check_name(name)  # a bad name is an error before anything is sent, as dig
         servers: list[tuple[str | None, int]] = []  # dig's order: tried until one answers
         texts: dict[str, str] = {}  # address -> as typed, for ";; SERVER: ADDR#PORT(TEXT)"
+        if o.tls_mode and o.doh:  # dig 9.18.49: +tls with +https asks over DoT
+            o.doh = None
         for typed in getattr(o, "servers", None) or ([o.server] if o.server else []):
             server, port = split_server(typed, o.family)
             if o.family is not None and (":" in server) != (o.family == 6):
@@ -252,7 +255,15 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             raise RunError(f"+time/--wait {o.wait:g}: must be in (0, 60] seconds")
         if not 1 <= o.tries <= 10:
             raise RunError(f"+tries/--tries {o.tries}: must be 1..10 (+retry=N: N+1 tries)")
-        cert = _client_cert(o)
+        try:
+            cert = _client_cert(o)
+        except RunError as e:
+            if not getattr(args, "dig_exit_codes", False):
+                raise  # ours: an error before anything is sent, exit 2
+            # dig 9.18.49: `TLS context cannot be created` for each TLS lookup, status
+            # unchanged (its reason on stderr, as dig logs it there)
+            print(f"pktlab run dns: {e}", file=sys.stderr)
+            cert, o.tls_context_failed = None, True
         if o.tls and not o.doh and not hasattr(o, "dot"):  # dig +tls: one client a line's
             o.dot = _dot_client(o, cert)
         if o.doh and not hasattr(o, "doh_client"):  # dig +https, +http-plain
@@ -289,11 +300,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     return
                 n += 1
                 progress(f"dns {n}/{total}: {name} {qtype}")
-                if _tls_half(o):  # dig: its line, the lookup not made
+                unmade = _tls_unmade(o)
+                if unmade:  # dig: its line, the lookup not made
                     server, port = servers[0]
                     emit({"type": "dns", "qname": name, "qtype": str(qtype),
                           "server": server or "", "port": port, "proto": "tls", "tries": 0,
-                          "error": TLS_HALF, "error_kind": "tls"})  # fmt: skip
+                          "error": unmade, "error_kind": "tls"})  # fmt: skip
                     continue
                 if _ixfr_over_udp(qtype, o):  # dig: asked as a query, TC: the transfer
                     result = await _ixfr_udp(session, servers, name, qtype, o, qclass,
@@ -401,14 +413,20 @@ def _ssl_reason(e: BaseException) -> str:
     return str(errors[-1][2]) if errors and len(errors[-1]) > 2 else str(e)
 
 
-def _tls_half(o: argparse.Namespace) -> bool:
-    """A TLS lookup (+tls, +https) with one of +tls-certfile and +tls-keyfile."""
-    uses_tls = (o.tls and not o.doh) or o.doh == "https"
-    return bool(uses_tls) and bool(o.tls_certfile) != bool(o.tls_keyfile)
+def _tls_unmade(o: argparse.Namespace) -> str | None:
+    """dig's line for a TLS lookup (+tls, +https) it does not make: one of +tls-certfile
+    and +tls-keyfile (`TLS_HALF`), or (--dig-exit-codes) a pair that cannot be used."""
+    if not ((o.tls and not o.doh) or o.doh == "https"):
+        return None
+    if bool(o.tls_certfile) != bool(o.tls_keyfile):
+        return TLS_HALF
+    return TLS_CONTEXT if getattr(o, "tls_context_failed", False) else None
 
 
 #: dig's line for a TLS lookup with one of +tls-certfile and +tls-keyfile (its words)
 TLS_HALF = "both TLS client certificate and key file must be specified a the same time"
+#: dig's line for a TLS lookup whose client certificate and key cannot be used
+TLS_CONTEXT = "TLS context cannot be created"
 
 
 def compact_row(r: Record) -> str | None:
@@ -458,6 +476,7 @@ def target(args: argparse.Namespace) -> str | None:
     if args.server:
         return split_server(args.server, args.family)[0]
     named = next((w[1:] for w in args.names if w.startswith("@") and len(w) > 1), None)
+    named = named or next(iter(getattr(args, "servers", None) or []), None)  # -p: resolv.conf's
     for entry in getattr(args, "plan", None) or []:  # dig's words read: the names' own
         named = named or next(iter(getattr(entry[3], "servers", None) or []), None)
     if named is not None:  # a server of a name's own (dig's `NAME @SERVER`)

@@ -115,6 +115,23 @@ GLOBAL_SWITCHES = {"+short", "+noshort", "+split", "+nosplit", "+time", "+search
                    "+noidnout"}  # fmt: skip
 
 
+def _tls_off(at: argparse.Namespace) -> None:
+    """dig 9.18.49's +notls (and each +notls-WORD): no TLS, and plain DNS over UDP after
+    +https or +http-plain too, unless +tcp was given (then DNS over HTTP(S) stays)."""
+    at.tls = at.tls_mode = False
+    if not getattr(at, "tcp_set", False):
+        at.doh = None
+
+
+def _short_sections(args: argparse.Namespace, target: argparse.Namespace) -> None:
+    """dig's +short turns the lookup's sections off but the answer, and printcmd off, one
+    by one: +noshort does not turn them back on (its answer lines, in full, are left)."""
+    if target is not args and "show" not in target.__dict__:
+        target.show = dict(args.show)
+    target.show.update(dict.fromkeys(SECTIONS, False), answer=True)
+    args.show["cmd"] = False  # printcmd: `+short +cmd` has its banner
+
+
 def _warn(args: argparse.Namespace, text: str) -> None:
     """One of dig's parse-time warnings (`;; Warning, ...`) on stderr: at once for the
     command line's words; a batch line's are kept (`args.warnings`) and shown when its
@@ -491,6 +508,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             elif key in ("+notls-ca", "+notls-hostname", "+notls-certfile",
                          "+notls-keyfile") and not eq:  # fmt: skip
                 setattr(at, key[3:].replace("-", "_"), None)
+                _tls_off(at)  # dig 9.18.49: each +notls-WORD is +notls too
             elif key in ("+noopcode", "+nosubnet") and not eq:
                 setattr(at, key[3:], 0 if key == "+noopcode" else None)
             elif key in DIG_FLAGS and not eq and DIG_FLAGS[key][0] == "tcp" and not top:
@@ -500,18 +518,25 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 setattr(at, attr, on)
                 if attr == "tcp":  # dig's tcp_mode_set: IXFR=N +notcp goes over UDP
                     at.tcp_set = True
+                if attr == "tls":  # dig's tls_mode: +tls wins over +https (DoT)
+                    at.tls_mode = on
+                    if not on:
+                        _tls_off(at)
                 if key in ("+nsid", "+cookie"):
                     at.edns = max(at.edns, 0)
                 if key == "+short" and on:  # dig: +short turns the lookup's rrcomments off
                     at.rrcomments = False
-                    args.show["cmd"] = False  # and printcmd: `+short +cmd` has its banner
+                    _short_sections(args, scope() if names else args)
             elif key in DIG_VALUES and eq:
                 try:
-                    n = float(value) if key == "+time" else int(value) + (key == "+retry")
+                    n = float(value) if key == "+time" else int(value)
                 except ValueError:
                     raise dig_error(f"{word}: expected a number", 10) from None
-                if n < 0 and key in ("+edns", "+bufsize"):
+                if n < 0 and key in ("+edns", "+bufsize", "+time", "+timeout", "+tries", "+retry"):
                     raise dig_error(f"{word}: expected a number from 0", 10)
+                n += key == "+retry"
+                if n == 0 and key in ("+time", "+timeout", "+tries"):
+                    n = 1  # dig 9.18: +time=0 and +tries=0 are 1, silently
                 setattr(at, DIG_VALUES[key], n)
             elif not eq and _display(args, key, at):
                 pass
@@ -559,8 +584,11 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
     if args.port is not None:
         if not 1 <= args.port <= 65535:
             raise RunError(f"-p {args.port}: bad port")
-        if args.server is None and not any(own_servers):
-            raise RunError("-p PORT needs a server: @ADDR or --server ADDR")
+        if args.server is None and not any(own_servers) and not getattr(args, "servers", None):
+            # dig: resolv.conf's servers at that port (this host's, as dig reads it)
+            args.servers = switches.resolv_conf_servers(args.family)
+            if not args.servers:
+                raise RunError(f"-{args.family}: no IPv{args.family} server in resolv.conf")
     for i, mine in enumerate(own_servers):
         if mine:  # as dig: the query's servers are every query's, then its own
             if scopes[i] is None:
