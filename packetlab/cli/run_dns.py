@@ -241,10 +241,15 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         texts: dict[str, str] = {}  # address -> as typed, for ";; SERVER: ADDR#PORT(TEXT)"
         if o.tls_mode and o.doh:  # dig 9.18.49: +tls with +https asks over DoT
             o.doh = None
-        for typed in getattr(o, "servers", None) or ([o.server] if o.server else []):
+        skipped: list[str] = []  # -6: dig's line for each IPv4 server, at each lookup
+        typed_servers = getattr(o, "servers", None) or ([o.server] if o.server else [])
+        for typed in typed_servers:
             server, port = split_server(typed, o.family)
-            if o.family is not None and (":" in server) != (o.family == 6):
-                raise RunError(f"-{o.family}: the server {server} is not an IPv{o.family} address")
+            if o.family == 4 and ":" in server:  # (dig: fatal, `address family not supported`)
+                raise RunError(f"-4: the server {server} is not an IPv4 address")
+            if o.family == 6 and ":" not in server:
+                skipped.append(f"Skipping mapped address '::ffff:{server}'")
+                continue
             # dig's ports: DNS over HTTPS's, plain HTTP's, DNS over TLS's
             default = {"https": 443, "http": 80}.get(o.doh or "", 853 if o.tls else 53)
             servers.append((server, o.port or port or default))  # -p: every server's, as dig
@@ -275,7 +280,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         qtypes = [t if is_xfr(t) else parse_qtype(t) for t in (types or ["A"])]
         if getattr(o, "yaml", False) and (o.trace or any(is_xfr(t) for t in qtypes)):
             raise RunError("+yaml: not built for +trace and zone transfers (AXFR, IXFR)")
-        plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)]))
+        if typed_servers and not servers:  # -6 and IPv4 servers only: none to ask
+            skipped.append(NO_SERVERS)
+        plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)],
+                     skipped))  # fmt: skip
 
     tsig = _tsig_key(args)
     recorder = pcapout.recorder_for(args)
@@ -289,10 +297,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         finally:
             await kept.close()
 
+    say = emit
+
     async def queries(session: Any, kept: Any) -> None:
+        emit = say
         total = sum(len(p[1]) for p in plan)
         n = 0
-        for name, types, qclass, o, servers in plan:
+        for name, types, qclass, o, servers, skipped in plan:
             args.view = o  # the display options of the line being shown (dig -f)
             _show_line_warnings(o)  # dig -f: a line's warnings before its answers
             for qtype in types:
@@ -300,6 +311,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     return
                 n += 1
                 progress(f"dns {n}/{total}: {name} {qtype}")
+                if skipped and skipped[-1] == NO_SERVERS:  # dig: its lines, no lookup
+                    emit({"type": "dns", "qname": name, "qtype": str(qtype), "server": "",
+                          "port": servers[0][1], "proto": "udp", "tries": 0,
+                          "notes": skipped[:-1], "error": NO_SERVERS,
+                          "error_kind": "family"})  # fmt: skip
+                    continue
+                emit = _with_notes(say, skipped)  # dig's skipped servers before the lookup
                 unmade = _tls_unmade(o)
                 if unmade:  # dig: its line, the lookup not made
                     server, port = servers[0]
@@ -334,14 +352,15 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                         payload=EDNS_PAYLOAD if o.bufsize is None else o.bufsize,
                         dnssec=o.dnssec is not False,  # on unless +nodnssec, as dig
                         family=o.family,
-                        on_step=lambda r: emit(r.to_dict()),
+                        on_step=_as_dicts(emit),
                         nsid=o.nsid,
                         cookie=o.cookie,
                         tsig=tsig,  # signed, as dig signs each step
                     )
                     continue
                 asked: dict[str, Any] = dict(
-                    tcp=o.tcp,
+                    # dig 9.18: ANY over TCP unless +[no]tcp was given
+                    tcp=o.tcp or (qtype == "ANY" and not getattr(o, "tcp_set", False)),
                     tcp_fallback=not o.ignore,  # +ignore: a truncated answer as it came
                     timeout=o.wait,
                     attempts=o.tries,
@@ -413,6 +432,31 @@ def _ssl_reason(e: BaseException) -> str:
     return str(errors[-1][2]) if errors and len(errors[-1]) > 2 else str(e)
 
 
+def _as_dicts(emit: Emit) -> Any:
+    """`emit` for results (a +trace step's): their records."""
+    return lambda result: emit(result.to_dict())
+
+
+def _with_notes(emit: Emit, notes: list[str]) -> Emit:
+    """`emit`, with `notes` (dig's lines said before a lookup) put before the notes of the
+    lookup's first record."""
+    if not notes:
+        return emit
+    pending = list(notes)
+
+    def noted(r: Record) -> None:
+        if pending and r.get("type") == "dns":
+            r = {**r, "notes": [*pending, *r.get("notes", [])]}
+            pending.clear()
+        emit(r)
+
+    return noted
+
+
+#: dig's line when -6 leaves no server to ask (each IPv4 one skipped)
+NO_SERVERS = "No acceptable nameservers"
+
+
 def _tls_unmade(o: argparse.Namespace) -> str | None:
     """dig's line for a TLS lookup (+tls, +https) it does not make: one of +tls-certfile
     and +tls-keyfile (`TLS_HALF`), or (--dig-exit-codes) a pair that cannot be used."""
@@ -473,14 +517,15 @@ def target(args: argparse.Namespace) -> str | None:
     (of its family, on its interface: where an ICMP port unreachable comes back)."""
     from packetlab.cli.run_dns_words import split_server
 
-    if args.server:
-        return split_server(args.server, args.family)[0]
-    named = next((w[1:] for w in args.names if w.startswith("@") and len(w) > 1), None)
-    named = named or next(iter(getattr(args, "servers", None) or []), None)  # -p: resolv.conf's
+    typed = [args.server] if args.server else []
+    typed += [w[1:] for w in args.names if w.startswith("@") and len(w) > 1]
+    typed += getattr(args, "servers", None) or []  # -p alone: resolv.conf's
     for entry in getattr(args, "plan", None) or []:  # dig's words read: the names' own
-        named = named or next(iter(getattr(entry[3], "servers", None) or []), None)
-    if named is not None:  # a server of a name's own (dig's `NAME @SERVER`)
-        return split_server(named, args.family)[0]
+        typed += getattr(entry[3], "servers", None) or []
+    for named in typed:
+        addr = split_server(named, args.family)[0]
+        if args.family != 6 or ":" in addr:  # -6: dig skips the IPv4 servers
+            return addr
     from packetlab.cli.run_command import resolv_conf_servers
 
     v4, v6 = resolv_conf_servers()

@@ -129,7 +129,7 @@ class DigText:
                 lines.append(";; no servers could be reached")  # as dig: no banner
             elif r.get("error_kind") == "malformed":
                 self.banner()  # as dig: the lookup's banner is used up, not shown
-            elif r.get("error_kind") not in ("lame", "steps", "tls"):  # (dig: its line alone)
+            elif r.get("error_kind") not in ("lame", "steps", "tls", "family"):  # its line alone
                 lines += self.banner(always=self.error_banner, failed=True)
                 lines.append(";; no servers could be reached")
             if r.get("error_kind") == "timeout" and "; " in r["error"]:
