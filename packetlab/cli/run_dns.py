@@ -109,6 +109,23 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("-p", "--port", type=int, metavar="PORT", help="server port (as dig -p)")
     p.add_argument(
+        "-q", dest="qnames", action="append", metavar="NAME",
+        help="a name to look up, where it stands, even one that reads as a type or class "
+        "(as dig -q)",
+    )  # fmt: skip
+    p.add_argument(
+        "-u", dest="usec", action="store_true",
+        help="query times in microseconds (`;; Query time: N usec`, `in N us`), as dig -u",
+    )  # fmt: skip
+    for flag, why in (("-r", "~/.digrc is never read"), ("-m", "dig's memory debugging"),
+                      ("-i", "dig 9.18 ignores it too")):  # fmt: skip
+        p.add_argument(flag, action="store_true", help=f"taken and ignored, as dig's: {why}")
+    p.add_argument(
+        "-b", dest="bind", metavar="ADDR[#PORT]",
+        help="refused: the queries go from the endpoint, from its address (dig -b binds "
+        "its source)",
+    )  # fmt: skip
+    p.add_argument(
         "-c", "--class", dest="qclass", metavar="CLASS", action="append",
         help="query class: IN, CH, HS, NONE, ANY, CLASSnnn (as dig -c) [default: IN]",
     )  # fmt: skip

@@ -138,12 +138,12 @@ class DigText:
         if self.short and self.trace:  # dig +trace +short: each answer, where, how long
             ms = self.took(r)
             style = self.style
-            lines += [f"{a['type']} {style.data(a)} from server {r['server']} in {ms} ms."
+            lines += [f"{a['type']} {style.data(a)} from server {r['server']} in {ms}."
                       for a in r["answers"]]  # fmt: skip
             return "\n".join(lines) or None
         if self.short:
             style = self.style
-            where = (f" from server {r['server']} in {self.took(r)} ms."
+            where = (f" from server {r['server']} in {self.took(r)}."
                      if getattr(self.view, "identify", False) else "")  # fmt: skip
             lines += [style.data(a) + where for a in r["answers"]]
             return "\n".join(lines) or None
@@ -169,7 +169,7 @@ class DigText:
         if not self.show["answer"]:  # dig +nssearch +noall: its warnings alone
             return []
         ms, style = self.took(r), self.style
-        return [f"{a['type']} {style.data(a)} from server {r['server']} in {ms} ms."
+        return [f"{a['type']} {style.data(a)} from server {r['server']} in {ms}."
                 for a in r["answers"]]  # fmt: skip
 
     def yaml(self, r: Record) -> list[str]:
@@ -196,11 +196,13 @@ class DigText:
             lines += y.message(sent, self.show, data, opt_lines, now=now)
         return lines + y.message(r, self.show, data, opt_lines, short=self.short, now=now)
 
-    @staticmethod
-    def took(r: Record) -> str:
-        """The query time in whole ms, as dig (endpoint stamps; "?" when not known)."""
+    def took(self, r: Record) -> str:
+        """The query time and its unit as dig writes them in its lines: `N ms`, whole ms
+        (endpoint stamps; "?" when not known), `N us` with -u."""
         us = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
-        return f"{int(us // 1000)}" if us is not None else "?"
+        usec = bool(getattr(self.args, "usec", False))
+        n = "?" if us is None else int(us) if usec else int(us // 1000)
+        return f"{n} {'us' if usec else 'ms'}"
 
     def trace_step(self, r: Record) -> list[str]:
         """A +trace step as dig prints it: the answer and authority records, where they
@@ -212,7 +214,7 @@ class DigText:
         return [
             *(rr_line(a, style) for a in [*r["answers"], *r.get("authority", [])]),
             *bad,
-            f";; Received {r['size']} bytes from {r['server']}#{r['port']}({name}) in {ms} ms",
+            f";; Received {r['size']} bytes from {r['server']}#{r['port']}({name}) in {ms}",
             "",
         ]
 
@@ -304,7 +306,9 @@ class DigText:
         """dig's statistics: query time, server, when, the size line, a blank line."""
         lines = []
         took = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
-        if took is not None:
+        if took is not None and getattr(self.args, "usec", False):  # dig -u
+            lines.append(f";; Query time: {int(took)} usec")
+        elif took is not None:
             lines.append(f";; Query time: {int(took // 1000)} msec")
         texts = getattr(self.view, "server_texts", None) or {}
         user = texts.get(r["server"]) or self.user_server or r["server"]
@@ -388,7 +392,7 @@ class DigText:
         elif getattr(self.view, "identify", False):  # dig +identify +nostats
             lines += [
                 f";; Received {r['size']} bytes from {r['server']}#{r['port']}"
-                f"({self.user_server or r['server']}) in {self.took(r)} ms",
+                f"({self.user_server or r['server']}) in {self.took(r)}",
                 "",
             ] * twice
         return lines

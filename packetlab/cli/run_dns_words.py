@@ -192,6 +192,8 @@ def dig_style(args: argparse.Namespace) -> None:
     and `-f FILE` (dig's batch file: its lines after the names, each with its own words).
     Sets `args.plan`: (name, its types (one at most) or None, its class or None, its
     options or None) in order."""
+    if getattr(args, "bind", None) is not None:  # (was argparse's unrecognized arguments)
+        raise RunError(f"-b {args.bind}: not built: the queries go from the endpoint's address")
     given = getattr(args, "_argv", None)  # the words as given (cli.parse)
     argv = list(given or sys.argv[1:])  # dig's banner repeats them
     args.cmdline = argv[argv.index("dns") + 1 :] if "dns" in argv else list(args.names)
@@ -214,7 +216,7 @@ class Dash(NamedTuple):
     strict: bool = False
 
 
-_DASHES = {"-t": "-t", "--type": "-t", "-c": "-c", "--class": "-c", "-x": "-x"}
+_DASHES = {"-t": "-t", "--type": "-t", "-c": "-c", "--class": "-c", "-x": "-x", "-q": "-q"}
 
 
 def _in_place(args: argparse.Namespace, cmdline: list[str]) -> list[str | Dash]:
@@ -223,7 +225,8 @@ def _in_place(args: argparse.Namespace, cmdline: list[str]) -> list[str | Dash]:
     One it cannot place (an abbreviated --ty) goes before the names, as before."""
     names = list(args.names)
     dashed = {"-t": list(args.types or []), "-c": list(args.qclass or []),
-              "-x": list(args.reverse or [])}  # fmt: skip
+              "-x": list(args.reverse or []),
+              "-q": list(getattr(args, "qnames", None) or [])}  # fmt: skip
     out: list[str | Dash] = []
     k, i = 0, 0
     while i < len(cmdline):
@@ -234,7 +237,7 @@ def _in_place(args: argparse.Namespace, cmdline: list[str]) -> list[str | Dash]:
             k += 1
             continue
         flag, eq, value = word.partition("=")
-        if flag not in _DASHES and word[:2] in ("-t", "-c", "-x") and len(word) > 2:
+        if flag not in _DASHES and word[:2] in ("-t", "-c", "-x", "-q") and len(word) > 2:
             flag, value, eq = word[:2], word[2:], "="  # -tMX, as argparse reads it
         if flag in _DASHES:
             if not eq:
@@ -248,8 +251,8 @@ def _in_place(args: argparse.Namespace, cmdline: list[str]) -> list[str | Dash]:
     out += names[k:]
     # the ones not found: before every name, as argparse had them
     first = [Dash(kind, v) for kind in ("-t", "-c") for v in dashed[kind]]
-    args.types, args.qclass, args.reverse = None, None, None
-    return [*first, *out, *(Dash("-x", v) for v in dashed["-x"])]
+    args.types, args.qclass, args.reverse, args.qnames = None, None, None, None
+    return [*first, *out, *(Dash(k, v) for k in ("-x", "-q") for v in dashed[k])]
 
 
 class BatchLine(argparse.Namespace):
@@ -339,7 +342,7 @@ def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> li
     rest: list[str | Dash] = []
     it = iter(words)
     for word in it:
-        if word in ("-t", "-c", "-x", "-p", "-y", "-k"):
+        if word in ("-t", "-c", "-x", "-q", "-p", "-y", "-k"):
             value = next(it, None)
             if value is None:
                 raise RunError(f"{where}: {word} needs a value")
@@ -439,13 +442,16 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
 
     for word in words:
         if isinstance(word, Dash):
-            loose = False  # as dig: from here on, a type or class word is a name
+            # as dig: from here on, a type or class word is a name (not after -q)
+            loose = loose and word.flag == "-q"
             if word.flag == "-x":
                 try:
                     new_name(dns.reversename.from_address(word.value).to_text())
                 except (ValueError, dns.exception.DNSException):
                     raise RunError(f"-x {word.value}: not an IP address") from None
                 scope().reverse = True
+            elif word.flag == "-q":  # dig -q NAME: a name, whatever it reads as
+                new_name(word.value)
             elif word.flag == "-t":
                 set_type(word.value, word.strict)
             else:
