@@ -22,6 +22,9 @@ from packetlab.cli.run_dns_text import (
 )
 from packetlab.cli.run_dns_words import SECTIONS, _base_of
 
+#: the remarks dig prints before a reply only with +comments (+short turns them off)
+COMMENTS = ("Truncated, retrying", "BADVERS, retrying", "Got SERVFAIL reply")
+
 
 class DigText:
     """dig's output for each record (its default sections, the +[no]SECTION switches,
@@ -95,10 +98,12 @@ class DigText:
             return []
         from packetlab import __version__
 
-        text = " ".join(words if words is not None else getattr(self.args, "cmdline", None) or [])
+        # dig: each word after a space (none: the line ends with `<<>>`)
+        text = "".join(f" {w}" for w in (words if words is not None else
+                                           getattr(self.args, "cmdline", None) or []))  # fmt: skip
         if not first:
-            return [f"; <<>> pktlab {__version__} <<>> {text}"]
-        lines = ["", f"; <<>> pktlab {__version__} <<>> {text}"]
+            return [f"; <<>> pktlab {__version__} <<>>{text}"]
+        lines = ["", f"; <<>> pktlab {__version__} <<>>{text}"]
         if self.user_server is not None:
             lines.append("; (1 server found)")
         # dig's short_form when it made the banner (`always`: before a +short after the name)
@@ -117,7 +122,8 @@ class DigText:
         if r.get("error_kind") == "lame" and self.trace and not self.short:  # as dig's step
             notes = [f";; {n}" for n in r.get("notes", []) if not n.startswith("BAD ")]
             return "\n".join([*notes, *self.trace_step(r), f";; {r['error']}"])
-        lines = [f";; {note}" for note in r.get("notes", [])]
+        comments = self.show["comments"]  # dig says these remarks only with +comments
+        lines = [f";; {n}" for n in r.get("notes", []) if comments or not n.startswith(COMMENTS)]
         if "error" in r and "query" in r and r.get("error_kind") in ("timeout", "refused"):
             return "\n".join(self.with_queries(r, [";; no servers could be reached"]))
         if "error" in r and "query" in r and r.get("error_kind") == "malformed":
@@ -423,7 +429,8 @@ class DigText:
                 note.startswith("Got SERVFAIL reply") and note.endswith("trying next server")
             ):  # fmt: skip
                 send()
-                out.append(f";; {note}")
+                if self.show["comments"] or not note.startswith(COMMENTS):
+                    out.append(f";; {note}")
                 k += note.startswith("BADVERS")
             elif note.startswith(("Connection to", "no servers could be reached")):
                 (out if sent else before).append(f";; {note}")

@@ -198,6 +198,8 @@ def dig_style(args: argparse.Namespace) -> None:
     argv = list(given or sys.argv[1:])  # dig's banner repeats them
     args.cmdline = argv[argv.index("dns") + 1 :] if "dns" in argv else list(args.names)
     args.show = dict.fromkeys(SECTIONS, True)
+    if args.short:  # --short: as +short before every word
+        _short_sections(args, args)
     words = _in_place(args, args.cmdline if given and "dns" in argv else [])
     _dig_words(args, words)
     if args.batch is not None:
@@ -285,7 +287,9 @@ def _batch_lines(args: argparse.Namespace) -> None:
     """dig -f FILE: each line a query line of dig's words, with the command line's
     options as its defaults; a line's options are its own but for dig's global switches
     (+short, +[no]cmd, +[no]all's cmd, +split), which stay for the lines after it, as in
-    dig. Blank lines are skipped (dig asks the root's NS for them).
+    dig. As dig 9.18 reads the file: the lines before the first query line that begin
+    with a line end, `#` or `;` are skipped; after it every line is a query line (a
+    blank one asks the root's NS, dig's query without a name; `#x` is a name).
     At most BATCH_LINES lines of BATCH_LINE_BYTES (run_dns_switches): a longer file is
     refused before any query, read a line at a time (never the whole file at once)."""
     import shlex
@@ -313,8 +317,8 @@ def _batch_lines(args: argparse.Namespace) -> None:
                 words = shlex.split(line, comments=False)
             except ValueError as e:
                 raise RunError(f"-f {args.batch}:{n}: {e}") from None
-            if not words:
-                continue
+            if not args.plan and line[:1] in ("", "\n", "\r", "#", ";"):
+                continue  # dig: skipped before the first query line only
             mine = BatchLine(args)  # the command line's options, then the line's own
             mine.show = {**args.show, "cmd": sticky["cmd"]}
             mine.short, mine.split, mine.port = sticky["short"], sticky["split"], sticky["port"]
@@ -324,13 +328,13 @@ def _batch_lines(args: argparse.Namespace) -> None:
             mine.plan, mine.types, mine.reverse, mine.qclass = [], args.types, None, args.qclass
             mine.warnings = []  # shown when the line's query is (_show_line_warnings)
             _dig_words(mine, _batch_options(mine, words, f"-f {args.batch}:{n}"), top=False)
+            if not mine.plan:  # dig: no name is the root's NS (a blank line too)
+                mine.plan = [(".", ["NS"], None, None)]
             mine.batch_words = words  # dig's banner for the line shows it
             args.plan += [(name, types, cls, o or mine) for name, types, cls, o in mine.plan]
             unused = vars(mine).get("tsig_unused", False)
             sticky = {"short": mine.short, "cmd": mine.show["cmd"], "split": mine.split,
                       "port": mine.port, "tsig_unused": unused}  # fmt: skip
-    if not args.plan:
-        raise RunError(f"-f {args.batch}: no name to look up")
 
 
 def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> list[str | Dash]:
@@ -447,8 +451,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             if word.flag == "-x":
                 try:
                     new_name(dns.reversename.from_address(word.value).to_text())
-                except (ValueError, dns.exception.DNSException):
-                    raise RunError(f"-x {word.value}: not an IP address") from None
+                except (ValueError, dns.exception.DNSException):  # as dig: its words reversed
+                    new_name(".".join(reversed(word.value.split("."))) + ".in-addr.arpa.")
                 scope().reverse = True
             elif word.flag == "-q":  # dig -q NAME: a name, whatever it reads as
                 new_name(word.value)
