@@ -431,10 +431,10 @@ class DigText:
                 send()
                 if self.show["comments"] or not note.startswith(COMMENTS):
                     out.append(f";; {note}")
-                k += note.startswith("BADVERS")
+                k += note.startswith(("BADVERS", "Truncated"))  # (the next query sent)
             elif note.startswith(("Connection to", "no servers could be reached")):
                 (out if sent else before).append(f";; {note}")
-            else:
+            elif self.show["comments"] or not note.startswith(COMMENTS):
                 after.append(f";; {note}")
         if "error" not in r:
             send()
