@@ -53,7 +53,7 @@ def test_client_certificate_words_as_dig(tmp_path: Path) -> None:
     assert run_dns._client_cert(a) == (str(crt), str(key)) and run_dns._tls_unmade(a) is None
     client = run_dns._dot_client(a, run_dns._client_cert(a))
     assert client.ctx is not None
-    a = parse(f"+tls-certfile={crt}", f"+tls-keyfile={key}", "+notls-keyfile", "a.test")
+    a = parse(f"+tls-certfile={crt}", f"+tls-keyfile={key}", "+notls-keyfile", "+tls", "a.test")
     assert (
         a.tls and a.tls_keyfile is None and run_dns._tls_unmade(a) == run_dns.TLS_HALF
     )  # dig's line
