@@ -170,11 +170,14 @@ def resolv_conf_text() -> str:
 
 def resolv_conf_servers(family: int | None) -> list[str]:
     """dig's servers when none is given (`-p PORT` alone): resolv.conf's nameservers in
-    its order, of `family` (-4, -6); none there: ::1 and 127.0.0.1, as BIND's resolver."""
+    its order, of `family` (-4, -6); none there (of that family): ::1 and 127.0.0.1, as
+    BIND's resolver."""
     from packetlab.measure.resolvconf import resolver_of
 
-    found = resolver_of(resolv_conf_text()) or ["::1", "127.0.0.1"]
-    return [a for a in found if family is None or (":" in a) == (family == 6)]
+    def mine(found: list[str]) -> list[str]:
+        return [a for a in found if family is None or (":" in a) == (family == 6)]
+
+    return mine(resolver_of(resolv_conf_text())) or mine(["::1", "127.0.0.1"])
 
 
 def query_bits(o: argparse.Namespace) -> Any:

@@ -597,8 +597,6 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
         if args.server is None and not any(own_servers) and not getattr(args, "servers", None):
             # dig: resolv.conf's servers at that port (this host's, as dig reads it)
             args.servers = switches.resolv_conf_servers(args.family)
-            if not args.servers:
-                raise RunError(f"-{args.family}: no IPv{args.family} server in resolv.conf")
     for i, mine in enumerate(own_servers):
         if mine:  # as dig: the query's servers are every query's, then its own
             if scopes[i] is None:

@@ -140,7 +140,8 @@ def test_a_port_alone_asks_resolv_confs_servers_as_dig(port: int, tmp_path: Path
     for text in ("nameserver 127.0.0.1\n", "nameserver 127.0.0.2\nnameserver 127.0.0.1\n",
                  "# none: ::1, then 127.0.0.1\n"):  # fmt: skip
         conf.write_text(text)
-        for words in (["a.test"], ["+short", "+identify", "a.test", "mx.test", "MX"]):
+        for words in (["a.test"], ["+short", "+identify", "a.test", "mx.test", "MX"],
+                      ["-4", "+short", "a.test"]):  # fmt: skip
             argv = ["-p", str(port), "+tries=1", "+time=1", *words]
             env = dict(os.environ, PYTHONPATH=str(REPO), PKTLAB_RESOLV_CONF=str(conf))
             a = subprocess.run(

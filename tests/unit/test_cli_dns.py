@@ -631,7 +631,10 @@ def test_a_reply_cut_short_shows_what_parsed_as_dig() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [  # was one line for both, "--wait must be in (0, 60] and --tries 1..10"
-        (["+tries=11", "a.test"], r"^\+tries/--tries 11: must be 1\.\.10 \(\+retry=N: N\+1 tries\)$"),
+        (
+            ["+tries=11", "a.test"],
+            r"^\+tries/--tries 11: must be 1\.\.10 \(\+retry=N: N\+1 tries\)$",
+        ),
         (["+retry=20", "a.test"], r"^\+tries/--tries 21: must be 1\.\.10"),
         (["+time=61", "a.test"], r"^\+time/--wait 61: must be in \(0, 60\] seconds$"),
         (["--wait", "0", "a.test"], r"^\+time/--wait 0: must be in \(0, 60\] seconds$"),

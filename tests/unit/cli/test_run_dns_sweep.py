@@ -52,7 +52,9 @@ def answer(query: bytes, tc: bool = False, records: int = 2) -> bytes:
     sent = [o for o in q.options if o.otype == dns.edns.OptionType.COOKIE]
     if sent:
         mine = sent[0].to_wire()[:8]
-        r.use_edns(0, 0, 1232, options=[dns.edns.GenericOption(10, mine + COOKIE)])
+        r.use_edns(
+            0, 0, 1232, options=[dns.edns.GenericOption(dns.edns.OptionType.COOKIE, mine + COOKIE)]
+        )
     if not tc:
         for i in range(records):
             r.answer.append(
@@ -130,6 +132,8 @@ def test_a_port_alone_asks_resolv_confs_servers(
     assert parse("-6", "-p", str(PORT), "a.test").servers == ["::1"]
     conf.write_text("# none\n")
     assert parse("-p", str(PORT), "a.test").servers == ["::1", "127.0.0.1"]
+    conf.write_text("nameserver 127.0.0.2\n")  # none of -6's family: ::1, as dig
+    assert parse("-6", "-p", str(PORT), "a.test").servers == ["::1"]
     conf.write_text("nameserver 127.0.0.1\n")
     rig = Rig()
     rig.endpoint.udp_servers[("127.0.0.1", PORT)] = lambda q: [answer(q)]
