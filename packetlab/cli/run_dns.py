@@ -258,6 +258,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         texts: dict[str, str] = {}  # address -> as typed, for ";; SERVER: ADDR#PORT(TEXT)"
         if o.tls_mode and o.doh:  # dig 9.18.49: +tls with +https asks over DoT
             o.doh = None
+        if getattr(o, "tcp_set", False) and not o.tcp:  # dig: +notcp is UDP, port 53,
+            o.tls, o.doh = False, None  # whatever +tls, +https said (before or after)
         skipped: list[str] = []  # -6: dig's line for each IPv4 server, at each lookup
         typed_servers = getattr(o, "servers", None) or ([o.server] if o.server else [])
         for typed in typed_servers:

@@ -84,6 +84,8 @@ def test_what_session_18_made_as_dig(port: int, port6: int, tmp_path: Path) -> N
         ["@127.0.0.1", "+tries=1", "+time=1", "+tls", "+https", "a.test"],
         ["@127.0.0.1", "+tries=1", "+time=1", "+https", "+notls", "a.test"],
         ["@127.0.0.1", "+tries=1", "+time=1", "+https", "+tcp", "+notls", "a.test"],
+        ["@127.0.0.1", "+tries=1", "+time=1", "+tls", "+notcp", "a.test"],
+        ["@127.0.0.1", "+tries=1", "+time=1", "+notcp", "+https", "a.test"],
     )  # fmt: skip
 
 

@@ -106,6 +106,11 @@ def test_tls_wins_over_https_as_dig() -> None:
         assert (a.tls, a.doh) == (False, None), words
     a = parse("@127.0.0.1", "+https", "+tcp", "+notls", "a.test")
     assert (a.tls, a.doh) == (False, "https")  # dig: DoH all the same
+    for words in (["+tls", "+notcp"], ["+notcp", "+https"], ["+tls-ca", "+notcp"]):
+        rig = Rig()  # +notcp, before or after: plain DNS over UDP to port 53, as dig
+        run(rig, "@127.0.0.1", "+tries=1", *words, "a.test")
+        sent = [(m.proto, m.rport) for m in rig.endpoint.received if isinstance(m, Nsend)]
+        assert sent == [(Proto.UDP, 53)], words
 
 
 def test_zero_tries_and_time_are_one_as_dig() -> None:
