@@ -117,9 +117,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         "-u", dest="usec", action="store_true",
         help="query times in microseconds (`;; Query time: N usec`, `in N us`), as dig -u",
     )  # fmt: skip
-    for flag, why in (("-r", "~/.digrc is never read"), ("-m", "dig's memory debugging"),
-                      ("-i", "dig 9.18 ignores it too")):  # fmt: skip
-        p.add_argument(flag, action="store_true", help=f"taken and ignored, as dig's: {why}")
+    for flag, why in (
+        ("-r", "dig's: do not read ~/.digrc; ours never reads it"),
+        ("-m", "dig's memory debugging"),
+        ("-i", "dig 9.18 ignores it too"),
+    ):
+        p.add_argument(flag, action="store_true", help=f"taken and ignored ({why})")
     p.add_argument(
         "-b", dest="bind", metavar="ADDR[#PORT]",
         help="refused: the queries go from the endpoint, from its address (dig -b binds "
