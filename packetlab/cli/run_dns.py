@@ -319,10 +319,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         finally:
             await kept.close()
 
-    say = emit
-
     async def queries(session: Any, kept: Any) -> None:
-        emit = say
         total = sum(len(p[1]) for p in plan)
         n = 0
         for name, types, qclass, o, servers, skipped in plan:
@@ -339,24 +336,24 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                           "notes": skipped[:-1], "error": NO_SERVERS,
                           "error_kind": "family"})  # fmt: skip
                     continue
-                emit = _with_notes(say, skipped)  # dig's skipped servers before the lookup
+                out = _with_notes(emit, skipped)  # dig's skipped servers before it
                 unmade = _tls_unmade(o)
                 if unmade:  # dig: its line, the lookup not made
                     server, port = servers[0]
-                    emit({"type": "dns", "qname": name, "qtype": str(qtype),
-                          "server": server or "", "port": port, "proto": "tls", "tries": 0,
-                          "error": unmade, "error_kind": "tls"})  # fmt: skip
+                    out({"type": "dns", "qname": name, "qtype": str(qtype),
+                         "server": server or "", "port": port, "proto": "tls", "tries": 0,
+                         "error": unmade, "error_kind": "tls"})  # fmt: skip
                     continue
                 if _ixfr_over_udp(qtype, o):  # dig: asked as a query, TC: the transfer
                     result = await _ixfr_udp(session, servers, name, qtype, o, qclass,
                                              recorder, progress, tsig)  # fmt: skip
-                    emit(result.to_dict())
+                    out(result.to_dict())
                     continue
                 if is_xfr(qtype):  # over TCP, as dig
                     xfr = await _transfer(
                         session, servers, name, qtype, o, qclass, recorder, progress, tsig=tsig
                     )
-                    emit(xfr.to_dict())
+                    out(xfr.to_dict())
                     continue
                 if o.trace:  # from the first server, as dig
                     server, port = servers[0]
@@ -374,7 +371,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                         payload=EDNS_PAYLOAD if o.bufsize is None else o.bufsize,
                         dnssec=o.dnssec is not False,  # on unless +nodnssec, as dig
                         family=o.family,
-                        on_step=_as_dicts(emit),
+                        on_step=_as_dicts(out),
                         nsid=o.nsid,
                         cookie=o.cookie,
                         tsig=tsig,  # signed, as dig signs each step
@@ -404,11 +401,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     doh=getattr(o, "doh_client", None),
                 )
                 if o.nssearch:  # dig +nssearch: the zone's NS, each one's SOA
-                    await _nssearch(session, servers, name, emit, **asked)
+                    await _nssearch(session, servers, name, out, **asked)
                     continue
                 names = switches.search_names(name, o)
                 showsearch = bool(getattr(args, "showsearch", False))
-                await _search(session, servers, names, qtype, emit, showsearch, **asked)
+                await _search(session, servers, names, qtype, out, showsearch, **asked)
 
     return pcapout.recording(args, recorder, run)
 
