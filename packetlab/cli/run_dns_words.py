@@ -300,7 +300,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
         f = sys.stdin if args.batch == "-" else open(args.batch, encoding="utf-8", errors="replace")  # noqa: SIM115
     except OSError as e:
         raise dig_error(f"-f {args.batch}: cannot open: {e.strerror}", 8) from None
-    n = 0
+    n, started = 0, False
     # dig's global switches: set on a line, they stay for the lines after it
     # (and -p: dig's `port` is a global, the line's port and every later line's)
     sticky = {"short": args.short, "cmd": args.show["cmd"], "split": args.split,
@@ -317,8 +317,9 @@ def _batch_lines(args: argparse.Namespace) -> None:
                 words = shlex.split(line, comments=False)
             except ValueError as e:
                 raise RunError(f"-f {args.batch}:{n}: {e}") from None
-            if not args.plan and line[:1] in ("", "\n", "\r", "#", ";"):
-                continue  # dig: skipped before the first query line only
+            if not started and line[:1] in ("", "\n", "\r", "#", ";"):
+                continue  # dig: skipped before the file's first query line only
+            started = True
             mine = BatchLine(args)  # the command line's options, then the line's own
             mine.show = {**args.show, "cmd": sticky["cmd"]}
             mine.short, mine.split, mine.port = sticky["short"], sticky["split"], sticky["port"]

@@ -75,7 +75,7 @@ def test_what_session_18_made_as_dig(port: int, port6: int, tmp_path: Path) -> N
         [*at, "-u", "a.test"], [*at, "-u", "+short", "+identify", "a.test"],
         [*at, "-u", "+noall", "+identify", "a.test"], [*at, "-r", "-m", "-i", "a.test"],
         [*at, "-x", "192.0.2.300"], [*at, "-x", "foo.bar", "+noall", "+question"],
-        [*at, "-f", str(batch)], [*at, "-f", str(empty)],
+        [*at, "-f", str(batch)], [*at, "-f", str(empty)], [*at, "a.test", "-f", str(batch)],
         [*at, "+short", "big.test", "TXT"], [*at, "+noall", "+answer", "big.test", "TXT"],
         [*at, "+nocomments", "+edns=1", "a.test"],
         [*at, "+nofail", "+short", "servfail.test", "@127.0.0.1"],

@@ -446,6 +446,8 @@ def test_batch_file_lines_and_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ("a.test", None), (".", ["NS"]), ("#x", None)]  # fmt: skip
     f.write_text("\n# only\n")  # none at all: nothing asked, as dig (was an error)
     assert parse("-f", str(f)).plan == []
+    f.write_text("#x\n\nb.test\n")  # a name on the command line: the file's first still
+    assert [n for n, _, _, _ in parse("a.test", "-f", str(f)).plan] == ["a.test", "b.test"]
     f.write_text("a.test\n" * 4)
     with pytest.raises(RunError, match=r"-f .*batch: more than 3 lines \(the cap"):
         parse("-f", str(f))
