@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from packetlab.cli import pcapout
@@ -107,6 +108,26 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="reverse lookup of ADDR (PTR), as dig -x",
     )  # fmt: skip
     p.add_argument("-p", "--port", type=int, metavar="PORT", help="server port (as dig -p)")
+    p.add_argument(
+        "-q", dest="qnames", action="append", metavar="NAME",
+        help="a name to look up, where it stands, even one that reads as a type or class "
+        "(as dig -q)",
+    )  # fmt: skip
+    p.add_argument(
+        "-u", dest="usec", action="store_true",
+        help="query times in microseconds (`;; Query time: N usec`, `in N us`), as dig -u",
+    )  # fmt: skip
+    for flag, why in (
+        ("-r", "dig's: do not read ~/.digrc; ours never reads it"),
+        ("-m", "dig's memory debugging"),
+        ("-i", "dig 9.18 ignores it too"),
+    ):
+        p.add_argument(flag, action="store_true", help=f"taken and ignored ({why})")
+    p.add_argument(
+        "-b", dest="bind", metavar="ADDR[#PORT]",
+        help="refused: the queries go from the endpoint, from its address (dig -b binds "
+        "its source)",
+    )  # fmt: skip
     p.add_argument(
         "-c", "--class", dest="qclass", metavar="CLASS", action="append",
         help="query class: IN, CH, HS, NONE, ANY, CLASSnnn (as dig -c) [default: IN]",
@@ -238,10 +259,19 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         _check_name(name)  # a bad name is an error before anything is sent, as dig
         servers: list[tuple[str | None, int]] = []  # dig's order: tried until one answers
         texts: dict[str, str] = {}  # address -> as typed, for ";; SERVER: ADDR#PORT(TEXT)"
-        for typed in getattr(o, "servers", None) or ([o.server] if o.server else []):
+        if o.tls_mode and o.doh:  # dig 9.18.49: +tls with +https asks over DoT
+            o.doh = None
+        if getattr(o, "tcp_set", False) and not o.tcp:  # dig: +notcp is UDP, port 53,
+            o.tls, o.doh = False, None  # whatever +tls, +https said (before or after)
+        skipped: list[str] = []  # -6: dig's line for each IPv4 server, at each lookup
+        typed_servers = getattr(o, "servers", None) or ([o.server] if o.server else [])
+        for typed in typed_servers:
             server, port = split_server(typed, o.family)
-            if o.family is not None and (":" in server) != (o.family == 6):
-                raise RunError(f"-{o.family}: the server {server} is not an IPv{o.family} address")
+            if o.family == 4 and ":" in server:  # (dig: fatal, `address family not supported`)
+                raise RunError(f"-4: the server {server} is not an IPv4 address")
+            if o.family == 6 and ":" not in server:
+                skipped.append(f"Skipping mapped address '::ffff:{server}'")
+                continue
             # dig's ports: DNS over HTTPS's, plain HTTP's, DNS over TLS's
             default = {"https": 443, "http": 80}.get(o.doh or "", 853 if o.tls else 53)
             servers.append((server, o.port or port or default))  # -p: every server's, as dig
@@ -252,7 +282,15 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             raise RunError(f"+time/--wait {o.wait:g}: must be in (0, 60] seconds")
         if not 1 <= o.tries <= 10:
             raise RunError(f"+tries/--tries {o.tries}: must be 1..10 (+retry=N: N+1 tries)")
-        cert = _client_cert(o)
+        try:
+            cert = _client_cert(o)
+        except RunError as e:
+            if not getattr(args, "dig_exit_codes", False):
+                raise  # ours: an error before anything is sent, exit 2
+            # dig 9.18.49: `TLS context cannot be created` for each TLS lookup, status
+            # unchanged (its reason on stderr, as dig logs it there)
+            print(f"pktlab run dns: {e}", file=sys.stderr)
+            cert, o.tls_context_failed = None, True
         if o.tls and not o.doh and not hasattr(o, "dot"):  # dig +tls: one client a line's
             o.dot = _dot_client(o, cert)
         if o.doh and not hasattr(o, "doh_client"):  # dig +https, +http-plain
@@ -264,7 +302,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         qtypes = [t if is_xfr(t) else parse_qtype(t) for t in (types or ["A"])]
         if getattr(o, "yaml", False) and (o.trace or any(is_xfr(t) for t in qtypes)):
             raise RunError("+yaml: not built for +trace and zone transfers (AXFR, IXFR)")
-        plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)]))
+        if typed_servers and not servers:  # -6 and IPv4 servers only: none to ask
+            skipped.append(NO_SERVERS)
+        plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)],
+                     skipped))  # fmt: skip
 
     tsig = _tsig_key(args)
     recorder = pcapout.recorder_for(args)
@@ -281,7 +322,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     async def queries(session: Any, kept: Any) -> None:
         total = sum(len(p[1]) for p in plan)
         n = 0
-        for name, types, qclass, o, servers in plan:
+        for name, types, qclass, o, servers, skipped in plan:
             args.view = o  # the display options of the line being shown (dig -f)
             _show_line_warnings(o)  # dig -f: a line's warnings before its answers
             for qtype in types:
@@ -289,22 +330,30 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     return
                 n += 1
                 progress(f"dns {n}/{total}: {name} {qtype}")
-                if _tls_half(o):  # dig: its line, the lookup not made
+                if skipped and skipped[-1] == NO_SERVERS:  # dig: its lines, no lookup
+                    emit({"type": "dns", "qname": name, "qtype": str(qtype), "server": "",
+                          "port": servers[0][1], "proto": "udp", "tries": 0,
+                          "notes": skipped[:-1], "error": NO_SERVERS,
+                          "error_kind": "family"})  # fmt: skip
+                    continue
+                out = _with_notes(emit, skipped)  # dig's skipped servers before it
+                unmade = _tls_unmade(o)
+                if unmade:  # dig: its line, the lookup not made
                     server, port = servers[0]
-                    emit({"type": "dns", "qname": name, "qtype": str(qtype),
-                          "server": server or "", "port": port, "proto": "tls", "tries": 0,
-                          "error": TLS_HALF, "error_kind": "tls"})  # fmt: skip
+                    out({"type": "dns", "qname": name, "qtype": str(qtype),
+                         "server": server or "", "port": port, "proto": "tls", "tries": 0,
+                         "error": unmade, "error_kind": "tls"})  # fmt: skip
                     continue
                 if _ixfr_over_udp(qtype, o):  # dig: asked as a query, TC: the transfer
                     result = await _ixfr_udp(session, servers, name, qtype, o, qclass,
                                              recorder, progress, tsig)  # fmt: skip
-                    emit(result.to_dict())
+                    out(result.to_dict())
                     continue
                 if is_xfr(qtype):  # over TCP, as dig
                     xfr = await _transfer(
                         session, servers, name, qtype, o, qclass, recorder, progress, tsig=tsig
                     )
-                    emit(xfr.to_dict())
+                    out(xfr.to_dict())
                     continue
                 if o.trace:  # from the first server, as dig
                     server, port = servers[0]
@@ -322,14 +371,15 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                         payload=EDNS_PAYLOAD if o.bufsize is None else o.bufsize,
                         dnssec=o.dnssec is not False,  # on unless +nodnssec, as dig
                         family=o.family,
-                        on_step=lambda r: emit(r.to_dict()),
+                        on_step=_as_dicts(out),
                         nsid=o.nsid,
                         cookie=o.cookie,
                         tsig=tsig,  # signed, as dig signs each step
                     )
                     continue
                 asked: dict[str, Any] = dict(
-                    tcp=o.tcp,
+                    # dig 9.18: ANY over TCP unless +[no]tcp was given
+                    tcp=o.tcp or (qtype == "ANY" and not getattr(o, "tcp_set", False)),
                     tcp_fallback=not o.ignore,  # +ignore: a truncated answer as it came
                     timeout=o.wait,
                     attempts=o.tries,
@@ -351,11 +401,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     doh=getattr(o, "doh_client", None),
                 )
                 if o.nssearch:  # dig +nssearch: the zone's NS, each one's SOA
-                    await _nssearch(session, servers, name, emit, **asked)
+                    await _nssearch(session, servers, name, out, **asked)
                     continue
                 names = switches.search_names(name, o)
                 showsearch = bool(getattr(args, "showsearch", False))
-                await _search(session, servers, names, qtype, emit, showsearch, **asked)
+                await _search(session, servers, names, qtype, out, showsearch, **asked)
 
     return pcapout.recording(args, recorder, run)
 
@@ -401,14 +451,45 @@ def _ssl_reason(e: BaseException) -> str:
     return str(errors[-1][2]) if errors and len(errors[-1]) > 2 else str(e)
 
 
-def _tls_half(o: argparse.Namespace) -> bool:
-    """A TLS lookup (+tls, +https) with one of +tls-certfile and +tls-keyfile."""
-    uses_tls = (o.tls and not o.doh) or o.doh == "https"
-    return bool(uses_tls) and bool(o.tls_certfile) != bool(o.tls_keyfile)
+def _as_dicts(emit: Emit) -> Any:
+    """`emit` for results (a +trace step's): their records."""
+    return lambda result: emit(result.to_dict())
+
+
+def _with_notes(emit: Emit, notes: list[str]) -> Emit:
+    """`emit`, with `notes` (dig's lines said before a lookup) put before the notes of the
+    lookup's first record."""
+    if not notes:
+        return emit
+    pending = list(notes)
+
+    def noted(r: Record) -> None:
+        if pending and r.get("type") == "dns":
+            r = {**r, "notes": [*pending, *r.get("notes", [])]}
+            pending.clear()
+        emit(r)
+
+    return noted
+
+
+#: dig's line when -6 leaves no server to ask (each IPv4 one skipped)
+NO_SERVERS = "No acceptable nameservers"
+
+
+def _tls_unmade(o: argparse.Namespace) -> str | None:
+    """dig's line for a TLS lookup (+tls, +https) it does not make: one of +tls-certfile
+    and +tls-keyfile (`TLS_HALF`), or (--dig-exit-codes) a pair that cannot be used."""
+    if not ((o.tls and not o.doh) or o.doh == "https"):
+        return None
+    if bool(o.tls_certfile) != bool(o.tls_keyfile):
+        return TLS_HALF
+    return TLS_CONTEXT if getattr(o, "tls_context_failed", False) else None
 
 
 #: dig's line for a TLS lookup with one of +tls-certfile and +tls-keyfile (its words)
 TLS_HALF = "both TLS client certificate and key file must be specified a the same time"
+#: dig's line for a TLS lookup whose client certificate and key cannot be used
+TLS_CONTEXT = "TLS context cannot be created"
 
 
 def compact_row(r: Record) -> str | None:
@@ -455,13 +536,15 @@ def target(args: argparse.Namespace) -> str | None:
     (of its family, on its interface: where an ICMP port unreachable comes back)."""
     from packetlab.cli.run_dns_words import split_server
 
-    if args.server:
-        return split_server(args.server, args.family)[0]
-    named = next((w[1:] for w in args.names if w.startswith("@") and len(w) > 1), None)
+    typed = [args.server] if args.server else []
+    typed += [w[1:] for w in args.names if w.startswith("@") and len(w) > 1]
+    typed += getattr(args, "servers", None) or []  # -p alone: resolv.conf's
     for entry in getattr(args, "plan", None) or []:  # dig's words read: the names' own
-        named = named or next(iter(getattr(entry[3], "servers", None) or []), None)
-    if named is not None:  # a server of a name's own (dig's `NAME @SERVER`)
-        return split_server(named, args.family)[0]
+        typed += getattr(entry[3], "servers", None) or []
+    for named in typed:
+        addr = split_server(named, args.family)[0]
+        if args.family != 6 or ":" in addr:  # -6: dig skips the IPv4 servers
+            return addr
     from packetlab.cli.run_command import resolv_conf_servers
 
     v4, v6 = resolv_conf_servers()

@@ -22,6 +22,9 @@ from packetlab.cli.run_dns_text import (
 )
 from packetlab.cli.run_dns_words import SECTIONS, _base_of
 
+#: the remarks dig prints before a reply only with +comments (+short turns them off)
+COMMENTS = ("Truncated, retrying", "BADVERS, retrying", "Got SERVFAIL reply")
+
 
 class DigText:
     """dig's output for each record (its default sections, the +[no]SECTION switches,
@@ -95,10 +98,12 @@ class DigText:
             return []
         from packetlab import __version__
 
-        text = " ".join(words if words is not None else getattr(self.args, "cmdline", None) or [])
+        # dig: each word after a space (none: the line ends with `<<>>`)
+        text = "".join(f" {w}" for w in (words if words is not None else
+                                           getattr(self.args, "cmdline", None) or []))  # fmt: skip
         if not first:
-            return [f"; <<>> pktlab {__version__} <<>> {text}"]
-        lines = ["", f"; <<>> pktlab {__version__} <<>> {text}"]
+            return [f"; <<>> pktlab {__version__} <<>>{text}"]
+        lines = ["", f"; <<>> pktlab {__version__} <<>>{text}"]
         if self.user_server is not None:
             lines.append("; (1 server found)")
         # dig's short_form when it made the banner (`always`: before a +short after the name)
@@ -117,7 +122,8 @@ class DigText:
         if r.get("error_kind") == "lame" and self.trace and not self.short:  # as dig's step
             notes = [f";; {n}" for n in r.get("notes", []) if not n.startswith("BAD ")]
             return "\n".join([*notes, *self.trace_step(r), f";; {r['error']}"])
-        lines = [f";; {note}" for note in r.get("notes", [])]
+        comments = self.show["comments"]  # dig says these remarks only with +comments
+        lines = [f";; {n}" for n in r.get("notes", []) if comments or not n.startswith(COMMENTS)]
         if "error" in r and "query" in r and r.get("error_kind") in ("timeout", "refused"):
             return "\n".join(self.with_queries(r, [";; no servers could be reached"]))
         if "error" in r and "query" in r and r.get("error_kind") == "malformed":
@@ -129,7 +135,7 @@ class DigText:
                 lines.append(";; no servers could be reached")  # as dig: no banner
             elif r.get("error_kind") == "malformed":
                 self.banner()  # as dig: the lookup's banner is used up, not shown
-            elif r.get("error_kind") not in ("lame", "steps", "tls"):  # (dig: its line alone)
+            elif r.get("error_kind") not in ("lame", "steps", "tls", "family"):  # its line alone
                 lines += self.banner(always=self.error_banner, failed=True)
                 lines.append(";; no servers could be reached")
             if r.get("error_kind") == "timeout" and "; " in r["error"]:
@@ -138,12 +144,12 @@ class DigText:
         if self.short and self.trace:  # dig +trace +short: each answer, where, how long
             ms = self.took(r)
             style = self.style
-            lines += [f"{a['type']} {style.data(a)} from server {r['server']} in {ms} ms."
+            lines += [f"{a['type']} {style.data(a)} from server {r['server']} in {ms}."
                       for a in r["answers"]]  # fmt: skip
             return "\n".join(lines) or None
         if self.short:
             style = self.style
-            where = (f" from server {r['server']} in {self.took(r)} ms."
+            where = (f" from server {r['server']} in {self.took(r)}."
                      if getattr(self.view, "identify", False) else "")  # fmt: skip
             lines += [style.data(a) + where for a in r["answers"]]
             return "\n".join(lines) or None
@@ -169,7 +175,7 @@ class DigText:
         if not self.show["answer"]:  # dig +nssearch +noall: its warnings alone
             return []
         ms, style = self.took(r), self.style
-        return [f"{a['type']} {style.data(a)} from server {r['server']} in {ms} ms."
+        return [f"{a['type']} {style.data(a)} from server {r['server']} in {ms}."
                 for a in r["answers"]]  # fmt: skip
 
     def yaml(self, r: Record) -> list[str]:
@@ -196,11 +202,13 @@ class DigText:
             lines += y.message(sent, self.show, data, opt_lines, now=now)
         return lines + y.message(r, self.show, data, opt_lines, short=self.short, now=now)
 
-    @staticmethod
-    def took(r: Record) -> str:
-        """The query time in whole ms, as dig (endpoint stamps; "?" when not known)."""
+    def took(self, r: Record) -> str:
+        """The query time and its unit as dig writes them in its lines: `N ms`, whole ms
+        (endpoint stamps; "?" when not known), `N us` with -u."""
         us = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
-        return f"{int(us // 1000)}" if us is not None else "?"
+        usec = bool(getattr(self.args, "usec", False))
+        n = "?" if us is None else int(us) if usec else int(us // 1000)
+        return f"{n} {'us' if usec else 'ms'}"
 
     def trace_step(self, r: Record) -> list[str]:
         """A +trace step as dig prints it: the answer and authority records, where they
@@ -212,7 +220,7 @@ class DigText:
         return [
             *(rr_line(a, style) for a in [*r["answers"], *r.get("authority", [])]),
             *bad,
-            f";; Received {r['size']} bytes from {r['server']}#{r['port']}({name}) in {ms} ms",
+            f";; Received {r['size']} bytes from {r['server']}#{r['port']}({name}) in {ms}",
             "",
         ]
 
@@ -304,7 +312,9 @@ class DigText:
         """dig's statistics: query time, server, when, the size line, a blank line."""
         lines = []
         took = r["rtt_us"] if r.get("rtt_us") is not None else r.get("query_time_us")
-        if took is not None:
+        if took is not None and getattr(self.args, "usec", False):  # dig -u
+            lines.append(f";; Query time: {int(took)} usec")
+        elif took is not None:
             lines.append(f";; Query time: {int(took // 1000)} msec")
         texts = getattr(self.view, "server_texts", None) or {}
         user = texts.get(r["server"]) or self.user_server or r["server"]
@@ -388,7 +398,7 @@ class DigText:
         elif getattr(self.view, "identify", False):  # dig +identify +nostats
             lines += [
                 f";; Received {r['size']} bytes from {r['server']}#{r['port']}"
-                f"({self.user_server or r['server']}) in {self.took(r)} ms",
+                f"({self.user_server or r['server']}) in {self.took(r)}",
                 "",
             ] * twice
         return lines
@@ -419,11 +429,12 @@ class DigText:
                 note.startswith("Got SERVFAIL reply") and note.endswith("trying next server")
             ):  # fmt: skip
                 send()
-                out.append(f";; {note}")
-                k += note.startswith("BADVERS")
+                if self.show["comments"] or not note.startswith(COMMENTS):
+                    out.append(f";; {note}")
+                k += note.startswith(("BADVERS", "Truncated"))  # (the next query sent)
             elif note.startswith(("Connection to", "no servers could be reached")):
                 (out if sent else before).append(f";; {note}")
-            else:
+            elif self.show["comments"] or not note.startswith(COMMENTS):
                 after.append(f";; {note}")
         if "error" not in r:
             send()

@@ -5,8 +5,10 @@ socket connected, a TCP or TLS connection established) sets it to 0, a lookup no
 answered (a timeout, a refused or closed connection, `+nssearch` with no name server
 reached) to 9; so the run's status is its last lookup's. A reply that does not parse
 (`Got bad packet`), an ID mismatch, an error RCODE (NXDOMAIN, SERVFAIL, REFUSED) and
-`; Transfer failed.` are answers: 0. A TLS certificate that fails dig's check leaves the
-status as it was (dig prints its line and goes on). Usage errors: 1 (dig's `usage()` and
+`; Transfer failed.` are answers: 0. A TLS certificate that fails dig's check, a client
+certificate that cannot be used (`TLS context cannot be created`) and `-6` with only IPv4
+servers (`No acceptable nameservers`) leave the status as it was (dig prints its line and
+goes on). Usage errors: 1 (dig's `usage()` and
 its `fatal()`: an unknown or ambiguous option, a bad port, server, cookie, subnet or EDNS
 option, an IXFR serial), 10 for a bad number after a `+WORD=` (dig's `Couldn't parse
 ...`) and a name that is not legal, 8 for a `-f` file that cannot be opened; an error
@@ -41,7 +43,7 @@ def lookup_status(record: dict[str, Any]) -> int | None:
     if record.get("error") is None:  # an answer, `Transfer failed.`, +nssearch's warning
         return DIG_OK
     kind = record.get("error_kind")
-    if kind == "tls":  # dig: the certificate check's line, the status unchanged
+    if kind in ("tls", "family"):  # dig: its line (no TLS, no server), status unchanged
         return None
     if kind in ("malformed", "mismatch"):  # the connection was made: dig's 0
         return DIG_OK

@@ -7,6 +7,7 @@ prints with them; no dnspython at import."""
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from packetlab.cli.run import RunError
@@ -16,6 +17,8 @@ NDOTS_MAX = 15  # BIND's MAXNDOTS
 BATCH_LINES = 10_000  # -f FILE: query lines at most (each answer is kept for the summary)
 BATCH_LINE_BYTES = 4096  # -f FILE: a longer line is refused
 RESOLV_CONF = "/etc/resolv.conf"  # dig's search list and ndots: this host's, as dig reads them
+#: another resolv.conf for dig's reads of it (tests: one whose servers are on loopback)
+RESOLV_CONF_ENV = "PKTLAB_RESOLV_CONF"
 
 # since session 16: dig 9.18's display and query switches, each +WORD and +noWORD (an
 # alias maps onto the same attribute), as dig reads them
@@ -58,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "coflag": False, "ednsopts": (), "qid": None, "ednsneg": True, "expandaaaa": False,
     "yaml": False, "nssearch": False, "keepopen": False, "tls": False, "tls_ca": None,
     "tls_hostname": None, "doh": None, "doh_path": "/dns-query", "doh_get": False,
-    "tls_certfile": None, "tls_keyfile": None,
+    "tls_certfile": None, "tls_keyfile": None, "tls_mode": False,
 }  # fmt: skip
 #: dig's opcode names (+opcode=NAME; a number 0..15 too)
 OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
@@ -145,17 +148,36 @@ def search_names(name: str, args: argparse.Namespace) -> list[str]:
         return [name]
     from packetlab.measure.resolvconf import search_of
 
-    try:
-        with open(RESOLV_CONF, encoding="utf-8", errors="replace") as f:
-            domains, ndots = search_of(f.read(65536))
-    except OSError:
-        domains, ndots = [], None
+    domains, ndots = search_of(resolv_conf_text())
     if top.domain is not None:
         domains = [top.domain]
     ndots = top.ndots if top.ndots is not None else 1 if ndots is None else ndots
     if name.count(".") >= ndots:
         return [name, ""]
     return [f"{name}.{d.strip('.')}." if d.strip(".") else f"{name}." for d in domains] + [name]
+
+
+def resolv_conf_text() -> str:
+    """This host's resolv.conf as dig reads it (`PKTLAB_RESOLV_CONF`: another one); empty
+    when it cannot be read."""
+    try:
+        with open(os.environ.get(RESOLV_CONF_ENV) or RESOLV_CONF, encoding="utf-8",
+                  errors="replace") as f:  # fmt: skip
+            return f.read(65536)
+    except OSError:
+        return ""
+
+
+def resolv_conf_servers(family: int | None) -> list[str]:
+    """dig's servers when none is given (`-p PORT` alone): resolv.conf's nameservers in
+    its order, of `family` (-4, -6); none there (of that family): ::1 and 127.0.0.1, as
+    BIND's resolver."""
+    from packetlab.measure.resolvconf import resolver_of
+
+    def mine(found: list[str]) -> list[str]:
+        return [a for a in found if family is None or (":" in a) == (family == 6)]
+
+    return mine(resolver_of(resolv_conf_text())) or mine(["::1", "127.0.0.1"])
 
 
 def query_bits(o: argparse.Namespace) -> Any:

@@ -186,7 +186,7 @@ def error_lines(r: Record, user: str | None = None) -> list[str]:
     if r.get("error_kind") in ("malformed", "lame", "steps"):
         return [f";; Got bad packet: {r['error']}" if r["error_kind"] == "malformed" else
                 f";; {r['error']}"]  # fmt: skip
-    if r.get("error_kind") == "tls":  # dig's `TLS peer certificate verification ...`
+    if r.get("error_kind") in ("tls", "family"):  # dig's `TLS peer certificate ...`
         return [f";; {r['error']}"]
     where = f"{r['server']}#{r['port']}"
     if r.get("proto") in STREAMS and r.get("error_kind") == "refused":  # dig's connect failure

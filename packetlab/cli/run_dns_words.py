@@ -115,6 +115,23 @@ GLOBAL_SWITCHES = {"+short", "+noshort", "+split", "+nosplit", "+time", "+search
                    "+noidnout"}  # fmt: skip
 
 
+def _tls_off(at: argparse.Namespace) -> None:
+    """dig 9.18.49's +notls (and each +notls-WORD): no TLS, and plain DNS over UDP after
+    +https or +http-plain too, unless +tcp was given (then DNS over HTTP(S) stays)."""
+    at.tls = at.tls_mode = False
+    if not getattr(at, "tcp_set", False):
+        at.doh = None
+
+
+def _short_sections(args: argparse.Namespace, target: argparse.Namespace) -> None:
+    """dig's +short turns the lookup's sections off but the answer, and printcmd off, one
+    by one: +noshort does not turn them back on (its answer lines, in full, are left)."""
+    if target is not args and "show" not in target.__dict__:
+        target.show = dict(args.show)
+    target.show.update(dict.fromkeys(SECTIONS, False), answer=True)
+    args.show["cmd"] = False  # printcmd: `+short +cmd` has its banner
+
+
 def _warn(args: argparse.Namespace, text: str) -> None:
     """One of dig's parse-time warnings (`;; Warning, ...`) on stderr: at once for the
     command line's words; a batch line's are kept (`args.warnings`) and shown when its
@@ -175,10 +192,14 @@ def dig_style(args: argparse.Namespace) -> None:
     and `-f FILE` (dig's batch file: its lines after the names, each with its own words).
     Sets `args.plan`: (name, its types (one at most) or None, its class or None, its
     options or None) in order."""
+    if getattr(args, "bind", None) is not None:  # (was argparse's unrecognized arguments)
+        raise RunError(f"-b {args.bind}: not built: the queries go from the endpoint's address")
     given = getattr(args, "_argv", None)  # the words as given (cli.parse)
     argv = list(given or sys.argv[1:])  # dig's banner repeats them
     args.cmdline = argv[argv.index("dns") + 1 :] if "dns" in argv else list(args.names)
     args.show = dict.fromkeys(SECTIONS, True)
+    if args.short:  # --short: as +short before every word
+        _short_sections(args, args)
     words = _in_place(args, args.cmdline if given and "dns" in argv else [])
     _dig_words(args, words)
     if args.batch is not None:
@@ -197,7 +218,7 @@ class Dash(NamedTuple):
     strict: bool = False
 
 
-_DASHES = {"-t": "-t", "--type": "-t", "-c": "-c", "--class": "-c", "-x": "-x"}
+_DASHES = {"-t": "-t", "--type": "-t", "-c": "-c", "--class": "-c", "-x": "-x", "-q": "-q"}
 
 
 def _in_place(args: argparse.Namespace, cmdline: list[str]) -> list[str | Dash]:
@@ -206,7 +227,8 @@ def _in_place(args: argparse.Namespace, cmdline: list[str]) -> list[str | Dash]:
     One it cannot place (an abbreviated --ty) goes before the names, as before."""
     names = list(args.names)
     dashed = {"-t": list(args.types or []), "-c": list(args.qclass or []),
-              "-x": list(args.reverse or [])}  # fmt: skip
+              "-x": list(args.reverse or []),
+              "-q": list(getattr(args, "qnames", None) or [])}  # fmt: skip
     out: list[str | Dash] = []
     k, i = 0, 0
     while i < len(cmdline):
@@ -217,7 +239,7 @@ def _in_place(args: argparse.Namespace, cmdline: list[str]) -> list[str | Dash]:
             k += 1
             continue
         flag, eq, value = word.partition("=")
-        if flag not in _DASHES and word[:2] in ("-t", "-c", "-x") and len(word) > 2:
+        if flag not in _DASHES and word[:2] in ("-t", "-c", "-x", "-q") and len(word) > 2:
             flag, value, eq = word[:2], word[2:], "="  # -tMX, as argparse reads it
         if flag in _DASHES:
             if not eq:
@@ -231,8 +253,8 @@ def _in_place(args: argparse.Namespace, cmdline: list[str]) -> list[str | Dash]:
     out += names[k:]
     # the ones not found: before every name, as argparse had them
     first = [Dash(kind, v) for kind in ("-t", "-c") for v in dashed[kind]]
-    args.types, args.qclass, args.reverse = None, None, None
-    return [*first, *out, *(Dash("-x", v) for v in dashed["-x"])]
+    args.types, args.qclass, args.reverse, args.qnames = None, None, None, None
+    return [*first, *out, *(Dash(k, v) for k in ("-x", "-q") for v in dashed[k])]
 
 
 class BatchLine(argparse.Namespace):
@@ -265,7 +287,9 @@ def _batch_lines(args: argparse.Namespace) -> None:
     """dig -f FILE: each line a query line of dig's words, with the command line's
     options as its defaults; a line's options are its own but for dig's global switches
     (+short, +[no]cmd, +[no]all's cmd, +split), which stay for the lines after it, as in
-    dig. Blank lines are skipped (dig asks the root's NS for them).
+    dig. As dig 9.18 reads the file: the lines before the first query line that begin
+    with a line end, `#` or `;` are skipped; after it every line is a query line (a
+    blank one asks the root's NS, dig's query without a name; `#x` is a name).
     At most BATCH_LINES lines of BATCH_LINE_BYTES (run_dns_switches): a longer file is
     refused before any query, read a line at a time (never the whole file at once)."""
     import shlex
@@ -276,7 +300,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
         f = sys.stdin if args.batch == "-" else open(args.batch, encoding="utf-8", errors="replace")  # noqa: SIM115
     except OSError as e:
         raise dig_error(f"-f {args.batch}: cannot open: {e.strerror}", 8) from None
-    n = 0
+    n, started = 0, False
     # dig's global switches: set on a line, they stay for the lines after it
     # (and -p: dig's `port` is a global, the line's port and every later line's)
     sticky = {"short": args.short, "cmd": args.show["cmd"], "split": args.split,
@@ -293,8 +317,9 @@ def _batch_lines(args: argparse.Namespace) -> None:
                 words = shlex.split(line, comments=False)
             except ValueError as e:
                 raise RunError(f"-f {args.batch}:{n}: {e}") from None
-            if not words:
-                continue
+            if not started and line[:1] in ("", "\n", "\r", "#", ";"):
+                continue  # dig: skipped before the file's first query line only
+            started = True
             mine = BatchLine(args)  # the command line's options, then the line's own
             mine.show = {**args.show, "cmd": sticky["cmd"]}
             mine.short, mine.split, mine.port = sticky["short"], sticky["split"], sticky["port"]
@@ -304,13 +329,13 @@ def _batch_lines(args: argparse.Namespace) -> None:
             mine.plan, mine.types, mine.reverse, mine.qclass = [], args.types, None, args.qclass
             mine.warnings = []  # shown when the line's query is (_show_line_warnings)
             _dig_words(mine, _batch_options(mine, words, f"-f {args.batch}:{n}"), top=False)
+            if not mine.plan:  # dig: no name is the root's NS (a blank line too)
+                mine.plan = [(".", ["NS"], None, None)]
             mine.batch_words = words  # dig's banner for the line shows it
             args.plan += [(name, types, cls, o or mine) for name, types, cls, o in mine.plan]
             unused = vars(mine).get("tsig_unused", False)
             sticky = {"short": mine.short, "cmd": mine.show["cmd"], "split": mine.split,
                       "port": mine.port, "tsig_unused": unused}  # fmt: skip
-    if not args.plan:
-        raise RunError(f"-f {args.batch}: no name to look up")
 
 
 def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> list[str | Dash]:
@@ -322,7 +347,7 @@ def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> li
     rest: list[str | Dash] = []
     it = iter(words)
     for word in it:
-        if word in ("-t", "-c", "-x", "-p", "-y", "-k"):
+        if word in ("-t", "-c", "-x", "-q", "-p", "-y", "-k"):
             value = next(it, None)
             if value is None:
                 raise RunError(f"{where}: {word} needs a value")
@@ -422,13 +447,16 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
 
     for word in words:
         if isinstance(word, Dash):
-            loose = False  # as dig: from here on, a type or class word is a name
+            # as dig: from here on, a type or class word is a name (not after -q)
+            loose = loose and word.flag == "-q"
             if word.flag == "-x":
                 try:
                     new_name(dns.reversename.from_address(word.value).to_text())
-                except (ValueError, dns.exception.DNSException):
-                    raise RunError(f"-x {word.value}: not an IP address") from None
+                except (ValueError, dns.exception.DNSException):  # as dig: its words reversed
+                    new_name(".".join(reversed(word.value.split("."))) + ".in-addr.arpa.")
                 scope().reverse = True
+            elif word.flag == "-q":  # dig -q NAME: a name, whatever it reads as
+                new_name(word.value)
             elif word.flag == "-t":
                 set_type(word.value, word.strict)
             else:
@@ -491,6 +519,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             elif key in ("+notls-ca", "+notls-hostname", "+notls-certfile",
                          "+notls-keyfile") and not eq:  # fmt: skip
                 setattr(at, key[3:].replace("-", "_"), None)
+                _tls_off(at)  # dig 9.18.49: each +notls-WORD is +notls too
             elif key in ("+noopcode", "+nosubnet") and not eq:
                 setattr(at, key[3:], 0 if key == "+noopcode" else None)
             elif key in DIG_FLAGS and not eq and DIG_FLAGS[key][0] == "tcp" and not top:
@@ -500,18 +529,25 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 setattr(at, attr, on)
                 if attr == "tcp":  # dig's tcp_mode_set: IXFR=N +notcp goes over UDP
                     at.tcp_set = True
+                if attr == "tls":  # dig's tls_mode: +tls wins over +https (DoT)
+                    at.tls_mode = on
+                    if not on:
+                        _tls_off(at)
                 if key in ("+nsid", "+cookie"):
                     at.edns = max(at.edns, 0)
                 if key == "+short" and on:  # dig: +short turns the lookup's rrcomments off
                     at.rrcomments = False
-                    args.show["cmd"] = False  # and printcmd: `+short +cmd` has its banner
+                    _short_sections(args, scope() if names else args)
             elif key in DIG_VALUES and eq:
                 try:
-                    n = float(value) if key == "+time" else int(value) + (key == "+retry")
+                    n = float(value) if key == "+time" else int(value)
                 except ValueError:
                     raise dig_error(f"{word}: expected a number", 10) from None
-                if n < 0 and key in ("+edns", "+bufsize"):
+                if n < 0 and key in ("+edns", "+bufsize", "+time", "+timeout", "+tries", "+retry"):
                     raise dig_error(f"{word}: expected a number from 0", 10)
+                n += key == "+retry"
+                if n == 0 and key in ("+time", "+timeout", "+tries"):
+                    n = 1  # dig 9.18: +time=0 and +tries=0 are 1, silently
                 setattr(at, DIG_VALUES[key], n)
             elif not eq and _display(args, key, at):
                 pass
@@ -559,8 +595,9 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
     if args.port is not None:
         if not 1 <= args.port <= 65535:
             raise RunError(f"-p {args.port}: bad port")
-        if args.server is None and not any(own_servers):
-            raise RunError("-p PORT needs a server: @ADDR or --server ADDR")
+        if args.server is None and not any(own_servers) and not getattr(args, "servers", None):
+            # dig: resolv.conf's servers at that port (this host's, as dig reads it)
+            args.servers = switches.resolv_conf_servers(args.family)
     for i, mine in enumerate(own_servers):
         if mine:  # as dig: the query's servers are every query's, then its own
             if scopes[i] is None:

@@ -19,6 +19,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+import dns.edns
 import dns.exception
 import dns.flags
 import dns.message
@@ -150,6 +151,7 @@ async def dns_query(
         expect_opt = isinstance(cookie, bytes)
     rtype = "IXFR" if ixfr_serial is not None else parse_qtype(qtype)
     qclass = parse_qclass(qclass)
+    learn = cookie is True  # dig's own cookie: a TCP retry sends the server's back
     if cookie is True:
         cookie = random.randbytes(8)
     elif isinstance(cookie, bytes) and not (len(cookie) == 8 or 16 <= len(cookie) <= 40):
@@ -178,9 +180,7 @@ async def dns_query(
         if ixfr_serial is not None:
             as_ixfr(query, ixfr_serial, qclass)
         if tsig is not None:
-            from packetlab.measure.dnstsig import sign
-
-            sign(query, tsig)
+            _sign(query, tsig)
         result = DnsResult(name.to_text(), rtype, str(addr), port, "udp", notes=result.notes,
                            qclass=qclass, cookie=sent_cookie, tsig_key=tsig)  # fmt: skip
         if keep_query:
@@ -193,6 +193,17 @@ async def dns_query(
             msg = await _over_udp(session, query, result, addr, timeout, attempts, recorder, icmp)
             if msg is not None and msg.flags & dns.flags.TC and tcp_fallback:
                 notes = [*result.notes, "Truncated, retrying in TCP mode."]
+                full = _server_cookie(msg, sent_cookie) if learn else None
+                if full is not None:  # dig 9.18: the retry carries the server's cookie
+                    query = _make_query(name, rtype, version, payload, dnssec, recursion,
+                                        qclass, nsid, full, bits)  # fmt: skip
+                    if ixfr_serial is not None:
+                        as_ixfr(query, ixfr_serial, qclass)
+                    if tsig is not None:
+                        _sign(query, tsig)
+                    if keep_query and result.query_wire is not None:
+                        earlier = [*earlier, result.query_wire]
+                        result.query_before, result.query_wire = earlier, _render(query)
                 result = DnsResult(result.qname, rtype, result.server, port, "tcp",
                                    truncated=True, notes=notes, qclass=qclass,
                                    cookie=sent_cookie, tsig_key=tsig,
@@ -216,6 +227,24 @@ async def dns_query(
 
 
 NO_OPT_NOTE = "expected opt record in response"
+
+
+def _sign(query: dns.message.Message, tsig: Any) -> None:
+    from packetlab.measure.dnstsig import sign  # (only with a key: -y, -k)
+
+    sign(query, tsig)
+
+
+def _server_cookie(msg: dns.message.Message, sent: bytes | None) -> bytes | None:
+    """The whole COOKIE of a reply (ours and the server's, 16..40 bytes) when it starts
+    with the client cookie `sent`; None otherwise."""
+    if sent is None:
+        return None
+    for option in msg.options:
+        data = option.to_wire() or b""
+        if option.otype == dns.edns.OptionType.COOKIE and 16 <= len(data) <= 40:
+            return bytes(data) if data[:8] == sent[:8] else None
+    return None
 
 
 def _refuse_lenient(result: DnsResult) -> None:

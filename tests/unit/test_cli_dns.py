@@ -423,9 +423,12 @@ def test_class_words_and_dash_c_as_dig() -> None:
 
 def test_batch_file_lines_and_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """-f FILE: a query line per line (its options its own, but for dig's globals),
-    blank lines skipped; too many lines or too long a line refused up front."""
+    blank, `#` and `;` lines before the first query line skipped, as dig 9.18 reads the
+    file (a blank line after it is the root's NS: below); too many lines or too long a
+    line refused up front."""
     f = tmp_path / "batch"
-    f.write_text("a.test\n\nmx.test MX +noall +answer\n-x 192.0.2.1 +tcp\n-t TXT -c CH v.b\n")
+    f.write_text("\n# x\n; y\na.test\nmx.test MX +noall +answer\n-x 192.0.2.1 +tcp\n"
+                 "-t TXT -c CH v.b\n")  # fmt: skip
     a = parse("@127.0.0.1", "-p", "53", "-f", str(f))
     got = [(n, t, c, o.tcp, o.show["stats"], o.show["cmd"], o.server, o.port)
            for n, t, c, o in a.plan]  # fmt: skip
@@ -438,6 +441,14 @@ def test_batch_file_lines_and_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     ]
     assert a.plan[0][3].batch_words == ["a.test"]  # dig's banner for the line shows it
     monkeypatch.setattr(run_dns_switches, "BATCH_LINES", 3)
+    f.write_text("a.test\n\n#x\n")  # after the first query line: dig asks each
+    assert [(n, t) for n, t, _, _ in parse("-f", str(f)).plan] == [
+        ("a.test", None), (".", ["NS"]), ("#x", None)]  # fmt: skip
+    f.write_text("\n# only\n")  # none at all: nothing asked, as dig (was an error)
+    assert parse("-f", str(f)).plan == []
+    f.write_text("#x\n\nb.test\n")  # a name on the command line: the file's first still
+    assert [n for n, _, _, _ in parse("a.test", "-f", str(f)).plan] == ["a.test", "b.test"]
+    f.write_text("a.test\n" * 4)
     with pytest.raises(RunError, match=r"-f .*batch: more than 3 lines \(the cap"):
         parse("-f", str(f))
     f.write_text("a" * 5000 + "\n")
@@ -468,7 +479,8 @@ def test_options_after_a_name_are_its_own() -> None:
     a = parse("+tcp", "a.test", "+dnssec", "+noall", "+answer", "b.test", "+short", "+time=3")
     (_, _, _, first), (_, _, _, second) = a.plan
     assert first is not None and first.dnssec and first.tcp and not first.show["stats"]
-    assert second is None and not a.dnssec and a.tcp and a.show["stats"]
+    assert second is not None and not second.dnssec and second.tcp and a.show["stats"]
+    assert not second.show["stats"] and second.show["answer"]  # +short: b.test's sections
     assert a.short and a.wait == 3.0 and not a.show["cmd"]  # +noall's cmd: dig's global
 
 
@@ -621,9 +633,14 @@ def test_a_reply_cut_short_shows_what_parsed_as_dig() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [  # was one line for both, "--wait must be in (0, 60] and --tries 1..10"
-        (["+tries=0", "a.test"], r"^\+tries/--tries 0: must be 1\.\.10 \(\+retry=N: N\+1 tries\)$"),
+        (
+            ["+tries=11", "a.test"],
+            r"^\+tries/--tries 11: must be 1\.\.10 \(\+retry=N: N\+1 tries\)$",
+        ),
         (["+retry=20", "a.test"], r"^\+tries/--tries 21: must be 1\.\.10"),
-        (["+time=0", "a.test"], r"^\+time/--wait 0: must be in \(0, 60\] seconds$"),
+        (["+time=61", "a.test"], r"^\+time/--wait 61: must be in \(0, 60\] seconds$"),
+        (["--wait", "0", "a.test"], r"^\+time/--wait 0: must be in \(0, 60\] seconds$"),
+        (["--tries", "0", "a.test"], r"^\+tries/--tries 0: must be 1\.\.10"),
         (["--wait", "61", "a.test"], r"^\+time/--wait 61: must be in"),
     ],
 )

@@ -295,11 +295,12 @@ def test_dns_takes_digs_words() -> None:
     for argv, message in [
         (["+dns64prefix", "x.test"], r"\+dns64prefix: dig option not supported here"),
         (["+time=soon", "x.test"], r"\+time=soon: expected a number"),
-        (["-x", "nope"], "-x nope: not an IP address"),
-        (["-p", "53", "x.test"], "-p PORT needs a server"),
     ]:
         with pytest.raises(RunError, match=message):
             run_dns_words.dig_style(parse("dns", *argv))
+    a = parse("dns", "-x", "nope")  # since session 18, as dig: its words reversed
+    run_dns_words.dig_style(a)
+    assert a.plan[0][0] == "nope.in-addr.arpa."
 
 
 def test_dns_short_prints_only_the_data_as_dig() -> None:

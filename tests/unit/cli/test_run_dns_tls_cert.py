@@ -50,13 +50,15 @@ def test_client_certificate_words_as_dig(tmp_path: Path) -> None:
     crt, key = make_pair(tmp_path)
     a = parse(f"+tls-certfile={crt}", f"+tls-keyfile={key}", "a.test")
     assert (a.tls, a.tls_certfile, a.tls_keyfile) == (True, str(crt), str(key))  # TLS on
-    assert run_dns._client_cert(a) == (str(crt), str(key)) and not run_dns._tls_half(a)
+    assert run_dns._client_cert(a) == (str(crt), str(key)) and run_dns._tls_unmade(a) is None
     client = run_dns._dot_client(a, run_dns._client_cert(a))
     assert client.ctx is not None
-    a = parse(f"+tls-certfile={crt}", f"+tls-keyfile={key}", "+notls-keyfile", "a.test")
-    assert a.tls and a.tls_keyfile is None and run_dns._tls_half(a)  # dig's line
-    assert run_dns._tls_half(parse(f"+tls-keyfile={key}", "+https", "a.test"))
-    assert not run_dns._tls_half(parse(f"+tls-keyfile={key}", "+http-plain", "a.test"))
+    a = parse(f"+tls-certfile={crt}", f"+tls-keyfile={key}", "+notls-keyfile", "+tls", "a.test")
+    assert (
+        a.tls and a.tls_keyfile is None and run_dns._tls_unmade(a) == run_dns.TLS_HALF
+    )  # dig's line
+    assert run_dns._tls_unmade(parse(f"+tls-keyfile={key}", "+https", "a.test")) == run_dns.TLS_HALF
+    assert run_dns._tls_unmade(parse(f"+tls-keyfile={key}", "+http-plain", "a.test")) is None
     with pytest.raises(RunError, match="TLS certificate file is not specified"):
         parse("+tls-certfile", "a.test")
     with pytest.raises(RunError, match="TLS key file is not specified"):
