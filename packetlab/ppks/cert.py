@@ -21,6 +21,7 @@ from .errors import CertificateError, Reason
 from .limits import CertLimits
 
 __all__ = [
+    "MAX_NV_PAIRS",
     "OID_CERT_INFO",
     "OID_CERT_LIMIT",
     "CertType",
@@ -40,6 +41,10 @@ OID_SKI = "2.5.29.14"
 OID_KEY_USAGE = "2.5.29.15"
 OID_BASIC_CONSTRAINTS = "2.5.29.19"
 # Allowed but not interpreted (§4.3): CRL Distribution Points, Freshest CRL, AIA, SIA.
+# name=value pairs per cert_info / cert_limit: ppksman writes at most 14 known names (and
+# a few aux ones); any stranger can make a certificate, and each pair costs its parse on
+# every handshake that presents it.
+MAX_NV_PAIRS = 64
 _IGNORED_OK = {
     "2.5.29.31": "crlDistributionPoints",
     "2.5.29.46": "freshestCRL",
@@ -205,6 +210,12 @@ def parse_nv_extension(value: bytes, oid: str) -> list[NVPair]:
         raise _fail(enc, f"not a DER OCTET STRING: {e}") from None
     if not inner.value:
         raise _fail(enc, "empty string (SIZE(1..MAX))")
+    pairs = inner.value.count(b";")
+    if pairs > MAX_NV_PAIRS:  # counted before any is parsed
+        raise _fail(
+            Reason.TOO_MANY_NV_PAIRS,
+            f"{'cert_info' if is_info else 'cert_limit'} of {pairs} pairs (at most {MAX_NV_PAIRS})",
+        )
     try:
         return parse_nvlist(inner.value, allow_optional=not is_info)
     except NVListError as e:
