@@ -114,3 +114,46 @@ def test_dest_matching_without_ipaddress_objects() -> None:
         assert limits.dest_allowed(addr) is want, addr
     assert dests._nets is None  # matching made no ipaddress network
     assert [str(n) for n in dests] == ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"]
+
+
+def test_a_chain_seen_again_is_neither_parsed_nor_signature_checked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from packetlab.ppks import cert as cert_mod
+
+    pubcmd, exppriv = good(CertType.PUBCMD, "exper", "xc"), good(EXP, "eop", "exper")
+    calls = {"parse": 0, "verify": 0}
+    real_parse = cert_mod._parse
+
+    def counting_parse(data: bytes) -> cert_mod.Certificate:
+        calls["parse"] += 1
+        return real_parse(data)
+
+    monkeypatch.setattr(cert_mod, "_parse", counting_parse)
+    monkeypatch.setattr(cert_mod, "_PARSED", cert_mod.LRU(256))
+    monkeypatch.setattr(cert_mod, "_SIGNED", cert_mod.LRU(512))
+    for _ in range(3):
+        chain = verify_chain(AuthMode.ENDPOINT_AUTH_CONTROLLER, [pubcmd, exppriv], (), NOW)
+        assert chain.leaf.cert_type is CertType.PUBCMD
+    assert calls["parse"] == 2  # once per certificate, not once per check
+    assert len(cert_mod._SIGNED) == 1
+    # a wrong signer is a cached False, never a True
+    leaf = parse_certificate(pubcmd)
+    assert not leaf.signed_by(bytes(32)) and not leaf.signed_by(bytes(32))
+    # big certificates are not kept (the caches stay small); refusals are not cached
+    big = _ca(b"valid_dest=" + _dests(MAX_VALID_DEST) + b";")
+    assert len(big) > cert_mod.MAX_CACHED_DER
+    parse_certificate(big)
+    parse_certificate(big)
+    assert calls["parse"] == 4 and len(cert_mod._PARSED) == 2
+
+
+def test_the_lru_keeps_the_most_recently_used() -> None:
+    from packetlab.ppks.certcache import LRU
+
+    c: LRU[int, str] = LRU(2)
+    c.put(1, "a")
+    c.put(2, "b")
+    assert c.get(1) == "a"
+    c.put(3, "c")  # 2 was the least recently used
+    assert (c.get(1), c.get(2), c.get(3)) == ("a", None, "c")
