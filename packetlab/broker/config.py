@@ -43,6 +43,10 @@ class BrokerConfig:
     error_delay_max: float = 30.0
     fanout_batch: int = 65536  # notifications written per reactor turn
     delivery_linger: float = 3600.0  # s a delivery record outlives its publications
+    # live publications: all together, of one agent key, from one source address
+    max_publications: int = 10_000
+    max_per_key: int = 1_000
+    max_per_address: int = 5_000
     warnings: list[str] = field(default_factory=list)
     # key -> where its value came from ("broker.conf:3", "--cert"), for error messages
     origins: dict[str, str] = field(default_factory=dict)
@@ -150,6 +154,24 @@ def _set_batch(c: BrokerConfig, v: str) -> None:
     c.fanout_batch = int(v)
 
 
+def _count(v: str) -> int:
+    if not v.isascii() or not v.isdigit() or not 1 <= int(v) <= 1_000_000:
+        raise ConfigError(f"expected a count from 1 to 1000000, got {v!r}")
+    return int(v)
+
+
+def _set_max_pubs(c: BrokerConfig, v: str) -> None:
+    c.max_publications = _count(v)
+
+
+def _set_max_per_key(c: BrokerConfig, v: str) -> None:
+    c.max_per_key = _count(v)
+
+
+def _set_max_per_address(c: BrokerConfig, v: str) -> None:
+    c.max_per_address = _count(v)
+
+
 _HANDLERS: dict[str, Callable[[BrokerConfig, str], None]] = {
     "BrokerCertPath": _set_cert,
     "BrokerPrivKey": _set_key,
@@ -161,6 +183,9 @@ _HANDLERS: dict[str, Callable[[BrokerConfig, str], None]] = {
     "ErrorDelayMax": _set_delay_max,
     "FanOutBatch": _set_batch,
     "DeliveryLinger": _set_linger,
+    "MaxPublications": _set_max_pubs,
+    "MaxPublicationsPerKey": _set_max_per_key,
+    "MaxPublicationsPerAddress": _set_max_per_address,
 }
 KNOWN_KEYS = tuple(_HANDLERS)
 

@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from packetlab.logbudget import LogBudget
 from packetlab.tls import default_pending_max, peer_of
 from packetlab.tls.directwrite import socket_connection
 from packetlab.wire.codec import encode
@@ -152,6 +153,8 @@ class BrokerFactory(Factory):
         self.unproven_max = default_pending_max()
         self.evicted = 0
         self._saturated = False
+        # refusals a peer causes at will (a full table, a key's or address's share)
+        self.refusal_log = LogBudget(reactor.seconds)
 
     def buildProtocol(self, addr: Any) -> BrokerProtocol:
         return BrokerProtocol(self)
@@ -261,6 +264,7 @@ class BrokerProtocol(Protocol):
             self.f.registry,
             link=self if self.f.role is Role.SUBSCRIBE else None,
             peer=f"{self.peer} agent={key.hex()[:16]}",
+            address=self.peer,
             clock=self.f.reactor.seconds,  # chains are checked on the clock of the timers
         )
         self.f.connections.add(self)
@@ -512,9 +516,15 @@ class BrokerProtocol(Protocol):
                 delay=delay,
             )
             return
+        more = ""
+        if answer.budgeted:
+            allowed = self.f.refusal_log.allow()
+            if allowed is None:
+                return
+            more = allowed
         self.log.warn(
             "refuse {what} peer={peer} code=0x{code:04x} ({name}) reason={reason} "
-            "delay={delay:.1f}s{closing}",
+            "delay={delay:.1f}s{closing}{more}",
             what=answer.what,
             peer=self.session.peer if self.session else self.peer,
             code=int(answer.status),
@@ -522,6 +532,7 @@ class BrokerProtocol(Protocol):
             reason=answer.reason,
             delay=delay,
             closing=" then close" if answer.close else "",
+            more=more,
         )
 
     def _release(self, answer: Answer, send: bool) -> None:

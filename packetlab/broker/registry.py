@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from twisted.logger import Logger
 
@@ -43,6 +43,8 @@ __all__ = [
     "FRAME_CACHE",
     "MAX_LINGERING",
     "MAX_LIVE_PUBLICATIONS",
+    "MAX_PER_ADDRESS",
+    "MAX_PER_KEY",
     "Publication",
     "Registry",
     "Subscriber",
@@ -53,6 +55,11 @@ __all__ = [
 # Live publications at once, all links together: each may hold a 4 KB xdescr (and its
 # parsed pairs and frames), and links are free (self-signed agent certificates).
 MAX_LIVE_PUBLICATIONS = 10_000
+# Shares of that table: public channels need no proof and agent keys are free, so one
+# publisher could fill it (157 links of 64) and every real one got EPUBBADXD. One key may
+# hold a tenth, one source address half (publishers behind one NAT share an address).
+MAX_PER_KEY = 1_000
+MAX_PER_ADDRESS = 5_000
 FRAME_CACHE = 4  # xnotify frames kept per publication (one per channel used)
 # Seconds the delivery record of an xdescr outlives its last publication: its endpoints
 # may still hold it (running, or pending in their pool) and crash on a second copy.
@@ -63,6 +70,9 @@ DELIVERY_LINGER = 3600.0
 MAX_LINGERING = 16 * 1024 * 1024
 _RECORD_COST = 256
 _PAIR_COST = 32
+
+
+K = TypeVar("K")
 
 
 class SharedStore(Protocol):
@@ -103,6 +113,7 @@ class Publication:
     pub_end_ns: int | None = None
     publisher: bytes = b""  # agent key of the publisher
     peer: str = "?"
+    address: str = ""  # the publisher's source address (its share of the table)
     live: bool = True
     delivered: int = 0
     origin: str | None = None  # shared-store key of a publication made at another broker
@@ -152,8 +163,14 @@ class Registry:
         linger: float = DELIVERY_LINGER,
         max_lingering: int = MAX_LINGERING,
         clock: Callable[[], float] = time.monotonic,
+        max_per_key: int = MAX_PER_KEY,
+        max_per_address: int = MAX_PER_ADDRESS,
     ) -> None:
         self.max_publications = max_publications  # live, broker-wide (xpub refused past it)
+        self.max_per_key = max_per_key  # live publications of one agent key
+        self.max_per_address = max_per_address  # live publications from one address
+        self._per_key: dict[bytes, int] = {}  # this broker's own publications only
+        self._per_address: dict[str, int] = {}
         self.linger = linger
         self.max_lingering = max_lingering
         self.clock = clock
@@ -208,6 +225,31 @@ class Registry:
 
     # ---------------------------------------------------------------- publications
 
+    def refusal(self, publisher: bytes, address: str) -> str | None:
+        """Why a new publication of `publisher` from `address` may not be taken (the table
+        is full, or the key or the address holds its share), or None."""
+        if len(self.publications) >= self.max_publications:
+            return f"the broker holds {self.max_publications} live publications, its limit"
+        held = self._per_key.get(publisher, 0)
+        if held >= self.max_per_key:
+            return (
+                f"agent key {publisher.hex()[:16]} holds {held} live publications, "
+                f"its share (MaxPublicationsPerKey {self.max_per_key})"
+            )
+        held = self._per_address.get(address, 0)
+        if held >= self.max_per_address:
+            return (
+                f"address {address} holds {held} live publications, "
+                f"its share (MaxPublicationsPerAddress {self.max_per_address})"
+            )
+        return None
+
+    def _count(self, pub: Publication, step: int) -> None:
+        if pub.origin is not None:  # another broker's: counted there
+            return
+        _bump(self._per_key, pub.publisher, step)
+        _bump(self._per_address, pub.address, step)
+
     def publish(
         self,
         channels: tuple[bytes, ...],
@@ -219,6 +261,7 @@ class Registry:
         publisher: bytes = b"",
         peer: str = "?",
         origin: str | None = None,
+        address: str = "",
     ) -> tuple[Publication, int]:
         """Add a publication and offer it to every matching subscriber; returns it and
         the number of subscribers it was offered to."""
@@ -226,7 +269,9 @@ class Registry:
             next(self._ids), channels, xdescr, pairs, priority, pub_end_ns, publisher, peer
         )
         pub.origin = origin
+        pub.address = address
         self.publications[pub.pub_id] = pub
+        self._count(pub, 1)
         if self.store is not None and origin is None:
             self.store.published(pub)
         refs = self._xdescr_refs.get(xdescr, 0)
@@ -256,6 +301,7 @@ class Registry:
             return
         pub.live = False
         del self.publications[pub.pub_id]
+        self._count(pub, -1)
         if self.store is not None and pub.origin is None:
             self.store.withdrawn(pub)
         for ch in pub.channels:
@@ -369,6 +415,14 @@ class Registry:
             "channels": chans,
             "notified": self.notified,
         }
+
+
+def _bump(counts: dict[K, int], key: K, step: int) -> None:
+    n = counts.get(key, 0) + step
+    if n > 0:
+        counts[key] = n
+    else:
+        counts.pop(key, None)
 
 
 def channel_label(channel: bytes) -> str:

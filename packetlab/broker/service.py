@@ -30,7 +30,13 @@ from packetlab.tls import (
 )
 
 from .protocol import IDLE_TIMEOUT, BrokerFactory
-from .registry import DELIVERY_LINGER, Registry
+from .registry import (
+    DELIVERY_LINGER,
+    MAX_LIVE_PUBLICATIONS,
+    MAX_PER_ADDRESS,
+    MAX_PER_KEY,
+    Registry,
+)
 from .session import Role
 from .throttle import Throttle
 
@@ -67,10 +73,19 @@ class BrokerService(service.Service):
         store: str = "memory:",
         fanout_batch: int = 65536,
         delivery_linger: float = DELIVERY_LINGER,
+        max_publications: int = MAX_LIVE_PUBLICATIONS,
+        max_per_key: int = MAX_PER_KEY,
+        max_per_address: int = MAX_PER_ADDRESS,
     ) -> None:
         self.reactor = reactor
         self.options = server_options(credentials)
-        self.registry = registry or Registry(linger=delivery_linger, clock=reactor.seconds)
+        self.registry = registry or Registry(
+            max_publications,
+            linger=delivery_linger,
+            clock=reactor.seconds,
+            max_per_key=max_per_key,
+            max_per_address=max_per_address,
+        )
         # Not `throttle or Throttle()`: an empty Throttle is falsy (it has __len__), so the
         # configured ErrorDelay/ErrorDelayMax were silently replaced by the defaults.
         self.throttle = throttle if throttle is not None else Throttle()

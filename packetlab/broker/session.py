@@ -50,6 +50,7 @@ class Answer:
     what: str  # "xcert", "xsub", "xpub", or the frame's kind
     reason: str = ""
     close: bool = False
+    budgeted: bool = False  # logged within the link factory's LogBudget
 
     @property
     def ok(self) -> bool:
@@ -63,6 +64,7 @@ class BrokerSession:
     # One per connection (10,000s on a busy broker): no per-instance dict.
     __slots__ = (
         "_pending_pub",
+        "address",
         "agent_key",
         "clock",
         "closed",
@@ -83,9 +85,11 @@ class BrokerSession:
         *,
         link: SubscriberLink | None = None,
         peer: str = "?",
+        address: str = "",
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.role = role
+        self.address = address
         self.agent_key = agent_key
         self.registry = registry
         self.link = link
@@ -188,11 +192,9 @@ class BrokerSession:
             return Answer(
                 Status.EPUBBADXD, "xpub", f"more than {MAX_PUBLICATIONS} publications on one link"
             )
-        limit = self.registry.max_publications
-        if len(self.registry.publications) >= limit:
-            return Answer(
-                Status.EPUBBADXD, "xpub", f"the broker holds {limit} live publications, its limit"
-            )
+        full = self.registry.refusal(self.agent_key, self.address)
+        if full is not None:  # a peer can cause these at will: their lines are budgeted
+            return Answer(Status.EPUBBADXD, "xpub", full, budgeted=True)
         grant = check_publication(
             certs, self.agent_key, msg.chlist, msg.eopkey, msg.xdescr, self._now()
         )
@@ -216,6 +218,7 @@ class BrokerSession:
             pub_end_ns=grant.pub_end_ns,
             publisher=self.agent_key,
             peer=self.peer,
+            address=self.address,
         )
         pub.valid_until = grant.valid_until
         self.publications.append(pub)

@@ -19,7 +19,8 @@ class Options(TapOptions):
     tapname = "pktbroker"
     synopsis = (
         "[--config FILE] [--cert AGENT_CERT] [--private-key KEY] [--publish ENDPOINT] "
-        "[--subscribe ENDPOINT] [--store URL]"
+        "[--subscribe ENDPOINT] [--store URL] [--max-publications N] "
+        "[--max-publications-per-key N] [--max-publications-per-address N]"
     )
     longdesc = (
         "Run a PacketLab broker: controllers publish experiments on the publish port, "
@@ -34,7 +35,8 @@ class Options(TapOptions):
         "tcp6:20557:interface=\\:\\:. Settings in FILE (default ~/.pktlab/broker.conf if "
         "it exists) use the keys BrokerCertPath, BrokerPrivKey, PublishListen, "
         "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax, FanOutBatch, "
-        "DeliveryLinger; options win."
+        "DeliveryLinger, MaxPublications, MaxPublicationsPerKey, MaxPublicationsPerAddress; "
+        "options win."
     )
     optParameters: list[list[Any]] = [
         ["config", "c", None, "broker.conf path (default ~/.pktlab/broker.conf if it exists)."],
@@ -49,6 +51,16 @@ class Options(TapOptions):
         ["store", None, None,
          "Shared state: memory: (default, this process only) or redis://HOST:PORT/N "
          "to share publications and delivery records with other brokers."],
+        ["max-publications", None, None,
+         "Live publications the broker holds, all publishers together; an xpub past it is "
+         "refused with EPUBBADXD [default: 10000]."],
+        ["max-publications-per-key", None, None,
+         "Live publications one publisher agent key may hold (public channels need no "
+         "proof and keys are free to make: one key must not fill the table); past it, "
+         "EPUBBADXD [default: 1000]."],
+        ["max-publications-per-address", None, None,
+         "Live publications from one source address, all its keys together (publishers "
+         "behind one NAT share it); past it, EPUBBADXD [default: 5000]."],
     ]  # fmt: skip
 
     def postOptions(self) -> None:
@@ -65,6 +77,9 @@ class Options(TapOptions):
             ("publish", "PublishListen"),
             ("subscribe", "SubscribeListen"),
             ("store", "Store"),
+            ("max-publications", "MaxPublications"),
+            ("max-publications-per-key", "MaxPublicationsPerKey"),
+            ("max-publications-per-address", "MaxPublicationsPerAddress"),
         ):
             if self[opt] is not None:
                 try:
@@ -190,5 +205,8 @@ def makeService(options: Options) -> IService:
         store=cfg.store,
         fanout_batch=cfg.fanout_batch,
         delivery_linger=cfg.delivery_linger,
+        max_publications=cfg.max_publications,
+        max_per_key=cfg.max_per_key,
+        max_per_address=cfg.max_per_address,
     )
     return svc

@@ -17,10 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from packetlab.wire.nvlist import NVListError, NVPair, NVRule, parse_nvlist
 
 from . import der
+from .certcache import LRU, MAX_CACHED_DER
 from .errors import CertificateError, Reason
 from .limits import CertLimits
 
 __all__ = [
+    "MAX_NV_PAIRS",
     "OID_CERT_INFO",
     "OID_CERT_LIMIT",
     "CertType",
@@ -40,6 +42,10 @@ OID_SKI = "2.5.29.14"
 OID_KEY_USAGE = "2.5.29.15"
 OID_BASIC_CONSTRAINTS = "2.5.29.19"
 # Allowed but not interpreted (§4.3): CRL Distribution Points, Freshest CRL, AIA, SIA.
+# name=value pairs per cert_info / cert_limit: ppksman writes at most 14 known names (and
+# a few aux ones); any stranger can make a certificate, and each pair costs its parse on
+# every handshake that presents it.
+MAX_NV_PAIRS = 64
 _IGNORED_OK = {
     "2.5.29.31": "crlDistributionPoints",
     "2.5.29.46": "freshestCRL",
@@ -150,11 +156,18 @@ class Certificate:
 
     def signed_by(self, signer_public_key: bytes) -> bool:
         """True when `signer_public_key` (raw 32 bytes) made this certificate's signature."""
+        small = len(self.der) <= MAX_CACHED_DER
+        key = (self.der, bytes(signer_public_key))
+        if small and (known := _SIGNED.get(key)) is not None:
+            return known
         try:
             Ed25519PublicKey.from_public_bytes(signer_public_key).verify(self.signature, self.tbs)
+            ok = True
         except (InvalidSignature, ValueError):
-            return False
-        return True
+            ok = False
+        if small:
+            _SIGNED.put(key, ok)
+        return ok
 
     def to_pem(self) -> bytes:
         return certificate_pem(self.der)
@@ -205,6 +218,12 @@ def parse_nv_extension(value: bytes, oid: str) -> list[NVPair]:
         raise _fail(enc, f"not a DER OCTET STRING: {e}") from None
     if not inner.value:
         raise _fail(enc, "empty string (SIZE(1..MAX))")
+    pairs = inner.value.count(b";")
+    if pairs > MAX_NV_PAIRS:  # counted before any is parsed
+        raise _fail(
+            Reason.TOO_MANY_NV_PAIRS,
+            f"{'cert_info' if is_info else 'cert_limit'} of {pairs} pairs (at most {MAX_NV_PAIRS})",
+        )
     try:
         return parse_nvlist(inner.value, allow_optional=not is_info)
     except NVListError as e:
@@ -410,8 +429,12 @@ def parse_certificate(data: bytes) -> Certificate:
     Raises `CertificateError` whose `reason` names the rule broken. Does not check
     validity times or the signature (that needs the chain: see `verify_chain`).
     """
+    data = bytes(data)
+    cert = _PARSED.get(data) if len(data) <= MAX_CACHED_DER else None
+    if cert is not None:
+        return cert
     try:
-        return _parse(data)
+        cert = _parse(data)
     except der.DERError as e:
         raise _fail(Reason.MALFORMED_DER, str(e)) from None
     except CertificateError:
@@ -420,6 +443,15 @@ def parse_certificate(data: bytes) -> Certificate:
         # A conversion no rule above foresaw (as int() of over 4,300 digits and the year
         # 0 were): still a refusal of this certificate, never a traceback in the caller.
         raise _fail(Reason.MALFORMED_DER, f"undecodable field: {e}") from None
+    if len(data) <= MAX_CACHED_DER:
+        _PARSED.put(cert.der, cert)
+    return cert
+
+
+# Parsed certificates by their DER bytes, and signature checks by (DER, signer key):
+# both pure, so a hit is the same answer (certcache).
+_PARSED: LRU[bytes, Certificate] = LRU(256)
+_SIGNED: LRU[tuple[bytes, bytes], bool] = LRU(512)
 
 
 def _parse(data: bytes) -> Certificate:

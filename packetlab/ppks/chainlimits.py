@@ -16,6 +16,7 @@ from .limits import (
     NS_PER_S,
     BurstRate,
     CertLimits,
+    DestList,
     IPAddress,
     IPNetwork,
     min_present,
@@ -39,14 +40,17 @@ class Limits:
     burst_rate_byte: tuple[BurstRate, ...] = ()
     burst_rate_pkt: tuple[BurstRate, ...] = ()
     # One tuple per certificate that has valid_dest: a destination must match every one.
-    valid_dest: tuple[tuple[IPNetwork, ...], ...] = ()
+    valid_dest: tuple[Sequence[IPNetwork], ...] = ()
     src_ip_spoofing: bool = False
     filter_digests: tuple[bytes, ...] = field(default=())
 
     def dest_allowed(self, addr: str | IPAddress) -> bool:
         """True when `addr` matches at least one entry of every cert's valid_dest."""
         ip = ipaddress.ip_address(addr) if isinstance(addr, str) else addr
-        return all(any(ip in net for net in nets) for nets in self.valid_dest)
+        return all(
+            nets.matches(ip) if isinstance(nets, DestList) else any(ip in n for n in nets)
+            for nets in self.valid_dest
+        )
 
     def priority_allowed(self, priority: int) -> bool:
         return self.max_num_priority is None or priority <= self.max_num_priority

@@ -60,6 +60,9 @@ class Reason(enum.Enum):
     BAD_BURST_RATE = "bad_burst_rate"
     BAD_VALID_DEST = "bad_valid_dest"
     BAD_SRC_IP_SPOOFING = "bad_src_ip_spoofing"
+    TOO_MANY_NV_PAIRS = "too_many_nv_pairs"
+    TOO_MANY_VALID_DEST = "too_many_valid_dest"
+    TOO_MANY_BURST_RATES = "too_many_burst_rates"
     # chain validation (§4.4)
     EMPTY_CHAIN = "empty_chain"
     NOT_YET_VALID = "not_yet_valid"

@@ -7,7 +7,8 @@ a chain combine (§4.5) is `chainlimits`.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+import socket
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ __all__ = [
     "NS_PER_S",
     "BurstRate",
     "CertLimits",
+    "DestList",
     "IPNetwork",
 ]
 
@@ -29,6 +31,12 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 U64_MAX = 2**64 - 1
 NS_PER_S = 1_000_000_000
 DIGEST_HEX_LEN = 64
+# Caps on what one cert_limit may list. Any stranger can make a CA-type certificate and
+# present it next to an agent leaf, and each entry cost ~10-30 us to parse, on every
+# handshake. No legitimate certificate needs more (ppksman writes what its operator types;
+# the reference endpoint runs at most MAX_PROG_NUM = 100 monitors, PROTOCOL.md §3).
+MAX_VALID_DEST = 1024  # valid_dest entries per certificate
+MAX_BURST_RATES = 64  # COUNT/WINDOW items per max_burst_rate_* field
 
 
 class BurstRate(NamedTuple):
@@ -50,7 +58,8 @@ _DECIMALS = ("max_num_priority", "max_socket_count", *COUNTERS)
 
 
 def _bad(reason: Reason, name: str, value: str, why: str) -> CertificateError:
-    return CertificateError(reason, f"{name}={value!r}: {why}", field=name)
+    shown = value if len(value) <= 80 else f"{value[:80]}... ({len(value)} characters)"
+    return CertificateError(reason, f"{name}={shown!r}: {why}", field=name)
 
 
 def parse_digests(name: str, value: str) -> tuple[bytes, ...]:
@@ -75,6 +84,13 @@ def parse_decimal(name: str, value: str) -> int:
 
 
 def parse_burst_rates(name: str, value: str) -> tuple[BurstRate, ...]:
+    if value.count(",") >= MAX_BURST_RATES:  # counted before any is parsed
+        n = value.count(",") + 1
+        raise CertificateError(
+            Reason.TOO_MANY_BURST_RATES,
+            f"{name}: {n} windows (at most {MAX_BURST_RATES} per certificate)",
+            field=name,
+        )
     rates = []
     for item in value.split(","):
         cnt, sep, win = item.partition("/")
@@ -93,25 +109,94 @@ def parse_burst_rates(name: str, value: str) -> tuple[BurstRate, ...]:
     return tuple(rates)
 
 
+def _dest_entry(text: str) -> tuple[int, int, int]:
+    """(version, address as int, prefixlen) of `addr[/prefixlen]`: inet_pton in C, the
+    same forms `ipaddress` takes (dotted quads without leading zeros, RFC 4291 text),
+    at a tenth of its cost. ValueError if not an address."""
+    addr, sep, plen = text.partition("/")
+    family, version, full = (socket.AF_INET6, 6, 128) if ":" in addr else (socket.AF_INET, 4, 32)
+    try:
+        packed = socket.inet_pton(family, addr)
+    except OSError:
+        raise ValueError(f"{addr!r} is not an IPv{version} address") from None
+    if not sep:
+        return version, int.from_bytes(packed, "big"), full
+    if not (plen.isascii() and plen.isdigit()) or len(plen) > 3 or int(plen) > full:
+        raise ValueError(f"bad prefix length {plen!r}")
+    return version, int.from_bytes(packed, "big"), int(plen)
+
+
+class DestList(Sequence[IPNetwork]):
+    """The valid_dest of one certificate: checked when parsed, kept as integers, and made
+    into `ipaddress` networks only when read as a sequence (a handshake parses every
+    certificate presented, and only the verified chain's limits are ever used)."""
+
+    __slots__ = ("_entries", "_nets")
+
+    def __init__(self, entries: Sequence[tuple[int, int, int]]) -> None:
+        self._entries = tuple(entries)
+        self._nets: tuple[IPNetwork, ...] | None = None
+
+    def _networks(self) -> tuple[IPNetwork, ...]:
+        if self._nets is None:
+            self._nets = tuple(
+                ipaddress.IPv4Network((a, p), strict=False)
+                if v == 4
+                else ipaddress.IPv6Network((a, p), strict=False)
+                for v, a, p in self._entries
+            )
+        return self._nets
+
+    def matches(self, ip: IPAddress) -> bool:
+        """True when `ip` is in one of the entries (no `ipaddress` object made)."""
+        version, x = ip.version, int(ip)
+        full = 32 if version == 4 else 128
+        return any(v == version and (x ^ a) >> full - p == 0 for v, a, p in self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, i: int) -> IPNetwork:  # type: ignore[override]
+        return self._networks()[i]
+
+    def __iter__(self) -> Iterator[IPNetwork]:
+        return iter(self._networks())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DestList):
+            return self._entries == other._entries
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(self._entries)
+
+    def __repr__(self) -> str:
+        return f"DestList({len(self._entries)} entries)"
+
+
 def parse_network(text: str) -> IPNetwork:
     """`addr[/prefixlen]`; IPv4 defaults to /32, IPv6 to /128. Host bits may be set."""
-    addr, sep, plen = text.partition("/")
-    ip = ipaddress.ip_address(addr)  # ValueError if not an address
-    if sep:
-        if not (plen.isascii() and plen.isdigit()) or len(plen) > 3:
-            raise ValueError(f"bad prefix length {plen!r}")
-        return ipaddress.ip_network((ip, int(plen)), strict=False)
-    return ipaddress.ip_network(ip)
+    v, a, p = _dest_entry(text)
+    if v == 4:
+        return ipaddress.IPv4Network((a, p), strict=False)
+    return ipaddress.IPv6Network((a, p), strict=False)
 
 
-def parse_valid_dest(name: str, value: str) -> tuple[IPNetwork, ...]:
-    nets = []
+def parse_valid_dest(name: str, value: str) -> DestList:
+    n = value.count(",") + 1
+    if n > MAX_VALID_DEST:  # counted before any is parsed
+        raise CertificateError(
+            Reason.TOO_MANY_VALID_DEST,
+            f"{name}: {n} networks (at most {MAX_VALID_DEST} per certificate)",
+            field=name,
+        )
+    entries = []
     for item in value.split(","):
         try:
-            nets.append(parse_network(item))
+            entries.append(_dest_entry(item))
         except ValueError as e:
             raise _bad(Reason.BAD_VALID_DEST, name, value, f"{item!r}: {e}") from None
-    return tuple(nets)
+    return DestList(entries)
 
 
 @dataclass(frozen=True)
@@ -129,7 +214,7 @@ class CertLimits:
     max_recv_pkt: int | None = None
     max_burst_rate_byte: tuple[BurstRate, ...] | None = None
     max_burst_rate_pkt: tuple[BurstRate, ...] | None = None
-    valid_dest: tuple[IPNetwork, ...] | None = None
+    valid_dest: Sequence[IPNetwork] | None = None  # a DestList when parsed
     src_ip_spoofing: bool | None = None
     # Reflex programs the experimenter may attach (docs/reflexes.md; not a reference name:
     # the reference keeps it as an aux field, and certificates without it are unchanged).

@@ -335,8 +335,9 @@ def test_a_subscriber_that_never_reads_costs_bounded_memory(
     assert lazy.recv() == wire.Result(0)
     pubs = []
     try:
-        for i in range(20):
-            pub = RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
+        for i in range(20):  # 20 keys: one key may hold 1,000 (MaxPublicationsPerKey)
+            who = Identity(home, tmp_path, f"pub{i}")
+            pub = RawClient(broker.pub_port, who.cert_path, who.key_path)
             pubs.append(pub)
             for j in range(64):
                 xd = b"controller_addr=127.0.0.1:9;sni_key=nr%dx%d;pad=%s;" % (i, j, b"x" * 3900)

@@ -102,6 +102,26 @@ def test_the_service_gives_the_linger_and_its_clock_to_the_registry() -> None:
     assert svc.registry.linger == 5.0 and svc.registry.clock() == 7
 
 
+def test_publication_share_options_reach_the_registry() -> None:
+    from twisted.internet.task import Clock
+
+    from packetlab.broker.service import BrokerService
+
+    o = parse("--max-publications", "50", "--max-publications-per-key", "5",
+              "--max-publications-per-address", "20")  # fmt: skip
+    cfg = o["broker_config"]
+    svc = BrokerService(Clock(), o["credentials"], publish="tcp:0", subscribe="tcp:0",
+                        max_publications=cfg.max_publications, max_per_key=cfg.max_per_key,
+                        max_per_address=cfg.max_per_address)  # fmt: skip
+    r = svc.registry
+    assert (r.max_publications, r.max_per_key, r.max_per_address) == (50, 5, 20)
+    with pytest.raises(
+        usage.UsageError,
+        match="--max-publications-per-key: MaxPublicationsPerKey: expected a count",
+    ):
+        parse("--max-publications-per-key", "0")
+
+
 @pytest.mark.parametrize(
     ("line", "why"),
     [
