@@ -241,7 +241,8 @@ def test_ping_long_requests_over_a_narrow_link_as_iputils(
     for args in (
         ["-c", "2", "-i", "0.2", "-s", "2000", tg],
         ["-c", "3", "-i", "0.2", "-s", "1400", tg],  # Frag needed and DF set (mtu = 1400)
-        ["-c", "3", "-i", "0.2", "-s", "3000", tg6],  # Packet too big: mtu=1400
+        # Packet too big: mtu=1400 (the lost request's reply is waited for 1 s, not 10)
+        ["-c", "3", "-i", "0.2", "-W", "1", "-s", "3000", tg6],
         ["-c", "1", "-M", "do", "-s", "1400", tg],  # Frag needed: no fragments after
         ["-c", "3", "-i", "0.3", "-M", "do", "-s", "1400", tg],  # then local errors (+3)
         ["-c", "2", "-i", "0.2", "-M", "dont", "-s", "1400", tg],  # r1 fragments: no DF
