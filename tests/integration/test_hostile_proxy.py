@@ -35,7 +35,8 @@ HELLO_TIMEOUT = 0.5
 SETUP_TIMEOUT = 1.0
 WORKERS = 8  # hostile connections open at once (each still checked on its own)
 SERIAL = 40  # the first ones one at a time: see at_once
-T, R = TypeVar("T"), TypeVar("R")
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @pytest.fixture(scope="module")
