@@ -165,8 +165,10 @@ async def send_train(
     to the ns; `start`, ns since the epoch, an int). Without `start` the train begins
     `lead` ns after the endpoint's current time; without `lead` either, the lead adapts:
     long enough for
-    every nsend to be queued before the first packet is due, from the measured cost of a
-    request on this link (`measure_lead`); `TrainReport.queued_ahead` says whether it was.
+    every nsend (of a train longer than `MAX_PENDING`: the first `MAX_PENDING`, all that
+    can wait for their ntag at once) to be queued before the first packet is due, from the
+    measured cost of a request on this link (`measure_lead`); `TrainReport.queued_ahead`
+    says whether the whole train was.
     Payloads are `payload(i)`, a fixed `payload`, or the sequence number padded to `size`
     bytes. A packet whose ntag has not come
     `ntag_timeout` s after the train's last moment, and after the last ntag that did come
@@ -212,7 +214,10 @@ async def send_train(
         t3 = session.clock_ns()
         if start is None:
             if lead is None:
-                lead = await measure_lead(session, count, rtt=t3 - t0)
+                # Only MAX_PENDING nsends can be queued before the first ntag (which comes
+                # when its packet is sent): a lead for more of them is time spent idle.
+                ahead = min(count, MAX_PENDING)
+                lead = await measure_lead(session, ahead, rtt=t3 - t0)
                 now += session.clock_ns() - t3  # the endpoint's time after the probe
             start = now + lead
         offset = now - t3  # endpoint clock minus ours (± rtt/2; `now` may be extrapolated)

@@ -174,7 +174,10 @@ def test_traceroute_tcp_options_as_traceroute(testbed_factory: Callable[..., Tes
         ["-O", "time,window"], ["-O", "rst"],
     ]  # fmt: skip
     for combo in combos:
-        args = ["-n", "-q", "1", "-m", "3", "-T", *combo, tg]
+        # (an RST probe gets no answer from the target: each tool waited the default 5 s
+        # for it; 2 s is 100 times the routers' answers here)
+        wait = ["-w", "2"] if combo == ["-O", "rst"] else []
+        args = ["-n", "-q", "1", "-m", "3", *wait, "-T", *combo, tg]
         with captured(ns, "to-r1", f"ip[8] == 1 and tcp and dst host {tg}", 2) as probes:
             ours = pktlab_run("traceroute", *args, netns=ns)  # (one TTL 1 probe each)
             theirs = native("traceroute", *args, netns=ns)

@@ -38,6 +38,11 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "pktlab-home"))
 
 
+# The testbed's namespaces cannot reach the host's nameserver: a reverse lookup (no -n)
+# waited the resolver's 5 s in each tool; both are given 1 s (glibc's RES_OPTIONS).
+QUICK_DNS = ("env", "RES_OPTIONS=timeout:1 attempts:1")
+
+
 def native(*argv: str, netns: str | None = None) -> subprocess.CompletedProcess[str]:
     cmd = list(argv) if netns is None else ["ip", "netns", "exec", netns, *argv]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
@@ -241,7 +246,8 @@ def test_ping_long_requests_over_a_narrow_link_as_iputils(
     for args in (
         ["-c", "2", "-i", "0.2", "-s", "2000", tg],
         ["-c", "3", "-i", "0.2", "-s", "1400", tg],  # Frag needed and DF set (mtu = 1400)
-        ["-c", "3", "-i", "0.2", "-s", "3000", tg6],  # Packet too big: mtu=1400
+        # Packet too big: mtu=1400 (the lost request's reply is waited for 1 s, not 10)
+        ["-c", "3", "-i", "0.2", "-W", "1", "-s", "3000", tg6],
         ["-c", "1", "-M", "do", "-s", "1400", tg],  # Frag needed: no fragments after
         ["-c", "3", "-i", "0.3", "-M", "do", "-s", "1400", tg],  # then local errors (+3)
         ["-c", "2", "-i", "0.2", "-M", "dont", "-s", "1400", tg],  # r1 fragments: no DF
@@ -276,8 +282,8 @@ def test_traceroute_in_a_testbed_prints_what_traceroute_prints(
         ["-n", "-T", "-O", "info", tg],  # <rst,ack> after the target (port 80 closed)
         ["-n", "-q", "1", "-T", "-O", "ack", tg], ["-n", "-q", "1", "-T", "-O", "ack,info", tg6],
     ):  # fmt: skip
-        ours = pktlab_run("traceroute", *args, netns=ns)
-        theirs = native("traceroute", *args, netns=ns)
+        ours = pktlab_run("traceroute", *args, netns=ns, wrap=QUICK_DNS)
+        theirs = native(*QUICK_DNS, "traceroute", *args, netns=ns)
         assert ours.returncode == theirs.returncode == 0, ours.stderr
         assert masked(ours.stdout) == masked(theirs.stdout), args
     info = pktlab_run("traceroute", "-n", "-q", "1", "-T", "-O", "info", tg, netns=ns).stdout

@@ -9,7 +9,7 @@ from typing import Any
 from ctl_fakes import FakeEndpoint, Rig
 from twisted.internet.task import Clock
 
-from packetlab.controller import send_train
+from packetlab.controller import send_train, train
 from packetlab.controller.train import (
     LEAD_MIN_NS,
     LEAD_NSEND_COST,
@@ -153,3 +153,16 @@ def test_one_slow_round_trip_does_not_make_the_lead_the_floor() -> None:
     report = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 10_000), step=0.0001)
     assert report.queued_ahead is not None and report.queued_ahead > 0, report.queued_ahead
     assert report.lead > count * COST_S * 1e9
+
+
+def test_a_train_longer_than_the_pending_cap_gets_the_lead_of_the_cap(monkeypatch: Any) -> None:
+    """Only MAX_PENDING nsends can be queued before the first ntag: the lead of a longer
+    train is the one of MAX_PENDING packets (a 100,000-packet train idled 33 s of 40 for a
+    lead it could not use, session 18). The cap is made 64 here so that the fake is quick."""
+    monkeypatch.setattr(train, "MAX_PENDING", 64)
+    rig = busy_rig()
+    rig.run(rig.session.ready)
+    count = 500  # a lead for all 500 would be over 500 * 12 * COST_S = 600 ms
+    report = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 100_000), step=0.0001)
+    assert LEAD_MIN_NS < report.lead < LEAD_MIN_NS + 2 * 64 * LEAD_NSEND_COST * COST_S * 1e9
+    assert report.sent_count == count
