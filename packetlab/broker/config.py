@@ -47,6 +47,7 @@ class BrokerConfig:
     max_publications: int = 10_000
     max_per_key: int = 1_000
     max_per_address: int = 5_000
+    idle_timeout: float = 30.0  # s from connect (handshake included) to the first xsub/xpub
     warnings: list[str] = field(default_factory=list)
     # key -> where its value came from ("broker.conf:3", "--cert"), for error messages
     origins: dict[str, str] = field(default_factory=dict)
@@ -138,6 +139,13 @@ def _set_delay_max(c: BrokerConfig, v: str) -> None:
     c.error_delay_max = _seconds(v)
 
 
+def _set_idle(c: BrokerConfig, v: str) -> None:
+    t = _seconds(v)
+    if t < 1:  # 0 would close every client before its handshake
+        raise ConfigError(f"{t} is out of range [1, 3600]")
+    c.idle_timeout = t
+
+
 def _set_linger(c: BrokerConfig, v: str) -> None:
     try:
         t = float(v)
@@ -186,6 +194,7 @@ _HANDLERS: dict[str, Callable[[BrokerConfig, str], None]] = {
     "MaxPublications": _set_max_pubs,
     "MaxPublicationsPerKey": _set_max_per_key,
     "MaxPublicationsPerAddress": _set_max_per_address,
+    "IdleTimeout": _set_idle,
 }
 KNOWN_KEYS = tuple(_HANDLERS)
 

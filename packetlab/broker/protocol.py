@@ -52,7 +52,7 @@ from .tlsmem import release_bio_buffers
 __all__ = ["IDLE_TIMEOUT", "MAX_FRAME", "BrokerFactory", "BrokerProtocol", "FanOut"]
 
 MAX_FRAME = 65536  # bytes of body: an xcert is ~400, an xdescr at most 4096
-IDLE_TIMEOUT = 30.0  # s from connect to the first successful xsub/xpub
+IDLE_TIMEOUT = 30.0  # s from connect to the first successful xsub/xpub (IdleTimeout)
 CLOSE_TIMEOUT = 5.0  # s a closing link waits for the peer's close_notify or FIN
 # TCP keepalive on every link: a subscriber sends nothing after its xsub, so a peer that
 # vanished without a FIN (power, NAT) is found only by probes: idle 10 min, then 5 probes
@@ -137,9 +137,15 @@ class BrokerFactory(Factory):
     noisy = False
 
     def __init__(
-        self, role: Role, registry: Registry, throttle: Throttle, reactor: IReactorTime
+        self,
+        role: Role,
+        registry: Registry,
+        throttle: Throttle,
+        reactor: IReactorTime,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self.role = role
+        self.idle_timeout = idle_timeout
         self.registry = registry
         self.throttle = throttle
         self.reactor = reactor
@@ -269,7 +275,7 @@ class BrokerProtocol(Protocol):
         )
         self.f.connections.add(self)
         self._t.registerProducer(self, True)
-        self._idle = self.f.reactor.callLater(IDLE_TIMEOUT, self._idle_expired)
+        self._idle = self.f.reactor.callLater(self.f.idle_timeout, self._idle_expired)
         self.f.admit(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -309,7 +315,7 @@ class BrokerProtocol(Protocol):
             "closing idle {role} client peer={peer}: no xsub/xpub within {t} s",
             role=self.f.role.value,
             peer=self.peer,
-            t=IDLE_TIMEOUT,
+            t=f"{self.f.idle_timeout:g}",
         )
         self._close()
 

@@ -76,6 +76,7 @@ class BrokerService(service.Service):
         max_publications: int = MAX_LIVE_PUBLICATIONS,
         max_per_key: int = MAX_PER_KEY,
         max_per_address: int = MAX_PER_ADDRESS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self.reactor = reactor
         self.options = server_options(credentials)
@@ -92,10 +93,12 @@ class BrokerService(service.Service):
         self.where = {Role.PUBLISH: publish, Role.SUBSCRIBE: subscribe}
         self.status_where = status
         self.factories = {
-            role: BrokerFactory(role, self.registry, self.throttle, reactor) for role in Role
+            role: BrokerFactory(role, self.registry, self.throttle, reactor, idle_timeout)
+            for role in Role
         }
         for f in self.factories.values():
             f.fanout.batch = fanout_batch
+        self.idle_timeout = idle_timeout
         self.ports: dict[str, Any] = {}
         self.store_url = store
         self.store: Any = None
@@ -132,7 +135,7 @@ class BrokerService(service.Service):
             ep = PPKSServerEndpoint(
                 serverFromString(self.reactor, where),
                 self.options,
-                handshake_timeout=(IDLE_TIMEOUT, self.reactor),
+                handshake_timeout=(self.idle_timeout, self.reactor),
                 refusal_delay=(self._refusal_delay, self.reactor),
                 # a flood of silent connections must not take every descriptor (EMFILE:
                 # then Twisted closes each new connection at accept, real ones too)

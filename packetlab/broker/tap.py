@@ -20,7 +20,8 @@ class Options(TapOptions):
     synopsis = (
         "[--config FILE] [--cert AGENT_CERT] [--private-key KEY] [--publish ENDPOINT] "
         "[--subscribe ENDPOINT] [--store URL] [--max-publications N] "
-        "[--max-publications-per-key N] [--max-publications-per-address N]"
+        "[--max-publications-per-key N] [--max-publications-per-address N] "
+        "[--idle-timeout SECONDS]"
     )
     longdesc = (
         "Run a PacketLab broker: controllers publish experiments on the publish port, "
@@ -35,7 +36,8 @@ class Options(TapOptions):
         "tcp6:20557:interface=\\:\\:. Settings in FILE (default ~/.pktlab/broker.conf if "
         "it exists) use the keys BrokerCertPath, BrokerPrivKey, PublishListen, "
         "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax, FanOutBatch, "
-        "DeliveryLinger, MaxPublications, MaxPublicationsPerKey, MaxPublicationsPerAddress; "
+        "DeliveryLinger, MaxPublications, MaxPublicationsPerKey, MaxPublicationsPerAddress, "
+        "IdleTimeout; "
         "options win."
     )
     optParameters: list[list[Any]] = [
@@ -61,6 +63,9 @@ class Options(TapOptions):
         ["max-publications-per-address", None, None,
          "Live publications from one source address, all its keys together (publishers "
          "behind one NAT share it); past it, EPUBBADXD [default: 5000]."],
+        ["idle-timeout", None, None,
+         "Seconds a client has from its connect (the TLS handshake included) to its first "
+         "successful xsub or xpub before it is closed, 1..3600 [default: 30]."],
     ]  # fmt: skip
 
     def postOptions(self) -> None:
@@ -80,6 +85,7 @@ class Options(TapOptions):
             ("max-publications", "MaxPublications"),
             ("max-publications-per-key", "MaxPublicationsPerKey"),
             ("max-publications-per-address", "MaxPublicationsPerAddress"),
+            ("idle-timeout", "IdleTimeout"),
         ):
             if self[opt] is not None:
                 try:
@@ -207,6 +213,7 @@ def makeService(options: Options) -> IService:
         delivery_linger=cfg.delivery_linger,
         max_publications=cfg.max_publications,
         max_per_key=cfg.max_per_key,
+        idle_timeout=cfg.idle_timeout,
         max_per_address=cfg.max_per_address,
     )
     return svc

@@ -28,7 +28,7 @@ from pxworld import client_hello, closed_by_peer
 from tls_world import pktlab_init
 
 from packetlab import wire
-from packetlab.broker.protocol import IDLE_TIMEOUT, MAX_FRAME
+from packetlab.broker.protocol import MAX_FRAME
 from packetlab.ppks import PktlabHome, key_id, raw_public_key
 
 RSS_BOUND_KIB = 16 * 1024
@@ -42,9 +42,25 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
     return pktlab_init(tmp_path_factory.mktemp("home"))
 
 
+IDLE_TIMEOUT = 10.0
+
+
 @pytest.fixture(scope="module")
 def broker(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     b = BrokerProcess(home, tmp_path_factory.mktemp("broker"), error_delay=0)
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def quick_broker(
+    home: PktlabHome, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerProcess]:
+    """A broker with IdleTimeout 10 (default 30): the slow peers' deadline, 20 s less to
+    wait for (the floods keep the default: their set-up must fit in the deadline)."""
+    b = BrokerProcess(
+        home, tmp_path_factory.mktemp("quick"), "--idle-timeout", f"{IDLE_TIMEOUT:g}", error_delay=0
+    )
     yield b
     b.stop()
 
@@ -264,12 +280,13 @@ def _closed(sock: socket.socket) -> bool:
 
 
 def test_slow_peers_are_closed_by_their_deadline(
-    home: PktlabHome, broker: BrokerProcess, tmp_path: Path
+    home: PktlabHome, quick_broker: BrokerProcess, tmp_path: Path
 ) -> None:
     """Slowloris on both ports: silent TCP connections, ClientHellos sent one byte per
     0.5 s, and TLS clients sending an xcert one record of one byte per 0.5 s. None may
-    hold a descriptor past IDLE_TIMEOUT (a deadline from accept to the first xsub/xpub):
-    the handshake has it too, not just the time after it."""
+    hold a descriptor past the broker's IdleTimeout (a deadline from accept to the first
+    xsub/xpub): the handshake has it too, not just the time after it."""
+    broker = quick_broker
     before = baseline(home, broker, tmp_path)
     hello = client_hello(None)
     # (raw socket to watch, what to send one byte at a time, how to send it)
@@ -314,6 +331,7 @@ def test_slow_peers_are_closed_by_their_deadline(
     budget_spent = "the next ones are counted, not logged" in broker.output()
     assert "TLS handshake not done" in out or budget_spent, out[-3000:]
     assert "closing idle" in out, out[-3000:]
+    assert f"no xsub/xpub within {IDLE_TIMEOUT:g} s" in out  # the configured deadline
     check("slow peers", home, broker, tmp_path, before)
 
 

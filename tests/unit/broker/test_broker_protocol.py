@@ -204,6 +204,19 @@ def test_idle_client_is_closed() -> None:
     assert t.disconnecting
 
 
+def test_idle_timeout_is_the_factorys() -> None:
+    """IdleTimeout / --idle-timeout: the deadline each port's links get."""
+    w = World()
+    f = BrokerFactory(Role.PUBLISH, w.registry, w.throttle, w.clock, idle_timeout=5.0)
+    p = f.buildProtocol(None)
+    t = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.2", 1234))
+    p.makeConnection(t)
+    w.clock.advance(4.9)
+    assert not t.disconnecting
+    w.clock.advance(0.2)
+    assert t.disconnecting
+
+
 def test_subscribed_client_may_idle() -> None:
     w = World()
     p, t = w.connect(Role.SUBSCRIBE)

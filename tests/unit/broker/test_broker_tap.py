@@ -122,6 +122,23 @@ def test_publication_share_options_reach_the_registry() -> None:
         parse("--max-publications-per-key", "0")
 
 
+def test_idle_timeout_reaches_both_ports() -> None:
+    from twisted.internet.task import Clock
+
+    from packetlab.broker.service import BrokerService
+
+    cfg = parse("--idle-timeout", "7.5")["broker_config"]
+    assert cfg.idle_timeout == 7.5
+    svc = BrokerService(Clock(), parse()["credentials"], publish="tcp:0", subscribe="tcp:0",
+                        idle_timeout=cfg.idle_timeout)  # fmt: skip
+    assert {f.idle_timeout for f in svc.factories.values()} == {7.5}
+    assert svc.idle_timeout == 7.5  # the TLS handshake's deadline too
+    assert parse()["broker_config"].idle_timeout == 30.0
+    for bad, why in (("0", r"0.0 is out of range \[1, 3600\]"), ("soon", "expected seconds")):
+        with pytest.raises(usage.UsageError, match=f"--idle-timeout: IdleTimeout: {why}"):
+            parse("--idle-timeout", bad)
+
+
 @pytest.mark.parametrize(
     ("line", "why"),
     [
