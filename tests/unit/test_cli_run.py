@@ -376,10 +376,10 @@ def test_mda_lite_errors_name_mda_lite(words: list[str]) -> None:
     [
         ([], 5),
         (["-c", "3"], 3),
-        (["-w", "3"], 4),  # ping -w alone: sends until the deadline (0, 1, 2, 3 s)
-        (["-w", "1", "-i", "0.2"], 6),
+        (["-w", "3"], 3),  # ping -w alone: those due before the deadline (0, 1, 2 s)
+        (["-w", "1", "-i", "0.2"], 5),
         (["-w", "1", "-i", "0"], 10_000),
-        (["-w", "10", "-c", "2"], 11),  # ping: sends until 2 are answered or the deadline
+        (["-w", "10", "-c", "2"], 10),  # ping: sends until 2 are answered or the deadline
     ],
 )
 def test_ping_count_like_iputils(argv: list[str], count: int) -> None:
