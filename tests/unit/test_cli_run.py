@@ -274,7 +274,7 @@ def _fails(args: argparse.Namespace) -> BaseException:
         (["traceroute", "--paris", "-D", "10.0.0.1"], "--paris: -D probes"),
         (["traceroute", "--mda", "--pace", "0.01", "10.0.0.1"], "with -W/--wait-probe CS"),
         (["ping", "--src", "::1", "10.0.0.1"], "--src ::1 is IPv6, the target 10.0.0.1 IPv4"),
-        (["ping", "-6", "10.0.0.1"], "is an IPv4 address, but -6"),
+        (["ping", "-6", "10.0.0.1"], "10.0.0.1: Address family for hostname not supported"),
         (["ping", "--listen", "bogus", "10.0.0.1"], "--listen bogus"),
         (
             ["traceroute", "-i", "eth0", "--listen", "127.0.0.1:1", "10.0.0.1"],
