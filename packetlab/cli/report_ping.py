@@ -131,8 +131,9 @@ class PingReport(Report):
             self.write(f"PATTERN: 0x{self.pattern.hex()}")
         who = f"{self.name or self.dst} ({self.dst})"
         frm = "" if self.source is None else f" from {self.source[0]} {self.source[1]}:"
-        if ":" in self.dst:  # iputils: "PING ::1(::1) 56 data bytes"
-            self.write(f"PING {self.name or self.dst}({self.dst}){frm} {self.size} data bytes")
+        if ":" in self.dst:  # iputils: "PING ::1(::1) 56 data bytes", "PING h(h (ADDR)) ..."
+            there = self.shown(self.dst)  # (ping6's pr_addr: the name too, unless -n)
+            self.write(f"PING {self.name or self.dst}({there}){frm} {self.size} data bytes")
         else:
             total = self.size + 28 + self.options
             self.write(f"PING {who}{frm} {self.size}({total}) bytes of data.")

@@ -196,24 +196,43 @@ def add_common(p: argparse.ArgumentParser, src_flag: str | None = None) -> None:
     add_link_arguments(p)
 
 
-def resolve_target(target: str, family: int | None) -> Address:
-    """An address literal, or the first address of a host name (of `family` if given)."""
+def resolve_target(target: str, family: int | None, like: str | None = None) -> Address:
+    """An address literal, or the first address of a host name (of `family` if given).
+    `like` "ping" or "traceroute": that tool's choice and words (`NAME: REASON`, as both
+    print getaddrinfo's errors): iputils ping looks up every family and says `Address
+    family for hostname not supported` when none is `family`'s; Butskoy traceroute takes
+    the first IPv4 address when no family is given (its DEFAULT_AF)."""
     try:
         addr = ipaddress.ip_address(target)
     except ValueError:
         pass
     else:
         if family is not None and addr.version != family:
+            if like is not None:
+                raise RunError(f"{target}: Address family for hostname not supported")
             raise RunError(f"{target} is an IPv{addr.version} address, but -{family} was given")
         return addr
-    af = {4: socket.AF_INET, 6: socket.AF_INET6, None: socket.AF_UNSPEC}[family]
+    asked = None if like == "ping" else family
+    af = {4: socket.AF_INET, 6: socket.AF_INET6, None: socket.AF_UNSPEC}[asked]
     try:
         infos = socket.getaddrinfo(target, None, af, socket.SOCK_DGRAM)
     except (socket.gaierror, UnicodeError) as e:
-        raise RunError(f"cannot resolve {target!r}: {getattr(e, 'strerror', None) or e}") from None
-    if not infos:
+        reason = getattr(e, "strerror", None) or e
+        if like is not None and isinstance(e, UnicodeError):  # (Python's IDNA codec's)
+            reason = "Name or service not known"  # what glibc says of such a name
+        raise RunError(
+            f"{target}: {reason}" if like is not None else f"cannot resolve {target!r}: {reason}"
+        ) from None
+    found = [ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]) for i in infos]
+    if like == "ping" and family is not None:
+        found = [a for a in found if a.version == family]
+        if not found:
+            raise RunError(f"{target}: Address family for hostname not supported")
+    if like == "traceroute" and family is None:
+        found.sort(key=lambda a: a.version != 4)  # (stable: the first IPv4 one first)
+    if not found:
         raise RunError(f"cannot resolve {target!r}")
-    return ipaddress.ip_address(str(infos[0][4][0]).split("%", 1)[0])
+    return found[0]
 
 
 def add_arguments(parser: argparse.ArgumentParser, only: str | None = None) -> None:

@@ -34,15 +34,18 @@ def check_local_address(src: Address) -> None:
             ) from None
 
 
-def interface_address(name: str, version: int, proc: str = "/proc/net/if_inet6") -> Address:
+def interface_address(
+    name: str, version: int, proc: str = "/proc/net/if_inet6", option: str = "-I"
+) -> Address:
     """The IPv`version` address of this host's interface `name` (ping -I IFNAME with the
     in-process endpoint, which sends from this host): IPv4 by SIOCGIFADDR, IPv6 from
-    `proc` (a global address before a link-local one). RunError when there is none."""
+    `proc` (a global address before a link-local one). RunError when there is none,
+    naming `option` (traceroute's is -i)."""
     try:
         socket.if_nametoindex(name)
     except OSError:
         raise RunError(
-            f"-I {name}: no such interface on this host, where the in-process endpoint "
+            f"{option} {name}: no such interface on this host, where the in-process endpoint "
             "runs (give an interface name or one of its addresses)"
         ) from None
     if version == 4:
@@ -53,7 +56,7 @@ def interface_address(name: str, version: int, proc: str = "/proc/net/if_inet6")
             try:
                 got = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
             except OSError:
-                raise RunError(f"-I {name}: the interface has no IPv4 address") from None
+                raise RunError(f"{option} {name}: the interface has no IPv4 address") from None
         return ipaddress.IPv4Address(got[20:24])
     found: list[ipaddress.IPv6Address] = []
     try:
@@ -65,7 +68,7 @@ def interface_address(name: str, version: int, proc: str = "/proc/net/if_inet6")
     except OSError:
         pass
     if not found:
-        raise RunError(f"-I {name}: the interface has no IPv6 address")
+        raise RunError(f"{option} {name}: the interface has no IPv6 address")
     return min(found, key=lambda a: a.is_link_local)
 
 

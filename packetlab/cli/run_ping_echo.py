@@ -6,6 +6,7 @@ exit status. The parts it shares with traceroute are `packetlab.cli.run_measure`
 from __future__ import annotations
 
 import argparse
+import math
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -88,7 +89,7 @@ async def measure_ping(
         except ValueError as e:
             raise RunError(str(e)) from None
     link = Link.from_args(args)
-    dst = resolve_target(args.target, args.family)
+    dst = resolve_target(args.target, args.family, like="ping")
     src, ifname = source_address(args, link, dst, ifname_ok=True)
     signal = stop  # (narrowed, for the closures below)
 
@@ -158,14 +159,15 @@ def experiment(
 
     async def echo(session: Any) -> PingResult:
         frm = await session_source(session, src, ifname, dst)
-        report.start(str(frm))
-        if args.deadline is not None:  # -w: seconds of measuring, as ping -w
-            session.reactor.callLater(args.deadline, stop.request, "deadline")
-
         # iputils names replies (`NAME (ADDR)`) when the target was a name and not -n; the
         # lines stay in order, each printed once its name is known
         names = resolver(session, local) if _ping_names_wanted(args, dst) else None
         report.names = None if names is None else names.names
+        if names is not None and dst.version == 6:  # ping6's header names the target too
+            await names.lookup(str(dst))
+        report.start(str(frm))
+        if args.deadline is not None:  # -w: seconds of measuring, as ping -w
+            session.reactor.callLater(args.deadline, stop.request, "deadline")
         shown: Deferred[object] = succeed(None)
 
         def in_order(show: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -279,7 +281,9 @@ def ping_count(args: argparse.Namespace) -> int:
         return 5 if args.count is None else int(args.count)
     if args.interval == 0:
         return MAX_COUNT
-    return min(MAX_COUNT, int(args.deadline / args.interval) + 1)
+    # ping's deadline alarm comes before a request due at it: those due strictly before
+    # (`ping -w 2` sends 2, `-w 2 -i 0.5` 4); the slack keeps 0.9/0.3 at 3, not 4
+    return min(MAX_COUNT, max(1, math.ceil(args.deadline / args.interval - 1e-9)))
 
 
 def _addresses_shown(item: Any) -> list[str]:

@@ -76,7 +76,7 @@ async def measure_traceroute(
         stop = StopSignal()
     shape = check_options(args)
     link = Link.from_args(args)
-    dst = resolve_target(args.target, args.family)
+    dst = resolve_target(args.target, args.family, like="traceroute")
     args.gateway_addrs = gateways(args.gateways, dst)
     args.tcp_flavor = None
     if args.protocol == "tcp" or args.tcp_spec is not None:
@@ -92,7 +92,7 @@ async def measure_traceroute(
                 f"-i {args.interface}: an endpoint reached with --listen exports addresses, "
                 "not interfaces: give one of them with -s"
             )
-        src = interface_address(args.interface, dst.version)
+        src = interface_address(args.interface, dst.version, option="-i")
     signal = stop  # (narrowed, for the closures below)
 
     def report_for(frm: Address | None, ifname: str | None) -> TracerouteReport | MdaReport:
