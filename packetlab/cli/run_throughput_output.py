@@ -10,7 +10,6 @@ the document with the test's result.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from typing import IO, Any, NamedTuple
@@ -139,14 +138,15 @@ class Output:
             if "server_output_text" in r:  # iperf3: "\nServer output:\n%s\n"
                 out += "\n\nServer output:\n" + printable(r["server_output_text"])
             elif "server_output_json" in r:
-                out += "\n\nServer JSON output:\n" + json.dumps(r["server_output_json"],
-                                                                 indent="\t") + "\n"  # fmt: skip
+                from packetlab.measure.throughput_cjson import dumps
+
+                out += "\n\nServer JSON output:\n" + dumps(r["server_output_json"]) + "\n"
             return out
         return rt.row(r)
 
     def _document(self, r: Record) -> str | None:
         """-J: nothing until the test's result, then its whole document (one per run)."""
-        from packetlab.measure.throughput_json import document
+        from packetlab.measure.throughput_json import document, printed
 
         if r["type"] == "connected":
             self.connected, self.intervals = r, []
@@ -160,7 +160,7 @@ class Output:
         doc = document(self.connected, self.intervals, r, self.started, self.version,
                        self.args.title)  # fmt: skip
         self.connected, self.intervals = None, []
-        return json.dumps(doc, indent="\t", separators=(",", ":\t"))
+        return printed(doc)
 
     def prefixed(self, text: str) -> str:
         """iperf3's -T and --timestamps on every line (the time first, then 'TITLE:  ')."""

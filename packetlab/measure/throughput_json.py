@@ -12,7 +12,10 @@ import email.utils
 import platform
 from typing import Any
 
-__all__ = ["document"]
+__all__ = ["BUFFER_KEYS", "document", "printed"]
+
+#: 3.12 adds these to `start` as each data connection connects
+BUFFER_KEYS = ("sock_bufsize", "sndbuf_actual", "rcvbuf_actual")
 
 Record = dict[str, Any]
 
@@ -162,6 +165,9 @@ def start(connected: Record | None, r: Record, started: float, version: str) -> 
     udp = r["protocol"] == "udp"
     rate = int(r.get("bitrate") or 0)
     streams = connected["streams"] if connected else []
+    system = f"PacketLab endpoint (controller: {' '.join(platform.uname()[:3])})"
+    if connected is None:  # never connected: 3.12 adds the rest once it is
+        return {"connected": [], "version": version, "system_info": system}
     out: Record = {
         "connected": [
             {
@@ -174,17 +180,17 @@ def start(connected: Record | None, r: Record, started: float, version: str) -> 
             for s in streams
         ],
         "version": version,
-        "system_info": f"PacketLab endpoint (controller: {' '.join(platform.uname()[:3])})",
+        "system_info": system,
         "timestamp": {
             "time": email.utils.formatdate(started, usegmt=True),
             "timesecs": int(started),
         },
         "connecting_to": {"host": r["server"], "port": r["port"]},
-        "cookie": connected.get("cookie", "") if connected else "",
+        "cookie": connected.get("cookie", ""),
     }
     if not udp:
         # the control connection's MSS from the endpoint's TCP_INFO (0 without it)
-        out["tcp_mss_default"] = connected.get("tcp_mss", 0) if connected else 0
+        out["tcp_mss_default"] = connected.get("tcp_mss", 0)
     out.update(target_bitrate=rate, sock_bufsize=0, sndbuf_actual=0, rcvbuf_actual=0)
     seconds = r.get("time")
     out["test_start"] = {
@@ -226,3 +232,19 @@ def document(
     if "error" in r:
         doc["error"] = r["error"]
     return doc
+
+
+def printed(doc: Record) -> str:
+    """`doc` as iperf3 3.12 prints it (cJSON's layout), `start` with `sock_bufsize`,
+    `sndbuf_actual`, `rcvbuf_actual` once per data connection, as 3.12 adds them as
+    each connects (`-P 3`: three times; a parser keeps one)."""
+    from packetlab.measure.throughput_cjson import Pairs, dumps
+
+    head = doc.get("start", {})
+    again = max(0, len(head.get("connected", [])) - 1)
+    items: list[tuple[str, Any]] = []
+    for k, v in head.items():
+        items.append((k, v))
+        if k == "rcvbuf_actual":
+            items += [(b, head[b]) for _ in range(again) for b in BUFFER_KEYS]
+    return dumps({**doc, "start": Pairs(items)})

@@ -30,7 +30,8 @@ def _result(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_fixed_size_upload_sends_whole_blocks_as_native(port: int) -> None:  # noqa: F811
     """-n 3000000 alone (the paper's fixed-size transfer), upload: whole 128 KiB blocks
-    until N went, 3,014,656 bytes, as native's sum_sent (was: exactly 3,000,000)."""
+    until N went, 3,014,656 bytes, as native's sum_sent (was: exactly 3,000,000); the
+    record's rate is the server's (flaky until session 18: it asked the server for > 0)."""
     rc, records, err = pktlab(port, "-n", str(ODD), "--direction", "upload")
     assert rc == 0, (err, records)
     ours = _result(records)
@@ -38,8 +39,16 @@ def test_fixed_size_upload_sends_whole_blocks_as_native(port: int) -> None:  # n
     theirs = native(port, "-n", str(ODD))
     assert theirs["start"]["test_start"]["bytes"] == ours["bytes_limit"] == ODD
     assert ours["bytes"] == theirs["end"]["sum_sent"]["bytes"] == WHOLE
-    # the server's count: what it read before TEST_END (native's is racy: 0 seen)
-    assert 0 < ours["server_bytes"] <= WHOLE
+    # The server's count is what it read before it handled TEST_END, and may be 0: both
+    # clients send TEST_END once the last block is in the kernel (iperf3 3.12's client
+    # right after its last write), and 3.12's server handles the control socket before
+    # the data in a select() wake and reads nothing after TEST_END, so a server that had
+    # no CPU during the transfer (loopback's buffers hold all 3 MB) counts nothing.
+    # Under two CPU hogs: ours 0 in 8 of 24 runs, native's 0 in 6 of 16 (docs/usability.md,
+    # session 18). So only its bounds, and that the record's figure is the server's.
+    assert 0 <= ours["server_bytes"] <= WHOLE
+    assert ours["measured_bytes"] == ours["server_bytes"]
+    assert ours["mbit_s"] == ours["server_mbit_s"] and ours["method"] == "iperf3-server"
 
 
 def test_fixed_size_download_counts_whole_blocks_as_native(port: int) -> None:  # noqa: F811
