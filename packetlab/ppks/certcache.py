@@ -5,8 +5,9 @@ The same chains come back on every handshake (an endpoint reconnecting, a publis
 xcerts checked at xcert and again at xpub): a 2-certificate chain cost ~0.44 ms to check
 from DER, ~0.02 ms from the caches (docs/performance.md "Session 18"). Only certificates
 of at most `MAX_CACHED_DER` bytes are kept (256 parsed, 512 signature answers: under
-4 MiB in all); a stranger's
-certificates can evict others (a cost, never a wrong answer). Refusals are not cached.
+4 MiB in all); a stranger's certificates can evict others (a cost, never a wrong answer).
+A certificate that fails to parse is not cached; a signature answer is, either way (a
+function of the bytes alone).
 """
 
 from __future__ import annotations
