@@ -100,3 +100,18 @@ def test_the_managers_hello_to_a_proxy_has_no_sni(tmp_path: Path) -> None:
         lambda port: XpmgrProc(tmp_path, conf, ["/bin/true"], addr=f"127.0.0.1:{port}")
     )
     assert 0 not in check_tls13_only(raw)
+
+
+def test_the_managers_hello_to_a_broker_has_no_sni(tmp_path: Path) -> None:
+    home = pktlab_init(tmp_path / "home")
+
+    def start(port: int) -> XpmgrProc:
+        conf = tmp_path / "publish.conf"
+        text = (home.root / "xpmgr.conf").read_text().replace("EnableExpPublication 0", "")
+        conf.write_text(
+            text + "EnableExpPublication 1\n" + f"BrokerAddr 127.0.0.1:{port}\n"
+            f"PubAgentCertPath {home.cert_path('agent_xc_xc')}\nPubPeriod 30000000000\n"
+        )
+        return XpmgrProc(tmp_path, conf, ["/bin/true"])
+
+    assert 0 not in check_tls13_only(first_hello(start))  # O §3.1
