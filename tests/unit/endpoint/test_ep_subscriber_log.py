@@ -113,3 +113,18 @@ def test_a_broker_flooding_empty_xnotify_costs_a_few_log_lines() -> None:
     lines = [e["log_format"] for e in seen if "xnotify" in e.get("why", "")]
     assert len(lines) == 21, len(lines)
     assert "19980" in str([e.get("more") for e in seen][-1])
+
+
+def test_broker_addr_without_a_port_means_the_subscription_port_20557(tmp_path: Any) -> None:
+    # §5.1 PKTLAB_DEFAULT_SUB_PORT_STR; the demo home's endpt.conf says `BrokerAddr 127.0.0.1`
+    from packetlab.cli.init import init_home
+    from packetlab.endpoint.config import load_config
+    from packetlab.endpoint.service import ControllerAddress
+    from packetlab.endpoint.subscriber import BrokerSettings
+    from packetlab.ppks import PktlabHome
+
+    home = PktlabHome.at(tmp_path / "home")
+    init_home(home)
+    cfg = load_config(home.root / "endpt.conf")
+    assert cfg.broker_addr == "127.0.0.1"
+    assert BrokerSettings.from_config(cfg).address == ControllerAddress("127.0.0.1", 20557)
