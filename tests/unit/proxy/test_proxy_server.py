@@ -724,3 +724,25 @@ def test_the_managers_bytes_after_its_handshake_split_at_every_boundary(
         assert t.value().endswith(PREAMBLE) and not t.disconnecting, cut
         assert proxy.registry.count("proxysni1") == 1
     assert cut > 100  # the loop ran past the whole tail
+
+
+@pytest.mark.parametrize(
+    ("echo", "registered"),
+    [
+        (b"PKTLAB", True),
+        (b"PKTLAX", False),  # byte matching (§6.2 step 5)
+        (b"pktlab", False),
+        (b"PKTLABX", False),  # a byte past the echo, in the same segment
+        (b"PKPKTLAB", False),  # the manager echoes what it read: never a prefix
+        (b"X", False),  # wrong from the first byte
+    ],
+)
+def test_the_echo_is_exactly_the_six_preamble_bytes(
+    options: PPKSServerOptions, echo: bytes, registered: bool
+) -> None:
+    proxy, _ = make_proxy(options)
+    proto, t = register(proxy, echo=echo)
+    assert (proto.state == "backlog") is registered
+    assert t.disconnecting is not registered
+    assert proxy.registry.count("k1") == int(registered)
+    assert proxy.stats.registration_failures == int(not registered)
