@@ -94,3 +94,28 @@ def test_mlet_side_split_anywhere_reaches_the_endpoint_one_write_per_frame(path:
         assert ep.writes == to_ep, cut
         for s in launched:
             s.close()
+
+
+def test_setup_answers_split_anywhere_start_the_mlet() -> None:
+    """The answers to a monitor's cdata, to `start` (the trace's `40000000`) and to the
+    HostID mread, with the monitor's linfo between (§1.4 step 3, INTEROP: linfo follows
+    the start result), cut in two at every byte: the mlet starts, the HostID is read."""
+    hostid = wire.encode(wire.Mdata(0x10030000, b"pktendpt" + bytes(248)))
+    stream = bytes.fromhex("40000000") * 2 + LINFO + hostid
+    launched: list[socket.socket] = []
+    for cut in range(1, len(stream)):
+        reactor = MemoryReactorClock()
+        worker = EndpointWorker(
+            reactor,
+            setup_for=lambda w: [b"\x01\x00asm"],  # one program: one cdata before start
+            launch=lambda w, s: launched.append(s),
+            done=lambda w: None,
+        )
+        worker.makeConnection(Writes())
+        worker.dataReceived(stream[:cut])
+        worker.dataReceived(stream[cut:])
+        assert worker.state == "relay" and worker.hostid == "pktendpt", (cut, worker.error)
+        assert [i["name"] for i in worker.linfo] == ["monitor"], cut
+        assert len(reactor.adoptedStreamConnections) == 1
+        while launched:
+            launched.pop().close()
