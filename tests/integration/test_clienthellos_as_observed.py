@@ -74,15 +74,27 @@ def check_tls13_only(raw: bytes) -> dict[int, bytes]:
     return exts
 
 
-@pytest.mark.parametrize("snikey", ["snitesta1", None])
-def test_the_endpoints_clienthello_as_observed(tmp_path: Path, snikey: str | None) -> None:
+RANDOM63 = "8jvud5ze" + "0123456789abcdefghijklmnopqrstuvwxyz" + "0123456789abcdefghi"
+
+
+@pytest.mark.parametrize(
+    ("snikey", "head"),
+    [
+        ("snitesta1", "0000000e000c000009"),  # O §2.1 [xn_basic]
+        (RANDOM63, "00000044004200003f"),  # O §2.1 [px_full]: a 63-character snikey
+        (None, None),  # [xn_default_port]: no server_name
+    ],
+)
+def test_the_endpoints_clienthello_as_observed(
+    tmp_path: Path, snikey: str | None, head: str | None
+) -> None:
     raw = endpoint_hello(tmp_path, snikey)
     exts = check_tls13_only(raw)
-    if snikey is None:
-        assert 0 not in exts  # [xn_default_port]: no server_name
+    if snikey is None or head is None:
+        assert 0 not in exts
     else:
-        assert bytes.fromhex("0000000e000c000009") + b"snitesta1" in raw
-        assert exts[0] == bytes.fromhex("000c000009") + b"snitesta1"
+        assert bytes.fromhex(head) + snikey.encode() in raw
+        assert exts[0] == bytes.fromhex(head)[4:] + snikey.encode()
 
 
 def test_the_endpoints_hello_to_its_broker_has_no_sni(tmp_path: Path) -> None:
