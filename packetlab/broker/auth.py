@@ -50,6 +50,7 @@ MAX_DATTR = 4096
 MAX_CHANNELS = 64  # per chlist
 MAX_CONTROLLER_ADDR = 255
 U32_MAX = 0xFFFFFFFF
+U64_MAX = 2**64 - 1  # pktlab_time_t: pub_end is one (ns since the epoch)
 ZERO_KEY = bytes(KEYID_LEN)
 
 
@@ -161,16 +162,20 @@ def _xdescr_fields(pairs: Sequence[NVPair], now_ns: int) -> tuple[int, int | Non
     if len(prios) > 1:
         return Refusal(Status.EPUBBADPR, "exp_priority given more than once")
     if prios:
-        if not prios[0].isdigit() or int(prios[0]) > U32_MAX:
-            return Refusal(Status.EPUBBADPR, f"exp_priority {prios[0]!r} is not a u32")
+        if not prios[0].isdigit() or len(prios[0]) > 10 or int(prios[0]) > U32_MAX:
+            return Refusal(Status.EPUBBADPR, f"exp_priority {prios[0][:32]!r} is not a u32")
         priority = int(prios[0])
     pub_end: int | None = None
     ends = [p.value for p in pairs if p.name == "pub_end"]
     if len(ends) > 1:
         return Refusal(Status.EPUBBADXD, "pub_end given more than once")
     if ends:
-        if not ends[0].isdigit():
-            return Refusal(Status.EPUBBADXD, f"pub_end {ends[0]!r} is not ns since the epoch")
+        # past a u64 it is no pktlab_time_t; 4,000 digits made the expiry timer's float
+        # conversion raise OverflowError inside dataReceived (a traceback, the link cut)
+        if not ends[0].isdigit() or len(ends[0]) > 20 or int(ends[0]) > U64_MAX:
+            return Refusal(
+                Status.EPUBBADXD, f"pub_end {ends[0][:32]!r} is not a u64 of ns since the epoch"
+            )
         pub_end = int(ends[0])
         if pub_end <= now_ns:
             return Refusal(Status.EPUBBADXD, "pub_end is already past")

@@ -101,17 +101,32 @@ def _bool(v: str) -> bool:
     return v == "1"
 
 
-def _uint(v: str) -> int:
-    if not v.isdigit():
+U32_MAX = 2**32 - 1  # exp_priority (PROTOCOL.md §5.6)
+U63 = 2**63  # ns: now + PubPeriod stays a u64 pktlab_time_t for centuries
+
+
+def _uint(v: str, top: int = U63) -> int:
+    # ASCII only: str.isdigit() also takes other scripts' digits and "²" (int() refuses)
+    if not (v.isascii() and v.isdigit()):
         raise ValueError("expected a non-negative integer")
+    if len(v) > 20 or int(v) > top:  # unbounded, they failed later: timers, sockets
+        raise ValueError(f"at most {top}")
     return int(v)
 
 
-def _pos(v: str) -> int:
-    n = _uint(v)
+def _pos(v: str, top: int = U63) -> int:
+    n = _uint(v, top)
     if n == 0:
         raise ValueError("must be at least 1")
     return n
+
+
+def _priority(v: str) -> int:
+    return _uint(v, U32_MAX)
+
+
+def _backlogs(v: str) -> int:
+    return _pos(v, 4096)  # a proxy keeps at most 4096 idle backlogs by default
 
 
 def _list(v: str) -> list[str]:
@@ -161,7 +176,7 @@ _KEYS: dict[str, tuple[str, object]] = {
     "BrokerCertRootPath": ("broker_cert_roots", _list),
     "PubControllerAddr": ("pub_controller_addr", _xdescr_value),
     "PubPeriod": ("pub_period_ns", _uint),
-    "PubExpPriority": ("pub_exp_priority", _uint),
+    "PubExpPriority": ("pub_exp_priority", _priority),
     "PubCountry": ("pub_country", _country),
     "PubLocation": ("pub_location", _xdescr_values(glob=True)),
     "GreetPeriodAfterPubEnd": ("greet_after_pub_end_ns", _uint),
@@ -170,7 +185,7 @@ _KEYS: dict[str, tuple[str, object]] = {
     "EnableProxyMode": ("enable_proxy", _bool),
     "BacklogConnAgentCertPath": ("backlog_agent_cert", _str),
     "ProxyCertRootPath": ("proxy_cert_roots", _list),
-    "TargetBacklogConn": ("target_backlog", _pos),
+    "TargetBacklogConn": ("target_backlog", _backlogs),
     "BacklogConnTimeout": ("backlog_timeout_ns", _pos),
     "BootstrapBacklogTimeout": ("bootstrap_timeout_ns", _pos),
     "ResultsPath": ("results_path", _str),

@@ -118,6 +118,9 @@ class EndpointConfig:
         handler = _HANDLERS.get(key)
         if handler is None:
             if key in _RESERVED_KEYS:
+                if value.strip() not in ("0", "1"):  # the reference's 0/1, checked even
+                    # unused: a typo in a reference endpt.conf should not pass in silence
+                    raise ConfigError(f"{where}: {key}: expected 0 or 1, got {value!r}")
                 self.reserved[key] = value
                 self.warnings.append(f"{where}: {key} is not used by this version of pktendpoint")
                 return

@@ -427,6 +427,8 @@ class SetupProtocol(_Conn):
                 # encrypted when it goes: TLS records must leave in sequence order
                 self._held = self.proxy.later(ENORES_DELAY, self._send_held, int(status))
                 return b""
+            if self.tls.closed:  # its close_notify came with the xreg: it did not wait
+                return b""  # for the result, and a record now would precede PKTLAB raw
             return self.tls.send(wire.encode(wire.Result(int(status))))
         return b""
 

@@ -4,6 +4,7 @@ See docs/proxy.md."""
 from __future__ import annotations
 
 import difflib
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,14 @@ _NUMBERS = {"hello-cap": int, "backlog-per-snikey": int, "backlog-max": int, "pe
             "keepalive": float, "backlog-wait": float}  # fmt: skip
 # A timeout of 0 refused every endpoint (or manager) on the reactor's next turn.
 _ABOVE_ZERO = ("hello-timeout", "setup-timeout")
+# Upper bounds: nan, inf or 1e12 were taken and then failed on every connection (a
+# traceback per timer or keepalive setsockopt). Linux takes TCP_KEEPIDLE up to 32767 s;
+# an hour is the longest wait that is not a typo; counts past a million are typos too.
+_MAXIMA: dict[str, float] = {"hello-cap": 1 << 24, "backlog-per-snikey": 1_000_000,
+                             "backlog-max": 1_000_000, "pending-max": 1_000_000,
+                             "hello-timeout": 3600, "setup-timeout": 3600,
+                             "backlog-wait": 3600, "keepalive": 32767,
+                             "stats-interval": 86400}  # fmt: skip
 
 
 class Options(TapOptions):
@@ -142,10 +151,11 @@ class Options(TapOptions):
             if self[opt] is None:
                 self[opt] = value
         for opt, kind in _NUMBERS.items():
-            try:
-                self[opt] = kind(self[opt])
-            except ValueError:
-                raise usage.UsageError(f"{origin[opt]}: not a number: {self[opt]!r}") from None
+            self[opt] = _number(kind, self[opt], origin[opt])
+            if self[opt] > _MAXIMA[opt]:
+                raise usage.UsageError(
+                    f"{origin[opt]}: at most {_MAXIMA[opt]:g}, got {self[opt]:g}"
+                )
             if self[opt] <= 0 and (kind is int or opt in _ABOVE_ZERO):
                 raise usage.UsageError(f"{origin[opt]}: must be positive, got {self[opt]:g}")
             if self[opt] < 0:  # the others' 0 means off, never or at once
@@ -194,6 +204,16 @@ class Options(TapOptions):
             except (OSError, PPKSError, ValueError) as e:
                 raise usage.UsageError(f"{origin['manager-roots']}: {p}: {e}") from None
         self["roots"] = roots
+
+
+def _number(kind: type, value: Any, origin: str) -> Any:
+    """`value` as an int or a finite float; ASCII digits only (int() also takes "1_000"
+    and other scripts' digits)."""
+    text = str(value).strip()
+    pattern = r"-?[0-9]+" if kind is int else r"-?([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?"
+    if not re.fullmatch(pattern, text, re.IGNORECASE):
+        raise usage.UsageError(f"{origin}: not a number: {value!r}")
+    return kind(text)
 
 
 def default_pending_max(nofile: int | None = None) -> int:

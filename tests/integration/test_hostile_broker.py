@@ -456,3 +456,21 @@ def test_garbage_after_subscribing_gets_its_code_and_the_subscription_is_kept_or
         sub.close()
     assert "Traceback" not in broker.output()
     check("garbage after subscribing", home, broker, tmp_path, before)
+
+
+def test_an_xdescr_number_past_its_size_is_refused_without_a_traceback(
+    home: PktlabHome, broker: BrokerProcess
+) -> None:
+    """pub_end is a u64 (§5.6 pktlab_time_t): 4,000 digits made the expiry timer's
+    int-to-float conversion raise OverflowError inside dataReceived (a traceback, the link
+    cut without a result). Public channel, no xcerts: any agent can send it (O §3.3)."""
+    mark = len(broker.output())
+    for pairs, code in ((f"pub_end={'1' * 4000};", 0x54), (f"exp_priority={2**32};", 0x53)):
+        pub = RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
+        xd = f"controller_addr=127.0.0.1:9;sni_key=n{time.monotonic_ns()};{pairs}".encode()
+        pub.send(wire.Xpub([b"public"], bytes(32), xd))
+        assert pub.recv() == wire.Result(code)
+        pub.close()
+    out = broker.output()[mark:]
+    assert "Traceback" not in out and "Unhandled" not in out, out[-3000:]
+    assert broker.running

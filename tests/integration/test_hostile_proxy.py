@@ -392,3 +392,33 @@ def test_pending_cap_evicts_the_oldest_and_serves_a_real_pair(
         assert p.proc.poll() is None and "Traceback" not in p.text()
     finally:
         p.stop()
+
+
+def test_a_manager_that_sends_xreg_close_notify_and_echo_at_once_is_registered(
+    proxy: ProxyProc,
+) -> None:
+    """The xreg, the close_notify and the echo in one segment (a manager that does not
+    wait for the result, O §4.1 [px_eager] from its side): was a HandoffError traceback
+    inside dataReceived and the connection dropped; now an idle backlog without a result
+    record (a TLS record before the raw PKTLAB would break the manager's matcher)."""
+    key = f"atonce{time.monotonic_ns()}"
+    s, tls = _tls_setup(proxy.setup)
+    s.sendall(tls.send(wire.encode(wire.Xreg(key.encode()))) + tls.close() + b"PKTLAB")
+    got = b""
+    s.settimeout(10)
+    while not got.endswith(b"PKTLAB"):
+        chunk = s.recv(65536)
+        assert chunk, f"closed by the proxy: {proxy.text()[-2000:]}"
+        got += chunk
+    hello = client_hello(key)
+    ep = connect(proxy.endpoints)
+    ep.sendall(hello)
+    got = b""
+    while len(got) < len(hello):
+        chunk = s.recv(65536)
+        assert chunk, "backlog closed before the hello came"
+        got += chunk
+    assert got == hello
+    ep.close()
+    s.close()
+    assert "Traceback" not in proxy.text()

@@ -90,6 +90,17 @@ def test_reader_resets_on_error_result_and_malformed_xnotify() -> None:
     assert r.feed(bad)[0] is Event.RESET
 
 
+def test_reader_resets_on_frames_out_of_order_or_unknown() -> None:
+    # O §1.4: anything but the results, then well-formed xnotify, is "Broker unexpected msg
+    # type ..., resetting": an xnotify before the results, a request type, an unknown type
+    assert BrokerReader(2).feed(Xnotify(K, b"controller_addr=h;"))[0] is Event.RESET
+    for frame in (bytes.fromhex("21000000"), bytes.fromhex("25000000")):
+        r = BrokerReader(1)
+        assert r.feed(Result(0))[0] is Event.SUBSCRIBED
+        (msg,) = Framer().feed(frame)
+        assert r.feed(msg)[0] is Event.RESET
+
+
 def xd(n: int, prio: int | None = None) -> bytes:
     p = "" if prio is None else f"exp_priority={prio};"
     return f"{p}controller_addr=127.0.0.1:{20600 + n};sni_key=s{n};".encode()

@@ -204,3 +204,10 @@ def test_any_value_of_any_key_is_taken_or_refused_with_a_config_error(key: str, 
         assert str(e).startswith(f"endpt.conf:1: {key}: "), str(e)
         return
     system_image(cfg)
+
+
+@pytest.mark.parametrize("value", ["x:y", "2", "-1", "yes", ""])
+def test_a_reference_key_we_do_not_use_still_has_its_format_checked(value: str) -> None:
+    # §7.4 WorkerBusyWaitMode [0] (0/1): any value was taken with a "not used" warning
+    with pytest.raises(ConfigError, match=r"endpt\.conf:1: WorkerBusyWaitMode: expected 0 or 1"):
+        parse_config([f"WorkerBusyWaitMode {value}"], "endpt.conf")

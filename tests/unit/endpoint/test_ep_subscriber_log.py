@@ -113,3 +113,56 @@ def test_a_broker_flooding_empty_xnotify_costs_a_few_log_lines() -> None:
     lines = [e["log_format"] for e in seen if "xnotify" in e.get("why", "")]
     assert len(lines) == 21, len(lines)
     assert "19980" in str([e.get("more") for e in seen][-1])
+
+
+def test_broker_addr_without_a_port_means_the_subscription_port_20557(tmp_path: Any) -> None:
+    # §5.1 PKTLAB_DEFAULT_SUB_PORT_STR; the demo home's endpt.conf says `BrokerAddr 127.0.0.1`
+    from packetlab.cli.init import init_home
+    from packetlab.endpoint.config import load_config
+    from packetlab.endpoint.service import ControllerAddress
+    from packetlab.endpoint.subscriber import BrokerSettings
+    from packetlab.ppks import PktlabHome
+
+    home = PktlabHome.at(tmp_path / "home")
+    init_home(home)
+    cfg = load_config(home.root / "endpt.conf")
+    assert cfg.broker_addr == "127.0.0.1"
+    assert BrokerSettings.from_config(cfg).address == ControllerAddress("127.0.0.1", 20557)
+
+
+def test_the_broker_link_pipelines_its_messages_one_write_each_with_tcp_keepalive() -> None:
+    """O §1.2 [sub_basic]: the xcert(s) and the xsub leave before any result (pipelined),
+    each message its own write (its own TLS record), and the socket has SO_KEEPALIVE,
+    the reference's only liveness check (no application keepalive)."""
+    from twisted.internet.testing import StringTransport
+
+    from packetlab.endpoint.subscriber import _BrokerLink
+    from packetlab.endpoint.subscription import SubscriptionPlan
+
+    class TCP(StringTransport):
+        keepalive = False
+
+        def setTcpKeepAlive(self, on: bool) -> None:
+            self.keepalive = on
+
+    class TLS(StringTransport):  # what TLSMemoryBIOProtocol's transport looks like here
+        def __init__(self) -> None:
+            super().__init__()
+            self.transport = TCP()
+            self.writes: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(bytes(data))
+
+    plan = SubscriptionPlan((b"\x30\x03\x02\x01\x00",), (b"public",), bytes(32), b"a=b;")
+    reactor = MemoryReactorClock()
+    sub = BrokerSubscriber(reactor, "127.0.0.1:20557", lambda: Refusing(), plan, print)
+    link = _BrokerLink(sub)
+    tls = TLS()
+    link.makeConnection(tls)
+    assert tls.writes == plan.frames() and len(tls.writes) == 2
+    assert (
+        tls.writes[1]
+        == bytes.fromhex("3800002c" + "06" + b"public".hex() + "00") + bytes(32) + b"a=b;"
+    )
+    assert tls.transport.keepalive

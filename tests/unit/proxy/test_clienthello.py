@@ -258,3 +258,18 @@ def test_many_tiny_records_count_toward_the_cap() -> None:
         feed_all(data, 64, cap=2048)
     assert e.value.reason == "too_large"
     assert feed_all(data, 64, cap=len(data)) is not None
+
+
+@pytest.mark.parametrize("records", [1, 3])
+@pytest.mark.parametrize("chunk", [1, 4096])
+def test_a_hello_of_exactly_the_cap_is_taken_and_one_byte_less_cap_refuses_it(
+    records: int, chunk: int
+) -> None:
+    # `--hello-cap N`: "Largest ClientHello accepted, bytes": N itself is accepted
+    hello = client_hello("capsni", pad=3000)
+    data = hello if records == 1 else split_records(hello, len(hello) // 3 + 1)
+    got = feed_all(data, chunk, cap=len(data))
+    assert got is not None and got.sni == "capsni" and got.raw == data
+    with pytest.raises(HelloError) as e:
+        feed_all(data, chunk, cap=len(data) - 1)
+    assert e.value.reason == "too_large"

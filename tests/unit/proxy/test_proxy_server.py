@@ -693,3 +693,56 @@ def test_a_manager_that_closes_before_its_held_refusal_gets_no_late_tls_record(
     assert t.value() == PREAMBLE and clock.getDelayedCalls() != []  # the setup deadline
     clock.advance(2.0)
     assert t.value() == PREAMBLE  # nothing after it
+
+
+def test_the_managers_bytes_after_its_handshake_split_at_every_boundary(
+    options: PPKSServerOptions,
+) -> None:
+    """OBSERVED §4.1 as one stream: the xreg (two records, as pktxpmgr writes it), the
+    close_notify pktxpmgr sends without waiting for the result, and the raw PKTLAB echo,
+    cut in two at every byte: each registration ends as an idle backlog (a record cut
+    inside, the close_notify and the echo in one segment)."""
+    for cut in range(200):
+        proxy, _ = make_proxy(options)
+        proto = proxy.setup_factory().buildProtocol(None)
+        assert isinstance(proto, SetupProtocol)
+        t = HalfCloseTransport()
+        proto.makeConnection(t)
+        tls = client()
+        proto.dataReceived(tls.start())
+        step = tls.receive(t.value())
+        assert step.handshake_done
+        xreg = wire.encode(wire.Xreg(b"proxysni1"))
+        tail = step.out + tls.send(xreg[:4]) + tls.send(xreg[4:]) + tls.close()
+        tail += PREAMBLE  # pktxpmgr echoes only after it has read ours; a peer may not wait
+        if cut >= len(tail):
+            break
+        for piece in (tail[:cut], tail[cut:]):  # cut 0: all in one segment
+            if piece:  # a transport never delivers b""
+                proto.dataReceived(piece)
+        assert proto.state == "backlog", (cut, len(tail))
+        assert t.value().endswith(PREAMBLE) and not t.disconnecting, cut
+        assert proxy.registry.count("proxysni1") == 1
+    assert cut > 100  # the loop ran past the whole tail
+
+
+@pytest.mark.parametrize(
+    ("echo", "registered"),
+    [
+        (b"PKTLAB", True),
+        (b"PKTLAX", False),  # byte matching (§6.2 step 5)
+        (b"pktlab", False),
+        (b"PKTLABX", False),  # a byte past the echo, in the same segment
+        (b"PKPKTLAB", False),  # the manager echoes what it read: never a prefix
+        (b"X", False),  # wrong from the first byte
+    ],
+)
+def test_the_echo_is_exactly_the_six_preamble_bytes(
+    options: PPKSServerOptions, echo: bytes, registered: bool
+) -> None:
+    proxy, _ = make_proxy(options)
+    proto, t = register(proxy, echo=echo)
+    assert (proto.state == "backlog") is registered
+    assert t.disconnecting is not registered
+    assert proxy.registry.count("k1") == int(registered)
+    assert proxy.stats.registration_failures == int(not registered)

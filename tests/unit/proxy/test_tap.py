@@ -135,3 +135,36 @@ def test_dash_h_is_help(capsys: pytest.CaptureFixture[str]) -> None:
         parse("-h")
     assert e.value.code == 0
     assert "--backlog-wait" in capsys.readouterr().out
+
+
+_NUMERIC = {"hello-cap": "HelloCap", "hello-timeout": "HelloTimeout",
+            "setup-timeout": "SetupTimeout", "backlog-per-snikey": "BacklogPerSNIKey",
+            "backlog-max": "BacklogMax", "pending-max": "PendingMax", "keepalive": "KeepAlive",
+            "backlog-wait": "BacklogWait", "stats-interval": "StatsInterval"}  # fmt: skip
+
+
+@pytest.mark.parametrize("opt", sorted(_NUMERIC))
+@pytest.mark.parametrize("value", ["nan", "inf", "1e12", "1_000", "\u0663", "0x10", "5s"])
+def test_every_number_refuses_what_would_fail_later(
+    home: Path, tmp_path: Path, opt: str, value: str
+) -> None:
+    # nan, inf and 1e12 were taken: then a traceback on every connection (callLater's
+    # assertion, keepalive's setsockopt overflow); int() also took "1_000" and "\u0663"
+    with pytest.raises(usage.UsageError) as e:
+        parse("--home", str(home), f"--{opt}", value)
+    assert str(e.value).startswith(f"--{opt}: ")
+    conf = tmp_path / "n.conf"
+    conf.write_text(f"{_NUMERIC[opt]} {value}\n")
+    with pytest.raises(usage.UsageError) as e:
+        parse("--home", str(home), "--config", str(conf))
+    assert str(e.value).startswith(f"{conf}:1: {_NUMERIC[opt]}: ")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("opt", "top"),
+    [("keepalive", "32767"), ("hello-timeout", "3600"), ("hello-cap", "16777216"),
+     ("backlog-max", "1000000"), ("stats-interval", "86400"), ("backlog-wait", "0.5")],
+)  # fmt: skip
+def test_the_largest_numbers_are_taken(home: Path, opt: str, top: str) -> None:
+    assert parse("--home", str(home), f"--{opt}", top)[opt] == float(top)

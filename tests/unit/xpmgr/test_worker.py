@@ -151,3 +151,17 @@ def test_a_failed_mlet_says_why_in_its_result() -> None:
         h.worker.mlet_gone()
         r = h.worker.result()
         assert (r["status"], r["error"]) == ("failed", want), r
+
+
+def test_the_mlet_may_send_the_largest_frame_and_the_endpoint_gets_it_whole() -> None:
+    # §1.1: bodies up to 0xFFFFFF, no other global cap (PKTLAB_NSEND_MAX is not enforced):
+    # an nsend of 16 MiB - 1 from the mlet, fed in 64 KiB reads, is one write
+    h = started()
+    side = h.worker.mlet
+    assert side is not None
+    body = bytes([1, 4, 6]) + bytes(8) + bytes(2) + bytes(0xFFFFFF - 13)
+    frame = b"\x2c\xff\xff\xff" + body
+    h.ep.writes.clear()
+    for i in range(0, len(frame), 1 << 16):
+        side.dataReceived(frame[i : i + (1 << 16)])
+    assert len(h.ep.writes) == 1 and h.ep.writes[0] == frame

@@ -163,3 +163,33 @@ def test_help_says_what_the_second_sigint_does(capsys: pytest.CaptureFixture[str
     assert "exits at once" not in text
     assert "the second SIGTERMs the running mlets, records them as failed" in text
     assert "exits 130" in text
+
+
+_NUMBER_KEYS = ("PubPeriod", "PubExpPriority", "GreetPeriodAfterPubEnd", "TargetBacklogConn",
+                "BacklogConnTimeout", "BootstrapBacklogTimeout")  # fmt: skip
+
+
+@pytest.mark.parametrize("key", _NUMBER_KEYS)
+@pytest.mark.parametrize(
+    "value", ["x", "-1", "1e9", "0x10", "\u0663", "\u00b2", "9" * 23, "1" * 5000, "nan"]
+)
+def test_every_number_key_refuses_what_is_no_number_of_its_size(key: str, value: str) -> None:
+    # "\u0663" (an Arabic-Indic 3) and 23 nines were taken; "\u00b2" gave int()'s words
+    text = f"EnableExpPublication 0\nControllerPrivkeyPath k\nExpExec 0::c:::\n{key} {value}\n"
+    with pytest.raises(XpmgrConfigError) as e:
+        parse_xpmgr_config(text, "x.conf")
+    assert str(e.value).startswith(f"x.conf:4: {key} ")
+    assert "\n" not in str(e.value) and "invalid literal" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "top"),
+    [("PubExpPriority", 2**32 - 1), ("TargetBacklogConn", 4096), ("PubPeriod", 2**63)],
+)
+def test_numbers_at_their_bound_are_taken_and_one_past_is_not(key: str, top: int) -> None:
+    # exp_priority is a u32 (PROTOCOL.md §5.6): 2**32 was published, then refused by every
+    # broker and endpoint; 10**6 backlogs opened until the descriptors ran out
+    base = "EnableExpPublication 0\nControllerPrivkeyPath k\nExpExec 0::c:::\n"
+    parse_xpmgr_config(f"{base}{key} {top}\n", "x.conf")
+    with pytest.raises(XpmgrConfigError, match=f"at most {top}"):
+        parse_xpmgr_config(f"{base}{key} {top + 1}\n", "x.conf")
