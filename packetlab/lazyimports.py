@@ -2,18 +2,21 @@
 on first use (the standard library's `importlib.util.LazyLoader`).
 
 `twisted.python.compat` imports `http.cookiejar` (and with it `urllib.request`,
-`http.client`, `email`...: ~13 ms of CPU of every run), `asyncio` imports its SSL
-protocol, `cryptography.x509` its certificate-transparency and verification modules, and
-so on; a traceroute or ping never touches them (docs/performance.md, "Session 19:
-start-up"). `install` puts a finder first on `sys.meta_path` that gives each module named
-in `LAZY` a module object whose code runs at the first attribute looked up on it, as
-`LazyLoader` does: after that it is the very module an eager import makes (its
-``__loader__``, ``__spec__`` and contents).
+`http.client`, `email`...), `twisted.internet.posixbase` imports `twisted.internet.ssl`
+(and with it `service_identity`, `idna`), `asyncio` imports `ssl` and its SSL protocol,
+and so on; a traceroute or ping never touches them (~20 ms of CPU of each run:
+docs/performance.md, "Session 19: start-up"). `install` puts a finder first on
+`sys.meta_path` that gives each module named in `LAZY` a module object whose code runs at
+the first attribute looked up on it, as `LazyLoader` does: after that it is the very
+module an eager import makes (its ``__loader__``, ``__spec__`` and contents).
 
-Only a module that every importer imports as a module object (``import x``, ``from pkg
-import x``) stays unloaded: ``from x import name``, a second ``import x`` elsewhere or any
+One change to `LazyLoader`'s module: its ``__spec__`` is read without loading it. The
+import statement reads it each time a module already in `sys.modules` is imported again
+(to see whether it is still initialising), so with the standard library's module alone a
+second ``import ssl`` anywhere loaded it. Still, only a module imported as a module object
+(``import x``, ``from pkg import x``) stays unloaded: ``from x import name`` or any other
 attribute read loads it there and then. Each name is listed because a run was seen to
-leave it unloaded (tests/integration/test_cli_run_imports.py pins it), and is a pure
+leave it unloaded (tests/integration/test_cli_run_imports.py pins them), and is a pure
 Python module whose import only defines things (no registration a caller relies on
 without reading an attribute of it). The `pktlab` process turns this on for `pktlab run`
 only, before its imports (`packetlab.cli.main`), not in daemons or a program that calls
@@ -41,6 +44,7 @@ LAZY: frozenset[str] = frozenset(
         "twisted.internet.ssl",  # twisted.internet.posixbase: `from ... import ssl as _ssl`
         "twisted.internet.unix",  # twisted.internet.posixbase: `from ... import process, unix`
         "twisted.persisted.sob",  # twisted.application.service: `from ... import sob`
+        "ssl",  # asyncio.base_events, asyncio.selector_events (`run http` for https)
         "asyncio.sslproto",  # asyncio.base_events: `from . import sslproto`
         "asyncio.staggered",  # asyncio.base_events: `from . import staggered`
         "asyncio.trsock",  # asyncio.base_events: `from . import trsock`
@@ -49,6 +53,11 @@ LAZY: frozenset[str] = frozenset(
         "idna",  # dns.name (`run dns`): `import idna`, used for IDNA 2008 names only
         "ctypes.util",  # packetlab.pcap.libpcap: find_library when the soname is missing
         "pty",  # twisted.internet.process: `import pty`, for usePTY only
+        "pickle",  # twisted.python.reflect, twisted.plugin: for plugin caches
+        "calendar",  # email._parseaddr (from cryptography.x509.general_name)
+        "copy",  # dataclasses: for replace(), asdict()...
+        "textwrap",  # traceback: for a traceback's carets
+        "tokenize",  # linecache: for the source lines of a traceback
     }
 )
 
@@ -83,8 +92,25 @@ class _LazyFinder:
             return None
         # Python code only: an extension module's work is its creation, not made lazy.
         if isinstance(spec.loader, _PYTHON_CODE):
-            spec.loader = importlib.util.LazyLoader(spec.loader)
+            spec.loader = _Loader(spec.loader)
         return spec
+
+
+class _Loader(importlib.util.LazyLoader):
+    """`LazyLoader`, its module's ``__spec__`` readable without loading it."""
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        super().exec_module(module)
+        module.__class__ = _LazyModule
+
+
+class _LazyModule(importlib.util._LazyModule):  # type: ignore[name-defined]
+    def __getattribute__(self, attr: str) -> object:
+        if attr == "__spec__":  # the import statement's look at a module imported again
+            return object.__getattribute__(self, attr)
+        # The standard library's module loads it (its own class check, 3.12's lock).
+        self.__class__ = importlib.util._LazyModule  # type: ignore[attr-defined]
+        return importlib.util._LazyModule.__getattribute__(self, attr)  # type: ignore[attr-defined]
 
 
 def install(names: Iterable[str] = LAZY) -> None:
@@ -101,4 +127,4 @@ def uninstall() -> None:
 
 def is_lazy(name: str) -> bool:
     """Whether module `name` was imported lazily and not yet used (asking loads nothing)."""
-    return type(sys.modules.get(name)) is importlib.util._LazyModule  # type: ignore[attr-defined]
+    return type(sys.modules.get(name)) is _LazyModule

@@ -318,3 +318,28 @@ def test_main_called_by_a_program_imports_eagerly() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.splitlines()[-1].split() == ["0", "False", "False", "True"], out
+
+
+def test_a_traceback_loads_its_lazy_modules_and_shows_the_source(tmp_path: Path) -> None:
+    """`traceback` and `linecache` import `textwrap` and `tokenize` lazily in `pktlab run`:
+    an error's traceback (`-v`, an internal error) loads them and prints the source."""
+    script = tmp_path / "fails.py"
+    script.write_text(
+        "from packetlab import lazyimports as z\n"
+        "z.install()\n"
+        "import traceback\n"
+        "before = [z.is_lazy(n) for n in ('textwrap', 'tokenize')]\n"
+        "def f():\n"
+        "    return {}['missing key']\n"
+        "try:\n"
+        "    f()\n"
+        "except KeyError:\n"
+        "    text = traceback.format_exc()\n"
+        "print(before, [z.is_lazy(n) for n in ('textwrap', 'tokenize')])\n"
+        "print(text)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.startswith("[True, True] [False, False]\n"), out
+    assert "    return {}['missing key']\n" in out.stdout and "KeyError" in out.stdout, out

@@ -68,6 +68,20 @@ def test_a_submodule_imported_as_a_module_object_stays_unloaded(where: list[str]
     assert sub.VALUE == 42 and where == ["lazytest_pkg.sub"]
 
 
+def test_a_second_import_elsewhere_leaves_it_unloaded(where: list[str]) -> None:
+    """The import statement reads ``__spec__`` of a module it finds in sys.modules (is
+    it still initialising?): that look loads nothing; the module is the same object."""
+    lazyimports.install(["lazytest_a"])
+    import lazytest_a
+
+    again = importlib.import_module("lazytest_a")
+    exec("import lazytest_a as third", ns := {})
+    assert again is lazytest_a is ns["third"]
+    assert where == [] and lazyimports.is_lazy("lazytest_a")
+    assert lazytest_a.__spec__ is not None and where == []
+    assert lazytest_a.__name__ == "lazytest_a" and where == ["lazytest_a"]
+
+
 def test_from_import_of_a_name_loads_it_there_and_then(where: list[str]) -> None:
     lazyimports.install(["lazytest_a"])
     from lazytest_a import VALUE
