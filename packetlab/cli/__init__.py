@@ -259,7 +259,7 @@ def _import_ahead(module: Any, args: argparse.Namespace, *, keep_code: bool = Fa
     the error where it always did. With `keep_code` (the `pktlab` process itself), the
     methods of the classes such a command makes come compiled from `packetlab.classcode`'s
     table (~36 ms of CPU of a traceroute), and the modules of `packetlab.lazyimports`
-    that Twisted imports but a run may not use are loaded on first use (~25 ms)."""
+    that Twisted imports but a run may not use are loaded on first use (~20 ms)."""
     ahead = getattr(module, "startup_imports", None)
     names = ahead(args) if ahead is not None else ()
     if names and keep_code:
