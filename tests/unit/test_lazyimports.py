@@ -75,7 +75,8 @@ def test_a_second_import_elsewhere_leaves_it_unloaded(where: list[str]) -> None:
     import lazytest_a
 
     again = importlib.import_module("lazytest_a")
-    exec("import lazytest_a as third", ns := {})
+    ns: dict[str, object] = {}
+    exec("import lazytest_a as third", ns)
     assert again is lazytest_a is ns["third"]
     assert where == [] and lazyimports.is_lazy("lazytest_a")
     assert lazytest_a.__spec__ is not None and where == []
