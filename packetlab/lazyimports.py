@@ -55,8 +55,8 @@ LAZY: frozenset[str] = frozenset(
         "pty",  # twisted.internet.process: `import pty`, for usePTY only
         "pickle",  # twisted.python.reflect, twisted.plugin: for plugin caches
         "calendar",  # email._parseaddr (from cryptography.x509.general_name)
-        "copy",  # dataclasses: for replace(), asdict()...
-        "textwrap",  # traceback: for a traceback's carets
+        "copy",  # dataclasses: for asdict(), astuple()
+        "textwrap",  # traceback: when an exception is formatted
         "tokenize",  # linecache: for the source lines of a traceback
     }
 )
