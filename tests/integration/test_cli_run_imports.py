@@ -304,6 +304,28 @@ def test_a_run_leaves_unused_third_party_imports_unloaded(argv: list[str]) -> No
     assert not (_NOT_EXECUTED | lazyimports.LAZY) & set(executed), set(executed) & _NOT_EXECUTED
 
 
+def test_run_http_loads_the_cookie_jar_it_uses_and_not_what_the_jar_imports() -> None:
+    """`run http` reads dates with `http.cookiejar` (`measure/cookies.py`): loaded; the
+    modules the jar imports for requests of its own (`urllib.request`, `email.parser`)
+    and Twisted's TLS module (ours is pyOpenSSL's) stay unloaded."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['pktlab', 'run', 'http', '-s', '--max-time', '2', 'http://127.0.0.1:9/']\n"
+        "import packetlab.cli as c\n"
+        "rc = c.main()\n"
+        "from packetlab import lazyimports as z\n"
+        "print(rc, *(z.is_lazy(n) for n in ('http.cookiejar', 'urllib.request',"
+        " 'email.parser', 'twisted.internet.ssl')), 'http.cookiejar' in sys.modules,"
+        " 'service_identity' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.splitlines()[-1].split()[1:] == [
+        "False", "True", "True", "True", "True", "False"
+    ], out  # fmt: skip
+
+
 def test_main_called_by_a_program_imports_eagerly() -> None:
     """Lazy imports are the `pktlab` process's own: a program that calls `main` (tests,
     a script) keeps its imports as they were."""
