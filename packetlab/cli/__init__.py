@@ -258,12 +258,15 @@ def _import_ahead(module: Any, args: argparse.Namespace, *, keep_code: bool = Fa
     collections and are frozen. One that fails is left for the command, which then meets
     the error where it always did. With `keep_code` (the `pktlab` process itself), the
     methods of the classes such a command makes come compiled from `packetlab.classcode`'s
-    table (~36 ms of CPU of a traceroute)."""
+    table (~36 ms of CPU of a traceroute), and the modules of `packetlab.lazyimports`
+    that Twisted imports but a run may not use are loaded on first use (~20 ms)."""
     ahead = getattr(module, "startup_imports", None)
     names = ahead(args) if ahead is not None else ()
     if names and keep_code:
+        from packetlab import lazyimports
         from packetlab.classcode import keep_generated_code
 
+        lazyimports.install()
         keep_generated_code()
     for name in names:
         with contextlib.suppress(Exception):

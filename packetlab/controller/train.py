@@ -3,6 +3,7 @@ endpoint's clock, with the endpoint's actual send time (ntag) of each one (§3.3
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import struct
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from packetlab.controller.errors import RequestFailed
 from packetlab.controller.exchange import _close_quietly, _fired_within
 from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
 from packetlab.controller.stop import StopSignal
+from packetlab.gcpolicy import fewer_collections
 from packetlab.wire import Ntag, vmem
 
 if TYPE_CHECKING:
@@ -208,6 +210,10 @@ async def send_train(
                 f.wake()
 
         watch.addCallbacks(wake, lambda f: f.trap(CancelledError))
+    # Each packet's Deferred and callbacks live until its ntag: without this, collections
+    # traversing them were ~40 % of a 100,000-packet train's CPU (packetlab.gcpolicy).
+    hold = contextlib.ExitStack()
+    hold.enter_context(fewer_collections())
     try:
         t0 = session.clock_ns()
         now = await read_time(session)
@@ -266,6 +272,7 @@ async def send_train(
                 due = report.intended[i] <= ended
                 report.errors[i] = "no ntag" if due or not report.stopped else STOPPED
     finally:
+        hold.close()
         if watch is not None:
             watch.cancel()
         await _close_quietly(session, sktid)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from packetlab import lazyimports
+
 
 def test_pktlab_run_loads_only_the_controller_parts_it_uses() -> None:
     code = (
@@ -261,3 +263,105 @@ def test_a_second_run_compiles_no_generated_class_method(tmp_path: Path) -> None
     assert rc1 == rc2 == "0"
     assert int(compiled1) > 100 and path.startswith(str(tmp_path)), runs
     assert compiled2 == "0", runs
+
+
+# Executed by a traceroute or ping before session 19, never used by either: http.cookiejar's
+# chain (from twisted.python.compat), twisted.internet.ssl's (service_identity, idna).
+_NOT_EXECUTED = {
+    "http.client", "urllib.request", "email.parser", "email.feedparser", "email.message",
+    "twisted.internet._sslverify", "service_identity", "idna",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["traceroute", "-n", "-q", "1", "127.0.0.1"],
+        ["ping", "-c", "1", "-q", "127.0.0.1"],
+    ],
+)
+def test_a_run_leaves_unused_third_party_imports_unloaded(argv: list[str]) -> None:
+    """`pktlab run` loads the modules of `packetlab.lazyimports` on first use: a
+    traceroute or ping uses none of them, so none runs, nor what they import (~25 ms of
+    CPU: docs/performance.md, Session 19: start-up). Each listed module is pinned: one
+    that a Twisted, cryptography or Python upgrade starts using at import would show."""
+    code = (
+        "import sys\n"
+        f"sys.argv = ['pktlab', 'run', *{argv!r}]\n"
+        "import packetlab.cli as c\n"
+        "rc = c.main()\n"
+        "from packetlab import lazyimports as z\n"
+        "print(rc, *sorted(n for n in z.LAZY if z.is_lazy(n)), '|',"
+        " *sorted(n for n in sys.modules if not z.is_lazy(n)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    (rc, *lazy), _, executed = (p.split() for p in out.stdout.splitlines()[-1].partition(" | "))
+    assert rc == "0", out
+    # Imported and left unloaded: all but those only run http's and run dns's code imports.
+    assert set(lazy) == lazyimports.LAZY - {"urllib.request", "email.parser", "idna"}, lazy
+    assert not (_NOT_EXECUTED | lazyimports.LAZY) & set(executed), set(executed) & _NOT_EXECUTED
+
+
+def test_run_http_loads_the_cookie_jar_it_uses_and_not_what_the_jar_imports() -> None:
+    """`run http` reads dates with `http.cookiejar` (`measure/cookies.py`): loaded; the
+    modules the jar imports for requests of its own (`urllib.request`, `email.parser`)
+    and Twisted's TLS module (ours is pyOpenSSL's) stay unloaded."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['pktlab', 'run', 'http', '-s', '--max-time', '2', 'http://127.0.0.1:9/']\n"
+        "import packetlab.cli as c\n"
+        "rc = c.main()\n"
+        "from packetlab import lazyimports as z\n"
+        "print(rc, *(z.is_lazy(n) for n in ('http.cookiejar', 'urllib.request',"
+        " 'email.parser', 'twisted.internet.ssl')), 'http.cookiejar' in sys.modules,"
+        " 'service_identity' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.splitlines()[-1].split()[1:] == [
+        "False", "True", "True", "True", "True", "False"
+    ], out  # fmt: skip
+
+
+def test_main_called_by_a_program_imports_eagerly() -> None:
+    """Lazy imports are the `pktlab` process's own: a program that calls `main` (tests,
+    a script) keeps its imports as they were."""
+    code = (
+        "import sys, packetlab.cli as c\n"
+        "rc = c.main(['run', 'ping', '-c', '1', '-q', '127.0.0.1'])\n"
+        "from packetlab import lazyimports as z\n"
+        "print(rc, any(type(f).__name__ == '_LazyFinder' for f in sys.meta_path),"
+        " z.is_lazy('http.cookiejar'), 'http.client' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.splitlines()[-1].split() == ["0", "False", "False", "True"], out
+
+
+def test_a_traceback_loads_its_lazy_modules_and_shows_the_source(tmp_path: Path) -> None:
+    """`traceback` and `linecache` import `textwrap` and `tokenize` lazily in `pktlab run`:
+    an error's traceback (`-v`, an internal error) loads them and prints the source."""
+    script = tmp_path / "fails.py"
+    script.write_text(
+        "from packetlab import lazyimports as z\n"
+        "z.install()\n"
+        "import traceback\n"
+        "before = [z.is_lazy(n) for n in ('textwrap', 'tokenize')]\n"
+        "def f():\n"
+        "    return {}['missing key']\n"
+        "try:\n"
+        "    f()\n"
+        "except KeyError:\n"
+        "    text = traceback.format_exc()\n"
+        "print(before, [z.is_lazy(n) for n in ('textwrap', 'tokenize')])\n"
+        "print(text)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.startswith("[True, True] [False, False]\n"), out
+    assert "    return {}['missing key']\n" in out.stdout and "KeyError" in out.stdout, out

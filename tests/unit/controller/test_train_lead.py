@@ -4,6 +4,7 @@ whole train to be queued before its first packet, and `queued_ahead` saying whet
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from ctl_fakes import FakeEndpoint, Rig
@@ -18,6 +19,7 @@ from packetlab.controller.train import (
     LEAD_RTTS,
     measure_lead,
 )
+from packetlab.gcpolicy import TRAIN_GEN0
 from packetlab.wire import Mread, Nsend
 
 COST_S = 0.0001  # the fake endpoint's time per request
@@ -166,3 +168,26 @@ def test_a_train_longer_than_the_pending_cap_gets_the_lead_of_the_cap(monkeypatc
     report = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 100_000), step=0.0001)
     assert LEAD_MIN_NS < report.lead < LEAD_MIN_NS + 2 * 64 * LEAD_NSEND_COST * COST_S * 1e9
     assert report.sent_count == count
+
+
+def test_a_train_runs_with_fewer_collections_and_restores_them() -> None:
+    """Collections traversing the pending packets were ~40 % of a long train's CPU
+    (docs/performance.md, Session 19: start-up): the gen-0 threshold is raised while the
+    train is queued and pending, and put back after."""
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    seen: list[int] = []
+
+    def payload(i: int) -> bytes:
+        seen.append(gc.get_threshold()[0])
+        return i.to_bytes(8, "big")
+
+    try:
+        rig = Rig()
+        rig.run(rig.session.ready)
+        report = rig.run(send_train(rig.session, "127.0.0.1", 9000, 10, 100_000, payload=payload))
+        assert report.sent_count == 10
+        assert seen == [TRAIN_GEN0] * 10
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*saved)
