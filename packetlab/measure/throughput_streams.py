@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from packetlab.controller import ControllerError, EndpointSession, read_tcp_info
 from packetlab.measure.iperf3 import Intervals, State, UdpReceiver
@@ -22,7 +23,9 @@ from packetlab.measure.throughput_result import TcpStats, interval_sum
 from packetlab.measure.throughput_spec import TimedSpec
 from packetlab.wire import Ndata
 
-__all__ = ["Flow", "OnInterval", "OnProgress", "Streams"]
+__all__ = ["Flow", "OnInterval", "OnProgress", "Streams", "fork"]
+
+T = TypeVar("T")
 
 OnInterval = Callable[[dict[str, Any]], None]
 OnProgress = Callable[[str], None]
@@ -51,6 +54,22 @@ class Flow:
     udp: UdpReceiver = field(default_factory=UdpReceiver)
     reply: Deferred[None] | None = None  # UDP: the server's answer to the connect datagram
     reads: Reads | None = None  # TCP download -n/-k: iperf3's reads, modelled
+
+
+def fork(d: Deferred[T]) -> Deferred[T]:
+    """A Deferred with `d`'s result, leaving `d` its result (awaiting a Deferred takes it:
+    the second of two readers of the test's last sample got None)."""
+    out: Deferred[T] = Deferred()
+
+    def both(result: Any) -> Any:
+        if isinstance(result, Failure):
+            out.errback(result)
+        else:
+            out.callback(result)
+        return result
+
+    d.addBoth(both)
+    return out
 
 
 class Streams:
@@ -156,7 +175,9 @@ class Streams:
             if self.hold_last and not omitted and self._last(rec):
                 self.held.append(rec)
             elif self.sample_tcp:
-                sample = self.final  # closed after the test's end: its last sample
+                # the last interval (closed after the test's end): the test's last sample;
+                # one closed before it, a sample now
+                sample = self.final if not omitted and self._last(rec) else None
                 self.emitting = Deferred.fromCoroutine(self._sampled(rec, self.emitting, sample))
             else:
                 self.on_interval(rec)
@@ -207,7 +228,7 @@ class Streams:
             infos = await self.tcp_sample()
             self.note_sample(infos)
         else:
-            infos = await sample  # noted by the caller (the totals take it too)
+            infos = await fork(sample)  # noted by the caller (the totals take it too)
         for st in rec["streams"]:
             info = infos.get(st["id"])
             if info is None or st.get("role") == "RX-C":  # iperf3: a receiver's are blank

@@ -75,7 +75,7 @@ from packetlab.measure.throughput_receive import Receiving
 from packetlab.measure.throughput_result import TimedResult, side
 from packetlab.measure.throughput_send import Sending
 from packetlab.measure.throughput_spec import TimedSpec
-from packetlab.measure.throughput_streams import Flow, OnInterval, OnProgress
+from packetlab.measure.throughput_streams import Flow, OnInterval, OnProgress, fork
 from packetlab.wire import Family
 from packetlab.wire.constants import MAX_MSGQ_LEN, NDATA_MAX
 
@@ -479,7 +479,9 @@ async def timed_test(
         await ctl.expect(State.EXCHANGE_RESULTS, timeout=timeout)
         await test.drained()
         test.finish()
-        tcp = await test.final if test.final is not None else None  # the sender's Retr
+        tcp: dict[int, Any] | None = None  # the sender's Retr (the last interval's too)
+        if test.final is not None:
+            tcp = await fork(test.final)
         if tcp is not None:
             test.note_sample(tcp)
         if test.emitting is not None:
