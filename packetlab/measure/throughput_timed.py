@@ -67,7 +67,12 @@ from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import DEFAULT_PORT, Iperf3Error, State
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.stream import StreamError, connect_failure
-from packetlab.measure.throughput_control import ThroughputError, admitted, closed_by_server
+from packetlab.measure.throughput_control import (
+    ThroughputError,
+    admitted,
+    closed_by_server,
+    native_error,
+)
 from packetlab.measure.throughput_file import DiskFile
 from packetlab.measure.throughput_pcap import TimedCapture
 from packetlab.measure.throughput_reads import Reads
@@ -91,6 +96,8 @@ RBUF = 4 << 20  # download: each data socket's receive budget at the endpoint
 #: until it gave up 40 s later). Half of it leaves room for the ntags and answers.
 RX_TOTAL = MAX_MSGQ_LEN // 2 * NDATA_MAX
 CONNECT_WAIT = 10.0
+#: -B with an address the endpoint does not have: iperf3's bind() fails so (strerror)
+EADDRNOTAVAIL = "Cannot assign requested address"
 
 
 class _Test(Receiving, Sending):
@@ -350,7 +357,7 @@ async def _bind_refused(session: EndpointSession, bind: str, server: Any) -> str
         listed = ", ".join(str(a) for a in mine) or "none"
         return (
             f"-B {bind}: not an address of the endpoint (its addresses: {listed}); iperf3 "
-            "would fail to bind it (Cannot assign requested address)"
+            f"would fail to bind it ({EADDRNOTAVAIL})"
         )
     if want.version != server.version:
         return (
@@ -419,15 +426,19 @@ async def timed_test(
     if spec.bind is not None:
         result.error = await _bind_refused(session, spec.bind, addr)
         if result.error is not None:
+            if "not an address of the endpoint" in result.error:  # iperf3's bind() fails
+                result.native_error = f"unable to connect to server: {EADDRNOTAVAIL}"
             return result
     try:
         ctl, key = await admitted(session, addr, port, recorder, laddr=spec.bind,
                                    timeout=spec.connect_timeout)  # fmt: skip
     except Iperf3Error as e:
         result.error = str(e)
+        result.native_error = native_error(e, result.error)
         return result
     except ControllerError as e:
         result.error = connect_failure(e, addr, port)
+        result.native_error = native_error(e, result.error)
         return result
     test = _Test(session, spec, addr, port, ctl, on_interval, progress)
     test.should_stop = stopping
@@ -462,7 +473,8 @@ async def timed_test(
                 raise
             raise Iperf3Error(
                 f"{e}: test authorization failed (iperf3's words): a user, password or key "
-                "the server does not take, or clocks further apart than its skew threshold"
+                "the server does not take, or clocks further apart than its skew threshold",
+                native="test authorization failed",
             ) from None
         await test.open(key)
         if on_connected is not None:
@@ -501,6 +513,7 @@ async def timed_test(
         await closed_by_server(ctl.stream)
     except (Iperf3Error, StreamError, RequestFailed, ThroughputError) as e:
         result.error = str(e)
+        result.native_error = native_error(e, result.error)
     except defer.TimeoutError:
         result.error = f"the endpoint's notifications did not come within {timeout:g} s"
     finally:
