@@ -474,6 +474,7 @@ def timed_experiment(
         repeating_payload=args.repeating_payload, bind=bind(args, host),
         connect_timeout=None if args.connect_timeout is None else args.connect_timeout / 1e3,
         authtoken=authtoken(args), file=args.file,
+        fd_offset=1 if args.logfile is not None else 0,  # iperf3's `[  6]` with --logfile
     )  # fmt: skip
     try:
         spec.check()

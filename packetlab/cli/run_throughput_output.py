@@ -178,13 +178,20 @@ class Output:
             return rt.interval(r, a.unit or "a")
         if kind == "throughput" and "protocol" in r and "error" not in r:
             out = rt.timed(r, a.unit or "a", verbose=a.iperf_verbose)
+            # the server's report right after the totals, as iperf3's; our `# ` notes
+            # (whose figures are whose, late sends) after it
+            lines = out.split("\n")
+            notes = len(lines)
+            while notes and lines[notes - 1].startswith("# "):
+                notes -= 1
+            out, ours = "\n".join(lines[:notes]), lines[notes:]
             if "server_output_text" in r:  # iperf3: "\nServer output:\n%s\n"
                 out += "\n\nServer output:\n" + printable(r["server_output_text"])
             elif "server_output_json" in r:
                 from packetlab.measure.throughput_cjson import dumps
 
                 out += "\n\nServer JSON output:\n" + dumps(r["server_output_json"]) + "\n"
-            return out
+            return "\n".join([out, *ours])
         return rt.row(r)
 
     def _document(self, r: Record) -> str | None:

@@ -231,9 +231,10 @@ def stream_ids(n: int) -> list[int]:
     return [1, *range(3, n + 2)]
 
 
-def display_ids(n: int) -> list[int]:
-    """The `[  5]` labels iperf3 3.12 prints for `n` streams (its socket numbers)."""
-    return [5 + 2 * i for i in range(n)]
+def display_ids(n: int, offset: int = 0) -> list[int]:
+    """The `[  5]` labels iperf3 3.12 prints for `n` streams (its socket numbers; `offset`
+    more descriptors open before them: 1 with --logfile)."""
+    return [5 + offset + 2 * i for i in range(n)]
 
 
 def timed_parameters(

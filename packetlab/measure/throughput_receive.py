@@ -4,29 +4,20 @@ once iperf3's reads reached -n/-k (`throughput_reads`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet import defer
-from twisted.internet.defer import Deferred
 
 from packetlab.controller import read_time
 from packetlab.measure import iperf3
-from packetlab.measure.iperf3 import State
 from packetlab.measure.stream import StreamError
 from packetlab.measure.throughput_control import sleep
 from packetlab.measure.throughput_reads import end_all
-from packetlab.measure.throughput_streams import Flow, Streams
+from packetlab.measure.throughput_streams import END_AHEAD_S, Flow, Streams
 from packetlab.wire import Ndata, Nstat, NstatCode
 
 __all__ = ["Receiving"]
 
 #: Download: the data is all in once no notification came for this long after the end.
 QUIET_S = 0.05
-#: Download -t: TEST_END is queued at the endpoint this long before its time.
-END_AHEAD_S = 0.25
-#: --bidir -t: the streams' TCP_INFO is read this often from the time TEST_END is queued
-#: until a sample comes after it (`last_sample_before`).
-FINAL_SAMPLE_EVERY_S = 0.01
 
 
 class Receiving(Streams):
@@ -111,9 +102,7 @@ class Receiving(Streams):
             # queued send cannot be taken back: until then a stop can still end it now)
             if await self._wait_until(self.stop_at - int(END_AHEAD_S * 1e9), timeout):
                 self.end = self.stop_at  # the endpoint sends TEST_END then (scheduled)
-                self.ctl.stream.send(iperf3.state_byte(State.TEST_END), time=self.stop_at)
-                if self.sample_tcp:  # --bidir: the sending streams' last TCP_INFO
-                    self.final = Deferred.fromCoroutine(self.last_sample_before(self.stop_at))
+                self.schedule_end()
                 await self._wait_until(self.stop_at, timeout, stoppable=False)
                 return
         else:
@@ -139,28 +128,6 @@ class Receiving(Streams):
         if self.end is None or self.end > now:
             self.end = now
         self._test_end()
-
-    async def last_sample_before(self, end: int) -> dict[int, Any]:
-        """--bidir -t: each stream's last TCP_INFO before `end`, when the endpoint sends
-        the TEST_END queued for it (iperf3's client reads its sockets' as its timer ends
-        the test, then sends TEST_END). The server closes the data connections when it
-        reads TEST_END, an unpaced sending stream's next queued send then fails and the
-        endpoint frees the socket, TCP_INFO and all; a read cannot be scheduled at the
-        endpoint, and one timed from here comes late when the controller is busy (the
-        receiving half's ndata: a read aimed 10 ms before the end got no sample of the
-        TX-C sockets, and no Retr/Cwnd). So samples are read from now on, each followed
-        by a read of the endpoint's clock (answered in order: the sample was taken before
-        that time), until one comes after `end`; a stream's sample from after it counts
-        only when none came before."""
-        kept: dict[int, Any] = {}
-        while True:
-            sample = Deferred.fromCoroutine(self.tcp_sample())
-            now = await read_time(self.session)  # sent after the sample's reads
-            infos = await sample
-            if now >= end:
-                return {**infos, **kept}
-            kept.update(infos)
-            await sleep(self.session, FINAL_SAMPLE_EVERY_S)
 
     def _watch_stop(self) -> None:
         """Download -n: fire `done` when asked to stop (polled)."""

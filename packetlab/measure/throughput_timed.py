@@ -56,6 +56,7 @@ from packetlab.controller import (
     ControllerError,
     EndpointSession,
     RequestFailed,
+    SendFailed,
     deferred_api,
     parse_address,
     read_socket_info,
@@ -113,7 +114,7 @@ class _Test(Receiving, Sending):
         if not spec.udp:  # see RX_TOTAL (a sending stream receives nothing)
             rbuf = max(NDATA_MAX, min(rbuf, RX_TOTAL // spec.streams))
         for i, (sid, label) in enumerate(
-            zip(iperf3.stream_ids(n), iperf3.display_ids(n), strict=True)
+            zip(iperf3.stream_ids(n), iperf3.display_ids(n, spec.fd_offset), strict=True)
         ):
             lport = spec.cport + i if spec.cport is not None else 0
             try:
@@ -511,7 +512,7 @@ async def timed_test(
         await ctl.expect(State.DISPLAY_RESULTS)
         ctl.send_state(State.IPERF_DONE)
         await closed_by_server(ctl.stream)
-    except (Iperf3Error, StreamError, RequestFailed, ThroughputError) as e:
+    except (Iperf3Error, StreamError, RequestFailed, SendFailed, ThroughputError) as e:
         result.error = str(e)
         result.native_error = native_error(e, result.error)
     except defer.TimeoutError:

@@ -157,9 +157,13 @@ def test_server_output_and_logfile_beside_native(port: int, tmp_path: Path) -> N
         assert lines[0] == f"Connecting to host 127.0.0.1, port {port}"
         at = lines.index("Server output:")
         assert lines[at - 1] == "" and "Accepted connection from 127.0.0.1" in "\n".join(lines[at:])
+        assert lines[at - 2].endswith("receiver")  # right after the totals (session 19)
+        # the stream's label: its socket's descriptor, one more with the log file open
+        # (session 19: ours was [  5])
+        assert re.fullmatch(r"\[  6\] local 127\.0\.0\.1 port \d+ connected to .*", lines[2])
     # the server's view of our data stream: the port the endpoint connected from
     text = ours_log.read_text()
-    local = re.search(r"\[  5\] local 127\.0\.0\.1 port (\d+) connected to", text)
+    local = re.search(r"\[  6\] local 127\.0\.0\.1 port (\d+) connected to", text)
     assert local is not None
     assert f"connected to 127.0.0.1 port {local.group(1)}" in text.split("Server output:")[1]
 

@@ -123,9 +123,11 @@ def test_server_output_after_the_results() -> None:
     got = lines(args_of("-t", "1", "--get-server-output"), RESULT)
     at = got.index("Server output:")
     assert got[at - 1] == "" and got[at + 1] == "Accepted connection from 127.0.0.1, port 45140"
+    assert got[at - 2].endswith("receiver")  # right after the totals, as iperf3's (session
+    assert got[-1].startswith("# sender: ")  # 19: our note came between them)
     hostile = {**RESULT, "server_output_text": "a\x1b]0;pwned\x07\tb\n"}
     got = lines(args_of("-t", "1", "--get-server-output"), hostile)
-    assert got[-2:] == ["a\\x1b]0;pwned\\x07\tb", ""]  # no escape reaches the terminal
+    assert got[-3:-1] == ["a\\x1b]0;pwned\\x07\tb", ""]  # no escape reaches the terminal
 
 
 def test_logfile_appends_and_prints_nothing(tmp_path: Path) -> None:

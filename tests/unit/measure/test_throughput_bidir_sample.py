@@ -117,10 +117,12 @@ def test_unpaced_bidir_keeps_retr_and_cwnd_when_the_sample_is_late() -> None:
 
 def test_intervals_before_the_end_sample_at_their_close() -> None:
     """--bidir -t 1 -i 0.25 (no -b): each interval before the last has a sample of its
-    own, read as it closed, not the last one's; the last has the sample taken just before
-    TEST_END, which the sender total shares. (The scripted endpoint counts one more
-    retransmit at every read: the last samples are read every 10 ms from 0.25 s before
-    the end, so the last interval's count is the largest.)"""
+    own, read as it closed, not the last one's; the last has the last sample taken
+    before TEST_END, which the sender total shares, or the one before's where that was
+    read later (the scripted endpoint counts one more retransmit at every read: the last
+    samples are read from 0.25 s before the end, the 0.75 s interval's came after the
+    first of them, and those near the end after the server had closed): never a negative
+    count, and the lines add up to the total."""
     rig, _server = late_rig(1.0)
     endpoint = rig.endpoint
     assert isinstance(endpoint, LateEndpoint)
@@ -130,6 +132,6 @@ def test_intervals_before_the_end_sample_at_their_close() -> None:
     tx = [i["streams"][0] for i in intervals]
     assert all("snd_cwnd" in s for s in tx)
     counts = [s["retransmits"] for s in tx]
-    assert counts[:2] == [0, 1] and counts[2] <= 2 < 10 < counts[3]
+    assert counts[:3] == [0, 1, 2] and counts[3] >= 0
     assert d["streams"][0]["sender"]["retransmits"] == sum(counts)
     assert sum(counts) == endpoint.retrans[1]  # its last sample before the server closed
