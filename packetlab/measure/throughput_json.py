@@ -185,7 +185,7 @@ def start(connected: Record | None, r: Record, started: float, version: str) -> 
             "time": email.utils.formatdate(started, usegmt=True),
             "timesecs": int(started),
         },
-        "connecting_to": {"host": r["server"], "port": r["port"]},
+        "connecting_to": {"host": r.get("host", r["server"]), "port": r["port"]},
         "cookie": connected.get("cookie", ""),
     }
     if not udp:
