@@ -17,14 +17,15 @@ packetlab.measure.iperf3), with native `iperf3 -c`'s parameters for -t/-n, -P, -
   iperf3's receiver computes them, with the endpoint's receive stamp as the arrival.
 * Upload: TCP blocks (128 KiB) go unscheduled, a window of them queued per stream, each
   with an ntag; the ntag's time (the block handed to the kernel) counts it, as iperf3's
-  sender counts a write. Once an ntag passes TEST_START + T, TEST_END goes at once (the
-  blocks still queued are not waited for, as iperf3's timer does not). With -b (and
+  sender counts a write. TEST_END is scheduled at the endpoint for TEST_START + T, as
+  iperf3's timer sends it (the blocks still queued are not waited for). With -b (and
   always for UDP) the sends are scheduled instead: block k of a stream at
   `first + k * len * 8 / rate`, computed here and sent by the endpoint at that time (the
   PacketLab way: no timer at the controller), queued up to 0.5 s ahead as the test goes
   (that horizon reached gradually from the first send's 20 ms lead). A paced test's T
-  seconds run from its first send; a send whose ntag came over 1 ms after its time is
-  counted as late (`late_sends`: the sends did not reach the endpoint in time).
+  seconds run from its first send (TEST_END scheduled for its end); a send whose ntag
+  came over 1 ms after its time is counted as late (`late_sends`: the sends did not
+  reach the endpoint in time).
   Each UDP datagram carries iperf3's header with its scheduled time and number; the
   server's jitter, loss and total come back in the results exchange.
 * `-i`: an interval is reported once a stamp past its end arrived (or at the end).
