@@ -73,6 +73,7 @@ class Sending(Streams):
         schedules_end = last_word and spec.seconds is not None and spec.file is None
         payload = iperf3.repeating_pattern(block) if spec.repeating_payload else bytes(block)
         limit = clock.seconds() + timeout
+        cut_short = False  # Ctrl-C seen here (--bidir: the receiving half may see it first)
         while True:
             if self.failure is not None:
                 raise self.failure
@@ -102,9 +103,9 @@ class Sending(Streams):
                     queued_any = more = True
                     if f.sent_packets % 64 == 0:
                         await session.wait_writable()
-            stop = self.should_stop is not None and self.should_stop() and not self.stopped
+            stop = self.should_stop is not None and self.should_stop() and not cut_short
             if stop and not self.end_queued:  # (once queued, TEST_END goes at its time)
-                self.stopped = True  # Ctrl-C: no more sends; the test ends with what went
+                cut_short = self.stopped = True  # Ctrl-C: no more sends; the test ends
                 cut = max(endpoint_now(), self.latest) if rate else self.latest
                 self.stop_at = self.end = min(self.stop_at, cut) if self.stop_at else cut
             if schedules_end and not self.stopped and not self.end_queued and self.stop_at \
@@ -129,13 +130,15 @@ class Sending(Streams):
                 await self.wake
                 if timer.active():
                     timer.cancel()
-        if self.stopped and last_word:
-            # Ctrl-C: TEST_END now; the sends still queued at the endpoint (paced ones up
-            # to 0.5 s ahead, an unpaced window) are not waited for: the server counted
+        if cut_short:
+            # Ctrl-C: TEST_END now (--bidir: the receiving half's); the sends still queued
+            # at the endpoint (paced ones up to 0.5 s ahead, an unpaced window) are not
+            # waited for, their failures once the server closes moot: the server counted
             # them until TEST_END (a paced 10 Mbit/s test stopped at 1.25 s: 2.12 MB
-            # received, 1.50 MB sent by then)
+            # received, 1.50 MB sent by then; --bidir -b 10M: `nsend ... not sent`)
             self.ending = True
-            self._test_end()
+            if last_word:
+                self._test_end()
             return
         if spec.bidir and spec.counted:
             await self._bidir_sent(limit)

@@ -100,11 +100,9 @@ def test_logfile_labels_the_streams_as_iperf3() -> None:
         assert specs[-1].fd_offset == offset
 
 
-def test_sends_failing_after_the_end_are_moot() -> None:
-    """The server closes the data connection as it reads TEST_END; the blocks still queued
-    at the endpoint then fail (ntag EPKTNOTSENT), possibly before the controller has seen
-    the end pass: the test ends with its figures (was, on a shaped 20 Mbit/s link:
-    `nsend on socket 1 tag 39 not sent`, exit 2, from the run)."""
+def closing_rig() -> tuple[Any, Any]:
+    """A scripted iperf3 server that closes the data connections as it reads TEST_END:
+    the endpoint's sends after it fail (ntag EPKTNOTSENT), as through a real one."""
     from stream_fakes import StreamRig
     from test_throughput_timed import TimedIperf3, UdpFakeEndpoint
 
@@ -127,6 +125,30 @@ def test_sends_failing_after_the_end_are_moot() -> None:
     rig.endpoint.server = server
     rig.endpoint.peers[SERVER] = server.connect
     rig.endpoint.rate = RATE
+    return rig, server
+
+
+def test_sends_failing_after_the_end_are_moot() -> None:
+    """The server closes the data connection as it reads TEST_END; the blocks still queued
+    at the endpoint then fail (ntag EPKTNOTSENT), possibly before the controller has seen
+    the end pass: the test ends with its figures (was, on a shaped 20 Mbit/s link:
+    `nsend on socket 1 tag 39 not sent`, exit 2, from the run)."""
+    rig, server = closing_rig()
     d, _ = run(rig, TimedSpec(direction="upload", seconds=0.5, interval=0))
     assert "error" not in d, d
     assert server.done and d["sum"]["sender"]["bytes"] > 0
+
+
+def test_bidir_paced_stop_ends_both_halves_without_an_error() -> None:
+    """Ctrl-C in `--bidir -t 10 -b 16M`: the sending half stops as well whichever half saw
+    the stop first, its sends queued 0.5 s ahead moot once the server closes (was: the
+    sending half sent on to the old end, `error - nsend on socket 1 tag 16 not sent`)."""
+    rig, server = closing_rig()
+    spec = TimedSpec(bidir=True, seconds=10, bitrate=16e6, length=20_000, interval=0.1)
+    at = rig.clock.seconds() + 0.6
+    r = rig.run(timed_test(rig.session, SERVER[0], spec=spec,
+                           stopping=lambda: rig.clock.seconds() >= at))  # fmt: skip
+    d = r.to_dict()
+    assert "error" not in d, d
+    assert d["stopped"] is True and server.done and len(test_ends(rig)) == 1
+    assert d["seconds"] < 1.0
