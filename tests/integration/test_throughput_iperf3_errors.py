@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -116,7 +117,17 @@ def interrupted(port: int, cmd: list[str]) -> subprocess.CompletedProcess[str]: 
         while not any("sec" in x for x in lines) and time.monotonic() < deadline:
             lines.append(proc.stdout.readline())
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        # read through the text buffers (communicate() would skip what readline() took
+        # in ahead); bounded by a kill 30 s on
+        watchdog = threading.Timer(30, proc.kill)
+        watchdog.start()
+        try:
+            out = proc.stdout.read()
+            assert proc.stderr is not None
+            err = proc.stderr.read()
+            proc.wait(5)
+        finally:
+            watchdog.cancel()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -152,3 +163,18 @@ def test_ctrl_c_as_native(port: int, json_doc: bool) -> None:  # noqa: F811
         assert any(x.endswith("sender") for x in got.stdout.splitlines()), got.stdout
     same_line(ours.stderr.splitlines()[-1], theirs.stderr.splitlines()[-1])
     assert theirs.stderr.splitlines()[-1].endswith("interrupt - the client has terminated")
+
+
+def test_ctrl_c_in_paced_bidir_as_native(port: int) -> None:  # noqa: F811
+    """SIGINT in `--bidir -t 5 -b 10M`: both roles' totals, the interrupt line, no error
+    (was: `error - nsend on socket 1 tag N not sent`, the sending half sending on into the
+    connection the server closed)."""
+    words = ["--bidir", "-t", "5", "-b", "10M", "-i", "0.5", "--forceflush"]
+    ours = interrupted(port, [*PKTLAB, *words])
+    theirs = interrupted(port, ["iperf3", *words])
+    assert (ours.returncode, theirs.returncode) == (130, 1), ours.stderr
+    assert "error" not in ours.stderr, ours.stderr
+    for got in (ours, theirs):
+        roles = [x[5:11] for x in got.stdout.splitlines() if x.endswith("sender")]
+        assert roles == ["[TX-C]", "[RX-C]"], got.stdout
+    same_line(ours.stderr.splitlines()[-1], theirs.stderr.splitlines()[-1])
