@@ -192,6 +192,14 @@ def split_host_port(
     return host, port
 
 
+def typed_host(text: str) -> str:
+    """The host of --server as typed (`localhost`, not the address it resolves to): iperf3
+    prints `Connecting to host localhost, port 5201` and puts it in -J's `connecting_to`."""
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    return text.split(":")[0] if text.count(":") == 1 else text
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-c", "--server", required=True, metavar="HOST[:PORT]",
@@ -474,6 +482,7 @@ def timed_experiment(
         repeating_payload=args.repeating_payload, bind=bind(args, host),
         connect_timeout=None if args.connect_timeout is None else args.connect_timeout / 1e3,
         authtoken=authtoken(args), file=args.file,
+        fd_offset=1 if args.logfile is not None else 0,  # iperf3's `[  6]` with --logfile
     )  # fmt: skip
     try:
         spec.check()
@@ -482,7 +491,10 @@ def timed_experiment(
 
     recorder = pcapout.recorder_for(args)  # all runs in one file, payloads cut short
 
+    named = typed_host(args.server)
+
     def connected(r: Record) -> None:
+        r["host"] = named  # as typed: its line and -J say it, as iperf3's
         warning = udp_mss_warning(r)
         if warning is not None:  # iperf3: on stderr, whatever -J, --logfile or -T say
             import sys
@@ -505,7 +517,7 @@ def timed_experiment(
                 stopping=lambda: progress.stopping,  # Ctrl-C: the totals so far, as iperf3
                 on_connected=connected, recorder=recorder,
             )  # fmt: skip
-            emit(r.to_dict())
+            emit({**r.to_dict(), "host": named})
 
     return pcapout.recording(args, recorder, run)
 

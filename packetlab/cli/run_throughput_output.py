@@ -10,14 +10,19 @@ the document with the test's result.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 from typing import IO, Any, NamedTuple
+
+from packetlab.measure.iperf3 import INTERRUPTED
 
 Record = dict[str, Any]
 
 #: --timestamps without a format: iperf3's "%c " (its default, a space before the line)
 TIMESTAMP_FORMAT = "%c "
+#: the name before an error line, where iperf3 writes "iperf3: "
+PROG = "pktlab run throughput"
 
 
 def unit_format(text: str) -> str:
@@ -87,6 +92,11 @@ def check(args: argparse.Namespace) -> str | None:
     return None
 
 
+def failed_test(r: Record) -> bool:
+    """`r` is the result of one of iperf3's tests (not the paper's transfer) that failed."""
+    return r["type"] == "throughput" and "protocol" in r and "error" in r
+
+
 class Rows(NamedTuple):
     """run_throughput's iperf3 lines, handed in (this module sits below that one)."""
 
@@ -108,8 +118,17 @@ class Output:
         self.intervals: list[Record] = []
         self.started = time.time()
         self.file: IO[str] | None = None
+        self.interrupted = False  # a test stopped by Ctrl-C: its line after the summary
 
     def __call__(self, record: Record) -> str | None:
+        if not self.args.json_doc and failed_test(record):  # iperf3: not on stdout
+            self.error_line(f"error - {record.get('iperf3_error') or record['error']}")
+            return None
+        if record["type"] == "throughput" and record.get("stopped") and "protocol" in record:
+            self.interrupted = True
+        elif record["type"] == "summary" and self.interrupted and not self.args.json_doc:
+            self.interrupted = False  # Ctrl-C: after the totals, as iperf3 3.12
+            self.error_line(INTERRUPTED)
         text = self.text(record)
         if text is None:
             return None
@@ -117,11 +136,35 @@ class Output:
             text = self.prefixed(text)
         if self.args.logfile is None:
             return text
+        self.logged().write(text + "\n")
+        self.file_flush()
+        return None
+
+    def logged(self) -> IO[str]:
+        """--logfile's file, opened (appending) at its first line."""
         if self.file is None:
             self.file = open(self.args.logfile, "a")  # noqa: SIM115 (kept for the run)
-        self.file.write(text + "\n")
-        self.file.flush()
-        return None
+        return self.file
+
+    def file_flush(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+
+    def error_line(self, text: str) -> None:
+        """One of iperf3's error lines (iperf_err): on stderr, or in --logfile's file,
+        after --timestamps' time (not -T's title); `PROG: ` where iperf3 has `iperf3: `.
+        The time in iperf3's default format, whatever --timestamps=FORMAT says, as 3.12
+        stamps them (`--timestamps='%Y '`: `Sat Dec  5 18:00:50 2026 iperf3: error - `)."""
+        head = ""
+        if self.args.timestamps is not None:
+            head = time.strftime(TIMESTAMP_FORMAT, time.localtime())
+        line = f"{head}{PROG}: {text}\n"
+        if self.args.logfile is not None:
+            self.logged().write(line)
+            self.file_flush()
+            return
+        sys.stderr.write(line)
+        sys.stderr.flush()
 
     def text(self, r: Record) -> str | None:
         rt = self.rows
@@ -135,13 +178,20 @@ class Output:
             return rt.interval(r, a.unit or "a")
         if kind == "throughput" and "protocol" in r and "error" not in r:
             out = rt.timed(r, a.unit or "a", verbose=a.iperf_verbose)
+            # the server's report right after the totals, as iperf3's; our `# ` notes
+            # (whose figures are whose, late sends) after it
+            lines = out.split("\n")
+            notes = len(lines)
+            while notes and lines[notes - 1].startswith("# "):
+                notes -= 1
+            out, ours = "\n".join(lines[:notes]), lines[notes:]
             if "server_output_text" in r:  # iperf3: "\nServer output:\n%s\n"
                 out += "\n\nServer output:\n" + printable(r["server_output_text"])
             elif "server_output_json" in r:
                 from packetlab.measure.throughput_cjson import dumps
 
                 out += "\n\nServer JSON output:\n" + dumps(r["server_output_json"]) + "\n"
-            return out
+            return "\n".join([out, *ours])
         return rt.row(r)
 
     def _document(self, r: Record) -> str | None:
@@ -191,6 +241,7 @@ __all__ = [
     "Rows",
     "add_options",
     "check",
+    "failed_test",
     "printable",
     "renderer",
     "selected",

@@ -189,7 +189,7 @@ def connected_rows(r: Record, verbose: bool = False) -> str:
     """iperf3's opening lines (the local side is the endpoint's); `verbose`: iperf3 -V's
     too (Control connection MSS, Time, Cookie, TCP MSS, Target Bitrate, Starting Test: the
     record has the parameters)."""
-    lines = [f"Connecting to host {r['server']}, port {r['port']}"]
+    lines = [f"Connecting to host {r.get('host', r['server'])}, port {r['port']}"]
     if verbose:
         import email.utils
 
@@ -197,7 +197,7 @@ def connected_rows(r: Record, verbose: bool = False) -> str:
         if r.get("tcp_mss"):  # the endpoint's TCP_INFO of the control connection
             lines.insert(0, f"Control connection MSS {r['tcp_mss']}")
     if r["direction"] == "download":
-        lines.append(f"Reverse mode, remote host {r['server']} is sending")
+        lines.append(f"Reverse mode, remote host {r.get('host', r['server'])} is sending")
     if verbose:
         lines.append(f"      Cookie: {r.get('cookie', '')}")
         if r["protocol"] == "tcp" and r.get("tcp_mss"):

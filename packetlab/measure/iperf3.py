@@ -20,8 +20,11 @@ from enum import IntEnum
 from typing import Any
 
 __all__ = [
+    "BUSY",
     "COOKIE_SIZE",
     "DEFAULT_PORT",
+    "INTERRUPTED",
+    "TERMINATED",
     "Intervals",
     "Iperf3Error",
     "State",
@@ -41,8 +44,21 @@ MAX_JSON = 1 << 20
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"  # the alphabet of iperf3's make_cookie
 
 
+# iperf3 3.12's client's words for a failed test (iperf_strerror; its `iperf3: error - `
+# line and -J's `error`): a busy server, one stopped mid-test, Ctrl-C (IECLIENTTERM)
+BUSY = "the server is busy running a test. try again later"
+TERMINATED = "the server has terminated"
+INTERRUPTED = "interrupt - the client has terminated"
+
+
 class Iperf3Error(Exception):
-    """The server refused, failed, or said something this client does not understand."""
+    """The server refused, failed, or said something this client does not understand.
+    `native`: what iperf3 3.12's client says of the same (its `error - ...` words), when
+    it has words of its own for it."""
+
+    def __init__(self, message: str, native: str | None = None) -> None:
+        super().__init__(message)
+        self.native = native
 
 
 class State(IntEnum):
@@ -215,9 +231,10 @@ def stream_ids(n: int) -> list[int]:
     return [1, *range(3, n + 2)]
 
 
-def display_ids(n: int) -> list[int]:
-    """The `[  5]` labels iperf3 3.12 prints for `n` streams (its socket numbers)."""
-    return [5 + 2 * i for i in range(n)]
+def display_ids(n: int, offset: int = 0) -> list[int]:
+    """The `[  5]` labels iperf3 3.12 prints for `n` streams (its socket numbers; `offset`
+    more descriptors open before them: 1 with --logfile)."""
+    return [5 + offset + 2 * i for i in range(n)]
 
 
 def timed_parameters(

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 
 from packetlab.controller import ConnectFailed, ControllerError, EndpointSession
 from packetlab.measure import iperf3
-from packetlab.measure.iperf3 import Iperf3Error, State
+from packetlab.measure.iperf3 import BUSY, TERMINATED, Iperf3Error, State
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.stream import StreamError, StreamTimeout, TcpStream
 from packetlab.wire import Ndata
@@ -31,6 +31,7 @@ __all__ = [
     "ThroughputError",
     "admitted",
     "closed_by_server",
+    "native_error",
     "read_u32",
     "sleep",
 ]
@@ -41,6 +42,31 @@ _U32 = struct.Struct(">I")
 
 class ThroughputError(ControllerError):
     """The measurement cannot run as asked (too large for the endpoint, server refused)."""
+
+
+#: iperf3 3.12's client of a refused or unanswered connect: "unable to connect to
+#: server: " and strerror(errno)
+_STRERROR = {
+    "REFUSED": "Connection refused",
+    "RESET": "Connection refused",  # our endpoint's nstat for an RST answering the SYN
+    "TIMEDOUT": "Connection timed out",
+    "TIMEOUT": "Connection timed out",
+    "UNREACH": "No route to host",
+}
+
+
+def native_error(e: BaseException, ours: str) -> str:
+    """What iperf3 3.12's client says of the failure `e` (without its `error - `); `ours`
+    where it has no words of its own for it (the endpoint's refusals, -B, -F, ...)."""
+    if isinstance(e, ConnectFailed):
+        why = _STRERROR.get(e.state)
+        if why is None and e.state.startswith("not established within"):  # --connect-timeout
+            why = _STRERROR["TIMEDOUT"]
+        if why is not None:
+            return f"unable to connect to server: {why}"
+    if isinstance(e, Iperf3Error) and e.native is not None:
+        return e.native
+    return ours
 
 
 #: Unread notes the control connection may hold. An iperf3 server sends a state byte or
@@ -91,10 +117,11 @@ class Control:
                     detail = f" (i_errno {i_errno}, errno {errno})"
                 except StreamError:
                     pass
-            what = "is busy (access denied)" if state == State.ACCESS_DENIED else "failed"
-            raise Iperf3Error(f"the iperf3 server {what}{detail}")
+            if state == State.ACCESS_DENIED:
+                raise Iperf3Error("the iperf3 server is busy (access denied)", native=BUSY)
+            raise Iperf3Error(f"the iperf3 server failed{detail}")
         if state == State.SERVER_TERMINATE:
-            raise Iperf3Error("the iperf3 server terminated the test")
+            raise Iperf3Error("the iperf3 server terminated the test", native=TERMINATED)
         return state
 
     async def expect(self, *states: State, timeout: float | None = None) -> State:

@@ -185,7 +185,7 @@ def start(connected: Record | None, r: Record, started: float, version: str) -> 
             "time": email.utils.formatdate(started, usegmt=True),
             "timesecs": int(started),
         },
-        "connecting_to": {"host": r["server"], "port": r["port"]},
+        "connecting_to": {"host": r.get("host", r["server"]), "port": r["port"]},
         "cookie": connected.get("cookie", ""),
     }
     if not udp:
@@ -229,8 +229,12 @@ def document(
     for key in ("server_output_text", "server_output_json"):
         if key in r:
             doc[key] = r[key]
-    if "error" in r:
-        doc["error"] = r["error"]
+    if "error" in r:  # iperf3's words for it, where it has its own
+        doc["error"] = r.get("iperf3_error", r["error"])
+    elif r.get("stopped"):  # Ctrl-C: as 3.12's document of an interrupted test
+        from packetlab.measure.iperf3 import INTERRUPTED
+
+        doc["error"] = INTERRUPTED
     return doc
 
 

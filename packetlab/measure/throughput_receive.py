@@ -5,27 +5,19 @@ once iperf3's reads reached -n/-k (`throughput_reads`)."""
 from __future__ import annotations
 
 from twisted.internet import defer
-from twisted.internet.defer import Deferred
 
 from packetlab.controller import read_time
 from packetlab.measure import iperf3
-from packetlab.measure.iperf3 import State
 from packetlab.measure.stream import StreamError
 from packetlab.measure.throughput_control import sleep
 from packetlab.measure.throughput_reads import end_all
-from packetlab.measure.throughput_streams import Flow, Streams
+from packetlab.measure.throughput_streams import END_AHEAD_S, Flow, Streams
 from packetlab.wire import Ndata, Nstat, NstatCode
 
 __all__ = ["Receiving"]
 
 #: Download: the data is all in once no notification came for this long after the end.
 QUIET_S = 0.05
-#: Download -t: TEST_END is queued at the endpoint this long before its time.
-END_AHEAD_S = 0.25
-#: --bidir -t: the sending streams' last TCP_INFO is read this long before the scheduled
-#: TEST_END (after it the iperf3 server may reset the connections; a read cannot be
-#: scheduled at the endpoint).
-FINAL_SAMPLE_AHEAD_S = 0.01
 
 
 class Receiving(Streams):
@@ -110,11 +102,7 @@ class Receiving(Streams):
             # queued send cannot be taken back: until then a stop can still end it now)
             if await self._wait_until(self.stop_at - int(END_AHEAD_S * 1e9), timeout):
                 self.end = self.stop_at  # the endpoint sends TEST_END then (scheduled)
-                self.ctl.stream.send(iperf3.state_byte(State.TEST_END), time=self.stop_at)
-                if self.sample_tcp:  # --bidir: the sending streams' last TCP_INFO, just
-                    ahead = self.stop_at - int(FINAL_SAMPLE_AHEAD_S * 1e9)  # before TEST_END
-                    await self._wait_until(ahead, timeout, stoppable=False)
-                    self.final = Deferred.fromCoroutine(self.tcp_sample())
+                self.schedule_end()
                 await self._wait_until(self.stop_at, timeout, stoppable=False)
                 return
         else:

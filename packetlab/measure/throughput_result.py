@@ -52,6 +52,7 @@ class TimedResult:
     server_output: str | dict[str, Any] | None = None  # --get-server-output: the server's
     remote: dict[str, Any] = field(default_factory=dict)  # its CPU figures and congestion
     error: str | None = None
+    native_error: str | None = None  # iperf3 3.12's words for `error`, where it has its own
 
     def to_dict(self) -> dict[str, Any]:
         s = self.spec
@@ -79,6 +80,7 @@ class TimedResult:
             out["cport"] = s.cport
         if self.error is not None:
             out["error"] = self.error
+            out["iperf3_error"] = self.native_error or self.error  # -J's `error`, the text's
             return out
         if s.bidir:
             out["bidir"] = True

@@ -10,11 +10,11 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 
-from packetlab.controller import RequestFailed, read_time
+from packetlab.controller import RequestFailed, SendFailed, read_time
 from packetlab.measure import iperf3
 from packetlab.measure.stream import StreamError
 from packetlab.measure.throughput_control import ThroughputError
-from packetlab.measure.throughput_streams import Flow, Streams
+from packetlab.measure.throughput_streams import END_AHEAD_S, Flow, Streams
 from packetlab.wire import Ntag
 
 __all__ = ["Sending"]
@@ -66,8 +66,14 @@ class Sending(Streams):
                 f.next_time = first
             every = max(1, math.ceil(1e9 / gap / TAGS_PER_S))
         window = max(2 * block, WINDOW // len(tx))
+        # -t (not --bidir, whose receiving half does it; not -F, whose file may end first):
+        # TEST_END queued at the endpoint for the test's end, as iperf3's timer sends it
+        # (the server stops counting then, not a controller round trip after the last
+        # send: a paced test's last datagram or block was counted late or not at all)
+        schedules_end = last_word and spec.seconds is not None and spec.file is None
         payload = iperf3.repeating_pattern(block) if spec.repeating_payload else bytes(block)
         limit = clock.seconds() + timeout
+        cut_short = False  # Ctrl-C seen here (--bidir: the receiving half may see it first)
         while True:
             if self.failure is not None:
                 raise self.failure
@@ -97,11 +103,21 @@ class Sending(Streams):
                     queued_any = more = True
                     if f.sent_packets % 64 == 0:
                         await session.wait_writable()
-            if self.should_stop is not None and self.should_stop() and not self.stopped:
-                self.stopped = True  # Ctrl-C: no more sends; the test ends with what went
+            stop = self.should_stop is not None and self.should_stop() and not cut_short
+            if stop and not self.end_queued:  # (once queued, TEST_END goes at its time)
+                cut_short = self.stopped = True  # Ctrl-C: no more sends; the test ends
                 cut = max(endpoint_now(), self.latest) if rate else self.latest
                 self.stop_at = self.end = min(self.stop_at, cut) if self.stop_at else cut
-            if all(self._sent_all(f, rate) for f in tx):
+            if schedules_end and not self.stopped and not self.end_queued and self.stop_at \
+                    and endpoint_now() >= self.stop_at - int(END_AHEAD_S * 1e9):  # fmt: skip
+                self.schedule_end()
+            if self.end_queued and endpoint_now() >= self.stop_at:
+                self.ending = True  # TEST_END went: the server may close, sends fail
+            if self.ending and not rate:  # unpaced -t: the end went (the window is moot)
+                break
+            if all(self._sent_all(f, rate) for f in tx) and (
+                self.end_queued or self.stopped or not schedules_end
+            ):  # paced -t: all queued (0.5 s ahead), and TEST_END too once it is near
                 break
             if clock.seconds() > limit:
                 raise StreamError(f"the test did not end within {timeout:g} s")
@@ -114,16 +130,26 @@ class Sending(Streams):
                 await self.wake
                 if timer.active():
                     timer.cancel()
+        if cut_short:
+            # Ctrl-C: TEST_END now (--bidir: the receiving half's); the sends still queued
+            # at the endpoint (paced ones up to 0.5 s ahead, an unpaced window) are not
+            # waited for, their failures once the server closes moot: the server counted
+            # them until TEST_END (a paced 10 Mbit/s test stopped at 1.25 s: 2.12 MB
+            # received, 1.50 MB sent by then; --bidir -b 10M: `nsend ... not sent`)
+            self.ending = True
+            if last_word:
+                self._test_end()
+            return
         if spec.bidir and spec.counted:
             await self._bidir_sent(limit)
             return
         eof = any(f.eof for f in tx)
         if spec.seconds is not None and not rate and not self.stopped and not eof:
-            # unpaced -t: TEST_END now, as iperf3's timer sends it with its socket buffer
-            # still full; the blocks still queued at the endpoint are not waited for (8 MiB
-            # took 0.7 s at 100 Mbit/s). The server counts only until TEST_END.
+            # unpaced -t: TEST_END at the end, as iperf3's timer sends it with its socket
+            # buffer still full; the blocks still queued at the endpoint are not waited for
+            # (8 MiB took 0.7 s at 100 Mbit/s). The server counts only until TEST_END.
             self.ending = True
-            if last_word:
+            if last_word and not self.end_queued:
                 self._test_end()
             return
         for d in self.ntags:  # the last sends' ntags: every byte went to the kernel
@@ -136,7 +162,7 @@ class Sending(Streams):
                     from None  # fmt: skip
         if self.failure is not None:
             raise self.failure
-        if last_word:
+        if last_word and not self.end_queued:
             self._test_end()
         if (self.spec.seconds is None or eof) and not (self.stopped and self.end):
             self.end = self.latest
@@ -247,7 +273,10 @@ class Sending(Streams):
 
     def _refused(self, failure: Any) -> None:
         e = failure.value
-        if self.failure is None and not self.ending:
+        # once TEST_END is queued, the server may close the connections as it reads it
+        # (before we see the end pass): the queued sends then fail (EPKTNOTSENT), moot
+        moot = self.ending or (self.end_queued and isinstance(e, SendFailed))
+        if self.failure is None and not moot:
             if isinstance(e, RequestFailed) and e.name == "ESKTPKTDENY":
                 self.failure = ThroughputError(
                     "the endpoint refused the sends (ESKTPKTDENY): over a send window or "

@@ -43,6 +43,9 @@ class TimedSpec:
     connect_timeout: float | None = None  # --connect-timeout (s): the control connection's
     authtoken: str | None = None  # --username: iperf3's encrypted credentials
     file: str | None = None  # -F: blocks read from it (sending), what came written to it
+    # iperf3 labels a stream with its socket's descriptor: one more with --logfile (the
+    # log file opened before them: `[  6]`, `[  8]`), as 3.12 prints and puts in -J
+    fd_offset: int = 0
 
     def check(self) -> None:
         if self.direction not in ("download", "upload"):

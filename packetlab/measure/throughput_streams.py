@@ -8,13 +8,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
-from packetlab.controller import ControllerError, EndpointSession, read_tcp_info
+from packetlab.controller import ControllerError, EndpointSession, read_tcp_info, read_time
+from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import Intervals, State, UdpReceiver
-from packetlab.measure.throughput_control import Control
+from packetlab.measure.throughput_control import Control, sleep
 from packetlab.measure.throughput_file import DiskFile
 from packetlab.measure.throughput_pcap import TimedCapture
 from packetlab.measure.throughput_reads import Reads, server_total
@@ -22,7 +24,9 @@ from packetlab.measure.throughput_result import TcpStats, interval_sum
 from packetlab.measure.throughput_spec import TimedSpec
 from packetlab.wire import Ndata
 
-__all__ = ["Flow", "OnInterval", "OnProgress", "Streams"]
+__all__ = ["END_AHEAD_S", "Flow", "OnInterval", "OnProgress", "Streams", "fork"]
+
+T = TypeVar("T")
 
 OnInterval = Callable[[dict[str, Any]], None]
 OnProgress = Callable[[str], None]
@@ -51,6 +55,30 @@ class Flow:
     udp: UdpReceiver = field(default_factory=UdpReceiver)
     reply: Deferred[None] | None = None  # UDP: the server's answer to the connect datagram
     reads: Reads | None = None  # TCP download -n/-k: iperf3's reads, modelled
+
+
+def fork(d: Deferred[T]) -> Deferred[T]:
+    """A Deferred with `d`'s result, leaving `d` its result (awaiting a Deferred takes it:
+    the second of two readers of the test's last sample got None)."""
+    out: Deferred[T] = Deferred()
+
+    def both(result: Any) -> Any:
+        if isinstance(result, Failure):
+            out.errback(result)
+        else:
+            out.callback(result)
+        return result
+
+    d.addBoth(both)
+    return out
+
+
+#: -t: TEST_END is queued at the endpoint this long before its time (a queued send cannot
+#: be taken back: until then a stop can still end the test at once).
+END_AHEAD_S = 0.25
+#: -t: the streams' TCP_INFO is read as TEST_END is queued, then this often from this
+#: long before the end until a sample comes after it (`last_sample_before`).
+FINAL_SAMPLE_EVERY_S, FINAL_SAMPLE_FROM_S = 0.01, 0.03
 
 
 class Streams:
@@ -103,6 +131,9 @@ class Streams:
         self.rtts: dict[int, TcpStats] = {}
         self.capture: TimedCapture | None = None  # --pcap: the data streams' packets
         self.final: Deferred[dict[int, Any]] | None = None  # the sample as the test ended
+        self.end_queued = False  # -t: TEST_END is queued at the endpoint for stop_at
+        self.samples = 0  # TCP_INFO samples asked for (their order at the endpoint)
+        self.shown: dict[int, tuple[int, Any]] = {}  # each stream's last in a line, numbered
         self.disks: list[DiskFile] = []  # -F: the file as each stream opened it
         # TCP -R: the test's last interval, shown once the server's results came, as
         # iperf3 3.12 prints it (at DISPLAY_RESULTS; see `show_held`)
@@ -156,7 +187,9 @@ class Streams:
             if self.hold_last and not omitted and self._last(rec):
                 self.held.append(rec)
             elif self.sample_tcp:
-                sample = self.final  # closed after the test's end: its last sample
+                # the last interval (closed after the test's end): the test's last sample;
+                # one closed before it, a sample now
+                sample = self.final if not omitted and self._last(rec) else None
                 self.emitting = Deferred.fromCoroutine(self._sampled(rec, self.emitting, sample))
             else:
                 self.on_interval(rec)
@@ -181,7 +214,10 @@ class Streams:
 
     async def tcp_sample(self) -> dict[int, Any]:
         """Each stream's TCP_INFO now, by label (those the endpoint has: none from an
-        endpoint without SKT_TCPINFO, or once the tests's sockets are gone)."""
+        endpoint without SKT_TCPINFO, or once the tests's sockets are gone). `samples`
+        numbers them as they are asked for: the endpoint answers in order, so a higher
+        number was sampled later."""
+        self.samples += 1
         reads = [(f.label, read_tcp_info(self.session, f.sktid)) for f in self.flows]
         out = {}
         for label, d in reads:
@@ -204,10 +240,14 @@ class Streams:
         if before is not None:
             await before
         if sample is None:
-            infos = await self.tcp_sample()
+            now = Deferred.fromCoroutine(self.tcp_sample())
+            number = self.samples
+            infos = await now
             self.note_sample(infos)
+            for label, info in infos.items():
+                self.shown[label] = (number, info)
         else:
-            infos = await sample  # noted by the caller (the totals take it too)
+            infos = await fork(sample)  # noted by the caller (the totals take it too)
         for st in rec["streams"]:
             info = infos.get(st["id"])
             if info is None or st.get("role") == "RX-C":  # iperf3: a receiver's are blank
@@ -264,6 +304,48 @@ class Streams:
         self.marks[label] = (f.udp.lost, f.udp.packets)
         return {"jitter_ms": round(f.udp.jitter * 1e3, 6), "lost": f.udp.lost - lost0,
                 "total": f.udp.packets - total0}  # fmt: skip
+
+    def schedule_end(self) -> None:
+        """-t: TEST_END queued at the endpoint for TEST_START + T (`stop_at`), as iperf3's
+        timer ends the test (a download's receiving ends then to the nanosecond; an
+        upload's last send is not followed by a controller round trip), and the streams'
+        last TCP_INFO read until then (`last_sample_before`)."""
+        self.end_queued = True
+        self.ctl.stream.send(iperf3.state_byte(State.TEST_END), time=self.stop_at)
+        if self.sample_tcp:
+            self.final = Deferred.fromCoroutine(self.last_sample_before(self.stop_at))
+
+    async def last_sample_before(self, end: int) -> dict[int, Any]:
+        """-t: each stream's last TCP_INFO before `end`, when the endpoint sends the
+        TEST_END queued for it (iperf3's client reads its sockets' as its timer ends the
+        test, then sends TEST_END). The server closes the data connections when it reads
+        TEST_END, an unpaced sending stream's next queued send then fails and the endpoint
+        frees the socket, TCP_INFO and all; a read cannot be scheduled at the endpoint,
+        and one timed from here comes late when the controller is busy (--bidir, the
+        receiving half's ndata: a read aimed 10 ms before the end got no sample of the
+        TX-C sockets, and no Retr/Cwnd). So samples are read from now on, each followed by
+        a read of the endpoint's clock (answered in order: the sample was taken before
+        that time), until one comes after `end`; a stream's sample from after it counts
+        only when none came before. One now, then from `FINAL_SAMPLE_FROM_S` before the
+        end every `FINAL_SAMPLE_EVERY_S` (-P 128: 129 mreads a sample)."""
+        kept: dict[int, tuple[int, Any]] = {}
+        while True:
+            sample = Deferred.fromCoroutine(self.tcp_sample())
+            number = self.samples
+            now = await read_time(self.session)  # sent after the sample's reads
+            infos = await sample
+            if now >= end:
+                last = {label: (number, info) for label, info in infos.items()}
+                last.update(kept)
+                # an interval's line took a later one (closed meanwhile): that one, so
+                # the intervals' Retr add up to the total and none comes out negative
+                for label, shown in self.shown.items():
+                    if label not in last or shown[0] > last[label][0]:
+                        last[label] = shown
+                return {label: info for label, (_, info) in last.items()}
+            kept.update((label, (number, info)) for label, info in infos.items())
+            left = (end - now) / 1e9 - FINAL_SAMPLE_FROM_S
+            await sleep(self.session, max(FINAL_SAMPLE_EVERY_S, left))
 
     def _test_end(self) -> None:
         """TEST_END, after the mreads of the streams' last TCP_INFO (answered in order:

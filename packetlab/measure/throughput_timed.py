@@ -17,14 +17,15 @@ packetlab.measure.iperf3), with native `iperf3 -c`'s parameters for -t/-n, -P, -
   iperf3's receiver computes them, with the endpoint's receive stamp as the arrival.
 * Upload: TCP blocks (128 KiB) go unscheduled, a window of them queued per stream, each
   with an ntag; the ntag's time (the block handed to the kernel) counts it, as iperf3's
-  sender counts a write. Once an ntag passes TEST_START + T, TEST_END goes at once (the
-  blocks still queued are not waited for, as iperf3's timer does not). With -b (and
+  sender counts a write. TEST_END is scheduled at the endpoint for TEST_START + T, as
+  iperf3's timer sends it (the blocks still queued are not waited for). With -b (and
   always for UDP) the sends are scheduled instead: block k of a stream at
   `first + k * len * 8 / rate`, computed here and sent by the endpoint at that time (the
   PacketLab way: no timer at the controller), queued up to 0.5 s ahead as the test goes
   (that horizon reached gradually from the first send's 20 ms lead). A paced test's T
-  seconds run from its first send; a send whose ntag came over 1 ms after its time is
-  counted as late (`late_sends`: the sends did not reach the endpoint in time).
+  seconds run from its first send (TEST_END scheduled for its end); a send whose ntag
+  came over 1 ms after its time is counted as late (`late_sends`: the sends did not
+  reach the endpoint in time).
   Each UDP datagram carries iperf3's header with its scheduled time and number; the
   server's jitter, loss and total come back in the results exchange.
 * `-i`: an interval is reported once a stamp past its end arrived (or at the end).
@@ -56,6 +57,7 @@ from packetlab.controller import (
     ControllerError,
     EndpointSession,
     RequestFailed,
+    SendFailed,
     deferred_api,
     parse_address,
     read_socket_info,
@@ -67,7 +69,12 @@ from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import DEFAULT_PORT, Iperf3Error, State
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.stream import StreamError, connect_failure
-from packetlab.measure.throughput_control import ThroughputError, admitted, closed_by_server
+from packetlab.measure.throughput_control import (
+    ThroughputError,
+    admitted,
+    closed_by_server,
+    native_error,
+)
 from packetlab.measure.throughput_file import DiskFile
 from packetlab.measure.throughput_pcap import TimedCapture
 from packetlab.measure.throughput_reads import Reads
@@ -75,7 +82,7 @@ from packetlab.measure.throughput_receive import Receiving
 from packetlab.measure.throughput_result import TimedResult, side
 from packetlab.measure.throughput_send import Sending
 from packetlab.measure.throughput_spec import TimedSpec
-from packetlab.measure.throughput_streams import Flow, OnInterval, OnProgress
+from packetlab.measure.throughput_streams import Flow, OnInterval, OnProgress, fork
 from packetlab.wire import Family
 from packetlab.wire.constants import MAX_MSGQ_LEN, NDATA_MAX
 
@@ -91,6 +98,8 @@ RBUF = 4 << 20  # download: each data socket's receive budget at the endpoint
 #: until it gave up 40 s later). Half of it leaves room for the ntags and answers.
 RX_TOTAL = MAX_MSGQ_LEN // 2 * NDATA_MAX
 CONNECT_WAIT = 10.0
+#: -B with an address the endpoint does not have: iperf3's bind() fails so (strerror)
+EADDRNOTAVAIL = "Cannot assign requested address"
 
 
 class _Test(Receiving, Sending):
@@ -106,7 +115,7 @@ class _Test(Receiving, Sending):
         if not spec.udp:  # see RX_TOTAL (a sending stream receives nothing)
             rbuf = max(NDATA_MAX, min(rbuf, RX_TOTAL // spec.streams))
         for i, (sid, label) in enumerate(
-            zip(iperf3.stream_ids(n), iperf3.display_ids(n), strict=True)
+            zip(iperf3.stream_ids(n), iperf3.display_ids(n, spec.fd_offset), strict=True)
         ):
             lport = spec.cport + i if spec.cport is not None else 0
             try:
@@ -350,7 +359,7 @@ async def _bind_refused(session: EndpointSession, bind: str, server: Any) -> str
         listed = ", ".join(str(a) for a in mine) or "none"
         return (
             f"-B {bind}: not an address of the endpoint (its addresses: {listed}); iperf3 "
-            "would fail to bind it (Cannot assign requested address)"
+            f"would fail to bind it ({EADDRNOTAVAIL})"
         )
     if want.version != server.version:
         return (
@@ -419,15 +428,19 @@ async def timed_test(
     if spec.bind is not None:
         result.error = await _bind_refused(session, spec.bind, addr)
         if result.error is not None:
+            if "not an address of the endpoint" in result.error:  # iperf3's bind() fails
+                result.native_error = f"unable to connect to server: {EADDRNOTAVAIL}"
             return result
     try:
         ctl, key = await admitted(session, addr, port, recorder, laddr=spec.bind,
                                    timeout=spec.connect_timeout)  # fmt: skip
     except Iperf3Error as e:
         result.error = str(e)
+        result.native_error = native_error(e, result.error)
         return result
     except ControllerError as e:
         result.error = connect_failure(e, addr, port)
+        result.native_error = native_error(e, result.error)
         return result
     test = _Test(session, spec, addr, port, ctl, on_interval, progress)
     test.should_stop = stopping
@@ -462,7 +475,8 @@ async def timed_test(
                 raise
             raise Iperf3Error(
                 f"{e}: test authorization failed (iperf3's words): a user, password or key "
-                "the server does not take, or clocks further apart than its skew threshold"
+                "the server does not take, or clocks further apart than its skew threshold",
+                native="test authorization failed",
             ) from None
         await test.open(key)
         if on_connected is not None:
@@ -479,7 +493,9 @@ async def timed_test(
         await ctl.expect(State.EXCHANGE_RESULTS, timeout=timeout)
         await test.drained()
         test.finish()
-        tcp = await test.final if test.final is not None else None  # the sender's Retr
+        tcp: dict[int, Any] | None = None  # the sender's Retr (the last interval's too)
+        if test.final is not None:
+            tcp = await fork(test.final)
         if tcp is not None:
             test.note_sample(tcp)
         if test.emitting is not None:
@@ -497,8 +513,9 @@ async def timed_test(
         await ctl.expect(State.DISPLAY_RESULTS)
         ctl.send_state(State.IPERF_DONE)
         await closed_by_server(ctl.stream)
-    except (Iperf3Error, StreamError, RequestFailed, ThroughputError) as e:
+    except (Iperf3Error, StreamError, RequestFailed, SendFailed, ThroughputError) as e:
         result.error = str(e)
+        result.native_error = native_error(e, result.error)
     except defer.TimeoutError:
         result.error = f"the endpoint's notifications did not come within {timeout:g} s"
     finally:

@@ -123,9 +123,11 @@ def test_server_output_after_the_results() -> None:
     got = lines(args_of("-t", "1", "--get-server-output"), RESULT)
     at = got.index("Server output:")
     assert got[at - 1] == "" and got[at + 1] == "Accepted connection from 127.0.0.1, port 45140"
+    assert got[at - 2].endswith("receiver")  # right after the totals, as iperf3's (session
+    assert got[-1].startswith("# sender: ")  # 19: our note came between them)
     hostile = {**RESULT, "server_output_text": "a\x1b]0;pwned\x07\tb\n"}
     got = lines(args_of("-t", "1", "--get-server-output"), hostile)
-    assert got[-2:] == ["a\\x1b]0;pwned\\x07\tb", ""]  # no escape reaches the terminal
+    assert got[-3:-1] == ["a\\x1b]0;pwned\\x07\tb", ""]  # no escape reaches the terminal
 
 
 def test_logfile_appends_and_prints_nothing(tmp_path: Path) -> None:
@@ -228,3 +230,18 @@ def test_udp_block_over_the_mss_is_iperf3s_warning() -> None:
     assert run_throughput.udp_mss_warning({**udp, "length": 32768}) is None
     assert run_throughput.udp_mss_warning({**udp, "tcp_mss": 0}) is None
     assert run_throughput.udp_mss_warning({**udp, "protocol": "tcp"}) is None
+
+
+def test_the_host_as_typed() -> None:
+    """`-c localhost`: iperf3 3.12 prints `Connecting to host localhost, port 5201`,
+    `Reverse mode, remote host localhost is sending` and -J's `connecting_to` the name
+    (session 19; ours printed the address it resolved to)."""
+    assert [run_throughput.typed_host(t) for t in
+            ("localhost", "localhost:5202", "[::1]:5202", "::1", "10.0.0.1")] == [
+        "localhost", "localhost", "::1", "::1", "10.0.0.1"]  # fmt: skip
+    named = {**CONNECTED, "host": "localhost", "direction": "download"}
+    got = lines(args_of("-t", "1"), named)
+    assert got[:2] == ["Connecting to host localhost, port 15216",
+                       "Reverse mode, remote host localhost is sending"]  # fmt: skip
+    doc = json.loads("\n".join(lines(args_of("-J"), named, {**RESULT, "host": "localhost"})))
+    assert doc["start"]["connecting_to"] == {"host": "localhost", "port": 15216}
