@@ -25,6 +25,7 @@ import pytest
 from broker_world import BrokerProcess, Identity, RawClient
 from procstat import Sample, sample, settle
 from pxworld import client_hello, closed_by_peer
+from testkit.net import paced
 from tls_world import pktlab_init
 
 from packetlab import wire
@@ -233,11 +234,14 @@ def flood(home: PktlabHome, broker: BrokerProcess, tmp: Path) -> None:
     socks: list[socket.socket] = []
     clients: list[RawClient] = []
     for p in (Port(home, broker, "pub", tmp), Port(home, broker, "sub", tmp)):
-        for i in range(400):
-            s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+
+        def connect(i: int, port: int = p.port) -> socket.socket:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
             if i >= 300:
                 s.sendall(b"GET / HTTP/1.1\r\nHost: broker\r\n\r\n")
-            socks.append(s)
+            return s
+
+        socks += paced(connect, p.port, 400)  # (~7 s per port unpaced: see paced)
         clients += [p.client() for _ in range(50)]
     try:
         assert sample(broker.proc.pid).fds > 600  # type: ignore[union-attr]  # all accepted
