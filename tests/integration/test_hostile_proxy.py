@@ -24,6 +24,8 @@ from typing import TypeVar
 import pytest
 from procstat import Sample, settle
 from pxworld import ProxyProc, client_hello, closed_by_peer, register
+from testkit.net import paced
+from testkit.poll import accept_queue
 from tls_world import pktlab_init
 
 from packetlab import wire
@@ -294,8 +296,8 @@ def test_connection_flood_on_both_ports(proxy: ProxyProc) -> None:
     one, and every descriptor comes back."""
     before = baseline(proxy)
     refused, failed = refusals(proxy), proxy.counters()["registration_failures"]
-    socks = [connect(proxy.endpoints) for _ in range(400)]
-    socks += [connect(proxy.setup) for _ in range(400)]
+    socks = paced(lambda _: connect(proxy.endpoints), proxy.endpoints, 400)
+    socks += paced(lambda _: connect(proxy.setup), proxy.setup, 400)
     socks += [_tls_setup(proxy.setup)[0] for _ in range(100)]
     healthy(proxy)
     t0 = time.monotonic()
@@ -364,11 +366,17 @@ def test_pending_cap_evicts_the_oldest_and_serves_a_real_pair(
         before = settle(p.proc.pid, fds=0, seconds=2)
         partial = client_hello("slowloris")[:40]
         flood = []
-        for _ in range(200):
+
+        def pair(_: int) -> None:
             s = connect(p.endpoints)
             s.sendall(partial)
             flood.append(s)
             flood.append(connect(p.setup))
+
+        def longest(_: int) -> int:  # (paced on both ports)
+            return max(accept_queue(p.endpoints), accept_queue(p.setup))
+
+        paced(pair, p.endpoints, 200, queue=longest)
         healthy(p)  # evicts one pending connection per port to get in
         stats = p.counters(f"refusals.get('busy', 0) >= {200 - cap} and setup_busy >= {200 - cap}")
         open_ = 0
