@@ -43,7 +43,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
     return pktlab_init(tmp_path_factory.mktemp("home"))
 
 
-IDLE_TIMEOUT = 10.0
+IDLE_TIMEOUT = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def broker(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def quick_broker(
     home: PktlabHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrokerProcess]:
-    """A broker with IdleTimeout 10 (default 30): the slow peers' deadline, 20 s less to
-    wait for (the floods keep the default: their set-up must fit in the deadline)."""
+    """A broker with IdleTimeout 5 (default 30): the slow peers' deadline, 25 s less to
+    wait for. (The floods keep the default and do not wait for it: their clients close.)"""
     b = BrokerProcess(
         home, tmp_path_factory.mktemp("quick"), "--idle-timeout", f"{IDLE_TIMEOUT:g}", error_delay=0
     )
@@ -325,7 +325,9 @@ def test_slow_peers_are_closed_by_their_deadline(
             sent += 1
         took = time.monotonic() - started
         assert not open_, f"{len(open_)} of {len(slow)} slow peers still open after {took:.0f} s"
-        assert took > IDLE_TIMEOUT - 5  # closed by the deadline, not by an error
+        # closed by the deadline, not by an error (at once); the set-up before `started`
+        # (~0.5 s, more on a loaded box) is within the deadline of the first ones
+        assert took > IDLE_TIMEOUT - 3, took
     finally:
         for s, _, _ in slow:
             s.close()
