@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 from childserver import serve_child
-from test_dns_dig import RUN, dig, normal, ours, pytestmark, with_hosts, zone_server  # noqa: F401
+from test_dns_dig import (  # noqa: F401
+    RUN,
+    both,
+    dig,
+    normal,
+    ours,
+    pytestmark,
+    with_hosts,
+    zone_server,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,7 +42,7 @@ def closed_port() -> int:
 def same_status(*words: str) -> int:
     """Both tools' status (ours with --dig-exit-codes) must be the same; their stdout
     too (test_dns_dig's `normal`)."""
-    a, b = ours("--dig-exit-codes", *words), dig(*words)
+    a, b = both(["--dig-exit-codes", *words], words)
     assert "Traceback" not in a.stderr, a.stderr
     assert (a.returncode, words) == (b.returncode, words), (a.stderr, b.stderr)
     if b.stdout and "Got bad packet" not in b.stdout:  # (its hex dump holds the ID)
