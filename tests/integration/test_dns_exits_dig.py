@@ -136,10 +136,10 @@ def test_transfers_exit_as_dig(xfr: int) -> None:
         (["garbage.xfr", "AXFR"], 0), (["badid.xfr", "AXFR"], 0),  # a bad packet, an ID
         (["cut.xfr", "AXFR", "+tries=1"], 9),  # closed mid-transfer
     ):  # fmt: skip
-        a, b = ours("--dig-exit-codes", *at, *words), dig(*at, *words)
+        a, b = both(["--dig-exit-codes", *at, *words], [*at, *words])
         assert (a.returncode, b.returncode, words) == (status, status, words), a.stderr
     closed = ["@127.0.0.1", "-p", str(closed_port()), "+tries=1"]
-    a, b = ours("--dig-exit-codes", *closed, "one.xfr", "AXFR"), dig(*closed, "one.xfr", "AXFR")
+    a, b = both(["--dig-exit-codes", *closed, "one.xfr", "AXFR"], [*closed, "one.xfr", "AXFR"])
     assert (a.returncode, b.returncode) == (9, 9)
 
 
