@@ -16,6 +16,7 @@ from conftest import stop_process
 from tls_world import pktlab_init
 
 from packetlab import wire
+from packetlab.broker.redis_store import TTL
 from packetlab.ppks import PktlabHome, key_id, raw_public_key
 
 pytestmark = pytest.mark.skipif(
@@ -114,7 +115,7 @@ def test_publication_at_b_reaches_a_within_1s_and_ends_everywhere(
 
 
 def test_publications_of_a_killed_broker_expire(
-    home: PktlabHome, brokers: list[BrokerProcess], tmp_path: Path
+    home: PktlabHome, brokers: list[BrokerProcess], tmp_path: Path, redis_url: str
 ) -> None:
     a, b = brokers
     pub = publish(home, b, b"controller_addr=127.0.0.1:20601;sni_key=dead;")
@@ -123,8 +124,37 @@ def test_publications_of_a_killed_broker_expire(
     assert b.proc is not None
     b.proc.kill()  # no goodbye: its keys expire
     b.proc.wait(5)
+    # They expire within the TTL (10 s) of B's last refresh: each has one, no longer; then
+    # the test ends them at once, not 10 s later (Redis's own clock is Redis's matter)
+    keys = [k for k in _redis_keys(redis_url, "pktlab:pub:*") if k.count(":") == 3]
+    assert keys, "B's publication is not in Redis"
+    for key in keys:
+        assert 0 < _redis_int(redis_url, "TTL", key) <= TTL, key
+        assert _redis_int(redis_url, "PEXPIRE", key, "1") == 1, key
     a.wait_log("its broker stopped refreshing it", timeout=20, since=mark)
     pub.close()
+
+
+def _redis_keys(url: str, pattern: str) -> list[str]:
+    """KEYS `pattern` in the test's database."""
+    import socket
+
+    from packetlab.broker.redis_store import parse_redis_url
+
+    host, port, db = parse_redis_url(url)
+    with socket.create_connection((host, port), timeout=2.0) as s:
+        s.sendall(b"SELECT %d\r\nKEYS %s\r\n" % (db, pattern.encode()))
+        data = b""
+        while True:
+            lines = data.split(b"\r\n")
+            if len(lines) > 2 and lines[1].startswith(b"*"):
+                n = int(lines[1][1:])
+                if len(lines) > 2 + 2 * n:
+                    assert lines[0] == b"+OK", data
+                    return [k.decode() for k in lines[3 : 2 + 2 * n : 2]]
+            chunk = s.recv(4096)
+            assert chunk, "redis closed"
+            data += chunk
 
 
 def _redis_int(url: str, *args: str) -> int:

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 from childserver import serve_child
-from test_dns_dig import RUN, dig, normal, ours, pytestmark, with_hosts, zone_server  # noqa: F401
+from test_dns_dig import (  # noqa: F401
+    RUN,
+    both,
+    dig,
+    normal,
+    ours,
+    pytestmark,
+    with_hosts,
+    zone_server,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,7 +42,7 @@ def closed_port() -> int:
 def same_status(*words: str) -> int:
     """Both tools' status (ours with --dig-exit-codes) must be the same; their stdout
     too (test_dns_dig's `normal`)."""
-    a, b = ours("--dig-exit-codes", *words), dig(*words)
+    a, b = both(["--dig-exit-codes", *words], words)
     assert "Traceback" not in a.stderr, a.stderr
     assert (a.returncode, words) == (b.returncode, words), (a.stderr, b.stderr)
     if b.stdout and "Got bad packet" not in b.stdout:  # (its hex dump holds the ID)
@@ -127,10 +136,10 @@ def test_transfers_exit_as_dig(xfr: int) -> None:
         (["garbage.xfr", "AXFR"], 0), (["badid.xfr", "AXFR"], 0),  # a bad packet, an ID
         (["cut.xfr", "AXFR", "+tries=1"], 9),  # closed mid-transfer
     ):  # fmt: skip
-        a, b = ours("--dig-exit-codes", *at, *words), dig(*at, *words)
+        a, b = both(["--dig-exit-codes", *at, *words], [*at, *words])
         assert (a.returncode, b.returncode, words) == (status, status, words), a.stderr
     closed = ["@127.0.0.1", "-p", str(closed_port()), "+tries=1"]
-    a, b = ours("--dig-exit-codes", *closed, "one.xfr", "AXFR"), dig(*closed, "one.xfr", "AXFR")
+    a, b = both(["--dig-exit-codes", *closed, "one.xfr", "AXFR"], [*closed, "one.xfr", "AXFR"])
     assert (a.returncode, b.returncode) == (9, 9)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_dns_dig import dig, ours, side_by_side, zone_server
+from test_dns_dig import both, ours, side_by_side, zone_server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -233,7 +233,7 @@ def test_nobesteffort_as_dig(port: int) -> None:
     """+nobesteffort: a reply BIND reads only with its best effort (cut short, a TSIG out
     of its place, records of another class) is dig's `Got bad packet: REASON` and hex
     dump instead of what parsed; bytes after a whole message are not such a reply."""
-    from test_dns_dig import dig, normal
+    from test_dns_dig import normal
 
     hexid = re.compile(r"^(\d+ bytes\n)[0-9a-f]{2} [0-9a-f]{2} (.{51})..", re.M)
     at = ["@127.0.0.1", "-p", str(port), "+nocookie", "+nobesteffort"]
@@ -242,7 +242,7 @@ def test_nobesteffort_as_dig(port: int) -> None:
                        (["tsigans.test"], "TSIG in wrong location"),
                        (["a.test", "-c", "HS"], "FORMERR"), (["counts.test"], "unexpected end"),
                        (["badopt.test"], "unexpected end of input")):  # fmt: skip
-        a, b = ours(*at, *words), dig(*at, *words)
+        a, b = both([*at, *words], [*at, *words])
         assert a.stdout.startswith(f";; Got bad packet: {why}"), (words, a.stdout)
         assert hexid.sub(r"\1ID \2ID", normal(a.stdout)) == hexid.sub(
             r"\1ID \2ID", normal(b.stdout)
@@ -263,7 +263,6 @@ YAML_NATURE = [
 def test_yaml_as_dig(port: int) -> None:
     """+yaml: dig's YAML items, the same but for the times, the ID, the client cookie
     (and a TSIG's time, MAC and ID)."""
-    from test_dns_dig import dig
 
     def yaml_normal(text: str) -> str:
         for pattern, repl in YAML_NATURE:
@@ -282,7 +281,7 @@ def test_yaml_as_dig(port: int) -> None:
                   ["+zflag", "+qr", "a.test", "+norec"], ["ednsopts.test"],
                   ["+subnet=192.0.2.0/24", "+keepalive", "+expire", "+tcp", "+qr", "a.test"],
                   ["@127.0.0.2", "a.test"]):  # fmt: skip
-        a, b = ours(*at, "+yaml", *words), dig(*at, "+yaml", *words)
+        a, b = both([*at, "+yaml", *words], [*at, "+yaml", *words])
         assert "Traceback" not in a.stderr, a.stderr
         assert yaml_normal(a.stdout) == yaml_normal(b.stdout), words
     got = ours(*at, "+yaml", "+trace", "a.test")
@@ -299,10 +298,10 @@ def test_abbreviations_as_dig(port: int) -> None:
                   ["+noadd", "+noauth", "+co", "+ednsf=0x80", "a.test"]):  # fmt: skip
         side_by_side(*at, *words)
     for word in ("+sh", "+a", "+n", "+ns", "+tc", "+re", "+ed", "+ke", "+f", "+m", "+u"):
-        a, b = ours(*at, word, "a.test"), dig(*at, word, "a.test")
+        a, b = both([*at, word, "a.test"], [*at, word, "a.test"])
         assert (b.returncode, b.stderr.splitlines()[0]) == (1, f"Invalid option: {word}")
         assert a.returncode == 2 and "ambiguous dig option" in a.stderr, (word, a.stderr)
-    a, b = ours(*at, "+si", "+noall", "+ans", "a.test"), dig(*at, "+si", "+noall", "+ans", "a.test")
+    a, b = both([*at, "+si", "+noall", "+ans", "a.test"], [*at, "+si", "+noall", "+ans", "a.test"])
     assert a.stderr == b.stderr == ";; +sigchase option is deprecated"
     assert a.stdout == b.stdout and a.stdout.startswith("a.test.\t\t\t300\tIN\tA\t192.0.2.1\n")
 
@@ -316,6 +315,6 @@ def test_idn_names_as_dig(port: int) -> None:
     assert "bücher.test.\t\t300\tIN\tA\t192.0.2.4" in out and "MX\t10 BüCHER.test." in out
     side_by_side(*at, "+idnin", "+idnout", "+short", "straße.test", "idn.test")
     side_by_side(*at, "+idnout", "+multiline", "+noall", "+answer", "idn.test")
-    a, b = ours(*at, "+idnin", "bü%cher.test"), dig(*at, "+idnin", "bü%cher.test")
+    a, b = both([*at, "+idnin", "bü%cher.test"], [*at, "+idnin", "bü%cher.test"])
     assert (a.returncode, b.returncode) == (2, 1)
     assert "is not a legal IDNA2008 name" in a.stderr and "use +noidnin" in a.stderr

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_dns_dig import REPO, dig, normal, ours, pytestmark, zone_server  # noqa: F401
+from test_dns_dig import REPO, both, dig, normal, ours, pytestmark, zone_server  # noqa: F401
 
 USEC = [(re.compile(r"^;; Query time: \d+ usec$", re.M), ";; Query time: T usec"),
         (re.compile(r" in \d+ us(\.?)$", re.M), r" in T us\1"),
@@ -43,7 +43,7 @@ def port6() -> Iterator[int]:
 def apart(*words: str) -> str | None:
     """What differs between ours (with --dig-exit-codes) and dig for WORDS: None when
     stdout (as `same` makes it) and the exit status are the same."""
-    a, b = ours("--dig-exit-codes", *words), dig(*words)
+    a, b = both(["--dig-exit-codes", *words], [*words])
     assert "Traceback" not in a.stderr, a.stderr
     mine = a.stdout.replace(" --dig-exit-codes", "", 1)  # (dig's banner repeats the words)
     if same(mine) == same(b.stdout) and a.returncode == b.returncode:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_dns_dig import dig, normal, ours, pytestmark, zone_server  # noqa: F401  (skip)
+from test_dns_dig import both, dig, normal, ours, pytestmark, zone_server  # noqa: F401  (skip)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def tsig_normal(text: str) -> str:
 
 
 def same(*words: str) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
-    a, b = ours(*words), dig(*words)
+    a, b = both(words, words)  # (at once: test_dns_dig.both)
     assert "Traceback" not in a.stderr, a.stderr
     assert tsig_normal(a.stdout) == tsig_normal(b.stdout), (words, a.stderr)
     return a, b
@@ -135,7 +135,7 @@ def test_bad_y_keys_as_dig(port: int) -> None:
     assert a.stderr.endswith("the key 'tk.test' is too short to be secure\n")
     assert b.stderr.endswith("the key 'tk.test' is too short to be secure\n")
     for y in ("tk.test", "tk.test:", ":c2VjcmV0"):  # dig: its usage, exit 1
-        a, b = ours(*at, "-y", y, "a.test"), dig(*at, "-y", y, "a.test")
+        a, b = both([*at, "-y", y, "a.test"], [*at, "-y", y, "a.test"])
         assert b.returncode == 1 and a.returncode == 2 and "-y" in a.stderr, y
 
 

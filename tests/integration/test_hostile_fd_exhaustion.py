@@ -23,6 +23,8 @@ from pathlib import Path
 from broker_world import BrokerProcess, Identity, RawClient
 from procstat import open_fds
 from pxworld import EndpointProc, XpmgrProc
+from testkit.net import paced
+from testkit.poll import accept_queue, poll_until
 from tls_world import pktlab_init
 
 NOFILE = 256
@@ -41,9 +43,19 @@ def low_nofile() -> Iterator[None]:
 
 
 @contextmanager
-def silent_flood(port: int) -> Iterator[list[socket.socket]]:
-    socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(SILENT)]
+def silent_flood(port: int, pid: int) -> Iterator[list[socket.socket]]:
+    """SILENT silent connections to `port`, once the server (`pid`) has accepted them all
+    and holds fewer than NOFILE / 2 descriptors (before the fix: it held them all for the
+    handshake deadline, 30 s)."""
+    socks = paced(lambda _: socket.create_connection(("127.0.0.1", port), timeout=5), port, SILENT)
     try:
+        poll_until(lambda: accept_queue(port) == 0, what=f"all {SILENT} accepted")
+        # (the oldest past the cap are closed as new ones come: a few reactor turns)
+        poll_until(
+            lambda: open_fds(pid) < NOFILE // 2,
+            timeout=2,
+            what=lambda: f"fewer than {NOFILE // 2} descriptors (holds {open_fds(pid)})",
+        )
         yield socks
     finally:
         for s in socks:
@@ -58,9 +70,7 @@ def test_broker_serves_a_subscriber_through_a_flood_of_silent_connections(
         broker = BrokerProcess(home, tmp_path, error_delay=0)
     try:
         pid = broker.proc.pid  # type: ignore[union-attr]
-        with silent_flood(broker.sub_port):
-            time.sleep(0.5)  # all accepted (or refused at accept, before the fix)
-            assert open_fds(pid) < NOFILE // 2, open_fds(pid)
+        with silent_flood(broker.sub_port, pid):
             ident = Identity(home, tmp_path, "real")
             started = time.monotonic()
             sub = ident.subscribe(broker.sub_port)  # TLS handshake, xcert, xsub answered
@@ -86,9 +96,7 @@ def test_xpmgr_serves_an_endpoint_through_a_flood_of_silent_connections(
     ep = None
     try:
         port = xp.port()
-        with silent_flood(port):
-            time.sleep(0.5)
-            assert open_fds(xp.proc.pid) < NOFILE // 2, open_fds(xp.proc.pid)
+        with silent_flood(port, xp.proc.pid):
             ep = EndpointProc(tmp_path, home, f"127.0.0.1:{port}", "--sessions", "1")
             xp.wait_log("mlet ran", timeout=15)  # was: ~22 s (the flood's deadlines)
         out = xp.text()

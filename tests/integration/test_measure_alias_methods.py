@@ -128,7 +128,9 @@ def test_scamper_radargun_reads_the_same_counters(
     tb = testbed_factory(chain(1))
     setup(tb)
     probedefs = [(a, m) for a in [R1[0], *UDP] for m in ("udp", "tcp-ack")]
-    cmd = "dealias -m radargun -q 5 " + " ".join(
+    # (-w 2: the wait after the last probe, 5 s by default; 2 s is 100 times an answer
+    # here)
+    cmd = "dealias -m radargun -q 5 -w 2 " + " ".join(
         "-p " + shlex.quote(f"-P {m} -i {a}") for a, m in probedefs
     )
     got = subprocess.run(

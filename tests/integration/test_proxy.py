@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from pxworld import ProxyProc, client_hello, closed_by_peer, register
+from testkit.net import paced
 from tls_world import pktlab_init
 
 ALERT_UNRECOGNIZED_NAME = bytes.fromhex("15030300020270")
@@ -247,7 +248,7 @@ def test_200_concurrent_splices_lose_no_byte_and_stay_bounded(
         proxy.counters(f"backlog == {n}", timeout=20)
         rss0 = rss_kib(proxy.proc.pid)
         hello = client_hello("load1")
-        endpoints = [connect(proxy.endpoints) for _ in range(n)]
+        endpoints = paced(lambda _: connect(proxy.endpoints), proxy.endpoints, n)
         for s in (*backlogs, *endpoints):
             s.setblocking(False)
 

@@ -303,7 +303,9 @@ def test_alias_in_a_testbed_has_scampers_shape(
     ours, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
     (a,) = alias_and_warts(ours, "--single-stage", "--rounds", "3", "--method", "icmp-echo",
                            tg, router, netns=ns)  # fmt: skip
-    cmd = f'dealias -m radargun -q 3 -W 100 -p "-P icmp-echo -i {tg}" -p "-P icmp-echo -i {router}"'
+    # (-w 2: scamper waits 2 s after its last probe, not 5; 100 times an answer here)
+    cmd = (f'dealias -m radargun -q 3 -W 100 -w 2 -p "-P icmp-echo -i {tg}" '
+           f'-p "-P icmp-echo -i {router}"')  # fmt: skip
     tool("scamper", "-O", "warts", "-o", str(theirs), "-I", cmd, netns=ns)
     (b,) = scamper_dealias(theirs)
     assert [(p["src"], p["dst"], p["method"]) for p in a["probedefs"]] == [
@@ -326,7 +328,7 @@ def test_alias_indirect_is_scampers_probe_definition_with_a_ttl(
     ours, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
     (a,) = alias_and_warts(ours, "--single-stage", "--rounds", "3", "--method", "indirect",
                            f"{r1}@{tg}:1", f"{r2}@{tg}:2", netns=ns)  # fmt: skip
-    cmd = (f'dealias -m radargun -q 3 -W 100 -p "-P icmp-echo -i {tg} -t 1" '
+    cmd = (f'dealias -m radargun -q 3 -W 100 -w 2 -p "-P icmp-echo -i {tg} -t 1" '
            f'-p "-P icmp-echo -i {tg} -t 2"')  # fmt: skip
     tool("scamper", "-O", "warts", "-o", str(theirs), "-I", cmd, netns=ns)
     (b,) = scamper_dealias(theirs)

@@ -8,7 +8,7 @@ does, fails naming what was awaited and the last value seen.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,18 +67,33 @@ async def poll_until_async(
     return last
 
 
-def tcp_listening(port: int) -> bool:
-    """Whether a TCP socket of this network namespace listens on `port` (any address),
-    read from /proc so the listener sees no probe connection."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+PROC_TCP = ("/proc/net/tcp", "/proc/net/tcp6")
+
+
+def _listeners(tables: tuple[str, ...]) -> Iterator[tuple[int, int]]:
+    """(port, accept queue) of each TCP listener in the /proc tables (rx_queue of a LISTEN
+    row: connections the kernel completed that the server has not accepted yet)."""
+    for table in tables:
         path = Path(table)
         if not path.exists():
             continue
         for line in path.read_text().splitlines()[1:]:
             fields = line.split()
-            if fields[3] == LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                return True
-    return False
+            if fields[3] == LISTEN:
+                port = int(fields[1].rsplit(":", 1)[1], 16)
+                yield port, int(fields[4].split(":")[1], 16)
+
+
+def tcp_listening(port: int, tables: tuple[str, ...] = PROC_TCP) -> bool:
+    """Whether a TCP socket of this network namespace listens on `port` (any address),
+    read from /proc so the listener sees no probe connection."""
+    return any(p == port for p, _ in _listeners(tables))
+
+
+def accept_queue(port: int, tables: tuple[str, ...] = PROC_TCP) -> int:
+    """Connections waiting in the accept queue of the TCP listener(s) on `port` (0 if
+    none listens)."""
+    return sum(q for p, q in _listeners(tables) if p == port)
 
 
 def wait_tcp_listening(port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
