@@ -7,7 +7,7 @@ import argparse
 import re
 from typing import Any
 
-from packetlab.cli import pcapout
+from packetlab.cli import curl_trace, pcapout
 from packetlab.cli.run import RunError
 
 MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not imported here)
@@ -432,6 +432,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "as received (made empty first; - is stdout), as curl",
     )  # fmt: skip
     pcapout.add_option(p)
+    curl_trace.add_options(p)
     p.add_argument(
         "-m",
         "--max-time",

@@ -146,6 +146,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
     dump = None if args.dump_header is None else HeaderDump(args.dump_header, stdout)
+    from packetlab.cli.curl_trace import tracer
+
+    trace = tracer(args, stdout, stderr, warn, to_stdout and stdout_tty)  # -v, --trace
 
     async def run(session: Any) -> None:
         # kept open from URL to URL, as curl's connection cache
@@ -320,6 +323,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             cookie=cookie,
             http_version=args.http_version,
             on_hop=None if xfer is None else xfer.follow,
+            trace=trace,
         )
 
     async def again(session: Any, retry: Any, result: Any, sink: Output | None) -> bool:

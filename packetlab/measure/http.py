@@ -63,7 +63,23 @@ from packetlab.measure.http_message import (
     _Undecodable,
 )
 from packetlab.measure.http_rate import Pace, rbufsz_for
-from packetlab.measure.http_tls import CertificateMismatch, TlsLink, client_context, tls_error
+from packetlab.measure.http_tls import (
+    CertificateMismatch,
+    TlsLink,
+    ca_file,
+    client_context,
+    tls_error,
+)
+from packetlab.measure.http_trace import (
+    Trace,
+    info,
+    pointer,
+    tls_done,
+    tls_messages,
+    tls_offered,
+    unwatch_tls,
+    watch_tls,
+)
 from packetlab.measure.http_url import (
     MAX_REDIRS,
     HttpError,
@@ -131,6 +147,7 @@ async def http_get(
     http_version: str | None = None,
     on_hop: Callable[[Any], object] | None = None,
     asked: Asked = Asked(),
+    trace: Trace | None = None,
 ) -> HttpResult:
     """Fetch `url` from the endpoint (HTTP/1.1 or HTTP/2, persistent connections as curl): a GET, a
     POST of `data` (form-encoded unless a Content-Type header is given, as curl -d), a
@@ -166,7 +183,8 @@ async def http_get(
     same name replaces it, as any of curl's own fields (`-H 'NAME:'` removes it).
     `on_hop` gets each request's live state as it starts (a redirect's next hop too): its
     `body_len`, `uploaded`, `headers` (once the response's head came) as they grow, for
-    a progress meter (read only).
+    a progress meter (read only). `trace` is told what curl's debug callback is told
+    (-v, --trace; `http_trace`).
 
     HTTP versions as curl 7.88's with nghttp2: by default https:// offers ALPN h2 and
     http/1.1 and speaks HTTP/2 when the server picks h2, http:// speaks HTTP/1.1;
@@ -191,9 +209,15 @@ async def http_get(
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
                  on_hop=on_hop, resume=asked.resume_from if body is None else 0,
                  max_filesize=asked.max_filesize, expect_wait=asked.expect_wait,
-                 time_cond=None if ranged else asked.time_cond)  # fmt: skip
+                 time_cond=None if ranged else asked.time_cond, trace=trace)  # fmt: skip
     jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     pool = Connections() if connections is None else connections
+    for h, p, a in asked.resolve if trace is not None else ():  # curl: at each transfer
+        if pool.transfers:
+            info(trace, f"RESOLVE {h}:{p} is - old addresses discarded")
+        info(trace, f"Added {h}:{p}:{a} to DNS cache")
+        pool.looked_up.add((h, p))
+    pool.transfers += 1
     if body is not None:  # a -F part's stdin from a pipe: read whole first, as curl's
         try:
             await _fill(session.reactor, body)
@@ -246,7 +270,7 @@ async def _fetch(
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     route = _Route(session, connect_to, family, timeout, connect_timeout, sink, recorder,
                    follow, pool, own[0].resolve, own[0].connect,
-                   own[0].limit_rate)  # fmt: skip
+                   own[0].limit_rate, None if insecure else cafile or ca_file())  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = {"1.1": [b"http/1.1"], "1.0": [b"http/1.0"]}.get(
@@ -319,10 +343,13 @@ async def _fetch(
             result.exitcode = 47
             break
         result.num_redirects += 1
+        info(sink.trace, f"Issue another request to this URL: '{target.text}'")
         if hop.last is not None and first_start is not None:
             result.redirect_us = (hop.last - first_start) / 1000
         new_kind = next_method(hop.status or 0, kind, method, post30x)
         if new_kind != kind:
+            switched = f"Switch to {new_kind}" if hop.status == 303 else "Switch from POST to GET"
+            info(sink.trace, switched)
             kind, body = new_kind, None
         if own[0].auto_referer:  # curl -e ';auto': the URL the redirect came from
             referer = current.text
@@ -391,6 +418,7 @@ class _Route:
     resolve: tuple[tuple[str, int, str], ...] = ()
     connect: tuple[tuple[str, int | None, str, int | None], ...] = ()
     rate: int = 0  # --limit-rate (bytes/s)
+    cafile: str | None = None  # the CA file certificates are verified with (None: -k)
 
     def target(self, u: Url) -> tuple[str, int, AddressLike | None]:
         """Where a hop to `u` connects: (host, port, its address, None for the endpoint's
@@ -432,6 +460,7 @@ async def _hop(
         conn = await pool.take(u)
         hop.queued = queued
     if conn is not None:  # curl: "Re-using existing connection"
+        _reusing(route, conn)
         hop.start = hop.resolved = await read_time(session)
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
         await _paced(route, hop, conn, data, headers)
@@ -466,6 +495,9 @@ async def _connect(
     until = clock.seconds() + route.connect_timeout
     host, port, connect_to = route.target(u)
     looked_up = connect_to is None
+    number, trace = route.pool.number(), route.sink.trace
+    if trace is not None:
+        _connecting(route, u, host, port, connect_to)
     if connect_to is None:
         hop.start = await read_time(session)
         try:
@@ -476,6 +508,8 @@ async def _connect(
             return
     addr = parse_address(connect_to)
     server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+    info(trace, f"  Trying {server}...")
+    tried = clock.seconds()
     try:
         stream = await TcpStream.connect(session, addr, port,
                                          timeout=max(until - clock.seconds(), 0.001),
@@ -490,13 +524,22 @@ async def _connect(
                          f"{route.connect_timeout:g} s{since} (the host is down or a firewall "
                          "drops it)")  # fmt: skip
             hop.exitcode = 28
+        if trace is not None:
+            _unconnected(trace, hop, host, addr, port, int((clock.seconds() - tried) * 1000))
+            info(trace, f"Closing connection {number}")
         return
+    info(trace, f"Connected to {host} ({addr}) port {port} (#{number})")
     hop.server = server
     if hop.start is None:
         hop.start = stream.started_at
     hop.resolved, hop.connected = stream.started_at, stream.established_at
+    if ctx is not None and trace is not None:  # OpenSSL's messages, as curl's
+        tls_messages(ctx)
     tls = None if ctx is None else TlsLink(ctx, u, stream)
-    await _paced(route, hop, _Conn(stream, tls, server, None), data, headers, until)
+    if tls is not None and trace is not None:
+        watch_tls(tls.conn, trace, route.cafile)
+    conn = _Conn(stream, tls, server, None, number=number, host=u.host)
+    await _paced(route, hop, conn, data, headers, until)
 
 
 async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
@@ -508,7 +551,8 @@ async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
     conn.pace = pace
     try:
         await _over(session, hop, conn, data, headers, route.timeout, route.sink,
-                    route.follows, route.pool, (until, route.connect_timeout))  # fmt: skip
+                    route.follows, route.pool, (until, route.connect_timeout),
+                    route.cafile)  # fmt: skip
         if pace is not None and hop.error is None and hop.last is not None:
             # the last byte reached the endpoint's kernel before the pace let it go: the
             # transfer ends when it did (curl's time_total: when curl read it)
@@ -537,6 +581,7 @@ async def _over(
     follows: bool,
     pool: Connections,
     connect: tuple[float, float] = (math.inf, 0.0),
+    cafile: str | None = None,
 ) -> None:
     """One request and its response over `conn` (a new one: TLS handshake first); the
     connection back into `pool` when the exchange left it reusable, else closed.
@@ -551,6 +596,8 @@ async def _over(
     conn.active += 1
     try:
         if conn.tls is not None and not hop.reused:
+            if sink.trace is not None:
+                tls_offered(sink.trace, sink.http)
             try:
                 hop.tls_done = await conn.tls.handshake(min(deadline, connect[0]))
             except StreamTimeout:
@@ -560,6 +607,8 @@ async def _over(
             conn.tls_version = hop.tls_version = conn.tls.conn.get_protocol_version_name()
             if conn.tls.conn.get_alpn_proto_negotiated() == b"h2":
                 conn.h2 = _h2_framing(conn.server, _rate(conn))
+            if sink.trace is not None:
+                tls_done(sink.trace, conn.tls, cafile is not None)
         elif conn.tls is None and not hop.reused and sink.http == "2-prior":
             conn.h2 = _h2_framing(conn.server, _rate(conn))  # h2c, no Upgrade
         if not hop.reused and conn.h2 is not None:
@@ -617,14 +666,67 @@ async def _over(
         conn.active -= 1
         if not (keep and hop.error is None):
             conn.broken = True  # HTTP/2: no new stream; the others in flight go on
+        if sink.trace is not None:
+            _ended(sink.trace, hop, conn)
         pool.done(hop.url, conn)
         if conn.active > 0:
             pass  # streams of other transfers are in flight: the last one decides
         elif not conn.broken:
             await pool.put(hop.url, conn)
         else:
+            if conn.tls is not None:
+                unwatch_tls(conn.tls.conn)
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
             pool.known(hop.url, None)
     if hop.error is not None and hop.exitcode not in (23, 33, 63):  # the response came
         hop.status = None
+
+
+def _reusing(route: _Route, conn: _Conn) -> None:
+    """curl's lines for a connection taken from its cache (url.c's ConnectionExists)."""
+    trace = route.sink.trace
+    if trace is None:
+        return
+    multiplex = conn.h2 is not None
+    info(trace, f"Found bundle for host: {pointer(conn)} "
+                f"[{'can multiplex' if multiplex else 'serially'}]")  # fmt: skip
+    if not multiplex and route.sink.http not in ("1.0", "1.1"):  # curl wanted HTTP/2
+        info(trace, "Can not multiplex, even if we wanted to")
+    info(trace, f"Re-using existing connection #{conn.number} with host {conn.host}")
+
+
+def _connecting(route: _Route, u: Url, host: str, port: int, address: AddressLike | None) -> None:
+    """curl's lines before a new connection's "Trying": --connect-to's host and port,
+    and its DNS cache: a --resolve entry, or an address it has connected to before."""
+    if host != u.host:
+        info(route.sink.trace, f"Connecting to hostname: {host}")
+    if port != u.port:
+        info(route.sink.trace, f"Connecting to port: {port}")
+    seen = route.pool.looked_up
+    key = (host.lower(), port)
+    if address is not None and (key in seen or host != str(address)):
+        info(route.sink.trace, f"Hostname {host} was found in DNS cache")
+    if address is not None and host == str(address):
+        seen.add(key)  # curl: an address "resolved" is cached as well
+
+
+def _unconnected(trace: Trace, hop: _Hop, host: str, addr: Any, port: int, ms: int) -> None:
+    """curl's lines for a connect that failed (refused: its words; else ours)."""
+    if "refused" in (hop.error or ""):
+        info(trace, f"connect to {addr} port {port} failed: Connection refused")
+        info(trace, f"Failed to connect to {host} port {port} after {ms} ms: Couldn't connect "
+                    "to server")  # fmt: skip
+    else:
+        info(trace, hop.error or "")
+
+
+def _ended(trace: Trace, hop: _Hop, conn: _Conn) -> None:
+    """curl's lines at a transfer's end on a connection: the error (ours), then the
+    connection kept ("left intact") or closed."""
+    if hop.error is not None:
+        info(trace, hop.error)
+    if conn.broken and conn.active == 0:
+        info(trace, f"Closing connection {conn.number}")
+    else:
+        info(trace, f"Connection #{conn.number} to host {conn.host} left intact")

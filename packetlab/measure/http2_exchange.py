@@ -28,6 +28,7 @@ from packetlab.measure.http_message import (
     _stamp_sent,
     _TooMuch,
 )
+from packetlab.measure.http_trace import DATA_OUT, h2_request
 from packetlab.measure.stream import (
     StreamError,
     StreamTimeout,
@@ -76,6 +77,11 @@ async def _exchange_h2(
                              None if data is None else data.chunks(ready.notify))  # fmt: skip
     sid = conn.h2.stream_id
     _stamp_sent(hop, _send(conn, frames, ntag=True))
+    if sink.trace is not None:  # (curl: after the send, as its debug callback)
+        h2_request(sink.trace, hop.method, u.scheme, u.authority, u.target, fields, sid, hop)
+        small = None if data is None else data.small()
+        if small:  # (a body read as it goes: not told)
+            sink.trace(DATA_OUT, small)
     return await _h2_response(session, hop, conn, deadline, sink, follows, b"", b"", sid)
 
 
@@ -121,6 +127,7 @@ async def _h2_response(
                 elif isinstance(ev, Body):
                     if pace is not None:  # --limit-rate: this stream's bytes at its rate
                         await pace.wait(len(ev.data), deadline)
+                    resp.wire(ev.data)
                     resp.data(ev.data)
                 elif isinstance(ev, End):
                     done = True

@@ -69,6 +69,8 @@ class _Conn:
     closed: bool = False
     broken: bool = False
     pace: Pace | None = None  # --limit-rate: the hop's reads and sends held to a rate
+    number: int = 0  # curl's connection id (#N), counted over the run
+    host: str = ""  # the URL's host (curl's "to host HOST left intact")
 
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []
@@ -143,6 +145,14 @@ class Connections:
         # connections being made whose protocol is not known yet: who waits for them
         # (curl's pipewait: a transfer waits to learn whether the first multiplexes)
         self.connecting: dict[tuple[str, str, int], list[Deferred[None]]] = {}
+        self.made = 0  # connections begun (curl's next connection id)
+        self.transfers = 0  # http_get calls made with this pool (curl's transfers)
+        self.looked_up: set[tuple[str, int]] = set()  # curl's DNS cache: names it holds
+
+    def number(self) -> int:
+        """The next connection's id (curl's #N: 0, 1, ... over the run)."""
+        self.made += 1
+        return self.made - 1
 
     @staticmethod
     def key(u: Url) -> tuple[str, str, int]:

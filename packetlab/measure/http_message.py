@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 
 from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import getdate
+from packetlab.measure.http_trace import DATA_IN, Trace, header_in, info
 from packetlab.measure.http_url import REDIRECTS, Url
 from packetlab.measure.stream import StreamError
 from packetlab.measure.upload_body import Upload
@@ -141,6 +142,7 @@ class _Sink:
     time_cond: tuple[str, int] | None = None  # -z without a range (Asked.time_cond)
     max_filesize: int = 0  # --max-filesize (0: none)
     expect_wait: float = EXPECT_WAIT  # s for a 100 Continue (--expect100-timeout)
+    trace: Trace | None = None  # curl's debug callback (-v, --trace): http_trace
 
 
 ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
@@ -415,6 +417,12 @@ class _Response:
         large = self._too_large(headers)
         if large is not None and raw.endswith(b"\r\n\r\n"):  # curl: before the blank line
             raw = hop.raw_headers = raw[:-2]
+        trace = self.sink.trace
+        if trace is not None:  # curl: a body sent, a redirect to follow: "rewind"
+            sent = hop.uploaded > 0 and hop.method not in ("GET", "HEAD")
+            header_in(trace, raw, rewind=sent and not self.keep)
+            if not self.keep:
+                info(trace, "Ignoring the response-body")
         if self.sink.on_headers is not None:
             try:
                 self.sink.on_headers(raw)
@@ -454,6 +462,11 @@ class _Response:
             return None
         return _TooLarge(f"Maximum file size exceeded ({length} bytes from {hop.server}; "
                          f"at most {limit})")  # fmt: skip
+
+    def wire(self, data: bytes) -> None:
+        """Body bytes as they came (chunked: with the framing), for curl's DATA_IN."""
+        if data and self.sink.trace is not None:
+            self.sink.trace(DATA_IN, data)
 
     def data(self, data: bytes) -> None:
         hop, sink = self.hop, self.sink

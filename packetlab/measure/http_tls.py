@@ -39,6 +39,12 @@ def use_private_key(ctx: SSL.Context, path: str, phrase: bytes | None) -> None:
     ctx.use_privatekey(key)  # type: ignore[arg-type]
 
 
+def ca_file() -> str | None:
+    """The system store's CA file (curl's default CAfile), None when there is none."""
+    system = [ssl.get_default_verify_paths().cafile, *CA_FILES]
+    return next((p for p in system if p and os.path.isfile(p)), None)
+
+
 def client_context(
     *,
     cafile: str | None = None,
@@ -65,8 +71,7 @@ def client_context(
     if cafile is not None:
         ctx.load_verify_locations(cafile)
     else:
-        system = [ssl.get_default_verify_paths().cafile, *CA_FILES]
-        found = next((p for p in system if p and os.path.isfile(p)), None)
+        found = ca_file()
         if found is not None:
             ctx.load_verify_locations(found)
         else:
