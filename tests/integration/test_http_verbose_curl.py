@@ -1,0 +1,93 @@
+"""`pktlab run http -v`, `--trace`, `--trace-ascii` and `--trace-time` beside curl 7.88.1
+on the same loopback servers (HTTP/1.1 and HTTPS with a test CA): the same lines on
+stderr (-v) and the same bytes in the trace, but for curl's pointers, the times, and
+the TLS lines docs/http.md names (our OpenSSL's message sizes and its CApath)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from test_http_curl_side_by_side import REPO, http, https, pki, pytestmark  # noqa: F401
+
+UA = ("-A", "curl/7.88.1", "-w", "%{http_code}\\n")  # curl's User-Agent: the same requests
+
+
+def run(who: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    tool = ["curl"] if who == "curl" else [sys.executable, "-m", "packetlab", "run", "http"]
+    return subprocess.run([*tool, *args], capture_output=True, timeout=180, env=env, cwd=cwd)
+
+
+def norm(text: bytes, tls: bool = False) -> list[bytes]:
+    """The lines, curl's pointers and times made alike; with `tls` the lines that tell
+    what differs by nature (docs/http.md): TLS message sizes, record markers, CApath,
+    the server's middlebox change cipher spec."""
+    text = re.sub(rb"0x[0-9a-f]+", b"0xPTR", text)
+    text = re.sub(rb"after \d+ ms", b"after N ms", text)
+    text = re.sub(rb"(?m)^\d\d:\d\d:\d\d\.\d{6} ", b"TIME ", text)
+    out = text.splitlines()
+    if tls:
+        skip = re.compile(rb"^[{}] \[\d+ bytes data\]$|CApath: |\(IN\), TLS change cipher")
+        out = [line for line in out if not skip.search(line)]
+    return out
+
+
+def both(*args: str, cwd: Path, tls: bool = False, code: int = 0) -> tuple[bytes, bytes]:
+    curl, ours = run("curl", *args, cwd=cwd), run("ours", *args, cwd=cwd)
+    assert curl.returncode == code and ours.returncode == min(code, 1), ours.stderr
+    assert ours.stdout == curl.stdout
+    assert norm(ours.stderr, tls) == norm(curl.stderr, tls)
+    return curl.stderr, ours.stderr
+
+
+def test_verbose_as_curl(http: str, tmp_path: Path) -> None:  # noqa: F811
+    # before: -v was the link's log (Twisted lines), none of curl's
+    err, _ = both("-s", "-v", *UA, f"{http}/echo", f"{http}/echo", cwd=tmp_path)
+    assert b"* Re-using existing connection #0 with host 127.0.0.1\n" in err
+    assert b"< HTTP/1.1 200 OK\r\n" in err and b"{ [58 bytes data]\n" in err
+    err, _ = both("-s", "-v", *UA, "-L", "-d", "a=1", f"{http}/r/302?to=/echo",
+                  f"{http}/r/303?to=/chunked", cwd=tmp_path)  # fmt: skip
+    assert b"* Issue another request to this URL: 'http://127.0.0.1:" in err
+    assert b"} [3 bytes data]\n" in err and b"* Switch to GET\n" in err
+    err, _ = both("-s", "-v", *UA, f"{http}/close", f"{http}/chunked", cwd=tmp_path)
+    assert b"* Closing connection 0\n" in err and b"was found in DNS cache" in err
+    both("-s", "-v", *UA, "-I", f"{http}/echo", cwd=tmp_path)
+    err, _ = both("-s", "-v", *UA, "http://127.0.0.1:9/", cwd=tmp_path, code=7)
+    assert b"* connect to 127.0.0.1 port 9 failed: Connection refused\n" in err
+
+
+def test_verbose_over_tls_as_curl(https: str, pki: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+    port = https.rsplit(":", 1)[1]
+    err, _ = both("-s", "-v", *UA, "--cacert", str(pki["ca"]), "--resolve",
+                  f"localhost:{port}:127.0.0.1", f"{https}/echo", f"{https}/echo",
+                  cwd=tmp_path, tls=True)  # fmt: skip
+    for line in (b"* SSL connection using TLSv1.3 / ", b"*  subject: CN=localhost\n",
+                 b'*  subjectAltName: host "localhost" matched cert\'s "localhost"\n',
+                 b"* TLSv1.3 (OUT), TLS handshake, Client hello (1):\n",
+                 b"* Added localhost:"):  # fmt: skip
+        assert line in err
+
+
+def test_trace_and_trace_ascii_as_curl(http: str, tmp_path: Path) -> None:  # noqa: F811
+    for option in ("--trace", "--trace-ascii"):
+        args = ("-s", option, "-", "-A", "curl/7.88.1", "-w", "", "-o", "/dev/null")
+        curl = run("curl", *args, "-d", "a=1&b=2", f"{http}/echo", f"{http}/chunked",
+                   cwd=tmp_path)  # fmt: skip
+        ours = run("ours", *args, "-d", "a=1&b=2", f"{http}/echo", f"{http}/chunked",
+                   cwd=tmp_path)  # fmt: skip
+        assert curl.returncode == ours.returncode == 0, ours.stderr
+        assert norm(ours.stdout) == norm(curl.stdout)  # byte for byte but curl's pointer
+        assert len(ours.stdout) == len(curl.stdout)
+        assert b"<= Recv data, 26 bytes (0x1a)\n" in ours.stdout  # the chunked framing
+    # --trace-time, to a file; -v after --trace: curl's warning
+    for who in ("curl", "ours"):
+        out = run(who, "--no-progress-meter", "--trace-time", "--trace-ascii", f"{who}.txt", "-v", "--trace",
+                  f"{who}.txt", *UA, f"{http}/echo", cwd=tmp_path)  # fmt: skip
+        assert out.stderr.count(b"overrides an earlier trace/verbose option") == 2
+    curl, ours = ((tmp_path / f"{w}.txt").read_bytes() for w in ("curl", "ours"))
+    assert norm(ours) == norm(curl) and curl.startswith(b"TIME "[:0])
+    assert norm(curl)[0].startswith(b"TIME == Info:")
