@@ -46,7 +46,7 @@ from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import http_date
 from packetlab.measure.http1 import _exchange
 from packetlab.measure.http2_exchange import _exchange_h2, _h2_framing
-from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _Unresolved
+from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _send, _Unresolved
 from packetlab.measure.http_message import (
     FORM,
     MAX_BODY,
@@ -609,6 +609,9 @@ async def _over(
                 conn.h2 = _h2_framing(conn.server, _rate(conn))
             if sink.trace is not None:
                 tls_done(sink.trace, conn.tls, cafile is not None)
+                if conn.h2 is not None:  # curl: the preface goes before the request
+                    _send(conn, conn.h2.preface())
+                info(sink.trace, "using HTTP/2" if conn.h2 is not None else "using HTTP/1.x")
         elif conn.tls is None and not hop.reused and sink.http == "2-prior":
             conn.h2 = _h2_framing(conn.server, _rate(conn))  # h2c, no Upgrade
         if not hop.reused and conn.h2 is not None:

@@ -28,7 +28,7 @@ from packetlab.measure.http_message import (
     _stamp_sent,
     _TooMuch,
 )
-from packetlab.measure.http_trace import DATA_OUT, h2_request
+from packetlab.measure.http_trace import DATA_OUT, h2_head, h2_request, info
 from packetlab.measure.stream import (
     StreamError,
     StreamTimeout,
@@ -76,12 +76,15 @@ async def _exchange_h2(
     frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target, fields,
                              None if data is None else data.chunks(ready.notify))  # fmt: skip
     sid = conn.h2.stream_id
-    _stamp_sent(hop, _send(conn, frames, ntag=True))
-    if sink.trace is not None:  # (curl: after the send, as its debug callback)
+    if sink.trace is not None:
         h2_request(sink.trace, hop.method, u.scheme, u.authority, u.target, fields, sid, hop)
+    _stamp_sent(hop, _send(conn, frames, ntag=True))
+    if sink.trace is not None:  # (curl: the head and body once sent)
+        h2_head(sink.trace, hop.method, u.authority, u.target, fields)
         small = None if data is None else data.small()
         if small:  # (a body read as it goes: not told)
             sink.trace(DATA_OUT, small)
+            info(sink.trace, "We are completely uploaded and fine")
     return await _h2_response(session, hop, conn, deadline, sink, follows, b"", b"", sid)
 
 

@@ -163,15 +163,21 @@ def sent_out(trace: Trace | None, request: bytes) -> None:
 
 def h2_request(trace: Trace, method: str, scheme: str, authority: str, target: str,
                fields: list[tuple[str, str]], sid: int, handle: object) -> None:  # fmt: skip
-    """curl 7.88's lines for an HTTP/2 request (h2h3.c, http2.c): each header as sent
-    (`h2h3 [name: value]`), the stream, and the head as curl shows it (`METHOD PATH
-    HTTP/2`, Host, the other fields in lower case as sent)."""
+    """curl 7.88's lines before an HTTP/2 request is sent (h2h3.c, http2.c): each header
+    as sent (`h2h3 [name: value]`), the stream."""
     rest = [(k.lower(), v) for k, v in fields if k.lower() != "host"]
     pseudo = [(":method", method), (":path", target), (":scheme", scheme),
               (":authority", authority)]  # fmt: skip
     for k, v in pseudo + rest:
         info(trace, f"h2h3 [{k}: {v}]")
-    info(trace, f"Using Stream ID: {sid:x} (easy handle {pointer(handle)})")
+    info(trace, f"Using Stream ID: {sid} (easy handle {pointer(handle)})")
+
+
+def h2_head(trace: Trace, method: str, authority: str, target: str,
+            fields: list[tuple[str, str]]) -> None:  # fmt: skip
+    """An HTTP/2 request's head as curl 7.88 shows it once sent (`METHOD PATH HTTP/2`,
+    Host, the other fields in lower case as sent)."""
+    rest = [(k.lower(), v) for k, v in fields if k.lower() != "host"]
     head = f"{method} {target} HTTP/2\r\nHost: {authority}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in rest) + "\r\n"
     trace(HEADER_OUT, head.encode("latin-1", "replace"))
@@ -185,7 +191,7 @@ def tls_offered(trace: Trace, http: str | None) -> None:
 
 def tls_done(trace: Trace, tls: Any, verify: bool) -> None:
     """curl 7.88's lines after a TLS handshake: the version and cipher, ALPN's answer,
-    the server certificate, the HTTP version used."""
+    the server certificate (then the caller's `using HTTP/2` or `using HTTP/1.x`)."""
     conn = tls.conn
     info(trace, f"SSL connection using {conn.get_protocol_version_name()} / "
                 f"{conn.get_cipher_name()}")  # fmt: skip
@@ -195,7 +201,6 @@ def tls_done(trace: Trace, tls: Any, verify: bool) -> None:
     else:
         info(trace, "ALPN: server did not agree on a protocol. Uses default.")
     certificate(trace, conn, tls.url.host, tls.url.host_is_address, verify)
-    info(trace, "using HTTP/2" if alpn == b"h2" else "using HTTP/1.x")
 
 
 SSL_DATA_IN, SSL_DATA_OUT = "ssl_data_in", "ssl_data_out"

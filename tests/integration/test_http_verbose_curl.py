@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_http2_curl_side_by_side import servers  # noqa: F401
 from test_http_curl_side_by_side import REPO, http, https, pki, pytestmark  # noqa: F401
 
 UA = ("-A", "curl/7.88.1", "-w", "%{http_code}\\n")  # curl's User-Agent: the same requests
@@ -25,13 +26,14 @@ def run(who: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
 def norm(text: bytes, tls: bool = False) -> list[bytes]:
     """The lines, curl's pointers and times made alike; with `tls` the lines that tell
     what differs by nature (docs/http.md): TLS message sizes, record markers, CApath,
-    the server's middlebox change cipher spec."""
+    the server's middlebox change cipher spec, when an HTTP/2 body is told sent."""
     text = re.sub(rb"0x[0-9a-f]+", b"0xPTR", text)
     text = re.sub(rb"after \d+ ms", b"after N ms", text)
     text = re.sub(rb"(?m)^\d\d:\d\d:\d\d\.\d{6} ", b"TIME ", text)
     out = text.splitlines()
     if tls:
-        skip = re.compile(rb"^[{}] \[\d+ bytes data\]$|CApath: |\(IN\), TLS change cipher")
+        skip = re.compile(rb"^[{}] \[\d+ bytes data\]$|CApath: |\(IN\), TLS change cipher"
+                          rb"|^\* We are completely uploaded and fine$")  # fmt: skip
         out = [line for line in out if not skip.search(line)]
     return out
 
@@ -72,6 +74,19 @@ def test_verbose_over_tls_as_curl(https: str, pki: dict[str, Path], tmp_path: Pa
         assert line in err
 
 
+def test_verbose_over_http2_as_curl(servers: tuple[str, str, Path], tmp_path: Path) -> None:  # noqa: F811
+    h2, _, ca = servers
+    port = h2.rsplit(":", 1)[1]
+    err, _ = both("-s", "-v", *UA, "--cacert", str(ca), "--resolve",
+                  f"localhost:{port}:127.0.0.1", "-d", "x=1", f"{h2}/echo", f"{h2}/echo",
+                  cwd=tmp_path, tls=True)  # fmt: skip
+    for line in (b"* ALPN: server accepted h2\n", b"* using HTTP/2\n",
+                 b"* h2h3 [:authority: localhost:", b"> POST /echo HTTP/2\r\n",
+                 b"< HTTP/2 200 \r\n", b"* Found bundle for host: 0x",
+                 b"* Using Stream ID: 3 (easy handle 0x"):  # fmt: skip
+        assert line in err
+
+
 def test_trace_and_trace_ascii_as_curl(http: str, tmp_path: Path) -> None:  # noqa: F811
     for option in ("--trace", "--trace-ascii"):
         args = ("-s", option, "-", "-A", "curl/7.88.1", "-w", "", "-o", "/dev/null")
@@ -83,11 +98,11 @@ def test_trace_and_trace_ascii_as_curl(http: str, tmp_path: Path) -> None:  # no
         assert norm(ours.stdout) == norm(curl.stdout)  # byte for byte but curl's pointer
         assert len(ours.stdout) == len(curl.stdout)
         assert b"<= Recv data, 26 bytes (0x1a)\n" in ours.stdout  # the chunked framing
-    # --trace-time, to a file; -v after --trace: curl's warning
+    # --trace-time, to a file; -v after --trace-ascii, --trace after -v: curl's warnings
     for who in ("curl", "ours"):
-        out = run(who, "--no-progress-meter", "--trace-time", "--trace-ascii", f"{who}.txt", "-v", "--trace",
-                  f"{who}.txt", *UA, f"{http}/echo", cwd=tmp_path)  # fmt: skip
+        out = run(who, "--no-progress-meter", "--trace-time", "--trace-ascii", f"{who}.txt",
+                  "-v", "--trace", f"{who}.txt", *UA, f"{http}/echo", cwd=tmp_path)  # fmt: skip
         assert out.stderr.count(b"overrides an earlier trace/verbose option") == 2
-    curl, ours = ((tmp_path / f"{w}.txt").read_bytes() for w in ("curl", "ours"))
-    assert norm(ours) == norm(curl) and curl.startswith(b"TIME "[:0])
-    assert norm(curl)[0].startswith(b"TIME == Info:")
+    theirs, mine = ((tmp_path / f"{w}.txt").read_bytes() for w in ("curl", "ours"))
+    assert norm(mine) == norm(theirs)
+    assert norm(theirs)[0].startswith(b"TIME == Info:   Trying 127.0.0.1:")
