@@ -538,6 +538,7 @@ async def _connect(
     tls = None if ctx is None else TlsLink(ctx, u, stream)
     if tls is not None and trace is not None:
         watch_tls(tls.conn, trace, route.cafile)
+        tls.stepwise = True
     conn = _Conn(stream, tls, server, None, number=number, host=u.host)
     await _paced(route, hop, conn, data, headers, until)
 

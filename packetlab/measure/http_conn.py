@@ -283,6 +283,9 @@ async def _read(
 ) -> tuple[Chunk | None, bytes, bool]:
     """The next chunk, its plaintext and whether the server ended the connection (TCP
     EOF, or TLS close_notify)."""
+    if conn.tls is not None and conn.tls.more():  # (-v: a record at a time, as curl's)
+        plain, closed = conn.tls.next()
+        return conn.tls.last, plain, closed
     if conn.pace is not None and conn.h2 is not None:
         conn.pace.release()  # HTTP/2 (an h2c Upgrade's 101): each stream's window paces
     if conn.pace is not None and conn.h2 is None:

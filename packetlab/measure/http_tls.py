@@ -121,6 +121,11 @@ class TlsLink:
         self.conn.set_connect_state()
         self.stream = stream
         self.url = url
+        # with -v/--trace: records taken in one at a time, as curl's reads take them, so
+        # that what each tells comes in curl's order (`pending`: the records not yet in)
+        self.stepwise = False
+        self.pending = bytearray()
+        self.last: Chunk | None = None
 
     def flush(self, ntag: bool = False) -> Deferred[Ntag] | None:
         """Send what OpenSSL has to send; with `ntag`, the Deferred of the last nsend's
@@ -182,11 +187,40 @@ class TlsLink:
         return self.flush(ntag=True)
 
     def feed(self, chunk: Chunk | None) -> tuple[bytes, bool]:
-        """Decrypt what `chunk` brought: (plaintext, closed). None = the TCP EOF."""
+        """Decrypt what `chunk` brought: (plaintext, closed). None = the TCP EOF.
+        `stepwise`: up to the first record with plaintext (`more`: records left)."""
         if chunk is None:
+            if self.pending:
+                self.conn.bio_write(bytes(self.pending))
+                self.pending.clear()
             self.conn.bio_shutdown()
+        elif self.stepwise:
+            self.last = chunk
+            self.pending += chunk.data
+            return self._records()
         else:
             self.conn.bio_write(chunk.data)
+        return self._plain(chunk is None)
+
+    def more(self) -> bool:
+        """A whole record is waiting to be taken in (`stepwise`; `next` takes it)."""
+        p = self.pending
+        return len(p) >= 5 and len(p) >= 5 + int.from_bytes(p[3:5], "big")
+
+    def next(self) -> tuple[bytes, bool]:
+        return self._records()
+
+    def _records(self) -> tuple[bytes, bool]:
+        while self.more():
+            size = 5 + int.from_bytes(self.pending[3:5], "big")
+            self.conn.bio_write(bytes(self.pending[:size]))
+            del self.pending[:size]
+            plain, closed = self._plain(False)
+            if plain or closed:
+                return plain, closed
+        return b"", False
+
+    def _plain(self, eof: bool) -> tuple[bytes, bool]:
         out = bytearray()
         while True:
             try:
@@ -198,7 +232,7 @@ class TlsLink:
             except SSL.SysCallError:  # TCP EOF without close_notify
                 return bytes(out), True
         self.flush()  # post-handshake messages (key updates) may want answers
-        return bytes(out), chunk is None
+        return bytes(out), eof
 
 
 class CertificateMismatch(Exception):
