@@ -417,7 +417,9 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def parse_args(cmd: Command, argv: Sequence[str]) -> argparse.Namespace:
     """Parse `argv` for `cmd` alone (tests and `python -m packetlab.cli.run_NAME`)."""
-    parser = argparse.ArgumentParser(prog=f"pktlab run {cmd.name}")
+    from packetlab.cli import _Parser
+
+    parser = _Parser(prog=f"pktlab run {cmd.name}")
     sub = parser.add_subparsers(dest="measurement")
     add_command(sub, cmd)
     return parser.parse_args([cmd.name, *argv])

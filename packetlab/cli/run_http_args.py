@@ -478,29 +478,27 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _read_curl_words(p: argparse.ArgumentParser) -> None:
-    """`p` reads curl's -K/--config, --url, -q (run_http_words.expand) and `--json DATA`
-    (run_http_json.rewrite) before argparse sees the words; `--json`'s help (the output
-    flag's, added later by run_command) says both."""
-    parse = p.parse_known_args
+    """`p` (a `cli._Parser`) reads curl's -K/--config, --url, -q (run_http_words.expand)
+    and `--json DATA` (run_http_json.rewrite) before argparse sees the words; `--json`'s
+    help (the output flag's, added later by run_command) says both."""
+    p.read_words = read_words  # type: ignore[attr-defined]
+
+
+def read_words(p: argparse.ArgumentParser, words: list[str]) -> list[str]:
+    from packetlab.cli.run_http_json import HELP, rewrite
+    from packetlab.cli.run_http_words import expand
 
     def takes_value(option: str) -> bool:
         action = p._option_string_actions.get(option)
         return action is not None and action.nargs != 0
 
-    def parse_known_args(args: Any = None, namespace: Any = None) -> Any:
-        from packetlab.cli.run_http_json import HELP, rewrite
-        from packetlab.cli.run_http_words import expand
-
-        flag = p._option_string_actions.get("--json")
-        if flag is not None:
-            flag.help = HELP
-        try:
-            words = None if args is None else rewrite(expand(args, takes_value))
-        except RunError as e:  # an unreadable -K file: one line, as a usage error
-            p.exit(2, f"{p.prog}: {e}\n")
-        return parse(words, namespace)
-
-    setattr(p, "parse_known_args", parse_known_args)  # noqa: B010 (an instance's own)
+    flag = p._option_string_actions.get("--json")
+    if flag is not None:
+        flag.help = HELP
+    try:
+        return rewrite(expand(words, takes_value))
+    except RunError as e:  # an unreadable -K file: one line, as a usage error
+        p.exit(2, f"{p.prog}: {e}\n")
 
 
 def _count(text: str) -> int:
