@@ -106,3 +106,48 @@ def test_trace_and_trace_ascii_as_curl(http: str, tmp_path: Path) -> None:  # no
     theirs, mine = ((tmp_path / f"{w}.txt").read_bytes() for w in ("curl", "ours"))
     assert norm(mine) == norm(theirs)
     assert norm(theirs)[0].startswith(b"TIME == Info:   Trying 127.0.0.1:")
+
+
+def test_next_as_curl(http: str, tmp_path: Path) -> None:  # noqa: F811
+    # before: -: and --next were unknown options (exit 2)
+    w = "%{url} %{method} %{num_connects}\\n"
+    for args in (
+        [
+            "-w",
+            w,
+            "-o",
+            "/dev/null",
+            "-d",
+            "x=1",
+            f"{http}/a",
+            "-:",
+            f"{http}/b",
+            "-:",
+            "-w",
+            f"third {w}",
+            "-I",
+            f"{http}/c",
+        ],
+        ["-w", w, "-o", "/dev/null", "--next", "--next", f"{http}/a"],  # passed over
+        [
+            "-w",
+            w,
+            "-o",
+            "/dev/null",
+            f"{http}/echo",
+            "--next",
+            "-v",
+            "-o",
+            "/dev/null",
+            "-A",
+            "curl/7.88.1",
+            "-L",
+            f"{http}/r/302?to=/echo",
+        ],  # -v global: both
+    ):
+        err, _ = both("-s", "-A", "curl/7.88.1", *args, cwd=tmp_path)
+        assert (b"Re-using existing connection #0" in err) == ("-v" in args)
+    for args in ([f"{http}/a", "--next"], [f"{http}/a", "-:", "-o", "f"]):  # no URL
+        curl, ours = run("curl", *args, cwd=tmp_path), run("ours", *args, cwd=tmp_path)
+        assert curl.returncode == ours.returncode == 2
+        assert b"no URL specified!" in curl.stderr and b"no URL specified!" in ours.stderr
