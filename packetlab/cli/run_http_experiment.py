@@ -373,6 +373,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             http_version=args.http_version,
             on_hop=None if xfer is None else xfer.follow,
             trace=trace,
+            fail=args.fail,
         )
 
     async def again(session: Any, retry: Any, result: Any, sink: Output | None) -> bool:

@@ -54,6 +54,7 @@ from packetlab.measure.http_message import (
     Asked,
     HttpResult,
     _Cookies,
+    _Failed,
     _Fields,
     _Hop,
     _NoResume,
@@ -148,6 +149,7 @@ async def http_get(
     on_hop: Callable[[Any], object] | None = None,
     asked: Asked = Asked(),
     trace: Trace | None = None,
+    fail: bool = False,
 ) -> HttpResult:
     """Fetch `url` from the endpoint (HTTP/1.1 or HTTP/2, persistent connections as curl): a GET, a
     POST of `data` (form-encoded unless a Content-Type header is given, as curl -d), a
@@ -184,7 +186,9 @@ async def http_get(
     `on_hop` gets each request's live state as it starts (a redirect's next hop too): its
     `body_len`, `uploaded`, `headers` (once the response's head came) as they grow, for
     a progress meter (read only). `trace` is told what curl's debug callback is told
-    (-v, --trace; `http_trace`).
+    (-v, --trace; `http_trace`). `fail` (curl -f): a final status of 400 or more ends
+    the fetch after its head (no body read, the connection closed), `error` saying it,
+    exit code 22.
 
     HTTP versions as curl 7.88's with nghttp2: by default https:// offers ALPN h2 and
     http/1.1 and speaks HTTP/2 when the server picks h2, http:// speaks HTTP/1.1;
@@ -209,7 +213,8 @@ async def http_get(
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
                  on_hop=on_hop, resume=asked.resume_from if body is None else 0,
                  max_filesize=asked.max_filesize, expect_wait=asked.expect_wait,
-                 time_cond=None if ranged else asked.time_cond, trace=trace)  # fmt: skip
+                 time_cond=None if ranged else asked.time_cond, trace=trace,
+                 fail=fail)  # fmt: skip
     jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     pool = Connections() if connections is None else connections
     for h, p, a in asked.resolve if trace is not None else ():  # curl: at each transfer
@@ -655,6 +660,8 @@ async def _over(
         hop.error, hop.exitcode = str(e), 33
     except _TooLarge as e:  # curl: (63) Maximum file size exceeded
         hop.error, hop.exitcode = str(e), 63
+    except _Failed as e:  # curl: (22) The requested URL returned error
+        hop.error, hop.exitcode = str(e), 22
     except h11.ProtocolError as e:
         why = str(e)
         if why == "Receive buffer too long":  # h11's max_incomplete_event_size
@@ -683,7 +690,7 @@ async def _over(
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
             pool.known(hop.url, None)
-    if hop.error is not None and hop.exitcode not in (23, 33, 63):  # the response came
+    if hop.error is not None and hop.exitcode not in (22, 23, 33, 63):  # the response came
         hop.status = None
 
 
@@ -728,7 +735,7 @@ def _unconnected(trace: Trace, hop: _Hop, host: str, addr: Any, port: int, ms: i
 def _ended(trace: Trace, hop: _Hop, conn: _Conn) -> None:
     """curl's lines at a transfer's end on a connection: the error (ours), then the
     connection kept ("left intact") or closed."""
-    if hop.error is not None:
+    if hop.error is not None and hop.exitcode != 22:  # (-f's: told with the head)
         info(trace, hop.error)
     if conn.broken and conn.active == 0:
         info(trace, f"Closing connection {conn.number}")

@@ -118,6 +118,8 @@ async def _exchange(
                         raise
                     send = True  # no answer: the body goes anyway
                     break
+                if isinstance(event, h11.InformationalResponse):
+                    resp.inform(bytes(fed[: len(fed) - len(h.trailing_data[0])]))
                 if isinstance(event, h11.InformationalResponse) and event.status_code == 100:
                     send = True
                     break
@@ -128,6 +130,8 @@ async def _exchange(
             await _upload(hop, conn, data, h, deadline, sink.trace)
     while True:
         event, early = (early, None) if early is not None else (await next_event(deadline), None)
+        if isinstance(event, h11.InformationalResponse) and event.status_code != 101:
+            resp.inform(bytes(fed[: len(fed) - len(h.trailing_data[0])]))
         if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
             if upgrade is None or h.their_state is not h11.SWITCHED_PROTOCOL:
                 raise StreamError(f"the server {hop.server} switched protocols unasked")

@@ -143,6 +143,7 @@ class _Sink:
     max_filesize: int = 0  # --max-filesize (0: none)
     expect_wait: float = EXPECT_WAIT  # s for a 100 Continue (--expect100-timeout)
     trace: Trace | None = None  # curl's debug callback (-v, --trace): http_trace
+    fail: bool = False  # curl -f: a final status of 400 or more ends it after its head
 
 
 ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
@@ -405,6 +406,15 @@ class _Response:
         self.keep = True
         self.ignore: str | None = None  # -C: "ignore" the body (a 416), "done" (_resumed)
         self.decoder: _Decoder | None = None
+        self.told = 0  # header bytes told to the trace already (1xx blocks)
+
+    def inform(self, block: bytes) -> None:
+        """1xx header blocks came (all of them so far: `block`): the new lines to the
+        trace as curl tells them, without the blank line that ends each."""
+        if self.sink.trace is not None and len(block) > self.told:
+            new = block[self.told :]
+            self.told = len(block)
+            header_in(self.sink.trace, new[:-2] if new.endswith(b"\r\n\r\n") else new)
 
     def head(self, status: int, reason: str, headers: list[tuple[str, str]], raw: bytes) -> None:
         hop = self.hop
@@ -418,10 +428,16 @@ class _Response:
         if large is not None and raw.endswith(b"\r\n\r\n"):  # curl: before the blank line
             raw = hop.raw_headers = raw[:-2]
         trace = self.sink.trace
+        failed = self.keep and self.sink.fail and status >= 400
         if trace is not None:  # curl: a body sent, a redirect to follow: "rewind"
             sent = hop.uploaded > 0 and hop.method not in ("GET", "HEAD")
-            header_in(trace, raw, rewind=sent and not self.keep)
-            if not self.keep:
+            told = raw[self.told :]
+            if failed and told.endswith(b"\r\n\r\n"):  # curl -f: before the blank line
+                told = told[:-2]
+            header_in(trace, told, rewind=sent and not self.keep)
+            if failed:
+                info(trace, f"The requested URL returned error: {status}")
+            elif not self.keep:
                 info(trace, "Ignoring the response-body")
         if self.sink.on_headers is not None:
             try:
@@ -432,6 +448,8 @@ class _Response:
                 raise
         if large is not None:
             raise large
+        if failed:  # curl -f: no body read, the connection closed
+            raise _Failed(f"the server answered {f'{status} {reason}'.strip()} (--fail)")
 
     def _meets(self, status: int, headers: list[tuple[str, str]]) -> bool:
         """-z: curl 7.88's Curl_meets_timecondition on a 2xx's Last-Modified read as
@@ -499,6 +517,10 @@ class _NoResume(Exception):
 
 class _TooLarge(Exception):
     """A Content-Length over --max-filesize (curl's 63)."""
+
+
+class _Failed(Exception):
+    """curl -f: a final status of 400 or more (curl's 22)."""
 
 
 def _resumed(offset: int, status: int, headers: list[tuple[str, str]],

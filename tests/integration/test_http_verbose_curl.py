@@ -60,6 +60,15 @@ def test_verbose_as_curl(http: str, tmp_path: Path) -> None:  # noqa: F811
     both("-s", "-v", *UA, "-I", f"{http}/echo", cwd=tmp_path)
     err, _ = both("-s", "-v", *UA, "http://127.0.0.1:9/", cwd=tmp_path, code=7)
     assert b"* connect to 127.0.0.1 port 9 failed: Connection refused\n" in err
+    # a PUT's 100 Continue as it comes (no blank line), -f's end after the head
+    (tmp_path / "up.txt").write_bytes(b"hello\n")
+    err, _ = both("-s", "-v", *UA, "-T", "up.txt", f"{http}/echo", cwd=tmp_path)
+    assert b"< HTTP/1.1 100 Continue\r\n} [6 bytes data]\n* We are completely" in err
+    w = "%{http_code} %{num_connects} %{size_download} %{exitcode}\n"
+    err, _ = both("-s", "-v", "-A", "curl/7.88.1", "-w", w, "-f", f"{http}/r/404?to=x",
+                  cwd=tmp_path, code=22)  # fmt: skip
+    assert err.endswith(b"< Content-Length: 5\r\n* The requested URL returned error: 404\n"
+                        b"* Closing connection 0\n")  # fmt: skip
 
 
 def test_verbose_over_tls_as_curl(https: str, pki: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
